@@ -1,0 +1,128 @@
+"""The one interface every platform adapter offers, and the values that cross it.
+
+Adapters talk to one platform for one account. They classify what the platform answered
+(success, retry later, give up, credentials broken); the gateway's publisher decides what to
+do about it. Adapters import nothing from ``gateway``: the gateway resolves credentials and
+hands the adapter the secret, a shared ``aiohttp.ClientSession`` and the platform settings
+from the policy file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import aiohttp
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaItem:
+    """One attachment to upload before the post is created."""
+
+    data: bytes
+    mime_type: str
+    description: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboundPost:
+    """What the publisher asks an adapter to publish.
+
+    ``idempotency_key`` is derived from the post id and its version and is the same on every
+    retry, so that a retry after a lost response never makes a second copy.
+    """
+
+    post_id: str
+    idempotency_key: str
+    text: str
+    reply_to: str | None = None
+    spoiler_text: str | None = None
+    sensitive: bool = False
+    language: str | None = None
+    visibility: str | None = None
+    media: tuple[MediaItem, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishResult:
+    """Where the post landed on the platform."""
+
+    remote_id: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountInfo:
+    """Who the credentials belong to, as the platform tells it."""
+
+    remote_id: str
+    handle: str
+    display_name: str | None = None
+    url: str | None = None
+
+
+class AdapterError(Exception):
+    """A platform call failed; the fields say whether and when trying again makes sense.
+
+    ``retryable``: a transient failure (connection error, 5xx, 429) worth another try.
+    ``retry_after``: seconds the platform asked us to wait, when it said so.
+    ``auth_failed``: the credential no longer works (401); retrying cannot help until an
+    admin fixes it.
+    ``status``: the HTTP status, when there was one. ``detail``: the platform's answer, with
+    no secret in it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        auth_failed: bool = False,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.auth_failed = auth_failed
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterConfig:
+    """Everything an adapter needs for one account.
+
+    ``options`` carries the platform keys of the policy file (``instance`` for Mastodon,
+    ``pds`` for Bluesky, ``api`` for X). ``secret`` is the resolved credential: an access
+    token, an app password or an OAuth 2 user token. It is never logged.
+    """
+
+    account: str
+    handle: str
+    secret: str = field(repr=False, default="")
+    options: dict[str, str] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A platform client for one account.
+
+    ``publish`` creates the post; ``find_existing`` looks on the platform for a post made with
+    this idempotency key (after a crash mid-publish), returning it or ``None``; ``delete``
+    removes a published post (an already-deleted post counts as success);
+    ``verify_credentials`` answers who the account is. All raise ``AdapterError``.
+    """
+
+    platform: str
+
+    async def publish(self, post: OutboundPost) -> PublishResult: ...
+
+    async def find_existing(self, post: OutboundPost) -> PublishResult | None: ...
+
+    async def delete(self, remote_id: str) -> None: ...
+
+    async def verify_credentials(self) -> AccountInfo: ...

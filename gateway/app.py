@@ -1,0 +1,116 @@
+"""The aiohttp application: its parts, their lifetimes, and its routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from gateway.appkeys import (
+    APPENDER,
+    DB,
+    IDENTITY,
+    PLATFORMS,
+    POLICIES,
+    POSTS,
+    PUBLISHER,
+    REGISTRY,
+    SANDBOX,
+    SETTINGS,
+)
+from gateway.audit.appender import Appender
+from gateway.clock import Clock, SystemClock
+from gateway.http import native, sandbox
+from gateway.http.common import error_middleware
+from gateway.policy.loader import PolicyRegistry
+from gateway.services.identity import Identity
+from gateway.services.platforms import Platforms
+from gateway.services.policies import PolicyService
+from gateway.services.posts import PostService
+from gateway.services.publisher import Publisher
+from gateway.services.sandbox import SandboxTimeline
+from gateway.settings import Settings
+from gateway.storage.db import open_database
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to take posts: the database answers and policies are loaded."""
+    problems: dict[str, object] = {}
+    try:
+        async with request.app[DB].read() as txn:
+            await txn.fetchone("SELECT 1 AS one")
+    except Exception as exc:  # any database failure means not ready
+        problems["database"] = type(exc).__name__
+    if not request.app[REGISTRY].policies:
+        problems["policies"] = "no policy loaded"
+    unhealthy = request.app[PLATFORMS].unhealthy
+    body = {
+        "status": "ok" if not problems else "unavailable",
+        "problems": problems,
+        "accounts_unhealthy": sorted(unhealthy),
+        "policy_errors": len(request.app[POLICIES].errors()),
+    }
+    return web.json_response(body, status=200 if not problems else 503)
+
+
+def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
+    """Build the gateway; every long-lived resource opens and closes in ``cleanup_ctx``."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    the_clock = clock or SystemClock()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        db = await open_database(settings.database_url)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        appender = Appender(db, the_clock)
+        await appender.start()
+        registry = PolicyRegistry(settings.policy_dir)
+        timeline = SandboxTimeline(db, the_clock)
+        public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+        platforms = Platforms(sandbox=timeline, public_url=public_url, session=session)
+        publisher = Publisher(
+            db=db, appender=appender, policies=registry, platforms=platforms, clock=the_clock,
+            interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,
+        )
+        policies = PolicyService(
+            registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds
+        )
+        app[DB] = db
+        app[APPENDER] = appender
+        app[REGISTRY] = registry
+        app[POLICIES] = policies
+        app[IDENTITY] = Identity(db, the_clock)
+        app[SANDBOX] = timeline
+        app[PLATFORMS] = platforms
+        app[PUBLISHER] = publisher
+        app[POSTS] = PostService(
+            db=db, appender=appender, policies=registry, clock=the_clock, platforms=platforms,
+            wake_publisher=publisher.wake,
+        )
+        try:
+            await policies.start()
+            if run_publisher:
+                await publisher.start()
+            yield
+        finally:
+            await publisher.stop()
+            await policies.stop()
+            await appender.stop()
+            await session.close()
+            await db.close()
+
+    app.cleanup_ctx.append(resources)
+    app.add_routes(routes)
+    app.add_routes(native.routes)
+    app.add_routes(sandbox.routes)
+    return app

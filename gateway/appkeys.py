@@ -1,0 +1,27 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.audit.appender import Appender
+from gateway.policy.loader import PolicyRegistry
+from gateway.services.identity import Identity
+from gateway.services.platforms import Platforms
+from gateway.services.policies import PolicyService
+from gateway.services.posts import PostService
+from gateway.services.publisher import Publisher
+from gateway.services.sandbox import SandboxTimeline
+from gateway.settings import Settings
+from gateway.storage.db import Database
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)  # type: ignore[type-abstract]
+APPENDER = web.AppKey("appender", Appender)
+REGISTRY = web.AppKey("registry", PolicyRegistry)
+POLICIES = web.AppKey("policies", PolicyService)
+IDENTITY = web.AppKey("identity", Identity)
+POSTS = web.AppKey("posts", PostService)
+PUBLISHER = web.AppKey("publisher", Publisher)
+PLATFORMS = web.AppKey("platforms", Platforms)
+SANDBOX = web.AppKey("sandbox", SandboxTimeline)

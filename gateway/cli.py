@@ -1,0 +1,149 @@
+"""The ``byline`` command: serve, tokens, policy checks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.clock import SystemClock
+from gateway.logs import configure
+from gateway.settings import Settings, describe_error
+
+DEMO_USERS = ("alice", "bob", "carol", "dave")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _make_token(settings: Settings, user: str, account: str | None, label: str) -> str:
+    from gateway.services.identity import Identity
+    from gateway.storage.db import open_database
+
+    db = await open_database(settings.database_url)
+    try:
+        return await Identity(db, SystemClock()).create(user=user, account=account, label=label)
+    finally:
+        await db.close()
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from gateway.errors import BylineError
+
+    settings = _settings()
+    try:
+        token = asyncio.run(_make_token(settings, args.user, args.account, args.label or ""))
+    except BylineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _cmd_policy_check(args: argparse.Namespace) -> int:
+    from gateway.policy.loader import check_dir
+
+    directory = Path(args.dir) if args.dir else _settings().policy_dir
+    good, issues = check_dir(directory)
+    for issue in issues:
+        print(issue, file=sys.stderr)
+    if issues:
+        print(f"{len(issues)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    for name, loaded in sorted(good.items()):
+        print(f"ok  {loaded.path.name}: {loaded.policy.tier.value} on {loaded.policy.platform}")
+    if not good:
+        print(f"no policy files (*.yaml) in {directory}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = _settings(**overrides)
+    configure(level=settings.log_level, fmt=settings.log_format)
+    from gateway.app import make_app
+    from gateway.policy.loader import check_dir
+
+    _, issues = check_dir(settings.policy_dir)
+    for issue in issues:
+        print(f"policy refused: {issue}", file=sys.stderr)
+    base = f"http://{settings.host}:{settings.port}"
+    if args.demo:
+        tokens = {u: asyncio.run(_make_token(settings, u, None, "demo")) for u in DEMO_USERS}
+        print(_demo_banner(base, tokens), flush=True)
+    app = make_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, print=lambda m: print(m, flush=True),
+                access_log=None)
+    return 0
+
+
+def _demo_banner(base: str, tokens: dict[str, str]) -> str:
+    lines = [
+        "",
+        f"Byline demo gateway on {base} (SQLite, policies from ./policies)",
+        "",
+        "Fresh demo tokens for this run (make more with: .venv/bin/byline token create --user NAME):",
+    ]
+    lines += [f"  {user:6} {token}" for user, token in tokens.items()]
+    lines += [
+        "",
+        "Post as alice on the direct account, then see it on the sandbox timeline:",
+        f"  curl -s -X POST {base}/v1/posts -H 'Authorization: Bearer {tokens['alice']}' \\",
+        "       -H 'Content-Type: application/json' -d '{\"account\": \"demo-direct\", \"text\": \"Hello from Byline\"}'",
+        f"  open {base}/sandbox/demo-direct",
+        "",
+        "Co-signed: alice posts to demo-cosigned, then bob approves with POST /v1/posts/ID/approve.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="byline", description="Byline posting gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true", help="print fresh demo tokens and how to post")
+    serve.set_defaults(func=_cmd_serve)
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
+    create = token.add_parser("create", help="make a token; it is printed once")
+    create.add_argument("--user", required=True)
+    create.add_argument("--account", help="bind the token to one account (client apps)")
+    create.add_argument("--label")
+    create.set_defaults(func=_cmd_token_create)
+
+    policy = sub.add_parser("policy", help="policy files").add_subparsers(dest="action", required=True)
+    check = policy.add_parser("check", help="validate a directory of policy files")
+    check.add_argument("dir", nargs="?")
+    check.set_defaults(func=_cmd_policy_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``byline``."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""The one error type of the gateway, and the only place HTTP statuses are chosen.
+
+Services and storage raise ``BylineError`` with a ``Code``; the HTTP middleware turns it into
+``{"error": code, "message": ...}`` with the status the code maps to. Anything else is a bug:
+logged with its traceback and answered as a generic 500.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Code(StrEnum):
+    """Machine-readable error codes; clients branch on these."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    VALIDATION = "validation_failed"
+    TEXT_EMPTY = "text_empty"
+    TEXT_TOO_LONG = "text_too_long"
+    RULE_BLOCKED = "rule_blocked"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    CONFLICT = "conflict"
+    INVALID_TRANSITION = "invalid_transition"
+    ALREADY_DECIDED = "already_decided"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal_error"
+
+
+STATUS: dict[Code, int] = {
+    Code.BAD_REQUEST: 400,
+    Code.INVALID_JSON: 400,
+    Code.VALIDATION: 422,
+    Code.TEXT_EMPTY: 422,
+    Code.TEXT_TOO_LONG: 422,
+    Code.RULE_BLOCKED: 422,
+    Code.UNAUTHENTICATED: 401,
+    Code.FORBIDDEN: 403,
+    Code.NOT_FOUND: 404,
+    Code.UNKNOWN_ACCOUNT: 404,
+    Code.CONFLICT: 409,
+    Code.INVALID_TRANSITION: 409,
+    Code.ALREADY_DECIDED: 409,
+    Code.PAYLOAD_TOO_LARGE: 413,
+    Code.UNSUPPORTED_MEDIA_TYPE: 415,
+    Code.METHOD_NOT_ALLOWED: 405,
+    Code.UNAVAILABLE: 503,
+    Code.INTERNAL: 500,
+}
+
+
+class BylineError(Exception):
+    """A failure the client can understand and act on.
+
+    ``details`` carries structured context (a rule's name and reason, the allowed states)
+    that the client may show; it must never hold a secret.
+    """
+
+    def __init__(self, code: Code, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this error is answered with."""
+        return STATUS[self.code]
+
+    def to_json(self) -> dict[str, Any]:
+        """The error body sent to clients."""
+        body: dict[str, Any] = {"error": self.code.value, "message": self.message}
+        body.update(self.details)
+        return body

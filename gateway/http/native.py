@@ -1,0 +1,211 @@
+"""The native JSON API: ``/v1/…``. Each handler parses, makes one service call, and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.appkeys import PLATFORMS, POLICIES, POSTS, REGISTRY
+from gateway.errors import BylineError, Code
+from gateway.http.common import authenticated, parse, read_json
+from gateway.policy.engine import roles
+from gateway.services.posts import PostOptions
+
+routes = web.RouteTableDef()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SubmitBody(_Body):
+    """``POST /v1/posts``."""
+
+    account: str = Field(min_length=1, max_length=64)
+    text: str = Field(max_length=100_000)
+    publish_at: datetime | None = Field(default=None, strict=False)
+    reply_to: str | None = Field(default=None, max_length=512)
+    spoiler_text: str | None = Field(default=None, max_length=1000)
+    sensitive: bool = False
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    visibility: Literal["public", "unlisted", "private", "direct"] | None = None
+
+    @field_validator("publish_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("publish_at needs a time zone, for example 2026-01-01T12:00:00Z")
+        return value
+
+
+class EditBody(_Body):
+    """``PATCH /v1/posts/{id}``."""
+
+    text: str = Field(max_length=100_000)
+
+
+class ReasonBody(_Body):
+    """``/reject`` and ``/dismiss``."""
+
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class AdoptBody(_Body):
+    """``/adopt``: optionally with the writer's own wording."""
+
+    text: str | None = Field(default=None, max_length=100_000)
+
+
+def _post_id(request: web.Request) -> str:
+    post_id = request.match_info["id"]
+    if not post_id.isdigit() or len(post_id) > 24:
+        raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+    return post_id
+
+
+@routes.post("/v1/posts")
+async def submit(request: web.Request) -> web.Response:
+    """Submit a post for an account."""
+    caller = await authenticated(request)
+    body = parse(SubmitBody, await read_json(request))
+    options = PostOptions(reply_to=body.reply_to, spoiler_text=body.spoiler_text,
+                          sensitive=body.sensitive, language=body.language,
+                          visibility=body.visibility)
+    post = await request.app[POSTS].submit(
+        caller, account=body.account, text=body.text, publish_at=body.publish_at, options=options
+    )
+    return web.json_response(post, status=201)
+
+
+@routes.get("/v1/posts")
+async def list_posts(request: web.Request) -> web.Response:
+    """Posts the caller may see, newest first; filter by account and state."""
+    caller = await authenticated(request)
+    try:
+        limit = int(request.query.get("limit", "50"))
+    except ValueError:
+        raise BylineError(Code.VALIDATION, "limit must be a whole number") from None
+    if not 1 <= limit <= 200:
+        raise BylineError(Code.VALIDATION, "limit must be between 1 and 200")
+    posts = await request.app[POSTS].list(
+        caller, account=request.query.get("account"), state=request.query.get("state"),
+        limit=limit, before=request.query.get("before"),
+    )
+    return web.json_response({"posts": posts})
+
+
+@routes.get("/v1/posts/{id}")
+async def get_post(request: web.Request) -> web.Response:
+    """One post, with versions, approvals, reasons and events."""
+    caller = await authenticated(request)
+    return web.json_response(await request.app[POSTS].view(caller, _post_id(request)))
+
+
+@routes.patch("/v1/posts/{id}")
+async def edit_post(request: web.Request) -> web.Response:
+    """A new version of the text."""
+    caller = await authenticated(request)
+    body = parse(EditBody, await read_json(request))
+    return web.json_response(await request.app[POSTS].edit(caller, _post_id(request), text=body.text))
+
+
+@routes.post("/v1/posts/{id}/approve")
+async def approve(request: web.Request) -> web.Response:
+    """Approve a held post."""
+    caller = await authenticated(request)
+    await read_json(request, required=False)
+    return web.json_response(await request.app[POSTS].approve(caller, _post_id(request)))
+
+
+@routes.post("/v1/posts/{id}/reject")
+async def reject(request: web.Request) -> web.Response:
+    """Reject a held post, with a reason."""
+    caller = await authenticated(request)
+    body = parse(ReasonBody, await read_json(request, required=False))
+    return web.json_response(await request.app[POSTS].reject(caller, _post_id(request), reason=body.reason))
+
+
+@routes.post("/v1/posts/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    """The author takes the post back."""
+    caller = await authenticated(request)
+    await read_json(request, required=False)
+    return web.json_response(await request.app[POSTS].cancel(caller, _post_id(request)))
+
+
+@routes.post("/v1/posts/{id}/adopt")
+async def adopt(request: web.Request) -> web.Response:
+    """A writer adopts a suggestion; answers with the new post."""
+    caller = await authenticated(request)
+    body = parse(AdoptBody, await read_json(request, required=False))
+    post = await request.app[POSTS].adopt(caller, _post_id(request), text=body.text)
+    return web.json_response(post, status=201)
+
+
+@routes.post("/v1/posts/{id}/dismiss")
+async def dismiss(request: web.Request) -> web.Response:
+    """A writer declines a suggestion."""
+    caller = await authenticated(request)
+    body = parse(ReasonBody, await read_json(request, required=False))
+    return web.json_response(await request.app[POSTS].dismiss(caller, _post_id(request), reason=body.reason))
+
+
+@routes.post("/v1/posts/{id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    """Put a failed post back in the queue."""
+    caller = await authenticated(request)
+    await read_json(request, required=False)
+    return web.json_response(await request.app[POSTS].retry(caller, _post_id(request)))
+
+
+@routes.delete("/v1/posts/{id}")
+async def delete(request: web.Request) -> web.Response:
+    """Delete a published post on its platform."""
+    caller = await authenticated(request)
+    return web.json_response(await request.app[POSTS].delete(caller, _post_id(request)))
+
+
+@routes.get("/v1/accounts")
+async def accounts(request: web.Request) -> web.Response:
+    """The accounts the caller has a role on, with tier and roles."""
+    caller = await authenticated(request)
+    unhealthy = request.app[PLATFORMS].unhealthy
+    out: list[dict[str, Any]] = []
+    for name, loaded in sorted(request.app[REGISTRY].policies.items()):
+        held = roles(loaded.policy, caller.user)
+        if not held or caller.account not in (None, name):
+            continue
+        out.append({
+            "account": name, "platform": loaded.policy.platform, "handle": loaded.policy.handle,
+            "tier": loaded.policy.tier.value, "roles": sorted(r.value for r in held),
+            "healthy": name not in unhealthy, "problem": unhealthy.get(name),
+        })
+    return web.json_response({"accounts": out})
+
+
+@routes.get("/v1/accounts/{account}/policy")
+async def account_policy(request: web.Request) -> web.Response:
+    """The policy in force for an account, and any refused newer version of its file."""
+    caller = await authenticated(request)
+    account = request.match_info["account"]
+    loaded = request.app[POSTS].policy(account)
+    if not roles(loaded.policy, caller.user):
+        raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
+    policy = loaded.policy.model_dump(mode="json", by_alias=True, exclude={"credentials"})
+    policy["credentials"] = "(set)" if loaded.policy.credentials else None
+    errors = request.app[REGISTRY].errors.get(f"{account}.yaml", [])
+    return web.json_response({
+        "account": account, "sha256": loaded.sha256, "file": loaded.path.name,
+        "policy": policy, "summary": loaded.policy.summary(),
+        "refused": [i.to_json() for i in errors],
+    })
+
+
+@routes.get("/v1/policies/errors")
+async def policy_errors(request: web.Request) -> web.Response:
+    """Policy files that were refused, with every problem named."""
+    await authenticated(request)
+    return web.json_response({"errors": request.app[POLICIES].errors()})

@@ -1,0 +1,228 @@
+"""Reading policy files: strict YAML, errors that name the file, line and key.
+
+``PolicyRegistry`` holds the policies in force. ``reload`` reads the directory again: a valid
+changed file replaces its account's policy, an invalid one is refused and the old policy stays
+in force, with the error kept for the API and the logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.policy.models import Policy
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyIssue:
+    """One thing wrong with one policy file."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The issue as the API shows it."""
+        return {"file": self.file, "line": self.line, "key": self.key, "message": self.message}
+
+
+class PolicyFileError(Exception):
+    """A policy file that cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
+        super().__init__("; ".join(str(i) for i in issues))
+        self.issues = list(issues)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedPolicy:
+    """A policy with the file it came from and that file's SHA-256."""
+
+    policy: Policy
+    path: Path
+    sha256: str
+
+
+def _child(node: yaml.Node, key: object) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if k.value == key:
+                return v  # type: ignore[no-any-return]
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]  # type: ignore[no-any-return]
+    return None
+
+
+def _key_line(node: yaml.Node, loc: Iterable[object]) -> int | None:
+    """The line of the deepest YAML node on the error's path (1-based)."""
+    current: yaml.Node = node
+    line: int | None = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(current, yaml.MappingNode):
+            for k, v in current.value:
+                if k.value == part:
+                    line = k.start_mark.line + 1
+                    current = v
+                    break
+            else:
+                return line
+        else:
+            nxt = _child(current, part)
+            if nxt is None:
+                return line
+            current = nxt
+            line = current.start_mark.line + 1
+    return line
+
+
+def _duplicate_keys(node: yaml.Node, name: str) -> list[PolicyIssue]:
+    issues: list[PolicyIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for k, v in node.value:
+            if k.value in seen:
+                issues.append(
+                    PolicyIssue(file=name, line=k.start_mark.line + 1, key=str(k.value),
+                                message="key appears twice")
+                )
+            seen.add(k.value)
+            issues += _duplicate_keys(v, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            issues += _duplicate_keys(item, name)
+    return issues
+
+
+def parse_policy(text: str, *, name: str, expected_account: str | None) -> Policy:
+    """Validate one policy file's text; raise ``PolicyFileError`` listing every problem."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyFileError([PolicyIssue(file=name, line=line, key="", message=f"not valid YAML: {problem}")]) from None
+    if node is None or not isinstance(data, dict):
+        raise PolicyFileError([PolicyIssue(file=name, line=1, key="", message="expected a mapping of keys")])
+    issues = _duplicate_keys(node, name)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            key = ".".join(str(p) for p in loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            issues.append(PolicyIssue(file=name, line=_key_line(node, loc), key=key, message=msg))
+        raise PolicyFileError(issues) from None
+    if expected_account is not None and policy.account != expected_account:
+        issues.append(
+            PolicyIssue(file=name, line=_key_line(node, ["account"]), key="account",
+                        message=f"must equal the file name: {expected_account}")
+        )
+    if issues:
+        raise PolicyFileError(issues)
+    return policy
+
+
+def load_file(path: Path) -> LoadedPolicy:
+    """Read and validate one ``ACCOUNT.yaml`` file."""
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
+    policy = parse_policy(text, name=path.name, expected_account=path.stem)
+    return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The policy files in a directory, in a stable order."""
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
+
+
+def check_dir(directory: Path) -> tuple[dict[str, LoadedPolicy], list[PolicyIssue]]:
+    """Load every file of a directory; return the good ones and every issue of the bad ones."""
+    if not directory.is_dir():
+        return {}, [PolicyIssue(file=str(directory), line=None, key="", message="not a directory")]
+    good: dict[str, LoadedPolicy] = {}
+    issues: list[PolicyIssue] = []
+    for path in policy_files(directory):
+        try:
+            loaded = load_file(path)
+        except PolicyFileError as exc:
+            issues += exc.issues
+        else:
+            good[loaded.policy.account] = loaded
+    return good, issues
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyChange:
+    """A policy that appeared, changed or went away in one reload."""
+
+    account: str
+    kind: str  # "loaded" | "changed" | "removed"
+    old: LoadedPolicy | None
+    new: LoadedPolicy | None
+
+
+@dataclass
+class PolicyRegistry:
+    """The policies in force, and the errors of files that were refused."""
+
+    directory: Path
+    policies: dict[str, LoadedPolicy] = field(default_factory=dict)
+    errors: dict[str, list[PolicyIssue]] = field(default_factory=dict)
+
+    def get(self, account: str) -> LoadedPolicy | None:
+        """The policy in force for ``account``, if any."""
+        return self.policies.get(account)
+
+    def reload(self) -> list[PolicyChange]:
+        """Read the directory again and apply what is valid; return what changed."""
+        changes: list[PolicyChange] = []
+        seen: set[str] = set()
+        errors: dict[str, list[PolicyIssue]] = {}
+        for path in policy_files(self.directory) if self.directory.is_dir() else []:
+            account = path.stem
+            seen.add(account)
+            current = self.policies.get(account)
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                errors[path.name] = [PolicyIssue(file=path.name, line=None, key="", message=str(exc))]
+                continue
+            if current is not None and current.sha256 == hashlib.sha256(raw).hexdigest():
+                continue
+            try:
+                loaded = load_file(path)
+            except PolicyFileError as exc:
+                errors[path.name] = exc.issues
+                continue
+            self.policies[account] = loaded
+            changes.append(
+                PolicyChange(account=account, kind="changed" if current else "loaded", old=current, new=loaded)
+            )
+        for account in sorted(set(self.policies) - seen):
+            old = self.policies.pop(account)
+            changes.append(PolicyChange(account=account, kind="removed", old=old, new=None))
+        self.errors = errors
+        return changes

@@ -1,0 +1,190 @@
+"""The policy file of one account: strict, frozen models.
+
+Unknown keys are errors, types are not coerced, and tier-level rules (a delayed account needs
+a delay, a co-signed one needs reachable approvals) are checked here, so a policy that loads
+is a policy the engine can apply.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_CREDENTIAL = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"
+_RATE = re.compile(r"^(\d+)/(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Read ``30s``, ``15m``, ``24h``, ``2d`` or a combination such as ``1h30m``."""
+    if isinstance(value, timedelta):
+        return value
+    if value == 0:
+        return timedelta(0)
+    if not isinstance(value, str) or not value or not (match := _DURATION.match(value)):
+        raise ValueError("a duration such as 30s, 15m, 24h, 2d or 1h30m")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Tier(StrEnum):
+    """The four presets an account can be on."""
+
+    DIRECT = "direct"
+    DELAYED = "delayed"
+    COSIGNED = "co-signed"
+    MANAGED = "managed"
+
+
+class RuleAction(StrEnum):
+    """What a matching rule does to a post."""
+
+    ALLOW = "allow"
+    HOLD = "hold"
+    BLOCK = "block"
+
+
+class _Strict(BaseModel):
+    # Lists arrive as YAML sequences and tiers as strings, so containers and enums are read in
+    # lax mode; numbers and strings are strict (no "1" for 1, no 1 for "alice").
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Rule(_Strict):
+    """One named check on a post's text, with the reason shown to the people it concerns."""
+
+    name: str = Field(pattern=_NAME)
+    action: RuleAction
+    any_words: tuple[str, ...] = ()
+    regex: str | None = None
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_matcher(self) -> Rule:
+        if not self.any_words and self.regex is None:
+            raise ValueError("a rule needs any_words or regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex does not compile: {exc}") from None
+        return self
+
+    def matches(self, text: str) -> bool:
+        """Whether this rule applies to ``text``."""
+        if self.any_words:
+            words = "|".join(re.escape(w) for w in self.any_words)
+            if re.search(rf"(?<!\w)(?:{words})(?!\w)", text, re.IGNORECASE):
+                return True
+        return self.regex is not None and re.search(self.regex, text) is not None
+
+
+class Approvals(_Strict):
+    """Who must approve held posts, and how many of them."""
+
+    required: int = Field(ge=1, strict=True)
+    from_: tuple[str, ...] = Field(alias="from", min_length=1)
+    expire_after: Duration = timedelta(hours=24)
+
+
+class RateLimit(_Strict):
+    """At most ``count`` posts per ``seconds`` for one account."""
+
+    count: int
+    seconds: int
+
+
+def _parse_rate(value: object) -> object:
+    if isinstance(value, str):
+        match = _RATE.match(value)
+        if not match:
+            raise ValueError("a rate such as 30/h (per s, m, h or d)")
+        return {"count": int(match.group(1)), "seconds": _UNIT_SECONDS[match.group(2)]}
+    return value
+
+
+PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
+
+
+class Policy(_Strict):
+    """One account's policy file, as admins write it."""
+
+    account: str = Field(pattern=_NAME)
+    platform: Literal["sandbox", "mastodon", "bluesky", "x"]
+    handle: str = ""
+    credentials: str | None = Field(default=None, pattern=_CREDENTIAL)
+    tier: Tier
+    owner: str = Field(pattern=_NAME)
+    writers: tuple[str, ...] = ()
+    delay: Duration = timedelta(0)
+    approvals: Approvals | None = None
+    suggesters: tuple[str, ...] = ()
+    disclosure: str | None = None
+    rules: tuple[Rule, ...] = ()
+    max_length: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    instance: str | None = Field(default=None, pattern=r"^https?://")
+    pds: str | None = Field(default=None, pattern=r"^https?://")
+    api: str | None = Field(default=None, pattern=r"^https?://")
+    rate_limit: Annotated[RateLimit | None, BeforeValidator(_parse_rate)] = None
+    retry_attempts: int = Field(default=8, ge=0, le=100, strict=True)
+
+    @model_validator(mode="after")
+    def _tier_rules(self) -> Policy:
+        writers = self.writers or ((self.owner,) if self.tier is not Tier.MANAGED else ())
+        object.__setattr__(self, "writers", writers)
+        if self.tier is Tier.MANAGED:
+            if not writers:
+                raise ValueError("a managed account needs writers: the team")
+            if self.owner in writers:
+                raise ValueError("in a managed account the owner only suggests: remove them from writers")
+            if not self.suggesters:
+                object.__setattr__(self, "suggesters", (self.owner,))
+        if self.tier is Tier.DELAYED and self.delay <= timedelta(0):
+            raise ValueError("a delayed account needs delay greater than 0s")
+        if self.tier is Tier.COSIGNED and self.approvals is None:
+            raise ValueError("a co-signed account needs approvals: required and from")
+        if self.approvals is not None:
+            for writer in writers:
+                others = set(self.approvals.from_) - {writer}
+                if len(others) < self.approvals.required:
+                    raise ValueError(
+                        f"approvals.required is {self.approvals.required} but posts by {writer} "
+                        f"can only be approved by {len(others)} of approvals.from "
+                        "(the author never counts)"
+                    )
+        if self.platform != "sandbox" and self.credentials is None:
+            raise ValueError(f"platform {self.platform} needs credentials: env:NAME or file:PATH")
+        needed = {"mastodon": "instance", "bluesky": "pds"}.get(self.platform)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"platform {self.platform} needs {needed}: https://…")
+        return self
+
+    @property
+    def text_limit(self) -> int:
+        """The longest text accepted: the policy's own limit or the platform's."""
+        return self.max_length or PLATFORM_TEXT_LIMITS[self.platform]
+
+    def summary(self) -> dict[str, object]:
+        """What changes of voice are judged by: recorded in the log at every load and change."""
+        return {
+            "tier": self.tier.value,
+            "platform": self.platform,
+            "owner": self.owner,
+            "writers": sorted(self.writers),
+            "approvers": sorted(self.approvals.from_) if self.approvals else [],
+            "required": self.approvals.required if self.approvals else 0,
+            "suggesters": sorted(self.suggesters),
+            "delay_seconds": int(self.delay.total_seconds()),
+            "rules": [
+                {"name": r.name, "action": r.action.value, "reason": r.reason} for r in self.rules
+            ],
+        }

@@ -1,0 +1,58 @@
+"""API tokens: made once, shown once, stored only as a SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.services.posts import Caller
+from gateway.storage import tokens as sql
+from gateway.storage.db import Database
+
+TOKEN_PREFIX = "byl_"
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Identity:
+    """Creates, checks and revokes tokens."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, *, user: str, account: str | None = None, label: str = "") -> str:
+        """A new random token for ``user`` (bound to one account when given); shown once."""
+        if not _USER.match(user):
+            raise BylineError(Code.VALIDATION, f"not a valid user name: {user!r}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self._db.write() as txn:
+            await sql.insert_token(
+                txn, token_hash=hash_token(token), user=user, account=account, label=label,
+                at=now_micros(self._clock),
+            )
+        return token
+
+    async def authenticate(self, token: str | None) -> Caller:
+        """The caller a bearer token stands for, or 401."""
+        if not token:
+            raise BylineError(
+                Code.UNAUTHENTICATED, "missing token: send Authorization: Bearer <token>"
+            )
+        async with self._db.read() as txn:
+            row = await sql.find_token(txn, hash_token(token))
+        if row is None:
+            raise BylineError(Code.UNAUTHENTICATED, "unknown or revoked token")
+        return Caller(user=row["user_name"], account=row["account"])
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke a token; False when it was not live."""
+        async with self._db.write() as txn:
+            return await sql.revoke_token(txn, hash_token(token), at=now_micros(self._clock))

@@ -1,0 +1,105 @@
+"""Adapters per account, and the credentials they use: resolved here, never shown anywhere.
+
+A policy names its credential by reference (``env:NAME`` or ``file:PATH``); the secret is read
+when an adapter is made and handed to the adapter only. Errors name the reference, not the
+value.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from adapters.base import Adapter, AdapterConfig
+from adapters.sandbox import SandboxAdapter, SandboxStore
+from gateway.errors import BylineError, Code
+from gateway.policy.loader import LoadedPolicy
+
+# platform -> "module:Class"; imported when first used so a missing optional adapter only
+# affects the accounts on that platform.
+ADAPTERS = {
+    "mastodon": "adapters.mastodon:MastodonAdapter",
+    "bluesky": "adapters.bluesky:BlueskyAdapter",
+    "x": "adapters.x:XAdapter",
+}
+
+
+class CredentialError(Exception):
+    """A credential reference that cannot be resolved; the message names only the reference."""
+
+
+def resolve_credential(reference: str, *, base: Path) -> str:
+    """Read the secret an ``env:NAME`` or ``file:PATH`` reference points at."""
+    kind, _, target = reference.partition(":")
+    if kind == "env":
+        value = os.environ.get(target)
+        if not value:
+            raise CredentialError(f"credential {reference} is not set in the environment")
+        return value
+    if kind == "file":
+        path = Path(target)
+        if not path.is_absolute():
+            path = base / path
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CredentialError(f"credential {reference} cannot be read: {exc.strerror}") from None
+        if not value:
+            raise CredentialError(f"credential {reference} is empty")
+        return value
+    raise CredentialError(f"credential reference {reference} is neither env: nor file:")
+
+
+@dataclass
+class Platforms:
+    """Makes and caches one adapter per account and policy version; tracks account health."""
+
+    sandbox: SandboxStore
+    public_url: str
+    session: aiohttp.ClientSession | None = None
+    unhealthy: dict[str, str] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
+
+    def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
+        """The adapter for an account under its policy in force."""
+        key = (loaded.policy.account, loaded.sha256)
+        adapter = self._cache.get(key)
+        if adapter is None:
+            adapter = self._make(loaded)
+            self._cache = {k: v for k, v in self._cache.items() if k[0] != key[0]}
+            self._cache[key] = adapter
+        return adapter
+
+    def _make(self, loaded: LoadedPolicy) -> Adapter:
+        policy = loaded.policy
+        options = {
+            k: v for k, v in (("instance", policy.instance), ("pds", policy.pds), ("api", policy.api)) if v
+        }
+        secret = ""
+        if policy.credentials:
+            try:
+                secret = resolve_credential(policy.credentials, base=loaded.path.parent)
+            except CredentialError as exc:
+                raise BylineError(Code.UNAVAILABLE, str(exc)) from None
+        config = AdapterConfig(
+            account=policy.account, handle=policy.handle, secret=secret, options=options,
+            session=self.session,
+        )
+        if policy.platform == "sandbox":
+            return SandboxAdapter(config, self.sandbox, base_url=self.public_url)
+        module_name, _, cls_name = ADAPTERS[policy.platform].partition(":")
+        cls: Any = getattr(importlib.import_module(module_name), cls_name)
+        adapter: Adapter = cls(config)
+        return adapter
+
+    def mark(self, account: str, problem: str | None) -> None:
+        """Record that an account's credential stopped (or started again) working."""
+        if problem is None:
+            self.unhealthy.pop(account, None)
+        else:
+            self.unhealthy[account] = problem

@@ -1,0 +1,127 @@
+"""Keeping the policies in force in step with the files, and recording every change of voice.
+
+At start and on every reload, each account whose policy differs from the one last recorded
+gets a ``policy.loaded``, ``policy.changed`` or ``policy.removed`` event naming what changed
+(tier, writers, approvers, delay, rules, file hash). A file that does not validate is refused:
+the old policy stays in force and the error is kept for the API and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import structlog
+
+from gateway.audit.appender import Appender, LogTxn
+from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
+from gateway.storage import log as log_sql
+from gateway.storage.db import Database
+
+logger = structlog.get_logger("byline.policies")
+
+
+def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    keys = sorted(set(old or {}) | set(new or {}))
+    return [k for k in keys if (old or {}).get(k) != (new or {}).get(k)]
+
+
+class PolicyService:
+    """Reloads policy files and records their changes in the log."""
+
+    def __init__(
+        self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float
+    ) -> None:
+        self.registry = registry
+        self._appender = appender
+        self._db = db
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._reported: dict[str, list[PolicyIssue]] = {}
+
+    async def sync(self) -> list[str]:
+        """Reload the directory; record every account whose recorded policy differs."""
+        self.registry.reload()
+        self._report_errors()
+        current = dict(self.registry.policies)
+
+        async def work(ltx: LogTxn) -> list[str]:
+            heads = {r["account"]: r for r in await log_sql.all_policy_heads(ltx.txn)}
+            recorded: list[str] = []
+            for account, loaded in sorted(current.items()):
+                head = heads.get(account)
+                if head is not None and head["sha256"] == loaded.sha256:
+                    continue
+                await self._record(ltx, loaded, head)
+                recorded.append(account)
+            for account in sorted(set(heads) - set(current)):
+                old = json.loads(heads[account]["summary"])
+                await ltx.append(
+                    "policy.removed", actor="policy-file", account=account,
+                    chain=f"policy:{account}",
+                    data={"previous_sha256": heads[account]["sha256"], "previous": old},
+                )
+                await log_sql.delete_policy_head(ltx.txn, account)
+                recorded.append(account)
+            return recorded
+
+        changed: list[str] = await self._appender.submit(work)
+        for account in changed:
+            logger.info("policy_recorded", account=account)
+        return changed
+
+    async def _record(self, ltx: LogTxn, loaded: LoadedPolicy, head: Any) -> None:
+        summary = loaded.policy.summary()
+        old = json.loads(head["summary"]) if head is not None else None
+        await ltx.append(
+            "policy.changed" if head is not None else "policy.loaded",
+            actor="policy-file",
+            account=loaded.policy.account,
+            chain=f"policy:{loaded.policy.account}",
+            data={
+                "file": loaded.path.name,
+                "sha256": loaded.sha256,
+                "previous_sha256": head["sha256"] if head is not None else None,
+                "changed": _diff(old, summary),
+                "policy": summary,
+            },
+        )
+        await log_sql.set_policy_head(
+            ltx.txn, account=loaded.policy.account, sha256=loaded.sha256,
+            summary=json.dumps(summary), at=ltx.now,
+        )
+
+    def _report_errors(self) -> None:
+        for name, issues in self.registry.errors.items():
+            if self._reported.get(name) != issues:
+                logger.error(
+                    "policy_refused", file=name, errors=[str(i) for i in issues],
+                    kept="the previous policy stays in force" if self.registry.get(name.removesuffix(".yaml")) else "no policy in force",
+                )
+        self._reported = dict(self.registry.errors)
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Every refused file's issues, for the API."""
+        return [i.to_json() for issues in self.registry.errors.values() for i in issues]
+
+    async def start(self) -> None:
+        """Record the policies at start, then watch the directory."""
+        await self.sync()
+        self._task = asyncio.create_task(self._watch(), name="byline-policy-watch")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sync()
+            except Exception:
+                logger.exception("policy_reload_failed")

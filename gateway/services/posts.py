@@ -1,0 +1,613 @@
+"""Posts: the only code that changes them.
+
+Each public method checks who is asking against the policy in force, then submits one work to
+the appender. Inside the work the post is read again, the lifecycle is asked, the row is
+updated with a compare-and-set on its state and version, and the event is appended: all in
+one transaction, so two approvers (or two replicas) racing cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from adapters.base import AdapterError
+from gateway.audit.appender import Appender, LogTxn
+from gateway.clock import Clock
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import Action, State, transition
+from gateway.policy.engine import (
+    Act,
+    Decision,
+    Outcome,
+    Reason,
+    Role,
+    check_rules,
+    decide,
+    disclosed_text,
+    gate_for,
+    may,
+    publish_time,
+    roles,
+)
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.services.platforms import Platforms
+from gateway.storage import log as log_sql
+from gateway.storage import posts as sql
+from gateway.storage.db import Database, Row
+from gateway.types import iso, to_micros
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """Who is asking: a user, and the one account a client-app token is bound to, if any."""
+
+    user: str
+    account: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostOptions:
+    """Platform options a post can carry."""
+
+    reply_to: str | None = None
+    spoiler_text: str | None = None
+    sensitive: bool = False
+    language: str | None = None
+    visibility: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The options that are set."""
+        out: dict[str, Any] = {
+            k: v for k, v in self.__dict__.items() if v is not None and v is not False
+        }
+        return out
+
+
+def new_post_id() -> str:
+    """A time-ordered numeric id (milliseconds, then 20 random bits), as Mastodon clients expect."""
+    return str((time.time_ns() // 1_000_000) << 20 | secrets.randbits(20))
+
+
+def _reasons_json(reasons: tuple[Reason, ...]) -> str:
+    return json.dumps([r.to_json() for r in reasons])
+
+
+class PostService:
+    """Submit, edit, approve, reject, cancel, adopt, dismiss, delete and read posts."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        appender: Appender,
+        policies: PolicyRegistry,
+        clock: Clock,
+        platforms: Platforms | None = None,
+        wake_publisher: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._platforms = platforms
+        self._db = db
+        self._appender = appender
+        self._policies = policies
+        self._clock = clock
+        self._wake = wake_publisher
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def policy(self, account: str) -> LoadedPolicy:
+        """The policy in force for ``account``, or 404."""
+        loaded = self._policies.get(account)
+        if loaded is None:
+            raise BylineError(Code.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        return loaded
+
+    def _check_account_binding(self, caller: Caller, account: str) -> None:
+        if caller.account is not None and caller.account != account:
+            raise BylineError(
+                Code.FORBIDDEN, f"this token acts for {caller.account}, not {account}"
+            )
+
+    def _check_text(self, loaded: LoadedPolicy, *, author: str, text: Any) -> str:
+        if not isinstance(text, str):
+            raise BylineError(Code.VALIDATION, "text must be a string", field="text")
+        if not text.strip():
+            raise BylineError(Code.TEXT_EMPTY, "text is empty: write something to post", field="text")
+        shown = disclosed_text(loaded.policy, author=author, text=text)
+        limit = loaded.policy.text_limit
+        if len(shown) > limit:
+            raise BylineError(
+                Code.TEXT_TOO_LONG,
+                f"text is {len(shown)} characters as published; the limit for this account is {limit}",
+                field="text",
+                limit=limit,
+                length=len(shown),
+            )
+        return text
+
+    async def _load(self, ltx: LogTxn, post_id: str) -> Row:
+        row = await sql.get_post(ltx.txn, post_id)
+        if row is None:
+            raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+        return row
+
+    async def _cas(self, ltx: LogTxn, row: Row, new_state: State, **changes: Any) -> None:
+        changes["state"] = new_state.value
+        changes.setdefault("updated_at", ltx.now)
+        ok = await sql.compare_and_set(
+            ltx.txn, row["id"], state=row["state"], version=int(row["version"]), changes=changes
+        )
+        if not ok:
+            raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
+
+    def _authorize(self, caller: Caller, row: Row, act: Act) -> LoadedPolicy:
+        loaded = self.policy(row["account"])
+        self._check_account_binding(caller, row["account"])
+        approvers = tuple(json.loads(row["approvers"]))
+        if not may(loaded.policy, caller.user, act, author=row["author"], approvers=approvers):
+            if not may(loaded.policy, caller.user, Act.VIEW, author=row["author"], approvers=approvers):
+                raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
+            raise BylineError(
+                Code.FORBIDDEN, f"{caller.user} may not {act.value} this post", action=act.value
+            )
+        return loaded
+
+    async def _row(self, post_id: str) -> Row:
+        async with self._db.read() as txn:
+            row = await sql.get_post(txn, post_id)
+        if row is None:
+            raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+        return row
+
+    # -- submission ----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        caller: Caller,
+        *,
+        account: str,
+        text: Any,
+        publish_at: datetime | None = None,
+        options: PostOptions | None = None,
+    ) -> dict[str, Any]:
+        """A new post: refused (422), or held, scheduled or suggested per the policy."""
+        self._check_account_binding(caller, account)
+        loaded = self.policy(account)
+        policy = loaded.policy
+        held_by = roles(policy, caller.user)
+        if Role.WRITER in held_by:
+            suggestion = False
+        elif Role.SUGGESTER in held_by:
+            suggestion = True
+        else:
+            raise BylineError(
+                Code.FORBIDDEN, f"{caller.user} may not write or suggest for {account}"
+            )
+        text = self._check_text(loaded, author=caller.user, text=text)
+        now = self._clock.now()
+        if publish_at is not None and publish_at < now:
+            raise BylineError(Code.VALIDATION, "publish_at is in the past", field="publish_at")
+        decision = decide(
+            policy, author=caller.user, text=text, now=now, requested=publish_at, suggestion=suggestion
+        )
+        if isinstance(decision, Reason):
+            await self._record_refusal(caller, loaded, text, decision)
+            raise BylineError(
+                Code.RULE_BLOCKED,
+                f"blocked by rule {decision.rule}: {decision.reason}",
+                rule=decision.rule,
+                reason=decision.reason,
+            )
+        post_id = await self._appender.submit(
+            self._submit_work(
+                author=caller.user, loaded=loaded, text=text, decision=decision,
+                requested=publish_at, options=options or PostOptions(), suggested_by=None,
+                adopted_from=None,
+            )
+        )
+        self._wake()
+        return await self.view(caller, post_id)
+
+    async def _record_refusal(
+        self, caller: Caller, loaded: LoadedPolicy, text: str, reason: Reason
+    ) -> None:
+        async def work(ltx: LogTxn) -> None:
+            await ltx.append(
+                "post.refused",
+                actor=caller.user,
+                account=loaded.policy.account,
+                data={"text_hash": ltx.commit_text(text), "rule": reason.rule,
+                      "reason": reason.reason, "policy_sha256": loaded.sha256},
+            )
+
+        await self._appender.submit(work)
+
+    def _submit_work(
+        self,
+        *,
+        author: str,
+        loaded: LoadedPolicy,
+        text: str,
+        decision: Decision,
+        requested: datetime | None,
+        options: PostOptions,
+        suggested_by: str | None,
+        adopted_from: str | None,
+    ) -> Any:
+        policy = loaded.policy
+        post_id = new_post_id()
+
+        async def work(ltx: LogTxn) -> str:
+            state = State(decision.outcome.value)
+            gate = decision.gate
+            expires = (
+                ltx.now + int(gate.expire_after.total_seconds() * 1_000_000) if gate else None
+            )
+            publish_at = to_micros(decision.publish_at) if decision.publish_at else None
+            await sql.insert_post(ltx.txn, {
+                "id": post_id, "account": policy.account, "author": author,
+                "state": state.value, "version": 1, "text": text,
+                "options": json.dumps(options.to_json()),
+                "reasons": _reasons_json(decision.reasons),
+                "approvers": json.dumps(list(gate.approvers) if gate else []),
+                "required": gate.required if gate else 0,
+                "requested_at": to_micros(requested) if requested else None,
+                "publish_at": publish_at, "expires_at": expires,
+                "suggested_by": suggested_by, "adopted_from": adopted_from,
+                "created_at": ltx.now, "updated_at": ltx.now,
+            })
+            await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=author, at=ltx.now)
+            await ltx.append(
+                "post.submitted",
+                actor=author,
+                account=policy.account,
+                post=post_id,
+                data={
+                    "version": 1,
+                    "text_hash": ltx.commit_text(text),
+                    "state": state.value,
+                    "reasons": [r.to_json() for r in decision.reasons],
+                    "approvers": list(gate.approvers) if gate else [],
+                    "required": gate.required if gate else 0,
+                    "publish_at": iso(publish_at),
+                    "expires_at": iso(expires),
+                    "suggested_by": suggested_by,
+                    "adopted_from": adopted_from,
+                    "policy_sha256": loaded.sha256,
+                    "options": options.to_json(),
+                },
+            )
+            return post_id
+
+        return work
+
+    # -- changes -------------------------------------------------------------------------
+
+    async def edit(self, caller: Caller, post_id: str, *, text: Any) -> dict[str, Any]:
+        """A new version of the text while held, scheduled or suggested; rules run again."""
+        row = await self._row(post_id)
+        loaded = self._authorize(caller, row, Act.EDIT)
+        text = self._check_text(loaded, author=row["author"], text=text)
+        policy = loaded.policy
+        verdict = check_rules(policy, text)
+        if verdict.blocked_by is not None:
+            raise BylineError(
+                Code.RULE_BLOCKED,
+                f"blocked by rule {verdict.blocked_by.rule}: {verdict.blocked_by.reason}",
+                rule=verdict.blocked_by.rule,
+                reason=verdict.blocked_by.reason,
+            )
+        now = self._clock.now()
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            state = State(current["state"])
+            transition(state, Action.EDIT)
+            version = int(current["version"]) + 1
+            changes: dict[str, Any] = {"text": text, "version": version}
+            new_state = state
+            old_reasons = json.loads(current["reasons"])
+            new_reasons = [r.to_json() for r in verdict.holds]
+            if state is State.SCHEDULED and (verdict.holds or int(current["required"]) > 0):
+                # What approvers approved is not this text: it goes back to them.
+                new_state = transition(state, Action.REHOLD)
+                gate = gate_for(policy, current["author"])
+                if not verdict.holds:
+                    new_reasons = [{"rule": "edited-after-approval", "action": "hold",
+                                    "reason": "The text changed after it was approved"}]
+                changes.update(
+                    approvers=json.dumps(list(gate.approvers)),
+                    required=gate.required,
+                    publish_at=None,
+                    expires_at=ltx.now + int(gate.expire_after.total_seconds() * 1_000_000),
+                )
+            elif state is State.SCHEDULED:
+                # The cooling-off window starts again for the new words.
+                at = max(to_micros(publish_time(policy, now, None)), int(current["publish_at"] or 0))
+                changes["publish_at"] = at
+            if state is State.HELD:
+                # Once held, a post stays held: editing out the flagged words does not skip
+                # the second look. Earlier approvals were for the old version and no longer count.
+                new_reasons = old_reasons + [r for r in new_reasons if r not in old_reasons]
+            changes["reasons"] = json.dumps(new_reasons)
+            await self._cas(ltx, current, new_state, **changes)
+            # the CAS checked the old version; the row now carries the new one
+            await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
+                                     editor=caller.user, at=ltx.now)
+            await ltx.append(
+                "post.edited",
+                actor=caller.user,
+                account=current["account"],
+                post=post_id,
+                data={"version": version, "text_hash": ltx.commit_text(text),
+                      "state": new_state.value, "reasons": new_reasons,
+                      "publish_at": iso(changes.get("publish_at", current["publish_at"]))},
+            )
+
+        await self._appender.submit(work)
+        self._wake()
+        return await self.view(caller, post_id)
+
+    async def approve(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """One approval; the one that reaches the required count schedules the post."""
+        row = await self._row(post_id)
+        loaded = self._authorize(caller, row, Act.APPROVE)
+        policy = loaded.policy
+        now = self._clock.now()
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            state = State(current["state"])
+            transition(state, Action.APPROVE)
+            version = int(current["version"])
+            if not await sql.insert_decision(
+                ltx.txn, post_id=post_id, version=version, approver=caller.user,
+                decision="approve", reason=None, at=ltx.now,
+            ):
+                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            count = await sql.count_approvals(ltx.txn, post_id, version)
+            required = int(current["required"])
+            data: dict[str, Any] = {"version": version, "count": count, "required": required}
+            if count >= required:
+                requested = current["requested_at"]
+                at = to_micros(publish_time(policy, now, None))
+                at = max(at, int(requested or 0))
+                await self._cas(ltx, current, transition(state, Action.RELEASE), publish_at=at,
+                                expires_at=None)
+                data.update(state=State.SCHEDULED.value, publish_at=iso(at))
+            else:
+                await self._cas(ltx, current, State.HELD)
+                data["state"] = State.HELD.value
+            await ltx.append("post.approved", actor=caller.user, account=current["account"],
+                             post=post_id, data=data)
+
+        await self._appender.submit(work)
+        self._wake()
+        return await self.view(caller, post_id)
+
+    async def reject(self, caller: Caller, post_id: str, *, reason: str | None) -> dict[str, Any]:
+        """One approver's rejection ends a held post: a co-signer's veto."""
+        row = await self._row(post_id)
+        self._authorize(caller, row, Act.REJECT)
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            new_state = transition(State(current["state"]), Action.REJECT)
+            version = int(current["version"])
+            if not await sql.insert_decision(
+                ltx.txn, post_id=post_id, version=version, approver=caller.user,
+                decision="reject", reason=reason, at=ltx.now,
+            ):
+                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            await self._cas(ltx, current, new_state, expires_at=None)
+            await ltx.append("post.rejected", actor=caller.user, account=current["account"],
+                             post=post_id, data={"version": version, "reason": reason})
+
+        await self._appender.submit(work)
+        return await self.view(caller, post_id)
+
+    async def _simple(
+        self, caller: Caller, post_id: str, act: Act, action: Action, event: str,
+        data: dict[str, Any] | None = None, **changes: Any,
+    ) -> dict[str, Any]:
+        row = await self._row(post_id)
+        self._authorize(caller, row, act)
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            new_state = transition(State(current["state"]), action)
+            await self._cas(ltx, current, new_state, **changes)
+            await ltx.append(event, actor=caller.user, account=current["account"], post=post_id,
+                             data={"state": new_state.value, **(data or {})})
+
+        await self._appender.submit(work)
+        return await self.view(caller, post_id)
+
+    async def cancel(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """The author takes a post back before it is out: the pencil stage."""
+        return await self._simple(caller, post_id, Act.CANCEL, Action.CANCEL, "post.cancelled")
+
+    async def dismiss(self, caller: Caller, post_id: str, *, reason: str | None) -> dict[str, Any]:
+        """A writer declines a suggestion."""
+        return await self._simple(
+            caller, post_id, Act.DISMISS, Action.DISMISS, "post.dismissed", {"reason": reason}
+        )
+
+    async def retry(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """Put a failed post back in the queue, to publish now."""
+        now = to_micros(self._clock.now())
+        result = await self._simple(
+            caller, post_id, Act.RETRY, Action.RETRY, "post.retried",
+            publish_at=now, attempts=0, last_error=None,
+        )
+        self._wake()
+        return result
+
+    async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> dict[str, Any]:
+        """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
+        row = await self._row(post_id)
+        loaded = self._authorize(caller, row, Act.ADOPT)
+        words = row["text"] if text is None else text
+        words = self._check_text(loaded, author=caller.user, text=words)
+        now = self._clock.now()
+        decision = decide(
+            loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
+        )
+        if isinstance(decision, Reason):
+            raise BylineError(
+                Code.RULE_BLOCKED, f"blocked by rule {decision.rule}: {decision.reason}",
+                rule=decision.rule, reason=decision.reason,
+            )
+        options = PostOptions(**json.loads(row["options"]))
+        create = self._submit_work(
+            author=caller.user, loaded=loaded, text=words, decision=decision, requested=None,
+            options=options, suggested_by=row["author"], adopted_from=post_id,
+        )
+
+        async def work(ltx: LogTxn) -> str:
+            current = await self._load(ltx, post_id)
+            new_state = transition(State(current["state"]), Action.ADOPT)
+            new_id: str = await create(ltx)
+            await self._cas(ltx, current, new_state, adopted_into=new_id)
+            await ltx.append("post.adopted", actor=caller.user, account=current["account"],
+                             post=post_id, data={"state": new_state.value, "into": new_id})
+            return new_id
+
+        new_id = await self._appender.submit(work)
+        self._wake()
+        return await self.view(caller, new_id)
+
+    async def delete(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """Delete a published post on its platform; the record of it stays."""
+        row = await self._row(post_id)
+        loaded = self._authorize(caller, row, Act.DELETE)
+        transition(State(row["state"]), Action.DELETE)
+        if self._platforms is None:
+            raise BylineError(Code.UNAVAILABLE, "no platforms configured")
+        adapter = self._platforms.adapter_for(loaded)
+        try:
+            await adapter.delete(row["remote_id"])
+        except AdapterError as exc:
+            raise BylineError(
+                Code.UNAVAILABLE, f"the platform did not delete the post: {exc.message}",
+                retryable=exc.retryable,
+            ) from None
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            new_state = transition(State(current["state"]), Action.DELETE)
+            await self._cas(ltx, current, new_state)
+            await ltx.append("post.deleted", actor=caller.user, account=current["account"],
+                             post=post_id, data={"state": new_state.value,
+                                                 "remote_id": current["remote_id"]})
+
+        await self._appender.submit(work)
+        return await self.view(caller, post_id)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def view(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """A post with its versions, decisions, reasons and log events."""
+        async with self._db.read() as txn:
+            row = await sql.get_post(txn, post_id)
+            if row is None:
+                raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+            self._authorize(caller, row, Act.VIEW)
+            versions = await sql.versions(txn, post_id)
+            decisions = await sql.approvals(txn, post_id)
+            entries = await log_sql.post_entries(txn, post_id)
+        return render_post(row, versions, decisions, entries, self._policies.get(row["account"]))
+
+    async def list(
+        self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
+        before: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Posts the caller may see, newest first."""
+        if state is not None and state not in State.__members__.values():
+            raise BylineError(
+                Code.VALIDATION, f"unknown state {state!r}", allowed=[s.value for s in State]
+            )
+        if account is not None:
+            self._check_account_binding(caller, account)
+            loaded = self.policy(account)
+            if not roles(loaded.policy, caller.user):
+                raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
+            accounts = [account]
+        else:
+            accounts = [
+                name for name, lp in sorted(self._policies.policies.items())
+                if roles(lp.policy, caller.user) and caller.account in (None, name)
+            ]
+        async with self._db.read() as txn:
+            rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
+        return [render_post(r, None, None, None, self._policies.get(r["account"])) for r in rows]
+
+
+def render_post(
+    row: Row,
+    versions: list[Row] | None,
+    decisions: list[Row] | None,
+    entries: list[Row] | None,
+    loaded: LoadedPolicy | None,
+) -> dict[str, Any]:
+    """The JSON shape of a post in the native API."""
+    shown = (
+        row["published_text"]
+        or (disclosed_text(loaded.policy, author=row["author"], text=row["text"]) if loaded else row["text"])
+    )
+    version = int(row["version"])
+    approvals_now = [
+        d["approver"] for d in (decisions or [])
+        if int(d["version"]) == version and d["decision"] == "approve"
+    ]
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "account": row["account"],
+        "author": row["author"],
+        "state": row["state"],
+        "text": row["text"],
+        "display_text": shown,
+        "version": version,
+        "options": json.loads(row["options"]),
+        "publish_at": iso(row["publish_at"]),
+        "expires_at": iso(row["expires_at"]),
+        "reasons": json.loads(row["reasons"]),
+        "approvers": json.loads(row["approvers"]),
+        "approvals_required": int(row["required"]),
+        "approvals_needed": max(0, int(row["required"]) - len(approvals_now))
+        if row["state"] == State.HELD.value else 0,
+        "remote": {"id": row["remote_id"], "url": row["remote_url"]} if row["remote_id"] else None,
+        "suggested_by": row["suggested_by"],
+        "adopted_from": row["adopted_from"],
+        "adopted_into": row["adopted_into"],
+        "attempts": int(row["attempts"]),
+        "last_error": row["last_error"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+    if versions is not None:
+        out["versions"] = [
+            {"version": int(v["version"]), "text": v["text"], "editor": v["editor"],
+             "at": iso(v["created_at"])}
+            for v in versions
+        ]
+    if decisions is not None:
+        out["approvals"] = [
+            {"approver": d["approver"], "decision": d["decision"], "reason": d["reason"],
+             "version": int(d["version"]), "at": iso(d["created_at"]),
+             "current": int(d["version"]) == version}
+            for d in decisions
+        ]
+    if entries is not None:
+        events = []
+        for e in entries:
+            body = json.loads(bytes(e["entry"]))
+            events.append({"index": int(e["idx"]), "type": body["type"], "actor": body["actor"],
+                           "ts": body["ts"], "data": body["data"]})
+        out["events"] = events
+    return out

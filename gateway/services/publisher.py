@@ -1,0 +1,289 @@
+"""The scheduler and publisher: due posts go out once, through restarts and crashes.
+
+A due post is *claimed* (``scheduled`` → ``publishing``, with a lease and its idempotency key,
+and a log entry) before any request leaves. If the gateway dies mid-publish, the lease runs
+out and the post is claimed again on the recovery path: the adapter first looks on the
+platform for the post made with that key, and only publishes when it is not there. The same
+key goes with every attempt, so a platform that honours it cannot make a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from adapters.base import AdapterError, OutboundPost, PublishResult
+from gateway.audit.appender import Appender, LogTxn
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import Action, State, transition
+from gateway.policy.engine import disclosed_text
+from gateway.policy.loader import PolicyRegistry
+from gateway.services.platforms import Platforms
+from gateway.storage import posts as sql
+from gateway.storage.db import Database
+from gateway.types import iso
+
+logger = structlog.get_logger("byline.publisher")
+
+_SECOND = 1_000_000
+
+
+def idempotency_key(post_id: str, version: int) -> str:
+    """The key sent with every attempt to publish one version of one post."""
+    return f"byline-{post_id}-v{version}"
+
+
+def backoff_seconds(attempt: int) -> float:
+    """How long to wait before attempt ``attempt + 1``: 5 s doubling, at most an hour."""
+    return float(min(5 * 2 ** max(attempt - 1, 0), 3600))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A post this publisher now owns until its lease runs out."""
+
+    post_id: str
+    account: str
+    version: int
+    text: str
+    options: dict[str, Any]
+    key: str
+    attempt: int
+    recovering: bool
+
+
+class Publisher:
+    """Expires stale holds and publishes due posts; runs in the background of every replica."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        appender: Appender,
+        policies: PolicyRegistry,
+        platforms: Platforms,
+        clock: Clock,
+        interval: float = 0.5,
+        lease_seconds: float = 120.0,
+    ) -> None:
+        self._db = db
+        self._appender = appender
+        self._policies = policies
+        self._platforms = platforms
+        self._clock = clock
+        self._interval = interval
+        self._lease = int(lease_seconds * _SECOND)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[str] = set()
+
+    def wake(self) -> None:
+        """Look for due work now rather than at the next tick."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start the background loop (posts that came due while down go out now)."""
+        self._task = asyncio.create_task(self._loop(), name="byline-publisher")
+
+    async def stop(self) -> None:
+        """Stop the loop; a publish in flight keeps its lease and is recovered later."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("publisher_tick_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Expire stale holds, then publish every due post; return how many were handled."""
+        now = now_micros(self._clock)
+        async with self._db.read() as txn:
+            stale = await sql.expired_holds(txn, now=now, limit=500)
+            due = await sql.due_posts(txn, now=now, limit=100)
+        for row in stale:
+            with contextlib.suppress(BylineError):
+                await self._appender.submit(self._expire_work(row["id"]))
+        todo = [r["id"] for r in due if r["id"] not in self._inflight]
+        self._inflight.update(todo)
+        try:
+            await asyncio.gather(*(self.publish(post_id) for post_id in todo))
+        finally:
+            self._inflight.difference_update(todo)
+        return len(stale) + len(todo)
+
+    def _expire_work(self, post_id: str) -> Any:
+        async def work(ltx: LogTxn) -> None:
+            row = await sql.get_post(ltx.txn, post_id)
+            if row is None or row["state"] != State.HELD.value or row["expires_at"] > ltx.now:
+                raise BylineError(Code.CONFLICT, "no longer expiring")
+            new_state = transition(State.HELD, Action.EXPIRE)
+            if not await sql.compare_and_set(
+                ltx.txn, post_id, state=row["state"], version=int(row["version"]),
+                changes={"state": new_state.value, "updated_at": ltx.now},
+            ):
+                raise BylineError(Code.CONFLICT, "changed meanwhile")
+            await ltx.append("post.expired", actor="system", account=row["account"], post=post_id,
+                             data={"state": new_state.value, "version": int(row["version"])})
+
+        return work
+
+    def _claim_work(self, post_id: str) -> Any:
+        lease = self._lease
+        policies = self._policies
+
+        async def work(ltx: LogTxn) -> Claim | None:
+            row = await sql.get_post(ltx.txn, post_id)
+            if row is None:
+                return None
+            state = State(row["state"])
+            due = state is State.SCHEDULED and row["publish_at"] is not None and row["publish_at"] <= ltx.now
+            stale = state is State.PUBLISHING and (row["lease_until"] or 0) <= ltx.now
+            if not (due or stale):
+                return None  # someone else got it, or it was edited or cancelled meanwhile
+            loaded = policies.get(row["account"])
+            if loaded is None:
+                return None  # the account's policy was removed: nothing may go out under it
+            version = int(row["version"])
+            key = idempotency_key(post_id, version)
+            text = row["published_text"] if stale and row["published_text"] else disclosed_text(
+                loaded.policy, author=row["author"], text=row["text"]
+            )
+            attempt = int(row["attempts"]) + 1
+            if not await sql.compare_and_set(
+                ltx.txn, post_id, state=state.value, version=version,
+                changes={
+                    "state": transition(state, Action.CLAIM).value, "attempts": attempt,
+                    "lease_until": ltx.now + lease, "idempotency_key": key,
+                    "published_text": text, "updated_at": ltx.now,
+                },
+            ):
+                return None
+            await ltx.append(
+                "post.publishing", actor="system", account=row["account"], post=post_id,
+                data={"attempt": attempt, "version": version, "idempotency_key": key,
+                      "recovering": stale, "text_hash": ltx.commit_text(text)},
+            )
+            return Claim(post_id=post_id, account=row["account"], version=version, text=text,
+                         options=json.loads(row["options"]), key=key, attempt=attempt,
+                         recovering=stale)
+
+        return work
+
+    async def publish(self, post_id: str) -> None:
+        """Claim one due post and get it onto its platform, or defer or fail it."""
+        claim: Claim | None = await self._appender.submit(self._claim_work(post_id))
+        if claim is None:
+            return
+        log = logger.bind(post_id=post_id, account=claim.account, attempt=claim.attempt)
+        loaded = self._policies.get(claim.account)
+        outbound = OutboundPost(
+            post_id=post_id, idempotency_key=claim.key, text=claim.text,
+            reply_to=claim.options.get("reply_to"), spoiler_text=claim.options.get("spoiler_text"),
+            sensitive=bool(claim.options.get("sensitive", False)),
+            language=claim.options.get("language"), visibility=claim.options.get("visibility"),
+        )
+        try:
+            if loaded is None:
+                raise AdapterError("the account has no policy in force", retryable=True)
+            adapter = self._platforms.adapter_for(loaded)
+            result: PublishResult | None = None
+            if claim.recovering:
+                result = await adapter.find_existing(outbound)
+                if result is not None:
+                    log.info("publish_recovered", remote_id=result.remote_id)
+            if result is None:
+                result = await adapter.publish(outbound)
+        except AdapterError as exc:
+            await self._settle_failure(claim, exc, retry_budget=loaded.policy.retry_attempts if loaded else 0)
+            return
+        except BylineError as exc:  # credentials missing: wait for an admin, do not burn retries
+            await self._settle_failure(
+                claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=0
+            )
+            return
+        except Exception as exc:
+            log.exception("publish_crashed")
+            await self._settle_failure(
+                claim, AdapterError(f"unexpected error: {type(exc).__name__}", retryable=True),
+                retry_budget=loaded.policy.retry_attempts if loaded else 0,
+            )
+            return
+        self._platforms.mark(claim.account, None)
+        await self._appender.submit(self._published_work(claim, result))
+        log.info("published", remote_id=result.remote_id)
+
+    def _published_work(self, claim: Claim, result: PublishResult) -> Any:
+        async def work(ltx: LogTxn) -> None:
+            row = await sql.get_post(ltx.txn, claim.post_id)
+            assert row is not None
+            new_state = transition(State(row["state"]), Action.PUBLISHED)
+            if not await sql.compare_and_set(
+                ltx.txn, claim.post_id, state=row["state"], version=claim.version,
+                changes={"state": new_state.value, "remote_id": result.remote_id,
+                         "remote_url": result.url, "lease_until": None, "last_error": None,
+                         "updated_at": ltx.now},
+            ):
+                raise BylineError(Code.CONFLICT, "post changed while publishing")
+            await ltx.append(
+                "post.published", actor="system", account=claim.account, post=claim.post_id,
+                data={"remote_id": result.remote_id, "url": result.url,
+                      "version": claim.version, "attempt": claim.attempt},
+            )
+
+        return work
+
+    async def _settle_failure(self, claim: Claim, error: AdapterError, *, retry_budget: int) -> None:
+        detail = error.message if not error.detail else f"{error.message}: {error.detail}"
+        if error.auth_failed:
+            self._platforms.mark(claim.account, detail)
+        give_up = not error.retryable or (not error.auth_failed and claim.attempt >= retry_budget)
+        delay = error.retry_after if error.retry_after is not None else backoff_seconds(claim.attempt)
+        if error.auth_failed:
+            delay = max(delay, 300.0)
+
+        async def work(ltx: LogTxn) -> None:
+            row = await sql.get_post(ltx.txn, claim.post_id)
+            assert row is not None
+            state = State(row["state"])
+            if give_up:
+                new_state = transition(state, Action.FAIL)
+                changes: dict[str, Any] = {"state": new_state.value, "last_error": detail,
+                                           "lease_until": None, "updated_at": ltx.now}
+                data: dict[str, Any] = {"state": new_state.value, "error": detail,
+                                        "attempt": claim.attempt}
+                event = "post.failed"
+            else:
+                new_state = transition(state, Action.DEFER)
+                at = ltx.now + int(delay * _SECOND)
+                changes = {"state": new_state.value, "last_error": detail, "publish_at": at,
+                           "lease_until": None, "updated_at": ltx.now}
+                data = {"state": new_state.value, "error": detail, "attempt": claim.attempt,
+                        "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
+                event = "post.deferred"
+            if not await sql.compare_and_set(
+                ltx.txn, claim.post_id, state=row["state"], version=claim.version, changes=changes
+            ):
+                raise BylineError(Code.CONFLICT, "post changed while publishing")
+            await ltx.append(event, actor="system", account=claim.account, post=claim.post_id,
+                             data=data)
+
+        logger.warning("publish_failed", post_id=claim.post_id, account=claim.account,
+                       error=detail, gave_up=give_up)
+        await self._appender.submit(work)

@@ -1,0 +1,50 @@
+"""Gateway settings, from the environment (prefix ``BYLINE_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the gateway reads at start; bad values stop it with one clear line."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BYLINE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        default="sqlite:///var/byline.db",
+        description="sqlite:///PATH (relative to the working directory) or postgresql://…",
+    )
+    policy_dir: Path = Path("policies")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
+    log_key_file: Path = Path("var/log.key")
+    log_origin: str = Field(default="byline.local/log", min_length=1)
+    policy_reload_seconds: float = Field(default=1.0, gt=0)
+    scheduler_interval_seconds: float = Field(default=0.5, gt=0)
+    checkpoint_interval_seconds: float = Field(default=2.0, gt=0)
+    publish_lease_seconds: float = Field(default=120.0, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    log_format: str = Field(default="console", pattern="^(console|json)$")
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://"))):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+def describe_error(error: ValidationError) -> str:
+    """One line naming every bad setting by its environment variable."""
+    parts = []
+    for item in error.errors():
+        name = "BYLINE_" + "_".join(str(p) for p in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "invalid settings: " + "; ".join(parts)

@@ -1,0 +1,147 @@
+"""SQL for posts, their versions and their approvals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.storage.db import Row, Txn
+
+_POST_COLUMNS = (
+    "id", "account", "author", "state", "version", "text", "options", "reasons", "approvers",
+    "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
+    "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
+    "last_error", "lease_until", "created_at", "updated_at",
+)
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at"}
+
+
+async def insert_post(txn: Txn, values: dict[str, Any]) -> None:
+    """Insert a new post row."""
+    cols = [c for c in _POST_COLUMNS if c in values]
+    await txn.execute(
+        f"INSERT INTO posts ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+        *(values[c] for c in cols),
+    )
+
+
+async def get_post(txn: Txn, post_id: str) -> Row | None:
+    """One post row."""
+    return await txn.fetchone("SELECT * FROM posts WHERE id = ?", post_id)
+
+
+async def compare_and_set(
+    txn: Txn, post_id: str, *, state: str, version: int, changes: dict[str, Any]
+) -> bool:
+    """Update a post only if it is still in ``state`` at ``version``; True when it was."""
+    bad = set(changes) - _UPDATABLE
+    if bad:
+        raise ValueError(f"not updatable: {sorted(bad)}")
+    cols = sorted(changes)
+    sets = ", ".join(f"{c} = ?" for c in cols)
+    count = await txn.execute(
+        f"UPDATE posts SET {sets} WHERE id = ? AND state = ? AND version = ?",
+        *(changes[c] for c in cols), post_id, state, version,
+    )
+    return count == 1
+
+
+async def insert_version(txn: Txn, *, post_id: str, version: int, text: str, editor: str, at: int) -> None:
+    """Record one version of a post's text."""
+    await txn.execute(
+        "INSERT INTO post_versions (post_id, version, text, editor, created_at) VALUES (?, ?, ?, ?, ?)",
+        post_id, version, text, editor, at,
+    )
+
+
+async def versions(txn: Txn, post_id: str) -> list[Row]:
+    """Every version of a post, oldest first."""
+    return await txn.fetchall(
+        "SELECT version, text, editor, created_at FROM post_versions WHERE post_id = ? ORDER BY version",
+        post_id,
+    )
+
+
+async def insert_decision(
+    txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int
+) -> bool:
+    """Record an approval or rejection; False when this person already decided this version."""
+    existing = await txn.fetchone(
+        "SELECT decision FROM approvals WHERE post_id = ? AND version = ? AND approver = ?",
+        post_id, version, approver,
+    )
+    if existing is not None:
+        return False
+    await txn.execute(
+        "INSERT INTO approvals (post_id, version, approver, decision, reason, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        post_id, version, approver, decision, reason, at,
+    )
+    return True
+
+
+async def approvals(txn: Txn, post_id: str) -> list[Row]:
+    """Every decision on a post, all versions, oldest first."""
+    return await txn.fetchall(
+        "SELECT version, approver, decision, reason, created_at FROM approvals "
+        "WHERE post_id = ? ORDER BY created_at, approver",
+        post_id,
+    )
+
+
+async def count_approvals(txn: Txn, post_id: str, version: int) -> int:
+    """How many distinct approvals the current version has."""
+    row = await txn.fetchone(
+        "SELECT COUNT(*) AS n FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
+        post_id, version,
+    )
+    return int(row["n"]) if row else 0
+
+
+async def list_posts(
+    txn: Txn, *, accounts: list[str], state: str | None, limit: int, before: str | None
+) -> list[Row]:
+    """Newest posts first for some accounts, optionally in one state."""
+    if not accounts:
+        return []
+    where = [f"account IN ({', '.join('?' for _ in accounts)})"]
+    args: list[Any] = list(accounts)
+    if state is not None:
+        where.append("state = ?")
+        args.append(state)
+    if before is not None:
+        where.append("id < ?")
+        args.append(before)
+    args.append(limit)
+    return await txn.fetchall(
+        f"SELECT * FROM posts WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
+        *args,
+    )
+
+
+async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
+    """Scheduled posts whose time has come, and publishes whose lease ran out."""
+    return await txn.fetchall(
+        "SELECT id, state, version FROM posts WHERE (state = 'scheduled' AND publish_at <= ?) "
+        "OR (state = 'publishing' AND lease_until <= ?) ORDER BY publish_at, id LIMIT ?",
+        now, now, limit,
+    )
+
+
+async def expired_holds(txn: Txn, *, now: int, limit: int) -> list[Row]:
+    """Held posts past their approval deadline."""
+    return await txn.fetchall(
+        "SELECT id, state, version FROM posts WHERE state = 'held' AND expires_at <= ? "
+        "ORDER BY expires_at, id LIMIT ?",
+        now, limit,
+    )
+
+
+async def next_due_time(txn: Txn) -> int | None:
+    """The earliest time the scheduler has something to do."""
+    row = await txn.fetchone(
+        "SELECT MIN(t) AS t FROM ("
+        " SELECT MIN(publish_at) AS t FROM posts WHERE state = 'scheduled'"
+        " UNION ALL SELECT MIN(lease_until) FROM posts WHERE state = 'publishing'"
+        " UNION ALL SELECT MIN(expires_at) FROM posts WHERE state = 'held') AS due"
+    )
+    return int(row["t"]) if row and row["t"] is not None else None

@@ -1,0 +1,193 @@
+"""Schema migrations, run at start. Written once; dialect differences are substituted here.
+
+The log tables are append-only in both databases: triggers refuse ``UPDATE`` and ``DELETE``,
+so not even a careless operator's SQL can rewrite history without it being loud. (Someone
+with full control of the database can drop a trigger; the signed checkpoints and the offline
+verifier catch that.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+_EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+_V1 = """
+CREATE TABLE tokens (
+  token_hash TEXT PRIMARY KEY,
+  user_name TEXT NOT NULL,
+  account TEXT,
+  label TEXT NOT NULL DEFAULT '',
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE TABLE posts (
+  id TEXT PRIMARY KEY,
+  account TEXT NOT NULL,
+  author TEXT NOT NULL,
+  state TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  text TEXT NOT NULL,
+  options TEXT NOT NULL DEFAULT '{}',
+  reasons TEXT NOT NULL DEFAULT '[]',
+  approvers TEXT NOT NULL DEFAULT '[]',
+  required BIGINT NOT NULL DEFAULT 0,
+  requested_at BIGINT,
+  publish_at BIGINT,
+  expires_at BIGINT,
+  suggested_by TEXT,
+  adopted_from TEXT,
+  adopted_into TEXT,
+  idempotency_key TEXT,
+  remote_id TEXT,
+  remote_url TEXT,
+  published_text TEXT,
+  attempts BIGINT NOT NULL DEFAULT 0,
+  last_error TEXT,
+  lease_until BIGINT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX posts_due ON posts (state, publish_at);
+CREATE INDEX posts_expiry ON posts (state, expires_at);
+CREATE INDEX posts_account ON posts (account, state, created_at);
+CREATE TABLE post_versions (
+  post_id TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  text TEXT NOT NULL,
+  editor TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (post_id, version)
+);
+CREATE TABLE approvals (
+  post_id TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  approver TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  reason TEXT,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (post_id, version, approver)
+);
+CREATE TABLE log_entries (
+  idx BIGINT PRIMARY KEY,
+  leaf_hash BLOB NOT NULL,
+  entry BLOB NOT NULL,
+  type TEXT NOT NULL,
+  chain TEXT,
+  post_id TEXT,
+  account TEXT,
+  ts BIGINT NOT NULL
+);
+CREATE INDEX log_entries_chain ON log_entries (chain, idx);
+CREATE INDEX log_entries_post ON log_entries (post_id, idx);
+CREATE TABLE log_texts (
+  text_hash TEXT PRIMARY KEY,
+  salt BLOB NOT NULL,
+  text TEXT
+);
+CREATE TABLE log_nodes (
+  level BIGINT NOT NULL,
+  idx BIGINT NOT NULL,
+  hash BLOB NOT NULL,
+  PRIMARY KEY (level, idx)
+);
+CREATE TABLE log_state (
+  id BIGINT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  root BLOB NOT NULL,
+  frontier BLOB NOT NULL
+);
+CREATE TABLE log_checkpoints (
+  size BIGINT PRIMARY KEY,
+  root BLOB NOT NULL,
+  note BLOB NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE policy_heads (
+  account TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL,
+  summary TEXT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE sandbox_posts (
+  id TEXT PRIMARY KEY,
+  account TEXT NOT NULL,
+  text TEXT NOT NULL,
+  options TEXT NOT NULL DEFAULT '{}',
+  idempotency_key TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  deleted_at BIGINT
+);
+CREATE INDEX sandbox_posts_account ON sandbox_posts (account, created_at);
+"""
+
+_APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
+
+
+def _sqlite_triggers() -> list[str]:
+    out = []
+    for table in _APPEND_ONLY:
+        for op in ("UPDATE", "DELETE"):
+            out.append(
+                f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+    return out
+
+
+def _pg_triggers() -> list[str]:
+    out = [
+        """CREATE FUNCTION byline_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$"""
+    ]
+    for table in _APPEND_ONLY:
+        out.append(
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION byline_append_only()"
+        )
+        out.append(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION byline_append_only()"
+        )
+    return out
+
+
+def _statements(dialect: str, version: int) -> list[str]:
+    if version == 1:
+        ddl = _V1 if dialect == "sqlite" else _V1.replace(" BLOB", " BYTEA")
+        stmts = [s.strip() for s in ddl.split(";") if s.strip()]
+        stmts += _sqlite_triggers() if dialect == "sqlite" else _pg_triggers()
+        return stmts
+    raise AssertionError(f"no migration {version}")
+
+
+LATEST = 1
+
+
+async def migrate(db: Any) -> None:
+    """Apply every migration the database has not seen yet, each in its own transaction."""
+    async with db.write() as txn:
+        if db.dialect == "postgresql":
+            # Several replicas may start at once: one migrates, the others wait here.
+            await txn.execute("SELECT pg_advisory_xact_lock(7283190)")
+        await txn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        rows = await txn.fetchall("SELECT version FROM schema_migrations")
+        done = {int(r["version"]) for r in rows}
+        for version in range(1, LATEST + 1):
+            if version in done:
+                continue
+            for stmt in _statements(db.dialect, version):
+                await txn.execute(stmt)
+            if version == 1:
+                await txn.execute(
+                    "INSERT INTO log_state (id, size, root, frontier) VALUES (1, 0, ?, ?)",
+                    _EMPTY_ROOT,
+                    b"",
+                )
+            await txn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)",
+                version,
+            )

@@ -1,0 +1,37 @@
+"""Identifier and time types shared across the gateway."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NewType
+
+PostId = NewType("PostId", str)
+AccountName = NewType("AccountName", str)
+UserName = NewType("UserName", str)
+LogIndex = NewType("LogIndex", int)
+
+# Timestamps are stored as integer microseconds since the Unix epoch (UTC): they compare and
+# sort the same way in SQLite and PostgreSQL, with no time-zone surprises.
+Micros = NewType("Micros", int)
+
+
+def to_micros(moment: datetime) -> Micros:
+    """Convert an aware datetime to stored microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: a time zone is required")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return Micros(delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds)
+
+
+def from_micros(value: int) -> datetime:
+    """Convert stored microseconds back to an aware UTC datetime."""
+    return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(
+        microsecond=value % 1_000_000
+    )
+
+
+def iso(value: int | None) -> str | None:
+    """Render stored microseconds as RFC 3339 UTC with a Z, or None."""
+    if value is None:
+        return None
+    return from_micros(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
