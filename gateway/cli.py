@@ -26,13 +26,19 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(2) from None
 
 
-async def _make_token(settings: Settings, user: str, account: str | None, label: str) -> str:
+async def _make_token(
+    settings: Settings, user: str, account: str | None, label: str, expires: str | None = None
+) -> str:
+    from gateway.policy.models import parse_duration
     from gateway.services.identity import Identity
     from gateway.storage.db import open_database
 
     db = await open_database(settings.database_url)
     try:
-        return await Identity(db, SystemClock()).create(user=user, account=account, label=label)
+        return await Identity(db, SystemClock()).create(
+            user=user, account=account, label=label,
+            expires_in=parse_duration(expires) if expires else None,
+        )
     finally:
         await db.close()
 
@@ -42,9 +48,9 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        token = asyncio.run(_make_token(settings, args.user, args.account, args.label or ""))
-    except BylineError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        token = asyncio.run(_make_token(settings, args.user, args.account, args.label or "", args.expires))
+    except (BylineError, ValueError) as exc:
+        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
     print(token)
     return 0
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True)
     create.add_argument("--account", help="bind the token to one account (client apps)")
     create.add_argument("--label")
+    create.add_argument("--expires", help="lifetime such as 30d or 12h (default: no expiry)")
     create.set_defaults(func=_cmd_token_create)
 
     policy = sub.add_parser("policy", help="policy files").add_subparsers(dest="action", required=True)

@@ -8,6 +8,7 @@ in force, with the error kept for the API and the logs.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.policy.models import Policy
+
+_KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", re.DOTALL)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,22 +124,26 @@ def parse_policy(text: str, *, name: str, expected_account: str | None) -> Polic
     if node is None or not isinstance(data, dict):
         raise PolicyFileError([PolicyIssue(file=name, line=1, key="", message="expected a mapping of keys")])
     issues = _duplicate_keys(node, name)
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = err["loc"]
-            key = ".".join(str(p) for p in loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            issues.append(PolicyIssue(file=name, line=_key_line(node, loc), key=key, message=msg))
-        raise PolicyFileError(issues) from None
-    if expected_account is not None and policy.account != expected_account:
+    if expected_account is not None and data.get("account") != expected_account:
         issues.append(
             PolicyIssue(file=name, line=_key_line(node, ["account"]), key="account",
                         message=f"must equal the file name: {expected_account}")
         )
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc: tuple[object, ...] = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if not loc and (named := _KEYED.match(msg)):
+                # A whole-file rule names the key it is about: point at that key's line.
+                loc = tuple(int(p) if p.isdigit() else p for p in named.group(1).split("."))
+                msg = named.group(2)
+            key = ".".join(str(p) for p in loc)
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            issues.append(PolicyIssue(file=name, line=_key_line(node, loc), key=key, message=msg))
+        raise PolicyFileError(issues) from None
     if issues:
         raise PolicyFileError(issues)
     return policy

@@ -143,29 +143,33 @@ class Policy(_Strict):
         object.__setattr__(self, "writers", writers)
         if self.tier is Tier.MANAGED:
             if not writers:
-                raise ValueError("a managed account needs writers: the team")
+                raise ValueError("writers: a managed account needs writers: the team")
             if self.owner in writers:
-                raise ValueError("in a managed account the owner only suggests: remove them from writers")
+                raise ValueError(
+                    "writers: in a managed account the owner only suggests: remove them from writers"
+                )
             if not self.suggesters:
                 object.__setattr__(self, "suggesters", (self.owner,))
         if self.tier is Tier.DELAYED and self.delay <= timedelta(0):
-            raise ValueError("a delayed account needs delay greater than 0s")
+            raise ValueError("delay: a delayed account needs delay greater than 0s")
         if self.tier is Tier.COSIGNED and self.approvals is None:
-            raise ValueError("a co-signed account needs approvals: required and from")
+            raise ValueError("tier: a co-signed account needs approvals: required and from")
         if self.approvals is not None:
             for writer in writers:
                 others = set(self.approvals.from_) - {writer}
                 if len(others) < self.approvals.required:
                     raise ValueError(
-                        f"approvals.required is {self.approvals.required} but posts by {writer} "
+                        f"approvals.required: approvals.required is {self.approvals.required} but posts by {writer} "
                         f"can only be approved by {len(others)} of approvals.from "
                         "(the author never counts)"
                     )
         if self.platform != "sandbox" and self.credentials is None:
-            raise ValueError(f"platform {self.platform} needs credentials: env:NAME or file:PATH")
+            raise ValueError(
+                f"platform: platform {self.platform} needs credentials: env:NAME or file:PATH"
+            )
         needed = {"mastodon": "instance", "bluesky": "pds"}.get(self.platform)
         if needed and getattr(self, needed) is None:
-            raise ValueError(f"platform {self.platform} needs {needed}: https://…")
+            raise ValueError(f"platform: platform {self.platform} needs {needed}: https://…")
         return self
 
     @property

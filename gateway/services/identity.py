@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import timedelta
 
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -28,15 +29,19 @@ class Identity:
         self._db = db
         self._clock = clock
 
-    async def create(self, *, user: str, account: str | None = None, label: str = "") -> str:
+    async def create(
+        self, *, user: str, account: str | None = None, label: str = "",
+        expires_in: timedelta | None = None,
+    ) -> str:
         """A new random token for ``user`` (bound to one account when given); shown once."""
         if not _USER.match(user):
             raise BylineError(Code.VALIDATION, f"not a valid user name: {user!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = now_micros(self._clock)
         async with self._db.write() as txn:
             await sql.insert_token(
                 txn, token_hash=hash_token(token), user=user, account=account, label=label,
-                at=now_micros(self._clock),
+                at=now, expires_at=now + int(expires_in.total_seconds() * 1_000_000) if expires_in else None,
             )
         return token
 
@@ -50,6 +55,8 @@ class Identity:
             row = await sql.find_token(txn, hash_token(token))
         if row is None:
             raise BylineError(Code.UNAUTHENTICATED, "unknown or revoked token")
+        if row["expires_at"] is not None and row["expires_at"] <= now_micros(self._clock):
+            raise BylineError(Code.UNAUTHENTICATED, "token expired: ask for a new one")
         return Caller(user=row["user_name"], account=row["account"])
 
     async def revoke(self, token: str) -> bool:

@@ -20,6 +20,7 @@ CREATE TABLE tokens (
   account TEXT,
   label TEXT NOT NULL DEFAULT '',
   created_at BIGINT NOT NULL,
+  expires_at BIGINT,
   revoked_at BIGINT
 );
 CREATE TABLE posts (

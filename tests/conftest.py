@@ -1,0 +1,236 @@
+"""Shared fixtures: both databases, policy directories, and a real gateway on a real socket."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import make_app
+from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
+from gateway.clock import ManualClock
+from gateway.settings import Settings
+
+PG_DSN = os.environ.get("BYLINE_TEST_POSTGRES_DSN")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_DSN else [])
+
+
+def _with_param(dsn: str, key: str, value: str) -> str:
+    return f"{dsn}{'&' if '?' in dsn else '?'}{key}={value}"
+
+
+@pytest.fixture(params=BACKENDS)
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'byline.db'}"
+        return
+    assert PG_DSN is not None
+    schema = "t_" + secrets.token_hex(6)
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    yield _with_param(PG_DSN, "search_path", schema)
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+TEST_POLICIES: dict[str, str] = {
+    "direct": """
+        account: direct
+        platform: sandbox
+        handle: "@alice"
+        tier: direct
+        owner: alice
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [fired, scandal]
+            reason: Check the full story first
+          - name: no-slurs
+            action: block
+            regex: "(?i)\\\\bexample-slur\\\\b"
+            reason: Not okay to post
+    """,
+    "delayed": """
+        account: delayed
+        platform: sandbox
+        handle: "@bob"
+        tier: delayed
+        owner: bob
+        delay: 10m
+    """,
+    "cosigned": """
+        account: cosigned
+        platform: sandbox
+        handle: "@brand"
+        tier: co-signed
+        owner: alice
+        writers: [alice, carol]
+        delay: 1m
+        approvals:
+          required: 2
+          from: [bob, carol, dave]
+          expire_after: 24h
+        disclosure: "—{author}"
+    """,
+    "managed": """
+        account: managed
+        platform: sandbox
+        handle: "@dave"
+        tier: managed
+        owner: dave
+        writers: [bob, carol]
+        disclosure: "—{author}"
+    """,
+}
+
+USERS = ("alice", "bob", "carol", "dave", "erin")
+
+
+def write_policy(directory: Path, name: str, text: str) -> Path:
+    """Write one policy file the way an admin would."""
+    path = directory / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    """A policy directory with one account per tier."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    for name, text in TEST_POLICIES.items():
+        write_policy(directory, name, text)
+    return directory
+
+
+@dataclass
+class Gateway:
+    """A running gateway on a real socket, with a token per user and a hand-moved clock."""
+
+    client: TestClient[Any, Any]
+    app: web.Application
+    clock: ManualClock
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    async def call(
+        self, user: str | None, method: str, path: str, json: Any = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """One HTTP request as ``user``; returns the status and the decoded JSON body."""
+        headers = dict(kwargs.pop("headers", {}))
+        if user is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        resp = await self.client.request(method, path, json=json, headers=headers, **kwargs)
+        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        return resp.status, body
+
+    async def submit(self, user: str, account: str, text: str, **extra: Any) -> dict[str, Any]:
+        """Submit a post and insist on 201."""
+        status, body = await self.call(user, "POST", "/v1/posts", {"account": account, "text": text, **extra})
+        assert status == 201, body
+        return body  # type: ignore[no-any-return]
+
+    async def act(self, user: str, post_id: str, action: str, json: Any = None) -> tuple[int, Any]:
+        """POST /v1/posts/{id}/{action}."""
+        return await self.call(user, "POST", f"/v1/posts/{post_id}/{action}", json)
+
+    async def get(self, user: str, post_id: str) -> dict[str, Any]:
+        """GET a post and insist on 200."""
+        status, body = await self.call(user, "GET", f"/v1/posts/{post_id}")
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+    async def tick(self) -> int:
+        """Run the publisher once, as its background loop would."""
+        return await self.app[PUBLISHER].run_once()
+
+    async def timeline(self, account: str) -> list[dict[str, Any]]:
+        """The sandbox timeline of an account."""
+        return await self.app[SANDBOX].timeline(account)
+
+    async def log_size(self) -> int:
+        """How many entries the log holds."""
+        async with self.app[DB].read() as txn:
+            row = await txn.fetchone("SELECT size FROM log_state WHERE id = 1")
+        assert row is not None
+        return int(row["size"])
+
+    async def snapshot(self) -> tuple[Any, ...]:
+        """Everything stored that a refused request must leave alone."""
+        async with self.app[DB].read() as txn:
+            posts = await txn.fetchall("SELECT * FROM posts ORDER BY id")
+            versions = await txn.fetchall("SELECT * FROM post_versions ORDER BY post_id, version")
+            approvals = await txn.fetchall("SELECT * FROM approvals ORDER BY post_id, approver")
+            sandbox = await txn.fetchall("SELECT * FROM sandbox_posts ORDER BY id")
+        return tuple(tuple(tuple(dict(r).items()) for r in rows) for rows in (posts, versions, approvals, sandbox))
+
+    async def sync_policies(self) -> list[str]:
+        """Reload the policy directory now."""
+        return await self.app[POLICIES].sync()
+
+
+def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
+    """Settings for a test gateway; nothing read from the environment matters."""
+    return Settings(
+        database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
+        scheduler_interval_seconds=3600, **extra,
+    )
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock that moves only when a test says so."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def gateway(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIterator[Gateway]:
+    """A gateway on a real socket, publisher driven by hand, one token per user."""
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        yield gw
+
+
+class started_gateway:  # noqa: N801 - used like a function in ``async with``
+    """Start a gateway for a database and policy directory; stop it on exit."""
+
+    def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> None:
+        self._app = make_app(make_settings(db_url, policy_dir, **extra), clock=clock, run_publisher=False)
+        self._clock = clock
+        self._client: TestClient[Any, Any] | None = None
+
+    async def __aenter__(self) -> Gateway:
+        self._client = TestClient(TestServer(self._app))
+        await self._client.start_server()
+        gw = Gateway(client=self._client, app=self._app, clock=self._clock)
+        for user in USERS:
+            gw.tokens[user] = await self._app[IDENTITY].create(user=user)
+        return gw
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._client is not None
+        await self._client.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_byline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests build their own settings; a developer's BYLINE_* variables must not leak in."""
+    for key in list(os.environ):
+        if key.startswith("BYLINE_") and key != "BYLINE_TEST_POSTGRES_DSN" and key != "BYLINE_SHARED_DIR":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    yield

@@ -1,0 +1,65 @@
+"""The post state machine: every transition allowed, every other refused."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import TERMINAL, Action, State, allowed, transition
+
+# The lifecycle as the product describes it, written out independently of the code's table.
+EXPECTED = {
+    ("held", "edit"): "held",
+    ("held", "approve"): "held",
+    ("held", "release"): "scheduled",
+    ("held", "reject"): "rejected",
+    ("held", "cancel"): "cancelled",
+    ("held", "expire"): "expired",
+    ("scheduled", "edit"): "scheduled",
+    ("scheduled", "rehold"): "held",
+    ("scheduled", "cancel"): "cancelled",
+    ("scheduled", "claim"): "publishing",
+    ("publishing", "published"): "published",
+    ("publishing", "defer"): "scheduled",
+    ("publishing", "fail"): "failed",
+    ("publishing", "claim"): "publishing",
+    ("failed", "retry"): "scheduled",
+    ("failed", "cancel"): "cancelled",
+    ("suggested", "edit"): "suggested",
+    ("suggested", "adopt"): "adopted",
+    ("suggested", "dismiss"): "dismissed",
+    ("suggested", "cancel"): "cancelled",
+    ("published", "delete"): "deleted",
+}
+
+
+@pytest.mark.parametrize(("state", "action"), list(itertools.product(State, Action)))
+def test_every_pair(state: State, action: Action) -> None:
+    """Each (state, action) pair is allowed exactly when the product says so, to the right state."""
+    expected = EXPECTED.get((state.value, action.value))
+    if expected is None:
+        assert not allowed(state, action)
+        with pytest.raises(BylineError) as info:
+            transition(state, action)
+        assert info.value.code is Code.INVALID_TRANSITION
+        assert info.value.status == 409
+        assert state.value in info.value.message
+    else:
+        assert allowed(state, action)
+        assert transition(state, action).value == expected
+
+
+def test_terminal_states_allow_nothing() -> None:
+    """Cancelled, rejected, expired, adopted, dismissed and deleted posts never change again."""
+    assert {s.value for s in TERMINAL} == {"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted"}
+    for state in TERMINAL:
+        assert not any(allowed(state, action) for action in Action)
+
+
+def test_refusal_names_the_allowed_actions() -> None:
+    """A refused transition tells the client what the post's state does allow."""
+    with pytest.raises(BylineError) as info:
+        transition(State.PUBLISHED, Action.CANCEL)
+    assert info.value.details["allowed"] == ["delete"]

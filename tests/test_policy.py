@@ -1,0 +1,158 @@
+"""Policy files: strict validation with file, line and key; live reload; every change recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.policy.loader import PolicyFileError, load_file, parse_policy
+from tests.conftest import TEST_POLICIES as POLICIES, Gateway, write_policy
+
+BASE = textwrap.dedent(POLICIES["cosigned"]).lstrip()
+
+
+def _issues(text: str, name: str = "cosigned") -> list[str]:
+    with pytest.raises(PolicyFileError) as info:
+        parse_policy(textwrap.dedent(text), name=f"{name}.yaml", expected_account=name)
+    return [str(i) for i in info.value.issues]
+
+
+def test_the_contract_keys_load() -> None:
+    """Every key of the documented format loads, with defaults where it is silent."""
+    policy = parse_policy(BASE, name="cosigned.yaml", expected_account="cosigned")
+    assert policy.tier.value == "co-signed"
+    assert policy.approvals is not None and policy.approvals.required == 2
+    assert policy.approvals.from_ == ("bob", "carol", "dave")
+    assert policy.delay.total_seconds() == 60
+    direct = parse_policy(textwrap.dedent(POLICIES["direct"]), name="direct.yaml", expected_account="direct")
+    assert direct.writers == ("alice",)
+    assert [r.name for r in direct.rules] == ["breaking-news", "no-slurs"]
+
+
+def test_unknown_key_is_named_with_its_line() -> None:
+    """A misspelled key is an error naming the file, the line and the key."""
+    text = BASE.replace("delay: 1m", "delay: 1m\ndelya: 5m")
+    assert _issues(text) == ["cosigned.yaml:8: delya: unknown key"]
+
+
+def test_nested_unknown_key_and_bad_type() -> None:
+    """Errors deep in the file point at the right line and dotted key."""
+    text = BASE.replace("required: 2", "required: two\n  quorum: 1")
+    issues = _issues(text)
+    assert "cosigned.yaml:9: approvals.required: Input should be a valid integer" in issues
+    assert "cosigned.yaml:10: approvals.quorum: unknown key" in issues
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("tier: co-signed", "tier: sometimes"), "tier: Input should be 'direct', 'delayed', 'co-signed' or 'managed'"),
+        (("account: cosigned", "account: other"), "account: must equal the file name: cosigned"),
+        (("delay: 1m", "delay: soon"), "delay: a duration such as 30s, 15m, 24h, 2d or 1h30m"),
+        (("required: 2", "required: 3"), "cosigned.yaml:9: approvals.required: approvals.required is 3 but posts by carol can only be approved by 2"),
+        (("platform: sandbox", "platform: mastodon"), "platform mastodon needs credentials"),
+        (("owner: alice", "owner: 12"), "owner: Input should be a valid string"),
+    ],
+)
+def test_tier_and_value_errors(change: tuple[str, str], expected: str) -> None:
+    """Bad values and impossible tier settings are refused with a plain message."""
+    issues = _issues(BASE.replace(*change))
+    assert any(expected in i for i in issues), issues
+
+
+def test_tier_requirements() -> None:
+    """Delayed needs a delay; co-signed needs approvals; managed keeps the owner out of writers."""
+    delayed = textwrap.dedent(POLICIES["delayed"]).replace("delay: 10m", "delay: 0s")
+    assert any("delayed account needs delay" in i for i in _issues(delayed, "delayed"))
+    cosigned = "\n".join(line for line in BASE.splitlines() if not line.startswith(("approvals", "  ")))
+    assert any("co-signed account needs approvals" in i for i in _issues(cosigned))
+    managed = textwrap.dedent(POLICIES["managed"]).replace("writers: [bob, carol]", "writers: [dave, bob]")
+    assert any("owner only suggests" in i for i in _issues(managed, "managed"))
+
+
+def test_duplicate_key_and_bad_yaml() -> None:
+    """A key given twice, and YAML that does not parse, are errors with lines."""
+    assert "cosigned.yaml:8: delay: key appears twice" in _issues(BASE.replace("delay: 1m", "delay: 1m\ndelay: 2m"))
+    assert any(i.startswith("cosigned.yaml:") and "not valid YAML" in i for i in _issues(BASE + "\n  - : ]["))
+
+
+def test_bad_regex_is_refused() -> None:
+    """A rule whose regex does not compile is refused when loaded, not when a post arrives."""
+    text = textwrap.dedent(POLICIES["direct"]).replace('"(?i)\\\\bexample-slur\\\\b"', '"([unclosed"')
+    assert any("regex does not compile" in i for i in _issues(text, "direct"))
+
+
+def test_policy_check_cli(tmp_path: Path, policy_dir: Path) -> None:
+    """`byline policy check DIR` exits 0 on a good directory and 1 listing every error of a bad one."""
+    ok = subprocess.run([sys.executable, "-m", "gateway", "policy", "check", str(policy_dir)],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "ok  cosigned.yaml: co-signed on sandbox" in ok.stdout
+    write_policy(policy_dir, "broken", "account: broken\nplatform: sandbox\ntier: direct\nowner: x\ncolour: red\n")
+    write_policy(policy_dir, "worse", "account: nope\nplatform: myspace\ntier: direct\nowner: x\n")
+    bad = subprocess.run([sys.executable, "-m", "gateway", "policy", "check", str(policy_dir)],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1
+    assert "broken.yaml:5: colour: unknown key" in bad.stderr
+    assert "worse.yaml:2: platform:" in bad.stderr
+    assert "worse.yaml:1: account: must equal the file name: worse" in bad.stderr
+    assert "3 problem(s)" in bad.stderr
+
+
+async def _policy_events(gateway: Gateway, account: str) -> list[dict[str, object]]:
+    from gateway.appkeys import DB
+
+    async with gateway.app[DB].read() as txn:
+        rows = await txn.fetchall(
+            "SELECT entry FROM log_entries WHERE chain = ? ORDER BY idx", f"policy:{account}"
+        )
+    return [json.loads(bytes(r["entry"])) for r in rows]
+
+
+async def test_reload_valid_invalid_and_recorded(gateway: Gateway, policy_dir: Path) -> None:
+    """A valid change takes effect and is logged; an invalid file is refused and the old policy stays."""
+    events = await _policy_events(gateway, "delayed")
+    assert [e["type"] for e in events] == ["policy.loaded"]
+    assert await gateway.sync_policies() == []  # nothing changed, nothing recorded
+
+    write_policy(policy_dir, "delayed", textwrap.dedent(POLICIES["delayed"]).replace("tier: delayed", "tier: direct").replace("delay: 10m", "delay: 0s"))
+    assert await gateway.sync_policies() == ["delayed"]
+    events = await _policy_events(gateway, "delayed")
+    assert [e["type"] for e in events] == ["policy.loaded", "policy.changed"]
+    changed = events[1]["data"]
+    assert isinstance(changed, dict)
+    assert changed["changed"] == ["delay_seconds", "tier"]
+    assert changed["previous_sha256"] == events[0]["data"]["sha256"]  # type: ignore[index]
+    assert events[1]["prev"]["index"] > 0  # type: ignore[index]
+    post = await gateway.submit("bob", "delayed", "now direct")
+    assert post["publish_at"] <= post["created_at"]
+
+    write_policy(policy_dir, "delayed", "account: delayed\nplatform: sandbox\ntier: delayed\nowner: bob\ndelay: [oops\n")
+    assert await gateway.sync_policies() == []
+    status, body = await gateway.call("bob", "GET", "/v1/accounts/delayed/policy")
+    assert status == 200
+    assert body["policy"]["tier"] == "direct"  # the last good policy is still in force
+    assert body["refused"] and "not valid YAML" in body["refused"][0]["message"]
+    status, body = await gateway.call("bob", "GET", "/v1/policies/errors")
+    assert status == 200 and body["errors"][0]["file"] == "delayed.yaml"
+    assert [e["type"] for e in await _policy_events(gateway, "delayed")] == ["policy.loaded", "policy.changed"]
+
+    (policy_dir / "managed.yaml").unlink()
+    assert await gateway.sync_policies() == ["managed"]
+    assert [e["type"] for e in await _policy_events(gateway, "managed")] == ["policy.loaded", "policy.removed"]
+    status, body = await gateway.call("bob", "POST", "/v1/posts", {"account": "managed", "text": "hi"})
+    assert status == 404 and body["error"] == "unknown_account"
+
+
+def test_load_file_hash_and_account(tmp_path: Path) -> None:
+    """A loaded file carries its SHA-256, which is what the log records."""
+    import hashlib
+
+    path = write_policy(tmp_path, "cosigned", POLICIES["cosigned"])
+    loaded = load_file(path)
+    assert loaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
