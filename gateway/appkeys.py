@@ -16,7 +16,7 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 
 SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", Database)  # type: ignore[type-abstract]
+DB = web.AppKey("db", Database)
 APPENDER = web.AppKey("appender", Appender)
 REGISTRY = web.AppKey("registry", PolicyRegistry)
 POLICIES = web.AppKey("policies", PolicyService)

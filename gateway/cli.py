@@ -66,7 +66,7 @@ def _cmd_policy_check(args: argparse.Namespace) -> int:
     if issues:
         print(f"{len(issues)} problem(s) in {directory}", file=sys.stderr)
         return 1
-    for name, loaded in sorted(good.items()):
+    for _, loaded in sorted(good.items()):
         print(f"ok  {loaded.path.name}: {loaded.policy.tier.value} on {loaded.policy.platform}")
     if not good:
         print(f"no policy files (*.yaml) in {directory}", file=sys.stderr)
@@ -110,7 +110,8 @@ def _demo_banner(base: str, tokens: dict[str, str]) -> str:
         "",
         "Post as alice on the direct account, then see it on the sandbox timeline:",
         f"  curl -s -X POST {base}/v1/posts -H 'Authorization: Bearer {tokens['alice']}' \\",
-        "       -H 'Content-Type: application/json' -d '{\"account\": \"demo-direct\", \"text\": \"Hello from Byline\"}'",
+        "       -H 'Content-Type: application/json' \\",
+        "       -d '{\"account\": \"demo-direct\", \"text\": \"Hello from Byline\"}'",
         f"  open {base}/sandbox/demo-direct",
         "",
         "Co-signed: alice posts to demo-cosigned, then bob approves with POST /v1/posts/ID/approve.",

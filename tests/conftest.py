@@ -205,7 +205,7 @@ async def gateway(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIte
         yield gw
 
 
-class started_gateway:  # noqa: N801 - used like a function in ``async with``
+class started_gateway:
     """Start a gateway for a database and policy directory; stop it on exit."""
 
     def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> None:

@@ -3,7 +3,8 @@
 The expected answers are written out from the product's rules, not computed by the code
 under test: writers author; suggesters suggest; only the author cancels; approvers (never the
 author, except the owner confirming on an account with no approvers) approve, reject and
-edit held posts; writers adopt and dismiss suggestions (on any tier that lists suggesters); the author or owner deletes and
+edit held posts; writers adopt and dismiss suggestions (on any tier that lists suggesters); the
+author or owner deletes and
 retries; a stranger gets nothing.
 """
 

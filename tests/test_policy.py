@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.loader import PolicyFileError, load_file, parse_policy
-from tests.conftest import TEST_POLICIES as POLICIES, Gateway, write_policy
+from tests.conftest import TEST_POLICIES as POLICIES
+from tests.conftest import Gateway, write_policy
 
 BASE = textwrap.dedent(POLICIES["cosigned"]).lstrip()
 
@@ -54,7 +55,10 @@ def test_nested_unknown_key_and_bad_type() -> None:
         (("tier: co-signed", "tier: sometimes"), "tier: Input should be 'direct', 'delayed', 'co-signed' or 'managed'"),
         (("account: cosigned", "account: other"), "account: must equal the file name: cosigned"),
         (("delay: 1m", "delay: soon"), "delay: a duration such as 30s, 15m, 24h, 2d or 1h30m"),
-        (("required: 2", "required: 3"), "cosigned.yaml:9: approvals.required: approvals.required is 3 but posts by carol can only be approved by 2"),
+        (
+            ("required: 2", "required: 3"),
+            "cosigned.yaml:9: approvals.required: approvals.required is 3 but posts by carol can only be approved by 2",
+        ),
         (("platform: sandbox", "platform: mastodon"), "platform mastodon needs credentials"),
         (("owner: alice", "owner: 12"), "owner: Input should be a valid string"),
     ],
@@ -120,7 +124,8 @@ async def test_reload_valid_invalid_and_recorded(gateway: Gateway, policy_dir: P
     assert [e["type"] for e in events] == ["policy.loaded"]
     assert await gateway.sync_policies() == []  # nothing changed, nothing recorded
 
-    write_policy(policy_dir, "delayed", textwrap.dedent(POLICIES["delayed"]).replace("tier: delayed", "tier: direct").replace("delay: 10m", "delay: 0s"))
+    direct = textwrap.dedent(POLICIES["delayed"]).replace("tier: delayed", "tier: direct")
+    write_policy(policy_dir, "delayed", direct.replace("delay: 10m", "delay: 0s"))
     assert await gateway.sync_policies() == ["delayed"]
     events = await _policy_events(gateway, "delayed")
     assert [e["type"] for e in events] == ["policy.loaded", "policy.changed"]
@@ -132,7 +137,8 @@ async def test_reload_valid_invalid_and_recorded(gateway: Gateway, policy_dir: P
     post = await gateway.submit("bob", "delayed", "now direct")
     assert post["publish_at"] <= post["created_at"]
 
-    write_policy(policy_dir, "delayed", "account: delayed\nplatform: sandbox\ntier: delayed\nowner: bob\ndelay: [oops\n")
+    broken = "account: delayed\nplatform: sandbox\ntier: delayed\nowner: bob\ndelay: [oops\n"
+    write_policy(policy_dir, "delayed", broken)
     assert await gateway.sync_policies() == []
     status, body = await gateway.call("bob", "GET", "/v1/accounts/delayed/policy")
     assert status == 200

@@ -68,7 +68,6 @@ async def test_two_replicas_race(db_url: str, policy_dir: Path, clock: ManualClo
         await asyncio.gather(one.tick(), two.tick())
         texts = [p["text"] for p in await one.timeline("race")]
         assert texts.count("Replica race") == len([1 for _ in texts])
-        published = 0
-        status, listing = await one.call("alice", "GET", "/v1/posts?account=race&state=published")
+        _, listing = await one.call("alice", "GET", "/v1/posts?account=race&state=published")
         published = len(listing["posts"])
         assert len(texts) == published

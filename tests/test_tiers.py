@@ -127,7 +127,7 @@ async def test_managed_owner_suggests_team_adopts(gateway: Gateway) -> None:
     assert suggestion["state"] == "suggested"
     await gateway.tick()
     assert await gateway.timeline("managed") == []
-    status, body = await gateway.act("dave", suggestion["id"], "adopt")
+    status, _ = await gateway.act("dave", suggestion["id"], "adopt")
     assert status == 403
     status, adopted = await gateway.act("bob", suggestion["id"], "adopt", {"text": "Thank you all for coming!"})
     assert status == 201, adopted

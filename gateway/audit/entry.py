@@ -58,7 +58,7 @@ def encode_entry(
         "data": data,
         "prev": prev.to_json() if prev else None,
     }
-    raw: bytes = rfc8785.dumps(body)
+    raw: bytes = rfc8785.dumps(body)  # type: ignore[arg-type]  # the JSON value type is recursive
     if len(raw) > MAX_ENTRY_BYTES:
         raise EntryTooLarge(f"log entry of {len(raw)} bytes exceeds {MAX_ENTRY_BYTES}")
     return raw

@@ -120,7 +120,8 @@ def parse_policy(text: str, *, name: str, expected_account: str | None) -> Polic
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyFileError([PolicyIssue(file=name, line=line, key="", message=f"not valid YAML: {problem}")]) from None
+        issue = PolicyIssue(file=name, line=line, key="", message=f"not valid YAML: {problem}")
+        raise PolicyFileError([issue]) from None
     if node is None or not isinstance(data, dict):
         raise PolicyFileError([PolicyIssue(file=name, line=1, key="", message="expected a mapping of keys")])
     issues = _duplicate_keys(node, name)

@@ -96,9 +96,10 @@ class PolicyService:
     def _report_errors(self) -> None:
         for name, issues in self.registry.errors.items():
             if self._reported.get(name) != issues:
+                in_force = self.registry.get(name.removesuffix(".yaml")) is not None
                 logger.error(
                     "policy_refused", file=name, errors=[str(i) for i in issues],
-                    kept="the previous policy stays in force" if self.registry.get(name.removesuffix(".yaml")) else "no policy in force",
+                    kept="the previous policy stays in force" if in_force else "no policy in force",
                 )
         self._reported = dict(self.registry.errors)
 

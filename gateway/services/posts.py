@@ -24,7 +24,6 @@ from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import (
     Act,
     Decision,
-    Outcome,
     Reason,
     Role,
     check_rules,
@@ -386,8 +385,7 @@ class PostService:
             data: dict[str, Any] = {"version": version, "count": count, "required": required}
             if count >= required:
                 requested = current["requested_at"]
-                at = to_micros(publish_time(policy, now, None))
-                at = max(at, int(requested or 0))
+                at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
                 await self._cas(ltx, current, transition(state, Action.RELEASE), publish_at=at,
                                 expires_at=None)
                 data.update(state=State.SCHEDULED.value, publish_at=iso(at))

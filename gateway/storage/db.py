@@ -84,12 +84,12 @@ class _SqliteTxn:
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         async with self._conn.execute(sql, args) as cursor:
-            row: Row | None = await cursor.fetchone()
-            return row
+            row = await cursor.fetchone()
+            return row  # type: ignore[return-value]
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         async with self._conn.execute(sql, args) as cursor:
-            return list(await cursor.fetchall())
+            return list(await cursor.fetchall())  # type: ignore[arg-type]
 
 
 class SqliteDatabase:

@@ -1,0 +1,204 @@
+"""From outside: the real `byline` command, a temp database and policy dir, tokens from the CLI,
+and all four tiers driven over HTTP with the real clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+OUTSIDE_POLICIES = {
+    "solo": """
+        account: solo
+        platform: sandbox
+        tier: direct
+        owner: alice
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [scandal]
+            reason: Check the full story first
+          - name: no-slurs
+            action: block
+            regex: "(?i)\\\\bexample-slur\\\\b"
+            reason: Not okay to post
+    """,
+    "pencil": """
+        account: pencil
+        platform: sandbox
+        tier: delayed
+        owner: bob
+        delay: 2s
+    """,
+    "brand": """
+        account: brand
+        platform: sandbox
+        tier: co-signed
+        owner: alice
+        writers: [alice]
+        approvals:
+          required: 2
+          from: [bob, carol]
+        disclosure: "—{author}"
+    """,
+    "team": """
+        account: team
+        platform: sandbox
+        tier: managed
+        owner: dave
+        writers: [carol]
+        disclosure: "—{author}"
+    """,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Outside:
+    """A `byline serve` process and an HTTP session to it."""
+
+    def __init__(self, base: str, env: dict[str, str], session: aiohttp.ClientSession) -> None:
+        self.base = base
+        self.env = env
+        self.session = session
+        self.tokens: dict[str, str] = {}
+
+    def token(self, user: str) -> str:
+        """Make a token with the CLI, as an admin would."""
+        out = subprocess.run([sys.executable, "-m", "gateway", "token", "create", "--user", user],
+                             env=self.env, capture_output=True, text=True, check=True)
+        token = out.stdout.strip()
+        assert token.startswith("byl_") and "\n" not in token
+        self.tokens[user] = token
+        return token
+
+    async def call(self, user: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request as ``user``."""
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        async with self.session.request(method, self.base + path, json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    async def until(self, user: str, post_id: str, state: str) -> dict[str, Any]:
+        """Poll a post until it reaches ``state`` (15 s at most)."""
+        deadline = time.monotonic() + 15.0
+        while True:
+            status, body = await self.call(user, "GET", f"/v1/posts/{post_id}")
+            assert status == 200, body
+            if body["state"] == state:
+                return body  # type: ignore[no-any-return]
+            assert time.monotonic() < deadline, f"post {post_id} stuck in {body['state']}"
+            await asyncio.sleep(0.1)
+
+    async def timeline(self, account: str) -> list[str]:
+        """The sandbox timeline, read like the public would."""
+        async with self.session.get(f"{self.base}/sandbox/{account}.json") as resp:
+            assert resp.status == 200
+            return [p["text"] for p in (await resp.json())["posts"]]
+
+
+@pytest.fixture
+async def outside(tmp_path: Path, db_url: str) -> AsyncIterator[Outside]:
+    """`byline serve` in a subprocess with a temp policy dir and database."""
+    policies = tmp_path / "outside-policies"
+    policies.mkdir()
+    for name, text in OUTSIDE_POLICIES.items():
+        (policies / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
+    env.update(BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policies), BYLINE_PORT=str(port),
+               BYLINE_SCHEDULER_INTERVAL_SECONDS="0.1", BYLINE_LOG_KEY_FILE=str(tmp_path / "log.key"),
+               BYLINE_LOG_FORMAT="json")
+    keygen = subprocess.run(  # noqa: ASYNC221 - a one-off CLI call before the server starts
+        [sys.executable, "-m", "gateway", "log", "keygen", "--out", str(tmp_path / "log.key")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert keygen.returncode in (0, 2), keygen.stderr  # 2: this build has no log keys yet
+    log_path = tmp_path / "serve.log"
+    log_file = log_path.open("w")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - the server runs beside the test
+        [sys.executable, "-m", "gateway", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                async with session.get(base + "/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            assert time.monotonic() < deadline, "gateway did not become ready"
+            await asyncio.sleep(0.1)
+        outside = Outside(base, env, session)
+        try:
+            yield outside
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log_file.close()
+            output = log_path.read_text()
+            for token in outside.tokens.values():  # tokens never reach the logs
+                assert token not in output
+            assert "Traceback" not in output, output
+
+
+async def test_four_tiers_from_outside(outside: Outside) -> None:
+    """All four tiers work against a real `byline serve`, with tokens made by the CLI."""
+    for user in ("alice", "bob", "carol", "dave"):
+        outside.token(user)
+
+    status, post = await outside.call("alice", "POST", "/v1/posts", {"account": "solo", "text": "Direct hello"})
+    assert status == 201, post
+    await outside.until("alice", post["id"], "published")
+    status, held = await outside.call("alice", "POST", "/v1/posts", {"account": "solo", "text": "A scandal?"})
+    assert status == 201 and held["state"] == "held"
+    status, blocked = await outside.call("alice", "POST", "/v1/posts", {"account": "solo", "text": "example-slur"})
+    assert status == 422 and blocked["rule"] == "no-slurs"
+    status, _ = await outside.call("alice", "POST", f"/v1/posts/{held['id']}/approve")
+    assert status == 200
+    await outside.until("alice", held["id"], "published")
+    assert sorted(await outside.timeline("solo")) == ["A scandal?", "Direct hello"]
+
+    status, keep = await outside.call("bob", "POST", "/v1/posts", {"account": "pencil", "text": "Pen"})
+    status, drop = await outside.call("bob", "POST", "/v1/posts", {"account": "pencil", "text": "Pencil"})
+    assert keep["state"] == drop["state"] == "scheduled"
+    status, _ = await outside.call("bob", "POST", f"/v1/posts/{drop['id']}/cancel")
+    assert status == 200
+    assert await outside.timeline("pencil") == []
+    await outside.until("bob", keep["id"], "published")
+    assert await outside.timeline("pencil") == ["Pen"]
+
+    status, cosigned = await outside.call("alice", "POST", "/v1/posts", {"account": "brand", "text": "Launch"})
+    assert cosigned["state"] == "held" and cosigned["approvals_needed"] == 2
+    assert (await outside.call("alice", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 403
+    assert (await outside.call("bob", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 200
+    assert (await outside.call("carol", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 200
+    await outside.until("alice", cosigned["id"], "published")
+    assert await outside.timeline("brand") == ["Launch"]  # the owner wrote it: no disclosure
+
+    status, suggestion = await outside.call("dave", "POST", "/v1/posts", {"account": "team", "text": "Idea"})
+    assert suggestion["state"] == "suggested"
+    status, adopted = await outside.call("carol", "POST", f"/v1/posts/{suggestion['id']}/adopt")
+    assert status == 201 and adopted["suggested_by"] == "dave"
+    await outside.until("carol", adopted["id"], "published")
+    assert await outside.timeline("team") == ["Idea\n\n—carol"]
