@@ -1,0 +1,314 @@
+"""HTTP plumbing shared by the Mastodon and X adapters.
+
+One place decides how a transport failure or an HTTP status becomes an ``AdapterError``, so
+both adapters agree on what is worth retrying: connection errors, timeouts, 408, 5xx and 429
+are retryable; 401 means the credential is broken; every other 4xx is final. The secret only
+ever travels in the ``Authorization`` header and is scrubbed from every text that leaves
+this module, because platforms and libraries sometimes echo requests back in error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from adapters.base import AdapterConfig, AdapterError
+
+Clock = Callable[[], datetime]
+"""Returns the current time, timezone-aware. Injected so tests can move time."""
+
+DetailExtractor = Callable[[Any, str], str | None]
+"""Turns a parsed error body (or ``None``) and its raw text into a short message."""
+
+_LOG = logging.getLogger("byline.adapters")
+
+# Long enough for a slow instance under load, short enough that a hung connection does not
+# hold a publisher slot for minutes. Overridable per account with the ``timeout`` option.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+# Error bodies are shown to operators; an HTML error page or a huge body is cut to this.
+_MAX_DETAIL_CHARS = 300
+
+
+def utc_now() -> datetime:
+    """The real wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+def check_base_url(url: str, *, option: str, platform: str) -> str:
+    """Return ``url`` without a trailing slash, refusing anything but https.
+
+    Plain http is allowed only for loopback hosts, so tests can run a local stand-in while a
+    misconfigured policy can never send a token in clear text over a network.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError(f"{platform}: option {option!r} must be an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"{platform}: option {option!r} must use https (http only for loopback)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{platform}: option {option!r} must be a bare base URL")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def float_option(config: AdapterConfig, name: str, default: float, *, platform: str) -> float:
+    """Read a positive number from the account's options (they arrive as strings)."""
+    raw = config.options.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{platform}: option {name!r} must be a number") from None
+    if value <= 0:
+        raise ValueError(f"{platform}: option {name!r} must be positive")
+    return value
+
+
+def redact(text: str, secret: str) -> str:
+    """Remove every occurrence of ``secret`` from ``text``."""
+    if secret and secret in text:
+        return text.replace(secret, "[redacted]")
+    return text
+
+
+def truncate(text: str) -> str:
+    """Cut an error text to a size fit for a log line or an operator's screen."""
+    text = " ".join(text.split())
+    if len(text) > _MAX_DETAIL_CHARS:
+        return text[: _MAX_DETAIL_CHARS - 1] + "…"
+    return text
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    """Parse an ISO 8601 / RFC 3339 time such as ``2026-01-01T12:00:00.000Z``; ``None`` if bad."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        # Both platforms speak UTC; a naive time can only mean UTC.
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def parse_epoch(value: str | None) -> datetime | None:
+    """Parse whole or fractional epoch seconds, as X sends in ``x-rate-limit-reset``."""
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(float(value.strip()), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return seconds_until(when, now)
+
+
+def seconds_until(when: datetime, now: datetime) -> float:
+    """Non-negative seconds from ``now`` to ``when``."""
+    return max(0.0, (when - now).total_seconds())
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What came back: status, headers and the raw body, read in full."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text, undecodable bytes replaced."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` when it is not JSON."""
+        if not self.body:
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class HttpClient:
+    """Sends requests for one account and turns failures into ``AdapterError``.
+
+    It never follows redirects: a redirect would carry the bearer token to wherever the
+    ``Location`` points, and the APIs used here do not redirect.
+    """
+
+    def __init__(
+        self,
+        *,
+        platform: str,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        secret: str,
+        timeout: float,
+        clock: Clock,
+        detail: DetailExtractor,
+    ) -> None:
+        self.platform = platform
+        self.base_url = base_url
+        self.clock = clock
+        self._session = session
+        self._secret = secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
+        self._detail = detail
+
+    def __repr__(self) -> str:
+        return f"HttpClient(platform={self.platform!r}, base_url={self.base_url!r})"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: aiohttp.FormData | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """Send one request; raise a retryable ``AdapterError`` if no answer arrived."""
+        all_headers = {"Authorization": f"Bearer {self._secret}", "Accept": "application/json"}
+        if headers:
+            all_headers.update(headers)
+        url = self.base_url + path
+        try:
+            async with self._session.request(
+                method,
+                url,
+                headers=all_headers,
+                json=json_body,
+                data=data,
+                params=params,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                # A case-insensitive copy: servers spell "Retry-After" as they like.
+                response = HttpResponse(resp.status, resp.headers.copy(), body)
+        except TimeoutError:
+            # Checked before ClientError: aiohttp's timeout errors are both. The request may
+            # have been carried out, so this is "outcome unknown", which callers must handle.
+            raise self.error(
+                f"{method} {path} got no answer within {self._timeout_seconds:g} s",
+                retryable=True,
+            ) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise self.error(
+                f"{method} {path} failed: {type(exc).__name__}",
+                retryable=True,
+                detail=str(exc),
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise self.error(
+                f"{method} {path} could not be sent: {type(exc).__name__}",
+                retryable=False,
+                detail=str(exc),
+            ) from None
+        _LOG.debug("%s %s %s -> %s", self.platform, method, path, response.status)
+        return response
+
+    def error(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        auth_failed: bool = False,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> AdapterError:
+        """Build an ``AdapterError`` whose texts cannot contain the secret."""
+        return AdapterError(
+            redact(f"{self.platform}: {message}", self._secret),
+            retryable=retryable,
+            retry_after=retry_after,
+            auth_failed=auth_failed,
+            status=status,
+            detail=None if detail is None else truncate(redact(detail, self._secret)),
+        )
+
+    def detail_of(self, response: HttpResponse) -> str:
+        """The platform's own words about a failed response."""
+        text = response.text
+        found = self._detail(response.json(), text)
+        if found:
+            return found
+        return text if text.strip() else f"HTTP {response.status}"
+
+    def classify(
+        self,
+        method: str,
+        path: str,
+        response: HttpResponse,
+        *,
+        retry_after: float | None = None,
+    ) -> AdapterError:
+        """Turn a non-success response into the matching ``AdapterError``."""
+        status = response.status
+        detail = self.detail_of(response)
+        where = f"{method} {path} answered {status}"
+        if status == 401:
+            return self.error(
+                f"{where}: the credential was refused", retryable=False, auth_failed=True,
+                status=status, detail=detail,
+            )
+        if status == 429:
+            return self.error(
+                f"{where}: rate limited", retryable=True, retry_after=retry_after,
+                status=status, detail=detail,
+            )
+        if status == 408 or status >= 500:
+            return self.error(
+                f"{where}: platform-side failure", retryable=True, retry_after=retry_after,
+                status=status, detail=detail,
+            )
+        return self.error(f"{where}: {truncate(detail)}", retryable=False, status=status,
+                          detail=detail)
+
+
+async def sleep(seconds: float) -> None:
+    """``asyncio.sleep``, named so adapters can take a replaceable sleeper."""
+    await asyncio.sleep(seconds)

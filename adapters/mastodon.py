@@ -1,0 +1,530 @@
+"""Mastodon adapter: client API v1 (media v2) over the gateway's shared aiohttp session.
+
+Options: ``instance`` (base URL, required), ``timeout`` (seconds per request, default 30),
+``max_characters`` (the instance's status limit, default 500), ``lookback_minutes`` (how far
+back ``find_existing`` looks when it does not know when the post was first attempted,
+default 360), ``media_poll_interval`` / ``media_poll_timeout`` (seconds, default 1 / 120).
+
+Exactly once
+------------
+Every ``POST /api/v1/statuses`` carries ``Idempotency-Key: <post.idempotency_key>``, the same
+on every retry. Mastodon keeps the key (scoped to the account) for one hour and answers a
+repeat with the status it already made, so inside that hour a retry after a lost answer is
+simply another ``publish``. Past the hour the key is forgotten and a resend would make a
+second status; so when this adapter has sent the key before and that attempt may have
+created a status (it succeeded, or failed without a definite refusal: no answer, 5xx, 408),
+and the first attempt is older than ``IDEMPOTENCY_WINDOW`` (55 minutes, a margin under the
+hour), ``publish`` first calls ``find_existing`` and returns what it finds.
+
+``find_existing`` never posts: it only reads the account's statuses. The rule: page through
+``GET /api/v1/accounts/:id/statuses?limit=40&exclude_reblogs=true`` (newest first, at most
+``MAX_PAGES`` pages, stopping at the first status older than the threshold) and pick the
+*oldest* status that
+
+* was created at or after the threshold: the first attempt minus ``CLOCK_SKEW`` (2 minutes,
+  for the difference between our clock and the instance's);
+* has the same text: the status ``content`` with its HTML removed, compared with the post's
+  text after both are NFC-normalised, remote mentions shortened (``@a@b.example`` is shown
+  as ``@a``) and every run of whitespace made one space;
+* has the same ``spoiler_text`` (empty when none), the same ``in_reply_to_id`` and the same
+  number of media attachments.
+
+The first attempt is, in order: the ``since`` argument; the time this adapter object first
+sent the key; otherwise ``now - lookback_minutes``. After a crash only the first and last
+exist, so the gateway should pass ``since`` when it knows it (``OutboundPost`` has no field
+for the first attempt's time yet; the keyword is an extension of the ``Adapter`` protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from adapters._http import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Clock,
+    HttpClient,
+    HttpResponse,
+    check_base_url,
+    float_option,
+    parse_retry_after,
+    parse_timestamp,
+    seconds_until,
+    utc_now,
+)
+from adapters.base import (
+    AccountInfo,
+    AdapterConfig,
+    AdapterError,
+    MediaItem,
+    OutboundPost,
+    PublishResult,
+)
+
+PLATFORM = "mastodon"
+
+IDEMPOTENCY_WINDOW = timedelta(minutes=55)
+"""How long after the first attempt a resend is trusted to dedupe (Mastodon keeps keys 1 h)."""
+
+CLOCK_SKEW = timedelta(minutes=2)
+"""Tolerance between our clock and the instance's when comparing ``created_at``."""
+
+MAX_PAGES = 5
+"""Pages of 40 statuses ``find_existing`` reads at most: 200 statuses."""
+
+PAGE_SIZE = 40
+"""The largest page ``GET /api/v1/accounts/:id/statuses`` serves."""
+
+VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
+"""The documented values of ``visibility``."""
+
+MAX_MEDIA = 4
+"""Attachments per status on a stock instance."""
+
+URL_WEIGHT = 23
+"""Characters every URL counts as, whatever its length (``StatusLengthValidator``)."""
+
+_DEFAULT_MAX_CHARACTERS = 500.0
+_DEFAULT_LOOKBACK_MINUTES = 360.0
+_DEFAULT_POLL_INTERVAL = 1.0
+_DEFAULT_POLL_TIMEOUT = 120.0
+_ATTEMPTS_KEPT = 10_000
+
+# Mastodon counts only URLs with a scheme (Extractor with extract_url_without_protocol off).
+_URL_RE = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+_URL_TRAILING = ".,:;!?'\")]}"
+# ``@user@domain`` counts, and is displayed, as ``@user``.
+_REMOTE_MENTION_RE = re.compile(r"(?<![\w/=])@(\w+(?:[\w.-]*\w)?)@[\w.-]*\w", re.UNICODE)
+_WHITESPACE_RE = re.compile(r"\s+")
+
+
+def countable_text(text: str) -> str:
+    """The text as Mastodon measures it: each URL as 23 characters, remote mentions short."""
+
+    def url(match: re.Match[str]) -> str:
+        found = match.group(0)
+        stripped = found.rstrip(_URL_TRAILING)
+        return "x" * URL_WEIGHT + found[len(stripped) :]
+
+    return _REMOTE_MENTION_RE.sub(r"@\1", _URL_RE.sub(url, text))
+
+
+def grapheme_length(text: str) -> int:
+    """Count user-perceived characters, approximating Unicode extended grapheme clusters.
+
+    Combining marks, variation selectors, emoji modifiers, tag characters and ZWJ-joined
+    parts attach to the character before them; a pair of regional indicators is one flag;
+    CR LF is one character. That covers what people type; it is not all of UAX #29.
+    """
+    count = 0
+    after_zwj = False
+    open_flag = False
+    previous = ""
+    for ch in text:
+        cp = ord(ch)
+        if after_zwj:
+            after_zwj = False
+            previous = ch
+            continue
+        if count and _extends(ch, cp):
+            after_zwj = cp == 0x200D
+            previous = ch
+            continue
+        if ch == "\n" and previous == "\r":
+            previous = ch
+            continue
+        if 0x1F1E6 <= cp <= 0x1F1FF:
+            if open_flag:
+                open_flag = False
+                previous = ch
+                continue
+            open_flag = True
+        else:
+            open_flag = False
+        count += 1
+        previous = ch
+    return count
+
+
+def _extends(ch: str, cp: int) -> bool:
+    return (
+        unicodedata.category(ch) in ("Mn", "Me", "Mc")
+        or 0xFE00 <= cp <= 0xFE0F
+        or 0x1F3FB <= cp <= 0x1F3FF
+        or 0xE0020 <= cp <= 0xE007F
+        or cp in (0x200D, 0x20E3)
+    )
+
+
+def status_length(text: str, spoiler_text: str | None) -> int:
+    """The length Mastodon checks against its limit: spoiler plus countable text."""
+    return grapheme_length((spoiler_text or "") + countable_text(text))
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of a status' HTML ``content``, paragraphs and breaks as newlines."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._paragraphs = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p":
+            if self._paragraphs:
+                self.parts.append("\n\n")
+            self._paragraphs += 1
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        # Link text is split into "invisible" and "ellipsis" spans; their data joined is the
+        # whole URL, so keeping all data restores what was typed.
+        self.parts.append(data)
+
+
+def html_to_text(content: str) -> str:
+    """The plain text of a status' HTML ``content``."""
+    parser = _TextExtractor()
+    parser.feed(content)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def normalize_for_match(text: str) -> str:
+    """The form in which a posted text and a status' stripped content are compared."""
+    text = unicodedata.normalize("NFC", text)
+    text = _REMOTE_MENTION_RE.sub(r"@\1", text)
+    return _WHITESPACE_RE.sub(" ", text).strip()
+
+
+def _mastodon_detail(body: Any, text: str) -> str | None:
+    if isinstance(body, dict):
+        error = body.get("error")
+        description = body.get("error_description")
+        if isinstance(error, str) and error:
+            return f"{error}: {description}" if isinstance(description, str) else error
+    return None
+
+
+@dataclass
+class _Attempt:
+    """What this adapter object knows about one idempotency key."""
+
+    first_at: datetime
+    may_exist: bool = False
+    """A request was sent and not definitely refused: a status may exist for this key."""
+
+
+class MastodonAdapter:
+    """Publishes to one Mastodon account. See the module docstring for exactly-once."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        config: AdapterConfig,
+        *,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if config.session is None:
+            raise ValueError("mastodon: the adapter needs the gateway's shared session")
+        if not config.secret:
+            raise ValueError("mastodon: no access token was resolved for this account")
+        instance = config.options.get("instance", "")
+        self._account = config.account
+        self._base_url = check_base_url(instance, option="instance", platform=PLATFORM)
+        self._clock = clock or utc_now
+        self._sleep = sleep
+        self._max_characters = int(
+            float_option(config, "max_characters", _DEFAULT_MAX_CHARACTERS, platform=PLATFORM)
+        )
+        self._lookback = timedelta(
+            minutes=float_option(
+                config, "lookback_minutes", _DEFAULT_LOOKBACK_MINUTES, platform=PLATFORM
+            )
+        )
+        self._poll_interval = float_option(
+            config, "media_poll_interval", _DEFAULT_POLL_INTERVAL, platform=PLATFORM
+        )
+        self._poll_timeout = float_option(
+            config, "media_poll_timeout", _DEFAULT_POLL_TIMEOUT, platform=PLATFORM
+        )
+        self._http = HttpClient(
+            platform=PLATFORM,
+            session=config.session,
+            base_url=self._base_url,
+            secret=config.secret,
+            timeout=float_option(config, "timeout", DEFAULT_TIMEOUT_SECONDS, platform=PLATFORM),
+            clock=self._clock,
+            detail=_mastodon_detail,
+        )
+        self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
+        self._account_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MastodonAdapter(account={self._account!r}, instance={self._base_url!r})"
+
+    # -- publish ---------------------------------------------------------------------------
+
+    async def publish(self, post: OutboundPost) -> PublishResult:
+        """Create the status (uploading media first); safe to call again with the same post."""
+        self._check_locally(post)
+        attempt = self._attempts.get(post.idempotency_key)
+        now = self._clock()
+        if attempt is None:
+            attempt = self._remember(post.idempotency_key, now)
+        elif attempt.may_exist and now - attempt.first_at >= IDEMPOTENCY_WINDOW:
+            # The instance has forgotten the key: only a look at the timeline can tell
+            # whether the earlier attempt landed.
+            existing = await self.find_existing(post, since=attempt.first_at)
+            if existing is not None:
+                return existing
+
+        media_ids = [await self._upload(item) for item in post.media]
+        body: dict[str, Any] = {
+            "status": post.text,
+            "sensitive": post.sensitive,
+        }
+        if post.reply_to:
+            body["in_reply_to_id"] = post.reply_to
+        if post.spoiler_text:
+            body["spoiler_text"] = post.spoiler_text
+        if post.visibility:
+            body["visibility"] = post.visibility
+        if post.language:
+            body["language"] = post.language
+        if media_ids:
+            body["media_ids"] = media_ids
+
+        attempt.may_exist = True
+        path = "/api/v1/statuses"
+        response = await self._http.request(
+            "POST", path, json_body=body, headers={"Idempotency-Key": post.idempotency_key}
+        )
+        if response.status != 200:
+            error = self._classify("POST", path, response)
+            # Only a 5xx or 408 leaves the outcome open; 429 and other 4xx mean nothing
+            # was created. (A transport failure raised above and left may_exist set.)
+            attempt.may_exist = error.retryable and response.status != 429
+            raise error
+        status = self._json_object(response, "POST", path)
+        return self._result(status, "POST", path)
+
+    def _check_locally(self, post: OutboundPost) -> None:
+        """Refuse, without a request, what the instance is documented to refuse."""
+        if not post.text.strip() and not post.media:
+            raise self._http.error("a status needs text or media", retryable=False)
+        length = status_length(post.text, post.spoiler_text)
+        if length > self._max_characters:
+            raise self._http.error(
+                f"text is {length} characters, over the instance limit of "
+                f"{self._max_characters} (URLs count 23, spoiler text counts)",
+                retryable=False,
+            )
+        if post.visibility is not None and post.visibility not in VISIBILITIES:
+            raise self._http.error(
+                f"visibility {post.visibility!r} is not one of {sorted(VISIBILITIES)}",
+                retryable=False,
+            )
+        if len(post.media) > MAX_MEDIA:
+            raise self._http.error(
+                f"{len(post.media)} attachments, at most {MAX_MEDIA} allowed", retryable=False
+            )
+
+    def _remember(self, key: str, now: datetime) -> _Attempt:
+        attempt = _Attempt(first_at=now)
+        self._attempts[key] = attempt
+        while len(self._attempts) > _ATTEMPTS_KEPT:
+            self._attempts.popitem(last=False)
+        return attempt
+
+    async def _upload(self, item: MediaItem) -> str:
+        """Upload one attachment with ``POST /api/v2/media`` and wait until it is processed."""
+        form = aiohttp.FormData()
+        form.add_field("file", item.data, content_type=item.mime_type, filename=_filename(item))
+        if item.description:
+            form.add_field("description", item.description)
+        path = "/api/v2/media"
+        response = await self._http.request("POST", path, data=form)
+        if response.status not in (200, 202):
+            raise self._classify("POST", path, response)
+        media = self._json_object(response, "POST", path)
+        media_id = media.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise self._http.error(f"POST {path} answered without a media id", retryable=True)
+        if response.status == 200:
+            return media_id
+
+        # 202: the full-size file is processed in the background; GET answers 206 until done.
+        waited = 0.0
+        get_path = f"/api/v1/media/{quote(media_id, safe='')}"
+        while True:
+            await self._sleep(self._poll_interval)
+            waited += self._poll_interval
+            response = await self._http.request("GET", get_path)
+            if response.status == 200:
+                return media_id
+            if response.status != 206:
+                raise self._classify("GET", "/api/v1/media/:id", response)
+            if waited >= self._poll_timeout:
+                raise self._http.error(
+                    f"media {media_id} still processing after {waited:g} s", retryable=True
+                )
+
+    # -- find_existing ---------------------------------------------------------------------
+
+    async def find_existing(
+        self, post: OutboundPost, *, since: datetime | None = None
+    ) -> PublishResult | None:
+        """Look for a status this post already made (rule in the module docstring)."""
+        if since is None:
+            attempt = self._attempts.get(post.idempotency_key)
+            since = attempt.first_at if attempt else self._clock() - self._lookback
+        threshold = since - CLOCK_SKEW
+        account_id = await self._own_account_id()
+        want_text = normalize_for_match(post.text)
+        want_spoiler = normalize_for_match(post.spoiler_text or "")
+        path = f"/api/v1/accounts/{quote(account_id, safe='')}/statuses"
+        found: dict[str, Any] | None = None
+        found_at: datetime | None = None
+        max_id: str | None = None
+        for _ in range(MAX_PAGES):
+            params = {"limit": str(PAGE_SIZE), "exclude_reblogs": "true"}
+            if max_id:
+                params["max_id"] = max_id
+            response = await self._http.request("GET", path, params=params)
+            if response.status != 200:
+                raise self._classify("GET", "/api/v1/accounts/:id/statuses", response)
+            page = response.json()
+            if not isinstance(page, list) or not page:
+                break
+            reached_older = False
+            for status in page:
+                if not isinstance(status, dict):
+                    continue
+                created = parse_timestamp(_str(status.get("created_at")))
+                if created is None:
+                    continue
+                if created < threshold:
+                    reached_older = True
+                    continue
+                if not self._matches(status, post, want_text, want_spoiler):
+                    continue
+                # Pages run newest first: the last match seen is the oldest, i.e. the first
+                # status this post made.
+                if found_at is None or created <= found_at:
+                    found, found_at = status, created
+            last = page[-1]
+            max_id = _str(last.get("id")) if isinstance(last, dict) else None
+            if reached_older or not max_id or len(page) < PAGE_SIZE:
+                break
+        if found is None:
+            return None
+        return self._result(found, "GET", path)
+
+    @staticmethod
+    def _matches(
+        status: dict[str, Any], post: OutboundPost, want_text: str, want_spoiler: str
+    ) -> bool:
+        if status.get("reblog"):
+            return False
+        if _str(status.get("in_reply_to_id")) != (post.reply_to or None):
+            return False
+        if normalize_for_match(_str(status.get("spoiler_text")) or "") != want_spoiler:
+            return False
+        attachments = status.get("media_attachments")
+        count = len(attachments) if isinstance(attachments, list) else 0
+        if count != len(post.media):
+            return False
+        content = _str(status.get("content")) or ""
+        return normalize_for_match(html_to_text(content)) == want_text
+
+    async def _own_account_id(self) -> str:
+        if self._account_id is None:
+            self._account_id = (await self.verify_credentials()).remote_id
+        return self._account_id
+
+    # -- delete, verify_credentials ----------------------------------------------------------
+
+    async def delete(self, remote_id: str) -> None:
+        """Delete the status; one that is already gone counts as deleted."""
+        path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        response = await self._http.request("DELETE", path)
+        if response.status in (200, 404):
+            return
+        raise self._classify("DELETE", "/api/v1/statuses/:id", response)
+
+    async def verify_credentials(self) -> AccountInfo:
+        """Ask the instance whose token this is."""
+        path = "/api/v1/accounts/verify_credentials"
+        response = await self._http.request("GET", path)
+        if response.status != 200:
+            raise self._classify("GET", path, response)
+        account = self._json_object(response, "GET", path)
+        account_id = _str(account.get("id"))
+        acct = _str(account.get("acct")) or _str(account.get("username"))
+        if not account_id or not acct:
+            raise self._http.error(f"GET {path} answered without id or acct", retryable=True)
+        self._account_id = account_id
+        host = urlsplit(self._base_url).hostname or ""
+        return AccountInfo(
+            remote_id=account_id,
+            handle=acct if "@" in acct else f"{acct}@{host}",
+            display_name=_str(account.get("display_name")) or None,
+            url=_str(account.get("url")),
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _classify(self, method: str, path: str, response: HttpResponse) -> AdapterError:
+        retry_after = None
+        if response.status == 429 or response.status >= 500:
+            now = self._clock()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+            if retry_after is None and response.status == 429:
+                reset = parse_timestamp(response.headers.get("X-RateLimit-Reset"))
+                if reset is not None:
+                    retry_after = seconds_until(reset, now)
+        return self._http.classify(method, path, response, retry_after=retry_after)
+
+    def _json_object(self, response: HttpResponse, method: str, path: str) -> dict[str, Any]:
+        body = response.json()
+        if not isinstance(body, dict):
+            # A 200 with a body we cannot read: the request may well have worked, so the
+            # caller must treat the outcome as unknown and retry (idempotently).
+            raise self._http.error(
+                f"{method} {path} answered {response.status} without a JSON object",
+                retryable=True, status=response.status, detail=response.text,
+            )
+        return body
+
+    def _result(self, status: dict[str, Any], method: str, path: str) -> PublishResult:
+        remote_id = _str(status.get("id"))
+        if not remote_id:
+            raise self._http.error(f"{method} {path} answered a status without id",
+                                   retryable=True)
+        return PublishResult(remote_id=remote_id, url=_str(status.get("url")))
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _filename(item: MediaItem) -> str:
+    subtype = item.mime_type.partition("/")[2].split(";")[0].strip() or "bin"
+    return f"upload.{subtype}"

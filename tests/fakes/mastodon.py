@@ -1,0 +1,717 @@
+"""A strict local Mastodon: the statuses, media and accounts API methods Byline uses.
+
+``create_app(fake)`` builds an ``aiohttp.web.Application`` around a ``FakeMastodon``, whose
+attributes hold what was published (``statuses()``) and whose ``faults`` and ``clock``
+drive failures and time from tests.
+
+Documented rules it enforces, and where they are written:
+
+* docs.joinmastodon.org/methods/statuses/#create ("Post a new status"):
+  - ``Authorization: Bearer <user_token>`` is required; a missing, unknown, revoked or
+    expired token is answered 401 ``{"error": "The access token is invalid"}`` (the
+    documented 401 body, also on /methods/accounts/#verify_credentials and /methods/media).
+  - ``status`` is required unless ``media_ids`` is given; blank text without media is 422
+    ``{"error": "Validation failed: Text can't be blank"}`` (the documented 422 body).
+  - ``media_ids`` and ``poll`` exclude each other.
+  - ``visibility`` is one of ``public``, ``unlisted``, ``private``, ``direct``.
+  - ``language`` is an ISO 639-1 code. (Mastodon itself silently drops an unknown code —
+    ``PostStatusService#language_from_option`` returns nil — the stand-in answers 422 so that
+    a wrong code from an adapter fails a test instead of vanishing.)
+  - ``scheduled_at`` must be at least 5 minutes in the future; a scheduled post returns a
+    ScheduledStatus instead of a Status.
+  - ``in_reply_to_id`` must name an existing status the account may see (404 otherwise, as
+    ``StatusesController#set_thread`` does).
+  - Form data parameters: both form-encoded (``application/x-www-form-urlencoded`` and
+    ``multipart/form-data``, arrays as ``media_ids[]``) and JSON bodies are accepted, as
+    Rails' parameter parsing does for every API method.
+  - ``Idempotency-Key``: "prevent duplicate submissions of the same status … stored for up
+    to 1 hour": the same key from the same account within an hour returns the status made
+    the first time (``PostStatusService`` keys Redis by account id and key, TTL 3600 s).
+* Status length (``app/validators/status_length_validator.rb``): the spoiler text plus the
+  text, counted in grapheme clusters, with every URL counted as 23 characters and a remote
+  mention ``@user@domain`` as ``@user``, must not exceed 500: otherwise 422
+  ``Validation failed: Text character limit of 500 exceeded``.
+* docs.joinmastodon.org/methods/statuses/#get and #delete: 404 ``{"error": "Record not
+  found"}`` for unknown statuses (and for other accounts' statuses on delete; private ones
+  are hidden from others); delete returns the status with its source ``text``.
+* docs.joinmastodon.org/methods/accounts/#statuses: newest first, ``limit`` default 20 and
+  max 40, ``max_id`` / ``since_id`` / ``min_id``, ``exclude_reblogs``; 404 for an unknown
+  account.
+* docs.joinmastodon.org/methods/media/#v2 and #get: ``file`` required with a MIME type
+  (422 otherwise); 200 when processed at once, 202 with ``url: null`` while processing; GET
+  answers 206 until done; statuses refuse media still processing and more than 4 files.
+* docs.joinmastodon.org/api/rate-limits: every answer carries ``X-RateLimit-Limit``,
+  ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (an ISO 8601 time); 300 requests per
+  account per 5 minutes, then 429 ``{"error": "Too many requests"}``
+  (docs.joinmastodon.org/methods/accounts, 429 example).
+* entities/Status: ids are strings of digits, ``content`` is HTML (paragraphs in ``<p>``,
+  line breaks ``<br />``, links split into ``invisible``/``ellipsis`` spans, remote mentions
+  shown as ``@user``), ``created_at`` an ISO 8601 time with milliseconds and ``Z``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from tests.fakes._faults import FakeClock, Faults, drop_connection
+
+MAX_CHARS = 500
+URL_PLACEHOLDER = "x" * 23
+IDEMPOTENCY_TTL = timedelta(hours=1)
+SCHEDULE_MIN_OFFSET = timedelta(minutes=5)
+RATE_LIMIT = 300
+RATE_WINDOW = timedelta(minutes=5)
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+MAX_MEDIA = 4
+
+ISO_639_1 = frozenset(
+    """aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu
+    cv cy da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho
+    hr ht hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv
+    kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr
+    nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq
+    sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh
+    yi yo za zh zu""".split()  # noqa: SIM905 - the table reads better as text
+)
+
+_URL_RE = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+_URL_TRAILING = ".,:;!?'\")]}"
+_MENTION_RE = re.compile(r"(?<![\w/=])@(\w+(?:[\w.-]*\w)?)(?:@([\w.-]*\w))?")
+_FALSE_VALUES = {"false", "0", "f", "off", ""}
+
+
+@dataclass
+class Account:
+    """A local account and its tokens."""
+
+    id: str
+    username: str
+    display_name: str
+    tokens: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Media:
+    """An uploaded attachment."""
+
+    id: str
+    account_id: str
+    mime_type: str
+    description: str | None
+    size: int
+    pending_polls: int
+    status_id: str | None = None
+
+
+@dataclass
+class Status:
+    """A published status, as stored."""
+
+    id: str
+    account_id: str
+    text: str
+    spoiler_text: str
+    sensitive: bool
+    visibility: str
+    language: str | None
+    in_reply_to_id: str | None
+    media_ids: list[str]
+    created_at: datetime
+    idempotency_key: str | None = None
+    deleted: bool = False
+
+
+@dataclass
+class ScheduledStatus:
+    """A status waiting for its ``scheduled_at``."""
+
+    id: str
+    account_id: str
+    scheduled_at: datetime
+    params: dict[str, Any]
+
+
+class MastodonError(Exception):
+    """Raised inside handlers; becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class FakeMastodon:
+    """The stand-in's state and test controls."""
+
+    def __init__(self, *, host: str = "mastodon.example") -> None:
+        self.host = host
+        self.clock = FakeClock()
+        self.faults = Faults()
+        self.accounts: dict[str, Account] = {}
+        self.media: dict[str, Media] = {}
+        self.scheduled: dict[str, ScheduledStatus] = {}
+        self.media_processing_polls = 0
+        """How many ``GET /api/v1/media/:id`` answer 206 before an upload is processed."""
+        self._statuses: dict[str, Status] = {}
+        self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._rate: dict[str, tuple[datetime, int]] = {}
+        self._ids = itertools.count(110_000_000_000_000_001)
+
+    # -- test controls -------------------------------------------------------------------------
+
+    def add_account(self, username: str, token: str) -> Account:
+        """Create an account whose access token is ``token``."""
+        account = Account(id=str(len(self.accounts) + 1), username=username,
+                          display_name=username.title(), tokens={token})
+        self.accounts[account.id] = account
+        return account
+
+    def revoke_token(self, token: str) -> None:
+        """Make ``token`` invalid, as revoking or expiry does."""
+        for account in self.accounts.values():
+            account.tokens.discard(token)
+
+    expire_token = revoke_token
+
+    def statuses(self, account: Account | None = None, *,
+                 include_deleted: bool = False) -> list[Status]:
+        """Published statuses, oldest first."""
+        return [
+            s for s in self._statuses.values()
+            if (account is None or s.account_id == account.id)
+            and (include_deleted or not s.deleted)
+        ]
+
+    def status(self, status_id: str) -> Status | None:
+        """One stored status, deleted or not."""
+        return self._statuses.get(status_id)
+
+    def seed_status(self, account: Account, text: str, *, created_at: datetime,
+                    in_reply_to_id: str | None = None, spoiler_text: str = "") -> Status:
+        """Store a status directly, e.g. an identical post made long ago."""
+        status = Status(
+            id=self._next_id(), account_id=account.id, text=text, spoiler_text=spoiler_text,
+            sensitive=False, visibility="public", language=None, in_reply_to_id=in_reply_to_id,
+            media_ids=[], created_at=created_at,
+        )
+        self._statuses[status.id] = status
+        return status
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        return str(next(self._ids))
+
+    def _account_for(self, request: web.Request, *, required: bool) -> Account | None:
+        header = request.headers.get("Authorization")
+        if header is None:
+            if required:
+                raise MastodonError(401, "The access token is invalid")
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            for account in self.accounts.values():
+                if token in account.tokens:
+                    self._count_request(account)
+                    return account
+        raise MastodonError(401, "The access token is invalid")
+
+    def _count_request(self, account: Account) -> None:
+        now = self.clock.now()
+        start, used = self._rate.get(account.id, (now, 0))
+        if now - start >= RATE_WINDOW:
+            start, used = now, 0
+        self._rate[account.id] = (start, used + 1)
+        if used + 1 > RATE_LIMIT:
+            raise MastodonError(429, "Too many requests")
+
+    def rate_headers(self, request: web.Request) -> dict[str, str]:
+        """The X-RateLimit-* headers for whoever sent ``request``."""
+        now = self.clock.now()
+        remaining = RATE_LIMIT
+        reset = now + RATE_WINDOW
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        for account in self.accounts.values():
+            if token and token in account.tokens and account.id in self._rate:
+                start, used = self._rate[account.id]
+                remaining = max(0, RATE_LIMIT - used)
+                reset = start + RATE_WINDOW
+        return {
+            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": _iso(reset),
+        }
+
+    def _visible(self, status: Status, viewer: Account | None) -> bool:
+        if status.deleted:
+            return False
+        if status.visibility in ("private", "direct"):
+            return viewer is not None and viewer.id == status.account_id
+        return True
+
+    def render_status(self, status: Status, *, with_source: bool = False) -> dict[str, Any]:
+        """The Status entity."""
+        account = self.accounts[status.account_id]
+        in_reply_to_account = None
+        if status.in_reply_to_id and status.in_reply_to_id in self._statuses:
+            in_reply_to_account = self._statuses[status.in_reply_to_id].account_id
+        entity: dict[str, Any] = {
+            "id": status.id,
+            "created_at": _iso(status.created_at),
+            "in_reply_to_id": status.in_reply_to_id,
+            "in_reply_to_account_id": in_reply_to_account,
+            "sensitive": status.sensitive,
+            "spoiler_text": status.spoiler_text,
+            "visibility": status.visibility,
+            "language": status.language,
+            "uri": f"https://{self.host}/users/{account.username}/statuses/{status.id}",
+            "url": f"https://{self.host}/@{account.username}/{status.id}",
+            "replies_count": 0,
+            "reblogs_count": 0,
+            "favourites_count": 0,
+            "edited_at": None,
+            "content": render_content(status.text, self.host),
+            "reblog": None,
+            "application": {"name": "Byline", "website": None},
+            "account": self.render_account(account),
+            "media_attachments": [self.render_media(self.media[m]) for m in status.media_ids],
+            "mentions": [],
+            "tags": [],
+            "emojis": [],
+            "card": None,
+            "poll": None,
+        }
+        if with_source:
+            entity["text"] = status.text
+        return entity
+
+    def render_account(self, account: Account) -> dict[str, Any]:
+        """The Account entity."""
+        return {
+            "id": account.id,
+            "username": account.username,
+            "acct": account.username,
+            "display_name": account.display_name,
+            "locked": False,
+            "bot": True,
+            "url": f"https://{self.host}/@{account.username}",
+            "note": "",
+            "statuses_count": len(self.statuses(account)),
+        }
+
+    def render_media(self, media: Media) -> dict[str, Any]:
+        """The MediaAttachment entity; ``url`` is null while processing."""
+        kind = media.mime_type.partition("/")[0]
+        processed = media.pending_polls <= 0
+        return {
+            "id": media.id,
+            "type": kind if kind in ("image", "video", "audio") else "unknown",
+            "url": f"https://files.{self.host}/original/{media.id}" if processed else None,
+            "preview_url": f"https://files.{self.host}/small/{media.id}",
+            "remote_url": None,
+            "description": media.description,
+            "blurhash": None,
+        }
+
+
+# -- content rendering ---------------------------------------------------------------------
+
+
+def render_content(text: str, host: str) -> str:
+    """Status text as Mastodon's TextFormatter renders it: paragraphs, breaks, links."""
+    paragraphs = [p for p in re.split(r"\n\n+", text.strip()) if p]
+    rendered = []
+    for paragraph in paragraphs:
+        lines = [_render_line(line, host) for line in paragraph.split("\n")]
+        rendered.append("<p>" + "<br />".join(lines) + "</p>")
+    return "".join(rendered)
+
+
+def _render_line(line: str, host: str) -> str:
+    out: list[str] = []
+    position = 0
+    for match in _URL_RE.finditer(line):
+        url = match.group(0).rstrip(_URL_TRAILING)
+        out.append(_render_mentions(line[position : match.start()], host))
+        out.append(_render_link(url))
+        position = match.start() + len(url)
+    out.append(_render_mentions(line[position:], host))
+    return "".join(out)
+
+
+def _render_link(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    prefix = scheme + "://"
+    if len(rest) > 30:
+        visible = f'<span class="ellipsis">{escape(rest[:30])}</span>'
+        tail = f'<span class="invisible">{escape(rest[30:])}</span>'
+    else:
+        visible = f'<span class="">{escape(rest)}</span>'
+        tail = '<span class="invisible"></span>'
+    return (
+        f'<a href="{escape(url)}" target="_blank" rel="nofollow noopener noreferrer">'
+        f'<span class="invisible">{escape(prefix)}</span>{visible}{tail}</a>'
+    )
+
+
+def _render_mentions(text: str, host: str) -> str:
+    out: list[str] = []
+    position = 0
+    for match in _MENTION_RE.finditer(text):
+        user, domain = match.group(1), match.group(2) or host
+        out.append(escape(text[position : match.start()]))
+        out.append(
+            f'<span class="h-card" translate="no"><a href="https://{escape(domain)}/@'
+            f'{escape(user)}" class="u-url mention">@<span>{escape(user)}</span></a></span>'
+        )
+        position = match.end()
+    out.append(escape(text[position:]))
+    return "".join(out)
+
+
+# -- length --------------------------------------------------------------------------------
+
+
+def countable_length(text: str, spoiler_text: str) -> int:
+    """StatusLengthValidator's count: graphemes of spoiler + text, URLs 23, mentions short."""
+
+    def url(match: re.Match[str]) -> str:
+        raw = match.group(0)
+        kept = raw.rstrip(_URL_TRAILING)
+        return URL_PLACEHOLDER + raw[len(kept) :]
+
+    countable = _URL_RE.sub(url, text)
+    countable = _MENTION_RE.sub(lambda m: "@" + m.group(1), countable)
+    return _graphemes(spoiler_text + countable)
+
+
+def _graphemes(text: str) -> int:
+    # A small segmenter of its own (not the adapter's): marks, selectors, skin tones, tags
+    # and ZWJ continuations join the cluster before them; regional indicators pair up.
+    clusters = 0
+    join_next = False
+    pending_flag = False
+    last = ""
+    for ch in text:
+        cp = ord(ch)
+        extend = (
+            unicodedata.category(ch).startswith("M")
+            or 0xFE00 <= cp <= 0xFE0F
+            or 0x1F3FB <= cp <= 0x1F3FF
+            or 0xE0020 <= cp <= 0xE007F
+            or cp in (0x200D, 0x20E3)
+        )
+        if join_next or (extend and clusters) or (last == "\r" and ch == "\n"):
+            join_next = cp == 0x200D
+            last = ch
+            continue
+        if 0x1F1E6 <= cp <= 0x1F1FF and pending_flag:
+            pending_flag = False
+            last = ch
+            continue
+        pending_flag = 0x1F1E6 <= cp <= 0x1F1FF
+        clusters += 1
+        last = ch
+    return clusters
+
+
+# -- request parsing -----------------------------------------------------------------------
+
+
+async def _params(request: web.Request) -> dict[str, Any]:
+    """Form data parameters from a JSON, urlencoded or multipart body, arrays as lists."""
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            raise MastodonError(400, "Error while parsing request body") from None
+        if not isinstance(body, dict):
+            raise MastodonError(400, "Error while parsing request body")
+        return body
+    form: MultiDictProxy[Any] = await request.post()
+    params: dict[str, Any] = {}
+    for key in form:
+        values = form.getall(key)
+        if key.endswith("[]"):
+            params[key[:-2]] = [str(v) for v in values]
+        elif key.startswith("poll[options]"):
+            params.setdefault("poll", {}).setdefault("options", []).extend(map(str, values))
+        elif key.startswith("poll["):
+            params.setdefault("poll", {})[key[5:-1]] = str(values[-1])
+        else:
+            params[key] = values[-1]
+    return params
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    return str(value).strip().lower() not in _FALSE_VALUES
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MastodonError(422, f"Validation failed: {name} must be a string")
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _parse_time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+# -- application ---------------------------------------------------------------------------
+
+FAKE_KEY = web.AppKey("fake_mastodon", FakeMastodon)
+
+
+def create_app(fake: FakeMastodon | None = None) -> web.Application:
+    """An aiohttp application serving ``fake`` (a new one if none is given)."""
+    fake = fake or FakeMastodon()
+
+    def error_response(status: int, message: str, headers: Mapping[str, str] | None = None
+                       ) -> web.Response:
+        return web.json_response({"error": message}, status=status, headers=headers)
+
+    def render_fault(status: int) -> web.Response:
+        if status in (502, 503, 504):
+            # What the reverse proxy in front of Puma answers: HTML, not JSON.
+            return web.Response(status=status, content_type="text/html",
+                                text=f"<html><body><h1>{status}</h1></body></html>")
+        return error_response(status, "We're sorry, but something went wrong on our end.")
+
+    def render_rate_limit(retry_after: float, send_retry_after: bool) -> web.Response:
+        reset = fake.clock.now() + timedelta(seconds=retry_after)
+        headers = {
+            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": _iso(reset),
+        }
+        if send_retry_after:
+            headers["Retry-After"] = str(int(retry_after))
+        return error_response(429, "Too many requests", headers)
+
+    @web.middleware
+    async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except MastodonError as exc:
+            response = error_response(exc.status, exc.message)
+        except web.HTTPNotFound:
+            response = error_response(404, "Record not found")
+        except web.HTTPMethodNotAllowed:
+            response = error_response(405, "Method not allowed")
+        if not response.prepared:
+            for name, value in fake.rate_headers(request).items():
+                # A rate-limit fault already set its own (exhausted) values.
+                response.headers.setdefault(name, value)
+        return response
+
+    async def create_status(request: web.Request) -> web.StreamResponse:
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        params = await _params(request)
+        thread_id = _text(params.get("in_reply_to_id"), "In reply to")
+        if thread_id:
+            thread = fake.status(thread_id)
+            if thread is None or not fake._visible(thread, account):
+                raise MastodonError(404, "The post you are trying to reply to does not "
+                                         "appear to exist.")
+        key = request.headers.get("Idempotency-Key")
+        now = fake.clock.now()
+        if key:
+            remembered = fake._idempotency.get((account.id, key))
+            if remembered is not None and now - remembered[1] < IDEMPOTENCY_TTL:
+                existing = fake.status(remembered[0])
+                if existing is not None:
+                    return web.json_response(fake.render_status(existing))
+
+        text = _text(params.get("status"), "Status") or ""
+        spoiler = _text(params.get("spoiler_text"), "Spoiler text") or ""
+        media_ids = params.get("media_ids") or []
+        if not isinstance(media_ids, list) or not all(isinstance(m, str | int) for m in
+                                                      media_ids):
+            raise MastodonError(422, "Validation failed: media_ids must be an array")
+        media_ids = [str(m) for m in media_ids]
+        poll = params.get("poll")
+        if media_ids and poll:
+            raise MastodonError(422, "Cannot attach files to a post with a poll")
+        if len(media_ids) > MAX_MEDIA:
+            raise MastodonError(422, f"Cannot attach more than {MAX_MEDIA} files")
+        for media_id in media_ids:
+            media = fake.media.get(media_id)
+            if media is None or media.account_id != account.id or media.status_id is not None:
+                raise MastodonError(
+                    422, f"Media {media_id} not found or already attached to another post"
+                )
+            if media.pending_polls > 0:
+                raise MastodonError(422, "Cannot attach files that have not finished "
+                                         "processing. Try again in a moment!")
+        visibility = _text(params.get("visibility"), "Visibility") or "public"
+        if visibility not in VISIBILITIES:
+            raise MastodonError(422, "Validation failed: Visibility is not included in the "
+                                     "list")
+        language = _text(params.get("language"), "Language")
+        if language is not None and language not in ISO_639_1:
+            raise MastodonError(422, "Validation failed: Language is not an ISO 639-1 code")
+        if not text.strip() and not media_ids:
+            raise MastodonError(422, "Validation failed: Text can't be blank")
+        if countable_length(text, spoiler) > MAX_CHARS:
+            raise MastodonError(422, f"Validation failed: Text character limit of {MAX_CHARS} "
+                                     "exceeded")
+        scheduled_raw = _text(params.get("scheduled_at"), "Scheduled at")
+        if scheduled_raw:
+            scheduled_at = _parse_time(scheduled_raw)
+            if scheduled_at is None:
+                raise MastodonError(422, "Validation failed: Scheduled at is invalid")
+            if scheduled_at - now < SCHEDULE_MIN_OFFSET:
+                raise MastodonError(422, "Validation failed: Scheduled at The scheduled date "
+                                         "must be in the future")
+            scheduled = ScheduledStatus(
+                id=fake._next_id(), account_id=account.id, scheduled_at=scheduled_at,
+                params={"text": text, "visibility": visibility, "media_ids": media_ids or None,
+                        "spoiler_text": spoiler or None, "idempotency": key},
+            )
+            fake.scheduled[scheduled.id] = scheduled
+            return web.json_response({
+                "id": scheduled.id, "scheduled_at": _iso(scheduled_at),
+                "params": scheduled.params, "media_attachments": [],
+            })
+
+        status = Status(
+            id=fake._next_id(), account_id=account.id, text=text, spoiler_text=spoiler,
+            sensitive=_boolean(params.get("sensitive")), visibility=visibility,
+            language=language, in_reply_to_id=thread_id or None, media_ids=media_ids,
+            created_at=now, idempotency_key=key,
+        )
+        fake._statuses[status.id] = status
+        for media_id in media_ids:
+            fake.media[media_id].status_id = status.id
+        if key:
+            fake._idempotency[(account.id, key)] = (status.id, now)
+        if fake.faults.take_drop():
+            return drop_connection(request)
+        return web.json_response(fake.render_status(status))
+
+    async def get_status(request: web.Request) -> web.Response:
+        viewer = fake._account_for(request, required=False)
+        status = fake.status(request.match_info["id"])
+        if status is None or not fake._visible(status, viewer):
+            raise MastodonError(404, "Record not found")
+        return web.json_response(fake.render_status(status))
+
+    async def delete_status(request: web.Request) -> web.Response:
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        status = fake.status(request.match_info["id"])
+        if status is None or status.deleted or status.account_id != account.id:
+            raise MastodonError(404, "Record not found")
+        status.deleted = True
+        return web.json_response(fake.render_status(status, with_source=True))
+
+    async def verify_credentials(request: web.Request) -> web.Response:
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        entity = fake.render_account(account)
+        entity["source"] = {"privacy": "public", "sensitive": False, "language": "",
+                            "note": "", "fields": []}
+        return web.json_response(entity)
+
+    async def account_statuses(request: web.Request) -> web.Response:
+        viewer = fake._account_for(request, required=False)
+        account = fake.accounts.get(request.match_info["id"])
+        if account is None:
+            raise MastodonError(404, "Record not found")
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            limit = 20
+        limit = max(1, min(limit, 40))
+        found = [s for s in fake.statuses(account) if fake._visible(s, viewer)]
+        found.sort(key=lambda s: int(s.id), reverse=True)
+        if "max_id" in request.query:
+            found = [s for s in found if int(s.id) < _int(request.query["max_id"])]
+        if "since_id" in request.query:
+            found = [s for s in found if int(s.id) > _int(request.query["since_id"])]
+        if "min_id" in request.query:
+            newer = [s for s in found if int(s.id) > _int(request.query["min_id"])]
+            found = sorted(newer, key=lambda s: int(s.id))[:limit]
+            found.sort(key=lambda s: int(s.id), reverse=True)
+        page = found[:limit]
+        return web.json_response([fake.render_status(s) for s in page])
+
+    async def upload_media(request: web.Request) -> web.Response:
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        if not request.content_type.startswith("multipart/"):
+            raise MastodonError(422, "Validation failed: File content type is invalid, File "
+                                     "is invalid")
+        form = await request.post()
+        upload = form.get("file")
+        if not isinstance(upload, web.FileField) or not upload.content_type or \
+                upload.content_type == "application/octet-stream":
+            raise MastodonError(422, "Validation failed: File content type is invalid, File "
+                                     "is invalid")
+        data = upload.file.read()
+        description = form.get("description")
+        media = Media(
+            id=fake._next_id(), account_id=account.id, mime_type=upload.content_type,
+            description=description if isinstance(description, str) else None,
+            size=len(data), pending_polls=fake.media_processing_polls,
+        )
+        fake.media[media.id] = media
+        status = 202 if media.pending_polls > 0 else 200
+        return web.json_response(fake.render_media(media), status=status)
+
+    async def get_media(request: web.Request) -> web.Response:
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        media = fake.media.get(request.match_info["id"])
+        if media is None or media.account_id != account.id:
+            raise MastodonError(404, "Record not found")
+        if media.pending_polls > 0:
+            media.pending_polls -= 1
+            return web.Response(status=206)
+        return web.json_response(fake.render_media(media))
+
+    app = web.Application(
+        middlewares=[errors_middleware, fake.faults.middleware(render_fault, render_rate_limit)]
+    )
+    app[FAKE_KEY] = fake
+    app.router.add_post("/api/v1/statuses", create_status)
+    app.router.add_get("/api/v1/statuses/{id}", get_status)
+    app.router.add_delete("/api/v1/statuses/{id}", delete_status)
+    app.router.add_get("/api/v1/accounts/verify_credentials", verify_credentials)
+    app.router.add_get("/api/v1/accounts/{id}/statuses", account_statuses)
+    app.router.add_post("/api/v2/media", upload_media)
+    app.router.add_get("/api/v1/media/{id}", get_media)
+    return app
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise MastodonError(422, "Validation failed: id must be numeric") from None
