@@ -10,6 +10,7 @@ from the policy file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import aiohttp
@@ -41,6 +42,9 @@ class OutboundPost:
     language: str | None = None
     visibility: str | None = None
     media: tuple[MediaItem, ...] = ()
+    first_attempt_at: datetime | None = None
+    """When the gateway first tried to publish this post (before any crash), so that
+    ``find_existing`` knows how far back on the account's timeline to look."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -394,7 +394,8 @@ class MastodonAdapter:
         """Look for a status this post already made (rule in the module docstring)."""
         if since is None:
             attempt = self._attempts.get(post.idempotency_key)
-            since = attempt.first_at if attempt else self._clock() - self._lookback
+            known = attempt.first_at if attempt else post.first_attempt_at
+            since = known if known is not None else self._clock() - self._lookback
         threshold = since - CLOCK_SKEW
         account_id = await self._own_account_id()
         want_text = normalize_for_match(post.text)

@@ -401,7 +401,8 @@ class XAdapter:
         now = self._clock()
         if since is None:
             attempt = self._attempts.get(post.idempotency_key)
-            since = attempt.first_at if attempt else now - self._lookback
+            known = attempt.first_at if attempt else post.first_attempt_at
+            since = known if known is not None else now - self._lookback
         start = min(since - CLOCK_SKEW, now - CLOCK_SKEW)
         user_id = await self._own_user_id()
         want = normalize_for_match(post.text)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.audit.appender import Appender
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.checkpoints import CheckpointService
 from gateway.services.identity import Identity
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
@@ -25,3 +26,4 @@ POSTS = web.AppKey("posts", PostService)
 PUBLISHER = web.AppKey("publisher", Publisher)
 PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)
+CHECKPOINTS = web.AppKey("checkpoints", CheckpointService)

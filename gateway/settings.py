@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = Field(default=None, pattern=r"^https?://")
     log_key_file: Path = Path("var/log.key")
-    log_origin: str = Field(default="byline.local/log", min_length=1)
+    log_origin: str = Field(default="byline.local/log", min_length=1, pattern=r"^[^\s+]+$")
+    log_key_autocreate: bool = Field(
+        default=False, description="create a missing BYLINE_LOG_KEY_FILE (demo and tests only)"
+    )
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_interval_seconds: float = Field(default=2.0, gt=0)

@@ -18,7 +18,8 @@ import rfc8785
 from gateway.types import iso
 
 ENTRY_VERSION = 1
-MAX_ENTRY_BYTES = 64 * 1024
+MAX_ENTRY_BYTES = 64 * 1024 - 1
+"""The largest entry: under 64 KiB, so a tlog-tiles entry bundle can prefix it with 16 bits."""
 
 
 class EntryTooLarge(ValueError):
@@ -60,7 +61,7 @@ def encode_entry(
     }
     raw: bytes = rfc8785.dumps(body)  # type: ignore[arg-type]  # the JSON value type is recursive
     if len(raw) > MAX_ENTRY_BYTES:
-        raise EntryTooLarge(f"log entry of {len(raw)} bytes exceeds {MAX_ENTRY_BYTES}")
+        raise EntryTooLarge(f"log entry of {len(raw)} bytes is over {MAX_ENTRY_BYTES}")
     return raw
 
 

@@ -7,6 +7,7 @@ value.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -66,26 +67,30 @@ class Platforms:
     _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
-        """The adapter for an account under its policy in force."""
-        key = (loaded.policy.account, loaded.sha256)
+        """The adapter for an account under its policy in force and its current credential.
+
+        The credential is read again on every call (an environment lookup or a small file), so
+        an admin who rotates a token fixes a broken account without a restart.
+        """
+        secret = ""
+        if loaded.policy.credentials:
+            try:
+                secret = resolve_credential(loaded.policy.credentials, base=loaded.path.parent)
+            except CredentialError as exc:
+                raise BylineError(Code.UNAVAILABLE, str(exc)) from None
+        key = (loaded.policy.account, loaded.sha256 + hashlib.sha256(secret.encode()).hexdigest())
         adapter = self._cache.get(key)
         if adapter is None:
-            adapter = self._make(loaded)
+            adapter = self._make(loaded, secret)
             self._cache = {k: v for k, v in self._cache.items() if k[0] != key[0]}
             self._cache[key] = adapter
         return adapter
 
-    def _make(self, loaded: LoadedPolicy) -> Adapter:
+    def _make(self, loaded: LoadedPolicy, secret: str) -> Adapter:
         policy = loaded.policy
         options = {
             k: v for k, v in (("instance", policy.instance), ("pds", policy.pds), ("api", policy.api)) if v
         }
-        secret = ""
-        if policy.credentials:
-            try:
-                secret = resolve_credential(policy.credentials, base=loaded.path.parent)
-            except CredentialError as exc:
-                raise BylineError(Code.UNAVAILABLE, str(exc)) from None
         config = AdapterConfig(
             account=policy.account, handle=policy.handle, secret=secret, options=options,
             session=self.session,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -27,7 +29,7 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
-from gateway.types import iso
+from gateway.types import from_micros, iso
 
 logger = structlog.get_logger("byline.publisher")
 
@@ -56,6 +58,7 @@ class Claim:
     key: str
     attempt: int
     recovering: bool
+    first_attempt_at: int
 
 
 class Publisher:
@@ -71,6 +74,10 @@ class Publisher:
         clock: Clock,
         interval: float = 0.5,
         lease_seconds: float = 120.0,
+        inline_attempts: int = 3,
+        inline_wait_max: float = 5.0,
+        probe_seconds: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._db = db
         self._appender = appender
@@ -82,6 +89,12 @@ class Publisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[str] = set()
+        self._account_locks: dict[str, asyncio.Lock] = {}
+        self._inline_attempts = inline_attempts
+        self._inline_wait_max = inline_wait_max
+        self._sleep = sleep
+        self._probe_every = int(probe_seconds * _SECOND)
+        self._last_probe: dict[str, int] = {}
 
     def wake(self) -> None:
         """Look for due work now rather than at the next tick."""
@@ -120,13 +133,37 @@ class Publisher:
         for row in stale:
             with contextlib.suppress(BylineError):
                 await self._appender.submit(self._expire_work(row["id"]))
-        todo = [r["id"] for r in due if r["id"] not in self._inflight]
+        todo = []
+        for row in due:
+            if row["id"] in self._inflight:
+                continue
+            if row["account"] in self._platforms.unhealthy and not await self._probe(row["account"], now):
+                continue  # held until its credential works again
+            todo.append(row["id"])
         self._inflight.update(todo)
         try:
             await asyncio.gather(*(self.publish(post_id) for post_id in todo))
         finally:
             self._inflight.difference_update(todo)
         return len(stale) + len(todo)
+
+    async def _probe(self, account: str, now: int) -> bool:
+        """Ask the platform, at most once a minute, whether an account's credential works again."""
+        if now - self._last_probe.get(account, -self._probe_every) < self._probe_every:
+            return False
+        self._last_probe[account] = now
+        loaded = self._policies.get(account)
+        if loaded is None:
+            return False
+        try:
+            await self._platforms.adapter_for(loaded).verify_credentials()
+        except (AdapterError, BylineError) as exc:
+            logger.warning("credential_still_failing", account=account,
+                           error=getattr(exc, "message", str(exc)))
+            return False
+        logger.info("credential_works_again", account=account)
+        self._platforms.mark(account, None)
+        return True
 
     def _expire_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> None:
@@ -160,6 +197,14 @@ class Publisher:
             loaded = policies.get(row["account"])
             if loaded is None:
                 return None  # the account's policy was removed: nothing may go out under it
+            rate = loaded.policy.rate_limit
+            if rate is not None and row["first_attempt_at"] is None:
+                window = rate.seconds * _SECOND
+                count, first = await sql.recent_attempts(ltx.txn, account=row["account"], since=ltx.now - window)
+                if count >= rate.count and first is not None:
+                    # The account has used its allowance: wait until the oldest send leaves the window.
+                    await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
+                    return None
             version = int(row["version"])
             key = idempotency_key(post_id, version)
             text = row["published_text"] if stale and row["published_text"] else disclosed_text(
@@ -172,6 +217,7 @@ class Publisher:
                     "state": transition(state, Action.CLAIM).value, "attempts": attempt,
                     "lease_until": ltx.now + lease, "idempotency_key": key,
                     "published_text": text, "updated_at": ltx.now,
+                    "first_attempt_at": row["first_attempt_at"] or ltx.now,
                 },
             ):
                 return None
@@ -182,7 +228,7 @@ class Publisher:
             )
             return Claim(post_id=post_id, account=row["account"], version=version, text=text,
                          options=json.loads(row["options"]), key=key, attempt=attempt,
-                         recovering=stale)
+                         recovering=stale, first_attempt_at=int(row["first_attempt_at"] or ltx.now))
 
         return work
 
@@ -191,14 +237,22 @@ class Publisher:
         claim: Claim | None = await self._appender.submit(self._claim_work(post_id))
         if claim is None:
             return
-        log = logger.bind(post_id=post_id, account=claim.account, attempt=claim.attempt)
+        # One request at a time per account: a burst of approvals goes out in order and
+        # cannot trip the platform's limits by itself.
+        async with self._account_locks.setdefault(claim.account, asyncio.Lock()):
+            await self._send(claim)
+
+    async def _send(self, claim: Claim) -> None:
+        log = logger.bind(post_id=claim.post_id, account=claim.account, attempt=claim.attempt)
         loaded = self._policies.get(claim.account)
         outbound = OutboundPost(
-            post_id=post_id, idempotency_key=claim.key, text=claim.text,
+            post_id=claim.post_id, idempotency_key=claim.key, text=claim.text,
             reply_to=claim.options.get("reply_to"), spoiler_text=claim.options.get("spoiler_text"),
             sensitive=bool(claim.options.get("sensitive", False)),
             language=claim.options.get("language"), visibility=claim.options.get("visibility"),
+            first_attempt_at=from_micros(claim.first_attempt_at),
         )
+        budget = loaded.policy.retry_attempts if loaded else 0
         try:
             if loaded is None:
                 raise AdapterError("the account has no policy in force", retryable=True)
@@ -209,25 +263,54 @@ class Publisher:
                 if result is not None:
                     log.info("publish_recovered", remote_id=result.remote_id)
             if result is None:
-                result = await adapter.publish(outbound)
+                result = await self._publish_with_retries(adapter, outbound)
         except AdapterError as exc:
-            await self._settle_failure(claim, exc, retry_budget=loaded.policy.retry_attempts if loaded else 0)
+            await self._settle_failure(claim, exc, retry_budget=budget)
             return
-        except BylineError as exc:  # credentials missing: wait for an admin, do not burn retries
+        except BylineError as exc:  # the credential cannot be read: wait for an admin
             await self._settle_failure(
-                claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=0
+                claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=budget
             )
             return
         except Exception as exc:
             log.exception("publish_crashed")
             await self._settle_failure(
                 claim, AdapterError(f"unexpected error: {type(exc).__name__}", retryable=True),
-                retry_budget=loaded.policy.retry_attempts if loaded else 0,
+                retry_budget=budget,
             )
             return
         self._platforms.mark(claim.account, None)
         await self._appender.submit(self._published_work(claim, result))
         log.info("published", remote_id=result.remote_id)
+
+    async def _publish_with_retries(self, adapter: Adapter, post: OutboundPost) -> PublishResult:
+        """Ride out short blips (a dropped connection, a 502, a 429 asking for a few seconds)
+        in place; anything longer goes back to the scheduler, which moves ``publish_at``."""
+        short = self._inline_wait_max
+
+        def worth_waiting(exc: BaseException) -> bool:
+            return (
+                isinstance(exc, AdapterError) and exc.retryable and not exc.auth_failed
+                and (exc.retry_after is None or exc.retry_after <= short)
+            )
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, AdapterError) and exc.retry_after is not None:
+                return exc.retry_after
+            return float(min(short, 0.2 * 2 ** (state.attempt_number - 1)))
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._inline_attempts),
+            wait=wait,
+            retry=retry_if_exception(worth_waiting),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await adapter.publish(post)
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _published_work(self, claim: Claim, result: PublishResult) -> Any:
         async def work(ltx: LogTxn) -> None:
@@ -253,7 +336,12 @@ class Publisher:
         detail = error.message if not error.detail else f"{error.message}: {error.detail}"
         if error.auth_failed:
             self._platforms.mark(claim.account, detail)
-        give_up = not error.retryable or (not error.auth_failed and claim.attempt >= retry_budget)
+        # A broken credential holds the account's posts until it works again, and a platform
+        # asking us to slow down (429) is not the post's fault: neither burns the retry budget.
+        patient = error.auth_failed or error.status == 429
+        give_up = not error.retryable or (not patient and claim.attempt >= retry_budget)
+        if error.auth_failed:
+            give_up = False
         delay = error.retry_after if error.retry_after is not None else backoff_seconds(claim.attempt)
         if error.auth_failed:
             delay = max(delay, 300.0)

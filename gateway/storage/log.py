@@ -119,3 +119,38 @@ async def set_policy_head(txn: Txn, *, account: str, sha256: str, summary: str, 
 async def delete_policy_head(txn: Txn, account: str) -> None:
     """Forget an account whose policy file was removed."""
     await txn.execute("DELETE FROM policy_heads WHERE account = ?", account)
+
+
+async def latest_checkpoint(txn: Txn) -> Row | None:
+    """The signed checkpoint of the largest tree size, if any."""
+    return await txn.fetchone(
+        "SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1"
+    )
+
+
+async def all_checkpoints(txn: Txn) -> list[Row]:
+    """Every signed checkpoint, smallest tree first."""
+    return await txn.fetchall("SELECT size, root, note, created_at FROM log_checkpoints ORDER BY size")
+
+
+async def insert_checkpoint(txn: Txn, *, size: int, root: bytes, note: bytes, at: int) -> bool:
+    """Keep a signed checkpoint; False when one for that size exists already (another replica)."""
+    changed = await txn.execute(
+        "INSERT INTO log_checkpoints (size, root, note, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (size) DO NOTHING",
+        size, root, note, at,
+    )
+    return changed == 1
+
+
+async def level_nodes(txn: Txn, level: int, start: int, end: int) -> list[Row]:
+    """Stored hashes of one tree level with start <= idx < end, in order (for tiles)."""
+    return await txn.fetchall(
+        "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+        level, start, end,
+    )
+
+
+async def all_texts(txn: Txn) -> list[Row]:
+    """Every committed text with its salt (text is NULL once erased)."""
+    return await txn.fetchall("SELECT text_hash, salt, text FROM log_texts ORDER BY text_hash")

@@ -10,7 +10,7 @@ _POST_COLUMNS = (
     "id", "account", "author", "state", "version", "text", "options", "reasons", "approvers",
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
-    "last_error", "lease_until", "created_at", "updated_at",
+    "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at",
 )
 _UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at"}
 
@@ -121,7 +121,7 @@ async def list_posts(
 async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
     """Scheduled posts whose time has come, and publishes whose lease ran out."""
     return await txn.fetchall(
-        "SELECT id, state, version FROM posts WHERE (state = 'scheduled' AND publish_at <= ?) "
+        "SELECT id, account, state, version FROM posts WHERE (state = 'scheduled' AND publish_at <= ?) "
         "OR (state = 'publishing' AND lease_until <= ?) ORDER BY publish_at, id LIMIT ?",
         now, now, limit,
     )
@@ -145,3 +145,24 @@ async def next_due_time(txn: Txn) -> int | None:
         " UNION ALL SELECT MIN(expires_at) FROM posts WHERE state = 'held') AS due"
     )
     return int(row["t"]) if row and row["t"] is not None else None
+
+
+async def recent_attempts(txn: Txn, *, account: str, since: int) -> tuple[int, int | None]:
+    """How many posts of an account were first sent to the platform after ``since``, and the
+    earliest of those times: what a rate limit counts."""
+    row = await txn.fetchone(
+        "SELECT COUNT(*) AS n, MIN(first_attempt_at) AS first FROM posts "
+        "WHERE account = ? AND first_attempt_at > ?",
+        account, since,
+    )
+    if row is None:
+        return 0, None
+    return int(row["n"]), (int(row["first"]) if row["first"] is not None else None)
+
+
+async def postpone(txn: Txn, post_id: str, *, until: int, at: int) -> bool:
+    """Move a scheduled post's time later without changing its state (a rate limit's wait)."""
+    return await txn.execute(
+        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled'",
+        until, at, post_id,
+    ) == 1

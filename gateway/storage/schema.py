@@ -47,12 +47,14 @@ CREATE TABLE posts (
   attempts BIGINT NOT NULL DEFAULT 0,
   last_error TEXT,
   lease_until BIGINT,
+  first_attempt_at BIGINT,
   created_at BIGINT NOT NULL,
   updated_at BIGINT NOT NULL
 );
 CREATE INDEX posts_due ON posts (state, publish_at);
 CREATE INDEX posts_expiry ON posts (state, expires_at);
 CREATE INDEX posts_account ON posts (account, state, created_at);
+CREATE INDEX posts_attempts ON posts (account, first_attempt_at);
 CREATE TABLE post_versions (
   post_id TEXT NOT NULL,
   version BIGINT NOT NULL,

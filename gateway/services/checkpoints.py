@@ -1,0 +1,300 @@
+"""Signed checkpoints: every few seconds, when the tree grew, the gateway signs its size and root.
+
+Before it signs, the gateway checks the tree it is about to vouch for against the last
+checkpoint it signed. That checkpoint is kept in a file beside the signing key, not only in the
+database: a database restored from an older copy brings its own older checkpoints back with it,
+and must be caught rather than signed over. A tree that is not an extension of the last signed
+one is refused: nothing is signed, the refusal is logged at error level on every attempt, and
+``/readyz`` reports it until an operator looks.
+
+The signing key is a file (``BYLINE_LOG_KEY_FILE``) read once at start; it is never logged or
+served. Only ``serve --demo`` and tests let the gateway create a missing key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gateway.audit import merkle
+from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_note
+from gateway.clock import Clock, now_micros
+from gateway.storage import log as log_sql
+from gateway.storage.db import Database, Row
+
+logger = structlog.get_logger("byline.checkpoints")
+
+
+class LogKeyError(Exception):
+    """The signing key file is missing, unreadable, or for another log: the gateway cannot start."""
+
+
+class CheckpointRefused(Exception):
+    """The tree is not consistent with the last signed checkpoint; nothing was signed."""
+
+
+def signed_state_path(key_file: Path) -> Path:
+    """Where the last checkpoint signed with ``key_file`` is remembered: beside the key."""
+    return key_file.with_name(key_file.name + ".checkpoint")
+
+
+def write_new_key(path: Path, origin: str) -> Signer:
+    """Create a new Ed25519 signing key file for ``origin`` (mode 0600); never overwrite one."""
+    signer = Signer.generate(origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(signer.to_text() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return signer
+
+
+def load_signer(path: Path, *, origin: str, create: bool = False) -> Signer:
+    """Read the signing key for ``origin`` from ``path``; create it only when ``create``."""
+    if not path.exists():
+        if not create:
+            raise LogKeyError(
+                f"BYLINE_LOG_KEY_FILE: no log signing key at {path}; create one with "
+                f"`byline log keygen --out {path}` and publish the verifier key it prints"
+            )
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            write_new_key(path, origin)
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LogKeyError(f"BYLINE_LOG_KEY_FILE: cannot read {path}: {type(exc).__name__}") from None
+    try:
+        signer = Signer.from_text(text)
+    except NoteError:
+        # The message never quotes the file: it holds a secret.
+        raise LogKeyError(
+            f"BYLINE_LOG_KEY_FILE: {path} is not a signer key (PRIVATE+KEY+name+id+key)"
+        ) from None
+    if signer.name != origin:
+        raise LogKeyError(
+            f"BYLINE_LOG_KEY_FILE: the key in {path} signs for {signer.name!r} but "
+            f"BYLINE_LOG_ORIGIN is {origin!r}; the checkpoint origin must be the key's name"
+        )
+    return signer
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    """A checkpoint the new tree must extend, and where it was found."""
+
+    size: int
+    root: bytes
+    where: str
+
+
+class CheckpointService:
+    """Signs a checkpoint whenever the tree grew, after checking it extends the last one signed."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        signer: Signer,
+        clock: Clock,
+        interval: float,
+        state_file: Path,
+    ) -> None:
+        self._db = db
+        self._signer = signer
+        self._verifier = signer.verifier()
+        self._clock = clock
+        self._interval = interval
+        self._state_file = state_file
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_logged: tuple[str, float] | None = None
+        self.problem: str | None = None
+        self.signed = 0
+
+    @property
+    def origin(self) -> str:
+        """The log's origin line: the signing key's name."""
+        return self._signer.name
+
+    def verifier_key(self) -> str:
+        """The public verifier key, as published at ``/log/key``."""
+        return self._verifier.to_text()
+
+    async def start(self) -> None:
+        """Sign what is there now, then keep signing every interval while the tree grows."""
+        await self._tick()
+        self._task = asyncio.create_task(self._loop(), name="byline-checkpoints")
+
+    async def stop(self) -> None:
+        """Stop signing."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._tick()
+
+    async def _tick(self) -> None:
+        try:
+            await self.sign_now()
+        except CheckpointRefused:
+            pass  # already logged and reported by sign_now
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("checkpoint_failed")
+
+    async def sign_now(self) -> bytes:
+        """Sign the current tree if it grew; return the latest signed note.
+
+        Raises :class:`CheckpointRefused` when the tree does not extend the last checkpoint
+        signed (kept beside the key) or the latest one in the database.
+        """
+        async with self._lock:
+            try:
+                note = await self._sign()
+            except CheckpointRefused as exc:
+                self._refused(str(exc))
+                raise
+            if self.problem is not None:
+                logger.warning("checkpoint_consistent_again")
+            self.problem = None
+            return note
+
+    def _refused(self, message: str) -> None:
+        self.problem = message
+        now = time.monotonic()
+        last = self._last_logged
+        # Loud, but not a line every two seconds for the same problem.
+        if last is None or last[0] != message or now - last[1] > 60:
+            logger.error("checkpoint_refused", problem=message)
+            self._last_logged = (message, now)
+
+    def _anchor_from_file(self) -> _Anchor | None:
+        try:
+            note = self._state_file.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CheckpointRefused(
+                f"cannot read the last signed checkpoint {self._state_file}: {type(exc).__name__}"
+            ) from None
+        try:
+            checkpoint, _ = open_checkpoint(note, [self._verifier], origin=self.origin)
+        except NoteError as exc:
+            raise CheckpointRefused(
+                f"the last signed checkpoint {self._state_file} does not verify: {exc}"
+            ) from None
+        return _Anchor(checkpoint.size, checkpoint.root_hash, f"signed before ({self._state_file})")
+
+    def _anchor_from_db(self, row: Row | None) -> _Anchor | None:
+        if row is None:
+            return None
+        note = bytes(row["note"])
+        try:
+            checkpoint, _ = open_checkpoint(note, [self._verifier], origin=self.origin)
+        except NoteError as exc:
+            raise CheckpointRefused(
+                f"the latest checkpoint in the database does not verify with this key: {exc}"
+            ) from None
+        return _Anchor(checkpoint.size, checkpoint.root_hash, "latest in the database")
+
+    async def _sign(self) -> bytes:
+        file_anchor = self._anchor_from_file()
+        async with self._db.read() as txn:
+            state = await log_sql.read_state(txn)
+            latest = await log_sql.latest_checkpoint(txn)
+            size = int(state["size"])
+            root = bytes(state["root"])
+            db_anchor = self._anchor_from_db(latest)
+            anchors = [a for a in (file_anchor, db_anchor) if a is not None]
+            wanted = set(merkle.range_nodes(0, size))
+            for anchor in anchors:
+                if 0 < anchor.size < size:
+                    wanted.update(merkle.consistency_proof_nodes(anchor.size, size))
+            nodes = await log_sql.nodes(txn, sorted(wanted))
+        try:
+            from_nodes = merkle.root_from_nodes(size, nodes)
+        except KeyError as exc:
+            raise CheckpointRefused(f"the tree of size {size} is missing a stored node: {exc}") from None
+        if from_nodes != root:
+            raise CheckpointRefused(
+                f"the stored tree nodes do not give the recorded root of size {size}"
+            )
+        for anchor in anchors:
+            self._check_extends(anchor, size, root, nodes)
+        if db_anchor is not None and db_anchor.size == size:
+            assert latest is not None
+            note = bytes(latest["note"])
+            if file_anchor is None or file_anchor.size < size:
+                self._remember(note)
+            return note
+        note = sign_note(Checkpoint(self.origin, size, root).to_text(), self._signer)
+        async with self._db.write() as txn:
+            inserted = await log_sql.insert_checkpoint(
+                txn, size=size, root=root, note=note, at=now_micros(self._clock)
+            )
+        if not inserted:
+            # Another replica signed this very size meanwhile: the same tree, so the same root.
+            async with self._db.read() as txn:
+                latest = await log_sql.latest_checkpoint(txn)
+            if latest is not None and int(latest["size"]) >= size:
+                note = bytes(latest["note"])
+        self._remember(note)
+        self.signed += 1
+        logger.info("checkpoint_signed", size=size)
+        return note
+
+    def _check_extends(
+        self, anchor: _Anchor, size: int, root: bytes, nodes: merkle.NodeHashes
+    ) -> None:
+        if anchor.size > size:
+            raise CheckpointRefused(
+                f"the log has {size} entries but a checkpoint of {anchor.size} entries was "
+                f"{anchor.where}: the database was restored from an older copy or truncated"
+            )
+        if anchor.size == size:
+            if anchor.root != root:
+                raise CheckpointRefused(
+                    f"the tree of {size} entries has a different root from the checkpoint "
+                    f"{anchor.where}: the log was rewritten"
+                )
+            return
+        if anchor.size == 0:
+            if anchor.root != merkle.EMPTY_ROOT:
+                raise CheckpointRefused(f"the empty checkpoint {anchor.where} has a wrong root")
+            return
+        try:
+            proof = merkle.assemble_consistency_proof(anchor.size, size, nodes)
+            merkle.verify_consistency(anchor.size, size, anchor.root, root, proof)
+        except KeyError as exc:
+            raise CheckpointRefused(f"the tree is missing a stored node: {exc}") from None
+        except merkle.ProofError as exc:
+            raise CheckpointRefused(
+                f"the tree of {size} entries does not extend the checkpoint of {anchor.size} "
+                f"entries {anchor.where}: {exc}"
+            ) from None
+
+    def _remember(self, note: bytes) -> None:
+        """Write the latest signed note beside the key, atomically and durably."""
+        path = self._state_file
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                out.write(note)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.error("checkpoint_state_not_saved", path=str(path), error=type(exc).__name__)

@@ -1,0 +1,226 @@
+"""The publisher against real platform stand-ins over sockets: outages, 429 storms, lost
+answers, broken credentials and the retry budget. Every approved post ends up on the
+platform exactly once, and the log says what happened."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.clock import ManualClock
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import Account, FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.fakes.x import FakeX
+from tests.fakes.x import create_app as x_app
+
+MASTODON_TOKEN = "mtok-gateway-7f3a9c1e"
+X_TOKEN = "xtok-gateway-2b8d4f6a"
+
+
+@dataclass
+class Platforms:
+    """The stand-ins a test gateway publishes to."""
+
+    mastodon: FakeMastodon
+    account: Account
+    x: FakeX
+    gateway: Gateway
+
+
+@pytest.fixture
+async def platforms(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Platforms]:
+    """Mastodon and X stand-ins on real sockets, and a gateway with one account on each."""
+    fake_m = FakeMastodon()
+    account = fake_m.add_account("brand", MASTODON_TOKEN)
+    fake_x = FakeX()
+    fake_x.add_user("brand", X_TOKEN)
+    m_server = TestServer(mastodon_app(fake_m))
+    x_server = TestServer(x_app(fake_x))
+    await m_server.start_server()
+    await x_server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    monkeypatch.setenv("BRAND_X_TOKEN", X_TOKEN)
+    write_policy(policy_dir, "masto", f"""
+        account: masto
+        platform: mastodon
+        instance: {str(m_server.make_url('')).rstrip('/')}
+        credentials: env:BRAND_MASTODON_TOKEN
+        tier: direct
+        owner: alice
+        retry_attempts: 3
+    """)
+    write_policy(policy_dir, "xacct", f"""
+        account: xacct
+        platform: x
+        api: {str(x_server.make_url('')).rstrip('/')}
+        credentials: env:BRAND_X_TOKEN
+        tier: direct
+        owner: alice
+        rate_limit: 2/h
+    """)
+    try:
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            yield Platforms(mastodon=fake_m, account=account, x=fake_x, gateway=gw)
+    finally:
+        await m_server.close()
+        await x_server.close()
+
+
+async def _types(gw: Gateway, post_id: str) -> list[str]:
+    return [e["type"] for e in (await gw.get("alice", post_id))["events"]]
+
+
+async def test_publishes_to_mastodon_once(platforms: Platforms) -> None:
+    """A direct post reaches the Mastodon stand-in once, with its URL recorded."""
+    gw = platforms.gateway
+    post = await gw.submit("alice", "masto", "Hello fediverse", language="en", visibility="unlisted")
+    await gw.tick()
+    post = await gw.get("alice", post["id"])
+    assert post["state"] == "published"
+    statuses = platforms.mastodon.statuses(platforms.account)
+    assert [s.text for s in statuses] == ["Hello fediverse"]
+    assert statuses[0].visibility == "unlisted" and statuses[0].language == "en"
+    assert post["remote"]["id"] == statuses[0].id
+
+
+async def test_outage_then_recovery(platforms: Platforms) -> None:
+    """While the platform answers 503 the post is deferred, not lost; when it is back, once."""
+    gw = platforms.gateway
+    platforms.mastodon.faults.fail_next(5, 503)
+    post = await gw.submit("alice", "masto", "Through the outage")
+    await gw.tick()  # three quick tries inside, then back to the schedule
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "scheduled" and "503" in (body["last_error"] or "")
+    assert await _types(gw, post["id"]) == ["post.submitted", "post.publishing", "post.deferred"]
+    gw.clock.advance(timedelta(minutes=1))
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    assert [s.text for s in platforms.mastodon.statuses(platforms.account)] == ["Through the outage"]
+
+
+async def test_429_storm_honours_retry_after(platforms: Platforms) -> None:
+    """A 429 asking for two minutes moves publish_at two minutes on; then it goes out once."""
+    gw = platforms.gateway
+    platforms.mastodon.faults.rate_limit_next(3, retry_after=120)
+    post = await gw.submit("alice", "masto", "Patience")
+    await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "scheduled"
+    deferred = body["events"][-1]
+    assert deferred["type"] == "post.deferred"
+    assert deferred["data"]["retry_at"] == body["publish_at"]
+    gw.clock.advance(timedelta(seconds=119))
+    assert await gw.tick() == 0  # not before the platform said
+    for _ in range(3):  # two more 429s, then through: a storm is not the post's fault
+        gw.clock.advance(timedelta(seconds=121))
+        await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "published"
+    assert [e["type"] for e in body["events"]].count("post.deferred") == 3
+    assert len(platforms.mastodon.statuses(platforms.account)) == 1
+
+
+async def test_answer_lost_after_mastodon_accepted(platforms: Platforms) -> None:
+    """The platform makes the post but the answer never arrives: the retry reuses the key, one copy."""
+    gw = platforms.gateway
+    platforms.mastodon.faults.drop_next_create(1)
+    post = await gw.submit("alice", "masto", "Said once")
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    assert [s.text for s in platforms.mastodon.statuses(platforms.account)] == ["Said once"]
+
+
+async def test_answer_lost_after_x_accepted(platforms: Platforms) -> None:
+    """X has no idempotency key: after a lost answer the retry finds the tweet, no second copy."""
+    gw = platforms.gateway
+    platforms.x.faults.drop_next_create(1)
+    post = await gw.submit("alice", "xacct", "Tweeted once")
+    await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "published", body
+    assert [t.text for t in platforms.x.tweets()] == ["Tweeted once"]
+    assert body["remote"]["id"] == platforms.x.tweets()[0].id
+
+
+async def test_broken_credential_holds_posts_and_marks_account(platforms: Platforms) -> None:
+    """A 401 marks the account unhealthy and holds its posts without burning retries; a new
+    token makes it healthy and the post goes out."""
+    gw = platforms.gateway
+    platforms.mastodon.revoke_token(MASTODON_TOKEN)
+    post = await gw.submit("alice", "masto", "Waiting for a token")
+    await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "scheduled" and body["attempts"] == 1
+    status, accounts = await gw.call("alice", "GET", "/v1/accounts")
+    masto = next(a for a in accounts["accounts"] if a["account"] == "masto")
+    assert masto["healthy"] is False and MASTODON_TOKEN not in str(masto["problem"])
+    status, ready = await gw.call(None, "GET", "/readyz")
+    assert ready["accounts_unhealthy"] == ["masto"]
+    for _ in range(5):  # an hour of ticks while broken: never failed, never a request with the dead token burnt
+        gw.clock.advance(timedelta(minutes=12))
+        await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "scheduled"
+    assert body["attempts"] <= 2
+    platforms.account.tokens.add("mtok-rotated-0000")
+    import os
+
+    os.environ["BRAND_MASTODON_TOKEN"] = "mtok-rotated-0000"
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    status, accounts = await gw.call("alice", "GET", "/v1/accounts")
+    assert next(a for a in accounts["accounts"] if a["account"] == "masto")["healthy"] is True
+
+
+async def test_retry_budget_then_manual_retry(platforms: Platforms) -> None:
+    """After the policy's retry budget a post fails with the platform's answer; /retry puts it back."""
+    gw = platforms.gateway
+    platforms.mastodon.faults.fail_next(1000, 500)
+    post = await gw.submit("alice", "masto", "Stubborn")
+    for _ in range(3):
+        await gw.tick()
+        gw.clock.advance(timedelta(hours=1))
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "failed", body
+    assert "500" in body["last_error"]
+    assert body["events"][-1]["type"] == "post.failed"
+    platforms.mastodon.faults.clear()
+    status, body = await gw.act("alice", post["id"], "retry")
+    assert status == 200 and body["state"] == "scheduled"
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    assert len(platforms.mastodon.statuses(platforms.account)) == 1
+
+
+async def test_rate_limit_from_policy(platforms: Platforms) -> None:
+    """rate_limit: 2/h lets two posts out now and the third an hour after the first."""
+    gw = platforms.gateway
+    ids = [(await gw.submit("alice", "xacct", f"Burst {n}"))["id"] for n in range(3)]
+    await gw.tick()
+    states = [(await gw.get("alice", i))["state"] for i in ids]
+    assert sorted(states) == ["published", "published", "scheduled"]
+    gw.clock.advance(timedelta(minutes=59))
+    await gw.tick()
+    assert len(platforms.x.tweets()) == 2
+    gw.clock.advance(timedelta(minutes=2))
+    await gw.tick()
+    assert sorted(t.text for t in platforms.x.tweets()) == ["Burst 0", "Burst 1", "Burst 2"]
+
+
+async def test_delete_on_mastodon(platforms: Platforms) -> None:
+    """Deleting a published post deletes the status on the platform."""
+    gw = platforms.gateway
+    post = await gw.submit("alice", "masto", "Ephemeral")
+    await gw.tick()
+    status, body = await gw.call("alice", "DELETE", f"/v1/posts/{post['id']}")
+    assert status == 200 and body["state"] == "deleted"
+    assert platforms.mastodon.statuses(platforms.account) == []
