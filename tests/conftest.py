@@ -20,6 +20,8 @@ from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.settings import Settings
 
+pytest_plugins = ["tests.platforms.bluesky.fixture"]
+
 PG_DSN = os.environ.get("BYLINE_TEST_POSTGRES_DSN")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_DSN else [])
 
@@ -186,6 +188,11 @@ class Gateway:
 
 def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
     """Settings for a test gateway; nothing read from the environment matters."""
+    # The log signing key (and the last checkpoint it signed) live beside the policy folder,
+    # so every gateway started on one test's folders shares them, as replicas would.
+    extra.setdefault("log_key_file", policy_dir.parent / "log.key")
+    extra.setdefault("log_key_autocreate", True)
+    extra.setdefault("checkpoint_interval_seconds", 3600)
     return Settings(
         database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
         scheduler_interval_seconds=3600, **extra,
