@@ -4,10 +4,6 @@ and all four tiers driven over HTTP with the real clock."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.serve import ServeProcess
 
 OUTSIDE_POLICIES = {
     "solo": """
@@ -62,29 +60,19 @@ OUTSIDE_POLICIES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Outside:
     """A `byline serve` process and an HTTP session to it."""
 
-    def __init__(self, base: str, env: dict[str, str], session: aiohttp.ClientSession) -> None:
-        self.base = base
-        self.env = env
+    def __init__(self, serve: ServeProcess, session: aiohttp.ClientSession) -> None:
+        self.serve = serve
+        self.base = serve.base
         self.session = session
         self.tokens: dict[str, str] = {}
 
     def token(self, user: str) -> str:
         """Make a token with the CLI, as an admin would."""
-        out = subprocess.run([sys.executable, "-m", "gateway", "token", "create", "--user", user],
-                             env=self.env, capture_output=True, text=True, check=True)
-        token = out.stdout.strip()
-        assert token.startswith("byl_") and "\n" not in token
-        self.tokens[user] = token
-        return token
+        self.tokens[user] = self.serve.token(user)
+        return self.tokens[user]
 
     async def call(self, user: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One request as ``user``."""
@@ -117,46 +105,16 @@ async def outside(tmp_path: Path, db_url: str) -> AsyncIterator[Outside]:
     policies.mkdir()
     for name, text in OUTSIDE_POLICIES.items():
         (policies / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
-    env.update(BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policies), BYLINE_PORT=str(port),
-               BYLINE_SCHEDULER_INTERVAL_SECONDS="0.1", BYLINE_LOG_KEY_FILE=str(tmp_path / "log.key"),
-               BYLINE_LOG_FORMAT="json")
-    keygen = subprocess.run(  # noqa: ASYNC221 - a one-off CLI call before the server starts
-        [sys.executable, "-m", "gateway", "log", "keygen", "--out", str(tmp_path / "log.key")],
-        env=env, capture_output=True, text=True, check=False,
-    )
+    serve = ServeProcess(tmp_path, db_url=db_url, policy_dir=policies)
+    keygen = serve.cli("log", "keygen", "--out", str(tmp_path / "log.key"), check=False)
     assert keygen.returncode in (0, 2), keygen.stderr  # 2: this build has no log keys yet
-    log_path = tmp_path / "serve.log"
-    log_file = log_path.open("w")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - the server runs beside the test
-        [sys.executable, "-m", "gateway", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    await serve.start()
     async with aiohttp.ClientSession() as session:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                async with session.get(base + "/readyz") as resp:
-                    if resp.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not become ready"
-            await asyncio.sleep(0.1)
-        outside = Outside(base, env, session)
+        outside = Outside(serve, session)
         try:
             yield outside
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log_file.close()
-            output = log_path.read_text()
+            output = serve.stop()
             for token in outside.tokens.values():  # tokens never reach the logs
                 assert token not in output
             assert "Traceback" not in output, output
