@@ -9,8 +9,10 @@ from aiohttp import web
 
 from gateway.appkeys import (
     APPENDER,
+    CHECKPOINTS,
     DB,
     IDENTITY,
+    LOG_READER,
     PLATFORMS,
     POLICIES,
     POSTS,
@@ -21,9 +23,12 @@ from gateway.appkeys import (
 )
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
+from gateway.http import log as log_http
 from gateway.http import native, sandbox
 from gateway.http.common import error_middleware
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.auditlog import LogReader
+from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
 from gateway.services.identity import Identity
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
@@ -53,6 +58,8 @@ async def readyz(request: web.Request) -> web.Response:
         problems["database"] = type(exc).__name__
     if not request.app[REGISTRY].policies:
         problems["policies"] = "no policy loaded"
+    if request.app[CHECKPOINTS].problem is not None:
+        problems["log"] = request.app[CHECKPOINTS].problem
     unhealthy = request.app[PLATFORMS].unhealthy
     body = {
         "status": "ok" if not problems else "unavailable",
@@ -70,6 +77,10 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     the_clock = clock or SystemClock()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        # A missing or wrong signing key stops the start before anything else opens.
+        signer = load_signer(
+            settings.log_key_file, origin=settings.log_origin, create=settings.log_key_autocreate
+        )
         db = await open_database(settings.database_url)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         appender = Appender(db, the_clock)
@@ -97,13 +108,21 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
             db=db, appender=appender, policies=registry, clock=the_clock, platforms=platforms,
             wake_publisher=publisher.wake,
         )
+        checkpoints = CheckpointService(
+            db=db, signer=signer, clock=the_clock, interval=settings.checkpoint_interval_seconds,
+            state_file=signed_state_path(settings.log_key_file),
+        )
+        app[CHECKPOINTS] = checkpoints
+        app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=app[POSTS])
         try:
             await policies.start()
+            await checkpoints.start()
             if run_publisher:
                 await publisher.start()
             yield
         finally:
             await publisher.stop()
+            await checkpoints.stop()
             await policies.stop()
             await appender.stop()
             await session.close()
@@ -111,6 +130,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
 
     app.cleanup_ctx.append(resources)
     app.add_routes(routes)
+    app.add_routes(log_http.routes)
     app.add_routes(native.routes)
     app.add_routes(sandbox.routes)
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.audit.appender import Appender
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
 from gateway.services.identity import Identity
 from gateway.services.platforms import Platforms
@@ -27,3 +28,4 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)
 CHECKPOINTS = web.AppKey("checkpoints", CheckpointService)
+LOG_READER = web.AppKey("log_reader", LogReader)

@@ -80,10 +80,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.demo:
+        overrides["log_key_autocreate"] = True  # a demo signs its log with a key made here
     settings = _settings(**overrides)
     configure(level=settings.log_level, fmt=settings.log_format)
     from gateway.app import make_app
     from gateway.policy.loader import check_dir
+    from gateway.services.checkpoints import LogKeyError, load_signer
+
+    try:
+        log_key = load_signer(settings.log_key_file, origin=settings.log_origin,
+                              create=settings.log_key_autocreate).verifier().to_text()
+    except LogKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     _, issues = check_dir(settings.policy_dir)
     for issue in issues:
@@ -92,6 +102,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.demo:
         tokens = {u: asyncio.run(_make_token(settings, u, None, "demo")) for u in DEMO_USERS}
         print(_demo_banner(base, tokens), flush=True)
+        print(f"Audit log: verifier key {log_key}\n  check it offline with: .venv/bin/byline audit verify "
+              f"--key '{log_key}' --url {base}\n", flush=True)
     app = make_app(settings)
     web.run_app(app, host=settings.host, port=settings.port, print=lambda m: print(m, flush=True),
                 access_log=None)
@@ -143,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = policy.add_parser("check", help="validate a directory of policy files")
     check.add_argument("dir", nargs="?")
     check.set_defaults(func=_cmd_policy_check)
+
+    from gateway.audit.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 

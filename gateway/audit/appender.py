@@ -23,25 +23,35 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from gateway.audit import merkle
-from gateway.audit.entry import Prev, encode_entry, new_salt, text_commitment
+from gateway.audit.entry import (
+    MAX_ENTRY_BYTES,
+    EntryTooLarge,
+    encode_unlinked,
+    link_raw,
+    linked_size,
+    new_salt,
+    text_commitment,
+)
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database, Txn
 
 T = TypeVar("T")
+_MAX_HEADS = 100_000
 logger = structlog.get_logger("byline.appender")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     idx: int
-    leaf: bytes
-    entry: bytes
+    leaf: bytes | None  # None until its chain's previous entry is known (see LogTxn.append)
+    entry: bytes  # without its prev link until ``linked``
     type: str
     chain: str | None
     post: str | None
     account: str | None
     ts: int
+    linked: bool
 
 
 @dataclass
@@ -53,7 +63,9 @@ class LogTxn:
     _next: int
     _pending: list[_Pending] = field(default_factory=list)
     _texts: list[tuple[str, bytes, str]] = field(default_factory=list)
-    _chains: dict[str, Prev] = field(default_factory=dict)
+    _chains: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # (index, leaf hash)
+    _known: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    _unresolved: set[str] = field(default_factory=set)
 
     async def append(
         self,
@@ -67,24 +79,48 @@ class LogTxn:
     ) -> int:
         """Append one event; it commits with the rest of the work or not at all."""
         chain = chain or (f"post:{post}" if post else None)
-        prev: Prev | None = None
-        if chain is not None:
-            prev = self._chains.get(chain)
-            if prev is None:
-                row = await log_sql.last_in_chain(self.txn, chain)
-                if row is not None:
-                    prev = Prev(index=int(row["idx"]), leaf=bytes(row["leaf_hash"]))
-        raw = encode_entry(
-            type=type, ts=self.now, actor=actor, account=account, post=post,
-            data=data or {}, prev=prev,
-        )
         idx = self._next
+        raw = encode_unlinked(type=type, ts=self.now, actor=actor, account=account, post=post,
+                              data=data or {})
+        prev: tuple[int, bytes] | None = None
+        if chain is not None:
+            prev = self._chains.get(chain) or self._known.get(chain)
+            if prev is None:
+                # The chain's last entry is not known here (a new post, or one this appender
+                # has not written since the tree last moved): it is looked up for the whole
+                # batch in one query when the batch is written, and linked then. The size
+                # check is done now, with the longest link possible, so it fails this work only.
+                if linked_size(raw, idx) > MAX_ENTRY_BYTES:
+                    raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
+                self._unresolved.add(chain)
+                self._pending.append(_Pending(idx, None, raw, type, chain, post, account, self.now, False))
+                self._next += 1
+                return idx
+        if prev is not None:
+            raw = link_raw(raw, prev[0], prev[1])
         self._next += 1
         leaf = hashlib.sha256(b"\x00" + raw).digest()
-        self._pending.append(_Pending(idx, leaf, raw, type, chain, post, account, self.now))
+        self._pending.append(_Pending(idx, leaf, raw, type, chain, post, account, self.now, True))
         if chain is not None:
-            self._chains[chain] = Prev(index=idx, leaf=leaf)
+            self._chains[chain] = (idx, leaf)
         return idx
+
+    async def _resolve(self) -> None:
+        """Look up the chains left open by ``append`` in one query and link their entries."""
+        if not self._unresolved:
+            return
+        heads = await log_sql.chain_heads(self.txn, sorted(self._unresolved))
+        for p in self._pending:
+            if p.linked:
+                continue
+            assert p.chain is not None
+            prev = self._chains.get(p.chain) or heads.get(p.chain)
+            if prev is not None:
+                p.entry = link_raw(p.entry, prev[0], prev[1])
+            p.leaf = hashlib.sha256(b"\x00" + p.entry).digest()
+            p.linked = True
+            self._chains[p.chain] = (p.idx, p.leaf)
+        self._unresolved.clear()
 
     def commit_text(self, text: str) -> str:
         """Commit to a text: keep it (and its salt) beside the log, return its hash."""
@@ -113,6 +149,10 @@ class Appender:
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        # The last entry of each chain this appender wrote, valid while the tree has exactly the
+        # size it left it at: any other writer (a replica) moves the size and empties it.
+        self._heads: dict[str, tuple[int, bytes]] = {}
+        self._heads_at = -1
 
     async def start(self) -> None:
         """Start draining the queue."""
@@ -164,7 +204,10 @@ class Appender:
             try:
                 async with self._db.write() as txn:
                     state = await log_sql.lock_state(txn)
-                    ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=int(state["size"]))
+                    if int(state["size"]) != self._heads_at or len(self._heads) > _MAX_HEADS:
+                        self._heads.clear()
+                    ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=int(state["size"]),
+                                 _known=self._heads)
                     for n, job in enumerate(jobs):
                         if n in failed:
                             continue
@@ -179,6 +222,8 @@ class Appender:
             except _Rerun:
                 continue
             break
+        self._heads.update(ltx._chains)
+        self._heads_at = ltx._next
         for n, job in enumerate(jobs):
             if job.future.done():
                 continue
@@ -191,14 +236,15 @@ class Appender:
     async def _write_log(self, txn: Txn, ltx: LogTxn, state: Any) -> None:
         if not ltx._pending:
             return
+        await ltx._resolve()
         await log_sql.insert_entries(
             txn,
             [(p.idx, p.leaf, p.entry, p.type, p.chain, p.post, p.account, p.ts) for p in ltx._pending],
         )
         await log_sql.insert_texts(txn, ltx._texts)
         tree = merkle.CompactRange.from_bytes(int(state["size"]), bytes(state["frontier"]))
-        tree, nodes, root = tree.append([p.leaf for p in ltx._pending])
-        await log_sql.insert_nodes(txn, nodes)
+        tree, nodes, root = tree.append([p.leaf for p in ltx._pending if p.leaf is not None])
+        await log_sql.insert_nodes(txn, [n for n in nodes if log_sql.is_stored_level(n[0])])
         await log_sql.save_state(txn, size=ltx._next, root=root, frontier=tree.to_bytes())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.audit.merkle import node_hash
 from gateway.storage.db import Row, Txn
 
 
@@ -47,7 +48,7 @@ async def insert_entries(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
 
 
 async def insert_nodes(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
-    """Store newly completed perfect subtrees: (level, idx, hash)."""
+    """Store newly completed perfect subtrees of the stored levels: (level, idx, hash)."""
     if rows:
         await txn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", rows)
 
@@ -85,15 +86,63 @@ async def texts(txn: Txn, hashes: Sequence[str]) -> list[Row]:
     )
 
 
+NODE_STRIDE = 8
+"""``log_nodes`` keeps the tree levels that are multiples of 8 above the leaves (whose hashes are
+``log_entries.leaf_hash``): one row per 256 entries instead of one per entry, and exactly the rows
+of c2sp.org/tlog-tiles. Any other node is folded up from the stored level below it (at most 255
+hashes)."""
+
+
+def is_stored_level(level: int) -> bool:
+    """Whether ``log_nodes`` keeps the nodes of this tree level."""
+    return level > 0 and level % NODE_STRIDE == 0
+
+
+async def _base_hashes(txn: Txn, level: int, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for start in range(0, len(ranges), 100):
+        chunk = ranges[start : start + 100]
+        cond = " OR ".join("(idx >= ? AND idx < ?)" for _ in chunk)
+        args: list[Any] = [v for pair in chunk for v in pair]
+        if level == 0:
+            sql = f"SELECT idx, leaf_hash AS hash FROM log_entries WHERE {cond}"
+        else:
+            sql = f"SELECT idx, hash FROM log_nodes WHERE level = ? AND ({cond})"
+            args.insert(0, level)
+        for row in await txn.fetchall(sql, *args):
+            out[int(row["idx"])] = bytes(row["hash"])
+    return out
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for begin, end in sorted(ranges):
+        if out and begin <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((begin, end))
+    return out
+
+
 async def nodes(txn: Txn, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Stored perfect-subtree hashes by (level, index)."""
+    """Perfect-subtree hashes by (level, index); a node whose parts are not stored is left out."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for level, idx in wanted:
+        base = level - level % NODE_STRIDE
+        spans.setdefault(base, []).append((idx << (level - base), (idx + 1) << (level - base)))
+    have = {base: await _base_hashes(txn, base, _merged(ranges)) for base, ranges in spans.items()}
     out: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(wanted), 200):
-        chunk = wanted[start : start + 200]
-        cond = " OR ".join("(level = ? AND idx = ?)" for _ in chunk)
-        args = [v for pair in chunk for v in pair]
-        for row in await txn.fetchall(f"SELECT level, idx, hash FROM log_nodes WHERE {cond}", *args):
-            out[(int(row["level"]), int(row["idx"]))] = bytes(row["hash"])
+    for level, idx in wanted:
+        base = level - level % NODE_STRIDE
+        first = idx << (level - base)
+        found = have[base]
+        layer = [found.get(i) for i in range(first, first + (1 << (level - base)))]
+        if any(h is None for h in layer):
+            continue
+        hashes: list[bytes] = [h for h in layer if h is not None]
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        out[(level, idx)] = hashes[0]
     return out
 
 
@@ -144,7 +193,12 @@ async def insert_checkpoint(txn: Txn, *, size: int, root: bytes, note: bytes, at
 
 
 async def level_nodes(txn: Txn, level: int, start: int, end: int) -> list[Row]:
-    """Stored hashes of one tree level with start <= idx < end, in order (for tiles)."""
+    """Stored hashes of a stored tree level (0 or a multiple of 8), start <= idx < end, in order."""
+    if level == 0:
+        return await txn.fetchall(
+            "SELECT idx, leaf_hash AS hash FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            start, end,
+        )
     return await txn.fetchall(
         "SELECT idx, hash FROM log_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
         level, start, end,
@@ -154,3 +208,27 @@ async def level_nodes(txn: Txn, level: int, start: int, end: int) -> list[Row]:
 async def all_texts(txn: Txn) -> list[Row]:
     """Every committed text with its salt (text is NULL once erased)."""
     return await txn.fetchall("SELECT text_hash, salt, text FROM log_texts ORDER BY text_hash")
+
+
+async def entries_of_type(txn: Txn, type: str) -> list[Row]:
+    """Every entry of one event type, in order."""
+    return await txn.fetchall(
+        "SELECT idx, entry, leaf_hash FROM log_entries WHERE type = ? ORDER BY idx", type
+    )
+
+
+async def chain_heads(txn: Txn, chains: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+    """The newest entry (index, leaf hash) of each of several chains that has any."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for start in range(0, len(chains), 500):
+        chunk = chains[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = await txn.fetchall(
+            "SELECT e.chain, e.idx, e.leaf_hash FROM log_entries e JOIN "
+            f"(SELECT chain, MAX(idx) AS last FROM log_entries WHERE chain IN ({marks}) GROUP BY chain) h "
+            "ON e.chain = h.chain AND e.idx = h.last",
+            *chunk,
+        )
+        for row in rows:
+            out[row["chain"]] = (int(row["idx"]), bytes(row["leaf_hash"]))
+    return out

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` (the log's append rate), ``python -m bench verify``."""

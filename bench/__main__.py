@@ -1,0 +1,212 @@
+"""The audit log's append rate against plain batched INSERTs; the auditor's verify rate.
+
+``python -m bench [--events N]`` (default 200,000) appends N events through the real appender on
+SQLite (WAL, synchronous=FULL), many callers at once as a busy gateway would have, and then
+writes the same number of rows to a table shaped like the log's with plain batched INSERTs (the
+same batch size, one transaction each) in the same database, with the same durability, in the
+same run. It prints both rates and their ratio; the target is a ratio of at least 0.5.
+
+``python -m bench verify [--events N]`` (default 1,000,000) builds a log of N events the same
+way, exports it, and times ``byline audit verify`` on the export (the target: 200,000
+entries a second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.appender import Appender, LogTxn
+from gateway.clock import SystemClock
+from gateway.storage.db import SqliteDatabase, open_database
+
+ACCOUNT = "brand"
+POLICY = {
+    "tier": "co-signed", "platform": "sandbox", "owner": "alice", "writers": ["alice", "carol"],
+    "approvers": ["bob", "carol", "dave"], "required": 2, "suggesters": [], "delay_seconds": 60,
+    "rules": [{"name": "breaking-news", "action": "hold", "reason": "Check the full story first"}],
+}
+POLICY_SHA = "9f2c" * 16
+
+
+def _events(post: str, text_hash: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The five events of one co-signed post, with the data the gateway logs."""
+    return [
+        ("post.submitted", "carol", {
+            "version": 1, "text_hash": text_hash, "state": "held",
+            "reasons": [], "approvers": ["bob", "dave"], "required": 2, "publish_at": None,
+            "expires_at": "2026-01-02T12:00:00.000000Z", "suggested_by": None, "adopted_from": None,
+            "policy_sha256": POLICY_SHA, "options": {},
+        }),
+        ("post.approved", "bob", {"version": 1, "count": 1, "required": 2, "state": "held"}),
+        ("post.approved", "dave", {"version": 1, "count": 2, "required": 2, "state": "scheduled",
+                                   "publish_at": "2026-01-01T12:01:00.000000Z"}),
+        ("post.publishing", "system", {"attempt": 1, "version": 1, "idempotency_key": f"byline-{post}-v1",
+                                       "recovering": False, "text_hash": text_hash}),
+        ("post.published", "system", {"remote_id": f"sb{post}", "url": f"https://sandbox.example/{post}",
+                                      "version": 1, "attempt": 1}),
+    ]
+
+
+def _works(n: int) -> list[Callable[[LogTxn], Awaitable[Any]]]:
+    """N one-event works: a policy, then posts of five events each, as callers would submit them."""
+    async def policy(ltx: LogTxn) -> None:
+        await ltx.append("policy.loaded", actor="policy-file", account=ACCOUNT, chain=f"policy:{ACCOUNT}",
+                         data={"file": "brand.yaml", "sha256": POLICY_SHA, "previous_sha256": None,
+                               "changed": [], "policy": POLICY})
+
+    works: list[Callable[[LogTxn], Awaitable[Any]]] = [policy]
+    base = 1_882_000_000_000_000_000
+    while len(works) < n:
+        post = str(base + len(works))
+        text = f"Our product number {post} ships today, with everything you asked for."
+        for kind, actor, data in _events(post, ""):
+            def work(ltx: LogTxn, kind: str = kind, actor: str = actor, data: dict[str, Any] = data,
+                     post: str = post, text: str = text) -> Awaitable[int]:
+                if "text_hash" in data:
+                    data = {**data, "text_hash": ltx.commit_text(text)}
+                return ltx.append(kind, actor=actor, account=ACCOUNT, post=post, data=data)
+            works.append(work)
+    return works[:n]
+
+
+async def append_log(
+    db: Any, works: list[Callable[[LogTxn], Awaitable[Any]]], *, in_flight: int, max_batch: int = 512
+) -> tuple[float, int]:
+    """Submit every work through the appender, ``in_flight`` at a time; (seconds, batches)."""
+    appender = Appender(db, SystemClock(), max_batch=max_batch)
+    await appender.start()
+    queue = iter(works)
+
+    async def caller() -> None:
+        for work in queue:
+            await appender.submit(work)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(in_flight)))
+    seconds = time.perf_counter() - started
+    await appender.stop()
+    return seconds, appender.batches
+
+
+async def baseline(db: SqliteDatabase, rows: list[tuple[Any, ...]], batch: int) -> float:
+    """The same rows written by plain batched INSERTs, one transaction a batch."""
+    async with db.write() as txn:
+        await txn.execute("CREATE TABLE bench_rows (idx BIGINT PRIMARY KEY, leaf_hash BLOB NOT NULL, "
+                          "entry BLOB NOT NULL, type TEXT NOT NULL, chain TEXT, post_id TEXT, account TEXT, "
+                          "ts BIGINT NOT NULL)")
+        await txn.execute("CREATE INDEX bench_rows_chain ON bench_rows (chain, idx)")
+        await txn.execute("CREATE INDEX bench_rows_post ON bench_rows (post_id, idx)")
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch):
+        async with db.write() as txn:
+            await txn.executemany(
+                "INSERT INTO bench_rows (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[start : start + batch])
+    return time.perf_counter() - started
+
+
+async def _append_bench(args: argparse.Namespace, folder: Path) -> int:
+    db = await open_database(f"sqlite:///{folder / 'bench.db'}")
+    assert isinstance(db, SqliteDatabase)
+    try:
+        async with db.read() as txn:
+            mode = (await txn.fetchone("PRAGMA journal_mode"))["journal_mode"]  # type: ignore[index]
+            sync = (await txn.fetchone("PRAGMA synchronous"))["synchronous"]  # type: ignore[index]
+        works = _works(args.events)
+        log_s, batches = await append_log(db, works, in_flight=args.in_flight, max_batch=args.batch)
+        async with db.read() as txn:
+            rows = [tuple(r) for r in await txn.fetchall(
+                "SELECT idx + ? AS idx, leaf_hash, entry, type, chain, post_id, account, ts FROM log_entries "
+                "ORDER BY idx", 0)]
+        assert len(rows) == args.events, len(rows)
+        base_s = await baseline(db, rows, args.batch)
+    finally:
+        await db.close()
+    log_rate = args.events / log_s
+    base_rate = args.events / base_s
+    print(f"SQLite journal_mode={mode} synchronous={'FULL' if sync == 2 else sync}, {os.cpu_count()} CPUs")
+    print(f"log (real appender, {args.in_flight} callers): {args.events:,} events in {log_s:.2f} s = "
+          f"{log_rate:,.0f} events/s ({batches:,} commits, {args.events / max(batches, 1):.0f} a batch)")
+    print(f"baseline (plain INSERTs, {args.batch} a transaction): {args.events:,} rows in {base_s:.2f} s = "
+          f"{base_rate:,.0f} rows/s")
+    ratio = log_rate / base_rate
+    print(f"ratio log/baseline: {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})")
+    return 0
+
+
+async def _build(events: int, folder: Path) -> Path:
+    db_url = f"sqlite:///{folder / 'verify.db'}"
+    db = await open_database(db_url)
+    try:
+        await append_log(db, _works(events), in_flight=2048)
+        from gateway.audit.export import export_database
+        from gateway.audit.note import Checkpoint, Signer, sign_note
+        from gateway.storage import log as log_sql
+
+        signer = Signer.generate("bench.example/log")
+        async with db.read() as txn:
+            state = await log_sql.read_state(txn)
+        note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
+        async with db.write() as txn:
+            await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]),
+                                            note=note, at=0)
+        out = folder / "verify.export"
+        await export_database(db, out, origin=signer.name)
+        (folder / "verify.vkey").write_text(signer.verifier().to_text())
+    finally:
+        await db.close()
+    return out
+
+
+def _verify_bench(args: argparse.Namespace, folder: Path) -> int:
+    started = time.perf_counter()
+    export = asyncio.run(_build(args.events, folder))
+    print(f"built and exported {args.events:,} entries in {time.perf_counter() - started:.0f} s "
+          f"({export.stat().st_size / 1e6:.0f} MB)", flush=True)
+    command = [sys.executable, "-m", "gateway", "audit", "verify", "--key", str(folder / "verify.vkey"),
+               "--export", str(export), "--no-state", "--no-progress"]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    print(result.stdout.strip())
+    if result.returncode != 0:
+        print(result.stderr, file=sys.stderr)
+        return 1
+    rate = args.events / seconds
+    print(f"byline audit verify (whole command): {args.events:,} entries in {seconds:.2f} s = {rate:,.0f} entries/s "
+          f"(target >= 200,000: {'met' if rate >= 200_000 else 'NOT met'})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a benchmark."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", choices=["append", "verify"], default="append")
+    parser.add_argument("--events", type=int, help="how many (append: 200,000; verify: 1,000,000)")
+    parser.add_argument("--batch", type=int, default=512,
+                        help="the appender's largest batch, and the baseline's rows a transaction")
+    parser.add_argument("--in-flight", type=int, default=2048, help="concurrent callers of the appender")
+    parser.add_argument("--workers", type=int, help="verify: worker processes")
+    parser.add_argument("--dir", help="where the databases go (default: a fresh temporary folder)")
+    args = parser.parse_args(argv)
+    if args.events is None:
+        args.events = 200_000 if args.what == "append" else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="byline-bench-", dir=args.dir) as tmp:
+        if args.what == "verify":
+            return _verify_bench(args, Path(tmp))
+        return asyncio.run(_append_bench(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Helpers for the audit-log tests: a realistic log, the real CLI, and a determined attacker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gateway.appkeys import CHECKPOINTS
+from tests.conftest import Gateway
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def populate(gw: Gateway) -> dict[str, str]:
+    """Drive every tier through the HTTP API, so the log holds each kind of event; return ids."""
+    ids: dict[str, str] = {}
+    direct = await gw.submit("alice", "direct", "Hello world")
+    ids["direct"] = direct["id"]
+    held = await gw.submit("alice", "direct", "The CEO was fired today")
+    ids["confirmed"] = held["id"]
+    assert (await gw.act("alice", held["id"], "approve"))[0] == 200
+    status, _ = await gw.call("alice", "POST", "/v1/posts", {"account": "direct", "text": "example-slur"})
+    assert status == 422
+    cos = await gw.submit("carol", "cosigned", "Our new product ships today")
+    ids["cosigned"] = cos["id"]
+    assert (await gw.act("bob", cos["id"], "approve"))[0] == 200
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{cos['id']}", {"text": "Our new product ships today!"})
+    assert status == 200
+    assert (await gw.act("bob", cos["id"], "approve"))[0] == 200
+    assert (await gw.act("dave", cos["id"], "approve"))[0] == 200
+    rejected = await gw.submit("alice", "cosigned", "Draft announcement")
+    ids["rejected"] = rejected["id"]
+    assert (await gw.act("carol", rejected["id"], "reject", {"reason": "Not this week"}))[0] == 200
+    delayed = await gw.submit("bob", "delayed", "First draft")
+    ids["delayed"] = delayed["id"]
+    await gw.call("bob", "PATCH", f"/v1/posts/{delayed['id']}", {"text": "Second draft"})
+    cancelled = await gw.submit("bob", "delayed", "Regrettable take")
+    assert (await gw.act("bob", cancelled["id"], "cancel"))[0] == 200
+    suggestion = await gw.submit("dave", "managed", "Thank you all for coming")
+    ids["suggestion"] = suggestion["id"]
+    status, adopted = await gw.act("bob", suggestion["id"], "adopt", {"text": "Thank you all!"})
+    assert status == 201
+    ids["adopted"] = adopted["id"]
+    expiring = await gw.submit("alice", "cosigned", "Will anyone read this")
+    ids["expired"] = expiring["id"]
+    await gw.tick()
+    gw.clock.advance(timedelta(hours=25))
+    await gw.tick()
+    status, _ = await gw.call("alice", "DELETE", f"/v1/posts/{ids['direct']}")
+    assert status == 200
+    await gw.app[CHECKPOINTS].sign_now()
+    return ids
+
+
+@dataclass
+class Result:
+    """What a CLI run printed and how it ended."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        """Everything it printed."""
+        return self.out + self.err
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `byline` subprocess: no developer BYLINE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
+    env.update(extra)
+    return env
+
+
+async def byline(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run the real `byline` CLI in a subprocess without blocking the event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, cwd=ROOT, env=env or cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+class Attacker:
+    """Someone with full control of the database: triggers are no obstacle."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+
+    async def run(self, *statements: tuple[str, tuple[Any, ...]]) -> None:
+        """Run SQL with the append-only triggers out of the way."""
+        if self.db_url.startswith("sqlite:///"):
+            conn = sqlite3.connect(self.db_url.removeprefix("sqlite:///"), isolation_level=None)
+            try:
+                names = [r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+                for name in names:
+                    conn.execute(f"DROP TRIGGER {name}")
+                for sql, args in statements:
+                    conn.execute(sql, args)
+            finally:
+                conn.close()
+            return
+        pg = await asyncpg.connect(self.db_url)
+        try:
+            await pg.execute("SET session_replication_role = replica")  # no triggers fire
+            for sql, args in statements:
+                counter = iter(range(1, 100))
+                converted = "".join(f"${next(counter)}" if ch == "?" else ch for ch in sql)
+                await pg.execute(converted, *args)
+        finally:
+            await pg.close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Read with plain SQL."""
+        if self.db_url.startswith("sqlite:///"):
+            conn = sqlite3.connect(self.db_url.removeprefix("sqlite:///"))
+            try:
+                return list(conn.execute(sql, args))
+            finally:
+                conn.close()
+        pg = await asyncpg.connect(self.db_url)
+        try:
+            counter = iter(range(1, 100))
+            converted = "".join(f"${next(counter)}" if ch == "?" else ch for ch in sql)
+            return [tuple(r) for r in await pg.fetch(converted, *args)]
+        finally:
+            await pg.close()
+
+    async def entry(self, index: int) -> bytes:
+        """The stored bytes of one entry."""
+        rows = await self.fetch("SELECT entry FROM log_entries WHERE idx = ?", index)
+        return bytes(rows[0][0])

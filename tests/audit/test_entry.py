@@ -1,0 +1,80 @@
+"""Entries are exactly the rfc8785 encoding of the event, link included, and stay under 64 KiB."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.audit.entry import (
+    MAX_ENTRY_BYTES,
+    EntryTooLarge,
+    Prev,
+    encode_entry,
+    encode_unlinked,
+    link,
+    linked_size,
+)
+from gateway.types import iso
+
+_TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=10)
+_DATA = st.dictionaries(
+    _TEXT,
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), _TEXT,
+                  st.floats(allow_nan=False, allow_infinity=False)),
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_TEXT, inner, max_size=3)),
+        max_leaves=8,
+    ),
+    max_size=5,
+)
+_PREV = st.one_of(
+    st.none(),
+    st.builds(lambda i, leaf: Prev(index=i, leaf=leaf), st.integers(0, 2**53 - 1), st.binary(min_size=32, max_size=32)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=_TEXT, actor=_TEXT, account=st.one_of(st.none(), _TEXT), post=st.one_of(st.none(), _TEXT),
+       data=_DATA, prev=_PREV, ts=st.integers(0, 4_000_000_000_000_000))
+def test_entry_bytes_are_the_reference_encoding(
+    kind: str, actor: str, account: str | None, post: str | None, data: dict[str, Any], prev: Prev | None, ts: int
+) -> None:
+    """Whatever the event, the entry (with its link spliced in) is rfc8785.dumps of the whole."""
+    body: dict[str, Any] = {
+        "v": 1, "type": kind, "ts": iso(ts), "actor": actor, "account": account, "post": post,
+        "data": data,
+        "prev": {"index": prev.index, "leaf": base64.b64encode(prev.leaf).decode()} if prev else None,
+    }
+    raw = encode_entry(type=kind, ts=ts, actor=actor, account=account, post=post, data=data, prev=prev)
+    assert raw == rfc8785.dumps(body)
+    if prev is not None:
+        unlinked = encode_unlinked(type=kind, ts=ts, actor=actor, account=account, post=post, data=data)
+        assert len(raw) <= linked_size(unlinked, prev.index + 1)
+
+
+def test_a_value_inside_data_that_looks_like_the_link_is_left_alone() -> None:
+    """Data holding the text of an unlinked entry does not move the link."""
+    data = {"x": ',"prev":null,"ts":"', "z": {"prev": None, "ts": "2026"}}
+    prev = Prev(index=7, leaf=bytes(range(32)))
+    raw = encode_entry(type="t", ts=0, actor="a", account=None, post="p", data=data, prev=prev)
+    body: dict[str, Any] = {"v": 1, "type": "t", "ts": iso(0), "actor": "a", "account": None, "post": "p", "data": data,
+            "prev": {"index": 7, "leaf": base64.b64encode(bytes(range(32))).decode()}}
+    assert raw == rfc8785.dumps(body)
+    assert link(encode_unlinked(type="t", ts=0, actor="a", account=None, post="p", data=data), None) == \
+        rfc8785.dumps({**body, "prev": None})
+
+
+def test_entries_stay_under_64_kib() -> None:
+    """An entry of 65,535 bytes or more is refused, so a tlog-tiles bundle can prefix its length."""
+    def entry(n: int) -> bytes:
+        return encode_entry(type="t", ts=0, actor="a", account=None, post=None, data={"x": "y" * n}, prev=None)
+
+    size = len(entry(0))
+    assert len(entry(MAX_ENTRY_BYTES - size)) == MAX_ENTRY_BYTES == 65_535
+    with pytest.raises(EntryTooLarge):
+        entry(MAX_ENTRY_BYTES - size + 1)

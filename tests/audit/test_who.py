@@ -1,0 +1,51 @@
+"""`byline audit who`: who wrote, edited, approved and published a post, from the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.audit.logtools import byline, cli_env, populate
+from tests.conftest import Gateway
+
+
+async def test_who_tells_the_story_of_a_cosigned_post(gateway: Gateway, db_url: str) -> None:
+    """From the database: the author, the edit, both approvers and the publication, in order."""
+    ids = await populate(gateway)
+    result = await byline("audit", "who", "--post", ids["cosigned"], env=cli_env(BYLINE_DATABASE_URL=db_url))
+    assert result.code == 0, result.text
+    lines = result.out.splitlines()
+    assert lines[0] == f"post {ids['cosigned']} on account cosigned"
+    events = [line.split("Z  ", 1)[1] for line in lines[1:]]
+    assert events == [
+        "written by carol (version 1), held for 2 approval(s) from bob, dave",
+        "approved by bob (version 1)",
+        "edited by carol (version 2)",
+        "approved by bob (version 2)",
+        "approved by dave (version 2)",
+        "sent to the platform (version 2)",
+        events[-1],
+    ]
+    assert events[-1].startswith("published (version 2) at ")
+
+
+async def test_who_finds_a_post_by_its_platform_url(gateway: Gateway, db_url: str, tmp_path: Path) -> None:
+    """Given the URL a post got on its platform (here from an export), the adopted post and its
+    suggestion are both told."""
+    ids = await populate(gateway)
+    post = await gateway.get("bob", ids["adopted"])
+    url = post["remote"]["url"]
+    assert url
+    out = tmp_path / "log.export"
+    result = await byline("audit", "export", "--out", str(out), env=cli_env(BYLINE_DATABASE_URL=db_url))
+    assert result.code == 0, result.text
+    result = await byline("audit", "who", "--post", url, "--export", str(out))
+    assert result.code == 0, result.text
+    assert f"post {ids['adopted']} on account managed" in result.out
+    assert "written by bob (version 1), suggested by dave" in result.out
+    assert f"post {ids['suggestion']} on account managed" in result.out
+    assert f"adopted by bob as post {ids['adopted']}" in result.out
+    live = str(gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "who", "--post", ids["cosigned"], "--url", live)
+    assert result.code == 0 and "approved by dave (version 2)" in result.out, result.text
+    result = await byline("audit", "who", "--post", "https://nowhere.example/1", "--export", str(out))
+    assert result.code == 1 and "no post" in result.err
