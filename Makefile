@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness bench clean
+.PHONY: install serve test lint bluesky-harness browser bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,12 +22,16 @@ serve: $(STAMP)
 
 # Lint and types first (cheap), then every test. Set BYLINE_TEST_POSTGRES_DSN to run each
 # storage test on PostgreSQL as well as SQLite (.ci/run does).
-# The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky).
-test: lint bluesky-harness
+# The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky), and the
+# sign-in page in Debian's Chromium (tests/browser).
+test: lint bluesky-harness browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bluesky-harness:
 	bash $(BLUESKY_HARNESS)/install.sh
+
+browser:
+	bash tests/browser/install.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway adapters tests $(wildcard bench)

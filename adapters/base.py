@@ -45,6 +45,10 @@ class OutboundPost:
     first_attempt_at: datetime | None = None
     """When the gateway first tried to publish this post (before any crash), so that
     ``find_existing`` knows how far back on the account's timeline to look."""
+    created_at: str | None = None
+    """The creation time (RFC 3339) a client gave the post, for platforms whose posts carry
+    one (Bluesky's ``createdAt``); ``None`` means the time it is published. An adapter may
+    ignore it when it is stale."""
 
 
 @dataclass(frozen=True, kw_only=True)

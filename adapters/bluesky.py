@@ -55,6 +55,24 @@ Mapping of the post
 * ``visibility``: every Bluesky post is public. ``None``, ``public`` and ``unlisted`` are
   published; any other value (``private``, ``direct``) is refused rather than made public.
 * ``idempotency_key`` is not sent: the record key already plays its part.
+* ``created_at`` → ``createdAt`` when it is within five minutes of the time of publishing;
+  otherwise (and when it is absent) ``createdAt`` is the time of publishing. The app sorts
+  timelines by the earlier of ``createdAt`` and the time it saw the post, so a post that
+  waited for approval must not claim the time it was written, or it would be buried below
+  everything posted meanwhile.
+
+Records and CIDs
+----------------
+:func:`post_record` builds the record from its parts, :meth:`BlueskyAdapter.preview_record`
+builds it as :meth:`BlueskyAdapter.publish` will (facets, reply references, ``createdAt``),
+without writing anything, and :func:`record_cid` gives the CID the PDS will give that
+record. A post published within five minutes of its ``created_at``, with its text unchanged,
+gets exactly the CID its preview had.
+
+Relaying
+--------
+:meth:`BlueskyAdapter.xrpc_raw` relays any other XRPC call to the PDS under the account's
+own session and returns the PDS's answer as it came; the gateway decides which calls may go.
 
 Errors
 ------
@@ -80,6 +98,8 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import libipld
+from yarl import URL
 
 from adapters.base import (
     AccountInfo,
@@ -100,12 +120,25 @@ DEFAULT_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_APP_URL: Final = "https://bsky.app"
 SENSITIVE_MEDIA_LABEL: Final = "graphic-media"
 PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})
+CREATED_AT_MAX_AGE_SECONDS: Final = 300.0
 
 _log = logging.getLogger(__name__)
 
 # Error names with which a PDS says the token (not the request) is the problem.
 _TOKEN_ERRORS: Final = frozenset(
     {"ExpiredToken", "InvalidToken", "AuthenticationRequired", "AuthMissing"}
+)
+# What an XRPC method name looks like; anything else is never put into a PDS URL.
+_NSID_RE: Final = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z0-9-]+){2,}$")
+# Headers a relayed call carries to the PDS, and back from it. Authorization is never
+# relayed: the PDS sees the account's own session, the client sees none of it.
+_RELAYED_REQUEST_HEADERS: Final = (
+    "Content-Type", "Accept", "Accept-Language", "atproto-accept-labelers", "atproto-proxy",
+)
+_RELAYED_RESPONSE_HEADERS: Final = (
+    "Content-Type", "Content-Language", "atproto-content-labelers", "atproto-repo-rev",
+    "Retry-After", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+    "ratelimit-policy",
 )
 # Errors with which createSession says the account cannot log in until someone acts.
 _LOGIN_REFUSED: Final = frozenset(
@@ -274,6 +307,67 @@ def _byte_index(text: str, span: Span) -> dict[str, int]:
     return {"byteStart": start, "byteEnd": start + len(text[span.start : span.end].encode("utf-8"))}
 
 
+def link_facets(text: str) -> list[dict[str, Any]]:
+    """The rich-text facets of the links in ``text`` (no lookups needed), in text order."""
+    return [
+        {"index": _byte_index(text, span),
+         "features": [{"$type": "app.bsky.richtext.facet#link", "uri": span.value}]}
+        for span in find_links(text)
+    ]
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+
+def post_record(
+    *,
+    text: str,
+    created_at: str,
+    language: str | None = None,
+    facets: list[dict[str, Any]] | None = None,
+    reply: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An ``app.bsky.feed.post`` record without media, from its parts."""
+    record: dict[str, Any] = {"$type": POST_COLLECTION, "text": text, "createdAt": created_at}
+    if facets:
+        record["facets"] = facets
+    if language:
+        record["langs"] = [language]
+    if reply:
+        record["reply"] = reply
+    return record
+
+
+def record_cid(record: dict[str, Any]) -> str:
+    """The CID a PDS gives ``record``: CIDv1, DAG-CBOR, SHA-256 (records without blobs)."""
+    digest = hashlib.sha256(libipld.encode_dag_cbor(record)).digest()
+    return libipld.encode_cid(bytes((0x01, 0x71, 0x12, 0x20)) + digest)
+
+
+def iso_datetime(moment: datetime) -> str:
+    """``moment`` as Bluesky writes times: UTC, milliseconds, ``Z``."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_datetime(value: str) -> datetime | None:
+    """An RFC 3339 time with a zone (``Z`` or an offset), or ``None``."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def created_at_for(post: OutboundPost, now: datetime) -> str:
+    """The ``createdAt`` of ``post`` published at ``now`` (see "Mapping of the post")."""
+    if post.created_at:
+        given = parse_datetime(post.created_at)
+        if given is not None and abs((now - given).total_seconds()) <= CREATED_AT_MAX_AGE_SECONDS:
+            return post.created_at
+    return iso_datetime(now)
+
+
 # ---- the adapter -----------------------------------------------------------------------------
 
 
@@ -285,6 +379,15 @@ class _Login:
     handle: str
     access_jwt: str = field(repr=False)
     refresh_jwt: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class XrpcRawResponse:
+    """A relayed call's answer, as the PDS gave it (only the relayable headers kept)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
 
 
 class _XrpcError(Exception):
@@ -302,6 +405,19 @@ class _XrpcError(Exception):
     def token_refused(self) -> bool:
         """Whether the PDS refused the credential rather than the request."""
         return self.status == 401 or (self.status == 400 and self.error in _TOKEN_ERRORS)
+
+
+def _refuses_token(answer: XrpcRawResponse) -> bool:
+    """Whether a relayed call was refused for its session rather than for what it asked."""
+    if answer.status == 401:
+        return True
+    if answer.status != 400:
+        return False
+    try:
+        error = json.loads(answer.body).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return error in _TOKEN_ERRORS
 
 
 def _parse_retry_after(headers: Any) -> float | None:
@@ -323,11 +439,6 @@ def _parse_retry_after(headers: Any) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def _utc_now_iso() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -387,25 +498,16 @@ class BlueskyAdapter:
             existing = await self._get_post(rkey)
             if existing is not None:
                 return existing
-        record: dict[str, Any] = {
-            "$type": POST_COLLECTION,
-            "text": text,
-            "createdAt": _utc_now_iso(),
-        }
-        facets = await self._facets(text)
-        if facets:
-            record["facets"] = facets
-        if post.language:
-            record["langs"] = [post.language]
-        if post.reply_to:
-            try:
-                record["reply"] = await self._reply_ref(post.reply_to)
-            except AdapterError:
-                # A retry of a reply whose parent has since gone is still the post made before.
-                existing = await self._get_post(rkey)
-                if existing is None:
-                    raise
-                return existing
+        try:
+            record = await self._record(post, text)
+        except AdapterError:
+            if not post.reply_to:
+                raise
+            # A retry of a reply whose parent has since gone is still the post made before.
+            existing = await self._get_post(rkey)
+            if existing is None:
+                raise
+            return existing
         if post.media:
             record["embed"] = await self._embed_images(post.media)
             if post.sensitive or post.spoiler_text:
@@ -431,6 +533,43 @@ class BlueskyAdapter:
             return existing
         uri = str(created.get("uri", ""))
         return self._result(uri)
+
+    async def preview_record(self, post: OutboundPost) -> dict[str, Any]:
+        """The record ``publish`` would write for ``post`` (media left out), writing nothing."""
+        text = self._full_text(post)
+        self._check_publishable(post, text)
+        return await self._record(post, text)
+
+    async def xrpc_raw(
+        self,
+        method: str,
+        nsid: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> XrpcRawResponse:
+        """Relay one XRPC call to the PDS under the account's own session.
+
+        ``query`` is the already-encoded query string; of ``headers`` only content negotiation
+        and the AT Protocol's own headers are sent on. The PDS's answer comes back whatever
+        its status; a refused session is refreshed once and the call sent again. Raises
+        ``AdapterError`` only when no answer came (or the account cannot log in).
+        """
+        if method not in ("GET", "POST") or not _NSID_RE.match(nsid):
+            raise AdapterError(f"bluesky: cannot relay {method} {nsid!r}", retryable=False)
+        given = {name.lower(): value for name, value in (headers or {}).items()}
+        sent = {
+            name: given[name.lower()] for name in _RELAYED_REQUEST_HEADERS if name.lower() in given
+        }
+        login = await self._ensure_login()
+        for attempt in range(2):
+            answer = await self._relay(method, nsid, query, body, sent, login.access_jwt)
+            if attempt == 0 and _refuses_token(answer):
+                login = await self._refresh(login)
+                continue
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def find_existing(self, post: OutboundPost) -> PublishResult | None:
         """The post made for ``post.post_id``, read back by its derived record key, or None."""
@@ -514,12 +653,16 @@ class BlueskyAdapter:
                     retryable=False,
                 )
 
+    async def _record(self, post: OutboundPost, text: str) -> dict[str, Any]:
+        facets = await self._facets(text)
+        reply = await self._reply_ref(post.reply_to) if post.reply_to else None
+        return post_record(
+            text=text, created_at=created_at_for(post, datetime.now(UTC)),
+            language=post.language, facets=facets, reply=reply,
+        )
+
     async def _facets(self, text: str) -> list[dict[str, Any]]:
-        facets: list[tuple[int, dict[str, Any]]] = []
-        for span in find_links(text):
-            index = _byte_index(text, span)
-            feature = {"$type": "app.bsky.richtext.facet#link", "uri": span.value}
-            facets.append((index["byteStart"], {"index": index, "features": [feature]}))
+        facets = [(facet["index"]["byteStart"], facet) for facet in link_facets(text)]
         resolved: dict[str, str | None] = {}
         for span in find_mentions(text):
             if span.value not in resolved:
@@ -773,6 +916,29 @@ class BlueskyAdapter:
         elif raw:
             message = raw[:200].decode("utf-8", "replace")
         raise _XrpcError(nsid, status, error or f"HTTP {status}", message, retry_after)
+
+    async def _relay(
+        self, method: str, nsid: str, query: str, body: bytes | None, headers: dict[str, str],
+        token: str,
+    ) -> XrpcRawResponse:
+        url = URL(f"{self._pds}/xrpc/{nsid}" + (f"?{query}" if query else ""), encoded=True)
+        try:
+            async with self._http.request(
+                method, url, data=body, headers={**headers, "Authorization": f"Bearer {token}"},
+                timeout=self._timeout, allow_redirects=False,
+            ) as response:
+                raw = await response.read()
+                kept = {
+                    name: value for name in _RELAYED_RESPONSE_HEADERS
+                    if (value := response.headers.get(name)) is not None
+                }
+                return XrpcRawResponse(status=response.status, headers=kept, body=raw)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AdapterError(
+                f"bluesky: {nsid} did not complete: {type(exc).__name__}",
+                retryable=True,
+                detail=self._scrub(str(exc)) or None,
+            ) from None
 
     def _classify(self, exc: _XrpcError) -> AdapterError:
         detail = self._detail(exc)

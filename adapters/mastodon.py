@@ -106,6 +106,9 @@ _URL_TRAILING = ".,:;!?'\")]}"
 # ``@user@domain`` counts, and is displayed, as ``@user``.
 _REMOTE_MENTION_RE = re.compile(r"(?<![\w/=])@(\w+(?:[\w.-]*\w)?)@[\w.-]*\w", re.UNICODE)
 _WHITESPACE_RE = re.compile(r"\s+")
+# What ``get_raw`` may fetch: an absolute, percent-encoded client API path, nothing that could
+# name another host (``//host``) or leave the API (dot segments are refused separately).
+_RAW_PATH = re.compile(r"^/api/v[12]/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$")
 
 
 def countable_text(text: str) -> str:
@@ -489,6 +492,43 @@ class MastodonAdapter:
             display_name=_str(account.get("display_name")) or None,
             url=_str(account.get("url")),
         )
+
+    # -- edit ------------------------------------------------------------------------------
+
+    async def edit(self, remote_id: str, post: OutboundPost) -> PublishResult:
+        """Edit a published status (``PUT /api/v1/statuses/:id``, Mastodon 3.5+).
+
+        Text, spoiler, sensitivity and language are replaced; ``media_ids`` is not sent, so the
+        status keeps its attachments. Safe to repeat: the same edit twice leaves one result.
+        """
+        self._check_locally(post)
+        body: dict[str, Any] = {
+            "status": post.text, "sensitive": post.sensitive, "spoiler_text": post.spoiler_text or "",
+        }
+        if post.language:
+            body["language"] = post.language
+        path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        response = await self._http.request("PUT", path, json_body=body)
+        if response.status != 200:
+            raise self._classify("PUT", "/api/v1/statuses/:id", response)
+        return self._result(self._json_object(response, "PUT", path), "PUT", path)
+
+    # -- reads passed through ----------------------------------------------------------------
+
+    async def get_raw(self, path: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
+        """``GET`` one client API path (``/api/v1/…`` or ``/api/v2/…``) as this account.
+
+        For a gateway that lets apps read the account's timelines: the status, the headers and
+        the body as the instance answered them. ``path`` and ``query`` arrive percent-encoded
+        and are sent as they are; the token goes only in the header, and an error raised here
+        never contains it. A missing answer raises a retryable ``AdapterError``.
+        """
+        segments = path.lower().replace("%2e", ".").split("/")
+        if not _RAW_PATH.match(path) or "." in segments or ".." in segments:
+            raise ValueError(f"mastodon: not a client API path: {path[:80]!r}")
+        target = f"{path}?{query}" if query else path
+        response = await self._http.request("GET", target)
+        return response.status, dict(response.headers), response.body
 
     # -- helpers -----------------------------------------------------------------------------
 

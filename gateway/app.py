@@ -13,6 +13,8 @@ from gateway.appkeys import (
     DB,
     IDENTITY,
     LOG_READER,
+    MASTODON,
+    OAUTH,
     PLATFORMS,
     POLICIES,
     POSTS,
@@ -20,21 +22,27 @@ from gateway.appkeys import (
     REGISTRY,
     SANDBOX,
     SETTINGS,
+    XRPC_REPO,
+    XRPC_SESSIONS,
 )
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
-from gateway.http import native, sandbox
+from gateway.http import mastodon, native, sandbox, xrpc
 from gateway.http.common import error_middleware
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
 from gateway.services.identity import Identity
+from gateway.services.mastodon import MastodonService
+from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.xrpc_repo import XrpcRepo
+from gateway.services.xrpc_sessions import XrpcSessions, service_host, session_secret
 from gateway.settings import Settings
 from gateway.storage.db import open_database
 
@@ -114,6 +122,20 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         )
         app[CHECKPOINTS] = checkpoints
         app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=app[POSTS])
+        app[OAUTH] = OAuthService(db=db, appender=appender, identity=app[IDENTITY], policies=registry,
+                                  clock=the_clock)
+        app[MASTODON] = MastodonService(
+            db=db, posts=app[POSTS], identity=app[IDENTITY], oauth=app[OAUTH], policies=registry,
+            platforms=platforms, clock=the_clock,
+        )
+        app[XRPC_SESSIONS] = XrpcSessions(
+            db=db, clock=the_clock, identity=app[IDENTITY], policies=registry, platforms=platforms,
+            secret=session_secret(signer.private_key.private_bytes_raw()),
+            host=service_host(settings.log_origin),
+        )
+        app[XRPC_REPO] = XrpcRepo(
+            db=db, posts=app[POSTS], platforms=platforms, sessions=app[XRPC_SESSIONS], clock=the_clock
+        )
         try:
             await policies.start()
             await checkpoints.start()
@@ -133,4 +155,6 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(log_http.routes)
     app.add_routes(native.routes)
     app.add_routes(sandbox.routes)
+    app.add_routes(mastodon.routes)
+    app.add_routes(xrpc.routes)
     return app

@@ -9,11 +9,15 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
 from gateway.services.identity import Identity
+from gateway.services.mastodon import MastodonService
+from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.xrpc_repo import XrpcRepo
+from gateway.services.xrpc_sessions import XrpcSessions
 from gateway.settings import Settings
 from gateway.storage.db import Database
 
@@ -29,3 +33,7 @@ PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)
 CHECKPOINTS = web.AppKey("checkpoints", CheckpointService)
 LOG_READER = web.AppKey("log_reader", LogReader)
+OAUTH = web.AppKey("oauth", OAuthService)
+MASTODON = web.AppKey("mastodon", MastodonService)
+XRPC_SESSIONS = web.AppKey("xrpc_sessions", XrpcSessions)
+XRPC_REPO = web.AppKey("xrpc_repo", XrpcRepo)

@@ -11,7 +11,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.services.posts import Caller
 from gateway.storage import tokens as sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, Txn
 
 TOKEN_PREFIX = "byl_"
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -34,15 +34,26 @@ class Identity:
         expires_in: timedelta | None = None,
     ) -> str:
         """A new random token for ``user`` (bound to one account when given); shown once."""
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            return await self.issue(
+                txn, user=user, account=account, label=label, at=now,
+                expires_at=now + int(expires_in.total_seconds() * 1_000_000) if expires_in else None,
+            )
+
+    async def issue(
+        self, txn: Txn, *, user: str, account: str | None, label: str, at: int,
+        expires_at: int | None = None,
+    ) -> str:
+        """A new token written in the caller's transaction, so that whatever it is issued for
+        (an OAuth code exchanged for it) commits with it or not at all; shown once."""
         if not _USER.match(user):
             raise BylineError(Code.VALIDATION, f"not a valid user name: {user!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        now = now_micros(self._clock)
-        async with self._db.write() as txn:
-            await sql.insert_token(
-                txn, token_hash=hash_token(token), user=user, account=account, label=label,
-                at=now, expires_at=now + int(expires_in.total_seconds() * 1_000_000) if expires_in else None,
-            )
+        await sql.insert_token(
+            txn, token_hash=hash_token(token), user=user, account=account, label=label, at=at,
+            expires_at=expires_at,
+        )
         return token
 
     async def authenticate(self, token: str | None) -> Caller:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from adapters.base import AdapterError
+from adapters.base import AdapterError, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock
 from gateway.errors import BylineError, Code
@@ -24,6 +24,7 @@ from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import (
     Act,
     Decision,
+    Outcome,
     Reason,
     Role,
     check_rules,
@@ -40,6 +41,15 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
 from gateway.types import iso, to_micros
+
+
+@runtime_checkable
+class Revisable(Protocol):
+    """An adapter whose platform lets a published post be edited (Mastodon)."""
+
+    async def edit(self, remote_id: str, post: OutboundPost) -> PublishResult:
+        """Replace the published post's text and options."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,11 +69,16 @@ class PostOptions:
     sensitive: bool = False
     language: str | None = None
     visibility: str | None = None
+    media_ids: tuple[str, ...] = ()
+    """Uploaded media (``storage/media.py``) the publisher attaches, in order."""
+    created_at: str | None = None
+    """The creation time a client gave the post (RFC 3339), for platforms that record one."""
 
     def to_json(self) -> dict[str, Any]:
         """The options that are set."""
         out: dict[str, Any] = {
-            k: v for k, v in self.__dict__.items() if v is not None and v is not False
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in self.__dict__.items() if v is not None and v is not False and v != ()
         }
         return out
 
@@ -298,8 +313,11 @@ class PostService:
 
     # -- changes -------------------------------------------------------------------------
 
-    async def edit(self, caller: Caller, post_id: str, *, text: Any) -> dict[str, Any]:
-        """A new version of the text while held, scheduled or suggested; rules run again."""
+    async def edit(
+        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
+    ) -> dict[str, Any]:
+        """A new version of the text (and, when given, its options) while held, scheduled or
+        suggested; rules run again."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.EDIT)
         text = self._check_text(loaded, author=row["author"], text=text)
@@ -320,6 +338,8 @@ class PostService:
             transition(state, Action.EDIT)
             version = int(current["version"]) + 1
             changes: dict[str, Any] = {"text": text, "version": version}
+            if options is not None:
+                changes["options"] = json.dumps(options.to_json())
             new_state = state
             old_reasons = json.loads(current["reasons"])
             new_reasons = [r.to_json() for r in verdict.holds]
@@ -356,7 +376,8 @@ class PostService:
                 post=post_id,
                 data={"version": version, "text_hash": ltx.commit_text(text),
                       "state": new_state.value, "reasons": new_reasons,
-                      "publish_at": iso(changes.get("publish_at", current["publish_at"]))},
+                      "publish_at": iso(changes.get("publish_at", current["publish_at"])),
+                      **({"options": options.to_json()} if options is not None else {})},
             )
 
         await self._appender.submit(work)
@@ -472,7 +493,8 @@ class PostService:
                 Code.RULE_BLOCKED, f"blocked by rule {decision.rule}: {decision.reason}",
                 rule=decision.rule, reason=decision.reason,
             )
-        options = PostOptions(**json.loads(row["options"]))
+        stored = json.loads(row["options"])
+        options = PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
         create = self._submit_work(
             author=caller.user, loaded=loaded, text=words, decision=decision, requested=None,
             options=options, suggested_by=row["author"], adopted_from=post_id,
@@ -514,6 +536,73 @@ class PostService:
             await ltx.append("post.deleted", actor=caller.user, account=current["account"],
                              post=post_id, data={"state": new_state.value,
                                                  "remote_id": current["remote_id"]})
+
+        await self._appender.submit(work)
+        return await self.view(caller, post_id)
+
+    async def revise(
+        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
+    ) -> dict[str, Any]:
+        """The author edits a published post on its platform, where the platform allows it.
+
+        The new words go through the policy as a new post would, and the edit is made only if
+        they would go out at once: no block, no hold, no approvals, no cooling-off. Anything
+        else would let an edit skip what the policy asks of a post; those accounts delete and
+        post again instead. The record keeps every version, and the log says who revised it.
+        """
+        row = await self._row(post_id)
+        loaded = self._authorize(caller, row, Act.VIEW)
+        if row["state"] != State.PUBLISHED.value:
+            raise BylineError(Code.INVALID_TRANSITION, f"cannot revise a post that is {row['state']}",
+                              state=row["state"])
+        if caller.user != row["author"]:
+            raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
+        text = self._check_text(loaded, author=row["author"], text=text)
+        policy = loaded.policy
+        now = self._clock.now()
+        decision = decide(policy, author=row["author"], text=text, now=now, requested=None,
+                          suggestion=Role.WRITER not in roles(policy, row["author"]))
+        if isinstance(decision, Reason):
+            raise BylineError(Code.RULE_BLOCKED, f"blocked by rule {decision.rule}: {decision.reason}",
+                              rule=decision.rule, reason=decision.reason)
+        if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
+            raise BylineError(
+                Code.VALIDATION,
+                f"the policy of {policy.account} would not publish these words at once "
+                f"({'; '.join(r.reason for r in decision.reasons) or policy.tier.value}): "
+                "delete the post and post it again",
+                reasons=[r.to_json() for r in decision.reasons],
+            )
+        if self._platforms is None:
+            raise BylineError(Code.UNAVAILABLE, "no platforms configured")
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, Revisable):
+            raise BylineError(Code.VALIDATION, f"{policy.platform} does not allow editing a published post")
+        version = int(row["version"]) + 1
+        stored = json.loads(row["options"])
+        chosen = options or PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
+        shown = disclosed_text(policy, author=row["author"], text=text)
+        try:
+            await adapter.edit(row["remote_id"], OutboundPost(
+                post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=shown,
+                spoiler_text=chosen.spoiler_text, sensitive=chosen.sensitive, language=chosen.language,
+                visibility=chosen.visibility,
+            ))
+        except AdapterError as exc:
+            raise BylineError(
+                Code.UNAVAILABLE, f"the platform did not edit the post: {exc.message}", retryable=exc.retryable,
+            ) from None
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            await self._cas(ltx, current, State.PUBLISHED, text=text, version=version, published_text=shown,
+                            options=json.dumps(chosen.to_json()))
+            await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
+                                     editor=caller.user, at=ltx.now)
+            await ltx.append("post.revised", actor=caller.user, account=current["account"], post=post_id,
+                             data={"version": version, "text_hash": ltx.commit_text(text),
+                                   "state": State.PUBLISHED.value, "remote_id": current["remote_id"],
+                                   "options": chosen.to_json()})
 
         await self._appender.submit(work)
         return await self.view(caller, post_id)

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
+from adapters.base import Adapter, AdapterError, MediaItem, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -27,6 +27,7 @@ from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import disclosed_text
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
+from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
 from gateway.types import from_micros, iso
@@ -251,12 +252,15 @@ class Publisher:
             sensitive=bool(claim.options.get("sensitive", False)),
             language=claim.options.get("language"), visibility=claim.options.get("visibility"),
             first_attempt_at=from_micros(claim.first_attempt_at),
+            created_at=claim.options.get("created_at"),
         )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:
             if loaded is None:
                 raise AdapterError("the account has no policy in force", retryable=True)
             adapter = self._platforms.adapter_for(loaded)
+            if claim.options.get("media_ids"):
+                outbound = replace(outbound, media=await self._media(claim.options["media_ids"]))
             result: PublishResult | None = None
             if claim.recovering:
                 result = await adapter.find_existing(outbound)
@@ -282,6 +286,19 @@ class Publisher:
         self._platforms.mark(claim.account, None)
         await self._appender.submit(self._published_work(claim, result))
         log.info("published", remote_id=result.remote_id)
+
+    async def _media(self, media_ids: list[str]) -> tuple[MediaItem, ...]:
+        """The uploads a post carries, in its order."""
+        async with self._db.read() as txn:
+            found = {row["id"]: row for row in await media_sql.data(txn, list(media_ids))}
+        missing = [m for m in media_ids if m not in found]
+        if missing:
+            raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
+        return tuple(
+            MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],
+                      description=found[m]["description"])
+            for m in media_ids
+        )
 
     async def _publish_with_retries(self, adapter: Adapter, post: OutboundPost) -> PublishResult:
         """Ride out short blips (a dropped connection, a 502, a 429 asking for a few seconds)

@@ -125,6 +125,74 @@ CREATE TABLE sandbox_posts (
 CREATE INDEX sandbox_posts_account ON sandbox_posts (account, created_at);
 """
 
+# Version 2: the Mastodon client API. Apps registered through POST /api/v1/apps, the
+# sign-ins in progress (a person proved who they are; which account is next), the
+# single-use authorization codes of the OAuth sign-in (with the PKCE challenge), the scopes of
+# the gateway tokens that sign-in issued, the Idempotency-Keys clients sent, and uploaded media
+# waiting for its post. Client secrets, sign-in tickets, codes, tokens and idempotency keys
+# are stored as SHA-256 only.
+_V2 = """
+CREATE TABLE oauth_apps (
+  client_id TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL,
+  name TEXT NOT NULL,
+  website TEXT,
+  redirect_uris TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE oauth_codes (
+  code_hash TEXT PRIMARY KEY,
+  client_id TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  account TEXT NOT NULL,
+  redirect_uri TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  challenge TEXT,
+  challenge_method TEXT,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT,
+  token_hash TEXT
+);
+CREATE TABLE oauth_signins (
+  ticket_hash TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL,
+  csrf_hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT
+);
+CREATE TABLE oauth_tokens (
+  token_hash TEXT PRIMARY KEY,
+  client_id TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX oauth_tokens_client ON oauth_tokens (client_id);
+CREATE TABLE client_idempotency (
+  token_hash TEXT NOT NULL,
+  key_hash TEXT NOT NULL,
+  post_id TEXT,
+  kind TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (token_hash, key_hash)
+);
+CREATE TABLE media (
+  id TEXT PRIMARY KEY,
+  account TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  mime_type TEXT NOT NULL,
+  description TEXT,
+  data BLOB NOT NULL,
+  size BIGINT NOT NULL,
+  digest TEXT NOT NULL,
+  post_id TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX media_post ON media (post_id);
+"""
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -162,10 +230,13 @@ def _statements(dialect: str, version: int) -> list[str]:
         stmts = [s.strip() for s in ddl.split(";") if s.strip()]
         stmts += _sqlite_triggers() if dialect == "sqlite" else _pg_triggers()
         return stmts
+    if version == 2:
+        ddl = _V2 if dialect == "sqlite" else _V2.replace(" BLOB", " BYTEA")
+        return [s.strip() for s in ddl.split(";") if s.strip()]
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 1
+LATEST = 2
 
 
 async def migrate(db: Any) -> None:

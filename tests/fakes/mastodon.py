@@ -31,6 +31,8 @@ Documented rules it enforces, and where they are written:
   text, counted in grapheme clusters, with every URL counted as 23 characters and a remote
   mention ``@user@domain`` as ``@user``, must not exceed 500: otherwise 422
   ``Validation failed: Text character limit of 500 exceeded``.
+* docs.joinmastodon.org/methods/statuses/#edit: ``PUT`` replaces text, spoiler (cleared when
+  omitted), sensitivity and language of one's own status, and sets ``edited_at``.
 * docs.joinmastodon.org/methods/statuses/#get and #delete: 404 ``{"error": "Record not
   found"}`` for unknown statuses (and for other accounts' statuses on delete; private ones
   are hidden from others); delete returns the status with its source ``text``.
@@ -130,6 +132,7 @@ class Status:
     created_at: datetime
     idempotency_key: str | None = None
     deleted: bool = False
+    edited_at: datetime | None = None
 
 
 @dataclass
@@ -280,7 +283,7 @@ class FakeMastodon:
             "replies_count": 0,
             "reblogs_count": 0,
             "favourites_count": 0,
-            "edited_at": None,
+            "edited_at": _iso(status.edited_at) if status.edited_at else None,
             "content": render_content(status.text, self.host),
             "reblog": None,
             "application": {"name": "Byline", "website": None},
@@ -622,6 +625,31 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             raise MastodonError(404, "Record not found")
         return web.json_response(fake.render_status(status))
 
+    async def edit_status(request: web.Request) -> web.Response:
+        # docs.joinmastodon.org/methods/statuses/#edit: own statuses only (404 otherwise);
+        # spoiler_text omitted clears it, sensitive and language omitted keep theirs.
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        status = fake.status(request.match_info["id"])
+        if status is None or status.deleted or status.account_id != account.id:
+            raise MastodonError(404, "Record not found")
+        params = await _params(request)
+        text = _text(params.get("status"), "Status") or ""
+        spoiler = _text(params.get("spoiler_text"), "Spoiler text") or ""
+        if not text.strip() and not status.media_ids:
+            raise MastodonError(422, "Validation failed: Text can't be blank")
+        if countable_length(text, spoiler) > MAX_CHARS:
+            raise MastodonError(422, f"Validation failed: Text character limit of {MAX_CHARS} exceeded")
+        language = _text(params.get("language"), "Language")
+        if language is not None and language not in ISO_639_1:
+            raise MastodonError(422, "Validation failed: Language is not an ISO 639-1 code")
+        status.text, status.spoiler_text = text, spoiler
+        if "sensitive" in params:
+            status.sensitive = _boolean(params.get("sensitive"))
+        status.language = language or status.language
+        status.edited_at = fake.clock.now()
+        return web.json_response(fake.render_status(status))
+
     async def delete_status(request: web.Request) -> web.Response:
         account = fake._account_for(request, required=True)
         assert account is not None
@@ -702,6 +730,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     app[FAKE_KEY] = fake
     app.router.add_post("/api/v1/statuses", create_status)
     app.router.add_get("/api/v1/statuses/{id}", get_status)
+    app.router.add_put("/api/v1/statuses/{id}", edit_status)
     app.router.add_delete("/api/v1/statuses/{id}", delete_status)
     app.router.add_get("/api/v1/accounts/verify_credentials", verify_credentials)
     app.router.add_get("/api/v1/accounts/{id}/statuses", account_statuses)

@@ -1,0 +1,578 @@
+"""The Mastodon client API over the gateway: what an unmodified Mastodon app can do here.
+
+An app acts as one managed account (its token is bound to it). Every write becomes a gateway
+post and goes through the account's policy like any other; reads of the gateway's own posts
+show where they are in their life; every other read is passed through to the account's
+Mastodon instance with the account's real token, which the app never sees. Accounts on other
+platforms answer those reads with empty lists, or 404, as a quiet Mastodon would.
+
+Ids of statuses made here are the gateway's post ids. The HTTP layer (``http/mastodon.py``)
+parses and renders; the decisions are here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from adapters.base import AdapterError
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import State
+from gateway.policy.engine import disclosed_text, roles
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.services.identity import Identity, hash_token
+from gateway.services.oauth import OAuthService, scope_allows
+from gateway.services.platforms import Platforms
+from gateway.services.posts import Caller, PostOptions, PostService, new_post_id
+from gateway.storage import idempotency as idem_sql
+from gateway.storage import media as media_sql
+from gateway.storage.db import Database
+
+logger = structlog.get_logger("byline.mastodon")
+
+IDEMPOTENCY_TTL = timedelta(hours=1)
+"""How long a key is remembered: Mastodon keeps them for an hour."""
+
+SCHEDULE_MIN_OFFSET = timedelta(minutes=5)
+"""Mastodon refuses a ``scheduled_at`` sooner than this."""
+
+MAX_MEDIA = 4
+"""Attachments per status on a stock Mastodon."""
+
+MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+"""Uploads every media-capable adapter can carry."""
+
+# Platforms whose adapter carries ``OutboundPost.media``, and the largest file each takes.
+MEDIA_LIMITS = {"mastodon": 16 * 1024 * 1024, "bluesky": 1_000_000}
+
+PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
+"""States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
+
+_GONE = (State.CANCELLED, State.DELETED)
+"""States in which a status is gone for the app that made it, as a deleted Mastodon status."""
+
+_ACCOUNT_TTL_SECONDS = 300.0
+
+# Reads an account on a platform other than Mastodon answers with an empty list.
+_EMPTY_LISTS = re.compile(
+    r"^/api/v1/(timelines/.+|notifications|conversations|favourites|bookmarks|lists|filters|"
+    r"custom_emojis|announcements|follow_requests|mutes|blocks|domain_blocks|endorsements|"
+    r"featured_tags|followed_tags|trends(/.*)?|accounts/relationships|accounts/familiar_followers|"
+    r"accounts/[^/]+/(statuses|followers|following))$|^/api/v2/(filters|suggestions)$"
+)
+# Reads never passed through: administration, and streams that never end.
+_NOT_PASSED = re.compile(r"^/api/v[12]/(admin|streaming)(/|$)")
+_PREFERENCES = {
+    "posting:default:visibility": "public", "posting:default:sensitive": False,
+    "posting:default:language": None, "reading:expand:media": "default",
+    "reading:expand:spoilers": False,
+}
+
+
+@runtime_checkable
+class RawReader(Protocol):
+    """An adapter that can pass one client-API read through (the Mastodon adapter)."""
+
+    async def get_raw(self, path: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
+        """``GET`` a client API path as the account: status, headers, body."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientAuth:
+    """An app's caller: a person acting as one account, through one token."""
+
+    caller: Caller
+    account: str
+    token_hash: str = field(repr=False)
+    app_name: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusForm:
+    """A new status as a Mastodon app sends it, parsed."""
+
+    status: str
+    in_reply_to_id: str | None = None
+    spoiler_text: str | None = None
+    sensitive: bool = False
+    visibility: str | None = None
+    language: str | None = None
+    scheduled_at: datetime | None = None
+    media_ids: tuple[str, ...] = ()
+    poll: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditForm:
+    """An edit as a Mastodon app sends it: omitted fields keep (or, for the spoiler, clear)."""
+
+    status: str
+    spoiler_text: str | None = None
+    sensitive: bool | None = None
+    language: str | None = None
+    media_ids: tuple[str, ...] | None = None
+    poll: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Upload:
+    """One uploaded file."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    description: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusView:
+    """A gateway post with what rendering it as a Status needs."""
+
+    post: dict[str, Any]
+    account: dict[str, Any]
+    media: list[dict[str, Any]]
+    app_name: str | None
+    scheduled: bool = False
+    """Answer with a ScheduledStatus: the app asked with ``scheduled_at``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Raw:
+    """A read answered as the instance answered it (or as a quiet instance would)."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What an app may send for its account: shown in the instance entity."""
+
+    max_characters: int
+    max_media: int
+    media_types: tuple[str, ...]
+    media_bytes: int
+
+
+def numeric_id(name: str) -> str:
+    """A stable numeric id for something that has a name but no Mastodon id."""
+    return str(int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:7], "big"))
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class MastodonService:
+    """Mastodon client API calls, each for one authenticated app."""
+
+    def __init__(
+        self, *, db: Database, posts: PostService, identity: Identity, oauth: OAuthService,
+        policies: PolicyRegistry, platforms: Platforms, clock: Clock,
+    ) -> None:
+        self._db = db
+        self._posts = posts
+        self._identity = identity
+        self._oauth = oauth
+        self._policies = policies
+        self._platforms = platforms
+        self._clock = clock
+        self._accounts: dict[str, tuple[float, str, dict[str, Any]]] = {}
+
+    # -- who is calling ------------------------------------------------------------------
+
+    async def authenticate(self, token: str | None, *, scope: str) -> ClientAuth:
+        """The app's caller, bound to one account, allowed ``scope``; or 401/403."""
+        caller = await self._identity.authenticate(token)
+        assert token is not None
+        grant = await self._oauth.grant(token)
+        if not scope_allows(grant.scopes if grant else None, scope):
+            raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
+        account = caller.account
+        if account is None:
+            mine = [n for n, lp in sorted(self._policies.policies.items()) if roles(lp.policy, caller.user)]
+            if len(mine) != 1:
+                raise BylineError(
+                    Code.FORBIDDEN,
+                    f"This token is not bound to an account and {caller.user} has {len(mine)}: "
+                    "sign in through the app (it asks which account), or make a token with "
+                    "byline token create --user NAME --account ACCOUNT",
+                )
+            account = mine[0]
+        if self._policies.get(account) is None:
+            raise BylineError(Code.FORBIDDEN, f"The account {account} is no longer managed by this gateway")
+        return ClientAuth(caller=Caller(user=caller.user, account=account), account=account,
+                          token_hash=hash_token(token), app_name=grant.app_name if grant else None)
+
+    async def maybe_authenticate(self, token: str | None) -> ClientAuth | None:
+        """The caller if the token is good for reading, else None (public endpoints)."""
+        if not token:
+            return None
+        try:
+            return await self.authenticate(token, scope="read")
+        except BylineError:
+            return None
+
+    def _loaded(self, auth: ClientAuth) -> LoadedPolicy:
+        return self._posts.policy(auth.account)
+
+    def limits(self, auth: ClientAuth | None) -> Limits:
+        """The instance limits an app sees: its account's, less the disclosure line it adds."""
+        if auth is None:
+            return Limits(max_characters=500, max_media=MAX_MEDIA, media_types=tuple(sorted(MEDIA_TYPES)),
+                          media_bytes=MEDIA_LIMITS["mastodon"])
+        policy = self._loaded(auth).policy
+        suffix = len(disclosed_text(policy, author=auth.caller.user, text=""))
+        media_bytes = MEDIA_LIMITS.get(policy.platform, 0)
+        return Limits(max_characters=max(1, policy.text_limit - suffix),
+                      max_media=MAX_MEDIA if media_bytes else 0,
+                      media_types=tuple(sorted(MEDIA_TYPES)) if media_bytes else (),
+                      media_bytes=media_bytes)
+
+    # -- the account as the platform shows it ------------------------------------------------
+
+    async def account(self, auth: ClientAuth, *, with_source: bool = False) -> dict[str, Any]:
+        """The managed account as an Account entity (a CredentialAccount ``with_source``)."""
+        loaded = self._loaded(auth)
+        key = loaded.sha256
+        cached = self._accounts.get(auth.account)
+        if cached is not None and cached[0] > time.monotonic() and cached[1] == key:
+            entity = dict(cached[2])
+        else:
+            entity = await self._fetch_account(loaded)
+            self._accounts[auth.account] = (time.monotonic() + _ACCOUNT_TTL_SECONDS, key, entity)
+            entity = dict(entity)
+        source = entity.pop("source", None)
+        entity.pop("role", None)
+        if with_source:
+            entity["source"] = source or {
+                "privacy": "public", "sensitive": False, "language": None, "note": "",
+                "fields": [], "follow_requests_count": 0,
+            }
+        return entity
+
+    async def _fetch_account(self, loaded: LoadedPolicy) -> dict[str, Any]:
+        policy = loaded.policy
+        try:
+            adapter = self._platforms.adapter_for(loaded)
+            if isinstance(adapter, RawReader):
+                status, _, body = await adapter.get_raw("/api/v1/accounts/verify_credentials")
+                entity = json.loads(body) if status == 200 else None
+                if isinstance(entity, dict) and isinstance(entity.get("id"), str):
+                    return entity
+                logger.warning("account_not_fetched", account=policy.account, status=status)
+            else:
+                info = await adapter.verify_credentials()
+                return _local_account(policy.account, handle=info.handle or policy.handle,
+                                      display_name=info.display_name, url=info.url)
+        except (AdapterError, BylineError, ValueError) as exc:
+            logger.warning("account_not_fetched", account=policy.account,
+                           error=getattr(exc, "message", type(exc).__name__))
+        return _local_account(policy.account, handle=policy.handle, display_name=None, url=None)
+
+    # -- statuses --------------------------------------------------------------------------
+
+    async def post(self, auth: ClientAuth, form: StatusForm, *, idempotency_key: str | None) -> StatusView:
+        """``POST /api/v1/statuses``: a new gateway post for the app's account."""
+        kind = "scheduled" if form.scheduled_at is not None else "status"
+        if not idempotency_key:
+            return await self._submit(auth, form, kind)
+        now = now_micros(self._clock)
+        key_hash = _key_hash(idempotency_key)
+        ttl = int(IDEMPOTENCY_TTL.total_seconds() * 1_000_000)
+        async with self._db.write() as txn:
+            claimed = await idem_sql.claim(txn, token_hash=auth.token_hash, key_hash=key_hash, kind=kind,
+                                           at=now, stale_before=now - ttl)
+        if not claimed:
+            async with self._db.read() as txn:
+                row = await idem_sql.get(txn, token_hash=auth.token_hash, key_hash=key_hash)
+            if row is None or row["post_id"] is None:
+                raise BylineError(Code.CONFLICT, "A status with this Idempotency-Key is still being posted")
+            return await self._view(auth, row["post_id"], scheduled=row["kind"] == "scheduled")
+        try:
+            view = await self._submit(auth, form, kind)
+        except BylineError:
+            # Refused (a rule, a limit, a bad parameter): no post exists, so a corrected retry
+            # with the same key may go ahead. After any other failure a post may exist, and the
+            # claim stays until its hour is up rather than risk a second copy.
+            async with self._db.write() as txn:
+                await idem_sql.release(txn, token_hash=auth.token_hash, key_hash=key_hash)
+            raise
+        async with self._db.write() as txn:
+            await idem_sql.fill(txn, token_hash=auth.token_hash, key_hash=key_hash, post_id=view.post["id"])
+        return view
+
+    async def _submit(self, auth: ClientAuth, form: StatusForm, kind: str) -> StatusView:
+        if form.poll:
+            raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
+        if form.scheduled_at is not None and form.scheduled_at - self._clock.now() < SCHEDULE_MIN_OFFSET:
+            raise BylineError(
+                Code.VALIDATION, "Validation failed: Scheduled at The scheduled date must be in the future"
+            )
+        media = await self._media_for(auth, form.media_ids)
+        options = PostOptions(
+            reply_to=await self._reply_target(auth, form.in_reply_to_id),
+            spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
+            language=form.language, visibility=form.visibility, media_ids=form.media_ids,
+        )
+        post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
+                                        publish_at=form.scheduled_at, options=options)
+        if media:
+            async with self._db.write() as txn:
+                await media_sql.attach(txn, list(form.media_ids), post_id=post["id"])
+        return await self._render(auth, post, scheduled=kind == "scheduled")
+
+    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> str | None:
+        """A reply to a status made through the gateway goes to where it was published."""
+        if not reply_to:
+            return None
+        try:
+            post = await self._posts.view(Caller(user=auth.caller.user), reply_to)
+        except BylineError:
+            return reply_to  # a status on the platform, as the app saw it in a timeline
+        remote = post["remote"]
+        if post["account"] != auth.account or post["state"] != State.PUBLISHED.value or not remote:
+            raise BylineError(Code.NOT_FOUND, "The post you are trying to reply to does not appear to exist.")
+        return str(remote["id"])
+
+    async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        if not media_ids:
+            return []
+        if len(media_ids) > MAX_MEDIA:
+            raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
+        async with self._db.read() as txn:
+            rows = {r["id"]: r for r in await media_sql.info(txn, list(media_ids))}
+        for media_id in media_ids:
+            row = rows.get(media_id)
+            if row is None or row["account"] != auth.account or row["user_name"] != auth.caller.user \
+                    or row["post_id"] is not None:
+                raise BylineError(Code.VALIDATION, f"Validation failed: Media {media_id} not found or "
+                                                   "already attached to another post")
+        return [dict(rows[m]) for m in media_ids]
+
+    async def _own_post(self, auth: ClientAuth, post_id: str) -> dict[str, Any] | None:
+        """The gateway post with this id in the app's account, or None."""
+        if not post_id.isdigit() or len(post_id) > 24:
+            return None
+        try:
+            post = await self._posts.view(Caller(user=auth.caller.user), post_id)
+        except BylineError as exc:
+            if exc.code in (Code.NOT_FOUND, Code.FORBIDDEN, Code.UNKNOWN_ACCOUNT):
+                return None
+            raise
+        return post if post["account"] == auth.account else None
+
+    async def status(self, auth: ClientAuth, post_id: str, *, base: str) -> StatusView | Raw:
+        """``GET /api/v1/statuses/:id``: a gateway post as it stands, or a platform status."""
+        post = await self._own_post(auth, post_id)
+        if post is None:
+            return await self.passthrough(auth, f"/api/v1/statuses/{post_id}", "", base=base)
+        if State(post["state"]) in _GONE:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        return await self._render(auth, post)
+
+    async def _view(self, auth: ClientAuth, post_id: str, *, scheduled: bool = False) -> StatusView:
+        post = await self._own_post(auth, post_id)
+        if post is None:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        return await self._render(auth, post, scheduled=scheduled)
+
+    async def edit(self, auth: ClientAuth, post_id: str, form: EditForm) -> StatusView:
+        """``PUT /api/v1/statuses/:id``: a new version while the post is not out yet, or an
+        edit on the platform once it is (``PostService.revise`` says when that is allowed).
+
+        Mastodon's rules for omitted fields: no ``spoiler_text`` clears it, no ``sensitive``
+        or ``language`` keeps it.
+        """
+        post = await self._own_post(auth, post_id)
+        if post is None or State(post["state"]) in _GONE:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        if form.poll:
+            raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
+        state = State(post["state"])
+        if state is not State.PUBLISHED and state not in PENDING:
+            raise BylineError(
+                Code.INVALID_TRANSITION,
+                f"This post is {post['state']}: Byline edits a post while it is held, scheduled or "
+                "suggested, and once it is published",
+                state=post["state"],
+            )
+        current = post["options"]
+        media_ids = tuple(current.get("media_ids", ()))
+        if form.media_ids is not None and form.media_ids != media_ids:
+            if state is State.PUBLISHED:
+                raise BylineError(Code.VALIDATION, "Validation failed: the media of a published post stay as they are")
+            if len(form.media_ids) > MAX_MEDIA:
+                raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
+            await self._media_for(auth, tuple(m for m in form.media_ids if m not in media_ids))
+            media_ids = form.media_ids
+        options = PostOptions(**{
+            **current, "spoiler_text": form.spoiler_text or None,
+            "sensitive": current.get("sensitive", False) if form.sensitive is None else form.sensitive,
+            "language": form.language or current.get("language"), "media_ids": media_ids,
+        })
+        if state is State.PUBLISHED:
+            revised = await self._posts.revise(auth.caller, post_id, text=form.status, options=options)
+            return await self._render(auth, revised)
+        changed = options.to_json() != current
+        edited = await self._posts.edit(auth.caller, post_id, text=form.status,
+                                        options=options if changed else None)
+        if media_ids:
+            async with self._db.write() as txn:
+                await media_sql.attach(txn, list(media_ids), post_id=post_id)
+        return await self._render(auth, edited)
+
+    async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
+        """``DELETE /api/v1/statuses/:id``: cancel a post not out yet, or delete it on the platform."""
+        post = await self._own_post(auth, post_id)
+        if post is None or State(post["state"]) in _GONE:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        if State(post["state"]) is State.PUBLISHED:
+            done = await self._posts.delete(auth.caller, post_id)
+        else:
+            done = await self._posts.cancel(auth.caller, post_id)
+        return await self._render(auth, done)
+
+    async def pending(
+        self, auth: ClientAuth, *, limit: int, max_id: str | None, since_id: str | None, min_id: str | None,
+    ) -> list[StatusView]:
+        """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet."""
+        found: list[dict[str, Any]] = []
+        for state in PENDING:
+            found += await self._posts.list(auth.caller, account=auth.account, state=state.value,
+                                            limit=200, before=max_id)
+        lower = min_id or since_id
+        mine = [p for p in found if p["author"] == auth.caller.user
+                and (lower is None or int(p["id"]) > int(lower))]
+        mine.sort(key=lambda p: int(p["id"]), reverse=min_id is None)
+        page = mine[:limit]
+        page.sort(key=lambda p: int(p["id"]), reverse=True)
+        return [await self._render(auth, p, scheduled=True) for p in page]
+
+    async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
+        """``GET /api/v1/scheduled_statuses/:id``."""
+        post = await self._own_post(auth, post_id)
+        if post is None or State(post["state"]) not in PENDING or post["author"] != auth.caller.user:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        return await self._render(auth, post, scheduled=True)
+
+    async def cancel_pending(self, auth: ClientAuth, post_id: str) -> None:
+        """``DELETE /api/v1/scheduled_statuses/:id``: the pencil stage's cancel."""
+        await self.pending_one(auth, post_id)
+        await self._posts.cancel(auth.caller, post_id)
+
+    async def _render(self, auth: ClientAuth, post: dict[str, Any], *, scheduled: bool = False) -> StatusView:
+        media_ids = list(post["options"].get("media_ids", ()))
+        async with self._db.read() as txn:
+            rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
+        return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
+                          media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled)
+
+    # -- media -----------------------------------------------------------------------------
+
+    async def upload(self, auth: ClientAuth, upload: Upload) -> dict[str, Any]:
+        """``POST /api/v2/media``: keep a file for a post of this account, if its platform takes media."""
+        limit = self.limits(auth)
+        if not limit.media_bytes:
+            platform = self._loaded(auth).policy.platform
+            raise BylineError(Code.VALIDATION, f"Validation failed: {auth.account} is on {platform}, "
+                                               "which takes no media through Byline")
+        if upload.mime_type not in MEDIA_TYPES:
+            raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
+        if len(upload.data) > limit.media_bytes:
+            raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be less than "
+                                               f"{limit.media_bytes} bytes")
+        media_id = new_post_id()
+        digest = hashlib.sha256(upload.data).hexdigest()
+        async with self._db.write() as txn:
+            await media_sql.insert(txn, media_id=media_id, account=auth.account, user=auth.caller.user,
+                                   mime_type=upload.mime_type, description=upload.description,
+                                   data=upload.data, digest=digest, at=now_micros(self._clock))
+            rows = await media_sql.info(txn, [media_id])
+        return dict(rows[0])
+
+    async def media_info(self, auth: ClientAuth, media_id: str) -> dict[str, Any]:
+        """``GET /api/v1/media/:id``: an upload of this caller."""
+        async with self._db.read() as txn:
+            rows = await media_sql.info(txn, [media_id])
+        if not rows or rows[0]["account"] != auth.account or rows[0]["user_name"] != auth.caller.user:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        return dict(rows[0])
+
+    async def media_file(self, media_id: str, digest: str) -> tuple[str, bytes]:
+        """An upload's bytes, for the app's preview; the URL carries its content digest."""
+        async with self._db.read() as txn:
+            rows = await media_sql.data(txn, [media_id])
+        if not rows or not hmac.compare_digest(rows[0]["digest"], digest):
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        return rows[0]["mime_type"], bytes(rows[0]["data"])
+
+    # -- reads passed through --------------------------------------------------------------
+
+    async def passthrough(self, auth: ClientAuth, path: str, query: str, *, base: str) -> Raw:
+        """Any other read: from the account's Mastodon instance, or a quiet local answer."""
+        if _NOT_PASSED.match(path):
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        loaded = self._loaded(auth)
+        if loaded.policy.platform != "mastodon":
+            return await self._local_read(auth, path)
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, RawReader):
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        try:
+            status, headers, body = await adapter.get_raw(path, query)
+        except ValueError:
+            raise BylineError(Code.NOT_FOUND, "Record not found") from None
+        except AdapterError as exc:
+            logger.warning("passthrough_failed", account=auth.account, path=path, error=exc.message)
+            raise BylineError(Code.UNAVAILABLE, "Remote data could not be fetched") from None
+        if status == 401:
+            # The account's own credential was refused: the app's token is fine, so it must not
+            # hear 401 (it would sign the person out). An admin has to fix the credential.
+            self._platforms.mark(auth.account, "the platform refused the account's credential")
+            raise BylineError(Code.UNAVAILABLE, "Remote data could not be fetched")
+        out = {k: v for k, v in headers.items()
+               if k.lower() in ("link", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")}
+        instance = (loaded.policy.instance or "").rstrip("/")
+        for name in [k for k in out if k.lower() == "link"]:
+            # Pagination links name the instance; the app must come back here instead.
+            out[name] = out[name].replace(instance + "/api/", base + "/api/")
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+        return Raw(status=status, body=body, content_type=content_type.split(";")[0].strip(), headers=out)
+
+    async def _local_read(self, auth: ClientAuth, path: str) -> Raw:
+        if _EMPTY_LISTS.match(path):
+            return Raw(status=200, body=b"[]")
+        if path == "/api/v1/preferences":
+            return Raw(status=200, body=json.dumps(_PREFERENCES).encode())
+        if path == "/api/v1/markers":
+            return Raw(status=200, body=b"{}")
+        entity = await self.account(auth)
+        if path == f"/api/v1/accounts/{entity['id']}":
+            return Raw(status=200, body=json.dumps(entity).encode())
+        raise BylineError(Code.NOT_FOUND, "Record not found")
+
+
+def _local_account(account: str, *, handle: str, display_name: str | None, url: str | None) -> dict[str, Any]:
+    """An Account entity for an account whose platform is not Mastodon."""
+    acct = (handle or account).lstrip("@")
+    username = acct.split("@")[0] or account
+    return {
+        "id": numeric_id(account), "username": username, "acct": acct,
+        "display_name": display_name or username, "locked": False, "bot": False,
+        "discoverable": None, "group": False, "created_at": "1970-01-01T00:00:00.000Z",
+        "note": "", "url": url or "", "uri": url or "", "avatar": "", "avatar_static": "",
+        "header": "", "header_static": "", "followers_count": 0, "following_count": 0,
+        "statuses_count": 0, "last_status_at": None, "emojis": [], "fields": [],
+    }

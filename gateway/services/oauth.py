@@ -1,0 +1,507 @@
+"""OAuth 2 for Mastodon client apps: app registration, the sign-in, codes and tokens.
+
+It follows Mastodon (Doorkeeper) as clients meet it: ``POST /api/v1/apps`` registers an app and
+answers its ``client_id`` and ``client_secret``; ``/oauth/authorize`` signs a person in and
+hands the app a code; ``POST /oauth/token`` exchanges the code, once, for an access token;
+``POST /oauth/revoke`` ends it. The differences:
+
+* A person signs in with their gateway token, not a password, and picks which managed account
+  the app acts as. The access token is an ordinary gateway token bound to (person, account):
+  ``Identity`` checks it like any other, and the rest of the gateway cannot tell them apart.
+* PKCE: ``S256`` only, as Mastodon has it (``plain`` sends the secret it should prove).
+  A client that does not authenticate with its secret at the token endpoint (a public client)
+  must have used PKCE; a verifier for a code issued without a challenge is refused
+  (OAuth 2.1 §4.1.3), so PKCE cannot be stripped off on the way.
+* A code used twice is refused, and the token first issued for it is revoked (RFC 6749 §4.1.2).
+* Only the ``authorization_code`` grant; app-level ``client_credentials`` tokens act as no
+  account, and nothing here serves an app without one.
+
+Client secrets, codes and tokens are stored as SHA-256 only. Issuing and revoking a client's
+access is a change of who speaks for an account, so both are written to the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from gateway.audit.appender import Appender, LogTxn
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.policy.engine import Role, roles
+from gateway.policy.loader import PolicyRegistry
+from gateway.services.identity import Identity, hash_token
+from gateway.services.posts import Caller
+from gateway.storage import oauth as sql
+from gateway.storage import tokens as tokens_sql
+from gateway.storage.db import Database
+
+OOB = "urn:ietf:wg:oauth:2.0:oob"
+"""The redirect URI that asks for the code to be shown instead of sent."""
+
+CODE_TTL = timedelta(minutes=10)
+"""How long an authorization code stays usable (Doorkeeper's default)."""
+
+# Mastodon's scopes (docs.joinmastodon.org/api/oauth-scopes), without admin:* — nothing an app
+# does through the gateway administers the platform.
+_SCOPE_FAMILIES = {
+    "read": ("accounts", "blocks", "bookmarks", "favourites", "filters", "follows", "lists",
+             "mutes", "notifications", "search", "statuses"),
+    "write": ("accounts", "blocks", "bookmarks", "conversations", "favourites", "filters",
+              "follows", "lists", "media", "mutes", "notifications", "reports", "statuses"),
+}
+SCOPES = frozenset(
+    ["read", "write", "follow", "push", "profile"]
+    + [f"{family}:{part}" for family, parts in _SCOPE_FAMILIES.items() for part in parts]
+)
+# "follow" is the old name for these (Mastodon still grants them with it).
+_FOLLOW = frozenset({"read:blocks", "write:blocks", "read:follows", "write:follows",
+                     "read:mutes", "write:mutes"})
+
+_FORBIDDEN_SCHEMES = frozenset({"data", "javascript", "vbscript"})
+_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_MAX_NAME = 60
+_MAX_URI = 2000
+
+# Doorkeeper's words for each OAuth error, which clients show as they are.
+DESCRIPTIONS = {
+    "invalid_request": "The request is missing a required parameter, includes an unsupported "
+                       "parameter value, or is otherwise malformed.",
+    "invalid_client": "Client authentication failed due to unknown client, no client "
+                      "authentication included, or unsupported authentication method.",
+    "invalid_grant": "The provided authorization grant is invalid, expired, revoked, does not "
+                     "match the redirection URI used in the authorization request, or was "
+                     "issued to another client.",
+    "unsupported_grant_type": "The authorization grant type is not supported by the "
+                              "authorization server.",
+    "invalid_scope": "The requested scope is invalid, unknown, or malformed.",
+    "unsupported_response_type": "The authorization server does not support this response type.",
+    "invalid_redirect_uri": "The requested redirect uri is malformed or doesn't match client "
+                            "redirect URI.",
+    "access_denied": "The resource owner or authorization server denied the request.",
+    "unauthorized_client": "You are not authorized to revoke this token",
+}
+
+_STATUS_CODE = {"invalid_client": Code.UNAUTHENTICATED, "unauthorized_client": Code.FORBIDDEN}
+
+
+def oauth_error(error: str, description: str | None = None, *, redirect: bool = False) -> BylineError:
+    """An OAuth error: ``details["oauth"]`` is its code; ``redirect`` says whether the sign-in
+    may send it back to the app's redirect URI (only once that URI is known to be the app's)."""
+    return BylineError(
+        _STATUS_CODE.get(error, Code.BAD_REQUEST), description or DESCRIPTIONS[error],
+        oauth=error, redirect=redirect,
+    )
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code challenge of a verifier (RFC 7636 §4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def parse_scopes(raw: str | None, *, default: str = "read") -> tuple[str, ...]:
+    """Space- (or plus-) separated scopes, in order, without repeats; an unknown one is None."""
+    text = (raw or "").replace("+", " ").strip() or default
+    out: list[str] = []
+    for scope in text.split():
+        if scope not in out:
+            out.append(scope)
+    return tuple(out)
+
+
+def scope_allows(granted: frozenset[str] | None, needed: str) -> bool:
+    """Whether a grant covers ``needed`` (``write`` covers ``write:statuses``); None is all."""
+    if granted is None:
+        return True
+    family = needed.partition(":")[0]
+    return needed in granted or family in granted or ("follow" in granted and needed in _FOLLOW)
+
+
+def _redirect_uris(raw: Any) -> list[str]:
+    values = raw if isinstance(raw, list) else str(raw or "").split()
+    uris = [str(v).strip() for v in values if str(v).strip()]
+    if not uris:
+        raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI can't be blank")
+    for uri in uris:
+        if uri == OOB:
+            continue
+        parts = urlsplit(uri)
+        if len(uri) > _MAX_URI:
+            raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI is too long")
+        if not parts.scheme or (not parts.netloc and not parts.path):
+            raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI must be an absolute URI.")
+        if parts.fragment or "#" in uri:
+            raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI cannot contain a fragment.")
+        if parts.scheme.lower() in _FORBIDDEN_SCHEMES:
+            raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI is forbidden by the server.")
+    return uris
+
+
+@dataclass(frozen=True, kw_only=True)
+class App:
+    """A registered client app, as shown to it once (with its secret)."""
+
+    client_id: str
+    client_secret: str
+    name: str
+    website: str | None
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthRequest:
+    """A checked authorization request: the app, where the code goes, and what it may do."""
+
+    client_id: str
+    app_name: str
+    app_website: str | None
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    state: str | None
+    challenge: str | None
+    challenge_method: str | None
+
+    @property
+    def shows_code(self) -> bool:
+        """The code is shown to the person rather than sent to a redirect URI."""
+        return self.redirect_uri == OOB
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInForm:
+    """What the sign-in page sent: the token (step one) or the ticket (step two), and the choice."""
+
+    csrf: str
+    token: str | None = field(default=None, repr=False)
+    ticket: str | None = field(default=None, repr=False)
+    decision: str | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInStep:
+    """What the sign-in page shows next: ask for the token, ask for the account, or finish."""
+
+    kind: Literal["token", "account", "code", "denied"]
+    error: str | None = None
+    user: str | None = None
+    accounts: tuple[str, ...] = ()
+    ticket: str | None = field(default=None, repr=False)
+    code: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grant:
+    """What the sign-in lets an app do, for whom: the token's app and scopes."""
+
+    client_id: str
+    app_name: str | None
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenAnswer:
+    """The answer of a successful token request."""
+
+    access_token: str
+    scope: str
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The Token entity."""
+        return {"access_token": self.access_token, "token_type": "Bearer", "scope": self.scope,
+                "created_at": self.created_at}
+
+
+class OAuthService:
+    """Registers apps, signs people in for them, and exchanges and revokes their tokens."""
+
+    def __init__(
+        self, *, db: Database, appender: Appender, identity: Identity, policies: PolicyRegistry,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._appender = appender
+        self._identity = identity
+        self._policies = policies
+        self._clock = clock
+
+    # -- apps ------------------------------------------------------------------------------
+
+    async def register(self, params: dict[str, Any]) -> App:
+        """``POST /api/v1/apps``: a new app, with its secret shown this once."""
+        name = params.get("client_name")
+        if not isinstance(name, str) or not name.strip():
+            raise BylineError(Code.VALIDATION, "Validation failed: Application name can't be blank")
+        name = name.strip()
+        if len(name) > _MAX_NAME:
+            raise BylineError(
+                Code.VALIDATION, f"Validation failed: Application name is too long (maximum is {_MAX_NAME} characters)"
+            )
+        uris = _redirect_uris(params.get("redirect_uris"))
+        raw_scopes = params.get("scopes")
+        scopes = parse_scopes(" ".join(raw_scopes) if isinstance(raw_scopes, list) else
+                              raw_scopes if isinstance(raw_scopes, str) else None)
+        if not set(scopes) <= SCOPES:
+            raise BylineError(Code.VALIDATION, "Validation failed: Scopes doesn't match configured on the server.")
+        website = params.get("website")
+        website = website.strip() if isinstance(website, str) and website.strip() else None
+        if website is not None and (urlsplit(website).scheme not in ("http", "https") or len(website) > _MAX_URI):
+            raise BylineError(Code.VALIDATION, "Validation failed: Website is invalid")
+        client_id = secrets.token_urlsafe(32)
+        client_secret = secrets.token_urlsafe(32)
+        async with self._db.write() as txn:
+            await sql.insert_app(
+                txn, client_id=client_id, secret_hash=_sha256(client_secret), name=name,
+                website=website, redirect_uris=json.dumps(uris), scopes=" ".join(scopes),
+                at=now_micros(self._clock),
+            )
+        return App(client_id=client_id, client_secret=client_secret, name=name, website=website,
+                   redirect_uris=tuple(uris), scopes=scopes)
+
+    # -- the sign-in -----------------------------------------------------------------------
+
+    async def check_request(self, query: dict[str, str]) -> AuthRequest:
+        """Check an authorization request before anyone is asked to sign in.
+
+        An unknown client or a redirect URI it did not register is shown on the page; every
+        later problem goes back to the app's redirect URI (``redirect=True``), as RFC 6749
+        §4.1.2.1 has it.
+        """
+        client_id = query.get("client_id") or ""
+        async with self._db.read() as txn:
+            app = await sql.get_app(txn, client_id) if client_id else None
+        if app is None:
+            raise oauth_error("invalid_client")
+        registered = json.loads(app["redirect_uris"])
+        redirect_uri = query.get("redirect_uri") or ""
+        if not redirect_uri and len(registered) == 1:
+            redirect_uri = registered[0]
+        if redirect_uri not in registered:
+            raise oauth_error("invalid_redirect_uri")
+        base = dict(client_id=client_id, app_name=app["name"], app_website=app["website"],
+                    redirect_uri=redirect_uri, state=query.get("state") or None)
+        if query.get("response_type") != "code":
+            raise oauth_error("unsupported_response_type", redirect=True)
+        scopes = parse_scopes(query.get("scope"))
+        if not set(scopes) <= set(app["scopes"].split()):
+            raise oauth_error("invalid_scope", redirect=True)
+        challenge = query.get("code_challenge") or None
+        method = query.get("code_challenge_method") or None
+        if challenge is None and method is not None:
+            raise oauth_error("invalid_request", "code_challenge_method was sent without a code_challenge.",
+                              redirect=True)
+        if challenge is not None:
+            method = method or "plain"
+            if method != "S256":
+                raise oauth_error("invalid_request", "The code challenge method must be S256.", redirect=True)
+            if not _CHALLENGE.match(challenge):
+                raise oauth_error("invalid_request", "The code_challenge is malformed.", redirect=True)
+        return AuthRequest(scopes=scopes, challenge=challenge, challenge_method=method, **base)
+
+    async def step(self, request: AuthRequest, form: SignInForm) -> SignInStep:
+        """One submit of the sign-in page (its CSRF value already checked by the page)."""
+        if form.decision == "deny":
+            if form.ticket:
+                await self.end(form.ticket)
+            return SignInStep(kind="denied")
+        try:
+            if form.ticket:
+                ticket = form.ticket
+                caller = await self.resume(ticket, csrf=form.csrf)
+            else:
+                caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
+        except BylineError as exc:
+            return SignInStep(kind="token", error=exc.message if form.ticket else
+                              "That token was not accepted. Check it and try again.")
+        accounts = tuple(self.choices(caller))
+        if form.decision != "allow":
+            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket)
+        try:
+            code = await self.authorize(request, caller, account=form.account or "", ticket=ticket)
+        except BylineError as exc:
+            if exc.code is Code.UNAUTHENTICATED:
+                return SignInStep(kind="token", error=exc.message)
+            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket,
+                              error=exc.message)
+        return SignInStep(kind="code", code=code)
+
+    async def sign_in(self, token: str | None, *, csrf: str) -> tuple[Caller, str]:
+        """Step one of the sign-in page: who the token belongs to, and a ticket for step two.
+
+        The ticket, not the token, travels in the next form, so the page never shows the token
+        again; it is tied to the form's CSRF value and lasts as long as a code would.
+        """
+        caller = await self._identity.authenticate(token)
+        assert token is not None
+        ticket = secrets.token_urlsafe(32)
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            await sql.insert_signin(txn, ticket_hash=_sha256(ticket), token_hash=hash_token(token),
+                                    csrf_hash=_sha256(csrf), at=now,
+                                    expires_at=now + int(CODE_TTL.total_seconds() * 1_000_000))
+        return caller, ticket
+
+    async def resume(self, ticket: str, *, csrf: str) -> Caller:
+        """Who a sign-in in progress belongs to; 401 once it ended or expired, or its token did."""
+        now = now_micros(self._clock)
+        async with self._db.read() as txn:
+            row = await sql.get_signin(txn, _sha256(ticket))
+            live = await tokens_sql.find_token(txn, row["token_hash"]) if row is not None else None
+        if (
+            row is None or live is None or row["used_at"] is not None or row["expires_at"] <= now
+            or not hmac.compare_digest(row["csrf_hash"], _sha256(csrf))
+            or (live["expires_at"] is not None and live["expires_at"] <= now)
+        ):
+            raise BylineError(Code.UNAUTHENTICATED, "This sign-in has ended: enter your token again.")
+        return Caller(user=live["user_name"], account=live["account"])
+
+    async def end(self, ticket: str) -> None:
+        """The person denied the app: the sign-in is over."""
+        async with self._db.write() as txn:
+            await sql.end_signin(txn, _sha256(ticket), at=now_micros(self._clock))
+
+    def choices(self, caller: Caller) -> list[str]:
+        """The accounts a person can let an app act as: where they write or suggest."""
+        out = []
+        for name, loaded in sorted(self._policies.policies.items()):
+            held = roles(loaded.policy, caller.user)
+            if (Role.WRITER in held or Role.SUGGESTER in held) and caller.account in (None, name):
+                out.append(name)
+        return out
+
+    async def authorize(self, request: AuthRequest, caller: Caller, *, account: str, ticket: str) -> str:
+        """A single-use code letting the app act as ``account`` for this person; ends the sign-in."""
+        if account not in self.choices(caller):
+            raise BylineError(Code.FORBIDDEN, f"{caller.user} cannot let an app act as {account!r}")
+        code = secrets.token_urlsafe(32)
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            if not await sql.end_signin(txn, _sha256(ticket), at=now):
+                raise BylineError(Code.UNAUTHENTICATED, "This sign-in has ended: enter your token again.")
+            await sql.insert_code(
+                txn, code_hash=_sha256(code), client_id=request.client_id, user=caller.user,
+                account=account, redirect_uri=request.redirect_uri, scopes=" ".join(request.scopes),
+                challenge=request.challenge, challenge_method=request.challenge_method, at=now,
+                expires_at=now + int(CODE_TTL.total_seconds() * 1_000_000),
+            )
+        return code
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def _client(self, client_id: str, secret: str | None) -> Any:
+        async with self._db.read() as txn:
+            app = await sql.get_app(txn, client_id) if client_id else None
+        if app is None:
+            raise oauth_error("invalid_client")
+        if secret is not None and not hmac.compare_digest(_sha256(secret), app["secret_hash"]):
+            raise oauth_error("invalid_client")
+        return app
+
+    async def exchange(self, params: dict[str, str], *, basic: tuple[str, str] | None) -> TokenAnswer:
+        """``POST /oauth/token``: a code, once, for an access token bound to (person, account)."""
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            raise oauth_error("invalid_request", "Missing required parameter: grant_type.")
+        if grant_type != "authorization_code":
+            raise oauth_error("unsupported_grant_type")
+        client_id, secret = basic if basic else (params.get("client_id") or "", params.get("client_secret"))
+        app = await self._client(client_id, secret or None)
+        code = params.get("code")
+        if not code:
+            raise oauth_error("invalid_request", "Missing required parameter: code.")
+        verifier = params.get("code_verifier") or None
+        redirect_uri = params.get("redirect_uri") or ""
+        code_hash = _sha256(code)
+        identity = self._identity
+        public = not secret
+
+        async def work(ltx: LogTxn) -> TokenAnswer | str:
+            row = await sql.get_code(ltx.txn, code_hash)
+            if row is None or row["client_id"] != app["client_id"]:
+                return "invalid_grant"
+            if row["used_at"] is not None:
+                # A replayed code may be a stolen one: the token issued for it ends too.
+                if row["token_hash"] and await tokens_sql.revoke_token(ltx.txn, row["token_hash"], at=ltx.now):
+                    await ltx.append("client.revoked", actor="system", account=row["account"],
+                                     data={"client": app["name"], "reason": "authorization code used twice"})
+                return "invalid_grant"
+            if row["expires_at"] <= ltx.now:
+                return "invalid_grant"
+            if redirect_uri != row["redirect_uri"]:
+                return "invalid_grant"
+            if row["challenge"] is None:
+                if public:
+                    return "invalid_client"
+                if verifier is not None:
+                    return "invalid_grant"
+            elif verifier is None or not _CHALLENGE.match(verifier) or not hmac.compare_digest(
+                pkce_challenge(verifier), row["challenge"]
+            ):
+                return "invalid_grant"
+            token = await identity.issue(
+                ltx.txn, user=row["user_name"], account=row["account"],
+                label=f"oauth: {app['name']}", at=ltx.now,
+            )
+            token_hash = hash_token(token)
+            if not await sql.use_code(ltx.txn, code_hash, at=ltx.now, token_hash=token_hash):
+                return "invalid_grant"
+            await sql.insert_token_grant(ltx.txn, token_hash=token_hash, client_id=app["client_id"],
+                                         scopes=row["scopes"], at=ltx.now)
+            await ltx.append("client.authorized", actor=row["user_name"], account=row["account"],
+                             data={"client": app["name"], "scopes": row["scopes"].split()})
+            return TokenAnswer(access_token=token, scope=row["scopes"], created_at=ltx.now // 1_000_000)
+
+        outcome: TokenAnswer | str = await self._appender.submit(work)
+        if isinstance(outcome, str):
+            raise oauth_error(outcome)
+        return outcome
+
+    async def revoke(self, params: dict[str, str], *, basic: tuple[str, str] | None) -> None:
+        """``POST /oauth/revoke``: end one of this app's tokens; a dead token is fine (RFC 7009)."""
+        client_id, secret = basic if basic else (params.get("client_id") or "", params.get("client_secret"))
+        app = await self._client(client_id, secret or None)
+        token = params.get("token")
+        if not token:
+            raise oauth_error("unauthorized_client")
+        token_hash = hash_token(token)
+
+        async def work(ltx: LogTxn) -> str | None:
+            grant = await sql.get_token_grant(ltx.txn, token_hash)
+            if grant is None:
+                live = await tokens_sql.find_token(ltx.txn, token_hash)
+                return "unauthorized_client" if live is not None else None
+            if grant["client_id"] != app["client_id"]:
+                return "unauthorized_client"
+            owner = await tokens_sql.find_token(ltx.txn, token_hash)
+            if await tokens_sql.revoke_token(ltx.txn, token_hash, at=ltx.now) and owner is not None:
+                await ltx.append("client.revoked", actor=owner["user_name"], account=owner["account"],
+                                 data={"client": app["name"], "reason": "revoked by the app"})
+            return None
+
+        problem: str | None = await self._appender.submit(work)
+        if problem is not None:
+            raise oauth_error(problem)
+
+    async def grant(self, token: str) -> Grant | None:
+        """The app and scopes of a token the sign-in issued; None for a token made otherwise."""
+        async with self._db.read() as txn:
+            row = await sql.get_token_grant(txn, hash_token(token))
+        if row is None:
+            return None
+        return Grant(client_id=row["client_id"], app_name=row["name"],
+                     scopes=frozenset(row["scopes"].split()))

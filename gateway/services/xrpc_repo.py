@@ -1,0 +1,472 @@
+"""The repository side of the XRPC surface: posts go in through the policy, reads go through.
+
+* ``createRecord`` of an ``app.bsky.feed.post`` submits a post (``PostService.submit``) and
+  answers the record's future address: ``at://<did>/app.bsky.feed.post/<rkey>`` with the same
+  record key the Bluesky adapter will write it under (``rkey_for`` of the post id), and the CID
+  of the record as it will be written (for a Bluesky account, built by its adapter exactly as
+  publishing builds it). The CID is exact when the post goes out unchanged within five minutes;
+  a post that waits (delay, approval) is written with the time it goes out, so its record and
+  CID differ then, and a client reads the real one back (``getRecord``) once it is out.
+* ``deleteRecord`` of such a record takes the post back while it waits (cancel) and deletes it
+  once published. Record keys are not stored: the account's posts are searched newest first for
+  the one whose derived key matches, which is quick for the posts clients delete (recent ones).
+* ``applyWrites`` does the same for several creates and deletes, in order; Byline has no
+  transaction across posts, so a refused write stops the batch and says which writes stand.
+* Writes of other records (likes, follows, profile), and calls that would change the account,
+  its credentials or its identity, are refused: every write goes through the policy, and the
+  policy governs posts. Direct messages and moderation tools are not relayed either.
+* Every other call is relayed to the account's PDS under the account's own session; for an
+  account on another platform there is no PDS, and the answer is ``MethodNotImplemented``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.base import AdapterError, OutboundPost
+from adapters.bluesky import (
+    POST_COLLECTION,
+    BlueskyAdapter,
+    XrpcRawResponse,
+    created_at_for,
+    is_tid,
+    iso_datetime,
+    link_facets,
+    parse_datetime,
+    post_record,
+    record_cid,
+    rkey_for,
+)
+from gateway.clock import Clock
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import State
+from gateway.policy.loader import LoadedPolicy
+from gateway.services.platforms import Platforms
+from gateway.services.posts import PostOptions, PostService
+from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
+from gateway.storage import xrpc as sql
+from gateway.storage.db import Database, Row
+
+logger = structlog.get_logger("byline.xrpc")
+
+MAX_WRITES: Final = 200
+_SEARCH_PAGE: Final = 500
+_CREATE: Final = "com.atproto.repo.applyWrites#create"
+_UPDATE: Final = "com.atproto.repo.applyWrites#update"
+_DELETE: Final = "com.atproto.repo.applyWrites#delete"
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_CANCELLABLE: Final = frozenset({State.HELD, State.SCHEDULED, State.SUGGESTED, State.FAILED})
+_GONE: Final = frozenset(
+    {State.CANCELLED, State.DELETED, State.REJECTED, State.EXPIRED, State.DISMISSED}
+)
+
+# What is never relayed, and why (the first prefix that matches decides).
+_NOT_RELAYED: Final = (
+    ("chat.bsky.", "a posting tool does not get the account's direct messages"),
+    ("tools.ozone.", "moderation tools are not for posting tools"),
+    ("com.atproto.admin.", "administration is not for posting tools"),
+)
+_WRITES_NOT_RELAYED: Final = (
+    "com.atproto.server.", "com.atproto.identity.", "com.atproto.temp.", "com.atproto.repo.",
+)
+_WRITES_RELAYED: Final = frozenset({"com.atproto.repo.uploadBlob"})
+_QUERIES_NOT_RELAYED: Final = frozenset({"com.atproto.server.getServiceAuth"})
+
+
+class _Lenient(BaseModel):
+    # Lexicon objects are open: fields Byline does not know are accepted (and not written).
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, strict=True)
+
+
+class StrongRef(_Lenient):
+    """``com.atproto.repo.strongRef``."""
+
+    uri: str = Field(max_length=8192)
+    cid: str = Field(max_length=256)
+
+
+class ReplyRef(_Lenient):
+    """``app.bsky.feed.post#replyRef``."""
+
+    root: StrongRef
+    parent: StrongRef
+
+
+class SelfLabel(_Lenient):
+    """One ``com.atproto.label.defs#selfLabel``."""
+
+    val: str = Field(max_length=128)
+
+
+class SelfLabels(_Lenient):
+    """``com.atproto.label.defs#selfLabels``."""
+
+    values: list[SelfLabel] = Field(max_length=10)
+
+
+class PostRecord(_Lenient):
+    """The parts of an ``app.bsky.feed.post`` record that Byline reads."""
+
+    type_: str | None = Field(default=None, alias="$type")
+    text: str = Field(max_length=100_000)
+    created_at: str = Field(alias="createdAt", max_length=64)
+    langs: list[str] | None = Field(default=None, max_length=3)
+    reply: ReplyRef | None = None
+    labels: SelfLabels | None = None
+    embed: dict[str, Any] | None = None
+
+
+def _invalid(message: str) -> BylineError:
+    return xrpc_error(Code.VALIDATION, "InvalidRequest", message)
+
+
+def _invalid_record(message: str) -> BylineError:
+    return _invalid(f"Invalid {POST_COLLECTION} record: {message}")
+
+
+def parse_post_record(value: Any) -> PostRecord:
+    """A post record as a client sent it, or the error a PDS gives for it."""
+    if not isinstance(value, dict):
+        raise _invalid_record("Record must be an object")
+    try:
+        record = PostRecord.model_validate(value)
+    except ValidationError as exc:
+        summary = "; ".join(
+            f"{'/'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+        )
+        raise _invalid_record(summary) from None
+    if record.type_ not in (None, POST_COLLECTION):
+        raise _invalid_record(f"Record/$type must be {POST_COLLECTION}")
+    if parse_datetime(record.created_at) is None:
+        raise _invalid_record("Record/createdAt must be an RFC 3339 datetime with a time zone")
+    for lang in record.langs or []:
+        if not _LANG.match(lang):
+            raise _invalid_record(f"Record/langs: {lang!r} is not a language tag")
+    if record.reply is not None and not record.reply.parent.uri.startswith("at://"):
+        raise _invalid_record("Record/reply/parent/uri must be an at:// URI")
+    if record.embed is not None:
+        raise _invalid_record(
+            "Byline does not publish embeds (images, link cards, quotes) yet; post the text alone"
+        )
+    return record
+
+
+def _options(record: PostRecord) -> PostOptions:
+    created = parse_datetime(record.created_at)
+    assert created is not None  # parse_post_record checked it
+    return PostOptions(
+        reply_to=record.reply.parent.uri if record.reply else None,
+        sensitive=bool(record.labels and record.labels.values),
+        language=record.langs[0] if record.langs else None,
+        # Normalised to the form a PDS surely accepts; the CID is computed over this form.
+        created_at=iso_datetime(created),
+    )
+
+
+def _json(status: int, body: dict[str, Any]) -> XrpcRawResponse:
+    return XrpcRawResponse(
+        status=status, headers={"Content-Type": "application/json"},
+        body=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Write:
+    """One parsed write of ``applyWrites``."""
+
+    record: PostRecord | None = None
+    rkey: str | None = None
+
+
+class XrpcRepo:
+    """Post records through the policy; everything else relayed to the account's PDS."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        posts: PostService,
+        platforms: Platforms,
+        sessions: XrpcSessions,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._posts = posts
+        self._platforms = platforms
+        self._sessions = sessions
+        self._clock = clock
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create_record(
+        self, session: XrpcSession, *, repo: str, collection: str, rkey: str | None,
+        record: Any, swap_commit: str | None,
+    ) -> dict[str, Any]:
+        """``createRecord``: a post submitted through the policy; its future uri and cid."""
+        loaded = self._own_repo(session, repo)
+        self._check_collection(collection)
+        if rkey is not None:
+            raise _invalid("Byline chooses the record key of a post: leave rkey out")
+        if swap_commit is not None:
+            raise _invalid("swapCommit is not supported: a post is written when its policy lets it go")
+        return await self._create(session, loaded, parse_post_record(record))
+
+    async def delete_record(
+        self, session: XrpcSession, *, repo: str, collection: str, rkey: str
+    ) -> dict[str, Any]:
+        """``deleteRecord``: a waiting post is taken back, a published one deleted."""
+        self._own_repo(session, repo)
+        self._check_collection(collection)
+        await self._delete(session, rkey)
+        return {}
+
+    async def apply_writes(self, session: XrpcSession, *, repo: str, writes: list[Any]) -> dict[str, Any]:
+        """``applyWrites``: post creates and deletes, in order."""
+        loaded = self._own_repo(session, repo)
+        if not writes:
+            raise _invalid("writes must not be empty")
+        if len(writes) > MAX_WRITES:
+            raise _invalid(f"Too many writes. Max: {MAX_WRITES}")
+        parsed = [self._parse_write(n, write) for n, write in enumerate(writes, start=1)]
+        results: list[dict[str, Any]] = []
+        for n, write in enumerate(parsed, start=1):
+            try:
+                if write.record is not None:
+                    created = await self._create(session, loaded, write.record)
+                    results.append({"$type": "com.atproto.repo.applyWrites#createResult", **created})
+                else:
+                    assert write.rkey is not None
+                    await self._delete(session, write.rkey)
+                    results.append({"$type": "com.atproto.repo.applyWrites#deleteResult"})
+            except BylineError as exc:
+                if n == 1:
+                    raise
+                raise BylineError(
+                    exc.code,
+                    f"write {n} of {len(parsed)} was refused ({n - 1} before it stand): {exc.message}",
+                    **exc.details,
+                ) from None
+        return {"results": results}
+
+    def _parse_write(self, n: int, write: Any) -> _Write:
+        if not isinstance(write, dict):
+            raise _invalid(f"writes/{n}: must be an object")
+        kind = write.get("$type")
+        if kind == _UPDATE:
+            raise _invalid(f"writes/{n}: Bluesky posts are not edited: delete the post and write a new one")
+        if kind not in (_CREATE, _DELETE):
+            raise _invalid(f"writes/{n}: $type must be {_CREATE} or {_DELETE}")
+        self._check_collection(write.get("collection"))
+        if kind == _DELETE:
+            rkey = write.get("rkey")
+            if not isinstance(rkey, str):
+                raise _invalid(f"writes/{n}: rkey must be a string")
+            return _Write(rkey=rkey)
+        if write.get("rkey") is not None:
+            raise _invalid(f"writes/{n}: Byline chooses the record key of a post: leave rkey out")
+        return _Write(record=parse_post_record(write.get("value")))
+
+    async def _create(self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord) -> dict[str, Any]:
+        options = _options(record)
+        try:
+            post = await self._posts.submit(
+                session.caller, account=session.account, text=record.text, options=options
+            )
+        except BylineError as exc:
+            if exc.code in (Code.TEXT_TOO_LONG, Code.TEXT_EMPTY, Code.VALIDATION):
+                raise _invalid_record(exc.message) from None
+            raise
+        logger.info("xrpc_post_submitted", post_id=post["id"], state=post["state"])
+        return {
+            "uri": f"at://{session.did}/{POST_COLLECTION}/{rkey_for(post['id'])}",
+            "cid": await self._cid(loaded, post, options, record),
+            "validationStatus": "valid",
+        }
+
+    async def _cid(
+        self, loaded: LoadedPolicy, post: dict[str, Any], options: PostOptions, record: PostRecord
+    ) -> str:
+        """The CID of the record this post will be written as (see the module docstring)."""
+        outbound = OutboundPost(
+            post_id=post["id"], idempotency_key="", text=post["display_text"],
+            reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
+            created_at=options.created_at,
+        )
+        if loaded.policy.platform == "bluesky":
+            adapter = self._platforms.adapter_for(loaded)
+            if isinstance(adapter, BlueskyAdapter):
+                try:
+                    return record_cid(await adapter.preview_record(outbound))
+                except AdapterError as exc:
+                    # The post is in; only its CID is then a best guess from what the client sent.
+                    logger.warning("xrpc_preview_failed", post_id=post["id"], error=exc.message)
+        reply = record.reply.model_dump(by_alias=True) if record.reply else None
+        guess = post_record(
+            text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
+            language=outbound.language, facets=link_facets(outbound.text), reply=reply,
+        )
+        return record_cid(guess)
+
+    async def _delete(self, session: XrpcSession, rkey: str) -> None:
+        row = await self._find(session.account, rkey)
+        missing = _invalid(
+            f"Could not locate record: at://{session.did}/{POST_COLLECTION}/{rkey} "
+            "is not a post made through Byline"
+        )
+        if row is None:
+            raise missing
+        try:
+            post = await self._posts.view(session.caller, row["id"])
+        except BylineError as exc:
+            if exc.code is Code.NOT_FOUND:
+                raise missing from None
+            raise
+        state = State(post["state"])
+        if state in _CANCELLABLE:
+            await self._posts.cancel(session.caller, post["id"])
+        elif state is State.PUBLISHED:
+            await self._posts.delete(session.caller, post["id"])
+        elif state is State.ADOPTED:
+            raise _invalid(
+                f"this suggestion was adopted as post {post['adopted_into']}, which is its writer's to delete"
+            )
+        elif state is State.PUBLISHING:
+            raise _invalid("the post is being published right now; delete it again in a moment")
+        elif state not in _GONE:
+            raise AssertionError(f"unhandled state {state}")  # pragma: no cover
+        # A post already gone is deleted: a PDS answers the same for a record that is not there.
+        logger.info("xrpc_post_deleted", post_id=post["id"], state=state.value)
+
+    async def _find(self, account: str, rkey: str) -> Row | None:
+        """The post of ``account`` whose derived record key is ``rkey``, newest first."""
+        if not is_tid(rkey):
+            return None
+        before: str | None = None
+        while True:
+            async with self._db.read() as txn:
+                rows = await sql.post_ids_page(txn, account=account, before=before, limit=_SEARCH_PAGE)
+            for row in rows:
+                if rkey_for(row["id"]) == rkey:
+                    return row
+            if len(rows) < _SEARCH_PAGE:
+                return None
+            before = rows[-1]["id"]
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def profile(
+        self, session: XrpcSession, *, actor: str, query: str, headers: dict[str, str]
+    ) -> XrpcRawResponse:
+        """``getProfile``: relayed for a Bluesky account; the account's own is always answered
+        (clients fetch it at login, and a PDS without an AppView cannot give it)."""
+        loaded = self._policy(session)
+        ident = AccountId(did=session.did, handle=self._sessions.handle_of(loaded))
+        own = self._sessions.names(loaded, ident, actor)
+        if loaded.policy.platform == "bluesky":
+            answer = await self._relay_bluesky(
+                loaded, "GET", "app.bsky.actor.getProfile", query=query, body=None, headers=headers
+            )
+            if answer.status < 300 or not own:
+                return answer
+            return _json(200, await self._own_bluesky_profile(loaded, ident))
+        if not own:
+            return _json(400, {"error": "InvalidRequest", "message": "Profile not found"})
+        return _json(200, {
+            "did": ident.did, "handle": ident.handle,
+            "displayName": loaded.policy.handle or loaded.policy.account,
+            "description": f"{loaded.policy.account} on {loaded.policy.platform}, posting through Byline",
+        })
+
+    async def _own_bluesky_profile(self, loaded: LoadedPolicy, ident: AccountId) -> dict[str, Any]:
+        profile: dict[str, Any] = {"did": ident.did, "handle": ident.handle}
+        answer = await self._relay_bluesky(
+            loaded, "GET", "com.atproto.repo.getRecord",
+            query=f"repo={ident.did}&collection=app.bsky.actor.profile&rkey=self", body=None, headers={},
+        )
+        if answer.status == 200:
+            try:
+                value = json.loads(answer.body).get("value", {})
+            except (ValueError, AttributeError):
+                value = {}
+            for key in ("displayName", "description"):
+                if isinstance(value, dict) and isinstance(value.get(key), str):
+                    profile[key] = value[key]
+        return profile
+
+    async def relay(
+        self, session: XrpcSession, *, method: str, nsid: str, query: str, body: bytes | None,
+        headers: dict[str, str],
+    ) -> XrpcRawResponse:
+        """Any other call: relayed to the account's PDS under its own session, or refused."""
+        loaded = self._policy(session)
+        why = _not_relayed(method, nsid)
+        if why is not None:
+            raise xrpc_error(Code.FORBIDDEN, "MethodNotImplemented", f"Byline does not relay {nsid}: {why}")
+        if loaded.policy.platform != "bluesky":
+            raise xrpc_error(
+                Code.FORBIDDEN, "MethodNotImplemented",
+                f"Method Not Implemented: {loaded.policy.account} is on {loaded.policy.platform}, "
+                "which has no PDS to relay to; Byline answers sessions and posts for it",
+            )
+        return await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
+
+    async def _relay_bluesky(
+        self, loaded: LoadedPolicy, method: str, nsid: str, *, query: str, body: bytes | None,
+        headers: dict[str, str],
+    ) -> XrpcRawResponse:
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
+        try:
+            return await adapter.xrpc_raw(method, nsid, query=query, body=body, headers=headers)
+        except AdapterError as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _policy(self, session: XrpcSession) -> LoadedPolicy:
+        try:
+            return self._posts.policy(session.account)
+        except BylineError:
+            raise xrpc_error(
+                Code.UNKNOWN_ACCOUNT, "AccountNotFound", f"the account {session.account} has no policy in force"
+            ) from None
+
+    def _own_repo(self, session: XrpcSession, repo: str) -> LoadedPolicy:
+        loaded = self._policy(session)
+        if repo.lower() not in (session.did.lower(), self._sessions.handle_of(loaded).lower()):
+            # What a PDS answers when the repo is not the session's own.
+            raise xrpc_error(
+                Code.FORBIDDEN, "AuthenticationRequired",
+                f"Authentication Required: this session writes to {session.did} only",
+            )
+        return loaded
+
+    @staticmethod
+    def _check_collection(collection: Any) -> None:
+        if collection != POST_COLLECTION:
+            raise _invalid(
+                f"Byline writes {POST_COLLECTION} records only, not {collection}: every write goes "
+                "through the account's policy, and the policy governs posts"
+            )
+
+
+def _not_relayed(method: str, nsid: str) -> str | None:
+    """Why a call must not be relayed to the account's PDS, or ``None``."""
+    for prefix, why in _NOT_RELAYED:
+        if nsid.startswith(prefix):
+            return why
+    if method == "GET" and nsid in _QUERIES_NOT_RELAYED:
+        return "a service token would act for the account without Byline"
+    if method == "POST" and nsid not in _WRITES_RELAYED and nsid.startswith(_WRITES_NOT_RELAYED):
+        return (
+            "it would change the account, its credentials or its repository outside its policy; "
+            "do this on the account's own PDS"
+        )
+    return None

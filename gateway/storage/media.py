@@ -1,0 +1,52 @@
+"""SQL for media uploaded by client apps, kept until the post that carries it is published.
+
+A post names its media by id in its options; the publisher reads the bytes by those ids, so a
+post and its media become due together. ``post_id`` only records the first post that used an
+upload, so a client cannot attach one upload to a second post by mistake.
+"""
+
+from __future__ import annotations
+
+from gateway.storage.db import Row, Txn
+
+_INFO = "id, account, user_name, mime_type, description, size, digest, post_id, created_at"
+
+
+async def insert(
+    txn: Txn, *, media_id: str, account: str, user: str, mime_type: str, description: str | None,
+    data: bytes, digest: str, at: int,
+) -> None:
+    """Store one upload; ``digest`` names its content in the URL its preview is served at."""
+    await txn.execute(
+        "INSERT INTO media (id, account, user_name, mime_type, description, data, size, digest, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        media_id, account, user, mime_type, description, data, len(data), digest, at,
+    )
+
+
+async def info(txn: Txn, media_ids: list[str]) -> list[Row]:
+    """Uploads by id, without their bytes, in no particular order."""
+    if not media_ids:
+        return []
+    return await txn.fetchall(
+        f"SELECT {_INFO} FROM media WHERE id IN ({', '.join('?' for _ in media_ids)})", *media_ids
+    )
+
+
+async def data(txn: Txn, media_ids: list[str]) -> list[Row]:
+    """Uploads by id with their bytes, in no particular order."""
+    if not media_ids:
+        return []
+    return await txn.fetchall(
+        f"SELECT id, mime_type, description, digest, data FROM media WHERE id IN ({', '.join('?' for _ in media_ids)})",
+        *media_ids,
+    )
+
+
+async def attach(txn: Txn, media_ids: list[str], *, post_id: str) -> None:
+    """Record the post that used these uploads."""
+    if media_ids:
+        await txn.execute(
+            f"UPDATE media SET post_id = ? WHERE post_id IS NULL AND id IN ({', '.join('?' for _ in media_ids)})",
+            post_id, *media_ids,
+        )

@@ -1,0 +1,58 @@
+"""SQL for the XRPC surface: its sessions, and finding a post by its record key.
+
+An XRPC session is a token derived from an app password, so it lives in the ``tokens`` table
+beside it: same user, same account, its own expiry, revocable on its own. Its key is not a
+SHA-256 of anything a client holds (it starts with ``xrpc:``; a token's is 64 hex digits), so
+no bearer token of the native API can ever match it. Its ``label`` names the app password it
+came from, and a session counts only while that app password is live too.
+"""
+
+from __future__ import annotations
+
+from gateway.storage.db import Row, Txn
+
+SESSION_KEY_PREFIX = "xrpc:"
+PARENT_LABEL_PREFIX = "atproto-session:"
+# substr() counts from 1 in both SQLite and PostgreSQL.
+_PARENT_START = len(PARENT_LABEL_PREFIX) + 1
+
+
+async def insert_session(
+    txn: Txn, *, key: str, user: str, account: str, parent_hash: str, at: int, expires_at: int
+) -> None:
+    """Store a new session made from the app password whose hash is ``parent_hash``."""
+    await txn.execute(
+        "INSERT INTO tokens (token_hash, user_name, account, label, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        key, user, account, PARENT_LABEL_PREFIX + parent_hash, at, expires_at,
+    )
+
+
+async def find_session(txn: Txn, key: str, *, now: int) -> Row | None:
+    """The live session with this key whose app password is live too, with that password's hash."""
+    return await txn.fetchone(
+        f"SELECT s.user_name, s.account, p.token_hash AS parent_hash "
+        f"FROM tokens s JOIN tokens p ON p.token_hash = substr(s.label, {_PARENT_START}) "
+        "WHERE s.token_hash = ? AND s.revoked_at IS NULL AND p.revoked_at IS NULL "
+        "AND (s.expires_at IS NULL OR s.expires_at > ?) AND (p.expires_at IS NULL OR p.expires_at > ?)",
+        key, now, now,
+    )
+
+
+async def revoke_session(txn: Txn, key: str, *, at: int) -> bool:
+    """Revoke a session; False when it was not live (already revoked, or never made)."""
+    return await txn.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", at, key
+    ) == 1
+
+
+async def post_ids_page(txn: Txn, *, account: str, before: str | None, limit: int) -> list[Row]:
+    """Ids and states of an account's posts, newest first, below ``before`` when given."""
+    if before is None:
+        return await txn.fetchall(
+            "SELECT id, state FROM posts WHERE account = ? ORDER BY id DESC LIMIT ?", account, limit
+        )
+    return await txn.fetchall(
+        "SELECT id, state FROM posts WHERE account = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        account, before, limit,
+    )

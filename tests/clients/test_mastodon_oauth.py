@@ -1,0 +1,72 @@
+"""The OAuth sign-in as Mastodon.py does it (create_app, auth_request_url, log_in), and PKCE."""
+
+from __future__ import annotations
+
+import pytest
+from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
+
+from gateway.appkeys import DB
+from gateway.services.identity import hash_token
+from tests.clients.signin import pkce_pair, sign_in, with_pkce
+from tests.clients.world import World
+
+OOB = "urn:ietf:wg:oauth:2.0:oob"
+SCOPES = ["read", "write"]
+
+
+async def test_mastodon_py_signs_in_and_posts(world: World) -> None:
+    """create_app, auth_request_url, the sign-in page, log_in(code=…): the app then posts as the account."""
+    client_id, client_secret = await world.run(Mastodon.create_app, "Poster", scopes=SCOPES,
+                                               api_base_url=world.base)
+    app = Mastodon(client_id=client_id, client_secret=client_secret, api_base_url=world.base)
+    url = await world.run(app.auth_request_url, scopes=SCOPES, redirect_uris=OOB, allow_http=True)
+    assert url.startswith(f"{world.base}/oauth/authorize?")
+    code = await sign_in(url, token=world.gateway.tokens["carol"], account="cosigned")
+    access_token = await world.run(app.log_in, code=code, scopes=SCOPES, redirect_uri=OOB, allow_http=True)
+    assert access_token.startswith("byl_")
+    status = await world.run(app.status_post, "Signed in through OAuth")
+    assert status.byline.state == "held"
+    assert status.application.name == "Poster"
+    _, post = await world.gateway.call("carol", "GET", f"/v1/posts/{status.id}")
+    assert (post["account"], post["author"]) == ("cosigned", "carol")
+    async with world.gateway.app[DB].read() as txn:
+        kinds = [r["type"] for r in await txn.fetchall("SELECT type FROM log_entries ORDER BY idx")]
+        stored = await txn.fetchall("SELECT token_hash FROM tokens WHERE label = ?", "oauth: Poster")
+    assert "client.authorized" in kinds
+    assert [r["token_hash"] for r in stored] == [hash_token(access_token)]  # only its hash is kept
+    await world.run(app.revoke_access_token, allow_http=True)
+    with pytest.raises(MastodonUnauthorizedError):
+        await world.run(Mastodon(access_token=access_token, api_base_url=world.base).status_post, "After revoking")
+
+
+async def test_pkce_code_exchange(world: World) -> None:
+    """A public client (no secret) signs in with S256 PKCE and gets a token bound to the account."""
+    client_id, _ = await world.run(Mastodon.create_app, "Phone app", scopes=SCOPES, redirect_uris=OOB,
+                                   api_base_url=world.base)
+    verifier, challenge = pkce_pair()
+    url = (f"{world.base}/oauth/authorize?response_type=code&client_id={client_id}"
+           f"&redirect_uri={OOB}&scope=read+write")
+    code = await sign_in(with_pkce(url, challenge), token=world.gateway.tokens["bob"], account="delayed")
+    status, body = await world.gateway.call(None, "POST", "/oauth/token", data={
+        "grant_type": "authorization_code", "code": code, "client_id": client_id, "redirect_uri": OOB,
+        "code_verifier": verifier,
+    })
+    assert status == 200, body
+    assert (body["token_type"], body["scope"]) == ("Bearer", "read write")
+    api = Mastodon(access_token=body["access_token"], api_base_url=world.base)
+    assert (await world.run(api.account_verify_credentials)).acct == "bob"
+
+
+async def test_read_scope_cannot_post(world: World) -> None:
+    """A token granted only read is refused a status with Mastodon's scope error; nothing is posted."""
+    client_id, client_secret = await world.run(Mastodon.create_app, "Reader", scopes=["read"],
+                                               api_base_url=world.base)
+    app = Mastodon(client_id=client_id, client_secret=client_secret, api_base_url=world.base)
+    url = await world.run(app.auth_request_url, scopes=["read"], allow_http=True)
+    code = await sign_in(url, token=world.gateway.tokens["alice"], account="direct")
+    await world.run(app.log_in, code=code, scopes=["read"], allow_http=True)
+    assert (await world.run(app.account_verify_credentials)).acct == "alice"
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(app.status_post, "Not allowed")
+    assert caught.value.args[1:4:2] == (403, "This action is outside the authorized scopes")
+    assert (await world.gateway.call("alice", "GET", "/v1/posts?account=direct"))[1]["posts"] == []
