@@ -27,6 +27,7 @@ from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, s
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database, Row
+from gateway.tasks import cancel_task
 
 logger = structlog.get_logger("byline.checkpoints")
 
@@ -134,11 +135,8 @@ class CheckpointService:
 
     async def stop(self) -> None:
         """Stop signing."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

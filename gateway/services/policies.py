@@ -9,7 +9,6 @@ the old policy stays in force and the error is kept for the API and logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -19,6 +18,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database
+from gateway.tasks import cancel_task
 
 logger = structlog.get_logger("byline.policies")
 
@@ -114,10 +114,8 @@ class PolicyService:
 
     async def stop(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_task(self._task)
+        self._task = None
 
     async def _watch(self) -> None:
         while True:

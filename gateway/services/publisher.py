@@ -30,6 +30,7 @@ from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
+from gateway.tasks import cancel_task
 from gateway.types import from_micros, iso
 
 logger = structlog.get_logger("byline.publisher")
@@ -107,11 +108,8 @@ class Publisher:
 
     async def stop(self) -> None:
         """Stop the loop; a publish in flight keeps its lease and is recovered later."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:
