@@ -20,9 +20,10 @@ import re
 
 from aiohttp import web
 
-from gateway.appkeys import LOG_READER
+from gateway.appkeys import LOG_READER, REGISTRY
 from gateway.errors import BylineError, Code
-from gateway.http.common import authenticated
+from gateway.http.common import authenticated, bearer
+from gateway.policy.engine import roles
 
 routes = web.RouteTableDef()
 
@@ -69,7 +70,16 @@ async def log_entries(request: web.Request) -> web.Response:
 @routes.get("/log/texts")
 async def log_texts(request: web.Request) -> web.Response:
     """The texts and salts that a page of entries commits to (text is null once erased)."""
-    texts = await request.app[LOG_READER].texts(_int(request, "start"), _int(request, "end"))
+    member_of: frozenset[str] = frozenset()
+    if bearer(request) is not None:  # people on an account also see its unpublished words
+        caller = await authenticated(request)
+        member_of = frozenset(
+            name for name, loaded in request.app[REGISTRY].policies.items()
+            if roles(loaded.policy, caller.user) and caller.account in (None, name)
+        )
+    texts = await request.app[LOG_READER].texts(
+        _int(request, "start"), _int(request, "end"), member_of=member_of
+    )
     return web.json_response({"texts": texts})
 
 

@@ -79,26 +79,43 @@ class LogReader:
             rows = await log_sql.entries(txn, start, end)
         return [(int(r["idx"]), bytes(r["entry"])) for r in rows]
 
-    async def texts(self, start: int, end: int) -> list[dict[str, Any]]:
-        """The texts (with salts) that the entries ``start <= index < end`` commit to."""
+    async def texts(self, start: int, end: int, *, member_of: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """The texts (with salts) that the entries ``start <= index < end`` commit to.
+
+        The public sees the words of posts that went out (published, or published and then
+        deleted). Drafts still waiting for approval, rejected or cancelled posts and refused
+        attempts are withheld (``text`` null, ``withheld`` true) from anyone who has no role on
+        the account (``member_of``): a brand's unannounced launch must not leak through its
+        own transparency log.
+        """
         _range(start, end)
         end = min(end, start + PAGE)
         async with self._db.read() as txn:
             rows = await log_sql.entries(txn, start, end)
             hashes: list[str] = []
+            owner: dict[str, tuple[str | None, str | None]] = {}  # hash -> (account, post)
             for row in rows:
                 try:
-                    data = json.loads(bytes(row["entry"])).get("data")
+                    body = json.loads(bytes(row["entry"]))
+                    data = body.get("data")
                 except (ValueError, AttributeError):
                     continue  # not an entry the gateway wrote; the auditor will say so
                 digest = data.get("text_hash") if isinstance(data, dict) else None
                 if isinstance(digest, str) and digest not in hashes:
                     hashes.append(digest)
+                    owner[digest] = (body.get("account"), body.get("post"))
             found = await log_sql.texts(txn, hashes)
-        return [
-            {"hash": r["text_hash"], "salt": bytes(r["salt"]).hex(), "text": r["text"]}
-            for r in sorted(found, key=lambda r: hashes.index(r["text_hash"]))
-        ]
+            posts = {p for _, p in owner.values() if isinstance(p, str)}
+            out_there = await log_sql.posts_that_went_out(txn, sorted(posts))
+        result = []
+        for r in sorted(found, key=lambda r: hashes.index(r["text_hash"])):
+            account, post = owner[r["text_hash"]]
+            shown = account in member_of or post in out_there
+            result.append({
+                "hash": r["text_hash"], "salt": bytes(r["salt"]).hex(),
+                "text": r["text"] if shown else None, "withheld": not shown and r["text"] is not None,
+            })
+        return result
 
     async def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """The RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""

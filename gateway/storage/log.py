@@ -232,3 +232,15 @@ async def chain_heads(txn: Txn, chains: Sequence[str]) -> dict[str, tuple[int, b
         for row in rows:
             out[row["chain"]] = (int(row["idx"]), bytes(row["leaf_hash"]))
     return out
+
+
+async def posts_that_went_out(txn: Txn, post_ids: Sequence[str]) -> set[str]:
+    """Which of these posts were published (and may since have been deleted)."""
+    if not post_ids:
+        return set()
+    rows = await txn.fetchall(
+        f"SELECT id FROM posts WHERE state IN ('published', 'deleted') "
+        f"AND id IN ({', '.join('?' for _ in post_ids)})",
+        *post_ids,
+    )
+    return {str(r["id"]) for r in rows}

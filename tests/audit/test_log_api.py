@@ -124,6 +124,7 @@ async def test_inclusion_and_consistency_proofs_verify(gateway: Gateway) -> None
 async def test_texts_match_their_commitments(gateway: Gateway) -> None:
     """/log/texts gives each committed text with its salt; it hashes to what the entry says."""
     post = await gateway.submit("alice", "direct", "Hello salted world")
+    await gateway.tick()
     size = await gateway.log_size()
     status, body = await gateway.call(None, "GET", f"/log/texts?start=0&end={size}")
     assert status == 200
@@ -134,6 +135,34 @@ async def test_texts_match_their_commitments(gateway: Gateway) -> None:
     digest = submitted[0]["data"]["text_hash"]
     assert texts[digest]["text"] == "Hello salted world"
     assert text_commitment("Hello salted world", bytes.fromhex(texts[digest]["salt"])) == digest
+
+
+async def test_unpublished_words_are_withheld_from_the_public(gateway: Gateway) -> None:
+    """A draft waiting for approval is withheld publicly, shown to the account's people, and
+    public once it goes out; a refused attempt stays withheld."""
+    held = await gateway.submit("carol", "cosigned", "Unannounced launch details")
+    status, _ = await gateway.call("alice", "POST", "/v1/posts", {"account": "direct", "text": "example-slur"})
+    assert status == 422
+
+    async def texts(user: str | None) -> list[dict[str, object]]:
+        status, body = await gateway.call(user, "GET", f"/log/texts?start=0&end={await gateway.log_size()}")
+        assert status == 200, body
+        return list(body["texts"])
+
+    public = await texts(None)
+    assert {t["text"] for t in public} == {None}
+    assert all(t["withheld"] is True for t in public)
+    members = {t["text"] for t in await texts("bob")}  # bob approves on cosigned
+    assert "Unannounced launch details" in members and "example-slur" not in members
+    assert "example-slur" in {t["text"] for t in await texts("alice")}  # alice owns direct
+    assert {t["text"] for t in await texts("erin")} == {None}  # a token alone is not enough
+    for approver in ("bob", "dave"):
+        assert (await gateway.act(approver, held["id"], "approve"))[0] == 200
+    gateway.clock.advance(__import__("datetime").timedelta(minutes=2))
+    await gateway.tick()
+    shown = {t["text"] for t in await texts(None)}
+    assert "Unannounced launch details\n\n—carol" in shown and "Unannounced launch details" in shown
+    assert "example-slur" not in shown
 
 
 async def test_post_proofs_bundle_each_event(gateway: Gateway) -> None:
