@@ -8,17 +8,25 @@ transition) is taken out and the rest of the batch is run again, so one caller's
 leaks into another's result. Works must therefore touch nothing outside the transaction.
 
 On PostgreSQL the tree state row is locked ``FOR UPDATE`` at the start of each batch, so
-several replicas sequence one after the other.
+several replicas sequence one after the other. On SQLite, whose one writer connection runs
+statements in the order they are given, the next batch's works already run while the batch
+before is being committed (its statements wait behind that COMMIT), and their callers are
+still answered only once their own batch has committed (see ``Appender._run_chain``).
+
+Committed texts are kept by the index of the entry that carries their hash, so they go in
+at the end of their table as the entries do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import hashlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -26,46 +34,51 @@ from gateway.audit import merkle
 from gateway.audit.entry import (
     MAX_ENTRY_BYTES,
     EntryTooLarge,
-    encode_unlinked,
+    entry_bytes,
     link_raw,
     linked_size,
     new_salt,
+    relink_raw,
     text_commitment,
 )
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
-from gateway.storage.db import Database, Txn
+from gateway.storage.db import Database, SqliteDatabase, TransactionNotBegun, Txn, WriteChain
+from gateway.tasks import cancel_task
+from gateway.types import iso
 
 T = TypeVar("T")
 _MAX_HEADS = 100_000
+_MAX_CHAIN = 64  # batches in one run on the SQLite writer before it is let go for a moment
+_sha256 = hashlib.sha256
+_b64 = binascii.b2a_base64
 logger = structlog.get_logger("byline.appender")
 
 
+class LooseText(ValueError):
+    """A work committed to a text that none of its entries carries."""
+
+
 @dataclass(slots=True)
-class _Pending:
-    idx: int
-    leaf: bytes | None  # None until its chain's previous entry is known (see LogTxn.append)
-    entry: bytes  # without its prev link until ``linked``
-    type: str
-    chain: str | None
-    post: str | None
-    account: str | None
-    ts: int
-    linked: bool
-
-
-@dataclass
 class LogTxn:
     """What a work gets: the transaction, the time of this batch, and ``append``."""
 
     txn: Txn
     now: int
     _next: int
-    _pending: list[_Pending] = field(default_factory=list)
-    _texts: list[tuple[str, bytes, str]] = field(default_factory=list)
+    # The entries as rows of log_entries: (idx, leaf hash, entry, type, chain, post, account, ts).
+    _rows: list[tuple[int, bytes, bytes, str, str | None, str | None, str | None, int]] = field(
+        default_factory=list
+    )
+    _texts: list[tuple[int, str, bytes, str]] = field(default_factory=list)  # (idx, hash, salt, text)
+    _loose: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # committed, not yet carried
     _chains: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # (index, leaf hash)
     _known: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _unresolved: set[str] = field(default_factory=set)
+    _ts: str | None = None  # ``now`` as the entries write it
+
+    def __post_init__(self) -> None:
+        self._ts = iso(self.now)
 
     async def append(
         self,
@@ -78,65 +91,97 @@ class LogTxn:
         chain: str | None = None,
     ) -> int:
         """Append one event; it commits with the rest of the work or not at all."""
-        chain = chain or (f"post:{post}" if post else None)
+        if chain is None and post:
+            chain = f"post:{post}"
+        if data is None:
+            data = {}
         idx = self._next
-        raw = encode_unlinked(type=type, ts=self.now, actor=actor, account=account, post=post,
-                              data=data or {})
-        prev: tuple[int, bytes] | None = None
+        link: dict[str, Any] | None = None
         if chain is not None:
             prev = self._chains.get(chain) or self._known.get(chain)
-            if prev is None:
+            if prev is not None:
+                # link_value without its checks: the index and leaf hash are this log's own.
+                link = {"index": prev[0], "leaf": _b64(prev[1], newline=False).decode("ascii")}
+            else:
                 # The chain's last entry is not known here (a new post, or one this appender
-                # has not written since the tree last moved): it is looked up for the whole
-                # batch in one query when the batch is written, and linked then. The size
-                # check is done now, with the longest link possible, so it fails this work only.
-                if linked_size(raw, idx) > MAX_ENTRY_BYTES:
-                    raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
+                # has not written since the tree last moved). It is taken to be new: the entry
+                # goes unlinked, and the chain's next entries link to it. Its last entry is
+                # looked up for the whole batch in one query when the batch is written, and the
+                # few chains that turn out to have one are linked then (see ``_resolve``). The
+                # size check is done now, with the longest link possible, so it fails this work
+                # only.
                 self._unresolved.add(chain)
-                self._pending.append(_Pending(idx, None, raw, type, chain, post, account, self.now, False))
-                self._next += 1
-                return idx
-        if prev is not None:
-            raw = link_raw(raw, prev[0], prev[1])
-        self._next += 1
-        leaf = hashlib.sha256(b"\x00" + raw).digest()
-        self._pending.append(_Pending(idx, leaf, raw, type, chain, post, account, self.now, True))
+        raw = entry_bytes(type, self._ts, actor, account, post, data, link)
+        if link is None and chain is not None and linked_size(raw, idx) > MAX_ENTRY_BYTES:
+            raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
+        leaf = _sha256(b"\x00" + raw).digest()
+        self._rows.append((idx, leaf, raw, type, chain, post, account, self.now))
         if chain is not None:
             self._chains[chain] = (idx, leaf)
+        self._next = idx + 1
+        if self._loose:
+            self._carry(idx, data)
         return idx
 
+    def _carry(self, idx: int, data: dict[str, Any]) -> None:
+        digest = data.get("text_hash")
+        if digest.__class__ is str:
+            committed = self._loose.pop(digest, None)
+            if committed is not None:
+                self._texts.append((idx, digest, committed[0], committed[1]))
+
     async def _resolve(self) -> None:
-        """Look up the chains left open by ``append`` in one query and link their entries."""
+        """Look up the chains ``append`` took to be new, in one query, and link the entries of
+        those that are not: the first to the chain's last entry, each next one to the first
+        again (its leaf hash changed)."""
         if not self._unresolved:
             return
         heads = await log_sql.chain_heads(self.txn, sorted(self._unresolved))
-        for p in self._pending:
-            if p.linked:
-                continue
-            assert p.chain is not None
-            prev = self._chains.get(p.chain) or heads.get(p.chain)
-            if prev is not None:
-                p.entry = link_raw(p.entry, prev[0], prev[1])
-            p.leaf = hashlib.sha256(b"\x00" + p.entry).digest()
-            p.linked = True
-            self._chains[p.chain] = (p.idx, p.leaf)
         self._unresolved.clear()
+        if not heads:
+            return
+        # chain -> (its last entry here, the leaf hash that entry had, the one it has now)
+        moved: dict[str, tuple[int, bytes, bytes]] = {}
+        for n, row in enumerate(self._rows):
+            chain = row[4]
+            if chain not in heads:
+                continue
+            last = moved.get(chain)
+            if last is None:
+                index, leaf = heads[chain]
+                raw = link_raw(row[2], index, leaf)
+            else:
+                raw = relink_raw(row[2], last[0], last[1], last[2])
+            leaf = _sha256(b"\x00" + raw).digest()
+            moved[chain] = (row[0], row[1], leaf)
+            self._rows[n] = (row[0], leaf, raw, *row[3:])
+        for chain, (index, _, leaf) in moved.items():
+            self._chains[chain] = (index, leaf)
 
     def commit_text(self, text: str) -> str:
-        """Commit to a text: keep it (and its salt) beside the log, return its hash."""
+        """Commit to a text: return its salted hash, for the data of the entry appended next.
+
+        The text (and its fresh salt) is kept beside the log, keyed by the entry whose
+        ``data["text_hash"]`` carries the hash; a work that commits to a text none of its
+        entries carries fails (:class:`LooseText`).
+        """
         salt = new_salt()
         digest = text_commitment(text, salt)
-        self._texts.append((digest, salt, text))
+        self._loose[digest] = (salt, text)
         return digest
 
 
 Work = Callable[[LogTxn], Awaitable[T]]
+_Job = tuple[Work[Any], "asyncio.Future[Any]"]
 
 
-@dataclass
-class _Job(Generic[T]):
-    work: Work[T]
-    future: asyncio.Future[T]
+@dataclass(slots=True)
+class _Batch:
+    """Works run and their log written: what to tell their callers once it has committed."""
+
+    jobs: list[_Job]
+    results: list[Any]
+    failed: dict[int, BaseException]
 
 
 class Appender:
@@ -146,106 +191,270 @@ class Appender:
         self._db = db
         self._clock = clock
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._queue: deque[_Job] = deque()
+        self._wake: asyncio.Future[None] | None = None  # set while the queue is empty
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0
         # The last entry of each chain this appender wrote, valid while the tree has exactly the
         # size it left it at: any other writer (a replica) moves the size and empties it.
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._heads_at = -1
+        # The tree as this appender last wrote it: (size, right edge), or None when unknown.
+        self._tree: tuple[int, bytes] | None = None
 
     async def start(self) -> None:
         """Start draining the queue."""
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="byline-appender")
 
     async def stop(self) -> None:
-        """Finish the batch in flight, fail what is still queued, and stop."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if not job.future.done():
-                job.future.set_exception(RuntimeError("the gateway is shutting down"))
+        """Stop: a batch that is committing is still answered; the rest fail."""
+        await cancel_task(self._task)
+        self._task = None
+        while self._queue:
+            _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(RuntimeError("the gateway is shutting down"))
 
-    async def submit(self, work: Work[T]) -> T:
-        """Run ``work`` in the next batch; return its result once the batch has committed."""
-        if self._task is None or self._task.done():
+    def submit(self, work: Work[T]) -> asyncio.Future[T]:
+        """Run ``work`` in the next batch; await the result, given once the batch has committed."""
+        task, loop = self._task, self._loop
+        if task is None or loop is None or task.done():
             raise RuntimeError("the appender is not running")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(work, future))
-        return await future
+        future: asyncio.Future[T] = asyncio.Future(loop=loop)
+        self._queue.append((work, future))
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
+        return future
+
+    def _take(self) -> list[_Job]:
+        queue = self._queue
+        jobs = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
+        return [job for job in jobs if not job[1].cancelled()]
+
+    def _forget(self) -> None:
+        self._heads.clear()
+        self._heads_at = -1
+        self._tree = None
 
     async def _run(self) -> None:
+        assert self._loop is not None
         while True:
-            jobs = [await self._queue.get()]
-            while len(jobs) < self._max_batch and not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
-            live = [j for j in jobs if not j.future.cancelled()]
-            try:
-                await self._commit(live)
-            except asyncio.CancelledError:
-                for job in live:
-                    if not job.future.done():
-                        job.future.set_exception(RuntimeError("the gateway is shutting down"))
-                raise
-            except Exception as exc:  # the whole batch failed to commit: tell every caller
-                logger.error("log_batch_failed", error=str(exc), size=len(live), exc_info=True)
-                for job in live:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-
-    async def _commit(self, jobs: list[_Job[Any]]) -> None:
-        failed: dict[int, BaseException] = {}
-        while True:
-            results: dict[int, Any] = {}
-            try:
-                async with self._db.write() as txn:
-                    state = await log_sql.lock_state(txn)
-                    if int(state["size"]) != self._heads_at or len(self._heads) > _MAX_HEADS:
-                        self._heads.clear()
-                    ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=int(state["size"]),
-                                 _known=self._heads)
-                    for n, job in enumerate(jobs):
-                        if n in failed:
-                            continue
-                        try:
-                            results[n] = await job.work(ltx)
-                        except Exception as exc:
-                            # The work may have written before failing: roll the batch back
-                            # and run it again without this work.
-                            failed[n] = exc
-                            raise _Rerun from None
-                    await self._write_log(txn, ltx, state)
-            except _Rerun:
+            if not self._queue:
+                self._wake = self._loop.create_future()
+                await self._wake
                 continue
-            break
-        self._heads.update(ltx._chains)
-        self._heads_at = ltx._next
-        for n, job in enumerate(jobs):
-            if job.future.done():
+            if isinstance(self._db, SqliteDatabase):
+                await self._run_chain(self._db)
+                # A turn of the loop between chains, so that other processes on the same file
+                # (replicas) find the writer lock free now and then.
+                await asyncio.sleep(0)
+            else:
+                await self._run_one(self._take())
+
+    async def _run_one(self, jobs: list[_Job]) -> None:
+        """One batch in one transaction, committed before the next begins."""
+        failed: dict[int, BaseException] = {}
+        try:
+            while True:
+                try:
+                    async with self._db.write() as txn:
+                        state = await log_sql.lock_state(txn)
+                        size = int(state["size"])
+                        ltx, results = await self._fill(txn, jobs, failed, size)
+                        await self._write_log(txn, ltx, size, bytes(state["frontier"]))
+                except _Rerun:
+                    continue
+                break
+        except BaseException as exc:
+            self._forget()
+            self._fail(jobs, exc)
+            if isinstance(exc, Exception):
+                return
+            raise
+        self._answer(_Batch(jobs, results, failed))
+
+    async def _run_chain(self, db: SqliteDatabase) -> None:
+        """Batches one after the other on the SQLite writer, each one's works run while the
+        COMMIT of the one before is on its way to the disk.
+
+        The works' statements queue up behind that COMMIT on the writer connection, so they see
+        what it committed. Its callers are answered only once it is known to have succeeded;
+        if it failed, the batch run in the meantime is rolled back and run again from the
+        start, and so it is if the tree is not at the size this appender left it at.
+        """
+        async with db.write_chain() as chain:
+            left = _MAX_CHAIN
+            pending: _Batch | None = None  # written, its COMMIT under way
+            committed: asyncio.Future[Any] | None = None  # that COMMIT's outcome
+            begun: asyncio.Future[list[Any]] | None = None  # [BEGIN, state] queued behind it
+            jobs: list[_Job] = []
+            try:
+                while True:
+                    jobs = self._take()
+                    failed: dict[int, BaseException] = {}
+                    while True:  # until this batch is written
+                        if begun is None:
+                            await chain.begin()
+                            state = await log_sql.lock_state(chain.txn)
+                            size, frontier = int(state["size"]), bytes(state["frontier"])
+                        else:
+                            assert self._tree is not None
+                            size, frontier = self._tree  # what the pending COMMIT leaves
+                        again = False  # run the batch again (without any work that failed)
+                        try:
+                            ltx, results = await self._fill(chain.txn, jobs, failed, size)
+                        except (_Rerun, TransactionNotBegun):
+                            again = True
+                        sound = True  # what the batch was run on still holds
+                        if pending is not None:
+                            assert committed is not None
+                            sound = await self._settle(pending, committed)
+                            pending = committed = None
+                        if begun is not None:
+                            begin_outcome, rows = await begun
+                            begun = None
+                            sound = sound and not isinstance(begin_outcome, BaseException) and not isinstance(
+                                rows, BaseException) and int(rows[0]["size"]) == size  # else: another writer
+                        if again or not sound:
+                            await chain.rollback()
+                            if not sound:
+                                self._forget()
+                                failed = {}
+                            continue
+                        await self._write_log(chain.txn, ltx, size, frontier, chain)
+                        break
+                    batch = _Batch(jobs, results, failed)
+                    left -= 1
+                    if self._queue and left and not chain.contended():
+                        marker, committed, begun = chain.commit_and_begin(log_sql.STATE)
+                        pending, jobs = batch, []
+                        await marker
+                        continue
+                    await chain.commit()
+                    jobs = []
+                    self._answer(batch)
+                    return
+            except BaseException as exc:
+                if pending is not None:
+                    assert committed is not None
+                    try:
+                        await self._settle(pending, committed)
+                    except asyncio.CancelledError:
+                        self._fail(pending.jobs, exc)
+                if begun is not None:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await begun
+                self._forget()
+                self._fail(jobs, exc)
+                if isinstance(exc, Exception):
+                    return
+                raise
+
+    async def _settle(self, batch: _Batch, committed: asyncio.Future[Any]) -> bool:
+        """Wait for a batch's COMMIT; answer its callers, or tell them it failed."""
+        try:
+            # Shielded: were the appender stopped meanwhile, the outcome is still wanted.
+            await asyncio.shield(committed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._forget()
+            self._fail(batch.jobs, exc)
+            return False
+        self._answer(batch)
+        return True
+
+    def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            exc = RuntimeError("the gateway is shutting down")
+        else:  # the whole batch failed to commit: tell every caller
+            logger.error("log_batch_failed", error=str(exc), size=len(jobs), exc_info=exc)
+        for _, future in jobs:
+            if not future.done():
+                future.set_exception(exc)
+
+    def _answer(self, batch: _Batch) -> None:
+        results, failed = batch.results, batch.failed
+        for n, (_, future) in enumerate(batch.jobs):
+            if future.done():
                 continue
             if n in failed:
-                job.future.set_exception(failed[n])
+                future.set_exception(failed[n])
             else:
-                job.future.set_result(results.get(n))
+                future.set_result(results[n])
         self.batches += 1
 
-    async def _write_log(self, txn: Txn, ltx: LogTxn, state: Any) -> None:
-        if not ltx._pending:
-            return
-        await ltx._resolve()
-        await log_sql.insert_entries(
-            txn,
-            [(p.idx, p.leaf, p.entry, p.type, p.chain, p.post, p.account, p.ts) for p in ltx._pending],
-        )
-        await log_sql.insert_texts(txn, ltx._texts)
-        tree = merkle.CompactRange.from_bytes(int(state["size"]), bytes(state["frontier"]))
-        tree, nodes, root = tree.append([p.leaf for p in ltx._pending if p.leaf is not None])
-        await log_sql.insert_nodes(txn, [n for n in nodes if log_sql.is_stored_level(n[0])])
-        await log_sql.save_state(txn, size=ltx._next, root=root, frontier=tree.to_bytes())
+    async def _fill(
+        self, txn: Txn, jobs: list[_Job], failed: dict[int, BaseException], size: int
+    ) -> tuple[LogTxn, list[Any]]:
+        """Run the works of a batch (but those failed before) on a tree of ``size`` entries.
+
+        A work that fails may have written before failing: it is recorded in ``failed`` and
+        :class:`_Rerun` raised, so that the batch is rolled back and run again without it.
+        """
+        if size != self._heads_at or len(self._heads) > _MAX_HEADS:
+            self._heads.clear()
+        ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=size, _known=self._heads)
+        results: list[Any] = [None] * len(jobs)
+        for n, (work, _) in enumerate(jobs):
+            if n in failed:
+                continue
+            try:
+                results[n] = await work(ltx)
+                if ltx._loose:
+                    raise LooseText("the work committed to a text that none of its entries carries")
+            except TransactionNotBegun:
+                raise  # not the work's doing: the batch is run again (see _run_chain)
+            except Exception as exc:
+                failed[n] = exc
+                raise _Rerun from None
+        return ltx, results
+
+    async def _write_log(
+        self, txn: Txn, ltx: LogTxn, size: int, frontier: bytes, chain: WriteChain | None = None
+    ) -> None:
+        rows = ltx._rows
+        if rows:
+            await ltx._resolve()
+            if chain is None:
+                await log_sql.insert_entries(txn, rows)
+                await log_sql.insert_texts(txn, ltx._texts)
+                tree = merkle.CompactRange.from_bytes(size, frontier)
+                tree, nodes, root = tree.append([row[1] for row in rows], stride=log_sql.NODE_STRIDE)
+                frontier = tree.to_bytes()
+                await log_sql.insert_nodes(txn, nodes)
+                await log_sql.save_state(txn, size=ltx._next, root=root, frontier=frontier)
+            else:
+                frontier = await self._write_chained(chain, ltx, size, frontier)
+        self._heads.update(ltx._chains)
+        self._heads_at = ltx._next
+        self._tree = (ltx._next, frontier)
+
+
+    async def _write_chained(self, chain: WriteChain, ltx: LogTxn, size: int, frontier: bytes) -> bytes:
+        """:meth:`_write_log` on the SQLite writer: the statements queued one behind the other and
+        their outcomes awaited together, few round trips to the writer thread; the tree is
+        extended while the texts go in (few statements of many rows each, run without the GIL:
+        see WriteChain.commit_and_begin for the marker). Returns the tree's new right edge."""
+        rows = ltx._rows
+        sent = [chain.send_many(log_sql.INSERT_ENTRIES, rows)]
+        marker = chain.send("SELECT 1")
+        sent += [chain.send(sql, *args) for sql, args in log_sql.texts_statements(ltx._texts)]
+        await marker
+        tree = merkle.CompactRange.from_bytes(size, frontier)
+        tree, nodes, root = tree.append([row[1] for row in rows], stride=log_sql.NODE_STRIDE)
+        if nodes:
+            sent.append(chain.send_many(log_sql.INSERT_NODES, nodes))
+        sent.append(chain.send_many(log_sql.SAVE_STATE, [(ltx._next, root, tree.to_bytes())]))
+        for outcome in await asyncio.gather(*sent, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return tree.to_bytes()
 
 
 class _Rerun(Exception):

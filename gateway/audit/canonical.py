@@ -21,6 +21,7 @@ exactly the reference's.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -51,24 +52,26 @@ def _needs_reference(value: Any, keys: bool) -> bool:
     """Whether ``value`` holds a float, or (when ``keys``) an object key outside ASCII.
 
     Those are the only places where the fast encoder's output and RFC 8785's can differ. A plain
-    walk over exact types: it runs for every entry.
+    walk over exact types: it runs for every entry, so the common leaves are passed over first.
     """
     kind = type(value)
     if kind is dict:
-        for key, item in value.items():
-            if keys and not (type(key) is str and key.isascii()):
-                return True
-            t = type(item)
-            if t is float or ((t is dict or t is list or t is tuple) and _needs_reference(item, keys)):
-                return True
-        return False
-    if kind is list or kind is tuple:
-        for item in value:
-            t = type(item)
-            if t is float or ((t is dict or t is list or t is tuple) and _needs_reference(item, keys)):
-                return True
-        return False
-    return kind is float
+        if keys:
+            for key in value:
+                if type(key) is not str or not key.isascii():
+                    return True
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return kind is float
+    for item in items:
+        t = type(item)
+        if t is str or t is int or t is bool or item is None:
+            continue
+        if t is float or ((t is dict or t is list or t is tuple) and item and _needs_reference(item, keys)):
+            return True
+    return False
 
 
 def std_loads(raw: bytes) -> Any:
@@ -98,11 +101,8 @@ if orjson is not None:
         | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
     )
 
-    def _orjson_dumps(value: Any) -> bytes:
-        return orjson.dumps(value, option=_STRICT)
-
     _loads: Callable[[bytes], Any] = orjson.loads
-    _dumps: Callable[[Any], bytes] = _orjson_dumps
+    _dumps: Callable[[Any], bytes] = functools.partial(orjson.dumps, option=_STRICT)
 else:  # pragma: no cover - depends on the environment
     _loads = std_loads
     _dumps = std_dumps
@@ -158,17 +158,12 @@ def loads(raw: bytes) -> Any:
     return _loads(raw)
 
 
-def fast_loads(raw: bytes) -> Any:
-    """The fast parser (for callers that do the rest of :func:`check` themselves)."""
-    return _loads(raw)
+fast_loads: Callable[[bytes], Any] = _loads
+"""The fast parser (for callers that do the rest of :func:`check` themselves)."""
 
+fast_dumps: Callable[[Any], bytes] = _dumps
+"""The fast encoder: sorted keys, compact, UTF-8 (not yet known to be RFC 8785)."""
 
-def fast_dumps(value: Any) -> bytes:
-    """The fast encoder: sorted keys, compact, UTF-8 (not yet known to be RFC 8785)."""
-    return _dumps(value)
-
-
-def needs_reference(value: Any, keys: bool) -> bool:
-    """Whether the fast encoding of ``value`` may differ from RFC 8785 (floats; keys outside
-    ASCII when ``keys``)."""
-    return _needs_reference(value, keys)
+needs_reference: Callable[[Any, bool], bool] = _needs_reference
+"""Whether the fast encoding of a value may differ from RFC 8785 (floats; keys outside ASCII
+when the second argument is true)."""

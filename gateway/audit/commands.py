@@ -14,7 +14,6 @@ when the input could not be read at all.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Iterable
@@ -124,6 +123,8 @@ def _db_entries(settings: Any) -> Any:
             await db.close()
         return [(int(r["idx"]), bytes(r["entry"])) for r in rows]
 
+    import asyncio
+
     return lambda post: asyncio.run(load(post))
 
 
@@ -139,7 +140,7 @@ def _scan(source: ExportSource | UrlSource, size: int) -> list[tuple[int, bytes]
                     if index is not None and raw is not None:
                         out.append((index, raw))
         return out
-    for job, _ in source.jobs(size):
+    for job in source.jobs(size):
         out.extend((i, raw) for i, raw, *_ in job[1][0] if i is not None and raw is not None)
     return out
 
@@ -187,6 +188,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             count = export_url(args.url, out)
         else:
             settings = _settings()
+            import asyncio
+
             count = asyncio.run(_export_db(settings, out))
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,7 +14,8 @@ import base64
 import binascii
 import functools
 import hashlib
-import secrets
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,8 @@ def encode_entry(
     prev: Prev | None,
 ) -> bytes:
     """The canonical bytes of one entry."""
-    return link(encode_unlinked(type=type, ts=ts, actor=actor, account=account, post=post, data=data), prev)
+    return encode_linked(type=type, ts=ts, actor=actor, account=account, post=post, data=data,
+                         prev=None if prev is None else (prev.index, prev.leaf))
 
 
 # In canonical form the top-level keys are sorted: …,"data":{…},"post":…,"prev":…,"ts":"…",…
@@ -73,27 +75,67 @@ def encode_unlinked(
     *, type: str, ts: int, actor: str, account: str | None, post: str | None, data: dict[str, Any]
 ) -> bytes:
     """The canonical bytes of an entry with no ``prev`` link yet (see :func:`link`)."""
+    return encode_linked(type=type, ts=ts, actor=actor, account=account, post=post, data=data, prev=None)
+
+
+def encode_linked(
+    *,
+    type: str,
+    ts: int,
+    actor: str,
+    account: str | None,
+    post: str | None,
+    data: dict[str, Any],
+    prev: tuple[int, bytes] | None,
+) -> bytes:
+    """The canonical bytes of an entry linked to ``prev`` (index, leaf hash), in one encoding."""
+    return entry_bytes(type, _iso(ts), actor, account, post, data, None if prev is None else link_value(*prev))
+
+
+_fast = canonical.fast_dumps
+_needs_reference = canonical.needs_reference
+
+
+def entry_bytes(
+    type: str, ts: str | None, actor: str, account: str | None, post: str | None, data: dict[str, Any],
+    link: dict[str, Any] | None,
+) -> bytes:
+    """:func:`encode_linked` for the appender: positional, the time already in ISO form
+    (:func:`gateway.types.iso`), the link already a value (:func:`link_value`) or None."""
     body = {
+        "account": account, "actor": actor, "data": data, "post": post, "prev": link, "ts": ts, "type": type,
         "v": ENTRY_VERSION,
-        "type": type,
-        "ts": _iso(ts),
-        "actor": actor,
-        "account": account,
-        "post": post,
-        "data": data,
-        "prev": None,
     }
-    # The top level is ours: ASCII keys and, when the callers keep to their types, strings.
-    # Then only ``data`` can hold what the fast encoder writes differently from RFC 8785.
-    plain = all(isinstance(v, str) or v is None for v in (type, actor, account, post))
-    raw = canonical.dumps(body, suspect=data if plain else body)
+    # The top level is ours: ASCII keys, the time and the link and, when the callers keep to
+    # their types, strings. Then only ``data`` can hold what the fast encoder writes differently
+    # from RFC 8785; anything else goes to canonical.dumps of the whole.
+    try:
+        if not (
+            type.__class__ is str and actor.__class__ is str
+            and (account is None or account.__class__ is str) and (post is None or post.__class__ is str)
+        ):
+            raise TypeError("not a plain entry")
+        raw = _fast(body)
+        if _needs_reference(data, not raw.isascii()):
+            raise ValueError("data the fast encoder may write differently")
+    except (TypeError, ValueError, UnicodeError, RecursionError):
+        raw = canonical.dumps(body)  # the rfc8785 reference's bytes, or its error
     if len(raw) > MAX_ENTRY_BYTES:
         raise EntryTooLarge(f"log entry of {len(raw)} bytes is over {MAX_ENTRY_BYTES}")
     return raw
 
 
+def link_value(index: int, leaf: bytes) -> dict[str, Any]:
+    """A ``prev`` link as a value: ``{"index": N, "leaf": "base64"}``."""
+    if index.__class__ is not int or not 0 <= index <= 2**53 - 1 or len(leaf) != 32:
+        raise ValueError("a prev link needs an index in range and a 32-byte leaf hash")
+    return {"index": index, "leaf": binascii.b2a_base64(leaf, newline=False).decode("ascii")}
+
+
 def link_json(index: int, leaf: bytes) -> bytes:
     """The canonical bytes of a ``prev`` link: ``{"index":N,"leaf":"base64"}``."""
+    if index.__class__ is not int or not 0 <= index <= 2**53 - 1 or len(leaf) != 32:
+        raise ValueError("a prev link needs an index in range and a 32-byte leaf hash")
     return b'{"index":%d,"leaf":"%s"}' % (index, binascii.b2a_base64(leaf, newline=False))
 
 
@@ -124,11 +166,53 @@ def link_raw(unlinked: bytes, index: int, leaf: bytes) -> bytes:
     return raw
 
 
+def relink_raw(linked: bytes, index: int, old_leaf: bytes, new_leaf: bytes) -> bytes:
+    """The entry linked to entry ``index`` with ``new_leaf``, from one linked to it with ``old_leaf``.
+
+    As in :func:`link_raw`, the last match of the link is the top-level one; both leaf hashes
+    have the same length in base64, so the entry keeps its size.
+    """
+    if len(new_leaf) != 32:
+        raise ValueError("a prev link needs a 32-byte leaf hash")
+    old = b',"prev":' + link_json(index, old_leaf) + b',"ts":"'
+    at = linked.rfind(old)
+    if at < 0:
+        raise ValueError("not an entry linked to that leaf")
+    return linked[:at] + b',"prev":' + link_json(index, new_leaf) + b',"ts":"' + linked[at + len(old) :]
+
+
 def text_commitment(text: str, salt: bytes) -> str:
     """The hex SHA-256 of salt ‖ UTF-8 text that an entry carries instead of the text."""
     return hashlib.sha256(salt + text.encode("utf-8")).hexdigest()
 
 
-def new_salt() -> bytes:
-    """A fresh random salt, so equal texts do not give equal commitments."""
-    return secrets.token_bytes(16)
+class _Salts:
+    """Fresh random salts, drawn from the system's CSPRNG a few thousand bytes at a time.
+
+    One ``os.urandom`` call per 256 salts instead of one per salt; each salt is used once. A
+    forked child starts with an empty pool, so it never hands out its parent's salts.
+    """
+
+    _SIZE = 16
+    _BLOCK = 256 * _SIZE
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(self._BLOCK), 0
+        self._at = at + self._SIZE
+        return self._pool[at : at + self._SIZE]
+
+    def forget(self) -> None:
+        self._pool, self._at = b"", 0
+
+
+_SALTS = _Salts()
+os.register_at_fork(after_in_child=_SALTS.forget)
+
+new_salt: Callable[[], bytes] = _SALTS.take
+"""A fresh random salt (16 bytes), so equal texts do not give equal commitments."""

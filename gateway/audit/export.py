@@ -67,18 +67,33 @@ def _entry_field(entry: bytes) -> str:
     return "=" + _b64(entry)
 
 
-def write_entries(out: IO[str], rows: Iterable[tuple[int, bytes, bytes]], texts: Texts) -> int:
-    """Entry lines for (index, stored leaf hash, entry bytes), each with its text if it has one."""
+Text = tuple[str, str | None]
+"""A committed text as the export writes it: (hex salt, text or None once erased)."""
+
+
+def write_records(out: IO[str], rows: Iterable[tuple[int, bytes, bytes, Text | None]]) -> int:
+    """Entry lines for (index, stored leaf hash, entry bytes, its committed text if any)."""
     count = 0
-    for index, stored, entry in rows:
+    lines = []
+    for index, stored, entry, committed in rows:
         salt, text = "-", "-"
-        digest = _text_hash(entry)
-        if digest is not None and digest in texts:
-            salt_hex, body = texts[digest]
-            salt, text = salt_hex, json.dumps(body, ensure_ascii=False)
-        out.write(f"{index}\t{_b64(stored)}\t{salt}\t{text}\t{_entry_field(entry)}\n")
+        if committed is not None:
+            salt, text = committed[0], json.dumps(committed[1], ensure_ascii=False)
+        lines.append(f"{index}\t{_b64(stored)}\t{salt}\t{text}\t{_entry_field(entry)}\n")
         count += 1
+    out.writelines(lines)
     return count
+
+
+def write_entries(out: IO[str], rows: Iterable[tuple[int, bytes, bytes]], texts: Texts) -> int:
+    """Entry lines for (index, stored leaf hash, entry bytes), each with the text (found by the
+    hash it carries) it commits to, if any."""
+    def records() -> Iterable[tuple[int, bytes, bytes, Text | None]]:
+        for index, stored, entry in rows:
+            digest = _text_hash(entry)
+            yield index, stored, entry, texts.get(digest) if digest is not None else None
+
+    return write_records(out, records())
 
 
 async def export_database(db: Database, path: Path, *, origin: str | None) -> int:
@@ -92,15 +107,14 @@ async def export_database(db: Database, path: Path, *, origin: str | None) -> in
                 write_checkpoint(out, bytes(row["note"]))
             written = 0
             for start in range(0, size, _BATCH):
-                rows = await log_sql.entries(txn, start, min(start + _BATCH, size))
-                hashes = [d for r in rows if (d := _text_hash(bytes(r["entry"]))) is not None]
-                texts: Texts = {
-                    t["text_hash"]: (bytes(t["salt"]).hex(), t["text"])
-                    for t in await log_sql.texts(txn, hashes)
+                end = min(start + _BATCH, size)
+                rows = await log_sql.entries(txn, start, end)
+                texts = {
+                    int(t["idx"]): (bytes(t["salt"]).hex(), t["text"]) for t in await log_sql.texts(txn, start, end)
                 }
-                written += write_entries(
-                    out, ((int(r["idx"]), bytes(r["leaf_hash"]), bytes(r["entry"])) for r in rows), texts
-                )
+                written += write_records(out, (
+                    (int(r["idx"]), bytes(r["leaf_hash"]), bytes(r["entry"]), texts.get(int(r["idx"]))) for r in rows
+                ))
     tmp.replace(path)
     return written
 
@@ -119,7 +133,7 @@ def export_url(url: str, path: Path) -> int:
     with tmp.open("w", encoding="utf-8") as out:
         write_header(out, origin=origin, size=size)
         write_checkpoint(out, note)
-        for job, _ in source.jobs(size):
+        for job in source.jobs(size):
             items, texts = job[1]
             first = next((i for i, *_ in items if i is not None), 0)
             stored = source.stored_leaf_hashes(first, first + len(items)) or []

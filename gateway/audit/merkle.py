@@ -362,11 +362,15 @@ class CompactRange:
             acc = node_hash(h, acc)
         return acc
 
-    def append(self, leaf_hashes: Iterable[bytes]) -> tuple[CompactRange, list[NewNode], bytes]:
+    def append(
+        self, leaf_hashes: Iterable[bytes], *, stride: int | None = None
+    ) -> tuple[CompactRange, list[NewNode], bytes]:
         """Append leaf hashes; return the new state, the newly completed nodes, and the new root.
 
         The new nodes are exactly the perfect subtrees completed by this batch (leaves,
-        level 0, included), in order of completion, each as ``(level, index, hash)``.
+        level 0, included), in order of completion, each as ``(level, index, hash)``; with a
+        ``stride``, only those of the levels above 0 that are multiples of it (the levels a
+        caller stores), which saves listing one node per leaf.
         """
         stack = list(self.hashes)
         size = self.size
@@ -376,12 +380,15 @@ class CompactRange:
         pop = stack.pop
         sha = _sha256
         prefix = _NODE_PREFIX
+        every = stride or 1
+        leaves = stride is None
         # Hot loop: kept free of function calls beyond hashlib so batches of ~100k leaves
         # stay cheap.
         for h in leaf_hashes:
             if len(h) != HASH_SIZE:
                 raise ValueError(f"leaf hash {size} is {len(h)} bytes, expected {HASH_SIZE}")
-            emit((0, size, h))
+            if leaves:
+                emit((0, size, h))
             level = 0
             index = size
             # Each trailing one bit of the old size is a perfect left sibling now completed.
@@ -389,7 +396,8 @@ class CompactRange:
                 h = sha(prefix + pop() + h).digest()
                 level += 1
                 index >>= 1
-                emit((level, index, h))
+                if not level % every:
+                    emit((level, index, h))
             push(h)
             size += 1
         state = CompactRange(size, tuple(stack))

@@ -29,7 +29,7 @@ Fact = tuple[str, str, str | None, str | None, Any]
 """(type, actor, account, post, extra): what the replay needs of one entry; see ``extract``."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Post:
     author: str
     account: str | None
@@ -98,9 +98,20 @@ class Replay:
     def _bad(self, index: int, message: str) -> None:
         self.findings.append((index, message))
 
+    def feed_flat(self, first: int, flat: list[Any]) -> None:
+        """Take the facts of a run of entries, in log order, flat: for each, its offset from
+        ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``)."""
+        step = self._step
+        for offset, kind, actor, account, post, extra in zip(
+            flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
+        ):
+            step(first + offset, kind, actor, account, post, extra)
+
     def feed(self, index: int, fact: Fact) -> None:
         """Take one entry's facts, in log order."""
-        kind, actor, account, post, extra = fact
+        self._step(index, *fact)
+
+    def _step(self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any) -> None:
         if kind.startswith("policy."):
             self._policy_event(kind, account, extra)
             return
@@ -206,7 +217,11 @@ class Replay:
             self._bad(index, f"{actor} approved post {post} but is not one of its approvers")
         if version != known.version:
             self._bad(index, f"approval of version {version} of post {post}, which is at version {known.version}")
-        known.approvals.setdefault(version, set()).add(actor)
+        approvals = known.approvals.get(version)
+        if approvals is None:
+            known.approvals[version] = {actor}
+        else:
+            approvals.add(actor)
         if isinstance(state, str):
             known.state = state
 
@@ -216,11 +231,12 @@ class Replay:
         self.published_checked += 1
         if known.required <= 0:
             return
-        got = known.approvals.get(version, set())
-        if len(got) < known.required:
+        got = known.approvals.get(version)
+        count = 0 if got is None else len(got)
+        if count < known.required:
             self._bad(
                 index,
-                f"post {post} was published (version {version}) with {len(got)} of the "
+                f"post {post} was published (version {version}) with {count} of the "
                 f"{known.required} approvals it needed",
             )
 

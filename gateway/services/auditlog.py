@@ -91,26 +91,12 @@ class LogReader:
         _range(start, end)
         end = min(end, start + PAGE)
         async with self._db.read() as txn:
-            rows = await log_sql.entries(txn, start, end)
-            hashes: list[str] = []
-            owner: dict[str, tuple[str | None, str | None]] = {}  # hash -> (account, post)
-            for row in rows:
-                try:
-                    body = json.loads(bytes(row["entry"]))
-                    data = body.get("data")
-                except (ValueError, AttributeError):
-                    continue  # not an entry the gateway wrote; the auditor will say so
-                digest = data.get("text_hash") if isinstance(data, dict) else None
-                if isinstance(digest, str) and digest not in hashes:
-                    hashes.append(digest)
-                    owner[digest] = (body.get("account"), body.get("post"))
-            found = await log_sql.texts(txn, hashes)
-            posts = {p for _, p in owner.values() if isinstance(p, str)}
+            found = await log_sql.texts(txn, start, end)
+            posts = {r["post_id"] for r in found if r["post_id"] is not None}
             out_there = await log_sql.posts_that_went_out(txn, sorted(posts))
         result = []
-        for r in sorted(found, key=lambda r: hashes.index(r["text_hash"])):
-            account, post = owner[r["text_hash"]]
-            shown = account in member_of or post in out_there
+        for r in found:
+            shown = r["account"] in member_of or r["post_id"] in out_there
             result.append({
                 "hash": r["text_hash"], "salt": bytes(r["salt"]).hex(),
                 "text": r["text"] if shown else None, "withheld": not shown and r["text"] is not None,

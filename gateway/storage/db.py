@@ -9,6 +9,7 @@ mappings by column name on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -88,8 +89,7 @@ class _SqliteTxn:
             return row  # type: ignore[return-value]
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        async with self._conn.execute(sql, args) as cursor:
-            return list(await cursor.fetchall())  # type: ignore[arg-type]
+        return list(await self._conn.execute_fetchall(sql, args))  # type: ignore[arg-type]
 
 
 class SqliteDatabase:
@@ -104,6 +104,7 @@ class SqliteDatabase:
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
+        self._waiting_writers = 0
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -129,7 +130,12 @@ class SqliteDatabase:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_SqliteTxn]:
         assert self._writer is not None, "database not open"
-        async with self._write_lock:
+        self._waiting_writers += 1
+        try:
+            await self._write_lock.acquire()
+        finally:
+            self._waiting_writers -= 1
+        try:
             conn = self._writer
             await conn.execute("BEGIN IMMEDIATE")
             try:
@@ -138,6 +144,20 @@ class SqliteDatabase:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+        finally:
+            self._write_lock.release()
+
+    @asynccontextmanager
+    async def write_chain(self) -> AsyncIterator[WriteChain]:
+        """The writer held for a run of write transactions, one after the other (see
+        :class:`WriteChain`); released, with no transaction left open, on the way out."""
+        assert self._writer is not None, "database not open"
+        async with self._write_lock:
+            chain = WriteChain(self._writer, self)
+            try:
+                yield chain
+            finally:
+                await chain.close()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SqliteTxn]:
@@ -155,6 +175,123 @@ class SqliteDatabase:
         for conn in self._all:
             await conn.close()
         self._all.clear()
+
+
+class TransactionNotBegun(DatabaseError):
+    """A statement of a chained transaction whose BEGIN failed: it was not run."""
+
+
+class _ChainTxn(_SqliteTxn):
+    """The transaction in progress of a :class:`WriteChain`. While its BEGIN, queued behind
+    the COMMIT before, is not known to have succeeded, a statement waits for it: run without
+    it, the statement would commit on its own."""
+
+    def __init__(self, conn: aiosqlite.Connection, chain: WriteChain) -> None:
+        super().__init__(conn)
+        self._chain = chain
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        await self._chain.begun()
+        return await super().execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._chain.begun()
+        await super().executemany(sql, rows)
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        await self._chain.begun()
+        return await super().fetchone(sql, *args)
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        await self._chain.begun()
+        return await super().fetchall(sql, *args)
+
+
+class WriteChain:
+    """SQLite write transactions one after the other on the writer, each begun while the one
+    before it commits.
+
+    The writer connection's thread runs statements in the order they are queued. So
+    :meth:`commit_and_begin` queues the COMMIT, then the next transaction's BEGIN and its first
+    query, and returns while the COMMIT is still on its way to the disk: the caller can prepare
+    the next transaction in Python in the meantime. Its statements (through :attr:`txn`) queue
+    up behind, and see the committed state. Whoever uses this must wait for the COMMIT's
+    outcome before telling anyone the first transaction is done, and must not keep the second
+    if the first failed.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, db: SqliteDatabase) -> None:
+        self._conn = conn
+        self._db = db
+        self._open = False
+        self._begun: asyncio.Future[Any] | None = None  # a queued BEGIN not yet seen to succeed
+        self.txn = _ChainTxn(conn, self)
+
+    async def begun(self) -> None:
+        """Wait until the transaction in progress is known to have begun, or raise
+        :class:`TransactionNotBegun`."""
+        if self._begun is None:
+            return
+        outcome = await asyncio.shield(self._begun)
+        if isinstance(outcome[0], BaseException):
+            raise TransactionNotBegun(f"the next transaction did not begin: {outcome[0]}") from outcome[0]
+        self._begun = None
+
+    def contended(self) -> bool:
+        """Whether another writer is waiting for its turn (then the chain should end)."""
+        return self._db._waiting_writers > 0
+
+    async def begin(self) -> None:
+        """Begin a transaction."""
+        self._begun = None
+        await self._conn.execute_fetchall("BEGIN IMMEDIATE")
+        self._open = True
+
+    async def commit(self) -> None:
+        """Commit the transaction in progress and wait until it is on disk."""
+        await self._conn.execute_fetchall("COMMIT")
+        self._open = False
+
+    async def rollback(self) -> None:
+        """Roll back whatever transaction is open (none is fine)."""
+        self._open = False
+        self._begun = None
+        with contextlib.suppress(sqlite3.OperationalError):  # "no transaction is active"
+            await self._conn.execute_fetchall("ROLLBACK")
+
+    def send(self, sql: str, *args: Any) -> asyncio.Future[Any]:
+        """Queue a statement of the transaction in progress now; its rows, to await."""
+        return asyncio.ensure_future(self._conn.execute_fetchall(sql, args))
+
+    def send_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> asyncio.Future[Any]:
+        """Queue a statement for each row of arguments now; to await."""
+        return asyncio.ensure_future(self._conn.executemany(sql, rows))
+
+    def commit_and_begin(
+        self, sql: str, *args: Any
+    ) -> tuple[asyncio.Future[Any], asyncio.Future[Any], asyncio.Future[Any]]:
+        """Queue COMMIT, BEGIN IMMEDIATE and the query ``sql`` (the next transaction's first).
+
+        Returns three things to await: a marker, done once the writer thread has reached the
+        COMMIT; the COMMIT's outcome; and [the BEGIN's outcome, the query's rows], exceptions
+        given back rather than raised. The thread runs Python (holding the GIL) between
+        statements, so a caller that set off on a long run of Python at once would keep it
+        from even starting the COMMIT: awaiting the marker first means the thread is inside
+        the COMMIT, which runs without the GIL, when the caller gets back to work.
+        """
+        conn = self._conn
+        marker = asyncio.ensure_future(conn.execute_fetchall("SELECT 1"))
+        committed = asyncio.ensure_future(conn.execute_fetchall("COMMIT"))
+        begun = asyncio.gather(conn.execute_fetchall("BEGIN IMMEDIATE"), conn.execute_fetchall(sql, args),
+                               return_exceptions=True)
+        self._open = True
+        self._begun = begun
+        return marker, committed, begun
+
+    async def close(self) -> None:
+        """Leave no transaction open."""
+        if self._open:
+            await self.rollback()
 
 
 _PLACEHOLDER = re.compile(r"\?")

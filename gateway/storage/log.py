@@ -8,27 +8,37 @@ from typing import Any
 from gateway.audit.merkle import node_hash
 from gateway.storage.db import Row, Txn
 
+STATE = "SELECT size, root, frontier FROM log_state WHERE id = 1"
+"""The tree state (on SQLite, a write transaction holds the only writer lock already)."""
+
 
 async def lock_state(txn: Txn) -> Row:
     """The tree state, locked for this transaction: the one row that serializes sequencing."""
     suffix = " FOR UPDATE" if txn.dialect == "postgresql" else ""
-    row = await txn.fetchone("SELECT size, root, frontier FROM log_state WHERE id = 1" + suffix)
-    assert row is not None, "log_state row missing: migrations did not run"
-    return row
+    # fetchall: one round trip to the SQLite writer thread where fetchone takes three.
+    rows = await txn.fetchall(STATE + suffix)
+    assert rows, "log_state row missing: migrations did not run"
+    return rows[0]
 
 
 async def read_state(txn: Txn) -> Row:
     """The tree state, unlocked."""
-    row = await txn.fetchone("SELECT size, root, frontier FROM log_state WHERE id = 1")
+    row = await txn.fetchone(STATE)
     assert row is not None, "log_state row missing: migrations did not run"
     return row
 
 
+SAVE_STATE = "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1"
+INSERT_ENTRIES = (
+    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
+
+
 async def save_state(txn: Txn, *, size: int, root: bytes, frontier: bytes) -> None:
     """Record the tree's new size, root and right edge."""
-    await txn.execute(
-        "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1", size, root, frontier
-    )
+    # executemany of one row: no row count wanted, so one round trip on SQLite instead of two.
+    await txn.executemany(SAVE_STATE, [(size, root, frontier)])
 
 
 async def last_in_chain(txn: Txn, chain: str) -> Row | None:
@@ -40,25 +50,40 @@ async def last_in_chain(txn: Txn, chain: str) -> Row | None:
 
 async def insert_entries(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
     """Append entries: (idx, leaf_hash, entry, type, chain, post_id, account, ts)."""
-    await txn.executemany(
-        "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    await txn.executemany(INSERT_ENTRIES, rows)
 
 
 async def insert_nodes(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
     """Store newly completed perfect subtrees of the stored levels: (level, idx, hash)."""
     if rows:
-        await txn.executemany("INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)", rows)
+        await txn.executemany(INSERT_NODES, rows)
 
 
 async def insert_texts(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
-    """Keep committed texts beside the log: (text_hash, salt, text)."""
+    """Keep committed texts beside the log: (index of the entry that commits to it, text_hash,
+    salt, text)."""
     if rows:
         await txn.executemany(
-            "INSERT INTO log_texts (text_hash, salt, text) VALUES (?, ?, ?)", rows
+            "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)", rows
         )
+
+
+def texts_statements(rows: Sequence[Sequence[Any]], *, per: int = 240) -> list[tuple[str, list[Any]]]:
+    """:func:`insert_texts` as multi-row INSERTs (at most ``per`` rows each, under SQLite's
+    oldest limit of 999 parameters): (sql, arguments) to run in order."""
+    out = []
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        marks = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
+        sql = f"INSERT INTO log_texts (idx, text_hash, salt, text) VALUES {marks}"
+        out.append((sql, [v for r in chunk for v in r]))
+    return out
+
+
+async def erase_text(txn: Txn, idx: int) -> bool:
+    """Erase the text entry ``idx`` commits to (a lawful erasure): the words go, the salt and
+    hash stay, and so does every entry and proof. False if that entry commits to no text."""
+    return await txn.execute("UPDATE log_texts SET text = NULL WHERE idx = ?", idx) == 1
 
 
 async def entries(txn: Txn, start: int, end: int) -> list[Row]:
@@ -76,13 +101,13 @@ async def post_entries(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
-async def texts(txn: Txn, hashes: Sequence[str]) -> list[Row]:
-    """Committed texts (and their salts) by hash."""
-    if not hashes:
-        return []
+async def texts(txn: Txn, start: int, end: int) -> list[Row]:
+    """The committed texts (and their salts) of the entries with start <= idx < end, in order,
+    with the account and post of the entry."""
     return await txn.fetchall(
-        f"SELECT text_hash, salt, text FROM log_texts WHERE text_hash IN ({', '.join('?' for _ in hashes)})",
-        *hashes,
+        "SELECT t.idx, t.text_hash, t.salt, t.text, e.account, e.post_id FROM log_texts t "
+        "LEFT JOIN log_entries e ON e.idx = t.idx WHERE t.idx >= ? AND t.idx < ? ORDER BY t.idx",
+        start, end,
     )
 
 
@@ -206,8 +231,8 @@ async def level_nodes(txn: Txn, level: int, start: int, end: int) -> list[Row]:
 
 
 async def all_texts(txn: Txn) -> list[Row]:
-    """Every committed text with its salt (text is NULL once erased)."""
-    return await txn.fetchall("SELECT text_hash, salt, text FROM log_texts ORDER BY text_hash")
+    """Every committed text with its salt (text is NULL once erased), by entry."""
+    return await txn.fetchall("SELECT idx, text_hash, salt, text FROM log_texts ORDER BY idx")
 
 
 async def entries_of_type(txn: Txn, type: str) -> list[Row]:

@@ -1,7 +1,8 @@
 """Schema migrations, run at start. Written once; dialect differences are substituted here.
 
 The log tables are append-only in both databases: triggers refuse ``UPDATE`` and ``DELETE``,
-so not even a careless operator's SQL can rewrite history without it being loud. (Someone
+so not even a careless operator's SQL can rewrite history without it being loud. The committed
+texts beside the log take one change only: erasing a text (setting it to NULL). (Someone
 with full control of the database can drop a trigger; the signed checkpoints and the offline
 verifier catch that.)
 """
@@ -9,6 +10,7 @@ verifier catch that.)
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 _EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -193,6 +195,22 @@ CREATE TABLE media (
 CREATE INDEX media_post ON media (post_id);
 """
 
+# Version 3: committed texts keyed by the entry that commits to them. Their old key, the hex
+# hash itself, is random: every append inserted all over a B-tree, which cost more than writing
+# the entries. The entry index grows with every append, so the rows now go in at the end (on
+# SQLite ``INTEGER PRIMARY KEY`` is the rowid itself). The hash stays beside them. A text can be
+# erased (its ``text`` set to NULL) and nothing else: triggers refuse any other change.
+_V3 = """
+ALTER TABLE log_texts RENAME TO log_texts_v2;
+CREATE TABLE log_texts (
+  idx INTEGER PRIMARY KEY,
+  text_hash TEXT NOT NULL,
+  salt BLOB NOT NULL,
+  text TEXT
+)
+"""
+_V3_DONE = "DROP TABLE log_texts_v2"
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -224,6 +242,32 @@ def _pg_triggers() -> list[str]:
     return out
 
 
+def _sqlite_erase_only() -> list[str]:
+    refuse = "BEGIN SELECT RAISE(ABORT, 'log_texts is append-only: a text can only be erased'); END"
+    return [
+        f"CREATE TRIGGER log_texts_no_delete BEFORE DELETE ON log_texts {refuse}",
+        f"CREATE TRIGGER log_texts_no_update BEFORE UPDATE OF idx, text_hash, salt ON log_texts {refuse}",
+        f"CREATE TRIGGER log_texts_erase_only BEFORE UPDATE OF text ON log_texts WHEN NEW.text IS NOT NULL {refuse}",
+    ]
+
+
+def _pg_erase_only() -> list[str]:
+    return [
+        """CREATE FUNCTION byline_erase_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP = 'UPDATE' AND NEW.text IS NULL AND NEW.idx = OLD.idx
+             AND NEW.text_hash = OLD.text_hash AND NEW.salt = OLD.salt THEN
+            RETURN NEW;
+          END IF;
+          RAISE EXCEPTION '% is append-only: a text can only be erased', TG_TABLE_NAME;
+        END $$""",
+        "CREATE TRIGGER log_texts_erase_only BEFORE UPDATE OR DELETE ON log_texts "
+        "FOR EACH ROW EXECUTE FUNCTION byline_erase_only()",
+        "CREATE TRIGGER log_texts_no_truncate BEFORE TRUNCATE ON log_texts "
+        "FOR EACH STATEMENT EXECUTE FUNCTION byline_append_only()",
+    ]
+
+
 def _statements(dialect: str, version: int) -> list[str]:
     if version == 1:
         ddl = _V1 if dialect == "sqlite" else _V1.replace(" BLOB", " BYTEA")
@@ -233,10 +277,48 @@ def _statements(dialect: str, version: int) -> list[str]:
     if version == 2:
         ddl = _V2 if dialect == "sqlite" else _V2.replace(" BLOB", " BYTEA")
         return [s.strip() for s in ddl.split(";") if s.strip()]
+    if version == 3:
+        # SQLite's INTEGER PRIMARY KEY is the 64-bit rowid; PostgreSQL's INTEGER has 32 bits.
+        ddl = _V3 if dialect == "sqlite" else _V3.replace(" BLOB", " BYTEA").replace(" INTEGER ", " BIGINT ")
+        stmts = [s.strip() for s in ddl.split(";") if s.strip()]
+        if dialect == "sqlite":
+            return stmts + _sqlite_erase_only()
+        # The old table's key index keeps its name through the rename: make way for the new one's.
+        return ["ALTER INDEX log_texts_pkey RENAME TO log_texts_v2_pkey", *stmts, *_pg_erase_only()]
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 2
+LATEST = 3
+
+
+async def _texts_by_entry(txn: Any) -> None:
+    """Version 3's data: give each entry that commits to a text its row in the new table."""
+    size = int((await txn.fetchone("SELECT size FROM log_state WHERE id = 1"))["size"])
+    for start in range(0, size, 5000):
+        rows = await txn.fetchall(
+            "SELECT idx, entry FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", start, start + 5000
+        )
+        wanted: dict[str, list[int]] = {}
+        for row in rows:
+            try:
+                data = json.loads(bytes(row["entry"])).get("data")
+            except (ValueError, AttributeError):
+                continue  # not an entry the gateway wrote; the auditor will say so
+            digest = data.get("text_hash") if isinstance(data, dict) else None
+            if isinstance(digest, str):
+                wanted.setdefault(digest, []).append(int(row["idx"]))
+        if not wanted:
+            continue
+        marks = ", ".join("?" for _ in wanted)
+        found = await txn.fetchall(
+            f"SELECT text_hash, salt, text FROM log_texts_v2 WHERE text_hash IN ({marks})", *wanted
+        )
+        moved = sorted(
+            (idx, r["text_hash"], bytes(r["salt"]), r["text"]) for r in found for idx in wanted[r["text_hash"]]
+        )
+        if moved:
+            await txn.executemany("INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)", moved)
+    await txn.execute(_V3_DONE)
 
 
 async def migrate(db: Any) -> None:
@@ -261,6 +343,8 @@ async def migrate(db: Any) -> None:
                     _EMPTY_ROOT,
                     b"",
                 )
+            if version == 3:
+                await _texts_by_entry(txn)
             await txn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)",
                 version,

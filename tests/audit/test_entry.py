@@ -18,6 +18,7 @@ from gateway.audit.entry import (
     encode_unlinked,
     link,
     linked_size,
+    relink_raw,
 )
 from gateway.types import iso
 
@@ -52,9 +53,15 @@ def test_entry_bytes_are_the_reference_encoding(
     }
     raw = encode_entry(type=kind, ts=ts, actor=actor, account=account, post=post, data=data, prev=prev)
     assert raw == rfc8785.dumps(body)
+    unlinked = encode_unlinked(type=kind, ts=ts, actor=actor, account=account, post=post, data=data)
+    assert link(unlinked, prev) == raw  # linked afterwards, as when a chain's last entry is looked up
     if prev is not None:
-        unlinked = encode_unlinked(type=kind, ts=ts, actor=actor, account=account, post=post, data=data)
         assert len(raw) <= linked_size(unlinked, prev.index + 1)
+        # and linked again when the entry it links to got linked itself (another leaf hash)
+        other = bytes(reversed(prev.leaf))
+        again = encode_entry(type=kind, ts=ts, actor=actor, account=account, post=post, data=data,
+                             prev=Prev(index=prev.index, leaf=other))
+        assert relink_raw(raw, prev.index, prev.leaf, other) == again
 
 
 def test_a_value_inside_data_that_looks_like_the_link_is_left_alone() -> None:
@@ -67,6 +74,13 @@ def test_a_value_inside_data_that_looks_like_the_link_is_left_alone() -> None:
     assert raw == rfc8785.dumps(body)
     assert link(encode_unlinked(type="t", ts=0, actor="a", account=None, post="p", data=data), None) == \
         rfc8785.dumps({**body, "prev": None})
+    # Nor does data holding the link itself, nested as it would be at the top, when relinking.
+    leaf = base64.b64encode(bytes(range(32))).decode()
+    data = {"a": {"prev": {"index": 7, "leaf": leaf}, "ts": "x"}, "b": f',"prev":{{"index":7,"leaf":"{leaf}"}},"ts":"'}
+    raw = encode_entry(type="t", ts=0, actor="a", account=None, post="p", data=data, prev=prev)
+    moved = relink_raw(raw, 7, bytes(range(32)), bytes(32))
+    zeros = base64.b64encode(bytes(32)).decode()
+    assert moved == rfc8785.dumps({**body, "data": data, "prev": {"index": 7, "leaf": zeros}})
 
 
 def test_entries_stay_under_64_kib() -> None:

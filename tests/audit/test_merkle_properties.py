@@ -171,6 +171,21 @@ def test_appender_matches_reference_for_random_batches(batches: list[int]) -> No
     assert all(NODES[(level, index)] == h for level, index, h in emitted)
 
 
+@FAST
+@given(st.lists(st.integers(min_value=0, max_value=600), min_size=1, max_size=8), st.sampled_from([1, 2, 8]))
+def test_a_stride_keeps_only_the_levels_asked_for(batches: list[int], stride: int) -> None:
+    """With a stride, append gives the same state and root, and of the new nodes exactly those
+    of the levels above 0 that are multiples of the stride."""
+    plain = strided = CompactRange()
+    for count in batches:
+        count = min(count, MAX_SIZE - plain.size)
+        leaves = LEAVES[plain.size : plain.size + count]
+        plain, every, root_a = plain.append(leaves)
+        strided, kept, root_b = strided.append(leaves, stride=stride)
+        assert (strided, root_b) == (plain, root_a)
+        assert kept == [n for n in every if n[0] > 0 and n[0] % stride == 0]
+
+
 def test_empty_appends_and_empty_tree() -> None:
     """Appending nothing changes nothing; the empty tree has the empty root."""
     state, nodes, empty_root = CompactRange().append([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -64,6 +65,27 @@ def test_broken_chain_link_is_named(tmp_path: Path) -> None:
     log.entries[-1] = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == ["entry 4: links to entry 0 but the previous entry of post 1 is 1"]
+
+
+def test_link_from_the_first_entry_of_a_chain_is_named(tmp_path: Path) -> None:
+    """A post's first entry that claims a previous one, even one that cannot exist, is named."""
+    log = _log()
+    log.add("post.cancelled", actor="alice", account="solo", post="3", data={"state": "cancelled"})
+    body = json.loads(log.entries[-1])
+    body["prev"] = {"index": -1, "leaf": base64.b64encode(bytes(32)).decode()}
+    log.entries[-1] = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    report = log.verify(tmp_path / "x.export")
+    assert "entry 4: links to entry -1 but is the first entry of post 3" in messages(report)
+
+
+def test_odd_values_where_the_replay_looks_do_not_stop_it(tmp_path: Path) -> None:
+    """Canonical entries carrying objects where the replay expects words are read, not fatal."""
+    log = _log()
+    log.add("post.approved", actor="alice", account="solo", post="1", data={"version": 1, "state": {"x": [1]}})
+    log.add("post.approved", actor="alice", account="solo", post="2", data={"version": 1, "state": ["held"]})
+    report = log.verify(tmp_path / "x.export")
+    assert report.size == 6
+    assert all(f.index in (4, 5) for f in report.findings), messages(report)
 
 
 def test_checkpoint_by_another_key_is_refused(tmp_path: Path) -> None:

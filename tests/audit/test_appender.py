@@ -1,0 +1,263 @@
+"""The appender: many callers at once, texts kept by entry, chains carried across restarts,
+failures kept to their own callers, other writers let in; on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.audit.appender import Appender, LogTxn, LooseText
+from gateway.audit.entry import text_commitment
+from gateway.audit.export import export_database
+from gateway.audit.note import Checkpoint, Signer, sign_note
+from gateway.audit.verify import ExportSource, Report, verify
+from gateway.clock import ManualClock
+from gateway.storage import log as log_sql
+from gateway.storage.db import Database, SqliteDatabase, open_database
+
+Work = Callable[[LogTxn], Awaitable[Any]]
+
+
+def _event(post: str, n: int, *, text: str | None = None) -> Work:
+    async def work(ltx: LogTxn) -> int:
+        data: dict[str, Any] = {"n": n}
+        if text is not None:
+            data["text_hash"] = ltx.commit_text(text)
+        return await ltx.append("test.event", actor="alice", account="acct", post=post, data=data)
+
+    return work
+
+
+async def _verified(db: Database, tmp_path: Path) -> Report:
+    """Sign the tree as it is, export the log and verify the export."""
+    signer = Signer.generate("test.example/log")
+    async with db.read() as txn:
+        state = await log_sql.read_state(txn)
+    note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
+    async with db.write() as txn:
+        await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]), note=note, at=0)
+    out = tmp_path / f"log-{state['size']}.export"
+    await export_database(db, out, origin=signer.name)
+    return verify(ExportSource(out), signer.verifier(), workers=1)
+
+
+async def _texts(db: Database) -> dict[int, tuple[str, bytes, str | None]]:
+    async with db.read() as txn:
+        rows = await log_sql.texts(txn, 0, 1 << 40)
+    return {int(r["idx"]): (r["text_hash"], bytes(r["salt"]), r["text"]) for r in rows}
+
+
+async def test_many_callers_one_log(db_url: str, tmp_path: Path) -> None:
+    """Callers at once get their own entries; each text is kept, salted afresh, by the entry
+    carrying its hash; and the log verifies."""
+    db = await open_database(db_url)
+    appender = Appender(db, ManualClock(), max_batch=16)
+    await appender.start()
+    try:
+        works = [_event(f"p{n % 37}", n, text=f"words {n % 5}" if n % 3 == 0 else None) for n in range(300)]
+        indexes = await asyncio.gather(*(appender.submit(w) for w in works))
+    finally:
+        await appender.stop()
+    assert sorted(indexes) == list(range(300))
+    assert appender.batches >= 300 // 16
+    texts = await _texts(db)
+    assert sorted(texts) == sorted(indexes[n] for n in range(0, 300, 3))
+    assert len({salt for _, salt, _ in texts.values()}) == 100
+    for n in range(0, 300, 3):
+        digest, salt, text = texts[indexes[n]]
+        assert text == f"words {n % 5}" and text_commitment(text, salt) == digest
+    report = await _verified(db, tmp_path)
+    assert report.ok, report.summary()
+    assert (report.size, report.texts_checked) == (300, 100)
+    await db.close()
+
+
+async def test_failures_stay_with_their_callers(db_url: str, tmp_path: Path) -> None:
+    """A work that fails, or commits to a text it does not log, fails alone; the rest commit."""
+    db = await open_database(db_url)
+    appender = Appender(db, ManualClock(), max_batch=8)
+    await appender.start()
+
+    async def broken(ltx: LogTxn) -> None:
+        await ltx.append("test.event", actor="alice", account="acct", post="p1", data={})
+        raise ValueError("refused")
+
+    async def loose(ltx: LogTxn) -> None:
+        ltx.commit_text("never logged")
+        await ltx.append("test.event", actor="alice", account="acct", post="p2", data={})
+
+    try:
+        works: list[Work] = [_event(f"p{n % 3}", n) for n in range(20)]
+        works[5], works[13] = broken, loose
+        outcomes = await asyncio.gather(*(appender.submit(w) for w in works), return_exceptions=True)
+    finally:
+        await appender.stop()
+    assert isinstance(outcomes[5], ValueError) and isinstance(outcomes[13], LooseText)
+    good = [o for n, o in enumerate(outcomes) if n not in (5, 13)]
+    assert sorted(good) == list(range(18))
+    assert await _texts(db) == {}
+    report = await _verified(db, tmp_path)
+    assert report.ok and report.size == 18, report.summary()
+    await db.close()
+
+
+async def test_chains_carry_on_after_a_restart(db_url: str, tmp_path: Path) -> None:
+    """An appender that has not seen a post links its next entries to the stored last one,
+    also when several land in one batch."""
+    db = await open_database(db_url)
+    for round in range(3):
+        appender = Appender(db, ManualClock(), max_batch=64)
+        await appender.start()
+        try:
+            await asyncio.gather(*(appender.submit(_event(f"p{n % 4}", round * 100 + n)) for n in range(12)))
+        finally:
+            await appender.stop()
+    report = await _verified(db, tmp_path)
+    assert report.ok and report.size == 36, report.summary()
+    async with db.read() as txn:
+        rows = await log_sql.post_entries(txn, "p1")
+    assert [int(r["idx"]) for r in rows] == [1, 5, 9, 13, 17, 21, 25, 29, 33]
+    await db.close()
+
+
+async def test_a_failed_commit_fails_its_callers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: when a batch's COMMIT fails, its callers hear so; the batch run meanwhile on top
+    of it is run again from the start, and the log stays whole."""
+    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+    assert isinstance(db, SqliteDatabase) and db._writer is not None
+    conn = db._writer
+    real = conn.execute_fetchall
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    async def flaky(sql: str, parameters: Any = None) -> Any:
+        if sql == "COMMIT" and failures:
+            raise failures.pop()
+        return await real(sql, parameters)
+
+    monkeypatch.setattr(conn, "execute_fetchall", flaky)
+    appender = Appender(db, ManualClock(), max_batch=4)
+    await appender.start()
+    try:
+        outcomes = await asyncio.gather(*(appender.submit(_event(f"p{n % 3}", n)) for n in range(16)),
+                                        return_exceptions=True)
+        failed = [n for n, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        assert failed == [0, 1, 2, 3], outcomes
+        assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(12))
+        assert await appender.submit(_event("p0", 99)) == 12
+    finally:
+        await appender.stop()
+    report = await _verified(db, tmp_path)
+    assert report.ok and report.size == 13, report.summary()
+    await db.close()
+
+
+async def test_no_statement_runs_outside_a_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: when the BEGIN queued behind a COMMIT fails, the works run meanwhile have not
+    changed anything on their own; they run again, each once, each with its entry."""
+    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+    assert isinstance(db, SqliteDatabase) and db._writer is not None
+    conn = db._writer
+    real = conn.execute_fetchall
+    begins = 0
+
+    async def flaky(sql: str, parameters: Any = None) -> Any:
+        nonlocal begins
+        if sql == "BEGIN IMMEDIATE":
+            begins += 1
+            if begins == 2:  # the first BEGIN queued behind a COMMIT
+                raise sqlite3.OperationalError("database is locked")
+        return await real(sql, parameters)
+
+    monkeypatch.setattr(conn, "execute_fetchall", flaky)
+
+    def work(n: int) -> Work:
+        async def run(ltx: LogTxn) -> int:
+            await ltx.txn.execute(
+                "INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
+                f"a{n}", "0" * 64, "{}", n)
+            return await ltx.append("test.event", actor="alice", account=f"a{n}", data={"n": n})
+        return run
+
+    appender = Appender(db, ManualClock(), max_batch=4)
+    await appender.start()
+    try:
+        indexes = await asyncio.gather(*(appender.submit(work(n)) for n in range(12)))
+    finally:
+        await appender.stop()
+    assert begins > 2 and sorted(indexes) == list(range(12))
+    async with db.read() as txn:
+        heads = await txn.fetchall("SELECT account FROM policy_heads")
+    assert sorted(r["account"] for r in heads) == sorted(f"a{n}" for n in range(12))
+    report = await _verified(db, tmp_path)
+    assert report.ok and report.size == 12, report.summary()
+    await db.close()
+
+
+async def test_other_writers_get_their_turn(tmp_path: Path) -> None:
+    """SQLite: while the appender is busy batch after batch, another write is let in."""
+    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+    appender = Appender(db, ManualClock(), max_batch=8)
+    await appender.start()
+    done = 0
+    busy = asyncio.Event()
+
+    async def caller(n: int) -> None:
+        nonlocal done
+        for m in range(40):
+            await appender.submit(_event(f"p{n}", m))
+            done += 1
+            if done == 50:
+                busy.set()
+
+    async def other() -> int:
+        await busy.wait()
+        async with db.write() as txn:
+            await txn.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
+                              "x", "0" * 64, "{}", 0)
+        return done
+
+    try:
+        results = await asyncio.gather(other(), *(caller(n) for n in range(40)))
+    finally:
+        await appender.stop()
+    assert results[0] < 40 * 40
+    await db.close()
+
+
+async def test_texts_can_be_erased_and_nothing_else(db_url: str, tmp_path: Path) -> None:
+    """A committed text can be erased (the verifier counts it); any other change to the kept
+    texts, or to the entries, is refused by the database."""
+    db = await open_database(db_url)
+    appender = Appender(db, ManualClock())
+    await appender.start()
+    try:
+        first = await appender.submit(_event("p1", 1, text="to be forgotten"))
+        await appender.submit(_event("p1", 2, text="kept"))
+    finally:
+        await appender.stop()
+    async with db.write() as txn:
+        assert await log_sql.erase_text(txn, first)
+        assert not await log_sql.erase_text(txn, first + 100)
+    assert (await _texts(db))[first][2] is None
+    refused = [
+        ("UPDATE log_texts SET text = ? WHERE idx = ?", ("rewritten", first + 1)),
+        ("UPDATE log_texts SET salt = ? WHERE idx = ?", (b"0" * 16, first + 1)),
+        ("UPDATE log_texts SET text_hash = ? WHERE idx = ?", ("0" * 64, first + 1)),
+        ("UPDATE log_texts SET idx = ? WHERE idx = ?", (first + 5, first + 1)),
+        ("DELETE FROM log_texts WHERE idx = ?", (first + 1,)),
+        ("UPDATE log_entries SET entry = ? WHERE idx = ?", (b"{}", first)),
+        ("DELETE FROM log_entries WHERE idx = ?", (first,)),
+    ]
+    for sql, args in refused:
+        with pytest.raises(Exception, match="append-only"):
+            async with db.write() as txn:
+                await txn.execute(sql, *args)
+    report = await _verified(db, tmp_path)
+    assert report.ok, report.summary()
+    assert (report.texts_checked, report.texts_erased) == (1, 1)
+    await db.close()

@@ -1,0 +1,70 @@
+"""Migrations bring a database made by an earlier version up to date, its data with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from gateway.audit.entry import encode_entry, text_commitment
+from gateway.audit.merkle import leaf_hash
+from gateway.storage import log as log_sql
+from gateway.storage import schema
+from gateway.storage.db import PostgresDatabase, SqliteDatabase
+
+
+async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
+    if db_url.startswith("sqlite:///"):
+        return await SqliteDatabase(Path(db_url.removeprefix("sqlite:///"))).open()
+    assert urlsplit(db_url).scheme in ("postgresql", "postgres")
+    return await PostgresDatabase(db_url).open()
+
+
+async def test_version_3_keys_kept_texts_by_entry(db_url: str) -> None:
+    """Texts kept by hash (version 2) are moved to the entries that commit to them, erased
+    ones included, and the table then takes erasure and nothing else."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version in (1, 2):
+                for stmt in schema._statements(db.dialect, version):
+                    await txn.execute(stmt)
+                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            texts = {
+                text_commitment(word, bytes([n]) * 16): (bytes([n]) * 16, word if n != 2 else None)
+                for n, word in enumerate(["one", "two", "three"])
+            }
+            digests = list(texts)
+            datas: list[dict[str, object]] = [
+                {"text_hash": digests[0]}, {"n": 1}, {"text_hash": digests[1]}, {"text_hash": digests[2]},
+            ]
+            for idx, data in enumerate(datas):
+                raw = encode_entry(type="test.event", ts=0, actor="a", account="x", post=None, data=data, prev=None)
+                await txn.execute(
+                    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", idx, leaf_hash(raw), raw, "test.event", None, None, "x", 0)
+            await txn.execute("INSERT INTO log_state (id, size, root, frontier) VALUES (1, ?, ?, ?)",
+                              len(datas), b"\0" * 32, b"")
+            for digest, (salt, text) in texts.items():
+                await txn.execute("INSERT INTO log_texts (text_hash, salt, text) VALUES (?, ?, ?)", digest, salt, text)
+            # A text no entry commits to has nothing to be kept beside.
+            await txn.execute("INSERT INTO log_texts (text_hash, salt, text) VALUES (?, ?, ?)", "f" * 64, b"s", "stray")
+        await schema.migrate(db)
+        async with db.read() as txn:
+            rows = await log_sql.texts(txn, 0, 10)
+            versions = [int(r["version"]) for r in await txn.fetchall("SELECT version FROM schema_migrations")]
+        assert sorted(versions) == list(range(1, schema.LATEST + 1))
+        assert [(int(r["idx"]), r["text_hash"], bytes(r["salt"]), r["text"]) for r in rows] == [
+            (0, digests[0], bytes([0]) * 16, "one"),
+            (2, digests[1], bytes([1]) * 16, "two"),
+            (3, digests[2], bytes([2]) * 16, None),
+        ]
+        async with db.write() as txn:
+            assert await log_sql.erase_text(txn, 0)
+        with pytest.raises(Exception, match="append-only"):
+            async with db.write() as txn:
+                await txn.execute("UPDATE log_texts SET text = ? WHERE idx = 2", "changed")
+    finally:
+        await db.close()
