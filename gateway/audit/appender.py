@@ -435,15 +435,16 @@ class Appender:
         self._heads_at = ltx._next
         self._tree = (ltx._next, frontier)
 
-
     async def _write_chained(self, chain: WriteChain, ltx: LogTxn, size: int, frontier: bytes) -> bytes:
         """:meth:`_write_log` on the SQLite writer: the statements queued one behind the other and
-        their outcomes awaited together, few round trips to the writer thread; the tree is
-        extended while the texts go in (few statements of many rows each, run without the GIL:
-        see WriteChain.commit_and_begin for the marker). Returns the tree's new right edge."""
+        their outcomes awaited together, few round trips to the writer thread. Entries and texts
+        go in as multi-row INSERTs, which run without the GIL once bound, so the tree is extended
+        here while SQLite inserts them. The marker is queued first: once it is answered the
+        writer thread has the entries statement in hand and binds it before this coroutine takes
+        the GIL back for the tree. Returns the tree's new right edge."""
         rows = ltx._rows
-        sent = [chain.send_many(log_sql.INSERT_ENTRIES, rows)]
         marker = chain.send("SELECT 1")
+        sent = [chain.send(sql, *args) for sql, args in log_sql.entries_statements(rows)]
         sent += [chain.send(sql, *args) for sql, args in log_sql.texts_statements(ltx._texts)]
         await marker
         tree = merkle.CompactRange.from_bytes(size, frontier)

@@ -24,6 +24,15 @@ import asyncpg
 Row = Mapping[str, Any]
 
 
+def _sqlite_variable_limit() -> int:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        return conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+
+SQLITE_MAX_VARIABLES = _sqlite_variable_limit()
+"""How many ``?`` one SQLite statement may have with the library this process loaded."""
+
+
 class DatabaseError(Exception):
     """A storage failure that is not the caller's fault (connection lost, disk full)."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 from gateway.audit.merkle import node_hash
-from gateway.storage.db import Row, Txn
+from gateway.storage.db import SQLITE_MAX_VARIABLES, Row, Txn
 
 STATE = "SELECT size, root, frontier FROM log_state WHERE id = 1"
 """The tree state (on SQLite, a write transaction holds the only writer lock already)."""
@@ -33,6 +34,7 @@ INSERT_ENTRIES = (
     "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
+INSERT_TEXTS = "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)"
 
 
 async def save_state(txn: Txn, *, size: int, root: bytes, frontier: bytes) -> None:
@@ -63,20 +65,40 @@ async def insert_texts(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
     """Keep committed texts beside the log: (index of the entry that commits to it, text_hash,
     salt, text)."""
     if rows:
-        await txn.executemany(
-            "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)", rows
-        )
+        await txn.executemany(INSERT_TEXTS, rows)
 
 
-def texts_statements(rows: Sequence[Sequence[Any]], *, per: int = 240) -> list[tuple[str, list[Any]]]:
-    """:func:`insert_texts` as multi-row INSERTs (at most ``per`` rows each, under SQLite's
-    oldest limit of 999 parameters): (sql, arguments) to run in order."""
+def _rows_per_statement(columns: int) -> int:
+    return max(1, min(512, SQLITE_MAX_VARIABLES // columns))
+
+
+def entries_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    """:func:`insert_entries` as multi-row INSERTs, for SQLite: (sql, arguments) to run in order.
+
+    One statement binds its arguments at once and then runs without the GIL, where
+    ``executemany`` takes the GIL back for every row: the gateway's event loop goes on with its
+    Python while SQLite inserts the batch.
+    """
+    return _multi_row(INSERT_ENTRIES.split(" VALUES ")[0], "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _rows_per_statement(8))
+
+
+def texts_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
+    """:func:`insert_texts` as multi-row INSERTs, for SQLite: (sql, arguments) to run in order."""
+    return _multi_row(INSERT_TEXTS.split(" VALUES ")[0], "(?, ?, ?, ?)", rows, _rows_per_statement(4))
+
+
+def _multi_row(head: str, marks: str, rows: Sequence[Sequence[Any]], per: int) -> list[tuple[str, list[Any]]]:
+    """INSERTs of ``per`` rows each, then of fewer rows in powers of two: few distinct
+    statements, so that SQLite's prepared statements are reused (preparing one of 512 rows
+    takes longer than running it)."""
     out = []
-    for start in range(0, len(rows), per):
-        chunk = rows[start : start + per]
-        marks = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
-        sql = f"INSERT INTO log_texts (idx, text_hash, salt, text) VALUES {marks}"
-        out.append((sql, [v for r in chunk for v in r]))
+    start = 0
+    while start < len(rows):
+        n = min(per, len(rows) - start)
+        if n < per:
+            n = 1 << (n.bit_length() - 1)
+        out.append((f"{head} VALUES {', '.join([marks] * n)}", list(chain.from_iterable(rows[start : start + n]))))
+        start += n
     return out
 
 

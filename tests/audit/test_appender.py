@@ -156,6 +156,54 @@ async def test_a_failed_commit_fails_its_callers_only(tmp_path: Path, monkeypatc
     await db.close()
 
 
+async def test_a_failed_entries_insert_fails_its_batch_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: when the multi-row INSERT of a batch's entries fails, that batch's callers hear
+    so and nothing of it is committed; the batches after it go on and the log stays whole."""
+    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+    assert isinstance(db, SqliteDatabase) and db._writer is not None
+    conn = db._writer
+    real = conn.execute_fetchall
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    async def flaky(sql: str, parameters: Any = None) -> Any:
+        if sql.startswith("INSERT INTO log_entries") and failures:
+            raise failures.pop()
+        return await real(sql, parameters)
+
+    monkeypatch.setattr(conn, "execute_fetchall", flaky)
+    appender = Appender(db, ManualClock(), max_batch=4)
+    await appender.start()
+    try:
+        outcomes = await asyncio.gather(*(appender.submit(_event(f"p{n % 3}", n, text=f"t{n}")) for n in range(16)),
+                                        return_exceptions=True)
+        failed = [n for n, o in enumerate(outcomes) if isinstance(o, BaseException)]
+        assert failed == [0, 1, 2, 3], outcomes
+        assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(12))
+    finally:
+        await appender.stop()
+    assert sorted(await _texts(db)) == list(range(12))  # no text of the failed batch was kept
+    report = await _verified(db, tmp_path)
+    assert report.ok and report.size == 12, report.summary()
+    await db.close()
+
+
+def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
+    """Entries and texts go to SQLite as multi-row INSERTs: every row once, in order, and few
+    distinct statements whatever the batch size, so that prepared ones are reused."""
+    seen: set[str] = set()
+    for n in [*range(0, 70), 255, 256, 257, 511, 512, 513, 1000, 1024, 1537]:
+        entries = [(i, b"h" * 32, b"{}", "t", f"post:{i}", str(i), "a", 7) for i in range(n)]
+        texts = [(i, "ab" * 32, b"s" * 16, f"text {i}") for i in range(n)]
+        for rows, statements, width in ((entries, log_sql.entries_statements(entries), 8),
+                                        (texts, log_sql.texts_statements(texts), 4)):
+            flat = [v for _, args in statements for v in args]
+            assert flat == [v for row in rows for v in row]
+            for sql, args in statements:
+                assert sql.count("?") == len(args) == width * sql.count("(?") <= log_sql.SQLITE_MAX_VARIABLES
+                seen.add(sql)
+    assert len(seen) <= 2 * 10  # per table: 512 rows, then 256, 128, … 1
+
+
 async def test_no_statement_runs_outside_a_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite: when the BEGIN queued behind a COMMIT fails, the works run meanwhile have not
     changed anything on their own; they run again, each once, each with its entry."""
