@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from gateway.appkeys import (
@@ -30,6 +32,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
 from gateway.http import mastodon, native, sandbox, xrpc
 from gateway.http.common import error_middleware
+from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
@@ -47,6 +50,7 @@ from gateway.settings import Settings
 from gateway.storage.db import open_database
 
 routes = web.RouteTableDef()
+logger = structlog.get_logger("byline.gateway")
 
 
 @routes.get("/healthz")
@@ -141,6 +145,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
             await checkpoints.start()
             if run_publisher:
                 await publisher.start()
+            logger.info("gateway_started", database=db.dialect, event_loop=loop_name(asyncio.get_running_loop()))
             yield
         finally:
             await publisher.stop()

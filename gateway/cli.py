@@ -118,9 +118,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(_demo_banner(base, tokens), flush=True)
         print(f"Audit log: verifier key {log_key}\n  check it offline with: .venv/bin/byline audit verify "
               f"--key '{log_key}' --url {base}\n", flush=True)
+    from gateway.loops import loop_factory
+
     app = make_app(settings)
     web.run_app(app, host=settings.host, port=settings.port, print=lambda m: print(m, flush=True),
-                access_log=None)
+                access_log=None, loop=loop_factory(settings.event_loop)())
     return 0
 
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$",
+                            description="uvloop (faster) or the standard library's asyncio loop")
 
     @field_validator("database_url")
     @classmethod

@@ -4,6 +4,7 @@ and all four tiers driven over HTTP with the real clock."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 import time
 from collections.abc import AsyncIterator
@@ -160,3 +161,44 @@ async def test_four_tiers_from_outside(outside: Outside) -> None:
     assert status == 201 and adopted["suggested_by"] == "dave"
     await outside.until("carol", adopted["id"], "published")
     assert await outside.timeline("team") == ["Idea\n\n—carol"]
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_serve_runs_on_the_event_loop_chosen(tmp_path: Path, loop: str) -> None:
+    """`byline serve` runs on uvloop unless BYLINE_EVENT_LOOP=asyncio, says which at start, and
+    takes a post on either."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "solo.yaml").write_text(textwrap.dedent(OUTSIDE_POLICIES["solo"]).lstrip(), encoding="utf-8")
+    settings = {"log_key_autocreate": "true"}
+    if loop != "uvloop":  # uvloop is the default
+        settings["event_loop"] = loop
+    serve = ServeProcess(tmp_path, db_url=f"sqlite:///{tmp_path / 'gateway.db'}", policy_dir=policies, **settings)
+    token = serve.token("alice")
+    await serve.start()
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+            async with session.post(f"{serve.base}/v1/posts", json={"account": "solo", "text": "On any loop"}) as resp:
+                assert resp.status == 201, await resp.text()
+                post = await resp.json()
+            for _ in range(100):  # the publisher sends it on its next tick
+                async with session.get(f"{serve.base}/v1/posts/{post['id']}") as resp:
+                    post = await resp.json()
+                if post["state"] == "published":
+                    break
+                await asyncio.sleep(0.1)
+            assert post["state"] == "published", post
+    finally:
+        output = serve.stop()
+    started = [json.loads(line) for line in output.splitlines() if '"gateway_started"' in line]
+    assert [(s["event_loop"], s["database"]) for s in started] == [(loop, "sqlite")], output
+
+
+def test_serve_refuses_an_unknown_event_loop(tmp_path: Path) -> None:
+    """A bad BYLINE_EVENT_LOOP stops `byline serve` at once with one line naming it."""
+    serve = ServeProcess(tmp_path, db_url=f"sqlite:///{tmp_path / 'gateway.db'}", policy_dir=tmp_path,
+                         event_loop="tokio")
+    result = serve.cli("serve", check=False)
+    assert result.returncode == 2, result
+    assert "BYLINE_EVENT_LOOP" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "gateway.db").exists()
