@@ -125,9 +125,13 @@ async def test_chains_carry_on_after_a_restart(db_url: str, tmp_path: Path) -> N
     await db.close()
 
 
-async def test_a_failed_commit_fails_its_callers_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite: when a batch's COMMIT fails, its callers hear so; the batch run meanwhile on top
-    of it is run again from the start, and the log stays whole."""
+@pytest.mark.parametrize("failing", ["COMMIT", "INSERT INTO log_entries"])
+async def test_a_failed_statement_fails_its_batch_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """SQLite: when a batch's COMMIT, or the multi-row INSERT of its entries, fails once, that
+    batch's callers hear so and nothing of it is kept; a batch run meanwhile on top of it is
+    run again from the start, the batches after it go on, and the log stays whole."""
     db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
     assert isinstance(db, SqliteDatabase) and db._writer is not None
     conn = db._writer
@@ -135,7 +139,7 @@ async def test_a_failed_commit_fails_its_callers_only(tmp_path: Path, monkeypatc
     failures = [sqlite3.OperationalError("disk I/O error")]
 
     async def flaky(sql: str, parameters: Any = None) -> Any:
-        if sql == "COMMIT" and failures:
+        if sql.startswith(failing) and failures:
             raise failures.pop()
         return await real(sql, parameters)
 
@@ -143,47 +147,19 @@ async def test_a_failed_commit_fails_its_callers_only(tmp_path: Path, monkeypatc
     appender = Appender(db, ManualClock(), max_batch=4)
     await appender.start()
     try:
-        outcomes = await asyncio.gather(*(appender.submit(_event(f"p{n % 3}", n)) for n in range(16)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(appender.submit(_event(f"p{n % 3}", n, text=f"t{n}")) for n in range(16)), return_exceptions=True
+        )
         failed = [n for n, o in enumerate(outcomes) if isinstance(o, BaseException)]
         assert failed == [0, 1, 2, 3], outcomes
         assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(12))
         assert await appender.submit(_event("p0", 99)) == 12
     finally:
         await appender.stop()
-    report = await _verified(db, tmp_path)
-    assert report.ok and report.size == 13, report.summary()
-    await db.close()
-
-
-async def test_a_failed_entries_insert_fails_its_batch_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite: when the multi-row INSERT of a batch's entries fails, that batch's callers hear
-    so and nothing of it is committed; the batches after it go on and the log stays whole."""
-    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
-    assert isinstance(db, SqliteDatabase) and db._writer is not None
-    conn = db._writer
-    real = conn.execute_fetchall
-    failures = [sqlite3.OperationalError("disk I/O error")]
-
-    async def flaky(sql: str, parameters: Any = None) -> Any:
-        if sql.startswith("INSERT INTO log_entries") and failures:
-            raise failures.pop()
-        return await real(sql, parameters)
-
-    monkeypatch.setattr(conn, "execute_fetchall", flaky)
-    appender = Appender(db, ManualClock(), max_batch=4)
-    await appender.start()
-    try:
-        outcomes = await asyncio.gather(*(appender.submit(_event(f"p{n % 3}", n, text=f"t{n}")) for n in range(16)),
-                                        return_exceptions=True)
-        failed = [n for n, o in enumerate(outcomes) if isinstance(o, BaseException)]
-        assert failed == [0, 1, 2, 3], outcomes
-        assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(12))
-    finally:
-        await appender.stop()
+    assert not failures  # the statement did fail
     assert sorted(await _texts(db)) == list(range(12))  # no text of the failed batch was kept
     report = await _verified(db, tmp_path)
-    assert report.ok and report.size == 12, report.summary()
+    assert report.ok and report.size == 13, report.summary()
     await db.close()
 
 
