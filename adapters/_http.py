@@ -196,6 +196,22 @@ class HttpClient:
         self._timeout_seconds = timeout
         self._detail = detail
 
+    @classmethod
+    def for_account(
+        cls, config: AdapterConfig, *, platform: str, base_url: str, clock: Clock, detail: DetailExtractor
+    ) -> HttpClient:
+        """The client of one account's adapter: the gateway's shared session, the account's
+        resolved secret, and the ``timeout`` option of its policy."""
+        if config.session is None:
+            raise ValueError(f"{platform}: the adapter needs the gateway's shared session")
+        if not config.secret:
+            raise ValueError(f"{platform}: no access token was resolved for this account")
+        return cls(
+            platform=platform, session=config.session, base_url=base_url, secret=config.secret,
+            timeout=float_option(config, "timeout", DEFAULT_TIMEOUT_SECONDS, platform=platform),
+            clock=clock, detail=detail,
+        )
+
     def __repr__(self) -> str:
         return f"HttpClient(platform={self.platform!r}, base_url={self.base_url!r})"
 

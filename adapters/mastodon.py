@@ -51,7 +51,6 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from adapters._http import (
-    DEFAULT_TIMEOUT_SECONDS,
     Clock,
     HttpClient,
     HttpResponse,
@@ -244,10 +243,6 @@ class MastodonAdapter:
         clock: Clock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if config.session is None:
-            raise ValueError("mastodon: the adapter needs the gateway's shared session")
-        if not config.secret:
-            raise ValueError("mastodon: no access token was resolved for this account")
         instance = config.options.get("instance", "")
         self._account = config.account
         self._base_url = check_base_url(instance, option="instance", platform=PLATFORM)
@@ -267,14 +262,8 @@ class MastodonAdapter:
         self._poll_timeout = float_option(
             config, "media_poll_timeout", _DEFAULT_POLL_TIMEOUT, platform=PLATFORM
         )
-        self._http = HttpClient(
-            platform=PLATFORM,
-            session=config.session,
-            base_url=self._base_url,
-            secret=config.secret,
-            timeout=float_option(config, "timeout", DEFAULT_TIMEOUT_SECONDS, platform=PLATFORM),
-            clock=self._clock,
-            detail=_mastodon_detail,
+        self._http = HttpClient.for_account(
+            config, platform=PLATFORM, base_url=self._base_url, clock=self._clock, detail=_mastodon_detail
         )
         self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
         self._account_id: str | None = None

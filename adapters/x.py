@@ -46,7 +46,6 @@ from typing import Any
 from urllib.parse import quote
 
 from adapters._http import (
-    DEFAULT_TIMEOUT_SECONDS,
     Clock,
     HttpClient,
     HttpResponse,
@@ -231,10 +230,6 @@ class XAdapter:
     platform = PLATFORM
 
     def __init__(self, config: AdapterConfig, *, clock: Clock | None = None) -> None:
-        if config.session is None:
-            raise ValueError("x: the adapter needs the gateway's shared session")
-        if not config.secret:
-            raise ValueError("x: no access token was resolved for this account")
         self._account = config.account
         self._base_url = check_base_url(
             config.options.get("api", DEFAULT_API), option="api", platform=PLATFORM
@@ -245,14 +240,8 @@ class XAdapter:
                 config, "lookback_minutes", _DEFAULT_LOOKBACK_MINUTES, platform=PLATFORM
             )
         )
-        self._http = HttpClient(
-            platform=PLATFORM,
-            session=config.session,
-            base_url=self._base_url,
-            secret=config.secret,
-            timeout=float_option(config, "timeout", DEFAULT_TIMEOUT_SECONDS, platform=PLATFORM),
-            clock=self._clock,
-            detail=_x_detail,
+        self._http = HttpClient.for_account(
+            config, platform=PLATFORM, base_url=self._base_url, clock=self._clock, detail=_x_detail
         )
         self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
         self._user_id: str | None = None
