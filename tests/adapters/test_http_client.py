@@ -1,0 +1,29 @@
+"""The HTTP client the Mastodon and X adapters share: what an account's adapter needs to start."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from adapters.base import AdapterConfig
+from adapters.mastodon import MastodonAdapter
+from adapters.x import XAdapter
+
+OPTIONS = {"mastodon": {"instance": "https://social.example"}, "x": {"api": "https://api.x.example"}}
+ADAPTERS = {"mastodon": MastodonAdapter, "x": XAdapter}
+
+
+@pytest.mark.parametrize("platform", ["mastodon", "x"])
+async def test_an_adapter_needs_the_shared_session_and_a_secret(platform: str) -> None:
+    """Without the gateway's session, or without a resolved token, an adapter refuses to start
+    and says which; with both it starts, and its repr shows no token."""
+    adapter = ADAPTERS[platform]
+    options = OPTIONS[platform]
+    with pytest.raises(ValueError, match=f"^{platform}: the adapter needs the gateway's shared session$"):
+        adapter(AdapterConfig(account="brand", handle="brand", secret="tok-secret", options=options))
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ValueError, match=f"^{platform}: no access token was resolved for this account$"):
+            adapter(AdapterConfig(account="brand", handle="brand", options=options, session=session))
+        made = adapter(AdapterConfig(account="brand", handle="brand", secret="tok-secret", options=options,
+                                     session=session))
+        assert made.platform == platform and "tok-secret" not in repr(made)
