@@ -13,6 +13,7 @@ from gateway.appkeys import (
     APPENDER,
     CHECKPOINTS,
     DB,
+    HOUSEKEEPER,
     IDENTITY,
     LOG_READER,
     MASTODON,
@@ -36,6 +37,7 @@ from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
+from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
@@ -140,15 +142,19 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         app[XRPC_REPO] = XrpcRepo(
             db=db, posts=app[POSTS], platforms=platforms, sessions=app[XRPC_SESSIONS], clock=the_clock
         )
+        housekeeper = Housekeeper(db=db, clock=the_clock, interval=settings.housekeeping_interval_seconds)
+        app[HOUSEKEEPER] = housekeeper
         try:
             await policies.start()
             await checkpoints.start()
+            await housekeeper.start()
             if run_publisher:
                 await publisher.start()
             logger.info("gateway_started", database=db.dialect, event_loop=loop_name(asyncio.get_running_loop()))
             yield
         finally:
             await publisher.stop()
+            await housekeeper.stop()
             await checkpoints.stop()
             await policies.stop()
             await appender.stop()

@@ -8,6 +8,7 @@ from gateway.audit.appender import Appender
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
+from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
@@ -32,6 +33,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)
 CHECKPOINTS = web.AppKey("checkpoints", CheckpointService)
+HOUSEKEEPER = web.AppKey("housekeeper", Housekeeper)
 LOG_READER = web.AppKey("log_reader", LogReader)
 OAUTH = web.AppKey("oauth", OAuthService)
 MASTODON = web.AppKey("mastodon", MastodonService)

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_interval_seconds: float = Field(default=2.0, gt=0)
     publish_lease_seconds: float = Field(default=120.0, gt=0)
+    housekeeping_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often expired tickets, codes, keys, sessions and unused uploads go"
+    )
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")

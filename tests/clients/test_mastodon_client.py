@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from mastodon import MastodonAPIError, MastodonNotFoundError
 
+from gateway.appkeys import HOUSEKEEPER
 from tests.clients.world import UPSTREAM_TOKEN, World
 
 
@@ -200,6 +201,27 @@ async def test_media_goes_out_with_the_status(world: World) -> None:
         assert (preview.status, preview.content_type, await preview.read()) == (200, "image/png", png)
     async with world.gateway.client.get(f"/media/{media.id}/{'0' * 64}") as guessed:
         assert guessed.status == 404
+
+
+async def test_an_upload_no_status_took_is_gone_after_a_day(world: World) -> None:
+    """As on Mastodon, media not attached within a day are dropped: attaching one later is a 422
+    and its preview is gone; media a status took stay."""
+    api = await world.client("alice", "masto")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x01" * 32
+    unused = await world.run(api.media_post, png, mime_type="image/png")
+    used = await world.run(api.media_post, png + b"\x02", mime_type="image/png")
+    await world.run(api.status_post, "With a picture", media_ids=[used])
+    world.gateway.clock.advance(timedelta(hours=23))
+    assert (await world.gateway.app[HOUSEKEEPER].sweep()).media == 0
+    world.gateway.clock.advance(timedelta(hours=1, seconds=1))
+    assert (await world.gateway.app[HOUSEKEEPER].sweep()).media == 1
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_post, "Too late", media_ids=[unused])
+    assert caught.value.args[1] == 422
+    async with world.gateway.client.get(unused.url.removeprefix(world.base)) as preview:
+        assert preview.status == 404
+    async with world.gateway.client.get(used.url.removeprefix(world.base)) as preview:
+        assert preview.status == 200
 
 
 async def test_other_platforms_answer_reads_quietly(world: World) -> None:

@@ -1,0 +1,100 @@
+"""Housekeeping drops what nobody can use any more, and nothing else; on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from gateway.clock import ManualClock, now_micros
+from gateway.services.housekeeping import Housekeeper, Swept
+from gateway.storage import idempotency as idem_sql
+from gateway.storage import media as media_sql
+from gateway.storage import oauth as oauth_sql
+from gateway.storage import tokens as token_sql
+from gateway.storage import xrpc as xrpc_sql
+from gateway.storage.db import Database, open_database
+
+HOUR = 3_600_000_000  # microseconds
+
+
+async def _count(db: Database, table: str) -> list[str]:
+    key = {"oauth_signins": "ticket_hash", "oauth_codes": "code_hash", "client_idempotency": "key_hash",
+           "media": "id", "tokens": "token_hash"}[table]
+    async with db.read() as txn:
+        return sorted(str(r[key]) for r in await txn.fetchall(f"SELECT {key} FROM {table}"))
+
+
+async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_path: Path) -> None:
+    """Expired tickets and codes, keys past their hour, uploads no post took within a day and
+    XRPC sessions dead for a day go; everything still usable, or kept for history, stays."""
+    clock = ManualClock()
+    db = await open_database(db_url)
+    now = now_micros(clock)
+    async with db.write() as txn:
+        for name, expires in (("signin-expired", now - 1), ("signin-live", now + HOUR)):
+            await oauth_sql.insert_signin(txn, ticket_hash=name, token_hash="t", csrf_hash="c", at=now - HOUR,
+                                          expires_at=expires)
+        for name, expires in (("code-expired", now - 1), ("code-live", now + 600_000_000)):
+            await oauth_sql.insert_code(txn, code_hash=name, client_id="app", user="alice", account="brand",
+                                        redirect_uri="https://app.example/cb", scopes="read write", challenge=None,
+                                        challenge_method=None, at=now - HOUR, expires_at=expires)
+        for name, age in (("key-old", HOUR + 1), ("key-fresh", HOUR - 1_000_000)):
+            assert await idem_sql.claim(txn, token_hash="tok", key_hash=name, kind="status", at=now - age,
+                                        stale_before=0)
+        for name, age, post in (("m-old", 25 * HOUR, None), ("m-fresh", 23 * HOUR, None), ("m-used", 25 * HOUR, "7")):
+            await media_sql.insert(txn, media_id=name, account="brand", user="alice", mime_type="image/png",
+                                   description=None, data=b"\x89PNG" + name.encode(), digest="d" * 64, at=now - age)
+            if post:
+                await media_sql.attach(txn, [name], post_id=post)
+        await token_sql.insert_token(txn, token_hash="cli-expired", user="alice", account=None, label="cli",
+                                     at=now - 50 * HOUR, expires_at=now - 48 * HOUR)
+        sessions = (("xrpc:dead", now - 48 * HOUR), ("xrpc:just-expired", now - HOUR), ("xrpc:live", now + HOUR))
+        for key, expires in sessions:
+            await xrpc_sql.insert_session(txn, key=key, user="alice", account="brand", parent_hash="p",
+                                          at=now - 50 * HOUR, expires_at=expires)
+        await xrpc_sql.insert_session(txn, key="xrpc:revoked", user="alice", account="brand", parent_hash="p",
+                                      at=now - 50 * HOUR, expires_at=now + HOUR)
+        assert await xrpc_sql.revoke_session(txn, "xrpc:revoked", at=now - 30 * HOUR)
+
+    housekeeper = Housekeeper(db=db, clock=clock, interval=60)
+    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2)
+    assert await _count(db, "oauth_signins") == ["signin-live"]
+    assert await _count(db, "oauth_codes") == ["code-live"]
+    assert await _count(db, "client_idempotency") == ["key-fresh"]
+    assert await _count(db, "media") == ["m-fresh", "m-used"]
+    assert await _count(db, "tokens") == ["cli-expired", "xrpc:just-expired", "xrpc:live"]
+    assert await housekeeper.sweep() == Swept()  # nothing left to drop
+
+    clock.advance(timedelta(days=1, hours=2))  # now the live session has been dead a day too
+    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2)
+    assert await _count(db, "media") == ["m-used"]
+    assert await _count(db, "tokens") == ["cli-expired"]
+    await db.close()
+
+
+async def test_the_housekeeper_sweeps_on_its_own_while_running(db_url: str) -> None:
+    """Started, it sweeps every interval without being asked; stopped, it sweeps no more."""
+    clock = ManualClock()
+    db = await open_database(db_url)
+    housekeeper = Housekeeper(db=db, clock=clock, interval=0.02)
+    await housekeeper.start()
+    try:
+        for n in range(2):
+            now = now_micros(clock)
+            async with db.write() as txn:
+                await oauth_sql.insert_signin(txn, ticket_hash=f"expired-{n}", token_hash="t", csrf_hash="c",
+                                              at=now - HOUR, expires_at=now - 1)
+            for _ in range(200):
+                if not await _count(db, "oauth_signins"):
+                    break
+                await asyncio.sleep(0.01)
+            assert await _count(db, "oauth_signins") == []
+    finally:
+        await housekeeper.stop()
+    async with db.write() as txn:
+        await oauth_sql.insert_signin(txn, ticket_hash="after-stop", token_hash="t", csrf_hash="c",
+                                      at=0, expires_at=1)
+    await asyncio.sleep(0.1)
+    assert await _count(db, "oauth_signins") == ["after-stop"]
+    await db.close()
