@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+logger = structlog.get_logger("byline.tasks")
 
 
 async def cancel_task(task: asyncio.Task[None] | None) -> None:
@@ -13,3 +18,21 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def run_every(interval: float, tick: Callable[[], Awaitable[object]], *, name: str, failed: str) -> asyncio.Task[None]:
+    """Run ``tick`` every ``interval`` seconds, the first time one interval from now, until the
+    task is cancelled (:func:`cancel_task`). A tick that fails is logged as the event ``failed``,
+    and the next one runs as usual."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception(failed)
+
+    return asyncio.create_task(loop(), name=name)

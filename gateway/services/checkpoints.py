@@ -27,7 +27,7 @@ from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, s
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database, Row
-from gateway.tasks import cancel_task
+from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.checkpoints")
 
@@ -131,17 +131,12 @@ class CheckpointService:
     async def start(self) -> None:
         """Sign what is there now, then keep signing every interval while the tree grows."""
         await self._tick()
-        self._task = asyncio.create_task(self._loop(), name="byline-checkpoints")
+        self._task = run_every(self._interval, self._tick, name="byline-checkpoints", failed="checkpoint_failed")
 
     async def stop(self) -> None:
         """Stop signing."""
         await cancel_task(self._task)
         self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._tick()
 
     async def _tick(self) -> None:
         try:

@@ -19,7 +19,7 @@ from gateway.clock import Clock, now_micros
 from gateway.services.mastodon import IDEMPOTENCY_TTL
 from gateway.storage import housekeeping as sql
 from gateway.storage.db import Database
-from gateway.tasks import cancel_task
+from gateway.tasks import cancel_task, run_every
 
 UNATTACHED_MEDIA_TTL = timedelta(days=1)
 DEAD_SESSION_GRACE = timedelta(days=1)
@@ -57,22 +57,12 @@ class Housekeeper:
 
     async def start(self) -> None:
         """Start sweeping (the first sweep one interval from now)."""
-        self._task = asyncio.create_task(self._loop(), name="byline-housekeeping")
+        self._task = run_every(self._interval, self.sweep, name="byline-housekeeping", failed="housekeeping_failed")
 
     async def stop(self) -> None:
         """Stop sweeping."""
         await cancel_task(self._task)
         self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("housekeeping_failed")
 
     async def sweep(self) -> Swept:
         """Drop everything that has outlived its use now; say how much."""

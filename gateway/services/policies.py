@@ -18,7 +18,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database
-from gateway.tasks import cancel_task
+from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.policies")
 
@@ -110,17 +110,9 @@ class PolicyService:
     async def start(self) -> None:
         """Record the policies at start, then watch the directory."""
         await self.sync()
-        self._task = asyncio.create_task(self._watch(), name="byline-policy-watch")
+        self._task = run_every(self._interval, self.sync, name="byline-policy-watch", failed="policy_reload_failed")
 
     async def stop(self) -> None:
         """Stop watching."""
         await cancel_task(self._task)
         self._task = None
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sync()
-            except Exception:
-                logger.exception("policy_reload_failed")
