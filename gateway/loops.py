@@ -1,8 +1,8 @@
 """The event loop the gateway runs on.
 
 uvloop by default: the gateway's hot path is Python on one event loop (HTTP handlers, the
-appender's batches, waking callers), and uvloop's loop written in C takes a fifth off the loop's
-share of it (measured with ``python -m bench``). ``BYLINE_EVENT_LOOP=asyncio`` chooses the
+appender's batches, waking callers), and uvloop's loop, written in C, takes a tenth to a fifth off
+the loop's CPU (measured with ``python -m bench``). ``BYLINE_EVENT_LOOP=asyncio`` chooses the
 standard library's loop, as does a platform uvloop does not support.
 """
 
