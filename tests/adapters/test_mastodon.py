@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import socket
-import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.base import AdapterConfig, AdapterError, MediaItem, OutboundPost
+from adapters.base import AdapterConfig, AdapterError, MediaItem
 from adapters.mastodon import (
     MastodonAdapter,
     grapheme_length,
@@ -24,6 +23,7 @@ from adapters.mastodon import (
     normalize_for_match,
     status_length,
 )
+from tests.adapters.helpers import post, texts_of
 from tests.fakes.mastodon import (
     Account,
     FakeMastodon,
@@ -69,11 +69,6 @@ async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
     server = await aiohttp_server(create_app(fake))
     async with aiohttp.ClientSession() as session:
         yield Env(fake=fake, server=server, session=session, account=account)
-
-
-def post(text: str = "Hello from Byline", key: str = "post-1:v1", **fields: Any) -> OutboundPost:
-    """An outbound post with a fixed idempotency key."""
-    return OutboundPost(post_id=key.split(":")[0], idempotency_key=key, text=text, **fields)
 
 
 def creates(env: Env) -> int:
@@ -359,11 +354,6 @@ async def test_http_instance_is_refused_unless_loopback(env: Env) -> None:
 # -- secrecy ---------------------------------------------------------------------------------
 
 
-def _texts_of(error: AdapterError) -> str:
-    return "\n".join([str(error), repr(error), error.message, error.detail or "",
-                      *traceback.format_exception(error)])
-
-
 async def test_token_never_appears_in_errors_reprs_or_logs(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -392,7 +382,7 @@ async def test_token_never_appears_in_errors_reprs_or_logs(
     errors.append(caught.value)
     assert caught.value.auth_failed
     for error in errors:
-        assert TOKEN not in _texts_of(error)
+        assert TOKEN not in texts_of(error)
     assert TOKEN not in repr(adapter)
     assert TOKEN not in repr(AdapterConfig(account="a", handle="a", secret=TOKEN))
     assert TOKEN not in caplog.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,8 +13,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.base import AdapterConfig, AdapterError, MediaItem, OutboundPost
+from adapters.base import AdapterConfig, AdapterError, MediaItem
 from adapters.x import XAdapter, restored_text, weighted_length
+from tests.adapters.helpers import post, texts_of
 from tests.fakes.x import FakeX, User, create_app
 from tests.fakes.x import weighted_length as fake_weighted_length
 
@@ -56,11 +56,6 @@ async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
     server = await aiohttp_server(create_app(fake))
     async with aiohttp.ClientSession() as session:
         yield Env(fake=fake, server=server, session=session, user=user)
-
-
-def post(text: str = "Hello from Byline", key: str = "post-1:v1", **fields: Any) -> OutboundPost:
-    """An outbound post with a fixed idempotency key."""
-    return OutboundPost(post_id=key.split(":")[0], idempotency_key=key, text=text, **fields)
 
 
 def creates(env: Env) -> int:
@@ -332,11 +327,6 @@ async def test_verify_credentials(env: Env) -> None:
 # -- secrecy ---------------------------------------------------------------------------------
 
 
-def _texts_of(error: AdapterError) -> str:
-    return "\n".join([str(error), repr(error), error.message, error.detail or "",
-                      *traceback.format_exception(error)])
-
-
 async def test_token_never_appears_in_errors_reprs_or_logs(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -368,7 +358,7 @@ async def test_token_never_appears_in_errors_reprs_or_logs(
     errors.append(caught.value)
     assert caught.value.auth_failed
     for error in errors:
-        assert TOKEN not in _texts_of(error)
+        assert TOKEN not in texts_of(error)
     assert TOKEN not in repr(adapter)
     assert TOKEN not in caplog.text
     assert "/2/tweets" in caplog.text  # the debug log did run
