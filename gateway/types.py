@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NewType
 
 PostId = NewType("PostId", str)
@@ -13,6 +13,11 @@ LogIndex = NewType("LogIndex", int)
 # Timestamps are stored as integer microseconds since the Unix epoch (UTC): they compare and
 # sort the same way in SQLite and PostgreSQL, with no time-zone surprises.
 Micros = NewType("Micros", int)
+
+
+def duration_micros(delta: timedelta) -> int:
+    """A length of time in microseconds, as stored times are counted."""
+    return int(delta.total_seconds() * 1_000_000)
 
 
 def to_micros(moment: datetime) -> Micros:

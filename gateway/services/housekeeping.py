@@ -20,14 +20,11 @@ from gateway.services.mastodon import IDEMPOTENCY_TTL
 from gateway.storage import housekeeping as sql
 from gateway.storage.db import Database
 from gateway.tasks import cancel_task, run_every
+from gateway.types import duration_micros
 
 UNATTACHED_MEDIA_TTL = timedelta(days=1)
 DEAD_SESSION_GRACE = timedelta(days=1)
 logger = structlog.get_logger("byline.housekeeping")
-
-
-def _micros(delta: timedelta) -> int:
-    return int(delta.total_seconds() * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +68,9 @@ class Housekeeper:
             swept = Swept(
                 signins=await sql.expired_signins(txn, now=now),
                 codes=await sql.expired_codes(txn, now=now),
-                idempotency_keys=await sql.stale_idempotency_keys(txn, before=now - _micros(IDEMPOTENCY_TTL)),
-                media=await sql.unattached_media(txn, before=now - _micros(UNATTACHED_MEDIA_TTL)),
-                xrpc_sessions=await sql.dead_xrpc_sessions(txn, before=now - _micros(DEAD_SESSION_GRACE)),
+                idempotency_keys=await sql.stale_idempotency_keys(txn, before=now - duration_micros(IDEMPOTENCY_TTL)),
+                media=await sql.unattached_media(txn, before=now - duration_micros(UNATTACHED_MEDIA_TTL)),
+                xrpc_sessions=await sql.dead_xrpc_sessions(txn, before=now - duration_micros(DEAD_SESSION_GRACE)),
             )
         if swept.total:
             logger.info("housekeeping_swept", **asdict(swept))

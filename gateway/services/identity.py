@@ -12,6 +12,7 @@ from gateway.errors import BylineError, Code
 from gateway.services.posts import Caller
 from gateway.storage import tokens as sql
 from gateway.storage.db import Database, Txn
+from gateway.types import duration_micros
 
 TOKEN_PREFIX = "byl_"
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -38,7 +39,7 @@ class Identity:
         async with self._db.write() as txn:
             return await self.issue(
                 txn, user=user, account=account, label=label, at=now,
-                expires_at=now + int(expires_in.total_seconds() * 1_000_000) if expires_in else None,
+                expires_at=now + duration_micros(expires_in) if expires_in else None,
             )
 
     async def issue(

@@ -36,6 +36,7 @@ from gateway.services.posts import Caller, PostOptions, PostService, new_post_id
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage.db import Database
+from gateway.types import duration_micros
 
 logger = structlog.get_logger("byline.mastodon")
 
@@ -290,7 +291,7 @@ class MastodonService:
             return await self._submit(auth, form, kind)
         now = now_micros(self._clock)
         key_hash = _key_hash(idempotency_key)
-        ttl = int(IDEMPOTENCY_TTL.total_seconds() * 1_000_000)
+        ttl = duration_micros(IDEMPOTENCY_TTL)
         async with self._db.write() as txn:
             claimed = await idem_sql.claim(txn, token_hash=auth.token_hash, key_hash=key_hash, kind=kind,
                                            at=now, stale_before=now - ttl)

@@ -43,6 +43,7 @@ from gateway.services.posts import Caller
 from gateway.storage import oauth as sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
+from gateway.types import duration_micros
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 """The redirect URI that asks for the code to be shown instead of sent."""
@@ -353,7 +354,7 @@ class OAuthService:
         async with self._db.write() as txn:
             await sql.insert_signin(txn, ticket_hash=_sha256(ticket), token_hash=hash_token(token),
                                     csrf_hash=_sha256(csrf), at=now,
-                                    expires_at=now + int(CODE_TTL.total_seconds() * 1_000_000))
+                                    expires_at=now + duration_micros(CODE_TTL))
         return caller, ticket
 
     async def resume(self, ticket: str, *, csrf: str) -> Caller:
@@ -397,7 +398,7 @@ class OAuthService:
                 txn, code_hash=_sha256(code), client_id=request.client_id, user=caller.user,
                 account=account, redirect_uri=request.redirect_uri, scopes=" ".join(request.scopes),
                 challenge=request.challenge, challenge_method=request.challenge_method, at=now,
-                expires_at=now + int(CODE_TTL.total_seconds() * 1_000_000),
+                expires_at=now + duration_micros(CODE_TTL),
             )
         return code
 

@@ -40,7 +40,7 @@ from gateway.services.platforms import Platforms
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
-from gateway.types import iso, to_micros
+from gateway.types import duration_micros, iso, to_micros
 
 
 @runtime_checkable
@@ -271,7 +271,7 @@ class PostService:
             state = State(decision.outcome.value)
             gate = decision.gate
             expires = (
-                ltx.now + int(gate.expire_after.total_seconds() * 1_000_000) if gate else None
+                ltx.now + duration_micros(gate.expire_after) if gate else None
             )
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
             await sql.insert_post(ltx.txn, {
@@ -354,7 +354,7 @@ class PostService:
                     approvers=json.dumps(list(gate.approvers)),
                     required=gate.required,
                     publish_at=None,
-                    expires_at=ltx.now + int(gate.expire_after.total_seconds() * 1_000_000),
+                    expires_at=ltx.now + duration_micros(gate.expire_after),
                 )
             elif state is State.SCHEDULED:
                 # The cooling-off window starts again for the new words.

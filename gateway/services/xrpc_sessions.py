@@ -49,6 +49,7 @@ from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database
+from gateway.types import duration_micros
 
 logger = structlog.get_logger("byline.xrpc")
 
@@ -199,7 +200,7 @@ class XrpcSessions:
             await sql.insert_session(
                 txn, key=self._key(sid), user=caller.user, account=caller.account,
                 parent_hash=hash_token(password), at=now,
-                expires_at=now + int(REFRESH_LIFETIME.total_seconds() * 1_000_000),
+                expires_at=now + duration_micros(REFRESH_LIFETIME),
             )
         logger.info("xrpc_session_created", user=caller.user, account=caller.account)
         return self._answer(sid=sid, did=ident.did, handle=ident.handle)
@@ -221,7 +222,7 @@ class XrpcSessions:
             await sql.insert_session(
                 txn, key=self._key(sid), user=old.user, account=old.account,
                 parent_hash=row["parent_hash"], at=now,
-                expires_at=now + int(REFRESH_LIFETIME.total_seconds() * 1_000_000),
+                expires_at=now + duration_micros(REFRESH_LIFETIME),
             )
         return self._answer(sid=sid, did=old.did, handle=self.handle_of(loaded))
 
