@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 # The web server, the settings and their validation are imported by the commands that use
 # them: ``byline audit verify`` needs none of them and starts a quarter of a second sooner.
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from gateway.settings import Settings
 
 T = TypeVar("T")
@@ -121,9 +123,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.loops import loop_factory
 
     app = make_app(settings)
+    app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
     web.run_app(app, host=settings.host, port=settings.port, print=lambda m: print(m, flush=True),
                 access_log=None, loop=loop_factory(settings.event_loop)())
     return 0
+
+
+async def _freeze_heap(app: web.Application) -> None:
+    import structlog
+
+    from gateway import heap
+
+    structlog.get_logger("byline.gateway").info("heap_frozen", objects=heap.freeze())
 
 
 def _demo_banner(base: str, tokens: dict[str, str]) -> str:

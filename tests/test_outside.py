@@ -192,6 +192,9 @@ async def test_serve_runs_on_the_event_loop_chosen(tmp_path: Path, loop: str) ->
         output = serve.stop()
     started = [json.loads(line) for line in output.splitlines() if '"gateway_started"' in line]
     assert [(s["event_loop"], s["database"]) for s in started] == [(loop, "sqlite")], output
+    # Once started, what it built is frozen out of the collector's full walks (gateway.heap).
+    frozen = [json.loads(line) for line in output.splitlines() if '"heap_frozen"' in line]
+    assert len(frozen) == 1 and frozen[0]["objects"] > 10_000, output
 
 
 def test_serve_refuses_an_unknown_event_loop(tmp_path: Path) -> None:
