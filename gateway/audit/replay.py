@@ -20,7 +20,7 @@ The replay is pure: no I/O, no clock; it only reads the facts given to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Fact", "Replay"]
@@ -37,7 +37,7 @@ class _Post:
     required: int
     version: int
     state: str
-    approvals: dict[int, set[str]] = field(default_factory=dict)
+    approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
 
 
 @dataclass
@@ -209,21 +209,28 @@ class Replay:
 
     def _approved(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
         version, state = extra
-        policy = self._policy.get(known.account or "")
-        owner = policy.summary.get("owner") if policy is not None else None
-        if actor == known.author and not (actor == owner and known.approvers == (owner,)):
+        if actor == known.author and not self._owner_approving(actor, known):
             self._bad(index, f"{actor} approved their own post {post}")
         elif actor not in known.approvers:
             self._bad(index, f"{actor} approved post {post} but is not one of its approvers")
         if version != known.version:
             self._bad(index, f"approval of version {version} of post {post}, which is at version {known.version}")
-        approvals = known.approvals.get(version)
+        approvals = known.approvals
         if approvals is None:
-            known.approvals[version] = {actor}
+            known.approvals = {version: {actor}}
+        elif version in approvals:
+            approvals[version].add(actor)
         else:
-            approvals.add(actor)
+            approvals[version] = {actor}
         if isinstance(state, str):
             known.state = state
+
+    def _owner_approving(self, actor: str, known: _Post) -> bool:
+        """Whether the author approving is the owner, gate of their own post (a held post of the
+        owner's, whom the policy names as its only approver)."""
+        policy = self._policy.get(known.account or "")
+        owner = policy.summary.get("owner") if policy is not None else None
+        return actor == owner and known.approvers == (owner,)
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
         (version,) = extra
@@ -231,7 +238,7 @@ class Replay:
         self.published_checked += 1
         if known.required <= 0:
             return
-        got = known.approvals.get(version)
+        got = None if known.approvals is None else known.approvals.get(version)
         count = 0 if got is None else len(got)
         if count < known.required:
             self._bad(
