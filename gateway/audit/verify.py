@@ -206,37 +206,42 @@ def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
 def _facts(
     kind: str, actor: str, account: str | None, post: str | None, data: dict[str, Any]
 ) -> tuple[Fact | None, str | None]:
-    state = data.get("state")
-    extra: Any = state if type(state) is str else None
+    extra, problem = _extra(kind, data)
+    return (None, problem) if problem is not None else ((kind, actor, account, post, extra), None)
+
+
+def _extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
+    """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
     if kind == "post.approved":
         version = data.get("version")
         if not _int(version):
             return None, "post.approved lacks data.version"
-        extra = (version, state)
-    elif kind == "post.published":
-        version = data.get("version")
-        if not _int(version):
-            return None, "post.published lacks data.version"
-        extra = (version,)
-    elif kind == "post.submitted":
+        return (version, data.get("state")), None
+    if kind == "post.submitted":
         version, approvers, required = data.get("version"), _str_list(data.get("approvers")), data.get("required")
-        sha = data.get("policy_sha256")
+        state, sha = data.get("state"), data.get("policy_sha256")
         if not (_int(version) and type(state) is str and approvers is not None and _int(required)
                 and (sha is None or type(sha) is str)):
             return None, "post.submitted lacks data.version, state, approvers or required"
-        extra = (version, state, approvers, required, sha)
-    elif kind == "post.edited":
+        return (version, state, approvers, required, sha), None
+    if kind == "post.published":
         version = data.get("version")
+        if not _int(version):
+            return None, "post.published lacks data.version"
+        return (version,), None
+    if kind == "post.edited":
+        version, state = data.get("version"), data.get("state")
         if not _int(version) or type(state) is not str:
             return None, "post.edited lacks data.version or data.state"
         required = data.get("required")
-        extra = (version, state, _str_list(data.get("approvers")), required if _int(required) else None)
-    elif kind == "policy.loaded" or kind == "policy.changed":
+        return (version, state, _str_list(data.get("approvers")), required if _int(required) else None), None
+    if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
         if type(sha) is not str or type(summary) is not dict:
             return None, f"{kind} lacks data.sha256 or data.policy"
-        extra = (sha, summary)
-    return (kind, actor, account, post, extra), None
+        return (sha, summary), None
+    state = data.get("state")
+    return (state if type(state) is str else None), None
 
 
 def _structure(body: Any) -> str | None:
@@ -350,20 +355,17 @@ def process(items: list[Item], texts: Texts) -> Chunk:
             )
         ts_seen = ts
         if kind in replayed:
-            fact, problem = _facts(kind, actor, account, post, data)
+            extra, problem = _extra(kind, data)
             if problem is not None:
                 findings.append((offset, problem))
-            elif fact is not None:
+            else:
                 # Equal values as one object, so that they travel (pickled) once per run.
-                f_kind, f_actor, f_account, f_post, extra = fact
                 try:  # noqa: SIM105 - a try costs nothing; contextlib.suppress, an object per entry
                     extra = same(extra, extra)
                 except TypeError:
                     pass  # it holds a policy, or what a forged entry put there: sent as it is
                 facts += (
-                    offset, same(f_kind, f_kind), same(f_actor, f_actor),
-                    f_account if f_account is None else same(f_account, f_account),
-                    f_post if f_post is None else same(f_post, f_post), extra,
+                    offset, same(kind, kind), same(actor, actor), same(account, account), same(post, post), extra,
                 )
         link: tuple[int, bytes] | None = None
         if prev is not None:
