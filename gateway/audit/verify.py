@@ -200,14 +200,11 @@ def _int(value: Any) -> bool:
 
 def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
     """The replay's facts of one well-formed entry, or a problem."""
-    return _facts(body["type"], body["actor"], body["account"], body["post"], body["data"])
-
-
-def _facts(
-    kind: str, actor: str, account: str | None, post: str | None, data: dict[str, Any]
-) -> tuple[Fact | None, str | None]:
-    extra, problem = _extra(kind, data)
-    return (None, problem) if problem is not None else ((kind, actor, account, post, extra), None)
+    kind = body["type"]
+    extra, problem = _extra(kind, body["data"])
+    if problem is not None:
+        return None, problem
+    return (kind, body["actor"], body["account"], body["post"], extra), None
 
 
 def _extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
