@@ -27,6 +27,10 @@ class Code(StrEnum):
     CONFLICT = "conflict"
     INVALID_TRANSITION = "invalid_transition"
     ALREADY_DECIDED = "already_decided"
+    STALE_VERSION = "stale_version"
+    VERSION_REQUIRED = "version_required"
+    NO_APPROVERS_LEFT = "no_approvers_left"
+    NO_POLICY = "no_policy_in_force"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -48,6 +52,10 @@ STATUS: dict[Code, int] = {
     Code.CONFLICT: 409,
     Code.INVALID_TRANSITION: 409,
     Code.ALREADY_DECIDED: 409,
+    Code.STALE_VERSION: 409,
+    Code.VERSION_REQUIRED: 428,
+    Code.NO_APPROVERS_LEFT: 409,
+    Code.NO_POLICY: 409,
     Code.PAYLOAD_TOO_LARGE: 413,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
     Code.METHOD_NOT_ALLOWED: 405,

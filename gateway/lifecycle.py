@@ -46,6 +46,7 @@ class Action(StrEnum):
     ADOPT = "adopt"
     DISMISS = "dismiss"
     DELETE = "delete"
+    REDECIDE = "redecide"  # the account's policy changed or went away: decided again under it
 
 
 TERMINAL = frozenset(
@@ -75,6 +76,9 @@ _TABLE: dict[tuple[State, Action], State] = {
     (State.SUGGESTED, Action.DISMISS): State.DISMISSED,
     (State.SUGGESTED, Action.CANCEL): State.CANCELLED,
     (State.PUBLISHED, Action.DELETE): State.DELETED,
+    (State.HELD, Action.REDECIDE): State.HELD,
+    (State.SCHEDULED, Action.REDECIDE): State.HELD,
+    (State.SUGGESTED, Action.REDECIDE): State.SUGGESTED,
 }
 
 

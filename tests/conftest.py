@@ -147,9 +147,20 @@ class Gateway:
         assert status == 201, body
         return body  # type: ignore[no-any-return]
 
-    async def act(self, user: str, post_id: str, action: str, json: Any = None) -> tuple[int, Any]:
-        """POST /v1/posts/{id}/{action}."""
+    async def act(
+        self, user: str, post_id: str, action: str, json: Any = None, *, seen: bool = True
+    ) -> tuple[int, Any]:
+        """POST /v1/posts/{id}/{action}. An approve or reject names the version the approver
+        saw: with ``seen``, the post's current one unless ``json`` names one."""
+        if seen and action in ("approve", "reject") and "version" not in (json or {}):
+            json = {**(json or {}), "version": await self.current_version(post_id)}
         return await self.call(user, "POST", f"/v1/posts/{post_id}/{action}", json)
+
+    async def current_version(self, post_id: str) -> int:
+        """The version a post is at now (1 for a post that does not exist)."""
+        async with self.app[DB].read() as txn:
+            row = await txn.fetchone("SELECT version FROM posts WHERE id = ?", post_id)
+        return int(row["version"]) if row is not None else 1
 
     async def get(self, user: str, post_id: str) -> dict[str, Any]:
         """GET a post and insist on 200."""

@@ -74,7 +74,7 @@ def test_may(tier: str, act: Act, user: str) -> None:
     """Each person may do exactly what the product rules allow on each tier."""
     policy: Policy = TIERS[tier]
     approvers = APPROVERS[tier] if tier != "managed" else ()
-    got = may(policy, user, act, author=AUTHOR[tier], approvers=approvers)
+    got = may(policy, user, act, author=AUTHOR[tier], approvers=approvers, suggested=tier == "managed")
     assert got is (user in EXPECTED_MAY[tier][act.value])
 
 

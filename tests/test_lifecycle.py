@@ -32,6 +32,11 @@ EXPECTED = {
     ("suggested", "dismiss"): "dismissed",
     ("suggested", "cancel"): "cancelled",
     ("published", "delete"): "deleted",
+    # A policy change or removal decides pending posts again: they are held, or a suggestion
+    # stays one.
+    ("held", "redecide"): "held",
+    ("scheduled", "redecide"): "held",
+    ("suggested", "redecide"): "suggested",
 }
 
 

@@ -133,7 +133,7 @@ async def test_four_tiers_from_outside(outside: Outside) -> None:
     assert status == 201 and held["state"] == "held"
     status, blocked = await outside.call("alice", "POST", "/v1/posts", {"account": "solo", "text": "example-slur"})
     assert status == 422 and blocked["rule"] == "no-slurs"
-    status, _ = await outside.call("alice", "POST", f"/v1/posts/{held['id']}/approve")
+    status, _ = await outside.call("alice", "POST", f"/v1/posts/{held['id']}/approve", {"version": 1})
     assert status == 200
     await outside.until("alice", held["id"], "published")
     assert sorted(await outside.timeline("solo")) == ["A scandal?", "Direct hello"]
@@ -149,9 +149,9 @@ async def test_four_tiers_from_outside(outside: Outside) -> None:
 
     status, cosigned = await outside.call("alice", "POST", "/v1/posts", {"account": "brand", "text": "Launch"})
     assert cosigned["state"] == "held" and cosigned["approvals_needed"] == 2
-    assert (await outside.call("alice", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 403
-    assert (await outside.call("bob", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 200
-    assert (await outside.call("carol", "POST", f"/v1/posts/{cosigned['id']}/approve"))[0] == 200
+    assert (await outside.call("alice", "POST", f"/v1/posts/{cosigned['id']}/approve", {"version": 1}))[0] == 403
+    assert (await outside.call("bob", "POST", f"/v1/posts/{cosigned['id']}/approve", {"version": 1}))[0] == 200
+    assert (await outside.call("carol", "POST", f"/v1/posts/{cosigned['id']}/approve", {"version": 1}))[0] == 200
     await outside.until("alice", cosigned["id"], "published")
     assert await outside.timeline("brand") == ["Launch"]  # the owner wrote it: no disclosure
 
@@ -160,7 +160,7 @@ async def test_four_tiers_from_outside(outside: Outside) -> None:
     status, adopted = await outside.call("carol", "POST", f"/v1/posts/{suggestion['id']}/adopt")
     assert status == 201 and adopted["suggested_by"] == "dave"
     await outside.until("carol", adopted["id"], "published")
-    assert await outside.timeline("team") == ["Idea\n\n—carol"]
+    assert await outside.timeline("team") == ["Idea\n\n—carol, suggested by dave"]
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -48,9 +49,43 @@ class EditBody(_Body):
 
 
 class ReasonBody(_Body):
-    """``/reject`` and ``/dismiss``."""
+    """``/dismiss``."""
 
     reason: str | None = Field(default=None, max_length=2000)
+
+
+class EmptyBody(_Body):
+    """``/cancel`` and ``/retry``: nothing to say, and nothing else accepted."""
+
+
+class DecisionBody(_Body):
+    """``/approve``: the version the approver saw (or ``If-Match``)."""
+
+    version: int | None = Field(default=None, ge=1)
+
+
+class RejectBody(DecisionBody):
+    """``/reject``: the version the approver saw, and why."""
+
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+
+
+def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
+    """The version an approve or reject names: in the body, or as ``If-Match: "N"``."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return body.version
+    match = _ETAG.match(header)
+    if match is None:
+        raise BylineError(Code.VALIDATION, 'If-Match must name one version of the post, such as "3"',
+                          field="If-Match")
+    version = int(match.group(1))
+    if body.version is not None and body.version != version:
+        raise BylineError(Code.VALIDATION, "the body and If-Match name different versions", field="version")
+    return version
 
 
 class AdoptBody(_Body):
@@ -101,7 +136,9 @@ async def list_posts(request: web.Request) -> web.Response:
 async def get_post(request: web.Request) -> web.Response:
     """One post, with versions, approvals, reasons and events."""
     caller = await authenticated(request)
-    return web.json_response(await request.app[POSTS].view(caller, _post_id(request)))
+    post = await request.app[POSTS].view(caller, _post_id(request))
+    # The version is the post's entity tag: an approver sends it back with If-Match.
+    return web.json_response(post, headers={"ETag": f'"{post["version"]}"'})
 
 
 @routes.patch("/v1/posts/{id}")
@@ -116,23 +153,27 @@ async def edit_post(request: web.Request) -> web.Response:
 async def approve(request: web.Request) -> web.Response:
     """Approve a held post."""
     caller = await authenticated(request)
-    await read_json(request, required=False)
-    return web.json_response(await request.app[POSTS].approve(caller, _post_id(request)))
+    body = parse(DecisionBody, await read_json(request, required=False))
+    version = _decided_version(request, body)
+    return web.json_response(await request.app[POSTS].approve(caller, _post_id(request), version=version))
 
 
 @routes.post("/v1/posts/{id}/reject")
 async def reject(request: web.Request) -> web.Response:
     """Reject a held post, with a reason."""
     caller = await authenticated(request)
-    body = parse(ReasonBody, await read_json(request, required=False))
-    return web.json_response(await request.app[POSTS].reject(caller, _post_id(request), reason=body.reason))
+    body = parse(RejectBody, await read_json(request, required=False))
+    version = _decided_version(request, body)
+    return web.json_response(
+        await request.app[POSTS].reject(caller, _post_id(request), version=version, reason=body.reason)
+    )
 
 
 @routes.post("/v1/posts/{id}/cancel")
 async def cancel(request: web.Request) -> web.Response:
     """The author takes the post back."""
     caller = await authenticated(request)
-    await read_json(request, required=False)
+    parse(EmptyBody, await read_json(request, required=False))
     return web.json_response(await request.app[POSTS].cancel(caller, _post_id(request)))
 
 
@@ -157,7 +198,7 @@ async def dismiss(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     """Put a failed post back in the queue."""
     caller = await authenticated(request)
-    await read_json(request, required=False)
+    parse(EmptyBody, await read_json(request, required=False))
     return web.json_response(await request.app[POSTS].retry(caller, _post_id(request)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -144,11 +145,60 @@ def decide(
     )
 
 
-def disclosed_text(policy: Policy, *, author: str, text: str) -> str:
-    """The text as it will appear: with the disclosure line when someone else wrote it."""
-    if policy.disclosure and author != policy.owner:
-        return f"{text}\n\n{policy.disclosure.replace('{author}', author)}"
+def credit(*, author: str, editors: Sequence[str] = (), suggested_by: str | None = None) -> str:
+    """Everyone whose words go out, as the disclosure names them: ``alice, edited by carol``,
+    ``bob, suggested by dave``."""
+    line = author
+    others = [e for e in dict.fromkeys(editors) if e not in (author, suggested_by)]
+    if suggested_by is not None and suggested_by != author:
+        line += f", suggested by {suggested_by}"
+    if others:
+        line += ", edited by " + (
+            others[0] if len(others) == 1 else ", ".join(others[:-1]) + f" and {others[-1]}"
+        )
+    return line
+
+
+def contributors(*, author: str, editors: Sequence[str] = (), suggested_by: str | None = None) -> frozenset[str]:
+    """Everyone who put words into a post: its author, its editors and the suggester it came from.
+
+    None of them counts toward the approvals the post needs (see :func:`counts_toward`).
+    """
+    found = {author, *editors}
+    if suggested_by is not None:
+        found.add(suggested_by)
+    return frozenset(found)
+
+
+def disclosed_text(
+    policy: Policy, *, author: str, text: str, editors: Sequence[str] = (), suggested_by: str | None = None
+) -> str:
+    """The text as it will appear: with the disclosure line when anyone but the owner wrote it.
+
+    The template's ``{author}`` names everyone whose words go out (see :func:`credit`), so a
+    policy cannot credit the author alone for words an editor or a suggester wrote.
+    """
+    if policy.disclosure and contributors(author=author, editors=editors, suggested_by=suggested_by) != {
+        policy.owner
+    }:
+        line = credit(author=author, editors=editors, suggested_by=suggested_by)
+        return f"{text}\n\n{policy.disclosure.replace('{author}', line)}"
     return text
+
+
+def owner_confirms(policy: Policy) -> bool:
+    """Whether held posts are confirmed by the owner because the policy names no approvers: the
+    one case where a person may approve words they wrote themselves."""
+    return policy.approvals is None
+
+
+def counts_toward(policy: Policy, user: str, *, author: str, contributed: frozenset[str]) -> bool:
+    """Whether ``user``'s approval counts for a post by ``author`` whose current version has the
+    words of ``contributed``: an approver under the policy in force who wrote none of them (or
+    the owner confirming, where the policy names no approvers)."""
+    if user not in gate_for(policy, author).approvers:
+        return False
+    return owner_confirms(policy) or user not in contributed
 
 
 class Act(StrEnum):
@@ -165,23 +215,38 @@ class Act(StrEnum):
     RETRY = "retry"
 
 
-def may(policy: Policy, user: str, act: Act, *, author: str, approvers: tuple[str, ...]) -> bool:
+def may(
+    policy: Policy,
+    user: str,
+    act: Act,
+    *,
+    author: str,
+    approvers: tuple[str, ...],
+    suggested: bool = False,
+) -> bool:
     """Whether ``user`` may ``act`` on a post by ``author``.
 
     ``approvers`` is who could approve the post when it was held; an approver must also still
     be one under the policy in force, so removing someone from a policy takes effect at once.
+    An author acts on their own post only while they still hold the role they wrote it in
+    (writer, or suggester for a ``suggested`` post): a person removed from a policy can no
+    longer edit, cancel or retry what they wrote.
     """
     held_by = roles(policy, user)
     if act is Act.VIEW:
         return bool(held_by) or user == author
+    writes = user == author and (
+        Role.WRITER in held_by or (suggested and Role.SUGGESTER in held_by)
+    )
+    approves = user in approvers and user in gate_for(policy, author).approvers
     if act is Act.CANCEL:
-        return user == author
+        return writes
     if act in (Act.APPROVE, Act.REJECT):
-        return user in approvers and user in gate_for(policy, author).approvers
+        return approves
     if act is Act.EDIT:
-        return user == author or (user in approvers and user in gate_for(policy, author).approvers)
+        return writes or approves
     if act in (Act.ADOPT, Act.DISMISS):
         return Role.WRITER in held_by
     if act in (Act.DELETE, Act.RETRY):
-        return user == author or Role.OWNER in held_by
+        return writes or Role.OWNER in held_by
     return False

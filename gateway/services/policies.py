@@ -16,6 +16,7 @@ import structlog
 
 from gateway.audit.appender import Appender, LogTxn
 from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
+from gateway.services.posts import redecide_pending
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database
 from gateway.tasks import cancel_task, run_every
@@ -55,6 +56,7 @@ class PolicyService:
                 if head is not None and head["sha256"] == loaded.sha256:
                     continue
                 await self._record(ltx, loaded, head)
+                await redecide_pending(ltx, account=account, loaded=loaded)
                 recorded.append(account)
             for account in sorted(set(heads) - set(current)):
                 old = json.loads(heads[account]["summary"])
@@ -64,6 +66,7 @@ class PolicyService:
                     data={"previous_sha256": heads[account]["sha256"], "previous": old},
                 )
                 await log_sql.delete_policy_head(ltx.txn, account)
+                await redecide_pending(ltx, account=account, loaded=None)
                 recorded.append(account)
             return recorded
 

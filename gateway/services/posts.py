@@ -28,14 +28,18 @@ from gateway.policy.engine import (
     Reason,
     Role,
     check_rules,
+    contributors,
+    counts_toward,
     decide,
     disclosed_text,
     gate_for,
     may,
+    owner_confirms,
     publish_time,
     roles,
 )
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.policy.models import Tier
 from gateway.services.platforms import Platforms
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
@@ -97,6 +101,41 @@ def new_post_id() -> str:
 
 def _reasons_json(reasons: tuple[Reason, ...]) -> str:
     return json.dumps([r.to_json() for r in reasons])
+
+
+def _contributors(row: Row) -> frozenset[str]:
+    return contributors(author=row["author"], editors=json.loads(row["editors"]), suggested_by=row["suggested_by"])
+
+
+def _approvals_that_count(loaded: LoadedPolicy, row: Row, approved: list[str]) -> int:
+    """How many of these approvals of a post's current version count: each by one of the post's
+    approvers who is one still and wrote none of its words."""
+    listed = set(json.loads(row["approvers"]))
+    contributed = _contributors(row)
+    return sum(
+        1 for a in set(approved)
+        if a in listed and counts_toward(loaded.policy, a, author=row["author"], contributed=contributed)
+    )
+
+
+def _check_approvers_left(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
+    """Refuse an approver's edit that would leave too few approvers who wrote none of the post.
+
+    An approver may edit a post they approve; from then on their words are in it, so it needs
+    its approvals from others, and an edit that leaves too few of them would strand it.
+    """
+    needed = int(row["required"])
+    if needed <= 0 or caller.user == row["author"] or owner_confirms(loaded.policy):
+        return
+    contributed = _contributors(row) | {caller.user}
+    left = [a for a in gate_for(loaded.policy, row["author"]).approvers if a not in contributed]
+    if len(left) < needed:
+        raise BylineError(
+            Code.NO_APPROVERS_LEFT,
+            f"if {caller.user} edits this post, {len(left)} of its approvers wrote none of it and it "
+            f"needs {needed}: suggest the change to {row['author']} instead",
+            needed=needed, left=left,
+        )
 
 
 class PostService:
@@ -167,20 +206,66 @@ class PostService:
             raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
 
     def _authorize(self, caller: Caller, row: Row, act: Act) -> LoadedPolicy:
-        loaded = self.policy(row["account"])
         self._check_account_binding(caller, row["account"])
+        loaded = self._policies.get(row["account"])
+        if loaded is None:
+            if caller.user == row["author"]:
+                # The author still sees what they wrote; nobody decides anything while the
+                # account has no policy in force.
+                raise BylineError(
+                    Code.NO_POLICY,
+                    f"{row['account']} has no policy in force: this post waits until one is",
+                    account=row["account"],
+                )
+            raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
         approvers = tuple(json.loads(row["approvers"]))
-        if not may(loaded.policy, caller.user, Act.VIEW, author=row["author"], approvers=approvers):
+        author = row["author"]
+        suggested = row["state"] == State.SUGGESTED.value
+        if not may(loaded.policy, caller.user, Act.VIEW, author=author, approvers=approvers):
             raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
         action = _LIFECYCLE_ACTION.get(act)
         if action is not None:
             # Someone who can see the post learns first that its state rules the action out.
             transition(State(row["state"]), action)
-        if not may(loaded.policy, caller.user, act, author=row["author"], approvers=approvers):
+        if not may(loaded.policy, caller.user, act, author=author, approvers=approvers, suggested=suggested):
             raise BylineError(
                 Code.FORBIDDEN, f"{caller.user} may not {act.value} this post", action=act.value
             )
         return loaded
+
+    @staticmethod
+    def _check_version(row: Row, version: int | None) -> int:
+        """An approval or rejection names the version its approver saw: refuse it for another,
+        and ask for it when it names none."""
+        current = int(row["version"])
+        if version is None:
+            raise BylineError(
+                Code.VERSION_REQUIRED,
+                f"name the version you decide on: {{\"version\": {current}}} in the body, or If-Match: \"{current}\"",
+                version=current,
+            )
+        if version != current:
+            raise BylineError(
+                Code.STALE_VERSION,
+                f"you decided on version {version}, but the post is at version {current}: "
+                "read it again before you decide",
+                version=current,
+            )
+        return current
+
+    @staticmethod
+    def _check_no_words(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
+        """Whoever put words into a post never approves it (save the owner confirming, where the
+        policy names no approvers)."""
+        if owner_confirms(loaded.policy):
+            return
+        if caller.user in _contributors(row):
+            raise BylineError(
+                Code.FORBIDDEN,
+                f"{caller.user} put words into this post and may not approve it: "
+                "another approver must",
+                action=Act.APPROVE.value,
+            )
 
     async def _row(self, post_id: str) -> Row:
         async with self._db.read() as txn:
@@ -321,6 +406,7 @@ class PostService:
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.EDIT)
         text = self._check_text(loaded, author=row["author"], text=text)
+        _check_approvers_left(loaded, caller, row)
         policy = loaded.policy
         verdict = check_rules(policy, text)
         if verdict.blocked_by is not None:
@@ -334,13 +420,20 @@ class PostService:
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
+            in_force = self._authorize(caller, current, Act.EDIT)
+            _check_approvers_left(in_force, caller, current)
             state = State(current["state"])
             transition(state, Action.EDIT)
             version = int(current["version"]) + 1
             changes: dict[str, Any] = {"text": text, "version": version}
+            editors = json.loads(current["editors"])
+            if caller.user != current["author"] and caller.user not in editors:
+                # Their words go out too: the disclosure names them and they no longer approve.
+                changes["editors"] = json.dumps([*editors, caller.user])
             if options is not None:
                 changes["options"] = json.dumps(options.to_json())
             new_state = state
+            gated: dict[str, Any] = {}
             old_reasons = json.loads(current["reasons"])
             new_reasons = [r.to_json() for r in verdict.holds]
             if state is State.SCHEDULED and (verdict.holds or int(current["required"]) > 0):
@@ -356,6 +449,7 @@ class PostService:
                     publish_at=None,
                     expires_at=ltx.now + duration_micros(gate.expire_after),
                 )
+                gated = {"approvers": list(gate.approvers), "required": gate.required}
             elif state is State.SCHEDULED:
                 # The cooling-off window starts again for the new words.
                 at = max(to_micros(publish_time(policy, now, None)), int(current["publish_at"] or 0))
@@ -377,6 +471,7 @@ class PostService:
                 data={"version": version, "text_hash": ltx.commit_text(text),
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current["publish_at"])),
+                      "policy_sha256": in_force.sha256, **gated,
                       **({"options": options.to_json()} if options is not None else {})},
             )
 
@@ -384,26 +479,34 @@ class PostService:
         self._wake()
         return await self.view(caller, post_id)
 
-    async def approve(self, caller: Caller, post_id: str) -> dict[str, Any]:
-        """One approval; the one that reaches the required count schedules the post."""
+    async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> dict[str, Any]:
+        """One approval of the version the approver saw; the one that reaches the required count
+        of approvers who wrote none of it schedules the post."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.APPROVE)
-        policy = loaded.policy
+        seen = self._check_version(row, version)
+        self._check_no_words(loaded, caller, row)
         now = self._clock.now()
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
+            # Decided again inside the transaction: the post or the policy may have changed since.
+            in_force = self._authorize(caller, current, Act.APPROVE)
+            version = self._check_version(current, seen)
+            self._check_no_words(in_force, caller, current)
+            policy = in_force.policy
             state = State(current["state"])
-            transition(state, Action.APPROVE)
-            version = int(current["version"])
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
                 decision="approve", reason=None, at=ltx.now,
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
-            count = await sql.count_approvals(ltx.txn, post_id, version)
+            count = _approvals_that_count(
+                in_force, current, await sql.approvers_of(ltx.txn, post_id, version)
+            )
             required = int(current["required"])
-            data: dict[str, Any] = {"version": version, "count": count, "required": required}
+            data: dict[str, Any] = {"version": version, "count": count, "required": required,
+                                    "policy_sha256": in_force.sha256}
             if count >= required:
                 requested = current["requested_at"]
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
@@ -411,7 +514,7 @@ class PostService:
                                 expires_at=None)
                 data.update(state=State.SCHEDULED.value, publish_at=iso(at))
             else:
-                await self._cas(ltx, current, State.HELD)
+                await self._cas(ltx, current, transition(state, Action.APPROVE))
                 data["state"] = State.HELD.value
             await ltx.append("post.approved", actor=caller.user, account=current["account"],
                              post=post_id, data=data)
@@ -420,15 +523,19 @@ class PostService:
         self._wake()
         return await self.view(caller, post_id)
 
-    async def reject(self, caller: Caller, post_id: str, *, reason: str | None) -> dict[str, Any]:
-        """One approver's rejection ends a held post: a co-signer's veto."""
+    async def reject(
+        self, caller: Caller, post_id: str, *, version: int | None, reason: str | None
+    ) -> dict[str, Any]:
+        """One approver's rejection of the version they saw ends a held post: a co-signer's veto."""
         row = await self._row(post_id)
         self._authorize(caller, row, Act.REJECT)
+        seen = self._check_version(row, version)
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
+            in_force = self._authorize(caller, current, Act.REJECT)
+            version = self._check_version(current, seen)
             new_state = transition(State(current["state"]), Action.REJECT)
-            version = int(current["version"])
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
                 decision="reject", reason=reason, at=ltx.now,
@@ -436,7 +543,8 @@ class PostService:
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
             await self._cas(ltx, current, new_state, expires_at=None)
             await ltx.append("post.rejected", actor=caller.user, account=current["account"],
-                             post=post_id, data={"version": version, "reason": reason})
+                             post=post_id, data={"version": version, "reason": reason,
+                                                 "state": new_state.value, "policy_sha256": in_force.sha256})
 
         await self._appender.submit(work)
         return await self.view(caller, post_id)
@@ -450,10 +558,11 @@ class PostService:
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
+            in_force = self._authorize(caller, current, act)
             new_state = transition(State(current["state"]), action)
             await self._cas(ltx, current, new_state, **changes)
             await ltx.append(event, actor=caller.user, account=current["account"], post=post_id,
-                             data={"state": new_state.value, **(data or {})})
+                             data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
 
         await self._appender.submit(work)
         return await self.view(caller, post_id)
@@ -502,11 +611,13 @@ class PostService:
 
         async def work(ltx: LogTxn) -> str:
             current = await self._load(ltx, post_id)
+            in_force = self._authorize(caller, current, Act.ADOPT)
             new_state = transition(State(current["state"]), Action.ADOPT)
             new_id: str = await create(ltx)
             await self._cas(ltx, current, new_state, adopted_into=new_id)
             await ltx.append("post.adopted", actor=caller.user, account=current["account"],
-                             post=post_id, data={"state": new_state.value, "into": new_id})
+                             post=post_id, data={"state": new_state.value, "into": new_id,
+                                                 "policy_sha256": in_force.sha256})
             return new_id
 
         new_id = await self._appender.submit(work)
@@ -581,7 +692,8 @@ class PostService:
         version = int(row["version"]) + 1
         stored = json.loads(row["options"])
         chosen = options or PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
-        shown = disclosed_text(policy, author=row["author"], text=text)
+        shown = disclosed_text(policy, author=row["author"], text=text, editors=json.loads(row["editors"]),
+                               suggested_by=row["suggested_by"])
         try:
             await adapter.edit(row["remote_id"], OutboundPost(
                 post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=shown,
@@ -615,7 +727,12 @@ class PostService:
             row = await sql.get_post(txn, post_id)
             if row is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-            self._authorize(caller, row, Act.VIEW)
+            if self._policies.get(row["account"]) is not None or caller.user != row["author"]:
+                # Without a policy in force, only the post's author still sees it here (auditors
+                # see every event in the log).
+                self._authorize(caller, row, Act.VIEW)
+            else:
+                self._check_account_binding(caller, row["account"])
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
@@ -654,19 +771,23 @@ def render_post(
     loaded: LoadedPolicy | None,
 ) -> dict[str, Any]:
     """The JSON shape of a post in the native API."""
-    shown = (
-        row["published_text"]
-        or (disclosed_text(loaded.policy, author=row["author"], text=row["text"]) if loaded else row["text"])
+    editors = json.loads(row["editors"])
+    shown = row["published_text"] or (
+        disclosed_text(loaded.policy, author=row["author"], text=row["text"], editors=editors,
+                       suggested_by=row["suggested_by"])
+        if loaded else row["text"]
     )
     version = int(row["version"])
     approvals_now = [
         d["approver"] for d in (decisions or [])
         if int(d["version"]) == version and d["decision"] == "approve"
     ]
+    counted = _approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
     out: dict[str, Any] = {
         "id": row["id"],
         "account": row["account"],
         "author": row["author"],
+        "editors": editors,
         "state": row["state"],
         "text": row["text"],
         "display_text": shown,
@@ -677,7 +798,7 @@ def render_post(
         "reasons": json.loads(row["reasons"]),
         "approvers": json.loads(row["approvers"]),
         "approvals_required": int(row["required"]),
-        "approvals_needed": max(0, int(row["required"]) - len(approvals_now))
+        "approvals_needed": max(0, int(row["required"]) - counted)
         if row["state"] == State.HELD.value else 0,
         "remote": {"id": row["remote_id"], "url": row["remote_url"]} if row["remote_id"] else None,
         "suggested_by": row["suggested_by"],
@@ -709,3 +830,78 @@ def render_post(
                            "ts": body["ts"], "data": body["data"]})
         out["events"] = events
     return out
+
+
+_POLICY_REMOVED = {"rule": "policy_removed", "action": "hold",
+                   "reason": "The account's policy was removed: nothing goes out until one is in force"}
+_POLICY_RESTORED = {"rule": "policy_restored", "action": "hold",
+                    "reason": "The account's policy was removed and is back: decide this post under it"}
+_AUTHOR_LOST_ROLE = {"rule": "author_lost_role", "action": "hold",
+                     "reason": "The author no longer writes for this account: someone who does decides"}
+_POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
+                   "reason": "The account's policy now asks for approvals this post has not had"}
+
+
+def _cause(loaded: LoadedPolicy | None, row: Row) -> dict[str, str] | None:
+    """Why a pending post must be decided again under the policy now in force, if it must."""
+    state = State(row["state"])
+    parked = any(r.get("rule") == "policy_removed" for r in json.loads(row["reasons"]))
+    if loaded is None:
+        return None if state is State.SUGGESTED or parked else _POLICY_REMOVED
+    held_by = roles(loaded.policy, row["author"])
+    if state is State.SUGGESTED:
+        return None if held_by & {Role.SUGGESTER, Role.WRITER} else _AUTHOR_LOST_ROLE
+    if Role.WRITER not in held_by:
+        return _AUTHOR_LOST_ROLE
+    if parked:
+        return _POLICY_RESTORED
+    if state is State.SCHEDULED and int(row["required"]) <= 0 and loaded.policy.tier is Tier.COSIGNED:
+        return _POLICY_CHANGED
+    return None
+
+
+async def redecide_pending(ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None) -> list[str]:
+    """Decide an account's pending posts again after its policy changed or went away, in the
+    transaction that records the change: return the ids of the posts that moved.
+
+    A post whose author lost the role they wrote it in is held for the approvers of the new
+    policy (or its owner, where it names none); a post left without any policy stops where it
+    is, held, until one is in force again, and is then held for a decision under it; a post
+    scheduled without approvals on an account that now asks for them is held for them. Nothing
+    is cancelled: a person who still has a role decides. Each held post gets a new version with
+    the same words, so approvals given before the change no longer count.
+    """
+    moved: list[str] = []
+    for row in await sql.pending_posts(ltx.txn, account):
+        cause = _cause(loaded, row)
+        if cause is None:
+            continue
+        state = State(row["state"])
+        new_state = transition(state, Action.REDECIDE)
+        reasons = [r for r in json.loads(row["reasons"]) if r.get("rule") != "policy_removed"]
+        reasons = [*reasons, cause] if cause not in reasons else reasons
+        version = int(row["version"])
+        changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
+                                   "updated_at": ltx.now}
+        data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
+        if loaded is None:
+            changes.update(publish_at=None, expires_at=None)
+        elif new_state is State.HELD:
+            gate = gate_for(loaded.policy, row["author"])
+            version += 1
+            changes.update(
+                version=version, approvers=json.dumps(list(gate.approvers)), required=gate.required,
+                publish_at=None, expires_at=ltx.now + duration_micros(gate.expire_after),
+            )
+            data.update(approvers=list(gate.approvers), required=gate.required)
+            last = await sql.versions(ltx.txn, row["id"])
+            await sql.insert_version(ltx.txn, post_id=row["id"], version=version, text=row["text"],
+                                     editor=last[-1]["editor"] if last else row["author"], at=ltx.now)
+        if not await sql.compare_and_set(
+            ltx.txn, row["id"], state=row["state"], version=int(row["version"]), changes=changes
+        ):
+            raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
+        data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
+        await ltx.append("post.redecided", actor="policy-file", account=account, post=row["id"], data=data)
+        moved.append(row["id"])
+    return moved

@@ -24,7 +24,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
-from gateway.policy.engine import disclosed_text
+from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
@@ -196,6 +196,10 @@ class Publisher:
             loaded = policies.get(row["account"])
             if loaded is None:
                 return None  # the account's policy was removed: nothing may go out under it
+            if due and Role.WRITER not in roles(loaded.policy, row["author"]):
+                # The author lost their role in a reload not yet recorded: the reload's own work
+                # holds the post for someone who still has one.
+                return None
             rate = loaded.policy.rate_limit
             if rate is not None and row["first_attempt_at"] is None:
                 window = rate.seconds * _SECOND
@@ -207,7 +211,8 @@ class Publisher:
             version = int(row["version"])
             key = idempotency_key(post_id, version)
             text = row["published_text"] if stale and row["published_text"] else disclosed_text(
-                loaded.policy, author=row["author"], text=row["text"]
+                loaded.policy, author=row["author"], text=row["text"], editors=json.loads(row["editors"]),
+                suggested_by=row["suggested_by"],
             )
             attempt = int(row["attempts"]) + 1
             if not await sql.compare_and_set(

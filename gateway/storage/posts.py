@@ -10,7 +10,7 @@ _POST_COLUMNS = (
     "id", "account", "author", "state", "version", "text", "options", "reasons", "approvers",
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
-    "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at",
+    "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors",
 )
 _UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at"}
 
@@ -88,13 +88,21 @@ async def approvals(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
-async def count_approvals(txn: Txn, post_id: str, version: int) -> int:
-    """How many distinct approvals the current version has."""
-    row = await txn.fetchone(
-        "SELECT COUNT(*) AS n FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
+async def approvers_of(txn: Txn, post_id: str, version: int) -> list[str]:
+    """Who approved this version of a post."""
+    rows = await txn.fetchall(
+        "SELECT approver FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
         post_id, version,
     )
-    return int(row["n"]) if row else 0
+    return [r["approver"] for r in rows]
+
+
+async def pending_posts(txn: Txn, account: str) -> list[Row]:
+    """An account's posts that have not gone out and may still: held, scheduled or suggested."""
+    return await txn.fetchall(
+        "SELECT * FROM posts WHERE account = ? AND state IN ('held', 'scheduled', 'suggested') ORDER BY id",
+        account,
+    )
 
 
 async def list_posts(

@@ -211,6 +211,11 @@ CREATE TABLE log_texts (
 """
 _V3_DONE = "DROP TABLE log_texts_v2"
 
+# Version 4: who edited each post, in the order they first did. Whoever put words into a post
+# never counts toward its approvals, and the disclosure names them all; the publisher reads
+# them with the post instead of walking its versions.
+_V4 = "ALTER TABLE posts ADD COLUMN editors TEXT NOT NULL DEFAULT '[]'"
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -285,10 +290,28 @@ def _statements(dialect: str, version: int) -> list[str]:
             return stmts + _sqlite_erase_only()
         # The old table's key index keeps its name through the rename: make way for the new one's.
         return ["ALTER INDEX log_texts_pkey RENAME TO log_texts_v2_pkey", *stmts, *_pg_erase_only()]
+    if version == 4:
+        return [_V4]
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 3
+LATEST = 4
+
+
+async def _editors_from_versions(txn: Any) -> None:
+    """Version 4's data: each edited post's editors, from its recorded versions."""
+    rows = await txn.fetchall(
+        "SELECT v.post_id, v.editor, p.author FROM post_versions v JOIN posts p ON p.id = v.post_id "
+        "WHERE v.version > 1 ORDER BY v.post_id, v.version"
+    )
+    editors: dict[str, list[str]] = {}
+    for row in rows:
+        found = editors.setdefault(row["post_id"], [])
+        if row["editor"] != row["author"] and row["editor"] not in found:
+            found.append(row["editor"])
+    for post_id, names in editors.items():
+        if names:
+            await txn.execute("UPDATE posts SET editors = ? WHERE id = ?", json.dumps(names), post_id)
 
 
 async def _texts_by_entry(txn: Any) -> None:
@@ -345,6 +368,8 @@ async def migrate(db: Any) -> None:
                 )
             if version == 3:
                 await _texts_by_entry(txn)
+            if version == 4:
+                await _editors_from_versions(txn)
             await txn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)",
                 version,

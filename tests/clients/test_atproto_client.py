@@ -195,7 +195,7 @@ async def test_managed_owner_post_becomes_a_suggestion(gw: Gateway, sdk: Sdk) ->
     assert status == 201, adopted
     await gw.tick()
     assert [p["text"] for p in await gw.timeline("managed")] == [
-        "Can we say thanks to the volunteers?\n\n—bob"
+        "Can we say thanks to the volunteers?\n\n—bob, suggested by dave"
     ]
     assert (await gw.get("dave", suggestion["id"]))["state"] == "adopted"
 
