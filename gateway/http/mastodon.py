@@ -783,15 +783,16 @@ async def media_file(request: web.Request) -> web.Response:
     })
 
 
-# -- every other read ----------------------------------------------------------------------------
+# -- every other call ----------------------------------------------------------------------------
 
 
-@routes.get("/api/{version:v[12]}/{path:.*}")
+@routes.route("*", "/api/{version:v[12]}/{path:.*}")
 @api
 async def passthrough(request: web.Request) -> web.Response:
-    """Timelines, notifications, accounts…: from the account's instance, with its real token."""
+    """Timelines, notifications, accounts…: listed reads from the account's instance, with its
+    real token; any other call (a follow, a favourite, administration…) is refused."""
     auth = await _auth(request, "read")
     path = request.rel_url.raw_path
     answer = await _service(request).passthrough(auth, path, request.rel_url.raw_query_string,
-                                                 base=base_url(request))
+                                                 base=base_url(request), method=request.method)
     return _raw(answer)

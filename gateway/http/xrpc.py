@@ -3,9 +3,11 @@ speak to a PDS, so they can point at Byline with nothing changed but the server 
 the password.
 
 Sessions and post records are answered here (``services/xrpc_sessions.py``,
-``services/xrpc_repo.py``); every other call is relayed to the account's PDS. Each handler
-parses, makes one service call, and answers. Errors come back as a PDS gives them: the PDS's
-status and ``{"error": Name, "message": ...}``.
+``services/xrpc_repo.py``); a listed set of reads is relayed to the account's PDS, and every
+other call is refused (``xrpc_repo.relay_refusal``). Method names are matched exactly as
+written: a PDS routes them whatever their case, so another spelling must never be taken for
+an unknown method and relayed. Each handler parses, makes one service call, and answers.
+Errors come back as a PDS gives them: the PDS's status and ``{"error": Name, "message": ...}``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.appkeys import XRPC_REPO, XRPC_SESSIONS
 from gateway.errors import BylineError, Code
 from gateway.http.common import parse, read_json
+from gateway.services.xrpc_repo import misspelt, relayed_headers
 from gateway.services.xrpc_sessions import XrpcSession
 
 logger = structlog.get_logger("byline.http.xrpc")
@@ -41,15 +44,16 @@ _BY_CODE: dict[Code, str] = {
     Code.INTERNAL: "InternalServerError",
 }
 _NSID = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z0-9-]+){2,}$")
-_NOT_RELAYED_HEADERS = frozenset({"authorization", "cookie", "host", "content-length"})
 
 _QUERIES: dict[str, Handler] = {}
 _PROCEDURES: dict[str, Handler] = {}
+_OWN_BY_LOWER: dict[str, str] = {}
 
 
 def _query(nsid: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         _QUERIES[nsid] = handler
+        _OWN_BY_LOWER[nsid.lower()] = nsid
         return handler
     return register
 
@@ -57,6 +61,7 @@ def _query(nsid: str) -> Callable[[Handler], Handler]:
 def _procedure(nsid: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         _PROCEDURES[nsid] = handler
+        _OWN_BY_LOWER[nsid.lower()] = nsid
         return handler
     return register
 
@@ -83,6 +88,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     try:
         if not _NSID.match(nsid):
             raise _invalid(f"{nsid!r} is not an XRPC method name")
+        own = _OWN_BY_LOWER.get(nsid.lower())
+        if own is not None and own != nsid:
+            raise misspelt(nsid, own)
         if request.method == "GET":
             handler = _QUERIES.get(nsid)
             if handler is None and nsid in _PROCEDURES:
@@ -114,7 +122,7 @@ async def _session(request: web.Request) -> XrpcSession:
 
 
 def _relayed_headers(request: web.Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() not in _NOT_RELAYED_HEADERS}
+    return relayed_headers(request.headers)
 
 
 def _raw(status: int, headers: dict[str, str], body: bytes) -> web.Response:
@@ -264,7 +272,7 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 async def _relay(request: web.Request) -> web.Response:
-    """Any other call, relayed to the account's PDS (or refused)."""
+    """Any other call: a listed read relayed to the account's PDS, or refused."""
     session = await _session(request)
     body = await request.read() if request.method == "POST" else None
     answer = await request.app[XRPC_REPO].relay(

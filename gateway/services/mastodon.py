@@ -2,9 +2,10 @@
 
 An app acts as one managed account (its token is bound to it). Every write becomes a gateway
 post and goes through the account's policy like any other; reads of the gateway's own posts
-show where they are in their life; every other read is passed through to the account's
-Mastodon instance with the account's real token, which the app never sees. Accounts on other
-platforms answer those reads with empty lists, or 404, as a quiet Mastodon would.
+show where they are in their life; the reads in ``RELAYED_READS`` are passed through to the
+account's Mastodon instance with the account's real token, which the app never sees, and every
+other call (a follow, a favourite, a profile change, administration…) is refused. Accounts on
+other platforms answer the listed reads with empty lists, or 404, as a quiet Mastodon would.
 
 Ids of statuses made here are the gateway's post ids. The HTTP layer (``http/mastodon.py``)
 parses and renders; the decisions are here.
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote, unquote
 
 import structlog
 
@@ -63,15 +65,39 @@ _GONE = (State.CANCELLED, State.DELETED)
 
 _ACCOUNT_TTL_SECONDS = 300.0
 
+RELAYED_READS: tuple[str, ...] = (
+    # The reads Mastodon apps make, relayed with GET only, matched against the path's decoded
+    # segments exactly (case, no empty, "." or ".." segment, no encoded slash). Left out on
+    # purpose: administration, direct messages (conversations), the app's and the push
+    # subscription's credentials, and streams that never end. The gateway answers
+    # verify_credentials, instance, statuses, scheduled_statuses and media itself.
+    r"/api/v1/timelines/(home|public)", r"/api/v1/timelines/tag/\w+", r"/api/v1/timelines/list/[0-9]+",
+    r"/api/v1/notifications", r"/api/v1/notifications/([0-9]+|unread_count|policy)",
+    r"/api/v2/notifications", r"/api/v2/notifications/(unread_count|policy)",
+    r"/api/v2/notifications/[\w-]+(/accounts)?", r"/api/v1/markers",
+    r"/api/v1/accounts/[0-9]+", r"/api/v1/accounts/[0-9]+/(statuses|followers|following|featured_tags|lists)",
+    r"/api/v1/accounts/(relationships|familiar_followers|lookup|search)",
+    r"/api/v1/statuses/[0-9]+", r"/api/v1/statuses/[0-9]+/(context|reblogged_by|favourited_by|history|source)",
+    r"/api/v1/polls/[0-9]+", r"/api/v1/tags/\w+", r"/api/v2/search", r"/api/v1/directory",
+    r"/api/v1/instance/(peers|activity|rules|extended_description|translation_languages|languages|"
+    r"domain_blocks)",
+    r"/api/v1/(custom_emojis|announcements|preferences|favourites|bookmarks|follow_requests|mutes|blocks|"
+    r"domain_blocks|endorsements|featured_tags|followed_tags|lists|filters)",
+    r"/api/v1/featured_tags/suggestions", r"/api/v1/lists/[0-9]+(/accounts)?",
+    r"/api/v1/trends(/(tags|statuses|links))?", r"/api/v2/filters(/[0-9]+)?", r"/api/v2/suggestions",
+)
+"""Client API reads passed through to the account's instance; every other call is refused."""
+
+_RELAYED = re.compile("|".join(f"(?:{pattern})" for pattern in RELAYED_READS))
+_POLICY_GOVERNS = "every write goes through the account's policy, and the policy governs posts"
+
 # Reads an account on a platform other than Mastodon answers with an empty list.
 _EMPTY_LISTS = re.compile(
-    r"^/api/v1/(timelines/.+|notifications|conversations|favourites|bookmarks|lists|filters|"
+    r"^/api/v1/(timelines/.+|notifications|favourites|bookmarks|lists|filters|"
     r"custom_emojis|announcements|follow_requests|mutes|blocks|domain_blocks|endorsements|"
     r"featured_tags|followed_tags|trends(/.*)?|accounts/relationships|accounts/familiar_followers|"
     r"accounts/[^/]+/(statuses|followers|following))$|^/api/v2/(filters|suggestions)$"
 )
-# Reads never passed through: administration, and streams that never end.
-_NOT_PASSED = re.compile(r"^/api/v[12]/(admin|streaming)(/|$)")
 _PREFERENCES = {
     "posting:default:visibility": "public", "posting:default:sensitive": False,
     "posting:default:language": None, "reading:expand:media": "default",
@@ -521,10 +547,11 @@ class MastodonService:
 
     # -- reads passed through --------------------------------------------------------------
 
-    async def passthrough(self, auth: ClientAuth, path: str, query: str, *, base: str) -> Raw:
-        """Any other read: from the account's Mastodon instance, or a quiet local answer."""
-        if _NOT_PASSED.match(path):
-            raise BylineError(Code.NOT_FOUND, "Record not found")
+    async def passthrough(self, auth: ClientAuth, path: str, query: str, *, base: str,
+                          method: str = "GET") -> Raw:
+        """A listed read: from the account's Mastodon instance, or a quiet local answer.
+        Anything else is refused (``relayed_path``)."""
+        path = relayed_path(method, path)
         loaded = self._loaded(auth)
         if loaded.policy.platform != "mastodon":
             return await self._local_read(auth, path)
@@ -563,6 +590,37 @@ class MastodonService:
         if path == f"/api/v1/accounts/{entity['id']}":
             return Raw(status=200, body=json.dumps(entity).encode())
         raise BylineError(Code.NOT_FOUND, "Record not found")
+
+
+def relayed_path(method: str, raw_path: str) -> str:
+    """The path to pass through for a listed read, in its canonical encoding; else a refusal.
+
+    Matched on the decoded segments, exactly as written: an instance (Rails) squeezes double
+    slashes and decodes what it routes, so no other spelling may slip past the list.
+    """
+    shown = raw_path[:200]
+    if method != "GET":
+        raise BylineError(Code.FORBIDDEN, f"Byline does not relay {method} {shown}: {_POLICY_GOVERNS}; "
+                                          "only listed reads reach the account's instance")
+    segments = _segments(raw_path)
+    if segments is None or _RELAYED.fullmatch("/" + "/".join(segments)) is None:
+        raise BylineError(Code.FORBIDDEN, f"Byline does not relay GET {shown}: only listed reads, written "
+                                          f"as listed, reach the account's instance; {_POLICY_GOVERNS}")
+    return "/" + "/".join(quote(segment, safe="") for segment in segments)
+
+
+def _segments(raw_path: str) -> list[str] | None:
+    """The decoded segments of a path, or ``None`` if any is empty, a dot, or hides a separator."""
+    if not raw_path.startswith("/"):
+        return None
+    try:
+        segments = [unquote(segment, errors="strict") for segment in raw_path[1:].split("/")]
+    except UnicodeDecodeError:
+        return None
+    for segment in segments:
+        if segment in ("", ".", "..") or "/" in segment or "\\" in segment or not segment.isprintable():
+            return None
+    return segments
 
 
 def _local_account(account: str, *, handle: str, display_name: str | None, url: str | None) -> dict[str, Any]:

@@ -14,15 +14,20 @@
   transaction across posts, so a refused write stops the batch and says which writes stand.
 * Writes of other records (likes, follows, profile), and calls that would change the account,
   its credentials or its identity, are refused: every write goes through the policy, and the
-  policy governs posts. Direct messages and moderation tools are not relayed either.
-* Every other call is relayed to the account's PDS under the account's own session; for an
-  account on another platform there is no PDS, and the answer is ``MethodNotImplemented``.
+  policy governs posts. Direct messages, service tokens and moderation tools are refused too.
+* The reads in ``RELAYED_QUERIES`` (with GET) and ``uploadBlob`` are relayed to the account's
+  PDS under the account's own session, with only the request headers in ``RELAYED_HEADERS``;
+  every other method is refused and never reaches the PDS. A PDS routes method names whatever
+  their case, so names are matched exactly as the lexicons write them, and another spelling
+  of a method Byline knows is refused as such. For an account on another platform there is
+  no PDS, and the answer is ``MethodNotImplemented``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -66,17 +71,64 @@ _GONE: Final = frozenset(
     {State.CANCELLED, State.DELETED, State.REJECTED, State.EXPIRED, State.DISMISSED}
 )
 
-# What is never relayed, and why (the first prefix that matches decides).
+RELAYED_QUERIES: Final = frozenset({
+    # The reads Bluesky clients make, relayed with GET only, by these exact names. Left out on
+    # purpose: anything that hands out or lists credentials (getServiceAuth, listAppPasswords,
+    # getAccountInviteCodes, getRecommendedDidCredentials), direct messages (chat.bsky.*),
+    # moderation and administration, unstable methods (app.bsky.unspecced.*), and whole-repo
+    # exports. Preferences are read (clients need them to start) but never written.
+    "app.bsky.actor.getPreferences", "app.bsky.actor.getProfiles", "app.bsky.actor.getSuggestions",
+    "app.bsky.actor.searchActors", "app.bsky.actor.searchActorsTypeahead",
+    "app.bsky.feed.describeFeedGenerator", "app.bsky.feed.getActorFeeds", "app.bsky.feed.getActorLikes",
+    "app.bsky.feed.getAuthorFeed", "app.bsky.feed.getFeed", "app.bsky.feed.getFeedGenerator",
+    "app.bsky.feed.getFeedGenerators", "app.bsky.feed.getLikes", "app.bsky.feed.getListFeed",
+    "app.bsky.feed.getPostThread", "app.bsky.feed.getPosts", "app.bsky.feed.getQuotes",
+    "app.bsky.feed.getRepostedBy", "app.bsky.feed.getSuggestedFeeds", "app.bsky.feed.getTimeline",
+    "app.bsky.feed.searchPosts",
+    "app.bsky.graph.getActorStarterPacks", "app.bsky.graph.getBlocks", "app.bsky.graph.getFollowers",
+    "app.bsky.graph.getFollows", "app.bsky.graph.getKnownFollowers", "app.bsky.graph.getList",
+    "app.bsky.graph.getListBlocks", "app.bsky.graph.getListMutes", "app.bsky.graph.getLists",
+    "app.bsky.graph.getMutes", "app.bsky.graph.getRelationships", "app.bsky.graph.getStarterPack",
+    "app.bsky.graph.getStarterPacks", "app.bsky.graph.getSuggestedFollowsByActor",
+    "app.bsky.graph.searchStarterPacks",
+    "app.bsky.labeler.getServices",
+    "app.bsky.notification.getPreferences", "app.bsky.notification.getUnreadCount",
+    "app.bsky.notification.listNotifications",
+    "com.atproto.identity.resolveDid", "com.atproto.identity.resolveHandle",
+    "com.atproto.identity.resolveIdentity",
+    "com.atproto.label.queryLabels",
+    "com.atproto.repo.describeRepo", "com.atproto.repo.getRecord", "com.atproto.repo.listRecords",
+    "com.atproto.sync.getBlob",
+})
+"""Reads relayed to the account's PDS; ``app.bsky.actor.getProfile`` is relayed by its own handler."""
+
+RELAYED_PROCEDURES: Final = frozenset({
+    # Clients upload an image before the post that shows it. A blob no record refers to is
+    # kept by the PDS only for a while and then dropped: an upload publishes nothing.
+    "com.atproto.repo.uploadBlob",
+})
+"""The one write relayed to the account's PDS."""
+
+RELAYED_HEADERS: Final = ("Accept", "Accept-Language", "Content-Type", "atproto-accept-labelers")
+"""Request headers a relayed call carries; every other is dropped. ``atproto-proxy`` above all:
+it names the service the PDS forwards the call to with a token signed for the account, and the
+client must not choose that. ``atproto-accept-labelers`` only picks whose labels the answer
+shows, and stays."""
+
+_BY_LOWER: Final = {name.lower(): name for name in RELAYED_QUERIES | RELAYED_PROCEDURES}
+
+# Why other methods are not relayed (the first prefix that matches, in lower case, decides).
 _NOT_RELAYED: Final = (
     ("chat.bsky.", "a posting tool does not get the account's direct messages"),
     ("tools.ozone.", "moderation tools are not for posting tools"),
     ("com.atproto.admin.", "administration is not for posting tools"),
+    ("com.atproto.server.getserviceauth", "a service token would act for the account without Byline"),
 )
-_WRITES_NOT_RELAYED: Final = (
-    "com.atproto.server.", "com.atproto.identity.", "com.atproto.temp.", "com.atproto.repo.",
+_WRITE_NOT_RELAYED: Final = (
+    "it would change the account, its credentials or its repository outside its policy: every write "
+    "goes through the account's policy, and the policy governs posts"
 )
-_WRITES_RELAYED: Final = frozenset({"com.atproto.repo.uploadBlob"})
-_QUERIES_NOT_RELAYED: Final = frozenset({"com.atproto.server.getServiceAuth"})
+_READ_NOT_RELAYED: Final = "it is not one of the reads Byline relays"
 
 
 class _Lenient(BaseModel):
@@ -403,11 +455,12 @@ class XrpcRepo:
         self, session: XrpcSession, *, method: str, nsid: str, query: str, body: bytes | None,
         headers: dict[str, str],
     ) -> XrpcRawResponse:
-        """Any other call: relayed to the account's PDS under its own session, or refused."""
+        """A listed read (or an upload): relayed to the account's PDS under its own session.
+        Anything else is refused."""
+        refusal = relay_refusal(method, nsid)
+        if refusal is not None:
+            raise refusal
         loaded = self._policy(session)
-        why = _not_relayed(method, nsid)
-        if why is not None:
-            raise xrpc_error(Code.FORBIDDEN, "MethodNotImplemented", f"Byline does not relay {nsid}: {why}")
         if loaded.policy.platform != "bluesky":
             raise xrpc_error(
                 Code.FORBIDDEN, "MethodNotImplemented",
@@ -424,7 +477,7 @@ class XrpcRepo:
         if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
         try:
-            return await adapter.xrpc_raw(method, nsid, query=query, body=body, headers=headers)
+            return await adapter.xrpc_raw(method, nsid, query=query, body=body, headers=relayed_headers(headers))
         except AdapterError as exc:
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
 
@@ -457,16 +510,30 @@ class XrpcRepo:
             )
 
 
-def _not_relayed(method: str, nsid: str) -> str | None:
-    """Why a call must not be relayed to the account's PDS, or ``None``."""
-    for prefix, why in _NOT_RELAYED:
-        if nsid.startswith(prefix):
-            return why
-    if method == "GET" and nsid in _QUERIES_NOT_RELAYED:
-        return "a service token would act for the account without Byline"
-    if method == "POST" and nsid not in _WRITES_RELAYED and nsid.startswith(_WRITES_NOT_RELAYED):
-        return (
-            "it would change the account, its credentials or its repository outside its policy; "
-            "do this on the account's own PDS"
-        )
-    return None
+def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Of a client's request headers, those a relayed call may carry (``RELAYED_HEADERS``)."""
+    given = {name.lower(): value for name, value in headers.items()}
+    return {name: given[name.lower()] for name in RELAYED_HEADERS if name.lower() in given}
+
+
+def misspelt(nsid: str, canonical: str) -> BylineError:
+    """The answer to a method named in another spelling than its own."""
+    return _invalid(
+        f"{nsid} is not the method's name: XRPC method names are matched as written; call {canonical}"
+    )
+
+
+def relay_refusal(method: str, nsid: str) -> BylineError | None:
+    """Why a call must not be relayed to the account's PDS, as the error to answer; or ``None``."""
+    if nsid in RELAYED_QUERIES:
+        return None if method == "GET" else _invalid(f"Incorrect HTTP method ({method}) expected GET")
+    if nsid in RELAYED_PROCEDURES:
+        return None if method == "POST" else _invalid(f"Incorrect HTTP method ({method}) expected POST")
+    lowered = nsid.lower()
+    canonical = _BY_LOWER.get(lowered)
+    if canonical is not None:
+        return misspelt(nsid, canonical)
+    why = next((why for prefix, why in _NOT_RELAYED if lowered.startswith(prefix)), None)
+    if why is None:
+        why = _WRITE_NOT_RELAYED if method == "POST" else _READ_NOT_RELAYED
+    return xrpc_error(Code.FORBIDDEN, "MethodNotImplemented", f"Byline does not relay {nsid}: {why}")
