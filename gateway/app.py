@@ -120,7 +120,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         app[PUBLISHER] = publisher
         app[POSTS] = PostService(
             db=db, appender=appender, policies=registry, clock=the_clock, platforms=platforms,
-            wake_publisher=publisher.wake,
+            wake_publisher=publisher.wake, auditors=settings.auditor_names,
         )
         checkpoints = CheckpointService(
             db=db, signer=signer, clock=the_clock, interval=settings.checkpoint_interval_seconds,

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     log_key_autocreate: bool = Field(
         default=False, description="create a missing BYLINE_LOG_KEY_FILE (demo and tests only)"
     )
+    auditors: str = Field(
+        default="", pattern=r"^[A-Za-z0-9._,\s-]*$",
+        description="Comma-separated people who may read every account's posts and the words of "
+        "posts that never went out, with their salts, but never act on them",
+    )
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_interval_seconds: float = Field(default=2.0, gt=0)
@@ -47,6 +52,12 @@ class Settings(BaseSettings):
         if not (value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://"))):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+
+    @property
+    def auditor_names(self) -> frozenset[str]:
+        """The people named in ``auditors``."""
+        return frozenset(n.strip() for n in self.auditors.split(",") if n.strip())
 
 
 def describe_error(error: ValidationError) -> str:

@@ -137,7 +137,9 @@ async def test_managed_owner_suggests_team_adopts(gateway: Gateway) -> None:
     original = await gateway.get("dave", suggestion["id"])
     assert original["state"] == "adopted" and original["adopted_into"] == adopted["id"]
     await gateway.tick()
-    assert [p["text"] for p in await gateway.timeline("managed")] == ["Thank you all for coming!\n\n—bob, suggested by dave"]
+    assert [p["text"] for p in await gateway.timeline("managed")] == [
+        "Thank you all for coming!\n\n—bob, suggested by dave"  # the suggester is named too
+    ]
 
 
 async def test_managed_dismiss_and_team_posts(gateway: Gateway) -> None:

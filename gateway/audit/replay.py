@@ -1,32 +1,48 @@
-"""Replaying the log's rules: who may submit, who may approve, and what may be published.
+"""Replaying the log's rules: who may act on a post, whose approvals count, what may go out.
 
 Fed the facts of every entry in log order (see :func:`gateway.audit.verify.extract`), the replay
 keeps what the log itself says: the policy in force for each account (from ``policy.*``
-events), and each post's author, approvers, required count, versions and approvals. It flags:
+events), and each post's author, editors, suggester, approvers, required count, version, state
+and approvals. It flags:
 
 - a ``post.submitted`` by someone who was not a writer (or, for a suggestion, a suggester)
-  under the account's policy in force at that point of the log. A submission is decided on the
-  policy the gateway holds in memory, and the gateway records a reloaded policy a moment after
-  reading it, so a submission may name (``policy_sha256``) the policy just replaced, or the next
-  one not yet recorded; it is then judged by the policy it names;
-- a ``post.approved`` by the post's author (unless the author owns the account and the
-  approvers are exactly the owner: the owner confirming a held post on a one-person account),
-  by someone not among the post's approvers, or for another version than the current one;
-- a ``post.published`` of a post that was held (``required`` > 0) without ``required``
-  distinct approvals of the version that was published.
+  under the account's policy, or one that skips the approvals a co-signed account asks for;
+- an edit, cancel, adopt, dismiss, approval or rejection by someone who lacked the role for it
+  under the policy in force at that point of the log: an edit or cancel by an author who no
+  longer writes for the account, an approval by someone who is not (or no longer) one of the
+  post's approvers;
+- an approval by anyone who put words into the version approved (its author, an editor, the
+  suggester of an adopted post), save the owner confirming where the policy names no
+  approvers; an approval or rejection of another version than the current one;
+- a ``post.published`` without ``required`` distinct approvals of the published version from
+  people who wrote none of it, and a publish while the account had no policy in force or its
+  author no longer wrote for it;
+- a pending post (held or scheduled) that outlives its author's role: once a policy change
+  takes the author's role away, or the policy goes, the post must be decided again
+  (``post.redecided``) before anything else happens to it.
+
+Which policy judges an action: every action names the policy it was decided on
+(``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
+policy a moment after reading it, so an action may name the policy just replaced, or the next
+one not yet recorded; it is then judged by the policy it names when the log records it. An
+action that names no policy is judged by the one in force.
 
 The replay is pure: no I/O, no clock; it only reads the facts given to it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Fact", "Replay"]
 
 Fact = tuple[str, str, str | None, str | None, Any]
 """(type, actor, account, post, extra): what the replay needs of one entry; see ``extract``."""
+
+_PENDING = frozenset({"held", "scheduled"})
+_ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
 
 
 @dataclass(slots=True)
@@ -37,7 +53,18 @@ class _Post:
     required: int
     version: int
     state: str
+    suggested_by: str | None = None
+    editors: set[str] | None = None  # made at the first edit by someone else: most posts have none
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
+    decided_again: bool = False  # held anew for people with a role after the author lost theirs
+    owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
+    # again before anything else happens to it, and why
+
+    def wrote(self, user: str) -> bool:
+        """Whether ``user`` put words into the post."""
+        return user == self.author or user == self.suggested_by or (
+            self.editors is not None and user in self.editors
+        )
 
 
 @dataclass
@@ -46,18 +73,37 @@ class _Policy:
     summary: dict[str, Any]
     writers: frozenset[str] = frozenset()
     suggesters: frozenset[str] = frozenset()
+    approvers: frozenset[str] = frozenset()
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         self.writers = frozenset(_list(self.summary, "writers"))
         self.suggesters = frozenset(_list(self.summary, "suggesters"))
+        self.approvers = frozenset(_list(self.summary, "approvers"))
+        owner = self.summary.get("owner")
+        self.owner = owner if isinstance(owner, str) else None
+
+    @property
+    def owner_confirms(self) -> bool:
+        """Where the policy names no approvers, the owner confirms held posts, their own too."""
+        return not self.approvers
+
+    def approves(self, user: str, author: str) -> bool:
+        """Whether ``user`` is an approver of posts by ``author`` under this policy."""
+        if self.owner_confirms:
+            return user == self.owner
+        return user in self.approvers and user != author
+
+
+Check = Callable[[_Policy], str | None]
 
 
 @dataclass
 class _Pending:
     index: int
-    actor: str
-    state: str
     sha256: str
+    check: Check
+    what: str = field(default="")
 
 
 def _list(summary: dict[str, Any], key: str) -> list[str]:
@@ -69,6 +115,13 @@ def _may_submit(policy: _Policy, actor: str, state: str) -> bool:
     if state == "suggested":
         return actor in policy.suggesters and actor not in policy.writers
     return actor in policy.writers
+
+
+def _still_writes(policy: _Policy, known: _Post) -> bool:
+    """Whether the author still holds the role they wrote the post in."""
+    if known.state == "suggested":
+        return known.author in policy.suggesters or known.author in policy.writers
+    return known.author in policy.writers
 
 
 def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
@@ -92,6 +145,7 @@ class Replay:
         self._previous: dict[str, _Policy] = {}
         self._pending: dict[str, list[_Pending]] = {}
         self._posts: dict[str, _Post] = {}
+        self._by_account: dict[str, list[_Post]] = {}
         self.posts_seen = 0
         self.published_checked = 0
 
@@ -113,7 +167,7 @@ class Replay:
 
     def _step(self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any) -> None:
         if kind.startswith("policy."):
-            self._policy_event(kind, account, extra)
+            self._policy_event(index, kind, account, extra)
             return
         if post is None:
             return
@@ -125,24 +179,53 @@ class Replay:
             if kind.startswith("post."):
                 self._bad(index, f"{kind} for post {post}, which was never submitted")
             return
+        if known.owed is not None and kind != "post.redecided":
+            at, why = known.owed
+            self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
+            known.owed = None
         if kind == "post.edited":
-            self._edited(known, extra)
+            self._edited(index, actor, known, post, extra)
         elif kind == "post.approved":
             self._approved(index, actor, known, post, extra)
         elif kind == "post.published":
             self._published(index, known, post, extra)
+        elif kind == "post.redecided":
+            self._redecided(known, extra)
         elif kind == "post.publishing":
-            known.state = "publishing"
-        elif isinstance(extra, str):
-            known.state = extra
+            self._publishing(index, known, post, extra)
+        elif isinstance(extra, tuple) and len(extra) == 3:
+            self._decided(index, kind, actor, known, post, extra)
 
-    def _policy_event(self, kind: str, account: str | None, extra: Any) -> None:
+    # -- which policy judges an action ------------------------------------------------------
+
+    def _judge(self, index: int, account: str | None, sha256: str | None, check: Check, what: str) -> None:
+        """Run ``check`` against the policy an action names (see the module's docstring)."""
+        if account is None:
+            return
+        in_force = self._policy.get(account)
+        if in_force is not None and (sha256 is None or sha256 == in_force.sha256):
+            problem = check(in_force)
+        else:
+            previous = self._previous.get(account)
+            if previous is not None and sha256 is not None and sha256 == previous.sha256:
+                problem = check(previous)
+            elif sha256 is None:
+                problem = f"{what}, which had no policy in force"
+            else:
+                # Named a policy the log has not recorded yet: judged when it is recorded.
+                self._pending.setdefault(account, []).append(_Pending(index, sha256, check, what))
+                return
+        if problem is not None:
+            self._bad(index, problem)
+
+    def _policy_event(self, index: int, kind: str, account: str | None, extra: Any) -> None:
         if account is None:
             return
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:
                 self._previous[account] = old
+            self._owe(index, account, None, old)
             return
         if not isinstance(extra, tuple):
             return
@@ -157,9 +240,32 @@ class Replay:
             for item in waiting:
                 if item.sha256 != sha256:
                     keep.append(item)
-                elif not _may_submit(policy, item.actor, item.state):
-                    self._bad(item.index, self._not_writer(item.actor, account, item.state, sha256))
+                elif (problem := item.check(policy)) is not None:
+                    self._bad(item.index, problem)
             self._pending[account] = keep
+        self._owe(index, account, policy, old)
+
+    def _owe(self, index: int, account: str, policy: _Policy | None, before: _Policy | None) -> None:
+        """After a policy change or removal, mark the account's pending posts that must be
+        decided again: every one when the policy went; those whose author the change took off
+        the writers (or who is not among them when the policy comes back)."""
+        posts = self._by_account.get(account)
+        if not posts:
+            return
+        live = []
+        for known in posts:
+            if known.state in _ENDED:
+                continue  # never pending again: dropped, so a busy account's list stays short
+            live.append(known)
+            if known.state not in _PENDING or known.owed is not None:
+                continue
+            if policy is None:
+                known.owed = (index, "the account's policy was removed")
+            elif known.author not in policy.writers and (before is None or known.author in before.writers):
+                known.owed = (index, f"{known.author} no longer writes for {account}")
+        self._by_account[account] = live
+
+    # -- events -----------------------------------------------------------------------------
 
     @staticmethod
     def _not_writer(actor: str, account: str | None, state: str, sha256: str | None) -> str:
@@ -170,33 +276,53 @@ class Replay:
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
-        version, state, approvers, required, sha256 = extra
+        version, state, approvers, required, sha256 = extra[:5]
+        suggested_by = extra[5] if len(extra) > 5 else None
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
-        self._posts[post] = _Post(actor, account, approvers, required, version, state)
+        known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
         if account is None:
             self._bad(index, "post.submitted names no account")
             return
-        in_force = self._policy.get(account)
-        if in_force is not None and (sha256 is None or sha256 == in_force.sha256):
-            if not _may_submit(in_force, actor, state):
-                self._bad(index, self._not_writer(actor, account, state, in_force.sha256))
-            return
-        previous = self._previous.get(account)
-        if previous is not None and sha256 == previous.sha256:
-            if not _may_submit(previous, actor, state):
-                self._bad(index, self._not_writer(actor, account, state, sha256))
-            return
-        if sha256 is None:
+        self._by_account.setdefault(account, []).append(known)
+        if sha256 is None and account not in self._policy:
             self._bad(index, f"{actor} submitted a post to {account}, which had no policy in force")
             return
-        # Named a policy the log has not recorded yet: judged when it is recorded.
-        self._pending.setdefault(account, []).append(_Pending(index, actor, state, sha256))
 
-    def _edited(self, known: _Post, extra: Any) -> None:
-        version, state, approvers, required = extra
-        if state == "held" and known.state != "held":
+        def check(policy: _Policy) -> str | None:
+            if not _may_submit(policy, actor, state):
+                return self._not_writer(actor, account, state, policy.sha256 if sha256 else None)
+            if state != "suggested" and policy.summary.get("tier") == "co-signed":
+                _, needed = _gate(policy.summary, actor)
+                if state != "held" or required < needed:
+                    return (f"post {post} was submitted to co-signed {account} as {state} needing "
+                            f"{required} approvals, not held for {needed}")
+            return None
+
+        self._judge(index, account, sha256, check, f"{actor} submitted a post to {account}")
+
+    def _edited(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
+        version, state, approvers, required = extra[:4]
+        sha256 = extra[4] if len(extra) > 4 else None
+        before = known.state
+        if actor != known.author:
+            listed = known.approvers
+
+            def check(policy: _Policy) -> str | None:
+                if actor in listed and policy.approves(actor, known.author):
+                    return None
+                return f"{actor} edited post {post} but is neither its author nor one of its approvers"
+
+            self._judge(index, known.account, sha256, check, f"{actor} edited a post of {known.account}")
+            if known.editors is None:
+                known.editors = {actor}
+            else:
+                known.editors.add(actor)
+        else:
+            self._judge(index, known.account, sha256, self._author_acts(actor, post, "edited"),
+                        f"{actor} edited a post of {known.account}")
+        if state == "held" and before != "held":
             # An edit after approval sends the post back to the approvers, gated anew.
             if approvers is not None and required is not None:
                 known.approvers, known.required = approvers, required
@@ -207,12 +333,34 @@ class Replay:
         known.version = version
         known.state = state
 
+    def _author_acts(self, actor: str, post: str, did: str) -> Check:
+        known = self._posts[post]
+        state = known.state
+
+        def check(policy: _Policy) -> str | None:
+            if known.author in policy.writers or (state == "suggested" and known.author in policy.suggesters):
+                return None
+            return f"{actor} {did} post {post} but no longer writes for {known.account}"
+
+        return check
+
     def _approved(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
-        version, state = extra
-        if actor == known.author and not self._owner_approving(actor, known):
-            self._bad(index, f"{actor} approved their own post {post}")
-        elif actor not in known.approvers:
-            self._bad(index, f"{actor} approved post {post} but is not one of its approvers")
+        version, state = extra[:2]
+        sha256 = extra[2] if len(extra) > 2 else None
+        listed = known.approvers
+        wrote = known.wrote(actor)
+        author = known.author
+
+        def check(policy: _Policy) -> str | None:
+            if wrote and not (policy.owner_confirms and actor == policy.owner):
+                if actor == author:
+                    return f"{actor} approved their own post {post}"
+                return f"{actor} approved post {post} (version {version}), which has their words"
+            if actor not in listed or not policy.approves(actor, author):
+                return f"{actor} approved post {post} but is not one of its approvers"
+            return None
+
+        self._judge(index, known.account, sha256, check, f"{actor} approved a post of {known.account}")
         if version != known.version:
             self._bad(index, f"approval of version {version} of post {post}, which is at version {known.version}")
         approvals = known.approvals
@@ -225,12 +373,59 @@ class Replay:
         if isinstance(state, str):
             known.state = state
 
-    def _owner_approving(self, actor: str, known: _Post) -> bool:
-        """Whether the author approving is the owner, gate of their own post (a held post of the
-        owner's, whom the policy names as its only approver)."""
-        policy = self._policy.get(known.account or "")
-        owner = policy.summary.get("owner") if policy is not None else None
-        return actor == owner and known.approvers == (owner,)
+    def _decided(self, index: int, kind: str, actor: str, known: _Post, post: str, extra: Any) -> None:
+        """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
+        state, version, sha256 = extra
+        if kind == "post.rejected":
+            listed = known.approvers
+
+            def check(policy: _Policy) -> str | None:
+                if actor in listed and policy.approves(actor, known.author):
+                    return None
+                return f"{actor} rejected post {post} but is not one of its approvers"
+
+            self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
+            if version is not None and version != known.version:
+                self._bad(index, f"rejection of version {version} of post {post}, which is at version {known.version}")
+        elif kind == "post.cancelled":
+            if actor != known.author:
+                self._bad(index, f"{actor} cancelled post {post}, which {known.author} wrote")
+            else:
+                self._judge(index, known.account, sha256, self._author_acts(actor, post, "cancelled"),
+                            f"{actor} cancelled a post of {known.account}")
+        elif kind in ("post.adopted", "post.dismissed"):
+            def check(policy: _Policy) -> str | None:
+                return None if actor in policy.writers else f"{actor} {kind[5:]} post {post} but is not a writer"
+
+            self._judge(index, known.account, sha256, check, f"{actor} {kind[5:]} a post of {known.account}")
+        if isinstance(state, str):
+            known.state = state
+
+    def _redecided(self, known: _Post, extra: Any) -> None:
+        version, state, approvers, required = extra[:4]
+        known.owed = None
+        known.decided_again = True
+        known.version = version
+        known.state = state
+        if approvers is not None and required is not None:
+            known.approvers, known.required = approvers, required
+
+    def _publishing(self, index: int, known: _Post, post: str, extra: Any) -> None:
+        """A claim: the account must have a policy in force and the author still write for it."""
+        known.state = "publishing"
+        if known.account is None:
+            return
+        policy = self._policy.get(known.account)
+        if policy is None:
+            self._bad(index, f"post {post} went out while {known.account} had no policy in force")
+        elif (known.author not in policy.writers and known.author not in self._previous_writers(known.account)
+              and not known.decided_again):
+            self._bad(index, f"post {post} went out though {known.author} no longer writes for {known.account}")
+
+    def _previous_writers(self, account: str) -> frozenset[str]:
+        # A claim decided a moment before a reload was recorded is judged by the policy before.
+        previous = self._previous.get(account)
+        return previous.writers if previous is not None else frozenset()
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
         (version,) = extra
@@ -239,7 +434,9 @@ class Replay:
         if known.required <= 0:
             return
         got = None if known.approvals is None else known.approvals.get(version)
-        count = 0 if got is None else len(got)
+        policy = self._policy.get(known.account or "") or self._previous.get(known.account or "")
+        owner = policy.owner if policy is not None and policy.owner_confirms else None
+        count = 0 if got is None else sum(1 for a in got if a == owner or not known.wrote(a))
         if count < known.required:
             self._bad(
                 index,
@@ -248,12 +445,16 @@ class Replay:
             )
 
     def finish(self) -> None:
-        """Flag submissions that named a policy the log never recorded."""
-        for account, waiting in self._pending.items():
+        """Flag actions that named a policy the log never recorded, and posts still owed a
+        decision when the log ends."""
+        for waiting in self._pending.values():
             for item in waiting:
                 self._bad(
                     item.index,
-                    f"{item.actor} submitted a post to {account} under policy "
-                    f"{item.sha256[:12]}, which the log never records",
+                    f"{item.what} under policy {item.sha256[:12]}, which the log never records",
                 )
         self._pending.clear()
+        for post, known in self._posts.items():
+            if known.owed is not None:
+                at, why = known.owed
+                self._bad(at, f"post {post} was never decided again after this change: {why}")

@@ -89,6 +89,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     texts_checked: int = 0
     texts_erased: int = 0
+    texts_withheld: int = 0
     posts: int = 0
     unsigned: int = 0
     seconds: float = 0.0
@@ -124,7 +125,8 @@ class Report:
             lines.append(f"checkpoint: {cp.origin} size {cp.size} root {root}")
         lines.append(
             f"{self.checkpoints_checked} checkpoint(s) checked; {self.posts} posts replayed; "
-            f"{self.texts_checked} texts checked, {self.texts_erased} erased; "
+            f"{self.texts_checked} texts checked, {self.texts_erased} erased, "
+            f"{self.texts_withheld} withheld from the public; "
             f"{self.unsigned} entries not yet under a checkpoint"
         )
         lines.append(f"{self.seconds:.2f} s, {rate:,.0f} entries/s")
@@ -140,6 +142,9 @@ def _order(finding: Finding) -> int:
 
 Texts = dict[str, tuple[str, str | None]]
 """Committed texts by hex hash: (hex salt, text or None once erased)."""
+
+WITHHELD = "withheld"
+"""The salt given for a text the server withholds from the public (never valid hex)."""
 
 Item = tuple[int | None, bytes | None, bytes | None, str | None, tuple[str, str | None] | None]
 """(claimed index, entry bytes, stored leaf hash, problem reading it, its text as (hex salt,
@@ -175,13 +180,16 @@ class Chunk:
     """(offset here, problem)."""
     texts_checked: int = 0
     texts_erased: int = 0
+    texts_withheld: int = 0
     subtrees: list[tuple[int, bytes]] | None = None
     """The perfect subtrees covering the run, hashed here, when the run says where it starts."""
 
 
 _REPLAYED = frozenset({
     "policy.loaded", "policy.changed", "policy.removed",
-    "post.submitted", "post.edited", "post.approved", "post.published",
+    "post.submitted", "post.edited", "post.approved", "post.published", "post.publishing",
+    "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
+    "post.expired", "post.deferred", "post.failed", "post.retried",
 })
 
 
@@ -207,38 +215,53 @@ def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
     return (kind, body["actor"], body["account"], body["post"], extra), None
 
 
+def _sha(data: dict[str, Any]) -> str | None:
+    sha = data.get("policy_sha256")
+    return sha if type(sha) is str else None
+
+
 def _extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
+    if kind == "post.publishing":
+        return None, None
     if kind == "post.approved":
         version = data.get("version")
         if not _int(version):
             return None, "post.approved lacks data.version"
-        return (version, data.get("state")), None
+        return (version, data.get("state"), _sha(data)), None
     if kind == "post.submitted":
         version, approvers, required = data.get("version"), _str_list(data.get("approvers")), data.get("required")
         state, sha = data.get("state"), data.get("policy_sha256")
         if not (_int(version) and type(state) is str and approvers is not None and _int(required)
                 and (sha is None or type(sha) is str)):
             return None, "post.submitted lacks data.version, state, approvers or required"
-        return (version, state, approvers, required, sha), None
+        suggested_by = data.get("suggested_by")
+        if suggested_by is not None and type(suggested_by) is not str:
+            return None, "post.submitted has a malformed data.suggested_by"
+        if suggested_by is None:
+            return (version, state, approvers, required, sha), None
+        return (version, state, approvers, required, sha, suggested_by), None
     if kind == "post.published":
         version = data.get("version")
         if not _int(version):
             return None, "post.published lacks data.version"
         return (version,), None
-    if kind == "post.edited":
+    if kind == "post.edited" or kind == "post.redecided":
         version, state = data.get("version"), data.get("state")
         if not _int(version) or type(state) is not str:
-            return None, "post.edited lacks data.version or data.state"
+            return None, f"{kind} lacks data.version or data.state"
         required = data.get("required")
-        return (version, state, _str_list(data.get("approvers")), required if _int(required) else None), None
+        return (version, state, _str_list(data.get("approvers")), required if _int(required) else None,
+                _sha(data)), None
     if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
         if type(sha) is not str or type(summary) is not dict:
             return None, f"{kind} lacks data.sha256 or data.policy"
         return (sha, summary), None
-    state = data.get("state")
-    return (state if type(state) is str else None), None
+    if kind == "policy.removed":
+        return None, None
+    state, version = data.get("state"), data.get("version")
+    return (state if type(state) is str else None, version if _int(version) else None, _sha(data)), None
 
 
 def _structure(body: Any) -> str | None:
@@ -300,7 +323,7 @@ def process(items: list[Item], texts: Texts) -> Chunk:
     findings: list[tuple[int, str]] = []
     # chain -> [first offset, first link, last offset, last leaf, last claimed index]
     chains: dict[str, list[Any]] = {}
-    checked = erased = 0
+    checked = erased = withheld = 0
     sha256 = hashlib.sha256
     loads, dumps, needs_reference = canonical.fast_loads, canonical.fast_dumps, canonical.needs_reference
     a2b = binascii.a2b_base64
@@ -391,7 +414,10 @@ def process(items: list[Item], texts: Texts) -> Chunk:
             if known is None:
                 findings.append((offset, f"the text it commits to ({str(digest)[:16]}…) is missing"))
             elif known[1] is None:
-                erased += 1
+                if known[0] == WITHHELD:
+                    withheld += 1
+                else:
+                    erased += 1
             else:
                 checked += 1
                 try:
@@ -416,6 +442,7 @@ def process(items: list[Item], texts: Texts) -> Chunk:
         findings=findings,
         texts_checked=checked,
         texts_erased=erased,
+        texts_withheld=withheld,
     )
 
 
@@ -607,7 +634,13 @@ class UrlSource:
                 items.append((None, None, None, "the server sent a malformed entry", None))
         texts: Texts = {}
         for t in texts_page.get("texts", []) if isinstance(texts_page, dict) else []:
-            if isinstance(t, dict) and isinstance(t.get("hash"), str) and isinstance(t.get("salt"), str):
+            if not isinstance(t, dict) or not isinstance(t.get("hash"), str):
+                continue
+            if t.get("withheld") is True and t.get("text") is None:
+                # The words of a post that never went out, kept from the public with their salt:
+                # neither checked nor erased (an auditor's token sees them).
+                texts[t["hash"]] = (WITHHELD, None)
+            elif isinstance(t.get("salt"), str):
                 texts[t["hash"]] = (t["salt"], t.get("text") if isinstance(t.get("text"), str) else None)
         return ("items", (items, texts))
 
@@ -786,6 +819,7 @@ class _Run:
             self.bad(first + offset, message)
         report.texts_checked += chunk.texts_checked
         report.texts_erased += chunk.texts_erased
+        report.texts_withheld += chunk.texts_withheld
         claimed = chunk.claimed
         if not self.misplaced and chunk.count and (claimed is not None or chunk.start != first):
             if claimed is None:

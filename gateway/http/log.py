@@ -20,7 +20,7 @@ import re
 
 from aiohttp import web
 
-from gateway.appkeys import LOG_READER, REGISTRY
+from gateway.appkeys import LOG_READER, POSTS, REGISTRY
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, bearer
 from gateway.policy.engine import roles
@@ -71,14 +71,16 @@ async def log_entries(request: web.Request) -> web.Response:
 async def log_texts(request: web.Request) -> web.Response:
     """The texts and salts that a page of entries commits to (text is null once erased)."""
     member_of: frozenset[str] = frozenset()
+    auditor = False
     if bearer(request) is not None:  # people on an account also see its unpublished words
         caller = await authenticated(request)
         member_of = frozenset(
             name for name, loaded in request.app[REGISTRY].policies.items()
             if roles(loaded.policy, caller.user) and caller.account in (None, name)
         )
+        auditor = caller.user in request.app[POSTS].auditors and caller.account is None
     texts = await request.app[LOG_READER].texts(
-        _int(request, "start"), _int(request, "end"), member_of=member_of
+        _int(request, "start"), _int(request, "end"), member_of=member_of, auditor=auditor
     )
     return web.json_response({"texts": texts})
 

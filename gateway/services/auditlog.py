@@ -79,14 +79,16 @@ class LogReader:
             rows = await log_sql.entries(txn, start, end)
         return [(int(r["idx"]), bytes(r["entry"])) for r in rows]
 
-    async def texts(self, start: int, end: int, *, member_of: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    async def texts(
+        self, start: int, end: int, *, member_of: frozenset[str] = frozenset(), auditor: bool = False
+    ) -> list[dict[str, Any]]:
         """The texts (with salts) that the entries ``start <= index < end`` commit to.
 
-        The public sees the words of posts that went out (published, or published and then
+        The public sees the words (and salts) of posts that went out (published, or published and then
         deleted). Drafts still waiting for approval, rejected or cancelled posts and refused
-        attempts are withheld (``text`` null, ``withheld`` true) from anyone who has no role on
-        the account (``member_of``): a brand's unannounced launch must not leak through its
-        own transparency log.
+        attempts are withheld (``text`` and ``salt`` null, ``withheld`` true) from anyone who has
+        no role on the account (``member_of``) unless they are an ``auditor``: a brand's
+        unannounced launch must not leak through its own transparency log.
         """
         _range(start, end)
         end = min(end, start + PAGE)
@@ -96,9 +98,11 @@ class LogReader:
             out_there = await log_sql.posts_that_went_out(txn, sorted(posts))
         result = []
         for r in found:
-            shown = r["account"] in member_of or r["post_id"] in out_there
+            shown = auditor or r["account"] in member_of or r["post_id"] in out_there
+            # A withheld text's salt is withheld too: with it, anyone could confirm a guess of the
+            # words against the hash in the public entry.
             result.append({
-                "hash": r["text_hash"], "salt": bytes(r["salt"]).hex(),
+                "hash": r["text_hash"], "salt": bytes(r["salt"]).hex() if shown else None,
                 "text": r["text"] if shown else None, "withheld": not shown and r["text"] is not None,
             })
         return result

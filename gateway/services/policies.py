@@ -29,6 +29,14 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
     return [k for k in keys if (old or {}).get(k) != (new or {}).get(k)]
 
 
+def _writers(head: Any) -> frozenset[str] | None:
+    """Who wrote for an account under its last recorded policy; None when none was."""
+    if head is None:
+        return None
+    writers = json.loads(head["summary"]).get("writers")
+    return frozenset(w for w in writers if isinstance(w, str)) if isinstance(writers, list) else frozenset()
+
+
 class PolicyService:
     """Reloads policy files and records their changes in the log."""
 
@@ -56,7 +64,7 @@ class PolicyService:
                 if head is not None and head["sha256"] == loaded.sha256:
                     continue
                 await self._record(ltx, loaded, head)
-                await redecide_pending(ltx, account=account, loaded=loaded)
+                await redecide_pending(ltx, account=account, loaded=loaded, before=_writers(head))
                 recorded.append(account)
             for account in sorted(set(heads) - set(current)):
                 old = json.loads(heads[account]["summary"])
@@ -66,7 +74,7 @@ class PolicyService:
                     data={"previous_sha256": heads[account]["sha256"], "previous": old},
                 )
                 await log_sql.delete_policy_head(ltx.txn, account)
-                await redecide_pending(ltx, account=account, loaded=None)
+                await redecide_pending(ltx, account=account, loaded=None, before=_writers(heads[account]))
                 recorded.append(account)
             return recorded
 

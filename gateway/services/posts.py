@@ -150,7 +150,10 @@ class PostService:
         clock: Clock,
         platforms: Platforms | None = None,
         wake_publisher: Callable[[], None] = lambda: None,
+        auditors: frozenset[str] = frozenset(),
     ) -> None:
+        self.auditors = auditors
+        """People who may read every account's posts, and never act on them."""
         self._platforms = platforms
         self._db = db
         self._appender = appender
@@ -176,17 +179,23 @@ class PostService:
     def _check_text(self, loaded: LoadedPolicy, *, author: str, text: Any) -> str:
         if not isinstance(text, str):
             raise BylineError(Code.VALIDATION, "text must be a string", field="text")
-        if not text.strip():
+        # Imported here so that this method is the one place in the service that counts text.
+        from gateway.policy.text import is_blank, published_length
+
+        if is_blank(text):
+            # Zero-width spaces, joiners, bidi marks and the like show nothing either.
             raise BylineError(Code.TEXT_EMPTY, "text is empty: write something to post", field="text")
         shown = disclosed_text(loaded.policy, author=author, text=text)
+        platform = loaded.policy.platform
         limit = loaded.policy.text_limit
-        if len(shown) > limit:
+        length = published_length(platform, shown)
+        if length > limit:
             raise BylineError(
                 Code.TEXT_TOO_LONG,
-                f"text is {len(shown)} characters as published; the limit for this account is {limit}",
+                f"text is {length} characters as {platform} counts them; the limit for this account is {limit}",
                 field="text",
                 limit=limit,
-                length=len(shown),
+                length=length,
             )
         return text
 
@@ -353,6 +362,13 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> str:
+            now_in_force = self._policies.get(policy.account)
+            needs = {Role.WRITER, Role.SUGGESTER} if decision.outcome is Outcome.SUGGESTED else {Role.WRITER}
+            if now_in_force is None or (
+                now_in_force.sha256 != loaded.sha256 and not roles(now_in_force.policy, author) & needs
+            ):
+                # The policy changed while the post was being decided and took the role away.
+                raise BylineError(Code.FORBIDDEN, f"{author} may no longer write for {policy.account}")
             state = State(decision.outcome.value)
             gate = decision.gate
             expires = (
@@ -727,12 +743,12 @@ class PostService:
             row = await sql.get_post(txn, post_id)
             if row is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-            if self._policies.get(row["account"]) is not None or caller.user != row["author"]:
-                # Without a policy in force, only the post's author still sees it here (auditors
-                # see every event in the log).
-                self._authorize(caller, row, Act.VIEW)
-            else:
+            auditing = caller.user in self.auditors and caller.account is None
+            if self._policies.get(row["account"]) is None and caller.user == row["author"]:
+                # Without a policy in force, the post's author still sees what they wrote.
                 self._check_account_binding(caller, row["account"])
+            elif not auditing:
+                self._authorize(caller, row, Act.VIEW)
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
@@ -842,16 +858,20 @@ _POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
                    "reason": "The account's policy now asks for approvals this post has not had"}
 
 
-def _cause(loaded: LoadedPolicy | None, row: Row) -> dict[str, str] | None:
-    """Why a pending post must be decided again under the policy now in force, if it must."""
+def _cause(loaded: LoadedPolicy | None, row: Row, before: frozenset[str] | None) -> dict[str, str] | None:
+    """Why a pending post must be decided again under the policy now in force, if it must;
+    ``before`` is who wrote for the account under the policy this one replaces (None when no
+    policy was in force)."""
     state = State(row["state"])
     parked = any(r.get("rule") == "policy_removed" for r in json.loads(row["reasons"]))
     if loaded is None:
         return None if state is State.SUGGESTED or parked else _POLICY_REMOVED
     held_by = roles(loaded.policy, row["author"])
     if state is State.SUGGESTED:
-        return None if held_by & {Role.SUGGESTER, Role.WRITER} else _AUTHOR_LOST_ROLE
-    if Role.WRITER not in held_by:
+        lost = not held_by & {Role.SUGGESTER, Role.WRITER}
+        return _AUTHOR_LOST_ROLE if lost and _AUTHOR_LOST_ROLE not in json.loads(row["reasons"]) else None
+    if Role.WRITER not in held_by and (before is None or row["author"] in before):
+        # This change took the author's role away (or it came back without them).
         return _AUTHOR_LOST_ROLE
     if parked:
         return _POLICY_RESTORED
@@ -860,7 +880,9 @@ def _cause(loaded: LoadedPolicy | None, row: Row) -> dict[str, str] | None:
     return None
 
 
-async def redecide_pending(ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None) -> list[str]:
+async def redecide_pending(
+    ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, before: frozenset[str] | None
+) -> list[str]:
     """Decide an account's pending posts again after its policy changed or went away, in the
     transaction that records the change: return the ids of the posts that moved.
 
@@ -873,7 +895,7 @@ async def redecide_pending(ltx: LogTxn, *, account: str, loaded: LoadedPolicy | 
     """
     moved: list[str] = []
     for row in await sql.pending_posts(ltx.txn, account):
-        cause = _cause(loaded, row)
+        cause = _cause(loaded, row, before)
         if cause is None:
             continue
         state = State(row["state"])

@@ -33,6 +33,9 @@ from gateway.storage.db import Database
 from gateway.tasks import cancel_task
 from gateway.types import from_micros, iso
 
+_LOST_ROLE = '"author_lost_role"'
+"""The mark a post held for its author's lost role carries in its reasons (see posts.py)."""
+
 logger = structlog.get_logger("byline.publisher")
 
 _SECOND = 1_000_000
@@ -196,9 +199,9 @@ class Publisher:
             loaded = policies.get(row["account"])
             if loaded is None:
                 return None  # the account's policy was removed: nothing may go out under it
-            if due and Role.WRITER not in roles(loaded.policy, row["author"]):
+            if due and Role.WRITER not in roles(loaded.policy, row["author"]) and _LOST_ROLE not in row["reasons"]:
                 # The author lost their role in a reload not yet recorded: the reload's own work
-                # holds the post for someone who still has one.
+                # holds the post for someone who still has one, who then decides.
                 return None
             rate = loaded.policy.rate_limit
             if rate is not None and row["first_attempt_at"] is None:

@@ -24,6 +24,17 @@ def _approve(log: SyntheticLog, post: str, who: str, version: int = 1, state: st
                    data={"version": version, "count": 1, "required": 2, "state": state})
 
 
+def _redecide(
+    log: SyntheticLog, post: str, account: str, *, version: int, approvers: list[str], required: int,
+    sha: str | None, cause: str = "author_lost_role",
+) -> int:
+    """What the gateway records when a policy change holds a pending post for a new decision."""
+    return log.add("post.redecided", actor="policy-file", account=account, post=post, data={
+        "cause": cause, "state": "held", "version": version, "approvers": approvers,
+        "required": required, "policy_sha256": sha,
+    })
+
+
 def test_honest_log_passes(tmp_path: Path) -> None:
     """Writers write, distinct approvers approve the published version, the owner confirms: ok."""
     log = SyntheticLog()
@@ -63,6 +74,7 @@ def test_writer_removed_by_a_policy_change_may_no_longer_post(tmp_path: Path) ->
     log.policy("brand", COSIGNED, "p1")
     log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
     log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    _redecide(log, "1", "brand", version=2, approvers=["bob", "carol", "dave"], required=2, sha="p2")
     log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p3", kind="policy.changed")
     bad = log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"],
                      required=2, sha="p3")
@@ -156,6 +168,7 @@ def test_submission_racing_a_policy_reload_is_judged_by_the_policy_it_names(tmp_
     log.policy("brand", {**COSIGNED, "writers": ["alice", "carol", "erin"]}, "p2", kind="policy.changed")
     # Decided on p2 just before p3 (which drops carol) was recorded: fine under p2.
     log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p3", kind="policy.changed")
+    _redecide(log, "1", "brand", version=2, approvers=["bob", "carol", "dave"], required=2, sha="p3")
     log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p2")
     ghost = log.submit("3", author="alice", account="brand", state="held", approvers=["bob", "dave"],
                        required=2, sha="never-recorded")

@@ -91,7 +91,9 @@ async def test_managed_owner_post_becomes_a_suggestion(world: World) -> None:
     assert later.byline.state == "adopted"
     assert later.byline.adopted_into == adopted["id"]
     await world.gateway.tick()
-    assert [p["text"] for p in await world.gateway.timeline("managed")] == ["Thank you all for coming\n\n—bob, suggested by dave"]
+    assert [p["text"] for p in await world.gateway.timeline("managed")] == [
+        "Thank you all for coming\n\n—bob, suggested by dave"
+    ]
 
 
 async def test_hold_rule_and_block_rule(world: World) -> None:

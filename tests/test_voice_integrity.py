@@ -1,0 +1,237 @@
+"""Nobody speaks alone: the ways one person could publish for a co-signed account, closed.
+
+Each test plays an attack (or an admin's change) over HTTP against a real gateway, checks that
+nothing went out that the policy did not allow, and then checks that the gateway's own log
+still verifies.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from gateway.appkeys import CHECKPOINTS
+from gateway.audit.entry import text_commitment
+from tests.audit.logtools import byline
+from tests.conftest import Gateway, started_gateway, write_policy
+
+BRAND = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: co-signed
+    owner: alice
+    writers: [alice, carol]
+    delay: 1m
+    approvals:
+      required: 1
+      from: [bob, carol]
+    disclosure: "—{author}"
+"""
+
+PENCIL = """
+    account: pencil
+    platform: sandbox
+    tier: delayed
+    owner: bob
+    writers: [bob, carol]
+    delay: 10m
+    disclosure: "—{author}"
+"""
+
+
+async def _verify_log(gw: Gateway, tmp_path: Path) -> str:
+    """Run the real `byline audit verify` against the live gateway; insist it passes."""
+    await gw.app[CHECKPOINTS].sign_now()
+    url = str(gw.client.make_url("")).rstrip("/")
+    key = gw.app[CHECKPOINTS].verifier_key()
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+    return result.text
+
+
+async def _publish_due(gw: Gateway, minutes: int = 30) -> None:
+    gw.clock.advance(timedelta(minutes=minutes))
+    await gw.tick()
+
+
+async def _patch(gw: Gateway, user: str, post_id: str, text: str) -> tuple[int, Any]:
+    return await gw.call(user, "PATCH", f"/v1/posts/{post_id}", {"text": text})
+
+
+async def test_an_editor_cannot_approve_the_words_they_wrote(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Alice writes, carol edits, carol approves: refused; bob's approval sends it, naming both."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("alice", "brand", "We launch today")
+    status, edited = await _patch(gateway, "carol", post["id"], "We launch tomorrow")
+    assert status == 200 and edited["version"] == 2
+    before = await gateway.snapshot()
+    status, body = await gateway.act("carol", post["id"], "approve", {"version": 2})
+    assert (status, body["error"]) == (403, "forbidden"), body
+    assert await gateway.snapshot() == before
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 2})
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["We launch tomorrow\n\n—alice, edited by carol"]
+    assert (await gateway.get("alice", post["id"]))["editors"] == ["carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_an_approver_cannot_edit_a_post_into_their_own(gateway: Gateway, policy_dir: Path) -> None:
+    """Bob edits carol's post when he is its only approver: refused, so his words never go out alone."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Carol's words")
+    before = await gateway.snapshot()
+    status, body = await _patch(gateway, "bob", post["id"], "Bob's words, under carol's name")
+    assert (status, body["error"]) == (409, "no_approvers_left"), body
+    assert await gateway.snapshot() == before
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled"
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Carol's words\n\n—carol"]
+
+
+async def test_an_approval_names_the_version_its_approver_saw(gateway: Gateway, policy_dir: Path) -> None:
+    """An approval of the version before an edit is 409; none named is 428; stray fields are 422."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "First words")
+    bob = {"Authorization": f"Bearer {gateway.tokens['bob']}"}
+    resp = await gateway.client.get(f"/v1/posts/{post['id']}", headers=bob)
+    assert resp.status == 200 and resp.headers["ETag"] == '"1"'
+    status, _ = await _patch(gateway, "carol", post["id"], "Other words")  # while bob reads
+    assert status == 200
+    before = await gateway.snapshot()
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert (status, body["error"], body["version"]) == (409, "stale_version", 2), body
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{post['id']}/approve")
+    assert (status, body["error"], body["version"]) == (428, "version_required", 2), body
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{post['id']}/reject", {"reason": "no"})
+    assert (status, body["error"]) == (428, "version_required"), body
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 2, "anything": "goes"})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{post['id']}/approve", headers={"If-Match": '"1"'})
+    assert (status, body["error"]) == (409, "stale_version"), body
+    status, body = await gateway.call("carol", "POST", f"/v1/posts/{post['id']}/cancel", {"now": True})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    assert await gateway.snapshot() == before
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{post['id']}/approve", headers={"If-Match": '"2"'})
+    assert status == 200 and body["state"] == "scheduled", body
+    assert [(a["approver"], a["version"]) for a in body["approvals"]] == [("bob", 2)]
+
+
+async def test_a_writer_removed_from_the_policy_loses_their_pending_posts(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Carol is taken off the writers: her waiting post is held for the owner, and she can no
+    longer edit or cancel it; it goes out only once the owner decides."""
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "pencil", "Carol's take")
+    assert post["state"] == "scheduled"
+    write_policy(policy_dir, "pencil", PENCIL.replace("writers: [bob, carol]", "writers: [bob]"))
+    await gateway.sync_policies()
+    held = await gateway.get("bob", post["id"])
+    assert held["state"] == "held" and held["version"] == 2 and held["approvers"] == ["bob"]
+    assert [r["rule"] for r in held["reasons"]] == ["author_lost_role"]
+    before = await gateway.snapshot()
+    status, _ = await _patch(gateway, "carol", post["id"], "Carol's new take")
+    assert status == 403
+    status, _ = await gateway.act("carol", post["id"], "cancel")
+    assert status == 403
+    assert await gateway.snapshot() == before
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 2})
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("pencil")] == ["Carol's take\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_a_removed_policy_parks_its_posts_until_it_returns(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Without a policy nothing goes out; the author still sees the post; when the file comes
+    back the post is decided again under it."""
+    path = write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "pencil", "Before the outage")
+    path.unlink()
+    await gateway.sync_policies()
+    status, seen = await gateway.call("carol", "GET", f"/v1/posts/{post['id']}")
+    assert status == 200 and seen["state"] == "held"
+    assert [r["rule"] for r in seen["reasons"]] == ["policy_removed"]
+    status, _ = await gateway.call("bob", "GET", f"/v1/posts/{post['id']}")
+    assert status == 404
+    status, body = await _patch(gateway, "carol", post["id"], "During the outage")
+    assert (status, body["error"]) == (409, "no_policy_in_force"), body
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    back = await gateway.get("bob", post["id"])
+    assert back["state"] == "held" and back["approvers"] == ["bob"] and back["version"] == 2
+    assert [r["rule"] for r in back["reasons"]] == ["policy_restored"]
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 2})
+    assert status == 200, body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("pencil")] == ["Before the outage\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_a_policy_turned_co_signed_holds_what_was_waiting(gateway: Gateway, policy_dir: Path) -> None:
+    """A post waiting out its cooling-off when the account turns co-signed waits for approvals."""
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "pencil", "Quick take")
+    write_policy(policy_dir, "pencil", PENCIL.replace("tier: delayed", "tier: co-signed")
+                 + "    approvals:\n      required: 1\n      from: [alice, dave]\n")
+    await gateway.sync_policies()
+    held = await gateway.get("carol", post["id"])
+    assert held["state"] == "held" and held["approvers"] == ["alice", "dave"]
+    assert [r["rule"] for r in held["reasons"]] == ["policy_changed"]
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+
+
+async def test_withheld_words_cannot_be_confirmed_by_guessing(db_url: str, policy_dir: Path, clock: Any) -> None:
+    """The public gets neither the words nor the salt of posts that never went out; the
+    account's people and auditors get both."""
+    guesses = ["Draft announcement", "Regrettable take", "example-slur", "We are hiring"]
+    async with started_gateway(db_url, policy_dir, clock, auditors="erin") as gw:
+        rejected = await gw.submit("alice", "cosigned", "Draft announcement")
+        assert (await gw.act("bob", rejected["id"], "reject", {"reason": "Not yet"}))[0] == 200
+        cancelled = await gw.submit("bob", "delayed", "Regrettable take")
+        assert (await gw.act("bob", cancelled["id"], "cancel"))[0] == 200
+        status, _ = await gw.call("alice", "POST", "/v1/posts", {"account": "direct", "text": "example-slur"})
+        assert status == 422
+        size = await gw.log_size()
+
+        async def texts(user: str | None) -> list[dict[str, Any]]:
+            status, body = await gw.call(user, "GET", f"/log/texts?start=0&end={size}")
+            assert status == 200, body
+            return list(body["texts"])
+
+        public = await texts(None)
+        assert len(public) == 3 and all(t["withheld"] and t["salt"] is None and t["text"] is None for t in public)
+        confirmed = [
+            g for t in public for g in guesses
+            if t["salt"] is not None and text_commitment(g, bytes.fromhex(t["salt"])) == t["hash"]
+        ]
+        assert confirmed == []
+        for who, expect in (("bob", {"Draft announcement", "Regrettable take"}),
+                            ("erin", {"Draft announcement", "Regrettable take", "example-slur"})):
+            seen = {t["text"]: t for t in await texts(who) if t["text"] is not None}
+            assert set(seen) == expect, who
+            for text, t in seen.items():
+                assert text_commitment(text, bytes.fromhex(t["salt"])) == t["hash"]
