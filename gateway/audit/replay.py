@@ -411,21 +411,23 @@ class Replay:
             known.approvers, known.required = approvers, required
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any) -> None:
-        """A claim: the account must have a policy in force and the author still write for it."""
+        """A claim: the account must have a policy in force, and the author still write for it
+        under the policy the claim names (or people who do must have decided the post again)."""
         known.state = "publishing"
-        if known.account is None:
+        account = known.account
+        if account is None:
             return
-        policy = self._policy.get(known.account)
-        if policy is None:
-            self._bad(index, f"post {post} went out while {known.account} had no policy in force")
-        elif (known.author not in policy.writers and known.author not in self._previous_writers(known.account)
-              and not known.decided_again):
-            self._bad(index, f"post {post} went out though {known.author} no longer writes for {known.account}")
+        if account not in self._policy:
+            self._bad(index, f"post {post} went out while {account} had no policy in force")
+            return
+        author, decided_again = known.author, known.decided_again
 
-    def _previous_writers(self, account: str) -> frozenset[str]:
-        # A claim decided a moment before a reload was recorded is judged by the policy before.
-        previous = self._previous.get(account)
-        return previous.writers if previous is not None else frozenset()
+        def check(policy: _Policy) -> str | None:
+            if author in policy.writers or decided_again:
+                return None
+            return f"post {post} went out though {author} no longer writes for {account}"
+
+        self._judge(index, account, extra if isinstance(extra, str) else None, check, f"post {post} went out")
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
         (version,) = extra

@@ -223,7 +223,7 @@ def _sha(data: dict[str, Any]) -> str | None:
 def _extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
     if kind == "post.publishing":
-        return None, None
+        return _sha(data), None
     if kind == "post.approved":
         version = data.get("version")
         if not _int(version):

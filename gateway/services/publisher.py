@@ -231,7 +231,7 @@ class Publisher:
             await ltx.append(
                 "post.publishing", actor="system", account=row["account"], post=post_id,
                 data={"attempt": attempt, "version": version, "idempotency_key": key,
-                      "recovering": stale, "text_hash": ltx.commit_text(text)},
+                      "recovering": stale, "text_hash": ltx.commit_text(text), "policy_sha256": loaded.sha256},
             )
             return Claim(post_id=post_id, account=row["account"], version=version, text=text,
                          options=json.loads(row["options"]), key=key, attempt=attempt,

@@ -187,3 +187,151 @@ def test_posting_after_the_policy_was_removed_is_named(tmp_path: Path) -> None:
     bad = log.submit("1", author="alice", account="solo", sha=None)
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [f"entry {bad}: alice submitted a post to solo, which had no policy in force"]
+
+
+# -- voice integrity: forged logs that hide each break, re-signed with the operator's own key ---
+
+PENCIL = summary(owner="bob", writers=["bob", "carol"], tier="delayed")
+
+
+def _edit(log: SyntheticLog, post: str, who: str, version: int, state: str = "held", sha: str | None = None) -> int:
+    return log.add("post.edited", actor=who, account="brand", post=post, data={
+        "version": version, "text_hash": log.commit(f"{who}'s words v{version}"), "state": state,
+        **({"policy_sha256": sha} if sha else {}),
+    })
+
+
+def test_an_editor_approving_their_own_words_is_named(tmp_path: Path) -> None:
+    """Alice writes, carol edits then approves and it goes out: the approval and the publish are named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="alice", account="brand", state="held", approvers=["bob", "carol", "dave"],
+               required=2, sha="p1")
+    _edit(log, "1", "carol", 2)
+    bad = _approve(log, "1", "carol", version=2)
+    _approve(log, "1", "bob", version=2, state="scheduled")
+    out = _publish(log, "1", "brand", version=2)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: carol approved post 1 (version 2), which has their words",
+        f"entry {out}: post 1 was published (version 2) with 1 of the 2 approvals it needed",
+    ]
+
+
+def test_the_suggester_approving_an_adopted_post_is_named(tmp_path: Path) -> None:
+    """Dave suggests, bob adopts, dave approves the adopted post: dave's words, dave's approval."""
+    log = SyntheticLog()
+    cosigned_team = summary(owner="alice", writers=["bob"], approvers=["dave", "erin"], required=1,
+                            suggesters=["dave"], tier="co-signed")
+    log.policy("brand", cosigned_team, "t1")
+    log.submit("1", author="dave", account="brand", state="suggested", sha="t1")
+    log.add("post.submitted", actor="bob", account="brand", post="2", data={
+        "version": 1, "text_hash": log.commit("adopted"), "state": "held", "approvers": ["dave", "erin"],
+        "required": 1, "policy_sha256": "t1", "suggested_by": "dave", "adopted_from": "1",
+    })
+    bad = _approve(log, "2", "dave", state="scheduled")
+    out = _publish(log, "2", "brand")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: dave approved post 2 (version 1), which has their words",
+        f"entry {out}: post 2 was published (version 1) with 0 of the 1 approvals it needed",
+    ]
+
+
+def test_an_approval_by_someone_the_policy_dropped_is_named(tmp_path: Path) -> None:
+    """Bob is no longer an approver under the policy the approval names: caught."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    log.policy("brand", {**COSIGNED, "approvers": ["carol", "dave", "erin"]}, "p2", kind="policy.changed")
+    bad = log.add("post.approved", actor="bob", account="brand", post="1",
+                  data={"version": 1, "count": 1, "required": 2, "state": "held", "policy_sha256": "p2"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: bob approved post 1 but is not one of its approvers"]
+
+
+def test_a_post_outliving_its_authors_role_is_named(tmp_path: Path) -> None:
+    """Carol is taken off the writers and her waiting post goes out anyway: the change is named,
+    and so are her edit after it and the publish."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    log.add("post.submitted", actor="carol", account="pencil", post="1", data={
+        "version": 1, "text_hash": log.commit("take"), "state": "scheduled", "approvers": [], "required": 0,
+        "policy_sha256": "d1",
+    })
+    change = log.policy("pencil", {**PENCIL, "writers": ["bob"]}, "d2", kind="policy.changed")
+    edit = log.add("post.edited", actor="carol", account="pencil", post="1", data={
+        "version": 2, "text_hash": log.commit("new take"), "state": "scheduled", "policy_sha256": "d2",
+    })
+    claim = log.add("post.publishing", actor="system", account="pencil", post="1",
+                    data={"attempt": 1, "version": 2, "text_hash": log.commit("new take")})
+    log.add("post.published", actor="system", account="pencil", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": 2})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {edit}: post.edited of post 1, which entry {change} left to be decided again first: "
+        "carol no longer writes for pencil",
+        f"entry {edit}: carol edited post 1 but no longer writes for pencil",
+        f"entry {claim}: post 1 went out though carol no longer writes for pencil",
+    ]
+
+
+def test_a_post_decided_again_after_its_authors_role_went_passes(tmp_path: Path) -> None:
+    """The honest sequence: held anew for the owner, confirmed by them, then out."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    log.add("post.submitted", actor="carol", account="pencil", post="1", data={
+        "version": 1, "text_hash": log.commit("take"), "state": "scheduled", "approvers": [], "required": 0,
+        "policy_sha256": "d1",
+    })
+    log.policy("pencil", {**PENCIL, "writers": ["bob"]}, "d2", kind="policy.changed")
+    log.add("post.redecided", actor="policy-file", account="pencil", post="1", data={
+        "cause": "author_lost_role", "state": "held", "version": 2, "approvers": ["bob"], "required": 1,
+        "policy_sha256": "d2",
+    })
+    log.add("post.approved", actor="bob", account="pencil", post="1",
+            data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "d2"})
+    log.add("post.publishing", actor="system", account="pencil", post="1",
+            data={"attempt": 1, "version": 2, "text_hash": log.commit("take")})
+    log.add("post.published", actor="system", account="pencil", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": 2})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == []
+
+
+def test_a_post_that_goes_out_with_no_policy_in_force_is_named(tmp_path: Path) -> None:
+    """The policy file is removed, and a waiting post goes out anyway."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    removed = log.add("policy.removed", actor="policy-file", account="solo", data={"previous_sha256": "s1"})
+    claim, _ = _publish(log, "1", "solo") - 1, None
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {claim}: post.publishing of post 1, which entry {removed} left to be decided again first: "
+        "the account's policy was removed",
+        f"entry {claim}: post 1 went out while solo had no policy in force",
+    ]
+
+
+def test_a_cosigned_post_submitted_as_scheduled_is_named(tmp_path: Path) -> None:
+    """A forged submission skips the approvals a co-signed account asks for."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    bad = log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+    _publish(log, "1", "brand")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: post 1 was submitted to co-signed brand as scheduled needing 0 approvals, not held for 2"
+    ]
+
+
+def test_a_cancel_by_someone_else_is_named(tmp_path: Path) -> None:
+    """Only the author takes a post back."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    bad = log.add("post.cancelled", actor="bob", account="brand", post="1",
+                  data={"state": "cancelled", "policy_sha256": "p1"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: bob cancelled post 1, which carol wrote"]
