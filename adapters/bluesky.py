@@ -90,7 +90,6 @@ import json
 import logging
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -99,6 +98,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import libipld
+import regex
 from yarl import URL
 
 from adapters.base import (
@@ -178,82 +178,14 @@ def is_tid(value: str) -> bool:
 
 # ---- graphemes -------------------------------------------------------------------------------
 
-# Grapheme_Cluster_Break values that unicodedata cannot tell by general category.
-_EXTEND_EXTRA: Final = frozenset({0x200C, 0x0E33, 0x0EB3, 0xFF9E, 0xFF9F})
-_PREPEND: Final = frozenset(
-    {*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x0D4E, 0x110BD, 0x110CD}
-)
-_ZWJ: Final = 0x200D
-
-
-def _hangul(cp: int) -> str:
-    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97C:
-        return "L"
-    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7C6:
-        return "V"
-    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FB:
-        return "T"
-    if 0xAC00 <= cp <= 0xD7A3:
-        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
-    return ""
-
-
-def _is_control(ch: str) -> bool:
-    cp = ord(ch)
-    if cp in (_ZWJ, 0x200C) or cp in _PREPEND or 0xE0020 <= cp <= 0xE007F:
-        return False
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cf")
-
-
-def _no_break_between(prev: str, ch: str) -> bool:
-    """Whether ``ch`` continues the grapheme that ``prev`` is in (UAX #29, simplified)."""
-    if prev == "\r" and ch == "\n":
-        return True
-    if _is_control(prev) or _is_control(ch):
-        return False
-    cp, pcp = ord(ch), ord(prev)
-    hp, hc = _hangul(pcp), _hangul(cp)
-    if (hp == "L" and hc in ("L", "V", "LV", "LVT")) or (
-        hp in ("LV", "V") and hc in ("V", "T")
-    ) or (hp in ("LVT", "T") and hc == "T"):
-        return True
-    cat = unicodedata.category(ch)
-    if cat in ("Mn", "Me", "Mc") or cp in _EXTEND_EXTRA or cp == _ZWJ:
-        return True
-    if 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:  # emoji modifiers, tags
-        return True
-    if pcp in _PREPEND:
-        return True
-    if pcp == _ZWJ:
-        # UAX #29 joins only pictographs here; joining after every ZWJ can only undercount.
-        return True
-    # A virama between two letters makes a conjunct (rule GB9c, Unicode 15.1 and later, for
-    # some Indic scripts; applied to every virama, which again can only undercount).
-    return unicodedata.combining(prev) == 9 and cat.startswith("L")
+# The regex library's \X is UAX #29's extended grapheme cluster, kept current with Unicode,
+# which is what Bluesky's 300-character limit counts.
+_GRAPHEME: Final = regex.compile(r"\X")
 
 
 def grapheme_count(text: str) -> int:
-    """User-perceived characters in ``text``, as Bluesky counts them (UAX #29 clusters).
-
-    A close approximation with the standard library. Where it departs from the full rules it
-    counts fewer, never more (for characters Python's Unicode database knows), so no text the
-    PDS would accept is refused here; the PDS checks again and has the last word.
-    """
-    count = 0
-    prev = ""
-    regional_run = 0
-    for ch in text:
-        if 0x1F1E6 <= ord(ch) <= 0x1F1FF:
-            # Regional indicators pair up into flags: the second of each pair joins.
-            regional_run += 1
-            joined = bool(prev) and (regional_run % 2 == 0 or ord(prev) in _PREPEND)
-        else:
-            regional_run = 0
-            joined = bool(prev) and _no_break_between(prev, ch)
-        if not joined:
-            count += 1
-        prev = ch
-    return count
+    """User-perceived characters in ``text``, as Bluesky counts them (UAX #29 clusters)."""
+    return sum(1 for _ in _GRAPHEME.finditer(text))
 
 
 # ---- rich text -------------------------------------------------------------------------------

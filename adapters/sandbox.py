@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import regex
+
 from adapters.base import AccountInfo, AdapterConfig, AdapterError, OutboundPost, PublishResult
 
 TEXT_LIMIT = 500
+# The sandbox counts as Bluesky does: user-perceived characters (UAX #29 grapheme clusters).
+_GRAPHEME = regex.compile(r"\X")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +62,7 @@ class SandboxAdapter:
         """Add the post to the timeline, once per idempotency key."""
         if not post.text.strip():
             raise AdapterError("text is empty", retryable=False, status=422)
-        if len(post.text) > TEXT_LIMIT:
+        if sum(1 for _ in _GRAPHEME.finditer(post.text)) > TEXT_LIMIT:
             raise AdapterError(
                 f"text is longer than {TEXT_LIMIT} characters", retryable=False, status=422
             )

@@ -45,6 +45,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import re2
+from twitter_text.regexp.valid_cctld import valid_cctld
+from twitter_text.regexp.valid_gtld import valid_gtld
+
 from adapters._http import (
     Clock,
     HttpClient,
@@ -102,11 +106,6 @@ _DEFAULT_WEIGHT = 200
 _RANGES = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
 _URL_WEIGHT = 23 * _SCALE
 
-# Scheme URLs and "www." hosts. twitter-text also links bare domains with known TLDs
-# ("example.com"); those are counted here as their characters, which can only make the
-# local count *lower* than X's; X then refuses the post itself (a final 403).
-_URL_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"]+", re.IGNORECASE)
-_URL_TRAILING = ".,:;!?'\")]}"
 
 _EMOJI_CORE = (
     "[\U0001f000-\U0001faff\u2190-\u21ff\u2300-\u23ff\u2460-\u24ff\u25a0-\u27bf"
@@ -121,6 +120,7 @@ _EMOJI_RE = re.compile(
     f"(?:\u200d{_EMOJI_CORE}{_EMOJI_TAIL})*"  # ZWJ sequence
 )
 _WHITESPACE_RE = re.compile(r"\s+")
+_LINE_ENDINGS = re.compile(r"\r\n|\r")
 _TWEET_ID_RE = re.compile(r"[0-9]{1,19}")
 
 
@@ -149,6 +149,129 @@ def _text_weight(text: str) -> int:
     return total + sum(_code_point_weight(ch) for ch in text[position:])
 
 
+# URLs, as twitter-text finds them. twitter-text-parser (the Python port of X's twitter-text)
+# builds its URL pattern for Python's backtracking ``re``, and on text such as "a.a.a.a…" it
+# takes quadratic time: 2,000 characters cost five seconds. So the same rules are written
+# here for RE2, which runs in linear time, and only twitter-text's lists of top-level
+# domains are taken from the library. The rules (twitter-text's ``extractUrlsWithIndices``):
+# a URL follows the start of the text or a character other than a letter, digit, @, $ or #;
+# an optional scheme; a domain whose last label is a known TLD and is not followed by a
+# letter, digit, @, + or -; then an optional port, path and query with twitter-text's
+# character classes. A URL without a scheme must follow none of - _ . / and its domain is
+# taken in ASCII and Latin letters only. The domain must convert to IDNA (labels of 1–63
+# characters) and the whole URL must be at most 4096 characters with its scheme.
+# tests/test_lengths.py compares the counts with twitter-text-parser's own on ordinary text.
+
+
+def _tlds() -> str:
+    names: list[str] = []
+    for compiled in (valid_gtld, valid_cctld):
+        # "(?:(?:tld|tld|…)(?=[^0-9a-zA-Z@+-]|$))": the list without twitter-text's lookahead.
+        inner = compiled.pattern.removeprefix("(?:(?:").split(")(?=", 1)[0]
+        names += inner.split("|")
+    names.sort(key=len, reverse=True)
+    return "|".join(re.escape(name) for name in names)
+
+
+_LATIN = (
+    r"\x{C0}-\x{D6}\x{D8}-\x{F6}\x{F8}-\x{FF}\x{100}-\x{24F}\x{253}\x{254}\x{256}\x{257}"
+    r"\x{259}\x{25B}\x{263}\x{268}\x{26F}\x{272}\x{289}\x{28B}\x{2BB}\x{300}-\x{36F}"
+    r"\x{1E00}-\x{1EFF}"
+)
+_CYRILLIC = r"\x{400}-\x{4FF}"
+_SPACES = (
+    r"\x{09}-\x{0D}\x{20}\x{85}\x{A0}\x{1680}\x{180E}\x{2000}-\x{200A}\x{2028}\x{2029}"
+    r"\x{202F}\x{205F}\x{3000}"
+)
+_INVALID = r"\x{FFFE}\x{FEFF}\x{FFFF}"
+_DIRECTIONAL = r"\x{202A}-\x{202E}\x{61C}\x{200E}\x{200F}\x{2066}-\x{2069}"
+_DOMAIN_CHAR = rf"[^!'#%&()*+,\\\-./:;<=>?@\[\]^_{{|}}~$/{_SPACES}{_INVALID}{_DIRECTIONAL}]"
+_TLD = rf"(?:{_tlds()}|xn--[\-0-9a-z]+)"
+_UNICODE_DOMAIN = (
+    rf"(?:(?:{_DOMAIN_CHAR}(?:[_-]|{_DOMAIN_CHAR})*)?{_DOMAIN_CHAR}\.)*"
+    rf"(?:(?:{_DOMAIN_CHAR}(?:-|{_DOMAIN_CHAR})*)?{_DOMAIN_CHAR}\.){_TLD}"
+)
+_ASCII_DOMAIN = rf"(?:[\-a-z0-9{_LATIN}]+\.)+{_TLD}"
+_NOT_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@＠$#＃\ufffe\ufeff\uffff")
+_NOT_BEFORE_BARE = frozenset("-_./")
+
+
+@dataclass(frozen=True)
+class UrlRules:
+    """One reading of twitter-text's URL rules: which schemes, and what a path may hold."""
+
+    schemes: str
+    bare_domains: bool
+    path_char: str
+    path_end: str
+    query_char: str
+    query_end: str
+
+    def compile(self) -> Any:
+        """The RE2 pattern: the URL, and what must follow its TLD (the character before it is
+        checked apart, so that ``finditer`` needs no overlapping matches)."""
+        parens = rf"\((?:{self.path_char}+|(?:{self.path_char}*\({self.path_char}+\){self.path_char}*))\)"
+        segment = (
+            rf"(?:{self.path_char}*(?:{parens}{self.path_char}*)*(?:{self.path_end}|{parens}))"
+            rf"|(?:@{self.path_char}+/)"
+        )
+        path = rf"/(?:{segment})*"
+        query = rf"\?{self.query_char}*{self.query_end}"
+        tail = rf":[0-9]+(?:{path})?(?:{query})?|{path}(?:{query})?|{query}"
+        bare = rf"|(?P<bare>{_ASCII_DOMAIN})" if self.bare_domains else ""
+        options = re2.Options()
+        options.max_mem = 64 << 20
+        return re2.compile(
+            rf"(?i)(?P<url>(?:(?P<scheme>{self.schemes})(?P<domain>{_UNICODE_DOMAIN}){bare})"
+            rf"(?:{tail}|$|(?P<stop>[^0-9a-zA-Z@+\-])))",
+            options,
+        )
+
+
+X_URLS = UrlRules(
+    schemes="https?://",
+    bare_domains=True,
+    path_char=rf"[a-z{_CYRILLIC}0-9!*';:=+,.$/%#\[\]\-\x{{2013}}_~@|&{_LATIN}]",
+    path_end=rf"[+\-a-z{_CYRILLIC}0-9=_#/{_LATIN}]",
+    query_char=r"[a-z0-9!?*'@();:&=+$/%#\[\]\-_.,~|]",
+    query_end=r"[a-z0-9\-_&=#/]",
+)
+"""X's URLs: http(s) and bare domains (twitter-text's defaults)."""
+
+_X_URL_PATTERN = X_URLS.compile()
+_URL_PATTERNS: dict[UrlRules, Any] = {X_URLS: _X_URL_PATTERN}
+_MAX_URL_LENGTH = 4096
+_DEFAULT_SCHEME = "https://"
+
+
+def find_urls(text: str, rules: UrlRules = X_URLS) -> list[tuple[int, int]]:
+    """The ``(start, end)`` code point spans of the URLs in ``text``, in order."""
+    pattern = _URL_PATTERNS.get(rules)
+    if pattern is None:
+        pattern = _URL_PATTERNS.setdefault(rules, rules.compile())
+    spans: list[tuple[int, int]] = []
+    groups = pattern.groupindex
+    for match in pattern.finditer(text):
+        start = match.start(groups["url"])
+        stopped = match.group("stop") is not None
+        end = match.start(groups["stop"]) if stopped else match.end(groups["url"])
+        bare = match.group("bare") if rules.bare_domains else None
+        before = text[start - 1] if start else ""
+        if before in _NOT_BEFORE or (bare is not None and before in _NOT_BEFORE_BARE):
+            continue
+        domain = bare if bare is not None else match.group("domain")
+        try:
+            ascii_domain = domain.encode("idna")
+        except UnicodeError:
+            continue
+        # twitter-text's own sum: the scheme (https:// when absent) counts once more.
+        scheme = match.group("scheme") or _DEFAULT_SCHEME
+        if len(scheme) + end - start + len(ascii_domain) - len(domain) > _MAX_URL_LENGTH:
+            continue
+        spans.append((start, end))
+    return spans
+
+
 def weighted_length(text: str) -> float:
     """The length of ``text`` in characters as X counts it (twitter-text config v3).
 
@@ -156,14 +279,12 @@ def weighted_length(text: str) -> float:
     U+2032–U+2037 weigh 1, all others 2 (so most CJK and emoji count 2); an emoji sequence
     (ZWJ, skin tone, flag, keycap) counts 2 once; every URL counts 23.
     """
-    text = unicodedata.normalize("NFC", text)
+    text = _LINE_ENDINGS.sub("\n", unicodedata.normalize("NFC", text))
     total = 0
     position = 0
-    for match in _URL_RE.finditer(text):
-        url = match.group(0)
-        stripped = url.rstrip(_URL_TRAILING)
-        total += _text_weight(text[position : match.start()]) + _URL_WEIGHT
-        position = match.start() + len(stripped)
+    for start, end in find_urls(text):
+        total += _text_weight(text[position:start]) + _URL_WEIGHT
+        position = end
     total += _text_weight(text[position:])
     return total / _SCALE
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from gateway.policy.models import Policy, RuleAction, Tier
+from gateway.policy.text import MatchText
 
 
 class Role(StrEnum):
@@ -55,10 +56,15 @@ class RuleVerdict:
 
 
 def check_rules(policy: Policy, text: str) -> RuleVerdict:
-    """Run the rules in order: a block stops at once, an allow ends the chain, holds gather."""
+    """Run the rules in order: a block stops at once, an allow ends the chain, holds gather.
+
+    Rules see the text as read (see ``gateway.policy.text``): its normalized forms are made
+    once here and shared by every rule.
+    """
     holds: list[Reason] = []
+    forms = MatchText(text)
     for rule in policy.rules:
-        if not rule.matches(text):
+        if not rule.matches(forms):
             continue
         reason = Reason(rule=rule.name, action=rule.action, reason=rule.reason)
         if rule.action is RuleAction.BLOCK:
