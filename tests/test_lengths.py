@@ -63,7 +63,7 @@ async def x_fake(gateway: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyP
 
 async def _too_long(gateway: Gateway, account: str, text: str) -> dict[str, Any]:
     status, body = await gateway.call("alice", "POST", "/v1/posts", {"account": account, "text": text})
-    assert (status, body["error"]) == (422, "text_too_long"), body
+    assert (status, body.get("error")) == (422, "text_too_long"), body
     return body  # type: ignore[no-any-return]
 
 
@@ -104,8 +104,8 @@ async def test_mastodon_counts_urls_as_23_and_mentions_by_their_user(gateway: Ga
     """On Mastodon a long URL counts 23 and @user@domain counts as @user, as its validator does."""
     url = "https://example.com/" + "p" * 100
     text = "@alice@a-very-long-instance-name.example " + "a" * 430 + " " + url
-    assert published_length("mastodon", text) == len("@alice ") + 430 + 1 + 23
     await gateway.submit("alice", "masto", text)
+    assert published_length("mastodon", text) == len("@alice ") + 430 + 1 + 23
     body = await _too_long(gateway, "masto", "a" * 478 + " " + url)
     assert body["length"] == 478 + 1 + 23
 
@@ -121,7 +121,7 @@ async def test_blank_once_invisible_characters_are_removed(gateway: Gateway) -> 
     """Text of zero-width, joiner, bidi and BOM characters only is empty: 422 text_empty."""
     for text in ("\u200b", "\u200b\u200c\u200d\u2060\u00ad\ufeff", " \u202e\u2066\u200e \n", "\u3164\ufe0f"):
         status, body = await gateway.call("alice", "POST", "/v1/posts", {"account": "direct", "text": text})
-        assert (status, body["error"]) == (422, "text_empty"), (text, body)
+        assert (status, body.get("error")) == (422, "text_empty"), (text, body)
     assert await gateway.timeline("direct") == []
 
 

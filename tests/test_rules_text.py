@@ -43,11 +43,13 @@ async def test_lookalike_letters_are_held_and_published_as_written(gateway: Gate
 
 
 async def test_invisible_characters_do_not_hide_a_regex_match(gateway: Gateway) -> None:
-    """exam\\u200bple-slur, and one spelled with Cyrillic letters, are blocked by the regex rule."""
+    """exam\\u200bple-slur, and one spelled with Cyrillic letters, are blocked by the (?i) regex rule."""
     for text in ("an exam\u200bple-slur here", "an EXAMPLE\u2060-SLUR", "an \u0435\u0445\u0430mple-slur"):
         status, body = await gateway.call("alice", "POST", "/v1/posts", {"account": "direct", "text": text})
-        assert (status, body["error"], body.get("rule")) == (422, "rule_blocked", "no-slurs"), (text, body)
+        assert (status, body.get("error"), body.get("rule")) == (422, "rule_blocked", "no-slurs"), (text, body)
     assert await gateway.timeline("direct") == []
+    # \b still bounds the word under RE2: a longer word is not the slur.
+    assert (await gateway.submit("alice", "direct", "example-slurs"))["state"] == "scheduled"
 
 
 def test_words_match_their_disguises_and_nothing_else() -> None:
@@ -86,18 +88,6 @@ def test_hostile_text_cannot_stall_a_regex_rule() -> None:
     assert time.perf_counter() - started < 0.5
     blocked = decide(policy, author="alice", text="a" * 30, now=now, requested=None, suggestion=False)
     assert isinstance(blocked, Reason) and blocked.rule == "nested"
-
-
-def test_case_insensitive_flags_keep_working() -> None:
-    """(?i) still makes a regex rule ignore case under RE2."""
-    policy = _policy(r"""
-        - name: slur
-          action: block
-          regex: "(?i)\\bexample-slur\\b"
-          reason: Not okay
-    """)
-    assert check_rules(policy, "Example-Slur!").blocked_by is not None
-    assert check_rules(policy, "example-slurs").blocked_by is None
 
 
 @pytest.mark.parametrize(
