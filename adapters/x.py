@@ -39,6 +39,7 @@ import base64
 import html
 import re
 import unicodedata
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,8 +47,14 @@ from typing import Any
 from urllib.parse import quote
 
 import re2
-from twitter_text.regexp.valid_cctld import valid_cctld
-from twitter_text.regexp.valid_gtld import valid_gtld
+
+with warnings.catch_warnings():
+    # twitter-text-parser loads its emoji list through pkg_resources, which newer setuptools
+    # deprecates with a warning at import; only its TLD lists are used here.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)
+    from twitter_text.regexp.valid_cctld import valid_cctld
+    from twitter_text.regexp.valid_gtld import valid_gtld
 
 from adapters._http import (
     Clock,

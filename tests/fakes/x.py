@@ -72,15 +72,22 @@ import itertools
 import json
 import re
 import string
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-import twitter_text
 from aiohttp import web
 
 from tests.fakes._faults import FakeClock, Faults, drop_connection
+
+with warnings.catch_warnings():
+    # twitter-text-parser reads its emoji list through pkg_resources, deprecated by newer
+    # setuptools with a warning at import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)
+    import twitter_text
 
 MAX_WEIGHT = 280 * 100
 PROBLEMS = "https://api.twitter.com/2/problems/"
