@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness browser bench clean
+.PHONY: install serve test lint bluesky-harness browser bench fuzz clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The random tests at full size: the co-signing state machine runs ten times as many sequences
+# as in `make test` (set BYLINE_TEST_POSTGRES_DSN to run them on PostgreSQL too).
+fuzz: $(STAMP)
+	BYLINE_TEST_STATE_MACHINE_EXAMPLES=300 BYLINE_TEST_STATE_MACHINE_STEPS=40 \
+	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -248,7 +248,7 @@ class started_gateway:
 def _no_ambient_byline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests build their own settings; a developer's BYLINE_* variables must not leak in."""
     for key in list(os.environ):
-        if key.startswith("BYLINE_") and key != "BYLINE_TEST_POSTGRES_DSN" and key != "BYLINE_SHARED_DIR":
+        if key.startswith("BYLINE_") and not key.startswith("BYLINE_TEST_") and key != "BYLINE_SHARED_DIR":
             monkeypatch.delenv(key)
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     yield

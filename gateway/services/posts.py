@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -176,7 +176,12 @@ class PostService:
                 Code.FORBIDDEN, f"this token acts for {caller.account}, not {account}"
             )
 
-    def _check_text(self, loaded: LoadedPolicy, *, author: str, text: Any) -> str:
+    def _check_text(
+        self, loaded: LoadedPolicy, *, author: str, text: Any, editors: Sequence[str] = (),
+        suggested_by: str | None = None,
+    ) -> str:
+        """The text, or a 422: not a string, blank, or too long as published (with a disclosure
+        naming everyone whose words go out)."""
         if not isinstance(text, str):
             raise BylineError(Code.VALIDATION, "text must be a string", field="text")
         # Imported here so that this method is the one place in the service that counts text.
@@ -185,7 +190,7 @@ class PostService:
         if is_blank(text):
             # Zero-width spaces, joiners, bidi marks and the like show nothing either.
             raise BylineError(Code.TEXT_EMPTY, "text is empty: write something to post", field="text")
-        shown = disclosed_text(loaded.policy, author=author, text=text)
+        shown = disclosed_text(loaded.policy, author=author, text=text, editors=editors, suggested_by=suggested_by)
         platform = loaded.policy.platform
         limit = loaded.policy.text_limit
         length = published_length(platform, shown)
@@ -421,7 +426,11 @@ class PostService:
         suggested; rules run again."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.EDIT)
-        text = self._check_text(loaded, author=row["author"], text=text)
+        editors = json.loads(row["editors"])
+        text = self._check_text(
+            loaded, author=row["author"], text=text, suggested_by=row["suggested_by"],
+            editors=[*editors, caller.user] if caller.user != row["author"] else editors,
+        )
         _check_approvers_left(loaded, caller, row)
         policy = loaded.policy
         verdict = check_rules(policy, text)
@@ -608,7 +617,7 @@ class PostService:
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.ADOPT)
         words = row["text"] if text is None else text
-        words = self._check_text(loaded, author=caller.user, text=words)
+        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=row["author"])
         now = self._clock.now()
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
@@ -684,7 +693,8 @@ class PostService:
                               state=row["state"])
         if caller.user != row["author"]:
             raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
-        text = self._check_text(loaded, author=row["author"], text=text)
+        text = self._check_text(loaded, author=row["author"], text=text, editors=json.loads(row["editors"]),
+                                suggested_by=row["suggested_by"])
         policy = loaded.policy
         now = self._clock.now()
         decision = decide(policy, author=row["author"], text=text, now=now, requested=None,
