@@ -153,7 +153,8 @@ def _demo_banner(base: str, tokens: dict[str, str]) -> str:
         "       -d '{\"account\": \"demo-direct\", \"text\": \"Hello from Byline\"}'",
         f"  open {base}/sandbox/demo-direct",
         "",
-        "Co-signed: alice posts to demo-cosigned, then bob approves with POST /v1/posts/ID/approve.",
+        "Co-signed: alice posts to demo-cosigned, then bob approves the version he read with",
+        "  POST /v1/posts/ID/approve and the body {\"version\": 1}.",
         "",
     ]
     return "\n".join(lines)
