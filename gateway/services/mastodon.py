@@ -18,6 +18,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,7 @@ from urllib.parse import quote, unquote
 import structlog
 
 from adapters.base import AdapterError
+from gateway.audit.appender import LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
@@ -347,17 +349,15 @@ class MastodonService:
             raise BylineError(
                 Code.VALIDATION, "Validation failed: Scheduled at The scheduled date must be in the future"
             )
-        media = await self._media_for(auth, form.media_ids)
+        await self._media_for(auth, form.media_ids)
         options = PostOptions(
             reply_to=await self._reply_target(auth, form.in_reply_to_id),
             spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
             language=form.language, visibility=form.visibility, media_ids=form.media_ids,
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
-                                        publish_at=form.scheduled_at, options=options)
-        if media:
-            async with self._db.write() as txn:
-                await media_sql.attach(txn, list(form.media_ids), post_id=post["id"])
+                                        publish_at=form.scheduled_at, options=options,
+                                        alongside=_attaching(form.media_ids))
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
     async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> str | None:
@@ -374,6 +374,11 @@ class MastodonService:
         return str(remote["id"])
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.
+
+        Only a first look, to refuse early: the post takes them with a compare-and-set in the
+        transaction that stores it (``_attaching``), where a race for one is decided.
+        """
         if not media_ids:
             return []
         if len(media_ids) > MAX_MEDIA:
@@ -384,8 +389,7 @@ class MastodonService:
             row = rows.get(media_id)
             if row is None or row["account"] != auth.account or row["user_name"] != auth.caller.user \
                     or row["post_id"] is not None:
-                raise BylineError(Code.VALIDATION, f"Validation failed: Media {media_id} not found or "
-                                                   "already attached to another post")
+                raise BylineError(Code.VALIDATION, _media_refused(media_id))
         return [dict(rows[m]) for m in media_ids]
 
     async def _own_post(self, auth: ClientAuth, post_id: str) -> dict[str, Any] | None:
@@ -454,10 +458,8 @@ class MastodonService:
             return await self._render(auth, revised)
         changed = options.to_json() != current
         edited = await self._posts.edit(auth.caller, post_id, text=form.status,
-                                        options=options if changed else None)
-        if media_ids:
-            async with self._db.write() as txn:
-                await media_sql.attach(txn, list(media_ids), post_id=post_id)
+                                        options=options if changed else None,
+                                        alongside=_attaching(media_ids))
         return await self._render(auth, edited)
 
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
@@ -590,6 +592,25 @@ class MastodonService:
         if path == f"/api/v1/accounts/{entity['id']}":
             return Raw(status=200, body=json.dumps(entity).encode())
         raise BylineError(Code.NOT_FOUND, "Record not found")
+
+
+def _attaching(media_ids: tuple[str, ...]) -> Callable[[LogTxn, str], Awaitable[None]] | None:
+    """The step that gives a post its uploads, in the transaction that stores it (or its new
+    version); an upload gone or another post's meanwhile refuses the change (422), so nothing of
+    it is stored."""
+    if not media_ids:
+        return None
+
+    async def attach(ltx: LogTxn, post_id: str) -> None:
+        refused = await media_sql.attach(ltx.txn, list(media_ids), post_id=post_id)
+        if refused:
+            raise BylineError(Code.VALIDATION, _media_refused(refused[0]))
+
+    return attach
+
+
+def _media_refused(media_id: str) -> str:
+    return f"Validation failed: Media {media_id} not found or already attached to another post"
 
 
 def relayed_path(method: str, raw_path: str) -> str:

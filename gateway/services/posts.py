@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -298,8 +298,14 @@ class PostService:
         text: Any,
         publish_at: datetime | None = None,
         options: PostOptions | None = None,
+        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """A new post: refused (422), or held, scheduled or suggested per the policy."""
+        """A new post: refused (422), or held, scheduled or suggested per the policy.
+
+        ``alongside`` runs in the transaction that stores the post, given its id, for a change
+        that must commit with it or not at all (the Mastodon API attaches the post's uploads
+        there); a ``BylineError`` it raises refuses the post and nothing of it is stored.
+        """
         self._check_account_binding(caller, account)
         loaded = self.policy(account)
         policy = loaded.policy
@@ -331,7 +337,7 @@ class PostService:
             self._submit_work(
                 author=caller.user, loaded=loaded, text=text, decision=decision,
                 requested=publish_at, options=options or PostOptions(), suggested_by=None,
-                adopted_from=None,
+                adopted_from=None, alongside=alongside,
             )
         )
         self._wake()
@@ -362,6 +368,7 @@ class PostService:
         options: PostOptions,
         suggested_by: str | None,
         adopted_from: str | None,
+        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
     ) -> Any:
         policy = loaded.policy
         post_id = new_post_id()
@@ -393,6 +400,8 @@ class PostService:
                 "created_at": ltx.now, "updated_at": ltx.now,
             })
             await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=author, at=ltx.now)
+            if alongside is not None:
+                await alongside(ltx, post_id)
             await ltx.append(
                 "post.submitted",
                 actor=author,
@@ -420,10 +429,11 @@ class PostService:
     # -- changes -------------------------------------------------------------------------
 
     async def edit(
-        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
+        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
+        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """A new version of the text (and, when given, its options) while held, scheduled or
-        suggested; rules run again."""
+        suggested; rules run again. ``alongside`` is as for ``submit``."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.EDIT)
         editors = json.loads(row["editors"])
@@ -488,6 +498,8 @@ class PostService:
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
+            if alongside is not None:
+                await alongside(ltx, post_id)
             await ltx.append(
                 "post.edited",
                 actor=caller.user,

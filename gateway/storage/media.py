@@ -1,8 +1,9 @@
 """SQL for media uploaded by client apps, kept until the post that carries it is published.
 
 A post names its media by id in its options; the publisher reads the bytes by those ids, so a
-post and its media become due together. ``post_id`` only records the first post that used an
-upload, so a client cannot attach one upload to a second post by mistake.
+post and its media become due together. ``post_id`` is the one post an upload belongs to: it is
+set in the transaction that stores the post, and only while it is empty, so a client cannot
+attach one upload to a second post, by mistake or by racing itself.
 """
 
 from __future__ import annotations
@@ -43,10 +44,22 @@ async def data(txn: Txn, media_ids: list[str]) -> list[Row]:
     )
 
 
-async def attach(txn: Txn, media_ids: list[str], *, post_id: str) -> None:
-    """Record the post that used these uploads."""
-    if media_ids:
-        await txn.execute(
-            f"UPDATE media SET post_id = ? WHERE post_id IS NULL AND id IN ({', '.join('?' for _ in media_ids)})",
-            post_id, *media_ids,
-        )
+async def attach(txn: Txn, media_ids: list[str], *, post_id: str) -> list[str]:
+    """Give these uploads to ``post_id``, each only if no other post has it (a compare-and-set
+    on ``post_id``): the ids it could not take, gone or another post's, in the order given.
+
+    Run it in the transaction that stores the post, and refuse the post if any is returned:
+    two posts racing for one upload then cannot both have it.
+    """
+    if not media_ids:
+        return []
+    marks = ", ".join("?" for _ in media_ids)
+    taken = await txn.execute(
+        f"UPDATE media SET post_id = ? WHERE (post_id IS NULL OR post_id = ?) AND id IN ({marks})",
+        post_id, post_id, *media_ids,
+    )
+    if taken == len(set(media_ids)):
+        return []
+    rows = await txn.fetchall(f"SELECT id FROM media WHERE post_id = ? AND id IN ({marks})", post_id, *media_ids)
+    mine = {row["id"] for row in rows}
+    return [media_id for media_id in media_ids if media_id not in mine]

@@ -1,0 +1,100 @@
+"""One upload belongs to one post: Mastodon apps racing for it through the gateway, both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mastodon import MastodonAPIError
+
+from gateway.appkeys import DB, HOUSEKEEPER
+from tests.clients.world import World
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def _stored(world: World) -> tuple[int, list[str]]:
+    """How many posts are stored, and the types of the log's entries, oldest first."""
+    async with world.gateway.app[DB].read() as txn:
+        posts = await txn.fetchone("SELECT count(*) AS n FROM posts")
+        entries = await txn.fetchall("SELECT type FROM log_entries ORDER BY idx")
+    assert posts is not None
+    return int(posts["n"]), [e["type"] for e in entries]
+
+
+async def test_three_statuses_racing_for_one_upload(world: World) -> None:
+    """Three statuses name one upload at once: one takes it, two get 422 naming it and store nothing."""
+    owner = await world.client("alice", "masto")
+    for round_ in range(3):
+        media = await world.run(owner.media_post, PNG + bytes([round_]), mime_type="image/png")
+        posts_before, log_before = await _stored(world)
+        apps = [await world.client("alice", "masto") for _ in range(3)]
+        results: list[Any] = await asyncio.gather(
+            *(world.run(app.status_post, f"Round {round_}, app {n}", media_ids=[media])
+              for n, app in enumerate(apps)),
+            return_exceptions=True,
+        )
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(won) == 1, f"round {round_}: {len(won)} statuses took upload {media.id}"
+        assert [m.id for m in won[0].media_attachments] == [media.id]
+        for refused in lost:
+            assert isinstance(refused, MastodonAPIError)
+            assert refused.args[1:4:2] == (
+                422, f"Validation failed: Media {media.id} not found or already attached to another post")
+        posts_after, log_after = await _stored(world)
+        assert posts_after == posts_before + 1
+        assert log_after[len(log_before):] == ["post.submitted"]
+    await world.gateway.tick()
+    published = world.upstream.statuses(world.upstream_account)
+    assert [len(s.media_ids) for s in published] == [1, 1, 1]
+
+
+async def test_a_failed_attach_leaves_no_post_behind(world: World) -> None:
+    """If attaching the upload fails, the status is not stored either, so no held post is left
+    waiting for an upload that housekeeping will delete."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png")
+    posts_before, log_before = await _stored(world)
+    async with world.gateway.app[DB].write() as txn:
+        # Every change to an upload fails from here on, as a crash between two steps would.
+        if txn.dialect == "postgresql":
+            await txn.execute("CREATE FUNCTION refuse_media() RETURNS trigger AS $$ "
+                              "BEGIN RAISE EXCEPTION 'media store unavailable'; END $$ LANGUAGE plpgsql")
+            await txn.execute("CREATE TRIGGER refuse_media BEFORE UPDATE ON media "
+                              "FOR EACH ROW EXECUTE FUNCTION refuse_media()")
+        else:
+            await txn.execute("CREATE TRIGGER refuse_media BEFORE UPDATE ON media "
+                              "BEGIN SELECT RAISE(ABORT, 'media store unavailable'); END")
+    try:
+        await world.run(api.status_post, "With a picture", media_ids=[media])
+    except MastodonAPIError as exc:
+        assert exc.args[1] == 500
+    async with world.gateway.app[DB].write() as txn:
+        await txn.execute("DROP TRIGGER refuse_media" + (" ON media" if txn.dialect == "postgresql" else ""))
+    assert await _stored(world) == (posts_before, log_before)
+    status = await world.run(api.status_post, "With a picture, again", media_ids=[media])
+    assert [m.id for m in status.media_attachments] == [media.id]
+    assert (await world.gateway.app[HOUSEKEEPER].sweep()).media == 0
+
+
+async def test_an_edit_and_a_status_racing_for_one_upload(world: World) -> None:
+    """An edit adding an upload and a new status naming it, at once: only one of them gets it."""
+    api = await world.client("alice", "masto")
+    pending = await world.run(api.status_post, "A draft")
+    for round_ in range(3):
+        media = await world.run(api.media_post, PNG + bytes([round_]), mime_type="image/png")
+        editor, poster = await world.client("alice", "masto"), await world.client("alice", "masto")
+        results: list[Any] = await asyncio.gather(
+            world.run(editor.status_update, pending.id, f"A draft, round {round_}", media_ids=[media]),
+            world.run(poster.status_post, f"A new status, round {round_}", media_ids=[media]),
+            return_exceptions=True,
+        )
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(lost) == 1, f"round {round_}: {2 - len(lost)} posts took upload {media.id}"
+        assert isinstance(lost[0], MastodonAPIError)
+        assert lost[0].args[1:4:2] == (
+            422, f"Validation failed: Media {media.id} not found or already attached to another post")
+    await world.gateway.tick()
+    published = world.upstream.statuses(world.upstream_account)
+    assert sum(len(s.media_ids) for s in published) == 3
