@@ -3,7 +3,21 @@
 Options: ``instance`` (base URL, required), ``timeout`` (seconds per request, default 30),
 ``max_characters`` (the instance's status limit, default 500), ``lookback_minutes`` (how far
 back ``find_existing`` looks when it does not know when the post was first attempted,
-default 360), ``media_poll_interval`` / ``media_poll_timeout`` (seconds, default 1 / 120).
+default 360), ``media_poll_interval`` / ``media_poll_timeout`` (seconds, default 1 / 120),
+``image_size_limit`` / ``video_size_limit`` (bytes an instance takes less than, default the
+stock 16 MB / 99 MB).
+
+Media
+-----
+Each attachment is uploaded with ``POST /api/v2/media`` before the status is created. The
+instance answers 200 when it processed the file at once (images, since Mastodon 4.0) and 202
+while the full-size file is processed in the background (video and audio; every file before
+4.0); then ``GET /api/v1/media/:id`` answers 206 until processing ends, 200 when the file is
+ready and 422 when processing failed. The status is created only once every file is ready. A
+file the instance could not process is a final error: sending the same bytes again fails the
+same way. What a stock instance is documented to refuse (a type outside its supported list, a
+file not smaller than its limit, a description over 1500 characters, a video or audio file
+beside any other) is refused here before any request.
 
 Exactly once
 ------------
@@ -38,6 +52,7 @@ for the first attempt's time yet; the keyword is an extension of the ``Adapter``
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import unicodedata
 from collections import OrderedDict
@@ -93,10 +108,29 @@ MAX_MEDIA = 4
 URL_WEIGHT = 23
 """Characters every URL counts as, whatever its length (``StatusLengthValidator``)."""
 
+IMAGE_MIME_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp", "image/avif"}
+)
+LARGER_MIME_TYPES = frozenset({
+    "video/webm", "video/mp4", "video/quicktime", "video/ogg",
+    "audio/wave", "audio/wav", "audio/x-wav", "audio/x-pn-wave", "audio/vnd.wave", "audio/ogg",
+    "audio/vorbis", "audio/mpeg", "audio/mp3", "audio/webm", "audio/flac", "audio/aac", "audio/m4a",
+    "audio/x-m4a", "audio/mp4", "audio/3gpp", "video/x-ms-asf",
+})
+"""Video and audio types (``MediaAttachment#larger_media_format?``): the larger size limit."""
+
+MAX_DESCRIPTION = 1500
+"""Characters of alt text a stock instance keeps (``MediaAttachment::MAX_DESCRIPTION_LENGTH``)."""
+
+PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
+"""What an instance answers for a file it could not process (``Api::V1::MediaController``)."""
+
 _DEFAULT_MAX_CHARACTERS = 500.0
 _DEFAULT_LOOKBACK_MINUTES = 360.0
 _DEFAULT_POLL_INTERVAL = 1.0
 _DEFAULT_POLL_TIMEOUT = 120.0
+_DEFAULT_IMAGE_LIMIT = float(16 * 1024 * 1024)
+_DEFAULT_VIDEO_LIMIT = float(99 * 1024 * 1024)
 _ATTEMPTS_KEPT = 10_000
 
 # Mastodon counts only URLs with a scheme (Extractor with extract_url_without_protocol off).
@@ -262,6 +296,12 @@ class MastodonAdapter:
         self._poll_timeout = float_option(
             config, "media_poll_timeout", _DEFAULT_POLL_TIMEOUT, platform=PLATFORM
         )
+        self._image_limit = int(
+            float_option(config, "image_size_limit", _DEFAULT_IMAGE_LIMIT, platform=PLATFORM)
+        )
+        self._video_limit = int(
+            float_option(config, "video_size_limit", _DEFAULT_VIDEO_LIMIT, platform=PLATFORM)
+        )
         self._http = HttpClient.for_account(
             config, platform=PLATFORM, base_url=self._base_url, clock=self._clock, detail=_mastodon_detail
         )
@@ -337,6 +377,30 @@ class MastodonAdapter:
             raise self._http.error(
                 f"{len(post.media)} attachments, at most {MAX_MEDIA} allowed", retryable=False
             )
+        for item in post.media:
+            self._check_media(item)
+        if len(post.media) > 1 and any(_mime(i) in LARGER_MIME_TYPES for i in post.media):
+            raise self._http.error(
+                "a video or audio file goes alone: Mastodon attaches it to no status with other files",
+                retryable=False,
+            )
+
+    def _check_media(self, item: MediaItem) -> None:
+        mime = _mime(item)
+        if mime not in IMAGE_MIME_TYPES and mime not in LARGER_MIME_TYPES:
+            raise self._http.error(f"Mastodon takes no files of type {mime or 'unknown'!r}", retryable=False)
+        limit = self._video_limit if mime in LARGER_MIME_TYPES else self._image_limit
+        if len(item.data) >= limit:
+            raise self._http.error(
+                f"the {mime} file of {len(item.data)} bytes is too large: the instance takes "
+                f"files smaller than {limit} bytes",
+                retryable=False,
+            )
+        if item.description is not None and len(item.description) > MAX_DESCRIPTION:
+            raise self._http.error(
+                f"alt text of {len(item.description)} characters, at most {MAX_DESCRIPTION} allowed",
+                retryable=False,
+            )
 
     def _remember(self, key: str, now: datetime) -> _Attempt:
         attempt = _Attempt(first_at=now)
@@ -348,11 +412,14 @@ class MastodonAdapter:
     async def _upload(self, item: MediaItem) -> str:
         """Upload one attachment with ``POST /api/v2/media`` and wait until it is processed."""
         form = aiohttp.FormData()
-        form.add_field("file", item.data, content_type=item.mime_type, filename=_filename(item))
+        # A stream, not bytes: aiohttp writes a large bytes body in one go, holding the loop.
+        form.add_field("file", io.BytesIO(item.data), content_type=item.mime_type, filename=_filename(item))
         if item.description:
             form.add_field("description", item.description)
         path = "/api/v2/media"
         response = await self._http.request("POST", path, data=form)
+        if response.status == 500 and self._http.detail_of(response) == PROCESSING_ERROR:
+            raise self._unprocessable(item, None, response)
         if response.status not in (200, 202):
             raise self._classify("POST", path, response)
         media = self._json_object(response, "POST", path)
@@ -371,12 +438,23 @@ class MastodonAdapter:
             response = await self._http.request("GET", get_path)
             if response.status == 200:
                 return media_id
+            if response.status == 422:
+                # Api::V1::MediaController#check_processing: the background processing failed.
+                raise self._unprocessable(item, media_id, response)
             if response.status != 206:
                 raise self._classify("GET", "/api/v1/media/:id", response)
             if waited >= self._poll_timeout:
                 raise self._http.error(
                     f"media {media_id} still processing after {waited:g} s", retryable=True
                 )
+
+    def _unprocessable(self, item: MediaItem, media_id: str | None, response: HttpResponse) -> AdapterError:
+        """The instance could not process a file: final, the same bytes would fail again."""
+        which = f"media {media_id}" if media_id else "the upload"
+        return self._http.error(
+            f"the instance could not process {which} ({_mime(item)}, {len(item.data)} bytes)",
+            retryable=False, status=response.status, detail=self._http.detail_of(response),
+        )
 
     # -- find_existing ---------------------------------------------------------------------
 
@@ -553,6 +631,10 @@ class MastodonAdapter:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _mime(item: MediaItem) -> str:
+    return item.mime_type.split(";")[0].strip().lower()
 
 
 def _filename(item: MediaItem) -> str:

@@ -56,8 +56,9 @@ MAX_MEDIA = 4
 MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 """Uploads every media-capable adapter can carry."""
 
-# Platforms whose adapter carries ``OutboundPost.media``, and the largest file each takes.
-MEDIA_LIMITS = {"mastodon": 16 * 1024 * 1024, "bluesky": 1_000_000}
+# Platforms whose adapter carries ``OutboundPost.media``, and the largest file each takes: a
+# stock Mastodon takes images smaller than 16 MB (``less_than``), Bluesky blobs up to 1 MB.
+MEDIA_LIMITS = {"mastodon": 16 * 1024 * 1024 - 1, "bluesky": 1_000_000}
 
 PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 """States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
@@ -520,7 +521,7 @@ class MastodonService:
         if upload.mime_type not in MEDIA_TYPES:
             raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
         if len(upload.data) > limit.media_bytes:
-            raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be less than "
+            raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be at most "
                                                f"{limit.media_bytes} bytes")
         media_id = new_post_id()
         digest = hashlib.sha256(upload.data).hexdigest()

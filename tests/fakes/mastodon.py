@@ -39,9 +39,27 @@ Documented rules it enforces, and where they are written:
 * docs.joinmastodon.org/methods/accounts/#statuses: newest first, ``limit`` default 20 and
   max 40, ``max_id`` / ``since_id`` / ``min_id``, ``exclude_reblogs``; 404 for an unknown
   account.
-* docs.joinmastodon.org/methods/media/#v2 and #get: ``file`` required with a MIME type
-  (422 otherwise); 200 when processed at once, 202 with ``url: null`` while processing; GET
-  answers 206 until done; statuses refuse media still processing and more than 4 files.
+* docs.joinmastodon.org/methods/media/#v2 and #get, with the limits of Mastodon 4.x
+  (``app/models/media_attachment.rb``, ``Api::V2::MediaController``, ``Api::V1::MediaController``):
+  - ``file`` is required, as multipart form data, with a MIME type among
+    ``MediaAttachment.supported_mime_types`` (``MEDIA_MIME_TYPES``); any other is 422
+    ``Validation failed: File content type is invalid, File is invalid``.
+  - A file must be smaller than ``IMAGE_LIMIT`` (16 MB) if it is an image and ``VIDEO_LIMIT``
+    (99 MB) if video or audio: Paperclip's ``less_than``, so exactly 16 MB is refused too, with
+    422 ``Validation failed: File file size must be less than 16 MB``. A body over 99 MB never
+    reaches Rails: the proxy in front (nginx ``client_max_body_size 99m``) answers 413.
+  - ``description`` is at most 1500 characters (422 ``Validation failed: Description is too
+    long (maximum is 1500 characters)``).
+  - 200 with the MediaAttachment when the file is processed at once (images, since 4.0); 202
+    with the MediaAttachment and ``url: null`` while the full-size file is processed in the
+    background (video and audio always; any file while ``media_processing_polls`` is set, as
+    before 4.0). Processing that fails at once is 500 ``Error processing thumbnail for
+    uploaded media``, and nothing is stored.
+  - ``GET /api/v1/media/:id``: 206 with the MediaAttachment while processing, 200 once done,
+    422 ``Error processing thumbnail for uploaded media`` once processing failed; 404 for an
+    upload of another account or already attached to a status.
+  - A status refuses media not processed (still processing, or failed), more than 4 files,
+    and a video or audio file together with any other (``PostStatusService#validate_media!``).
 * docs.joinmastodon.org/api/rate-limits: every answer carries ``X-RateLimit-Limit``,
   ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (an ISO 8601 time); 300 requests per
   account per 5 minutes, then 429 ``{"error": "Too many requests"}``
@@ -76,6 +94,21 @@ RATE_LIMIT = 300
 RATE_WINDOW = timedelta(minutes=5)
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 MAX_MEDIA = 4
+IMAGE_MIME_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp", "image/avif"}
+)
+VIDEO_MIME_TYPES = frozenset({"video/webm", "video/mp4", "video/quicktime", "video/ogg"})
+AUDIO_MIME_TYPES = frozenset({
+    "audio/wave", "audio/wav", "audio/x-wav", "audio/x-pn-wave", "audio/vnd.wave", "audio/ogg",
+    "audio/vorbis", "audio/mpeg", "audio/mp3", "audio/webm", "audio/flac", "audio/aac", "audio/m4a",
+    "audio/x-m4a", "audio/mp4", "audio/3gpp", "video/x-ms-asf",
+})
+MEDIA_MIME_TYPES = IMAGE_MIME_TYPES | VIDEO_MIME_TYPES | AUDIO_MIME_TYPES
+IMAGE_LIMIT = 16 * 1024 * 1024
+VIDEO_LIMIT = 99 * 1024 * 1024
+MAX_DESCRIPTION = 1500
+PROXY_BODY_LIMIT = 99 * 1024 * 1024
+PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
 
 ISO_639_1 = frozenset(
     """aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu
@@ -113,7 +146,29 @@ class Media:
     description: str | None
     size: int
     pending_polls: int
+    """How many more ``GET /api/v1/media/:id`` answer 206 before processing ends."""
+    fails: bool = False
+    """Processing ends in failure."""
     status_id: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The MediaAttachment ``type``."""
+        if self.mime_type in VIDEO_MIME_TYPES:
+            return "video"
+        if self.mime_type in AUDIO_MIME_TYPES:
+            return "audio"
+        return "gifv" if self.mime_type == "image/gif" else "image"
+
+    @property
+    def processed(self) -> bool:
+        """Processing ended well: the full-size file has its URL."""
+        return self.pending_polls <= 0 and not self.fails
+
+    @property
+    def failed(self) -> bool:
+        """Processing ended in failure."""
+        return self.pending_polls <= 0 and self.fails
 
 
 @dataclass
@@ -165,7 +220,11 @@ class FakeMastodon:
         self.media: dict[str, Media] = {}
         self.scheduled: dict[str, ScheduledStatus] = {}
         self.media_processing_polls = 0
-        """How many ``GET /api/v1/media/:id`` answer 206 before an upload is processed."""
+        """How many ``GET /api/v1/media/:id`` answer 206 before an upload is processed; any
+        upload is then answered 202 (video and audio always are, with at least one 206)."""
+        self.media_processing_failures = 0
+        """How many of the next uploads fail to process: at once (500) if processed at once,
+        else when their processing ends (GET answers 422)."""
         self._statuses: dict[str, Status] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._rate: dict[str, tuple[datetime, int]] = {}
@@ -314,13 +373,11 @@ class FakeMastodon:
         }
 
     def render_media(self, media: Media) -> dict[str, Any]:
-        """The MediaAttachment entity; ``url`` is null while processing."""
-        kind = media.mime_type.partition("/")[0]
-        processed = media.pending_polls <= 0
+        """The MediaAttachment entity; ``url`` is null until processed."""
         return {
             "id": media.id,
-            "type": kind if kind in ("image", "video", "audio") else "unknown",
-            "url": f"https://files.{self.host}/original/{media.id}" if processed else None,
+            "type": media.kind,
+            "url": f"https://files.{self.host}/original/{media.id}" if media.processed else None,
             "preview_url": f"https://files.{self.host}/small/{media.id}",
             "remote_url": None,
             "description": media.description,
@@ -569,9 +626,12 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
                 raise MastodonError(
                     422, f"Media {media_id} not found or already attached to another post"
                 )
-            if media.pending_polls > 0:
+            if not media.processed:
                 raise MastodonError(422, "Cannot attach files that have not finished "
                                          "processing. Try again in a moment!")
+        if len(media_ids) > 1 and any(fake.media[m].kind in ("video", "audio") for m in media_ids):
+            raise MastodonError(422, "Cannot attach a video to a post that already contains "
+                                     "images")
         visibility = _text(params.get("visibility"), "Visibility") or "public"
         if visibility not in VISIBILITIES:
             raise MastodonError(422, "Validation failed: Visibility is not included in the "
@@ -696,36 +756,59 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         if not request.content_type.startswith("multipart/"):
             raise MastodonError(422, "Validation failed: File content type is invalid, File "
                                      "is invalid")
+        if (request.content_length or 0) > PROXY_BODY_LIMIT:
+            return web.Response(status=413, content_type="text/html",
+                                text="<html><body><h1>413 Request Entity Too Large</h1></body></html>")
         form = await request.post()
         upload = form.get("file")
-        if not isinstance(upload, web.FileField) or not upload.content_type or \
-                upload.content_type == "application/octet-stream":
+        mime_type = upload.content_type.split(";")[0].strip().lower() \
+            if isinstance(upload, web.FileField) and upload.content_type else ""
+        if not isinstance(upload, web.FileField) or mime_type not in MEDIA_MIME_TYPES:
             raise MastodonError(422, "Validation failed: File content type is invalid, File "
                                      "is invalid")
         data = upload.file.read()
+        larger = mime_type in VIDEO_MIME_TYPES or mime_type in AUDIO_MIME_TYPES
+        limit = VIDEO_LIMIT if larger else IMAGE_LIMIT
+        if len(data) >= limit:
+            raise MastodonError(422, f"Validation failed: File file size must be less than "
+                                     f"{limit // (1024 * 1024)} MB")
         description = form.get("description")
+        description = description if isinstance(description, str) else None
+        if description is not None and len(description) > MAX_DESCRIPTION:
+            raise MastodonError(422, "Validation failed: Description is too long (maximum is "
+                                     f"{MAX_DESCRIPTION} characters)")
+        polls = max(fake.media_processing_polls, 1 if larger else 0)
+        fails = fake.media_processing_failures > 0
+        if fails:
+            fake.media_processing_failures -= 1
+            if polls == 0:
+                # Processed at once, inside the create: the record is rolled back with it.
+                raise MastodonError(500, PROCESSING_ERROR)
         media = Media(
-            id=fake._next_id(), account_id=account.id, mime_type=upload.content_type,
-            description=description if isinstance(description, str) else None,
-            size=len(data), pending_polls=fake.media_processing_polls,
+            id=fake._next_id(), account_id=account.id, mime_type=mime_type,
+            description=description, size=len(data), pending_polls=polls, fails=fails,
         )
         fake.media[media.id] = media
-        status = 202 if media.pending_polls > 0 else 200
+        status = 202 if polls > 0 else 200
         return web.json_response(fake.render_media(media), status=status)
 
     async def get_media(request: web.Request) -> web.Response:
         account = fake._account_for(request, required=True)
         assert account is not None
         media = fake.media.get(request.match_info["id"])
-        if media is None or media.account_id != account.id:
+        if media is None or media.account_id != account.id or media.status_id is not None:
             raise MastodonError(404, "Record not found")
+        if media.failed:
+            raise MastodonError(422, PROCESSING_ERROR)
         if media.pending_polls > 0:
+            entity = fake.render_media(media)
             media.pending_polls -= 1
-            return web.Response(status=206)
+            return web.json_response(entity, status=206)
         return web.json_response(fake.render_media(media))
 
     app = web.Application(
-        middlewares=[errors_middleware, fake.faults.middleware(render_fault, render_rate_limit)]
+        middlewares=[errors_middleware, fake.faults.middleware(render_fault, render_rate_limit)],
+        client_max_size=PROXY_BODY_LIMIT + 1024 * 1024,
     )
     app[FAKE_KEY] = fake
     app.router.add_post("/api/v1/statuses", create_status)

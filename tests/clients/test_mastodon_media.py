@@ -1,10 +1,12 @@
-"""One upload belongs to one post: Mastodon apps racing for it through the gateway, both databases."""
+"""Media through the Mastodon API, both databases: one upload belongs to one post, and what the
+instance would refuse is refused when it is uploaded."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import DB, HOUSEKEEPER
@@ -98,3 +100,32 @@ async def test_an_edit_and_a_status_racing_for_one_upload(world: World) -> None:
     await world.gateway.tick()
     published = world.upstream.statuses(world.upstream_account)
     assert sum(len(s.media_ids) for s in published) == 3
+
+
+async def test_an_image_mastodon_would_refuse_is_refused_at_upload(world: World) -> None:
+    """Mastodon takes images smaller than 16 MB: one of exactly 16 MB is refused when the app
+    uploads it, not when its post is published."""
+    api = await world.client("alice", "masto")
+    limit = 16 * 1024 * 1024
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_post, PNG + b"\x00" * (limit - len(PNG)), mime_type="image/png")
+    assert caught.value.args[1:4:2] == (422, f"Validation failed: File file size must be at most {limit - 1} bytes")
+    largest = await world.run(api.media_post, PNG + b"\x00" * (limit - 1 - len(PNG)), mime_type="image/png")
+    await world.run(api.status_post, "The largest picture", media_ids=[largest])
+    await world.gateway.tick()
+    [published] = world.upstream.statuses(world.upstream_account)
+    assert world.upstream.media[published.media_ids[0]].size == limit - 1
+
+
+async def test_a_file_the_instance_cannot_process_fails_its_post_with_the_reason(world: World) -> None:
+    """When the instance cannot process an upload, the post fails at once, saying so, instead of
+    retrying the same bytes."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png")
+    status = await world.run(api.status_post, "With a picture", media_ids=[media])
+    world.upstream.media_processing_failures = 1
+    await world.gateway.tick()
+    failed = await world.gateway.get("alice", str(status.id))
+    assert (failed["state"], failed["attempts"]) == ("failed", 1)
+    assert "could not process the upload (image/png, 72 bytes)" in failed["last_error"]
+    assert world.upstream.statuses(world.upstream_account) == []
