@@ -27,6 +27,16 @@ normalisation and collapsing whitespace. The first attempt is the ``since`` argu
 extension of the ``Adapter`` protocol, for a gateway that knows it after a restart), or the
 time this adapter object first sent the key, or ``now - lookback_minutes``.
 
+Rate limits
+-----------
+An endpoint has a 15-minute window per user (``x-rate-limit-limit``/``-remaining``/``-reset``),
+and a create has 24-hour caps too, per user and per app (``x-user-limit-24hour-*``,
+``x-app-limit-24hour-*``). X answers 429 when any of them is used up, with the 15-minute
+headers whatever the window, so the wait is the latest reset among the windows whose
+``-remaining`` is 0 (the 15-minute reset only when a 429 names none). Until then the endpoint
+rests: a call raises a retryable 429 ``AdapterError`` with that wait and sends nothing, which
+the publisher takes as a deferral, not a failure of the post.
+
 Length is checked locally with twitter-text's v3 rules before anything is sent (see
 ``weighted_length``). Media: images only, through ``POST /2/media/upload`` with alt text via
 ``POST /2/media/metadata``; other types are refused before any request. Content warnings and
@@ -627,9 +637,8 @@ class XAdapter:
                 )
             del self._exhausted_until[endpoint]
         response = await self._http.request(method, path, json_body=json_body, params=params)
-        remaining = response.headers.get("x-rate-limit-remaining")
-        reset = parse_epoch(response.headers.get("x-rate-limit-reset"))
-        if reset is not None and (response.status == 429 or remaining == "0"):
+        reset = _used_up_until(response)
+        if reset is not None:
             self._exhausted_until[endpoint] = reset
         return response
 
@@ -638,11 +647,29 @@ class XAdapter:
         if response.status == 429 or response.status >= 500:
             now = self._clock()
             retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-            if retry_after is None and response.status == 429:
-                reset = parse_epoch(response.headers.get("x-rate-limit-reset"))
-                if reset is not None:
-                    retry_after = seconds_until(reset, now)
+            reset = _used_up_until(response) if response.status == 429 else None
+            if reset is not None:
+                retry_after = max(retry_after or 0.0, seconds_until(reset, now))
         return self._http.classify(method, path, response, retry_after=retry_after)
+
+
+_LIMIT_WINDOWS = ("x-rate-limit", "x-user-limit-24hour", "x-app-limit-24hour")
+"""The rate-limit windows X reports: per 15 minutes, and a create's per user and per app a day."""
+
+
+def _used_up_until(response: HttpResponse) -> datetime | None:
+    """When the endpoint may be called again, if the answer says a window is used up: the
+    latest reset among those whose remaining is 0; after a 429 that names none, the
+    15-minute reset. ``None`` when nothing is used up."""
+    resets = [
+        reset for prefix in _LIMIT_WINDOWS
+        if response.headers.get(f"{prefix}-remaining") == "0"
+        and (reset := parse_epoch(response.headers.get(f"{prefix}-reset"))) is not None
+    ]
+    if not resets and response.status == 429:
+        reset = parse_epoch(response.headers.get("x-rate-limit-reset"))
+        resets = [reset] if reset is not None else []
+    return max(resets, default=None)
 
 
 def _same_shape(tweet: dict[str, Any], post: OutboundPost) -> bool:

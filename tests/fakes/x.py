@@ -62,6 +62,15 @@ Documented rules it enforces, and where they are written:
   ``x-rate-limit-remaining`` and ``x-rate-limit-reset`` (epoch seconds) for its endpoint,
   per user per 15-minute window (``POST /2/tweets`` 100, ``DELETE`` 50, as documented);
   past the limit: 429.
+* Writes are capped per 24 hours as well (``DAILY_LIMITS``, a test may lower them in
+  ``daily_limits``): ``POST /2/tweets`` 10,000 per app (the rate-limit table) and 2,400 per
+  user (help.x.com/en/rules-and-policies/x-limits: "2,400 posts per day", every client
+  counted). Its answers also carry ``x-user-limit-24hour-limit``/``-remaining``/``-reset``
+  and ``x-app-limit-24hour-limit``/``-remaining``/``-reset`` (epoch seconds), the headers X
+  sends on creates; past either cap: 429 with ``…-24hour-remaining: 0`` and that window's
+  reset, while ``x-rate-limit-remaining`` may well be above 0 (the 15-minute window is not
+  the one used up). Each window starts at its first request; every request counts toward
+  the 15-minute window, only those let through toward the 24-hour ones.
 """
 
 from __future__ import annotations
@@ -95,6 +104,9 @@ INVALID_DETAIL = "One or more parameters to your request was invalid."
 DUPLICATE = "You are not allowed to create a Tweet with duplicate content."
 TOO_LONG = "Tweet needs to be a bit shorter."
 RATE_WINDOW = timedelta(minutes=15)
+DAILY_WINDOW = timedelta(hours=24)
+DAILY_LIMITS = {"POST /2/tweets": (2400, 10_000)}
+"""Per 24 hours: (per user, per app)."""
 RATE_LIMITS = {
     "POST /2/tweets": 100,
     "DELETE /2/tweets/:id": 50,
@@ -226,6 +238,9 @@ class FakeX:
         self.duplicate_window = timedelta(hours=24)
         self._tweets: dict[str, Tweet] = {}
         self._rate: dict[tuple[str, str], tuple[datetime, int]] = {}
+        self.daily_limits = dict(DAILY_LIMITS)
+        """Per endpoint, requests per 24 hours: (per user, per app)."""
+        self._daily: dict[tuple[str, str], tuple[datetime, int]] = {}
         self._ids = itertools.count(1_900_000_000_000_000_001, 4096)
         self._short: dict[str, str] = {}
 
@@ -279,22 +294,39 @@ class FakeX:
         raise Problem(401, "Unauthorized", "Unauthorized")
 
     def count(self, user: User, endpoint: str) -> dict[str, str]:
-        """Count one request against the endpoint's window; its x-rate-limit-* headers."""
-        limit = RATE_LIMITS[endpoint]
+        """Count one request against the endpoint's windows: its 15-minute one, and the
+        per-user and per-app 24-hour ones of a write; their headers."""
+        headers: dict[str, str] = {}
+        key = (user.id, endpoint)
+        self._rate[key] = self._window(self._rate, key, RATE_LIMITS[endpoint], RATE_WINDOW,
+                                       "x-rate-limit", headers)
+        over = self._rate[key][1] > RATE_LIMITS[endpoint]
+        counted: dict[tuple[str, str], tuple[datetime, int]] = {}
+        if endpoint in self.daily_limits:
+            for (who, limit), prefix in zip(((user.id, self.daily_limits[endpoint][0]),
+                                             ("app", self.daily_limits[endpoint][1])),
+                                            ("x-user-limit-24hour", "x-app-limit-24hour"), strict=True):
+                counted[(who, endpoint)] = self._window(self._daily, (who, endpoint), limit,
+                                                        DAILY_WINDOW, prefix, headers)
+                over |= counted[(who, endpoint)][1] > limit
+        if over:
+            raise RateLimited(headers)
+        self._daily.update(counted)
+        return headers
+
+    def _window(self, windows: dict[tuple[str, str], tuple[datetime, int]], key: tuple[str, str],
+                limit: int, length: timedelta, prefix: str, headers: dict[str, str]
+                ) -> tuple[datetime, int]:
+        """A window with one more request in it (its start, its count); sets its headers."""
         now = self.clock.now()
-        start, used = self._rate.get((user.id, endpoint), (now, 0))
-        if now - start >= RATE_WINDOW:
+        start, used = windows.get(key, (now, 0))
+        if now - start >= length:
             start, used = now, 0
         used += 1
-        self._rate[(user.id, endpoint)] = (start, used)
-        headers = {
-            "x-rate-limit-limit": str(limit),
-            "x-rate-limit-remaining": str(max(0, limit - used)),
-            "x-rate-limit-reset": str(int((start + RATE_WINDOW).timestamp())),
-        }
-        if used > limit:
-            raise RateLimited(headers)
-        return headers
+        headers[f"{prefix}-limit"] = str(limit)
+        headers[f"{prefix}-remaining"] = str(max(0, limit - used))
+        headers[f"{prefix}-reset"] = str(int((start + length).timestamp()))
+        return start, used
 
     def short_link(self, url: str) -> str:
         """The t.co link X would use for ``url``."""
