@@ -20,8 +20,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/byline serve --demo
 
-# Lint and types first (cheap), then every test. Set BYLINE_TEST_POSTGRES_DSN to run each
-# storage test on PostgreSQL as well as SQLite (.ci/run does).
+# Lint and types first (cheap), then every test. Each storage test runs on SQLite and on the
+# PostgreSQL at postgresql://postgres@127.0.0.1:5432/postgres when one answers there (or at
+# BYLINE_TEST_POSTGRES_DSN, which then must answer); without one the run ends by saying loudly
+# that it ran on SQLite only. BYLINE_TEST_POSTGRES=off: SQLite only, on
+# purpose. .ci/run starts PostgreSQL first and fails without it.
 # The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky), and the
 # sign-in page in Debian's Chromium (tests/browser).
 test: lint bluesky-harness browser

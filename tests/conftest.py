@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import textwrap
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -22,8 +24,67 @@ from gateway.settings import Settings
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
-PG_DSN = os.environ.get("BYLINE_TEST_POSTGRES_DSN")
+DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_PROBE_SECONDS = 3.0
+
+
+def _where(dsn: str) -> str:
+    """A DSN as it may be printed: no user or password."""
+    parts = urlsplit(dsn)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def _choose_postgres() -> tuple[str | None, str]:
+    """The PostgreSQL every storage test also runs on, or None and why not.
+
+    ``BYLINE_TEST_POSTGRES=off`` (or ``BYLINE_TEST_POSTGRES_DSN`` set but empty) means SQLite
+    only, on purpose. Otherwise the DSN in ``BYLINE_TEST_POSTGRES_DSN`` must answer, or the run
+    stops; without it the local default is tried with a short timeout, and the run goes on on
+    SQLite alone, saying so loudly, when nothing answers there.
+    """
+    explicit = os.environ.get("BYLINE_TEST_POSTGRES_DSN")
+    if os.environ.get("BYLINE_TEST_POSTGRES", "").strip().lower() == "off" or explicit == "":
+        return None, "turned off (BYLINE_TEST_POSTGRES=off or an empty BYLINE_TEST_POSTGRES_DSN)"
+    dsn = explicit or DEFAULT_PG_DSN
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=PG_PROBE_SECONDS)
+        await conn.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(probe(), PG_PROBE_SECONDS + 1))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = f"nothing usable answers at {_where(dsn)} ({type(exc).__name__}: {exc})"
+        if explicit:
+            return None, f"BYLINE_TEST_POSTGRES_DSN: {reason}"
+        return None, reason + "; start PostgreSQL there, or set BYLINE_TEST_POSTGRES_DSN"
+    return dsn, f"at {_where(dsn)}"
+
+
+PG_DSN, PG_REASON = _choose_postgres()
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_DSN else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A PostgreSQL asked for by name that does not answer stops the run before any test."""
+    if PG_DSN is None and PG_REASON.startswith("BYLINE_TEST_POSTGRES_DSN:"):
+        raise pytest.UsageError(PG_REASON)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say at the top which databases the storage tests run on."""
+    if PG_DSN is not None:
+        return [f"databases: SQLite and PostgreSQL {PG_REASON}"]
+    return [f"databases: SQLITE ONLY -- PostgreSQL is NOT tested: {PG_REASON}"]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say again at the bottom, where it cannot be missed, when PostgreSQL was left out."""
+    if PG_DSN is None:
+        terminalreporter.write_sep(
+            "!", "PostgreSQL was NOT tested: storage tests ran on SQLite only", red=True, bold=True
+        )
+        terminalreporter.write_line(f"PostgreSQL: {PG_REASON}", red=True, bold=True)
 
 
 def _with_param(dsn: str, key: str, value: str) -> str:

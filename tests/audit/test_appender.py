@@ -4,8 +4,9 @@ failures kept to their own callers, other writers let in; on both databases."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,74 @@ from gateway.storage.db import Database, SqliteDatabase, open_database
 Work = Callable[[LogTxn], Awaitable[Any]]
 
 
-def _event(post: str, n: int, *, text: str | None = None) -> Work:
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """The test's database, up to date; closed after the test, whether it passed or not."""
+    opened = await open_database(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    """A SQLite database, for what only SQLite's single writer does; closed after the test."""
+    opened = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+    assert isinstance(opened, SqliteDatabase)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _event(post: str, n: int, *, text: str | None = None, account: str = "acct") -> Work:
     async def work(ltx: LogTxn) -> int:
         data: dict[str, Any] = {"n": n}
         if text is not None:
             data["text_hash"] = ltx.commit_text(text)
-        return await ltx.append("test.event", actor="alice", account="acct", post=post, data=data)
+        return await ltx.append("test.event", actor="alice", account=account, post=post, data=data)
 
     return work
+
+
+POISONED = "poisoned"  # the account whose log entries the injected failure refuses
+
+_POISON_DDL = {
+    # SQLite refuses the row with the INSERT; or a deferred foreign key that points nowhere
+    # makes the COMMIT fail (and leaves the transaction open, as a failed COMMIT does).
+    ("sqlite", "insert"): [
+        f"CREATE TRIGGER test_poison BEFORE INSERT ON log_entries WHEN NEW.account = '{POISONED}' "
+        "BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    ],
+    ("sqlite", "commit"): [
+        "CREATE TABLE test_nowhere (id INTEGER PRIMARY KEY)",
+        "CREATE TABLE test_poison (ref INTEGER REFERENCES test_nowhere (id) DEFERRABLE INITIALLY DEFERRED)",
+        f"CREATE TRIGGER test_poison AFTER INSERT ON log_entries WHEN NEW.account = '{POISONED}' "
+        "BEGIN INSERT INTO test_poison VALUES (1); END",
+    ],
+    # PostgreSQL: a row trigger raises at the INSERT, or a deferred constraint trigger at COMMIT.
+    ("postgresql", "insert"): [
+        "CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.account = '{POISONED}' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER test_poison BEFORE INSERT ON log_entries FOR EACH ROW EXECUTE FUNCTION test_poison()",
+    ],
+    ("postgresql", "commit"): [
+        "CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF NEW.account = '{POISONED}' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$",
+        "CREATE CONSTRAINT TRIGGER test_poison AFTER INSERT ON log_entries DEFERRABLE INITIALLY DEFERRED "
+        "FOR EACH ROW EXECUTE FUNCTION test_poison()",
+    ],
+}
+_POISON_ERROR = {"insert": "injected failure", "commit": "injected failure|FOREIGN KEY constraint failed"}
+
+
+async def _poison(db: Database, failing: str) -> None:
+    """Make the database itself refuse any batch that logs an entry for ``POISONED``: at the
+    INSERT of its entries, or at its COMMIT."""
+    async with db.write() as txn:
+        for statement in _POISON_DDL[(db.dialect, failing)]:
+            await txn.execute(statement)
 
 
 async def _verified(db: Database, tmp_path: Path) -> Report:
@@ -52,10 +113,9 @@ async def _texts(db: Database) -> dict[int, tuple[str, bytes, str | None]]:
     return {int(r["idx"]): (r["text_hash"], bytes(r["salt"]), r["text"]) for r in rows}
 
 
-async def test_many_callers_one_log(db_url: str, tmp_path: Path) -> None:
+async def test_many_callers_one_log(db: Database, tmp_path: Path) -> None:
     """Callers at once get their own entries; each text is kept, salted afresh, by the entry
     carrying its hash; and the log verifies."""
-    db = await open_database(db_url)
     appender = Appender(db, ManualClock(), max_batch=16)
     await appender.start()
     try:
@@ -74,12 +134,10 @@ async def test_many_callers_one_log(db_url: str, tmp_path: Path) -> None:
     report = await _verified(db, tmp_path)
     assert report.ok, report.summary()
     assert (report.size, report.texts_checked) == (300, 100)
-    await db.close()
 
 
-async def test_failures_stay_with_their_callers(db_url: str, tmp_path: Path) -> None:
+async def test_failures_stay_with_their_callers(db: Database, tmp_path: Path) -> None:
     """A work that fails, or commits to a text it does not log, fails alone; the rest commit."""
-    db = await open_database(db_url)
     appender = Appender(db, ManualClock(), max_batch=8)
     await appender.start()
 
@@ -103,13 +161,11 @@ async def test_failures_stay_with_their_callers(db_url: str, tmp_path: Path) -> 
     assert await _texts(db) == {}
     report = await _verified(db, tmp_path)
     assert report.ok and report.size == 18, report.summary()
-    await db.close()
 
 
-async def test_chains_carry_on_after_a_restart(db_url: str, tmp_path: Path) -> None:
+async def test_chains_carry_on_after_a_restart(db: Database, tmp_path: Path) -> None:
     """An appender that has not seen a post links its next entries to the stored last one,
     also when several land in one batch."""
-    db = await open_database(db_url)
     for round in range(3):
         appender = Appender(db, ManualClock(), max_batch=64)
         await appender.start()
@@ -122,45 +178,36 @@ async def test_chains_carry_on_after_a_restart(db_url: str, tmp_path: Path) -> N
     async with db.read() as txn:
         rows = await log_sql.post_entries(txn, "p1")
     assert [int(r["idx"]) for r in rows] == [1, 5, 9, 13, 17, 21, 25, 29, 33]
-    await db.close()
 
 
-@pytest.mark.parametrize("failing", ["COMMIT", "INSERT INTO log_entries"])
-async def test_a_failed_statement_fails_its_batch_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
-) -> None:
-    """SQLite: when a batch's COMMIT, or the multi-row INSERT of its entries, fails once, that
-    batch's callers hear so and nothing of it is kept; a batch run meanwhile on top of it is
-    run again from the start, the batches after it go on, and the log stays whole."""
-    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
-    assert isinstance(db, SqliteDatabase) and db._writer is not None
-    conn = db._writer
-    real = conn.execute_fetchall
-    failures = [sqlite3.OperationalError("disk I/O error")]
-
-    async def flaky(sql: str, parameters: Any = None) -> Any:
-        if sql.startswith(failing) and failures:
-            raise failures.pop()
-        return await real(sql, parameters)
-
-    monkeypatch.setattr(conn, "execute_fetchall", flaky)
+@pytest.mark.parametrize("failing", ["commit", "insert"])
+async def test_a_failed_statement_fails_its_batch_only(db: Database, tmp_path: Path, failing: str) -> None:
+    """When a batch's COMMIT, or the INSERT of its entries, fails, that batch's callers hear so
+    and nothing of it is kept; the batches after it go on (on SQLite, one run meanwhile on top
+    of it is run again from the start), and the log stays whole."""
+    await _poison(db, failing)
     appender = Appender(db, ManualClock(), max_batch=4)
     await appender.start()
     try:
         outcomes = await asyncio.gather(
-            *(appender.submit(_event(f"p{n % 3}", n, text=f"t{n}")) for n in range(16)), return_exceptions=True
+            *(appender.submit(_event(f"p{n % 3}", n, text=f"t{n}", account=POISONED if n == 0 else "acct"))
+              for n in range(16)),
+            return_exceptions=True,
         )
         failed = [n for n, o in enumerate(outcomes) if isinstance(o, BaseException)]
         assert failed == [0, 1, 2, 3], outcomes
+        for n in failed:  # the database refused it, as it was made to
+            assert re.search(_POISON_ERROR[failing], str(outcomes[n])), outcomes[n]
         assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(12))
         assert await appender.submit(_event("p0", 99)) == 12
     finally:
         await appender.stop()
-    assert not failures  # the statement did fail
     assert sorted(await _texts(db)) == list(range(12))  # no text of the failed batch was kept
+    async with db.read() as txn:
+        kept = await txn.fetchall("SELECT idx FROM log_entries WHERE account = ?", POISONED)
+    assert kept == []
     report = await _verified(db, tmp_path)
     assert report.ok and report.size == 13, report.summary()
-    await db.close()
 
 
 def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
@@ -180,11 +227,13 @@ def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
     assert len(seen) <= 2 * 10  # per table: 512 rows, then 256, 128, … 1
 
 
-async def test_no_statement_runs_outside_a_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_statement_runs_outside_a_transaction(
+    sqlite_db: SqliteDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SQLite: when the BEGIN queued behind a COMMIT fails, the works run meanwhile have not
     changed anything on their own; they run again, each once, each with its entry."""
-    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
-    assert isinstance(db, SqliteDatabase) and db._writer is not None
+    db = sqlite_db
+    assert db._writer is not None
     conn = db._writer
     real = conn.execute_fetchall
     begins = 0
@@ -219,12 +268,10 @@ async def test_no_statement_runs_outside_a_transaction(tmp_path: Path, monkeypat
     assert sorted(r["account"] for r in heads) == sorted(f"a{n}" for n in range(12))
     report = await _verified(db, tmp_path)
     assert report.ok and report.size == 12, report.summary()
-    await db.close()
 
 
-async def test_other_writers_get_their_turn(tmp_path: Path) -> None:
-    """SQLite: while the appender is busy batch after batch, another write is let in."""
-    db = await open_database(f"sqlite:///{tmp_path / 'byline.db'}")
+async def test_other_writers_get_their_turn(db: Database) -> None:
+    """While the appender is busy batch after batch, another write is let in."""
     appender = Appender(db, ManualClock(), max_batch=8)
     await appender.start()
     done = 0
@@ -250,13 +297,11 @@ async def test_other_writers_get_their_turn(tmp_path: Path) -> None:
     finally:
         await appender.stop()
     assert results[0] < 40 * 40
-    await db.close()
 
 
-async def test_texts_can_be_erased_and_nothing_else(db_url: str, tmp_path: Path) -> None:
+async def test_texts_can_be_erased_and_nothing_else(db: Database, tmp_path: Path) -> None:
     """A committed text can be erased (the verifier counts it); any other change to the kept
     texts, or to the entries, is refused by the database."""
-    db = await open_database(db_url)
     appender = Appender(db, ManualClock())
     await appender.start()
     try:
@@ -284,4 +329,3 @@ async def test_texts_can_be_erased_and_nothing_else(db_url: str, tmp_path: Path)
     report = await _verified(db, tmp_path)
     assert report.ok, report.summary()
     assert (report.texts_checked, report.texts_erased) == (1, 1)
-    await db.close()
