@@ -235,3 +235,24 @@ async def test_withheld_words_cannot_be_confirmed_by_guessing(db_url: str, polic
             assert set(seen) == expect, who
             for text, t in seen.items():
                 assert text_commitment(text, bytes.fromhex(t["salt"])) == t["hash"]
+
+
+async def test_an_edit_after_approval_goes_back_to_the_approvers(gateway: Gateway) -> None:
+    """Approved and scheduled, then edited by its author: held again, the old approvals void, and
+    the new words go out only once approved themselves."""
+    post = await gateway.submit("carol", "cosigned", "Approved words")
+    for approver in ("bob", "dave"):
+        assert (await gateway.act(approver, post["id"], "approve", {"version": 1}))[0] == 200
+    assert (await gateway.get("carol", post["id"]))["state"] == "scheduled"
+    status, edited = await _patch(gateway, "carol", post["id"], "Words nobody approved")
+    assert status == 200, edited
+    assert (edited["state"], edited["approvals_needed"], edited["publish_at"]) == ("held", 2, None)
+    assert [r["rule"] for r in edited["reasons"]] == ["edited-after-approval"]
+    await _publish_due(gateway)
+    assert await gateway.timeline("cosigned") == []
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert (status, body["error"]) == (409, "stale_version")
+    for approver in ("bob", "dave"):
+        assert (await gateway.act(approver, post["id"], "approve", {"version": 2}))[0] == 200
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Words nobody approved\n\n—carol"]

@@ -335,3 +335,15 @@ def test_a_cancel_by_someone_else_is_named(tmp_path: Path) -> None:
                   data={"state": "cancelled", "policy_sha256": "p1"})
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [f"entry {bad}: bob cancelled post 1, which carol wrote"]
+
+
+def test_an_approval_of_a_version_other_than_the_current_one_is_named(tmp_path: Path) -> None:
+    """An approval recorded for the version before an edit is named, though its approver may approve."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    log.add("post.edited", actor="carol", account="brand", post="1",
+            data={"version": 2, "text_hash": log.commit("new words"), "state": "held"})
+    bad = _approve(log, "1", "bob", version=1)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: approval of version 1 of post 1, which is at version 2"]
