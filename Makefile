@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness browser bench fuzz clean
+.PHONY: install serve test lint bluesky-harness browser bench fuzz mutation clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,6 +48,13 @@ bench: $(STAMP)
 fuzz: $(STAMP)
 	BYLINE_TEST_STATE_MACHINE_EXAMPLES=300 BYLINE_TEST_STATE_MACHINE_STEPS=40 \
 	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py $(PYTEST_ARGS)
+
+# Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay): see the
+# README's "Mutation testing" for the last summary. Not part of `make test`: it takes a while.
+mutation: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/python -m tests.mutation_summary
 
 clean:
 	rm -rf $(VENV) var

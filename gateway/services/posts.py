@@ -28,18 +28,22 @@ from gateway.policy.engine import (
     Reason,
     Role,
     check_rules,
-    contributors,
-    counts_toward,
     decide,
     disclosed_text,
     gate_for,
-    may,
-    owner_confirms,
     publish_time,
     roles,
 )
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
-from gateway.policy.models import Tier
+from gateway.services.authorization import (
+    approvals_that_count,
+    authorize,
+    check_account_binding,
+    check_approvers_left,
+    check_no_words,
+    check_version,
+    redecision_cause,
+)
 from gateway.services.platforms import Platforms
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
@@ -87,13 +91,6 @@ class PostOptions:
         return out
 
 
-_LIFECYCLE_ACTION = {
-    Act.EDIT: Action.EDIT, Act.APPROVE: Action.APPROVE, Act.REJECT: Action.REJECT,
-    Act.CANCEL: Action.CANCEL, Act.ADOPT: Action.ADOPT, Act.DISMISS: Action.DISMISS,
-    Act.DELETE: Action.DELETE, Act.RETRY: Action.RETRY,
-}
-
-
 def new_post_id() -> str:
     """A time-ordered numeric id (milliseconds, then 20 random bits), as Mastodon clients expect."""
     return str((time.time_ns() // 1_000_000) << 20 | secrets.randbits(20))
@@ -101,41 +98,6 @@ def new_post_id() -> str:
 
 def _reasons_json(reasons: tuple[Reason, ...]) -> str:
     return json.dumps([r.to_json() for r in reasons])
-
-
-def _contributors(row: Row) -> frozenset[str]:
-    return contributors(author=row["author"], editors=json.loads(row["editors"]), suggested_by=row["suggested_by"])
-
-
-def _approvals_that_count(loaded: LoadedPolicy, row: Row, approved: list[str]) -> int:
-    """How many of these approvals of a post's current version count: each by one of the post's
-    approvers who is one still and wrote none of its words."""
-    listed = set(json.loads(row["approvers"]))
-    contributed = _contributors(row)
-    return sum(
-        1 for a in set(approved)
-        if a in listed and counts_toward(loaded.policy, a, author=row["author"], contributed=contributed)
-    )
-
-
-def _check_approvers_left(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
-    """Refuse an approver's edit that would leave too few approvers who wrote none of the post.
-
-    An approver may edit a post they approve; from then on their words are in it, so it needs
-    its approvals from others, and an edit that leaves too few of them would strand it.
-    """
-    needed = int(row["required"])
-    if needed <= 0 or caller.user == row["author"] or owner_confirms(loaded.policy):
-        return
-    contributed = _contributors(row) | {caller.user}
-    left = [a for a in gate_for(loaded.policy, row["author"]).approvers if a not in contributed]
-    if len(left) < needed:
-        raise BylineError(
-            Code.NO_APPROVERS_LEFT,
-            f"if {caller.user} edits this post, {len(left)} of its approvers wrote none of it and it "
-            f"needs {needed}: suggest the change to {row['author']} instead",
-            needed=needed, left=left,
-        )
 
 
 class PostService:
@@ -169,12 +131,6 @@ class PostService:
         if loaded is None:
             raise BylineError(Code.UNKNOWN_ACCOUNT, f"no account named {account!r}")
         return loaded
-
-    def _check_account_binding(self, caller: Caller, account: str) -> None:
-        if caller.account is not None and caller.account != account:
-            raise BylineError(
-                Code.FORBIDDEN, f"this token acts for {caller.account}, not {account}"
-            )
 
     def _check_text(
         self, loaded: LoadedPolicy, *, author: str, text: Any, editors: Sequence[str] = (),
@@ -220,66 +176,7 @@ class PostService:
             raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
 
     def _authorize(self, caller: Caller, row: Row, act: Act) -> LoadedPolicy:
-        self._check_account_binding(caller, row["account"])
-        loaded = self._policies.get(row["account"])
-        if loaded is None:
-            if caller.user == row["author"]:
-                # The author still sees what they wrote; nobody decides anything while the
-                # account has no policy in force.
-                raise BylineError(
-                    Code.NO_POLICY,
-                    f"{row['account']} has no policy in force: this post waits until one is",
-                    account=row["account"],
-                )
-            raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
-        approvers = tuple(json.loads(row["approvers"]))
-        author = row["author"]
-        suggested = row["state"] == State.SUGGESTED.value
-        if not may(loaded.policy, caller.user, Act.VIEW, author=author, approvers=approvers):
-            raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
-        action = _LIFECYCLE_ACTION.get(act)
-        if action is not None:
-            # Someone who can see the post learns first that its state rules the action out.
-            transition(State(row["state"]), action)
-        if not may(loaded.policy, caller.user, act, author=author, approvers=approvers, suggested=suggested):
-            raise BylineError(
-                Code.FORBIDDEN, f"{caller.user} may not {act.value} this post", action=act.value
-            )
-        return loaded
-
-    @staticmethod
-    def _check_version(row: Row, version: int | None) -> int:
-        """An approval or rejection names the version its approver saw: refuse it for another,
-        and ask for it when it names none."""
-        current = int(row["version"])
-        if version is None:
-            raise BylineError(
-                Code.VERSION_REQUIRED,
-                f"name the version you decide on: {{\"version\": {current}}} in the body, or If-Match: \"{current}\"",
-                version=current,
-            )
-        if version != current:
-            raise BylineError(
-                Code.STALE_VERSION,
-                f"you decided on version {version}, but the post is at version {current}: "
-                "read it again before you decide",
-                version=current,
-            )
-        return current
-
-    @staticmethod
-    def _check_no_words(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
-        """Whoever put words into a post never approves it (save the owner confirming, where the
-        policy names no approvers)."""
-        if owner_confirms(loaded.policy):
-            return
-        if caller.user in _contributors(row):
-            raise BylineError(
-                Code.FORBIDDEN,
-                f"{caller.user} put words into this post and may not approve it: "
-                "another approver must",
-                action=Act.APPROVE.value,
-            )
+        return authorize(self._policies.get(row["account"]), caller, row, act)
 
     async def _row(self, post_id: str) -> Row:
         async with self._db.read() as txn:
@@ -306,7 +203,7 @@ class PostService:
         that must commit with it or not at all (the Mastodon API attaches the post's uploads
         there); a ``BylineError`` it raises refuses the post and nothing of it is stored.
         """
-        self._check_account_binding(caller, account)
+        check_account_binding(caller, account)
         loaded = self.policy(account)
         policy = loaded.policy
         held_by = roles(policy, caller.user)
@@ -441,7 +338,7 @@ class PostService:
             loaded, author=row["author"], text=text, suggested_by=row["suggested_by"],
             editors=[*editors, caller.user] if caller.user != row["author"] else editors,
         )
-        _check_approvers_left(loaded, caller, row)
+        check_approvers_left(loaded, caller, row)
         policy = loaded.policy
         verdict = check_rules(policy, text)
         if verdict.blocked_by is not None:
@@ -456,7 +353,7 @@ class PostService:
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.EDIT)
-            _check_approvers_left(in_force, caller, current)
+            check_approvers_left(in_force, caller, current)
             state = State(current["state"])
             transition(state, Action.EDIT)
             version = int(current["version"]) + 1
@@ -521,16 +418,16 @@ class PostService:
         of approvers who wrote none of it schedules the post."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.APPROVE)
-        seen = self._check_version(row, version)
-        self._check_no_words(loaded, caller, row)
+        seen = check_version(row, version)
+        check_no_words(loaded, caller, row)
         now = self._clock.now()
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
             # Decided again inside the transaction: the post or the policy may have changed since.
             in_force = self._authorize(caller, current, Act.APPROVE)
-            version = self._check_version(current, seen)
-            self._check_no_words(in_force, caller, current)
+            version = check_version(current, seen)
+            check_no_words(in_force, caller, current)
             policy = in_force.policy
             state = State(current["state"])
             if not await sql.insert_decision(
@@ -538,7 +435,7 @@ class PostService:
                 decision="approve", reason=None, at=ltx.now,
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
-            count = _approvals_that_count(
+            count = approvals_that_count(
                 in_force, current, await sql.approvers_of(ltx.txn, post_id, version)
             )
             required = int(current["required"])
@@ -566,12 +463,12 @@ class PostService:
         """One approver's rejection of the version they saw ends a held post: a co-signer's veto."""
         row = await self._row(post_id)
         self._authorize(caller, row, Act.REJECT)
-        seen = self._check_version(row, version)
+        seen = check_version(row, version)
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.REJECT)
-            version = self._check_version(current, seen)
+            version = check_version(current, seen)
             new_state = transition(State(current["state"]), Action.REJECT)
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
@@ -768,7 +665,7 @@ class PostService:
             auditing = caller.user in self.auditors and caller.account is None
             if self._policies.get(row["account"]) is None and caller.user == row["author"]:
                 # Without a policy in force, the post's author still sees what they wrote.
-                self._check_account_binding(caller, row["account"])
+                check_account_binding(caller, row["account"])
             elif not auditing:
                 self._authorize(caller, row, Act.VIEW)
             versions = await sql.versions(txn, post_id)
@@ -786,7 +683,7 @@ class PostService:
                 Code.VALIDATION, f"unknown state {state!r}", allowed=[s.value for s in State]
             )
         if account is not None:
-            self._check_account_binding(caller, account)
+            check_account_binding(caller, account)
             loaded = self.policy(account)
             if not roles(loaded.policy, caller.user):
                 raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
@@ -820,7 +717,7 @@ def render_post(
         d["approver"] for d in (decisions or [])
         if int(d["version"]) == version and d["decision"] == "approve"
     ]
-    counted = _approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
+    counted = approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
     out: dict[str, Any] = {
         "id": row["id"],
         "account": row["account"],
@@ -870,38 +767,6 @@ def render_post(
     return out
 
 
-_POLICY_REMOVED = {"rule": "policy_removed", "action": "hold",
-                   "reason": "The account's policy was removed: nothing goes out until one is in force"}
-_POLICY_RESTORED = {"rule": "policy_restored", "action": "hold",
-                    "reason": "The account's policy was removed and is back: decide this post under it"}
-_AUTHOR_LOST_ROLE = {"rule": "author_lost_role", "action": "hold",
-                     "reason": "The author no longer writes for this account: someone who does decides"}
-_POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
-                   "reason": "The account's policy now asks for approvals this post has not had"}
-
-
-def _cause(loaded: LoadedPolicy | None, row: Row, before: frozenset[str] | None) -> dict[str, str] | None:
-    """Why a pending post must be decided again under the policy now in force, if it must;
-    ``before`` is who wrote for the account under the policy this one replaces (None when no
-    policy was in force)."""
-    state = State(row["state"])
-    parked = any(r.get("rule") == "policy_removed" for r in json.loads(row["reasons"]))
-    if loaded is None:
-        return None if state is State.SUGGESTED or parked else _POLICY_REMOVED
-    held_by = roles(loaded.policy, row["author"])
-    if state is State.SUGGESTED:
-        lost = not held_by & {Role.SUGGESTER, Role.WRITER}
-        return _AUTHOR_LOST_ROLE if lost and _AUTHOR_LOST_ROLE not in json.loads(row["reasons"]) else None
-    if Role.WRITER not in held_by and (before is None or row["author"] in before):
-        # This change took the author's role away (or it came back without them).
-        return _AUTHOR_LOST_ROLE
-    if parked:
-        return _POLICY_RESTORED
-    if state is State.SCHEDULED and int(row["required"]) <= 0 and loaded.policy.tier is Tier.COSIGNED:
-        return _POLICY_CHANGED
-    return None
-
-
 async def redecide_pending(
     ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, before: frozenset[str] | None
 ) -> list[str]:
@@ -917,7 +782,7 @@ async def redecide_pending(
     """
     moved: list[str] = []
     for row in await sql.pending_posts(ltx.txn, account):
-        cause = _cause(loaded, row, before)
+        cause = redecision_cause(loaded, row, before)
         if cause is None:
             continue
         state = State(row["state"])
