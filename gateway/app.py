@@ -150,7 +150,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
             await housekeeper.start()
             if run_publisher:
                 await publisher.start()
-            logger.info("gateway_started", database=db.dialect, event_loop=loop_name(asyncio.get_running_loop()))
+            logger.info("gateway_started", database=db.dialect, port=settings.port,
+                        event_loop=loop_name(asyncio.get_running_loop()))
             yield
         finally:
             await publisher.stop()

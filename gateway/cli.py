@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -114,6 +115,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _, issues = check_dir(settings.policy_dir)
     for issue in issues:
         print(f"policy refused: {issue}", file=sys.stderr)
+    sock = None
+    if settings.port == 0:
+        # Port 0: the system picks a free port. It is bound here, before anything is built, so
+        # that the gateway knows its own address (its links, the banner) and can report it: the
+        # gateway_started log line carries it as ``port``.
+        sock = _bind_free_port(settings.host)
+        settings = settings.model_copy(update={"port": int(sock.getsockname()[1])})
     base = f"http://{settings.host}:{settings.port}"
     if args.demo:
         tokens = {u: _run(_make_token(settings, u, None, "demo")) for u in DEMO_USERS}
@@ -124,9 +132,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     app = make_app(settings)
     app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
-    web.run_app(app, host=settings.host, port=settings.port, print=lambda m: print(m, flush=True),
-                access_log=None, loop=loop_factory(settings.event_loop)())
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}
+    web.run_app(app, **where, print=lambda m: print(m, flush=True), access_log=None,
+                loop=loop_factory(settings.event_loop)())
     return 0
+
+
+def _bind_free_port(host: str) -> socket.socket:
+    """A socket bound to a free TCP port on ``host``, not yet listening (the server does that)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    return sock
 
 
 async def _freeze_heap(app: web.Application) -> None:
@@ -167,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--port", type=int, help="0: any free port; the gateway_started log line says which")
     serve.add_argument("--demo", action="store_true", help="print fresh demo tokens and how to post")
     serve.set_defaults(func=_cmd_serve)
 

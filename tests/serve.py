@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,31 +14,38 @@ from pathlib import Path
 
 import aiohttp
 
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STARTED_EVENT = '"gateway_started"'
 
 
 class ServeProcess:
-    """One `byline serve` process with its own environment and a log file."""
+    """One `byline serve` process with its own environment and a log file.
+
+    It listens on a port it picks itself (``BYLINE_PORT=0``) and reports in its
+    ``gateway_started`` log line, so no other process can take the port in between; each start
+    (a restart too) may get another port, which ``port`` and ``base`` then give.
+    """
 
     def __init__(self, workdir: Path, *, db_url: str, policy_dir: Path, **settings: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None
         self.workdir = workdir
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
         self.env.update(
-            BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policy_dir), BYLINE_PORT=str(self.port),
+            BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policy_dir), BYLINE_PORT="0",
             BYLINE_SCHEDULER_INTERVAL_SECONDS="0.1", BYLINE_LOG_KEY_FILE=str(workdir / "log.key"),
             BYLINE_LOG_FORMAT="json",
         )
         self.env.update({f"BYLINE_{k.upper()}": v for k, v in settings.items()})
-        self.log_path = workdir / f"serve-{self.port}.log"
+        self.log_path = next(workdir / f"serve-{n}.log" for n in itertools.count()
+                             if not (workdir / f"serve-{n}.log").exists())
+        self.log_path.touch()
         self.proc: subprocess.Popen[str] | None = None
         self.logs: list[str] = []
+
+    @property
+    def base(self) -> str:
+        """The gateway's address, once started."""
+        assert self.port is not None, "the gateway has not started"
+        return f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a `byline` command with this gateway's settings."""
@@ -51,24 +59,40 @@ class ServeProcess:
         return token
 
     async def start(self) -> None:
-        """Start the process and wait until /readyz answers 200."""
+        """Start the process, learn its port from its gateway_started line, and wait until
+        /readyz answers 200 (30 s at most)."""
+        offset = self.log_path.stat().st_size  # what earlier runs logged
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(  # noqa: ASYNC220 - the server runs beside the test
                 [sys.executable, "-m", "gateway", "serve"], env=self.env, stdout=log,
                 stderr=subprocess.STDOUT, text=True,
             )
+        self.port = None
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as session:
             while True:
                 assert self.proc.poll() is None, self.log_path.read_text()
-                try:
-                    async with session.get(self.base + "/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "gateway did not become ready"
-                await asyncio.sleep(0.1)
+                if self.port is None:
+                    self.port = self._reported_port(offset)
+                else:
+                    try:
+                        async with session.get(self.base + "/readyz") as resp:
+                            if resp.status == 200:
+                                return
+                    except aiohttp.ClientConnectionError:
+                        pass
+                assert time.monotonic() < deadline, f"gateway did not become ready:\n{self.log_path.read_text()}"
+                await asyncio.sleep(0.05)
+
+    def _reported_port(self, offset: int) -> int | None:
+        """The port in this run's gateway_started line, once it has been logged."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("utf-8", "replace").split("\n")[:-1]  # whole lines only
+        for line in lines:
+            if STARTED_EVENT in line:
+                return int(json.loads(line)["port"])
+        return None
 
     def kill(self) -> None:
         """SIGKILL: no clean-up, no last words, as a crash or an OOM kill."""
