@@ -46,8 +46,9 @@ async def test_two_replicas_race(db_url: str, policy_dir: Path, clock: ManualClo
     """Two gateways on one database: an approve and a cancel racing on one post, one wins."""
     write_policy(policy_dir, "race", RACE)
     async with started_gateway(db_url, policy_dir, clock) as one, started_gateway(db_url, policy_dir, clock) as two:
-        for _ in range(5):
-            post = await one.submit("alice", "race", "Replica race")
+        scheduled: dict[str, str] = {}  # post id -> text, for the posts that are to go out
+        for n in range(5):
+            post = await one.submit("alice", "race", f"Replica race {n}")
             results = await asyncio.gather(
                 one.act("bob", post["id"], "approve"),
                 two.act("carol", post["id"], "approve"),
@@ -64,10 +65,16 @@ async def test_two_replicas_race(db_url: str, policy_dir: Path, clock: ManualClo
                 assert statuses.count(200) == 1 + len(approved)
             else:
                 assert len(approved) == 1 and statuses.count(200) == 1
-        # Both publishers racing for the same due posts: each goes out once.
+                scheduled[post["id"]] = final["text"]
+        # At least one post for the publishers to race for, whatever the races above did.
+        post = await one.submit("alice", "race", "Replica race, unopposed")
+        assert (await two.act("bob", post["id"], "approve"))[0] == 200
+        scheduled[post["id"]] = post["text"]
+        # Both publishers racing for the same due posts: each goes out once, by one of them.
         await asyncio.gather(one.tick(), two.tick())
-        texts = [p["text"] for p in await one.timeline("race")]
-        assert texts.count("Replica race") == len([1 for _ in texts])
+        assert sorted(p["text"] for p in await one.timeline("race")) == sorted(scheduled.values())
         _, listing = await one.call("alice", "GET", "/v1/posts?account=race&state=published")
-        published = len(listing["posts"])
-        assert len(texts) == published
+        assert sorted(p["id"] for p in listing["posts"]) == sorted(scheduled)
+        for post_id in scheduled:
+            kinds = [e["type"] for e in (await one.get("alice", post_id))["events"]]
+            assert (kinds.count("post.publishing"), kinds.count("post.published")) == (1, 1), kinds

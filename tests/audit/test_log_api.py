@@ -110,6 +110,7 @@ async def test_inclusion_and_consistency_proofs_verify(gateway: Gateway) -> None
     size, root = await _checkpoint(gateway)
     assert size > old_size
     status, body = await gateway.call(None, "GET", f"/log/entries?start=0&end={size}")
+    assert status == 200 and [e["index"] for e in body["entries"]] == list(range(size)), (status, body)
     for record in body["entries"]:
         index = record["index"]
         status, proof = await gateway.call(None, "GET", f"/log/proof/inclusion?index={index}&size={size}")
