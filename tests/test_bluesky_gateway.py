@@ -3,29 +3,86 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.clock import ManualClock
 from tests.conftest import started_gateway, write_policy
+from tests.fakes._faults import drop_connection
 from tests.platforms.bluesky.fixture import BlueskyPds
 
 
 async def _records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.get(
-        f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords",
-        params={"repo": did, "collection": "app.bsky.feed.post", "limit": "100"},
-    ) as resp:
-        assert resp.status == 200
-        return list((await resp.json())["records"])
+    """Every post of one account on the PDS, page after page: the PDS is shared by the whole
+    run, so an account may well have more than one page."""
+    records: list[dict[str, Any]] = []
+    params = {"repo": did, "collection": "app.bsky.feed.post", "limit": "100"}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params=params) as resp:
+                assert resp.status == 200, await resp.text()
+                page = await resp.json()
+            records += page["records"]
+            if not page["records"] or not page.get("cursor"):
+                return records
+            params["cursor"] = page["cursor"]
+
+
+_HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length",
+                         "content-encoding", "accept-encoding"})
+
+
+class AnswerLosingProxy:
+    """Passes every request on to the PDS and its answer back, except that it lets the first
+    createRecord reach the PDS and then drops the connection instead of answering: the write
+    is made, and the gateway never hears so."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.url = ""  # where it listens, once started
+        self.lost: list[int] = []  # the status of each answer dropped
+        self.creates = 0
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with aiohttp.ClientSession() as session, session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
+            allow_redirects=False,
+        ) as resp:
+            body = await resp.read()
+            answer = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if request.path == "/xrpc/com.atproto.repo.createRecord":
+            self.creates += 1
+            if not self.lost:
+                self.lost.append(resp.status)
+                return drop_connection(request)
+        return web.Response(status=resp.status, body=body, headers=answer)
+
+
+@pytest.fixture
+async def losing_proxy(bluesky_pds: BlueskyPds) -> AsyncIterator[AnswerLosingProxy]:
+    """The answer-losing proxy in front of the test PDS, on a real socket."""
+    proxy = AnswerLosingProxy(bluesky_pds.pds_url)
+    server = TestServer(proxy.app)
+    await server.start_server()
+    proxy.url = str(server.make_url("")).rstrip("/")
+    try:
+        yield proxy
+    finally:
+        await server.close()
 
 
 async def test_gateway_publishes_and_deletes_on_a_real_pds(
-    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
-    monkeypatch: pytest.MonkeyPatch,
+    bluesky_pds: BlueskyPds, losing_proxy: AnswerLosingProxy, db_url: str, policy_dir: Path,
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A co-signed post goes out to the PDS once approved, even across a lost answer; delete removes it."""
     account = bluesky_pds.account("alice.test")
@@ -34,7 +91,7 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
         account: sky
         platform: bluesky
         handle: {account.handle}
-        pds: {bluesky_pds.pds_url}
+        pds: {losing_proxy.url}
         credentials: env:ALICE_BSKY_APP_PASSWORD
         tier: co-signed
         owner: alice
@@ -42,29 +99,30 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
           required: 1
           from: [bob]
     """)
-    before = len(await _records(bluesky_pds, account.did))
+    text = f"Hello from Byline ({secrets.token_hex(4)}), see https://example.com/launch"
+    before = {r["uri"] for r in await _records(bluesky_pds, account.did)}
     async with started_gateway(db_url, policy_dir, clock) as gw:
-        post = await gw.submit("alice", "sky", "Hello from Byline, see https://example.com/launch")
+        post = await gw.submit("alice", "sky", text)
         assert post["state"] == "held"
         await gw.tick()
-        assert len(await _records(bluesky_pds, account.did)) == before
+        assert {r["uri"] for r in await _records(bluesky_pds, account.did)} == before
         status, _ = await gw.act("bob", post["id"], "approve")
         assert status == 200
         await gw.tick()
+        assert (losing_proxy.lost, losing_proxy.creates) == ([200], 1)  # the PDS made it; the gateway never heard
         published = await gw.get("alice", post["id"])
         assert published["state"] == "published", published
         uri = published["remote"]["id"]
         assert uri.startswith(f"at://{account.did}/app.bsky.feed.post/")
-        records = await _records(bluesky_pds, account.did)
-        mine = [r for r in records if r["uri"] == uri]
-        assert len(records) == before + 1 and len(mine) == 1
-        assert mine[0]["value"]["text"] == "Hello from Byline, see https://example.com/launch"
-        assert mine[0]["value"]["facets"][0]["features"][0]["uri"] == "https://example.com/launch"
+        new = [r for r in await _records(bluesky_pds, account.did) if r["uri"] not in before]
+        assert [r["uri"] for r in new] == [uri]  # out exactly once, under the record the gateway names
+        assert new[0]["value"]["text"] == text
+        assert new[0]["value"]["facets"][0]["features"][0]["uri"] == "https://example.com/launch"
+        assert [e["type"] for e in published["events"]].count("post.published") == 1
 
         status, deleted = await gw.call("alice", "DELETE", f"/v1/posts/{post['id']}")
         assert status == 200 and deleted["state"] == "deleted"
-        assert [r for r in await _records(bluesky_pds, account.did) if r["uri"] == uri] == []
-        assert len(await _records(bluesky_pds, account.did)) == before
+        assert {r["uri"] for r in await _records(bluesky_pds, account.did)} == before
 
 
 async def test_crash_after_the_pds_accepted_is_not_posted_twice(
@@ -88,7 +146,7 @@ async def test_crash_after_the_pds_accepted_is_not_posted_twice(
         tier: direct
         owner: bob
     """)
-    before = len(await _records(bluesky_pds, account.did))
+    before = {r["uri"] for r in await _records(bluesky_pds, account.did)}
     async with started_gateway(db_url, policy_dir, clock) as first:
         text = f"Only once, please ({secrets.token_hex(4)})"  # the PDS is shared by the whole run
         post = await first.submit("bob", "bobsky", text)
@@ -99,6 +157,5 @@ async def test_crash_after_the_pds_accepted_is_not_posted_twice(
     async with started_gateway(db_url, policy_dir, clock) as second:
         assert await second.tick() == 1
         assert (await second.get("bob", post["id"]))["state"] == "published"
-    records = await _records(bluesky_pds, account.did)
-    assert len(records) == before + 1
-    assert [r["value"]["text"] for r in records].count(text) == 1
+    new = [r for r in await _records(bluesky_pds, account.did) if r["uri"] not in before]
+    assert [r["value"]["text"] for r in new] == [text]
