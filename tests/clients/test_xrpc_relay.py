@@ -68,9 +68,14 @@ async def _repo_state(pds: BlueskyPds, account: PdsAccount) -> dict[str, Any]:
     """What any write to the account would change: its latest commit, its posts, its profile."""
     state: dict[str, Any] = {}
     _, state["commit"] = await _pds(pds, "GET", "com.atproto.sync.getLatestCommit", params={"did": account.did})
-    _, listed = await _pds(pds, "GET", "com.atproto.repo.listRecords",
-                           params={"repo": account.did, "collection": POST, "limit": "100"})
-    state["posts"] = [(r["uri"], r["cid"]) for r in listed["records"]]
+    state["posts"] = []
+    params = {"repo": account.did, "collection": POST, "limit": "100"}
+    while True:  # every page: the PDS is shared by the whole run and fills up
+        _, listed = await _pds(pds, "GET", "com.atproto.repo.listRecords", params=params)
+        state["posts"] += [(r["uri"], r["cid"]) for r in listed["records"]]
+        if not listed["records"] or not listed.get("cursor"):
+            break
+        params["cursor"] = listed["cursor"]
     _, state["profile"] = await _pds(pds, "GET", "com.atproto.repo.getRecord",
                                      params={"repo": account.did, "collection": PROFILE, "rkey": "self"})
     return state
