@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # The random tests at full size: the co-signing state machine runs ten times as many sequences
-# as in `make test` (set BYLINE_TEST_POSTGRES_DSN to run them on PostgreSQL too).
+# as in `make test`, on SQLite and on PostgreSQL (found as `make test` finds it).
 fuzz: $(STAMP)
 	BYLINE_TEST_STATE_MACHINE_EXAMPLES=300 BYLINE_TEST_STATE_MACHINE_STEPS=40 \
 	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py $(PYTEST_ARGS)
