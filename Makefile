@@ -11,7 +11,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# PyICU (the confusable skeletons that policy rules match on) builds against ICU's headers:
+# Debian's libicu-dev and pkg-config, installed here when missing.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@pkg-config --exists icu-uc icu-i18n 2>/dev/null || { \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q libicu-dev pkg-config; }
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
