@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from gateway.audit.replay import Fact, Replay
 from tests.audit.synthetic import SyntheticLog, messages, summary
 
 COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol", "dave"],
@@ -347,3 +351,442 @@ def test_an_approval_of_a_version_other_than_the_current_one_is_named(tmp_path: 
     bad = _approve(log, "1", "bob", version=1)
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [f"entry {bad}: approval of version 1 of post 1, which is at version 2"]
+
+
+# -- each rule, its wording and the entry it names: what mutation testing showed untested ---------
+
+TEAM = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,
+               suggesters=["erin"], tier="co-signed")
+GHOST = "ab" * 32  # a policy the log never records
+
+
+def _held(log: SyntheticLog, post: str, *, required: int = 1, sha: str | None = "t1") -> int:
+    """Carol's post to brand, held for bob and dave."""
+    return log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"],
+                      required=required, sha=sha)
+
+
+def _act(log: SyntheticLog, kind: str, post: str, who: str, sha: str | None, **data: Any) -> int:
+    """A rejection, cancel, adoption or dismissal of a post of brand."""
+    state = {"post.rejected": "rejected", "post.cancelled": "cancelled", "post.adopted": "adopted",
+             "post.dismissed": "dismissed"}[kind]
+    return log.add(kind, actor=who, account="brand", post=post, data={
+        "state": state, **data, **({"policy_sha256": sha} if sha else {}),
+    })
+
+
+def test_a_submission_that_names_no_policy_is_judged_by_the_one_in_force(tmp_path: Path) -> None:
+    """A writer's submission naming no policy passes; a non-writer's is named, with no policy to cite."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2)
+    bad = log.submit("2", author="erin", account="brand", state="held", approvers=["bob", "dave"], required=2)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: erin submitted a post to brand but was not a writer under its policy"
+    ]
+
+
+def test_submissions_naming_a_policy_recorded_later_are_judged_by_it(tmp_path: Path) -> None:
+    """Posts decided on the first policy before it is recorded are judged, each at its entry, when it is."""
+    sha = "0123456789abcdef" * 4
+    log = SyntheticLog()
+    _held(log, "1", required=2, sha=sha)
+    bad = log.submit("2", author="erin", account="brand", state="held", approvers=["bob", "dave"], required=2, sha=sha)
+    ghost = log.submit("3", author="alice", account="brand", state="held", approvers=["bob", "dave"], required=2,
+                       sha=GHOST)
+    recorded = log.policy("brand", COSIGNED, sha)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: erin submitted a post to brand but was not a writer under its policy (policy 0123456789ab)",
+        f"entry {ghost}: alice submitted a post to brand under policy abababababab, which the log never records",
+        f"entry {recorded}: post 2 was never decided again after this change: erin no longer writes for brand",
+    ]
+
+
+def test_events_of_unknown_posts_repeated_submissions_and_posts_to_no_account_are_named(tmp_path: Path) -> None:
+    """An approval of a post never submitted, a post submitted twice, a submission naming no account."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    stray = log.add("post.approved", actor="bob", account="brand", post="9",
+                    data={"version": 1, "count": 1, "required": 2, "state": "held", "policy_sha256": "p1"})
+    _held(log, "1", required=2, sha="p1")
+    again = _held(log, "1", required=2, sha="p1")
+    nowhere = log.add("post.submitted", actor="carol", post="2", data={
+        "version": 1, "text_hash": log.commit("to nowhere"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": "p1",
+    })
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {stray}: post.approved for post 9, which was never submitted",
+        f"entry {again}: post 1 is submitted a second time",
+        f"entry {nowhere}: post.submitted names no account",
+    ]
+
+
+def test_a_cosigned_gate_counts_the_approvers_other_than_the_author(tmp_path: Path) -> None:
+    """An author who approves needs one fewer approver; a post held for fewer than the policy asks is named."""
+    log = SyntheticLog()
+    log.policy("brand", {**COSIGNED, "required": 3}, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    bad = log.submit("2", author="alice", account="brand", state="held", approvers=["bob", "carol", "dave"],
+                     required=1, sha="p1")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: post 2 was submitted to co-signed brand as held needing 1 approvals, not held for 3"
+    ]
+
+
+def test_a_cosigned_policy_naming_no_count_asks_for_one_approval(tmp_path: Path) -> None:
+    """Without ``required`` a co-signed account needs one approval: held for one passes, none is named."""
+    log = SyntheticLog()
+    log.policy("brand", {k: v for k, v in COSIGNED.items() if k != "required"}, "p1")
+    _held(log, "1", sha="p1")
+    bad = log.submit("2", author="carol", account="brand", state="scheduled", sha="p1")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: post 2 was submitted to co-signed brand as scheduled needing 0 approvals, not held for 1"
+    ]
+
+
+def test_a_role_list_missing_or_malformed_in_a_policy_names_nobody(tmp_path: Path) -> None:
+    """A policy whose writers are not a list, and which lists no approvers or suggesters: nobody writes."""
+    log = SyntheticLog()
+    log.policy("solo", {"tier": "direct", "owner": "alice", "writers": "alice"}, "s1")
+    bad = log.submit("1", author="alice", account="solo", sha="s1")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: alice submitted a post to solo but was not a writer under its policy (policy s1)"
+    ]
+
+
+def test_where_approvers_are_named_the_owners_approval_of_their_own_post_does_not_count(tmp_path: Path) -> None:
+    """The owner confirms their own posts only where the policy names no approvers."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="alice", account="brand", state="held", approvers=["bob", "carol", "dave"],
+               required=2, sha="p1")
+    own = _approve(log, "1", "alice")
+    _approve(log, "1", "bob", state="scheduled")
+    out = _publish(log, "1", "brand")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {own}: alice approved their own post 1",
+        f"entry {out}: post 1 was published (version 1) with 1 of the 2 approvals it needed",
+    ]
+
+
+def test_an_approval_naming_the_policy_just_replaced_is_judged_by_it(tmp_path: Path) -> None:
+    """Erin became an approver in p2; an approval she records as decided on p1 is named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.policy("brand", {**COSIGNED, "approvers": ["bob", "carol", "dave", "erin"]}, "p2", kind="policy.changed")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave", "erin"], required=2,
+               sha="p2")
+    bad = log.add("post.approved", actor="erin", account="brand", post="1",
+                  data={"version": 1, "count": 1, "required": 2, "state": "held", "policy_sha256": "p1"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: erin approved post 1 but is not one of its approvers"]
+
+
+def test_a_removed_policy_leaves_every_waiting_post_and_only_those_to_be_decided_again(tmp_path: Path) -> None:
+    """Past a published post and a suggestion, the held post owes a new decision; others owe none."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    _held(log, "1")
+    _approve(log, "1", "bob", state="scheduled")
+    _publish(log, "1", "brand")
+    log.submit("2", author="erin", account="brand", state="suggested", sha="t1")
+    _held(log, "3")
+    log.add("policy.removed", actor="policy-file", account="ghost", data={"previous_sha256": None})
+    removed = log.add("policy.removed", actor="policy-file", account="brand", data={"previous_sha256": "t1"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {removed}: post 3 was never decided again after this change: the account's policy was removed"
+    ]
+
+
+def test_the_owners_confirmation_under_a_removed_policy_still_counts(tmp_path: Path) -> None:
+    """The owner's confirmation counts after the policy went: only the claim with no policy is named."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", state="held", approvers=["alice"], required=1, sha="s1")
+    log.add("post.approved", actor="alice", account="solo", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "s1"})
+    removed = log.add("policy.removed", actor="policy-file", account="solo", data={"previous_sha256": "s1"})
+    claim = _publish(log, "1", "solo") - 1
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {claim}: post.publishing of post 1, which entry {removed} left to be decided again first: "
+        "the account's policy was removed",
+        f"entry {claim}: post 1 went out while solo had no policy in force",
+    ]
+
+
+def test_actions_naming_no_policy_while_the_account_has_none_are_named(tmp_path: Path) -> None:
+    """After the policy went, each kind of action that names no policy is named for it."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    for post in ("1", "2", "3"):
+        _held(log, post)
+    log.submit("4", author="erin", account="brand", state="suggested", sha="t1")
+    log.submit("5", author="erin", account="brand", state="suggested", sha="t1")
+    removed = log.add("policy.removed", actor="policy-file", account="brand", data={"previous_sha256": "t1"})
+    own_edit = _edit(log, "1", "carol", 2)
+    other_edit = _edit(log, "2", "bob", 2)
+    approval = _approve(log, "1", "bob", version=2, state="scheduled")
+    rejection = _act(log, "post.rejected", "2", "dave", None, version=2, reason=None)
+    cancel = _act(log, "post.cancelled", "3", "carol", None)
+    adoption = _act(log, "post.adopted", "4", "alice", None, into="6")
+    dismissal = _act(log, "post.dismissed", "5", "alice", None, reason=None)
+    report = log.verify(tmp_path / "x.export")
+    owed = f"which entry {removed} left to be decided again first: the account's policy was removed"
+    assert messages(report) == [
+        f"entry {own_edit}: post.edited of post 1, {owed}",
+        f"entry {own_edit}: carol edited a post of brand, which had no policy in force",
+        f"entry {other_edit}: post.edited of post 2, {owed}",
+        f"entry {other_edit}: bob edited a post of brand, which had no policy in force",
+        f"entry {approval}: bob approved a post of brand, which had no policy in force",
+        f"entry {rejection}: dave rejected a post of brand, which had no policy in force",
+        f"entry {cancel}: post.cancelled of post 3, {owed}",
+        f"entry {cancel}: carol cancelled a post of brand, which had no policy in force",
+        f"entry {adoption}: alice adopted a post of brand, which had no policy in force",
+        f"entry {dismissal}: alice dismissed a post of brand, which had no policy in force",
+    ]
+
+
+def test_actions_naming_a_policy_the_log_never_records_are_named(tmp_path: Path) -> None:
+    """Each kind of action decided on a policy that never appears is named, not judged by the one in force."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    for post in ("1", "2", "3", "5"):
+        _held(log, post)
+    log.submit("4", author="erin", account="brand", state="suggested", sha="t1")
+    _approve(log, "5", "bob", state="scheduled")
+    own_edit = _edit(log, "1", "carol", 2, sha=GHOST)
+    other_edit = _edit(log, "2", "dave", 2, sha=GHOST)
+    approval = log.add("post.approved", actor="bob", account="brand", post="1",
+                       data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": GHOST})
+    rejection = _act(log, "post.rejected", "2", "bob", GHOST, version=2, reason=None)
+    cancel = _act(log, "post.cancelled", "3", "carol", GHOST)
+    adoption = _act(log, "post.adopted", "4", "alice", GHOST, into="6")
+    claim = log.add("post.publishing", actor="system", account="brand", post="5", data={
+        "attempt": 1, "version": 1, "text_hash": log.commit("out 5"), "policy_sha256": GHOST,
+    })
+    report = log.verify(tmp_path / "x.export")
+    never = "under policy abababababab, which the log never records"
+    assert messages(report) == [
+        f"entry {own_edit}: carol edited a post of brand {never}",
+        f"entry {other_edit}: dave edited a post of brand {never}",
+        f"entry {approval}: bob approved a post of brand {never}",
+        f"entry {rejection}: bob rejected a post of brand {never}",
+        f"entry {cancel}: carol cancelled a post of brand {never}",
+        f"entry {adoption}: alice adopted a post of brand {never}",
+        f"entry {claim}: post 5 went out {never}",
+    ]
+
+
+def test_only_the_posts_approvers_reject_it_and_only_its_current_version(tmp_path: Path) -> None:
+    """A stranger's rejection, the listed author's own, and one of the version before an edit are named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    for post in ("1", "2", "4"):
+        _held(log, post, required=2, sha="p1")
+    log.submit("3", author="carol", account="brand", state="held", approvers=["bob", "carol", "dave"], required=2,
+               sha="p1")
+    _act(log, "post.rejected", "1", "bob", "p1", version=1, reason="no")
+    stranger = _act(log, "post.rejected", "2", "erin", "p1", reason="no")
+    own = _act(log, "post.rejected", "3", "carol", "p1", version=1, reason="no")
+    _edit(log, "4", "carol", 2, sha="p1")
+    stale = _act(log, "post.rejected", "4", "dave", "p1", version=1, reason="no")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {stranger}: erin rejected post 2 but is not one of its approvers",
+        f"entry {own}: carol rejected post 3 but is not one of its approvers",
+        f"entry {stale}: rejection of version 1 of post 4, which is at version 2",
+    ]
+
+
+def test_only_writers_adopt_or_dismiss_a_suggestion(tmp_path: Path) -> None:
+    """Bob, a writer, adopts; a stranger's dismissal and the suggester's own adoption are named."""
+    log = SyntheticLog()
+    log.policy("team", MANAGED, "m1")
+    for post in ("1", "2", "3"):
+        log.submit(post, author="dave", account="team", state="suggested", sha="m1")
+    log.add("post.adopted", actor="bob", account="team", post="1",
+            data={"state": "adopted", "into": "4", "policy_sha256": "m1"})
+    dismissed = log.add("post.dismissed", actor="erin", account="team", post="2",
+                        data={"state": "dismissed", "reason": None, "policy_sha256": "m1"})
+    adopted = log.add("post.adopted", actor="dave", account="team", post="3",
+                      data={"state": "adopted", "into": "5", "policy_sha256": "m1"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {dismissed}: erin dismissed post 2 but is not a writer",
+        f"entry {adopted}: dave adopted post 3 but is not a writer",
+    ]
+
+
+def test_a_suggester_edits_their_suggestion_but_a_writer_made_a_suggester_may_not_edit_or_cancel(
+    tmp_path: Path,
+) -> None:
+    """A suggester edits their suggestion; a writer made a suggester may not edit or cancel their post."""
+    log = SyntheticLog()
+    log.policy("team", MANAGED, "m1")
+    log.submit("1", author="dave", account="team", state="suggested", sha="m1")
+    log.add("post.edited", actor="dave", account="team", post="1", data={
+        "version": 2, "text_hash": log.commit("better"), "state": "suggested", "policy_sha256": "m1",
+    })
+    log.submit("2", author="bob", account="team", sha="m1")
+    change = log.policy("team", {**MANAGED, "writers": [], "suggesters": ["bob", "dave"]}, "m2",
+                        kind="policy.changed")
+    edit = log.add("post.edited", actor="bob", account="team", post="2", data={
+        "version": 2, "text_hash": log.commit("still mine"), "state": "scheduled", "policy_sha256": "m2",
+    })
+    cancel = log.add("post.cancelled", actor="bob", account="team", post="2",
+                     data={"state": "cancelled", "policy_sha256": "m2"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {edit}: post.edited of post 2, which entry {change} left to be decided again first: "
+        "bob no longer writes for team",
+        f"entry {edit}: bob edited post 2 but no longer writes for team",
+        f"entry {cancel}: bob cancelled post 2 but no longer writes for team",
+    ]
+
+
+def test_only_the_author_or_a_listed_approver_under_the_policy_edits_a_post(tmp_path: Path) -> None:
+    """Edits by a listed approver p2 dropped and an unlisted one are named; an editor's approval too."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held(log, "1", required=2, sha="p1")
+    log.policy("brand", {**COSIGNED, "approvers": ["carol", "dave", "erin"]}, "p2", kind="policy.changed")
+    dropped = _edit(log, "1", "bob", 2, sha="p2")
+    unlisted = _edit(log, "1", "erin", 3, sha="p2")
+    _edit(log, "1", "dave", 4, sha="p2")
+    own = log.add("post.approved", actor="dave", account="brand", post="1",
+                  data={"version": 4, "count": 1, "required": 2, "state": "held", "policy_sha256": "p2"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {dropped}: bob edited post 1 but is neither its author nor one of its approvers",
+        f"entry {unlisted}: erin edited post 1 but is neither its author nor one of its approvers",
+        f"entry {own}: dave approved post 1 (version 4), which has their words",
+    ]
+
+
+def test_an_edit_keeps_a_held_posts_gate_and_regates_a_released_one_as_it_records(tmp_path: Path) -> None:
+    """An edit keeps a held post's gate; one putting a scheduled post back on hold sets the gate it records."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held(log, "1", required=2, sha="p1")
+    _held(log, "2", required=2, sha="p1")
+    _approve(log, "2", "bob")
+    _approve(log, "2", "dave", state="scheduled")
+    log.policy("brand", {**COSIGNED, "approvers": ["bob", "carol", "dave", "erin"], "required": 1}, "p2",
+               kind="policy.changed")
+    _edit(log, "1", "carol", 2)
+    log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "policy_sha256": "p1",
+        "approvers": ["bob", "dave"], "required": 2,
+    })
+    _approve(log, "1", "bob", version=2, state="scheduled")
+    _approve(log, "2", "bob", version=2, state="scheduled")
+    first = _publish(log, "1", "brand", version=2)
+    second = _publish(log, "2", "brand", version=2)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {first}: post 1 was published (version 2) with 1 of the 2 approvals it needed",
+        f"entry {second}: post 2 was published (version 2) with 1 of the 2 approvals it needed",
+    ]
+
+
+def test_a_half_recorded_gate_leaves_the_posts_gate_to_the_policy(tmp_path: Path) -> None:
+    """A gate recorded without its count: an edit is gated by the policy, a new decision keeps the old gate."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held(log, "1", required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    log.add("post.edited", actor="carol", account="brand", post="1", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "policy_sha256": "p1",
+        "approvers": ["bob"],
+    })
+    _approve(log, "1", "bob", version=2, state="scheduled")
+    out = _publish(log, "1", "brand", version=2)
+    _held(log, "2", required=2, sha="p1")
+    log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
+        "cause": "policy_changed", "state": "held", "version": 2, "approvers": ["bob"], "policy_sha256": "p1",
+    })
+    _approve(log, "2", "bob", version=2)
+    _approve(log, "2", "dave", version=2, state="scheduled")
+    _publish(log, "2", "brand", version=2)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {out}: post 1 was published (version 2) with 1 of the 2 approvals it needed",
+    ]
+
+
+def test_a_direct_post_edited_into_a_hold_without_a_recorded_gate_goes_to_the_owner(tmp_path: Path) -> None:
+    """Bob's scheduled post is edited into a hold; the owner confirms it and it goes out: fine."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["alice", "bob"]), "s1")
+    log.submit("1", author="bob", account="solo", sha="s1")
+    log.add("post.edited", actor="bob", account="solo", post="1", data={
+        "version": 2, "text_hash": log.commit("second thoughts"), "state": "held", "policy_sha256": "s1",
+    })
+    log.add("post.approved", actor="alice", account="solo", post="1",
+            data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "s1"})
+    _publish(log, "1", "solo", version=2)
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == []
+
+
+def test_posts_waiting_again_after_a_decision_approval_deferral_or_edit_are_owed_one(tmp_path: Path) -> None:
+    """Posts waiting after a new decision, an approval, a deferral or an edit each owe one when carol goes."""
+    log = SyntheticLog()
+    log.policy("brand", summary(owner="alice", writers=["alice", "carol"], tier="delayed"), "t0")
+    log.submit("1", author="carol", account="brand", sha="t0")
+    log.policy("brand", TEAM, "t1", kind="policy.changed")
+    _redecide(log, "1", "brand", version=2, approvers=["bob", "dave"], required=1, sha="t1", cause="policy_changed")
+    _held(log, "2")
+    _approve(log, "2", "bob", state="scheduled")
+    _held(log, "3")
+    _approve(log, "3", "bob", state="scheduled")
+    log.add("post.publishing", actor="system", account="brand", post="3",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit("out 3"), "policy_sha256": "t1"})
+    log.add("post.deferred", actor="system", account="brand", post="3",
+            data={"state": "scheduled", "error": "busy", "attempt": 1})
+    _held(log, "4")
+    _edit(log, "4", "carol", 2, sha="t1")
+    change = log.policy("brand", {**TEAM, "writers": ["alice"]}, "t2", kind="policy.changed")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {change}: post {post} was never decided again after this change: carol no longer writes for brand"
+        for post in ("1", "2", "3", "4")
+    ]
+
+
+def test_the_replay_takes_facts_one_at_a_time_or_in_runs() -> None:
+    """``feed`` and ``feed_flat`` replay facts alike, short ones too, and count; a ragged run is refused."""
+    facts: list[Fact] = [
+        ("policy.loaded", "policy-file", "solo", None, ("s1", DIRECT)),
+        ("post.submitted", "alice", "solo", "1", (1, "held", ("alice",), 1, "s1")),
+        ("post.edited", "erin", "solo", "1", (2, "held", None, None)),
+        ("post.approved", "erin", "solo", "1", (2, "scheduled")),
+        ("post.publishing", "system", "solo", "1", None),
+        ("post.published", "system", "solo", "1", (2,)),
+        ("post.submitted", "alice", "solo", "2", (1, "scheduled", (), 0, "s1")),
+        ("post.published", "system", "solo", "2", (1,)),
+    ]
+    one, run = Replay(), Replay()
+    for offset, fact in enumerate(facts):
+        one.feed(10 + offset, fact)
+    run.feed_flat(10, [part for offset, fact in enumerate(facts) for part in (offset, *fact)])
+    for replay in (one, run):
+        replay.finish()
+        assert replay.findings == [
+            (12, "erin edited post 1 but is neither its author nor one of its approvers"),
+            (13, "erin approved post 1 (version 2), which has their words"),
+            (15, "post 1 was published (version 2) with 0 of the 1 approvals it needed"),
+        ]
+        assert (replay.posts_seen, replay.published_checked) == (2, 2)
+    with pytest.raises(ValueError, match="zip"):
+        Replay().feed_flat(0, [0, "policy.removed", "policy-file", "solo", None])
