@@ -68,3 +68,19 @@ def test_refusal_names_the_allowed_actions() -> None:
     with pytest.raises(BylineError) as info:
         transition(State.PUBLISHED, Action.CANCEL)
     assert info.value.details["allowed"] == ["delete"]
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_states_allowing_each_action(action: Action) -> None:
+    """The states an action is possible from are exactly those the product allows it from."""
+    from gateway.lifecycle import states_allowing
+
+    expected = {state for (state, act) in EXPECTED if act == action.value}
+    assert {s.value for s in states_allowing(action)} == expected
+
+
+def test_cancel_is_possible_from_four_states() -> None:
+    """A post can be cancelled while held, scheduled, failed or still a suggestion, and no later."""
+    from gateway.lifecycle import states_allowing
+
+    assert states_allowing(Action.CANCEL) == {State.HELD, State.SCHEDULED, State.FAILED, State.SUGGESTED}
