@@ -117,13 +117,6 @@ def _may_submit(policy: _Policy, actor: str, state: str) -> bool:
     return actor in policy.writers
 
 
-def _still_writes(policy: _Policy, known: _Post) -> bool:
-    """Whether the author still holds the role they wrote the post in."""
-    if known.state == "suggested":
-        return known.author in policy.suggesters or known.author in policy.writers
-    return known.author in policy.writers
-
-
 def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
     """The approvers and required count of a held post by ``author`` (as the engine's gate_for)."""
     approvers = _list(summary, "approvers")
@@ -190,7 +183,7 @@ class Replay:
         elif kind == "post.published":
             self._published(index, known, post, extra)
         elif kind == "post.redecided":
-            self._redecided(known, extra)
+            self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
             self._publishing(index, known, post, extra)
         elif isinstance(extra, tuple) and len(extra) == 3:
@@ -325,6 +318,7 @@ class Replay:
         if state == "held" and before != "held":
             # An edit after approval sends the post back to the approvers, gated anew.
             if approvers is not None and required is not None:
+                self._regated(index, known, post, state, required)
                 known.approvers, known.required = approvers, required
             else:
                 policy = self._policy.get(known.account or "")
@@ -401,8 +395,19 @@ class Replay:
         if isinstance(state, str):
             known.state = state
 
-    def _redecided(self, known: _Post, extra: Any) -> None:
+    def _regated(self, index: int, known: _Post, post: str, state: str, required: int | None) -> None:
+        """A post held anew on a co-signed account must be held for at least its gate's count."""
+        policy = self._policy.get(known.account or "")
+        if required is None or state != "held" or policy is None or policy.summary.get("tier") != "co-signed":
+            return  # without a count the post keeps the gate it had
+        _, needed = _gate(policy.summary, known.author)
+        if required < needed:
+            self._bad(index, f"post {post} was held again on co-signed {known.account} needing "
+                             f"{required} approvals, not {needed}")
+
+    def _redecided(self, index: int, known: _Post, post: str, extra: Any) -> None:
         version, state, approvers, required = extra[:4]
+        self._regated(index, known, post, state, required)
         known.owed = None
         known.decided_again = True
         known.version = version

@@ -790,3 +790,16 @@ def test_the_replay_takes_facts_one_at_a_time_or_in_runs() -> None:
         assert (replay.posts_seen, replay.published_checked) == (2, 2)
     with pytest.raises(ValueError, match="zip"):
         Replay().feed_flat(0, [0, "policy.removed", "policy-file", "solo", None])
+
+
+def test_a_re_hold_that_drops_the_approvals_a_co_signed_account_needs_is_named(tmp_path: Path) -> None:
+    """A forged re-hold with no approvals needed, on a co-signed account, is named before it goes out."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    bad = _redecide(log, "1", "brand", version=2, approvers=["bob", "dave"], required=0, sha="p2")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [
+        f"entry {bad}: post 1 was held again on co-signed brand needing 0 approvals, not 2"
+    ]
