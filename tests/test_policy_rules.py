@@ -341,6 +341,59 @@ def test_missing_keys_point_at_the_document_or_the_list_item() -> None:
     ]
 
 
+def test_duplicate_keys_are_found_at_every_depth() -> None:
+    """A key given twice is found inside a list item and a nested mapping, each with its line."""
+    text = """
+        account: dup
+        platform: sandbox
+        tier: co-signed
+        owner: alice
+        rules:
+          - name: a
+            name: b
+            action: hold
+            any_words: [x]
+            reason: r
+          - {name: c, action: hold, any_words: [y], reason: r}
+        approvals:
+          required: 1
+          required: 1
+          from: [bob]
+    """
+    assert [str(i) for i in _issues(textwrap.dedent(text).lstrip(), "dup")] == [
+        "dup.yaml:7: name: key appears twice",
+        "dup.yaml:14: required: key appears twice",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
+        ("# nothing yet\n", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
+        (
+            "account: x\nplatform: sandbox\ntier: [direct\n",
+            PolicyIssue(
+                file="x.yaml", line=4, key="", message="not valid YAML: expected ',' or ']', but got '<stream end>'"
+            ),
+        ),
+        (
+            "account: x\x07\n",
+            PolicyIssue(
+                file="x.yaml",
+                line=None,
+                key="",
+                message="not valid YAML: unacceptable character #x0007: special characters are not allowed\n"
+                '  in "<unicode string>", position 10',
+            ),
+        ),
+    ],
+)
+def test_unreadable_yaml_is_one_issue(text: str, expected: PolicyIssue) -> None:
+    """Empty text, bad syntax (with the line of the problem) and bad characters (no line) are one issue each."""
+    assert _issues(text, "x") == [expected]
+
+
 def test_load_file_refuses_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     """A file that is not UTF-8 is one issue with no line and no key, saying why."""
     path = tmp_path / "bad.yaml"
