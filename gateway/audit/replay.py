@@ -117,6 +117,16 @@ def _may_submit(policy: _Policy, actor: str, state: str) -> bool:
     return actor in policy.writers
 
 
+def _approver_only(actor: str, known: _Post, problem: str) -> Check:
+    """A check that ``actor`` is one of the post's approvers, and one still under the policy."""
+    listed, author = known.approvers, known.author
+
+    def check(policy: _Policy) -> str | None:
+        return None if actor in listed and policy.approves(actor, author) else problem
+
+    return check
+
+
 def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
     """The approvers and required count of a held post by ``author`` (as the engine's gate_for)."""
     approvers = _list(summary, "approvers")
@@ -300,13 +310,8 @@ class Replay:
         sha256 = extra[4] if len(extra) > 4 else None
         before = known.state
         if actor != known.author:
-            listed = known.approvers
-
-            def check(policy: _Policy) -> str | None:
-                if actor in listed and policy.approves(actor, known.author):
-                    return None
-                return f"{actor} edited post {post} but is neither its author nor one of its approvers"
-
+            check = _approver_only(actor, known, f"{actor} edited post {post} but is neither its author nor "
+                                                 "one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} edited a post of {known.account}")
             if known.editors is None:
                 known.editors = {actor}
@@ -371,13 +376,7 @@ class Replay:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
         state, version, sha256 = extra
         if kind == "post.rejected":
-            listed = known.approvers
-
-            def check(policy: _Policy) -> str | None:
-                if actor in listed and policy.approves(actor, known.author):
-                    return None
-                return f"{actor} rejected post {post} but is not one of its approvers"
-
+            check = _approver_only(actor, known, f"{actor} rejected post {post} but is not one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
             if version is not None and version != known.version:
                 self._bad(index, f"rejection of version {version} of post {post}, which is at version {known.version}")
