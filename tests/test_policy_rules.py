@@ -371,6 +371,8 @@ def test_duplicate_keys_are_found_at_every_depth() -> None:
     [
         ("", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
         ("# nothing yet\n", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
+        ("- a list\n- of things\n", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
+        ("just words\n", PolicyIssue(file="x.yaml", line=1, key="", message="expected a mapping of keys")),
         (
             "account: x\nplatform: sandbox\ntier: [direct\n",
             PolicyIssue(
@@ -390,7 +392,7 @@ def test_duplicate_keys_are_found_at_every_depth() -> None:
     ],
 )
 def test_unreadable_yaml_is_one_issue(text: str, expected: PolicyIssue) -> None:
-    """Empty text, bad syntax (with the line of the problem) and bad characters (no line) are one issue each."""
+    """Empty or non-mapping text, bad syntax (at the problem's line) and bad characters (no line): one issue each."""
     assert _issues(text, "x") == [expected]
 
 
@@ -416,6 +418,12 @@ def test_load_file_checks_the_account_against_the_file_name(tmp_path: Path) -> N
     with pytest.raises(PolicyFileError) as info:
         load_file(path)
     assert [str(i) for i in info.value.issues] == ["other.yaml:1: account: must equal the file name: other"]
+
+
+def test_wrong_account_points_at_its_line() -> None:
+    """The account that does not match the file name is reported at the account key's own line."""
+    text = "platform: sandbox\ntier: direct\naccount: other\nowner: alice\n"
+    assert [str(i) for i in _issues(text, "mine")] == ["mine.yaml:3: account: must equal the file name: mine"]
 
 
 def test_policy_files_skips_hidden_files_and_directories(tmp_path: Path) -> None:
