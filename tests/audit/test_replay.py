@@ -803,3 +803,50 @@ def test_a_re_hold_that_drops_the_approvals_a_co_signed_account_needs_is_named(t
     assert messages(report) == [
         f"entry {bad}: post 1 was held again on co-signed brand needing 0 approvals, not 2"
     ]
+
+
+def test_an_edit_that_re_holds_with_too_few_approvals_is_named(tmp_path: Path) -> None:
+    """An approved co-signed post edited back into a hold that needs no approvals: the edit is named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    bad = log.add("post.edited", actor="carol", account="brand", post="1", data={
+        "version": 2, "text_hash": log.commit("new words"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 0, "policy_sha256": "p1",
+    })
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: post 1 was held again on co-signed brand needing 0 approvals, not 2"]
+
+
+def test_a_co_signed_gate_leaves_the_author_out(tmp_path: Path) -> None:
+    """Carol approves for brand but never her own post: her gate is bob alone, one approval, on a
+    re-hold by edit as on a new decision."""
+    policy = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol"], required=2,
+                     tier="co-signed")
+    log = SyntheticLog()
+    log.policy("brand", policy, "g1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob"], required=1, sha="g1")
+    _approve(log, "1", "bob", state="scheduled")
+    log.add("post.edited", actor="carol", account="brand", post="1", data={
+        "version": 2, "text_hash": log.commit("carol v2"), "state": "held", "policy_sha256": "g1",
+    })
+    _approve(log, "1", "bob", version=2, state="scheduled")
+    _publish(log, "1", "brand", version=2)
+    log.submit("2", author="carol", account="brand", state="held", approvers=["bob"], required=1, sha="g1")
+    _redecide(log, "2", "brand", version=2, approvers=["bob"], required=1, sha="g1", cause="policy_changed")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == []
+
+
+def test_a_re_hold_while_no_policy_is_in_force_is_not_gated(tmp_path: Path) -> None:
+    """With the policy gone there is no gate to hold a post to: its parking is recorded, not judged."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    log.add("policy.removed", actor="policy-file", account="brand", data={"previous_sha256": "p1"})
+    _redecide(log, "1", "brand", version=1, approvers=["bob", "dave"], required=1, sha=None,
+              cause="policy_removed")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == []
