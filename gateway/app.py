@@ -99,10 +99,12 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         appender = Appender(db, the_clock)
         await appender.start()
-        registry = PolicyRegistry(settings.policy_dir)
+        registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules)
         timeline = SandboxTimeline(db, the_clock)
         public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-        platforms = Platforms(sandbox=timeline, public_url=public_url, session=session)
+        platforms = Platforms(
+            sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=session
+        )
         publisher = Publisher(
             db=db, appender=appender, policies=registry, platforms=platforms, clock=the_clock,
             interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,

@@ -72,8 +72,11 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 def _cmd_policy_check(args: argparse.Namespace) -> int:
     from gateway.policy.loader import check_dir
 
-    directory = Path(args.dir) if args.dir else _settings().policy_dir
-    good, issues = check_dir(directory)
+    settings = _settings()
+    directory = Path(args.dir) if args.dir else settings.policy_dir
+    # A directory named on the command line is checked as if the gateway ran on it.
+    rules = settings.model_copy(update={"policy_dir": directory}).credential_rules
+    good, issues = check_dir(directory, rules=rules)
     for issue in issues:
         print(issue, file=sys.stderr)
     if issues:
@@ -112,7 +115,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    _, issues = check_dir(settings.policy_dir)
+    _, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
     for issue in issues:
         print(f"policy refused: {issue}", file=sys.stderr)
     sock = None

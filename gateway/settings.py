@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.policy.credentials import CredentialRules
+
 
 class Settings(BaseSettings):
     """Everything the gateway reads at start; bad values stop it with one clear line."""
@@ -20,6 +22,12 @@ class Settings(BaseSettings):
         description="sqlite:///PATH (relative to the working directory) or postgresql://…",
     )
     policy_dir: Path = Path("policies")
+    secrets_dir: Path | None = Field(
+        default=None, description="where file: credentials must be; default <policy dir>/secrets"
+    )
+    allow_insecure_platforms: bool = Field(
+        default=False, description="accept plain http:// platform addresses on loopback (development and tests only)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = Field(default=None, pattern=r"^https?://")
@@ -53,6 +61,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+
+    @property
+    def credential_rules(self) -> CredentialRules:
+        """Where policies may keep credentials and where they may send them."""
+        return CredentialRules(
+            policy_dir=self.policy_dir, secrets_dir=self.secrets_dir, log_key_file=self.log_key_file,
+            allow_insecure=self.allow_insecure_platforms,
+        )
 
     @property
     def auditor_names(self) -> frozenset[str]:

@@ -265,6 +265,8 @@ def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
     extra.setdefault("log_key_file", policy_dir.parent / "log.key")
     extra.setdefault("log_key_autocreate", True)
     extra.setdefault("checkpoint_interval_seconds", 3600)
+    # The platform stand-ins listen on plain http on 127.0.0.1.
+    extra.setdefault("allow_insecure_platforms", True)
     return Settings(
         database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
         scheduler_interval_seconds=3600, **extra,

@@ -32,7 +32,7 @@ class ServeProcess:
         self.env.update(
             BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policy_dir), BYLINE_PORT="0",
             BYLINE_SCHEDULER_INTERVAL_SECONDS="0.1", BYLINE_LOG_KEY_FILE=str(workdir / "log.key"),
-            BYLINE_LOG_FORMAT="json",
+            BYLINE_LOG_FORMAT="json", BYLINE_ALLOW_INSECURE_PLATFORMS="true",
         )
         self.env.update({f"BYLINE_{k.upper()}": v for k, v in settings.items()})
         self.log_path = next(workdir / f"serve-{n}.log" for n in itertools.count()

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.policy.models import Policy
+from gateway.policy.credentials import CredentialRules
+from gateway.policy.models import DEFAULT_POLICY_DIR, Policy
 
 _KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", re.DOTALL)
 
@@ -107,8 +108,15 @@ def _duplicate_keys(node: yaml.Node, name: str) -> list[PolicyIssue]:
     return issues
 
 
-def parse_policy(text: str, *, name: str, expected_account: str | None) -> Policy:
-    """Validate one policy file's text; raise ``PolicyFileError`` listing every problem."""
+def parse_policy(
+    text: str, *, name: str, expected_account: str | None, rules: CredentialRules | None = None
+) -> Policy:
+    """Validate one policy file's text; raise ``PolicyFileError`` listing every problem.
+
+    ``rules`` say where a ``file:`` credential may be and where it may be sent; without them,
+    the secrets directory is the default one and only ``https://`` addresses are accepted.
+    """
+    rules = rules or CredentialRules(policy_dir=DEFAULT_POLICY_DIR)
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -131,7 +139,7 @@ def parse_policy(text: str, *, name: str, expected_account: str | None) -> Polic
                         message=f"must equal the file name: {expected_account}")
         )
     try:
-        policy = Policy.model_validate(data)
+        policy = Policy.model_validate(data, context={"credential_rules": rules})
     except ValidationError as exc:
         for err in exc.errors():
             loc: tuple[object, ...] = tuple(err["loc"])
@@ -150,14 +158,15 @@ def parse_policy(text: str, *, name: str, expected_account: str | None) -> Polic
     return policy
 
 
-def load_file(path: Path) -> LoadedPolicy:
-    """Read and validate one ``ACCOUNT.yaml`` file."""
+def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
+    """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
     try:
         raw = path.read_bytes()
         text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
-    policy = parse_policy(text, name=path.name, expected_account=path.stem)
+    rules = rules or CredentialRules(policy_dir=path.parent)
+    policy = parse_policy(text, name=path.name, expected_account=path.stem, rules=rules)
     return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -166,7 +175,9 @@ def policy_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
 
 
-def check_dir(directory: Path) -> tuple[dict[str, LoadedPolicy], list[PolicyIssue]]:
+def check_dir(
+    directory: Path, *, rules: CredentialRules | None = None
+) -> tuple[dict[str, LoadedPolicy], list[PolicyIssue]]:
     """Load every file of a directory; return the good ones and every issue of the bad ones."""
     if not directory.is_dir():
         return {}, [PolicyIssue(file=str(directory), line=None, key="", message="not a directory")]
@@ -174,7 +185,7 @@ def check_dir(directory: Path) -> tuple[dict[str, LoadedPolicy], list[PolicyIssu
     issues: list[PolicyIssue] = []
     for path in policy_files(directory):
         try:
-            loaded = load_file(path)
+            loaded = load_file(path, rules=rules)
         except PolicyFileError as exc:
             issues += exc.issues
         else:
@@ -197,6 +208,7 @@ class PolicyRegistry:
     """The policies in force, and the errors of files that were refused."""
 
     directory: Path
+    rules: CredentialRules | None = None
     policies: dict[str, LoadedPolicy] = field(default_factory=dict)
     errors: dict[str, list[PolicyIssue]] = field(default_factory=dict)
 
@@ -221,7 +233,7 @@ class PolicyRegistry:
             if current is not None and current.sha256 == hashlib.sha256(raw).hexdigest():
                 continue
             try:
-                loaded = load_file(path)
+                loaded = load_file(path, rules=self.rules)
             except PolicyFileError as exc:
                 errors[path.name] = exc.issues
                 continue

@@ -11,11 +11,21 @@ import functools
 import re
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from gateway.policy.credentials import CredentialRules
 from gateway.policy.text import MatchText, word_form
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -177,6 +187,15 @@ def _parse_rate(value: object) -> object:
     return value
 
 
+def _rules(info: ValidationInfo) -> CredentialRules:
+    """The rules the loader passed in the validation context; without them, the strict defaults."""
+    context = info.context if isinstance(info.context, dict) else {}
+    rules = context.get("credential_rules")
+    return rules if isinstance(rules, CredentialRules) else CredentialRules(policy_dir=DEFAULT_POLICY_DIR)
+
+
+DEFAULT_POLICY_DIR = Path("policies")
+
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
 
 
@@ -201,6 +220,23 @@ class Policy(_Strict):
     api: str | None = Field(default=None, pattern=r"^https?://")
     rate_limit: Annotated[RateLimit | None, BeforeValidator(_parse_rate)] = None
     retry_attempts: int = Field(default=8, ge=0, le=100, strict=True)
+
+    @field_validator("credentials")
+    @classmethod
+    def _credential_place(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A file credential outside the secrets directory, or one of Byline's own keys, would be
+        # read and sent to whatever platform address the policy names.
+        if value is not None:
+            _rules(info).check_reference(value)
+        return value
+
+    @field_validator("instance", "pds", "api")
+    @classmethod
+    def _secure_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The credential goes to this address: only over TLS, but for loopback in development.
+        if value is not None:
+            _rules(info).check_address(value)
+        return value
 
     @model_validator(mode="after")
     def _tier_rules(self) -> Policy:

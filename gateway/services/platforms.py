@@ -11,7 +11,6 @@ import hashlib
 import importlib
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +18,7 @@ import aiohttp
 from adapters.base import Adapter, AdapterConfig
 from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.errors import BylineError, Code
+from gateway.policy.credentials import CredentialRules
 from gateway.policy.loader import LoadedPolicy
 
 # platform -> "module:Class"; imported when first used so a missing optional adapter only
@@ -34,8 +34,12 @@ class CredentialError(Exception):
     """A credential reference that cannot be resolved; the message names only the reference."""
 
 
-def resolve_credential(reference: str, *, base: Path) -> str:
-    """Read the secret an ``env:NAME`` or ``file:PATH`` reference points at."""
+def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
+    """Read the secret an ``env:NAME`` or ``file:PATH`` reference points at.
+
+    The file is checked again here, not only when the policy loaded: a symlink in the secrets
+    directory may have been pointed elsewhere since.
+    """
     kind, _, target = reference.partition(":")
     if kind == "env":
         value = os.environ.get(target)
@@ -43,9 +47,10 @@ def resolve_credential(reference: str, *, base: Path) -> str:
             raise CredentialError(f"credential {reference} is not set in the environment")
         return value
     if kind == "file":
-        path = Path(target)
-        if not path.is_absolute():
-            path = base / path
+        try:
+            path = rules.credential_path(target)
+        except ValueError as exc:
+            raise CredentialError(f"credential {exc}") from None
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -62,6 +67,7 @@ class Platforms:
 
     sandbox: SandboxStore
     public_url: str
+    rules: CredentialRules
     session: aiohttp.ClientSession | None = None
     unhealthy: dict[str, str] = field(default_factory=dict)
     _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
@@ -75,7 +81,7 @@ class Platforms:
         secret = ""
         if loaded.policy.credentials:
             try:
-                secret = resolve_credential(loaded.policy.credentials, base=loaded.path.parent)
+                secret = resolve_credential(loaded.policy.credentials, rules=self.rules)
             except CredentialError as exc:
                 raise BylineError(Code.UNAVAILABLE, str(exc)) from None
         key = (loaded.policy.account, loaded.sha256 + hashlib.sha256(secret.encode()).hexdigest())

@@ -1,0 +1,271 @@
+"""Where a policy's credential may come from and where it may go, over HTTP where the attack was:
+a policy naming Byline's own log signing key (by a relative path, an absolute one or a symlink
+in the secrets directory) as its credential, and a listener as its platform, is refused when it
+loads; the listener never hears from Byline. A credential travels only over https, but for
+loopback in development."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.clock import ManualClock
+from gateway.policy.credentials import CredentialRules
+from gateway.policy.loader import PolicyFileError, PolicyIssue, check_dir, load_file
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+
+
+@dataclass
+class Listener:
+    """A plain http server on 127.0.0.1 that records every request it gets."""
+
+    server: TestServer
+    heard: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    """The attacker's listener: answers 200 to anything and remembers what it was sent."""
+    heard: list[tuple[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        heard.append((request.path, request.headers.get("Authorization", "")))
+        return web.json_response({"id": "1", "username": "x", "acct": "x", "url": "http://x"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield Listener(server=server, heard=heard)
+    finally:
+        await server.close()
+
+
+def _stealing_policy(policy_dir: Path, instance: str, reference: str) -> None:
+    write_policy(policy_dir, "thief", f"""
+        account: thief
+        platform: mastodon
+        instance: {instance}
+        credentials: {reference}
+        tier: direct
+        owner: alice
+    """)
+
+
+async def _refused_over_http(gw: Gateway, listener: Listener, message: str) -> None:
+    """The thief policy is refused at its credentials line, nothing reaches the listener, and
+    the account has no policy in force."""
+    await gw.sync_policies()
+    post_status, post_body = await gw.call("alice", "POST", "/v1/posts", {"account": "thief", "text": "hi"})
+    for _ in range(3):
+        await gw.tick()
+    assert listener.heard == []  # before the fix: the log key, as a Bearer token
+    assert (post_status, post_body.get("error")) == (404, "unknown_account")
+    status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+    assert status == 200
+    thief = [e for e in body["errors"] if e["file"] == "thief.yaml"]
+    assert [(e["line"], e["key"]) for e in thief] == [(4, "credentials")], body
+    assert message in thief[0]["message"]
+
+
+def _key_references(tmp_path: Path, policy_dir: Path) -> dict[str, str]:
+    key = policy_dir.parent / "log.key"
+    secrets = policy_dir / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "link").symlink_to(key)
+    elsewhere = tmp_path / "other" / "elsewhere.txt"  # not beside the key: only "outside" applies
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("not a credential\n", encoding="utf-8")
+    (secrets / "out").symlink_to(elsewhere)
+    return {
+        "relative": "file:../log.key",
+        "absolute": f"file:{key}",
+        "dot-dot from secrets": "file:secrets/../../log.key",
+        "symlink to the key": "file:secrets/link",
+        "symlink out": "file:secrets/out",
+        "absolute elsewhere": f"file:{elsewhere}",
+    }
+
+
+KEY = "one of Byline's own key files"
+OUTSIDE = "outside the secrets directory"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("relative", KEY), ("absolute", KEY), ("dot-dot from secrets", KEY), ("symlink to the key", KEY),
+     ("symlink out", OUTSIDE), ("absolute elsewhere", OUTSIDE)],
+)
+async def test_log_key_is_never_a_credential(
+    case: str, message: str, tmp_path: Path, db_url: str, policy_dir: Path, clock: ManualClock,
+    listener: Listener,
+) -> None:
+    """A file credential outside the secrets directory is refused at load; nothing is sent."""
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        _stealing_policy(policy_dir, listener.url, _key_references(tmp_path, policy_dir)[case])
+        await _refused_over_http(gw, listener, message)
+
+
+@pytest.mark.parametrize("reference", ["file:../log.key", "file:../log.key.checkpoint", "file:../log.key.new"])
+async def test_key_directory_refused_even_inside_secrets(
+    reference: str, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """With the secrets directory set around the log key, its key files are still refused."""
+    async with started_gateway(db_url, policy_dir, clock, secrets_dir=policy_dir.parent) as gw:
+        _stealing_policy(policy_dir, listener.url, reference)
+        await _refused_over_http(gw, listener, KEY)
+
+
+async def test_policy_in_force_stays(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """A good policy changed to steal the key keeps the good one in force, and it is not sent."""
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "token").write_text("good-token\n", encoding="utf-8")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        _stealing_policy(policy_dir, listener.url, "file:../log.key")
+        assert await gw.sync_policies() == []
+        status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+        assert [(e["file"], e["line"], e["key"]) for e in body["errors"]] == [("thief.yaml", 4, "credentials")]
+        status, body = await gw.call("alice", "GET", "/v1/accounts/thief/policy")
+        assert status == 200 and body["refused"][0]["key"] == "credentials"
+        await gw.submit("alice", "thief", "still the good token")
+        await gw.tick()
+        tokens = {auth for _, auth in listener.heard}
+        assert tokens == {"Bearer good-token"}
+
+
+async def test_credential_in_secrets_dir_is_used(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """``file:secrets/token`` is read from the secrets directory and the post goes out with it."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", "tok-from-secrets")
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "token").write_text("tok-from-secrets\n", encoding="utf-8")
+    try:
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            _stealing_policy(policy_dir, str(server.make_url("")).rstrip("/"), "file:secrets/token")
+            assert await gw.sync_policies() == ["thief"]
+            post = await gw.submit("alice", "thief", "from the secrets directory")
+            await gw.tick()
+            assert (await gw.get("alice", post["id"]))["state"] == "published"
+            assert [s.text for s in fake.statuses(account)] == ["from the secrets directory"]
+    finally:
+        await server.close()
+
+
+async def test_credential_link_repointed_after_load(
+    tmp_path: Path, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """A symlink in the secrets directory pointed at the log key after the policy loaded is
+    refused when the credential is read: the key is never sent."""
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    (secrets / "real").write_text("good-token\n", encoding="utf-8")
+    (secrets / "token").symlink_to(secrets / "real")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        (secrets / "token").unlink()
+        (secrets / "token").symlink_to(policy_dir.parent / "log.key")
+        post = await gw.submit("alice", "thief", "hi")
+        for _ in range(3):
+            await gw.tick()
+        assert listener.heard == []
+        assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
+
+
+async def test_plain_http_needs_loopback_and_the_setting(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """Plain http is refused to a non-loopback host even with the setting, and to loopback
+    without it; the credential is never sent."""
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "token").write_text("tok\n", encoding="utf-8")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        _stealing_policy(policy_dir, "http://192.0.2.1:9999", "file:secrets/token")
+        assert await gw.sync_policies() == []
+        status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+        assert [(e["file"], e["line"], e["key"]) for e in body["errors"]] == [("thief.yaml", 3, "instance")]
+        assert "https://" in body["errors"][0]["message"]
+    async with started_gateway(db_url, policy_dir, clock, allow_insecure_platforms=False) as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == []
+        status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+        assert [(e["file"], e["line"], e["key"]) for e in body["errors"]] == [("thief.yaml", 3, "instance")]
+        assert "BYLINE_ALLOW_INSECURE_PLATFORMS" in body["errors"][0]["message"]
+        status, body = await gw.call("alice", "POST", "/v1/posts", {"account": "thief", "text": "hi"})
+        assert (status, body["error"]) == (404, "unknown_account")
+        await gw.tick()
+    assert listener.heard == []
+
+
+@pytest.mark.parametrize(
+    ("url", "setting", "loads"),
+    [
+        ("https://mastodon.example", False, True),
+        ("https://127.0.0.1:8443", False, True),
+        ("http://127.0.0.1:9999", True, True),
+        ("http://127.8.0.1", True, True),
+        ("http://[::1]:9999", True, True),
+        ("http://localhost:9999", True, True),
+        ("http://127.0.0.1:9999", False, False),
+        ("http://localhost", False, False),
+        ("http://mastodon.example", True, False),
+        ("http://10.0.0.1", True, False),
+        ("http://127.0.0.1.example.com", True, False),
+    ],
+)
+def test_address_rule(tmp_path: Path, url: str, setting: bool, loads: bool) -> None:
+    """https always; plain http only to loopback and only with BYLINE_ALLOW_INSECURE_PLATFORMS."""
+    rules = CredentialRules(policy_dir=tmp_path, allow_insecure=setting)
+    path = write_policy(tmp_path, "m", f"""
+        account: m
+        platform: mastodon
+        instance: {url}
+        credentials: env:TOKEN
+        tier: direct
+        owner: alice
+    """)
+    if loads:
+        assert load_file(path, rules=rules).policy.instance == url
+    else:
+        with pytest.raises(PolicyFileError) as info:
+            load_file(path, rules=rules)
+        assert [(i.line, i.key) for i in info.value.issues] == [(3, "instance")]
+
+
+def test_defaults_refuse_outside_and_http(tmp_path: Path) -> None:
+    """Without rules given, the loader keeps file credentials in ``<policy dir>/secrets`` and
+    refuses plain http; ``byline policy check`` sees the same issues."""
+    (tmp_path / "secrets").mkdir()
+    write_policy(tmp_path, "a", """
+        account: a
+        platform: x
+        api: http://127.0.0.1:1
+        credentials: file:token
+        tier: direct
+        owner: alice
+    """)
+    _, issues = check_dir(tmp_path)
+    assert [(i.file, i.line, i.key) for i in issues] == [("a.yaml", 4, "credentials"), ("a.yaml", 3, "api")]
+    assert all(isinstance(i, PolicyIssue) for i in issues)
+    assert os.fspath(tmp_path) not in " ".join(str(i) for i in issues)
