@@ -172,14 +172,19 @@ def write_policy(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+def make_policy_dir(tmp_path: Path, policies: dict[str, str]) -> Path:
+    """A fresh ``policies`` directory under ``tmp_path`` holding these files (name -> text)."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    for name, text in policies.items():
+        write_policy(directory, name, text)
+    return directory
+
+
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
     """A policy directory with one account per tier."""
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    for name, text in TEST_POLICIES.items():
-        write_policy(directory, name, text)
-    return directory
+    return make_policy_dir(tmp_path, TEST_POLICIES)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from gateway.appkeys import SANDBOX
 from gateway.policy.engine import roles
 from gateway.policy.loader import parse_policy
 from gateway.types import to_micros
-from tests.conftest import TEST_POLICIES, USERS, Gateway, write_policy
+from tests.conftest import TEST_POLICIES, USERS, Gateway, make_policy_dir
 from tests.test_authorization import AUTHOR, EXPECTED_MAY, EXPECTED_ROLES
 
 TIERS = ("direct", "delayed", "cosigned", "managed")
@@ -141,11 +141,7 @@ MATRIX = [(tier, action) for tier in TIERS for action in SCENARIOS[tier]]
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
     """The matrix's policy directory (overrides the shared one): see ``MATRIX_POLICIES``."""
-    directory = tmp_path / "policies"
-    directory.mkdir()
-    for name, text in MATRIX_POLICIES.items():
-        write_policy(directory, name, text)
-    return directory
+    return make_policy_dir(tmp_path, MATRIX_POLICIES)
 
 
 # -- putting a post where the action is possible -------------------------------------------
