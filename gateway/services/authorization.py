@@ -162,3 +162,9 @@ def redecision_cause(loaded: LoadedPolicy | None, row: Row, before: frozenset[st
     if state is State.SCHEDULED and int(row["required"]) <= 0 and loaded.policy.tier is Tier.COSIGNED:
         return POLICY_CHANGED
     return None
+
+
+def decided_again(row: Row) -> bool:
+    """Whether a post was held again because its author lost their role, and so was decided by
+    someone who still has one: it may go out though its author no longer writes."""
+    return any(r.get("rule") == AUTHOR_LOST_ROLE["rule"] for r in json.loads(row["reasons"]))

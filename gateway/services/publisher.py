@@ -26,15 +26,13 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.authorization import decided_again
 from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
 from gateway.tasks import cancel_task
 from gateway.types import from_micros, iso
-
-_LOST_ROLE = '"author_lost_role"'
-"""The mark a post held for its author's lost role carries in its reasons (see posts.py)."""
 
 logger = structlog.get_logger("byline.publisher")
 
@@ -199,7 +197,7 @@ class Publisher:
             loaded = policies.get(row["account"])
             if loaded is None:
                 return None  # the account's policy was removed: nothing may go out under it
-            if due and Role.WRITER not in roles(loaded.policy, row["author"]) and _LOST_ROLE not in row["reasons"]:
+            if due and Role.WRITER not in roles(loaded.policy, row["author"]) and not decided_again(row):
                 # The author lost their role in a reload not yet recorded: the reload's own work
                 # holds the post for someone who still has one, who then decides.
                 return None
