@@ -7,9 +7,10 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -61,14 +62,24 @@ class Env:
         return str(self.server.make_url(path))
 
 
-@pytest.fixture
-async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
-    """A running stand-in with one account, and a client session."""
+E = TypeVar("E", bound=Env)
+
+
+@asynccontextmanager
+async def running(aiohttp_server: Any, kind: type[E]) -> AsyncIterator[E]:
+    """A running stand-in with one account (``TOKEN``), and a client session, as ``kind``."""
     fake = FakeMastodon()
     account = fake.add_account("alice", TOKEN)
     server = await aiohttp_server(create_app(fake))
     async with aiohttp.ClientSession() as session:
-        yield Env(fake=fake, server=server, session=session, account=account)
+        yield kind(fake=fake, server=server, session=session, account=account)
+
+
+@pytest.fixture
+async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
+    """A running stand-in with one account, and a client session."""
+    async with running(aiohttp_server, Env) as running_env:
+        yield running_env
 
 
 def creates(env: Env) -> int:

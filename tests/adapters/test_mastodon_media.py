@@ -9,33 +9,24 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from adapters.base import AdapterConfig, AdapterError, MediaItem
+from adapters.base import AdapterError, MediaItem
 from adapters.mastodon import MastodonAdapter
 from tests.adapters.helpers import post
-from tests.fakes.mastodon import IMAGE_LIMIT, PROCESSING_ERROR, Account, FakeMastodon, create_app
+from tests.adapters.test_mastodon import TOKEN, running
+from tests.adapters.test_mastodon import Env as MastodonEnv
+from tests.fakes.mastodon import IMAGE_LIMIT, PROCESSING_ERROR
 
-TOKEN = "mtok-MEDIA-3c9e1f0a7b2d"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @dataclass
-class Env:
-    """One stand-in, its server, a client session and the account under test."""
+class Env(MastodonEnv):
+    """The Mastodon adapter tests' stand-in, with media calls made as the account."""
 
-    fake: FakeMastodon
-    server: TestServer
-    session: aiohttp.ClientSession
-    account: Account
-
-    def adapter(self) -> MastodonAdapter:
+    def adapter(self, **options: str) -> MastodonAdapter:
         """An adapter for the account that polls processing media every 10 ms."""
-        config = AdapterConfig(
-            account="alice-main", handle="alice", secret=TOKEN, session=self.session,
-            options={"instance": str(self.server.make_url("")), "media_poll_interval": "0.01"},
-        )
-        return MastodonAdapter(config, clock=self.fake.clock.now)
+        return super().adapter(media_poll_interval="0.01", **options)
 
     async def upload(self, data: bytes, mime_type: str, **fields: str) -> tuple[int, Any]:
         """``POST /api/v2/media`` as the account: the status and the JSON body."""
@@ -61,11 +52,8 @@ class Env:
 @pytest.fixture
 async def env(aiohttp_server: Any) -> AsyncIterator[Env]:
     """A running stand-in with one account, and a client session."""
-    fake = FakeMastodon()
-    account = fake.add_account("alice", TOKEN)
-    server = await aiohttp_server(create_app(fake))
-    async with aiohttp.ClientSession() as session:
-        yield Env(fake=fake, server=server, session=session, account=account)
+    async with running(aiohttp_server, Env) as running_env:
+        yield running_env
 
 
 # -- the stand-in ------------------------------------------------------------------------------
