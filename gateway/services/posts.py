@@ -35,6 +35,7 @@ from gateway.policy.engine import (
     roles,
 )
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
     approvals_that_count,
     authorize,
@@ -140,9 +141,6 @@ class PostService:
         naming everyone whose words go out)."""
         if not isinstance(text, str):
             raise BylineError(Code.VALIDATION, "text must be a string", field="text")
-        # Imported here so that this method is the one place in the service that counts text.
-        from gateway.policy.text import is_blank, published_length
-
         if is_blank(text):
             # Zero-width spaces, joiners, bidi marks and the like show nothing either.
             raise BylineError(Code.TEXT_EMPTY, "text is empty: write something to post", field="text")
