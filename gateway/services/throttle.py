@@ -1,0 +1,43 @@
+"""Failed sign-in attempts, counted and limited, so a token cannot be guessed at speed.
+
+Each failure counts against the client's address and against the name it tried (an XRPC
+identifier); once either has used up its allowance in the moving window, further attempts are
+refused with 429 before any token is checked, right ones included, until the window moves on.
+The counts live in this process (the ``limits`` library's moving window): with several replicas
+behind a load balancer, each allows its own share.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import parse, storage, strategies
+
+from gateway.errors import BylineError, Code
+
+
+class Throttle:
+    """Counts failures per key and says when a key has had too many."""
+
+    def __init__(self, rate: str, *, what: str) -> None:
+        self._limit = parse(rate)
+        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self._what = what
+
+    def check(self, *keys: str, **details: object) -> None:
+        """429 when any of ``keys`` has no failed attempts left in the window."""
+        for key in keys:
+            if not self._limiter.test(self._limit, key):
+                reset = self._limiter.get_window_stats(self._limit, key).reset_time
+                wait = max(1, math.ceil(reset - time.time()))
+                raise BylineError(
+                    Code.TOO_MANY_REQUESTS,
+                    f"too many failed {self._what} attempts: try again in {wait} seconds",
+                    retry_after=wait, **details,
+                )
+
+    def failed(self, *keys: str) -> None:
+        """Count one failed attempt against each of ``keys``."""
+        for key in keys:
+            self._limiter.hit(self._limit, key)
