@@ -31,7 +31,7 @@ from gateway.appkeys import (
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
-from gateway.http import mastodon, native, sandbox, xrpc
+from gateway.http import mastodon, native, openapi, sandbox, xrpc
 from gateway.http.common import error_middleware
 from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
@@ -168,6 +168,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(routes)
     app.add_routes(log_http.routes)
     app.add_routes(native.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(sandbox.routes)
     app.add_routes(mastodon.routes)
     app.add_routes(xrpc.routes)
