@@ -32,11 +32,16 @@ _TEXT = "text/plain"
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
+def _whole(raw: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes "¹" and "٣", which ``int`` refuses or reads."""
+    return raw.isascii() and raw.isdigit()
+
+
 def _int(request: web.Request, name: str) -> int:
     raw = request.query.get(name)
     if raw is None:
         raise BylineError(Code.VALIDATION, f"query parameter {name} is required", field=name)
-    if not raw.isdigit() or len(raw) > 19 or int(raw) > _MAX_INDEX:
+    if not _whole(raw) or len(raw) > 19 or int(raw) > _MAX_INDEX:
         raise BylineError(
             Code.VALIDATION, f"{name} must be a whole number, not {raw[:40]!r}", field=name
         )
@@ -110,7 +115,7 @@ def _tile_index(parts: list[str]) -> tuple[int, int | None]:
     width: int | None = None
     if len(parts) >= 2 and parts[-2].endswith(".p"):
         raw_width = parts[-1]
-        if not raw_width.isdigit() or raw_width != str(int(raw_width)) or not 0 < int(raw_width) < 256:
+        if not _whole(raw_width) or raw_width != str(int(raw_width)) or not 0 < int(raw_width) < 256:
             raise BylineError(Code.NOT_FOUND, "no such tile")
         width = int(raw_width)
         parts = [*parts[:-2], parts[-2][:-2]]
@@ -142,7 +147,7 @@ async def tile(request: web.Request) -> web.Response:
         index, width = _tile_index(parts[1:])
         found = await reader.entry_tile(index, width)
     else:
-        if not parts[0].isdigit() or parts[0] != str(int(parts[0])) or int(parts[0]) > 63:
+        if not _whole(parts[0]) or parts[0] != str(int(parts[0])) or int(parts[0]) > 63:
             raise BylineError(Code.NOT_FOUND, "no such tile")
         index, width = _tile_index(parts[1:])
         found = await reader.hash_tile(int(parts[0]), index, width)

@@ -158,6 +158,9 @@ class LogReader:
         want = TILE_WIDTH if width is None else width
         first = index * TILE_WIDTH
         async with self._db.read() as txn:
+            # Checked before the query: a tile past the log can name an index no SQL integer holds.
+            if first + want > int((await log_sql.read_state(txn))["size"]):
+                raise BylineError(Code.NOT_FOUND, "no such tile yet")
             rows = await log_sql.entries(txn, first, first + want)
         if len(rows) != want:
             raise BylineError(Code.NOT_FOUND, "no such tile yet")
