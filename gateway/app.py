@@ -39,6 +39,8 @@ from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
 from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
+from gateway.services.keys import SIGNIN_FORMS, gateway_key
+from gateway.services.keys import XRPC_SESSIONS as XRPC_SESSION_KEY
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
@@ -46,8 +48,9 @@ from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.throttle import Throttle
 from gateway.services.xrpc_repo import XrpcRepo
-from gateway.services.xrpc_sessions import XrpcSessions, service_host, session_secret
+from gateway.services.xrpc_sessions import XrpcSessions, service_host
 from gateway.settings import Settings
 from gateway.storage.db import open_database
 
@@ -82,6 +85,12 @@ async def readyz(request: web.Request) -> web.Response:
         "policy_errors": len(request.app[POLICIES].errors()),
     }
     return web.json_response(body, status=200 if not problems else 503)
+
+
+async def _no_store_unless_said(request: web.Request, response: web.StreamResponse) -> None:
+    """Answers hold tokens, posts and who may do what: no cache keeps them, unless a handler
+    said otherwise (the log's public tiles and checkpoints say how long they keep)."""
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
@@ -130,16 +139,19 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         )
         app[CHECKPOINTS] = checkpoints
         app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=app[POSTS])
+        # One count of failed sign-ins per address, on the sign-in page and createSession alike.
+        signins = Throttle(settings.signin_attempts, what="sign-in")
         app[OAUTH] = OAuthService(db=db, appender=appender, identity=app[IDENTITY], policies=registry,
-                                  clock=the_clock)
+                                  clock=the_clock, form_key=await gateway_key(db, SIGNIN_FORMS),
+                                  throttle=signins)
         app[MASTODON] = MastodonService(
             db=db, posts=app[POSTS], identity=app[IDENTITY], oauth=app[OAUTH], policies=registry,
             platforms=platforms, clock=the_clock,
         )
         app[XRPC_SESSIONS] = XrpcSessions(
             db=db, clock=the_clock, identity=app[IDENTITY], policies=registry, platforms=platforms,
-            secret=session_secret(signer.private_key.private_bytes_raw()),
-            host=service_host(settings.log_origin),
+            secret=await gateway_key(db, XRPC_SESSION_KEY),
+            host=service_host(settings.log_origin), throttle=signins,
         )
         app[XRPC_REPO] = XrpcRepo(
             db=db, posts=app[POSTS], platforms=platforms, sessions=app[XRPC_SESSIONS], clock=the_clock
@@ -165,6 +177,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
             await db.close()
 
     app.cleanup_ctx.append(resources)
+    app.on_response_prepare.append(_no_store_unless_said)
     app.add_routes(routes)
     app.add_routes(log_http.routes)
     app.add_routes(native.routes)

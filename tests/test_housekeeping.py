@@ -38,7 +38,8 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
         for name, expires in (("code-expired", now - 1), ("code-live", now + 600_000_000)):
             await oauth_sql.insert_code(txn, code_hash=name, client_id="app", user="alice", account="brand",
                                         redirect_uri="https://app.example/cb", scopes="read write", challenge=None,
-                                        challenge_method=None, at=now - HOUR, expires_at=expires)
+                                        challenge_method=None, at=now - HOUR, expires_at=expires,
+                                        parent_hash="t")
         for name, age in (("key-old", HOUR + 1), ("key-fresh", HOUR - 1_000_000)):
             assert await idem_sql.claim(txn, token_hash="tok", key_hash=name, kind="status", at=now - age,
                                         stale_before=0)

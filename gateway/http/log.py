@@ -78,7 +78,7 @@ async def log_texts(request: web.Request) -> web.Response:
     member_of: frozenset[str] = frozenset()
     auditor = False
     if bearer(request) is not None:  # people on an account also see its unpublished words
-        caller = await authenticated(request)
+        caller = await authenticated(request, "read:statuses")
         member_of = frozenset(
             name for name, loaded in request.app[REGISTRY].policies.items()
             if roles(loaded.policy, caller.user) and caller.account in (None, name)
@@ -160,7 +160,7 @@ async def tile(request: web.Request) -> web.Response:
 @routes.get("/v1/posts/{id}/proof")
 async def post_proof(request: web.Request) -> web.Response:
     """A tlog-proof bundle for every logged event of one post."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "read:statuses")
     post_id = request.match_info["id"]
     if not post_id.isdigit() or len(post_id) > 24:
         raise BylineError(Code.NOT_FOUND, f"no post {post_id}")

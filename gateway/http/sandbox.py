@@ -37,7 +37,8 @@ async def timeline_html(request: web.Request) -> web.Response:
     account = _account(request)
     posts = await request.app[SANDBOX].timeline(account)
     items = "\n".join(
-        f'<article id="post-{html.escape(str(p["id"]))}"><p>{html.escape(str(p["text"])).replace(chr(10), "<br>")}</p>'
+        f'<article id="post-{html.escape(str(p["id"]))}">'
+        f'<p dir="auto">{html.escape(str(p["text"])).replace(chr(10), "<br>")}</p>'
         f'<time>{iso(int(str(p["created_at"])))}</time></article>'
         for p in posts
     ) or "<p class=empty>Nothing published yet.</p>"
@@ -45,6 +46,6 @@ async def timeline_html(request: web.Request) -> web.Response:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(account)} · Byline sandbox</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
 article{{border-bottom:1px solid #ddd;padding:.5rem 0}}time{{color:#666;font-size:.85rem}}</style>
-</head><body><h1>{html.escape(account)}</h1><p>Sandbox timeline: what Byline published for this account.</p>
+</head><body><h1><bdi>{html.escape(account)}</bdi></h1><p>Sandbox timeline: what Byline published for this account.</p>
 {items}</body></html>"""
     return web.Response(text=page, content_type="text/html")

@@ -47,6 +47,12 @@ _SCOPE_WORDS = {
 }
 
 
+def _name(value: str) -> str:
+    """A name someone else chose (an app's, a person's, an account's), escaped and isolated:
+    right-to-left or other direction marks in it cannot turn the sentence around it."""
+    return f"<bdi>{escape(value)}</bdi>"
+
+
 def _page(title: str, body: str) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -87,9 +93,9 @@ def token_step(request: AuthRequest, *, csrf: str, error: str | None = None) -> 
     described = "token-hint error" if error else "token-hint"
     invalid = ' aria-invalid="true"' if error else ""
     body = (
-        f"<h1>Sign in to let {escape(request.app_name)} post through Byline</h1>"
+        f"<h1>Sign in to let {_name(request.app_name)} post through Byline</h1>"
         f"{_error(error)}"
-        f"<p>{escape(request.app_name)} asks to:</p>{_scopes(request)}"
+        f"<p>{_name(request.app_name)} asks to:</p>{_scopes(request)}"
         '<form method="post" action="/oauth/authorize">'
         f"{_hidden(request, csrf)}"
         '<label for="token">Your Byline token</label>'
@@ -111,7 +117,7 @@ def account_step(
     if accounts:
         choices = "".join(
             f'<label class="choice"><input type="radio" name="account" value="{escape(a)}" '
-            f'id="account-{n}"{" checked" if n == 0 else ""}> {escape(a)}</label>'
+            f'id="account-{n}"{" checked" if n == 0 else ""}> {_name(a)}</label>'
             for n, a in enumerate(accounts)
         )
         pick = (
@@ -120,12 +126,12 @@ def account_step(
             '<button type="submit" name="decision" value="allow" class="primary">Authorize</button>'
         )
     else:
-        pick = (f"<p>{escape(user)} writes or suggests for no account here, so there is nothing "
+        pick = (f"<p>{_name(user)} writes or suggests for no account here, so there is nothing "
                 "to authorize.</p>")
     body = (
-        f"<h1>Authorize {escape(request.app_name)}?</h1>"
+        f"<h1>Authorize {_name(request.app_name)}?</h1>"
         f"{_error(error)}"
-        f"<p>Signed in as <strong>{escape(user)}</strong>. {escape(request.app_name)} asks to:</p>"
+        f"<p>Signed in as <strong>{_name(user)}</strong>. {_name(request.app_name)} asks to:</p>"
         f"{_scopes(request)}"
         '<form method="post" action="/oauth/authorize">'
         f"{_hidden(request, csrf)}"
@@ -141,13 +147,18 @@ def code_page(request: AuthRequest, code: str) -> str:
     """The code, for an app that asked to have it shown (``urn:ietf:wg:oauth:2.0:oob``)."""
     body = (
         "<h1>Authorization code</h1>"
-        f"<p>Copy this code and paste it into {escape(request.app_name)}:</p>"
+        f"<p>Copy this code and paste it into {_name(request.app_name)}:</p>"
         f'<p><code id="code">{escape(code)}</code></p>'
         "<p class=\"hint\">It works once, within ten minutes.</p>"
     )
     return _page("Authorization code", body)
 
 
-def error_page(title: str, message: str) -> str:
-    """A sign-in that cannot go on, said plainly."""
-    return _page(title, f"<h1>{escape(title)}</h1>{_error(message)}")
+def error_page(title: str, message: str, *, back: str | None = None, app_name: str | None = None) -> str:
+    """A sign-in that cannot go on, said plainly; with ``back``, a link that takes the error to
+    the app (the person follows it, or not)."""
+    link = ""
+    if back is not None:
+        who = _name(app_name) if app_name else "the app"
+        link = f'<p><a href="{escape(back)}" rel="noreferrer">Return to {who}</a></p>'
+    return _page(title, f"<h1>{escape(title)}</h1>{_error(message)}{link}")

@@ -34,7 +34,7 @@ from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
-from gateway.services.oauth import OAuthService, scope_allows
+from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, new_post_id
 from gateway.storage import idempotency as idem_sql
@@ -227,7 +227,7 @@ class MastodonService:
         caller = await self._identity.authenticate(token)
         assert token is not None
         grant = await self._oauth.grant(token)
-        if not scope_allows(grant.scopes if grant else None, scope):
+        if not caller.may(scope):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
         if account is None:
@@ -242,7 +242,7 @@ class MastodonService:
             account = mine[0]
         if self._policies.get(account) is None:
             raise BylineError(Code.FORBIDDEN, f"The account {account} is no longer managed by this gateway")
-        return ClientAuth(caller=Caller(user=caller.user, account=account), account=account,
+        return ClientAuth(caller=Caller(user=caller.user, account=account, scopes=caller.scopes), account=account,
                           token_hash=hash_token(token), app_name=grant.app_name if grant else None)
 
     async def maybe_authenticate(self, token: str | None) -> ClientAuth | None:

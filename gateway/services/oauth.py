@@ -40,6 +40,8 @@ from gateway.policy.engine import Role, roles
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.posts import Caller
+from gateway.services.scopes import SCOPES
+from gateway.services.throttle import Throttle
 from gateway.storage import oauth as sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
@@ -51,23 +53,9 @@ OOB = "urn:ietf:wg:oauth:2.0:oob"
 CODE_TTL = timedelta(minutes=10)
 """How long an authorization code stays usable (Doorkeeper's default)."""
 
-# Mastodon's scopes (docs.joinmastodon.org/api/oauth-scopes), without admin:* — nothing an app
-# does through the gateway administers the platform.
-_SCOPE_FAMILIES = {
-    "read": ("accounts", "blocks", "bookmarks", "favourites", "filters", "follows", "lists",
-             "mutes", "notifications", "search", "statuses"),
-    "write": ("accounts", "blocks", "bookmarks", "conversations", "favourites", "filters",
-              "follows", "lists", "media", "mutes", "notifications", "reports", "statuses"),
-}
-SCOPES = frozenset(
-    ["read", "write", "follow", "push", "profile"]
-    + [f"{family}:{part}" for family, parts in _SCOPE_FAMILIES.items() for part in parts]
-)
-# "follow" is the old name for these (Mastodon still grants them with it).
-_FOLLOW = frozenset({"read:blocks", "write:blocks", "read:follows", "write:follows",
-                     "read:mutes", "write:mutes"})
-
-_FORBIDDEN_SCHEMES = frozenset({"data", "javascript", "vbscript"})
+# Schemes that run or read something in the person's own browser instead of reaching the app.
+_FORBIDDEN_SCHEMES = frozenset({"data", "javascript", "vbscript", "file", "blob", "filesystem", "about"})
+_MAX_REDIRECT_URIS = 20
 _CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 _MAX_NAME = 60
 _MAX_URI = 2000
@@ -88,18 +76,20 @@ DESCRIPTIONS = {
     "invalid_redirect_uri": "The requested redirect uri is malformed or doesn't match client "
                             "redirect URI.",
     "access_denied": "The resource owner or authorization server denied the request.",
-    "unauthorized_client": "You are not authorized to revoke this token",
 }
 
-_STATUS_CODE = {"invalid_client": Code.UNAUTHENTICATED, "unauthorized_client": Code.FORBIDDEN}
+_STATUS_CODE = {"invalid_client": Code.UNAUTHENTICATED}
 
 
-def oauth_error(error: str, description: str | None = None, *, redirect: bool = False) -> BylineError:
+def oauth_error(
+    error: str, description: str | None = None, *, redirect: bool = False, app: str | None = None,
+) -> BylineError:
     """An OAuth error: ``details["oauth"]`` is its code; ``redirect`` says whether the sign-in
-    may send it back to the app's redirect URI (only once that URI is known to be the app's)."""
+    may offer to take it back to the app's redirect URI (only once that URI is known to be the
+    app's), and ``app`` names the app for that offer."""
     return BylineError(
         _STATUS_CODE.get(error, Code.BAD_REQUEST), description or DESCRIPTIONS[error],
-        oauth=error, redirect=redirect,
+        oauth=error, redirect=redirect, app=app,
     )
 
 
@@ -123,19 +113,15 @@ def parse_scopes(raw: str | None, *, default: str = "read") -> tuple[str, ...]:
     return tuple(out)
 
 
-def scope_allows(granted: frozenset[str] | None, needed: str) -> bool:
-    """Whether a grant covers ``needed`` (``write`` covers ``write:statuses``); None is all."""
-    if granted is None:
-        return True
-    family = needed.partition(":")[0]
-    return needed in granted or family in granted or ("follow" in granted and needed in _FOLLOW)
-
-
 def _redirect_uris(raw: Any) -> list[str]:
     values = raw if isinstance(raw, list) else str(raw or "").split()
     uris = [str(v).strip() for v in values if str(v).strip()]
     if not uris:
         raise BylineError(Code.VALIDATION, "Validation failed: Redirect URI can't be blank")
+    if len(uris) > _MAX_REDIRECT_URIS:
+        raise BylineError(
+            Code.VALIDATION, f"Validation failed: Redirect URI: at most {_MAX_REDIRECT_URIS} may be registered"
+        )
     for uri in uris:
         if uri == OOB:
             continue
@@ -233,8 +219,10 @@ class OAuthService:
 
     def __init__(
         self, *, db: Database, appender: Appender, identity: Identity, policies: PolicyRegistry,
-        clock: Clock,
+        clock: Clock, form_key: bytes, throttle: Throttle,
     ) -> None:
+        self._form_key = form_key
+        self._throttle = throttle
         self._db = db
         self._appender = appender
         self._identity = identity
@@ -297,25 +285,39 @@ class OAuthService:
         base = dict(client_id=client_id, app_name=app["name"], app_website=app["website"],
                     redirect_uri=redirect_uri, state=query.get("state") or None)
         if query.get("response_type") != "code":
-            raise oauth_error("unsupported_response_type", redirect=True)
+            raise oauth_error("unsupported_response_type", redirect=True, app=app["name"])
         scopes = parse_scopes(query.get("scope"))
         if not set(scopes) <= set(app["scopes"].split()):
-            raise oauth_error("invalid_scope", redirect=True)
+            raise oauth_error("invalid_scope", redirect=True, app=app["name"])
         challenge = query.get("code_challenge") or None
         method = query.get("code_challenge_method") or None
         if challenge is None and method is not None:
             raise oauth_error("invalid_request", "code_challenge_method was sent without a code_challenge.",
-                              redirect=True)
+                              redirect=True, app=app["name"])
         if challenge is not None:
             method = method or "plain"
             if method != "S256":
-                raise oauth_error("invalid_request", "The code challenge method must be S256.", redirect=True)
+                raise oauth_error("invalid_request", "The code challenge method must be S256.",
+                                  redirect=True, app=app["name"])
             if not _CHALLENGE.match(challenge):
-                raise oauth_error("invalid_request", "The code_challenge is malformed.", redirect=True)
+                raise oauth_error("invalid_request", "The code_challenge is malformed.",
+                                  redirect=True, app=app["name"])
         return AuthRequest(scopes=scopes, challenge=challenge, challenge_method=method, **base)
 
-    async def step(self, request: AuthRequest, form: SignInForm) -> SignInStep:
-        """One submit of the sign-in page (its CSRF value already checked by the page)."""
+    def form_value(self, request: AuthRequest, nonce: str) -> str:
+        """The sign-in form's CSRF value: the cookie's random ``nonce`` bound (HMAC with the
+        gateway's own sign-in key) to the app, redirect URI, scopes, state and PKCE challenge
+        the page was shown for, so a form cannot be replayed for another request."""
+        bound = "\x00".join((
+            nonce, request.client_id, request.redirect_uri, " ".join(request.scopes),
+            request.state or "", request.challenge or "", request.challenge_method or "",
+        ))
+        digest = hmac.new(self._form_key, bound.encode("utf-8"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    async def step(self, request: AuthRequest, form: SignInForm, *, client: str) -> SignInStep:
+        """One submit of the sign-in page (its CSRF value already checked by the page); a wrong
+        token counts against the client's address, and too many of them are refused (429)."""
         if form.decision == "deny":
             if form.ticket:
                 await self.end(form.ticket)
@@ -325,8 +327,15 @@ class OAuthService:
                 ticket = form.ticket
                 caller = await self.resume(ticket, csrf=form.csrf)
             else:
-                caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
+                self._throttle.check(f"address:{client}")
+                try:
+                    caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
+                except BylineError:
+                    self._throttle.failed(f"address:{client}")
+                    raise
         except BylineError as exc:
+            if exc.code is Code.TOO_MANY_REQUESTS:
+                raise
             return SignInStep(kind="token", error=exc.message if form.ticket else
                               "That token was not accepted. Check it and try again.")
         accounts = tuple(self.choices(caller))
@@ -347,7 +356,7 @@ class OAuthService:
         The ticket, not the token, travels in the next form, so the page never shows the token
         again; it is tied to the form's CSRF value and lasts as long as a code would.
         """
-        caller = await self._identity.authenticate(token)
+        caller = await self._identity.person(token)
         assert token is not None
         ticket = secrets.token_urlsafe(32)
         now = now_micros(self._clock)
@@ -392,13 +401,15 @@ class OAuthService:
         code = secrets.token_urlsafe(32)
         now = now_micros(self._clock)
         async with self._db.write() as txn:
-            if not await sql.end_signin(txn, _sha256(ticket), at=now):
+            signin = await sql.get_signin(txn, _sha256(ticket))
+            if signin is None or not await sql.end_signin(txn, _sha256(ticket), at=now):
                 raise BylineError(Code.UNAUTHENTICATED, "This sign-in has ended: enter your token again.")
+            # The app's token will live no longer than the person's, and end when it is revoked.
             await sql.insert_code(
                 txn, code_hash=_sha256(code), client_id=request.client_id, user=caller.user,
                 account=account, redirect_uri=request.redirect_uri, scopes=" ".join(request.scopes),
                 challenge=request.challenge, challenge_method=request.challenge_method, at=now,
-                expires_at=now + duration_micros(CODE_TTL),
+                expires_at=now + duration_micros(CODE_TTL), parent_hash=signin["token_hash"],
             )
         return code
 
@@ -454,9 +465,12 @@ class OAuthService:
                 pkce_challenge(verifier), row["challenge"]
             ):
                 return "invalid_grant"
+            parent = await tokens_sql.find_token(ltx.txn, row["parent_hash"]) if row["parent_hash"] else None
+            if parent is None or (parent["expires_at"] is not None and parent["expires_at"] <= ltx.now):
+                return "invalid_grant"  # the person's token ended since they signed in
             token = await identity.issue(
                 ltx.txn, user=row["user_name"], account=row["account"],
-                label=f"oauth: {app['name']}", at=ltx.now,
+                label=f"oauth: {app['name']}", at=ltx.now, parent_hash=row["parent_hash"],
             )
             token_hash = hash_token(token)
             if not await sql.use_code(ltx.txn, code_hash, at=ltx.now, token_hash=token_hash):
@@ -473,30 +487,26 @@ class OAuthService:
         return outcome
 
     async def revoke(self, params: dict[str, str], *, basic: tuple[str, str] | None) -> None:
-        """``POST /oauth/revoke``: end one of this app's tokens; a dead token is fine (RFC 7009)."""
+        """``POST /oauth/revoke``: end one of this app's tokens. Any other token, live or dead,
+        known or not, gets the same empty 200 and stays as it is (RFC 7009 §2.2): an answer
+        that differed would tell whoever holds a client secret which guessed tokens are live."""
         client_id, secret = basic if basic else (params.get("client_id") or "", params.get("client_secret"))
         app = await self._client(client_id, secret or None)
         token = params.get("token")
         if not token:
-            raise oauth_error("unauthorized_client")
+            raise oauth_error("invalid_request", "Missing required parameter: token.")
         token_hash = hash_token(token)
 
-        async def work(ltx: LogTxn) -> str | None:
+        async def work(ltx: LogTxn) -> None:
             grant = await sql.get_token_grant(ltx.txn, token_hash)
-            if grant is None:
-                live = await tokens_sql.find_token(ltx.txn, token_hash)
-                return "unauthorized_client" if live is not None else None
-            if grant["client_id"] != app["client_id"]:
-                return "unauthorized_client"
+            if grant is None or grant["client_id"] != app["client_id"]:
+                return
             owner = await tokens_sql.find_token(ltx.txn, token_hash)
             if await tokens_sql.revoke_token(ltx.txn, token_hash, at=ltx.now) and owner is not None:
                 await ltx.append("client.revoked", actor=owner["user_name"], account=owner["account"],
                                  data={"client": app["name"], "reason": "revoked by the app"})
-            return None
 
-        problem: str | None = await self._appender.submit(work)
-        if problem is not None:
-            raise oauth_error(problem)
+        await self._appender.submit(work)
 
     async def grant(self, token: str) -> Grant | None:
         """The app and scopes of a token the sign-in issued; None for a token made otherwise."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -114,9 +115,9 @@ class PolicyService:
                 )
         self._reported = dict(self.registry.errors)
 
-    def errors(self) -> list[dict[str, Any]]:
-        """Every refused file's issues, for the API."""
-        return [i.to_json() for issues in self.registry.errors.values() for i in issues]
+    def errors(self, visible: Callable[[str], bool] = lambda file: True) -> list[dict[str, Any]]:
+        """The issues of every refused file (of those ``visible`` picks by file name), for the API."""
+        return [i.to_json() for file, issues in self.registry.errors.items() if visible(file) for i in issues]
 
     async def start(self) -> None:
         """Record the policies at start, then watch the directory."""

@@ -6,11 +6,11 @@ made by ``byline token create --user NAME --account ACCOUNT``. It gets back an a
 refresh JWT, as from a PDS. Clients read ``exp`` and ``sub`` from them (the ``atproto`` SDK
 refreshes a quarter of an hour before ``exp``), so they are real JWTs:
 
-* HS256, keyed with a secret derived (HKDF-SHA256, its own label) from the log signing key.
-  Every replica already holds that key, so a session made on one is good on all, with no new
-  file or setting; the derivation is one-way, so a session key reveals nothing of the log key.
-  Rotating the log key logs clients out, which is the right thing after such an event anyway.
-  A symmetric key is enough: only the gateway ever checks these tokens.
+* HS256, keyed with a random key of its own kept in the database (``gateway.services.keys``),
+  shared by every replica, so a session made on one is good on all, with no new file or
+  setting. It is not derived from the log signing key: the two keys guard different things, and
+  one leaking tells nothing of the other. A symmetric key is enough: only the gateway ever
+  checks these tokens.
 * ``sub`` is the account's DID: its real one for a Bluesky account (as its PDS tells it), and
   ``did:web:<name>.<host>`` for other accounts, where ``host`` is the host part of the log
   origin (``BYLINE_LOG_ORIGIN``), the gateway's own stable name. ``aud`` is the gateway's
@@ -36,8 +36,6 @@ from typing import Any, Final
 
 import jwt
 import structlog
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from adapters.base import AdapterError
 from gateway.clock import Clock, now_micros
@@ -47,6 +45,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller
+from gateway.services.throttle import Throttle
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros
@@ -58,7 +57,6 @@ REFRESH_SCOPE: Final = "com.atproto.refresh"
 ACCESS_LIFETIME: Final = timedelta(hours=2)
 REFRESH_LIFETIME: Final = timedelta(days=90)
 _ALGORITHM: Final = "HS256"
-_SECRET_LABEL: Final = b"byline/xrpc-session-jwt/v1"
 _LOGIN_REFUSED: Final = "Invalid identifier or password"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -69,11 +67,6 @@ _FALLBACK_HOST: Final = "byline.invalid"
 def xrpc_error(code: Code, name: str, message: str) -> BylineError:
     """A ``BylineError`` that the XRPC surface answers as a PDS answers ``name``."""
     return BylineError(code, message, xrpc=name)
-
-
-def session_secret(seed: bytes) -> bytes:
-    """The JWT key of XRPC sessions, derived from the log signing key's seed."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SECRET_LABEL).derive(seed)
 
 
 def service_host(origin: str) -> str:
@@ -118,6 +111,7 @@ class XrpcSessions:
         platforms: Platforms,
         secret: bytes,
         host: str,
+        throttle: Throttle,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -126,6 +120,7 @@ class XrpcSessions:
         self._platforms = platforms
         self._secret = secret
         self._host = host
+        self._throttle = throttle
 
     @property
     def service_did(self) -> str:
@@ -170,10 +165,25 @@ class XrpcSessions:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    async def create(self, *, identifier: str, password: str) -> dict[str, Any]:
-        """``createSession``: log in with an app password; answers the session's tokens."""
+    async def create(self, *, identifier: str, password: str, client: str) -> dict[str, Any]:
+        """``createSession``: log in with an app password; answers the session's tokens.
+
+        Failed logins count against the client's address and the identifier it named (429
+        ``RateLimitExceeded`` once either is used up), as a PDS limits them."""
+        keys = (f"address:{client}", f"identifier:{identifier.strip().lower()}")
+        self._throttle.check(*keys, xrpc="RateLimitExceeded")
         try:
-            caller = await self._identity.authenticate(password)
+            return await self._create(identifier=identifier, password=password)
+        except BylineError as exc:
+            if exc.code is Code.UNAUTHENTICATED:
+                self._throttle.failed(*keys)
+            raise
+
+    async def _create(self, *, identifier: str, password: str) -> dict[str, Any]:
+        try:
+            # An app password is a person's token made for one account; an app's OAuth token
+            # carries scopes that mean nothing to a PDS client, so it is no app password.
+            caller = await self._identity.person(password)
         except BylineError:
             raise xrpc_error(Code.UNAUTHENTICATED, "AuthenticationRequired", _LOGIN_REFUSED) from None
         if caller.account is None:

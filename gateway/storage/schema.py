@@ -216,6 +216,16 @@ _V3_DONE = "DROP TABLE log_texts_v2"
 # them with the post instead of walking its versions.
 _V4 = "ALTER TABLE posts ADD COLUMN editors TEXT NOT NULL DEFAULT '[]'"
 
+# Version 5: an OAuth token carries the token that authorised it (its ``parent_hash``): it
+# lives no longer than that one and ends when it is revoked. The gateway's own keys (the XRPC
+# session key, the sign-in form key) live in the database, shared by every replica and never
+# derived from the log's signing key.
+_V5 = [
+    "ALTER TABLE tokens ADD COLUMN parent_hash TEXT",
+    "ALTER TABLE oauth_codes ADD COLUMN parent_hash TEXT",
+    "CREATE TABLE gateway_keys (name TEXT PRIMARY KEY, secret TEXT NOT NULL, created_at BIGINT NOT NULL)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -292,10 +302,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return ["ALTER INDEX log_texts_pkey RENAME TO log_texts_v2_pkey", *stmts, *_pg_erase_only()]
     if version == 4:
         return [_V4]
+    if version == 5:
+        return list(_V5)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 4
+LATEST = 5
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -1,0 +1,35 @@
+"""Who sees a refused policy file's problems: admins all of them, others only their accounts'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.appkeys import IDENTITY
+from gateway.clock import ManualClock
+from tests.conftest import TEST_POLICIES, make_policy_dir, started_gateway, write_policy
+
+
+async def test_refused_files_are_shown_to_their_people_and_admins(
+    db_url: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """A newer ``cosigned.yaml`` that is refused shows to its people (the policy still in force
+    names them) and to admins; a file that never loaded shows to admins only; a token bound to
+    another account sees none."""
+    policy_dir = make_policy_dir(tmp_path, TEST_POLICIES)
+    async with started_gateway(db_url, policy_dir, clock, admins="erin") as gw:
+        write_policy(policy_dir, "cosigned", "account: cosigned\ntier: co-signed\nowner: [not, a, name]\n")
+        write_policy(policy_dir, "secret-plans", "account: secret-plans\ntier: nonsense\n")
+        await gw.sync_policies()
+
+        async def files(user: str) -> set[str]:
+            status, body = await gw.call(user, "GET", "/v1/policies/errors")
+            assert status == 200, body
+            return {e["file"] for e in body["errors"]}
+
+        assert await files("erin") == {"cosigned.yaml", "secret-plans.yaml"}
+        assert await files("bob") == {"cosigned.yaml"}  # an approver on cosigned
+        assert await files("alice") == {"cosigned.yaml"}  # its owner
+        gw.tokens["alice-direct"] = await gw.app[IDENTITY].create(user="alice", account="direct")
+        assert await files("alice-direct") == set()
+        gw.tokens["nobody"] = await gw.app[IDENTITY].create(user="zed")
+        assert await files("nobody") == set()
