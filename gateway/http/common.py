@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 from aiohttp import web
@@ -26,6 +27,22 @@ _HTTP_CODES = {
     415: Code.UNSUPPORTED_MEDIA_TYPE, 422: Code.VALIDATION,
 }
 
+MAX_JSON_DEPTH: Final = 64
+"""How deep arrays and objects may nest in a JSON body. Lexicon records, Mastodon parameters and
+the native API need fewer than ten levels; Python's parser recurses once a level and crashes
+near a thousand, so depth is counted before it runs."""
+
+# A JSON string (skipped: brackets inside it do not nest) or one bracket.
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_READ_HEADERS: Final = (
+    "Authorization", "If-Match", "Idempotency-Key", "Content-Type", "Accept", "Accept-Language",
+    "atproto-accept-labelers",
+)
+"""The request headers Byline reads, compares, stores or relays."""
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_OWN_FORMAT: set[Callable[..., Any]] = set()
+
 
 def error_response(error: BylineError) -> web.Response:
     """The JSON answer for a ``BylineError``."""
@@ -35,11 +52,15 @@ def error_response(error: BylineError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a JSON error; never show a traceback to a client."""
-    request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+    given = request.headers.get("X-Request-Id", "")
+    # A client's id is echoed and logged only when it is a plain token.
+    request_id = given if _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
+        if request.match_info.handler not in _OWN_FORMAT:
+            check_request(request)
         response = await handler(request)
     except BylineError as exc:
         response = error_response(exc)
@@ -53,7 +74,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             413: "request body too large",
         }.get(exc.status, exc.reason)
         response = web.json_response({"error": code.value, "message": message}, status=exc.status)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and gone(request):
+            raise  # the client went away, or was cut off (gateway.http.server): nobody to answer
         logger.exception("request_crashed", method=request.method, path=request.path)
         response = web.json_response(
             {"error": Code.INTERNAL.value, "message": "internal error; it has been logged",
@@ -68,8 +91,105 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing: an answer can no longer reach it."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def answers_in_own_format(handler: Handler) -> Handler:
+    """Mark a route handler that answers failures in its own surface's format (Mastodon's, a
+    PDS's): it calls ``check_request`` itself, inside its own error handling, and the error
+    middleware leaves that to it."""
+    _OWN_FORMAT.add(handler)
+    return handler
+
+
+def unstorable(text: str) -> str | None:
+    """Why ``text`` cannot be stored or compared as text, or None when it can.
+
+    PostgreSQL refuses NUL in text, and a lone surrogate (from a JSON ``\\ud800`` escape, or an
+    undecodable byte in a header) cannot be written as UTF-8 at all. SQLite would take both;
+    they are refused on both databases alike, wherever they come in.
+    """
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "contains a NUL character" if found.group() == "\x00" else "contains a lone surrogate, which is not text"
+
+
+def _unstorable_field(field: str, problem: str) -> BylineError:
+    return BylineError(Code.VALIDATION, f"{field} {problem}", field=field,
+                       fields=[{"field": field, "message": problem}])
+
+
+def check_text(value: Any, field: str = "") -> None:
+    """Refuse (422 naming the field) a parsed body, form or query in which a string, key or
+    value, cannot be stored (``unstorable``); ``field`` is where ``value`` sits."""
+    if isinstance(value, str):
+        if (problem := unstorable(value)) is not None:
+            raise _unstorable_field(field or "body", problem)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (problem := unstorable(key)) is not None:
+                raise _unstorable_field(f"a field name in {field or 'the body'}", problem)
+            check_text(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_text(item, f"{field}.{index}" if field else str(index))
+
+
+def check_request(request: web.Request) -> None:
+    """Refuse what no handler can use: a query parameter, a path segment or a header Byline
+    reads (``_READ_HEADERS``) that is not storable text. A bearer token that is not text is a
+    401, like any other token that is not one."""
+    for name in _READ_HEADERS:
+        for value in request.headers.getall(name, ()):
+            if (problem := unstorable(value)) is None:
+                continue
+            if name == "Authorization":
+                raise BylineError(Code.UNAUTHENTICATED, f"the Authorization header {problem}",
+                                  oauth="invalid_client")
+            raise BylineError(Code.BAD_REQUEST, f"the {name} header {problem}", field=name)
+    if any(unstorable(value) for value in request.match_info.values()):
+        raise BylineError(Code.NOT_FOUND, "nothing at this path: it holds a character that is not text")
+    for name, value in request.query.items():
+        if (problem := unstorable(name)) is not None:
+            raise _unstorable_field("a query parameter name", problem)
+        if (problem := unstorable(value)) is not None:
+            raise _unstorable_field(name, problem)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decode_json(raw: bytes) -> Any:
+    """JSON text, parsed with bounds first: its size is bounded already (aiohttp reads no more
+    than ``client_max_size``), its nesting is counted before the parser runs (400 past
+    ``MAX_JSON_DEPTH``), and then every string in it is checked (``check_text``, 422)."""
+    depth = 0
+    for token in _JSON_NESTING.finditer(raw):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise BylineError(
+                    Code.INVALID_JSON, f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                    limit=MAX_JSON_DEPTH,
+                )
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BylineError(Code.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+    check_text(value)
+    return value
+
+
 async def read_json(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    """The request's JSON object body, or a 400/415 saying what is wrong with it."""
+    """The request's JSON object body (``decode_json``), or a 400/415/422 saying what is wrong with it."""
     if not request.can_read_body:
         if required:
             raise BylineError(Code.INVALID_JSON, "a JSON object body is required")
@@ -81,10 +201,7 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
     raw = await request.read()
     if not raw.strip() and not required:
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BylineError(Code.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise BylineError(Code.INVALID_JSON, "body must be a JSON object")
     return body

@@ -11,7 +11,6 @@ import base64
 import functools
 import hmac
 import importlib.metadata
-import json
 import secrets
 from datetime import UTC, datetime
 from html import escape
@@ -23,7 +22,15 @@ from aiohttp import BodyPartReader, web
 from gateway.appkeys import MASTODON, OAUTH, SETTINGS
 from gateway.errors import BylineError, Code
 from gateway.http import signin
-from gateway.http.common import Handler, bearer
+from gateway.http.common import (
+    Handler,
+    answers_in_own_format,
+    bearer,
+    check_request,
+    check_text,
+    decode_json,
+    unstorable,
+)
 from gateway.services.mastodon import (
     ClientAuth,
     EditForm,
@@ -85,6 +92,7 @@ def api(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
+            check_request(request)
             return await handler(request)
         except BylineError as exc:
             return _json(_mastodon_body(exc), status=exc.status)
@@ -93,7 +101,7 @@ def api(handler: Handler) -> Handler:
                 raise
             return _json({"error": exc.reason}, status=exc.status)
 
-    return wrapper
+    return answers_in_own_format(wrapper)
 
 
 def oauth_api(handler: Handler) -> Handler:
@@ -102,6 +110,10 @@ def oauth_api(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
+            try:
+                check_request(request)
+            except BylineError as exc:
+                raise _oauth_input(exc) from None
             return await handler(request)
         except BylineError as exc:
             error = exc.details.get("oauth") or "invalid_request"
@@ -111,7 +123,14 @@ def oauth_api(handler: Handler) -> Handler:
                 raise
             return _json({"error": "invalid_request", "error_description": exc.reason}, status=exc.status)
 
-    return wrapper
+    return answers_in_own_format(wrapper)
+
+
+def _oauth_input(exc: BylineError) -> BylineError:
+    """Input that cannot be used is, on ``/oauth``, RFC 6749's invalid_request: a 400, not a 422."""
+    if exc.code is Code.VALIDATION:
+        return BylineError(Code.BAD_REQUEST, exc.message, oauth="invalid_request")
+    return exc
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -143,9 +162,13 @@ async def read_params(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         raw = await request.read()
         try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            raise BylineError(Code.INVALID_JSON, "Error while parsing request body") from None
+            body = decode_json(raw) if raw.strip() else {}
+        except BylineError as exc:
+            if exc.code is not Code.INVALID_JSON:
+                raise
+            # Rails' words, and why when it is a limit of Byline's own.
+            detail = f": {exc.message}" if "limit" in exc.details else ""
+            raise BylineError(Code.INVALID_JSON, "Error while parsing request body" + detail) from None
         if not isinstance(body, dict):
             raise BylineError(Code.INVALID_JSON, "Error while parsing request body")
         params.update(body)
@@ -156,6 +179,7 @@ async def read_params(request: web.Request) -> dict[str, Any]:
             raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
         _merge(params, form.items())
     # Any other body is not parameters (Rails leaves it unread): what is missing is missing.
+    check_text(params)
     return params
 
 
@@ -407,7 +431,10 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     # RFC 6749 §2.3.1: both are form-urlencoded before they are joined.
-    return (unquote_plus(client_id), unquote_plus(secret)) if sep else None
+    pair = (unquote_plus(client_id), unquote_plus(secret))
+    if any(unstorable(part) for part in pair):
+        raise BylineError(Code.UNAUTHENTICATED, "the client credentials are not text", oauth="invalid_client")
+    return pair if sep else None
 
 
 @routes.post("/api/v1/apps")
@@ -537,7 +564,10 @@ def _deny(auth_request: AuthRequest) -> web.Response:
 
 
 async def _oauth_params(request: web.Request) -> dict[str, str]:
-    params = await read_params(request)
+    try:
+        params = await read_params(request)
+    except BylineError as exc:
+        raise _oauth_input(exc) from None
     return {k: v for k, v in params.items() if isinstance(v, str)}
 
 
@@ -744,6 +774,7 @@ async def _upload(request: web.Request) -> Upload:
                 data = bytes(chunks)
             elif part.name == "description":
                 description = (await part.text())[:1500] or None
+                check_text(description, "description")
             else:
                 await part.release()
     except (ValueError, AssertionError):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.appkeys import XRPC_REPO, XRPC_SESSIONS
 from gateway.errors import BylineError, Code
-from gateway.http.common import parse, read_json
+from gateway.http.common import answers_in_own_format, check_request, gone, parse, read_json
 from gateway.services.xrpc_repo import misspelt, relayed_headers
 from gateway.services.xrpc_sessions import XrpcSession
 
@@ -82,10 +82,12 @@ def _invalid(message: str) -> BylineError:
 
 
 @routes.route("*", "/xrpc/{nsid}")
+@answers_in_own_format
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route one XRPC call to its handler, or relay it; answer every failure as a PDS does."""
     nsid = request.match_info["nsid"]
     try:
+        check_request(request)
         if not _NSID.match(nsid):
             raise _invalid(f"{nsid!r} is not an XRPC method name")
         own = _OWN_BY_LOWER.get(nsid.lower())
@@ -110,7 +112,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _answer(exc.status, "InvalidRequest", exc.reason)
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and gone(request):
+            raise  # nobody to answer (see common.error_middleware)
         logger.exception("xrpc_crashed", nsid=nsid)
         return _answer(500, "InternalServerError", "Internal Server Error")
 

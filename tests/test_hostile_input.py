@@ -1,0 +1,186 @@
+"""Hostile input over HTTP: deep JSON, NUL and lone surrogates, malformed HTTP, slow and greedy
+clients, far-off schedules. Each gets a clear JSON error with the right status, and changes
+nothing, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.appkeys import DB, IDENTITY
+from tests.conftest import Gateway
+
+DEEP = b"[" * 100_000
+
+
+async def _unchanged(gateway: Gateway) -> tuple[Any, ...]:
+    """What a refused request must leave alone: posts, the log, apps, codes and tokens."""
+    async with gateway.app[DB].read() as txn:
+        counts = [await txn.fetchone(f"SELECT COUNT(*) AS n FROM {table}")
+                  for table in ("oauth_apps", "oauth_codes", "oauth_tokens", "tokens", "media")]
+    return await gateway.snapshot(), await gateway.log_size(), [dict(c or {}) for c in counts]
+
+
+async def _send(gateway: Gateway, method: str, path: str, *, user: str | None = None,
+                **kwargs: Any) -> tuple[int, Any]:
+    """One request; the status and the body, which must be JSON."""
+    headers = dict(kwargs.pop("headers", {}))
+    if user is not None:
+        headers["Authorization"] = f"Bearer {gateway.tokens[user]}"
+    resp = await gateway.client.request(method, path, headers=headers, **kwargs)
+    assert resp.content_type == "application/json", (resp.status, await resp.text())
+    return resp.status, await resp.json()
+
+
+# -- 1. deeply nested JSON -----------------------------------------------------------------
+
+
+async def _app_token(gateway: Gateway, user: str, account: str) -> str:
+    return str(await gateway.app[IDENTITY].create(user=user, account=account))
+
+
+async def test_deep_json_is_refused_on_every_surface(gateway: Gateway) -> None:
+    """100,000 ``[`` is a 400 in each surface's own error format, token or not, and nothing changes."""
+    app_token = await _app_token(gateway, "alice", "direct")
+    before = await _unchanged(gateway)
+    json_type = {"Content-Type": "application/json"}
+    native = [("POST", "/v1/posts", "alice"), ("PATCH", "/v1/posts/1", "alice"),
+              ("POST", "/v1/posts/1/reject", "bob")]
+    for method, path, user in native:
+        status, body = await _send(gateway, method, path, user=user, data=DEEP, headers=json_type)
+        assert (status, body["error"]) == (400, "invalid_json"), (path, body)
+        assert "64" in body["message"], body
+    for path in ("/api/v1/apps", "/api/v1/statuses"):
+        status, body = await _send(gateway, "POST", path, data=DEEP,
+                                   headers={**json_type, "Authorization": f"Bearer {app_token}"})
+        assert status == 400 and body["error"].startswith("Error while parsing request body"), (path, body)
+        assert "64" in body["error"], body
+    for path in ("/oauth/token", "/oauth/revoke"):
+        status, body = await _send(gateway, "POST", path, data=DEEP, headers=json_type)
+        assert (status, body["error"]) == (400, "invalid_request"), (path, body)
+        assert "64" in body["error_description"], body
+    status, body = await _send(gateway, "POST", "/xrpc/com.atproto.server.createSession", data=DEEP,
+                               headers=json_type)
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert "64" in body["message"], body
+    assert await _unchanged(gateway) == before
+
+
+async def test_nesting_up_to_the_bound_is_read(gateway: Gateway) -> None:
+    """64 levels are parsed (and then judged on their content); 65 are refused before parsing."""
+    def nested(levels: int) -> bytes:
+        # The object itself is one level: the text is wrapped in levels - 1 arrays.
+        return b'{"account": "direct", "text": ' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", data=nested(64),
+                               headers={"Content-Type": "application/json"})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    assert [f["field"] for f in body["fields"]] == ["text"], body
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", data=nested(65),
+                               headers={"Content-Type": "application/json"})
+    assert (status, body["error"]) == (400, "invalid_json"), body
+
+
+# -- 2. NUL characters and lone surrogates ----------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b", "\udfff"])
+async def test_text_that_cannot_be_stored_is_refused(gateway: Gateway, bad: str) -> None:
+    """NUL and lone surrogates in a body or a query are a 422 naming the field, on both databases."""
+    held = await gateway.submit("alice", "cosigned", "Waiting for bob")
+    before = await _unchanged(gateway)
+    # json= writes them as \u escapes, as any client does.
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", json={"account": "direct", "text": bad})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    assert [f["field"] for f in body["fields"]] == ["text"], body
+    status, body = await _send(gateway, "POST", f"/v1/posts/{held['id']}/reject", user="bob",
+                               json={"version": 1, "reason": bad})
+    assert (status, [f["field"] for f in body["fields"]]) == (422, ["reason"]), body
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice",
+                               json={"account": "direct", "text": "fine", "extra": {bad: "key"}})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    apps = {"client_name": bad, "redirect_uris": "urn:ietf:wg:oauth:2.0:oob"}
+    sent: list[dict[str, Any]] = [{"json": apps}]
+    if "\x00" in bad:
+        # A query string, a urlencoded form and a multipart one are UTF-8: they can carry NUL,
+        # and an undecodable byte in them is read as U+FFFD.
+        form = aiohttp.FormData()
+        for name, value in apps.items():
+            form.add_field(name, value, content_type="text/plain")
+        sent += [{"data": apps}, {"data": form}]
+        status, body = await _send(gateway, "GET", "/v1/posts", user="alice", params={"before": "1" + bad})
+        assert (status, body["error"], body["field"]) == (422, "validation_failed", "before"), body
+    for how in sent:
+        status, body = await _send(gateway, "POST", "/api/v1/apps", **how)
+        assert status == 422 and body["error"].startswith("Validation failed: "), (how, body)
+        assert "client_name" in body["error"], body
+    status, body = await _send(gateway, "POST", "/xrpc/com.atproto.server.createSession",
+                               json={"identifier": bad, "password": "x"})
+    assert (status, body["error"]) == (400, "InvalidRequest") and "identifier" in body["message"], body
+    assert await _unchanged(gateway) == before
+
+
+async def test_oauth_credentials_that_are_not_text(gateway: Gateway) -> None:
+    """A lone surrogate as an app's secret, a code or a token is a 400 invalid_request, not a 500."""
+    status, app = await _send(gateway, "POST", "/api/v1/apps",
+                              json={"client_name": "Tool", "redirect_uris": "urn:ietf:wg:oauth:2.0:oob"})
+    assert status == 200, app
+    before = await _unchanged(gateway)
+    good = {"client_id": app["client_id"], "client_secret": app["client_secret"]}
+    for path, params in (
+        ("/oauth/token", {**good, "grant_type": "authorization_code", "code": "\ud800",
+                          "redirect_uri": "urn:ietf:wg:oauth:2.0:oob"}),
+        ("/oauth/token", {**good, "client_secret": "\udc80", "grant_type": "authorization_code", "code": "x"}),
+        ("/oauth/token", {**good, "client_id": "a\x00b", "grant_type": "authorization_code", "code": "x"}),
+        ("/oauth/revoke", {**good, "token": "\ud800"}),
+        ("/oauth/revoke", {**good, "client_secret": "\ud800", "token": "x"}),
+    ):
+        status, body = await _send(gateway, "POST", path, json=params)
+        assert (status, body["error"]) == (400, "invalid_request"), (path, params, body)
+    assert await _unchanged(gateway) == before
+
+
+async def _raw_exchange(host: str, port: int, data: bytes, *,
+                        source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """Send bytes on a fresh connection and read the answer until the server closes it."""
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
+    try:
+        writer.write(data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    return _parse_answer(raw)
+
+
+def _parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    assert raw, "the server closed the connection without an answer"
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+async def test_bearer_tokens_that_are_not_text(gateway: Gateway) -> None:
+    """Undecodable bytes in a bearer token are a 401 on every surface, not a 500."""
+    assert gateway.client.server.host is not None and gateway.client.port is not None
+    before = await _unchanged(gateway)
+    for path, wanted in (
+        ("/v1/accounts", {"error": "unauthenticated"}),
+        ("/api/v1/accounts/verify_credentials", {"error": "The access token is invalid"}),
+        ("/xrpc/com.atproto.server.getSession", {"error": "AuthenticationRequired"}),
+    ):
+        status, headers, body = await _raw_exchange(
+            gateway.client.server.host, gateway.client.port,
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+            + b"Authorization: Bearer byl_\xed\xa0\x80\xff\r\n\r\n",
+        )
+        assert status == 401, (path, body)
+        assert headers["content-type"].startswith("application/json"), headers
+        answer = json.loads(body)
+        assert {k: answer[k] for k in wanted} == wanted, (path, answer)
+    assert await _unchanged(gateway) == before
