@@ -82,6 +82,17 @@ _TABLE: dict[tuple[State, Action], State] = {
 }
 
 
+REQUESTED: frozenset[Action] = frozenset({
+    Action.EDIT, Action.APPROVE, Action.REJECT, Action.CANCEL, Action.ADOPT, Action.DISMISS,
+    Action.DELETE, Action.RETRY,
+})
+"""The actions a caller asks for over the API. The others happen to a post: the publisher
+claims, publishes, defers and fails it, the clock expires it, a policy change decides it again,
+and the approval that completes the count releases it (the caller asked to approve)."""
+
+_AS_ASKED: dict[Action, Action] = {Action.RELEASE: Action.APPROVE}
+
+
 def allowed(state: State, action: Action) -> bool:
     """Whether ``action`` may happen to a post in ``state``."""
     return (state, action) in _TABLE
@@ -92,10 +103,13 @@ def transition(state: State, action: Action) -> State:
     try:
         return _TABLE[(state, action)]
     except KeyError:
-        possible = sorted(a.value for (s, a) in _TABLE if s is state)
+        # A caller is offered what it can ask for, named as it asks for it.
+        asked_for = {_AS_ASKED.get(a, a) for (s, a) in _TABLE if s is state}
+        possible = sorted(a.value for a in asked_for if a in REQUESTED)
+        asked = _AS_ASKED.get(action, action)
         raise BylineError(
             Code.INVALID_TRANSITION,
-            f"cannot {action.value} a post that is {state.value}",
+            f"cannot {asked.value} a post that is {state.value}",
             state=state.value,
             allowed=possible,
         ) from None

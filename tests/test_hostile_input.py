@@ -184,3 +184,17 @@ async def test_bearer_tokens_that_are_not_text(gateway: Gateway) -> None:
         answer = json.loads(body)
         assert {k: answer[k] for k in wanted} == wanted, (path, answer)
     assert await _unchanged(gateway) == before
+
+
+# -- 6. what a 409 offers --------------------------------------------------------------------
+
+
+async def test_conflicts_offer_only_what_a_caller_can_ask_for(gateway: Gateway) -> None:
+    """A 409's ``allowed`` lists API actions only: never claim, rehold, redecide, release or expire."""
+    scheduled = await gateway.submit("bob", "delayed", "A delayed thought")
+    status, body = await _send(gateway, "POST", f"/v1/posts/{scheduled['id']}/approve", user="bob",
+                               json={"version": 1})
+    assert (status, body["state"], body["allowed"]) == (409, "scheduled", ["cancel", "edit"]), body
+    held = await gateway.submit("alice", "cosigned", "Needs two")
+    status, body = await _send(gateway, "POST", f"/v1/posts/{held['id']}/retry", user="alice")
+    assert (status, body["state"], body["allowed"]) == (409, "held", ["approve", "cancel", "edit", "reject"]), body
