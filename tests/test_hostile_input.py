@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -184,6 +185,59 @@ async def test_bearer_tokens_that_are_not_text(gateway: Gateway) -> None:
         answer = json.loads(body)
         assert {k: answer[k] for k in wanted} == wanted, (path, answer)
     assert await _unchanged(gateway) == before
+
+
+# -- 5. publish_at bounds, and list filters --------------------------------------------------
+
+
+async def test_publish_at_far_ahead_is_refused(gateway: Gateway) -> None:
+    """A publish_at past the one-year horizon is a 422 naming publish_at and the latest time."""
+    token = await _app_token(gateway, "alice", "direct")
+    before = await _unchanged(gateway)
+    for when in ("9999-12-31T23:59:59Z", (gateway.clock.now() + timedelta(days=366)).isoformat()):
+        status, body = await _send(gateway, "POST", "/v1/posts", user="alice",
+                                   json={"account": "direct", "text": "Far off", "publish_at": when})
+        assert (status, body["error"], body["field"]) == (422, "validation_failed", "publish_at"), body
+        assert "365 days" in body["message"] and body["latest"] == "2027-01-01T12:00:00.000000Z", body
+    status, body = await _send(gateway, "POST", "/api/v1/statuses", headers={"Authorization": f"Bearer {token}"},
+                               json={"status": "Far off", "scheduled_at": "9999-12-31T23:59:59Z"})
+    assert status == 422 and "365 days" in body["error"] and "publish_at" in body["error"], body
+    assert await _unchanged(gateway) == before
+    post = await gateway.submit("alice", "direct", "Just in time",
+                                publish_at=(gateway.clock.now() + timedelta(days=365)).isoformat())
+    assert (post["state"], post["publish_at"]) == ("scheduled", "2027-01-01T12:00:00.000000Z")
+
+
+async def test_publish_at_inside_the_cooling_off_window_is_refused(gateway: Gateway) -> None:
+    """On the delayed account (10m), publish_at sooner than the delay allows is a 422 naming the earliest time."""
+    token = await _app_token(gateway, "bob", "delayed")
+    before = await _unchanged(gateway)
+    soon = (gateway.clock.now() + timedelta(minutes=6)).isoformat()
+    status, body = await _send(gateway, "POST", "/v1/posts", user="bob",
+                               json={"account": "delayed", "text": "Too soon", "publish_at": soon})
+    assert (status, body["error"], body["field"]) == (422, "validation_failed", "publish_at"), body
+    assert body["earliest"] == "2026-01-01T12:10:00.000000Z" and "2026-01-01T12:10:00.000000Z" in body["message"], body
+    status, body = await _send(gateway, "POST", "/api/v1/statuses", headers={"Authorization": f"Bearer {token}"},
+                               json={"status": "Too soon", "scheduled_at": soon})
+    assert status == 422 and "2026-01-01T12:10:00.000000Z" in body["error"], body
+    assert await _unchanged(gateway) == before
+    post = await gateway.submit("bob", "delayed", "On time",
+                                publish_at=(gateway.clock.now() + timedelta(minutes=10)).isoformat())
+    assert (post["state"], post["publish_at"]) == ("scheduled", "2026-01-01T12:10:00.000000Z")
+    # A time a moment older than the earliest (a minute's leeway) is taken for the earliest.
+    post = await gateway.submit("bob", "delayed", "A moment old",
+                                publish_at=(gateway.clock.now() + timedelta(minutes=9, seconds=1)).isoformat())
+    assert (post["state"], post["publish_at"]) == ("scheduled", "2026-01-01T12:10:00.000000Z")
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("before=abc", "before"), ("before=", "before"), ("before=-1", "before"), ("before=1.5", "before"),
+    ("limit=ten", "limit"), ("limit=0", "limit"), ("limit=201", "limit"),
+])
+async def test_list_parameters_are_checked(gateway: Gateway, query: str, field: str) -> None:
+    """A before that is not a post id, or a bad limit, is a 422 naming it."""
+    status, body = await _send(gateway, "GET", f"/v1/posts?{query}", user="alice")
+    assert (status, body["error"], body["field"]) == (422, "validation_failed", field), body
 
 
 # -- 6. what a 409 offers --------------------------------------------------------------------

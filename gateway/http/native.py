@@ -71,6 +71,7 @@ class RejectBody(DecisionBody):
 
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_POST_ID = re.compile(r"[0-9]{1,24}")
 
 
 def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
@@ -122,12 +123,16 @@ async def list_posts(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "50"))
     except ValueError:
-        raise BylineError(Code.VALIDATION, "limit must be a whole number") from None
+        raise BylineError(Code.VALIDATION, "limit must be a whole number", field="limit") from None
     if not 1 <= limit <= 200:
-        raise BylineError(Code.VALIDATION, "limit must be between 1 and 200")
+        raise BylineError(Code.VALIDATION, "limit must be between 1 and 200", field="limit")
+    before = request.query.get("before")
+    if before is not None and not _POST_ID.fullmatch(before):
+        # Ids are compared as text: anything else would page from nowhere in particular.
+        raise BylineError(Code.VALIDATION, "before must be the id of a post (digits only)", field="before")
     posts = await request.app[POSTS].list(
         caller, account=request.query.get("account"), state=request.query.get("state"),
-        limit=limit, before=request.query.get("before"),
+        limit=limit, before=before,
     )
     return web.json_response({"posts": posts})
 

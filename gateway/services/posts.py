@@ -13,8 +13,8 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol, runtime_checkable
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
@@ -90,6 +90,38 @@ class PostOptions:
             for k, v in self.__dict__.items() if v is not None and v is not False and v != ()
         }
         return out
+
+
+PUBLISH_AT_HORIZON: Final = timedelta(days=365)
+"""How far ahead a post may be scheduled: a year, as far as a posting calendar plans."""
+PUBLISH_AT_LEEWAY: Final = timedelta(minutes=1)
+"""How much sooner than the cooling-off delay allows a ``publish_at`` may ask and still be taken
+(for the earliest time): a tool that asks for "in ten minutes" on a ten-minute account sends a
+time already a moment old when it arrives."""
+
+
+def _check_publish_at(publish_at: datetime, *, now: datetime, policy: LoadedPolicy) -> None:
+    """A 422 naming ``publish_at`` when it is past, beyond the horizon, or sooner than the
+    account's cooling-off delay allows (saying the earliest time): a time asked for is kept or
+    refused, never moved further than the leeway without a word."""
+    if publish_at < now:
+        raise BylineError(Code.VALIDATION, "publish_at is in the past", field="publish_at")
+    latest = now + PUBLISH_AT_HORIZON
+    if publish_at > latest:
+        shown = iso(to_micros(latest))
+        raise BylineError(
+            Code.VALIDATION, f"publish_at may be at most {PUBLISH_AT_HORIZON.days} days ahead: {shown} at the latest",
+            field="publish_at", latest=shown,
+        )
+    earliest = now + policy.policy.delay
+    if publish_at < earliest - PUBLISH_AT_LEEWAY:
+        shown = iso(to_micros(earliest))
+        raise BylineError(
+            Code.VALIDATION,
+            f"publish_at is sooner than the cooling-off delay of {policy.policy.account} allows: "
+            f"{shown} at the earliest",
+            field="publish_at", earliest=shown,
+        )
 
 
 def new_post_id() -> str:
@@ -215,8 +247,8 @@ class PostService:
             )
         text = self._check_text(loaded, author=caller.user, text=text)
         now = self._clock.now()
-        if publish_at is not None and publish_at < now:
-            raise BylineError(Code.VALIDATION, "publish_at is in the past", field="publish_at")
+        if publish_at is not None:
+            _check_publish_at(publish_at, now=now, policy=loaded)
         decision = decide(
             policy, author=caller.user, text=text, now=now, requested=publish_at, suggestion=suggestion
         )
