@@ -98,8 +98,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.demo:
         overrides["log_key_autocreate"] = True  # a demo signs its log with a key made here
-    from aiohttp import web
-
     from gateway.logs import configure
 
     settings = _settings(**overrides)
@@ -136,8 +134,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = make_app(settings)
     app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
     where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}
-    web.run_app(app, **where, print=lambda m: print(m, flush=True), access_log=None,
-                loop=loop_factory(settings.event_loop)())
+    from gateway.http.server import run_app
+
+    run_app(app, settings, **where, announce=lambda m: print(m, flush=True), loop=loop_factory(settings.event_loop)())
     return 0
 
 

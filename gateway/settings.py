@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$",
                             description="uvloop (faster) or the standard library's asyncio loop")
+    request_read_seconds: float = Field(
+        default=60.0, gt=0,
+        description="how long a client has to send a whole request, headers and body, before it is "
+        "answered 408 and cut off; the first request counts from the connection's opening",
+    )
+    connections_per_address: int = Field(
+        default=64, ge=0,
+        description="open connections one client address may hold; more are answered 429 and closed "
+        "(0: no limit, for a gateway behind a proxy that connects for everyone)",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.app import make_app
 from gateway.appkeys import DB, IDENTITY
-from tests.conftest import Gateway
+from gateway.clock import ManualClock
+from gateway.settings import Settings
+from tests.conftest import USERS, Gateway, make_settings
+from tests.serve import ServeProcess
 
 DEEP = b"[" * 100_000
 
@@ -252,3 +261,161 @@ async def test_conflicts_offer_only_what_a_caller_can_ask_for(gateway: Gateway) 
     held = await gateway.submit("alice", "cosigned", "Needs two")
     status, body = await _send(gateway, "POST", f"/v1/posts/{held['id']}/retry", user="alice")
     assert (status, body["state"], body["allowed"]) == (409, "held", ["approve", "cancel", "edit", "reject"]), body
+
+
+# -- 3 and 4. the server itself: malformed HTTP, slow and greedy clients ---------------------
+
+
+@asynccontextmanager
+async def _served(db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> AsyncIterator[Gateway]:
+    """A gateway served by the same runner as `byline serve` (gateway.http.server)."""
+    from gateway.http.server import make_runner
+
+    settings = make_settings(db_url, policy_dir, **extra)
+    app = make_app(settings, clock=clock, run_publisher=False)
+
+    class GatewayTestServer(TestServer):
+        async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+            return make_runner(app, settings, **kwargs)
+
+    client: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    gw = Gateway(client=client, app=app, clock=clock)
+    for user in USERS:
+        gw.tokens[user] = await app[IDENTITY].create(user=user)
+    try:
+        yield gw
+    finally:
+        await client.close()
+
+
+_MALFORMED: list[tuple[bytes, int, str]] = [
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n", 431, "8190"),
+    (b"FOO /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "method"),
+    (b"POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", 400,
+     "Content-Length"),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, "8190"),
+]
+
+
+def _check_malformed_answer(answer: tuple[int, dict[str, str], bytes], status: int, word: str) -> None:
+    got, headers, body = answer
+    assert got == status, (got, body)
+    assert headers["content-type"].startswith("application/json"), headers
+    decoded = json.loads(body)
+    assert decoded["error"] == "bad_request" and word in decoded["message"], decoded
+    assert b"aaaaaaaa" not in body, "the answer must not echo the request"
+
+
+async def test_malformed_http_is_answered_in_json(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
+    """What aiohttp's own parser refuses comes back as JSON with its status, not text/plain."""
+    async with _served(db_url, policy_dir, clock) as gw:
+        assert gw.client.server.host is not None and gw.client.port is not None
+        for request, status, word in _MALFORMED:
+            _check_malformed_answer(await _raw_exchange(gw.client.server.host, gw.client.port, request),
+                                    status, word)
+        status, body = await gw.call(None, "GET", "/healthz")
+        assert (status, body) == (200, {"status": "ok"})
+
+
+async def _trickle(port: int, head: bytes, *, every: float, most: int, drop: bytes = b"x") -> tuple[bytes, float]:
+    """Send ``head``, then ``drop`` every ``every`` s until the server answers or closes."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = b""
+    try:
+        writer.write(head)
+        await writer.drain()
+        for _ in range(most):
+            try:
+                answer = await asyncio.wait_for(reader.read(), every)
+                break
+            except TimeoutError:
+                pass
+            try:
+                writer.write(drop)
+                await writer.drain()
+            except ConnectionError:
+                answer = await reader.read()
+                break
+    finally:
+        writer.close()
+    return answer, loop.time() - started
+
+
+async def test_slow_clients_are_cut_off(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
+    """A request not received within BYLINE_REQUEST_READ_SECONDS is answered 408 and closed;
+    a prompt client on the same server is served."""
+    async with _served(db_url, policy_dir, clock, request_read_seconds=1) as gw:
+        assert gw.client.port is not None
+        before = await _unchanged(gw)
+        body_head = (f"POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.tokens['alice']}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+        header_head = b"GET /v1/accounts HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        for head, drop in ((body_head, b"x"), (header_head, b"x"), (b"", b"")):
+            answer, took = await _trickle(gw.client.port, head, every=0.25, most=24, drop=drop)
+            assert took < 3, f"still open after {took:.1f} s"
+            status, headers, body = _parse_answer(answer)
+            assert status == 408 and headers["content-type"].startswith("application/json"), answer
+            assert json.loads(body)["error"] == "request_timeout", body
+        assert await _unchanged(gw) == before
+        post = await gw.submit("alice", "direct", "Prompt")
+        assert post["state"] == "scheduled"
+
+
+async def test_connections_per_address_are_bounded(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
+    """Past BYLINE_CONNECTIONS_PER_ADDRESS open connections from one address, the next is refused
+    with a 429; another address, and the same one once a connection closes, are served."""
+    async with _served(db_url, policy_dir, clock, connections_per_address=2, request_read_seconds=30) as gw:
+        assert gw.client.port is not None
+        port = gw.client.port
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.2)  # the server has taken both
+        status, headers, body = await _raw_exchange("127.0.0.1", port, b"")
+        assert (status, json.loads(body)["error"]) == (429, "too_many_requests"), body
+        assert headers["content-type"].startswith("application/json"), headers
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        status, _, body = await _raw_exchange("127.0.0.1", port, healthz, source="127.0.0.2")
+        assert status == 200, body
+        _, writer = held.pop()
+        writer.close()
+        await asyncio.sleep(0.2)
+        status, _, body = await _raw_exchange("127.0.0.1", port, healthz)
+        assert status == 200, body
+        for _, writer in held:
+            writer.close()
+
+
+async def test_byline_serve_answers_malformed_and_slow_requests_in_json(
+    tmp_path: Path, db_url: str, policy_dir: Path,
+) -> None:
+    """The real `byline serve` answers malformed HTTP and slow clients as the tests' server does."""
+    serve = ServeProcess(tmp_path, db_url=db_url, policy_dir=policy_dir, log_key_autocreate="true",
+                         request_read_seconds="1", connections_per_address="8")
+    token = serve.token("alice")
+    await serve.start()
+    try:
+        assert serve.port is not None
+        for request, status, word in _MALFORMED:
+            _check_malformed_answer(await _raw_exchange("127.0.0.1", serve.port, request), status, word)
+        body_head = (f"POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n").encode()
+        for head in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", body_head):
+            answer, took = await _trickle(serve.port, head, every=0.25, most=24)
+            assert took < 3 and _parse_answer(answer)[0] == 408, (took, answer)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session, \
+                session.post(f"{serve.base}/v1/posts", json={"account": "direct", "text": "Prompt"}) as resp:
+            assert resp.status == 201, await resp.text()
+    finally:
+        output = serve.stop()
+    assert "Traceback" not in output, output
+
+
+def test_limits_are_settings() -> None:
+    """Both limits are BYLINE_ settings with sensible defaults; 0 connections means no limit."""
+    fields = Settings.model_fields
+    assert (fields["request_read_seconds"].default, fields["connections_per_address"].default) == (60.0, 64)
+    assert Settings(connections_per_address=0, _env_file=None).connections_per_address == 0  # type: ignore[call-arg]
+    with pytest.raises(ValueError):
+        Settings(request_read_seconds=0, _env_file=None)  # type: ignore[call-arg]
