@@ -544,7 +544,8 @@ class MastodonService:
         """An upload's bytes, for the app's preview; the URL carries its content digest."""
         async with self._db.read() as txn:
             rows = await media_sql.data(txn, [media_id])
-        if not rows or not hmac.compare_digest(rows[0]["digest"], digest):
+        # compare_digest refuses str with non-ASCII characters, and the URL's part may have any.
+        if not rows or not digest.isascii() or not hmac.compare_digest(rows[0]["digest"], digest):
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return rows[0]["mime_type"], bytes(rows[0]["data"])
 
