@@ -45,8 +45,11 @@ _OWN_FORMAT: set[Callable[..., Any]] = set()
 
 
 def error_response(error: BylineError) -> web.Response:
-    """The JSON answer for a ``BylineError``."""
-    return web.json_response(error.to_json(), status=error.status)
+    """The JSON answer for a ``BylineError`` (with ``Retry-After`` when it says when to)."""
+    response = web.json_response(error.to_json(), status=error.status)
+    if "retry_after" in error.details:
+        response.headers["Retry-After"] = str(error.details["retry_after"])
+    return response
 
 
 @web.middleware
@@ -230,6 +233,15 @@ def bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def authenticated(request: web.Request) -> Caller:
-    """Who is calling, or 401."""
-    return await request.app[IDENTITY].authenticate(bearer(request))
+async def authenticated(request: web.Request, scope: str | None = None) -> Caller:
+    """Who is calling, or 401; 403 when an app's OAuth token lacks ``scope``.
+
+    Without ``scope`` only a person's own token will do: an app's token is limited to what its
+    scopes name, and no Mastodon scope names approving, rejecting, adopting or retrying a post.
+    """
+    caller = await request.app[IDENTITY].authenticate(bearer(request))
+    if scope is None and caller.scopes is not None:
+        raise BylineError(Code.FORBIDDEN, "an app's token cannot do this: use your own Byline token")
+    if scope is not None and not caller.may(scope):
+        raise BylineError(Code.FORBIDDEN, f"this app's token was not granted {scope}")
+    return caller

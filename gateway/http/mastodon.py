@@ -42,7 +42,8 @@ from gateway.services.mastodon import (
     Upload,
     numeric_id,
 )
-from gateway.services.oauth import SCOPES, AuthRequest, OAuthService, SignInForm
+from gateway.services.oauth import AuthRequest, OAuthService, SignInForm
+from gateway.services.scopes import SCOPES
 
 routes = web.RouteTableDef()
 
@@ -474,34 +475,57 @@ async def oauth_metadata(request: web.Request) -> web.Response:
     })
 
 
-def _page(html: str, *, status: int = 200, csrf: str | None = None) -> web.Response:
+def _page(html: str, *, status: int = 200) -> web.Response:
     response = web.Response(text=html, content_type="text/html", status=status)
     response.headers.update({
         "Content-Security-Policy": signin.CSP, "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     })
-    if csrf is not None:
-        response.set_cookie(CSRF_COOKIE, csrf, path="/oauth/authorize", httponly=True, samesite="Strict",
-                            secure=False, max_age=3600)
     return response
+
+
+def _behind_tls(request: web.Request) -> bool:
+    """Whether people reach this page over TLS: directly, or through a proxy at an https URL."""
+    public = request.app[SETTINGS].public_url or ""
+    return request.secure or public.startswith("https://")
+
+
+def _form_page(request: web.Request, auth_request: AuthRequest, *, error: str | None = None,
+               status: int = 200) -> web.Response:
+    """Step one with a new form: a random nonce in the cookie, bound to this request in the form."""
+    nonce = secrets.token_urlsafe(32)
+    csrf = _oauth(request).form_value(auth_request, nonce)
+    response = _page(signin.token_step(auth_request, csrf=csrf, error=error), status=status)
+    response.set_cookie(CSRF_COOKIE, nonce, path="/oauth/authorize", httponly=True, samesite="Strict",
+                        secure=_behind_tls(request), max_age=3600)
+    return response
+
+
+def _with_query(uri: str, params: dict[str, str | None]) -> str:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return uri + ("&" if "?" in uri else "?") + query
 
 
 def _redirect(uri: str, params: dict[str, str | None]) -> web.Response:
-    query = urlencode({k: v for k, v in params.items() if v is not None})
-    response = web.Response(status=302, headers={"Location": uri + ("&" if "?" in uri else "?") + query,
-                                                 "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-    return response
+    return web.Response(status=302, headers={"Location": _with_query(uri, params),
+                                             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
 def _refusal(exc: BylineError, query: Any) -> web.Response:
-    """An authorization request that cannot go on: back to the app if its URI is known good."""
+    """An authorization request that cannot go on. The page says why; where the app's redirect
+    URI is known to be its own, it offers a link back with the error, which the person follows
+    or not: the gateway never sends anyone on to an app's address unasked (RFC 9700 §4.11.2),
+    so a crafted link to this page cannot use it to bounce people to an app's site."""
     error = str(exc.details.get("oauth", "invalid_request"))
     redirect_uri = query.get("redirect_uri") or ""
+    back = None
     if exc.details.get("redirect") and redirect_uri and redirect_uri != "urn:ietf:wg:oauth:2.0:oob":
-        return _redirect(redirect_uri, {"error": error, "error_description": exc.message,
-                                        "state": query.get("state") or None})
-    return _page(signin.error_page("This sign-in cannot go on", f"{exc.message} ({error})"), status=400)
+        back = _with_query(redirect_uri, {"error": error, "error_description": exc.message,
+                                          "state": query.get("state") or None})
+    page = signin.error_page("This sign-in cannot go on", f"{exc.message} ({error})",
+                             back=back, app_name=exc.details.get("app"))
+    return _page(page, status=400)
 
 
 @routes.get("/oauth/authorize")
@@ -511,8 +535,7 @@ async def authorize_page(request: web.Request) -> web.Response:
         auth_request = await _oauth(request).check_request(dict(request.query))
     except BylineError as exc:
         return _refusal(exc, request.query)
-    csrf = secrets.token_urlsafe(32)
-    return _page(signin.token_step(auth_request, csrf=csrf), csrf=csrf)
+    return _form_page(request, auth_request)
 
 
 @routes.post("/oauth/authorize")
@@ -522,22 +545,27 @@ async def authorize(request: web.Request) -> web.Response:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     except (ValueError, UnicodeDecodeError, AssertionError, web.HTTPRequestEntityTooLarge):
         return _page(signin.error_page("This sign-in cannot go on", "The form could not be read."), status=400)
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    csrf = form.get("csrf", "")
-    if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
-        return _page(signin.error_page(
-            "This form has expired",
-            "The form was not sent from this sign-in page, or it is too old. Go back to the app and sign in again.",
-        ), status=403)
     oauth = _oauth(request)
     try:
         auth_request = await oauth.check_request(form)
     except BylineError as exc:
         return _refusal(exc, form)
-    step = await oauth.step(auth_request, SignInForm(
-        csrf=csrf, token=form.get("token", "").strip() or None, ticket=form.get("ticket") or None,
-        decision=form.get("decision"), account=form.get("account"),
-    ))
+    nonce = request.cookies.get(CSRF_COOKIE, "")
+    csrf = form.get("csrf", "")
+    if not nonce or not hmac.compare_digest(oauth.form_value(auth_request, nonce).encode(), csrf.encode()):
+        return _page(signin.error_page(
+            "This form has expired",
+            "The form was not sent from this sign-in page, or it is too old. Go back to the app and sign in again.",
+        ), status=403)
+    try:
+        step = await oauth.step(auth_request, SignInForm(
+            csrf=csrf, token=form.get("token", "").strip() or None, ticket=form.get("ticket") or None,
+            decision=form.get("decision"), account=form.get("account"),
+        ), client=request.remote or "")
+    except BylineError as exc:  # too many wrong tokens from this address
+        response = _page(signin.token_step(auth_request, csrf=csrf, error=exc.message), status=exc.status)
+        response.headers["Retry-After"] = str(exc.details.get("retry_after", 60))
+        return response
     if step.kind == "denied":
         return _deny(auth_request)
     if step.kind == "token":
@@ -556,7 +584,7 @@ async def authorize(request: web.Request) -> web.Response:
 
 def _deny(auth_request: AuthRequest) -> web.Response:
     if auth_request.shows_code:
-        return _page(signin.error_page("Not authorized", f"{auth_request.app_name} was not authorized."))
+        return _page(signin.error_page("Not authorized", f"\u2068{auth_request.app_name}\u2069 was not authorized."))
     return _redirect(auth_request.redirect_uri, {
         "error": "access_denied", "state": auth_request.state,
         "error_description": "The resource owner or authorization server denied the request.",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.appkeys import PLATFORMS, POLICIES, POSTS, REGISTRY
+from gateway.appkeys import PLATFORMS, POLICIES, POSTS, REGISTRY, SETTINGS
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
 from gateway.policy.engine import roles
@@ -105,7 +105,7 @@ def _post_id(request: web.Request) -> str:
 @routes.post("/v1/posts")
 async def submit(request: web.Request) -> web.Response:
     """Submit a post for an account."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "write:statuses")
     body = parse(SubmitBody, await read_json(request))
     options = PostOptions(reply_to=body.reply_to, spoiler_text=body.spoiler_text,
                           sensitive=body.sensitive, language=body.language,
@@ -119,7 +119,7 @@ async def submit(request: web.Request) -> web.Response:
 @routes.get("/v1/posts")
 async def list_posts(request: web.Request) -> web.Response:
     """Posts the caller may see, newest first; filter by account and state."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "read:statuses")
     try:
         limit = int(request.query.get("limit", "50"))
     except ValueError:
@@ -140,7 +140,7 @@ async def list_posts(request: web.Request) -> web.Response:
 @routes.get("/v1/posts/{id}")
 async def get_post(request: web.Request) -> web.Response:
     """One post, with versions, approvals, reasons and events."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "read:statuses")
     post = await request.app[POSTS].view(caller, _post_id(request))
     # The version is the post's entity tag: an approver sends it back with If-Match.
     return web.json_response(post, headers={"ETag": f'"{post["version"]}"'})
@@ -149,7 +149,7 @@ async def get_post(request: web.Request) -> web.Response:
 @routes.patch("/v1/posts/{id}")
 async def edit_post(request: web.Request) -> web.Response:
     """A new version of the text."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "write:statuses")
     body = parse(EditBody, await read_json(request))
     return web.json_response(await request.app[POSTS].edit(caller, _post_id(request), text=body.text))
 
@@ -177,7 +177,7 @@ async def reject(request: web.Request) -> web.Response:
 @routes.post("/v1/posts/{id}/cancel")
 async def cancel(request: web.Request) -> web.Response:
     """The author takes the post back."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "write:statuses")
     parse(EmptyBody, await read_json(request, required=False))
     return web.json_response(await request.app[POSTS].cancel(caller, _post_id(request)))
 
@@ -210,14 +210,14 @@ async def retry(request: web.Request) -> web.Response:
 @routes.delete("/v1/posts/{id}")
 async def delete(request: web.Request) -> web.Response:
     """Delete a published post on its platform."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "write:statuses")
     return web.json_response(await request.app[POSTS].delete(caller, _post_id(request)))
 
 
 @routes.get("/v1/accounts")
 async def accounts(request: web.Request) -> web.Response:
     """The accounts the caller has a role on, with tier and roles."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "read:accounts")
     unhealthy = request.app[PLATFORMS].unhealthy
     out: list[dict[str, Any]] = []
     for name, loaded in sorted(request.app[REGISTRY].policies.items()):
@@ -235,11 +235,11 @@ async def accounts(request: web.Request) -> web.Response:
 @routes.get("/v1/accounts/{account}/policy")
 async def account_policy(request: web.Request) -> web.Response:
     """The policy in force for an account, and any refused newer version of its file."""
-    caller = await authenticated(request)
+    caller = await authenticated(request, "read:accounts")
     account = request.match_info["account"]
     loaded = request.app[POSTS].policy(account)
-    if not roles(loaded.policy, caller.user):
-        raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
+    if not roles(loaded.policy, caller.user) or caller.account not in (None, account):
+        raise BylineError(Code.FORBIDDEN, f"this token has no role on {account}")
     policy = loaded.policy.model_dump(mode="json", by_alias=True, exclude={"credentials"})
     policy["credentials"] = "(set)" if loaded.policy.credentials else None
     errors = request.app[REGISTRY].errors.get(f"{account}.yaml", [])
@@ -252,6 +252,16 @@ async def account_policy(request: web.Request) -> web.Response:
 
 @routes.get("/v1/policies/errors")
 async def policy_errors(request: web.Request) -> web.Response:
-    """Policy files that were refused, with every problem named."""
-    await authenticated(request)
-    return web.json_response({"errors": request.app[POLICIES].errors()})
+    """Policy files that were refused, with every problem named: all of them to an admin, and
+    to anyone else those of the accounts they have a role on (by the policy still in force)."""
+    caller = await authenticated(request)
+    admin = caller.account is None and caller.user in request.app[SETTINGS].admin_names
+    policies = request.app[REGISTRY].policies
+
+    def visible(file: str) -> bool:
+        account = file.removesuffix(".yaml")
+        loaded = policies.get(account)
+        return admin or (loaded is not None and bool(roles(loaded.policy, caller.user))
+                         and caller.account in (None, account))
+
+    return web.json_response({"errors": request.app[POLICIES].errors(visible)})

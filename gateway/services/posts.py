@@ -46,6 +46,7 @@ from gateway.services.authorization import (
     redecision_cause,
 )
 from gateway.services.platforms import Platforms
+from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
@@ -63,10 +64,16 @@ class Revisable(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class Caller:
-    """Who is asking: a user, and the one account a client-app token is bound to, if any."""
+    """Who is asking: a user, the one account a client-app token is bound to, if any, and what
+    an app's OAuth token was granted (None for a person's own token, which no scope limits)."""
 
     user: str
     account: str | None = None
+    scopes: frozenset[str] | None = None
+
+    def may(self, needed: str) -> bool:
+        """Whether this caller's scopes cover ``needed``."""
+        return scope_allows(self.scopes, needed)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -80,13 +80,14 @@ async def test_reads_relay_only_as_listed_and_as_written(world: World) -> None:
         "/api/v1/streaming/user", "/api/v1/Timelines/home", "/api/v1/timelines/Home",
         "/api/v1/timelines/home/", "/api/v1//timelines/home", "/api/v1/timelines/./home",
         "/api/v1/timelines%2Fhome", f"/api/v1/accounts/{me}%2Ffollow", "/api/v1/%2e%2e/v1/admin/accounts",
-        "/api/v1/timelines/tag/x%2F..%2F..%2Fadmin", "/api/v1/accounts/1%00",
+        "/api/v1/timelines/tag/x%2F..%2F..%2Fadmin",
     ]
     for path in refused:
         status, body = await _call(world, "GET", path, token)
         assert status == 403, (path, status, body)
         assert body["error"].startswith("Byline does not relay GET "), (path, body)
-    for path in ("/API/v1/timelines/home", "/api/V1/timelines/home"):
+    # A path that is not text, or not spelt as Mastodon spells it, names nothing here.
+    for path in ("/API/v1/timelines/home", "/api/V1/timelines/home", "/api/v1/accounts/1%00"):
         status, body = await _call(world, "GET", path, token)
         assert status == 404, (path, body)
     assert len(_reached(world)) == count
