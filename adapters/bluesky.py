@@ -90,6 +90,8 @@ import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -322,6 +324,24 @@ class XrpcRawResponse:
     body: bytes
 
 
+RELAY_CHUNK_BYTES: Final = 64 * 1024
+"""The most of a streamed answer held at once while it is passed on."""
+
+
+@dataclass(frozen=True)
+class XrpcStream:
+    """A relayed call's answer whose body is passed on as it arrives (a blob), never held whole.
+    ``chunks`` raises ``AdapterError`` when the PDS breaks off."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
 class _XrpcError(Exception):
     """A non-2xx XRPC answer, before it is classified."""
 
@@ -502,6 +522,55 @@ class BlueskyAdapter:
                 continue
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def xrpc_stream(
+        self, nsid: str, *, query: str = "", headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[XrpcStream]:
+        """Relay one GET to the PDS under the account's session, as ``xrpc_raw`` does, with its
+        body passed on in chunks of at most ``RELAY_CHUNK_BYTES`` while the caller reads them
+        inside the context: a blob (an image, a video) is never held whole. An error answer is
+        small and read whole, so that a refused session is refreshed and the call sent again."""
+        if not _NSID_RE.match(nsid):
+            raise AdapterError(f"bluesky: cannot relay GET {nsid!r}", retryable=False)
+        given = {name.lower(): value for name, value in (headers or {}).items()}
+        sent = {
+            name: given[name.lower()] for name in _RELAYED_REQUEST_HEADERS if name.lower() in given
+        }
+        url = URL(f"{self._pds}/xrpc/{nsid}" + (f"?{query}" if query else ""), encoded=True)
+        login = await self._ensure_login()
+        async with AsyncExitStack() as open_answers:
+            for attempt in range(2):
+                try:
+                    response = await open_answers.enter_async_context(self._http.request(
+                        "GET", url, headers={**sent, "Authorization": f"Bearer {login.access_jwt}"},
+                        timeout=self._timeout, allow_redirects=False,
+                    ))
+                    error = await response.read() if response.status >= 300 else None
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise AdapterError(
+                        f"bluesky: {nsid} did not complete: {type(exc).__name__}", retryable=True,
+                        detail=self._scrub(str(exc)) or None,
+                    ) from None
+                kept = {
+                    name: value for name in _RELAYED_RESPONSE_HEADERS
+                    if (value := response.headers.get(name)) is not None
+                }
+                if error is not None and attempt == 0 and _refuses_token(
+                    XrpcRawResponse(status=response.status, headers=kept, body=error)
+                ):
+                    login = await self._refresh(login)
+                    continue
+                chunks = _once(error) if error is not None else self._chunks(nsid, response)
+                yield XrpcStream(status=response.status, headers=kept, chunks=chunks)
+                return
+
+    async def _chunks(self, nsid: str, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(RELAY_CHUNK_BYTES):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AdapterError(f"bluesky: {nsid} broke off: {type(exc).__name__}", retryable=True) from None
 
     async def find_existing(self, post: OutboundPost) -> PublishResult | None:
         """The post made for ``post.post_id``, read back by its derived record key, or None."""

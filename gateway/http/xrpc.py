@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.appkeys import XRPC_REPO, XRPC_SESSIONS
 from gateway.errors import BylineError, Code
 from gateway.http.common import answers_in_own_format, check_request, gone, parse, read_json
-from gateway.services.xrpc_repo import misspelt, relayed_headers
+from gateway.services.xrpc_repo import STREAMED_QUERIES, misspelt, relayed_headers
 from gateway.services.xrpc_sessions import XrpcSession
 
 logger = structlog.get_logger("byline.http.xrpc")
@@ -41,6 +41,7 @@ _STATUS: dict[str, int] = {
 _BY_CODE: dict[Code, str] = {
     Code.UNAUTHENTICATED: "AuthenticationRequired", Code.FORBIDDEN: "Forbidden",
     Code.PAYLOAD_TOO_LARGE: "PayloadTooLarge", Code.UNAVAILABLE: "UpstreamFailure",
+    Code.TOO_MANY_REQUESTS: "RateLimitExceeded",
     Code.INTERNAL: "InternalServerError",
 }
 _NSID = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*(\.[a-zA-Z0-9-]+){2,}$")
@@ -74,7 +75,10 @@ def error_response(exc: BylineError) -> web.Response:
     """A ``BylineError`` as a PDS would answer it."""
     hint = exc.details.get("xrpc")
     name = hint if isinstance(hint, str) and hint in _STATUS else _BY_CODE.get(exc.code, "InvalidRequest")
-    return _answer(_STATUS[name], name, exc.message)
+    response = _answer(_STATUS[name], name, exc.message)
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
 
 
 def _invalid(message: str) -> BylineError:
@@ -194,7 +198,9 @@ async def describe_server(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     """Log in with the account's handle and a Byline app password."""
     body = parse(CreateSessionBody, await read_json(request))
-    answer = await request.app[XRPC_SESSIONS].create(identifier=body.identifier, password=body.password)
+    answer = await request.app[XRPC_SESSIONS].create(
+        identifier=body.identifier, password=body.password, client=request.remote or "",
+    )
     return web.json_response(answer)
 
 
@@ -275,12 +281,35 @@ async def get_profile(request: web.Request) -> web.Response:
     return _raw(answer.status, answer.headers, answer.body)
 
 
-async def _relay(request: web.Request) -> web.Response:
+async def _relay(request: web.Request) -> web.StreamResponse:
     """Any other call: a listed read relayed to the account's PDS, or refused."""
     session = await _session(request)
+    if request.method == "GET" and request.match_info["nsid"] in STREAMED_QUERIES:
+        return await _relay_stream(request, session)
     body = await request.read() if request.method == "POST" else None
     answer = await request.app[XRPC_REPO].relay(
         session, method=request.method, nsid=request.match_info["nsid"],
         query=request.rel_url.raw_query_string, body=body, headers=_relayed_headers(request),
     )
     return _raw(answer.status, answer.headers, answer.body)
+
+
+async def _relay_stream(request: web.Request, session: XrpcSession) -> web.StreamResponse:
+    """A blob, passed on as the PDS sends it: the gateway holds a chunk of it at a time."""
+    nsid = request.match_info["nsid"]
+    async with request.app[XRPC_REPO].relay_stream(
+        session, nsid=nsid, query=request.rel_url.raw_query_string, headers=_relayed_headers(request),
+    ) as answer:
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        await response.prepare(request)
+        try:
+            async for chunk in answer.chunks:
+                await response.write(chunk)
+        except BylineError as exc:
+            # The answer has begun: it can only be cut short, so that the client sees it broken.
+            logger.warning("xrpc_stream_broken", nsid=nsid, reason=exc.message)
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError("the PDS broke off") from None
+        await response.write_eof()
+    return response

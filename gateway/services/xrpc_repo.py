@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from adapters.bluesky import (
     POST_COLLECTION,
     BlueskyAdapter,
     XrpcRawResponse,
+    XrpcStream,
     created_at_for,
     is_tid,
     iso_datetime,
@@ -101,6 +103,10 @@ RELAYED_QUERIES: Final = frozenset({
     "com.atproto.sync.getBlob",
 })
 """Reads relayed to the account's PDS; ``app.bsky.actor.getProfile`` is relayed by its own handler."""
+
+STREAMED_QUERIES: Final = frozenset({"com.atproto.sync.getBlob"})
+"""Relayed reads whose answer may be large (a blob: an image, a video), passed on as it arrives
+(``XrpcRepo.relay_stream``) instead of held whole."""
 
 RELAYED_PROCEDURES: Final = frozenset({
     # Clients upload an image before the post that shows it. A blob no record refers to is
@@ -469,6 +475,31 @@ class XrpcRepo:
             )
         return await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
 
+    @asynccontextmanager
+    async def relay_stream(
+        self, session: XrpcSession, *, nsid: str, query: str, headers: dict[str, str],
+    ) -> AsyncIterator[XrpcStream]:
+        """A read in ``STREAMED_QUERIES``, relayed like ``relay`` with its answer passed on as it
+        arrives, inside the context. Its chunks raise the ``UpstreamFailure`` error when the PDS
+        breaks off (by then the answer has begun)."""
+        if nsid not in STREAMED_QUERIES:
+            raise _invalid(f"{nsid} is not relayed as a stream")
+        loaded = self._policy(session)
+        if loaded.policy.platform != "bluesky":
+            raise xrpc_error(
+                Code.FORBIDDEN, "MethodNotImplemented",
+                f"Method Not Implemented: {loaded.policy.account} is on {loaded.policy.platform}, "
+                "which has no PDS to relay to; Byline answers sessions and posts for it",
+            )
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
+        try:
+            async with adapter.xrpc_stream(nsid, query=query, headers=relayed_headers(headers)) as answer:
+                yield XrpcStream(status=answer.status, headers=answer.headers, chunks=_upstream(answer.chunks))
+        except AdapterError as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+
     async def _relay_bluesky(
         self, loaded: LoadedPolicy, method: str, nsid: str, *, query: str, body: bytes | None,
         headers: dict[str, str],
@@ -508,6 +539,14 @@ class XrpcRepo:
                 f"Byline writes {POST_COLLECTION} records only, not {collection}: every write goes "
                 "through the account's policy, and the policy governs posts"
             )
+
+
+async def _upstream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except AdapterError as exc:
+        raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
 
 
 def relayed_headers(headers: Mapping[str, str]) -> dict[str, str]:
