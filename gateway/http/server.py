@@ -40,8 +40,6 @@ logger = structlog.get_logger("byline.http.server")
 
 LINGER_SECONDS = 2.0
 """How long a refused connection is read (and what comes discarded) after its answer, before it closes."""
-REQUEST_TIMEOUT = "request_timeout"
-"""The error of a 408: the request did not arrive in time (no handler ever saw it, so no ``Code``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,7 +172,7 @@ class GatewayProtocol(web.RequestHandler):
         seconds = self._limits.read_seconds
         logger.info("request_too_slow", seconds=seconds, address=self._address)
         if self._unanswered():
-            self._refuse(408, REQUEST_TIMEOUT,
+            self._refuse(408, Code.REQUEST_TIMEOUT.value,
                          f"the request did not arrive within {seconds:g} s; send it whole, headers and body")
         else:
             self.force_close()
