@@ -130,6 +130,10 @@ def parse_policy(
         problem = getattr(exc, "problem", None) or str(exc)
         issue = PolicyIssue(file=name, line=line, key="", message=f"not valid YAML: {problem}")
         raise PolicyFileError([issue]) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # PyYAML lets these through its own errors: a \U escape past Unicode, nesting too deep.
+        issue = PolicyIssue(file=name, line=None, key="", message=f"not valid YAML: {str(exc)[:200]}")
+        raise PolicyFileError([issue]) from None
     if node is None or not isinstance(data, dict):
         raise PolicyFileError([PolicyIssue(file=name, line=1, key="", message="expected a mapping of keys")])
     issues = _duplicate_keys(node, name)

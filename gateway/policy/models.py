@@ -35,6 +35,10 @@ _RATE = re.compile(r"^(\d+)/(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+MAX_DURATION = timedelta(days=36500)
+"""The longest delay or expiry a policy may set: a century, far inside what dates can hold."""
+
+
 def parse_duration(value: object) -> timedelta:
     """Read ``30s``, ``15m``, ``24h``, ``2d`` or a combination such as ``1h30m``."""
     if isinstance(value, timedelta):
@@ -44,7 +48,14 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str) or not value or not (match := _DURATION.match(value)):
         raise ValueError("a duration such as 30s, 15m, 24h, 2d or 1h30m")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:  # not a ValueError: pydantic would let it out of the loader
+        duration = MAX_DURATION + timedelta(days=1)
+    if duration > MAX_DURATION:
+        # Every post's times are the clock plus a duration: past the calendar, each one fails.
+        raise ValueError(f"a duration of at most {MAX_DURATION.days}d")
+    return duration
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -174,8 +185,9 @@ class Approvals(_Strict):
 class RateLimit(_Strict):
     """At most ``count`` posts per ``seconds`` for one account."""
 
-    count: int
-    seconds: int
+    count: int = Field(ge=0)
+    # At most a year: the publisher counts sends since now minus the window, in stored integers.
+    seconds: int = Field(ge=1, le=366 * 86400)
 
 
 def _parse_rate(value: object) -> object:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.appkeys import DB, IDENTITY
+from gateway.policy.loader import PolicyFileError, parse_policy
 from gateway.storage import media as media_sql
-from tests.conftest import Gateway
+from tests.conftest import Gateway, write_policy
 
 
 @pytest.mark.parametrize("path", [
@@ -75,3 +78,45 @@ async def test_scheduled_statuses_ids_in_other_digits_are_refused(gateway: Gatew
     status, body = await gateway.call(None, "GET", f"/api/v1/scheduled_statuses?{name}=%C2%B9",
                                       headers={"Authorization": f"Bearer {token}"})
     assert 400 <= status < 500 and isinstance(body["error"], str), (status, body)
+
+
+_DELAYED = "account: delayed\nplatform: sandbox\ntier: delayed\nowner: bob\n"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('account: x\nowner: "\\U7fffffff"\n', "not valid YAML: chr() arg not in range(0x110000)"),
+    ("[" * 20000, "not valid YAML: maximum recursion depth exceeded"),
+    (_DELAYED + "delay: 99999999999999d\n", "delay: a duration of at most 36500d"),
+    (_DELAYED + "delay: 36501d\n", "delay: a duration of at most 36500d"),
+    (_DELAYED + "delay: 1m\nrate_limit: {count: 1, seconds: 100000000000000000000}\n",
+     "rate_limit.seconds: Input should be less than or equal to 31622400"),
+])
+def test_policy_files_that_crashed_the_loader_or_every_post_are_refused(text: str, problem: str) -> None:
+    """A \\U escape past Unicode, nesting deeper than Python recurses, a duration past the calendar and a
+    rate window no stored integer holds are refused with the file's issue, not raised as a crash
+    (the first two crashed the reload; the last two were accepted, then failed every post or publish)."""
+    name = "delayed.yaml" if text.startswith("account: delayed") else "x.yaml"
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy(text, name=name, expected_account=None)
+    said = [f"{i.key}: {i.message}" if i.key else i.message for i in refused.value.issues]
+    assert any(line.startswith(problem) for line in said), said
+
+
+async def test_the_longest_delay_a_policy_may_set_still_decides_posts(gateway: Gateway, policy_dir: Path) -> None:
+    """At 36500d, the longest delay and expiry allowed, posts are decided and stored (at 999999999d each
+    one was a 500)."""
+    write_policy(policy_dir, "delayed", _DELAYED + "delay: 36500d\n")
+    write_policy(policy_dir, "cosigned", """
+        account: cosigned
+        platform: sandbox
+        tier: co-signed
+        owner: alice
+        approvals:
+          required: 1
+          from: [bob]
+          expire_after: 36500d
+    """)
+    assert sorted(await gateway.sync_policies()) == ["cosigned", "delayed"]
+    delayed = await gateway.submit("bob", "delayed", "A century from now")
+    held = await gateway.submit("alice", "cosigned", "Held for a century")
+    assert (delayed["publish_at"], held["expires_at"]) == ("2125-12-08T12:00:00.000000Z", "2125-12-08T12:00:00.000000Z")
