@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import structlog
@@ -12,8 +13,10 @@ from aiohttp import web
 from gateway.appkeys import (
     APPENDER,
     CHECKPOINTS,
+    CLOCK,
     DB,
     HOUSEKEEPER,
+    HTTP,
     IDENTITY,
     LOG_READER,
     MASTODON,
@@ -25,6 +28,7 @@ from gateway.appkeys import (
     REGISTRY,
     SANDBOX,
     SETTINGS,
+    SIGNER,
     XRPC_REPO,
     XRPC_SESSIONS,
 )
@@ -93,90 +97,112 @@ async def _no_store_unless_said(request: web.Request, response: web.StreamRespon
     response.headers.setdefault("Cache-Control", "no-store")
 
 
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    """The log's signing key, then the database. A missing or wrong key stops the start before
+    anything opens."""
+    settings = app[SETTINGS]
+    app[SIGNER] = load_signer(settings.log_key_file, origin=settings.log_origin, create=settings.log_key_autocreate)
+    app[DB] = await open_database(settings.database_url)
+    yield
+    await app[DB].close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    """The one HTTP client session the adapters share."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        app[HTTP] = session
+        yield
+
+
+async def _appender(app: web.Application) -> AsyncIterator[None]:
+    """The log appender: every state change goes through it."""
+    app[APPENDER] = Appender(app[DB], app[CLOCK])
+    await app[APPENDER].start()
+    yield
+    await app[APPENDER].stop()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The services, wired to each other; none of them runs anything in the background."""
+    settings, db, appender, clock = app[SETTINGS], app[DB], app[APPENDER], app[CLOCK]
+    registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules)
+    timeline = SandboxTimeline(db, clock)
+    public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    platforms = Platforms(
+        sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=app[HTTP]
+    )
+    publisher = Publisher(
+        db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,
+        interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,
+    )
+    app[REGISTRY] = registry
+    app[POLICIES] = PolicyService(
+        registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds
+    )
+    app[IDENTITY] = identity = Identity(db, clock)
+    app[SANDBOX] = timeline
+    app[PLATFORMS] = platforms
+    app[PUBLISHER] = publisher
+    app[POSTS] = posts = PostService(
+        db=db, appender=appender, policies=registry, clock=clock, platforms=platforms,
+        wake_publisher=publisher.wake, auditors=settings.auditor_names,
+    )
+    app[CHECKPOINTS] = checkpoints = CheckpointService(
+        db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,
+        state_file=signed_state_path(settings.log_key_file),
+    )
+    app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
+    # One count of failed sign-ins per address, on the sign-in page and createSession alike.
+    signins = Throttle(settings.signin_attempts, what="sign-in")
+    app[OAUTH] = oauth = OAuthService(
+        db=db, appender=appender, identity=identity, policies=registry, clock=clock,
+        form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins,
+    )
+    app[MASTODON] = MastodonService(
+        db=db, posts=posts, identity=identity, oauth=oauth, policies=registry, platforms=platforms,
+        clock=clock,
+    )
+    app[XRPC_SESSIONS] = sessions = XrpcSessions(
+        db=db, clock=clock, identity=identity, policies=registry, platforms=platforms,
+        secret=await gateway_key(db, XRPC_SESSION_KEY), host=service_host(settings.log_origin),
+        throttle=signins,
+    )
+    app[XRPC_REPO] = XrpcRepo(db=db, posts=posts, platforms=platforms, sessions=sessions, clock=clock)
+    app[HOUSEKEEPER] = Housekeeper(db=db, clock=clock, interval=settings.housekeeping_interval_seconds)
+    yield
+
+
+def _running(key: web.AppKey[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The lifetime of a part that runs in the background (its ``start`` and ``stop``): started
+    at start-up, stopped at clean-up, or when a part after it fails to start."""
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        await app[key].start()
+        yield
+        await app[key].stop()
+
+    return lifetime
+
+
+async def _started(app: web.Application) -> AsyncIterator[None]:
+    logger.info("gateway_started", database=app[DB].dialect, port=app[SETTINGS].port,
+                event_loop=loop_name(asyncio.get_running_loop()))
+    yield
+
+
 def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
-    """Build the gateway; every long-lived resource opens and closes in ``cleanup_ctx``."""
+    """Build the gateway: each long-lived resource opens and closes in its own ``cleanup_ctx``
+    (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    the_clock = clock or SystemClock()
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        # A missing or wrong signing key stops the start before anything else opens.
-        signer = load_signer(
-            settings.log_key_file, origin=settings.log_origin, create=settings.log_key_autocreate
-        )
-        db = await open_database(settings.database_url)
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        appender = Appender(db, the_clock)
-        await appender.start()
-        registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules)
-        timeline = SandboxTimeline(db, the_clock)
-        public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
-        platforms = Platforms(
-            sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=session
-        )
-        publisher = Publisher(
-            db=db, appender=appender, policies=registry, platforms=platforms, clock=the_clock,
-            interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,
-        )
-        policies = PolicyService(
-            registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds
-        )
-        app[DB] = db
-        app[APPENDER] = appender
-        app[REGISTRY] = registry
-        app[POLICIES] = policies
-        app[IDENTITY] = Identity(db, the_clock)
-        app[SANDBOX] = timeline
-        app[PLATFORMS] = platforms
-        app[PUBLISHER] = publisher
-        app[POSTS] = PostService(
-            db=db, appender=appender, policies=registry, clock=the_clock, platforms=platforms,
-            wake_publisher=publisher.wake, auditors=settings.auditor_names,
-        )
-        checkpoints = CheckpointService(
-            db=db, signer=signer, clock=the_clock, interval=settings.checkpoint_interval_seconds,
-            state_file=signed_state_path(settings.log_key_file),
-        )
-        app[CHECKPOINTS] = checkpoints
-        app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=app[POSTS])
-        # One count of failed sign-ins per address, on the sign-in page and createSession alike.
-        signins = Throttle(settings.signin_attempts, what="sign-in")
-        app[OAUTH] = OAuthService(db=db, appender=appender, identity=app[IDENTITY], policies=registry,
-                                  clock=the_clock, form_key=await gateway_key(db, SIGNIN_FORMS),
-                                  throttle=signins)
-        app[MASTODON] = MastodonService(
-            db=db, posts=app[POSTS], identity=app[IDENTITY], oauth=app[OAUTH], policies=registry,
-            platforms=platforms, clock=the_clock,
-        )
-        app[XRPC_SESSIONS] = XrpcSessions(
-            db=db, clock=the_clock, identity=app[IDENTITY], policies=registry, platforms=platforms,
-            secret=await gateway_key(db, XRPC_SESSION_KEY),
-            host=service_host(settings.log_origin), throttle=signins,
-        )
-        app[XRPC_REPO] = XrpcRepo(
-            db=db, posts=app[POSTS], platforms=platforms, sessions=app[XRPC_SESSIONS], clock=the_clock
-        )
-        housekeeper = Housekeeper(db=db, clock=the_clock, interval=settings.housekeeping_interval_seconds)
-        app[HOUSEKEEPER] = housekeeper
-        try:
-            await policies.start()
-            await checkpoints.start()
-            await housekeeper.start()
-            if run_publisher:
-                await publisher.start()
-            logger.info("gateway_started", database=db.dialect, port=settings.port,
-                        event_loop=loop_name(asyncio.get_running_loop()))
-            yield
-        finally:
-            await publisher.stop()
-            await housekeeper.stop()
-            await checkpoints.stop()
-            await policies.stop()
-            await appender.stop()
-            await session.close()
-            await db.close()
-
-    app.cleanup_ctx.append(resources)
+    app[CLOCK] = clock or SystemClock()
+    app.cleanup_ctx.extend([
+        _database, _http_client, _appender, _services,
+        _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER),
+    ])
+    if run_publisher:
+        app.cleanup_ctx.append(_running(PUBLISHER))
+    app.cleanup_ctx.append(_started)
     app.on_response_prepare.append(_no_store_unless_said)
     app.add_routes(routes)
     app.add_routes(log_http.routes)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from gateway.audit.appender import Appender
+from gateway.audit.note import Signer
+from gateway.clock import Clock
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
@@ -23,6 +26,9 @@ from gateway.settings import Settings
 from gateway.storage.db import Database
 
 SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Clock)
+SIGNER = web.AppKey("signer", Signer)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 DB = web.AppKey("db", Database)
 APPENDER = web.AppKey("appender", Appender)
 REGISTRY = web.AppKey("registry", PolicyRegistry)
