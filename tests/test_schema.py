@@ -68,3 +68,31 @@ async def test_version_3_keys_kept_texts_by_entry(db_url: str) -> None:
                 await txn.execute("UPDATE log_texts SET text = ? WHERE idx = 2", "changed")
     finally:
         await db.close()
+
+
+async def test_each_migration_is_its_own_transaction(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration that fails leaves every one before it applied and itself not at all; the
+    next start applies it."""
+    db = await _open_unmigrated(db_url)
+    real = schema._statements
+
+    def failing_last(dialect: str, version: int) -> list[str]:
+        if version == schema.LATEST:
+            return [*real(dialect, version), "SELECT no_such_column FROM schema_migrations"]
+        return real(dialect, version)
+
+    try:
+        monkeypatch.setattr(schema, "_statements", failing_last)
+        with pytest.raises(Exception, match="no_such_column"):
+            await schema.migrate(db)
+        async with db.read() as txn:
+            versions = sorted(int(r["version"]) for r in await txn.fetchall("SELECT version FROM schema_migrations"))
+        assert versions == list(range(1, schema.LATEST))
+        monkeypatch.setattr(schema, "_statements", real)
+        await schema.migrate(db)
+        async with db.read() as txn:
+            versions = sorted(int(r["version"]) for r in await txn.fetchall("SELECT version FROM schema_migrations"))
+            assert await txn.fetchone("SELECT name FROM gateway_keys") is None  # version 5's table is there
+        assert versions == list(range(1, schema.LATEST + 1))
+    finally:
+        await db.close()

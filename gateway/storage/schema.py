@@ -356,33 +356,37 @@ async def _texts_by_entry(txn: Any) -> None:
     await txn.execute(_V3_DONE)
 
 
+async def _lock(db: Any, txn: Any) -> None:
+    if db.dialect == "postgresql":
+        # Several replicas may start at once: one migrates, the others wait here.
+        await txn.execute("SELECT pg_advisory_xact_lock(7283190)")
+
+
+async def _apply(txn: Any, dialect: str, version: int) -> None:
+    for stmt in _statements(dialect, version):
+        await txn.execute(stmt)
+    if version == 1:
+        await txn.execute("INSERT INTO log_state (id, size, root, frontier) VALUES (1, 0, ?, ?)", _EMPTY_ROOT, b"")
+    if version == 3:
+        await _texts_by_entry(txn)
+    if version == 4:
+        await _editors_from_versions(txn)
+    await txn.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)", version
+    )
+
+
 async def migrate(db: Any) -> None:
-    """Apply every migration the database has not seen yet, each in its own transaction."""
+    """Apply every migration the database has not seen yet, each in its own transaction (under
+    the migration lock on PostgreSQL), so one that fails leaves those before it applied and
+    itself not at all."""
     async with db.write() as txn:
-        if db.dialect == "postgresql":
-            # Several replicas may start at once: one migrates, the others wait here.
-            await txn.execute("SELECT pg_advisory_xact_lock(7283190)")
+        await _lock(db, txn)
         await txn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
-        rows = await txn.fetchall("SELECT version FROM schema_migrations")
-        done = {int(r["version"]) for r in rows}
-        for version in range(1, LATEST + 1):
-            if version in done:
-                continue
-            for stmt in _statements(db.dialect, version):
-                await txn.execute(stmt)
-            if version == 1:
-                await txn.execute(
-                    "INSERT INTO log_state (id, size, root, frontier) VALUES (1, 0, ?, ?)",
-                    _EMPTY_ROOT,
-                    b"",
-                )
-            if version == 3:
-                await _texts_by_entry(txn)
-            if version == 4:
-                await _editors_from_versions(txn)
-            await txn.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)",
-                version,
-            )
+    for version in range(1, LATEST + 1):
+        async with db.write() as txn:
+            await _lock(db, txn)
+            if await txn.fetchone("SELECT version FROM schema_migrations WHERE version = ?", version) is None:
+                await _apply(txn, db.dialect, version)
