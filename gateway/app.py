@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from gateway.appkeys import (
+    ACCOUNTS,
     APPENDER,
     CHECKPOINTS,
     CLOCK,
@@ -39,6 +40,7 @@ from gateway.http import mastodon, native, openapi, sandbox, xrpc
 from gateway.http.common import error_middleware
 from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
 from gateway.services.housekeeping import Housekeeper
@@ -150,6 +152,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[CHECKPOINTS] = checkpoints = CheckpointService(
         db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,
         state_file=signed_state_path(settings.log_key_file),
+    )
+    app[ACCOUNTS] = AccountService(
+        policies=registry, policy_files=app[POLICIES], platforms=platforms,
+        admins=settings.admin_names, auditors=settings.auditor_names,
     )
     app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.

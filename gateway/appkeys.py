@@ -9,6 +9,7 @@ from gateway.audit.appender import Appender
 from gateway.audit.note import Signer
 from gateway.clock import Clock
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
 from gateway.services.housekeeping import Housekeeper
@@ -35,6 +36,7 @@ REGISTRY = web.AppKey("registry", PolicyRegistry)
 POLICIES = web.AppKey("policies", PolicyService)
 IDENTITY = web.AppKey("identity", Identity)
 POSTS = web.AppKey("posts", PostService)
+ACCOUNTS = web.AppKey("accounts", AccountService)
 PUBLISHER = web.AppKey("publisher", Publisher)
 PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)

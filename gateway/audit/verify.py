@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.audit import canonical, merkle
+from gateway.audit import canonical, merkle, tiles
 from gateway.audit.entry import ENTRY_VERSION, MAX_ENTRY_BYTES
 from gateway.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from gateway.audit.replay import Fact, Replay
@@ -659,26 +659,13 @@ class UrlSource:
 
     def stored_leaf_hashes(self, start: int, end: int) -> list[bytes] | None:
         out: list[bytes] = []
-        for tile in range(start // 256, (end + 255) // 256):
-            width = min(256, end - tile * 256)
-            path = f"/log/tile/0/{_tile_path(tile)}" + ("" if width == 256 else f".p/{width}")
+        for tile in range(start // tiles.WIDTH, (end + tiles.WIDTH - 1) // tiles.WIDTH):
             try:
-                data = self._get(path)
+                data = self._get("/log/" + tiles.tile_url(0, tile, min(tiles.WIDTH, end - tile * tiles.WIDTH)))
             except SourceError:
                 return None
             out.extend(data[i : i + 32] for i in range(0, len(data), 32))
-        return out[start % 256 :][: end - start] if out else None
-
-
-def _tile_path(index: int) -> str:
-    groups = []
-    while True:
-        groups.append(f"{index % 1000:03d}")
-        index //= 1000
-        if index == 0:
-            break
-    groups.reverse()
-    return "/".join([*(f"x{g}" for g in groups[:-1]), groups[-1]])
+        return out[start % tiles.WIDTH :][: end - start] if out else None
 
 
 # ---------------------------------------------------------------------------------------------

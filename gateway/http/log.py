@@ -21,6 +21,7 @@ import re
 from aiohttp import web
 
 from gateway.appkeys import LOG_READER, POSTS, REGISTRY
+from gateway.audit.tiles import tile_path
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, bearer
 from gateway.policy.engine import roles
@@ -122,20 +123,9 @@ def _tile_index(parts: list[str]) -> tuple[int, int | None]:
     if not parts or not _LAST.fullmatch(parts[-1]) or any(not _ELEMENT.fullmatch(p) for p in parts[:-1]):
         raise BylineError(Code.NOT_FOUND, "no such tile")
     index = int("".join(p.lstrip("x") for p in parts))
-    if _tile_path(index) != "/".join(parts):
+    if tile_path(index) != "/".join(parts):
         raise BylineError(Code.NOT_FOUND, "no such tile")  # not the one canonical spelling
     return index, width
-
-
-def _tile_path(index: int) -> str:
-    groups = []
-    while True:
-        groups.append(f"{index % 1000:03d}")
-        index //= 1000
-        if index == 0:
-            break
-    groups.reverse()
-    return "/".join([*(f"x{g}" for g in groups[:-1]), groups[-1]])
 
 
 @routes.get("/log/tile/{path:.+}")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.appkeys import PLATFORMS, POLICIES, POSTS, REGISTRY, SETTINGS
+from gateway.appkeys import ACCOUNTS, POSTS
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
-from gateway.policy.engine import roles
 from gateway.services.posts import PostOptions
 
 routes = web.RouteTableDef()
@@ -218,18 +217,11 @@ async def delete(request: web.Request) -> web.Response:
 async def accounts(request: web.Request) -> web.Response:
     """The accounts the caller has a role on, with tier and roles."""
     caller = await authenticated(request, "read:accounts")
-    unhealthy = request.app[PLATFORMS].unhealthy
-    out: list[dict[str, Any]] = []
-    for name, loaded in sorted(request.app[REGISTRY].policies.items()):
-        held = roles(loaded.policy, caller.user)
-        if not held or caller.account not in (None, name):
-            continue
-        out.append({
-            "account": name, "platform": loaded.policy.platform, "handle": loaded.policy.handle,
-            "tier": loaded.policy.tier.value, "roles": sorted(r.value for r in held),
-            "healthy": name not in unhealthy, "problem": unhealthy.get(name),
-        })
-    return web.json_response({"accounts": out})
+    return web.json_response({"accounts": [{
+        "account": view.name, "platform": view.loaded.policy.platform, "handle": view.loaded.policy.handle,
+        "tier": view.loaded.policy.tier.value, "roles": sorted(r.value for r in view.roles),
+        "healthy": view.problem is None, "problem": view.problem,
+    } for view in request.app[ACCOUNTS].listing(caller)]})
 
 
 @routes.get("/v1/accounts/{account}/policy")
@@ -237,16 +229,12 @@ async def account_policy(request: web.Request) -> web.Response:
     """The policy in force for an account, and any refused newer version of its file."""
     caller = await authenticated(request, "read:accounts")
     account = request.match_info["account"]
-    loaded = request.app[POSTS].policy(account)
-    if not roles(loaded.policy, caller.user) or caller.account not in (None, account):
-        raise BylineError(Code.FORBIDDEN, f"this token has no role on {account}")
+    loaded, refused = request.app[ACCOUNTS].policy(caller, account)
     policy = loaded.policy.model_dump(mode="json", by_alias=True, exclude={"credentials"})
     policy["credentials"] = "(set)" if loaded.policy.credentials else None
-    errors = request.app[REGISTRY].errors.get(f"{account}.yaml", [])
     return web.json_response({
         "account": account, "sha256": loaded.sha256, "file": loaded.path.name,
-        "policy": policy, "summary": loaded.policy.summary(),
-        "refused": [i.to_json() for i in errors],
+        "policy": policy, "summary": loaded.policy.summary(), "refused": refused,
     })
 
 
@@ -255,13 +243,4 @@ async def policy_errors(request: web.Request) -> web.Response:
     """Policy files that were refused, with every problem named: all of them to an admin, and
     to anyone else those of the accounts they have a role on (by the policy still in force)."""
     caller = await authenticated(request)
-    admin = caller.account is None and caller.user in request.app[SETTINGS].admin_names
-    policies = request.app[REGISTRY].policies
-
-    def visible(file: str) -> bool:
-        account = file.removesuffix(".yaml")
-        loaded = policies.get(account)
-        return admin or (loaded is not None and bool(roles(loaded.policy, caller.user))
-                         and caller.account in (None, account))
-
-    return web.json_response({"errors": request.app[POLICIES].errors(visible)})
+    return web.json_response({"errors": request.app[ACCOUNTS].refused(caller)})

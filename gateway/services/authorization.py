@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import Act, Role, contributors, counts_toward, gate_for, may, owner_confirms, roles
-from gateway.policy.loader import LoadedPolicy
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.storage.db import Row
 
@@ -26,6 +26,17 @@ LIFECYCLE_ACTION = {
     Act.DELETE: Action.DELETE, Act.RETRY: Action.RETRY,
 }
 
+
+def visible_accounts(policies: PolicyRegistry, caller: Caller) -> dict[str, frozenset[Role]]:
+    """Every account ``caller`` may see, by name, with the roles held there: the accounts the
+    person has a role on, narrowed to the one a bound token names. The one place this is
+    decided, for every surface."""
+    out = {}
+    for name, loaded in sorted(policies.policies.items()):
+        held = roles(loaded.policy, caller.user)
+        if held and caller.account in (None, name):
+            out[name] = held
+    return out
 
 
 def check_account_binding(caller: Caller, account: str) -> None:

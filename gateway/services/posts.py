@@ -44,6 +44,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_version,
     redecision_cause,
+    visible_accounts,
 )
 from gateway.services.platforms import Platforms
 from gateway.services.scopes import scope_allows
@@ -719,17 +720,15 @@ class PostService:
             raise BylineError(
                 Code.VALIDATION, f"unknown state {state!r}", allowed=[s.value for s in State]
             )
+        visible = visible_accounts(self._policies, caller)
         if account is not None:
             check_account_binding(caller, account)
-            loaded = self.policy(account)
-            if not roles(loaded.policy, caller.user):
+            self.policy(account)  # 404 for an account with no policy
+            if account not in visible:
                 raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
             accounts = [account]
         else:
-            accounts = [
-                name for name, lp in sorted(self._policies.policies.items())
-                if roles(lp.policy, caller.user) and caller.account in (None, name)
-            ]
+            accounts = list(visible)
         async with self._db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
         return [render_post(r, None, None, None, self._policies.get(r["account"])) for r in rows]
