@@ -262,12 +262,7 @@ class PostService:
         )
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
-            raise BylineError(
-                Code.RULE_BLOCKED,
-                f"blocked by rule {decision.rule}: {decision.reason}",
-                rule=decision.rule,
-                reason=decision.reason,
-            )
+            raise rule_blocked(decision)
         post_id = await self._appender.submit(
             self._submit_work(
                 author=caller.user, loaded=loaded, text=text, decision=decision,
@@ -380,12 +375,7 @@ class PostService:
         policy = loaded.policy
         verdict = check_rules(policy, text)
         if verdict.blocked_by is not None:
-            raise BylineError(
-                Code.RULE_BLOCKED,
-                f"blocked by rule {verdict.blocked_by.rule}: {verdict.blocked_by.reason}",
-                rule=verdict.blocked_by.rule,
-                reason=verdict.blocked_by.reason,
-            )
+            raise rule_blocked(verdict.blocked_by)
         now = self._clock.now()
 
         async def work(ltx: LogTxn) -> None:
@@ -570,10 +560,7 @@ class PostService:
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
         )
         if isinstance(decision, Reason):
-            raise BylineError(
-                Code.RULE_BLOCKED, f"blocked by rule {decision.rule}: {decision.reason}",
-                rule=decision.rule, reason=decision.reason,
-            )
+            raise rule_blocked(decision)
         stored = json.loads(row["options"])
         options = PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
         create = self._submit_work(
@@ -647,8 +634,7 @@ class PostService:
         decision = decide(policy, author=row["author"], text=text, now=now, requested=None,
                           suggestion=Role.WRITER not in roles(policy, row["author"]))
         if isinstance(decision, Reason):
-            raise BylineError(Code.RULE_BLOCKED, f"blocked by rule {decision.rule}: {decision.reason}",
-                              rule=decision.rule, reason=decision.reason)
+            raise rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
             raise BylineError(
                 Code.VALIDATION,
@@ -732,6 +718,12 @@ class PostService:
         async with self._db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
         return [render_post(r, None, None, None, self._policies.get(r["account"])) for r in rows]
+
+
+def rule_blocked(reason: Reason) -> BylineError:
+    """The 422 for words a rule blocks, naming the rule and its reason for the person."""
+    return BylineError(Code.RULE_BLOCKED, f"blocked by rule {reason.rule}: {reason.reason}",
+                       rule=reason.rule, reason=reason.reason)
 
 
 def render_post(
