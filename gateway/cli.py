@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import socket
 import sys
 from collections.abc import Coroutine, Sequence
@@ -12,12 +14,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 # The web server, the settings and their validation are imported by the commands that use
 # them: ``byline audit verify`` needs none of them and starts a quarter of a second sooner.
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from aiohttp import web
 
+    from gateway.services.identity import Revocation, TokenInfo
     from gateway.settings import Settings
 
 T = TypeVar("T")
 DEMO_USERS = ("alice", "bob", "carol", "dave")
+DEMO_LABEL = "demo"
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -38,34 +44,206 @@ def _settings(**overrides: object) -> Settings:
         raise SystemExit(2) from None
 
 
+def _fail(message: str) -> int:
+    """An operator's mistake: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _policy_dir_problem(directory: Path) -> str | None:
+    """Why the gateway could not read its policies from ``directory`` (BYLINE_POLICY_DIR), or
+    None. An empty directory is no problem: policies can be added while the gateway runs."""
+    where = f"BYLINE_POLICY_DIR: {directory}" + ("" if directory.is_absolute() else f" ({directory.absolute()})")
+    try:
+        with os.scandir(directory) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        return f"{where} does not exist"
+    except NotADirectoryError:
+        return f"{where} is not a directory"
+    except OSError as exc:
+        return f"{where} cannot be read ({exc.strerror})"
+    if not os.access(directory, os.R_OK | os.X_OK):  # listed, but its files could not be opened
+        return f"{where} cannot be read (Permission denied)"
+    return None
+
+
+def _account_problem(settings: Settings, account: str) -> str | None:
+    """Why ``--account`` cannot name ``account``: no policy for it loads from the policy
+    directory (a token bound to it would stand for an account nobody governs), or None."""
+    from gateway.policy.loader import check_dir
+
+    if problem := _policy_dir_problem(settings.policy_dir):
+        return problem
+    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
+    if account in good:
+        return None
+    where = f"BYLINE_POLICY_DIR ({settings.policy_dir})"
+    refused = [issue for issue in issues if Path(issue.file).stem == account]
+    if refused:
+        return (f"--account {account}: its policy in {where} is refused ({refused[0]}); "
+                "fix it first (byline policy check)")
+    known = ", ".join(sorted(good)) or "none, it holds no valid policy"
+    return f"--account {account}: no policy for it in {where}; the accounts there are: {known}"
+
+
 async def _make_token(
-    settings: Settings, user: str, account: str | None, label: str, expires: str | None = None
+    settings: Settings, user: str, account: str | None, label: str, expires: timedelta | None = None
 ) -> str:
     from gateway.clock import SystemClock
-    from gateway.policy.models import parse_duration
     from gateway.services.identity import Identity
     from gateway.storage.db import open_database
 
     db = await open_database(settings.database_url)
     try:
         return await Identity(db, SystemClock()).create(
-            user=user, account=account, label=label,
-            expires_in=parse_duration(expires) if expires else None,
+            user=user, account=account, label=label, expires_in=expires,
         )
     finally:
         await db.close()
 
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     from gateway.errors import BylineError
+    from gateway.policy.models import parse_duration
 
     settings = _settings()
+    expires = None
+    if args.expires is not None:
+        try:
+            expires = parse_duration(args.expires)
+        except ValueError as exc:
+            return _fail(f"--expires {args.expires!r}: {exc}")
+        if expires <= timedelta(0):  # zero used to make a token that never expires
+            return _fail(f"--expires {args.expires!r}: a lifetime must be longer than nothing, such as "
+                         "30d or 12h (leave --expires out for a token that does not expire)")
+    if args.label == DEMO_LABEL:
+        return _fail(f"--label {DEMO_LABEL} is kept for `byline serve --demo`, which revokes the "
+                     "tokens with it at each start; choose another label")
+    if args.account is not None and (problem := _account_problem(settings, args.account)):
+        return _fail(problem)
     try:
-        token = _run(_make_token(settings, args.user, args.account, args.label or "", args.expires))
-    except (BylineError, ValueError) as exc:
-        print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
-        return 2
+        token = _run(_make_token(settings, args.user, args.account, args.label or "", expires))
+    except BylineError as exc:
+        return _fail(exc.message)
     print(token)
+    return 0
+
+
+def _printable(value: str) -> str:
+    """``value`` safe for a terminal: control and format characters (escapes, bidi controls)
+    shown as ``\\uXXXX``. A label may hold an app's name, which anyone can choose."""
+    import unicodedata
+
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c)[0] == "C" else c for c in value)
+
+
+def _when(micros: int) -> str:
+    from gateway.types import from_micros
+
+    return from_micros(micros).strftime("%Y-%m-%d %H:%M")
+
+
+async def _token_listing(settings: Settings) -> list[TokenInfo]:
+    from gateway.clock import SystemClock
+    from gateway.services.identity import Identity
+    from gateway.storage.db import open_database
+
+    db = await open_database(settings.database_url)
+    try:
+        return await Identity(db, SystemClock()).listing()
+    finally:
+        await db.close()
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    from gateway.clock import SystemClock, now_micros
+
+    settings = _settings()
+    tokens = _run(_token_listing(settings))
+    now = now_micros(SystemClock())
+    rows = [("ID", "USER", "ACCOUNT", "LABEL", "CREATED (UTC)", "EXPIRES", "STATE")]
+    for t in tokens:
+        if t.revoked_at is not None:
+            state = f"revoked {_when(t.revoked_at)}"
+        elif t.expires_at is not None and t.expires_at <= now:
+            state = "expired"
+        else:
+            state = "live"
+        if args.live and state != "live":
+            continue
+        rows.append((t.id, _printable(t.user), _printable(t.account or "-"), _printable(t.label) or "-",
+                     _when(t.created_at), "never" if t.expires_at is None else _when(t.expires_at), state))
+    if len(rows) == 1:
+        print("no live tokens" if args.live else "no tokens", file=sys.stderr)
+        return 0
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+async def _revoke_token(settings: Settings, wanted: str) -> Revocation:
+    from gateway.audit.appender import Appender
+    from gateway.clock import SystemClock
+    from gateway.services.identity import Identity
+    from gateway.storage.db import open_database
+
+    db = await open_database(settings.database_url)
+    try:
+        # An app's token that ends goes into the log, through the log's one way in; this process
+        # writes to it as one more replica would.
+        appender = Appender(db, SystemClock())
+        await appender.start()
+        try:
+            return await Identity(db, SystemClock()).revoke_by_id(appender, wanted)
+        finally:
+            await appender.stop()
+    finally:
+        await db.close()
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from gateway.errors import BylineError
+    from gateway.services.identity import TOKEN_PREFIX, hash_token
+
+    if args.token is not None:
+        if args.token != "-":
+            return _fail("--token takes only '-', to read the token from standard input: a token "
+                         "written on the command line is seen by ps and kept in the shell's history")
+        if args.id is not None:
+            return _fail("give either an ID or --token -, not both")
+        token = sys.stdin.readline().strip()
+        if not token:
+            return _fail("--token -: no token on standard input")
+        wanted = hash_token(token)
+    elif args.id is None:
+        return _fail("name the token to revoke by its ID (see `byline token list`), or pass it on "
+                     "standard input with --token -")
+    elif args.id.startswith(TOKEN_PREFIX):
+        # The token itself, pasted as the ID: taken, since once revoked it no longer matters
+        # who saw it on the command line.
+        wanted = hash_token(args.id)
+    else:
+        wanted = args.id
+    settings = _settings()
+    try:
+        done = _run(_revoke_token(settings, wanted))
+    except BylineError as exc:
+        return _fail(exc.message)
+    t = done.token
+    what = f"{t.id} ({_printable(t.user)}" + (f", account {_printable(t.account)}" if t.account else "") + (
+        f", label '{_printable(t.label)}')" if t.label else ")")
+    if done.already:
+        assert t.revoked_at is not None
+        print(f"{what} was already revoked, on {_when(t.revoked_at)} UTC")
+        return 0
+    print(f"revoked {what}")
+    if done.client is not None:
+        print(f"the app '{_printable(done.client)}' can no longer act for {t.account}; "
+              "written to the audit log as client.revoked")
     return 0
 
 
@@ -102,6 +280,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(**overrides)
     configure(level=settings.log_level, fmt=settings.log_format)
+    # What an operator can get wrong is checked before anything is opened or written (the
+    # database, the log key, demo tokens), so that a refused start leaves no trace.
+    if problem := _policy_dir_problem(settings.policy_dir):
+        return _fail(problem)
+    try:
+        # Bound and listening here, so that the port is this process's from now on: nothing
+        # that comes after can find it taken. Port 0: the system picks a free one, which the
+        # gateway then knows (its links, the banner) and reports as ``port`` in gateway_started.
+        socks = _listen(settings.host, settings.port)
+    except OSError as exc:
+        return _fail(_listen_problem(exc, settings.host, settings.port, from_args=args))
+    settings = settings.model_copy(update={"port": int(socks[0].getsockname()[1])})
     from gateway.app import make_app
     from gateway.policy.loader import check_dir
     from gateway.services.checkpoints import LogKeyError, load_signer
@@ -110,45 +300,109 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_key = load_signer(settings.log_key_file, origin=settings.log_origin,
                               create=settings.log_key_autocreate).verifier().to_text()
     except LogKeyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        for sock in socks:
+            sock.close()
+        return _fail(str(exc))
 
-    _, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
+    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
     for issue in issues:
         print(f"policy refused: {issue}", file=sys.stderr)
-    sock = None
-    if settings.port == 0:
-        # Port 0: the system picks a free port. It is bound here, before anything is built, so
-        # that the gateway knows its own address (its links, the banner) and can report it: the
-        # gateway_started log line carries it as ``port``.
-        sock = _bind_free_port(settings.host)
-        settings = settings.model_copy(update={"port": int(sock.getsockname()[1])})
+    if not good and not issues:
+        print(f"warning: BYLINE_POLICY_DIR: {settings.policy_dir} holds no policy files (*.yaml) yet; "
+              "no account is served until one is added (the directory is reread every second)",
+              file=sys.stderr)
     base = f"http://{settings.host}:{settings.port}"
     if args.demo:
-        tokens = {u: _run(_make_token(settings, u, None, "demo")) for u in DEMO_USERS}
-        print(_demo_banner(base, tokens), flush=True)
+        revoked, tokens = _run(_demo_tokens(settings))
+        print(_demo_banner(base, tokens, settings=settings, accounts=len(good), revoked=revoked), flush=True)
         print(f"Audit log: verifier key {log_key}\n  check it offline with: .venv/bin/byline audit verify "
               f"--key '{log_key}' --url {base}\n", flush=True)
     from gateway.loops import loop_factory
 
     app = make_app(settings)
     app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
-    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}
+    where: dict[str, Any] = {"sock": socks}
     from gateway.http.server import run_app
 
     run_app(app, settings, **where, announce=lambda m: print(m, flush=True), loop=loop_factory(settings.event_loop)())
     return 0
 
 
-def _bind_free_port(host: str) -> socket.socket:
-    """A socket bound to a free TCP port on ``host``, not yet listening (the server does that)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    return sock
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on ``port`` at every address ``host`` names, as the server would bind
+    them; port 0 takes a free port, on the first address only. Raises OSError when one cannot
+    be had (a port in use, an address that is not this machine's)."""
+    socks: list[socket.socket] = []
+    try:
+        seen = set()
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if address in seen:
+                continue
+            seen.add(address)
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            # As asyncio sets them: a restart may bind over connections in TIME_WAIT (never over
+            # a listening socket), and an IPv6 socket leaves IPv4 to its own socket.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            if port == 0:
+                break
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _listen_problem(exc: OSError, host: str, port: int, *, from_args: argparse.Namespace) -> str:
+    """One line for an address the gateway cannot listen on, naming the setting to change."""
+    port_setting = "--port" if from_args.port is not None else "BYLINE_PORT"
+    host_setting = "--host" if from_args.host else "BYLINE_HOST"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot find the address {host!r} ({exc.strerror}) ({host_setting})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is in use ({port_setting})"
+    if exc.errno == errno.EACCES:
+        return f"port {port} on {host} needs privileges this process lacks ({port_setting})"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine ({host_setting})"
+    return f"cannot listen on port {port} on {host}: {exc.strerror or exc} ({host_setting}, {port_setting})"
+
+
+async def _demo_tokens(settings: Settings) -> tuple[int, dict[str, str]]:
+    """A new token for each demo person; those of earlier runs are revoked in the same stroke."""
+    from gateway.clock import SystemClock
+    from gateway.services.identity import Identity
+    from gateway.storage.db import open_database
+
+    db = await open_database(settings.database_url)
+    try:
+        return await Identity(db, SystemClock()).reissue(label=DEMO_LABEL, users=DEMO_USERS)
+    finally:
+        await db.close()
+
+
+def _database_where(url: str) -> str:
+    """The database a BYLINE_DATABASE_URL names, as it may be printed: its kind and place, never
+    a password (nor the query, where one can be given too)."""
+    from urllib.parse import urlsplit
+
+    if url.startswith("sqlite:///"):
+        return f"SQLite {Path(url.removeprefix('sqlite:///')).absolute()}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432  # settings do not check the DSN's port; the database will say what is wrong
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    user = f"{parts.username}@" if parts.username else ""
+    return f"PostgreSQL {user}{host}:{port}{parts.path or '/'}"
 
 
 async def _freeze_heap(app: web.Application) -> None:
@@ -159,12 +413,18 @@ async def _freeze_heap(app: web.Application) -> None:
     structlog.get_logger("byline.gateway").info("heap_frozen", objects=heap.freeze())
 
 
-def _demo_banner(base: str, tokens: dict[str, str]) -> str:
+def _demo_banner(
+    base: str, tokens: dict[str, str], *, settings: Settings, accounts: int, revoked: int
+) -> str:
+    earlier = f"the {revoked} of earlier runs are revoked; " if revoked else ""
     lines = [
         "",
-        f"Byline demo gateway on {base} (SQLite, policies from ./policies)",
+        f"Byline demo gateway on {base}",
+        f"  database:  {_database_where(settings.database_url)}  (BYLINE_DATABASE_URL)",
+        f"  policies:  {settings.policy_dir.absolute()}, {accounts} account(s)  (BYLINE_POLICY_DIR)",
+        f"  log key:   {settings.log_key_file.absolute()}  (BYLINE_LOG_KEY_FILE)",
         "",
-        "Fresh demo tokens for this run (make more with: .venv/bin/byline token create --user NAME):",
+        f"Fresh demo tokens for this run ({earlier}make more with: .venv/bin/byline token create --user NAME):",
     ]
     lines += [f"  {user:6} {token}" for user, token in tokens.items()]
     lines += [
@@ -200,6 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--label")
     create.add_argument("--expires", help="lifetime such as 30d or 12h (default: no expiry)")
     create.set_defaults(func=_cmd_token_create)
+    listing = token.add_parser("list", help="every token by its ID (never the token itself)")
+    listing.add_argument("--live", action="store_true", help="only tokens that still work")
+    listing.set_defaults(func=_cmd_token_list)
+    revoke = token.add_parser("revoke", help="end a token; an app's token is logged as client.revoked")
+    revoke.add_argument("id", nargs="?", metavar="ID",
+                        help="its ID from `byline token list` (or enough of its start to name one token)")
+    revoke.add_argument("--token", metavar="-", help="'-': read the token itself from standard input")
+    revoke.set_defaults(func=_cmd_token_revoke)
 
     policy = sub.add_parser("policy", help="policy files").add_subparsers(dest="action", required=True)
     check = policy.add_parser("check", help="validate a directory of policy files")

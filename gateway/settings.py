@@ -71,6 +71,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
 
+    @field_validator("policy_dir", mode="before")
+    @classmethod
+    def _names_a_directory(cls, value: object) -> object:
+        # An empty BYLINE_POLICY_DIR= would be read as "." and serve whatever YAML is there.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: name the directory of policy files (default ./policies)")
+        return value
+
 
     @property
     def credential_rules(self) -> CredentialRules:

@@ -5,17 +5,63 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.services.posts import Caller
+from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as sql
-from gateway.storage.db import Database, Txn
+from gateway.storage.db import Database, Row, Txn
 from gateway.types import duration_micros
 
 TOKEN_PREFIX = "byl_"
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+TOKEN_ID_LENGTH = 12
+"""Hex digits of a token's SHA-256 that name it to operators (``byline token list``)."""
+MIN_TOKEN_ID_LENGTH = 6
+"""The shortest start of an id that ``byline token revoke`` takes: fewer would name many."""
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def token_id(token_hash: str) -> str:
+    """A token's short public id: the start of its stored SHA-256, which tells nothing about the
+    token (finding a token from it is as hard as from the whole hash)."""
+    return token_hash[:TOKEN_ID_LENGTH]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenInfo:
+    """What an operator is shown of a token: never the token, nor all of its hash."""
+
+    id: str
+    user: str
+    account: str | None
+    label: str
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> TokenInfo:
+        """From a row of the tokens table."""
+        return cls(id=token_id(row["token_hash"]), user=row["user_name"], account=row["account"],
+                   label=row["label"], created_at=row["created_at"], expires_at=row["expires_at"],
+                   revoked_at=row["revoked_at"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Revocation:
+    """What revoking a token by its id did."""
+
+    token: TokenInfo
+    already: bool  # it had been revoked before: nothing changed
+    client: str | None  # the app an OAuth token was issued to; its end went into the log
 
 
 def hash_token(token: str) -> str:
@@ -75,3 +121,60 @@ class Identity:
         """Revoke a token; False when it was not live."""
         async with self._db.write() as txn:
             return await sql.revoke_token(txn, hash_token(token), at=now_micros(self._clock))
+
+    async def listing(self) -> list[TokenInfo]:
+        """Every token, revoked and expired ones too, oldest first (``byline token list``)."""
+        async with self._db.read() as txn:
+            rows = await sql.all_tokens(txn)
+        return [TokenInfo.from_row(row) for row in rows]
+
+    async def revoke_by_id(self, appender: Appender, wanted: str) -> Revocation:
+        """Revoke the one token whose SHA-256 starts with ``wanted`` (its id, at least
+        ``MIN_TOKEN_ID_LENGTH`` hex digits of it, or its whole hash); a start that several
+        tokens share is refused (409), one that none has is 404.
+
+        An app's OAuth token ending is a change of who speaks for an account, so it goes into
+        the log as ``client.revoked``, as it does when the app revokes it. A person's own token
+        is not: its making is not in the log either, and it gives no role (the policy does).
+        """
+        wanted = wanted.lower()
+        if len(wanted) < MIN_TOKEN_ID_LENGTH or not _HEX.match(wanted):
+            raise BylineError(
+                Code.VALIDATION, f"not a token id: {wanted!r} (the ID column of `byline token list`: "
+                f"at least {MIN_TOKEN_ID_LENGTH} of its hex digits)",
+            )
+
+        async def work(ltx: LogTxn) -> Revocation:
+            rows = await sql.tokens_with_prefix(ltx.txn, wanted)
+            if not rows:
+                raise BylineError(Code.NOT_FOUND, f"no token has the id {wanted} (see `byline token list`)")
+            if len(rows) > 1:
+                which = ", ".join(f"{token_id(r['token_hash'])} ({r['user_name']})" for r in rows)
+                raise BylineError(
+                    Code.CONFLICT, f"{wanted} starts the id of more than one token: {which}; give more of it"
+                )
+            row = rows[0]
+            info = TokenInfo.from_row(row)
+            if row["revoked_at"] is not None:
+                return Revocation(token=info, already=True, client=None)
+            grant = await oauth_sql.get_token_grant(ltx.txn, row["token_hash"])
+            await sql.revoke_token(ltx.txn, row["token_hash"], at=ltx.now)
+            client = None
+            if grant is not None:
+                client = str(grant["name"] or grant["client_id"])
+                await ltx.append("client.revoked", actor="system", account=row["account"],
+                                 data={"client": client, "reason": "revoked by an operator (byline token revoke)"})
+            return Revocation(token=replace(info, revoked_at=ltx.now), already=False, client=client)
+
+        return await appender.submit(work)
+
+    async def reissue(self, *, label: str, users: Sequence[str]) -> tuple[int, dict[str, str]]:
+        """Revoke every live token labelled ``label`` and make one new one with it for each of
+        ``users``, in one transaction, so that those of earlier runs end as the new ones begin
+        (``byline serve --demo``). How many were revoked, and the new tokens."""
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            revoked = await sql.revoke_labelled(txn, label, at=now)
+            tokens = {user: await self.issue(txn, user=user, account=None, label=label, at=now)
+                      for user in users}
+        return revoked, tokens

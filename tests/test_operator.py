@@ -1,0 +1,431 @@
+"""Operator mistakes at the `byline` command are clear errors (issue 12): tokens are listed and
+revoked by a short id, a lifetime of nothing or a token for an ungoverned account is refused,
+and `byline serve` refuses a policy directory it cannot read or a port that is taken before it
+writes anything, and says in its demo banner what it really runs on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from gateway.appkeys import CHECKPOINTS
+from gateway.clock import SystemClock
+from gateway.errors import BylineError, Code
+from gateway.services.identity import Identity, hash_token
+from gateway.storage import tokens as tokens_sql
+from gateway.storage.db import open_database
+from tests.audit.logtools import Result
+from tests.clients.signin import sign_in
+from tests.conftest import Gateway, write_policy
+
+OOB = "urn:ietf:wg:oauth:2.0:oob"
+DEMO_TOKEN = re.compile(r"^  (alice|bob|carol|dave)\s+(byl_\S+)$", re.MULTILINE)
+
+
+def _env(tmp_path: Path, db_url: str, policy_dir: Path | str, **settings: str) -> dict[str, str]:
+    """A `byline` environment of its own: no developer BYLINE_* settings, a log key in tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
+    env.update(BYLINE_DATABASE_URL=db_url, BYLINE_POLICY_DIR=str(policy_dir), BYLINE_PORT="0",
+               BYLINE_LOG_KEY_FILE=str(tmp_path / "log.key"), BYLINE_LOG_FORMAT="json")
+    env.update({f"BYLINE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limit: float = 60) -> Result:
+    """Run `byline` to its end, as an operator would; one that is still running after
+    ``limit`` seconds (a gateway that serves instead of refusing) fails the test."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, env=env, cwd=Path(env["BYLINE_LOG_KEY_FILE"]).parent,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate((stdin or "").encode()), limit)
+    except TimeoutError:
+        proc.kill()
+        out, err = await proc.communicate()
+        raise AssertionError(f"`byline {' '.join(args)}` was still running after {limit} s:\n"
+                             f"{out.decode()}{err.decode()}") from None
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def _demo_run(env: dict[str, str], log: Path) -> str:
+    """`byline serve --demo` until it has started, then stopped; everything it printed."""
+    with log.open("w") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "--demo", env=env, cwd=log.parent,
+            stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while '"gateway_started"' not in _read(log):
+            assert proc.returncode is None, _read(log)
+            assert time.monotonic() < deadline, _read(log)
+            await asyncio.sleep(0.05)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    return _read(log)
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def _live(db_url: str, token: str) -> bool:
+    """Whether the gateway would take ``token`` now."""
+    db = await open_database(db_url)
+    try:
+        await Identity(db, SystemClock()).authenticate(token)
+    except BylineError as exc:
+        assert exc.code is Code.UNAUTHENTICATED, exc
+        return False
+    finally:
+        await db.close()
+    return True
+
+
+async def _nothing_written(db_url: str) -> bool:
+    """Whether the database was never opened: no SQLite file, no table in the PostgreSQL schema."""
+    if db_url.startswith("sqlite:///"):
+        return not _exists(Path(db_url.removeprefix("sqlite:///")))
+    conn = await asyncpg.connect(db_url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()")
+    finally:
+        await conn.close()
+    return bool(count == 0)
+
+
+async def _token_rows(db_url: str) -> int:
+    db = await open_database(db_url)
+    try:
+        async with db.read() as txn:
+            return len(await txn.fetchall("SELECT token_hash FROM tokens"))
+    finally:
+        await db.close()
+
+
+# -- byline token list / revoke ----------------------------------------------------------------
+
+
+async def test_token_list_names_tokens_by_a_short_id_never_the_token(
+    tmp_path: Path, db_url: str, policy_dir: Path
+) -> None:
+    """`byline token list` shows each token's id (the start of its SHA-256), person, account,
+    label, dates and state, and neither the token nor its whole hash."""
+    env = _env(tmp_path, db_url, policy_dir)
+    made = await byline(env, "token", "create", "--user", "alice", "--account", "direct", "--label", "phone",
+                        "--expires", "30d")
+    assert made.code == 0, made.text
+    kept = made.out.strip()
+    gone = (await byline(env, "token", "create", "--user", "bob")).out.strip()
+    assert (await byline(env, "token", "revoke", hash_token(gone)[:12])).code == 0
+
+    listing = await byline(env, "token", "list")
+
+    assert listing.code == 0, listing.text
+    header, *rows = listing.out.splitlines()
+    assert header.split() == ["ID", "USER", "ACCOUNT", "LABEL", "CREATED", "(UTC)", "EXPIRES", "STATE"]
+    by_id = {row.split()[0]: row.split() for row in rows}
+    assert set(by_id) == {hash_token(kept)[:12], hash_token(gone)[:12]}
+    assert by_id[hash_token(kept)[:12]][1:4] == ["alice", "direct", "phone"]
+    assert by_id[hash_token(kept)[:12]][-1] == "live"
+    assert by_id[hash_token(gone)[:12]][1:4] == ["bob", "-", "-"]
+    assert by_id[hash_token(gone)[:12]][-3] == "revoked"
+    for secret in (kept, gone, hash_token(kept), hash_token(gone)):
+        assert secret not in listing.text
+    live = await byline(env, "token", "list", "--live")
+    assert [row.split()[0] for row in live.out.splitlines()[1:]] == [hash_token(kept)[:12]]
+
+
+@pytest.mark.parametrize("how", ["id", "start of the id", "token on stdin", "token as the id"])
+async def test_token_revoke_ends_the_token_it_names(tmp_path: Path, db_url: str, policy_dir: Path, how: str) -> None:
+    """`byline token revoke` ends the one token named by its id, the start of it, or the token
+    itself (best on standard input), and leaves the others and the log alone."""
+    env = _env(tmp_path, db_url, policy_dir)
+    token = (await byline(env, "token", "create", "--user", "alice")).out.strip()
+    other = (await byline(env, "token", "create", "--user", "alice")).out.strip()
+    args, stdin = {
+        "id": ([hash_token(token)[:12]], None),
+        "start of the id": ([hash_token(token)[:6].upper()], None),
+        "token on stdin": (["--token", "-"], token + "\n"),
+        "token as the id": ([token], None),
+    }[how]
+
+    revoked = await byline(env, "token", "revoke", *args, stdin=stdin)
+
+    assert revoked.code == 0, revoked.text
+    assert revoked.out.startswith(f"revoked {hash_token(token)[:12]} (alice)"), revoked.out
+    assert token not in revoked.text
+    assert [await _live(db_url, token), await _live(db_url, other)] == [False, True]
+    again = await byline(env, "token", "revoke", hash_token(token)[:12])
+    assert again.code == 0 and "already revoked" in again.out, again.text
+    # A person's own token gives no role and its making is not logged: neither is its end.
+    db = await open_database(db_url)
+    try:
+        async with db.read() as txn:
+            assert await txn.fetchall("SELECT idx FROM log_entries") == []
+    finally:
+        await db.close()
+
+
+async def test_token_revoke_refuses_an_id_that_names_no_token_or_several(
+    tmp_path: Path, db_url: str, policy_dir: Path
+) -> None:
+    """An id that starts two tokens' hashes, one that starts none, one too short to mean
+    anything, and a token on the command line after --token are refused (exit 2); nothing is
+    revoked."""
+    env = _env(tmp_path, db_url, policy_dir)
+    db = await open_database(db_url)
+    try:
+        async with db.write() as txn:  # two tokens whose hashes share their first 8 digits
+            for n in (1, 2):
+                await tokens_sql.insert_token(txn, token_hash=f"abcdef0{n}" + "0" * 56, user=f"user{n}",
+                                              account=None, label="", at=1, expires_at=None)
+    finally:
+        await db.close()
+
+    cases = {
+        ("abcdef",): "abcdef010000 (user1), abcdef020000 (user2)",
+        ("012345",): "no token has the id 012345",
+        ("abc",): "not a token id",
+        ("not-hex!",): "not a token id",
+        ("--token", "byl_pasted"): "standard input",
+        ("--token", "-"): "no token on standard input",
+        (): "name the token to revoke",
+    }
+    for args, expected in cases.items():
+        result = await byline(env, "token", "revoke", *args)
+        assert result.code == 2, (args, result.text)
+        assert result.out == "" and result.err.count("\n") == 1, (args, result.text)
+        assert result.err.startswith("error: ") and expected in result.err, (args, result.err)
+    listing = await byline(env, "token", "list", "--live")
+    assert len(listing.out.splitlines()) == 3, listing.text
+    assert (await byline(env, "token", "revoke", "abcdef01")).code == 0
+
+
+async def test_cli_revoke_of_an_apps_token_is_logged(gateway: Gateway, tmp_path: Path, db_url: str,
+                                                     policy_dir: Path) -> None:
+    """Revoking an app's OAuth token from the CLI ends it and logs `client.revoked`, as the
+    app's own revocation does, and the log, written by the CLI beside a running gateway, still
+    verifies."""
+    status, app = await gateway.call(None, "POST", "/api/v1/apps", data={
+        "client_name": "Toot!", "redirect_uris": OOB, "scopes": "read write"})
+    assert status == 200, app
+    base = str(gateway.client.make_url("")).rstrip("/")
+    code = await sign_in(f"{base}/oauth/authorize?response_type=code&client_id={app['client_id']}"
+                         f"&redirect_uri={OOB}&scope=write", token=gateway.tokens["alice"], account="direct")
+    status, granted = await gateway.call(None, "POST", "/oauth/token", data={
+        "grant_type": "authorization_code", "code": code, "client_id": app["client_id"],
+        "client_secret": app["client_secret"], "redirect_uri": OOB})
+    assert status == 200, granted
+    token = granted["access_token"]
+    app_call = {"headers": {"Authorization": f"Bearer {token}"}, "data": {"status": "From the app"}}
+    status, _ = await gateway.call(None, "POST", "/api/v1/statuses", **app_call)
+    assert status == 200
+    before = await gateway.log_size()
+    env = _env(tmp_path, db_url, policy_dir)
+
+    revoked = await byline(env, "token", "revoke", hash_token(token)[:12])
+
+    assert revoked.code == 0, revoked.text
+    assert "client.revoked" in revoked.out, revoked.out
+    status, _ = await gateway.call(None, "POST", "/api/v1/statuses", **app_call)
+    assert status == 401
+    assert await gateway.log_size() == before + 1
+    db = await open_database(db_url)
+    try:
+        async with db.read() as txn:
+            row = await txn.fetchone("SELECT entry FROM log_entries WHERE idx = ?", before)
+    finally:
+        await db.close()
+    assert row is not None
+    entry = json.loads(bytes(row["entry"]))
+    assert (entry["type"], entry["actor"], entry["account"], entry["data"]["client"]) == (
+        "client.revoked", "system", "direct", "Toot!")
+    # The gateway signs the tree the CLI extended, and the whole log verifies.
+    await gateway.app[CHECKPOINTS].sign_now()
+    key = gateway.app[CHECKPOINTS].verifier_key()
+    verified = await byline(env, "audit", "verify", "--key", key, "--url", base, "--no-state", "--no-progress")
+    assert verified.code == 0, verified.text
+    # A person's own token: revoked, and not logged.
+    plain = await byline(env, "token", "revoke", hash_token(gateway.tokens["bob"])[:12])
+    assert plain.code == 0 and "client.revoked" not in plain.out, plain.text
+    assert await gateway.log_size() == before + 1
+
+
+# -- byline token create ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expires", ["0s", "0d0h", "", "-1d", "soon"])
+async def test_token_create_refuses_a_lifetime_that_is_not_positive(
+    tmp_path: Path, db_url: str, policy_dir: Path, expires: str
+) -> None:
+    """`--expires 0s` used to make a token that never expires: a lifetime of nothing, or less,
+    or none at all is refused with one line naming --expires (exit 2), and no token is made."""
+    env = _env(tmp_path, db_url, policy_dir)
+
+    result = await byline(env, "token", "create", "--user", "alice", f"--expires={expires}")
+
+    assert result.code == 2, result.text
+    assert result.out == "", result.out
+    assert result.err.startswith("error: --expires") and result.err.count("\n") == 1, result.err
+    assert await _nothing_written(db_url) or await _token_rows(db_url) == 0
+
+
+async def test_token_create_refuses_an_account_without_a_policy(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
+    """`--account` must name an account with a policy that loads: a typo is refused with the
+    accounts there are, a refused policy file with its problem, a missing policy directory by
+    its setting; no token is made for any of them."""
+    write_policy(policy_dir, "broken", "account: broken\nplatform: sandbox\ntier: direct\n")
+    env = _env(tmp_path, db_url, policy_dir)
+    cases = {
+        "drect": f"--account drect: no policy for it in BYLINE_POLICY_DIR ({policy_dir}); the accounts "
+                 "there are: cosigned, delayed, direct, managed\n",
+        "broken": "--account broken: its policy in BYLINE_POLICY_DIR",
+    }
+    for account, expected in cases.items():
+        result = await byline(env, "token", "create", "--user", "alice", "--account", account)
+        assert result.code == 2, result.text
+        assert result.out == "" and result.err.startswith("error: " + expected), result.err
+    gone = await byline(_env(tmp_path, db_url, tmp_path / "nowhere"), "token", "create", "--user", "alice",
+                        "--account", "direct")
+    assert (gone.code, gone.err) == (2, f"error: BYLINE_POLICY_DIR: {tmp_path / 'nowhere'} does not exist\n")
+    assert await _nothing_written(db_url) or await _token_rows(db_url) == 0
+    made = await byline(env, "token", "create", "--user", "alice", "--account", "direct")
+    assert made.code == 0 and made.out.startswith("byl_"), made.text
+
+
+async def test_token_create_keeps_the_demo_label_for_serve(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
+    """`--label demo` is refused: `byline serve --demo` revokes the tokens with that label."""
+    result = await byline(_env(tmp_path, db_url, policy_dir), "token", "create", "--user", "alice",
+                          "--label", "demo")
+    assert result.code == 2 and "byline serve --demo" in result.err, result.text
+
+
+async def test_an_empty_policy_dir_setting_is_refused(tmp_path: Path, policy_dir: Path) -> None:
+    """BYLINE_POLICY_DIR= (empty) used to mean the working directory: it is refused by name."""
+    result = await byline(_env(tmp_path, f"sqlite:///{tmp_path / 'gateway.db'}", ""), "token", "list")
+    assert result.code == 2 and "BYLINE_POLICY_DIR" in result.err, result.text
+
+
+# -- byline serve ----------------------------------------------------------------------------------
+
+
+async def test_serve_demo_revokes_the_demo_tokens_of_earlier_runs(
+    tmp_path: Path, db_url: str, policy_dir: Path
+) -> None:
+    """Each `byline serve --demo` prints fresh demo tokens and revokes those of the run before;
+    other tokens stay."""
+    env = _env(tmp_path, db_url, policy_dir)
+    other = (await byline(env, "token", "create", "--user", "alice", "--label", "laptop")).out.strip()
+    first = dict(DEMO_TOKEN.findall(await _demo_run(env, tmp_path / "first.log")))
+    second_out = await _demo_run(env, tmp_path / "second.log")
+    second = dict(DEMO_TOKEN.findall(second_out))
+
+    assert sorted(first) == sorted(second) == ["alice", "bob", "carol", "dave"], second_out
+    assert [await _live(db_url, t) for t in first.values()] == [False] * 4
+    assert [await _live(db_url, t) for t in second.values()] == [True] * 4
+    assert await _live(db_url, other)
+    assert "the 4 of earlier runs are revoked" in second_out, second_out
+
+
+async def test_serve_demo_banner_says_what_is_in_use(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
+    """The demo banner names the database (never its password), the policy directory, the log
+    key and the port really in use, not the defaults."""
+    password = "Sup3r-s3cret-pw"
+    if db_url.startswith("postgresql://"):  # the test server trusts everyone: a password is ignored
+        parts = urlsplit(db_url)
+        db_url = urlunsplit(parts._replace(netloc=parts.netloc.replace("@", f":{password}@", 1)))
+    env = _env(tmp_path, db_url, policy_dir)
+
+    output = await _demo_run(env, tmp_path / "demo.log")
+
+    started = [json.loads(line) for line in output.splitlines() if '"gateway_started"' in line]
+    port = started[0]["port"]
+    assert f"Byline demo gateway on http://127.0.0.1:{port}\n" in output, output
+    if db_url.startswith("sqlite:///"):
+        assert f"  database:  SQLite {db_url.removeprefix('sqlite:///')}  (BYLINE_DATABASE_URL)\n" in output
+    else:
+        parts = urlsplit(db_url)
+        where = f"{parts.username}@{parts.hostname}:{parts.port or 5432}{parts.path}"
+        assert f"  database:  PostgreSQL {where}  (BYLINE_DATABASE_URL)\n" in output, output
+    assert password not in output
+    assert f"  policies:  {policy_dir}, 4 account(s)  (BYLINE_POLICY_DIR)\n" in output, output
+    assert f"  log key:   {tmp_path / 'log.key'}  (BYLINE_LOG_KEY_FILE)\n" in output, output
+    assert "./policies" not in output and "(SQLite" not in output, output
+
+
+@pytest.mark.parametrize("problem", ["missing", "a file", "unreadable"])
+async def test_serve_refuses_a_policy_dir_it_cannot_read(tmp_path: Path, db_url: str, problem: str) -> None:
+    """`byline serve` with a policy directory that is missing, not a directory or unreadable
+    stops at once with one line naming BYLINE_POLICY_DIR (exit 2): no database opened, no log
+    key made, no token minted."""
+    where = tmp_path / "policies"
+    if problem == "a file":
+        where.write_text("account: x\n", encoding="utf-8")
+    elif problem == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads every directory")
+        where.mkdir(mode=0)
+    env = _env(tmp_path, db_url, where)
+
+    result = await byline(env, "serve", "--demo", limit=20)
+
+    assert result.code == 2, result.text
+    assert result.out == "", result.out
+    assert result.err.startswith(f"error: BYLINE_POLICY_DIR: {where} ") and result.err.count("\n") == 1, result.err
+    assert not (tmp_path / "log.key").exists()
+    assert await _nothing_written(db_url)
+
+
+async def test_serve_warns_of_an_empty_policy_dir_and_serves(tmp_path: Path, db_url: str) -> None:
+    """An empty policy directory is served (policies can be added while it runs), with a warning
+    naming BYLINE_POLICY_DIR."""
+    empty = tmp_path / "policies"
+    empty.mkdir()
+
+    output = await _demo_run(_env(tmp_path, db_url, empty), tmp_path / "demo.log")
+
+    assert f"warning: BYLINE_POLICY_DIR: {empty} holds no policy files" in output, output
+    assert '"gateway_started"' in output
+
+
+@pytest.mark.parametrize("named_by", ["BYLINE_PORT", "--port"])
+async def test_serve_refuses_a_port_in_use(tmp_path: Path, db_url: str, policy_dir: Path, named_by: str) -> None:
+    """A port another process listens on stops `byline serve --demo` with one line (exit 2)
+    before anything is written: no tokens minted, no database opened, no log key made."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if named_by == "BYLINE_PORT":
+            result = await byline(_env(tmp_path, db_url, policy_dir, port=str(port)), "serve", "--demo", limit=20)
+        else:
+            result = await byline(_env(tmp_path, db_url, policy_dir), "serve", "--demo", "--port", str(port),
+                                  limit=20)
+
+    assert (result.code, result.out, result.err) == (2, "", f"error: port {port} on 127.0.0.1 is in use ({named_by})\n")
+    assert not (tmp_path / "log.key").exists()
+    assert await _nothing_written(db_url)
