@@ -216,5 +216,5 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(openapi.routes)
     app.add_routes(sandbox.routes)
     app.add_routes(mastodon.routes)
-    app.add_routes(xrpc.routes)
+    app.add_subapp("/xrpc", xrpc.surface())
     return app

@@ -62,7 +62,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
-        if request.match_info.handler not in _OWN_FORMAT:
+        if not answered_by_surface(request) and request.match_info.handler not in _OWN_FORMAT:
             check_request(request)
         response = await handler(request)
     except BylineError as exc:
@@ -98,6 +98,15 @@ def gone(request: web.Request) -> bool:
     """Whether the request's connection is closed or closing: an answer can no longer reach it."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+def answered_by_surface(request: web.Request) -> bool:
+    """Whether a surface mounted as a sub-application (``/xrpc``…) answers this request: it
+    matched a route there. That surface's own error middleware then checks the request
+    (``check_request``) and words its refusals; the router's 404 and 405, even under a
+    surface's prefix, are the gateway's own."""
+    info = request.match_info
+    return len(info.apps) > 1 and info.http_exception is None
 
 
 def answers_in_own_format(handler: Handler) -> Handler:

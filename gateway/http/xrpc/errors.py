@@ -1,0 +1,68 @@
+"""Errors as a PDS gives them: the PDS's status and ``{"error": Name, "message": ...}``."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from gateway.errors import BylineError, Code
+from gateway.http.common import Handler, answered_by_surface, check_request, gone
+
+logger = structlog.get_logger("byline.http.xrpc")
+
+# Error names a PDS answers with, and their statuses.
+_STATUS: dict[str, int] = {
+    "InvalidRequest": 400, "ExpiredToken": 400, "InvalidToken": 400, "AccountNotFound": 400,
+    "AuthMissing": 401, "AuthenticationRequired": 401, "Forbidden": 403,
+    "PayloadTooLarge": 413, "RateLimitExceeded": 429, "InternalServerError": 500,
+    "MethodNotImplemented": 501, "UpstreamFailure": 502,
+}
+_BY_CODE: dict[Code, str] = {
+    Code.UNAUTHENTICATED: "AuthenticationRequired", Code.FORBIDDEN: "Forbidden",
+    Code.PAYLOAD_TOO_LARGE: "PayloadTooLarge", Code.UNAVAILABLE: "UpstreamFailure",
+    Code.TOO_MANY_REQUESTS: "RateLimitExceeded",
+    Code.INTERNAL: "InternalServerError",
+}
+
+
+def _answer(status: int, name: str, message: str) -> web.Response:
+    return web.json_response({"error": name, "message": message}, status=status)
+
+
+def error_response(exc: BylineError) -> web.Response:
+    """A ``BylineError`` as a PDS would answer it (its ``xrpc`` detail names the error, if any)."""
+    hint = exc.details.get("xrpc")
+    name = hint if isinstance(hint, str) and hint in _STATUS else _BY_CODE.get(exc.code, "InvalidRequest")
+    response = _answer(_STATUS[name], name, exc.message)
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
+def invalid(message: str) -> BylineError:
+    """The call cannot be made as sent: ``InvalidRequest``, 400."""
+    return BylineError(Code.BAD_REQUEST, message, xrpc="InvalidRequest")
+
+
+@web.middleware
+async def pds_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check every call (``check_request``) and answer every failure of one as a PDS does, a crash
+    too. A path the router has nothing for is the gateway's 404, answered by its own middleware."""
+    if not answered_by_surface(request):
+        return await handler(request)
+    try:
+        check_request(request)
+        return await handler(request)
+    except BylineError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return _answer(413, "PayloadTooLarge", "request entity too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _answer(exc.status, "InvalidRequest", exc.reason)
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and gone(request):
+            raise  # nobody to answer (see common.error_middleware)
+        logger.exception("xrpc_crashed", nsid=request.match_info.get("nsid"))
+        return _answer(500, "InternalServerError", "Internal Server Error")
