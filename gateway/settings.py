@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from limits import parse
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,6 +42,16 @@ class Settings(BaseSettings):
         description="Comma-separated people who may read every account's posts and the words of "
         "posts that never went out, with their salts, but never act on them",
     )
+    admins: str = Field(
+        default="", pattern=r"^[A-Za-z0-9._,\s-]*$",
+        description="Comma-separated people who administer this gateway: they see every refused "
+        "policy file's problems (everyone else sees those of their own accounts)",
+    )
+    signin_attempts: str = Field(
+        default="10/minute",
+        description="failed sign-ins (the OAuth sign-in page, XRPC createSession) allowed per client "
+        "address and per name tried, in a moving window, such as 10/minute or 50/hour",
+    )
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_interval_seconds: float = Field(default=2.0, gt=0)
@@ -63,6 +74,15 @@ class Settings(BaseSettings):
         description="open connections one client address may hold; more are answered 429 and closed "
         "(0: no limit, for a gateway behind a proxy that connects for everyone)",
     )
+
+    @field_validator("signin_attempts")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate such as 10/minute or 50/hour") from None
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -87,6 +107,11 @@ class Settings(BaseSettings):
             policy_dir=self.policy_dir, secrets_dir=self.secrets_dir, log_key_file=self.log_key_file,
             allow_insecure=self.allow_insecure_platforms,
         )
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        """The people named in ``admins``."""
+        return frozenset(n.strip() for n in self.admins.split(",") if n.strip())
 
     @property
     def auditor_names(self) -> frozenset[str]:

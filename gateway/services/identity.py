@@ -20,8 +20,6 @@ from gateway.types import duration_micros
 
 TOKEN_PREFIX = "byl_"
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
 TOKEN_ID_LENGTH = 12
 """Hex digits of a token's SHA-256 that name it to operators (``byline token list``)."""
 MIN_TOKEN_ID_LENGTH = 6
@@ -90,7 +88,7 @@ class Identity:
 
     async def issue(
         self, txn: Txn, *, user: str, account: str | None, label: str, at: int,
-        expires_at: int | None = None,
+        expires_at: int | None = None, parent_hash: str | None = None,
     ) -> str:
         """A new token written in the caller's transaction, so that whatever it is issued for
         (an OAuth code exchanged for it) commits with it or not at all; shown once."""
@@ -99,7 +97,7 @@ class Identity:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         await sql.insert_token(
             txn, token_hash=hash_token(token), user=user, account=account, label=label, at=at,
-            expires_at=expires_at,
+            expires_at=expires_at, parent_hash=parent_hash,
         )
         return token
 
@@ -115,7 +113,18 @@ class Identity:
             raise BylineError(Code.UNAUTHENTICATED, "unknown or revoked token")
         if row["expires_at"] is not None and row["expires_at"] <= now_micros(self._clock):
             raise BylineError(Code.UNAUTHENTICATED, "token expired: ask for a new one")
-        return Caller(user=row["user_name"], account=row["account"])
+        scopes = frozenset(row["scopes"].split()) if row["scopes"] is not None else None
+        return Caller(user=row["user_name"], account=row["account"], scopes=scopes)
+
+    async def person(self, token: str | None) -> Caller:
+        """The person a token of their own stands for: an app's OAuth token is refused (401),
+        because a scope means nothing where a person proves who they are."""
+        caller = await self.authenticate(token)
+        if caller.scopes is not None:
+            raise BylineError(
+                Code.UNAUTHENTICATED, "an app's token cannot stand for a person here: use your own Byline token"
+            )
+        return caller
 
     async def revoke(self, token: str) -> bool:
         """Revoke a token; False when it was not live."""

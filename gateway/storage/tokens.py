@@ -7,20 +7,28 @@ from gateway.storage.db import Row, Txn
 
 async def insert_token(
     txn: Txn, *, token_hash: str, user: str, account: str | None, label: str, at: int,
-    expires_at: int | None,
+    expires_at: int | None, parent_hash: str | None = None,
 ) -> None:
-    """Store a new token's hash."""
+    """Store a new token's hash (and the hash of the token that authorised it, if any)."""
     await txn.execute(
-        "INSERT INTO tokens (token_hash, user_name, account, label, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        token_hash, user, account, label, at, expires_at,
+        "INSERT INTO tokens (token_hash, user_name, account, label, created_at, expires_at, parent_hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        token_hash, user, account, label, at, expires_at, parent_hash,
     )
 
 
 async def find_token(txn: Txn, token_hash: str) -> Row | None:
-    """The live token with this hash, if any."""
+    """The token with this hash if it, and the token that authorised it, are not revoked: its
+    person and account, the earlier of the two expiries, and its OAuth scopes (NULL for a
+    token made by an admin, which has no scopes to limit it)."""
     return await txn.fetchone(
-        "SELECT user_name, account, expires_at FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        "SELECT t.user_name, t.account, g.scopes, CASE "
+        "WHEN p.expires_at IS NULL THEN t.expires_at WHEN t.expires_at IS NULL THEN p.expires_at "
+        "WHEN p.expires_at < t.expires_at THEN p.expires_at ELSE t.expires_at END AS expires_at "
+        "FROM tokens t LEFT JOIN tokens p ON p.token_hash = t.parent_hash "
+        "LEFT JOIN oauth_tokens g ON g.token_hash = t.token_hash "
+        "WHERE t.token_hash = ? AND t.revoked_at IS NULL "
+        "AND (t.parent_hash IS NULL OR (p.token_hash IS NOT NULL AND p.revoked_at IS NULL))",
         token_hash,
     )
 
