@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from gateway.storage.db import Row, Txn
 
+_EXPIRES_AT = (
+    "CASE WHEN p.expires_at IS NULL THEN t.expires_at WHEN t.expires_at IS NULL THEN p.expires_at "
+    "WHEN p.expires_at < t.expires_at THEN p.expires_at ELSE t.expires_at END AS expires_at"
+)
+
 
 async def insert_token(
     txn: Txn, *, token_hash: str, user: str, account: str | None, label: str, at: int,
@@ -22,9 +27,7 @@ async def find_token(txn: Txn, token_hash: str) -> Row | None:
     person and account, the earlier of the two expiries, and its OAuth scopes (NULL for a
     token made by an admin, which has no scopes to limit it)."""
     return await txn.fetchone(
-        "SELECT t.user_name, t.account, g.scopes, CASE "
-        "WHEN p.expires_at IS NULL THEN t.expires_at WHEN t.expires_at IS NULL THEN p.expires_at "
-        "WHEN p.expires_at < t.expires_at THEN p.expires_at ELSE t.expires_at END AS expires_at "
+        "SELECT t.user_name, t.account, g.scopes, " + _EXPIRES_AT + " "
         "FROM tokens t LEFT JOIN tokens p ON p.token_hash = t.parent_hash "
         "LEFT JOIN oauth_tokens g ON g.token_hash = t.token_hash "
         "WHERE t.token_hash = ? AND t.revoked_at IS NULL "
@@ -33,20 +36,25 @@ async def find_token(txn: Txn, token_hash: str) -> Row | None:
     )
 
 
+# A token as it stands, with the token that authorised it (an app's OAuth token ends with its
+# person's): the earlier of the two expiries, and revoked when either is.
+_AS_IT_STANDS = (
+    "SELECT t.token_hash, t.user_name, t.account, t.label, t.created_at, " + _EXPIRES_AT +
+    ", COALESCE(t.revoked_at, p.revoked_at) AS revoked_at "
+    "FROM tokens t LEFT JOIN tokens p ON p.token_hash = t.parent_hash "
+)
+
+
 async def all_tokens(txn: Txn) -> list[Row]:
-    """Every token, revoked and expired ones too, oldest first."""
-    return await txn.fetchall(
-        "SELECT token_hash, user_name, account, label, created_at, expires_at, revoked_at "
-        "FROM tokens ORDER BY created_at, token_hash"
-    )
+    """Every token as it stands, revoked and expired ones too, oldest first."""
+    return await txn.fetchall(_AS_IT_STANDS + "ORDER BY t.created_at, t.token_hash")
 
 
 async def tokens_with_prefix(txn: Txn, prefix: str, *, limit: int = 10) -> list[Row]:
-    """Tokens whose hash starts with ``prefix`` (lower-case hex only: no LIKE wildcards), at
-    most ``limit``, revoked ones too."""
+    """Tokens whose hash starts with ``prefix`` (lower-case hex only: no LIKE wildcards), as they
+    stand, at most ``limit``, revoked ones too."""
     return await txn.fetchall(
-        "SELECT token_hash, user_name, account, label, created_at, expires_at, revoked_at "
-        "FROM tokens WHERE token_hash LIKE ? ORDER BY created_at, token_hash LIMIT ?",
+        _AS_IT_STANDS + "WHERE t.token_hash LIKE ? ORDER BY t.created_at, t.token_hash LIMIT ?",
         prefix + "%", limit,
     )
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.appkeys import DB, IDENTITY, SETTINGS
 from gateway.services.checkpoints import load_signer
+from gateway.services.identity import hash_token, token_id
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
 from tests.conftest import started_gateway
@@ -110,6 +111,9 @@ async def test_an_app_token_ends_with_its_person_token(world: World) -> None:
     assert (await _as(world, second, "GET", "/api/v1/accounts/verify_credentials"))[0] == 200
     assert await gw.app[IDENTITY].revoke(person)
     assert (await _as(world, second, "GET", "/api/v1/accounts/verify_credentials"))[0] == 401
+    # The operator's list says so too: the app's token stands revoked with its person's.
+    listed = {info.id: info for info in await gw.app[IDENTITY].listing()}
+    assert listed[token_id(hash_token(second))].revoked_at is not None
 
 
 async def test_a_code_from_a_person_token_that_ended_is_refused(world: World) -> None:
