@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,7 +20,7 @@ import asyncpg
 import pytest
 
 from gateway.appkeys import CHECKPOINTS
-from gateway.clock import SystemClock
+from gateway.clock import ManualClock, SystemClock
 from gateway.errors import BylineError, Code
 from gateway.services.identity import Identity, hash_token
 from gateway.storage import tokens as tokens_sql
@@ -429,3 +430,16 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path, db_url: str, policy_d
     assert (result.code, result.out, result.err) == (2, "", f"error: port {port} on 127.0.0.1 is in use ({named_by})\n")
     assert not (tmp_path / "log.key").exists()
     assert await _nothing_written(db_url)
+
+
+async def test_identity_refuses_a_lifetime_of_nothing(db_url: str) -> None:
+    """A token made to last no time at all is refused, not made to last for ever."""
+    db = await open_database(db_url)
+    try:
+        for lifetime in (timedelta(0), timedelta(seconds=-5)):
+            with pytest.raises(BylineError, match="longer than nothing"):
+                await Identity(db, ManualClock()).create(user="alice", expires_in=lifetime)
+        async with db.read() as txn:
+            assert await txn.fetchone("SELECT token_hash FROM tokens") is None
+    finally:
+        await db.close()

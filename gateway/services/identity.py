@@ -79,11 +79,13 @@ class Identity:
         expires_in: timedelta | None = None,
     ) -> str:
         """A new random token for ``user`` (bound to one account when given); shown once."""
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise BylineError(Code.VALIDATION, "a token's lifetime must be longer than nothing")
         now = now_micros(self._clock)
         async with self._db.write() as txn:
             return await self.issue(
                 txn, user=user, account=account, label=label, at=now,
-                expires_at=now + duration_micros(expires_in) if expires_in else None,
+                expires_at=now + duration_micros(expires_in) if expires_in is not None else None,
             )
 
     async def issue(
