@@ -320,3 +320,36 @@ def _no_ambient_byline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             monkeypatch.delenv(key)
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     yield
+
+
+# -- no secret shown where it must not be ---------------------------------------------------------
+
+from tests.fuzz.secrets_watch import Recorder  # noqa: E402  (the watch is an addition to this file's fixtures)
+
+SECRETS = Recorder()
+"""Watches every response of every test gateway and every log line of the session for secrets."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_shown(pytestconfig: pytest.Config) -> Iterator[Recorder]:
+    """At the end of the session, no token, client secret, code, session JWT, platform credential or
+    key may appear in any response or log line, but in the one answer that delivers it (see
+    tests/fuzz/secrets_watch.py)."""
+    SECRETS.install()
+    try:
+        yield SECRETS
+    finally:
+        SECRETS.uninstall()
+    watch = SECRETS.watch
+    leaks = watch.leaks()
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"secret watch: {len(watch.secrets)} secrets looked for in {len(watch.seen)} "
+                            f"answers and log lines; {len(leaks)} found where they must not be")
+    assert not leaks, f"{len(leaks)} secrets shown where they must not be:\n" + "\n".join(map(str, leaks[:40]))
+
+
+@pytest.fixture(autouse=True)
+def _secrets_watch_logs() -> None:
+    """Keep the log hook in place if a test configured structlog anew."""
+    SECRETS.ensure_structlog()
