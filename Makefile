@@ -49,10 +49,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 # The random tests at full size: the co-signing state machine runs ten times as many sequences
-# as in `make test`, on SQLite and on PostgreSQL (found as `make test` finds it).
+# as in `make test`, and the fuzzers in tests/fuzz (schemathesis on the OpenAPI document, the
+# Mastodon and XRPC surfaces, mutated policy files) ten to twenty-five times as many cases, on
+# SQLite and on PostgreSQL (found as `make test` finds it).
 fuzz: $(STAMP)
 	BYLINE_TEST_STATE_MACHINE_EXAMPLES=300 BYLINE_TEST_STATE_MACHINE_STEPS=40 \
-	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py $(PYTEST_ARGS)
+	BYLINE_TEST_FUZZ_OPENAPI_EXAMPLES=200 BYLINE_TEST_FUZZ_MASTODON_EXAMPLES=1000 \
+	BYLINE_TEST_FUZZ_XRPC_EXAMPLES=1500 BYLINE_TEST_FUZZ_POLICY_EXAMPLES=5000 \
+	BYLINE_TEST_FUZZ_POLICY_GATEWAY_EXAMPLES=400 \
+	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py tests/fuzz $(PYTEST_ARGS)
 
 # Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay): see the
 # README's "Mutation testing" for the last summary. Not part of `make test`: it takes a while.
