@@ -49,8 +49,8 @@ def _url(value: str) -> str:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
+    from gateway.audit.keys import write_new_key
     from gateway.audit.note import NoteError
-    from gateway.services.checkpoints import write_new_key
 
     path = Path(args.out) if args.out else Path(_settings().log_key_file)
     origin = str(args.origin or _settings().log_origin)
@@ -73,7 +73,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_key(args: argparse.Namespace) -> int:
-    from gateway.services.checkpoints import LogKeyError, load_signer
+    from gateway.audit.keys import LogKeyError, load_signer
 
     settings = _settings()
     try:

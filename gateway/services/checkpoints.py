@@ -7,14 +7,14 @@ and must be caught rather than signed over. A tree that is not an extension of t
 one is refused: nothing is signed, the refusal is logged at error level on every attempt, and
 ``/readyz`` reports it until an operator looks.
 
-The signing key is a file (``BYLINE_LOG_KEY_FILE``) read once at start; it is never logged or
-served. Only ``serve --demo`` and tests let the gateway create a missing key.
+The signing key is a file (``BYLINE_LOG_KEY_FILE``, made and read by :mod:`gateway.audit.keys`)
+read once at start; it is never logged or served. Only ``serve --demo`` and tests let the
+gateway create a missing key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from pathlib import Path
 import structlog
 
 from gateway.audit import merkle
+from gateway.audit.keys import LogKeyError as LogKeyError  # re-exported: the app and the CLI
+from gateway.audit.keys import load_signer as load_signer  # load the key from here
 from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_note
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
@@ -32,10 +34,6 @@ from gateway.tasks import cancel_task, run_every
 logger = structlog.get_logger("byline.checkpoints")
 
 
-class LogKeyError(Exception):
-    """The signing key file is missing, unreadable, or for another log: the gateway cannot start."""
-
-
 class CheckpointRefused(Exception):
     """The tree is not consistent with the last signed checkpoint; nothing was signed."""
 
@@ -43,47 +41,6 @@ class CheckpointRefused(Exception):
 def signed_state_path(key_file: Path) -> Path:
     """Where the last checkpoint signed with ``key_file`` is remembered: beside the key."""
     return key_file.with_name(key_file.name + ".checkpoint")
-
-
-def write_new_key(path: Path, origin: str) -> Signer:
-    """Create a new Ed25519 signing key file for ``origin`` (mode 0600); never overwrite one."""
-    signer = Signer.generate(origin)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(signer.to_text() + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    return signer
-
-
-def load_signer(path: Path, *, origin: str, create: bool = False) -> Signer:
-    """Read the signing key for ``origin`` from ``path``; create it only when ``create``."""
-    if not path.exists():
-        if not create:
-            raise LogKeyError(
-                f"BYLINE_LOG_KEY_FILE: no log signing key at {path}; create one with "
-                f"`byline log keygen --out {path}` and publish the verifier key it prints"
-            )
-        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-            write_new_key(path, origin)
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LogKeyError(f"BYLINE_LOG_KEY_FILE: cannot read {path}: {type(exc).__name__}") from None
-    try:
-        signer = Signer.from_text(text)
-    except NoteError:
-        # The message never quotes the file: it holds a secret.
-        raise LogKeyError(
-            f"BYLINE_LOG_KEY_FILE: {path} is not a signer key (PRIVATE+KEY+name+id+key)"
-        ) from None
-    if signer.name != origin:
-        raise LogKeyError(
-            f"BYLINE_LOG_KEY_FILE: the key in {path} signs for {signer.name!r} but "
-            f"BYLINE_LOG_ORIGIN is {origin!r}; the checkpoint origin must be the key's name"
-        )
-    return signer
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import make_app
 from gateway.appkeys import CHECKPOINTS
+from gateway.audit.keys import LogKeyError, load_signer, write_new_key
 from gateway.clock import ManualClock
-from gateway.services.checkpoints import CheckpointRefused, LogKeyError, load_signer, write_new_key
+from gateway.services.checkpoints import CheckpointRefused
 from tests.audit.logtools import Attacker, byline, cli_env
 from tests.conftest import make_settings, started_gateway
 
