@@ -335,6 +335,16 @@ def _no_secret_shown(pytestconfig: pytest.Config) -> Iterator[Recorder]:
     """At the end of the session, no token, client secret, code, session JWT, platform credential or
     key may appear in any response or log line, but in the one answer that delivers it (see
     tests/fuzz/secrets_watch.py)."""
+    said: list[str] = []
+
+    class Summary:
+        """Says at the end of the run what the watch looked at, so that it is seen to have run."""
+
+        def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+            for line in said:
+                terminalreporter.write_line(line)
+
+    pytestconfig.pluginmanager.register(Summary(), "byline-secret-watch")
     SECRETS.install()
     try:
         yield SECRETS
@@ -342,10 +352,8 @@ def _no_secret_shown(pytestconfig: pytest.Config) -> Iterator[Recorder]:
         SECRETS.uninstall()
     watch = SECRETS.watch
     leaks = watch.leaks()
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"secret watch: {len(watch.secrets)} secrets looked for in {len(watch.seen)} "
-                            f"answers and log lines; {len(leaks)} found where they must not be")
+    said.append(f"secret watch: {len(watch.secrets)} secrets looked for in {len(watch.seen)} answers and "
+                f"log lines; {len(leaks)} found where they must not be")
     assert not leaks, f"{len(leaks)} secrets shown where they must not be:\n" + "\n".join(map(str, leaks[:40]))
 
 
