@@ -219,7 +219,7 @@ class Recorder:
         def signer(result: Any) -> None:
             text = result.to_text()
             kind_of(text, "log signing key")
-            kind_of(text.rsplit("+", 1)[-1], "log signing key")
+            kind_of(text.split("+", 4)[-1], "log signing key")
             kind_of(result.private_key.private_bytes_raw(), "log signing key")
 
         def pds_login(login: Any) -> None:
