@@ -115,6 +115,12 @@ class SqliteDatabase:
         self._write_lock = asyncio.Lock()
         self._waiting_writers = 0
 
+    @property
+    def writers_waiting(self) -> int:
+        """How many ``write()`` transactions are waiting for the writer: a long run of writes
+        (:class:`WriteChain`) should end when there are any."""
+        return self._waiting_writers
+
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -248,7 +254,7 @@ class WriteChain:
 
     def contended(self) -> bool:
         """Whether another writer is waiting for its turn (then the chain should end)."""
-        return self._db._waiting_writers > 0
+        return self._db.writers_waiting > 0
 
     async def begin(self) -> None:
         """Begin a transaction."""
