@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit import merkle
+from gateway.audit.nodes import stored_nodes
 from gateway.audit.note import NoteError, format_tlog_proof
 from gateway.errors import BylineError, Code
 from gateway.services.checkpoints import CheckpointRefused, CheckpointService
@@ -117,7 +118,7 @@ class LogReader:
                 raise BylineError(
                     Code.VALIDATION, f"the log has {current} entries, fewer than {size}", field="size"
                 )
-            nodes = await log_sql.nodes(txn, merkle.inclusion_proof_nodes(index, size))
+            nodes = await stored_nodes(txn, merkle.inclusion_proof_nodes(index, size))
         try:
             return merkle.assemble_inclusion_proof(index, size, nodes)
         except KeyError:
@@ -133,7 +134,7 @@ class LogReader:
                 raise BylineError(
                     Code.VALIDATION, f"the log has {current} entries, fewer than {new}", field="new"
                 )
-            nodes = await log_sql.nodes(txn, merkle.consistency_proof_nodes(old, new))
+            nodes = await stored_nodes(txn, merkle.consistency_proof_nodes(old, new))
         try:
             return merkle.assemble_consistency_proof(old, new, nodes)
         except KeyError:
@@ -191,7 +192,7 @@ class LogReader:
             if int(row["idx"]) < size:
                 wanted.update(merkle.inclusion_proof_nodes(int(row["idx"]), size))
         async with self._db.read() as txn:
-            nodes = await log_sql.nodes(txn, sorted(wanted))
+            nodes = await stored_nodes(txn, sorted(wanted))
         events = []
         for row in rows:
             index = int(row["idx"])

@@ -25,6 +25,7 @@ import structlog
 from gateway.audit import merkle
 from gateway.audit.keys import LogKeyError as LogKeyError  # re-exported: the app and the CLI
 from gateway.audit.keys import load_signer as load_signer  # load the key from here
+from gateway.audit.nodes import stored_nodes
 from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_note
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
@@ -173,7 +174,7 @@ class CheckpointService:
             for anchor in anchors:
                 if 0 < anchor.size < size:
                     wanted.update(merkle.consistency_proof_nodes(anchor.size, size))
-            nodes = await log_sql.nodes(txn, sorted(wanted))
+            nodes = await stored_nodes(txn, sorted(wanted))
         try:
             from_nodes = merkle.root_from_nodes(size, nodes)
         except KeyError as exc:

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
-from gateway.audit.merkle import node_hash
 from gateway.storage.db import SQLITE_MAX_VARIABLES, Row, Txn
 
 STATE = "SELECT size, root, frontier FROM log_state WHERE id = 1"
@@ -145,10 +144,15 @@ def is_stored_level(level: int) -> bool:
     return level > 0 and level % NODE_STRIDE == 0
 
 
-async def _base_hashes(txn: Txn, level: int, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
+async def level_hashes(txn: Txn, level: int, ranges: Sequence[tuple[int, int]]) -> dict[int, bytes]:
+    """The stored hashes of one tree level (0: the leaves, or a stored level) whose index lies in
+    any of ``ranges`` (half-open), by index; one that is not stored is left out. The nodes in
+    between are folded up from these by the audit side (``gateway.audit.nodes``): storage keeps
+    hashes, it does not compute them."""
+    spans = _merged(ranges)
     out: dict[int, bytes] = {}
-    for start in range(0, len(ranges), 100):
-        chunk = ranges[start : start + 100]
+    for start in range(0, len(spans), 100):
+        chunk = spans[start : start + 100]
         cond = " OR ".join("(idx >= ? AND idx < ?)" for _ in chunk)
         args: list[Any] = [v for pair in chunk for v in pair]
         if level == 0:
@@ -161,35 +165,13 @@ async def _base_hashes(txn: Txn, level: int, ranges: list[tuple[int, int]]) -> d
     return out
 
 
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _merged(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for begin, end in sorted(ranges):
         if out and begin <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
             out.append((begin, end))
-    return out
-
-
-async def nodes(txn: Txn, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Perfect-subtree hashes by (level, index); a node whose parts are not stored is left out."""
-    spans: dict[int, list[tuple[int, int]]] = {}
-    for level, idx in wanted:
-        base = level - level % NODE_STRIDE
-        spans.setdefault(base, []).append((idx << (level - base), (idx + 1) << (level - base)))
-    have = {base: await _base_hashes(txn, base, _merged(ranges)) for base, ranges in spans.items()}
-    out: dict[tuple[int, int], bytes] = {}
-    for level, idx in wanted:
-        base = level - level % NODE_STRIDE
-        first = idx << (level - base)
-        found = have[base]
-        layer = [found.get(i) for i in range(first, first + (1 << (level - base)))]
-        if any(h is None for h in layer):
-            continue
-        hashes: list[bytes] = [h for h in layer if h is not None]
-        while len(hashes) > 1:
-            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-        out[(level, idx)] = hashes[0]
     return out
 
 
