@@ -23,12 +23,9 @@ import asyncio
 import binascii
 import contextlib
 import hashlib
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import structlog
 
 from gateway.audit import merkle
 from gateway.audit.entry import (
@@ -41,6 +38,7 @@ from gateway.audit.entry import (
     relink_raw,
     text_commitment,
 )
+from gateway.audit.queue import Batch, WorkQueue
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database, SqliteDatabase, TransactionNotBegun, Txn, WriteChain
@@ -52,7 +50,6 @@ _MAX_HEADS = 100_000
 _MAX_CHAIN = 64  # batches in one run on the SQLite writer before it is let go for a moment
 _sha256 = hashlib.sha256
 _b64 = binascii.b2a_base64
-logger = structlog.get_logger("byline.appender")
 
 
 class LooseText(ValueError):
@@ -172,16 +169,7 @@ class LogTxn:
 
 
 Work = Callable[[LogTxn], Awaitable[T]]
-_Job = tuple[Work[Any], "asyncio.Future[Any]"]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Works run and their log written: what to tell their callers once it has committed."""
-
-    jobs: list[_Job]
-    results: list[Any]
-    failed: dict[int, BaseException]
+_Batch = Batch[Work[Any]]
 
 
 class Appender:
@@ -190,18 +178,20 @@ class Appender:
     def __init__(self, db: Database, clock: Clock, *, max_batch: int = 512) -> None:
         self._db = db
         self._clock = clock
-        self._max_batch = max_batch
-        self._queue: deque[_Job] = deque()
-        self._wake: asyncio.Future[None] | None = None  # set while the queue is empty
+        self._queue: WorkQueue[Work[Any]] = WorkQueue(max_batch=max_batch)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.batches = 0
         # The last entry of each chain this appender wrote, valid while the tree has exactly the
         # size it left it at: any other writer (a replica) moves the size and empties it.
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._heads_at = -1
         # The tree as this appender last wrote it: (size, right edge), or None when unknown.
         self._tree: tuple[int, bytes] | None = None
+
+    @property
+    def batches(self) -> int:
+        """Batches committed and answered since the appender was made."""
+        return self._queue.batches
 
     async def start(self) -> None:
         """Start draining the queue."""
@@ -212,10 +202,7 @@ class Appender:
         """Stop: a batch that is committing is still answered; the rest fail."""
         await cancel_task(self._task)
         self._task = None
-        while self._queue:
-            _, future = self._queue.popleft()
-            if not future.done():
-                future.set_exception(RuntimeError("the gateway is shutting down"))
+        self._queue.shut()
 
     def submit(self, work: Work[T]) -> asyncio.Future[T]:
         """Run ``work`` in the next batch; await the result, given once the batch has committed."""
@@ -223,18 +210,8 @@ class Appender:
         if task is None or loop is None or task.done():
             raise RuntimeError("the appender is not running")
         future: asyncio.Future[T] = asyncio.Future(loop=loop)
-        self._queue.append((work, future))
-        wake = self._wake
-        if wake is not None:
-            self._wake = None
-            if not wake.done():
-                wake.set_result(None)
+        self._queue.put(work, future)
         return future
-
-    def _take(self) -> list[_Job]:
-        queue = self._queue
-        jobs = [queue.popleft() for _ in range(min(len(queue), self._max_batch))]
-        return [job for job in jobs if not job[1].cancelled()]
 
     def _forget(self) -> None:
         self._heads.clear()
@@ -242,41 +219,36 @@ class Appender:
         self._tree = None
 
     async def _run(self) -> None:
-        assert self._loop is not None
         while True:
-            if not self._queue:
-                self._wake = self._loop.create_future()
-                await self._wake
-                continue
+            await self._queue.ready()
             if isinstance(self._db, SqliteDatabase):
                 await self._run_chain(self._db)
                 # A turn of the loop between chains, so that other processes on the same file
                 # (replicas) find the writer lock free now and then.
                 await asyncio.sleep(0)
             else:
-                await self._run_one(self._take())
+                await self._run_one(self._queue.take())
 
-    async def _run_one(self, jobs: list[_Job]) -> None:
+    async def _run_one(self, batch: _Batch) -> None:
         """One batch in one transaction, committed before the next begins."""
-        failed: dict[int, BaseException] = {}
         try:
             while True:
                 try:
                     async with self._db.write() as txn:
                         state = await log_sql.lock_state(txn)
                         size = int(state["size"])
-                        ltx, results = await self._fill(txn, jobs, failed, size)
+                        ltx = await self._fill(txn, batch, size)
                         await self._write_log(txn, ltx, size, bytes(state["frontier"]))
                 except _Rerun:
                     continue
                 break
         except BaseException as exc:
             self._forget()
-            self._fail(jobs, exc)
+            self._queue.fail(batch, exc)
             if isinstance(exc, Exception):
                 return
             raise
-        self._answer(_Batch(jobs, results, failed))
+        self._queue.answer(batch)
 
     async def _run_chain(self, db: SqliteDatabase) -> None:
         """Batches one after the other on the SQLite writer, each one's works run while the
@@ -292,11 +264,10 @@ class Appender:
             pending: _Batch | None = None  # written, its COMMIT under way
             committed: asyncio.Future[Any] | None = None  # that COMMIT's outcome
             begun: asyncio.Future[list[Any]] | None = None  # [BEGIN, state] queued behind it
-            jobs: list[_Job] = []
+            batch: _Batch | None = None  # the batch being run, not yet handed on
             try:
                 while True:
-                    jobs = self._take()
-                    failed: dict[int, BaseException] = {}
+                    batch = self._queue.take()
                     while True:  # until this batch is written
                         if begun is None:
                             await chain.begin()
@@ -307,7 +278,7 @@ class Appender:
                             size, frontier = self._tree  # what the pending COMMIT leaves
                         again = False  # run the batch again (without any work that failed)
                         try:
-                            ltx, results = await self._fill(chain.txn, jobs, failed, size)
+                            ltx = await self._fill(chain.txn, batch, size)
                         except (_Rerun, TransactionNotBegun):
                             again = True
                         sound = True  # what the batch was run on still holds
@@ -324,20 +295,19 @@ class Appender:
                             await chain.rollback()
                             if not sound:
                                 self._forget()
-                                failed = {}
+                                batch.failed.clear()
                             continue
                         await self._write_log(chain.txn, ltx, size, frontier, chain)
                         break
-                    batch = _Batch(jobs, results, failed)
                     left -= 1
-                    if self._queue and left and not chain.contended():
+                    if self._queue.waiting() and left and not chain.contended():
                         marker, committed, begun = chain.commit_and_begin(log_sql.STATE)
-                        pending, jobs = batch, []
+                        pending, batch = batch, None
                         await marker
                         continue
                     await chain.commit()
-                    jobs = []
-                    self._answer(batch)
+                    done, batch = batch, None
+                    self._queue.answer(done)
                     return
             except BaseException as exc:
                 if pending is not None:
@@ -345,12 +315,13 @@ class Appender:
                     try:
                         await self._settle(pending, committed)
                     except asyncio.CancelledError:
-                        self._fail(pending.jobs, exc)
+                        self._queue.fail(pending, exc)
                 if begun is not None:
                     with contextlib.suppress(asyncio.CancelledError):
                         await begun
                 self._forget()
-                self._fail(jobs, exc)
+                if batch is not None:
+                    self._queue.fail(batch, exc)
                 if isinstance(exc, Exception):
                     return
                 raise
@@ -364,42 +335,21 @@ class Appender:
             raise
         except Exception as exc:
             self._forget()
-            self._fail(batch.jobs, exc)
+            self._queue.fail(batch, exc)
             return False
-        self._answer(batch)
+        self._queue.answer(batch)
         return True
 
-    def _fail(self, jobs: list[_Job], exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError):
-            exc = RuntimeError("the gateway is shutting down")
-        else:  # the whole batch failed to commit: tell every caller
-            logger.error("log_batch_failed", error=str(exc), size=len(jobs), exc_info=exc)
-        for _, future in jobs:
-            if not future.done():
-                future.set_exception(exc)
-
-    def _answer(self, batch: _Batch) -> None:
-        results, failed = batch.results, batch.failed
-        for n, (_, future) in enumerate(batch.jobs):
-            if future.done():
-                continue
-            if n in failed:
-                future.set_exception(failed[n])
-            else:
-                future.set_result(results[n])
-        self.batches += 1
-
-    async def _fill(
-        self, txn: Txn, jobs: list[_Job], failed: dict[int, BaseException], size: int
-    ) -> tuple[LogTxn, list[Any]]:
+    async def _fill(self, txn: Txn, batch: _Batch, size: int) -> LogTxn:
         """Run the works of a batch (but those failed before) on a tree of ``size`` entries.
 
-        A work that fails may have written before failing: it is recorded in ``failed`` and
-        :class:`_Rerun` raised, so that the batch is rolled back and run again without it.
+        A work that fails may have written before failing: it is recorded in ``batch.failed``
+        and :class:`_Rerun` raised, so that the batch is rolled back and run again without it.
         """
         if size != self._heads_at or len(self._heads) > _MAX_HEADS:
             self._heads.clear()
         ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=size, _known=self._heads)
+        jobs, failed = batch.jobs, batch.failed
         results: list[Any] = [None] * len(jobs)
         for n, (work, _) in enumerate(jobs):
             if n in failed:
@@ -413,7 +363,8 @@ class Appender:
             except Exception as exc:
                 failed[n] = exc
                 raise _Rerun from None
-        return ltx, results
+        batch.results = results
+        return ltx
 
     async def _write_log(
         self, txn: Txn, ltx: LogTxn, size: int, frontier: bytes, chain: WriteChain | None = None
