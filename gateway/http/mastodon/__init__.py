@@ -7,56 +7,26 @@ bodies: ``{"error": "…"}`` on the API, ``{"error", "error_description"}`` on `
 
 from __future__ import annotations
 
-import base64
 import functools
 import hmac
-import importlib.metadata
 import secrets
-from datetime import UTC, datetime
-from html import escape
 from typing import Any
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import urlencode
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from gateway.appkeys import MASTODON, OAUTH, SETTINGS
 from gateway.errors import BylineError, Code
 from gateway.http import signin
-from gateway.http.common import (
-    Handler,
-    answers_in_own_format,
-    bearer,
-    check_request,
-    check_text,
-    decode_json,
-    unstorable,
-)
-from gateway.services.mastodon import (
-    ClientAuth,
-    EditForm,
-    Limits,
-    MastodonService,
-    Raw,
-    StatusForm,
-    StatusView,
-    Upload,
-    numeric_id,
-)
+from gateway.http.common import Handler, answers_in_own_format, bearer, check_request
+from gateway.http.mastodon import entities, params
+from gateway.services.mastodon import ClientAuth, MastodonService, Raw
 from gateway.services.oauth import AuthRequest, OAuthService, SignInForm
 from gateway.services.scopes import SCOPES
 
 routes = web.RouteTableDef()
 
-MASTODON_VERSION = "4.3.0"
-"""The Mastodon release whose client API this surface follows (``api_versions.mastodon`` 2)."""
-
 CSRF_COOKIE = "byline_signin"
-MEDIA_READ_LIMIT = 17 * 1024 * 1024
-"""The most of a media upload read before refusing it (the largest platform limit, plus room)."""
-
-_FALSE = frozenset({"0", "f", "false", "off", ""})
-_VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
-_LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -134,157 +104,6 @@ def _oauth_input(exc: BylineError) -> BylineError:
     return exc
 
 
-# -- parsing -------------------------------------------------------------------------------
-
-
-def _merge(params: dict[str, Any], items: Any) -> None:
-    """Form keys as Rails reads them: ``a[]`` is a list, ``a[b]`` a nested hash."""
-    for key, value in items:
-        if not isinstance(value, str):
-            continue  # a file in a form where none belongs
-        if key.endswith("[]") and "[" not in key[:-2]:
-            existing = params.get(key[:-2])
-            params[key[:-2]] = ([*existing, value] if isinstance(existing, list) else [value])
-        elif "[" in key:
-            base = key.split("[", 1)[0]
-            nested = params.get(base)
-            params[base] = nested if isinstance(nested, dict) else {}
-            params[base][key[len(base):]] = value
-        else:
-            params[key] = value
-
-
-async def read_params(request: web.Request) -> dict[str, Any]:
-    """The request's parameters: the query, then the body (JSON, urlencoded or multipart)."""
-    params: dict[str, Any] = {}
-    _merge(params, request.query.items())
-    if not request.body_exists:
-        return params
-    if request.content_type == "application/json":
-        raw = await request.read()
-        try:
-            body = decode_json(raw) if raw.strip() else {}
-        except BylineError as exc:
-            if exc.code is not Code.INVALID_JSON:
-                raise
-            # Rails' words, and why when it is a limit of Byline's own.
-            detail = f": {exc.message}" if "limit" in exc.details else ""
-            raise BylineError(Code.INVALID_JSON, "Error while parsing request body" + detail) from None
-        if not isinstance(body, dict):
-            raise BylineError(Code.INVALID_JSON, "Error while parsing request body")
-        params.update(body)
-    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form = await request.post()
-        except (ValueError, UnicodeDecodeError, AssertionError):
-            raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
-        _merge(params, form.items())
-    # Any other body is not parameters (Rails leaves it unread): what is missing is missing.
-    check_text(params)
-    return params
-
-
-def _text(params: dict[str, Any], name: str) -> str | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be a string")
-
-
-def _boolean(value: Any) -> bool | None:
-    """Rails' boolean cast: "0", "f", "false", "off" and "" are false; absent is None."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE
-    raise BylineError(Code.VALIDATION, "Validation failed: sensitive must be a boolean")
-
-
-def _ids(value: Any, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    values = value if isinstance(value, list) else [value]
-    out = []
-    for item in values:
-        if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip().isdigit():
-            raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be a list of ids")
-        out.append(str(item).strip())
-    return tuple(out)
-
-
-def _language(value: str | None) -> str | None:
-    # Mastodon drops a language it does not know; so does the gateway.
-    if not value:
-        return None
-    code = value.strip().lower().split("-")[0]
-    return code if 2 <= len(code) <= 3 and set(code) <= _LANGUAGE_CHARS else None
-
-
-def _when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise BylineError(Code.VALIDATION, "Validation failed: Scheduled at is invalid") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def status_form(params: dict[str, Any]) -> StatusForm:
-    """``POST /api/v1/statuses`` parameters."""
-    visibility = _text(params, "visibility")
-    if visibility is not None and visibility not in _VISIBILITIES:
-        raise BylineError(Code.VALIDATION, "Validation failed: Visibility is not included in the list")
-    return StatusForm(
-        status=_text(params, "status") or "",
-        in_reply_to_id=_text(params, "in_reply_to_id") or None,
-        spoiler_text=_text(params, "spoiler_text") or None,
-        sensitive=bool(_boolean(params.get("sensitive"))),
-        visibility=visibility,
-        language=_language(_text(params, "language")),
-        scheduled_at=_when(_text(params, "scheduled_at")),
-        media_ids=_ids(params.get("media_ids"), "media_ids") or (),
-        poll=params.get("poll") is not None,
-    )
-
-
-def edit_form(params: dict[str, Any]) -> EditForm:
-    """``PUT /api/v1/statuses/:id`` parameters."""
-    return EditForm(
-        status=_text(params, "status") or "",
-        spoiler_text=_text(params, "spoiler_text") or None,
-        sensitive=_boolean(params.get("sensitive")),
-        language=_language(_text(params, "language")),
-        media_ids=_ids(params.get("media_ids"), "media_ids"),
-        poll=params.get("poll") is not None,
-    )
-
-
-def _digits(params: dict[str, Any] | Any, name: str) -> str | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if not str(value).isdigit():
-        raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be an id")
-    return str(value)
-
-
-def _limit(query: Any, *, default: int, most: int) -> int:
-    raw = query.get("limit")
-    try:
-        return max(1, min(int(raw), most)) if raw else default
-    except ValueError:
-        return default
-
-
 # -- shared bits -----------------------------------------------------------------------------
 
 
@@ -306,111 +125,6 @@ async def _auth(request: web.Request, scope: str) -> ClientAuth:
     return await _service(request).authenticate(bearer(request), scope=scope)
 
 
-def _post_id(request: web.Request) -> str:
-    post_id = request.match_info["id"]
-    if not post_id.isdigit() or len(post_id) > 24:
-        raise BylineError(Code.NOT_FOUND, "Record not found")
-    return post_id
-
-
-def _ms(value: str | None) -> str | None:
-    """An RFC 3339 time with milliseconds, as Mastodon writes them."""
-    if value is None:
-        return None
-    return value[:23] + "Z" if len(value) >= 23 else value
-
-
-def _content(text: str) -> str:
-    """Plain text as Mastodon renders it: paragraphs in ``<p>``, line breaks ``<br />``."""
-    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
-    return "".join("<p>" + "<br />".join(escape(line) for line in p.split("\n")) + "</p>"
-                   for p in paragraphs)
-
-
-def media_entity(row: dict[str, Any], base: str) -> dict[str, Any]:
-    """A MediaAttachment."""
-    url = f"{base}/media/{row['id']}/{row['digest']}"
-    return {
-        "id": row["id"], "type": "image", "url": url, "preview_url": url, "remote_url": None,
-        "preview_remote_url": None, "text_url": None, "meta": {}, "description": row["description"],
-        "blurhash": None,
-    }
-
-
-def _byline(post: dict[str, Any]) -> dict[str, Any]:
-    remote = post.get("remote") or {}
-    return {
-        "state": post["state"], "publish_at": post["publish_at"],
-        "approvals_needed": post["approvals_needed"], "reasons": post["reasons"],
-        "author": post["author"], "version": post["version"], "url": remote.get("url"),
-        "adopted_into": post.get("adopted_into"),
-    }
-
-
-def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> dict[str, Any]:
-    """A Status (docs.joinmastodon.org/entities/Status), with the ``byline`` object."""
-    post = view.post
-    options = post["options"]
-    remote_url = (post.get("remote") or {}).get("url")
-    entity: dict[str, Any] = {
-        "id": post["id"],
-        "created_at": _ms(post["created_at"]),
-        "in_reply_to_id": options.get("reply_to"),
-        "in_reply_to_account_id": None,
-        "sensitive": bool(options.get("sensitive", False)),
-        "spoiler_text": options.get("spoiler_text") or "",
-        "visibility": options.get("visibility") or "public",
-        "language": options.get("language"),
-        "uri": remote_url or f"{base}/api/v1/statuses/{post['id']}",
-        "url": remote_url,
-        "replies_count": 0,
-        "reblogs_count": 0,
-        "favourites_count": 0,
-        "quotes_count": 0,
-        "edited_at": _ms(post["updated_at"]) if int(post["version"]) > 1 else None,
-        "favourited": False,
-        "reblogged": False,
-        "muted": False,
-        "bookmarked": False,
-        "pinned": False,
-        "content": _content(post["display_text"]),
-        "filtered": [],
-        "reblog": None,
-        "application": {"name": view.app_name or "Byline", "website": None},
-        "account": view.account,
-        "media_attachments": [media_entity(m, base) for m in view.media],
-        "mentions": [],
-        "tags": [],
-        "emojis": [],
-        "card": None,
-        "poll": None,
-        "byline": _byline(post),
-    }
-    if with_source:
-        entity["text"] = post["text"]
-    return entity
-
-
-def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
-    """A ScheduledStatus (docs.joinmastodon.org/entities/ScheduledStatus), with ``byline``."""
-    post = view.post
-    options = post["options"]
-    return {
-        "id": post["id"],
-        "scheduled_at": _ms(post["publish_at"]),
-        "params": {
-            "text": post["text"], "poll": None,
-            "media_ids": list(options.get("media_ids", ())) or None,
-            "sensitive": bool(options.get("sensitive", False)),
-            "spoiler_text": options.get("spoiler_text"), "visibility": options.get("visibility") or "public",
-            "scheduled_at": None, "application_id": None, "in_reply_to_id": options.get("reply_to"),
-            "language": options.get("language"), "idempotency": None, "with_rate_limit": False,
-        },
-        "media_attachments": [media_entity(m, base) for m in view.media],
-        "byline": _byline(post),
-    }
-
-
 def _raw(answer: Raw) -> web.Response:
     response = web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
@@ -421,34 +135,12 @@ def _raw(answer: Raw) -> web.Response:
 # -- apps and OAuth ----------------------------------------------------------------------------
 
 
-def _basic(request: web.Request) -> tuple[str, str] | None:
-    """Client credentials sent as HTTP Basic (``client_secret_basic``)."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        client_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    # RFC 6749 §2.3.1: both are form-urlencoded before they are joined.
-    pair = (unquote_plus(client_id), unquote_plus(secret))
-    if any(unstorable(part) for part in pair):
-        raise BylineError(Code.UNAUTHENTICATED, "the client credentials are not text", oauth="invalid_client")
-    return pair if sep else None
-
-
 @routes.post("/api/v1/apps")
 @api
 async def create_app(request: web.Request) -> web.Response:
     """Register a client app; its secret is shown this once."""
-    app = await _oauth(request).register(await read_params(request))
-    return _json({
-        "id": numeric_id(app.client_id), "name": app.name, "website": app.website,
-        "scopes": list(app.scopes), "redirect_uri": "\n".join(app.redirect_uris),
-        "redirect_uris": list(app.redirect_uris), "vapid_key": "", "client_id": app.client_id,
-        "client_secret": app.client_secret, "client_secret_expires_at": 0,
-    })
+    app = await _oauth(request).register(await params.read_params(request))
+    return _json(entities.registered_app(app))
 
 
 @routes.get("/api/v1/apps/verify_credentials")
@@ -456,7 +148,7 @@ async def create_app(request: web.Request) -> web.Response:
 async def verify_app(request: web.Request) -> web.Response:
     """The app a token belongs to."""
     auth = await _auth(request, "read")
-    return _json({"name": auth.app_name or "Byline token", "website": None, "vapid_key": ""})
+    return _json(entities.token_app(auth.app_name))
 
 
 @routes.get("/.well-known/oauth-authorization-server")
@@ -593,17 +285,17 @@ def _deny(auth_request: AuthRequest) -> web.Response:
 
 async def _oauth_params(request: web.Request) -> dict[str, str]:
     try:
-        params = await read_params(request)
+        given = await params.read_params(request)
     except BylineError as exc:
         raise _oauth_input(exc) from None
-    return {k: v for k, v in params.items() if isinstance(v, str)}
+    return {k: v for k, v in given.items() if isinstance(v, str)}
 
 
 @routes.post("/oauth/token")
 @oauth_api
 async def token(request: web.Request) -> web.Response:
     """Exchange an authorization code, once, for an access token."""
-    answer = await _oauth(request).exchange(await _oauth_params(request), basic=_basic(request))
+    answer = await _oauth(request).exchange(await _oauth_params(request), basic=params.client_credentials(request))
     return _json(answer.to_json(), headers={"Pragma": "no-cache"})
 
 
@@ -611,35 +303,11 @@ async def token(request: web.Request) -> web.Response:
 @oauth_api
 async def revoke(request: web.Request) -> web.Response:
     """Revoke one of the app's tokens."""
-    await _oauth(request).revoke(await _oauth_params(request), basic=_basic(request))
+    await _oauth(request).revoke(await _oauth_params(request), basic=params.client_credentials(request))
     return _json({})
 
 
 # -- instance and account ----------------------------------------------------------------------
-
-
-def _configuration(limits: Limits) -> dict[str, Any]:
-    return {
-        "statuses": {"max_characters": limits.max_characters,
-                     "max_media_attachments": limits.max_media, "characters_reserved_per_url": 23},
-        "media_attachments": {
-            "supported_mime_types": list(limits.media_types), "image_size_limit": limits.media_bytes,
-            "image_matrix_limit": 33_177_600, "video_size_limit": 0, "video_frame_rate_limit": 0,
-            "video_matrix_limit": 0, "description_limit": 1500,
-        },
-        "polls": {"max_options": 0, "max_characters_per_option": 0, "min_expiration": 300,
-                  "max_expiration": 300},
-        "accounts": {"max_featured_tags": 0, "max_pinned_statuses": 0},
-    }
-
-
-@functools.cache
-def _version() -> str:
-    try:
-        byline = importlib.metadata.version("byline")
-    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
-        byline = "0"
-    return f"{MASTODON_VERSION} (compatible; Byline {byline})"
 
 
 @routes.get("/api/v1/instance")
@@ -649,15 +317,7 @@ async def instance_v1(request: web.Request) -> web.Response:
     """The Instance entity (v1); limits are those of the caller's account when it sends a token."""
     base = base_url(request)
     limits = _service(request).limits(await _service(request).maybe_authenticate(bearer(request)))
-    host = base.split("://", 1)[-1]
-    return _json({
-        "uri": host, "title": "Byline", "short_description": "A posting gateway",
-        "description": "Posts written here go through each account's policy before they are published.",
-        "email": "", "version": _version(), "urls": {"streaming_api": base.replace("http", "ws", 1)},
-        "stats": {"user_count": 0, "status_count": 0, "domain_count": 0}, "thumbnail": None,
-        "languages": ["en"], "registrations": False, "approval_required": True, "invites_enabled": False,
-        "configuration": _configuration(limits), "contact_account": None, "rules": [],
-    })
+    return _json(entities.instance_v1(base, limits))
 
 
 @routes.get("/api/v2/instance")
@@ -667,20 +327,7 @@ async def instance_v2(request: web.Request) -> web.Response:
     """The Instance entity (v2), with ``api_versions``."""
     base = base_url(request)
     limits = _service(request).limits(await _service(request).maybe_authenticate(bearer(request)))
-    configuration = _configuration(limits)
-    configuration["urls"] = {"streaming": base.replace("http", "ws", 1), "status": None}
-    configuration["translation"] = {"enabled": False}
-    configuration["vapid"] = {"public_key": ""}
-    return _json({
-        "domain": base.split("://", 1)[-1], "title": "Byline", "version": _version(),
-        "source_url": "https://github.com/", "description": "A posting gateway",
-        "usage": {"users": {"active_month": 0}},
-        "thumbnail": {"url": "", "blurhash": None, "versions": {}}, "icon": [],
-        "languages": ["en"], "configuration": configuration,
-        "registrations": {"enabled": False, "approval_required": True, "message": None, "url": None},
-        "api_versions": {"mastodon": 2},
-        "contact": {"email": "", "account": None}, "rules": [],
-    })
+    return _json(entities.instance_v2(base, limits))
 
 
 @routes.get("/api/v1/accounts/verify_credentials")
@@ -699,10 +346,10 @@ async def verify_credentials(request: web.Request) -> web.Response:
 async def post_status(request: web.Request) -> web.Response:
     """A new status: a gateway post under the account's policy (a ScheduledStatus if asked)."""
     auth = await _auth(request, "write:statuses")
-    form = status_form(await read_params(request))
+    form = params.status_form(await params.read_params(request))
     view = await _service(request).post(auth, form, idempotency_key=request.headers.get("Idempotency-Key"))
     base = base_url(request)
-    return _json(scheduled_entity(view, base) if view.scheduled else status_entity(view, base))
+    return _json(entities.scheduled_entity(view, base) if view.scheduled else entities.status_entity(view, base))
 
 
 @routes.get("/api/v1/statuses/{id}")
@@ -710,10 +357,10 @@ async def post_status(request: web.Request) -> web.Response:
 async def get_status(request: web.Request) -> web.StreamResponse:
     """A status made here, as it stands; any other passes through to the platform."""
     auth = await _auth(request, "read:statuses")
-    found = await _service(request).status(auth, _post_id(request), base=base_url(request))
+    found = await _service(request).status(auth, params.path_id(request), base=base_url(request))
     if isinstance(found, Raw):
         return _raw(found)
-    return _json(status_entity(found, base_url(request)))
+    return _json(entities.status_entity(found, base_url(request)))
 
 
 @routes.put("/api/v1/statuses/{id}")
@@ -721,9 +368,9 @@ async def get_status(request: web.Request) -> web.StreamResponse:
 async def edit_status(request: web.Request) -> web.Response:
     """A new version while the post is held, scheduled or suggested."""
     auth = await _auth(request, "write:statuses")
-    form = edit_form(await read_params(request))
-    view = await _service(request).edit(auth, _post_id(request), form)
-    return _json(status_entity(view, base_url(request)))
+    form = params.edit_form(await params.read_params(request))
+    view = await _service(request).edit(auth, params.path_id(request), form)
+    return _json(entities.status_entity(view, base_url(request)))
 
 
 @routes.delete("/api/v1/statuses/{id}")
@@ -731,8 +378,8 @@ async def edit_status(request: web.Request) -> web.Response:
 async def delete_status(request: web.Request) -> web.Response:
     """Cancel a post not out yet (the pencil stage), or delete it on its platform."""
     auth = await _auth(request, "write:statuses")
-    view = await _service(request).delete(auth, _post_id(request))
-    return _json(status_entity(view, base_url(request), with_source=True))
+    view = await _service(request).delete(auth, params.path_id(request))
+    return _json(entities.status_entity(view, base_url(request), with_source=True))
 
 
 @routes.get("/api/v1/scheduled_statuses")
@@ -741,12 +388,12 @@ async def scheduled_statuses(request: web.Request) -> web.Response:
     """The caller's posts for this account that are not out yet, newest first."""
     auth = await _auth(request, "read:statuses")
     views = await _service(request).pending(
-        auth, limit=_limit(request.query, default=20, most=40),
-        max_id=_digits(request.query, "max_id"), since_id=_digits(request.query, "since_id"),
-        min_id=_digits(request.query, "min_id"),
+        auth, limit=params.limit(request.query, default=20, most=40),
+        max_id=params.digits(request.query, "max_id"), since_id=params.digits(request.query, "since_id"),
+        min_id=params.digits(request.query, "min_id"),
     )
     base = base_url(request)
-    return _json([scheduled_entity(v, base) for v in views])
+    return _json([entities.scheduled_entity(v, base) for v in views])
 
 
 @routes.get("/api/v1/scheduled_statuses/{id}")
@@ -754,8 +401,8 @@ async def scheduled_statuses(request: web.Request) -> web.Response:
 async def scheduled_status(request: web.Request) -> web.Response:
     """One of the caller's posts not out yet."""
     auth = await _auth(request, "read:statuses")
-    view = await _service(request).pending_one(auth, _post_id(request))
-    return _json(scheduled_entity(view, base_url(request)))
+    view = await _service(request).pending_one(auth, params.path_id(request))
+    return _json(entities.scheduled_entity(view, base_url(request)))
 
 
 @routes.delete("/api/v1/scheduled_statuses/{id}")
@@ -763,7 +410,7 @@ async def scheduled_status(request: web.Request) -> web.Response:
 async def cancel_scheduled(request: web.Request) -> web.Response:
     """Cancel one of the caller's posts not out yet."""
     auth = await _auth(request, "write:statuses")
-    await _service(request).cancel_pending(auth, _post_id(request))
+    await _service(request).cancel_pending(auth, params.path_id(request))
     return _json({})
 
 
@@ -772,44 +419,12 @@ async def cancel_scheduled(request: web.Request) -> web.Response:
 async def reschedule(request: web.Request) -> web.Response:
     """Moving a post's time is not offered: its policy decides when it goes out."""
     auth = await _auth(request, "write:statuses")
-    await _service(request).pending_one(auth, _post_id(request))
+    await _service(request).pending_one(auth, params.path_id(request))
     raise BylineError(Code.VALIDATION, "Validation failed: Byline cannot move a scheduled post; "
                                        "delete it and post it again with the new time")
 
 
 # -- media ---------------------------------------------------------------------------------------
-
-
-async def _upload(request: web.Request) -> Upload:
-    """The ``file`` and ``description`` of a multipart upload, read up to a limit."""
-    if request.content_type != "multipart/form-data":
-        raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
-    data: bytes | None = None
-    mime_type = ""
-    description: str | None = None
-    try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
-            if part.name == "file":
-                mime_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-                chunks = bytearray()
-                while chunk := await part.read_chunk(65536):
-                    chunks += chunk
-                    if len(chunks) > MEDIA_READ_LIMIT:
-                        raise web.HTTPRequestEntityTooLarge(max_size=MEDIA_READ_LIMIT, actual_size=len(chunks))
-                data = bytes(chunks)
-            elif part.name == "description":
-                description = (await part.text())[:1500] or None
-                check_text(description, "description")
-            else:
-                await part.release()
-    except (ValueError, AssertionError):
-        raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
-    if data is None:
-        raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
-    return Upload(data=data, mime_type=mime_type, description=description)
 
 
 @routes.post("/api/v2/media")
@@ -818,8 +433,8 @@ async def _upload(request: web.Request) -> Upload:
 async def upload_media(request: web.Request) -> web.Response:
     """Keep a file for a coming post, where the account's platform takes media."""
     auth = await _auth(request, "write:media")
-    row = await _service(request).upload(auth, await _upload(request))
-    return _json(media_entity(row, base_url(request)))
+    row = await _service(request).upload(auth, await params.read_upload(request))
+    return _json(entities.media_entity(row, base_url(request)))
 
 
 @routes.get("/api/v1/media/{id}")
@@ -827,15 +442,15 @@ async def upload_media(request: web.Request) -> web.Response:
 async def get_media(request: web.Request) -> web.Response:
     """One of the caller's uploads."""
     auth = await _auth(request, "write:media")
-    row = await _service(request).media_info(auth, _post_id(request))
-    return _json(media_entity(row, base_url(request)))
+    row = await _service(request).media_info(auth, params.path_id(request))
+    return _json(entities.media_entity(row, base_url(request)))
 
 
 @routes.get("/media/{id}/{digest}")
 @api
 async def media_file(request: web.Request) -> web.Response:
     """An upload's bytes, for the app's preview; the URL names its content."""
-    mime_type, data = await _service(request).media_file(_post_id(request), request.match_info["digest"])
+    mime_type, data = await _service(request).media_file(params.path_id(request), request.match_info["digest"])
     return web.Response(body=data, content_type=mime_type, headers={
         "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",

@@ -1,0 +1,185 @@
+"""Mastodon's entities (docs.joinmastodon.org/entities) as this gateway renders them: Status and
+ScheduledStatus (each with a ``byline`` object saying where the post is in its life),
+MediaAttachment, Application and Instance. Account entities come from the service as the
+account's platform shows them (``MastodonService.account``)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from html import escape
+from typing import Any
+
+from gateway.services.mastodon import Limits, StatusView, numeric_id
+from gateway.services.oauth import App
+
+MASTODON_VERSION = "4.3.0"
+"""The Mastodon release whose client API this surface follows (``api_versions.mastodon`` 2)."""
+
+
+def _ms(value: str | None) -> str | None:
+    """An RFC 3339 time with milliseconds, as Mastodon writes them."""
+    if value is None:
+        return None
+    return value[:23] + "Z" if len(value) >= 23 else value
+
+
+def _content(text: str) -> str:
+    """Plain text as Mastodon renders it: paragraphs in ``<p>``, line breaks ``<br />``."""
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return "".join("<p>" + "<br />".join(escape(line) for line in p.split("\n")) + "</p>"
+                   for p in paragraphs)
+
+
+def media_entity(row: dict[str, Any], base: str) -> dict[str, Any]:
+    """A MediaAttachment."""
+    url = f"{base}/media/{row['id']}/{row['digest']}"
+    return {
+        "id": row["id"], "type": "image", "url": url, "preview_url": url, "remote_url": None,
+        "preview_remote_url": None, "text_url": None, "meta": {}, "description": row["description"],
+        "blurhash": None,
+    }
+
+
+def _byline(post: dict[str, Any]) -> dict[str, Any]:
+    remote = post.get("remote") or {}
+    return {
+        "state": post["state"], "publish_at": post["publish_at"],
+        "approvals_needed": post["approvals_needed"], "reasons": post["reasons"],
+        "author": post["author"], "version": post["version"], "url": remote.get("url"),
+        "adopted_into": post.get("adopted_into"),
+    }
+
+
+def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> dict[str, Any]:
+    """A Status (docs.joinmastodon.org/entities/Status), with the ``byline`` object."""
+    post = view.post
+    options = post["options"]
+    remote_url = (post.get("remote") or {}).get("url")
+    entity: dict[str, Any] = {
+        "id": post["id"],
+        "created_at": _ms(post["created_at"]),
+        "in_reply_to_id": options.get("reply_to"),
+        "in_reply_to_account_id": None,
+        "sensitive": bool(options.get("sensitive", False)),
+        "spoiler_text": options.get("spoiler_text") or "",
+        "visibility": options.get("visibility") or "public",
+        "language": options.get("language"),
+        "uri": remote_url or f"{base}/api/v1/statuses/{post['id']}",
+        "url": remote_url,
+        "replies_count": 0,
+        "reblogs_count": 0,
+        "favourites_count": 0,
+        "quotes_count": 0,
+        "edited_at": _ms(post["updated_at"]) if int(post["version"]) > 1 else None,
+        "favourited": False,
+        "reblogged": False,
+        "muted": False,
+        "bookmarked": False,
+        "pinned": False,
+        "content": _content(post["display_text"]),
+        "filtered": [],
+        "reblog": None,
+        "application": {"name": view.app_name or "Byline", "website": None},
+        "account": view.account,
+        "media_attachments": [media_entity(m, base) for m in view.media],
+        "mentions": [],
+        "tags": [],
+        "emojis": [],
+        "card": None,
+        "poll": None,
+        "byline": _byline(post),
+    }
+    if with_source:
+        entity["text"] = post["text"]
+    return entity
+
+
+def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
+    """A ScheduledStatus (docs.joinmastodon.org/entities/ScheduledStatus), with ``byline``."""
+    post = view.post
+    options = post["options"]
+    return {
+        "id": post["id"],
+        "scheduled_at": _ms(post["publish_at"]),
+        "params": {
+            "text": post["text"], "poll": None,
+            "media_ids": list(options.get("media_ids", ())) or None,
+            "sensitive": bool(options.get("sensitive", False)),
+            "spoiler_text": options.get("spoiler_text"), "visibility": options.get("visibility") or "public",
+            "scheduled_at": None, "application_id": None, "in_reply_to_id": options.get("reply_to"),
+            "language": options.get("language"), "idempotency": None, "with_rate_limit": False,
+        },
+        "media_attachments": [media_entity(m, base) for m in view.media],
+        "byline": _byline(post),
+    }
+
+
+def registered_app(app: App) -> dict[str, Any]:
+    """An Application as ``POST /api/v1/apps`` answers it: with its secret, shown this once."""
+    return {
+        "id": numeric_id(app.client_id), "name": app.name, "website": app.website,
+        "scopes": list(app.scopes), "redirect_uri": "\n".join(app.redirect_uris),
+        "redirect_uris": list(app.redirect_uris), "vapid_key": "", "client_id": app.client_id,
+        "client_secret": app.client_secret, "client_secret_expires_at": 0,
+    }
+
+
+def token_app(app_name: str | None) -> dict[str, Any]:
+    """The Application a token belongs to (``GET /api/v1/apps/verify_credentials``)."""
+    return {"name": app_name or "Byline token", "website": None, "vapid_key": ""}
+
+
+def _configuration(limits: Limits) -> dict[str, Any]:
+    return {
+        "statuses": {"max_characters": limits.max_characters,
+                     "max_media_attachments": limits.max_media, "characters_reserved_per_url": 23},
+        "media_attachments": {
+            "supported_mime_types": list(limits.media_types), "image_size_limit": limits.media_bytes,
+            "image_matrix_limit": 33_177_600, "video_size_limit": 0, "video_frame_rate_limit": 0,
+            "video_matrix_limit": 0, "description_limit": 1500,
+        },
+        "polls": {"max_options": 0, "max_characters_per_option": 0, "min_expiration": 300,
+                  "max_expiration": 300},
+        "accounts": {"max_featured_tags": 0, "max_pinned_statuses": 0},
+    }
+
+
+@functools.cache
+def _version() -> str:
+    try:
+        byline = importlib.metadata.version("byline")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        byline = "0"
+    return f"{MASTODON_VERSION} (compatible; Byline {byline})"
+
+
+def instance_v1(base: str, limits: Limits) -> dict[str, Any]:
+    """The Instance entity (v1), with the limits an app has to keep to."""
+    host = base.split("://", 1)[-1]
+    return {
+        "uri": host, "title": "Byline", "short_description": "A posting gateway",
+        "description": "Posts written here go through each account's policy before they are published.",
+        "email": "", "version": _version(), "urls": {"streaming_api": base.replace("http", "ws", 1)},
+        "stats": {"user_count": 0, "status_count": 0, "domain_count": 0}, "thumbnail": None,
+        "languages": ["en"], "registrations": False, "approval_required": True, "invites_enabled": False,
+        "configuration": _configuration(limits), "contact_account": None, "rules": [],
+    }
+
+
+def instance_v2(base: str, limits: Limits) -> dict[str, Any]:
+    """The Instance entity (v2), with ``api_versions``."""
+    configuration = _configuration(limits)
+    configuration["urls"] = {"streaming": base.replace("http", "ws", 1), "status": None}
+    configuration["translation"] = {"enabled": False}
+    configuration["vapid"] = {"public_key": ""}
+    return {
+        "domain": base.split("://", 1)[-1], "title": "Byline", "version": _version(),
+        "source_url": "https://github.com/", "description": "A posting gateway",
+        "usage": {"users": {"active_month": 0}},
+        "thumbnail": {"url": "", "blurhash": None, "versions": {}}, "icon": [],
+        "languages": ["en"], "configuration": configuration,
+        "registrations": {"enabled": False, "approval_required": True, "message": None, "url": None},
+        "api_versions": {"mastodon": 2},
+        "contact": {"email": "", "account": None}, "rules": [],
+    }

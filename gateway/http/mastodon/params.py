@@ -1,0 +1,232 @@
+"""What a Mastodon app sends, read as Rails reads it: the query and a JSON, urlencoded or
+multipart body merged into one set of parameters (``a[]`` a list, ``a[b]`` a hash), then cast
+field by field (Rails' booleans, ids, languages, times) into the service's forms. Every refusal
+is worded as Mastodon words it (``Validation failed: …``, ``Error while parsing request body``).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aiohttp import BodyPartReader, web
+
+from gateway.errors import BylineError, Code
+from gateway.http.common import check_text, decode_json, unstorable
+from gateway.services.mastodon import EditForm, StatusForm, Upload
+
+MEDIA_READ_LIMIT = 17 * 1024 * 1024
+"""The most of a media upload read before refusing it (the largest platform limit, plus room)."""
+
+_FALSE = frozenset({"0", "f", "false", "off", ""})
+_VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
+_LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def _merge(params: dict[str, Any], items: Any) -> None:
+    """Form keys as Rails reads them: ``a[]`` is a list, ``a[b]`` a nested hash."""
+    for key, value in items:
+        if not isinstance(value, str):
+            continue  # a file in a form where none belongs
+        if key.endswith("[]") and "[" not in key[:-2]:
+            existing = params.get(key[:-2])
+            params[key[:-2]] = ([*existing, value] if isinstance(existing, list) else [value])
+        elif "[" in key:
+            base = key.split("[", 1)[0]
+            nested = params.get(base)
+            params[base] = nested if isinstance(nested, dict) else {}
+            params[base][key[len(base):]] = value
+        else:
+            params[key] = value
+
+
+async def read_params(request: web.Request) -> dict[str, Any]:
+    """The request's parameters: the query, then the body (JSON, urlencoded or multipart)."""
+    params: dict[str, Any] = {}
+    _merge(params, request.query.items())
+    if not request.body_exists:
+        return params
+    if request.content_type == "application/json":
+        raw = await request.read()
+        try:
+            body = decode_json(raw) if raw.strip() else {}
+        except BylineError as exc:
+            if exc.code is not Code.INVALID_JSON:
+                raise
+            # Rails' words, and why when it is a limit of Byline's own.
+            detail = f": {exc.message}" if "limit" in exc.details else ""
+            raise BylineError(Code.INVALID_JSON, "Error while parsing request body" + detail) from None
+        if not isinstance(body, dict):
+            raise BylineError(Code.INVALID_JSON, "Error while parsing request body")
+        params.update(body)
+    elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form = await request.post()
+        except (ValueError, UnicodeDecodeError, AssertionError):
+            raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
+        _merge(params, form.items())
+    # Any other body is not parameters (Rails leaves it unread): what is missing is missing.
+    check_text(params)
+    return params
+
+
+def _text(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be a string")
+
+
+def _boolean(value: Any) -> bool | None:
+    """Rails' boolean cast: "0", "f", "false", "off" and "" are false; absent is None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE
+    raise BylineError(Code.VALIDATION, "Validation failed: sensitive must be a boolean")
+
+
+def _ids(value: Any, name: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip().isdigit():
+            raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be a list of ids")
+        out.append(str(item).strip())
+    return tuple(out)
+
+
+def _language(value: str | None) -> str | None:
+    # Mastodon drops a language it does not know; so does the gateway.
+    if not value:
+        return None
+    code = value.strip().lower().split("-")[0]
+    return code if 2 <= len(code) <= 3 and set(code) <= _LANGUAGE_CHARS else None
+
+
+def _when(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise BylineError(Code.VALIDATION, "Validation failed: Scheduled at is invalid") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def status_form(params: dict[str, Any]) -> StatusForm:
+    """``POST /api/v1/statuses`` parameters."""
+    visibility = _text(params, "visibility")
+    if visibility is not None and visibility not in _VISIBILITIES:
+        raise BylineError(Code.VALIDATION, "Validation failed: Visibility is not included in the list")
+    return StatusForm(
+        status=_text(params, "status") or "",
+        in_reply_to_id=_text(params, "in_reply_to_id") or None,
+        spoiler_text=_text(params, "spoiler_text") or None,
+        sensitive=bool(_boolean(params.get("sensitive"))),
+        visibility=visibility,
+        language=_language(_text(params, "language")),
+        scheduled_at=_when(_text(params, "scheduled_at")),
+        media_ids=_ids(params.get("media_ids"), "media_ids") or (),
+        poll=params.get("poll") is not None,
+    )
+
+
+def edit_form(params: dict[str, Any]) -> EditForm:
+    """``PUT /api/v1/statuses/:id`` parameters."""
+    return EditForm(
+        status=_text(params, "status") or "",
+        spoiler_text=_text(params, "spoiler_text") or None,
+        sensitive=_boolean(params.get("sensitive")),
+        language=_language(_text(params, "language")),
+        media_ids=_ids(params.get("media_ids"), "media_ids"),
+        poll=params.get("poll") is not None,
+    )
+
+
+def digits(params: dict[str, Any] | Any, name: str) -> str | None:
+    """An id parameter (``max_id``…), or None when absent; a 422 when it is not digits."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not str(value).isdigit():
+        raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be an id")
+    return str(value)
+
+
+def limit(query: Any, *, default: int, most: int) -> int:
+    """A page size: ``default`` when absent or not a number, else between 1 and ``most``."""
+    raw = query.get("limit")
+    try:
+        return max(1, min(int(raw), most)) if raw else default
+    except ValueError:
+        return default
+
+
+def path_id(request: web.Request) -> str:
+    """The ``{id}`` of the path, a post's or an upload's; "Record not found" when it cannot be one."""
+    found = request.match_info["id"]
+    if not found.isdigit() or len(found) > 24:
+        raise BylineError(Code.NOT_FOUND, "Record not found")
+    return found
+
+
+async def read_upload(request: web.Request) -> Upload:
+    """The ``file`` and ``description`` of a multipart upload, read up to a limit."""
+    if request.content_type != "multipart/form-data":
+        raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
+    data: bytes | None = None
+    mime_type = ""
+    description: str | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name == "file":
+                mime_type = (part.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                chunks = bytearray()
+                while chunk := await part.read_chunk(65536):
+                    chunks += chunk
+                    if len(chunks) > MEDIA_READ_LIMIT:
+                        raise web.HTTPRequestEntityTooLarge(max_size=MEDIA_READ_LIMIT, actual_size=len(chunks))
+                data = bytes(chunks)
+            elif part.name == "description":
+                description = (await part.text())[:1500] or None
+                check_text(description, "description")
+            else:
+                await part.release()
+    except (ValueError, AssertionError):
+        raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
+    if data is None:
+        raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
+    return Upload(data=data, mime_type=mime_type, description=description)
+
+
+def client_credentials(request: web.Request) -> tuple[str, str] | None:
+    """Client credentials sent as HTTP Basic (``client_secret_basic``)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    # RFC 6749 §2.3.1: both are form-urlencoded before they are joined.
+    pair = (unquote_plus(client_id), unquote_plus(secret))
+    if any(unstorable(part) for part in pair):
+        raise BylineError(Code.UNAUTHENTICATED, "the client credentials are not text", oauth="invalid_client")
+    return pair if sep else None
