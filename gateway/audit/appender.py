@@ -1,174 +1,37 @@
 """The single writer: group-committed state changes together with their log entries.
 
 Every change of state in the gateway is a *work*: an async function that reads and writes
-through a ``LogTxn`` and appends its events. The appender drains a queue of works, runs a
-batch of them in one database transaction, sequences their entries, extends the Merkle tree,
-commits once, and only then answers each caller. A work that fails (a conflict, a refused
-transition) is taken out and the rest of the batch is run again, so one caller's error never
-leaks into another's result. Works must therefore touch nothing outside the transaction.
+through a ``LogTxn`` and appends its events (see ``gateway.audit.sequencer``). The appender
+drains a queue of works (``gateway.audit.queue``), runs a batch of them in one database
+transaction, sequences their entries, extends the Merkle tree, commits once, and only then
+answers each caller. A work that fails (a conflict, a refused transition) is taken out and the
+rest of the batch is run again, so one caller's error never leaks into another's result.
 
 On PostgreSQL the tree state row is locked ``FOR UPDATE`` at the start of each batch, so
 several replicas sequence one after the other. On SQLite, whose one writer connection runs
 statements in the order they are given, the next batch's works already run while the batch
 before is being committed (its statements wait behind that COMMIT), and their callers are
 still answered only once their own batch has committed (see ``Appender._run_chain``).
-
-Committed texts are kept by the index of the entry that carries their hash, so they go in
-at the end of their table as the entries do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
-import hashlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gateway.audit import merkle
-from gateway.audit.entry import (
-    MAX_ENTRY_BYTES,
-    EntryTooLarge,
-    entry_bytes,
-    link_raw,
-    linked_size,
-    new_salt,
-    relink_raw,
-    text_commitment,
-)
 from gateway.audit.queue import Batch, WorkQueue
-from gateway.clock import Clock, now_micros
+from gateway.audit.sequencer import LogTxn, LooseText, Sequencer, Work
+from gateway.clock import Clock
 from gateway.storage import log as log_sql
 from gateway.storage.db import Database, SqliteDatabase, TransactionNotBegun, Txn, WriteChain
+from gateway.storage.logwriter.base import RunAgain, Sequenced, Tree
 from gateway.tasks import cancel_task
-from gateway.types import iso
+
+__all__ = ["Appender", "LogTxn", "LooseText", "Work"]
 
 T = TypeVar("T")
-_MAX_HEADS = 100_000
 _MAX_CHAIN = 64  # batches in one run on the SQLite writer before it is let go for a moment
-_sha256 = hashlib.sha256
-_b64 = binascii.b2a_base64
-
-
-class LooseText(ValueError):
-    """A work committed to a text that none of its entries carries."""
-
-
-@dataclass(slots=True)
-class LogTxn:
-    """What a work gets: the transaction, the time of this batch, and ``append``."""
-
-    txn: Txn
-    now: int
-    _next: int
-    # The entries as rows of log_entries: (idx, leaf hash, entry, type, chain, post, account, ts).
-    _rows: list[tuple[int, bytes, bytes, str, str | None, str | None, str | None, int]] = field(
-        default_factory=list
-    )
-    _texts: list[tuple[int, str, bytes, str]] = field(default_factory=list)  # (idx, hash, salt, text)
-    _loose: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # committed, not yet carried
-    _chains: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # (index, leaf hash)
-    _known: dict[str, tuple[int, bytes]] = field(default_factory=dict)
-    _unresolved: set[str] = field(default_factory=set)
-    _ts: str | None = None  # ``now`` as the entries write it
-
-    def __post_init__(self) -> None:
-        self._ts = iso(self.now)
-
-    async def append(
-        self,
-        type: str,
-        *,
-        actor: str,
-        account: str | None,
-        post: str | None = None,
-        data: dict[str, Any] | None = None,
-        chain: str | None = None,
-    ) -> int:
-        """Append one event; it commits with the rest of the work or not at all."""
-        if chain is None and post:
-            chain = f"post:{post}"
-        if data is None:
-            data = {}
-        idx = self._next
-        link: dict[str, Any] | None = None
-        if chain is not None:
-            prev = self._chains.get(chain) or self._known.get(chain)
-            if prev is not None:
-                # link_value without its checks: the index and leaf hash are this log's own.
-                link = {"index": prev[0], "leaf": _b64(prev[1], newline=False).decode("ascii")}
-            else:
-                # The chain's last entry is not known here (a new post, or one this appender
-                # has not written since the tree last moved). It is taken to be new: the entry
-                # goes unlinked, and the chain's next entries link to it. Its last entry is
-                # looked up for the whole batch in one query when the batch is written, and the
-                # few chains that turn out to have one are linked then (see ``_resolve``). The
-                # size check is done now, with the longest link possible, so it fails this work
-                # only.
-                self._unresolved.add(chain)
-        raw = entry_bytes(type, self._ts, actor, account, post, data, link)
-        if link is None and chain is not None and linked_size(raw, idx) > MAX_ENTRY_BYTES:
-            raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
-        leaf = _sha256(b"\x00" + raw).digest()
-        self._rows.append((idx, leaf, raw, type, chain, post, account, self.now))
-        if chain is not None:
-            self._chains[chain] = (idx, leaf)
-        self._next = idx + 1
-        if self._loose:
-            self._carry(idx, data)
-        return idx
-
-    def _carry(self, idx: int, data: dict[str, Any]) -> None:
-        digest = data.get("text_hash")
-        if digest.__class__ is str:
-            committed = self._loose.pop(digest, None)
-            if committed is not None:
-                self._texts.append((idx, digest, committed[0], committed[1]))
-
-    async def _resolve(self) -> None:
-        """Look up the chains ``append`` took to be new, in one query, and link the entries of
-        those that are not: the first to the chain's last entry, each next one to the first
-        again (its leaf hash changed)."""
-        if not self._unresolved:
-            return
-        heads = await log_sql.chain_heads(self.txn, sorted(self._unresolved))
-        self._unresolved.clear()
-        if not heads:
-            return
-        # chain -> (its last entry here, the leaf hash that entry had, the one it has now)
-        moved: dict[str, tuple[int, bytes, bytes]] = {}
-        for n, row in enumerate(self._rows):
-            chain = row[4]
-            if chain not in heads:
-                continue
-            last = moved.get(chain)
-            if last is None:
-                index, leaf = heads[chain]
-                raw = link_raw(row[2], index, leaf)
-            else:
-                raw = relink_raw(row[2], last[0], last[1], last[2])
-            leaf = _sha256(b"\x00" + raw).digest()
-            moved[chain] = (row[0], row[1], leaf)
-            self._rows[n] = (row[0], leaf, raw, *row[3:])
-        for chain, (index, _, leaf) in moved.items():
-            self._chains[chain] = (index, leaf)
-
-    def commit_text(self, text: str) -> str:
-        """Commit to a text: return its salted hash, for the data of the entry appended next.
-
-        The text (and its fresh salt) is kept beside the log, keyed by the entry whose
-        ``data["text_hash"]`` carries the hash; a work that commits to a text none of its
-        entries carries fails (:class:`LooseText`).
-        """
-        salt = new_salt()
-        digest = text_commitment(text, salt)
-        self._loose[digest] = (salt, text)
-        return digest
-
-
-Work = Callable[[LogTxn], Awaitable[T]]
 _Batch = Batch[Work[Any]]
 
 
@@ -177,16 +40,12 @@ class Appender:
 
     def __init__(self, db: Database, clock: Clock, *, max_batch: int = 512) -> None:
         self._db = db
-        self._clock = clock
         self._queue: WorkQueue[Work[Any]] = WorkQueue(max_batch=max_batch)
+        self._sequencer = Sequencer(clock)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The last entry of each chain this appender wrote, valid while the tree has exactly the
-        # size it left it at: any other writer (a replica) moves the size and empties it.
-        self._heads: dict[str, tuple[int, bytes]] = {}
-        self._heads_at = -1
-        # The tree as this appender last wrote it: (size, right edge), or None when unknown.
-        self._tree: tuple[int, bytes] | None = None
+        # The tree as this appender last wrote it, or None when unknown.
+        self._tree: Tree | None = None
 
     @property
     def batches(self) -> int:
@@ -214,8 +73,7 @@ class Appender:
         return future
 
     def _forget(self) -> None:
-        self._heads.clear()
-        self._heads_at = -1
+        self._sequencer.forget()
         self._tree = None
 
     async def _run(self) -> None:
@@ -236,10 +94,10 @@ class Appender:
                 try:
                     async with self._db.write() as txn:
                         state = await log_sql.lock_state(txn)
-                        size = int(state["size"])
-                        ltx = await self._fill(txn, batch, size)
-                        await self._write_log(txn, ltx, size, bytes(state["frontier"]))
-                except _Rerun:
+                        tree = Tree(int(state["size"]), bytes(state["frontier"]))
+                        sequenced = await self._sequencer.sequence(batch, txn, tree)
+                        await self._write_log(txn, sequenced, tree)
+                except RunAgain:
                     continue
                 break
         except BaseException as exc:
@@ -272,14 +130,14 @@ class Appender:
                         if begun is None:
                             await chain.begin()
                             state = await log_sql.lock_state(chain.txn)
-                            size, frontier = int(state["size"]), bytes(state["frontier"])
+                            tree = Tree(int(state["size"]), bytes(state["frontier"]))
                         else:
                             assert self._tree is not None
-                            size, frontier = self._tree  # what the pending COMMIT leaves
+                            tree = self._tree  # what the pending COMMIT leaves
                         again = False  # run the batch again (without any work that failed)
                         try:
-                            ltx = await self._fill(chain.txn, batch, size)
-                        except (_Rerun, TransactionNotBegun):
+                            sequenced = await self._sequencer.sequence(batch, chain.txn, tree)
+                        except (RunAgain, TransactionNotBegun):
                             again = True
                         sound = True  # what the batch was run on still holds
                         if pending is not None:
@@ -290,14 +148,14 @@ class Appender:
                             begin_outcome, rows = await begun
                             begun = None
                             sound = sound and not isinstance(begin_outcome, BaseException) and not isinstance(
-                                rows, BaseException) and int(rows[0]["size"]) == size  # else: another writer
+                                rows, BaseException) and int(rows[0]["size"]) == tree.size  # else: another writer
                         if again or not sound:
                             await chain.rollback()
                             if not sound:
                                 self._forget()
-                                batch.failed.clear()
+                                self._sequencer.restart(batch)
                             continue
-                        await self._write_log(chain.txn, ltx, size, frontier, chain)
+                        await self._write_log(chain.txn, sequenced, tree, chain)
                         break
                     left -= 1
                     if self._queue.waiting() and left and not chain.contended():
@@ -340,74 +198,37 @@ class Appender:
         self._queue.answer(batch)
         return True
 
-    async def _fill(self, txn: Txn, batch: _Batch, size: int) -> LogTxn:
-        """Run the works of a batch (but those failed before) on a tree of ``size`` entries.
-
-        A work that fails may have written before failing: it is recorded in ``batch.failed``
-        and :class:`_Rerun` raised, so that the batch is rolled back and run again without it.
-        """
-        if size != self._heads_at or len(self._heads) > _MAX_HEADS:
-            self._heads.clear()
-        ltx = LogTxn(txn=txn, now=now_micros(self._clock), _next=size, _known=self._heads)
-        jobs, failed = batch.jobs, batch.failed
-        results: list[Any] = [None] * len(jobs)
-        for n, (work, _) in enumerate(jobs):
-            if n in failed:
-                continue
-            try:
-                results[n] = await work(ltx)
-                if ltx._loose:
-                    raise LooseText("the work committed to a text that none of its entries carries")
-            except TransactionNotBegun:
-                raise  # not the work's doing: the batch is run again (see _run_chain)
-            except Exception as exc:
-                failed[n] = exc
-                raise _Rerun from None
-        batch.results = results
-        return ltx
-
-    async def _write_log(
-        self, txn: Txn, ltx: LogTxn, size: int, frontier: bytes, chain: WriteChain | None = None
-    ) -> None:
-        rows = ltx._rows
-        if rows:
-            await ltx._resolve()
+    async def _write_log(self, txn: Txn, sequenced: Sequenced, tree: Tree, chain: WriteChain | None = None) -> None:
+        entries = sequenced.entries
+        if entries:
             if chain is None:
-                await log_sql.insert_entries(txn, rows)
-                await log_sql.insert_texts(txn, ltx._texts)
-                tree = merkle.CompactRange.from_bytes(size, frontier)
-                tree, nodes, root = tree.append([row[1] for row in rows], stride=log_sql.NODE_STRIDE)
-                frontier = tree.to_bytes()
-                await log_sql.insert_nodes(txn, nodes)
-                await log_sql.save_state(txn, size=ltx._next, root=root, frontier=frontier)
+                await log_sql.insert_entries(txn, entries)
+                await log_sql.insert_texts(txn, sequenced.texts)
+                growth = self._sequencer.grow(tree, entries)
+                await log_sql.insert_nodes(txn, growth.nodes)
+                await log_sql.save_state(txn, size=growth.tree.size, root=growth.root, frontier=growth.tree.frontier)
+                tree = growth.tree
             else:
-                frontier = await self._write_chained(chain, ltx, size, frontier)
-        self._heads.update(ltx._chains)
-        self._heads_at = ltx._next
-        self._tree = (ltx._next, frontier)
+                tree = await self._write_chained(chain, sequenced, tree)
+        self._tree = tree
 
-    async def _write_chained(self, chain: WriteChain, ltx: LogTxn, size: int, frontier: bytes) -> bytes:
+    async def _write_chained(self, chain: WriteChain, sequenced: Sequenced, tree: Tree) -> Tree:
         """:meth:`_write_log` on the SQLite writer: the statements queued one behind the other and
         their outcomes awaited together, few round trips to the writer thread. Entries and texts
         go in as multi-row INSERTs, which run without the GIL once bound, so the tree is extended
         here while SQLite inserts them. The marker is queued first: once it is answered the
         writer thread has the entries statement in hand and binds it before this coroutine takes
-        the GIL back for the tree. Returns the tree's new right edge."""
-        rows = ltx._rows
+        the GIL back for the tree. Returns the tree after."""
+        entries = sequenced.entries
         marker = chain.send("SELECT 1")
-        sent = [chain.send(sql, *args) for sql, args in log_sql.entries_statements(rows)]
-        sent += [chain.send(sql, *args) for sql, args in log_sql.texts_statements(ltx._texts)]
+        sent = [chain.send(sql, *args) for sql, args in log_sql.entries_statements(entries)]
+        sent += [chain.send(sql, *args) for sql, args in log_sql.texts_statements(sequenced.texts)]
         await marker
-        tree = merkle.CompactRange.from_bytes(size, frontier)
-        tree, nodes, root = tree.append([row[1] for row in rows], stride=log_sql.NODE_STRIDE)
-        if nodes:
-            sent.append(chain.send_many(log_sql.INSERT_NODES, nodes))
-        sent.append(chain.send_many(log_sql.SAVE_STATE, [(ltx._next, root, tree.to_bytes())]))
+        growth = self._sequencer.grow(tree, entries)
+        if growth.nodes:
+            sent.append(chain.send_many(log_sql.INSERT_NODES, growth.nodes))
+        sent.append(chain.send_many(log_sql.SAVE_STATE, [(growth.tree.size, growth.root, growth.tree.frontier)]))
         for outcome in await asyncio.gather(*sent, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome
-        return tree.to_bytes()
-
-
-class _Rerun(Exception):
-    """Internal: roll the batch back and run it again without the failed work."""
+        return growth.tree

@@ -1,0 +1,1 @@
+"""The log writer: stores what the appender's batches logged (see ``base``)."""
