@@ -1,10 +1,12 @@
-"""HTTP plumbing shared by the Mastodon and X adapters.
+"""HTTP plumbing shared by the Mastodon, X and Bluesky adapters.
 
 One place decides how a transport failure or an HTTP status becomes an ``AdapterError``, so
-both adapters agree on what is worth retrying: connection errors, timeouts, 408, 5xx and 429
+the adapters agree on what is worth retrying: connection errors, timeouts, 408, 5xx and 429
 are retryable; 401 means the credential is broken; every other 4xx is final. The secret only
-ever travels in the ``Authorization`` header and is scrubbed from every text that leaves
-this module, because platforms and libraries sometimes echo requests back in error messages.
+ever travels in the ``Authorization`` header (or, on Bluesky, in the one request that trades
+it for session tokens) and is scrubbed, with any token issued for it, from every text that
+leaves this module, because platforms and libraries sometimes echo requests back in error
+messages.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from adapters.base import AdapterConfig, AdapterError
 
@@ -84,10 +88,11 @@ def float_option(config: AdapterConfig, name: str, default: float, *, platform: 
     return value
 
 
-def redact(text: str, secret: str) -> str:
-    """Remove every occurrence of ``secret`` from ``text``."""
-    if secret and secret in text:
-        return text.replace(secret, "[redacted]")
+def redact(text: str, *secrets: str) -> str:
+    """Remove every occurrence of each of ``secrets`` from ``text``."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
     return text
 
 
@@ -169,6 +174,38 @@ class HttpResponse:
             return None
 
 
+class HttpStream:
+    """An answer whose body is still arriving: read it whole (an error answer, small) or pass
+    it on in chunks (a blob), inside ``HttpClient.stream``'s context. A body that breaks off
+    raises a retryable ``AdapterError``."""
+
+    def __init__(self, client: HttpClient, where: str, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        # A case-insensitive copy: servers spell "Retry-After" as they like.
+        self.headers: Mapping[str, str] = response.headers.copy()
+        self._client = client
+        self._where = where
+        self._response = response
+
+    async def read(self) -> bytes:
+        """The rest of the body, whole."""
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._broke_off(exc) from None
+
+    async def chunks(self, size: int) -> AsyncIterator[bytes]:
+        """The body in pieces of at most ``size`` bytes, as they arrive."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._broke_off(exc) from None
+
+    def _broke_off(self, exc: BaseException) -> AdapterError:
+        return self._client.error(f"{self._where} broke off: {type(exc).__name__}", retryable=True)
+
+
 class HttpClient:
     """Sends requests for one account and turns failures into ``AdapterError``.
 
@@ -186,19 +223,34 @@ class HttpClient:
         timeout: float,
         clock: Clock,
         detail: DetailExtractor,
+        secret_is_bearer: bool = True,
+        issued_tokens: Callable[[], Iterable[str]] = tuple,
     ) -> None:
+        """``secret_is_bearer=False`` is for a secret that is only traded for session tokens
+        (Bluesky's app password): then a request carries the ``bearer`` it is given, or none.
+        ``issued_tokens`` gives the tokens held at the moment, scrubbed like the secret."""
         self.platform = platform
         self.base_url = base_url
         self.clock = clock
         self._session = session
         self._secret = secret
+        self._secret_is_bearer = secret_is_bearer
+        self._issued_tokens = issued_tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self._detail = detail
 
     @classmethod
     def for_account(
-        cls, config: AdapterConfig, *, platform: str, base_url: str, clock: Clock, detail: DetailExtractor
+        cls,
+        config: AdapterConfig,
+        *,
+        platform: str,
+        base_url: str,
+        clock: Clock,
+        detail: DetailExtractor,
+        secret_is_bearer: bool = True,
+        issued_tokens: Callable[[], Iterable[str]] = tuple,
     ) -> HttpClient:
         """The client of one account's adapter: the gateway's shared session, the account's
         resolved secret, and the ``timeout`` option of its policy."""
@@ -209,7 +261,7 @@ class HttpClient:
         return cls(
             platform=platform, session=config.session, base_url=base_url, secret=config.secret,
             timeout=float_option(config, "timeout", DEFAULT_TIMEOUT_SECONDS, platform=platform),
-            clock=clock, detail=detail,
+            clock=clock, detail=detail, secret_is_bearer=secret_is_bearer, issued_tokens=issued_tokens,
         )
 
     def __repr__(self) -> str:
@@ -221,50 +273,90 @@ class HttpClient:
         path: str,
         *,
         json_body: Any = None,
-        data: aiohttp.FormData | None = None,
+        data: aiohttp.FormData | bytes | None = None,
         params: Mapping[str, str] | None = None,
+        query: str = "",
         headers: Mapping[str, str] | None = None,
+        bearer: str | None = None,
     ) -> HttpResponse:
-        """Send one request; raise a retryable ``AdapterError`` if no answer arrived."""
-        all_headers = {"Authorization": f"Bearer {self._secret}", "Accept": "application/json"}
-        if headers:
-            all_headers.update(headers)
-        url = self.base_url + path
+        """Send one request; raise a retryable ``AdapterError`` if no answer arrived.
+
+        ``query`` is a query string already percent-encoded, sent exactly as it is (a relayed
+        call's); ``params`` are encoded here. ``bearer`` is the token to send when the secret
+        is not itself the bearer token.
+        """
+        url = self._url(path, query)
         try:
             async with self._session.request(
-                method,
-                url,
-                headers=all_headers,
-                json=json_body,
-                data=data,
-                params=params,
-                timeout=self._timeout,
-                allow_redirects=False,
+                method, url, headers=self._headers(headers, bearer), json=json_body, data=data,
+                params=params, timeout=self._timeout, allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 # A case-insensitive copy: servers spell "Retry-After" as they like.
                 response = HttpResponse(resp.status, resp.headers.copy(), body)
-        except TimeoutError:
-            # Checked before ClientError: aiohttp's timeout errors are both. The request may
-            # have been carried out, so this is "outcome unknown", which callers must handle.
-            raise self.error(
-                f"{method} {path} got no answer within {self._timeout_seconds:g} s",
-                retryable=True,
-            ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise self.error(
-                f"{method} {path} failed: {type(exc).__name__}",
-                retryable=True,
-                detail=str(exc),
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise self.error(
-                f"{method} {path} could not be sent: {type(exc).__name__}",
-                retryable=False,
-                detail=str(exc),
-            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._unanswered(method, path, exc) from None
         _LOG.debug("%s %s %s -> %s", self.platform, method, path, response.status)
         return response
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: Mapping[str, str] | None = None,
+        bearer: str | None = None,
+    ) -> AsyncIterator[HttpStream]:
+        """Send one request as ``request`` does, and hand over its answer before the body is
+        read: the body is only ever held a chunk at a time while the context is open."""
+        async with AsyncExitStack() as opened:
+            try:
+                resp = await opened.enter_async_context(self._session.request(
+                    method, self._url(path, query), headers=self._headers(headers, bearer),
+                    timeout=self._timeout, allow_redirects=False,
+                ))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._unanswered(method, path, exc) from None
+            _LOG.debug("%s %s %s -> %s (streamed)", self.platform, method, path, resp.status)
+            # Only the opening is guarded: whatever the caller's block raises passes unchanged.
+            yield HttpStream(self, f"{method} {path}", resp)
+
+    def _url(self, path: str, query: str) -> str | URL:
+        if not query:
+            return self.base_url + path
+        # encoded=True: the query goes out byte for byte, never re-quoted.
+        return URL(f"{self.base_url}{path}?{query}", encoded=True)
+
+    def _headers(self, headers: Mapping[str, str] | None, bearer: str | None) -> dict[str, str]:
+        token = self._secret if self._secret_is_bearer else bearer
+        all_headers = {"Accept": "application/json"}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if headers:
+            all_headers.update(headers)
+        return all_headers
+
+    def _unanswered(self, method: str, path: str, exc: BaseException) -> AdapterError:
+        if isinstance(exc, TimeoutError):
+            # Checked before ClientError: aiohttp's timeout errors are both. The request may
+            # have been carried out, so this is "outcome unknown", which callers must handle.
+            return self.error(
+                f"{method} {path} got no answer within {self._timeout_seconds:g} s", retryable=True,
+            )
+        if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+            return self.error(
+                f"{method} {path} failed: {type(exc).__name__}", retryable=True, detail=str(exc),
+            )
+        return self.error(
+            f"{method} {path} could not be sent: {type(exc).__name__}", retryable=False,
+            detail=str(exc),
+        )
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the secret or any token issued for it."""
+        return redact(text, self._secret, *self._issued_tokens())
 
     def error(
         self,
@@ -278,12 +370,12 @@ class HttpClient:
     ) -> AdapterError:
         """Build an ``AdapterError`` whose texts cannot contain the secret."""
         return AdapterError(
-            redact(f"{self.platform}: {message}", self._secret),
+            self.scrub(f"{self.platform}: {message}"),
             retryable=retryable,
             retry_after=retry_after,
             auth_failed=auth_failed,
             status=status,
-            detail=None if detail is None else truncate(redact(detail, self._secret)),
+            detail=None if detail is None else truncate(self.scrub(detail)),
         )
 
     def detail_of(self, response: HttpResponse) -> str:
