@@ -18,6 +18,7 @@ import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -62,6 +63,7 @@ def make_adapter(
     *,
     secret: str | None = None,
     pds_url: str | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> BlueskyAdapter:
     """An adapter for ``account`` that logs in with its app password (or ``secret``)."""
     return BlueskyAdapter(
@@ -71,7 +73,8 @@ def make_adapter(
             secret=account.app_password if secret is None else secret,
             options={"pds": pds_url or pds.pds_url, "timeout": "10"},
             session=http,
-        )
+        ),
+        clock=clock,
     )
 
 
@@ -159,6 +162,13 @@ def expired_access_token(did: str) -> str:
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(DEV_ENV_JWT_SECRET, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
+
+
+def go_stale(adapter: BlueskyAdapter, **tokens: str) -> None:
+    """Replace the session's tokens: white box, the one place to make a token go stale."""
+    client = adapter._client
+    assert client._login is not None
+    client._login = dataclasses.replace(client._login, **tokens)
 
 
 Rule = Callable[[str], "str | web.Response"]
@@ -445,6 +455,29 @@ async def test_wrong_app_password_is_auth_failed_and_not_echoed(
         assert wrong not in f"{error} {error.message} {error.detail} {adapter!r}"
 
 
+async def test_the_app_password_is_never_a_bearer_token(bluesky_pds: BlueskyPds) -> None:
+    """The app password goes only in createSession's body; every other call carries a session JWT."""
+    bob = bluesky_pds.account("bob.test")
+    sent: list[tuple[str, str | None]] = []
+    tracing = aiohttp.TraceConfig()
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append((params.url.path.removeprefix("/xrpc/"), params.headers.get("Authorization")))
+
+    tracing.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
+        adapter = make_adapter(http, bluesky_pds, bob)
+        await adapter.publish(new_post("who am I"))
+        await adapter.xrpc_raw("GET", "com.atproto.server.getSession")
+
+    assert sent[0] == ("com.atproto.server.createSession", None)
+    assert {nsid for nsid, _ in sent[1:]} >= {"com.atproto.repo.createRecord", "com.atproto.server.getSession"}
+    login = adapter._client.login  # white box: the JWT the PDS issued
+    assert login is not None
+    assert all(auth == f"Bearer {login.access_jwt}" for _, auth in sent[1:]), sent
+    assert all(bob.app_password not in (auth or "") for _, auth in sent)
+
+
 async def test_revoked_app_password_is_auth_failed_after_one_new_login(
     http: aiohttp.ClientSession, bluesky_pds: BlueskyPds
 ) -> None:
@@ -472,9 +505,7 @@ async def test_revoked_app_password_is_auth_failed_after_one_new_login(
 
     await call("com.atproto.server.revokeAppPassword", {"name": name}, login["accessJwt"])
     # Access tokens outlive a revocation until they expire (2 hours); skip ahead to that.
-    session = adapter._login  # white box: the one place to make the token go stale
-    assert session is not None
-    adapter._login = dataclasses.replace(session, access_jwt=expired_access_token(carol.did))
+    go_stale(adapter, access_jwt=expired_access_token(carol.did))
     with pytest.raises(AdapterError) as caught:
         await adapter.publish(new_post("after the revocation"))
     assert caught.value.auth_failed and not caught.value.retryable
@@ -495,9 +526,7 @@ async def test_expired_access_token_is_refreshed(
     async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
         adapter = make_adapter(http, bluesky_pds, alice)
         await adapter.verify_credentials()
-        login = adapter._login  # white box: the one place to make the token go stale
-        assert login is not None
-        adapter._login = dataclasses.replace(login, access_jwt=expired_access_token(alice.did))
+        go_stale(adapter, access_jwt=expired_access_token(alice.did))
         calls.clear()
         post = new_post("after a refresh")
         result = await adapter.publish(post)
@@ -525,9 +554,7 @@ async def test_refused_refresh_token_leads_to_a_new_session(
     async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
         adapter = make_adapter(http, bluesky_pds, bob)
         await adapter.verify_credentials()
-        login = adapter._login
-        assert login is not None
-        adapter._login = dataclasses.replace(login, access_jwt="garbled", refresh_jwt="garbled")
+        go_stale(adapter, access_jwt="garbled", refresh_jwt="garbled")
         calls.clear()
         await adapter.publish(new_post("after a new login"))
         info = await adapter.verify_credentials()
@@ -710,6 +737,33 @@ async def test_rate_limit_is_retryable_with_retry_after(
     with pytest.raises(AdapterError) as caught:
         await adapter.publish(new_post("too fast again"))
     assert caught.value.retry_after == 7.0
+
+
+async def test_retry_after_is_read_on_the_injected_clock(
+    http: aiohttp.ClientSession, bluesky_pds: BlueskyPds, aiohttp_server: ServerFactory
+) -> None:
+    """An HTTP-date Retry-After and an epoch ratelimit-reset are counted from the adapter's clock."""
+    alice = bluesky_pds.account("alice.test")
+    now = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    headers: dict[str, str] = {}
+
+    def rule(nsid: str) -> str | web.Response:
+        if nsid != "com.atproto.repo.createRecord":
+            return "forward"
+        return web.json_response({"error": "RateLimitExceeded"}, status=429, headers=headers)
+
+    proxy, _ = await start_proxy(aiohttp_server, bluesky_pds, rule)
+    adapter = make_adapter(http, bluesky_pds, alice, pds_url=proxy_url(proxy), clock=lambda: now)
+    for given, expected in (
+        ({"Retry-After": "Tue, 06 May 2031 07:08:39 GMT"}, 30.0),
+        ({"Retry-After": "soon", "ratelimit-reset": str(int(now.timestamp()) + 90)}, 90.0),
+        ({"ratelimit-reset": str(int(now.timestamp()) - 5)}, 0.0),
+    ):
+        headers.clear()
+        headers.update(given)
+        with pytest.raises(AdapterError) as caught:
+            await adapter.publish(new_post("on our clock"))
+        assert (caught.value.retry_after, caught.value.status) == (expected, 429)
 
 
 async def test_server_errors_and_unreachable_pds_are_retryable(

@@ -1,4 +1,4 @@
-"""The HTTP client the Mastodon and X adapters share: what an account's adapter needs to start."""
+"""The HTTP client the Mastodon, X and Bluesky adapters share: what an account's adapter needs to start."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import aiohttp
 import pytest
 
 from adapters.base import AdapterConfig
+from adapters.bluesky import BlueskyAdapter
 from adapters.mastodon import MastodonAdapter
 from adapters.x import XAdapter
 
-OPTIONS = {"mastodon": {"instance": "https://social.example"}, "x": {"api": "https://api.x.example"}}
-ADAPTERS = {"mastodon": MastodonAdapter, "x": XAdapter}
+OPTIONS = {
+    "mastodon": {"instance": "https://social.example"},
+    "x": {"api": "https://api.x.example"},
+    "bluesky": {"pds": "https://pds.example"},
+}
+ADAPTERS = {"mastodon": MastodonAdapter, "x": XAdapter, "bluesky": BlueskyAdapter}
 
 
-@pytest.mark.parametrize("platform", ["mastodon", "x"])
+@pytest.mark.parametrize("platform", ["mastodon", "x", "bluesky"])
 async def test_an_adapter_needs_the_shared_session_and_a_secret(platform: str) -> None:
     """Without the gateway's session, or without a resolved token, an adapter refuses to start
     and says which; with both it starts, and its repr shows no token."""

@@ -1,0 +1,259 @@
+"""The Bluesky adapter: publishes one account's posts through its PDS, exactly once.
+
+Exactly once
+------------
+Every attempt to publish one post writes to the same record key (``records.rkey_for``), and
+the PDS refuses to create a record where one exists (it answers 500), so a resend cannot make
+a second post. Whenever ``createRecord`` did not clearly succeed (any error other than an auth
+or rate-limit answer, including a connection dropped after the PDS may have written the
+record) the adapter reads that key back with ``getRecord`` and, if the record is there,
+returns it as the result. A post with media is looked up before its images are uploaded, so a
+retry does not upload them again. ``find_existing`` is the same ``getRecord``. If the post's
+text changed between attempts, the record first written stays (one Byline post is at most
+one Bluesky post).
+
+:meth:`BlueskyAdapter.preview_record` builds the record as :meth:`BlueskyAdapter.publish` will
+(facets, reply references, ``createdAt``), without writing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import quote
+
+from adapters._http import Clock, check_base_url, utc_now
+from adapters.base import AccountInfo, AdapterConfig, AdapterError, MediaItem, OutboundPost, PublishResult
+from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
+from adapters.bluesky.records import (
+    POST_COLLECTION,
+    AtUri,
+    check_publishable,
+    created_at_for,
+    images_embed,
+    post_record,
+    post_text,
+    reply_ref,
+    rkey_for,
+    sensitive_media_labels,
+)
+from adapters.bluesky.text import find_mentions, in_text_order, link_facets, mention_facet
+
+DEFAULT_APP_URL: Final = "https://bsky.app"
+
+_log = logging.getLogger(__name__)
+
+
+class BlueskyAdapter:
+    """Publishes to one Bluesky account through its PDS. See the package docstring."""
+
+    platform = PLATFORM
+
+    def __init__(self, config: AdapterConfig, *, clock: Clock | None = None) -> None:
+        pds = check_base_url(config.options.get("pds", ""), option="pds", platform=PLATFORM)
+        self._config = config
+        self._pds = pds
+        self._clock = clock or utc_now
+        self._app_url = config.options.get("app_url", DEFAULT_APP_URL).rstrip("/")
+        self._client = XrpcClient(config, pds=pds, clock=self._clock)
+
+    def __repr__(self) -> str:
+        return f"BlueskyAdapter(account={self._config.account!r}, pds={self._pds!r})"
+
+    # ---- the Adapter protocol ----------------------------------------------------------------
+
+    async def publish(self, post: OutboundPost) -> PublishResult:
+        """Create the post under its derived record key, or return it if it is already there."""
+        text = post_text(post)
+        check_publishable(post, text)
+        login = await self._client.ensure_login()
+        rkey = rkey_for(post.post_id)
+        if post.media:
+            # Uploading the images again would be wasted work if an earlier attempt got through.
+            existing = await self._get_post(rkey)
+            if existing is not None:
+                return existing
+        try:
+            record = await self._record(post, text)
+        except AdapterError:
+            if not post.reply_to:
+                raise
+            # A retry of a reply whose parent has since gone is still the post made before.
+            existing = await self._get_post(rkey)
+            if existing is None:
+                raise
+            return existing
+        if post.media:
+            record["embed"] = await self._embed_images(post.media)
+            if post.sensitive or post.spoiler_text:
+                record["labels"] = sensitive_media_labels()
+        body = {"repo": login.did, "collection": POST_COLLECTION, "rkey": rkey, "record": record}
+        try:
+            created = await self._client.call("POST", "com.atproto.repo.createRecord", json_body=body)
+        except AdapterError as exc:
+            if exc.auth_failed or exc.status == 429:
+                raise
+            # The record may exist: written by an earlier attempt (the PDS then answers 500),
+            # or by this one before the connection dropped. Either way it is the post.
+            try:
+                existing = await self._get_post(rkey)
+            except AdapterError:
+                existing = None
+            if existing is None:
+                raise
+            _log.info("bluesky: post %s was already published as %s", post.post_id, existing)
+            return existing
+        return self._result(str(created.get("uri", "")))
+
+    async def preview_record(self, post: OutboundPost) -> dict[str, Any]:
+        """The record ``publish`` would write for ``post`` (media left out), writing nothing."""
+        text = post_text(post)
+        check_publishable(post, text)
+        return await self._record(post, text)
+
+    async def xrpc_raw(
+        self,
+        method: str,
+        nsid: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> XrpcRawResponse:
+        """Relay one XRPC call to the PDS under the account's own session (``XrpcClient.relay``)."""
+        return await self._client.relay(method, nsid, query=query, body=body, headers=headers)
+
+    @asynccontextmanager
+    async def xrpc_stream(
+        self, nsid: str, *, query: str = "", headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[XrpcStream]:
+        """Relay one GET with its body passed on in chunks (``XrpcClient.stream``)."""
+        async with self._client.stream(nsid, query=query, headers=headers) as answer:
+            yield answer
+
+    async def find_existing(self, post: OutboundPost) -> PublishResult | None:
+        """The post made for ``post.post_id``, read back by its derived record key, or None."""
+        return await self._get_post(rkey_for(post.post_id))
+
+    async def delete(self, remote_id: str) -> None:
+        """Delete the post with this at:// URI; a post that is already gone counts as deleted."""
+        uri = AtUri.parse(remote_id)
+        if uri.collection != POST_COLLECTION:
+            raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
+        login = await self._client.ensure_login()
+        if uri.repo not in (login.did, login.handle):
+            raise AdapterError(
+                f"bluesky: {remote_id} belongs to another account than {login.handle}",
+                retryable=False,
+            )
+        body = {"repo": login.did, "collection": POST_COLLECTION, "rkey": uri.rkey}
+        try:
+            await self._client.call("POST", "com.atproto.repo.deleteRecord", json_body=body)
+        except AdapterError as exc:
+            if exc.status == 400 and exc.detail and exc.detail.startswith("RecordNotFound"):
+                return
+            raise
+
+    async def verify_credentials(self) -> AccountInfo:
+        """Who the app password logs in as, asked of the PDS (not answered from memory)."""
+        answer = await self._client.call("GET", "com.atproto.server.getSession")
+        did = str(answer.get("did", ""))
+        handle = str(answer.get("handle", ""))
+        return AccountInfo(
+            remote_id=did,
+            handle=handle,
+            url=f"{self._app_url}/profile/{handle or did}",
+        )
+
+    # ---- building the record -----------------------------------------------------------------
+
+    async def _record(self, post: OutboundPost, text: str) -> dict[str, Any]:
+        facets = await self._facets(text)
+        reply = await self._reply_ref(post.reply_to) if post.reply_to else None
+        return post_record(
+            text=text, created_at=created_at_for(post, self._clock()),
+            language=post.language, facets=facets, reply=reply,
+        )
+
+    async def _facets(self, text: str) -> list[dict[str, Any]]:
+        facets = link_facets(text)
+        resolved: dict[str, str | None] = {}
+        for span in find_mentions(text):
+            if span.value not in resolved:
+                resolved[span.value] = await self._resolve_handle(span.value)
+            did = resolved[span.value]
+            if did is not None:
+                facets.append(mention_facet(text, span, did))
+        return in_text_order(facets)
+
+    async def _resolve_handle(self, handle: str) -> str | None:
+        try:
+            answer = await self._client.xrpc(
+                "GET", "com.atproto.identity.resolveHandle", params={"handle": handle}
+            )
+        except XrpcError as exc:
+            if exc.status == 400:
+                return None  # no such handle: leave the mention as plain text
+            raise self._client.classify(exc) from None
+        did = answer.get("did")
+        return did if isinstance(did, str) and did.startswith("did:") else None
+
+    async def _reply_ref(self, parent_uri: str) -> dict[str, Any]:
+        uri = AtUri.parse(parent_uri)
+        if uri.collection != POST_COLLECTION:
+            raise AdapterError(f"bluesky: can only reply to posts, not {parent_uri}", retryable=False)
+        try:
+            parent = await self._client.xrpc(
+                "GET",
+                "com.atproto.repo.getRecord",
+                params={"repo": uri.repo, "collection": uri.collection, "rkey": uri.rkey},
+            )
+        except XrpcError as exc:
+            if exc.status == 400 and exc.error == "RecordNotFound":
+                raise AdapterError(
+                    f"bluesky: the post replied to, {parent_uri}, does not exist",
+                    retryable=False,
+                    status=exc.status,
+                    detail=self._client.detail(exc),
+                ) from None
+            raise self._client.classify(exc) from None
+        return reply_ref(parent, parent_uri)
+
+    async def _embed_images(self, media: tuple[MediaItem, ...]) -> dict[str, Any]:
+        images = []
+        for item in media:
+            answer = await self._client.call(
+                "POST", "com.atproto.repo.uploadBlob", data=item.data, content_type=item.mime_type
+            )
+            blob = answer.get("blob")
+            if not isinstance(blob, dict):
+                raise AdapterError("bluesky: uploadBlob answered without a blob", retryable=True)
+            images.append((item.description or "", blob))
+        return images_embed(images)
+
+    # ---- reading back ------------------------------------------------------------------------
+
+    async def _get_post(self, rkey: str) -> PublishResult | None:
+        login = await self._client.ensure_login()
+        try:
+            answer = await self._client.xrpc(
+                "GET",
+                "com.atproto.repo.getRecord",
+                params={"repo": login.did, "collection": POST_COLLECTION, "rkey": rkey},
+            )
+        except XrpcError as exc:
+            if exc.status == 400 and exc.error == "RecordNotFound":
+                return None
+            raise self._client.classify(exc) from None
+        return self._result(str(answer.get("uri", "")))
+
+    def _result(self, uri: str) -> PublishResult:
+        at = AtUri.parse(uri)
+        login = self._client.login
+        handle = login.handle if login else self._config.handle
+        return PublishResult(
+            remote_id=uri,
+            url=f"{self._app_url}/profile/{quote(handle or at.repo)}/post/{quote(at.rkey)}",
+        )

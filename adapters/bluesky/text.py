@@ -1,0 +1,104 @@
+"""A post's text as Bluesky reads it: its length in graphemes and bytes, and its rich-text facets.
+
+Bluesky limits a post to 300 graphemes and 3000 UTF-8 bytes.
+
+Facet offsets are UTF-8 byte offsets; links are ``http(s)://`` URLs and mentions are
+``@handle`` (resolved to a DID by the client; one that does not resolve stays plain text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import regex
+
+MAX_GRAPHEMES: Final = 300
+MAX_TEXT_BYTES: Final = 3000
+
+# The regex library's \X is UAX #29's extended grapheme cluster, kept current with Unicode,
+# which is what Bluesky's 300-character limit counts.
+_GRAPHEME: Final = regex.compile(r"\X")
+
+
+def grapheme_count(text: str) -> int:
+    """User-perceived characters in ``text``, as Bluesky counts them (UAX #29 clusters)."""
+    return sum(1 for _ in _GRAPHEME.finditer(text))
+
+
+def utf8_length(text: str) -> int:
+    """``text``'s size in UTF-8, which Bluesky's byte limit counts."""
+    return len(text.encode("utf-8"))
+
+
+_LINK_RE: Final = re.compile(r"(?<![^\s(])https?://[^\s]+", re.IGNORECASE)
+_MENTION_RE: Final = re.compile(r"(?<![^\s(])@([a-zA-Z0-9][a-zA-Z0-9.-]*[a-zA-Z0-9])")
+_HANDLE_RE: Final = re.compile(
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
+)
+_TRAILING_PUNCTUATION: Final = ".,;:!?\"'"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of the text: code point offsets, and the URL or handle it stands for."""
+
+    start: int
+    end: int
+    value: str
+
+
+def find_links(text: str) -> list[Span]:
+    """The ``http(s)://`` URLs in ``text``, without trailing punctuation."""
+    spans = []
+    for match in _LINK_RE.finditer(text):
+        url = match.group(0)
+        # Punctuation ending a sentence, and a ")" closing a parenthesis the URL did not
+        # open, belong to the text around the link.
+        while url and (
+            url[-1] in _TRAILING_PUNCTUATION or (url[-1] == ")" and url.count("(") < url.count(")"))
+        ):
+            url = url[:-1]
+        if urlsplit(url).hostname:
+            spans.append(Span(match.start(), match.start() + len(url), url))
+    return spans
+
+
+def find_mentions(text: str) -> list[Span]:
+    """The ``@handle`` mentions in ``text`` (the span includes the ``@``; value is the handle)."""
+    spans = []
+    for match in _MENTION_RE.finditer(text):
+        handle = match.group(1)
+        if _HANDLE_RE.match(handle):
+            spans.append(Span(match.start(), match.end(), handle.lower()))
+    return spans
+
+
+def byte_index(text: str, span: Span) -> dict[str, int]:
+    """A facet's ``index``: the span's offsets in UTF-8 bytes, not code points."""
+    start = utf8_length(text[: span.start])
+    return {"byteStart": start, "byteEnd": start + utf8_length(text[span.start : span.end])}
+
+
+def link_facets(text: str) -> list[dict[str, Any]]:
+    """The rich-text facets of the links in ``text`` (no lookups needed), in text order."""
+    return [
+        {"index": byte_index(text, span),
+         "features": [{"$type": "app.bsky.richtext.facet#link", "uri": span.value}]}
+        for span in find_links(text)
+    ]
+
+
+def mention_facet(text: str, span: Span, did: str) -> dict[str, Any]:
+    """The rich-text facet of one mention, its handle resolved to ``did``."""
+    return {
+        "index": byte_index(text, span),
+        "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
+    }
+
+
+def in_text_order(facets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``facets`` sorted by where they start (links and mentions are found apart)."""
+    return sorted(facets, key=lambda facet: int(facet["index"]["byteStart"]))
