@@ -2,7 +2,7 @@
 a policy naming Byline's own log signing key (by a relative path, an absolute one or a symlink
 in the secrets directory) as its credential, and a listener as its platform, is refused when it
 loads; the listener never hears from Byline. A credential travels only over https, but for
-loopback in development."""
+loopback in development. alice administers these gateways: she sees every refused file."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ async def test_log_key_is_never_a_credential(
     listener: Listener,
 ) -> None:
     """A file credential outside the secrets directory is refused at load; nothing is sent."""
-    async with started_gateway(db_url, policy_dir, clock) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, _key_references(tmp_path, policy_dir)[case])
         await _refused_over_http(gw, listener, message)
 
@@ -124,7 +124,7 @@ async def test_key_directory_refused_even_inside_secrets(
     reference: str, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
 ) -> None:
     """With the secrets directory set around the log key, its key files are still refused."""
-    async with started_gateway(db_url, policy_dir, clock, secrets_dir=policy_dir.parent) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice", secrets_dir=policy_dir.parent) as gw:
         _stealing_policy(policy_dir, listener.url, reference)
         await _refused_over_http(gw, listener, KEY)
 
@@ -135,7 +135,7 @@ async def test_policy_in_force_stays(
     """A good policy changed to steal the key keeps the good one in force, and it is not sent."""
     (policy_dir / "secrets").mkdir()
     (policy_dir / "secrets" / "token").write_text("good-token\n", encoding="utf-8")
-    async with started_gateway(db_url, policy_dir, clock) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == ["thief"]
         _stealing_policy(policy_dir, listener.url, "file:../log.key")
@@ -161,7 +161,7 @@ async def test_credential_in_secrets_dir_is_used(
     (policy_dir / "secrets").mkdir()
     (policy_dir / "secrets" / "token").write_text("tok-from-secrets\n", encoding="utf-8")
     try:
-        async with started_gateway(db_url, policy_dir, clock) as gw:
+        async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
             _stealing_policy(policy_dir, str(server.make_url("")).rstrip("/"), "file:secrets/token")
             assert await gw.sync_policies() == ["thief"]
             post = await gw.submit("alice", "thief", "from the secrets directory")
@@ -181,7 +181,7 @@ async def test_credential_link_repointed_after_load(
     secrets.mkdir()
     (secrets / "real").write_text("good-token\n", encoding="utf-8")
     (secrets / "token").symlink_to(secrets / "real")
-    async with started_gateway(db_url, policy_dir, clock) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == ["thief"]
         (secrets / "token").unlink()
@@ -200,13 +200,13 @@ async def test_plain_http_needs_loopback_and_the_setting(
     without it; the credential is never sent."""
     (policy_dir / "secrets").mkdir()
     (policy_dir / "secrets" / "token").write_text("tok\n", encoding="utf-8")
-    async with started_gateway(db_url, policy_dir, clock) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, "http://192.0.2.1:9999", "file:secrets/token")
         assert await gw.sync_policies() == []
         status, body = await gw.call("alice", "GET", "/v1/policies/errors")
         assert [(e["file"], e["line"], e["key"]) for e in body["errors"]] == [("thief.yaml", 3, "instance")]
         assert "https://" in body["errors"][0]["message"]
-    async with started_gateway(db_url, policy_dir, clock, allow_insecure_platforms=False) as gw:
+    async with started_gateway(db_url, policy_dir, clock, admins="alice", allow_insecure_platforms=False) as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == []
         status, body = await gw.call("alice", "GET", "/v1/policies/errors")
