@@ -39,6 +39,7 @@ from gateway.clock import SystemClock
 from gateway.loops import LOOPS, loop_factory, loop_name
 from gateway.storage import log as log_sql
 from gateway.storage.db import SqliteDatabase, open_database
+from gateway.storage.logwriter.sqlite import entries_statements
 
 ACCOUNT = "brand"
 POLICY = {
@@ -140,7 +141,7 @@ async def multi_row(db: SqliteDatabase, rows: list[tuple[Any, ...]], batch: int)
     started = time.perf_counter()
     for start in range(0, len(rows), batch):
         async with db.write() as txn:
-            for sql, args in log_sql.entries_statements(rows[start : start + batch]):
+            for sql, args in entries_statements(rows[start : start + batch]):
                 await txn.execute(sql.replace("log_entries", "bench_multi", 1), *args)
     return time.perf_counter() - started
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any
 
-from gateway.storage.db import SQLITE_MAX_VARIABLES, Row, Txn
+from gateway.storage.db import Row, Txn
 
 STATE = "SELECT size, root, frontier FROM log_state WHERE id = 1"
-"""The tree state (on SQLite, a write transaction holds the only writer lock already)."""
-
-
-async def lock_state(txn: Txn) -> Row:
-    """The tree state, locked for this transaction: the one row that serializes sequencing."""
-    suffix = " FOR UPDATE" if txn.dialect == "postgresql" else ""
-    # fetchall: one round trip to the SQLite writer thread where fetchone takes three.
-    rows = await txn.fetchall(STATE + suffix)
-    assert rows, "log_state row missing: migrations did not run"
-    return rows[0]
+"""The tree state (on SQLite, a write transaction holds the only writer lock already). The
+log writers (``gateway.storage.logwriter``) hold every statement that adds to the log."""
 
 
 async def read_state(txn: Txn) -> Row:
@@ -28,77 +19,11 @@ async def read_state(txn: Txn) -> Row:
     return row
 
 
-SAVE_STATE = "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1"
-INSERT_ENTRIES = (
-    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
-INSERT_TEXTS = "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)"
-
-
-async def save_state(txn: Txn, *, size: int, root: bytes, frontier: bytes) -> None:
-    """Record the tree's new size, root and right edge."""
-    # executemany of one row: no row count wanted, so one round trip on SQLite instead of two.
-    await txn.executemany(SAVE_STATE, [(size, root, frontier)])
-
-
 async def last_in_chain(txn: Txn, chain: str) -> Row | None:
     """The newest entry of a chain (one post's events, or one account's policy events)."""
     return await txn.fetchone(
         "SELECT idx, leaf_hash FROM log_entries WHERE chain = ? ORDER BY idx DESC LIMIT 1", chain
     )
-
-
-async def insert_entries(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
-    """Append entries: (idx, leaf_hash, entry, type, chain, post_id, account, ts)."""
-    await txn.executemany(INSERT_ENTRIES, rows)
-
-
-async def insert_nodes(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
-    """Store newly completed perfect subtrees of the stored levels: (level, idx, hash)."""
-    if rows:
-        await txn.executemany(INSERT_NODES, rows)
-
-
-async def insert_texts(txn: Txn, rows: Sequence[Sequence[Any]]) -> None:
-    """Keep committed texts beside the log: (index of the entry that commits to it, text_hash,
-    salt, text)."""
-    if rows:
-        await txn.executemany(INSERT_TEXTS, rows)
-
-
-def _rows_per_statement(columns: int) -> int:
-    return max(1, min(512, SQLITE_MAX_VARIABLES // columns))
-
-
-def entries_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
-    """:func:`insert_entries` as multi-row INSERTs, for SQLite: (sql, arguments) to run in order.
-
-    One statement binds its arguments at once and then runs without the GIL, where
-    ``executemany`` takes the GIL back for every row: the gateway's event loop goes on with its
-    Python while SQLite inserts the batch.
-    """
-    return _multi_row(INSERT_ENTRIES.split(" VALUES ")[0], "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _rows_per_statement(8))
-
-
-def texts_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
-    """:func:`insert_texts` as multi-row INSERTs, for SQLite: (sql, arguments) to run in order."""
-    return _multi_row(INSERT_TEXTS.split(" VALUES ")[0], "(?, ?, ?, ?)", rows, _rows_per_statement(4))
-
-
-def _multi_row(head: str, marks: str, rows: Sequence[Sequence[Any]], per: int) -> list[tuple[str, list[Any]]]:
-    """INSERTs of ``per`` rows each, then of fewer rows in powers of two: few distinct
-    statements, so that SQLite's prepared statements are reused (preparing one of 512 rows
-    takes longer than running it)."""
-    out = []
-    start = 0
-    while start < len(rows):
-        n = min(per, len(rows) - start)
-        if n < per:
-            n = 1 << (n.bit_length() - 1)
-        out.append((f"{head} VALUES {', '.join([marks] * n)}", list(chain.from_iterable(rows[start : start + n]))))
-        start += n
-    return out
 
 
 async def erase_text(txn: Txn, idx: int) -> bool:

@@ -19,7 +19,8 @@ from gateway.audit.note import Checkpoint, Signer, sign_note
 from gateway.audit.verify import ExportSource, Report, verify
 from gateway.clock import ManualClock
 from gateway.storage import log as log_sql
-from gateway.storage.db import Database, SqliteDatabase, open_database
+from gateway.storage.db import SQLITE_MAX_VARIABLES, Database, SqliteDatabase, open_database
+from gateway.storage.logwriter.sqlite import entries_statements, texts_statements
 
 Work = Callable[[LogTxn], Awaitable[Any]]
 
@@ -217,12 +218,12 @@ def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
     for n in [*range(0, 70), 255, 256, 257, 511, 512, 513, 1000, 1024, 1537]:
         entries = [(i, b"h" * 32, b"{}", "t", f"post:{i}", str(i), "a", 7) for i in range(n)]
         texts = [(i, "ab" * 32, b"s" * 16, f"text {i}") for i in range(n)]
-        for rows, statements, width in ((entries, log_sql.entries_statements(entries), 8),
-                                        (texts, log_sql.texts_statements(texts), 4)):
+        for rows, statements, width in ((entries, entries_statements(entries), 8),
+                                        (texts, texts_statements(texts), 4)):
             flat = [v for _, args in statements for v in args]
             assert flat == [v for row in rows for v in row]
             for sql, args in statements:
-                assert sql.count("?") == len(args) == width * sql.count("(?") <= log_sql.SQLITE_MAX_VARIABLES
+                assert sql.count("?") == len(args) == width * sql.count("(?") <= SQLITE_MAX_VARIABLES
                 seen.add(sql)
     assert len(seen) <= 2 * 10  # per table: 512 rows, then 256, 128, … 1
 

@@ -1,15 +1,28 @@
-"""What the log writer stores, and what it asks of the appender's sequencer.
+"""The log writer's interface: what it stores, and what it asks of the queue and the sequencer.
 
-A batch's works, run by the sequencer (``gateway.audit.sequencer``), come out as
-:class:`Sequenced`: the rows their entries and committed texts add to ``log_entries`` and
-``log_texts``, numbered from the tree's size. The tree's new nodes are hashed by the sequencer
-too (:class:`TreeGrowth`); storage only stores them.
+A :class:`LogWriter` runs the appender's batches in write transactions, one implementation
+per database. It takes a batch from a :class:`BatchQueue`, has a :class:`BatchSequencer` run
+its works in the transaction (``gateway.audit.sequencer``), which gives :class:`Sequenced`:
+the rows the batch's entries and committed texts add to ``log_entries`` and ``log_texts``,
+numbered from the tree's size. The sequencer also hashes the tree's new nodes
+(:class:`TreeGrowth`); storage only stores them. Once the transaction is known to have
+committed, or to have failed, the writer has the queue answer the batch's callers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
+
+from gateway.storage.db import Row, Txn
+
+INSERT_ENTRIES = (
+    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_TEXTS = "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)"
+INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
+SAVE_STATE = "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1"
 
 
 class PendingEntry(NamedTuple):
@@ -66,6 +79,68 @@ class Sequenced:
     texts: list[PendingText]
 
 
+def tree_of(rows: list[Row]) -> Tree:
+    """The tree in the state row a writer read (``log_sql.STATE``)."""
+    assert rows, "log_state row missing: migrations did not run"
+    return Tree(int(rows[0]["size"]), bytes(rows[0]["frontier"]))
+
+
 class RunAgain(Exception):
     """Raised by the sequencer when a work of the batch failed (it noted which): the batch is
     rolled back and run again without that work."""
+
+
+B = TypeVar("B")
+B_contra = TypeVar("B_contra", contravariant=True)
+
+
+class BatchQueue(Protocol[B]):
+    """Where a log writer takes its batches of works from, and whom it tells how each went."""
+
+    def waiting(self) -> bool:
+        """Whether works are waiting (then a writer may go on to the next batch at once)."""
+        ...
+
+    def take(self) -> B:
+        """The next batch of works."""
+        ...
+
+    def answer(self, batch: B) -> None:
+        """The batch has committed: answer its callers."""
+        ...
+
+    def fail(self, batch: B, exc: BaseException) -> None:
+        """The batch did not commit (or the gateway is stopping): tell its callers."""
+        ...
+
+
+class BatchSequencer(Protocol[B_contra]):
+    """What runs a batch's works in the writer's transaction and hashes the tree."""
+
+    async def sequence(self, batch: B_contra, txn: Txn, tree: Tree) -> Sequenced:
+        """Run the batch's works (but those that failed before) in ``txn`` on ``tree``; raise
+        :class:`RunAgain` when one fails."""
+        ...
+
+    def grow(self, tree: Tree, entries: Sequence[PendingEntry]) -> TreeGrowth:
+        """The tree extended by the entries: its new nodes to store, its root."""
+        ...
+
+    def restart(self, batch: B_contra) -> None:
+        """The batch is to run again from the start, the tree under it having changed."""
+        ...
+
+    def forget(self) -> None:
+        """The tree may not be what the sequencer last saw: drop what it remembers of it."""
+        ...
+
+
+class LogWriter(Protocol):
+    """Stores the log: runs batches of works in write transactions and writes what they logged;
+    one implementation per database (``log_writer`` chooses)."""
+
+    async def run(self, queue: BatchQueue[B], sequencer: BatchSequencer[B]) -> None:
+        """Write at least one batch from ``queue`` (which has works waiting), and have each
+        answered once its transaction is known to have committed or failed. A failed batch
+        is the queue's to report; only what is no ``Exception`` (cancellation) is raised."""
+        ...
