@@ -52,11 +52,6 @@ from adapters.bluesky.text import (
     link_facets,
 )
 
-# The name the module had before it became a package. tests/fuzz/secrets_watch.py (in progress
-# beside this change) wraps it to learn the session JWTs; that only works once it wraps
-# ``adapters.bluesky.client.Login``, which the client constructs: then this alias goes.
-_Login = Login
-
 __all__ = [
     "CREATED_AT_MAX_AGE_SECONDS",
     "DEFAULT_APP_URL",
