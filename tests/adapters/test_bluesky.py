@@ -18,6 +18,7 @@ import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,6 +163,19 @@ def expired_access_token(did: str) -> str:
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(DEV_ENV_JWT_SECRET, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
+
+
+@asynccontextmanager
+async def traced_session(sent: list[tuple[str, str | None]]) -> AsyncIterator[aiohttp.ClientSession]:
+    """A real aiohttp session that notes each request's NSID and Authorization header in ``sent``."""
+    tracing = aiohttp.TraceConfig()
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append((params.url.path.removeprefix("/xrpc/"), params.headers.get("Authorization")))
+
+    tracing.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
+        yield http
 
 
 def go_stale(adapter: BlueskyAdapter, **tokens: str) -> None:
@@ -459,13 +473,7 @@ async def test_the_app_password_is_never_a_bearer_token(bluesky_pds: BlueskyPds)
     """The app password goes only in createSession's body; every other call carries a session JWT."""
     bob = bluesky_pds.account("bob.test")
     sent: list[tuple[str, str | None]] = []
-    tracing = aiohttp.TraceConfig()
-
-    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
-        sent.append((params.url.path.removeprefix("/xrpc/"), params.headers.get("Authorization")))
-
-    tracing.on_request_start.append(on_start)
-    async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
+    async with traced_session(sent) as http:
         adapter = make_adapter(http, bluesky_pds, bob)
         await adapter.publish(new_post("who am I"))
         await adapter.xrpc_raw("GET", "com.atproto.server.getSession")
@@ -516,22 +524,16 @@ async def test_expired_access_token_is_refreshed(
 ) -> None:
     """An ExpiredToken answer leads to refreshSession and the post is then created."""
     alice = bluesky_pds.account("alice.test")
-    calls: list[str] = []
-    tracing = aiohttp.TraceConfig()
-
-    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
-        calls.append(params.url.path.removeprefix("/xrpc/"))
-
-    tracing.on_request_start.append(on_start)
-    async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
+    sent: list[tuple[str, str | None]] = []
+    async with traced_session(sent) as http:
         adapter = make_adapter(http, bluesky_pds, alice)
         await adapter.verify_credentials()
         go_stale(adapter, access_jwt=expired_access_token(alice.did))
-        calls.clear()
+        sent.clear()
         post = new_post("after a refresh")
         result = await adapter.publish(post)
 
-    assert calls == [
+    assert [nsid for nsid, _ in sent] == [
         "com.atproto.repo.createRecord",
         "com.atproto.server.refreshSession",
         "com.atproto.repo.createRecord",
@@ -544,22 +546,16 @@ async def test_refused_refresh_token_leads_to_a_new_session(
 ) -> None:
     """When both tokens are refused the adapter logs in again with the app password."""
     bob = bluesky_pds.account("bob.test")
-    calls: list[str] = []
-    tracing = aiohttp.TraceConfig()
-
-    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
-        calls.append(params.url.path.removeprefix("/xrpc/"))
-
-    tracing.on_request_start.append(on_start)
-    async with aiohttp.ClientSession(trace_configs=[tracing]) as http:
+    sent: list[tuple[str, str | None]] = []
+    async with traced_session(sent) as http:
         adapter = make_adapter(http, bluesky_pds, bob)
         await adapter.verify_credentials()
         go_stale(adapter, access_jwt="garbled", refresh_jwt="garbled")
-        calls.clear()
+        sent.clear()
         await adapter.publish(new_post("after a new login"))
         info = await adapter.verify_credentials()
 
-    assert calls[:4] == [
+    assert [nsid for nsid, _ in sent[:4]] == [
         "com.atproto.repo.createRecord",
         "com.atproto.server.refreshSession",
         "com.atproto.server.createSession",
