@@ -64,6 +64,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import regex
 
 from adapters._http import (
     Clock,
@@ -139,6 +140,7 @@ _URL_TRAILING = ".,:;!?'\")]}"
 # ``@user@domain`` counts, and is displayed, as ``@user``.
 _REMOTE_MENTION_RE = re.compile(r"(?<![\w/=])@(\w+(?:[\w.-]*\w)?)@[\w.-]*\w", re.UNICODE)
 _WHITESPACE_RE = re.compile(r"\s+")
+_GRAPHEME = regex.compile(r"\X")
 # What ``get_raw`` may fetch: an absolute, percent-encoded client API path, nothing that could
 # name another host (``//host``) or leave the API (dot segments are refused separately).
 _RAW_PATH = re.compile(r"^/api/v[12]/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$")
@@ -156,50 +158,9 @@ def countable_text(text: str) -> str:
 
 
 def grapheme_length(text: str) -> int:
-    """Count user-perceived characters, approximating Unicode extended grapheme clusters.
-
-    Combining marks, variation selectors, emoji modifiers, tag characters and ZWJ-joined
-    parts attach to the character before them; a pair of regional indicators is one flag;
-    CR LF is one character. That covers what people type; it is not all of UAX #29.
-    """
-    count = 0
-    after_zwj = False
-    open_flag = False
-    previous = ""
-    for ch in text:
-        cp = ord(ch)
-        if after_zwj:
-            after_zwj = False
-            previous = ch
-            continue
-        if count and _extends(ch, cp):
-            after_zwj = cp == 0x200D
-            previous = ch
-            continue
-        if ch == "\n" and previous == "\r":
-            previous = ch
-            continue
-        if 0x1F1E6 <= cp <= 0x1F1FF:
-            if open_flag:
-                open_flag = False
-                previous = ch
-                continue
-            open_flag = True
-        else:
-            open_flag = False
-        count += 1
-        previous = ch
-    return count
-
-
-def _extends(ch: str, cp: int) -> bool:
-    return (
-        unicodedata.category(ch) in ("Mn", "Me", "Mc")
-        or 0xFE00 <= cp <= 0xFE0F
-        or 0x1F3FB <= cp <= 0x1F3FF
-        or 0xE0020 <= cp <= 0xE007F
-        or cp in (0x200D, 0x20E3)
-    )
+    """User-perceived characters as Mastodon counts them (``mb_chars.grapheme_length``, Ruby's
+    ``\\X``): Unicode extended grapheme clusters, by the ``regex`` library's ``\\X``."""
+    return sum(1 for _ in _GRAPHEME.finditer(text))
 
 
 def status_length(text: str, spoiler_text: str | None) -> int:

@@ -26,6 +26,7 @@ from typing import Final
 import icu
 import regex
 
+from adapters.bluesky import grapheme_count
 from adapters.x import UrlRules, find_urls, weighted_length
 
 _IGNORABLE: Final = regex.compile(r"\p{Default_Ignorable_Code_Point}+")
@@ -144,5 +145,6 @@ def published_length(platform: str, text: str) -> int:
         return int(weighted_length(text))
     if platform == "mastodon":
         return mastodon_length(text)
-    # Bluesky counts graphemes (its 300 limit); the sandbox counts as Bluesky does.
-    return grapheme_length(text)
+    # Bluesky counts graphemes (its 300 limit) as its PDS does, with ICU's break iterator; the
+    # sandbox counts as Bluesky does.
+    return grapheme_count(text)
