@@ -215,6 +215,10 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(native.routes)
     app.add_routes(openapi.routes)
     app.add_routes(sandbox.routes)
-    app.add_routes(mastodon.routes)
+    app.add_subapp("/api", mastodon.client_api())
+    app.add_subapp("/media", mastodon.media_files())
+    app.add_subapp("/oauth/authorize", mastodon.sign_in())
+    app.add_subapp("/oauth", mastodon.oauth_endpoints())
+    app.add_subapp("/.well-known/oauth-authorization-server", mastodon.oauth_metadata())
     app.add_subapp("/xrpc", xrpc.surface())
     return app

@@ -41,7 +41,6 @@ _READ_HEADERS: Final = (
 )
 """The request headers Byline reads, compares, stores or relays."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-_OWN_FORMAT: set[Callable[..., Any]] = set()
 
 
 def error_response(error: BylineError) -> web.Response:
@@ -62,7 +61,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
     try:
-        if not answered_by_surface(request) and request.match_info.handler not in _OWN_FORMAT:
+        if not answered_by_surface(request):
             check_request(request)
         response = await handler(request)
     except BylineError as exc:
@@ -101,7 +100,7 @@ def gone(request: web.Request) -> bool:
 
 
 def answered_by_surface(request: web.Request) -> bool:
-    """Whether a surface mounted as a sub-application (``/xrpc``…) answers this request: it
+    """Whether a surface mounted as a sub-application (``/api``, ``/xrpc``…) answers this request: it
     matched a route there. That surface's own error middleware then checks the request
     (``check_request``) and words its refusals; the router's 404 and 405, even under a
     surface's prefix, are the gateway's own."""
@@ -109,12 +108,13 @@ def answered_by_surface(request: web.Request) -> bool:
     return len(info.apps) > 1 and info.http_exception is None
 
 
-def answers_in_own_format(handler: Handler) -> Handler:
-    """Mark a route handler that answers failures in its own surface's format (Mastodon's, a
-    PDS's): it calls ``check_request`` itself, inside its own error handling, and the error
-    middleware leaves that to it."""
-    _OWN_FORMAT.add(handler)
-    return handler
+@web.middleware
+async def checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The middleware of a surface whose refusals are the gateway's own: the text checks, which
+    a surface runs itself (``answered_by_surface``), and nothing else."""
+    if answered_by_surface(request):
+        check_request(request)
+    return await handler(request)
 
 
 def unstorable(text: str) -> str | None:

@@ -7,7 +7,7 @@ account's Mastodon instance with the account's real token, which the app never s
 other call (a follow, a favourite, a profile change, administration…) is refused. Accounts on
 other platforms answer the listed reads with empty lists, or 404, as a quiet Mastodon would.
 
-Ids of statuses made here are the gateway's post ids. The HTTP layer (``http/mastodon.py``)
+Ids of statuses made here are the gateway's post ids. The HTTP layer (``http/mastodon/``)
 parses and renders; the decisions are here.
 """
 

@@ -1,0 +1,32 @@
+"""How the Mastodon surfaces answer: JSON that no cache keeps, a read as the account's instance
+answered it, and the address apps reach the gateway at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import SETTINGS
+from gateway.services.mastodon import Raw
+
+
+def json_answer(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer, marked for no cache to keep."""
+    response = web.json_response(data, status=status, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def raw_answer(answer: Raw) -> web.Response:
+    """A read passed through, as the instance (or a quiet local stand-in) answered it."""
+    response = web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
+                            headers=answer.headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def base_url(request: web.Request) -> str:
+    """Where apps reach this gateway: ``BYLINE_PUBLIC_URL``, or the host they asked."""
+    configured = request.config_dict[SETTINGS].public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"

@@ -1,0 +1,198 @@
+"""The Mastodon client API, mounted at ``/api`` (``/api/v1/…``, ``/api/v2/…``), and the files of
+its uploads, mounted at ``/media``.
+
+Each handler parses what a Mastodon app sends (``params``), makes one service call, and answers
+with Mastodon's entities (``entities``); refusals are worded by ``errors.mastodon_errors``.
+Paths here are below the mount: ``/v1/statuses`` is ``/api/v1/statuses``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.appkeys import MASTODON, OAUTH
+from gateway.errors import BylineError, Code
+from gateway.http.common import bearer
+from gateway.http.mastodon import entities, params
+from gateway.http.mastodon.answers import base_url, json_answer, raw_answer
+from gateway.services.mastodon import ClientAuth, MastodonService, Raw
+
+routes = web.RouteTableDef()
+"""The client API, below ``/api``."""
+
+files = web.RouteTableDef()
+"""The uploads' files, below ``/media``."""
+
+
+def _service(request: web.Request) -> MastodonService:
+    return request.config_dict[MASTODON]
+
+
+async def _auth(request: web.Request, scope: str) -> ClientAuth:
+    return await _service(request).authenticate(bearer(request), scope=scope)
+
+
+# -- apps ----------------------------------------------------------------------------------------
+
+
+@routes.post("/v1/apps")
+async def create_app(request: web.Request) -> web.Response:
+    """Register a client app; its secret is shown this once."""
+    app = await request.config_dict[OAUTH].register(await params.read_params(request))
+    return json_answer(entities.registered_app(app))
+
+
+@routes.get("/v1/apps/verify_credentials")
+async def verify_app(request: web.Request) -> web.Response:
+    """The app a token belongs to."""
+    auth = await _auth(request, "read")
+    return json_answer(entities.token_app(auth.app_name))
+
+
+# -- instance and account ----------------------------------------------------------------------
+
+
+@routes.get("/v1/instance")
+@routes.get("/v1/instance/")
+async def instance_v1(request: web.Request) -> web.Response:
+    """The Instance entity (v1); limits are those of the caller's account when it sends a token."""
+    limits = _service(request).limits(await _service(request).maybe_authenticate(bearer(request)))
+    return json_answer(entities.instance_v1(base_url(request), limits))
+
+
+@routes.get("/v2/instance")
+@routes.get("/v2/instance/")
+async def instance_v2(request: web.Request) -> web.Response:
+    """The Instance entity (v2), with ``api_versions``."""
+    limits = _service(request).limits(await _service(request).maybe_authenticate(bearer(request)))
+    return json_answer(entities.instance_v2(base_url(request), limits))
+
+
+@routes.get("/v1/accounts/verify_credentials")
+async def verify_credentials(request: web.Request) -> web.Response:
+    """The managed account this app acts as, as its platform shows it."""
+    auth = await _auth(request, "read:accounts")
+    return json_answer(await _service(request).account(auth, with_source=True))
+
+
+# -- statuses ------------------------------------------------------------------------------------
+
+
+@routes.post("/v1/statuses")
+async def post_status(request: web.Request) -> web.Response:
+    """A new status: a gateway post under the account's policy (a ScheduledStatus if asked)."""
+    auth = await _auth(request, "write:statuses")
+    form = params.status_form(await params.read_params(request))
+    view = await _service(request).post(auth, form, idempotency_key=request.headers.get("Idempotency-Key"))
+    base = base_url(request)
+    return json_answer(entities.scheduled_entity(view, base) if view.scheduled
+                       else entities.status_entity(view, base))
+
+
+@routes.get("/v1/statuses/{id}")
+async def get_status(request: web.Request) -> web.StreamResponse:
+    """A status made here, as it stands; any other passes through to the platform."""
+    auth = await _auth(request, "read:statuses")
+    found = await _service(request).status(auth, params.path_id(request), base=base_url(request))
+    if isinstance(found, Raw):
+        return raw_answer(found)
+    return json_answer(entities.status_entity(found, base_url(request)))
+
+
+@routes.put("/v1/statuses/{id}")
+async def edit_status(request: web.Request) -> web.Response:
+    """A new version while the post is held, scheduled or suggested."""
+    auth = await _auth(request, "write:statuses")
+    form = params.edit_form(await params.read_params(request))
+    view = await _service(request).edit(auth, params.path_id(request), form)
+    return json_answer(entities.status_entity(view, base_url(request)))
+
+
+@routes.delete("/v1/statuses/{id}")
+async def delete_status(request: web.Request) -> web.Response:
+    """Cancel a post not out yet (the pencil stage), or delete it on its platform."""
+    auth = await _auth(request, "write:statuses")
+    view = await _service(request).delete(auth, params.path_id(request))
+    return json_answer(entities.status_entity(view, base_url(request), with_source=True))
+
+
+@routes.get("/v1/scheduled_statuses")
+async def scheduled_statuses(request: web.Request) -> web.Response:
+    """The caller's posts for this account that are not out yet, newest first."""
+    auth = await _auth(request, "read:statuses")
+    views = await _service(request).pending(
+        auth, limit=params.limit(request.query, default=20, most=40),
+        max_id=params.digits(request.query, "max_id"), since_id=params.digits(request.query, "since_id"),
+        min_id=params.digits(request.query, "min_id"),
+    )
+    base = base_url(request)
+    return json_answer([entities.scheduled_entity(v, base) for v in views])
+
+
+@routes.get("/v1/scheduled_statuses/{id}")
+async def scheduled_status(request: web.Request) -> web.Response:
+    """One of the caller's posts not out yet."""
+    auth = await _auth(request, "read:statuses")
+    view = await _service(request).pending_one(auth, params.path_id(request))
+    return json_answer(entities.scheduled_entity(view, base_url(request)))
+
+
+@routes.delete("/v1/scheduled_statuses/{id}")
+async def cancel_scheduled(request: web.Request) -> web.Response:
+    """Cancel one of the caller's posts not out yet."""
+    auth = await _auth(request, "write:statuses")
+    await _service(request).cancel_pending(auth, params.path_id(request))
+    return json_answer({})
+
+
+@routes.put("/v1/scheduled_statuses/{id}")
+async def reschedule(request: web.Request) -> web.Response:
+    """Moving a post's time is not offered: its policy decides when it goes out."""
+    auth = await _auth(request, "write:statuses")
+    await _service(request).pending_one(auth, params.path_id(request))
+    raise BylineError(Code.VALIDATION, "Validation failed: Byline cannot move a scheduled post; "
+                                       "delete it and post it again with the new time")
+
+
+# -- media ---------------------------------------------------------------------------------------
+
+
+@routes.post("/v2/media")
+@routes.post("/v1/media")
+async def upload_media(request: web.Request) -> web.Response:
+    """Keep a file for a coming post, where the account's platform takes media."""
+    auth = await _auth(request, "write:media")
+    row = await _service(request).upload(auth, await params.read_upload(request))
+    return json_answer(entities.media_entity(row, base_url(request)))
+
+
+@routes.get("/v1/media/{id}")
+async def get_media(request: web.Request) -> web.Response:
+    """One of the caller's uploads."""
+    auth = await _auth(request, "write:media")
+    row = await _service(request).media_info(auth, params.path_id(request))
+    return json_answer(entities.media_entity(row, base_url(request)))
+
+
+@files.get("/{id}/{digest}")
+async def media_file(request: web.Request) -> web.Response:
+    """``/media/{id}/{digest}``: an upload's bytes, for the app's preview; the URL names its content."""
+    mime_type, data = await _service(request).media_file(params.path_id(request), request.match_info["digest"])
+    return web.Response(body=data, content_type=mime_type, headers={
+        "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    })
+
+
+# -- every other call ----------------------------------------------------------------------------
+
+
+@routes.route("*", "/{version:v[12]}/{path:.*}")
+async def passthrough(request: web.Request) -> web.Response:
+    """Timelines, notifications, accounts…: listed reads from the account's instance, with its
+    real token; any other call (a follow, a favourite, administration…) is refused."""
+    auth = await _auth(request, "read")
+    path = request.rel_url.raw_path
+    answer = await _service(request).passthrough(auth, path, request.rel_url.raw_query_string,
+                                                 base=base_url(request), method=request.method)
+    return raw_answer(answer)

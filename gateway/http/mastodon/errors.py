@@ -1,0 +1,80 @@
+"""Refusals as Mastodon words them: ``{"error": "…"}`` on the client API, and, on ``/oauth``, as
+Doorkeeper (Mastodon's OAuth provider) does: ``{"error", "error_description"}``.
+
+Each surface's middleware checks the request's text first (``check_request``) and words what it
+refuses; a crash is left to the gateway's own middleware (a 500 with a request id), and so are
+the router's 404 and 405 under the surface's prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import BylineError, Code
+from gateway.http.common import Handler, answered_by_surface, check_request
+from gateway.http.mastodon.answers import json_answer
+
+
+def mastodon_body(exc: BylineError) -> dict[str, Any]:
+    """The error as Mastodon words it; clients show ``error`` as it is."""
+    if exc.code is Code.UNAUTHENTICATED:
+        return {"error": "The access token is invalid"}
+    if exc.code in (Code.NOT_FOUND, Code.UNKNOWN_ACCOUNT):
+        return {"error": "Record not found"}
+    if exc.code is Code.TEXT_EMPTY:
+        return {"error": "Validation failed: Text can't be blank"}
+    if exc.code is Code.TEXT_TOO_LONG:
+        return {"error": f"Validation failed: Text character limit of {exc.details.get('limit')} exceeded"}
+    if exc.code is Code.RULE_BLOCKED:
+        rule, reason = exc.details.get("rule"), exc.details.get("reason")
+        return {"error": f"Validation failed: {reason} (rule {rule})",
+                "byline": {"rule": rule, "reason": reason}}
+    if exc.code is Code.VALIDATION and not exc.message.startswith("Validation failed"):
+        return {"error": f"Validation failed: {exc.message}"}
+    return {"error": exc.message}
+
+
+@web.middleware
+async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check each call and answer its refusals as Mastodon does (the client API, uploads' files,
+    the OAuth metadata)."""
+    if not answered_by_surface(request):
+        return await handler(request)
+    try:
+        check_request(request)
+        return await handler(request)
+    except BylineError as exc:
+        return json_answer(mastodon_body(exc), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_answer({"error": exc.reason}, status=exc.status)
+
+
+def oauth_input(exc: BylineError) -> BylineError:
+    """Input that cannot be used is, on ``/oauth``, RFC 6749's invalid_request: a 400, not a 422."""
+    if exc.code is Code.VALIDATION:
+        return BylineError(Code.BAD_REQUEST, exc.message, oauth="invalid_request")
+    return exc
+
+
+@web.middleware
+async def doorkeeper_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check each call and answer its refusals as Doorkeeper does (the token endpoints)."""
+    if not answered_by_surface(request):
+        return await handler(request)
+    try:
+        try:
+            check_request(request)
+        except BylineError as exc:
+            raise oauth_input(exc) from None
+        return await handler(request)
+    except BylineError as exc:
+        error = exc.details.get("oauth") or "invalid_request"
+        return json_answer({"error": error, "error_description": exc.message}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_answer({"error": "invalid_request", "error_description": exc.reason}, status=exc.status)
