@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH, SETTINGS
 from gateway.errors import BylineError
@@ -91,7 +92,7 @@ async def authorize(request: web.Request) -> web.Response:
     """The sign-in form: check the token, let the person pick the account, hand out the code."""
     try:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-    except (ValueError, UnicodeDecodeError, AssertionError, web.HTTPRequestEntityTooLarge):
+    except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage, web.HTTPRequestEntityTooLarge):
         return _page(signin.error_page("This sign-in cannot go on", "The form could not be read."), status=400)
     oauth = request.config_dict[OAUTH]
     try:

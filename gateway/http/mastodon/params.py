@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.errors import BylineError, Code
 from gateway.http.common import check_text, decode_json, unstorable
@@ -64,7 +65,7 @@ async def read_params(request: web.Request) -> dict[str, Any]:
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
             form = await request.post()
-        except (ValueError, UnicodeDecodeError, AssertionError):
+        except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage):
             raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
         _merge(params, form.items())
     # Any other body is not parameters (Rails leaves it unread): what is missing is missing.
@@ -102,7 +103,7 @@ def _ids(value: Any, name: str) -> tuple[str, ...] | None:
     values = value if isinstance(value, list) else [value]
     out = []
     for item in values:
-        if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip().isdigit():
+        if isinstance(item, bool) or not isinstance(item, str | int) or not _ascii_digits(str(item).strip()):
             raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be a list of ids")
         out.append(str(item).strip())
     return tuple(out)
@@ -156,12 +157,17 @@ def edit_form(params: dict[str, Any]) -> EditForm:
     )
 
 
+def _ascii_digits(value: str) -> bool:
+    """0-9 only: ``str.isdigit`` also takes ¹ and ٣, which ``int`` then refuses or reads otherwise."""
+    return value.isascii() and value.isdigit()
+
+
 def digits(params: dict[str, Any] | Any, name: str) -> str | None:
     """An id parameter (``max_id``…), or None when absent; a 422 when it is not digits."""
     value = params.get(name)
     if value is None or value == "":
         return None
-    if not str(value).isdigit():
+    if not _ascii_digits(str(value)):
         raise BylineError(Code.VALIDATION, f"Validation failed: {name} must be an id")
     return str(value)
 
@@ -178,7 +184,7 @@ def limit(query: Any, *, default: int, most: int) -> int:
 def path_id(request: web.Request) -> str:
     """The ``{id}`` of the path, a post's or an upload's; "Record not found" when it cannot be one."""
     found = request.match_info["id"]
-    if not found.isdigit() or len(found) > 24:
+    if not _ascii_digits(found) or len(found) > 24:
         raise BylineError(Code.NOT_FOUND, "Record not found")
     return found
 
@@ -208,7 +214,7 @@ async def read_upload(request: web.Request) -> Upload:
                 check_text(description, "description")
             else:
                 await part.release()
-    except (ValueError, AssertionError):
+    except (ValueError, AssertionError, BadHttpMessage):
         raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
     if data is None:
         raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
