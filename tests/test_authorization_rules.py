@@ -1,14 +1,12 @@
 """The rules of who may act on a post and whose approvals count, as pure functions.
 
-Each test builds a post's row as a plain mapping (the ``Row`` contract; PostgreSQL's records,
-unlike SQLite's rows, do not forgive a column name in the wrong case) and a policy from its
+Each test builds a post's record (what storage gives the services) and a policy from its
 YAML text, calls one rule, and checks the exact answer: the return value, or the error's code,
 status, message and details that a person sees.
 """
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from gateway.services.authorization import (
     redecision_cause,
 )
 from gateway.services.posts import Caller
+from gateway.storage.posts import PostRecord
+from gateway.types import AccountName, Micros, PostId, UserName
 
 
 def loaded(text: str) -> LoadedPolicy:
@@ -105,14 +105,18 @@ def row(
     editors: tuple[str, ...] = (),
     suggested_by: str | None = None,
     reasons: tuple[dict[str, str], ...] = (),
-) -> dict[str, Any]:
-    """A post's row with exactly the columns the rules read; JSON columns as stored."""
-    return {
-        "id": "p1", "account": account, "author": author, "state": state, "version": version,
-        "approvers": json.dumps(list(approvers)), "required": required,
-        "editors": json.dumps(list(editors)), "suggested_by": suggested_by,
-        "reasons": json.dumps(list(reasons)),
-    }
+) -> PostRecord:
+    """A post's record; the columns the rules do not read hold placeholders."""
+    return PostRecord(
+        id=PostId("p1"), account=AccountName(account), author=UserName(author), state=state, version=version,
+        approvers=tuple(UserName(a) for a in approvers), required=required,
+        editors=tuple(UserName(e) for e in editors),
+        suggested_by=None if suggested_by is None else UserName(suggested_by), reasons=reasons,
+        text="words", options={}, requested_at=None, publish_at=None, expires_at=None, adopted_from=None,
+        adopted_into=None, idempotency_key=None, remote_id=None, remote_url=None, published_text=None,
+        attempts=0, last_error=None, lease_until=None, first_attempt_at=None, created_at=Micros(0),
+        updated_at=Micros(0),
+    )
 
 
 def refusal(info: pytest.ExceptionInfo[BylineError]) -> tuple[Code, int, str, dict[str, Any]]:

@@ -1,13 +1,12 @@
 """Who may do what to a post, and whose approvals count: the rules the post service applies.
 
-Pure functions over a post's row and the policy in force, so that the rules can be read, tested
+Pure functions over a post's record and the policy in force, so that the rules can be read, tested
 and mutated apart from the storage and the log around them. Each raises the ``BylineError`` a
 person should see, or returns what the service needs.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from gateway.errors import BylineError, Code
@@ -15,7 +14,7 @@ from gateway.lifecycle import Action, State, transition
 from gateway.policy.engine import Act, Role, contributors, counts_toward, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
-from gateway.storage.db import Row
+from gateway.storage.posts import PostRecord
 
 if TYPE_CHECKING:
     from gateway.services.posts import Caller
@@ -45,39 +44,39 @@ def check_account_binding(caller: Caller, account: str) -> None:
         raise BylineError(Code.FORBIDDEN, f"this token acts for {caller.account}, not {account}")
 
 
-def authorize(loaded: LoadedPolicy | None, caller: Caller, row: Row, act: Act) -> LoadedPolicy:
-    """The policy in force, if ``caller`` may ``act`` on the post in ``row``; else the error
+def authorize(loaded: LoadedPolicy | None, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
+    """The policy in force, if ``caller`` may ``act`` on ``post``; else the error
     they should see: 404 to someone who may not see the post, 409 when its state rules the
     action out, 403 when they may see it but not do this."""
-    check_account_binding(caller, row["account"])
+    check_account_binding(caller, post.account)
     if loaded is None:
-        if caller.user == row["author"]:
+        if caller.user == post.author:
             # The author still sees what they wrote; nobody decides anything while the
             # account has no policy in force.
             raise BylineError(
                 Code.NO_POLICY,
-                f"{row['account']} has no policy in force: this post waits until one is",
-                account=row["account"],
+                f"{post.account} has no policy in force: this post waits until one is",
+                account=post.account,
             )
-        raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
-    approvers = tuple(json.loads(row["approvers"]))
-    author = row["author"]
-    suggested = row["state"] == State.SUGGESTED.value
+        raise BylineError(Code.NOT_FOUND, f"no post {post.id}")
+    approvers = post.approvers
+    author = post.author
+    suggested = post.state == State.SUGGESTED.value
     if not may(loaded.policy, caller.user, Act.VIEW, author=author, approvers=approvers):
-        raise BylineError(Code.NOT_FOUND, f"no post {row['id']}")
+        raise BylineError(Code.NOT_FOUND, f"no post {post.id}")
     action = LIFECYCLE_ACTION.get(act)
     if action is not None:
         # Someone who can see the post learns first that its state rules the action out.
-        transition(State(row["state"]), action)
+        transition(State(post.state), action)
     if not may(loaded.policy, caller.user, act, author=author, approvers=approvers, suggested=suggested):
         raise BylineError(Code.FORBIDDEN, f"{caller.user} may not {act.value} this post", action=act.value)
     return loaded
 
 
-def check_version(row: Row, version: int | None) -> int:
+def check_version(post: PostRecord, version: int | None) -> int:
     """An approval or rejection names the version its approver saw: refuse it for another,
     and ask for it when it names none. Returns the version decided on."""
-    current = int(row["version"])
+    current = post.version
     if version is None:
         raise BylineError(
             Code.VERSION_REQUIRED,
@@ -94,12 +93,12 @@ def check_version(row: Row, version: int | None) -> int:
     return current
 
 
-def check_no_words(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
+def check_no_words(loaded: LoadedPolicy, caller: Caller, post: PostRecord) -> None:
     """Whoever put words into a post never approves it (save the owner confirming, where the
     policy names no approvers)."""
     if owner_confirms(loaded.policy):
         return
-    if caller.user in contributors_of(row):
+    if caller.user in contributors_of(post):
         raise BylineError(
             Code.FORBIDDEN,
             f"{caller.user} put words into this post and may not approve it: another approver must",
@@ -107,38 +106,38 @@ def check_no_words(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
         )
 
 
-def contributors_of(row: Row) -> frozenset[str]:
-    """Everyone who put words into the post in ``row``."""
-    return contributors(author=row["author"], editors=json.loads(row["editors"]), suggested_by=row["suggested_by"])
+def contributors_of(post: PostRecord) -> frozenset[str]:
+    """Everyone who put words into ``post``."""
+    return contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
 
 
-def approvals_that_count(loaded: LoadedPolicy, row: Row, approved: list[str]) -> int:
+def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: list[str]) -> int:
     """How many of these approvals of a post's current version count: each by one of the post's
     approvers who is one still and wrote none of its words."""
-    listed = set(json.loads(row["approvers"]))
-    contributed = contributors_of(row)
+    listed = set(post.approvers)
+    contributed = contributors_of(post)
     return sum(
         1 for a in set(approved)
-        if a in listed and counts_toward(loaded.policy, a, author=row["author"], contributed=contributed)
+        if a in listed and counts_toward(loaded.policy, a, author=post.author, contributed=contributed)
     )
 
 
-def check_approvers_left(loaded: LoadedPolicy, caller: Caller, row: Row) -> None:
+def check_approvers_left(loaded: LoadedPolicy, caller: Caller, post: PostRecord) -> None:
     """Refuse an approver's edit that would leave too few approvers who wrote none of the post.
 
     An approver may edit a post they approve; from then on their words are in it, so it needs
     its approvals from others, and an edit that leaves too few of them would strand it.
     """
-    needed = int(row["required"])
-    if needed <= 0 or caller.user == row["author"] or owner_confirms(loaded.policy):
+    needed = post.required
+    if needed <= 0 or caller.user == post.author or owner_confirms(loaded.policy):
         return
-    contributed = contributors_of(row) | {caller.user}
-    left = [a for a in gate_for(loaded.policy, row["author"]).approvers if a not in contributed]
+    contributed = contributors_of(post) | {caller.user}
+    left = [a for a in gate_for(loaded.policy, post.author).approvers if a not in contributed]
     if len(left) < needed:
         raise BylineError(
             Code.NO_APPROVERS_LEFT,
             f"if {caller.user} edits this post, {len(left)} of its approvers wrote none of it and it "
-            f"needs {needed}: suggest the change to {row['author']} instead",
+            f"needs {needed}: suggest the change to {post.author} instead",
             needed=needed, left=left,
         )
 
@@ -153,29 +152,31 @@ POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
                    "reason": "The account's policy now asks for approvals this post has not had"}
 
 
-def redecision_cause(loaded: LoadedPolicy | None, row: Row, before: frozenset[str] | None) -> dict[str, str] | None:
+def redecision_cause(
+    loaded: LoadedPolicy | None, post: PostRecord, before: frozenset[str] | None
+) -> dict[str, str] | None:
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
     policy was in force)."""
-    state = State(row["state"])
-    parked = any(r.get("rule") == "policy_removed" for r in json.loads(row["reasons"]))
+    state = State(post.state)
+    parked = any(r.get("rule") == "policy_removed" for r in post.reasons)
     if loaded is None:
         return None if state is State.SUGGESTED or parked else POLICY_REMOVED
-    held_by = roles(loaded.policy, row["author"])
+    held_by = roles(loaded.policy, post.author)
     if state is State.SUGGESTED:
         lost = not held_by & {Role.SUGGESTER, Role.WRITER}
-        return AUTHOR_LOST_ROLE if lost and AUTHOR_LOST_ROLE not in json.loads(row["reasons"]) else None
-    if Role.WRITER not in held_by and (before is None or row["author"] in before):
+        return AUTHOR_LOST_ROLE if lost and AUTHOR_LOST_ROLE not in post.reasons else None
+    if Role.WRITER not in held_by and (before is None or post.author in before):
         # This change took the author's role away (or it came back without them).
         return AUTHOR_LOST_ROLE
     if parked:
         return POLICY_RESTORED
-    if state is State.SCHEDULED and int(row["required"]) <= 0 and loaded.policy.tier is Tier.COSIGNED:
+    if state is State.SCHEDULED and post.required <= 0 and loaded.policy.tier is Tier.COSIGNED:
         return POLICY_CHANGED
     return None
 
 
-def decided_again(row: Row) -> bool:
+def decided_again(post: PostRecord) -> bool:
     """Whether a post was held again because its author lost their role, and so was decided by
     someone who still has one: it may go out though its author no longer writes."""
-    return any(r.get("rule") == AUTHOR_LOST_ROLE["rule"] for r in json.loads(row["reasons"]))
+    return any(r.get("rule") == AUTHOR_LOST_ROLE["rule"] for r in post.reasons)

@@ -51,6 +51,7 @@ from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
+from gateway.storage.posts import PostRecord
 from gateway.types import duration_micros, iso, to_micros
 
 
@@ -198,25 +199,25 @@ class PostService:
             )
         return text
 
-    async def _load(self, ltx: LogTxn, post_id: str) -> Row:
+    async def _load(self, ltx: LogTxn, post_id: str) -> PostRecord:
         row = await sql.get_post(ltx.txn, post_id)
         if row is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
         return row
 
-    async def _cas(self, ltx: LogTxn, row: Row, new_state: State, **changes: Any) -> None:
+    async def _cas(self, ltx: LogTxn, row: PostRecord, new_state: State, **changes: Any) -> None:
         changes["state"] = new_state.value
         changes.setdefault("updated_at", ltx.now)
         ok = await sql.compare_and_set(
-            ltx.txn, row["id"], state=row["state"], version=int(row["version"]), changes=changes
+            ltx.txn, row.id, state=row.state, version=row.version, changes=changes
         )
         if not ok:
             raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
 
-    def _authorize(self, caller: Caller, row: Row, act: Act) -> LoadedPolicy:
-        return authorize(self._policies.get(row["account"]), caller, row, act)
+    def _authorize(self, caller: Caller, row: PostRecord, act: Act) -> LoadedPolicy:
+        return authorize(self._policies.get(row.account), caller, row, act)
 
-    async def _row(self, post_id: str) -> Row:
+    async def _row(self, post_id: str) -> PostRecord:
         async with self._db.read() as txn:
             row = await sql.get_post(txn, post_id)
         if row is None:
@@ -366,10 +367,10 @@ class PostService:
         suggested; rules run again. ``alongside`` is as for ``submit``."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.EDIT)
-        editors = json.loads(row["editors"])
+        editors = row.editors
         text = self._check_text(
-            loaded, author=row["author"], text=text, suggested_by=row["suggested_by"],
-            editors=[*editors, caller.user] if caller.user != row["author"] else editors,
+            loaded, author=row.author, text=text, suggested_by=row.suggested_by,
+            editors=[*editors, caller.user] if caller.user != row.author else editors,
         )
         check_approvers_left(loaded, caller, row)
         policy = loaded.policy
@@ -382,24 +383,24 @@ class PostService:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.EDIT)
             check_approvers_left(in_force, caller, current)
-            state = State(current["state"])
+            state = State(current.state)
             transition(state, Action.EDIT)
-            version = int(current["version"]) + 1
+            version = current.version + 1
             changes: dict[str, Any] = {"text": text, "version": version}
-            editors = json.loads(current["editors"])
-            if caller.user != current["author"] and caller.user not in editors:
+            editors = current.editors
+            if caller.user != current.author and caller.user not in editors:
                 # Their words go out too: the disclosure names them and they no longer approve.
                 changes["editors"] = json.dumps([*editors, caller.user])
             if options is not None:
                 changes["options"] = json.dumps(options.to_json())
             new_state = state
             gated: dict[str, Any] = {}
-            old_reasons = json.loads(current["reasons"])
+            old_reasons = [dict(r) for r in current.reasons]
             new_reasons = [r.to_json() for r in verdict.holds]
-            if state is State.SCHEDULED and (verdict.holds or int(current["required"]) > 0):
+            if state is State.SCHEDULED and (verdict.holds or current.required > 0):
                 # What approvers approved is not this text: it goes back to them.
                 new_state = transition(state, Action.REHOLD)
-                gate = gate_for(policy, current["author"])
+                gate = gate_for(policy, current.author)
                 if not verdict.holds:
                     new_reasons = [{"rule": "edited-after-approval", "action": "hold",
                                     "reason": "The text changed after it was approved"}]
@@ -412,7 +413,7 @@ class PostService:
                 gated = {"approvers": list(gate.approvers), "required": gate.required}
             elif state is State.SCHEDULED:
                 # The cooling-off window starts again for the new words.
-                at = max(to_micros(publish_time(policy, now, None)), int(current["publish_at"] or 0))
+                at = max(to_micros(publish_time(policy, now, None)), int(current.publish_at or 0))
                 changes["publish_at"] = at
             if state is State.HELD:
                 # Once held, a post stays held: editing out the flagged words does not skip
@@ -428,11 +429,11 @@ class PostService:
             await ltx.append(
                 "post.edited",
                 actor=caller.user,
-                account=current["account"],
+                account=current.account,
                 post=post_id,
                 data={"version": version, "text_hash": ltx.commit_text(text),
                       "state": new_state.value, "reasons": new_reasons,
-                      "publish_at": iso(changes.get("publish_at", current["publish_at"])),
+                      "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
                       **({"options": options.to_json()} if options is not None else {})},
             )
@@ -457,7 +458,7 @@ class PostService:
             version = check_version(current, seen)
             check_no_words(in_force, caller, current)
             policy = in_force.policy
-            state = State(current["state"])
+            state = State(current.state)
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
                 decision="approve", reason=None, at=ltx.now,
@@ -466,11 +467,11 @@ class PostService:
             count = approvals_that_count(
                 in_force, current, await sql.approvers_of(ltx.txn, post_id, version)
             )
-            required = int(current["required"])
+            required = current.required
             data: dict[str, Any] = {"version": version, "count": count, "required": required,
                                     "policy_sha256": in_force.sha256}
             if count >= required:
-                requested = current["requested_at"]
+                requested = current.requested_at
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
                 await self._cas(ltx, current, transition(state, Action.RELEASE), publish_at=at,
                                 expires_at=None)
@@ -478,7 +479,7 @@ class PostService:
             else:
                 await self._cas(ltx, current, transition(state, Action.APPROVE))
                 data["state"] = State.HELD.value
-            await ltx.append("post.approved", actor=caller.user, account=current["account"],
+            await ltx.append("post.approved", actor=caller.user, account=current.account,
                              post=post_id, data=data)
 
         await self._appender.submit(work)
@@ -497,14 +498,14 @@ class PostService:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.REJECT)
             version = check_version(current, seen)
-            new_state = transition(State(current["state"]), Action.REJECT)
+            new_state = transition(State(current.state), Action.REJECT)
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
                 decision="reject", reason=reason, at=ltx.now,
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
             await self._cas(ltx, current, new_state, expires_at=None)
-            await ltx.append("post.rejected", actor=caller.user, account=current["account"],
+            await ltx.append("post.rejected", actor=caller.user, account=current.account,
                              post=post_id, data={"version": version, "reason": reason,
                                                  "state": new_state.value, "policy_sha256": in_force.sha256})
 
@@ -521,9 +522,9 @@ class PostService:
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, act)
-            new_state = transition(State(current["state"]), action)
+            new_state = transition(State(current.state), action)
             await self._cas(ltx, current, new_state, **changes)
-            await ltx.append(event, actor=caller.user, account=current["account"], post=post_id,
+            await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
 
         await self._appender.submit(work)
@@ -553,28 +554,28 @@ class PostService:
         """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.ADOPT)
-        words = row["text"] if text is None else text
-        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=row["author"])
+        words = row.text if text is None else text
+        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=row.author)
         now = self._clock.now()
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
         )
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
-        stored = json.loads(row["options"])
+        stored = dict(row.options)
         options = PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
         create = self._submit_work(
             author=caller.user, loaded=loaded, text=words, decision=decision, requested=None,
-            options=options, suggested_by=row["author"], adopted_from=post_id,
+            options=options, suggested_by=row.author, adopted_from=post_id,
         )
 
         async def work(ltx: LogTxn) -> str:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.ADOPT)
-            new_state = transition(State(current["state"]), Action.ADOPT)
+            new_state = transition(State(current.state), Action.ADOPT)
             new_id: str = await create(ltx)
             await self._cas(ltx, current, new_state, adopted_into=new_id)
-            await ltx.append("post.adopted", actor=caller.user, account=current["account"],
+            await ltx.append("post.adopted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value, "into": new_id,
                                                  "policy_sha256": in_force.sha256})
             return new_id
@@ -587,12 +588,13 @@ class PostService:
         """Delete a published post on its platform; the record of it stays."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.DELETE)
-        transition(State(row["state"]), Action.DELETE)
+        transition(State(row.state), Action.DELETE)
         if self._platforms is None:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         adapter = self._platforms.adapter_for(loaded)
         try:
-            await adapter.delete(row["remote_id"])
+            assert row.remote_id is not None, "a published post has its platform's id"
+            await adapter.delete(row.remote_id)
         except AdapterError as exc:
             raise BylineError(
                 Code.UNAVAILABLE, f"the platform did not delete the post: {exc.message}",
@@ -601,11 +603,11 @@ class PostService:
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
-            new_state = transition(State(current["state"]), Action.DELETE)
+            new_state = transition(State(current.state), Action.DELETE)
             await self._cas(ltx, current, new_state)
-            await ltx.append("post.deleted", actor=caller.user, account=current["account"],
+            await ltx.append("post.deleted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value,
-                                                 "remote_id": current["remote_id"]})
+                                                 "remote_id": current.remote_id})
 
         await self._appender.submit(work)
         return await self.view(caller, post_id)
@@ -622,17 +624,17 @@ class PostService:
         """
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.VIEW)
-        if row["state"] != State.PUBLISHED.value:
-            raise BylineError(Code.INVALID_TRANSITION, f"cannot revise a post that is {row['state']}",
-                              state=row["state"])
-        if caller.user != row["author"]:
+        if row.state != State.PUBLISHED.value:
+            raise BylineError(Code.INVALID_TRANSITION, f"cannot revise a post that is {row.state}",
+                              state=row.state)
+        if caller.user != row.author:
             raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
-        text = self._check_text(loaded, author=row["author"], text=text, editors=json.loads(row["editors"]),
-                                suggested_by=row["suggested_by"])
+        text = self._check_text(loaded, author=row.author, text=text, editors=row.editors,
+                                suggested_by=row.suggested_by)
         policy = loaded.policy
         now = self._clock.now()
-        decision = decide(policy, author=row["author"], text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, row["author"]))
+        decision = decide(policy, author=row.author, text=text, now=now, requested=None,
+                          suggestion=Role.WRITER not in roles(policy, row.author))
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
@@ -648,13 +650,14 @@ class PostService:
         adapter = self._platforms.adapter_for(loaded)
         if not isinstance(adapter, Revisable):
             raise BylineError(Code.VALIDATION, f"{policy.platform} does not allow editing a published post")
-        version = int(row["version"]) + 1
-        stored = json.loads(row["options"])
+        version = row.version + 1
+        stored = dict(row.options)
         chosen = options or PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
-        shown = disclosed_text(policy, author=row["author"], text=text, editors=json.loads(row["editors"]),
-                               suggested_by=row["suggested_by"])
+        shown = disclosed_text(policy, author=row.author, text=text, editors=row.editors,
+                               suggested_by=row.suggested_by)
+        assert row.remote_id is not None, "a published post has its platform's id"
         try:
-            await adapter.edit(row["remote_id"], OutboundPost(
+            await adapter.edit(row.remote_id, OutboundPost(
                 post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=shown,
                 spoiler_text=chosen.spoiler_text, sensitive=chosen.sensitive, language=chosen.language,
                 visibility=chosen.visibility,
@@ -670,9 +673,9 @@ class PostService:
                             options=json.dumps(chosen.to_json()))
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
-            await ltx.append("post.revised", actor=caller.user, account=current["account"], post=post_id,
+            await ltx.append("post.revised", actor=caller.user, account=current.account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
-                                   "state": State.PUBLISHED.value, "remote_id": current["remote_id"],
+                                   "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "options": chosen.to_json()})
 
         await self._appender.submit(work)
@@ -687,15 +690,15 @@ class PostService:
             if row is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
             auditing = caller.user in self.auditors and caller.account is None
-            if self._policies.get(row["account"]) is None and caller.user == row["author"]:
+            if self._policies.get(row.account) is None and caller.user == row.author:
                 # Without a policy in force, the post's author still sees what they wrote.
-                check_account_binding(caller, row["account"])
+                check_account_binding(caller, row.account)
             elif not auditing:
                 self._authorize(caller, row, Act.VIEW)
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
-        return render_post(row, versions, decisions, entries, self._policies.get(row["account"]))
+        return render_post(row, versions, decisions, entries, self._policies.get(row.account))
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -717,7 +720,7 @@ class PostService:
             accounts = list(visible)
         async with self._db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-        return [render_post(r, None, None, None, self._policies.get(r["account"])) for r in rows]
+        return [render_post(r, None, None, None, self._policies.get(r.account)) for r in rows]
 
 
 def rule_blocked(reason: Reason) -> BylineError:
@@ -727,50 +730,50 @@ def rule_blocked(reason: Reason) -> BylineError:
 
 
 def render_post(
-    row: Row,
+    row: PostRecord,
     versions: list[Row] | None,
     decisions: list[Row] | None,
     entries: list[Row] | None,
     loaded: LoadedPolicy | None,
 ) -> dict[str, Any]:
     """The JSON shape of a post in the native API."""
-    editors = json.loads(row["editors"])
-    shown = row["published_text"] or (
-        disclosed_text(loaded.policy, author=row["author"], text=row["text"], editors=editors,
-                       suggested_by=row["suggested_by"])
-        if loaded else row["text"]
+    editors = row.editors
+    shown = row.published_text or (
+        disclosed_text(loaded.policy, author=row.author, text=row.text, editors=editors,
+                       suggested_by=row.suggested_by)
+        if loaded else row.text
     )
-    version = int(row["version"])
+    version = row.version
     approvals_now = [
         d["approver"] for d in (decisions or [])
         if int(d["version"]) == version and d["decision"] == "approve"
     ]
     counted = approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
     out: dict[str, Any] = {
-        "id": row["id"],
-        "account": row["account"],
-        "author": row["author"],
-        "editors": editors,
-        "state": row["state"],
-        "text": row["text"],
+        "id": row.id,
+        "account": row.account,
+        "author": row.author,
+        "editors": list(editors),
+        "state": row.state,
+        "text": row.text,
         "display_text": shown,
         "version": version,
-        "options": json.loads(row["options"]),
-        "publish_at": iso(row["publish_at"]),
-        "expires_at": iso(row["expires_at"]),
-        "reasons": json.loads(row["reasons"]),
-        "approvers": json.loads(row["approvers"]),
-        "approvals_required": int(row["required"]),
-        "approvals_needed": max(0, int(row["required"]) - counted)
-        if row["state"] == State.HELD.value else 0,
-        "remote": {"id": row["remote_id"], "url": row["remote_url"]} if row["remote_id"] else None,
-        "suggested_by": row["suggested_by"],
-        "adopted_from": row["adopted_from"],
-        "adopted_into": row["adopted_into"],
-        "attempts": int(row["attempts"]),
-        "last_error": row["last_error"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
+        "options": dict(row.options),
+        "publish_at": iso(row.publish_at),
+        "expires_at": iso(row.expires_at),
+        "reasons": list(row.reasons),
+        "approvers": list(row.approvers),
+        "approvals_required": row.required,
+        "approvals_needed": max(0, row.required - counted)
+        if row.state == State.HELD.value else 0,
+        "remote": {"id": row.remote_id, "url": row.remote_url} if row.remote_id else None,
+        "suggested_by": row.suggested_by,
+        "adopted_from": row.adopted_from,
+        "adopted_into": row.adopted_into,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
     }
     if versions is not None:
         out["versions"] = [
@@ -813,32 +816,32 @@ async def redecide_pending(
         cause = redecision_cause(loaded, row, before)
         if cause is None:
             continue
-        state = State(row["state"])
+        state = State(row.state)
         new_state = transition(state, Action.REDECIDE)
-        reasons = [r for r in json.loads(row["reasons"]) if r.get("rule") != "policy_removed"]
+        reasons = [r for r in list(row.reasons) if r.get("rule") != "policy_removed"]
         reasons = [*reasons, cause] if cause not in reasons else reasons
-        version = int(row["version"])
+        version = row.version
         changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
                                    "updated_at": ltx.now}
         data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
         if loaded is None:
             changes.update(publish_at=None, expires_at=None)
         elif new_state is State.HELD:
-            gate = gate_for(loaded.policy, row["author"])
+            gate = gate_for(loaded.policy, row.author)
             version += 1
             changes.update(
                 version=version, approvers=json.dumps(list(gate.approvers)), required=gate.required,
                 publish_at=None, expires_at=ltx.now + duration_micros(gate.expire_after),
             )
             data.update(approvers=list(gate.approvers), required=gate.required)
-            last = await sql.versions(ltx.txn, row["id"])
-            await sql.insert_version(ltx.txn, post_id=row["id"], version=version, text=row["text"],
-                                     editor=last[-1]["editor"] if last else row["author"], at=ltx.now)
+            last = await sql.versions(ltx.txn, row.id)
+            await sql.insert_version(ltx.txn, post_id=row.id, version=version, text=row.text,
+                                     editor=last[-1]["editor"] if last else row.author, at=ltx.now)
         if not await sql.compare_and_set(
-            ltx.txn, row["id"], state=row["state"], version=int(row["version"]), changes=changes
+            ltx.txn, row.id, state=row.state, version=row.version, changes=changes
         ):
             raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
         data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
-        await ltx.append("post.redecided", actor="policy-file", account=account, post=row["id"], data=data)
-        moved.append(row["id"])
+        await ltx.append("post.redecided", actor="policy-file", account=account, post=row.id, data=data)
+        moved.append(row.id)
     return moved

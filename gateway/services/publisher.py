@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -168,16 +167,16 @@ class Publisher:
     def _expire_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> None:
             row = await sql.get_post(ltx.txn, post_id)
-            if row is None or row["state"] != State.HELD.value or row["expires_at"] > ltx.now:
+            if row is None or row.state != State.HELD.value or row.expires_at is None or row.expires_at > ltx.now:
                 raise BylineError(Code.CONFLICT, "no longer expiring")
             new_state = transition(State.HELD, Action.EXPIRE)
             if not await sql.compare_and_set(
-                ltx.txn, post_id, state=row["state"], version=int(row["version"]),
+                ltx.txn, post_id, state=row.state, version=row.version,
                 changes={"state": new_state.value, "updated_at": ltx.now},
             ):
                 raise BylineError(Code.CONFLICT, "changed meanwhile")
-            await ltx.append("post.expired", actor="system", account=row["account"], post=post_id,
-                             data={"state": new_state.value, "version": int(row["version"])})
+            await ltx.append("post.expired", actor="system", account=row.account, post=post_id,
+                             data={"state": new_state.value, "version": row.version})
 
         return work
 
@@ -189,51 +188,51 @@ class Publisher:
             row = await sql.get_post(ltx.txn, post_id)
             if row is None:
                 return None
-            state = State(row["state"])
-            due = state is State.SCHEDULED and row["publish_at"] is not None and row["publish_at"] <= ltx.now
-            stale = state is State.PUBLISHING and (row["lease_until"] or 0) <= ltx.now
+            state = State(row.state)
+            due = state is State.SCHEDULED and row.publish_at is not None and row.publish_at <= ltx.now
+            stale = state is State.PUBLISHING and (row.lease_until or 0) <= ltx.now
             if not (due or stale):
                 return None  # someone else got it, or it was edited or cancelled meanwhile
-            loaded = policies.get(row["account"])
+            loaded = policies.get(row.account)
             if loaded is None:
                 return None  # the account's policy was removed: nothing may go out under it
-            if due and Role.WRITER not in roles(loaded.policy, row["author"]) and not decided_again(row):
+            if due and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
                 # The author lost their role in a reload not yet recorded: the reload's own work
                 # holds the post for someone who still has one, who then decides.
                 return None
             rate = loaded.policy.rate_limit
-            if rate is not None and row["first_attempt_at"] is None:
+            if rate is not None and row.first_attempt_at is None:
                 window = rate.seconds * _SECOND
-                count, first = await sql.recent_attempts(ltx.txn, account=row["account"], since=ltx.now - window)
+                count, first = await sql.recent_attempts(ltx.txn, account=row.account, since=ltx.now - window)
                 if count >= rate.count and first is not None:
                     # The account has used its allowance: wait until the oldest send leaves the window.
                     await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
                     return None
-            version = int(row["version"])
+            version = row.version
             key = idempotency_key(post_id, version)
-            text = row["published_text"] if stale and row["published_text"] else disclosed_text(
-                loaded.policy, author=row["author"], text=row["text"], editors=json.loads(row["editors"]),
-                suggested_by=row["suggested_by"],
+            text = row.published_text if stale and row.published_text else disclosed_text(
+                loaded.policy, author=row.author, text=row.text, editors=row.editors,
+                suggested_by=row.suggested_by,
             )
-            attempt = int(row["attempts"]) + 1
+            attempt = row.attempts + 1
             if not await sql.compare_and_set(
                 ltx.txn, post_id, state=state.value, version=version,
                 changes={
                     "state": transition(state, Action.CLAIM).value, "attempts": attempt,
                     "lease_until": ltx.now + lease, "idempotency_key": key,
                     "published_text": text, "updated_at": ltx.now,
-                    "first_attempt_at": row["first_attempt_at"] or ltx.now,
+                    "first_attempt_at": row.first_attempt_at or ltx.now,
                 },
             ):
                 return None
             await ltx.append(
-                "post.publishing", actor="system", account=row["account"], post=post_id,
+                "post.publishing", actor="system", account=row.account, post=post_id,
                 data={"attempt": attempt, "version": version, "idempotency_key": key,
                       "recovering": stale, "text_hash": ltx.commit_text(text), "policy_sha256": loaded.sha256},
             )
-            return Claim(post_id=post_id, account=row["account"], version=version, text=text,
-                         options=json.loads(row["options"]), key=key, attempt=attempt,
-                         recovering=stale, first_attempt_at=int(row["first_attempt_at"] or ltx.now))
+            return Claim(post_id=post_id, account=row.account, version=version, text=text,
+                         options=dict(row.options), key=key, attempt=attempt,
+                         recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now))
 
         return work
 
@@ -337,9 +336,9 @@ class Publisher:
         async def work(ltx: LogTxn) -> None:
             row = await sql.get_post(ltx.txn, claim.post_id)
             assert row is not None
-            new_state = transition(State(row["state"]), Action.PUBLISHED)
+            new_state = transition(State(row.state), Action.PUBLISHED)
             if not await sql.compare_and_set(
-                ltx.txn, claim.post_id, state=row["state"], version=claim.version,
+                ltx.txn, claim.post_id, state=row.state, version=claim.version,
                 changes={"state": new_state.value, "remote_id": result.remote_id,
                          "remote_url": result.url, "lease_until": None, "last_error": None,
                          "updated_at": ltx.now},
@@ -370,7 +369,7 @@ class Publisher:
         async def work(ltx: LogTxn) -> None:
             row = await sql.get_post(ltx.txn, claim.post_id)
             assert row is not None
-            state = State(row["state"])
+            state = State(row.state)
             if give_up:
                 new_state = transition(state, Action.FAIL)
                 changes: dict[str, Any] = {"state": new_state.value, "last_error": detail,
@@ -387,7 +386,7 @@ class Publisher:
                         "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
                 event = "post.deferred"
             if not await sql.compare_and_set(
-                ltx.txn, claim.post_id, state=row["state"], version=claim.version, changes=changes
+                ltx.txn, claim.post_id, state=row.state, version=claim.version, changes=changes
             ):
                 raise BylineError(Code.CONFLICT, "post changed while publishing")
             await ltx.append(event, actor="system", account=claim.account, post=claim.post_id,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.storage.db import Row, Txn
+from gateway.types import AccountName, Micros, PostId, UserName
 
 _POST_COLUMNS = (
     "id", "account", "author", "state", "version", "text", "options", "reasons", "approvers",
@@ -13,6 +17,66 @@ _POST_COLUMNS = (
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors",
 )
 _UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostRecord:
+    """One stored post, its JSON columns parsed and its numbers as numbers.
+
+    What storage gives the services in place of a row: the columns keep their stored names, so a
+    change's keys (``compare_and_set``) and the record's attributes read alike.
+    """
+
+    id: PostId
+    account: AccountName
+    author: UserName
+    state: str
+    version: int
+    text: str
+    options: Mapping[str, Any]
+    reasons: tuple[Mapping[str, Any], ...]
+    approvers: tuple[UserName, ...]
+    required: int
+    editors: tuple[UserName, ...]
+    requested_at: Micros | None
+    publish_at: Micros | None
+    expires_at: Micros | None
+    suggested_by: UserName | None
+    adopted_from: PostId | None
+    adopted_into: PostId | None
+    idempotency_key: str | None
+    remote_id: str | None
+    remote_url: str | None
+    published_text: str | None
+    attempts: int
+    last_error: str | None
+    lease_until: Micros | None
+    first_attempt_at: Micros | None
+    created_at: Micros
+    updated_at: Micros
+
+
+def _micros(value: Any) -> Micros | None:
+    return None if value is None else Micros(int(value))
+
+
+def _record(row: Row) -> PostRecord:
+    return PostRecord(
+        id=PostId(row["id"]), account=AccountName(row["account"]), author=UserName(row["author"]),
+        state=row["state"], version=int(row["version"]), text=row["text"],
+        options=json.loads(row["options"]), reasons=tuple(json.loads(row["reasons"])),
+        approvers=tuple(UserName(a) for a in json.loads(row["approvers"])), required=int(row["required"]),
+        editors=tuple(UserName(e) for e in json.loads(row["editors"])),
+        requested_at=_micros(row["requested_at"]), publish_at=_micros(row["publish_at"]),
+        expires_at=_micros(row["expires_at"]),
+        suggested_by=None if row["suggested_by"] is None else UserName(row["suggested_by"]),
+        adopted_from=None if row["adopted_from"] is None else PostId(row["adopted_from"]),
+        adopted_into=None if row["adopted_into"] is None else PostId(row["adopted_into"]),
+        idempotency_key=row["idempotency_key"], remote_id=row["remote_id"], remote_url=row["remote_url"],
+        published_text=row["published_text"], attempts=int(row["attempts"]), last_error=row["last_error"],
+        lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
+        created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
+    )
 
 
 async def insert_post(txn: Txn, values: dict[str, Any]) -> None:
@@ -24,9 +88,10 @@ async def insert_post(txn: Txn, values: dict[str, Any]) -> None:
     )
 
 
-async def get_post(txn: Txn, post_id: str) -> Row | None:
-    """One post row."""
-    return await txn.fetchone("SELECT * FROM posts WHERE id = ?", post_id)
+async def get_post(txn: Txn, post_id: str) -> PostRecord | None:
+    """One post."""
+    row = await txn.fetchone("SELECT * FROM posts WHERE id = ?", post_id)
+    return None if row is None else _record(row)
 
 
 async def compare_and_set(
@@ -97,17 +162,18 @@ async def approvers_of(txn: Txn, post_id: str, version: int) -> list[str]:
     return [r["approver"] for r in rows]
 
 
-async def pending_posts(txn: Txn, account: str) -> list[Row]:
+async def pending_posts(txn: Txn, account: str) -> list[PostRecord]:
     """An account's posts that have not gone out and may still: held, scheduled or suggested."""
-    return await txn.fetchall(
+    rows = await txn.fetchall(
         "SELECT * FROM posts WHERE account = ? AND state IN ('held', 'scheduled', 'suggested') ORDER BY id",
         account,
     )
+    return [_record(r) for r in rows]
 
 
 async def list_posts(
     txn: Txn, *, accounts: list[str], state: str | None, limit: int, before: str | None
-) -> list[Row]:
+) -> list[PostRecord]:
     """Newest posts first for some accounts, optionally in one state."""
     if not accounts:
         return []
@@ -120,10 +186,11 @@ async def list_posts(
         where.append("id < ?")
         args.append(before)
     args.append(limit)
-    return await txn.fetchall(
+    rows = await txn.fetchall(
         f"SELECT * FROM posts WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
         *args,
     )
+    return [_record(r) for r in rows]
 
 
 async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
