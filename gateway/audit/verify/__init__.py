@@ -34,7 +34,7 @@ The parts, in the order a run uses them:
 """
 
 from gateway.audit.verify.chunk import WITHHELD, Chunk, Item, Texts, check_chunk
-from gateway.audit.verify.entries import extract
+from gateway.audit.verify.entries import extract, parse_entry
 from gateway.audit.verify.report import Finding, Report, SourceError
 from gateway.audit.verify.run import load_key, verify
 from gateway.audit.verify.sources import (
@@ -67,6 +67,7 @@ __all__ = [
     "default_state_path",
     "extract",
     "load_key",
+    "parse_entry",
     "parse_export_line",
     "run_job",
     "verify",

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.audit import canonical
-from gateway.audit.entry import ENTRY_VERSION, MAX_ENTRY_BYTES
-from gateway.audit.verify.entries import _LINK_KEYS, _ORDER, _TS, REPLAYED, fact_extra, parse
+from gateway.audit.entry import MAX_ENTRY_BYTES
+from gateway.audit.verify.entries import REPLAYED, fact_extra, parse_entry
 from gateway.audit.verify.tree import subtree_nodes
 
 _NO_LEAF = bytes(32)
+_a2b = binascii.a2b_base64
 
 Texts = dict[str, tuple[str, str | None]]
 """Committed texts by hex hash: (hex salt, text or None once erased)."""
@@ -71,72 +71,85 @@ class Chunk:
     """The perfect subtrees covering the run, hashed here, when the run says where it starts."""
 
 
+@dataclass(slots=True)
+class _Span:
+    """One chain's entries within a run, as far as the run has been read."""
+
+    first: int
+    """The offset here of the chain's first entry."""
+    link: tuple[int, bytes] | None
+    """What that first entry's prev link names: (index, leaf hash), or None."""
+    last: int
+    """The offset here of the chain's last entry so far."""
+    last_leaf: bytes
+    """That entry's leaf hash: what the chain's next entry must link to."""
+    last_index: int | None
+    """The index that entry says it has."""
+
+
+@dataclass(slots=True)
+class _TextCount:
+    """The committed texts of a run: how many were checked, erased, withheld."""
+
+    checked: int = 0
+    erased: int = 0
+    withheld: int = 0
+
+    def check(self, digest: Any, known: tuple[str, str | None] | None) -> str | None:
+        """Count the text an entry commits to (``known``: its salt and text); a problem, if any."""
+        if known is None:
+            return f"the text it commits to ({str(digest)[:16]}…) is missing"
+        salt_hex, text = known
+        if text is None:
+            if salt_hex == WITHHELD:
+                self.withheld += 1
+            else:
+                self.erased += 1
+            return None
+        self.checked += 1
+        try:
+            salt = bytes.fromhex(salt_hex)
+        except ValueError:
+            salt = b""
+        if hashlib.sha256(salt + text.encode("utf-8", "surrogatepass")).hexdigest() != digest:
+            return "text does not match its hash"
+        return None
+
+
 def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     """Check a run of entries on their own: canonical form, shape, hashes, texts, the chain
     links within the run; pull the facts the replay needs."""
-    claimed_all: list[int | None] = []
-    leaves = bytearray()
+    leaves: list[bytes] = []
     facts: list[Any] = []
     findings: list[tuple[int, str]] = []
-    # chain -> [first offset, first link, last offset, last leaf, last claimed index]
-    chains: dict[str, list[Any]] = {}
-    checked = erased = withheld = 0
+    spans: dict[str, _Span] = {}
+    counted = _TextCount()
     sha256 = hashlib.sha256
-    loads, dumps, needs_reference = canonical.fast_loads, canonical.fast_dumps, canonical.needs_reference
-    a2b = binascii.a2b_base64
-    replayed = REPLAYED
+    # Equal values as one object, so that they travel (pickled) once per run.
     same: Callable[[Any, Any], Any] = {}.setdefault
-    ts_seen: str | None = None
+    ts: str | None = None
     for offset, (claimed, raw, stored, problem, given) in enumerate(items):
-        claimed_all.append(claimed)
         if raw is None:
-            leaves += bytes(32)
+            leaves.append(_NO_LEAF)
             findings.append((offset, problem or "unreadable"))
             continue
         leaf = sha256(b"\x00" + raw).digest()
-        leaves += leaf
+        leaves.append(leaf)
         if stored is not None and stored != leaf:
             findings.append((offset, "leaf hash does not match entry bytes"))
         if len(raw) > MAX_ENTRY_BYTES:
             findings.append((offset, f"is {len(raw)} bytes, over the {MAX_ENTRY_BYTES}-byte limit"))
-        # The fast paths of parse and structure, inline: they run for every entry. The keys of
-        # a canonical entry are in sorted order, so its values unpack in that order.
-        try:
-            body = loads(raw)
-            fast = dumps(body) == raw and type(body) is dict and tuple(body) == _ORDER
-        except (ValueError, TypeError, RecursionError, UnicodeError):
-            fast = False
-        if fast:
-            account, actor, data, post, prev, ts, kind, v = body.values()
-            fast = (
-                type(v) is int and v == ENTRY_VERSION and type(kind) is str and kind != ""
-                and type(actor) is str and type(data) is dict
-                and (account is None or type(account) is str) and (post is None or type(post) is str)
-                and type(ts) is str and (ts == ts_seen or _TS.fullmatch(ts) is not None)
-                and (prev is None or (
-                    type(prev) is dict and prev.keys() == _LINK_KEYS
-                    and type(prev["index"]) is int and type(prev["leaf"]) is str
-                ))
-                and not needs_reference(data, not raw.isascii())
-            )
-        if not fast:
-            body, problem, shape = parse(raw)
-            if problem is not None:
-                findings.append((offset, problem))
-            if shape is not None:
-                if problem is None:
-                    findings.append((offset, shape))
-                continue
-            account, actor, data, post, prev, ts, kind = (
-                body["account"], body["actor"], body["data"], body["post"], body["prev"], body["ts"], body["type"]
-            )
-        ts_seen = ts
-        if kind in replayed:
+        fields, problem = parse_entry(raw, ts)
+        if problem is not None:
+            findings.append((offset, problem))
+        if fields is None:
+            continue
+        account, actor, data, post, prev, ts, kind = fields
+        if kind in REPLAYED:
             extra, problem = fact_extra(kind, data)
             if problem is not None:
                 findings.append((offset, problem))
             else:
-                # Equal values as one object, so that they travel (pickled) once per run.
                 try:  # noqa: SIM105 - a try costs nothing; contextlib.suppress, an object per entry
                     extra = same(extra, extra)
                 except TypeError:
@@ -144,66 +157,70 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                 facts += (
                     offset, same(kind, kind), same(actor, actor), same(account, account), same(post, post), extra,
                 )
-        link: tuple[int, bytes] | None = None
-        if prev is not None:
-            try:
-                link = (prev["index"], a2b(prev["leaf"], strict_mode=True))
-            except (binascii.Error, ValueError):
-                findings.append((offset, "prev link has a malformed leaf hash"))
-        if kind.startswith("policy."):
-            chain: str | None = f"policy:{account}"
-        else:
-            chain = None if post is None else "post:" + post
-        if chain is None:
-            if prev is not None:
-                findings.append((offset, "links to a previous entry but belongs to no chain"))
-        else:
-            seen = chains.get(chain)
-            if seen is None:
-                chains[chain] = [offset, link, offset, leaf, claimed]
-            else:
-                if link is None or link[0] != seen[4] or link[1] != seen[3]:
-                    findings.append((offset, link_problem(chain, (seen[4], seen[3]), link)))
-                seen[2], seen[3], seen[4] = offset, leaf, claimed
+        _follow(spans, findings, kind, account, post, prev, offset, leaf, claimed)
         digest = data.get("text_hash")
         if digest is not None:
-            known = given if given is not None else texts.get(digest) if type(digest) is str else None
-            if known is None:
-                findings.append((offset, f"the text it commits to ({str(digest)[:16]}…) is missing"))
-            elif known[1] is None:
-                if known[0] == WITHHELD:
-                    withheld += 1
-                else:
-                    erased += 1
-            else:
-                checked += 1
-                try:
-                    salt = bytes.fromhex(known[0])
-                except ValueError:
-                    salt = b""
-                if sha256(salt + known[1].encode("utf-8", "surrogatepass")).hexdigest() != digest:
-                    findings.append((offset, "text does not match its hash"))
-    start = claimed_all[0] if claimed_all else None
-    contiguous = start is not None and claimed_all == list(range(start, start + len(claimed_all)))
+            problem = counted.check(digest, given if given is not None else
+                                    texts.get(digest) if type(digest) is str else None)
+            if problem is not None:
+                findings.append((offset, problem))
+    return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted)
+
+
+def _follow(
+    spans: dict[str, _Span], findings: list[tuple[int, str]], kind: str, account: str | None, post: str | None,
+    prev: dict[str, Any] | None, offset: int, leaf: bytes, claimed: int | None,
+) -> None:
+    """Follow an entry along its chain (a post's events; an account's policy events) within the
+    run, and name what is wrong with its prev link as far as the run can tell."""
+    link: tuple[int, bytes] | None = None
+    if prev is not None:
+        try:
+            link = (prev["index"], _a2b(prev["leaf"], strict_mode=True))
+        except (binascii.Error, ValueError):
+            findings.append((offset, "prev link has a malformed leaf hash"))
+    if kind.startswith("policy."):
+        chain = f"policy:{account}"
+    elif post is not None:
+        chain = "post:" + post
+    else:
+        if prev is not None:
+            findings.append((offset, "links to a previous entry but belongs to no chain"))
+        return
+    span = spans.get(chain)
+    if span is None:
+        spans[chain] = _Span(offset, link, offset, leaf, claimed)
+        return
+    if link is None or link[0] != span.last_index or link[1] != span.last_leaf:
+        findings.append((offset, link_problem(chain, (span.last_index, span.last_leaf), link)))
+    span.last, span.last_leaf, span.last_index = offset, leaf, claimed
+
+
+def _chunk(
+    claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
+    findings: list[tuple[int, str]], counted: _TextCount,
+) -> Chunk:
+    start = claimed[0] if claimed else None
+    contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
     return Chunk(
-        subtrees=subtree_nodes(start, bytes(leaves)) if contiguous and start is not None else None,
-        count=len(claimed_all),
+        subtrees=subtree_nodes(start, leaves) if contiguous and start is not None else None,
+        count=len(claimed),
         start=start,
-        claimed=None if contiguous else claimed_all,
-        leaves=bytes(leaves),
-        chains=list(chains),
-        spans=[n for v in chains.values() for n in (v[0], v[2])],
-        named=[None if v[1] is None else v[1][0] for v in chains.values()],
-        link_leaves=b"".join(_NO_LEAF if v[1] is None else v[1][1] for v in chains.values()),
+        claimed=None if contiguous else claimed,
+        leaves=leaves,
+        chains=list(spans),
+        spans=[n for s in spans.values() for n in (s.first, s.last)],
+        named=[None if s.link is None else s.link[0] for s in spans.values()],
+        link_leaves=b"".join(_NO_LEAF if s.link is None else s.link[1] for s in spans.values()),
         facts=facts,
         findings=findings,
-        texts_checked=checked,
-        texts_erased=erased,
-        texts_withheld=withheld,
+        texts_checked=counted.checked,
+        texts_erased=counted.erased,
+        texts_withheld=counted.withheld,
     )
 
 
-def link_problem(chain: str, before: tuple[int, bytes] | None, link: tuple[int, bytes] | None) -> str:
+def link_problem(chain: str, before: tuple[int | None, bytes] | None, link: tuple[int, bytes] | None) -> str:
     """What is wrong with an entry's prev link, given the previous entry of its chain (if any)."""
     what = chain.replace(":", " ", 1)
     if before is None:

@@ -17,6 +17,10 @@ _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{
 _KEYS = frozenset({"v", "type", "ts", "actor", "account", "post", "data", "prev"})
 _LINK_KEYS = frozenset({"index", "leaf"})
 _ORDER = ("account", "actor", "data", "post", "prev", "ts", "type", "v")  # sorted, as canonical
+_loads, _dumps, _needs_reference = canonical.fast_loads, canonical.fast_dumps, canonical.needs_reference
+
+Fields = tuple[str | None, str, dict[str, Any], str | None, dict[str, Any] | None, str, str]
+"""A well-formed entry's account, actor, data, post, prev, ts and type (its keys' order, less v)."""
 
 REPLAYED = frozenset({
     "policy.loaded", "policy.changed", "policy.removed",
@@ -24,19 +28,70 @@ REPLAYED = frozenset({
     "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
     "post.expired", "post.deferred", "post.failed", "post.retried",
 })
+"""The entry types the rules replay takes."""
 
 
-def _str_list(value: Any) -> tuple[str, ...] | None:
-    if type(value) is not list:
-        return None
-    for item in value:
-        if type(item) is not str:
-            return None
-    return tuple(value)
+def parse_entry(raw: bytes, last_ts: str | None = None) -> tuple[Fields | None, str | None]:
+    """Parse an entry and check that it is exactly RFC 8785 (see :mod:`gateway.audit.canonical`)
+    and of the entry's shape. Returns its fields (None when it is not an entry at all) and the
+    problem found, if any: its encoding's first, else its shape's.
+
+    ``last_ts`` is a timestamp already known to be well formed (the previous entry's): an equal
+    one is not matched again.
+
+    The one fast path of the verifier: the fast parser's reading, taken when the fast encoder
+    gives the same bytes back, the shape holds, and nothing in ``data`` needs the reference
+    encoder; anything else is parsed again and compared by the reference (``rfc8785``). On the
+    entries of ``python -m bench verify`` that is 3.4 µs an entry against 29 µs by the reference
+    alone: without it the benchmark's million entries would take minutes, not seconds.
+    """
+    try:
+        body = _loads(raw)
+        same = _dumps(body) == raw
+    except (ValueError, TypeError, RecursionError, UnicodeError):
+        same = False
+    if same:
+        fields = _shape(body, last_ts)
+        if type(fields) is tuple and not _needs_reference(fields[2], not raw.isascii()):
+            return fields, None
+    body, problem = canonical.slow_check(raw)
+    fields = _shape(body, last_ts) if body is not None else "is not JSON"
+    if isinstance(fields, str):
+        return None, problem or fields
+    return fields, problem
 
 
-def _int(value: Any) -> bool:
-    return type(value) is int
+def _shape(body: Any, last_ts: str | None) -> Fields | str:
+    """The fields of a parsed entry, or what is wrong with its shape. Every top-level value is
+    checked to be of its exact type, so only ``data`` can hold a float."""
+    if type(body) is not dict:
+        return "is not a JSON object"
+    if tuple(body) == _ORDER:  # as every canonical entry has them: its values come in this order
+        account, actor, data, post, prev, ts, kind, v = body.values()
+    elif body.keys() == _KEYS:
+        account, actor, data, post, prev, ts, kind, v = (body[key] for key in _ORDER)
+    else:
+        missing = sorted(_KEYS - body.keys())
+        extra = sorted(body.keys() - _KEYS)
+        return f"has the wrong fields (missing {missing}, unexpected {extra})"
+    if v != ENTRY_VERSION or type(v) is not int:
+        return f"has version {v!r}, expected {ENTRY_VERSION}"
+    if type(kind) is not str or not kind:
+        return "has no type"
+    if type(ts) is not str or (ts != last_ts and not _TS.fullmatch(ts)):
+        return "has a malformed ts"
+    if type(actor) is not str:
+        return "has no actor"
+    if not (account is None or type(account) is str) or not (post is None or type(post) is str):
+        return "has a malformed account or post"
+    if type(data) is not dict:
+        return "has data that is not an object"
+    if prev is not None and (
+        type(prev) is not dict or prev.keys() != _LINK_KEYS
+        or type(prev["index"]) is not int or type(prev["leaf"]) is not str
+    ):
+        return "has a malformed prev link"
+    return account, actor, data, post, prev, ts, kind
 
 
 def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
@@ -46,6 +101,15 @@ def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
     if problem is not None:
         return None, problem
     return (kind, body["actor"], body["account"], body["post"], extra), None
+
+
+def _str_list(value: Any) -> tuple[str, ...] | None:
+    if type(value) is not list:
+        return None
+    for item in value:
+        if type(item) is not str:
+            return None
+    return tuple(value)
 
 
 def _sha(data: dict[str, Any]) -> str | None:
@@ -59,13 +123,13 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return _sha(data), None
     if kind == "post.approved":
         version = data.get("version")
-        if not _int(version):
+        if type(version) is not int:
             return None, "post.approved lacks data.version"
         return (version, data.get("state"), _sha(data)), None
     if kind == "post.submitted":
         version, approvers, required = data.get("version"), _str_list(data.get("approvers")), data.get("required")
         state, sha = data.get("state"), data.get("policy_sha256")
-        if not (_int(version) and type(state) is str and approvers is not None and _int(required)
+        if not (type(version) is int and type(state) is str and approvers is not None and type(required) is int
                 and (sha is None or type(sha) is str)):
             return None, "post.submitted lacks data.version, state, approvers or required"
         suggested_by = data.get("suggested_by")
@@ -76,15 +140,15 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return (version, state, approvers, required, sha, suggested_by), None
     if kind == "post.published":
         version = data.get("version")
-        if not _int(version):
+        if type(version) is not int:
             return None, "post.published lacks data.version"
         return (version,), None
     if kind == "post.edited" or kind == "post.redecided":
         version, state = data.get("version"), data.get("state")
-        if not _int(version) or type(state) is not str:
+        if type(version) is not int or type(state) is not str:
             return None, f"{kind} lacks data.version or data.state"
         required = data.get("required")
-        return (version, state, _str_list(data.get("approvers")), required if _int(required) else None,
+        return (version, state, _str_list(data.get("approvers")), required if type(required) is int else None,
                 _sha(data)), None
     if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
@@ -94,54 +158,4 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     if kind == "policy.removed":
         return None, None
     state, version = data.get("state"), data.get("version")
-    return (state if type(state) is str else None, version if _int(version) else None, _sha(data)), None
-
-
-def structure(body: Any) -> str | None:
-    """What is wrong with the shape of a parsed entry, if anything. Every top-level value is
-    checked to be of its exact type, so only ``data`` can hold a float."""
-    if type(body) is not dict:
-        return "is not a JSON object"
-    if body.keys() != _KEYS:
-        missing = sorted(_KEYS - body.keys())
-        extra = sorted(body.keys() - _KEYS)
-        return f"has the wrong fields (missing {missing}, unexpected {extra})"
-    if body["v"] != ENTRY_VERSION or type(body["v"]) is not int:
-        return f"has version {body['v']!r}, expected {ENTRY_VERSION}"
-    kind, ts = body["type"], body["ts"]
-    if type(kind) is not str or not kind:
-        return "has no type"
-    if type(ts) is not str or not _TS.fullmatch(ts):
-        return "has a malformed ts"
-    if type(body["actor"]) is not str:
-        return "has no actor"
-    account, post = body["account"], body["post"]
-    if not (account is None or type(account) is str) or not (post is None or type(post) is str):
-        return "has a malformed account or post"
-    if type(body["data"]) is not dict:
-        return "has data that is not an object"
-    prev = body["prev"]
-    if prev is not None and (
-        type(prev) is not dict or prev.keys() != {"index", "leaf"}
-        or type(prev["index"]) is not int or type(prev["leaf"]) is not str
-    ):
-        return "has a malformed prev link"
-    return None
-
-
-def parse(raw: bytes) -> tuple[Any, str | None, str | None]:
-    """Parse an entry and check that it is exactly RFC 8785 (see :mod:`gateway.audit.canonical`).
-
-    The fast path checks the shape first: every top-level value then has an exact type and
-    only ``data`` needs the walk for floats and keys outside ASCII. Returns the parsed entry,
-    what is wrong with its encoding, and what is wrong with its shape.
-    """
-    try:
-        body = canonical.fast_loads(raw)
-        same = canonical.fast_dumps(body) == raw
-    except (ValueError, TypeError, RecursionError, UnicodeError):
-        same = False
-    if same and structure(body) is None and not canonical.needs_reference(body["data"], not raw.isascii()):
-        return body, None, None
-    body, problem = canonical.slow_check(raw)
-    return body, problem, structure(body) if body is not None else "is not JSON"
+    return (state if type(state) is str else None, version if type(version) is int else None, _sha(data)), None

@@ -37,24 +37,6 @@ def load_key(value: str) -> Verifier:
         raise SourceError(f"not a verifier key: {exc}") from None
 
 
-@dataclass
-class _Seen:
-    """A checkpoint the tree must match, its note, and where it was found (for findings)."""
-
-    checkpoint: Checkpoint
-    note: bytes
-    where: str
-
-
-def _open(note: bytes, key: Verifier, where: str, report: Report) -> Checkpoint | None:
-    try:
-        checkpoint, _ = open_checkpoint(note, [key], origin=key.name)
-    except NoteError as exc:
-        report.findings.append(Finding(None, f"checkpoint {where}: {exc}"))
-        return None
-    return checkpoint
-
-
 def verify(
     source: Source,
     key: Verifier,
@@ -79,22 +61,21 @@ def verify(
             gc.enable()
 
 
+@dataclass
+class _Seen:
+    """A checkpoint the tree must match, its note, and where it was found (for findings)."""
+
+    checkpoint: Checkpoint
+    note: bytes
+    where: str
+
+
 def _verify(
     source: Source, key: Verifier, *, state_path: Path | None, workers: int, progress: bool, max_findings: int
 ) -> Report:
     started = time.perf_counter()
     report = Report(source=source.name)
-    remembered = read_state(state_path, key)
-    seen: list[_Seen] = []
-    for note in remembered:
-        cp = _open(note, key, "remembered in the state file", report)
-        if cp is not None:
-            seen.append(_Seen(cp, note, "seen before (state file)"))
-    offered: list[_Seen] = []
-    for note in source.checkpoints():
-        cp = _open(note, key, "offered by the log", report)
-        if cp is not None:
-            offered.append(_Seen(cp, note, "from the log"))
+    seen, offered = _checkpoints(source, key, state_path, report)
     if not offered:
         if not report.findings:
             report.findings.append(Finding(None, "the log offers no signed checkpoint"))
@@ -116,6 +97,48 @@ def _verify(
     for index, message in run.replay.findings:
         run.bad(index, message)
     report.posts = run.replay.posts_seen
+    tree_ok = _compare(run, targets, latest)
+    if not tree_ok and not any(f.index is not None and "leaf hash" in f.message for f in report.findings):
+        _locate(source, run, report.size)
+    report.unsigned = max(0, report.size - latest.checkpoint.size)
+    if tree_ok and state_path is not None:
+        notes = {s.checkpoint.size: s.note for s in seen}
+        notes.update({s.checkpoint.size: s.note for s in offered})
+        write_state(state_path, key, [notes[k] for k in sorted(notes)])
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _checkpoints(
+    source: Source, key: Verifier, state_path: Path | None, report: Report
+) -> tuple[list[_Seen], list[_Seen]]:
+    """The checkpoints remembered in the state file, and those the log offers, that open with
+    ``key``; those that do not are findings."""
+    seen: list[_Seen] = []
+    for note in read_state(state_path, key):
+        cp = _open(note, key, "remembered in the state file", report)
+        if cp is not None:
+            seen.append(_Seen(cp, note, "seen before (state file)"))
+    offered: list[_Seen] = []
+    for note in source.checkpoints():
+        cp = _open(note, key, "offered by the log", report)
+        if cp is not None:
+            offered.append(_Seen(cp, note, "from the log"))
+    return seen, offered
+
+
+def _open(note: bytes, key: Verifier, where: str, report: Report) -> Checkpoint | None:
+    try:
+        checkpoint, _ = open_checkpoint(note, [key], origin=key.name)
+    except NoteError as exc:
+        report.findings.append(Finding(None, f"checkpoint {where}: {exc}"))
+        return None
+    return checkpoint
+
+
+def _compare(run: _InOrder, targets: list[_Seen], latest: _Seen) -> bool:
+    """Compare the tree of the entries read with every checkpoint seen; whether all matched."""
+    report = run.report
     size = report.size
     tree_ok = True
     for target in sorted(targets, key=lambda s: s.checkpoint.size):
@@ -140,15 +163,7 @@ def _verify(
                 None, f"the first {cp.size} entries do not give the root of the checkpoint "
                 f"{target.where} (size {cp.size}): the log is not consistent with it",
             ))
-    if not tree_ok and not any(f.index is not None and "leaf hash" in f.message for f in report.findings):
-        _locate(source, run, size)
-    report.unsigned = max(0, size - latest.checkpoint.size)
-    if tree_ok and state_path is not None:
-        notes = {s.checkpoint.size: s.note for s in seen}
-        notes.update({s.checkpoint.size: s.note for s in offered})
-        write_state(state_path, key, [notes[k] for k in sorted(notes)])
-    report.seconds = time.perf_counter() - started
-    return report
+    return tree_ok
 
 
 def _locate(source: Source, run: _InOrder, size: int) -> None:
