@@ -25,6 +25,7 @@ from gateway.appkeys import (
     PLATFORMS,
     POLICIES,
     POSTS,
+    PUBLISHED,
     PUBLISHER,
     REGISTRY,
     SANDBOX,
@@ -52,6 +53,7 @@ from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
+from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.throttle import Throttle
@@ -146,9 +148,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PLATFORMS] = platforms
     app[PUBLISHER] = publisher
     app[POSTS] = posts = PostService(
-        db=db, appender=appender, policies=registry, clock=clock, platforms=platforms,
+        db=db, appender=appender, policies=registry, clock=clock,
         wake_publisher=publisher.wake, auditors=settings.auditor_names,
     )
+    app[PUBLISHED] = published = PublishedPosts(posts=posts, platforms=platforms)
     app[CHECKPOINTS] = checkpoints = CheckpointService(
         db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,
         state_file=signed_state_path(settings.log_key_file),
@@ -165,7 +168,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins,
     )
     app[MASTODON] = MastodonService(
-        db=db, posts=posts, identity=identity, oauth=oauth, policies=registry, platforms=platforms,
+        db=db, posts=posts, published=published, identity=identity, oauth=oauth, policies=registry, platforms=platforms,
         clock=clock,
     )
     app[XRPC_SESSIONS] = sessions = XrpcSessions(
@@ -173,7 +176,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         secret=await gateway_key(db, XRPC_SESSION_KEY), host=service_host(settings.log_origin),
         throttle=signins,
     )
-    app[XRPC_REPO] = XrpcRepo(db=db, posts=posts, platforms=platforms, sessions=sessions, clock=clock)
+    app[XRPC_REPO] = XrpcRepo(
+        db=db, posts=posts, published=published, platforms=platforms, sessions=sessions, clock=clock
+    )
     app[HOUSEKEEPER] = Housekeeper(db=db, clock=clock, interval=settings.housekeeping_interval_seconds)
     yield
 

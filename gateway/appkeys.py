@@ -19,6 +19,7 @@ from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
+from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.xrpc_repo import XrpcRepo
@@ -36,6 +37,7 @@ REGISTRY = web.AppKey("registry", PolicyRegistry)
 POLICIES = web.AppKey("policies", PolicyService)
 IDENTITY = web.AppKey("identity", Identity)
 POSTS = web.AppKey("posts", PostService)
+PUBLISHED = web.AppKey("published", PublishedPosts)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 PUBLISHER = web.AppKey("publisher", Publisher)
 PLATFORMS = web.AppKey("platforms", Platforms)

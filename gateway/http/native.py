@@ -9,7 +9,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.appkeys import ACCOUNTS, POSTS
+from gateway.appkeys import ACCOUNTS, POSTS, PUBLISHED
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
 from gateway.services.posts import PostOptions
@@ -210,7 +210,7 @@ async def retry(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Delete a published post on its platform."""
     caller = await authenticated(request, "write:statuses")
-    return web.json_response(await request.app[POSTS].delete(caller, _post_id(request)))
+    return web.json_response(await request.app[PUBLISHED].delete(caller, _post_id(request)))
 
 
 @routes.get("/v1/accounts")

@@ -37,6 +37,7 @@ from gateway.services.identity import Identity, hash_token
 from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, new_post_id
+from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage.db import Database
@@ -208,11 +209,12 @@ class MastodonService:
     """Mastodon client API calls, each for one authenticated app."""
 
     def __init__(
-        self, *, db: Database, posts: PostService, identity: Identity, oauth: OAuthService,
+        self, *, db: Database, posts: PostService, published: PublishedPosts, identity: Identity, oauth: OAuthService,
         policies: PolicyRegistry, platforms: Platforms, clock: Clock,
     ) -> None:
         self._db = db
         self._posts = posts
+        self._published = published
         self._identity = identity
         self._oauth = oauth
         self._policies = policies
@@ -422,7 +424,7 @@ class MastodonService:
 
     async def edit(self, auth: ClientAuth, post_id: str, form: EditForm) -> StatusView:
         """``PUT /api/v1/statuses/:id``: a new version while the post is not out yet, or an
-        edit on the platform once it is (``PostService.revise`` says when that is allowed).
+        edit on the platform once it is (``PostService.revision`` says when that is allowed).
 
         Mastodon's rules for omitted fields: no ``spoiler_text`` clears it, no ``sensitive``
         or ``language`` keeps it.
@@ -455,7 +457,7 @@ class MastodonService:
             "language": form.language or current.get("language"), "media_ids": media_ids,
         })
         if state is State.PUBLISHED:
-            revised = await self._posts.revise(auth.caller, post_id, text=form.status, options=options)
+            revised = await self._published.revise(auth.caller, post_id, text=form.status, options=options)
             return await self._render(auth, revised)
         changed = options.to_json() != current
         edited = await self._posts.edit(auth.caller, post_id, text=form.status,
@@ -469,7 +471,7 @@ class MastodonService:
         if post is None or State(post["state"]) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         if State(post["state"]) is State.PUBLISHED:
-            done = await self._posts.delete(auth.caller, post_id)
+            done = await self._published.delete(auth.caller, post_id)
         else:
             done = await self._posts.cancel(auth.caller, post_id)
         return await self._render(auth, done)

@@ -14,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
-from adapters.base import AdapterError, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock
 from gateway.errors import BylineError, Code
@@ -46,22 +45,12 @@ from gateway.services.authorization import (
     redecision_cause,
     visible_accounts,
 )
-from gateway.services.platforms import Platforms
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
 from gateway.storage.posts import PostRecord
 from gateway.types import duration_micros, iso, to_micros
-
-
-@runtime_checkable
-class Revisable(Protocol):
-    """An adapter whose platform lets a published post be edited (Mastodon)."""
-
-    async def edit(self, remote_id: str, post: OutboundPost) -> PublishResult:
-        """Replace the published post's text and options."""
-        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +122,25 @@ def _check_publish_at(publish_at: datetime, *, now: datetime, policy: LoadedPoli
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class Published:
+    """A published post someone may act on, with the policy in force for its account."""
+
+    record: PostRecord
+    loaded: LoadedPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class Revision(Published):
+    """New words for a published post that the policy would publish at once: the text as
+    written, as it goes out (with its disclosure), the version it becomes, and its options."""
+
+    text: str
+    shown: str
+    version: int
+    options: PostOptions
+
+
 def new_post_id() -> str:
     """A time-ordered numeric id (milliseconds, then 20 random bits), as Mastodon clients expect."""
     return str((time.time_ns() // 1_000_000) << 20 | secrets.randbits(20))
@@ -152,13 +160,11 @@ class PostService:
         appender: Appender,
         policies: PolicyRegistry,
         clock: Clock,
-        platforms: Platforms | None = None,
         wake_publisher: Callable[[], None] = lambda: None,
         auditors: frozenset[str] = frozenset(),
     ) -> None:
         self.auditors = auditors
         """People who may read every account's posts, and never act on them."""
-        self._platforms = platforms
         self._db = db
         self._appender = appender
         self._policies = policies
@@ -584,22 +590,17 @@ class PostService:
         self._wake()
         return await self.view(caller, new_id)
 
-    async def delete(self, caller: Caller, post_id: str) -> dict[str, Any]:
-        """Delete a published post on its platform; the record of it stays."""
+    # -- published posts: the record side of what ``PublishedPosts`` does on the platform ------
+
+    async def deletable(self, caller: Caller, post_id: str) -> Published:
+        """A published post ``caller`` may delete on its platform, or the error they should see."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.DELETE)
         transition(State(row.state), Action.DELETE)
-        if self._platforms is None:
-            raise BylineError(Code.UNAVAILABLE, "no platforms configured")
-        adapter = self._platforms.adapter_for(loaded)
-        try:
-            assert row.remote_id is not None, "a published post has its platform's id"
-            await adapter.delete(row.remote_id)
-        except AdapterError as exc:
-            raise BylineError(
-                Code.UNAVAILABLE, f"the platform did not delete the post: {exc.message}",
-                retryable=exc.retryable,
-            ) from None
+        return Published(record=row, loaded=loaded)
+
+    async def record_deleted(self, caller: Caller, post_id: str) -> dict[str, Any]:
+        """Record that a published post was deleted on its platform; the record of it stays."""
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
@@ -612,15 +613,15 @@ class PostService:
         await self._appender.submit(work)
         return await self.view(caller, post_id)
 
-    async def revise(
+    async def revision(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
-    ) -> dict[str, Any]:
-        """The author edits a published post on its platform, where the platform allows it.
+    ) -> Revision:
+        """The author's new words for a published post, if the policy would publish them at once.
 
         The new words go through the policy as a new post would, and the edit is made only if
         they would go out at once: no block, no hold, no approvals, no cooling-off. Anything
         else would let an edit skip what the policy asks of a post; those accounts delete and
-        post again instead. The record keeps every version, and the log says who revised it.
+        post again instead.
         """
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.VIEW)
@@ -645,32 +646,24 @@ class PostService:
                 "delete the post and post it again",
                 reasons=[r.to_json() for r in decision.reasons],
             )
-        if self._platforms is None:
-            raise BylineError(Code.UNAVAILABLE, "no platforms configured")
-        adapter = self._platforms.adapter_for(loaded)
-        if not isinstance(adapter, Revisable):
-            raise BylineError(Code.VALIDATION, f"{policy.platform} does not allow editing a published post")
-        version = row.version + 1
         stored = dict(row.options)
         chosen = options or PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
         shown = disclosed_text(policy, author=row.author, text=text, editors=row.editors,
                                suggested_by=row.suggested_by)
-        assert row.remote_id is not None, "a published post has its platform's id"
-        try:
-            await adapter.edit(row.remote_id, OutboundPost(
-                post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=shown,
-                spoiler_text=chosen.spoiler_text, sensitive=chosen.sensitive, language=chosen.language,
-                visibility=chosen.visibility,
-            ))
-        except AdapterError as exc:
-            raise BylineError(
-                Code.UNAVAILABLE, f"the platform did not edit the post: {exc.message}", retryable=exc.retryable,
-            ) from None
+        return Revision(record=row, loaded=loaded, text=text, shown=shown, version=row.version + 1,
+                        options=chosen)
+
+    async def record_revised(self, caller: Caller, revision: Revision) -> dict[str, Any]:
+        """Record a revision made on the platform: the record keeps every version, and the log
+        says who revised it."""
+        post_id, text, version, chosen = (
+            revision.record.id, revision.text, revision.version, revision.options
+        )
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
-            await self._cas(ltx, current, State.PUBLISHED, text=text, version=version, published_text=shown,
-                            options=json.dumps(chosen.to_json()))
+            await self._cas(ltx, current, State.PUBLISHED, text=text, version=version,
+                            published_text=revision.shown, options=json.dumps(chosen.to_json()))
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
             await ltx.append("post.revised", actor=caller.user, account=current.account, post=post_id,

@@ -56,6 +56,7 @@ from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService
+from gateway.services.published import PublishedPosts
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database, Row
@@ -250,12 +251,14 @@ class XrpcRepo:
         *,
         db: Database,
         posts: PostService,
+        published: PublishedPosts,
         platforms: Platforms,
         sessions: XrpcSessions,
         clock: Clock,
     ) -> None:
         self._db = db
         self._posts = posts
+        self._published = published
         self._platforms = platforms
         self._sessions = sessions
         self._clock = clock
@@ -389,7 +392,7 @@ class XrpcRepo:
         if state in _CANCELLABLE:
             await self._posts.cancel(session.caller, post["id"])
         elif state is State.PUBLISHED:
-            await self._posts.delete(session.caller, post["id"])
+            await self._published.delete(session.caller, post["id"])
         elif state is State.ADOPTED:
             raise _invalid(
                 f"this suggestion was adopted as post {post['adopted_into']}, which is its writer's to delete"
