@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,9 +12,61 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.appkeys import ACCOUNTS, POSTS, PUBLISHED
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
-from gateway.services.posts import PostOptions
+from gateway.services.posts import PostOptions, PostView
+from gateway.types import iso
 
 routes = web.RouteTableDef()
+
+
+def post_json(post: PostView) -> dict[str, Any]:
+    """The JSON shape of a post in the native API; versions, approvals and events when read one
+    at a time."""
+    out: dict[str, Any] = {
+        "id": post.id,
+        "account": post.account,
+        "author": post.author,
+        "editors": list(post.editors),
+        "state": post.state,
+        "text": post.text,
+        "display_text": post.display_text,
+        "version": post.version,
+        "options": dict(post.options),
+        "publish_at": iso(post.publish_at),
+        "expires_at": iso(post.expires_at),
+        "reasons": [dict(r) for r in post.reasons],
+        "approvers": list(post.approvers),
+        "approvals_required": post.approvals_required,
+        "approvals_needed": post.approvals_needed,
+        "remote": {"id": post.remote_id, "url": post.remote_url} if post.remote_id else None,
+        "suggested_by": post.suggested_by,
+        "adopted_from": post.adopted_from,
+        "adopted_into": post.adopted_into,
+        "attempts": post.attempts,
+        "last_error": post.last_error,
+        "created_at": iso(post.created_at),
+        "updated_at": iso(post.updated_at),
+    }
+    if post.versions is not None:
+        out["versions"] = [
+            {"version": v.version, "text": v.text, "editor": v.editor, "at": iso(v.at)}
+            for v in post.versions
+        ]
+    if post.approvals is not None:
+        out["approvals"] = [
+            {"approver": d.approver, "decision": d.decision, "reason": d.reason,
+             "version": d.version, "at": iso(d.at), "current": d.current}
+            for d in post.approvals
+        ]
+    if post.events is not None:
+        out["events"] = [
+            {"index": e.index, "type": e.type, "actor": e.actor, "ts": e.ts, "data": e.data}
+            for e in post.events
+        ]
+    return out
+
+
+def _answer(post: PostView, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(post_json(post), status=status, headers=headers)
 
 
 class _Body(BaseModel):
@@ -112,7 +164,7 @@ async def submit(request: web.Request) -> web.Response:
     post = await request.app[POSTS].submit(
         caller, account=body.account, text=body.text, publish_at=body.publish_at, options=options
     )
-    return web.json_response(post, status=201)
+    return _answer(post, status=201)
 
 
 @routes.get("/v1/posts")
@@ -133,7 +185,7 @@ async def list_posts(request: web.Request) -> web.Response:
         caller, account=request.query.get("account"), state=request.query.get("state"),
         limit=limit, before=before,
     )
-    return web.json_response({"posts": posts})
+    return web.json_response({"posts": [post_json(p) for p in posts]})
 
 
 @routes.get("/v1/posts/{id}")
@@ -142,7 +194,7 @@ async def get_post(request: web.Request) -> web.Response:
     caller = await authenticated(request, "read:statuses")
     post = await request.app[POSTS].view(caller, _post_id(request))
     # The version is the post's entity tag: an approver sends it back with If-Match.
-    return web.json_response(post, headers={"ETag": f'"{post["version"]}"'})
+    return _answer(post, headers={"ETag": f'"{post.version}"'})
 
 
 @routes.patch("/v1/posts/{id}")
@@ -150,7 +202,7 @@ async def edit_post(request: web.Request) -> web.Response:
     """A new version of the text."""
     caller = await authenticated(request, "write:statuses")
     body = parse(EditBody, await read_json(request))
-    return web.json_response(await request.app[POSTS].edit(caller, _post_id(request), text=body.text))
+    return _answer(await request.app[POSTS].edit(caller, _post_id(request), text=body.text))
 
 
 @routes.post("/v1/posts/{id}/approve")
@@ -159,7 +211,7 @@ async def approve(request: web.Request) -> web.Response:
     caller = await authenticated(request)
     body = parse(DecisionBody, await read_json(request, required=False))
     version = _decided_version(request, body)
-    return web.json_response(await request.app[POSTS].approve(caller, _post_id(request), version=version))
+    return _answer(await request.app[POSTS].approve(caller, _post_id(request), version=version))
 
 
 @routes.post("/v1/posts/{id}/reject")
@@ -168,7 +220,7 @@ async def reject(request: web.Request) -> web.Response:
     caller = await authenticated(request)
     body = parse(RejectBody, await read_json(request, required=False))
     version = _decided_version(request, body)
-    return web.json_response(
+    return _answer(
         await request.app[POSTS].reject(caller, _post_id(request), version=version, reason=body.reason)
     )
 
@@ -178,7 +230,7 @@ async def cancel(request: web.Request) -> web.Response:
     """The author takes the post back."""
     caller = await authenticated(request, "write:statuses")
     parse(EmptyBody, await read_json(request, required=False))
-    return web.json_response(await request.app[POSTS].cancel(caller, _post_id(request)))
+    return _answer(await request.app[POSTS].cancel(caller, _post_id(request)))
 
 
 @routes.post("/v1/posts/{id}/adopt")
@@ -187,7 +239,7 @@ async def adopt(request: web.Request) -> web.Response:
     caller = await authenticated(request)
     body = parse(AdoptBody, await read_json(request, required=False))
     post = await request.app[POSTS].adopt(caller, _post_id(request), text=body.text)
-    return web.json_response(post, status=201)
+    return _answer(post, status=201)
 
 
 @routes.post("/v1/posts/{id}/dismiss")
@@ -195,7 +247,7 @@ async def dismiss(request: web.Request) -> web.Response:
     """A writer declines a suggestion."""
     caller = await authenticated(request)
     body = parse(ReasonBody, await read_json(request, required=False))
-    return web.json_response(await request.app[POSTS].dismiss(caller, _post_id(request), reason=body.reason))
+    return _answer(await request.app[POSTS].dismiss(caller, _post_id(request), reason=body.reason))
 
 
 @routes.post("/v1/posts/{id}/retry")
@@ -203,14 +255,14 @@ async def retry(request: web.Request) -> web.Response:
     """Put a failed post back in the queue."""
     caller = await authenticated(request)
     parse(EmptyBody, await read_json(request, required=False))
-    return web.json_response(await request.app[POSTS].retry(caller, _post_id(request)))
+    return _answer(await request.app[POSTS].retry(caller, _post_id(request)))
 
 
 @routes.delete("/v1/posts/{id}")
 async def delete(request: web.Request) -> web.Response:
     """Delete a published post on its platform."""
     caller = await authenticated(request, "write:statuses")
-    return web.json_response(await request.app[PUBLISHED].delete(caller, _post_id(request)))
+    return _answer(await request.app[PUBLISHED].delete(caller, _post_id(request)))
 
 
 @routes.get("/v1/accounts")

@@ -36,7 +36,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
-from gateway.services.posts import Caller, PostOptions, PostService, new_post_id
+from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
@@ -168,7 +168,7 @@ class Upload:
 class StatusView:
     """A gateway post with what rendering it as a Status needs."""
 
-    post: dict[str, Any]
+    post: PostView
     account: dict[str, Any]
     media: list[dict[str, Any]]
     app_name: str | None
@@ -342,7 +342,7 @@ class MastodonService:
                 await idem_sql.release(txn, token_hash=auth.token_hash, key_hash=key_hash)
             raise
         async with self._db.write() as txn:
-            await idem_sql.fill(txn, token_hash=auth.token_hash, key_hash=key_hash, post_id=view.post["id"])
+            await idem_sql.fill(txn, token_hash=auth.token_hash, key_hash=key_hash, post_id=view.post.id)
         return view
 
     async def _submit(self, auth: ClientAuth, form: StatusForm, kind: str) -> StatusView:
@@ -371,10 +371,9 @@ class MastodonService:
             post = await self._posts.view(Caller(user=auth.caller.user), reply_to)
         except BylineError:
             return reply_to  # a status on the platform, as the app saw it in a timeline
-        remote = post["remote"]
-        if post["account"] != auth.account or post["state"] != State.PUBLISHED.value or not remote:
+        if post.account != auth.account or post.state != State.PUBLISHED.value or not post.remote_id:
             raise BylineError(Code.NOT_FOUND, "The post you are trying to reply to does not appear to exist.")
-        return str(remote["id"])
+        return str(post.remote_id)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.
@@ -395,7 +394,7 @@ class MastodonService:
                 raise BylineError(Code.VALIDATION, _media_refused(media_id))
         return [dict(rows[m]) for m in media_ids]
 
-    async def _own_post(self, auth: ClientAuth, post_id: str) -> dict[str, Any] | None:
+    async def _own_post(self, auth: ClientAuth, post_id: str) -> PostView | None:
         """The gateway post with this id in the app's account, or None."""
         if not post_id.isdigit() or len(post_id) > 24:
             return None
@@ -405,14 +404,14 @@ class MastodonService:
             if exc.code in (Code.NOT_FOUND, Code.FORBIDDEN, Code.UNKNOWN_ACCOUNT):
                 return None
             raise
-        return post if post["account"] == auth.account else None
+        return post if post.account == auth.account else None
 
     async def status(self, auth: ClientAuth, post_id: str, *, base: str) -> StatusView | Raw:
         """``GET /api/v1/statuses/:id``: a gateway post as it stands, or a platform status."""
         post = await self._own_post(auth, post_id)
         if post is None:
             return await self.passthrough(auth, f"/api/v1/statuses/{post_id}", "", base=base)
-        if State(post["state"]) in _GONE:
+        if State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return await self._render(auth, post)
 
@@ -430,19 +429,19 @@ class MastodonService:
         or ``language`` keeps it.
         """
         post = await self._own_post(auth, post_id)
-        if post is None or State(post["state"]) in _GONE:
+        if post is None or State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         if form.poll:
             raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
-        state = State(post["state"])
+        state = State(post.state)
         if state is not State.PUBLISHED and state not in PENDING:
             raise BylineError(
                 Code.INVALID_TRANSITION,
-                f"This post is {post['state']}: Byline edits a post while it is held, scheduled or "
+                f"This post is {post.state}: Byline edits a post while it is held, scheduled or "
                 "suggested, and once it is published",
-                state=post["state"],
+                state=post.state,
             )
-        current = post["options"]
+        current = dict(post.options)
         media_ids = tuple(current.get("media_ids", ()))
         if form.media_ids is not None and form.media_ids != media_ids:
             if state is State.PUBLISHED:
@@ -468,9 +467,9 @@ class MastodonService:
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``DELETE /api/v1/statuses/:id``: cancel a post not out yet, or delete it on the platform."""
         post = await self._own_post(auth, post_id)
-        if post is None or State(post["state"]) in _GONE:
+        if post is None or State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
-        if State(post["state"]) is State.PUBLISHED:
+        if State(post.state) is State.PUBLISHED:
             done = await self._published.delete(auth.caller, post_id)
         else:
             done = await self._posts.cancel(auth.caller, post_id)
@@ -480,22 +479,22 @@ class MastodonService:
         self, auth: ClientAuth, *, limit: int, max_id: str | None, since_id: str | None, min_id: str | None,
     ) -> list[StatusView]:
         """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet."""
-        found: list[dict[str, Any]] = []
+        found: list[PostView] = []
         for state in PENDING:
             found += await self._posts.list(auth.caller, account=auth.account, state=state.value,
                                             limit=200, before=max_id)
         lower = min_id or since_id
-        mine = [p for p in found if p["author"] == auth.caller.user
-                and (lower is None or int(p["id"]) > int(lower))]
-        mine.sort(key=lambda p: int(p["id"]), reverse=min_id is None)
+        mine = [p for p in found if p.author == auth.caller.user
+                and (lower is None or int(p.id) > int(lower))]
+        mine.sort(key=lambda p: int(p.id), reverse=min_id is None)
         page = mine[:limit]
-        page.sort(key=lambda p: int(p["id"]), reverse=True)
+        page.sort(key=lambda p: int(p.id), reverse=True)
         return [await self._render(auth, p, scheduled=True) for p in page]
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""
         post = await self._own_post(auth, post_id)
-        if post is None or State(post["state"]) not in PENDING or post["author"] != auth.caller.user:
+        if post is None or State(post.state) not in PENDING or post.author != auth.caller.user:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return await self._render(auth, post, scheduled=True)
 
@@ -504,8 +503,8 @@ class MastodonService:
         await self.pending_one(auth, post_id)
         await self._posts.cancel(auth.caller, post_id)
 
-    async def _render(self, auth: ClientAuth, post: dict[str, Any], *, scheduled: bool = False) -> StatusView:
-        media_ids = list(post["options"].get("media_ids", ()))
+    async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
+        media_ids = list(post.options.get("media_ids", ()))
         async with self._db.read() as txn:
             rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
         return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,

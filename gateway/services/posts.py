@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -50,7 +50,7 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
 from gateway.storage.posts import PostRecord
-from gateway.types import duration_micros, iso, to_micros
+from gateway.types import AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,7 +241,7 @@ class PostService:
         publish_at: datetime | None = None,
         options: PostOptions | None = None,
         alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
-    ) -> dict[str, Any]:
+    ) -> PostView:
         """A new post: refused (422), or held, scheduled or suggested per the policy.
 
         ``alongside`` runs in the transaction that stores the post, given its id, for a change
@@ -368,7 +368,7 @@ class PostService:
     async def edit(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
         alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
-    ) -> dict[str, Any]:
+    ) -> PostView:
         """A new version of the text (and, when given, its options) while held, scheduled or
         suggested; rules run again. ``alongside`` is as for ``submit``."""
         row = await self._row(post_id)
@@ -448,7 +448,7 @@ class PostService:
         self._wake()
         return await self.view(caller, post_id)
 
-    async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> dict[str, Any]:
+    async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> PostView:
         """One approval of the version the approver saw; the one that reaches the required count
         of approvers who wrote none of it schedules the post."""
         row = await self._row(post_id)
@@ -494,7 +494,7 @@ class PostService:
 
     async def reject(
         self, caller: Caller, post_id: str, *, version: int | None, reason: str | None
-    ) -> dict[str, Any]:
+    ) -> PostView:
         """One approver's rejection of the version they saw ends a held post: a co-signer's veto."""
         row = await self._row(post_id)
         self._authorize(caller, row, Act.REJECT)
@@ -521,7 +521,7 @@ class PostService:
     async def _simple(
         self, caller: Caller, post_id: str, act: Act, action: Action, event: str,
         data: dict[str, Any] | None = None, **changes: Any,
-    ) -> dict[str, Any]:
+    ) -> PostView:
         row = await self._row(post_id)
         self._authorize(caller, row, act)
 
@@ -536,17 +536,17 @@ class PostService:
         await self._appender.submit(work)
         return await self.view(caller, post_id)
 
-    async def cancel(self, caller: Caller, post_id: str) -> dict[str, Any]:
+    async def cancel(self, caller: Caller, post_id: str) -> PostView:
         """The author takes a post back before it is out: the pencil stage."""
         return await self._simple(caller, post_id, Act.CANCEL, Action.CANCEL, "post.cancelled")
 
-    async def dismiss(self, caller: Caller, post_id: str, *, reason: str | None) -> dict[str, Any]:
+    async def dismiss(self, caller: Caller, post_id: str, *, reason: str | None) -> PostView:
         """A writer declines a suggestion."""
         return await self._simple(
             caller, post_id, Act.DISMISS, Action.DISMISS, "post.dismissed", {"reason": reason}
         )
 
-    async def retry(self, caller: Caller, post_id: str) -> dict[str, Any]:
+    async def retry(self, caller: Caller, post_id: str) -> PostView:
         """Put a failed post back in the queue, to publish now."""
         now = to_micros(self._clock.now())
         result = await self._simple(
@@ -556,7 +556,7 @@ class PostService:
         self._wake()
         return result
 
-    async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> dict[str, Any]:
+    async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
         """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
         row = await self._row(post_id)
         loaded = self._authorize(caller, row, Act.ADOPT)
@@ -599,7 +599,7 @@ class PostService:
         transition(State(row.state), Action.DELETE)
         return Published(record=row, loaded=loaded)
 
-    async def record_deleted(self, caller: Caller, post_id: str) -> dict[str, Any]:
+    async def record_deleted(self, caller: Caller, post_id: str) -> PostView:
         """Record that a published post was deleted on its platform; the record of it stays."""
 
         async def work(ltx: LogTxn) -> None:
@@ -653,7 +653,7 @@ class PostService:
         return Revision(record=row, loaded=loaded, text=text, shown=shown, version=row.version + 1,
                         options=chosen)
 
-    async def record_revised(self, caller: Caller, revision: Revision) -> dict[str, Any]:
+    async def record_revised(self, caller: Caller, revision: Revision) -> PostView:
         """Record a revision made on the platform: the record keeps every version, and the log
         says who revised it."""
         post_id, text, version, chosen = (
@@ -676,7 +676,7 @@ class PostService:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def view(self, caller: Caller, post_id: str) -> dict[str, Any]:
+    async def view(self, caller: Caller, post_id: str) -> PostView:
         """A post with its versions, decisions, reasons and log events."""
         async with self._db.read() as txn:
             row = await sql.get_post(txn, post_id)
@@ -691,12 +691,12 @@ class PostService:
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
-        return render_post(row, versions, decisions, entries, self._policies.get(row.account))
+        return post_view(row, versions, decisions, entries, self._policies.get(row.account))
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
         before: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[PostView]:
         """Posts the caller may see, newest first."""
         if state is not None and state not in State.__members__.values():
             raise BylineError(
@@ -713,7 +713,7 @@ class PostService:
             accounts = list(visible)
         async with self._db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-        return [render_post(r, None, None, None, self._policies.get(r.account)) for r in rows]
+        return [post_view(r, None, None, None, self._policies.get(r.account)) for r in rows]
 
 
 def rule_blocked(reason: Reason) -> BylineError:
@@ -722,17 +722,84 @@ def rule_blocked(reason: Reason) -> BylineError:
                        rule=reason.rule, reason=reason.reason)
 
 
-def render_post(
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionView:
+    """One version of a post's text, and who wrote it when."""
+
+    version: int
+    text: str
+    editor: UserName
+    at: Micros
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionView:
+    """One approval or rejection, of the version it names; ``current`` when that is the post's."""
+
+    approver: UserName
+    decision: str
+    reason: str | None
+    version: int
+    at: Micros
+    current: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventView:
+    """One log entry about a post."""
+
+    index: LogIndex
+    type: str
+    actor: str
+    ts: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostView:
+    """A post as the people who may see it see it: its record, the text as it goes out (with
+    its disclosure) and the approvals it still needs; and, when read one at a time, its
+    versions, decisions and log events. Each surface renders it in its own shape."""
+
+    id: PostId
+    account: AccountName
+    author: UserName
+    editors: tuple[UserName, ...]
+    state: str
+    text: str
+    display_text: str
+    version: int
+    options: Mapping[str, Any]
+    publish_at: Micros | None
+    expires_at: Micros | None
+    reasons: tuple[Mapping[str, Any], ...]
+    approvers: tuple[UserName, ...]
+    approvals_required: int
+    approvals_needed: int
+    remote_id: str | None
+    remote_url: str | None
+    suggested_by: UserName | None
+    adopted_from: PostId | None
+    adopted_into: PostId | None
+    attempts: int
+    last_error: str | None
+    created_at: Micros
+    updated_at: Micros
+    versions: tuple[VersionView, ...] | None = None
+    approvals: tuple[DecisionView, ...] | None = None
+    events: tuple[EventView, ...] | None = None
+
+
+def post_view(
     row: PostRecord,
     versions: list[Row] | None,
     decisions: list[Row] | None,
     entries: list[Row] | None,
     loaded: LoadedPolicy | None,
-) -> dict[str, Any]:
-    """The JSON shape of a post in the native API."""
-    editors = row.editors
+) -> PostView:
+    """A post's view from its record, and its versions, decisions and log entries when read."""
     shown = row.published_text or (
-        disclosed_text(loaded.policy, author=row.author, text=row.text, editors=editors,
+        disclosed_text(loaded.policy, author=row.author, text=row.text, editors=row.editors,
                        suggested_by=row.suggested_by)
         if loaded else row.text
     )
@@ -742,53 +809,35 @@ def render_post(
         if int(d["version"]) == version and d["decision"] == "approve"
     ]
     counted = approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
-    out: dict[str, Any] = {
-        "id": row.id,
-        "account": row.account,
-        "author": row.author,
-        "editors": list(editors),
-        "state": row.state,
-        "text": row.text,
-        "display_text": shown,
-        "version": version,
-        "options": dict(row.options),
-        "publish_at": iso(row.publish_at),
-        "expires_at": iso(row.expires_at),
-        "reasons": list(row.reasons),
-        "approvers": list(row.approvers),
-        "approvals_required": row.required,
-        "approvals_needed": max(0, row.required - counted)
-        if row.state == State.HELD.value else 0,
-        "remote": {"id": row.remote_id, "url": row.remote_url} if row.remote_id else None,
-        "suggested_by": row.suggested_by,
-        "adopted_from": row.adopted_from,
-        "adopted_into": row.adopted_into,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-    if versions is not None:
-        out["versions"] = [
-            {"version": int(v["version"]), "text": v["text"], "editor": v["editor"],
-             "at": iso(v["created_at"])}
-            for v in versions
-        ]
-    if decisions is not None:
-        out["approvals"] = [
-            {"approver": d["approver"], "decision": d["decision"], "reason": d["reason"],
-             "version": int(d["version"]), "at": iso(d["created_at"]),
-             "current": int(d["version"]) == version}
-            for d in decisions
-        ]
+    events = None
     if entries is not None:
         events = []
         for e in entries:
             body = json.loads(bytes(e["entry"]))
-            events.append({"index": int(e["idx"]), "type": body["type"], "actor": body["actor"],
-                           "ts": body["ts"], "data": body["data"]})
-        out["events"] = events
-    return out
+            events.append(EventView(index=LogIndex(int(e["idx"])), type=body["type"], actor=body["actor"],
+                                    ts=body["ts"], data=body["data"]))
+    return PostView(
+        id=row.id, account=row.account, author=row.author, editors=row.editors, state=row.state,
+        text=row.text, display_text=shown, version=version, options=row.options,
+        publish_at=row.publish_at, expires_at=row.expires_at, reasons=row.reasons,
+        approvers=row.approvers, approvals_required=row.required,
+        approvals_needed=max(0, row.required - counted) if row.state == State.HELD.value else 0,
+        remote_id=row.remote_id, remote_url=row.remote_url, suggested_by=row.suggested_by,
+        adopted_from=row.adopted_from, adopted_into=row.adopted_into, attempts=row.attempts,
+        last_error=row.last_error, created_at=row.created_at, updated_at=row.updated_at,
+        versions=None if versions is None else tuple(
+            VersionView(version=int(v["version"]), text=v["text"], editor=UserName(v["editor"]),
+                        at=Micros(int(v["created_at"])))
+            for v in versions
+        ),
+        approvals=None if decisions is None else tuple(
+            DecisionView(approver=UserName(d["approver"]), decision=d["decision"], reason=d["reason"],
+                         version=int(d["version"]), at=Micros(int(d["created_at"])),
+                         current=int(d["version"]) == version)
+            for d in decisions
+        ),
+        events=None if events is None else tuple(events),
+    )
 
 
 async def redecide_pending(

@@ -14,7 +14,7 @@ from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
-from gateway.services.posts import Caller, PostOptions, PostService
+from gateway.services.posts import Caller, PostOptions, PostService, PostView
 
 
 @runtime_checkable
@@ -38,7 +38,7 @@ class PublishedPosts:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         return self.platforms.adapter_for(loaded)
 
-    async def delete(self, caller: Caller, post_id: str) -> dict[str, Any]:
+    async def delete(self, caller: Caller, post_id: str) -> PostView:
         """Delete a published post on its platform; the record of it stays."""
         post = await self.posts.deletable(caller, post_id)
         adapter = self._adapter(post.loaded)
@@ -54,7 +54,7 @@ class PublishedPosts:
 
     async def revise(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
-    ) -> dict[str, Any]:
+    ) -> PostView:
         """The author edits a published post on its platform, where the platform allows it and
         the policy would publish the new words at once (``PostService.revision``)."""
         revision = await self.posts.revision(caller, post_id, text=text, options=options)

@@ -55,7 +55,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
-from gateway.services.posts import PostOptions, PostService
+from gateway.services.posts import PostOptions, PostService, PostView
 from gateway.services.published import PublishedPosts
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage import xrpc as sql
@@ -343,19 +343,19 @@ class XrpcRepo:
             if exc.code in (Code.TEXT_TOO_LONG, Code.TEXT_EMPTY, Code.VALIDATION):
                 raise _invalid_record(exc.message) from None
             raise
-        logger.info("xrpc_post_submitted", post_id=post["id"], state=post["state"])
+        logger.info("xrpc_post_submitted", post_id=post.id, state=post.state)
         return {
-            "uri": f"at://{session.did}/{POST_COLLECTION}/{rkey_for(post['id'])}",
+            "uri": f"at://{session.did}/{POST_COLLECTION}/{rkey_for(post.id)}",
             "cid": await self._cid(loaded, post, options, record),
             "validationStatus": "valid",
         }
 
     async def _cid(
-        self, loaded: LoadedPolicy, post: dict[str, Any], options: PostOptions, record: PostRecord
+        self, loaded: LoadedPolicy, post: PostView, options: PostOptions, record: PostRecord
     ) -> str:
         """The CID of the record this post will be written as (see the module docstring)."""
         outbound = OutboundPost(
-            post_id=post["id"], idempotency_key="", text=post["display_text"],
+            post_id=post.id, idempotency_key="", text=post.display_text,
             reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
             created_at=options.created_at,
         )
@@ -366,7 +366,7 @@ class XrpcRepo:
                     return record_cid(await adapter.preview_record(outbound))
                 except AdapterError as exc:
                     # The post is in; only its CID is then a best guess from what the client sent.
-                    logger.warning("xrpc_preview_failed", post_id=post["id"], error=exc.message)
+                    logger.warning("xrpc_preview_failed", post_id=post.id, error=exc.message)
         reply = record.reply.model_dump(by_alias=True) if record.reply else None
         guess = post_record(
             text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
@@ -388,21 +388,21 @@ class XrpcRepo:
             if exc.code is Code.NOT_FOUND:
                 raise missing from None
             raise
-        state = State(post["state"])
+        state = State(post.state)
         if state in _CANCELLABLE:
-            await self._posts.cancel(session.caller, post["id"])
+            await self._posts.cancel(session.caller, post.id)
         elif state is State.PUBLISHED:
-            await self._published.delete(session.caller, post["id"])
+            await self._published.delete(session.caller, post.id)
         elif state is State.ADOPTED:
             raise _invalid(
-                f"this suggestion was adopted as post {post['adopted_into']}, which is its writer's to delete"
+                f"this suggestion was adopted as post {post.adopted_into}, which is its writer's to delete"
             )
         elif state is State.PUBLISHING:
             raise _invalid("the post is being published right now; delete it again in a moment")
         elif state not in _GONE:
             raise AssertionError(f"unhandled state {state}")  # pragma: no cover
         # A post already gone is deleted: a PDS answers the same for a record that is not there.
-        logger.info("xrpc_post_deleted", post_id=post["id"], state=state.value)
+        logger.info("xrpc_post_deleted", post_id=post.id, state=state.value)
 
     async def _find(self, account: str, rkey: str) -> Row | None:
         """The post of ``account`` whose derived record key is ``rkey``, newest first."""

@@ -12,6 +12,8 @@ from typing import Any
 
 from gateway.services.mastodon import Limits, StatusView, numeric_id
 from gateway.services.oauth import App
+from gateway.services.posts import PostView
+from gateway.types import iso
 
 MASTODON_VERSION = "4.3.0"
 """The Mastodon release whose client API this surface follows (``api_versions.mastodon`` 2)."""
@@ -41,43 +43,46 @@ def media_entity(row: dict[str, Any], base: str) -> dict[str, Any]:
     }
 
 
-def _byline(post: dict[str, Any]) -> dict[str, Any]:
-    remote = post.get("remote") or {}
+def _remote_url(post: PostView) -> str | None:
+    return post.remote_url if post.remote_id else None
+
+
+def _byline(post: PostView) -> dict[str, Any]:
     return {
-        "state": post["state"], "publish_at": post["publish_at"],
-        "approvals_needed": post["approvals_needed"], "reasons": post["reasons"],
-        "author": post["author"], "version": post["version"], "url": remote.get("url"),
-        "adopted_into": post.get("adopted_into"),
+        "state": post.state, "publish_at": iso(post.publish_at),
+        "approvals_needed": post.approvals_needed, "reasons": [dict(r) for r in post.reasons],
+        "author": post.author, "version": post.version, "url": _remote_url(post),
+        "adopted_into": post.adopted_into,
     }
 
 
 def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> dict[str, Any]:
     """A Status (docs.joinmastodon.org/entities/Status), with the ``byline`` object."""
     post = view.post
-    options = post["options"]
-    remote_url = (post.get("remote") or {}).get("url")
+    options = post.options
+    remote_url = _remote_url(post)
     entity: dict[str, Any] = {
-        "id": post["id"],
-        "created_at": _ms(post["created_at"]),
+        "id": post.id,
+        "created_at": _ms(iso(post.created_at)),
         "in_reply_to_id": options.get("reply_to"),
         "in_reply_to_account_id": None,
         "sensitive": bool(options.get("sensitive", False)),
         "spoiler_text": options.get("spoiler_text") or "",
         "visibility": options.get("visibility") or "public",
         "language": options.get("language"),
-        "uri": remote_url or f"{base}/api/v1/statuses/{post['id']}",
+        "uri": remote_url or f"{base}/api/v1/statuses/{post.id}",
         "url": remote_url,
         "replies_count": 0,
         "reblogs_count": 0,
         "favourites_count": 0,
         "quotes_count": 0,
-        "edited_at": _ms(post["updated_at"]) if int(post["version"]) > 1 else None,
+        "edited_at": _ms(iso(post.updated_at)) if post.version > 1 else None,
         "favourited": False,
         "reblogged": False,
         "muted": False,
         "bookmarked": False,
         "pinned": False,
-        "content": _content(post["display_text"]),
+        "content": _content(post.display_text),
         "filtered": [],
         "reblog": None,
         "application": {"name": view.app_name or "Byline", "website": None},
@@ -91,19 +96,19 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
         "byline": _byline(post),
     }
     if with_source:
-        entity["text"] = post["text"]
+        entity["text"] = post.text
     return entity
 
 
 def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
     """A ScheduledStatus (docs.joinmastodon.org/entities/ScheduledStatus), with ``byline``."""
     post = view.post
-    options = post["options"]
+    options = post.options
     return {
-        "id": post["id"],
-        "scheduled_at": _ms(post["publish_at"]),
+        "id": post.id,
+        "scheduled_at": _ms(iso(post.publish_at)),
         "params": {
-            "text": post["text"], "poll": None,
+            "text": post.text, "poll": None,
             "media_ids": list(options.get("media_ids", ())) or None,
             "sensitive": bool(options.get("sensitive", False)),
             "spoiler_text": options.get("spoiler_text"), "visibility": options.get("visibility") or "public",
