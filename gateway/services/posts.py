@@ -81,6 +81,11 @@ class PostOptions:
     created_at: str | None = None
     """The creation time a client gave the post (RFC 3339), for platforms that record one."""
 
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:
+        """The options as ``to_json`` stored them."""
+        return cls(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
+
     def to_json(self) -> dict[str, Any]:
         """The options that are set."""
         out: dict[str, Any] = {
@@ -206,29 +211,29 @@ class PostService:
         return text
 
     async def _load(self, ltx: LogTxn, post_id: str) -> PostRecord:
-        row = await sql.get_post(ltx.txn, post_id)
-        if row is None:
+        post = await sql.get_post(ltx.txn, post_id)
+        if post is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-        return row
+        return post
 
-    async def _cas(self, ltx: LogTxn, row: PostRecord, new_state: State, **changes: Any) -> None:
+    async def _cas(self, ltx: LogTxn, post: PostRecord, new_state: State, **changes: Any) -> None:
         changes["state"] = new_state.value
         changes.setdefault("updated_at", ltx.now)
         ok = await sql.compare_and_set(
-            ltx.txn, row.id, state=row.state, version=row.version, changes=changes
+            ltx.txn, post.id, state=post.state, version=post.version, changes=changes
         )
         if not ok:
             raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
 
-    def _authorize(self, caller: Caller, row: PostRecord, act: Act) -> LoadedPolicy:
-        return authorize(self._policies.get(row.account), caller, row, act)
+    def _authorize(self, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
+        return authorize(self._policies.get(post.account), caller, post, act)
 
     async def _row(self, post_id: str) -> PostRecord:
         async with self._db.read() as txn:
-            row = await sql.get_post(txn, post_id)
-        if row is None:
+            post = await sql.get_post(txn, post_id)
+        if post is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-        return row
+        return post
 
     # -- submission ----------------------------------------------------------------------
 
@@ -371,14 +376,14 @@ class PostService:
     ) -> PostView:
         """A new version of the text (and, when given, its options) while held, scheduled or
         suggested; rules run again. ``alongside`` is as for ``submit``."""
-        row = await self._row(post_id)
-        loaded = self._authorize(caller, row, Act.EDIT)
-        editors = row.editors
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.EDIT)
+        editors = post.editors
         text = self._check_text(
-            loaded, author=row.author, text=text, suggested_by=row.suggested_by,
-            editors=[*editors, caller.user] if caller.user != row.author else editors,
+            loaded, author=post.author, text=text, suggested_by=post.suggested_by,
+            editors=[*editors, caller.user] if caller.user != post.author else editors,
         )
-        check_approvers_left(loaded, caller, row)
+        check_approvers_left(loaded, caller, post)
         policy = loaded.policy
         verdict = check_rules(policy, text)
         if verdict.blocked_by is not None:
@@ -451,10 +456,10 @@ class PostService:
     async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> PostView:
         """One approval of the version the approver saw; the one that reaches the required count
         of approvers who wrote none of it schedules the post."""
-        row = await self._row(post_id)
-        loaded = self._authorize(caller, row, Act.APPROVE)
-        seen = check_version(row, version)
-        check_no_words(loaded, caller, row)
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.APPROVE)
+        seen = check_version(post, version)
+        check_no_words(loaded, caller, post)
         now = self._clock.now()
 
         async def work(ltx: LogTxn) -> None:
@@ -496,9 +501,9 @@ class PostService:
         self, caller: Caller, post_id: str, *, version: int | None, reason: str | None
     ) -> PostView:
         """One approver's rejection of the version they saw ends a held post: a co-signer's veto."""
-        row = await self._row(post_id)
-        self._authorize(caller, row, Act.REJECT)
-        seen = check_version(row, version)
+        post = await self._row(post_id)
+        self._authorize(caller, post, Act.REJECT)
+        seen = check_version(post, version)
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
@@ -522,8 +527,8 @@ class PostService:
         self, caller: Caller, post_id: str, act: Act, action: Action, event: str,
         data: dict[str, Any] | None = None, **changes: Any,
     ) -> PostView:
-        row = await self._row(post_id)
-        self._authorize(caller, row, act)
+        post = await self._row(post_id)
+        self._authorize(caller, post, act)
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
@@ -558,21 +563,20 @@ class PostService:
 
     async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
         """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
-        row = await self._row(post_id)
-        loaded = self._authorize(caller, row, Act.ADOPT)
-        words = row.text if text is None else text
-        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=row.author)
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.ADOPT)
+        words = post.text if text is None else text
+        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author)
         now = self._clock.now()
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
         )
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
-        stored = dict(row.options)
-        options = PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
+        options = PostOptions.from_json(post.options)
         create = self._submit_work(
             author=caller.user, loaded=loaded, text=words, decision=decision, requested=None,
-            options=options, suggested_by=row.author, adopted_from=post_id,
+            options=options, suggested_by=post.author, adopted_from=post_id,
         )
 
         async def work(ltx: LogTxn) -> str:
@@ -594,10 +598,10 @@ class PostService:
 
     async def deletable(self, caller: Caller, post_id: str) -> Published:
         """A published post ``caller`` may delete on its platform, or the error they should see."""
-        row = await self._row(post_id)
-        loaded = self._authorize(caller, row, Act.DELETE)
-        transition(State(row.state), Action.DELETE)
-        return Published(record=row, loaded=loaded)
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.DELETE)
+        transition(State(post.state), Action.DELETE)
+        return Published(record=post, loaded=loaded)
 
     async def record_deleted(self, caller: Caller, post_id: str) -> PostView:
         """Record that a published post was deleted on its platform; the record of it stays."""
@@ -623,19 +627,19 @@ class PostService:
         else would let an edit skip what the policy asks of a post; those accounts delete and
         post again instead.
         """
-        row = await self._row(post_id)
-        loaded = self._authorize(caller, row, Act.VIEW)
-        if row.state != State.PUBLISHED.value:
-            raise BylineError(Code.INVALID_TRANSITION, f"cannot revise a post that is {row.state}",
-                              state=row.state)
-        if caller.user != row.author:
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.VIEW)
+        if post.state != State.PUBLISHED.value:
+            raise BylineError(Code.INVALID_TRANSITION, f"cannot revise a post that is {post.state}",
+                              state=post.state)
+        if caller.user != post.author:
             raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
-        text = self._check_text(loaded, author=row.author, text=text, editors=row.editors,
-                                suggested_by=row.suggested_by)
+        text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
+                                suggested_by=post.suggested_by)
         policy = loaded.policy
         now = self._clock.now()
-        decision = decide(policy, author=row.author, text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, row.author))
+        decision = decide(policy, author=post.author, text=text, now=now, requested=None,
+                          suggestion=Role.WRITER not in roles(policy, post.author))
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
@@ -646,11 +650,10 @@ class PostService:
                 "delete the post and post it again",
                 reasons=[r.to_json() for r in decision.reasons],
             )
-        stored = dict(row.options)
-        chosen = options or PostOptions(**{**stored, "media_ids": tuple(stored.get("media_ids", ()))})
-        shown = disclosed_text(policy, author=row.author, text=text, editors=row.editors,
-                               suggested_by=row.suggested_by)
-        return Revision(record=row, loaded=loaded, text=text, shown=shown, version=row.version + 1,
+        chosen = options or PostOptions.from_json(post.options)
+        shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
+                               suggested_by=post.suggested_by)
+        return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
                         options=chosen)
 
     async def record_revised(self, caller: Caller, revision: Revision) -> PostView:
@@ -679,19 +682,19 @@ class PostService:
     async def view(self, caller: Caller, post_id: str) -> PostView:
         """A post with its versions, decisions, reasons and log events."""
         async with self._db.read() as txn:
-            row = await sql.get_post(txn, post_id)
-            if row is None:
+            post = await sql.get_post(txn, post_id)
+            if post is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
             auditing = caller.user in self.auditors and caller.account is None
-            if self._policies.get(row.account) is None and caller.user == row.author:
+            if self._policies.get(post.account) is None and caller.user == post.author:
                 # Without a policy in force, the post's author still sees what they wrote.
-                check_account_binding(caller, row.account)
+                check_account_binding(caller, post.account)
             elif not auditing:
-                self._authorize(caller, row, Act.VIEW)
+                self._authorize(caller, post, Act.VIEW)
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
-        return post_view(row, versions, decisions, entries, self._policies.get(row.account))
+        return post_view(post, versions, decisions, entries, self._policies.get(post.account))
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -791,24 +794,24 @@ class PostView:
 
 
 def post_view(
-    row: PostRecord,
+    post: PostRecord,
     versions: list[Row] | None,
     decisions: list[Row] | None,
     entries: list[Row] | None,
     loaded: LoadedPolicy | None,
 ) -> PostView:
     """A post's view from its record, and its versions, decisions and log entries when read."""
-    shown = row.published_text or (
-        disclosed_text(loaded.policy, author=row.author, text=row.text, editors=row.editors,
-                       suggested_by=row.suggested_by)
-        if loaded else row.text
+    shown = post.published_text or (
+        disclosed_text(loaded.policy, author=post.author, text=post.text, editors=post.editors,
+                       suggested_by=post.suggested_by)
+        if loaded else post.text
     )
-    version = row.version
+    version = post.version
     approvals_now = [
         d["approver"] for d in (decisions or [])
         if int(d["version"]) == version and d["decision"] == "approve"
     ]
-    counted = approvals_that_count(loaded, row, approvals_now) if loaded else len(approvals_now)
+    counted = approvals_that_count(loaded, post, approvals_now) if loaded else len(approvals_now)
     events = None
     if entries is not None:
         events = []
@@ -817,14 +820,14 @@ def post_view(
             events.append(EventView(index=LogIndex(int(e["idx"])), type=body["type"], actor=body["actor"],
                                     ts=body["ts"], data=body["data"]))
     return PostView(
-        id=row.id, account=row.account, author=row.author, editors=row.editors, state=row.state,
-        text=row.text, display_text=shown, version=version, options=row.options,
-        publish_at=row.publish_at, expires_at=row.expires_at, reasons=row.reasons,
-        approvers=row.approvers, approvals_required=row.required,
-        approvals_needed=max(0, row.required - counted) if row.state == State.HELD.value else 0,
-        remote_id=row.remote_id, remote_url=row.remote_url, suggested_by=row.suggested_by,
-        adopted_from=row.adopted_from, adopted_into=row.adopted_into, attempts=row.attempts,
-        last_error=row.last_error, created_at=row.created_at, updated_at=row.updated_at,
+        id=post.id, account=post.account, author=post.author, editors=post.editors, state=post.state,
+        text=post.text, display_text=shown, version=version, options=post.options,
+        publish_at=post.publish_at, expires_at=post.expires_at, reasons=post.reasons,
+        approvers=post.approvers, approvals_required=post.required,
+        approvals_needed=max(0, post.required - counted) if post.state == State.HELD.value else 0,
+        remote_id=post.remote_id, remote_url=post.remote_url, suggested_by=post.suggested_by,
+        adopted_from=post.adopted_from, adopted_into=post.adopted_into, attempts=post.attempts,
+        last_error=post.last_error, created_at=post.created_at, updated_at=post.updated_at,
         versions=None if versions is None else tuple(
             VersionView(version=int(v["version"]), text=v["text"], editor=UserName(v["editor"]),
                         at=Micros(int(v["created_at"])))
@@ -854,36 +857,36 @@ async def redecide_pending(
     the same words, so approvals given before the change no longer count.
     """
     moved: list[str] = []
-    for row in await sql.pending_posts(ltx.txn, account):
-        cause = redecision_cause(loaded, row, before)
+    for post in await sql.pending_posts(ltx.txn, account):
+        cause = redecision_cause(loaded, post, before)
         if cause is None:
             continue
-        state = State(row.state)
+        state = State(post.state)
         new_state = transition(state, Action.REDECIDE)
-        reasons = [r for r in list(row.reasons) if r.get("rule") != "policy_removed"]
+        reasons = [r for r in list(post.reasons) if r.get("rule") != "policy_removed"]
         reasons = [*reasons, cause] if cause not in reasons else reasons
-        version = row.version
+        version = post.version
         changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
                                    "updated_at": ltx.now}
         data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
         if loaded is None:
             changes.update(publish_at=None, expires_at=None)
         elif new_state is State.HELD:
-            gate = gate_for(loaded.policy, row.author)
+            gate = gate_for(loaded.policy, post.author)
             version += 1
             changes.update(
                 version=version, approvers=json.dumps(list(gate.approvers)), required=gate.required,
                 publish_at=None, expires_at=ltx.now + duration_micros(gate.expire_after),
             )
             data.update(approvers=list(gate.approvers), required=gate.required)
-            last = await sql.versions(ltx.txn, row.id)
-            await sql.insert_version(ltx.txn, post_id=row.id, version=version, text=row.text,
-                                     editor=last[-1]["editor"] if last else row.author, at=ltx.now)
+            last = await sql.versions(ltx.txn, post.id)
+            await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
+                                     editor=last[-1]["editor"] if last else post.author, at=ltx.now)
         if not await sql.compare_and_set(
-            ltx.txn, row.id, state=row.state, version=row.version, changes=changes
+            ltx.txn, post.id, state=post.state, version=post.version, changes=changes
         ):
             raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
         data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
-        await ltx.append("post.redecided", actor="policy-file", account=account, post=row.id, data=data)
-        moved.append(row.id)
+        await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
+        moved.append(post.id)
     return moved
