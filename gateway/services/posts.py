@@ -155,32 +155,25 @@ def _reasons_json(reasons: tuple[Reason, ...]) -> str:
     return json.dumps([r.to_json() for r in reasons])
 
 
+@dataclass(kw_only=True)
 class PostService:
-    """Submit, edit, approve, reject, cancel, adopt, dismiss, delete and read posts."""
+    """Submit, edit, approve, reject, cancel, adopt, dismiss and read posts, and record what
+    ``PublishedPosts`` did to published ones."""
 
-    def __init__(
-        self,
-        *,
-        db: Database,
-        appender: Appender,
-        policies: PolicyRegistry,
-        clock: Clock,
-        wake_publisher: Callable[[], None] = lambda: None,
-        auditors: frozenset[str] = frozenset(),
-    ) -> None:
-        self.auditors = auditors
-        """People who may read every account's posts, and never act on them."""
-        self._db = db
-        self._appender = appender
-        self._policies = policies
-        self._clock = clock
-        self._wake = wake_publisher
+    db: Database
+    appender: Appender
+    policies: PolicyRegistry
+    clock: Clock
+    wake_publisher: Callable[[], None] = lambda: None
+    """Tells the publisher a post may be due sooner than it planned for."""
+    auditors: frozenset[str] = frozenset()
+    """People who may read every account's posts, and never act on them."""
 
     # -- helpers --------------------------------------------------------------------------
 
     def policy(self, account: str) -> LoadedPolicy:
         """The policy in force for ``account``, or 404."""
-        loaded = self._policies.get(account)
+        loaded = self.policies.get(account)
         if loaded is None:
             raise BylineError(Code.UNKNOWN_ACCOUNT, f"no account named {account!r}")
         return loaded
@@ -226,10 +219,10 @@ class PostService:
             raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
 
     def _authorize(self, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
-        return authorize(self._policies.get(post.account), caller, post, act)
+        return authorize(self.policies.get(post.account), caller, post, act)
 
     async def _row(self, post_id: str) -> PostRecord:
-        async with self._db.read() as txn:
+        async with self.db.read() as txn:
             post = await sql.get_post(txn, post_id)
         if post is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
@@ -266,7 +259,7 @@ class PostService:
                 Code.FORBIDDEN, f"{caller.user} may not write or suggest for {account}"
             )
         text = self._check_text(loaded, author=caller.user, text=text)
-        now = self._clock.now()
+        now = self.clock.now()
         if publish_at is not None:
             _check_publish_at(publish_at, now=now, policy=loaded)
         decision = decide(
@@ -275,14 +268,14 @@ class PostService:
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
             raise rule_blocked(decision)
-        post_id = await self._appender.submit(
+        post_id = await self.appender.submit(
             self._submit_work(
                 author=caller.user, loaded=loaded, text=text, decision=decision,
                 requested=publish_at, options=options or PostOptions(), suggested_by=None,
                 adopted_from=None, alongside=alongside,
             )
         )
-        self._wake()
+        self.wake_publisher()
         return await self.view(caller, post_id)
 
     async def _record_refusal(
@@ -297,7 +290,7 @@ class PostService:
                       "reason": reason.reason, "policy_sha256": loaded.sha256},
             )
 
-        await self._appender.submit(work)
+        await self.appender.submit(work)
 
     def _submit_work(
         self,
@@ -316,7 +309,7 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> str:
-            now_in_force = self._policies.get(policy.account)
+            now_in_force = self.policies.get(policy.account)
             needs = {Role.WRITER, Role.SUGGESTER} if decision.outcome is Outcome.SUGGESTED else {Role.WRITER}
             if now_in_force is None or (
                 now_in_force.sha256 != loaded.sha256 and not roles(now_in_force.policy, author) & needs
@@ -388,7 +381,7 @@ class PostService:
         verdict = check_rules(policy, text)
         if verdict.blocked_by is not None:
             raise rule_blocked(verdict.blocked_by)
-        now = self._clock.now()
+        now = self.clock.now()
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
@@ -449,8 +442,8 @@ class PostService:
                       **({"options": options.to_json()} if options is not None else {})},
             )
 
-        await self._appender.submit(work)
-        self._wake()
+        await self.appender.submit(work)
+        self.wake_publisher()
         return await self.view(caller, post_id)
 
     async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> PostView:
@@ -460,7 +453,7 @@ class PostService:
         loaded = self._authorize(caller, post, Act.APPROVE)
         seen = check_version(post, version)
         check_no_words(loaded, caller, post)
-        now = self._clock.now()
+        now = self.clock.now()
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
@@ -493,8 +486,8 @@ class PostService:
             await ltx.append("post.approved", actor=caller.user, account=current.account,
                              post=post_id, data=data)
 
-        await self._appender.submit(work)
-        self._wake()
+        await self.appender.submit(work)
+        self.wake_publisher()
         return await self.view(caller, post_id)
 
     async def reject(
@@ -520,7 +513,7 @@ class PostService:
                              post=post_id, data={"version": version, "reason": reason,
                                                  "state": new_state.value, "policy_sha256": in_force.sha256})
 
-        await self._appender.submit(work)
+        await self.appender.submit(work)
         return await self.view(caller, post_id)
 
     async def _simple(
@@ -538,7 +531,7 @@ class PostService:
             await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
 
-        await self._appender.submit(work)
+        await self.appender.submit(work)
         return await self.view(caller, post_id)
 
     async def cancel(self, caller: Caller, post_id: str) -> PostView:
@@ -553,12 +546,12 @@ class PostService:
 
     async def retry(self, caller: Caller, post_id: str) -> PostView:
         """Put a failed post back in the queue, to publish now."""
-        now = to_micros(self._clock.now())
+        now = to_micros(self.clock.now())
         result = await self._simple(
             caller, post_id, Act.RETRY, Action.RETRY, "post.retried",
             publish_at=now, attempts=0, last_error=None,
         )
-        self._wake()
+        self.wake_publisher()
         return result
 
     async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
@@ -567,7 +560,7 @@ class PostService:
         loaded = self._authorize(caller, post, Act.ADOPT)
         words = post.text if text is None else text
         words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author)
-        now = self._clock.now()
+        now = self.clock.now()
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
         )
@@ -590,8 +583,8 @@ class PostService:
                                                  "policy_sha256": in_force.sha256})
             return new_id
 
-        new_id = await self._appender.submit(work)
-        self._wake()
+        new_id = await self.appender.submit(work)
+        self.wake_publisher()
         return await self.view(caller, new_id)
 
     # -- published posts: the record side of what ``PublishedPosts`` does on the platform ------
@@ -614,7 +607,7 @@ class PostService:
                              post=post_id, data={"state": new_state.value,
                                                  "remote_id": current.remote_id})
 
-        await self._appender.submit(work)
+        await self.appender.submit(work)
         return await self.view(caller, post_id)
 
     async def revision(
@@ -637,7 +630,7 @@ class PostService:
         text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
                                 suggested_by=post.suggested_by)
         policy = loaded.policy
-        now = self._clock.now()
+        now = self.clock.now()
         decision = decide(policy, author=post.author, text=text, now=now, requested=None,
                           suggestion=Role.WRITER not in roles(policy, post.author))
         if isinstance(decision, Reason):
@@ -674,19 +667,19 @@ class PostService:
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "options": chosen.to_json()})
 
-        await self._appender.submit(work)
+        await self.appender.submit(work)
         return await self.view(caller, post_id)
 
     # -- reading -------------------------------------------------------------------------
 
     async def view(self, caller: Caller, post_id: str) -> PostView:
         """A post with its versions, decisions, reasons and log events."""
-        async with self._db.read() as txn:
+        async with self.db.read() as txn:
             post = await sql.get_post(txn, post_id)
             if post is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
             auditing = caller.user in self.auditors and caller.account is None
-            if self._policies.get(post.account) is None and caller.user == post.author:
+            if self.policies.get(post.account) is None and caller.user == post.author:
                 # Without a policy in force, the post's author still sees what they wrote.
                 check_account_binding(caller, post.account)
             elif not auditing:
@@ -694,7 +687,7 @@ class PostService:
             versions = await sql.versions(txn, post_id)
             decisions = await sql.approvals(txn, post_id)
             entries = await log_sql.post_entries(txn, post_id)
-        return post_view(post, versions, decisions, entries, self._policies.get(post.account))
+        return post_view(post, versions, decisions, entries, self.policies.get(post.account))
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -705,7 +698,7 @@ class PostService:
             raise BylineError(
                 Code.VALIDATION, f"unknown state {state!r}", allowed=[s.value for s in State]
             )
-        visible = visible_accounts(self._policies, caller)
+        visible = visible_accounts(self.policies, caller)
         if account is not None:
             check_account_binding(caller, account)
             self.policy(account)  # 404 for an account with no policy
@@ -714,9 +707,9 @@ class PostService:
             accounts = [account]
         else:
             accounts = list(visible)
-        async with self._db.read() as txn:
+        async with self.db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-        return [post_view(r, None, None, None, self._policies.get(r.account)) for r in rows]
+        return [post_view(r, None, None, None, self.policies.get(r.account)) for r in rows]
 
 
 def rule_blocked(reason: Reason) -> BylineError:
