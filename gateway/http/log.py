@@ -20,11 +20,10 @@ import re
 
 from aiohttp import web
 
-from gateway.appkeys import LOG_READER, POSTS, REGISTRY
+from gateway.appkeys import ACCOUNTS, LOG_READER
 from gateway.audit.tiles import tile_path
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, bearer
-from gateway.policy.engine import roles
 
 routes = web.RouteTableDef()
 
@@ -76,17 +75,11 @@ async def log_entries(request: web.Request) -> web.Response:
 @routes.get("/log/texts")
 async def log_texts(request: web.Request) -> web.Response:
     """The texts and salts that a page of entries commits to (text is null once erased)."""
-    member_of: frozenset[str] = frozenset()
-    auditor = False
-    if bearer(request) is not None:  # people on an account also see its unpublished words
-        caller = await authenticated(request, "read:statuses")
-        member_of = frozenset(
-            name for name, loaded in request.app[REGISTRY].policies.items()
-            if roles(loaded.policy, caller.user) and caller.account in (None, name)
-        )
-        auditor = caller.user in request.app[POSTS].auditors and caller.account is None
+    # People on an account also see its unpublished words; auditors see everyone's.
+    caller = await authenticated(request, "read:statuses") if bearer(request) is not None else None
+    reader = request.app[ACCOUNTS].reader(caller)
     texts = await request.app[LOG_READER].texts(
-        _int(request, "start"), _int(request, "end"), member_of=member_of, auditor=auditor
+        _int(request, "start"), _int(request, "end"), member_of=reader.member_of, auditor=reader.auditor
     )
     return web.json_response({"texts": texts})
 
