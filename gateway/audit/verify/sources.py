@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import urllib.error
 import urllib.request
@@ -84,10 +85,25 @@ def _export_job(path: str, start: int, end: int, first: bool) -> Chunk:
             block = block[block.find(b"\n") + 1 :] if b"\n" in block else b""
         if block and not block.endswith(b"\n"):
             block += f.readline()  # the last line began here: read it to its end
-    lines = block.splitlines()
+    lines = _lines(block)
     if lines and not block.endswith(b"\n") and not lines[-1].strip():
         lines.pop()  # blanks after the last line break: not an entry
     return check_chunk([parse_export_line(line) for line in lines], {})
+
+
+def _lines(block: bytes) -> list[bytes]:
+    """The lines of ``block`` as ``splitlines`` cuts them, each perhaps still ending in its line
+    feed (which :func:`parse_export_line` takes off).
+
+    An export holds no carriage return (its entries and texts escape them), so it is cut where
+    memchr finds each line feed, instead of testing every byte for both as ``splitlines`` does:
+    on the benchmark's entries (callgrind) a fifth of the instructions to cut the lines (35
+    million against 175 for 43,445 lines), 3% of a worker's whole job. A block that holds one
+    (a forged or converted file) is cut by ``splitlines`` as before.
+    """
+    if b"\r" in block:
+        return block.splitlines()
+    return io.BytesIO(block).readlines()
 
 
 class Source(Protocol):
