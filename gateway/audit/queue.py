@@ -62,7 +62,7 @@ class WorkQueue(Generic[W]):
         """The next batch: up to ``max_batch`` works, those whose callers gave up left out."""
         jobs = self._jobs
         taken = [jobs.popleft() for _ in range(min(len(jobs), self._max_batch))]
-        return Batch([(work, future) for work, future in taken if not future.cancelled()])
+        return Batch([job for job in taken if not job[1].cancelled()])  # job: (work, future)
 
     def answer(self, batch: Batch[W]) -> None:
         """The batch has committed: give each caller its result, or its work's own error."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from gateway.audit import merkle
@@ -39,8 +39,8 @@ from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage.db import TransactionNotBegun, Txn
 from gateway.storage.logwriter.base import (
-    PendingEntry,
-    PendingText,
+    PendingEntries,
+    PendingTexts,
     RunAgain,
     Sequenced,
     Tree,
@@ -74,8 +74,8 @@ class LogTxn:
         self.now = now
         self._next = first  # the index of the next entry
         self._ts = iso(now)  # ``now`` as the entries write it
-        self._entries: list[PendingEntry] = []
-        self._texts: list[PendingText] = []
+        self._entries = PendingEntries(first, now)
+        self._texts = PendingTexts()
         self._loose: dict[str, tuple[bytes, str]] = {}  # committed, not yet carried: (salt, text)
         self._chains: dict[str, Head] = {}  # the last entry of each chain in this batch
         self._known = known  # the same before this batch, as far as the sequencer knows
@@ -117,7 +117,13 @@ class LogTxn:
         if link is None and chain is not None and linked_size(raw, idx) > MAX_ENTRY_BYTES:
             raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
         leaf = _sha256(b"\x00" + raw).digest()
-        self._entries.append(PendingEntry(idx, leaf, raw, type, chain, post, account, self.now))
+        entries = self._entries
+        entries.leaf_hashes.append(leaf)
+        entries.entries.append(raw)
+        entries.types.append(type)
+        entries.chains.append(chain)
+        entries.post_ids.append(post)
+        entries.accounts.append(account)
         if chain is not None:
             self._chains[chain] = (idx, leaf)
         self._next = idx + 1
@@ -131,7 +137,11 @@ class LogTxn:
             committed = self._loose.pop(digest, None)
             if committed is not None:
                 salt, text = committed
-                self._texts.append(PendingText(idx, digest, salt, text))
+                texts = self._texts
+                texts.idx.append(idx)
+                texts.text_hashes.append(digest)
+                texts.salts.append(salt)
+                texts.texts.append(text)
 
     def commit_text(self, text: str) -> str:
         """Commit to a text: return its salted hash, for the data of the entry appended next.
@@ -171,21 +181,20 @@ class LogTxn:
             return
         # chain -> (its last entry here, the leaf hash that entry had, the one it has now)
         moved: dict[str, tuple[int, bytes, bytes]] = {}
-        entries = self._entries
-        for n, entry in enumerate(entries):
-            chain = entry.chain
-            if chain not in heads:
+        first, raws, leaves = self._entries.first, self._entries.entries, self._entries.leaf_hashes
+        for n, chain in enumerate(self._entries.chains):
+            if chain is None or chain not in heads:
                 continue
             last = moved.get(chain)
             if last is None:
                 index, leaf = heads[chain]
-                raw = link_raw(entry.entry, index, leaf)
+                raw = link_raw(raws[n], index, leaf)
             else:
                 index, old_leaf, new_leaf = last
-                raw = relink_raw(entry.entry, index, old_leaf, new_leaf)
+                raw = relink_raw(raws[n], index, old_leaf, new_leaf)
             leaf = _sha256(b"\x00" + raw).digest()
-            moved[chain] = (entry.idx, entry.leaf_hash, leaf)
-            entries[n] = entry._replace(leaf_hash=leaf, entry=raw)
+            moved[chain] = (first + n, leaves[n], leaf)
+            raws[n], leaves[n] = raw, leaf
         for chain, (index, _, leaf) in moved.items():
             self._chains[chain] = (index, leaf)
 
@@ -233,11 +242,11 @@ class Sequencer:
         self._heads_at = size + len(sequenced.entries)
         return sequenced
 
-    def grow(self, tree: Tree, entries: Sequence[PendingEntry]) -> TreeGrowth:
+    def grow(self, tree: Tree, entries: PendingEntries) -> TreeGrowth:
         """The tree extended by the entries' leaves: with its new nodes on the levels storage
         keeps (``log_sql.NODE_STRIDE``), and its root."""
         compact = merkle.CompactRange.from_bytes(tree.size, tree.frontier)
-        compact, nodes, root = compact.append([e.leaf_hash for e in entries], stride=log_sql.NODE_STRIDE)
+        compact, nodes, root = compact.append(entries.leaf_hashes, stride=log_sql.NODE_STRIDE)
         return TreeGrowth(Tree(compact.size, compact.to_bytes()), root, nodes)
 
     def restart(self, batch: Batch[Work[Any]]) -> None:

@@ -11,9 +11,9 @@ committed, or to have failed, the writer has the queue answer the batch's caller
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol, TypeVar
+import itertools
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from gateway.storage.db import Row, Txn
 
@@ -25,32 +25,60 @@ INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
 SAVE_STATE = "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1"
 
 
-class PendingEntry(NamedTuple):
-    """A log entry sequenced but not yet stored: a row of ``log_entries``, its columns in order.
+EntryRow = tuple[int, bytes, bytes, str, str | None, str | None, str | None, int]
+"""A row of ``log_entries``: idx, leaf_hash, entry, type, chain, post_id, account, ts."""
+TextRow = tuple[int, str, bytes, str]
+"""A row of ``log_texts``: idx, text_hash, salt, text."""
 
-    A named tuple rather than a frozen dataclass: one is built for every entry appended, and
-    the SQLite writer binds it as the row it is, with no copy (building a frozen slots
-    dataclass of eight fields costs about 1.5 µs against 0.5 µs, on an append of about 10 µs).
+
+@dataclass(frozen=True, slots=True)
+class PendingEntries:
+    """Log entries sequenced but not yet stored: the rows a batch adds to ``log_entries``,
+    column by column. They are numbered from ``first`` on, and share the batch's time ``ts``.
+
+    Columns rather than an object an entry: such an object (a dataclass, a named tuple) stays
+    tracked by the garbage collector, which walks it at every collection while its batch
+    lives, where a tuple of plain values is let go at the first; measured on the appender's
+    hot path, an object an entry cost about 0.5 µs of an append's 6 µs, the columns nothing.
     """
 
-    idx: int
-    leaf_hash: bytes
-    entry: bytes
-    type: str
-    chain: str | None
-    post_id: str | None
-    account: str | None
+    first: int
     ts: int
+    leaf_hashes: list[bytes] = field(default_factory=list)
+    entries: list[bytes] = field(default_factory=list)
+    """Each entry's bytes, as logged."""
+    types: list[str] = field(default_factory=list)
+    chains: list[str | None] = field(default_factory=list)
+    post_ids: list[str | None] = field(default_factory=list)
+    accounts: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.leaf_hashes)
+
+    def rows(self) -> list[EntryRow]:
+        """The rows, their columns in the order of ``INSERT_ENTRIES``."""
+        n = len(self.leaf_hashes)
+        return list(zip(range(self.first, self.first + n), self.leaf_hashes, self.entries, self.types, self.chains,
+                        self.post_ids, self.accounts, itertools.repeat(self.ts, n), strict=True))
 
 
-class PendingText(NamedTuple):
-    """A committed text kept beside the log: a row of ``log_texts``, its columns in order."""
+@dataclass(frozen=True, slots=True)
+class PendingTexts:
+    """Committed texts to keep beside the log: the rows a batch adds to ``log_texts``, column
+    by column (see :class:`PendingEntries`)."""
 
-    idx: int
-    """The index of the entry whose ``data["text_hash"]`` carries the commitment."""
-    text_hash: str
-    salt: bytes
-    text: str
+    idx: list[int] = field(default_factory=list)
+    """The index of the entry whose ``data["text_hash"]`` carries each commitment."""
+    text_hashes: list[str] = field(default_factory=list)
+    salts: list[bytes] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def rows(self) -> list[TextRow]:
+        """The rows, their columns in the order of ``INSERT_TEXTS``."""
+        return list(zip(self.idx, self.text_hashes, self.salts, self.texts, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +103,8 @@ class TreeGrowth:
 class Sequenced:
     """A batch's works, run: what they logged, numbered from the size of the tree they ran on."""
 
-    entries: list[PendingEntry]
-    texts: list[PendingText]
+    entries: PendingEntries
+    texts: PendingTexts
 
 
 def tree_of(rows: list[Row]) -> Tree:
@@ -122,7 +150,7 @@ class BatchSequencer(Protocol[B_contra]):
         :class:`RunAgain` when one fails."""
         ...
 
-    def grow(self, tree: Tree, entries: Sequence[PendingEntry]) -> TreeGrowth:
+    def grow(self, tree: Tree, entries: PendingEntries) -> TreeGrowth:
         """The tree extended by the entries: its new nodes to store, its root."""
         ...
 

@@ -60,9 +60,9 @@ class PostgresLogWriter:
         entries = sequenced.entries
         if not entries:
             return
-        await txn.executemany(INSERT_ENTRIES, entries)
+        await txn.executemany(INSERT_ENTRIES, entries.rows())
         if sequenced.texts:
-            await txn.executemany(INSERT_TEXTS, sequenced.texts)
+            await txn.executemany(INSERT_TEXTS, sequenced.texts.rows())
         growth = sequencer.grow(tree, entries)
         if growth.nodes:
             await txn.executemany(INSERT_NODES, growth.nodes)

@@ -154,8 +154,8 @@ class SqliteLogWriter:
         entries = sequenced.entries
         if entries:
             marker = chain.send("SELECT 1")
-            sent = [chain.send(sql, *args) for sql, args in entries_statements(entries)]
-            sent += [chain.send(sql, *args) for sql, args in texts_statements(sequenced.texts)]
+            sent = [chain.send(sql, *args) for sql, args in entries_statements(entries.rows())]
+            sent += [chain.send(sql, *args) for sql, args in texts_statements(sequenced.texts.rows())]
             await marker
             growth = sequencer.grow(tree, entries)
             if growth.nodes:
