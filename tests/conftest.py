@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import make_app
 from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
+from gateway.http.server import make_runner
 from gateway.settings import Settings
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
@@ -272,6 +273,9 @@ def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
     extra.setdefault("checkpoint_interval_seconds", 3600)
     # The platform stand-ins listen on plain http on 127.0.0.1.
     extra.setdefault("allow_insecure_platforms", True)
+    # Every test client connects from 127.0.0.1, some with many connections at once; the tests
+    # of the per-address limit set their own.
+    extra.setdefault("connections_per_address", 0)
     return Settings(
         database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
         scheduler_interval_seconds=3600, **extra,
@@ -291,16 +295,29 @@ async def gateway(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIte
         yield gw
 
 
+class GatewayTestServer(TestServer):
+    """A test server that serves with the runner `byline serve` uses (gateway.http.server):
+    its limits, and its JSON answers to what aiohttp's own parser refuses."""
+
+    def __init__(self, app: web.Application, settings: Settings) -> None:
+        super().__init__(app, host="127.0.0.1")
+        self._settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return make_runner(self.app, self._settings, **kwargs)
+
+
 class started_gateway:
     """Start a gateway for a database and policy directory; stop it on exit."""
 
     def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> None:
-        self._app = make_app(make_settings(db_url, policy_dir, **extra), clock=clock, run_publisher=False)
+        self._settings = make_settings(db_url, policy_dir, **extra)
+        self._app = make_app(self._settings, clock=clock, run_publisher=False)
         self._clock = clock
         self._client: TestClient[Any, Any] | None = None
 
     async def __aenter__(self) -> Gateway:
-        self._client = TestClient(TestServer(self._app))
+        self._client = TestClient(GatewayTestServer(self._app, self._settings))
         await self._client.start_server()
         gw = Gateway(client=self._client, app=self._app, clock=self._clock)
         for user in USERS:

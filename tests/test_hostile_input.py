@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import make_app
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
 from gateway.settings import Settings
-from tests.conftest import USERS, Gateway, make_settings
+from tests.conftest import Gateway, started_gateway
 from tests.serve import ServeProcess
 
 DEEP = b"[" * 100_000
@@ -266,27 +261,9 @@ async def test_conflicts_offer_only_what_a_caller_can_ask_for(gateway: Gateway) 
 # -- 3 and 4. the server itself: malformed HTTP, slow and greedy clients ---------------------
 
 
-@asynccontextmanager
-async def _served(db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> AsyncIterator[Gateway]:
+def _served(db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> started_gateway:
     """A gateway served by the same runner as `byline serve` (gateway.http.server)."""
-    from gateway.http.server import make_runner
-
-    settings = make_settings(db_url, policy_dir, **extra)
-    app = make_app(settings, clock=clock, run_publisher=False)
-
-    class GatewayTestServer(TestServer):
-        async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-            return make_runner(app, settings, **kwargs)
-
-    client: TestClient[Any, Any] = TestClient(GatewayTestServer(app, host="127.0.0.1"))
-    await client.start_server()
-    gw = Gateway(client=client, app=app, clock=clock)
-    for user in USERS:
-        gw.tokens[user] = await app[IDENTITY].create(user=user)
-    try:
-        yield gw
-    finally:
-        await client.close()
+    return started_gateway(db_url, policy_dir, clock, **extra)
 
 
 _MALFORMED: list[tuple[bytes, int, str]] = [

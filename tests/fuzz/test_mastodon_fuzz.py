@@ -7,7 +7,8 @@ these, with a real token (bound to one of several accounts), a revoked one, junk
 One gateway (with a Mastodon stand-in behind one account) serves each test function.
 
 What must hold for every answer: never a 5xx; a refusal (4xx) is a JSON body with Mastodon's
-``{"error": "…"}`` (and ``error_description`` on ``/oauth``); and a refusal stores nothing:
+``{"error": "…"}`` (and ``error_description`` on ``/oauth``, but for what the HTTP parser
+refuses before any surface sees it); and a refusal stores nothing:
 posts, versions, approvals, sandbox timeline, uploads, apps, codes, tokens and idempotency
 keys are as they were.
 
@@ -146,7 +147,10 @@ def _check(live: Live, before: tuple[Any, ...], request: Request, answer: tuple[
     assert content_type == "application/json", shown
     body = json.loads(raw)
     assert isinstance(body, dict) and isinstance(body.get("error"), str), shown
-    if path.startswith("/oauth/"):
+    # A request the HTTP parser refuses (a line over 8190 bytes) never reaches a surface: the
+    # server answers it in the native format, whatever the path.
+    refused_by_parser = status in (400, 431) and body.get("error") == "bad_request" and "8190" in str(body)
+    if path.startswith("/oauth/") and not refused_by_parser:
         assert isinstance(body.get("error_description"), str), shown
     assert live.rows(*STATEFUL) == before, f"a refusal changed what is stored: {shown}"
 
