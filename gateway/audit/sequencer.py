@@ -9,8 +9,8 @@ and run again without it, and one caller's error never leaks into another's resu
 must therefore touch nothing outside the transaction.
 
 What a batch logged goes to the log writer (``gateway.storage.logwriter``) as typed pending
-entries and texts; the writer asks the sequencer to grow the tree by them (:meth:`Sequencer.grow`)
-when it suits it, and stores the nodes it is given.
+entries and texts, when it asks (:meth:`LogTxn.logged`); the writer asks the sequencer to grow
+the tree by them (:meth:`Sequencer.grow`) when it suits it, and stores the nodes it is given.
 
 Committed texts are kept by the index of the entry that carries their hash, so they go in
 at the end of their table as the entries do.
@@ -57,6 +57,34 @@ Head = tuple[int, bytes]
 """The last entry of a chain: its index and leaf hash."""
 
 
+class _Heads:
+    """The last entry of each chain a sequencer wrote, valid while the tree has exactly the size
+    it left it at: any other writer (a replica) moves the size and empties it."""
+
+    __slots__ = ("at", "last")
+
+    def __init__(self) -> None:
+        self.last: dict[str, Head] = {}
+        self.at = -1  # the size of the tree they were noted on
+
+    def on(self, size: int) -> dict[str, Head]:
+        """The heads known for a batch on a tree of ``size`` entries: none unless it is the size
+        they were noted on."""
+        if size != self.at or len(self.last) > _MAX_HEADS:
+            self.last.clear()
+        return self.last
+
+    def note(self, chains: Mapping[str, Head], *, size: int) -> None:
+        """Note the last entries a batch wrote, which left the tree at ``size`` entries."""
+        self.last.update(chains)
+        self.at = size
+
+    def forget(self) -> None:
+        """The tree may have changed: know nothing."""
+        self.last.clear()
+        self.at = -1
+
+
 class LooseText(ValueError):
     """A work committed to a text that none of its entries carries."""
 
@@ -64,12 +92,15 @@ class LooseText(ValueError):
 class LogTxn:
     """What a work gets: the transaction, the time of this batch, and ``append``.
 
-    The sequencer calls :meth:`work_done` after each work and :meth:`seal` once all have run.
+    The sequencer calls :meth:`work_done` after each work, and the log writer :meth:`logged`
+    once all have run and the transaction under them is known to hold.
     """
 
-    __slots__ = ("_chains", "_entries", "_known", "_loose", "_next", "_texts", "_ts", "_unresolved", "now", "txn")
+    __slots__ = (
+        "_chains", "_entries", "_heads", "_known", "_loose", "_next", "_texts", "_ts", "_unresolved", "now", "txn",
+    )
 
-    def __init__(self, txn: Txn, now: int, *, first: int, known: Mapping[str, Head]) -> None:
+    def __init__(self, txn: Txn, now: int, *, first: int, heads: _Heads) -> None:
         self.txn = txn
         self.now = now
         self._next = first  # the index of the next entry
@@ -78,7 +109,8 @@ class LogTxn:
         self._texts = PendingTexts()
         self._loose: dict[str, tuple[bytes, str]] = {}  # committed, not yet carried: (salt, text)
         self._chains: dict[str, Head] = {}  # the last entry of each chain in this batch
-        self._known = known  # the same before this batch, as far as the sequencer knows
+        self._heads = heads
+        self._known = heads.on(first)  # the same before this batch, as far as the sequencer knows
         self._unresolved: set[str] = set()
 
     async def append(
@@ -161,12 +193,13 @@ class LogTxn:
         if self._loose:
             raise LooseText("the work committed to a text that none of its entries carries")
 
-    async def seal(self, heads: dict[str, Head]) -> Sequenced:
-        """For the sequencer, once every work has run: link the entries of the chains that
-        turned out to have a last entry already, note in ``heads`` the last entry of each chain
-        this batch wrote, and give what the batch logged."""
+    async def logged(self) -> Sequenced:
+        """For the log writer, once every work has run and the transaction under them is known
+        to hold: link the entries of the chains that turned out to have a last entry already
+        (one query), note the last entry of each chain this batch wrote, and give what the
+        batch logged."""
         await self._resolve()
-        heads.update(self._chains)
+        self._heads.note(self._chains, size=self._next)
         return Sequenced(self._entries, self._texts)
 
     async def _resolve(self) -> None:
@@ -208,22 +241,16 @@ class Sequencer:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        # The last entry of each chain this sequencer wrote, valid while the tree has exactly the
-        # size it left it at: any other writer (a replica) moves the size and empties it.
-        self._heads: dict[str, Head] = {}
-        self._heads_at = -1
+        self._heads = _Heads()
 
-    async def sequence(self, batch: Batch[Work[Any]], txn: Txn, tree: Tree) -> Sequenced:
-        """Run the works of a batch (but those failed before) on a tree of ``tree.size`` entries.
+    async def sequence(self, batch: Batch[Work[Any]], txn: Txn, tree: Tree) -> LogTxn:
+        """Run the works of a batch (but those failed before) on a tree of ``tree.size`` entries;
+        what they logged is the returned LogTxn's :meth:`~LogTxn.logged`.
 
         A work that fails may have written before failing: it is noted in ``batch.failed`` and
         :class:`RunAgain` raised, so that the batch is rolled back and run again without it.
         """
-        size = tree.size
-        heads = self._heads
-        if size != self._heads_at or len(heads) > _MAX_HEADS:
-            heads.clear()
-        ltx = LogTxn(txn, now_micros(self._clock), first=size, known=heads)
+        ltx = LogTxn(txn, now_micros(self._clock), first=tree.size, heads=self._heads)
         jobs, failed = batch.jobs, batch.failed
         results: list[Any] = [None] * len(jobs)
         for n, (work, _) in enumerate(jobs):
@@ -238,9 +265,7 @@ class Sequencer:
                 failed[n] = exc
                 raise RunAgain from None
         batch.results = results
-        sequenced = await ltx.seal(heads)
-        self._heads_at = size + len(sequenced.entries)
-        return sequenced
+        return ltx
 
     def grow(self, tree: Tree, entries: PendingEntries) -> TreeGrowth:
         """The tree extended by the entries' leaves: with its new nodes on the levels storage
@@ -255,5 +280,4 @@ class Sequencer:
 
     def forget(self) -> None:
         """The tree may not be what this sequencer last left: forget the chains it knew."""
-        self._heads.clear()
-        self._heads_at = -1
+        self._heads.forget()

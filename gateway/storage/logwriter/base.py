@@ -2,10 +2,10 @@
 
 A :class:`LogWriter` runs the appender's batches in write transactions, one implementation
 per database. It takes a batch from a :class:`BatchQueue`, has a :class:`BatchSequencer` run
-its works in the transaction (``gateway.audit.sequencer``), which gives :class:`Sequenced`:
-the rows the batch's entries and committed texts add to ``log_entries`` and ``log_texts``,
-numbered from the tree's size. The sequencer also hashes the tree's new nodes
-(:class:`TreeGrowth`); storage only stores them. Once the transaction is known to have
+its works in the transaction (``gateway.audit.sequencer``), and then asks the :class:`Run` for
+what they logged, :class:`Sequenced`: the rows the batch's entries and committed texts add to
+``log_entries`` and ``log_texts``, numbered from the tree's size. The sequencer also hashes the
+tree's new nodes (:class:`TreeGrowth`); storage only stores them. Once the transaction is known to have
 committed, or to have failed, the writer has the queue answer the batch's callers.
 """
 
@@ -142,10 +142,19 @@ class BatchQueue(Protocol[B]):
         ...
 
 
+class Run(Protocol):
+    """A batch's works, run in the writer's transaction (:meth:`BatchSequencer.sequence`)."""
+
+    async def logged(self) -> Sequenced:
+        """What they logged. It takes one more query in the transaction (the last entries of the
+        chains the batch continues), so a writer asks once it knows the transaction holds."""
+        ...
+
+
 class BatchSequencer(Protocol[B_contra]):
     """What runs a batch's works in the writer's transaction and hashes the tree."""
 
-    async def sequence(self, batch: B_contra, txn: Txn, tree: Tree) -> Sequenced:
+    async def sequence(self, batch: B_contra, txn: Txn, tree: Tree) -> Run:
         """Run the batch's works (but those that failed before) in ``txn`` on ``tree``; raise
         :class:`RunAgain` when one fails."""
         ...

@@ -42,8 +42,8 @@ class PostgresLogWriter:
                 try:
                     async with self._db.write() as txn:
                         tree = tree_of(await txn.fetchall(LOCK_STATE))
-                        sequenced = await sequencer.sequence(batch, txn, tree)
-                        await self._write(txn, sequencer, sequenced, tree)
+                        run = await sequencer.sequence(batch, txn, tree)
+                        await self._write(txn, sequencer, await run.logged(), tree)
                 except RunAgain:
                     continue
                 break

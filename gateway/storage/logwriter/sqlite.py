@@ -76,7 +76,7 @@ class SqliteLogWriter:
                             tree = self._tree  # what the pending COMMIT leaves
                         again = False  # run the batch again (without any work that failed)
                         try:
-                            sequenced = await sequencer.sequence(batch, chain.txn, tree)
+                            run = await sequencer.sequence(batch, chain.txn, tree)
                         except (RunAgain, TransactionNotBegun):
                             again = True
                         sound = True  # what the batch was run on still holds
@@ -95,7 +95,9 @@ class SqliteLogWriter:
                                 self._forget(sequencer)
                                 sequencer.restart(batch)
                             continue
-                        await self._write(chain, sequencer, sequenced, tree)
+                        # Asked only now, once the batch before is answered: its callers go on
+                        # while the query this takes is with the writer thread.
+                        await self._write(chain, sequencer, await run.logged(), tree)
                         break
                     left -= 1
                     if queue.waiting() and left and not chain.contended():
