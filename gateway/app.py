@@ -22,6 +22,7 @@ from gateway.appkeys import (
     LOG_READER,
     MASTODON,
     OAUTH,
+    PEOPLE,
     PLATFORMS,
     POLICIES,
     POSTS,
@@ -37,8 +38,10 @@ from gateway.appkeys import (
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
-from gateway.http import mastodon, native, openapi, sandbox, xrpc
+from gateway.http import mastodon, native, openapi, pages, sandbox, xrpc
 from gateway.http.common import error_middleware
+from gateway.http.pages import home as home_page
+from gateway.http.pages import signin as signin_page
 from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.accounts import AccountService
@@ -50,6 +53,7 @@ from gateway.services.keys import SIGNIN_FORMS, gateway_key
 from gateway.services.keys import XRPC_SESSIONS as XRPC_SESSION_KEY
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
+from gateway.services.people import People
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
@@ -163,6 +167,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
     signins = Throttle(settings.signin_attempts, what="sign-in")
+    app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
     app[OAUTH] = oauth = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
         form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins,
@@ -220,6 +225,9 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(native.routes)
     app.add_routes(openapi.routes)
     app.add_routes(sandbox.routes)
+    pages.setup(app)
+    app.add_routes(home_page.routes)
+    app.add_routes(signin_page.routes)
     app.add_subapp("/api", mastodon.client_api())
     app.add_subapp("/media", mastodon.media_files())
     app.add_subapp("/oauth/authorize", mastodon.sign_in())

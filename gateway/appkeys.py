@@ -16,6 +16,7 @@ from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
+from gateway.services.people import People
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
@@ -49,3 +50,4 @@ OAUTH = web.AppKey("oauth", OAuthService)
 MASTODON = web.AppKey("mastodon", MastodonService)
 XRPC_SESSIONS = web.AppKey("xrpc_sessions", XrpcSessions)
 XRPC_REPO = web.AppKey("xrpc_repo", XrpcRepo)
+PEOPLE = web.AppKey("people", People)

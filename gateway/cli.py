@@ -475,8 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_policy_check)
 
     from gateway.audit.commands import add_commands
+    from gateway.people_cli import add_commands as add_people_commands
 
     add_commands(sub)
+    add_people_commands(sub)
     return parser
 
 

@@ -226,6 +226,17 @@ _V5 = [
     "CREATE TABLE gateway_keys (name TEXT PRIMARY KEY, secret TEXT NOT NULL, created_at BIGINT NOT NULL)",
 ]
 
+# Version 6: people who sign in to the pages with a name and password (an Argon2id hash, never
+# the password), and their browser sessions (only a SHA-256 of the cookie is stored). A
+# person's name is the one the policy files give them.
+_V6 = [
+    "CREATE TABLE people (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, email TEXT, "
+    "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE web_sessions (session_hash TEXT PRIMARY KEY, person TEXT NOT NULL, csrf TEXT NOT NULL, "
+    "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, revoked_at BIGINT)",
+    "CREATE INDEX web_sessions_person ON web_sessions (person)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -304,10 +315,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return [_V4]
     if version == 5:
         return list(_V5)
+    if version == 6:
+        return list(_V6)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 5
+LATEST = 6
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs Chromium from Debian for the sign-in page tests (tests/browser), which drive it with
+# Installs what the browser tests (tests/browser) need: axe-core from npm (injected into each
+# page for its accessibility check), and Chromium from Debian, which the tests drive with
 # Playwright's `executable_path`: `playwright install` downloads its own browser from outside
 # the package mirrors, which this setup does not allow.
 #
-# Idempotent: does nothing when /usr/bin/chromium exists. Needs root (or sudo) otherwise.
+# Idempotent: does nothing when both are there. Chromium needs root (or sudo) to install.
 set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$here/node_modules/.byline-installed" || "$(cat "$here/node_modules/.byline-installed")" != "$want" ]]; then
+  (cd "$here" && npm ci --no-audit --no-fund --silent)
+  echo "$want" > "$here/node_modules/.byline-installed"
+fi
 
 if [[ -x /usr/bin/chromium ]]; then
   exit 0

@@ -1,0 +1,216 @@
+"""The people's pages: server-rendered HTML (Jinja2, autoescaped), plain forms and links, and
+scripts only where they add to a page (live updates, the in-browser proof check).
+
+Every page answer carries a strict Content-Security-Policy (scripts and styles only from the
+gateway's own ``/static/`` files, which carry their hash in their names); every form carries
+the session's CSRF value; a page that cannot be shown says why in a page of its own, with the
+status a JSON answer would have had.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+
+from gateway.appkeys import PEOPLE, SETTINGS
+from gateway.errors import BylineError, Code
+from gateway.http.common import check_text
+from gateway.services.people import Session
+from gateway.services.posts import Caller
+
+SESSION_COOKIE: Final = "byline_session"
+CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""Nothing loads but the gateway's own files; no inline script or style; no framing."""
+MAX_FORM_BYTES: Final = 64 * 1024
+"""The largest form a page takes: a post's text and a reason fit many times over."""
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATIC: Final = web.AppKey("static_files", dict)
+_SESSION: Final = web.RequestKey("page_session", object)
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """One file under ``gateway/http/static``, named by its content's hash."""
+
+    body: bytes
+    content_type: str
+
+
+_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
+
+
+def _static_files() -> tuple[dict[str, StaticFile], dict[str, str]]:
+    """Every static file, by its hashed name, and the hashed name of each plain name."""
+    files: dict[str, StaticFile] = {}
+    names: dict[str, str] = {}
+    for entry in resources.files("gateway.http").joinpath("static").iterdir():
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        body = entry.read_bytes()
+        stem, dot, ext = entry.name.rpartition(".")
+        hashed = f"{stem}.{hashlib.sha256(body).hexdigest()[:16]}.{ext}"
+        files[hashed] = StaticFile(body=body, content_type=_TYPES.get(f"{dot}{ext}", "application/octet-stream"))
+        names[entry.name] = hashed
+    return files, names
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """A static file by its hashed name: it never changes, so it is cached for a year."""
+    found = request.app[STATIC].get(request.match_info["name"])
+    if found is None:
+        raise BylineError(Code.NOT_FOUND, "no such file")
+    return web.Response(body=found.body, content_type=found.content_type, headers={
+        "Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff",
+    })
+
+
+def setup(app: web.Application) -> None:
+    """Templates and static files on ``app``."""
+    files, names = _static_files()
+    app[STATIC] = files
+    env = aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("gateway.http", "templates"),
+        autoescape=jinja2.select_autoescape(("html", "xml"), default_for_string=True, default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["static"] = lambda name: f"/static/{names[name]}"
+    app.router.add_get("/static/{name}", static_file)
+
+
+def behind_tls(request: web.Request) -> bool:
+    """Whether people reach the gateway over TLS: directly, or through a proxy at an https URL."""
+    public = request.config_dict[SETTINGS].public_url or ""
+    return request.secure or public.startswith("https://")
+
+
+def page_headers(response: web.StreamResponse) -> None:
+    """The headers every page carries."""
+    response.headers.update({
+        "Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+    })
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+async def session_of(request: web.Request) -> Session | None:
+    """The signed-in person's session, if the request carries a live one (looked up once)."""
+    if _SESSION not in request:
+        request[_SESSION] = await request.config_dict[PEOPLE].session(request.cookies.get(SESSION_COOKIE))
+    found = request[_SESSION]
+    assert found is None or isinstance(found, Session)
+    return found
+
+
+async def signed_in(request: web.Request) -> Session:
+    """The signed-in person's session; a person who is not signed in goes to the sign-in page."""
+    session = await session_of(request)
+    if session is None:
+        target = request.rel_url.path_qs if request.method == "GET" else "/"
+        raise web.HTTPSeeOther(location="/signin?" + _next_query(target))
+    return session
+
+
+def see_other(location: str) -> web.Response:
+    """Go on to ``location`` (after a form, a GET: the browser's back button repeats nothing)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def caller_of(session: Session) -> Caller:
+    """The person of a session, as the services know callers: a person's own, with no scopes."""
+    return Caller(user=session.person)
+
+
+def _next_query(target: str) -> str:
+    return urlencode({"next": target})
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path on this gateway, never another site."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/queue"
+    if any(ord(c) < 0x20 for c in value):
+        return "/queue"
+    return value
+
+
+async def read_form(request: web.Request, *, session: Session | None) -> dict[str, str]:
+    """A form's fields, bounded and checked: 413 past ``MAX_FORM_BYTES``, 400 when it cannot be
+    read, 422 for text that cannot be stored, 403 when its CSRF value is not the session's."""
+    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        raise BylineError(Code.PAYLOAD_TOO_LARGE, "This form is too large.")
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise BylineError(Code.UNSUPPORTED_MEDIA_TYPE, "Send the page's form as it is.")
+    try:
+        raw = await request.content.read(MAX_FORM_BYTES + 1)
+    except (BadHttpMessage, ValueError):
+        raise BylineError(Code.BAD_REQUEST, "The form could not be read.") from None
+    if len(raw) > MAX_FORM_BYTES:
+        raise BylineError(Code.PAYLOAD_TOO_LARGE, "This form is too large.")
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise BylineError(Code.UNSUPPORTED_MEDIA_TYPE, "Send the page's form as it is.")
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+    except (UnicodeDecodeError, ValueError):
+        raise BylineError(Code.BAD_REQUEST, "The form could not be read.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    check_text(form)
+    if session is not None and not session.csrf_matches(form.get("csrf")):
+        raise BylineError(
+            Code.FORBIDDEN,
+            "This form was not sent from a page of this gateway, or your session changed. "
+            "Reload the page and try again.",
+        )
+    return form
+
+
+def render(request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200) -> web.Response:
+    """A page from its template, with the signed-in person (if any) and their CSRF value."""
+    session = request.get(_SESSION)
+    assert session is None or isinstance(session, Session)
+    full = {"person": session.person if session else None, "csrf": session.csrf if session else "", **context}
+    html = aiohttp_jinja2.get_env(request.config_dict).get_template(template).render(full)
+    response = web.Response(text=html, content_type="text/html", status=status)
+    page_headers(response)
+    return response
+
+
+def page(handler: PageHandler) -> PageHandler:
+    """A page handler whose refusals are pages: the message, and the status it carries."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except BylineError as exc:
+            await session_of(request)
+            response = render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
+                                                      "message": exc.message}, status=exc.status)
+            if "retry_after" in exc.details:
+                response.headers["Retry-After"] = str(exc.details["retry_after"])
+        page_headers(response)
+        return response
+
+    return wrapped
+
+
+_TITLES = {
+    400: "This request cannot be read", 401: "Sign in first", 403: "Not yours to do",
+    404: "Not found", 409: "This has changed", 413: "Too large", 415: "Not a form",
+    422: "Something is not right", 429: "Too many attempts",
+}

@@ -1,0 +1,70 @@
+"""Signing in and out of the pages with a name and password."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.appkeys import PEOPLE
+from gateway.errors import BylineError, Code
+from gateway.http.pages import (
+    SESSION_COOKIE,
+    behind_tls,
+    page,
+    read_form,
+    render,
+    safe_next,
+    see_other,
+    session_of,
+)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/signin")
+@page
+async def signin_page(request: web.Request) -> web.StreamResponse:
+    """The sign-in form (a person already signed in goes on)."""
+    target = safe_next(request.query.get("next"))
+    if await session_of(request) is not None:
+        return see_other(target)
+    return render(request, "signin.html", {"next": target, "name": "", "error": None})
+
+
+@routes.post("/signin")
+@page
+async def signin(request: web.Request) -> web.StreamResponse:
+    """Check the name and password; a new session cookie on success."""
+    form = await read_form(request, session=None)
+    target = safe_next(form.get("next"))
+    name = form.get("name", "").strip()
+    password = form.get("password", "")
+    if not name or not password:
+        return render(request, "signin.html", {"next": target, "name": name,
+                                               "error": "Enter your name and your password."}, status=422)
+    try:
+        cookie, _ = await request.app[PEOPLE].sign_in(name, password, client=request.remote or "")
+    except BylineError as exc:
+        if exc.code is not Code.UNAUTHENTICATED and exc.code is not Code.TOO_MANY_REQUESTS:
+            raise
+        response = render(request, "signin.html", {"next": target, "name": name, "error": exc.message},
+                          status=exc.status)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
+    response = see_other(target)
+    response.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Lax",
+                        secure=behind_tls(request), max_age=int(request.app[PEOPLE].session_lifetime.total_seconds()))
+    return response
+
+
+@routes.post("/signout")
+@page
+async def signout(request: web.Request) -> web.StreamResponse:
+    """End this browser's session."""
+    session = await session_of(request)
+    if session is not None:
+        await read_form(request, session=session)
+        await request.app[PEOPLE].sign_out(request.cookies[SESSION_COOKIE])
+    response = see_other("/signin")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response

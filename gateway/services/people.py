@@ -1,0 +1,160 @@
+"""People who sign in to the pages: names and passwords (Argon2id), and browser sessions.
+
+A person's name is the one the policy files give them; having a password gives no role (the
+policies do). A session is a random cookie of which only the SHA-256 is stored; each carries
+its own random CSRF value, which every form of the pages sends back. Changing a password signs
+every session of that person out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.services.throttle import Throttle
+from gateway.storage import people as sql
+from gateway.storage.db import Database
+from gateway.types import duration_micros
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A person's name: as the policy files and tokens spell them."""
+_EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+"""Longer passwords are refused before hashing: Argon2 takes any length, at a cost per byte."""
+
+_HASHER = PasswordHasher()
+# Checked when the name is unknown, so an unknown name takes as long as a wrong password.
+_DECOY = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Session:
+    """A signed-in person, and the CSRF value their session's forms carry."""
+
+    person: str
+    csrf: str
+
+    def csrf_matches(self, sent: str | None) -> bool:
+        """Whether a form's CSRF value is this session's."""
+        return sent is not None and hmac.compare_digest(self.csrf.encode(), sent.encode())
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def check_name(name: str) -> str:
+    """``name`` when it is a valid person's name, else 422."""
+    if not NAME.match(name):
+        raise BylineError(Code.VALIDATION, f"not a valid name: {name[:80]!r} (letters, digits, . _ -)")
+    return name
+
+
+def check_password(password: str) -> str:
+    """``password`` when it is long enough and not absurdly long, else 422."""
+    if len(password) < MIN_PASSWORD:
+        raise BylineError(Code.VALIDATION, f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise BylineError(Code.VALIDATION, f"a password has at most {MAX_PASSWORD} characters")
+    return password
+
+
+def check_email(email: str | None) -> str | None:
+    """``email`` when it looks like one address (or None), else 422."""
+    if email is None or email == "":
+        return None
+    if not _EMAIL.match(email):
+        raise BylineError(Code.VALIDATION, f"not an email address: {email[:80]!r}")
+    return email
+
+
+@dataclass(kw_only=True)
+class People:
+    """Adds people, checks passwords, opens and ends sessions."""
+
+    db: Database
+    clock: Clock
+    throttle: Throttle
+    session_lifetime: timedelta = timedelta(days=14)
+
+    async def add(self, name: str, password: str, *, email: str | None = None) -> None:
+        """A new person who can sign in (409 when the name is taken)."""
+        check_name(name)
+        hashed = await asyncio.to_thread(_HASHER.hash, check_password(password))
+        now = now_micros(self.clock)
+        async with self.db.write() as txn:
+            if not await sql.insert_person(txn, name=name, password_hash=hashed, email=check_email(email), at=now):
+                raise BylineError(Code.CONFLICT, f"{name} can already sign in: use set-password")
+
+    async def set_password(self, name: str, password: str) -> int:
+        """A new password; every session of the person ends. How many ended (404: no such person)."""
+        hashed = await asyncio.to_thread(_HASHER.hash, check_password(password))
+        now = now_micros(self.clock)
+        async with self.db.write() as txn:
+            if not await sql.set_password(txn, name, password_hash=hashed, at=now):
+                raise BylineError(Code.NOT_FOUND, f"no person named {name!r} can sign in (byline user add)")
+            return await sql.end_sessions_of(txn, name, at=now)
+
+    async def set_email(self, name: str, email: str | None) -> None:
+        """A new email address for notifications (None: none)."""
+        async with self.db.write() as txn:
+            if not await sql.set_email(txn, name, email=check_email(email), at=now_micros(self.clock)):
+                raise BylineError(Code.NOT_FOUND, f"no person named {name!r} can sign in (byline user add)")
+
+    async def sign_in(self, name: str, password: str, *, client: str) -> tuple[str, Session]:
+        """A new session cookie for a right name and password; 401 otherwise, and 429 after too
+        many failures from this address or for this name."""
+        self.throttle.check(f"address:{client}", f"person:{name.lower()}")
+        if len(password) > MAX_PASSWORD or not NAME.match(name):
+            row = None
+        else:
+            async with self.db.read() as txn:
+                row = await sql.get_person(txn, name)
+        stored = row["password_hash"] if row is not None else _DECOY
+        try:
+            ok = await asyncio.to_thread(_HASHER.verify, stored, password[:MAX_PASSWORD]) and row is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok or row is None:
+            self.throttle.failed(f"address:{client}", f"person:{name.lower()}")
+            raise BylineError(Code.UNAUTHENTICATED, "That name and password do not match.")
+        return await self.open_session(row["name"])
+
+    async def open_session(self, person: str) -> tuple[str, Session]:
+        """A new session for ``person``: the cookie (shown once) and the session."""
+        cookie = secrets.token_urlsafe(32)
+        session = Session(person=person, csrf=secrets.token_urlsafe(32))
+        now = now_micros(self.clock)
+        async with self.db.write() as txn:
+            await sql.insert_session(txn, session_hash=_sha256(cookie), person=person, csrf=session.csrf,
+                                     at=now, expires_at=now + duration_micros(self.session_lifetime))
+        return cookie, session
+
+    async def session(self, cookie: str | None) -> Session | None:
+        """The live session a cookie stands for, if any."""
+        if not cookie or len(cookie) > 128:
+            return None
+        async with self.db.read() as txn:
+            row = await sql.live_session(txn, _sha256(cookie), now=now_micros(self.clock))
+        return Session(person=row["person"], csrf=row["csrf"]) if row is not None else None
+
+    async def sign_out(self, cookie: str) -> None:
+        """End the session a cookie stands for."""
+        async with self.db.write() as txn:
+            await sql.end_session(txn, _sha256(cookie), at=now_micros(self.clock))
+
+    async def emails(self, names: list[str]) -> dict[str, str]:
+        """The email addresses of those of ``names`` who gave one."""
+        async with self.db.read() as txn:
+            return await sql.emails(txn, sorted(set(names)))

@@ -1,0 +1,77 @@
+"""Signing in to the pages with a name and password: cookies, CSRF, throttling, redirects."""
+
+from __future__ import annotations
+
+from gateway.appkeys import PEOPLE
+from tests.pages.conftest import Pages, password_of
+
+
+async def test_a_person_signs_in_and_out(pages: Pages) -> None:
+    """The right password opens a session (an HttpOnly, SameSite cookie); signing out ends it."""
+    visitor = await pages.visitor()
+    status, _body, resp = await visitor.post("/signin", {"name": "alice", "password": password_of("alice"),
+                                                         "next": "/queue"}, csrf=False)
+    assert (status, resp.headers["Location"]) == (303, "/queue")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    status, page = await visitor.get("/")
+    assert status == 200 and "Sign out <bdi>alice</bdi>" in page
+    status, _, resp = await visitor.post("/signout", {})
+    assert (status, resp.headers["Location"]) == (303, "/signin")
+    _, page = await visitor.get("/")
+    assert "Sign out" not in page
+
+
+async def test_a_wrong_password_is_refused_alike_for_unknown_names(pages: Pages) -> None:
+    """A wrong password and an unknown name get the same 401 page, and no cookie."""
+    visitor = await pages.visitor()
+    answers = []
+    for name, password in (("alice", "not-her-password"), ("nobody", "whatever-it-is")):
+        status, body, resp = await visitor.post("/signin", {"name": name, "password": password}, csrf=False)
+        answers.append((status, "That name and password do not match." in body, "Set-Cookie" in resp.headers))
+    assert answers == [(401, True, False)] * 2
+
+
+async def test_sign_in_attempts_are_limited(pages: Pages) -> None:
+    """After ten failures from one address, even the right password waits (429, Retry-After)."""
+    visitor = await pages.visitor()
+    for _ in range(10):
+        status, _, _ = await visitor.post("/signin", {"name": "bob", "password": "wrong-password"}, csrf=False)
+        assert status == 401
+    status, body, resp = await visitor.post("/signin", {"name": "bob", "password": password_of("bob")}, csrf=False)
+    assert status == 429 and int(resp.headers["Retry-After"]) > 0 and "too many failed" in body
+
+
+async def test_next_never_leaves_the_gateway(pages: Pages) -> None:
+    """A sign-in link cannot send the person on to another site."""
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"):
+        visitor = await pages.visitor()
+        status, _, resp = await visitor.post(
+            "/signin", {"name": "carol", "password": password_of("carol"), "next": target}, csrf=False
+        )
+        assert (status, resp.headers["Location"]) == (303, "/queue")
+
+
+async def test_a_forged_csrf_value_changes_nothing(pages: Pages) -> None:
+    """Signing out with another CSRF value is refused (403) and the session stays."""
+    visitor = await pages.person("dave")
+    status, body, _ = await visitor.post("/signout", {"csrf": "forged"}, csrf=False)
+    assert status == 403 and "was not sent from a page of this gateway" in body
+    _, page = await visitor.get("/")
+    assert "Sign out <bdi>dave</bdi>" in page
+
+
+async def test_a_new_password_signs_every_session_out(pages: Pages) -> None:
+    """Changing a password ends the person's sessions at once."""
+    visitor = await pages.person("erin")
+    assert await pages.gateway.app[PEOPLE].set_password("erin", "a-brand-new-password") == 1
+    _, page = await visitor.get("/")
+    assert "Sign out" not in page
+
+
+async def test_every_page_has_a_strict_content_security_policy(pages: Pages) -> None:
+    """No inline script can run on a page: scripts and styles come from the gateway's files only."""
+    visitor = await pages.visitor()
+    async with visitor.session.get(pages.base + "/signin") as resp:
+        csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
