@@ -11,6 +11,7 @@ from gateway.services.housekeeping import Housekeeper, Swept
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
+from gateway.storage import people as people_sql
 from gateway.storage import tokens as token_sql
 from gateway.storage import xrpc as xrpc_sql
 from gateway.storage.db import Database, open_database
@@ -20,14 +21,14 @@ HOUR = 3_600_000_000  # microseconds
 
 async def _count(db: Database, table: str) -> list[str]:
     key = {"oauth_signins": "ticket_hash", "oauth_codes": "code_hash", "client_idempotency": "key_hash",
-           "media": "id", "tokens": "token_hash"}[table]
+           "media": "id", "tokens": "token_hash", "web_sessions": "session_hash"}[table]
     async with db.read() as txn:
         return sorted(str(r[key]) for r in await txn.fetchall(f"SELECT {key} FROM {table}"))
 
 
 async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_path: Path) -> None:
-    """Expired tickets and codes, keys past their hour, uploads no post took within a day and
-    XRPC sessions dead for a day go; everything still usable, or kept for history, stays."""
+    """Expired tickets and codes, keys past their hour, uploads no post took within a day, and
+    XRPC and page sessions dead for a day go; everything still usable, or kept for history, stays."""
     clock = ManualClock()
     db = await open_database(db_url)
     now = now_micros(clock)
@@ -57,9 +58,16 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
         await xrpc_sql.insert_session(txn, key="xrpc:revoked", user="alice", account="brand", parent_hash="p",
                                       at=now - 50 * HOUR, expires_at=now + HOUR)
         assert await xrpc_sql.revoke_session(txn, "xrpc:revoked", at=now - 30 * HOUR)
+        for name, expires in (("page-dead", now - 25 * HOUR), ("page-expired", now - HOUR), ("page-live", now + HOUR),
+                              ("page-out", now + 90 * HOUR)):
+            await people_sql.insert_session(txn, session_hash=name, person="alice", csrf="c", at=now - 50 * HOUR,
+                                            expires_at=expires)
+        await people_sql.end_session(txn, "page-out", at=now - 30 * HOUR)  # signed out more than a day ago
 
     housekeeper = Housekeeper(db=db, clock=clock, interval=60)
-    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2)
+    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2,
+                                              page_sessions=2)
+    assert await _count(db, "web_sessions") == ["page-expired", "page-live"]
     assert await _count(db, "oauth_signins") == ["signin-live"]
     assert await _count(db, "oauth_codes") == ["code-live"]
     assert await _count(db, "client_idempotency") == ["key-fresh"]
@@ -68,7 +76,9 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
     assert await housekeeper.sweep() == Swept()  # nothing left to drop
 
     clock.advance(timedelta(days=1, hours=2))  # now the live session has been dead a day too
-    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2)
+    assert await housekeeper.sweep() == Swept(signins=1, codes=1, idempotency_keys=1, media=1, xrpc_sessions=2,
+                                              page_sessions=2)
+    assert await _count(db, "web_sessions") == []
     assert await _count(db, "media") == ["m-used"]
     assert await _count(db, "tokens") == ["cli-expired"]
     await db.close()

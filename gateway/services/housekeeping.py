@@ -1,7 +1,7 @@
 """Housekeeping: every few minutes, drop what has outlived its use.
 
 Sign-in tickets and authorization codes past their expiry, Idempotency-Keys past their hour
-(Mastodon keeps them for one), XRPC sessions dead for a day, and uploads that no post took
+(Mastodon keeps them for one), XRPC sessions and people's page sessions dead for a day, and uploads that no post took
 within a day (as Mastodon drops unattached media). Without it these tables only grow, and
 uploads are the largest rows the gateway keeps. Every sweep is a plain DELETE of rows nobody can
 use any more, so several replicas may sweep at once.
@@ -36,6 +36,7 @@ class Swept:
     idempotency_keys: int = 0
     media: int = 0
     xrpc_sessions: int = 0
+    page_sessions: int = 0
 
     @property
     def total(self) -> int:
@@ -71,6 +72,7 @@ class Housekeeper:
                 idempotency_keys=await sql.stale_idempotency_keys(txn, before=now - duration_micros(IDEMPOTENCY_TTL)),
                 media=await sql.unattached_media(txn, before=now - duration_micros(UNATTACHED_MEDIA_TTL)),
                 xrpc_sessions=await sql.dead_xrpc_sessions(txn, before=now - duration_micros(DEAD_SESSION_GRACE)),
+                page_sessions=await sql.dead_page_sessions(txn, before=now - duration_micros(DEAD_SESSION_GRACE)),
             )
         if swept.total:
             logger.info("housekeeping_swept", **asdict(swept))

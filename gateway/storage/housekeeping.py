@@ -39,3 +39,8 @@ async def dead_xrpc_sessions(txn: Txn, *, before: int) -> int:
         "AND ((expires_at IS NOT NULL AND expires_at < ?) OR (revoked_at IS NOT NULL AND revoked_at < ?))",
         len(SESSION_KEY_PREFIX), SESSION_KEY_PREFIX, before, before,
     )
+
+
+async def dead_page_sessions(txn: Txn, *, before: int) -> int:
+    """Drop people's page sessions that expired or were signed out before ``before``."""
+    return await txn.execute("DELETE FROM web_sessions WHERE expires_at < ? OR revoked_at < ?", before, before)

@@ -83,9 +83,3 @@ async def end_sessions_of(txn: Txn, person: str, *, at: int) -> int:
         "UPDATE web_sessions SET revoked_at = ? WHERE person = ? AND revoked_at IS NULL", at, person
     )
 
-
-async def drop_old_sessions(txn: Txn, *, before: int) -> int:
-    """Forget sessions that expired or ended before ``before``."""
-    return await txn.execute(
-        "DELETE FROM web_sessions WHERE expires_at < ? OR revoked_at < ?", before, before
-    )

@@ -3,7 +3,8 @@
 For the whole test session (``tests/conftest.py`` starts it), it records:
 
 * the secrets the gateway makes or reads, where it makes or reads them: API tokens and app
-  passwords (``Identity.issue``), OAuth client secrets, sign-in tickets and authorization codes,
+  passwords (``Identity.issue``), people's passwords (``check_password``) and page session
+  cookies (``People.open_session``), OAuth client secrets, sign-in tickets and authorization codes,
   XRPC session JWTs, platform credentials (``resolve_credential``: ``env:`` and ``file:``),
   a Bluesky PDS's session JWTs held by the adapter, the log signing key and the gateway's own
   keys;
@@ -52,7 +53,8 @@ MAX_BODY = 1 << 20
 DELIVERIES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/oauth/token"): frozenset({"token"}),
     ("POST", "/api/v1/apps"): frozenset({"client secret"}),
-    ("POST", "/oauth/authorize"): frozenset({"code", "sign-in ticket"}),
+    ("POST", "/oauth/authorize"): frozenset({"code", "sign-in ticket", "page session"}),
+    ("POST", "/signin"): frozenset({"page session"}),
     ("POST", "/xrpc/com.atproto.server.createSession"): frozenset({"xrpc session jwt"}),
     ("POST", "/xrpc/com.atproto.server.refreshSession"): frozenset({"xrpc session jwt"}),
 }
@@ -232,6 +234,8 @@ class Recorder:
         self._method("gateway.services.oauth.OAuthService.authorize", lambda code: kind_of(code, "code"))
         self._method("gateway.services.oauth.OAuthService.sign_in", lambda pair: kind_of(pair[1], "sign-in ticket"))
         self._method("gateway.services.xrpc_sessions.XrpcSessions._answer", jwts)
+        self._method("gateway.services.people.People.open_session", lambda pair: kind_of(pair[0], "page session"))
+        self._function("gateway.services.people.check_password", lambda v: kind_of(v, "password"))
         self._function("gateway.services.platforms.resolve_credential", lambda v: kind_of(v, "platform credential"))
         self._function("gateway.services.checkpoints.load_signer", signer, also=("gateway.app",))
         self._function("gateway.services.keys.gateway_key", lambda raw: kind_of(raw, "gateway key"),
