@@ -170,7 +170,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
     app[OAUTH] = oauth = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
-        form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins,
+        form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins, people=app[PEOPLE],
     )
     app[MASTODON] = MastodonService(
         db=db, posts=posts, published=published, identity=identity, oauth=oauth, policies=registry, platforms=platforms,

@@ -5,9 +5,13 @@ answers its ``client_id`` and ``client_secret``; ``/oauth/authorize`` signs a pe
 hands the app a code; ``POST /oauth/token`` exchanges the code, once, for an access token;
 ``POST /oauth/revoke`` ends it. The differences:
 
-* A person signs in with their gateway token, not a password, and picks which managed account
-  the app acts as. The access token is an ordinary gateway token bound to (person, account):
-  ``Identity`` checks it like any other, and the rest of the gateway cannot tell them apart.
+* A person signs in as on the pages: already signed in (a live page session), or with their
+  name and password (which opens a page session), or with a gateway token (for people who have
+  no password); then they pick which managed account the app acts as. The access token is an
+  ordinary gateway token bound to (person, account): ``Identity`` checks it like any other, and
+  the rest of the gateway cannot tell them apart. Signed in with a token, the app's token ends
+  with that token; signed in with a password or a session, it lives, as Mastodon's do, until it
+  is revoked (``byline token revoke``, ``/oauth/revoke``): a password is not a token that ends.
 * PKCE: ``S256`` only, as Mastodon has it (``plain`` sends the secret it should prove).
   A client that does not authenticate with its secret at the token endpoint (a public client)
   must have used PKCE; a verifier for a code issued without a challenge is refused
@@ -39,6 +43,7 @@ from gateway.errors import BylineError, Code
 from gateway.policy.engine import Role, roles
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.identity import Identity, hash_token
+from gateway.services.people import People, Session
 from gateway.services.posts import Caller
 from gateway.services.scopes import SCOPES
 from gateway.services.throttle import Throttle
@@ -170,25 +175,40 @@ class AuthRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class SignInForm:
-    """What the sign-in page sent: the token (step one) or the ticket (step two), and the choice."""
+    """What the sign-in page sent: a name and password or a token (step one), the ticket of a
+    token's step two, or the page session the form was bound to; and the choice."""
 
     csrf: str
     token: str | None = field(default=None, repr=False)
     ticket: str | None = field(default=None, repr=False)
+    name: str | None = None
+    password: str | None = field(default=None, repr=False)
+    session: Session | None = None
+    """The browser's page session, when the form was bound to it (step two of a signed-in person)."""
+    previous: str | None = field(default=None, repr=False)
+    """The browser's page session cookie, ended when the person signs in as someone (else)."""
     decision: str | None = None
     account: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class SignInStep:
-    """What the sign-in page shows next: ask for the token, ask for the account, or finish."""
+    """What the sign-in page shows next: ask who it is, ask for the account, or finish.
+
+    ``failure`` says why a step is asked again and ``failed`` which way in failed (the page
+    marks that field); ``session`` is the page session step two is bound to, and ``cookie`` a
+    new one's cookie for the browser (after a password)."""
 
     kind: Literal["token", "account", "code", "denied"]
     error: str | None = None
+    failure: Code | None = None
+    failed: Literal["password", "token"] | None = None
     user: str | None = None
     accounts: tuple[str, ...] = ()
     ticket: str | None = field(default=None, repr=False)
     code: str | None = field(default=None, repr=False)
+    session: Session | None = None
+    cookie: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,8 +239,9 @@ class OAuthService:
 
     def __init__(
         self, *, db: Database, appender: Appender, identity: Identity, policies: PolicyRegistry,
-        clock: Clock, form_key: bytes, throttle: Throttle,
+        clock: Clock, form_key: bytes, throttle: Throttle, people: People,
     ) -> None:
+        self._people = people
         self._form_key = form_key
         self._throttle = throttle
         self._db = db
@@ -315,13 +336,24 @@ class OAuthService:
         digest = hmac.new(self._form_key, bound.encode("utf-8"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
+    def signed_in(self, session: Session) -> SignInStep:
+        """Step two for a person already signed in to the pages: which account, if any."""
+        return SignInStep(kind="account", user=session.person, session=session,
+                          accounts=tuple(self.choices(Caller(user=session.person))))
+
     async def step(self, request: AuthRequest, form: SignInForm, *, client: str) -> SignInStep:
         """One submit of the sign-in page (its CSRF value already checked by the page); a wrong
-        token counts against the client's address, and too many of them are refused (429)."""
+        password or token counts against the client's address (a password also against the
+        name), and too many of them are refused (429)."""
         if form.decision == "deny":
             if form.ticket:
                 await self.end(form.ticket)
             return SignInStep(kind="denied")
+        if form.password is not None:
+            return await self._password(form, client=client)
+        if form.session is not None and form.ticket is None and form.token is None:
+            return await self._decide(request, form, Caller(user=form.session.person), ticket=None,
+                                      session=form.session)
         try:
             if form.ticket:
                 ticket = form.ticket
@@ -336,18 +368,42 @@ class OAuthService:
         except BylineError as exc:
             if exc.code is Code.TOO_MANY_REQUESTS:
                 raise
-            return SignInStep(kind="token", error=exc.message if form.ticket else
+            return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="token",
+                              error=exc.message if form.ticket else
                               "That token was not accepted. Check it and try again.")
+        return await self._decide(request, form, caller, ticket=ticket, session=None)
+
+    async def _password(self, form: SignInForm, *, client: str) -> SignInStep:
+        """Step one with a name and password: a new page session (the browser's old one ends),
+        then step two bound to it."""
+        name = (form.name or "").strip()
+        if not name or not form.password:
+            return SignInStep(kind="token", failure=Code.VALIDATION, failed="password",
+                              error="Enter your name and your password.")
+        try:
+            cookie, session = await self._people.sign_in(name, form.password, client=client)
+        except BylineError as exc:
+            if exc.code is not Code.UNAUTHENTICATED:
+                raise
+            return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="password", error=exc.message)
+        if form.previous:
+            await self._people.sign_out(form.previous)
+        return SignInStep(kind="account", user=session.person, session=session, cookie=cookie,
+                          accounts=tuple(self.choices(Caller(user=session.person))))
+
+    async def _decide(self, request: AuthRequest, form: SignInForm, caller: Caller, *, ticket: str | None,
+                      session: Session | None) -> SignInStep:
+        """Step two: show the accounts, or, on Authorize, the code."""
         accounts = tuple(self.choices(caller))
         if form.decision != "allow":
-            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket)
+            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket, session=session)
         try:
             code = await self.authorize(request, caller, account=form.account or "", ticket=ticket)
         except BylineError as exc:
             if exc.code is Code.UNAUTHENTICATED:
-                return SignInStep(kind="token", error=exc.message)
-            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket,
-                              error=exc.message)
+                return SignInStep(kind="token", failure=exc.code, failed="token", error=exc.message)
+            return SignInStep(kind="account", user=caller.user, accounts=accounts, ticket=ticket, session=session,
+                              failure=exc.code, error=exc.message)
         return SignInStep(kind="code", code=code)
 
     async def sign_in(self, token: str | None, *, csrf: str) -> tuple[Caller, str]:
@@ -394,22 +450,27 @@ class OAuthService:
                 out.append(name)
         return out
 
-    async def authorize(self, request: AuthRequest, caller: Caller, *, account: str, ticket: str) -> str:
-        """A single-use code letting the app act as ``account`` for this person; ends the sign-in."""
+    async def authorize(self, request: AuthRequest, caller: Caller, *, account: str, ticket: str | None) -> str:
+        """A single-use code letting the app act as ``account`` for this person; ends a token's
+        sign-in (``ticket``). Without a ticket (a person signed in with a password), the app's
+        token has no parent: it lives until it is revoked."""
         if account not in self.choices(caller):
             raise BylineError(Code.FORBIDDEN, f"{caller.user} cannot let an app act as {account!r}")
         code = secrets.token_urlsafe(32)
         now = now_micros(self._clock)
         async with self._db.write() as txn:
-            signin = await sql.get_signin(txn, _sha256(ticket))
-            if signin is None or not await sql.end_signin(txn, _sha256(ticket), at=now):
-                raise BylineError(Code.UNAUTHENTICATED, "This sign-in has ended: enter your token again.")
-            # The app's token will live no longer than the person's, and end when it is revoked.
+            parent_hash = None
+            if ticket is not None:
+                signin = await sql.get_signin(txn, _sha256(ticket))
+                if signin is None or not await sql.end_signin(txn, _sha256(ticket), at=now):
+                    raise BylineError(Code.UNAUTHENTICATED, "This sign-in has ended: enter your token again.")
+                # The app's token will live no longer than the person's, and end when it is revoked.
+                parent_hash = signin["token_hash"]
             await sql.insert_code(
                 txn, code_hash=_sha256(code), client_id=request.client_id, user=caller.user,
                 account=account, redirect_uri=request.redirect_uri, scopes=" ".join(request.scopes),
                 challenge=request.challenge, challenge_method=request.challenge_method, at=now,
-                expires_at=now + duration_micros(CODE_TTL), parent_hash=signin["token_hash"],
+                expires_at=now + duration_micros(CODE_TTL), parent_hash=parent_hash,
             )
         return code
 
@@ -465,9 +526,10 @@ class OAuthService:
                 pkce_challenge(verifier), row["challenge"]
             ):
                 return "invalid_grant"
-            parent = await tokens_sql.find_token(ltx.txn, row["parent_hash"]) if row["parent_hash"] else None
-            if parent is None or (parent["expires_at"] is not None and parent["expires_at"] <= ltx.now):
-                return "invalid_grant"  # the person's token ended since they signed in
+            if row["parent_hash"]:  # signed in with a token: it must still be live
+                parent = await tokens_sql.find_token(ltx.txn, row["parent_hash"])
+                if parent is None or (parent["expires_at"] is not None and parent["expires_at"] <= ltx.now):
+                    return "invalid_grant"  # the person's token ended since they signed in
             token = await identity.issue(
                 ltx.txn, user=row["user_name"], account=row["account"],
                 label=f"oauth: {app['name']}", at=ltx.now, parent_hash=row["parent_hash"],

@@ -52,9 +52,10 @@ async def end_signin(txn: Txn, ticket_hash: str, *, at: int) -> bool:
 async def insert_code(
     txn: Txn, *, code_hash: str, client_id: str, user: str, account: str, redirect_uri: str,
     scopes: str, challenge: str | None, challenge_method: str | None, at: int, expires_at: int,
-    parent_hash: str,
+    parent_hash: str | None,
 ) -> None:
-    """Store a new, unused authorization code, with the hash of the person's token it came from."""
+    """Store a new, unused authorization code, with the hash of the person's token it came from
+    (None when the person signed in with a password)."""
     await txn.execute(
         "INSERT INTO oauth_codes (code_hash, client_id, user_name, account, redirect_uri, scopes, "
         "challenge, challenge_method, created_at, expires_at, parent_hash) "

@@ -90,8 +90,8 @@ async def test_person_signs_an_app_in_with_the_browser(
     await page.goto(url)
     await expect(page.get_by_role("heading", level=1)).to_have_text(
         "Sign in to let Poster post through Byline")
+    await expect(page.get_by_label("Your name")).to_be_focused()  # the password is the first way in
     token_field = page.get_by_label("Your Byline token")
-    await expect(token_field).to_be_focused()
     await token_field.fill("byl_not-a-real-token")
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("alert")).to_have_text("That token was not accepted. Check it and try again.")

@@ -1,54 +1,118 @@
-"""The OAuth sign-in page, for people, mounted at ``/oauth/authorize``: step one asks for the
-person's gateway token, step two for the account the app may act as; then the code goes to the
-app. Every answer is an HTML page (``gateway.http.signin``) or a redirect the person chose; a
-request whose text cannot be read at all is refused by the gateway's own middleware."""
+"""The OAuth sign-in page, for people, mounted at ``/oauth/authorize``.
+
+A person already signed in to the pages (a live page session) goes straight to step two, the
+account the app may act as, with Authorize and Deny; anyone else signs in first, with their
+name and password (which opens a page session, as ``/signin`` does) or with their gateway
+token; then the code goes to the app. Every answer is a page (templates ``oauth_*.html``) or a
+redirect the person chose; a request whose text cannot be read at all is refused by the
+gateway's own middleware.
+
+Each form's CSRF value is bound (HMAC) to the request the page was shown for: on step one and a
+token's step two, with a random nonce in a cookie of this page; on a signed-in person's step
+two, with their page session's own CSRF value.
+"""
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import urlencode
 
+import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.appkeys import OAUTH, SETTINGS
-from gateway.errors import BylineError
-from gateway.http import signin
-from gateway.services.oauth import AuthRequest, SignInForm
+from gateway.appkeys import OAUTH, PEOPLE
+from gateway.errors import STATUS, BylineError, Code
+from gateway.http.pages import SESSION_COOKIE, behind_tls, session_of
+from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 
 routes = web.RouteTableDef()
 """The sign-in page, at its mount itself."""
 
-CSRF_COOKIE = "byline_signin"
+CSRF_COOKIE: Final = "byline_signin"
+CSP: Final = "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
+"""Nothing loads but the gateway's own stylesheet, no script at all, no framing.
+
+(No ``form-action``: browsers apply it to the redirect after submit, which goes to the app.)"""
+
+_SCOPE_WORDS = {
+    "read": "read the account's timelines, notifications and posts",
+    "write": "write posts for the account (each goes through the account's policy)",
+    "follow": "see and change whom the account follows, mutes and blocks (reading only here)",
+    "push": "receive push notifications",
+    "profile": "see the account's profile",
+}
 
 
-def _page(html: str, *, status: int = 200) -> web.Response:
+def _scope_words(request: AuthRequest) -> list[str]:
+    """What the app asks for, in words, once each."""
+    words: list[str] = []
+    for scope in request.scopes:
+        family = scope.partition(":")[0]
+        text = _SCOPE_WORDS.get(scope) or f"{_SCOPE_WORDS.get(family, scope)} ({scope})"
+        if text not in words:
+            words.append(text)
+    return words
+
+
+def _fields(request: AuthRequest) -> dict[str, str]:
+    """The request's parameters, which every form carries back to be checked again."""
+    return {
+        "response_type": "code", "client_id": request.client_id, "redirect_uri": request.redirect_uri,
+        "scope": " ".join(request.scopes), "state": request.state or "",
+        "code_challenge": request.challenge or "", "code_challenge_method": request.challenge_method or "",
+    }
+
+
+def _page(request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200) -> web.Response:
+    html = request.config_dict[aiohttp_jinja2.APP_KEY].get_template(template).render(context)
     response = web.Response(text=html, content_type="text/html", status=status)
     response.headers.update({
-        "Content-Security-Policy": signin.CSP, "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
     })
     return response
 
 
-def _behind_tls(request: web.Request) -> bool:
-    """Whether people reach this page over TLS: directly, or through a proxy at an https URL."""
-    public = request.config_dict[SETTINGS].public_url or ""
-    return request.secure or public.startswith("https://")
+def _error_page(request: web.Request, title: str, message: str, *, status: int, back: str | None = None,
+                app_name: str | None = None) -> web.Response:
+    return _page(request, "oauth_error.html", {"title": title, "message": message, "denied": None,
+                                               "back": back, "app_name": app_name}, status=status)
 
 
-def _form_page(request: web.Request, auth_request: AuthRequest, *, error: str | None = None,
-               status: int = 200) -> web.Response:
+def _sign_in_page(request: web.Request, auth_request: AuthRequest, *, csrf: str, error: str | None = None,
+                  failed: str | None = None, name: str = "", status: int = 200) -> web.Response:
+    """Step one: the name and password, or the token."""
+    return _page(request, "oauth_signin.html", {
+        "title": "Sign in", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "fields": _fields(auth_request), "csrf": csrf, "error": error, "failed": failed, "name": name,
+    }, status=status)
+
+
+def _fresh_sign_in_page(request: web.Request, auth_request: AuthRequest) -> web.Response:
     """Step one with a new form: a random nonce in the cookie, bound to this request in the form."""
     nonce = secrets.token_urlsafe(32)
-    csrf = request.config_dict[OAUTH].form_value(auth_request, nonce)
-    response = _page(signin.token_step(auth_request, csrf=csrf, error=error), status=status)
+    response = _sign_in_page(request, auth_request, csrf=request.config_dict[OAUTH].form_value(auth_request, nonce))
     response.set_cookie(CSRF_COOKIE, nonce, path="/oauth/authorize", httponly=True, samesite="Strict",
-                        secure=_behind_tls(request), max_age=3600)
+                        secure=behind_tls(request), max_age=3600)
     return response
+
+
+def _account_page(request: web.Request, auth_request: AuthRequest, step: SignInStep, *, csrf: str,
+                  status: int = 200) -> web.Response:
+    """Step two: who is signed in, and the accounts the app may act as."""
+    oauth = request.config_dict[OAUTH]
+    if step.session is not None:  # the form is bound to the page session, not to a nonce
+        csrf = oauth.form_value(auth_request, step.session.csrf)
+    switch = "/oauth/authorize?" + urlencode({**_fields(auth_request), "force_login": "true"})
+    return _page(request, "oauth_authorize.html", {
+        "title": "Authorize", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "fields": _fields(auth_request), "csrf": csrf, "ticket": step.ticket, "user": step.user,
+        "accounts": list(step.accounts), "error": step.error, "switch": switch,
+    }, status=status)
 
 
 def _with_query(uri: str, params: dict[str, str | None]) -> str:
@@ -61,7 +125,7 @@ def _redirect(uri: str, params: dict[str, str | None]) -> web.Response:
                                              "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
-def _refusal(exc: BylineError, query: Any) -> web.Response:
+def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -> web.Response:
     """An authorization request that cannot go on. The page says why; where the app's redirect
     URI is known to be its own, it offers a link back with the error, which the person follows
     or not: the gateway never sends anyone on to an app's address unasked (RFC 9700 §4.11.2),
@@ -72,68 +136,101 @@ def _refusal(exc: BylineError, query: Any) -> web.Response:
     if exc.details.get("redirect") and redirect_uri and redirect_uri != "urn:ietf:wg:oauth:2.0:oob":
         back = _with_query(redirect_uri, {"error": error, "error_description": exc.message,
                                           "state": query.get("state") or None})
-    page = signin.error_page("This sign-in cannot go on", f"{exc.message} ({error})",
-                             back=back, app_name=exc.details.get("app"))
-    return _page(page, status=400)
+    app_name = exc.details.get("app")
+    return _error_page(request, "This sign-in cannot go on", f"{exc.message} ({error})", status=400, back=back,
+                       app_name=str(app_name) if app_name else None)
+
+
+def _forces_login(query: Mapping[str, str]) -> bool:
+    """The app (Mastodon's ``force_login``, OpenID's ``prompt=login``) or the person (“Sign in as
+    someone else”) asks for step one even though a page session is live."""
+    return query.get("force_login", "").lower() in ("1", "true", "yes") or query.get("prompt") == "login"
 
 
 @routes.get("")
 async def authorize_page(request: web.Request) -> web.Response:
-    """The sign-in page: step one, the person's gateway token."""
+    """Step two for a person signed in to the pages; step one for anyone else."""
+    oauth = request.config_dict[OAUTH]
     try:
-        auth_request = await request.config_dict[OAUTH].check_request(dict(request.query))
+        auth_request = await oauth.check_request(dict(request.query))
     except BylineError as exc:
-        return _refusal(exc, request.query)
-    return _form_page(request, auth_request)
+        return _refusal(request, exc, request.query)
+    session = await session_of(request)
+    if session is None or _forces_login(request.query):
+        return _fresh_sign_in_page(request, auth_request)
+    return _account_page(request, auth_request, oauth.signed_in(session), csrf="")
+
+
+def _bound(value: str, sent: str) -> bool:
+    return hmac.compare_digest(value.encode(), sent.encode())
 
 
 @routes.post("")
 async def authorize(request: web.Request) -> web.Response:
-    """The sign-in form: check the token, let the person pick the account, hand out the code."""
+    """The sign-in forms: check who it is, let the person pick the account, hand out the code."""
     try:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
     except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage, web.HTTPRequestEntityTooLarge):
-        return _page(signin.error_page("This sign-in cannot go on", "The form could not be read."), status=400)
+        return _error_page(request, "This sign-in cannot go on", "The form could not be read.", status=400)
     oauth = request.config_dict[OAUTH]
     try:
         auth_request = await oauth.check_request(form)
     except BylineError as exc:
-        return _refusal(exc, form)
-    nonce = request.cookies.get(CSRF_COOKIE, "")
+        return _refusal(request, exc, form)
     csrf = form.get("csrf", "")
-    if not nonce or not hmac.compare_digest(oauth.form_value(auth_request, nonce).encode(), csrf.encode()):
-        return _page(signin.error_page(
-            "This form has expired",
+    nonce = request.cookies.get(CSRF_COOKIE, "")
+    by_nonce = bool(nonce) and _bound(oauth.form_value(auth_request, nonce), csrf)
+    session = await session_of(request)
+    by_session = session is not None and _bound(oauth.form_value(auth_request, session.csrf), csrf)
+    with_password = "name" in form or "password" in form
+    signing_in = with_password or bool(form.get("token")) or bool(form.get("ticket"))
+    # A form bound to the page session is step two of that person; a name, password, token or
+    # ticket only ever comes from a form bound to this page's nonce.
+    if not (by_nonce or (by_session and not signing_in)):
+        return _error_page(
+            request, "This form has expired",
             "The form was not sent from this sign-in page, or it is too old. Go back to the app and sign in again.",
-        ), status=403)
+            status=403)
+    failed = "password" if with_password else "token"
     try:
         step = await oauth.step(auth_request, SignInForm(
             csrf=csrf, token=form.get("token", "").strip() or None, ticket=form.get("ticket") or None,
+            name=form.get("name") if with_password else None,
+            password=form.get("password", "") if with_password else None,
+            session=session if by_session else None, previous=request.cookies.get(SESSION_COOKIE),
             decision=form.get("decision"), account=form.get("account"),
         ), client=request.remote or "")
-    except BylineError as exc:  # too many wrong tokens from this address
-        response = _page(signin.token_step(auth_request, csrf=csrf, error=exc.message), status=exc.status)
+    except BylineError as exc:  # too many wrong passwords or tokens from this address
+        if exc.code is not Code.TOO_MANY_REQUESTS:
+            raise
+        response = _sign_in_page(request, auth_request, csrf=csrf, error=exc.message, failed=failed,
+                                 name=form.get("name", "").strip(), status=exc.status)
         response.headers["Retry-After"] = str(exc.details.get("retry_after", 60))
         return response
+    status = STATUS[step.failure] if step.failure is not None else 200
     if step.kind == "denied":
-        return _deny(auth_request)
+        return _deny(request, auth_request)
     if step.kind == "token":
-        return _page(signin.token_step(auth_request, csrf=csrf, error=step.error),
-                     status=401 if step.error else 200)
+        return _sign_in_page(request, auth_request, csrf=csrf, error=step.error, failed=step.failed,
+                             name=form.get("name", "").strip(), status=status)
     if step.kind == "account":
-        assert step.ticket is not None and step.user is not None
-        return _page(signin.account_step(auth_request, csrf=csrf, ticket=step.ticket, user=step.user,
-                                         accounts=list(step.accounts), error=step.error),
-                     status=403 if step.error else 200)
+        response = _account_page(request, auth_request, step, csrf=csrf, status=status)
+        if step.cookie is not None:  # signed in with a password: the pages' session, as /signin opens it
+            response.set_cookie(SESSION_COOKIE, step.cookie, path="/", httponly=True, samesite="Lax",
+                                secure=behind_tls(request),
+                                max_age=int(request.config_dict[PEOPLE].session_lifetime.total_seconds()))
+        return response
     assert step.code is not None
     if auth_request.shows_code:
-        return _page(signin.code_page(auth_request, step.code))
+        return _page(request, "oauth_code.html", {"title": "Authorization code", "app_name": auth_request.app_name,
+                                                  "code": step.code})
     return _redirect(auth_request.redirect_uri, {"code": step.code, "state": auth_request.state})
 
 
-def _deny(auth_request: AuthRequest) -> web.Response:
+def _deny(request: web.Request, auth_request: AuthRequest) -> web.Response:
     if auth_request.shows_code:
-        return _page(signin.error_page("Not authorized", f"\u2068{auth_request.app_name}\u2069 was not authorized."))
+        return _page(request, "oauth_error.html", {"title": "Not authorized", "message": None,
+                                                   "denied": auth_request.app_name, "back": None, "app_name": None})
     return _redirect(auth_request.redirect_uri, {
         "error": "access_denied", "state": auth_request.state,
         "error_description": "The resource owner or authorization server denied the request.",
