@@ -41,6 +41,7 @@ from gateway.http import log as log_http
 from gateway.http import mastodon, native, openapi, pages, sandbox, xrpc
 from gateway.http.common import error_middleware
 from gateway.http.pages import home as home_page
+from gateway.http.pages import queue as queue_pages
 from gateway.http.pages import signin as signin_page
 from gateway.loops import loop_name
 from gateway.policy.loader import PolicyRegistry
@@ -228,6 +229,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     pages.setup(app)
     app.add_routes(home_page.routes)
     app.add_routes(signin_page.routes)
+    queue_pages.setup(app)  # the queue, post and account pages, and their live updates
     app.add_subapp("/api", mastodon.client_api())
     app.add_subapp("/media", mastodon.media_files())
     app.add_subapp("/oauth/authorize", mastodon.sign_in())

@@ -14,6 +14,7 @@ from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
 from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
+from gateway.services.live import ChangeWatcher
 from gateway.services.mastodon import MastodonService
 from gateway.services.oauth import OAuthService
 from gateway.services.people import People
@@ -22,6 +23,7 @@ from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
 from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
+from gateway.services.queue import QueueService
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions
@@ -51,3 +53,5 @@ MASTODON = web.AppKey("mastodon", MastodonService)
 XRPC_SESSIONS = web.AppKey("xrpc_sessions", XrpcSessions)
 XRPC_REPO = web.AppKey("xrpc_repo", XrpcRepo)
 PEOPLE = web.AppKey("people", People)
+QUEUE = web.AppKey("queue", QueueService)
+LIVE = web.AppKey("live", ChangeWatcher)

@@ -1,0 +1,155 @@
+"""My queue: what waits for the signed-in person, and its live updates (server-sent events).
+
+``setup`` adds the signed-in people's pages (this queue, ``posts`` and ``accounts``) to the
+gateway: their routes, the template filters they share, and the lifetimes of the queue service
+and of the change watcher behind the live updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Final
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.appkeys import CLOCK, DB, LIVE, PEOPLE, PLATFORMS, POSTS, QUEUE, REGISTRY, SETTINGS
+from gateway.http.common import gone
+from gateway.http.pages import (
+    SESSION_COOKIE,
+    accounts,
+    caller_of,
+    page,
+    page_headers,
+    posts,
+    render,
+    session_of,
+    signed_in,
+)
+from gateway.http.pages.posts import notice_of
+from gateway.services.live import ChangeWatcher
+from gateway.services.queue import QueueService
+from gateway.types import from_micros
+
+routes = web.RouteTableDef()
+
+KEEPALIVE_SECONDS: Final = 15.0
+"""How often an idle stream says it is alive (and learns whether its reader went away)."""
+
+@routes.get("/queue")
+@page
+async def queue_page(request: web.Request) -> web.StreamResponse:
+    """Posts to approve, suggestions to take up, the person's own posts in their cooling-off
+    window and those waiting on others."""
+    session = await signed_in(request)
+    queue = await request.app[QUEUE].queue(caller_of(session))
+    return render(request, "queue.html", {"title": "My queue", "queue": queue, "notice": notice_of(request)})
+
+
+@routes.get("/queue/events")
+@page
+async def queue_events(request: web.Request) -> web.StreamResponse:
+    """A ``text/event-stream`` that says ``queue`` whenever the person's queue changed (on any
+    replica); ends when the session does, the reader goes or the gateway stops."""
+    session = await session_of(request)
+    if session is None:
+        # An EventSource that is refused stops; a page without a session has nothing to hear.
+        return web.Response(status=401, text="Sign in first.", content_type="text/plain")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    caller = caller_of(session)
+    service = request.app[QUEUE]
+    async with request.app[LIVE].listen(session.person) as listener:
+        last = await service.fingerprint(caller)
+        response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
+        response.content_type = "text/event-stream"
+        page_headers(response)
+        await response.prepare(request)
+        try:
+            await response.write(b"retry: 5000\n: listening\n\n")
+            while not listener.closing:
+                changed = await listener.wait(KEEPALIVE_SECONDS)
+                if listener.closing or gone(request):
+                    break
+                if not changed:
+                    await response.write(b": still here\n\n")
+                    continue
+                if await request.app[PEOPLE].session(cookie) is None:
+                    await response.write(b"event: signedout\ndata: \n\n")
+                    break
+                now = await service.fingerprint(caller)
+                if now != last:
+                    last = now
+                    await response.write(b"event: queue\ndata: changed\n\n")
+        except (ConnectionError, asyncio.CancelledError):
+            if not gone(request):
+                raise
+    return response
+
+
+def _when(value: int | None) -> str:
+    """Stored microseconds as people read a time: ``4 Dec 2026, 22:40 UTC``."""
+    if value is None:
+        return ""
+    moment = from_micros(value)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def _iso(value: int | None) -> str:
+    """Stored microseconds for a ``<time datetime>``."""
+    return "" if value is None else from_micros(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp(value: str) -> str:
+    """A log entry's RFC 3339 time as people read it."""
+    date, _, clock = value.partition("T")
+    return f"{date} {clock[:5]} UTC" if clock else value
+
+
+def _duration(seconds: int | None) -> str:
+    """A length of time as people say it: ``10 min``, ``1 h 30 min``, ``45 s``, ``2 days``."""
+    if seconds is None:
+        return ""
+    left = timedelta(seconds=max(0, int(seconds)))
+    days, rest = left.days, left.seconds
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    if hours:
+        parts.append(f"{hours} h")
+    if minutes:
+        parts.append(f"{minutes} min")
+    if secs and not days:
+        parts.append(f"{secs} s")
+    return " ".join(parts) or "0 s"
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The queue service and the change watcher, made once the services they build on exist."""
+    settings = app[SETTINGS]
+    app[QUEUE] = QueueService(db=app[DB], posts=app[POSTS], policies=app[REGISTRY], platforms=app[PLATFORMS],
+                              clock=app[CLOCK], admins=settings.admin_names)
+    app[LIVE] = ChangeWatcher(app[DB])
+    yield
+    await app[LIVE].close()
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Streams end before the server waits for its handlers to finish."""
+    if LIVE in app:
+        await app[LIVE].close()
+
+
+def setup(app: web.Application) -> None:
+    """The signed-in people's pages on ``app`` (after ``pages.setup``)."""
+    env = aiohttp_jinja2.get_env(app)
+    env.filters.update(when=_when, iso=_iso, stamp=_stamp, duration=_duration)
+    app.cleanup_ctx.append(_services)
+    app.on_shutdown.append(_end_streams)
+    app.add_routes(routes)
+    app.add_routes(posts.routes)
+    app.add_routes(accounts.routes)
+

@@ -1,0 +1,82 @@
+// The queue's live updates and the cooling-off countdowns. The page works without this file:
+// the countdowns are written by the server, and a reload shows what changed.
+(function () {
+  "use strict";
+
+  var started = Date.now();
+
+  function spoken(seconds) {
+    var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+    var m = Math.floor(seconds % 3600 / 60), s = seconds % 60, parts = [];
+    if (d) { parts.push(d + (d === 1 ? " day" : " days")); }
+    if (h) { parts.push(h + " h"); }
+    if (m) { parts.push(m + " min"); }
+    if (s && !d) { parts.push(s + " s"); }
+    return parts.join(" ") || "0 s";
+  }
+
+  // Counted from when the page was read, with the server's figure: the visitor's clock may be off.
+  function tick() {
+    var shown = document.querySelectorAll("time.countdown[data-seconds]");
+    var gone = Math.floor((Date.now() - started) / 1000);
+    for (var i = 0; i < shown.length; i++) {
+      var el = shown[i];
+      var left = Number(el.dataset.seconds) - gone;
+      el.textContent = left > 0 ? spoken(left) : "a moment";
+    }
+  }
+  setInterval(tick, 1000);
+
+  var list = document.getElementById("queue-list");
+  var status = document.getElementById("live-status");
+  if (!list || !status || !window.EventSource || !window.fetch) { return; }
+
+  // Swapping the list under a person who is typing would lose their words: then only say so.
+  function busy() {
+    var active = document.activeElement;
+    if (active && list.contains(active) && /^(TEXTAREA|INPUT|SELECT)$/.test(active.tagName)) { return true; }
+    var fields = list.querySelectorAll("textarea");
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i].value !== fields[i].defaultValue) { return true; }
+    }
+    return false;
+  }
+
+  var pending = false;
+  function refresh() {
+    if (busy()) {
+      status.textContent = "Your queue changed. Reload the page to see it.";
+      return;
+    }
+    if (pending) { return; }
+    pending = true;
+    fetch(window.location.pathname, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(String(response.status)); }
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue-list");
+        if (!fresh) { return; }
+        list.replaceWith(fresh);
+        list = fresh;
+        started = Date.now();
+        var counts = list.querySelectorAll("h2 .count");
+        var words = [];
+        for (var i = 0; i < counts.length; i++) { words.push(counts[i].parentNode.textContent.trim()); }
+        status.textContent = "Your queue changed. " + words.join("; ") + ".";
+      })
+      .catch(function () {
+        status.textContent = "Your queue changed. Reload the page to see it.";
+      })
+      .then(function () { pending = false; });
+  }
+
+  var source = new EventSource(list.dataset.events);
+  source.addEventListener("queue", refresh);
+  source.addEventListener("signedout", function () {
+    source.close();
+    status.textContent = "You were signed out. Sign in again to see your queue.";
+  });
+  window.addEventListener("pagehide", function () { source.close(); });
+})();

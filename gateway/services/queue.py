@@ -1,0 +1,435 @@
+"""What the people's pages show: a person's queue, one post's history, one account's policy.
+
+Built on ``PostService`` (which decides who may see and do what, exactly as for the JSON API) and
+the authorization rules; this module only gathers and shapes. Every answer is a frozen view
+model the templates render; nothing here changes state.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final, Literal
+
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import Action, State, allowed
+from gateway.policy.engine import Act, Role, contributors, gate_for, may, owner_confirms, roles
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.services.authorization import visible_accounts
+from gateway.services.platforms import Platforms
+from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView
+from gateway.storage import log as log_sql
+from gateway.storage import queue as sql
+from gateway.storage.db import Database
+
+QUEUE_LIMIT: Final = 200
+"""The most posts of one kind the queue lists: more than anyone reviews in one sitting."""
+HISTORY_LIMIT: Final = 50
+"""The most policy changes an account page lists."""
+
+_WORDS = re.compile(r"\s+|\w+|[^\w\s]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One run of a word-level difference: words kept, taken out or put in."""
+
+    kind: Literal["same", "del", "ins"]
+    text: str
+
+
+def word_diff(before: str, after: str) -> tuple[Change, ...]:
+    """The difference between two texts, word by word (spaces and punctuation are words of
+    their own, so a changed comma shows as one)."""
+    old, new = _WORDS.findall(before), _WORDS.findall(after)
+    out: list[Change] = []
+
+    def add(kind: Literal["same", "del", "ins"], words: Sequence[str]) -> None:
+        if not words:
+            return
+        text = "".join(words)
+        if out and out[-1].kind == kind:
+            out[-1] = Change(kind=kind, text=out[-1].text + text)
+        else:
+            out.append(Change(kind=kind, text=text))
+
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if op == "equal":
+            add("same", old[i1:i2])
+        else:
+            add("del", old[i1:i2])
+            add("ins", new[j1:j2])
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostCard:
+    """One post as a person's queue or its own page shows it, with what that person may do."""
+
+    post: PostView
+    diff: tuple[Change, ...]
+    """From the version before to this one; empty for a first version."""
+    diff_from: int | None
+    approved_by: tuple[str, ...]
+    """Others who approved the version shown."""
+    my_decision: str | None
+    """What the viewer decided on the version shown, if anything."""
+    actions: frozenset[str]
+    """The forms to show: approve, reject, edit, cancel, adopt, dismiss."""
+    seconds_left: int | None
+    """Until a scheduled post goes out (its cooling-off window); None for others."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountLink:
+    """An account the person has a role on."""
+
+    name: str
+    tier: str
+    roles: tuple[str, ...]
+    problem: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Queue:
+    """What waits for one person."""
+
+    person: str
+    to_approve: tuple[PostCard, ...]
+    suggestions: tuple[PostCard, ...]
+    cooling: tuple[PostCard, ...]
+    waiting: tuple[PostCard, ...]
+    """Their own posts waiting on others: held for approval, or suggested."""
+    accounts: tuple[AccountLink, ...]
+
+    @property
+    def count(self) -> int:
+        """How many things wait for the person to act."""
+        return len(self.to_approve) + len(self.suggestions) + len(self.cooling)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionStep:
+    """One version of a post in its history, with the difference from the one before and the
+    decisions taken on it."""
+
+    version: VersionView
+    diff: tuple[Change, ...]
+    decisions: tuple[DecisionView, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventLine:
+    """One log entry about a post, for people: what happened, and where to check it."""
+
+    index: int
+    type: str
+    what: str
+    actor: str
+    ts: str
+    version: int | None
+    state: str | None
+    reason: str | None
+    proof_size: int | None
+    """The signed tree size its inclusion proof is asked for, or None while none covers it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostPage:
+    """One post's whole history."""
+
+    card: PostCard
+    versions: tuple[VersionStep, ...]
+    events: tuple[EventLine, ...]
+    checkpoint_size: int | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleLine:
+    """One rule of a policy, readably."""
+
+    name: str
+    action: str
+    matches: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyChange:
+    """One entry of an account's policy history."""
+
+    index: int
+    type: str
+    ts: str
+    changed: tuple[str, ...]
+    tier: str | None
+    writers: tuple[str, ...]
+    approvers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountPage:
+    """One account as its people and admins see it."""
+
+    name: str
+    platform: str
+    handle: str
+    tier: str
+    owner: str
+    writers: tuple[str, ...]
+    approvers: tuple[str, ...]
+    required: int
+    expire_after: int | None
+    delay: int
+    suggesters: tuple[str, ...]
+    disclosure: str | None
+    rules: tuple[RuleLine, ...]
+    text_limit: int
+    rate_limit: tuple[int, int] | None
+    """At most this many posts in this many seconds."""
+    file: str
+    sha256: str
+    my_roles: tuple[str, ...]
+    admin: bool
+    problem: str | None
+    refused: tuple[str, ...]
+    history: tuple[PolicyChange, ...]
+    counts: tuple[tuple[str, int], ...]
+
+
+_WHAT = {
+    "post.submitted": "submitted", "post.edited": "edited", "post.approved": "approved",
+    "post.rejected": "rejected", "post.cancelled": "cancelled", "post.adopted": "adopted",
+    "post.dismissed": "dismissed", "post.published": "published", "post.failed": "failed",
+    "post.deleted": "deleted", "post.revised": "revised", "post.redecided": "decided again",
+    "post.expired": "expired", "post.retried": "retried", "post.deferred": "deferred",
+    "post.claimed": "taken by the publisher", "post.refused": "refused",
+}
+
+
+@dataclass(kw_only=True)
+class QueueService:
+    """Answers what a person's pages show."""
+
+    db: Database
+    posts: PostService
+    policies: PolicyRegistry
+    platforms: Platforms
+    clock: Clock
+    admins: frozenset[str] = frozenset()
+
+    # -- the queue ------------------------------------------------------------------------
+
+    async def _candidates(self, caller: Caller) -> tuple[list[PostView], list[PostView], list[PostView]]:
+        """Held, suggested and scheduled posts of the accounts the caller may see."""
+        lists = []
+        for state in (State.HELD, State.SUGGESTED, State.SCHEDULED):
+            lists.append(await self.posts.list(caller, account=None, state=state.value, limit=QUEUE_LIMIT))
+        return lists[0], lists[1], lists[2]
+
+    async def fingerprint(self, caller: Caller) -> str:
+        """A short digest of what the queue would show: it changes when the queue does."""
+        held, suggested, scheduled = await self._candidates(caller)
+        marks = sorted((p.id, p.version, p.state, p.updated_at) for p in (*held, *suggested, *scheduled))
+        accounts = sorted(visible_accounts(self.policies, caller).items())
+        raw = json.dumps([marks, [(a, sorted(r)) for a, r in accounts]])
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    async def queue(self, caller: Caller) -> Queue:
+        """Everything waiting for ``caller``: posts to approve, suggestions to take up or decline,
+        their own posts in their cooling-off window, and their own posts waiting on others."""
+        held, suggested, scheduled = await self._candidates(caller)
+        now = now_micros(self.clock)
+        user = caller.user
+        to_approve, suggestions, cooling, waiting = [], [], [], []
+        for post in held:
+            loaded = self.policies.get(post.account)
+            if loaded is None:
+                continue
+            if may(loaded.policy, user, Act.APPROVE, author=post.author, approvers=post.approvers):
+                to_approve.append(await self._card(caller, post.id, now))
+            elif post.author == user:
+                waiting.append(await self._card(caller, post.id, now))
+        for post in suggested:
+            loaded = self.policies.get(post.account)
+            if loaded is None:
+                continue
+            if Role.WRITER in roles(loaded.policy, user):
+                suggestions.append(await self._card(caller, post.id, now))
+            elif post.author == user:
+                waiting.append(await self._card(caller, post.id, now))
+        for post in scheduled:
+            if post.author == user:
+                cooling.append(await self._card(caller, post.id, now))
+        accounts = tuple(
+            AccountLink(name=name, tier=self.policies.policies[name].policy.tier.value,
+                        roles=tuple(sorted(r.value for r in held_by)),
+                        problem=self.platforms.unhealthy.get(name))
+            for name, held_by in visible_accounts(self.policies, caller).items()
+        )
+        return Queue(person=user, to_approve=tuple(to_approve), suggestions=tuple(suggestions),
+                     cooling=tuple(sorted(cooling, key=lambda c: c.post.publish_at or 0)),
+                     waiting=tuple(waiting), accounts=accounts)
+
+    async def _card(self, caller: Caller, post_id: str, now: int) -> PostCard:
+        return card_of(await self.posts.view(caller, post_id), self.policies.get, caller.user, now)
+
+    # -- one post ---------------------------------------------------------------------------
+
+    async def post_page(self, caller: Caller, post_id: str) -> PostPage:
+        """One post the caller may see, with every version, decision and log entry."""
+        post = await self.posts.view(caller, post_id)
+        async with self.db.read() as txn:
+            latest = await log_sql.latest_checkpoint(txn)
+        size = int(latest["size"]) if latest is not None else None
+        versions = post.versions or ()
+        decisions = post.approvals or ()
+        steps = []
+        for i, version in enumerate(versions):
+            before = versions[i - 1].text if i > 0 else None
+            steps.append(VersionStep(
+                version=version,
+                diff=word_diff(before, version.text) if before is not None else (),
+                decisions=tuple(d for d in decisions if d.version == version.version),
+            ))
+        events = tuple(_event_line(e.index, e.type, e.actor, e.ts, e.data, size) for e in post.events or ())
+        return PostPage(card=card_of(post, self.policies.get, caller.user, now_micros(self.clock)),
+                        versions=tuple(reversed(steps)), events=events, checkpoint_size=size)
+
+    # -- one account ------------------------------------------------------------------------
+
+    async def account_page(self, caller: Caller, account: str) -> AccountPage:
+        """The policy in force for an account, readably, with its history, health and posts by
+        state: for the people with a role on it, and for admins."""
+        loaded = self.policies.get(account)
+        if loaded is None:
+            raise BylineError(Code.UNKNOWN_ACCOUNT, f"no account named {account!r}")
+        admin = caller.user in self.admins and caller.account is None
+        held_by = visible_accounts(self.policies, caller).get(account)
+        if held_by is None and not admin:
+            raise BylineError(Code.FORBIDDEN, f"{caller.user} has no role on {account}")
+        async with self.db.read() as txn:
+            counts = await sql.posts_by_state(txn, account)
+            entries = await sql.policy_entries(txn, account, limit=HISTORY_LIMIT)
+        return account_page(
+            loaded, my_roles=held_by or frozenset(), admin=admin, problem=self.platforms.unhealthy.get(account),
+            refused=tuple(str(issue) for issue in self.policies.errors.get(loaded.path.name, [])),
+            history=tuple(_policy_change(int(r["idx"]), json.loads(bytes(r["entry"]))) for r in entries),
+            counts=counts,
+        )
+
+
+def card_of(
+    post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int
+) -> PostCard:
+    """A post's card for ``user``: the difference from the version before, who else approved the
+    version shown, and the forms the policy in force lets them use now."""
+    loaded = policy_of(post.account)
+    versions = post.versions or ()
+    diff: tuple[Change, ...] = ()
+    diff_from = None
+    if len(versions) >= 2:
+        diff_from = versions[-2].version
+        diff = word_diff(versions[-2].text, versions[-1].text)
+    current = [d for d in post.approvals or () if d.current]
+    mine = next((d.decision for d in current if d.approver == user), None)
+    others = tuple(d.approver for d in current if d.decision == "approve" and d.approver != user)
+    seconds = None
+    if post.state == State.SCHEDULED.value and post.publish_at is not None:
+        seconds = max(0, (post.publish_at - now) // 1_000_000)
+    return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
+                    actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds)
+
+
+def _actions(post: PostView, loaded: LoadedPolicy | None, user: str, *, decided: bool) -> frozenset[str]:
+    """The acts ``user`` may take on ``post`` now, as the post service would decide them."""
+    if loaded is None:
+        return frozenset()
+    policy = loaded.policy
+    state = State(post.state)
+    found = set()
+    suggested = state is State.SUGGESTED
+    for act, action in ((Act.APPROVE, Action.APPROVE), (Act.REJECT, Action.REJECT), (Act.EDIT, Action.EDIT),
+                        (Act.CANCEL, Action.CANCEL), (Act.ADOPT, Action.ADOPT), (Act.DISMISS, Action.DISMISS)):
+        if allowed(state, action) and may(policy, user, act, author=post.author, approvers=post.approvers,
+                                          suggested=suggested):
+            found.add(act.value)
+    if decided:
+        found -= {"approve", "reject"}
+    wrote = contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
+    if user in wrote and not owner_confirms(policy):
+        found.discard("approve")
+    if "edit" in found and user != post.author and post.approvals_required > 0 and not owner_confirms(policy):
+        # An approver's edit must leave enough approvers who wrote none of it (the service says
+        # the same, as a refusal): the form is not offered when it could only be refused.
+        left = [a for a in gate_for(policy, post.author).approvers if a not in wrote | {user}]
+        if len(left) < post.approvals_required:
+            found.discard("edit")
+    return frozenset(found)
+
+
+def _event_line(index: int, kind: str, actor: str, ts: str, data: Any, size: int | None) -> EventLine:
+    data = data if isinstance(data, dict) else {}
+    version = data.get("version")
+    state = data.get("state")
+    reason = data.get("reason")
+    if reason is None and isinstance(data.get("reasons"), list) and data["reasons"]:
+        reason = "; ".join(str(r.get("reason", "")) for r in data["reasons"] if isinstance(r, dict))
+    return EventLine(
+        index=index, type=kind, what=_WHAT.get(kind, kind), actor=actor, ts=ts,
+        version=version if isinstance(version, int) else None,
+        state=state if isinstance(state, str) else None,
+        reason=reason if isinstance(reason, str) and reason else None,
+        proof_size=size if size is not None and index < size else None,
+    )
+
+
+def _policy_change(index: int, entry: dict[str, Any]) -> PolicyChange:
+    data = entry.get("data") or {}
+    summary = data.get("policy") or data.get("previous") or {}
+    changed = data.get("changed") if entry.get("type") == "policy.changed" else []
+    return PolicyChange(
+        index=index, type=str(entry.get("type")), ts=str(entry.get("ts")),
+        changed=tuple(str(c) for c in changed or ()),
+        tier=summary.get("tier") if entry.get("type") != "policy.removed" else None,
+        writers=tuple(summary.get("writers") or ()) if entry.get("type") != "policy.removed" else (),
+        approvers=tuple(summary.get("approvers") or ()) if entry.get("type") != "policy.removed" else (),
+    )
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+def account_page(
+    loaded: LoadedPolicy, *, my_roles: frozenset[Role], admin: bool, problem: str | None,
+    refused: tuple[str, ...], history: tuple[PolicyChange, ...], counts: dict[str, int],
+) -> AccountPage:
+    """An account's page from the policy in force and what was read about it."""
+    policy = loaded.policy
+    approvals = policy.approvals
+    rules = tuple(
+        RuleLine(name=r.name, action=r.action.value, reason=r.reason,
+                 matches=("any of the words " + ", ".join(r.any_words)) if r.any_words else f"the pattern {r.regex}")
+        for r in policy.rules
+    )
+    rate = (policy.rate_limit.count, policy.rate_limit.seconds) if policy.rate_limit is not None else None
+    return AccountPage(
+        name=policy.account, platform=policy.platform, handle=policy.handle, tier=policy.tier.value,
+        owner=policy.owner, writers=tuple(policy.writers),
+        approvers=tuple(approvals.from_) if approvals else (), required=approvals.required if approvals else 0,
+        expire_after=_seconds(approvals.expire_after) if approvals else None, delay=_seconds(policy.delay),
+        suggesters=tuple(policy.suggesters), disclosure=policy.disclosure, rules=rules,
+        text_limit=policy.text_limit, rate_limit=rate, file=loaded.path.name, sha256=loaded.sha256,
+        my_roles=tuple(sorted(r.value for r in my_roles)), admin=admin, problem=problem, refused=refused,
+        history=history,
+        counts=tuple(sorted(counts.items(), key=lambda kv: [s.value for s in State].index(kv[0])
+                            if kv[0] in State.__members__.values() else 99)),
+    )
+
