@@ -73,3 +73,37 @@ async def sign_in(url: str, *, token: str, account: str) -> str:
             found = re.search(r'<code id="code">([^<]+)</code>', await done.text())
             assert found is not None
             return found.group(1)
+
+
+def code_of(status: int, location: str | None, html: str) -> str:
+    """The code the last step of the sign-in handed out: in the redirect, or shown on the page."""
+    if status == 302:
+        assert location is not None
+        return parse_qs(urlsplit(location).query)["code"][0]
+    assert status == 200, html
+    found = re.search(r'<code id="code">([^<]+)</code>', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+async def sign_in_with_password(url: str, *, name: str, password: str, account: str,
+                                session: ClientSession | None = None) -> str:
+    """Go through the sign-in with a name and password (in ``session``'s browser, or a new one);
+    return the code. The browser keeps the page session the sign-in opened."""
+    own = session is None
+    browser = session or ClientSession(cookie_jar=CookieJar(unsafe=True))
+    try:
+        action = url.split("/oauth/authorize")[0] + "/oauth/authorize"
+        async with browser.get(url) as page:
+            assert page.status == 200, await page.text()
+            fields, _ = form_of(await page.text())
+        async with browser.post(action, data={**fields, "name": name, "password": password}) as step:
+            assert step.status == 200, await step.text()
+            fields, accounts = form_of(await step.text())
+        assert account in accounts, accounts
+        async with browser.post(action, data={**fields, "account": account, "decision": "allow"},
+                                allow_redirects=False) as done:
+            return code_of(done.status, done.headers.get("Location"), await done.text())
+    finally:
+        if own:
+            await browser.close()
