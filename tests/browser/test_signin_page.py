@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestServer
 from mastodon import Mastodon
 from playwright.async_api import Browser, ConsoleMessage, async_playwright, expect
 
+from gateway.appkeys import PEOPLE
+from tests.browser.axe import assert_accessible
 from tests.clients.signin import pkce_pair, with_pkce
 from tests.clients.world import World
 
@@ -139,3 +141,56 @@ async def test_person_denies_the_app(
     assert (answer["error"], answer["state"]) == (["access_denied"], ["st-42"])
     assert "code" not in answer
     assert urlsplit(page.url).path == "/callback"
+
+
+async def test_person_signs_an_app_in_with_a_password(
+    world: World, browser: Browser, callback: tuple[str, list[dict[str, list[str]]]]
+) -> None:
+    """Name and password on the page (accessible, CSP-clean), Authorize, the app posts; the page
+    session stays, so the next app's sign-in starts at step two; both steps pass axe."""
+    await world.gateway.app[PEOPLE].add("carol", "carol-long-password")
+    redirect, received = callback
+    app, url, verifier = await _start(world, redirect)
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    await page.goto(url)
+    await assert_accessible(page)
+    await page.get_by_label("Your name").fill("carol")
+    await page.get_by_label("Password", exact=True).fill("not-her-password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_have_text("That name and password do not match.")
+    await expect(page.get_by_label("Password", exact=True)).to_be_focused()
+    await page.keyboard.type("carol-long-password")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Authorize Poster?")
+    await expect(page.get_by_text("Signed in as carol.")).to_be_visible()
+    await assert_accessible(page)
+    [cookie] = [c for c in await page.context.cookies() if c["name"] == "byline_session"]
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Lax", False)
+    group = page.get_by_role("group", name="Account the app acts as")
+    await group.get_by_role("radio", name="cosigned").check()
+    await page.get_by_role("button", name="Authorize").click()
+    await page.wait_for_url(f"{redirect}?*")
+    [answer] = received
+    status, granted = await world.gateway.call(None, "POST", "/oauth/token", data={
+        "grant_type": "authorization_code", "code": answer["code"][0], "client_id": app.client_id,
+        "client_secret": app.client_secret, "redirect_uri": redirect, "code_verifier": verifier,
+    })
+    assert status == 200, granted
+    api = Mastodon(access_token=granted["access_token"], api_base_url=world.base)
+    posted = await world.run(api.status_post, "Signed in with a password")
+    assert (posted.byline.state, posted.byline.author) == ("held", "carol")
+
+    _, again, _ = await _start(world, redirect)
+    await page.goto(again)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Authorize Poster?")
+    await expect(page.get_by_label("Your name")).to_have_count(0)
+    await page.get_by_role("link", name="Sign in as someone else").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to let Poster post through Byline")
+    await page.go_back()
+    await page.get_by_role("button", name="Deny").click()
+    await page.wait_for_url(f"{redirect}?*")
+    assert received[-1]["error"] == ["access_denied"]
+    assert problems == []
