@@ -21,6 +21,7 @@ from gateway.appkeys import (
     IDENTITY,
     LOG_READER,
     MASTODON,
+    NOTIFIER,
     OAUTH,
     PEOPLE,
     PLATFORMS,
@@ -53,6 +54,7 @@ from gateway.services.identity import Identity
 from gateway.services.keys import SIGNIN_FORMS, gateway_key
 from gateway.services.keys import XRPC_SESSIONS as XRPC_SESSION_KEY
 from gateway.services.mastodon import MastodonService
+from gateway.services.notify import Notifier, smtp_from_settings
 from gateway.services.oauth import OAuthService
 from gateway.services.people import People
 from gateway.services.platforms import Platforms
@@ -186,6 +188,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         db=db, posts=posts, published=published, platforms=platforms, sessions=sessions, clock=clock
     )
     app[HOUSEKEEPER] = Housekeeper(db=db, clock=clock, interval=settings.housekeeping_interval_seconds)
+    smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
+    app[NOTIFIER] = Notifier(
+        db=db, policies=registry, rules=settings.credential_rules, clock=clock, public_url=public_url,
+        smtp=smtp_from_settings(smtp_url, sender=settings.smtp_from),
+        interval=settings.notify_interval_seconds, timeout=settings.notify_timeout_seconds,
+    )
     yield
 
 
@@ -215,7 +223,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.extend([
         _database, _http_client, _appender, _services,
-        _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER),
+        _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER), _running(NOTIFIER),
     ])
     if run_publisher:
         app.cleanup_ctx.append(_running(PUBLISHER))

@@ -16,6 +16,7 @@ from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.live import ChangeWatcher
 from gateway.services.mastodon import MastodonService
+from gateway.services.notify import Notifier
 from gateway.services.oauth import OAuthService
 from gateway.services.people import People
 from gateway.services.platforms import Platforms
@@ -53,5 +54,6 @@ MASTODON = web.AppKey("mastodon", MastodonService)
 XRPC_SESSIONS = web.AppKey("xrpc_sessions", XrpcSessions)
 XRPC_REPO = web.AppKey("xrpc_repo", XrpcRepo)
 PEOPLE = web.AppKey("people", People)
+NOTIFIER = web.AppKey("notifier", Notifier)
 QUEUE = web.AppKey("queue", QueueService)
 LIVE = web.AppKey("live", ChangeWatcher)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from limits import parse
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.policy.credentials import CredentialRules
@@ -59,6 +60,15 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often expired tickets, codes, keys, sessions and unused uploads go"
     )
+    smtp_url: SecretStr | None = Field(
+        default=None,
+        description="where notification emails go: smtp://host:port (STARTTLS when offered), "
+        "smtps://user:password@host:port; a password needs smtps:// or a server offering STARTTLS",
+    )
+    smtp_from: str = Field(default="byline@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$",
+                           description="the sender address of notification emails")
+    notify_interval_seconds: float = Field(default=1.0, gt=0, description="how often the log is read for notifications")
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, description="how long one webhook call or email may take")
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
@@ -82,6 +92,21 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError("must be a rate such as 10/minute or 50/hour") from None
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _an_smtp_server(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the value: it may hold a password.
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            parts = urlsplit(value.get_secret_value())
+            port = parts.port
+        except ValueError:
+            raise ValueError("must be smtp://host:port or smtps://user:password@host:port") from None
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname or (port is not None and port == 0):
+            raise ValueError("must be smtp://host:port or smtps://user:password@host:port")
         return value
 
     @field_validator("database_url")

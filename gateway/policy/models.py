@@ -12,7 +12,8 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import re2
 from pydantic import (
@@ -208,6 +209,45 @@ def _rules(info: ValidationInfo) -> CredentialRules:
 
 DEFAULT_POLICY_DIR = Path("policies")
 
+NotifyEvent = Literal["post.held", "post.suggested", "post.approved", "post.published", "post.failed", "policy.changed"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+"""What a webhook can be told of."""
+
+
+class Webhook(_Strict):
+    """One address told of an account's events, signed per the Standard Webhooks specification
+    with the secret (``whsec_…``) that ``secret`` names, as ``env:NAME`` or ``file:PATH``."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    events: tuple[NotifyEvent, ...] = Field(default=NOTIFY_EVENTS, min_length=1)
+    secret: str = Field(pattern=_CREDENTIAL)
+
+    @field_validator("url")
+    @classmethod
+    def _secure_url(cls, value: str, info: ValidationInfo) -> str:
+        # Signed events (with held posts' words) go there: only over TLS, but for loopback in development.
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("must name a host: https://host/path")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry a user or password: the secret signs each call")
+        _rules(info).check_address(value)
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_place(cls, value: str, info: ValidationInfo) -> str:
+        _rules(info).check_reference(value)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _each_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("names an event twice")
+        return value
+
+
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
 
 
@@ -232,6 +272,7 @@ class Policy(_Strict):
     api: str | None = Field(default=None, pattern=r"^https?://")
     rate_limit: Annotated[RateLimit | None, BeforeValidator(_parse_rate)] = None
     retry_attempts: int = Field(default=8, ge=0, le=100, strict=True)
+    notify: tuple[Webhook, ...] = Field(default=(), max_length=20)
 
     @field_validator("credentials")
     @classmethod

@@ -237,6 +237,22 @@ _V6 = [
     "CREATE INDEX web_sessions_person ON web_sessions (person)",
 ]
 
+# Version 7: notifications. The notifier follows the log from a cursor (the index of the next
+# entry it has not read, starting at the log's size when this version is applied, so history
+# is not announced again), and every webhook call or email it owes is a delivery row, kept
+# until delivered or given up, with its attempts: the delivery log that survives restarts.
+# A delivery's id is its Standard Webhooks ``webhook-id``, derived from the entry and the
+# target, so the same event never makes two rows for one target.
+_V7 = [
+    "CREATE TABLE notify_cursor (id BIGINT PRIMARY KEY, next_idx BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    "CREATE TABLE notify_deliveries (msg_id TEXT PRIMARY KEY, channel TEXT NOT NULL, account TEXT, "
+    "target TEXT NOT NULL, credential TEXT, event_type TEXT NOT NULL, log_idx BIGINT NOT NULL, "
+    "payload TEXT NOT NULL, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_at BIGINT NOT NULL, "
+    "lease_until BIGINT, last_status BIGINT, last_error TEXT, created_at BIGINT NOT NULL, delivered_at BIGINT)",
+    "CREATE INDEX notify_deliveries_due ON notify_deliveries (state, next_at)",
+    "CREATE INDEX notify_deliveries_entry ON notify_deliveries (log_idx)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -317,10 +333,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V5)
     if version == 6:
         return list(_V6)
+    if version == 7:
+        return list(_V7)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 6
+LATEST = 7
 
 
 async def _editors_from_versions(txn: Any) -> None:
@@ -384,6 +402,10 @@ async def _apply(txn: Any, dialect: str, version: int) -> None:
         await _texts_by_entry(txn)
     if version == 4:
         await _editors_from_versions(txn)
+    if version == 7:
+        await txn.execute(
+            "INSERT INTO notify_cursor (id, next_idx, updated_at) SELECT 1, size, 0 FROM log_state WHERE id = 1"
+        )
     await txn.execute(
         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)", version
     )
