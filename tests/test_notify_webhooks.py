@@ -387,3 +387,23 @@ async def test_secrets_stay_out_of_logs_and_the_delivery_log(
     assert secret not in repr(missing)
     assert len(hook.calls) == 1
 
+
+
+async def test_two_replicas_store_and_send_each_event_once(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """Two gateways on one database follow the log at the same time: each event is stored once and
+    reaches the receiver once."""
+    secret = new_secret()
+    policy_dir = hooked_policies(tmp_path, hook.url, secret, {"cosigned": ["post.held"]})
+    async with started(db_url, policy_dir, clock) as one, started(db_url, policy_dir, clock) as two:
+        posts = [await one.submit("alice", "cosigned", f"From one, {n}") for n in range(4)]
+        posts += [await two.submit("carol", "cosigned", f"From two, {n}") for n in range(4)]
+        made = await asyncio.gather(one.app[NOTIFIER].enqueue(), two.app[NOTIFIER].enqueue())
+        assert sum(made) == 8
+        sent = await asyncio.gather(one.app[NOTIFIER].deliver(), two.app[NOTIFIER].deliver())
+        assert sum(sent) == 8
+        assert await notify(one) + await notify(two) == 0
+    held = sorted(p["data"]["post"] for p in hook.verified(secret))
+    assert held == sorted(p["id"] for p in posts)
+    assert len(set(hook.ids())) == len(hook.ids()) == 8
