@@ -30,7 +30,7 @@ STREAMS_IN_ALL: Final = 1000
 """Open live pages one process serves at once."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Listener:
     """One open stream: woken when the log grows, or when the process stops."""
 

@@ -1,0 +1,457 @@
+"""The queue, post and account pages over HTTP: what each role sees, the forms and what they
+refuse (changing nothing), escaping, a role lost in a policy change, and the live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import markupsafe
+import pytest
+
+from gateway.appkeys import CHECKPOINTS, LIVE, PEOPLE
+from gateway.services.live import STREAMS_PER_PERSON
+from tests.conftest import TEST_POLICIES, started_gateway, write_policy
+from tests.pages.conftest import Pages, Visitor, password_of
+
+Form = dict[str, str]
+
+
+def section(page: str, name: str) -> str:
+    """The HTML of one section of the queue (``to-approve``, ``suggestions``, ``cooling``, ``waiting``)."""
+    found = re.search(rf'<section aria-labelledby="{name}">(.*?)</section>', page, re.DOTALL)
+    return found.group(1) if found else ""
+
+
+def post_ids(fragment: str) -> list[str]:
+    """The posts shown in a fragment, in order."""
+    return re.findall(r'data-post="([0-9]+)"', fragment)
+
+
+async def held_post(pages: Pages, text: str = "Launch on Monday") -> dict[str, Any]:
+    """A co-signed post by carol, held for bob and dave (two approvals needed)."""
+    return await pages.gateway.submit("carol", "cosigned", text)
+
+
+async def test_the_queue_shows_each_person_what_waits_for_them(pages: Pages) -> None:
+    """Approvers see held posts, writers see suggestions, authors see their cooling-off posts;
+    someone with no role sees nothing."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    suggestion = await gw.submit("dave", "managed", "An idea for Friday")
+    cooling = await gw.submit("bob", "delayed", "Out in ten minutes")
+
+    bob = await pages.person("bob")
+    _, page = await bob.get("/queue")
+    assert post_ids(section(page, "to-approve")) == [held["id"]]
+    assert post_ids(section(page, "suggestions")) == [suggestion["id"]]
+    assert post_ids(section(page, "cooling")) == [cooling["id"]]
+    assert 'data-seconds="600"' in section(page, "cooling") and ">10 min</time>" in page
+
+    dave = await pages.person("dave")
+    _, page = await dave.get("/queue")
+    assert post_ids(section(page, "to-approve")) == [held["id"]]
+    assert post_ids(section(page, "suggestions")) == []
+    assert post_ids(section(page, "waiting")) == [suggestion["id"]]
+
+    carol = await pages.person("carol")
+    _, page = await carol.get("/queue")
+    assert post_ids(section(page, "to-approve")) == []
+    assert post_ids(section(page, "suggestions")) == [suggestion["id"]]
+    assert post_ids(section(page, "waiting")) == [held["id"]]
+    assert "/posts/{}/approve".format(held["id"]) not in page  # the author never approves
+
+    erin = await pages.person("erin")
+    _, page = await erin.get("/queue")
+    assert post_ids(page) == []
+    assert "No policy gives you a role on any account." in page
+
+
+async def test_a_held_post_shows_why_how_it_will_appear_what_changed_and_who_approved(pages: Pages) -> None:
+    """The rule that held it and its reason, the text with its disclosure, the word-level
+    difference from the version before, and who else approved this version."""
+    gw = pages.gateway
+    flagged = await gw.submit("alice", "direct", "The minister was fired today")
+    held = await held_post(pages, "Launch on Monday, at noon")
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": "Launch on Tuesday, at noon"})
+    assert status == 200
+    status, _ = await gw.act("dave", held["id"], "approve")
+    assert status == 200
+
+    alice = await pages.person("alice")
+    _, page = await alice.get("/queue")
+    card = section(page, "to-approve")
+    assert post_ids(card) == [flagged["id"]]
+    assert "breaking-news" in card and "Check the full story first" in card
+
+    bob = await pages.person("bob")
+    _, page = await bob.get("/queue")
+    card = section(page, "to-approve")
+    assert '<div class="text">Launch on Tuesday, at noon\n\n—carol</div>' in card
+    assert "Launch on <del>Monday</del><ins>Tuesday</ins>, at noon" in card
+    assert "What changed since version 1" in card
+    assert "Approvals of this version: 1 of 2, by <bdi>dave</bdi>." in card
+    assert 'name="version" value="2"' in card
+
+
+async def test_approve_is_bound_to_the_version_shown(pages: Pages) -> None:
+    """An approval of a version that is no longer the post's is a 409 page that says so, and
+    changes nothing; the version shown is approved."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": "Launch on Tuesday"})
+    assert status == 200
+    before = await gw.snapshot()
+    status, page, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "1"})
+    assert status == 409
+    assert "you saw version 1, and it is now at version 2. Nothing was approved." in page
+    assert 'role="alert"' in page
+    assert await gw.snapshot() == before
+
+    status, _, resp = await bob.post(f"/posts/{held['id']}/approve", {"version": "2", "back": "post"})
+    assert (status, resp.headers["Location"]) == (303, f"/posts/{held['id']}?done=approve")
+    post = await gw.get("carol", held["id"])
+    assert [(a["approver"], a["version"]) for a in post["approvals"]] == [("bob", 2)]
+    _, page = await bob.get(f"/posts/{held['id']}?done=approve")
+    assert "You approved the post." in page
+
+
+async def test_reject_needs_a_reason(pages: Pages) -> None:
+    """A rejection with no reason, a blank one or one too long is refused (422); with one it ends
+    the post, and the author reads the reason."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    dave = await pages.person("dave")
+    await dave.get("/queue")
+    before = await gw.snapshot()
+    for form in ({"version": "1"}, {"version": "1", "reason": "   "}, {"version": "1", "reason": "x" * 2001}):
+        status, page, _ = await dave.post(f"/posts/{held['id']}/reject", form)
+        assert status == 422, form
+        assert 'role="alert"' in page
+    assert await gw.snapshot() == before
+
+    status, _, resp = await dave.post(f"/posts/{held['id']}/reject", {"version": "1", "reason": "Not before the board"})
+    assert (status, resp.headers["Location"]) == (303, "/queue?done=reject")
+    post = await gw.get("carol", held["id"])
+    assert (post["state"], post["approvals"][0]["reason"]) == ("rejected", "Not before the board")
+    carol = await pages.person("carol")
+    _, page = await carol.get(f"/posts/{held['id']}")
+    assert "<bdi>dave</bdi> rejected it" in page and "Not before the board" in page
+
+
+async def test_forms_with_missing_or_oversized_fields_change_nothing(pages: Pages) -> None:
+    """No version, a version that is not a number, no text, text past the account's limit, a
+    form past the size limit: each is refused with its status and changes nothing."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    cooling = await gw.submit("bob", "delayed", "Out in ten minutes")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    before = await gw.snapshot()
+    cases: list[tuple[str, Form, int]] = [
+        (f"/posts/{held['id']}/approve", {}, 422),
+        (f"/posts/{held['id']}/approve", {"version": "two"}, 422),
+        (f"/posts/{held['id']}/approve", {"version": "9" * 30}, 422),
+        (f"/posts/{cooling['id']}/edit", {}, 422),
+        (f"/posts/{cooling['id']}/edit", {"text": "  "}, 422),
+        (f"/posts/{cooling['id']}/edit", {"text": "x" * 501}, 422),
+        (f"/posts/{cooling['id']}/edit", {"text": "x" * 70_000}, 413),
+    ]
+    for path, form, expected in cases:
+        status, page, _ = await bob.post(path, form)
+        assert status == expected, (path, {k: v[:20] for k, v in form.items()}, page[-400:])
+    assert await gw.snapshot() == before
+
+
+async def test_a_forged_or_missing_csrf_value_changes_nothing(pages: Pages) -> None:
+    """Every form refuses (403) a CSRF value that is not the session's, or none."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    suggestion = await gw.submit("dave", "managed", "An idea")
+    cooling = await gw.submit("bob", "delayed", "Soon")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    before = await gw.snapshot()
+    forms = [
+        (f"/posts/{held['id']}/approve", {"version": "1"}),
+        (f"/posts/{held['id']}/reject", {"version": "1", "reason": "no"}),
+        (f"/posts/{cooling['id']}/cancel", {}),
+        (f"/posts/{cooling['id']}/edit", {"text": "Later"}),
+        (f"/posts/{suggestion['id']}/adopt", {}),
+        (f"/posts/{suggestion['id']}/dismiss", {}),
+    ]
+    other = await pages.person("carol")  # a real CSRF value, of another session
+    for path, form in forms:
+        for csrf in ({"csrf": "forged"}, {}, {"csrf": other.csrf}):
+            status, page, _ = await bob.post(path, {**form, **csrf}, csrf=False)
+            assert status == 403, (path, csrf)
+            assert "was not sent from a page of this gateway" in page
+    assert await gw.snapshot() == before
+
+
+async def test_another_persons_post_is_out_of_reach(pages: Pages) -> None:
+    """A post of an account one has no role on is not found; one's role may not allow the act
+    (403); an id that is no post is not found; nothing changes."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    cooling = await gw.submit("bob", "delayed", "Soon")
+    erin = await pages.person("erin")
+    dave = await pages.person("dave")
+    before = await gw.snapshot()
+    status, page = await erin.get(f"/posts/{held['id']}")
+    assert status == 404 and "Launch" not in page
+    status, page, _ = await erin.post(f"/posts/{held['id']}/approve", {"version": "1"})
+    assert status == 404 and "Launch" not in page
+    status, _, _ = await dave.post(f"/posts/{cooling['id']}/cancel", {})
+    assert status == 404  # dave has no role on the delayed account: he may not even see it
+    status, _, _ = await dave.post(f"/posts/{held['id']}/cancel", {})
+    assert status == 403  # he may see it (an approver), but only its author cancels it
+    for path in ("/posts/123456789/approve", "/posts/abc/approve"):
+        status, _, _ = await dave.post(path, {"version": "1"})
+        assert status == 404
+    status, _ = await dave.get("/posts/%3Cscript%3E")
+    assert status == 404
+    assert await gw.snapshot() == before
+
+
+EVIL = """
+    account: evil
+    platform: sandbox
+    handle: "<b>@handle</b>"
+    tier: direct
+    owner: alice
+    writers: [alice, carol]
+    disclosure: "<i>by {author}</i><script>alert(3)</script>"
+    rules:
+      - name: shout
+        action: hold
+        any_words: [loud]
+        reason: "<img src=x onerror=alert(2)> Check it"
+"""
+
+
+async def test_html_and_script_are_escaped_on_every_page(pages: Pages, policy_dir: Path) -> None:
+    """Post text, rule reasons, the disclosure and the handle come out as text, never markup,
+    on the queue, the post and the account page. (People's and accounts' names cannot hold
+    markup: their names are letters, digits, dot, dash and underscore, checked when made.)"""
+    gw = pages.gateway
+    write_policy(policy_dir, "evil", EVIL)
+    await gw.sync_policies()
+    text = 'loud <script>alert(1)</script><a href="javascript:x">'
+    post = await gw.submit("carol", "evil", text)
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}", {"text": text + " <b>more</b>"})
+    assert status == 200
+    alice = await pages.person("alice")
+    for path in ("/queue", f"/posts/{post['id']}", "/accounts/evil"):
+        status, page = await alice.get(path)
+        assert status == 200, path
+        for raw in ("<script>alert", "<img", "<b>", "<i>", "javascript:x\">"):
+            assert raw not in page, (path, raw)
+        assert "&lt;script&gt;alert(" in page, path
+    _, page = await alice.get(f"/posts/{post['id']}")
+    assert str(markupsafe.escape(text)) in page  # version 1, word for word, as text
+
+
+async def test_a_person_who_loses_their_role_loses_access_at_once(pages: Pages, policy_dir: Path) -> None:
+    """bob is taken off the approvers: the post leaves his queue, its page and the account page
+    are closed to him, and his approval is refused, though his session and its page are old;
+    dave, still an approver, still sees it."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    bob = await pages.person("bob")
+    _, page = await bob.get("/queue")
+    assert post_ids(section(page, "to-approve")) == [held["id"]]
+    write_policy(policy_dir, "cosigned", TEST_POLICIES["cosigned"].replace("from: [bob, carol, dave]",
+                                                                          "from: [carol, dave, erin]"))
+    assert await gw.sync_policies() == ["cosigned"]
+    before = await gw.snapshot()
+    status, _, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "1"})
+    assert status == 404
+    assert await gw.snapshot() == before
+    _, page = await bob.get("/queue")
+    assert held["id"] not in page
+    status, _ = await bob.get(f"/posts/{held['id']}")
+    assert status == 404
+    status, page = await bob.get("/accounts/cosigned")
+    assert status == 403 and "no role on cosigned" in page
+    dave = await pages.person("dave")
+    _, page = await dave.get("/queue")
+    assert post_ids(section(page, "to-approve")) == [held["id"]]
+
+
+async def test_the_author_cancels_and_edits_in_the_cooling_off_window(pages: Pages) -> None:
+    """Edit makes a new version and restarts the window; Cancel stops the post for good."""
+    gw = pages.gateway
+    cooling = await gw.submit("bob", "delayed", "Out soon")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    status, _, resp = await bob.post(f"/posts/{cooling['id']}/edit", {"text": "Out soon,\r\nfixed"})
+    assert (status, resp.headers["Location"]) == (303, "/queue?done=edit")
+    post = await gw.get("bob", cooling["id"])
+    assert (post["version"], post["text"], post["state"]) == (2, "Out soon,\nfixed", "scheduled")
+    status, _, _ = await bob.post(f"/posts/{cooling['id']}/cancel", {})
+    assert status == 303
+    assert (await gw.get("bob", cooling["id"]))["state"] == "cancelled"
+    _, page = await bob.get("/queue?done=cancel")
+    assert "You cancelled the post." in page and post_ids(section(page, "cooling")) == []
+    gw.clock.advance(timedelta(minutes=11))
+    await gw.tick()
+    assert await gw.timeline("delayed") == []
+
+
+async def test_writers_adopt_and_dismiss_suggestions(pages: Pages) -> None:
+    """A writer adopts one suggestion (a new post by them, crediting the suggester) and
+    dismisses another."""
+    gw = pages.gateway
+    first = await gw.submit("dave", "managed", "Say hello")
+    second = await gw.submit("dave", "managed", "Say goodbye")
+    carol = await pages.person("carol")
+    await carol.get("/queue")
+    status, _, resp = await carol.post(f"/posts/{first['id']}/adopt", {"back": "post"})
+    assert status == 303
+    new_id = resp.headers["Location"].removeprefix("/posts/").removesuffix("?done=adopt")
+    adopted = await gw.get("carol", new_id)
+    assert (adopted["author"], adopted["suggested_by"], adopted["display_text"]) == (
+        "carol", "dave", "Say hello\n\n—carol, suggested by dave")
+    status, _, _ = await carol.post(f"/posts/{second['id']}/dismiss", {})
+    assert status == 303
+    assert (await gw.get("dave", second["id"]))["state"] == "dismissed"
+    _, page = await carol.get("/queue")
+    assert post_ids(section(page, "suggestions")) == []
+
+
+async def test_the_post_page_tells_the_whole_history_with_proofs(pages: Pages) -> None:
+    """Every version with who wrote it, every decision, every log entry, and for each entry a
+    link to its inclusion proof in the latest signed checkpoint, which the public log answers."""
+    gw = pages.gateway
+    held = await held_post(pages, "First words")
+    await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": "Second words"})
+    await gw.act("bob", held["id"], "approve")
+    await gw.app[CHECKPOINTS].sign_now()
+    dave = await pages.person("dave")
+    _, page = await dave.get(f"/posts/{held['id']}")
+    assert page.index("<h3>Version 2</h3>") < page.index("<h3>Version 1</h3>")
+    assert "<del>First</del><ins>Second</ins> words" in page
+    assert "<bdi>bob</bdi> approved it" in page
+    links = re.findall(r'href="(/log/proof/inclusion\?index=\d+&amp;size=\d+)"', page)
+    assert len(links) == 3  # submitted, edited, approved
+    for link in links:
+        async with dave.session.get(pages.base + html.unescape(link)) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["proof"] is not None
+
+
+async def test_the_account_page_shows_the_policy_history_health_and_posts(pages: Pages) -> None:
+    """Its people read the policy in force (tier, approvers and how many, delay, disclosure),
+    its changes, its health and its posts by state; others are refused."""
+    await held_post(pages)
+    carol = await pages.person("carol")
+    status, page = await carol.get("/accounts/cosigned")
+    assert status == 200
+    assert "2 of <bdi>bob</bdi>, <bdi>carol</bdi>, <bdi>dave</bdi>, within 1 day" in page
+    assert "1 min of cooling-off" in page and "“—{author}”" in page
+    assert "policy first recorded" in page
+    assert '<span class="tag state-held">held</span> 1' in page
+    assert "Posting works" in page
+    alice = await pages.person("alice")
+    _, page = await alice.get("/accounts/direct")
+    assert "Check the full story first" in page and "any of the words fired, scandal" in page
+    erin = await pages.person("erin")
+    status, _ = await erin.get("/accounts/cosigned")
+    assert status == 403
+    status, _ = await erin.get("/accounts/nosuch")
+    assert status == 404
+
+
+async def test_an_admin_reads_every_account_page(db_url: str, policy_dir: Path, clock: Any) -> None:
+    """A gateway admin (BYLINE_ADMINS) with no role on an account reads its page."""
+    async with started_gateway(db_url, policy_dir, clock, admins="erin") as gw:
+        await gw.app[PEOPLE].add("erin", password_of("erin"))
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            erin = Visitor(session=session, base=str(gw.client.make_url("")).rstrip("/"))
+            await erin.sign_in("erin")
+            status, page = await erin.get("/accounts/cosigned")
+            assert status == 200 and "You administer this gateway." in page
+
+
+async def test_pages_need_a_session(pages: Pages) -> None:
+    """Without a session the pages send the visitor to sign in, and the stream is refused."""
+    visitor = await pages.visitor()
+    for path in ("/queue", "/posts/1", "/accounts/cosigned"):
+        async with visitor.session.get(pages.base + path, allow_redirects=False) as resp:
+            location = urlsplit(resp.headers["Location"])
+            assert (resp.status, location.path, parse_qs(location.query)) == (303, "/signin", {"next": [path]})
+    async with visitor.session.get(pages.base + "/queue/events") as resp:
+        assert resp.status == 401
+
+
+async def read_event(resp: aiohttp.ClientResponse, seconds: float) -> str:
+    """The name of the next event on a stream (comments skipped)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            line = (await resp.content.readline()).decode()
+            if line.startswith("event: "):
+                return line.removeprefix("event: ").strip()
+
+
+async def test_the_stream_says_when_the_queue_changed(pages: Pages) -> None:
+    """A new held post for bob, made through the API, reaches his open stream as an event."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.1
+    bob = await pages.person("bob")
+    async with bob.session.get(pages.base + "/queue/events") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert await resp.content.readline() == b"retry: 5000\n"
+        await held_post(pages)
+        assert await read_event(resp, 10) == "queue"
+        # A change of another account's posts is not bob's business: no event for it.
+        await gw.submit("alice", "direct", "Nothing for bob")
+        with pytest.raises(TimeoutError):
+            await read_event(resp, 1.5)
+
+
+async def test_live_streams_are_bounded_per_person(pages: Pages) -> None:
+    """A person has at most a few streams open; one more is refused (429)."""
+    bob = await pages.person("bob")
+    opened = []
+    try:
+        for _ in range(STREAMS_PER_PERSON):
+            resp = await bob.session.get(pages.base + "/queue/events")
+            opened.append(resp)
+            assert resp.status == 200
+            await resp.content.readline()
+        async with bob.session.get(pages.base + "/queue/events") as resp:
+            assert resp.status == 429
+        carol = await pages.person("carol")
+        async with carol.session.get(pages.base + "/queue/events") as resp:
+            assert resp.status == 200
+    finally:
+        for resp in opened:
+            resp.close()
+
+
+async def test_streams_end_when_the_gateway_stops(db_url: str, policy_dir: Path, clock: Any) -> None:
+    """Stopping the gateway ends an open stream at once instead of waiting on it."""
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.app[PEOPLE].add("bob", password_of("bob"))
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        try:
+            bob = Visitor(session=session, base=str(gw.client.make_url("")).rstrip("/"))
+            await bob.sign_in("bob")
+            resp = await session.get(bob.base + "/queue/events")
+            await resp.content.readline()
+            await asyncio.wait_for(gw.client.close(), 5)
+            assert await asyncio.wait_for(resp.content.read(), 5) == b": listening\n\n"
+            assert resp.content.at_eof()
+        finally:
+            await session.close()
+
