@@ -33,6 +33,7 @@ from gateway.appkeys import (
     SANDBOX,
     SETTINGS,
     SIGNER,
+    TRANSPARENCY,
     XRPC_REPO,
     XRPC_SESSIONS,
 )
@@ -41,7 +42,9 @@ from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
 from gateway.http import mastodon, native, openapi, pages, sandbox, xrpc
 from gateway.http.common import error_middleware
+from gateway.http.pages import audit as audit_page
 from gateway.http.pages import home as home_page
+from gateway.http.pages import public as public_page
 from gateway.http.pages import queue as queue_pages
 from gateway.http.pages import signin as signin_page
 from gateway.loops import loop_name
@@ -64,6 +67,7 @@ from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.throttle import Throttle
+from gateway.services.transparency import Transparency
 from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions, service_host
 from gateway.settings import Settings
@@ -168,6 +172,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         admins=settings.admin_names, auditors=settings.auditor_names,
     )
     app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
+    app[TRANSPARENCY] = Transparency(db=db, checkpoints=checkpoints, policies=registry)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
     signins = Throttle(settings.signin_attempts, what="sign-in")
     app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
@@ -238,6 +243,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_routes(home_page.routes)
     app.add_routes(signin_page.routes)
     queue_pages.setup(app)  # the queue, post and account pages, and their live updates
+    app.add_routes(public_page.routes)
+    app.add_routes(audit_page.routes)
     app.add_subapp("/api", mastodon.client_api())
     app.add_subapp("/media", mastodon.media_files())
     app.add_subapp("/oauth/authorize", mastodon.sign_in())

@@ -26,6 +26,7 @@ from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.queue import QueueService
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.transparency import Transparency
 from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions
 from gateway.settings import Settings
@@ -57,3 +58,4 @@ PEOPLE = web.AppKey("people", People)
 NOTIFIER = web.AppKey("notifier", Notifier)
 QUEUE = web.AppKey("queue", QueueService)
 LIVE = web.AppKey("live", ChangeWatcher)
+TRANSPARENCY = web.AppKey("transparency", Transparency)
