@@ -314,7 +314,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     if args.demo:
         revoked, tokens = _run(_demo_tokens(settings))
+        passwords = _run(_demo_passwords(settings))
         print(_demo_banner(base, tokens, settings=settings, accounts=len(good), revoked=revoked), flush=True)
+        print(_demo_pages(base, passwords, accounts=sorted(good)), flush=True)
         print(f"Audit log: verifier key {log_key}\n  check it offline with: .venv/bin/byline audit verify "
               f"--key '{log_key}' --url {base}\n", flush=True)
     from gateway.loops import loop_factory
@@ -385,6 +387,59 @@ async def _demo_tokens(settings: Settings) -> tuple[int, dict[str, str]]:
         return await Identity(db, SystemClock()).reissue(label=DEMO_LABEL, users=DEMO_USERS)
     finally:
         await db.close()
+
+
+async def _demo_passwords(settings: Settings) -> dict[str, str]:
+    """A new random password for each demo person, so they can sign in to the pages; the one of
+    an earlier run stops working, and its sessions end with it."""
+    import secrets
+
+    from gateway.clock import SystemClock
+    from gateway.errors import BylineError, Code
+    from gateway.services.people import People
+    from gateway.services.throttle import Throttle
+    from gateway.storage.db import open_database
+
+    db = await open_database(settings.database_url)
+    try:
+        people = People(db=db, clock=SystemClock(), throttle=Throttle(settings.signin_attempts, what="sign-in"))
+        passwords = {}
+        for user in DEMO_USERS:
+            passwords[user] = password = secrets.token_hex(8)  # nothing to misread when typed
+            try:
+                await people.set_password(user, password)
+            except BylineError as exc:
+                if exc.code is not Code.NOT_FOUND:
+                    raise
+                await people.add(user, password)
+        return passwords
+    finally:
+        await db.close()
+
+
+def _demo_pages(base: str, passwords: dict[str, str], *, accounts: list[str]) -> str:
+    """The people's pages of the demo, and how to sign in to them."""
+    lines = [
+        "The people's pages (open them in a browser):",
+        f"  start:     {base}/",
+        f"  sign in:   {base}/signin",
+        f"  queue:     {base}/queue",
+        f"  audit:     {base}/audit",
+    ]
+    lines += [f"  {'public:' if n == 0 else '':10} {base}/@{account}" for n, account in enumerate(accounts)]
+    lines += [
+        "",
+        "Fresh demo passwords for this run, to sign in to the pages (the earlier ones no longer work;",
+        "change one with: .venv/bin/byline user set-password NAME):",
+    ]
+    lines += [f"  {user:6} {password}" for user, password in passwords.items()]
+    lines += [
+        "",
+        "Co-signed in the browser: once alice has posted to demo-cosigned, sign in as bob, open his queue",
+        "  and approve it there.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _database_where(url: str) -> str:
