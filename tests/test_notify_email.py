@@ -4,6 +4,7 @@ to its page, through a real SMTP server; one that is down gets the mail once it 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiosmtpd.controller import Controller
 from pydantic import ValidationError
 
@@ -202,9 +204,31 @@ def test_a_bad_smtp_url_is_refused_without_repeating_it(url: str) -> None:
     """A BYLINE_SMTP_URL that is not smtp:// or smtps:// with a host stops the start, and the error
     never repeats the value (it may hold a password); a good one is kept secret in the settings."""
     with pytest.raises(ValidationError) as refused:
-        Settings(smtp_url=url)  # type: ignore[arg-type]
+        Settings(smtp_url=url, _env_file=None)  # type: ignore[arg-type,call-arg]
     said = describe_error(refused.value)
     assert said == "invalid settings: BYLINE_SMTP_URL: Value error, must be smtp://host:port or " \
                    "smtps://user:password@host:port"
-    good = Settings(smtp_url="smtps://mailer:hunter2-secret@mail.example:465")  # type: ignore[arg-type]
+    good = Settings(smtp_url="smtps://mailer:hunter2-secret@mail.example:465", _env_file=None)  # type: ignore[arg-type,call-arg]
     assert "hunter2-secret" not in repr(good)
+
+
+async def test_a_password_is_never_sent_without_tls(
+    db_url: str, policy_dir: Path, clock: ManualClock, mailbox: Mailbox
+) -> None:
+    """With a password in an smtp:// URL and a server that offers no STARTTLS, nothing is sent and
+    the password shows nowhere: not in the delivery log, not in the logs."""
+    await mailbox.start()
+    password = "pw-" + "x7Kq2" * 4
+    async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600, public_url=PUBLIC,
+                               smtp_url=f"smtp://mailer:{password}@127.0.0.1:{mailbox.port}") as gw:
+        await with_emails(gw, "alice", "bob", "carol", "dave")
+        with structlog.testing.capture_logs() as logs:
+            await gw.submit("alice", "cosigned", "Not over plain text")
+            await gw.app[NOTIFIER].run_once()
+        log = await gw.app[NOTIFIER].deliveries()
+    assert {(d.state, d.last_error) for d in log} == {
+        ("pending", "the SMTP server: SMTP STARTTLS extension not supported by server.")
+    }
+    assert mailbox.messages == []
+    assert password not in json.dumps(logs, default=str)
+    assert password not in repr(gw.app[NOTIFIER].__dict__)

@@ -477,8 +477,12 @@ class Notifier:
             return Outcome(ok=False, error="the SMTP server refused the address", final=True)
         except aiosmtplib.SMTPResponseException as exc:
             return Outcome(ok=False, status=exc.code, error=f"the SMTP server answered {exc.code}")
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError, TimeoutError) as exc:
             return Outcome(ok=False, error=f"cannot reach the SMTP server: {type(exc).__name__}")
+        except aiosmtplib.SMTPException as exc:
+            # Such as a server without STARTTLS when a password is to be sent: the message is the
+            # client library's own, and never holds the password.
+            return Outcome(ok=False, error=f"the SMTP server: {exc.message[:200]}")
         return Outcome(ok=True)
 
     # -- reading the delivery log -----------------------------------------------------------
