@@ -364,7 +364,8 @@ async def test_secrets_stay_out_of_logs_and_the_delivery_log(
     db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
 ) -> None:
     """A failing receiver and an unreadable secret are logged and recorded by the webhook's host
-    and the secret's reference, never the secret or the address's path."""
+    and the secret's reference, never the secret or the address's path; the policy as shown to
+    the account's people names neither."""
     secret = new_secret()
     policy_dir = hooked_policies(tmp_path, hook.url + "/tok-in-path-XYZ", secret, {"cosigned": ["post.held"]})
     hook.plan = [500]
@@ -376,6 +377,11 @@ async def test_secrets_stay_out_of_logs_and_the_delivery_log(
             clock.advance(timedelta(seconds=5))
             await notify(gw)
         [missing] = await deliveries(gw)
+        status, shown = await gw.call("bob", "GET", "/v1/accounts/cosigned/policy")
+    assert status == 200
+    assert shown["policy"]["notify"] == [
+        {"url": f"http://127.0.0.1:{hook.server.port}/…", "secret": "(set)", "events": ["post.held"]}
+    ]
     assert missing.last_error == "webhook secret: credential file:secrets/hook.key cannot be read: " \
                                  "No such file or directory"
     said = json.dumps(logs, default=str)

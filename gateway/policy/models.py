@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -246,6 +247,17 @@ class Webhook(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("names an event twice")
         return value
+
+    # Where the policy is shown (GET /v1/accounts/{account}/policy, to everyone with a role on the
+    # account), a webhook's path may be a capability and its secret's place is the admin's business.
+    @field_serializer("url")
+    def _shown_url(self, value: str) -> str:
+        parts = urlsplit(value)
+        return f"{parts.scheme}://{parts.netloc}/…" if parts.path not in ("", "/") or parts.query else value
+
+    @field_serializer("secret")
+    def _shown_secret(self, value: str) -> str:
+        return "(set)"
 
 
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
