@@ -413,3 +413,19 @@ async def test_two_replicas_store_and_send_each_event_once(
     held = sorted(p["data"]["post"] for p in hook.verified(secret))
     assert held == sorted(p["id"] for p in posts)
     assert len(set(hook.ids())) == len(hook.ids()) == 8
+
+
+async def test_a_removed_policy_tells_its_webhooks(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """When an account's policy file goes, the webhooks it named hear of it, once."""
+    secret = new_secret()
+    policy_dir = hooked_policies(tmp_path, hook.url, secret, {"delayed": ["policy.changed"]})
+    async with started(db_url, policy_dir, clock) as gw:
+        assert await notify(gw) == 2
+        (policy_dir / "delayed.yaml").unlink()
+        assert await gw.sync_policies() == ["delayed"]
+        assert await notify(gw) == 2
+        assert await notify(gw) == 0
+    changes = [(p["type"], p["data"]["account"], p["data"]["change"]) for p in hook.verified(secret)]
+    assert changes == [("policy.changed", "delayed", "loaded"), ("policy.changed", "delayed", "removed")]

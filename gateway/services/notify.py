@@ -169,6 +169,9 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._inflight: set[str] = set()
+        # The policies this notifier has seen in force, kept after their file goes: the removal of
+        # a policy is told to the webhooks it named.
+        self._known: dict[str, LoadedPolicy] = {}
 
     async def start(self) -> None:
         """Open the HTTP client the webhooks use (no cookies kept between receivers) and follow
@@ -212,6 +215,7 @@ class Notifier:
 
     async def _enqueue_batch(self) -> tuple[int, bool]:
         now = now_micros(self._clock)
+        self._known.update(self._policies.policies)
         async with self._db.write() as txn:
             start = await sql.cursor(txn, lock=True)
             rows = await sql.log_entries_from(txn, start, limit=self._batch)
@@ -236,7 +240,7 @@ class Notifier:
             return []
         idx = int(row["idx"])
         account = entry.get("account")
-        loaded = self._policies.get(account) if isinstance(account, str) else None
+        loaded = (self._policies.get(account) or self._known.get(account)) if isinstance(account, str) else None
         post_id = entry.get("post")
         post = await posts_sql.get_post(txn, post_id) if isinstance(post_id, str) else None
         if post_id is not None and post is None:
