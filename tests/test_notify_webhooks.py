@@ -429,3 +429,23 @@ async def test_a_removed_policy_tells_its_webhooks(
         assert await notify(gw) == 0
     changes = [(p["type"], p["data"]["account"], p["data"]["change"]) for p in hook.verified(secret)]
     assert changes == [("policy.changed", "delayed", "loaded"), ("policy.changed", "delayed", "removed")]
+
+
+async def test_an_upgraded_gateway_does_not_announce_its_history(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """A database from before notifications existed starts its cursor at the end of its log: the
+    posts held back then are not announced when the upgraded gateway starts, the next ones are."""
+    secret = new_secret()
+    policy_dir = hooked_policies(tmp_path, hook.url, secret, {"cosigned": ["post.held"]})
+    async with started(db_url, policy_dir, clock) as before:
+        await before.submit("alice", "cosigned", "Held before the upgrade")
+        async with before.app[DB].write() as txn:  # as the database was before version 7
+            await txn.execute("DROP TABLE notify_deliveries")
+            await txn.execute("DROP TABLE notify_cursor")
+            await txn.execute("DELETE FROM schema_migrations WHERE version = 7")
+    async with started(db_url, policy_dir, clock) as after:
+        assert await notify(after) == 0
+        later = await after.submit("alice", "cosigned", "Held after the upgrade")
+        assert await notify(after) == 2
+    assert [p["data"]["post"] for p in hook.verified(secret)] == [later["id"]]
