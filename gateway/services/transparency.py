@@ -134,8 +134,10 @@ class PublicPost:
 
     @property
     def url(self) -> str:
-        """Where the post went out on its platform, if the platform gave a link."""
-        return self.published.value
+        """Where the post went out on its platform, if the platform gave a web link (a link of
+        any other scheme is not shown: a page never links to ``javascript:``)."""
+        value = self.published.value
+        return value if value.startswith(("https://", "http://")) else ""
 
     def credits(self, person: str) -> list[str]:
         """The parts ``person`` had in this post, in words."""
@@ -391,9 +393,7 @@ class Transparency:
                     raise BylineError(Code.VALIDATION, "A post id is made of digits only.", field="q")
                 ids = await sql.public_post(txn, query)
             elif kind == "url":
-                if not query.startswith(("https://", "http://", "at://")) and not query.isascii():
-                    raise BylineError(Code.VALIDATION, "Enter the post's address on its platform.", field="q")
-                ids = await sql.public_post_by_url(txn, query)
+                ids = await sql.public_post_by_url(txn, query)  # its address, or its id there
             elif kind == "account":
                 name = query.removeprefix("@")
                 if not _ACCOUNT.fullmatch(name):

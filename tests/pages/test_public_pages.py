@@ -4,13 +4,17 @@ a real socket, on both databases: only what went out shows, with its byline; mar
 from __future__ import annotations
 
 import html
+import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import markupsafe
 import pytest
 
 from gateway.appkeys import DB
+from gateway.services.transparency import public_post
+from gateway.storage import posts as posts_sql
 from tests.pages.conftest import Pages
 from tests.pages.public_story import CANCELLED_WORDS, HELD_WORDS, HOSTILE, Story, tell
 
@@ -223,3 +227,21 @@ async def test_no_secret_or_unpublished_text_through_the_texts_the_page_uses(pag
     for token in pages.gateway.tokens.values():
         _, page = await (await pages.visitor()).get("/@cosigned")
         assert token not in page
+
+
+async def test_a_revised_post_shows_the_words_of_its_revision(pages: Pages, story: Story) -> None:
+    """After a revision on its platform, a post's words are the revision's, marked with its entry."""
+    async with pages.gateway.app[DB].read() as txn:
+        record = await posts_sql.get_post(txn, story.first)
+        rows = await txn.fetchall("SELECT idx, entry FROM log_entries WHERE post_id = ? ORDER BY idx", story.first)
+    assert record is not None
+    entries = [(int(r["idx"]), json.loads(bytes(r["entry"]))) for r in rows]
+    revised = {**entries[0][1], "type": "post.revised", "ts": "2026-01-03T00:00:00.000000Z",
+               "data": {"version": 2, "text_hash": "00" * 32}}
+    texts = {i: "committed" for i, _ in entries} | {10_000: "Our first post, revised"}
+    shown = public_post(replace(record, text="Our first post, revised", version=2),
+                        [*entries, (10_000, revised)], texts)
+    assert shown is not None
+    assert (shown.text, shown.text_mark and shown.text_mark.index) == ("Our first post, revised", 10_000)
+    erased = public_post(record, entries, {i: None for i, _ in entries})
+    assert erased is not None and (erased.erased, erased.text, erased.text_mark) == (True, None, None)
