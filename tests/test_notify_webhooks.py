@@ -116,7 +116,7 @@ def hooked_policies(tmp_path: Path, url: str, secret: str, events: dict[str, lis
 
 def started(db_url: str, policy_dir: Path, clock: ManualClock) -> started_gateway:
     """A gateway whose notifier runs only when the test says (``run_once``)."""
-    return started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600, notify_timeout_seconds=0.5,
+    return started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600, notify_timeout_seconds=1.0,
                            public_url="https://byline.example")
 
 
@@ -214,7 +214,7 @@ async def test_a_failing_receiver_gets_retries_with_backoff(
     webhook-id, and delivered once the receiver answers."""
     secret = new_secret()
     policy_dir = hooked_policies(tmp_path, hook.url, secret, {"cosigned": ["post.held"]})
-    hook.plan = [500, 2.0]
+    hook.plan = [500, 2.5]
     async with started(db_url, policy_dir, clock) as gw:
         await gw.submit("alice", "cosigned", "Careful with this one")
         assert await notify(gw) == 2  # stored, then tried: 500
@@ -227,7 +227,7 @@ async def test_a_failing_receiver_gets_retries_with_backoff(
         assert await notify(gw) == 1  # tried: no answer within the timeout
         [slow] = await deliveries(gw)
         assert (slow.state, slow.attempts, slow.last_status) == ("pending", 2, None)
-        assert slow.last_error == "no answer within 0.5 s"
+        assert slow.last_error == "no answer within 1 s"
         assert slow.next_at == failed.next_at + 20_000_000
         clock.advance(timedelta(seconds=19))
         assert await notify(gw) == 0
