@@ -313,6 +313,7 @@ const BylineVerify = (() => {
     const wanted = items.flatMap((item) => Array.from(item.querySelectorAll(".mark[data-entry]"), (m) => Number(m.dataset.entry)));
     const inTree = wanted.filter((i) => Number.isSafeInteger(i) && i >= 0 && i < checkpoint.size);
     const fetched = fetchEntries(inTree);
+    fetched.catch(() => {}); // its failure is each entry's, reported where that entry is used
     const cache = new Map();
     const context = {
       size: checkpoint.size,
