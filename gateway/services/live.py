@@ -42,8 +42,9 @@ class Listener:
         """True when the log grew since the last wait; False after ``seconds`` with no change
         (or when the process stops: see ``closing``)."""
         try:
-            async with asyncio.timeout(seconds):
-                await self._changed.wait()
+            # wait_for cancels only the wait it made: a timeout that fires as the event is set
+            # cannot leave a cancellation pending on the stream's own task.
+            await asyncio.wait_for(self._changed.wait(), seconds)
         except TimeoutError:
             return False
         self._changed.clear()
@@ -96,6 +97,11 @@ class ChangeWatcher:
         return self._per_person.get(person, 0)
 
     async def _read(self) -> int:
+        # Shielded: a watcher stopped mid-read still ends its transaction and hands its
+        # connection back clean.
+        return await asyncio.shield(self._read_size())
+
+    async def _read_size(self) -> int:
         async with self._db.read() as txn:
             return await sql.log_size(txn)
 

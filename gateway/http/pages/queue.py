@@ -75,10 +75,11 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
                 if not changed:
                     await response.write(b": still here\n\n")
                     continue
-                if await request.app[PEOPLE].session(cookie) is None:
+                # Shielded: a stream stopped mid-read still ends its transaction cleanly.
+                if await asyncio.shield(request.app[PEOPLE].session(cookie)) is None:
                     await response.write(b"event: signedout\ndata: \n\n")
                     break
-                now = await service.fingerprint(caller)
+                now = await asyncio.shield(service.fingerprint(caller))
                 if now != last:
                     last = now
                     await response.write(b"event: queue\ndata: changed\n\n")

@@ -1,0 +1,184 @@
+"""The queue, post and account pages in a real headless Chromium, as people use them: a co-signer
+approves and the post goes out, an author cancels in the cooling-off window, a writer adopts a
+suggestion, and the queue shows a new held post without a reload. Each page passes axe.
+
+With ``BYLINE_SCREENSHOTS=1`` the co-signer's queue is saved to ``docs/screenshots/queue.png``
+(for the README); a plain run writes nothing in the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, async_playwright, expect
+
+from gateway.appkeys import LIVE
+from tests.browser.axe import assert_accessible
+from tests.pages.conftest import Pages, pages, password_of
+
+__all__ = ["pages"]  # the fixture, for these tests too
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = os.environ.get("BYLINE_SCREENSHOTS") == "1"
+"""Read when the tests are collected: the test fixtures clear BYLINE_ variables before each test."""
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "queue.png"
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium; a missing one fails the test rather than skipping it."""
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run tests/browser/install.sh"
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    """Chromium, headless, driven by Playwright."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def signed_in(browser: Browser, pages: Pages, name: str, problems: list[str]) -> Page:
+    """A page of ``name``'s, signed in through the sign-in form, on their queue."""
+    page = await browser.new_page()
+
+    def console(message: ConsoleMessage) -> None:
+        # Nothing on these pages may break their Content-Security-Policy, nor fail in its script.
+        if "Content Security Policy" in message.text:
+            problems.append(message.text)
+
+    def answered(response: Response) -> None:
+        # Every file a page asks for is there (Chromium asks for a favicon of its own accord).
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            problems.append(f"{response.status} {response.url}")
+
+    page.on("console", console)
+    page.on("response", answered)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(pages.base + "/queue")
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_label("Password").fill(password_of(name))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    return page
+
+
+def card(page: Page, author: str, account: str) -> Locator:
+    """The card of a post by ``author`` on ``account``."""
+    return page.get_by_role("article", name=f"Post by {author} on @{account}")
+
+
+async def test_a_cosigner_approves_and_the_post_goes_out(browser: Browser, pages: Pages, tmp_path: Path) -> None:
+    """dave approved already; bob signs in, reads the held post as it will appear and what
+    changed since its first version, and approves it; the publisher sends it to the sandbox
+    timeline with its disclosure."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday at noon")
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}", {"text": "We launch on Tuesday at noon"})
+    assert status == 200
+    status, _ = await gw.act("dave", post["id"], "approve")
+    assert status == 200
+    # What else a queue holds, for the picture: a suggestion and a post in its cooling-off window.
+    await gw.submit("dave", "managed", "Thank the volunteers on Friday")
+    await gw.submit("bob", "delayed", "Slides from today's talk are up")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    held = page.get_by_role("article", name="Post by carol on @cosigned")
+    await expect(held.locator(".text").first).to_have_text("We launch on Tuesday at noon\n\n—carol")
+    await expect(held.locator("del")).to_have_text("Monday")
+    await expect(held.locator("ins")).to_have_text("Tuesday")
+    await expect(held).to_contain_text("Approvals of this version: 1 of 2, by dave.")
+    await assert_accessible(page)
+    await page.set_viewport_size({"width": 800, "height": 1000})
+    shot = tmp_path / "queue.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if SCREENSHOTS:
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)
+
+    await held.get_by_role("button", name="Approve version 2").click()
+    await expect(page.get_by_role("status").filter(has_text="You approved the post.")).to_be_visible()
+    assert (await gw.get("carol", post["id"]))["state"] == "scheduled"
+    gw.clock.advance(timedelta(minutes=2))
+    assert await gw.tick() == 1
+    assert [p["text"] for p in await gw.timeline("cosigned")] == ["We launch on Tuesday at noon\n\n—carol"]
+
+    await page.goto(pages.base + f"/posts/{post['id']}")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"Post {post['id']}")
+    await expect(page.get_by_role("table")).to_contain_text("published")
+    await assert_accessible(page)
+    assert problems == []
+
+
+async def test_an_author_cancels_in_the_cooling_off_window(browser: Browser, pages: Pages) -> None:
+    """bob sees his delayed post counting down, cancels it, and it never goes out."""
+    gw = pages.gateway
+    post = await gw.submit("bob", "delayed", "Second thoughts coming")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    mine = card(page, "bob", "delayed")
+    countdown = mine.locator("time.countdown")
+    await expect(countdown).to_have_text("9 min 59 s", timeout=3000)  # the script ticks it down
+    await mine.get_by_role("button", name="Cancel this post").click()
+    await expect(page.get_by_role("status").filter(has_text="You cancelled the post.")).to_be_visible()
+    await expect(page.get_by_role("article")).to_have_count(0)
+    assert (await gw.get("bob", post["id"]))["state"] == "cancelled"
+    gw.clock.advance(timedelta(minutes=11))
+    await gw.tick()
+    assert await gw.timeline("delayed") == []
+    assert problems == []
+
+
+async def test_a_writer_adopts_a_suggestion(browser: Browser, pages: Pages) -> None:
+    """carol adopts the owner's suggestion on the managed account; it goes out crediting both.
+    The account page she reaches from her queue passes axe."""
+    gw = pages.gateway
+    await gw.submit("dave", "managed", "Thank you all for coming")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "carol", problems)
+    suggestion = card(page, "dave", "managed")
+    await expect(suggestion).to_contain_text("Thank you all for coming")
+    await suggestion.get_by_role("button", name="Adopt").click()
+    await expect(page.get_by_role("status").filter(has_text="You adopted the suggestion")).to_be_visible()
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline("managed")] == [
+        "Thank you all for coming\n\n—carol, suggested by dave"]
+
+    await page.get_by_role("link", name="@managed", exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("@managed")
+    await expect(page.locator("dl.policy")).to_contain_text("bob, carol")
+    await assert_accessible(page)
+    assert problems == []
+
+
+async def test_the_queue_shows_a_new_held_post_without_a_reload(browser: Browser, pages: Pages) -> None:
+    """bob's queue is open and empty; carol submits through the API; the post appears in his
+    queue and the change is announced, with the page never reloaded."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.2
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    await expect(page.get_by_role("article")).to_have_count(0)
+    await page.evaluate("() => { window.stillTheSamePage = true; }")
+    await page.wait_for_timeout(300)  # the stream is open
+    await gw.submit("carol", "cosigned", "Fresh from the API")
+    fresh = card(page, "carol", "cosigned")
+    await expect(fresh).to_contain_text("Fresh from the API", timeout=10_000)
+    await expect(page.locator("#live-status")).to_contain_text("Your queue changed.")
+    await expect(page.locator("#live-status")).to_contain_text("Held for your approval (1)")
+    assert await page.evaluate("() => window.stillTheSamePage") is True
+    await fresh.get_by_role("button", name="Approve version 1").click()
+    await expect(page.get_by_role("status").filter(has_text="You approved the post.")).to_be_visible()
+    assert problems == []
