@@ -8,11 +8,12 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from pathlib import Path
 
 import markupsafe
 import pytest
 
-from gateway.appkeys import DB
+from gateway.appkeys import DB, SETTINGS
 from gateway.services.transparency import public_post
 from gateway.storage import posts as posts_sql
 from tests.pages.conftest import Pages
@@ -245,3 +246,20 @@ async def test_a_revised_post_shows_the_words_of_its_revision(pages: Pages, stor
     assert (shown.text, shown.text_mark and shown.text_mark.index) == ("Our first post, revised", 10_000)
     erased = public_post(record, entries, {i: None for i, _ in entries})
     assert erased is not None and (erased.erased, erased.text, erased.text_mark) == (True, None, None)
+
+
+async def test_an_account_whose_policy_was_removed_says_so(pages: Pages, story: Story) -> None:
+    """Removing an account's policy file ends its voice: the page and the feed say so; its posts stay."""
+    settings = pages.gateway.app[SETTINGS]
+    (Path(settings.policy_dir) / "cosigned.yaml").unlink()
+    assert await pages.gateway.sync_policies() == ["cosigned"]
+    visitor = await pages.visitor()
+    status, page = await visitor.get("/@cosigned")
+    assert status == 200
+    lede = _words(re.search(r'<p class="lede">.*?</p>', page, re.S).group(0))  # type: ignore[union-attr]
+    assert lede == ("Co-signed by others before each post goes out until 2 Jan 2026; no longer carried by this "
+                    "gateway since 2 Jan 2026. This gateway no longer posts for this account.")
+    assert story.cosigned in page
+    _, feed = await visitor.get("/@cosigned/voice.atom")
+    titles = [t.text for t in ET.fromstring(feed).iter(f"{ATOM}title")]
+    assert titles[1] == "@cosigned is no longer carried by this gateway"
