@@ -15,7 +15,7 @@ import aiohttp
 import markupsafe
 import pytest
 
-from gateway.appkeys import CHECKPOINTS, LIVE, PEOPLE
+from gateway.appkeys import CHECKPOINTS, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
@@ -197,6 +197,27 @@ async def test_a_forged_or_missing_csrf_value_changes_nothing(pages: Pages) -> N
     assert await gw.snapshot() == before
 
 
+async def test_an_act_the_post_no_longer_allows_is_a_clear_409(pages: Pages) -> None:
+    """Approving a post its author cancelled meanwhile, or approving twice, is refused with a
+    page that says why and links back to the post; nothing changes."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    other = await held_post(pages, "Another one")
+    dave = await pages.person("dave")
+    await dave.get("/queue")
+    status, _ = await gw.act("carol", held["id"], "cancel")
+    assert status == 200
+    status, _, _ = await dave.post(f"/posts/{other['id']}/approve", {"version": "1"})
+    assert status == 303
+    before = await gw.snapshot()
+    status, page, _ = await dave.post(f"/posts/{held['id']}/approve", {"version": "1"})
+    assert status == 409 and "cannot approve a post that is cancelled" in page
+    assert f'href="/posts/{held["id"]}"' in page
+    status, page, _ = await dave.post(f"/posts/{other['id']}/approve", {"version": "1"})
+    assert status == 409 and "You already decided on this version of the post." in page
+    assert await gw.snapshot() == before
+
+
 async def test_another_persons_post_is_out_of_reach(pages: Pages) -> None:
     """A post of an account one has no role on is not found; one's role may not allow the act
     (403); an id that is no post is not found; nothing changes."""
@@ -369,6 +390,11 @@ async def test_the_account_page_shows_the_policy_history_health_and_posts(pages:
     assert status == 403
     status, _ = await erin.get("/accounts/nosuch")
     assert status == 404
+    pages.gateway.app[PLATFORMS].mark("cosigned", "credential env:BRAND_TOKEN is not set in the environment")
+    _, page = await carol.get("/accounts/cosigned")
+    assert "Posts to this account are not going out: credential env:BRAND_TOKEN is not set" in page
+    _, page = await carol.get("/queue")
+    assert "not posting: credential env:BRAND_TOKEN" in page
 
 
 async def test_an_admin_reads_every_account_page(db_url: str, policy_dir: Path, clock: Any) -> None:
@@ -417,6 +443,36 @@ async def test_the_stream_says_when_the_queue_changed(pages: Pages) -> None:
         await gw.submit("alice", "direct", "Nothing for bob")
         with pytest.raises(TimeoutError):
             await read_event(resp, 1.5)
+
+
+async def test_the_stream_hears_changes_made_on_another_replica(pages: Pages, db_url: str, policy_dir: Path,
+                                                                 clock: Any) -> None:
+    """Two gateways on one database, as replicas: a post submitted on the second reaches the
+    stream open on the first."""
+    pages.gateway.app[LIVE].interval = 0.1
+    bob = await pages.person("bob")
+    async with bob.session.get(pages.base + "/queue/events") as resp, \
+            started_gateway(db_url, policy_dir, clock) as other:
+        assert resp.status == 200
+        await resp.content.readline()
+        await other.submit("carol", "cosigned", "Posted through the other replica")
+        assert await read_event(resp, 10) == "queue"
+
+
+async def test_the_stream_ends_when_the_session_does(pages: Pages) -> None:
+    """A person signed out elsewhere (here: their password changed) is told so at the next
+    change, and the stream ends."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.1
+    bob = await pages.person("bob")
+    async with bob.session.get(pages.base + "/queue/events") as resp:
+        await resp.content.readline()
+        await gw.app[PEOPLE].set_password("bob", "a-new-password-for-bob")
+        await held_post(pages)
+        assert await read_event(resp, 10) == "signedout"
+        async with asyncio.timeout(5):
+            await resp.content.read()
+        assert resp.content.at_eof()
 
 
 async def test_live_streams_are_bounded_per_person(pages: Pages) -> None:
