@@ -81,10 +81,10 @@ class ChangeWatcher:
         listener = Listener(person=person)
         self._listeners.add(listener)
         self._per_person[person] += 1
-        if self._task is None or self._task.done():
-            self.size = await self._read()
-            self._task = asyncio.create_task(self._watch(), name="byline-live-watch")
         try:
+            if self._task is None or self._task.done():
+                self.size = await self._read()
+                self._task = asyncio.create_task(self._watch(), name="byline-live-watch")
             yield listener
         finally:
             self._listeners.discard(listener)

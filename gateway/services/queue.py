@@ -136,6 +136,8 @@ class EventLine:
     version: int | None
     state: str | None
     reason: str | None
+    note: str | None
+    """A count worth saying: how many approvals an approval made."""
     proof_size: int | None
     """The signed tree size its inclusion proof is asked for, or None while none covers it."""
 
@@ -381,8 +383,12 @@ def _event_line(index: int, kind: str, actor: str, ts: str, data: Any, size: int
     reason = data.get("reason")
     if reason is None and isinstance(data.get("reasons"), list) and data["reasons"]:
         reason = "; ".join(str(r.get("reason", "")) for r in data["reasons"] if isinstance(r, dict))
+    count, required = data.get("count"), data.get("required")
+    note = None
+    if kind == "post.approved" and isinstance(count, int) and isinstance(required, int):
+        note = f"{count} of {required} approvals"
     return EventLine(
-        index=index, type=kind, what=_WHAT.get(kind, kind), actor=actor, ts=ts,
+        index=index, type=kind, what=_WHAT.get(kind, kind), actor=actor, ts=ts, note=note,
         version=version if isinstance(version, int) else None,
         state=state if isinstance(state, str) else None,
         reason=reason if isinstance(reason, str) and reason else None,

@@ -362,6 +362,7 @@ async def test_the_post_page_tells_the_whole_history_with_proofs(pages: Pages) -
     assert page.index("<h3>Version 2</h3>") < page.index("<h3>Version 1</h3>")
     assert "<del>First</del><ins>Second</ins> words" in page
     assert "<bdi>bob</bdi> approved it" in page
+    assert '(1 of 2 approvals)' in page
     links = re.findall(r'href="(/log/proof/inclusion\?index=\d+&amp;size=\d+)"', page)
     assert len(links) == 3  # submitted, edited, approved
     for link in links:
