@@ -84,6 +84,9 @@ class PostCard:
     """The forms to show: approve, reject, edit, cancel, adopt, dismiss."""
     seconds_left: int | None
     """Until a scheduled post goes out (its cooling-off window); None for others."""
+    wrote_it: bool
+    """Whether the viewer put words into it (and so, where the policy names approvers, does
+    not approve it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,11 +110,6 @@ class Queue:
     waiting: tuple[PostCard, ...]
     """Their own posts waiting on others: held for approval, or suggested."""
     accounts: tuple[AccountLink, ...]
-
-    @property
-    def count(self) -> int:
-        """How many things wait for the person to act."""
-        return len(self.to_approve) + len(self.suggestions) + len(self.cooling)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -345,8 +343,10 @@ def card_of(
     seconds = None
     if post.state == State.SCHEDULED.value and post.publish_at is not None:
         seconds = max(0, (post.publish_at - now) // 1_000_000)
+    wrote = user in contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
-                    actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds)
+                    actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds,
+                    wrote_it=wrote)
 
 
 def _actions(post: PostView, loaded: LoadedPolicy | None, user: str, *, decided: bool) -> frozenset[str]:
