@@ -202,7 +202,7 @@ async def authorize(request: web.Request) -> web.Response:
         ), client=request.remote or "")
     except BylineError as exc:  # too many wrong passwords or tokens from this address
         if exc.code is not Code.TOO_MANY_REQUESTS:
-            raise
+            return _error_page(request, "This sign-in cannot go on", exc.message, status=exc.status)
         response = _sign_in_page(request, auth_request, csrf=csrf, error=exc.message, failed=failed,
                                  name=form.get("name", "").strip(), status=exc.status)
         response.headers["Retry-After"] = str(exc.details.get("retry_after", 60))
