@@ -279,6 +279,8 @@ async def test_html_and_script_are_escaped_on_every_page(pages: Pages, policy_di
         assert "&lt;script&gt;alert(" in page, path
     _, page = await alice.get(f"/posts/{post['id']}")
     assert str(markupsafe.escape(text)) in page  # version 1, word for word, as text
+    status, page = await alice.get("/accounts/%3Cscript%3Ealert(4)%3C%2Fscript%3E")
+    assert status == 404 and "<script>alert(4)" not in page and "&lt;script&gt;alert(4)" in page
 
 
 async def test_a_person_who_loses_their_role_loses_access_at_once(pages: Pages, policy_dir: Path) -> None:
