@@ -40,6 +40,8 @@ MAX_FORM_BYTES: Final = 64 * 1024
 PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC: Final = web.AppKey("static_files", dict)
 _SESSION: Final = web.RequestKey("page_session", object)
+TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
+"""The pages' Jinja2 environment, found from sub-applications too (``request.config_dict``)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def setup(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["static"] = lambda name: f"/static/{names[name]}"
+    app[TEMPLATES] = env
     app.router.add_get("/static/{name}", static_file)
 
 
@@ -184,7 +187,7 @@ def render(request: web.Request, template: str, context: Mapping[str, Any], *, s
     session = request.get(_SESSION)
     assert session is None or isinstance(session, Session)
     full = {"person": session.person if session else None, "csrf": session.csrf if session else "", **context}
-    html = aiohttp_jinja2.get_env(request.config_dict).get_template(template).render(full)
+    html = request.config_dict[TEMPLATES].get_template(template).render(full)
     response = web.Response(text=html, content_type="text/html", status=status)
     page_headers(response)
     return response
