@@ -11,10 +11,11 @@ import pytest
 from aiohttp import ClientSession, CookieJar
 from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
 
-from gateway.appkeys import DB, IDENTITY, PEOPLE
+from gateway.appkeys import DB, IDENTITY, PEOPLE, SETTINGS
 from gateway.services.identity import hash_token
 from tests.clients.signin import code_of, form_of, sign_in_with_password
 from tests.clients.world import World
+from tests.conftest import started_gateway
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 SCOPES = ["read", "write"]
@@ -274,3 +275,24 @@ async def test_a_password_token_is_scoped_and_outlives_the_session(people: World
     assert await world.gateway.app[IDENTITY].revoke(token)
     with pytest.raises(MastodonUnauthorizedError):
         await world.run(app.account_verify_credentials)
+
+
+async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url: str) -> None:
+    """Behind TLS (an https public URL), the page session a password sign-in opens is Secure."""
+    settings = world.gateway.app[SETTINGS]
+    async with started_gateway(db_url, settings.policy_dir, world.gateway.clock,
+                               public_url="https://byline.example") as gw:
+        await gw.app[PEOPLE].add("alice", PASSWORDS["alice"])
+        status, app = await gw.call(None, "POST", "/api/v1/apps", data={
+            "client_name": "Reach", "redirect_uris": OOB, "scopes": "read"})
+        assert status == 200
+        async with gw.client.get("/oauth/authorize", params={
+                "response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB}) as page:
+            fields, _ = form_of(await page.text())
+            nonce = page.cookies["byline_signin"].value  # Secure: the plain-http client keeps it back
+        async with gw.client.post("/oauth/authorize", data={
+                **fields, "name": "alice", "password": PASSWORDS["alice"]},
+                headers={"Cookie": f"byline_signin={nonce}"}) as step:
+            assert step.status == 200
+            session = step.cookies["byline_session"]
+    assert (session["secure"], session["httponly"], session["samesite"]) == (True, True, "Lax")
