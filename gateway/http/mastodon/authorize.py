@@ -20,13 +20,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH, PEOPLE
 from gateway.errors import STATUS, BylineError, Code
-from gateway.http.pages import SESSION_COOKIE, behind_tls, session_of
+from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 
 routes = web.RouteTableDef()
@@ -68,7 +67,7 @@ def _fields(request: AuthRequest) -> dict[str, str]:
 
 
 def _page(request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200) -> web.Response:
-    html = request.config_dict[aiohttp_jinja2.APP_KEY].get_template(template).render(context)
+    html = request.config_dict[TEMPLATES].get_template(template).render(context)
     response = web.Response(text=html, content_type="text/html", status=status)
     response.headers.update({
         "Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
