@@ -101,6 +101,24 @@ class _SqliteTxn:
         return list(await self._conn.execute_fetchall(sql, args))  # type: ignore[arg-type]
 
 
+async def _end_whatever_began(conn: aiosqlite.Connection) -> None:
+    """Roll back whatever transaction a failed or cancelled task left on ``conn``, before the
+    connection goes back for another task.
+
+    A statement aiosqlite was given runs in its thread even when the task awaiting it is
+    cancelled: a ``BEGIN`` (or ``COMMIT``) cut off that way still happens, after the task has
+    moved on. A ``ROLLBACK`` queued now runs after it, whatever it was; it is awaited to its end
+    through further cancellations (they are the caller's to re-raise), and one that finds no
+    transaction open has nothing to do.
+    """
+    rollback = asyncio.ensure_future(conn.execute("ROLLBACK"))
+    while not rollback.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(rollback)
+    with contextlib.suppress(sqlite3.OperationalError):
+        rollback.result()
+
+
 class SqliteDatabase:
     """SQLite in WAL mode with full durability: one writer connection, a few readers."""
 
@@ -150,15 +168,14 @@ class SqliteDatabase:
             await self._write_lock.acquire()
         finally:
             self._waiting_writers -= 1
+        conn = self._writer
         try:
-            conn = self._writer
             await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _SqliteTxn(conn)
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+            yield _SqliteTxn(conn)
             await conn.execute("COMMIT")
+        except BaseException:
+            await _end_whatever_began(conn)
+            raise
         finally:
             self._write_lock.release()
 
@@ -179,10 +196,11 @@ class SqliteDatabase:
         conn = await self._readers.get()
         try:
             await conn.execute("BEGIN")
-            try:
-                yield _SqliteTxn(conn)
-            finally:
-                await conn.execute("COMMIT")
+            yield _SqliteTxn(conn)
+            await conn.execute("COMMIT")
+        except BaseException:
+            await _end_whatever_began(conn)
+            raise
         finally:
             self._readers.put_nowait(conn)
 
