@@ -10,6 +10,7 @@ from gateway.clock import ManualClock, now_micros
 from gateway.services.housekeeping import Housekeeper, Swept
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
+from gateway.storage import notify as notify_sql
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as people_sql
 from gateway.storage import tokens as token_sql
@@ -108,4 +109,27 @@ async def test_the_housekeeper_sweeps_on_its_own_while_running(db_url: str) -> N
                                       at=0, expires_at=1)
     await asyncio.sleep(0.1)
     assert await _count(db, "oauth_signins") == ["after-stop"]
+    await db.close()
+
+
+async def test_finished_notifications_go_after_thirty_days(db_url: str) -> None:
+    """Deliveries delivered or given up thirty days ago go (their payloads hold a post's words);
+    newer ones, and any still owed however old, stay."""
+    clock = ManualClock()
+    db = await open_database(db_url)
+    now = now_micros(clock)
+    rows = {"old-delivered": (notify_sql.DELIVERED, 31), "old-failed": (notify_sql.FAILED, 31),
+            "old-pending": (notify_sql.PENDING, 31), "new-delivered": (notify_sql.DELIVERED, 29)}
+    async with db.write() as txn:
+        for msg_id, (state, days) in rows.items():
+            at = now - days * 24 * HOUR
+            await notify_sql.insert_deliveries(txn, [notify_sql.NewDelivery(
+                msg_id=msg_id, channel="webhook", account="direct", target="https://hooks.example/in",
+                credential=None, event_type="post.published", log_idx=1, payload="{}",
+            )], at=at)
+            await txn.execute("UPDATE notify_deliveries SET state = ? WHERE msg_id = ?", state, msg_id)
+    assert await Housekeeper(db=db, clock=clock, interval=60).sweep() == Swept(deliveries=2)
+    async with db.read() as txn:
+        left = sorted(r["msg_id"] for r in await txn.fetchall("SELECT msg_id FROM notify_deliveries"))
+    assert left == ["new-delivered", "old-pending"]
     await db.close()

@@ -1,8 +1,9 @@
 """Housekeeping: every few minutes, drop what has outlived its use.
 
 Sign-in tickets and authorization codes past their expiry, Idempotency-Keys past their hour
-(Mastodon keeps them for one), XRPC sessions and people's page sessions dead for a day, and uploads that no post took
-within a day (as Mastodon drops unattached media). Without it these tables only grow, and
+(Mastodon keeps them for one), XRPC sessions and people's page sessions dead for a day,
+notifications delivered or given up thirty days ago, and uploads that no post took within a day
+(as Mastodon drops unattached media). Without it these tables only grow, and
 uploads are the largest rows the gateway keeps. Every sweep is a plain DELETE of rows nobody can
 use any more, so several replicas may sweep at once.
 """
@@ -24,6 +25,7 @@ from gateway.types import duration_micros
 
 UNATTACHED_MEDIA_TTL = timedelta(days=1)
 DEAD_SESSION_GRACE = timedelta(days=1)
+DELIVERY_LOG_KEPT = timedelta(days=30)
 logger = structlog.get_logger("byline.housekeeping")
 
 
@@ -37,6 +39,7 @@ class Swept:
     media: int = 0
     xrpc_sessions: int = 0
     page_sessions: int = 0
+    deliveries: int = 0
 
     @property
     def total(self) -> int:
@@ -73,6 +76,7 @@ class Housekeeper:
                 media=await sql.unattached_media(txn, before=now - duration_micros(UNATTACHED_MEDIA_TTL)),
                 xrpc_sessions=await sql.dead_xrpc_sessions(txn, before=now - duration_micros(DEAD_SESSION_GRACE)),
                 page_sessions=await sql.dead_page_sessions(txn, before=now - duration_micros(DEAD_SESSION_GRACE)),
+                deliveries=await sql.finished_deliveries(txn, before=now - duration_micros(DELIVERY_LOG_KEPT)),
             )
         if swept.total:
             logger.info("housekeeping_swept", **asdict(swept))

@@ -7,6 +7,7 @@ credentials and remembered requests that can no longer be used, and uploads no p
 from __future__ import annotations
 
 from gateway.storage.db import Txn
+from gateway.storage.notify import DELIVERED, FAILED
 from gateway.storage.xrpc import SESSION_KEY_PREFIX
 
 
@@ -44,3 +45,11 @@ async def dead_xrpc_sessions(txn: Txn, *, before: int) -> int:
 async def dead_page_sessions(txn: Txn, *, before: int) -> int:
     """Drop people's page sessions that expired or were signed out before ``before``."""
     return await txn.execute("DELETE FROM web_sessions WHERE expires_at < ? OR revoked_at < ?", before, before)
+
+
+async def finished_deliveries(txn: Txn, *, before: int) -> int:
+    """Drop notifications delivered or given up before ``before``: their payloads hold the words
+    of posts, which should not outlive their use (an erased text must not live on here)."""
+    return await txn.execute(
+        "DELETE FROM notify_deliveries WHERE state IN (?, ?) AND created_at < ?", DELIVERED, FAILED, before
+    )
