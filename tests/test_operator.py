@@ -42,11 +42,19 @@ def _env(tmp_path: Path, db_url: str, policy_dir: Path | str, **settings: str) -
     return env
 
 
-async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limit: float = 60) -> Result:
-    """Run `byline` to its end, as an operator would; one that is still running after
-    ``limit`` seconds (a gateway that serves instead of refusing) fails the test."""
+WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                        "--inh-caps=-dac_override,-dac_read_search")
+"""Runs a command as root without the capabilities that let root read any file or directory,
+so that root meets file modes as an operator's account does."""
+
+
+async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limit: float = 60,
+                 prefix: tuple[str, ...] = ()) -> Result:
+    """Run `byline` to its end, as an operator would (under ``prefix``, a command that runs it);
+    one that is still running after ``limit`` seconds (a gateway that serves instead of
+    refusing) fails the test."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", *args, env=env, cwd=Path(env["BYLINE_LOG_KEY_FILE"]).parent,
+        *prefix, sys.executable, "-m", "gateway", *args, env=env, cwd=Path(env["BYLINE_LOG_KEY_FILE"]).parent,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -384,15 +392,16 @@ async def test_serve_refuses_a_policy_dir_it_cannot_read(tmp_path: Path, db_url:
     stops at once with one line naming BYLINE_POLICY_DIR (exit 2): no database opened, no log
     key made, no token minted."""
     where = tmp_path / "policies"
+    prefix: tuple[str, ...] = ()
     if problem == "a file":
         where.write_text("account: x\n", encoding="utf-8")
     elif problem == "unreadable":
-        if os.geteuid() == 0:
-            pytest.skip("root reads every directory")
         where.mkdir(mode=0)
+        if os.geteuid() == 0:  # root reads every directory, unless it gives up the power to
+            prefix = WITHOUT_DAC_OVERRIDE
     env = _env(tmp_path, db_url, where)
 
-    result = await byline(env, "serve", "--demo", limit=20)
+    result = await byline(env, "serve", "--demo", limit=20, prefix=prefix)
 
     assert result.code == 2, result.text
     assert result.out == "", result.out
