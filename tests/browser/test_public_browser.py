@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from gateway.appkeys import DB
 from tests.audit.logtools import Attacker
 from tests.browser.axe import assert_accessible
+from tests.browser.conftest import SCREENSHOTS
 from tests.conftest import Gateway
 from tests.pages.public_story import Story, tell
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = os.environ.get("BYLINE_SCREENSHOTS") == "1"
-"""Read at import: the tests' own fixtures clear BYLINE_* variables before each test."""
 CHECKED = 'html[data-checked="done"]'
 
 
@@ -37,24 +32,6 @@ def _shared_dir() -> Path:
 
 
 VECTORS = _shared_dir() / "testdata"
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; a missing one fails the test rather than skipping it."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run tests/browser/install.sh"
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    """Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture

@@ -8,45 +8,20 @@ With ``BYLINE_SCREENSHOTS=1`` the co-signer's queue is saved to ``docs/screensho
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, expect
 
 from gateway.appkeys import LIVE
 from tests.browser.axe import assert_accessible
+from tests.browser.conftest import SCREENSHOTS
 from tests.pages.conftest import Pages, pages, password_of
 
 __all__ = ["pages"]  # the fixture, for these tests too
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = os.environ.get("BYLINE_SCREENSHOTS") == "1"
-"""Read when the tests are collected: the test fixtures clear BYLINE_ variables before each test."""
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "queue.png"
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; a missing one fails the test rather than skipping it."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run tests/browser/install.sh"
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    """Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def signed_in(browser: Browser, pages: Pages, name: str, problems: list[str]) -> Page:

@@ -6,42 +6,20 @@ Chromium comes from Debian (``tests/browser/install.sh``); a missing browser fai
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from mastodon import Mastodon
-from playwright.async_api import Browser, ConsoleMessage, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, expect
 
 from gateway.appkeys import PEOPLE
 from tests.browser.axe import assert_accessible
 from tests.clients.signin import pkce_pair, with_pkce
 from tests.clients.world import World
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCOPES = ["read", "write"]
-
-
-@pytest.fixture
-def chromium() -> Path:
-    """Debian's Chromium; a missing one fails the test rather than skipping it."""
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run tests/browser/install.sh"
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    """Chromium, headless, driven by Playwright."""
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture
