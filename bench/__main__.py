@@ -1,280 +1,122 @@
-"""The audit log's append rate against plain batched INSERTs; the auditor's verify rate.
+"""Benchmarks: ``python -m bench`` runs all of them; ``python -m bench NAME [options]`` runs one.
 
-``python -m bench [--events N]`` (default 200,000) appends N events through the real appender on
-SQLite (WAL, synchronous=FULL), many callers at once as a busy gateway would have, on the event
-loop ``byline serve`` runs (uvloop unless ``--loop asyncio``). Then it writes the same number of
-rows to a table shaped like the log's with plain batched INSERTs (one INSERT statement a row,
-the same batch size, one transaction each) in the same database, with the same durability. It
-does both ``--rounds`` times (default 3), each round in a fresh database, and prints every
-round's rates and ratio, and the median ratio; the target is a ratio of at least 0.5. Each timed
-part starts as ``byline serve`` runs once started: what was built before it frozen out of the
-garbage collector's full walks (``gateway.heap``).
+The benchmarks, each measured against a baseline in the same run (a shared machine's figures
+drift; a ratio taken side by side does not):
 
-For reference it also prints the rate of the same rows written as multi-row INSERTs (one
-statement of many rows), which is how the appender writes its entries: it is not the baseline
-the target names, but it shows how much of the gap is SQLite's work and how much is the log's.
+- ``append``: the audit log's append rate against plain batched INSERTs (``bench/append.py``);
+- ``verify``: ``byline audit verify`` against the same export parsed and leaf-hashed with no
+  checks (``bench/verify.py``);
+- ``direct``: the direct tier end to end against a bare pass-through proxy (``bench/direct.py``);
+- ``scheduler``: 100,000 delayed posts due in the same minute, publish lag and memory
+  (``bench/scheduler.py``);
+- ``approvals``: co-signed posts approved by concurrent approvers against bare compare-and-set
+  UPDATEs (``bench/approvals.py``).
 
-``python -m bench verify [--events N]`` (default 1,000,000) builds a log of N events the same
-way, exports it, and times ``byline audit verify`` on the export (the target: 200,000
-entries a second).
+Each prints its details as it goes; at the end, every target with what was measured against it
+and whether it was met. The exit status is 0 whatever the figures (they are information: a
+target not met is said, not an error); it is 1 only when a benchmark failed to run.
+``python -m bench NAME --help`` shows a benchmark's own options.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import statistics
-import subprocess
+import importlib
+import inspect
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from gateway import heap
-from gateway.audit.appender import Appender, LogTxn
-from gateway.clock import SystemClock
-from gateway.loops import LOOPS, loop_factory, loop_name
-from gateway.storage import log as log_sql
-from gateway.storage.db import SqliteDatabase, open_database
-from gateway.storage.logwriter.sqlite import entries_statements
+from bench.report import Verdict, summary
 
-ACCOUNT = "brand"
-POLICY = {
-    "tier": "co-signed", "platform": "sandbox", "owner": "alice", "writers": ["alice", "carol"],
-    "approvers": ["bob", "carol", "dave"], "required": 2, "suggesters": [], "delay_seconds": 60,
-    "rules": [{"name": "breaking-news", "action": "hold", "reason": "Check the full story first"}],
+ORDER = ("append", "verify", "direct", "scheduler", "approvals")
+"""Every benchmark, in the order ``python -m bench`` runs them."""
+QUICK: dict[str, list[str]] = {
+    "append": ["--events", "20000", "--rounds", "1"],
+    "verify": ["--events", "20000", "--rounds", "1"],
+    "approvals": ["--posts", "500"],
 }
-POLICY_SHA = "9f2c" * 16
-T = TypeVar("T")
+"""Small sizes for ``--quick`` (a check that everything runs, not a measurement)."""
 
 
-def _events(post: str, text_hash: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """The five events of one co-signed post, with the data the gateway logs."""
-    return [
-        ("post.submitted", "carol", {
-            "version": 1, "text_hash": text_hash, "state": "held",
-            "reasons": [], "approvers": ["bob", "dave"], "required": 2, "publish_at": None,
-            "expires_at": "2026-01-02T12:00:00.000000Z", "suggested_by": None, "adopted_from": None,
-            "policy_sha256": POLICY_SHA, "options": {},
-        }),
-        ("post.approved", "bob", {"version": 1, "count": 1, "required": 2, "state": "held"}),
-        ("post.approved", "dave", {"version": 1, "count": 2, "required": 2, "state": "scheduled",
-                                   "publish_at": "2026-01-01T12:01:00.000000Z"}),
-        ("post.publishing", "system", {"attempt": 1, "version": 1, "idempotency_key": f"byline-{post}-v1",
-                                       "recovering": False, "text_hash": text_hash}),
-        ("post.published", "system", {"remote_id": f"sb{post}", "url": f"https://sandbox.example/{post}",
-                                      "version": 1, "attempt": 1}),
-    ]
-
-
-def _works(n: int) -> list[Callable[[LogTxn], Awaitable[Any]]]:
-    """N one-event works: a policy, then posts of five events each, as callers would submit them."""
-    async def policy(ltx: LogTxn) -> None:
-        await ltx.append("policy.loaded", actor="policy-file", account=ACCOUNT, chain=f"policy:{ACCOUNT}",
-                         data={"file": "brand.yaml", "sha256": POLICY_SHA, "previous_sha256": None,
-                               "changed": [], "policy": POLICY})
-
-    works: list[Callable[[LogTxn], Awaitable[Any]]] = [policy]
-    base = 1_882_000_000_000_000_000
-    while len(works) < n:
-        post = str(base + len(works))
-        text = f"Our product number {post} ships today, with everything you asked for."
-        for kind, actor, data in _events(post, ""):
-            def work(ltx: LogTxn, kind: str = kind, actor: str = actor, data: dict[str, Any] = data,
-                     post: str = post, text: str = text) -> Awaitable[int]:
-                if "text_hash" in data:
-                    data = {**data, "text_hash": ltx.commit_text(text)}
-                return ltx.append(kind, actor=actor, account=ACCOUNT, post=post, data=data)
-            works.append(work)
-    return works[:n]
-
-
-async def append_log(
-    db: Any, works: list[Callable[[LogTxn], Awaitable[Any]]], *, in_flight: int, max_batch: int = 512
-) -> tuple[float, int]:
-    """Submit every work through the appender, ``in_flight`` at a time; (seconds, batches)."""
-    appender = Appender(db, SystemClock(), max_batch=max_batch)
-    await appender.start()
-    queue = iter(works)
-
-    async def caller() -> None:
-        for work in queue:
-            await appender.submit(work)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(in_flight)))
-    seconds = time.perf_counter() - started
-    await appender.stop()
-    return seconds, appender.batches
-
-
-_BENCH_TABLE = ("CREATE TABLE {name} (idx BIGINT PRIMARY KEY, leaf_hash BLOB NOT NULL, entry BLOB NOT NULL, "
-                "type TEXT NOT NULL, chain TEXT, post_id TEXT, account TEXT, ts BIGINT NOT NULL)")
-
-
-async def _bench_table(db: SqliteDatabase, name: str) -> None:
-    """A table shaped like log_entries, with the same indexes, and no triggers."""
-    async with db.write() as txn:
-        await txn.execute(_BENCH_TABLE.format(name=name))
-        await txn.execute(f"CREATE INDEX {name}_chain ON {name} (chain, idx)")
-        await txn.execute(f"CREATE INDEX {name}_post ON {name} (post_id, idx)")
-
-
-async def baseline(db: SqliteDatabase, rows: list[tuple[Any, ...]], batch: int) -> float:
-    """The same rows written by plain batched INSERTs: one statement a row, one transaction a batch."""
-    await _bench_table(db, "bench_rows")
-    started = time.perf_counter()
-    for start in range(0, len(rows), batch):
-        async with db.write() as txn:
-            await txn.executemany(
-                "INSERT INTO bench_rows (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[start : start + batch])
-    return time.perf_counter() - started
-
-
-async def multi_row(db: SqliteDatabase, rows: list[tuple[Any, ...]], batch: int) -> float:
-    """For reference: the same rows as the appender writes its entries, multi-row INSERTs."""
-    await _bench_table(db, "bench_multi")
-    started = time.perf_counter()
-    for start in range(0, len(rows), batch):
-        async with db.write() as txn:
-            for sql, args in entries_statements(rows[start : start + batch]):
-                await txn.execute(sql.replace("log_entries", "bench_multi", 1), *args)
-    return time.perf_counter() - started
-
-
-async def _frozen(timed: Awaitable[T]) -> T:
-    """Run a timed part as ``byline serve`` runs: with what was built before it (the works, the
-    rows) frozen out of the collector's full walks (see gateway.heap), given back afterwards."""
-    heap.freeze()
+def _module(name: str) -> Any | None:
+    """A benchmark's module, or None when it has not been written (yet)."""
     try:
-        return await timed
-    finally:
-        heap.unfreeze()
+        return importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"bench.{name}":
+            return None
+        raise
 
 
-async def _round(args: argparse.Namespace, folder: Path) -> tuple[float, float, float, int]:
-    """One round in a fresh database: (log seconds, baseline seconds, multi-row seconds, commits)."""
-    db = await open_database(f"sqlite:///{folder / 'bench.db'}")
-    assert isinstance(db, SqliteDatabase)
-    try:
-        async with db.read() as txn:
-            mode = (await txn.fetchone("PRAGMA journal_mode"))["journal_mode"]  # type: ignore[index]
-            sync = (await txn.fetchone("PRAGMA synchronous"))["synchronous"]  # type: ignore[index]
-        assert (mode, sync) == ("wal", 2), (mode, sync)  # WAL, synchronous=FULL: the log's durability
-        works = _works(args.events)
-        log_s, batches = await _frozen(append_log(db, works, in_flight=args.in_flight, max_batch=args.batch))
-        async with db.read() as txn:
-            rows = [tuple(r) for r in await txn.fetchall(
-                "SELECT idx, leaf_hash, entry, type, chain, post_id, account, ts FROM log_entries ORDER BY idx")]
-        assert len(rows) == args.events, len(rows)
-        base_s = await _frozen(baseline(db, rows, args.batch))
-        multi_s = await _frozen(multi_row(db, rows, args.batch))
-    finally:
-        await db.close()
-    return log_s, base_s, multi_s, batches
+def _call(run: Callable[..., Sequence[Verdict]], argv: list[str], options: dict[str, Any]) -> Sequence[Verdict]:
+    """A module's ``run``: given command-line arguments if it takes them (ours), else the
+    keyword options it names (``seconds``, ``quick``)."""
+    params = inspect.signature(run).parameters
+    if "argv" in params:
+        return run(argv)
+    return run(**{k: v for k, v in options.items() if k in params})
 
 
-async def _append_bench(args: argparse.Namespace, folder: Path) -> int:
-    n = args.events
-    print(f"SQLite {sqlite_version()} journal_mode=WAL synchronous=FULL, {os.cpu_count()} CPUs, "
-          f"{loop_name(asyncio.get_running_loop())} event loop; {n:,} events a round, "
-          f"{args.in_flight} callers, batches of {args.batch}", flush=True)
-    ratios = []
-    for r in range(1, args.rounds + 1):
-        (folder / str(r)).mkdir()
-        log_s, base_s, multi_s, batches = await _round(args, folder / str(r))
-        ratio = base_s / log_s
-        ratios.append(ratio)
-        print(f"round {r}: log {n / log_s:,.0f} events/s ({log_s:.2f} s, {batches:,} commits); "
-              f"baseline {n / base_s:,.0f} rows/s ({base_s:.2f} s); ratio {ratio:.2f}. "
-              f"For reference, multi-row INSERTs: {n / multi_s:,.0f} rows/s (log/that {multi_s / log_s:.2f})",
-              flush=True)
-    median = statistics.median(ratios)
-    print(f"ratio log/baseline, median of {len(ratios)}: {median:.2f} "
-          f"(target >= 0.50: {'met' if median >= 0.5 else 'NOT met'})")
-    return 0
+def run_all(args: argparse.Namespace) -> tuple[list[Verdict], list[str]]:
+    """Run every benchmark asked for; (their verdicts, the ones that failed to run)."""
+    verdicts: list[Verdict] = []
+    failed: list[str] = []
+    for name in args.only or ORDER:
+        print(f"\n== {name} ==", flush=True)
+        module = _module(name)
+        if module is None or not hasattr(module, "run"):
+            print(f"bench/{name}.py is not there yet: not run", flush=True)
+            verdicts.append(Verdict(benchmark=name, measured=f"not run (bench/{name}.py missing)",
+                                    target="see the README", met=False, ran=False))
+            continue
+        argv: list[str] = list(QUICK.get(name, [])) if args.quick else []
+        if args.rounds is not None and name in ("append", "verify", "approvals"):
+            argv += ["--rounds", str(args.rounds)]
+        options: dict[str, Any] = {"quick": args.quick}
+        if args.seconds is not None:
+            options["seconds"] = args.seconds
+        started = time.perf_counter()
+        try:
+            verdicts += _call(module.run, argv, options)
+        except Exception:  # one benchmark's failure is said, and the others still run
+            traceback.print_exc()
+            failed.append(name)
+            verdicts.append(Verdict(benchmark=name, measured="failed to run (see above)",
+                                    target="see the README", met=False))
+        print(f"({name}: {time.perf_counter() - started:.0f} s)", flush=True)
+    return verdicts, failed
 
 
-def sqlite_version() -> str:
-    """The SQLite library's version."""
-    import sqlite3
-
-    return sqlite3.sqlite_version
-
-
-async def _build(events: int, folder: Path) -> Path:
-    db_url = f"sqlite:///{folder / 'verify.db'}"
-    db = await open_database(db_url)
-    try:
-        await append_log(db, _works(events), in_flight=2048)
-        from gateway.audit.export import export_database
-        from gateway.audit.note import Checkpoint, Signer, sign_note
-
-        signer = Signer.generate("bench.example/log")
-        async with db.read() as txn:
-            state = await log_sql.read_state(txn)
-        note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
-        async with db.write() as txn:
-            await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]),
-                                            note=note, at=0)
-        out = folder / "verify.export"
-        await export_database(db, out, origin=signer.name)
-        (folder / "verify.vkey").write_text(signer.verifier().to_text())
-    finally:
-        await db.close()
-    return out
-
-
-def _verify_bench(args: argparse.Namespace, folder: Path) -> int:
-    started = time.perf_counter()
-    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        export = runner.run(_build(args.events, folder))
-    print(f"built and exported {args.events:,} entries in {time.perf_counter() - started:.0f} s "
-          f"({export.stat().st_size / 1e6:.0f} MB)", flush=True)
-    # The build leaves a gigabyte of dirty pages; written back during the timed run, they
-    # would be counted against the verifier (the export stays in the page cache either way).
-    os.sync()
-    command = [sys.executable, "-m", "gateway", "audit", "verify", "--key", str(folder / "verify.vkey"),
-               "--export", str(export), "--no-state", "--no-progress"]
-    if args.workers:
-        command += ["--workers", str(args.workers)]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    print(result.stdout.strip())
-    if result.returncode != 0:
-        print(result.stderr, file=sys.stderr)
-        return 1
-    rate = args.events / seconds
-    print(f"byline audit verify (whole command): {args.events:,} entries in {seconds:.2f} s = {rate:,.0f} entries/s "
-          f"(target >= 200,000: {'met' if rate >= 200_000 else 'NOT met'})")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a benchmark."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=["append", "verify"], default="append")
-    parser.add_argument("--events", type=int, help="how many (append: 200,000; verify: 1,000,000)")
-    parser.add_argument("--batch", type=int, default=512,
-                        help="the appender's largest batch, and the baseline's rows a transaction")
-    parser.add_argument("--in-flight", type=int, default=2048, help="concurrent callers of the appender")
-    parser.add_argument("--rounds", type=int, default=3, help="append: rounds of log and baseline (the median counts)")
-    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="the event loop (byline serve's: uvloop)")
-    parser.add_argument("--workers", type=int, help="verify: worker processes")
-    parser.add_argument("--dir", help="where the databases go (default: a fresh temporary folder)")
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench`` (all) or ``python -m bench NAME [options]`` (one)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in ORDER:
+        name, rest = argv[0], argv[1:]
+        module = _module(name)
+        if module is None:
+            print(f"bench/{name}.py is not there yet: not run")
+            return 0
+        if name in ("direct", "scheduler"):
+            module.main(rest)  # their own options and summary; the figures are information
+            return 0
+        print(summary(module.run(rest)))
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0],
+        epilog=f"python -m bench NAME --help: one benchmark's options ({', '.join(ORDER)})")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a check that each runs, not a measurement")
+    parser.add_argument("--rounds", type=int, help="rounds of append, verify and approvals (default: each one's)")
+    parser.add_argument("--seconds", type=float, help="the direct benchmark's seconds a point (default: its own)")
+    parser.add_argument("--only", nargs="+", choices=ORDER, help="run only these, in this order")
     args = parser.parse_args(argv)
-    if args.events is None:
-        args.events = 200_000 if args.what == "append" else 1_000_000
-    with tempfile.TemporaryDirectory(prefix="byline-bench-", dir=args.dir) as tmp:
-        if args.what == "verify":
-            return _verify_bench(args, Path(tmp))
-        with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-            return runner.run(_append_bench(args, Path(tmp)))
+    verdicts, failed = run_all(args)
+    print(summary(verdicts))
+    if failed:
+        print(f"failed to run: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

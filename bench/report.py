@@ -18,6 +18,9 @@ class Verdict:
     target: str
     """The target in words: ``ratio >= 0.5``."""
     met: bool
+    ran: bool = True
+    """False when the benchmark could not run here (its module not written yet, no PostgreSQL):
+    then ``measured`` says why, and the target counts as neither met nor missed."""
 
 
 def summary(verdicts: Sequence[Verdict]) -> str:
@@ -25,8 +28,9 @@ def summary(verdicts: Sequence[Verdict]) -> str:
     lines = ["", "targets:"]
     width = max((len(v.benchmark) for v in verdicts), default=0)
     for v in verdicts:
-        said = "met    " if v.met else "NOT met"
+        said = "not run" if not v.ran else "met    " if v.met else "NOT met"
         lines.append(f"  {said}  {v.benchmark:<{width}}  {v.measured}  (target {v.target})")
-    met = sum(v.met for v in verdicts)
-    lines.append(f"{met} of {len(verdicts)} targets met")
+    met = sum(v.met and v.ran for v in verdicts)
+    skipped = sum(not v.ran for v in verdicts)
+    lines.append(f"{met} of {len(verdicts)} targets met" + (f", {skipped} not run" if skipped else ""))
     return "\n".join(lines)
