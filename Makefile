@@ -45,8 +45,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway adapters tests $(wildcard bench)
 	$(BIN)/mypy
 
+# Every benchmark (direct, scheduler, approvals, append and verify), each against its baseline
+# in the same run, and which targets were met (see the README's "Measured figures"). The
+# direct tier's load generator is wrk, from Debian's packages, installed here when missing;
+# PostgreSQL is used when one answers where `make test` looks for it.
+# `python -m bench NAME --help` runs one with its own options; BENCH_ARGS=--quick, all small.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The random tests at full size: the co-signing state machine runs ten times as many sequences
 # as in `make test`, and the fuzzers in tests/fuzz (schemathesis on the OpenAPI document, the
