@@ -21,6 +21,7 @@ from gateway.appkeys import (
     IDENTITY,
     LOG_READER,
     MASTODON,
+    METRICS,
     NOTIFIER,
     OAUTH,
     PEOPLE,
@@ -41,6 +42,7 @@ from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
 from gateway.http import log as log_http
 from gateway.http import mastodon, native, openapi, pages, sandbox, xrpc
+from gateway.http import metrics as metrics_http
 from gateway.http.common import error_middleware
 from gateway.http.pages import audit as audit_page
 from gateway.http.pages import home as home_page
@@ -48,6 +50,7 @@ from gateway.http.pages import public as public_page
 from gateway.http.pages import queue as queue_pages
 from gateway.http.pages import signin as signin_page
 from gateway.loops import loop_name
+from gateway.metrics import Metrics
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
@@ -141,6 +144,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     """The services, wired to each other; none of them runs anything in the background."""
     settings, db, appender, clock = app[SETTINGS], app[DB], app[APPENDER], app[CLOCK]
     registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules)
+    metrics = app[METRICS]
+    metrics.watch(db=db, policies=registry, clock=clock)
     timeline = SandboxTimeline(db, clock)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     platforms = Platforms(
@@ -149,10 +154,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     publisher = Publisher(
         db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,
         interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,
+        metrics=metrics,
     )
     app[REGISTRY] = registry
     app[POLICIES] = PolicyService(
-        registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds
+        registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds, metrics=metrics,
     )
     app[IDENTITY] = identity = Identity(db, clock)
     app[SANDBOX] = timeline
@@ -160,7 +166,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PUBLISHER] = publisher
     app[POSTS] = posts = PostService(
         db=db, appender=appender, policies=registry, clock=clock,
-        wake_publisher=publisher.wake, auditors=settings.auditor_names,
+        wake_publisher=publisher.wake, auditors=settings.auditor_names, metrics=metrics,
     )
     app[PUBLISHED] = published = PublishedPosts(posts=posts, platforms=platforms)
     app[CHECKPOINTS] = checkpoints = CheckpointService(
@@ -197,7 +203,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[NOTIFIER] = Notifier(
         db=db, policies=registry, rules=settings.credential_rules, clock=clock, public_url=public_url,
         smtp=smtp_from_settings(smtp_url, sender=settings.smtp_from),
-        interval=settings.notify_interval_seconds, timeout=settings.notify_timeout_seconds,
+        interval=settings.notify_interval_seconds, timeout=settings.notify_timeout_seconds, metrics=metrics,
     )
     yield
 
@@ -223,8 +229,11 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
 def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
     """Build the gateway: each long-lived resource opens and closes in its own ``cleanup_ctx``
     (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    metrics = Metrics()  # one registry per application: tests build many in one process
+    counting = [metrics_http.counting(metrics)] if settings.metrics else []
+    app = web.Application(middlewares=[*counting, error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.extend([
         _database, _http_client, _appender, _services,
@@ -235,6 +244,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.cleanup_ctx.append(_started)
     app.on_response_prepare.append(_no_store_unless_said)
     app.add_routes(routes)
+    if settings.metrics:
+        app.add_routes(metrics_http.routes)
     app.add_routes(log_http.routes)
     app.add_routes(native.routes)
     app.add_routes(openapi.routes)

@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.audit.appender import Appender
 from gateway.audit.note import Signer
 from gateway.clock import Clock
+from gateway.metrics import Metrics
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
@@ -59,3 +60,4 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 QUEUE = web.AppKey("queue", QueueService)
 LIVE = web.AppKey("live", ChangeWatcher)
 TRANSPARENCY = web.AppKey("transparency", Transparency)
+METRICS = web.AppKey("metrics", Metrics)

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         description="open connections one client address may hold; more are answered 429 and closed "
         "(0: no limit, for a gateway behind a proxy that connects for everyone)",
     )
+    metrics: bool = Field(
+        default=True,
+        description="serve Prometheus metrics at /metrics (no token: counts by route, tier and platform, "
+        "never an account, person or post) and count requests for them; off: neither",
+    )
 
     @field_validator("signin_attempts")
     @classmethod

@@ -39,6 +39,7 @@ import structlog
 from standardwebhooks import Webhook
 
 from gateway.clock import Clock, SystemClock, now_micros
+from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services import platforms as credentials
@@ -151,8 +152,10 @@ class Notifier:
         max_attempts: int = 8,
         batch: int = 200,
         stamp_clock: Clock | None = None,
+        metrics: Metrics = NOT_SCRAPED,
     ) -> None:
         self._db = db
+        self._metrics = metrics
         self._policies = policies
         self._rules = rules
         self._clock = clock
@@ -412,6 +415,7 @@ class Notifier:
         async with self._db.write() as txn:
             kept = await sql.settle(txn, d.msg_id, attempt=attempt, state=state, next_at=next_at,
                                     status=outcome.status, error=outcome.error, at=now)
+        self._metrics.notification(d.channel, state if kept else "lost")
         fields = {"msg_id": d.msg_id, "channel": d.channel, "notify_event": d.event_type, "account": d.account,
                   "attempt": attempt}
         if d.channel == "webhook":

@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 
 from gateway.audit.appender import Appender, LogTxn
+from gateway.lifecycle import State
+from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
 from gateway.services.posts import redecide_pending
 from gateway.storage import log as log_sql
@@ -42,9 +44,11 @@ class PolicyService:
     """Reloads policy files and records their changes in the log."""
 
     def __init__(
-        self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float
+        self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float,
+        metrics: Metrics = NOT_SCRAPED,
     ) -> None:
         self.registry = registry
+        self._metrics = metrics
         self._appender = appender
         self._db = db
         self._interval = interval
@@ -56,8 +60,10 @@ class PolicyService:
         self.registry.reload()
         self._report_errors()
         current = dict(self.registry.policies)
+        moved: list[tuple[LoadedPolicy | None, State]] = []  # posts decided again, for the metrics
 
         async def work(ltx: LogTxn) -> list[str]:
+            moved.clear()  # a batch run again runs this again
             heads = {r["account"]: r for r in await log_sql.all_policy_heads(ltx.txn)}
             recorded: list[str] = []
             for account, loaded in sorted(current.items()):
@@ -65,7 +71,8 @@ class PolicyService:
                 if head is not None and head["sha256"] == loaded.sha256:
                     continue
                 await self._record(ltx, loaded, head)
-                await redecide_pending(ltx, account=account, loaded=loaded, before=_writers(head))
+                moved.extend((loaded, state) for _, state in
+                             await redecide_pending(ltx, account=account, loaded=loaded, before=_writers(head)))
                 recorded.append(account)
             for account in sorted(set(heads) - set(current)):
                 old = json.loads(heads[account]["summary"])
@@ -75,11 +82,14 @@ class PolicyService:
                     data={"previous_sha256": heads[account]["sha256"], "previous": old},
                 )
                 await log_sql.delete_policy_head(ltx.txn, account)
-                await redecide_pending(ltx, account=account, loaded=None, before=_writers(heads[account]))
+                moved.extend((None, state) for _, state in
+                             await redecide_pending(ltx, account=account, loaded=None, before=_writers(heads[account])))
                 recorded.append(account)
             return recorded
 
         changed: list[str] = await self._appender.submit(work)
+        for loaded, state in moved:
+            self._metrics.post_event(loaded, "post.redecided", state)
         for account in changed:
             logger.info("policy_recorded", account=account)
         return changed
@@ -109,6 +119,7 @@ class PolicyService:
         for name, issues in self.registry.errors.items():
             if self._reported.get(name) != issues:
                 in_force = self.registry.get(name.removesuffix(".yaml")) is not None
+                self._metrics.policy_file_refused()
                 logger.error(
                     "policy_refused", file=name, errors=[str(i) for i in issues],
                     kept="the previous policy stays in force" if in_force else "no policy in force",

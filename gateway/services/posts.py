@@ -20,6 +20,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
+from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.engine import (
     Act,
     Decision,
@@ -168,6 +169,8 @@ class PostService:
     """Tells the publisher a post may be due sooner than it planned for."""
     auditors: frozenset[str] = frozenset()
     """People who may read every account's posts, and never act on them."""
+    metrics: Metrics = NOT_SCRAPED
+    """Counts each change once it has committed."""
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -275,6 +278,7 @@ class PostService:
                 adopted_from=None, alongside=alongside,
             )
         )
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
         self.wake_publisher()
         return await self.view(caller, post_id)
 
@@ -291,6 +295,7 @@ class PostService:
             )
 
         await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.refused", "none")
 
     def _submit_work(
         self,
@@ -383,7 +388,7 @@ class PostService:
             raise rule_blocked(verdict.blocked_by)
         now = self.clock.now()
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, Act.EDIT)
             check_approvers_left(in_force, caller, current)
@@ -441,8 +446,9 @@ class PostService:
                       "policy_sha256": in_force.sha256, **gated,
                       **({"options": options.to_json()} if options is not None else {})},
             )
+            return new_state
 
-        await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.edited", await self.appender.submit(work))
         self.wake_publisher()
         return await self.view(caller, post_id)
 
@@ -455,7 +461,7 @@ class PostService:
         check_no_words(loaded, caller, post)
         now = self.clock.now()
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
             # Decided again inside the transaction: the post or the policy may have changed since.
             in_force = self._authorize(caller, current, Act.APPROVE)
@@ -477,16 +483,18 @@ class PostService:
             if count >= required:
                 requested = current.requested_at
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
-                await self._cas(ltx, current, transition(state, Action.RELEASE), publish_at=at,
-                                expires_at=None)
+                new_state = transition(state, Action.RELEASE)
+                await self._cas(ltx, current, new_state, publish_at=at, expires_at=None)
                 data.update(state=State.SCHEDULED.value, publish_at=iso(at))
             else:
-                await self._cas(ltx, current, transition(state, Action.APPROVE))
+                new_state = transition(state, Action.APPROVE)
+                await self._cas(ltx, current, new_state)
                 data["state"] = State.HELD.value
             await ltx.append("post.approved", actor=caller.user, account=current.account,
                              post=post_id, data=data)
+            return new_state
 
-        await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.approved", await self.appender.submit(work))
         self.wake_publisher()
         return await self.view(caller, post_id)
 
@@ -495,7 +503,7 @@ class PostService:
     ) -> PostView:
         """One approver's rejection of the version they saw ends a held post: a co-signer's veto."""
         post = await self._row(post_id)
-        self._authorize(caller, post, Act.REJECT)
+        loaded = self._authorize(caller, post, Act.REJECT)
         seen = check_version(post, version)
 
         async def work(ltx: LogTxn) -> None:
@@ -514,6 +522,7 @@ class PostService:
                                                  "state": new_state.value, "policy_sha256": in_force.sha256})
 
         await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.rejected", State.REJECTED)
         return await self.view(caller, post_id)
 
     async def _simple(
@@ -521,17 +530,18 @@ class PostService:
         data: dict[str, Any] | None = None, **changes: Any,
     ) -> PostView:
         post = await self._row(post_id)
-        self._authorize(caller, post, act)
+        loaded = self._authorize(caller, post, act)
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
             in_force = self._authorize(caller, current, act)
             new_state = transition(State(current.state), action)
             await self._cas(ltx, current, new_state, **changes)
             await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
+            return new_state
 
-        await self.appender.submit(work)
+        self.metrics.post_event(loaded, event, await self.appender.submit(work))
         return await self.view(caller, post_id)
 
     async def cancel(self, caller: Caller, post_id: str) -> PostView:
@@ -584,6 +594,8 @@ class PostService:
             return new_id
 
         new_id = await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.adopted", State.ADOPTED)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
         self.wake_publisher()
         return await self.view(caller, new_id)
 
@@ -608,7 +620,9 @@ class PostService:
                                                  "remote_id": current.remote_id})
 
         await self.appender.submit(work)
-        return await self.view(caller, post_id)
+        deleted = await self.view(caller, post_id)
+        self.metrics.post_event(self.policies.get(deleted.account), "post.deleted", State.DELETED)
+        return deleted
 
     async def revision(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
@@ -668,6 +682,7 @@ class PostService:
                                    "options": chosen.to_json()})
 
         await self.appender.submit(work)
+        self.metrics.post_event(revision.loaded, "post.revised", State.PUBLISHED)
         return await self.view(caller, post_id)
 
     # -- reading -------------------------------------------------------------------------
@@ -838,9 +853,9 @@ def post_view(
 
 async def redecide_pending(
     ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, before: frozenset[str] | None
-) -> list[str]:
+) -> list[tuple[str, State]]:
     """Decide an account's pending posts again after its policy changed or went away, in the
-    transaction that records the change: return the ids of the posts that moved.
+    transaction that records the change: return the posts that moved (their id and new state).
 
     A post whose author lost the role they wrote it in is held for the approvers of the new
     policy (or its owner, where it names none); a post left without any policy stops where it
@@ -849,7 +864,7 @@ async def redecide_pending(
     is cancelled: a person who still has a role decides. Each held post gets a new version with
     the same words, so approvals given before the change no longer count.
     """
-    moved: list[str] = []
+    moved: list[tuple[str, State]] = []
     for post in await sql.pending_posts(ltx.txn, account):
         cause = redecision_cause(loaded, post, before)
         if cause is None:
@@ -881,5 +896,5 @@ async def redecide_pending(
             raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
         data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
         await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
-        moved.append(post.id)
+        moved.append((post.id, new_state))
     return moved

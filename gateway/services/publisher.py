@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
+from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.authorization import decided_again
@@ -61,6 +63,8 @@ class Claim:
     attempt: int
     recovering: bool
     first_attempt_at: int
+    claimed: float = field(default_factory=time.perf_counter)
+    """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
 
 class Publisher:
@@ -80,7 +84,9 @@ class Publisher:
         inline_wait_max: float = 5.0,
         probe_seconds: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics = NOT_SCRAPED,
     ) -> None:
+        self._metrics = metrics
         self._db = db
         self._appender = appender
         self._policies = policies
@@ -131,7 +137,8 @@ class Publisher:
             due = await sql.due_posts(txn, now=now, limit=100)
         for row in stale:
             with contextlib.suppress(BylineError):
-                await self._appender.submit(self._expire_work(row["id"]))
+                account = await self._appender.submit(self._expire_work(row["id"]))
+                self._metrics.post_event(self._policies.get(account), "post.expired", State.EXPIRED)
         todo = []
         for row in due:
             if row["id"] in self._inflight:
@@ -165,7 +172,7 @@ class Publisher:
         return True
 
     def _expire_work(self, post_id: str) -> Any:
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> str:
             row = await sql.get_post(ltx.txn, post_id)
             if row is None or row.state != State.HELD.value or row.expires_at is None or row.expires_at > ltx.now:
                 raise BylineError(Code.CONFLICT, "no longer expiring")
@@ -177,6 +184,7 @@ class Publisher:
                 raise BylineError(Code.CONFLICT, "changed meanwhile")
             await ltx.append("post.expired", actor="system", account=row.account, post=post_id,
                              data={"state": new_state.value, "version": row.version})
+            return row.account
 
         return work
 
@@ -241,6 +249,7 @@ class Publisher:
         claim: Claim | None = await self._appender.submit(self._claim_work(post_id))
         if claim is None:
             return
+        self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
         # One request at a time per account: a burst of approvals goes out in order and
         # cannot trip the platform's limits by itself.
         async with self._account_locks.setdefault(claim.account, asyncio.Lock()):
@@ -288,6 +297,7 @@ class Publisher:
             return
         self._platforms.mark(claim.account, None)
         await self._appender.submit(self._published_work(claim, result))
+        self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
 
     async def _media(self, media_ids: list[str]) -> tuple[MediaItem, ...]:
@@ -324,6 +334,7 @@ class Publisher:
             stop=stop_after_attempt(self._inline_attempts),
             wait=wait,
             retry=retry_if_exception(worth_waiting),
+            before_sleep=lambda _: self._metrics.retried_inline(adapter.platform),
             sleep=self._sleep,
             reraise=True,
         )
@@ -395,3 +406,4 @@ class Publisher:
         logger.warning("publish_failed", post_id=claim.post_id, account=claim.account,
                        error=detail, gave_up=give_up)
         await self._appender.submit(work)
+        self._metrics.publish_failed(self._policies.get(claim.account), gave_up=give_up)

@@ -1,0 +1,34 @@
+"""The figures the metrics page reads at scrape: each an indexed lookup or count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.storage.db import Txn
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gauges:
+    """What the database says now."""
+
+    due: int
+    """Scheduled posts whose ``publish_at`` has come."""
+    log_size: int
+    checkpoint_size: int
+    checkpoint_at: int | None
+    """When the latest checkpoint was signed (microseconds), None when none was."""
+
+
+async def gauges(txn: Txn, *, now: int) -> Gauges:
+    """The due queue's depth (over the ``posts_due`` index), the log's size and the latest checkpoint."""
+    due = await txn.fetchone(
+        "SELECT count(*) AS n FROM posts WHERE state = 'scheduled' AND publish_at <= ?", now
+    )
+    state = await txn.fetchone("SELECT size FROM log_state WHERE id = 1")
+    latest = await txn.fetchone("SELECT size, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+    return Gauges(
+        due=int(due["n"]) if due is not None else 0,
+        log_size=int(state["size"]) if state is not None else 0,
+        checkpoint_size=int(latest["size"]) if latest is not None else 0,
+        checkpoint_at=int(latest["created_at"]) if latest is not None else None,
+    )
