@@ -180,7 +180,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
     app[TRANSPARENCY] = Transparency(db=db, checkpoints=checkpoints, policies=registry)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
-    signins = Throttle(settings.signin_attempts, what="sign-in")
+    signins = Throttle(settings.signin_attempts, what="sign-in", metrics=metrics)
     app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
     app[OAUTH] = oauth = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,

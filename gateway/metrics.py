@@ -134,8 +134,12 @@ class Metrics:
             "(delivered, retry, failed: given up, lost: another sender took it over)",
             ["channel", "outcome"],
         )
+        self.signin_failures = _Counts(
+            "byline_signin_failures", "Failed sign-ins (the sign-in page, XRPC createSession): 'wrong' "
+            "credentials, or 'throttled' (429) after too many", ["outcome"],
+        )
         for family in (self.requests, self.request_seconds, self.post_events, self.publish_seconds,
-                       self.publish_retries, self.policy_errors, self.notifications):
+                       self.publish_retries, self.policy_errors, self.notifications, self.signin_failures):
             r.register(family)
         self.due = Gauge("byline_due_posts", "Scheduled posts whose time has come, read at scrape", registry=r)
         self.log_size = Gauge("byline_log_entries", "Entries in the signed log, read at scrape", registry=r)
@@ -191,6 +195,10 @@ class Metrics:
         """One webhook call or email attempted; ``outcome`` is the delivery's state after it
         (``delivered``, ``pending``, ``failed``) or ``lost``."""
         self.notifications.add((channel, _DELIVERY_OUTCOMES.get(outcome, outcome)))
+
+    def signin_failed(self, outcome: str) -> None:
+        """A sign-in failed: ``wrong`` credentials, or ``throttled`` after too many."""
+        self.signin_failures.add((outcome,))
 
     # -- the scrape -----------------------------------------------------------------------
 

@@ -185,23 +185,19 @@ async def test_policy_reload_errors(gateway: Gateway, policy_dir: Path) -> None:
     good = (policy_dir / "delayed.yaml").read_text()
     before = await scrape(gateway)
     assert value(before, "byline_policy_files_refused") == 0
-    (policy_dir / "delayed.yaml").write_text(good + "tier: [not, a, tier]\n")
+    (policy_dir / "delayed.yaml").write_text(good.replace("tier: delayed", "tier: [not, a, tier]"))
     await gateway.sync_policies()
     broken = await scrape(gateway)
     assert moved(before, broken, "byline_policy_reload_errors_total") == 1
     assert value(broken, "byline_policy_files_refused") == 1
-    (policy_dir / "delayed.yaml").write_text(good.replace("tier: delayed", "tier: co-signed") + textwrap_approvals())
+    cosigned = good.replace("tier: delayed", "tier: co-signed") + "approvals:\n  required: 1\n  from: [alice]\n"
+    (policy_dir / "delayed.yaml").write_text(cosigned)
     await gateway.sync_policies()
     fixed = await scrape(gateway)
     assert value(fixed, "byline_policy_files_refused") == 0
     assert moved(broken, fixed, "byline_policy_reload_errors_total") == 0
     assert (await gateway.get("bob", delayed["id"]))["state"] == "held"
     assert moved(before, fixed, "byline_post_events_total", **events("co-signed", "post.redecided", "held")) == 1
-
-
-def textwrap_approvals() -> str:
-    """The approvals a co-signed account needs, as the tail of a policy file."""
-    return "approvals:\n  required: 1\n  from: [alice]\n"
 
 
 async def test_log_size_and_checkpoint_age(gateway: Gateway, clock: ManualClock) -> None:
@@ -241,6 +237,21 @@ async def test_webhook_deliveries_by_outcome(
     assert moved(before, middle, "byline_notifications_total", channel="webhook", outcome="delivered") == 0
     assert moved(middle, after, "byline_notifications_total", channel="webhook", outcome="delivered") == 1
     assert len(hook.calls) == 2
+
+
+async def test_signin_failures(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
+    """A wrong app password counts as a failed sign-in; the attempt after the allowance is used
+    up counts as throttled (429)."""
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="1/minute") as gw:
+        before = await scrape(gw)
+        path = "/xrpc/com.atproto.server.createSession"
+        status, _ = await gw.call(None, "POST", path, {"identifier": "direct", "password": "not-it"})
+        assert status == 401
+        status, _ = await gw.call(None, "POST", path, {"identifier": "direct", "password": "not-it"})
+        assert status == 429
+        after = await scrape(gw)
+    assert moved(before, after, "byline_signin_failures_total", outcome="wrong") == 1
+    assert moved(before, after, "byline_signin_failures_total", outcome="throttled") == 1
 
 
 async def test_metrics_off(db_url: str, policy_dir: Path, clock: ManualClock) -> None:

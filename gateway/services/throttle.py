@@ -15,12 +15,14 @@ import time
 from limits import parse, storage, strategies
 
 from gateway.errors import BylineError, Code
+from gateway.metrics import NOT_SCRAPED, Metrics
 
 
 class Throttle:
     """Counts failures per key and says when a key has had too many."""
 
-    def __init__(self, rate: str, *, what: str) -> None:
+    def __init__(self, rate: str, *, what: str, metrics: Metrics = NOT_SCRAPED) -> None:
+        self._metrics = metrics
         self._limit = parse(rate)
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._what = what
@@ -31,6 +33,7 @@ class Throttle:
             if not self._limiter.test(self._limit, key):
                 reset = self._limiter.get_window_stats(self._limit, key).reset_time
                 wait = max(1, math.ceil(reset - time.time()))
+                self._metrics.signin_failed("throttled")
                 raise BylineError(
                     Code.TOO_MANY_REQUESTS,
                     f"too many failed {self._what} attempts: try again in {wait} seconds",
@@ -39,5 +42,6 @@ class Throttle:
 
     def failed(self, *keys: str) -> None:
         """Count one failed attempt against each of ``keys``."""
+        self._metrics.signin_failed("wrong")
         for key in keys:
             self._limiter.hit(self._limit, key)
