@@ -5,9 +5,9 @@ default one: tests build many gateways in one process, and a replica's figures a
 Services call its hooks once a change has committed, never inside a work (a batch that runs a
 work again would count it twice); a hook is a dictionary lookup and an increment.
 
-What labels may hold: route patterns (``/v1/posts/{post_id}``, never a path with ids in it),
+What labels may hold: route patterns (``/v1/posts/{id}``, never a path with ids in it),
 HTTP methods and statuses, tiers, platforms, log event types, post states, notification
-channels and outcomes. No account, person, post id, text or token is ever a label, so the
+channels and outcomes, sign-in outcomes. No account, person, post id, text or token is ever a label, so the
 number of series is bounded and the page says nothing about who posts what.
 """
 
