@@ -36,7 +36,7 @@ ORDER = ("append", "verify", "direct", "scheduler", "approvals")
 QUICK: dict[str, list[str]] = {
     "append": ["--events", "20000", "--rounds", "1"],
     "verify": ["--events", "20000", "--rounds", "1"],
-    "approvals": ["--posts", "500"],
+    "approvals": ["--posts", "500", "--rounds", "1"],
 }
 """Small sizes for ``--quick`` (a check that everything runs, not a measurement)."""
 
