@@ -254,6 +254,19 @@ async def test_signin_failures(db_url: str, policy_dir: Path, clock: ManualClock
     assert moved(before, after, "byline_signin_failures_total", outcome="throttled") == 1
 
 
+async def test_each_gateway_counts_its_own(gateway: Gateway, tmp_path: Path, policy_dir: Path,
+                                           clock: ManualClock) -> None:
+    """Two gateways in one process (as replicas in tests) each count only what they did."""
+    await gateway.submit("alice", "direct", "Only here")
+    async with started_gateway(f"sqlite:///{tmp_path / 'other.db'}", policy_dir, clock,
+                               log_key_file=tmp_path / "other.key") as other:
+        theirs = await scrape(other)
+    ours = await scrape(gateway)
+    submitted = events("direct", "post.submitted", "scheduled")
+    assert (value(ours, "byline_post_events_total", **submitted),
+            value(theirs, "byline_post_events_total", **submitted)) == (1, 0)
+
+
 async def test_metrics_off(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
     """BYLINE_METRICS=off: no page (404), and the gateway works as before."""
     async with started_gateway(db_url, policy_dir, clock, metrics=False) as gw:
