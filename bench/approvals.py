@@ -23,7 +23,8 @@ local server the tests use; not run when none answers):
    first saying held with a count of 1, the second scheduled with a count of 2; the baseline's
    counters add up to 2N.
 
-The ratio is Byline's approvals/s over the baseline's UPDATEs/s.
+The ratio is Byline's approvals/s over the baseline's UPDATEs/s; each database runs
+``--rounds`` rounds (default 3), each with fresh posts, and the median ratio counts.
 """
 
 from __future__ import annotations
