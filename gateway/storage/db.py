@@ -113,7 +113,10 @@ async def _end_whatever_began(conn: aiosqlite.Connection) -> None:
     """
     rollback = asyncio.ensure_future(conn.execute("ROLLBACK"))
     while not rollback.done():
-        with contextlib.suppress(asyncio.CancelledError):
+        # The ROLLBACK's own error (no transaction open: the cut-off COMMIT went through) is
+        # read below; raised here it would stand in for the caller's cancellation, and a
+        # background loop that catches errors would never stop.
+        with contextlib.suppress(asyncio.CancelledError, sqlite3.OperationalError):
             await asyncio.shield(rollback)
     with contextlib.suppress(sqlite3.OperationalError):
         rollback.result()
