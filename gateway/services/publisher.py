@@ -38,6 +38,15 @@ from gateway.types import from_micros, iso
 logger = structlog.get_logger("byline.publisher")
 
 _SECOND = 1_000_000
+_CLAIM_PAGE = 256
+"""Due posts claimed together: one query picks them (and locks them, on PostgreSQL), one
+transaction claims them, and their entries go into one of the appender's batches."""
+_IN_FLIGHT = 2048
+"""Claimed posts not yet settled, at most: all the publisher holds in memory; the rest of the
+due posts wait in the database, read a page at a time."""
+_PER_ACCOUNT = 32
+"""Claimed posts of one account not yet settled, at most: they go out one at a time, and the
+lease of each runs while it waits its turn."""
 
 
 def idempotency_key(post_id: str, version: int) -> str:
@@ -65,6 +74,18 @@ class Claim:
     first_attempt_at: int
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """What one claim of a page of due posts did."""
+
+    handled: int = 0
+    """Held posts expired, and due posts tried."""
+    more: bool = False
+    """The page came full and claimed some: more may be due at once."""
+    deferred: bool = False
+    """Due posts were left for when publishes under way settle (their account had its fill)."""
 
 
 class Publisher:
@@ -98,6 +119,8 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[str] = set()
         self._account_locks: dict[str, asyncio.Lock] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+        self._claimed: dict[str, int] = {}  # account -> its claims not yet settled
         self._inline_attempts = inline_attempts
         self._inline_wait_max = inline_wait_max
         self._sleep = sleep
@@ -116,42 +139,90 @@ class Publisher:
         """Stop the loop; a publish in flight keeps its lease and is recovered later."""
         await cancel_task(self._task)
         self._task = None
+        for task in list(self._sending):
+            await cancel_task(task)
 
     async def _loop(self) -> None:
         while True:
+            page = _Page()
             try:
-                await self.run_once()
+                page = await self._tick()
+                if page.more:  # more is likely due: go on once there is room
+                    await self._room()
+                    continue
+                pause = await self._pause()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("publisher_tick_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                pause = self._interval
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({woken, *(self._sending if page.deferred else ())}, timeout=pause,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()
             self._wake.clear()
 
+    async def _pause(self) -> float:
+        """Seconds until the next post falls due, the interval at most: a post goes out when it
+        is due, not up to an interval later."""
+        async with self._db.read() as txn:
+            at = await sql.next_due_time(txn)
+        now = now_micros(self._clock)
+        if at is None or at <= now:  # nothing waits, or what is due could not be claimed now
+            return self._interval
+        return min(self._interval, max(0.01, (at - now) / _SECOND))
+
     async def run_once(self) -> int:
-        """Expire stale holds, then publish every due post; return how many were handled."""
+        """Expire stale holds, then claim the due posts page by page and publish them; return
+        how many were handled, once every publish under way has settled."""
+        handled = 0
+        while True:
+            page = await self._tick()
+            handled += page.handled
+            if page.more:
+                await self._room()
+            elif page.deferred and self._sending:
+                await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
+            else:
+                break
+        while self._sending:
+            await asyncio.wait(list(self._sending))
+        return handled
+
+    async def _room(self) -> None:
+        """Wait until fewer than ``_IN_FLIGHT`` claims are unsettled."""
+        while len(self._sending) >= _IN_FLIGHT:
+            await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _tick(self) -> _Page:
+        """Expire stale holds, claim one page of due posts and set their publishing off."""
         now = now_micros(self._clock)
         async with self._db.read() as txn:
             stale = await sql.expired_holds(txn, now=now, limit=500)
-            due = await sql.due_posts(txn, now=now, limit=100)
+            unhealthy = set(self._platforms.unhealthy)
+            waiting = await sql.due_accounts(txn, now=now, accounts=unhealthy) if unhealthy else set()
+        held = set()
+        for account in unhealthy:
+            if account not in waiting or not await self._probe(account, now):
+                held.add(account)  # its posts wait until its credential works again
         for row in stale:
             with contextlib.suppress(BylineError):
                 account = await self._appender.submit(self._expire_work(row["id"]))
                 self._metrics.post_event(self._policies.get(account), "post.expired", State.EXPIRED)
-        todo = []
-        for row in due:
-            if row["id"] in self._inflight:
-                continue
-            if row["account"] in self._platforms.unhealthy and not await self._probe(row["account"], now):
-                continue  # held until its credential works again
-            todo.append(row["id"])
-        self._inflight.update(todo)
-        try:
-            await asyncio.gather(*(self.publish(post_id) for post_id in todo))
-        finally:
-            self._inflight.difference_update(todo)
-        return len(stale) + len(todo)
+        limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
+        if limit <= 0:
+            return _Page(handled=len(stale), more=True)
+        read, picked, claims = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
+        for claim in claims:
+            self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
+            self._inflight.add(claim.post_id)
+            self._claimed[claim.account] = self._claimed.get(claim.account, 0) + 1
+            task = asyncio.create_task(self._send_in_turn(claim), name=f"byline-publish-{claim.post_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
 
     async def _probe(self, account: str, now: int) -> bool:
         """Ask the platform, at most once a minute, whether an account's credential works again."""
@@ -188,61 +259,106 @@ class Publisher:
 
         return work
 
-    def _claim_work(self, post_id: str) -> Any:
-        lease = self._lease
-        policies = self._policies
+    def _claim_page_work(self, *, limit: int, skip: set[str]) -> Any:
+        """Claim up to ``limit`` due posts in one transaction: what it read, how many it tried,
+        and its claims, in the order they were due. It leaves posts already in flight here,
+        and those of accounts with ``_PER_ACCOUNT`` claims unsettled, for a later page."""
+        inflight = frozenset(self._inflight)
+        claimed = dict(self._claimed)
 
+        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim]]:
+            rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
+            taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
+            picked, claims = 0, []
+            for row in rows:
+                if row.id in inflight or taken.get(row.account, 0) >= _PER_ACCOUNT:
+                    continue
+                picked += 1
+                claim = await self._claim_row(ltx, row)
+                if claim is not None:
+                    claims.append(claim)
+                    taken[row.account] = taken.get(row.account, 0) + 1
+            return len(rows), picked, claims
+
+        return work
+
+    async def _send_in_turn(self, claim: Claim) -> None:
+        """Publish a claimed post after the account's claims before it (see :meth:`publish`)."""
+        try:
+            async with self._account_locks.setdefault(claim.account, asyncio.Lock()):
+                await self._send(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # its lease runs out and the recovery path takes it
+            logger.exception("publish_settle_failed", post_id=claim.post_id, account=claim.account)
+        finally:
+            self._inflight.discard(claim.post_id)
+            left = self._claimed.get(claim.account, 1) - 1
+            if left > 0:
+                self._claimed[claim.account] = left
+            else:
+                self._claimed.pop(claim.account, None)
+
+    def _claim_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> Claim | None:
             row = await sql.get_post(ltx.txn, post_id)
             if row is None:
                 return None
-            state = State(row.state)
-            due = state is State.SCHEDULED and row.publish_at is not None and row.publish_at <= ltx.now
-            stale = state is State.PUBLISHING and (row.lease_until or 0) <= ltx.now
-            if not (due or stale):
-                return None  # someone else got it, or it was edited or cancelled meanwhile
-            loaded = policies.get(row.account)
-            if loaded is None:
-                return None  # the account's policy was removed: nothing may go out under it
-            if due and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
-                # The author lost their role in a reload not yet recorded: the reload's own work
-                # holds the post for someone who still has one, who then decides.
-                return None
-            rate = loaded.policy.rate_limit
-            if rate is not None and row.first_attempt_at is None:
-                window = rate.seconds * _SECOND
-                count, first = await sql.recent_attempts(ltx.txn, account=row.account, since=ltx.now - window)
-                if count >= rate.count and first is not None:
-                    # The account has used its allowance: wait until the oldest send leaves the window.
-                    await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
-                    return None
-            version = row.version
-            key = idempotency_key(post_id, version)
-            text = row.published_text if stale and row.published_text else disclosed_text(
-                loaded.policy, author=row.author, text=row.text, editors=row.editors,
-                suggested_by=row.suggested_by,
-            )
-            attempt = row.attempts + 1
-            if not await sql.compare_and_set(
-                ltx.txn, post_id, state=state.value, version=version,
-                changes={
-                    "state": transition(state, Action.CLAIM).value, "attempts": attempt,
-                    "lease_until": ltx.now + lease, "idempotency_key": key,
-                    "published_text": text, "updated_at": ltx.now,
-                    "first_attempt_at": row.first_attempt_at or ltx.now,
-                },
-            ):
-                return None
-            await ltx.append(
-                "post.publishing", actor="system", account=row.account, post=post_id,
-                data={"attempt": attempt, "version": version, "idempotency_key": key,
-                      "recovering": stale, "text_hash": ltx.commit_text(text), "policy_sha256": loaded.sha256},
-            )
-            return Claim(post_id=post_id, account=row.account, version=version, text=text,
-                         options=dict(row.options), key=key, attempt=attempt,
-                         recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now))
+            return await self._claim_row(ltx, row)
 
         return work
+
+    async def _claim_row(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
+        """Claim one post in the claiming transaction: its lease, its key and its entry; None when
+        it is not to go out now (no longer due, no policy in force, rate-limited)."""
+        lease = self._lease
+        policies = self._policies
+        post_id = row.id
+        state = State(row.state)
+        due = state is State.SCHEDULED and row.publish_at is not None and row.publish_at <= ltx.now
+        stale = state is State.PUBLISHING and (row.lease_until or 0) <= ltx.now
+        if not (due or stale):
+            return None  # someone else got it, or it was edited or cancelled meanwhile
+        loaded = policies.get(row.account)
+        if loaded is None:
+            return None  # the account's policy was removed: nothing may go out under it
+        if due and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
+            # The author lost their role in a reload not yet recorded: the reload's own work
+            # holds the post for someone who still has one, who then decides.
+            return None
+        rate = loaded.policy.rate_limit
+        if rate is not None and row.first_attempt_at is None:
+            window = rate.seconds * _SECOND
+            count, first = await sql.recent_attempts(ltx.txn, account=row.account, since=ltx.now - window)
+            if count >= rate.count and first is not None:
+                # The account has used its allowance: wait until the oldest send leaves the window.
+                await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
+                return None
+        version = row.version
+        key = idempotency_key(post_id, version)
+        text = row.published_text if stale and row.published_text else disclosed_text(
+            loaded.policy, author=row.author, text=row.text, editors=row.editors,
+            suggested_by=row.suggested_by,
+        )
+        attempt = row.attempts + 1
+        if not await sql.compare_and_set(
+            ltx.txn, post_id, state=state.value, version=version,
+            changes={
+                "state": transition(state, Action.CLAIM).value, "attempts": attempt,
+                "lease_until": ltx.now + lease, "idempotency_key": key,
+                "published_text": text, "updated_at": ltx.now,
+                "first_attempt_at": row.first_attempt_at or ltx.now,
+            },
+        ):
+            return None
+        await ltx.append(
+            "post.publishing", actor="system", account=row.account, post=post_id,
+            data={"attempt": attempt, "version": version, "idempotency_key": key,
+                  "recovering": stale, "text_hash": ltx.commit_text(text), "policy_sha256": loaded.sha256},
+        )
+        return Claim(post_id=post_id, account=row.account, version=version, text=text,
+                     options=dict(row.options), key=key, attempt=attempt,
+                     recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now))
 
     async def publish(self, post_id: str) -> None:
         """Claim one due post and get it onto its platform, or defer or fail it."""

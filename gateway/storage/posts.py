@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +200,51 @@ async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
         "OR (state = 'publishing' AND lease_until <= ?) ORDER BY publish_at, id LIMIT ?",
         now, now, limit,
     )
+
+
+async def claimable(
+    txn: Txn, *, now: int, limit: int, skip_accounts: Collection[str] = ()
+) -> list[PostRecord]:
+    """Up to ``limit`` posts to claim now, earliest due first: publishes whose lease ran out, then
+    scheduled posts whose time has come; none of ``skip_accounts``.
+
+    Run in the transaction that claims them. On PostgreSQL the rows are locked for it, and rows
+    another transaction holds (an approval, another replica's claim) are skipped rather than
+    waited for; SQLite's one writer gives the same guarantee by itself. Each part reads the
+    ``posts_due`` index in its order, so a page costs the same with ten or a million posts due.
+    """
+    skip = ""
+    skipped: list[Any] = []
+    if skip_accounts:
+        skipped = sorted(skip_accounts)
+        skip = f" AND account NOT IN ({', '.join('?' for _ in skipped)})"
+    lock = " FOR UPDATE SKIP LOCKED" if txn.dialect == "postgresql" else ""
+    rows = await txn.fetchall(
+        f"SELECT * FROM posts WHERE state = 'publishing' AND lease_until <= ?{skip} "
+        f"ORDER BY publish_at, id LIMIT ?{lock}",
+        now, *skipped, limit,
+    )
+    if len(rows) < limit:
+        rows += await txn.fetchall(
+            f"SELECT * FROM posts WHERE state = 'scheduled' AND publish_at <= ?{skip} "
+            f"ORDER BY publish_at, id LIMIT ?{lock}",
+            now, *skipped, limit - len(rows),
+        )
+    return [_record(r) for r in rows]
+
+
+async def due_accounts(txn: Txn, *, now: int, accounts: Collection[str]) -> set[str]:
+    """Which of ``accounts`` have a post due now (scheduled, or its lease run out)."""
+    if not accounts:
+        return set()
+    names = sorted(accounts)
+    marks = ", ".join("?" for _ in names)
+    rows = await txn.fetchall(
+        f"SELECT DISTINCT account FROM posts WHERE account IN ({marks}) AND ("
+        "(state = 'scheduled' AND publish_at <= ?) OR (state = 'publishing' AND lease_until <= ?))",
+        *names, now, now,
+    )
+    return {r["account"] for r in rows}
 
 
 async def expired_holds(txn: Txn, *, now: int, limit: int) -> list[Row]:
