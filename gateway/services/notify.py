@@ -244,12 +244,16 @@ class Notifier:
         idx = int(row["idx"])
         account = entry.get("account")
         loaded = (self._policies.get(account) or self._known.get(account)) if isinstance(account, str) else None
+        hooks = [w for w in loaded.policy.notify if kind in w.events] if loaded is not None else []
+        if not hooks and (self._smtp is None or kind not in EMAILED):
+            # Nobody to tell: the post is not read. This runs holding the writer, which every
+            # post's changes wait for, and most accounts have no webhook.
+            return []
         post_id = entry.get("post")
         post = await posts_sql.get_post(txn, post_id) if isinstance(post_id, str) else None
         if post_id is not None and post is None:
             return []
         out: list[sql.NewDelivery] = []
-        hooks = [w for w in loaded.policy.notify if kind in w.events] if loaded is not None else []
         if hooks:
             body = json.dumps(self._payload(kind, entry, idx, row["text"], post), ensure_ascii=False,
                               separators=(",", ":"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,8 +21,10 @@ from urllib.parse import urlsplit
 
 import aiosqlite
 import asyncpg
+import structlog
 
 Row = Mapping[str, Any]
+_log = structlog.get_logger("byline.storage")
 
 
 def _sqlite_variable_limit() -> int:
@@ -77,28 +80,90 @@ class Database(Protocol):
         ...
 
 
+def _changed(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    """Run a statement; the rows it changed (on the connection's thread)."""
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def _first(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+    """The first row of a query, or None (on the connection's thread)."""
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _every(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Any]:
+    """Every row of a query (on the connection's thread)."""
+    cursor = conn.execute(sql, args)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """A statement for each row of arguments (on the connection's thread)."""
+    conn.executemany(sql, rows).close()
+
+
+def _begun(fn: Any) -> Any:
+    """``fn``, after a BEGIN on the same trip: a read snapshot's first statement."""
+    def begin_then(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+        conn.execute("BEGIN").close()
+        return fn(conn, sql, args)
+    return begin_then
+
+
+async def _on_thread(conn: aiosqlite.Connection, fn: Any, sql: str, args: Sequence[Any]) -> Any:
+    """``fn(connection, sql, args)`` on the connection's thread, in one trip there and back.
+
+    aiosqlite's cursor API takes a trip for each step (execute, fetch, close: three for one
+    row), and each trip waits for a turn of the event loop to be picked up, which under load is
+    the time every ready request takes to run a step. The appender runs its works one after
+    the other, so those trips add up in series for every post: one trip a statement instead.
+    """
+    # aiosqlite's own way onto its thread, which all its methods use; it is not annotated.
+    return await conn._execute(fn, conn._conn, sql, args)  # type: ignore[no-untyped-call]
+
+
 class _SqliteTxn:
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False) -> None:
         self._conn = conn
+        self._begin = begin  # the BEGIN is still to go, with the first statement
+
+    @property
+    def begun(self) -> bool:
+        """Whether its BEGIN has gone (with its first statement)."""
+        return not self._begin
+
+    def _run(self, fn: Any, sql: str, args: Sequence[Any]) -> Any:
+        if self._begin:
+            self._begin = False
+            fn = _begun(fn)
+        return _on_thread(self._conn, fn, sql, args)
 
     async def execute(self, sql: str, *args: Any) -> int:
-        cursor = await self._conn.execute(sql, args)
-        count = cursor.rowcount
-        await cursor.close()
+        count: int = await self._run(_changed, sql, args)
         return count
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+        await self._run(_many, sql, rows)
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        async with self._conn.execute(sql, args) as cursor:
-            row = await cursor.fetchone()
-            return row  # type: ignore[return-value]
+        row: Row | None = await self._run(_first, sql, args)
+        return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self._conn.execute_fetchall(sql, args))  # type: ignore[arg-type]
+        rows: list[Row] = await self._run(_every, sql, args)
+        return rows
 
 
 async def _end_whatever_began(conn: aiosqlite.Connection) -> None:
@@ -135,6 +200,7 @@ class SqliteDatabase:
         self._all: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
         self._waiting_writers = 0
+        self._ending: set[asyncio.Future[Any]] = set()  # read snapshots whose end is under way
 
     @property
     def writers_waiting(self) -> int:
@@ -143,7 +209,9 @@ class SqliteDatabase:
         return self._waiting_writers
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        # Not only on its own thread: a write chain's statements run on the event loop's (see
+        # _ChainTxn), never while the thread runs anything of the connection's.
+        conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         for pragma in (
             "PRAGMA journal_mode=WAL",
@@ -196,18 +264,36 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SqliteTxn]:
+        # Neither the BEGIN nor the end of the snapshot costs the reader a trip of its own to
+        # the connection's thread, each waiting for a turn of the event loop: the BEGIN goes
+        # with the first statement, and the end (read only: nothing to keep) is not waited
+        # for; the connection goes back to the others once it is done.
         conn = await self._readers.get()
+        txn = _SqliteTxn(conn, begin=True)
         try:
-            await conn.execute("BEGIN")
-            yield _SqliteTxn(conn)
-            await conn.execute("COMMIT")
+            yield txn
         except BaseException:
             await _end_whatever_began(conn)
-            raise
-        finally:
             self._readers.put_nowait(conn)
+            raise
+        if not txn.begun:
+            self._readers.put_nowait(conn)
+            return
+        ended = asyncio.ensure_future(_on_thread(conn, _changed, "ROLLBACK", ()))
+        self._ending.add(ended)
+        ended.add_done_callback(functools.partial(self._reader_ended, conn))
+
+    def _reader_ended(self, conn: aiosqlite.Connection, ended: asyncio.Future[Any]) -> None:
+        """A read snapshot has ended: its connection goes back. Ending one cannot fail but by
+        a bug (logged), and then the next BEGIN on it fails rather than read a stale snapshot."""
+        self._ending.discard(ended)
+        if not ended.cancelled() and (exc := ended.exception()) is not None:
+            _log.error("sqlite_read_end_failed", error=str(exc))
+        self._readers.put_nowait(conn)
 
     async def close(self) -> None:
+        if self._ending:  # the last reads' ends, before their connections close
+            await asyncio.wait(list(self._ending))
         for conn in self._all:
             await conn.close()
         self._all.clear()
@@ -220,7 +306,17 @@ class TransactionNotBegun(DatabaseError):
 class _ChainTxn(_SqliteTxn):
     """The transaction in progress of a :class:`WriteChain`. While its BEGIN, queued behind
     the COMMIT before, is not known to have succeeded, a statement waits for it: run without
-    it, the statement would commit on its own."""
+    it, the statement would commit on its own.
+
+    Once it has begun, its statements (the appender's works, one after the other) run here on
+    the event loop's thread, not on the connection's: that thread has then run everything it
+    was given (statements are only sent to it by the log writer, which waits for them before
+    the next transaction begins), and nothing else may use the writer while the chain holds
+    it. A statement inside a transaction touches pages in memory (only the COMMIT, still on
+    the thread, waits for the disk), so it takes microseconds where a trip to the thread and
+    back waits for a turn of a busy event loop; and a batch's works wait for each other's
+    trips in series. The rows, changes and errors are the same as on the thread.
+    """
 
     def __init__(self, conn: aiosqlite.Connection, chain: WriteChain) -> None:
         super().__init__(conn)
@@ -228,19 +324,24 @@ class _ChainTxn(_SqliteTxn):
 
     async def execute(self, sql: str, *args: Any) -> int:
         await self._chain.begun()
-        return await super().execute(sql, *args)
+        return _changed(self._conn._conn, sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._chain.begun()
-        await super().executemany(sql, rows)
+        self._conn._conn.executemany(sql, rows).close()
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         await self._chain.begun()
-        return await super().fetchone(sql, *args)
+        row: Row | None = _first(self._conn._conn, sql, args)
+        return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         await self._chain.begun()
-        return await super().fetchall(sql, *args)
+        cursor = self._conn._conn.execute(sql, args)
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
 
 
 class WriteChain:
