@@ -505,8 +505,10 @@ class MastodonService:
 
     async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
         media_ids = list(post.options.get("media_ids", ()))
-        async with self._db.read() as txn:
-            rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
+        rows: dict[str, dict[str, Any]] = {}
+        if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
+            async with self._db.read() as txn:
+                rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
         return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
                           media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled)
 
