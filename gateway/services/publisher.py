@@ -283,10 +283,26 @@ class Publisher:
         return work
 
     async def _send_in_turn(self, claim: Claim) -> None:
-        """Publish a claimed post after the account's claims before it (see :meth:`publish`)."""
+        """Publish a claimed post after the account's claims before it (see :meth:`publish`).
+
+        The account's next post is sent as soon as the platform has answered this one, while
+        this one's outcome commits: still one request at a time, in order, and the commit's
+        wait (one of the appender's batches) is not in every request's way."""
+        turn = self._account_locks.setdefault(claim.account, asyncio.Lock())
+        released = False
+
+        def next_may_go() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                turn.release()
+
         try:
-            async with self._account_locks.setdefault(claim.account, asyncio.Lock()):
-                await self._send(claim)
+            await turn.acquire()
+            try:
+                await self._send(claim, sent=next_may_go)
+            finally:
+                next_may_go()
         except asyncio.CancelledError:
             raise
         except Exception:  # its lease runs out and the recovery path takes it
@@ -371,7 +387,9 @@ class Publisher:
         async with self._account_locks.setdefault(claim.account, asyncio.Lock()):
             await self._send(claim)
 
-    async def _send(self, claim: Claim) -> None:
+    async def _send(self, claim: Claim, *, sent: Callable[[], None] = lambda: None) -> None:
+        """Publish a claimed post and record how it went; ``sent`` is called once the platform
+        has answered (or failed), before the outcome is committed."""
         log = logger.bind(post_id=claim.post_id, account=claim.account, attempt=claim.attempt)
         loaded = self._policies.get(claim.account)
         outbound = OutboundPost(
@@ -397,20 +415,24 @@ class Publisher:
             if result is None:
                 result = await self._publish_with_retries(adapter, outbound)
         except AdapterError as exc:
+            sent()
             await self._settle_failure(claim, exc, retry_budget=budget)
             return
         except BylineError as exc:  # the credential cannot be read: wait for an admin
+            sent()
             await self._settle_failure(
                 claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=budget
             )
             return
         except Exception as exc:
+            sent()
             log.exception("publish_crashed")
             await self._settle_failure(
                 claim, AdapterError(f"unexpected error: {type(exc).__name__}", retryable=True),
                 retry_budget=budget,
             )
             return
+        sent()
         self._platforms.mark(claim.account, None)
         await self._appender.submit(self._published_work(claim, result))
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
