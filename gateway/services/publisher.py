@@ -483,11 +483,11 @@ class Publisher:
 
     def _published_work(self, claim: Claim, result: PublishResult) -> Any:
         async def work(ltx: LogTxn) -> None:
-            row = await sql.get_post(ltx.txn, claim.post_id)
-            assert row is not None
-            new_state = transition(State(row.state), Action.PUBLISHED)
+            # Only a post still publishing at the claimed version may be marked published, and the
+            # compare-and-set says whether it is: no read first (a round trip a post on PostgreSQL).
+            new_state = transition(State.PUBLISHING, Action.PUBLISHED)
             if not await sql.compare_and_set(
-                ltx.txn, claim.post_id, state=row.state, version=claim.version,
+                ltx.txn, claim.post_id, state=State.PUBLISHING.value, version=claim.version,
                 changes={"state": new_state.value, "remote_id": result.remote_id,
                          "remote_url": result.url, "lease_until": None, "last_error": None,
                          "updated_at": ltx.now},
