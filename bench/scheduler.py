@@ -16,14 +16,16 @@ targets: less than 10 MB for N pending posts, and a peak less than 50 MB above t
 posts stay in the database, not in the gateway's memory, and only a bounded number of claims
 is held while they go out. (The log the run writes, two entries a post, is what remains.)
 
-``--database-url postgresql://…`` runs it on PostgreSQL (a database of its own, which is
-emptied first); the default is SQLite in a temporary folder.
+It runs on SQLite (a temporary folder), then on PostgreSQL in a database of its own made at
+``BYLINE_BENCH_POSTGRES`` (default the local server) and dropped after, when a server answers;
+``--databases sqlite`` for one, or ``--database-url URL`` for a given database (emptied first).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -372,27 +374,74 @@ def report(outcome: Outcome, *, say: Callable[[str], None] = print) -> None:
         say(f"note: {note}")
 
 
+POSTGRES_ADMIN = os.environ.get("BYLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Where the PostgreSQL run makes its own database (and drops it after)."""
+
+
+@contextlib.asynccontextmanager
+async def _postgres_database() -> AsyncIterator[str | None]:
+    """A fresh PostgreSQL database for one run (dropped after), or None when none answers."""
+    name = f"bench_scheduler_{os.getpid()}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        yield None
+        return
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def _runs(*, posts: int, database_url: str | None, databases: Sequence[str]) -> list[Verdict]:
+    found: list[Verdict] = []
+    if database_url is not None:
+        databases = ["postgresql" if database_url.startswith("postgres") else "sqlite"]
+    for kind in databases:
+        label = "PostgreSQL" if kind == "postgresql" else "SQLite"
+        print(f"-- {label}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="byline-bench-scheduler-") as tmp:
+            if kind == "sqlite" or database_url is not None:
+                outcome = await measure(posts=posts, folder=Path(tmp), database_url=database_url)
+            else:
+                async with _postgres_database() as url:
+                    if url is None:
+                        found.append(Verdict(
+                            benchmark=f"scheduler, {label}", measured=f"not run (no server at {POSTGRES_ADMIN})",
+                            target="see the README", met=False, ran=False,
+                        ))
+                        continue
+                    outcome = await measure(posts=posts, folder=Path(tmp), database_url=url)
+        report(outcome)
+        found += verdicts(outcome, label=label)
+    return found
+
+
 def run(*, posts: int = 100_000, quick: bool = False, database_url: str | None = None,
-        loop: str = "uvloop") -> list[Verdict]:
-    """Benchmark 2 as ``python -m bench`` runs it: its verdicts (``quick``: 10,000 posts at most)."""
+        databases: Sequence[str] = ("sqlite", "postgresql"), loop: str = "uvloop") -> list[Verdict]:
+    """Benchmark 2 as ``python -m bench`` runs it, on SQLite then PostgreSQL (when a server
+    answers): its verdicts. ``quick``: 10,000 posts at most."""
     if quick:
         posts = min(posts, 10_000)
-    label = "PostgreSQL" if database_url and database_url.startswith("postgres") else "SQLite"
-    with tempfile.TemporaryDirectory(prefix="byline-bench-scheduler-") as tmp, \
-            asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
-        outcome = runner.run(measure(posts=posts, folder=Path(tmp), database_url=database_url))
-    report(outcome)
-    return verdicts(outcome, label=label)
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(_runs(posts=posts, database_url=database_url, databases=databases))
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.scheduler``."""
     parser = argparse.ArgumentParser(prog="python -m bench.scheduler", description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=100_000, help="delayed posts due in the minute")
-    parser.add_argument("--database-url", help="postgresql://… (a database of its own); default SQLite")
+    parser.add_argument("--database-url", help="a database of its own (emptied first), in place of --databases")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="sqlite, postgresql (a database made at BYLINE_BENCH_POSTGRES and dropped), or both")
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     args = parser.parse_args(argv)
-    found = run(posts=args.posts, database_url=args.database_url, loop=args.loop)
+    found = run(posts=args.posts, database_url=args.database_url, loop=args.loop,
+                databases=[d.strip() for d in args.databases.split(",") if d.strip()])
     print(summary(found))
     return 0 if all(v.met for v in found) else 1
 
