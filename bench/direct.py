@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -52,6 +51,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bench.postgres import POSTGRES_ADMIN, scratch_database
 from bench.report import Verdict, summary
 
 ACCOUNTS = 32
@@ -59,7 +59,6 @@ CONNECTIONS = (16, 64, 256)
 TARGET_SQLITE = 0.5
 TARGET_POSTGRES = 0.3
 TARGET_P99_ADDED_MS = 10.0
-POSTGRES_ADMIN = os.environ.get("BYLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 LUA = Path(__file__).with_name("direct.lua")
 MAX_CHARS = 500
 SERVE = [sys.executable, "-m", "gateway"]
@@ -272,28 +271,6 @@ async def make_tokens(database_url: str, accounts: int) -> list[str]:
                 for n in range(accounts)]
     finally:
         await db.close()
-
-
-@contextlib.asynccontextmanager
-async def postgres_database() -> AsyncIterator[str | None]:
-    """A fresh PostgreSQL database for one run (dropped after), or None when none answers."""
-    import asyncpg
-
-    name = f"bench_direct_{os.getpid()}"
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        yield None
-        return
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        await admin.execute(f"CREATE DATABASE {name}")
-        base = POSTGRES_ADMIN.rsplit("/", 1)[0]
-        yield f"{base}/{name}"
-    finally:
-        with contextlib.suppress(asyncpg.PostgresError):
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 def byline_env(workdir: Path, *, database_url: str, policy_dir: Path) -> dict[str, str]:
@@ -542,7 +519,7 @@ async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, acc
                                              connections=connections, accounts=accounts, workdir=workdir,
                                              profile=profile, say=say)
             else:
-                async with postgres_database() as url:
+                async with scratch_database("bench_direct") as url:
                     if url is None:
                         say(f"direct tier on PostgreSQL: skipped, none answers at {POSTGRES_ADMIN}")
                         continue

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -35,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench.postgres import POSTGRES_ADMIN, scratch_database
 from bench.report import Verdict, summary
 from gateway import logs
 from gateway.app import make_app
@@ -375,27 +375,6 @@ def report(outcome: Outcome, *, say: Callable[[str], None] = print) -> None:
         say(f"note: {note}")
 
 
-POSTGRES_ADMIN = os.environ.get("BYLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-"""Where the PostgreSQL run makes its own database (and drops it after)."""
-
-
-@contextlib.asynccontextmanager
-async def _postgres_database() -> AsyncIterator[str | None]:
-    """A fresh PostgreSQL database for one run (dropped after), or None when none answers."""
-    name = f"bench_scheduler_{os.getpid()}"
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        yield None
-        return
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with contextlib.suppress(asyncpg.PostgresError):
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def _runs(*, posts: int, database_url: str | None, databases: Sequence[str]) -> list[Verdict]:
@@ -409,7 +388,7 @@ async def _runs(*, posts: int, database_url: str | None, databases: Sequence[str
             if kind == "sqlite" or database_url is not None:
                 outcome = await measure(posts=posts, folder=Path(tmp), database_url=database_url)
             else:
-                async with _postgres_database() as url:
+                async with scratch_database("bench_scheduler") as url:
                     if url is None:
                         found.append(Verdict(
                             benchmark=f"scheduler, {label}", measured=f"not run (no server at {POSTGRES_ADMIN})",
