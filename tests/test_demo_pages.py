@@ -3,42 +3,16 @@ on the port really bound and prints a fresh password for each person, which work
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 
-from tests.test_operator import _env, _read
+from tests.test_operator import _env, serving_demo
 
 DEMO_PASSWORD = re.compile(r"^  (alice|bob|carol|dave)\s+([0-9a-f]{16})$", re.MULTILINE)
 DEMO_ACCOUNTS = ["cosigned", "delayed", "direct", "managed"]  # the test policies' accounts
-
-
-@asynccontextmanager
-async def _serving(env: dict[str, str], log: Path) -> AsyncIterator[str]:
-    """`byline serve --demo`, running until the block ends; what it printed once it started."""
-    with log.open("w") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--demo", env=env, cwd=log.parent,
-            stdout=out, stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while '"gateway_started"' not in _read(log):
-            assert proc.returncode is None, _read(log)
-            assert time.monotonic() < deadline, _read(log)
-            await asyncio.sleep(0.05)
-        yield _read(log)
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
 
 
 async def _signs_in(base: str, name: str, password: str) -> int:
@@ -59,7 +33,7 @@ async def test_serve_demo_prints_the_pages_and_passwords_that_work(
     use; each demo person signs in with the printed password and sees their queue (200); a wrong
     password does not; the next run's passwords replace the earlier ones."""
     env = _env(tmp_path, db_url, policy_dir)
-    async with _serving(env, tmp_path / "first.log") as output:
+    async with serving_demo(env, tmp_path / "first.log") as output:
         port = next(json.loads(line)["port"] for line in output.splitlines() if '"gateway_started"' in line)
         base = f"http://127.0.0.1:{port}"
         for path in ("/", "/signin", "/queue", "/audit", *(f"/@{account}" for account in DEMO_ACCOUNTS)):
@@ -75,7 +49,7 @@ async def test_serve_demo_prints_the_pages_and_passwords_that_work(
                 async with visitor.get(base + path) as page:
                     assert page.status == 200, path
 
-    async with _serving(env, tmp_path / "second.log") as output:
+    async with serving_demo(env, tmp_path / "second.log") as output:
         port = next(json.loads(line)["port"] for line in output.splitlines() if '"gateway_started"' in line)
         base = f"http://127.0.0.1:{port}"
         second = dict(DEMO_PASSWORD.findall(output))

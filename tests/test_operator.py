@@ -12,6 +12,8 @@ import re
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -68,8 +70,10 @@ async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limi
     return Result(proc.returncode, out.decode(), err.decode())
 
 
-async def _demo_run(env: dict[str, str], log: Path) -> str:
-    """`byline serve --demo` until it has started, then stopped; everything it printed."""
+@asynccontextmanager
+async def serving_demo(env: dict[str, str], log: Path) -> AsyncIterator[str]:
+    """`byline serve --demo`, running until the block ends (then stopped, killed if it will
+    not stop); what it printed once it started."""
     with log.open("w") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "serve", "--demo", env=env, cwd=log.parent,
@@ -81,6 +85,7 @@ async def _demo_run(env: dict[str, str], log: Path) -> str:
             assert proc.returncode is None, _read(log)
             assert time.monotonic() < deadline, _read(log)
             await asyncio.sleep(0.05)
+        yield _read(log)
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -89,6 +94,12 @@ async def _demo_run(env: dict[str, str], log: Path) -> str:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+async def _demo_run(env: dict[str, str], log: Path) -> str:
+    """`byline serve --demo` until it has started, then stopped; everything it printed."""
+    async with serving_demo(env, log):
+        pass
     return _read(log)
 
 
