@@ -35,6 +35,11 @@ def from_micros(value: int) -> datetime:
     )
 
 
+def spoken(moment: datetime) -> str:
+    """A time as the pages say it to people: ``10 Nov 2026, 09:30 UTC``."""
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
 def iso(value: int | None) -> str | None:
     """Render stored microseconds as RFC 3339 UTC with a Z, or None."""
     if value is None:

@@ -25,7 +25,7 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import transparency as sql
 from gateway.storage.db import Database, Txn
-from gateway.types import LogIndex, PostId
+from gateway.types import LogIndex, PostId, spoken
 
 PAGE_SIZE: Final = 20
 """Posts on one page of an account's transparency page."""
@@ -41,7 +41,7 @@ def _when(ts: str | None) -> str:
         moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     except ValueError:
         return ts
-    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+    return spoken(moment)
 
 
 def _day(ts: str | None) -> str:

@@ -31,7 +31,7 @@ from gateway.http.pages import (
 from gateway.http.pages.posts import notice_of
 from gateway.services.live import ChangeWatcher
 from gateway.services.queue import QueueService
-from gateway.types import from_micros
+from gateway.types import from_micros, spoken
 
 routes = web.RouteTableDef()
 
@@ -93,8 +93,7 @@ def _when(value: int | None) -> str:
     """Stored microseconds as people read a time: ``4 Dec 2026, 22:40 UTC``."""
     if value is None:
         return ""
-    moment = from_micros(value)
-    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+    return spoken(from_micros(value))
 
 
 def _iso(value: int | None) -> str:
