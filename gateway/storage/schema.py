@@ -253,6 +253,10 @@ _V7 = [
     "CREATE INDEX notify_deliveries_entry ON notify_deliveries (log_idx)",
 ]
 
+# Version 8: an upload's focal point ("x,y", each from -1 to 1), as Mastodon apps set it when
+# they upload or later (PUT /api/v1/media/:id); NULL when none was given.
+_V8 = ["ALTER TABLE media ADD COLUMN focus TEXT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -335,10 +339,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V6)
     if version == 7:
         return list(_V7)
+    if version == 8:
+        return list(_V8)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 7
+LATEST = 8
 
 
 async def _editors_from_versions(txn: Any) -> None:
