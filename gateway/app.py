@@ -40,8 +40,8 @@ from gateway.appkeys import (
 )
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
+from gateway.http import cors, mastodon, native, nodeinfo, openapi, pages, sandbox, xrpc
 from gateway.http import log as log_http
-from gateway.http import mastodon, native, openapi, pages, sandbox, xrpc
 from gateway.http import metrics as metrics_http
 from gateway.http.common import error_middleware
 from gateway.http.pages import audit as audit_page
@@ -231,7 +231,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
     metrics = Metrics()  # one registry per application: tests build many in one process
     counting = [metrics_http.counting(metrics)] if settings.metrics else []
-    app = web.Application(middlewares=[*counting, error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[*counting, error_middleware, cors.preflight],
+                          client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[CLOCK] = clock or SystemClock()
@@ -243,6 +244,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         app.cleanup_ctx.append(_running(PUBLISHER))
     app.cleanup_ctx.append(_started)
     app.on_response_prepare.append(_no_store_unless_said)
+    app.on_response_prepare.append(cors.headers)
     app.add_routes(routes)
     if settings.metrics:
         app.add_routes(metrics_http.routes)
@@ -262,4 +264,5 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_subapp("/oauth", mastodon.oauth_endpoints())
     app.add_subapp("/.well-known/oauth-authorization-server", mastodon.oauth_metadata())
     app.add_subapp("/xrpc", xrpc.surface())
+    app.add_routes(nodeinfo.routes)
     return app

@@ -10,7 +10,9 @@ aiohttp reads each connection with a ``RequestHandler``; ``GatewayProtocol`` is 
   first byte (the first request: from the connection's opening). One that trickles is answered
   408 and cut off, whatever the handler was waiting for;
 * counts the open connections of each client address, and answers the one past
-  ``connections_per_address`` with a 429 before closing it.
+  ``connections_per_address`` with a 429 before closing it;
+* routes a request to the Mastodon and XRPC surfaces without its path's trailing slashes
+  (``gateway.http.cors.unslashed``), as Mastodon's router answers both.
 
 ``make_runner`` builds the runner that `byline serve` (``run_app``) and the tests both use.
 """
@@ -34,6 +36,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import Code
+from gateway.http.cors import unslashing
 from gateway.settings import Settings
 
 logger = structlog.get_logger("byline.http.server")
@@ -205,8 +208,10 @@ class GatewayServer(web.Server):
     client address."""
 
     def __init__(self, plain: web.Server, limits: Limits) -> None:
+        # Routed without the trailing slash on the surfaces apps speak (gateway.http.cors), before
+        # the application's router sees the request: the same request, body and all.
         super().__init__(
-            plain.request_handler, request_factory=plain.request_factory,
+            unslashing(plain.request_handler), request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation, loop=plain._loop, **plain._kwargs,
         )
         self.limits = limits
