@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness browser bench fuzz mutation clean
+.PHONY: install serve test lint bluesky-harness browser clients bench fuzz mutation clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,9 @@ serve: $(STAMP)
 # that it ran on SQLite only. BYLINE_TEST_POSTGRES=off: SQLite only, on
 # purpose. .ci/run starts PostgreSQL first and fails without it.
 # The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky), and the
-# sign-in page in Debian's Chromium (tests/browser).
-test: lint bluesky-harness browser
+# sign-in page in Debian's Chromium (tests/browser); real client libraries from npm drive the
+# Mastodon API (tests/clients/node).
+test: lint bluesky-harness browser clients
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bluesky-harness:
@@ -40,6 +41,9 @@ bluesky-harness:
 
 browser:
 	bash tests/browser/install.sh
+
+clients:
+	bash tests/clients/node/install.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway adapters tests $(wildcard bench)

@@ -475,21 +475,14 @@ class MastodonService:
             done = await self._posts.cancel(auth.caller, post_id)
         return await self._render(auth, done)
 
-    async def pending(
-        self, auth: ClientAuth, *, limit: int, max_id: str | None, since_id: str | None, min_id: str | None,
-    ) -> list[StatusView]:
-        """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet."""
-        found: list[PostView] = []
-        for state in PENDING:
-            found += await self._posts.list(auth.caller, account=auth.account, state=state.value,
-                                            limit=200, before=max_id)
-        lower = min_id or since_id
-        mine = [p for p in found if p.author == auth.caller.user
-                and (lower is None or int(p.id) > int(lower))]
-        mine.sort(key=lambda p: int(p.id), reverse=min_id is None)
-        page = mine[:limit]
-        page.sort(key=lambda p: int(p.id), reverse=True)
-        return [await self._render(auth, p, scheduled=True) for p in page]
+    async def own_post(self, auth: ClientAuth, post_id: str) -> PostView | None:
+        """The gateway post with this id in the app's account, if the caller may see it; else
+        None (a status Byline did not make, to be asked of the platform)."""
+        return await self._own_post(auth, post_id)
+
+    async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
+        """A post with what rendering it as a Status (or a ScheduledStatus) needs."""
+        return await self._render(auth, post, scheduled=scheduled)
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""

@@ -193,6 +193,64 @@ async def list_posts(
     return [_record(r) for r in rows]
 
 
+def _id_beyond(op: str, bound: str) -> tuple[str, list[Any]]:
+    """``id <op> bound`` as numbers: post ids are digits without leading zeros, kept as text, so
+    a shorter id is a smaller one and ids of one length compare as text."""
+    digits = bound.lstrip("0") or "0"
+    return f"(LENGTH(id) {op} ? OR (LENGTH(id) = ? AND id {op} ?))", [len(digits), len(digits), digits]
+
+
+async def posts_by_id(
+    txn: Txn, *, account: str, states: Collection[str], limit: int, above: str | None = None,
+    below: str | None = None, oldest_first: bool = False, author: str | None = None,
+) -> list[PostRecord]:
+    """Up to ``limit`` of an account's posts in ``states`` (and by ``author``), with ids strictly
+    between ``above`` and ``below`` compared as numbers: newest first, or ``oldest_first``.
+    What a Mastodon list pages by (``max_id``, ``since_id``, ``min_id``)."""
+    if not states or limit <= 0:
+        return []
+    names = sorted(states)
+    where = [f"account = ? AND state IN ({', '.join('?' for _ in names)})"]
+    args: list[Any] = [account, *names]
+    if author is not None:
+        where.append("author = ?")
+        args.append(author)
+    for op, bound in ((">", above), ("<", below)):
+        if bound is not None:
+            clause, values = _id_beyond(op, bound)
+            where.append(clause)
+            args += values
+    order = "ASC" if oldest_first else "DESC"
+    rows = await txn.fetchall(
+        f"SELECT * FROM posts WHERE {' AND '.join(where)} ORDER BY LENGTH(id) {order}, id {order} LIMIT ?",
+        *args, limit,
+    )
+    return [_record(r) for r in rows]
+
+
+async def replies_in(txn: Txn, *, account: str, remote_ids: Collection[str]) -> list[PostRecord]:
+    """An account's posts that reply to any of ``remote_ids`` (their ``options.reply_to``)."""
+    found: list[PostRecord] = []
+    for remote_id in sorted(remote_ids):
+        # The options are JSON text: find candidates by their words, then keep exact matches.
+        pattern = "%" + json.dumps({"reply_to": remote_id})[1:-1].replace("\\", "\\\\").replace(
+            "%", "\\%").replace("_", "\\_") + "%"
+        rows = await txn.fetchall(
+            "SELECT * FROM posts WHERE account = ? AND options LIKE ? ESCAPE '\\' ORDER BY LENGTH(id), id",
+            account, pattern,
+        )
+        found += [r for r in map(_record, rows) if r.options.get("reply_to") == remote_id]
+    return found
+
+
+async def with_remote_id(txn: Txn, *, account: str, remote_id: str) -> PostRecord | None:
+    """The account's post published with this platform id, if Byline made it."""
+    row = await txn.fetchone(
+        "SELECT * FROM posts WHERE account = ? AND remote_id = ? ORDER BY id LIMIT 1", account, remote_id
+    )
+    return None if row is None else _record(row)
+
+
 async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
     """Scheduled posts whose time has come, and publishes whose lease ran out."""
     return await txn.fetchall(

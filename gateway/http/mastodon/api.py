@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import MASTODON, OAUTH
+from gateway.appkeys import MASTODON, OAUTH, POSTS
 from gateway.errors import BylineError, Code
 from gateway.http.common import bearer
 from gateway.http.mastodon import entities, params
 from gateway.http.mastodon.answers import base_url, json_answer, raw_answer
 from gateway.services.mastodon import ClientAuth, MastodonService, Raw
+from gateway.services.mastodon_reads import Listed, MastodonReads, PageAsk, page_links
 
 routes = web.RouteTableDef()
 """The client API, below ``/api``."""
@@ -26,6 +27,20 @@ files = web.RouteTableDef()
 
 def _service(request: web.Request) -> MastodonService:
     return request.config_dict[MASTODON]
+
+
+def _reads(request: web.Request) -> MastodonReads:
+    return MastodonReads(mastodon=_service(request), posts=request.config_dict[POSTS])
+
+
+def _listed(request: web.Request, ask: PageAsk, found: Listed | Raw, *, scheduled: bool = False) -> web.Response:
+    """A page of statuses with its ``Link`` header, or the platform's answer."""
+    if isinstance(found, Raw):
+        return raw_answer(found)
+    base = base_url(request)
+    render = entities.scheduled_entity if scheduled else entities.status_entity
+    link = page_links(base + request.path, ask, [v.post.id for v in found.views], more=found.more)
+    return json_answer([render(v, base) for v in found.views], headers={"Link": link} if link else None)
 
 
 async def _auth(request: web.Request, scope: str) -> ClientAuth:
@@ -120,13 +135,8 @@ async def delete_status(request: web.Request) -> web.Response:
 async def scheduled_statuses(request: web.Request) -> web.Response:
     """The caller's posts for this account that are not out yet, newest first."""
     auth = await _auth(request, "read:statuses")
-    views = await _service(request).pending(
-        auth, limit=params.limit(request.query, default=20, most=40),
-        max_id=params.digits(request.query, "max_id"), since_id=params.digits(request.query, "since_id"),
-        min_id=params.digits(request.query, "min_id"),
-    )
-    base = base_url(request)
-    return json_answer([entities.scheduled_entity(v, base) for v in views])
+    ask = params.page(request.query)
+    return _listed(request, ask, await _reads(request).scheduled(auth, ask), scheduled=True)
 
 
 @routes.get("/v1/scheduled_statuses/{id}")
@@ -182,6 +192,83 @@ async def media_file(request: web.Request) -> web.Response:
         "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
     })
+
+
+# -- reads answered from Byline's record (before the passthrough below, which aiohttp would match first) --
+
+
+@routes.get("/v1/statuses/{id}/source")
+async def status_source(request: web.Request) -> web.StreamResponse:
+    """A StatusSource: a post's words as written, for an app about to edit it."""
+    auth = await _auth(request, "read:statuses")
+    found = await _reads(request).source(auth, params.path_id(request), base=base_url(request))
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(entities.source_entity(found))
+
+
+@routes.get("/v1/statuses/{id}/context")
+async def status_context(request: web.Request) -> web.StreamResponse:
+    """A Context: the posts Byline made that this one replies to, and those replying to it."""
+    auth = await _auth(request, "read:statuses")
+    base = base_url(request)
+    found = await _reads(request).context(auth, params.path_id(request), base=base)
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(entities.context_entity(found, base))
+
+
+@routes.get("/v1/statuses/{id}/history")
+async def status_history(request: web.Request) -> web.StreamResponse:
+    """Every version of a post as StatusEdits, oldest first, from Byline's record."""
+    auth = await _auth(request, "read:statuses")
+    base = base_url(request)
+    found = await _reads(request).history(auth, params.path_id(request), base=base)
+    if isinstance(found, Raw):
+        return raw_answer(found)
+    return json_answer([entities.edit_entity(e, base) for e in found])
+
+
+@routes.get("/v1/accounts/lookup")
+async def account_lookup(request: web.Request) -> web.StreamResponse:
+    """An account by its ``acct``: a sandbox account's own, else the platform's answer."""
+    auth = await _auth(request, "read:accounts")
+    found = await _reads(request).lookup(auth, request.query.get("acct"), host=request.host,
+                                         query=request.rel_url.raw_query_string, base=base_url(request))
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
+
+
+@routes.get(r"/v1/accounts/{id:[0-9]+}")
+async def account_by_id(request: web.Request) -> web.StreamResponse:
+    """An account: a sandbox account's own, else the platform's answer."""
+    auth = await _auth(request, "read:accounts")
+    found = await _reads(request).account(auth, params.path_id(request), base=base_url(request))
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
+
+
+_ACCOUNT_FILTERS = ("only_media", "exclude_replies", "exclude_reblogs", "pinned")
+
+
+@routes.get(r"/v1/accounts/{id:[0-9]+}/statuses")
+async def account_statuses(request: web.Request) -> web.StreamResponse:
+    """An account's statuses, paged: on the sandbox, what Byline published for it."""
+    auth = await _auth(request, "read:statuses")
+    ask = params.page(request.query, keep=(*_ACCOUNT_FILTERS, "tagged"))
+    found = await _reads(request).account_statuses(
+        auth, params.path_id(request), ask, flags={f: params.flag(request.query, f) for f in _ACCOUNT_FILTERS},
+        tagged=request.query.get("tagged") or None, query=request.rel_url.raw_query_string, base=base_url(request),
+    )
+    return _listed(request, ask, found)
+
+
+@routes.get(r"/v1/timelines/{which:(home|public)}")
+async def timeline(request: web.Request) -> web.StreamResponse:
+    """The home or public timeline, paged: on the sandbox, what Byline published for the account."""
+    auth = await _auth(request, "read:statuses")
+    which = request.match_info["which"]
+    filters = ("local", "remote", "only_media") if which == "public" else ("local",)
+    ask = params.page(request.query, keep=filters)
+    found = await _reads(request).timeline(
+        auth, which, ask, flags={f: params.flag(request.query, f) for f in filters},
+        query=request.rel_url.raw_query_string, base=base_url(request),
+    )
+    return _listed(request, ask, found)
 
 
 # -- every other call ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from gateway.services.mastodon import Limits, StatusView, numeric_id
+from gateway.services.mastodon_reads import ContextView, EditView, SourceView
 from gateway.services.oauth import App
 from gateway.services.posts import PostView
 from gateway.types import iso
@@ -117,6 +118,28 @@ def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
         },
         "media_attachments": [media_entity(m, base) for m in view.media],
         "byline": _byline(post),
+    }
+
+
+def source_entity(source: SourceView) -> dict[str, Any]:
+    """A StatusSource (docs.joinmastodon.org/entities/StatusSource): the words as written."""
+    return {"id": source.id, "text": source.text, "spoiler_text": source.spoiler_text}
+
+
+def context_entity(context: ContextView, base: str) -> dict[str, Any]:
+    """A Context (docs.joinmastodon.org/entities/Context)."""
+    return {"ancestors": [status_entity(v, base) for v in context.ancestors],
+            "descendants": [status_entity(v, base) for v in context.descendants]}
+
+
+def edit_entity(edit: EditView, base: str) -> dict[str, Any]:
+    """A StatusEdit (docs.joinmastodon.org/entities/StatusEdit), with a ``byline`` object
+    naming the version and the person who wrote it."""
+    return {
+        "content": _content(edit.shown), "spoiler_text": edit.spoiler_text, "sensitive": edit.sensitive,
+        "created_at": _ms(iso(edit.at)), "account": edit.account, "poll": None,
+        "media_attachments": [media_entity(m, base) for m in edit.media], "emojis": [],
+        "byline": {"version": edit.version, "editor": edit.editor},
     }
 
 

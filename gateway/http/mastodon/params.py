@@ -7,6 +7,7 @@ is worded as Mastodon words it (``Validation failed: …``, ``Error while parsin
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,6 +18,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from gateway.errors import BylineError, Code
 from gateway.http.common import check_text, decode_json, unstorable
 from gateway.services.mastodon import EditForm, StatusForm, Upload
+from gateway.services.mastodon_reads import PageAsk
 
 MEDIA_READ_LIMIT = 17 * 1024 * 1024
 """The most of a media upload read before refusing it (the largest platform limit, plus room)."""
@@ -179,6 +181,32 @@ def limit(query: Any, *, default: int, most: int) -> int:
         return max(1, min(int(raw), most)) if raw else default
     except ValueError:
         return default
+
+
+def _rails_integer(raw: str) -> int:
+    """A number as Rails' ``to_i`` reads it: the leading digits (and sign), else 0."""
+    found = re.match(r"\s*([+-]?[0-9]+)", raw)
+    return int(found.group(1)) if found else 0
+
+
+def page(query: Any, *, default: int = 20, most: int = 40, keep: tuple[str, ...] = ()) -> PageAsk:
+    """A page of a list as Mastodon reads it: ``limit`` (Rails' ``limit_param``: its absolute
+    value, at most ``most``; a negative one is a 400, as Mastodon's
+    ``require_valid_pagination_options!`` answers), the ids it pages by, and the parameters
+    (``limit`` and ``keep``) its ``Link`` header carries on, as they were sent."""
+    raw = query.get("limit")
+    if raw is not None and _rails_integer(raw) < 0:
+        raise BylineError(Code.BAD_REQUEST, "Pagination values for `offset` and `limit` must be positive")
+    size = default if raw is None else min(abs(_rails_integer(raw)), most)
+    kept = tuple((name, str(query[name])[:100]) for name in ("limit", *keep) if query.get(name) is not None)
+    return PageAsk(limit=size, max_id=digits(query, "max_id"), since_id=digits(query, "since_id"),
+                   min_id=digits(query, "min_id"), keep=kept)
+
+
+def flag(query: Any, name: str) -> bool:
+    """A boolean query parameter, cast as Rails casts it (absent is false)."""
+    raw = query.get(name)
+    return bool(_boolean(raw)) if raw is not None else False
 
 
 def path_id(request: web.Request) -> str:

@@ -1,0 +1,109 @@
+"""megalodon (npm), an unmodified Mastodon client library, through Byline as its users drive it:
+server detection, the OAuth code flow, media with alt text set and changed, scheduled posts
+paged through, editing through ``/source``, deleting; with exact checks of what reaches the
+Mastodon instance behind the account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from tests.clients.node_client import Megalodon
+from tests.clients.signin import sign_in
+from tests.clients.world import World
+
+# A 1×1 PNG's signature and header chunk: enough for the type to be told from the bytes.
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
+
+
+def _links(header: str) -> dict[str, str]:
+    """``Link`` as Mastodon sends it: rel name → URL."""
+    found = {}
+    for part in header.split(","):
+        url, _, rel = part.partition(";")
+        found[rel.strip().removeprefix('rel="').removesuffix('"')] = url.strip().strip("<>")
+    return found
+
+
+async def _signed_in(world: World, client: Megalodon, *, account: str, user: str) -> None:
+    """megalodon's own OAuth code flow: register, a person signs in on the page, code for token."""
+    app = await client.ok("app", "Byline megalodon test", {"scopes": ["read", "write"]})
+    assert app["url"].startswith(f"{world.base}/oauth/authorize?"), app["url"]
+    code = await sign_in(app["url"], token=world.gateway.tokens[user], account=account)
+    token = await client.ok("token", app["client_id"], app["client_secret"], code)
+    assert token["access_token"].startswith("byl_")
+    await client.ok("use", token["access_token"])
+
+
+async def test_megalodon_detects_byline_as_mastodon(world: World) -> None:
+    """megalodon tells what kind of server it talks to from NodeInfo before anything else."""
+    async with Megalodon(world.base) as client:
+        assert await client.ok("detector") == "mastodon"
+
+
+async def test_megalodon_posts_media_with_alt_text_changed_after_upload(world: World, tmp_path: Path) -> None:
+    """An upload sent as bare bytes (no content type), its alt text changed with PUT, then posted:
+    the instance gets a PNG with the new description, once; deleting removes it there."""
+    picture = tmp_path / "picture.bin"
+    picture.write_bytes(PNG)
+    async with Megalodon(world.base) as client:
+        await _signed_in(world, client, account="masto", user="alice")
+        media = await client.ok("media", str(picture), {"description": "A square"})
+        assert (media["type"], media["description"]) == ("image", "A square")
+        changed = await client.ok("updateMedia", media["id"], {"description": "A red square on white"})
+        assert changed["description"] == "A red square on white"
+        status = await client.ok("postStatus", "A picture", {"media_ids": [media["id"]]})
+        assert status["media_attachments"][0]["description"] == "A red square on white"
+        await world.gateway.tick()
+        [sent] = world.upstream.statuses(world.upstream_account)
+        assert sent.text == "A picture"
+        [uploaded] = [world.upstream.media[m] for m in sent.media_ids]
+        assert (uploaded.mime_type, uploaded.description, uploaded.size) == (
+            "image/png", "A red square on white", len(PNG))
+        await client.ok("deleteStatus", status["id"])
+        assert world.upstream.statuses(world.upstream_account) == []
+        assert [s.text for s in world.upstream.statuses(world.upstream_account, include_deleted=True)] == [
+            "A picture"]
+
+
+async def test_megalodon_pages_scheduled_posts_and_edits_one_through_its_source(world: World) -> None:
+    """Five scheduled posts read two at a time by following ``Link``; one edited as a client
+    edits (``/source``, then PUT), one cancelled; nothing reaches the instance before its time."""
+    # megalodon schedules only what is more than five minutes off by the machine's clock, and
+    # Byline by its own: an hour past the later of the two.
+    start = max(world.gateway.clock.now(), datetime.now(UTC))
+    async with Megalodon(world.base) as client:
+        await _signed_in(world, client, account="masto", user="alice")
+        made = []
+        for n in range(5):
+            when = (start + timedelta(hours=1, minutes=n)).isoformat()
+            scheduled = await client.ok("postStatus", f"Later {n}", {"scheduled_at": when})
+            assert scheduled["params"]["text"] == f"Later {n}"
+            made.append(scheduled["id"])
+        seen: list[str] = []
+        query: dict[str, object] = {"limit": 2}
+        pages = 0
+        while True:
+            page = await client.call("getScheduledStatuses", query)
+            assert page.ok, page
+            seen += [s["id"] for s in page.data]
+            pages += 1
+            nexts = _links(page.headers.get("link", "")).get("next") if page.headers.get("link") else None
+            if not page.data or nexts is None:
+                break
+            query = {"limit": 2, "max_id": parse_qs(urlsplit(nexts).query)["max_id"][0]}
+        assert seen == list(reversed(made)), "newest first, every one once"
+        assert pages >= 3
+
+        source = await client.ok("getStatusSource", made[2])
+        assert (source["id"], source["text"]) == (made[2], "Later 2")
+        edited = await client.ok("editStatus", made[2], {"status": source["text"] + ", edited"})
+        assert edited["content"].startswith("<p>Later 2, edited") or "Later 2, edited" in edited["content"]
+        again = await client.ok("getScheduledStatus", made[2])
+        assert again["params"]["text"] == "Later 2, edited"
+
+        await client.ok("cancelScheduledStatus", made[0])
+        left = await client.ok("getScheduledStatuses", {"limit": 40})
+        assert [s["id"] for s in left] == list(reversed(made[1:]))
+    assert world.upstream.statuses(world.upstream_account) == []
