@@ -2,7 +2,8 @@
 
 Client secrets and codes are stored as SHA-256 only; the tokens themselves live in ``tokens``
 like every other gateway token, and ``oauth_tokens`` only adds which app holds one and with
-which scopes.
+which scopes. App-only tokens (the client_credentials grant) stand for no person, so they are
+not in ``tokens`` at all but in ``oauth_app_tokens``.
 """
 
 from __future__ import annotations
@@ -93,3 +94,28 @@ async def get_token_grant(txn: Txn, token_hash: str) -> Row | None:
         "LEFT JOIN oauth_apps a ON a.client_id = g.client_id WHERE g.token_hash = ?",
         token_hash,
     )
+
+
+async def insert_app_token(txn: Txn, *, token_hash: str, client_id: str, scopes: str, at: int) -> None:
+    """Store an app-only token (the client_credentials grant): an app's, and nobody's else."""
+    await txn.execute(
+        "INSERT INTO oauth_app_tokens (token_hash, client_id, scopes, created_at) VALUES (?, ?, ?, ?)",
+        token_hash, client_id, scopes, at,
+    )
+
+
+async def get_app_token(txn: Txn, token_hash: str) -> Row | None:
+    """A live app-only token, with its app's name; None for any other token or a revoked one."""
+    return await txn.fetchone(
+        "SELECT g.client_id, g.scopes, a.name FROM oauth_app_tokens g "
+        "JOIN oauth_apps a ON a.client_id = g.client_id WHERE g.token_hash = ? AND g.revoked_at IS NULL",
+        token_hash,
+    )
+
+
+async def revoke_app_token(txn: Txn, token_hash: str, *, client_id: str, at: int) -> bool:
+    """Revoke one of an app's own app-only tokens; False when it is not one, or was revoked."""
+    return await txn.execute(
+        "UPDATE oauth_app_tokens SET revoked_at = ? WHERE token_hash = ? AND client_id = ? AND revoked_at IS NULL",
+        at, token_hash, client_id,
+    ) == 1

@@ -257,6 +257,15 @@ _V7 = [
 # they upload or later (PUT /api/v1/media/:id); NULL when none was given.
 _V8 = ["ALTER TABLE media ADD COLUMN focus TEXT"]
 
+# Version 9: app-only OAuth tokens (the client_credentials grant), which stand for an app and
+# no person or account, so they live apart from ``tokens``: nothing that reads those can take
+# one for a person's. Only a SHA-256 of each is stored.
+_V9 = [
+    "CREATE TABLE oauth_app_tokens (token_hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, "
+    "scopes TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)",
+    "CREATE INDEX oauth_app_tokens_client ON oauth_app_tokens (client_id)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -341,10 +350,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V7)
     if version == 8:
         return list(_V8)
+    if version == 9:
+        return list(_V9)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 8
+LATEST = 9
 
 
 async def _editors_from_versions(txn: Any) -> None:
