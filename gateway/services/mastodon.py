@@ -34,6 +34,7 @@ from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
+from gateway.services.media_types import detected_type
 from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
@@ -161,7 +162,17 @@ class Upload:
 
     data: bytes = field(repr=False)
     mime_type: str
+    """As the app declared it (or ""): only reported; the bytes decide (``detected_type``)."""
     description: str | None
+    focus: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MediaEdit:
+    """``PUT /api/v1/media/:id``: None keeps a value as it is; an empty description clears it."""
+
+    description: str | None = None
+    focus: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -514,7 +525,12 @@ class MastodonService:
             platform = self._loaded(auth).policy.platform
             raise BylineError(Code.VALIDATION, f"Validation failed: {auth.account} is on {platform}, "
                                                "which takes no media through Byline")
-        if upload.mime_type not in MEDIA_TYPES:
+        # The content decides, as on Mastodon: a part sent without a type, or as
+        # application/octet-stream, is what its bytes are, and a declared type they contradict
+        # is not believed (what is stored and sent on is the detected type).
+        mime_type = detected_type(upload.data)
+        if mime_type not in MEDIA_TYPES:
+            logger.info("upload_refused", account=auth.account, declared=upload.mime_type[:100], detected=mime_type)
             raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
         if len(upload.data) > limit.media_bytes:
             raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be at most "
@@ -523,8 +539,9 @@ class MastodonService:
         digest = hashlib.sha256(upload.data).hexdigest()
         async with self._db.write() as txn:
             await media_sql.insert(txn, media_id=media_id, account=auth.account, user=auth.caller.user,
-                                   mime_type=upload.mime_type, description=upload.description,
-                                   data=upload.data, digest=digest, at=now_micros(self._clock))
+                                   mime_type=mime_type, description=upload.description,
+                                   data=upload.data, digest=digest, at=now_micros(self._clock),
+                                   focus=_focus_text(upload.focus))
             rows = await media_sql.info(txn, [media_id])
         return dict(rows[0])
 
@@ -535,6 +552,51 @@ class MastodonService:
         if not rows or rows[0]["account"] != auth.account or rows[0]["user_name"] != auth.caller.user:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return dict(rows[0])
+
+    async def describe(self, auth: ClientAuth, media_id: str, change: MediaEdit) -> dict[str, Any]:
+        """``PUT /api/v1/media/:id``: new alt text or focal point for one of the caller's uploads.
+
+        Mastodon takes this only before the upload is attached to a status; Byline also while
+        the post it is attached to has not gone out (held, scheduled or suggested), so that the
+        alt text that goes out is the one the person wrote last. A new description of such a
+        post's upload is a change to what the post publishes, so it is made as an edit of the
+        post: a new version in the same transaction, logged as ``post.edited`` (naming the
+        upload), with the edit's consequences: approvals given before it no longer count, a
+        scheduled post that needed them goes back to its approvers, the cooling-off starts
+        again. Once the post is out (or gone), the upload is not found, as on Mastodon.
+        """
+        row = await self.media_info(auth, media_id)
+        new_description = row["description"] if change.description is None else (change.description or None)
+        new_focus = row["focus"] if change.focus is None else _focus_text(change.focus)
+        if (new_description, new_focus) == (row["description"], row["focus"]):
+            return row
+        post_id = row["post_id"]
+        if post_id is None:
+            async with self._db.write() as txn:
+                if await media_sql.describe(txn, media_id, post_id=None, description=new_description,
+                                            focus=new_focus):
+                    return dict((await media_sql.info(txn, [media_id]))[0])
+            # Attached by a status meanwhile: that post's rules apply now.
+            return await self.describe(auth, media_id, change)
+        post = await self._own_post(auth, post_id)
+        if post is None or State(post.state) not in PENDING:
+            raise BylineError(Code.NOT_FOUND, "Record not found")
+        if new_description == row["description"]:
+            # Only the focal point: it goes out with no words of the post, so it is no edit.
+            async with self._db.write() as txn:
+                if not await media_sql.describe(txn, media_id, post_id=post_id, description=new_description,
+                                                focus=new_focus):
+                    raise BylineError(Code.NOT_FOUND, "Record not found")
+                return dict((await media_sql.info(txn, [media_id]))[0])
+
+        async def redescribe(ltx: LogTxn, edited: str) -> dict[str, Any]:
+            if not await media_sql.describe(ltx.txn, media_id, post_id=edited, description=new_description,
+                                            focus=new_focus):
+                raise BylineError(Code.CONFLICT, "the upload changed meanwhile; reload it and try again")
+            return {"described": [media_id]}
+
+        await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe)
+        return await self.media_info(auth, media_id)
 
     async def media_file(self, media_id: str, digest: str) -> tuple[str, bytes]:
         """An upload's bytes, for the app's preview; the URL carries its content digest."""
@@ -605,6 +667,11 @@ def _attaching(media_ids: tuple[str, ...]) -> Callable[[LogTxn, str], Awaitable[
             raise BylineError(Code.VALIDATION, _media_refused(refused[0]))
 
     return attach
+
+
+def _focus_text(point: tuple[float, float] | None) -> str | None:
+    """A focal point as stored: "x,y"."""
+    return None if point is None else f"{point[0]!r},{point[1]!r}"
 
 
 def _media_refused(media_id: str) -> str:

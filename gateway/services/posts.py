@@ -387,10 +387,12 @@ class PostService:
 
     async def edit(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
-        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
+        alongside: Callable[[LogTxn, str], Awaitable[Mapping[str, Any] | None]] | None = None,
     ) -> PostView:
         """A new version of the text (and, when given, its options) while held, scheduled or
-        suggested; rules run again. ``alongside`` is as for ``submit``."""
+        suggested; rules run again. ``alongside`` is as for ``submit``; what it returns is
+        added to the ``post.edited`` entry (the Mastodon API names an upload whose alt text
+        the edit changed)."""
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.EDIT)
         editors = post.editors
@@ -450,8 +452,7 @@ class PostService:
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
-            if alongside is not None:
-                await alongside(ltx, post_id)
+            alongside_data = await alongside(ltx, post_id) if alongside is not None else None
             await ltx.append(
                 "post.edited",
                 actor=caller.user,
@@ -461,7 +462,8 @@ class PostService:
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
-                      **({"options": options.to_json()} if options is not None else {})},
+                      **({"options": options.to_json()} if options is not None else {}),
+                      **(alongside_data or {})},
             )
             return new_state
 

@@ -10,19 +10,32 @@ from __future__ import annotations
 
 from gateway.storage.db import Row, Txn
 
-_INFO = "id, account, user_name, mime_type, description, size, digest, post_id, created_at"
+_INFO = "id, account, user_name, mime_type, description, focus, size, digest, post_id, created_at"
 
 
 async def insert(
     txn: Txn, *, media_id: str, account: str, user: str, mime_type: str, description: str | None,
-    data: bytes, digest: str, at: int,
+    data: bytes, digest: str, at: int, focus: str | None = None,
 ) -> None:
     """Store one upload; ``digest`` names its content in the URL its preview is served at."""
     await txn.execute(
-        "INSERT INTO media (id, account, user_name, mime_type, description, data, size, digest, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        media_id, account, user, mime_type, description, data, len(data), digest, at,
+        "INSERT INTO media (id, account, user_name, mime_type, description, focus, data, size, digest, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        media_id, account, user, mime_type, description, focus, data, len(data), digest, at,
     )
+
+
+async def describe(
+    txn: Txn, media_id: str, *, post_id: str | None, description: str | None, focus: str | None,
+) -> bool:
+    """Set an upload's description and focal point, only while it still belongs to ``post_id``
+    (None: to no post), a compare-and-set: False when it was taken (or gone) meanwhile."""
+    owner = "post_id IS NULL" if post_id is None else "post_id = ?"
+    changed = await txn.execute(
+        f"UPDATE media SET description = ?, focus = ? WHERE id = ? AND {owner}",
+        description, focus, media_id, *([] if post_id is None else [post_id]),
+    )
+    return bool(changed)
 
 
 async def info(txn: Txn, media_ids: list[str]) -> list[Row]:

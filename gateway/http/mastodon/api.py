@@ -184,6 +184,17 @@ async def get_media(request: web.Request) -> web.Response:
     return json_answer(entities.media_entity(row, base_url(request)))
 
 
+@routes.put("/v1/media/{id}")
+async def update_media(request: web.Request) -> web.Response:
+    """New alt text or focal point for one of the caller's uploads, also while the post it is
+    attached to has not gone out."""
+    auth = await _auth(request, "write:media")
+    media_id = params.path_id(request)
+    change = params.media_edit(await params.read_params(request))
+    row = await _service(request).describe(auth, media_id, change)
+    return json_answer(entities.media_entity(row, base_url(request)))
+
+
 @files.get("/{id}/{digest}")
 async def media_file(request: web.Request) -> web.Response:
     """``/media/{id}/{digest}``: an upload's bytes, for the app's preview; the URL names its content."""

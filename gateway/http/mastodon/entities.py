@@ -37,9 +37,13 @@ def _content(text: str) -> str:
 def media_entity(row: dict[str, Any], base: str) -> dict[str, Any]:
     """A MediaAttachment."""
     url = f"{base}/media/{row['id']}/{row['digest']}"
+    meta: dict[str, Any] = {}
+    if row.get("focus"):
+        x, y = (float(n) for n in row["focus"].split(","))
+        meta["focus"] = {"x": x, "y": y}
     return {
         "id": row["id"], "type": "image", "url": url, "preview_url": url, "remote_url": None,
-        "preview_remote_url": None, "text_url": None, "meta": {}, "description": row["description"],
+        "preview_remote_url": None, "text_url": None, "meta": meta, "description": row["description"],
         "blurhash": None,
     }
 

@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.errors import BylineError, Code
 from gateway.http.common import check_text, decode_json, unstorable
-from gateway.services.mastodon import EditForm, StatusForm, Upload
+from gateway.services.mastodon import EditForm, MediaEdit, StatusForm, Upload
 from gateway.services.mastodon_reads import PageAsk
 
 MEDIA_READ_LIMIT = 17 * 1024 * 1024
@@ -217,13 +217,66 @@ def path_id(request: web.Request) -> str:
     return found
 
 
+MAX_DESCRIPTION = 1500
+"""The longest alt text Mastodon takes, in characters (``MediaAttachment::MAX_DESCRIPTION_LENGTH``)."""
+
+_FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
+_TOO_LONG = f"Validation failed: Description is too long (maximum is {MAX_DESCRIPTION} characters)"
+
+
+def description(value: Any) -> str | None:
+    """An upload's alt text: "" clears it; longer than Mastodon takes is Mastodon's 422."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BylineError(Code.VALIDATION, "Validation failed: Description must be a string")
+    check_text(value, "description")
+    if len(value) > MAX_DESCRIPTION:
+        raise BylineError(Code.VALIDATION, _TOO_LONG)
+    return value
+
+
+def focus(value: Any) -> tuple[float, float] | None:
+    """A focal point: "x,y" (or a pair), each from -1.0 to 1.0; None when absent or blank, as
+    Mastodon leaves a blank one unset. Anything else is refused rather than read as 0,0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple) or len(parts) != 2:
+        raise BylineError(Code.VALIDATION, _FOCUS_REFUSED)
+    point: list[float] = []
+    for part in parts:
+        if isinstance(part, bool) or not isinstance(part, str | int | float):
+            raise BylineError(Code.VALIDATION, _FOCUS_REFUSED)
+        try:
+            number = float(part.strip() if isinstance(part, str) else part)
+        except ValueError:
+            raise BylineError(Code.VALIDATION, _FOCUS_REFUSED) from None
+        if not -1.0 <= number <= 1.0:  # also refuses nan
+            raise BylineError(Code.VALIDATION, _FOCUS_REFUSED)
+        point.append(number + 0.0)  # -0.0 is 0.0
+    return point[0], point[1]
+
+
+def media_edit(params: dict[str, Any]) -> MediaEdit:
+    """``PUT /api/v1/media/:id`` parameters: what is left out stays as it is."""
+    if params.get("thumbnail") is not None:
+        raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry custom thumbnails")
+    return MediaEdit(description=description(params.get("description")), focus=focus(params.get("focus")))
+
+
 async def read_upload(request: web.Request) -> Upload:
-    """The ``file`` and ``description`` of a multipart upload, read up to a limit."""
+    """The ``file``, ``description`` and ``focus`` of a multipart upload, read up to a limit.
+
+    The part's declared type is kept only to be reported: what the file is, the service
+    tells from its bytes (a part with no type, or ``application/octet-stream``, is usual).
+    """
     if request.content_type != "multipart/form-data":
         raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
     data: bytes | None = None
     mime_type = ""
-    description: str | None = None
+    alt_text: str | None = None
+    point: tuple[float, float] | None = None
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -238,15 +291,27 @@ async def read_upload(request: web.Request) -> Upload:
                         raise web.HTTPRequestEntityTooLarge(max_size=MEDIA_READ_LIMIT, actual_size=len(chunks))
                 data = bytes(chunks)
             elif part.name == "description":
-                description = (await part.text())[:1500] or None
-                check_text(description, "description")
+                alt_text = description(await _short_text(part, _TOO_LONG)) or None
+            elif part.name == "focus":
+                point = focus(await _short_text(part, _FOCUS_REFUSED))
             else:
                 await part.release()
     except (ValueError, AssertionError, BadHttpMessage):
         raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
     if data is None:
         raise BylineError(Code.VALIDATION, "Validation failed: File content type is invalid, File is invalid")
-    return Upload(data=data, mime_type=mime_type, description=description)
+    return Upload(data=data, mime_type=mime_type, description=alt_text, focus=point)
+
+
+async def _short_text(part: BodyPartReader, refusal: str) -> str:
+    """A text field of an upload, read no further than any may be (the longest description, at
+    four bytes a character), so a huge one is refused with ``refusal``, not held in memory."""
+    chunks = bytearray()
+    while chunk := await part.read_chunk(8192):
+        chunks += chunk
+        if len(chunks) > 4 * MAX_DESCRIPTION:
+            raise BylineError(Code.VALIDATION, refusal)
+    return chunks.decode("utf-8")
 
 
 def client_credentials(request: web.Request) -> tuple[str, str] | None:

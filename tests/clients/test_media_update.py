@@ -1,0 +1,183 @@
+"""``PUT /api/v1/media/:id`` as Mastodon documents it (``description``, ``focus``), driven by
+Mastodon.py against a real gateway and the Mastodon stand-in, both databases: before the upload
+is attached, and while the post it is attached to has not gone out, where a new alt text is an
+edit of the post (a new version, logged, and approvals of the old one no longer count), so the
+alt text that reaches the platform is the last one written, and approved."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mastodon import MastodonAPIError
+
+from gateway.appkeys import DB
+from tests.clients.world import World
+from tests.conftest import write_policy
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4a50000000049454e44ae426082"
+)
+FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
+
+
+async def _cosigned_on_mastodon(world: World, policy_dir: Path) -> None:
+    """``mastoco``: the stand-in's account again, co-signed (one approval, from bob or dave)."""
+    instance = yaml.safe_load((policy_dir / "masto.yaml").read_text(encoding="utf-8"))["instance"]
+    write_policy(policy_dir, "mastoco", f"""
+        account: mastoco
+        platform: mastodon
+        handle: "@brand@mastodon.example"
+        instance: {instance}
+        credentials: env:BRAND_MASTODON_TOKEN
+        tier: co-signed
+        owner: alice
+        writers: [alice, carol]
+        delay: 1m
+        approvals:
+          required: 1
+          from: [bob, dave]
+          expire_after: 24h
+    """)
+    await world.gateway.sync_policies()
+
+
+async def _media_row(world: World, media_id: str) -> dict[str, Any]:
+    async with world.gateway.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT description, focus, post_id FROM media WHERE id = ?", media_id)
+    assert row is not None
+    return dict(row)
+
+
+async def _log(world: World, post_id: str) -> list[tuple[str, dict[str, Any]]]:
+    async with world.gateway.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries ORDER BY idx")
+    entries = [json.loads(bytes(r["entry"])) for r in rows]
+    return [(e["type"], e["data"]) for e in entries if e.get("post") == post_id]
+
+
+def _published_alt_texts(world: World) -> list[list[str | None]]:
+    return [[world.upstream.media[m].description for m in s.media_ids]
+            for s in world.upstream.statuses(world.upstream_account)]
+
+
+async def test_alt_text_and_focus_before_the_upload_is_attached(world: World) -> None:
+    """Changed before any status takes it: the entity, GET /media/:id and the platform all have
+    the new alt text; the focal point is shown in ``meta.focus``."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A sqare")
+    updated = await world.run(api.media_update, media, description="A red square", focus=(0.5, -0.25))
+    assert (updated.id, updated.description, updated.meta.focus) == (media.id, "A red square",
+                                                                      {"x": 0.5, "y": -0.25})
+    again = await world.run(api.media, media)
+    assert (again.description, again.meta.focus) == ("A red square", {"x": 0.5, "y": -0.25})
+    await world.run(api.status_post, "A picture", media_ids=[media])
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == [["A red square"]]
+
+
+async def test_new_alt_text_of_a_held_post_is_an_edit_and_is_what_goes_out(
+    world: World, policy_dir: Path,
+) -> None:
+    """A post approved and scheduled, then its upload's alt text changed: a new version, logged
+    as an edit naming the upload; the approval was for the old words and no longer counts, so it
+    is held again; approved again, it goes out with the new alt text."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    assert status.byline.state == "held"
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    updated = await world.run(api.media_update, media, description="Our mascot, a ginger cat, asleep")
+    assert updated.description == "Our mascot, a ginger cat, asleep"
+    post = await world.gateway.get("alice", status.id)
+    assert (post["state"], post["version"], post["text"]) == ("held", 2, "Our mascot")
+    edited = [data for kind, data in await _log(world, status.id) if kind == "post.edited"]
+    assert [(d["version"], d["described"], d["state"]) for d in edited] == [(2, [media.id], "held")]
+    [pending] = await world.run(api.scheduled_statuses)
+    assert [m["description"] for m in pending["media_attachments"]] == ["Our mascot, a ginger cat, asleep"]
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == []
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == [["Our mascot, a ginger cat, asleep"]]
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_update, media, description="Too late")
+    assert caught.value.args[1:4:2] == (404, "Record not found")
+    assert (await _media_row(world, media.id))["description"] == "Our mascot, a ginger cat, asleep"
+
+
+async def test_only_the_focal_point_of_a_held_post_is_no_edit(world: World, policy_dir: Path) -> None:
+    """A new focal point alone changes no words that go out: no new version, the approval stands."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, _ = await world.gateway.act("bob", status.id, "approve")
+    assert code == 200
+    updated = await world.run(api.media_update, media, focus=(-1, 1))
+    assert (updated.description, updated.meta.focus) == ("A cat", {"x": -1.0, "y": 1.0})
+    post = await world.gateway.get("alice", status.id)
+    assert (post["state"], post["version"]) == ("scheduled", 1)
+
+
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"focus": "2,0"}, FOCUS_REFUSED),
+    ({"focus": "0.5"}, FOCUS_REFUSED),
+    ({"focus": "left,top"}, FOCUS_REFUSED),
+    ({"focus": "nan,0"}, FOCUS_REFUSED),
+    ({"focus": "0,0,0"}, FOCUS_REFUSED),
+    ({"description": "x" * 1501}, "Validation failed: Description is too long (maximum is 1500 characters)"),
+    ({"description": "New words", "focus": "0,-1.5"}, FOCUS_REFUSED),
+])
+async def test_bad_input_is_refused_and_changes_nothing(
+    world: World, policy_dir: Path, fields: dict[str, str], error: str,
+) -> None:
+    """A focal point that is not two numbers from -1 to 1, or alt text over 1500 characters: 422 in
+    Mastodon's words, before and after the upload is attached, and nothing changes."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    loose = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.1, 0.2))
+    attached = await world.run(api.media_post, PNG, mime_type="image/png", description="A dog")
+    status = await world.run(api.status_post, "Our pets", media_ids=[attached])
+    token = await world.token("alice", "mastoco")
+    before = (await _media_row(world, loose.id), await _media_row(world, attached.id),
+              await world.gateway.snapshot(), await _log(world, status.id))
+    for media in (loose, attached):
+        async with world.gateway.client.put(f"/api/v1/media/{media.id}", data=fields,
+                                            headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert (resp.status, await resp.json()) == (422, {"error": error})
+    after = (await _media_row(world, loose.id), await _media_row(world, attached.id),
+             await world.gateway.snapshot(), await _log(world, status.id))
+    assert after == before
+
+
+async def test_only_the_uploader_may_change_it(world: World, policy_dir: Path) -> None:
+    """Carol writes for the same account, and the app of another account is alice's own: both get
+    404 for alice's upload, attached or not, and nothing changes."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    alice = await world.client("alice", "mastoco")
+    loose = await world.run(alice.media_post, PNG, mime_type="image/png", description="A cat")
+    attached = await world.run(alice.media_post, PNG, mime_type="image/png", description="A dog")
+    await world.run(alice.status_post, "Our pets", media_ids=[attached])
+    before = (await _media_row(world, loose.id), await _media_row(world, attached.id), await world.gateway.snapshot())
+    others = [await world.client("carol", "mastoco"), await world.client("alice", "masto")]
+    for other in others:
+        for media in (loose, attached):
+            with pytest.raises(MastodonAPIError) as caught:
+                await world.run(other.media_update, media, description="Mine now")
+            assert caught.value.args[1:4:2] == (404, "Record not found")
+    with pytest.raises(MastodonAPIError) as unknown:
+        await world.run(alice.media_update, "1234567", description="Anything")
+    assert unknown.value.args[1:4:2] == (404, "Record not found")
+    assert (await _media_row(world, loose.id), await _media_row(world, attached.id),
+            await world.gateway.snapshot()) == before
