@@ -194,28 +194,29 @@ class MastodonReads:
             return None
         return post
 
-    async def _mine(self, auth: ClientAuth, post_id: str, what: str, base: str) -> PostView | Raw:
-        """The post Byline made with this id, or the platform's answer for a status it did not."""
+    async def _mine(self, auth: ClientAuth, post_id: str, path: str, base: str) -> PostView | Raw:
+        """The post Byline made with this id, or the platform's answer (to ``path``) for a
+        status it did not make."""
         post = await self._mastodon.own_post(auth, post_id)
         if post is None:
-            return await self._mastodon.passthrough(auth, f"/api/v1/statuses/{post_id}/{what}", "", base=base)
+            return await self._mastodon.passthrough(auth, path, "", base=base)
         if State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return post
 
-    async def source(self, auth: ClientAuth, post_id: str, *, base: str) -> SourceView | Raw:
+    async def source(self, auth: ClientAuth, post_id: str, *, path: str, base: str) -> SourceView | Raw:
         """``GET /api/v1/statuses/:id/source``: the words as written, without the disclosure
         Byline adds, so that an edit sends them back as they were."""
-        post = await self._mine(auth, post_id, "source", base)
+        post = await self._mine(auth, post_id, path, base)
         if isinstance(post, Raw):
             return post
         return SourceView(id=post.id, text=post.text, spoiler_text=post.options.get("spoiler_text") or "")
 
-    async def context(self, auth: ClientAuth, post_id: str, *, base: str) -> ContextView | Raw:
+    async def context(self, auth: ClientAuth, post_id: str, *, path: str, base: str) -> ContextView | Raw:
         """``GET /api/v1/statuses/:id/context``: the posts Byline made that this one replies to,
         and those that reply to it (held ones included, for whoever may see them). A reply to a
         status Byline did not make starts the thread here: the platform's part is not fetched."""
-        post = await self._mine(auth, post_id, "context", base)
+        post = await self._mine(auth, post_id, path, base)
         if isinstance(post, Raw):
             return post
         seen: set[str] = {post.id}
@@ -252,10 +253,10 @@ class MastodonReads:
                 out.append(view)
                 await self._replies(auth, view, seen, out)
 
-    async def history(self, auth: ClientAuth, post_id: str, *, base: str) -> list[EditView] | Raw:
+    async def history(self, auth: ClientAuth, post_id: str, *, path: str, base: str) -> list[EditView] | Raw:
         """``GET /api/v1/statuses/:id/history``: every version, oldest first, as it went (or
         would go) out, with the options it had, its editor and its time."""
-        post = await self._mine(auth, post_id, "history", base)
+        post = await self._mine(auth, post_id, path, base)
         if isinstance(post, Raw):
             return post
         loaded = self._posts.policies.get(post.account)
@@ -297,12 +298,12 @@ class MastodonReads:
     async def _relayed(self, auth: ClientAuth, path: str, query: str, base: str) -> Raw:
         return await self._mastodon.passthrough(auth, path, query, base=base)
 
-    async def lookup(self, auth: ClientAuth, acct: str | None, *, host: str, query: str,
+    async def lookup(self, auth: ClientAuth, acct: str | None, *, host: str, path: str, query: str,
                      base: str) -> dict[str, Any] | Raw:
         """``GET /api/v1/accounts/lookup``: on the sandbox, the app's own account by its
         ``acct`` (with or without ``@``, or ``@`` Byline's host); any other is not found."""
         if not self._on_sandbox(auth):
-            return await self._relayed(auth, "/api/v1/accounts/lookup", query, base)
+            return await self._relayed(auth, path, query, base)
         entity = await self._mastodon.account(auth)
         asked = (acct or "").strip().lstrip("@").lower()
         mine = str(entity["acct"]).lower()
@@ -310,22 +311,22 @@ class MastodonReads:
             return entity
         raise BylineError(Code.NOT_FOUND, "Record not found")
 
-    async def account(self, auth: ClientAuth, account_id: str, *, base: str) -> dict[str, Any] | Raw:
+    async def account(self, auth: ClientAuth, account_id: str, *, path: str, base: str) -> dict[str, Any] | Raw:
         """``GET /api/v1/accounts/:id``: on the sandbox, the app's own account."""
         if not self._on_sandbox(auth):
-            return await self._relayed(auth, f"/api/v1/accounts/{account_id}", "", base)
+            return await self._relayed(auth, path, "", base)
         entity = await self._mastodon.account(auth)
         if account_id != entity["id"]:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return entity
 
     async def account_statuses(self, auth: ClientAuth, account_id: str, ask: PageAsk, *, flags: Mapping[str, bool],
-                               tagged: str | None, query: str, base: str) -> Listed | Raw:
+                               tagged: str | None, path: str, query: str, base: str) -> Listed | Raw:
         """``GET /api/v1/accounts/:id/statuses``: on the sandbox, what Byline published for the
         app's account, newest first (``only_media``, ``exclude_replies``, ``tagged``; nothing is
         pinned, nothing reblogged)."""
         if not self._on_sandbox(auth):
-            return await self._relayed(auth, f"/api/v1/accounts/{account_id}/statuses", query, base)
+            return await self._relayed(auth, path, query, base)
         entity = await self._mastodon.account(auth)
         if account_id != entity["id"]:
             raise BylineError(Code.NOT_FOUND, "Record not found")
@@ -341,12 +342,12 @@ class MastodonReads:
         records = await self._records(auth, ask, states=(State.PUBLISHED,), keep=keep)
         return Listed(views=await self._views(auth, records), more=len(records) == ask.limit)
 
-    async def timeline(self, auth: ClientAuth, which: str, ask: PageAsk, *, flags: Mapping[str, bool], query: str,
-                       base: str) -> Listed | Raw:
+    async def timeline(self, auth: ClientAuth, which: str, ask: PageAsk, *, flags: Mapping[str, bool], path: str,
+                       query: str, base: str) -> Listed | Raw:
         """``GET /api/v1/timelines/home`` and ``/public``: on the sandbox, what Byline published
         for the app's account (public ones only on the public timeline; nothing is remote)."""
         if not self._on_sandbox(auth):
-            return await self._relayed(auth, f"/api/v1/timelines/{which}", query, base)
+            return await self._relayed(auth, path, query, base)
         if which == "public" and flags.get("remote"):
             return Listed(views=[], more=False)
 

@@ -15,7 +15,7 @@ from gateway.errors import BylineError, Code
 from gateway.http.common import bearer
 from gateway.http.mastodon import entities, params
 from gateway.http.mastodon.answers import base_url, json_answer, raw_answer
-from gateway.services.mastodon import ClientAuth, MastodonService, Raw
+from gateway.services.mastodon import ClientAuth, MastodonService, Raw, relayed_path
 from gateway.services.mastodon_reads import Listed, MastodonReads, PageAsk, page_links
 
 routes = web.RouteTableDef()
@@ -31,6 +31,12 @@ def _service(request: web.Request) -> MastodonService:
 
 def _reads(request: web.Request) -> MastodonReads:
     return MastodonReads(mastodon=_service(request), posts=request.config_dict[POSTS])
+
+
+def _as_listed(request: web.Request) -> str:
+    """The path as written, if it is a read the passthrough would relay as written; else the
+    passthrough's refusal (403): an odd spelling routed here must not be relayed either."""
+    return relayed_path(request.method, request.rel_url.raw_path)
 
 
 def _listed(request: web.Request, ask: PageAsk, found: Listed | Raw, *, scheduled: bool = False) -> web.Response:
@@ -212,7 +218,8 @@ async def media_file(request: web.Request) -> web.Response:
 async def status_source(request: web.Request) -> web.StreamResponse:
     """A StatusSource: a post's words as written, for an app about to edit it."""
     auth = await _auth(request, "read:statuses")
-    found = await _reads(request).source(auth, params.path_id(request), base=base_url(request))
+    found = await _reads(request).source(auth, params.path_id(request), path=_as_listed(request),
+                                         base=base_url(request))
     return raw_answer(found) if isinstance(found, Raw) else json_answer(entities.source_entity(found))
 
 
@@ -221,7 +228,7 @@ async def status_context(request: web.Request) -> web.StreamResponse:
     """A Context: the posts Byline made that this one replies to, and those replying to it."""
     auth = await _auth(request, "read:statuses")
     base = base_url(request)
-    found = await _reads(request).context(auth, params.path_id(request), base=base)
+    found = await _reads(request).context(auth, params.path_id(request), path=_as_listed(request), base=base)
     return raw_answer(found) if isinstance(found, Raw) else json_answer(entities.context_entity(found, base))
 
 
@@ -230,7 +237,7 @@ async def status_history(request: web.Request) -> web.StreamResponse:
     """Every version of a post as StatusEdits, oldest first, from Byline's record."""
     auth = await _auth(request, "read:statuses")
     base = base_url(request)
-    found = await _reads(request).history(auth, params.path_id(request), base=base)
+    found = await _reads(request).history(auth, params.path_id(request), path=_as_listed(request), base=base)
     if isinstance(found, Raw):
         return raw_answer(found)
     return json_answer([entities.edit_entity(e, base) for e in found])
@@ -240,7 +247,7 @@ async def status_history(request: web.Request) -> web.StreamResponse:
 async def account_lookup(request: web.Request) -> web.StreamResponse:
     """An account by its ``acct``: a sandbox account's own, else the platform's answer."""
     auth = await _auth(request, "read:accounts")
-    found = await _reads(request).lookup(auth, request.query.get("acct"), host=request.host,
+    found = await _reads(request).lookup(auth, request.query.get("acct"), host=request.host, path=_as_listed(request),
                                          query=request.rel_url.raw_query_string, base=base_url(request))
     return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
 
@@ -249,7 +256,8 @@ async def account_lookup(request: web.Request) -> web.StreamResponse:
 async def account_by_id(request: web.Request) -> web.StreamResponse:
     """An account: a sandbox account's own, else the platform's answer."""
     auth = await _auth(request, "read:accounts")
-    found = await _reads(request).account(auth, params.path_id(request), base=base_url(request))
+    found = await _reads(request).account(auth, params.path_id(request), path=_as_listed(request),
+                                          base=base_url(request))
     return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
 
 
@@ -263,7 +271,8 @@ async def account_statuses(request: web.Request) -> web.StreamResponse:
     ask = params.page(request.query, keep=(*_ACCOUNT_FILTERS, "tagged"))
     found = await _reads(request).account_statuses(
         auth, params.path_id(request), ask, flags={f: params.flag(request.query, f) for f in _ACCOUNT_FILTERS},
-        tagged=request.query.get("tagged") or None, query=request.rel_url.raw_query_string, base=base_url(request),
+        tagged=request.query.get("tagged") or None, path=_as_listed(request), query=request.rel_url.raw_query_string,
+        base=base_url(request),
     )
     return _listed(request, ask, found)
 
@@ -277,7 +286,7 @@ async def timeline(request: web.Request) -> web.StreamResponse:
     ask = params.page(request.query, keep=filters)
     found = await _reads(request).timeline(
         auth, which, ask, flags={f: params.flag(request.query, f) for f in filters},
-        query=request.rel_url.raw_query_string, base=base_url(request),
+        path=_as_listed(request), query=request.rel_url.raw_query_string, base=base_url(request),
     )
     return _listed(request, ask, found)
 
