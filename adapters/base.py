@@ -9,9 +9,10 @@ from the policy file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -49,6 +50,10 @@ class OutboundPost:
     """The creation time (RFC 3339) a client gave the post, for platforms whose posts carry
     one (Bluesky's ``createdAt``); ``None`` means the time it is published. An adapter may
     ignore it when it is stale."""
+    embed: Mapping[str, Any] | None = None
+    """An embed a client built for a platform whose posts carry one (Bluesky's
+    ``app.bsky.embed.*``, as JSON), to be written as given; the blobs it refers to are in
+    ``media``. ``None`` for the others."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,8 +30,10 @@ from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResp
 from adapters.bluesky.records import (
     POST_COLLECTION,
     AtUri,
+    blob_cid,
     check_publishable,
     created_at_for,
+    embed_blob_cids,
     images_embed,
     post_record,
     post_text,
@@ -85,10 +87,12 @@ class BlueskyAdapter:
             if existing is None:
                 raise
             return existing
-        if post.media:
+        if post.embed is not None:
+            # The client's embed is in the record as it was built; its blobs go up (again)
+            # now, from Byline's copy, however long the post waited.
+            await self._upload_blobs(post)
+        elif post.media:
             record["embed"] = await self._embed_images(post.media)
-            if post.sensitive or post.spoiler_text:
-                record["labels"] = sensitive_media_labels()
         body = {"repo": login.did, "collection": POST_COLLECTION, "rkey": rkey, "record": record}
         try:
             created = await self._client.call("POST", "com.atproto.repo.createRecord", json_body=body)
@@ -108,7 +112,8 @@ class BlueskyAdapter:
         return self._result(str(created.get("uri", "")))
 
     async def preview_record(self, post: OutboundPost) -> dict[str, Any]:
-        """The record ``publish`` would write for ``post`` (media left out), writing nothing."""
+        """The record ``publish`` would write for ``post`` (its embed in, uploaded media left
+        out), writing nothing."""
         text = post_text(post)
         check_publishable(post, text)
         return await self._record(post, text)
@@ -172,9 +177,11 @@ class BlueskyAdapter:
     async def _record(self, post: OutboundPost, text: str) -> dict[str, Any]:
         facets = await self._facets(text)
         reply = await self._reply_ref(post.reply_to) if post.reply_to else None
+        shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
         return post_record(
             text=text, created_at=created_at_for(post, self._clock()),
-            language=post.language, facets=facets, reply=reply,
+            language=post.language, facets=facets, reply=reply, embed=post.embed,
+            labels=sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None,
         )
 
     async def _facets(self, text: str) -> list[dict[str, Any]]:
@@ -232,6 +239,35 @@ class BlueskyAdapter:
                 raise AdapterError("bluesky: uploadBlob answered without a blob", retryable=True)
             images.append((item.description or "", blob))
         return images_embed(images)
+
+    async def _upload_blobs(self, post: OutboundPost) -> None:
+        """Upload the blobs ``post.embed`` refers to (in ``post.media``); the PDS must give each
+        the CID the embed names, or the record would point at nothing."""
+        assert post.embed is not None
+        wanted = embed_blob_cids(post.embed)
+        uploaded: set[str] = set()
+        for item in post.media:
+            cid = blob_cid(item.data)
+            if cid not in wanted or cid in uploaded:
+                continue
+            answer = await self._client.call(
+                "POST", "com.atproto.repo.uploadBlob", data=item.data, content_type=item.mime_type
+            )
+            blob = answer.get("blob")
+            ref = blob.get("ref") if isinstance(blob, dict) else None
+            got = ref.get("$link") if isinstance(ref, dict) else None
+            if got != cid:
+                raise AdapterError(
+                    f"bluesky: uploadBlob gave {got!r} for the blob {cid} of post {post.post_id}",
+                    retryable=False,
+                )
+            uploaded.add(cid)
+        missing = [cid for cid in wanted if cid not in uploaded]
+        if missing:
+            raise AdapterError(
+                f"bluesky: the blob {missing[0]} that post {post.post_id} shows is no longer kept",
+                retryable=False,
+            )
 
     # ---- reading back ------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ Mapping of the post
 * ``media`` → uploaded with ``com.atproto.repo.uploadBlob`` and embedded as
   ``app.bsky.embed.images`` (images only, at most 4, each at most 1,000,000 bytes, the
   description as alt text).
+* ``embed`` (a client's own ``app.bsky.embed.*``, through Byline's XRPC surface) → written
+  as given; ``media`` then holds the blobs it refers to, each uploaded again just before the
+  record is written, so that the PDS has them however long the post waited.
 * Content warnings: Bluesky has no spoiler text and no self-label that hides a post's text
   (``!warn`` is ignored by the app when the author sets it). So ``spoiler_text`` is kept where
   readers see it first: the text becomes ``"CW: <spoiler_text>\\n\\n<text>"`` (and counts
@@ -47,8 +50,10 @@ its text unchanged, gets exactly the CID its preview had.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -202,8 +207,10 @@ def post_record(
     language: str | None = None,
     facets: list[dict[str, Any]] | None = None,
     reply: dict[str, Any] | None = None,
+    embed: Mapping[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An ``app.bsky.feed.post`` record without media, from its parts."""
+    """An ``app.bsky.feed.post`` record from its parts; ``embed`` is written as given."""
     record: dict[str, Any] = {"$type": POST_COLLECTION, "text": text, "createdAt": created_at}
     if facets:
         record["facets"] = facets
@@ -211,13 +218,67 @@ def post_record(
         record["langs"] = [language]
     if reply:
         record["reply"] = reply
+    if embed is not None:
+        record["embed"] = dict(embed)
+    if labels:
+        record["labels"] = labels
     return record
 
 
-def record_cid(record: dict[str, Any]) -> str:
-    """The CID a PDS gives ``record``: CIDv1, DAG-CBOR, SHA-256 (records without blobs)."""
-    digest = hashlib.sha256(libipld.encode_dag_cbor(record)).digest()
+def _ipld(value: Any) -> Any:
+    """A record's JSON form in the data model DAG-CBOR encodes: ``{"$link": cid}`` is a link
+    (libipld writes bytes that hold a CID as one) and ``{"$bytes": base64}`` is bytes."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("$link"), str):
+            return libipld.decode_multibase(value["$link"])[1]
+        if len(value) == 1 and isinstance(value.get("$bytes"), str):
+            return base64.b64decode(value["$bytes"] + "=" * (-len(value["$bytes"]) % 4))
+        return {key: _ipld(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_ipld(item) for item in value]
+    return value
+
+
+def record_cid(record: Mapping[str, Any]) -> str:
+    """The CID a PDS gives ``record`` (its JSON form): CIDv1, DAG-CBOR, SHA-256."""
+    digest = hashlib.sha256(libipld.encode_dag_cbor(_ipld(dict(record)))).digest()
     return libipld.encode_cid(bytes((0x01, 0x71, 0x12, 0x20)) + digest)
+
+
+def blob_cid(data: bytes) -> str:
+    """The CID a PDS gives a blob of these bytes: CIDv1, raw, SHA-256."""
+    return libipld.encode_cid(bytes((0x01, 0x55, 0x12, 0x20)) + hashlib.sha256(data).digest())
+
+
+def blob_digest(cid: str) -> str | None:
+    """The SHA-256 (hex) a blob's CID names, or ``None`` when it is not a raw SHA-256 CIDv1."""
+    try:
+        parts = libipld.decode_cid(cid)
+    except ValueError:
+        return None
+    if (parts["version"], parts["codec"], parts["hash"]["code"], parts["hash"]["size"]) != (1, 0x55, 0x12, 32):
+        return None
+    return bytes(parts["hash"]["digest"]).hex()
+
+
+def embed_blob_cids(embed: Mapping[str, Any]) -> list[str]:
+    """The CIDs of the blobs an embed refers to (``{"$type": "blob", "ref": {"$link": …}}``), in order."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            ref = value.get("ref")
+            if value.get("$type") == "blob" and isinstance(ref, dict) and isinstance(ref.get("$link"), str):
+                found.append(ref["$link"])
+                return
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(embed)
+    return found
 
 
 def reply_ref(parent: dict[str, Any], parent_uri: str) -> dict[str, Any]:

@@ -82,6 +82,9 @@ class PostOptions:
     """Uploaded media (``storage/media.py``) the publisher attaches, in order."""
     created_at: str | None = None
     """The creation time a client gave the post (RFC 3339), for platforms that record one."""
+    embed: Mapping[str, Any] | None = None
+    """An embed a client built (Bluesky's ``app.bsky.embed.*``, as JSON), written as given;
+    the blobs it refers to are among ``media_ids``."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:

@@ -398,7 +398,7 @@ class Publisher:
             sensitive=bool(claim.options.get("sensitive", False)),
             language=claim.options.get("language"), visibility=claim.options.get("visibility"),
             first_attempt_at=from_micros(claim.first_attempt_at),
-            created_at=claim.options.get("created_at"),
+            created_at=claim.options.get("created_at"), embed=claim.options.get("embed"),
         )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:

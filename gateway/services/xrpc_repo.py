@@ -20,16 +20,21 @@
   every other method is refused and never reaches the PDS. A PDS routes method names whatever
   their case, so names are matched exactly as the lexicons write them, and another spelling
   of a method Byline knows is refused as such. For an account on another platform there is
-  no PDS, and the answer is ``MethodNotImplemented``.
+  no PDS: ``getAuthorFeed`` and ``getPosts`` are answered from Byline's own record of what it
+  published (``xrpc_reads``), and the other reads with ``MethodNotImplemented``.
+* Embeds (images, link cards, quotes) are checked against their lexicons and written as the
+  client built them; ``uploadBlob``'s blobs are kept by Byline until the post goes out
+  (``xrpc_embeds``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import structlog
@@ -41,6 +46,7 @@ from adapters.bluesky import (
     BlueskyAdapter,
     XrpcRawResponse,
     XrpcStream,
+    blob_cid,
     created_at_for,
     is_tid,
     iso_datetime,
@@ -50,14 +56,18 @@ from adapters.bluesky import (
     record_cid,
     rkey_for,
 )
-from gateway.clock import Clock
+from gateway.audit.appender import LogTxn
+from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
-from gateway.services.posts import PostOptions, PostService, PostView
+from gateway.services.posts import PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
+from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
+from gateway.services.xrpc_reads import OWN_READS, XrpcReads
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
+from gateway.storage import media as media_sql
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database, Row
 
@@ -210,9 +220,10 @@ def parse_post_record(value: Any) -> PostRecord:
     if record.reply is not None and not record.reply.parent.uri.startswith("at://"):
         raise _invalid_record("Record/reply/parent/uri must be an at:// URI")
     if record.embed is not None:
-        raise _invalid_record(
-            "Byline does not publish embeds (images, link cards, quotes) yet; post the text alone"
-        )
+        try:
+            check_embed(record.embed)
+        except EmbedError as exc:
+            raise _invalid_record(f"Record/{exc}") from None
     return record
 
 
@@ -226,6 +237,18 @@ def _options(record: PostRecord) -> PostOptions:
         # Normalised to the form a PDS surely accepts; the CID is computed over this form.
         created_at=iso_datetime(created),
     )
+
+
+def _attaching(media_ids: tuple[str, ...]) -> Callable[[LogTxn, str], Awaitable[None]]:
+    """The step that gives a post the kept blobs its embed shows, in the transaction that
+    stores it; a blob another post took meanwhile refuses the post, and nothing of it is stored."""
+
+    async def attach(ltx: LogTxn, post_id: str) -> None:
+        refused = await media_sql.attach(ltx.txn, list(media_ids), post_id=post_id)
+        if refused:
+            raise _invalid_record(f"Record/embed: another post took the blob kept as {refused[0]} meanwhile")
+
+    return attach
 
 
 def _json(status: int, body: dict[str, Any]) -> XrpcRawResponse:
@@ -262,6 +285,7 @@ class XrpcRepo:
         self._platforms = platforms
         self._sessions = sessions
         self._clock = clock
+        self._reads = XrpcReads(posts=posts, sessions=sessions, find=self._find)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -335,9 +359,20 @@ class XrpcRepo:
 
     async def _create(self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord) -> dict[str, Any]:
         options = _options(record)
+        alongside = None
+        if record.embed is not None:
+            if loaded.policy.platform != "bluesky":
+                raise _invalid_record(
+                    f"Byline publishes embeds to Bluesky accounts only; {loaded.policy.account} is on "
+                    f"{loaded.policy.platform}: post the text alone"
+                )
+            media_ids = await self._blob_media(session, check_embed(record.embed))
+            options = replace(options, embed=record.embed, media_ids=media_ids)
+            alongside = _attaching(media_ids)
         try:
             post = await self._posts.submit(
-                session.caller, account=session.account, text=record.text, options=options
+                session.caller, account=session.account, text=record.text, options=options,
+                alongside=alongside,
             )
         except BylineError as exc:
             if exc.code in (Code.TEXT_TOO_LONG, Code.TEXT_EMPTY, Code.VALIDATION):
@@ -350,6 +385,59 @@ class XrpcRepo:
             "validationStatus": "valid",
         }
 
+    async def _blob_media(self, session: XrpcSession, blobs: tuple[BlobRef, ...]) -> tuple[str, ...]:
+        """The kept copies (media ids, in the embed's order) of the blobs an embed shows: each
+        uploaded through Byline by this person for this account, and no other post's yet."""
+        if not blobs:
+            return ()
+        async with self._db.read() as txn:
+            rows = await media_sql.unattached_by_digest(
+                txn, account=session.account, user=session.caller.user,
+                digests=sorted({blob.digest for blob in blobs}),
+            )
+        kept: dict[str, Row] = {}
+        for row in rows:
+            kept.setdefault(row["digest"], row)
+        chosen: list[str] = []
+        for blob in blobs:
+            found = kept.get(blob.digest)
+            if found is None:
+                raise _invalid_record(
+                    f"Record/embed: the blob {blob.cid} was not uploaded through Byline for "
+                    f"{session.account} (upload it with com.atproto.repo.uploadBlob here, at most "
+                    f"{MAX_BLOB_BYTES} bytes), or another post already shows it"
+                )
+            if (found["mime_type"], int(found["size"])) != (blob.mime_type, blob.size):
+                raise _invalid_record(
+                    f"Record/embed: the blob {blob.cid} is {found['mime_type']} of {found['size']} bytes, "
+                    f"not {blob.mime_type} of {blob.size} bytes as the record says"
+                )
+            if found["id"] not in chosen:
+                chosen.append(found["id"])
+        return tuple(chosen)
+
+    async def _keep_blob(self, session: XrpcSession, data: bytes, answer: XrpcRawResponse) -> None:
+        """Keep a copy of a blob the PDS took, for the post that will show it (see
+        ``xrpc_embeds``): the PDS may drop it before a waiting post goes out."""
+        if answer.status != 200 or len(data) > MAX_BLOB_BYTES:
+            return
+        try:
+            blob = json.loads(answer.body)["blob"]
+            cid, mime_type = str(blob["ref"]["$link"]), str(blob["mimeType"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if cid != blob_cid(data):
+            logger.warning("xrpc_blob_not_kept", cid=cid, reason="the PDS gave another CID")
+            return
+        media_id = new_post_id()
+        async with self._db.write() as txn:
+            await media_sql.insert(
+                txn, media_id=media_id, account=session.account, user=session.caller.user,
+                mime_type=mime_type, description=None, data=data,
+                digest=hashlib.sha256(data).hexdigest(), at=now_micros(self._clock),
+            )
+        logger.info("xrpc_blob_kept", media_id=media_id, cid=cid, size=len(data))
+
     async def _cid(
         self, loaded: LoadedPolicy, post: PostView, options: PostOptions, record: PostRecord
     ) -> str:
@@ -357,7 +445,7 @@ class XrpcRepo:
         outbound = OutboundPost(
             post_id=post.id, idempotency_key="", text=post.display_text,
             reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
-            created_at=options.created_at,
+            created_at=options.created_at, embed=options.embed,
         )
         if loaded.policy.platform == "bluesky":
             adapter = self._platforms.adapter_for(loaded)
@@ -371,6 +459,7 @@ class XrpcRepo:
         guess = post_record(
             text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
             language=outbound.language, facets=link_facets(outbound.text), reply=reply,
+            embed=record.embed,
         )
         return record_cid(guess)
 
@@ -470,13 +559,18 @@ class XrpcRepo:
         if refusal is not None:
             raise refusal
         loaded = self._policy(session)
+        if loaded.policy.platform != "bluesky" and nsid in OWN_READS:
+            return _json(200, await self._reads.answer(session, loaded, nsid, query))
         if loaded.policy.platform != "bluesky":
             raise xrpc_error(
                 Code.FORBIDDEN, "MethodNotImplemented",
                 f"Method Not Implemented: {loaded.policy.account} is on {loaded.policy.platform}, "
                 "which has no PDS to relay to; Byline answers sessions and posts for it",
             )
-        return await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
+        answer = await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
+        if nsid == "com.atproto.repo.uploadBlob" and body is not None:
+            await self._keep_blob(session, body, answer)
+        return answer
 
     @asynccontextmanager
     async def relay_stream(

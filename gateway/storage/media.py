@@ -76,3 +76,15 @@ async def attach(txn: Txn, media_ids: list[str], *, post_id: str) -> list[str]:
     rows = await txn.fetchall(f"SELECT id FROM media WHERE post_id = ? AND id IN ({marks})", post_id, *media_ids)
     mine = {row["id"] for row in rows}
     return [media_id for media_id in media_ids if media_id not in mine]
+
+
+async def unattached_by_digest(txn: Txn, *, account: str, user: str, digests: list[str]) -> list[Row]:
+    """Uploads of ``user`` for ``account`` with these content digests that no post has taken,
+    newest first, without their bytes (a Bluesky embed names its blobs by content)."""
+    if not digests:
+        return []
+    return await txn.fetchall(
+        f"SELECT {_INFO} FROM media WHERE account = ? AND user_name = ? AND post_id IS NULL "
+        f"AND digest IN ({', '.join('?' for _ in digests)}) ORDER BY created_at DESC, id DESC",
+        account, user, *digests,
+    )

@@ -336,7 +336,7 @@ async def test_malformed_and_misdirected_writes_are_refused(gw: Gateway) -> None
          "InvalidRequest", "Invalid app.bsky.feed.post record: createdAt: Field required"),
         ({"repo": live["did"], "collection": POST,
           "record": {**record, "embed": {"$type": "app.bsky.embed.external"}}}, None, 400,
-         "InvalidRequest", "Invalid app.bsky.feed.post record: Byline does not publish embeds"),
+         "InvalidRequest", "Invalid app.bsky.feed.post record: Record/embed/external: Field required"),
         ({"repo": "did:web:delayed.byline.local", "collection": POST, "record": record}, None, 401,
          "AuthenticationRequired", "Authentication Required: this session writes to did:web:direct"),
         ({"repo": live["did"], "collection": "app.bsky.feed.like", "record": record}, None, 400,

@@ -1,0 +1,280 @@
+"""Posts with embeds (images with alt text, link cards, quotes), made with the real ``atproto``
+SDK through Byline's XRPC surface, landing on a real PDS exactly as the SDK built them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import struct
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import libipld
+import pytest
+from atproto import models
+from atproto_client.exceptions import BadRequestError
+
+from adapters.bluesky import rkey_for
+from gateway.appkeys import DB
+from gateway.clock import ManualClock
+from tests.clients.test_atproto_client import POST, Sdk, post_for, run, session, xrpc
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.platforms.bluesky.fixture import BlueskyPds
+
+IMAGE = "app.bsky.embed.images#image"
+RATIO = "app.bsky.embed.defs#aspectRatio"
+STRONG_REF = "com.atproto.repo.strongRef"
+
+# The SDK (atproto 0.0.73) uploads a blob with httpx's old ``data=<bytes>``; the warning is its own.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock moved by hand, starting now: the SDK checks its tokens' expiry by its own clock."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def sdk() -> Iterator[Sdk]:
+    """SDK clients for a test; their sockets are closed when it ends."""
+    made = Sdk()
+    yield made
+    for client in made.made:
+        client.request.close()
+
+
+def png(width: int, height: int, seed: str) -> bytes:
+    """A real PNG (grey pixels), different for each seed, as a phone would upload."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    shade = hashlib.sha256(seed.encode()).digest()[0]
+    rows = b"".join(b"\x00" + bytes([shade]) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def blob_cid(data: bytes) -> str:
+    """A blob's CID as the AT Protocol defines it (CIDv1, raw, SHA-256), worked out here."""
+    return libipld.encode_cid(bytes((0x01, 0x55, 0x12, 0x20)) + hashlib.sha256(data).digest())
+
+
+def blob_json(data: bytes, mime_type: str = "image/png") -> dict[str, Any]:
+    """A blob as a record on the PDS holds it."""
+    return {"$type": "blob", "ref": {"$link": blob_cid(data)}, "mimeType": mime_type, "size": len(data)}
+
+
+async def pds_get(pds: BlueskyPds, nsid: str, **params: str) -> tuple[int, bytes]:
+    """A GET straight to the PDS, not through Byline."""
+    async with aiohttp.ClientSession() as http, http.get(f"{pds.pds_url}/xrpc/{nsid}", params=params) as resp:
+        return resp.status, await resp.read()
+
+
+async def pds_record(pds: BlueskyPds, uri: str) -> dict[str, Any] | None:
+    """The record at ``uri`` on the PDS, or None."""
+    repo, collection, rkey = uri.removeprefix("at://").split("/")
+    status, body = await pds_get(pds, "com.atproto.repo.getRecord", repo=repo, collection=collection, rkey=rkey)
+    if status == 400:
+        return None
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+@pytest.fixture
+async def sky(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Gateway]:
+    """A gateway with carol.test's account twice: ``sky`` (direct) and ``skyheld`` (co-signed by bob)."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    held = "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]"
+    for name, tier in (("sky", "tier: direct"), ("skyheld", held)):
+        write_policy(policy_dir, name, f"account: {name}\nplatform: bluesky\nhandle: {account.handle}\n"
+                                       f"pds: {bluesky_pds.pds_url}\ncredentials: env:CAROL_BSKY_APP_PASSWORD\n"
+                                       f"owner: alice\n{tier}\n")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        yield gw
+
+
+async def test_images_link_card_and_quote_land_exactly_as_built(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk,
+) -> None:
+    """Images with alt text and aspect ratios, a link card with a thumb, a quote and a quote with an
+    image: each record on the PDS is the SDK's, its CID the one answered, its blobs served."""
+    account = bluesky_pds.account("carol.test")
+    client = await sdk.login(sky, "alice", "sky", account.handle)
+    tag = secrets.token_hex(4)
+    first, second = png(3, 2, f"a{tag}"), png(2, 4, f"b{tag}")
+    sent = await run(
+        client.send_images, f"Two pictures ({tag})", images=[first, second],
+        image_alts=["A grey field, three by two", ""],
+        image_aspect_ratios=[models.AppBskyEmbedDefs.AspectRatio(width=3, height=2),
+                             models.AppBskyEmbedDefs.AspectRatio(width=2, height=4)],
+    )
+    post = await post_for(sky, "alice", "sky", sent.uri)
+    assert (post["state"], sent.uri) == ("scheduled", f"at://{account.did}/{POST}/{rkey_for(post['id'])}")
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, sent.uri)
+    assert landed is not None
+    assert landed["cid"] == sent.cid
+    assert landed["value"]["embed"] == {
+        "$type": "app.bsky.embed.images",
+        "images": [
+            {"$type": IMAGE, "alt": "A grey field, three by two", "image": blob_json(first),
+             "aspectRatio": {"$type": RATIO, "width": 3, "height": 2}},
+            {"$type": IMAGE, "alt": "", "image": blob_json(second),
+             "aspectRatio": {"$type": RATIO, "width": 2, "height": 4}},
+        ],
+    }
+    for data in (first, second):
+        served = await pds_get(bluesky_pds, "com.atproto.sync.getBlob", did=account.did, cid=blob_cid(data))
+        assert served == (200, data)
+
+    thumb = png(4, 4, f"t{tag}")
+    uploaded = await run(client.upload_blob, thumb)
+    card = models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
+        uri=f"https://example.com/launch/{tag}", title="We launch today", description="All about it",
+        thumb=uploaded.blob,
+    ))
+    linked = await run(client.send_post, "Read all about it", embed=card)
+    quote = await run(client.send_post, "Quoting myself",
+                      embed=models.AppBskyEmbedRecord.Main(record=models.create_strong_ref(sent)))
+    both_image = png(1, 1, f"q{tag}")
+    both_blob = await run(client.upload_blob, both_image)
+    both = await run(client.send_post, "Quote and picture", embed=models.AppBskyEmbedRecordWithMedia.Main(
+        record=models.AppBskyEmbedRecord.Main(record=models.create_strong_ref(linked)),
+        media=models.AppBskyEmbedImages.Main(images=[models.AppBskyEmbedImages.Image(
+            alt="One pixel", image=both_blob.blob)]),
+    ))
+    await sky.tick()
+    expected = {
+        linked.uri: {"$type": "app.bsky.embed.external", "external": {
+            "$type": "app.bsky.embed.external#external", "uri": f"https://example.com/launch/{tag}",
+            "title": "We launch today", "description": "All about it", "thumb": blob_json(thumb)}},
+        quote.uri: {"$type": "app.bsky.embed.record",
+                    "record": {"$type": STRONG_REF, "uri": sent.uri, "cid": sent.cid}},
+        both.uri: {"$type": "app.bsky.embed.recordWithMedia",
+                   "record": {"$type": "app.bsky.embed.record",
+                              "record": {"$type": STRONG_REF, "uri": linked.uri, "cid": linked.cid}},
+                   "media": {"$type": "app.bsky.embed.images",
+                             "images": [{"$type": IMAGE, "alt": "One pixel", "image": blob_json(both_image)}]}},
+    }
+    for answered, embed in ((linked, expected[linked.uri]), (quote, expected[quote.uri]), (both, expected[both.uri])):
+        record = await pds_record(bluesky_pds, answered.uri)
+        assert record is not None, answered.uri
+        assert (record["cid"], record["value"]["embed"]) == (answered.cid, embed)
+
+
+async def test_held_post_keeps_its_images_until_approved(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, clock: ManualClock,
+) -> None:
+    """A co-signed post with an image waits (nothing on the PDS) and, approved a day later, goes out
+    with Byline's copy of the image, alt text and aspect ratio as the SDK built them."""
+    account = bluesky_pds.account("carol.test")
+    client = await sdk.login(sky, "alice", "skyheld", account.handle)
+    image = png(5, 3, secrets.token_hex(4))
+    sent = await run(client.send_image, "Approve me", image=image, image_alt="A grey band, five by three",
+                     image_aspect_ratio=models.AppBskyEmbedDefs.AspectRatio(width=5, height=3))
+    post = await post_for(sky, "alice", "skyheld", sent.uri)
+    assert post["state"] == "held"
+    await sky.tick()
+    assert await pds_record(bluesky_pds, sent.uri) is None
+    async with sky.app[DB].read() as txn:
+        kept = await txn.fetchall("SELECT mime_type, size, digest, post_id FROM media WHERE post_id = ?", post["id"])
+    assert [dict(r) for r in kept] == [{"mime_type": "image/png", "size": len(image),
+                                        "digest": hashlib.sha256(image).hexdigest(), "post_id": post["id"]}]
+    clock.advance(timedelta(days=1, hours=1))
+    status, body = await sky.act("bob", post["id"], "approve")
+    assert status == 200, body
+    clock.advance(timedelta(minutes=2))
+    await sky.tick()
+    assert (await sky.get("alice", post["id"]))["state"] == "published"
+    landed = await pds_record(bluesky_pds, sent.uri)
+    assert landed is not None
+    assert landed["value"]["embed"] == {"$type": "app.bsky.embed.images", "images": [
+        {"$type": IMAGE, "alt": "A grey band, five by three", "image": blob_json(image),
+         "aspectRatio": {"$type": RATIO, "width": 5, "height": 3}},
+    ]}
+    assert await pds_get(bluesky_pds, "com.atproto.sync.getBlob", did=account.did, cid=blob_cid(image)) == (200, image)
+
+
+async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk,
+) -> None:
+    """Too many images, no alt text, a video, a blob not uploaded here or described wrongly, a bad
+    link or quote, an embed for a sandbox account: 400 InvalidRequest saying why; nothing stored."""
+    account = bluesky_pds.account("carol.test")
+    token = (await session(sky, "alice", "sky", account.handle))["accessJwt"]
+    image = png(2, 2, secrets.token_hex(4))
+    async with sky.client.post("/xrpc/com.atproto.repo.uploadBlob", data=image,
+                               headers={"Authorization": f"Bearer {token}", "Content-Type": "image/png"}) as resp:
+        assert resp.status == 200, await resp.text()
+        blob = (await resp.json())["blob"]
+    assert blob == blob_json(image)
+    unknown = blob_json(png(2, 2, "never uploaded"))
+    big = {**blob, "size": 1_000_001}
+    one = {"alt": "grey", "image": blob}
+    prefix = "Invalid app.bsky.feed.post record: Record/"
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"$type": "app.bsky.embed.images", "images": [one] * 5},
+         "embed/images: List should have at most 4 items"),
+        ({"$type": "app.bsky.embed.images", "images": [{"image": blob}]}, "embed/images/0/alt: Field required"),
+        ({"$type": "app.bsky.embed.images", "images": [{"alt": "x", "image": {**blob, "mimeType": "video/mp4"}}]},
+         "embed/images/0/image: the lexicon accepts images (image/*) here, not video/mp4"),
+        ({"$type": "app.bsky.embed.images", "images": [{"alt": "x", "image": big}]},
+         "embed/images/0/image: the blob is 1000001 bytes; the lexicon allows at most 1000000"),
+        ({"$type": "app.bsky.embed.images",
+          "images": [{"alt": "x", "image": blob, "aspectRatio": {"width": 0, "height": 1}}]},
+         "embed/images/0/aspectRatio/width: Input should be greater than or equal to 1"),
+        ({"$type": "app.bsky.embed.video", "video": blob},
+         "Byline does not publish video embeds (app.bsky.embed.video)"),
+        ({"$type": "app.bsky.embed.external",
+          "external": {"uri": "javascript:alert(1)", "title": "", "description": ""}},
+         "embed/external/uri: 'javascript:alert(1)' is not an http(s) URI"),
+        ({"$type": "app.bsky.embed.record", "record": {"uri": "https://example.com/p", "cid": blob["ref"]["$link"]}},
+         "embed/record/uri: 'https://example.com/p' is not an at://<repo>/<collection>/<rkey> address"),
+        ({"$type": "app.bsky.embed.recordWithMedia",
+          "record": {"record": {"uri": f"at://{account.did}/{POST}/3kabc", "cid": blob["ref"]["$link"]}},
+          "media": {"$type": "app.bsky.embed.video", "video": blob}},
+         "Byline does not publish video embeds"),
+        ({"$type": "app.bsky.embed.images", "images": [{"alt": "x", "image": unknown}]},
+         f"embed: the blob {unknown['ref']['$link']} was not uploaded through Byline for sky"),
+        ({"$type": "app.bsky.embed.images", "images": [{"alt": "x", "image": {**blob, "mimeType": "image/jpeg"}}]},
+         f"embed: the blob {blob['ref']['$link']} is image/png of {len(image)} bytes, not image/jpeg"),
+    ]
+    before = await sky.snapshot()
+    for embed, message in cases:
+        record = {"$type": POST, "text": "with an embed", "createdAt": "2026-01-01T00:00:00.000Z", "embed": embed}
+        status, body = await xrpc(sky, "POST", "com.atproto.repo.createRecord", token=token,
+                                  body={"repo": account.did, "collection": POST, "record": record})
+        assert (status, body["error"]) == (400, "InvalidRequest"), (embed, body)
+        assert body["message"].startswith(prefix + message), (embed, body)
+    assert await sky.snapshot() == before
+
+    # A kept blob belongs to the one post that shows it.
+    record = {"$type": POST, "text": "mine", "createdAt": "2026-01-01T00:00:00.000Z",
+              "embed": {"$type": "app.bsky.embed.images", "images": [one]}}
+    status, body = await xrpc(sky, "POST", "com.atproto.repo.createRecord", token=token,
+                              body={"repo": account.did, "collection": POST, "record": record})
+    assert status == 200, body
+    status, body = await xrpc(sky, "POST", "com.atproto.repo.createRecord", token=token,
+                              body={"repo": account.did, "collection": POST, "record": {**record, "text": "again"}})
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert "or another post already shows it" in body["message"], body
+
+    # A sandbox account has no PDS: no embeds there.
+    sandbox = await sdk.login(sky, "alice", "direct", "direct")
+    with pytest.raises(BadRequestError) as refused:
+        quoted = models.ComAtprotoRepoStrongRef.Main(uri=f"at://{account.did}/{POST}/3kabc", cid=blob["ref"]["$link"])
+        await run(sandbox.send_post, "Quote", embed=models.AppBskyEmbedRecord.Main(record=quoted))
+    assert refused.value.response is not None
+    assert refused.value.response.content.message == (
+        "Invalid app.bsky.feed.post record: Byline publishes embeds to Bluesky accounts only; "
+        "direct is on sandbox: post the text alone"
+    )

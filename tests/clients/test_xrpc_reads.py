@@ -1,0 +1,125 @@
+"""getAuthorFeed and getPosts for an account with no PDS (the sandbox), answered from Byline's own
+record of what it published, read with the real ``atproto`` SDK (which checks the lexicons' shapes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from atproto_client.exceptions import BadRequestError
+
+from adapters.bluesky import link_facets, post_record, record_cid
+from gateway.clock import ManualClock
+from tests.clients.test_atproto_client import POST, Sdk, post_for, run, session, xrpc
+from tests.conftest import Gateway, started_gateway
+
+DID = "did:web:direct.byline.local"
+HANDLE = "direct.byline.local"
+LIMIT = "limit must be an integer from 1 to 100"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock moved by hand, starting now: the SDK checks its tokens' expiry by its own clock."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+async def gw(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIterator[Gateway]:
+    """A gateway on a real socket with the four tier accounts on the sandbox."""
+    async with started_gateway(db_url, policy_dir, clock) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def sdk() -> Iterator[Sdk]:
+    """SDK clients for a test; their sockets are closed when it ends."""
+    made = Sdk()
+    yield made
+    for client in made.made:
+        client.request.close()
+
+
+async def test_author_feed_and_posts_come_from_what_byline_published(gw: Gateway, sdk: Sdk) -> None:
+    """The feed pages newest first with a cursor; each post has the uri and cid createRecord answered;
+    getPosts finds them by those uris, in the order asked, and leaves out what is not published."""
+    client = await sdk.login(gw, "alice", "direct", "alice")
+    texts = ["First post", "Second, with a link https://example.com/two", "Third post"]
+    sent = [await run(client.send_post, text) for text in texts]
+    gone = await run(client.send_post, "Deleted after it went out")
+    await gw.tick()
+    assert await run(client.delete_post, gone.uri) is True
+    native = await gw.submit("alice", "direct", "Written through the native API")
+    await gw.tick()
+
+    first = await run(client.get_author_feed, actor=HANDLE, limit=2)
+    assert [item.post.record.text for item in first.feed] == ["Written through the native API", "Third post"]
+    assert first.cursor is not None
+    rest = await run(client.get_author_feed, actor=DID, limit=2, cursor=first.cursor)
+    assert [item.post.record.text for item in rest.feed] == [texts[1], texts[0]]
+    last = await run(client.get_author_feed, actor=DID, limit=2, cursor=rest.cursor) if rest.cursor else None
+    assert last is None or (last.feed, last.cursor) == ([], None)
+
+    by_uri = {item.post.uri: item.post for item in [*first.feed, *rest.feed]}
+    for answered, text in zip(sent, texts, strict=True):
+        view = by_uri[answered.uri]
+        assert (view.cid, view.record.text, view.record.langs) == (answered.cid, text, ["en"])
+        assert (view.author.did, view.author.handle) == (DID, HANDLE)
+        post = await post_for(gw, "alice", "direct", answered.uri)
+        record = post_record(text=text, created_at=post["options"]["created_at"], language="en",
+                             facets=link_facets(text))
+        assert view.cid == record_cid(record)
+    assert native["id"] in {(await post_for(gw, "alice", "direct", uri))["id"] for uri in by_uri}
+
+    token = (await session(gw, "alice", "direct", "alice"))["accessJwt"]
+    status, found = await xrpc(gw, "GET", "app.bsky.feed.getPosts", token=token,
+                               params=[("uris", sent[2].uri), ("uris", gone.uri), ("uris", sent[0].uri),
+                                       ("uris", f"at://did:plc:someoneelse/{POST}/3kabcdefghijk")])
+    assert status == 200, found
+    assert [p["uri"] for p in found["posts"]] == [sent[2].uri, sent[0].uri]
+    assert found["posts"][1] == {
+        "$type": "app.bsky.feed.defs#postView", "uri": sent[0].uri, "cid": sent[0].cid,
+        "author": {"$type": "app.bsky.actor.defs#profileViewBasic", "did": DID, "handle": HANDLE,
+                   "displayName": "@alice"},
+        "record": {"$type": POST, "text": "First post", "createdAt": found["posts"][1]["record"]["createdAt"],
+                   "langs": ["en"]},
+        "indexedAt": found["posts"][1]["indexedAt"], "labels": [],
+    }
+    listed = await run(client.get_posts, [sent[1].uri])
+    assert [(p.uri, p.cid) for p in listed.posts] == [(sent[1].uri, sent[1].cid)]
+
+
+async def test_reads_refuse_bad_parameters_as_an_appview_does(gw: Gateway) -> None:
+    """Another actor, a limit out of range, a bad cursor or filter, too many uris: 400 InvalidRequest."""
+    token = (await session(gw, "alice", "direct", "alice"))["accessJwt"]
+    cases: list[tuple[str, list[tuple[str, str]], str]] = [
+        ("app.bsky.feed.getAuthorFeed", [("actor", "someone.else.test")], "Profile not found"),
+        ("app.bsky.feed.getAuthorFeed", [], "Params must have the property \"actor\""),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "0")], LIMIT),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "101")], LIMIT),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("cursor", "x'--")], "Malformed cursor"),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("filter", "everything")], "filter must be one of"),
+        ("app.bsky.feed.getPosts", [], "Params must have the property \"uris\""),
+        ("app.bsky.feed.getPosts", [("uris", f"at://{DID}/{POST}/3k{n:011d}") for n in range(26)],
+         "uris must not have more than 25 elements"),
+        ("app.bsky.feed.getPosts", [("uris", "https://example.com/post")], "uris: 'https://example.com/post' is not"),
+    ]
+    for nsid, params, message in cases:
+        status, body = await xrpc(gw, "GET", nsid, token=token, params=params)
+        assert (status, body["error"]) == (400, "InvalidRequest"), (nsid, params, body)
+        assert body["message"].startswith(message), (nsid, params, body)
+    status, body = await xrpc(gw, "GET", "app.bsky.feed.getTimeline", token=token)
+    assert (status, body["error"]) == (501, "MethodNotImplemented"), body
+
+
+async def test_sdk_sees_an_empty_feed_for_an_account_that_published_nothing(gw: Gateway, sdk: Sdk) -> None:
+    """A held post is not in the feed; an account with nothing out has an empty feed and no cursor."""
+    client = await sdk.login(gw, "carol", "cosigned", "brand")
+    await run(client.send_post, "Waiting for approval")
+    await gw.tick()
+    feed = await run(client.get_author_feed, actor="cosigned.byline.local")
+    assert (feed.feed, feed.cursor) == ([], None)
+    with pytest.raises(BadRequestError):
+        await run(client.get_author_feed, actor="someone.else.test")
