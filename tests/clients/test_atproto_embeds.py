@@ -3,10 +3,12 @@ SDK through Byline's XRPC surface, landing on a real PDS exactly as the SDK buil
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
 import struct
+import tempfile
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -68,6 +70,11 @@ def blob_cid(data: bytes) -> str:
 def blob_json(data: bytes, mime_type: str = "image/png") -> dict[str, Any]:
     """A blob as a record on the PDS holds it."""
     return {"$type": "blob", "ref": {"$link": blob_cid(data)}, "mimeType": mime_type, "size": len(data)}
+
+
+def held_upload(did: str, data: bytes) -> list[Path]:
+    """The test PDS's temporary files (an upload no record uses yet) holding ``data``."""
+    return [f for f in Path(tempfile.gettempdir()).glob(f"byline-pds-*/blobs/tempt/{did}/*") if f.read_bytes() == data]
 
 
 async def pds_get(pds: BlueskyPds, nsid: str, **params: str) -> tuple[int, bytes]:
@@ -174,8 +181,8 @@ async def test_images_link_card_and_quote_land_exactly_as_built(
 async def test_held_post_keeps_its_images_until_approved(
     bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, clock: ManualClock,
 ) -> None:
-    """A co-signed post with an image waits (nothing on the PDS) and, approved a day later, goes out
-    with Byline's copy of the image, alt text and aspect ratio as the SDK built them."""
+    """A co-signed post with an image waits (nothing on the PDS, which then drops the upload) and,
+    approved a day later, goes out with Byline's copy of the image, alt text and aspect ratio."""
     account = bluesky_pds.account("carol.test")
     client = await sdk.login(sky, "alice", "skyheld", account.handle)
     image = png(5, 3, secrets.token_hex(4))
@@ -189,6 +196,10 @@ async def test_held_post_keeps_its_images_until_approved(
         kept = await txn.fetchall("SELECT mime_type, size, digest, post_id FROM media WHERE post_id = ?", post["id"])
     assert [dict(r) for r in kept] == [{"mime_type": "image/png", "size": len(image),
                                         "digest": hashlib.sha256(image).hexdigest(), "post_id": post["id"]}]
+    # The PDS keeps an upload no record uses as a temporary file, and drops it in time: drop it now.
+    dropped = await asyncio.to_thread(held_upload, account.did, image)
+    assert len(dropped) == 1, dropped
+    dropped[0].unlink()
     clock.advance(timedelta(days=1, hours=1))
     status, body = await sky.act("bob", post["id"], "approve")
     assert status == 200, body
