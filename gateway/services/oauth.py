@@ -17,8 +17,11 @@ hands the app a code; ``POST /oauth/token`` exchanges the code, once, for an acc
   must have used PKCE; a verifier for a code issued without a challenge is refused
   (OAuth 2.1 §4.1.3), so PKCE cannot be stripped off on the way.
 * A code used twice is refused, and the token first issued for it is revoked (RFC 6749 §4.1.2).
-* Only the ``authorization_code`` grant; app-level ``client_credentials`` tokens act as no
-  account, and nothing here serves an app without one.
+* Two grants, as Mastodon has them but for ``password``: ``authorization_code``, and
+  ``client_credentials``, which gives an app that proves itself with its secret a token of
+  its own, for calls about the app (``GET /api/v1/apps/verify_credentials``). That token
+  stands for no person and no account: it is not a gateway token at all (``app_token``), so
+  nothing that posts or reads for an account can take it. It lives until the app revokes it.
 
 Client secrets, codes and tokens are stored as SHA-256 only. Issuing and revoking a client's
 access is a change of who speaks for an account, so both are written to the log.
@@ -42,7 +45,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.policy.engine import Role, roles
 from gateway.policy.loader import PolicyRegistry
-from gateway.services.identity import Identity, hash_token
+from gateway.services.identity import TOKEN_PREFIX, Identity, hash_token
 from gateway.services.people import People, Session
 from gateway.services.posts import Caller
 from gateway.services.scopes import SCOPES
@@ -490,6 +493,8 @@ class OAuthService:
         grant_type = params.get("grant_type")
         if not grant_type:
             raise oauth_error("invalid_request", "Missing required parameter: grant_type.")
+        if grant_type == "client_credentials":
+            return await self._app_only(params, basic=basic)
         if grant_type != "authorization_code":
             raise oauth_error("unsupported_grant_type")
         client_id, secret = basic if basic else (params.get("client_id") or "", params.get("client_secret"))
@@ -548,6 +553,34 @@ class OAuthService:
             raise oauth_error(outcome)
         return outcome
 
+    async def _app_only(self, params: dict[str, str], *, basic: tuple[str, str] | None) -> TokenAnswer:
+        """The client_credentials grant: a token for the app itself, with scopes within its own
+        (``read`` when none are asked, as Mastodon's default). Only a confidential client, one
+        that sends its secret, may have one: without it anyone could, who knew the client id."""
+        client_id, secret = basic if basic else (params.get("client_id") or "", params.get("client_secret"))
+        if not secret:
+            raise oauth_error("invalid_client")
+        app = await self._client(client_id, secret)
+        scopes = parse_scopes(params.get("scope"))
+        if not set(scopes) <= set(app["scopes"].split()):
+            raise oauth_error("invalid_scope")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            await sql.insert_app_token(txn, token_hash=hash_token(token), client_id=app["client_id"],
+                                       scopes=" ".join(scopes), at=now)
+        return TokenAnswer(access_token=token, scope=" ".join(scopes), created_at=now // 1_000_000)
+
+    async def app_token(self, token: str | None) -> Grant | None:
+        """The app a live app-only token (client_credentials) stands for; None for any other."""
+        if not token:
+            return None
+        async with self._db.read() as txn:
+            row = await sql.get_app_token(txn, hash_token(token))
+        if row is None:
+            return None
+        return Grant(client_id=row["client_id"], app_name=row["name"], scopes=frozenset(row["scopes"].split()))
+
     async def revoke(self, params: dict[str, str], *, basic: tuple[str, str] | None) -> None:
         """``POST /oauth/revoke``: end one of this app's tokens. Any other token, live or dead,
         known or not, gets the same empty 200 and stays as it is (RFC 7009 §2.2): an answer
@@ -560,6 +593,8 @@ class OAuthService:
         token_hash = hash_token(token)
 
         async def work(ltx: LogTxn) -> None:
+            if await sql.revoke_app_token(ltx.txn, token_hash, client_id=app["client_id"], at=ltx.now):
+                return  # the app's own token: nobody's voice changes
             grant = await sql.get_token_grant(ltx.txn, token_hash)
             if grant is None or grant["client_id"] != app["client_id"]:
                 return

@@ -21,6 +21,9 @@ from gateway.services.mastodon_reads import Listed, MastodonReads, PageAsk, page
 routes = web.RouteTableDef()
 """The client API, below ``/api``."""
 
+USER_REQUIRED = "This method requires an authenticated user"
+"""Mastodon's words for an app's own token where a person's is needed."""
+
 files = web.RouteTableDef()
 """The uploads' files, below ``/media``."""
 
@@ -50,7 +53,15 @@ def _listed(request: web.Request, ask: PageAsk, found: Listed | Raw, *, schedule
 
 
 async def _auth(request: web.Request, scope: str) -> ClientAuth:
-    return await _service(request).authenticate(bearer(request), scope=scope)
+    token = bearer(request)
+    try:
+        return await _service(request).authenticate(token, scope=scope)
+    except BylineError as exc:
+        # An app's own token (client_credentials) stands for no account: refused as Mastodon
+        # refuses it where a user is required, not as a token unknown.
+        if exc.code is Code.UNAUTHENTICATED and await request.config_dict[OAUTH].app_token(token) is not None:
+            raise BylineError(Code.FORBIDDEN, USER_REQUIRED) from None
+        raise
 
 
 # -- apps ----------------------------------------------------------------------------------------
@@ -65,9 +76,13 @@ async def create_app(request: web.Request) -> web.Response:
 
 @routes.get("/v1/apps/verify_credentials")
 async def verify_app(request: web.Request) -> web.Response:
-    """The app a token belongs to."""
+    """The app a token belongs to: its own token (client_credentials, any scope, as Mastodon
+    4.3 has it), or one a person signed it in for."""
+    own = await request.config_dict[OAUTH].app_token(bearer(request))
+    if own is not None:
+        return json_answer(entities.token_app(own.app_name))
     auth = await _auth(request, "read")
-    return json_answer(entities.token_app(auth.app_name))
+    return json_answer(entities.application(await _service(request).application(auth)))
 
 
 # -- instance and account ----------------------------------------------------------------------

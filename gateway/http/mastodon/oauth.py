@@ -31,7 +31,8 @@ async def _oauth_params(request: web.Request) -> dict[str, str]:
 
 @routes.post("/token")
 async def token(request: web.Request) -> web.Response:
-    """Exchange an authorization code, once, for an access token."""
+    """Exchange an authorization code, once, for an access token; or, with the client_credentials
+    grant, give an app a token of its own."""
     answer = await request.config_dict[OAUTH].exchange(
         await _oauth_params(request), basic=params.client_credentials(request)
     )
@@ -55,6 +56,6 @@ async def oauth_metadata(request: web.Request) -> web.Response:
         "app_registration_endpoint": f"{base}/api/v1/apps", "revocation_endpoint": f"{base}/oauth/revoke",
         "scopes_supported": sorted(SCOPES), "response_types_supported": ["code"],
         "response_modes_supported": ["query"], "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
     })

@@ -1,0 +1,61 @@
+"""NodeInfo discovery: ``/.well-known/nodeinfo`` links to a NodeInfo 2.0 document that the
+official schema accepts, and that Mastodon.py's ``instance_nodeinfo`` reads.
+
+``schemas/nodeinfo-2.0.json`` is the NodeInfo project's schema for version 2.0 (CC0, from
+github.com/jhass/nodeinfo, ``schemas/2.0/schema.json``), checked with ``jsonschema``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from aiohttp import ClientSession
+from mastodon import Mastodon
+
+from tests.clients.world import World
+
+SCHEMA = json.loads((Path(__file__).parent / "schemas" / "nodeinfo-2.0.json").read_text())
+REL = "http://nodeinfo.diaspora.software/ns/schema/2.0"
+
+
+async def _get(http: ClientSession, url: str) -> tuple[int, str, Any]:
+    async with http.get(url) as response:
+        return response.status, response.headers.get("Content-Type", ""), await response.json(content_type=None)
+
+
+async def test_discovery_links_a_valid_nodeinfo_document(world: World) -> None:
+    """The JRD links one 2.0 document; the schema validates it; registrations are closed."""
+    async with ClientSession() as http:
+        status, _, jrd = await _get(http, f"{world.base}/.well-known/nodeinfo")
+        assert status == 200
+        assert jrd == {"links": [{"rel": REL, "href": f"{world.base}/nodeinfo/2.0"}]}
+        status, content_type, document = await _get(http, jrd["links"][0]["href"])
+    assert status == 200
+    assert content_type == f'application/json; profile="{REL}#"'
+    jsonschema.Draft4Validator.check_schema(SCHEMA)
+    jsonschema.Draft4Validator(SCHEMA).validate(document)
+    assert document["software"]["name"] == "byline"
+    assert document["openRegistrations"] is False
+    assert document["metadata"]["apis"] == ["mastodon", "atproto"]
+
+
+def test_the_schema_is_not_a_formality() -> None:
+    """The same validator refuses what NodeInfo forbids: a name with capitals, a missing field."""
+    validator = jsonschema.Draft4Validator(SCHEMA)
+    good = {"version": "2.0", "software": {"name": "byline", "version": "1"}, "protocols": ["activitypub"],
+            "services": {"inbound": [], "outbound": []}, "openRegistrations": False, "usage": {"users": {}},
+            "metadata": {}}
+    validator.validate(good)
+    assert not validator.is_valid({**good, "software": {"name": "Byline", "version": "1"}})
+    assert not validator.is_valid({key: value for key, value in good.items() if key != "usage"})
+    assert not validator.is_valid({**good, "protocols": []})
+
+
+async def test_mastodon_py_reads_it(world: World) -> None:
+    """Mastodon.py finds the document through the well-known link, with no token."""
+    client = Mastodon(api_base_url=world.base)
+    info = await world.run(client.instance_nodeinfo)
+    assert (info["version"], info["software"]["name"], info["openRegistrations"]) == ("2.0", "byline", False)
