@@ -31,7 +31,7 @@ from gateway.audit.appender import LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
-from gateway.policy.engine import disclosed_text, roles
+from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
@@ -41,8 +41,9 @@ from gateway.services.posts import Caller, PostOptions, PostService, PostView, n
 from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
+from gateway.storage import oauth as oauth_sql
 from gateway.storage.db import Database
-from gateway.types import duration_micros
+from gateway.types import duration_micros, to_micros
 
 logger = structlog.get_logger("byline.mastodon")
 
@@ -61,6 +62,9 @@ MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # Platforms whose adapter carries ``OutboundPost.media``, and the largest file each takes: a
 # stock Mastodon takes images smaller than 16 MB (``less_than``), Bluesky blobs up to 1 MB.
 MEDIA_LIMITS = {"mastodon": 16 * 1024 * 1024 - 1, "bluesky": 1_000_000}
+
+TOKEN_APP = "byline-token"
+"""What stands for the app of a token made with ``byline token create`` (no app registered it)."""
 
 PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 """States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
@@ -127,6 +131,8 @@ class ClientAuth:
     account: str
     token_hash: str = field(repr=False)
     app_name: str | None
+    client_id: str | None = None
+    """The registered app the token was issued to; None for a token made with ``byline token``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +191,13 @@ class StatusView:
     app_name: str | None
     scheduled: bool = False
     """Answer with a ScheduledStatus: the app asked with ``scheduled_at``."""
+    app_id: str | None = None
+    """The numeric id of the app the caller's token belongs to (``numeric_id`` of its client id,
+    or of ``TOKEN_APP``)."""
+    due_at: int | None = None
+    """When the post goes out: its ``publish_at`` once it has one; for a post waiting for a
+    decision (held or suggested), when it would go out if released now (the cooling-off from
+    now, or the time the writer asked for if later). A ScheduledStatus must have a time."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +269,8 @@ class MastodonService:
         if self._policies.get(account) is None:
             raise BylineError(Code.FORBIDDEN, f"The account {account} is no longer managed by this gateway")
         return ClientAuth(caller=Caller(user=caller.user, account=account, scopes=caller.scopes), account=account,
-                          token_hash=hash_token(token), app_name=grant.app_name if grant else None)
+                          token_hash=hash_token(token), app_name=grant.app_name if grant else None,
+                          client_id=grant.client_id if grant else None)
 
     async def maybe_authenticate(self, token: str | None) -> ClientAuth | None:
         """The caller if the token is good for reading, else None (public endpoints)."""
@@ -513,8 +527,30 @@ class MastodonService:
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
             async with self._db.read() as txn:
                 rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
+        due_at: int | None = post.publish_at
+        if due_at is None and State(post.state) in PENDING:
+            loaded = self._policies.get(post.account)
+            if loaded is not None:
+                due_at = max(to_micros(publish_time(loaded.policy, self._clock.now(), None)),
+                             int(post.requested_at or 0))
         return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
-                          media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled)
+                          media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled,
+                          app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at)
+
+    async def application(self, auth: ClientAuth) -> dict[str, Any]:
+        """``GET /api/v1/apps/verify_credentials``: the app the token was issued to, as registered
+        (its secret never); for a token made with ``byline token``, Byline itself, with the
+        token's scopes."""
+        row = None
+        if auth.client_id is not None:
+            async with self._db.read() as txn:
+                row = await oauth_sql.get_app(txn, auth.client_id)
+        if row is None:
+            scopes = sorted(auth.caller.scopes) if auth.caller.scopes is not None else ["read", "write"]
+            return {"id": numeric_id(TOKEN_APP), "name": auth.app_name or "Byline token", "website": None,
+                    "scopes": scopes, "redirect_uris": []}
+        return {"id": numeric_id(row["client_id"]), "name": row["name"], "website": row["website"],
+                "scopes": str(row["scopes"]).split(), "redirect_uris": list(json.loads(row["redirect_uris"]))}
 
     # -- media -----------------------------------------------------------------------------
 
@@ -720,4 +756,5 @@ def _local_account(account: str, *, handle: str, display_name: str | None, url: 
         "note": "", "url": url or "", "uri": url or "", "avatar": "", "avatar_static": "",
         "header": "", "header_static": "", "followers_count": 0, "following_count": 0,
         "statuses_count": 0, "last_status_at": None, "emojis": [], "fields": [],
+        "indexable": False, "hide_collections": None, "noindex": True, "roles": [],
     }

@@ -821,6 +821,8 @@ class PostView:
     versions: tuple[VersionView, ...] | None = None
     approvals: tuple[DecisionView, ...] | None = None
     events: tuple[EventView, ...] | None = None
+    requested_at: Micros | None = None
+    """The time the writer asked for, if any: a post released later never goes out before it."""
 
 
 def post_view(
@@ -858,6 +860,7 @@ def post_view(
         remote_id=post.remote_id, remote_url=post.remote_url, suggested_by=post.suggested_by,
         adopted_from=post.adopted_from, adopted_into=post.adopted_into, attempts=post.attempts,
         last_error=post.last_error, created_at=post.created_at, updated_at=post.updated_at,
+        requested_at=post.requested_at,
         versions=None if versions is None else tuple(
             VersionView(version=int(v["version"]), text=v["text"], editor=UserName(v["editor"]),
                         at=Micros(int(v["created_at"])))

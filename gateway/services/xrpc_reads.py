@@ -108,11 +108,13 @@ class XrpcReads:
         feed: list[dict[str, Any]] = []
         before = cursor
         more = chosen != "posts_with_video"
+        # Unfiltered, one more than the page tells whether there is a next one.
+        size = _PAGE if chosen in ("posts_no_replies", "posts_with_media") else limit + 1
         while more and len(feed) < limit:
             page = await self._posts.list(
-                session.caller, account=session.account, state=State.PUBLISHED.value, limit=_PAGE, before=before,
+                session.caller, account=session.account, state=State.PUBLISHED.value, limit=size, before=before,
             )
-            more = len(page) == _PAGE
+            more = len(page) == size
             for post in page:
                 before = post.id
                 if chosen == "posts_no_replies" and post.options.get("reply_to"):

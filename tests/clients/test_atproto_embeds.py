@@ -266,6 +266,16 @@ async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
                                   body={"repo": account.did, "collection": POST, "record": record})
         assert (status, body["error"]) == (400, "InvalidRequest"), (embed, body)
         assert body["message"].startswith(prefix + message), (embed, body)
+    # In a batch, a bad embed anywhere refuses the whole batch before any of it is written.
+    plain = {"$type": POST, "text": "fine", "createdAt": "2026-01-01T00:00:00.000Z"}
+    status, body = await xrpc(sky, "POST", "com.atproto.repo.applyWrites", token=token, body={
+        "repo": account.did, "writes": [
+            {"$type": "com.atproto.repo.applyWrites#create", "collection": POST, "value": plain},
+            {"$type": "com.atproto.repo.applyWrites#create", "collection": POST,
+             "value": {**plain, "embed": cases[0][0]}},
+        ]})
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert body["message"].startswith(prefix + cases[0][1]), body
     assert await sky.snapshot() == before
 
     # A kept blob belongs to the one post that shows it.

@@ -20,7 +20,7 @@ async def test_direct_publishes_to_the_sandbox(world: World) -> None:
     assert status.content == "<p>Hello from an app</p>"
     assert (status.visibility, status.language, status.spoiler_text) == ("unlisted", "en", "greeting")
     assert status.byline.state == "scheduled"
-    assert status.url is None
+    assert status.url == f"{world.base}/posts/{status.id}"  # its page on Byline until it is out
     assert await world.gateway.tick() == 1
     published = await world.run(api.status, status.id)
     timeline = await world.gateway.timeline("direct")

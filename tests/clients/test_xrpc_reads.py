@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from atproto import models
 from atproto_client.exceptions import BadRequestError
 
 from adapters.bluesky import link_facets, post_record, record_cid
@@ -123,3 +124,24 @@ async def test_sdk_sees_an_empty_feed_for_an_account_that_published_nothing(gw: 
     assert (feed.feed, feed.cursor) == ([], None)
     with pytest.raises(BadRequestError):
         await run(client.get_author_feed, actor="someone.else.test")
+
+
+async def test_feed_filters_leave_out_replies_and_page_through_them(gw: Gateway, sdk: Sdk) -> None:
+    """posts_no_replies leaves replies out, across pages; posts_with_video has nothing to show."""
+    client = await sdk.login(gw, "alice", "direct", "alice")
+    parent = await run(client.send_post, "A thread starts")
+    ref = models.create_strong_ref(parent)
+    for n in range(3):
+        await run(client.send_post, f"Reply {n}", reply_to=models.AppBskyFeedPost.ReplyRef(root=ref, parent=ref))
+    await run(client.send_post, "After the thread")
+    await gw.tick()
+    everything = await run(client.get_author_feed, actor=HANDLE, limit=10)
+    assert [i.post.record.text for i in everything.feed] == [
+        "After the thread", "Reply 2", "Reply 1", "Reply 0", "A thread starts"]
+    first = await run(client.get_author_feed, actor=HANDLE, limit=1, filter="posts_no_replies")
+    assert [i.post.record.text for i in first.feed] == ["After the thread"]
+    second = await run(client.get_author_feed, actor=HANDLE, limit=1, filter="posts_no_replies", cursor=first.cursor)
+    assert [i.post.record.text for i in second.feed] == ["A thread starts"]
+    assert second.cursor is None
+    video = await run(client.get_author_feed, actor=HANDLE, filter="posts_with_video")
+    assert (video.feed, video.cursor) == ([], None)

@@ -76,7 +76,8 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
         "visibility": options.get("visibility") or "public",
         "language": options.get("language"),
         "uri": remote_url or f"{base}/api/v1/statuses/{post.id}",
-        "url": remote_url,
+        # Not out yet (or never): the post's own page on Byline, where its people follow it.
+        "url": remote_url or f"{base}/posts/{post.id}",
         "replies_count": 0,
         "reblogs_count": 0,
         "favourites_count": 0,
@@ -111,13 +112,15 @@ def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
     options = post.options
     return {
         "id": post.id,
-        "scheduled_at": _ms(iso(post.publish_at)),
+        # Held or suggested, a post has no time yet: the time it would go out if released now.
+        "scheduled_at": _ms(iso(view.due_at)),
         "params": {
             "text": post.text, "poll": None,
             "media_ids": list(options.get("media_ids", ())) or None,
             "sensitive": bool(options.get("sensitive", False)),
             "spoiler_text": options.get("spoiler_text"), "visibility": options.get("visibility") or "public",
-            "scheduled_at": None, "application_id": None, "in_reply_to_id": options.get("reply_to"),
+            "scheduled_at": None, "application_id": int(view.app_id) if view.app_id else None,
+            "in_reply_to_id": options.get("reply_to"),
             "language": options.get("language"), "idempotency": None, "with_rate_limit": False,
         },
         "media_attachments": [media_entity(m, base) for m in view.media],
@@ -158,8 +161,17 @@ def registered_app(app: App) -> dict[str, Any]:
 
 
 def token_app(app_name: str | None) -> dict[str, Any]:
-    """The Application a token belongs to (``GET /api/v1/apps/verify_credentials``)."""
+    """The Application a token belongs to, by its name only (see ``application``)."""
     return {"name": app_name or "Byline token", "website": None, "vapid_key": ""}
+
+
+def application(app: dict[str, Any]) -> dict[str, Any]:
+    """The Application a token belongs to (``GET /api/v1/apps/verify_credentials``), as
+    registered (``MastodonService.application``), without its client id and secret, as
+    Mastodon 4.3 answers it."""
+    return {"id": app["id"], "name": app["name"], "website": app["website"], "scopes": list(app["scopes"]),
+            "redirect_uris": list(app["redirect_uris"]), "redirect_uri": "\n".join(app["redirect_uris"]),
+            "vapid_key": ""}
 
 
 def _configuration(limits: Limits) -> dict[str, Any]:

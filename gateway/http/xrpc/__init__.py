@@ -3,10 +3,12 @@ speak to a PDS, so they can point at Byline with nothing changed but the server 
 the password.
 
 Sessions and post records are answered here (``services/xrpc_sessions.py``,
-``services/xrpc_repo.py``); a listed set of reads is relayed to the account's PDS, and every
-other call is refused (``xrpc_repo.relay_refusal``). Method names are matched exactly as
-written: a PDS routes them whatever their case, so another spelling must never be taken for
-an unknown method and relayed. Errors come back as a PDS gives them (``errors``).
+``services/xrpc_repo.py``); a listed set of reads is relayed to the account's PDS (for an
+account with no PDS, the author feed and posts are answered from what Byline published:
+``services/xrpc_reads.py``), and every other call is refused (``xrpc_repo.relay_refusal``).
+Method names are matched exactly as written: a PDS routes them whatever their case, so
+another spelling must never be taken for an unknown method and relayed. Errors come back as
+a PDS gives them (``errors``).
 
 ``surface()`` builds the sub-application: its table of methods, made then and held by it, one
 route that dispatches every call by name, and its error middleware. The handlers are in
