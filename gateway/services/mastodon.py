@@ -42,6 +42,7 @@ from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
+from gateway.storage import posts as posts_sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros, to_micros
 
@@ -198,6 +199,9 @@ class StatusView:
     """When the post goes out: its ``publish_at`` once it has one; for a post waiting for a
     decision (held or suggested), when it would go out if released now (the cooling-off from
     now, or the time the writer asked for if later). A ScheduledStatus must have a time."""
+    in_reply_to_id: str | None = None
+    """The status it replies to as the app knows it: Byline's id when Byline made that post,
+    else the platform's id, as the post's ``reply_to`` keeps it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -533,9 +537,16 @@ class MastodonService:
             if loaded is not None:
                 due_at = max(to_micros(publish_time(loaded.policy, self._clock.now(), None)),
                              int(post.requested_at or 0))
+        reply_to = post.options.get("reply_to")
+        if isinstance(reply_to, str):
+            # A reply keeps its parent's platform id; the app knows a parent Byline made by Byline's id.
+            async with self._db.read() as txn:
+                parent = await posts_sql.with_remote_id(txn, account=post.account, remote_id=reply_to)
+            reply_to = parent.id if parent is not None else reply_to
         return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
                           media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled,
-                          app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at)
+                          app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at,
+                          in_reply_to_id=reply_to if isinstance(reply_to, str) else None)
 
     async def application(self, auth: ClientAuth) -> dict[str, Any]:
         """``GET /api/v1/apps/verify_credentials``: the app the token was issued to, as registered

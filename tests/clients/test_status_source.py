@@ -90,6 +90,11 @@ async def test_context_threads_the_replies_byline_made(world: World) -> None:
     assert [s.id for s in (await world.run(api.status_context, held.id)).ancestors] == [root.id]
     lonely = await world.run(api.status_context, alone.id)
     assert (lonely.ancestors, lonely.descendants) == ([], [])
+    # A reply names its parent by the id the app knows it by: Byline's, not the platform's.
+    me = await world.run(api.account_verify_credentials)
+    assert [(s.in_reply_to_id, s.in_reply_to_account_id) for s in whole.descendants] == [
+        (root.id, me.id), (reply.id, me.id), (root.id, me.id)]
+    assert (await world.run(api.status, deeper.id)).in_reply_to_id == reply.id
 
 
 async def test_history_of_a_post_edited_after_it_went_out(world: World) -> None:

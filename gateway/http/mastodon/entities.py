@@ -69,8 +69,8 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
     entity: dict[str, Any] = {
         "id": post.id,
         "created_at": _ms(iso(post.created_at)),
-        "in_reply_to_id": options.get("reply_to"),
-        "in_reply_to_account_id": None,
+        "in_reply_to_id": view.in_reply_to_id,
+        "in_reply_to_account_id": view.account["id"] if view.in_reply_to_id != options.get("reply_to") else None,
         "sensitive": bool(options.get("sensitive", False)),
         "spoiler_text": options.get("spoiler_text") or "",
         "visibility": options.get("visibility") or "public",
