@@ -16,6 +16,8 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page
 
+from gateway.appkeys import PEOPLE
+from gateway.http.pages import SESSION_COOKIE
 from tests.clients.world import World
 
 FETCH = """async ([url, init]) => {
@@ -96,9 +98,19 @@ async def test_a_web_app_on_another_origin_calls_the_api(world: World, browser: 
 async def test_the_cookie_pages_stay_closed_to_other_origins(
     world: World, browser: Browser, other_origin: str
 ) -> None:
-    """The queue, its live updates, the sign-in pages and a post's page: the browser refuses to
-    let origin B read them, with or without cookies."""
-    page = await _app_page(browser, other_origin)
+    """alice is signed in to the pages in this browser (the two origins are the same site, so
+    her Lax cookie goes along): her own page reads her queue, but the browser refuses to let
+    origin B read it, its live updates, the sign-in pages or the accounts, with or without cookies."""
+    await world.gateway.app[PEOPLE].add("alice", "alice-long-password")
+    cookie, _ = await world.gateway.app[PEOPLE].sign_in("alice", "alice-long-password", client="127.0.0.1")
+    context = await browser.new_context()
+    await context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": world.base + "/"}])
+    own = await context.new_page()
+    await own.goto(world.base + "/signin")
+    mine = await _fetch(own, world.base + "/queue")
+    assert mine["status"] == 200 and "alice" in mine["body"], mine  # the cookie is good where it belongs
+    page = await context.new_page()
+    await page.goto(other_origin)
     for path in ("/queue", "/queue/events", "/signin", "/oauth/authorize?client_id=x", "/accounts"):
         for credentials in ("omit", "include"):
             result = await _fetch(page, world.base + path, credentials=credentials)

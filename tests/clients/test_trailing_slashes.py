@@ -11,6 +11,7 @@ import pytest
 from aiohttp import ClientSession
 from mastodon import Mastodon
 
+from tests.clients.signin import sign_in
 from tests.clients.world import World
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
@@ -39,7 +40,8 @@ def _slashed(url: str) -> str:
 
 
 async def test_sign_in_url_with_a_trailing_slash(world: World, http: ClientSession) -> None:
-    """The sign-in page a client opens at ``/oauth/authorize/?…`` is the page, not a 404."""
+    """The sign-in page a client opens at ``/oauth/authorize/?…`` is the page, not a 404, and
+    signing in there gives the app its code."""
     client_id, client_secret = await world.run(Mastodon.create_app, "Slashy", scopes=["read"],
                                                redirect_uris=OOB, api_base_url=world.base)
     app = Mastodon(client_id=client_id, client_secret=client_secret, api_base_url=world.base)
@@ -49,6 +51,10 @@ async def test_sign_in_url_with_a_trailing_slash(world: World, http: ClientSessi
     assert status == 200
     assert b"Sign in to let" in page
     assert b"Slashy" in page
+    code = await sign_in(_slashed(url), token=world.gateway.tokens["carol"], account="masto")
+    await world.run(app.log_in, code=code, scopes=["read"], redirect_uri=OOB, allow_http=True)
+    me = await world.run(app.account_verify_credentials)
+    assert me["username"] == world.upstream_account.username
 
 
 async def test_posts_with_a_trailing_slash_keep_their_body(world: World, http: ClientSession) -> None:
