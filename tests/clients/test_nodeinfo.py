@@ -1,7 +1,8 @@
 """NodeInfo discovery: ``/.well-known/nodeinfo`` links to a NodeInfo 2.0 document that the
 official schema accepts, and that Mastodon.py's ``instance_nodeinfo`` reads.
 
-``schemas/nodeinfo-2.0.json`` is the NodeInfo project's schema for version 2.0 (CC0, from
+megalodon (npm) tells the server's kind from it: a Mastodon-compatible one, by the ``upstream``
+its metadata names. ``schemas/nodeinfo-2.0.json`` is the NodeInfo project's schema for version 2.0 (CC0, from
 github.com/jhass/nodeinfo, ``schemas/2.0/schema.json``), checked with ``jsonschema``.
 """
 
@@ -15,6 +16,7 @@ import jsonschema
 from aiohttp import ClientSession
 from mastodon import Mastodon
 
+from tests.clients.node_client import Megalodon
 from tests.clients.world import World
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "nodeinfo-2.0.json").read_text())
@@ -59,3 +61,9 @@ async def test_mastodon_py_reads_it(world: World) -> None:
     client = Mastodon(api_base_url=world.base)
     info = await world.run(client.instance_nodeinfo)
     assert (info["version"], info["software"]["name"], info["openRegistrations"]) == ("2.0", "byline", False)
+
+
+async def test_megalodon_detects_a_mastodon_server(world: World) -> None:
+    """megalodon's ``detector`` follows the discovery link and takes Byline for Mastodon."""
+    async with Megalodon(world.base) as client:
+        assert await client.ok("detector") == "mastodon"
