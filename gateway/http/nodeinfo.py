@@ -4,8 +4,10 @@ talk to before they choose how to speak to it.
 
 Byline is not a server people register on (``openRegistrations`` is false) and federates with
 nobody itself; what it speaks is Mastodon's client API and AT Protocol's XRPC, which the
-``metadata`` says. The usage figures are left out: the schema requires the ``users`` object, not
-its counts, and who uses a gateway is not for anyone without a token to read.
+``metadata`` says, with the Mastodon release its API follows as its ``upstream`` (the key
+client libraries such as megalodon read to take a server they do not know for Mastodon).
+The usage figures are left out: the schema requires the ``users`` object, not its counts, and
+who uses a gateway is not for anyone without a token to read.
 """
 
 from __future__ import annotations
