@@ -274,7 +274,6 @@ class StatusEdit(Shape):
     poll: dict[str, Any] | None = None
     media_attachments: list[MediaAttachment]
     emojis: list[CustomEmoji]
-    emojis: list[CustomEmoji]
 
 
 # -- Application (entities/Application) ---------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mastodon import MastodonAPIError
 
+from tests.clients.mastodon_shapes import pagination_links
 from tests.clients.world import World
 
 
@@ -50,6 +51,8 @@ async def test_scheduled_statuses_link_header_as_mastodon_writes_it(world: World
     async with world.gateway.client.get("/api/v1/scheduled_statuses?limit=2", headers=auth) as resp:
         assert resp.status == 200
         assert [s["id"] for s in await resp.json()] == [ids[2], ids[1]]
+        assert pagination_links(resp.headers["Link"]) == {"next": {"limit": "2", "max_id": ids[1]},
+                                                          "prev": {"limit": "2", "min_id": ids[2]}}
         assert resp.headers["Link"] == (f'<{url}?limit=2&max_id={ids[1]}>; rel="next", '
                                         f'<{url}?limit=2&min_id={ids[2]}>; rel="prev"')
     async with world.gateway.client.get(f"/api/v1/scheduled_statuses?limit=2&max_id={ids[1]}",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mastodon import Mastodon, MastodonNotFoundError
 
+from tests.clients.mastodon_shapes import check, check_list, pagination_links
 from tests.clients.world import World
 
 
@@ -51,6 +52,10 @@ async def test_lookup_and_account_are_the_apps_own(world: World) -> None:
             await world.run(api.account_lookup, acct)
     with pytest.raises(MastodonNotFoundError):
         await world.run(api.account, "12345")
+    auth = {"Authorization": f"Bearer {await world.token('alice', 'direct')}"}
+    for path in ("/api/v1/accounts/lookup?acct=alice", f"/api/v1/accounts/{me.id}"):
+        async with world.gateway.client.get(path, headers=auth) as resp:
+            check("Account", await resp.json())
 
 
 async def test_account_statuses_are_what_byline_published_paged(world: World) -> None:
@@ -86,7 +91,11 @@ async def test_account_statuses_are_what_byline_published_paged(world: World) ->
     url = f"{world.base}/api/v1/accounts/{me.id}/statuses"
     async with world.gateway.client.get(f"/api/v1/accounts/{me.id}/statuses?limit=2&exclude_replies=true",
                                         headers=auth) as resp:
-        assert [s["id"] for s in await resp.json()] == out[0:2]
+        body = await resp.json()
+        check_list("Status", body)
+        assert [s["id"] for s in body] == out[0:2]
+        assert pagination_links(resp.headers["Link"])["next"] == {"limit": "2", "exclude_replies": "true",
+                                                                 "max_id": out[1]}
         assert resp.headers["Link"] == (f'<{url}?limit=2&exclude_replies=true&max_id={out[1]}>; rel="next", '
                                         f'<{url}?limit=2&exclude_replies=true&min_id={out[0]}>; rel="prev"')
     with pytest.raises(MastodonNotFoundError):
@@ -112,7 +121,9 @@ async def test_home_and_public_timelines_show_the_accounts_posts(world: World) -
     url = f"{world.base}/api/v1/timelines/public"
     async with world.gateway.client.get(f"/api/v1/timelines/public?local=true&max_id={made['reply']}",
                                         headers=auth) as resp:
-        assert [s["id"] for s in await resp.json()] == [made["first"]]
+        body = await resp.json()
+        check_list("Status", body)
+        assert [s["id"] for s in body] == [made["first"]]
         assert resp.headers["Link"] == (f'<{url}?local=true&max_id={made["first"]}>; rel="next", '
                                         f'<{url}?local=true&min_id={made["first"]}>; rel="prev"')
     async with world.gateway.client.get(f"/api/v1/timelines/home?max_id={made['first']}", headers=auth) as resp:

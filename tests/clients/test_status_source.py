@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from mastodon import MastodonNotFoundError
 
+from tests.clients.mastodon_shapes import check, check_list
 from tests.clients.world import World
 
 MINUTE = timedelta(minutes=1)
@@ -95,6 +96,14 @@ async def test_context_threads_the_replies_byline_made(world: World) -> None:
     assert [(s.in_reply_to_id, s.in_reply_to_account_id) for s in whole.descendants] == [
         (root.id, me.id), (reply.id, me.id), (root.id, me.id)]
     assert (await world.run(api.status, deeper.id)).in_reply_to_id == reply.id
+    auth = {"Authorization": f"Bearer {await world.token('alice', 'direct')}"}
+    for what, shape in (("context", "Context"), ("source", "StatusSource"), ("history", "StatusEdit")):
+        async with world.gateway.client.get(f"/api/v1/statuses/{reply.id}/{what}", headers=auth) as resp:
+            body = await resp.json()
+            if isinstance(body, list):
+                check_list(shape, body)
+            else:
+                check(shape, body)
 
 
 async def test_history_of_a_post_edited_after_it_went_out(world: World) -> None:
