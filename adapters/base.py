@@ -54,6 +54,9 @@ class OutboundPost:
     """An embed a client built for a platform whose posts carry one (Bluesky's
     ``app.bsky.embed.*``, as JSON), to be written as given; the blobs it refers to are in
     ``media``. ``None`` for the others."""
+    self_labels: Mapping[str, Any] | None = None
+    """Self-labels a client gave the post (Bluesky's ``com.atproto.label.defs#selfLabels``, as
+    JSON), to be written as given by platforms whose posts carry them."""
 
 
 @dataclass(frozen=True, kw_only=True)

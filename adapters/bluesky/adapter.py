@@ -178,10 +178,12 @@ class BlueskyAdapter:
         facets = await self._facets(text)
         reply = await self._reply_ref(post.reply_to) if post.reply_to else None
         shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
+        labels = dict(post.self_labels) if post.self_labels is not None else (
+            sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None
+        )
         return post_record(
             text=text, created_at=created_at_for(post, self._clock()),
-            language=post.language, facets=facets, reply=reply, embed=post.embed,
-            labels=sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None,
+            language=post.language, facets=facets, reply=reply, embed=post.embed, labels=labels,
         )
 
     async def _facets(self, text: str) -> list[dict[str, Any]]:

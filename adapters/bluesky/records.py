@@ -24,6 +24,8 @@ Mapping of the post
 * ``embed`` (a client's own ``app.bsky.embed.*``, through Byline's XRPC surface) → written
   as given; ``media`` then holds the blobs it refers to, each uploaded again just before the
   record is written, so that the PDS has them however long the post waited.
+* ``self_labels`` (a client's own, through Byline's XRPC surface) → ``labels`` as given, in
+  place of the label below.
 * Content warnings: Bluesky has no spoiler text and no self-label that hides a post's text
   (``!warn`` is ignored by the app when the author sets it). So ``spoiler_text`` is kept where
   readers see it first: the text becomes ``"CW: <spoiler_text>\\n\\n<text>"`` (and counts

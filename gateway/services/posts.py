@@ -85,6 +85,9 @@ class PostOptions:
     embed: Mapping[str, Any] | None = None
     """An embed a client built (Bluesky's ``app.bsky.embed.*``, as JSON), written as given;
     the blobs it refers to are among ``media_ids``."""
+    self_labels: Mapping[str, Any] | None = None
+    """Self-labels a client gave the post (Bluesky's ``com.atproto.label.defs#selfLabels``, as
+    JSON), written as given."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:

@@ -78,6 +78,7 @@ _SEARCH_PAGE: Final = 500
 _CREATE: Final = "com.atproto.repo.applyWrites#create"
 _UPDATE: Final = "com.atproto.repo.applyWrites#update"
 _DELETE: Final = "com.atproto.repo.applyWrites#delete"
+_SELF_LABELS: Final = "com.atproto.label.defs#selfLabels"
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _CANCELLABLE: Final = frozenset({State.HELD, State.SCHEDULED, State.SUGGESTED, State.FAILED})
 _GONE: Final = frozenset(
@@ -219,6 +220,9 @@ def parse_post_record(value: Any) -> PostRecord:
             raise _invalid_record(f"Record/langs: {lang!r} is not a language tag")
     if record.reply is not None and not record.reply.parent.uri.startswith("at://"):
         raise _invalid_record("Record/reply/parent/uri must be an at:// URI")
+    if record.labels is not None and record.labels.model_extra and \
+            record.labels.model_extra.get("$type", _SELF_LABELS) != _SELF_LABELS:
+        raise _invalid_record(f"Record/labels/$type must be {_SELF_LABELS}")
     if record.embed is not None:
         try:
             check_embed(record.embed)
@@ -236,6 +240,7 @@ def _options(record: PostRecord) -> PostOptions:
         language=record.langs[0] if record.langs else None,
         # Normalised to the form a PDS surely accepts; the CID is computed over this form.
         created_at=iso_datetime(created),
+        self_labels=record.model_dump(by_alias=True, exclude_unset=True)["labels"] if record.labels else None,
     )
 
 
@@ -445,7 +450,7 @@ class XrpcRepo:
         outbound = OutboundPost(
             post_id=post.id, idempotency_key="", text=post.display_text,
             reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
-            created_at=options.created_at, embed=options.embed,
+            created_at=options.created_at, embed=options.embed, self_labels=options.self_labels,
         )
         if loaded.policy.platform == "bluesky":
             adapter = self._platforms.adapter_for(loaded)
@@ -459,7 +464,7 @@ class XrpcRepo:
         guess = post_record(
             text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
             language=outbound.language, facets=link_facets(outbound.text), reply=reply,
-            embed=record.embed,
+            embed=record.embed, labels=dict(options.self_labels) if options.self_labels else None,
         )
         return record_cid(guess)
 

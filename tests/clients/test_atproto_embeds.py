@@ -143,6 +143,24 @@ async def test_images_link_card_and_quote_land_exactly_as_built(
         served = await pds_get(bluesky_pds, "com.atproto.sync.getBlob", did=account.did, cid=blob_cid(data))
         assert served == (200, data)
 
+    # A post the SDK builds whole, self-labelled: its labels go out as given, not as Byline's own.
+    nude = png(2, 2, f"n{tag}")
+    nude_blob = (await run(client.upload_blob, nude)).blob
+    labelled = await run(client.app.bsky.feed.post.create, account.did, models.AppBskyFeedPost.Record(
+        text="Life drawing", created_at=client.get_current_time_iso(),
+        embed=models.AppBskyEmbedImages.Main(images=[models.AppBskyEmbedImages.Image(alt="A figure", image=nude_blob)]),
+        labels=models.ComAtprotoLabelDefs.SelfLabels(values=[models.ComAtprotoLabelDefs.SelfLabel(val="nudity")]),
+    ))
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, labelled.uri)
+    assert landed is not None
+    assert (landed["cid"], landed["value"]["labels"], landed["value"]["embed"]["images"][0]["image"]) == (
+        labelled.cid,
+        {"$type": "com.atproto.label.defs#selfLabels",
+         "values": [{"$type": "com.atproto.label.defs#selfLabel", "val": "nudity"}]},
+        blob_json(nude),
+    )
+
     thumb = png(4, 4, f"t{tag}")
     uploaded = await run(client.upload_blob, thumb)
     card = models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
