@@ -70,14 +70,14 @@ async def test_an_app_token_answers_for_the_app_and_for_no_account(world: World,
                        (writer.media_post, (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))):
         with pytest.raises(MastodonAPIError) as refused:
             await world.run(call, *args)
-        assert refused.value.args[1] == 403, call
+        assert refused.value.args[1] == 422, call
     assert await _stored_posts(world) == before
     auth = {"Authorization": f"Bearer {answer['access_token']}"}
     for path in ("/api/v1/statuses", "/api/v1/timelines/home", "/api/v1/accounts/verify_credentials",
                  "/api/v1/notifications"):
         method = "POST" if path == "/api/v1/statuses" else "GET"
         async with http.request(method, world.base + path, headers=auth, data={"status": "x"}) as response:
-            assert (response.status, await response.json()) == (403, {"error": USER_REQUIRED}), path
+            assert (response.status, await response.json()) == (422, {"error": USER_REQUIRED}), path
     await world.gateway.tick()
     assert world.upstream.statuses(world.upstream_account) == []
 

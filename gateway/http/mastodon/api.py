@@ -58,9 +58,9 @@ async def _auth(request: web.Request, scope: str) -> ClientAuth:
         return await _service(request).authenticate(token, scope=scope)
     except BylineError as exc:
         # An app's own token (client_credentials) stands for no account: refused as Mastodon
-        # refuses it where a user is required, not as a token unknown.
+        # refuses it where a user is required (422, as its require_user! answers), not as a token unknown.
         if exc.code is Code.UNAUTHENTICATED and await request.config_dict[OAUTH].app_token(token) is not None:
-            raise BylineError(Code.FORBIDDEN, USER_REQUIRED) from None
+            raise BylineError(Code.VALIDATION, USER_REQUIRED, verbatim=True) from None
         raise
 
 

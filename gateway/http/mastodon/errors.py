@@ -31,7 +31,8 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
         rule, reason = exc.details.get("rule"), exc.details.get("reason")
         return {"error": f"Validation failed: {reason} (rule {rule})",
                 "byline": {"rule": rule, "reason": reason}}
-    if exc.code is Code.VALIDATION and not exc.message.startswith("Validation failed"):
+    if exc.code is Code.VALIDATION and not exc.message.startswith("Validation failed") and not exc.details.get(
+            "verbatim"):
         return {"error": f"Validation failed: {exc.message}"}
     return {"error": exc.message}
 
