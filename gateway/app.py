@@ -105,6 +105,9 @@ async def readyz(request: web.Request) -> web.Response:
         "problems": problems,
         "accounts_unhealthy": sorted(unhealthy),
         "policy_errors": len(request.app[POLICIES].errors()),
+        # Accounts whose file here is not the version in force (that version is enforced here):
+        # a replica whose files have not arrived yet, or were given other files.
+        "policy_drift": {account: d.to_json() for account, d in sorted(request.app[POLICIES].drift.items())},
     }
     return web.json_response(body, status=200 if not problems else 503)
 
@@ -168,6 +171,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         db=db, appender=appender, policies=registry, clock=clock,
         wake_publisher=publisher.wake, auditors=settings.auditor_names, metrics=metrics,
     )
+    posts.refresh_policies = app[POLICIES].sync
     app[PUBLISHED] = published = PublishedPosts(posts=posts, platforms=platforms)
     app[CHECKPOINTS] = checkpoints = CheckpointService(
         db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,

@@ -139,6 +139,15 @@ def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
     return ((owner,) if isinstance(owner, str) else ()), 1
 
 
+def _policy_version(kind: str, extra: Any) -> int | None:
+    """The version a policy entry's facts name: (sha256, summary, version) for a policy recorded,
+    (version,) for a removal; None for entries from before versions were numbered."""
+    if not isinstance(extra, tuple):
+        return None
+    at = 0 if kind == "policy.removed" else 2
+    return extra[at] if len(extra) > at and type(extra[at]) is int else None
+
+
 class Replay:
     """Feeds on facts in log order; collects (index, problem) for every broken rule."""
 
@@ -147,6 +156,7 @@ class Replay:
         self._policy: dict[str, _Policy] = {}
         self._previous: dict[str, _Policy] = {}
         self._pending: dict[str, list[_Pending]] = {}
+        self._policy_versions: dict[str, int] = {}
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
         self.posts_seen = 0
@@ -224,6 +234,14 @@ class Replay:
     def _policy_event(self, index: int, kind: str, account: str | None, extra: Any) -> None:
         if account is None:
             return
+        # One record a version: each account's policy entries are its versions 1, 2, 3… in
+        # log order, whichever gateway recorded them (entries from before versions were
+        # numbered name none, and are counted all the same).
+        count = self._policy_versions[account] = self._policy_versions.get(account, 0) + 1
+        version = _policy_version(kind, extra)
+        if version is not None and version != count:
+            self._bad(index, f"{kind} for {account} says policy version {version}, but it is the account's "
+                             f"policy record number {count}: a version recorded twice, or one left out")
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:
@@ -232,7 +250,7 @@ class Replay:
             return
         if not isinstance(extra, tuple):
             return
-        sha256, summary = extra
+        sha256, summary = extra[:2]
         old = self._policy.get(account)
         if old is not None:
             self._previous[account] = old

@@ -174,10 +174,16 @@ def _schemas() -> dict[str, Any]:
             "old": _INT, "new": _INT, "proof": {"type": "array", "items": b64}}},
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
         "Readiness": {
-            "type": "object", "required": ["status", "problems", "accounts_unhealthy", "policy_errors"],
+            "type": "object",
+            "required": ["status", "problems", "accounts_unhealthy", "policy_errors", "policy_drift"],
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]}, "problems": _OBJECT,
                 "accounts_unhealthy": _NAMES, "policy_errors": {"type": "integer", "minimum": 0},
+                "policy_drift": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["file_sha256", "version_in_force", "sha256_in_force"],
+                    "properties": {"file_sha256": {"type": ["string", "null"]},
+                                   "version_in_force": {"type": ["integer", "null"]},
+                                   "sha256_in_force": {"type": ["string", "null"]}}}},
             },
         },
     }

@@ -56,6 +56,8 @@ class LoadedPolicy:
     policy: Policy
     path: Path
     sha256: str
+    text: str = field(default="", repr=False, compare=False)
+    """The file's text, as recorded with each version (``gateway.storage.policies``)."""
 
 
 def _child(node: yaml.Node, key: object) -> yaml.Node | None:
@@ -171,7 +173,7 @@ def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPoli
         raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
     rules = rules or CredentialRules(policy_dir=path.parent)
     policy = parse_policy(text, name=path.name, expected_account=path.stem, rules=rules)
-    return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest())
+    return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -209,11 +211,17 @@ class PolicyChange:
 
 @dataclass
 class PolicyRegistry:
-    """The policies in force, and the errors of files that were refused."""
+    """The policies in force, what the directory's files hold, and the errors of files refused.
+
+    Alone, a registry puts what its files hold in force (:meth:`reload`). A gateway's
+    ``PolicyService`` reads the files (:meth:`read`) and puts in force what the database
+    records (:meth:`enforce`), which the files may not hold yet (another replica recorded a
+    change first) or no longer."""
 
     directory: Path
     rules: CredentialRules | None = None
     policies: dict[str, LoadedPolicy] = field(default_factory=dict)
+    files: dict[str, LoadedPolicy] = field(default_factory=dict)
     errors: dict[str, list[PolicyIssue]] = field(default_factory=dict)
 
     def get(self, account: str) -> LoadedPolicy | None:
@@ -221,14 +229,31 @@ class PolicyRegistry:
         return self.policies.get(account)
 
     def reload(self) -> list[PolicyChange]:
-        """Read the directory again and apply what is valid; return what changed."""
+        """Read the directory again and put what is valid in force; return what changed."""
+        changes = self.read()
+        self.policies = dict(self.files)
+        return changes
+
+    def enforce(self, policies: dict[str, LoadedPolicy]) -> None:
+        """Put these policies in force (and no others)."""
+        self.policies = policies
+
+    def parse(self, text: str, *, account: str, file: str, sha256: str) -> LoadedPolicy:
+        """A policy recorded elsewhere (its file's text), validated under this directory's rules."""
+        rules = self.rules or CredentialRules(policy_dir=self.directory)
+        policy = parse_policy(text, name=file, expected_account=account, rules=rules)
+        return LoadedPolicy(policy=policy, path=self.directory / file, sha256=sha256, text=text)
+
+    def read(self) -> list[PolicyChange]:
+        """Read the directory again into ``files`` (a file that does not validate leaves what
+        was read of it before); return what changed there. What is in force is left alone."""
         changes: list[PolicyChange] = []
         seen: set[str] = set()
         errors: dict[str, list[PolicyIssue]] = {}
         for path in policy_files(self.directory) if self.directory.is_dir() else []:
             account = path.stem
             seen.add(account)
-            current = self.policies.get(account)
+            current = self.files.get(account)
             try:
                 raw = path.read_bytes()
             except OSError as exc:
@@ -241,12 +266,12 @@ class PolicyRegistry:
             except PolicyFileError as exc:
                 errors[path.name] = exc.issues
                 continue
-            self.policies[account] = loaded
+            self.files[account] = loaded
             changes.append(
                 PolicyChange(account=account, kind="changed" if current else "loaded", old=current, new=loaded)
             )
-        for account in sorted(set(self.policies) - seen):
-            old = self.policies.pop(account)
+        for account in sorted(set(self.files) - seen):
+            old = self.files.pop(account)
             changes.append(PolicyChange(account=account, kind="removed", old=old, new=None))
         self.errors = errors
         return changes

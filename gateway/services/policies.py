@@ -1,9 +1,25 @@
-"""Keeping the policies in force in step with the files, and recording every change of voice.
+"""Keeping the policies in force in step with the files, and recording every change of voice,
+once, whichever gateway sees it first.
 
-At start and on every reload, each account whose policy differs from the one last recorded
-gets a ``policy.loaded``, ``policy.changed`` or ``policy.removed`` event naming what changed
-(tier, writers, approvers, delay, rules, file hash). A file that does not validate is refused:
-the old policy stays in force and the error is kept for the API and logged.
+Each account's policy goes through numbered versions, recorded in the database
+(``gateway.storage.policies``) and in the log (``policy.loaded``, ``policy.changed`` or
+``policy.removed``, naming the version and what changed: tier, writers, approvers, delay,
+rules, file hash). Every gateway sharing the database puts in force the version recorded
+there, not what its own files say at the moment, so replicas whose files arrive at different
+moments (a ConfigMap rolling out, a ``git pull`` on each host) enforce one policy.
+
+At start and on every reload a gateway reads its directory and compares each file with the
+version in force:
+
+- the same file: the gateway agrees with it;
+- a file never recorded for the account (an admin's new edit): recorded as the next version;
+- a file that was recorded before, or no file at all: recorded (a change back, or a removal)
+  only if this gateway's files held the version in force until now, that is, if its own files
+  changed; otherwise the gateway is behind (or was given other files) and it records nothing:
+  it reports the drift in ``/readyz`` and its log, and enforces the version in force.
+
+A file that does not validate is refused: the version in force stays and the error is kept
+for the API and logged.
 """
 
 from __future__ import annotations
@@ -11,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -18,13 +35,16 @@ import structlog
 from gateway.audit.appender import Appender, LogTxn
 from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
-from gateway.policy.loader import LoadedPolicy, PolicyIssue, PolicyRegistry
+from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry
 from gateway.services.posts import redecide_pending
-from gateway.storage import log as log_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage.db import Database
 from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.policies")
+
+_UNKNOWN = "?"
+"""What a gateway agrees with for an account it has not yet seen its files match."""
 
 
 def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
@@ -32,16 +52,42 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
     return [k for k in keys if (old or {}).get(k) != (new or {}).get(k)]
 
 
-def _writers(head: Any) -> frozenset[str] | None:
-    """Who wrote for an account under its last recorded policy; None when none was."""
+def _writers(head: policy_sql.Head | None) -> frozenset[str] | None:
+    """Who wrote for an account under its policy in force; None when none was."""
     if head is None:
         return None
-    writers = json.loads(head["summary"]).get("writers")
+    writers = json.loads(head.summary).get("writers")
     return frozenset(w for w in writers if isinstance(w, str)) if isinstance(writers, list) else frozenset()
 
 
+@dataclass(frozen=True)
+class Drift:
+    """An account whose file here is not the version in force (nor a change this gateway may record)."""
+
+    file_sha256: str | None
+    """The file here (None: no file)."""
+    version: int | None
+    """The version in force (None: no policy in force)."""
+    sha256: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file_sha256": self.file_sha256, "version_in_force": self.version, "sha256_in_force": self.sha256}
+
+
+@dataclass
+class _Synced:
+    """What one sync's work found: filled again each time the work runs."""
+
+    recorded: list[str] = field(default_factory=list)
+    moved: list[tuple[LoadedPolicy | None, State]] = field(default_factory=list)
+    heads: dict[str, policy_sql.Head] = field(default_factory=dict)
+    bodies: dict[tuple[str, str], str] = field(default_factory=dict)
+    drift: dict[str, Drift] = field(default_factory=dict)
+    agreed: dict[str, str | None] = field(default_factory=dict)
+
+
 class PolicyService:
-    """Reloads policy files and records their changes in the log."""
+    """Reloads policy files, records their changes once, and enforces the versions recorded."""
 
     def __init__(
         self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float,
@@ -54,66 +100,143 @@ class PolicyService:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[str, list[PolicyIssue]] = {}
+        self._agreed: dict[str, str | None] = {}
+        self._parsed: dict[tuple[str, str], LoadedPolicy] = {}
+        self._lock = asyncio.Lock()
+        self.drift: dict[str, Drift] = {}
+        """Accounts whose files here differ from the version in force, for ``/readyz``."""
 
     async def sync(self) -> list[str]:
-        """Reload the directory; record every account whose recorded policy differs."""
-        self.registry.reload()
+        """Read the directory; record what changed here; put the recorded versions in force.
+        Return the accounts whose policy this gateway recorded."""
+        async with self._lock:
+            return await self._sync()
+
+    async def _sync(self) -> list[str]:
+        self.registry.read()
         self._report_errors()
-        current = dict(self.registry.policies)
-        moved: list[tuple[LoadedPolicy | None, State]] = []  # posts decided again, for the metrics
+        files = dict(self.registry.files)
+        agreed = dict(self._agreed)
+        synced = _Synced()
 
-        async def work(ltx: LogTxn) -> list[str]:
-            moved.clear()  # a batch run again runs this again
-            heads = {r["account"]: r for r in await log_sql.all_policy_heads(ltx.txn)}
-            recorded: list[str] = []
-            for account, loaded in sorted(current.items()):
-                head = heads.get(account)
-                if head is not None and head["sha256"] == loaded.sha256:
+        async def work(ltx: LogTxn) -> _Synced:
+            nonlocal synced
+            synced = found = _Synced()  # a batch run again runs this again
+            heads = await policy_sql.heads(ltx.txn)
+            for account in sorted(set(files) | set(heads)):
+                local, head = files.get(account), heads.get(account)
+                mine = local.sha256 if local is not None else None
+                in_force = head.sha256 if head is not None else None
+                if mine == in_force:
+                    found.agreed[account] = in_force
+                    if local is not None and head is not None and not head.has_text:
+                        await policy_sql.keep_body(ltx.txn, account=account, sha256=local.sha256, body=local.text)
                     continue
-                await self._record(ltx, loaded, head)
-                moved.extend((loaded, state) for _, state in
-                             await redecide_pending(ltx, account=account, loaded=loaded, before=_writers(head)))
-                recorded.append(account)
-            for account in sorted(set(heads) - set(current)):
-                old = json.loads(heads[account]["summary"])
-                await ltx.append(
-                    "policy.removed", actor="policy-file", account=account,
-                    chain=f"policy:{account}",
-                    data={"previous_sha256": heads[account]["sha256"], "previous": old},
-                )
-                await log_sql.delete_policy_head(ltx.txn, account)
-                moved.extend((None, state) for _, state in
-                             await redecide_pending(ltx, account=account, loaded=None, before=_writers(heads[account])))
-                recorded.append(account)
-            return recorded
+                fresh = local is not None and not await policy_sql.ever_recorded(ltx.txn, account, local.sha256)
+                if fresh or agreed.get(account, _UNKNOWN) == in_force:
+                    version = await policy_sql.last_version(ltx.txn, account) + 1
+                    await self._record(ltx, account, local, head, version, found)
+                    found.agreed[account] = mine
+                    if local is None:
+                        heads.pop(account, None)
+                    else:
+                        heads[account] = policy_sql.Head(account, version, local.sha256, local.path.name,
+                                                         json.dumps(local.policy.summary()))
+                    continue
+                if account in agreed:
+                    found.agreed[account] = agreed[account]
+                found.drift[account] = Drift(mine, head.version if head else None, in_force)
+                if head is not None:
+                    found.bodies.update(await policy_sql.bodies(ltx.txn, [(account, head.sha256)]))
+            found.heads = heads
+            return found
 
-        changed: list[str] = await self._appender.submit(work)
-        for loaded, state in moved:
+        await self._appender.submit(work)
+        self._agreed = synced.agreed
+        self.registry.enforce(self._in_force(files, synced))
+        self._report_drift(synced.drift)
+        for loaded, state in synced.moved:
             self._metrics.post_event(loaded, "post.redecided", state)
-        for account in changed:
-            logger.info("policy_recorded", account=account)
-        return changed
+        for account in synced.recorded:
+            logger.info("policy_recorded", account=account, version=synced.heads[account].version
+                        if account in synced.heads else None)
+        return synced.recorded
 
-    async def _record(self, ltx: LogTxn, loaded: LoadedPolicy, head: Any) -> None:
-        summary = loaded.policy.summary()
-        old = json.loads(head["summary"]) if head is not None else None
-        await ltx.append(
-            "policy.changed" if head is not None else "policy.loaded",
-            actor="policy-file",
-            account=loaded.policy.account,
-            chain=f"policy:{loaded.policy.account}",
-            data={
-                "file": loaded.path.name,
-                "sha256": loaded.sha256,
-                "previous_sha256": head["sha256"] if head is not None else None,
-                "changed": _diff(old, summary),
-                "policy": summary,
-            },
-        )
-        await log_sql.set_policy_head(
-            ltx.txn, account=loaded.policy.account, sha256=loaded.sha256,
-            summary=json.dumps(summary), at=ltx.now,
-        )
+    async def _record(
+        self, ltx: LogTxn, account: str, local: LoadedPolicy | None, head: policy_sql.Head | None, version: int,
+        found: _Synced,
+    ) -> None:
+        """Record the file here (or its absence) as the account's next version, and decide its
+        pending posts again under it."""
+        old = json.loads(head.summary) if head is not None else None
+        if local is None:
+            await ltx.append(
+                "policy.removed", actor="policy-file", account=account, chain=f"policy:{account}",
+                data={"version": version, "previous_sha256": head.sha256 if head else None, "previous": old},
+            )
+            await policy_sql.record(ltx.txn, account=account, version=version, sha256=None, file=None, body=None,
+                                    summary=json.dumps(old or {}), at=ltx.now)
+        else:
+            summary = local.policy.summary()
+            await ltx.append(
+                "policy.changed" if head is not None else "policy.loaded",
+                actor="policy-file", account=account, chain=f"policy:{account}",
+                data={
+                    "version": version,
+                    "file": local.path.name,
+                    "sha256": local.sha256,
+                    "previous_sha256": head.sha256 if head is not None else None,
+                    "changed": _diff(old, summary),
+                    "policy": summary,
+                },
+            )
+            await policy_sql.record(ltx.txn, account=account, version=version, sha256=local.sha256,
+                                    file=local.path.name, body=local.text, summary=json.dumps(summary), at=ltx.now)
+        found.moved.extend((local, state) for _, state in
+                           await redecide_pending(ltx, account=account, loaded=local, before=_writers(head)))
+        found.recorded.append(account)
+
+    def _in_force(self, files: dict[str, LoadedPolicy], synced: _Synced) -> dict[str, LoadedPolicy]:
+        """The recorded versions as policies: the file here where it is the same, else the
+        version's recorded text, validated here."""
+        in_force: dict[str, LoadedPolicy] = {}
+        for account, head in synced.heads.items():
+            local = files.get(account)
+            if local is not None and local.sha256 == head.sha256:
+                in_force[account] = local
+                continue
+            key = (account, head.sha256)
+            parsed = self._parsed.get(key)
+            body = synced.bodies.get(key)
+            if parsed is None and body is not None:
+                try:
+                    parsed = self.registry.parse(body, account=account, file=head.file or f"{account}.yaml",
+                                                 sha256=head.sha256)
+                except PolicyFileError as exc:
+                    logger.error("policy_in_force_refused_here", account=account, version=head.version,
+                                 errors=[str(i) for i in exc.issues])
+                else:
+                    self._parsed[key] = parsed
+            if parsed is not None:
+                in_force[account] = parsed
+            elif local is not None:
+                # A version recorded before versions kept their text, and not the file here:
+                # posts for the account are refused (their check finds the versions differ).
+                in_force[account] = local
+        return in_force
+
+    def _report_drift(self, drift: dict[str, Drift]) -> None:
+        for account, found in drift.items():
+            if self.drift.get(account) != found:
+                logger.warning(
+                    "policy_drift", account=account, file_sha256=found.file_sha256,
+                    version_in_force=found.version, sha256_in_force=found.sha256,
+                    meaning="this gateway's policy file is not the version in force; the version in force is "
+                            "enforced here, and nothing is recorded until the file is the same or changes again",
+                )
+        for account in set(self.drift) - set(drift):
+            logger.info("policy_drift_ended", account=account)
+        self.drift = drift
 
     def _report_errors(self) -> None:
         for name, issues in self.registry.errors.items():

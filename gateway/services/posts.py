@@ -8,6 +8,7 @@ one transaction, so two approvers (or two replicas) racing cannot both win.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import threading
@@ -15,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock
@@ -49,6 +50,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row
 from gateway.storage.posts import PostRecord
@@ -159,6 +161,34 @@ _ids_given = threading.Lock()
 _last_id = 0
 
 
+class PolicyMoved(Exception):
+    """The policy a decision was made under is no longer the account's version in force: raised
+    in the work, so that nothing of it is stored, and the decision made again."""
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_POLICY_TRIES: Final = 3
+
+
+def _under_policy_in_force(
+    method: Callable[Concatenate[PostService, _P], Awaitable[_T]],
+) -> Callable[Concatenate[PostService, _P], Awaitable[_T]]:
+    """Run a decision again, with the versions in force put in force here first, when the one
+    it was made under was replaced meanwhile (by a reload here, or by another gateway)."""
+
+    @functools.wraps(method)
+    async def decided(self: PostService, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for _ in range(_POLICY_TRIES):
+            try:
+                return await method(self, *args, **kwargs)
+            except PolicyMoved:
+                await self._refresh_policies()
+        raise BylineError(Code.UNAVAILABLE, "the account's policy is changing: try again in a moment")
+
+    return decided
+
+
 def new_post_id() -> str:
     """A time-ordered numeric id, as Mastodon clients expect: milliseconds, then 20 bits.
 
@@ -194,6 +224,8 @@ class PostService:
     """People who may read every account's posts, and never act on them."""
     metrics: Metrics = NOT_SCRAPED
     """Counts each change once it has committed."""
+    refresh_policies: Callable[[], Awaitable[object]] | None = None
+    """Puts in force here the versions recorded in the database (``PolicyService.sync``)."""
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -247,6 +279,22 @@ class PostService:
     def _authorize(self, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
         return authorize(self.policies.get(post.account), caller, post, act)
 
+    async def _check_in_force(self, ltx: LogTxn, loaded: LoadedPolicy) -> None:
+        """Raise :class:`PolicyMoved` unless ``loaded`` is the account's version in force, as
+        recorded in the database (where every gateway sharing it records its changes)."""
+        if await policy_sql.head_sha256(ltx.txn, loaded.policy.account) != loaded.sha256:
+            raise PolicyMoved(loaded.policy.account)
+
+    async def _authorized(self, ltx: LogTxn, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
+        """:meth:`_authorize` inside a work, under the version in force only."""
+        loaded = self._authorize(caller, post, act)
+        await self._check_in_force(ltx, loaded)
+        return loaded
+
+    async def _refresh_policies(self) -> None:
+        if self.refresh_policies is not None:
+            await self.refresh_policies()
+
     async def _row(self, post_id: str) -> PostRecord:
         async with self.db.read() as txn:
             post = await sql.get_post(txn, post_id)
@@ -256,6 +304,7 @@ class PostService:
 
     # -- submission ----------------------------------------------------------------------
 
+    @_under_policy_in_force
     async def submit(
         self,
         caller: Caller,
@@ -337,13 +386,9 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> str:
-            now_in_force = self.policies.get(policy.account)
-            needs = {Role.WRITER, Role.SUGGESTER} if decision.outcome is Outcome.SUGGESTED else {Role.WRITER}
-            if now_in_force is None or (
-                now_in_force.sha256 != loaded.sha256 and not roles(now_in_force.policy, author) & needs
-            ):
-                # The policy changed while the post was being decided and took the role away.
-                raise BylineError(Code.FORBIDDEN, f"{author} may no longer write for {policy.account}")
+            # The policy may have changed (here or on another gateway) while the post was being
+            # decided: then it is decided again under the version in force.
+            await self._check_in_force(ltx, loaded)
             state = State(decision.outcome.value)
             gate = decision.gate
             expires = (
@@ -391,6 +436,7 @@ class PostService:
 
     # -- changes -------------------------------------------------------------------------
 
+    @_under_policy_in_force
     async def edit(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
         alongside: Callable[[LogTxn, str], Awaitable[Mapping[str, Any] | None]] | None = None,
@@ -415,7 +461,7 @@ class PostService:
 
         async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
-            in_force = self._authorize(caller, current, Act.EDIT)
+            in_force = await self._authorized(ltx, caller, current, Act.EDIT)
             check_approvers_left(in_force, caller, current)
             state = State(current.state)
             transition(state, Action.EDIT)
@@ -477,6 +523,7 @@ class PostService:
         self.wake_publisher()
         return await self.view(caller, post_id)
 
+    @_under_policy_in_force
     async def approve(self, caller: Caller, post_id: str, *, version: int | None) -> PostView:
         """One approval of the version the approver saw; the one that reaches the required count
         of approvers who wrote none of it schedules the post."""
@@ -489,7 +536,7 @@ class PostService:
         async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
             # Decided again inside the transaction: the post or the policy may have changed since.
-            in_force = self._authorize(caller, current, Act.APPROVE)
+            in_force = await self._authorized(ltx, caller, current, Act.APPROVE)
             version = check_version(current, seen)
             check_no_words(in_force, caller, current)
             policy = in_force.policy
@@ -523,6 +570,7 @@ class PostService:
         self.wake_publisher()
         return await self.view(caller, post_id)
 
+    @_under_policy_in_force
     async def reject(
         self, caller: Caller, post_id: str, *, version: int | None, reason: str | None
     ) -> PostView:
@@ -533,7 +581,7 @@ class PostService:
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
-            in_force = self._authorize(caller, current, Act.REJECT)
+            in_force = await self._authorized(ltx, caller, current, Act.REJECT)
             version = check_version(current, seen)
             new_state = transition(State(current.state), Action.REJECT)
             if not await sql.insert_decision(
@@ -550,8 +598,9 @@ class PostService:
         self.metrics.post_event(loaded, "post.rejected", State.REJECTED)
         return await self.view(caller, post_id)
 
+    @_under_policy_in_force
     async def _simple(
-        self, caller: Caller, post_id: str, act: Act, action: Action, event: str,
+        self, /, caller: Caller, post_id: str, act: Act, action: Action, event: str,
         data: dict[str, Any] | None = None, **changes: Any,
     ) -> PostView:
         post = await self._row(post_id)
@@ -559,7 +608,7 @@ class PostService:
 
         async def work(ltx: LogTxn) -> State:
             current = await self._load(ltx, post_id)
-            in_force = self._authorize(caller, current, act)
+            in_force = await self._authorized(ltx, caller, current, act)
             new_state = transition(State(current.state), action)
             await self._cas(ltx, current, new_state, **changes)
             await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
@@ -589,6 +638,7 @@ class PostService:
         self.wake_publisher()
         return result
 
+    @_under_policy_in_force
     async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
         """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
         post = await self._row(post_id)
@@ -609,7 +659,7 @@ class PostService:
 
         async def work(ltx: LogTxn) -> str:
             current = await self._load(ltx, post_id)
-            in_force = self._authorize(caller, current, Act.ADOPT)
+            in_force = await self._authorized(ltx, caller, current, Act.ADOPT)
             new_state = transition(State(current.state), Action.ADOPT)
             new_id: str = await create(ltx)
             await self._cas(ltx, current, new_state, adopted_into=new_id)

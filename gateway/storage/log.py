@@ -100,30 +100,6 @@ def _merged(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-async def policy_head(txn: Txn, account: str) -> Row | None:
-    """The last recorded policy of an account."""
-    return await txn.fetchone("SELECT sha256, summary FROM policy_heads WHERE account = ?", account)
-
-
-async def all_policy_heads(txn: Txn) -> list[Row]:
-    """Every account's last recorded policy."""
-    return await txn.fetchall("SELECT account, sha256, summary FROM policy_heads")
-
-
-async def set_policy_head(txn: Txn, *, account: str, sha256: str, summary: str, at: int) -> None:
-    """Remember the policy just recorded for an account."""
-    await txn.execute("DELETE FROM policy_heads WHERE account = ?", account)
-    await txn.execute(
-        "INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
-        account, sha256, summary, at,
-    )
-
-
-async def delete_policy_head(txn: Txn, account: str) -> None:
-    """Forget an account whose policy file was removed."""
-    await txn.execute("DELETE FROM policy_heads WHERE account = ?", account)
-
-
 async def latest_checkpoint(txn: Txn) -> Row | None:
     """The signed checkpoint of the largest tree size, if any."""
     return await txn.fetchone(

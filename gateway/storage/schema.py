@@ -266,6 +266,18 @@ _V9 = [
     "CREATE INDEX oauth_app_tokens_client ON oauth_app_tokens (client_id)",
 ]
 
+# Version 10: one policy history for every gateway on the database. Each version an account's
+# policy goes through is recorded once, numbered (a removal is a version too), with its file's
+# text, so that replicas whose files differ enforce the version recorded. Versions recorded
+# before are numbered by the log's policy entries of each account, the last one in force.
+_V10 = [
+    "CREATE TABLE policy_versions (account TEXT NOT NULL, version BIGINT NOT NULL, sha256 TEXT, file TEXT, "
+    "body TEXT, summary TEXT NOT NULL, recorded_at BIGINT NOT NULL, PRIMARY KEY (account, version))",
+    "CREATE INDEX policy_versions_sha256 ON policy_versions (account, sha256)",
+    "ALTER TABLE policy_heads ADD COLUMN version BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE policy_heads ADD COLUMN file TEXT",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -352,10 +364,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V8)
     if version == 9:
         return list(_V9)
+    if version == 10:
+        return list(_V10)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 9
+LATEST = 10
 
 
 async def _editors_from_versions(txn: Any) -> None:
@@ -404,6 +418,28 @@ async def _texts_by_entry(txn: Any) -> None:
     await txn.execute(_V3_DONE)
 
 
+async def _policy_versions_from_log(txn: Any) -> None:
+    """Number each account's policy as the log counts its policy entries: the version in force
+    (or the removal last recorded) is the last of them."""
+    counts = await txn.fetchall(
+        "SELECT account, count(*) AS n, max(ts) AS at FROM log_entries "
+        "WHERE type IN ('policy.loaded', 'policy.changed', 'policy.removed') AND account IS NOT NULL GROUP BY account"
+    )
+    heads = {r["account"]: r for r in await txn.fetchall("SELECT account, sha256, summary FROM policy_heads")}
+    for row in counts:
+        account, version = row["account"], int(row["n"])
+        head = heads.get(account)
+        await txn.execute(
+            "INSERT INTO policy_versions (account, version, sha256, file, body, summary, recorded_at) "
+            "VALUES (?, ?, ?, ?, NULL, ?, ?)",
+            account, version, head["sha256"] if head else None, f"{account}.yaml" if head else None,
+            head["summary"] if head else "{}", int(row["at"] or 0),
+        )
+        if head is not None:
+            await txn.execute("UPDATE policy_heads SET version = ?, file = ? WHERE account = ?",
+                              version, f"{account}.yaml", account)
+
+
 async def _lock(db: Any, txn: Any) -> None:
     if db.dialect == "postgresql":
         # Several replicas may start at once: one migrates, the others wait here.
@@ -423,6 +459,8 @@ async def _apply(txn: Any, dialect: str, version: int) -> None:
         await txn.execute(
             "INSERT INTO notify_cursor (id, next_idx, updated_at) SELECT 1, size, 0 FROM log_state WHERE id = 1"
         )
+    if version == 10:
+        await _policy_versions_from_log(txn)
     await txn.execute(
         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, CURRENT_TIMESTAMP)", version
     )

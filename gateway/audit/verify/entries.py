@@ -103,6 +103,12 @@ def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
     return (kind, body["actor"], body["account"], body["post"], extra), None
 
 
+def _version(data: dict[str, Any]) -> int | None:
+    """A policy entry's version number (entries logged before versions were numbered have none)."""
+    version = data.get("version")
+    return version if type(version) is int else None
+
+
 def _str_list(value: Any) -> tuple[str, ...] | None:
     if type(value) is not list:
         return None
@@ -154,8 +160,8 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         sha, summary = data.get("sha256"), data.get("policy")
         if type(sha) is not str or type(summary) is not dict:
             return None, f"{kind} lacks data.sha256 or data.policy"
-        return (sha, summary), None
+        return (sha, summary, _version(data)), None
     if kind == "policy.removed":
-        return None, None
+        return (_version(data),), None
     state, version = data.get("state"), data.get("version")
     return (state if type(state) is str else None, version if type(version) is int else None, _sha(data)), None

@@ -1,0 +1,98 @@
+"""SQL for the policy history: one row a recorded version, and each account's version in force.
+
+``policy_versions`` holds every version an account's policy went through, numbered from 1 in
+the order they were recorded (a removal is a version too, with no file); ``policy_heads`` the
+one in force. Every gateway sharing the database reads the policy in force from here, so the
+replicas enforce one policy whatever their own files say at the moment (see
+``gateway.services.policies``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.storage.db import Txn
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """An account's policy in force: its version, the file's SHA-256 and name, its summary."""
+
+    account: str
+    version: int
+    sha256: str
+    file: str | None
+    summary: str
+    has_text: bool = True
+    """Whether the version's file text is recorded (versions recorded before texts were kept lack it)."""
+
+
+async def heads(txn: Txn) -> dict[str, Head]:
+    """Every account's policy in force."""
+    rows = await txn.fetchall(
+        "SELECT h.account, h.version, h.sha256, h.file, h.summary, v.body IS NOT NULL AS has_text "
+        "FROM policy_heads h LEFT JOIN policy_versions v ON v.account = h.account AND v.version = h.version"
+    )
+    return {r["account"]: Head(r["account"], int(r["version"]), r["sha256"], r["file"], r["summary"],
+                               bool(r["has_text"])) for r in rows}
+
+
+async def head_sha256(txn: Txn, account: str) -> str | None:
+    """The SHA-256 of the policy in force for ``account``; None when it has none."""
+    row = await txn.fetchone("SELECT sha256 FROM policy_heads WHERE account = ?", account)
+    return None if row is None else str(row["sha256"])
+
+
+async def last_version(txn: Txn, account: str) -> int:
+    """The number of the account's last recorded version (0 when it has none)."""
+    row = await txn.fetchone("SELECT max(version) AS v FROM policy_versions WHERE account = ?", account)
+    return int(row["v"]) if row is not None and row["v"] is not None else 0
+
+
+async def ever_recorded(txn: Txn, account: str, sha256: str) -> bool:
+    """Whether a file with this SHA-256 was ever a version of the account's policy."""
+    row = await txn.fetchone(
+        "SELECT 1 AS one FROM policy_versions WHERE account = ? AND sha256 = ? LIMIT 1", account, sha256
+    )
+    return row is not None
+
+
+async def bodies(txn: Txn, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The recorded text of each (account, SHA-256) asked for that has one."""
+    found: dict[tuple[str, str], str] = {}
+    for account, sha256 in wanted:
+        row = await txn.fetchone(
+            "SELECT body FROM policy_versions WHERE account = ? AND sha256 = ? AND body IS NOT NULL "
+            "ORDER BY version DESC LIMIT 1", account, sha256,
+        )
+        if row is not None:
+            found[(account, sha256)] = str(row["body"])
+    return found
+
+
+async def record(
+    txn: Txn, *, account: str, version: int, sha256: str | None, file: str | None, body: str | None,
+    summary: str, at: int,
+) -> None:
+    """Record a version (a removal when ``sha256`` is None) and make it the one in force.
+
+    The primary key (account, version) refuses a second record of one version: two gateways
+    that both saw the same change cannot both record it."""
+    await txn.execute(
+        "INSERT INTO policy_versions (account, version, sha256, file, body, summary, recorded_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", account, version, sha256, file, body, summary, at,
+    )
+    await txn.execute("DELETE FROM policy_heads WHERE account = ?", account)
+    if sha256 is not None:
+        await txn.execute(
+            "INSERT INTO policy_heads (account, sha256, summary, updated_at, version, file) VALUES (?, ?, ?, ?, ?, ?)",
+            account, sha256, summary, at, version, file,
+        )
+
+
+async def keep_body(txn: Txn, *, account: str, sha256: str, body: str) -> None:
+    """Keep the text of a version recorded before texts were kept (the files still had it)."""
+    await txn.execute(
+        "UPDATE policy_versions SET body = ? WHERE account = ? AND sha256 = ? AND body IS NULL", body, account, sha256
+    )

@@ -1,0 +1,187 @@
+"""One policy history for several gateways on one database (issue 17), both databases.
+
+Replicas whose policy files differ, or reach them at different moments, record each version
+once, never a removal or change only one of them sees, report the drift in ``/readyz``, and
+all enforce the version recorded: a post through a replica whose files are behind is decided
+under the new policy, over HTTP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.appkeys import DB
+from gateway.clock import ManualClock
+from tests.audit.synthetic import SyntheticLog, messages, summary
+from tests.conftest import Gateway, started_gateway, write_policy
+
+DIRECT = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: direct
+    owner: alice
+    writers: [alice, carol]
+"""
+COSIGNED = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: co-signed
+    owner: alice
+    writers: [alice, carol]
+    approvals:
+      from: [bob, dave]
+      required: 1
+"""
+SOLO = """
+    account: solo
+    platform: sandbox
+    handle: "@erin"
+    tier: direct
+    owner: erin
+"""
+
+
+def _dir(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
+    """A policy directory beside the others (they share the log key, as replicas do)."""
+    directory = tmp_path / name
+    directory.mkdir()
+    for account, text in files.items():
+        write_policy(directory, account, text)
+    return directory
+
+
+async def _records(gw: Gateway, account: str) -> list[tuple[str, int | None]]:
+    """The account's policy entries in the log (type, version) and, checked against them, its
+    recorded versions."""
+    async with gw.app[DB].read() as txn:
+        entries = await txn.fetchall(
+            "SELECT type, entry FROM log_entries WHERE account = ? AND type LIKE 'policy.%' ORDER BY idx", account)
+        versions = await txn.fetchall(
+            "SELECT version FROM policy_versions WHERE account = ? ORDER BY version", account)
+    import json
+
+    found = [(str(e["type"]), json.loads(bytes(e["entry"]))["data"].get("version")) for e in entries]
+    assert [int(v["version"]) for v in versions] == list(range(1, len(found) + 1))
+    return found
+
+
+async def _ready(gw: Gateway) -> dict[str, Any]:
+    resp = await gw.client.get("/readyz")
+    body: dict[str, Any] = await resp.json()
+    assert resp.status == 200, body
+    return body
+
+
+async def _post(gw: Gateway, account: str, text: str) -> dict[str, Any]:
+    status, body = await gw.call("alice", "POST", "/v1/posts", json={"account": account, "text": text})
+    assert status == 201, body
+    return body
+
+
+async def test_replicas_with_different_files_record_each_version_once(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Two gateways given different files for one account: the second's file is recorded once
+    as version 2, and then nothing, however often each reloads; the first reports the drift
+    and enforces version 2 (a post through it is held for a co-signer)."""
+    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
+    second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+    async with started_gateway(db_url, first, clock) as a:
+        assert await _records(a, "brand") == [("policy.loaded", 1)]
+        async with started_gateway(db_url, second, clock) as b:
+            for _ in range(3):
+                assert await a.sync_policies() == []
+                assert await b.sync_policies() == []
+            assert await _records(a, "brand") == [("policy.loaded", 1), ("policy.changed", 2)]
+            drift = (await _ready(a))["policy_drift"]
+            assert list(drift) == ["brand"] and drift["brand"]["version_in_force"] == 2
+            assert (await _ready(b))["policy_drift"] == {}
+            post = await _post(a, "brand", "Through the replica whose file is behind")
+            assert post["state"] == "held", "decided under the version in force, not under A's file"
+            assert post["approvers"] == ["bob", "dave"]
+
+
+async def test_a_change_rolls_out_replica_by_replica(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
+    """An admin's change reaches one replica first: it records it; a post through the other,
+    before that one has even reloaded, is decided under the change; the other records nothing
+    until its file arrives, and then agrees."""
+    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
+    second = _dir(tmp_path, "policies-b", {"brand": DIRECT})
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        assert await _records(a, "brand") == [("policy.loaded", 1)]
+        write_policy(first, "brand", COSIGNED)
+        assert await a.sync_policies() == ["brand"]
+        post = await _post(b, "brand", "Through the replica that has not reloaded yet")
+        assert post["state"] == "held", "B decided it under version 2, which A recorded"
+        assert await b.sync_policies() == []
+        assert (await _ready(b))["policy_drift"]["brand"]["version_in_force"] == 2
+        write_policy(second, "brand", COSIGNED)
+        assert await b.sync_policies() == []
+        assert (await _ready(b))["policy_drift"] == {}
+        assert await _records(b, "brand") == [("policy.loaded", 1), ("policy.changed", 2)]
+
+
+async def test_a_removal_one_replica_alone_sees_is_not_recorded(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """A replica without an account's file records no removal, and serves the account under the
+    version recorded; the replica whose file is deleted records the removal, once."""
+    first = _dir(tmp_path, "policies-a", {"brand": DIRECT, "solo": SOLO})
+    second = _dir(tmp_path, "policies-b", {"brand": DIRECT})
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        assert await b.sync_policies() == []
+        assert await _records(a, "solo") == [("policy.loaded", 1)]
+        assert (await _ready(b))["policy_drift"]["solo"]["file_sha256"] is None
+        status, body = await b.call("erin", "POST", "/v1/posts", json={"account": "solo", "text": "Still here"})
+        assert (status, body["state"]) == (201, "scheduled")
+        (first / "solo.yaml").unlink()
+        assert await a.sync_policies() == ["solo"]
+        assert await b.sync_policies() == []
+        assert await _records(a, "solo") == [("policy.loaded", 1), ("policy.removed", 2)]
+        assert (await _ready(b))["policy_drift"] == {}
+
+
+async def test_a_change_back_is_recorded_by_the_replica_that_agreed(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """An admin changes a file and then changes it back: three versions, the third the same file
+    as the first; a replica started later with the first file is behind, not a change."""
+    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
+    async with started_gateway(db_url, first, clock) as a:
+        write_policy(first, "brand", COSIGNED)
+        assert await a.sync_policies() == ["brand"]
+        write_policy(first, "brand", DIRECT)
+        assert await a.sync_policies() == ["brand"]
+        assert await _records(a, "brand") == [("policy.loaded", 1), ("policy.changed", 2), ("policy.changed", 3)]
+        second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+        async with started_gateway(db_url, second, clock) as b:
+            assert (await _ready(b))["policy_drift"]["brand"]["version_in_force"] == 3
+            post = await _post(b, "brand", "Direct again")
+            assert post["state"] == "scheduled"
+        assert len(await _records(a, "brand")) == 3
+
+
+def test_the_verifier_catches_a_policy_version_recorded_twice(tmp_path: Path) -> None:
+    """A log in which two gateways both recorded a version (or one was left out) fails
+    ``byline audit verify``; the honest one passes."""
+    direct, cosigned = summary(owner="alice", writers=["alice"]), summary(
+        owner="alice", writers=["alice"], approvers=["bob"], required=1, tier="co-signed")
+    honest = SyntheticLog()
+    honest.add("policy.loaded", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 1})
+    honest.add("policy.changed", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p2", "policy": cosigned, "version": 2})
+    assert messages(honest.verify(tmp_path / "honest.export")) == []
+
+    forged = SyntheticLog()
+    forged.add("policy.loaded", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 1})
+    forged.add("policy.changed", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p2", "policy": cosigned, "version": 2})
+    forged.add("policy.changed", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 2})
+    found = messages(forged.verify(tmp_path / "forged.export"))
+    assert len(found) == 1 and "says policy version 2, but it is the account's policy record number 3" in found[0]
