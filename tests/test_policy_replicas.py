@@ -8,11 +8,15 @@ under the new policy, over HTTP.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from gateway.appkeys import DB
+from gateway.appkeys import CHECKPOINTS, DB
 from gateway.clock import ManualClock
+from gateway.storage import schema
+from gateway.storage.db import open_database
+from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, started_gateway, write_policy
 
@@ -61,11 +65,18 @@ async def _records(gw: Gateway, account: str) -> list[tuple[str, int | None]]:
             "SELECT type, entry FROM log_entries WHERE account = ? AND type LIKE 'policy.%' ORDER BY idx", account)
         versions = await txn.fetchall(
             "SELECT version FROM policy_versions WHERE account = ? ORDER BY version", account)
-    import json
-
     found = [(str(e["type"]), json.loads(bytes(e["entry"]))["data"].get("version")) for e in entries]
     assert [int(v["version"]) for v in versions] == list(range(1, len(found) + 1))
     return found
+
+
+async def _verify_log(gw: Gateway) -> None:
+    """The real ``byline audit verify`` against the running gateway passes."""
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
 
 
 async def _ready(gw: Gateway) -> dict[str, Any]:
@@ -185,3 +196,50 @@ def test_the_verifier_catches_a_policy_version_recorded_twice(tmp_path: Path) ->
                data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 2})
     found = messages(forged.verify(tmp_path / "forged.export"))
     assert len(found) == 1 and "says policy version 2, but it is the account's policy record number 3" in found[0]
+
+
+async def test_a_database_from_before_versions_is_numbered_by_its_log(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """A database whose policies were recorded before versions were numbered (schema version 9)
+    gets each account's versions counted from its log: the version in force is the last, a
+    removed account's removal too; the gateway then goes on from there, and the log verifies."""
+    files = _dir(tmp_path, "policies", {"brand": DIRECT, "solo": SOLO})
+    async with started_gateway(db_url, files, clock) as gw:
+        write_policy(files, "brand", COSIGNED)
+        assert await gw.sync_policies() == ["brand"]
+        write_policy(files, "brand", DIRECT)
+        (files / "solo.yaml").unlink()
+        assert await gw.sync_policies() == ["brand", "solo"]
+    db = await open_database(db_url)
+    try:
+        async with db.write() as txn:  # back to how version 9 left it
+            await txn.execute("DROP TABLE policy_versions")
+            await txn.execute("ALTER TABLE policy_heads DROP COLUMN version")
+            await txn.execute("ALTER TABLE policy_heads DROP COLUMN file")
+            await txn.execute("DELETE FROM schema_migrations WHERE version = 10")
+        await schema.migrate(db)
+        async with db.read() as txn:
+            versions = [(r["account"], int(r["version"]), r["sha256"] is not None, r["body"])
+                        for r in await txn.fetchall(
+                            "SELECT account, version, sha256, body FROM policy_versions ORDER BY account, version")]
+            heads = [(r["account"], int(r["version"])) for r in await txn.fetchall(
+                "SELECT account, version FROM policy_heads")]
+    finally:
+        await db.close()
+    assert versions == [("brand", 1, True, None), ("brand", 2, True, None), ("brand", 3, True, None),
+                        ("solo", 1, True, None), ("solo", 2, False, None)]
+    assert heads == [("brand", 3)]
+    write_policy(files, "solo", SOLO)  # put back: a version before, recorded only as a change here
+    async with started_gateway(db_url, files, clock) as gw:
+        assert (await _ready(gw))["policy_drift"]["solo"]["file_sha256"] is not None
+        write_policy(files, "brand", COSIGNED.replace("required: 1", "required: 2"))
+        assert await gw.sync_policies() == ["brand"]
+        assert await _records(gw, "brand") == [
+            ("policy.loaded", 1), ("policy.changed", 2), ("policy.changed", 3), ("policy.changed", 4)]
+        async with gw.app[DB].read() as txn:
+            kept = await txn.fetchall(
+                "SELECT version FROM policy_versions WHERE account = 'brand' AND body IS NOT NULL")
+        # The text of the file in force, kept once seen, for each version that was that file.
+        assert sorted(int(r["version"]) for r in kept) == [1, 3, 4]
+        await _verify_log(gw)

@@ -419,25 +419,35 @@ async def _texts_by_entry(txn: Any) -> None:
 
 
 async def _policy_versions_from_log(txn: Any) -> None:
-    """Number each account's policy as the log counts its policy entries: the version in force
-    (or the removal last recorded) is the last of them."""
-    counts = await txn.fetchall(
-        "SELECT account, count(*) AS n, max(ts) AS at FROM log_entries "
-        "WHERE type IN ('policy.loaded', 'policy.changed', 'policy.removed') AND account IS NOT NULL GROUP BY account"
+    """Each account's versions as its log tells them: its policy entries, in log order, are
+    versions 1, 2, 3…, with the file hash and summary each recorded (a removal has none). The
+    last one in force is the account's head. The files' texts were not kept before: each is
+    kept the first time a gateway finds its file the same as the version in force."""
+    rows = await txn.fetchall(
+        "SELECT idx, entry, account, ts FROM log_entries "
+        "WHERE type IN ('policy.loaded', 'policy.changed', 'policy.removed') AND account IS NOT NULL ORDER BY idx"
     )
-    heads = {r["account"]: r for r in await txn.fetchall("SELECT account, sha256, summary FROM policy_heads")}
-    for row in counts:
-        account, version = row["account"], int(row["n"])
-        head = heads.get(account)
+    counts: dict[str, int] = {}
+    for row in rows:
+        account = row["account"]
+        version = counts[account] = counts.get(account, 0) + 1
+        try:
+            body = json.loads(bytes(row["entry"]))
+            data = body.get("data") or {}
+        except (ValueError, AttributeError):
+            data, body = {}, {}
+        removed = body.get("type") == "policy.removed"
+        sha256 = data.get("sha256") if not removed and isinstance(data.get("sha256"), str) else None
+        summary = data.get("policy") if not removed else data.get("previous")
         await txn.execute(
             "INSERT INTO policy_versions (account, version, sha256, file, body, summary, recorded_at) "
             "VALUES (?, ?, ?, ?, NULL, ?, ?)",
-            account, version, head["sha256"] if head else None, f"{account}.yaml" if head else None,
-            head["summary"] if head else "{}", int(row["at"] or 0),
+            account, version, sha256, data.get("file") if sha256 else None, json.dumps(summary or {}),
+            int(row["ts"] or 0),
         )
-        if head is not None:
-            await txn.execute("UPDATE policy_heads SET version = ?, file = ? WHERE account = ?",
-                              version, f"{account}.yaml", account)
+    for account, version in counts.items():
+        await txn.execute("UPDATE policy_heads SET version = ?, file = ? WHERE account = ?",
+                          version, f"{account}.yaml", account)
 
 
 async def _lock(db: Any, txn: Any) -> None:
