@@ -57,6 +57,11 @@ class OutboundPost:
     self_labels: Mapping[str, Any] | None = None
     """Self-labels a client gave the post (Bluesky's ``com.atproto.label.defs#selfLabels``, as
     JSON), to be written as given by platforms whose posts carry them."""
+    facets: Mapping[str, Any] | None = None
+    """Rich-text facets a client built (Bluesky's ``app.bsky.richtext.facet``) with the bytes
+    they were made for: ``{"sha256", "bytes", "facets"}``. Written as given while ``text``
+    still begins with those bytes; ``None``, or words since edited, and the adapter finds the
+    text's links and mentions itself."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,6 +51,7 @@ from adapters.bluesky.text import (
     Span,
     find_links,
     find_mentions,
+    fitting_facets,
     grapheme_count,
     link_facets,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "embed_blob_cids",
     "find_links",
     "find_mentions",
+    "fitting_facets",
     "grapheme_count",
     "is_tid",
     "iso_datetime",

@@ -41,7 +41,7 @@ from adapters.bluesky.records import (
     rkey_for,
     sensitive_media_labels,
 )
-from adapters.bluesky.text import find_mentions, in_text_order, link_facets, mention_facet
+from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, link_facets, mention_facet
 
 DEFAULT_APP_URL: Final = "https://bsky.app"
 
@@ -175,7 +175,9 @@ class BlueskyAdapter:
     # ---- building the record -----------------------------------------------------------------
 
     async def _record(self, post: OutboundPost, text: str) -> dict[str, Any]:
-        facets = await self._facets(text)
+        facets = fitting_facets(post.facets, text)
+        if facets is None:
+            facets = await self._facets(text)
         reply = await self._reply_ref(post.reply_to) if post.reply_to else None
         shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
         labels = dict(post.self_labels) if post.self_labels is not None else (

@@ -20,7 +20,9 @@ Facet offsets are UTF-8 byte offsets; links are ``http(s)://`` URLs and mentions
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -111,6 +113,19 @@ def mention_facet(text: str, span: Span, did: str) -> dict[str, Any]:
         "index": byte_index(text, span),
         "features": [{"$type": "app.bsky.richtext.facet#mention", "did": did}],
     }
+
+
+def fitting_facets(kept: Mapping[str, Any] | None, text: str) -> list[dict[str, Any]] | None:
+    """A client's facets (as ``gateway.services.xrpc_facets.kept_facets`` keeps them), if
+    ``text`` still begins with the bytes they were made for; else None."""
+    if not kept:
+        return None
+    raw = text.encode("utf-8")
+    size = kept.get("bytes")
+    if type(size) is not int or size > len(raw) or hashlib.sha256(raw[:size]).hexdigest() != kept.get("sha256"):
+        return None
+    facets = kept.get("facets")
+    return [dict(f) for f in facets] if isinstance(facets, list) else None
 
 
 def in_text_order(facets: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -90,6 +90,9 @@ class PostOptions:
     self_labels: Mapping[str, Any] | None = None
     """Self-labels a client gave the post (Bluesky's ``com.atproto.label.defs#selfLabels``, as
     JSON), written as given."""
+    facets: Mapping[str, Any] | None = None
+    """Rich-text facets a client built, with the bytes they were made for
+    (``gateway.services.xrpc_facets.kept_facets``): written as given while the words hold."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:

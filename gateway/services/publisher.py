@@ -399,7 +399,7 @@ class Publisher:
             language=claim.options.get("language"), visibility=claim.options.get("visibility"),
             first_attempt_at=from_micros(claim.first_attempt_at),
             created_at=claim.options.get("created_at"), embed=claim.options.get("embed"),
-            self_labels=claim.options.get("self_labels"),
+            self_labels=claim.options.get("self_labels"), facets=claim.options.get("facets"),
         )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:

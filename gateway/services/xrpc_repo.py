@@ -48,6 +48,7 @@ from adapters.bluesky import (
     XrpcStream,
     blob_cid,
     created_at_for,
+    fitting_facets,
     is_tid,
     iso_datetime,
     link_facets,
@@ -65,6 +66,7 @@ from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
+from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
 from gateway.services.xrpc_reads import OWN_READS, XrpcReads
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage import media as media_sql
@@ -190,6 +192,7 @@ class PostRecord(_Lenient):
     reply: ReplyRef | None = None
     labels: SelfLabels | None = None
     embed: dict[str, Any] | None = None
+    facets: list[Any] | None = None
 
 
 def _invalid(message: str) -> BylineError:
@@ -228,6 +231,11 @@ def parse_post_record(value: Any) -> PostRecord:
             check_embed(record.embed)
         except EmbedError as exc:
             raise _invalid_record(f"Record/{exc}") from None
+    if record.facets is not None:
+        try:
+            check_facets(record.facets, record.text)
+        except FacetError as exc:
+            raise _invalid_record(f"Record/{exc}") from None
     return record
 
 
@@ -241,6 +249,7 @@ def _options(record: PostRecord) -> PostOptions:
         # Normalised to the form a PDS surely accepts; the CID is computed over this form.
         created_at=iso_datetime(created),
         self_labels=record.model_dump(by_alias=True, exclude_unset=True)["labels"] if record.labels else None,
+        facets=kept_facets(record.facets, record.text) if record.facets else None,
     )
 
 
@@ -451,6 +460,7 @@ class XrpcRepo:
             post_id=post.id, idempotency_key="", text=post.display_text,
             reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
             created_at=options.created_at, embed=options.embed, self_labels=options.self_labels,
+            facets=options.facets,
         )
         if loaded.policy.platform == "bluesky":
             adapter = self._platforms.adapter_for(loaded)
@@ -463,7 +473,8 @@ class XrpcRepo:
         reply = record.reply.model_dump(by_alias=True) if record.reply else None
         guess = post_record(
             text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
-            language=outbound.language, facets=link_facets(outbound.text), reply=reply,
+            language=outbound.language, reply=reply,
+            facets=fitting_facets(outbound.facets, outbound.text) or link_facets(outbound.text),
             embed=record.embed, labels=dict(options.self_labels) if options.self_labels else None,
         )
         return record_cid(guess)
