@@ -24,6 +24,8 @@ class MediaItem:
     data: bytes
     mime_type: str
     description: str | None = None
+    focus: str | None = None
+    """The focal point for cropped previews, as Mastodon takes it: ``"x,y"``, each in [-1, 1]."""
 
 
 @dataclass(frozen=True, kw_only=True)

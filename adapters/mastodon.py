@@ -377,6 +377,8 @@ class MastodonAdapter:
         form.add_field("file", io.BytesIO(item.data), content_type=item.mime_type, filename=_filename(item))
         if item.description:
             form.add_field("description", item.description)
+        if item.focus:
+            form.add_field("focus", item.focus)
         path = "/api/v2/media"
         response = await self._http.request("POST", path, data=form)
         if response.status == 500 and self._http.detail_of(response) == PROCESSING_ERROR:

@@ -448,7 +448,7 @@ class Publisher:
             raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
         return tuple(
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],
-                      description=found[m]["description"])
+                      description=found[m]["description"], focus=found[m]["focus"])
             for m in media_ids
         )
 

@@ -52,7 +52,8 @@ async def data(txn: Txn, media_ids: list[str]) -> list[Row]:
     if not media_ids:
         return []
     return await txn.fetchall(
-        f"SELECT id, mime_type, description, digest, data FROM media WHERE id IN ({', '.join('?' for _ in media_ids)})",
+        "SELECT id, mime_type, description, focus, digest, data FROM media "
+        f"WHERE id IN ({', '.join('?' for _ in media_ids)})",
         *media_ids,
     )
 

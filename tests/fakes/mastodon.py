@@ -50,6 +50,8 @@ Documented rules it enforces, and where they are written:
     reaches Rails: the proxy in front (nginx ``client_max_body_size 99m``) answers 413.
   - ``description`` is at most 1500 characters (422 ``Validation failed: Description is too
     long (maximum is 1500 characters)``).
+  - ``focus`` is ``"x,y"``, two floats in [-1, 1], shown as ``meta.focus``; anything else is
+    refused here (Mastodon would store a wrong one as it reads it).
   - 200 with the MediaAttachment when the file is processed at once (images, since 4.0); 202
     with the MediaAttachment and ``url: null`` while the full-size file is processed in the
     background (video and audio always; any file while ``media_processing_polls`` is set, as
@@ -150,6 +152,7 @@ class Media:
     fails: bool = False
     """Processing ends in failure."""
     status_id: str | None = None
+    focus: tuple[float, float] | None = None
 
     @property
     def kind(self) -> str:
@@ -382,6 +385,7 @@ class FakeMastodon:
             "remote_url": None,
             "description": media.description,
             "blurhash": None,
+            "meta": {"focus": {"x": media.focus[0], "y": media.focus[1]}} if media.focus else {},
         }
 
 
@@ -512,6 +516,21 @@ async def _params(request: web.Request) -> dict[str, Any]:
         else:
             params[key] = values[-1]
     return params
+
+
+def _focus(value: Any) -> tuple[float, float] | None:
+    """``focus`` as Mastodon's ``MediaAttachment#focus=`` reads it: ``"x,y"``, two floats in
+    [-1, 1] (the API docs); anything else is refused here, so a sender cannot pass a wrong one."""
+    if not isinstance(value, str) or not value:
+        return None
+    parts = value.split(",")
+    try:
+        x, y = (float(p) for p in parts)
+    except ValueError:
+        raise MastodonError(422, "Validation failed: Focus is invalid") from None
+    if not (-1 <= x <= 1 and -1 <= y <= 1):
+        raise MastodonError(422, "Validation failed: Focus is invalid")
+    return x, y
 
 
 def _boolean(value: Any) -> bool:
@@ -777,6 +796,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         if description is not None and len(description) > MAX_DESCRIPTION:
             raise MastodonError(422, "Validation failed: Description is too long (maximum is "
                                      f"{MAX_DESCRIPTION} characters)")
+        point = _focus(form.get("focus"))
         polls = max(fake.media_processing_polls, 1 if larger else 0)
         fails = fake.media_processing_failures > 0
         if fails:
@@ -786,7 +806,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
                 raise MastodonError(500, PROCESSING_ERROR)
         media = Media(
             id=fake._next_id(), account_id=account.id, mime_type=mime_type,
-            description=description, size=len(data), pending_polls=polls, fails=fails,
+            description=description, size=len(data), pending_polls=polls, fails=fails, focus=point,
         )
         fake.media[media.id] = media
         status = 202 if polls > 0 else 200
