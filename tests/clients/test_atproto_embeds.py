@@ -10,8 +10,8 @@ import secrets
 import struct
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,11 @@ from atproto_client.exceptions import BadRequestError
 from adapters.bluesky import rkey_for
 from gateway.appkeys import DB
 from gateway.clock import ManualClock
-from tests.clients.test_atproto_client import POST, Sdk, post_for, run, session, xrpc
+from tests.clients.test_atproto_client import POST, Sdk, clock, post_for, run, sdk, session, xrpc
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.platforms.bluesky.fixture import BlueskyPds
+
+__all__ = ["clock", "sdk"]  # the fixtures, shared with the SDK's tests
 
 IMAGE = "app.bsky.embed.images#image"
 RATIO = "app.bsky.embed.defs#aspectRatio"
@@ -36,19 +38,8 @@ STRONG_REF = "com.atproto.repo.strongRef"
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    """A clock moved by hand, starting now: the SDK checks its tokens' expiry by its own clock."""
-    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@pytest.fixture
-def sdk() -> Iterator[Sdk]:
-    """SDK clients for a test; their sockets are closed when it ends."""
-    made = Sdk()
-    yield made
-    for client in made.made:
-        client.request.close()
 
 
 def png(width: int, height: int, seed: str) -> bytes:

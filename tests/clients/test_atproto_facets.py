@@ -13,8 +13,8 @@ from atproto import client_utils
 
 from gateway.appkeys import DB
 from gateway.clock import ManualClock
-from tests.clients.test_atproto_client import POST, Sdk, post_for, run, session, xrpc
-from tests.clients.test_atproto_embeds import clock, pds_record, sdk, sky
+from tests.clients.test_atproto_client import POST, Sdk, clock, post_for, run, sdk, session, xrpc
+from tests.clients.test_atproto_embeds import pds_record, sky
 from tests.conftest import Gateway
 from tests.platforms.bluesky.fixture import BlueskyPds
 

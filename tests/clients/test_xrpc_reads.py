@@ -3,44 +3,25 @@ record of what it published, read with the real ``atproto`` SDK (which checks th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
-
 import pytest
 from atproto import models
 from atproto_client.exceptions import BadRequestError
 
 from adapters.bluesky import link_facets, post_record, record_cid
-from gateway.clock import ManualClock
-from tests.clients.test_atproto_client import POST, Sdk, post_for, run, session, xrpc
-from tests.conftest import Gateway, started_gateway
+from tests.clients.test_atproto_client import POST, Sdk, clock, gw, post_for, run, sdk, session, xrpc
+from tests.conftest import Gateway
+
+__all__ = ["clock", "gw", "sdk"]  # the fixtures, shared with the SDK's tests
 
 DID = "did:web:direct.byline.local"
 HANDLE = "direct.byline.local"
 LIMIT = "limit must be an integer from 1 to 100"
 
 
-@pytest.fixture
-def clock() -> ManualClock:
-    """A clock moved by hand, starting now: the SDK checks its tokens' expiry by its own clock."""
-    return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@pytest.fixture
-async def gw(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIterator[Gateway]:
-    """A gateway on a real socket with the four tier accounts on the sandbox."""
-    async with started_gateway(db_url, policy_dir, clock) as gateway:
-        yield gateway
 
 
-@pytest.fixture
-def sdk() -> Iterator[Sdk]:
-    """SDK clients for a test; their sockets are closed when it ends."""
-    made = Sdk()
-    yield made
-    for client in made.made:
-        client.request.close()
 
 
 async def test_author_feed_and_posts_come_from_what_byline_published(gw: Gateway, sdk: Sdk) -> None:
