@@ -15,6 +15,7 @@ gateway create a missing key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -29,10 +30,22 @@ from gateway.audit.nodes import stored_nodes
 from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, sign_note
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
-from gateway.storage.db import Database, Row
+from gateway.storage import signed as signed_sql
+from gateway.storage.db import Database, Row, Txn
 from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.checkpoints")
+
+
+SIGNING_LOCK = "byline-checkpoints:"
+"""Named, with the schema, in the advisory lock one replica at a time signs under."""
+
+
+async def _lock_signing(txn: Txn) -> None:
+    """Take the signing lock for the transaction (PostgreSQL; SQLite's writer is one already).
+    Gateways on other schemas of the same database sign under other locks."""
+    if txn.dialect == "postgresql":
+        await txn.fetchone("SELECT pg_advisory_xact_lock(hashtext(? || current_schema())) AS locked", SIGNING_LOCK)
 
 
 class CheckpointRefused(Exception):
@@ -149,7 +162,7 @@ class CheckpointService:
             ) from None
         return _Anchor(checkpoint.size, checkpoint.root_hash, f"signed before ({self._state_file})")
 
-    def _anchor_from_db(self, row: Row | None) -> _Anchor | None:
+    def _anchor_from_db(self, row: Row | None, where: str) -> _Anchor | None:
         if row is None:
             return None
         note = bytes(row["note"])
@@ -157,52 +170,60 @@ class CheckpointService:
             checkpoint, _ = open_checkpoint(note, [self._verifier], origin=self.origin)
         except NoteError as exc:
             raise CheckpointRefused(
-                f"the latest checkpoint in the database does not verify with this key: {exc}"
+                f"the checkpoint {where} does not verify with this key: {exc}"
             ) from None
-        return _Anchor(checkpoint.size, checkpoint.root_hash, "latest in the database")
+        return _Anchor(checkpoint.size, checkpoint.root_hash, where)
 
     async def _sign(self) -> bytes:
-        file_anchor = self._anchor_from_file()
-        async with self._db.read() as txn:
+        # One replica signs at a time: the whole check-and-sign runs in one write transaction,
+        # under a lock taken in it (PostgreSQL: an advisory lock, released by the transaction's
+        # end, a crash included; SQLite: the one writer). The last checkpoint signed by any
+        # replica is read under that lock, so none signs a tree that does not extend it.
+        async with self._db.write() as txn:
+            await _lock_signing(txn)
+            file_anchor = self._anchor_from_file()
             state = await log_sql.read_state(txn)
             latest = await log_sql.latest_checkpoint(txn)
+            last = await signed_sql.last_signed(txn)
             size = int(state["size"])
             root = bytes(state["root"])
-            db_anchor = self._anchor_from_db(latest)
-            anchors = [a for a in (file_anchor, db_anchor) if a is not None]
+            db_anchor = self._anchor_from_db(latest, "latest in the database")
+            signed_anchor = self._anchor_from_db(last, "last signed by a gateway on this database")
+            anchors = [a for a in (file_anchor, db_anchor, signed_anchor) if a is not None]
             wanted = set(merkle.range_nodes(0, size))
             for anchor in anchors:
                 if 0 < anchor.size < size:
                     wanted.update(merkle.consistency_proof_nodes(anchor.size, size))
             nodes = await stored_nodes(txn, sorted(wanted))
-        try:
-            from_nodes = merkle.root_from_nodes(size, nodes)
-        except KeyError as exc:
-            raise CheckpointRefused(f"the tree of size {size} is missing a stored node: {exc}") from None
-        if from_nodes != root:
-            raise CheckpointRefused(
-                f"the stored tree nodes do not give the recorded root of size {size}"
-            )
-        for anchor in anchors:
-            self._check_extends(anchor, size, root, nodes)
-        if db_anchor is not None and db_anchor.size == size:
-            assert latest is not None
-            note = bytes(latest["note"])
-            if file_anchor is None or file_anchor.size < size:
-                self._remember(note)
-            return note
-        note = sign_note(Checkpoint(self.origin, size, root).to_text(), self._signer)
-        async with self._db.write() as txn:
-            inserted = await log_sql.insert_checkpoint(
-                txn, size=size, root=root, note=note, at=now_micros(self._clock)
-            )
-        if not inserted:
-            # Another replica signed this very size meanwhile: the same tree, so the same root.
-            async with self._db.read() as txn:
-                latest = await log_sql.latest_checkpoint(txn)
-            if latest is not None and int(latest["size"]) >= size:
-                note = bytes(latest["note"])
-        self._remember(note)
+            try:
+                from_nodes = merkle.root_from_nodes(size, nodes)
+            except KeyError as exc:
+                raise CheckpointRefused(f"the tree of size {size} is missing a stored node: {exc}") from None
+            if from_nodes != root:
+                raise CheckpointRefused(
+                    f"the stored tree nodes do not give the recorded root of size {size}"
+                )
+            for anchor in anchors:
+                self._check_extends(anchor, size, root, nodes)
+            newest = max((a for a in (db_anchor, signed_anchor) if a is not None), key=lambda a: a.size, default=None)
+            if newest is not None and newest.size == size:
+                # Signed already, by this gateway or another: the same tree, so the same root.
+                kept = last if signed_anchor is newest else latest
+                assert kept is not None
+                note = bytes(kept["note"])
+                if last is None or int(last["size"]) < size:
+                    await signed_sql.save_last_signed(txn, size=size, root=root, note=note, at=now_micros(self._clock))
+                if file_anchor is None or file_anchor.size < size:
+                    self._remember(note)
+                return note
+            note = sign_note(Checkpoint(self.origin, size, root).to_text(), self._signer)
+            at = now_micros(self._clock)
+            await log_sql.insert_checkpoint(txn, size=size, root=root, note=note, at=at)
+            await signed_sql.save_last_signed(txn, size=size, root=root, note=note, at=at)
+            # Beside the key before the commit, still under the lock: a file shared by replicas
+            # never goes back to an older checkpoint. Should the commit fail, the file holds a
+            # checkpoint of a tree that was committed already, which every later one extends.
+            self._remember(note)
         self.signed += 1
         logger.info("checkpoint_signed", size=size)
         return note
@@ -240,6 +261,10 @@ class CheckpointService:
     def _remember(self, note: bytes) -> None:
         """Write the latest signed note beside the key, atomically and durably."""
         path = self._state_file
+        with contextlib.suppress(CheckpointRefused):
+            kept = self._anchor_from_file()
+            if kept is not None and kept.size >= open_checkpoint(note, [self._verifier], origin=self.origin)[0].size:
+                return  # another gateway sharing the file wrote this one, or a later one
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as out:

@@ -278,6 +278,29 @@ _V10 = [
     "ALTER TABLE policy_heads ADD COLUMN file TEXT",
 ]
 
+# Version 11: several replicas on one database. The last checkpoint signed by any of them is
+# kept in the database (one row, only ever moved forward under the signing lock). On
+# PostgreSQL the database itself tells every replica what changed, at commit, with NOTIFY on
+# a channel named after the schema (gateway.services.wakeups): "due" when a post becomes due
+# (sooner), "log" when the log grew, "policy" when a policy version was recorded.
+_V11 = "CREATE TABLE log_signed (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BLOB NOT NULL, " \
+    "note BLOB NOT NULL, signed_at BIGINT NOT NULL)"
+_PG_V11_NOTIFY = [
+    """CREATE FUNCTION byline_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify('byline_' || left(md5(TG_TABLE_SCHEMA), 16), TG_ARGV[0]);
+      RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER posts_due_notify AFTER INSERT ON posts FOR EACH ROW "
+    "WHEN (NEW.state = 'scheduled') EXECUTE FUNCTION byline_notify('due')",
+    "CREATE TRIGGER posts_due_sooner_notify AFTER UPDATE ON posts FOR EACH ROW "
+    "WHEN (NEW.state = 'scheduled' AND (OLD.state <> 'scheduled' OR NEW.publish_at < OLD.publish_at)) "
+    "EXECUTE FUNCTION byline_notify('due')",
+    "CREATE TRIGGER log_grew_notify AFTER UPDATE ON log_state FOR EACH STATEMENT EXECUTE FUNCTION byline_notify('log')",
+    "CREATE TRIGGER policy_recorded_notify AFTER INSERT ON policy_versions FOR EACH STATEMENT "
+    "EXECUTE FUNCTION byline_notify('policy')",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -366,10 +389,14 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V9)
     if version == 10:
         return list(_V10)
+    if version == 11:
+        if dialect == "sqlite":
+            return [_V11]
+        return [_V11.replace(" BLOB", " BYTEA"), *_PG_V11_NOTIFY]
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 10
+LATEST = 11
 
 
 async def _editors_from_versions(txn: Any) -> None:
