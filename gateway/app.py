@@ -19,6 +19,7 @@ from gateway.appkeys import (
     HOUSEKEEPER,
     HTTP,
     IDENTITY,
+    LIVE,
     LOG_READER,
     MASTODON,
     METRICS,
@@ -71,6 +72,7 @@ from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.throttle import Throttle
 from gateway.services.transparency import Transparency
+from gateway.services.wakeups import Wakeups
 from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions, service_host
 from gateway.settings import Settings
@@ -78,6 +80,7 @@ from gateway.storage.db import open_database
 
 routes = web.RouteTableDef()
 logger = structlog.get_logger("byline.gateway")
+WAKEUPS = web.AppKey("wakeups", Wakeups)
 
 
 @routes.get("/healthz")
@@ -162,6 +165,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[POLICIES] = PolicyService(
         registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds, metrics=metrics,
+        public_url=public_url,
     )
     app[IDENTITY] = identity = Identity(db, clock)
     app[SANDBOX] = timeline
@@ -209,6 +213,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         smtp=smtp_from_settings(smtp_url, sender=settings.smtp_from),
         interval=settings.notify_interval_seconds, timeout=settings.notify_timeout_seconds, metrics=metrics,
     )
+    # What another replica changed wakes the parts here that act on it (PostgreSQL); the live
+    # pages' watcher is made later (gateway.http.pages.queue), hence looked up when woken.
+    app[WAKEUPS] = Wakeups(db=db, due=publisher.wake, log=lambda: app[LIVE].poke() if LIVE in app else None,
+                           policy=app[POLICIES].sync)
     yield
 
 
@@ -242,7 +250,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app[CLOCK] = clock or SystemClock()
     app.cleanup_ctx.extend([
         _database, _http_client, _appender, _services,
-        _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER), _running(NOTIFIER),
+        _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER), _running(NOTIFIER), _running(WAKEUPS),
     ])
     if run_publisher:
         app.cleanup_ctx.append(_running(PUBLISHER))

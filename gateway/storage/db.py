@@ -13,7 +13,7 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import aiosqlite
 import asyncpg
 import structlog
+
+from gateway.errors import BylineError, Code
 
 Row = Mapping[str, Any]
 _log = structlog.get_logger("byline.storage")
@@ -38,6 +40,39 @@ SQLITE_MAX_VARIABLES = _sqlite_variable_limit()
 
 class DatabaseError(Exception):
     """A storage failure that is not the caller's fault (connection lost, disk full)."""
+
+
+CONNECT_SECONDS = 5.0
+"""How long connecting to PostgreSQL may take before the database counts as unreachable: a
+request, ``/readyz`` or a background loop then hears so at once rather than after a minute."""
+
+
+class DatabaseUnavailable(BylineError):
+    """The database cannot be reached now (it is restarting, or the network to it is cut). The
+    transaction under way, if any, was not committed; whoever asked may try again later.
+
+    Answered 503 with this message; a background loop logs it and tries again at its next turn."""
+
+    def __init__(self) -> None:
+        super().__init__(Code.UNAVAILABLE, "the database is not answering; try again in a moment", retry_after=5)
+
+
+_GONE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable, or a connection that timed out
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection asyncpg lost
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: stopped by an administrator (a restart)
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (rather than that a statement was wrong)."""
+    if isinstance(exc, DatabaseUnavailable | _GONE):
+        return True
+    # What asyncpg says when asked to use a connection that was closed under it.
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
 
 class Txn(Protocol):
@@ -80,6 +115,15 @@ class Database(Protocol):
         ...
 
 
+async def together(txn: Txn, *queries: Coroutine[Any, Any, Any]) -> list[Any]:
+    """Queries of one transaction, their answers in order. On SQLite they are sent together
+    (its connection's thread runs them in the order given, in one turn of the event loop for
+    all, not one each); on PostgreSQL one after the other (a connection runs one at a time)."""
+    if txn.dialect == "sqlite":
+        return list(await asyncio.gather(*queries))
+    return [await query for query in queries]
+
+
 def _changed(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
     """Run a statement; the rows it changed (on the connection's thread)."""
     cursor = conn.execute(sql, args)
@@ -113,8 +157,12 @@ def _many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> 
 
 
 def _begun(fn: Any) -> Any:
-    """``fn``, after a BEGIN on the same trip: a read snapshot's first statement."""
+    """``fn``, after a BEGIN on the same trip: a read snapshot's first statement. A snapshot
+    the connection's last reader left open (handed on while others waited) ends first, on the
+    same trip, so the new one sees every commit before it."""
     def begin_then(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK").close()
         conn.execute("BEGIN").close()
         return fn(conn, sql, args)
     return begin_then
@@ -201,6 +249,7 @@ class SqliteDatabase:
         self._write_lock = asyncio.Lock()
         self._waiting_writers = 0
         self._ending: set[asyncio.Future[Any]] = set()  # read snapshots whose end is under way
+        self._readers_awaited = 0  # reads waiting for a reader connection
 
     @property
     def writers_waiting(self) -> int:
@@ -268,7 +317,14 @@ class SqliteDatabase:
         # the connection's thread, each waiting for a turn of the event loop: the BEGIN goes
         # with the first statement, and the end (read only: nothing to keep) is not waited
         # for; the connection goes back to the others once it is done.
-        conn = await self._readers.get()
+        if self._readers.empty():
+            self._readers_awaited += 1
+            try:
+                conn = await self._readers.get()
+            finally:
+                self._readers_awaited -= 1
+        else:
+            conn = self._readers.get_nowait()
         txn = _SqliteTxn(conn, begin=True)
         try:
             yield txn
@@ -276,7 +332,10 @@ class SqliteDatabase:
             await _end_whatever_began(conn)
             self._readers.put_nowait(conn)
             raise
-        if not txn.begun:
+        if not txn.begun or self._readers_awaited:
+            # Others wait for a reader: this one goes to them with its snapshot still open,
+            # which their first statement ends on its own trip (``_begun``); a trip saved a
+            # read, where every trip waits for a turn of the busy event loop.
             self._readers.put_nowait(conn)
             return
         ended = asyncio.ensure_future(_on_thread(conn, _changed, "ROLLBACK", ()))
@@ -444,25 +503,50 @@ def _to_pg(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a delib
 
 
 class _PgTxn:
+    """A transaction on one pooled connection. A statement that finds the database gone raises
+    :class:`DatabaseUnavailable` (the appender hands a work's error to its caller as it is)."""
+
     dialect = "postgresql"
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self._conn.execute(_to_pg(sql), *args)
+        try:
+            status: str = await self._conn.execute(_to_pg(sql), *args)
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._conn.executemany(_to_pg(sql), rows)
+        try:
+            await self._conn.executemany(_to_pg(sql), rows)
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        row: Row | None = await self._conn.fetchrow(_to_pg(sql), *args)
+        try:
+            row: Row | None = await self._conn.fetchrow(_to_pg(sql), *args)
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
         return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self._conn.fetch(_to_pg(sql), *args))
+        try:
+            return list(await self._conn.fetch(_to_pg(sql), *args))
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
+
+
+def _raise_if_gone(exc: Exception) -> None:
+    """Raise :class:`DatabaseUnavailable` (from ``exc``) when ``exc`` says the database is gone."""
+    if unavailable(exc) and not isinstance(exc, DatabaseUnavailable):
+        raise DatabaseUnavailable() from exc
 
 
 class PostgresDatabase:
@@ -476,23 +560,43 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> PostgresDatabase:
-        """Create the connection pool."""
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max)
+        """Create the connection pool. A connection the database dropped (a restart, a network
+        cut) is found closed when next taken from the pool, and replaced by a new one."""
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max, timeout=CONNECT_SECONDS)
         return self
+
+    async def connect_apart(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool (to ``LISTEN`` on: it stays taken)."""
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(self.dsn, timeout=CONNECT_SECONDS)
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
+        return conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_PgTxn]:
         assert self._pool is not None, "database not open"
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgTxn(conn)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PgTxn(conn)
+        except Exception as exc:
+            # Unreachable, or lost before the commit was known to succeed: nothing of the
+            # transaction is kept (or, lost during the COMMIT itself, all of it).
+            _raise_if_gone(exc)
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_PgTxn]:
         assert self._pool is not None, "database not open"
-        async with self._pool.acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True
-        ):
-            yield _PgTxn(conn)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction(
+                isolation="repeatable_read", readonly=True
+            ):
+                yield _PgTxn(conn)
+        except Exception as exc:
+            _raise_if_gone(exc)
+            raise
 
     async def close(self) -> None:
         if self._pool is not None:
