@@ -69,7 +69,7 @@ _GONE: tuple[type[BaseException], ...] = (
 
 def unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached (rather than that a statement was wrong)."""
-    if isinstance(exc, DatabaseUnavailable | _GONE):
+    if isinstance(exc, (DatabaseUnavailable, *_GONE)):
         return True
     # What asyncpg says when asked to use a connection that was closed under it.
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
