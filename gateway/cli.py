@@ -268,6 +268,28 @@ def _cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _migrate(url: str) -> int:
+    from gateway.storage.db import open_database
+    from gateway.storage.schema import LATEST
+
+    db = await open_database(url)  # brings the schema up to date (under a lock on PostgreSQL)
+    await db.close()
+    return LATEST
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database's schema up to date and stop: a deployment's migration step, run once
+    before new replicas start (each replica would otherwise migrate at its own start)."""
+    settings = _settings()
+    where = _database_where(settings.database_url)
+    try:
+        version = _run(_migrate(settings.database_url))
+    except OSError as exc:
+        return _fail(f"cannot reach the database {where} (BYLINE_DATABASE_URL): {exc.strerror or exc}")
+    print(f"{where}: schema at version {version}")
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {}
     if args.host:
@@ -507,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="0: any free port; the gateway_started log line says which")
     serve.add_argument("--demo", action="store_true", help="print fresh demo tokens and how to post")
     serve.set_defaults(func=_cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the database's schema up to date, then stop")
+    migrate.set_defaults(func=_cmd_migrate)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="action", required=True)
     create = token.add_parser("create", help="make a token; it is printed once")
