@@ -3,7 +3,7 @@
 The Dockerfile is linted with hadolint and its build stage is replayed in a fresh virtual
 environment (the installed gateway then serves its pages and answers the image's own health
 check); the compose file is read by the Compose CLI itself (`docker-compose config`, which needs
-no daemon); the Kubernetes manifests are checked against the Kubernetes schemas; the systemd
+no daemon) and the proxy's Caddyfile by Caddy (`caddy adapt`); the Kubernetes manifests are checked against the Kubernetes schemas; the systemd
 unit with `systemd-analyze`. What cannot be checked here: the image build itself (no Docker
 daemon), and the stacks running (see the README's "Running Byline in production").
 """
@@ -308,7 +308,7 @@ def test_migrate_names_an_unreachable_database_without_its_password(tmp_path: Pa
 
 def _compose(*args: str, file: Path = DEPLOY / "compose.yaml") -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "docker-compose"), "-f", str(file), *args], capture_output=True, text=True,
-                          cwd=DEPLOY, env=_clean_env(HOME=str(DEPLOY / ".no-home")), timeout=60)
+                          cwd=DEPLOY, env=_clean_env(HOME="/nonexistent"), timeout=60)
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
@@ -356,10 +356,48 @@ def test_compose_runs_two_replicas_on_one_database_behind_a_proxy() -> None:
     proxy = services["proxy"]
     assert {n: d["condition"] for n, d in proxy["depends_on"].items()} == dict.fromkeys(replicas, "service_healthy")
     caddyfile = next(v["source"] for v in proxy["volumes"] if v["target"] == "/etc/caddy/Caddyfile")
-    upstreams = re.search(r"reverse_proxy ([^{]+)\{", Path(caddyfile).read_text())
-    assert upstreams is not None and sorted(upstreams.group(1).split()) == ["byline-a:8080", "byline-b:8080"]
-    assert "health_uri /readyz" in Path(caddyfile).read_text()
+    (proxied,) = _caddy_proxies(Path(caddyfile))
+    assert sorted(u["dial"] for u in proxied["upstreams"]) == [f"{name}:8080" for name in replicas]
+    assert proxied["health_checks"]["active"]["uri"] == "/readyz"
     assert "healthcheck" in services["postgres"]
+
+
+def _caddy_adapt(caddyfile: Path) -> subprocess.CompletedProcess[str]:
+    """Caddy's own reading of a Caddyfile (adapted to its JSON; nothing is started or dialled)."""
+    home = "/nonexistent"  # no state of Caddy's is read or kept
+    return subprocess.run([str(BIN / "caddy"), "adapt", "--adapter", "caddyfile", "--config", str(caddyfile)],
+                          capture_output=True, text=True, timeout=60,
+                          env=_clean_env(HOME=home, XDG_DATA_HOME=home, XDG_CONFIG_HOME=home))
+
+
+def _caddy_proxies(caddyfile: Path) -> list[dict[str, Any]]:
+    """The reverse_proxy handlers in the Caddyfile, as Caddy reads it."""
+    done = _caddy_adapt(caddyfile)
+    assert done.returncode == 0 and '"level":"warn' not in done.stderr, done.stderr
+    found: list[dict[str, Any]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("handler") == "reverse_proxy":
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(done.stdout))
+    return found
+
+
+def test_caddy_reads_the_caddyfile_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """Caddy adapts the proxy's Caddyfile without a warning, and refuses one with a misspelt
+    subdirective."""
+    assert len(_caddy_proxies(DEPLOY / "Caddyfile")) == 1
+    bad = tmp_path / "Caddyfile"
+    bad.write_text((DEPLOY / "Caddyfile").read_text().replace("health_uri", "health_url"))
+    done = _caddy_adapt(bad)
+    assert done.returncode != 0 and "health_url" in done.stderr
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------
