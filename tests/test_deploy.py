@@ -3,9 +3,10 @@
 The Dockerfile is linted with hadolint and its build stage is replayed in a fresh virtual
 environment (the installed gateway then serves its pages and answers the image's own health
 check); the compose file is read by the Compose CLI itself (`docker-compose config`, which needs
-no daemon) and the proxy's Caddyfile by Caddy (`caddy adapt`); the Kubernetes manifests are checked against the Kubernetes schemas; the systemd
-unit with `systemd-analyze`. What cannot be checked here: the image build itself (no Docker
-daemon), and the stacks running (see the README's "Running Byline in production").
+no daemon) and the proxy's Caddyfile by Caddy (`caddy adapt`); the Kubernetes manifests are
+checked against the Kubernetes schemas; the systemd unit with `systemd-analyze`. What cannot be
+checked here: the image build itself (no Docker daemon), and the stacks running (see the
+README's "Running Byline in production").
 """
 
 from __future__ import annotations
