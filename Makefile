@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness browser clients bench fuzz mutation clean
+.PHONY: install serve test lint bluesky-harness browser clients bench fuzz chaos mutation clean deploy-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,9 +32,18 @@ serve: $(STAMP)
 # purpose. .ci/run starts PostgreSQL first and fails without it.
 # The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky), and the
 # sign-in page in Debian's Chromium (tests/browser); real client libraries from npm drive the
-# Mastodon API (tests/clients/node).
+# Mastodon API (tests/clients/node). The crash and fault scenarios (tests/chaos: real processes,
+# SIGKILL, a private PostgreSQL restarted) run here small, in about three minutes; `make chaos`
+# runs them full size.
 test: lint bluesky-harness browser clients
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# deploy/ alone, as `make test` checks it (tests/test_deploy.py): hadolint on the Dockerfile and
+# its build stage replayed in a fresh virtual environment (about a minute, with pip's cache),
+# the compose file read by the Compose CLI, the Caddyfile by Caddy, the Kubernetes manifests
+# against their schemas, the systemd unit with systemd-analyze. The image itself is not built.
+deploy-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_deploy.py $(PYTEST_ARGS)
 
 bluesky-harness:
 	bash $(BLUESKY_HARNESS)/install.sh
@@ -70,6 +79,13 @@ fuzz: $(STAMP)
 	BYLINE_TEST_FUZZ_XRPC_EXAMPLES=1500 BYLINE_TEST_FUZZ_POLICY_EXAMPLES=5000 \
 	BYLINE_TEST_FUZZ_POLICY_GATEWAY_EXAMPLES=400 \
 	  $(BIN)/python -m pytest -q tests/test_voice_state_machine.py tests/fuzz $(PYTEST_ARGS)
+
+# The crash and fault scenarios at full size (tests/chaos; `make test` runs them small): three
+# replicas on PostgreSQL SIGKILLed every few seconds, the same against a failing platform, a
+# private PostgreSQL restarted mid-run, and one SQLite gateway killed at random; 5,000 posts in
+# the first two, 2,000 in the others. Prints the table; fails on any duplicate, loss or stuck post.
+chaos: $(STAMP)
+	BYLINE_CHAOS_SIZE=full $(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 # Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay): see the
 # README's "Mutation testing" for the last summary. Not part of `make test`: it takes a while.

@@ -149,3 +149,47 @@ class Adapter(Protocol):
     async def delete(self, remote_id: str) -> None: ...
 
     async def verify_credentials(self) -> AccountInfo: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileLine:
+    """The one line of an account's profile that the gateway keeps (its byline).
+
+    ``text`` is the line (None: remove the line set before); ``field`` the same as a profile
+    field's name and value, for platforms that have fields (Mastodon). ``previous`` are the
+    lines set before and ``previous_fields`` the names of the fields set before: whatever of
+    the profile is not one of them is the account's own and stays as it is.
+    """
+
+    text: str | None
+    field: tuple[str, str] | None = None
+    previous: tuple[str, ...] = ()
+    previous_fields: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class ProfileAdapter(Protocol):
+    """An adapter that can keep a line of the account's profile (optional: not every platform
+    lets an account's credential change its profile). Raises ``AdapterError``."""
+
+    async def set_profile_line(self, line: ProfileLine) -> None:
+        """Set (or remove) the line, keeping the rest of the profile."""
+        ...
+
+
+def with_line(description: str, line: ProfileLine) -> str:
+    """A description with the gateway's line set to ``line.text`` (removed when None), every
+    other line untouched: the first line equal to one set before (or to the new one) is
+    replaced; without one, the new line is added at the end."""
+    lines = description.split("\n") if description else []
+    mine = {*line.previous, *([line.text] if line.text is not None else [])}
+    for i, current in enumerate(lines):
+        if current.strip() in mine:
+            if line.text is None:
+                del lines[i]
+            else:
+                lines[i] = line.text
+            return "\n".join(lines)
+    if line.text is None:
+        return description
+    return "\n".join([*lines, line.text]) if lines else line.text

@@ -83,10 +83,17 @@ from adapters.base import (
     AdapterError,
     MediaItem,
     OutboundPost,
+    ProfileLine,
     PublishResult,
 )
 
 PLATFORM = "mastodon"
+
+MAX_PROFILE_FIELDS = 4
+"""Profile metadata fields on a stock instance (``Account::DEFAULT_FIELDS_SIZE``)."""
+
+MAX_FIELD_CHARACTERS = 255
+"""A profile field's name and value, each, on a stock instance (the update_credentials docs)."""
 
 IDEMPOTENCY_WINDOW = timedelta(minutes=55)
 """How long after the first attempt a resend is trusted to dedupe (Mastodon keeps keys 1 h)."""
@@ -522,6 +529,51 @@ class MastodonAdapter:
             display_name=_str(account.get("display_name")) or None,
             url=_str(account.get("url")),
         )
+
+    # -- the profile byline ----------------------------------------------------------------
+
+    async def set_profile_line(self, line: ProfileLine) -> None:
+        """Keep one profile metadata field (``PATCH /api/v1/accounts/update_credentials`` with
+        ``fields_attributes``): the fields are read first (``source.fields`` of
+        ``verify_credentials``, as the account wrote them) and sent back with only the
+        gateway's field set or removed, since Mastodon replaces the whole set. Nothing else of
+        the profile is sent, so nothing else changes."""
+        path = "/api/v1/accounts/verify_credentials"
+        response = await self._http.request("GET", path)
+        if response.status != 200:
+            raise self._classify("GET", path, response)
+        source = self._json_object(response, "GET", path).get("source")
+        found = source.get("fields") if isinstance(source, dict) else None
+        if not isinstance(found, list):
+            raise self._http.error(f"GET {path} answered without source.fields", retryable=True)
+        fields = [(str(f.get("name", "")), str(f.get("value", ""))) for f in found if isinstance(f, dict)]
+        mine = {*line.previous_fields, *([line.field[0]] if line.field else [])}
+        at = next((i for i, (name, _) in enumerate(fields) if name in mine), None)
+        if line.field is None:
+            if at is None:
+                return
+            del fields[at]
+        elif at is not None:
+            fields[at] = line.field
+        elif len(fields) >= MAX_PROFILE_FIELDS:
+            raise self._http.error(
+                f"the profile already has {len(fields)} fields, the most Mastodon keeps: "
+                "remove one for the byline", retryable=False,
+            )
+        else:
+            fields.append(line.field)
+        for name, value in fields:
+            if len(name) > MAX_FIELD_CHARACTERS or len(value) > MAX_FIELD_CHARACTERS:
+                raise self._http.error(
+                    f"a profile field's name or value is over {MAX_FIELD_CHARACTERS} characters", retryable=False)
+        # A hash keyed by position (an array would be read as no fields at all).
+        body = {"fields_attributes": {str(i): {"name": n, "value": v} for i, (n, v) in enumerate(fields)}}
+        if not fields:
+            body = {"fields_attributes": {"0": {"name": "", "value": ""}}}  # a blank name: no field
+        path = "/api/v1/accounts/update_credentials"
+        response = await self._http.request("PATCH", path, json_body=body)
+        if response.status != 200:
+            raise self._classify("PATCH", path, response)
 
     # -- edit ------------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ from gateway.services.people import People
 from gateway.services.platforms import Platforms
 from gateway.services.policies import PolicyService
 from gateway.services.posts import PostService
+from gateway.services.profiles import ProfileKeeper
 from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
@@ -80,6 +81,7 @@ from gateway.storage.db import open_database
 
 routes = web.RouteTableDef()
 logger = structlog.get_logger("byline.gateway")
+PROFILES = web.AppKey("profiles", ProfileKeeper)
 WAKEUPS = web.AppKey("wakeups", Wakeups)
 
 
@@ -107,6 +109,8 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
         "accounts_unhealthy": sorted(unhealthy),
+        # Accounts whose profile byline a platform refused (their posts still go out).
+        "profile_bylines_failing": sorted(request.app[PLATFORMS].profile_problems),
         "policy_errors": len(request.app[POLICIES].errors()),
         # Accounts whose file here is not the version in force (that version is enforced here):
         # a replica whose files have not arrived yet, or were given other files.
@@ -171,6 +175,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SANDBOX] = timeline
     app[PLATFORMS] = platforms
     app[PUBLISHER] = publisher
+    app[PROFILES] = ProfileKeeper(
+        db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,
+        interval=settings.scheduler_interval_seconds * 10, lease_seconds=settings.publish_lease_seconds,
+    )
     app[POSTS] = posts = PostService(
         db=db, appender=appender, policies=registry, clock=clock,
         wake_publisher=publisher.wake, auditors=settings.auditor_names, metrics=metrics,
@@ -254,6 +262,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     ])
     if run_publisher:
         app.cleanup_ctx.append(_running(PUBLISHER))
+        app.cleanup_ctx.append(_running(PROFILES))
     app.cleanup_ctx.append(_started)
     app.on_response_prepare.append(_no_store_unless_said)
     app.on_response_prepare.append(cors.headers)

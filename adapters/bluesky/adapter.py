@@ -25,7 +25,16 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from adapters._http import Clock, check_base_url, utc_now
-from adapters.base import AccountInfo, AdapterConfig, AdapterError, MediaItem, OutboundPost, PublishResult
+from adapters.base import (
+    AccountInfo,
+    AdapterConfig,
+    AdapterError,
+    MediaItem,
+    OutboundPost,
+    ProfileLine,
+    PublishResult,
+    with_line,
+)
 from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
 from adapters.bluesky.records import (
     POST_COLLECTION,
@@ -46,6 +55,11 @@ from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, 
 DEFAULT_APP_URL: Final = "https://bsky.app"
 
 _log = logging.getLogger(__name__)
+
+
+PROFILE_COLLECTION: Final = "app.bsky.actor.profile"
+PROFILE_SWAP_ATTEMPTS: Final = 3
+"""Reads and writes of the profile record while others change it at once, before giving up for now."""
 
 
 class BlueskyAdapter:
@@ -171,6 +185,44 @@ class BlueskyAdapter:
             handle=handle,
             url=f"{self._app_url}/profile/{handle or did}",
         )
+
+    # ---- the profile byline ------------------------------------------------------------------
+
+    async def set_profile_line(self, line: ProfileLine) -> None:
+        """Keep one line of the ``app.bsky.actor.profile`` record's ``description`` (rkey
+        ``self``): read the record, change that line only, and write it back with
+        ``swapRecord`` set to the CID read, so a profile edited meanwhile (in an app) is read
+        again rather than overwritten. The record's other fields (avatar, banner,
+        displayName…) go back as they were."""
+        login = await self._client.ensure_login()
+        for _ in range(PROFILE_SWAP_ATTEMPTS):
+            try:
+                answer = await self._client.xrpc(
+                    "GET", "com.atproto.repo.getRecord",
+                    params={"repo": login.did, "collection": PROFILE_COLLECTION, "rkey": "self"},
+                )
+                record = answer.get("value")
+                swap = answer.get("cid")
+            except XrpcError as exc:
+                if not (exc.status == 400 and exc.error == "RecordNotFound"):
+                    raise self._client.classify(exc) from None
+                record, swap = {"$type": PROFILE_COLLECTION}, None
+            if not isinstance(record, dict):
+                raise AdapterError("bluesky: the profile record is not an object", retryable=False)
+            description = record.get("description")
+            new = with_line(description if isinstance(description, str) else "", line)
+            if new == (description or ""):
+                return
+            changed = {**record, "description": new} if new else {k: v for k, v in record.items() if k != "description"}
+            body: dict[str, Any] = {"repo": login.did, "collection": PROFILE_COLLECTION, "rkey": "self",
+                                    "record": changed, "swapRecord": swap}
+            try:
+                await self._client.call("POST", "com.atproto.repo.putRecord", json_body=body)
+                return
+            except AdapterError as exc:
+                if not (exc.detail or "").startswith("InvalidSwap"):
+                    raise
+        raise AdapterError("bluesky: the profile kept changing while the byline was set", retryable=True)
 
     # ---- building the record -----------------------------------------------------------------
 

@@ -17,6 +17,8 @@ and approvals. It flags:
 - a ``post.published`` without ``required`` distinct approvals of the published version from
   people who wrote none of it, and a publish while the account had no policy in force or its
   author no longer wrote for it;
+- a profile byline set (``profile.updated``) for a policy version the log has not recorded
+  for the account before it;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
   (``post.redecided``) before anything else happens to it.
@@ -182,6 +184,9 @@ class Replay:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
             return
+        if kind == "profile.updated":
+            self._profile_updated(index, account, extra)
+            return
         if post is None:
             return
         if kind == "post.submitted":
@@ -230,6 +235,14 @@ class Replay:
                 return
         if problem is not None:
             self._bad(index, problem)
+
+    def _profile_updated(self, index: int, account: str | None, extra: Any) -> None:
+        """A profile byline set for a policy version: one the log recorded before it."""
+        version = extra[0] if isinstance(extra, tuple) and extra else None
+        recorded = self._policy_versions.get(account or "", 0)
+        if account is None or type(version) is not int or not 1 <= version <= recorded:
+            self._bad(index, f"profile.updated for {account} names policy version {version}, "
+                             f"which the log has not recorded for it (it has {recorded})")
 
     def _policy_event(self, index: int, kind: str, account: str | None, extra: Any) -> None:
         if account is None:

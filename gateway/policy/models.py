@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.policy import byline as byline_text
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.text import MatchText, word_form
 
@@ -260,6 +261,20 @@ class Webhook(_Strict):
         return "(set)"
 
 
+class Profile(_Strict):
+    """``profile:``: Byline keeps one line of the account's profile true to the policy in force
+    (see ``gateway.policy.byline``)."""
+
+    byline: bool = Field(default=False, strict=True)
+    template: str = Field(default=byline_text.DEFAULT_TEMPLATE, min_length=1, max_length=500)
+
+    @field_validator("template")
+    @classmethod
+    def _known_places(cls, value: str) -> str:
+        byline_text.check_template(value)
+        return value
+
+
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
 
 
@@ -285,6 +300,7 @@ class Policy(_Strict):
     rate_limit: Annotated[RateLimit | None, BeforeValidator(_parse_rate)] = None
     retry_attempts: int = Field(default=8, ge=0, le=100, strict=True)
     notify: tuple[Webhook, ...] = Field(default=(), max_length=20)
+    profile: Profile = Profile()
 
     @field_validator("credentials")
     @classmethod
@@ -336,7 +352,23 @@ class Policy(_Strict):
         needed = {"mastodon": "instance", "bluesky": "pds"}.get(self.platform)
         if needed and getattr(self, needed) is None:
             raise ValueError(f"platform: platform {self.platform} needs {needed}: https://…")
+        if self.profile.byline:
+            self._byline_fits()
         return self
+
+    def _byline_fits(self) -> None:
+        """The profile byline, on a platform that can take it, within the platform's limits
+        (the public page's address counted as ``byline.URL_ROOM`` characters)."""
+        if self.platform == "x":
+            raise ValueError(
+                "profile.byline: X changes a profile only through API v1.1 with OAuth 1.0a user keys, "
+                "and Byline holds an OAuth 2 token for X: the byline is not available there"
+            )
+        try:
+            byline_text.check_fits(self.platform, self.profile.template, summary=self.summary(),
+                                   account=self.account)
+        except ValueError as exc:
+            raise ValueError(f"profile.template: {exc}") from None
 
     @property
     def text_limit(self) -> int:

@@ -70,6 +70,9 @@ class Platforms:
     rules: CredentialRules
     session: aiohttp.ClientSession | None = None
     unhealthy: dict[str, str] = field(default_factory=dict)
+    profile_problems: dict[str, str] = field(default_factory=dict)
+    """Accounts whose profile byline a platform refused, with its reason: shown, but their
+    posts go out as usual (``unhealthy`` holds them)."""
     _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:

@@ -37,6 +37,7 @@ from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry
 from gateway.services.posts import redecide_pending
+from gateway.services.profiles import queue_update as queue_profile_update
 from gateway.storage import policies as policy_sql
 from gateway.storage.db import Database
 from gateway.tasks import cancel_task, run_every
@@ -192,6 +193,7 @@ class PolicyService:
             )
             await policy_sql.record(ltx.txn, account=account, version=version, sha256=local.sha256,
                                     file=local.path.name, body=local.text, summary=json.dumps(summary), at=ltx.now)
+        await queue_profile_update(ltx, account=account, version=version, loaded=local)
         found.moved.extend((local, state) for _, state in
                            await redecide_pending(ltx, account=account, loaded=local, before=_writers(head)))
         found.recorded.append(account)

@@ -201,6 +201,8 @@ class AccountPage:
     refused: tuple[str, ...]
     history: tuple[PolicyChange, ...]
     counts: tuple[tuple[str, int], ...]
+    profile_problem: str | None = None
+    """Why the profile byline could not be set (the account's posts still go out), or None."""
 
 
 _WHAT = {
@@ -321,7 +323,7 @@ class QueueService:
             loaded, my_roles=held_by or frozenset(), admin=admin, problem=self.platforms.unhealthy.get(account),
             refused=tuple(str(issue) for issue in self.policies.errors.get(loaded.path.name, [])),
             history=tuple(_policy_change(int(r["idx"]), json.loads(bytes(r["entry"]))) for r in entries),
-            counts=counts,
+            counts=counts, profile_problem=self.platforms.profile_problems.get(account),
         )
 
 
@@ -416,6 +418,7 @@ def _seconds(delta: timedelta) -> int:
 def account_page(
     loaded: LoadedPolicy, *, my_roles: frozenset[Role], admin: bool, problem: str | None,
     refused: tuple[str, ...], history: tuple[PolicyChange, ...], counts: dict[str, int],
+    profile_problem: str | None = None,
 ) -> AccountPage:
     """An account's page from the policy in force and what was read about it."""
     policy = loaded.policy
@@ -434,7 +437,7 @@ def account_page(
         suggesters=tuple(policy.suggesters), disclosure=policy.disclosure, rules=rules,
         text_limit=policy.text_limit, rate_limit=rate, file=loaded.path.name, sha256=loaded.sha256,
         my_roles=tuple(sorted(r.value for r in my_roles)), admin=admin, problem=problem, refused=refused,
-        history=history,
+        history=history, profile_problem=profile_problem,
         counts=tuple(sorted(counts.items(), key=lambda kv: [s.value for s in State].index(kv[0])
                             if kv[0] in State.__members__.values() else 99)),
     )

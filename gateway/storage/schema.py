@@ -301,6 +301,18 @@ _PG_V11_NOTIFY = [
     "EXECUTE FUNCTION byline_notify('policy')",
 ]
 
+# Version 12: profile bylines. Each change of an account's byline is queued once, by the
+# transaction that records the policy version causing it (so once across replicas and
+# crashes), and claimed by one gateway at a time with a lease, as posts are; ``text`` is what
+# was set, once it was.
+_V12 = [
+    "CREATE TABLE profile_updates (account TEXT NOT NULL, version BIGINT NOT NULL, platform TEXT NOT NULL, "
+    "template TEXT, voice TEXT, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, next_at BIGINT NOT NULL, "
+    "lease_until BIGINT, text TEXT, last_error TEXT, created_at BIGINT NOT NULL, done_at BIGINT, "
+    "PRIMARY KEY (account, version))",
+    "CREATE INDEX profile_updates_due ON profile_updates (state, next_at)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -393,10 +405,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         if dialect == "sqlite":
             return [_V11]
         return [_V11.replace(" BLOB", " BYTEA"), *_PG_V11_NOTIFY]
+    if version == 12:
+        return list(_V12)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 11
+LATEST = 12
 
 
 async def _editors_from_versions(txn: Any) -> None:

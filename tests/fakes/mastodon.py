@@ -6,6 +6,13 @@ drive failures and time from tests.
 
 Documented rules it enforces, and where they are written:
 
+* docs.joinmastodon.org/methods/accounts/#update_credentials (``PATCH``): ``fields_attributes``
+  is a hash of ``{name, value}`` that replaces the profile's fields; at most 4 fields, each
+  name and value at most 255 characters, else 422 ``{"error": "Validation failed: Fields is
+  too long (maximum is 4 characters)"}`` (Rails' length message, as Mastodon answers it) or
+  ``Fields name``/``Fields value is too long (maximum is 255 characters)``; what is not sent is
+  left as it was. ``verify_credentials`` shows them as written under ``source.fields``.
+
 * docs.joinmastodon.org/methods/statuses/#create ("Post a new status"):
   - ``Authorization: Bearer <user_token>`` is required; a missing, unknown, revoked or
     expired token is answered 401 ``{"error": "The access token is invalid"}`` (the
@@ -95,6 +102,10 @@ SCHEDULE_MIN_OFFSET = timedelta(minutes=5)
 RATE_LIMIT = 300
 RATE_WINDOW = timedelta(minutes=5)
 VISIBILITIES = ("public", "unlisted", "private", "direct")
+MAX_PROFILE_FIELDS = 4
+"""Profile metadata fields an account may have (update_credentials: "By default, max 4 fields")."""
+MAX_FIELD_CHARACTERS = 255
+"""Characters of a field's name or value ("… and 255 characters per property/value")."""
 MAX_MEDIA = 4
 IMAGE_MIME_TYPES = frozenset(
     {"image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp", "image/avif"}
@@ -136,6 +147,9 @@ class Account:
     username: str
     display_name: str
     tokens: set[str] = field(default_factory=set)
+    note: str = ""
+    fields: list[dict[str, str]] = field(default_factory=list)
+    """Profile metadata, as the account wrote it (``source.fields``): ``name`` and ``value``."""
 
 
 @dataclass
@@ -371,7 +385,8 @@ class FakeMastodon:
             "locked": False,
             "bot": True,
             "url": f"https://{self.host}/@{account.username}",
-            "note": "",
+            "note": account.note,
+            "fields": [{"name": f["name"], "value": f["value"], "verified_at": None} for f in account.fields],
             "statuses_count": len(self.statuses(account)),
         }
 
@@ -515,6 +530,25 @@ async def _params(request: web.Request) -> dict[str, Any]:
             params.setdefault("poll", {})[key[5:-1]] = str(values[-1])
         else:
             params[key] = values[-1]
+    return params
+
+
+_ATTRIBUTE = re.compile(r"^fields_attributes\[([^\]]*)\]\[(name|value)\]$")
+
+
+async def _profile_params(request: web.Request) -> dict[str, Any]:
+    """update_credentials' parameters: as JSON, or as form data with the nested
+    ``fields_attributes[i][name]`` keys Rails reads into a hash."""
+    if request.content_type == "application/json":
+        return await _params(request)
+    form: MultiDictProxy[Any] = await request.post()
+    params: dict[str, Any] = {}
+    for key in form:
+        value = form.getall(key)[-1]
+        if (match := _ATTRIBUTE.match(key)) is not None:
+            params.setdefault("fields_attributes", {}).setdefault(match.group(1), {})[match.group(2)] = str(value)
+        elif isinstance(value, str):
+            params[key] = value
     return params
 
 
@@ -743,7 +777,48 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         assert account is not None
         entity = fake.render_account(account)
         entity["source"] = {"privacy": "public", "sensitive": False, "language": "",
-                            "note": "", "fields": []}
+                            "note": account.note,
+                            "fields": [{"name": f["name"], "value": f["value"], "verified_at": None}
+                                       for f in account.fields]}
+        return web.json_response(entity)
+
+    async def update_credentials(request: web.Request) -> web.Response:
+        # docs.joinmastodon.org/methods/accounts/#update_credentials: fields_attributes is a hash
+        # keyed by integers cast to strings, each {name, value}; it replaces the whole set
+        # (Account#fields_attributes=), a blank name drops that field, and anything but a hash
+        # leaves no fields at all. By default at most 4 fields and 255 characters a name or value.
+        account = fake._account_for(request, required=True)
+        assert account is not None
+        params = await _profile_params(request)
+        if "note" in params:
+            account.note = _text(params["note"], "Note") or ""
+        if "display_name" in params:
+            account.display_name = _text(params["display_name"], "Display name") or ""
+        if "fields_attributes" in params:
+            given = params["fields_attributes"]
+            fields: list[dict[str, str]] = []
+            if isinstance(given, dict):
+                for attr in given.values():
+                    if not isinstance(attr, dict):
+                        raise MastodonError(422, "Validation failed: Fields is invalid")
+                    name = _text(attr.get("name"), "Fields name") or ""
+                    value = _text(attr.get("value"), "Fields value") or ""
+                    if not name.strip():
+                        continue
+                    fields.append({"name": name.strip(), "value": value.strip()})
+            if len(fields) > MAX_PROFILE_FIELDS:
+                raise MastodonError(
+                    422, f"Validation failed: Fields is too long (maximum is {MAX_PROFILE_FIELDS} characters)")
+            for f in fields:
+                for part in ("name", "value"):
+                    if len(f[part]) > MAX_FIELD_CHARACTERS:
+                        raise MastodonError(
+                            422, f"Validation failed: Fields {part} is too long "
+                                 f"(maximum is {MAX_FIELD_CHARACTERS} characters)")
+            account.fields = fields
+        entity = fake.render_account(account)
+        entity["source"] = {"privacy": "public", "sensitive": False, "language": "", "note": account.note,
+                            "fields": [dict(f, verified_at=None) for f in account.fields]}
         return web.json_response(entity)
 
     async def account_statuses(request: web.Request) -> web.Response:
@@ -836,6 +911,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     app.router.add_put("/api/v1/statuses/{id}", edit_status)
     app.router.add_delete("/api/v1/statuses/{id}", delete_status)
     app.router.add_get("/api/v1/accounts/verify_credentials", verify_credentials)
+    app.router.add_patch("/api/v1/accounts/update_credentials", update_credentials)
     app.router.add_get("/api/v1/accounts/{id}/statuses", account_statuses)
     app.router.add_post("/api/v2/media", upload_media)
     app.router.add_get("/api/v1/media/{id}", get_media)

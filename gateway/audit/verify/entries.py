@@ -27,6 +27,7 @@ REPLAYED = frozenset({
     "post.submitted", "post.edited", "post.approved", "post.published", "post.publishing",
     "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
     "post.expired", "post.deferred", "post.failed", "post.retried",
+    "profile.updated",
 })
 """The entry types the rules replay takes."""
 
@@ -163,5 +164,11 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return (sha, summary, _version(data)), None
     if kind == "policy.removed":
         return (_version(data),), None
+    if kind == "profile.updated":
+        version, text, platform = data.get("version"), data.get("text"), data.get("platform")
+        if (type(version) is not int or "text" not in data or not (text is None or type(text) is str)
+                or type(platform) is not str):
+            return None, "profile.updated lacks data.version, data.text or data.platform"
+        return (version,), None
     state, version = data.get("state"), data.get("version")
     return (state if type(state) is str else None, version if type(version) is int else None, _sha(data)), None

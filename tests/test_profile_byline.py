@@ -1,0 +1,342 @@
+"""The profile byline (issue 18): one line of each account's profile kept true to the policy in
+force, on the Mastodon stand-in and a real Bluesky PDS, on both databases; once across
+replicas; a refusal shown in the account's health while its posts still go out; every line
+set recorded in the log and replayed by ``byline audit verify``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.app import PROFILES
+from gateway.appkeys import CHECKPOINTS, DB, PEOPLE
+from gateway.clock import ManualClock
+from gateway.policy.loader import PolicyFileError, parse_policy
+from tests.audit.logtools import byline
+from tests.audit.synthetic import SyntheticLog, messages, summary
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import Account, FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.pages.conftest import Pages, password_of
+from tests.platforms.bluesky.fixture import BlueskyPds
+
+TOKEN = "mtok-byline-5c1e9a"
+
+
+def _mastodon_policy(instance: str, *, cosigned: bool = False, account: str = "masto") -> str:
+    approvals = """
+        approvals:
+          required: 1
+          from: [bob]""" if cosigned else ""
+    return f"""
+        account: {account}
+        platform: mastodon
+        instance: {instance}
+        credentials: env:MASTO_TOKEN
+        tier: {"co-signed" if cosigned else "direct"}
+        owner: alice
+        writers: [alice, carol]
+        profile:
+          byline: true{approvals}
+    """
+
+
+@dataclass
+class World:
+    """The Mastodon stand-in and where it listens."""
+
+    fake: FakeMastodon
+    account: Account
+    url: str
+
+
+@pytest.fixture
+async def mastodon(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+    """The Mastodon stand-in on a real socket, with an account whose profile has fields of its own."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", TOKEN)
+    account.note = "We make bread."
+    account.fields = [{"name": "Shop", "value": "https://bread.example"}, {"name": "Pronouns", "value": "we/us"}]
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("MASTO_TOKEN", TOKEN)
+    try:
+        yield World(fake=fake, account=account, url=str(server.make_url("")).rstrip("/"))
+    finally:
+        await server.close()
+
+
+async def _profile_entries(gw: Gateway) -> list[dict[str, Any]]:
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries WHERE type = 'profile.updated' ORDER BY idx")
+    return [json.loads(bytes(r["entry"]))["data"] for r in rows]
+
+
+async def _verify_log(gw: Gateway) -> None:
+    """The real ``byline audit verify`` against the running gateway passes."""
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+
+
+def _patches(world: World) -> int:
+    return world.fake.faults.count("PATCH", "/api/v1/accounts/update_credentials")
+
+
+# -- the policy option -----------------------------------------------------------------------------
+
+
+def test_the_option_is_checked_when_the_policy_loads() -> None:
+    """A byline that cannot fit, reaches past its places, or asks X for what Byline cannot do is
+    refused with its key; the default loads."""
+    base = "account: a\nplatform: bluesky\npds: https://pds.example\ncredentials: env:T\ntier: direct\nowner: alice\n"
+    policy = parse_policy(base + "profile:\n  byline: true\n", name="a.yaml", expected_account="a")
+    assert policy.profile.byline and "{voice}" in policy.profile.template
+    cases = {
+        "profile:\n  byline: true\n  template: '{voice.__class__}'\n": "may only use",
+        "profile:\n  byline: true\n  template: 'By {writers}'\n": "may only use",
+        "profile:\n  byline: yes-please\n": "boolean",
+        "profile:\n  byline: true\n  template: '" + "x" * 300 + " {voice}'\n": "at most 256",
+        "profile:\n  bylines: true\n": "unknown key",
+    }
+    for extra, words in cases.items():
+        with pytest.raises(PolicyFileError) as refused:
+            parse_policy(base + extra, name="a.yaml", expected_account="a")
+        assert words in str(refused.value.issues[0]), (extra, refused.value.issues)
+        assert refused.value.issues[0].key.startswith("profile")
+    x = "account: a\nplatform: x\ncredentials: env:T\ntier: direct\nowner: alice\nprofile:\n  byline: true\n"
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy(x, name="a.yaml", expected_account="a")
+    assert "OAuth 1.0a" in str(refused.value.issues[0])
+    masto = ("account: a\nplatform: mastodon\ninstance: https://m.example\ncredentials: env:T\ntier: direct\n"
+             "owner: alice\nprofile:\n  byline: true\n  template: 'Written by: {voice} " + "y" * 250 + "'\n")
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy(masto, name="a.yaml", expected_account="a")
+    assert "Mastodon takes at most 255" in str(refused.value.issues[0])
+
+
+# -- the Mastodon stand-in validates fields as Mastodon documents them ------------------------------
+
+
+async def test_mastodon_stand_in_validates_profile_fields(mastodon: World) -> None:
+    """update_credentials: at most 4 fields, 255 characters a name or value, 422 in Mastodon's
+    words otherwise and nothing changed; what is not sent stays."""
+    url = f"{mastodon.url}/api/v1/accounts/update_credentials"
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    five = {str(i): {"name": f"n{i}", "value": "v"} for i in range(5)}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.patch(url, json={"fields_attributes": five}) as resp:
+            assert (resp.status, await resp.json()) == (
+                422, {"error": "Validation failed: Fields is too long (maximum is 4 characters)"})
+        long = {"0": {"name": "Shop", "value": "x" * 256}}
+        async with http.patch(url, json={"fields_attributes": long}) as resp:
+            assert resp.status == 422
+            assert (await resp.json())["error"] == (
+                "Validation failed: Fields value is too long (maximum is 255 characters)")
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns"]
+        form = {"fields_attributes[0][name]": "Shop", "fields_attributes[0][value]": "x" * 255}
+        async with http.patch(url, data=form) as resp:
+            assert resp.status == 200
+        async with http.get(f"{mastodon.url}/api/v1/accounts/verify_credentials") as resp:
+            body = await resp.json()
+    assert body["source"]["fields"] == [{"name": "Shop", "value": "x" * 255, "verified_at": None}]
+    assert body["source"]["note"] == "We make bread."
+
+
+# -- the gateway keeps the line ---------------------------------------------------------------------
+
+
+async def test_mastodon_byline_follows_the_voice_and_keeps_the_rest(
+    mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """The field is added beside the account's own, then changed in place when the voice
+    changes; each line set is in the log once, and the log verifies."""
+    write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        assert await gw.app[PROFILES].run_once() == 1
+        fields = mastodon.account.fields
+        assert [f["name"] for f in fields] == ["Shop", "Pronouns", "Written by"]
+        assert fields[2]["value"].startswith("its owner and a team · http")
+        assert fields[2]["value"].endswith("/@masto")
+        assert mastodon.account.note == "We make bread."
+        assert await gw.app[PROFILES].run_once() == 0  # nothing more to set
+
+        write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url, cosigned=True))
+        assert await gw.sync_policies() == ["masto"]
+        assert await gw.app[PROFILES].run_once() == 1
+        fields = mastodon.account.fields
+        assert [f["name"] for f in fields] == ["Shop", "Pronouns", "Written by"]
+        assert fields[2]["value"].startswith("its owner and a team, approved by a co-signer · ")
+        entries = await _profile_entries(gw)
+        assert [(e["version"], e["platform"]) for e in entries] == [(1, "mastodon"), (2, "mastodon")]
+        assert entries[1]["text"] == "Written by: " + fields[2]["value"]
+        assert _patches(mastodon) == 2
+        await _verify_log(gw)
+
+
+async def test_one_change_on_two_gateways_is_one_update(
+    mastodon: World, db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Two gateways on one database: a policy change both see makes one profile update, one
+    entry in the log, however often each one runs."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    for directory in (first, second):
+        write_policy(directory, "masto", _mastodon_policy(mastodon.url))
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        assert await a.app[PROFILES].run_once() + await b.app[PROFILES].run_once() == 1
+        for directory in (first, second):
+            write_policy(directory, "masto", _mastodon_policy(mastodon.url, cosigned=True))
+        recorded = await a.sync_policies() + await b.sync_policies()
+        assert recorded == ["masto"]
+        for _ in range(2):
+            await b.app[PROFILES].run_once()
+            await a.app[PROFILES].run_once()
+        assert [e["version"] for e in await _profile_entries(a)] == [1, 2]
+        assert _patches(mastodon) == 2
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
+
+
+async def test_a_refused_update_marks_health_and_posts_still_go_out(
+    mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """The platform refuses the profile (403, then a rate limit): /readyz and the account page
+    say so, a post goes out all the same, and the line is set once the platform takes it."""
+    write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
+    mastodon.fake.faults.fail_next(1, 403, method="PATCH", path="/api/v1/accounts/update_credentials")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        assert await gw.app[PROFILES].run_once() == 0
+        resp = await gw.client.get("/readyz")
+        ready = await resp.json()
+        assert resp.status == 200 and ready["profile_bylines_failing"] == ["masto"]
+        assert ready["accounts_unhealthy"] == []
+        await gw.app[PEOPLE].add("alice", password_of("alice"), email="alice@example.org")
+        browsers = Pages(gateway=gw, base=str(gw.client.make_url("")).rstrip("/"))
+        try:
+            status, page = await (await browsers.person("alice")).get("/accounts/masto")
+        finally:
+            for session in browsers._sessions:
+                await session.close()
+        assert status == 200 and "byline is not up to date" in page and "403" in page
+        assert "Posting works" in page
+
+        post = await gw.submit("alice", "masto", "Fresh loaves at noon")
+        await gw.tick()
+        assert (await gw.get("alice", post["id"]))["state"] == "published"
+        assert [s.text for s in mastodon.fake.statuses(mastodon.account)] == ["Fresh loaves at noon"]
+
+        mastodon.fake.faults.rate_limit_next(1, 120, method="PATCH", path="/api/v1/accounts/update_credentials")
+        clock.advance(timedelta(minutes=6))
+        assert await gw.app[PROFILES].run_once() == 0  # the rate limit: later again
+        assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == ["masto"]
+        clock.advance(timedelta(minutes=3))
+        assert await gw.app[PROFILES].run_once() == 1
+        assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == []
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
+        assert len(await _profile_entries(gw)) == 1
+
+
+async def test_bluesky_description_line_on_a_real_pds(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a real PDS: the profile record's description gets Byline's line, the rest of the
+    description and the record's other fields kept; a change of voice changes that line in place."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY", account.app_password)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{bluesky_pds.pds_url}/xrpc/com.atproto.server.createSession",
+                             json={"identifier": account.handle, "password": account.app_password}) as resp:
+            jwt = (await resp.json())["accessJwt"]
+        mine = {"$type": "app.bsky.actor.profile", "displayName": "Carol's Bakery",
+                "description": "Bread, daily.\nOpen 7 to 3."}
+        async with http.post(f"{bluesky_pds.pds_url}/xrpc/com.atproto.repo.putRecord",
+                             headers={"Authorization": f"Bearer {jwt}"},
+                             json={"repo": account.did, "collection": "app.bsky.actor.profile", "rkey": "self",
+                                   "record": mine}) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def profile() -> dict[str, Any]:
+            async with http.get(f"{bluesky_pds.pds_url}/xrpc/com.atproto.repo.getRecord",
+                                params={"repo": account.did, "collection": "app.bsky.actor.profile",
+                                        "rkey": "self"}) as resp:
+                assert resp.status == 200
+                value: dict[str, Any] = (await resp.json())["value"]
+                return value
+
+        def policy(tier: str) -> str:
+            return f"""
+                account: sky
+                platform: bluesky
+                handle: {account.handle}
+                pds: {bluesky_pds.pds_url}
+                credentials: env:CAROL_BSKY
+                tier: {tier}
+                owner: carol
+                writers: [alice]
+                {"suggesters: [carol]" if tier == "managed" else ""}
+                profile:
+                  byline: true
+                  template: "Written by {{voice}}: {{url}}"
+            """
+
+        write_policy(policy_dir, "sky", policy("direct"))
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            assert await gw.app[PROFILES].run_once() == 1
+            first = await profile()
+            lines = first["description"].split("\n")
+            assert lines[:2] == ["Bread, daily.", "Open 7 to 3."] and len(lines) == 3
+            assert lines[2].startswith("Written by a team: http") and lines[2].endswith("/@sky")
+            assert first["displayName"] == "Carol's Bakery"
+
+            write_policy(policy_dir, "sky", policy("managed"))
+            assert await gw.sync_policies() == ["sky"]
+            assert await gw.app[PROFILES].run_once() == 1
+            second = await profile()
+            lines = second["description"].split("\n")
+            assert lines[:2] == ["Bread, daily.", "Open 7 to 3."] and len(lines) == 3
+            assert lines[2].startswith("Written by a team, for its owner: ")
+            assert second["displayName"] == "Carol's Bakery"
+            entries = await _profile_entries(gw)
+            assert [(e["version"], e["platform"], e["text"]) for e in entries][-1] == (2, "bluesky", lines[2])
+            await _verify_log(gw)
+
+
+# -- the verifier ----------------------------------------------------------------------------------
+
+
+def test_verify_catches_a_byline_without_its_policy_version(tmp_path: Path) -> None:
+    """``profile.updated`` naming a policy version the log recorded is accepted; one naming a
+    version never recorded for the account, or lacking its text, is a finding."""
+    direct = summary(owner="alice", writers=["alice"])
+    honest = SyntheticLog()
+    honest.add("policy.loaded", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 1})
+    honest.add("profile.updated", actor="system", account="brand",
+               data={"version": 1, "text": "Written by: its owner", "platform": "mastodon"})
+    assert messages(honest.verify(tmp_path / "honest.export")) == []
+
+    forged = SyntheticLog()
+    forged.add("policy.loaded", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 1})
+    forged.add("profile.updated", actor="system", account="brand",
+               data={"version": 2, "text": "Written by: a team", "platform": "mastodon"})
+    forged.add("profile.updated", actor="system", account="other",
+               data={"version": 1, "text": "Written by: a team", "platform": "mastodon"})
+    forged.add("profile.updated", actor="system", account="brand", data={"version": 1, "platform": "mastodon"})
+    found = messages(forged.verify(tmp_path / "forged.export"))
+    assert len(found) == 3, found
+    expected = ("entry 1: profile.updated for brand names policy version 2, which the log has not recorded",
+                "entry 2: profile.updated for other names policy version 1",
+                "entry 3: profile.updated lacks data.version, data.text or data.platform")
+    assert all(any(line.startswith(e) for line in found) for e in expected), found
