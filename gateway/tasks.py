@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from gateway.storage.db import unavailable
+
 logger = structlog.get_logger("byline.tasks")
 
 
@@ -23,7 +25,8 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
 def run_every(interval: float, tick: Callable[[], Awaitable[object]], *, name: str, failed: str) -> asyncio.Task[None]:
     """Run ``tick`` every ``interval`` seconds, the first time one interval from now, until the
     task is cancelled (:func:`cancel_task`). A tick that fails is logged as the event ``failed``,
-    and the next one runs as usual."""
+    and the next one runs as usual: a database that cannot be reached is said in one line (no
+    traceback: it is no bug, and the loop goes on once it is back)."""
 
     async def loop() -> None:
         while True:
@@ -32,7 +35,10 @@ def run_every(interval: float, tick: Callable[[], Awaitable[object]], *, name: s
                 await tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception(failed)
+            except Exception as exc:
+                if unavailable(exc):
+                    logger.warning(failed, error="database_unavailable")
+                else:
+                    logger.exception(failed)
 
     return asyncio.create_task(loop(), name=name)

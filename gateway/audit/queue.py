@@ -15,6 +15,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 
+from gateway.storage.db import unavailable
+
 W = TypeVar("W")
 logger = structlog.get_logger("byline.appender")
 
@@ -81,7 +83,9 @@ class WorkQueue(Generic[W]):
         if isinstance(exc, asyncio.CancelledError):
             exc = RuntimeError("the gateway is shutting down")
         else:
-            logger.error("log_batch_failed", error=str(exc), size=len(batch.jobs), exc_info=exc)
+            # The database gone is no bug: said in one line, without a traceback.
+            logger.error("log_batch_failed", error=str(exc), size=len(batch.jobs),
+                         exc_info=None if unavailable(exc) else exc)
         for _, future in batch.jobs:
             if not future.done():
                 future.set_exception(exc)

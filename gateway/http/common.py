@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.appkeys import IDENTITY
 from gateway.errors import BylineError, Code
 from gateway.services.posts import Caller
+from gateway.storage.db import DatabaseUnavailable, unavailable
 
 logger = structlog.get_logger("byline.http")
 M = TypeVar("M", bound=BaseModel)
@@ -79,6 +80,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         if isinstance(exc, ConnectionError) and gone(request):
             raise  # the client went away, or was cut off (gateway.http.server): nobody to answer
+        if unavailable(exc):  # the database is gone (restarting, cut off): no bug, and it comes back
+            response = error_response(DatabaseUnavailable())
+            response.headers["X-Request-Id"] = request_id
+            logger.warning("request_database_unavailable", method=request.method, path=request.path,
+                           error=type(exc).__name__)
+            return response
         logger.exception("request_crashed", method=request.method, path=request.path)
         response = web.json_response(
             {"error": Code.INTERNAL.value, "message": "internal error; it has been logged",

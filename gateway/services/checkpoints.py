@@ -31,7 +31,7 @@ from gateway.audit.note import Checkpoint, NoteError, Signer, open_checkpoint, s
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
 from gateway.storage import signed as signed_sql
-from gateway.storage.db import Database, Row, Txn
+from gateway.storage.db import Database, Row, Txn, unavailable
 from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.checkpoints")
@@ -116,8 +116,11 @@ class CheckpointService:
             pass  # already logged and reported by sign_now
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("checkpoint_failed")
+        except Exception as exc:
+            if unavailable(exc):  # no bug: the next tick tries again
+                logger.warning("checkpoint_failed", error="database_unavailable")
+            else:
+                logger.exception("checkpoint_failed")
 
     async def sign_now(self) -> bytes:
         """Sign the current tree if it grew; return the latest signed note.

@@ -20,7 +20,7 @@ import structlog
 
 from gateway.errors import BylineError, Code
 from gateway.storage import queue as sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, unavailable
 from gateway.tasks import cancel_task
 
 logger = structlog.get_logger("byline.live")
@@ -128,8 +128,11 @@ class ChangeWatcher:
                 size = await self._read()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("live_watch_failed")
+            except Exception as exc:
+                if unavailable(exc):  # no bug: the next read tries again
+                    logger.warning("live_watch_failed", error="database_unavailable")
+                else:
+                    logger.exception("live_watch_failed")
                 continue
             if size != self.size:
                 self.size = size

@@ -31,7 +31,7 @@ from gateway.services.authorization import decided_again
 from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, unavailable
 from gateway.tasks import cancel_task
 from gateway.types import from_micros, iso
 
@@ -153,8 +153,11 @@ class Publisher:
                 pause = await self._pause()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("publisher_tick_failed")
+            except Exception as exc:
+                if unavailable(exc):  # no bug: the next tick tries again
+                    logger.warning("publisher_tick_failed", error="database_unavailable")
+                else:
+                    logger.exception("publisher_tick_failed")
                 pause = self._interval
             woken = asyncio.ensure_future(self._wake.wait())
             try:
