@@ -64,6 +64,9 @@ class OutboundPost:
     they were made for: ``{"sha256", "bytes", "facets"}``. Written as given while ``text``
     still begins with those bytes; ``None``, or words since edited, and the adapter finds the
     text's links and mentions itself."""
+    record_url: str | None = None
+    """The post's public record on Byline (its byline and proof), for platforms whose posts can
+    carry it without a character of the text (a field of Bluesky's post record); others ignore it."""
 
 
 @dataclass(frozen=True, kw_only=True)

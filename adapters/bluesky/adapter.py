@@ -238,6 +238,7 @@ class BlueskyAdapter:
         return post_record(
             text=text, created_at=created_at_for(post, self._clock()),
             language=post.language, facets=facets, reply=reply, embed=post.embed, labels=labels,
+            byline=post.record_url,
         )
 
     async def _facets(self, text: str) -> list[dict[str, Any]]:

@@ -211,8 +211,13 @@ def post_record(
     reply: dict[str, Any] | None = None,
     embed: Mapping[str, Any] | None = None,
     labels: dict[str, Any] | None = None,
+    byline: str | None = None,
 ) -> dict[str, Any]:
-    """An ``app.bsky.feed.post`` record from its parts; ``embed`` is written as given."""
+    """An ``app.bsky.feed.post`` record from its parts; ``embed`` is written as given.
+
+    ``byline`` is the post's public record on Byline: an extra field of the record (records
+    are open objects, so apps ignore it and it costs the text nothing), for anyone who reads
+    the record to go from the post to its byline and proof."""
     record: dict[str, Any] = {"$type": POST_COLLECTION, "text": text, "createdAt": created_at}
     if facets:
         record["facets"] = facets
@@ -224,6 +229,8 @@ def post_record(
         record["embed"] = dict(embed)
     if labels:
         record["labels"] = labels
+    if byline:
+        record["byline"] = byline
     return record
 
 

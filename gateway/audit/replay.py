@@ -17,6 +17,10 @@ and approvals. It flags:
 - a ``post.published`` without ``required`` distinct approvals of the published version from
   people who wrote none of it, and a publish while the account had no policy in force or its
   author no longer wrote for it;
+- an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
+  ``data.announces`` the policy version it announces) that does not follow the recording of
+  that version for its account (the account's latest policy entry, asking for announcements
+  and changing the voice), a second one for one version, or one held for approval;
 - a profile byline set (``profile.updated``) for a policy version the log has not recorded
   for the account before it;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
@@ -37,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
 
 __all__ = ["Fact", "Replay"]
 
@@ -59,6 +65,7 @@ class _Post:
     editors: set[str] | None = None  # made at the first edit by someone else: most posts have none
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
     decided_again: bool = False  # held anew for people with a role after the author lost theirs
+    announcement: bool = False  # the policy file's announcement of a change of voice
     owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
     # again before anything else happens to it, and why
 
@@ -77,6 +84,7 @@ class _Policy:
     suggesters: frozenset[str] = frozenset()
     approvers: frozenset[str] = frozenset()
     owner: str | None = None
+    changed_voice: bool = False  # whether it changed the voice of the policy it replaced
 
     def __post_init__(self) -> None:
         self.writers = frozenset(_list(self.summary, "writers"))
@@ -159,6 +167,7 @@ class Replay:
         self._previous: dict[str, _Policy] = {}
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
+        self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
         self.posts_seen = 0
@@ -268,6 +277,7 @@ class Replay:
         if old is not None:
             self._previous[account] = old
         policy = self._policy[account] = _Policy(sha256, summary)
+        policy.changed_voice = old is not None and any(old.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
         waiting = self._pending.get(account)
         if waiting:
             keep = []
@@ -291,8 +301,8 @@ class Replay:
             if known.state in _ENDED:
                 continue  # never pending again: dropped, so a busy account's list stays short
             live.append(known)
-            if known.state not in _PENDING or known.owed is not None:
-                continue
+            if known.state not in _PENDING or known.owed is not None or known.announcement:
+                continue  # an announcement answers to the version it announces, not to a writer's role
             if policy is None:
                 known.owed = (index, "the account's policy was removed")
             elif known.author not in policy.writers and (before is None or known.author in before.writers):
@@ -307,6 +317,41 @@ class Replay:
         where = f" (policy {sha256[:12]})" if sha256 else ""
         return f"{actor} submitted a post to {account} but was not {role} under its policy{where}"
 
+    def _announcement(self, index: int, actor: str, account: str | None, post: str, extra: Any) -> bool:
+        """Judge a post the policy file submitted: an announcement of a change of voice, which only
+        the policy version it names, recorded for its account just before it, authorises. True
+        when it was one (judged here), False for any other post."""
+        announces = extra[6] if len(extra) > 6 else None
+        if announces is None and actor != ANNOUNCER:
+            return False
+        _, state, _, required, sha256 = extra[:5]
+        known = self._posts[post]
+        known.announcement = True
+        policy = self._policy.get(account or "")
+        recorded = self._policy_versions.get(account or "")
+        if actor != ANNOUNCER or announces is None:
+            self._bad(index, f"post {post} of {account} is an announcement of a change of voice submitted by "
+                             f"{actor}, not by the policy file" if actor != ANNOUNCER else
+                             f"the policy file submitted post {post} to {account}, which announces no policy version")
+            return True
+        number, named = announces
+        if policy is None or recorded != number or named != policy.sha256 or sha256 != policy.sha256:
+            self._bad(index, f"post {post} announces policy version {number} of {account}, which is not the "
+                             "version the log recorded for it just before: an announcement without the policy "
+                             "change that caused it")
+        elif self._announced.get(account or "") == number:
+            self._bad(index, f"post {post} announces policy version {number} of {account} a second time")
+        elif not policy.summary.get("announce") or not policy.changed_voice:
+            self._bad(index, f"post {post} announces policy version {number} of {account}, which "
+                             + ("asks for no announcements" if not policy.summary.get("announce")
+                                else "changed nothing of the account's voice: an announcement without the "
+                                     "policy change that caused it"))
+        elif state != "scheduled" or required != 0:
+            self._bad(index, f"announcement {post} was submitted as {state} needing {required} approvals: "
+                             "the policy file is its authorisation, it goes out at once")
+        self._announced[account or ""] = number
+        return True
+
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
@@ -320,6 +365,8 @@ class Replay:
             self._bad(index, "post.submitted names no account")
             return
         self._by_account.setdefault(account, []).append(known)
+        if self._announcement(index, actor, account, post, extra):
+            return
         if sha256 is None and account not in self._policy:
             self._bad(index, f"{actor} submitted a post to {account}, which had no policy in force")
             return
@@ -455,7 +502,7 @@ class Replay:
         if account not in self._policy:
             self._bad(index, f"post {post} went out while {account} had no policy in force")
             return
-        author, decided_again = known.author, known.decided_again
+        author, decided_again = known.author, known.decided_again or known.announcement
 
         def check(policy: _Policy) -> str | None:
             if author in policy.writers or decided_again:

@@ -27,9 +27,10 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.policy import announce as voice
 from gateway.policy import byline as byline_text
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.text import MatchText, word_form
+from gateway.policy.text import MatchText, published_length, word_form
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -278,6 +279,25 @@ class Profile(_Strict):
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
 
 
+class Announce(_Strict):
+    """Whether a change of the account's voice is announced on the account itself, and in what
+    words (``{voice}``: who speaks now; ``{url}``: the account's public page on Byline)."""
+
+    voice_changes: bool = Field(strict=True)
+    template: str = Field(default=voice.DEFAULT_TEMPLATE, min_length=1, max_length=2000)
+
+    @field_validator("template")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        unknown = voice.unknown_placeholders(value)
+        if unknown:
+            known = ", ".join("{" + p + "}" for p in voice.PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}: use {known}")
+        if "{url}" not in value:
+            raise ValueError("must link to the account's public page: put {url} in it")
+        return value
+
+
 class Policy(_Strict):
     """One account's policy file, as admins write it."""
 
@@ -301,6 +321,7 @@ class Policy(_Strict):
     retry_attempts: int = Field(default=8, ge=0, le=100, strict=True)
     notify: tuple[Webhook, ...] = Field(default=(), max_length=20)
     profile: Profile = Profile()
+    announce: Announce | None = None
 
     @field_validator("credentials")
     @classmethod
@@ -352,6 +373,8 @@ class Policy(_Strict):
         needed = {"mastodon": "instance", "bluesky": "pds"}.get(self.platform)
         if needed and getattr(self, needed) is None:
             raise ValueError(f"platform: platform {self.platform} needs {needed}: https://…")
+        if self.announce is not None and self.announce.voice_changes:
+            self._announcement_fits()
         if self.profile.byline:
             self._byline_fits()
         return self
@@ -370,6 +393,20 @@ class Policy(_Strict):
         except ValueError as exc:
             raise ValueError(f"profile.template: {exc}") from None
 
+    def _announcement_fits(self) -> None:
+        """The announcement of this policy's voice, as the platform counts it, within its limit
+        (the public page's link counted as ``URL_BUDGET`` characters where links count by length)."""
+        assert self.announce is not None
+        url = "https://" + "x" * (voice.URL_BUDGET - len("https://"))
+        text = voice.render(self.announce.template, account=self.account, handle=self.handle,
+                            summary=self.summary(), url=url, version=99999)
+        length = published_length(self.platform, text)
+        if length > self.text_limit:
+            raise ValueError(
+                f"announce.template: the announcement would be {length} characters as {self.platform} counts "
+                f"them, over its limit of {self.text_limit}: shorten the template"
+            )
+
     @property
     def text_limit(self) -> int:
         """The longest text accepted, as the platform counts length (``published_length``):
@@ -378,7 +415,7 @@ class Policy(_Strict):
 
     def summary(self) -> dict[str, object]:
         """What changes of voice are judged by: recorded in the log at every load and change."""
-        return {
+        summary: dict[str, object] = {
             "tier": self.tier.value,
             "platform": self.platform,
             "owner": self.owner,
@@ -391,3 +428,6 @@ class Policy(_Strict):
                 {"name": r.name, "action": r.action.value, "reason": r.reason} for r in self.rules
             ],
         }
+        if self.announce is not None and self.announce.voice_changes:
+            summary["announce"] = True  # only then: the summaries of policies without it stay as they were
+        return summary

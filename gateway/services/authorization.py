@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
+from gateway.policy.announce import ANNOUNCER
 from gateway.policy.engine import Act, Role, contributors, counts_toward, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
@@ -158,6 +159,8 @@ def redecision_cause(
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
     policy was in force)."""
+    if post.author == ANNOUNCER:
+        return None  # the policy file's announcement: authorised by the version it announces, by no role
     state = State(post.state)
     parked = any(r.get("rule") == "policy_removed" for r in post.reasons)
     if loaded is None:

@@ -36,6 +36,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry
+from gateway.services.announcements import announce_change
 from gateway.services.posts import redecide_pending
 from gateway.services.profiles import queue_update as queue_profile_update
 from gateway.storage import policies as policy_sql
@@ -92,9 +93,11 @@ class PolicyService:
 
     def __init__(
         self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float,
-        metrics: Metrics = NOT_SCRAPED,
+        metrics: Metrics = NOT_SCRAPED, public_url: str = "",
     ) -> None:
         self.registry = registry
+        self._public_url = public_url
+        """Where the accounts' public pages are, for voice-change announcements to link to."""
         self._metrics = metrics
         self._appender = appender
         self._db = db
@@ -196,6 +199,8 @@ class PolicyService:
         await queue_profile_update(ltx, account=account, version=version, loaded=local)
         found.moved.extend((local, state) for _, state in
                            await redecide_pending(ltx, account=account, loaded=local, before=_writers(head)))
+        await announce_change(ltx, account=account, loaded=local, head=head, version=version,
+                              public_url=self._public_url)
         found.recorded.append(account)
 
     def _in_force(self, files: dict[str, LoadedPolicy], synced: _Synced) -> dict[str, LoadedPolicy]:

@@ -27,6 +27,7 @@ from gateway.lifecycle import Action, State, transition
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import PolicyRegistry
+from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import decided_again
 from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
@@ -72,6 +73,8 @@ class Claim:
     attempt: int
     recovering: bool
     first_attempt_at: int
+    announcement: bool = False
+    """The policy file's announcement of a change of voice (see ``gateway.services.announcements``)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
@@ -341,7 +344,8 @@ class Publisher:
         loaded = policies.get(row.account)
         if loaded is None:
             return None  # the account's policy was removed: nothing may go out under it
-        if due and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
+        announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
+        if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
             # holds the post for someone who still has one, who then decides.
             return None
@@ -355,7 +359,7 @@ class Publisher:
                 return None
         version = row.version
         key = idempotency_key(post_id, version)
-        text = row.published_text if stale and row.published_text else disclosed_text(
+        text = row.published_text if stale and row.published_text else row.text if announcement else disclosed_text(
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
@@ -377,7 +381,8 @@ class Publisher:
         )
         return Claim(post_id=post_id, account=row.account, version=version, text=text,
                      options=dict(row.options), key=key, attempt=attempt,
-                     recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now))
+                     recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
+                     announcement=announcement)
 
     async def publish(self, post_id: str) -> None:
         """Claim one due post and get it onto its platform, or defer or fail it."""
@@ -403,6 +408,7 @@ class Publisher:
             first_attempt_at=from_micros(claim.first_attempt_at),
             created_at=claim.options.get("created_at"), embed=claim.options.get("embed"),
             self_labels=claim.options.get("self_labels"), facets=claim.options.get("facets"),
+            record_url=record_url(self._platforms.public_url, claim.post_id),
         )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:
@@ -509,6 +515,10 @@ class Publisher:
         detail = error.message if not error.detail else f"{error.message}: {error.detail}"
         if error.auth_failed:
             self._platforms.mark(claim.account, detail)
+        elif claim.announcement:
+            # Shown with the account's health; the account's posts are not held by it: the next
+            # one due finds the credential working (the publisher's probe) and goes out.
+            self._platforms.mark(claim.account, f"the platform refused a voice-change announcement: {detail}")
         # A broken credential holds the account's posts until it works again, and a platform
         # asking us to slow down (429) is not the post's fault: neither burns the retry budget.
         patient = error.auth_failed or error.status == 429

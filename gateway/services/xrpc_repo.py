@@ -62,6 +62,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
+from gateway.services.announcements import record_url
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
@@ -460,7 +461,7 @@ class XrpcRepo:
             post_id=post.id, idempotency_key="", text=post.display_text,
             reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
             created_at=options.created_at, embed=options.embed, self_labels=options.self_labels,
-            facets=options.facets,
+            facets=options.facets, record_url=record_url(self._platforms.public_url, post.id),
         )
         if loaded.policy.platform == "bluesky":
             adapter = self._platforms.adapter_for(loaded)
@@ -476,6 +477,7 @@ class XrpcRepo:
             language=outbound.language, reply=reply,
             facets=fitting_facets(outbound.facets, outbound.text) or link_facets(outbound.text),
             embed=record.embed, labels=dict(options.self_labels) if options.self_labels else None,
+            byline=outbound.record_url,
         )
         return record_cid(guess)
 

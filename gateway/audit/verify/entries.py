@@ -142,6 +142,14 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         suggested_by = data.get("suggested_by")
         if suggested_by is not None and type(suggested_by) is not str:
             return None, "post.submitted has a malformed data.suggested_by"
+        announces = data.get("announces")
+        if announces is not None:
+            # The policy file's announcement of a change of voice: the version it announces.
+            if (type(announces) is not dict or type(announces.get("version")) is not int
+                    or type(announces.get("policy_sha256")) is not str):
+                return None, "post.submitted has a malformed data.announces"
+            return (version, state, approvers, required, sha, suggested_by,
+                    (announces["version"], announces["policy_sha256"])), None
         if suggested_by is None:
             return (version, state, approvers, required, sha), None
         return (version, state, approvers, required, sha, suggested_by), None

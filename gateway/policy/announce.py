@@ -1,0 +1,102 @@
+"""The words of a voice-change announcement: what changed in who speaks for an account, said
+the way followers read it, and the template an admin may give (``announce.template``).
+
+Pure: no I/O. The policy model checks a template with these when the file loads, and the
+announcement service renders it in the transaction that records the policy version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+ANNOUNCER: Final = "policy-file"
+"""The actor of an announcement in the log: the admin's policy file, not any writer."""
+
+VOICE_KEYS: Final = ("tier", "owner", "writers", "suggesters", "approvers")
+"""The parts of a policy summary that are its voice: a change of any one is announced.
+Approvers count: on a co-signed account who signs off is part of whose words go out."""
+
+PLACEHOLDERS: Final = ("account", "handle", "voice", "url", "version")
+"""What a template may name, as ``{name}``."""
+
+DEFAULT_TEMPLATE: Final = "Change of voice: this account is now {voice}. Who writes and approves each post: {url}"
+
+URL_BUDGET: Final = 100
+"""How long the public page's link is assumed to be when a template is checked at load, on the
+platforms that count a link by its characters (Bluesky, the sandbox); Mastodon and X count 23."""
+
+
+def _names(people: Sequence[str]) -> str:
+    people = list(people)
+    if len(people) <= 1:
+        return "".join(people)
+    return ", ".join(people[:-1]) + " and " + people[-1]
+
+
+def _strings(summary: Mapping[str, Any], key: str) -> list[str]:
+    value = summary.get(key)
+    return sorted(v for v in value if isinstance(v, str)) if isinstance(value, list) else []
+
+
+def voice_words(summary: Mapping[str, Any]) -> str:
+    """Who speaks for an account under a policy (its ``summary()``), in a follower's words."""
+    tier, owner = summary.get("tier"), summary.get("owner")
+    writers, approvers = _strings(summary, "writers"), _strings(summary, "approvers")
+    owner_name = owner if isinstance(owner, str) else "its owner"
+    by = "its owner" if writers == [owner_name] else _names(writers)
+    if tier == "managed":
+        words = f"managed by a team ({_names(writers)}); {owner_name}, its owner, suggests"
+    elif tier == "co-signed":
+        words = f"written by {by}, each post co-signed by {_names(approvers) or owner_name}"
+    elif tier == "delayed":
+        words = f"written by {by}, each post after a cooling-off delay"
+    else:
+        words = f"written by {by}"
+    if tier != "co-signed" and approvers:
+        words += f", held posts approved by {_names(approvers)}"
+    return words
+
+
+def voice_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """The parts of the voice that differ between two policy summaries (none without a before)."""
+    if before is None:
+        return []
+    return [k for k in VOICE_KEYS if before.get(k) != after.get(k)]
+
+
+def render(template: str, *, account: str, handle: str, summary: Mapping[str, Any], url: str,
+           version: int) -> str:
+    """The announcement's text. Only the placeholders are filled: ``str.format`` is never run
+    on an admin's text (no attribute or index lookups)."""
+    values = {"account": account, "handle": handle, "voice": voice_words(summary), "url": url,
+              "version": str(version)}
+    out, rest = [], template
+    while rest:
+        start = rest.find("{")
+        if start < 0:
+            out.append(rest)
+            break
+        end = rest.find("}", start)
+        name = rest[start + 1:end] if end > start else ""
+        if name in values:
+            out.append(rest[:start] + values[name])
+            rest = rest[end + 1:]
+        else:
+            out.append(rest[:start + 1])
+            rest = rest[start + 1:]
+    return "".join(out)
+
+
+def unknown_placeholders(template: str) -> list[str]:
+    """The ``{name}`` parts of a template that are not placeholders."""
+    found, at = [], 0
+    while (start := template.find("{", at)) >= 0:
+        end = template.find("}", start)
+        if end < 0:
+            break
+        name = template[start + 1:end]
+        if name not in PLACEHOLDERS:
+            found.append(name)
+        at = end + 1
+    return found

@@ -1,0 +1,89 @@
+"""Voice-change announcements: a short post on the account itself when its voice changes.
+
+An account whose policy has ``announce: {voice_changes: true}`` gets a post, in the same
+transaction that records a policy version changing its voice (tier, owner, writers,
+suggesters or approvers), authored in the log by the policy file (``policy-file``), scheduled
+to go out at once through the publisher (its lease and idempotency key make it go out once),
+and never held for approval: the admin's policy file is its authorisation, and its
+``post.submitted`` entry names the version it announces (``data.announces``), which
+``byline audit verify`` checks against the policy entry just before it.
+
+Since the recording transaction runs once per version across replicas, so does this: two
+gateways seeing one change make one announcement, and a file edited back and forth between
+two reloads announces only the versions that were recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+
+from gateway.audit.appender import LogTxn
+from gateway.lifecycle import State
+from gateway.policy import announce as voice
+from gateway.policy.loader import LoadedPolicy
+from gateway.services.posts import new_post_id
+from gateway.storage import policies as policy_sql
+from gateway.storage import posts as sql
+from gateway.types import iso
+
+logger = structlog.get_logger("byline.announcements")
+
+ANNOUNCER = voice.ANNOUNCER
+
+
+def public_page(base: str, account: str) -> str:
+    """The account's public page on Byline, where the announcement links."""
+    return f"{base.rstrip('/')}/@{account}"
+
+
+def record_url(base: str, post_id: str) -> str:
+    """The public record of a post: its byline and the log entries that prove it (``/audit``)."""
+    return f"{base.rstrip('/')}/audit?kind=post&q={post_id}"
+
+
+def is_announcement(author: str) -> bool:
+    """Whether a post with this author is the policy file's own announcement."""
+    return author == ANNOUNCER
+
+
+async def announce_change(
+    ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, head: policy_sql.Head | None, version: int,
+    public_url: str,
+) -> str | None:
+    """In the transaction recording ``version`` of ``account``'s policy (``loaded``; ``head``
+    is the version it replaces): schedule the announcement of its change of voice, when the
+    policy asks for one and the voice changed. Returns the post's id, or None."""
+    if loaded is None or head is None:
+        return None  # a first load or a removal: no voice went from one to another on the account
+    policy = loaded.policy
+    if policy.announce is None or not policy.announce.voice_changes:
+        return None
+    before: dict[str, Any] = json.loads(head.summary)
+    summary = policy.summary()
+    changed = voice.voice_changed(before, summary)
+    if not changed:
+        return None
+    post_id = new_post_id()
+    text = voice.render(policy.announce.template, account=account, handle=policy.handle, summary=summary,
+                        url=public_page(public_url, account), version=version)
+    await sql.insert_post(ltx.txn, {
+        "id": post_id, "account": account, "author": ANNOUNCER, "state": State.SCHEDULED.value, "version": 1,
+        "text": text, "options": "{}", "reasons": "[]", "approvers": "[]", "required": 0,
+        "requested_at": None, "publish_at": ltx.now, "expires_at": None, "suggested_by": None,
+        "adopted_from": None, "created_at": ltx.now, "updated_at": ltx.now,
+    })
+    await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=ANNOUNCER, at=ltx.now)
+    await ltx.append(
+        "post.submitted", actor=ANNOUNCER, account=account, post=post_id,
+        data={
+            "version": 1, "text_hash": ltx.commit_text(text), "state": State.SCHEDULED.value, "reasons": [],
+            "approvers": [], "required": 0, "publish_at": iso(ltx.now), "expires_at": None,
+            "suggested_by": None, "adopted_from": None, "policy_sha256": loaded.sha256, "options": {},
+            "announces": {"version": version, "policy_sha256": loaded.sha256, "changed": changed},
+        },
+    )
+    logger.info("voice_change_announced", account=account, version=version, post_id=post_id, changed=changed)
+    return post_id

@@ -1,0 +1,424 @@
+"""Voice-change announcements (issue 18): a post on the account itself when its voice changes,
+authored by the policy file in the transaction that records the version, out once through the
+publisher, never held, and replayed by ``byline audit verify`` (which catches one that no policy
+change caused). Both databases; the sandbox, the Mastodon stand-in and a real Bluesky PDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.appkeys import CHECKPOINTS, DB, PLATFORMS
+from gateway.clock import ManualClock
+from tests.audit.logtools import byline
+from tests.audit.synthetic import SyntheticLog, messages, summary
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import Account, FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.platforms.bluesky.fixture import BlueskyPds
+
+PUBLIC = "https://byline.example.org"
+
+DIRECT = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: direct
+    owner: alice
+    announce: {voice_changes: true}
+"""
+TEAM = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: co-signed
+    owner: alice
+    writers: [alice, carol]
+    approvals:
+      from: [bob, dave]
+      required: 1
+    announce: {voice_changes: true}
+"""
+TWO_WRITERS = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: direct
+    owner: alice
+    writers: [alice, carol]
+    announce: {voice_changes: true}
+"""
+TEAM_WITH_A_RULE = TEAM + """
+    rules:
+      - name: launch
+        action: hold
+        any_words: [launch]
+        reason: Check the date first
+"""
+
+
+def _dir(tmp_path: Path, files: dict[str, str], name: str = "policies") -> Path:
+    directory = tmp_path / name
+    directory.mkdir()
+    for account, text in files.items():
+        write_policy(directory, account, text)
+    return directory
+
+
+async def _announcements(gw: Gateway, account: str) -> list[dict[str, Any]]:
+    """The account's announcements: each post the policy file submitted, with its entry's data."""
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall(
+            "SELECT post_id, entry FROM log_entries WHERE account = ? AND type = 'post.submitted' ORDER BY idx",
+            account)
+    out = []
+    for row in rows:
+        body = json.loads(bytes(row["entry"]))
+        if body["actor"] == "policy-file":
+            out.append({"post": body["post"], **body["data"]})
+    return out
+
+
+async def _row(gw: Gateway, post_id: str) -> dict[str, Any]:
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT * FROM posts WHERE id = ?", post_id)
+    assert row is not None
+    return dict(row)
+
+
+async def _verify(gw: Gateway) -> None:
+    """The real ``byline audit verify`` against the running gateway passes."""
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+
+
+async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Direct → co-signed with a second writer: one post, by ``policy-file``, scheduled now in
+    the transaction of version 2, goes out unheld with the words and the public page's link;
+    a change that leaves the voice alone (a rule) announces nothing; the log verifies."""
+    policies = _dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        assert await _announcements(gw, "brand") == [], "a first load is no change of voice"
+        write_policy(policies, "brand", TEAM)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        row = await _row(gw, announced["post"])
+        assert (row["author"], row["state"], row["required"]) == ("policy-file", "scheduled", 0)
+        assert announced["announces"]["version"] == 2
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers"]
+        assert announced["state"] == "scheduled" and announced["approvers"] == []
+        async with gw.app[DB].read() as txn:
+            v2 = await txn.fetchone("SELECT sha256 FROM policy_versions WHERE account = 'brand' AND version = 2")
+        assert v2 is not None and announced["announces"]["policy_sha256"] == v2["sha256"]
+        assert await gw.tick() == 1
+        [went_out] = await gw.timeline("brand")
+        assert went_out["text"] == (
+            "Change of voice: this account is now written by alice and carol, each post co-signed by bob and "
+            f"dave. Who writes and approves each post: {PUBLIC}/@brand"
+        ), "no disclosure line: the policy file wrote it"
+        assert (await _row(gw, announced["post"]))["state"] == "published"
+
+        write_policy(policies, "brand", TEAM_WITH_A_RULE)
+        assert await gw.sync_policies() == ["brand"]
+        assert len(await _announcements(gw, "brand")) == 1, "a new rule is no change of voice"
+        await _verify(gw)
+
+
+async def test_without_the_option_nothing_is_announced(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
+    """The same change on an account whose new policy does not ask for announcements: no post."""
+    policies = _dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock) as gw:
+        write_policy(policies, "brand", TEAM.replace("announce: {voice_changes: true}", ""))
+        assert await gw.sync_policies() == ["brand"]
+        assert await _announcements(gw, "brand") == []
+        write_policy(policies, "brand", TEAM.replace("voice_changes: true", "voice_changes: false")
+                     .replace("bob, dave", "bob, erin"))
+        assert await gw.sync_policies() == ["brand"]
+        assert await _announcements(gw, "brand") == []
+
+
+async def test_two_gateways_on_one_database_make_one_announcement(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Two replicas given the same change reload at once: one version, one announcement, one post out."""
+    first = _dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = _dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        write_policy(first, "brand", TEAM)
+        write_policy(second, "brand", TEAM)
+        recorded = await asyncio.gather(a.sync_policies(), b.sync_policies())
+        assert sorted(recorded) == [[], ["brand"]]
+        assert len(await _announcements(a, "brand")) == 1
+        await asyncio.gather(a.tick(), b.tick())
+        assert len(await a.timeline("brand")) == 1
+        await _verify(a)
+
+
+async def test_a_file_edited_back_and_forth_between_reloads_announces_what_was_recorded(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Co-signed and back to direct before the gateway rereads: nothing was in force but
+    direct, so nothing is announced; the next real change is announced once."""
+    policies = _dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock) as gw:
+        write_policy(policies, "brand", TEAM)
+        write_policy(policies, "brand", DIRECT)
+        assert await gw.sync_policies() == []
+        assert await _announcements(gw, "brand") == []
+        write_policy(policies, "brand", TEAM)
+        assert await gw.sync_policies() == ["brand"]
+        write_policy(policies, "brand", DIRECT)
+        write_policy(policies, "brand", TEAM)
+        assert await gw.sync_policies() == []
+        assert [a["announces"]["version"] for a in await _announcements(gw, "brand")] == [2]
+
+
+@pytest.mark.parametrize(("announce", "error"), [
+    ("{voice_changes: yes please}", "announce.voice_changes"),
+    ("{voice_changes: true, tone: warm}", "announce.tone"),
+    ('{voice_changes: true, template: "New voice: {voice}. {nope} {url}"}', "unknown placeholder {nope}"),
+    ('{voice_changes: true, template: "New voice: {voice}"}', "put {url} in it"),
+    ("{voice_changes: true, template: '" + "x" * 420 + " {url}'}", "would be 521 characters as sandbox counts them"),
+])
+async def test_a_bad_announce_option_is_refused_and_changes_nothing(
+    db_url: str, tmp_path: Path, clock: ManualClock, announce: str, error: str,
+) -> None:
+    """Strict like every option: the file is refused with its key and why, the policy in force
+    stays, and nothing is announced (the length is checked as Bluesky counts, at load)."""
+    sky = DIRECT.replace("platform: sandbox", "platform: sandbox\n    max_length: 300")
+    policies = _dir(tmp_path, {"brand": sky})
+    async with started_gateway(db_url, policies, clock) as gw:
+        write_policy(policies, "brand", TEAM.replace("{voice_changes: true}", announce))
+        assert await gw.sync_policies() == []
+        status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+        assert status == 200
+        assert any(error in json.dumps(e) for e in body["errors"]), body
+        assert await _announcements(gw, "brand") == []
+
+
+def _forged(tmp_path: Path, name: str, build: Any) -> list[str]:
+    """Build a log with ``build(log)`` and return what the verifier finds in it."""
+    log = SyntheticLog()
+    direct = summary(owner="alice", writers=["alice"]) | {"announce": True}
+    team = summary(owner="alice", writers=["alice", "carol"], approvers=["bob"], required=1,
+                   tier="co-signed") | {"announce": True}
+    log.add("policy.loaded", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p1", "policy": direct, "version": 1})
+    build(log, team)
+    return messages(log.verify(tmp_path / f"{name}.export"))
+
+
+def _announce(log: SyntheticLog, post: str, version: int, sha: str, *, state: str = "scheduled") -> None:
+    log.add("post.submitted", actor="policy-file", account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"announcement {post}"), "state": state, "approvers": [],
+        "required": 0, "policy_sha256": sha, "announces": {"version": version, "policy_sha256": sha},
+    })
+
+
+def _change(log: SyntheticLog, team: dict[str, Any]) -> None:
+    log.add("policy.changed", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p2", "policy": team, "version": 2})
+
+
+def test_the_verifier_accepts_an_announcement_of_the_change_just_recorded(tmp_path: Path) -> None:
+    """The honest log: version 2 changes the voice, its announcement follows and goes out."""
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        _change(log, team)
+        _announce(log, "100", 2, "p2")
+        log.add("post.publishing", actor="system", account="brand", post="100", data={"policy_sha256": "p2"})
+        log.add("post.published", actor="system", account="brand", post="100", data={"version": 1})
+
+    assert _forged(tmp_path, "honest", build) == []
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("no change", "changed nothing of the account's voice: an announcement without the policy change"),
+    ("a version never recorded", "not the version the log recorded for it just before"),
+    ("an older version", "not the version the log recorded for it just before"),
+    ("twice", "a second time"),
+    ("held", "goes out at once"),
+    ("by a writer", "not by the policy file"),
+])
+def test_the_verifier_catches_an_announcement_without_its_policy_change(
+    tmp_path: Path, name: str, expected: str,
+) -> None:
+    """Forged logs: an announcement no policy change caused (none, one never recorded, one
+    already superseded), two for one version, one held for approval, or one by a writer."""
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        if name == "no change":
+            _announce(log, "100", 1, "p1")
+        elif name == "a version never recorded":
+            _announce(log, "100", 2, "p2")
+        elif name == "an older version":
+            _change(log, team)
+            log.add("policy.changed", actor="policy-file", account="brand",
+                    data={"file": "brand.yaml", "sha256": "p3", "policy": team | {"owner": "bob"}, "version": 3})
+            _announce(log, "100", 2, "p2")
+        elif name == "twice":
+            _change(log, team)
+            _announce(log, "100", 2, "p2")
+            _announce(log, "101", 2, "p2")
+        elif name == "held":
+            _change(log, team)
+            _announce(log, "100", 2, "p2", state="held")
+        else:
+            _change(log, team)
+            log.add("post.submitted", actor="alice", account="brand", post="100", data={
+                "version": 1, "text_hash": log.commit("mine"), "state": "held", "approvers": ["bob"],
+                "required": 1, "policy_sha256": "p2", "announces": {"version": 2, "policy_sha256": "p2"}})
+
+    found = _forged(tmp_path, name.replace(" ", "-"), build)
+    assert len(found) == 1 and expected in found[0], found
+
+
+async def test_byline_audit_verify_rejects_a_forged_announcement(tmp_path: Path) -> None:
+    """The real command, on an export with an announcement of a version the log never recorded."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand", data={
+        "file": "brand.yaml", "sha256": "p1", "version": 1,
+        "policy": summary(owner="alice", writers=["alice"]) | {"announce": True}})
+    _announce(log, "100", 2, "p2")
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert "an announcement without the policy change that caused it" in result.text
+
+
+# -- on real platforms -------------------------------------------------------------------
+
+MASTODON_TOKEN = "mtok-announce-51c0de"
+
+
+@pytest.fixture
+async def mastodon(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeMastodon, Account, str]]:
+    """The Mastodon stand-in on a real socket, with one account whose token the gateway reads."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    try:
+        yield fake, account, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+def _on_mastodon(text: str, instance: str) -> str:
+    return text.replace("platform: sandbox", f"platform: mastodon\n    instance: {instance}\n"
+                                              "    credentials: env:BRAND_MASTODON_TOKEN")
+
+
+async def test_an_announcement_reaches_mastodon(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: tuple[FakeMastodon, Account, str],
+) -> None:
+    """On the Mastodon stand-in: the announcement is a status of the account, once."""
+    fake, account, instance = mastodon
+    policies = _dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", _on_mastodon(TEAM, instance))
+        await gw.sync_policies()
+        await gw.tick()
+        await gw.tick()
+        [status] = fake.statuses(account)
+        assert status.text.startswith("Change of voice: this account is now written by alice and carol")
+        assert status.text.endswith(f"{PUBLIC}/@brand")
+
+
+@pytest.mark.parametrize(("fault", "state"), [(403, "failed"), (429, "scheduled")])
+async def test_a_refused_announcement_marks_the_account_and_blocks_nothing(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: tuple[FakeMastodon, Account, str],
+    fault: int, state: str,
+) -> None:
+    """The platform refuses the announcement (no permission: given up; a rate limit: tried
+    again later, as publishing does): the account's health says so, and a writer's post
+    submitted meanwhile still goes out; the announcement goes out once the limit has passed."""
+    fake, account, instance = mastodon
+    policies = _dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", _on_mastodon(TWO_WRITERS, instance))
+        await gw.sync_policies()
+        [announced] = await _announcements(gw, "brand")
+        if fault == 429:
+            fake.faults.rate_limit_next(1, retry_after=120, method="POST", path="/api/v1/statuses")
+        else:
+            fake.faults.fail_next(1, 403, method="POST", path="/api/v1/statuses")
+        await gw.tick()
+        row = await _row(gw, announced["post"])
+        assert row["state"] == state
+        health = gw.app[PLATFORMS].unhealthy.get("brand", "")
+        assert "voice-change announcement" in health and str(fault) in health, health
+        _, ready = await gw.call(None, "GET", "/readyz")
+        assert "brand" in ready["accounts_unhealthy"]
+        post = await gw.submit("carol", "brand", "Business as usual")
+        await gw.tick()
+        assert (await gw.get("carol", post["id"]))["state"] == "published"
+        assert [s.text for s in fake.statuses(account)] == ["Business as usual"]
+        if fault == 429:
+            clock.advance(timedelta(minutes=3))
+            await gw.tick()
+            assert (await _row(gw, announced["post"]))["state"] == "published"
+            assert len(fake.statuses(account)) == 2
+        await _verify(gw)
+
+
+async def _records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    params = {"repo": did, "collection": "app.bsky.feed.post", "limit": "100"}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params=params) as resp:
+                assert resp.status == 200, await resp.text()
+                page = await resp.json()
+            records += page["records"]
+            if not page["records"] or not page.get("cursor"):
+                return records
+            params["cursor"] = page["cursor"]
+
+
+async def test_an_announcement_on_a_real_pds_carries_its_record(
+    bluesky_pds: BlueskyPds, db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a real Bluesky PDS: the announcement record, read back, holds the words (within 300
+    graphemes), and a ``byline`` field with the URL of its public record; the text has no more."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    tag = secrets.token_hex(3)
+
+    def sky(text: str) -> str:
+        return text.replace("platform: sandbox", f"platform: bluesky\n    pds: {bluesky_pds.pds_url}\n"
+                                                 "    credentials: env:CAROL_BSKY_APP_PASSWORD") \
+                   .replace('handle: "@brand"', f"handle: {account.handle}") \
+                   .replace("{voice_changes: true}",
+                            '{voice_changes: true, template: "' + tag + ' Now {voice}. Bylines: {url}"}')
+
+    policies = _dir(tmp_path, {"brand": sky(DIRECT)})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", sky(TEAM))
+        await gw.sync_policies()
+        [announced] = await _announcements(gw, "brand")
+        await gw.tick()
+        assert (await _row(gw, announced["post"]))["state"] == "published"
+        mine = [r["value"] for r in await _records(bluesky_pds, account.did) if r["value"]["text"].startswith(tag)]
+        assert mine == [{
+            "$type": "app.bsky.feed.post", "createdAt": mine[0]["createdAt"], "facets": mine[0]["facets"],
+            "text": f"{tag} Now written by alice and carol, each post co-signed by bob and dave. "
+                    f"Bylines: {PUBLIC}/@brand",
+            "byline": f"{PUBLIC}/audit?kind=post&q={announced['post']}",
+        }]
+        await _verify(gw)
