@@ -1,0 +1,121 @@
+"""A PostgreSQL cluster of the chaos run's own, which it may restart and kill.
+
+The machine's shared server is used by other tests and is never restarted: this one is made
+with Debian's ``initdb`` in a temporary directory (data and socket there), runs as the
+``postgres`` OS user on a free loopback port, trusts local connections, and is removed after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    on_path = shutil.which(name)
+    assert on_path, f"PostgreSQL's {name} is not installed (Debian's postgresql package has it)"
+    return on_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateCluster:
+    """One PostgreSQL cluster: ``start``, ``restart`` (fast shutdown), ``kill`` (SIGKILL the
+    postmaster, then start: crash recovery), ``stop``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.port = _free_port()
+        self.log = root / "postgres.log"
+        self._as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            self._as_postgres = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        """Where Byline connects."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # The server's own output goes to its log file (-l); pg_ctl's to a file too, never to a
+        # pipe, which the server it starts would hold open.
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run([*self._as_postgres, *args], stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, text=True, timeout=120)
+            out.seek(0)
+            text = out.read()
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:1])} failed ({done.returncode}): {text[-2000:]}")
+        return subprocess.CompletedProcess(done.args, done.returncode, text, "")
+
+    def init(self) -> None:
+        """Make the cluster (owned by the postgres user when run as root)."""
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.root.chmod(0o700)
+        self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "-E", "UTF8", "--no-sync")
+
+    def start(self) -> None:
+        """Start it and wait until it takes connections."""
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c max_connections=200 -c shared_buffers=64MB")
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options,
+                  "-w", "-t", "60", "start")
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is cut, as in a failover or an upgrade."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", "60",
+                  "restart")
+
+    def kill(self, down_seconds: float = 0.0) -> None:
+        """SIGKILL the postmaster (its backends go with it), wait, and start it again."""
+        pid_file = self.data / "postmaster.pid"
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 0)
+                time.sleep(0.05)
+                continue
+            break
+        # The backends notice their postmaster is gone within moments; shared memory is freed
+        # when the last one exits, and the next start recovers from the WAL.
+        time.sleep(max(down_seconds, 0.5))
+        self.start()
+
+    def stop(self) -> None:
+        """Stop it (immediately: nothing of it is kept)."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A started cluster, stopped and removed after."""
+    root = Path(tempfile.mkdtemp(prefix="byline-chaos-pg-"))
+    cluster = PrivateCluster(root)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

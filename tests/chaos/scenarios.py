@@ -1,0 +1,39 @@
+"""The four scenarios of issue 17, at the size CI runs (``make test``) or at full size (``make chaos``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tests.chaos.harness import Scenario
+
+FULL = os.environ.get("BYLINE_CHAOS_SIZE", "ci") == "full"
+"""``BYLINE_CHAOS_SIZE=full``: 5,000 posts in scenarios 1 and 2, 2,000 in scenario 4."""
+
+
+def scenarios(*, full: bool = FULL) -> dict[str, Scenario]:
+    """Each scenario by its name."""
+
+    def size(big: float, small: float) -> Any:
+        return big if full else small
+
+    return {
+        "replicas": Scenario(
+            name="replicas", posts=size(5000, 120), replicas=3, kill_every=size(4.0, 2.0),
+            concurrency=size(16, 12), drain_seconds=size(240, 90),
+        ),
+        "faults": Scenario(
+            name="faults", posts=size(5000, 120), replicas=3, kill_every=size(4.0, 2.0),
+            fail_rate=0.3, drop_rate=0.1, burst_every=size(8.0, 4.0), concurrency=size(16, 12),
+            drain_seconds=size(300, 120), seed=29,
+        ),
+        "postgres-restart": Scenario(
+            name="postgres-restart", posts=size(2000, 120), database="private", replicas=2,
+            postgres_restarts=size(12, 2), concurrency=size(12, 8), drain_seconds=size(240, 120),
+            policy_change=True, seed=31,
+        ),
+        "sqlite": Scenario(
+            name="sqlite", posts=size(2000, 120), database="sqlite", replicas=1, kill_every=size(3.0, 2.5),
+            concurrency=size(8, 6), drain_seconds=size(240, 90), seed=43,
+        ),
+    }

@@ -1,0 +1,51 @@
+"""The crash and fault scenarios of issue 17 at the size CI runs (``make chaos``: full size).
+
+Each runs real ``byline serve`` processes, a real PostgreSQL (or SQLite), real SIGKILLs and a
+platform stand-in process; see ``tests/chaos/harness.py`` for what is checked afterwards.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chaos.harness import Result, Scenario, run
+from tests.chaos.scenarios import scenarios
+
+RESULTS: list[Result] = []
+"""Every scenario's result, for the table at the end of the session (``conftest.py``)."""
+
+pytestmark = pytest.mark.slow
+
+
+def _failure(result: Result) -> str:
+    return "\n".join([*result.problems[:40], *result.notes])
+
+
+@pytest.mark.parametrize("name", list(scenarios()))
+async def test_scenario(name: str) -> None:
+    """Through kills, faults and restarts: no post twice on its platform, none lost or stuck,
+    each approval counted once, one policy record per version, and the log verifies."""
+    scenario = scenarios()[name]
+    result = await run(scenario, say=print)
+    RESULTS.append(result)
+    assert result.ok, _failure(result)
+    # The chaos happened: a run without it proves nothing.
+    if scenario.kill_every:
+        assert result.kills >= 2, f"only {result.kills} SIGKILL(s)"
+    assert result.restarts_of_postgres == scenario.postgres_restarts
+    if scenario.fail_rate:
+        assert {"dropped", "rate_limited"} <= set(result.injected), result.injected
+        assert any(k.startswith("failed_") for k in result.injected), result.injected
+    assert result.published >= scenario.posts // 2, "most posts are meant to go out"
+
+
+async def test_the_harness_catches_a_platform_that_makes_duplicates() -> None:
+    """A platform that forgets Idempotency-Keys and loses answers after storing the status
+    gets a second status from Byline's retry: the harness counts each as a duplicate and fails."""
+    scenario = Scenario(name="self-check", posts=10, database="sqlite", replicas=1, drop_rate=0.5,
+                        honour_keys=False, policy_change=False, concurrency=4, drain_seconds=60)
+    result = await run(scenario, say=print)
+    RESULTS.append(result)
+    assert result.duplicates > 0, _failure(result)
+    assert not result.ok
+    assert any("on its platform" in p and "times" in p for p in result.problems), result.problems
