@@ -108,9 +108,14 @@ class Wakeups:
         self._task = None
         await self._policy.stop()
 
-    def _heard(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _heard(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
         handler = self._handlers.get(payload)
         if handler is None:
+            return
+        if payload != "log" and isinstance(self._db, PostgresDatabase) and pid in self._db.own_backends:
+            # Made through this gateway, which woke its publisher or recorded the policy itself
+            # already; a policy reload of its own at that moment would read its files early. Its
+            # own live pages are woken by its own changes too: they are told of every change.
             return
         self.heard += 1
         handler()

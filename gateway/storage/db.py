@@ -558,12 +558,21 @@ class PostgresDatabase:
         self.dsn = dsn
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
+        self.own_backends: set[int] = set()
+        """The server processes of this gateway's pooled connections: what the database says
+        was changed through one of them (``gateway.services.wakeups``) this gateway knows already."""
 
     async def open(self) -> PostgresDatabase:
         """Create the connection pool. A connection the database dropped (a restart, a network
         cut) is found closed when next taken from the pool, and replaced by a new one."""
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max, timeout=CONNECT_SECONDS)
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max, timeout=CONNECT_SECONDS,
+                                               init=self._opened)
         return self
+
+    async def _opened(self, conn: asyncpg.Connection) -> None:
+        pid = conn.get_server_pid()
+        self.own_backends.add(pid)
+        conn.add_termination_listener(lambda _conn: self.own_backends.discard(pid))
 
     async def connect_apart(self) -> asyncpg.Connection:
         """A connection of its own, outside the pool (to ``LISTEN`` on: it stays taken)."""
