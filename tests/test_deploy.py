@@ -363,6 +363,37 @@ def test_compose_runs_two_replicas_on_one_database_behind_a_proxy() -> None:
     assert "healthcheck" in services["postgres"]
 
 
+def test_compose_start_scripts_install_the_key_and_hand_over_the_password(tmp_path: Path) -> None:
+    """Each replica's start script, as Compose hands it to the container (``$$`` as ``$``), copies
+    the log key from its secret into the state directory (mode 0600), passes the database
+    password as PGPASSWORD and execs `byline serve`; the migration's execs `byline migrate`."""
+    done = _compose("config", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    secrets = tmp_path / "run-secrets"
+    secrets.mkdir()
+    (secrets / "byline_log_key").write_text("PRIVATE+KEY+test\n")
+    (secrets / "db_password").write_text("s3cret")
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "byline").write_text('#!/bin/sh\necho "byline $* PGPASSWORD=$PGPASSWORD"\n')
+    (stub / "byline").chmod(0o755)
+    for name, wanted in (("byline-a", "serve"), ("byline-b", "serve"), ("migrate", "migrate")):
+        shell, flags, script, *args = services[name]["command"]
+        script = script.replace("$$", "$").replace("/run/secrets", str(secrets))
+        key = tmp_path / name / "log.key"
+        key.parent.mkdir()
+        env = _clean_env(BYLINE_LOG_KEY_FILE=str(key))
+        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
+        run = subprocess.run([shell, flags, script, *args], env=env, capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == f"byline {wanted} PGPASSWORD=s3cret\n"
+        if wanted == "serve":
+            assert key.read_text() == "PRIVATE+KEY+test\n" and key.stat().st_mode & 0o777 == 0o600
+        else:
+            assert not key.exists()
+
+
 def _caddy_adapt(caddyfile: Path) -> subprocess.CompletedProcess[str]:
     """Caddy's own reading of a Caddyfile (adapted to its JSON; nothing is started or dialled)."""
     home = "/nonexistent"  # no state of Caddy's is read or kept
