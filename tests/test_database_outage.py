@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.app import WAKEUPS, make_app
-from gateway.appkeys import CHECKPOINTS, DB, IDENTITY, POLICIES, PUBLISHER, REGISTRY
+from gateway.appkeys import CHECKPOINTS, DB, HOUSEKEEPER, IDENTITY, NOTIFIER, POLICIES, PUBLISHER, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import byline
 from tests.conftest import PG_DSN, USERS, Gateway, GatewayTestServer, make_settings, write_policy
@@ -163,7 +163,7 @@ def _background(gw: Gateway) -> dict[str, bool]:
     """Whether each background loop of the gateway is still running."""
     app = gw.app
     parts: dict[str, Any] = {"publisher": app[PUBLISHER], "policies": app[POLICIES], "checkpoints": app[CHECKPOINTS],
-             "wakeups": app[WAKEUPS]}
+                             "wakeups": app[WAKEUPS], "notify": app[NOTIFIER], "housekeeping": app[HOUSEKEEPER]}
     return {name: part._task is not None and not part._task.done() for name, part in parts.items()}
 
 

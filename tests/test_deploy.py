@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +137,51 @@ def _substitute(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value)
 
 
+def _dockerignored() -> Callable[[str], bool]:
+    """Whether the project's .dockerignore keeps a path (relative to the root, with ``/``) out
+    of the build context, read as Docker reads it (``**`` for any directories, a directory's
+    pattern for everything in it); its lines are all exclusions."""
+    patterns = [line.strip().strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "re-inclusions are not read here"
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        # Go's filepath.Match, as Docker uses it: `*` and `?` stay within one path element.
+        out = ""
+        for piece in re.split(r"(\*\*/|\*|\?)", pattern):
+            out += {"**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}.get(piece, re.escape(piece))
+        return re.compile(out)
+
+    compiled = [regex(p) for p in patterns]
+
+    def ignored(relative: str) -> bool:
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]  # a directory's pattern covers all in it
+        return any(r.fullmatch(prefix) for r in compiled for prefix in prefixes)
+
+    return ignored
+
+
+def test_dockerignore_keeps_secrets_out_and_the_package_in() -> None:
+    """The build context leaves out keys, secrets, .env files, the local database and the
+    virtual environment, and keeps every file of the package."""
+    ignored = _dockerignored()
+    for path in (".env", "var/byline.db", "var/log.key", "policies/secrets/brand.token", ".venv/bin/python",
+                 "gateway/__pycache__/app.cpython-311.pyc", "deploy/secrets/x", ".git/config", "log.key",
+                 "deploy/log.key", "tests/x/.env"):
+        assert ignored(path), path
+    package = [p.relative_to(ROOT).as_posix() for d in ("gateway", "adapters") for p in (ROOT / d).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts]
+    assert package and not [p for p in package if ignored(p)]
+    assert not ignored("pyproject.toml") and not ignored("README.md")
+
+
 def replay_build_stage(root: Path) -> tuple[Path, list[str]]:
     """Run the build stage's steps as Docker would, under ``root`` instead of ``/``: the files
-    copied from this checkout, each RUN in ``sh -ec`` with the stage's environment (Docker's
-    BuildKit flags left out, pip's cache as on this machine). The system packages (apt-get) are
-    the machine's own, as `make install` installs them. Returns the virtual environment built
-    and the steps left out."""
+    copied from this checkout (less what .dockerignore leaves out), each RUN in ``sh -ec`` with
+    the stage's environment (Docker's BuildKit flags left out, pip's cache as on this machine).
+    The system packages (apt-get) are the machine's own, as `make install` installs them.
+    Returns the virtual environment built and the steps left out."""
     shim = root / "shim"
     shim.mkdir(parents=True)
     (shim / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))  # the image's `python`
@@ -150,6 +189,12 @@ def replay_build_stage(root: Path) -> tuple[Path, list[str]]:
     env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
     cwd = root
     skipped = []
+    ignored = _dockerignored()
+
+    def leave_out(directory: str, names: list[str]) -> set[str]:
+        relative = Path(directory).relative_to(ROOT).as_posix()
+        return {n for n in names if ignored(f"{relative}/{n}" if relative != "." else n)}
+
     for ins in _stages()["build"]:
         kind, value = ins["instruction"], ins["value"]
         if kind in ("FROM", "ARG"):
@@ -168,9 +213,10 @@ def replay_build_stage(root: Path) -> tuple[Path, list[str]]:
             assert not any(s.startswith("--") for s in sources), f"COPY {value}: flags are not replayed"
             for source in sources:
                 src = ROOT / source
+                assert not ignored(source), f"COPY {source}: left out of the build context by .dockerignore"
                 dest = cwd / target / src.name if target.endswith("/") else cwd / target
                 if src.is_dir():
-                    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    shutil.copytree(src, dest, ignore=leave_out)
                 else:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dest)

@@ -67,12 +67,20 @@ _GONE: tuple[type[BaseException], ...] = (
 )
 
 
-def unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached (rather than that a statement was wrong)."""
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by the database driver, says the database cannot be reached
+    (rather than that a statement was wrong)."""
     if isinstance(exc, (DatabaseUnavailable, *_GONE)):
         return True
     # What asyncpg says when asked to use a connection that was closed under it.
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, wherever it was raised, says the database cannot be reached: storage
+    raises :class:`DatabaseUnavailable`, or, from a connection of its own, the driver's word
+    for it. A bare ``OSError`` is not counted: out of storage, it is something else's."""
+    return isinstance(exc, DatabaseUnavailable) or (_gone(exc) and not isinstance(exc, OSError))
 
 
 class Txn(Protocol):
@@ -545,7 +553,7 @@ class _PgTxn:
 
 def _raise_if_gone(exc: Exception) -> None:
     """Raise :class:`DatabaseUnavailable` (from ``exc``) when ``exc`` says the database is gone."""
-    if unavailable(exc) and not isinstance(exc, DatabaseUnavailable):
+    if _gone(exc) and not isinstance(exc, DatabaseUnavailable):
         raise DatabaseUnavailable() from exc
 
 
