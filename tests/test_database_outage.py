@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import WAKEUPS, make_app
 from gateway.appkeys import CHECKPOINTS, DB, HOUSEKEEPER, IDENTITY, NOTIFIER, POLICIES, PUBLISHER, REGISTRY
 from gateway.clock import ManualClock
+from gateway.storage.db import DatabaseUnavailable, PostgresDatabase, open_database, unavailable
 from tests.audit.logtools import byline
 from tests.conftest import PG_DSN, USERS, Gateway, GatewayTestServer, make_settings, write_policy
 
@@ -303,3 +304,31 @@ async def test_a_cut_under_load_leaves_nothing_half_written_and_publishes_each_p
         url = str(gw.client.make_url("")).rstrip("/")
         result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
         assert result.code == 0, result.text
+
+
+async def test_a_wrong_statement_is_not_taken_for_a_database_gone(proxied: tuple[str, Proxy]) -> None:
+    """A statement PostgreSQL refuses raises its own error, unchanged, and is not "unavailable";
+    a database cut off raises :class:`DatabaseUnavailable` from reads, writes and new connections;
+    an ``OSError`` from elsewhere (a file, a platform) is not taken for the database's."""
+    db_url, proxy = proxied
+    db = await open_database(db_url)
+    assert isinstance(db, PostgresDatabase)
+    try:
+        with pytest.raises(asyncpg.UndefinedColumnError) as wrong:
+            async with db.write() as txn:
+                await txn.execute("UPDATE log_state SET no_such_column = 1")
+        assert not unavailable(wrong.value)
+        await proxy.cut()
+        for opening in (db.read, db.write):
+            with pytest.raises(DatabaseUnavailable):
+                async with opening() as txn:
+                    await txn.fetchone("SELECT 1 AS one")
+        with pytest.raises(DatabaseUnavailable):
+            await db.connect_apart()
+        assert not unavailable(FileNotFoundError("media/1.png"))
+        await proxy.start()
+        async with db.read() as txn:
+            row = await txn.fetchone("SELECT 1 AS one")
+        assert row is not None and row["one"] == 1
+    finally:
+        await db.close()
