@@ -397,6 +397,7 @@ def test_compose_runs_two_replicas_on_one_database_behind_a_proxy() -> None:
         states.add(mounts["/var/lib/byline"]["source"])
         assert {x["source"] for x in s["secrets"]} == {"byline_log_key", "db_password"}
         assert "BYLINE_LOG_KEY_FILE" in s["command"][2]
+        assert all(not Path(x["target"]).is_relative_to("/etc/byline/secrets") for x in s["secrets"])
     assert len(states) == 2  # the last checkpoint signed is each replica's own file
     assert services["migrate"]["command"][-1].split()[-2:] == ["byline", "migrate"]
     assert {"serve", "migrate"} <= _commands()
@@ -540,6 +541,10 @@ def test_kubernetes_deployment_is_replicated_probed_and_locked_down() -> None:
     assert not state.get("readOnly") and "emptyDir" in volumes[state["name"]]
     (init,) = pod["initContainers"]
     assert init["command"][-1] == str(key_file)
+    # Neither the key nor its Secret is where a policy may name a credential.
+    secrets_dir = Path(env["BYLINE_SECRETS_DIR"]["value"])
+    assert not key_file.is_relative_to(secrets_dir)
+    assert not any(Path(m["mountPath"]).is_relative_to(secrets_dir) for m in init["volumeMounts"])
     assert mounts[env["BYLINE_POLICY_DIR"]["value"]]["readOnly"]
     assert volumes[mounts[env["BYLINE_POLICY_DIR"]["value"]]["name"]]["configMap"]["name"] == "byline-policies"
     assert mounts[env["BYLINE_SECRETS_DIR"]["value"]]["readOnly"]
@@ -549,6 +554,28 @@ def test_kubernetes_deployment_is_replicated_probed_and_locked_down() -> None:
     assert "Secret" not in {d["kind"] for d in _manifests()}
     job = docs["Job"]["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["byline", "migrate"] and "migrate" in _commands()
+
+
+def test_kubernetes_init_container_puts_the_key_where_the_signer_writes(tmp_path: Path) -> None:
+    """The init container's command, run with its mounts here, copies the key from the
+    Secret's mount into the state directory the gateway's BYLINE_LOG_KEY_FILE names, mode 0600."""
+    pod = next(d for d in _manifests() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    mounts = [m["mountPath"] for m in init["volumeMounts"]]
+    secret_mount = next(m for m in init["volumeMounts"] if m.get("readOnly"))["mountPath"]
+    places = {m: tmp_path / m.strip("/").replace("/", "_") for m in mounts}
+    for place in places.values():
+        place.mkdir()
+    (places[secret_mount] / "log.key").write_text("PRIVATE+KEY+test\n")
+    command = list(init["command"])
+    for mount, place in places.items():
+        command = [c.replace(mount, str(place)) for c in command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    key = Path(env["BYLINE_LOG_KEY_FILE"])
+    copied = places[str(key.parent)] / key.name
+    assert copied.read_text() == "PRIVATE+KEY+test\n" and copied.stat().st_mode & 0o777 == 0o600
 
 
 def _kubelet_volume(where: Path, files: dict[str, str]) -> Path:
