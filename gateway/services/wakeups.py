@@ -93,6 +93,7 @@ class Wakeups:
         """Whether the listening connection is up (always False on SQLite)."""
         self.heard = 0
         """Notifications heard since start."""
+        self._lost = False  # listened before, or tried to: what changed meanwhile went unheard
         self.backend_pid: int | None = None
         """The PostgreSQL backend of the listening connection, for an operator looking at
         ``pg_stat_activity``."""
@@ -132,6 +133,7 @@ class Wakeups:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: listen again once it is back
+                self._lost = True
                 if self.listening:
                     logger.warning("wakeups_lost", error=type(exc).__name__,
                                    meaning="changes made on other replicas are picked up at each part's "
@@ -155,7 +157,8 @@ class Wakeups:
             if not self.listening:
                 logger.info("wakeups_listening")
             self.listening = True
-            self._wake_all()  # for whatever was missed while not listening
+            if self._lost:
+                self._wake_all()  # for whatever was missed while not listening
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(ended.wait(), PING_SECONDS)
