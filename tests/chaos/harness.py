@@ -64,6 +64,9 @@ class Scenario:
     replicas: int = 3
     kill_every: float = 0.0
     """Seconds between SIGKILLs of a random replica (0: none)."""
+    kills_at_least: int = 3
+    """With ``kill_every``, kills also come at this many evenly spaced points of the load, so a
+    short (CI-sized) run has them too."""
     postgres_restarts: int = 0
     """Restarts of the private PostgreSQL, spread evenly over the posts (fast shutdowns and
     SIGKILLs of its postmaster in turn)."""
@@ -523,13 +526,23 @@ class Run:
                 await asyncio.sleep(self.rng.random() * (1.0 if len(self.replicas) > 1 else 0.2))
                 await victim.start()
 
+        count = self.scenario.kills_at_least
+        points = [self.scenario.posts * (i + 1) // (count + 1) for i in range(count)]
+        gap = every * (0.5 + self.rng.random())
+        last = time.monotonic()
         while self.loading:
-            await asyncio.sleep(every * (0.5 + self.rng.random()))
-            if not self.loading:
-                break
+            await asyncio.sleep(0.05)
+            due = bool(points) and self.done >= points[0]
+            if not (due or time.monotonic() - last >= gap):
+                continue
             up = [r for r in self.replicas if r.up and not r.lock.locked()]
             if not up or (len(self.replicas) > 1 and len(up) < 2):
+                # The one killed before is still starting: the next gap counts from its return.
+                last = time.monotonic()
                 continue
+            if due:
+                points.pop(0)
+            gap, last = every * (0.5 + self.rng.random()), time.monotonic()
             victim = self.rng.choice(up)
             victim.kill()
             self.kills += 1
