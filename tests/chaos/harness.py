@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import re
 import shutil
@@ -38,8 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.postgres import scratch_database
-from tests.chaos.postgres import PrivateCluster, private_cluster
+from tests.chaos.postgres import PrivateCluster, private_cluster, scratch_database
 from tests.serve import ServeProcess
 
 MARKER = re.compile(r"\[chaos (\d+)\]")
@@ -79,6 +79,9 @@ class Scenario:
     honour_keys: bool = True
     """False: the stand-in forgets every Idempotency-Key (a platform that makes a second status
     for a repeated key), which the harness must catch; only its own test sets it."""
+    refuse_rate: float = 0.0
+    """Creates the stand-in refuses for good (422): posts that fail, which the harness must
+    count as lost; only its own test sets it."""
     concurrency: int = 12
     drain_seconds: float = 120.0
     seed: int = 17
@@ -160,6 +163,7 @@ class StandIn:
             "accounts": {account: token for account, token in self.tokens.items()},
             "seed": scenario.seed, "fail_rate": scenario.fail_rate, "drop_rate": scenario.drop_rate,
             "burst_every": scenario.burst_every, "honour_keys": scenario.honour_keys,
+            "refuse_rate": scenario.refuse_rate,
         }))
         self.log = workdir / "standin.log"
         self._out = self.log.open("ab")
@@ -625,8 +629,7 @@ async def _database(scenario: Scenario, workdir: Path) -> AsyncIterator[tuple[st
         with private_cluster() as cluster:
             yield cluster.url, cluster
     else:
-        async with scratch_database(f"byline_chaos_{scenario.name.replace('-', '_')}") as url:
-            assert url is not None, "no PostgreSQL answers (BYLINE_BENCH_POSTGRES)"
+        async with scratch_database(f"byline_chaos_{scenario.name.replace('-', '_')}_{os.getpid()}") as url:
             yield url, None
 
 
@@ -727,6 +730,7 @@ async def check(chaos: Run, report: dict[str, Any], left: str | None, result: Re
                             f"{[(s['id'], s['key']) for s in statuses]}; "
                             f"{_history(entries, post_id)}")
         if post_id not in by_id:
+            result.duplicates += len(statuses)
             problems.append(f"a status for post {post_id}, which the database does not have")
     claimed = {e["post"] for e in entries if e["type"] == "post.publishing"}
     # -- each post in the database
@@ -753,6 +757,7 @@ async def check(chaos: Run, report: dict[str, Any], left: str | None, result: Re
             problems.append(f"post {post['id']} is {state} in Byline but on its platform {count} time(s); "
                             f"{_history(entries, post['id'])}")
         elif post["id"] in claimed and state != "failed":
+            result.lost += 1
             problems.append(f"post {post['id']} was claimed for publishing but is {state}; "
                             f"{_history(entries, post['id'])}")
         if state == "failed":

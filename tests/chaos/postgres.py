@@ -16,8 +16,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+
+import asyncpg
+
+ADMIN_DSN = (os.environ.get("BYLINE_TEST_POSTGRES_DSN") or os.environ.get("BYLINE_BENCH_POSTGRES")
+             or "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Where scenarios on the machine's shared server make their scratch database (as ``make test``
+finds PostgreSQL)."""
 
 
 def _bin(name: str) -> str:
@@ -119,3 +126,17 @@ def private_cluster() -> Iterator[PrivateCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(name: str) -> AsyncIterator[str]:
+    """A fresh database ``name`` on the shared server (dropped after); its URL."""
+    admin = await asyncpg.connect(ADMIN_DSN, timeout=10)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield f"{ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with contextlib.suppress(asyncpg.PostgresError, OSError):
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()

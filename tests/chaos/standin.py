@@ -11,8 +11,9 @@ before anything is done; a share of status creates stored and then answered by c
 connection (the answer lost); and every few seconds a burst of 429s with ``Retry-After``. They
 go through the stand-in's own fault controls (``tests/fakes/_faults.py``).
 
-With ``honour_keys`` false it forgets every key, as a platform without them would: the
-harness's own test shows that the duplicates this makes are caught.
+With ``honour_keys`` false it forgets every key, as a platform without them would, and
+``refuse_rate`` refuses a share of the creates for good (422): the harness's own test shows
+that the duplicates and the losses these make are caught.
 
 ``GET /chaos/report`` tells what it holds; ``POST /chaos/calm`` turns the faults off.
 """
@@ -51,6 +52,7 @@ def standin_app(config: dict[str, Any]) -> web.Application:
     drop_rate = float(config.get("drop_rate", 0.0))
     burst_every = float(config.get("burst_every", 0.0))
     honour_keys = bool(config.get("honour_keys", True))
+    refuse_rate = float(config.get("refuse_rate", 0.0))
     calm = asyncio.Event()
     creates: Counter[str] = Counter()
     injected: Counter[str] = Counter()
@@ -67,6 +69,9 @@ def standin_app(config: dict[str, Any]) -> web.Application:
                 if rng.random() < drop_rate:
                     fake.faults.drop_next_create()
                     injected["dropped"] += 1
+                if rng.random() < refuse_rate:
+                    fake.faults.fail_next(1, 422, method=request.method, path=request.path)
+                    injected["refused"] += 1
             if rng.random() < fail_rate:
                 status = rng.choice((500, 502, 503))
                 fake.faults.fail_next(1, status, method=request.method, path=request.path)
