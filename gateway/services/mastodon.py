@@ -13,6 +13,7 @@ parses and renders; the decisions are here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -254,9 +255,11 @@ class MastodonService:
 
     async def authenticate(self, token: str | None, *, scope: str) -> ClientAuth:
         """The app's caller, bound to one account, allowed ``scope``; or 401/403."""
-        caller = await self._identity.authenticate(token)
+        if not token:
+            await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
-        grant = await self._oauth.grant(token)
+        # Two reads at once, on two reader connections: one turn of the event loop, not two.
+        caller, grant = await asyncio.gather(self._identity.authenticate(token), self._oauth.grant(token))
         if not caller.may(scope):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
@@ -345,36 +348,40 @@ class MastodonService:
     # -- statuses --------------------------------------------------------------------------
 
     async def post(self, auth: ClientAuth, form: StatusForm, *, idempotency_key: str | None) -> StatusView:
-        """``POST /api/v1/statuses``: a new gateway post for the app's account."""
+        """``POST /api/v1/statuses``: a new gateway post for the app's account.
+
+        With an ``Idempotency-Key``, the key is remembered in the transaction that stores the
+        post, so a retry within the hour gets the same status, and a request that died (with
+        its gateway, or its database) before its post was stored left nothing behind: its
+        retry makes the post, once. Two requests with one key at once make one post; the other
+        gets it too."""
         kind = "scheduled" if form.scheduled_at is not None else "status"
         if not idempotency_key:
             return await self._submit(auth, form, kind)
-        now = now_micros(self._clock)
-        key_hash = _key_hash(idempotency_key)
-        ttl = duration_micros(IDEMPOTENCY_TTL)
-        async with self._db.write() as txn:
-            claimed = await idem_sql.claim(txn, token_hash=auth.token_hash, key_hash=key_hash, kind=kind,
-                                           at=now, stale_before=now - ttl)
-        if not claimed:
-            async with self._db.read() as txn:
-                row = await idem_sql.get(txn, token_hash=auth.token_hash, key_hash=key_hash)
-            if row is None or row["post_id"] is None:
-                raise BylineError(Code.CONFLICT, "A status with this Idempotency-Key is still being posted")
-            return await self._view(auth, row["post_id"], scheduled=row["kind"] == "scheduled")
+        key = _Remembered(token_hash=auth.token_hash, key_hash=_key_hash(idempotency_key), kind=kind,
+                          at=now_micros(self._clock), ttl=duration_micros(IDEMPOTENCY_TTL))
+        found = await self._remembered(auth, key)
+        if found is not None:
+            return found
         try:
-            view = await self._submit(auth, form, kind)
-        except BylineError:
-            # Refused (a rule, a limit, a bad parameter): no post exists, so a corrected retry
-            # with the same key may go ahead. After any other failure a post may exist, and the
-            # claim stays until its hour is up rather than risk a second copy.
-            async with self._db.write() as txn:
-                await idem_sql.release(txn, token_hash=auth.token_hash, key_hash=key_hash)
-            raise
-        async with self._db.write() as txn:
-            await idem_sql.fill(txn, token_hash=auth.token_hash, key_hash=key_hash, post_id=view.post.id)
-        return view
+            return await self._submit(auth, form, kind, remember=key)
+        except _KeyUsed:
+            found = await self._remembered(auth, key)
+            if found is None:  # its hour ran out meanwhile: no longer this key's post
+                raise BylineError(Code.CONFLICT, "This Idempotency-Key was just used: try again") from None
+            return found
 
-    async def _submit(self, auth: ClientAuth, form: StatusForm, kind: str) -> StatusView:
+    async def _remembered(self, auth: ClientAuth, key: _Remembered) -> StatusView | None:
+        """The status this key made within the hour, if any."""
+        async with self._db.read() as txn:
+            row = await idem_sql.get(txn, token_hash=key.token_hash, key_hash=key.key_hash)
+        if row is None or row["post_id"] is None or int(row["created_at"]) < key.stale_before:
+            return None
+        return await self._view(auth, row["post_id"], scheduled=row["kind"] == "scheduled")
+
+    async def _submit(
+        self, auth: ClientAuth, form: StatusForm, kind: str, *, remember: _Remembered | None = None,
+    ) -> StatusView:
         if form.poll:
             raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
         if form.scheduled_at is not None and form.scheduled_at - self._clock.now() < SCHEDULE_MIN_OFFSET:
@@ -389,7 +396,7 @@ class MastodonService:
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
                                         publish_at=form.scheduled_at, options=options,
-                                        alongside=_attaching(form.media_ids))
+                                        alongside=_steps(_attaching(form.media_ids), _remembering(remember)))
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
     async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> str | None:
@@ -699,6 +706,57 @@ class MastodonService:
         if path == f"/api/v1/accounts/{entity['id']}":
             return Raw(status=200, body=json.dumps(entity).encode())
         raise BylineError(Code.NOT_FOUND, "Record not found")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Remembered:
+    """An Idempotency-Key to remember with the post it makes."""
+
+    token_hash: str
+    key_hash: str
+    kind: str
+    at: int
+    ttl: int
+
+    @property
+    def stale_before(self) -> int:
+        """A use of the key older than this is forgotten: the key may make a new post."""
+        return self.at - self.ttl
+
+
+class _KeyUsed(Exception):
+    """The key made a post within the hour (another request with it got there first)."""
+
+
+Step = Callable[[LogTxn, str], Awaitable[None]]
+
+
+def _steps(*steps: Step | None) -> Step | None:
+    """Several steps in the transaction that stores a post, in order (None where none is given)."""
+    given = [step for step in steps if step is not None]
+    if not given:
+        return None
+
+    async def each(ltx: LogTxn, post_id: str) -> None:
+        for step in given:
+            await step(ltx, post_id)
+
+    return each
+
+
+def _remembering(key: _Remembered | None) -> Step | None:
+    """The step that remembers an Idempotency-Key with its post, in the post's transaction: a
+    live use of the key by another request refuses this post (:class:`_KeyUsed`), so nothing
+    of it is stored."""
+    if key is None:
+        return None
+
+    async def remember(ltx: LogTxn, post_id: str) -> None:
+        if not await idem_sql.remember(ltx.txn, token_hash=key.token_hash, key_hash=key.key_hash, kind=key.kind,
+                                       post_id=post_id, at=key.at, stale_before=key.stale_before):
+            raise _KeyUsed
+
+    return remember
 
 
 def _attaching(media_ids: tuple[str, ...]) -> Callable[[LogTxn, str], Awaitable[None]] | None:
