@@ -130,6 +130,9 @@ class AdapterConfig:
     handle: str
     secret: str = field(repr=False, default="")
     options: dict[str, str] = field(default_factory=dict)
+    profile_secret: str = field(repr=False, default="")
+    """A second credential some platforms need to change the profile (X: OAuth 1.0a user keys,
+    as JSON ``{"consumer_key", "consumer_secret", "token", "token_secret"}``); never logged."""
     session: aiohttp.ClientSession | None = None
 
 

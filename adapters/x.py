@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 import unicodedata
 import warnings
@@ -54,8 +55,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import oauthlib.oauth1
 import re2
 
 with warnings.catch_warnings():
@@ -83,10 +85,15 @@ from adapters.base import (
     AdapterError,
     MediaItem,
     OutboundPost,
+    ProfileLine,
     PublishResult,
+    with_line,
 )
 
 PLATFORM = "x"
+
+MAX_DESCRIPTION = 160
+"""Characters of a profile description (``POST /1.1/account/update_profile``)."""
 
 DEFAULT_API = "https://api.x.com"
 
@@ -383,6 +390,7 @@ class XAdapter:
         )
         self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
         self._user_id: str | None = None
+        self._profile_secret = config.profile_secret
         # Per endpoint: when an exhausted rate-limit window resets. Sending before then only
         # earns another 429 and counts against the app.
         self._exhausted_until: dict[str, datetime] = {}
@@ -614,6 +622,55 @@ class XAdapter:
             display_name=_str(data.get("name")) or None,
             url=f"https://x.com/{username}",
         )
+
+    # -- the profile byline ----------------------------------------------------------------------
+
+    async def set_profile_line(self, line: ProfileLine) -> None:
+        """Keep one line of the profile description: read it (``GET
+        /1.1/account/verify_credentials.json``), change that line only, and send the description
+        back (``POST /1.1/account/update_profile.json``, nothing else of the profile). Both calls
+        take OAuth 1.0a user context only, signed here (oauthlib, HMAC-SHA1) with the keys in
+        ``profile_secret``; X's OAuth 2 token cannot change a profile."""
+        keys = self._oauth1_keys()
+        client = oauthlib.oauth1.Client(
+            keys["consumer_key"], client_secret=keys["consumer_secret"],
+            resource_owner_key=keys["token"], resource_owner_secret=keys["token_secret"],
+        )
+        read = "/1.1/account/verify_credentials.json"
+        _, headers, _ = client.sign(self._base_url + read, http_method="GET")
+        response = await self._http.request("GET", read, headers=headers)
+        if response.status != 200:
+            raise self._classify("GET", read, response)
+        user = response.json()
+        current = user.get("description") if isinstance(user, dict) else None
+        if not isinstance(current, str):
+            raise self._http.error(f"GET {read} answered without a description", retryable=True)
+        description = with_line(current, line)
+        if description == current:
+            return
+        if len(description) > MAX_DESCRIPTION:
+            raise self._http.error(
+                f"the description with the byline would be {len(description)} characters; X takes at most "
+                f"{MAX_DESCRIPTION}", retryable=False)
+        write = "/1.1/account/update_profile.json"
+        body = urlencode({"description": description})
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        _, headers, _ = client.sign(self._base_url + write, http_method="POST", body=body, headers=form)
+        response = await self._http.request("POST", write, data=body.encode(), headers=headers)
+        if response.status != 200:
+            raise self._classify("POST", write, response)
+
+    def _oauth1_keys(self) -> dict[str, str]:
+        try:
+            keys = json.loads(self._profile_secret) if self._profile_secret else None
+        except ValueError:
+            keys = None
+        names = ("consumer_key", "consumer_secret", "token", "token_secret")
+        if not isinstance(keys, dict) or not all(isinstance(keys.get(n), str) and keys[n] for n in names):
+            raise self._http.error(
+                "the profile needs OAuth 1.0a user keys: JSON with consumer_key, consumer_secret, token and "
+                "token_secret", retryable=False)
+        return {n: str(keys[n]) for n in names}
 
     # -- transport and rate limits --------------------------------------------------------------
 

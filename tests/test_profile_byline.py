@@ -25,6 +25,8 @@ from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
+from tests.fakes.x import FakeX
+from tests.fakes.x import create_app as x_app
 from tests.pages.conftest import Pages, password_of
 from tests.platforms.bluesky.fixture import BlueskyPds
 
@@ -117,7 +119,11 @@ def test_the_option_is_checked_when_the_policy_loads() -> None:
     x = "account: a\nplatform: x\ncredentials: env:T\ntier: direct\nowner: alice\nprofile:\n  byline: true\n"
     with pytest.raises(PolicyFileError) as refused:
         parse_policy(x, name="a.yaml", expected_account="a")
-    assert "OAuth 1.0a" in str(refused.value.issues[0])
+    assert "OAuth 1.0a" in str(refused.value.issues[0]) and refused.value.issues[0].key == "profile.oauth1"
+    assert parse_policy(x + "  oauth1: env:X_KEYS\n", name="a.yaml", expected_account="a").profile.oauth1
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy(base + "profile:\n  byline: true\n  oauth1: env:K\n", name="a.yaml", expected_account="a")
+    assert "only X needs it" in str(refused.value.issues[0])
     masto = ("account: a\nplatform: mastodon\ninstance: https://m.example\ncredentials: env:T\ntier: direct\n"
              "owner: alice\nprofile:\n  byline: true\n  template: 'Written by: {voice} " + "y" * 250 + "'\n")
     with pytest.raises(PolicyFileError) as refused:
@@ -310,6 +316,105 @@ async def test_bluesky_description_line_on_a_real_pds(
             entries = await _profile_entries(gw)
             assert [(e["version"], e["platform"], e["text"]) for e in entries][-1] == (2, "bluesky", lines[2])
             await _verify_log(gw)
+
+
+async def test_x_description_line_with_oauth1(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the X stand-in, which checks the OAuth 1.0a signature and the 160-character limit: the
+    description gets Byline's line and keeps the rest; a description that would grow past 160
+    is refused before any write, shown in the account's health, and its posts still go out."""
+    fake = FakeX()
+    user = fake.add_user("brand", "xtok-byline-91c2")
+    user.description = "Bread, daily."
+    user.oauth1 = ("ck-1", "cs-secret-1", "at-1", "ats-secret-1")
+    server = TestServer(x_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("X_TOKEN", "xtok-byline-91c2")
+    monkeypatch.setenv("X_KEYS", json.dumps({"consumer_key": "ck-1", "consumer_secret": "cs-secret-1",
+                                             "token": "at-1", "token_secret": "ats-secret-1"}))
+    write_policy(policy_dir, "xacct", f"""
+        account: xacct
+        platform: x
+        api: {str(server.make_url("")).rstrip("/")}
+        credentials: env:X_TOKEN
+        tier: direct
+        owner: alice
+        profile:
+          byline: true
+          template: "Written by {{voice}}: {{url}}"
+          oauth1: env:X_KEYS
+    """)
+    try:
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            assert await gw.app[PROFILES].run_once() == 1
+            lines = user.description.split("\n")
+            assert lines[0] == "Bread, daily." and len(lines) == 2
+            assert lines[1].startswith("Written by its owner: http") and lines[1].endswith("/@xacct")
+            assert (await _profile_entries(gw))[-1]["platform"] == "x"
+
+            user.description = "x" * 150  # the account's own words leave no room
+            write_policy(policy_dir, "xacct", f"""
+                account: xacct
+                platform: x
+                api: {str(server.make_url("")).rstrip("/")}
+                credentials: env:X_TOKEN
+                tier: direct
+                owner: alice
+                writers: [alice, carol]
+                profile:
+                  byline: true
+                  template: "Written by {{voice}}: {{url}}"
+                  oauth1: env:X_KEYS
+            """)
+            assert await gw.sync_policies() == ["xacct"]
+            writes = fake.faults.count("POST", "/1.1/account/update_profile.json")
+            assert await gw.app[PROFILES].run_once() == 0
+            assert fake.faults.count("POST", "/1.1/account/update_profile.json") == writes
+            assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == ["xacct"]
+            post = await gw.submit("alice", "xacct", "Rye today")
+            await gw.tick()
+            assert (await gw.get("alice", post["id"]))["state"] == "published"
+    finally:
+        await server.close()
+
+
+async def test_x_stand_in_refuses_what_x_refuses() -> None:
+    """update_profile: a bearer token or a wrong signature is 401 code 32; a description over 160
+    characters is 403 code 120, and nothing changes."""
+    import oauthlib.oauth1
+
+    fake = FakeX()
+    user = fake.add_user("brand", "tok")
+    user.oauth1 = ("ck", "cs", "at", "ats")
+    server = TestServer(x_app(fake))
+    await server.start_server()
+    url = str(server.make_url("/1.1/account/update_profile.json"))
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data="description=hi", headers={**form, "Authorization": "Bearer tok"}) as resp:
+                assert (resp.status, (await resp.json())["errors"][0]["code"]) == (401, 32)
+            wrong = oauthlib.oauth1.Client("ck", client_secret="cs", resource_owner_key="at",
+                                           resource_owner_secret="not-it")
+            _, headers, _ = wrong.sign(url, http_method="POST", body="description=hi", headers=form)
+            async with http.post(url, data="description=hi", headers=headers) as resp:
+                assert resp.status == 401
+            right = oauthlib.oauth1.Client("ck", client_secret="cs", resource_owner_key="at",
+                                           resource_owner_secret="ats")
+            body = "description=" + "y" * 161
+            _, headers, _ = right.sign(url, http_method="POST", body=body, headers=form)
+            async with http.post(url, data=body, headers=headers) as resp:
+                assert resp.status == 403
+                assert (await resp.json())["errors"][0] == {"code": 120, "message": (
+                    "Account update failed: Description is too long (maximum is 160 characters).")}
+            assert user.description == ""
+            _, headers, _ = right.sign(url, http_method="POST", body="description=hi", headers=form)
+            async with http.post(url, data="description=hi", headers=headers) as resp:
+                assert resp.status == 200
+            assert user.description == "hi"
+    finally:
+        await server.close()
 
 
 # -- the verifier ----------------------------------------------------------------------------------

@@ -268,6 +268,16 @@ class Profile(_Strict):
 
     byline: bool = Field(default=False, strict=True)
     template: str = Field(default=byline_text.DEFAULT_TEMPLATE, min_length=1, max_length=500)
+    oauth1: str | None = Field(default=None, pattern=_CREDENTIAL)
+    """X only: where the account's OAuth 1.0a user keys are (``env:NAME`` or ``file:PATH``), which
+    X's profile call takes and the account's OAuth 2 token does not."""
+
+    @field_validator("oauth1")
+    @classmethod
+    def _oauth1_place(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _rules(info).check_reference(value)
+        return value
 
     @field_validator("template")
     @classmethod
@@ -382,11 +392,13 @@ class Policy(_Strict):
     def _byline_fits(self) -> None:
         """The profile byline, on a platform that can take it, within the platform's limits
         (the public page's address counted as ``byline.URL_ROOM`` characters)."""
-        if self.platform == "x":
+        if self.platform == "x" and self.profile.oauth1 is None:
             raise ValueError(
-                "profile.byline: X changes a profile only through API v1.1 with OAuth 1.0a user keys, "
-                "and Byline holds an OAuth 2 token for X: the byline is not available there"
+                "profile.oauth1: X changes a profile only through API v1.1 with OAuth 1.0a user keys, which "
+                "the account's OAuth 2 token is not: name where they are kept (env:NAME or file:PATH)"
             )
+        if self.platform != "x" and self.profile.oauth1 is not None:
+            raise ValueError(f"profile.oauth1: only X needs it; {self.platform} takes the account's credentials")
         try:
             byline_text.check_fits(self.platform, self.profile.template, summary=self.summary(),
                                    account=self.account)

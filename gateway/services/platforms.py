@@ -81,28 +81,32 @@ class Platforms:
         The credential is read again on every call (an environment lookup or a small file), so
         an admin who rotates a token fixes a broken account without a restart.
         """
-        secret = ""
-        if loaded.policy.credentials:
-            try:
+        secret = profile_secret = ""
+        oauth1 = loaded.policy.profile.oauth1 if loaded.policy.profile.byline else None
+        try:
+            if loaded.policy.credentials:
                 secret = resolve_credential(loaded.policy.credentials, rules=self.rules)
-            except CredentialError as exc:
-                raise BylineError(Code.UNAVAILABLE, str(exc)) from None
-        key = (loaded.policy.account, loaded.sha256 + hashlib.sha256(secret.encode()).hexdigest())
+            if oauth1:
+                profile_secret = resolve_credential(oauth1, rules=self.rules)
+        except CredentialError as exc:
+            raise BylineError(Code.UNAVAILABLE, str(exc)) from None
+        key = (loaded.policy.account,
+               loaded.sha256 + hashlib.sha256(f"{secret}\n{profile_secret}".encode()).hexdigest())
         adapter = self._cache.get(key)
         if adapter is None:
-            adapter = self._make(loaded, secret)
+            adapter = self._make(loaded, secret, profile_secret)
             self._cache = {k: v for k, v in self._cache.items() if k[0] != key[0]}
             self._cache[key] = adapter
         return adapter
 
-    def _make(self, loaded: LoadedPolicy, secret: str) -> Adapter:
+    def _make(self, loaded: LoadedPolicy, secret: str, profile_secret: str = "") -> Adapter:
         policy = loaded.policy
         options = {
             k: v for k, v in (("instance", policy.instance), ("pds", policy.pds), ("api", policy.api)) if v
         }
         config = AdapterConfig(
             account=policy.account, handle=policy.handle, secret=secret, options=options,
-            session=self.session,
+            session=self.session, profile_secret=profile_secret,
         )
         if policy.platform == "sandbox":
             return SandboxAdapter(config, self.sandbox, base_url=self.public_url)

@@ -53,6 +53,9 @@ Documented rules it enforces, and where they are written:
 * ``GET /2/tweets/:id``: a missing tweet is 200 with an ``errors`` array of
   ``resource-not-found`` problems, the v2 partial-error form.
 * ``GET /2/users/me``: ``{"data": {"id", "name", "username"}}``.
+* API v1.1 ``GET account/verify_credentials.json`` and ``POST account/update_profile.json``:
+  OAuth 1.0a user context only (the HMAC-SHA1 signature is checked; otherwise 401 code 32
+  "Could not authenticate you."); a ``description`` over 160 characters is 403 code 120.
 * docs.x.com/x-api/media/upload-media (``POST /2/media/upload``): JSON with ``media``
   (base64) and ``media_category`` required, ``media_category`` one of ``tweet_image``,
   ``dm_image``, ``subtitles``, ``media_type`` from the documented list; and
@@ -86,8 +89,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+from oauthlib.oauth1 import Client
+from oauthlib.oauth1.rfc5849 import signature, utils
 
 from tests.fakes._faults import FakeClock, Faults, drop_connection
 
@@ -159,6 +165,9 @@ class User:
     username: str
     name: str
     tokens: set[str] = field(default_factory=set)
+    description: str = ""
+    oauth1: tuple[str, str, str, str] | None = None
+    """OAuth 1.0a user context: consumer key and secret, access token and secret."""
 
 
 @dataclass
@@ -222,6 +231,10 @@ def weighted_length(text: str) -> int:
     them.
     """
     return twitter_text.parse_tweet(text).weightedLength * 100
+
+
+X_DESCRIPTION_LIMIT = 160
+"""Characters of a profile description (``POST /1.1/account/update_profile``)."""
 
 
 # -- the stand-in ----------------------------------------------------------------------------
@@ -701,4 +714,65 @@ def create_app(fake: FakeX | None = None) -> web.Application:
     app.router.add_get("/2/users/{id}/tweets", user_tweets)
     app.router.add_post("/2/media/upload", upload_media)
     app.router.add_post("/2/media/metadata", media_metadata)
+    app.router.add_get("/1.1/account/verify_credentials.json", v1_verify_credentials)
+    app.router.add_post("/1.1/account/update_profile.json", v1_update_profile)
     return app
+
+
+def _v1_error(status: int, code: int, message: str) -> web.Response:
+    """API v1.1's error body: ``{"errors": [{"code", "message"}]}``."""
+    return web.json_response({"errors": [{"code": code, "message": message}]}, status=status)
+
+
+async def _oauth1_user(fake: FakeX, request: web.Request, body: str) -> User | None:
+    """The user whose OAuth 1.0a keys signed ``request`` (HMAC-SHA1 over the method, the URL and
+    every query, body and oauth parameter, as RFC 5849 says), or None."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("OAuth "):
+        return None
+    oauth = {k: utils.unescape(v) for k, v in utils.parse_authorization_header(header)}
+    params = signature.collect_parameters(
+        uri_query=request.query_string, body=body if request.content_type.endswith("urlencoded") else "",
+        headers={"Authorization": header}, exclude_oauth_signature=True,
+    )
+    base = signature.signature_base_string(
+        request.method, signature.base_string_uri(str(request.url)), signature.normalize_parameters(params))  # type: ignore[arg-type]  # the stub says dict; it takes the list collect_parameters gives
+    for user in fake.users.values():
+        if user.oauth1 is None or (oauth.get("oauth_consumer_key"), oauth.get("oauth_token")) != (
+                user.oauth1[0], user.oauth1[2]):
+            continue
+        keys = Client(user.oauth1[0], client_secret=user.oauth1[1], resource_owner_key=user.oauth1[2],
+                      resource_owner_secret=user.oauth1[3])
+        expected = signature.sign_hmac_sha1_with_client(base, keys)
+        if oauth.get("oauth_signature_method") == "HMAC-SHA1" and oauth.get("oauth_signature") == expected:
+            return user
+    return None
+
+
+def _v1_user(user: User) -> dict[str, Any]:
+    return {"id_str": user.id, "screen_name": user.username, "name": user.name, "description": user.description}
+
+
+async def v1_verify_credentials(request: web.Request) -> web.Response:
+    """``GET /1.1/account/verify_credentials.json``: OAuth 1.0a user context only."""
+    user = await _oauth1_user(request.app[FAKE_KEY], request, "")
+    if user is None:
+        return _v1_error(401, 32, "Could not authenticate you.")
+    return web.json_response(_v1_user(user))
+
+
+async def v1_update_profile(request: web.Request) -> web.Response:
+    """``POST /1.1/account/update_profile.json`` (developer.x.com/…/post-account-update_profile):
+    OAuth 1.0a user context only (an OAuth 2 bearer token is refused); ``description`` at most
+    160 characters, else 403 with code 120; what is not sent stays."""
+    body = (await request.read()).decode()
+    user = await _oauth1_user(request.app[FAKE_KEY], request, body)
+    if user is None:
+        return _v1_error(401, 32, "Could not authenticate you.")
+    form = dict(parse_qsl(body, keep_blank_values=True)) if request.content_type.endswith("urlencoded") else {}
+    form.update(request.query)
+    if "description" in form:
+        if len(form["description"]) > X_DESCRIPTION_LIMIT:
+            return _v1_error(403, 120, "Account update failed: Description is too long (maximum is 160 characters).")
+        user.description = form["description"]
+    return web.json_response(_v1_user(user))
