@@ -179,6 +179,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]}, "problems": _OBJECT,
                 "accounts_unhealthy": _NAMES, "policy_errors": {"type": "integer", "minimum": 0},
+                "profile_bylines_failing": _NAMES,
                 "policy_drift": {"type": "object", "additionalProperties": {
                     "type": "object", "required": ["file_sha256", "version_in_force", "sha256_in_force"],
                     "properties": {"file_sha256": {"type": ["string", "null"]},
