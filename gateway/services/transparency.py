@@ -14,9 +14,10 @@ import contextlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import PolicyRegistry
@@ -131,6 +132,12 @@ class PublicPost:
     published: Mark
     """The ``post.published`` entry; its value is the platform URL (empty when none)."""
     entries: tuple[LogIndex, ...]
+    policy: Mark | None = None
+    """The policy it went out under: the hash its ``post.publishing`` entry names."""
+    policy_version: int | None = None
+    """That policy's version number, from the account's policy entries."""
+    announces: Mark | None = None
+    """For the policy file's announcement of a change of voice: the version it announces."""
 
     @property
     def url(self) -> str:
@@ -268,6 +275,9 @@ def voice_spans(periods: Sequence[VoicePeriod]) -> tuple[VoiceSpan, ...]:
 
 def _mark(index: int, body: dict[str, Any], field: str) -> Mark:
     value = body.get(field) if field in ("actor", "ts") else body["data"].get(field)
+    if "." in field:  # a key inside a key of data (verify.js reads it the same way)
+        outer, inner = field.split(".", 1)
+        value = (body["data"].get(outer) or {}).get(inner)
     return Mark(index=LogIndex(index), type=str(body.get("type")), field=field,
                 value="" if value is None else str(value), ts=str(body.get("ts")))
 
@@ -313,6 +323,7 @@ def public_post(
         if b.get("type") == "post.approved" and b["data"].get("version") == version and i < pub_index:
             approvers.setdefault(str(b.get("actor")), _mark(i, b, "actor"))
     suggester = submitted[1]["data"].get("suggested_by")
+    announces = submitted[1]["data"].get("announces")
     return PublicPost(
         id=record.id, account=record.account,
         deleted=_mark(deleted[-1][0], deleted[-1][1], "actor") if deleted else None,
@@ -322,7 +333,63 @@ def public_post(
         edited_by=tuple(editors.values()), approved_by=tuple(approvers.values()),
         published=_mark(pub_index, pub_body, "url"),
         entries=tuple(LogIndex(i) for i, _ in mine),
+        policy=_mark(sending[-1][0], sending[-1][1], "policy_sha256")
+        if sending and isinstance(sending[-1][1]["data"].get("policy_sha256"), str) else None,
+        announces=_mark(submitted[0], submitted[1], "announces.version") if isinstance(announces, dict) else None,
     )
+
+
+def _with_version(post: PublicPost, versions: Sequence[tuple[int, str, int]]) -> PublicPost:
+    """The post with the number of the policy version it went out under: the last version
+    recorded with that file before it went out (``versions``: index, hash, number)."""
+    if post.policy is None:
+        return post
+    found = [number for index, sha, number in versions if sha == post.policy.value and index < post.policy.index]
+    return replace(post, policy_version=found[-1]) if found else post
+
+
+_RKEY = r"([A-Za-z0-9._:~-]{1,512})"
+_AT_POST = re.compile(rf"at://[^/\s]+/app\.bsky\.feed\.post/{_RKEY}")
+_BSKY_POST = re.compile(rf"/profile/[^/]+/post/{_RKEY}/?")
+_X_HOSTS = frozenset({"x.com", "www.x.com", "mobile.x.com", "twitter.com", "www.twitter.com", "mobile.twitter.com"})
+_X_STATUS = re.compile(r"/(?:[A-Za-z0-9_]{1,15}|i/web|i)/status(?:es)?/([0-9]{1,20})/?")
+_MASTODON_STATUS = re.compile(r"/(?:@[^/]+|users/[^/]+/statuses)/([0-9]{1,20})/?")
+
+
+async def _by_address(txn: Txn, query: str) -> list[str]:
+    """The posts that went out at a platform address, as a follower would paste it: the
+    address as recorded or its id there, and failing that the same post by another form of
+    its address (without its query, fragment or trailing slash; Bluesky's at:// URI or an app's
+    URL by handle or DID; x.com or twitter.com by any user name; a Mastodon status by either of
+    its paths), or the link to its public record that a Bluesky post carries."""
+    ids = await sql.public_post_by_url(txn, query)  # its address, or its id there
+    if ids:
+        return ids
+    if match := _AT_POST.fullmatch(query):
+        return await sql.public_post_by_remote(txn, id_suffix=f"/app.bsky.feed.post/{match.group(1)}")
+    try:
+        parts = urlsplit(query)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return []
+    if parts.scheme not in ("http", "https") or not host:
+        return []
+    cleaned = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    for candidate in dict.fromkeys((cleaned, cleaned + "/")):
+        if candidate != query and (ids := await sql.public_post_by_url(txn, candidate)):
+            return ids
+    asked = parse_qs(parts.query)
+    if parts.path.rstrip("/").endswith("/audit") and asked.get("kind") == ["post"]:
+        wanted = asked.get("q", [""])[0]
+        return await sql.public_post(txn, wanted) if _post_id(wanted) else []
+    if match := _BSKY_POST.fullmatch(parts.path):
+        return await sql.public_post_by_remote(txn, id_suffix=f"/app.bsky.feed.post/{match.group(1)}")
+    if host in _X_HOSTS and (match := _X_STATUS.fullmatch(parts.path)):
+        return await sql.public_post_by_remote(txn, remote_id=match.group(1), url_prefix="https://x.com/")
+    if match := _MASTODON_STATUS.fullmatch(parts.path):
+        return await sql.public_post_by_remote(txn, remote_id=match.group(1),
+                                               url_prefix=f"{parts.scheme}://{parts.netloc}/")
+    return []
 
 
 _ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -393,7 +460,7 @@ class Transparency:
                     raise BylineError(Code.VALIDATION, "A post id is made of digits only.", field="q")
                 ids = await sql.public_post(txn, query)
             elif kind == "url":
-                ids = await sql.public_post_by_url(txn, query)  # its address, or its id there
+                ids = await _by_address(txn, query)
             elif kind == "account":
                 name = query.removeprefix("@")
                 if not _ACCOUNT.fullmatch(name):
@@ -437,11 +504,18 @@ class Transparency:
         by_post: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for index, body in bodies:
             by_post.setdefault(str(body.get("post")), []).append((index, body))
+        versions: dict[str, list[tuple[int, str, int]]] = {}
+        for account in {r.account for r in records}:
+            versions[account] = [
+                (int(row["idx"]), str(b["data"].get("sha256")), b["data"]["version"])
+                for row in await sql.policy_entries(txn, account)
+                if (b := _load(bytes(row["entry"]))) is not None and type(b["data"].get("version")) is int
+            ]
         out = []
         for record in records:
             post = public_post(record, by_post.get(record.id, []), texts)
             if post is not None:
-                out.append(post)
+                out.append(_with_version(post, versions.get(record.account, [])))
         return out
 
     async def _checkpoint(self, newest: int) -> CheckpointView | None:

@@ -62,6 +62,28 @@ async def public_post_by_url(txn: Txn, url: str) -> list[str]:
     return [str(r["id"]) for r in rows]
 
 
+async def public_post_by_remote(txn: Txn, *, remote_id: str | None = None, id_suffix: str | None = None,
+                                 url_prefix: str | None = None) -> list[str]:
+    """Posts that went out with this remote id (or one ending in ``id_suffix``), their platform
+    URL starting with ``url_prefix`` if given: a post found from another form of its address."""
+    where, args = [f"state IN {WENT_OUT}"], []
+    if remote_id is not None:
+        where.append("remote_id = ?")
+        args.append(remote_id)
+    if id_suffix is not None:
+        # LIKE's wildcards in the suffix only widen the match: the service checks the ending.
+        where.append("remote_id LIKE ?")
+        args.append(f"%{id_suffix}")
+    if url_prefix is not None:
+        where.append("remote_url LIKE ?")
+        args.append(f"{url_prefix}%")
+    rows = await txn.fetchall(
+        f"SELECT id, remote_id, remote_url FROM posts WHERE {' AND '.join(where)} {_NEWEST_FIRST} LIMIT 10", *args)
+    return [str(r["id"]) for r in rows
+            if (id_suffix is None or str(r["remote_id"]).endswith(id_suffix))
+            and (url_prefix is None or str(r["remote_url"] or "").startswith(url_prefix))]
+
+
 async def public_post(txn: Txn, post_id: str) -> list[str]:
     """The post with this id, if it went out."""
     rows = await txn.fetchall(f"SELECT id FROM posts WHERE id = ? AND state IN {WENT_OUT}", post_id)
