@@ -84,6 +84,7 @@ class Scenario:
     count as lost; only its own test sets it."""
     concurrency: int = 12
     drain_seconds: float = 120.0
+    """How long the drain waits for the next post to go out before it calls the rest stuck."""
     seed: int = 17
 
 
@@ -588,9 +589,11 @@ class Run:
     # -- afterwards --
 
     async def drain(self) -> str | None:
-        """Wait until nothing is publishing or due; None, or what was still so at the deadline."""
-        deadline = time.monotonic() + self.scenario.drain_seconds
-        last = ""
+        """Wait until nothing is publishing or due; None, or what was still so once nothing had
+        gone out for ``drain_seconds`` (a backlog going out slowly is not stuck)."""
+        stall = self.scenario.drain_seconds
+        deadline = time.monotonic() + stall
+        last, remaining = "", None
         while time.monotonic() < deadline:
             for replica in self.replicas:
                 if not replica.alive() and not replica.lock.locked():
@@ -604,6 +607,9 @@ class Run:
                 continue
             if not rows:
                 return None
+            count = sum(int(r["n"]) for r in rows)
+            if remaining is None or count < remaining:
+                remaining, deadline = count, time.monotonic() + stall
             last = ", ".join(f"{r['n']} {r['state']}" for r in rows)
             await asyncio.sleep(0.5)
         return last

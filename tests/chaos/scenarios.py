@@ -20,20 +20,20 @@ def scenarios(*, full: bool = FULL) -> dict[str, Scenario]:
     return {
         "replicas": Scenario(
             name="replicas", posts=size(5000, 120), replicas=3, kill_every=size(4.0, 2.0),
-            concurrency=size(16, 12), drain_seconds=size(240, 90),
+            concurrency=size(16, 12), drain_seconds=size(120, 60),
         ),
         "faults": Scenario(
             name="faults", posts=size(5000, 120), replicas=3, kill_every=size(4.0, 2.0),
             fail_rate=0.3, drop_rate=0.1, burst_every=size(8.0, 4.0), concurrency=size(16, 12),
-            drain_seconds=size(300, 120), seed=29,
+            drain_seconds=size(120, 60), seed=29,
         ),
         "postgres-restart": Scenario(
             name="postgres-restart", posts=size(2000, 120), database="private", replicas=2,
-            postgres_restarts=size(12, 2), concurrency=size(12, 8), drain_seconds=size(240, 120),
+            postgres_restarts=size(12, 2), concurrency=size(12, 8), drain_seconds=size(120, 60),
             policy_change=True, seed=31,
         ),
         "sqlite": Scenario(
             name="sqlite", posts=size(2000, 120), database="sqlite", replicas=1, kill_every=size(3.0, 2.5),
-            concurrency=size(8, 6), drain_seconds=size(240, 90), seed=43,
+            concurrency=size(8, 6), drain_seconds=size(120, 60), seed=43,
         ),
     }
