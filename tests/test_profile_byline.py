@@ -20,6 +20,7 @@ from gateway.app import PROFILES
 from gateway.appkeys import CHECKPOINTS, DB, PEOPLE
 from gateway.clock import ManualClock
 from gateway.policy.loader import PolicyFileError, parse_policy
+from gateway.storage import profiles as profile_sql
 from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -187,7 +188,33 @@ async def test_mastodon_byline_follows_the_voice_and_keeps_the_rest(
         assert [(e["version"], e["platform"]) for e in entries] == [(1, "mastodon"), (2, "mastodon")]
         assert entries[1]["text"] == "Written by: " + fields[2]["value"]
         assert _patches(mastodon) == 2
+
+        write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url, cosigned=True).replace(
+            "byline: true", "byline: false"))
+        assert await gw.sync_policies() == ["masto"]
+        assert await gw.app[PROFILES].run_once() == 1
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns"]
+        assert (await _profile_entries(gw))[-1] == {"version": 3, "text": None, "platform": "mastodon"}
         await _verify_log(gw)
+
+
+async def test_a_gateway_dying_mid_update_is_taken_over_once(
+    mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """A gateway that claimed the update and died before recording it: once its lease runs out
+    another one sets the line, and the log has it once."""
+    write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        now = int(clock.now().timestamp() * 1_000_000)
+        async with gw.app[DB].write() as txn:
+            (update,) = await profile_sql.due(txn, now=now)
+            assert await profile_sql.claim(txn, update, now=now, lease_until=now + 60_000_000)
+        assert await gw.app[PROFILES].run_once() == 0  # claimed by the gateway that died
+        clock.advance(timedelta(minutes=5))
+        assert await gw.app[PROFILES].run_once() == 1
+        assert await gw.app[PROFILES].run_once() == 0
+        assert [e["version"] for e in await _profile_entries(gw)] == [1]
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
 
 
 async def test_one_change_on_two_gateways_is_one_update(

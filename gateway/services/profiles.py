@@ -42,17 +42,18 @@ _SECOND = 1_000_000
 async def queue_update(ltx: LogTxn, *, account: str, version: int, loaded: LoadedPolicy | None) -> None:
     """Queue the byline change policy ``version`` of ``account`` makes, if it makes one (called
     in the transaction that records the version: once, whichever gateway records it)."""
-    policy = loaded.policy if loaded is not None else None
-    wanted = policy is not None and policy.profile.byline
-    template = policy.profile.template if policy is not None and wanted else None
-    voice = byline.voice(policy.summary()) if policy is not None and wanted else None
+    if loaded is None:
+        return  # a removed policy leaves the profile as it is: Byline holds no credential for it any more
+    policy = loaded.policy
+    wanted = policy.profile.byline
+    template = policy.profile.template if wanted else None
+    voice = byline.voice(policy.summary()) if wanted else None
     last = await sql.last(ltx.txn, account)
     if last is None and not wanted:
         return
     if last is not None and (last.template, last.voice) == (template, voice):
         return  # the words stay the same: nothing to set
-    platform = policy.platform if policy is not None else (last.platform if last is not None else "")
-    await sql.queue(ltx.txn, account=account, version=version, platform=platform, template=template,
+    await sql.queue(ltx.txn, account=account, version=version, platform=policy.platform, template=template,
                     voice=voice, at=ltx.now)
 
 
