@@ -318,6 +318,8 @@ class Run:
         self.loading = True
         self.done = 0
         """Posts the workload has seen through."""
+        self.errors: Counter[int] = Counter()
+        """5xx answers, by status (503 is the one a database away should give)."""
 
     # -- setting up --
 
@@ -392,6 +394,8 @@ class Run:
                     body = await resp.json(content_type=None)
             except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError) as exc:
                 status, body = 0, repr(exc)
+            if status >= 500:
+                self.errors[status] += 1
             if (status and status < 500) or not retry or time.monotonic() > give_up:
                 return status, body
             last = replica
@@ -786,12 +790,14 @@ async def check(chaos: Run, report: dict[str, Any], left: str | None, result: Re
         codes = Counter(i.refused for i in chaos.intents if not i.accepted)
         result.notes.append(f"{unanswered} submission(s) got no 2xx (a native one is not sent twice; "
                             f"answers {dict(codes)}), {unfollowed} post(s) lost a follow-up answer")
+    if chaos.errors:
+        result.notes.append(f"5xx answers (each tried again): {dict(sorted(chaos.errors.items()))}")
     held_keys = [i.n for i in chaos.intents if i.surface == "mastodon" and i.refused == 409 and not by_marker.get(i.n)]
     if held_keys:
-        # The app is told "still being posted" for an hour, and no post exists: found, not failed
-        # on (no submission was answered 2xx), and said in the report.
-        result.notes.append(f"{len(held_keys)} Mastodon submission(s) left their Idempotency-Key held (409 on "
-                            f"every retry) with no post stored: [chaos {held_keys[:10]}]")
+        # The app is told its key is in use on every retry, and no post exists: its post is lost.
+        result.lost += len(held_keys)
+        problems.append(f"{len(held_keys)} Mastodon submission(s) answered 409 on every retry with their "
+                        f"Idempotency-Key, and no post stored: [chaos {held_keys[:20]}]")
     for intent in chaos.intents:
         if intent.refused == 503 and by_marker.get(intent.n):
             # Byline says a 503 stored nothing; a commit whose acknowledgement was lost with the
