@@ -25,10 +25,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from adapters.bluesky import POST_COLLECTION, iso_datetime, link_facets, post_record, record_cid, rkey_for
+from adapters.bluesky import (
+    POST_COLLECTION,
+    fitting_facets,
+    iso_datetime,
+    link_facets,
+    post_record,
+    record_cid,
+    rkey_for,
+)
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
+from gateway.services.announcements import record_url
 from gateway.services.posts import PostService, PostView
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage.db import Row
@@ -74,11 +83,12 @@ class XrpcReads:
 
     def __init__(
         self, *, posts: PostService, sessions: XrpcSessions,
-        find: Callable[[str, str], Awaitable[Row | None]],
+        find: Callable[[str, str], Awaitable[Row | None]], public_url: str,
     ) -> None:
         self._posts = posts
         self._sessions = sessions
         self._find = find
+        self._public_url = public_url
 
     async def answer(self, session: XrpcSession, loaded: LoadedPolicy, nsid: str, query: str) -> dict[str, Any]:
         """The answer to one of ``OWN_READS``, given its raw query string."""
@@ -166,7 +176,9 @@ class XrpcReads:
             text=post.display_text,
             created_at=str(post.options.get("created_at") or iso_datetime(from_micros(post.created_at))),
             language=language if isinstance(language, str) else None,
-            facets=link_facets(post.display_text),
+            # The client's own facets while the words they were made for hold, as published.
+            facets=fitting_facets(post.options.get("facets"), post.display_text) or link_facets(post.display_text),
+            byline=record_url(self._public_url, post.id),  # as createRecord's answer counted it
         )
         published = post.publish_at if post.publish_at is not None else post.updated_at
         return {

@@ -300,7 +300,7 @@ class XrpcRepo:
         self._platforms = platforms
         self._sessions = sessions
         self._clock = clock
-        self._reads = XrpcReads(posts=posts, sessions=sessions, find=self._find)
+        self._reads = XrpcReads(posts=posts, sessions=sessions, find=self._find, public_url=platforms.public_url)
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ mappings by column name on both.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import re
@@ -164,6 +165,13 @@ def _many(conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> 
     conn.executemany(sql, rows).close()
 
 
+def _end_snapshot(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
+    """End a reader's snapshot, if it has one open (on the connection's thread)."""
+    if conn.in_transaction:
+        return _changed(conn, sql, args)
+    return 0
+
+
 def _begun(fn: Any) -> Any:
     """``fn``, after a BEGIN on the same trip: a read snapshot's first statement. A snapshot
     the connection's last reader left open (handed on while others waited) ends first, on the
@@ -252,12 +260,13 @@ class SqliteDatabase:
         self.path = path
         self._readers_wanted = readers
         self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._idle_readers: list[aiosqlite.Connection] = []
+        self._reader_waiters: collections.deque[asyncio.Future[aiosqlite.Connection]] = collections.deque()
+        self._handed_open: set[aiosqlite.Connection] = set()  # handed on with the last snapshot open
         self._all: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
         self._waiting_writers = 0
         self._ending: set[asyncio.Future[Any]] = set()  # read snapshots whose end is under way
-        self._readers_awaited = 0  # reads waiting for a reader connection
 
     @property
     def writers_waiting(self) -> int:
@@ -285,7 +294,7 @@ class SqliteDatabase:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
         for _ in range(self._readers_wanted):
-            self._readers.put_nowait(await self._connect())
+            self._idle_readers.append(await self._connect())
         return self
 
     @asynccontextmanager
@@ -325,28 +334,48 @@ class SqliteDatabase:
         # the connection's thread, each waiting for a turn of the event loop: the BEGIN goes
         # with the first statement, and the end (read only: nothing to keep) is not waited
         # for; the connection goes back to the others once it is done.
-        if self._readers.empty():
-            self._readers_awaited += 1
-            try:
-                conn = await self._readers.get()
-            finally:
-                self._readers_awaited -= 1
-        else:
-            conn = self._readers.get_nowait()
+        conn = await self._take_reader()
+        handed_open = conn in self._handed_open
+        self._handed_open.discard(conn)
         txn = _SqliteTxn(conn, begin=True)
         try:
             yield txn
         except BaseException:
             await _end_whatever_began(conn)
-            self._readers.put_nowait(conn)
+            self._give_reader(conn, snapshot_open=False)
             raise
-        if not txn.begun or self._readers_awaited:
-            # Others wait for a reader: this one goes to them with its snapshot still open,
-            # which their first statement ends on its own trip (``_begun``); a trip saved a
-            # read, where every trip waits for a turn of the busy event loop.
-            self._readers.put_nowait(conn)
+        self._give_reader(conn, snapshot_open=txn.begun or handed_open)
+
+    async def _take_reader(self) -> aiosqlite.Connection:
+        """A reader connection: an idle one, or the next one a read gives back."""
+        if self._idle_readers:
+            return self._idle_readers.pop()
+        wanted: asyncio.Future[aiosqlite.Connection] = asyncio.get_running_loop().create_future()
+        self._reader_waiters.append(wanted)
+        try:
+            return await wanted
+        except asyncio.CancelledError:
+            if wanted.done() and not wanted.cancelled():  # handed one, then cancelled: pass it on
+                self._give_reader(wanted.result(), snapshot_open=True)
+            raise
+
+    def _give_reader(self, conn: aiosqlite.Connection, *, snapshot_open: bool) -> None:
+        """A read is done with ``conn``. A read waiting for one gets it at once, its last snapshot
+        perhaps still open: the waiting read's first statement ends it on its own trip
+        (``_begun``), a trip saved where every trip waits for a turn of the busy event loop.
+        With none waiting, an open snapshot is ended first (not left to hold SQLite's
+        write-ahead log back while the connection is idle)."""
+        while self._reader_waiters:
+            waiter = self._reader_waiters.popleft()
+            if not waiter.done():
+                if snapshot_open:
+                    self._handed_open.add(conn)
+                waiter.set_result(conn)
+                return
+        if not snapshot_open:
+            self._idle_readers.append(conn)
             return
-        ended = asyncio.ensure_future(_on_thread(conn, _changed, "ROLLBACK", ()))
+        ended = asyncio.ensure_future(_on_thread(conn, _end_snapshot, "ROLLBACK", ()))
         self._ending.add(ended)
         ended.add_done_callback(functools.partial(self._reader_ended, conn))
 
@@ -356,7 +385,7 @@ class SqliteDatabase:
         self._ending.discard(ended)
         if not ended.cancelled() and (exc := ended.exception()) is not None:
             _log.error("sqlite_read_end_failed", error=str(exc))
-        self._readers.put_nowait(conn)
+        self._give_reader(conn, snapshot_open=False)
 
     async def close(self) -> None:
         if self._ending:  # the last reads' ends, before their connections close
