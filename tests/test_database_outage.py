@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import WAKEUPS, make_app
 from gateway.appkeys import CHECKPOINTS, DB, HOUSEKEEPER, IDENTITY, NOTIFIER, POLICIES, PUBLISHER, REGISTRY
 from gateway.clock import ManualClock
-from gateway.storage.db import DatabaseUnavailable, PostgresDatabase, open_database, unavailable
+from gateway.storage.db import DatabaseUnavailable, PostgresDatabase, _raise_if_gone, open_database, unavailable
 from tests.audit.logtools import byline
 from tests.conftest import PG_DSN, USERS, Gateway, GatewayTestServer, make_settings, write_policy
 
@@ -332,3 +332,26 @@ async def test_a_wrong_statement_is_not_taken_for_a_database_gone(proxied: tuple
         assert row is not None and row["one"] == 1
     finally:
         await db.close()
+
+
+async def test_asyncpgs_confusion_on_a_connection_that_broke_is_the_database_gone(
+    proxied: tuple[str, Proxy],
+) -> None:
+    """A server restarting can break a connection in the middle of an operation, and asyncpg
+    then says so as an ``InternalClientError`` or ``InterfaceError``: on a connection now closed
+    that is the database gone (503, not a 500); on a live one it is left as it is."""
+    db_url, proxy = proxied
+    conn = await asyncpg.connect(db_url)
+    confusion = asyncpg.InternalClientError("cannot switch to state 15; another operation (16) is in progress")
+    try:
+        _raise_if_gone(confusion, conn)  # a live connection: not the database's absence
+        await proxy.cut()
+        with contextlib.suppress(Exception):
+            await conn.fetchval("SELECT 1")
+        assert conn.is_closed()
+        for exc in (confusion, asyncpg.InterfaceError("cannot perform operation")):
+            with pytest.raises(DatabaseUnavailable):
+                _raise_if_gone(exc, conn)
+    finally:
+        await proxy.start()
+        await conn.close()

@@ -552,7 +552,7 @@ class _PgTxn:
         try:
             status: str = await self._conn.execute(_to_pg(sql), *args)
         except Exception as exc:
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, self._conn)
             raise
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
@@ -561,14 +561,14 @@ class _PgTxn:
         try:
             await self._conn.executemany(_to_pg(sql), rows)
         except Exception as exc:
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, self._conn)
             raise
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         try:
             row: Row | None = await self._conn.fetchrow(_to_pg(sql), *args)
         except Exception as exc:
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, self._conn)
             raise
         return row
 
@@ -576,13 +576,17 @@ class _PgTxn:
         try:
             return list(await self._conn.fetch(_to_pg(sql), *args))
         except Exception as exc:
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, self._conn)
             raise
 
 
-def _raise_if_gone(exc: Exception) -> None:
-    """Raise :class:`DatabaseUnavailable` (from ``exc``) when ``exc`` says the database is gone."""
-    if _gone(exc) and not isinstance(exc, DatabaseUnavailable):
+def _raise_if_gone(exc: Exception, conn: asyncpg.Connection | None = None) -> None:
+    """Raise :class:`DatabaseUnavailable` (from ``exc``) when ``exc`` says the database is gone,
+    or is asyncpg's confusion on ``conn`` when it broke in the middle of an operation (a server
+    restarting: an ``InternalClientError`` or ``InterfaceError`` on a connection now closed)."""
+    broke = conn is not None and isinstance(exc, (asyncpg.InternalClientError, asyncpg.InterfaceError)) \
+        and conn.is_closed()
+    if (broke or _gone(exc)) and not isinstance(exc, DatabaseUnavailable):
         raise DatabaseUnavailable() from exc
 
 
@@ -623,25 +627,29 @@ class PostgresDatabase:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_PgTxn]:
         assert self._pool is not None, "database not open"
+        taken: list[asyncpg.Connection] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                taken.append(conn)
                 yield _PgTxn(conn)
         except Exception as exc:
             # Unreachable, or lost before the commit was known to succeed: nothing of the
             # transaction is kept (or, lost during the COMMIT itself, all of it).
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, taken[0] if taken else None)
             raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_PgTxn]:
         assert self._pool is not None, "database not open"
+        taken: list[asyncpg.Connection] = []
         try:
             async with self._pool.acquire() as conn, conn.transaction(
                 isolation="repeatable_read", readonly=True
             ):
+                taken.append(conn)
                 yield _PgTxn(conn)
         except Exception as exc:
-            _raise_if_gone(exc)
+            _raise_if_gone(exc, taken[0] if taken else None)
             raise
 
     async def close(self) -> None:
