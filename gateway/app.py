@@ -51,6 +51,7 @@ from gateway.http.pages import home as home_page
 from gateway.http.pages import public as public_page
 from gateway.http.pages import queue as queue_pages
 from gateway.http.pages import signin as signin_page
+from gateway.http.proxies import forwarded_for
 from gateway.loops import loop_name
 from gateway.metrics import Metrics
 from gateway.policy.loader import PolicyRegistry
@@ -252,7 +253,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
     metrics = Metrics()  # one registry per application: tests build many in one process
     counting = [metrics_http.counting(metrics)] if settings.metrics else []
-    app = web.Application(middlewares=[*counting, error_middleware, cors.preflight],
+    behind = [forwarded_for(settings.trusted_networks)] if settings.trusted_proxies.strip() else []
+    app = web.Application(middlewares=[*behind, *counting, error_middleware, cors.preflight],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +49,12 @@ class Settings(BaseSettings):
         description="Comma-separated people who administer this gateway: they see every refused "
         "policy file's problems (everyone else sees those of their own accounts)",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (CIDR) of reverse proxies in front of the "
+        "gateway: a request from one is taken to come from the address its X-Forwarded-For names, "
+        "so that limits per client address (failed sign-ins) are each person's, not the proxy's",
+    )
     signin_attempts: str = Field(
         default="10/minute",
         description="failed sign-ins (the OAuth sign-in page, XRPC createSession) allowed per client "
@@ -89,6 +96,17 @@ class Settings(BaseSettings):
         description="serve Prometheus metrics at /metrics (no token: counts by route, tier and platform, "
         "never an account, person or post) and count requests for them; off: neither",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or network") from None
+        return value
 
     @field_validator("signin_attempts")
     @classmethod
@@ -137,6 +155,11 @@ class Settings(BaseSettings):
             policy_dir=self.policy_dir, secrets_dir=self.secrets_dir, log_key_file=self.log_key_file,
             allow_insecure=self.allow_insecure_platforms,
         )
+
+    @property
+    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
+        """The networks of ``trusted_proxies``."""
+        return [ip_network(p.strip(), strict=False) for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def admin_names(self) -> frozenset[str]:

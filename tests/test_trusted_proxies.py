@@ -1,0 +1,43 @@
+"""Behind a reverse proxy (``BYLINE_TRUSTED_PROXIES``), the failed sign-in limit is each
+person's, not the proxy's; without it, or from a peer that is not a trusted proxy, a forged
+``X-Forwarded-For`` changes nothing (both databases, over HTTP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.clock import ManualClock
+from tests.conftest import Gateway, started_gateway
+
+
+async def _sign_in(gw: Gateway, address: str | None, who: str = "alice") -> int:
+    """A wrong password for ``who`` (each name has a limit of its own too), through the proxy
+    from ``address``."""
+    headers = {"X-Forwarded-For": f"198.51.100.9, {address}"} if address else {}
+    resp = await gw.client.post("/xrpc/com.atproto.server.createSession",
+                                json={"identifier": who, "password": "not-the-password"}, headers=headers)
+    await resp.read()
+    return resp.status
+
+
+async def test_behind_a_trusted_proxy_each_person_has_their_own_limit(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="3/minute",
+                               trusted_proxies="127.0.0.1/32, ::1") as gw:
+        assert [await _sign_in(gw, "203.0.113.5") for _ in range(4)] == [401, 401, 401, 429]
+        # Another person behind the same proxy is not locked out by the first one's guesses.
+        assert await _sign_in(gw, "203.0.113.6", who="bob") == 401
+        assert await _sign_in(gw, "203.0.113.5", who="bob") == 429, "the first one's address is limited"
+
+
+async def test_without_a_trusted_proxy_the_header_is_not_believed(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="3/minute") as gw:
+        statuses = [await _sign_in(gw, f"203.0.113.{n}", who=who) for n, who in enumerate("abcd")]
+        assert statuses == [401, 401, 401, 429], "a new forged address each time gains nothing"
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="3/minute",
+                               trusted_proxies="10.0.0.0/8") as gw:
+        statuses = [await _sign_in(gw, f"203.0.113.{n}", who=who) for n, who in enumerate("abcd")]
+        assert statuses == [401, 401, 401, 429], "this peer is no trusted proxy"
