@@ -585,9 +585,19 @@ def _raise_if_gone(exc: Exception, conn: asyncpg.Connection | None = None) -> No
     or is asyncpg's confusion on ``conn`` when it broke in the middle of an operation (a server
     restarting: an ``InternalClientError`` or ``InterfaceError`` on a connection now closed)."""
     broke = conn is not None and isinstance(exc, (asyncpg.InternalClientError, asyncpg.InterfaceError)) \
-        and conn.is_closed()
+        and _is_closed(conn)
     if (broke or _gone(exc)) and not isinstance(exc, DatabaseUnavailable):
         raise DatabaseUnavailable() from exc
+
+
+def _is_closed(conn: asyncpg.Connection) -> bool:
+    """Whether ``conn`` is closed. One already handed back to the pool (the transaction's block
+    has ended) can no longer be asked, and asyncpg's client-side errors that bring us here come
+    from a connection broken under it: it counts as closed, rather than answering a 500."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
+        return True
 
 
 class PostgresDatabase:
@@ -629,9 +639,10 @@ class PostgresDatabase:
         assert self._pool is not None, "database not open"
         taken: list[asyncpg.Connection] = []
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                taken.append(conn)
-                yield _PgTxn(conn)
+            async with self._pool.acquire() as conn:
+                taken.append(conn)  # before BEGIN: a connection broken under the pool fails there
+                async with conn.transaction():
+                    yield _PgTxn(conn)
         except Exception as exc:
             # Unreachable, or lost before the commit was known to succeed: nothing of the
             # transaction is kept (or, lost during the COMMIT itself, all of it).
@@ -643,11 +654,10 @@ class PostgresDatabase:
         assert self._pool is not None, "database not open"
         taken: list[asyncpg.Connection] = []
         try:
-            async with self._pool.acquire() as conn, conn.transaction(
-                isolation="repeatable_read", readonly=True
-            ):
-                taken.append(conn)
-                yield _PgTxn(conn)
+            async with self._pool.acquire() as conn:
+                taken.append(conn)  # before BEGIN, as in write()
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    yield _PgTxn(conn)
         except Exception as exc:
             _raise_if_gone(exc, taken[0] if taken else None)
             raise

@@ -320,6 +320,8 @@ class Run:
         """Posts the workload has seen through."""
         self.errors: Counter[int] = Counter()
         """5xx answers, by status (503 is the one a database away should give)."""
+        self.crashes: list[str] = []
+        """The first 5xx answers other than 503: Byline's own failures."""
 
     # -- setting up --
 
@@ -396,6 +398,8 @@ class Run:
                 status, body = 0, repr(exc)
             if status >= 500:
                 self.errors[status] += 1
+                if status != 503 and len(self.crashes) < 20:
+                    self.crashes.append(f"{method} {re.sub(r'[0-9]{6,}', '{id}', path)}: {status} {str(body)[:200]}")
             if (status and status < 500) or not retry or time.monotonic() > give_up:
                 return status, body
             last = replica
@@ -792,6 +796,11 @@ async def check(chaos: Run, report: dict[str, Any], left: str | None, result: Re
                             f"answers {dict(codes)}), {unfollowed} post(s) lost a follow-up answer")
     if chaos.errors:
         result.notes.append(f"5xx answers (each tried again): {dict(sorted(chaos.errors.items()))}")
+    if chaos.crashes:
+        # A gateway answers before it publishes, so a failing platform never reaches a client, and
+        # a database away is a 503 with its message: any other 5xx is Byline's own failure.
+        problems.append(f"{sum(n for s, n in chaos.errors.items() if s != 503)} answer(s) were a 5xx other "
+                        f"than 503: {chaos.crashes}")
     held_keys = [i.n for i in chaos.intents if i.surface == "mastodon" and i.refused == 409 and not by_marker.get(i.n)]
     if held_keys:
         # The app is told its key is in use on every retry, and no post exists: its post is lost.
