@@ -65,6 +65,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import regex
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from adapters._http import (
     Clock,
@@ -105,6 +106,10 @@ MAX_PAGES = 5
 """Pages of 40 statuses ``find_existing`` reads at most: 200 statuses."""
 
 PAGE_SIZE = 40
+PAGE_TRIES = 4
+"""How often one page of the lookup is asked before the lookup fails."""
+PAGE_WAIT_MAX = 5.0
+"""A 429 asking to wait longer than this (seconds) fails the lookup: the scheduler retries later."""
 """The largest page ``GET /api/v1/accounts/:id/statuses`` serves."""
 
 VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
@@ -428,6 +433,27 @@ class MastodonAdapter:
 
     # -- find_existing ---------------------------------------------------------------------
 
+    async def _statuses_page(self, path: str, params: dict[str, str]) -> Any:
+        """One page of the account's statuses, a page asked again after a passing error (a
+        5xx, a dropped connection, a short 429): the lookup spans pages, and one error on any
+        of them would otherwise fail the whole recovery, and with it the post."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(PAGE_TRIES),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, AdapterError) and exc.retryable and not exc.auth_failed
+                and (exc.retry_after or 0) <= PAGE_WAIT_MAX
+            ),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                response = await self._http.request("GET", path, params=params)
+                if response.status != 200:
+                    raise self._classify("GET", "/api/v1/accounts/:id/statuses", response)
+                return response.json()
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
     async def find_existing(
         self, post: OutboundPost, *, since: datetime | None = None
     ) -> PublishResult | None:
@@ -448,10 +474,7 @@ class MastodonAdapter:
             params = {"limit": str(PAGE_SIZE), "exclude_reblogs": "true"}
             if max_id:
                 params["max_id"] = max_id
-            response = await self._http.request("GET", path, params=params)
-            if response.status != 200:
-                raise self._classify("GET", "/api/v1/accounts/:id/statuses", response)
-            page = response.json()
+            page = await self._statuses_page(path, params)
             if not isinstance(page, list) or not page:
                 break
             reached_older = False

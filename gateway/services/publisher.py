@@ -33,7 +33,7 @@ from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, unavailable
-from gateway.tasks import cancel_task
+from gateway.tasks import cancel_task, run_every
 from gateway.types import from_micros, iso
 
 logger = structlog.get_logger("byline.publisher")
@@ -120,6 +120,7 @@ class Publisher:
         self._lease = int(lease_seconds * _SECOND)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._leases: asyncio.Task[None] | None = None
         self._inflight: set[str] = set()
         self._account_locks: dict[str, asyncio.Lock] = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -137,9 +138,25 @@ class Publisher:
     async def start(self) -> None:
         """Start the background loop (posts that came due while down go out now)."""
         self._task = asyncio.create_task(self._loop(), name="byline-publisher")
+        self._leases = run_every(self._lease / _SECOND / 3, self.keep_leases, name="byline-publisher-leases",
+                                 failed="publisher_leases_failed")
+
+    async def keep_leases(self) -> int:
+        """Extend the leases of the posts claimed here and not yet settled, a third of a lease
+        before they would run out: a claim waiting behind its account's earlier posts (each
+        sent in turn, some riding out a platform's errors) is not taken for one whose publisher
+        died, and claimed again elsewhere."""
+        held = sorted(self._inflight)
+        if not held:
+            return 0
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            return await sql.keep_leases(txn, held, until=now + self._lease, now=now)
 
     async def stop(self) -> None:
         """Stop the loop; a publish in flight keeps its lease and is recovered later."""
+        await cancel_task(self._leases)
+        self._leases = None
         await cancel_task(self._task)
         self._task = None
         for task in list(self._sending):
@@ -363,7 +380,9 @@ class Publisher:
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
-        attempt = row.attempts + 1
+        # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
+        # claiming the post again does not use up its retry budget, only a platform's refusal does.
+        attempt = row.attempts if stale else row.attempts + 1
         if not await sql.compare_and_set(
             ltx.txn, post_id, state=state.value, version=version,
             changes={

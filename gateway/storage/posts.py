@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,3 +344,15 @@ async def postpone(txn: Txn, post_id: str, *, until: int, at: int) -> bool:
         "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled'",
         until, at, post_id,
     ) == 1
+
+
+async def keep_leases(txn: Txn, post_ids: Sequence[str], *, until: int, now: int) -> int:
+    """Extend the leases of posts this publisher still holds (publishing, lease not yet run
+    out: no other can have claimed them); the number extended."""
+    if not post_ids:
+        return 0
+    marks = ", ".join("?" for _ in post_ids)
+    return await txn.execute(
+        f"UPDATE posts SET lease_until = ? WHERE id IN ({marks}) AND state = 'publishing' AND lease_until > ?",
+        until, *post_ids, now,
+    )

@@ -305,6 +305,23 @@ async def test_find_existing_after_a_crash(env: Env) -> None:
     assert await env.adapter().find_existing(post()) == found  # lookback window default
 
 
+async def test_find_existing_rides_out_passing_errors_on_its_pages(env: Env) -> None:
+    """Against a platform failing now and then (found by the crash harness at 30% failures), a
+    page of the lookup that fails is asked again: the status is found, not the post failed."""
+    started = env.fake.clock.now()
+    env.fake.faults.drop_next_create()
+    with pytest.raises(AdapterError):
+        await env.adapter().publish(post())
+    statuses = f"/api/v1/accounts/{env.account.id}/statuses"
+    env.fake.faults.fail_next(3, 503, method="GET", path=statuses)
+    found = await env.adapter().find_existing(post(), since=started)
+    assert found is not None and found.remote_id == env.fake.statuses()[0].id
+    env.fake.faults.fail_next(10, 502, method="GET", path=statuses)
+    with pytest.raises(AdapterError) as caught:  # a platform down for good still fails the lookup
+        await env.adapter().find_existing(post(), since=started)
+    assert caught.value.retryable
+
+
 async def test_find_existing_matches_rendered_html(env: Env) -> None:
     """Links, remote mentions, paragraphs and escaping in ``content`` still match the text."""
     text = "Tea & <cake> with @bob@other.example\n\nsee https://example.com/" + "x" * 40
