@@ -43,8 +43,8 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
                                         challenge_method=None, at=now - HOUR, expires_at=expires,
                                         parent_hash="t")
         for name, age in (("key-old", HOUR + 1), ("key-fresh", HOUR - 1_000_000)):
-            assert await idem_sql.claim(txn, token_hash="tok", key_hash=name, kind="status", at=now - age,
-                                        stale_before=0)
+            assert await idem_sql.remember(txn, token_hash="tok", key_hash=name, kind="status", post_id="1",
+                                           at=now - age, stale_before=0)
         for name, age, post in (("m-old", 25 * HOUR, None), ("m-fresh", 23 * HOUR, None), ("m-used", 25 * HOUR, "7")):
             await media_sql.insert(txn, media_id=name, account="brand", user="alice", mime_type="image/png",
                                    description=None, data=b"\x89PNG" + name.encode(), digest="d" * 64, at=now - age)
