@@ -173,9 +173,10 @@ def write_policy(directory: Path, name: str, text: str) -> Path:
     return path
 
 
-def make_policy_dir(tmp_path: Path, policies: dict[str, str]) -> Path:
-    """A fresh ``policies`` directory under ``tmp_path`` holding these files (name -> text)."""
-    directory = tmp_path / "policies"
+def make_policy_dir(tmp_path: Path, policies: dict[str, str], name: str = "policies") -> Path:
+    """A fresh directory ``name`` under ``tmp_path`` holding these files (account -> text).
+    Directories beside one another share the log key (``make_settings``), as replicas do."""
+    directory = tmp_path / name
     directory.mkdir()
     for name, text in policies.items():
         write_policy(directory, name, text)

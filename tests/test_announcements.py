@@ -22,7 +22,7 @@ from gateway.appkeys import CHECKPOINTS, DB, PLATFORMS
 from gateway.clock import ManualClock
 from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
-from tests.conftest import Gateway, started_gateway, write_policy
+from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.platforms.bluesky.fixture import BlueskyPds
@@ -67,14 +67,6 @@ TEAM_WITH_A_RULE = TEAM + """
 """
 
 
-def _dir(tmp_path: Path, files: dict[str, str], name: str = "policies") -> Path:
-    directory = tmp_path / name
-    directory.mkdir()
-    for account, text in files.items():
-        write_policy(directory, account, text)
-    return directory
-
-
 async def _announcements(gw: Gateway, account: str) -> list[dict[str, Any]]:
     """The account's announcements: each post the policy file submitted, with its entry's data."""
     async with gw.app[DB].read() as txn:
@@ -111,7 +103,7 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
     """Direct → co-signed with a second writer: one post, by ``policy-file``, scheduled now in
     the transaction of version 2, goes out unheld with the words and the public page's link;
     a change that leaves the voice alone (a rule) announces nothing; the log verifies."""
-    policies = _dir(tmp_path, {"brand": DIRECT})
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
     async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
         assert await _announcements(gw, "brand") == [], "a first load is no change of voice"
         write_policy(policies, "brand", TEAM)
@@ -141,7 +133,7 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
 
 async def test_without_the_option_nothing_is_announced(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
     """The same change on an account whose new policy does not ask for announcements: no post."""
-    policies = _dir(tmp_path, {"brand": DIRECT})
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
     async with started_gateway(db_url, policies, clock) as gw:
         write_policy(policies, "brand", TEAM.replace("announce: {voice_changes: true}", ""))
         assert await gw.sync_policies() == ["brand"]
@@ -156,8 +148,8 @@ async def test_two_gateways_on_one_database_make_one_announcement(
     db_url: str, tmp_path: Path, clock: ManualClock,
 ) -> None:
     """Two replicas given the same change reload at once: one version, one announcement, one post out."""
-    first = _dir(tmp_path, {"brand": DIRECT}, "policies-a")
-    second = _dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
     async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
         write_policy(first, "brand", TEAM)
         write_policy(second, "brand", TEAM)
@@ -174,7 +166,7 @@ async def test_a_file_edited_back_and_forth_between_reloads_announces_what_was_r
 ) -> None:
     """Co-signed and back to direct before the gateway rereads: nothing was in force but
     direct, so nothing is announced; the next real change is announced once."""
-    policies = _dir(tmp_path, {"brand": DIRECT})
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
     async with started_gateway(db_url, policies, clock) as gw:
         write_policy(policies, "brand", TEAM)
         write_policy(policies, "brand", DIRECT)
@@ -201,7 +193,7 @@ async def test_a_bad_announce_option_is_refused_and_changes_nothing(
     """Strict like every option: the file is refused with its key and why, the policy in force
     stays, and nothing is announced (the length is checked as Bluesky counts, at load)."""
     sky = DIRECT.replace("platform: sandbox", "platform: sandbox\n    max_length: 300")
-    policies = _dir(tmp_path, {"brand": sky})
+    policies = make_policy_dir(tmp_path, {"brand": sky})
     async with started_gateway(db_url, policies, clock) as gw:
         write_policy(policies, "brand", TEAM.replace("{voice_changes: true}", announce))
         assert await gw.sync_policies() == []
@@ -329,7 +321,7 @@ async def test_an_announcement_reaches_mastodon(
 ) -> None:
     """On the Mastodon stand-in: the announcement is a status of the account, once."""
     fake, account, instance = mastodon
-    policies = _dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    policies = make_policy_dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
     async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
         write_policy(policies, "brand", _on_mastodon(TEAM, instance))
         await gw.sync_policies()
@@ -349,7 +341,7 @@ async def test_a_refused_announcement_marks_the_account_and_blocks_nothing(
     again later, as publishing does): the account's health says so, and a writer's post
     submitted meanwhile still goes out; the announcement goes out once the limit has passed."""
     fake, account, instance = mastodon
-    policies = _dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    policies = make_policy_dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
     async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
         write_policy(policies, "brand", _on_mastodon(TWO_WRITERS, instance))
         await gw.sync_policies()
@@ -407,7 +399,7 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
                    .replace("{voice_changes: true}",
                             '{voice_changes: true, template: "' + tag + ' Now {voice}. Bylines: {url}"}')
 
-    policies = _dir(tmp_path, {"brand": sky(DIRECT)})
+    policies = make_policy_dir(tmp_path, {"brand": sky(DIRECT)})
     async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
         write_policy(policies, "brand", sky(TEAM))
         await gw.sync_policies()

@@ -18,7 +18,7 @@ from gateway.storage import schema
 from gateway.storage.db import open_database
 from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
-from tests.conftest import Gateway, started_gateway, write_policy
+from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 
 DIRECT = """
     account: brand
@@ -46,15 +46,6 @@ SOLO = """
     tier: direct
     owner: erin
 """
-
-
-def _dir(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
-    """A policy directory beside the others (they share the log key, as replicas do)."""
-    directory = tmp_path / name
-    directory.mkdir()
-    for account, text in files.items():
-        write_policy(directory, account, text)
-    return directory
 
 
 async def _records(gw: Gateway, account: str) -> list[tuple[str, int | None]]:
@@ -98,8 +89,8 @@ async def test_replicas_with_different_files_record_each_version_once(
     """Two gateways given different files for one account: the second's file is recorded once
     as version 2, and then nothing, however often each reloads; the first reports the drift
     and enforces version 2 (a post through it is held for a co-signer)."""
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
-    second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-b")
     async with started_gateway(db_url, first, clock) as a:
         assert await _records(a, "brand") == [("policy.loaded", 1)]
         async with started_gateway(db_url, second, clock) as b:
@@ -119,8 +110,8 @@ async def test_a_change_rolls_out_replica_by_replica(db_url: str, tmp_path: Path
     """An admin's change reaches one replica first: it records it; a post through the other,
     before that one has even reloaded, is decided under the change; the other records nothing
     until its file arrives, and then agrees."""
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
-    second = _dir(tmp_path, "policies-b", {"brand": DIRECT})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
     async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
         assert await _records(a, "brand") == [("policy.loaded", 1)]
         write_policy(first, "brand", COSIGNED)
@@ -140,8 +131,8 @@ async def test_a_removal_one_replica_alone_sees_is_not_recorded(
 ) -> None:
     """A replica without an account's file records no removal, and serves the account under the
     version recorded; the replica whose file is deleted records the removal, once."""
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT, "solo": SOLO})
-    second = _dir(tmp_path, "policies-b", {"brand": DIRECT})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT, "solo": SOLO}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
     async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
         assert await b.sync_policies() == []
         assert await _records(a, "solo") == [("policy.loaded", 1)]
@@ -160,14 +151,14 @@ async def test_a_change_back_is_recorded_by_the_replica_that_agreed(
 ) -> None:
     """An admin changes a file and then changes it back: three versions, the third the same file
     as the first; a replica started later with the first file is behind, not a change."""
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
     async with started_gateway(db_url, first, clock) as a:
         write_policy(first, "brand", COSIGNED)
         assert await a.sync_policies() == ["brand"]
         write_policy(first, "brand", DIRECT)
         assert await a.sync_policies() == ["brand"]
         assert await _records(a, "brand") == [("policy.loaded", 1), ("policy.changed", 2), ("policy.changed", 3)]
-        second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+        second = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-b")
         async with started_gateway(db_url, second, clock) as b:
             assert (await _ready(b))["policy_drift"]["brand"]["version_in_force"] == 3
             post = await _post(b, "brand", "Direct again")
@@ -204,7 +195,7 @@ async def test_a_database_from_before_versions_is_numbered_by_its_log(
     """A database whose policies were recorded before versions were numbered (schema version 9)
     gets each account's versions counted from its log: the version in force is the last, a
     removed account's removal too; the gateway then goes on from there, and the log verifies."""
-    files = _dir(tmp_path, "policies", {"brand": DIRECT, "solo": SOLO})
+    files = make_policy_dir(tmp_path, {"brand": DIRECT, "solo": SOLO}, "policies")
     async with started_gateway(db_url, files, clock) as gw:
         write_policy(files, "brand", COSIGNED)
         assert await gw.sync_policies() == ["brand"]

@@ -36,6 +36,7 @@ from tests.conftest import (
     USERS,
     Gateway,
     GatewayTestServer,
+    make_policy_dir,
     make_settings,
     started_gateway,
     write_policy,
@@ -51,15 +52,6 @@ DIRECT = """
     owner: alice
     writers: [alice, carol]
 """
-
-
-def _dir(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
-    """A policy directory beside the others (they share the log key, as replicas do)."""
-    directory = tmp_path / name
-    directory.mkdir()
-    for account, text in files.items():
-        write_policy(directory, account, text)
-    return directory
 
 
 async def _leaves(gw: Gateway) -> list[bytes]:
@@ -92,10 +84,10 @@ async def test_replicas_signing_at_once_never_sign_inconsistent_checkpoints(
 
     monkeypatch.setattr("gateway.services.checkpoints.sign_note", recording)
     monkeypatch.setattr("gateway.services.checkpoints.stored_nodes", slow_nodes)
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
     elsewhere = tmp_path / "host-b"
     elsewhere.mkdir()
-    second = _dir(elsewhere, "policies", {"brand": DIRECT})
+    second = make_policy_dir(elsewhere, {"brand": DIRECT}, "policies")
     async with started_gateway(db_url, first, clock) as a:
         shutil.copy2(tmp_path / "log.key", elsewhere / "log.key")
         async with started_gateway(db_url, second, clock) as b:
@@ -240,8 +232,8 @@ async def test_an_approval_on_one_replica_wakes_the_publisher_of_another(
 ) -> None:
     """A post approved through A (which publishes nothing) goes out through B at once, not at
     B's next poll a minute later; and again after B's listening connection was cut."""
-    first = _dir(tmp_path, "policies-a", {"brand": COSIGNED})
-    second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+    first = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-b")
     async with started_gateway(pg_url, first, clock) as a, replica(pg_url, second, clock) as b:
         for round_ in range(2):
             post = await a.submit("alice", "brand", f"Approved on A, published by B ({round_})")
@@ -261,8 +253,8 @@ async def test_a_policy_version_recorded_on_one_replica_is_in_force_on_another_a
 ) -> None:
     """An admin's change reaches A, which records it: B puts it in force at once, not at its
     next reload a minute later (B's own file, not yet changed, is then reported as drift)."""
-    first = _dir(tmp_path, "policies-a", {"brand": DIRECT})
-    second = _dir(tmp_path, "policies-b", {"brand": DIRECT})
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
     async with started_gateway(pg_url, first, clock) as a, replica(pg_url, second, clock) as b:
         before = b.app[REGISTRY].get("brand")
         assert before is not None
@@ -284,8 +276,8 @@ async def test_a_live_page_on_one_replica_hears_a_change_made_on_another_at_once
 ) -> None:
     """Bob's queue page is open on B; a post held for him is submitted through A: his stream says
     so at once, though B's watcher reads the log only once a minute by itself."""
-    first = _dir(tmp_path, "policies-a", {"brand": COSIGNED})
-    second = _dir(tmp_path, "policies-b", {"brand": COSIGNED})
+    first = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": COSIGNED}, "policies-b")
     async with started_gateway(pg_url, first, clock) as a, replica(pg_url, second, clock) as b:
         for name in USERS:
             await b.app[PEOPLE].add(name, password_of(name), email=f"{name}@example.org")
