@@ -14,7 +14,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -25,7 +24,7 @@ from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
-from tests.platforms.bluesky.fixture import BlueskyPds
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 PUBLIC = "https://byline.example.org"
 
@@ -369,20 +368,6 @@ async def test_a_refused_announcement_marks_the_account_and_blocks_nothing(
         await _verify(gw)
 
 
-async def _records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    params = {"repo": did, "collection": "app.bsky.feed.post", "limit": "100"}
-    async with aiohttp.ClientSession() as session:
-        while True:
-            async with session.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params=params) as resp:
-                assert resp.status == 200, await resp.text()
-                page = await resp.json()
-            records += page["records"]
-            if not page["records"] or not page.get("cursor"):
-                return records
-            params["cursor"] = page["cursor"]
-
-
 async def test_an_announcement_on_a_real_pds_carries_its_record(
     bluesky_pds: BlueskyPds, db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -406,7 +391,7 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
         [announced] = await _announcements(gw, "brand")
         await gw.tick()
         assert (await _row(gw, announced["post"]))["state"] == "published"
-        mine = [r["value"] for r in await _records(bluesky_pds, account.did) if r["value"]["text"].startswith(tag)]
+        mine = [r["value"] for r in await post_records(bluesky_pds, account.did) if r["value"]["text"].startswith(tag)]
         assert mine == [{
             "$type": "app.bsky.feed.post", "createdAt": mine[0]["createdAt"], "facets": mine[0]["facets"],
             "text": f"{tag} Now written by alice and carol, each post co-signed by bob and dave. "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,24 +14,7 @@ from aiohttp.test_utils import TestServer
 from gateway.clock import ManualClock
 from tests.conftest import started_gateway, write_policy
 from tests.fakes._faults import drop_connection
-from tests.platforms.bluesky.fixture import BlueskyPds
-
-
-async def _records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
-    """Every post of one account on the PDS, page after page: the PDS is shared by the whole
-    run, so an account may well have more than one page."""
-    records: list[dict[str, Any]] = []
-    params = {"repo": did, "collection": "app.bsky.feed.post", "limit": "100"}
-    async with aiohttp.ClientSession() as session:
-        while True:
-            async with session.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params=params) as resp:
-                assert resp.status == 200, await resp.text()
-                page = await resp.json()
-            records += page["records"]
-            if not page["records"] or not page.get("cursor"):
-                return records
-            params["cursor"] = page["cursor"]
-
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length",
                          "content-encoding", "accept-encoding"})
@@ -100,12 +82,12 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
           from: [bob]
     """)
     text = f"Hello from Byline ({secrets.token_hex(4)}), see https://example.com/launch"
-    before = {r["uri"] for r in await _records(bluesky_pds, account.did)}
+    before = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
     async with started_gateway(db_url, policy_dir, clock) as gw:
         post = await gw.submit("alice", "sky", text)
         assert post["state"] == "held"
         await gw.tick()
-        assert {r["uri"] for r in await _records(bluesky_pds, account.did)} == before
+        assert {r["uri"] for r in await post_records(bluesky_pds, account.did)} == before
         status, _ = await gw.act("bob", post["id"], "approve")
         assert status == 200
         await gw.tick()
@@ -114,7 +96,7 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
         assert published["state"] == "published", published
         uri = published["remote"]["id"]
         assert uri.startswith(f"at://{account.did}/app.bsky.feed.post/")
-        new = [r for r in await _records(bluesky_pds, account.did) if r["uri"] not in before]
+        new = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in before]
         assert [r["uri"] for r in new] == [uri]  # out exactly once, under the record the gateway names
         assert new[0]["value"]["text"] == text
         assert new[0]["value"]["facets"][0]["features"][0]["uri"] == "https://example.com/launch"
@@ -122,7 +104,7 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
 
         status, deleted = await gw.call("alice", "DELETE", f"/v1/posts/{post['id']}")
         assert status == 200 and deleted["state"] == "deleted"
-        assert {r["uri"] for r in await _records(bluesky_pds, account.did)} == before
+        assert {r["uri"] for r in await post_records(bluesky_pds, account.did)} == before
 
 
 async def test_crash_after_the_pds_accepted_is_not_posted_twice(
@@ -146,7 +128,7 @@ async def test_crash_after_the_pds_accepted_is_not_posted_twice(
         tier: direct
         owner: bob
     """)
-    before = {r["uri"] for r in await _records(bluesky_pds, account.did)}
+    before = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
     async with started_gateway(db_url, policy_dir, clock) as first:
         text = f"Only once, please ({secrets.token_hex(4)})"  # the PDS is shared by the whole run
         post = await first.submit("bob", "bobsky", text)
@@ -157,5 +139,5 @@ async def test_crash_after_the_pds_accepted_is_not_posted_twice(
     async with started_gateway(db_url, policy_dir, clock) as second:
         assert await second.tick() == 1
         assert (await second.get("bob", post["id"]))["state"] == "published"
-    new = [r for r in await _records(bluesky_pds, account.did) if r["uri"] not in before]
+    new = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in before]
     assert [r["value"]["text"] for r in new] == [text]

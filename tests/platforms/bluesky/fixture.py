@@ -19,8 +19,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import aiohttp
 import pytest
 
 HARNESS_DIR = Path(__file__).resolve().parent
@@ -174,3 +175,19 @@ def bluesky_pds() -> Iterator[BlueskyPds]:
     finally:
         stop_pds(proc)
         err.close()
+
+
+async def post_records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
+    """Every post of one account on the PDS, page after page: the PDS is shared by the whole
+    run, so an account may well have more than one page."""
+    records: list[dict[str, Any]] = []
+    params = {"repo": did, "collection": "app.bsky.feed.post", "limit": "100"}
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(f"{pds.pds_url}/xrpc/com.atproto.repo.listRecords", params=params) as resp:
+                assert resp.status == 200, await resp.text()
+                page = await resp.json()
+            records += page["records"]
+            if not page["records"] or not page.get("cursor"):
+                return records
+            params["cursor"] = page["cursor"]
