@@ -24,8 +24,7 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
-from tests.platforms.bluesky.fixture import BlueskyPds
-from tests.test_announcements import _records
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 PUBLIC = "https://byline.example.org"
 M_TOKEN = "mtok-lookup-9d2e"
@@ -180,7 +179,7 @@ async def test_a_bluesky_post_carries_the_link_to_its_record(
         await gw.tick()
         text = f"Carried by its record ({secrets.token_hex(4)})"
         post_id, url, remote_id = await _publish(gw, text)
-        [record] = [r for r in await _records(bluesky_pds, account.did) if r["uri"] == remote_id]
+        [record] = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] == remote_id]
         link = f"{PUBLIC}/audit?kind=post&q={post_id}"
         assert record["value"]["text"] == text
         assert record["value"]["byline"] == link
