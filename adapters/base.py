@@ -199,3 +199,9 @@ def with_line(description: str, line: ProfileLine) -> str:
     if line.text is None:
         return description
     return "\n".join([*lines, line.text]) if lines else line.text
+
+
+def ascii_grapheme_count(text: str) -> int:
+    """Grapheme clusters in an ASCII ``text``: one a character, but CR LF is one (UAX #29's
+    GB3; every other ASCII character is a cluster of its own), without walking it."""
+    return len(text) - text.count("\r\n")

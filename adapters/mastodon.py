@@ -86,6 +86,7 @@ from adapters.base import (
     OutboundPost,
     ProfileLine,
     PublishResult,
+    ascii_grapheme_count,
 )
 
 PLATFORM = "mastodon"
@@ -172,6 +173,8 @@ def countable_text(text: str) -> str:
 def grapheme_length(text: str) -> int:
     """User-perceived characters as Mastodon counts them (``mb_chars.grapheme_length``, Ruby's
     ``\\X``): Unicode extended grapheme clusters, by the ``regex`` library's ``\\X``."""
+    if text.isascii():
+        return ascii_grapheme_count(text)
     return sum(1 for _ in _GRAPHEME.finditer(text))
 
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import regex
 import twitter_text
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from adapters.base import ascii_grapheme_count
 from adapters.bluesky import grapheme_count
+from adapters.mastodon import grapheme_length as mastodon_grapheme_length
 from adapters.x import weighted_length
-from gateway.policy.text import published_length
+from gateway.policy.text import (
+    folded_form,
+    grapheme_length,
+    is_blank,
+    published_length,
+    visible_form,
+    without_invisibles,
+)
 from tests.conftest import Gateway, write_policy
 from tests.fakes.x import FakeX, create_app
 from tests.fakes.x import weighted_length as stand_in_weighted_length
@@ -171,3 +184,19 @@ def test_graphemes_in_the_gateway_and_the_bluesky_adapter() -> None:
         assert grapheme_count(text) == expected, text
         assert published_length("bluesky", text) == expected, text
         assert published_length("sandbox", text) == expected, text
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_ascii_text_counts_as_the_full_rules_count_it(text: str) -> None:
+    """ASCII text is counted without walking it (one cluster a character, CR LF one): the same
+    figure as ICU's and the regex library's UAX #29 clusters, and the same forms for matching."""
+    clusters = sum(1 for _ in regex.finditer(r"\X", text))
+    assert ascii_grapheme_count(text) == clusters
+    assert grapheme_count(text) == clusters  # the Bluesky adapter
+    assert mastodon_grapheme_length(text) == clusters  # the Mastodon adapter
+    assert grapheme_length(text) == clusters  # the gateway's own count
+    assert without_invisibles(text) == regex.sub(r"\p{Default_Ignorable_Code_Point}+", "", text) == text
+    assert visible_form(text) == unicodedata.normalize("NFKC", text) == text
+    assert folded_form(text) == text
+    assert is_blank(text) == (not text.strip())

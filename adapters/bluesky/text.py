@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import icu
 
+from adapters.base import ascii_grapheme_count
+
 MAX_GRAPHEMES: Final = 300
 MAX_TEXT_BYTES: Final = 3000
 
@@ -37,6 +39,8 @@ _ROOT: Final = icu.Locale.getRoot()
 
 def grapheme_count(text: str) -> int:
     """User-perceived characters in ``text``, as Bluesky counts them (UAX #29 clusters, by ICU)."""
+    if text.isascii():
+        return ascii_grapheme_count(text)
     # A break iterator holds the text it walks: one per call, so no two callers share one.
     breaks = icu.BreakIterator.createCharacterInstance(_ROOT)
     breaks.setText(text)

@@ -26,6 +26,7 @@ from typing import Final
 import icu
 import regex
 
+from adapters.base import ascii_grapheme_count
 from adapters.bluesky import grapheme_count
 from adapters.x import UrlRules, find_urls, weighted_length
 
@@ -38,6 +39,8 @@ _NFKC_CASEFOLD: Final = icu.Normalizer2.getNFKCCasefoldInstance()
 
 def without_invisibles(text: str) -> str:
     """``text`` without the characters that show nothing (Default_Ignorable_Code_Point)."""
+    if text.isascii():  # the first such character is U+00AD, the soft hyphen
+        return text
     return str(_IGNORABLE.sub("", text))
 
 
@@ -53,11 +56,15 @@ def skeleton(text: str) -> str:
 
 def visible_form(text: str) -> str:
     """NFKC without invisible characters: the text as a reader sees it."""
+    if text.isascii():  # NFKC leaves ASCII as it is, and it has no invisible characters
+        return text
     return without_invisibles(unicodedata.normalize("NFKC", without_invisibles(text)))
 
 
 def folded_form(text: str) -> str:
     """The visible form with look-alikes from other scripts folded onto their skeleton."""
+    if text.isascii():
+        return text
     return str(_NON_ASCII.sub(lambda m: skeleton(m.group()), visible_form(text)))
 
 
@@ -116,6 +123,8 @@ _MASTODON_MENTION: Final = regex.compile(
 
 def grapheme_length(text: str) -> int:
     """User-perceived characters (UAX #29 extended grapheme clusters)."""
+    if text.isascii():
+        return ascii_grapheme_count(text)
     return sum(1 for _ in _GRAPHEME.finditer(text))
 
 
