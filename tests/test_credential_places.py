@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from gateway.clock import ManualClock
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.loader import PolicyFileError, PolicyIssue, check_dir, load_file
+from gateway.services import platforms
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -191,6 +192,41 @@ async def test_credential_link_repointed_after_load(
             await gw.tick()
         assert listener.heard == []
         assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
+
+
+async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_moves(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential file's contents are kept between publications while its path stats the same
+    (here from the first read on, as for a file untouched for a while): a symlink then pointed at
+    the log key is refused at the next read, never sent, and a token rewritten in place, same
+    length, goes out at once."""
+    monkeypatch.setattr(platforms, "_SETTLED_NS", -1)
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    (secrets / "real").write_text("good-token\n", encoding="utf-8")
+    (secrets / "token").symlink_to(secrets / "real")
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        for n in range(2):  # the second from what was kept
+            await gw.submit("alice", "thief", f"kept {n}")
+            await gw.tick()
+        assert [token for _, token in listener.heard] == ["Bearer good-token"] * 2
+        (secrets / "token").unlink()
+        (secrets / "token").symlink_to(policy_dir.parent / "log.key")
+        post = await gw.submit("alice", "thief", "after the link moved")
+        for _ in range(3):
+            await gw.tick()
+        assert len(listener.heard) == 2
+        assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
+        (secrets / "token").unlink()
+        (secrets / "token").symlink_to(secrets / "real")
+        (secrets / "real").write_text("next-token\n", encoding="utf-8")  # rotated, same length
+        await gw.submit("alice", "thief", "rotated")
+        await gw.tick()
+        # The post that failed goes out too, now that its credential works.
+        assert [token for _, token in listener.heard][2:] == ["Bearer next-token"] * 2
 
 
 async def test_plain_http_needs_loopback_and_the_setting(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,47 @@ def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
     raise CredentialError(f"credential reference {reference} is neither env: nor file:")
 
 
+_SETTLED_NS = 2_000_000_000
+"""A file changed less than this long ago (nanoseconds) is read again whatever its stat says:
+a file systems' clock ticks coarsely, so a write within the same tick leaves the same times."""
+
+
+@dataclass
+class SecretFiles:
+    """``file:`` credentials as last read, each kept with what ``os.stat`` said of its path.
+
+    A credential is read on every use, so that a rotated token takes effect at once; reading one
+    means resolving its path (every symlink), checking where it leads and opening it: most of
+    the cost of a publication's set-up. Here one ``stat`` of the unresolved path stands in for
+    that while it says the same file, unchanged (device, inode, size, modification and change
+    times) and not changed within the last two seconds; anything else (a symlink pointed
+    elsewhere, a file rewritten or replaced) is resolved, checked and read again in full. What
+    is kept was read through every check, so it never hands out anything the checks refused.
+    """
+
+    _known: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+
+    def read(self, reference: str, rules: CredentialRules) -> str:
+        """The secret ``reference`` (``file:...``) names, as :func:`resolve_credential` reads it."""
+        target = reference.partition(":")[2]
+        path = os.path.join(rules.policy_dir, target)
+        try:
+            st = os.stat(path)
+        except OSError:
+            self._known.pop(reference, None)
+            return resolve_credential(reference, rules=rules)  # says what is wrong
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        known = self._known.get(reference)
+        if known is not None and known[0] == signature:
+            return known[1]
+        value = resolve_credential(reference, rules=rules)
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+            self._known[reference] = (signature, value)
+        else:
+            self._known.pop(reference, None)
+        return value
+
+
 @dataclass
 class Platforms:
     """Makes and caches one adapter per account and policy version; tracks account health."""
@@ -74,20 +116,22 @@ class Platforms:
     """Accounts whose profile byline a platform refused, with its reason: shown, but their
     posts go out as usual (``unhealthy`` holds them)."""
     _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
+    _files: SecretFiles = field(default_factory=SecretFiles)
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
 
-        The credential is read again on every call (an environment lookup or a small file), so
-        an admin who rotates a token fixes a broken account without a restart.
+        The credential is read again on every call (an environment lookup or a small file, see
+        :class:`SecretFiles`), so an admin who rotates a token fixes a broken account without a
+        restart.
         """
         secret = profile_secret = ""
         oauth1 = loaded.policy.profile.oauth1 if loaded.policy.profile.byline else None
         try:
             if loaded.policy.credentials:
-                secret = resolve_credential(loaded.policy.credentials, rules=self.rules)
+                secret = self._secret(loaded.policy.credentials)
             if oauth1:
-                profile_secret = resolve_credential(oauth1, rules=self.rules)
+                profile_secret = self._secret(oauth1)
         except CredentialError as exc:
             raise BylineError(Code.UNAVAILABLE, str(exc)) from None
         key = (loaded.policy.account,
@@ -98,6 +142,11 @@ class Platforms:
             self._cache = {k: v for k, v in self._cache.items() if k[0] != key[0]}
             self._cache[key] = adapter
         return adapter
+
+    def _secret(self, reference: str) -> str:
+        if reference.startswith("file:"):
+            return self._files.read(reference, self.rules)
+        return resolve_credential(reference, rules=self.rules)
 
     def _make(self, loaded: LoadedPolicy, secret: str, profile_secret: str = "") -> Adapter:
         policy = loaded.policy
