@@ -44,4 +44,6 @@ def iso(value: int | None) -> str | None:
     """Render stored microseconds as RFC 3339 UTC with a Z, or None."""
     if value is None:
         return None
-    return from_micros(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text (years 1 to 9999, microseconds always written), a
+    # fifth of the time, and a status carries several.
+    return from_micros(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

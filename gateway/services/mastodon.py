@@ -396,7 +396,8 @@ class MastodonService:
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
                                         publish_at=form.scheduled_at, options=options,
-                                        alongside=_steps(_attaching(form.media_ids), _remembering(remember)))
+                                        alongside=_steps(_attaching(form.media_ids), _remembering(remember)),
+                                        history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
     async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> str | None:
