@@ -132,7 +132,10 @@ class Rule(_Strict):
         if self.regex is None:
             return False
         pattern = _compiled_regex(self.regex)
-        return pattern.search(forms.visible) is not None or pattern.search(forms.folded) is not None
+        if pattern.search(forms.visible) is not None:
+            return True
+        # Folding changes nothing in text without look-alikes (all of ASCII): searched once then.
+        return forms.folded != forms.visible and pattern.search(forms.folded) is not None
 
 
 def _re2_options() -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -201,7 +201,8 @@ def new_post_id() -> str:
     in one millisecond (random bits alone met often: a thousand submissions at once).
     """
     global _last_id
-    candidate = (time.time_ns() // 1_000_000) << _ID_LOW_BITS | secrets.randbits(_ID_LOW_BITS - 1)
+    # The random start only spreads replicas apart; ids are no secret (they count milliseconds).
+    candidate = (time.time_ns() // 1_000_000) << _ID_LOW_BITS | random.getrandbits(_ID_LOW_BITS - 1)
     with _ids_given:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
