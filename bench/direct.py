@@ -304,6 +304,15 @@ class Load:
     drained: int = 0
     """Posts that reached it after the load stopped (Byline's backlog)."""
     drain_seconds: float = 0.0
+    cpu_seconds: float | None = None
+    """CPU time the target's process used meanwhile (until the backlog was through), if known."""
+
+    @property
+    def cpu_ms_per_post(self) -> float | None:
+        """The target's CPU milliseconds a post that reached the stand-in: steadier than rates
+        when others share the machine."""
+        posts = self.reached + self.drained
+        return self.cpu_seconds * 1000 / posts if self.cpu_seconds is not None and posts else None
 
     @property
     def accepted(self) -> int:
@@ -322,8 +331,9 @@ class Load:
             extra = f"; {self.drained} more reached it within {self.drain_seconds:.1f} s after"
         bad = f", {self.non_2xx} non-2xx" if self.non_2xx else ""
         bad += f", {self.socket_errors} socket errors" if self.socket_errors else ""
+        cpu = f"  CPU {self.cpu_ms_per_post:.2f} ms a post" if self.cpu_ms_per_post is not None else ""
         return (f"    {label:<10} {self.rate:8,.0f} posts/s reached  ({self.accepted / self.seconds:,.0f}/s "
-                f"accepted{bad})  p50 {self.p50_ms:6.1f} ms  p99 {self.p99_ms:6.1f} ms{extra}")
+                f"accepted{bad})  p50 {self.p50_ms:6.1f} ms  p99 {self.p99_ms:6.1f} ms{cpu}{extra}")
 
 
 def ensure_wrk() -> str:
@@ -360,9 +370,22 @@ async def run_wrk(base: str, tokens_file: Path, *, connections: int, seconds: fl
     return result
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process (every thread of it) has used, from /proc; None
+    where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 async def measure(session: aiohttp.ClientSession, standin: Process, target: str, tokens_file: Path, *,
-                  connections: int, seconds: float, wait_drain: int | None = None) -> Load:
-    """One point: wrk against ``target``; what reached the stand-in meanwhile, then what followed."""
+                  connections: int, seconds: float, wait_drain: int | None = None, pid: int | None = None) -> Load:
+    """One point: wrk against ``target``; what reached the stand-in meanwhile, then what followed.
+    ``pid``: the target's process, whose CPU time is taken too."""
+    cpu_before = cpu_seconds(pid) if pid is not None else None
     before = await _count(session, standin)
     w = await run_wrk(target, tokens_file, connections=connections, seconds=seconds)
     during = await _count(session, standin) - before
@@ -379,9 +402,11 @@ async def measure(session: aiohttp.ClientSession, standin: Process, target: str,
             if now != seen:
                 seen, last_change = now, time.monotonic()
         drained, drain_seconds = seen - during, time.monotonic() - start
+    cpu_after = cpu_seconds(pid) if pid is not None else None
     return Load(requests=int(w["requests"]), non_2xx=int(w["non_2xx"]), socket_errors=int(w["socket_errors"]),
                 p50_ms=w["p50_us"] / 1000, p99_ms=w["p99_us"] / 1000, seconds=w["seconds"],
-                reached=during, drained=drained, drain_seconds=drain_seconds)
+                reached=during, drained=drained, drain_seconds=drain_seconds,
+                cpu_seconds=cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None)
 
 
 # -- one database --------------------------------------------------------------------------------------
@@ -449,7 +474,8 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
             await measure(session, standin, proxy.base, proxy_file, connections=4, seconds=1)
             await measure(session, standin, byline.base, byline_file, connections=4, seconds=1, wait_drain=10)
             for n in connections:
-                p = await measure(session, standin, proxy.base, proxy_file, connections=n, seconds=seconds)
+                p = await measure(session, standin, proxy.base, proxy_file, connections=n, seconds=seconds,
+                                  pid=proxy.proc.pid)
                 if profile is not None and n == max(connections):
                     spy = subprocess.Popen(  # noqa: ASYNC220 - it runs beside the load, waited for after
                         ["py-spy", "record", "--idle", "--threads", "--rate", "200", "-d", str(max(1, round(seconds))),
@@ -458,7 +484,7 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     )
                 b = await measure(session, standin, byline.base, byline_file, connections=n, seconds=seconds,
-                                  wait_drain=30)
+                                  wait_drain=30, pid=byline.proc.pid)
                 if spy is not None:
                     spy.wait()
                     spy = None
