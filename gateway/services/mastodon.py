@@ -258,8 +258,10 @@ class MastodonService:
         if not token:
             await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
-        # Two reads at once, on two reader connections: one turn of the event loop, not two.
-        caller, grant = await asyncio.gather(self._identity.authenticate(token), self._oauth.grant(token))
+        if self._db.dialect == "sqlite":  # two quick reads, each on the event loop's thread
+            caller, grant = await self._identity.authenticate(token), await self._oauth.grant(token)
+        else:  # two reads at once, on two connections: one round trip's wait, not two
+            caller, grant = await asyncio.gather(self._identity.authenticate(token), self._oauth.grant(token))
         if not caller.may(scope):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account

@@ -772,8 +772,8 @@ class PostService:
     async def view(self, caller: Caller, post_id: str, *, history: bool = True) -> PostView:
         """A post with its decisions and reasons, and with its versions and log events unless
         not ``history`` (what a Mastodon status shows needs neither: half the reading)."""
-        async with self.db.read() as txn:
-            # Asked together (one turn of the event loop for them all on SQLite, not one each);
+        async with self.db.read(quick=True) as txn:
+            # A post's own rows, by its id: a quick read (on SQLite, on the event loop's thread);
             # what the caller may not see is read and dropped.
             if history:
                 post, decisions, versions, entries = await together(

@@ -115,8 +115,9 @@ class Database(Protocol):
         """An async context manager giving a write transaction, committed on clean exit."""
         ...
 
-    def read(self) -> Any:
-        """An async context manager giving a consistent read snapshot."""
+    def read(self, *, quick: bool = False) -> Any:
+        """An async context manager giving a consistent read snapshot; ``quick`` for a few rows
+        by key (see ``SqliteDatabase.read``)."""
         ...
 
     async def close(self) -> None:
@@ -127,8 +128,9 @@ class Database(Protocol):
 async def together(txn: Txn, *queries: Coroutine[Any, Any, Any]) -> list[Any]:
     """Queries of one transaction, their answers in order. On SQLite they are sent together
     (its connection's thread runs them in the order given, in one turn of the event loop for
-    all, not one each); on PostgreSQL one after the other (a connection runs one at a time)."""
-    if txn.dialect == "sqlite":
+    all, not one each), or run at once in a quick read; on PostgreSQL one after the other (a
+    connection runs one at a time)."""
+    if txn.dialect == "sqlite" and not getattr(txn, "inline", False):
         return list(await asyncio.gather(*queries))
     return [await query for query in queries]
 
@@ -199,20 +201,24 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Any, sql: str, args: Sequen
 class _SqliteTxn:
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False, inline: bool = False) -> None:
         self._conn = conn
         self._begin = begin  # the BEGIN is still to go, with the first statement
+        self.inline = inline
+        """Whether its statements run on the event loop's thread (``read(quick=True)``)."""
 
     @property
     def begun(self) -> bool:
         """Whether its BEGIN has gone (with its first statement)."""
         return not self._begin
 
-    def _run(self, fn: Any, sql: str, args: Sequence[Any]) -> Any:
+    async def _run(self, fn: Any, sql: str, args: Sequence[Any]) -> Any:
         if self._begin:
             self._begin = False
             fn = _begun(fn)
-        return _on_thread(self._conn, fn, sql, args)
+        if self.inline:
+            return fn(self._conn._conn, sql, args)
+        return await _on_thread(self._conn, fn, sql, args)
 
     async def execute(self, sql: str, *args: Any) -> int:
         count: int = await self._run(_changed, sql, args)
@@ -329,7 +335,17 @@ class SqliteDatabase:
                 await chain.close()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[_SqliteTxn]:
+    async def read(self, *, quick: bool = False) -> AsyncIterator[_SqliteTxn]:
+        """A read snapshot on one of the reader connections.
+
+        ``quick``: a few rows by key (a token, a post and its approvals), run on the event loop's
+        thread rather than the connection's. Such a statement takes microseconds in SQLite's
+        page cache (a WAL reader never waits for the writer), where a trip to the thread and
+        back waits for a turn of the busy event loop and hands the interpreter's lock back and
+        forth; a read that may scan many rows goes to the thread, where SQLite runs without
+        that lock, beside the loop. The connection is the read's alone meanwhile: nothing of
+        it is on its thread while a read holds it.
+        """
         # Neither the BEGIN nor the end of the snapshot costs the reader a trip of its own to
         # the connection's thread, each waiting for a turn of the event loop: the BEGIN goes
         # with the first statement, and the end (read only: nothing to keep) is not waited
@@ -337,7 +353,16 @@ class SqliteDatabase:
         conn = await self._take_reader()
         handed_open = conn in self._handed_open
         self._handed_open.discard(conn)
-        txn = _SqliteTxn(conn, begin=True)
+        txn = _SqliteTxn(conn, begin=True, inline=quick)
+        if quick:
+            try:
+                yield txn
+            finally:
+                # Ended here and now (a ROLLBACK of a read touches nothing), whatever happened.
+                if conn._conn.in_transaction:
+                    conn._conn.execute("ROLLBACK").close()
+                self._give_reader(conn, snapshot_open=False)
+            return
         try:
             yield txn
         except BaseException:
@@ -650,7 +675,9 @@ class PostgresDatabase:
             raise
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[_PgTxn]:
+    async def read(self, *, quick: bool = False) -> AsyncIterator[_PgTxn]:
+        """A read-only snapshot (repeatable read) on a pooled connection; ``quick`` changes
+        nothing here (every statement is a round trip to the server either way)."""
         assert self._pool is not None, "database not open"
         taken: list[asyncpg.Connection] = []
         try:
