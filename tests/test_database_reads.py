@@ -2,24 +2,29 @@
 reader connection came to it (on SQLite a reader is handed straight to a waiting read with its
 last snapshot still open, which the next read's first statement ends on its own trip); a
 read's queries sent together come back in order, from one snapshot; and once nobody waits, no
-reader keeps a snapshot open (it would hold SQLite's write-ahead log back)."""
+reader keeps a snapshot open (it would hold SQLite's write-ahead log back). So for quick reads
+(on SQLite on the event loop's thread), and for quick and other reads mixed, taking readers
+from each other."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.storage.db import SqliteDatabase, open_database, together
 
 
-async def test_every_read_sees_what_committed_before_it_began(db_url: str) -> None:
+@pytest.mark.parametrize("kind", ["thread", "quick", "mixed"])
+async def test_every_read_sees_what_committed_before_it_began(db_url: str, kind: str) -> None:
     db = await open_database(db_url)
     try:
         async with db.write() as txn:
             await txn.execute("CREATE TABLE counter (n BIGINT NOT NULL)")
             await txn.execute("INSERT INTO counter (n) VALUES (0)")
 
-        async def read(at_least: int) -> tuple[int, int]:
-            async with db.read() as txn:
+        async def read(at_least: int, quick: bool) -> tuple[int, int]:
+            async with db.read(quick=quick) as txn:
                 first, second = await together(
                     txn, txn.fetchone("SELECT n FROM counter"), txn.fetchone("SELECT n + 1 AS n FROM counter"))
             assert first is not None and second is not None
@@ -30,7 +35,8 @@ async def test_every_read_sees_what_committed_before_it_began(db_url: str) -> No
             async with db.write() as txn:
                 await txn.execute("UPDATE counter SET n = ?", n)
             # Four times as many reads as SQLite has readers: most wait, and are handed one.
-            seen = await asyncio.gather(*(read(n) for _ in range(16)))
+            seen = await asyncio.gather(*(read(n, kind == "quick" or (kind == "mixed" and i % 2 == 1))
+                                          for i in range(16)))
             assert all(found >= wanted for wanted, found in seen), seen
         if isinstance(db, SqliteDatabase):
             await asyncio.sleep(0.1)  # the last reads' ends, which nobody waited for
