@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from adapters.base import AdapterError, OutboundPost, PublishResult
 from gateway.clock import ManualClock
+from gateway.metrics import Metrics
+from gateway.services.publisher import Publisher
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -226,3 +230,57 @@ async def test_delete_on_mastodon(platforms: Platforms) -> None:
     status, body = await gw.call("alice", "DELETE", f"/v1/posts/{post['id']}")
     assert status == 200 and body["state"] == "deleted"
     assert platforms.mastodon.statuses(platforms.account) == []
+
+
+class _Flaky:
+    """An adapter whose first publishes fail as ``errors`` say, then succeed."""
+
+    platform = "mastodon"
+
+    def __init__(self, *errors: AdapterError) -> None:
+        self.errors = list(errors)
+        self.tries = 0
+
+    async def publish(self, post: OutboundPost) -> PublishResult:
+        self.tries += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return PublishResult(remote_id=f"r{self.tries}")
+
+
+def _blip(retry_after: float | None = None) -> AdapterError:
+    return AdapterError("503", retryable=True, retry_after=retry_after, status=503)
+
+
+@pytest.mark.parametrize(("errors", "slept", "outcome"), [
+    ((), [], "r1"),  # out at once: no wait
+    ((_blip(),), [0.2], "r2"),
+    ((_blip(), _blip()), [0.2, 0.4], "r3"),  # doubling
+    ((_blip(2.5), _blip()), [2.5, 0.4], "r3"),  # a Retry-After the platform gave is kept to
+    ((_blip(), _blip(), _blip()), [0.2, 0.4], "503"),  # three tries, then back to the scheduler
+    ((_blip(9.0),), [], "503"),  # a wait longer than the short one is the scheduler's
+    ((AdapterError("422", retryable=False),), [], "422"),
+    ((AdapterError("401", retryable=True, auth_failed=True),), [], "401"),
+])
+async def test_short_blips_are_ridden_out_in_place_with_these_waits(
+    errors: tuple[AdapterError, ...], slept: list[float], outcome: str
+) -> None:
+    """A publication tries three times, waiting 0.2 s, then 0.4 s (or what the platform asked,
+    up to 5 s), each wait counted as an inline retry; anything else is not tried again here."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    metrics = Metrics()
+    publisher = Publisher(db=cast(Any, None), appender=cast(Any, None), policies=cast(Any, None),
+                          platforms=cast(Any, None), clock=ManualClock(), inline_attempts=3,
+                          inline_wait_max=5.0, sleep=sleep, metrics=metrics)
+    adapter = _Flaky(*errors)
+    post = OutboundPost(post_id="1", text="hello", idempotency_key="k")
+    try:
+        result = (await publisher._publish_with_retries(cast(Any, adapter), post)).remote_id
+    except AdapterError as exc:
+        result = exc.message
+    assert (result, waits) == (outcome, slept)
+    assert metrics.publish_retries.get("mastodon", "inline") == len(slept)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from adapters.base import Adapter, AdapterError, MediaItem, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn
@@ -89,6 +89,96 @@ class _Page:
     """The page came full and claimed some: more may be due at once."""
     deferred: bool = False
     """Due posts were left for when publishes under way settle (their account had its fill)."""
+
+
+class _Claims:
+    """The claims of one claiming transaction: each post checked (and its rate limit applied)
+    as it is added, then their compare-and-sets together (``posts.compare_and_set_many``: one
+    statement on PostgreSQL for a page, where it was a round trip a post) and an entry each,
+    in the order added."""
+
+    def __init__(self, publisher: Publisher, ltx: LogTxn) -> None:
+        self._lease = publisher._lease
+        self._policies = publisher._policies
+        self._ltx = ltx
+        self._planned: list[tuple[Claim, sql.Change, str]] = []  # with its policy file's hash
+        self._accounts: set[str] = set()  # of the claims planned, not yet written
+        self._made: list[Claim] = []
+
+    async def add(self, row: sql.PostRecord) -> bool:
+        """Check one post and plan its claim: its lease, its key and its entry. False when it
+        is not to go out now (no longer due, no policy in force, rate-limited)."""
+        ltx = self._ltx
+        post_id = row.id
+        state = State(row.state)
+        due = state is State.SCHEDULED and row.publish_at is not None and row.publish_at <= ltx.now
+        stale = state is State.PUBLISHING and (row.lease_until or 0) <= ltx.now
+        if not (due or stale):
+            return False  # someone else got it, or it was edited or cancelled meanwhile
+        loaded = self._policies.get(row.account)
+        if loaded is None:
+            return False  # the account's policy was removed: nothing may go out under it
+        announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
+        if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
+            # The author lost their role in a reload not yet recorded: the reload's own work
+            # holds the post for someone who still has one, who then decides.
+            return False
+        rate = loaded.policy.rate_limit
+        if rate is not None and row.first_attempt_at is None:
+            if row.account in self._accounts:
+                await self._write()  # the count below sees the account's claims before this one
+            window = rate.seconds * _SECOND
+            count, first = await sql.recent_attempts(ltx.txn, account=row.account, since=ltx.now - window)
+            if count >= rate.count and first is not None:
+                # The account has used its allowance: wait until the oldest send leaves the window.
+                await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
+                return False
+        version = row.version
+        key = idempotency_key(post_id, version)
+        text = row.published_text if stale and row.published_text else row.text if announcement else disclosed_text(
+            loaded.policy, author=row.author, text=row.text, editors=row.editors,
+            suggested_by=row.suggested_by,
+        )
+        # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
+        # claiming the post again does not use up its retry budget, only a platform's refusal does.
+        attempt = row.attempts if stale else row.attempts + 1
+        change = sql.Change(post_id, state.value, version, {
+            "state": transition(state, Action.CLAIM).value, "attempts": attempt,
+            "lease_until": ltx.now + self._lease, "idempotency_key": key,
+            "published_text": text, "updated_at": ltx.now,
+            "first_attempt_at": row.first_attempt_at or ltx.now,
+        })
+        claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
+                      options=dict(row.options), key=key, attempt=attempt,
+                      recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
+                      announcement=announcement)
+        self._planned.append((claim, change, loaded.sha256))
+        self._accounts.add(row.account)
+        return True
+
+    async def made(self) -> list[Claim]:
+        """Write the claims planned; those made, in the order added (a post changed meanwhile
+        is left out)."""
+        await self._write()
+        return self._made
+
+    async def _write(self) -> None:
+        planned, self._planned = self._planned, []
+        self._accounts.clear()
+        if not planned:
+            return
+        ltx = self._ltx
+        done = await sql.compare_and_set_many(ltx.txn, [change for _, change, _ in planned])
+        for claim, _, sha256 in planned:
+            if claim.post_id not in done:
+                continue
+            await ltx.append(
+                "post.publishing", actor="system", account=claim.account, post=claim.post_id,
+                data={"attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
+                      "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text),
+                      "policy_sha256": sha256},
+            )
+            self._made.append(claim)
 
 
 class Publisher:
@@ -292,16 +382,14 @@ class Publisher:
         async def work(ltx: LogTxn) -> tuple[int, int, list[Claim]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
-            picked, claims = 0, []
+            picked, claims = 0, _Claims(self, ltx)
             for row in rows:
                 if row.id in inflight or taken.get(row.account, 0) >= _PER_ACCOUNT:
                     continue
                 picked += 1
-                claim = await self._claim_row(ltx, row)
-                if claim is not None:
-                    claims.append(claim)
+                if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, claims
+            return len(rows), picked, await claims.made()
 
         return work
 
@@ -343,65 +431,12 @@ class Publisher:
             row = await sql.get_post(ltx.txn, post_id)
             if row is None:
                 return None
-            return await self._claim_row(ltx, row)
+            claims = _Claims(self, ltx)
+            await claims.add(row)
+            made = await claims.made()
+            return made[0] if made else None
 
         return work
-
-    async def _claim_row(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
-        """Claim one post in the claiming transaction: its lease, its key and its entry; None when
-        it is not to go out now (no longer due, no policy in force, rate-limited)."""
-        lease = self._lease
-        policies = self._policies
-        post_id = row.id
-        state = State(row.state)
-        due = state is State.SCHEDULED and row.publish_at is not None and row.publish_at <= ltx.now
-        stale = state is State.PUBLISHING and (row.lease_until or 0) <= ltx.now
-        if not (due or stale):
-            return None  # someone else got it, or it was edited or cancelled meanwhile
-        loaded = policies.get(row.account)
-        if loaded is None:
-            return None  # the account's policy was removed: nothing may go out under it
-        announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
-        if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
-            # The author lost their role in a reload not yet recorded: the reload's own work
-            # holds the post for someone who still has one, who then decides.
-            return None
-        rate = loaded.policy.rate_limit
-        if rate is not None and row.first_attempt_at is None:
-            window = rate.seconds * _SECOND
-            count, first = await sql.recent_attempts(ltx.txn, account=row.account, since=ltx.now - window)
-            if count >= rate.count and first is not None:
-                # The account has used its allowance: wait until the oldest send leaves the window.
-                await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
-                return None
-        version = row.version
-        key = idempotency_key(post_id, version)
-        text = row.published_text if stale and row.published_text else row.text if announcement else disclosed_text(
-            loaded.policy, author=row.author, text=row.text, editors=row.editors,
-            suggested_by=row.suggested_by,
-        )
-        # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
-        # claiming the post again does not use up its retry budget, only a platform's refusal does.
-        attempt = row.attempts if stale else row.attempts + 1
-        if not await sql.compare_and_set(
-            ltx.txn, post_id, state=state.value, version=version,
-            changes={
-                "state": transition(state, Action.CLAIM).value, "attempts": attempt,
-                "lease_until": ltx.now + lease, "idempotency_key": key,
-                "published_text": text, "updated_at": ltx.now,
-                "first_attempt_at": row.first_attempt_at or ltx.now,
-            },
-        ):
-            return None
-        await ltx.append(
-            "post.publishing", actor="system", account=row.account, post=post_id,
-            data={"attempt": attempt, "version": version, "idempotency_key": key,
-                  "recovering": stale, "text_hash": ltx.commit_text(text), "policy_sha256": loaded.sha256},
-        )
-        return Claim(post_id=post_id, account=row.account, version=version, text=text,
-                     options=dict(row.options), key=key, attempt=attempt,
-                     recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
-                     announcement=announcement)
 
     async def publish(self, post_id: str) -> None:
         """Claim one due post and get it onto its platform, or defer or fail it."""
@@ -491,15 +526,25 @@ class Publisher:
                 and (exc.retry_after is None or exc.retry_after <= short)
             )
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+        def delay(exc: BaseException | None, attempt: int) -> float:
             if isinstance(exc, AdapterError) and exc.retry_after is not None:
                 return exc.retry_after
-            return float(min(short, 0.2 * 2 ** (state.attempt_number - 1)))
+            return float(min(short, 0.2 * 2 ** (attempt - 1)))
 
+        # The first attempt on its own: nearly every post goes out at once, and a retrying loop
+        # set up for each was a twentieth of a post's CPU. A failure worth waiting for then
+        # goes on exactly as it did in the loop: counted, waited for, tried again.
+        try:
+            return await adapter.publish(post)
+        except Exception as exc:
+            if self._inline_attempts <= 1 or not worth_waiting(exc):
+                raise
+            first = exc
+        self._metrics.retried_inline(adapter.platform)
+        await self._sleep(delay(first, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._inline_attempts),
-            wait=wait,
+            stop=stop_after_attempt(self._inline_attempts - 1),
+            wait=lambda state: delay(state.outcome.exception() if state.outcome else None, state.attempt_number + 1),
             retry=retry_if_exception(worth_waiting),
             before_sleep=lambda _: self._metrics.retried_inline(adapter.platform),
             sleep=self._sleep,
