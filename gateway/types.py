@@ -20,19 +20,21 @@ def duration_micros(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1_000_000)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 def to_micros(moment: datetime) -> Micros:
     """Convert an aware datetime to stored microseconds."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: a time zone is required")
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = moment - _EPOCH
     return Micros(delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds)
 
 
 def from_micros(value: int) -> datetime:
     """Convert stored microseconds back to an aware UTC datetime."""
-    return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(
-        microsecond=value % 1_000_000
-    )
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def spoken(moment: datetime) -> str:
@@ -46,4 +48,4 @@ def iso(value: int | None) -> str | None:
         return None
     # isoformat, not strftime: the same text (years 1 to 9999, microseconds always written), a
     # fifth of the time, and a status carries several.
-    return from_micros(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return (_NAIVE_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"

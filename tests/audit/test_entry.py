@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from gateway.audit.entry import (
     linked_size,
     relink_raw,
 )
-from gateway.types import iso
+from gateway.types import from_micros, iso, to_micros
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=10)
 _DATA = st.dictionaries(
@@ -92,3 +93,14 @@ def test_entries_stay_under_64_kib() -> None:
     assert len(entry(MAX_ENTRY_BYTES - size)) == MAX_ENTRY_BYTES == 65_535
     with pytest.raises(EntryTooLarge):
         entry(MAX_ENTRY_BYTES - size + 1)
+
+
+@given(st.integers(min_value=-30_610_224_000_000_000, max_value=253_402_300_799_999_999))
+@settings(max_examples=500)
+def test_stored_times_read_back_and_print_as_rfc3339(micros: int) -> None:
+    """A stored time (microseconds since the epoch) is the same instant read back, and prints
+    as RFC 3339 with every microsecond and a Z, for every year from 1000 to 9999."""
+    moment = from_micros(micros)
+    assert moment == datetime.fromtimestamp(micros // 1_000_000, tz=UTC).replace(microsecond=micros % 1_000_000)
+    assert moment.tzinfo is UTC and to_micros(moment) == micros
+    assert iso(micros) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
