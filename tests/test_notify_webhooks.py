@@ -449,3 +449,29 @@ async def test_an_upgraded_gateway_does_not_announce_its_history(
         later = await after.submit("alice", "cosigned", "Held after the upgrade")
         assert await notify(after) == 2
     assert [p["data"]["post"] for p in hook.verified(secret)] == [later["id"]]
+
+
+async def test_entries_before_any_webhook_are_passed_over_not_told_later(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """With no webhook anywhere, the notifier moves past the log without reading it; a webhook
+    added later hears what happens from then on, never the history before it."""
+    secret = new_secret()
+    policy_dir = make_policy_dir(tmp_path, TEST_POLICIES)
+    async with started(db_url, policy_dir, clock) as gw:
+        await gw.submit("alice", "direct", "Before anyone listened")
+        await gw.tick()
+        assert await notify(gw) == 0
+        (policy_dir / "secrets").mkdir()
+        (policy_dir / "secrets" / "hook.key").write_text(secret + "\n")
+        (policy_dir / "direct.yaml").write_text(textwrap.dedent(TEST_POLICIES["direct"]) + textwrap.dedent(f"""\
+            notify:
+              - url: {hook.url}
+                secret: file:secrets/hook.key
+                events: [post.published]
+            """))
+        await gw.sync_policies()
+        after = await gw.submit("alice", "direct", "Once someone listened")
+        await gw.tick()
+        await notify(gw)
+    assert [(p["type"], p["data"]["post"]) for p in hook.verified(secret)] == [("post.published", after["id"])]
