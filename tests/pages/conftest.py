@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from gateway.appkeys import PEOPLE
+from gateway.services import people
 from tests.conftest import USERS, Gateway
 
 PASSWORD_SUFFIX = "-correct-horse"
@@ -78,11 +79,36 @@ class Pages:
         return visitor
 
 
+_HASHES: dict[str, str] = {}
+"""Each test person's password hash, by password, made the first time a test needs it."""
+
+
+class _RememberedHasher:
+    """Byline's own password hasher, but each test person's password is hashed once a session:
+    an argon2 hash costs a tenth of a second, and every test here adds five people. Signing in
+    still verifies against the real hash."""
+
+    def __init__(self, hasher: Any) -> None:
+        self._hasher = hasher
+
+    def hash(self, password: str) -> str:
+        """The password's argon2 hash, made once."""
+        if password not in _HASHES:
+            _HASHES[password] = self._hasher.hash(password)
+        return _HASHES[password]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._hasher, name)
+
+
 @pytest.fixture
-async def pages(gateway: Gateway) -> AsyncIterator[Pages]:
+async def pages(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pages]:
     """The gateway of ``gateway``, with every test person able to sign in."""
-    for name in USERS:
-        await gateway.app[PEOPLE].add(name, password_of(name), email=f"{name}@example.org")
+    with monkeypatch.context() as patch:
+        # Only while the test people are added (People.add as ever, the hash remembered).
+        patch.setattr(people, "_HASHER", _RememberedHasher(people._HASHER))
+        for name in USERS:
+            await gateway.app[PEOPLE].add(name, password_of(name), email=f"{name}@example.org")
     found = Pages(gateway=gateway, base=str(gateway.client.make_url("")).rstrip("/"))
     try:
         yield found
