@@ -48,6 +48,8 @@ due posts wait in the database, read a page at a time."""
 _PER_ACCOUNT = 32
 """Claimed posts of one account not yet settled, at most: they go out one at a time, and the
 lease of each runs while it waits its turn."""
+_PUBLISHED_GROUP = 512
+"""Posts recorded published by one work, at most."""
 
 
 def idempotency_key(post_id: str, version: int) -> str:
@@ -77,6 +79,19 @@ class Claim:
     """The policy file's announcement of a change of voice (see ``gateway.services.announcements``)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
+
+
+@dataclass(slots=True)
+class _Published:
+    """Posts the platform took, recorded published together by one work: a group fills until
+    its work starts to run (or it is full), and the posts taken meanwhile wait in the next.
+    One work for many, where it was one each: on PostgreSQL their compare-and-sets are one
+    statement, and claims in the appender's queue no longer wait behind a work a post."""
+
+    posts: list[tuple[Claim, PublishResult]] = field(default_factory=list)
+    started: bool = False
+    recorded: asyncio.Future[set[str]] = field(init=False)
+    """The ids of the posts recorded published, once the work's batch has committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +230,7 @@ class Publisher:
         self._account_locks: dict[str, asyncio.Lock] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self._claimed: dict[str, int] = {}  # account -> its claims not yet settled
+        self._published: _Published | None = None  # the group the next post taken joins
         self._inline_attempts = inline_attempts
         self._inline_wait_max = inline_wait_max
         self._sleep = sleep
@@ -498,7 +514,7 @@ class Publisher:
             return
         sent()
         self._platforms.mark(claim.account, None)
-        await self._appender.submit(self._published_work(claim, result))
+        await self._record_published(claim, result)
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
 
@@ -555,23 +571,42 @@ class Publisher:
                 return await adapter.publish(post)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    def _published_work(self, claim: Claim, result: PublishResult) -> Any:
-        async def work(ltx: LogTxn) -> None:
+    async def _record_published(self, claim: Claim, result: PublishResult) -> None:
+        """Record that the platform took a post: with the others it took while the last ones
+        were being recorded, in one work (see :class:`_Published`). Raises a conflict when the
+        post was no longer publishing at the claimed version."""
+        group = self._published
+        if group is None or group.started or len(group.posts) >= _PUBLISHED_GROUP:
+            group = self._published = _Published()
+            group.recorded = self._appender.submit(self._published_work(group))
+            # Its error is each caller's to raise; with every caller gone, it is not left unread.
+            group.recorded.add_done_callback(lambda done: done.cancelled() or done.exception())
+        group.posts.append((claim, result))
+        # Shielded: one caller cancelled (the gateway stopping) leaves the others' answer be.
+        if claim.post_id not in await asyncio.shield(group.recorded):
+            raise BylineError(Code.CONFLICT, "post changed while publishing")
+
+    def _published_work(self, group: _Published) -> Any:
+        async def work(ltx: LogTxn) -> set[str]:
+            group.started = True  # the posts the platform takes from now on go in the next group
             # Only a post still publishing at the claimed version may be marked published, and the
-            # compare-and-set says whether it is: no read first (a round trip a post on PostgreSQL).
-            new_state = transition(State.PUBLISHING, Action.PUBLISHED)
-            if not await sql.compare_and_set(
-                ltx.txn, claim.post_id, state=State.PUBLISHING.value, version=claim.version,
-                changes={"state": new_state.value, "remote_id": result.remote_id,
-                         "remote_url": result.url, "lease_until": None, "last_error": None,
-                         "updated_at": ltx.now},
-            ):
-                raise BylineError(Code.CONFLICT, "post changed while publishing")
-            await ltx.append(
-                "post.published", actor="system", account=claim.account, post=claim.post_id,
-                data={"remote_id": result.remote_id, "url": result.url,
-                      "version": claim.version, "attempt": claim.attempt},
-            )
+            # compare-and-set says whether it is: no read first.
+            new_state = transition(State.PUBLISHING, Action.PUBLISHED).value
+            recorded = await sql.compare_and_set_many(ltx.txn, [
+                sql.Change(claim.post_id, State.PUBLISHING.value, claim.version, {
+                    "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
+                    "lease_until": None, "last_error": None, "updated_at": ltx.now,
+                })
+                for claim, result in group.posts
+            ])
+            for claim, result in group.posts:
+                if claim.post_id in recorded:
+                    await ltx.append(
+                        "post.published", actor="system", account=claim.account, post=claim.post_id,
+                        data={"remote_id": result.remote_id, "url": result.url,
+                              "version": claim.version, "attempt": claim.attempt},
+                    )
+            return recorded
 
         return work
 

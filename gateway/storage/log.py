@@ -150,6 +150,17 @@ async def entries_of_type(txn: Txn, type: str) -> list[Row]:
 async def chain_heads(txn: Txn, chains: Sequence[str]) -> dict[str, tuple[int, bytes]]:
     """The newest entry (index, leaf hash) of each of several chains that has any."""
     out: dict[str, tuple[int, bytes]] = {}
+    if txn.dialect == "postgresql":
+        # Each chain's newest entry read from the (chain, idx) index. PostgreSQL planned the
+        # IN list below as a scan of the whole table (its guess of the rows a chain has is
+        # stale while the log grows fast): 15 ms at 60,000 entries, growing with the log,
+        # where this takes 1 ms, and it runs for every batch of claims.
+        rows = await txn.fetchall(
+            "SELECT c.chain, e.idx, e.leaf_hash FROM unnest(?::text[]) AS c(chain) CROSS JOIN LATERAL "
+            "(SELECT idx, leaf_hash FROM log_entries WHERE chain = c.chain ORDER BY idx DESC LIMIT 1) e",
+            list(chains),
+        )
+        return {row["chain"]: (int(row["idx"]), bytes(row["leaf_hash"])) for row in rows}
     for start in range(0, len(chains), 500):
         chunk = chains[start : start + 500]
         marks = ", ".join("?" for _ in chunk)
