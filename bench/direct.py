@@ -462,7 +462,7 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
             raise RuntimeError(f"byline log keygen failed: {problem.decode()}")
         byline_tokens = await make_tokens(database_url, accounts)
         byline = Process([*SERVE, "serve"], log=workdir / "serve.log", env=env,
-                         port_pattern=r'^\{.*"port": (\d+).*"event": "gateway_started"')
+                         port_pattern=r'^\{.*"port": ?(\d+).*"event": ?"gateway_started"')
         await byline.started()
 
         proxy_file = workdir / "proxy-tokens.txt"

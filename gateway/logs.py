@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
+
+
+def _orjson_text(event: Any, **kw: Any) -> str:
+    return orjson.dumps(event, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure(*, level: str = "info", fmt: str = "console") -> None:
@@ -13,7 +19,10 @@ def configure(*, level: str = "info", fmt: str = "console") -> None:
     numeric = getattr(logging, level.upper())
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        # orjson: a line a request and more a post, each a tenth of the time of the standard
+        # library's encoder; one JSON object a line as before, without spaces between fields.
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
