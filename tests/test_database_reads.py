@@ -51,6 +51,31 @@ async def test_every_read_sees_what_committed_before_it_began(db_url: str, kind:
         await db.close()
 
 
+async def test_a_single_statement_read_sees_the_last_commit_and_runs_no_second(db_url: str) -> None:
+    """``read(single=True)``: one statement (on PostgreSQL without BEGIN and COMMIT, on SQLite
+    on the event loop's thread) sees every commit before it; a second statement is refused."""
+    db = await open_database(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE counter (n BIGINT NOT NULL)")
+            await txn.execute("INSERT INTO counter (n) VALUES (0)")
+        for n in range(1, 20):
+            async with db.write() as txn:
+                await txn.execute("UPDATE counter SET n = ?", n)
+            async with db.read(single=True) as txn:
+                row = await txn.fetchone("SELECT n FROM counter")
+            assert row is not None and int(row["n"]) == n
+        with pytest.raises(RuntimeError, match="second statement"):
+            async with db.read(single=True) as txn:
+                await txn.fetchone("SELECT n FROM counter")
+                await txn.fetchone("SELECT n FROM counter")
+        async with db.read() as txn:  # the connection went back clean
+            row = await txn.fetchone("SELECT n FROM counter")
+        assert row is not None and int(row["n"]) == 19
+    finally:
+        await db.close()
+
+
 @pytest.mark.parametrize("db_url", [b for b in BACKENDS if b == "postgresql"], indirect=True)
 async def test_pooled_connections_hold_nothing_past_their_transaction(
     db_url: str, policy_dir: Path, clock: ManualClock

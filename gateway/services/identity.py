@@ -109,7 +109,7 @@ class Identity:
             raise BylineError(
                 Code.UNAUTHENTICATED, "missing token: send Authorization: Bearer <token>"
             )
-        async with self._db.read(quick=True) as txn:
+        async with self._db.read(single=True) as txn:
             row = await sql.find_token(txn, hash_token(token))
         if row is None:
             raise BylineError(Code.UNAUTHENTICATED, "unknown or revoked token")

@@ -607,7 +607,7 @@ class OAuthService:
 
     async def grant(self, token: str) -> Grant | None:
         """The app and scopes of a token the sign-in issued; None for a token made otherwise."""
-        async with self._db.read(quick=True) as txn:
+        async with self._db.read(single=True) as txn:
             row = await sql.get_token_grant(txn, hash_token(token))
         if row is None:
             return None

@@ -115,9 +115,10 @@ class Database(Protocol):
         """An async context manager giving a write transaction, committed on clean exit."""
         ...
 
-    def read(self, *, quick: bool = False) -> Any:
+    def read(self, *, quick: bool = False, single: bool = False) -> Any:
         """An async context manager giving a consistent read snapshot; ``quick`` for a few rows
-        by key (see ``SqliteDatabase.read``)."""
+        by key (see ``SqliteDatabase.read``), ``single`` for one statement (see
+        ``PostgresDatabase.read``)."""
         ...
 
     async def close(self) -> None:
@@ -201,11 +202,13 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Any, sql: str, args: Sequen
 class _SqliteTxn:
     dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False, inline: bool = False) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False, inline: bool = False,
+                 statements: int | None = None) -> None:
         self._conn = conn
         self._begin = begin  # the BEGIN is still to go, with the first statement
         self.inline = inline
         """Whether its statements run on the event loop's thread (``read(quick=True)``)."""
+        self._left = statements  # how many statements it may still run, if limited
 
     @property
     def begun(self) -> bool:
@@ -213,6 +216,10 @@ class _SqliteTxn:
         return not self._begin
 
     async def _run(self, fn: Any, sql: str, args: Sequence[Any]) -> Any:
+        if self._left is not None:
+            if self._left <= 0:
+                raise RuntimeError("a single-statement read was asked for a second statement")
+            self._left -= 1
         if self._begin:
             self._begin = False
             fn = _begun(fn)
@@ -335,7 +342,7 @@ class SqliteDatabase:
                 await chain.close()
 
     @asynccontextmanager
-    async def read(self, *, quick: bool = False) -> AsyncIterator[_SqliteTxn]:
+    async def read(self, *, quick: bool = False, single: bool = False) -> AsyncIterator[_SqliteTxn]:
         """A read snapshot on one of the reader connections.
 
         ``quick``: a few rows by key (a token, a post and its approvals), run on the event loop's
@@ -344,7 +351,8 @@ class SqliteDatabase:
         back waits for a turn of the busy event loop and hands the interpreter's lock back and
         forth; a read that may scan many rows goes to the thread, where SQLite runs without
         that lock, beside the loop. The connection is the read's alone meanwhile: nothing of
-        it is on its thread while a read holds it.
+        it is on its thread while a read holds it. ``single`` (one statement) is a quick read
+        here.
         """
         # Neither the BEGIN nor the end of the snapshot costs the reader a trip of its own to
         # the connection's thread, each waiting for a turn of the event loop: the BEGIN goes
@@ -353,7 +361,8 @@ class SqliteDatabase:
         conn = await self._take_reader()
         handed_open = conn in self._handed_open
         self._handed_open.discard(conn)
-        txn = _SqliteTxn(conn, begin=True, inline=quick)
+        quick = quick or single
+        txn = _SqliteTxn(conn, begin=True, inline=quick, statements=1 if single else None)
         if quick:
             try:
                 yield txn
@@ -570,10 +579,18 @@ class _PgTxn:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, statements: int | None = None) -> None:
         self._conn = conn
+        self._left = statements  # how many statements it may still run, if limited
+
+    def _one_more(self) -> None:
+        if self._left is not None:
+            if self._left <= 0:
+                raise RuntimeError("a single-statement read was asked for a second statement")
+            self._left -= 1
 
     async def execute(self, sql: str, *args: Any) -> int:
+        self._one_more()
         try:
             status: str = await self._conn.execute(_to_pg(sql), *args)
         except Exception as exc:
@@ -583,6 +600,7 @@ class _PgTxn:
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._one_more()
         try:
             await self._conn.executemany(_to_pg(sql), rows)
         except Exception as exc:
@@ -590,6 +608,7 @@ class _PgTxn:
             raise
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        self._one_more()
         try:
             row: Row | None = await self._conn.fetchrow(_to_pg(sql), *args)
         except Exception as exc:
@@ -598,6 +617,7 @@ class _PgTxn:
         return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        self._one_more()
         try:
             return list(await self._conn.fetch(_to_pg(sql), *args))
         except Exception as exc:
@@ -684,14 +704,18 @@ class PostgresDatabase:
             raise
 
     @asynccontextmanager
-    async def read(self, *, quick: bool = False) -> AsyncIterator[_PgTxn]:
-        """A read-only snapshot (repeatable read) on a pooled connection; ``quick`` changes
-        nothing here (every statement is a round trip to the server either way)."""
+    async def read(self, *, quick: bool = False, single: bool = False) -> AsyncIterator[_PgTxn]:
+        """A read-only snapshot (repeatable read) on a pooled connection. ``single``: the read is
+        one statement, which is a snapshot by itself: it goes without BEGIN and COMMIT, a round
+        trip each (a second statement is refused). ``quick`` changes nothing here."""
         assert self._pool is not None, "database not open"
         taken: list[asyncpg.Connection] = []
         try:
             async with self._pool.acquire() as conn:
                 taken.append(conn)  # before BEGIN, as in write()
+                if single:
+                    yield _PgTxn(conn, statements=1)
+                    return
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     yield _PgTxn(conn)
         except Exception as exc:
