@@ -596,6 +596,19 @@ class Run:
 
     # -- afterwards --
 
+    async def checkpointed(self, *, within: float = 10.0) -> None:
+        """Wait until a signed checkpoint covers the whole log (the replicas sign one a second),
+        or ``within`` seconds have passed; the verification then covers every entry."""
+        give_up = time.monotonic() + within
+        while time.monotonic() < give_up:
+            with contextlib.suppress(Exception):  # the database coming back: ask again
+                rows = await read_rows(
+                    self.database_url, "SELECT (SELECT size FROM log_state WHERE id = 1) AS size, "
+                    "(SELECT MAX(size) FROM log_checkpoints) AS signed")
+                if rows and rows[0]["signed"] is not None and int(rows[0]["signed"]) >= int(rows[0]["size"]):
+                    return
+            await asyncio.sleep(0.1)
+
     async def drain(self) -> str | None:
         """Wait until nothing is publishing or due; None, or what was still so once nothing had
         gone out for ``drain_seconds`` (a backlog going out slowly is not stuck)."""
@@ -619,7 +632,7 @@ class Run:
             if remaining is None or count < remaining:
                 remaining, deadline = count, time.monotonic() + stall
             last = ", ".join(f"{r['n']} {r['state']}" for r in rows)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
         return last
 
 
@@ -687,7 +700,7 @@ async def run(scenario: Scenario, *, say: Callable[[str], None] = print, keep: P
                     left = await chaos.drain()
                     say(f"  drained after {time.monotonic() - started:.0f} s")
                     # Let a checkpoint cover the whole log, then stop every replica gracefully.
-                    await asyncio.sleep(1.5)
+                    await chaos.checkpointed()
                     report = await chaos.standin.report(session)
                 finally:
                     for replica in chaos.replicas:
