@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
 from datetime import UTC, datetime, timedelta
-from typing import NewType
+from typing import Final, NewType
 
 PostId = NewType("PostId", str)
 AccountName = NewType("AccountName", str)
@@ -49,3 +51,10 @@ def iso(value: int | None) -> str | None:
     # isoformat, not strftime: the same text (years 1 to 9999, microseconds always written), a
     # fifth of the time, and a status carries several.
     return (_NAIVE_EPOCH + timedelta(microseconds=value)).isoformat(timespec="microseconds") + "Z"
+
+
+UNSECRET: Final = random.Random()
+"""Random numbers for values that must only differ, never be secret (a request's id, the start
+of a millisecond's post ids): Python's generator, not a system call each; a generator of the
+gateway's own, so tests' use of the module's does not meet it. A forked process seeds it anew."""
+os.register_at_fork(after_in_child=UNSECRET.seed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from gateway.appkeys import IDENTITY
 from gateway.errors import BylineError, Code
 from gateway.services.posts import Caller
 from gateway.storage.db import DatabaseUnavailable, unavailable
+from gateway.types import UNSECRET
 
 logger = structlog.get_logger("byline.http")
 M = TypeVar("M", bound=BaseModel)
@@ -59,7 +59,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     # A client's id is echoed and logged only when it is a plain token.
     # Only a label to find a request's log lines by, no secret: Python's own generator, not a
     # system call a request (the random module draws a fresh seed in each forked process).
-    request_id = given if _REQUEST_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    request_id = given if _REQUEST_ID.fullmatch(given) else f"{UNSECRET.getrandbits(64):016x}"
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -54,7 +53,7 @@ from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row, together
 from gateway.storage.posts import PostRecord
-from gateway.types import AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
+from gateway.types import UNSECRET, AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,7 +201,7 @@ def new_post_id() -> str:
     """
     global _last_id
     # The random start only spreads replicas apart; ids are no secret (they count milliseconds).
-    candidate = (time.time_ns() // 1_000_000) << _ID_LOW_BITS | random.getrandbits(_ID_LOW_BITS - 1)
+    candidate = (time.time_ns() // 1_000_000) << _ID_LOW_BITS | UNSECRET.getrandbits(_ID_LOW_BITS - 1)
     with _ids_given:
         candidate = max(candidate, _last_id + 1)
         _last_id = candidate
