@@ -33,8 +33,8 @@ serve: $(STAMP)
 # The Bluesky adapter is tested against a real PDS from npm (tests/platforms/bluesky), and the
 # sign-in page in Debian's Chromium (tests/browser); real client libraries from npm drive the
 # Mastodon API (tests/clients/node). The crash and fault scenarios (tests/chaos: real processes,
-# SIGKILL, a private PostgreSQL restarted) run here small, in about three minutes; `make chaos`
-# runs them full size.
+# SIGKILL, a private PostgreSQL restarted) run here small, in about a minute and a half;
+# `make chaos` runs them full size.
 test: lint bluesky-harness browser clients
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
