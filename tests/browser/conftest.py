@@ -33,12 +33,12 @@ def chromium() -> Path:
 
 
 class SharedChromium:
-    """Chromium launched once a session by Playwright (with Playwright's own flags and ours), on a
-    thread with an event loop of its own: each test has its own loop, and a browser belongs to
-    the loop that launched it. Tests connect to it over the DevTools protocol, and each page or
-    context a test opens is a browser context of its own, gone when the test disconnects (as
-    pytest-playwright shares one browser between tests). Launching it for every test cost most
-    of a second."""
+    """Chromium launched once for the browser tests by Playwright (with Playwright's own flags and
+    ours), on a thread with an event loop of its own: each test has its own loop, and a browser
+    belongs to the loop that launched it. Tests connect to it over the DevTools protocol, and
+    each page or context a test opens is a browser context of its own, gone when the test
+    disconnects (as pytest-playwright shares one browser between tests). Launching it for every
+    test cost most of a second."""
 
     def __init__(self, chromium: Path) -> None:
         with socket.socket() as probe:
@@ -79,9 +79,9 @@ class SharedChromium:
         self._thread.join(30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_chromium() -> Iterator[SharedChromium]:
-    """The session's Chromium (started by the first browser test)."""
+    """The browser tests' Chromium (started by the first, closed after the last)."""
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run tests/browser/install.sh"
     shared = SharedChromium(CHROMIUM)
     try:
