@@ -296,29 +296,36 @@ async def test_malformed_http_is_answered_in_json(db_url: str, policy_dir: Path,
 
 
 async def _trickle(port: int, head: bytes, *, every: float, most: int, drop: bytes = b"x") -> tuple[bytes, float]:
-    """Send ``head``, then ``drop`` every ``every`` s until the server answers or closes."""
+    """Send ``head``, then ``drop`` every ``every`` s until the server answers and closes.
+
+    Read a chunk at a time: a read to the end cut off by the wait (the answer in, the close not
+    yet) would lose what it had read, which a busy machine made happen now and then."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    answer = b""
+    chunks: list[bytes] = []
     try:
         writer.write(head)
         await writer.drain()
         for _ in range(most):
             try:
-                answer = await asyncio.wait_for(reader.read(), every)
-                break
+                chunk = await asyncio.wait_for(reader.read(65536), every)
             except TimeoutError:
-                pass
-            try:
-                writer.write(drop)
-                await writer.drain()
-            except ConnectionError:
-                answer = await reader.read()
-                break
+                if chunks:
+                    continue  # answered: waiting for the close, sending nothing more
+                try:
+                    writer.write(drop)
+                    await writer.drain()
+                except ConnectionError:
+                    chunks.append(await reader.read())
+                    break
+                continue
+            if not chunk:
+                break  # closed
+            chunks.append(chunk)
     finally:
         writer.close()
-    return answer, loop.time() - started
+    return b"".join(chunks), loop.time() - started
 
 
 async def test_slow_clients_are_cut_off(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
