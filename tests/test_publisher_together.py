@@ -233,20 +233,3 @@ async def test_extending_leases_never_waits_holding_rows_the_log_writer_wants(ga
                   for i in ids]
     extended = leases[1]
     assert leases == ([extended - 60_000_000, extended] if db.dialect == "postgresql" else [extended, extended])
-
-
-async def test_a_post_due_since_the_last_page_is_claimed_at_once(gateway: Gateway) -> None:
-    """After a page of claims, the loop goes again at once (its shortest pause) for a post that
-    fell due since the page was read, where a post due then and left unclaimed (its account has
-    its fill) has it wait the interval; it waited the interval for both."""
-    publisher = gateway.app[PUBLISHER]
-    interval = publisher._interval
-    await _due(gateway, 1)
-    publisher._claimed["delayed"] = 32  # its account has its fill: the post is read, not claimed
-    page = await publisher._tick()
-    assert (page.handled, page.deferred) == (0, True) and page.read_at is not None
-    assert await publisher._pause(after=page.read_at) == interval
-    await gateway.submit("bob", "delayed", "Due after the page was read")
-    gateway.clock.advance(timedelta(minutes=10, seconds=1))
-    assert await publisher._pause(after=page.read_at) == 0.01
-    assert await publisher._pause() == interval, "without a page read, anything due waits the interval"

@@ -104,8 +104,6 @@ class _Page:
     """The page came full and claimed some: more may be due at once."""
     deferred: bool = False
     """Due posts were left for when publishes under way settle (their account had its fill)."""
-    read_at: int | None = None
-    """When the due posts were read (the claiming transaction's time)."""
 
 
 class _Claims:
@@ -278,7 +276,7 @@ class Publisher:
                 if page.more:  # more is likely due: go on once there is room
                     await self._room()
                     continue
-                pause = await self._pause(after=page.read_at)
+                pause = await self._pause()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -295,20 +293,13 @@ class Publisher:
                 woken.cancel()
             self._wake.clear()
 
-    async def _pause(self, *, after: int | None = None) -> float:
+    async def _pause(self) -> float:
         """Seconds until the next post falls due, the interval at most: a post goes out when it
-        is due, not up to an interval later.
-
-        ``after``: when the last page of due posts was read. What was due then and still waits
-        could not be claimed (its account has its fill, another replica holds it, its
-        credential fails): no reason to go again at once. A post that fell due since is
-        claimed at once: with posts falling due every millisecond, there nearly always is one
-        by the time this asks, and the loop slept a whole interval for it (p99 of benchmark
-        2's lag from due to claimed, 0.5-1.2 s on PostgreSQL)."""
+        is due, not up to an interval later."""
         async with self._db.read() as txn:
-            at = await sql.next_due_time(txn, after=after)
+            at = await sql.next_due_time(txn)
         now = now_micros(self._clock)
-        if at is None or (at <= now and after is None):  # nothing waits, or it could not be claimed now
+        if at is None or at <= now:  # nothing waits, or what is due could not be claimed now
             return self._interval
         return min(self._interval, max(0.01, (at - now) / _SECOND))
 
@@ -352,7 +343,7 @@ class Publisher:
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
-        read, picked, claims, read_at = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
+        read, picked, claims = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
         for claim in claims:
             self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
             self._inflight.add(claim.post_id)
@@ -360,8 +351,7 @@ class Publisher:
             task = asyncio.create_task(self._send_in_turn(claim), name=f"byline-publish-{claim.post_id}")
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
-        return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read,
-                     read_at=read_at)
+        return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
 
     async def _probe(self, account: str, now: int) -> bool:
         """Ask the platform, at most once a minute, whether an account's credential works again."""
@@ -400,12 +390,12 @@ class Publisher:
 
     def _claim_page_work(self, *, limit: int, skip: set[str]) -> Any:
         """Claim up to ``limit`` due posts in one transaction: what it read, how many it tried,
-        its claims, in the order they were due, and its time. It leaves posts already in flight here,
+        and its claims, in the order they were due. It leaves posts already in flight here,
         and those of accounts with ``_PER_ACCOUNT`` claims unsettled, for a later page."""
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], int]:
+        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
@@ -415,7 +405,7 @@ class Publisher:
                 picked += 1
                 if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, await claims.made(), ltx.now
+            return len(rows), picked, await claims.made()
 
         return work
 

@@ -368,16 +368,13 @@ async def expired_holds(txn: Txn, *, now: int, limit: int) -> list[Row]:
     )
 
 
-async def next_due_time(txn: Txn, *, after: int | None = None) -> int | None:
-    """The earliest time the scheduler has something to do (later than ``after``, if given)."""
-    later = "" if after is None else " AND {} > ?"
-    args = [] if after is None else [after, after, after]
+async def next_due_time(txn: Txn) -> int | None:
+    """The earliest time the scheduler has something to do."""
     row = await txn.fetchone(
         "SELECT MIN(t) AS t FROM ("
-        f" SELECT MIN(publish_at) AS t FROM posts WHERE state = 'scheduled'{later.format('publish_at')}"
-        f" UNION ALL SELECT MIN(lease_until) FROM posts WHERE state = 'publishing'{later.format('lease_until')}"
-        f" UNION ALL SELECT MIN(expires_at) FROM posts WHERE state = 'held'{later.format('expires_at')}) AS due",
-        *args,
+        " SELECT MIN(publish_at) AS t FROM posts WHERE state = 'scheduled'"
+        " UNION ALL SELECT MIN(lease_until) FROM posts WHERE state = 'publishing'"
+        " UNION ALL SELECT MIN(expires_at) FROM posts WHERE state = 'held') AS due"
     )
     return int(row["t"]) if row and row["t"] is not None else None
 
