@@ -576,7 +576,9 @@ class Publisher:
         were being recorded, in one work (see :class:`_Published`). Raises a conflict when the
         post was no longer publishing at the claimed version."""
         group = self._published
-        if group is None or group.started or len(group.posts) >= _PUBLISHED_GROUP:
+        # A group whose work has ended without running (its batch failed: the database went
+        # away) takes no more posts: they would wait for an answer given already, an error.
+        if group is None or group.started or group.recorded.done() or len(group.posts) >= _PUBLISHED_GROUP:
             group = self._published = _Published()
             group.recorded = self._appender.submit(self._published_work(group))
             # Its error is each caller's to raise; with every caller gone, it is not left unread.
