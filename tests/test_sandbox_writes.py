@@ -1,6 +1,6 @@
-"""The sandbox platform's writes: posts sent at once are written together (on PostgreSQL one
-statement for a batch), and still one post per idempotency key, whether the key came twice in
-one batch or was stored before. Both databases."""
+"""The sandbox platform's writes: posts sent at once are written together, one transaction a
+batch, and still one post per idempotency key, whether the key came twice in one batch or was
+stored before. Both databases."""
 
 from __future__ import annotations
 

@@ -51,10 +51,7 @@ class SandboxTimeline:
             del self._waiting[:_MAX_BATCH]
             try:
                 async with self._db.write() as txn:
-                    if txn.dialect == "postgresql":
-                        records = await self._create_many(txn, [(account, post) for account, post, _ in batch])
-                    else:  # no round trips to a server there: a statement each costs little
-                        records = [await self._create(txn, account, post) for account, post, _ in batch]
+                    records = [await self._create(txn, account, post) for account, post, _ in batch]
             except Exception as exc:  # every post of the batch is refused with the error
                 for _, _, future in batch:
                     if not future.done():
@@ -73,24 +70,14 @@ class SandboxTimeline:
         if row is not None:
             return SandboxRecord(remote_id=row["id"], account=row["account"])
         remote_id = "sb" + secrets.token_hex(8)
+        options = {"reply_to": post.reply_to, "spoiler_text": post.spoiler_text,
+                   "language": post.language, "visibility": post.visibility}
         await sql.insert(
-            txn, post_id=remote_id, account=account, text=post.text, options=_options(post),
+            txn, post_id=remote_id, account=account, text=post.text,
+            options=json.dumps({k: v for k, v in options.items() if v}),
             key=post.idempotency_key, at=now_micros(self._clock),
         )
         return SandboxRecord(remote_id=remote_id, account=account)
-
-    async def _create_many(self, txn: Txn, jobs: list[tuple[str, OutboundPost]]) -> list[SandboxRecord]:
-        """What :meth:`_create` does for each post, in one statement (on PostgreSQL). A key sent
-        twice in one batch makes one post, as a key already stored does."""
-        at = now_micros(self._clock)
-        rows: dict[str, tuple[str, str, str, str, str, int]] = {}
-        for account, post in jobs:
-            key = post.idempotency_key
-            if key not in rows:
-                rows[key] = ("sb" + secrets.token_hex(8), account, post.text, _options(post), key, at)
-        found = await sql.insert_many(txn, list(rows.values()))
-        made = [found[post.idempotency_key] for _, post in jobs]
-        return [SandboxRecord(remote_id=row["id"], account=row["account"]) for row in made]
 
     async def delete(self, remote_id: str) -> None:
         """Mark the sandbox post deleted."""
@@ -106,10 +93,3 @@ class SandboxTimeline:
              "options": json.loads(r["options"])}
             for r in rows
         ]
-
-
-def _options(post: OutboundPost) -> str:
-    """The options a sandbox post keeps, as stored."""
-    options = {"reply_to": post.reply_to, "spoiler_text": post.spoiler_text,
-               "language": post.language, "visibility": post.visibility}
-    return json.dumps({k: v for k, v in options.items() if v})
