@@ -22,6 +22,7 @@ from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.http.server import make_runner
 from gateway.settings import Settings
+from gateway.storage.db import Database, open_database
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
@@ -111,6 +112,16 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """The test's database, up to date; closed after the test, whether it passed or not."""
+    opened = await open_database(db_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 TEST_POLICIES: dict[str, str] = {

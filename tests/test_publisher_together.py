@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,20 +24,10 @@ from gateway.clock import ManualClock
 from gateway.errors import BylineError, Code
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
-from gateway.storage.db import Database, open_database
+from gateway.storage.db import Database
 from tests.audit.logtools import byline
 from tests.audit.reference import mth
 from tests.conftest import Gateway
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """The test's database, up to date; closed after the test."""
-    opened = await open_database(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _verified(db: Database, tmp_path: Path) -> Report:

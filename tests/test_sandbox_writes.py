@@ -6,24 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-
-import pytest
 
 from adapters.base import OutboundPost
 from gateway.clock import ManualClock
 from gateway.services.sandbox import SandboxTimeline
-from gateway.storage.db import Database, open_database
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """The test's database, up to date; closed after the test."""
-    opened = await open_database(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+from gateway.storage.db import Database
 
 
 def _post(key: str, text: str, **extra: str) -> OutboundPost:

@@ -25,14 +25,6 @@ from gateway.storage.logwriter.sqlite import entries_statements, texts_statement
 Work = Callable[[LogTxn], Awaitable[Any]]
 
 
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """The test's database, up to date; closed after the test, whether it passed or not."""
-    opened = await open_database(db_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
