@@ -17,30 +17,14 @@ import pytest
 from adapters.base import PublishResult
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, PUBLISHER
 from gateway.audit.appender import Appender, LogTxn
-from gateway.audit.export import export_database
-from gateway.audit.note import Checkpoint, Signer, sign_note
-from gateway.audit.verify import ExportSource, Report, verify
 from gateway.clock import ManualClock
 from gateway.errors import BylineError, Code
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
-from tests.audit.logtools import byline
+from tests.audit.logtools import byline, verified_export
 from tests.audit.reference import mth
 from tests.conftest import Gateway
-
-
-async def _verified(db: Database, tmp_path: Path) -> Report:
-    """Sign the tree as it is, export the log and verify the export (as an auditor would)."""
-    signer = Signer.generate("test.example/log")
-    async with db.read() as txn:
-        state = await log_sql.read_state(txn)
-    note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
-    async with db.write() as txn:
-        await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]), note=note, at=0)
-    out = tmp_path / "log.export"
-    await export_database(db, out, origin=signer.name)
-    return verify(ExportSource(out), signer.verifier(), workers=1)
 
 
 async def _verified_by_cli(gw: Gateway) -> None:
@@ -170,7 +154,7 @@ async def test_batches_store_entries_texts_nodes_and_state(db: Database, tmp_pat
     assert nodes == {(8, 0): mth(leaves, 0, 256), (8, 1): mth(leaves, 256, 512)}
     assert (int(state["size"]), bytes(state["root"])) == (600, mth(leaves, 0, 600))
     assert len(texts) == 200 and all(r["text"].startswith("text ") for r in texts)
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok and report.texts_checked == 200, report.summary()
 
 

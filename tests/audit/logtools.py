@@ -14,6 +14,11 @@ from typing import Any
 import asyncpg
 
 from gateway.appkeys import CHECKPOINTS
+from gateway.audit.export import export_database
+from gateway.audit.note import Checkpoint, Signer, sign_note
+from gateway.audit.verify import ExportSource, Report, verify
+from gateway.storage import log as log_sql
+from gateway.storage.db import Database
 from tests.conftest import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +147,16 @@ class Attacker:
         """The stored bytes of one entry."""
         rows = await self.fetch("SELECT entry FROM log_entries WHERE idx = ?", index)
         return bytes(rows[0][0])
+
+
+async def verified_export(db: Database, tmp_path: Path) -> Report:
+    """Sign the tree as it is, export the log and verify the export (as an auditor would)."""
+    signer = Signer.generate("test.example/log")
+    async with db.read() as txn:
+        state = await log_sql.read_state(txn)
+    note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
+    async with db.write() as txn:
+        await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]), note=note, at=0)
+    out = tmp_path / f"log-{state['size']}.export"
+    await export_database(db, out, origin=signer.name)
+    return verify(ExportSource(out), signer.verifier(), workers=1)

@@ -14,13 +14,11 @@ import pytest
 
 from gateway.audit.appender import Appender, LogTxn, LooseText
 from gateway.audit.entry import text_commitment
-from gateway.audit.export import export_database
-from gateway.audit.note import Checkpoint, Signer, sign_note
-from gateway.audit.verify import ExportSource, Report, verify
 from gateway.clock import ManualClock
 from gateway.storage import log as log_sql
 from gateway.storage.db import SQLITE_MAX_VARIABLES, Database, SqliteDatabase, open_database
 from gateway.storage.logwriter.sqlite import entries_statements, texts_statements
+from tests.audit.logtools import verified_export
 
 Work = Callable[[LogTxn], Awaitable[Any]]
 
@@ -87,19 +85,6 @@ async def _poison(db: Database, failing: str) -> None:
             await txn.execute(statement)
 
 
-async def _verified(db: Database, tmp_path: Path) -> Report:
-    """Sign the tree as it is, export the log and verify the export."""
-    signer = Signer.generate("test.example/log")
-    async with db.read() as txn:
-        state = await log_sql.read_state(txn)
-    note = sign_note(Checkpoint(signer.name, int(state["size"]), bytes(state["root"])).to_text(), signer)
-    async with db.write() as txn:
-        await log_sql.insert_checkpoint(txn, size=int(state["size"]), root=bytes(state["root"]), note=note, at=0)
-    out = tmp_path / f"log-{state['size']}.export"
-    await export_database(db, out, origin=signer.name)
-    return verify(ExportSource(out), signer.verifier(), workers=1)
-
-
 async def _texts(db: Database) -> dict[int, tuple[str, bytes, str | None]]:
     async with db.read() as txn:
         rows = await log_sql.texts(txn, 0, 1 << 40)
@@ -124,7 +109,7 @@ async def test_many_callers_one_log(db: Database, tmp_path: Path) -> None:
     for n in range(0, 300, 3):
         digest, salt, text = texts[indexes[n]]
         assert text == f"words {n % 5}" and text_commitment(text, salt) == digest
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok, report.summary()
     assert (report.size, report.texts_checked) == (300, 100)
 
@@ -152,7 +137,7 @@ async def test_failures_stay_with_their_callers(db: Database, tmp_path: Path) ->
     good = [o for n, o in enumerate(outcomes) if n not in (5, 13)]
     assert sorted(good) == list(range(18))
     assert await _texts(db) == {}
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok and report.size == 18, report.summary()
 
 
@@ -166,7 +151,7 @@ async def test_chains_carry_on_after_a_restart(db: Database, tmp_path: Path) -> 
             await asyncio.gather(*(appender.submit(_event(f"p{n % 4}", round * 100 + n)) for n in range(12)))
         finally:
             await appender.stop()
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok and report.size == 36, report.summary()
     async with db.read() as txn:
         rows = await log_sql.post_entries(txn, "p1")
@@ -199,7 +184,7 @@ async def test_a_failed_statement_fails_its_batch_only(db: Database, tmp_path: P
     async with db.read() as txn:
         kept = await txn.fetchall("SELECT idx FROM log_entries WHERE account = ?", POISONED)
     assert kept == []
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok and report.size == 13, report.summary()
 
 
@@ -259,7 +244,7 @@ async def test_no_statement_runs_outside_a_transaction(
     async with db.read() as txn:
         heads = await txn.fetchall("SELECT account FROM policy_heads")
     assert sorted(r["account"] for r in heads) == sorted(f"a{n}" for n in range(12))
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok and report.size == 12, report.summary()
 
 
@@ -319,6 +304,6 @@ async def test_texts_can_be_erased_and_nothing_else(db: Database, tmp_path: Path
         with pytest.raises(Exception, match="append-only"):
             async with db.write() as txn:
                 await txn.execute(sql, *args)
-    report = await _verified(db, tmp_path)
+    report = await verified_export(db, tmp_path)
     assert report.ok, report.summary()
     assert (report.texts_checked, report.texts_erased) == (1, 1)
