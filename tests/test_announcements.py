@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.appkeys import CHECKPOINTS, DB, PLATFORMS
+from gateway.appkeys import DB, PLATFORMS
 from gateway.clock import ManualClock
-from tests.audit.logtools import byline
+from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
@@ -87,14 +87,6 @@ async def _row(gw: Gateway, post_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-async def _verify(gw: Gateway) -> None:
-    """The real ``byline audit verify`` against the running gateway passes."""
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code == 0, result.text
-
 
 async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
     db_url: str, tmp_path: Path, clock: ManualClock,
@@ -127,7 +119,7 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
         write_policy(policies, "brand", TEAM_WITH_A_RULE)
         assert await gw.sync_policies() == ["brand"]
         assert len(await _announcements(gw, "brand")) == 1, "a new rule is no change of voice"
-        await _verify(gw)
+        await verified_by_cli(gw)
 
 
 async def test_without_the_option_nothing_is_announced(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
@@ -157,7 +149,7 @@ async def test_two_gateways_on_one_database_make_one_announcement(
         assert len(await _announcements(a, "brand")) == 1
         await asyncio.gather(a.tick(), b.tick())
         assert len(await a.timeline("brand")) == 1
-        await _verify(a)
+        await verified_by_cli(a)
 
 
 async def test_a_file_edited_back_and_forth_between_reloads_announces_what_was_recorded(
@@ -365,7 +357,7 @@ async def test_a_refused_announcement_marks_the_account_and_blocks_nothing(
             await gw.tick()
             assert (await _row(gw, announced["post"]))["state"] == "published"
             assert len(fake.statuses(account)) == 2
-        await _verify(gw)
+        await verified_by_cli(gw)
 
 
 async def test_an_announcement_on_a_real_pds_carries_its_record(
@@ -398,4 +390,4 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
                     f"Bylines: {PUBLIC}/@brand",
             "byline": f"{PUBLIC}/audit?kind=post&q={announced['post']}",
         }]
-        await _verify(gw)
+        await verified_by_cli(gw)

@@ -173,20 +173,32 @@ async def test_credential_in_secrets_dir_is_used(
         await server.close()
 
 
+def _linked_token(policy_dir: Path) -> Path:
+    """The secrets directory, its token ``secrets/token`` a symlink to ``secrets/real``
+    (``good-token``)."""
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    (secrets / "real").write_text("good-token\n", encoding="utf-8")
+    (secrets / "token").symlink_to(secrets / "real")
+    return secrets
+
+
+def _point(link: Path, target: Path) -> None:
+    """Point a symlink elsewhere, as someone with the secrets directory could."""
+    link.unlink()
+    link.symlink_to(target)
+
+
 async def test_credential_link_repointed_after_load(
     tmp_path: Path, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
 ) -> None:
     """A symlink in the secrets directory pointed at the log key after the policy loaded is
     refused when the credential is read: the key is never sent."""
-    secrets = policy_dir / "secrets"
-    secrets.mkdir()
-    (secrets / "real").write_text("good-token\n", encoding="utf-8")
-    (secrets / "token").symlink_to(secrets / "real")
+    secrets = _linked_token(policy_dir)
     async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == ["thief"]
-        (secrets / "token").unlink()
-        (secrets / "token").symlink_to(policy_dir.parent / "log.key")
+        _point(secrets / "token", policy_dir.parent / "log.key")
         post = await gw.submit("alice", "thief", "hi")
         for _ in range(3):
             await gw.tick()
@@ -202,10 +214,7 @@ async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_mo
     the log key is refused at the next read, never sent, and a token rewritten in place, same
     length, goes out at once."""
     monkeypatch.setattr(platforms, "_SETTLED_NS", -1)
-    secrets = policy_dir / "secrets"
-    secrets.mkdir()
-    (secrets / "real").write_text("good-token\n", encoding="utf-8")
-    (secrets / "token").symlink_to(secrets / "real")
+    secrets = _linked_token(policy_dir)
     async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == ["thief"]
@@ -213,15 +222,13 @@ async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_mo
             await gw.submit("alice", "thief", f"kept {n}")
             await gw.tick()
         assert [token for _, token in listener.heard] == ["Bearer good-token"] * 2
-        (secrets / "token").unlink()
-        (secrets / "token").symlink_to(policy_dir.parent / "log.key")
+        _point(secrets / "token", policy_dir.parent / "log.key")
         post = await gw.submit("alice", "thief", "after the link moved")
         for _ in range(3):
             await gw.tick()
         assert len(listener.heard) == 2
         assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
-        (secrets / "token").unlink()
-        (secrets / "token").symlink_to(secrets / "real")
+        _point(secrets / "token", secrets / "real")
         (secrets / "real").write_text("next-token\n", encoding="utf-8")  # rotated, same length
         await gw.submit("alice", "thief", "rotated")
         await gw.tick()

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.appkeys import CHECKPOINTS, DB
+from gateway.appkeys import DB
 from gateway.clock import ManualClock
 from gateway.storage import schema
 from gateway.storage.db import open_database
-from tests.audit.logtools import byline
+from tests.audit.logtools import verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 
@@ -60,14 +60,6 @@ async def _records(gw: Gateway, account: str) -> list[tuple[str, int | None]]:
     assert [int(v["version"]) for v in versions] == list(range(1, len(found) + 1))
     return found
 
-
-async def _verify_log(gw: Gateway) -> None:
-    """The real ``byline audit verify`` against the running gateway passes."""
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code == 0, result.text
 
 
 async def _ready(gw: Gateway) -> dict[str, Any]:
@@ -233,4 +225,4 @@ async def test_a_database_from_before_versions_is_numbered_by_its_log(
                 "SELECT version FROM policy_versions WHERE account = 'brand' AND body IS NOT NULL")
         # The text of the file in force, kept once seen, for each version that was that file.
         assert sorted(int(r["version"]) for r in kept) == [1, 3, 4]
-        await _verify_log(gw)
+        await verified_by_cli(gw)

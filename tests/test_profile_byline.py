@@ -17,11 +17,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import PROFILES
-from gateway.appkeys import CHECKPOINTS, DB, PEOPLE
+from gateway.appkeys import DB, PEOPLE
 from gateway.clock import ManualClock
 from gateway.policy.loader import PolicyFileError, parse_policy
 from gateway.storage import profiles as profile_sql
-from tests.audit.logtools import byline
+from tests.audit.logtools import verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
@@ -82,14 +82,6 @@ async def _profile_entries(gw: Gateway) -> list[dict[str, Any]]:
         rows = await txn.fetchall("SELECT entry FROM log_entries WHERE type = 'profile.updated' ORDER BY idx")
     return [json.loads(bytes(r["entry"]))["data"] for r in rows]
 
-
-async def _verify_log(gw: Gateway) -> None:
-    """The real ``byline audit verify`` against the running gateway passes."""
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code == 0, result.text
 
 
 def _patches(world: World) -> int:
@@ -195,7 +187,7 @@ async def test_mastodon_byline_follows_the_voice_and_keeps_the_rest(
         assert await gw.app[PROFILES].run_once() == 1
         assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns"]
         assert (await _profile_entries(gw))[-1] == {"version": 3, "text": None, "platform": "mastodon"}
-        await _verify_log(gw)
+        await verified_by_cli(gw)
 
 
 async def test_a_gateway_dying_mid_update_is_taken_over_once(
@@ -342,7 +334,7 @@ async def test_bluesky_description_line_on_a_real_pds(
             assert second["displayName"] == "Carol's Bakery"
             entries = await _profile_entries(gw)
             assert [(e["version"], e["platform"], e["text"]) for e in entries][-1] == (2, "bluesky", lines[2])
-            await _verify_log(gw)
+            await verified_by_cli(gw)
 
 
 async def test_x_description_line_with_oauth1(

@@ -15,25 +15,16 @@ from pathlib import Path
 import pytest
 
 from adapters.base import PublishResult
-from gateway.appkeys import APPENDER, CHECKPOINTS, DB, PUBLISHER
+from gateway.appkeys import APPENDER, DB, PUBLISHER
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import ManualClock
 from gateway.errors import BylineError, Code
 from gateway.storage import log as log_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
-from tests.audit.logtools import byline, verified_export
+from tests.audit.logtools import verified_by_cli, verified_export
 from tests.audit.reference import mth
 from tests.conftest import Gateway
-
-
-async def _verified_by_cli(gw: Gateway) -> None:
-    """The real ``byline audit verify`` against the running gateway passes."""
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code == 0, result.text
 
 
 async def _types(db: Database, post_id: str) -> list[str]:
@@ -66,7 +57,7 @@ async def test_a_page_of_due_posts_goes_out_once_each(gateway: Gateway) -> None:
     first = int(claimed[0]["idx"])
     assert [int(r["idx"]) for r in claimed] == list(range(first, first + 30))
     assert [(r["state"], int(r["attempts"])) for r in states] == [("published", 1)]
-    await _verified_by_cli(gateway)
+    await verified_by_cli(gateway)
 
 
 async def test_a_post_changed_while_publishing_is_left_out_of_its_group(gateway: Gateway) -> None:
@@ -101,7 +92,7 @@ async def test_a_post_changed_while_publishing_is_left_out_of_its_group(gateway:
         assert last is not None
         entry = json.loads(bytes(last["entry"]))
         assert (entry["type"], entry["data"]["remote_id"]) == ("post.published", f"r{n}")
-    await _verified_by_cli(gateway)
+    await verified_by_cli(gateway)
 
 
 async def test_compare_and_set_many_changes_only_posts_as_they_were_read(gateway: Gateway) -> None:

@@ -160,3 +160,13 @@ async def verified_export(db: Database, tmp_path: Path) -> Report:
     out = tmp_path / f"log-{state['size']}.export"
     await export_database(db, out, origin=signer.name)
     return verify(ExportSource(out), signer.verifier(), workers=1)
+
+
+async def verified_by_cli(gw: Gateway) -> None:
+    """The real ``byline audit verify`` against the running gateway passes (a checkpoint signed
+    first, so that it covers the whole log)."""
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
