@@ -199,6 +199,16 @@ async def _on_thread(conn: aiosqlite.Connection, fn: Any, sql: str, args: Sequen
     return await conn._execute(fn, conn._conn, sql, args)  # type: ignore[no-untyped-call]
 
 
+def _one_statement_more(left: int | None) -> int | None:
+    """The statements a transaction may still run once it runs one more: ``left`` is None for
+    no limit; a single-statement read asked for a second is refused."""
+    if left is None:
+        return None
+    if left <= 0:
+        raise RuntimeError("a single-statement read was asked for a second statement")
+    return left - 1
+
+
 class _SqliteTxn:
     dialect = "sqlite"
 
@@ -216,10 +226,7 @@ class _SqliteTxn:
         return not self._begin
 
     async def _run(self, fn: Any, sql: str, args: Sequence[Any]) -> Any:
-        if self._left is not None:
-            if self._left <= 0:
-                raise RuntimeError("a single-statement read was asked for a second statement")
-            self._left -= 1
+        self._left = _one_statement_more(self._left)
         if self._begin:
             self._begin = False
             fn = _begun(fn)
@@ -584,10 +591,7 @@ class _PgTxn:
         self._left = statements  # how many statements it may still run, if limited
 
     def _one_more(self) -> None:
-        if self._left is not None:
-            if self._left <= 0:
-                raise RuntimeError("a single-statement read was asked for a second statement")
-            self._left -= 1
+        self._left = _one_statement_more(self._left)
 
     async def execute(self, sql: str, *args: Any) -> int:
         self._one_more()
