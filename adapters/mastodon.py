@@ -107,11 +107,11 @@ MAX_PAGES = 5
 """Pages of 40 statuses ``find_existing`` reads at most: 200 statuses."""
 
 PAGE_SIZE = 40
+"""The largest page ``GET /api/v1/accounts/:id/statuses`` serves."""
 PAGE_TRIES = 4
 """How often one page of the lookup is asked before the lookup fails."""
 PAGE_WAIT_MAX = 5.0
 """A 429 asking to wait longer than this (seconds) fails the lookup: the scheduler retries later."""
-"""The largest page ``GET /api/v1/accounts/:id/statuses`` serves."""
 
 VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
 """The documented values of ``visibility``."""
