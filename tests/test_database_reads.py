@@ -9,10 +9,15 @@ from each other."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import asyncpg
 import pytest
 
-from gateway.storage.db import SqliteDatabase, open_database, together
+from gateway.appkeys import CHECKPOINTS, DB
+from gateway.clock import ManualClock
+from gateway.storage.db import PostgresDatabase, SqliteDatabase, open_database, together
+from tests.conftest import BACKENDS, started_gateway
 
 
 @pytest.mark.parametrize("kind", ["thread", "quick", "mixed"])
@@ -69,3 +74,32 @@ async def test_a_single_statement_read_sees_the_last_commit_and_runs_no_second(d
         assert row is not None and int(row["n"]) == 19
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("db_url", [b for b in BACKENDS if b == "postgresql"], indirect=True)
+async def test_pooled_connections_hold_nothing_past_their_transaction(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """A pooled PostgreSQL connection goes back without asyncpg's reset query (a round trip a
+    transaction), because nothing of the gateway's outlives its transaction on one: after posts,
+    approvals and a checkpoint signed under its advisory lock, none of the gateway's pooled
+    connections holds an advisory lock or sits in a transaction."""
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        held = await gw.submit("alice", "cosigned", "Launch on Monday")
+        for approver in ("bob", "carol"):
+            status, body = await gw.act(approver, held["id"], "approve")
+            assert status == 200, body
+        await gw.submit("alice", "direct", "Hello")
+        await gw.tick()
+        await gw.app[CHECKPOINTS].sign_now()
+        db = gw.app[DB]
+        assert isinstance(db, PostgresDatabase) and db.own_backends
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            locks = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY($1)",
+                                        list(db.own_backends))
+            states = await conn.fetch("SELECT state FROM pg_stat_activity WHERE pid = ANY($1)", list(db.own_backends))
+        finally:
+            await conn.close()
+    assert locks == 0
+    assert {row["state"] for row in states} <= {"idle"}

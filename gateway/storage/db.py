@@ -649,6 +649,15 @@ def _is_closed(conn: asyncpg.Connection) -> bool:
         return True
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection is reset with when handed back, beyond the rollback of a
+    transaction left open (asyncpg does that first): nothing. By default asyncpg sends a query
+    to unlock advisory locks, close cursors, unlisten and reset settings, a round trip every
+    transaction pays; a connection of the pool never holds any of those past its transaction
+    (locks are taken for the transaction, cursors end with it, settings are never changed, and
+    LISTEN has a connection of its own, ``connect_apart``)."""
+
+
 class PostgresDatabase:
     """PostgreSQL through an asyncpg pool; several gateways may share one database."""
 
@@ -666,7 +675,7 @@ class PostgresDatabase:
         """Create the connection pool. A connection the database dropped (a restart, a network
         cut) is found closed when next taken from the pool, and replaced by a new one."""
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._max, timeout=CONNECT_SECONDS,
-                                               init=self._opened)
+                                               init=self._opened, reset=_keep_session)
         return self
 
     async def _opened(self, conn: asyncpg.Connection) -> None:
