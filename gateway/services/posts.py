@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from gateway.audit.appender import Appender, LogTxn
+from gateway.audit.appender import Appender, LogTxn, Work
 from gateway.clock import Clock
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -349,7 +349,7 @@ class PostService:
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
             raise rule_blocked(decision)
-        post_id = await self.appender.submit(
+        post = await self.appender.submit(
             self._submit_work(
                 author=caller.user, loaded=loaded, text=text, decision=decision,
                 requested=publish_at, options=options or PostOptions(), suggested_by=None,
@@ -358,7 +358,11 @@ class PostService:
         )
         self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
         self.wake_publisher()
-        return await self.view(caller, post_id, history=history)
+        if history:
+            return await self.view(caller, post.id)
+        # The post as it was stored, not read back: a new post has no approvals yet, and what
+        # happened to it since (the publisher may have taken it up already) is for a later look.
+        return self._shown(caller, post, decisions=[])
 
     async def _record_refusal(
         self, caller: Caller, loaded: LoadedPolicy, text: str, reason: Reason
@@ -387,11 +391,11 @@ class PostService:
         suggested_by: str | None,
         adopted_from: str | None,
         alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
-    ) -> Any:
+    ) -> Work[PostRecord]:
         policy = loaded.policy
         post_id = new_post_id()
 
-        async def work(ltx: LogTxn) -> str:
+        async def work(ltx: LogTxn) -> PostRecord:
             # The policy may have changed (here or on another gateway) while the post was being
             # decided: then it is decided again under the version in force.
             await self._check_in_force(ltx, loaded)
@@ -401,7 +405,7 @@ class PostService:
                 ltx.now + duration_micros(gate.expire_after) if gate else None
             )
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
-            await sql.insert_post(ltx.txn, {
+            post = await sql.insert_post(ltx.txn, {
                 "id": post_id, "account": policy.account, "author": author,
                 "state": state.value, "version": 1, "text": text,
                 "options": json.dumps(options.to_json()),
@@ -436,7 +440,7 @@ class PostService:
                     "options": options.to_json(),
                 },
             )
-            return post_id
+            return post
 
         return work
 
@@ -667,7 +671,7 @@ class PostService:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.ADOPT)
             new_state = transition(State(current.state), Action.ADOPT)
-            new_id: str = await create(ltx)
+            new_id = (await create(ltx)).id
             await self._cas(ltx, current, new_state, adopted_into=new_id)
             await ltx.append("post.adopted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value, "into": new_id,
@@ -784,6 +788,11 @@ class PostService:
                 versions = entries = None
         if post is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+        return self._shown(caller, post, decisions=decisions, versions=versions, entries=entries)
+
+    def _shown(self, caller: Caller, post: PostRecord, *, decisions: list[Row], versions: list[Row] | None = None,
+               entries: list[Row] | None = None) -> PostView:
+        """``post``'s view for ``caller``, who must be allowed to see it (or 403/404)."""
         auditing = caller.user in self.auditors and caller.account is None
         if self.policies.get(post.account) is None and caller.user == post.author:
             # Without a policy in force, the post's author still sees what they wrote.

@@ -79,13 +79,22 @@ def _record(row: Row) -> PostRecord:
     )
 
 
-async def insert_post(txn: Txn, values: dict[str, Any]) -> None:
-    """Insert a new post row."""
+# What a column left out of an insert holds: the schema's defaults.
+_INSERT_DEFAULTS: Mapping[str, Any] = {
+    **dict.fromkeys(_POST_COLUMNS), "options": "{}", "reasons": "[]", "approvers": "[]", "required": 0,
+    "attempts": 0, "editors": "[]",
+}
+
+
+async def insert_post(txn: Txn, values: dict[str, Any]) -> PostRecord:
+    """Insert a new post row; the record it stands as (the columns left out at their
+    defaults), which saves reading it back."""
     cols = [c for c in _POST_COLUMNS if c in values]
     await txn.execute(
         f"INSERT INTO posts ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
         *(values[c] for c in cols),
     )
+    return _record({**_INSERT_DEFAULTS, **values})
 
 
 async def get_post(txn: Txn, post_id: str) -> PostRecord | None:
