@@ -200,12 +200,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
     signins = Throttle(settings.signin_attempts, what="sign-in", metrics=metrics)
     app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
-    app[OAUTH] = oauth = OAuthService(
+    app[OAUTH] = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
         form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins, people=app[PEOPLE],
     )
     app[MASTODON] = MastodonService(
-        db=db, posts=posts, published=published, identity=identity, oauth=oauth, policies=registry, platforms=platforms,
+        db=db, posts=posts, published=published, identity=identity, policies=registry, platforms=platforms,
         clock=clock,
     )
     app[XRPC_SESSIONS] = sessions = XrpcSessions(

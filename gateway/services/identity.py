@@ -53,6 +53,14 @@ class TokenInfo:
                    revoked_at=row["revoked_at"])
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenApp:
+    """The app the OAuth sign-in issued a token to."""
+
+    client_id: str
+    name: str | None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Revocation:
     """What revoking a token by its id did."""
@@ -105,6 +113,12 @@ class Identity:
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller a bearer token stands for, or 401."""
+        caller, _ = await self.authenticate_app(token)
+        return caller
+
+    async def authenticate_app(self, token: str | None) -> tuple[Caller, TokenApp | None]:
+        """The caller a bearer token stands for, and the app the sign-in issued it to (None for
+        a token made otherwise), in one read; or 401."""
         if not token:
             raise BylineError(
                 Code.UNAUTHENTICATED, "missing token: send Authorization: Bearer <token>"
@@ -116,7 +130,8 @@ class Identity:
         if row["expires_at"] is not None and row["expires_at"] <= now_micros(self._clock):
             raise BylineError(Code.UNAUTHENTICATED, "token expired: ask for a new one")
         scopes = frozenset(row["scopes"].split()) if row["scopes"] is not None else None
-        return Caller(user=row["user_name"], account=row["account"], scopes=scopes)
+        app = TokenApp(client_id=row["client_id"], name=row["app_name"]) if row["client_id"] is not None else None
+        return Caller(user=row["user_name"], account=row["account"], scopes=scopes), app
 
     async def person(self, token: str | None) -> Caller:
         """The person a token of their own stands for: an app's OAuth token is refused (401),

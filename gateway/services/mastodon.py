@@ -13,7 +13,6 @@ parses and renders; the decisions are here.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -36,7 +35,6 @@ from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
-from gateway.services.oauth import OAuthService
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
@@ -238,14 +236,13 @@ class MastodonService:
     """Mastodon client API calls, each for one authenticated app."""
 
     def __init__(
-        self, *, db: Database, posts: PostService, published: PublishedPosts, identity: Identity, oauth: OAuthService,
+        self, *, db: Database, posts: PostService, published: PublishedPosts, identity: Identity,
         policies: PolicyRegistry, platforms: Platforms, clock: Clock,
     ) -> None:
         self._db = db
         self._posts = posts
         self._published = published
         self._identity = identity
-        self._oauth = oauth
         self._policies = policies
         self._platforms = platforms
         self._clock = clock
@@ -258,10 +255,7 @@ class MastodonService:
         if not token:
             await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
-        if self._db.dialect == "sqlite":  # two quick reads, each on the event loop's thread
-            caller, grant = await self._identity.authenticate(token), await self._oauth.grant(token)
-        else:  # two reads at once, on two connections: one round trip's wait, not two
-            caller, grant = await asyncio.gather(self._identity.authenticate(token), self._oauth.grant(token))
+        caller, app = await self._identity.authenticate_app(token)  # one read: the token with its app
         if not caller.may(scope):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
@@ -278,8 +272,8 @@ class MastodonService:
         if self._policies.get(account) is None:
             raise BylineError(Code.FORBIDDEN, f"The account {account} is no longer managed by this gateway")
         return ClientAuth(caller=Caller(user=caller.user, account=account, scopes=caller.scopes), account=account,
-                          token_hash=hash_token(token), app_name=grant.app_name if grant else None,
-                          client_id=grant.client_id if grant else None)
+                          token_hash=hash_token(token), app_name=app.name if app else None,
+                          client_id=app.client_id if app else None)
 
     async def maybe_authenticate(self, token: str | None) -> ClientAuth | None:
         """The caller if the token is good for reading, else None (public endpoints)."""

@@ -605,11 +605,3 @@ class OAuthService:
 
         await self._appender.submit(work)
 
-    async def grant(self, token: str) -> Grant | None:
-        """The app and scopes of a token the sign-in issued; None for a token made otherwise."""
-        async with self._db.read(single=True) as txn:
-            row = await sql.get_token_grant(txn, hash_token(token))
-        if row is None:
-            return None
-        return Grant(client_id=row["client_id"], app_name=row["name"],
-                     scopes=frozenset(row["scopes"].split()))

@@ -24,12 +24,13 @@ async def insert_token(
 
 async def find_token(txn: Txn, token_hash: str) -> Row | None:
     """The token with this hash if it, and the token that authorised it, are not revoked: its
-    person and account, the earlier of the two expiries, and its OAuth scopes (NULL for a
-    token made by an admin, which has no scopes to limit it)."""
+    person and account, the earlier of the two expiries, and its OAuth scopes, app and app name
+    (NULL for a token made by an admin, which has no scopes to limit it)."""
     return await txn.fetchone(
-        "SELECT t.user_name, t.account, g.scopes, " + _EXPIRES_AT + " "
+        "SELECT t.user_name, t.account, g.scopes, g.client_id, a.name AS app_name, " + _EXPIRES_AT + " "
         "FROM tokens t LEFT JOIN tokens p ON p.token_hash = t.parent_hash "
         "LEFT JOIN oauth_tokens g ON g.token_hash = t.token_hash "
+        "LEFT JOIN oauth_apps a ON a.client_id = g.client_id "
         "WHERE t.token_hash = ? AND t.revoked_at IS NULL "
         "AND (t.parent_hash IS NULL OR (p.token_hash IS NOT NULL AND p.revoked_at IS NULL))",
         token_hash,
