@@ -20,6 +20,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import ManualClock
 from gateway.errors import BylineError, Code
 from gateway.storage import log as log_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
 from tests.audit.logtools import verified_by_cli, verified_export
@@ -117,6 +118,27 @@ async def test_compare_and_set_many_changes_only_posts_as_they_were_read(gateway
     async with db.write() as txn:
         with pytest.raises(ValueError, match="not updatable"):
             await sql.compare_and_set_many(txn, [sql.Change(ids[1], "scheduled", 1, {"id": "x"})])
+
+
+async def test_a_new_post_goes_in_only_under_the_policy_in_force(gateway: Gateway) -> None:
+    """A new post and its first version are stored, and their record given back as a read would
+    give it, only while the policy named is the account's version in force; under another,
+    nothing of the post is stored."""
+    db = gateway.app[DB]
+    async with db.read() as txn:
+        head = await policy_sql.head_sha256(txn, "direct")
+    assert head is not None
+    values = {"id": "9001", "account": "direct", "author": "bob", "state": "approved", "version": 1,
+              "text": "Hello", "options": '{"visibility": "public"}', "created_at": 7, "updated_at": 7}
+    async with db.write() as txn:
+        assert await sql.insert_new_post(txn, {**values, "id": "9002"}, policy_sha256="0" * 64) is None
+        stored = await sql.insert_new_post(txn, values, policy_sha256=head)
+    async with db.read() as txn:
+        assert await sql.get_post(txn, "9002") is None
+        assert await txn.fetchall("SELECT post_id FROM post_versions WHERE post_id = ?", "9002") == []
+        assert stored == await sql.get_post(txn, "9001")
+        versions = [dict(r) for r in await sql.versions(txn, "9001")]
+    assert [(v["version"], v["text"], v["editor"], v["created_at"]) for v in versions] == [(1, "Hello", "bob", 7)]
 
 
 async def test_batches_store_entries_texts_nodes_and_state(db: Database, tmp_path: Path) -> None:

@@ -396,16 +396,15 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> PostRecord:
-            # The policy may have changed (here or on another gateway) while the post was being
-            # decided: then it is decided again under the version in force.
-            await self._check_in_force(ltx, loaded)
             state = State(decision.outcome.value)
             gate = decision.gate
             expires = (
                 ltx.now + duration_micros(gate.expire_after) if gate else None
             )
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
-            post = await sql.insert_post(ltx.txn, {
+            # The policy may have changed (here or on another gateway) while the post was being
+            # decided: then nothing is stored, and it is decided again under the version in force.
+            post = await sql.insert_new_post(ltx.txn, {
                 "id": post_id, "account": policy.account, "author": author,
                 "state": state.value, "version": 1, "text": text,
                 "options": json.dumps(options.to_json()),
@@ -416,8 +415,9 @@ class PostService:
                 "publish_at": publish_at, "expires_at": expires,
                 "suggested_by": suggested_by, "adopted_from": adopted_from,
                 "created_at": ltx.now, "updated_at": ltx.now,
-            })
-            await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=author, at=ltx.now)
+            }, policy_sha256=loaded.sha256)
+            if post is None:
+                raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)
             await ltx.append(

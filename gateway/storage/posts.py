@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.storage.db import Row, Txn
+from gateway.storage.policies import head_sha256
 from gateway.types import AccountName, Micros, PostId, UserName
 
 _POST_COLUMNS = (
@@ -84,6 +85,34 @@ _INSERT_DEFAULTS: Mapping[str, Any] = {
     **dict.fromkeys(_POST_COLUMNS), "options": "{}", "reasons": "[]", "approvers": "[]", "required": 0,
     "attempts": 0, "editors": "[]",
 }
+
+
+async def insert_new_post(txn: Txn, values: dict[str, Any], *, policy_sha256: str) -> PostRecord | None:
+    """Insert a new post and its first version, only while ``policy_sha256`` is its account's
+    policy in force (``policy_heads``); the record (as :func:`insert_post`), or None when another
+    policy is in force and nothing was inserted.
+
+    On PostgreSQL the check and both rows are one statement, a round trip where three were,
+    each one the log writer's batch waited for in turn; on SQLite three statements, each a
+    few microseconds in the gateway's own process."""
+    account, text, author, at = values["account"], values["text"], values["author"], values["created_at"]
+    if txn.dialect != "postgresql":
+        if await head_sha256(txn, account) != policy_sha256:
+            return None
+        post = await insert_post(txn, values)
+        await insert_version(txn, post_id=post.id, version=1, text=text, editor=author, at=at)
+        return post
+    cols = [c for c in _POST_COLUMNS if c in values]
+    # Parameters in a SELECT list have no type of their own: each is cast to its column's.
+    typed = ", ".join(f"?::{'bigint' if c in _BIGINT_COLUMNS else 'text'}" for c in cols)
+    count = await txn.execute(
+        f"WITH post AS (INSERT INTO posts ({', '.join(cols)}) SELECT {typed} "
+        "WHERE EXISTS (SELECT 1 FROM policy_heads WHERE account = ? AND sha256 = ?) RETURNING id) "
+        "INSERT INTO post_versions (post_id, version, text, editor, created_at) "
+        "SELECT id, 1, ?::text, ?::text, ?::bigint FROM post",
+        *(values[c] for c in cols), account, policy_sha256, text, author, at,
+    )
+    return _record({**_INSERT_DEFAULTS, **values}) if count == 1 else None
 
 
 async def insert_post(txn: Txn, values: dict[str, Any]) -> PostRecord:
