@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from gateway.storage import log as log_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database
+from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli, verified_export
 from tests.audit.reference import mth
 from tests.conftest import Gateway
@@ -128,15 +130,20 @@ async def test_a_new_post_goes_in_only_under_the_policy_in_force(gateway: Gatewa
     async with db.read() as txn:
         head = await policy_sql.head_sha256(txn, "direct")
     assert head is not None
-    values = {"id": "9001", "account": "direct", "author": "bob", "state": "approved", "version": 1,
-              "text": "Hello", "options": '{"visibility": "public"}', "created_at": 7, "updated_at": 7}
+    post = sql.PostRecord(
+        id=PostId("9001"), account=AccountName("direct"), author=UserName("bob"), state="held", version=1,
+        text="Hello", options={"visibility": "unlisted"}, reasons=({"rule": "r", "reason": "why"},),
+        approvers=(UserName("carol"), UserName("dave")), required=2, editors=(UserName("erin"),),
+        requested_at=Micros(3), publish_at=Micros(4), expires_at=Micros(5), suggested_by=UserName("fay"),
+        adopted_from=PostId("8999"), created_at=Micros(7), updated_at=Micros(8),
+    )
     async with db.write() as txn:
-        assert await sql.insert_new_post(txn, {**values, "id": "9002"}, policy_sha256="0" * 64) is None
-        stored = await sql.insert_new_post(txn, values, policy_sha256=head)
+        assert not await sql.insert_new_post(txn, replace(post, id=PostId("9002")), policy_sha256="0" * 64)
+        assert await sql.insert_new_post(txn, post, policy_sha256=head)
     async with db.read() as txn:
         assert await sql.get_post(txn, "9002") is None
         assert await txn.fetchall("SELECT post_id FROM post_versions WHERE post_id = ?", "9002") == []
-        assert stored == await sql.get_post(txn, "9001")
+        assert await sql.get_post(txn, "9001") == post
         versions = [dict(r) for r in await sql.versions(txn, "9001")]
     assert [(v["version"], v["text"], v["editor"], v["created_at"]) for v in versions] == [(1, "Hello", "bob", 7)]
 

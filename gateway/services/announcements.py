@@ -27,7 +27,7 @@ from gateway.policy.loader import LoadedPolicy
 from gateway.services.posts import new_post_id
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
-from gateway.types import iso
+from gateway.types import AccountName, Micros, PostId, UserName, iso
 
 logger = structlog.get_logger("byline.announcements")
 
@@ -69,12 +69,10 @@ async def announce_change(
     post_id = new_post_id()
     text = voice.render(policy.announce.template, account=account, handle=policy.handle, summary=summary,
                         url=public_page(public_url, account), version=version)
-    await sql.insert_post(ltx.txn, {
-        "id": post_id, "account": account, "author": ANNOUNCER, "state": State.SCHEDULED.value, "version": 1,
-        "text": text, "options": "{}", "reasons": "[]", "approvers": "[]", "required": 0,
-        "requested_at": None, "publish_at": ltx.now, "expires_at": None, "suggested_by": None,
-        "adopted_from": None, "created_at": ltx.now, "updated_at": ltx.now,
-    })
+    await sql.insert_post(ltx.txn, sql.PostRecord(
+        id=PostId(post_id), account=AccountName(account), author=UserName(ANNOUNCER), state=State.SCHEDULED.value,
+        version=1, text=text, publish_at=Micros(ltx.now), created_at=Micros(ltx.now), updated_at=Micros(ltx.now),
+    ))
     await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=ANNOUNCER, at=ltx.now)
     await ltx.append(
         "post.submitted", actor=ANNOUNCER, account=account, post=post_id,

@@ -208,10 +208,6 @@ def new_post_id() -> str:
     return str(candidate)
 
 
-def _reasons_json(reasons: tuple[Reason, ...]) -> str:
-    return json.dumps([r.to_json() for r in reasons])
-
-
 @dataclass(kw_only=True)
 class PostService:
     """Submit, edit, approve, reject, cancel, adopt, dismiss and read posts, and record what
@@ -404,19 +400,17 @@ class PostService:
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
             # The policy may have changed (here or on another gateway) while the post was being
             # decided: then nothing is stored, and it is decided again under the version in force.
-            post = await sql.insert_new_post(ltx.txn, {
-                "id": post_id, "account": policy.account, "author": author,
-                "state": state.value, "version": 1, "text": text,
-                "options": json.dumps(options.to_json()),
-                "reasons": _reasons_json(decision.reasons),
-                "approvers": json.dumps(list(gate.approvers) if gate else []),
-                "required": gate.required if gate else 0,
-                "requested_at": to_micros(requested) if requested else None,
-                "publish_at": publish_at, "expires_at": expires,
-                "suggested_by": suggested_by, "adopted_from": adopted_from,
-                "created_at": ltx.now, "updated_at": ltx.now,
-            }, policy_sha256=loaded.sha256)
-            if post is None:
+            post = PostRecord(
+                id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state.value,
+                version=1, text=text, options=options.to_json(), reasons=tuple(r.to_json() for r in decision.reasons),
+                approvers=tuple(UserName(a) for a in gate.approvers) if gate else (),
+                required=gate.required if gate else 0, requested_at=to_micros(requested) if requested else None,
+                publish_at=publish_at, expires_at=None if expires is None else Micros(expires),
+                suggested_by=None if suggested_by is None else UserName(suggested_by),
+                adopted_from=None if adopted_from is None else PostId(adopted_from),
+                created_at=Micros(ltx.now), updated_at=Micros(ltx.now),
+            )
+            if not await sql.insert_new_post(ltx.txn, post, policy_sha256=loaded.sha256):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.storage.db import Row, Txn
@@ -34,27 +34,28 @@ class PostRecord:
     state: str
     version: int
     text: str
-    options: Mapping[str, Any]
-    reasons: tuple[Mapping[str, Any], ...]
-    approvers: tuple[UserName, ...]
-    required: int
-    editors: tuple[UserName, ...]
-    requested_at: Micros | None
-    publish_at: Micros | None
-    expires_at: Micros | None
-    suggested_by: UserName | None
-    adopted_from: PostId | None
-    adopted_into: PostId | None
-    idempotency_key: str | None
-    remote_id: str | None
-    remote_url: str | None
-    published_text: str | None
-    attempts: int
-    last_error: str | None
-    lease_until: Micros | None
-    first_attempt_at: Micros | None
     created_at: Micros
     updated_at: Micros
+    # The rest as a new post's row has them (the schema's defaults).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    reasons: tuple[Mapping[str, Any], ...] = ()
+    approvers: tuple[UserName, ...] = ()
+    required: int = 0
+    editors: tuple[UserName, ...] = ()
+    requested_at: Micros | None = None
+    publish_at: Micros | None = None
+    expires_at: Micros | None = None
+    suggested_by: UserName | None = None
+    adopted_from: PostId | None = None
+    adopted_into: PostId | None = None
+    idempotency_key: str | None = None
+    remote_id: str | None = None
+    remote_url: str | None = None
+    published_text: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    lease_until: Micros | None = None
+    first_attempt_at: Micros | None = None
 
 
 def _micros(value: Any) -> Micros | None:
@@ -80,50 +81,57 @@ def _record(row: Row) -> PostRecord:
     )
 
 
-# What a column left out of an insert holds: the schema's defaults.
-_INSERT_DEFAULTS: Mapping[str, Any] = {
-    **dict.fromkeys(_POST_COLUMNS), "options": "{}", "reasons": "[]", "approvers": "[]", "required": 0,
-    "attempts": 0, "editors": "[]",
-}
+_BIGINT_COLUMNS = frozenset({
+    "version", "required", "requested_at", "publish_at", "expires_at", "attempts", "lease_until",
+    "first_attempt_at", "created_at", "updated_at",
+})
 
 
-async def insert_new_post(txn: Txn, values: dict[str, Any], *, policy_sha256: str) -> PostRecord | None:
+def _columns(post: PostRecord) -> list[Any]:
+    """A record's values in the order of ``_POST_COLUMNS``, its JSON columns as text."""
+    return [
+        post.id, post.account, post.author, post.state, post.version, post.text, json.dumps(dict(post.options)),
+        json.dumps([dict(r) for r in post.reasons]), json.dumps(list(post.approvers)), post.required,
+        post.requested_at, post.publish_at, post.expires_at, post.suggested_by, post.adopted_from,
+        post.adopted_into, post.idempotency_key, post.remote_id, post.remote_url, post.published_text,
+        post.attempts, post.last_error, post.lease_until, post.first_attempt_at, post.created_at,
+        post.updated_at, json.dumps(list(post.editors)),
+    ]
+
+
+_INSERT = f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) VALUES ({', '.join('?' for _ in _POST_COLUMNS)})"
+# On PostgreSQL, a new post only under its policy in force, with its first version, in one statement.
+# Parameters in a SELECT list have no type of their own: each is cast to its column's.
+_INSERT_IN_FORCE = (
+    f"WITH post AS (INSERT INTO posts ({', '.join(_POST_COLUMNS)}) SELECT "
+    + ", ".join(f"?::{'bigint' if c in _BIGINT_COLUMNS else 'text'}" for c in _POST_COLUMNS)
+    + " WHERE EXISTS (SELECT 1 FROM policy_heads WHERE account = ? AND sha256 = ?) RETURNING id) "
+    "INSERT INTO post_versions (post_id, version, text, editor, created_at) "
+    "SELECT id, 1, ?::text, ?::text, ?::bigint FROM post"
+)
+
+
+async def insert_post(txn: Txn, post: PostRecord) -> None:
+    """Insert a new post's row."""
+    await txn.execute(_INSERT, *_columns(post))
+
+
+async def insert_new_post(txn: Txn, post: PostRecord, *, policy_sha256: str) -> bool:
     """Insert a new post and its first version, only while ``policy_sha256`` is its account's
-    policy in force (``policy_heads``); the record (as :func:`insert_post`), or None when another
-    policy is in force and nothing was inserted.
+    policy in force (``policy_heads``); False when another is, and nothing was inserted.
 
     On PostgreSQL the check and both rows are one statement, a round trip where three were,
     each one the log writer's batch waited for in turn; on SQLite three statements, each a
     few microseconds in the gateway's own process."""
-    account, text, author, at = values["account"], values["text"], values["author"], values["created_at"]
     if txn.dialect != "postgresql":
-        if await head_sha256(txn, account) != policy_sha256:
-            return None
-        post = await insert_post(txn, values)
-        await insert_version(txn, post_id=post.id, version=1, text=text, editor=author, at=at)
-        return post
-    cols = [c for c in _POST_COLUMNS if c in values]
-    # Parameters in a SELECT list have no type of their own: each is cast to its column's.
-    typed = ", ".join(f"?::{'bigint' if c in _BIGINT_COLUMNS else 'text'}" for c in cols)
-    count = await txn.execute(
-        f"WITH post AS (INSERT INTO posts ({', '.join(cols)}) SELECT {typed} "
-        "WHERE EXISTS (SELECT 1 FROM policy_heads WHERE account = ? AND sha256 = ?) RETURNING id) "
-        "INSERT INTO post_versions (post_id, version, text, editor, created_at) "
-        "SELECT id, 1, ?::text, ?::text, ?::bigint FROM post",
-        *(values[c] for c in cols), account, policy_sha256, text, author, at,
-    )
-    return _record({**_INSERT_DEFAULTS, **values}) if count == 1 else None
-
-
-async def insert_post(txn: Txn, values: dict[str, Any]) -> PostRecord:
-    """Insert a new post row; the record it stands as (the columns left out at their
-    defaults), which saves reading it back."""
-    cols = [c for c in _POST_COLUMNS if c in values]
-    await txn.execute(
-        f"INSERT INTO posts ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-        *(values[c] for c in cols),
-    )
-    return _record({**_INSERT_DEFAULTS, **values})
+        if await head_sha256(txn, post.account) != policy_sha256:
+            return False
+        await insert_post(txn, post)
+        await insert_version(txn, post_id=post.id, version=1, text=post.text, editor=post.author, at=post.created_at)
+        return True
+    count = await txn.execute(_INSERT_IN_FORCE, *_columns(post), post.account, policy_sha256, post.text,
+                              post.author, post.created_at)
+    return count == 1
 
 
 async def get_post(txn: Txn, post_id: str) -> PostRecord | None:
@@ -159,10 +167,6 @@ class Change:
     changes: Mapping[str, Any]
 
 
-_BIGINT_COLUMNS = frozenset({
-    "version", "required", "requested_at", "publish_at", "expires_at", "attempts", "lease_until",
-    "first_attempt_at", "created_at", "updated_at",
-})
 """The columns of ``posts`` that are numbers (the rest are text): their PostgreSQL array types."""
 
 
