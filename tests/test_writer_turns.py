@@ -1,0 +1,123 @@
+"""Turns at the SQLite writer for processes sharing one file (``gateway.storage.db.WriterTurns``):
+workers of one `byline serve`, or replicas. SQLite only: PostgreSQL has no single writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from gateway.audit.appender import Appender, LogTxn
+from gateway.clock import ManualClock
+from gateway.storage.db import SqliteDatabase, WriterTurns, open_database
+
+_OTHER_PROCESS = textwrap.dedent("""
+    import asyncio, json, sys, time
+    from gateway.storage.db import open_database
+
+    async def main() -> None:
+        db = await open_database(sys.argv[1])
+        waits = []
+        try:
+            for n in range(20):
+                asked = time.monotonic()
+                async with db.write() as txn:
+                    waits.append(time.monotonic() - asked)
+                    await txn.execute("CREATE TABLE IF NOT EXISTS other_writes (n INTEGER)")
+                    await txn.execute("INSERT INTO other_writes (n) VALUES (?)", n)
+                await asyncio.sleep(0.01)
+        finally:
+            await db.close()
+        print(json.dumps(waits))
+
+    asyncio.run(main())
+""")
+
+
+async def test_another_process_gets_the_writer_between_the_log_writers_batches(tmp_path: Path) -> None:
+    """While this process's log writer runs batch after batch without a pause, a write from
+    another process on the same file waits for one batch, not for the whole run: the run ends
+    as soon as someone waits (SQLite's own wait would poll with sleeps, and the run leave the
+    lock free only for microseconds between two batches, for seconds on end)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    db = await open_database(url)
+    appender = Appender(db, ManualClock(), max_batch=16)
+    await appender.start()
+    written = 0
+
+    async def busy() -> None:
+        nonlocal written
+
+        async def work(ltx: LogTxn) -> int:
+            return await ltx.append("test.event", actor="alice", account="acct", data={"n": written})
+
+        while True:
+            await asyncio.gather(*(appender.submit(work) for _ in range(16)))
+            written += 16
+
+    writers = [asyncio.create_task(busy()) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.3)  # the log writer in full flow
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _OTHER_PROCESS, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(other.communicate(), timeout=60)
+        assert other.returncode == 0, err.decode()
+        during = written
+    finally:
+        for task in writers:
+            task.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
+        await appender.stop()
+        await db.close()
+    waits = json.loads(out)
+    assert len(waits) == 20
+    assert max(waits) < 1.0, f"the other process waited {max(waits):.2f} s for the writer"
+    assert during > 200, "this process's log writer was not kept busy meanwhile"
+
+
+async def test_a_wait_given_up_leaves_no_lock_behind(tmp_path: Path) -> None:
+    """A writer that stops waiting for its turn (its task cancelled) never ends up holding the
+    lock: once the holder lets go, the next writer gets it at once. While one waits, the holder
+    is told so; after, not."""
+    path = tmp_path / "shared.db"
+    holder, quitter, later = WriterTurns(path), WriterTurns(path), WriterTurns(path)  # as three processes
+    try:
+        async with holder.held():
+            assert not holder.others_waiting()
+            waiting = asyncio.create_task(_hold(quitter))
+            deadline = time.monotonic() + 5
+            while not holder.others_waiting():
+                assert time.monotonic() < deadline, "the waiter never showed as waiting"
+                await asyncio.sleep(0.01)
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        assert waiting.cancelled()
+        await asyncio.sleep(0.1)  # the waiting thread, let in when the holder let go, lets go too
+        async with asyncio.timeout(2):
+            async with later.held():
+                assert not later.others_waiting()
+    finally:
+        for turns in (holder, quitter, later):
+            turns.close()
+
+
+async def _hold(turns: WriterTurns) -> None:
+    async with turns.held():
+        await asyncio.sleep(60)
+
+
+async def test_one_process_alone_never_waits_for_a_thread(tmp_path: Path) -> None:
+    """A gateway on its own takes its turn without a trip to a thread: the lock is free."""
+    db = SqliteDatabase(tmp_path / "alone.db")
+    await db.open()
+    try:
+        threads = asyncio.get_running_loop()._default_executor  # type: ignore[attr-defined]
+        for _ in range(50):
+            async with db.write() as txn:
+                await txn.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+        assert asyncio.get_running_loop()._default_executor is threads  # type: ignore[attr-defined]
+    finally:
+        await db.close()
