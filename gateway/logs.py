@@ -9,30 +9,63 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway import workers
+
+
+def _orjson_line(event: Any, **kw: Any) -> bytes:
+    return orjson.dumps(event, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS)
+
 
 def _orjson_text(event: Any, **kw: Any) -> str:
-    return orjson.dumps(event, default=kw.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    return _orjson_line(event, **kw).decode()
+
+
+class _ConsoleBytes:
+    """structlog's console renderer, its lines as UTF-8 bytes."""
+
+    def __init__(self) -> None:
+        self._render = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: Any, method: str, event: Any) -> bytes:
+        return str(self._render(logger, method, event)).encode()
+
+
+def _worker(_logger: Any, _method: str, event: Any) -> Any:
+    """Which worker logged the line, when ``byline serve`` runs several (``gateway.workers``)."""
+    if workers.current is not None:
+        event.setdefault("worker", workers.current.index)
+    return event
 
 
 def configure(*, level: str = "info", fmt: str = "console") -> None:
     """Configure structlog and the standard library's logging to write to stderr."""
     numeric = getattr(logging, level.upper())
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
-    renderer: structlog.types.Processor = (
+    # Each line goes out in one write of its own, newline and all, so that the lines of several
+    # workers sharing one output (gateway.workers) never run into each other; print() wrote a
+    # line and its newline apart.
+    binary = getattr(sys.stderr, "buffer", None)
+    renderer: structlog.types.Processor
+    factory: Any
+    if binary is not None:
         # orjson: a line a request and more a post, each a tenth of the time of the standard
         # library's encoder; one JSON object a line as before, without spaces between fields.
-        structlog.processors.JSONRenderer(serializer=_orjson_text)
-        if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_line) if fmt == "json" else _ConsoleBytes()
+        factory = structlog.BytesLoggerFactory(file=binary)
+    else:  # an output of text only (a test's)
+        renderer = (structlog.processors.JSONRenderer(serializer=_orjson_text) if fmt == "json"
+                    else structlog.dev.ConsoleRenderer(colors=False))
+        factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _worker,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )
