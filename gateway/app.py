@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from gateway import workers
 from gateway.appkeys import (
     ACCOUNTS,
     APPENDER,
@@ -80,6 +81,7 @@ from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions, service_host
 from gateway.settings import Settings
 from gateway.storage.db import open_database
+from gateway.tasks import cancel_task, run_every
 
 routes = web.RouteTableDef()
 logger = structlog.get_logger("byline.gateway")
@@ -198,7 +200,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[LOG_READER] = LogReader(db=db, checkpoints=checkpoints, posts=posts)
     app[TRANSPARENCY] = Transparency(db=db, checkpoints=checkpoints, policies=registry)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
-    signins = Throttle(settings.signin_attempts, what="sign-in", metrics=metrics)
+    signins = Throttle(settings.signin_attempts, what="sign-in", metrics=metrics, shares=settings.workers)
     app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
     app[OAUTH] = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
@@ -248,6 +250,19 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _sharing_metrics(app: web.Application) -> AsyncIterator[None]:
+    """One of several workers: its metrics written for the others every second, and at its end."""
+    metrics = app[METRICS]
+
+    async def save() -> None:
+        metrics.save()
+
+    task = run_every(1.0, save, name="metrics-share", failed="metrics_share_failed")
+    yield
+    await cancel_task(task)
+    metrics.save()
+
+
 def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
     """Build the gateway: each long-lived resource opens and closes in its own ``cleanup_ctx``
     (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
@@ -266,6 +281,9 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     if run_publisher:
         app.cleanup_ctx.append(_running(PUBLISHER))
         app.cleanup_ctx.append(_running(PROFILES))
+    if workers.current is not None:
+        metrics.share(workers.current.shared, workers.current.index)
+        app.cleanup_ctx.append(_sharing_metrics)
     app.cleanup_ctx.append(_started)
     app.on_response_prepare.append(_no_store_unless_said)
     app.on_response_prepare.append(cors.headers)

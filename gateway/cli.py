@@ -296,6 +296,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     if args.demo:
         overrides["log_key_autocreate"] = True  # a demo signs its log with a key made here
     from gateway.logs import configure
@@ -341,15 +343,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(_demo_pages(base, passwords, accounts=sorted(good)), flush=True)
         print(f"Audit log: verifier key {log_key}\n  check it offline with: .venv/bin/byline audit verify "
               f"--key '{log_key}' --url {base}\n", flush=True)
+    from gateway.http.server import run_app
     from gateway.loops import loop_factory
 
-    app = make_app(settings)
-    app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
-    where: dict[str, Any] = {"sock": socks}
-    from gateway.http.server import run_app
+    def serve() -> int:
+        app = make_app(settings)
+        app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
+        run_app(app, settings, sock=socks, announce=lambda m: print(m, flush=True),
+                loop=loop_factory(settings.event_loop)())
+        return 0
 
-    run_app(app, settings, **where, announce=lambda m: print(m, flush=True), loop=loop_factory(settings.event_loop)())
-    return 0
+    if settings.workers > 1:
+        from gateway.workers import run_workers
+
+        return run_workers(settings.workers, serve)
+    return serve()
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
@@ -528,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int, help="0: any free port; the gateway_started log line says which")
     serve.add_argument("--demo", action="store_true", help="print fresh demo tokens and how to post")
+    serve.add_argument("--workers", type=int, help="processes serving the address (BYLINE_WORKERS; default 1)")
     serve.set_defaults(func=_cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database's schema up to date, then stop")

@@ -13,10 +13,13 @@ number of series is bounded and the page says nothing about who posts what.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
+import orjson
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,6 +50,7 @@ class _Counts:
     def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
         self.name, self.documentation, self.labels = name, documentation, list(labels)
         self.values: dict[tuple[str, ...], float] = {}
+        self.others: dict[tuple[str, ...], float] = {}  # the other workers' (``Metrics.share``), at scrape
 
     def add(self, key: tuple[str, ...], amount: float = 1.0) -> None:
         """Count ``amount`` under these label values (in the order of ``labels``)."""
@@ -60,9 +64,25 @@ class _Counts:
     def collect(self) -> Iterable[Metric]:
         """The family, as the registry asks for it at scrape."""
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
-        for key, value in sorted(self.values.items()):
+        values = dict(self.others)
+        for key, value in self.values.items():
+            values[key] = values.get(key, 0.0) + value
+        for key, value in sorted(values.items()):
             family.add_metric(list(key), value)
         yield family
+
+    def dump(self) -> list[list[object]]:
+        """Its numbers, as JSON holds them (for the other workers)."""
+        return [[list(key), value] for key, value in self.values.items()]
+
+    def take(self, dumps: Iterable[list[list[object]]]) -> None:
+        """The other workers' numbers (``dump``), added up, as ``others``."""
+        others: dict[tuple[str, ...], float] = {}
+        for dumped in dumps:
+            for key, value in dumped:
+                label_values = tuple(str(v) for v in key)  # type: ignore[attr-defined]
+                others[label_values] = others.get(label_values, 0.0) + float(value)  # type: ignore[arg-type]
+        self.others = others
 
 
 class _Durations:
@@ -73,6 +93,7 @@ class _Durations:
         self.name, self.documentation, self.label = name, documentation, label
         self.bounds = tuple(buckets)
         self.values: dict[str, list[float]] = {}  # per bucket (the last: above every bound), then the sum
+        self.others: dict[str, list[float]] = {}  # the other workers' (``Metrics.share``), at scrape
 
     def observe(self, key: str, seconds: float) -> None:
         """One duration under this label value."""
@@ -85,13 +106,33 @@ class _Durations:
     def collect(self) -> Iterable[Metric]:
         """The family, with cumulative buckets, as the registry asks for it at scrape."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
-        for key, row in sorted(self.values.items()):
+        values = {key: list(row) for key, row in self.others.items()}
+        for key, row in self.values.items():
+            values[key] = [a + b for a, b in zip(values[key], row, strict=True)] if key in values else row
+        for key, row in sorted(values.items()):
             total, buckets = 0.0, []
             for bound, count in zip((*(repr(b) for b in self.bounds), "+Inf"), row[:-1], strict=True):
                 total += count
                 buckets.append((bound, total))
             family.add_metric([key], buckets, sum_value=row[-1])
         yield family
+
+    def dump(self) -> dict[str, list[float]]:
+        """Its numbers, as JSON holds them (for the other workers)."""
+        return self.values
+
+    def take(self, dumps: Iterable[dict[str, list[float]]]) -> None:
+        """The other workers' numbers (``dump``), added up, as ``others``."""
+        others: dict[str, list[float]] = {}
+        width = len(self.bounds) + 2
+        for dumped in dumps:
+            for key, row in dumped.items():
+                if len(row) != width:
+                    continue  # written by a gateway with other buckets
+                have = others.get(key)
+                row = [float(v) for v in row]
+                others[key] = row if have is None else [a + b for a, b in zip(have, row, strict=True)]
+        self.others = others
 
 
 class Metrics:
@@ -138,9 +179,14 @@ class Metrics:
             "byline_signin_failures", "Failed sign-ins (the sign-in page, XRPC createSession): 'wrong' "
             "credentials, or 'throttled' (429) after too many", ["outcome"],
         )
-        for family in (self.requests, self.request_seconds, self.post_events, self.publish_seconds,
-                       self.publish_retries, self.policy_errors, self.notifications, self.signin_failures):
+        self._families: tuple[_Counts | _Durations, ...] = (
+            self.requests, self.request_seconds, self.post_events, self.publish_seconds, self.publish_retries,
+            self.policy_errors, self.notifications, self.signin_failures,
+        )
+        for family in self._families:
             r.register(family)
+        self._shared: Path | None = None  # where the workers' numbers are, when there are several
+        self._mine: Path | None = None
         self.due = Gauge("byline_due_posts", "Scheduled posts whose time has come, read at scrape", registry=r)
         self.log_size = Gauge("byline_log_entries", "Entries in the signed log, read at scrape", registry=r)
         self.checkpoint_size = Gauge(
@@ -200,6 +246,34 @@ class Metrics:
         """A sign-in failed: ``wrong`` credentials, or ``throttled`` after too many."""
         self.signin_failures.add((outcome,))
 
+    # -- several workers ------------------------------------------------------------------
+
+    def share(self, folder: Path, worker: int) -> None:
+        """Count as one of several workers behind one address (``gateway.workers``): each
+        writes its numbers to ``folder`` (:meth:`save`, every second and at each scrape), and a
+        scrape, whichever worker answers it, adds up everyone's."""
+        self._shared, self._mine = folder, folder / f"worker-{worker}.json"
+
+    def save(self) -> None:
+        """Write this worker's numbers for the others (replacing its last, at once)."""
+        if self._mine is None:
+            return
+        body = orjson.dumps({family.name: family.dump() for family in self._families})
+        partial = self._mine.with_suffix(".partial")
+        partial.write_bytes(body)
+        partial.replace(self._mine)
+
+    def _take_others(self) -> None:
+        if self._shared is None:
+            return
+        dumps: list[dict[str, Any]] = []
+        for path in sorted(self._shared.glob("worker-*.json")):
+            if path != self._mine:
+                with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                    dumps.append(orjson.loads(path.read_bytes()))
+        for family in self._families:
+            family.take([d[family.name] for d in dumps if family.name in d])
+
     # -- the scrape -----------------------------------------------------------------------
 
     def watch(self, *, db: Database, policies: PolicyRegistry, clock: Clock) -> None:
@@ -219,6 +293,8 @@ class Metrics:
             self.checkpoint_age.set(-1 if at is None else max(0, now - at) / 1_000_000)
         if self._policies is not None:
             self.policy_refused.set(len(self._policies.errors))
+        self.save()
+        self._take_others()
         return generate_latest(self.registry)
 
 

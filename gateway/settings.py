@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    workers: int = Field(
+        default=1, ge=1, le=64,
+        description="processes serving the one address (each uses a core; they share the database as "
+        "replicas do): the number of cores is a good start",
+    )
     event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$",
                             description="uvloop (faster) or the standard library's asyncio loop")
     request_read_seconds: float = Field(

@@ -4,7 +4,8 @@ Each failure counts against the client's address and against the name it tried (
 identifier); once either has used up its allowance in the moving window, further attempts are
 refused with 429 before any token is checked, right ones included, until the window moves on.
 The counts live in this process (the ``limits`` library's moving window): with several replicas
-behind a load balancer, each allows its own share.
+behind a load balancer, each allows its own share; the workers of one ``byline serve`` each
+allow their share of it (``shares``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from gateway.metrics import NOT_SCRAPED, Metrics
 class Throttle:
     """Counts failures per key and says when a key has had too many."""
 
-    def __init__(self, rate: str, *, what: str, metrics: Metrics = NOT_SCRAPED) -> None:
+    def __init__(self, rate: str, *, what: str, metrics: Metrics = NOT_SCRAPED, shares: int = 1) -> None:
+        """``shares``: the processes that count apart behind one address (``BYLINE_WORKERS``):
+        each allows its share of ``rate``, rounded up, so that together they allow about what
+        ``rate`` says, not that many times over."""
         self._metrics = metrics
-        self._limit = parse(rate)
+        limit = parse(rate)
+        if shares > 1:
+            limit = type(limit)(math.ceil(limit.amount / shares), limit.multiples, limit.namespace)
+        self._limit = limit
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._what = what
 
