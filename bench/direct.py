@@ -60,6 +60,8 @@ TARGET_SQLITE = 0.5
 TARGET_POSTGRES = 0.3
 TARGET_P99_ADDED_MS = 10.0
 LUA = Path(__file__).with_name("direct.lua")
+WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+"""Byline's workers (``BYLINE_WORKERS``): one a core, as an operator would run it on this machine."""
 MAX_CHARS = 500
 SERVE = [sys.executable, "-m", "gateway"]
 """How ``byline serve`` is run."""
@@ -273,15 +275,16 @@ async def make_tokens(database_url: str, accounts: int) -> list[str]:
         await db.close()
 
 
-def byline_env(workdir: Path, *, database_url: str, policy_dir: Path) -> dict[str, str]:
+def byline_env(workdir: Path, *, database_url: str, policy_dir: Path, workers: int = 1) -> dict[str, str]:
     """The settings ``byline serve`` runs with here: the defaults an operator has, but the
-    database, the loopback platform, a port of its own, and no per-address connection cap (the
-    load comes from one address, as through a reverse proxy)."""
+    database, the loopback platform, a port of its own, no per-address connection cap (the
+    load comes from one address, as through a reverse proxy), and ``workers`` processes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
     env.update(
         BYLINE_DATABASE_URL=database_url, BYLINE_POLICY_DIR=str(policy_dir), BYLINE_PORT="0",
         BYLINE_LOG_KEY_FILE=str(workdir / "log.key"), BYLINE_LOG_FORMAT="json",
         BYLINE_ALLOW_INSECURE_PLATFORMS="true", BYLINE_CONNECTIONS_PER_ADDRESS="0",
+        BYLINE_WORKERS=str(workers),
     )
     return env
 
@@ -371,14 +374,26 @@ async def run_wrk(base: str, tokens_file: Path, *, connections: int, seconds: fl
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User and system CPU time a process (every thread of it) has used, from /proc; None
-    where there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    """User and system CPU time a process and its children (every thread of each: the workers
+    of a ``byline serve`` with several) have used, from /proc; None where there is no /proc."""
+    total = 0.0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            if current == pid:
+                return None
+            continue  # a child that ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as children:
+                pids += [int(p) for p in children.read().split()]
+        except OSError:
+            pass
+    return total
 
 
 async def measure(session: aiohttp.ClientSession, standin: Process, target: str, tokens_file: Path, *,
@@ -434,7 +449,7 @@ class Point:
 
 
 async def run_database(database: str, database_url: str, *, seconds: float, connections: Sequence[int],
-                       accounts: int, workdir: Path, profile: Path | None = None,
+                       accounts: int, workdir: Path, profile: Path | None = None, workers: int = 1,
                        say: Any = print) -> list[Point]:
     """Stand-in, proxy and Byline on one database; each number of connections, proxy then Byline."""
     policy_dir = workdir / "policies"
@@ -454,7 +469,7 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
         proxy = _helper("proxy", standin.base, log=workdir / "proxy.log")
         await proxy.started()
 
-        env = byline_env(workdir, database_url=database_url, policy_dir=policy_dir)
+        env = byline_env(workdir, database_url=database_url, policy_dir=policy_dir, workers=workers)
         keygen = await asyncio.create_subprocess_exec(
             *SERVE, "log", "keygen", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         _, problem = await keygen.communicate()
@@ -478,7 +493,8 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
                                   pid=proxy.proc.pid)
                 if profile is not None and n == max(connections):
                     spy = subprocess.Popen(  # noqa: ASYNC220 - it runs beside the load, waited for after
-                        ["py-spy", "record", "--idle", "--threads", "--rate", "200", "-d", str(max(1, round(seconds))),
+                        ["py-spy", "record", "--idle", "--threads", "--subprocesses", "--rate", "200",
+                         "-d", str(max(1, round(seconds))),
                          "-f", "flamegraph" if profile.suffix == ".svg" else "raw",
                          "-o", str(profile), "--pid", str(byline.proc.pid)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -532,7 +548,7 @@ def verdicts(points: Sequence[Point]) -> list[Verdict]:
 
 async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, accounts: int = ACCOUNTS,
                 databases: Sequence[str] = ("sqlite", "postgresql"), profile: Path | None = None,
-                say: Any = print) -> list[Verdict]:
+                workers: int = WORKERS, say: Any = print) -> list[Verdict]:
     """Every point on every database asked for; the verdicts."""
     points: list[Point] = []
     ensure_wrk()
@@ -540,19 +556,21 @@ async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, acc
         with tempfile.TemporaryDirectory(prefix="byline-bench-direct-") as tmp:
             workdir = Path(tmp)
             if database == "sqlite":
-                say(f"direct tier on SQLite: {accounts} accounts, {seconds:g} s a point")
+                say(f"direct tier on SQLite: {accounts} accounts, {seconds:g} s a point, Byline with "
+                    f"BYLINE_WORKERS={workers}")
                 points += await run_database("SQLite", f"sqlite:///{workdir / 'byline.db'}", seconds=seconds,
                                              connections=connections, accounts=accounts, workdir=workdir,
-                                             profile=profile, say=say)
+                                             profile=profile, workers=workers, say=say)
             else:
                 async with scratch_database("bench_direct") as url:
                     if url is None:
                         say(f"direct tier on PostgreSQL: skipped, none answers at {POSTGRES_ADMIN}")
                         continue
-                    say(f"direct tier on PostgreSQL: {accounts} accounts, {seconds:g} s a point")
+                    say(f"direct tier on PostgreSQL: {accounts} accounts, {seconds:g} s a point, Byline with "
+                        f"BYLINE_WORKERS={workers}")
                     points += await run_database(
                         "PostgreSQL", url, seconds=seconds, connections=connections, accounts=accounts,
-                        workdir=workdir,
+                        workdir=workdir, workers=workers,
                         profile=profile.with_stem(profile.stem + "-postgres") if profile else None, say=say)
     return verdicts(points)
 
@@ -580,10 +598,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=ACCOUNTS)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--profile", type=Path, help="py-spy --idle flame graph of Byline at the most connections")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"BYLINE_WORKERS for Byline (default {WORKERS}: this machine's cores)")
     args = parser.parse_args(argv)
     found = asyncio.run(bench(
         seconds=args.seconds, connections=[int(c) for c in args.connections.split(",")],
         accounts=args.accounts, databases=[d.strip() for d in args.databases.split(",")], profile=args.profile,
+        workers=args.workers,
     ))
     print(summary(found))
     return 0 if all(v.met for v in found) else 1
