@@ -124,7 +124,9 @@ def _supervise(children: dict[int, int]) -> int:
                 deadline = float("inf")
             time.sleep(0.05)
             continue
-        index = children.pop(pid)
+        index = children.pop(pid, None)
+        if index is None:
+            continue  # a process not ours, reaped as PID 1 must (in a container)
         code = os.waitstatus_to_exitcode(wait_status)
         if not stopping:
             # A worker ended by itself: the gateway is no longer whole; stop the rest.
