@@ -121,3 +121,30 @@ async def test_one_process_alone_never_waits_for_a_thread(tmp_path: Path) -> Non
         assert asyncio.get_running_loop()._default_executor is threads  # type: ignore[attr-defined]
     finally:
         await db.close()
+
+
+async def test_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path) -> None:
+    """A lock file that cannot be opened (made by another user, say; here a directory stands
+    in its place) costs only the turns' fairness: writes go on, under SQLite's own lock, and
+    the lock file beside a database is named after it."""
+    (tmp_path / "alone.db-writer").mkdir()
+    db = SqliteDatabase(tmp_path / "alone.db")
+    await db.open()
+    try:
+        for n in range(3):
+            async with db.write() as txn:
+                await txn.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+                await txn.execute("INSERT INTO t (n) VALUES (?)", n)
+        assert not db.turns.others_waiting()
+        async with db.read() as txn:
+            assert [r["n"] for r in await txn.fetchall("SELECT n FROM t ORDER BY n")] == [0, 1, 2]
+    finally:
+        await db.close()
+    other = SqliteDatabase(tmp_path / "other.db")
+    await other.open()
+    try:
+        async with other.write() as txn:
+            await txn.execute("CREATE TABLE t (n INTEGER)")
+    finally:
+        await other.close()
+    assert (tmp_path / "other.db-writer").is_file() and (tmp_path / "other.db-writer-queue").is_file()  # noqa: ASYNC240

@@ -286,21 +286,34 @@ class WriterTurns:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        """The database's path: the lock files are beside it, ``-writer`` and ``-writer-queue``."""
         self._fds: tuple[int, int] | None = None
+        self._unusable = False
 
-    def _files(self) -> tuple[int, int]:
-        """The lock itself, and the queue: whoever waits for the lock holds the queue shared."""
-        if self._fds is None:
-            self._fds = tuple(  # type: ignore[assignment]
-                os.open(f"{self.path}{suffix}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                for suffix in ("-writer", "-writer-queue")
-            )
-        assert self._fds is not None
+    def _files(self) -> tuple[int, int] | None:
+        """The lock itself, and the queue: whoever waits for the lock holds the queue shared.
+        None when they cannot be opened (made by another user, say): the turns are then left
+        to SQLite's own wait, slower when several processes write, as safe."""
+        if self._fds is None and not self._unusable:
+            opened: list[int] = []
+            try:
+                for suffix in ("-writer", "-writer-queue"):
+                    opened.append(os.open(f"{self.path}{suffix}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            except OSError as exc:
+                for fd in opened:
+                    os.close(fd)
+                self._unusable = True
+                _log.warning("sqlite_writer_turns_unavailable", path=f"{self.path}-writer", error=str(exc))
+                return None
+            self._fds = (opened[0], opened[1])
         return self._fds
 
     def others_waiting(self) -> bool:
         """Whether another process waits for the lock (then a run of writes should end)."""
-        _, queue = self._files()
+        files = self._files()
+        if files is None:
+            return False
+        queue = files[1]
         try:
             fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -308,8 +321,7 @@ class WriterTurns:
         fcntl.flock(queue, fcntl.LOCK_UN)
         return False
 
-    def _wait(self) -> None:
-        lock, queue = self._files()
+    def _wait(self, lock: int, queue: int) -> None:
         fcntl.flock(queue, fcntl.LOCK_SH)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -319,18 +331,23 @@ class WriterTurns:
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
         """The lock, held until the block ends (waited for off the event loop's thread)."""
-        lock, _ = self._files()
+        files = self._files()
+        if files is None:
+            yield
+            return
+        lock, queue = files
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            waiting = asyncio.ensure_future(asyncio.to_thread(self._wait))
+            waiting = asyncio.ensure_future(asyncio.to_thread(self._wait, lock, queue))
             try:
                 await asyncio.shield(waiting)
             except asyncio.CancelledError:
                 # Given up on while waiting: the lock, if the thread still gets it, is let go.
                 def let_go(got: asyncio.Future[None]) -> None:
                     if not got.cancelled() and got.exception() is None:
-                        fcntl.flock(lock, fcntl.LOCK_UN)
+                        with contextlib.suppress(OSError):  # closed meanwhile, with the database
+                            fcntl.flock(lock, fcntl.LOCK_UN)
 
                 waiting.add_done_callback(let_go)
                 raise
@@ -360,7 +377,7 @@ class SqliteDatabase:
         self._handed_open: set[aiosqlite.Connection] = set()  # handed on with the last snapshot open
         self._all: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
-        self.turns = WriterTurns(Path(f"{path}-writer"))
+        self.turns = WriterTurns(path)
         self._waiting_writers = 0
         self._ending: set[asyncio.Future[Any]] = set()  # read snapshots whose end is under way
 
