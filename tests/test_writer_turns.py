@@ -147,4 +147,4 @@ async def test_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path) 
             await txn.execute("CREATE TABLE t (n INTEGER)")
     finally:
         await other.close()
-    assert (tmp_path / "other.db-writer").is_file() and (tmp_path / "other.db-writer-queue").is_file()  # noqa: ASYNC240
+    assert (tmp_path / "other.db-writer").is_file() and (tmp_path / "other.db-writer-queue").is_file()
