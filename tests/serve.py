@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -95,8 +96,17 @@ class ServeProcess:
         return None
 
     def kill(self) -> None:
-        """SIGKILL: no clean-up, no last words, as a crash or an OOM kill."""
+        """SIGKILL: no clean-up, no last words, as a crash or an OOM kill (of every process of
+        it: its workers first, when it runs several, then their supervisor)."""
         assert self.proc is not None
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as children:
+                workers = [int(pid) for pid in children.read().split()]
+        except OSError:
+            workers = []
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.proc = None

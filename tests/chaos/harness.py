@@ -82,6 +82,8 @@ class Scenario:
     refuse_rate: float = 0.0
     """Creates the stand-in refuses for good (422): posts that fail, which the harness must
     count as lost; only its own test sets it."""
+    workers: int = 1
+    """Processes each replica runs (``BYLINE_WORKERS``); a kill takes them all at once."""
     concurrency: int = 12
     drain_seconds: float = 120.0
     """How long the drain waits for the next post to go out before it calls the rest stuck."""
@@ -337,7 +339,7 @@ class Run:
             serve = ServeProcess(
                 home, db_url=self.database_url, policy_dir=policies,
                 publish_lease_seconds="10", connections_per_address="0", checkpoint_interval_seconds="1",
-                scheduler_interval_seconds="0.2",
+                scheduler_interval_seconds="0.2", workers=str(self.scenario.workers),
             )
             self.replicas.append(Replica(index, serve, policies))
         first = self.replicas[0].serve

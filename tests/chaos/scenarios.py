@@ -1,4 +1,5 @@
-"""The four scenarios of issue 17, at the size CI runs (``make test``) or at full size (``make chaos``)."""
+"""The scenarios of issue 17, and one for several workers on SQLite, at the size CI runs (``make
+test``) or at full size (``make chaos``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from tests.chaos.harness import Scenario
 
 FULL = os.environ.get("BYLINE_CHAOS_SIZE", "ci") == "full"
-"""``BYLINE_CHAOS_SIZE=full``: 5,000 posts in scenarios 1 and 2, 2,000 in scenario 4."""
+"""``BYLINE_CHAOS_SIZE=full``: 5,000 posts in scenarios 1 and 2, 2,000 in scenarios 4 and 5."""
 
 
 def scenarios(*, full: bool = FULL) -> dict[str, Scenario]:
@@ -37,5 +38,11 @@ def scenarios(*, full: bool = FULL) -> dict[str, Scenario]:
         "sqlite": Scenario(
             name="sqlite", posts=size(2000, 120), database="sqlite", replicas=1, kill_every=size(3.0, 2.5),
             concurrency=size(8, 6), drain_seconds=size(120, 60), seed=43,
+        ),
+        # Two workers of one `byline serve` taking turns at one SQLite file, every process of it
+        # SIGKILLed at once at random points.
+        "sqlite-workers": Scenario(
+            name="sqlite-workers", posts=size(2000, 120), database="sqlite", replicas=1, workers=2,
+            kill_every=size(3.0, 2.5), concurrency=size(8, 6), drain_seconds=size(120, 60), seed=47,
         ),
     }
