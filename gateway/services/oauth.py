@@ -604,4 +604,3 @@ class OAuthService:
                                  data={"client": app["name"], "reason": "revoked by the app"})
 
         await self._appender.submit(work)
-
