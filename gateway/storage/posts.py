@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,18 +85,20 @@ _BIGINT_COLUMNS = frozenset({
     "version", "required", "requested_at", "publish_at", "expires_at", "attempts", "lease_until",
     "first_attempt_at", "created_at", "updated_at",
 })
+"""The columns of ``posts`` that are numbers (the rest are text): their PostgreSQL types."""
+
+# How a record's JSON columns are stored, as text.
+_AS_JSON: Mapping[str, Callable[[Any], str]] = {
+    "options": lambda options: json.dumps(dict(options)),
+    "reasons": lambda reasons: json.dumps([dict(r) for r in reasons]),
+    "approvers": lambda names: json.dumps(list(names)),
+    "editors": lambda names: json.dumps(list(names)),
+}
 
 
 def _columns(post: PostRecord) -> list[Any]:
     """A record's values in the order of ``_POST_COLUMNS``, its JSON columns as text."""
-    return [
-        post.id, post.account, post.author, post.state, post.version, post.text, json.dumps(dict(post.options)),
-        json.dumps([dict(r) for r in post.reasons]), json.dumps(list(post.approvers)), post.required,
-        post.requested_at, post.publish_at, post.expires_at, post.suggested_by, post.adopted_from,
-        post.adopted_into, post.idempotency_key, post.remote_id, post.remote_url, post.published_text,
-        post.attempts, post.last_error, post.lease_until, post.first_attempt_at, post.created_at,
-        post.updated_at, json.dumps(list(post.editors)),
-    ]
+    return [_AS_JSON[c](getattr(post, c)) if c in _AS_JSON else getattr(post, c) for c in _POST_COLUMNS]
 
 
 _INSERT = f"INSERT INTO posts ({', '.join(_POST_COLUMNS)}) VALUES ({', '.join('?' for _ in _POST_COLUMNS)})"
@@ -165,9 +167,6 @@ class Change:
     state: str
     version: int
     changes: Mapping[str, Any]
-
-
-"""The columns of ``posts`` that are numbers (the rest are text): their PostgreSQL array types."""
 
 
 async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
