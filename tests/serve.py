@@ -18,6 +18,16 @@ import aiohttp
 STARTED_EVENT = '"gateway_started"'
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still running (a `byline serve`'s workers); none
+    once it has ended."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
 class ServeProcess:
     """One `byline serve` process with its own environment and a log file.
 
@@ -99,12 +109,7 @@ class ServeProcess:
         """SIGKILL: no clean-up, no last words, as a crash or an OOM kill (of every process of
         it: its workers first, when it runs several, then their supervisor)."""
         assert self.proc is not None
-        try:
-            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as children:
-                workers = [int(pid) for pid in children.read().split()]
-        except OSError:
-            workers = []
-        for pid in workers:
+        for pid in children_of(self.proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.send_signal(signal.SIGKILL)
