@@ -148,3 +148,18 @@ async def test_writes_go_on_when_the_lock_file_cannot_be_opened(tmp_path: Path) 
     finally:
         await other.close()
     assert (tmp_path / "other.db-writer").is_file() and (tmp_path / "other.db-writer-queue").is_file()
+
+
+async def test_processes_starting_together_on_a_new_file_all_open_it(tmp_path: Path) -> None:
+    """Workers, or replicas, started at the same moment on a file not made yet: each opens it.
+    Turning a new file to WAL needs SQLite's exclusive lock, taken over a shared one; two that
+    try at once deadlock, and SQLite refuses one of them at once ("database is locked") without
+    waiting. A worker of `byline serve` died of it at start. The switch takes a writer's turn."""
+    for attempt in range(40):
+        path = tmp_path / f"new-{attempt}.db"
+        opened = await asyncio.gather(*(SqliteDatabase(path).open() for _ in range(3)), return_exceptions=True)
+        for db in opened:
+            if isinstance(db, SqliteDatabase):
+                await db.close()
+        failures = [repr(db) for db in opened if isinstance(db, BaseException)]
+        assert not failures, f"attempt {attempt}: {failures}"

@@ -392,22 +392,32 @@ class SqliteDatabase:
         # _ChainTxn), never while the thread runs anything of the connection's.
         conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
+        self._all.append(conn)
         for pragma in (
+            "PRAGMA busy_timeout=10000",
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",
             "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=10000",
         ):
             await conn.execute(pragma)
-        self._all.append(conn)
         return conn
 
     async def open(self) -> SqliteDatabase:
-        """Open the connections (creating the file and its folder when needed)."""
+        """Open the connections (creating the file and its folder when needed); none is left
+        open when one cannot be."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        for _ in range(self._readers_wanted):
-            self._idle_readers.append(await self._connect())
+        try:
+            # The first connection turns a new file to WAL, which takes SQLite's exclusive lock
+            # over a shared one: two processes doing it at once deadlock, and SQLite refuses one
+            # of them at once, without waiting ("database is locked"). Workers started together
+            # would, so the switch takes a writer's turn; the file is WAL for whoever comes next.
+            async with self.turns.held():
+                self._writer = await self._connect()
+            for _ in range(self._readers_wanted):
+                self._idle_readers.append(await self._connect())
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     @asynccontextmanager
