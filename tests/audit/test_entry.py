@@ -104,3 +104,6 @@ def test_stored_times_read_back_and_print_as_rfc3339(micros: int) -> None:
     assert moment == datetime.fromtimestamp(micros // 1_000_000, tz=UTC).replace(microsecond=micros % 1_000_000)
     assert moment.tzinfo is UTC and to_micros(moment) == micros
     assert iso(micros) == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Another instant of the same second: its text from what the first one's made.
+    other = micros - micros % 1_000_000 + (micros * 7 + 3) % 1_000_000
+    assert iso(other) == from_micros(other).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
