@@ -13,6 +13,7 @@ parses and renders; the decisions are here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -223,6 +224,7 @@ class Limits:
     media_bytes: int
 
 
+@functools.lru_cache(maxsize=4096)  # an account's or app's, in every status answered
 def numeric_id(name: str) -> str:
     """A stable numeric id for something that has a name but no Mastodon id."""
     return str(int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:7], "big"))
