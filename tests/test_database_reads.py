@@ -52,8 +52,9 @@ async def test_every_read_sees_what_committed_before_it_began(db_url: str, kind:
 
 
 async def test_a_single_statement_read_sees_the_last_commit_and_runs_no_second(db_url: str) -> None:
-    """``read(single=True)``: one statement (on PostgreSQL without BEGIN and COMMIT, on SQLite
-    on the event loop's thread) sees every commit before it; a second statement is refused."""
+    """``read(single=True)``: one statement, with no BEGIN before it nor anything to end after
+    (on SQLite on the event loop's thread), sees every commit before it and leaves no
+    transaction open; a second statement is refused."""
     db = await open_database(db_url)
     try:
         async with db.write() as txn:
@@ -65,6 +66,8 @@ async def test_a_single_statement_read_sees_the_last_commit_and_runs_no_second(d
             async with db.read(single=True) as txn:
                 row = await txn.fetchone("SELECT n FROM counter")
             assert row is not None and int(row["n"]) == n
+            if isinstance(db, SqliteDatabase):
+                assert not any(conn._conn.in_transaction for conn in db._idle_readers)
         with pytest.raises(RuntimeError, match="second statement"):
             async with db.read(single=True) as txn:
                 await txn.fetchone("SELECT n FROM counter")

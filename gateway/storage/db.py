@@ -474,7 +474,11 @@ class SqliteDatabase:
         handed_open = conn in self._handed_open
         self._handed_open.discard(conn)
         quick = quick or single
-        txn = _SqliteTxn(conn, begin=True, inline=quick, statements=1 if single else None)
+        if single and conn._conn.in_transaction:  # a snapshot handed on open ends first
+            conn._conn.execute("ROLLBACK").close()
+        # One statement is a snapshot by itself (SQLite runs it in a transaction of its own):
+        # no BEGIN before it, nothing to end after it.
+        txn = _SqliteTxn(conn, begin=not single, inline=quick, statements=1 if single else None)
         if quick:
             try:
                 yield txn
