@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from adapters.base import AdapterConfig, AdapterError
@@ -286,9 +287,16 @@ class HttpClient:
         is not itself the bearer token.
         """
         url = self._url(path, query)
+        sent_headers = self._headers(headers, bearer)
+        if json_body is not None:
+            assert data is None, "a request has one body: json_body or data"
+            # Encoded by orjson, straight to UTF-8 bytes: aiohttp's json= takes the standard
+            # library's encoder, seven times as slow for a status, and every publish sends one.
+            data = orjson.dumps(json_body, option=orjson.OPT_NON_STR_KEYS)
+            sent_headers.setdefault("Content-Type", "application/json")
         try:
             async with self._session.request(
-                method, url, headers=self._headers(headers, bearer), json=json_body, data=data,
+                method, url, headers=sent_headers, data=data,
                 params=params, timeout=self._timeout, allow_redirects=False,
             ) as resp:
                 body = await resp.read()
