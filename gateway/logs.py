@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import orjson
 import structlog
 
 from gateway import workers
+from gateway.types import iso
 
 
 def _orjson_line(event: Any, **kw: Any) -> bytes:
@@ -28,6 +30,13 @@ class _ConsoleBytes:
 
     def __call__(self, logger: Any, method: str, event: Any) -> bytes:
         return str(self._render(logger, method, event)).encode()
+
+
+def _timestamp(_logger: Any, _method: str, event: Any) -> Any:
+    """When, in RFC 3339 UTC with microseconds and a Z (``gateway.types.iso``: the lines of a
+    second share its text, where structlog's TimeStamper formats each whole)."""
+    event["timestamp"] = iso(time.time_ns() // 1000)
+    return event
 
 
 def _worker(_logger: Any, _method: str, event: Any) -> Any:
@@ -61,7 +70,7 @@ def configure(*, level: str = "info", fmt: str = "console") -> None:
             structlog.contextvars.merge_contextvars,
             _worker,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _timestamp,
             structlog.processors.format_exc_info,
             renderer,
         ],
