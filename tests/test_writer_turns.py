@@ -154,7 +154,9 @@ async def test_processes_starting_together_on_a_new_file_all_open_it(tmp_path: P
     """Workers, or replicas, started at the same moment on a file not made yet: each opens it.
     Turning a new file to WAL needs SQLite's exclusive lock, taken over a shared one; two that
     try at once deadlock, and SQLite refuses one of them at once ("database is locked") without
-    waiting. A worker of `byline serve` died of it at start. The switch takes a writer's turn."""
+    waiting. A worker of `byline serve` died of it at start. The switch takes a writer's turn.
+    Three databases opened at once here stand for the processes: each has its own connections
+    and its own hold on the lock file, as a process has."""
     for attempt in range(40):
         path = tmp_path / f"new-{attempt}.db"
         opened = await asyncio.gather(*(SqliteDatabase(path).open() for _ in range(3)), return_exceptions=True)
