@@ -307,3 +307,41 @@ async def test_texts_can_be_erased_and_nothing_else(db: Database, tmp_path: Path
     report = await verified_export(db, tmp_path)
     assert report.ok, report.summary()
     assert (report.texts_checked, report.texts_erased) == (1, 1)
+
+
+async def test_two_gateways_works_never_interleave(db_url: str, db: Database, tmp_path: Path) -> None:
+    """Works are run one batch at a time across every gateway (replicas, workers) sharing the
+    database, not only within one: a work that reads a row and writes it back from what it
+    read loses no update to another gateway's work doing the same meanwhile, with no lock of
+    its own. The services count on it (a post stored only under the policy version still in
+    force, a policy version recorded once). On PostgreSQL the tree state's lock gives it, and
+    only because a batch takes that lock before its works run: taken once they had run (to
+    hold it for less time), two workers starting together recorded the same policy version
+    twice and one died of it."""
+    other = await open_database(db_url)
+    async with db.write() as txn:
+        await txn.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
+                          "counter", "0" * 64, "{}", 0)
+
+    async def bump(ltx: LogTxn) -> None:
+        row = await ltx.txn.fetchone("SELECT updated_at FROM policy_heads WHERE account = ?", "counter")
+        assert row is not None
+        await asyncio.sleep(0.002)  # a round trip elsewhere: the other gateway's works may run now
+        await ltx.txn.execute("UPDATE policy_heads SET updated_at = ? WHERE account = ?",
+                              int(row["updated_at"]) + 1, "counter")
+        await ltx.append("test.bumped", actor="alice", account="counter", data={})
+
+    appenders = [Appender(db, ManualClock(), max_batch=8), Appender(other, ManualClock(), max_batch=8)]
+    for appender in appenders:
+        await appender.start()
+    try:
+        await asyncio.gather(*(appenders[n % 2].submit(bump) for n in range(60)))
+    finally:
+        for appender in appenders:
+            await appender.stop()
+        await other.close()
+    async with db.read() as txn:
+        row = await txn.fetchone("SELECT updated_at FROM policy_heads WHERE account = ?", "counter")
+    assert row is not None and int(row["updated_at"]) == 60
+    report = await verified_export(db, tmp_path)
+    assert report.ok and report.size == 60, report.summary()
