@@ -12,8 +12,8 @@ Tessera splits its log:
   out and the rest of the batch run again, so one caller's error never leaks into another's
   result;
 - the log writer (``gateway.storage.logwriter``) owns the transactions and every statement:
-  on SQLite, batches pipelined on the one writer connection; on PostgreSQL, one batch at a
-  time with the tree state locked ``FOR UPDATE``.
+  on SQLite, a batch's transaction on the event loop's thread and its COMMIT on the writer
+  connection's; on PostgreSQL, one batch at a time with the tree state locked ``FOR UPDATE``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from gateway.audit.entry import (
 from gateway.audit.queue import Batch
 from gateway.clock import Clock, now_micros
 from gateway.storage import log as log_sql
-from gateway.storage.db import TransactionNotBegun, Txn
+from gateway.storage.db import Txn
 from gateway.storage.logwriter.base import (
     PendingEntries,
     PendingTexts,
@@ -259,8 +259,6 @@ class Sequencer:
             try:
                 results[n] = await work(ltx)
                 ltx.work_done()
-            except TransactionNotBegun:
-                raise  # a BEGIN queued behind a COMMIT failed: the log writer runs the batch again
             except Exception as exc:
                 failed[n] = exc
                 raise RunAgain from None

@@ -273,73 +273,52 @@ async def _end_whatever_began(conn: aiosqlite.Connection) -> None:
         rollback.result()
 
 
+_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite statement waits for another connection's lock before it fails."""
+
+
 class WriterTurns:
     """Turns at the writer lock for the processes that share one SQLite file (workers, replicas).
 
     SQLite's own wait for its writer lock sleeps (up to 100 ms a try) and is unfair: a process
     that runs write after write finds the lock free in the microseconds between two of them,
     another one polling with sleeps almost never does, and waits for seconds. An advisory
-    lock on a file beside the database (``flock``), taken around each write transaction or run
-    of them, makes the others wait in the kernel and wake the moment it is let go. It only
+    lock on a file beside the database (``flock``), taken around each write transaction, makes
+    the others wait in the kernel and wake the moment it is let go. It only
     orders the turns: SQLite's locking still keeps the file safe, with or without it.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        """The database's path: the lock files are beside it, ``-writer`` and ``-writer-queue``."""
-        self._fds: tuple[int, int] | None = None
+        """The database's path: the lock file is beside it, ``-writer``."""
+        self._fd: int | None = None
         self._unusable = False
+        self.held_here = False
+        """Whether this process holds the lock now (taken by :meth:`held`, not yet let go)."""
 
-    def _files(self) -> tuple[int, int] | None:
-        """The lock itself, and the queue: whoever waits for the lock holds the queue shared.
-        None when they cannot be opened (made by another user, say): the turns are then left
-        to SQLite's own wait, slower when several processes write, as safe."""
-        if self._fds is None and not self._unusable:
-            opened: list[int] = []
+    def _file(self) -> int | None:
+        """The lock file, open; None when it cannot be opened (made by another user, say): the
+        turns are then left to SQLite's own wait, slower when several processes write, as safe."""
+        if self._fd is None and not self._unusable:
             try:
-                for suffix in ("-writer", "-writer-queue"):
-                    opened.append(os.open(f"{self.path}{suffix}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                self._fd = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
-                for fd in opened:
-                    os.close(fd)
                 self._unusable = True
                 _log.warning("sqlite_writer_turns_unavailable", path=f"{self.path}-writer", error=str(exc))
                 return None
-            self._fds = (opened[0], opened[1])
-        return self._fds
-
-    def others_waiting(self) -> bool:
-        """Whether another process waits for the lock (then a run of writes should end)."""
-        files = self._files()
-        if files is None:
-            return False
-        queue = files[1]
-        try:
-            fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(queue, fcntl.LOCK_UN)
-        return False
-
-    def _wait(self, lock: int, queue: int) -> None:
-        fcntl.flock(queue, fcntl.LOCK_SH)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        finally:
-            fcntl.flock(queue, fcntl.LOCK_UN)
+        return self._fd
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
         """The lock, held until the block ends (waited for off the event loop's thread)."""
-        files = self._files()
-        if files is None:
+        lock = self._file()
+        if lock is None:
             yield
             return
-        lock, queue = files
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            waiting = asyncio.ensure_future(asyncio.to_thread(self._wait, lock, queue))
+            waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX))
             try:
                 await asyncio.shield(waiting)
             except asyncio.CancelledError:
@@ -351,16 +330,23 @@ class WriterTurns:
 
                 waiting.add_done_callback(let_go)
                 raise
+        self.held_here = True
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            self.let_go()
+
+    def let_go(self) -> None:
+        """Let go of the lock, if this process holds it (from any thread: the log writer's
+        COMMIT lets go of it on the connection's thread, the moment it returns)."""
+        if self.held_here and self._fd is not None:
+            self.held_here = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fds is not None:
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class SqliteDatabase:
@@ -378,23 +364,16 @@ class SqliteDatabase:
         self._all: list[aiosqlite.Connection] = []
         self._write_lock = asyncio.Lock()
         self.turns = WriterTurns(path)
-        self._waiting_writers = 0
         self._ending: set[asyncio.Future[Any]] = set()  # read snapshots whose end is under way
 
-    @property
-    def writers_waiting(self) -> int:
-        """How many ``write()`` transactions are waiting for the writer: a long run of writes
-        (:class:`WriteChain`) should end when there are any."""
-        return self._waiting_writers
-
     async def _connect(self) -> aiosqlite.Connection:
-        # Not only on its own thread: a write chain's statements run on the event loop's (see
-        # _ChainTxn), never while the thread runs anything of the connection's.
+        # Not only on its own thread: the log writer's statements run on the event loop's (see
+        # _WriterTxn), never while the thread runs anything of the connection's.
         conn = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         self._all.append(conn)
         for pragma in (
-            "PRAGMA busy_timeout=10000",
+            f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}",
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",
             "PRAGMA foreign_keys=ON",
@@ -423,11 +402,7 @@ class SqliteDatabase:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_SqliteTxn]:
         assert self._writer is not None, "database not open"
-        self._waiting_writers += 1
-        try:
-            await self._write_lock.acquire()
-        finally:
-            self._waiting_writers -= 1
+        await self._write_lock.acquire()
         conn = self._writer
         try:
             async with self.turns.held():
@@ -442,16 +417,16 @@ class SqliteDatabase:
             self._write_lock.release()
 
     @asynccontextmanager
-    async def write_chain(self) -> AsyncIterator[WriteChain]:
-        """The writer held for a run of write transactions, one after the other (see
-        :class:`WriteChain`); released, with no transaction left open, on the way out."""
+    async def writer_turn(self) -> AsyncIterator[WriterTurn]:
+        """The writer held for one of the log writer's transactions (see :class:`WriterTurn`);
+        released, with no transaction left open, on the way out."""
         assert self._writer is not None, "database not open"
         async with self._write_lock, self.turns.held():
-            chain = WriteChain(self._writer, self)
+            turn = WriterTurn(self._writer, self)
             try:
-                yield chain
+                yield turn
             finally:
-                await chain.close()
+                turn.close()
 
     @asynccontextmanager
     async def read(self, *, quick: bool = False, single: bool = False) -> AsyncIterator[_SqliteTxn]:
@@ -546,137 +521,113 @@ class SqliteDatabase:
         self.turns.close()
 
 
-class TransactionNotBegun(DatabaseError):
-    """A statement of a chained transaction whose BEGIN failed: it was not run."""
-
-
-class _ChainTxn(_SqliteTxn):
-    """The transaction in progress of a :class:`WriteChain`. While its BEGIN, queued behind
-    the COMMIT before, is not known to have succeeded, a statement waits for it: run without
-    it, the statement would commit on its own.
-
-    Once it has begun, its statements (the appender's works, one after the other) run here on
-    the event loop's thread, not on the connection's: that thread has then run everything it
-    was given (statements are only sent to it by the log writer, which waits for them before
-    the next transaction begins), and nothing else may use the writer while the chain holds
-    it. A statement inside a transaction touches pages in memory (only the COMMIT, still on
-    the thread, waits for the disk), so it takes microseconds where a trip to the thread and
-    back waits for a turn of a busy event loop; and a batch's works wait for each other's
-    trips in series. The rows, changes and errors are the same as on the thread.
+class _WriterTxn(_SqliteTxn):
+    """The log writer's transaction (:class:`WriterTurn`): its statements run here on the event
+    loop's thread, not on the connection's. That thread has nothing of the connection's to run
+    meanwhile (only the turn's BEGIN, awaited, and its COMMIT, after the works, go there), and
+    nothing else may use the writer while the turn holds it. A statement inside a transaction
+    touches pages in memory (only the COMMIT waits for the disk), so it takes microseconds where
+    a trip to the thread and back waits for a turn of a busy event loop; and a batch's works wait
+    for each other's trips in series. The rows, changes and errors are the same as on the thread.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, chain: WriteChain) -> None:
-        super().__init__(conn)
-        self._chain = chain
-
     async def execute(self, sql: str, *args: Any) -> int:
-        await self._chain.begun()
         return _changed(self._conn._conn, sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._chain.begun()
         self._conn._conn.executemany(sql, rows).close()
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        await self._chain.begun()
         row: Row | None = _first(self._conn._conn, sql, args)
         return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        await self._chain.begun()
-        cursor = self._conn._conn.execute(sql, args)
-        try:
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
+        return _every(self._conn._conn, sql, args)
 
 
-class WriteChain:
-    """SQLite write transactions one after the other on the writer, each begun while the one
-    before it commits.
+class WriterTurn:
+    """The writer held for one of the log writer's transactions, run on the event loop's thread
+    and committed on the connection's.
 
-    The writer connection's thread runs statements in the order they are queued. So
-    :meth:`commit_and_begin` queues the COMMIT, then the next transaction's BEGIN and its first
-    query, and returns while the COMMIT is still on its way to the disk: the caller can prepare
-    the next transaction in Python in the meantime. Its statements (through :attr:`txn`) queue
-    up behind, and see the committed state. Whoever uses this must wait for the COMMIT's
-    outcome before telling anyone the first transaction is done, and must not keep the second
-    if the first failed.
+    Its BEGIN runs here too while this process holds the turns' lock (no other gateway can be
+    writing then), on the connection's thread when it has to wait; its statements run
+    here (:attr:`txn`, see :class:`_WriterTxn`); its COMMIT goes to the connection's thread,
+    which waits for the disk there and lets go of the turns' lock the moment the COMMIT has
+    returned, without waiting for this process's busy event loop to come round: while one worker
+    waits for its COMMIT, another can already be writing. Before, a run of such transactions
+    was pipelined on the thread (the next one's works run while the last one's COMMIT was on its
+    way), and each took five or six trips to the thread with the lock held: other workers waited
+    for this loop's other work between the trips (two workers under load held the lock 35 to 45%
+    of the time each, waiting a quarter of it).
     """
 
     def __init__(self, conn: aiosqlite.Connection, db: SqliteDatabase) -> None:
         self._conn = conn
         self._db = db
         self._open = False
-        self._begun: asyncio.Future[Any] | None = None  # a queued BEGIN not yet seen to succeed
-        self.txn = _ChainTxn(conn, self)
-
-    async def begun(self) -> None:
-        """Wait until the transaction in progress is known to have begun, or raise
-        :class:`TransactionNotBegun`."""
-        if self._begun is None:
-            return
-        outcome = await asyncio.shield(self._begun)
-        if isinstance(outcome[0], BaseException):
-            raise TransactionNotBegun(f"the next transaction did not begin: {outcome[0]}") from outcome[0]
-        self._begun = None
-
-    def contended(self) -> bool:
-        """Whether another writer is waiting for its turn, in this process or another (then the
-        chain should end)."""
-        return self._db.writers_waiting > 0 or self._db.turns.others_waiting()
+        self.txn = _WriterTxn(conn)
 
     async def begin(self) -> None:
-        """Begin a transaction."""
-        self._begun = None
+        """Begin the transaction (BEGIN IMMEDIATE)."""
+        raw = self._conn._conn
+        if self._db.turns.held_here:
+            # No other gateway writes now, but something else might (a tool on the file, a
+            # gateway that could not open the turns' files): SQLite's wait for it then goes to
+            # the connection's thread, not on the event loop.
+            raw.execute("PRAGMA busy_timeout=0").close()
+            try:
+                raw.execute("BEGIN IMMEDIATE").close()
+                self._open = True
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}").close()
         await self._conn.execute_fetchall("BEGIN IMMEDIATE")
         self._open = True
 
-    async def commit(self) -> None:
-        """Commit the transaction in progress and wait until it is on disk."""
-        await self._conn.execute_fetchall("COMMIT")
-        self._open = False
+    def run(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """One statement of the transaction."""
+        self._conn._conn.execute(sql, args).close()
 
-    async def rollback(self) -> None:
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """A statement for each row of arguments."""
+        self._conn._conn.executemany(sql, rows).close()
+
+    def rows(self, sql: str, *args: Any) -> list[Row]:
+        """A query's rows."""
+        return _every(self._conn._conn, sql, args)
+
+    def rollback(self) -> None:
         """Roll back whatever transaction is open (none is fine)."""
         self._open = False
-        self._begun = None
         with contextlib.suppress(sqlite3.OperationalError):  # "no transaction is active"
-            await self._conn.execute_fetchall("ROLLBACK")
+            self._conn._conn.execute("ROLLBACK").close()
 
-    def send(self, sql: str, *args: Any) -> asyncio.Future[Any]:
-        """Queue a statement of the transaction in progress now; its rows, to await."""
-        return asyncio.ensure_future(self._conn.execute_fetchall(sql, args))
+    def commit(self) -> asyncio.Future[None]:
+        """Send the COMMIT to the connection's thread, which then lets go of the turns' lock
+        (the transaction rolled back first if the COMMIT failed); its outcome, to await: done
+        once it is on disk."""
+        raw, turns = self._conn._conn, self._db.turns
+        self._open = False
 
-    def send_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> asyncio.Future[Any]:
-        """Queue a statement for each row of arguments now; to await."""
-        return asyncio.ensure_future(self._conn.executemany(sql, rows))
+        def commit_and_let_go() -> None:
+            try:
+                raw.execute("COMMIT").close()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.execute("ROLLBACK").close()
+                raise
+            finally:
+                turns.let_go()
 
-    def commit_and_begin(
-        self, sql: str, *args: Any
-    ) -> tuple[asyncio.Future[Any], asyncio.Future[Any], asyncio.Future[Any]]:
-        """Queue COMMIT, BEGIN IMMEDIATE and the query ``sql`` (the next transaction's first).
+        return asyncio.ensure_future(self._conn._execute(commit_and_let_go))  # type: ignore[no-untyped-call]
 
-        Returns three things to await: a marker, done once the writer thread has reached the
-        COMMIT; the COMMIT's outcome; and [the BEGIN's outcome, the query's rows], exceptions
-        given back rather than raised. The thread runs Python (holding the GIL) between
-        statements, so a caller that set off on a long run of Python at once would keep it
-        from even starting the COMMIT: awaiting the marker first means the thread is inside
-        the COMMIT, which runs without the GIL, when the caller gets back to work.
-        """
-        conn = self._conn
-        marker = asyncio.ensure_future(conn.execute_fetchall("SELECT 1"))
-        committed = asyncio.ensure_future(conn.execute_fetchall("COMMIT"))
-        begun = asyncio.gather(conn.execute_fetchall("BEGIN IMMEDIATE"), conn.execute_fetchall(sql, args),
-                               return_exceptions=True)
-        self._open = True
-        self._begun = begun
-        return marker, committed, begun
-
-    async def close(self) -> None:
+    def close(self) -> None:
         """Leave no transaction open."""
         if self._open:
-            await self.rollback()
+            self.rollback()
 
 
 _PLACEHOLDER = re.compile(r"\?")

@@ -205,47 +205,41 @@ def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
     assert len(seen) <= 2 * 10  # per table: 512 rows, then 256, 128, … 1
 
 
-async def test_no_statement_runs_outside_a_transaction(
-    sqlite_db: SqliteDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_writer_outside_the_turns_is_waited_for_off_the_event_loop(
+    sqlite_db: SqliteDatabase, tmp_path: Path
 ) -> None:
-    """SQLite: when the BEGIN queued behind a COMMIT fails, the works run meanwhile have not
-    changed anything on their own; they run again, each once, each with its entry."""
+    """SQLite: the log writer begins its transaction on the event loop's thread while it holds
+    the turns' lock, where no other gateway can be writing; a writer that takes no turns (a
+    tool on the file) may still hold SQLite's lock. The log writer then waits for it on the
+    connection's thread, the event loop going on meanwhile, and writes once it is let go."""
     db = sqlite_db
-    assert db._writer is not None
-    conn = db._writer
-    real = conn.execute_fetchall
-    begins = 0
-
-    async def flaky(sql: str, parameters: Any = None) -> Any:
-        nonlocal begins
-        if sql == "BEGIN IMMEDIATE":
-            begins += 1
-            if begins == 2:  # the first BEGIN queued behind a COMMIT
-                raise sqlite3.OperationalError("database is locked")
-        return await real(sql, parameters)
-
-    monkeypatch.setattr(conn, "execute_fetchall", flaky)
-
-    def work(n: int) -> Work:
-        async def run(ltx: LogTxn) -> int:
-            await ltx.txn.execute(
-                "INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
-                f"a{n}", "0" * 64, "{}", n)
-            return await ltx.append("test.event", actor="alice", account=f"a{n}", data={"n": n})
-        return run
-
-    appender = Appender(db, ManualClock(), max_batch=4)
+    tool = sqlite3.connect(db.path, isolation_level=None)
+    tool.execute("BEGIN IMMEDIATE")
+    tool.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES ('tool', '', '{}', 0)")
+    appender = Appender(db, ManualClock())
     await appender.start()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
     try:
-        indexes = await asyncio.gather(*(appender.submit(work(n)) for n in range(12)))
+        written = appender.submit(_event("p1", 1))
+        await asyncio.sleep(0.5)
+        assert not written.done(), "the log writer wrote while another connection held SQLite's lock"
+        assert ticks >= 20, f"the event loop ticked {ticks} times in 0.5 s: it was kept waiting"
+        tool.execute("COMMIT")
+        await asyncio.wait_for(written, timeout=10)
     finally:
+        ticker.cancel()
+        tool.close()
         await appender.stop()
-    assert begins > 2 and sorted(indexes) == list(range(12))
-    async with db.read() as txn:
-        heads = await txn.fetchall("SELECT account FROM policy_heads")
-    assert sorted(r["account"] for r in heads) == sorted(f"a{n}" for n in range(12))
     report = await verified_export(db, tmp_path)
-    assert report.ok and report.size == 12, report.summary()
+    assert report.ok and report.size == 1, report.summary()
 
 
 async def test_other_writers_get_their_turn(db: Database) -> None:

@@ -1,8 +1,9 @@
 """The log writer: runs the appender's batches in write transactions and stores what they
 logged, one implementation per database (the interface is in ``base``).
 
-On SQLite (``sqlite``) batches are pipelined on the one writer connection: the next batch's
-works run while the COMMIT of the one before is on its way to the disk. On PostgreSQL
+On SQLite (``sqlite``) a batch's transaction runs on the event loop's thread and its COMMIT on
+the one writer connection's, which lets other processes have the writer the moment it returns.
+On PostgreSQL
 (``postgres``) each batch locks the tree state row ``FOR UPDATE``, so several gateways
 sharing the database sequence one after the other.
 """
