@@ -140,8 +140,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    """The one HTTP client session the adapters share."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    """The one HTTP client session the adapters share: it keeps no cookies, which it would keep
+    for every account alike (what one account's answer set going out with the next account's
+    requests to the same instance)."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
         app[HTTP] = session
         yield
 

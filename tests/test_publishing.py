@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
@@ -284,3 +285,53 @@ async def test_short_blips_are_ridden_out_in_place_with_these_waits(
         result = exc.message
     assert (result, waits) == (outcome, slept)
     assert metrics.publish_retries.get("mastodon", "inline") == len(slept)
+
+
+async def test_no_cookie_set_for_one_account_goes_out_with_another(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform client is shared by every account, and a platform may set cookies (a load
+    balancer's, a session): none is kept, so nothing one account's answer set ever goes out
+    with another account's request to the same instance, and nothing the platform knows of one
+    account ties it to the next. Before, the shared session kept them in one jar for all."""
+    fake = FakeMastodon()
+    fake.add_account("first", "mtok-first-0a1b2c")
+    fake.add_account("second", "mtok-second-3d4e5f")
+    sent: list[tuple[str, str | None]] = []  # (the bearer token, the Cookie header it came with)
+
+    @web.middleware
+    async def cookies(request: web.Request, handler: Any) -> web.StreamResponse:
+        sent.append((request.headers.get("Authorization", ""), request.headers.get("Cookie")))
+        response = await handler(request)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        response.set_cookie("_instance_session", f"session-of-{token}", path="/")
+        return response
+
+    app = mastodon_app(fake)
+    app.middlewares.append(cookies)
+    server = TestServer(app)
+    await server.start_server()
+    monkeypatch.setenv("FIRST_TOKEN", "mtok-first-0a1b2c")
+    monkeypatch.setenv("SECOND_TOKEN", "mtok-second-3d4e5f")
+    # By name, not by address: cookie jars keep no cookies set by a bare IP address.
+    instance = f"http://localhost:{server.port}"
+    for account, env in (("first", "FIRST_TOKEN"), ("second", "SECOND_TOKEN")):
+        write_policy(policy_dir, account, f"""
+            account: {account}
+            platform: mastodon
+            instance: {instance}
+            credentials: env:{env}
+            tier: direct
+            owner: alice
+        """)
+    try:
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            for account in ("first", "second", "first"):
+                post = await gw.submit("alice", account, f"Hello from {account}")
+                await gw.tick()
+                assert (await gw.get("alice", post["id"]))["state"] == "published"
+    finally:
+        await server.close()
+    publishes = [(token, cookie) for token, cookie in sent if token]
+    assert len(publishes) >= 3
+    assert all(cookie is None for _, cookie in publishes), publishes
