@@ -587,18 +587,6 @@ class WriterTurn:
         await self._conn.execute_fetchall("BEGIN IMMEDIATE")
         self._open = True
 
-    def run(self, sql: str, args: Sequence[Any] = ()) -> None:
-        """One statement of the transaction."""
-        self._conn._conn.execute(sql, args).close()
-
-    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """A statement for each row of arguments."""
-        self._conn._conn.executemany(sql, rows).close()
-
-    def rows(self, sql: str, *args: Any) -> list[Row]:
-        """A query's rows."""
-        return _every(self._conn._conn, sql, args)
-
     def rollback(self) -> None:
         """Roll back whatever transaction is open (none is fine)."""
         self._open = False

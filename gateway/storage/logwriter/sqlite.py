@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from gateway.storage import log as log_sql
-from gateway.storage.db import SQLITE_MAX_VARIABLES, SqliteDatabase, WriterTurn
+from gateway.storage.db import SQLITE_MAX_VARIABLES, SqliteDatabase, Txn
 from gateway.storage.logwriter.base import (
     INSERT_ENTRIES,
     INSERT_NODES,
@@ -55,13 +55,13 @@ class SqliteLogWriter:
             try:
                 while True:
                     await turn.begin()
-                    tree = tree_of(turn.rows(log_sql.STATE))
+                    tree = tree_of(await turn.txn.fetchall(log_sql.STATE))
                     try:
                         run = await sequencer.sequence(batch, turn.txn, tree)
                     except RunAgain:
                         turn.rollback()
                         continue
-                    self._write(turn, sequencer, await run.logged(), tree)
+                    await self._write(turn.txn, sequencer, await run.logged(), tree)
                     break
                 committing = turn.commit()
                 # Shielded: were the appender stopped meanwhile, the outcome is still wanted.
@@ -84,20 +84,20 @@ class SqliteLogWriter:
             queue.answer(batch)
 
     @staticmethod
-    def _write(turn: WriterTurn, sequencer: BatchSequencer[B], sequenced: Sequenced, tree: Tree) -> None:
+    async def _write(txn: Txn, sequencer: BatchSequencer[B], sequenced: Sequenced, tree: Tree) -> None:
         """Write what a batch logged: its entries and texts as multi-row INSERTs, the tree's new
         nodes and its state."""
         entries = sequenced.entries
         if not entries:
             return
         for sql, args in entries_statements(entries.rows()):
-            turn.run(sql, args)
+            await txn.execute(sql, *args)
         for sql, args in texts_statements(sequenced.texts.rows()):
-            turn.run(sql, args)
+            await txn.execute(sql, *args)
         growth = sequencer.grow(tree, entries)
         if growth.nodes:
-            turn.run_many(INSERT_NODES, growth.nodes)
-        turn.run(SAVE_STATE, (growth.tree.size, growth.root, growth.tree.frontier))
+            await txn.executemany(INSERT_NODES, growth.nodes)
+        await txn.execute(SAVE_STATE, growth.tree.size, growth.root, growth.tree.frontier)
 
 
 def _rows_per_statement(columns: int) -> int:
