@@ -12,14 +12,15 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from gateway.clock import SystemClock
 from gateway.errors import BylineError
-from gateway.services.people import People
-from gateway.services.throttle import Throttle
-from gateway.settings import Settings
-from gateway.storage.db import open_database
+
+# The accounts' services, the settings and the database are imported by the commands that use
+# them: every ``byline`` command builds this one's parser, and would otherwise wait for them
+# (with the policy rules' text tools, a second of a start) before doing anything.
+if TYPE_CHECKING:
+    from gateway.services.people import People
 
 T = TypeVar("T")
 
@@ -33,6 +34,12 @@ def _password() -> str | None:
 
 
 def _with_people(work: Callable[[People], Awaitable[T]]) -> T:
+    from gateway.clock import SystemClock
+    from gateway.services.people import People
+    from gateway.services.throttle import Throttle
+    from gateway.settings import Settings
+    from gateway.storage.db import open_database
+
     async def run() -> T:
         settings = Settings()
         db = await open_database(settings.database_url)
