@@ -378,9 +378,17 @@ def test_post_scheduled_without_approvals_is_held_when_the_account_turns_cosigne
                    "reason": "The account's policy now asks for approvals this post has not had"}
 
 
-def test_post_scheduled_with_approvals_stays_scheduled() -> None:
-    """A post scheduled after its one approval is not held again by a co-signed policy."""
-    assert redecision_cause(BRAND, row(state="scheduled", required=1), frozenset({"alice", "carol"})) is None
+def test_post_scheduled_with_as_many_approvals_as_asked_stays_scheduled() -> None:
+    """A post scheduled after the approvals its co-signed policy asks for is not held again."""
+    assert redecision_cause(BRAND, row(state="scheduled", required=2), frozenset({"alice", "carol"})) is None
+
+
+@pytest.mark.parametrize("state", ["scheduled", "held"])
+def test_post_gated_for_fewer_approvals_than_the_policy_now_asks_is_held_again(state: str) -> None:
+    """A post scheduled after one approval, or held for one, when the co-signed policy now asks
+    for two: decided again, for two (the policy in force counts, not the one it was held under)."""
+    got = redecision_cause(BRAND, row(state=state, required=1), frozenset({"alice", "carol"}))
+    assert got is not None and got["rule"] == "policy_changed"
 
 
 def test_post_scheduled_without_approvals_stays_scheduled_on_an_account_that_needs_none() -> None:

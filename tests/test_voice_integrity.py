@@ -11,7 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.appkeys import CHECKPOINTS
+from adapters.base import AdapterError
+from gateway.appkeys import CHECKPOINTS, SANDBOX
 from gateway.audit.entry import text_commitment
 from tests.audit.logtools import byline
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -256,3 +257,68 @@ async def test_an_edit_after_approval_goes_back_to_the_approvers(gateway: Gatewa
         assert (await gateway.act(approver, post["id"], "approve", {"version": 2}))[0] == 200
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Words nobody approved\n\n—carol"]
+
+
+async def test_a_failed_post_retried_after_its_account_turned_co_signed_waits_for_approval(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A post that failed on a pencil (delayed) account stays failed when the account turns
+    co-signed (only waiting posts are decided again then); its author's retry must not send it
+    out alone: it is held for the approvers the policy now names, and goes out once they approve."""
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "pencil", "Quick take")
+
+    async def refuse(*, account: str, post: object) -> object:
+        raise AdapterError("the instance refused it", retryable=False, status=422)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway.app[SANDBOX], "create", refuse)
+        await _publish_due(gateway)
+    assert (await gateway.get("carol", post["id"]))["state"] == "failed"
+    write_policy(policy_dir, "pencil", PENCIL.replace("tier: delayed", "tier: co-signed")
+                 + "    approvals:\n      required: 1\n      from: [alice, dave]\n")
+    await gateway.sync_policies()
+
+    status, body = await gateway.act("carol", post["id"], "retry")
+    assert status == 200, body
+    assert body["state"] == "held" and body["approvers"] == ["alice", "dave"]
+    assert [r["rule"] for r in body["reasons"]] == ["policy_changed"]
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+
+    status, body = await gateway.act("alice", post["id"], "approve", {"version": body["version"]})
+    assert status == 200, body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("pencil")] == ["Quick take\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_more_approvals_asked_reach_the_posts_held_or_approved_for_fewer(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """The policy in force says how many approve: a post held for one approval, and one already
+    approved by one and waiting out its delay, both wait for two once the policy asks for two."""
+    write_policy(policy_dir, "brand", BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]"))
+    await gateway.sync_policies()
+    held = await gateway.submit("alice", "brand", "Launch day")
+    approved = await gateway.submit("alice", "brand", "Launch eve")
+    status, body = await gateway.act("bob", approved["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+
+    write_policy(policy_dir, "brand", BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
+                 .replace("required: 1", "required: 2"))
+    await gateway.sync_policies()
+    for post in (held, approved):
+        got = await gateway.get("alice", post["id"])
+        assert got["state"] == "held" and got["approvals_required"] == 2, got
+    status, body = await gateway.act("bob", held["id"], "approve")
+    assert status == 200 and body["state"] == "held", body
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+
+    status, body = await gateway.act("dave", held["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Launch day"]
+    await _verify_log(gateway, tmp_path)

@@ -16,7 +16,9 @@ and approvals. It flags:
   approvers; an approval or rejection of another version than the current one;
 - a ``post.published`` without ``required`` distinct approvals of the published version from
   people who wrote none of it, and a publish while the account had no policy in force or its
-  author no longer wrote for it;
+  author no longer wrote for it, or while it was co-signed and the post was held for fewer
+  approvals than its policy asks (``required`` below the gate's count: a post scheduled
+  before the account turned co-signed, or retried after, must be decided again first);
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
   ``data.announces`` the policy version it announces) that does not follow the recording of
   that version for its account (the account's latest policy entry, asking for announcements
@@ -503,11 +505,17 @@ class Replay:
             self._bad(index, f"post {post} went out while {account} had no policy in force")
             return
         author, decided_again = known.author, known.decided_again or known.announcement
+        required, announcement = known.required, known.announcement
 
         def check(policy: _Policy) -> str | None:
-            if author in policy.writers or decided_again:
-                return None
-            return f"post {post} went out though {author} no longer writes for {account}"
+            if not (author in policy.writers or decided_again):
+                return f"post {post} went out though {author} no longer writes for {account}"
+            if not announcement and policy.summary.get("tier") == "co-signed":
+                _, needed = _gate(policy.summary, author)
+                if required < needed:
+                    return (f"post {post} went out on co-signed {account} held for {required} "
+                            f"approvals, where its policy asks for {needed}")
+            return None
 
         self._judge(index, account, extra if isinstance(extra, str) else None, check, f"post {post} went out")
 

@@ -174,9 +174,23 @@ def redecision_cause(
         return AUTHOR_LOST_ROLE
     if parked:
         return POLICY_RESTORED
-    if state is State.SCHEDULED and post.required <= 0 and loaded.policy.tier is Tier.COSIGNED:
+    if loaded.policy.tier is Tier.COSIGNED and post.required < gate_for(loaded.policy, post.author).required:
+        # Scheduled without approvals on an account now co-signed, or held (or approved) for
+        # fewer than the policy now asks: decided again, for as many as it asks.
         return POLICY_CHANGED
     return None
+
+
+def retry_cause(loaded: LoadedPolicy, post: PostRecord) -> dict[str, str] | None:
+    """Why a failed post put back in the queue (``post``, scheduled again) must be decided again
+    before it goes out, if it must: what a pending post would have been decided again for when
+    the policy changed while this one lay failed (the account turned co-signed or asks for more
+    approvals, the author's role went). A post already decided again by people with a role
+    since its author lost theirs is not held for that again."""
+    cause = redecision_cause(loaded, post, None)
+    if cause is AUTHOR_LOST_ROLE and decided_again(post):
+        return None
+    return cause
 
 
 def decided_again(post: PostRecord) -> bool:

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
@@ -45,6 +45,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_version,
     redecision_cause,
+    retry_cause,
     visible_accounts,
 )
 from gateway.services.scopes import scope_allows
@@ -633,14 +634,30 @@ class PostService:
         )
 
     async def retry(self, caller: Caller, post_id: str) -> PostView:
-        """Put a failed post back in the queue, to publish now."""
-        now = to_micros(self.clock.now())
-        result = await self._simple(
-            caller, post_id, Act.RETRY, Action.RETRY, "post.retried",
-            publish_at=now, attempts=0, last_error=None,
-        )
+        """Put a failed post back in the queue, to publish now; held first, in the same
+        transaction, when the policy now in force asks for what it has not had (see
+        :func:`retry_cause`): a post that failed on a direct account does not go out alone
+        once the account is co-signed."""
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.RETRY)
+        now = Micros(to_micros(self.clock.now()))
+
+        async def work(ltx: LogTxn) -> State:
+            current = await self._load(ltx, post_id)
+            in_force = await self._authorized(ltx, caller, current, Act.RETRY)
+            new_state = transition(State(current.state), Action.RETRY)
+            await self._cas(ltx, current, new_state, publish_at=now, attempts=0, last_error=None)
+            await ltx.append("post.retried", actor=caller.user, account=current.account, post=post_id,
+                             data={"state": new_state.value, "policy_sha256": in_force.sha256})
+            current = replace(current, state=new_state.value, publish_at=now, attempts=0, last_error=None)
+            cause = retry_cause(in_force, current)
+            if cause is not None:
+                new_state = await redecide(ltx, current, loaded=in_force, cause=cause)
+            return new_state
+
+        self.metrics.post_event(loaded, "post.retried", await self.appender.submit(work))
         self.wake_publisher()
-        return result
+        return await self.view(caller, post_id)
 
     @_under_policy_in_force
     async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
@@ -961,34 +978,41 @@ async def redecide_pending(
     moved: list[tuple[str, State]] = []
     for post in await sql.pending_posts(ltx.txn, account):
         cause = redecision_cause(loaded, post, before)
-        if cause is None:
-            continue
-        state = State(post.state)
-        new_state = transition(state, Action.REDECIDE)
-        reasons = [r for r in list(post.reasons) if r.get("rule") != "policy_removed"]
-        reasons = [*reasons, cause] if cause not in reasons else reasons
-        version = post.version
-        changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
-                                   "updated_at": ltx.now}
-        data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
-        if loaded is None:
-            changes.update(publish_at=None, expires_at=None)
-        elif new_state is State.HELD:
-            gate = gate_for(loaded.policy, post.author)
-            version += 1
-            changes.update(
-                version=version, approvers=json.dumps(list(gate.approvers)), required=gate.required,
-                publish_at=None, expires_at=ltx.now + duration_micros(gate.expire_after),
-            )
-            data.update(approvers=list(gate.approvers), required=gate.required)
-            last = await sql.versions(ltx.txn, post.id)
-            await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
-                                     editor=last[-1]["editor"] if last else post.author, at=ltx.now)
-        if not await sql.compare_and_set(
-            ltx.txn, post.id, state=post.state, version=post.version, changes=changes
-        ):
-            raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
-        data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
-        await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
-        moved.append((post.id, new_state))
+        if cause is not None:
+            moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
+
+
+async def redecide(
+    ltx: LogTxn, post: PostRecord, *, loaded: LoadedPolicy | None, cause: dict[str, str]
+) -> State:
+    """Decide one post again for ``cause`` (see :func:`redecide_pending`); its new state."""
+    account = post.account
+    state = State(post.state)
+    new_state = transition(state, Action.REDECIDE)
+    reasons = [r for r in list(post.reasons) if r.get("rule") != "policy_removed"]
+    reasons = [*reasons, cause] if cause not in reasons else reasons
+    version = post.version
+    changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
+                               "updated_at": ltx.now}
+    data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
+    if loaded is None:
+        changes.update(publish_at=None, expires_at=None)
+    elif new_state is State.HELD:
+        gate = gate_for(loaded.policy, post.author)
+        version += 1
+        changes.update(
+            version=version, approvers=json.dumps(list(gate.approvers)), required=gate.required,
+            publish_at=None, expires_at=ltx.now + duration_micros(gate.expire_after),
+        )
+        data.update(approvers=list(gate.approvers), required=gate.required)
+        last = await sql.versions(ltx.txn, post.id)
+        await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
+                                 editor=last[-1]["editor"] if last else post.author, at=ltx.now)
+    if not await sql.compare_and_set(
+        ltx.txn, post.id, state=post.state, version=post.version, changes=changes
+    ):
+        raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
+    data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
+    await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
+    return new_state

@@ -323,10 +323,12 @@ def test_a_cosigned_post_submitted_as_scheduled_is_named(tmp_path: Path) -> None
     log = SyntheticLog()
     log.policy("brand", COSIGNED, "p1")
     bad = log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+    claim = bad + 1
     _publish(log, "1", "brand")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
-        f"entry {bad}: post 1 was submitted to co-signed brand as scheduled needing 0 approvals, not held for 2"
+        f"entry {bad}: post 1 was submitted to co-signed brand as scheduled needing 0 approvals, not held for 2",
+        f"entry {claim}: post 1 went out on co-signed brand held for 0 approvals, where its policy asks for 2",
     ]
 
 
@@ -850,3 +852,36 @@ def test_a_re_hold_while_no_policy_is_in_force_is_not_gated(tmp_path: Path) -> N
               cause="policy_removed")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == []
+
+
+def test_a_post_retried_once_its_account_is_co_signed_and_published_unapproved_is_named(tmp_path: Path) -> None:
+    """A post failed while its account was direct, then the account turned co-signed: a gateway
+    that retries it and sends it out without deciding it again (no ``post.redecided`` holding it
+    for the approvers) published one person's words alone, and the log says so. The same post
+    held again for two approvals, and approved by two, verifies."""
+    log = SyntheticLog()
+    log.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
+    log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+    log.add("post.failed", actor="system", account="brand", post="1",
+            data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
+    log.policy("brand", COSIGNED, "p2")
+    log.add("post.retried", actor="carol", account="brand", post="1",
+            data={"state": "scheduled", "policy_sha256": "p2"})
+    claim = _publish(log, "1", "brand") - 1
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {claim}: post 1 went out on co-signed brand held for 0 approvals, where its policy asks for 2"
+    ]
+
+    honest = SyntheticLog()
+    honest.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
+    honest.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+    honest.add("post.failed", actor="system", account="brand", post="1",
+               data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
+    honest.policy("brand", COSIGNED, "p2")
+    honest.add("post.retried", actor="carol", account="brand", post="1",
+               data={"state": "scheduled", "policy_sha256": "p2"})
+    _redecide(honest, "1", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p2", cause="policy_changed")
+    _approve(honest, "1", "bob", version=2)
+    _approve(honest, "1", "dave", version=2, state="scheduled")
+    _publish(honest, "1", "brand", version=2)
+    assert messages(honest.verify(tmp_path / "honest.export")) == []
