@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     secrets_dir: Path | None = Field(
         default=None, description="where file: credentials must be; default <policy dir>/secrets"
     )
+    credential_env: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_,\s]*$",
+        description="Comma-separated prefixes that an env: credential's variable name must start "
+        "with (BRAND_, TEAM_…); empty: any name but Byline's own settings (BYLINE_…) and the "
+        "PostgreSQL client's (PG…), which are never credentials",
+    )
     allow_insecure_platforms: bool = Field(
         default=False, description="accept plain http:// platform addresses on loopback (development and tests only)"
     )
@@ -159,6 +165,7 @@ class Settings(BaseSettings):
         return CredentialRules(
             policy_dir=self.policy_dir, secrets_dir=self.secrets_dir, log_key_file=self.log_key_file,
             allow_insecure=self.allow_insecure_platforms,
+            env_prefixes=tuple(p.strip() for p in self.credential_env.split(",") if p.strip()),
         )
 
     @property

@@ -130,6 +130,49 @@ async def test_key_directory_refused_even_inside_secrets(
         await _refused_over_http(gw, listener, KEY)
 
 
+ENV_RESERVED = "one of Byline's own settings or its database's"
+
+
+@pytest.mark.parametrize("name", ["PGPASSWORD", "BYLINE_DATABASE_URL", "pgpassfile"])
+async def test_an_env_credential_is_never_the_gateways_own_secret(
+    name: str, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A policy that names the database's password (``PGPASSWORD``, or a ``BYLINE_`` setting that
+    holds one in its URL) as its credential, and a listener as its instance, is refused when it
+    loads; the listener never hears the password as a Bearer token."""
+    monkeypatch.setenv(name, "db-password-s3cret")
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, f"env:{name}")
+        await _refused_over_http(gw, listener, ENV_RESERVED)
+
+
+async def test_env_credentials_keep_to_the_names_the_operator_allows(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With BYLINE_CREDENTIAL_ENV naming prefixes, a variable outside them (another service's
+    key in the gateway's environment) is refused; one inside them is the account's credential."""
+    monkeypatch.setenv("CLOUD_SECRET_KEY", "not-an-account-credential")
+    monkeypatch.setenv("BRAND_TOKEN", "brand-token")
+    async with started_gateway(db_url, policy_dir, clock, admins="alice", credential_env="BRAND_, TEAM_") as gw:
+        _stealing_policy(policy_dir, listener.url, "env:CLOUD_SECRET_KEY")
+        await _refused_over_http(gw, listener, "does not start with one of the names BYLINE_CREDENTIAL_ENV allows")
+        _stealing_policy(policy_dir, listener.url, "env:BRAND_TOKEN")
+        assert await gw.sync_policies() == ["thief"]
+        status, body = await gw.call("alice", "POST", "/v1/posts", {"account": "thief", "text": "hi"})
+        assert status == 201, body
+        await gw.tick()
+    assert ("/api/v1/statuses", "Bearer brand-token") in listener.heard
+
+
+def test_an_env_credential_is_checked_again_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule holds where the secret is read, not only where the policy loads."""
+    monkeypatch.setenv("PGPASSWORD", "db-password-s3cret")
+    with pytest.raises(platforms.CredentialError) as info:
+        platforms.resolve_credential("env:PGPASSWORD", rules=CredentialRules(policy_dir=tmp_path))
+    assert "db-password-s3cret" not in str(info.value) and ENV_RESERVED in str(info.value)
+
+
 async def test_policy_in_force_stays(
     db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
 ) -> None:

@@ -1,9 +1,14 @@
 """Where a policy may keep its credential, and where a credential may be sent.
 
 A ``file:`` credential resolves (after symlinks) inside the secrets directory and never to
-Byline's own key files; a platform address is ``https://``, or plain ``http://`` on loopback
-only when the admin allowed it for development. A policy that breaks either is refused when it
-loads, and the credential is checked again each time it is read.
+Byline's own key files; an ``env:`` credential is never one of Byline's own settings
+(``BYLINE_…``: the database URL with its password, the SMTP URL…) nor the PostgreSQL client's
+(``PG…``: ``PGPASSWORD``), and starts with one of the prefixes the operator allows when they
+name some (``BYLINE_CREDENTIAL_ENV``); a platform address is ``https://``, or plain ``http://``
+on loopback only when the admin allowed it for development. A policy that breaks any of these
+is refused when it loads, and the credential is checked again each time it is read: whoever
+edits the policy files sends an account's credential where the policy says, never the
+gateway's own secrets.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+RESERVED_ENV_PREFIXES = ("BYLINE_", "PG")
+"""Variables no ``env:`` credential may name: Byline's own settings and the PostgreSQL client's
+(compared without regard to case)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +31,8 @@ class CredentialRules:
     secrets_dir: Path | None = None
     log_key_file: Path | None = None
     allow_insecure: bool = False
+    env_prefixes: tuple[str, ...] = ()
+    """The prefixes an ``env:`` credential's name must start with; none: any name not reserved."""
 
     @property
     def secrets(self) -> Path:
@@ -46,11 +57,24 @@ class CredentialRules:
             raise ValueError(f"file:{target} is outside the secrets directory (BYLINE_SECRETS_DIR)")
         return resolved
 
+    def env_name(self, target: str) -> str:
+        """The variable an ``env:`` reference names, or ``ValueError`` if it may not be used."""
+        reserved = next((p for p in RESERVED_ENV_PREFIXES if target.upper().startswith(p)), None)
+        if reserved is not None:
+            raise ValueError(f"env:{target} is one of Byline's own settings or its database's ({reserved}…), "
+                             "never a credential")
+        if self.env_prefixes and not target.startswith(self.env_prefixes):
+            raise ValueError(f"env:{target} does not start with one of the names BYLINE_CREDENTIAL_ENV allows "
+                             f"({', '.join(self.env_prefixes)})")
+        return target
+
     def check_reference(self, reference: str) -> None:
-        """Raise ``ValueError`` if a ``file:`` reference points where it may not."""
+        """Raise ``ValueError`` if a ``file:`` or ``env:`` reference points where it may not."""
         kind, _, target = reference.partition(":")
         if kind == "file":
             self.credential_path(target)
+        elif kind == "env":
+            self.env_name(target)
 
     def check_address(self, url: str) -> None:
         """Raise ``ValueError`` unless a credential may be sent to ``url``."""

@@ -43,6 +43,10 @@ def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
     """
     kind, _, target = reference.partition(":")
     if kind == "env":
+        try:
+            rules.env_name(target)
+        except ValueError as exc:
+            raise CredentialError(f"credential {exc}") from None
         value = os.environ.get(target)
         if not value:
             raise CredentialError(f"credential {reference} is not set in the environment")
