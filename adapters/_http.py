@@ -89,11 +89,31 @@ def float_option(config: AdapterConfig, name: str, default: float, *, platform: 
     return value
 
 
+_CUT_SECRET_MIN = 4
+"""The shortest beginning of a secret taken for a cut-off copy of it at the end of a text."""
+
+
 def redact(text: str, *secrets: str) -> str:
-    """Remove every occurrence of each of ``secrets`` from ``text``."""
+    """Remove every occurrence of each of ``secrets`` from ``text``, and a secret's beginning
+    where the text was cut in the middle of it (a platform's answer echoing the credential,
+    cut to a size before anyone redacted it): ``…tok_SUPERS`` at the end, or before an ellipsis."""
     for secret in secrets:
-        if secret and secret in text:
+        if not secret:
+            continue
+        if secret in text:
             text = text.replace(secret, "[redacted]")
+        text = _redact_cut(text, secret)
+    return text
+
+
+def _redact_cut(text: str, secret: str) -> str:
+    """``text`` without a beginning of ``secret`` (of at least a few characters) at its end or
+    just before an ellipsis (``…``), where a cut would leave one."""
+    for end in (len(text), *(i for i, ch in enumerate(text) if ch == "…")):
+        for size in range(min(len(secret) - 1, end), _CUT_SECRET_MIN - 1, -1):
+            if text.startswith(secret[:size], end - size):
+                text = text[: end - size] + "[redacted]" + text[end:]
+                return _redact_cut(text, secret)
     return text
 
 
@@ -404,7 +424,9 @@ class HttpClient:
     ) -> AdapterError:
         """Turn a non-success response into the matching ``AdapterError``."""
         status = response.status
-        detail = self.detail_of(response)
+        # Redacted before anything cuts it: a credential the platform echoes, cut in two by
+        # ``truncate``, would no longer match the secret.
+        detail = self.scrub(self.detail_of(response))
         where = f"{method} {path} answered {status}"
         if status == 401:
             return self.error(

@@ -6,6 +6,7 @@ loopback in development. alice administers these gateways: she sees every refuse
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -214,6 +215,39 @@ async def test_credential_in_secrets_dir_is_used(
             assert [s.text for s in fake.statuses(account)] == ["from the secrets directory"]
     finally:
         await server.close()
+
+
+async def test_a_credential_the_platform_echoes_is_redacted_before_its_answer_is_cut(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """A platform that refuses a post and echoes the token it was sent, far enough into its
+    answer that the cut to an error's length falls inside the token: no part of the token is
+    in the post's last error, its log entries or the answer (before, its first characters were)."""
+    token = "tok_SUPERSECRET_0123456789abcdef"
+
+    async def echo(request: web.Request) -> web.Response:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return web.json_response({"error": "Validation failed: " + "x" * 260 + " you sent " + sent}, status=422)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = TestServer(app)
+    await server.start_server()
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "token").write_text(token + "\n", encoding="utf-8")
+    try:
+        async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+            _stealing_policy(policy_dir, str(server.make_url("")).rstrip("/"), "file:secrets/token")
+            assert await gw.sync_policies() == ["thief"]
+            post = await gw.submit("alice", "thief", "hi")
+            await gw.tick()
+            status, body = await gw.call("alice", "GET", f"/v1/posts/{post['id']}")
+    finally:
+        await server.close()
+    assert status == 200 and body["state"] == "failed", body
+    assert "you sent" in body["last_error"]
+    shown = json.dumps(body)
+    assert [token[:n] for n in range(5, len(token) + 1) if token[:n] in shown] == []
 
 
 def _linked_token(policy_dir: Path) -> Path:

@@ -116,7 +116,9 @@ class XrpcError(Exception):
         self.error = str(fields.get("error") or "") or f"HTTP {response.status}"
         self.message = str(fields.get("message") or "")
         if not isinstance(body, dict) and response.body:
-            self.message = response.body[:200].decode("utf-8", "replace")
+            # Cut after it is read whole: the adapter redacts the secret from the message, and
+            # a secret cut at byte 200 would not match (``redact`` also takes its cut beginning).
+            self.message = response.body.decode("utf-8", "replace")[:200]
         self.retry_after = retry_after
         super().__init__(f"{nsid}: {self.status} {self.error}")
 

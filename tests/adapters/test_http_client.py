@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from adapters._http import redact
 from adapters.base import AdapterConfig
 from adapters.bluesky import BlueskyAdapter
 from adapters.mastodon import MastodonAdapter
@@ -32,3 +33,22 @@ async def test_an_adapter_needs_the_shared_session_and_a_secret(platform: str) -
         made = adapter(AdapterConfig(account="brand", handle="brand", secret="tok-secret", options=options,
                                      session=session))
         assert made.platform == platform and "tok-secret" not in repr(made)
+
+
+SECRET = "tok_SUPERSECRET_0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"a {SECRET} b {SECRET}", "a [redacted] b [redacted]"),
+        ("you sent tok_SUPERS…", "you sent [redacted]…"),  # cut, then an ellipsis
+        ("you sent tok_SUPERSECRET_01", "you sent [redacted]"),  # cut at the end
+        ("tok_S… and tok_SUPER…", "[redacted]… and [redacted]…"),
+        ("a token is fine…", "a token is fine…"),  # no beginning of the secret
+        ("tok…", "tok…"),  # too short to say
+    ],
+)
+def test_redact_takes_a_secret_whole_or_cut(text: str, shown: str) -> None:
+    """A secret is redacted wherever it is, and its beginning where a cut ended the text."""
+    assert redact(text, SECRET) == shown
