@@ -271,8 +271,14 @@ class MastodonService:
                     "byline token create --user NAME --account ACCOUNT",
                 )
             account = mine[0]
-        if self._policies.get(account) is None:
+        loaded = self._policies.get(account)
+        if loaded is None:
             raise BylineError(Code.FORBIDDEN, f"The account {account} is no longer managed by this gateway")
+        if caller.account is not None and not roles(loaded.policy, caller.user):
+            # A token outlives a role: once the policy names its person no more, it reads nothing
+            # of the account's (its timelines, notifications, follow requests go out under the
+            # account's own credential) and writes nothing, as a new sign-in would not be offered it.
+            raise BylineError(Code.FORBIDDEN, f"{caller.user} no longer has a role on {account}")
         return ClientAuth(caller=Caller(user=caller.user, account=account, scopes=caller.scopes), account=account,
                           token_hash=hash_token(token), app_name=app.name if app else None,
                           client_id=app.client_id if app else None)

@@ -312,4 +312,13 @@ class XrpcSessions:
             row = await sql.find_session(txn, self._key(sid), now=now_micros(self._clock))
         if row is None:
             raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
+        loaded = self._policies.get(row["account"])
+        if loaded is not None and not roles(loaded.policy, row["user_name"]):
+            # A session outlives a role: once the policy names its person no more, it reads
+            # nothing through the account's PDS session and writes nothing (a policy gone
+            # altogether is said by each method, as AccountNotFound).
+            raise xrpc_error(
+                Code.UNAUTHENTICATED, "AuthenticationRequired",
+                f"{row['user_name']} no longer has a role on {row['account']}: sign in again",
+            )
         return XrpcSession(sid=sid, user=row["user_name"], account=row["account"], did=str(claims["sub"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from gateway.services.checkpoints import load_signer
 from gateway.services.identity import hash_token, token_id
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
-from tests.conftest import started_gateway
+from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 
@@ -265,3 +266,42 @@ async def test_xrpc_sessions_have_a_key_of_their_own(world: World) -> None:
     assert row is not None and len(bytes.fromhex(row["secret"])) == 32
     assert jwt.decode(session["accessJwt"], bytes.fromhex(row["secret"]), algorithms=["HS256"],
                       audience="did:web:byline.local", options={"verify_exp": False})["sub"] == session["did"]
+
+
+async def test_a_token_and_a_session_end_with_their_persons_role(world: World, policy_dir: Path) -> None:
+    """carol's token bound to masto, and alice's XRPC session on direct, stop at once when the
+    policy names their person no more: the Mastodon API relays nothing under the account's own
+    credential for them (its timelines, notifications), and the session reads and writes nothing.
+    Before, both went on working until they expired."""
+    gw = world.gateway
+    token = await world.token("carol", "masto")
+    assert (await _as(world, token, "GET", "/api/v1/accounts/verify_credentials"))[0] == 200
+    password = await gw.app[IDENTITY].create(user="alice", account="direct")
+    status, session = await _create_session(world, password)
+    assert status == 200, session
+    access = {"Authorization": f"Bearer {session['accessJwt']}"}
+    async with gw.client.get("/xrpc/com.atproto.server.getSession", headers=access) as answer:
+        assert answer.status == 200
+
+    masto = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+    (policy_dir / "masto.yaml").write_text(masto.replace("writers: [alice, carol]", "writers: [alice]"),
+                                           encoding="utf-8")
+    write_policy(policy_dir, "direct", TEST_POLICIES["direct"].replace("owner: alice", "owner: bob"))
+    await gw.sync_policies()
+
+    for method, path in (("GET", "/api/v1/accounts/verify_credentials"), ("GET", "/api/v1/timelines/home"),
+                         ("GET", "/api/v1/notifications")):
+        status, body = await _as(world, token, method, path)
+        assert status == 403 and "carol no longer has a role on masto" in str(body), (path, body)
+    status, body = await _as(world, token, "POST", "/api/v1/statuses", data={"status": "still here"})
+    assert status == 403, body
+    assert world.upstream.statuses(world.upstream_account) == []
+    for path in ("com.atproto.server.getSession", "app.bsky.feed.getTimeline"):
+        async with gw.client.get(f"/xrpc/{path}", headers=access) as answer:
+            assert answer.status == 401, (path, await answer.text())
+            assert (await answer.json())["error"] == "AuthenticationRequired"
+    status, body = await gw.call(None, "POST", "/xrpc/com.atproto.repo.createRecord", {
+        "repo": session["did"], "collection": "app.bsky.feed.post",
+        "record": {"$type": "app.bsky.feed.post", "text": "still here", "createdAt": "2026-12-05T00:00:00Z"},
+    }, headers=access)
+    assert status == 401, body
