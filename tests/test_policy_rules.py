@@ -101,6 +101,20 @@ def test_allow_ends_the_chain_with_the_holds_so_far() -> None:
     assert check_rules(RULED, "satire: a rumour tonight, slur") == RuleVerdict(blocked_by=None, holds=(HOLD_CHECK,))
 
 
+def test_the_content_warning_goes_through_the_rules_too() -> None:
+    """Each text a reader sees runs the chain: a block in the warning blocks, holds gather once
+    each, and an allow in the text does not excuse the warning (nor the other way round)."""
+    late = Reason(rule="late", action=RuleAction.HOLD, reason="Too late")
+    never = Reason(rule="never", action=RuleAction.BLOCK, reason="Not okay")
+    assert check_rules(RULED, "fine words", "a slur") == RuleVerdict(blocked_by=never, holds=())
+    assert check_rules(RULED, "a rumour", "rumour tonight") == RuleVerdict(blocked_by=None, holds=(HOLD_CHECK, late))
+    assert check_rules(RULED, "satire, a slur", "tonight") == RuleVerdict(blocked_by=None, holds=(late,))
+    assert check_rules(RULED, "tonight", "satire, a slur") == RuleVerdict(blocked_by=None, holds=(late,))
+    assert check_rules(RULED, "fine words", None, "") == RuleVerdict(blocked_by=None, holds=())
+    assert decide(RULED, author="alice", text="fine", now=datetime(2026, 1, 1, tzinfo=UTC), requested=None,
+                  suggestion=False, warning="a slur") == never
+
+
 def test_rule_matches_a_plain_string() -> None:
     """Rule.matches takes a plain string as well as a MatchText."""
     words = Rule(name="w", action=RuleAction.HOLD, any_words=("fired",), reason="r")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from gateway.appkeys import IDENTITY
 from tests.conftest import Gateway
 
 
@@ -175,3 +176,32 @@ async def test_accounts_and_policy_listing(gateway: Gateway) -> None:
     assert status == 200 and body["policy"]["tier"] == "co-signed"
     status, body = await gateway.call("erin", "GET", "/v1/accounts/cosigned/policy")
     assert status == 403
+
+
+async def test_the_rules_read_the_content_warning_as_they_read_the_text(gateway: Gateway) -> None:
+    """The content warning is the first thing a reader sees: a hold or block rule matching it
+    holds or refuses the post as if the words were in its text, through the native API, the
+    Mastodon API and an edit (before, the post went straight out with them)."""
+    held = await gateway.submit("alice", "direct", "Read more", spoiler_text="The CEO was fired")
+    assert held["state"] == "held" and [r["rule"] for r in held["reasons"]] == ["breaking-news"]
+
+    status, body = await gateway.call("alice", "POST", "/v1/posts", {
+        "account": "direct", "text": "Read more", "spoiler_text": "an example-slur"})
+    assert (status, body["error"]) == (422, "rule_blocked"), body
+    app = await gateway.app[IDENTITY].create(user="alice", account="direct")
+    async with gateway.client.post("/api/v1/statuses", json={"status": "Read more", "spoiler_text": "an example-slur"},
+                                   headers={"Authorization": f"Bearer {app}"}) as answer:
+        assert answer.status == 422, await answer.text()
+
+    quiet = await gateway.submit("alice", "direct", "Read more", spoiler_text="Long read")
+    assert quiet["state"] == "scheduled"
+    async with gateway.client.put(f"/api/v1/statuses/{quiet['id']}",
+                                  json={"status": "Read more", "spoiler_text": "an example-slur"},
+                                  headers={"Authorization": f"Bearer {app}"}) as answer:
+        assert answer.status == 422, await answer.text()
+    status, body = await gateway.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": "Read more again"})
+    assert status == 200 and body["state"] == "held", body  # the warning it keeps still holds it
+
+    assert await gateway.tick() == 1
+    assert [p["text"] for p in await gateway.timeline("direct")] == ["Read more"]
+    assert (await gateway.get("alice", quiet["id"]))["state"] == "published"

@@ -55,23 +55,27 @@ class RuleVerdict:
     holds: tuple[Reason, ...]
 
 
-def check_rules(policy: Policy, text: str) -> RuleVerdict:
+def check_rules(policy: Policy, text: str, *also: str | None) -> RuleVerdict:
     """Run the rules in order: a block stops at once, an allow ends the chain, holds gather.
 
     Rules see the text as read (see ``gateway.policy.text``): its normalized forms are made
-    once here and shared by every rule.
+    once here and shared by every rule. ``also``: the other words a reader sees of the post (its
+    content warning), each run through the rules in the same way: a block in any of them
+    blocks the post, and their holds gather (an allow ends only its own text's chain).
     """
     holds: list[Reason] = []
-    forms = MatchText(text)
-    for rule in policy.rules:
-        if not rule.matches(forms):
-            continue
-        reason = Reason(rule=rule.name, action=rule.action, reason=rule.reason)
-        if rule.action is RuleAction.BLOCK:
-            return RuleVerdict(blocked_by=reason, holds=tuple(holds))
-        if rule.action is RuleAction.ALLOW:
-            break
-        holds.append(reason)
+    for words in (text, *(w for w in also if w)):
+        forms = MatchText(words)
+        for rule in policy.rules:
+            if not rule.matches(forms):
+                continue
+            reason = Reason(rule=rule.name, action=rule.action, reason=rule.reason)
+            if rule.action is RuleAction.BLOCK:
+                return RuleVerdict(blocked_by=reason, holds=tuple(holds))
+            if rule.action is RuleAction.ALLOW:
+                break
+            if reason not in holds:
+                holds.append(reason)
     return RuleVerdict(blocked_by=None, holds=tuple(holds))
 
 
@@ -132,9 +136,11 @@ def decide(
     now: datetime,
     requested: datetime | None,
     suggestion: bool,
+    warning: str | None = None,
 ) -> Decision | Reason:
-    """Decide a submission: a blocking ``Reason``, or where the post goes next."""
-    verdict = check_rules(policy, text)
+    """Decide a submission: a blocking ``Reason``, or where the post goes next. ``warning``: the
+    post's content warning, which the rules read as they read its text."""
+    verdict = check_rules(policy, text, warning)
     if verdict.blocked_by is not None:
         return verdict.blocked_by
     if suggestion:

@@ -341,7 +341,8 @@ class PostService:
         if publish_at is not None:
             _check_publish_at(publish_at, now=now, policy=loaded)
         decision = decide(
-            policy, author=caller.user, text=text, now=now, requested=publish_at, suggestion=suggestion
+            policy, author=caller.user, text=text, now=now, requested=publish_at, suggestion=suggestion,
+            warning=options.spoiler_text if options else None,
         )
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
@@ -459,7 +460,9 @@ class PostService:
         )
         check_approvers_left(loaded, caller, post)
         policy = loaded.policy
-        verdict = check_rules(policy, text)
+        # The content warning the post will show: the edit's, or the one it keeps.
+        warning = (options or PostOptions.from_json(post.options)).spoiler_text
+        verdict = check_rules(policy, text, warning)
         if verdict.blocked_by is not None:
             raise rule_blocked(verdict.blocked_by)
         now = self.clock.now()
@@ -667,12 +670,13 @@ class PostService:
         words = post.text if text is None else text
         words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author)
         now = self.clock.now()
+        options = PostOptions.from_json(post.options)
         decision = decide(
-            loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False
+            loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False,
+            warning=options.spoiler_text,
         )
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
-        options = PostOptions.from_json(post.options)
         create = self._submit_work(
             author=caller.user, loaded=loaded, text=words, decision=decision, requested=None,
             options=options, suggested_by=post.author, adopted_from=post_id,
@@ -741,8 +745,9 @@ class PostService:
                                 suggested_by=post.suggested_by)
         policy = loaded.policy
         now = self.clock.now()
+        chosen = options or PostOptions.from_json(post.options)
         decision = decide(policy, author=post.author, text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, post.author))
+                          suggestion=Role.WRITER not in roles(policy, post.author), warning=chosen.spoiler_text)
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
@@ -753,7 +758,6 @@ class PostService:
                 "delete the post and post it again",
                 reasons=[r.to_json() for r in decision.reasons],
             )
-        chosen = options or PostOptions.from_json(post.options)
         shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
