@@ -90,6 +90,63 @@ async def test_nesting_up_to_the_bound_is_read(gateway: Gateway) -> None:
     assert (status, body["error"]) == (400, "invalid_json"), body
 
 
+# JSON in UTF-16: "∀" is the bytes 00 22 there, which a count of bytes takes for a quote.
+HIDDEN_DEEP = ('{"account": "direct", "text": "hi", "x": ["\u2200", ' + "[" * 5000 + '"y"' + "]" * 5000
+               + "]}").encode("utf-16-le")
+
+
+async def test_json_that_is_not_utf8_is_refused_on_every_surface(gateway: Gateway) -> None:
+    """JSON sent as UTF-16 (or any other encoding than UTF-8) is a 400 in each surface's words,
+    not a 500: before, UTF-16 slipped past the nesting count and the parser recursed until it
+    crashed, on the unauthenticated OAuth endpoints too. A UTF-8 body with a byte-order mark
+    is read."""
+    app_token = await _app_token(gateway, "alice", "direct")
+    before = await _unchanged(gateway)
+    json_type = {"Content-Type": "application/json"}
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", data=HIDDEN_DEEP, headers=json_type)
+    assert (status, body["error"]) == (400, "invalid_json"), body
+    for path in ("/api/v1/apps", "/api/v1/statuses"):
+        status, body = await _send(gateway, "POST", path, data=HIDDEN_DEEP,
+                                   headers={**json_type, "Authorization": f"Bearer {app_token}"})
+        assert status == 400 and body["error"].startswith("Error while parsing request body"), (path, body)
+    status, body = await _send(gateway, "POST", "/oauth/token", data=HIDDEN_DEEP, headers=json_type)
+    assert (status, body["error"]) == (400, "invalid_request"), body
+    status, body = await _send(gateway, "POST", "/xrpc/com.atproto.server.createSession", data=HIDDEN_DEEP,
+                               headers=json_type)
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert await _unchanged(gateway) == before
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", headers=json_type,
+                               data="\ufeff".encode() + json.dumps({"account": "direct", "text": "hi"}).encode())
+    assert status == 201, body
+    status, body = await _send(gateway, "POST", "/v1/posts", user="alice", headers=json_type,
+                               data=json.dumps({"account": "direct", "text": "hi"}).encode("utf-16"))
+    assert (status, body["error"]) == (400, "invalid_json") and "UTF-8" in body["message"], body
+
+
+LONG = "9" * 5000
+
+
+@pytest.mark.parametrize("path", [
+    f"/log/tile/{LONG}/000", f"/log/tile/0/000.p/{LONG}", "/log/tile/0/" + "x001/" * 1500 + "000",
+    f"/log/tile/entries/{'x001/' * 8}000",
+])
+async def test_numbers_too_long_to_read_are_no_tile(gateway: Gateway, path: str) -> None:
+    """A tile path with thousands of digits is a 404, as any tile that is not there (before, a 500:
+    Python refuses to read more than 4,300 digits)."""
+    status, body = await _send(gateway, "GET", path)
+    assert status == 404, body
+
+
+async def test_a_mastodon_limit_of_thousands_of_digits_is_read_as_rails_reads_it(gateway: Gateway) -> None:
+    """``limit`` of 5,000 digits is the most a page holds; a negative one is Mastodon's 400
+    (before, both were a 500: Python refuses to read more than 4,300 digits)."""
+    app = {"Authorization": f"Bearer {await _app_token(gateway, 'alice', 'direct')}"}
+    async with gateway.client.get(f"/api/v1/scheduled_statuses?limit={LONG}", headers=app) as answer:
+        assert answer.status == 200, await answer.text()
+    status, body = await _send(gateway, "GET", f"/api/v1/timelines/home?limit=-{LONG}", headers=app)
+    assert status == 400, body
+
+
 # -- 2. NUL characters and lone surrogates ----------------------------------------------------
 
 

@@ -187,8 +187,17 @@ def _no_constant(name: str) -> None:
 
 def decode_json(raw: bytes) -> Any:
     """JSON text, parsed with bounds first: its size is bounded already (aiohttp reads no more
-    than ``client_max_size``), its nesting is counted before the parser runs (400 past
-    ``MAX_JSON_DEPTH``), and then every string in it is checked (``check_text``, 422)."""
+    than ``client_max_size``), it is UTF-8 (as RFC 8259 asks of JSON between systems; a leading
+    byte-order mark is let go), its nesting is counted before the parser runs (400 past
+    ``MAX_JSON_DEPTH``), and then every string in it is checked (``check_text``, 422).
+
+    UTF-8 first, because the count reads bytes: Python's parser also takes UTF-16 and UTF-32,
+    where a character such as ``∀`` (``00 22`` in UTF-16-LE) reads as a quote to the count,
+    which then skips the brackets after it, and the parser recursed past its limit (a 500)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BylineError(Code.INVALID_JSON, f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     depth = 0
     for token in _JSON_NESTING.finditer(raw):
         bracket = token.group()
@@ -202,9 +211,12 @@ def decode_json(raw: bytes) -> Any:
         elif bracket in (b"]", b"}"):
             depth -= 1
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
         raise BylineError(Code.INVALID_JSON, f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # the count above keeps it from here; never a 500 if it did not
+        raise BylineError(Code.INVALID_JSON, f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                          limit=MAX_JSON_DEPTH) from None
     check_text(value)
     return value
 

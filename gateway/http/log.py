@@ -32,9 +32,10 @@ _TEXT = "text/plain"
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
-def _whole(raw: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also takes "¹" and "٣", which ``int`` refuses or reads."""
-    return raw.isascii() and raw.isdigit()
+def _whole(raw: str, most_digits: int = 19) -> bool:
+    """ASCII digits only, and few enough of them: ``str.isdigit`` also takes "¹" and "٣", which
+    ``int`` refuses or reads, and ``int`` refuses more than 4,300 digits with an error of its own."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= most_digits
 
 
 def _int(request: web.Request, name: str) -> int:
@@ -102,6 +103,8 @@ async def consistency(request: web.Request) -> web.Response:
 
 _ELEMENT = re.compile(r"x[0-9]{3}")
 _LAST = re.compile(r"[0-9]{3}")
+_MOST_ELEMENTS = 7
+"""A tile index of a log of fewer than 2^63 entries has at most 19 digits: 7 groups of three."""
 
 
 def _tile_index(parts: list[str]) -> tuple[int, int | None]:
@@ -113,7 +116,8 @@ def _tile_index(parts: list[str]) -> tuple[int, int | None]:
             raise BylineError(Code.NOT_FOUND, "no such tile")
         width = int(raw_width)
         parts = [*parts[:-2], parts[-2][:-2]]
-    if not parts or not _LAST.fullmatch(parts[-1]) or any(not _ELEMENT.fullmatch(p) for p in parts[:-1]):
+    if (not parts or len(parts) > _MOST_ELEMENTS or not _LAST.fullmatch(parts[-1])
+            or any(not _ELEMENT.fullmatch(p) for p in parts[:-1])):
         raise BylineError(Code.NOT_FOUND, "no such tile")
     index = int("".join(p.lstrip("x") for p in parts))
     if tile_path(index) != "/".join(parts):

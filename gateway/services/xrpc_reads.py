@@ -73,7 +73,8 @@ def _limit(params: dict[str, list[str]]) -> int:
     given = _one(params, "limit")
     if given is None:
         return 50
-    if not given.isdigit() or not 1 <= int(given) <= 100:
+    # ASCII digits, three at most: ``isdigit`` also takes "¹", which ``int`` refuses.
+    if not (given.isascii() and given.isdigit() and len(given) <= 3) or not 1 <= int(given) <= 100:
         raise _invalid("limit must be an integer from 1 to 100")
     return int(given)
 
@@ -110,7 +111,7 @@ class XrpcReads:
             raise _invalid("Profile not found")
         limit = _limit(params)
         cursor = _one(params, "cursor")
-        if cursor is not None and (not cursor.isdigit() or len(cursor) > 24):
+        if cursor is not None and (not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 24):
             raise _invalid("Malformed cursor")
         chosen = _one(params, "filter") or "posts_with_replies"
         if chosen not in _FILTERS:

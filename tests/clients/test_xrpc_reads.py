@@ -86,6 +86,10 @@ async def test_reads_refuse_bad_parameters_as_an_appview_does(gw: Gateway) -> No
         ("app.bsky.feed.getAuthorFeed", [], "Params must have the property \"actor\""),
         ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "0")], LIMIT),
         ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "101")], LIMIT),
+        # isdigit takes "¹", which int refuses, and int refuses 5,000 digits: both were a 500.
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "\u00b9")], LIMIT),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("limit", "9" * 5000)], LIMIT),
+        ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("cursor", "\u00b9\u00b2")], "Malformed cursor"),
         ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("cursor", "x'--")], "Malformed cursor"),
         ("app.bsky.feed.getAuthorFeed", [("actor", HANDLE), ("filter", "everything")], "filter must be one of"),
         ("app.bsky.feed.getPosts", [], "Params must have the property \"uris\""),

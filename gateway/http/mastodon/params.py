@@ -183,10 +183,20 @@ def limit(query: Any, *, default: int, most: int) -> int:
         return default
 
 
+_RAILS_LARGEST = 10**18
+"""Where a Rails number is cut here: every use of one caps it far below (Python's ``int`` would
+refuse more than 4,300 digits with an error of its own, where Ruby reads any number)."""
+
+
 def _rails_integer(raw: str) -> int:
-    """A number as Rails' ``to_i`` reads it: the leading digits (and sign), else 0."""
-    found = re.match(r"\s*([+-]?[0-9]+)", raw)
-    return int(found.group(1)) if found else 0
+    """A number as Rails' ``to_i`` reads it: the leading digits (and sign), else 0; one of
+    more than 18 digits as 10^18 of the same sign."""
+    found = re.match(r"\s*([+-]?)([0-9]+)", raw)
+    if not found:
+        return 0
+    sign, digits = found.groups()
+    value = int(digits) if len(digits) <= 18 else _RAILS_LARGEST
+    return -value if sign == "-" else value
 
 
 def page(query: Any, *, default: int = 20, most: int = 40, keep: tuple[str, ...] = ()) -> PageAsk:
