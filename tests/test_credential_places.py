@@ -6,6 +6,7 @@ loopback in development. alice administers these gateways: she sees every refuse
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -248,6 +249,44 @@ async def test_a_credential_the_platform_echoes_is_redacted_before_its_answer_is
     assert "you sent" in body["last_error"]
     shown = json.dumps(body)
     assert [token[:n] for n in range(5, len(token) + 1) if token[:n] in shown] == []
+
+
+async def test_a_credential_that_is_no_regular_file_never_blocks_the_gateway(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """A FIFO in the secrets directory, named as a credential, is refused when the policy loads;
+    one put in place of the token file after it loaded fails that account's publication at once,
+    with the reason, and the gateway goes on answering (before, reading it blocked the event
+    loop for ever)."""
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    os.mkfifo(secrets / "pipe")
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/pipe")
+        await _refused_over_http(gw, listener, "is not a regular file")
+
+        (secrets / "token").write_text("good-token\n", encoding="utf-8")
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        (secrets / "token").unlink()
+        os.mkfifo(secrets / "token")
+        post = await gw.submit("alice", "thief", "hi")
+        await asyncio.wait_for(gw.tick(), timeout=10)
+        got = await gw.get("alice", post["id"])
+        assert "is not a regular file" in (got["last_error"] or ""), got
+        assert (await gw.call("alice", "GET", "/v1/accounts"))[0] == 200
+    assert listener.heard == []
+
+
+def test_a_credential_file_is_read_whole_only_when_small(tmp_path: Path) -> None:
+    """Over 64 KiB is no credential (a log or an image put there by mistake): refused, not read."""
+    (tmp_path / "secrets").mkdir()
+    rules = CredentialRules(policy_dir=tmp_path)
+    (tmp_path / "secrets" / "token").write_bytes(b"x" * 65_536)
+    assert platforms.resolve_credential("file:secrets/token", rules=rules) == "x" * 65_536
+    (tmp_path / "secrets" / "token").write_bytes(b"x" * 65_537)
+    with pytest.raises(platforms.CredentialError, match="is larger than 65536 bytes"):
+        platforms.resolve_credential("file:secrets/token", rules=rules)
 
 
 def _linked_token(policy_dir: Path) -> Path:

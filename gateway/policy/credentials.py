@@ -55,6 +55,9 @@ class CredentialRules:
                 raise ValueError(f"file:{target} is one of Byline's own key files, never a credential")
         if not resolved.is_relative_to(self.secrets):
             raise ValueError(f"file:{target} is outside the secrets directory (BYLINE_SECRETS_DIR)")
+        if resolved.exists() and not resolved.is_file():
+            # A FIFO or a device would block the reader, or never end: a credential is a file.
+            raise ValueError(f"file:{target} is not a regular file")
         return resolved
 
     def env_name(self, target: str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import stat
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -56,14 +58,41 @@ def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
             path = rules.credential_path(target)
         except ValueError as exc:
             raise CredentialError(f"credential {exc}") from None
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CredentialError(f"credential {reference} cannot be read: {exc.strerror}") from None
+        value = _read_small_file(reference, path).strip()
         if not value:
             raise CredentialError(f"credential {reference} is empty")
         return value
     raise CredentialError(f"credential reference {reference} is neither env: nor file:")
+
+
+MAX_CREDENTIAL_BYTES = 64 * 1024
+"""The most a credential file may hold: a token, an app password or OAuth keys, with room to spare."""
+
+
+def _read_small_file(reference: str, path: Path) -> str:
+    """A credential file's text: a regular file of at most ``MAX_CREDENTIAL_BYTES``, opened
+    without waiting, so that a FIFO or a device put in the secrets directory is refused at once
+    rather than blocking the event loop for ever (or reading without end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CredentialError(f"credential {reference} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        st = os.fstat(file.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CredentialError(f"credential {reference} is not a regular file")
+        if st.st_size > MAX_CREDENTIAL_BYTES:
+            raise CredentialError(f"credential {reference} is larger than {MAX_CREDENTIAL_BYTES} bytes")
+        try:
+            data = file.read(MAX_CREDENTIAL_BYTES + 1)
+        except OSError as exc:
+            raise CredentialError(f"credential {reference} cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_CREDENTIAL_BYTES:
+        raise CredentialError(f"credential {reference} is larger than {MAX_CREDENTIAL_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CredentialError(f"credential {reference} is not UTF-8 text") from None
 
 
 _SETTLED_NS = 2_000_000_000
