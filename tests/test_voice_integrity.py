@@ -322,3 +322,39 @@ async def test_more_approvals_asked_reach_the_posts_held_or_approved_for_fewer(
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("brand")] == ["Launch day"]
     await _verify_log(gateway, tmp_path)
+
+
+MANAGED_HOLD = """
+    account: managed
+    platform: sandbox
+    handle: "@dave"
+    tier: managed
+    owner: dave
+    writers: [bob, carol]
+    disclosure: "—{author}"
+    rules:
+      - name: breaking-news
+        action: hold
+        any_words: [fired]
+        reason: Check the full story first
+"""
+
+
+async def test_the_owner_of_a_managed_account_confirms_but_never_rewrites(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """On a managed account the team writes and the owner only suggests. A writer's post held by a
+    rule goes to the owner to confirm (the policy names no approvers); the owner may confirm it
+    or not, but not put words of their own into it and confirm those alone (before, the edit was
+    taken and the owner's words went out on the owner's confirmation)."""
+    write_policy(policy_dir, "managed", MANAGED_HOLD)
+    await gateway.sync_policies()
+    post = await gateway.submit("bob", "managed", "Someone was fired today")
+    assert post["state"] == "held" and post["approvers"] == ["dave"]
+    status, body = await _patch(gateway, "dave", post["id"], "Words only dave wrote")
+    assert status == 403, body
+    status, body = await gateway.act("dave", post["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("managed")] == ["Someone was fired today\n\n—bob"]
+    await _verify_log(gateway, tmp_path)

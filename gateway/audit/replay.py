@@ -390,8 +390,16 @@ class Replay:
         sha256 = extra[4] if len(extra) > 4 else None
         before = known.state
         if actor != known.author:
-            check = _approver_only(actor, known, f"{actor} edited post {post} but is neither its author nor "
-                                                 "one of its approvers")
+            approver = _approver_only(actor, known, f"{actor} edited post {post} but is neither its author nor "
+                                                    "one of its approvers")
+
+            def check(policy: _Policy) -> str | None:
+                if policy.owner_confirms and actor == policy.owner and actor not in policy.writers:
+                    # Confirming is not writing: an owner who does not write for the account
+                    # (a managed one) suggests; edited words would be confirmed by their own writer.
+                    return f"{actor} edited post {post} of {known.account}, for which they confirm but do not write"
+                return approver(policy)
+
             self._judge(index, known.account, sha256, check, f"{actor} edited a post of {known.account}")
             if known.editors is None:
                 known.editors = {actor}

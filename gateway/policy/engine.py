@@ -256,7 +256,9 @@ def may(
     if act in (Act.APPROVE, Act.REJECT):
         return approves
     if act is Act.EDIT:
-        return writes or approves
+        # The owner confirming (no approvers named) edits only where they write: on a managed
+        # account they suggest, and words of theirs would go out on their confirmation alone.
+        return writes or (approves and (Role.WRITER in held_by or not owner_confirms(policy)))
     if act in (Act.ADOPT, Act.DISMISS):
         return Role.WRITER in held_by
     if act in (Act.DELETE, Act.RETRY):

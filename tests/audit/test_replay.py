@@ -885,3 +885,20 @@ def test_a_post_retried_once_its_account_is_co_signed_and_published_unapproved_i
     _approve(honest, "1", "dave", version=2, state="scheduled")
     _publish(honest, "1", "brand", version=2)
     assert messages(honest.verify(tmp_path / "honest.export")) == []
+
+
+def test_an_edit_by_a_confirming_owner_who_does_not_write_is_named(tmp_path: Path) -> None:
+    """On a managed account whose policy names no approvers, the owner confirms held posts but
+    does not write: an edit of theirs (which their confirmation alone would send out) is named."""
+    log = SyntheticLog()
+    managed = summary(owner="dave", writers=["bob"], tier="managed")
+    log.policy("managed", managed, "m1")
+    log.submit("1", author="bob", account="managed", state="held", approvers=["dave"], required=1, sha="m1")
+    bad = log.add("post.edited", actor="dave", account="managed", post="1", data={
+        "version": 2, "text_hash": log.commit("dave's words"), "state": "held", "policy_sha256": "m1"})
+    log.add("post.approved", actor="dave", account="managed", post="1",
+            data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "m1"})
+    _publish(log, "1", "managed", version=2)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: dave edited post 1 of managed, for which they confirm but do not write"
+    ]
