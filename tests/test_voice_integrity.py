@@ -358,3 +358,26 @@ async def test_the_owner_of_a_managed_account_confirms_but_never_rewrites(
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("managed")] == ["Someone was fired today\n\n—bob"]
     await _verify_log(gateway, tmp_path)
+
+
+async def test_a_post_held_again_for_its_author_lost_role_asks_as_many_approvals_as_the_policy(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """carol's post waits for two approvals; the policy then takes carol off the writers and asks
+    for two of bob and carol. Her post is held again for the approvers but her, and still for two:
+    bob alone does not send it out (before, the gate shrank to what was left, one)."""
+    cosigned = BRAND.replace("required: 1", "required: 2").replace("from: [bob, carol]", "from: [bob, carol, dave]")
+    write_policy(policy_dir, "brand", cosigned)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Launch")
+    assert post["approvals_required"] == 2
+    write_policy(policy_dir, "brand", cosigned.replace("writers: [alice, carol]", "writers: [alice]")
+                 .replace("from: [bob, carol, dave]", "from: [bob, carol]"))
+    await gateway.sync_policies()
+    held = await gateway.get("bob", post["id"])
+    assert (held["state"], held["approvers"], held["approvals_required"]) == ("held", ["bob"], 2), held
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": held["version"]})
+    assert status == 200 and body["state"] == "held", body
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    await _verify_log(gateway, tmp_path)

@@ -145,8 +145,7 @@ def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
     if approvers:
         others = tuple(a for a in approvers if a != author)
         required = summary.get("required")
-        required = required if isinstance(required, int) else 0
-        return others, min(required, len(others)) or 1
+        return others, required if isinstance(required, int) and required > 0 else 1
     owner = summary.get("owner")
     return ((owner,) if isinstance(owner, str) else ()), 1
 

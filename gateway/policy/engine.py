@@ -93,12 +93,15 @@ class Gate:
 
 
 def gate_for(policy: Policy, author: str) -> Gate:
-    """The approval gate a post by ``author`` must pass when it is held."""
+    """The approval gate a post by ``author`` must pass when it is held: as many approvals as the
+    policy asks, from its approvers but the author. The loader makes sure a writer's posts can
+    have them; a post whose author lost the writer role may have fewer approvers left than the
+    policy asks, and then waits (and expires) rather than going out on fewer."""
     if policy.approvals is not None:
         approvers = tuple(a for a in policy.approvals.from_ if a != author)
         return Gate(
             approvers=approvers,
-            required=min(policy.approvals.required, len(approvers)) or 1,
+            required=policy.approvals.required,
             expire_after=policy.approvals.expire_after,
         )
     return Gate(approvers=(policy.owner,), required=1, expire_after=timedelta(hours=24))

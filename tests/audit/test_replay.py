@@ -427,15 +427,22 @@ def test_events_of_unknown_posts_repeated_submissions_and_posts_to_no_account_ar
 
 
 def test_a_cosigned_gate_counts_the_approvers_other_than_the_author(tmp_path: Path) -> None:
-    """An author who approves needs one fewer approver; a post held for fewer than the policy asks is named."""
+    """An author who approves is left out of their own gate, which still asks as many approvals
+    as the policy (the loader makes sure the others are enough); a post held for fewer than the
+    policy asks is named, an author's own included."""
     log = SyntheticLog()
-    log.policy("brand", {**COSIGNED, "required": 3}, "p1")
-    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
-    bad = log.submit("2", author="alice", account="brand", state="held", approvers=["bob", "carol", "dave"],
+    policy = {**COSIGNED, "required": 3, "approvers": ["bob", "carol", "dave", "erin"]}
+    log.policy("brand", policy, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave", "erin"], required=3,
+               sha="p1")
+    bad = log.submit("2", author="alice", account="brand", state="held", approvers=["bob", "carol", "dave", "erin"],
                      required=1, sha="p1")
+    short = log.submit("3", author="carol", account="brand", state="held", approvers=["bob", "dave", "erin"],
+                       required=2, sha="p1")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
-        f"entry {bad}: post 2 was submitted to co-signed brand as held needing 1 approvals, not held for 3"
+        f"entry {bad}: post 2 was submitted to co-signed brand as held needing 1 approvals, not held for 3",
+        f"entry {short}: post 3 was submitted to co-signed brand as held needing 2 approvals, not held for 3",
     ]
 
 
@@ -825,7 +832,7 @@ def test_an_edit_that_re_holds_with_too_few_approvals_is_named(tmp_path: Path) -
 def test_a_co_signed_gate_leaves_the_author_out(tmp_path: Path) -> None:
     """Carol approves for brand but never her own post: her gate is bob alone, one approval, on a
     re-hold by edit as on a new decision."""
-    policy = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol"], required=2,
+    policy = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol"], required=1,
                      tier="co-signed")
     log = SyntheticLog()
     log.policy("brand", policy, "g1")
@@ -902,3 +909,17 @@ def test_an_edit_by_a_confirming_owner_who_does_not_write_is_named(tmp_path: Pat
     assert messages(log.verify(tmp_path / "x.export")) == [
         f"entry {bad}: dave edited post 1 of managed, for which they confirm but do not write"
     ]
+
+
+def test_a_post_held_again_for_fewer_approvals_than_its_policy_asks_is_named(tmp_path: Path) -> None:
+    """A post whose author lost the writer role is held again for the approvers but them, and for
+    as many approvals as the policy asks: a gate shrunk to the approvers left (one, where the
+    policy asks two of bob and carol, and carol wrote it) is named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    log.policy("brand", summary(owner="alice", writers=["alice"], approvers=["bob", "carol"], required=2,
+                                tier="co-signed"), "p2")
+    bad = _redecide(log, "1", "brand", version=2, approvers=["bob"], required=1, sha="p2")
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {bad}: post 1 was held again on co-signed brand needing 1 approvals, not 2"]
