@@ -15,7 +15,7 @@ from adapters.base import AdapterError
 from gateway.appkeys import CHECKPOINTS, SANDBOX
 from gateway.audit.entry import text_commitment
 from tests.audit.logtools import byline
-from tests.conftest import Gateway, started_gateway, write_policy
+from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
 
 BRAND = """
     account: brand
@@ -324,19 +324,12 @@ async def test_more_approvals_asked_reach_the_posts_held_or_approved_for_fewer(
     await _verify_log(gateway, tmp_path)
 
 
-MANAGED_HOLD = """
-    account: managed
-    platform: sandbox
-    handle: "@dave"
-    tier: managed
-    owner: dave
-    writers: [bob, carol]
-    disclosure: "—{author}"
-    rules:
-      - name: breaking-news
-        action: hold
-        any_words: [fired]
-        reason: Check the full story first
+MANAGED_HOLD = TEST_POLICIES["managed"].rstrip() + """
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [fired]
+            reason: Check the full story first
 """
 
 

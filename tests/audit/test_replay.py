@@ -866,27 +866,24 @@ def test_a_post_retried_once_its_account_is_co_signed_and_published_unapproved_i
     that retries it and sends it out without deciding it again (no ``post.redecided`` holding it
     for the approvers) published one person's words alone, and the log says so. The same post
     held again for two approvals, and approved by two, verifies."""
-    log = SyntheticLog()
-    log.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
-    log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
-    log.add("post.failed", actor="system", account="brand", post="1",
-            data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
-    log.policy("brand", COSIGNED, "p2")
-    log.add("post.retried", actor="carol", account="brand", post="1",
-            data={"state": "scheduled", "policy_sha256": "p2"})
+    def failed_then_retried_on_co_signed() -> SyntheticLog:
+        log = SyntheticLog()
+        log.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
+        log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+        log.add("post.failed", actor="system", account="brand", post="1",
+                data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
+        log.policy("brand", COSIGNED, "p2")
+        log.add("post.retried", actor="carol", account="brand", post="1",
+                data={"state": "scheduled", "policy_sha256": "p2"})
+        return log
+
+    log = failed_then_retried_on_co_signed()
     claim = _publish(log, "1", "brand") - 1
     assert messages(log.verify(tmp_path / "forged.export")) == [
         f"entry {claim}: post 1 went out on co-signed brand held for 0 approvals, where its policy asks for 2"
     ]
 
-    honest = SyntheticLog()
-    honest.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
-    honest.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
-    honest.add("post.failed", actor="system", account="brand", post="1",
-               data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
-    honest.policy("brand", COSIGNED, "p2")
-    honest.add("post.retried", actor="carol", account="brand", post="1",
-               data={"state": "scheduled", "policy_sha256": "p2"})
+    honest = failed_then_retried_on_co_signed()
     _redecide(honest, "1", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p2", cause="policy_changed")
     _approve(honest, "1", "bob", version=2)
     _approve(honest, "1", "dave", version=2, state="scheduled")
