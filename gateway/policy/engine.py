@@ -60,8 +60,9 @@ def check_rules(policy: Policy, text: str, *also: str | None) -> RuleVerdict:
 
     Rules see the text as read (see ``gateway.policy.text``): its normalized forms are made
     once here and shared by every rule. ``also``: the other words a reader sees of the post (its
-    content warning), each run through the rules in the same way: a block in any of them
-    blocks the post, and their holds gather (an allow ends only its own text's chain).
+    content warning, its media's descriptions, a link card), each run through the rules in the
+    same way: a block in any of them blocks the post, and their holds gather (an allow ends
+    only its own text's chain).
     """
     holds: list[Reason] = []
     for words in (text, *(w for w in also if w)):
@@ -139,11 +140,12 @@ def decide(
     now: datetime,
     requested: datetime | None,
     suggestion: bool,
-    warning: str | None = None,
+    seen: Sequence[str | None] = (),
 ) -> Decision | Reason:
-    """Decide a submission: a blocking ``Reason``, or where the post goes next. ``warning``: the
-    post's content warning, which the rules read as they read its text."""
-    verdict = check_rules(policy, text, warning)
+    """Decide a submission: a blocking ``Reason``, or where the post goes next. ``seen``: what
+    else a reader sees of the post (its content warning, its media's descriptions), which the
+    rules read as they read its text."""
+    verdict = check_rules(policy, text, *seen)
     if verdict.blocked_by is not None:
         return verdict.blocked_by
     if suggestion:

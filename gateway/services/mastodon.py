@@ -654,7 +654,8 @@ class MastodonService:
                 raise BylineError(Code.CONFLICT, "the upload changed meanwhile; reload it and try again")
             return {"described": [media_id]}
 
-        await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe)
+        await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe,
+                               described={media_id: new_description})
         return await self.media_info(auth, media_id)
 
     async def media_file(self, media_id: str, digest: str) -> tuple[str, bytes]:

@@ -50,6 +50,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
+from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row, together
@@ -114,6 +115,27 @@ PUBLISH_AT_LEEWAY: Final = timedelta(minutes=1)
 """How much sooner than the cooling-off delay allows a ``publish_at`` may ask and still be taken
 (for the earliest time): a tool that asks for "in ten minutes" on a ten-minute account sends a
 time already a moment old when it arrives."""
+
+
+_EMBED_WORDS: Final = ("alt", "title", "description")
+"""The keys of a Bluesky embed whose strings a reader sees: an image's alt text, a link card's
+title and description (a quoted post is its own author's, judged where it was posted)."""
+
+
+def _embed_words(embed: Any, depth: int = 0) -> list[str]:
+    """The strings a reader sees in an embed (``_EMBED_WORDS``), at any depth it nests them
+    (images inside a quote with media): an embed's JSON is bounded when it is read."""
+    if depth > 8:
+        return []
+    if isinstance(embed, Mapping):
+        found = [v for k, v in embed.items() if k in _EMBED_WORDS and isinstance(v, str)]
+        for key, value in embed.items():
+            if key != "record" and isinstance(value, Mapping | list):
+                found += _embed_words(value, depth + 1)
+        return found
+    if isinstance(embed, list):
+        return [w for item in embed for w in _embed_words(item, depth + 1)]
+    return []
 
 
 def _check_publish_at(publish_at: datetime, *, now: datetime, policy: LoadedPolicy) -> None:
@@ -342,7 +364,7 @@ class PostService:
             _check_publish_at(publish_at, now=now, policy=loaded)
         decision = decide(
             policy, author=caller.user, text=text, now=now, requested=publish_at, suggestion=suggestion,
-            warning=options.spoiler_text if options else None,
+            seen=await self._words_seen(options),
         )
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
@@ -361,6 +383,24 @@ class PostService:
         # The post as it was stored, not read back: a new post has no approvals yet, and what
         # happened to it since (the publisher may have taken it up already) is for a later look.
         return self._shown(caller, post, decisions=[])
+
+    async def _words_seen(
+        self, options: PostOptions | None, *, described: Mapping[str, str | None] | None = None
+    ) -> tuple[str | None, ...]:
+        """What a reader sees of a post besides its text, which the rules read as they read the
+        text: its content warning, its uploads' descriptions (alt text; ``described`` gives new
+        ones not stored yet), and a Bluesky embed's alt texts and link card."""
+        if options is None:
+            return ()
+        seen: list[str | None] = [options.spoiler_text]
+        if options.media_ids:
+            async with self.db.read() as txn:
+                rows = await media_sql.info(txn, list(options.media_ids))
+            changed = described or {}
+            seen += [changed.get(row["id"], row["description"]) for row in rows]
+        if options.embed is not None:
+            seen += _embed_words(options.embed)
+        return tuple(seen)
 
     async def _record_refusal(
         self, caller: Caller, loaded: LoadedPolicy, text: str, reason: Reason
@@ -446,11 +486,13 @@ class PostService:
     async def edit(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
         alongside: Callable[[LogTxn, str], Awaitable[Mapping[str, Any] | None]] | None = None,
+        described: Mapping[str, str | None] | None = None,
     ) -> PostView:
         """A new version of the text (and, when given, its options) while held, scheduled or
-        suggested; rules run again. ``alongside`` is as for ``submit``; what it returns is
-        added to the ``post.edited`` entry (the Mastodon API names an upload whose alt text
-        the edit changed)."""
+        suggested; rules run again, over what a reader will see of it (``described``: new
+        descriptions of its uploads, which ``alongside`` stores). ``alongside`` is as for
+        ``submit``; what it returns is added to the ``post.edited`` entry (the Mastodon API
+        names an upload whose alt text the edit changed)."""
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.EDIT)
         editors = post.editors
@@ -460,9 +502,9 @@ class PostService:
         )
         check_approvers_left(loaded, caller, post)
         policy = loaded.policy
-        # The content warning the post will show: the edit's, or the one it keeps.
-        warning = (options or PostOptions.from_json(post.options)).spoiler_text
-        verdict = check_rules(policy, text, warning)
+        # What the post will show besides its words: the edit's options, or the ones it keeps.
+        verdict = check_rules(policy, text, *await self._words_seen(
+            options or PostOptions.from_json(post.options), described=described))
         if verdict.blocked_by is not None:
             raise rule_blocked(verdict.blocked_by)
         now = self.clock.now()
@@ -673,7 +715,7 @@ class PostService:
         options = PostOptions.from_json(post.options)
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False,
-            warning=options.spoiler_text,
+            seen=await self._words_seen(options),
         )
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
@@ -747,7 +789,8 @@ class PostService:
         now = self.clock.now()
         chosen = options or PostOptions.from_json(post.options)
         decision = decide(policy, author=post.author, text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, post.author), warning=chosen.spoiler_text)
+                          suggestion=Role.WRITER not in roles(policy, post.author),
+                          seen=await self._words_seen(chosen))
         if isinstance(decision, Reason):
             raise rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:

@@ -308,3 +308,32 @@ async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
         "Invalid app.bsky.feed.post record: Byline publishes embeds to Bluesky accounts only; "
         "direct is on sandbox: post the text alone"
     )
+
+
+async def test_the_rules_read_alt_texts_and_link_cards(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, policy_dir: Path,
+) -> None:
+    """An image's alt text and a link card's title and description are read by the rules as the
+    words are: a block rule matching one refuses the post (nothing on the PDS), a hold rule
+    holds it (before, both went straight out)."""
+    account = bluesky_pds.account("carol.test")
+    write_policy(policy_dir, "skyrules", f"account: skyrules\nplatform: bluesky\nhandle: {account.handle}\n"
+                                         f"pds: {bluesky_pds.pds_url}\ncredentials: env:CAROL_BSKY_APP_PASSWORD\n"
+                                         "owner: alice\ntier: direct\nrules:\n"
+                                         "  - {name: breaking-news, action: hold, any_words: [fired], reason: Check}\n"
+                                         "  - {name: no-slurs, action: block, any_words: [example-slur], "
+                                         "reason: Not okay}\n")
+    await sky.sync_policies()
+    client = await sdk.login(sky, "alice", "skyrules", account.handle)
+    with pytest.raises(BadRequestError) as refused:
+        await run(client.send_image, "A picture", image=png(2, 2, secrets.token_hex(4)), image_alt="an example-slur")
+    assert "blocked by rule no-slurs" in str(refused.value)
+    assert await sky.timeline("skyrules") == []
+
+    card = models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
+        uri="https://news.example/story", title="The CEO was fired", description="What happened"))
+    sent = await run(client.send_post, "Read this", embed=card)
+    post = await post_for(sky, "alice", "skyrules", sent.uri)
+    assert (post["state"], [r["rule"] for r in post["reasons"]]) == ("held", ["breaking-news"]), post
+    await sky.tick()
+    assert await pds_record(bluesky_pds, sent.uri) is None

@@ -181,3 +181,38 @@ async def test_only_the_uploader_may_change_it(world: World, policy_dir: Path) -
     assert unknown.value.args[1:4:2] == (404, "Record not found")
     assert (await _media_row(world, loose.id), await _media_row(world, attached.id),
             await world.gateway.snapshot()) == before
+
+
+async def test_the_rules_read_the_alt_text_as_they_read_the_words(world: World, policy_dir: Path) -> None:
+    """Alt text is read by everyone who cannot see the picture: a block rule matching it refuses
+    the status (422, nothing stored), and a hold rule matching a new alt text of a scheduled
+    post holds it for confirmation (before, both went straight out)."""
+    instance = yaml.safe_load((policy_dir / "masto.yaml").read_text(encoding="utf-8"))["instance"]
+    write_policy(policy_dir, "masto", f"""
+        account: masto
+        platform: mastodon
+        handle: "@brand@mastodon.example"
+        instance: {instance}
+        credentials: env:BRAND_MASTODON_TOKEN
+        tier: direct
+        owner: alice
+        rules:
+          - {{name: breaking-news, action: hold, any_words: [fired], reason: Check the full story first}}
+          - {{name: no-slurs, action: block, any_words: [example-slur], reason: Not okay to post}}
+    """)
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "masto")
+    slur = await world.run(api.media_post, PNG, mime_type="image/png", description="an example-slur")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_post, "Our mascot", media_ids=[slur])
+    assert caught.value.args[1] == 422
+    assert (await _media_row(world, slur.id))["post_id"] is None
+
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    assert status.byline.state == "scheduled"
+    await world.run(api.media_update, media, description="The cat that was fired")
+    post = await world.gateway.get("alice", status.id)
+    assert (post["state"], [r["rule"] for r in post["reasons"]]) == ("held", ["breaking-news"]), post
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == []
