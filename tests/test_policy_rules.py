@@ -112,7 +112,7 @@ def test_the_content_warning_goes_through_the_rules_too() -> None:
     assert check_rules(RULED, "tonight", "satire, a slur") == RuleVerdict(blocked_by=None, holds=(late,))
     assert check_rules(RULED, "fine words", None, "") == RuleVerdict(blocked_by=None, holds=())
     assert decide(RULED, author="alice", text="fine", now=datetime(2026, 1, 1, tzinfo=UTC), requested=None,
-                  suggestion=False, warning="a slur") == never
+                  suggestion=False, seen=("a slur",)) == never
 
 
 def test_rule_matches_a_plain_string() -> None:
