@@ -374,3 +374,4 @@ async def test_a_post_held_again_for_its_author_lost_role_asks_as_many_approvals
     await _publish_due(gateway)
     assert await gateway.timeline("brand") == []
     await _verify_log(gateway, tmp_path)
+

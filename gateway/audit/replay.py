@@ -27,7 +27,13 @@ and approvals. It flags:
   for the account before it;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
-  (``post.redecided``) before anything else happens to it.
+  (``post.redecided``) before anything else happens to it;
+- an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
+  claimed or published twice, published after it was cancelled, approved after it went out;
+  a claim or a publication of another version than the post's current words;
+- a retry or a deletion by someone who is neither the post's author (still writing) nor the
+  owner, and new words for a published post (``post.revised``) by anyone but its writing
+  author, or on an account whose policy would not send them out at once.
 
 Which policy judges an action: every action names the policy it was decided on
 (``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
@@ -44,12 +50,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.lifecycle import Action, states_allowing
 from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
 
 __all__ = ["Fact", "Replay"]
 
 Fact = tuple[str, str, str | None, str | None, Any]
 """(type, actor, account, post, extra): what the replay needs of one entry; see ``extract``."""
+
+_ACTIONS: dict[str, tuple[Action, ...]] = {
+    "post.edited": (Action.EDIT, Action.REHOLD),
+    "post.approved": (Action.APPROVE, Action.RELEASE),
+    "post.rejected": (Action.REJECT,),
+    "post.cancelled": (Action.CANCEL,),
+    "post.expired": (Action.EXPIRE,),
+    "post.publishing": (Action.CLAIM,),
+    "post.published": (Action.PUBLISHED,),
+    "post.deferred": (Action.DEFER,),
+    "post.failed": (Action.FAIL,),
+    "post.retried": (Action.RETRY,),
+    "post.adopted": (Action.ADOPT,),
+    "post.dismissed": (Action.DISMISS,),
+    "post.deleted": (Action.DELETE,),
+    "post.redecided": (Action.REDECIDE,),
+}
+_FROM: dict[str, frozenset[str]] = {
+    kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
+}
+_FROM["post.revised"] = frozenset({"published"})
+"""The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
+a post published twice, approved after it went out, or retried from cancelled is named."""
 
 _PENDING = frozenset({"held", "scheduled"})
 _ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
@@ -211,6 +241,9 @@ class Replay:
             at, why = known.owed
             self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
             known.owed = None
+        allowed = _FROM.get(kind)
+        if allowed is not None and known.state not in allowed:
+            self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
         elif kind == "post.approved":
@@ -221,6 +254,8 @@ class Replay:
             self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
             self._publishing(index, known, post, extra)
+        elif kind == "post.revised":
+            self._revised(index, actor, known, post, extra)
         elif isinstance(extra, tuple) and len(extra) == 3:
             self._decided(index, kind, actor, known, post, extra)
 
@@ -473,6 +508,16 @@ class Replay:
             else:
                 self._judge(index, known.account, sha256, self._author_acts(actor, post, "cancelled"),
                             f"{actor} cancelled a post of {known.account}")
+        elif kind in ("post.retried", "post.deleted"):
+            author = known.author
+
+            def owner_or_writing_author(policy: _Policy) -> str | None:
+                if actor == policy.owner or (actor == author and author in policy.writers):
+                    return None
+                return f"{actor} {kind[5:]} post {post} but is neither its author writing for it nor the owner"
+
+            self._judge(index, known.account, sha256, owner_or_writing_author,
+                        f"{actor} {kind[5:]} a post of {known.account}")
         elif kind in ("post.adopted", "post.dismissed"):
             def check(policy: _Policy) -> str | None:
                 return None if actor in policy.writers else f"{actor} {kind[5:]} post {post} but is not a writer"
@@ -501,9 +546,30 @@ class Replay:
         if approvers is not None and required is not None:
             known.approvers, known.required = approvers, required
 
+    def _revised(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
+        """New words for a published post: its author's, while they write for the account, and
+        only where the policy sends words out at once (never a co-signed or delayed account)."""
+        version = extra[0]
+        author, account = known.author, known.account
+
+        def check(policy: _Policy) -> str | None:
+            if actor != author or author not in policy.writers:
+                return f"{actor} revised post {post} but is not its author writing for {account}"
+            if policy.summary.get("tier") in ("co-signed", "delayed") or policy.summary.get("delay_seconds"):
+                return f"post {post} was revised on {account}, whose policy does not send words out at once"
+            return None
+
+        self._judge(index, account, None, check, f"{actor} revised a post of {account}")
+        known.version = version
+
     def _publishing(self, index: int, known: _Post, post: str, extra: Any) -> None:
         """A claim: the account must have a policy in force, and the author still write for it
-        under the policy the claim names (or people who do must have decided the post again)."""
+        under the policy the claim names (or people who do must have decided the post again);
+        what goes out is the post's current version."""
+        sha, version = extra if isinstance(extra, tuple) else (extra, None)
+        if version is not None and version != known.version:
+            self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
+        extra = sha
         known.state = "publishing"
         account = known.account
         if account is None:
@@ -528,6 +594,9 @@ class Replay:
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
         (version,) = extra
+        if version != known.version:
+            self._bad(index, f"post {post} was published at version {version}, but its words are at "
+                             f"version {known.version}")
         known.state = "published"
         self.published_checked += 1
         if known.required <= 0:

@@ -124,7 +124,7 @@ def test_publish_without_enough_approvals_is_named(tmp_path: Path) -> None:
     log.policy("brand", COSIGNED, "p1")
     log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
     _approve(log, "1", "bob")
-    _approve(log, "1", "bob")
+    _approve(log, "1", "bob", state="scheduled")  # a rogue gateway calls it released
     bad = _publish(log, "1", "brand")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
@@ -141,7 +141,7 @@ def test_approvals_of_an_older_version_do_not_count(tmp_path: Path) -> None:
     _approve(log, "1", "dave", state="scheduled")
     log.add("post.edited", actor="carol", account="brand", post="1",
             data={"version": 2, "text_hash": log.commit("new words"), "state": "held"})
-    _approve(log, "1", "bob", version=2)
+    _approve(log, "1", "bob", version=2, state="scheduled")  # a rogue gateway calls it released
     bad = _publish(log, "1", "brand", version=2)
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
@@ -159,7 +159,8 @@ def test_an_edit_that_rehold_a_released_post_needs_new_approvals(tmp_path: Path)
     bad = _publish(log, "1", "solo", version=2)
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
-        f"entry {bad}: post 1 was published (version 2) with 0 of the 1 approvals it needed"
+        f"entry {bad - 1}: post.publishing of post 1, which was held: its life does not go that way",
+        f"entry {bad}: post 1 was published (version 2) with 0 of the 1 approvals it needed",
     ]
 
 
@@ -783,6 +784,7 @@ def test_the_replay_takes_facts_one_at_a_time_or_in_runs() -> None:
         ("post.publishing", "system", "solo", "1", None),
         ("post.published", "system", "solo", "1", (2,)),
         ("post.submitted", "alice", "solo", "2", (1, "scheduled", (), 0, "s1")),
+        ("post.publishing", "system", "solo", "2", None),
         ("post.published", "system", "solo", "2", (1,)),
     ]
     one, run = Replay(), Replay()
@@ -870,6 +872,8 @@ def test_a_post_retried_once_its_account_is_co_signed_and_published_unapproved_i
         log = SyntheticLog()
         log.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
         log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
+        log.add("post.publishing", actor="system", account="brand", post="1",
+                data={"attempt": 1, "version": 1, "text_hash": log.commit("out 1"), "policy_sha256": "p1"})
         log.add("post.failed", actor="system", account="brand", post="1",
                 data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
         log.policy("brand", COSIGNED, "p2")
@@ -920,3 +924,86 @@ def test_a_post_held_again_for_fewer_approvals_than_its_policy_asks_is_named(tmp
     bad = _redecide(log, "1", "brand", version=2, approvers=["bob"], required=1, sha="p2")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [f"entry {bad}: post 1 was held again on co-signed brand needing 1 approvals, not 2"]
+
+
+def _solo_published(log: SyntheticLog) -> None:
+    log.policy("solo", summary(owner="alice", writers=["alice", "bob"]), "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _publish(log, "1", "solo")
+
+
+def test_a_post_published_twice_or_after_its_end_is_named(tmp_path: Path) -> None:
+    """The replay follows each post's life (``gateway.lifecycle``): a second publication, a
+    publication of a cancelled post, and an approval after the post went out are each named."""
+    log = SyntheticLog()
+    _solo_published(log)
+    twice = _publish(log, "1", "solo") - 1
+    log.submit("2", author="alice", account="solo", sha="s1")
+    log.add("post.cancelled", actor="alice", account="solo", post="2",
+            data={"state": "cancelled", "policy_sha256": "s1"})
+    after_cancel = _publish(log, "2", "solo") - 1
+    late = log.add("post.approved", actor="bob", account="solo", post="1",
+                   data={"version": 1, "count": 1, "required": 1, "state": "published", "policy_sha256": "s1"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {twice}: post.publishing of post 1, which was published: its life does not go that way",
+        f"entry {after_cancel}: post.publishing of post 2, which was cancelled: its life does not go that way",
+        f"entry {late}: post.approved of post 1, which was published: its life does not go that way",
+        f"entry {late}: bob approved post 1 but is not one of its approvers",
+    ]
+
+
+def test_a_retry_or_a_delete_by_a_stranger_is_named(tmp_path: Path) -> None:
+    """Only the author (still writing) or the owner retries a failed post or deletes a published one."""
+    log = SyntheticLog()
+    _solo_published(log)
+    log.submit("2", author="alice", account="solo", sha="s1")
+    log.add("post.publishing", actor="system", account="solo", post="2",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit("out 2"), "policy_sha256": "s1"})
+    log.add("post.failed", actor="system", account="solo", post="2", data={"state": "failed", "policy_sha256": "s1"})
+    retried = log.add("post.retried", actor="bob", account="solo", post="2",
+                      data={"state": "scheduled", "policy_sha256": "s1"})
+    deleted = log.add("post.deleted", actor="mallory", account="solo", post="1", data={"state": "deleted"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {retried}: bob retried post 2 but is neither its author writing for it nor the owner",
+        f"entry {deleted}: mallory deleted post 1 but is neither its author writing for it nor the owner",
+    ]
+
+
+def test_what_goes_out_is_the_current_version(tmp_path: Path) -> None:
+    """A co-signed post approved at version 1, then edited to version 2 and logged as still
+    scheduled, cannot go out as version 1 (the words it now has were never approved)."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    log.add("post.edited", actor="carol", account="brand", post="1",
+            data={"version": 2, "text_hash": log.commit("unapproved words"), "state": "scheduled"})
+    claim = _publish(log, "1", "brand", version=1) - 1
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 went out at version 1, but its words are at version 2",
+        f"entry {claim + 1}: post 1 was published at version 1, but its words are at version 2",
+    ]
+
+
+def test_a_revision_is_its_writing_authors_and_only_where_words_go_out_at_once(tmp_path: Path) -> None:
+    """``post.revised`` (new words for a published post) is replayed: by its author while they
+    write, on an account that sends words out at once; a stranger's, or one on a co-signed
+    account, is named."""
+    log = SyntheticLog()
+    _solo_published(log)
+    stranger = log.add("post.revised", actor="mallory", account="solo", post="1",
+                       data={"version": 2, "text_hash": log.commit("mallory's"), "state": "published"})
+    log.add("post.revised", actor="alice", account="solo", post="1",
+            data={"version": 3, "text_hash": log.commit("alice's"), "state": "published"})
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "2", "bob")
+    _approve(log, "2", "dave", state="scheduled")
+    _publish(log, "2", "brand")
+    cosigned = log.add("post.revised", actor="carol", account="brand", post="2",
+                       data={"version": 2, "text_hash": log.commit("carol's"), "state": "published"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {stranger}: mallory revised post 1 but is not its author writing for solo",
+        f"entry {cosigned}: post 2 was revised on brand, whose policy does not send words out at once",
+    ]

@@ -87,7 +87,9 @@ def test_odd_values_where_the_replay_looks_do_not_stop_it(tmp_path: Path) -> Non
     assert report.size == 6
     # Read through to the end: each odd entry still gets the checks that apply to it.
     assert messages(report) == [
+        "entry 4: post.approved of post 1, which was scheduled: its life does not go that way",
         "entry 4: alice approved post 1 but is not one of its approvers",
+        "entry 5: post.approved of post 2, which was cancelled: its life does not go that way",
         "entry 5: alice approved post 2 but is not one of its approvers",
     ]
 

@@ -8,6 +8,7 @@ import pytest
 from mastodon import MastodonAPIError, MastodonNotFoundError
 
 from gateway.appkeys import HOUSEKEEPER
+from tests.audit.logtools import verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
 
 
@@ -272,6 +273,8 @@ async def test_published_status_replies_edits_and_deletes_upstream(world: World)
     assert continued.deleted and not start.deleted
     with pytest.raises(MastodonNotFoundError):
         await world.run(api.status, reply.id)
+    # The replay follows both posts' lives to the end (revised, deleted): the log verifies.
+    await verified_by_cli(world.gateway)
 
 
 async def test_published_edit_only_where_policy_and_platform_allow(world: World) -> None:

@@ -26,7 +26,7 @@ REPLAYED = frozenset({
     "policy.loaded", "policy.changed", "policy.removed",
     "post.submitted", "post.edited", "post.approved", "post.published", "post.publishing",
     "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
-    "post.expired", "post.deferred", "post.failed", "post.retried",
+    "post.expired", "post.deferred", "post.failed", "post.retried", "post.revised", "post.deleted",
     "profile.updated",
 })
 """The entry types the rules replay takes."""
@@ -127,7 +127,13 @@ def _sha(data: dict[str, Any]) -> str | None:
 def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
     if kind == "post.publishing":
-        return _sha(data), None
+        version = data.get("version")
+        return (_sha(data), version if type(version) is int else None), None
+    if kind == "post.revised":
+        version = data.get("version")
+        if type(version) is not int:
+            return None, "post.revised lacks data.version"
+        return (version, "published", None, None, _sha(data)), None
     if kind == "post.approved":
         version = data.get("version")
         if type(version) is not int:
