@@ -362,12 +362,12 @@ class OAuthService:
                 ticket = form.ticket
                 caller = await self.resume(ticket, csrf=form.csrf)
             else:
-                self._throttle.check(f"address:{client}")
-                try:
-                    caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
-                except BylineError:
-                    self._throttle.failed(f"address:{client}")
-                    raise
+                with self._throttle.attempt(f"address:{client}"):
+                    try:
+                        caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
+                    except BylineError:
+                        self._throttle.failed(f"address:{client}")
+                        raise
         except BylineError as exc:
             if exc.code is Code.TOO_MANY_REQUESTS:
                 raise

@@ -115,20 +115,21 @@ class People:
     async def sign_in(self, name: str, password: str, *, client: str) -> tuple[str, Session]:
         """A new session cookie for a right name and password; 401 otherwise, and 429 after too
         many failures from this address or for this name."""
-        self.throttle.check(f"address:{client}", f"person:{name.lower()}")
-        if len(password) > MAX_PASSWORD or not NAME.match(name):
-            row = None
-        else:
-            async with self.db.read() as txn:
-                row = await sql.get_person(txn, name)
-        stored = row["password_hash"] if row is not None else _DECOY
-        try:
-            ok = await asyncio.to_thread(_HASHER.verify, stored, password[:MAX_PASSWORD]) and row is not None
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
-        if not ok or row is None:
-            self.throttle.failed(f"address:{client}", f"person:{name.lower()}")
-            raise BylineError(Code.UNAUTHENTICATED, "That name and password do not match.")
+        keys = (f"address:{client}", f"person:{name.lower()}")
+        with self.throttle.attempt(*keys):
+            if len(password) > MAX_PASSWORD or not NAME.match(name):
+                row = None
+            else:
+                async with self.db.read() as txn:
+                    row = await sql.get_person(txn, name)
+            stored = row["password_hash"] if row is not None else _DECOY
+            try:
+                ok = await asyncio.to_thread(_HASHER.verify, stored, password[:MAX_PASSWORD]) and row is not None
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                ok = False
+            if not ok or row is None:
+                self.throttle.failed(*keys)
+                raise BylineError(Code.UNAUTHENTICATED, "That name and password do not match.")
         return await self.open_session(row["name"])
 
     async def open_session(self, person: str) -> tuple[str, Session]:

@@ -10,8 +10,10 @@ allow their share of it (``shares``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 
 from limits import parse, storage, strategies
 
@@ -33,11 +35,34 @@ class Throttle:
         self._limit = limit
         self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._what = what
+        self._running: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def attempt(self, *keys: str, **details: object) -> Iterator[None]:
+        """One attempt against ``keys``, for its whole run: refused (429) when the failures in
+        the window and the attempts still running would together use up any key's allowance,
+        else counted as running until it ends (count its failure with :meth:`failed`). Many
+        guesses sent at once are so limited as surely as one after another: each waits for its
+        hash to be checked before it is counted, and they would all pass a check of failures
+        alone."""
+        self.check(*keys, **details)
+        for key in keys:
+            self._running[key] = self._running.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            for key in keys:
+                left = self._running.get(key, 1) - 1
+                if left > 0:
+                    self._running[key] = left
+                else:
+                    self._running.pop(key, None)
 
     def check(self, *keys: str, **details: object) -> None:
-        """429 when any of ``keys`` has no failed attempts left in the window."""
+        """429 when any of ``keys`` has no failed attempts left in the window (those running
+        counted as failed)."""
         for key in keys:
-            if not self._limiter.test(self._limit, key):
+            if not self._limiter.test(self._limit, key, cost=self._running.get(key, 0) + 1):
                 reset = self._limiter.get_window_stats(self._limit, key).reset_time
                 wait = max(1, math.ceil(reset - time.time()))
                 self._metrics.signin_failed("throttled")

@@ -171,13 +171,13 @@ class XrpcSessions:
         Failed logins count against the client's address and the identifier it named (429
         ``RateLimitExceeded`` once either is used up), as a PDS limits them."""
         keys = (f"address:{client}", f"identifier:{identifier.strip().lower()}")
-        self._throttle.check(*keys, xrpc="RateLimitExceeded")
-        try:
-            return await self._create(identifier=identifier, password=password)
-        except BylineError as exc:
-            if exc.code is Code.UNAUTHENTICATED:
-                self._throttle.failed(*keys)
-            raise
+        with self._throttle.attempt(*keys, xrpc="RateLimitExceeded"):
+            try:
+                return await self._create(identifier=identifier, password=password)
+            except BylineError as exc:
+                if exc.code is Code.UNAUTHENTICATED:
+                    self._throttle.failed(*keys)
+                raise
 
     async def _create(self, *, identifier: str, password: str) -> dict[str, Any]:
         try:

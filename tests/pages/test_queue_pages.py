@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import aiohttp
 import markupsafe
 import pytest
 
-from gateway.appkeys import CHECKPOINTS, LIVE, PEOPLE, PLATFORMS
+from gateway.appkeys import CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
@@ -514,3 +515,40 @@ async def test_streams_end_when_the_gateway_stops(db_url: str, policy_dir: Path,
         finally:
             await session.close()
 
+
+
+async def test_a_form_sent_in_pieces_is_read_whole(pages: Pages) -> None:
+    """An edit whose body reaches the gateway in two pieces (a slow phone link) is stored whole
+    (before, the first piece was taken for the whole form: the words were cut short and saved)."""
+    gw = pages.gateway
+    held = await gw.submit("carol", "cosigned", "Launch on Monday")
+    carol = await pages.person("carol")
+    await carol.get(f"/posts/{held['id']}")
+    words = "Launch on Tuesday at noon, with the whole team present"
+    body = f"csrf={quote(carol.csrf)}&back=post&text={quote(words)}".encode()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        yield body[:-20]
+        await asyncio.sleep(0.3)
+        yield body[-20:]
+
+    async with carol.session.post(
+        carol.base + f"/posts/{held['id']}/edit", data=slowly(), allow_redirects=False,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Length": str(len(body))},
+    ) as answer:
+        assert answer.status == 303, await answer.text()
+    assert (await gw.get("carol", held["id"]))["text"] == words
+
+
+async def test_the_post_page_links_only_to_web_addresses(pages: Pages) -> None:
+    """The address a platform gave for a published post is a link only when it is http(s): a
+    hostile instance's ``javascript:`` address is shown as text."""
+    gw = pages.gateway
+    post = await gw.submit("alice", "direct", "Hello world")
+    await gw.tick()
+    async with gw.app[DB].write() as txn:
+        await txn.execute("UPDATE posts SET remote_url = ? WHERE id = ?", "javascript:alert(document.domain)",
+                          post["id"])
+    alice = await pages.person("alice")
+    status, page = await alice.get(f"/posts/{post['id']}")
+    assert status == 200 and 'href="javascript:' not in page and "javascript:alert(document.domain)" in page

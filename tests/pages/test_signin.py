@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.appkeys import PEOPLE
 from tests.pages.conftest import Pages, password_of
 
@@ -75,3 +77,47 @@ async def test_every_page_has_a_strict_content_security_policy(pages: Pages) -> 
     async with visitor.session.get(pages.base + "/signin") as resp:
         csp = resp.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+
+
+async def test_guesses_sent_at_once_are_limited_as_one_after_another(pages: Pages) -> None:
+    """Sixty wrong passwords sent together: no more are checked than the ten a minute allows
+    (before, all sixty were: each was counted only once its hash had been checked)."""
+    visitor = await pages.visitor()
+
+    async def guess(n: int) -> int:
+        async with visitor.session.post(visitor.base + "/signin", data={"name": "bob", "password": f"wrong-{n}"},
+                                        allow_redirects=False) as answer:
+            return answer.status
+
+    statuses = await asyncio.gather(*(guess(n) for n in range(60)))
+    assert (statuses.count(401), statuses.count(429)) == (10, 50), statuses
+
+
+async def test_a_sign_in_sent_from_another_site_is_refused(pages: Pages) -> None:
+    """Another site's page posting its own person's name and password to /signin would sign the
+    browser in as them (login CSRF): refused (403), whatever the browser says of it, and the
+    person signed in stays signed in."""
+    visitor = await pages.person("dave")
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        status, _, resp = await visitor.post(
+            "/signin", {"name": "erin", "password": password_of("erin"), "next": "/queue"}, csrf=False,
+            headers=headers)
+        assert status == 403 and "Set-Cookie" not in resp.headers, headers
+    _, page = await visitor.get("/")
+    assert "Sign out <bdi>dave</bdi>" in page
+    own = {"Origin": visitor.base, "Sec-Fetch-Site": "same-origin"}
+    status, _, resp = await visitor.post(
+        "/signin", {"name": "erin", "password": password_of("erin"), "next": "/queue"}, csrf=False, headers=own)
+    assert status == 303
+
+
+async def test_a_control_character_in_next_goes_to_the_queue(pages: Pages) -> None:
+    """DEL (0x7f) cannot go in a Location header: it is refused like the other control characters
+    (before, the answer could not be written and the connection was dropped)."""
+    visitor = await pages.visitor()
+    status, _, resp = await visitor.post(
+        "/signin", {"name": "carol", "password": password_of("carol"), "next": "/\x7f"}, csrf=False)
+    assert (status, resp.headers["Location"]) == (303, "/queue")
+    async with visitor.session.get(visitor.base + "/signin", params={"next": "/\x7f"},
+                                   allow_redirects=False) as answer:
+        assert (answer.status, answer.headers["Location"]) == (303, "/queue")

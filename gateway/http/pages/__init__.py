@@ -145,9 +145,23 @@ def safe_next(value: str | None) -> str:
     """Where to go after signing in: a path on this gateway, never another site."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/queue"
-    if any(ord(c) < 0x20 for c in value):
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):  # no control character goes in a header
         return "/queue"
     return value
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """The body, whole, or its first ``limit`` bytes: one ``read`` gives what has arrived so far,
+    and a form sent in pieces (a slow link) would be cut short, its last field with it."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        part = await request.content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 async def read_form(request: web.Request, *, session: Session | None) -> dict[str, str]:
@@ -158,7 +172,7 @@ async def read_form(request: web.Request, *, session: Session | None) -> dict[st
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise BylineError(Code.UNSUPPORTED_MEDIA_TYPE, "Send the page's form as it is.")
     try:
-        raw = await request.content.read(MAX_FORM_BYTES + 1)
+        raw = await _read_at_most(request, MAX_FORM_BYTES + 1)
     except (BadHttpMessage, ValueError):
         raise BylineError(Code.BAD_REQUEST, "The form could not be read.") from None
     if len(raw) > MAX_FORM_BYTES:

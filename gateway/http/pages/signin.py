@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from aiohttp import web
 
-from gateway.appkeys import PEOPLE
+from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code
 from gateway.http.pages import (
     SESSION_COOKIE,
@@ -18,6 +20,22 @@ from gateway.http.pages import (
 )
 
 routes = web.RouteTableDef()
+
+
+def _from_this_site(request: web.Request) -> None:
+    """403 for a sign-in another site's page sent: it would sign the browser in as the other
+    site's person (login CSRF), and what one then writes or approves would be done as them.
+    Browsers say where a form came from (``Sec-Fetch-Site``, ``Origin``); a request that says
+    nothing (a script, an old browser) is let through, as it holds no one else's cookie."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise BylineError(Code.FORBIDDEN, "Sign in from this gateway's own sign-in page.")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    public = request.config_dict[SETTINGS].public_url
+    ours = {request.host.lower(), *([urlsplit(public).netloc.lower()] if public else [])}
+    if urlsplit(origin).netloc.lower() not in ours:  # "null" (a sandboxed frame) is no host of ours
+        raise BylineError(Code.FORBIDDEN, "Sign in from this gateway's own sign-in page.")
 
 
 @routes.get("/signin")
@@ -34,6 +52,7 @@ async def signin_page(request: web.Request) -> web.StreamResponse:
 @page
 async def signin(request: web.Request) -> web.StreamResponse:
     """Check the name and password; a new session cookie on success."""
+    _from_this_site(request)
     form = await read_form(request, session=None)
     target = safe_next(form.get("next"))
     name = form.get("name", "").strip()
