@@ -193,14 +193,9 @@ async def _revoke_token(settings: Settings, wanted: str) -> Revocation:
 
     db = await open_database(settings.database_url)
     try:
-        # An app's token that ends goes into the log, through the log's one way in; this process
-        # writes to it as one more replica would.
-        appender = Appender(db, SystemClock())
-        await appender.start()
-        try:
+        # An app's token that ends goes into the log.
+        async with Appender.running(db, SystemClock()) as appender:
             return await Identity(db, SystemClock()).revoke_by_id(appender, wanted)
-        finally:
-            await appender.stop()
     finally:
         await db.close()
 
@@ -424,6 +419,7 @@ async def _demo_passwords(settings: Settings) -> dict[str, str]:
     an earlier run stops working, and its sessions end with it."""
     import secrets
 
+    from gateway.audit.appender import Appender
     from gateway.clock import SystemClock
     from gateway.errors import BylineError, Code
     from gateway.services.people import People
@@ -434,14 +430,15 @@ async def _demo_passwords(settings: Settings) -> dict[str, str]:
     try:
         people = People(db=db, clock=SystemClock(), throttle=Throttle(settings.signin_attempts, what="sign-in"))
         passwords = {}
-        for user in DEMO_USERS:
-            passwords[user] = password = secrets.token_hex(8)  # nothing to misread when typed
-            try:
-                await people.set_password(user, password)
-            except BylineError as exc:
-                if exc.code is not Code.NOT_FOUND:
-                    raise
-                await people.add(user, password)
+        async with Appender.running(db, SystemClock()) as appender:
+            for user in DEMO_USERS:
+                passwords[user] = password = secrets.token_hex(8)  # nothing to misread when typed
+                try:
+                    await people.set_password(user, password, appender=appender)
+                except BylineError as exc:
+                    if exc.code is not Code.NOT_FOUND:
+                        raise
+                    await people.add(user, password)
         return passwords
     finally:
         await db.close()

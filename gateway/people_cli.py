@@ -20,6 +20,7 @@ from gateway.errors import BylineError
 # them: every ``byline`` command builds this one's parser, and would otherwise wait for them
 # (with the policy rules' text tools, a second of a start) before doing anything.
 if TYPE_CHECKING:
+    from gateway.audit.appender import Appender
     from gateway.services.people import People
 
 T = TypeVar("T")
@@ -33,7 +34,8 @@ def _password() -> str | None:
     return first if getpass.getpass("Again: ") == first else None
 
 
-def _with_people(work: Callable[[People], Awaitable[T]]) -> T:
+def _with_people(work: Callable[[People, Appender], Awaitable[T]]) -> T:
+    from gateway.audit.appender import Appender
     from gateway.clock import SystemClock
     from gateway.services.people import People
     from gateway.services.throttle import Throttle
@@ -44,7 +46,9 @@ def _with_people(work: Callable[[People], Awaitable[T]]) -> T:
         settings = Settings()
         db = await open_database(settings.database_url)
         try:
-            return await work(People(db=db, clock=SystemClock(), throttle=Throttle("1000/second", what="sign-in")))
+            async with Appender.running(db, SystemClock()) as appender:
+                people = People(db=db, clock=SystemClock(), throttle=Throttle("1000/second", what="sign-in"))
+                return await work(people, appender)
         finally:
             await db.close()
 
@@ -61,7 +65,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     if password is None:
         return _fail("the two passwords differ: nothing changed")
     try:
-        _with_people(lambda people: people.add(args.name, password, email=args.email))
+        _with_people(lambda people, _: people.add(args.name, password, email=args.email))
     except BylineError as exc:
         return _fail(exc.message)
     print(f"{args.name} can now sign in to the pages")
@@ -73,16 +77,17 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
     if password is None:
         return _fail("the two passwords differ: nothing changed")
     try:
-        ended = _with_people(lambda people: people.set_password(args.name, password))
+        sessions, apps = _with_people(lambda people, log: people.set_password(args.name, password, appender=log))
     except BylineError as exc:
         return _fail(exc.message)
-    print(f"{args.name}'s password is changed; {ended} session(s) signed out")
+    print(f"{args.name}'s password is changed; {sessions} session(s) signed out, {apps} app(s) signed in "
+          "with a password or a page session signed out (logged as client.revoked)")
     return 0
 
 
 def _cmd_set_email(args: argparse.Namespace) -> int:
     try:
-        _with_people(lambda people: people.set_email(args.name, args.email or None))
+        _with_people(lambda people, _: people.set_email(args.name, args.email or None))
     except BylineError as exc:
         return _fail(exc.message)
     print(f"{args.name}'s email is {'now ' + args.email if args.email else 'removed'}")

@@ -19,6 +19,8 @@ Tessera splits its log:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from gateway.audit.queue import WorkQueue
@@ -47,6 +49,18 @@ class Appender:
     def batches(self) -> int:
         """Batches committed and answered since the appender was made."""
         return self._queue.batches
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, db: Database, clock: Clock) -> AsyncIterator[Appender]:
+        """An appender started for a command's work, and stopped after it: a command that writes
+        to the log does so as one more replica would, through the log's one way in."""
+        appender = cls(db, clock)
+        await appender.start()
+        try:
+            yield appender
+        finally:
+            await appender.stop()
 
     async def start(self) -> None:
         """Start draining the queue."""

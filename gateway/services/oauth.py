@@ -11,7 +11,8 @@ hands the app a code; ``POST /oauth/token`` exchanges the code, once, for an acc
   ordinary gateway token bound to (person, account): ``Identity`` checks it like any other, and
   the rest of the gateway cannot tell them apart. Signed in with a token, the app's token ends
   with that token; signed in with a password or a session, it lives, as Mastodon's do, until it
-  is revoked (``byline token revoke``, ``/oauth/revoke``): a password is not a token that ends.
+  is revoked (``byline token revoke``, ``/oauth/revoke``) or the person's password changes
+  (``byline user set-password``: whoever knew the old one may have signed the app in).
 * PKCE: ``S256`` only, as Mastodon has it (``plain`` sends the secret it should prove).
   A client that does not authenticate with its secret at the token endpoint (a public client)
   must have used PKCE; a verifier for a code issued without a challenge is refused

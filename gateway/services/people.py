@@ -19,10 +19,13 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.services.throttle import Throttle
+from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as sql
+from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros
 
@@ -97,14 +100,28 @@ class People:
             if not await sql.insert_person(txn, name=name, password_hash=hashed, email=check_email(email), at=now):
                 raise BylineError(Code.CONFLICT, f"{name} can already sign in: use set-password")
 
-    async def set_password(self, name: str, password: str) -> int:
-        """A new password; every session of the person ends. How many ended (404: no such person)."""
+    async def set_password(self, name: str, password: str, *, appender: Appender) -> tuple[int, int]:
+        """A new password: every page session of the person ends, and so does every app token
+        a sign-in with a password or a page session gave an app (an old password may be why it
+        changes, and whoever knew it could have signed an app in), each logged as
+        ``client.revoked``, as an app's token that ends always is. An app signed in with a
+        gateway token ends with that token instead. How many sessions and app tokens ended
+        (404: no such person)."""
         hashed = await asyncio.to_thread(_HASHER.hash, check_password(password))
-        now = now_micros(self.clock)
-        async with self.db.write() as txn:
-            if not await sql.set_password(txn, name, password_hash=hashed, at=now):
+
+        async def work(ltx: LogTxn) -> tuple[int, int]:
+            if not await sql.set_password(ltx.txn, name, password_hash=hashed, at=ltx.now):
                 raise BylineError(Code.NOT_FOUND, f"no person named {name!r} can sign in (byline user add)")
-            return await sql.end_sessions_of(txn, name, at=now)
+            sessions = await sql.end_sessions_of(ltx.txn, name, at=ltx.now)
+            apps = await oauth_sql.password_app_tokens(ltx.txn, name, now=ltx.now)
+            for app in apps:
+                await tokens_sql.revoke_token(ltx.txn, app["token_hash"], at=ltx.now)
+                await ltx.append("client.revoked", actor="system", account=app["account"],
+                                 data={"client": str(app["name"] or app["client_id"]),
+                                       "reason": f"{name}'s password changed"})
+            return sessions, len(apps)
+
+        return await appender.submit(work)
 
     async def set_email(self, name: str, email: str | None) -> None:
         """A new email address for notifications (None: none)."""

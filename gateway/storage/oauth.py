@@ -96,6 +96,19 @@ async def get_token_grant(txn: Txn, token_hash: str) -> Row | None:
     )
 
 
+async def password_app_tokens(txn: Txn, user: str, *, now: int) -> list[Row]:
+    """The live tokens the OAuth sign-in gave apps for ``user`` signed in with a password or a
+    page session (no parent token), with their account and app."""
+    return await txn.fetchall(
+        "SELECT t.token_hash, t.account, g.client_id, a.name FROM tokens t "
+        "JOIN oauth_tokens g ON g.token_hash = t.token_hash "
+        "LEFT JOIN oauth_apps a ON a.client_id = g.client_id "
+        "WHERE t.user_name = ? AND t.parent_hash IS NULL AND t.revoked_at IS NULL "
+        "AND (t.expires_at IS NULL OR t.expires_at > ?) ORDER BY t.created_at",
+        user, now,
+    )
+
+
 async def insert_app_token(txn: Txn, *, token_hash: str, client_id: str, scopes: str, at: int) -> None:
     """Store an app-only token (the client_credentials grant): an app's, and nobody's else."""
     await txn.execute(

@@ -16,7 +16,7 @@ import aiohttp
 import markupsafe
 import pytest
 
-from gateway.appkeys import CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
+from gateway.appkeys import APPENDER, CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
@@ -471,7 +471,7 @@ async def test_the_stream_ends_when_the_session_does(pages: Pages) -> None:
     bob = await pages.person("bob")
     async with bob.session.get(pages.base + "/queue/events") as resp:
         await resp.content.readline()
-        await gw.app[PEOPLE].set_password("bob", "a-new-password-for-bob")
+        await gw.app[PEOPLE].set_password("bob", "a-new-password-for-bob", appender=gw.app[APPENDER])
         await held_post(pages)
         assert await read_event(resp, 10) == "signedout"
         async with asyncio.timeout(5):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
-from gateway.appkeys import PEOPLE
+from gateway.appkeys import APPENDER, DB, PEOPLE
 from tests.pages.conftest import Pages, password_of
 
 
@@ -66,7 +68,8 @@ async def test_a_forged_csrf_value_changes_nothing(pages: Pages) -> None:
 async def test_a_new_password_signs_every_session_out(pages: Pages) -> None:
     """Changing a password ends the person's sessions at once."""
     visitor = await pages.person("erin")
-    assert await pages.gateway.app[PEOPLE].set_password("erin", "a-brand-new-password") == 1
+    gw = pages.gateway
+    assert await gw.app[PEOPLE].set_password("erin", "a-brand-new-password", appender=gw.app[APPENDER]) == (1, 0)
     _, page = await visitor.get("/")
     assert "Sign out" not in page
 
@@ -121,3 +124,49 @@ async def test_a_control_character_in_next_goes_to_the_queue(pages: Pages) -> No
     async with visitor.session.get(visitor.base + "/signin", params={"next": "/\x7f"},
                                    allow_redirects=False) as answer:
         assert (answer.status, answer.headers["Location"]) == (303, "/queue")
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+OOB = "urn:ietf:wg:oauth:2.0:oob"
+
+
+async def test_a_new_password_signs_out_the_apps_signed_in_with_the_old_one(pages: Pages) -> None:
+    """Someone who learnt alice's password signs an app in with it (the Mastodon OAuth sign-in);
+    once alice's password is changed, that app's token stops at once (401) and the log says
+    ``client.revoked`` (before, the token lived on until someone thought to revoke it)."""
+    gw = pages.gateway
+    visitor = await pages.visitor()
+    session, base = visitor.session, visitor.base
+    async with session.post(base + "/api/v1/apps", json={"client_name": "Leaky", "redirect_uris": OOB,
+                                                         "scopes": "read write"}) as answer:
+        app = await answer.json()
+    fields = {"response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB, "scope": "read write"}
+    async with session.get(base + "/oauth/authorize", params=fields) as answer:
+        csrf = _CSRF.search(await answer.text())
+    assert csrf is not None
+    async with session.post(base + "/oauth/authorize", data={**fields, "csrf": csrf.group(1), "name": "alice",
+                                                             "password": password_of("alice")}) as answer:
+        csrf = _CSRF.search(await answer.text())
+    assert csrf is not None
+    async with session.post(base + "/oauth/authorize", data={**fields, "csrf": csrf.group(1), "decision": "allow",
+                                                             "account": "direct"}) as answer:
+        code = re.search(r'<code id="code">([^<]+)</code>', await answer.text())
+    assert code is not None
+    async with session.post(base + "/oauth/token", data={
+            "grant_type": "authorization_code", "code": code.group(1), "client_id": app["client_id"],
+            "client_secret": app["client_secret"], "redirect_uri": OOB}) as answer:
+        bearer = {"Authorization": f"Bearer {(await answer.json())['access_token']}"}
+    async with session.get(base + "/api/v1/accounts/verify_credentials", headers=bearer) as answer:
+        assert answer.status == 200
+
+    ended = await gw.app[PEOPLE].set_password("alice", "alice-new-password-after-a-leak", appender=gw.app[APPENDER])
+    assert ended == (1, 1)
+    async with session.get(base + "/api/v1/accounts/verify_credentials", headers=bearer) as answer:
+        assert answer.status == 401
+    async with session.post(base + "/api/v1/statuses", json={"status": "after the change"}, headers=bearer) as answer:
+        assert answer.status == 401
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries ORDER BY idx")
+    revoked = [json.loads(bytes(r["entry"])) for r in rows]
+    assert [(e["account"], e["data"]) for e in revoked if e["type"] == "client.revoked"] == [
+        ("direct", {"client": "Leaky", "reason": "alice's password changed"})]
