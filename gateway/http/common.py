@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.appkeys import IDENTITY
 from gateway.errors import BylineError, Code
+from gateway.jsondepth import nests_deeper
 from gateway.services.posts import Caller
 from gateway.storage.db import DatabaseUnavailable, unavailable
 from gateway.types import UNSECRET
@@ -33,8 +34,6 @@ MAX_JSON_DEPTH: Final = 64
 the native API need fewer than ten levels; Python's parser recurses once a level and crashes
 near a thousand, so depth is counted before it runs."""
 
-# A JSON string (skipped: brackets inside it do not nest) or one bracket.
-_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _READ_HEADERS: Final = (
     "Authorization", "If-Match", "Idempotency-Key", "Content-Type", "Accept", "Accept-Language",
@@ -198,18 +197,11 @@ def decode_json(raw: bytes) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BylineError(Code.INVALID_JSON, f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
-    depth = 0
-    for token in _JSON_NESTING.finditer(raw):
-        bracket = token.group()
-        if bracket in (b"[", b"{"):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise BylineError(
-                    Code.INVALID_JSON, f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
-                    limit=MAX_JSON_DEPTH,
-                )
-        elif bracket in (b"]", b"}"):
-            depth -= 1
+    if nests_deeper(raw, MAX_JSON_DEPTH):
+        raise BylineError(
+            Code.INVALID_JSON, f"body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+            limit=MAX_JSON_DEPTH,
+        )
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
 
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
 from gateway.audit.note import Signer
-from gateway.audit.verify import ExportSource, verify
+from gateway.audit.verify import ExportSource, UrlSource, verify
+from gateway.audit.verify.sources import SourceError
+from gateway.audit.verify.state import read_state
 from tests.audit.synthetic import SyntheticLog, messages, summary
 
 
@@ -141,3 +148,54 @@ def test_two_workers_find_the_same_as_one(tmp_path: Path) -> None:
         "entry 1238: mallory submitted a post to solo but was not a writer under its policy (policy s1)"
     ]
     assert one.size == two.size == 3004
+
+
+def test_an_entry_nested_too_deep_is_named_with_workers(tmp_path: Path) -> None:
+    """An entry whose data nests 600 levels deep is named as no entry, with the verifier's two
+    worker processes as with none (before, a worker crashed sending its facts back, and verify
+    ended in a traceback)."""
+    log = _log()
+    deep: object = "x"
+    for _ in range(600):
+        deep = [deep]
+    bad = log.add("post.approved", actor="alice", account="solo", post="1", data={"version": 1, "state": deep})
+    for workers in (1, 2):
+        report = verify(ExportSource(log.write(tmp_path / f"deep{workers}.export")), log.signer.verifier(),
+                        workers=workers)
+        assert messages(report) == [f"entry {bad}: nests arrays and objects deeper than 64 levels: not an entry"]
+
+
+def test_an_export_or_state_file_that_is_not_text_is_said_so(tmp_path: Path) -> None:
+    """A checkpoint in an export, or a state file, holding a lone surrogate, or an export line
+    nested past Python's parser, is a clear refusal, not a traceback."""
+    log = _log()
+    path = log.write(tmp_path / "x.export")
+    head, rest = path.read_bytes().split(b"\n", 1)
+    for name, record in (("surrogate", b'{"checkpoint": "\\ud800"}'), ("deep", b"[" * 100_000)):
+        odd = tmp_path / f"{name}.export"
+        odd.write_bytes(head + b"\n" + record + b"\n" + rest)
+        with pytest.raises(SourceError, match="export: "):
+            ExportSource(odd)
+    state = tmp_path / "state.json"
+    key = log.signer.verifier()
+    state.write_text(json.dumps({"logs": {key.to_text(): ["\ud800"]}}), encoding="utf-8")
+    with pytest.raises(SourceError, match="state file"):
+        read_state(state, key)
+
+
+async def test_a_server_answering_nonsense_for_entries_is_said_so(tmp_path: Path) -> None:
+    """``--url`` against a server whose /log/entries holds no list of entries: a clear refusal
+    (before, a TypeError's traceback)."""
+    async def nonsense(request: web.Request) -> web.Response:
+        return web.json_response({"entries": 5, "texts": 7})
+
+    app = web.Application()
+    app.router.add_get("/log/{tail:.*}", nonsense)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        source = UrlSource(str(server.make_url("")).rstrip("/"))
+        with pytest.raises(SourceError, match="holds no list of entries"):
+            await asyncio.to_thread(source._page, 0, 1)
+    finally:
+        await server.close()

@@ -12,7 +12,10 @@ from typing import Any
 from gateway.audit import canonical
 from gateway.audit.entry import ENTRY_VERSION
 from gateway.audit.replay import Fact
+from gateway.jsondepth import nests_deeper
 
+MAX_ENTRY_DEPTH = 64
+"""How deep an entry may nest: Byline's own nest a few levels."""
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _KEYS = frozenset({"v", "type", "ts", "actor", "account", "post", "data", "prev"})
 _LINK_KEYS = frozenset({"index", "leaf"})
@@ -55,6 +58,10 @@ def parse_entry(raw: bytes, last_ts: str | None = None) -> tuple[Fields | None, 
         fields = _shape(body, last_ts)
         if type(fields) is tuple and not _needs_reference(fields[2], not raw.isascii()):
             return fields, None
+    if nests_deeper(raw, MAX_ENTRY_DEPTH):
+        # No entry nests this deep; parsed, such a line would crash what reads it next (the
+        # worker that sends its facts back to the verifier pickles them, and recurses).
+        return None, f"nests arrays and objects deeper than {MAX_ENTRY_DEPTH} levels: not an entry"
     body, problem = canonical.slow_check(raw)
     fields = _shape(body, last_ts) if body is not None else "is not JSON"
     if isinstance(fields, str):

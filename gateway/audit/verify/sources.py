@@ -143,7 +143,7 @@ class ExportSource:
         with f:
             try:
                 header = json.loads(f.readline())
-            except ValueError:
+            except (ValueError, RecursionError):
                 header = None
             if not isinstance(header, dict) or header.get(EXPORT_FORMAT) != EXPORT_VERSION:
                 raise SourceError(f"{self.path} is not a Byline log export (version {EXPORT_VERSION})")
@@ -156,10 +156,13 @@ class ExportSource:
                     break
                 try:
                     record = json.loads(line)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise SourceError(f"export: line at byte {at} is not JSON") from None
                 if isinstance(record, dict) and isinstance(record.get("checkpoint"), str):
-                    self._notes.append(record["checkpoint"].encode("utf-8"))
+                    try:
+                        self._notes.append(record["checkpoint"].encode("utf-8"))
+                    except UnicodeEncodeError:
+                        raise SourceError(f"export: the checkpoint at byte {at} is not text") from None
                 else:
                     raise SourceError(f"export: unknown record at byte {at}")
 
@@ -199,12 +202,15 @@ class UrlSource:
     def _json(self, path: str) -> Any:
         try:
             return json.loads(self._get(path))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SourceError(f"GET {self.name}{path}: not JSON") from None
 
     def verifier_key(self) -> str:
         """The key the server publishes (an auditor should compare it with the one they trust)."""
-        return self._get("/log/key").decode().strip()
+        try:
+            return self._get("/log/key").decode().strip()
+        except UnicodeDecodeError:
+            raise SourceError(f"GET {self.name}/log/key: not text") from None
 
     def checkpoints(self) -> list[bytes]:
         return [self._get("/log/checkpoint")]
@@ -213,13 +219,17 @@ class UrlSource:
         page = self._json(f"/log/entries?start={start}&end={end}")
         texts_page = self._json(f"/log/texts?start={start}&end={end}")
         items: list[Item] = []
-        for record in page.get("entries", []) if isinstance(page, dict) else []:
+        records = page.get("entries") if isinstance(page, dict) else None
+        if not isinstance(records, list):
+            raise SourceError(f"GET {self.name}/log/entries: the answer holds no list of entries")
+        for record in records:
             try:
                 items.append((int(record["index"]), base64.b64decode(record["leaf"], validate=True), None, None, None))
             except (KeyError, TypeError, ValueError, binascii.Error):
                 items.append((None, None, None, "the server sent a malformed entry", None))
         texts: Texts = {}
-        for t in texts_page.get("texts", []) if isinstance(texts_page, dict) else []:
+        listed = texts_page.get("texts", []) if isinstance(texts_page, dict) else []
+        for t in listed if isinstance(listed, list) else []:
             if not isinstance(t, dict) or not isinstance(t.get("hash"), str):
                 continue
             if t.get("withheld") is True and t.get("text") is None:

@@ -29,9 +29,9 @@ def read_state(path: Path | None, key: Verifier) -> list[bytes]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
         notes = state["logs"].get(key.to_text(), [])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [n.encode("utf-8") for n in notes if isinstance(n, str)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # UnicodeError is a ValueError
         raise SourceError(f"the state file {path} is unreadable; move it away to start afresh") from None
-    return [n.encode("utf-8") for n in notes if isinstance(n, str)]
 
 
 def write_state(path: Path, key: Verifier, notes: list[bytes]) -> None:
