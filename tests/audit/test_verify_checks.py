@@ -199,3 +199,21 @@ async def test_a_server_answering_nonsense_for_entries_is_said_so(tmp_path: Path
             await asyncio.to_thread(source._page, 0, 1)
     finally:
         await server.close()
+
+
+
+def test_a_salt_that_is_not_sixteen_bytes_of_hex_is_named(tmp_path: Path) -> None:
+    """A text kept with no salt, or with one that is no hex, is named even where its hash would
+    match without one (before, a salt that was no hex was read as none, and none was taken)."""
+    log = _log()
+    edited = log.add("post.edited", actor="alice", account="solo", post="1",
+                     data={"version": 2, "text_hash": log.commit("kept with no salt", salt=b""), "state": "scheduled"})
+    report = log.verify(tmp_path / "none.export")
+    assert messages(report) == [f"entry {edited}: the salt of the text it commits to is not 16 bytes in hex"]
+
+    log = _log()
+    first_salt = next(iter(log.texts.values()))[0].hex()  # the text entry 1 commits to
+    path = log.write(tmp_path / "letters.export")
+    path.write_text(path.read_text(encoding="utf-8").replace(first_salt, "zz" * 16, 1), encoding="utf-8")
+    assert messages(verify(ExportSource(path), log.signer.verifier())) == [
+        "entry 1: the salt of the text it commits to is not 16 bytes in hex"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,13 +108,18 @@ class _TextCount:
                 self.erased += 1
             return None
         self.checked += 1
-        try:
-            salt = bytes.fromhex(salt_hex)
-        except ValueError:
-            salt = b""
+        if not _SALT.fullmatch(salt_hex):
+            # The salt keeps words that are withheld or erased later from being guessed and
+            # hashed: one that is not the 16 random bytes Byline draws is named, not read as none.
+            return "the salt of the text it commits to is not 16 bytes in hex"
+        salt = bytes.fromhex(salt_hex)
         if hashlib.sha256(salt + text.encode("utf-8", "surrogatepass")).hexdigest() != digest:
             return "text does not match its hash"
         return None
+
+
+_SALT = re.compile(r"[0-9a-f]{32}")
+"""A text's salt as the log keeps it: 16 bytes, in lowercase hex."""
 
 
 def check_chunk(items: list[Item], texts: Texts) -> Chunk:
