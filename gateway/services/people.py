@@ -29,9 +29,10 @@ from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-"""A person's name: as the policy files and tokens spell them."""
-_EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A person's name: as the policy files and tokens spell them (matched whole: ``fullmatch``, as ``$`` would let a
+newline end one)."""
+_EMAIL = re.compile(r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 """Longer passwords are refused before hashing: Argon2 takes any length, at a cost per byte."""
@@ -59,7 +60,7 @@ def _sha256(value: str) -> str:
 
 def check_name(name: str) -> str:
     """``name`` when it is a valid person's name, else 422."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise BylineError(Code.VALIDATION, f"not a valid name: {name[:80]!r} (letters, digits, . _ -)")
     return name
 
@@ -77,7 +78,7 @@ def check_email(email: str | None) -> str | None:
     """``email`` when it looks like one address (or None), else 422."""
     if email is None or email == "":
         return None
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):
         raise BylineError(Code.VALIDATION, f"not an email address: {email[:80]!r}")
     return email
 
@@ -134,7 +135,7 @@ class People:
         many failures from this address or for this name."""
         keys = (f"address:{client}", f"person:{name.lower()}")
         with self.throttle.attempt(*keys):
-            if len(password) > MAX_PASSWORD or not NAME.match(name):
+            if len(password) > MAX_PASSWORD or not NAME.fullmatch(name):
                 row = None
             else:
                 async with self.db.read() as txn:
