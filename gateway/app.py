@@ -176,7 +176,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = registry
     app[POLICIES] = PolicyService(
         registry=registry, appender=appender, db=db, interval=settings.policy_reload_seconds, metrics=metrics,
-        public_url=public_url,
+        public_url=public_url, state_dir=settings.log_key_file.parent,
     )
     app[IDENTITY] = identity = Identity(db, clock)
     app[SANDBOX] = timeline

@@ -213,9 +213,12 @@ async def test_a_database_from_before_versions_is_numbered_by_its_log(
     assert versions == [("brand", 1, True, None), ("brand", 2, True, None), ("brand", 3, True, None),
                         ("solo", 1, True, None), ("solo", 2, False, None)]
     assert heads == [("brand", 3)]
-    write_policy(files, "solo", SOLO)  # put back: a version before, recorded only as a change here
+    # Put back while the gateway is down: this directory agreed with the removal, so the file it
+    # now holds again is a change made here, recorded as the next version when it starts.
+    write_policy(files, "solo", SOLO)
     async with started_gateway(db_url, files, clock) as gw:
-        assert (await _ready(gw))["policy_drift"]["solo"]["file_sha256"] is not None
+        assert (await _ready(gw))["policy_drift"] == {}
+        assert await _records(gw, "solo") == [("policy.loaded", 1), ("policy.removed", 2), ("policy.loaded", 3)]
         write_policy(files, "brand", COSIGNED.replace("required: 1", "required: 2"))
         assert await gw.sync_policies() == ["brand"]
         assert await _records(gw, "brand") == [
@@ -226,3 +229,28 @@ async def test_a_database_from_before_versions_is_numbered_by_its_log(
         # The text of the file in force, kept once seen, for each version that was that file.
         assert sorted(int(r["version"]) for r in kept) == [1, 3, 4]
         await verified_by_cli(gw)
+
+
+async def test_a_file_removed_while_the_gateway_was_down_is_recorded_at_its_start(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """The admin deletes an account's file while the only gateway is stopped (to silence the
+    account): started again, the gateway knows its directory agreed with that version before,
+    so the missing file is a removal, recorded once, and nothing more goes out for the account
+    (before, it took the missing file for a directory behind, and went on serving the deleted
+    policy). Another replica's directory, which never had the file, still records nothing."""
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT, "solo": SOLO}, "policies")
+    async with started_gateway(db_url, policies, clock) as gw:
+        assert await _records(gw, "solo") == [("policy.loaded", 1)]
+    (policies / "solo.yaml").unlink()
+    async with started_gateway(db_url, policies, clock) as gw:
+        assert await _records(gw, "solo") == [("policy.loaded", 1), ("policy.removed", 2)]
+        status, body = await gw.call("erin", "POST", "/v1/posts", json={"account": "solo", "text": "Still posting?"})
+        assert status == 404, body
+        assert (await _ready(gw))["policy_drift"] == {}
+    behind = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-behind")
+    write_policy(policies, "solo", SOLO.replace("handle: \"@erin\"", "handle: \"@erin.again\""))
+    async with started_gateway(db_url, policies, clock) as gw, started_gateway(db_url, behind, clock) as other:
+        assert [kind for kind, _ in await _records(gw, "solo")] == ["policy.loaded", "policy.removed", "policy.loaded"]
+        assert await other.sync_policies() == []
+        assert (await _ready(other))["policy_drift"]["solo"]["file_sha256"] is None

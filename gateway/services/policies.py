@@ -25,9 +25,12 @@ for the API and logged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -93,7 +96,7 @@ class PolicyService:
 
     def __init__(
         self, *, registry: PolicyRegistry, appender: Appender, db: Database, interval: float,
-        metrics: Metrics = NOT_SCRAPED, public_url: str = "",
+        metrics: Metrics = NOT_SCRAPED, public_url: str = "", state_dir: Path | None = None,
     ) -> None:
         self.registry = registry
         self._public_url = public_url
@@ -104,7 +107,12 @@ class PolicyService:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._reported: dict[str, list[PolicyIssue]] = {}
-        self._agreed: dict[str, str | None] = {}
+        directory = str(registry.directory.resolve())
+        self._remembered = (None if state_dir is None else
+                            state_dir / f"policies-agreed-{hashlib.sha256(directory.encode()).hexdigest()[:12]}.json")
+        """Where this gateway keeps, between runs, which versions its directory agreed with: in
+        its state directory, one file for each policy directory read from there."""
+        self._agreed: dict[str, str | None] = self._recall()
         self._parsed: dict[tuple[str, str], LoadedPolicy] = {}
         self._lock = asyncio.Lock()
         self.drift: dict[str, Drift] = {}
@@ -156,6 +164,8 @@ class PolicyService:
             return found
 
         await self._appender.submit(work)
+        if synced.agreed != self._agreed:
+            self._remember(synced.agreed)
         self._agreed = synced.agreed
         self.registry.enforce(self._in_force(files, synced))
         self._report_drift(synced.drift)
@@ -165,6 +175,37 @@ class PolicyService:
             logger.info("policy_recorded", account=account, version=synced.heads[account].version
                         if account in synced.heads else None)
         return synced.recorded
+
+    # A file deleted (or changed) while this gateway was down is this directory's change as
+    # much as one made while it ran: without knowing what the directory agreed with before, a
+    # started gateway could only take a missing file for a directory that is behind (a replica's
+    # copy not yet pulled), report drift, and leave the removed policy in force. So what it
+    # agreed with is kept beside its log key, for the directory it read.
+
+    def _recall(self) -> dict[str, str | None]:
+        """What this gateway's directory agreed with when it last ran (nothing if unknown)."""
+        if self._remembered is None:
+            return {}
+        try:
+            kept = json.loads(self._remembered.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        agreed = kept.get("agreed") if isinstance(kept, dict) else None
+        if kept.get("policy_dir") != str(self.registry.directory.resolve()) or not isinstance(agreed, dict):
+            return {}
+        return {str(a): v for a, v in agreed.items() if v is None or isinstance(v, str)}
+
+    def _remember(self, agreed: dict[str, str | None]) -> None:
+        """Keep ``agreed`` for the next start (written whole, then renamed into place)."""
+        if self._remembered is None:
+            return
+        kept = {"policy_dir": str(self.registry.directory.resolve()), "agreed": agreed}
+        tmp = self._remembered.with_name(f"{self._remembered.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(kept, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self._remembered)
+        except OSError as exc:
+            logger.warning("policy_agreement_not_kept", path=str(self._remembered), error=exc.strerror)
 
     async def _record(
         self, ltx: LogTxn, account: str, local: LoadedPolicy | None, head: policy_sql.Head | None, version: int,
