@@ -260,13 +260,14 @@ class PostService:
 
     def _check_text(
         self, loaded: LoadedPolicy, *, author: str, text: Any, editors: Sequence[str] = (),
-        suggested_by: str | None = None,
+        suggested_by: str | None = None, options: PostOptions | None = None,
     ) -> str:
-        """The text, or a 422: not a string, blank, or too long as published (with a disclosure
-        naming everyone whose words go out)."""
+        """The text, or a 422: not a string, blank (but for a post that shows uploads or an
+        embed, as Mastodon and Bluesky take a picture alone), or too long as published (with a
+        disclosure naming everyone whose words go out)."""
         if not isinstance(text, str):
             raise BylineError(Code.VALIDATION, "text must be a string", field="text")
-        if is_blank(text):
+        if is_blank(text) and not (options is not None and (options.media_ids or options.embed is not None)):
             # Zero-width spaces, joiners, bidi marks and the like show nothing either.
             raise BylineError(Code.TEXT_EMPTY, "text is empty: write something to post", field="text")
         shown = disclosed_text(loaded.policy, author=author, text=text, editors=editors, suggested_by=suggested_by)
@@ -358,7 +359,7 @@ class PostService:
             raise BylineError(
                 Code.FORBIDDEN, f"{caller.user} may not write or suggest for {account}"
             )
-        text = self._check_text(loaded, author=caller.user, text=text)
+        text = self._check_text(loaded, author=caller.user, text=text, options=options)
         now = self.clock.now()
         if publish_at is not None:
             _check_publish_at(publish_at, now=now, policy=loaded)
@@ -499,6 +500,7 @@ class PostService:
         text = self._check_text(
             loaded, author=post.author, text=text, suggested_by=post.suggested_by,
             editors=[*editors, caller.user] if caller.user != post.author else editors,
+            options=options or PostOptions.from_json(post.options),
         )
         check_approvers_left(loaded, caller, post)
         policy = loaded.policy
@@ -710,9 +712,9 @@ class PostService:
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.ADOPT)
         words = post.text if text is None else text
-        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author)
-        now = self.clock.now()
         options = PostOptions.from_json(post.options)
+        words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author, options=options)
+        now = self.clock.now()
         decision = decide(
             loaded.policy, author=caller.user, text=words, now=now, requested=None, suggestion=False,
             seen=await self._words_seen(options),
@@ -783,11 +785,11 @@ class PostService:
                               state=post.state)
         if caller.user != post.author:
             raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
+        chosen = options or PostOptions.from_json(post.options)
         text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
-                                suggested_by=post.suggested_by)
+                                suggested_by=post.suggested_by, options=chosen)
         policy = loaded.policy
         now = self.clock.now()
-        chosen = options or PostOptions.from_json(post.options)
         decision = decide(policy, author=post.author, text=text, now=now, requested=None,
                           suggestion=Role.WRITER not in roles(policy, post.author),
                           seen=await self._words_seen(chosen))

@@ -337,3 +337,19 @@ async def test_the_rules_read_alt_texts_and_link_cards(
     assert (post["state"], [r["rule"] for r in post["reasons"]]) == ("held", ["breaking-news"]), post
     await sky.tick()
     assert await pds_record(bluesky_pds, sent.uri) is None
+
+
+async def test_an_image_alone_is_a_post(bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk) -> None:
+    """A record with no text and an image embed, which the PDS takes (the lexicon asks for
+    ``text`` but sets no least length), goes through Byline too and lands as built (before,
+    Byline refused it: "text is empty")."""
+    account = bluesky_pds.account("carol.test")
+    client = await sdk.login(sky, "alice", "sky", account.handle)
+    image = png(2, 3, secrets.token_hex(4))
+    sent = await run(client.send_image, "", image=image, image_alt="A grey stripe")
+    post = await post_for(sky, "alice", "sky", sent.uri)
+    assert post["state"] == "scheduled"
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, sent.uri)
+    assert landed is not None and landed["cid"] == sent.cid
+    assert (landed["value"]["text"], landed["value"]["embed"]["images"][0]["alt"]) == ("", "A grey stripe")

@@ -216,3 +216,19 @@ async def test_the_rules_read_the_alt_text_as_they_read_the_words(world: World, 
     assert (post["state"], [r["rule"] for r in post["reasons"]]) == ("held", ["breaking-news"]), post
     await world.gateway.tick()
     assert _published_alt_texts(world) == []
+
+
+async def test_a_picture_alone_is_a_post(world: World) -> None:
+    """Mastodon takes a status with media and no words (``status`` is optional then): so does
+    Byline, and the picture goes out with its alt text; a status with neither is still refused
+    as Mastodon refuses it (before, the picture alone was refused: "Text can't be blank")."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat on a mat")
+    status = await world.run(api.status_post, "", media_ids=[media])
+    assert status.byline.state == "scheduled"
+    await world.gateway.tick()
+    [out] = world.upstream.statuses(world.upstream_account)
+    assert (out.text, [world.upstream.media[m].description for m in out.media_ids]) == ("", ["A cat on a mat"])
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_post, "")
+    assert caught.value.args[1:4:2] == (422, "Validation failed: Text can't be blank")
