@@ -234,6 +234,21 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def _check_platform_takes(platform: str, form: StatusForm) -> None:
+    """422 for a status the account's platform would refuse when it went out, said now rather
+    than as a failed post later: every Bluesky and X post is public, and X has no content
+    warnings (the hidden words would show openly)."""
+    if platform in ("bluesky", "x") and form.visibility in ("private", "direct"):
+        raise BylineError(Code.VALIDATION, f"Validation failed: every {_PLATFORM_NAMES[platform]} post is public: "
+                                           f"visibility {form.visibility} cannot be honoured")
+    if platform == "x" and form.spoiler_text:
+        raise BylineError(Code.VALIDATION, "Validation failed: X has no content warnings: the hidden words "
+                                           "would show openly")
+
+
+_PLATFORM_NAMES = {"bluesky": "Bluesky", "x": "X"}
+
+
 class MastodonService:
     """Mastodon client API calls, each for one authenticated app."""
 
@@ -392,6 +407,7 @@ class MastodonService:
             raise BylineError(
                 Code.VALIDATION, "Validation failed: Scheduled at The scheduled date must be in the future"
             )
+        _check_platform_takes(self._loaded(auth).policy.platform, form)
         await self._media_for(auth, form.media_ids)
         options = PostOptions(
             reply_to=await self._reply_target(auth, form.in_reply_to_id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from mastodon import MastodonAPIError, MastodonNotFoundError
@@ -10,6 +11,7 @@ from mastodon import MastodonAPIError, MastodonNotFoundError
 from gateway.appkeys import HOUSEKEEPER
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.conftest import write_policy
 
 
 async def test_direct_publishes_to_the_sandbox(world: World) -> None:
@@ -297,3 +299,42 @@ async def test_published_edit_only_where_policy_and_platform_allow(world: World)
     with pytest.raises(MastodonAPIError) as not_author:
         await world.run(carol.status_update, status.id, "Not mine")
     assert not_author.value.args[1] == 404  # another account's status
+
+
+async def test_what_the_accounts_platform_would_refuse_is_refused_at_once(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A followers-only or direct status for a Bluesky or X account, and a content warning for an
+    X account, are a 422 when the app sends them, as the platform would refuse them when they went
+    out (before: 200, then a post that failed with no reason the app could see). Nothing is stored."""
+    monkeypatch.setenv("SOME_X_TOKEN", "x-token")
+    monkeypatch.setenv("SOME_BSKY_PASSWORD", "bsky-app-password")
+    write_policy(policy_dir, "xacct", """
+        account: xacct
+        platform: x
+        api: http://127.0.0.1:9
+        credentials: env:SOME_X_TOKEN
+        tier: direct
+        owner: alice
+    """)
+    write_policy(policy_dir, "bsky", """
+        account: bsky
+        platform: bluesky
+        handle: alice.bsky.example
+        pds: http://127.0.0.1:9
+        credentials: env:SOME_BSKY_PASSWORD
+        tier: direct
+        owner: alice
+    """)
+    await world.gateway.sync_policies()
+    before = await world.gateway.snapshot()
+    for account, kwargs, said in (
+        ("xacct", {"visibility": "private"}, "every X post is public: visibility private cannot be honoured"),
+        ("bsky", {"visibility": "direct"}, "every Bluesky post is public: visibility direct cannot be honoured"),
+        ("xacct", {"spoiler_text": "spoilers"}, "X has no content warnings"),
+    ):
+        api = await world.client("alice", account)
+        with pytest.raises(MastodonAPIError) as refused:
+            await world.run(api.status_post, "Hello", **kwargs)
+        assert refused.value.args[1] == 422 and said in refused.value.args[3], refused.value.args
+    assert await world.gateway.snapshot() == before
