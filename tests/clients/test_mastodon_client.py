@@ -338,3 +338,17 @@ async def test_what_the_accounts_platform_would_refuse_is_refused_at_once(
             await world.run(api.status_post, "Hello", **kwargs)
         assert refused.value.args[1] == 422 and said in refused.value.args[3], refused.value.args
     assert await world.gateway.snapshot() == before
+
+
+async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: World) -> None:
+    """A scheduled reply to a status Byline published names that status by Byline's id in its
+    ``params``, as the reply itself does once out (before, params held the instance's id, which
+    the app had never seen)."""
+    api = await world.client("alice", "masto")
+    parent = await world.run(api.status_post, "Thread start")
+    await world.gateway.tick()
+    later = world.gateway.clock.now() + timedelta(hours=2)
+    scheduled = await world.run(api.status_post, "Thread continued", in_reply_to_id=parent.id, scheduled_at=later)
+    assert str(scheduled.params.in_reply_to_id) == str(parent.id)
+    [listed] = await world.run(api.scheduled_statuses)
+    assert str(listed.params.in_reply_to_id) == str(parent.id)

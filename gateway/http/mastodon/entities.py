@@ -120,7 +120,7 @@ def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
             "sensitive": bool(options.get("sensitive", False)),
             "spoiler_text": options.get("spoiler_text"), "visibility": options.get("visibility") or "public",
             "scheduled_at": None, "application_id": int(view.app_id) if view.app_id else None,
-            "in_reply_to_id": options.get("reply_to"),
+            "in_reply_to_id": view.in_reply_to_id,
             "language": options.get("language"), "idempotency": None, "with_rate_limit": False,
         },
         "media_attachments": [media_entity(m, base) for m in view.media],
