@@ -497,16 +497,14 @@ class PostService:
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.EDIT)
         editors = post.editors
+        showing = options or PostOptions.from_json(post.options)  # the edit's options, or the ones it keeps
         text = self._check_text(
             loaded, author=post.author, text=text, suggested_by=post.suggested_by,
-            editors=[*editors, caller.user] if caller.user != post.author else editors,
-            options=options or PostOptions.from_json(post.options),
+            editors=[*editors, caller.user] if caller.user != post.author else editors, options=showing,
         )
         check_approvers_left(loaded, caller, post)
         policy = loaded.policy
-        # What the post will show besides its words: the edit's options, or the ones it keeps.
-        verdict = check_rules(policy, text, *await self._words_seen(
-            options or PostOptions.from_json(post.options), described=described))
+        verdict = check_rules(policy, text, *await self._words_seen(showing, described=described))
         if verdict.blocked_by is not None:
             raise rule_blocked(verdict.blocked_by)
         now = self.clock.now()
