@@ -16,6 +16,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from gateway.policy.credit import contributors, credit
 from gateway.policy.engine import (
     Act,
     Decision,
@@ -24,9 +25,7 @@ from gateway.policy.engine import (
     Reason,
     RuleVerdict,
     check_rules,
-    contributors,
     counts_toward,
-    credit,
     decide,
     disclosed_text,
     gate_for,
@@ -265,7 +264,8 @@ def test_refused_regex_is_not_logged_to_stderr(capfd: pytest.CaptureFixture[str]
 
 
 def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
-    """The summary lists tier, platform, people, quorum, delay and rules, sorted where unordered."""
+    """The summary lists tier, platform, people, quorum, delay, disclosure and rules, sorted where
+    unordered."""
     assert COSIGNED.summary() == {
         "tier": "co-signed",
         "platform": "sandbox",
@@ -275,6 +275,7 @@ def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
         "required": 2,
         "suggesters": [],
         "delay_seconds": 60,
+        "disclosure": "—{author}",
         "rules": [],
     }
     assert DIRECT.summary() == {
@@ -286,12 +287,14 @@ def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
         "required": 0,
         "suggesters": [],
         "delay_seconds": 0,
+        "disclosure": None,
         "rules": [
             {"name": "breaking-news", "action": "hold", "reason": "Check the full story first"},
             {"name": "no-slurs", "action": "block", "reason": "Not okay to post"},
         ],
     }
     assert MANAGED.summary()["suggesters"] == ["dave"]
+    assert MANAGED.summary()["disclosure"] == MANAGED.disclosure is not None
 
 
 # ---- text ----------------------------------------------------------------------------------

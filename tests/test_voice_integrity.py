@@ -14,7 +14,7 @@ from typing import Any
 from adapters.base import AdapterError
 from gateway.appkeys import CHECKPOINTS, SANDBOX
 from gateway.audit.entry import text_commitment
-from tests.audit.logtools import byline
+from tests.audit.logtools import Attacker, byline
 from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
 
 BRAND = """
@@ -82,6 +82,28 @@ async def test_an_editor_cannot_approve_the_words_they_wrote(
     assert [p["text"] for p in await gateway.timeline("brand")] == ["We launch tomorrow\n\n—alice, edited by carol"]
     assert (await gateway.get("alice", post["id"]))["editors"] == ["carol"]
     await _verify_log(gateway, tmp_path)
+
+
+async def test_words_rewritten_in_the_database_after_approval_are_named_by_the_verifier(
+    gateway: Gateway, policy_dir: Path, db_url: str
+) -> None:
+    """Carol writes, bob approves; then someone with the database rewrites the approved words
+    before they go out. The gateway sends what the database holds, but its log commits to what
+    it sent: `byline audit verify` names the post whose words out are not the words approved."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Our results are in")
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    await Attacker(db_url).run(("UPDATE posts SET text = ? WHERE id = ?", ("Buy our coin today", post["id"])))
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Buy our coin today\n\n—carol"]
+    await gateway.app[CHECKPOINTS].sign_now()
+    url = str(gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", gateway.app[CHECKPOINTS].verifier_key(), "--url", url,
+                          "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {post['id']} sent out other words than its version 1 (written by carol)" in result.text
 
 
 async def test_an_approver_cannot_edit_a_post_into_their_own(gateway: Gateway, policy_dir: Path) -> None:

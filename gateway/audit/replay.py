@@ -31,6 +31,11 @@ and approvals. It flags:
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
+- where the log's texts are given, a claim that sends other words than the current version's,
+  with the disclosure line the policy it names asks for (rebuilt from the summary's
+  ``disclosure``, crediting the author, the suggester and the editors in the order they
+  edited); a summary recorded before it said its disclosure only holds what went out to begin
+  with the words;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
   author, or on an account whose policy would not send them out at once.
@@ -46,12 +51,13 @@ The replay is pure: no I/O, no clock; it only reads the facts given to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.lifecycle import Action, states_allowing
 from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
+from gateway.policy.credit import disclosed
 
 __all__ = ["Fact", "Replay"]
 
@@ -94,7 +100,10 @@ class _Post:
     version: int
     state: str
     suggested_by: str | None = None
-    editors: set[str] | None = None  # made at the first edit by someone else: most posts have none
+    editors: dict[str, None] | None = None  # made at the first edit by someone else, in the order
+    # they first edited (as the disclosure names them): most posts have none
+    words: str | None = None  # the current version's words, where the log's texts were given
+    sent: str | None = None  # the words its last claim sent out, where given
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
     decided_again: bool = False  # held anew for people with a role after the author lost theirs
     announcement: bool = False  # the policy file's announcement of a change of voice
@@ -207,20 +216,25 @@ class Replay:
     def _bad(self, index: int, message: str) -> None:
         self.findings.append((index, message))
 
-    def feed_flat(self, first: int, flat: list[Any]) -> None:
+    def feed_flat(self, first: int, flat: list[Any], words: Mapping[int, str] | None = None) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
-        ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``)."""
+        ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); and the
+        words committed to by those of them whose texts were given, by offset (``Chunk.words``)."""
         step = self._step
+        get = (words or {}).get
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
-            step(first + offset, kind, actor, account, post, extra)
+            step(first + offset, kind, actor, account, post, extra, get(offset))
 
-    def feed(self, index: int, fact: Fact) -> None:
-        """Take one entry's facts, in log order."""
-        self._step(index, *fact)
+    def feed(self, index: int, fact: Fact, words: str | None = None) -> None:
+        """Take one entry's facts, in log order, and the words it commits to when known."""
+        self._step(index, *fact, words)
 
-    def _step(self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any) -> None:
+    def _step(
+        self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
+        words: str | None = None,
+    ) -> None:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
             return
@@ -231,6 +245,7 @@ class Replay:
             return
         if kind == "post.submitted":
             self._submitted(index, actor, account, post, extra)
+            self._posts[post].words = words
             return
         known = self._posts.get(post)
         if known is None:
@@ -246,6 +261,7 @@ class Replay:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
+            known.words = words
         elif kind == "post.approved":
             self._approved(index, actor, known, post, extra)
         elif kind == "post.published":
@@ -253,9 +269,10 @@ class Replay:
         elif kind == "post.redecided":
             self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
-            self._publishing(index, known, post, extra)
+            self._publishing(index, known, post, extra, words)
         elif kind == "post.revised":
             self._revised(index, actor, known, post, extra)
+            known.words = words
         elif isinstance(extra, tuple) and len(extra) == 3:
             self._decided(index, kind, actor, known, post, extra)
 
@@ -436,9 +453,9 @@ class Replay:
 
             self._judge(index, known.account, sha256, check, f"{actor} edited a post of {known.account}")
             if known.editors is None:
-                known.editors = {actor}
+                known.editors = {actor: None}
             else:
-                known.editors.add(actor)
+                known.editors.setdefault(actor)
         else:
             self._judge(index, known.account, sha256, self._author_acts(actor, post, "edited"),
                         f"{actor} edited a post of {known.account}")
@@ -562,15 +579,19 @@ class Replay:
         self._judge(index, account, None, check, f"{actor} revised a post of {account}")
         known.version = version
 
-    def _publishing(self, index: int, known: _Post, post: str, extra: Any) -> None:
+    def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it
         under the policy the claim names (or people who do must have decided the post again);
-        what goes out is the post's current version."""
+        what goes out is the post's current version: its words (and the disclosure line the
+        policy asks for), where the log's texts were given."""
         sha, version = extra if isinstance(extra, tuple) else (extra, None)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         extra = sha
         known.state = "publishing"
+        words, before, known.sent = known.words, known.sent, sent
+        # A claim again (its lease ran out) sends what the last one did, whatever the policy now.
+        sends = None if sent is None or words is None or sent == before else self._sends_words(known, post, words, sent)
         account = known.account
         if account is None:
             return
@@ -588,9 +609,28 @@ class Replay:
                 if required < needed:
                     return (f"post {post} went out on co-signed {account} held for {required} "
                             f"approvals, where its policy asks for {needed}")
-            return None
+            return None if sends is None else sends(policy)
 
         self._judge(index, account, extra if isinstance(extra, str) else None, check, f"post {post} went out")
+
+    @staticmethod
+    def _sends_words(known: _Post, post: str, words: str, sent: str) -> Check:
+        """That what a claim sends is the post's words, with the policy's disclosure line where
+        anyone but the owner wrote them (``gateway.policy.engine.disclosed_text``); for a policy
+        recorded before its summary said its disclosure, that it begins with the words."""
+        def check(policy: _Policy) -> str | None:
+            if known.announcement or "disclosure" not in policy.summary:
+                ok = sent == words or (not known.announcement and sent.startswith(words + "\n\n"))
+            else:
+                ok = sent == disclosed(policy.summary.get("disclosure"), policy.owner, author=known.author,
+                                       text=words, editors=list(known.editors or ()),
+                                       suggested_by=known.suggested_by)
+            if ok:
+                return None
+            return (f"post {post} sent out other words than its version {known.version} "
+                    f"(written by {known.author}{' and others' if known.editors else ''})")
+
+        return check
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
         (version,) = extra

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from gateway.policy.credit import disclosed
 from gateway.policy.models import Policy, RuleAction, Tier
 from gateway.policy.text import MatchText
 
@@ -162,45 +163,12 @@ def decide(
     )
 
 
-def credit(*, author: str, editors: Sequence[str] = (), suggested_by: str | None = None) -> str:
-    """Everyone whose words go out, as the disclosure names them: ``alice, edited by carol``,
-    ``bob, suggested by dave``."""
-    line = author
-    others = [e for e in dict.fromkeys(editors) if e not in (author, suggested_by)]
-    if suggested_by is not None and suggested_by != author:
-        line += f", suggested by {suggested_by}"
-    if others:
-        line += ", edited by " + (
-            others[0] if len(others) == 1 else ", ".join(others[:-1]) + f" and {others[-1]}"
-        )
-    return line
-
-
-def contributors(*, author: str, editors: Sequence[str] = (), suggested_by: str | None = None) -> frozenset[str]:
-    """Everyone who put words into a post: its author, its editors and the suggester it came from.
-
-    None of them counts toward the approvals the post needs (see :func:`counts_toward`).
-    """
-    found = {author, *editors}
-    if suggested_by is not None:
-        found.add(suggested_by)
-    return frozenset(found)
-
-
 def disclosed_text(
     policy: Policy, *, author: str, text: str, editors: Sequence[str] = (), suggested_by: str | None = None
 ) -> str:
-    """The text as it will appear: with the disclosure line when anyone but the owner wrote it.
-
-    The template's ``{author}`` names everyone whose words go out (see :func:`credit`), so a
-    policy cannot credit the author alone for words an editor or a suggester wrote.
-    """
-    if policy.disclosure and contributors(author=author, editors=editors, suggested_by=suggested_by) != {
-        policy.owner
-    }:
-        line = credit(author=author, editors=editors, suggested_by=suggested_by)
-        return f"{text}\n\n{policy.disclosure.replace('{author}', line)}"
-    return text
+    """The text as it will appear under ``policy`` (see :func:`gateway.policy.credit.disclosed`)."""
+    return disclosed(policy.disclosure, policy.owner, author=author, text=text, editors=editors,
+                     suggested_by=suggested_by)
 
 
 def owner_confirms(policy: Policy) -> bool:

@@ -439,6 +439,9 @@ class Policy(_Strict):
             "required": self.approvals.required if self.approvals else 0,
             "suggesters": sorted(self.suggesters),
             "delay_seconds": int(self.delay.total_seconds()),
+            # What the disclosure line says (None: none), so that an auditor can rebuild the
+            # words that went out from the words approved (see gateway.audit.replay).
+            "disclosure": self.disclosure,
             "rules": [
                 {"name": r.name, "action": r.action.value, "reason": r.reason} for r in self.rules
             ],

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.policy.announce import ANNOUNCER
-from gateway.policy.engine import Act, Role, contributors, counts_toward, gate_for, may, owner_confirms, roles
+from gateway.policy.credit import contributors
+from gateway.policy.engine import Act, Role, counts_toward, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.storage.posts import PostRecord

@@ -19,7 +19,8 @@ from typing import Any, Final, Literal
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, allowed
-from gateway.policy.engine import Act, Role, contributors, gate_for, may, owner_confirms, roles
+from gateway.policy.credit import contributors
+from gateway.policy.engine import Act, Role, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.authorization import visible_accounts
 from gateway.services.platforms import Platforms

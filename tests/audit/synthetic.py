@@ -26,12 +26,13 @@ def summary(
     required: int = 0,
     suggesters: list[str] | None = None,
     tier: str = "direct",
+    disclosure: str | None = None,
 ) -> dict[str, Any]:
     """A policy summary, as ``Policy.summary()`` records it."""
     return {
         "tier": tier, "platform": "sandbox", "owner": owner, "writers": sorted(writers),
         "approvers": sorted(approvers or []), "required": required,
-        "suggesters": sorted(suggesters or []), "delay_seconds": 0, "rules": [],
+        "suggesters": sorted(suggesters or []), "delay_seconds": 0, "disclosure": disclosure, "rules": [],
     }
 
 
@@ -44,6 +45,8 @@ class SyntheticLog:
         self.texts: dict[str, tuple[bytes, str | None]] = {}
         self._chains: dict[str, Prev] = {}
         self._ts = 1_767_268_800_000_000
+        self.words: dict[str, str | None] = {}
+        """Each post's current words, as its last post.submitted, edited or revised committed."""
 
     def add(
         self,
@@ -64,6 +67,9 @@ class SyntheticLog:
         self.entries.append(raw)
         if chain:
             self._chains[chain] = Prev(index=index, leaf=merkle.leaf_hash(raw))
+        digest = (data or {}).get("text_hash")
+        if post is not None and type in ("post.submitted", "post.edited", "post.revised") and digest in self.texts:
+            self.words[post] = self.texts[digest][1]
         return index
 
     def commit(self, text: str, *, salt: bytes = b"0123456789abcdef") -> str:

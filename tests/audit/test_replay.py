@@ -16,9 +16,10 @@ DIRECT = summary(owner="alice", writers=["alice"])
 MANAGED = summary(owner="dave", writers=["bob"], suggesters=["dave"], tier="managed")
 
 
-def _publish(log: SyntheticLog, post: str, account: str, version: int = 1) -> int:
+def _publish(log: SyntheticLog, post: str, account: str, version: int = 1, text: str | None = None) -> int:
+    """A claim sending ``text`` (the post's words as submitted, by default), then its publication."""
     log.add("post.publishing", actor="system", account=account, post=post,
-            data={"attempt": 1, "version": version, "text_hash": log.commit(f"out {post}")})
+            data={"attempt": 1, "version": version, "text_hash": log.commit(text or log.words.get(post) or "")})
     return log.add("post.published", actor="system", account=account, post=post,
                    data={"remote_id": f"r{post}", "url": f"https://example.social/{post}", "version": version})
 
@@ -581,7 +582,7 @@ def test_actions_naming_a_policy_the_log_never_records_are_named(tmp_path: Path)
     cancel = _act(log, "post.cancelled", "3", "carol", GHOST)
     adoption = _act(log, "post.adopted", "4", "alice", GHOST, into="6")
     claim = log.add("post.publishing", actor="system", account="brand", post="5", data={
-        "attempt": 1, "version": 1, "text_hash": log.commit("out 5"), "policy_sha256": GHOST,
+        "attempt": 1, "version": 1, "text_hash": log.commit(log.words["5"] or ""), "policy_sha256": GHOST,
     })
     report = log.verify(tmp_path / "x.export")
     never = "under policy abababababab, which the log never records"
@@ -761,7 +762,7 @@ def test_posts_waiting_again_after_a_decision_approval_deferral_or_edit_are_owed
     _held(log, "3")
     _approve(log, "3", "bob", state="scheduled")
     log.add("post.publishing", actor="system", account="brand", post="3",
-            data={"attempt": 1, "version": 1, "text_hash": log.commit("out 3"), "policy_sha256": "t1"})
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["3"] or ""), "policy_sha256": "t1"})
     log.add("post.deferred", actor="system", account="brand", post="3",
             data={"state": "scheduled", "error": "busy", "attempt": 1})
     _held(log, "4")
@@ -873,7 +874,7 @@ def test_a_post_retried_once_its_account_is_co_signed_and_published_unapproved_i
         log.policy("brand", summary(owner="alice", writers=["alice", "carol"]), "p1")
         log.submit("1", author="carol", account="brand", state="scheduled", sha="p1")
         log.add("post.publishing", actor="system", account="brand", post="1",
-                data={"attempt": 1, "version": 1, "text_hash": log.commit("out 1"), "policy_sha256": "p1"})
+                data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["1"] or ""), "policy_sha256": "p1"})
         log.add("post.failed", actor="system", account="brand", post="1",
                 data={"state": "failed", "error": "refused", "policy_sha256": "p1"})
         log.policy("brand", COSIGNED, "p2")
@@ -958,7 +959,7 @@ def test_a_retry_or_a_delete_by_a_stranger_is_named(tmp_path: Path) -> None:
     _solo_published(log)
     log.submit("2", author="alice", account="solo", sha="s1")
     log.add("post.publishing", actor="system", account="solo", post="2",
-            data={"attempt": 1, "version": 1, "text_hash": log.commit("out 2"), "policy_sha256": "s1"})
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["2"] or ""), "policy_sha256": "s1"})
     log.add("post.failed", actor="system", account="solo", post="2", data={"state": "failed", "policy_sha256": "s1"})
     retried = log.add("post.retried", actor="bob", account="solo", post="2",
                       data={"state": "scheduled", "policy_sha256": "s1"})
@@ -1007,3 +1008,114 @@ def test_a_revision_is_its_writing_authors_and_only_where_words_go_out_at_once(t
         f"entry {stranger}: mallory revised post 1 but is not its author writing for solo",
         f"entry {cosigned}: post 2 was revised on brand, whose policy does not send words out at once",
     ]
+
+
+# ---- what went out is what was written and approved ----------------------------------------
+
+SIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,
+                 tier="co-signed", disclosure="—{author}")
+
+
+def _approved_post(log: SyntheticLog, words: str = "Our results are in") -> None:
+    """Carol writes post 1 on the co-signed brand, bob approves it."""
+    log.policy("brand", SIGNED, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit(words), "state": "held", "approvers": ["bob", "dave"],
+        "required": 1, "policy_sha256": "p1",
+    })
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+
+
+@pytest.mark.parametrize("sent", [
+    "Buy our coin today\n\n—carol",  # other words under the right credit
+    "Our results are in",  # the disclosure line dropped: carol's words under the owner's name
+    "Our results are in\n\n—alice",  # credited to someone else
+    "Our results are in\n\n—carol\nBuy our coin today",  # words added after the line
+])
+def test_words_out_that_are_not_the_approved_words_with_their_disclosure_are_named(
+    tmp_path: Path, sent: str
+) -> None:
+    """A claim commits to what it sends: anything but the approved words with the policy's
+    disclosure line naming who wrote them is named."""
+    log = SyntheticLog()
+    _approved_post(log)
+    claim = _publish(log, "1", "brand", text=sent) - 1
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 sent out other words than its version 1 (written by carol)"
+    ]
+
+
+def test_the_disclosure_names_the_editors_in_the_order_they_edited(tmp_path: Path) -> None:
+    """Alice writes, dave then bob edit (each an approver), the other approves: the words go out
+    as the last edit left them, crediting alice, dave and bob in that order; bob before dave is named."""
+    def edited(order: str) -> tuple[SyntheticLog, int]:
+        log = SyntheticLog()
+        log.policy("brand", summary(owner="owner", writers=["alice"], approvers=["bob", "dave", "erin"], required=1,
+                                    tier="co-signed", disclosure="(by {author})"), "p1")
+        log.add("post.submitted", actor="alice", account="brand", post="1", data={
+            "version": 1, "text_hash": log.commit("draft"), "state": "held", "approvers": ["bob", "dave", "erin"],
+            "required": 1, "policy_sha256": "p1",
+        })
+        for version, who in ((2, "dave"), (3, "bob")):
+            log.add("post.edited", actor=who, account="brand", post="1", data={
+                "version": version, "text_hash": log.commit(f"draft v{version}"), "state": "held",
+                "policy_sha256": "p1",
+            })
+        log.add("post.approved", actor="erin", account="brand", post="1",
+                data={"version": 3, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+        return log, _publish(log, "1", "brand", version=3, text=f"draft v3\n\n(by alice, edited by {order})") - 1
+
+    log, _ = edited("dave and bob")
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+    log, claim = edited("bob and dave")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 sent out other words than its version 3 (written by alice and others)"
+    ]
+
+
+def test_the_owners_own_words_and_an_announcement_go_out_as_written(tmp_path: Path) -> None:
+    """No disclosure line where the owner alone wrote: one added is named as well."""
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.submit("1", author="alice", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    _approve(log, "1", "bob", state="scheduled")
+    _publish(log, "1", "brand")
+    log.submit("2", author="alice", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    _approve(log, "2", "bob", state="scheduled")
+    claim = _publish(log, "2", "brand", text="text of 2\n\n—alice") - 1
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 2 sent out other words than its version 1 (written by alice)"
+    ]
+
+
+def test_a_policy_recorded_before_it_said_its_disclosure_is_held_to_the_words(tmp_path: Path) -> None:
+    """Summaries recorded before they carried ``disclosure`` cannot rebuild the line: the words
+    must still lead what went out, followed by nothing or by a line after a blank one."""
+    old = {k: v for k, v in SIGNED.items() if k != "disclosure"}
+
+    def sent(text: str) -> list[str]:
+        log = SyntheticLog()
+        log.policy("brand", old, "p1")
+        log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+        _approve(log, "1", "bob", state="scheduled")
+        _publish(log, "1", "brand", text=text)
+        return messages(log.verify(tmp_path / "x.export"))
+
+    assert sent("text of 1\n\n—carol") == []
+    assert sent("text of 1") == []
+    assert sent("text of 2\n\n—carol") == ["entry 3: post 1 sent out other words than its version 1 (written by carol)"]
+
+
+def test_a_claim_again_sends_what_the_first_did_though_the_disclosure_changed(tmp_path: Path) -> None:
+    """A lease ran out and the post is claimed again after the policy's disclosure changed: the
+    gateway re-sends the words the first claim committed to (the platform may have them already),
+    which is no forgery."""
+    log = SyntheticLog()
+    _approved_post(log)
+    log.add("post.publishing", actor="system", account="brand", post="1",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit("Our results are in\n\n—carol"),
+                  "policy_sha256": "p1"})
+    log.policy("brand", {**SIGNED, "disclosure": "(posted by {author})"}, "p2", kind="policy.changed")
+    _publish(log, "1", "brand", text="Our results are in\n\n—carol")
+    assert messages(log.verify(tmp_path / "ok.export")) == []

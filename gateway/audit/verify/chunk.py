@@ -63,6 +63,10 @@ class Chunk:
     """What the rules replay needs, flat: the offset here and the five parts of its
     :data:`~gateway.audit.replay.Fact` for each entry it needs (few objects to pass between
     processes)."""
+    words: dict[int, str]
+    """The words of the entries here that commit to a post's words (:data:`_WORDS`), where the
+    text was given and matches its hash, by offset here: for the replay to compare what went
+    out with what was written and approved."""
     findings: list[tuple[int, str]]
     """(offset here, problem)."""
     texts_checked: int = 0
@@ -118,6 +122,9 @@ class _TextCount:
         return None
 
 
+_WORDS = frozenset({"post.submitted", "post.edited", "post.revised", "post.publishing"})
+"""The entries whose committed text the replay reads: a post's words, and what went out."""
+
 _SALT = re.compile(r"[0-9a-f]{32}")
 """A text's salt as the log keeps it: 16 bytes, in lowercase hex."""
 
@@ -130,6 +137,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     findings: list[tuple[int, str]] = []
     spans: dict[str, _Span] = {}
     counted = _TextCount()
+    words: dict[int, str] = {}
     sha256 = hashlib.sha256
     # Equal values as one object, so that they travel (pickled) once per run.
     same: Callable[[Any, Any], Any] = {}.setdefault
@@ -166,11 +174,13 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
         _follow(spans, findings, kind, account, post, prev, offset, leaf, claimed)
         digest = data.get("text_hash")
         if digest is not None:
-            problem = counted.check(digest, given if given is not None else
-                                    texts.get(digest) if type(digest) is str else None)
+            known = given if given is not None else texts.get(digest) if type(digest) is str else None
+            problem = counted.check(digest, known)
             if problem is not None:
                 findings.append((offset, problem))
-    return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted)
+            elif kind in _WORDS and known is not None and known[1] is not None:
+                words[offset] = known[1]
+    return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words)
 
 
 def _follow(
@@ -204,7 +214,7 @@ def _follow(
 
 def _chunk(
     claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
-    findings: list[tuple[int, str]], counted: _TextCount,
+    findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str],
 ) -> Chunk:
     start = claimed[0] if claimed else None
     contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
@@ -219,6 +229,7 @@ def _chunk(
         named=[None if s.link is None else s.link[0] for s in spans.values()],
         link_leaves=b"".join(_NO_LEAF if s.link is None else s.link[1] for s in spans.values()),
         facts=facts,
+        words=words,
         findings=findings,
         texts_checked=counted.checked,
         texts_erased=counted.erased,
