@@ -48,6 +48,16 @@ def _url(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= seconds < 10**9:
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return seconds
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from gateway.audit.keys import write_new_key
     from gateway.audit.note import NoteError
@@ -99,7 +109,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
         progress = not args.no_progress and sys.stderr.isatty()
         state = None if args.no_state else Path(args.state) if args.state else _state_default()
-        report = verify(source, key, state_path=state, workers=workers, progress=progress)
+        report = verify(source, key, state_path=state, workers=workers, progress=progress,
+                        policy_grace=args.policy_grace)
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -233,6 +244,9 @@ def add_commands(sub: Any) -> None:
     ver.add_argument("--no-state", action="store_true", help="neither read nor write a state file")
     ver.add_argument("--workers", type=int, help="processes for per-entry checks (default: 2)")
     ver.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ver.add_argument("--policy-grace", type=_seconds, default=300.0, metavar="SECONDS",
+                     help="how long after a policy change an action may still name the policy it "
+                          "replaced: the time the gateways take to see a change (default: 300)")
     ver.set_defaults(func=_cmd_verify)
 
     exp = audit.add_parser("export", help="write the log (entries, checkpoints, texts) to a file")

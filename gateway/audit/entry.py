@@ -25,6 +25,9 @@ from gateway.types import iso
 ENTRY_VERSION = 1
 MAX_ENTRY_BYTES = 64 * 1024 - 1
 """The largest entry: under 64 KiB, so a tlog-tiles entry bundle can prefix it with 16 bits."""
+STAMP = len("2026-01-01T00:00:00.000000Z")
+"""The length of an entry's time as Byline writes it (RFC 3339, microseconds, UTC)."""
+NO_STAMP = " " * STAMP
 
 
 @functools.lru_cache(maxsize=16)

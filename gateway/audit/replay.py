@@ -53,13 +53,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from gateway.audit.entry import NO_STAMP, STAMP
 from gateway.lifecycle import Action, states_allowing
 from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
 from gateway.policy.credit import disclosed
 
-__all__ = ["Fact", "Replay"]
+__all__ = ["POLICY_GRACE_SECONDS", "Fact", "Replay"]
+
+POLICY_GRACE_SECONDS = 300.0
+"""How long after the log records a policy change an action may still name the policy it
+replaced (or name one the log records only later): the time a gateway may take to see the
+change. Every gateway reads its policy directory each ``BYLINE_POLICY_RELOAD_SECONDS`` (1 s
+unless set); a replica under load, or one whose directory is pulled late, takes longer. Past it,
+a gateway acting on a policy the account no longer has is named (``--policy-grace``)."""
+
+
+def _moment(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
 
 Fact = tuple[str, str, str | None, str | None, Any]
 """(type, actor, account, post, extra): what the replay needs of one entry; see ``extract``."""
@@ -155,6 +168,7 @@ class _Pending:
     sha256: str
     check: Check
     what: str = field(default="")
+    stamp: str | None = None
 
 
 def _list(summary: dict[str, Any], key: str) -> list[str]:
@@ -201,8 +215,13 @@ def _policy_version(kind: str, extra: Any) -> int | None:
 class Replay:
     """Feeds on facts in log order; collects (index, problem) for every broken rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, policy_grace: float = POLICY_GRACE_SECONDS) -> None:
         self.findings: list[tuple[int, str]] = []
+        self._grace = policy_grace
+        self._stamps = ""  # the times of the run being fed (see feed_flat), and its first index
+        self._first = 0
+        self._replaced: dict[str, tuple[int, str | None]] = {}  # account -> the entry (index, time)
+        # that replaced or removed the policy in ``_previous``
         self._policy: dict[str, _Policy] = {}
         self._previous: dict[str, _Policy] = {}
         self._pending: dict[str, list[_Pending]] = {}
@@ -216,12 +235,16 @@ class Replay:
     def _bad(self, index: int, message: str) -> None:
         self.findings.append((index, message))
 
-    def feed_flat(self, first: int, flat: list[Any], words: Mapping[int, str] | None = None) -> None:
+    def feed_flat(
+        self, first: int, flat: list[Any], words: Mapping[int, str] | None = None, stamps: str = "",
+    ) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
-        ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); and the
-        words committed to by those of them whose texts were given, by offset (``Chunk.words``)."""
+        ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); the
+        words committed to by those of them whose texts were given, by offset (``Chunk.words``);
+        and the run's times (``Chunk.stamps``)."""
         step = self._step
         get = (words or {}).get
+        self._stamps, self._first = stamps, first
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
@@ -229,7 +252,22 @@ class Replay:
 
     def feed(self, index: int, fact: Fact, words: str | None = None) -> None:
         """Take one entry's facts, in log order, and the words it commits to when known."""
+        self._stamps = ""
         self._step(index, *fact, words)
+
+    def _stamp(self, index: int) -> str | None:
+        """The time of the entry at ``index`` of the run being fed, when known."""
+        at = (index - self._first) * STAMP
+        stamp = self._stamps[at : at + STAMP]
+        return stamp if len(stamp) == STAMP and stamp != NO_STAMP else None
+
+    def _later_than_grace(self, after: str | None, before: str | None) -> float | None:
+        """The seconds from ``before`` to ``after`` (entry times), when they are more than the
+        grace a gateway has to see a policy change; else None."""
+        if after is None or before is None:
+            return None
+        seconds = (_moment(after) - _moment(before)).total_seconds()
+        return seconds if seconds > self._grace else None
 
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
@@ -288,12 +326,16 @@ class Replay:
         else:
             previous = self._previous.get(account)
             if previous is not None and sha256 is not None and sha256 == previous.sha256:
-                problem = check(previous)
+                at, replaced = self._replaced.get(account, (None, None))
+                late = self._later_than_grace(self._stamp(index), replaced)
+                problem = check(previous) if late is None else (
+                    f"{what} under policy {sha256[:12]}, {late:.0f} s after entry {at} replaced it: "
+                    f"longer than the {self._grace:.0f} s a gateway may take to see a policy change")
             elif sha256 is None:
                 problem = f"{what}, which had no policy in force"
             else:
                 # Named a policy the log has not recorded yet: judged when it is recorded.
-                self._pending.setdefault(account, []).append(_Pending(index, sha256, check, what))
+                self._pending.setdefault(account, []).append(_Pending(index, sha256, check, what, self._stamp(index)))
                 return
         if problem is not None:
             self._bad(index, problem)
@@ -321,6 +363,7 @@ class Replay:
             old = self._policy.pop(account, None)
             if old is not None:
                 self._previous[account] = old
+                self._replaced[account] = (index, self._stamp(index))
             self._owe(index, account, None, old)
             return
         if not isinstance(extra, tuple):
@@ -329,6 +372,7 @@ class Replay:
         old = self._policy.get(account)
         if old is not None:
             self._previous[account] = old
+            self._replaced[account] = (index, self._stamp(index))
         policy = self._policy[account] = _Policy(sha256, summary)
         policy.changed_voice = old is not None and any(old.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
         waiting = self._pending.get(account)
@@ -337,6 +381,10 @@ class Replay:
             for item in waiting:
                 if item.sha256 != sha256:
                     keep.append(item)
+                elif (late := self._later_than_grace(self._stamp(index), item.stamp)) is not None:
+                    self._bad(item.index, f"{item.what} under policy {sha256[:12]}, which entry {index} recorded "
+                                          f"{late:.0f} s later: longer than the {self._grace:.0f} s a gateway "
+                                          "may take to record a policy it reads")
                 elif (problem := item.check(policy)) is not None:
                     self._bad(item.index, problem)
             self._pending[account] = keep

@@ -13,6 +13,7 @@ from gateway.audit import merkle
 from gateway.audit.entry import Prev, encode_entry, text_commitment
 from gateway.audit.export import write_checkpoint, write_entries, write_header
 from gateway.audit.note import Checkpoint, Signer, sign_note
+from gateway.audit.replay import POLICY_GRACE_SECONDS
 from gateway.audit.verify import ExportSource, Report, verify
 
 ORIGIN = "test.example/log"
@@ -106,10 +107,14 @@ class SyntheticLog:
             write_entries(out, ((i, leaves[i] if i < len(leaves) else b"", e) for i, e in enumerate(entries)), texts)
         return path
 
-    def verify(self, path: Path, **kwargs: Any) -> Report:
+    def verify(self, path: Path, *, policy_grace: float = POLICY_GRACE_SECONDS, **kwargs: Any) -> Report:
         """Write and verify; return the report."""
         self.write(path, **kwargs)
-        return verify(ExportSource(path), self.signer.verifier(), workers=1)
+        return verify(ExportSource(path), self.signer.verifier(), workers=1, policy_grace=policy_grace)
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass before the next entry (each entry is a second after the last)."""
+        self._ts += int(seconds * 1_000_000)
 
 
 def messages(report: Report) -> list[str]:

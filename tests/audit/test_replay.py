@@ -1119,3 +1119,50 @@ def test_a_claim_again_sends_what_the_first_did_though_the_disclosure_changed(tm
     log.policy("brand", {**SIGNED, "disclosure": "(posted by {author})"}, "p2", kind="policy.changed")
     _publish(log, "1", "brand", text="Our results are in\n\n—carol")
     assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+# ---- how long a replaced policy may still be named -----------------------------------------
+
+
+def _carol_removed(log: SyntheticLog) -> int:
+    """Brand's writers are alice and carol under p1; p2 leaves carol out. The index of p2."""
+    log.policy("brand", DIRECT | {"writers": ["alice", "carol"]}, "p1")
+    return log.policy("brand", DIRECT, "p2", kind="policy.changed")
+
+
+@pytest.mark.parametrize(("after", "named"), [(10, False), (299, False), (400, True)])
+def test_a_replaced_policy_is_named_only_while_a_gateway_may_not_have_seen_the_change(
+    tmp_path: Path, after: int, named: bool
+) -> None:
+    """Carol's post names the policy that let her write, replaced a moment before: a gateway that
+    had not read the change yet. Minutes later it is a gateway acting on a policy the account no
+    longer has: named."""
+    log = SyntheticLog()
+    change = _carol_removed(log)
+    log.wait(after - 1)
+    late = log.submit("1", author="carol", account="brand", sha="p1")
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert found == ([
+        f"entry {late}: carol submitted a post to brand under policy p1, {after} s after entry {change} replaced it: "
+        "longer than the 300 s a gateway may take to see a policy change"
+    ] if named else [])
+    assert messages(log.verify(tmp_path / "y.export", policy_grace=600)) == []
+
+
+def test_a_policy_named_long_before_the_log_records_it_is_named(tmp_path: Path) -> None:
+    """An action may name the next policy a moment before its gateway records it; one recorded
+    ten minutes after is a policy the log did not hold when it was acted on."""
+    log = SyntheticLog()
+    log.policy("brand", DIRECT, "p1")
+    early = log.submit("1", author="alice", account="brand", sha="p2")
+    log.wait(599)
+    recorded = log.policy("brand", DIRECT, "p2", kind="policy.changed")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {early}: alice submitted a post to brand under policy p2, which entry {recorded} recorded 600 s "
+        "later: longer than the 300 s a gateway may take to record a policy it reads"
+    ]
+    log = SyntheticLog()
+    log.policy("brand", DIRECT, "p1")
+    log.submit("1", author="alice", account="brand", sha="p2")
+    log.policy("brand", DIRECT, "p2", kind="policy.changed")
+    assert messages(log.verify(tmp_path / "y.export")) == []

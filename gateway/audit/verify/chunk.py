@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.audit.entry import MAX_ENTRY_BYTES
+from gateway.audit.entry import MAX_ENTRY_BYTES, NO_STAMP, STAMP
 from gateway.audit.verify.entries import REPLAYED, fact_extra, parse_entry
 from gateway.audit.verify.tree import subtree_nodes
 
@@ -67,6 +67,10 @@ class Chunk:
     """The words of the entries here that commit to a post's words (:data:`_WORDS`), where the
     text was given and matches its hash, by offset here: for the replay to compare what went
     out with what was written and approved."""
+    stamps: str
+    """Each entry's time (``ts``), :data:`STAMP` characters each (spaces where unreadable), one
+    string for the run: the replay reads the few it needs (how long after a policy change an
+    action still named the policy replaced)."""
     findings: list[tuple[int, str]]
     """(offset here, problem)."""
     texts_checked: int = 0
@@ -138,6 +142,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     spans: dict[str, _Span] = {}
     counted = _TextCount()
     words: dict[int, str] = {}
+    stamps: list[str] = []
     sha256 = hashlib.sha256
     # Equal values as one object, so that they travel (pickled) once per run.
     same: Callable[[Any, Any], Any] = {}.setdefault
@@ -145,6 +150,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     for offset, (claimed, raw, stored, problem, given) in enumerate(items):
         if raw is None:
             leaves.append(_NO_LEAF)
+            stamps.append(NO_STAMP)
             findings.append((offset, problem or "unreadable"))
             continue
         leaf = sha256(b"\x00" + raw).digest()
@@ -157,8 +163,10 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
         if problem is not None:
             findings.append((offset, problem))
         if fields is None:
+            stamps.append(NO_STAMP)
             continue
         account, actor, data, post, prev, ts, kind = fields
+        stamps.append(ts if len(ts) == STAMP else NO_STAMP)
         if kind in REPLAYED:
             extra, problem = fact_extra(kind, data)
             if problem is not None:
@@ -180,7 +188,8 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                 findings.append((offset, problem))
             elif kind in _WORDS and known is not None and known[1] is not None:
                 words[offset] = known[1]
-    return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words)
+    return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words,
+                  "".join(stamps))
 
 
 def _follow(
@@ -214,7 +223,7 @@ def _follow(
 
 def _chunk(
     claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
-    findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str],
+    findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str], stamps: str,
 ) -> Chunk:
     start = claimed[0] if claimed else None
     contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
@@ -230,6 +239,7 @@ def _chunk(
         link_leaves=b"".join(_NO_LEAF if s.link is None else s.link[1] for s in spans.values()),
         facts=facts,
         words=words,
+        stamps=stamps,
         findings=findings,
         texts_checked=counted.checked,
         texts_erased=counted.erased,

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.audit import merkle
 from gateway.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from gateway.audit.replay import Replay
+from gateway.audit.replay import POLICY_GRACE_SECONDS, Replay
 from gateway.audit.verify.chunk import Chunk, link_problem
 from gateway.audit.verify.pool import Workers
 from gateway.audit.verify.report import Finding, Report, SourceError
@@ -45,8 +45,11 @@ def verify(
     workers: int = 1,
     progress: bool = False,
     max_findings: int = 100,
+    policy_grace: float = POLICY_GRACE_SECONDS,
 ) -> Report:
-    """Verify the log ``source`` offers against the log ``key``; update the state file if sound."""
+    """Verify the log ``source`` offers against the log ``key``; update the state file if sound.
+    ``policy_grace``: the seconds after a policy change during which an action may still name
+    the policy replaced (see :data:`gateway.audit.replay.POLICY_GRACE_SECONDS`)."""
     # A run builds millions of small objects, many of which live until it ends (the replay's
     # state, the tree's leaves), and makes no reference cycles: the cyclic collector would only
     # walk them again and again (a third of the main process's time on a large log). The
@@ -55,7 +58,7 @@ def verify(
     gc.disable()
     try:
         return _verify(source, key, state_path=state_path, workers=workers, progress=progress,
-                       max_findings=max_findings)
+                       max_findings=max_findings, policy_grace=policy_grace)
     finally:
         if collecting:
             gc.enable()
@@ -71,7 +74,8 @@ class _Seen:
 
 
 def _verify(
-    source: Source, key: Verifier, *, state_path: Path | None, workers: int, progress: bool, max_findings: int
+    source: Source, key: Verifier, *, state_path: Path | None, workers: int, progress: bool, max_findings: int,
+    policy_grace: float,
 ) -> Report:
     started = time.perf_counter()
     report = Report(source=source.name)
@@ -91,7 +95,7 @@ def _verify(
             f"{before} of a checkpoint seen before: the log was rolled back (an older copy restored?)",
         ))
     targets = seen + offered
-    run = _InOrder(report, targets, max_findings)
+    run = _InOrder(report, targets, max_findings, policy_grace)
     _drive(source, run, latest.checkpoint.size, workers, progress)
     run.replay.finish()
     for index, message in run.replay.findings:
@@ -208,12 +212,12 @@ def _drive(source: Source, run: _InOrder, size: int, workers: int, progress: boo
 class _InOrder:
     """The in-order part of a verification: tree, chains, replay."""
 
-    def __init__(self, report: Report, targets: list[_Seen], max_findings: int) -> None:
+    def __init__(self, report: Report, targets: list[_Seen], max_findings: int, policy_grace: float) -> None:
         self.report = report
         self.tree = Frontier()
         self.leaves = bytearray()
         self.chains: dict[str, int] = {}  # the index of each chain's last entry so far
-        self.replay = Replay()
+        self.replay = Replay(policy_grace=policy_grace)
         self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
         self.wanted = {s.checkpoint.size for s in targets}
         self.max_findings = max_findings
@@ -265,7 +269,7 @@ class _InOrder:
                     None if named is None else (named, link_leaves[32 * n : 32 * n + 32]),
                 ))
             chains[chain] = first + last_at
-        self.replay.feed_flat(first, chunk.facts, chunk.words)
+        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps)
         report.size = first + chunk.count
 
     def _grow(self, chunk: Chunk, first: int) -> None:
