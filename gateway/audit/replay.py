@@ -24,7 +24,8 @@ and approvals. It flags:
   that version for its account (the account's latest policy entry, asking for announcements
   and changing the voice), a second one for one version, or one held for approval;
 - a profile byline set (``profile.updated``) for a policy version the log has not recorded
-  for the account before it;
+  for the account before it; a policy record that names no version after the account's
+  records named theirs;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
   (``post.redecided``) before anything else happens to it;
@@ -226,6 +227,7 @@ class Replay:
         self._previous: dict[str, _Policy] = {}
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
+        self._numbered: set[str] = set()  # accounts with a numbered policy record
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
@@ -359,6 +361,11 @@ class Replay:
         if version is not None and version != count:
             self._bad(index, f"{kind} for {account} says policy version {version}, but it is the account's "
                              f"policy record number {count}: a version recorded twice, or one left out")
+        if version is None and account in self._numbered:
+            self._bad(index, f"{kind} for {account} names no policy version, after records that did: "
+                             "only records from before versions were numbered may leave it out")
+        elif version is not None:
+            self._numbered.add(account)
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:

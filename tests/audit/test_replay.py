@@ -1166,3 +1166,21 @@ def test_a_policy_named_long_before_the_log_records_it_is_named(tmp_path: Path) 
     log.submit("1", author="alice", account="brand", sha="p2")
     log.policy("brand", DIRECT, "p2", kind="policy.changed")
     assert messages(log.verify(tmp_path / "y.export")) == []
+
+
+def test_an_unnumbered_policy_record_after_numbered_ones_is_named(tmp_path: Path) -> None:
+    """Records from before versions were numbered may name none; once an account's records are
+    numbered, one that names none would slip past the count of versions: named."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p1", "policy": DIRECT, "version": 1})
+    bad = log.policy("brand", DIRECT | {"writers": ["alice", "mallory"]}, "p2", kind="policy.changed")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: policy.changed for brand names no policy version, after records that did: "
+        "only records from before versions were numbered may leave it out"
+    ]
+    log = SyntheticLog()
+    log.policy("brand", DIRECT, "p1")
+    log.add("policy.changed", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p2", "policy": DIRECT, "version": 2})
+    assert messages(log.verify(tmp_path / "y.export")) == []
