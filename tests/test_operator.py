@@ -21,10 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from gateway.appkeys import CHECKPOINTS
-from gateway.clock import ManualClock, SystemClock
+from gateway.appkeys import APPENDER, CHECKPOINTS, DB, IDENTITY, PEOPLE
+from gateway.clock import ManualClock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.services.identity import Identity, hash_token
+from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import open_database
 from tests.audit.logtools import Result
@@ -293,6 +294,37 @@ async def test_cli_revoke_of_an_apps_token_is_logged(gateway: Gateway, tmp_path:
     plain = await byline(env, "token", "revoke", hash_token(gateway.tokens["bob"])[:12])
     assert plain.code == 0 and "client.revoked" not in plain.out, plain.text
     assert await gateway.log_size() == before + 1
+
+
+async def test_an_apps_token_is_logged_under_its_client_id_when_the_app_has_no_name(gateway: Gateway) -> None:
+    """An app's token whose app record is gone ends, by an operator's revoke or by a new
+    password, logged as ``client.revoked`` under the app's client id, with what ended it."""
+    identity, db, appender = gateway.app[IDENTITY], gateway.app[DB], gateway.app[APPENDER]
+    await gateway.app[PEOPLE].add("carol", "carol-password-1")
+    now = now_micros(gateway.clock)
+    async with db.write() as txn:
+        tokens: dict[str, str] = {}
+        for user, client in (("alice", "gone-app-1"), ("carol", "gone-app-2")):
+            tokens[user] = await identity.issue(txn, user=user, account="direct", label="oauth: gone", at=now)
+            await oauth_sql.insert_token_grant(txn, token_hash=hash_token(tokens[user]), client_id=client,
+                                               scopes="write", at=now)
+    before = await gateway.log_size()
+
+    revoked = await identity.revoke_by_id(appender, hash_token(tokens["alice"])[:12])
+    ended = await gateway.app[PEOPLE].set_password("carol", "carol-password-2", appender=appender)
+
+    assert (revoked.already, revoked.client, ended) == (False, "gone-app-1", (0, 1))
+    async with db.read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries WHERE idx >= ? ORDER BY idx", before)
+    entries = [json.loads(bytes(row["entry"])) for row in rows]
+    assert [(e["type"], e["actor"], e["account"], e["data"]) for e in entries] == [
+        ("client.revoked", "system", "direct",
+         {"client": "gone-app-1", "reason": "revoked by an operator (byline token revoke)"}),
+        ("client.revoked", "system", "direct", {"client": "gone-app-2", "reason": "carol's password changed"}),
+    ]
+    for token in tokens.values():
+        with pytest.raises(BylineError):
+            await identity.authenticate(token)
 
 
 # -- byline token create ---------------------------------------------------------------------------
