@@ -75,6 +75,17 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+async def end_app_token(ltx: LogTxn, token_hash: str, *, account: str | None, app: Row, reason: str) -> str:
+    """Revoke a token the OAuth sign-in gave an app and log it as ``client.revoked``, in the
+    caller's log transaction: an app's token ending changes who speaks for an account. ``app``
+    holds the grant's ``client_id`` and its app's ``name``; the app is logged under its name,
+    or its client id when it has none (its record is gone). Returns that name."""
+    client = str(app["name"] or app["client_id"])
+    await sql.revoke_token(ltx.txn, token_hash, at=ltx.now)
+    await ltx.append("client.revoked", actor="system", account=account, data={"client": client, "reason": reason})
+    return client
+
+
 class Identity:
     """Creates, checks and revokes tokens."""
 
@@ -184,12 +195,12 @@ class Identity:
             if row["revoked_at"] is not None:
                 return Revocation(token=info, already=True, client=None)
             grant = await oauth_sql.get_token_grant(ltx.txn, row["token_hash"])
-            await sql.revoke_token(ltx.txn, row["token_hash"], at=ltx.now)
             client = None
-            if grant is not None:
-                client = str(grant["name"] or grant["client_id"])
-                await ltx.append("client.revoked", actor="system", account=row["account"],
-                                 data={"client": client, "reason": "revoked by an operator (byline token revoke)"})
+            if grant is None:
+                await sql.revoke_token(ltx.txn, row["token_hash"], at=ltx.now)
+            else:
+                client = await end_app_token(ltx, row["token_hash"], account=row["account"], app=grant,
+                                             reason="revoked by an operator (byline token revoke)")
             return Revocation(token=replace(info, revoked_at=ltx.now), already=False, client=client)
 
         return await appender.submit(work)

@@ -22,10 +22,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
+from gateway.services.identity import end_app_token
 from gateway.services.throttle import Throttle
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as sql
-from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros
 
@@ -116,10 +116,8 @@ class People:
             sessions = await sql.end_sessions_of(ltx.txn, name, at=ltx.now)
             apps = await oauth_sql.password_app_tokens(ltx.txn, name, now=ltx.now)
             for app in apps:
-                await tokens_sql.revoke_token(ltx.txn, app["token_hash"], at=ltx.now)
-                await ltx.append("client.revoked", actor="system", account=app["account"],
-                                 data={"client": str(app["name"] or app["client_id"]),
-                                       "reason": f"{name}'s password changed"})
+                await end_app_token(ltx, app["token_hash"], account=app["account"], app=app,
+                                    reason=f"{name}'s password changed")
             return sessions, len(apps)
 
         return await appender.submit(work)
