@@ -702,6 +702,22 @@ async def test_non_public_visibility_and_non_image_media_are_refused(
         assert await get_post(http, bluesky_pds, bob.did, rkey_for(post.post_id)) is None
 
 
+async def test_what_bluesky_cannot_carry_is_refused_in_its_words(
+    http: aiohttp.ClientSession, bluesky_pds: BlueskyPds
+) -> None:
+    """A followers-only or direct post is refused, saying every Bluesky post is public; unlisted
+    and a content warning go out."""
+    bob = bluesky_pds.account("bob.test")
+    adapter = make_adapter(http, bluesky_pds, bob)
+    for visibility in ("private", "direct"):
+        with pytest.raises(AdapterError) as caught:
+            await adapter.publish(new_post("secret", visibility=visibility))
+        assert (caught.value.message, caught.value.retryable) == (
+            f"bluesky: every Bluesky post is public; refusing a post meant to be {visibility!r}", False)
+    for post in (new_post("open", visibility="unlisted"), new_post("hidden", spoiler_text="cw")):
+        assert (await adapter.publish(post)).remote_id
+
+
 async def test_rate_limit_is_retryable_with_retry_after(
     http: aiohttp.ClientSession, bluesky_pds: BlueskyPds, aiohttp_server: ServerFactory
 ) -> None:

@@ -154,6 +154,24 @@ async def test_unsupported_content_is_refused_without_a_request(env: Env) -> Non
     assert env.fake.faults.requests == []
 
 
+async def test_what_x_cannot_carry_is_refused_in_its_words(env: Env) -> None:
+    """A content warning and a followers-only or direct visibility are refused, each saying what
+    X lacks; a post with both is refused for its content warning; unlisted goes out."""
+    refused = {
+        "x: X has no content warnings; refusing to publish the hidden text openly":
+            (post(spoiler_text="cw"), post(spoiler_text="cw", visibility="direct")),
+        "x: X posts are public; visibility 'private' cannot be honoured": (post(visibility="private"),),
+        "x: X posts are public; visibility 'direct' cannot be honoured": (post(visibility="direct"),),
+    }
+    for said, posts in refused.items():
+        for bad in posts:
+            with pytest.raises(AdapterError) as caught:
+                await env.adapter().publish(bad)
+            assert (caught.value.message, caught.value.retryable) == (said, False)
+    assert env.fake.faults.requests == []
+    assert (await env.adapter().publish(post(visibility="unlisted"))).remote_id
+
+
 # -- error classification --------------------------------------------------------------------
 
 

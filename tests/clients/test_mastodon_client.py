@@ -332,6 +332,9 @@ async def test_what_the_accounts_platform_would_refuse_is_refused_at_once(
         ("xacct", {"visibility": "private"}, "every X post is public: visibility private cannot be honoured"),
         ("bsky", {"visibility": "direct"}, "every Bluesky post is public: visibility direct cannot be honoured"),
         ("xacct", {"spoiler_text": "spoilers"}, "X has no content warnings"),
+        # Both at once: the visibility is named (the X adapter, when it publishes, names the warning).
+        ("xacct", {"visibility": "private", "spoiler_text": "spoilers"},
+         "every X post is public: visibility private cannot be honoured"),
     ):
         api = await world.client("alice", account)
         with pytest.raises(MastodonAPIError) as refused:
