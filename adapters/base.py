@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -67,6 +67,37 @@ class OutboundPost:
     record_url: str | None = None
     """The post's public record on Byline (its byline and proof), for platforms whose posts can
     carry it without a character of the text (a field of Bluesky's post record); others ignore it."""
+
+
+PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})
+"""The visibilities of a post everyone can see (an unlisted one is only left out of public timelines)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Carries:
+    """What a platform's posts can carry as their author meant them.
+
+    A post that asks for more is refused rather than published otherwise (a followers-only
+    post made public, the words behind a content warning shown openly): by the adapter when it
+    publishes, and at once by Byline's client surfaces, which read it from the adapter's class
+    (``Adapter.carries``): each platform's rule is written once, there, and each side words its
+    refusal as its callers expect.
+    """
+
+    name: str
+    """The platform as its users name it, for messages."""
+    public_only: bool = False
+    """Every post is public: a followers-only or direct one (``private``, ``direct``) cannot be made."""
+    content_warnings: bool = True
+    """A content warning (``spoiler_text``) goes out with the post, before its words."""
+
+    def keeps_visibility(self, visibility: str | None) -> bool:
+        """Whether a post of ``visibility`` (None: the account's default) goes out as meant."""
+        return not self.public_only or visibility is None or visibility in PUBLIC_VISIBILITIES
+
+    def keeps_content_warning(self, spoiler_text: str | None) -> bool:
+        """Whether a post with this content warning (None or empty: none) goes out as meant."""
+        return self.content_warnings or not spoiler_text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,9 +175,11 @@ class Adapter(Protocol):
     this idempotency key (after a crash mid-publish), returning it or ``None``; ``delete``
     removes a published post (an already-deleted post counts as success);
     ``verify_credentials`` answers who the account is. All raise ``AdapterError``.
+    ``carries`` (on the class) says what its posts can carry; ``publish`` refuses the rest.
     """
 
     platform: str
+    carries: Carries
 
     async def publish(self, post: OutboundPost) -> PublishResult: ...
 

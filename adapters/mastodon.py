@@ -82,6 +82,7 @@ from adapters.base import (
     AccountInfo,
     AdapterConfig,
     AdapterError,
+    Carries,
     MediaItem,
     OutboundPost,
     ProfileLine,
@@ -245,6 +246,7 @@ class MastodonAdapter:
     """Publishes to one Mastodon account. See the module docstring for exactly-once."""
 
     platform = PLATFORM
+    carries = Carries(name="Mastodon")
 
     def __init__(
         self,

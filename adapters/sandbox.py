@@ -11,7 +11,7 @@ from typing import Protocol
 
 import regex
 
-from adapters.base import AccountInfo, AdapterConfig, AdapterError, OutboundPost, PublishResult
+from adapters.base import AccountInfo, AdapterConfig, AdapterError, Carries, OutboundPost, PublishResult
 
 TEXT_LIMIT = 500
 # The sandbox counts as Bluesky does: user-perceived characters (UAX #29 grapheme clusters).
@@ -46,6 +46,7 @@ class SandboxAdapter:
     """Publishes to the sandbox timeline of one account."""
 
     platform = "sandbox"
+    carries = Carries(name="Sandbox")
 
     def __init__(self, config: AdapterConfig, store: SandboxStore, *, base_url: str) -> None:
         self._config = config

@@ -83,6 +83,7 @@ from adapters.base import (
     AccountInfo,
     AdapterConfig,
     AdapterError,
+    Carries,
     MediaItem,
     OutboundPost,
     ProfileLine,
@@ -373,6 +374,7 @@ class XAdapter:
     """Publishes to one X account. See the module docstring for exactly-once."""
 
     platform = PLATFORM
+    carries = Carries(name="X", public_only=True, content_warnings=False)
 
     def __init__(self, config: AdapterConfig, *, clock: Clock | None = None) -> None:
         self._account = config.account
@@ -451,14 +453,14 @@ class XAdapter:
                 "(most CJK and emoji count 2, URLs 23)",
                 retryable=False,
             )
-        if post.spoiler_text:
+        if not self.carries.keeps_content_warning(post.spoiler_text):
             raise self._http.error(
-                "X has no content warnings; refusing to publish the hidden text openly",
+                f"{self.carries.name} has no content warnings; refusing to publish the hidden text openly",
                 retryable=False,
             )
-        if post.visibility in ("private", "direct"):
+        if not self.carries.keeps_visibility(post.visibility):
             raise self._http.error(
-                f"X posts are public; visibility {post.visibility!r} cannot be honoured",
+                f"{self.carries.name} posts are public; visibility {post.visibility!r} cannot be honoured",
                 retryable=False,
             )
         if len(post.media) > MAX_MEDIA:

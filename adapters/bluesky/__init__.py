@@ -16,6 +16,7 @@ The package, read from the text outwards:
 Each module's docstring tells its part of the contract.
 """
 
+from adapters.base import PUBLIC_VISIBILITIES
 from adapters.bluesky.adapter import DEFAULT_APP_URL, BlueskyAdapter
 from adapters.bluesky.client import (
     PLATFORM,
@@ -31,7 +32,6 @@ from adapters.bluesky.records import (
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
     POST_COLLECTION,
-    PUBLIC_VISIBILITIES,
     SENSITIVE_MEDIA_LABEL,
     AtUri,
     blob_cid,

@@ -37,6 +37,7 @@ from adapters.base import (
 )
 from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
 from adapters.bluesky.records import (
+    CARRIES,
     POST_COLLECTION,
     AtUri,
     blob_cid,
@@ -66,6 +67,7 @@ class BlueskyAdapter:
     """Publishes to one Bluesky account through its PDS. See the package docstring."""
 
     platform = PLATFORM
+    carries = CARRIES
 
     def __init__(self, config: AdapterConfig, *, clock: Clock | None = None) -> None:
         pds = check_base_url(config.options.get("pds", ""), option="pds", platform=PLATFORM)

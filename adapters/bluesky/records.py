@@ -62,14 +62,15 @@ from typing import Any, Final
 
 import libipld
 
-from adapters.base import AdapterError, OutboundPost
+from adapters.base import AdapterError, Carries, OutboundPost
 from adapters.bluesky.text import MAX_GRAPHEMES, MAX_TEXT_BYTES, grapheme_count, utf8_length
 
 POST_COLLECTION: Final = "app.bsky.feed.post"
 MAX_IMAGES: Final = 4
 MAX_IMAGE_BYTES: Final = 1_000_000
 SENSITIVE_MEDIA_LABEL: Final = "graphic-media"
-PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})
+CARRIES: Final = Carries(name="Bluesky", public_only=True)
+"""Every post is public; a content warning goes out in front of the text."""
 CREATED_AT_MAX_AGE_SECONDS: Final = 300.0
 
 
@@ -163,9 +164,9 @@ def post_text(post: OutboundPost) -> str:
 def check_publishable(post: OutboundPost, text: str) -> None:
     """Refuse, with a final ``AdapterError``, a post Bluesky would refuse or could not keep as
     meant: not public, too long, too many attachments, not images, images too large."""
-    if post.visibility is not None and post.visibility not in PUBLIC_VISIBILITIES:
+    if not CARRIES.keeps_visibility(post.visibility):
         raise AdapterError(
-            f"bluesky: every Bluesky post is public; refusing a post meant to be "
+            f"bluesky: every {CARRIES.name} post is public; refusing a post meant to be "
             f"{post.visibility!r}",
             retryable=False,
         )

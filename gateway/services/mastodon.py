@@ -36,7 +36,7 @@ from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
-from gateway.services.platforms import Platforms
+from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
@@ -236,17 +236,16 @@ def _key_hash(key: str) -> str:
 
 def _check_platform_takes(platform: str, form: StatusForm) -> None:
     """422 for a status the account's platform would refuse when it went out, said now rather
-    than as a failed post later: every Bluesky and X post is public, and X has no content
-    warnings (the hidden words would show openly)."""
-    if platform in ("bluesky", "x") and form.visibility in ("private", "direct"):
-        raise BylineError(Code.VALIDATION, f"Validation failed: every {_PLATFORM_NAMES[platform]} post is public: "
+    than as a failed post later: what its adapter says the platform's posts cannot carry (every
+    Bluesky and X post is public, and X has no content warnings: the hidden words would show
+    openly)."""
+    takes = carries(platform)
+    if not takes.keeps_visibility(form.visibility):
+        raise BylineError(Code.VALIDATION, f"Validation failed: every {takes.name} post is public: "
                                            f"visibility {form.visibility} cannot be honoured")
-    if platform == "x" and form.spoiler_text:
-        raise BylineError(Code.VALIDATION, "Validation failed: X has no content warnings: the hidden words "
-                                           "would show openly")
-
-
-_PLATFORM_NAMES = {"bluesky": "Bluesky", "x": "X"}
+    if not takes.keeps_content_warning(form.spoiler_text):
+        raise BylineError(Code.VALIDATION, f"Validation failed: {takes.name} has no content warnings: "
+                                           "the hidden words would show openly")
 
 
 class MastodonService:

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from adapters.base import Adapter, AdapterConfig
+from adapters.base import Adapter, AdapterConfig, Carries
 from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.errors import BylineError, Code
 from gateway.policy.credentials import CredentialRules
@@ -31,6 +31,19 @@ ADAPTERS = {
     "bluesky": "adapters.bluesky:BlueskyAdapter",
     "x": "adapters.x:XAdapter",
 }
+
+
+def carries(platform: str) -> Carries:
+    """What the posts of ``platform`` can carry, as its adapter says: what the adapter would
+    refuse when a post went out can be refused when the post is made."""
+    adapter_class: Any = SandboxAdapter if platform == "sandbox" else _adapter_class(platform)
+    found: Carries = adapter_class.carries
+    return found
+
+
+def _adapter_class(platform: str) -> Any:
+    module_name, _, cls_name = ADAPTERS[platform].partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)
 
 
 class CredentialError(Exception):
@@ -192,9 +205,7 @@ class Platforms:
         )
         if policy.platform == "sandbox":
             return SandboxAdapter(config, self.sandbox, base_url=self.public_url)
-        module_name, _, cls_name = ADAPTERS[policy.platform].partition(":")
-        cls: Any = getattr(importlib.import_module(module_name), cls_name)
-        adapter: Adapter = cls(config)
+        adapter: Adapter = _adapter_class(policy.platform)(config)
         return adapter
 
     def mark(self, account: str, problem: str | None) -> None:
