@@ -475,3 +475,77 @@ async def test_entries_before_any_webhook_are_passed_over_not_told_later(
         await gw.tick()
         await notify(gw)
     assert [(p["type"], p["data"]["post"]) for p in hook.verified(secret)] == [("post.published", after["id"])]
+
+
+async def test_a_replica_that_has_not_reread_a_change_tells_the_webhook_it_added(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """Replica two records a policy that adds a webhook; replica one has not reread its directory
+    when it reads the next events (on SQLite, where nothing wakes it; on PostgreSQL it may have
+    been woken to reread it). It tells the webhook the policy in force names (as the database
+    records it), not the one in its memory: the event is not passed over."""
+    secret = new_secret()
+    plain = make_policy_dir(tmp_path, TEST_POLICIES, name="plain")
+    hooked = hooked_policies(tmp_path, hook.url, secret, {"cosigned": ["post.held"]})
+    async with started(db_url, plain, clock) as one, started(db_url, hooked, clock) as two:
+        post = await two.submit("alice", "cosigned", "Held while one lagged")
+        assert await one.app[NOTIFIER].enqueue() == 1
+        assert await two.app[NOTIFIER].deliver() == 1
+    assert [(p["type"], p["data"]["post"]) for p in hook.verified(secret)] == [("post.held", post["id"])]
+
+
+async def test_a_policy_removed_while_the_gateway_was_down_tells_its_webhooks(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
+) -> None:
+    """The file goes while the gateway is stopped: the removal, recorded as it starts, reaches the
+    webhooks the removed policy named, though no policy this gateway read since names them."""
+    secret = new_secret()
+    policy_dir = hooked_policies(tmp_path, hook.url, secret, {"delayed": ["policy.changed"]})
+    async with started(db_url, policy_dir, clock) as gw:
+        assert await notify(gw) == 2
+    (policy_dir / "delayed.yaml").unlink()
+    async with started(db_url, policy_dir, clock) as gw:
+        assert await notify(gw) == 2
+        assert await notify(gw) == 0
+    changes = [(p["type"], p["data"]["account"], p["data"]["change"]) for p in hook.verified(secret)]
+    assert changes == [("policy.changed", "delayed", "loaded"), ("policy.changed", "delayed", "removed")]
+
+
+async def test_a_receiver_that_holds_its_calls_delays_no_other(
+    db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver, other: Receiver
+) -> None:
+    """Cosigned's receiver takes four seconds to answer; meanwhile direct's posts go out and its
+    receiver hears of them at the notifier's next passes, not after the slow call ends."""
+    secret = new_secret()
+    policy_dir = hooked_policies(tmp_path, hook.url, secret, {"cosigned": ["post.held"]})
+    text = (policy_dir / "direct.yaml").read_text()
+    (policy_dir / "direct.yaml").write_text(text + textwrap.dedent(f"""\
+        notify:
+          - url: {other.url}
+            secret: file:secrets/hook.key
+            events: [post.published]
+        """))
+    hook.plan = [4.0]
+    async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=0.05,
+                               notify_timeout_seconds=10.0, public_url="https://byline.example") as gw:
+        await gw.submit("alice", "cosigned", "For slow ears")
+        await _heard(hook, within=3)  # its call is under way, and will be for four seconds
+        post = await gw.submit("alice", "direct", "For quick ears")
+        await gw.tick()
+        await _heard(other, within=2)
+        assert [p["data"]["post"] for p in other.verified(secret)] == [post["id"]]
+        async with asyncio.timeout(8):
+            while True:  # the slow call ends, delivered, before the gateway stops
+                if all(d.state == notify_sql.DELIVERED for d in await gw.app[NOTIFIER].deliveries()):
+                    break
+                await asyncio.sleep(0.05)
+    assert len(hook.calls) == 1
+
+
+async def _heard(receiver: Receiver, *, within: float) -> None:
+    """Wait until ``receiver`` has been called (``within`` seconds at most)."""
+    async with asyncio.timeout(within):
+        while True:
+            if receiver.calls:
+                return
+            await asyncio.sleep(0.02)

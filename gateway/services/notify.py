@@ -41,10 +41,11 @@ from standardwebhooks import Webhook
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry
 from gateway.services import platforms as credentials
 from gateway.storage import notify as sql
 from gateway.storage import people as people_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage.db import Database, Row, Txn
 from gateway.storage.posts import PostRecord
@@ -54,6 +55,10 @@ from gateway.types import iso
 logger = structlog.get_logger("byline.notify")
 
 _SECOND = 1_000_000
+_IN_FLIGHT = 400
+"""The most calls a notifier has under way at once."""
+_RECORDED_KEPT = 256
+"""How many recorded policy versions a notifier keeps parsed."""
 
 EMAILED = frozenset({"post.held", "post.suggested", "post.approved", "post.published", "post.failed"})
 """The events people are emailed about (a policy change goes to webhooks only)."""
@@ -172,9 +177,10 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._inflight: set[str] = set()
-        # The policies this notifier has seen in force, kept after their file goes: the removal of
-        # a policy is told to the webhooks it named.
-        self._known: dict[str, LoadedPolicy] = {}
+        self._attempts: set[asyncio.Task[None]] = set()  # calls the background loop left running
+        # Recorded policy versions read from the database, by (account, SHA-256): None for one
+        # whose text is not kept or does not validate here.
+        self._recorded: dict[tuple[str, str], LoadedPolicy | None] = {}
 
     async def start(self) -> None:
         """Open the HTTP client the webhooks use (no cookies kept between receivers) and follow
@@ -183,21 +189,30 @@ class Notifier:
             cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=self._timeout),
             headers={"User-Agent": "Byline-Webhooks"},
         )
-        self._task = run_every(self._interval, self.run_once, name="byline-notifier", failed="notify_tick_failed")
+        self._task = run_every(self._interval, self._pass, name="byline-notifier", failed="notify_tick_failed")
 
     async def stop(self) -> None:
         """Stop; a delivery in flight keeps its claim until the lease runs out, then goes again."""
         await cancel_task(self._task)
         self._task = None
+        for task in list(self._attempts):
+            await cancel_task(task)
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def run_once(self) -> int:
         """Read the new log entries into deliveries, then send every delivery that is due; how
-        many deliveries were made and attempted."""
+        many deliveries were made and attempted, once every attempt has its outcome."""
         made = await self.enqueue()
         return made + await self.deliver()
+
+    async def _pass(self) -> None:
+        """The background loop's pass: as :meth:`run_once`, but the calls are left to finish on
+        their own, so that a receiver that holds its calls until they time out delays nobody
+        else's (the next pass sends what fell due meanwhile, and leaves those in flight)."""
+        await self.enqueue()
+        await self.deliver(wait=False)
 
     # -- from the log to deliveries ---------------------------------------------------------
 
@@ -218,12 +233,14 @@ class Notifier:
 
     async def _enqueue_batch(self) -> tuple[int, bool]:
         now = now_micros(self._clock)
-        self._known.update(self._policies.policies)
-        # With no webhook in any policy seen and no mail server, no entry calls for a delivery
-        # (``_deliveries_for`` would find none for each): the cursor moves past them unread.
-        nobody = self._smtp is None and not any(lp.policy.notify for lp in self._known.values())
         async with self._db.write() as txn:
             start = await sql.cursor(txn, lock=True)
+            in_force = await self._in_force(txn)
+            # With no webhook in any policy in force or ever recorded (a removed one tells its
+            # webhooks of its removal) and no mail server, no entry calls for a delivery
+            # (``_deliveries_for`` would find none for each): the cursor moves past them unread.
+            nobody = (self._smtp is None and not any(lp.policy.notify for lp in in_force.values())
+                      and not await policy_sql.ever_notifying(txn))
             if nobody:
                 state = await txn.fetchone("SELECT size FROM log_state WHERE id = 1")
                 end = int(state["size"]) if state is not None else start
@@ -235,14 +252,44 @@ class Notifier:
                 return 0, False
             owed: list[sql.NewDelivery] = []
             for row in rows:
-                owed += await self._deliveries_for(txn, row)
+                owed += await self._deliveries_for(txn, row, in_force)
             added = await sql.insert_deliveries(txn, owed, at=now)
             end = int(rows[-1]["idx"]) + 1
             if not await sql.advance_cursor(txn, was=start, to=end, at=now):
                 raise AssertionError("the notify cursor moved under its lock")
         return added, len(rows) == self._batch
 
-    async def _deliveries_for(self, txn: Txn, row: Row) -> list[sql.NewDelivery]:
+    async def _in_force(self, txn: Txn) -> dict[str, LoadedPolicy]:
+        """Each account's policy in force as the database records it: this gateway's copy
+        where it holds that version, else the version's recorded text. The recipients of an
+        event do not depend on whether this gateway has reread a change another made."""
+        found: dict[str, LoadedPolicy] = {}
+        for account, head in (await policy_sql.heads(txn)).items():
+            loaded = self._policies.get(account)
+            if loaded is None or loaded.sha256 != head.sha256:
+                loaded = await self._version(txn, account, head.sha256, head.file)
+            if loaded is not None:
+                found[account] = loaded
+        return found
+
+    async def _version(self, txn: Txn, account: str, sha256: str, file: str | None) -> LoadedPolicy | None:
+        """A recorded version of an account's policy, from its kept text (None without one)."""
+        key = (account, sha256)
+        if key not in self._recorded:
+            body = (await policy_sql.bodies(txn, [key])).get(key)
+            parsed = None
+            if body is not None:
+                try:
+                    parsed = self._policies.parse(body, account=account, file=file or f"{account}.yaml",
+                                                  sha256=sha256)
+                except PolicyFileError as exc:
+                    logger.warning("notify_policy_refused_here", account=account, errors=[str(i) for i in exc.issues])
+            if len(self._recorded) >= _RECORDED_KEPT:
+                self._recorded.clear()
+            self._recorded[key] = parsed
+        return self._recorded[key]
+
+    async def _deliveries_for(self, txn: Txn, row: Row, in_force: Mapping[str, LoadedPolicy]) -> list[sql.NewDelivery]:
         try:
             entry = json.loads(bytes(row["entry"]))
         except ValueError:
@@ -252,7 +299,13 @@ class Notifier:
             return []
         idx = int(row["idx"])
         account = entry.get("account")
-        loaded = (self._policies.get(account) or self._known.get(account)) if isinstance(account, str) else None
+        loaded = in_force.get(account) if isinstance(account, str) else None
+        data = entry.get("data")
+        removed = None
+        if entry.get("type") == "policy.removed" and isinstance(data, dict):
+            removed = data.get("previous_sha256")
+        if isinstance(account, str) and isinstance(removed, str):
+            loaded = await self._version(txn, account, removed, None)  # told to the hooks of the policy removed
         hooks = [w for w in loaded.policy.notify if kind in w.events] if loaded is not None else []
         if not hooks and (self._smtp is None or kind not in EMAILED):
             # Nobody to tell: the post is not read. This runs holding the writer, which every
@@ -393,9 +446,13 @@ class Notifier:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def deliver(self, *, limit: int = 100) -> int:
+    async def deliver(self, *, limit: int = 100, wait: bool = True) -> int:
         """Claim the deliveries that are due (and those whose sender died), send them, and record
-        each outcome; how many were attempted."""
+        each outcome; how many were attempted. ``wait=False`` leaves the calls running (at most
+        :data:`_IN_FLIGHT` at once)."""
+        limit = min(limit, _IN_FLIGHT - len(self._inflight))
+        if limit <= 0:
+            return 0
         now = now_micros(self._clock)
         async with self._db.read() as txn:
             due = [d for d in await sql.due(txn, now=now, limit=limit) if d.msg_id not in self._inflight]
@@ -406,15 +463,22 @@ class Notifier:
             for d in due:
                 if await sql.claim(txn, d, now=now, lease_until=now + self._lease):
                     claimed.append(d)
-        ids = {d.msg_id for d in claimed}
-        self._inflight |= ids
-        try:
-            await asyncio.gather(*(self._attempt(d) for d in claimed))
-        finally:
-            self._inflight -= ids
+        self._inflight |= {d.msg_id for d in claimed}
+        tasks = [asyncio.create_task(self._attempt(d), name=f"byline-notify-{d.msg_id}") for d in claimed]
+        for task in tasks:
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
+        if wait:
+            await asyncio.gather(*tasks)
         return len(claimed)
 
     async def _attempt(self, d: sql.Delivery) -> None:
+        try:
+            await self._try(d)
+        finally:
+            self._inflight.discard(d.msg_id)
+
+    async def _try(self, d: sql.Delivery) -> None:
         attempt = d.attempts + 1
         try:
             outcome = await (self._send_webhook(d) if d.channel == "webhook" else self._send_email(d))

@@ -91,6 +91,13 @@ async def record(
         )
 
 
+async def ever_notifying(txn: Txn) -> bool:
+    """Whether any version recorded (in force or not) may name webhooks: its text mentions
+    ``notify`` (versions whose text is not kept are not seen)."""
+    row = await txn.fetchone("SELECT 1 AS one FROM policy_versions WHERE body LIKE '%notify%' LIMIT 1")
+    return row is not None
+
+
 async def keep_body(txn: Txn, *, account: str, sha256: str, body: str) -> None:
     """Keep the text of a version recorded before texts were kept (the files still had it)."""
     await txn.execute(
