@@ -85,6 +85,34 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
     await db.close()
 
 
+async def test_a_refreshed_session_goes_a_day_after_its_grace(db_url: str) -> None:
+    """A session replaced by a refresh is dead once its grace is over, and goes a day later like
+    any dead session; its successor, still live, stays. A login ended by deleteSession goes whole."""
+    clock = ManualClock()
+    db = await open_database(db_url)
+    now = now_micros(clock)
+    async with db.write() as txn:
+        for key in ("xrpc:old", "xrpc:gone"):
+            await xrpc_sql.insert_session(txn, key=key, user="alice", account="brand", parent_hash="p",
+                                          at=now, expires_at=now + 90 * 24 * HOUR)
+        assert await xrpc_sql.rotate_session(txn, "xrpc:old", successor="xrpc:new", until=now + 2 * HOUR, now=now)
+        await xrpc_sql.insert_session(txn, key="xrpc:new", user="alice", account="brand", parent_hash="p",
+                                      at=now, expires_at=now + 90 * 24 * HOUR, family="xrpc:old")
+        assert await xrpc_sql.rotate_session(txn, "xrpc:gone", successor="xrpc:gone-next", until=now + 2 * HOUR,
+                                             now=now)
+        await xrpc_sql.insert_session(txn, key="xrpc:gone-next", user="alice", account="brand", parent_hash="p",
+                                      at=now, expires_at=now + 90 * 24 * HOUR, family="xrpc:gone")
+        assert await xrpc_sql.revoke_family(txn, "xrpc:gone", at=now) == 2
+    housekeeper = Housekeeper(db=db, clock=clock, interval=60)
+    clock.advance(timedelta(days=1, hours=1))  # the grace ended 23 hours ago; the log-out a day and an hour
+    assert await housekeeper.sweep() == Swept(xrpc_sessions=2)
+    assert await _count(db, "tokens") == ["xrpc:new", "xrpc:old"]
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert await housekeeper.sweep() == Swept(xrpc_sessions=1)
+    assert await _count(db, "tokens") == ["xrpc:new"]
+    await db.close()
+
+
 async def test_the_housekeeper_sweeps_on_its_own_while_running(db_url: str) -> None:
     """Started, it sweeps every interval without being asked; stopped, it sweeps no more."""
     clock = ManualClock()

@@ -11,6 +11,7 @@ from gateway.audit.entry import encode_entry, text_commitment
 from gateway.audit.merkle import leaf_hash
 from gateway.storage import log as log_sql
 from gateway.storage import schema
+from gateway.storage import xrpc as xrpc_sql
 from gateway.storage.db import PostgresDatabase, SqliteDatabase
 
 
@@ -94,5 +95,31 @@ async def test_each_migration_is_its_own_transaction(db_url: str, monkeypatch: p
             versions = sorted(int(r["version"]) for r in await txn.fetchall("SELECT version FROM schema_migrations"))
             assert await txn.fetchone("SELECT name FROM gateway_keys") is None  # version 5's table is there
         assert versions == list(range(1, schema.LATEST + 1))
+    finally:
+        await db.close()
+
+
+async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: str) -> None:
+    """XRPC sessions made before refresh grace each become a family of their own (deleteSession
+    ends them alone); other tokens belong to none."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version in range(1, 13):
+                for stmt in schema._statements(db.dialect, version):
+                    await txn.execute(stmt)
+                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            for key, label in (("xrpc:one", "atproto-session:p"), ("xrpc:two", "atproto-session:p"), ("a" * 64, "cli")):
+                await txn.execute("INSERT INTO tokens (token_hash, user_name, account, label, created_at) "
+                                  "VALUES (?, 'alice', 'brand', ?, 0)", key, label)
+        await schema.migrate(db)
+        async with db.read() as txn:
+            rows = await txn.fetchall("SELECT token_hash, family, successor FROM tokens ORDER BY token_hash")
+        assert [(r["token_hash"], r["family"], r["successor"]) for r in rows] == [
+            ("a" * 64, None, None), ("xrpc:one", "xrpc:one", None), ("xrpc:two", "xrpc:two", None),
+        ]
+        async with db.write() as txn:
+            assert await xrpc_sql.revoke_family(txn, "xrpc:one", at=1) == 1
     finally:
         await db.close()

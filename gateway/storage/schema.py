@@ -313,6 +313,20 @@ _V12 = [
     "CREATE INDEX profile_updates_due ON profile_updates (state, next_at)",
 ]
 
+# Version 13: a refresh no longer ends an XRPC session at once. The session it replaces stays
+# usable for a grace period (its expiry brought forward to the end of it) and names its
+# ``successor``, so that the old refresh token, used again within the grace, answers that same
+# session rather than a new one each time. Every session of one login shares a ``family``
+# (the key of the session the login made), so that deleteSession ends them all together.
+# Sessions made before are each a family of their own. (Their keys start with "xrpc:", the
+# prefix of ``gateway.storage.xrpc``; written out here as a migration must stay as it ran.)
+_V13 = [
+    "ALTER TABLE tokens ADD COLUMN family TEXT",
+    "ALTER TABLE tokens ADD COLUMN successor TEXT",
+    "UPDATE tokens SET family = token_hash WHERE substr(token_hash, 1, 5) = 'xrpc:'",
+    "CREATE INDEX tokens_family ON tokens (family)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -407,10 +421,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return [_V11.replace(" BLOB", " BYTEA"), *_PG_V11_NOTIFY]
     if version == 12:
         return list(_V12)
+    if version == 13:
+        return list(_V13)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 12
+LATEST = 13
 
 
 async def _editors_from_versions(txn: Any) -> None:

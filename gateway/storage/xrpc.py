@@ -5,6 +5,10 @@ beside it: same user, same account, its own expiry, revocable on its own. Its ke
 SHA-256 of anything a client holds (it starts with ``xrpc:``; a token's is 64 hex digits), so
 no bearer token of the native API can ever match it. Its ``label`` names the app password it
 came from, and a session counts only while that app password is live too.
+
+A refresh does not revoke the session it replaces: it names its ``successor`` and brings its
+expiry forward to the end of a grace period (``rotate_session``). Every session of one login
+shares a ``family`` (the key of the first), so one ``revoke_family`` ends them all.
 """
 
 from __future__ import annotations
@@ -18,20 +22,23 @@ _PARENT_START = len(PARENT_LABEL_PREFIX) + 1
 
 
 async def insert_session(
-    txn: Txn, *, key: str, user: str, account: str, parent_hash: str, at: int, expires_at: int
+    txn: Txn, *, key: str, user: str, account: str, parent_hash: str, at: int, expires_at: int,
+    family: str | None = None,
 ) -> None:
-    """Store a new session made from the app password whose hash is ``parent_hash``."""
+    """Store a new session made from the app password whose hash is ``parent_hash``: the first
+    of a new login (its own ``family``) or the successor of a session of ``family``."""
     await txn.execute(
-        "INSERT INTO tokens (token_hash, user_name, account, label, created_at, expires_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        key, user, account, PARENT_LABEL_PREFIX + parent_hash, at, expires_at,
+        "INSERT INTO tokens (token_hash, user_name, account, label, created_at, expires_at, family) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        key, user, account, PARENT_LABEL_PREFIX + parent_hash, at, expires_at, family or key,
     )
 
 
 async def find_session(txn: Txn, key: str, *, now: int) -> Row | None:
-    """The live session with this key whose app password is live too, with that password's hash."""
+    """The live session with this key whose app password is live too: its person and account,
+    that password's hash, its family, its successor (NULL until it is refreshed) and expiry."""
     return await txn.fetchone(
-        f"SELECT s.user_name, s.account, p.token_hash AS parent_hash "
+        f"SELECT s.user_name, s.account, p.token_hash AS parent_hash, s.family, s.successor, s.expires_at "
         f"FROM tokens s JOIN tokens p ON p.token_hash = substr(s.label, {_PARENT_START}) "
         "WHERE s.token_hash = ? AND s.revoked_at IS NULL AND p.revoked_at IS NULL "
         "AND (s.expires_at IS NULL OR s.expires_at > ?) AND (p.expires_at IS NULL OR p.expires_at > ?)",
@@ -39,11 +46,31 @@ async def find_session(txn: Txn, key: str, *, now: int) -> Row | None:
     )
 
 
+async def rotate_session(txn: Txn, key: str, *, successor: str, until: int, now: int) -> bool:
+    """Mark a live session as replaced by ``successor``, usable until ``until`` at the latest;
+    False when it was not live or was already replaced (compare-and-set: one refresh wins)."""
+    return await txn.execute(
+        "UPDATE tokens SET successor = ?, "
+        "expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < ? THEN expires_at ELSE ? END "
+        "WHERE token_hash = ? AND successor IS NULL AND revoked_at IS NULL "
+        "AND (expires_at IS NULL OR expires_at > ?)",
+        successor, until, until, key, now,
+    ) == 1
+
+
 async def revoke_session(txn: Txn, key: str, *, at: int) -> bool:
     """Revoke a session; False when it was not live (already revoked, or never made)."""
     return await txn.execute(
         "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", at, key
     ) == 1
+
+
+async def revoke_family(txn: Txn, family: str, *, at: int) -> int:
+    """Revoke every session of one login, those it replaced and those that replaced it; how
+    many were not revoked yet."""
+    return await txn.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL", at, family
+    )
 
 
 async def post_ids_page(txn: Txn, *, account: str, before: str | None, limit: int) -> list[Row]:
