@@ -16,9 +16,17 @@ refreshes a quarter of an hour before ``exp``), so they are real JWTs:
   origin (``BYLINE_LOG_ORIGIN``), the gateway's own stable name. ``aud`` is the gateway's
   ``did:web:<host>``. ``scope`` is ``com.atproto.appPass`` (access) or
   ``com.atproto.refresh``, as a PDS issues for app-password logins. ``sid`` names the session.
-* Sessions are stored (``storage/xrpc.py``), so ``deleteSession`` really revokes one, a
-  refresh rotates it (the old refresh token stops working), and revoking the app password ends
-  every session made from it.
+* Sessions are stored (``storage/xrpc.py``), so ``deleteSession`` really revokes one, and
+  revoking the app password ends every session made from it.
+* A refresh rotates the session as the reference PDS does (its ``rotateRefreshToken``): the old
+  session stays usable for ``REFRESH_GRACE`` (two hours) after its first refresh, so that two
+  clients sharing a saved session (an app and its share extension, two tabs, a client whose
+  refresh answer was lost and that tries again) do not log each other out. Within the grace
+  the old access token still works (until its own ``exp``), and the old refresh token answers
+  the *same* successor each time it is used (new tokens for the successor's ``sid``, derived
+  from the old ``sid`` with the session key), never a new branch. After the grace the old
+  tokens are refused. ``deleteSession`` ends the whole chain at once, old sessions and new,
+  with no grace; so do revoking the app password and the person losing every role.
 
 Errors carry the name a PDS would answer with (``xrpc=`` in the details), which the XRPC
 surface turns into the PDS's status and body.
@@ -26,6 +34,7 @@ surface turns into the PDS's status and body.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -56,6 +65,8 @@ ACCESS_SCOPE: Final = "com.atproto.appPass"
 REFRESH_SCOPE: Final = "com.atproto.refresh"
 ACCESS_LIFETIME: Final = timedelta(hours=2)
 REFRESH_LIFETIME: Final = timedelta(days=90)
+REFRESH_GRACE: Final = timedelta(hours=2)
+"""How long a refreshed session stays usable: the reference PDS's ``REFRESH_GRACE_MS``."""
 _ALGORITHM: Final = "HS256"
 _LOGIN_REFUSED: Final = "Invalid identifier or password"
 
@@ -220,29 +231,52 @@ class XrpcSessions:
         return await self._session(self._claims(authorization, scopes=(ACCESS_SCOPE,)))
 
     async def refresh(self, authorization: str | None) -> dict[str, Any]:
-        """``refreshSession``: new tokens for a refresh token, which stops working."""
+        """``refreshSession``: the tokens of the session that replaces this one. The first refresh
+        makes it and leaves this one usable for ``REFRESH_GRACE``; a refresh within the grace
+        answers the same successor again."""
         old = await self._session(self._claims(authorization, scopes=(REFRESH_SCOPE,)))
         loaded = self._policy(old.account)
-        sid = secrets.token_urlsafe(18)
+        sid = self._successor_sid(old.sid)
+        key, new_key = self._key(old.sid), self._key(sid)
         now = now_micros(self._clock)
         async with self._db.write() as txn:
-            row = await sql.find_session(txn, self._key(old.sid), now=now)
-            if row is None or not await sql.revoke_session(txn, self._key(old.sid), at=now):
+            row = await sql.find_session(txn, key, now=now)
+            if row is None:
                 raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
-            await sql.insert_session(
-                txn, key=self._key(sid), user=old.user, account=old.account,
-                parent_hash=row["parent_hash"], at=now,
-                expires_at=now + duration_micros(REFRESH_LIFETIME),
-            )
-        return self._answer(sid=sid, did=old.did, handle=self.handle_of(loaded))
+            reused = row["successor"] is not None
+            if not reused:
+                if not await sql.rotate_session(
+                    txn, key, successor=new_key, until=now + duration_micros(REFRESH_GRACE), now=now
+                ):
+                    # Another refresh of this session won the race (or ended it) since it was read.
+                    row = await sql.find_session(txn, key, now=now)
+                    if row is None or row["successor"] is None:
+                        raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
+                    reused = True
+                else:
+                    await sql.insert_session(
+                        txn, key=new_key, user=old.user, account=old.account,
+                        parent_hash=row["parent_hash"], family=row["family"], at=now,
+                        expires_at=now + duration_micros(REFRESH_LIFETIME),
+                    )
+            if row["successor"] not in (None, new_key):
+                raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
+            successor = await sql.find_session(txn, new_key, now=now)
+            if successor is None:
+                raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
+        logger.info("xrpc_session_refreshed", user=old.user, account=old.account, again=reused)
+        return self._answer(sid=sid, did=old.did, handle=self.handle_of(loaded), until=successor["expires_at"])
 
     async def delete(self, authorization: str | None) -> None:
-        """``deleteSession``: revoke the session (with its refresh or its access token)."""
+        """``deleteSession``: revoke the session (with its refresh or its access token), the ones
+        it replaced and the ones that replaced it, at once: no grace for a log-out."""
         session = await self._session(
             self._claims(authorization, scopes=(REFRESH_SCOPE, ACCESS_SCOPE))
         )
+        now = now_micros(self._clock)
         async with self._db.write() as txn:
-            if not await sql.revoke_session(txn, self._key(session.sid), at=now_micros(self._clock)):
+            row = await sql.find_session(txn, self._key(session.sid), now=now)
+            if row is None or not await sql.revoke_family(txn, row["family"], at=now):
                 raise xrpc_error(Code.UNAUTHENTICATED, "ExpiredToken", "Token has been revoked")
         logger.info("xrpc_session_deleted", user=session.user, account=session.account)
 
@@ -265,16 +299,24 @@ class XrpcSessions:
         # Keyed, so only the gateway can compute which row a session id belongs to.
         return sql.SESSION_KEY_PREFIX + hmac.new(self._secret, sid.encode(), hashlib.sha256).hexdigest()
 
-    def _answer(self, *, sid: str, did: str, handle: str) -> dict[str, Any]:
+    def _successor_sid(self, sid: str) -> str:
+        # Derived, not drawn: every refresh of one session within its grace names the same
+        # successor, with nothing but its key stored, and only the gateway can derive it.
+        digest = hmac.new(self._secret, b"xrpc-successor:" + sid.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def _answer(self, *, sid: str, did: str, handle: str, until: int | None = None) -> dict[str, Any]:
         now = int(self._clock.now().timestamp())
+        # A successor answered again may have been refreshed itself: its tokens say when it ends.
+        last = now + int(REFRESH_LIFETIME.total_seconds()) if until is None else until // 1_000_000
         common = {"sub": did, "aud": self.service_did, "iat": now, "sid": sid}
         access = jwt.encode(
-            {**common, "scope": ACCESS_SCOPE, "exp": now + int(ACCESS_LIFETIME.total_seconds()),
+            {**common, "scope": ACCESS_SCOPE, "exp": min(now + int(ACCESS_LIFETIME.total_seconds()), last),
              "jti": secrets.token_urlsafe(12)},
             self._secret, algorithm=_ALGORITHM, headers={"typ": "at+jwt"},
         )
         refresh = jwt.encode(
-            {**common, "scope": REFRESH_SCOPE, "exp": now + int(REFRESH_LIFETIME.total_seconds()),
+            {**common, "scope": REFRESH_SCOPE, "exp": min(now + int(REFRESH_LIFETIME.total_seconds()), last),
              "jti": secrets.token_urlsafe(12)},
             self._secret, algorithm=_ALGORITHM, headers={"typ": "refresh+jwt"},
         )

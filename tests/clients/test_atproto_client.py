@@ -22,9 +22,9 @@ from atproto import Client, models
 from atproto_client.exceptions import BadRequestError, RequestException, UnauthorizedError
 
 from adapters.bluesky import rkey_for
-from gateway.appkeys import IDENTITY
+from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
-from tests.conftest import Gateway, started_gateway, write_policy
+from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
 from tests.platforms.bluesky.fixture import BlueskyPds
 
 T = TypeVar("T")
@@ -242,19 +242,20 @@ async def test_session_tokens_are_jwts_that_refresh_and_revoke(gw: Gateway) -> N
 
     status, second = await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=first["refreshJwt"])
     assert status == 200, second
-    revoked = (400, {"error": "ExpiredToken", "message": "Token has been revoked"})
-    assert await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=first["refreshJwt"]) == revoked
-    assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=first["accessJwt"]) == revoked
+    assert claims(second["accessJwt"])["sid"] == claims(second["refreshJwt"])["sid"] != access["sid"]
     status, body = await xrpc(gw, "GET", "com.atproto.server.getSession", token=second["accessJwt"])
     assert status == 200, body
 
     status, body = await xrpc(gw, "POST", "com.atproto.server.deleteSession", token=second["refreshJwt"])
     assert (status, body) == (200, None)
-    assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=second["accessJwt"]) == revoked
+    revoked = (400, {"error": "ExpiredToken", "message": "Token has been revoked"})
+    for token in (first["accessJwt"], second["accessJwt"]):
+        assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=token) == revoked
 
 
 async def test_sdk_refreshes_a_session_near_its_expiry(db_url: str, policy_dir: Path, sdk: Sdk) -> None:
-    """The SDK refreshes a token ten minutes from expiry by itself; the old refresh token is dead."""
+    """The SDK refreshes a token ten minutes from expiry by itself; the first refresh token, used
+    again within its grace, answers the session that replaced it, not a new one."""
     # The gateway's clock runs 1 h 50 min behind the SDK's: every access token it issues has
     # ten minutes left by the SDK's clock, inside the quarter hour in which the SDK refreshes.
     behind = ManualClock(datetime.now(UTC) - timedelta(hours=1, minutes=50))
@@ -267,7 +268,8 @@ async def test_sdk_refreshes_a_session_near_its_expiry(db_url: str, policy_dir: 
         assert [event for event, _ in events] == ["create", "refresh", "refresh"]
         assert (await post_for(gw, "alice", "direct", sent.uri))["text"] == "Still here after a refresh"
         status, body = await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=events[0][1])
-        assert (status, body) == (400, {"error": "ExpiredToken", "message": "Token has been revoked"})
+        assert status == 200, body
+        assert claims(body["refreshJwt"])["sid"] == claims(events[1][1])["sid"] != claims(events[0][1])["sid"]
 
 
 async def test_bad_credentials_get_the_pds_answers(gw: Gateway, sdk: Sdk, clock: ManualClock) -> None:
@@ -316,6 +318,149 @@ async def test_revoking_the_app_password_ends_its_sessions(gw: Gateway) -> None:
                               body={"identifier": "alice", "password": password})
     assert (status, body) == (401, {"error": "AuthenticationRequired", "message": "Invalid identifier or password"})
     assert await gw.snapshot() == before
+
+
+# -- refresh grace --------------------------------------------------------------------------
+
+REVOKED = (400, {"error": "ExpiredToken", "message": "Token has been revoked"})
+
+
+async def refreshed(gw: Gateway, token: str) -> dict[str, Any]:
+    """A raw refreshSession that must succeed."""
+    status, body = await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=token)
+    assert status == 200, body
+    return dict(body)
+
+
+async def works(gw: Gateway, token: str) -> bool:
+    """Whether an access token is still taken (getSession answers 200)."""
+    status, _ = await xrpc(gw, "GET", "com.atproto.server.getSession", token=token)
+    return status == 200
+
+
+async def test_two_sdk_clients_sharing_a_session_do_not_log_each_other_out(
+    db_url: str, policy_dir: Path, sdk: Sdk
+) -> None:
+    """An app and its share extension share one saved session; the app refreshes it first, and the
+    extension's refresh with the old refresh token, within the grace, gets the same new session.
+    Both post. Before, the extension was logged out (ExpiredToken)."""
+    # Every token the gateway issues is due for refresh by the SDK's clock (see the test above).
+    behind = ManualClock(datetime.now(UTC) - timedelta(hours=1, minutes=50))
+    async with started_gateway(db_url, policy_dir, behind) as gw:
+        app, extension = sdk.client(gw), sdk.client(gw)
+        seen: dict[str, list[tuple[str, str]]] = {"app": [], "extension": []}
+        for name, client in (("app", app), ("extension", extension)):
+            client.on_session_change(lambda event, s, name=name: seen[name].append((event.value, s.refresh_jwt)))
+        await run(app.login, "alice", await app_password(gw, "alice", "direct"), fetch_bsky_profile=False)
+        await run(extension.login, session_string=app.export_session_string(), fetch_bsky_profile=False)
+        (_, saved_refresh), = seen["app"]
+        did, saved = claims(saved_refresh)["sub"], claims(saved_refresh)["sid"]
+
+        from_app = await run(app.send_post, "Posted from the app", profile_identify=did)
+        from_extension = await run(extension.send_post, "Shared from the extension", profile_identify=did)
+
+        assert (await post_for(gw, "alice", "direct", from_app.uri))["text"] == "Posted from the app"
+        assert (await post_for(gw, "alice", "direct", from_extension.uri))["text"] == "Shared from the extension"
+        assert [e for e, _ in seen["app"]] == ["create", "refresh"]
+        assert seen["extension"] == [("import", saved_refresh), ("refresh", seen["extension"][1][1])]
+        assert claims(seen["extension"][1][1])["sid"] == claims(seen["app"][1][1])["sid"] != saved
+
+
+async def test_a_refreshed_session_stays_usable_for_its_grace(gw: Gateway, clock: ManualClock) -> None:
+    """After a refresh, the old access token still works (until its own exp) and the old refresh
+    token answers the same successor each time (its exp no later than the successor's own end)
+    until two hours after the refresh; then it is refused, and the successor goes on."""
+    first = await session(gw, "alice", "direct", "direct")
+    clock.advance(timedelta(minutes=30))
+    second = await refreshed(gw, first["refreshJwt"])
+    assert await works(gw, first["accessJwt"])
+    again = await refreshed(gw, first["refreshJwt"])
+    successor = claims(second["accessJwt"])["sid"]
+    assert {claims(t)["sid"] for t in (again["accessJwt"], again["refreshJwt"], second["refreshJwt"])} == {successor}
+    assert successor != claims(first["accessJwt"])["sid"]
+    assert again["accessJwt"] != second["accessJwt"] and await works(gw, again["accessJwt"])
+    assert await works(gw, second["accessJwt"])
+
+    # The successor is refreshed in turn: the first refresh token still answers it, but its
+    # tokens now end with the successor's own grace (two hours from now, not ninety days).
+    clock.advance(timedelta(minutes=30))
+    third = await refreshed(gw, second["refreshJwt"])
+    assert claims(third["accessJwt"])["sid"] not in (successor, claims(first["accessJwt"])["sid"])
+    once_more = await refreshed(gw, first["refreshJwt"])
+    assert claims(once_more["refreshJwt"])["sid"] == successor
+    grace_end = int(clock.now().timestamp()) + 2 * 3600
+    assert claims(once_more["refreshJwt"])["exp"] == grace_end
+
+    # One minute left of the first grace: the first access token has run out on its own (two
+    # hours, like the grace, so it never outlives it), the first refresh token still answers.
+    clock.advance(timedelta(hours=1, minutes=29))
+    expired = (400, {"error": "ExpiredToken", "message": "Token has expired"})
+    assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=first["accessJwt"]) == expired
+    assert claims((await refreshed(gw, first["refreshJwt"]))["accessJwt"])["sid"] == successor
+    clock.advance(timedelta(minutes=1))
+    assert await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=first["refreshJwt"]) == REVOKED
+    assert await works(gw, third["accessJwt"])
+    fourth = await refreshed(gw, third["refreshJwt"])
+    assert await works(gw, fourth["accessJwt"])
+
+
+async def test_refreshes_at_the_same_moment_get_one_successor(gw: Gateway) -> None:
+    """Four refreshes of one session sent together all succeed, with one successor between them."""
+    first = await session(gw, "alice", "direct", "direct")
+    answers = await asyncio.gather(*(
+        xrpc(gw, "POST", "com.atproto.server.refreshSession", token=first["refreshJwt"]) for _ in range(4)
+    ))
+    assert [status for status, _ in answers] == [200] * 4, answers
+    assert len({claims(body["refreshJwt"])["sid"] for _, body in answers}) == 1
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT token_hash FROM tokens WHERE substr(token_hash, 1, 5) = 'xrpc:'")
+    assert len(rows) == 2
+
+
+@pytest.mark.parametrize("logs_out", ["old", "new"])
+async def test_delete_session_in_the_grace_ends_old_and_new(gw: Gateway, logs_out: str) -> None:
+    """deleteSession with either the refreshed session's tokens or its successor's ends both at
+    once, with no grace: every access token is refused and no refresh token refreshes."""
+    first = await session(gw, "alice", "direct", "direct")
+    second = await refreshed(gw, first["refreshJwt"])
+    assert await works(gw, first["accessJwt"]) and await works(gw, second["accessJwt"])
+    by = first if logs_out == "old" else second
+    status, body = await xrpc(gw, "POST", "com.atproto.server.deleteSession", token=by["refreshJwt"])
+    assert (status, body) == (200, None)
+    for tokens in (first, second):
+        assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=tokens["accessJwt"]) == REVOKED
+        assert await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=tokens["refreshJwt"]) == REVOKED
+    other = await session(gw, "alice", "direct", "direct")  # another login is not touched
+    assert await works(gw, other["accessJwt"])
+
+
+async def test_revoking_the_app_password_in_the_grace_ends_old_and_new(gw: Gateway) -> None:
+    """Revoking the app password ends a refreshed session and its successor at once."""
+    password = await app_password(gw, "alice", "direct")
+    status, first = await xrpc(gw, "POST", "com.atproto.server.createSession",
+                               body={"identifier": "alice", "password": password})
+    assert status == 200, first
+    second = await refreshed(gw, first["refreshJwt"])
+    assert await works(gw, first["accessJwt"]) and await works(gw, second["accessJwt"])
+    assert await gw.app[IDENTITY].revoke(password)
+    for tokens in (first, second):
+        assert await xrpc(gw, "GET", "com.atproto.server.getSession", token=tokens["accessJwt"]) == REVOKED
+        assert await xrpc(gw, "POST", "com.atproto.server.refreshSession", token=tokens["refreshJwt"]) == REVOKED
+
+
+async def test_losing_every_role_in_the_grace_ends_old_and_new(gw: Gateway, policy_dir: Path) -> None:
+    """Once the policy names the person no more, neither a refreshed session nor its successor
+    reads, writes or refreshes."""
+    first = await session(gw, "alice", "direct", "direct")
+    second = await refreshed(gw, first["refreshJwt"])
+    assert await works(gw, first["accessJwt"]) and await works(gw, second["accessJwt"])
+    write_policy(policy_dir, "direct", TEST_POLICIES["direct"].replace("owner: alice", "owner: bob"))
+    await gw.sync_policies()
+    for tokens in (first, second):
+        for nsid, token in (("com.atproto.server.getSession", tokens["accessJwt"]),
+                            ("com.atproto.server.refreshSession", tokens["refreshJwt"])):
+            status, body = await xrpc(gw, "GET" if nsid.endswith("getSession") else "POST", nsid, token=token)
+            assert (status, body["error"]) == (401, "AuthenticationRequired"), (nsid, body)
 
 
 # -- records --------------------------------------------------------------------------------
