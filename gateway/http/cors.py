@@ -14,14 +14,23 @@ and its well-known documents (its ``config/initializers/cors.rb``): they take be
 never a cookie, so a page of any origin gains nothing by calling them that it could not do from
 a server. Byline does the same on those surfaces and on XRPC (``open_methods``), answers their
 preflight ``OPTIONS`` (``preflight``) and adds the headers to every answer there (``headers``),
-errors included, so a browser app can read why it was refused. Never on the pages, the sign-in
-page or the queue's live updates: they act with the person's session cookie, and a wildcard
-there would let any site read them in the person's name (browsers refuse credentials with a
-wildcard, but a page that answered to one origin by mistake would not be so lucky).
+errors included, so a browser app can read why it was refused. A preflight is allowed the
+request headers it asks for (``allowed_headers``), as Mastodon's ``headers: :any`` and the
+reference PDS's express ``cors()`` allow them: Byline's own list is no guard there, since a
+browser never sends a cookie with a wildcard origin and these routes read none, and a web
+client's own header (a labeler choice, an app's feature flag) should not need a change here.
+Only names that are header names (RFC 9110 tokens), and no more than ``MAX_REQUESTED_HEADERS``
+of them, are echoed; a request for anything else gets Byline's list alone.
+
+Never on the pages, the sign-in page or the queue's live updates: they act with the person's
+session cookie, and a wildcard there would let any site read them in the person's name
+(browsers refuse credentials with a wildcard, but a page that answered to one origin by mistake
+would not be so lucky). They answer no preflight at all, whatever it asks for.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -37,7 +46,17 @@ ALLOW_HEADERS: Final = (
     "Authorization", "Content-Type", "Idempotency-Key", "Accept", "Accept-Language", "X-Request-Id",
     "atproto-accept-labelers", "atproto-proxy",
 )
-"""The request headers a browser app may send: those Byline reads, and the two the atproto SDK sends."""
+"""The request headers a browser app may always send: those Byline reads, and the two the
+atproto SDK sends. A preflight that asks for others is allowed them too (``allowed_headers``)."""
+
+MAX_REQUESTED_HEADERS: Final = 32
+"""The most header names a preflight may ask for and have echoed (browsers ask for a handful)."""
+
+MAX_REQUESTED_LENGTH: Final = 2048
+"""The longest ``Access-Control-Request-Headers`` that is read at all."""
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""A header name: an RFC 9110 token (one or more ``tchar``)."""
 
 EXPOSE_HEADERS: Final = (
     "Link", "Retry-After", "X-Request-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
@@ -64,6 +83,26 @@ def open_methods(path: str) -> tuple[str, ...] | None:
     if path.startswith("/xrpc/"):
         return ("GET", "POST")
     return None
+
+
+def allowed_headers(requested: str | None) -> str:
+    """The ``Access-Control-Allow-Headers`` of a preflight that asked for ``requested`` (its
+    ``Access-Control-Request-Headers``): Byline's list, with every name asked for when the value
+    is a list of at most ``MAX_REQUESTED_HEADERS`` header names (empty elements are skipped, as
+    RFC 9110 lists allow); anything else (a name that is no token, too many, too long) is not
+    echoed at all, and the browser refuses the call that asked for it."""
+    names = list(ALLOW_HEADERS)
+    if not requested or len(requested) > MAX_REQUESTED_LENGTH:
+        return ", ".join(names)
+    asked = [name for name in (part.strip(" \t") for part in requested.split(",")) if name]
+    if len(asked) > MAX_REQUESTED_HEADERS or not all(_TOKEN.fullmatch(name) for name in asked):
+        return ", ".join(names)
+    known = {name.lower() for name in names}
+    for name in asked:
+        if name.lower() not in known:
+            known.add(name.lower())
+            names.append(name.lower())
+    return ", ".join(names)
 
 
 def unslashed(request: web.BaseRequest) -> web.BaseRequest:
@@ -99,8 +138,10 @@ async def preflight(request: web.Request, handler: Handler) -> web.StreamRespons
     return web.Response(status=204, headers={
         "Access-Control-Allow-Origin": "*",
         "Access-Control-Allow-Methods": ", ".join(methods),
-        "Access-Control-Allow-Headers": ", ".join(ALLOW_HEADERS),
+        "Access-Control-Allow-Headers": allowed_headers(request.headers.get("Access-Control-Request-Headers")),
         "Access-Control-Max-Age": str(MAX_AGE),
+        # The answer depends on what was asked: a cache must not give it to another preflight.
+        "Vary": "Access-Control-Request-Headers",
     })
 
 

@@ -144,3 +144,60 @@ async def test_preflight_answers(world: World) -> None:
                 assert "Access-Control-Allow-Origin" not in answer.headers, path
             async with http.get(world.base + path, headers={"Origin": "https://app.example"}) as answer:
                 assert "Access-Control-Allow-Origin" not in answer.headers, path
+
+
+async def _allowed(http: ClientSession, url: str, asked: str) -> tuple[int, set[str], str | None]:
+    """A preflight for a POST asking for ``asked``: its status, the header names it allows
+    (lower-cased) and its ``Vary``."""
+    ask = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": asked}
+    async with http.options(url, headers=ask) as answer:
+        allowed = answer.headers.get("Access-Control-Allow-Headers", "")
+        return answer.status, {h.strip().lower() for h in allowed.split(",") if h.strip()}, answer.headers.get("Vary")
+
+
+async def test_a_preflight_is_allowed_the_header_names_it_asks_for(world: World) -> None:
+    """As the reference PDS and Mastodon do, a preflight on XRPC (and the other bearer-token
+    surfaces) is allowed the request headers a web client asks for, its own ones included
+    (x-bsky-topics); before, only Byline's fixed list was, and the browser refused the call."""
+    asked = "atproto-accept-labelers,atproto-proxy,authorization,content-type,x-bsky-topics"
+    async with ClientSession() as http:
+        for path in ("/xrpc/app.bsky.feed.getFeed", "/xrpc/com.atproto.repo.createRecord", "/api/v1/statuses"):
+            status, allowed, vary = await _allowed(http, world.base + path, asked)
+            assert status == 204, path
+            assert set(asked.split(",")) <= allowed, (path, allowed)
+            assert vary == "Access-Control-Request-Headers", path
+        # As browsers send it (lower case, no spaces) or as a hand-written list (spaces, any
+        # case, an empty element): the names are the same.
+        status, allowed, _ = await _allowed(http, world.base + "/xrpc/app.bsky.feed.getTimeline",
+                                            " X-Bsky-Topics ,, X-Client-Version\t")
+        assert status == 204 and {"x-bsky-topics", "x-client-version"} <= allowed, allowed
+
+
+async def test_a_preflight_asking_for_what_is_no_header_name_is_not_broadened(world: World) -> None:
+    """A name that is no RFC 9110 token, more than 32 names, or an overlong list: the preflight
+    allows Byline's own list and nothing asked for, so the browser refuses the call."""
+    async with ClientSession() as http:
+        _, fixed, _ = await _allowed(http, world.base + "/xrpc/app.bsky.feed.getFeed", "authorization")
+        assert "atproto-accept-labelers" in fixed and "x-bsky-topics" not in fixed
+        many = ",".join(f"x-h{n}" for n in range(33))
+        for asked in ("x-bsky-topics, bad name", "x-bsky-topics,x-a:b", "x-bsky-topics,x(y)", 'x-bsky-topics,"x"',
+                      "x-bsky-topics,x/y", "x-bsky-topics,x@y", many, "x-bsky-topics," + "x" * 2100):
+            status, allowed, _ = await _allowed(http, world.base + "/xrpc/app.bsky.feed.getFeed", asked)
+            assert (status, allowed) == (204, fixed), asked
+        # Exactly 32 names are echoed.
+        status, allowed, _ = await _allowed(http, world.base + "/xrpc/app.bsky.feed.getFeed", many.rsplit(",", 1)[0])
+        assert {f"x-h{n}" for n in range(32)} <= allowed
+
+
+async def test_the_cookie_pages_answer_no_preflight_whatever_it_asks(world: World) -> None:
+    """The pages that act with the session cookie answer no preflight, however well-formed the
+    headers it asks for: no CORS header at all, as before."""
+    async with ClientSession() as http:
+        for path in ("/queue", "/queue/events", "/signin", "/oauth/authorize", "/accounts"):
+            ask = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                   "Access-Control-Request-Headers": "atproto-accept-labelers,x-bsky-topics"}
+            async with http.options(world.base + path, headers=ask) as answer:
+                assert answer.status in (404, 405), path  # no OPTIONS route there
+                cors = [h for h in answer.headers if h.lower().startswith("access-control-")]
+                assert cors == [], (path, cors)
