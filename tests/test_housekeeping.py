@@ -58,7 +58,7 @@ async def test_a_sweep_drops_only_what_has_outlived_its_use(db_url: str, tmp_pat
                                           at=now - 50 * HOUR, expires_at=expires)
         await xrpc_sql.insert_session(txn, key="xrpc:revoked", user="alice", account="brand", parent_hash="p",
                                       at=now - 50 * HOUR, expires_at=now + HOUR)
-        assert await xrpc_sql.revoke_session(txn, "xrpc:revoked", at=now - 30 * HOUR)
+        assert await xrpc_sql.revoke_family(txn, "xrpc:revoked", at=now - 30 * HOUR) == 1
         for name, expires in (("page-dead", now - 25 * HOUR), ("page-expired", now - HOUR), ("page-live", now + HOUR),
                               ("page-out", now + 90 * HOUR)):
             await people_sql.insert_session(txn, session_hash=name, person="alice", csrf="c", at=now - 50 * HOUR,

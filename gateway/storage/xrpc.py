@@ -58,13 +58,6 @@ async def rotate_session(txn: Txn, key: str, *, successor: str, until: int, now:
     ) == 1
 
 
-async def revoke_session(txn: Txn, key: str, *, at: int) -> bool:
-    """Revoke a session; False when it was not live (already revoked, or never made)."""
-    return await txn.execute(
-        "UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL", at, key
-    ) == 1
-
-
 async def revoke_family(txn: Txn, family: str, *, at: int) -> int:
     """Revoke every session of one login, those it replaced and those that replaced it; how
     many were not revoked yet."""
