@@ -64,6 +64,8 @@ _TABLE: dict[tuple[State, Action], State] = {
     (State.SCHEDULED, Action.REHOLD): State.HELD,
     (State.SCHEDULED, Action.CANCEL): State.CANCELLED,
     (State.SCHEDULED, Action.CLAIM): State.PUBLISHING,
+    # A reply whose parent ended without going out fails where it waits: it must not go out alone.
+    (State.SCHEDULED, Action.FAIL): State.FAILED,
     (State.PUBLISHING, Action.PUBLISHED): State.PUBLISHED,
     (State.PUBLISHING, Action.DEFER): State.SCHEDULED,
     (State.PUBLISHING, Action.FAIL): State.FAILED,

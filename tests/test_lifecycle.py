@@ -21,6 +21,8 @@ EXPECTED = {
     ("scheduled", "rehold"): "held",
     ("scheduled", "cancel"): "cancelled",
     ("scheduled", "claim"): "publishing",
+    # A reply due whose parent ended without going out fails where it waits, never sent alone.
+    ("scheduled", "fail"): "failed",
     ("publishing", "published"): "published",
     ("publishing", "defer"): "scheduled",
     ("publishing", "fail"): "failed",

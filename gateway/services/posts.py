@@ -77,6 +77,12 @@ class PostOptions:
     """Platform options a post can carry."""
 
     reply_to: str | None = None
+    """The platform's id of the status this one replies to."""
+    reply_to_post: str | None = None
+    """The post of the same account this one replies to, when that post had not gone out yet
+    as the reply was written: the publisher sends the reply only once its parent is out, to
+    the parent's platform id (written into ``reply_to`` when it claims the reply), and fails it
+    if the parent ends without going out (see ``gateway.services.publisher``)."""
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None

@@ -5,12 +5,19 @@ and a log entry) before any request leaves. If the gateway dies mid-publish, the
 out and the post is claimed again on the recovery path: the adapter first looks on the
 platform for the post made with that key, and only publishes when it is not there. The same
 key goes with every attempt, so a platform that honours it cannot make a second copy.
+
+A reply written before its parent went out (``PostOptions.reply_to_post``) is claimed only once
+the parent is out, and goes out as a reply to the parent's platform id: until then it waits,
+scheduled, looking again when the parent may be out; if the parent ends without going out, the
+reply fails, saying why, rather than go out on its own. Only such replies read their parent:
+other posts are claimed as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -32,7 +39,7 @@ from gateway.services.authorization import decided_again
 from gateway.services.platforms import Platforms
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
-from gateway.storage.db import Database, unavailable
+from gateway.storage.db import Database, Txn, unavailable
 from gateway.tasks import cancel_task, run_every
 from gateway.types import from_micros, iso
 
@@ -50,6 +57,15 @@ _PER_ACCOUNT = 32
 lease of each runs while it waits its turn."""
 _PUBLISHED_GROUP = 512
 """Posts recorded published by one work, at most."""
+_PARENT_WAIT = _SECOND
+"""How long after its parent's time (or now, while the parent is being sent) a reply due
+before its parent looks again: a publish takes a moment, and the reply goes out after it."""
+_UNDECIDED_WAIT = 60 * _SECOND
+"""How long a reply due before its parent looks again while the parent waits for a decision
+(held, or a suggestion): it has no time to wait for, and a look is one read of one row."""
+_ADOPTIONS_FOLLOWED = 4
+"""A parent that was a suggestion is the post it was adopted into; a chain longer than this is
+no thread Byline made."""
 
 
 def idempotency_key(post_id: str, version: int) -> str:
@@ -95,6 +111,43 @@ class _Published:
 
 
 @dataclass(frozen=True, slots=True)
+class _Parent:
+    """Where the post a reply names (``reply_to_post``) stands: out, with its platform id;
+    still to go out, with when to look again; or ended without going out, with why."""
+
+    remote_id: str | None = None
+    look_again_at: int | None = None
+    ended: str | None = None
+
+
+async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int) -> _Parent:
+    """Where the parent of the reply ``row`` stands (see :class:`_Parent`)."""
+    parent = await sql.get_post(txn, parent_id)
+    for _ in range(_ADOPTIONS_FOLLOWED):
+        if parent is None or parent.state != State.ADOPTED.value or parent.adopted_into is None:
+            break
+        parent = await sql.get_post(txn, parent.adopted_into)  # the suggestion as its writer took it up
+    if parent is None or parent.account != row.account:
+        return _Parent(ended=f"the post it replies to, {parent_id}, is not a post of {row.account}")
+    state = State(parent.state)
+    if state is State.PUBLISHED and parent.remote_id:
+        return _Parent(remote_id=parent.remote_id)
+    if state is State.SCHEDULED and parent.publish_at is not None:
+        return _Parent(look_again_at=max(int(parent.publish_at), now) + _PARENT_WAIT)
+    if state is State.PUBLISHING:
+        return _Parent(look_again_at=now + _PARENT_WAIT)
+    if state in (State.HELD, State.SUGGESTED, State.SCHEDULED):
+        return _Parent(look_again_at=now + _UNDECIDED_WAIT)
+    if state is State.FAILED:
+        return _Parent(ended=f"the post it replies to, {parent.id}, failed to go out ({parent.last_error}): "
+                             "retry that post, then this one")
+    if state is State.DELETED:
+        return _Parent(ended=f"the post it replies to, {parent.id}, was deleted")
+    return _Parent(ended=f"the post it replies to, {parent.id}, was {state.value} and will not go out: "
+                         "this reply does not go out without it")
+
+
+@dataclass(frozen=True, slots=True)
 class _Page:
     """What one claim of a page of due posts did."""
 
@@ -119,6 +172,8 @@ class _Claims:
         self._planned: list[tuple[Claim, sql.Change, str]] = []  # with its policy file's hash
         self._accounts: set[str] = set()  # of the claims planned, not yet written
         self._made: list[Claim] = []
+        self.failed: list[str] = []
+        """The accounts of the replies failed here because their parent ended, one a post."""
 
     async def add(self, row: sql.PostRecord) -> bool:
         """Check one post and plan its claim: its lease, its key and its entry. False when it
@@ -138,6 +193,22 @@ class _Claims:
             # The author lost their role in a reload not yet recorded: the reload's own work
             # holds the post for someone who still has one, who then decides.
             return False
+        options = dict(row.options)
+        parent_id = options.get("reply_to_post")
+        reply: dict[str, Any] = {}
+        if due and isinstance(parent_id, str) and not options.get("reply_to"):
+            # A reply written before its parent went out: it goes out after the parent, to where
+            # the parent went, and never on its own. Once claimed it keeps that platform id
+            # (``reply_to``), so a deferral or a recovery sends it to the same place.
+            parent = await _parent_of(ltx.txn, row, parent_id, now=ltx.now)
+            if parent.look_again_at is not None:
+                await sql.postpone(ltx.txn, post_id, until=parent.look_again_at, at=ltx.now)
+                return False
+            if parent.ended is not None:
+                await self._fail(row, parent.ended)
+                return False
+            options["reply_to"] = parent.remote_id
+            reply = {"options": json.dumps(options)}
         rate = loaded.policy.rate_limit
         if rate is not None and row.first_attempt_at is None:
             if row.account in self._accounts:
@@ -161,15 +232,28 @@ class _Claims:
             "state": transition(state, Action.CLAIM).value, "attempts": attempt,
             "lease_until": ltx.now + self._lease, "idempotency_key": key,
             "published_text": text, "updated_at": ltx.now,
-            "first_attempt_at": row.first_attempt_at or ltx.now,
+            "first_attempt_at": row.first_attempt_at or ltx.now, **reply,
         })
         claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
-                      options=dict(row.options), key=key, attempt=attempt,
+                      options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
                       announcement=announcement)
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
+
+    async def _fail(self, row: sql.PostRecord, reason: str) -> None:
+        """Fail a due reply whose parent ended without going out, saying why: its author sees
+        it, and may retry it once the parent is out."""
+        ltx = self._ltx
+        new_state = transition(State(row.state), Action.FAIL)
+        if await sql.compare_and_set(ltx.txn, row.id, state=row.state, version=row.version, changes={
+            "state": new_state.value, "last_error": reason, "lease_until": None, "updated_at": ltx.now,
+        }):
+            await ltx.append("post.failed", actor="system", account=row.account, post=row.id,
+                             data={"state": new_state.value, "error": reason, "attempt": row.attempts,
+                                   "reply_to_post": row.options.get("reply_to_post")})
+            self.failed.append(row.account)
 
     async def made(self) -> list[Claim]:
         """Write the claims planned; those made, in the order added (a post changed meanwhile
@@ -187,12 +271,14 @@ class _Claims:
         for claim, _, sha256 in planned:
             if claim.post_id not in done:
                 continue
-            await ltx.append(
-                "post.publishing", actor="system", account=claim.account, post=claim.post_id,
-                data={"attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
-                      "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text),
-                      "policy_sha256": sha256},
-            )
+            data: dict[str, Any] = {
+                "attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
+                "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text), "policy_sha256": sha256,
+            }
+            if "reply_to_post" in claim.options:  # the platform id its parent went out with
+                data["reply_to"] = claim.options.get("reply_to")
+            await ltx.append("post.publishing", actor="system", account=claim.account, post=claim.post_id,
+                             data=data)
             self._made.append(claim)
 
 
@@ -343,7 +429,9 @@ class Publisher:
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
-        read, picked, claims = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
+        read, picked, claims, failed = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
+        for account in failed:
+            self._metrics.publish_failed(self._policies.get(account), gave_up=True)
         for claim in claims:
             self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
             self._inflight.add(claim.post_id)
@@ -395,7 +483,7 @@ class Publisher:
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim]]:
+        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
@@ -405,7 +493,7 @@ class Publisher:
                 picked += 1
                 if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, await claims.made()
+            return len(rows), picked, await claims.made(), claims.failed
 
         return work
 
