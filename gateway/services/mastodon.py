@@ -70,6 +70,9 @@ TOKEN_APP = "byline-token"
 PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 """States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
 
+_AWAITED = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
+"""States of a post a reply may wait for: it goes out later, by itself or once decided."""
+
 _GONE = (State.CANCELLED, State.DELETED)
 """States in which a status is gone for the app that made it, as a deleted Mastodon status."""
 
@@ -408,8 +411,9 @@ class MastodonService:
             )
         _check_platform_takes(self._loaded(auth).policy.platform, form)
         await self._media_for(auth, form.media_ids)
+        reply_to, reply_to_post = await self._reply_target(auth, form.in_reply_to_id)
         options = PostOptions(
-            reply_to=await self._reply_target(auth, form.in_reply_to_id),
+            reply_to=reply_to, reply_to_post=reply_to_post,
             spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
             language=form.language, visibility=form.visibility, media_ids=form.media_ids,
         )
@@ -419,17 +423,28 @@ class MastodonService:
                                         history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
-    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> str | None:
-        """A reply to a status made through the gateway goes to where it was published."""
+    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> tuple[str | None, str | None]:
+        """What a reply replies to: the platform's id of its parent (``reply_to``), or, for a
+        post of the account's that has not gone out yet, that post (``reply_to_post``), which
+        the publisher sends it after (a thread tool posts 2/2 as soon as 1/2 is answered).
+
+        An id Byline did not give is a status on the platform, as the app saw it in a timeline,
+        and is passed on as it is; a post of Byline's that another account made, or that ended
+        without going out (or was deleted, or failed), is not found, as Mastodon answers a
+        reply to a status that is not there."""
         if not reply_to:
-            return None
+            return None, None
         try:
-            post = await self._posts.view(Caller(user=auth.caller.user), reply_to)
+            post = await self._posts.view(Caller(user=auth.caller.user), reply_to, history=False)
         except BylineError:
-            return reply_to  # a status on the platform, as the app saw it in a timeline
-        if post.account != auth.account or post.state != State.PUBLISHED.value or not post.remote_id:
-            raise BylineError(Code.NOT_FOUND, "The post you are trying to reply to does not appear to exist.")
-        return str(post.remote_id)
+            return reply_to, None
+        state = State(post.state)
+        if post.account == auth.account:
+            if state is State.PUBLISHED and post.remote_id:
+                return str(post.remote_id), None
+            if state in _AWAITED:
+                return None, post.id
+        raise BylineError(Code.NOT_FOUND, "The post you are trying to reply to does not appear to exist.")
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.
@@ -564,8 +579,8 @@ class MastodonService:
             if loaded is not None:
                 due_at = max(to_micros(publish_time(loaded.policy, self._clock.now(), None)),
                              int(post.requested_at or 0))
-        reply_to = post.options.get("reply_to")
-        if isinstance(reply_to, str):
+        reply_to = post.options.get("reply_to_post") or post.options.get("reply_to")
+        if isinstance(reply_to, str) and "reply_to_post" not in post.options:
             # A reply keeps its parent's platform id; the app knows a parent Byline made by Byline's id.
             async with self._db.read() as txn:
                 parent = await posts_sql.with_remote_id(txn, account=post.account, remote_id=reply_to)

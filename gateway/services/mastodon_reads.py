@@ -221,29 +221,43 @@ class MastodonReads:
             return post
         seen: set[str] = {post.id}
         ancestors: list[PostView] = []
-        reply_to = post.options.get("reply_to")
-        while isinstance(reply_to, str) and len(ancestors) < _THREAD_MOST:
-            async with self._posts.db.read() as txn:
-                parent = await sql.with_remote_id(txn, account=auth.account, remote_id=reply_to)
-            if parent is None or parent.id in seen:
+        child = post
+        while len(ancestors) < _THREAD_MOST:
+            parent_id = await self._parent_id(auth, child)
+            if parent_id is None or parent_id in seen:
                 break
-            view = await self._visible(auth, parent.id)
+            view = await self._visible(auth, parent_id)
             if view is None:
                 break
             seen.add(view.id)
             ancestors.insert(0, view)
-            reply_to = view.options.get("reply_to")
+            child = view
         descendants: list[PostView] = []
         await self._replies(auth, post, seen, descendants)
         return ContextView(ancestors=[await self._mastodon.render(auth, p) for p in ancestors],
                            descendants=[await self._mastodon.render(auth, p) for p in descendants])
 
-    async def _replies(self, auth: ClientAuth, post: PostView, seen: set[str], out: list[PostView]) -> None:
-        """The replies to ``post`` and theirs, depth first, oldest first at each level."""
-        if not post.remote_id:
-            return
+    async def _parent_id(self, auth: ClientAuth, post: PostView) -> str | None:
+        """The id of the post of Byline's that ``post`` replies to, if any: the one it names,
+        or the one published with the platform id it names."""
+        named = post.options.get("reply_to_post")
+        if isinstance(named, str):
+            return named
+        reply_to = post.options.get("reply_to")
+        if not isinstance(reply_to, str):
+            return None
         async with self._posts.db.read() as txn:
-            children = await sql.replies_in(txn, account=auth.account, remote_ids=[post.remote_id])
+            parent = await sql.with_remote_id(txn, account=auth.account, remote_id=reply_to)
+        return None if parent is None else parent.id
+
+    async def _replies(self, auth: ClientAuth, post: PostView, seen: set[str], out: list[PostView]) -> None:
+        """The replies to ``post`` and theirs, depth first, oldest first at each level: those
+        written to its platform id, and those written before it went out (to the post)."""
+        async with self._posts.db.read() as txn:
+            children = await sql.replies_in(txn, account=auth.account, remote_ids=[post.id], key="reply_to_post")
+            if post.remote_id:
+                children += await sql.replies_in(txn, account=auth.account, remote_ids=[post.remote_id])
+        children.sort(key=lambda r: (len(r.id), r.id))
         for child in children:
             if child.id in seen or len(out) >= _THREAD_MOST:
                 continue

@@ -323,18 +323,21 @@ async def posts_by_id(
     return [_record(r) for r in rows]
 
 
-async def replies_in(txn: Txn, *, account: str, remote_ids: Collection[str]) -> list[PostRecord]:
-    """An account's posts that reply to any of ``remote_ids`` (their ``options.reply_to``)."""
+async def replies_in(
+    txn: Txn, *, account: str, remote_ids: Collection[str], key: str = "reply_to"
+) -> list[PostRecord]:
+    """An account's posts that reply to any of ``remote_ids`` (their ``options.reply_to``), or,
+    with ``key="reply_to_post"``, to any of these posts of Byline's not yet out when written."""
     found: list[PostRecord] = []
     for remote_id in sorted(remote_ids):
         # The options are JSON text: find candidates by their words, then keep exact matches.
-        pattern = "%" + json.dumps({"reply_to": remote_id})[1:-1].replace("\\", "\\\\").replace(
+        pattern = "%" + json.dumps({key: remote_id})[1:-1].replace("\\", "\\\\").replace(
             "%", "\\%").replace("_", "\\_") + "%"
         rows = await txn.fetchall(
             "SELECT * FROM posts WHERE account = ? AND options LIKE ? ESCAPE '\\' ORDER BY LENGTH(id), id",
             account, pattern,
         )
-        found += [r for r in map(_record, rows) if r.options.get("reply_to") == remote_id]
+        found += [r for r in map(_record, rows) if r.options.get(key) == remote_id]
     return found
 
 

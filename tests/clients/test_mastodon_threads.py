@@ -1,0 +1,155 @@
+"""Threads posted as thread tools post them, with an unmodified Mastodon.py: 2/2 is sent as soon
+as 1/2 is answered, before 1/2 has gone out. The reply is taken at once, goes out after its
+parent as a reply to where the parent went, and never goes out alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from mastodon import MastodonNotFoundError
+
+from gateway.appkeys import DB, REGISTRY
+from tests.audit.logtools import verified_by_cli
+from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.conftest import write_policy
+
+SECOND = timedelta(seconds=1)
+
+
+async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delayed account (ten minutes) on the Mastodon stand-in, alice writing for it."""
+    monkeypatch.setenv("SLOW_MASTODON_TOKEN", UPSTREAM_TOKEN)
+    masto = world.gateway.app[REGISTRY].get("masto")
+    assert masto is not None
+    instance = masto.policy.instance
+    write_policy(policy_dir, "slow", f"""
+        account: slow
+        platform: mastodon
+        handle: "@brand@mastodon.example"
+        instance: {instance}
+        credentials: env:SLOW_MASTODON_TOKEN
+        tier: delayed
+        delay: 10m
+        owner: alice
+    """)
+    assert "slow" in await world.gateway.sync_policies()
+
+
+async def test_a_thread_on_a_delayed_account_goes_out_in_order(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a delayed account 2/2 replies to 1/2 while both wait out the cooling-off (before: 404,
+    as 1/2 was not out): it is taken at once, names 1/2 by the id the app knows, shows in 1/2's
+    context, and goes out after 1/2 as a reply to 1/2's id on the instance."""
+    await _slow_masto(world, policy_dir, monkeypatch)
+    api = await world.client("alice", "slow")
+    first = await world.run(api.status_post, "Thread 1/2")
+    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    me = await world.run(api.account_verify_credentials)
+    assert (second.byline.state, str(second.in_reply_to_id), second.in_reply_to_account_id) == (
+        "scheduled", str(first.id), me.id)
+    context = await world.run(api.status_context, first.id)
+    assert [s.id for s in context.descendants] == [second.id]
+    assert [s.id for s in (await world.run(api.status_context, second.id)).ancestors] == [first.id]
+    assert await world.gateway.tick() == 0
+    assert world.upstream.statuses(world.upstream_account) == []
+
+    world.gateway.clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    start, continued = world.upstream.statuses(world.upstream_account)
+    assert (start.text, start.in_reply_to_id) == ("Thread 1/2", None)
+    assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
+    out = await world.run(api.status, second.id)
+    assert (out.byline.state, str(out.in_reply_to_id), out.in_reply_to_account_id) == (
+        "published", str(first.id), me.id)
+    context = await world.run(api.status_context, first.id)
+    assert [s.id for s in context.descendants] == [second.id]  # once, though found both ways
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_reply_sent_before_its_parent_is_out_waits_for_it(world: World) -> None:
+    """On a direct account the reply races its parent (before: 404 unless the publisher had
+    sent the parent already): it goes out only after the parent, to the parent's id on the
+    instance; a scheduled reply to the waiting parent names it by Byline's id in its params."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Thread 1/3")
+    second = await world.run(api.status_post, "Thread 2/3", in_reply_to_id=first.id)
+    later = world.gateway.clock.now() + timedelta(hours=2)
+    third = await world.run(api.status_post, "Thread 3/3", in_reply_to_id=first.id, scheduled_at=later)
+    assert str(third.params.in_reply_to_id) == str(first.id)
+    assert str(second.in_reply_to_id) == str(first.id)
+
+    await world.gateway.tick()
+    [start] = world.upstream.statuses(world.upstream_account)  # the reply did not go out before its parent
+    assert start.text == "Thread 1/3"
+    assert (await world.run(api.status, second.id)).byline.state == "scheduled"
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    start, continued = world.upstream.statuses(world.upstream_account)
+    assert (continued.text, continued.in_reply_to_id) == ("Thread 2/3", start.id)
+    [listed] = await world.run(api.scheduled_statuses)
+    assert str(listed.params.in_reply_to_id) == str(first.id)
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_reply_to_a_post_taken_back_fails_and_never_goes_out(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1/2 cancelled in its cooling-off: 2/2 fails when it comes due, saying why, and nothing
+    reaches the instance (it would have gone out as a post of its own). A reply to the
+    cancelled post is not found, as on Mastodon. The log of it verifies."""
+    await _slow_masto(world, policy_dir, monkeypatch)
+    api = await world.client("alice", "slow")
+    first = await world.run(api.status_post, "Thread 1/2")
+    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    await world.run(api.status_delete, first.id)
+    with pytest.raises(MastodonNotFoundError):
+        await world.run(api.status_post, "Thread 3/2", in_reply_to_id=first.id)
+
+    world.gateway.clock.advance(timedelta(minutes=11))
+    await world.gateway.tick()
+    assert world.upstream.statuses(world.upstream_account) == []
+    failed = await world.run(api.status, second.id)
+    assert failed.byline.state == "failed"
+    _, post = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
+    reason = f"the post it replies to, {first.id}, was cancelled and will not go out"
+    assert post["state"] == "failed" and post["last_error"].startswith(reason), post
+    assert post["events"][-1]["type"] == "post.failed"
+    assert post["events"][-1]["data"]["reply_to_post"] == str(first.id)
+    world.gateway.clock.advance(timedelta(hours=1))
+    await world.gateway.tick()
+    assert world.upstream.statuses(world.upstream_account) == []
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_reply_approved_first_waits_for_its_held_parent(world: World) -> None:
+    """Co-signed: the reply is approved before its parent and comes due first; it waits while
+    the parent is held, then goes out after it, replying to the parent's id on the sandbox."""
+    carol = await world.client("carol", "cosigned")
+    first = await world.run(carol.status_post, "Launch 1/2")
+    second = await world.run(carol.status_post, "Launch 2/2", in_reply_to_id=first.id)
+    assert (first.byline.state, second.byline.state) == ("held", "held")
+    for approver in ("bob", "dave"):
+        code, body = await world.gateway.act(approver, second.id, "approve")
+        assert code == 200, body
+    clock = world.gateway.clock
+    clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert await world.gateway.timeline("cosigned") == []
+    for approver in ("bob", "dave"):
+        code, body = await world.gateway.act(approver, first.id, "approve")
+        assert code == 200, body
+    for _ in range(4):
+        clock.advance(timedelta(seconds=30))
+        await world.gateway.tick()
+    newest, oldest = await world.gateway.timeline("cosigned")
+    assert (oldest["text"], oldest["options"].get("reply_to")) == ("Launch 1/2\n\n—carol", None)
+    assert (newest["text"], newest["options"]["reply_to"]) == ("Launch 2/2\n\n—carol", oldest["id"])
+    async with world.gateway.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT id, state FROM posts WHERE id IN (?, ?)", first.id, second.id)
+    assert {r["state"] for r in rows} == {"published"}
+    await verified_by_cli(world.gateway)
