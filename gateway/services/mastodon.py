@@ -43,6 +43,7 @@ from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import posts as posts_sql
+from gateway.storage import sandbox as sandbox_sql
 from gateway.storage.db import Database
 from gateway.types import duration_micros, to_micros
 
@@ -72,6 +73,9 @@ PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 
 _AWAITED = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
 """States of a post a reply may wait for: it goes out later, by itself or once decided."""
+
+_REPLY_NOT_FOUND = "The post you are trying to reply to does not appear to exist."
+"""Mastodon's answer (404) to a reply to a status it does not have, or that its author may not see."""
 
 _GONE = (State.CANCELLED, State.DELETED)
 """States in which a status is gone for the app that made it, as a deleted Mastodon status."""
@@ -437,6 +441,7 @@ class MastodonService:
         try:
             post = await self._posts.view(Caller(user=auth.caller.user), reply_to, history=False)
         except BylineError:
+            await self._check_platform_has(auth, reply_to)
             return reply_to, None
         state = State(post.state)
         if post.account == auth.account:
@@ -444,7 +449,37 @@ class MastodonService:
                 return str(post.remote_id), None
             if state in _AWAITED:
                 return None, post.id
-        raise BylineError(Code.NOT_FOUND, "The post you are trying to reply to does not appear to exist.")
+        raise BylineError(Code.NOT_FOUND, _REPLY_NOT_FOUND, verbatim=True)
+
+    async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> None:
+        """404, as Mastodon answers it, for an ``in_reply_to_id`` Byline did not give that the
+        account's platform surely has no status under: the sandbox's statuses are Byline's own
+        record, and a Mastodon instance is asked as the account (``GET /api/v1/statuses/:id``,
+        which finds the status and checks that the account may see it, as Mastodon does before
+        taking a reply). Where the platform cannot say (another platform, an instance that does
+        not answer, or answers anything but 404), the id is passed on as it is, and the
+        platform judges it when the reply goes out."""
+        loaded = self._loaded(auth)
+        platform = loaded.policy.platform
+        if platform == "sandbox":
+            async with self._db.read() as txn:
+                row = await sandbox_sql.get(txn, status_id)
+            if row is not None and row["deleted_at"] is None:
+                return
+        elif platform == "mastodon":
+            try:
+                adapter = self._platforms.adapter_for(loaded)
+                if not isinstance(adapter, RawReader):
+                    return
+                status, _, _ = await adapter.get_raw(f"/api/v1/statuses/{quote(status_id, safe='')}")
+            except (AdapterError, BylineError, ValueError):
+                return
+            if status != 404:
+                return
+        else:
+            return
+        logger.info("reply_target_not_found", account=auth.account, platform=platform)
+        raise BylineError(Code.NOT_FOUND, _REPLY_NOT_FOUND, verbatim=True)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.

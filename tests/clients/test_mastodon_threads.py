@@ -153,3 +153,24 @@ async def test_a_reply_approved_first_waits_for_its_held_parent(world: World) ->
         rows = await txn.fetchall("SELECT id, state FROM posts WHERE id IN (?, ?)", first.id, second.id)
     assert {r["state"] for r in rows} == {"published"}
     await verified_by_cli(world.gateway)
+
+
+async def test_a_reply_to_a_status_the_platform_does_not_have_is_not_found(world: World) -> None:
+    """An ``in_reply_to_id`` Byline did not give is a status on the platform: taken when the
+    instance shows it to the account (someone else's, seen in a timeline), and 404 with
+    Mastodon's words when the instance does not have it, as Mastodon answers (before: taken, to
+    fail when it went out). On the sandbox, whose statuses are Byline's record, likewise."""
+    someone = world.upstream.add_account("someone", "mtok-someone")
+    theirs = world.upstream.seed_status(someone, "A question", created_at=world.gateway.clock.now())
+    api = await world.client("alice", "masto")
+    before = await world.gateway.snapshot()
+    for account, client in (("masto", api), ("direct", await world.client("alice", "direct"))):
+        with pytest.raises(MastodonNotFoundError) as missing:
+            await world.run(client.status_post, "An answer", in_reply_to_id="9" * 18)
+        assert missing.value.args[3] == "The post you are trying to reply to does not appear to exist.", account
+    assert await world.gateway.snapshot() == before
+    answer = await world.run(api.status_post, "An answer", in_reply_to_id=theirs.id)
+    assert (str(answer.in_reply_to_id), answer.in_reply_to_account_id) == (theirs.id, None)
+    await world.gateway.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.text, sent.in_reply_to_id) == ("An answer", theirs.id)

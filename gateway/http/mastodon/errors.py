@@ -21,7 +21,7 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
     """The error as Mastodon words it; clients show ``error`` as it is."""
     if exc.code is Code.UNAUTHENTICATED:
         return {"error": "The access token is invalid"}
-    if exc.code in (Code.NOT_FOUND, Code.UNKNOWN_ACCOUNT):
+    if exc.code in (Code.NOT_FOUND, Code.UNKNOWN_ACCOUNT) and not exc.details.get("verbatim"):
         return {"error": "Record not found"}
     if exc.code is Code.TEXT_EMPTY:
         return {"error": "Validation failed: Text can't be blank"}
