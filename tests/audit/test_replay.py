@@ -953,6 +953,29 @@ def test_a_post_published_twice_or_after_its_end_is_named(tmp_path: Path) -> Non
     ]
 
 
+def test_a_reply_failed_where_it_waited_passes_and_goes_nowhere_after(tmp_path: Path) -> None:
+    """A reply whose parent was taken back fails while scheduled, before any claim (the
+    publisher's ``post.failed`` naming the parent): an honest life. A held post failed, and a
+    failed reply published without a retry, are still named."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    log.submit("2", author="alice", account="solo", sha="s1")
+    log.add("post.cancelled", actor="alice", account="solo", post="1", data={"state": "cancelled",
+                                                                             "policy_sha256": "s1"})
+    log.add("post.failed", actor="system", account="solo", post="2",
+            data={"state": "failed", "error": "the post it replies to, 1, was cancelled", "attempt": 0,
+                  "reply_to_post": "1"})
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+    sent = _publish(log, "2", "solo") - 1
+    log.submit("3", author="alice", account="solo", state="held", approvers=["alice"], required=1, sha="s1")
+    held = log.add("post.failed", actor="system", account="solo", post="3", data={"state": "failed"})
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {sent}: post.publishing of post 2, which was failed: its life does not go that way",
+        f"entry {held}: post.failed of post 3, which was held: its life does not go that way",
+    ]
+
+
 def test_a_retry_or_a_delete_by_a_stranger_is_named(tmp_path: Path) -> None:
     """Only the author (still writing) or the owner retries a failed post or deletes a published one."""
     log = SyntheticLog()
