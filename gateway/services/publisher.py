@@ -63,6 +63,8 @@ before its parent looks again: a publish takes a moment, and the reply goes out 
 _UNDECIDED_WAIT = 60 * _SECOND
 """How long a reply due before its parent looks again while the parent waits for a decision
 (held, or a suggestion): it has no time to wait for, and a look is one read of one row."""
+_AWAITING_MOST = 10_000
+"""Replies remembered here as waiting for a parent, at most (see ``Publisher._awaiting``)."""
 _ADOPTIONS_FOLLOWED = 4
 """A parent that was a suggestion is the post it was adopted into; a chain longer than this is
 no thread Byline made."""
@@ -174,6 +176,8 @@ class _Claims:
         self._made: list[Claim] = []
         self.failed: list[str] = []
         """The accounts of the replies failed here because their parent ended, one a post."""
+        self.waiting: list[tuple[str, str, int]] = []
+        """The replies postponed here for their parent: (reply, parent, the time it was put at)."""
 
     async def add(self, row: sql.PostRecord) -> bool:
         """Check one post and plan its claim: its lease, its key and its entry. False when it
@@ -202,7 +206,8 @@ class _Claims:
             # (``reply_to``), so a deferral or a recovery sends it to the same place.
             parent = await _parent_of(ltx.txn, row, parent_id, now=ltx.now)
             if parent.look_again_at is not None:
-                await sql.postpone(ltx.txn, post_id, until=parent.look_again_at, at=ltx.now)
+                if await sql.postpone(ltx.txn, post_id, until=parent.look_again_at, at=ltx.now):
+                    self.waiting.append((post_id, parent_id, parent.look_again_at))
                 return False
             if parent.ended is not None:
                 await self._fail(row, parent.ended)
@@ -322,6 +327,12 @@ class Publisher:
         self._sleep = sleep
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
+        self._replies_due = False  # replies were brought forward since run_once last looked
+        self._awaiting: dict[str, dict[str, int]] = {}
+        """Replies this publisher postponed for a parent, by parent: {reply: the time it was put
+        at}. When this publisher records the parent published, they are brought forward at
+        once, so that a thread goes out part after part rather than a look apart; a parent
+        published elsewhere (another replica) leaves them to their time."""
 
     def wake(self) -> None:
         """Look for due work now rather than at the next tick."""
@@ -391,20 +402,24 @@ class Publisher:
 
     async def run_once(self) -> int:
         """Expire stale holds, then claim the due posts page by page and publish them; return
-        how many were handled, once every publish under way has settled."""
+        how many were handled, once every publish under way has settled, and the replies their
+        going out made due (a thread) have gone out too."""
         handled = 0
         while True:
-            page = await self._tick()
-            handled += page.handled
-            if page.more:
-                await self._room()
-            elif page.deferred and self._sending:
-                await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
-            else:
-                break
-        while self._sending:
-            await asyncio.wait(list(self._sending))
-        return handled
+            self._replies_due = False
+            while True:
+                page = await self._tick()
+                handled += page.handled
+                if page.more:
+                    await self._room()
+                elif page.deferred and self._sending:
+                    await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    break
+            while self._sending:
+                await asyncio.wait(list(self._sending))
+            if not self._replies_due:
+                return handled
 
     async def _room(self) -> None:
         """Wait until fewer than ``_IN_FLIGHT`` claims are unsettled."""
@@ -429,9 +444,13 @@ class Publisher:
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
-        read, picked, claims, failed = await self._appender.submit(self._claim_page_work(limit=limit, skip=held))
+        read, picked, claims, failed, waiting = await self._appender.submit(
+            self._claim_page_work(limit=limit, skip=held))
         for account in failed:
             self._metrics.publish_failed(self._policies.get(account), gave_up=True)
+        for reply, parent, until in waiting:
+            if len(self._awaiting) < _AWAITING_MOST:
+                self._awaiting.setdefault(parent, {})[reply] = until
         for claim in claims:
             self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
             self._inflight.add(claim.post_id)
@@ -483,7 +502,7 @@ class Publisher:
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str]]:
+        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int]]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
@@ -493,7 +512,7 @@ class Publisher:
                 picked += 1
                 if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, await claims.made(), claims.failed
+            return len(rows), picked, await claims.made(), claims.failed, claims.waiting
 
         return work
 
@@ -605,6 +624,23 @@ class Publisher:
         await self._record_published(claim, result)
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
+        if claim.post_id in self._awaiting:
+            await self._bring_replies_forward(claim.post_id)
+
+    async def _bring_replies_forward(self, parent_id: str) -> None:
+        """The replies waiting here for a parent just recorded published are due now: each only
+        while it is still scheduled for the time it was put at (an edit since keeps its own)."""
+        waiting = self._awaiting.pop(parent_id, {})
+        now = now_micros(self._clock)
+        try:
+            async with self._db.write() as txn:
+                for reply, until in waiting.items():
+                    await sql.bring_forward(txn, reply, expected=until, until=now)
+        except Exception as exc:  # they go out at the time they were put at
+            logger.warning("replies_not_brought_forward", parent=parent_id, error=type(exc).__name__)
+            return
+        self._replies_due = True
+        self.wake()
 
     async def _media(self, media_ids: list[str]) -> tuple[MediaItem, ...]:
         """The uploads a post carries, in its order."""
@@ -746,5 +782,7 @@ class Publisher:
 
         logger.warning("publish_failed", post_id=claim.post_id, account=claim.account,
                        error=detail, gave_up=give_up)
+        if give_up:  # its replies find that out at their time
+            self._awaiting.pop(claim.post_id, None)
         await self._appender.submit(work)
         self._metrics.publish_failed(self._policies.get(claim.account), gave_up=give_up)

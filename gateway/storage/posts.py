@@ -444,6 +444,15 @@ async def postpone(txn: Txn, post_id: str, *, until: int, at: int) -> bool:
     ) == 1
 
 
+async def bring_forward(txn: Txn, post_id: str, *, expected: int, until: int) -> bool:
+    """Move a scheduled post's time earlier, to ``until``, only while it is still ``expected``
+    (the time a wait put it at: an edit since, which restarts a cooling-off, keeps its own)."""
+    return await txn.execute(
+        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled' AND publish_at = ?",
+        until, until, post_id, expected,
+    ) == 1
+
+
 async def keep_leases(txn: Txn, post_ids: Sequence[str], *, until: int, now: int) -> int:
     """Extend the leases of posts this publisher still holds (publishing, lease not yet run
     out: no other can have claimed them); the number extended."""
