@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adapters.base import AdapterError, OutboundPost
 from adapters.bluesky import (
     POST_COLLECTION,
+    AtUri,
     BlueskyAdapter,
     XrpcRawResponse,
     XrpcStream,
@@ -374,6 +375,13 @@ class XrpcRepo:
 
     async def _create(self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord) -> dict[str, Any]:
         options = _options(record)
+        if record.reply is not None:
+            waited = await self._unpublished_parent(session, record.reply.parent.uri)
+            if waited is not None:
+                # A reply to a post of this account Byline answered for and has not written yet:
+                # it goes out after it, to it, as the Mastodon API's replies do (see the
+                # publisher); written now, the PDS would not find its parent.
+                options = replace(options, reply_to=None, reply_to_post=waited)
         alongside = None
         if record.embed is not None:
             if loaded.policy.platform != "bluesky":
@@ -399,6 +407,19 @@ class XrpcRepo:
             "cid": await self._cid(loaded, post, options, record),
             "validationStatus": "valid",
         }
+
+    async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
+        """The post of the session's account, not yet out, that Byline answered ``uri`` for
+        (its future address), if it is one."""
+        try:
+            parent = AtUri.parse(uri)
+        except AdapterError:
+            return None
+        if parent.repo != session.did or parent.collection != POST_COLLECTION or not is_tid(parent.rkey):
+            return None
+        async with self._db.read() as txn:
+            waiting = await sql.unpublished_ids(txn, account=session.account)
+        return next((post_id for post_id in waiting if rkey_for(post_id) == parent.rkey), None)
 
     async def _blob_media(self, session: XrpcSession, blobs: tuple[BlobRef, ...]) -> tuple[str, ...]:
         """The kept copies (media ids, in the embed's order) of the blobs an embed shows: each
@@ -459,7 +480,8 @@ class XrpcRepo:
         """The CID of the record this post will be written as (see the module docstring)."""
         outbound = OutboundPost(
             post_id=post.id, idempotency_key="", text=post.display_text,
-            reply_to=options.reply_to, sensitive=options.sensitive, language=options.language,
+            reply_to=options.reply_to or (record.reply.parent.uri if record.reply else None),
+            sensitive=options.sensitive, language=options.language,
             created_at=options.created_at, embed=options.embed, self_labels=options.self_labels,
             facets=options.facets, record_url=record_url(self._platforms.public_url, post.id),
         )
@@ -471,7 +493,12 @@ class XrpcRepo:
                 except AdapterError as exc:
                     # The post is in; only its CID is then a best guess from what the client sent.
                     logger.warning("xrpc_preview_failed", post_id=post.id, error=exc.message)
-        reply = record.reply.model_dump(by_alias=True) if record.reply else None
+        # As the adapter writes it (``reply_ref``): the client's strong refs, without the "$type"
+        # keys a client may add; a reply to a post not written yet has no preview, only this.
+        reply = {
+            "root": {"uri": record.reply.root.uri, "cid": record.reply.root.cid},
+            "parent": {"uri": record.reply.parent.uri, "cid": record.reply.parent.cid},
+        } if record.reply else None
         guess = post_record(
             text=outbound.text, created_at=created_at_for(outbound, self._clock.now()),
             language=outbound.language, reply=reply,

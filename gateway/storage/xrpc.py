@@ -76,3 +76,14 @@ async def post_ids_page(txn: Txn, *, account: str, before: str | None, limit: in
         "SELECT id, state FROM posts WHERE account = ? AND id < ? ORDER BY id DESC LIMIT ?",
         account, before, limit,
     )
+
+
+async def unpublished_ids(txn: Txn, *, account: str) -> list[str]:
+    """Ids of an account's posts that have not gone out and may still: held, scheduled, being
+    sent, or suggested (what a reply may be written to before it is out)."""
+    rows = await txn.fetchall(
+        "SELECT id FROM posts WHERE account = ? AND state IN ('held', 'scheduled', 'publishing', 'suggested') "
+        "ORDER BY id DESC",
+        account,
+    )
+    return [str(r["id"]) for r in rows]

@@ -647,3 +647,51 @@ async def test_bluesky_post_held_by_a_rule_waits_and_can_be_taken_back(
         assert status == 409, body
         await gw.tick()
         assert await _pds_record(bluesky_pds, sent.uri) is None
+
+
+async def test_a_reply_approved_before_its_parent_waits_for_it_on_the_pds(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, sdk: Sdk,
+) -> None:
+    """A reply to a post Byline answered for but has not written (its ``parent.uri`` is that
+    post's future address) waits for it: approved first, it does not go out before its parent
+    (before: it went out first, the PDS had no parent, and it failed for good), then lands as a
+    reply to the parent, under the CID it was answered with."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    write_policy(policy_dir, "skythread", f"""
+        account: skythread
+        platform: bluesky
+        handle: {account.handle}
+        pds: {bluesky_pds.pds_url}
+        credentials: env:CAROL_BSKY_APP_PASSWORD
+        tier: co-signed
+        owner: alice
+        approvals:
+          required: 1
+          from: [bob]
+    """)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await sdk.login(gw, "alice", "skythread", account.did)
+        words = secrets.token_hex(4)
+        first = await run(client.send_post, f"Thread 1/2 ({words})")
+        parent = models.create_strong_ref(first)
+        second = await run(client.send_post, f"Thread 2/2 ({words})",
+                           reply_to=models.AppBskyFeedPost.ReplyRef(root=parent, parent=parent))
+        first_post = await post_for(gw, "alice", "skythread", first.uri)
+        second_post = await post_for(gw, "alice", "skythread", second.uri)
+        status, body = await gw.act("bob", second_post["id"], "approve")
+        assert status == 200, body
+        await gw.tick()
+        assert await _pds_record(bluesky_pds, second.uri) is None
+        assert (await gw.get("alice", second_post["id"]))["state"] == "scheduled"
+        status, body = await gw.act("bob", first_post["id"], "approve")
+        assert status == 200, body
+        await gw.tick()
+        assert await _pds_record(bluesky_pds, first.uri) is not None
+        clock.advance(timedelta(minutes=1))  # while its parent was held, it looks again a minute later
+        await gw.tick()
+        landed = await _pds_record(bluesky_pds, second.uri)
+        assert landed is not None, await gw.get("alice", second_post["id"])
+        assert landed["value"]["reply"]["parent"] == {"uri": first.uri, "cid": first.cid}
+        assert landed["cid"] == second.cid
