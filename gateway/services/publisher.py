@@ -631,11 +631,15 @@ class Publisher:
         """The replies waiting here for a parent just recorded published are due now: each only
         while it is still scheduled for the time it was put at (an edit since keeps its own)."""
         waiting = self._awaiting.pop(parent_id, {})
-        now = now_micros(self._clock)
+
+        async def work(ltx: LogTxn) -> None:
+            # Through the appender, as every other change of a post's row is: no lock taken
+            # here can wait on one its batch holds (no log entry: the state does not change).
+            for reply, until in waiting.items():
+                await sql.bring_forward(ltx.txn, reply, expected=until, until=ltx.now)
+
         try:
-            async with self._db.write() as txn:
-                for reply, until in waiting.items():
-                    await sql.bring_forward(txn, reply, expected=until, until=now)
+            await self._appender.submit(work)
         except Exception as exc:  # they go out at the time they were put at
             logger.warning("replies_not_brought_forward", parent=parent_id, error=type(exc).__name__)
             return
