@@ -327,6 +327,16 @@ _V13 = [
     "CREATE INDEX tokens_family ON tokens (family)",
 ]
 
+# Version 14: the record keys Bluesky clients choose for their posts. A client (the Bluesky
+# app's thread composer) names each post of a thread by a TID of its own, so that the next post
+# can reply to it by address before anything is written; Byline writes the post under that key.
+# One key names one post of an account, ever (the primary key refuses a second, in the
+# transaction that stores the post); a post without one has its key derived from its id.
+_V14 = [
+    "CREATE TABLE post_record_keys (account TEXT NOT NULL, rkey TEXT NOT NULL, post_id TEXT NOT NULL, "
+    "PRIMARY KEY (account, rkey))",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -423,10 +433,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V12)
     if version == 13:
         return list(_V13)
+    if version == 14:
+        return list(_V14)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 13
+LATEST = 14
 
 
 async def _editors_from_versions(txn: Any) -> None:

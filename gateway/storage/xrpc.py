@@ -1,5 +1,8 @@
 """SQL for the XRPC surface: its sessions, and finding a post by its record key.
 
+A post's record key is the one its client chose, kept in ``post_record_keys`` (one post per key
+and account, ever), or else derived from its id (``rkey_for``), which is not stored.
+
 An XRPC session is a token derived from an app password, so it lives in the ``tokens`` table
 beside it: same user, same account, its own expiry, revocable on its own. Its key is not a
 SHA-256 of anything a client holds (it starts with ``xrpc:``; a token's is 64 hex digits), so
@@ -87,3 +90,33 @@ async def unpublished_ids(txn: Txn, *, account: str) -> list[str]:
         account,
     )
     return [str(r["id"]) for r in rows]
+
+
+async def keep_record_key(txn: Txn, *, account: str, rkey: str, post_id: str) -> bool:
+    """Give ``post_id`` the record key its client chose; False when a post of ``account`` has it
+    already (the key is then not given)."""
+    return await txn.execute(
+        "INSERT INTO post_record_keys (account, rkey, post_id) VALUES (?, ?, ?) "
+        "ON CONFLICT (account, rkey) DO NOTHING",
+        account, rkey, post_id,
+    ) == 1
+
+
+async def post_by_record_key(txn: Txn, *, account: str, rkey: str) -> Row | None:
+    """The id and state of the post of ``account`` its client gave the record key ``rkey``."""
+    return await txn.fetchone(
+        "SELECT p.id, p.state FROM post_record_keys k JOIN posts p ON p.id = k.post_id "
+        "WHERE k.account = ? AND k.rkey = ?",
+        account, rkey,
+    )
+
+
+async def record_keys_taken(txn: Txn, *, account: str, rkeys: list[str]) -> list[str]:
+    """Of ``rkeys``, those a post of ``account`` has already."""
+    if not rkeys:
+        return []
+    marks = ", ".join("?" for _ in rkeys)
+    rows = await txn.fetchall(
+        f"SELECT rkey FROM post_record_keys WHERE account = ? AND rkey IN ({marks})", account, *rkeys
+    )
+    return [str(r["rkey"]) for r in rows]
