@@ -67,6 +67,12 @@ class OutboundPost:
     record_url: str | None = None
     """The post's public record on Byline (its byline and proof), for platforms whose posts can
     carry it without a character of the text (a field of Bluesky's post record); others ignore it."""
+    record_key: str | None = None
+    """The key a client chose for the post's record, for platforms whose records are addressed by
+    one (Bluesky's rkey, a TID); ``None``, and the adapter derives the key from ``post_id``."""
+    gates: Mapping[str, Mapping[str, Any]] | None = None
+    """Records a client built to go with the post, by collection (Bluesky's threadgate and
+    postgate, as JSON, under the post's record key), written in the same commit as the post."""
 
 
 PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})

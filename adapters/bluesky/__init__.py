@@ -40,9 +40,12 @@ from adapters.bluesky.records import (
     embed_blob_cids,
     is_tid,
     iso_datetime,
+    key_refused,
+    may_be_derived,
     parse_datetime,
     post_record,
     record_cid,
+    record_key,
     rkey_for,
 )
 from adapters.bluesky.text import (
@@ -86,9 +89,12 @@ __all__ = [
     "grapheme_count",
     "is_tid",
     "iso_datetime",
+    "key_refused",
     "link_facets",
+    "may_be_derived",
     "parse_datetime",
     "post_record",
     "record_cid",
+    "record_key",
     "rkey_for",
 ]

@@ -2,15 +2,22 @@
 
 Exactly once
 ------------
-Every attempt to publish one post writes to the same record key (``records.rkey_for``), and
-the PDS refuses to create a record where one exists (it answers 500), so a resend cannot make
-a second post. Whenever ``createRecord`` did not clearly succeed (any error other than an auth
-or rate-limit answer, including a connection dropped after the PDS may have written the
-record) the adapter reads that key back with ``getRecord`` and, if the record is there,
-returns it as the result. A post with media is looked up before its images are uploaded, so a
-retry does not upload them again. ``find_existing`` is the same ``getRecord``. If the post's
+Every attempt to publish one post writes to the same record key (the one its client chose,
+``OutboundPost.record_key``, else ``records.rkey_for`` of its id), and the PDS refuses to
+create a record where one exists (it answers 500), so a resend cannot make a second post.
+Whenever ``createRecord`` did not clearly succeed (any error other than an auth or rate-limit
+answer, including a connection dropped after the PDS may have written the record) the adapter
+reads that key back with ``getRecord`` and, if the record is there, returns it as the result.
+A post with media is looked up before its images are uploaded, so a retry does not upload them
+again. ``find_existing`` is the same ``getRecord``. If the post's
 text changed between attempts, the record first written stays (one Byline post is at most
-one Bluesky post).
+one Bluesky post). A key a client chose may hold a record Byline did not write (the client
+wrote it elsewhere): a record read back under it is this post only if it carries the post's
+``byline`` (its public record on Byline), and otherwise the post fails, saying so.
+
+A post's interaction settings (``OutboundPost.gates``: a threadgate, a postgate, under the
+post's key) go in the same commit as the post (``applyWrites``): both are there or neither,
+so a retry that finds the post finds them too.
 
 :meth:`BlueskyAdapter.preview_record` builds the record as :meth:`BlueskyAdapter.publish` will
 (facets, reply references, ``createdAt``), without writing anything.
@@ -19,7 +26,7 @@ one Bluesky post).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import quote
@@ -47,8 +54,8 @@ from adapters.bluesky.records import (
     images_embed,
     post_record,
     post_text,
+    record_key,
     reply_ref,
-    rkey_for,
     sensitive_media_labels,
 )
 from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, link_facets, mention_facet
@@ -56,6 +63,7 @@ from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, 
 DEFAULT_APP_URL: Final = "https://bsky.app"
 
 _log = logging.getLogger(__name__)
+_CREATE: Final = "com.atproto.repo.applyWrites#create"
 
 
 PROFILE_COLLECTION: Final = "app.bsky.actor.profile"
@@ -83,14 +91,14 @@ class BlueskyAdapter:
     # ---- the Adapter protocol ----------------------------------------------------------------
 
     async def publish(self, post: OutboundPost) -> PublishResult:
-        """Create the post under its derived record key, or return it if it is already there."""
+        """Create the post under its record key, or return it if it is already there."""
         text = post_text(post)
         check_publishable(post, text)
         login = await self._client.ensure_login()
-        rkey = rkey_for(post.post_id)
+        rkey = record_key(post)
         if post.media:
             # Uploading the images again would be wasted work if an earlier attempt got through.
-            existing = await self._get_post(rkey)
+            existing = await self._get_post(rkey, post)
             if existing is not None:
                 return existing
         try:
@@ -99,7 +107,7 @@ class BlueskyAdapter:
             if not post.reply_to:
                 raise
             # A retry of a reply whose parent has since gone is still the post made before.
-            existing = await self._get_post(rkey)
+            existing = await self._get_post(rkey, post)
             if existing is None:
                 raise
             return existing
@@ -109,23 +117,44 @@ class BlueskyAdapter:
             await self._upload_blobs(post)
         elif post.media:
             record["embed"] = await self._embed_images(post.media)
-        body = {"repo": login.did, "collection": POST_COLLECTION, "rkey": rkey, "record": record}
         try:
-            created = await self._client.call("POST", "com.atproto.repo.createRecord", json_body=body)
+            uri = await self._create(login.did, rkey, record, post.gates)
         except AdapterError as exc:
             if exc.auth_failed or exc.status == 429:
                 raise
             # The record may exist: written by an earlier attempt (the PDS then answers 500),
             # or by this one before the connection dropped. Either way it is the post.
             try:
-                existing = await self._get_post(rkey)
-            except AdapterError:
+                existing = await self._get_post(rkey, post)
+            except AdapterError as again:
+                if post.record_key is not None and not again.retryable:
+                    raise again from None  # the client's key holds a record of another
                 existing = None
             if existing is None:
                 raise
             _log.info("bluesky: post %s was already published as %s", post.post_id, existing)
             return existing
-        return self._result(str(created.get("uri", "")))
+        return self._result(uri)
+
+    async def _create(
+        self, did: str, rkey: str, record: dict[str, Any], gates: Mapping[str, Mapping[str, Any]] | None
+    ) -> str:
+        """Write the post record (with its gates, in one commit); its uri."""
+        if not gates:
+            body = {"repo": did, "collection": POST_COLLECTION, "rkey": rkey, "record": record}
+            created = await self._client.call("POST", "com.atproto.repo.createRecord", json_body=body)
+            return str(created.get("uri", ""))
+        writes = [{"$type": _CREATE, "collection": POST_COLLECTION, "rkey": rkey, "value": record}]
+        writes += [
+            {"$type": _CREATE, "collection": collection, "rkey": rkey, "value": dict(value)}
+            for collection, value in gates.items()
+        ]
+        answer = await self._client.call(
+            "POST", "com.atproto.repo.applyWrites", json_body={"repo": did, "writes": writes}
+        )
+        results = answer.get("results")
+        first = results[0] if isinstance(results, list) and results else None
+        return str(first.get("uri", "")) if isinstance(first, dict) else ""
 
     async def preview_record(self, post: OutboundPost) -> dict[str, Any]:
         """The record ``publish`` would write for ``post`` (its embed in, uploaded media left
@@ -155,8 +184,8 @@ class BlueskyAdapter:
             yield answer
 
     async def find_existing(self, post: OutboundPost) -> PublishResult | None:
-        """The post made for ``post.post_id``, read back by its derived record key, or None."""
-        return await self._get_post(rkey_for(post.post_id))
+        """The post made for ``post.post_id``, read back by its record key, or None."""
+        return await self._get_post(record_key(post), post)
 
     async def delete(self, remote_id: str) -> None:
         """Delete the post with this at:// URI; a post that is already gone counts as deleted."""
@@ -330,7 +359,8 @@ class BlueskyAdapter:
 
     # ---- reading back ------------------------------------------------------------------------
 
-    async def _get_post(self, rkey: str) -> PublishResult | None:
+    async def _get_post(self, rkey: str, post: OutboundPost) -> PublishResult | None:
+        """The record under ``rkey``, if it is ``post``'s (see "Exactly once")."""
         login = await self._client.ensure_login()
         try:
             answer = await self._client.xrpc(
@@ -342,6 +372,14 @@ class BlueskyAdapter:
             if exc.status == 400 and exc.error == "RecordNotFound":
                 return None
             raise self._client.classify(exc) from None
+        value = answer.get("value")
+        theirs = value.get("byline") if isinstance(value, dict) else None
+        if post.record_key is not None and post.record_url is not None and theirs != post.record_url:
+            raise AdapterError(
+                f"bluesky: the record key {rkey} its client chose for post {post.post_id} already "
+                "holds another record on the PDS: post it again under a new key",
+                retryable=False,
+            )
         return self._result(str(answer.get("uri", "")))
 
     def _result(self, uri: str) -> PublishResult:

@@ -2,8 +2,10 @@
 
 Record keys
 -----------
-The record key is derived from ``post.post_id`` alone (:func:`rkey_for`), so every attempt to
-publish one post writes to the same ``at://<did>/app.bsky.feed.post/<rkey>``. Post keys are
+The record key is the one a client chose for the post (``post.record_key``, a TID; a Bluesky
+app names the posts of a thread so that each can reply to the one before), else derived from
+``post.post_id`` alone (:func:`rkey_for`): either way every attempt to publish one post writes
+to the same ``at://<did>/app.bsky.feed.post/<rkey>`` (:func:`record_key`). Post keys are
 TIDs (lexicon ``"key": "tid"``), and the PDS checks the syntax: 13 characters of
 base32-sortable, the first one of ``234567abcdefghij``. The 64-bit value encoded is built from
 SHA-256 of the post id: 10 bits of "clock id" and a microsecond timestamp inside a fixed window
@@ -99,9 +101,31 @@ def rkey_for(post_id: str) -> str:
     raise AssertionError("unreachable: no acceptable record key")  # pragma: no cover
 
 
+def record_key(post: OutboundPost) -> str:
+    """The key ``post`` is written under: the one its client chose, else ``rkey_for`` its id."""
+    return post.record_key or rkey_for(post.post_id)
+
+
 def is_tid(value: str) -> bool:
     """Whether ``value`` has the syntax of a TID (what the PDS demands of post keys)."""
     return bool(_TID_RE.match(value))
+
+
+def may_be_derived(rkey: str) -> bool:
+    """Whether ``rkey`` could be one :func:`rkey_for` derives: a TID whose time is in its window
+    (2023). A key a client makes now is not, so it need not be searched for among posts' ids."""
+    if not is_tid(rkey):
+        return False
+    value = 0
+    for char in rkey:
+        value = (value << 5) | _TID_ALPHABET.index(char)
+    micros = value >> 10
+    return _RKEY_EPOCH_US <= micros < _RKEY_EPOCH_US + (1 << _RKEY_WINDOW_BITS)
+
+
+def key_refused(value: str) -> bool:
+    """Whether the PDS refuses ``value`` as a record key for the words it spells."""
+    return bool(_RKEY_REFUSED.search(value))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from adapters.bluesky import (
     is_tid,
     rkey_for,
 )
-from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, harness_log
+from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid, harness_log
 
 POSTS = "app.bsky.feed.post"
 # @atproto/dev-env signs the PDS's access tokens with this fixed secret (its const.ts), which
@@ -412,6 +412,58 @@ async def test_retry_after_a_dropped_connection_publishes_once(
     after = await list_rkeys(http, bluesky_pds, alice.did)
     assert len(after) == len(before) + 1
     assert after.count(rkey_for(post.post_id)) == 1
+
+
+async def test_a_client_key_and_its_gates_go_out_in_one_commit_once(
+    http: aiohttp.ClientSession, bluesky_pds: BlueskyPds, aiohttp_server: ServerFactory
+) -> None:
+    """A post with the key its client chose and a threadgate under it: written together with
+    applyWrites; an answer lost after the PDS wrote them is found by reading the key back, and
+    a resend makes nothing new."""
+    alice = bluesky_pds.account("alice.test")
+    proxy, seen = await start_proxy(
+        aiohttp_server, bluesky_pds,
+        lambda nsid: "drop-after" if nsid == "com.atproto.repo.applyWrites" else "forward",
+    )
+    rkey = app_tid()
+    gate = {"$type": "app.bsky.feed.threadgate", "post": f"at://{alice.did}/{POSTS}/{rkey}",
+            "allow": [{"$type": "app.bsky.feed.threadgate#mentionRule"}], "createdAt": "2026-01-01T00:00:00.000Z"}
+    post = new_post("under the key the app chose", record_key=rkey, record_url="https://byline.example/audit?q=1",
+                    gates={"app.bsky.feed.threadgate": gate})
+    before = await list_rkeys(http, bluesky_pds, alice.did)
+
+    result = await make_adapter(http, bluesky_pds, alice, pds_url=proxy_url(proxy)).publish(post)
+
+    assert seen.count("com.atproto.repo.applyWrites") == 1 and "com.atproto.repo.createRecord" not in seen
+    assert result.remote_id == f"at://{alice.did}/{POSTS}/{rkey}"
+    again = make_adapter(http, bluesky_pds, alice)
+    assert await again.find_existing(post) == result
+    assert await again.publish(post) == result
+    after = await list_rkeys(http, bluesky_pds, alice.did)
+    assert (len(after), after.count(rkey)) == (len(before) + 1, 1)
+    status, body = await xrpc_get(http, bluesky_pds, "com.atproto.repo.getRecord", repo=alice.did,
+                                  collection="app.bsky.feed.threadgate", rkey=rkey)
+    assert (status, body["value"]) == (200, gate)
+
+
+async def test_a_client_key_holding_another_record_fails_the_post(
+    http: aiohttp.ClientSession, bluesky_pds: BlueskyPds
+) -> None:
+    """A key its client chose that holds a record Byline did not write: the post fails for good,
+    rather than be taken for that record."""
+    bob = bluesky_pds.account("bob.test")
+    rkey = app_tid()
+    theirs = await make_adapter(http, bluesky_pds, bob).publish(new_post("written elsewhere", record_key=rkey))
+    assert rkey_of(theirs.remote_id) == rkey
+    post = new_post("mine", record_key=rkey, record_url="https://byline.example/audit?q=2")
+
+    with pytest.raises(AdapterError) as caught:
+        await make_adapter(http, bluesky_pds, bob).publish(post)
+
+    assert not caught.value.retryable
+    assert f"the record key {rkey} its client chose" in caught.value.message
+    record = await get_post(http, bluesky_pds, bob.did, rkey)
+    assert record is not None and record["text"] == "written elsewhere"
 
 
 async def test_find_existing_is_none_before_and_the_post_after(

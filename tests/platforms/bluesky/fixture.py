@@ -10,8 +10,10 @@ Register it with ``pytest_plugins = ["tests.platforms.bluesky.fixture"]`` in the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import libipld
 import pytest
 
 HARNESS_DIR = Path(__file__).resolve().parent
@@ -191,3 +194,26 @@ async def post_records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
             if not page["records"] or not page.get("cursor"):
                 return records
             params["cursor"] = page["cursor"]
+
+
+# ---- what a Bluesky app makes by itself ------------------------------------------------------
+
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+_last_tid_micros = 0
+
+
+def app_tid() -> str:
+    """A record key as the Bluesky app makes one for each post of a thread (``TID.next``): the
+    time in microseconds and a random clock id, base32-sortable, each later than the last."""
+    global _last_tid_micros
+    micros = max(time.time_ns() // 1000, _last_tid_micros + 1)
+    _last_tid_micros = micros
+    value = (micros << 10) | secrets.randbelow(1024)
+    return "".join(_TID_ALPHABET[(value >> (5 * i)) & 31] for i in range(12, -1, -1))
+
+
+def app_cid(record: dict[str, Any]) -> str:
+    """The CID the Bluesky app computes for a record it built (its ``computeCid``: DAG-CBOR,
+    SHA-256, CIDv1), before anything is written; the SDK has no helper for it."""
+    digest = hashlib.sha256(libipld.encode_dag_cbor(record)).digest()
+    return str(libipld.encode_cid(bytes((0x01, 0x71, 0x12, 0x20)) + digest))
