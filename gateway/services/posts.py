@@ -100,6 +100,14 @@ class PostOptions:
     facets: Mapping[str, Any] | None = None
     """Rich-text facets a client built, with the bytes they were made for
     (``gateway.services.xrpc_facets.kept_facets``): written as given while the words hold."""
+    record_key: str | None = None
+    """The record key a client chose for the post (a Bluesky app names each post of a thread by
+    a TID of its own): it is written under that key, and found by it, instead of the key derived
+    from its id."""
+    gates: Mapping[str, Mapping[str, Any]] | None = None
+    """Records a client built to go with the post, by collection: its interaction settings
+    (Bluesky's ``app.bsky.feed.threadgate`` and ``app.bsky.feed.postgate``, as JSON), written
+    with it, as given, when it goes out, and never without it."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:

@@ -586,6 +586,7 @@ class Publisher:
             created_at=claim.options.get("created_at"), embed=claim.options.get("embed"),
             self_labels=claim.options.get("self_labels"), facets=claim.options.get("facets"),
             record_url=record_url(self._platforms.public_url, claim.post_id),
+            record_key=claim.options.get("record_key"), gates=claim.options.get("gates"),
         )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:

@@ -10,8 +10,9 @@ lexicons' shapes, since there is no PDS or AppView to relay them to.
   that is not one of the account's published posts is left out, as the AppView does.
 
 Addresses: a post not on an AT repository gets the address ``createRecord`` answered for it,
-``at://<the session's DID>/app.bsky.feed.post/<rkey_for(post id)>``, whichever surface it was
-written through, so the URI a client was given finds the post. Its ``cid`` is the CID (CIDv1,
+``at://<the session's DID>/app.bsky.feed.post/<rkey>``, whichever surface it was written
+through (the key its client chose, else ``rkey_for(post id)``), so the URI a client was given
+finds the post. Its ``cid`` is the CID (CIDv1,
 DAG-CBOR, SHA-256) of the ``record`` shown: the text as it went out, ``createdAt`` (the time the
 client gave, else the time the post was written), ``langs`` and link facets; for a post written
 through XRPC and published unchanged it is the CID ``createRecord`` answered, unless the post
@@ -184,7 +185,7 @@ class XrpcReads:
         published = post.publish_at if post.publish_at is not None else post.updated_at
         return {
             "$type": "app.bsky.feed.defs#postView",
-            "uri": f"at://{ident.did}/{POST_COLLECTION}/{rkey_for(post.id)}",
+            "uri": f"at://{ident.did}/{POST_COLLECTION}/{post.options.get('record_key') or rkey_for(post.id)}",
             "cid": record_cid(record),
             "author": {
                 "$type": "app.bsky.actor.defs#profileViewBasic", "did": ident.did, "handle": ident.handle,

@@ -2,16 +2,25 @@
 
 * ``createRecord`` of an ``app.bsky.feed.post`` submits a post (``PostService.submit``) and
   answers the record's future address: ``at://<did>/app.bsky.feed.post/<rkey>`` with the same
-  record key the Bluesky adapter will write it under (``rkey_for`` of the post id), and the CID
+  record key the Bluesky adapter will write it under (the ``rkey`` the client gave, a TID, kept
+  with the post; else ``rkey_for`` of the post id; a key one of the account's posts has already
+  is refused as a PDS refuses a record that exists, with a 500), and the CID
   of the record as it will be written (for a Bluesky account, built by its adapter exactly as
   publishing builds it). The CID is exact when the post goes out unchanged within five minutes;
   a post that waits (delay, approval) is written with the time it goes out, so its record and
   CID differ then, and a client reads the real one back (``getRecord``) once it is out.
 * ``deleteRecord`` of such a record takes the post back while it waits (cancel) and deletes it
-  once published. Record keys are not stored: the account's posts are searched newest first for
-  the one whose derived key matches, which is quick for the posts clients delete (recent ones).
+  once published. A client's key is looked up (``post_record_keys``); derived keys are not
+  stored: the account's posts are searched newest first for the one whose derived key matches,
+  which is quick for the posts clients delete (recent ones).
 * ``applyWrites`` does the same for several creates and deletes, in order; Byline has no
-  transaction across posts, so a refused write stops the batch and says which writes stand.
+  transaction across posts, so a refused write stops the batch and says which writes stand
+  (keys and gates are checked for the whole batch before any post is in). A Bluesky app sends a
+  thread in one call, each post under a key of its own and replying to the one before by its
+  address: that reply waits for its parent as any reply to a post not out yet does
+  (``reply_to_post``), and goes out pointing at the parent as it was written. A threadgate or
+  postgate created with a post (same key) is kept with it and written in its commit when it
+  goes out (``xrpc_gates``).
 * Writes of other records (likes, follows, profile), and calls that would change the account,
   its credentials or its identity, are refused: every write goes through the policy, and the
   policy governs posts. Direct messages, service tokens and moderation tools are refused too.
@@ -34,7 +43,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import structlog
@@ -52,7 +61,9 @@ from adapters.bluesky import (
     fitting_facets,
     is_tid,
     iso_datetime,
+    key_refused,
     link_facets,
+    may_be_derived,
     parse_datetime,
     post_record,
     record_cid,
@@ -69,6 +80,7 @@ from gateway.services.posts import PostOptions, PostService, PostView, new_post_
 from gateway.services.published import PublishedPosts
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
+from gateway.services.xrpc_gates import GATES, GateError, check_gate
 from gateway.services.xrpc_reads import OWN_READS, XrpcReads
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage import media as media_sql
@@ -84,6 +96,8 @@ _UPDATE: Final = "com.atproto.repo.applyWrites#update"
 _DELETE: Final = "com.atproto.repo.applyWrites#delete"
 _SELF_LABELS: Final = "com.atproto.label.defs#selfLabels"
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_RECORD_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
+_UNPUBLISHED: Final = frozenset({"held", "scheduled", "publishing", "suggested"})
 _CANCELLABLE: Final = frozenset({State.HELD, State.SCHEDULED, State.SUGGESTED, State.FAILED})
 _GONE: Final = frozenset(
     {State.CANCELLED, State.DELETED, State.REJECTED, State.EXPIRED, State.DISMISSED}
@@ -241,6 +255,25 @@ def parse_post_record(value: Any) -> PostRecord:
     return record
 
 
+def _check_rkey(rkey: str) -> None:
+    """Refuse a record key a PDS refuses for a post, as it words it: posts are keyed by TIDs."""
+    if not _RECORD_KEY.match(rkey) or rkey in (".", ".."):
+        raise _invalid(f"Invalid record key (got {json.dumps(rkey)})")
+    if not is_tid(rkey):
+        raise _invalid(f"Invalid record key for {POST_COLLECTION}: Invalid TID string (got {json.dumps(rkey)})")
+    if key_refused(rkey):
+        raise _invalid("Unacceptable slur in record key")
+
+
+def _exists(session: XrpcSession, rkey: str, why: str) -> BylineError:
+    """A record key taken already: a PDS answers a create where a record exists with a 500."""
+    return xrpc_error(
+        Code.CONFLICT, "InternalServerError",
+        f"Record already exists: at://{session.did}/{POST_COLLECTION}/{rkey} ({why}); "
+        "a new post needs a new rkey",
+    )
+
+
 def _options(record: PostRecord) -> PostOptions:
     created = parse_datetime(record.created_at)
     assert created is not None  # parse_post_record checked it
@@ -276,10 +309,14 @@ def _json(status: int, body: dict[str, Any]) -> XrpcRawResponse:
 
 @dataclass(frozen=True, kw_only=True)
 class _Write:
-    """One parsed write of ``applyWrites``."""
+    """One parsed write of ``applyWrites``: a post's create (``record``, with the key its client
+    chose, if any, and the gates sent for it), a gate's create (``gate``, under its post's key),
+    or a post's delete (``rkey`` alone)."""
 
     record: PostRecord | None = None
     rkey: str | None = None
+    gate: tuple[str, Any] | None = None
+    gates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class XrpcRepo:
@@ -312,11 +349,13 @@ class XrpcRepo:
         """``createRecord``: a post submitted through the policy; its future uri and cid."""
         loaded = self._own_repo(session, repo)
         self._check_collection(collection)
-        if rkey is not None:
-            raise _invalid("Byline chooses the record key of a post: leave rkey out")
         if swap_commit is not None:
             raise _invalid("swapCommit is not supported: a post is written when its policy lets it go")
-        return await self._create(session, loaded, parse_post_record(record))
+        parsed = parse_post_record(record)
+        if rkey is not None:
+            _check_rkey(rkey)
+            await self._check_free(session, [rkey])
+        return await self._create(session, loaded, parsed, rkey=rkey)
 
     async def delete_record(
         self, session: XrpcSession, *, repo: str, collection: str, rkey: str
@@ -334,13 +373,25 @@ class XrpcRepo:
             raise _invalid("writes must not be empty")
         if len(writes) > MAX_WRITES:
             raise _invalid(f"Too many writes. Max: {MAX_WRITES}")
-        parsed = [self._parse_write(n, write) for n, write in enumerate(writes, start=1)]
+        parsed = self._with_gates(
+            session, loaded, [self._parse_write(n, write) for n, write in enumerate(writes, start=1)]
+        )
+        # Checked before any post is in: a PDS writes all of a batch or none of it.
+        await self._check_free(session, [w.rkey for w in parsed if w.record is not None and w.rkey is not None])
         results: list[dict[str, Any]] = []
         for n, write in enumerate(parsed, start=1):
             try:
                 if write.record is not None:
-                    created = await self._create(session, loaded, write.record)
+                    created = await self._create(session, loaded, write.record, rkey=write.rkey, gates=write.gates)
                     results.append({"$type": "com.atproto.repo.applyWrites#createResult", **created})
+                elif write.gate is not None:
+                    # Kept with its post (above), written with it: its address and CID are known now.
+                    collection, value = write.gate
+                    results.append({
+                        "$type": "com.atproto.repo.applyWrites#createResult",
+                        "uri": f"at://{session.did}/{collection}/{write.rkey}", "cid": record_cid(value),
+                        "validationStatus": "valid",
+                    })
                 else:
                     assert write.rkey is not None
                     await self._delete(session, write.rkey)
@@ -363,18 +414,77 @@ class XrpcRepo:
             raise _invalid(f"writes/{n}: Bluesky posts are not edited: delete the post and write a new one")
         if kind not in (_CREATE, _DELETE):
             raise _invalid(f"writes/{n}: $type must be {_CREATE} or {_DELETE}")
-        self._check_collection(write.get("collection"))
+        collection = write.get("collection")
+        rkey = write.get("rkey")
+        if kind == _CREATE and collection in GATES:
+            if not isinstance(rkey, str):
+                raise _invalid(f"writes/{n}: a {collection} goes with its post: give it the post's rkey")
+            return _Write(rkey=rkey, gate=(collection, write.get("value")))
+        self._check_collection(collection)
         if kind == _DELETE:
-            rkey = write.get("rkey")
             if not isinstance(rkey, str):
                 raise _invalid(f"writes/{n}: rkey must be a string")
             return _Write(rkey=rkey)
-        if write.get("rkey") is not None:
-            raise _invalid(f"writes/{n}: Byline chooses the record key of a post: leave rkey out")
-        return _Write(record=parse_post_record(write.get("value")))
+        if rkey is not None:
+            if not isinstance(rkey, str):
+                raise _invalid(f"writes/{n}: rkey must be a string")
+            _check_rkey(rkey)
+        return _Write(record=parse_post_record(write.get("value")), rkey=rkey)
 
-    async def _create(self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord) -> dict[str, Any]:
-        options = _options(record)
+    def _with_gates(self, session: XrpcSession, loaded: LoadedPolicy, writes: list[_Write]) -> list[_Write]:
+        """The batch with each gate checked and given to the post it goes with (the post created
+        in the same batch under its key); the gates' own writes stay, for their answers."""
+        posts: dict[str, int] = {}
+        for n, write in enumerate(writes):
+            if write.record is not None and write.rkey is not None:
+                if write.rkey in posts:
+                    raise _exists(session, write.rkey, f"writes/{n + 1} creates it a second time")
+                posts[write.rkey] = n
+        out = list(writes)
+        for n, write in enumerate(writes, start=1):
+            if write.gate is None:
+                continue
+            collection, value = write.gate
+            assert write.rkey is not None
+            at = posts.get(write.rkey)
+            if at is None:
+                raise _invalid(
+                    f"writes/{n}: Byline writes an {collection} only with its post, created in the same "
+                    f"applyWrites under the same rkey ({write.rkey}); it is written when the post goes out"
+                )
+            if loaded.policy.platform != "bluesky":
+                raise _invalid(
+                    f"writes/{n}: {collection} sets who may reply or quote on Bluesky; {loaded.policy.account} "
+                    f"is on {loaded.policy.platform}: post with replies and quotes open to everybody"
+                )
+            post_uri = f"at://{session.did}/{POST_COLLECTION}/{write.rkey}"
+            try:
+                checked = check_gate(collection, value, post_uri=post_uri)
+            except GateError as exc:
+                raise _invalid(f"writes/{n}: Invalid {collection} record: {exc}") from None
+            post = out[at]
+            if collection in post.gates:
+                raise _exists(session, write.rkey, f"writes/{n} creates a second {collection} for it")
+            out[at] = replace(post, gates={**post.gates, collection: checked})
+            out[n - 1] = replace(write, gate=(collection, checked))
+        return out
+
+    async def _check_free(self, session: XrpcSession, rkeys: list[str]) -> None:
+        """Refuse record keys a post of the account has already, as a PDS refuses a record
+        where one exists."""
+        if not rkeys:
+            return
+        async with self._db.read() as txn:
+            taken = await sql.record_keys_taken(txn, account=session.account, rkeys=rkeys)
+        for rkey in rkeys:
+            if rkey in taken or await self._find(session.account, rkey) is not None:
+                raise _exists(session, rkey, "a post made through Byline has it")
+
+    async def _create(
+        self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord, *, rkey: str | None = None,
+        gates: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        options = replace(_options(record), record_key=rkey, gates=dict(gates) if gates else None)
         if record.reply is not None:
             waited = await self._unpublished_parent(session, record.reply.parent.uri)
             if waited is not None:
@@ -382,7 +492,7 @@ class XrpcRepo:
                 # it goes out after it, to it, as the Mastodon API's replies do (see the
                 # publisher); written now, the PDS would not find its parent.
                 options = replace(options, reply_to=None, reply_to_post=waited)
-        alongside = None
+        attach: Callable[[LogTxn, str], Awaitable[None]] | None = None
         if record.embed is not None:
             if loaded.policy.platform != "bluesky":
                 raise _invalid_record(
@@ -391,7 +501,18 @@ class XrpcRepo:
                 )
             media_ids = await self._blob_media(session, check_embed(record.embed))
             options = replace(options, embed=record.embed, media_ids=media_ids)
-            alongside = _attaching(media_ids)
+            attach = _attaching(media_ids)
+
+        async def alongside(ltx: LogTxn, post_id: str) -> None:
+            # The key is the post's in the transaction that stores it: of two posts given one
+            # key at once, the second is refused and nothing of it is stored.
+            if rkey is not None and not await sql.keep_record_key(
+                ltx.txn, account=session.account, rkey=rkey, post_id=post_id
+            ):
+                raise _exists(session, rkey, "a post made through Byline has it")
+            if attach is not None:
+                await attach(ltx, post_id)
+
         try:
             post = await self._posts.submit(
                 session.caller, account=session.account, text=record.text, options=options,
@@ -401,9 +522,9 @@ class XrpcRepo:
             if exc.code in (Code.TEXT_TOO_LONG, Code.TEXT_EMPTY, Code.VALIDATION):
                 raise _invalid_record(exc.message) from None
             raise
-        logger.info("xrpc_post_submitted", post_id=post.id, state=post.state)
+        logger.info("xrpc_post_submitted", post_id=post.id, state=post.state, client_rkey=rkey is not None)
         return {
-            "uri": f"at://{session.did}/{POST_COLLECTION}/{rkey_for(post.id)}",
+            "uri": f"at://{session.did}/{POST_COLLECTION}/{rkey or rkey_for(post.id)}",
             "cid": await self._cid(loaded, post, options, record),
             "validationStatus": "valid",
         }
@@ -418,6 +539,9 @@ class XrpcRepo:
         if parent.repo != session.did or parent.collection != POST_COLLECTION or not is_tid(parent.rkey):
             return None
         async with self._db.read() as txn:
+            keyed = await sql.post_by_record_key(txn, account=session.account, rkey=parent.rkey)
+            if keyed is not None:
+                return str(keyed["id"]) if keyed["state"] in _UNPUBLISHED else None
             waiting = await sql.unpublished_ids(txn, account=session.account)
         return next((post_id for post_id in waiting if rkey_for(post_id) == parent.rkey), None)
 
@@ -485,7 +609,8 @@ class XrpcRepo:
             created_at=options.created_at, embed=options.embed, self_labels=options.self_labels,
             facets=options.facets, record_url=record_url(self._platforms.public_url, post.id),
         )
-        if loaded.policy.platform == "bluesky":
+        # A reply waiting for its parent has no preview: the PDS does not have the parent yet.
+        if loaded.policy.platform == "bluesky" and options.reply_to_post is None:
             adapter = self._platforms.adapter_for(loaded)
             if isinstance(adapter, BlueskyAdapter):
                 try:
@@ -539,9 +664,14 @@ class XrpcRepo:
         logger.info("xrpc_post_deleted", post_id=post.id, state=state.value)
 
     async def _find(self, account: str, rkey: str) -> Row | None:
-        """The post of ``account`` whose derived record key is ``rkey``, newest first."""
+        """The post of ``account`` whose record key is ``rkey``: the one its client gave it, or
+        the one derived from its id (searched newest first)."""
         if not is_tid(rkey):
             return None
+        async with self._db.read() as txn:
+            keyed = await sql.post_by_record_key(txn, account=account, rkey=rkey)
+        if keyed is not None or not may_be_derived(rkey):
+            return keyed
         before: str | None = None
         while True:
             async with self._db.read() as txn:
@@ -676,6 +806,11 @@ class XrpcRepo:
 
     @staticmethod
     def _check_collection(collection: Any) -> None:
+        if collection in GATES:
+            raise _invalid(
+                f"Byline writes an {collection} only with its post: send both in one applyWrites, the "
+                "post's create and then this one under the post's rkey (as the Bluesky app does)"
+            )
         if collection != POST_COLLECTION:
             raise _invalid(
                 f"Byline writes {POST_COLLECTION} records only, not {collection}: every write goes "

@@ -487,7 +487,9 @@ async def test_malformed_and_misdirected_writes_are_refused(gw: Gateway) -> None
         ({"repo": live["did"], "collection": "app.bsky.feed.like", "record": record}, None, 400,
          "InvalidRequest", "Byline writes app.bsky.feed.post records only, not app.bsky.feed.like"),
         ({"repo": live["did"], "collection": POST, "rkey": "3kabc", "record": record}, None, 400,
-         "InvalidRequest", "Byline chooses the record key of a post"),
+         "InvalidRequest", 'Invalid record key for app.bsky.feed.post: Invalid TID string (got "3kabc")'),
+        ({"repo": live["did"], "collection": POST, "rkey": "bad!", "record": record}, None, 400,
+         "InvalidRequest", 'Invalid record key (got "bad!")'),
     ]
     for body, raw, status_wanted, error, message in cases:
         status, answer = await xrpc(gw, "POST", "com.atproto.repo.createRecord", token=token, body=body, raw=raw)
