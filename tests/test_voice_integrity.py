@@ -397,3 +397,85 @@ async def test_a_post_held_again_for_its_author_lost_role_asks_as_many_approvals
     assert await gateway.timeline("brand") == []
     await _verify_log(gateway, tmp_path)
 
+
+
+CONFIRMED = """
+    account: pencil
+    platform: sandbox
+    tier: delayed
+    owner: alice
+    writers: [alice]
+    delay: 10m
+    rules:
+      - {name: news, action: hold, any_words: [fired], reason: Check it}
+"""
+
+
+async def test_an_owners_own_confirmation_does_not_carry_a_post_onto_a_co_signed_account(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Alice's post is held by a rule on her delayed account, where she confirms her own words
+    (no approvers are named). The account turns co-signed before it goes out: her confirmation
+    is no approval there (the author never counts), so the post waits for bob."""
+    write_policy(policy_dir, "pencil", CONFIRMED)
+    await gateway.sync_policies()
+    post = await gateway.submit("alice", "pencil", "Someone got fired")
+    status, body = await gateway.act("alice", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    write_policy(policy_dir, "pencil", CONFIRMED.replace("tier: delayed", "tier: co-signed")
+                 + "    approvals:\n      required: 1\n      from: [bob]\n")
+    await gateway.sync_policies()
+    got = await gateway.get("alice", post["id"])
+    assert got["state"] == "held" and got["approvers"] == ["bob"], got
+    await _publish_due(gateway)
+    assert await gateway.timeline("pencil") == []
+    status, body = await gateway.act("bob", post["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("pencil")] == ["Someone got fired"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_an_approval_by_someone_no_longer_an_approver_does_not_send_a_post(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Bob approves carol's post on the co-signed brand; before it goes out the admin replaces
+    bob with dave among the approvers. Bob's approval no longer counts: the post waits for dave."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Quarterly numbers")
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    write_policy(policy_dir, "brand", BRAND.replace("from: [bob, carol]", "from: [carol, dave]"))
+    await gateway.sync_policies()
+    got = await gateway.get("carol", post["id"])
+    assert got["state"] == "held" and got["approvers"] == ["dave"], got
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    status, body = await gateway.act("dave", post["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Quarterly numbers\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_the_publisher_sends_nothing_on_a_co_signed_account_without_approvals_that_count(
+    gateway: Gateway, policy_dir: Path, db_url: str
+) -> None:
+    """However a post came to be released (here someone with the database marks carol's held
+    post scheduled, approved by erin, who approves nothing on brand; an approval decided on a
+    policy a change had just replaced would look the same), the publisher checks the approvals
+    under the policy in force before it claims: the post is held again for bob, and nothing goes out."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Not approved by anyone who may")
+    await Attacker(db_url).run(
+        ("INSERT INTO approvals (post_id, version, approver, decision, reason, created_at) "
+         "VALUES (?, 1, 'erin', 'approve', NULL, 0)", (post["id"],)),
+        ("UPDATE posts SET state = 'scheduled', publish_at = 0 WHERE id = ?", (post["id"],)),
+    )
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    got = await gateway.get("carol", post["id"])
+    assert got["state"] == "held" and got["approvers"] == ["bob"], got
+    assert [r["rule"] for r in got["reasons"]] == ["policy_changed"]

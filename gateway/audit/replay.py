@@ -18,7 +18,9 @@ and approvals. It flags:
   people who wrote none of it, and a publish while the account had no policy in force or its
   author no longer wrote for it, or while it was co-signed and the post was held for fewer
   approvals than its policy asks (``required`` below the gate's count: a post scheduled
-  before the account turned co-signed, or retried after, must be decided again first);
+  before the account turned co-signed, or retried after, must be decided again first) or had
+  fewer from people its policy names as approvers (an owner's confirmation of their own words
+  before the account turned co-signed, an approver the change removed);
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
   ``data.announces`` the policy version it announces) that does not follow the recording of
   that version for its account (the account's latest policy entry, asking for announcements
@@ -643,6 +645,7 @@ class Replay:
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         extra = sha
+        again = known.state == "publishing"  # its lease ran out: claimed again, as it was
         known.state = "publishing"
         words, before, known.sent = known.words, known.sent, sent
         # A claim again (its lease ran out) sends what the last one did, whatever the policy now.
@@ -655,6 +658,7 @@ class Replay:
             return
         author, decided_again = known.author, known.decided_again or known.announcement
         required, announcement = known.required, known.announcement
+        approved = frozenset(a for a in (known.approvals or {}).get(known.version, ()) if not known.wrote(a))
 
         def check(policy: _Policy) -> str | None:
             if not (author in policy.writers or decided_again):
@@ -664,6 +668,10 @@ class Replay:
                 if required < needed:
                     return (f"post {post} went out on co-signed {account} held for {required} "
                             f"approvals, where its policy asks for {needed}")
+                counted = sum(1 for a in approved if policy.approves(a, author))
+                if counted < needed <= len(approved) and not again:  # (too few at all: its publication is named)
+                    return (f"post {post} went out on co-signed {account} with {counted} approvals from "
+                            f"its approvers, where its policy asks for {needed}")
             return None if sends is None else sends(policy)
 
         self._judge(index, account, extra if isinstance(extra, str) else None, check, f"post {post} went out")

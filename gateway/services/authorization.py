@@ -7,6 +7,7 @@ person should see, or returns what the service needs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gateway.errors import BylineError, Code
@@ -155,11 +156,13 @@ POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
 
 
 def redecision_cause(
-    loaded: LoadedPolicy | None, post: PostRecord, before: frozenset[str] | None
+    loaded: LoadedPolicy | None, post: PostRecord, before: frozenset[str] | None,
+    approved: Sequence[str] | None = None,
 ) -> dict[str, str] | None:
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
-    policy was in force)."""
+    policy was in force); ``approved``, who approved the post's current version (wanted for a
+    post released by approvals on an account now co-signed: see :func:`needs_approvals`)."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     state = State(post.state)
@@ -179,16 +182,31 @@ def redecision_cause(
         # Scheduled without approvals on an account now co-signed, or held (or approved) for
         # fewer than the policy now asks: decided again, for as many as it asks.
         return POLICY_CHANGED
+    if state is State.SCHEDULED and approved is not None and needs_approvals(loaded, post, approved):
+        return POLICY_CHANGED
     return None
 
 
-def retry_cause(loaded: LoadedPolicy, post: PostRecord) -> dict[str, str] | None:
+def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str]) -> bool:
+    """Whether a post waiting to go out on an account that is co-signed now lacks the approvals
+    its policy asks for: those of ``approved`` (who approved its current version) that count
+    under it. An owner's confirmation of their own words where no approvers were named, or the
+    approval of someone the policy no longer names, released it under another policy; here the
+    author never counts, and only the approvers named now do."""
+    if loaded.policy.tier is not Tier.COSIGNED or post.author == ANNOUNCER:
+        return False
+    return approvals_that_count(loaded, post, list(approved)) < gate_for(loaded.policy, post.author).required
+
+
+def retry_cause(
+    loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str] | None = None
+) -> dict[str, str] | None:
     """Why a failed post put back in the queue (``post``, scheduled again) must be decided again
     before it goes out, if it must: what a pending post would have been decided again for when
     the policy changed while this one lay failed (the account turned co-signed or asks for more
     approvals, the author's role went). A post already decided again by people with a role
     since its author lost theirs is not held for that again."""
-    cause = redecision_cause(loaded, post, None)
+    cause = redecision_cause(loaded, post, None, approved)
     if cause is AUTHOR_LOST_ROLE and decided_again(post):
         return None
     return cause

@@ -36,6 +36,7 @@ from gateway.policy.engine import (
     roles,
 )
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.policy.models import Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
     approvals_that_count,
@@ -709,7 +710,7 @@ class PostService:
             await ltx.append("post.retried", actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, "policy_sha256": in_force.sha256})
             current = replace(current, state=new_state.value, publish_at=now, attempts=0, last_error=None)
-            cause = retry_cause(in_force, current)
+            cause = retry_cause(in_force, current, await sql.approvers_of(ltx.txn, post_id, current.version))
             if cause is not None:
                 new_state = await redecide(ltx, current, loaded=in_force, cause=cause)
             return new_state
@@ -1037,8 +1038,11 @@ async def redecide_pending(
     the same words, so approvals given before the change no longer count.
     """
     moved: list[tuple[str, State]] = []
+    cosigned = loaded is not None and loaded.policy.tier is Tier.COSIGNED
     for post in await sql.pending_posts(ltx.txn, account):
-        cause = redecision_cause(loaded, post, before)
+        released = cosigned and post.state == State.SCHEDULED.value
+        approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
+        cause = redecision_cause(loaded, post, before, approved)
         if cause is not None:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved

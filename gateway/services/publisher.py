@@ -34,9 +34,11 @@ from gateway.lifecycle import Action, State, transition
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import PolicyRegistry
+from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
-from gateway.services.authorization import decided_again
+from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals
 from gateway.services.platforms import Platforms
+from gateway.services.posts import redecide
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Txn, unavailable
@@ -196,6 +198,14 @@ class _Claims:
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
             # holds the post for someone who still has one, who then decides.
+            return False
+        if due and not announcement and loaded.policy.tier is Tier.COSIGNED and needs_approvals(
+            loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
+        ):
+            # Released under another policy (an approval decided on the one a change had just
+            # replaced, say): nothing goes out on a co-signed account without the approvals its
+            # policy asks for now. Held for them, as the change's own work would have.
+            await redecide(ltx, row, loaded=loaded, cause=POLICY_CHANGED)
             return False
         options = dict(row.options)
         parent_id = options.get("reply_to_post")

@@ -1207,3 +1207,39 @@ def test_an_unnumbered_policy_record_after_numbered_ones_is_named(tmp_path: Path
     log.add("policy.changed", actor="policy-file", account="brand",
             data={"file": "brand.yaml", "sha256": "p2", "policy": DIRECT, "version": 2})
     assert messages(log.verify(tmp_path / "y.export")) == []
+
+
+def test_an_approval_from_someone_the_policy_no_longer_names_does_not_send_a_post(tmp_path: Path) -> None:
+    """Bob approves carol's post; the admin replaces bob with dave among the approvers before it
+    goes out. A claim under the new policy with bob's approval alone is named; held again and
+    approved by dave, it passes."""
+    cosigned = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol"], required=1,
+                       tier="co-signed")
+
+    def logged(dave_approves: bool) -> tuple[SyntheticLog, int]:
+        log = SyntheticLog()
+        log.policy("brand", cosigned, "p1")
+        log.submit("1", author="carol", account="brand", state="held", approvers=["bob"], required=1, sha="p1")
+        log.add("post.approved", actor="bob", account="brand", post="1",
+                data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+        log.policy("brand", cosigned | {"approvers": ["carol", "dave"]}, "p2", kind="policy.changed")
+        version = 1
+        if dave_approves:
+            _redecide(log, "1", "brand", version=2, approvers=["dave"], required=1, sha="p2",
+                      cause="policy_changed")
+            log.add("post.approved", actor="dave", account="brand", post="1",
+                    data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p2"})
+            version = 2
+        log.add("post.publishing", actor="system", account="brand", post="1", data={
+            "attempt": 1, "version": version, "text_hash": log.commit(log.words["1"] or ""), "policy_sha256": "p2"})
+        log.add("post.published", actor="system", account="brand", post="1",
+                data={"remote_id": "r1", "url": "https://example.social/1", "version": version})
+        return log, len(log.entries) - 2
+
+    log, claim = logged(dave_approves=False)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 went out on co-signed brand with 0 approvals from its approvers, "
+        "where its policy asks for 1"
+    ]
+    log, _ = logged(dave_approves=True)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
