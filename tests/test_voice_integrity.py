@@ -479,3 +479,28 @@ async def test_the_publisher_sends_nothing_on_a_co_signed_account_without_approv
     got = await gateway.get("carol", post["id"])
     assert got["state"] == "held" and got["approvers"] == ["bob"], got
     assert [r["rule"] for r in got["reasons"]] == ["policy_changed"]
+
+
+async def test_a_policy_file_put_back_after_a_while_brings_its_account_back(
+    db_url: str, policy_dir: Path, clock: Any, tmp_path: Path
+) -> None:
+    """The file is gone for several reloads, and the gateway restarts meanwhile; when the admin
+    puts it back (the same file, a `git checkout` of it) the account is back, its parked post
+    decided again under it: the directory agreed with the removal, so the file's return is its
+    change, not a directory behind the log."""
+    path = write_policy(policy_dir, "pencil", PENCIL)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.sync_policies()
+        post = await gw.submit("carol", "pencil", "Before the outage")
+        path.unlink()
+        for _ in range(3):
+            await gw.sync_policies()
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.sync_policies()
+        write_policy(policy_dir, "pencil", PENCIL)
+        assert await gw.sync_policies() == ["pencil"]
+        back = await gw.get("bob", post["id"])
+        assert back["state"] == "held" and [r["rule"] for r in back["reasons"]] == ["policy_restored"]
+        fresh = await gw.submit("carol", "pencil", "After the outage")
+        assert fresh["state"] == "scheduled"
+        await _verify_log(gw, tmp_path)

@@ -160,6 +160,12 @@ class PolicyService:
                 found.drift[account] = Drift(mine, head.version if head else None, in_force)
                 if head is not None:
                     found.bodies.update(await policy_sql.bodies(ltx.txn, [(account, head.sha256)]))
+            for account, sha256 in agreed.items():
+                # An account with neither a file here nor a version in force: this directory
+                # agreed with its removal, and still does. Kept, so that the file's return is
+                # recorded as this directory's change (not taken for a directory behind).
+                if sha256 is None and account not in files and account not in heads:
+                    found.agreed[account] = None
             found.heads = heads
             return found
 
