@@ -114,9 +114,15 @@ class Settings(BaseSettings):
         for part in value.split(","):
             if part.strip():
                 try:
-                    ip_network(part.strip(), strict=False)
+                    network = ip_network(part.strip(), strict=False)
                 except ValueError:
                     raise ValueError(f"{part.strip()!r} is not an IP address or network") from None
+                if network.prefixlen == 0:
+                    raise ValueError(
+                        f"{part.strip()!r} trusts every address: any client could name any address in "
+                        "X-Forwarded-For and escape the limits per client address; name the proxies' "
+                        "addresses or their network"
+                    )
         return value
 
     @field_validator("signin_attempts")

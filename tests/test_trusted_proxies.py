@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from gateway.clock import ManualClock
+from gateway.settings import Settings
 from tests.conftest import Gateway, started_gateway
 
 
@@ -41,3 +45,12 @@ async def test_without_a_trusted_proxy_the_header_is_not_believed(
                                trusted_proxies="10.0.0.0/8") as gw:
         statuses = [await _sign_in(gw, f"203.0.113.{n}", who=who) for n, who in enumerate("abcd")]
         assert statuses == [401, 401, 401, 429], "this peer is no trusted proxy"
+
+
+@pytest.mark.parametrize("networks", ["0.0.0.0/0", "10.0.0.1, ::/0"])
+def test_trusting_every_address_is_refused_at_start(networks: str) -> None:
+    """A network that holds every address would let any client name any address: `byline
+    serve` refuses it, saying why, rather than start with no limit per client."""
+    with pytest.raises(ValidationError, match="trusts every address"):
+        Settings(trusted_proxies=networks)
+    assert Settings(trusted_proxies="10.0.0.0/8").trusted_networks
