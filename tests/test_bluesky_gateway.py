@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from gateway.clock import ManualClock
 from tests.conftest import started_gateway, write_policy
 from tests.fakes._faults import drop_connection
-from tests.platforms.bluesky.fixture import BlueskyPds, post_records
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records, write_bluesky_policy
 
 _HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "content-length",
                          "content-encoding", "accept-encoding"})
@@ -69,18 +69,8 @@ async def test_gateway_publishes_and_deletes_on_a_real_pds(
     """A co-signed post goes out to the PDS once approved, even across a lost answer; delete removes it."""
     account = bluesky_pds.account("alice.test")
     monkeypatch.setenv("ALICE_BSKY_APP_PASSWORD", account.app_password)
-    write_policy(policy_dir, "sky", f"""
-        account: sky
-        platform: bluesky
-        handle: {account.handle}
-        pds: {losing_proxy.url}
-        credentials: env:ALICE_BSKY_APP_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "sky", handle=account.handle, pds=losing_proxy.url,
+                         credential_env="ALICE_BSKY_APP_PASSWORD")
     text = f"Hello from Byline ({secrets.token_hex(4)}), see https://example.com/launch"
     before = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
     async with started_gateway(db_url, policy_dir, clock) as gw:

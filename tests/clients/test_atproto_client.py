@@ -25,7 +25,7 @@ from adapters.bluesky import rkey_for
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
 from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
-from tests.platforms.bluesky.fixture import BlueskyPds
+from tests.platforms.bluesky.fixture import BlueskyPds, write_bluesky_policy
 
 T = TypeVar("T")
 POST = "app.bsky.feed.post"
@@ -624,18 +624,8 @@ async def test_bluesky_post_held_by_a_rule_waits_and_can_be_taken_back(
     """A held post on a Bluesky account never reaches the PDS when deleted before approval."""
     account = bluesky_pds.account("carol.test")
     monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
-    write_policy(policy_dir, "skyheld", f"""
-        account: skyheld
-        platform: bluesky
-        handle: {account.handle}
-        pds: {bluesky_pds.pds_url}
-        credentials: env:CAROL_BSKY_APP_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "skyheld", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD")
     async with started_gateway(db_url, policy_dir, clock) as gw:
         client = await sdk.login(gw, "alice", "skyheld", account.did)
         sent = await run(client.send_post, f"Not yet ({secrets.token_hex(4)})")
@@ -661,18 +651,8 @@ async def test_a_reply_approved_before_its_parent_waits_for_it_on_the_pds(
     reply to the parent, under the CID it was answered with."""
     account = bluesky_pds.account("carol.test")
     monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
-    write_policy(policy_dir, "skythread", f"""
-        account: skythread
-        platform: bluesky
-        handle: {account.handle}
-        pds: {bluesky_pds.pds_url}
-        credentials: env:CAROL_BSKY_APP_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "skythread", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD")
     async with started_gateway(db_url, policy_dir, clock) as gw:
         client = await sdk.login(gw, "alice", "skythread", account.did)
         words = secrets.token_hex(4)

@@ -22,7 +22,7 @@ from gateway.appkeys import IDENTITY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid
+from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid, write_bluesky_policy
 
 T = TypeVar("T")
 POST = "app.bsky.feed.post"
@@ -222,18 +222,8 @@ async def test_the_gates_of_a_post_that_never_goes_out_are_never_written(
     """A held post with its threadgate and postgate, taken back: neither it nor they reach the PDS."""
     account = bluesky_pds.account("carol.test")
     monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
-    write_policy(policy_dir, "skygated", f"""
-        account: skygated
-        platform: bluesky
-        handle: {account.handle}
-        pds: {bluesky_pds.pds_url}
-        credentials: env:CAROL_BSKY_APP_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "skygated", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD")
     async with started_gateway(db_url, policy_dir, clock) as gw:
         client = await login(gw, clients, "alice", "skygated", account.did)
         writes = app_thread(account.did, [f"Never out ({secrets.token_hex(4)})"], threadgate=True, postgate=True)

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.appkeys import IDENTITY
 from gateway.clock import ManualClock
-from tests.conftest import Gateway, started_gateway, write_policy
-from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount
+from tests.conftest import Gateway, started_gateway
+from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, write_bluesky_policy
 
 POST = "app.bsky.feed.post"
 PROFILE = "app.bsky.actor.profile"
@@ -108,18 +108,8 @@ async def cosigned(
     """A gateway with ``sky``: co-signed on the PDS's bob.test, owned by alice, approved by bob."""
     account = bluesky_pds.account("bob.test")
     monkeypatch.setenv("SKY_APP_PASSWORD", account.app_password)
-    write_policy(policy_dir, "sky", f"""
-        account: sky
-        platform: bluesky
-        handle: {account.handle}
-        pds: {bluesky_pds.pds_url}
-        credentials: env:SKY_APP_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "sky", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="SKY_APP_PASSWORD")
     async with started_gateway(db_url, policy_dir, clock) as gw:
         yield gw
 
@@ -255,18 +245,8 @@ async def test_client_routing_headers_are_not_relayed(
     server = TestServer(fake.app())
     await server.start_server()
     monkeypatch.setenv("FAKE_PDS_PASSWORD", "abcd-efgh-ijkl-mnop")
-    write_policy(policy_dir, "fake", f"""
-        account: fake
-        platform: bluesky
-        handle: fake.test
-        pds: {str(server.make_url('')).rstrip('/')}
-        credentials: env:FAKE_PDS_PASSWORD
-        tier: co-signed
-        owner: alice
-        approvals:
-          required: 1
-          from: [bob]
-    """)
+    write_bluesky_policy(policy_dir, "fake", handle="fake.test", pds=str(server.make_url('')).rstrip('/'),
+                         credential_env="FAKE_PDS_PASSWORD")
     sent = {
         "atproto-proxy": f"{EVIL}#bsky_appview", "atproto-accept-labelers": "did:plc:labeler",
         "Accept-Language": "de", "X-Forwarded-For": "203.0.113.9", "Cookie": "session=theirs",

@@ -217,3 +217,25 @@ def app_cid(record: dict[str, Any]) -> str:
     SHA-256, CIDv1), before anything is written; the SDK has no helper for it."""
     digest = hashlib.sha256(libipld.encode_dag_cbor(record)).digest()
     return str(libipld.encode_cid(bytes((0x01, 0x71, 0x12, 0x20)) + digest))
+
+
+def write_bluesky_policy(
+    policy_dir: Path, name: str, *, handle: str, pds: str, credential_env: str, tier: str = "co-signed",
+    owner: str = "alice", approvers: tuple[str, ...] = ("bob",),
+) -> Path:
+    """The policy of account ``name`` on the Bluesky account ``handle`` at ``pds``, its app
+    password in the environment variable ``credential_env``: co-signed by ``approvers`` (one of
+    them) unless ``tier`` says otherwise."""
+    from tests.conftest import write_policy
+
+    approvals = f"approvals: {{required: 1, from: [{', '.join(approvers)}]}}" if tier == "co-signed" else ""
+    return write_policy(policy_dir, name, f"""
+        account: {name}
+        platform: bluesky
+        handle: {handle}
+        pds: {pds}
+        credentials: env:{credential_env}
+        tier: {tier}
+        owner: {owner}
+        {approvals}
+    """)
