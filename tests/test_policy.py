@@ -162,3 +162,23 @@ def test_load_file_hash_and_account(tmp_path: Path) -> None:
     path = write_policy(tmp_path, "cosigned", POLICIES["cosigned"])
     loaded = load_file(path)
     assert loaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("from: [bob, carol, dave]", "from: [bob carol, dave]"),
+         "cosigned.yaml:10: approvals.from: entry 1, 'bob carol', is not a user name"),
+        (("writers: [alice, carol]", 'writers: [alice, ""]'),
+         "cosigned.yaml:6: writers: entry 2, '', is not a user name"),
+        (("from: [bob, carol, dave]", 'from: ["Bob", " carol", dave]'),
+         "cosigned.yaml:10: approvals.from: entry 2, ' carol', is not a user name"),
+        (("delay: 1m", "delay: 1m\nsuggesters: [erin, \"dave\\n\"]"),
+         "cosigned.yaml:8: suggesters: entry 2, 'dave\\n', is not a user name"),
+    ],
+)
+def test_people_are_named_as_the_owner_is(change: tuple[str, str], expected: str) -> None:
+    """Writers, approvers and suggesters are user names like the owner: one approver named
+    "bob carol" would leave every post waiting for an approval nobody can give."""
+    issues = _issues(BASE.replace(*change))
+    assert any(i.startswith(expected) for i in issues), issues

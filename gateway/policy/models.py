@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import re2
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +35,23 @@ from gateway.policy.text import MatchText, published_length, word_form
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_PERSON = re.compile(_NAME)
+
+
+def check_people(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Each entry of a list of people named as ``owner`` is (and as ``byline token create
+    --user`` accepts): ``[bob carol]`` is one "person" nobody can sign in as, and a post that
+    waits for their approval waits forever."""
+    for index, name in enumerate(names, start=1):
+        if not _PERSON.fullmatch(name):
+            raise ValueError(
+                f"entry {index}, {name!r}, is not a user name (letters, digits, '.', '_' or '-', starting "
+                "with a letter or digit, at most 64): list each person apart, as in [bob, carol]"
+            )
+    return names
+
+
+People = Annotated[tuple[str, ...], AfterValidator(check_people)]
 _CREDENTIAL = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$"
 _RATE = re.compile(r"^(\d+)/(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -185,7 +203,7 @@ class Approvals(_Strict):
     """Who must approve held posts, and how many of them."""
 
     required: int = Field(ge=1, strict=True)
-    from_: tuple[str, ...] = Field(alias="from", min_length=1)
+    from_: People = Field(alias="from", min_length=1)
     expire_after: Duration = timedelta(hours=24)
 
 
@@ -320,10 +338,10 @@ class Policy(_Strict):
     credentials: str | None = Field(default=None, pattern=_CREDENTIAL)
     tier: Tier
     owner: str = Field(pattern=_NAME)
-    writers: tuple[str, ...] = ()
+    writers: People = ()
     delay: Duration = timedelta(0)
     approvals: Approvals | None = None
-    suggesters: tuple[str, ...] = ()
+    suggesters: People = ()
     disclosure: str | None = None
     rules: tuple[Rule, ...] = ()
     max_length: int | None = Field(default=None, ge=1, le=100_000, strict=True)
