@@ -8,17 +8,22 @@ in force, with the error kept for the API and the logs.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import ValidationError
 
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.models import DEFAULT_POLICY_DIR, Policy
+
+_DEFAULT_ENDPOINTS = {"x": "https://api.x.com"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", re.DOTALL)
 
@@ -176,6 +181,96 @@ def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPoli
     return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
 
 
+def _endpoint(url: str) -> str:
+    """A platform address as one server: scheme and host in lower case, no default port, no
+    trailing slash (``HTTPS://Social.Example/`` and ``https://social.example:443`` are one)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    where = host if port in (None, _DEFAULT_PORTS.get(parts.scheme.lower())) else f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
+
+
+def _reference(credentials: str, directory: Path) -> str:
+    """A credential reference as the secret it names: a ``file:`` path made absolute from the
+    policy directory and normalized (``file:secrets/a`` and ``file:./secrets/a`` are one)."""
+    kind, _, target = credentials.partition(":")
+    if kind != "file":
+        return credentials
+    return "file:" + os.path.normpath(directory / target)
+
+
+def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], str]:
+    """What names the real account ``policy`` publishes as, each with words for the admin.
+
+    Two policies that share one of these speak as one platform account: same platform, same
+    server (defaults applied) and same credential; on Bluesky also the same handle on the same
+    PDS (the handle is what signs in); on X the same credential (a token is one account's,
+    whatever the API address). A sandbox account is its own, by name."""
+    if policy.platform == "sandbox" or policy.credentials is None:
+        return {}
+    reference = _reference(policy.credentials, directory)
+    if policy.platform == "x":
+        return {("x", "credentials", reference): f"credentials {policy.credentials}"}
+    server = policy.instance if policy.platform == "mastodon" else policy.pds
+    endpoint = _endpoint(server or _DEFAULT_ENDPOINTS.get(policy.platform, ""))
+    found: dict[tuple[str, ...], str] = {
+        (policy.platform, endpoint, "credentials", reference): f"credentials {policy.credentials} on {endpoint}"
+    }
+    handle = policy.handle.strip().removeprefix("@").lower()
+    if policy.platform == "bluesky" and handle:
+        found[("bluesky", endpoint, "handle", handle)] = f"handle @{handle} on {endpoint}"
+    return found
+
+
+def shared_accounts(
+    proposed: Mapping[str, LoadedPolicy], in_force: Mapping[str, LoadedPolicy], *, directory: Path,
+) -> dict[str, PolicyIssue]:
+    """The accounts of ``proposed`` to refuse because another policy speaks as the same platform
+    account, each with the issue naming both files.
+
+    One platform account has one policy: a second file for it (``brand-quick.yaml``, direct,
+    beside the co-signed ``brand.yaml``) would let anyone writing for it publish alone as the
+    co-signed account. The policy in force for it stays and the newcomer is refused; when none
+    of the claimants is in force (two new files at once), or several are (files from before
+    this rule), every one of them is refused until only one is left: which one the admin meant
+    cannot be guessed, and neither may speak for the other meanwhile."""
+    claims: dict[tuple[str, ...], set[str]] = {}
+    incumbents: dict[tuple[str, ...], set[str]] = {}
+    names: dict[str, str] = {}
+    for account, loaded in in_force.items():
+        names[account] = loaded.path.name
+        for key in platform_accounts(loaded.policy, directory):
+            claims.setdefault(key, set()).add(account)
+            incumbents.setdefault(key, set()).add(account)
+    for account, loaded in proposed.items():
+        names[account] = loaded.path.name
+        for key in platform_accounts(loaded.policy, directory):
+            claims.setdefault(key, set()).add(account)
+    refused: dict[str, PolicyIssue] = {}
+    for account, loaded in proposed.items():
+        for key, words in platform_accounts(loaded.policy, directory).items():
+            others = sorted(claims[key] - {account})
+            holders = incumbents.get(key, set())
+            if not others or holders == {account}:
+                continue
+            files = ", ".join(names[o] for o in others)
+            if holders and account not in holders:
+                outcome = f"{files} is in force for it, so this file is refused"
+            else:
+                outcome = "neither is used until one of them is removed"
+            refused[account] = PolicyIssue(
+                file=loaded.path.name, line=None, key=key[-2],
+                message=f"names the same {loaded.policy.platform} account as {files} ({words}): one platform "
+                        f"account has one policy file; {outcome}",
+            )
+            break
+    return refused
+
+
 def policy_files(directory: Path) -> list[Path]:
     """The policy files in a directory, in a stable order."""
     return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
@@ -196,6 +291,10 @@ def check_dir(
             issues += exc.issues
         else:
             good[loaded.policy.account] = loaded
+    for account, issue in shared_accounts(good, {}, directory=directory).items():
+        del good[account]
+        issues.append(issue)
+    issues.sort(key=lambda i: i.file)
     return good, issues
 
 
@@ -229,9 +328,23 @@ class PolicyRegistry:
         return self.policies.get(account)
 
     def reload(self) -> list[PolicyChange]:
-        """Read the directory again and put what is valid in force; return what changed."""
-        changes = self.read()
-        self.policies = dict(self.files)
+        """Read the directory again and put what is valid in force; return what changed. A file
+        that speaks as another's platform account is refused (``shared_accounts``)."""
+        self.read()
+        before, after = self.policies, dict(self.files)
+        for account, issue in shared_accounts(after, before, directory=self.directory).items():
+            self.errors.setdefault(issue.file, []).append(issue)
+            del after[account]
+            kept = before.get(account)
+            if kept is not None and not shared_accounts({account: kept}, after, directory=self.directory):
+                after[account] = kept  # its policy in force stays, as for any refused file
+        self.policies = after
+        changes = []
+        for account in sorted(set(before) | set(after)):
+            old, new = before.get(account), after.get(account)
+            if old != new:
+                kind = "removed" if new is None else "changed" if old is not None else "loaded"
+                changes.append(PolicyChange(account=account, kind=kind, old=old, new=new))
         return changes
 
     def enforce(self, policies: dict[str, LoadedPolicy]) -> None:

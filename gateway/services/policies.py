@@ -38,7 +38,7 @@ import structlog
 from gateway.audit.appender import Appender, LogTxn
 from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
-from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry
+from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry, shared_accounts
 from gateway.services.announcements import announce_change
 from gateway.services.posts import redecide_pending
 from gateway.services.profiles import queue_update as queue_profile_update
@@ -89,6 +89,7 @@ class _Synced:
     bodies: dict[tuple[str, str], str] = field(default_factory=dict)
     drift: dict[str, Drift] = field(default_factory=dict)
     agreed: dict[str, str | None] = field(default_factory=dict)
+    refused: list[PolicyIssue] = field(default_factory=list)
 
 
 class PolicyService:
@@ -126,7 +127,7 @@ class PolicyService:
 
     async def _sync(self) -> list[str]:
         self.registry.read()
-        self._report_errors()
+        read_errors = dict(self.registry.errors)
         files = dict(self.registry.files)
         agreed = dict(self._agreed)
         synced = _Synced()
@@ -135,8 +136,29 @@ class PolicyService:
             nonlocal synced
             synced = found = _Synced()  # a batch run again runs this again
             heads = await policy_sql.heads(ltx.txn)
+            speaking = await self._policies_of(ltx, heads, files)
+            # One platform account, one policy (``shared_accounts``), judged against the versions
+            # in force in the database, whichever gateway's files they came from. Versions in force
+            # together that speak as one account (recorded before this rule, or by an older
+            # gateway) are removed, so that no gateway enforces them; a file here that speaks as
+            # another's account is refused: its account's version in force, if any, stays.
+            contested = shared_accounts(speaking, {}, directory=self.registry.directory)
+            for account in contested:
+                del speaking[account]
+            losers = shared_accounts(files, speaking, directory=self.registry.directory)
+            found.refused = [*contested.values(), *(i for a, i in losers.items() if a not in contested)]
             for account in sorted(set(files) | set(heads)):
                 local, head = files.get(account), heads.get(account)
+                if account in contested:
+                    assert head is not None
+                    version = await policy_sql.last_version(ltx.txn, account) + 1
+                    await self._record(ltx, account, None, head, version, found)
+                    found.agreed[account] = None
+                    heads.pop(account, None)
+                    continue
+                if account in losers:
+                    found.agreed[account] = head.sha256 if head is not None else None
+                    continue
                 mine = local.sha256 if local is not None else None
                 in_force = head.sha256 if head is not None else None
                 if mine == in_force:
@@ -170,10 +192,15 @@ class PolicyService:
             return found
 
         await self._appender.submit(work)
+        errors = {name: list(issues) for name, issues in read_errors.items()}
+        for issue in synced.refused:
+            errors.setdefault(issue.file, []).append(issue)
+        self.registry.errors = errors
         if synced.agreed != self._agreed:
             self._remember(synced.agreed)
         self._agreed = synced.agreed
         self.registry.enforce(self._in_force(files, synced))
+        self._report_errors()
         self._report_drift(synced.drift)
         for loaded, state in synced.moved:
             self._metrics.post_event(loaded, "post.redecided", state)
@@ -249,6 +276,28 @@ class PolicyService:
         await announce_change(ltx, account=account, loaded=local, head=head, version=version,
                               public_url=self._public_url)
         found.recorded.append(account)
+
+    async def _policies_of(
+        self, ltx: LogTxn, heads: dict[str, policy_sql.Head], files: dict[str, LoadedPolicy],
+    ) -> dict[str, LoadedPolicy]:
+        """The versions in force as policies: the file here where it is the same, else the
+        version's recorded text, validated here (one that does not validate here is left out)."""
+        policies = {a: files[a] for a, h in heads.items() if a in files and files[a].sha256 == h.sha256}
+        wanted = [(a, h.sha256) for a, h in heads.items() if a not in policies and (a, h.sha256) not in self._parsed]
+        bodies = await policy_sql.bodies(ltx.txn, wanted) if wanted else {}
+        for account, head in heads.items():
+            if account in policies:
+                continue
+            key = (account, head.sha256)
+            if key not in self._parsed and key in bodies:
+                try:
+                    self._parsed[key] = self.registry.parse(bodies[key], account=account,
+                                                            file=head.file or f"{account}.yaml", sha256=head.sha256)
+                except PolicyFileError:
+                    continue  # reported where it is enforced (``_in_force``)
+            if key in self._parsed:
+                policies[account] = self._parsed[key]
+        return policies
 
     def _in_force(self, files: dict[str, LoadedPolicy], synced: _Synced) -> dict[str, LoadedPolicy]:
         """The recorded versions as policies: the file here where it is the same, else the

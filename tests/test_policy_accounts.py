@@ -1,0 +1,173 @@
+"""One platform account, one policy file: a second file for the same real account is refused.
+
+``brand-quick.yaml`` (direct) beside the co-signed ``brand.yaml``, both with the brand's
+credentials on its instance, would let anyone writing for brand-quick publish alone as the
+co-signed account. The policy in force stays, the newcomer is refused naming both files; two
+newcomers at once are both refused. Gateway tests run on both databases.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import gateway.services.policies as policy_service
+from gateway.clock import ManualClock
+from gateway.policy.loader import PolicyRegistry, check_dir, parse_policy
+from tests.conftest import make_policy_dir, started_gateway, write_policy
+
+BRAND = """
+    account: brand
+    platform: mastodon
+    instance: https://mastodon.example.org
+    credentials: env:BRAND_TOKEN
+    handle: "@brand"
+    tier: co-signed
+    owner: alice
+    writers: [alice, carol]
+    approvals:
+      required: 1
+      from: [bob, dave]
+"""
+QUICK = """
+    account: brand-quick
+    platform: mastodon
+    instance: https://mastodon.example.org
+    credentials: env:BRAND_TOKEN
+    tier: direct
+    owner: carol
+"""
+SOLO = """
+    account: solo
+    platform: sandbox
+    tier: direct
+    owner: erin
+"""
+
+
+def _keys(text: str, account: str = "a") -> set[tuple[str, ...]]:
+    from gateway.policy.loader import platform_accounts  # new with the rule: the other tests run before it
+
+    policy = parse_policy(textwrap.dedent(f"account: {account}\ntier: direct\nowner: alice\n") + text,
+                          name=f"{account}.yaml", expected_account=account)
+    return set(platform_accounts(policy, Path("policies")))
+
+
+def test_the_same_account_is_recognized_however_it_is_written() -> None:
+    """Addresses compare as servers (case, default port, trailing slash), file credentials as
+    paths; Bluesky's handle on one PDS is one account; an X token is one account at any address;
+    a sandbox account is its own."""
+    mastodon = "platform: mastodon\ninstance: https://mastodon.example.org\ncredentials: env:T\n"
+    assert _keys(mastodon) & _keys(mastodon.replace("https://mastodon.example.org", "https://Mastodon.Example.ORG:443/"))
+    assert not _keys(mastodon) & _keys(mastodon.replace("env:T", "env:U"))
+    assert not _keys(mastodon) & _keys(mastodon.replace("mastodon.example.org", "other.example.org"))
+    files = "platform: mastodon\ninstance: https://m.example\ncredentials: file:secrets/brand\n"
+    assert _keys(files) & _keys(files.replace("file:secrets/brand", "file:./secrets/../secrets/brand"))
+    bluesky = "platform: bluesky\npds: https://bsky.social\ncredentials: env:A\nhandle: '@brand.example'\n"
+    assert _keys(bluesky) & _keys(bluesky.replace("env:A", "env:B").replace("@brand", "Brand"))
+    assert not _keys(bluesky) & _keys(bluesky.replace("env:A", "env:B").replace("bsky.social", "pds.example"))
+    x = "platform: x\ncredentials: env:X_TOKEN\n"
+    assert _keys(x) & _keys(x + "api: https://api.example\n")
+    assert _keys("platform: sandbox\n") == set()
+
+
+def test_policy_check_refuses_both_new_files_naming_each_other(tmp_path: Path) -> None:
+    """Neither file is in force yet: both are refused, each naming the other, and other files load."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": QUICK, "solo": SOLO})
+    good, issues = check_dir(directory)
+    assert sorted(good) == ["solo"]
+    assert [str(i) for i in issues] == [
+        "brand-quick.yaml: credentials: names the same mastodon account as brand.yaml (credentials env:BRAND_TOKEN "
+        "on https://mastodon.example.org): one platform account has one policy file; neither is used until one "
+        "of them is removed",
+        "brand.yaml: credentials: names the same mastodon account as brand-quick.yaml (credentials env:BRAND_TOKEN "
+        "on https://mastodon.example.org): one platform account has one policy file; neither is used until one "
+        "of them is removed",
+    ]
+
+
+def test_the_policy_in_force_stays_and_the_newcomer_is_refused(tmp_path: Path) -> None:
+    """A registry with brand in force refuses brand-quick, names brand.yaml, and loads it once
+    brand's file is gone and its removal has taken effect."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND})
+    registry = PolicyRegistry(directory=directory)
+    registry.reload()
+    brand = registry.get("brand")
+    write_policy(directory, "brand-quick", QUICK)
+    assert registry.reload() == []
+    assert registry.get("brand") == brand and registry.get("brand-quick") is None
+    (issue,) = registry.errors["brand-quick.yaml"]
+    assert "same mastodon account as brand.yaml" in issue.message and "brand.yaml is in force" in issue.message
+    (directory / "brand.yaml").unlink()
+    assert [c.kind for c in registry.reload()] == ["removed"]
+    assert [(c.account, c.kind) for c in registry.reload()] == [("brand-quick", "loaded")]
+    assert registry.errors == {}
+
+
+async def _errors(gw: object, user: str = "alice") -> dict[str, str]:
+    status, body = await gw.call(user, "GET", "/v1/policies/errors")  # type: ignore[attr-defined]
+    assert status == 200, body
+    return {e["file"]: e["message"] for e in body["errors"]}
+
+
+async def _policy(gw: object, account: str) -> tuple[int, dict[str, object]]:
+    status, body = await gw.call("alice", "GET", f"/v1/accounts/{account}/policy")  # type: ignore[attr-defined]
+    return status, body
+
+
+async def test_a_gateway_keeps_the_account_in_force_and_refuses_the_second_file(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """The co-signed brand stays in force when brand-quick.yaml appears, on a reload and after a
+    restart; brand-quick is refused in /v1/policies/errors naming brand.yaml, and has no policy."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "solo": SOLO})
+    async with started_gateway(db_url, directory, clock, admins="erin") as gw:
+        write_policy(directory, "brand-quick", QUICK)
+        assert await gw.sync_policies() == []
+        errors = await _errors(gw, "erin")
+        assert list(errors) == ["brand-quick.yaml"] and "as brand.yaml" in errors["brand-quick.yaml"]
+        status, body = await _policy(gw, "brand")
+        assert status == 200 and body["policy"]["tier"] == "co-signed"  # type: ignore[index]
+        assert (await _policy(gw, "brand-quick"))[0] == 404
+    async with started_gateway(db_url, directory, clock, admins="erin") as gw:
+        assert list(await _errors(gw, "erin")) == ["brand-quick.yaml"]
+        status, body = await _policy(gw, "brand")
+        assert status == 200 and body["policy"]["tier"] == "co-signed"  # type: ignore[index]
+        assert (await _policy(gw, "brand-quick"))[0] == 404
+
+
+async def test_a_replica_without_the_first_file_refuses_the_second(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """The check runs against the versions in force in the database: a replica whose directory
+    holds only brand-quick.yaml does not record it while brand (another replica's) is in force."""
+    first = make_policy_dir(tmp_path, {"brand": BRAND}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand-quick": QUICK}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock, admins="erin") as b:
+        assert await b.sync_policies() == []
+        assert "as brand.yaml" in (await _errors(b, "erin"))["brand-quick.yaml"]
+        assert (await _policy(a, "brand-quick"))[0] == 404
+        assert (await _policy(b, "brand-quick"))[0] == 404
+
+
+async def test_two_versions_in_force_for_one_account_are_both_removed(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both recorded before this rule: the next reload records both removed (no gateway enforces
+    either), until the admin deletes one file, whose partner is then recorded again."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": QUICK})
+    with monkeypatch.context() as before_the_rule:
+        before_the_rule.setattr(policy_service, "shared_accounts", lambda *a, **k: {})
+        async with started_gateway(db_url, directory, clock):
+            pass
+    async with started_gateway(db_url, directory, clock, admins="erin") as gw:
+        assert (await _policy(gw, "brand"))[0] == 404
+        assert (await _policy(gw, "brand-quick"))[0] == 404
+        assert set(await _errors(gw, "erin")) == {"brand.yaml", "brand-quick.yaml"}
+        assert await gw.sync_policies() == []
+        (directory / "brand-quick.yaml").unlink()
+        assert await gw.sync_policies() == ["brand"]
+        status, body = await _policy(gw, "brand")
+        assert status == 200 and body["policy"]["tier"] == "co-signed"  # type: ignore[index]
