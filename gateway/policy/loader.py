@@ -22,6 +22,12 @@ from pydantic import ValidationError
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.models import DEFAULT_POLICY_DIR, Policy
 
+MAX_POLICY_BYTES = 256 * 1024
+"""The largest policy file read: real ones are a few KiB; past this a file is refused unread."""
+MAX_POLICY_NODES = 100_000
+"""The most YAML values a policy file may hold once its aliases are expanded: a "billion laughs"
+file of a few hundred bytes would otherwise be walked, built and validated as 10^8 values."""
+
 _DEFAULT_ENDPOINTS = {"x": "https://api.x.com"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -97,7 +103,12 @@ def _key_line(node: yaml.Node, loc: Iterable[object]) -> int | None:
     return line
 
 
-def _duplicate_keys(node: yaml.Node, name: str) -> list[PolicyIssue]:
+def _duplicate_keys(node: yaml.Node, name: str, seen_nodes: set[int] | None = None) -> list[PolicyIssue]:
+    """Keys given twice in one mapping. A node an alias points at again is looked at once."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return []
+    seen_nodes.add(id(node))
     issues: list[PolicyIssue] = []
     if isinstance(node, yaml.MappingNode):
         seen: set[object] = set()
@@ -108,11 +119,37 @@ def _duplicate_keys(node: yaml.Node, name: str) -> list[PolicyIssue]:
                                 message="key appears twice")
                 )
             seen.add(k.value)
-            issues += _duplicate_keys(v, name)
+            issues += _duplicate_keys(v, name, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            issues += _duplicate_keys(item, name)
+            issues += _duplicate_keys(item, name, seen_nodes)
     return issues
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values ``node`` stands for with every alias expanded, each node counted once
+    (``sizes``), so this takes time in the file's size, not in what its aliases expand to.
+    Stops at ``MAX_POLICY_NODES + 1``; a node that contains itself counts as past the limit."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if id(node) in open_nodes:
+        return MAX_POLICY_NODES + 1
+    open_nodes.add(id(node))
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        children: list[yaml.Node] = [part for pair in node.value for part in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    for child in children:
+        total = min(total + _expanded_size(child, sizes, open_nodes), MAX_POLICY_NODES + 1)
+        if total > MAX_POLICY_NODES:
+            break
+    open_nodes.discard(id(node))
+    sizes[id(node)] = total
+    return total
 
 
 def parse_policy(
@@ -124,10 +161,20 @@ def parse_policy(
     the secrets directory is the default one and only ``https://`` addresses are accepted.
     """
     rules = rules or CredentialRules(policy_dir=DEFAULT_POLICY_DIR)
+    # Bounds first, then YAML: the text's size, then what its aliases expand to, before a value
+    # is built from it. A refused file costs a read and a walk of its nodes, each once.
+    if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyFileError([_too_large(name, len(text.encode("utf-8", "surrogatepass")))])
     try:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}, set()) > MAX_POLICY_NODES:
+                raise PolicyFileError([PolicyIssue(
+                    file=name, line=None, key="",
+                    message=f"holds more than {MAX_POLICY_NODES} values with its aliases (*name) expanded, or an "
+                            "alias inside itself: no policy needs that many",
+                )])
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -169,16 +216,40 @@ def parse_policy(
     return policy
 
 
-def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
-    """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
+def _too_large(name: str, size: int) -> PolicyIssue:
+    return PolicyIssue(file=name, line=None, key="",
+                       message=f"is {size} bytes, over the limit of {MAX_POLICY_BYTES} for a policy file")
+
+
+def read_policy_bytes(path: Path) -> bytes:
+    """A policy file's bytes, read only up to the size limit (``PolicyFileError`` past it)."""
+    with path.open("rb") as file:
+        raw = file.read(MAX_POLICY_BYTES + 1)
+        if len(raw) > MAX_POLICY_BYTES:
+            size = os.fstat(file.fileno()).st_size
+            raise PolicyFileError([_too_large(path.name, max(size, len(raw)))])
+    return raw
+
+
+def load_bytes(path: Path, raw: bytes, *, rules: CredentialRules | None = None) -> LoadedPolicy:
+    """Validate the bytes read from ``path``, an ``ACCOUNT.yaml`` file (by default under the
+    rules of its directory)."""
     try:
-        raw = path.read_bytes()
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
     rules = rules or CredentialRules(policy_dir=path.parent)
     policy = parse_policy(text, name=path.name, expected_account=path.stem, rules=rules)
     return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
+
+
+def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
+    """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
+    try:
+        raw = read_policy_bytes(path)
+    except OSError as exc:
+        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
+    return load_bytes(path, raw, rules=rules)
 
 
 def _endpoint(url: str) -> str:
@@ -322,6 +393,10 @@ class PolicyRegistry:
     policies: dict[str, LoadedPolicy] = field(default_factory=dict)
     files: dict[str, LoadedPolicy] = field(default_factory=dict)
     errors: dict[str, list[PolicyIssue]] = field(default_factory=dict)
+    _refused_files: dict[str, tuple[str, list[PolicyIssue]]] = field(default_factory=dict, repr=False)
+    """Each file refused at the last read: what it was (its hash) and why."""
+    _refused_texts: dict[tuple[str, str], list[PolicyIssue]] = field(default_factory=dict, repr=False)
+    """Recorded texts (account, hash) refused by :meth:`parse`."""
 
     def get(self, account: str) -> LoadedPolicy | None:
         """The policy in force for ``account``, if any."""
@@ -352,39 +427,69 @@ class PolicyRegistry:
         self.policies = policies
 
     def parse(self, text: str, *, account: str, file: str, sha256: str) -> LoadedPolicy:
-        """A policy recorded elsewhere (its file's text), validated under this directory's rules."""
+        """A policy recorded elsewhere (its file's text), validated under this directory's rules.
+        A text refused once is refused again without being parsed."""
+        refused = self._refused_texts.get((account, sha256))
+        if refused is not None:
+            raise PolicyFileError(refused)
         rules = self.rules or CredentialRules(policy_dir=self.directory)
-        policy = parse_policy(text, name=file, expected_account=account, rules=rules)
+        try:
+            policy = parse_policy(text, name=file, expected_account=account, rules=rules)
+        except PolicyFileError as exc:
+            self._refused_texts[(account, sha256)] = exc.issues
+            raise
         return LoadedPolicy(policy=policy, path=self.directory / file, sha256=sha256, text=text)
 
     def read(self) -> list[PolicyChange]:
         """Read the directory again into ``files`` (a file that does not validate leaves what
-        was read of it before); return what changed there. What is in force is left alone."""
+        was read of it before); return what changed there. What is in force is left alone.
+
+        A file refused is not parsed again until it changes (its hash; for one over the size
+        limit, it is never read). ``files`` and ``errors``
+        are replaced whole, not changed in place, so the directory can be read off the event
+        loop's thread while requests look at them."""
         changes: list[PolicyChange] = []
+        files = dict(self.files)
         seen: set[str] = set()
         errors: dict[str, list[PolicyIssue]] = {}
+        refused: dict[str, tuple[str, list[PolicyIssue]]] = {}
         for path in policy_files(self.directory) if self.directory.is_dir() else []:
             account = path.stem
             seen.add(account)
-            current = self.files.get(account)
+            current = files.get(account)
             try:
+                stat = path.stat()
+                if stat.st_size > MAX_POLICY_BYTES:  # refused unread, each time for the price of a stat
+                    errors[path.name] = [_too_large(path.name, stat.st_size)]
+                    continue
                 raw = path.read_bytes()
             except OSError as exc:
                 errors[path.name] = [PolicyIssue(file=path.name, line=None, key="", message=str(exc))]
                 continue
-            if current is not None and current.sha256 == hashlib.sha256(raw).hexdigest():
+            sha256 = hashlib.sha256(raw).hexdigest()
+            if current is not None and current.sha256 == sha256:
+                continue
+            before = self._refused_files.get(path.name)
+            if before is not None and before[0] == sha256:
+                refused[path.name] = before
+                errors[path.name] = before[1]
                 continue
             try:
-                loaded = load_file(path, rules=self.rules)
+                if len(raw) > MAX_POLICY_BYTES:  # it grew since it was measured
+                    raise PolicyFileError([_too_large(path.name, len(raw))])
+                loaded = load_bytes(path, raw, rules=self.rules)
             except PolicyFileError as exc:
+                refused[path.name] = (sha256, exc.issues)
                 errors[path.name] = exc.issues
                 continue
-            self.files[account] = loaded
+            files[account] = loaded
             changes.append(
                 PolicyChange(account=account, kind="changed" if current else "loaded", old=current, new=loaded)
             )
-        for account in sorted(set(self.files) - seen):
-            old = self.files.pop(account)
+        for account in sorted(set(files) - seen):
+            old = files.pop(account)
             changes.append(PolicyChange(account=account, kind="removed", old=old, new=None))
+        self.files = files
         self.errors = errors
+        self._refused_files = refused
         return changes

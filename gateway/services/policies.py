@@ -126,7 +126,10 @@ class PolicyService:
             return await self._sync()
 
     async def _sync(self) -> list[str]:
-        self.registry.read()
+        # Off the event loop's thread: parsing a large file (within the limits) must not hold
+        # up a request. The lock keeps one read at a time, and the registry's dicts are
+        # replaced whole, so requests meanwhile see the last read's.
+        await asyncio.to_thread(self.registry.read)
         read_errors = dict(self.registry.errors)
         files = dict(self.registry.files)
         agreed = dict(self._agreed)

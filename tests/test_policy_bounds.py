@@ -1,0 +1,103 @@
+"""Policy files are parsed with bounds first: size, then what aliases expand to, each refused
+quickly with a clear error; a refused file is not parsed again until it changes. Gateway tests
+run on both databases.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import gateway.policy.loader as loader
+from gateway.clock import ManualClock
+from gateway.policy.loader import PolicyFileError, PolicyRegistry, load_file
+from tests.conftest import TEST_POLICIES, make_policy_dir, started_gateway, write_policy
+
+
+def _bomb(account: str, levels: int = 7) -> str:
+    """A "billion laughs" file: 600 bytes, 10^levels values once its aliases are expanded."""
+    lines = [f"account: {account}", "platform: sandbox", "tier: direct", "owner: alice",
+             "x0: &a0 [q,q,q,q,q,q,q,q,q,q]"]
+    lines += [f"x{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def _refused(path: Path) -> list[str]:
+    with pytest.raises(PolicyFileError) as info:
+        load_file(path)
+    return [str(i) for i in info.value.issues]
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
+    """The bomb is refused in well under a second, without its values being walked or built."""
+    path = tmp_path / "bomb7.yaml"
+    path.write_text(_bomb("bomb7"), encoding="utf-8")
+    started = time.monotonic()
+    issues = _refused(path)
+    assert time.monotonic() - started < 1.0
+    assert issues == ["bomb7.yaml: holds more than 100000 values with its aliases (*name) expanded, or an alias "
+                      "inside itself: no policy needs that many"]
+
+
+def test_merge_bombs_and_aliases_inside_themselves_are_refused(tmp_path: Path) -> None:
+    """Merge keys (``<<``) that multiply, and a list that holds itself, are refused the same way."""
+    head = "account: m\nplatform: sandbox\ntier: direct\nowner: alice\n"
+    merges = head + "a0: &a0 {k0: 1, k1: 2, k2: 3, k3: 4, k4: 5, k5: 6, k6: 7, k7: 8, k8: 9, k9: 10}\n" + "".join(
+        f"a{i}: &a{i} {{<<: [{', '.join([f'*a{i - 1}'] * 10)}]}}\n" for i in range(1, 8))
+    (tmp_path / "m.yaml").write_text(merges, encoding="utf-8")
+    assert "holds more than 100000 values" in _refused(tmp_path / "m.yaml")[0]
+    (tmp_path / "m.yaml").write_text(head + "writers: &w [alice, *w]\n", encoding="utf-8")
+    assert "an alias inside itself" in _refused(tmp_path / "m.yaml")[0]
+
+
+def test_a_file_past_the_size_limit_is_refused_unparsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file over 256 KiB is refused with its size, and never handed to the YAML parser."""
+    path = write_policy(tmp_path, "big", "account: big\nplatform: sandbox\ntier: direct\nowner: alice\n"
+                        + "# padding\n" * 30_000)
+    monkeypatch.setattr(loader.yaml, "SafeLoader", None)  # any parse would fail loudly
+    size = path.stat().st_size
+    assert _refused(path) == [f"big.yaml: is {size} bytes, over the limit of 262144 for a policy file"]
+    registry = PolicyRegistry(directory=tmp_path)
+    registry.reload()
+    assert [str(i) for i in registry.errors["big.yaml"]] == [
+        f"big.yaml: is {size} bytes, over the limit of 262144 for a policy file"]
+
+
+def test_a_refused_file_is_parsed_again_only_once_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rereading the directory every second does not parse an unchanged refused file again."""
+    write_policy(tmp_path, "broken", "account: broken\nplatform: sandbox\ntier: direct\nowner: x\ncolour: red\n")
+    parsed: list[str] = []
+    parse = loader.parse_policy
+
+    def counting(text: str, **kwargs: object) -> object:
+        parsed.append(str(kwargs["name"]))
+        return parse(text, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "parse_policy", counting)
+    registry = PolicyRegistry(directory=tmp_path)
+    for _ in range(3):
+        registry.reload()
+        assert [str(i) for i in registry.errors["broken.yaml"]] == ["broken.yaml:5: colour: unknown key"]
+    assert parsed == ["broken.yaml"]
+    write_policy(tmp_path, "broken", "account: broken\nplatform: sandbox\ntier: direct\nowner: x\n")
+    registry.reload()
+    assert parsed == ["broken.yaml", "broken.yaml"] and registry.errors == {}
+
+
+async def test_a_bomb_leaves_the_last_good_policy_in_force(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
+    """The bomb written over direct.yaml is refused within a second; the last good policy stays
+    in force and the error is shown to the account's people."""
+    policy_dir = make_policy_dir(tmp_path, TEST_POLICIES)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        write_policy(policy_dir, "direct", _bomb("direct"))
+        started = time.monotonic()
+        assert await gw.sync_policies() == []
+        assert time.monotonic() - started < 1.0
+        status, body = await gw.call("alice", "GET", "/v1/accounts/direct/policy")
+        assert status == 200 and body["policy"]["tier"] == "direct"
+        assert [r["name"] for r in body["policy"]["rules"]] == ["breaking-news", "no-slurs"]
+        assert "holds more than 100000 values" in body["refused"][0]["message"]
+        resp = await gw.client.get("/healthz")
+        assert resp.status == 200
