@@ -347,6 +347,18 @@ def policy_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
 
 
+def misnamed_files(directory: Path) -> list[PolicyIssue]:
+    """An issue for each file that looks like a policy but is not read (``.yml``, ``.YAML``):
+    renaming ``brand.yaml`` to ``brand.yml`` must not silently take the account away."""
+    return [
+        PolicyIssue(file=p.name, line=None, key="",
+                    message=f"not read: Byline reads policy files ending in .yaml; rename it to {p.stem}.yaml")
+        for p in sorted(directory.iterdir())
+        if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml" and not p.name.startswith(".")
+        and p.is_file()
+    ]
+
+
 def check_dir(
     directory: Path, *, rules: CredentialRules | None = None
 ) -> tuple[dict[str, LoadedPolicy], list[PolicyIssue]]:
@@ -354,7 +366,7 @@ def check_dir(
     if not directory.is_dir():
         return {}, [PolicyIssue(file=str(directory), line=None, key="", message="not a directory")]
     good: dict[str, LoadedPolicy] = {}
-    issues: list[PolicyIssue] = []
+    issues: list[PolicyIssue] = misnamed_files(directory)
     for path in policy_files(directory):
         try:
             loaded = load_file(path, rules=rules)
@@ -486,6 +498,8 @@ class PolicyRegistry:
             changes.append(
                 PolicyChange(account=account, kind="changed" if current else "loaded", old=current, new=loaded)
             )
+        if self.directory.is_dir():
+            errors.update((issue.file, [issue]) for issue in misnamed_files(self.directory))
         for account in sorted(set(files) - seen):
             old = files.pop(account)
             changes.append(PolicyChange(account=account, kind="removed", old=old, new=None))

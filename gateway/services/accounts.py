@@ -9,6 +9,7 @@ every account's words in the log, but act on none.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import BylineError, Code
@@ -76,7 +77,7 @@ class AccountService:
         if caller.account is None and caller.user in self.admins:
             return self.policy_files.errors()
         mine = visible_accounts(self.policies, caller)
-        return self.policy_files.errors(lambda file: file.removesuffix(".yaml") in mine)
+        return self.policy_files.errors(lambda file: Path(file).stem in mine)
 
     def reader(self, caller: Caller | None) -> Reader:
         """What an anonymous or signed-in reader of the log may see of unpublished words."""
