@@ -182,3 +182,44 @@ def test_people_are_named_as_the_owner_is(change: tuple[str, str], expected: str
     "bob carol" would leave every post waiting for an approval nobody can give."""
     issues = _issues(BASE.replace(*change))
     assert any(i.startswith(expected) for i in issues), issues
+
+
+def test_a_link_out_of_the_policy_directory_is_refused(tmp_path: Path) -> None:
+    """A policy file that is a symlink to a file outside the directory is refused, by the
+    registry and by `byline policy check` (check_dir); a link that points elsewhere inside is not."""
+    from gateway.policy.loader import PolicyRegistry, check_dir
+
+    elsewhere = write_policy(tmp_path, "direct", POLICIES["direct"])  # beside the directory, not in it
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "direct.yaml").symlink_to(elsewhere)
+    write_policy(directory, "delayed", POLICIES["delayed"])
+    (directory / "delayed-too.yaml").symlink_to("delayed.yaml")  # inside: loads, if it validates
+    message = "is a link to a file outside the policy directory: refused; put the policy itself in the directory"
+    registry = PolicyRegistry(directory=directory)
+    registry.reload()
+    assert registry.get("direct") is None
+    assert [str(i) for i in registry.errors["direct.yaml"]] == [f"direct.yaml: {message}"]
+    assert registry.get("delayed") is not None
+    assert [i.key for i in registry.errors["delayed-too.yaml"]] == ["account"]  # read, and judged on its words
+    good, issues = check_dir(directory)
+    assert "direct" not in good and f"direct.yaml: {message}" in [str(i) for i in issues]
+
+
+def test_a_configmap_s_links_stay_inside_and_load(tmp_path: Path) -> None:
+    """A Kubernetes ConfigMap volume: each file links to ``..data/``, itself a link to a
+    timestamped directory inside the mount; every policy loads."""
+    from gateway.policy.loader import PolicyRegistry, check_dir
+
+    directory = tmp_path / "policies"
+    stamped = directory / "..2026_01_01_00_00_00.000000001"
+    stamped.mkdir(parents=True)
+    (directory / "..data").symlink_to(stamped.name)
+    for name in ("direct", "delayed"):
+        write_policy(stamped, name, POLICIES[name])
+        (directory / f"{name}.yaml").symlink_to(f"..data/{name}.yaml")
+    registry = PolicyRegistry(directory=directory)
+    registry.reload()
+    assert sorted(registry.policies) == ["delayed", "direct"] and registry.errors == {}
+    good, issues = check_dir(directory)
+    assert sorted(good) == ["delayed", "direct"] and issues == []

@@ -243,8 +243,25 @@ def load_bytes(path: Path, raw: bytes, *, rules: CredentialRules | None = None) 
     return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
 
 
+def check_inside(path: Path, directory: Path) -> None:
+    """Refuse (``PolicyFileError``) a policy file whose real path, after symlinks, is outside
+    its directory's: a link to a file elsewhere (another tenant's, a mounted volume's) would put
+    a policy in force that the admins of this directory never wrote. Links that stay inside,
+    as a Kubernetes ConfigMap's do (``brand.yaml -> ..data/brand.yaml``), are followed."""
+    try:
+        inside = path.resolve(strict=True).is_relative_to(directory.resolve(strict=True))
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
+        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
+    if not inside:
+        raise PolicyFileError([PolicyIssue(
+            file=path.name, line=None, key="",
+            message="is a link to a file outside the policy directory: refused; put the policy itself in the directory",
+        )])
+
+
 def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
     """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
+    check_inside(path, path.parent)
     try:
         raw = read_policy_bytes(path)
     except OSError as exc:
@@ -469,6 +486,11 @@ class PolicyRegistry:
             account = path.stem
             seen.add(account)
             current = files.get(account)
+            try:
+                check_inside(path, self.directory)
+            except PolicyFileError as exc:
+                errors[path.name] = exc.issues
+                continue
             try:
                 stat = path.stat()
                 if stat.st_size > MAX_POLICY_BYTES:  # refused unread, each time for the price of a stat
