@@ -160,7 +160,8 @@ async def _appender(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     """The services, wired to each other; none of them runs anything in the background."""
     settings, db, appender, clock = app[SETTINGS], app[DB], app[APPENDER], app[CLOCK]
-    registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules)
+    registry = PolicyRegistry(settings.policy_dir, rules=settings.credential_rules,
+                              settle=settings.policy_settle_seconds)
     metrics = app[METRICS]
     metrics.watch(db=db, policies=registry, clock=clock)
     timeline = SandboxTimeline(db, clock)

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         "address and per name tried, in a moving window, such as 10/minute or 50/hour",
     )
     policy_reload_seconds: float = Field(default=1.0, gt=0)
+    policy_settle_seconds: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="how long a policy file already read must be left alone (its new content, or "
+        "its absence) before the change is taken: a file written in two steps is not read half-way",
+    )
     scheduler_interval_seconds: float = Field(default=0.5, gt=0)
     checkpoint_interval_seconds: float = Field(default=2.0, gt=0)
     publish_lease_seconds: float = Field(default=120.0, gt=0)

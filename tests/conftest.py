@@ -288,6 +288,9 @@ def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
     # Every test client connects from 127.0.0.1, some with many connections at once; the tests
     # of the per-address limit set their own.
     extra.setdefault("connections_per_address", 0)
+    # Tests write a policy file and reread it at once; the settling of a file being written is
+    # tested on its own.
+    extra.setdefault("policy_settle_seconds", 0)
     return Settings(
         database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
         scheduler_interval_seconds=3600, **extra,

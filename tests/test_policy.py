@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -223,3 +224,48 @@ def test_a_configmap_s_links_stay_inside_and_load(tmp_path: Path) -> None:
     assert sorted(registry.policies) == ["delayed", "direct"] and registry.errors == {}
     good, issues = check_dir(directory)
     assert sorted(good) == ["delayed", "direct"] and issues == []
+
+
+def test_a_policy_file_being_written_is_read_once_it_is_left_alone(tmp_path: Path) -> None:
+    """An editor (or `git`) writes a policy in two steps: a valid first half without its rules,
+    then the rest; or it removes the file and writes it anew. Until the file has been left alone
+    for the settling time, the content read before stays in force: the half without the rules,
+    or the moment without the file, is never taken."""
+    from gateway.policy.loader import PolicyRegistry
+
+    now = [1_000_000.0]
+    full = textwrap.dedent(POLICIES["direct"]).split("rules:")[0] + textwrap.dedent("""\
+        rules:
+          - {name: news, action: hold, any_words: [fired], reason: Check it}
+    """)
+    path = tmp_path / "direct.yaml"
+    path.write_text(full)
+    os.utime(path, (now[0] - 60, now[0] - 60))
+    registry = PolicyRegistry(directory=tmp_path, settle=1.0, now=lambda: now[0])
+    registry.reload()
+    first = registry.get("direct")
+    assert first is not None and [r.name for r in first.policy.rules] == ["news"]  # read at once the first time
+
+    path.write_text(full.split("rules:")[0])  # the first half: valid, and without the rule
+    os.utime(path, (now[0] - 0.2, now[0] - 0.2))
+    assert registry.reload() == [] and registry.get("direct") is first
+    path.write_text(full + "# edited\n")
+    os.utime(path, (now[0], now[0]))
+    now[0] += 0.5
+    assert registry.reload() == [] and registry.get("direct") is first
+    now[0] += 1.0
+    changed = registry.reload()
+    assert [c.kind for c in changed] == ["changed"]
+    got = registry.get("direct")
+    assert got is not None and [r.name for r in got.policy.rules] == ["news"] and got.text.endswith("# edited\n")
+
+    path.unlink()  # replaced by removing it first
+    assert registry.reload() == [] and registry.get("direct") is got
+    path.write_text(full)
+    os.utime(path, (now[0] - 60, now[0] - 60))
+    now[0] += 5
+    assert [c.kind for c in registry.reload()] == ["changed"]  # back as it was first, never gone
+    path.unlink()
+    assert registry.reload() == []
+    now[0] += 1.5
+    assert [c.kind for c in registry.reload()] == ["removed"]  # gone a while: gone

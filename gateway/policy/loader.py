@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,6 +425,15 @@ class PolicyRegistry:
     errors: dict[str, list[PolicyIssue]] = field(default_factory=dict)
     _refused_files: dict[str, tuple[str, list[PolicyIssue]]] = field(default_factory=dict, repr=False)
     """Each file refused at the last read: what it was (its hash) and why."""
+    settle: float = 0.0
+    """Seconds a policy file already read must have been left alone (its new content unchanged,
+    or its absence) before a read takes the change: an editor or ``git`` writing it in two
+    steps, or replacing it by removing it first, is not read half-way (``BYLINE_POLICY_SETTLE_SECONDS``).
+    A file read for the first time is read at once."""
+    now: Callable[[], float] = field(default=time.time, repr=False)
+    """The wall clock the files' modification times are compared with."""
+    _missing_since: dict[str, float] = field(default_factory=dict, repr=False)
+    """Accounts whose file went, and when a read first found it gone."""
     _refused_texts: dict[tuple[str, str], list[PolicyIssue]] = field(default_factory=dict, repr=False)
     """Recorded texts (account, hash) refused by :meth:`parse`."""
 
@@ -503,6 +513,8 @@ class PolicyRegistry:
             sha256 = hashlib.sha256(raw).hexdigest()
             if current is not None and current.sha256 == sha256:
                 continue
+            if current is not None and self.settle and 0 <= self.now() - stat.st_mtime < self.settle:
+                continue  # being written: the content in force stays until it is left alone
             before = self._refused_files.get(path.name)
             if before is not None and before[0] == sha256:
                 refused[path.name] = before
@@ -522,7 +534,15 @@ class PolicyRegistry:
             )
         if self.directory.is_dir():
             errors.update((issue.file, [issue]) for issue in misnamed_files(self.directory))
+        now = self.now()
+        for account in list(self._missing_since):
+            if account in seen:
+                del self._missing_since[account]
         for account in sorted(set(files) - seen):
+            gone = self._missing_since.setdefault(account, now)
+            if now - gone < self.settle:
+                continue  # gone a moment (replaced by removing it first): it stays until gone a while
+            del self._missing_since[account]
             old = files.pop(account)
             changes.append(PolicyChange(account=account, kind="removed", old=old, new=None))
         self.files = files
