@@ -94,7 +94,7 @@ async def _make_token(
     from gateway.services.identity import Identity
     from gateway.storage.db import open_database
 
-    db = await open_database(settings.database_url)
+    db = await open_database(settings.database_url, create=False)
     try:
         return await Identity(db, SystemClock()).create(
             user=user, account=account, label=label, expires_in=expires,
@@ -151,7 +151,7 @@ async def _token_listing(settings: Settings) -> list[TokenInfo]:
     from gateway.services.identity import Identity
     from gateway.storage.db import open_database
 
-    db = await open_database(settings.database_url)
+    db = await open_database(settings.database_url, create=False)
     try:
         return await Identity(db, SystemClock()).listing()
     finally:
@@ -191,7 +191,7 @@ async def _revoke_token(settings: Settings, wanted: str) -> Revocation:
     from gateway.services.identity import Identity
     from gateway.storage.db import open_database
 
-    db = await open_database(settings.database_url)
+    db = await open_database(settings.database_url, create=False)
     try:
         # An app's token that ends goes into the log.
         async with Appender.running(db, SystemClock()) as appender:
@@ -470,21 +470,9 @@ def _demo_pages(base: str, passwords: dict[str, str], *, accounts: list[str]) ->
 
 
 def _database_where(url: str) -> str:
-    """The database a BYLINE_DATABASE_URL names, as it may be printed: its kind and place, never
-    a password (nor the query, where one can be given too)."""
-    from urllib.parse import urlsplit
+    from gateway.storage.db import describe_url
 
-    if url.startswith("sqlite:///"):
-        return f"SQLite {Path(url.removeprefix('sqlite:///')).absolute()}"
-    parts = urlsplit(url)
-    try:
-        port = parts.port or 5432
-    except ValueError:
-        port = 5432  # settings do not check the DSN's port; the database will say what is wrong
-    host = parts.hostname or "localhost"
-    host = f"[{host}]" if ":" in host else host
-    user = f"{parts.username}@" if parts.username else ""
-    return f"PostgreSQL {user}{host}:{port}{parts.path or '/'}"
+    return describe_url(url)
 
 
 async def _freeze_heap(app: web.Application) -> None:
@@ -571,8 +559,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``byline``."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except Exception as exc:
+        if (problem := _database_problem(exc)) is None:
+            raise
+        return _fail(problem)
     return code
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """One line for an admin when a command could not use the database it was pointed at, or
+    None when ``exc`` is something else (a bug, shown with its traceback)."""
+    from gateway.storage.db import DatabaseMissing
+
+    if isinstance(exc, DatabaseMissing):
+        # Only `byline serve` and `byline migrate` make a database: any other command finding
+        # none is pointed at the wrong one (a relative SQLite path from another directory).
+        return (f"{exc} (BYLINE_DATABASE_URL); set BYLINE_DATABASE_URL to the gateway's database, "
+                "or run `byline migrate` to make a new one there")
+    return None
 
 
 if __name__ == "__main__":

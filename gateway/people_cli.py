@@ -44,7 +44,7 @@ def _with_people(work: Callable[[People, Appender], Awaitable[T]]) -> T:
 
     async def run() -> T:
         settings = Settings()
-        db = await open_database(settings.database_url)
+        db = await open_database(settings.database_url, create=False)
         try:
             async with Appender.running(db, SystemClock()) as appender:
                 people = People(db=db, clock=SystemClock(), throttle=Throttle("1000/second", what="sign-in"))

@@ -63,6 +63,7 @@ async def test_sigkill_while_attaching_media_leaves_no_post_without_them(tmp_pat
     serve = ServeProcess(tmp_path, db_url=db_url, policy_dir=policies)
     serve.env.update(CRASH_M_TOKEN=M_TOKEN)
     serve.cli("log", "keygen", "--out", str(tmp_path / "log.key"))
+    serve.cli("migrate")  # the token is made before the gateway's first start
     token = serve.cli("token", "create", "--user", "alice", "--account", "masto").stdout.strip()
     auth = {"Authorization": f"Bearer {token}"}
     plain_path = serve.env.get("PYTHONPATH", "")

@@ -112,6 +112,10 @@ def _exists(path: Path) -> bool:
     return path.exists()
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 async def _live(db_url: str, token: str) -> bool:
     """Whether the gateway would take ``token`` now."""
     db = await open_database(db_url)
@@ -138,6 +142,13 @@ async def _nothing_written(db_url: str) -> bool:
     return bool(count == 0)
 
 
+async def ready(db_url: str) -> str:
+    """``db_url`` with the gateway's schema made, as `byline migrate` (or a first `byline
+    serve`) leaves it: the other commands refuse a database that has none."""
+    await (await open_database(db_url)).close()
+    return db_url
+
+
 async def _token_rows(db_url: str) -> int:
     db = await open_database(db_url)
     try:
@@ -145,6 +156,60 @@ async def _token_rows(db_url: str) -> int:
             return len(await txn.fetchall("SELECT token_hash FROM tokens"))
     finally:
         await db.close()
+
+
+# -- a database that is not there ------------------------------------------------------------
+
+NOT_THERE = ("token create --user alice", "token list", "token revoke 0123456789ab",
+             "user set-email alice alice@example.org", "audit export --out export.txt", "audit who --post p1")
+"""Commands that use the database without being meant to make it (all but serve and migrate)."""
+
+
+async def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
+    """A database that does not exist (a SQLite file) or has no schema (a PostgreSQL schema with
+    no table) is refused by every command but serve and migrate, with one line naming it and
+    what to do (exit 2); it is left as it was, where each used to make it and answer from it."""
+    env = _env(tmp_path, db_url, policy_dir)
+    where = (f"SQLite {db_url.removeprefix('sqlite:///')} does not exist" if db_url.startswith("sqlite")
+             else "holds no Byline schema")
+    for command in NOT_THERE:
+        result = await byline(env, *command.split())
+        assert result.code == 2 and result.out == "", (command, result.text)
+        assert result.err.count("\n") == 1 and where in result.err, (command, result.err)
+        assert "BYLINE_DATABASE_URL" in result.err and "byline migrate" in result.err, (command, result.err)
+    assert await _nothing_written(db_url)
+    assert _names(tmp_path) == ["policies"]  # no file beside where it would be
+    made = await byline(env, "migrate")
+    assert made.code == 0, made.text
+    assert (await byline(env, "token", "list")).code == 0
+
+
+async def test_the_default_database_from_another_directory_is_refused(tmp_path: Path, policy_dir: Path) -> None:
+    """BYLINE_DATABASE_URL unset names `var/byline.db` under the working directory: run from
+    another one, `byline token create` used to make a database there and print a token the
+    gateway refuses. It says which file it looked for, and makes nothing."""
+    env = _env(tmp_path, "", policy_dir)
+    del env["BYLINE_DATABASE_URL"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env["BYLINE_LOG_KEY_FILE"] = str(elsewhere / "log.key")  # the commands run in its folder
+
+    result = await byline(env, "token", "create", "--user", "alice")
+
+    assert (result.code, result.out) == (2, ""), result.text
+    assert result.err == (f"error: SQLite {elsewhere / 'var' / 'byline.db'} does not exist (BYLINE_DATABASE_URL); "
+                          "set BYLINE_DATABASE_URL to the gateway's database, or run `byline migrate` to make "
+                          "a new one there\n")
+    assert _names(elsewhere) == []
+
+
+async def test_a_sqlite_database_in_a_folder_that_is_not_there_is_not_made(tmp_path: Path, policy_dir: Path) -> None:
+    """`byline token list` on a SQLite path whose folder does not exist used to make the folder
+    and the database, and say "no tokens"."""
+    missing = tmp_path / "no" / "such" / "folder" / "db.sqlite"
+    result = await byline(_env(tmp_path, f"sqlite:///{missing}", policy_dir), "token", "list")
+    assert result.code == 2 and f"SQLite {missing} does not exist" in result.err, result.text
+    assert not _exists(tmp_path / "no")
 
 
 # -- byline token list / revoke ----------------------------------------------------------------
@@ -155,7 +220,7 @@ async def test_token_list_names_tokens_by_a_short_id_never_the_token(
 ) -> None:
     """`byline token list` shows each token's id (the start of its SHA-256), person, account,
     label, dates and state, and neither the token nor its whole hash."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     made = await byline(env, "token", "create", "--user", "alice", "--account", "direct", "--label", "phone",
                         "--expires", "30d")
     assert made.code == 0, made.text
@@ -184,7 +249,7 @@ async def test_token_list_names_tokens_by_a_short_id_never_the_token(
 async def test_token_revoke_ends_the_token_it_names(tmp_path: Path, db_url: str, policy_dir: Path, how: str) -> None:
     """`byline token revoke` ends the one token named by its id, the start of it, or the token
     itself (best on standard input), and leaves the others and the log alone."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     token = (await byline(env, "token", "create", "--user", "alice")).out.strip()
     other = (await byline(env, "token", "create", "--user", "alice")).out.strip()
     args, stdin = {
@@ -351,7 +416,7 @@ async def test_token_create_refuses_an_account_without_a_policy(tmp_path: Path, 
     accounts there are, a refused policy file with its problem, a missing policy directory by
     its setting; no token is made for any of them."""
     write_policy(policy_dir, "broken", "account: broken\nplatform: sandbox\ntier: direct\n")
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     cases = {
         "drect": f"--account drect: no policy for it in BYLINE_POLICY_DIR ({policy_dir}); the accounts "
                  "there are: cosigned, delayed, direct, managed\n",
@@ -390,7 +455,7 @@ async def test_serve_demo_revokes_the_demo_tokens_of_earlier_runs(
 ) -> None:
     """Each `byline serve --demo` prints fresh demo tokens and revokes those of the run before;
     other tokens stay."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     other = (await byline(env, "token", "create", "--user", "alice", "--label", "laptop")).out.strip()
     first = dict(DEMO_TOKEN.findall(await _demo_run(env, tmp_path / "first.log")))
     second_out = await _demo_run(env, tmp_path / "second.log")

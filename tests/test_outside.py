@@ -187,6 +187,7 @@ async def test_serve_runs_on_the_event_loop_chosen(tmp_path: Path, db_url: str, 
     if loop != "uvloop":  # uvloop is the default
         settings["event_loop"] = loop
     serve = ServeProcess(tmp_path, db_url=db_url, policy_dir=policies, **settings)
+    serve.cli("migrate")  # the token is made before the gateway's first start
     token = serve.token("alice")
     await serve.start()
     try:

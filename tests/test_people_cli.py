@@ -10,7 +10,7 @@ from gateway.services.people import People
 from gateway.services.throttle import Throttle
 from gateway.storage import people as people_sql
 from gateway.storage.db import open_database
-from tests.test_operator import _env, byline
+from tests.test_operator import _env, byline, ready
 
 
 async def _row(db_url: str, name: str) -> dict[str, object] | None:
@@ -38,7 +38,7 @@ async def _signs_in(db_url: str, name: str, password: str) -> bool:
 
 async def test_an_admin_adds_a_person_who_then_signs_in(db_url: str, tmp_path: Path, policy_dir: Path) -> None:
     """`byline user add` reads the password from stdin and stores only its Argon2id hash."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     result = await byline(env, "user", "add", "alice", "--email", "alice@example.org",
                           stdin="a-long-enough-password\n")
     assert (result.code, result.out.strip()) == (0, "alice can now sign in to the pages")
@@ -50,7 +50,7 @@ async def test_an_admin_adds_a_person_who_then_signs_in(db_url: str, tmp_path: P
 
 async def test_a_new_password_replaces_the_old_one(db_url: str, tmp_path: Path, policy_dir: Path) -> None:
     """`byline user set-password` changes it: the old password no longer works."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     assert (await byline(env, "user", "add", "bob", stdin="first-password-1\n")).code == 0
     result = await byline(env, "user", "set-password", "bob", stdin="second-password-2\n")
     assert result.code == 0 and "password is changed" in result.out
@@ -61,7 +61,7 @@ async def test_a_new_password_replaces_the_old_one(db_url: str, tmp_path: Path, 
 async def test_mistakes_are_refused_and_change_nothing(db_url: str, tmp_path: Path, policy_dir: Path) -> None:
     """A short password, a taken or malformed name, a bad address or an unknown person: exit 2,
     one clear line, nothing stored."""
-    env = _env(tmp_path, db_url, policy_dir)
+    env = _env(tmp_path, await ready(db_url), policy_dir)
     assert (await byline(env, "user", "add", "carol", stdin="carol-password-1\n")).code == 0
     before = await _row(db_url, "carol")
     cases = {

@@ -123,7 +123,7 @@ def _db_entries(settings: Any) -> Any:
     from gateway.storage.db import open_database
 
     async def load(post: str | None) -> list[tuple[int, bytes]]:
-        db = await open_database(settings.database_url)
+        db = await open_database(settings.database_url, create=False)
         try:
             async with db.read() as txn:
                 if post is None:
@@ -213,7 +213,7 @@ async def _export_db(settings: Any, out: Path) -> int:
     from gateway.audit.export import export_database
     from gateway.storage.db import open_database
 
-    db = await open_database(settings.database_url)
+    db = await open_database(settings.database_url, create=False)
     try:
         return await export_database(db, out, origin=settings.log_origin)
     finally:

@@ -45,6 +45,31 @@ class DatabaseError(Exception):
     """A storage failure that is not the caller's fault (connection lost, disk full)."""
 
 
+class DatabaseMissing(Exception):
+    """The database a URL names does not exist, or holds no schema of Byline's, and was not to be
+    made (``open_database(url, create=False)``): the URL is probably not the gateway's."""
+
+    def __init__(self, url: str, what: str) -> None:
+        super().__init__(f"{describe_url(url)} {what}")
+        self.url = url
+
+
+def describe_url(url: str) -> str:
+    """The database a BYLINE_DATABASE_URL names, as it may be printed: its kind and place, never
+    a password (nor the query, where one can be given too)."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite {Path(url.removeprefix('sqlite:///')).absolute()}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432  # settings do not check the DSN's port; the database will say what is wrong
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    user = f"{parts.username}@" if parts.username else ""
+    return f"PostgreSQL {user}{host}:{port}{parts.path or '/'}"
+
+
 CONNECT_SECONDS = 5.0
 """How long connecting to PostgreSQL may take before the database counts as unreachable: a
 request, ``/readyz`` or a background loop then hears so at once rather than after a minute."""
@@ -354,8 +379,9 @@ class SqliteDatabase:
 
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, readers: int = 4) -> None:
+    def __init__(self, path: Path, *, readers: int = 4, create: bool = True) -> None:
         self.path = path
+        self._create = create
         self._readers_wanted = readers
         self._writer: aiosqlite.Connection | None = None
         self._idle_readers: list[aiosqlite.Connection] = []
@@ -382,9 +408,15 @@ class SqliteDatabase:
         return conn
 
     async def open(self) -> SqliteDatabase:
-        """Open the connections (creating the file and its folder when needed); none is left
-        open when one cannot be."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open the connections (creating the file and its folder when needed, unless made with
+        ``create=False``: then a file that is not there is refused with
+        :class:`DatabaseMissing`); none is left open when one cannot be."""
+        if not self._create and not self.path.is_file():
+            # Checked before anything is opened: SQLite, and the writer's lock file, would make
+            # the file (and an empty database in it) at the wrong place.
+            raise DatabaseMissing(f"sqlite:///{self.path}", "does not exist")
+        if self._create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # The first connection turns a new file to WAL, which takes SQLite's exclusive lock
             # over a shared one: two processes doing it at once deadlock, and SQLite refuses one
@@ -782,18 +814,26 @@ class PostgresDatabase:
             self._pool = None
 
 
-async def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
-    """Open the database a ``BYLINE_DATABASE_URL`` names and bring its schema up to date."""
-    from gateway.storage.schema import migrate
+async def open_database(url: str, *, create: bool = True) -> SqliteDatabase | PostgresDatabase:
+    """Open the database a ``BYLINE_DATABASE_URL`` names and bring its schema up to date.
+
+    ``create=False`` (every command but ``byline serve`` and ``byline migrate``): a database
+    that does not exist, or has no schema of Byline's yet, is refused with
+    :class:`DatabaseMissing` and left as it was. A URL pointing at the wrong place (a relative
+    SQLite path from another directory) would otherwise get a new, empty database that the
+    running gateway never reads."""
+    from gateway.storage.schema import has_schema, migrate
 
     db: SqliteDatabase | PostgresDatabase
     if url.startswith("sqlite:///"):
-        db = await SqliteDatabase(Path(url.removeprefix("sqlite:///"))).open()
+        db = await SqliteDatabase(Path(url.removeprefix("sqlite:///")), create=create).open()
     elif urlsplit(url).scheme in ("postgresql", "postgres"):
         db = await PostgresDatabase(url).open()
     else:
         raise ValueError(f"unsupported database URL scheme: {urlsplit(url).scheme}")
     try:
+        if not create and not await has_schema(db):
+            raise DatabaseMissing(url, "holds no Byline schema")
         await migrate(db)
     except BaseException:
         await db.close()

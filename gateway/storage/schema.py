@@ -545,6 +545,16 @@ async def _apply(txn: Any, dialect: str, version: int) -> None:
     )
 
 
+async def has_schema(db: Any) -> bool:
+    """Whether the database holds Byline's schema (at any version): its migrations' table."""
+    async with db.read() as txn:
+        if db.dialect == "postgresql":  # where the connection's search_path finds it
+            row = await txn.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS found")
+            return bool(row is not None and row["found"])
+        row = await txn.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        return row is not None
+
+
 async def migrate(db: Any) -> None:
     """Apply every migration the database has not seen yet, each in its own transaction (under
     the migration lock on PostgreSQL), so one that fails leaves those before it applied and
