@@ -12,7 +12,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import structlog
+import structlog.testing
 
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, IDENTITY, PEOPLE
 from gateway.clock import ManualClock, SystemClock, now_micros
@@ -210,6 +212,64 @@ async def test_a_sqlite_database_in_a_folder_that_is_not_there_is_not_made(tmp_p
     result = await byline(_env(tmp_path, f"sqlite:///{missing}", policy_dir), "token", "list")
     assert result.code == 2 and f"SQLite {missing} does not exist" in result.err, result.text
     assert not _exists(tmp_path / "no")
+
+
+# -- the SQLite database's files, for the gateway's user alone ----------------------------------
+
+
+def _mode(path: Path) -> str:
+    return f"{path.stat().st_mode & 0o777:04o}"
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems give a service (022), under which files are world-readable."""
+    before = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_the_sqlite_database_is_made_for_its_owner_alone(tmp_path: Path, policy_dir: Path) -> None:
+    """`byline migrate` and a gateway's start make the database file 0600, and SQLite makes its
+    -wal and -shm files with the same mode; they were 0644, readable by every user of the
+    machine, with unpublished posts, password hashes and the gateway's keys in them."""
+    made = tmp_path / "migrated" / "byline.db"
+    result = await byline(_env(tmp_path, f"sqlite:///{made}", policy_dir), "migrate")
+    assert result.code == 0, result.text
+    assert _mode(made) == "0600"
+
+    started = tmp_path / "started" / "byline.db"
+    db = await open_database(f"sqlite:///{started}")  # what the gateway opens at its start
+    try:
+        async with db.write() as txn:
+            await txn.execute("UPDATE log_state SET size = size WHERE id = 1")
+        files = [started, Path(f"{started}-wal"), Path(f"{started}-shm"), Path(f"{started}-writer")]
+        assert [_mode(f) for f in files] == ["0600"] * 4
+    finally:
+        await db.close()
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_a_database_file_others_can_read_is_made_private_with_a_warning(tmp_path: Path) -> None:
+    """A database made by an earlier Byline (0644), its -wal and -shm too, is made 0600 when
+    the gateway next opens it, and the log says so."""
+    path = tmp_path / "byline.db"
+    await (await open_database(f"sqlite:///{path}")).close()
+    side = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    for file in (path, *side):
+        file.touch()
+        file.chmod(0o644)
+    with structlog.testing.capture_logs() as logs:
+        db = await open_database(f"sqlite:///{path}")
+    try:
+        assert [_mode(f) for f in (path, *side)] == ["0600"] * 3
+    finally:
+        await db.close()
+    tightened = [(e["path"], e["mode"], e["now"]) for e in logs if e["event"] == "sqlite_file_mode_tightened"]
+    assert tightened == [(str(f), "0644", "0600") for f in (path, *side)]
 
 
 # -- byline token list / revoke ----------------------------------------------------------------

@@ -374,6 +374,39 @@ class WriterTurns:
             self._fd = None
 
 
+PRIVATE_MODE = 0o600
+"""The mode of a SQLite database's files: they hold unpublished posts, people's addresses and
+password hashes, and the gateway's keys, for the gateway's user alone."""
+
+
+def _make_private(path: Path) -> None:
+    """Make the database file, empty and readable by its owner alone, if it is not there yet.
+    SQLite would make it with the umask's mode (world-readable under the usual 022); it gives
+    the ``-wal`` and ``-shm`` files it makes beside it the database file's mode."""
+    with contextlib.suppress(FileExistsError):  # another worker made it first: it is private too
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_MODE))
+
+
+def _keep_private(path: Path) -> None:
+    """Take the group's and others' access away from a database file made before it was made
+    private (or opened up since), with a warning; the ``-wal`` and ``-shm`` files SQLite has
+    beside it too, as it would keep their mode. A file this user cannot change (another
+    user's) is left as it is, with a warning."""
+    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode & 0o777
+        except OSError:  # not there (or not to be seen): SQLite says what it finds
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            os.chmod(name, mode & 0o700)
+        except OSError as exc:
+            _log.warning("sqlite_file_readable_by_others", path=name, mode=f"{mode:04o}", error=exc.strerror)
+        else:
+            _log.warning("sqlite_file_mode_tightened", path=name, mode=f"{mode:04o}", now=f"{mode & 0o700:04o}")
+
+
 class SqliteDatabase:
     """SQLite in WAL mode with full durability: one writer connection, a few readers."""
 
@@ -417,6 +450,8 @@ class SqliteDatabase:
             raise DatabaseMissing(f"sqlite:///{self.path}", "does not exist")
         if self._create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
+        _keep_private(self.path)
         try:
             # The first connection turns a new file to WAL, which takes SQLite's exclusive lock
             # over a shared one: two processes doing it at once deadlock, and SQLite refuses one
