@@ -276,12 +276,8 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database's schema up to date and stop: a deployment's migration step, run once
     before new replicas start (each replica would otherwise migrate at its own start)."""
     settings = _settings()
-    where = _database_where(settings.database_url)
-    try:
-        version = _run(_migrate(settings.database_url))
-    except OSError as exc:
-        return _fail(f"cannot reach the database {where} (BYLINE_DATABASE_URL): {exc.strerror or exc}")
-    print(f"{where}: schema at version {version}")
+    version = _run(_migrate(settings.database_url))  # a database it cannot open: see main()
+    print(f"{_database_where(settings.database_url)}: schema at version {version}")
     return 0
 
 
@@ -344,8 +340,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     def serve() -> int:
         app = make_app(settings)
         app.on_startup.append(_freeze_heap)  # after every resource has opened (see gateway.heap)
-        run_app(app, settings, sock=socks, announce=lambda m: print(m, flush=True),
-                loop=loop_factory(settings.event_loop)())
+        try:
+            run_app(app, settings, sock=socks, announce=lambda m: print(m, flush=True),
+                    loop=loop_factory(settings.event_loop)())
+        except Exception as exc:
+            # Here, not only in main(): each of several workers opens the database itself.
+            if (problem := _database_problem(exc)) is None:
+                raise
+            return _said(*problem)
         return 0
 
     if settings.workers > 1:
@@ -564,20 +566,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if (problem := _database_problem(exc)) is None:
             raise
-        return _fail(problem)
+        return _said(*problem)
     return code
 
 
-def _database_problem(exc: BaseException) -> str | None:
-    """One line for an admin when a command could not use the database it was pointed at, or
-    None when ``exc`` is something else (a bug, shown with its traceback)."""
-    from gateway.storage.db import DatabaseMissing
+def _said(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _database_problem(exc: BaseException) -> tuple[str, int] | None:
+    """One line for an admin when a command could not use the database it was pointed at, and
+    the exit status: 2 for a setting to change (systemd's unit does not restart the gateway
+    then), 1 for a database that does not answer now (it may later). None when ``exc`` is
+    something else: a bug, shown with its traceback."""
+    from gateway.storage.db import CannotOpenDatabase, DatabaseMissing
 
     if isinstance(exc, DatabaseMissing):
         # Only `byline serve` and `byline migrate` make a database: any other command finding
         # none is pointed at the wrong one (a relative SQLite path from another directory).
         return (f"{exc} (BYLINE_DATABASE_URL); set BYLINE_DATABASE_URL to the gateway's database, "
-                "or run `byline migrate` to make a new one there")
+                "or run `byline migrate` to make a new one there"), 2
+    if isinstance(exc, CannotOpenDatabase):
+        return str(exc), 2 if exc.lasting else 1
     return None
 
 

@@ -36,14 +36,15 @@ def _password() -> str | None:
 
 def _with_people(work: Callable[[People, Appender], Awaitable[T]]) -> T:
     from gateway.audit.appender import Appender
+    from gateway.cli import _settings
     from gateway.clock import SystemClock
     from gateway.services.people import People
     from gateway.services.throttle import Throttle
-    from gateway.settings import Settings
     from gateway.storage.db import open_database
 
+    settings = _settings()  # a bad setting: one line naming it, exit status 2
+
     async def run() -> T:
-        settings = Settings()
         db = await open_database(settings.database_url, create=False)
         try:
             async with Appender.running(db, SystemClock()) as appender:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -32,7 +33,7 @@ from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import open_database
 from tests.audit.logtools import Result
 from tests.clients.signin import sign_in
-from tests.conftest import Gateway, write_policy
+from tests.conftest import PG_DSN, Gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 DEMO_TOKEN = re.compile(r"^  (alice|bob|carol|dave)\s+(byl_\S+)$", re.MULTILINE)
@@ -212,6 +213,67 @@ async def test_a_sqlite_database_in_a_folder_that_is_not_there_is_not_made(tmp_p
     result = await byline(_env(tmp_path, f"sqlite:///{missing}", policy_dir), "token", "list")
     assert result.code == 2 and f"SQLite {missing} does not exist" in result.err, result.text
     assert not _exists(tmp_path / "no")
+
+
+# -- a database that cannot be opened -----------------------------------------------------------
+
+EVERY_DATABASE_COMMAND = ("token list", "token create --user alice", "token revoke 0123456789ab",
+                          "user add alice", "user set-email alice alice@example.org", "audit export --out x",
+                          "migrate", "serve")
+"""Commands that open the database: each used to end in a traceback when it could not."""
+
+
+def _elsewhere(dsn: str, *, user: str | None = None, database: str | None = None) -> str:
+    """``dsn`` with another user or database, its query (a test's own schema) left off."""
+    parts = urlsplit(dsn)
+    netloc = parts.netloc if user is None else f"{user}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, f"/{database}" if database else parts.path, "", ""))
+
+
+def _cannot_open_cases() -> list[Any]:
+    cases = [pytest.param("postgresql://byline:hunter2@127.0.0.1:1/byline", 1,
+                          "cannot reach the database PostgreSQL byline@127.0.0.1:1/byline (BYLINE_DATABASE_URL): "
+                          "it does not answer", id="nothing-listens")]
+    needs_pg = pytest.mark.skipif(PG_DSN is None, reason="needs the test PostgreSQL")
+    dsn = PG_DSN or "postgresql://postgres@127.0.0.1:5432/postgres"
+    cases += [
+        pytest.param(_elsewhere(dsn, database="no_such_db_xyz"), 2, 'database "no_such_db_xyz" does not exist',
+                     id="no-such-database", marks=needs_pg),
+        pytest.param(_elsewhere(dsn, user="no_such_role_xyz"), 2, '"no_such_role_xyz"', id="no-such-role",
+                     marks=needs_pg),
+    ]
+    return cases
+
+
+@pytest.mark.parametrize(("url", "status", "said"), _cannot_open_cases())
+async def test_a_database_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, policy_dir: Path, url: str, status: int, said: str
+) -> None:
+    """PostgreSQL that does not answer, or has no such database or role: every command that opens
+    it (serve and migrate too) says so in one line naming it, never its password, and exits 1 (it
+    may answer later: systemd restarts the gateway) or 2 (a setting to change); each used to end
+    in a traceback of up to 75 lines."""
+    env = _env(tmp_path, url, policy_dir, log_key_autocreate="true")
+
+    results = await asyncio.gather(*(byline(env, *command.split(), stdin="a-long-enough-password\n")
+                                     for command in EVERY_DATABASE_COMMAND))
+
+    for command, result in zip(EVERY_DATABASE_COMMAND, results, strict=True):
+        lines = [line for line in result.err.splitlines() if not line.startswith("{")]  # serve's log
+        assert (result.code, len(lines)) == (status, 1), (command, result.text)
+        assert lines[0].startswith("error: cannot ") and said in lines[0], (command, result.err)
+        assert "Traceback" not in result.text and "hunter2" not in result.text, (command, result.text)
+
+
+async def test_people_commands_name_a_bad_database_setting(tmp_path: Path, policy_dir: Path) -> None:
+    """`byline user …` built its settings apart from the other commands, and a URL of another
+    kind ended in pydantic's traceback: one line naming BYLINE_DATABASE_URL, exit status 2."""
+    env = _env(tmp_path, "mysql://byline:hunter2@db/byline", policy_dir)
+    for command in ("user set-email alice alice@example.org", "user add alice", "user set-password alice"):
+        result = await byline(env, *command.split(), stdin="a-long-enough-password\n")
+        assert (result.code, result.out) == (2, ""), (command, result.text)
+        assert result.err.startswith("invalid settings: BYLINE_DATABASE_URL: ") and result.err.count("\n") == 1, \
+            (command, result.err)
 
 
 # -- the SQLite database's files, for the gateway's user alone ----------------------------------

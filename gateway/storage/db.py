@@ -54,6 +54,37 @@ class DatabaseMissing(Exception):
         self.url = url
 
 
+class CannotOpenDatabase(Exception):
+    """The database a URL names could not be opened: it does not answer (``lasting`` False:
+    it may later), or it refused (no such PostgreSQL database, role or schema, a wrong
+    password, a SQLite file that cannot be opened or is not a database)."""
+
+    def __init__(self, url: str, why: str, *, lasting: bool) -> None:
+        verb = "open" if lasting else "reach"
+        super().__init__(f"cannot {verb} the database {describe_url(url)} (BYLINE_DATABASE_URL): {why}")
+        self.url = url
+        self.lasting = lasting
+
+
+def _open_failure(url: str, exc: Exception, *, opening: bool) -> CannotOpenDatabase | None:
+    """What ``exc``, raised while opening the database (``opening``) or bringing its schema up
+    to date, says to an admin; None for anything else (a bug, to be shown as one). The driver's
+    words never hold the URL, so never its password."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and isinstance(exc.__cause__, Exception) else exc
+    why = " ".join(str(cause).split()) or type(cause).__name__
+    if isinstance(cause, (asyncpg.InvalidCatalogNameError,  # no such database
+                          asyncpg.InvalidAuthorizationSpecificationError,  # no such role, a wrong password
+                          asyncpg.InvalidSchemaNameError)):  # a search_path naming no schema
+        return CannotOpenDatabase(url, why, lasting=True)
+    if url.startswith("sqlite:///"):
+        if opening and isinstance(cause, (sqlite3.Error, OSError)):  # cannot be made or read, not a database
+            return CannotOpenDatabase(url, why, lasting=True)
+        return None
+    if _gone(exc):
+        return CannotOpenDatabase(url, f"it does not answer ({why})", lasting=False)
+    return None
+
+
 def describe_url(url: str) -> str:
     """The database a BYLINE_DATABASE_URL names, as it may be printed: its kind and place, never
     a password (nor the query, where one can be given too)."""
@@ -860,17 +891,24 @@ async def open_database(url: str, *, create: bool = True) -> SqliteDatabase | Po
     from gateway.storage.schema import has_schema, migrate
 
     db: SqliteDatabase | PostgresDatabase
-    if url.startswith("sqlite:///"):
-        db = await SqliteDatabase(Path(url.removeprefix("sqlite:///")), create=create).open()
-    elif urlsplit(url).scheme in ("postgresql", "postgres"):
-        db = await PostgresDatabase(url).open()
-    else:
-        raise ValueError(f"unsupported database URL scheme: {urlsplit(url).scheme}")
+    try:
+        if url.startswith("sqlite:///"):
+            db = await SqliteDatabase(Path(url.removeprefix("sqlite:///")), create=create).open()
+        elif urlsplit(url).scheme in ("postgresql", "postgres"):
+            db = await PostgresDatabase(url).open()
+        else:
+            raise ValueError(f"unsupported database URL scheme: {urlsplit(url).scheme}")
+    except Exception as exc:
+        if (failure := _open_failure(url, exc, opening=True)) is not None:
+            raise failure from exc
+        raise
     try:
         if not create and not await has_schema(db):
             raise DatabaseMissing(url, "holds no Byline schema")
         await migrate(db)
-    except BaseException:
+    except BaseException as exc:
         await db.close()
+        if isinstance(exc, Exception) and (failure := _open_failure(url, exc, opening=False)) is not None:
+            raise failure from exc
         raise
     return db
