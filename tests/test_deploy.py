@@ -18,6 +18,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,10 +29,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import kubernetes_validate
 import pytest
 import yaml
+import yarl
+from aiohttp import web
 from dockerfile_parse import DockerfileParser
 
 from gateway.cli import build_parser
@@ -478,6 +482,84 @@ def test_caddy_reads_the_caddyfile_and_refuses_a_bad_one(tmp_path: Path) -> None
     bad.write_text((DEPLOY / "Caddyfile").read_text().replace("health_uri", "health_url"))
     done = _caddy_adapt(bad)
     assert done.returncode != 0 and "health_url" in done.stderr
+
+
+INTERNAL = ("/metrics", "/metrics/", "/METRICS", "//metrics", "/%6Detrics", "/metrics?name=x", "/readyz",
+            "/readyz/", "/ReadyZ", "/./readyz")
+"""Ways to ask for the pages that are not for the internet: /metrics (how busy each tier and
+platform is) and /readyz (account names and policy hashes)."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _runnable_caddyfile(upstream: str) -> str:
+    """The proxy's Caddyfile as it is, but for the places it names: the replicas are
+    ``upstream``, and Caddy's admin API is off (the site's address comes from BYLINE_DOMAIN)."""
+    text = (DEPLOY / "Caddyfile").read_text()
+    for shipped, here in (("byline-a:8080 byline-b:8080", upstream), ("admin 127.0.0.1:2019", "admin off")):
+        assert shipped in text, shipped
+        text = text.replace(shipped, here)
+    return text
+
+
+async def test_caddy_keeps_metrics_and_readyz_from_the_internet(tmp_path: Path) -> None:
+    """The shipped Caddyfile, run by Caddy in front of a stand-in replica: /metrics and /readyz,
+    however spelt, are answered 404 by Caddy and never reach the replica, whose /readyz still
+    answers Caddy's own health checks; /healthz and the API are proxied. It proxied every path."""
+    reached: list[str] = []
+    checks: list[str] = []
+
+    async def replica(request: web.Request) -> web.Response:
+        # Caddy's health checks come from Caddy itself; a proxied request names its client.
+        (reached if "X-Forwarded-For" in request.headers else checks).append(request.raw_path)
+        return web.Response(text="from the replica")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", replica)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    upstream = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    caddyfile = tmp_path / "Caddyfile"
+    caddyfile.write_text(_runnable_caddyfile(f"{upstream[0]}:{upstream[1]}"))
+    port = _free_port()
+    home = str(tmp_path / "caddy-home")
+    caddy = await asyncio.create_subprocess_exec(
+        str(BIN / "caddy"), "run", "--adapter", "caddyfile", "--config", str(caddyfile),
+        env=_clean_env(BYLINE_DOMAIN=f"http://127.0.0.1:{port}", HOME=home, XDG_DATA_HOME=home,
+                       XDG_CONFIG_HOME=home),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:
+                assert caddy.returncode is None, "caddy stopped"
+                try:
+                    async with session.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "caddy did not start"
+                await asyncio.sleep(0.1)
+            for path in INTERNAL:
+                async with session.get(yarl.URL(base + path, encoded=True)) as resp:
+                    assert (path, resp.status) == (path, 404), await resp.text()
+            for path in ("/healthz", "/v1/posts", "/api/v1/instance"):
+                async with session.get(f"{base}{path}") as resp:
+                    assert (path, resp.status, await resp.text()) == (path, 200, "from the replica")
+    finally:
+        caddy.terminate()
+        await caddy.wait()
+        await runner.cleanup()
+    assert "/healthz" in reached and [p for p in reached if p != "/healthz"] == ["/v1/posts", "/api/v1/instance"]
+    assert checks and set(checks) == {"/readyz"}  # Caddy's health checks still reach the replicas
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------
