@@ -10,6 +10,12 @@ from typing import Final, NewType
 PostId = NewType("PostId", str)
 AccountName = NewType("AccountName", str)
 UserName = NewType("UserName", str)
+
+RESERVED_NAMES: Final = frozenset({"system", "policy-file"})
+"""Names no person may have: the actors the gateway itself writes in the log (the publisher,
+the policy file and its announcements). A person so named would act as the gateway does: a
+post by "policy-file" is taken for the policy file's own announcement, which needs no role,
+no approval and no disclosure line."""
 LogIndex = NewType("LogIndex", int)
 
 # Timestamps are stored as integer microseconds since the Unix epoch (UTC): they compare and

@@ -72,6 +72,8 @@ async def test_mistakes_are_refused_and_change_nothing(db_url: str, tmp_path: Pa
         # A trailing newline would end an email's headers early (Subject and the rest in its body).
         ("user", "add", "erin", "--email", "erin@example.org\n"): ("a-long-enough-password\n", "not an email address"),
         ("user", "add", "erin\n"): ("a-long-enough-password\n", "not a valid name"),
+        ("user", "add", "policy-file"): ("a-long-enough-password\n", "a name Byline keeps for itself"),
+        ("user", "add", "system"): ("a-long-enough-password\n", "a name Byline keeps for itself"),
         ("user", "set-password", "nobody"): ("a-long-enough-password\n", "no person named 'nobody'"),
         ("user", "set-email", "nobody", "n@example.org"): ("", "no person named 'nobody'"),
     }

@@ -176,6 +176,13 @@ def test_load_file_hash_and_account(tmp_path: Path) -> None:
          "cosigned.yaml:10: approvals.from: entry 2, ' carol', is not a user name"),
         (("delay: 1m", "delay: 1m\nsuggesters: [erin, \"dave\\n\"]"),
          "cosigned.yaml:8: suggesters: entry 2, 'dave\\n', is not a user name"),
+        # The names the gateway writes in the log for itself: a writer so named would post as
+        # the policy file's announcement does, with no role, approval or disclosure line.
+        (("writers: [alice, carol]", "writers: [alice, policy-file]"),
+         "cosigned.yaml:6: writers: entry 2, 'policy-file', is a name Byline keeps for itself"),
+        (("from: [bob, carol, dave]", "from: [bob, system]"),
+         "cosigned.yaml:10: approvals.from: entry 2, 'system', is a name Byline keeps for itself"),
+        (("owner: alice", "owner: policy-file"), "cosigned.yaml:5: owner: 'policy-file' is a name Byline keeps"),
     ],
 )
 def test_people_are_named_as_the_owner_is(change: tuple[str, str], expected: str) -> None:

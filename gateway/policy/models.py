@@ -32,6 +32,7 @@ from gateway.policy import announce as voice
 from gateway.policy import byline as byline_text
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.text import MatchText, published_length, word_form
+from gateway.types import RESERVED_NAMES
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -48,7 +49,16 @@ def check_people(names: tuple[str, ...]) -> tuple[str, ...]:
                 f"entry {index}, {name!r}, is not a user name (letters, digits, '.', '_' or '-', starting "
                 "with a letter or digit, at most 64): list each person apart, as in [bob, carol]"
             )
+        if name in RESERVED_NAMES:
+            raise ValueError(f"entry {index}, {name!r}, is a name Byline keeps for itself in the log: no person has it")
     return names
+
+
+def check_person(name: str) -> str:
+    """The owner is a person: not one of the names the gateway keeps for itself."""
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{name!r} is a name Byline keeps for itself in the log: no person has it")
+    return name
 
 
 People = Annotated[tuple[str, ...], AfterValidator(check_people)]
@@ -337,7 +347,7 @@ class Policy(_Strict):
     handle: str = ""
     credentials: str | None = Field(default=None, pattern=_CREDENTIAL)
     tier: Tier
-    owner: str = Field(pattern=_NAME)
+    owner: Annotated[str, Field(pattern=_NAME), AfterValidator(check_person)]
     writers: People = ()
     delay: Duration = timedelta(0)
     approvals: Approvals | None = None

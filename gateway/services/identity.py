@@ -16,7 +16,7 @@ from gateway.services.posts import Caller
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as sql
 from gateway.storage.db import Database, Row, Txn
-from gateway.types import duration_micros
+from gateway.types import RESERVED_NAMES, duration_micros
 
 TOKEN_PREFIX = "byl_"
 _USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -113,7 +113,7 @@ class Identity:
     ) -> str:
         """A new token written in the caller's transaction, so that whatever it is issued for
         (an OAuth code exchanged for it) commits with it or not at all; shown once."""
-        if not _USER.match(user):
+        if not _USER.match(user) or user in RESERVED_NAMES:
             raise BylineError(Code.VALIDATION, f"not a valid user name: {user!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         await sql.insert_token(

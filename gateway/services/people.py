@@ -27,7 +27,7 @@ from gateway.services.throttle import Throttle
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as sql
 from gateway.storage.db import Database
-from gateway.types import duration_micros
+from gateway.types import RESERVED_NAMES, duration_micros
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A person's name: as the policy files and tokens spell them (matched whole: ``fullmatch``, as ``$`` would let a
@@ -62,6 +62,8 @@ def check_name(name: str) -> str:
     """``name`` when it is a valid person's name, else 422."""
     if not NAME.fullmatch(name):
         raise BylineError(Code.VALIDATION, f"not a valid name: {name[:80]!r} (letters, digits, . _ -)")
+    if name in RESERVED_NAMES:
+        raise BylineError(Code.VALIDATION, f"{name!r} is a name Byline keeps for itself in the log: choose another")
     return name
 
 
