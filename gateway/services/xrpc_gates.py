@@ -11,7 +11,8 @@ Each is checked here against its lexicon first, because a record the PDS refused
 keep its post from going out: its ``post`` is the address of the post it rides with, its
 ``createdAt`` a datetime, and its rule lists within their lexicon's bounds (a threadgate allows
 at most 5 rules and hides at most 300 replies; a postgate has at most 5 embedding rules and 50
-detached quotes). Fields the lexicon does not name are kept as given, as a PDS keeps them.
+detached quotes). A field the lexicon does not name is refused, where a PDS would keep it:
+a gate goes out without the approvals its post needs, so it may carry no words.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ _THREADGATE_RULES: Final = frozenset({
     f"{THREADGATE}#listRule",
 })
 _POSTGATE_RULES: Final = frozenset({f"{POSTGATE}#disableRule"})
+_FIELDS: Final = {
+    THREADGATE: frozenset({"$type", "post", "createdAt", "allow", "hiddenReplies"}),
+    POSTGATE: frozenset({"$type", "post", "createdAt", "embeddingRules", "detachedEmbeddingUris"}),
+}
+"""The fields each gate's lexicon names: a gate carries nothing else. It goes out without
+approval, so a field of a writer's choosing would be words published past the approvers."""
 
 
 class GateError(ValueError):
@@ -57,6 +64,10 @@ def _rules(value: Any, where: str, allowed: frozenset[str], most: int) -> None:
         kind = rule.get("$type") if isinstance(rule, dict) else None
         if kind not in allowed:
             raise GateError(f"{where}/{n} must be one of {', '.join(sorted(allowed))}")
+        assert isinstance(rule, dict)
+        extra = sorted(set(rule) - ({"$type", "list"} if kind == f"{THREADGATE}#listRule" else {"$type"}))
+        if extra:
+            raise GateError(f"{where}/{n}/{extra[0]} is not part of a {kind.rsplit('#', 1)[-1]}")
         if kind == f"{THREADGATE}#listRule":
             listed = rule.get("list")
             if not isinstance(listed, str) or not listed.startswith("at://"):
@@ -74,6 +85,10 @@ def check_gate(collection: str, value: Any, *, post_uri: str) -> dict[str, Any]:
         raise GateError(f"Record is larger than {MAX_GATE_CHARS} characters of JSON")
     if value.get("$type", collection) != collection:
         raise GateError(f"Record/$type must be {collection}")
+    extra = sorted(set(value) - _FIELDS[collection])
+    if extra:
+        raise GateError(f"Record/{extra[0]} is not part of {collection}: a gate says who may reply or quote, "
+                        "nothing more (it goes out without the post's approvals)")
     if value.get("post") != post_uri:
         raise GateError(f"Record/post must be {post_uri}, the address of the post it goes with")
     created = value.get("createdAt")

@@ -324,3 +324,28 @@ async def test_posts_under_the_apps_keys_are_read_back_by_them(gw: Gateway, clie
     ]
     feed = await run(client.app.bsky.feed.get_author_feed, {"actor": did})
     assert {keyed, plain.uri} <= {item.post.uri for item in feed.feed}
+
+
+async def test_a_gate_carrying_words_is_refused_and_nothing_of_its_batch_is_kept(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer on a co-signed account sends the approvers a harmless post, with a threadgate
+    that also carries words and a link card. A gate goes out without approvals, so those words
+    would reach the account's public repository unapproved: the batch is refused, naming the
+    field, and nothing of it is stored."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    write_bluesky_policy(policy_dir, "skyworded", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        resp = await gw.client.post("/xrpc/com.atproto.server.createSession", json={
+            "identifier": account.did, "password": await gw.app[IDENTITY].create(user="alice", account="skyworded"),
+        })
+        token = (await resp.json())["accessJwt"]
+        writes = app_thread(account.did, ["Happy Friday!"], threadgate=True)
+        writes[1]["value"]["text"] = "UNAPPROVED: we are shutting down tomorrow"
+        before = await gw.snapshot()
+        status, body = await xrpc(gw, "com.atproto.repo.applyWrites", token, {"repo": account.did, "writes": writes})
+        assert (status, body["error"]) == (400, "InvalidRequest"), body
+        assert "Record/text is not part of app.bsky.feed.threadgate" in body["message"], body
+        assert await gw.snapshot() == before
