@@ -343,25 +343,19 @@ class PostService:
     # -- submission ----------------------------------------------------------------------
 
     @_under_policy_in_force
-    async def submit(
-        self,
-        caller: Caller,
-        *,
-        account: str,
-        text: Any,
-        publish_at: datetime | None = None,
-        options: PostOptions | None = None,
-        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
-        history: bool = True,
-    ) -> PostView:
-        """A new post: refused (422), or held, scheduled or suggested per the policy.
+    async def check_submission(
+        self, caller: Caller, *, account: str, text: Any, options: PostOptions | None = None,
+    ) -> None:
+        """Refuse, as :meth:`submit` would, a post it would refuse, storing nothing of it (a
+        post a rule blocks is recorded refused, as submitting it records): for a client's
+        batch of posts, all checked before any is in."""
+        await self._decide_submission(caller, account=account, text=text, publish_at=None, options=options)
 
-        ``alongside`` runs in the transaction that stores the post, given its id, for a change
-        that must commit with it or not at all (the Mastodon API attaches the post's uploads
-        there); a ``BylineError`` it raises refuses the post and nothing of it is stored.
-        ``history``: whether the view returned has the post's versions and log events (see
-        :meth:`view`).
-        """
+    async def _decide_submission(
+        self, caller: Caller, *, account: str, text: Any, publish_at: datetime | None, options: PostOptions | None,
+    ) -> tuple[LoadedPolicy, str, Decision]:
+        """Who may post, the words as they go out, and what the policy decides for them; the
+        error a refused post answers with (a post a rule blocks recorded refused first)."""
         check_account_binding(caller, account)
         loaded = self.policy(account)
         policy = loaded.policy
@@ -385,6 +379,30 @@ class PostService:
         if isinstance(decision, Reason):
             await self._record_refusal(caller, loaded, text, decision)
             raise rule_blocked(decision)
+        return loaded, text, decision
+
+    @_under_policy_in_force
+    async def submit(
+        self,
+        caller: Caller,
+        *,
+        account: str,
+        text: Any,
+        publish_at: datetime | None = None,
+        options: PostOptions | None = None,
+        alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
+        history: bool = True,
+    ) -> PostView:
+        """A new post: refused (422), or held, scheduled or suggested per the policy.
+
+        ``alongside`` runs in the transaction that stores the post, given its id, for a change
+        that must commit with it or not at all (the Mastodon API attaches the post's uploads
+        there); a ``BylineError`` it raises refuses the post and nothing of it is stored.
+        ``history``: whether the view returned has the post's versions and log events (see
+        :meth:`view`).
+        """
+        loaded, text, decision = await self._decide_submission(
+            caller, account=account, text=text, publish_at=publish_at, options=options)
         post = await self.appender.submit(
             self._submit_work(
                 author=caller.user, loaded=loaded, text=text, decision=decision,

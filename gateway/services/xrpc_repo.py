@@ -219,6 +219,23 @@ def _invalid_record(message: str) -> BylineError:
     return _invalid(f"Invalid {POST_COLLECTION} record: {message}")
 
 
+def _check_replies(session: XrpcSession, posts: list[tuple[str | None, PostRecord]]) -> None:
+    """Refuse a post of a batch (or a single post under a key of its own) that replies to
+    itself or to a post of the batch written after it: it could only go out before its parent,
+    to a parent the PDS does not have yet."""
+    prefix = f"at://{session.did}/{POST_COLLECTION}/"
+    at = {rkey: n for n, (rkey, _) in enumerate(posts) if rkey is not None}
+    for n, (_, record) in enumerate(posts):
+        if record.reply is None:
+            continue
+        for part, ref in (("parent", record.reply.parent), ("root", record.reply.root)):
+            later = at.get(ref.uri.removeprefix(prefix)) if ref.uri.startswith(prefix) else None
+            if later is not None and later >= n:
+                raise _invalid_record(
+                    f"reply.{part} names {'this post itself' if later == n else 'a post written after it'}: "
+                    "a post replies to one written before it")
+
+
 def parse_post_record(value: Any) -> PostRecord:
     """A post record as a client sent it, or the error a PDS gives for it."""
     if not isinstance(value, dict):
@@ -355,6 +372,7 @@ class XrpcRepo:
         if rkey is not None:
             _check_rkey(rkey)
             await self._check_free(session, [rkey])
+            _check_replies(session, [(rkey, parsed)])
         return await self._create(session, loaded, parsed, rkey=rkey)
 
     async def delete_record(
@@ -378,6 +396,7 @@ class XrpcRepo:
         )
         # Checked before any post is in: a PDS writes all of a batch or none of it.
         await self._check_free(session, [w.rkey for w in parsed if w.record is not None and w.rkey is not None])
+        await self._check_posts(session, loaded, parsed)
         results: list[dict[str, Any]] = []
         for n, write in enumerate(parsed, start=1):
             try:
@@ -479,6 +498,38 @@ class XrpcRepo:
         for rkey in rkeys:
             if rkey in taken or await self._find(session.account, rkey) is not None:
                 raise _exists(session, rkey, "a post made through Byline has it")
+
+    async def _check_posts(self, session: XrpcSession, loaded: LoadedPolicy, writes: list[_Write]) -> None:
+        """Refuse the batch, before any of its posts is in, for any post of it the policy or
+        the platform would refuse (its words' length with the disclosure line, a rule that
+        blocks it, an embed), a blob two of its posts show, and a reply to a post of the batch
+        written after it, or to itself: the Bluesky app sends a thread in one ``applyWrites``,
+        and half of one, published, would make its retry fail on keys already taken."""
+        creates = [(n, w) for n, w in enumerate(writes, start=1) if w.record is not None]
+        _check_replies(session, [(w.rkey, w.record) for _, w in creates if w.record is not None])
+        shown: set[str] = set()
+        for n, write in creates:
+            record = write.record
+            assert record is not None
+            options = _options(record)
+            try:
+                if record.embed is not None:
+                    if loaded.policy.platform != "bluesky":
+                        raise _invalid_record(
+                            f"Byline publishes embeds to Bluesky accounts only; {loaded.policy.account} is on "
+                            f"{loaded.policy.platform}: post the text alone")
+                    media_ids = await self._blob_media(session, check_embed(record.embed))
+                    if shown & set(media_ids):
+                        raise _invalid_record("a blob shows in one post only: upload it again for another")
+                    shown.update(media_ids)
+                    options = replace(options, embed=record.embed, media_ids=media_ids)
+                await self._posts.check_submission(session.caller, account=session.account, text=record.text,
+                                                   options=options)
+            except BylineError as exc:
+                if exc.code in (Code.TEXT_TOO_LONG, Code.TEXT_EMPTY, Code.VALIDATION) and "xrpc" not in exc.details:
+                    exc = _invalid_record(exc.message)  # as createRecord answers it
+                raise BylineError(exc.code, f"writes/{n}: {exc.message}; nothing of this batch was written",
+                                  **exc.details) from None
 
     async def _create(
         self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord, *, rkey: str | None = None,

@@ -349,3 +349,40 @@ async def test_a_gate_carrying_words_is_refused_and_nothing_of_its_batch_is_kept
         assert (status, body["error"]) == (400, "InvalidRequest"), body
         assert "Record/text is not part of app.bsky.feed.threadgate" in body["message"], body
         assert await gw.snapshot() == before
+
+
+async def test_a_batch_the_policy_would_refuse_in_part_is_refused_whole(gw: Gateway) -> None:
+    """A PDS writes all of an applyWrites or none of it. Posts of a thread that Byline would
+    refuse one by one (words past the limit, an embed the account's platform does not carry),
+    and a reply to a post written after it in the batch or to itself, refuse the whole batch
+    before any post of it is in: no first half published while the app is told it failed,
+    whose retry would then find its keys taken."""
+    resp = await gw.client.post("/xrpc/com.atproto.server.createSession", json={
+        "identifier": "bob", "password": await gw.app[IDENTITY].create(user="bob", account="delayed"),
+    })
+    live = await resp.json()
+    did, token = live["did"], live["accessJwt"]
+    before = await gw.snapshot()
+    too_long = app_thread(did, ["Thread 1/2", "x" * 5000])
+    with_embed = app_thread(did, ["Thread 1/2", "Thread 2/2"])
+    with_embed[1]["value"]["embed"] = {"$type": "app.bsky.embed.external", "external": {
+        "uri": "https://example.com", "title": "t", "description": "d"}}
+    forward = app_thread(did, ["Thread 1/2", "Thread 2/2"])
+    forward[0]["value"]["reply"] = {"root": {"uri": f"at://{did}/{POST}/{forward[1]['rkey']}", "cid": "bafy"},
+                                    "parent": {"uri": f"at://{did}/{POST}/{forward[1]['rkey']}", "cid": "bafy"}}
+    for writes, said in ((too_long, "writes/2: "), (with_embed, "writes/2: Invalid app.bsky.feed.post record: "
+                                                                 "Byline publishes embeds to Bluesky accounts only"),
+                         (forward, "Invalid app.bsky.feed.post record: reply.parent names a post written after it")):
+        status, body = await xrpc(gw, "com.atproto.repo.applyWrites", token, {"repo": did, "writes": writes})
+        assert (status, body["error"]) == (400, "InvalidRequest"), body
+        assert body["message"].startswith(said), body
+        assert await gw.snapshot() == before
+    key = app_tid()
+    itself = {"uri": f"at://{did}/{POST}/{key}", "cid": "bafy"}
+    status, body = await xrpc(gw, "com.atproto.repo.createRecord", token, {
+        "repo": did, "collection": POST, "rkey": key,
+        "record": {"$type": POST, "text": "me", "createdAt": "2026-01-01T00:00:00.000Z",
+                   "reply": {"root": itself, "parent": itself}}})
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert "reply.parent names this post itself" in body["message"], body
+    assert await gw.snapshot() == before
