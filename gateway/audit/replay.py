@@ -270,7 +270,10 @@ class Replay:
         grace a gateway has to see a policy change; else None."""
         if after is None or before is None:
             return None
-        seconds = (_moment(after) - _moment(before)).total_seconds()
+        try:
+            seconds = (_moment(after) - _moment(before)).total_seconds()
+        except ValueError:  # no time (a 13th month): the entry is named for its ts already
+            return None
         return seconds if seconds > self._grace else None
 
     def _step(

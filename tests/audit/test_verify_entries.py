@@ -37,3 +37,13 @@ def test_a_malformed_shape_is_named() -> None:
     """A canonical entry of the wrong shape gives no fields and says what is wrong."""
     raw = RAW.replace(b'"actor":"alice"', b'"actor":7')
     assert parse_entry(raw) == (None, "has no actor")
+
+
+def test_a_time_of_the_right_shape_that_is_no_time_is_named() -> None:
+    """A forged entry's ts can match the pattern and name no moment (a 13th month, a 25th hour):
+    named, where the replay would otherwise stumble on it when it measures time between entries."""
+    body = json.loads(RAW)
+    for ts in ("2026-13-45T10:00:00.000000Z", "2026-01-01T25:00:00.000000Z"):
+        raw = RAW.replace(body["ts"].encode(), ts.encode())
+        assert parse_entry(raw) == (None, "has a malformed ts")
+        assert parse_entry(raw, "2026-01-01T00:00:00.000000Z") == (None, "has a malformed ts")

@@ -7,6 +7,7 @@ These run for every entry, in worker processes: plain functions over plain data.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from gateway.audit import canonical
@@ -16,6 +17,15 @@ from gateway.jsondepth import nests_deeper
 
 MAX_ENTRY_DEPTH = 64
 """How deep an entry may nest: Byline's own nest a few levels."""
+def _a_time(ts: str) -> bool:
+    """Whether ``ts``, of the right shape, names a time (no 13th month, no 25th hour)."""
+    try:
+        datetime.fromisoformat(ts)
+    except ValueError:
+        return False
+    return True
+
+
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 _KEYS = frozenset({"v", "type", "ts", "actor", "account", "post", "data", "prev"})
 _LINK_KEYS = frozenset({"index", "leaf"})
@@ -86,7 +96,7 @@ def _shape(body: Any, last_ts: str | None) -> Fields | str:
         return f"has version {v!r}, expected {ENTRY_VERSION}"
     if type(kind) is not str or not kind:
         return "has no type"
-    if type(ts) is not str or (ts != last_ts and not _TS.fullmatch(ts)):
+    if type(ts) is not str or (ts != last_ts and not (_TS.fullmatch(ts) and _a_time(ts))):
         return "has a malformed ts"
     if type(actor) is not str:
         return "has no actor"
