@@ -511,18 +511,11 @@ class XrpcRepo:
         for n, write in creates:
             record = write.record
             assert record is not None
-            options = _options(record)
             try:
-                if record.embed is not None:
-                    if loaded.policy.platform != "bluesky":
-                        raise _invalid_record(
-                            f"Byline publishes embeds to Bluesky accounts only; {loaded.policy.account} is on "
-                            f"{loaded.policy.platform}: post the text alone")
-                    media_ids = await self._blob_media(session, check_embed(record.embed))
-                    if shown & set(media_ids):
-                        raise _invalid_record("a blob shows in one post only: upload it again for another")
-                    shown.update(media_ids)
-                    options = replace(options, embed=record.embed, media_ids=media_ids)
+                options = await self._with_embed(session, loaded, record, _options(record))
+                if shown & set(options.media_ids):
+                    raise _invalid_record("a blob shows in one post only: upload it again for another")
+                shown.update(options.media_ids)
                 await self._posts.check_submission(session.caller, account=session.account, text=record.text,
                                                    options=options)
             except BylineError as exc:
@@ -543,16 +536,8 @@ class XrpcRepo:
                 # it goes out after it, to it, as the Mastodon API's replies do (see the
                 # publisher); written now, the PDS would not find its parent.
                 options = replace(options, reply_to=None, reply_to_post=waited)
-        attach: Callable[[LogTxn, str], Awaitable[None]] | None = None
-        if record.embed is not None:
-            if loaded.policy.platform != "bluesky":
-                raise _invalid_record(
-                    f"Byline publishes embeds to Bluesky accounts only; {loaded.policy.account} is on "
-                    f"{loaded.policy.platform}: post the text alone"
-                )
-            media_ids = await self._blob_media(session, check_embed(record.embed))
-            options = replace(options, embed=record.embed, media_ids=media_ids)
-            attach = _attaching(media_ids)
+        options = await self._with_embed(session, loaded, record, options)
+        attach = _attaching(options.media_ids) if record.embed is not None else None
 
         async def alongside(ltx: LogTxn, post_id: str) -> None:
             # The key is the post's in the transaction that stores it: of two posts given one
@@ -579,6 +564,21 @@ class XrpcRepo:
             "cid": await self._cid(loaded, post, options, record),
             "validationStatus": "valid",
         }
+
+    async def _with_embed(
+        self, session: XrpcSession, loaded: LoadedPolicy, record: PostRecord, options: PostOptions
+    ) -> PostOptions:
+        """``options`` with the record's embed and the kept copies of the blobs it shows; the
+        error a PDS gives for an embed Byline does not carry."""
+        if record.embed is None:
+            return options
+        if loaded.policy.platform != "bluesky":
+            raise _invalid_record(
+                f"Byline publishes embeds to Bluesky accounts only; {loaded.policy.account} is on "
+                f"{loaded.policy.platform}: post the text alone"
+            )
+        media_ids = await self._blob_media(session, check_embed(record.embed))
+        return replace(options, embed=record.embed, media_ids=media_ids)
 
     async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
         """The post of the session's account, not yet out, that Byline answered ``uri`` for

@@ -88,13 +88,15 @@ async def pds_record(pds: BlueskyPds, uri: str) -> dict[str, Any] | None:
 async def sky(
     bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Gateway]:
-    """A gateway with carol.test's account twice: ``sky`` (direct) and ``skyheld`` (co-signed by bob)."""
-    account = bluesky_pds.account("carol.test")
-    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    """A gateway with ``sky`` (direct, on carol.test) and ``skyheld`` (co-signed by bob, on
+    bob.test): one platform account has one policy."""
     held = "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]"
-    for name, tier in (("sky", "tier: direct"), ("skyheld", held)):
+    for name, handle, tier in (("sky", "carol.test", "tier: direct"), ("skyheld", "bob.test", held)):
+        account = bluesky_pds.account(handle)
+        env = f"{handle.split('.')[0].upper()}_BSKY_APP_PASSWORD"
+        monkeypatch.setenv(env, account.app_password)
         write_policy(policy_dir, name, f"account: {name}\nplatform: bluesky\nhandle: {account.handle}\n"
-                                       f"pds: {bluesky_pds.pds_url}\ncredentials: env:CAROL_BSKY_APP_PASSWORD\n"
+                                       f"pds: {bluesky_pds.pds_url}\ncredentials: env:{env}\n"
                                        f"owner: alice\n{tier}\n")
     async with started_gateway(db_url, policy_dir, clock) as gw:
         yield gw
@@ -192,7 +194,7 @@ async def test_held_post_keeps_its_images_until_approved(
 ) -> None:
     """A co-signed post with an image waits (nothing on the PDS, which then drops the upload) and,
     approved a day later, goes out with Byline's copy of the image, alt text and aspect ratio."""
-    account = bluesky_pds.account("carol.test")
+    account = bluesky_pds.account("bob.test")
     client = await sdk.login(sky, "alice", "skyheld", account.handle)
     image = png(5, 3, secrets.token_hex(4))
     sent = await run(client.send_image, "Approve me", image=image, image_alt="A grey band, five by three",
@@ -311,14 +313,15 @@ async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
 
 
 async def test_the_rules_read_alt_texts_and_link_cards(
-    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, policy_dir: Path,
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An image's alt text and a link card's title and description are read by the rules as the
     words are: a block rule matching one refuses the post (nothing on the PDS), a hold rule
     holds it (before, both went straight out)."""
-    account = bluesky_pds.account("carol.test")
+    account = bluesky_pds.account("alice.test")  # an account of its own: sky has carol.test's
+    monkeypatch.setenv("ALICE_BSKY_APP_PASSWORD", account.app_password)
     write_policy(policy_dir, "skyrules", f"account: skyrules\nplatform: bluesky\nhandle: {account.handle}\n"
-                                         f"pds: {bluesky_pds.pds_url}\ncredentials: env:CAROL_BSKY_APP_PASSWORD\n"
+                                         f"pds: {bluesky_pds.pds_url}\ncredentials: env:ALICE_BSKY_APP_PASSWORD\n"
                                          "owner: alice\ntier: direct\nrules:\n"
                                          "  - {name: breaking-news, action: hold, any_words: [fired], reason: Check}\n"
                                          "  - {name: no-slurs, action: block, any_words: [example-slur], "

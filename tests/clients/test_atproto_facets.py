@@ -47,7 +47,7 @@ async def test_a_held_post_keeps_its_facets_until_its_words_are_edited(
     bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, clock: ManualClock,
 ) -> None:
     """Approved as written: the client's facets. Edited by a writer first: the words' own links."""
-    account = bluesky_pds.account("carol.test")
+    account = bluesky_pds.account("bob.test")
     client = await sdk.login(sky, "alice", "skyheld", account.handle)
     tag = secrets.token_hex(4)
     kept, edited = _rich(account.did, tag), _rich(account.did, tag + "e")
