@@ -64,7 +64,9 @@ class ServeProcess:
                               capture_output=True, text=True, check=check)
 
     def token(self, user: str) -> str:
-        """A token made with the CLI, as an admin would."""
+        """A token made with the CLI, as an admin would: on a database `byline migrate` made
+        first, when the gateway has not started yet (the CLI makes none)."""
+        self.cli("migrate")
         token = self.cli("token", "create", "--user", user).stdout.strip()
         assert token.startswith("byl_") and "\n" not in token
         return token

@@ -27,14 +27,18 @@ FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, 
 
 
 async def _cosigned_on_mastodon(world: World, policy_dir: Path) -> None:
-    """``mastoco``: the stand-in's account again, co-signed (one approval, from bob or dave)."""
+    """``mastoco``: a second account on the stand-in (one platform account has one policy),
+    co-signed (one approval, from bob or dave), its token in a file of the secrets directory."""
     instance = yaml.safe_load((policy_dir / "masto.yaml").read_text(encoding="utf-8"))["instance"]
+    world.upstream.add_account("brandco", "mtok-brandco")
+    (policy_dir / "secrets").mkdir(exist_ok=True)
+    (policy_dir / "secrets" / "brandco.token").write_text("mtok-brandco\n")
     write_policy(policy_dir, "mastoco", f"""
         account: mastoco
         platform: mastodon
-        handle: "@brand@mastodon.example"
+        handle: "@brandco@mastodon.example"
         instance: {instance}
-        credentials: env:BRAND_MASTODON_TOKEN
+        credentials: file:secrets/brandco.token
         tier: co-signed
         owner: alice
         writers: [alice, carol]
@@ -61,9 +65,10 @@ async def _log(world: World, post_id: str) -> list[tuple[str, dict[str, Any]]]:
     return [(e["type"], e["data"]) for e in entries if e.get("post") == post_id]
 
 
-def _published_alt_texts(world: World) -> list[list[str | None]]:
-    return [[world.upstream.media[m].description for m in s.media_ids]
-            for s in world.upstream.statuses(world.upstream_account)]
+def _published_alt_texts(world: World, username: str = "brand") -> list[list[str | None]]:
+    """The alt texts of what reached the stand-in account ``username`` (masto's by default)."""
+    [account] = [a for a in world.upstream.accounts.values() if a.username == username]
+    return [[world.upstream.media[m].description for m in s.media_ids] for s in world.upstream.statuses(account)]
 
 
 async def test_alt_text_and_focus_before_the_upload_is_attached(world: World) -> None:
@@ -104,12 +109,12 @@ async def test_new_alt_text_of_a_held_post_is_an_edit_and_is_what_goes_out(
     assert [m["description"] for m in pending["media_attachments"]] == ["Our mascot, a ginger cat, asleep"]
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
-    assert _published_alt_texts(world) == []
+    assert _published_alt_texts(world, "brandco") == []
     code, body = await world.gateway.act("dave", status.id, "approve")
     assert (code, body["state"]) == (200, "scheduled"), body
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
-    assert _published_alt_texts(world) == [["Our mascot, a ginger cat, asleep"]]
+    assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat, asleep"]]
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.media_update, media, description="Too late")
     assert caught.value.args[1:4:2] == (404, "Record not found")
