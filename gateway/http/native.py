@@ -80,6 +80,10 @@ class SubmitBody(_Body):
     text: str = Field(max_length=100_000)
     publish_at: datetime | None = Field(default=None, strict=False)
     reply_to: str | None = Field(default=None, max_length=512)
+    """The platform's id of the status this one answers."""
+    reply_to_post: str | None = Field(default=None, pattern=r"^[0-9]{1,24}$")
+    """Byline's id of the account's post this one answers, out or not yet: a reply to a post
+    not out yet waits for it, and goes out as a reply to where it went."""
     spoiler_text: str | None = Field(default=None, max_length=1000)
     sensitive: bool = False
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -158,7 +162,16 @@ async def submit(request: web.Request) -> web.Response:
     """Submit a post for an account."""
     caller = await authenticated(request, "write:statuses")
     body = parse(SubmitBody, await read_json(request))
-    options = PostOptions(reply_to=body.reply_to, spoiler_text=body.spoiler_text,
+    reply_to, reply_to_post = body.reply_to, None
+    if body.reply_to_post is not None:
+        if reply_to is not None:
+            raise BylineError(Code.VALIDATION, "name the post answered once: reply_to or reply_to_post",
+                              field="reply_to_post")
+        found = await request.app[POSTS].reply_parent(caller.user, body.account, body.reply_to_post)
+        if found is None:
+            raise BylineError(Code.NOT_FOUND, f"no post {body.reply_to_post}", field="reply_to_post")
+        reply_to, reply_to_post = found
+    options = PostOptions(reply_to=reply_to, reply_to_post=reply_to_post, spoiler_text=body.spoiler_text,
                           sensitive=body.sensitive, language=body.language,
                           visibility=body.visibility)
     post = await request.app[POSTS].submit(

@@ -37,7 +37,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
-from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
+from gateway.services.posts import REPLY_NOT_FOUND, Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
@@ -71,11 +71,6 @@ TOKEN_APP = "byline-token"
 PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 """States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
 
-_AWAITED = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
-"""States of a post a reply may wait for: it goes out later, by itself or once decided."""
-
-_REPLY_NOT_FOUND = "The post you are trying to reply to does not appear to exist."
-"""Mastodon's answer (404) to a reply to a status it does not have, or that its author may not see."""
 
 _GONE = (State.CANCELLED, State.DELETED)
 """States in which a status is gone for the app that made it, as a deleted Mastodon status."""
@@ -438,18 +433,11 @@ class MastodonService:
         reply to a status that is not there."""
         if not reply_to:
             return None, None
-        try:
-            post = await self._posts.view(Caller(user=auth.caller.user), reply_to, history=False)
-        except BylineError:
+        found = await self._posts.reply_parent(auth.caller.user, auth.account, reply_to)
+        if found is None:
             await self._check_platform_has(auth, reply_to)
             return reply_to, None
-        state = State(post.state)
-        if post.account == auth.account:
-            if state is State.PUBLISHED and post.remote_id:
-                return str(post.remote_id), None
-            if state in _AWAITED:
-                return None, post.id
-        raise BylineError(Code.NOT_FOUND, _REPLY_NOT_FOUND, verbatim=True)
+        return found
 
     async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> None:
         """404, as Mastodon answers it, for an ``in_reply_to_id`` Byline did not give that the
@@ -479,7 +467,7 @@ class MastodonService:
         else:
             return
         logger.info("reply_target_not_found", account=auth.account, platform=platform)
-        raise BylineError(Code.NOT_FOUND, _REPLY_NOT_FOUND, verbatim=True)
+        raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.

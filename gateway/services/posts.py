@@ -124,6 +124,12 @@ class PostOptions:
         return out
 
 
+REPLY_AWAITED: Final = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
+"""States of a post a reply may wait for: it goes out later, by itself or once decided."""
+REPLY_NOT_FOUND: Final = "The post you are trying to reply to does not appear to exist."
+"""The answer (404, in Mastodon's words) to a reply to a post that is not there, or that its
+writer may not see."""
+
 PUBLISH_AT_HORIZON: Final = timedelta(days=365)
 """How far ahead a post may be scheduled: a year, as far as a posting calendar plans."""
 PUBLISH_AT_LEEWAY: Final = timedelta(minutes=1)
@@ -880,6 +886,25 @@ class PostService:
         if post is None:
             raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
         return self._shown(caller, post, decisions=decisions, versions=versions, entries=entries)
+
+    async def reply_parent(self, user: str, account: str, parent_id: str) -> tuple[str | None, str | None] | None:
+        """What a reply by ``user`` on ``account`` to Byline's post ``parent_id`` names: the
+        parent's platform id once it is out (``reply_to``), or, while it has not gone out yet,
+        the post itself (``reply_to_post``: the publisher sends the reply after it). None when
+        Byline has no post of that id that ``user`` may see (a platform's own id, perhaps); 404
+        when it is another account's, or ended without going out (cancelled, failed, deleted):
+        a reply there could never go out where its writer meant it to."""
+        try:
+            post = await self.view(Caller(user=user), parent_id, history=False)
+        except BylineError:
+            return None
+        if post.account == account:
+            state = State(post.state)
+            if state is State.PUBLISHED and post.remote_id:
+                return str(post.remote_id), None
+            if state in REPLY_AWAITED:
+                return None, post.id
+        raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
 
     def _shown(self, caller: Caller, post: PostRecord, *, decisions: list[Row], versions: list[Row] | None = None,
                entries: list[Row] | None = None) -> PostView:

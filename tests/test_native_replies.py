@@ -1,0 +1,66 @@
+"""Threads through the native API: ``reply_to_post`` names the account's own post by Byline's
+id, out or not yet. A reply to a post still in its cooling-off is taken at once, waits for its
+parent and goes out as a reply to where the parent went, as the Mastodon API's thread tools get."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.audit.logtools import verified_by_cli
+from tests.conftest import Gateway
+
+MINUTE = timedelta(minutes=1)
+
+
+async def test_a_reply_to_a_post_in_its_cooling_off_goes_out_after_it(gateway: Gateway) -> None:
+    """Before: ``reply_to_post`` was refused (422, an unknown field), and ``reply_to`` with
+    Byline's id went out naming an id the platform never gave."""
+    first = await gateway.submit("bob", "delayed", "Thread 1/2")
+    second = await gateway.submit("bob", "delayed", "Thread 2/2", reply_to_post=first["id"])
+    assert second["state"] == "scheduled"
+    assert await gateway.tick() == 0
+
+    gateway.clock.advance(10 * MINUTE)
+    await gateway.tick()
+    out = {p["text"]: p for p in await gateway.timeline("delayed")}
+    assert set(out) == {"Thread 1/2", "Thread 2/2"}
+    parent = (await gateway.get("bob", first["id"]))["remote"]["id"]
+    assert out["Thread 2/2"]["options"].get("reply_to") == parent
+    assert (await gateway.get("bob", second["id"]))["state"] == "published"
+    await verified_by_cli(gateway)
+
+
+async def test_a_reply_to_a_post_already_out_names_where_it_went(gateway: Gateway) -> None:
+    first = await gateway.submit("alice", "direct", "Out already")
+    await gateway.tick()
+    parent = (await gateway.get("alice", first["id"]))["remote"]["id"]
+    assert parent
+    reply = await gateway.submit("alice", "direct", "And a reply", reply_to_post=first["id"])
+    await gateway.tick()
+    assert (await gateway.get("alice", reply["id"]))["state"] == "published"
+    out = {p["text"]: p for p in await gateway.timeline("direct")}
+    assert out["And a reply"]["options"].get("reply_to") == parent
+
+
+async def test_a_reply_to_what_cannot_be_answered_is_refused_and_changes_nothing(gateway: Gateway) -> None:
+    """Another account's post, a cancelled one, one nobody made, both fields at once, or an id
+    that is not Byline's shape: each refused, saying why, and nothing stored."""
+    elsewhere = await gateway.submit("alice", "direct", "On another account")
+    cancelled = await gateway.submit("bob", "delayed", "Never mind")
+    status, _ = await gateway.act("bob", cancelled["id"], "cancel", {})
+    assert status == 200
+    before = await gateway.snapshot()
+    size = await gateway.log_size()
+    for extra, want in (
+        ({"reply_to_post": elsewhere["id"]}, 404),
+        ({"reply_to_post": cancelled["id"]}, 404),
+        ({"reply_to_post": "123456789"}, 404),
+        ({"reply_to_post": cancelled["id"], "reply_to": "109"}, 422),
+        ({"reply_to_post": "../1"}, 422),
+    ):
+        status, body = await gateway.call("bob", "POST", "/v1/posts",
+                                          {"account": "delayed", "text": "A reply", **extra})
+        assert status == want, (extra, body)
+        assert "error" in body
+    assert await gateway.snapshot() == before
+    assert await gateway.log_size() == size
