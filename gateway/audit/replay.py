@@ -120,6 +120,8 @@ class _Post:
     # they first edited (as the disclosure names them): most posts have none
     words: str | None = None  # the current version's words, where the log's texts were given
     sent: str | None = None  # the words its last claim sent out, where given
+    content: str | None = None  # what its current version carries besides its words, where the
+    # log records it ("" for nothing: ``gateway.services.content``)
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
     decided_again: bool = False  # held anew for people with a role after the author lost theirs
     announcement: bool = False  # the policy file's announcement of a change of voice
@@ -241,23 +243,27 @@ class Replay:
 
     def feed_flat(
         self, first: int, flat: list[Any], words: Mapping[int, str] | None = None, stamps: str = "",
+        contents: Mapping[int, str] | None = None,
     ) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
         ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); the
         words committed to by those of them whose texts were given, by offset (``Chunk.words``);
-        and the run's times (``Chunk.stamps``)."""
+        the run's times (``Chunk.stamps``); and what they record a post carries besides its
+        words (``Chunk.contents``)."""
         step = self._step
         get = (words or {}).get
+        content = (contents or {}).get
         self._stamps, self._first = stamps, first
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
-            step(first + offset, kind, actor, account, post, extra, get(offset))
+            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset))
 
-    def feed(self, index: int, fact: Fact, words: str | None = None) -> None:
-        """Take one entry's facts, in log order, and the words it commits to when known."""
+    def feed(self, index: int, fact: Fact, words: str | None = None, content: str | None = None) -> None:
+        """Take one entry's facts, in log order, the words it commits to when known, and what
+        it records the post carries besides them."""
         self._stamps = ""
-        self._step(index, *fact, words)
+        self._step(index, *fact, words, content)
 
     def _stamp(self, index: int) -> str | None:
         """The time of the entry at ``index`` of the run being fed, when known."""
@@ -278,7 +284,7 @@ class Replay:
 
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
-        words: str | None = None,
+        words: str | None = None, content: str | None = None,
     ) -> None:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
@@ -290,7 +296,8 @@ class Replay:
             return
         if kind == "post.submitted":
             self._submitted(index, actor, account, post, extra)
-            self._posts[post].words = words
+            submitted = self._posts[post]
+            submitted.words, submitted.content = words, content
             return
         known = self._posts.get(post)
         if known is None:
@@ -306,7 +313,7 @@ class Replay:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
-            known.words = words
+            known.words, known.content = words, content
         elif kind == "post.approved":
             self._approved(index, actor, known, post, extra)
         elif kind == "post.published":
@@ -315,9 +322,13 @@ class Replay:
             self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
             self._publishing(index, known, post, extra, words)
+            if content is not None and known.content is not None and content != known.content:
+                self._bad(index, f"post {post} sent out other media or options than its version {known.version} "
+                                 "(an upload, its alt text, the content warning or visibility changed after it was "
+                                 "written and approved)")
         elif kind == "post.revised":
             self._revised(index, actor, known, post, extra)
-            known.words = words
+            known.words, known.content = words, content
         elif isinstance(extra, tuple) and len(extra) == 3:
             self._decided(index, kind, actor, known, post, extra)
 

@@ -49,6 +49,7 @@ from gateway.services.authorization import (
     retry_cause,
     visible_accounts,
 )
+from gateway.services.content import stored_content_sha256
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -495,7 +496,8 @@ class PostService:
             if not await sql.insert_new_post(ltx.txn, post, policy_sha256=loaded.sha256):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
-                await alongside(ltx, post_id)
+                await alongside(ltx, post_id)  # its uploads are the post's from here
+            content = await stored_content_sha256(ltx.txn, post.options)
             await ltx.append(
                 "post.submitted",
                 actor=author,
@@ -513,7 +515,8 @@ class PostService:
                     "suggested_by": suggested_by,
                     "adopted_from": adopted_from,
                     "policy_sha256": loaded.sha256,
-                    "options": options.to_json(),
+                    "options": post.options,
+                    "content_sha256": content,
                 },
             )
             return post
@@ -594,6 +597,8 @@ class PostService:
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
             alongside_data = await alongside(ltx, post_id) if alongside is not None else None
+            content = await stored_content_sha256(
+                ltx.txn, options.to_json() if options is not None else current.options)
             await ltx.append(
                 "post.edited",
                 actor=caller.user,
@@ -604,7 +609,7 @@ class PostService:
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
                       **({"options": options.to_json()} if options is not None else {}),
-                      **(alongside_data or {})},
+                      "content_sha256": content, **(alongside_data or {})},
             )
             return new_state
 
@@ -858,10 +863,11 @@ class PostService:
                             published_text=revision.shown, options=json.dumps(chosen.to_json()))
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now)
+            content = await stored_content_sha256(ltx.txn, chosen.to_json())
             await ltx.append("post.revised", actor=caller.user, account=current.account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
-                                   "options": chosen.to_json()})
+                                   "options": chosen.to_json(), "content_sha256": content})
 
         await self.appender.submit(work)
         self.metrics.post_event(revision.loaded, "post.revised", State.PUBLISHED)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals
+from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.platforms import Platforms
 from gateway.services.posts import redecide
 from gateway.storage import media as media_sql
@@ -97,6 +99,9 @@ class Claim:
     first_attempt_at: int
     announcement: bool = False
     """The policy file's announcement of a change of voice (see ``gateway.services.announcements``)."""
+    content: str | None = None
+    """What it carries besides its words, as the claim records it (``gateway.services.content``):
+    what is sent must be that."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
@@ -252,7 +257,7 @@ class _Claims:
         claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
-                      announcement=announcement)
+                      announcement=announcement, content=await stored_content_sha256(ltx.txn, options))
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
@@ -289,6 +294,7 @@ class _Claims:
             data: dict[str, Any] = {
                 "attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
                 "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text), "policy_sha256": sha256,
+                "content_sha256": claim.content,
             }
             if "reply_to_post" in claim.options:  # the platform id its parent went out with
                 data["reply_to"] = claim.options.get("reply_to")
@@ -604,7 +610,7 @@ class Publisher:
                 raise AdapterError("the account has no policy in force", retryable=True)
             adapter = self._platforms.adapter_for(loaded)
             if claim.options.get("media_ids"):
-                outbound = replace(outbound, media=await self._media(claim.options["media_ids"]))
+                outbound = replace(outbound, media=await self._media(claim))
             result: PublishResult | None = None
             if claim.recovering:
                 result = await adapter.find_existing(outbound)
@@ -657,13 +663,20 @@ class Publisher:
         self._replies_due = True
         self.wake()
 
-    async def _media(self, media_ids: list[str]) -> tuple[MediaItem, ...]:
-        """The uploads a post carries, in its order."""
+    async def _media(self, claim: Claim) -> tuple[MediaItem, ...]:
+        """The uploads a post carries, in its order: as its claim recorded them (their bytes,
+        alt text and focal point), or the post fails, saying so, rather than send what nobody
+        approved."""
+        media_ids = claim.options["media_ids"]
         async with self._db.read() as txn:
-            found = {row["id"]: row for row in await media_sql.data(txn, list(media_ids))}
+            rows = await media_sql.data(txn, list(media_ids))
+        found = {row["id"]: row for row in rows}
         missing = [m for m in media_ids if m not in found]
         if missing:
             raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
+        if any(hashlib.sha256(row["data"]).hexdigest() != row["digest"] for row in rows) \
+                or content_sha256(claim.options, rows) != claim.content:
+            raise AdapterError("its media changed after it was claimed: not what was approved", retryable=False)
         return tuple(
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],
                       description=found[m]["description"], focus=found[m]["focus"])

@@ -1069,6 +1069,78 @@ def test_words_out_that_are_not_the_approved_words_with_their_disclosure_are_nam
     ]
 
 
+A_CAT = "a" * 64
+A_COIN = "c" * 64
+
+
+def _carrying(submitted: str | None, edited: str | None, claimed: str | None, *, keys: bool = True) -> SyntheticLog:
+    """Carol writes post 1 on the co-signed brand recording ``submitted`` as what it carries
+    besides its words (``content_sha256``), then edits it to ``edited`` (when not None); bob
+    approves it; a claim records ``claimed``. ``keys``: the entries record it at all (a log
+    written before they did records nothing)."""
+    def content(value: str | None) -> dict[str, str | None]:
+        return {"content_sha256": value or None} if keys else {}
+
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our mascot"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 1, "policy_sha256": "p1", **content(submitted),
+    })
+    version = 1
+    if edited is not None:
+        version = 2
+        log.add("post.edited", actor="carol", account="brand", post="1", data={
+            "version": 2, "text_hash": log.commit("Our mascot"), "state": "held", "policy_sha256": "p1",
+            **content(edited),
+        })
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": version, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+    log.add("post.publishing", actor="system", account="brand", post="1", data={
+        "attempt": 1, "version": version, "text_hash": log.commit("Our mascot\n\n—carol"), **content(claimed),
+    })
+    log.add("post.published", actor="system", account="brand", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": version})
+    return log
+
+
+@pytest.mark.parametrize(("submitted", "edited", "claimed"), [
+    (A_CAT, None, A_COIN),  # an upload or its alt text changed in the database after approval
+    (None, None, A_COIN),  # media that nobody approved, added to a post of words alone
+    (A_CAT, None, None),  # the approved image dropped
+    (A_COIN, A_CAT, A_COIN),  # the content of the version before the last edit
+])
+def test_a_claim_carrying_other_media_or_options_than_its_version_is_named(
+    tmp_path: Path, submitted: str | None, edited: str | None, claimed: str | None,
+) -> None:
+    """Before: a claim said nothing of what it sent besides words, and an image or alt text
+    swapped in the database after the approvers saw the post went out and the log verified."""
+    log = _carrying(submitted, edited, claimed)
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 sent out other media or options than its version {2 if edited else 1} (an upload, "
+        "its alt text, the content warning or visibility changed after it was written and approved)"
+    ]
+
+
+@pytest.mark.parametrize(("submitted", "edited", "claimed", "keys"), [
+    (A_CAT, None, A_CAT, True),
+    (None, None, None, True),
+    (A_COIN, A_CAT, A_CAT, True),  # the edit's content is what the approval was for
+    (A_CAT, None, A_COIN, False),  # a log from before entries recorded it: nothing to compare
+])
+def test_a_claim_carrying_its_versions_content_passes(
+    tmp_path: Path, submitted: str | None, edited: str | None, claimed: str | None, keys: bool,
+) -> None:
+    assert messages(_carrying(submitted, edited, claimed, keys=keys).verify(tmp_path / "ok.export")) == []
+
+
+def test_a_malformed_content_hash_is_named(tmp_path: Path) -> None:
+    log = _carrying(A_CAT, None, "not a hash")
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {claim}: has a malformed data.content_sha256"]
+
+
 def test_the_disclosure_names_the_editors_in_the_order_they_edited(tmp_path: Path) -> None:
     """Alice writes, dave then bob edit (each an approver), the other approves: the words go out
     as the last edit left them, crediting alice, dave and bob in that order; bob before dave is named."""

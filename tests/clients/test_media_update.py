@@ -15,7 +15,8 @@ import pytest
 import yaml
 from mastodon import MastodonAPIError
 
-from gateway.appkeys import DB
+from gateway.appkeys import CHECKPOINTS, DB
+from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
 from tests.conftest import write_policy
 
@@ -237,3 +238,53 @@ async def test_a_picture_alone_is_a_post(world: World) -> None:
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.status_post, "")
     assert caught.value.args[1:4:2] == (422, "Validation failed: Text can't be blank")
+
+
+async def _approved_with_an_image(world: World, policy_dir: Path) -> tuple[str, str]:
+    """alice's post on co-signed ``mastoco`` with an image described "A cat", approved by bob
+    and waiting out its minute: the post's and the upload's ids."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    return str(status.id), str(media.id)
+
+
+async def test_alt_text_changed_in_the_database_after_approval_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database rewrites the approved image's alt text: the gateway cannot
+    tell, and it goes out; but the claim records what it carries besides the words, and the
+    auditor's ``byline audit verify`` names it as other than what was approved. Before: the log
+    bound only the words, and verified."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    await Attacker(db_url).run(("UPDATE media SET description = ? WHERE id = ?", ("Buy our coin", media_id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == [["Buy our coin"]]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {post_id} sent out other media or options than its version 1" in result.text
+
+
+async def test_an_image_whose_bytes_were_swapped_in_the_database_does_not_go_out(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """The approved image's bytes replaced (its stored digest left as it was): the publisher
+    checks what it sends against the digest, and fails the post, saying why, instead of sending
+    an image nobody approved."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    other = PNG.replace(b"\xfe\x02\xfe", b"\xfe\x03\xfe")
+    assert other != PNG
+    await Attacker(db_url).run(("UPDATE media SET data = ? WHERE id = ?", (other, media_id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == []
+    post = await world.gateway.get("alice", post_id)
+    assert post["state"] == "failed"
+    assert "changed after it was claimed" in post["last_error"]

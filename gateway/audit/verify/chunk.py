@@ -67,6 +67,10 @@ class Chunk:
     """The words of the entries here that commit to a post's words (:data:`_WORDS`), where the
     text was given and matches its hash, by offset here: for the replay to compare what went
     out with what was written and approved."""
+    contents: dict[int, str]
+    """What the entries here that record it (:data:`_WORDS`) say a post carries besides its
+    words (``data.content_sha256``; "" for nothing), by offset here: for the replay to compare
+    what a claim sent with its version (see ``gateway.services.content``)."""
     stamps: str
     """Each entry's time (``ts``), :data:`STAMP` characters each (spaces where unreadable), one
     string for the run: the replay reads the few it needs (how long after a policy change an
@@ -129,6 +133,9 @@ class _TextCount:
 _WORDS = frozenset({"post.submitted", "post.edited", "post.revised", "post.publishing"})
 """The entries whose committed text the replay reads: a post's words, and what went out."""
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+"""A content hash as the gateway writes it: SHA-256, in lowercase hex."""
+
 _SALT = re.compile(r"[0-9a-f]{32}")
 """A text's salt as the log keeps it: 16 bytes, in lowercase hex."""
 
@@ -142,6 +149,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     spans: dict[str, _Span] = {}
     counted = _TextCount()
     words: dict[int, str] = {}
+    contents: dict[int, str] = {}
     stamps: list[str] = []
     sha256 = hashlib.sha256
     # Equal values as one object, so that they travel (pickled) once per run.
@@ -180,6 +188,14 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                     offset, same(kind, kind), same(actor, actor), same(account, account), same(post, post), extra,
                 )
         _follow(spans, findings, kind, account, post, prev, offset, leaf, claimed)
+        if kind in _WORDS and "content_sha256" in data:
+            content = data["content_sha256"]
+            if content is None:
+                contents[offset] = ""
+            elif type(content) is str and _SHA256.fullmatch(content):
+                contents[offset] = content
+            else:
+                findings.append((offset, "has a malformed data.content_sha256"))
         digest = data.get("text_hash")
         if digest is not None:
             known = given if given is not None else texts.get(digest) if type(digest) is str else None
@@ -189,7 +205,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
             elif kind in _WORDS and known is not None and known[1] is not None:
                 words[offset] = known[1]
     return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words,
-                  "".join(stamps))
+                  contents, "".join(stamps))
 
 
 def _follow(
@@ -223,7 +239,8 @@ def _follow(
 
 def _chunk(
     claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
-    findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str], stamps: str,
+    findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str], contents: dict[int, str],
+    stamps: str,
 ) -> Chunk:
     start = claimed[0] if claimed else None
     contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
@@ -239,6 +256,7 @@ def _chunk(
         link_leaves=b"".join(_NO_LEAF if s.link is None else s.link[1] for s in spans.values()),
         facts=facts,
         words=words,
+        contents=contents,
         stamps=stamps,
         findings=findings,
         texts_checked=counted.checked,

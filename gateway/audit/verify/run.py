@@ -269,7 +269,7 @@ class _InOrder:
                     None if named is None else (named, link_leaves[32 * n : 32 * n + 32]),
                 ))
             chains[chain] = first + last_at
-        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps)
+        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps, chunk.contents)
         report.size = first + chunk.count
 
     def _grow(self, chunk: Chunk, first: int) -> None:
