@@ -310,5 +310,6 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.add_subapp("/oauth", mastodon.oauth_endpoints())
     app.add_subapp("/.well-known/oauth-authorization-server", mastodon.oauth_metadata())
     app.add_subapp("/xrpc", xrpc.surface())
+    app.add_routes(mastodon.pictures())
     app.add_routes(nodeinfo.routes)
     return app

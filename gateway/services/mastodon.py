@@ -68,6 +68,16 @@ MEDIA_LIMITS = {"mastodon": 16 * 1024 * 1024 - 1, "bluesky": 1_000_000}
 TOKEN_APP = "byline-token"
 """What stands for the app of a token made with ``byline token create`` (no app registered it)."""
 
+MISSING_AVATAR = "/avatars/original/missing.png"
+"""Where Mastodon shows the picture of an account that has none (apps take the name to mean
+"no picture"); Byline serves one there too, for the accounts it shows itself."""
+
+MISSING_HEADER = "/headers/original/missing.png"
+"""Where Mastodon shows the header of an account that has none."""
+
+_ON_GATEWAY = ("url", "uri", "avatar", "avatar_static", "header", "header_static")
+"""The URLs of an Account entity that may name a path on this gateway (``_local_account``)."""
+
 PENDING = (State.HELD, State.SCHEDULED, State.SUGGESTED)
 """States in which a post is "scheduled" as a Mastodon app sees it: not out yet, still editable."""
 
@@ -729,7 +739,7 @@ class MastodonService:
         path = relayed_path(method, path)
         loaded = self._loaded(auth)
         if loaded.policy.platform != "mastodon":
-            return await self._local_read(auth, path)
+            return await self._local_read(auth, path, base)
         adapter = self._platforms.adapter_for(loaded)
         if not isinstance(adapter, RawReader):
             raise BylineError(Code.NOT_FOUND, "Record not found")
@@ -754,7 +764,7 @@ class MastodonService:
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
         return Raw(status=status, body=body, content_type=content_type.split(";")[0].strip(), headers=out)
 
-    async def _local_read(self, auth: ClientAuth, path: str) -> Raw:
+    async def _local_read(self, auth: ClientAuth, path: str, base: str) -> Raw:
         if _EMPTY_LISTS.match(path):
             return Raw(status=200, body=b"[]")
         if path == "/api/v1/preferences":
@@ -763,7 +773,7 @@ class MastodonService:
             return Raw(status=200, body=b"{}")
         entity = await self.account(auth)
         if path == f"/api/v1/accounts/{entity['id']}":
-            return Raw(status=200, body=json.dumps(entity).encode())
+            return Raw(status=200, body=json.dumps(account_at(entity, base)).encode())
         raise BylineError(Code.NOT_FOUND, "Record not found")
 
 
@@ -873,16 +883,30 @@ def _segments(raw_path: str) -> list[str] | None:
     return segments
 
 
+def account_at(entity: dict[str, Any], base: str) -> dict[str, Any]:
+    """An Account entity as an app is shown it: the paths on this gateway it names (an account
+    Byline shows itself, ``_local_account``) made absolute under ``base``, where the app reaches
+    the gateway. An instance's entity names none, and is given back as it is."""
+    own = {key: base + value for key in _ON_GATEWAY
+           if isinstance(value := entity.get(key), str) and value.startswith("/")}
+    return {**entity, **own} if own else entity
+
+
 def _local_account(account: str, *, handle: str, display_name: str | None, url: str | None) -> dict[str, Any]:
     """An Account entity for an account whose platform is not Mastodon."""
     acct = (handle or account).lstrip("@")
     username = acct.split("@")[0] or account
+    page = "/@" + quote(account, safe="")
     return {
         "id": numeric_id(account), "username": username, "acct": acct,
         "display_name": display_name or username, "locked": False, "bot": False,
         "discoverable": None, "group": False, "created_at": "1970-01-01T00:00:00.000Z",
-        "note": "", "url": url or "", "uri": url or "", "avatar": "", "avatar_static": "",
-        "header": "", "header_static": "", "followers_count": 0, "following_count": 0,
+        # Every URL an absolute one, as Mastodon gives it: an app written in Swift (Ice Cubes)
+        # decodes them as URLs, and "" is none, so the whole account, and every status showing
+        # it, fails to decode. With no address of its own, the account is its public page here.
+        "note": "", "url": url or page, "uri": url or page, "avatar": MISSING_AVATAR,
+        "avatar_static": MISSING_AVATAR, "header": MISSING_HEADER, "header_static": MISSING_HEADER,
+        "followers_count": 0, "following_count": 0,
         "statuses_count": 0, "last_status_at": None, "emojis": [], "fields": [],
         "indexable": False, "hide_collections": None, "noindex": True, "roles": [],
     }

@@ -102,11 +102,11 @@ class Account(Shape):
     uri: Url
     display_name: str
     note: str
-    avatar: str
-    """String (URL): Byline shows an empty one for an account it has no picture of."""
-    avatar_static: str
-    header: str
-    header_static: str
+    avatar: Url
+    """String (URL): for an account with no picture, Mastodon's ``…/avatars/original/missing.png``."""
+    avatar_static: Url
+    header: Url
+    header_static: Url
     locked: bool
     fields: list[Field_]
     emojis: list[CustomEmoji]
@@ -389,7 +389,7 @@ class InstanceUsage(Shape):
 
 
 class InstanceThumbnail(Shape):
-    url: str
+    url: Url
     blurhash: str | None = None
     versions: dict[str, str] = omittable()
 

@@ -5,7 +5,9 @@ sub-application with its own way of refusing.
 - ``/media``: the files of uploads (``api``), refusals as Mastodon's;
 - ``/oauth``: the token endpoints (``oauth``), refusals as Doorkeeper words them;
 - ``/oauth/authorize``: the sign-in page, for people (``authorize``), answering with HTML pages;
-- ``/.well-known/oauth-authorization-server``: the OAuth metadata (``oauth``), refusals as Mastodon's.
+- ``/.well-known/oauth-authorization-server``: the OAuth metadata (``oauth``), refusals as Mastodon's;
+- ``/avatars/original/missing.png``, ``/headers/original/missing.png``: the picture of an account
+  that has none (``api``), where Mastodon serves it.
 
 Requests are read by ``params`` (Rails' way), entities rendered by ``entities``, refusals worded
 by ``errors``. What the sign-in page cannot show as a page (text that is not text) the gateway's
@@ -47,6 +49,11 @@ def sign_in() -> web.Application:
     """The sign-in page, to mount at ``/oauth/authorize`` (beside ``/oauth``, whose refusals are
     an app's, not a person's)."""
     return _surface(authorize.routes, checked)
+
+
+def pictures() -> web.RouteTableDef:
+    """The pictures of accounts that have none, to add at the root (``/avatars/…``, ``/headers/…``)."""
+    return api.pictures
 
 
 def oauth_metadata() -> web.Application:

@@ -8,6 +8,8 @@ Paths here are below the mount: ``/v1/statuses`` is ``/api/v1/statuses``.
 
 from __future__ import annotations
 
+from importlib import resources
+
 from aiohttp import web
 
 from gateway.appkeys import MASTODON, OAUTH, POSTS
@@ -15,7 +17,15 @@ from gateway.errors import BylineError, Code
 from gateway.http.common import bearer
 from gateway.http.mastodon import entities, params
 from gateway.http.mastodon.answers import base_url, json_answer, raw_answer
-from gateway.services.mastodon import ClientAuth, MastodonService, Raw, relayed_path
+from gateway.services.mastodon import (
+    MISSING_AVATAR,
+    MISSING_HEADER,
+    ClientAuth,
+    MastodonService,
+    Raw,
+    account_at,
+    relayed_path,
+)
 from gateway.services.mastodon_reads import Listed, MastodonReads, PageAsk, page_links
 
 routes = web.RouteTableDef()
@@ -26,6 +36,11 @@ USER_REQUIRED = "This method requires an authenticated user"
 
 files = web.RouteTableDef()
 """The uploads' files, below ``/media``."""
+
+pictures = web.RouteTableDef()
+"""The pictures of an account that has none, at the root, where Mastodon serves them."""
+
+_MISSING_PICTURE = resources.files("gateway.http").joinpath("static", "missing.png").read_bytes()
 
 
 def _service(request: web.Request) -> MastodonService:
@@ -108,7 +123,7 @@ async def instance_v2(request: web.Request) -> web.Response:
 async def verify_credentials(request: web.Request) -> web.Response:
     """The managed account this app acts as, as its platform shows it."""
     auth = await _auth(request, "read:accounts")
-    return json_answer(await _service(request).account(auth, with_source=True))
+    return json_answer(account_at(await _service(request).account(auth, with_source=True), base_url(request)))
 
 
 # -- statuses ------------------------------------------------------------------------------------
@@ -226,6 +241,16 @@ async def media_file(request: web.Request) -> web.Response:
     })
 
 
+@pictures.get(MISSING_AVATAR)
+@pictures.get(MISSING_HEADER)
+async def missing_picture(request: web.Request) -> web.Response:
+    """The picture (a plain grey) that accounts Byline shows itself have, and the instance's
+    thumbnail: the URLs an app is given lead to an image."""
+    return web.Response(body=_MISSING_PICTURE, content_type="image/png", headers={
+        "Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff",
+    })
+
+
 # -- reads answered from Byline's record (before the passthrough below, which aiohttp would match first) --
 
 
@@ -262,18 +287,19 @@ async def status_history(request: web.Request) -> web.StreamResponse:
 async def account_lookup(request: web.Request) -> web.StreamResponse:
     """An account by its ``acct``: a sandbox account's own, else the platform's answer."""
     auth = await _auth(request, "read:accounts")
+    base = base_url(request)
     found = await _reads(request).lookup(auth, request.query.get("acct"), host=request.host, path=_as_listed(request),
-                                         query=request.rel_url.raw_query_string, base=base_url(request))
-    return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
+                                         query=request.rel_url.raw_query_string, base=base)
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(account_at(found, base))
 
 
 @routes.get(r"/v1/accounts/{id:[0-9]+}")
 async def account_by_id(request: web.Request) -> web.StreamResponse:
     """An account: a sandbox account's own, else the platform's answer."""
     auth = await _auth(request, "read:accounts")
-    found = await _reads(request).account(auth, params.path_id(request), path=_as_listed(request),
-                                          base=base_url(request))
-    return raw_answer(found) if isinstance(found, Raw) else json_answer(found)
+    base = base_url(request)
+    found = await _reads(request).account(auth, params.path_id(request), path=_as_listed(request), base=base)
+    return raw_answer(found) if isinstance(found, Raw) else json_answer(account_at(found, base))
 
 
 _ACCOUNT_FILTERS = ("only_media", "exclude_replies", "exclude_reblogs", "pinned")

@@ -10,7 +10,7 @@ import importlib.metadata
 from html import escape
 from typing import Any
 
-from gateway.services.mastodon import Limits, StatusView, numeric_id
+from gateway.services.mastodon import MISSING_HEADER, Limits, StatusView, account_at, numeric_id
 from gateway.services.mastodon_reads import ContextView, EditView, SourceView
 from gateway.services.oauth import App
 from gateway.services.posts import PostView
@@ -92,7 +92,7 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
         "filtered": [],
         "reblog": None,
         "application": {"name": view.app_name or "Byline", "website": None},
-        "account": view.account,
+        "account": account_at(view.account, base),
         "media_attachments": [media_entity(m, base) for m in view.media],
         "mentions": [],
         "tags": [],
@@ -144,7 +144,7 @@ def edit_entity(edit: EditView, base: str) -> dict[str, Any]:
     naming the version and the person who wrote it."""
     return {
         "content": _content(edit.shown), "spoiler_text": edit.spoiler_text, "sensitive": edit.sensitive,
-        "created_at": _ms(iso(edit.at)), "account": edit.account, "poll": None,
+        "created_at": _ms(iso(edit.at)), "account": account_at(edit.account, base), "poll": None,
         "media_attachments": [media_entity(m, base) for m in edit.media], "emojis": [],
         "byline": {"version": edit.version, "editor": edit.editor},
     }
@@ -205,7 +205,7 @@ def instance_v1(base: str, limits: Limits) -> dict[str, Any]:
         "uri": host, "title": "Byline", "short_description": "A posting gateway",
         "description": "Posts written here go through each account's policy before they are published.",
         "email": "", "version": _version(), "urls": {"streaming_api": base.replace("http", "ws", 1)},
-        "stats": {"user_count": 0, "status_count": 0, "domain_count": 0}, "thumbnail": None,
+        "stats": {"user_count": 0, "status_count": 0, "domain_count": 0}, "thumbnail": base + MISSING_HEADER,
         "languages": ["en"], "registrations": False, "approval_required": True, "invites_enabled": False,
         "configuration": _configuration(limits), "contact_account": None, "rules": [],
     }
@@ -221,7 +221,9 @@ def instance_v2(base: str, limits: Limits) -> dict[str, Any]:
         "domain": base.split("://", 1)[-1], "title": "Byline", "version": _version(),
         "source_url": "https://github.com/", "description": "A posting gateway",
         "usage": {"users": {"active_month": 0}},
-        "thumbnail": {"url": "", "blurhash": None, "versions": {}}, "icon": [],
+        # A URL, as the docs have it: Ice Cubes decodes it as one, and drops the whole instance
+        # (its limits with it) for "". Byline has no picture of its own: the plain header.
+        "thumbnail": {"url": base + MISSING_HEADER, "blurhash": None, "versions": {}}, "icon": [],
         "languages": ["en"], "configuration": configuration,
         "registrations": {"enabled": False, "approval_required": True, "message": None, "url": None},
         "api_versions": {"mastodon": 2},

@@ -1,0 +1,79 @@
+"""What popular Mastodon apps ask at sign-in and start-up, asked as they ask it, over a real
+gateway: the answers decode as the apps decode them.
+
+Ice Cubes (Swift) decodes every URL of an Account (``avatar``, ``header``, ``url``) with
+Foundation's ``URL``, for which "" is no URL: the account fails to decode, so the sign-in
+(``verify_credentials``) and every status showing the account fail with it. It decodes the
+Instance (``/api/v2/instance``) the same way, ``thumbnail.url`` included, and when that fails
+it keeps no instance, so its composer does not know the account's character limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.clients import mastodon_shapes as shapes
+from tests.clients.world import World
+
+_ACCOUNT_URLS = ("avatar", "avatar_static", "header", "header_static", "url", "uri")
+
+
+def swift_url(value: Any) -> bool:
+    """Whether Foundation's ``URL`` (as ``Codable`` decodes one) would take ``value`` as an
+    address an app can load: an absolute http(s) URL. "" it refuses outright."""
+    if not isinstance(value, str) or not value:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+async def _get(world: World, path: str, token: str | None = None, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with world.gateway.client.get(path, headers=headers, **kwargs) as resp:
+        body = await resp.text()
+        assert resp.status == 200, (path, resp.status, body)
+        return json.loads(body)
+
+
+async def test_an_account_byline_shows_itself_has_urls_an_app_decodes(world: World) -> None:
+    """A sandbox account (Byline builds its Account entity): verify_credentials, the account in
+    a status, lookup and the account by id give absolute URLs for its pictures and its page, as
+    Mastodon does (``…/avatars/original/missing.png`` for no picture), and the pictures load."""
+    erin = await world.token("erin", "solo")
+    me = await _get(world, "/api/v1/accounts/verify_credentials", erin)
+    async with world.gateway.client.post("/api/v1/statuses", headers={"Authorization": f"Bearer {erin}"},
+                                         json={"status": "Hello from Ice Cubes"}) as resp:
+        assert resp.status == 200, await resp.text()
+        status = await resp.json()
+    looked_up = await _get(world, "/api/v1/accounts/lookup", erin, params={"acct": me["acct"]})
+    by_id = await _get(world, f"/api/v1/accounts/{me['id']}", erin)
+
+    for where, account in (("verify_credentials", me), ("status", status["account"]),
+                           ("lookup", looked_up), ("accounts/:id", by_id)):
+        assert {k: swift_url(account[k]) for k in _ACCOUNT_URLS} == dict.fromkeys(_ACCOUNT_URLS, True), (
+            where, {k: account[k] for k in _ACCOUNT_URLS})
+        shapes.check("Account", account)
+    assert me["avatar"] == f"{world.base}/avatars/original/missing.png"
+    assert me["header"] == f"{world.base}/headers/original/missing.png"
+
+    for picture in (me["avatar"], me["header"]):
+        async with world.gateway.client.get(urlsplit(picture).path) as resp:
+            assert (resp.status, resp.content_type) == (200, "image/png")
+            assert (await resp.read()).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_the_instance_decodes_with_its_thumbnail(world: World) -> None:
+    """``/api/v2/instance`` (as Ice Cubes asks it, with the token) has a thumbnail URL an app
+    decodes, and so its limits reach the composer; v1's thumbnail is a URL too, as documented."""
+    erin = await world.token("erin", "solo")
+    for token in (None, erin):
+        v2 = await _get(world, "/api/v2/instance", token)
+        assert swift_url(v2["thumbnail"]["url"]), v2["thumbnail"]
+        shapes.check("Instance", v2)
+        v1 = await _get(world, "/api/v1/instance", token)
+        assert swift_url(v1["thumbnail"]), v1["thumbnail"]
+        shapes.check("InstanceV1", v1)
+    async with world.gateway.client.get(urlsplit(v2["thumbnail"]["url"]).path) as resp:
+        assert (resp.status, resp.content_type) == (200, "image/png")
