@@ -278,13 +278,14 @@ class MastodonService:
 
     # -- who is calling ------------------------------------------------------------------
 
-    async def authenticate(self, token: str | None, *, scope: str) -> ClientAuth:
-        """The app's caller, bound to one account, allowed ``scope``; or 401/403."""
+    async def authenticate(self, token: str | None, *, scope: str, or_scope: str | None = None) -> ClientAuth:
+        """The app's caller, bound to one account, allowed ``scope`` (or ``or_scope``, where
+        Mastodon takes either); or 401/403."""
         if not token:
             await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
         caller, app = await self._identity.authenticate_app(token)  # one read: the token with its app
-        if not caller.may(scope):
+        if not caller.may(scope) and (or_scope is None or not caller.may(or_scope)):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
         if account is None:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.clients import mastodon_shapes as shapes
+from tests.clients.signin import sign_in
 from tests.clients.world import World
 
 _ACCOUNT_URLS = ("avatar", "avatar_static", "header", "header_static", "url", "uri")
@@ -77,3 +78,31 @@ async def test_the_instance_decodes_with_its_thumbnail(world: World) -> None:
         shapes.check("InstanceV1", v1)
     async with world.gateway.client.get(urlsplit(v2["thumbnail"]["url"]).path) as resp:
         assert (resp.status, resp.content_type) == (200, "image/png")
+
+
+async def test_a_token_for_profile_alone_verifies_the_account(world: World) -> None:
+    """An app that only signs a person in asks for ``profile`` (Mastodon 4.3's scope for it);
+    ``verify_credentials`` takes that token, as the Mastodon docs have it (``profile`` or
+    ``read:accounts``), and nothing else does: the statuses stay out of its reach."""
+    oob = "urn:ietf:wg:oauth:2.0:oob"
+    async with world.gateway.client.post("/api/v1/apps", json={
+            "client_name": "Sign in with Mastodon", "redirect_uris": [oob], "scopes": "profile"}) as resp:
+        app = await resp.json()
+    url = (f"{world.base}/oauth/authorize?response_type=code&client_id={app['client_id']}"
+           f"&redirect_uri={oob}&scope=profile")
+    code = await sign_in(url, token=world.gateway.tokens["erin"], account="solo")
+    async with world.gateway.client.post("/oauth/token", json={
+            "grant_type": "authorization_code", "code": code, "client_id": app["client_id"],
+            "client_secret": app["client_secret"], "redirect_uri": oob, "scope": "profile"}) as resp:
+        granted = await resp.json()
+    assert granted["scope"] == "profile"
+    token = granted["access_token"]
+
+    me = await _get(world, "/api/v1/accounts/verify_credentials", token)
+    shapes.check("CredentialAccount", me)
+    async with world.gateway.client.get("/api/v1/scheduled_statuses",
+                                        headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 403
+    async with world.gateway.client.post("/api/v1/statuses", headers={"Authorization": f"Bearer {token}"},
+                                         json={"status": "Not with profile"}) as resp:
+        assert resp.status == 403
