@@ -99,7 +99,8 @@ RELAYED_READS: tuple[str, ...] = (
     r"/api/v2/notifications/[\w-]+(/accounts)?", r"/api/v1/markers",
     r"/api/v1/accounts/[0-9]+", r"/api/v1/accounts/[0-9]+/(statuses|followers|following|featured_tags|lists)",
     r"/api/v1/accounts/(relationships|familiar_followers|lookup|search)",
-    r"/api/v1/statuses/[0-9]+", r"/api/v1/statuses/[0-9]+/(context|reblogged_by|favourited_by|history|source)",
+    r"/api/v1/statuses", r"/api/v1/statuses/[0-9]+",
+    r"/api/v1/statuses/[0-9]+/(context|reblogged_by|favourited_by|history|source)",
     r"/api/v1/polls/[0-9]+", r"/api/v1/tags/\w+", r"/api/v2/search", r"/api/v1/directory",
     r"/api/v1/instance/(peers|activity|rules|extended_description|translation_languages|languages|"
     r"domain_blocks)",
@@ -115,15 +116,36 @@ _POLICY_GOVERNS = "every write goes through the account's policy, and the policy
 
 # Reads an account on a platform other than Mastodon answers with an empty list.
 _EMPTY_LISTS = re.compile(
-    r"^/api/v1/(timelines/.+|notifications|favourites|bookmarks|lists|filters|"
+    r"^/api/v1/(timelines/.+|notifications|favourites|bookmarks|lists|filters|statuses|"
     r"custom_emojis|announcements|follow_requests|mutes|blocks|domain_blocks|endorsements|"
     r"featured_tags|followed_tags|trends(/.*)?|accounts/relationships|accounts/familiar_followers|"
-    r"accounts/[^/]+/(statuses|followers|following))$|^/api/v2/(filters|suggestions)$"
+    r"accounts/[^/]+/(statuses|followers|following|featured_tags|lists)|instance/(rules|peers|activity))$"
+    r"|^/api/v2/(filters|suggestions)$"
 )
-_PREFERENCES = {
-    "posting:default:visibility": "public", "posting:default:sensitive": False,
-    "posting:default:language": None, "reading:expand:media": "default",
-    "reading:expand:spoilers": False,
+_NO_ONE = {"pending_requests_count": 0, "pending_notifications_count": 0}
+_QUIET_ANSWERS: dict[str, Any] = {
+    # Reads an account on a platform other than Mastodon answers as a quiet instance would,
+    # each in its entity's shape (apps built for Mastodon 4.3 ask them at start-up: the grouped
+    # notifications, their unread count, the notification policy), with Mastodon's defaults.
+    "/api/v1/preferences": {
+        "posting:default:visibility": "public", "posting:default:sensitive": False,
+        "posting:default:language": None, "reading:expand:media": "default",
+        "reading:expand:spoilers": False,
+    },
+    "/api/v1/markers": {},
+    "/api/v2/notifications": {"accounts": [], "statuses": [], "notification_groups": []},
+    "/api/v1/notifications/unread_count": {"count": 0},
+    "/api/v2/notifications/unread_count": {"count": 0},
+    "/api/v1/notifications/policy": {
+        "filter_not_following": False, "filter_not_followers": False, "filter_new_accounts": False,
+        "filter_private_mentions": True, "summary": _NO_ONE,
+    },
+    "/api/v2/notifications/policy": {
+        "for_not_following": "accept", "for_not_followers": "accept", "for_new_accounts": "accept",
+        "for_private_mentions": "filter", "for_limited_accounts": "filter", "summary": _NO_ONE,
+    },
+    "/api/v2/search": {"accounts": [], "statuses": [], "hashtags": []},
+    "/api/v1/instance/translation_languages": {},
 }
 
 
@@ -768,10 +790,8 @@ class MastodonService:
     async def _local_read(self, auth: ClientAuth, path: str, base: str) -> Raw:
         if _EMPTY_LISTS.match(path):
             return Raw(status=200, body=b"[]")
-        if path == "/api/v1/preferences":
-            return Raw(status=200, body=json.dumps(_PREFERENCES).encode())
-        if path == "/api/v1/markers":
-            return Raw(status=200, body=b"{}")
+        if path in _QUIET_ANSWERS:
+            return Raw(status=200, body=json.dumps(_QUIET_ANSWERS[path]).encode())
         entity = await self.account(auth)
         if path == f"/api/v1/accounts/{entity['id']}":
             return Raw(status=200, body=json.dumps(account_at(entity, base)).encode())

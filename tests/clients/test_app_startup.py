@@ -106,3 +106,54 @@ async def test_a_token_for_profile_alone_verifies_the_account(world: World) -> N
     async with world.gateway.client.post("/api/v1/statuses", headers={"Authorization": f"Bearer {token}"},
                                          json={"status": "Not with profile"}) as resp:
         assert resp.status == 403
+
+
+_QUIET = {
+    # What the Mastodon web app (4.3) and Phanpy ask at start-up and on the notifications tab,
+    # with the entity each is documented to answer, as an instance with nothing to show answers.
+    "/api/v2/notifications?types[]=mention&expand_accounts=partial_avatars": {
+        "accounts": [], "statuses": [], "notification_groups": []},
+    "/api/v2/notifications/unread_count": {"count": 0},
+    "/api/v1/notifications/unread_count": {"count": 0},
+    "/api/v2/notifications/policy": {
+        "for_not_following": "accept", "for_not_followers": "accept", "for_new_accounts": "accept",
+        "for_private_mentions": "filter", "for_limited_accounts": "filter",
+        "summary": {"pending_requests_count": 0, "pending_notifications_count": 0}},
+    "/api/v1/notifications/policy": {
+        "filter_not_following": False, "filter_not_followers": False, "filter_new_accounts": False,
+        "filter_private_mentions": True,
+        "summary": {"pending_requests_count": 0, "pending_notifications_count": 0}},
+    "/api/v2/search?q=launch&resolve=false": {"accounts": [], "statuses": [], "hashtags": []},
+    "/api/v1/instance/rules": [],
+    "/api/v1/instance/translation_languages": {},
+    "/api/v1/statuses?id[]=1&id[]=2": [],
+}
+
+
+async def test_start_up_reads_answer_quietly_for_an_account_with_no_instance(world: World) -> None:
+    """For an account on another platform (here the sandbox), the reads an app built for
+    Mastodon 4.3 makes at start-up answer 200 with their documented entity, empty, instead of
+    404: the grouped notifications (``/api/v2/notifications``, which the web app and Phanpy use
+    on an instance with ``api_versions.mastodon`` 2), unread counts, the notification policy,
+    search, the instance's rules, and statuses by ``id[]`` (Phanpy's batch fetch of the posts
+    replied to, on 4.3)."""
+    erin = await world.token("erin", "solo")
+    answered = {path: await _get(world, path, erin) for path in _QUIET}
+    assert answered == _QUIET
+    me = await _get(world, "/api/v1/accounts/verify_credentials", erin)
+    for path in (f"/api/v1/accounts/{me['id']}/featured_tags", f"/api/v1/accounts/{me['id']}/lists"):
+        assert await _get(world, path, erin) == []
+
+
+async def test_statuses_by_id_are_asked_of_the_instance(world: World) -> None:
+    """Phanpy, on Mastodon 4.3, fetches the posts its timeline's replies answer in one call,
+    ``GET /api/v1/statuses?id[]=…``: for a Mastodon account it is relayed to the instance (a
+    read, as ``/api/v1/statuses/:id`` is), not refused."""
+    alice = await world.token("alice", "masto")
+    async with world.gateway.client.post("/api/v1/statuses", headers={"Authorization": f"Bearer {alice}"},
+                                         json={"status": "The parent"}) as resp:
+        made = await resp.json()
+    await world.gateway.tick()
+    remote_id = (await _get(world, f"/api/v1/statuses/{made['id']}", alice))["byline"]["url"].rsplit("/", 1)[-1]
+    found = await _get(world, f"/api/v1/statuses?id[]={remote_id}&id[]=999999", alice)
+    assert [s["id"] for s in found] == [remote_id]

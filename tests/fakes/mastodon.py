@@ -738,6 +738,13 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             raise MastodonError(404, "Record not found")
         return web.json_response(fake.render_status(status))
 
+    async def get_statuses(request: web.Request) -> web.Response:
+        # docs.joinmastodon.org/methods/statuses/#index (4.3): those of ``id[]`` found and
+        # visible, in the order asked; the others are left out.
+        viewer = fake._account_for(request, required=False)
+        found = [fake.status(status_id) for status_id in request.query.getall("id[]", [])]
+        return web.json_response([fake.render_status(s) for s in found if s is not None and fake._visible(s, viewer)])
+
     async def edit_status(request: web.Request) -> web.Response:
         # docs.joinmastodon.org/methods/statuses/#edit: own statuses only (404 otherwise);
         # spoiler_text omitted clears it, sensitive and language omitted keep theirs.
@@ -907,6 +914,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     )
     app[FAKE_KEY] = fake
     app.router.add_post("/api/v1/statuses", create_status)
+    app.router.add_get("/api/v1/statuses", get_statuses)
     app.router.add_get("/api/v1/statuses/{id}", get_status)
     app.router.add_put("/api/v1/statuses/{id}", edit_status)
     app.router.add_delete("/api/v1/statuses/{id}", delete_status)
