@@ -183,6 +183,8 @@ class StatusForm:
     scheduled_at: datetime | None = None
     media_ids: tuple[str, ...] = ()
     poll: bool = False
+    quote: bool = False
+    """A ``quoted_status_id`` was given (Mastodon 4.5's quote posts)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -437,6 +439,10 @@ class MastodonService:
     ) -> StatusView:
         if form.poll:
             raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
+        if form.quote:
+            # Left unread, the post would go out without what it quotes: its words alone, which
+            # may mean something else.
+            raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry quote posts")
         if form.scheduled_at is not None and form.scheduled_at - self._clock.now() < SCHEDULE_MIN_OFFSET:
             raise BylineError(
                 Code.VALIDATION, "Validation failed: Scheduled at The scheduled date must be in the future"

@@ -157,3 +157,21 @@ async def test_statuses_by_id_are_asked_of_the_instance(world: World) -> None:
     remote_id = (await _get(world, f"/api/v1/statuses/{made['id']}", alice))["byline"]["url"].rsplit("/", 1)[-1]
     found = await _get(world, f"/api/v1/statuses?id[]={remote_id}&id[]=999999", alice)
     assert [s["id"] for s in found] == [remote_id]
+
+
+async def test_a_quote_post_is_refused_not_sent_without_its_quote(world: World) -> None:
+    """An app that quotes as on Mastodon 4.5 (``quoted_status_id``; Ice Cubes does where the
+    instance says it takes quotes) gets a 422 saying Byline does not carry quotes, as for a
+    poll, and nothing is stored: the post used to be taken and sent without the status it
+    quoted, its words alone."""
+    erin = await world.token("erin", "solo")
+    async with world.gateway.client.post("/api/v1/statuses", headers={"Authorization": f"Bearer {erin}"}, json={
+            "status": "This, exactly", "quoted_status_id": "110000000000000001",
+            "quote_approval_policy": "public"}) as resp:
+        assert resp.status == 422
+        assert (await resp.json())["error"] == "Validation failed: Byline does not carry quote posts"
+    async with world.gateway.client.get("/api/v1/accounts/verify_credentials",
+                                        headers={"Authorization": f"Bearer {erin}"}) as resp:
+        me = await resp.json()
+    assert await _get(world, f"/api/v1/accounts/{me['id']}/statuses", erin) == []
+    assert await _get(world, "/api/v1/scheduled_statuses", erin) == []

@@ -144,6 +144,7 @@ def status_form(params: dict[str, Any]) -> StatusForm:
         scheduled_at=_when(_text(params, "scheduled_at")),
         media_ids=_ids(params.get("media_ids"), "media_ids") or (),
         poll=params.get("poll") is not None,
+        quote=params.get("quoted_status_id") not in (None, ""),
     )
 
 
