@@ -229,9 +229,9 @@ class Gateway:
     async def act(
         self, user: str, post_id: str, action: str, json: Any = None, *, seen: bool = True
     ) -> tuple[int, Any]:
-        """POST /v1/posts/{id}/{action}. An approve or reject names the version the approver
-        saw: with ``seen``, the post's current one unless ``json`` names one."""
-        if seen and action in ("approve", "reject") and "version" not in (json or {}):
+        """POST /v1/posts/{id}/{action}. An approve, reject or adopt names the version its
+        person saw: with ``seen``, the post's current one unless ``json`` names one."""
+        if seen and action in ("approve", "reject", "adopt") and "version" not in (json or {}):
             json = {**(json or {}), "version": await self.current_version(post_id)}
         return await self.call(user, "POST", f"/v1/posts/{post_id}/{action}", json)
 

@@ -182,7 +182,8 @@ async def _post_in_state(gateway: Gateway, tier: str, scenario: Scenario) -> str
 
 
 def _request(action: str, post_id: str, version: int) -> tuple[str, str, Any, dict[str, str]]:
-    """The HTTP request for ``action``; approve names the version in its body, reject in If-Match."""
+    """The HTTP request for ``action``; approve and adopt name the version in their body, reject in
+    If-Match."""
     path = f"/v1/posts/{post_id}"
     if action == "view":
         return "GET", path, None, {}
@@ -194,6 +195,8 @@ def _request(action: str, post_id: str, version: int) -> tuple[str, str, Any, di
         return "POST", f"{path}/approve", {"version": version}, {}
     if action == "reject":
         return "POST", f"{path}/reject", {"reason": "Not yet"}, {"If-Match": f'"{version}"'}
+    if action == "adopt":
+        return "POST", f"{path}/adopt", {"version": version}, {}
     return "POST", f"{path}/{action}", {}, {}
 
 

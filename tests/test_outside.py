@@ -170,7 +170,7 @@ async def test_four_tiers_from_outside(outside: Outside) -> None:
 
     status, suggestion = await outside.call("dave", "POST", "/v1/posts", {"account": "team", "text": "Idea"})
     assert suggestion["state"] == "suggested"
-    status, adopted = await outside.call("carol", "POST", f"/v1/posts/{suggestion['id']}/adopt")
+    status, adopted = await outside.call("carol", "POST", f"/v1/posts/{suggestion['id']}/adopt", {"version": 1})
     assert status == 201 and adopted["suggested_by"] == "dave"
     await outside.until("carol", adopted["id"], "published")
     assert await outside.timeline("team") == ["Idea\n\n—carol, suggested by dave"]

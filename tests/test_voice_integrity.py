@@ -504,3 +504,29 @@ async def test_a_policy_file_put_back_after_a_while_brings_its_account_back(
         fresh = await gw.submit("carol", "pencil", "After the outage")
         assert fresh["state"] == "scheduled"
         await _verify_log(gw, tmp_path)
+
+
+async def test_a_writer_adopts_the_version_of_a_suggestion_they_read(gateway: Gateway, tmp_path: Path) -> None:
+    """On a managed account the owner suggests and a writer adopts, and an adopted post goes out at
+    once. The owner must not swap the words between the writer's reading and their adopting:
+    before, the adoption took whatever the suggestion said by then, so the owner's new words went
+    out alone under the writer's name."""
+    suggestion = await gateway.submit("dave", "managed", "Thank you all for coming")
+    read = await gateway.get("bob", suggestion["id"])
+    assert read["version"] == 1
+    status, edited = await _patch(gateway, "dave", suggestion["id"], "Words bob never read")
+    assert status == 200 and edited["version"] == 2, edited
+    before = await gateway.snapshot()
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{suggestion['id']}/adopt", {"version": 1})
+    assert (status, body["error"], body["version"]) == (409, "stale_version", 2), body
+    status, body = await gateway.call("bob", "POST", f"/v1/posts/{suggestion['id']}/adopt", {})
+    assert (status, body["error"]) == (428, "version_required"), body
+    assert await gateway.snapshot() == before
+    await _publish_due(gateway)
+    assert await gateway.timeline("managed") == []
+    status, adopted = await gateway.call("bob", "POST", f"/v1/posts/{suggestion['id']}/adopt", {},
+                                         headers={"If-Match": '"2"'})
+    assert status == 201 and adopted["text"] == "Words bob never read", adopted
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("managed")] == ["Words bob never read\n\n—bob, suggested by dave"]
+    await _verify_log(gateway, tmp_path)

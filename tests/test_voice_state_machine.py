@@ -190,7 +190,7 @@ class VoiceMachine(RuleBasedStateMachine):
 
     @rule(target=posts, post=posts, writer=WRITERS)
     def adopt(self, post: str, writer: str) -> Any:
-        status, body = self.call(writer, "POST", f"/v1/posts/{post}/adopt")
+        status, body = self.call(writer, "POST", f"/v1/posts/{post}/adopt", {"version": self.version_of(post)})
         return str(body["id"]) if status == 201 else multiple()
 
     @rule(variant=st.sampled_from([*VARIANTS, "removed"]))

@@ -13,7 +13,7 @@ and approvals. It flags:
   post's approvers;
 - an approval by anyone who put words into the version approved (its author, an editor, the
   suggester of an adopted post), save the owner confirming where the policy names no
-  approvers; an approval or rejection of another version than the current one;
+  approvers; an approval, rejection or adoption of another version than the current one;
 - a ``post.published`` without ``required`` distinct approvals of the published version from
   people who wrote none of it, and a publish while the account had no policy in force or its
   author no longer wrote for it, or while it was co-signed and the post was held for fewer
@@ -611,6 +611,9 @@ class Replay:
                 return None if actor in policy.writers else f"{actor} {kind[5:]} post {post} but is not a writer"
 
             self._judge(index, known.account, sha256, check, f"{actor} {kind[5:]} a post of {known.account}")
+            # An adoption names the version its writer read (entries from before it did name none).
+            if kind == "post.adopted" and version is not None and version != known.version:
+                self._bad(index, f"adoption of version {version} of post {post}, which is at version {known.version}")
         if isinstance(state, str):
             known.state = state
 

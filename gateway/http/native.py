@@ -130,7 +130,7 @@ _POST_ID = re.compile(r"[0-9]{1,24}")
 
 
 def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
-    """The version an approve or reject names: in the body, or as ``If-Match: "N"``."""
+    """The version an approve, reject or adopt names: in the body, or as ``If-Match: "N"``."""
     header = request.headers.get("If-Match")
     if header is None:
         return body.version
@@ -144,8 +144,9 @@ def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
     return version
 
 
-class AdoptBody(_Body):
-    """``/adopt``: optionally with the writer's own wording."""
+class AdoptBody(DecisionBody):
+    """``/adopt``: the version of the suggestion the writer read (or ``If-Match``), optionally
+    with the writer's own wording."""
 
     text: str | None = Field(default=None, max_length=100_000)
 
@@ -251,7 +252,8 @@ async def adopt(request: web.Request) -> web.Response:
     """A writer adopts a suggestion; answers with the new post."""
     caller = await authenticated(request)
     body = parse(AdoptBody, await read_json(request, required=False))
-    post = await request.app[POSTS].adopt(caller, _post_id(request), text=body.text)
+    version = _decided_version(request, body)
+    post = await request.app[POSTS].adopt(caller, _post_id(request), version=version, text=body.text)
     return _answer(post, status=201)
 
 

@@ -241,13 +241,14 @@ def _query(name: str, description: str, schema: dict[str, Any], *, required: boo
 _POST_ID = _path("id", "The post's id", {"type": "string", "pattern": "^[0-9]{1,24}$"})
 _INDEX = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
 _IF_MATCH = {"name": "If-Match", "in": "header", "required": False,
-             "description": 'The version the approver read, as the ETag of GET /v1/posts/{id} ("3")',
+             "description": 'The version the approver (or the adopting writer) read, '
+                            'as the ETag of GET /v1/posts/{id} ("3")',
              "schema": {"type": "string", "pattern": '^"[1-9][0-9]{0,17}"$'}}
 
 
 def _action(summary: str, body: str, *, status: str = "200", extra: str = "") -> dict[str, Any]:
     params = [_POST_ID]
-    if body in ("DecisionBody", "RejectBody"):
+    if body in ("DecisionBody", "RejectBody", "AdoptBody"):
         params.append(_IF_MATCH)
     return _operation(summary, ok=status, schema=_ref("Post"), body=body, body_required=False,
                       parameters=params, errors=f"{_AUTH} {_BODY} {_POST_ACTION} {extra}")
@@ -295,7 +296,7 @@ def _paths() -> dict[str, Any]:
                                                   extra="428")},
         "/v1/posts/{id}/cancel": {"post": _action("The author takes the post back", "EmptyBody")},
         "/v1/posts/{id}/adopt": {"post": _action("A writer adopts a suggestion: the new post", "AdoptBody",
-                                                 status="201")},
+                                                 status="201", extra="428")},
         "/v1/posts/{id}/dismiss": {"post": _action("A writer declines a suggestion", "ReasonBody")},
         "/v1/posts/{id}/retry": {"post": _action("Put a failed post back in the queue", "EmptyBody")},
         "/v1/posts/{id}/proof": {"get": _operation(

@@ -749,10 +749,13 @@ class PostService:
         return await self.view(caller, post_id)
 
     @_under_policy_in_force
-    async def adopt(self, caller: Caller, post_id: str, *, text: Any | None) -> PostView:
-        """A writer takes up a suggestion: a new post by the writer, crediting the suggester."""
+    async def adopt(self, caller: Caller, post_id: str, *, version: int | None, text: Any | None) -> PostView:
+        """A writer takes up the version of a suggestion they read: a new post by the writer,
+        crediting the suggester. An adopted post may go out at once, so the suggester's edit
+        made while the writer read is refused as an approver's would be (409), not adopted."""
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.ADOPT)
+        seen = check_version(post, version)
         words = post.text if text is None else text
         options = PostOptions.from_json(post.options)
         words = self._check_text(loaded, author=caller.user, text=words, suggested_by=post.author, options=options)
@@ -771,11 +774,14 @@ class PostService:
         async def work(ltx: LogTxn) -> str:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.ADOPT)
+            # The words and options read above are this version's: the suggestion changed since is no
+            # longer what the writer adopts.
+            adopted = check_version(current, seen)
             new_state = transition(State(current.state), Action.ADOPT)
             new_id = (await create(ltx)).id
             await self._cas(ltx, current, new_state, adopted_into=new_id)
             await ltx.append("post.adopted", actor=caller.user, account=current.account,
-                             post=post_id, data={"state": new_state.value, "into": new_id,
+                             post=post_id, data={"state": new_state.value, "into": new_id, "version": adopted,
                                                  "policy_sha256": in_force.sha256})
             return new_id
 

@@ -637,6 +637,27 @@ def test_only_writers_adopt_or_dismiss_a_suggestion(tmp_path: Path) -> None:
     ]
 
 
+def test_an_adoption_of_a_version_the_suggestion_no_longer_is_at_is_named(tmp_path: Path) -> None:
+    """Bob adopts the version he read; an adoption naming version 1 of a suggestion dave rewrote
+    since (version 2) is named, as a stale approval is; one naming none (logged before adoptions
+    named their version) passes."""
+    log = SyntheticLog()
+    log.policy("team", MANAGED, "m1")
+    for post in ("1", "2", "3"):
+        log.submit(post, author="dave", account="team", state="suggested", sha="m1")
+    log.add("post.adopted", actor="bob", account="team", post="1",
+            data={"state": "adopted", "into": "4", "version": 1, "policy_sha256": "m1"})
+    log.add("post.edited", actor="dave", account="team", post="2",
+            data={"version": 2, "text_hash": log.commit("words bob never read"), "state": "suggested",
+                  "reasons": [], "policy_sha256": "m1"})
+    stale = log.add("post.adopted", actor="bob", account="team", post="2",
+                    data={"state": "adopted", "into": "5", "version": 1, "policy_sha256": "m1"})
+    log.add("post.adopted", actor="bob", account="team", post="3",
+            data={"state": "adopted", "into": "6", "policy_sha256": "m1"})
+    report = log.verify(tmp_path / "x.export")
+    assert messages(report) == [f"entry {stale}: adoption of version 1 of post 2, which is at version 2"]
+
+
 def test_a_suggester_edits_their_suggestion_but_a_writer_made_a_suggester_may_not_edit_or_cancel(
     tmp_path: Path,
 ) -> None:

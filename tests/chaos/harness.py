@@ -496,7 +496,7 @@ class Run:
         if intent.plan == "dismiss":
             intent.undone = await self._decide(intent, base + "/dismiss", "carol", {"reason": "Off topic"})
             return
-        if not await self._decide(intent, base + "/adopt", "bob", {}):
+        if not await self._decide(intent, base + "/adopt", "bob", {"version": 1}):  # as suggested
             intent.followed = False
 
     async def workload(self) -> None:

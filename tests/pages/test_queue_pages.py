@@ -186,7 +186,7 @@ async def test_a_forged_or_missing_csrf_value_changes_nothing(pages: Pages) -> N
         (f"/posts/{held['id']}/reject", {"version": "1", "reason": "no"}),
         (f"/posts/{cooling['id']}/cancel", {}),
         (f"/posts/{cooling['id']}/edit", {"text": "Later"}),
-        (f"/posts/{suggestion['id']}/adopt", {}),
+        (f"/posts/{suggestion['id']}/adopt", {"version": "1"}),
         (f"/posts/{suggestion['id']}/dismiss", {}),
     ]
     other = await pages.person("carol")  # a real CSRF value, of another session
@@ -339,7 +339,7 @@ async def test_writers_adopt_and_dismiss_suggestions(pages: Pages) -> None:
     second = await gw.submit("dave", "managed", "Say goodbye")
     carol = await pages.person("carol")
     await carol.get("/queue")
-    status, _, resp = await carol.post(f"/posts/{first['id']}/adopt", {"back": "post"})
+    status, _, resp = await carol.post(f"/posts/{first['id']}/adopt", {"version": "1", "back": "post"})
     assert status == 303
     new_id = resp.headers["Location"].removeprefix("/posts/").removesuffix("?done=adopt")
     adopted = await gw.get("carol", new_id)
@@ -350,6 +350,31 @@ async def test_writers_adopt_and_dismiss_suggestions(pages: Pages) -> None:
     assert (await gw.get("dave", second["id"]))["state"] == "dismissed"
     _, page = await carol.get("/queue")
     assert post_ids(section(page, "suggestions")) == []
+
+
+async def test_adopt_is_bound_to_the_version_shown(pages: Pages) -> None:
+    """The suggester's edit after the writer's queue was drawn makes the writer's adoption a 409
+    page that says so, and nothing goes out (before, the form named no version and the words the
+    writer never saw were adopted and published); the version shown is adopted."""
+    gw = pages.gateway
+    suggestion = await gw.submit("dave", "managed", "Say hello")
+    carol = await pages.person("carol")
+    _, page = await carol.get("/queue")
+    assert 'action="/posts/{}/adopt"'.format(suggestion["id"]) in page
+    assert 'name="version" value="1"' in section(page, "suggestions")
+    status, _ = await gw.call("dave", "PATCH", f"/v1/posts/{suggestion['id']}", {"text": "Words carol never saw"})
+    assert status == 200
+    before = await gw.snapshot()
+    status, page, _ = await carol.post(f"/posts/{suggestion['id']}/adopt", {"version": "1"})
+    assert status == 409
+    assert "you saw version 1, and it is now at version 2. Nothing was adopted." in page
+    assert await gw.snapshot() == before
+    await gw.tick()
+    assert await gw.timeline("managed") == []
+    status, _, _ = await carol.post(f"/posts/{suggestion['id']}/adopt", {"version": "2"})
+    assert status == 303
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline("managed")] == ["Words carol never saw\n\n—carol, suggested by dave"]
 
 
 async def test_the_post_page_tells_the_whole_history_with_proofs(pages: Pages) -> None:

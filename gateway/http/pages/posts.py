@@ -103,14 +103,14 @@ async def _act(request: web.Request, session: Session, post_id: str, act: str, f
     if act == "edit":
         return await posts.edit(caller, post_id, text=_text(form, required=True))
     if act == "adopt":
-        return await posts.adopt(caller, post_id, text=_text(form, required=False))
+        return await posts.adopt(caller, post_id, version=_version(form), text=_text(form, required=False))
     return await posts.dismiss(caller, post_id, reason=_reason(form, required=False))
 
 
 def _problem(exc: BylineError, act: str, form: dict[str, str]) -> str:
     """What went wrong, as the person who sent the form should read it."""
     if exc.code is Code.STALE_VERSION:
-        done = "approved" if act == "approve" else "rejected"
+        done = {"approve": "approved", "adopt": "adopted"}.get(act, "rejected")
         return (f"This post changed since you read it: you saw version {form.get('version', '?')}, and it is now "
                 f"at version {exc.details.get('version', '?')}. Nothing was {done}. "
                 "Read the new text before you decide.")
