@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
@@ -26,6 +26,7 @@ from gateway.services.authorization import visible_accounts
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView
 from gateway.storage import log as log_sql
+from gateway.storage import media as media_sql
 from gateway.storage import queue as sql
 from gateway.storage.db import Database
 
@@ -69,6 +70,25 @@ def word_diff(before: str, after: str) -> tuple[Change, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shown:
+    """One thing besides its words that goes out with a post (its content warning, who sees it,
+    what it replies to or quotes, a link under its words…), as its approvers read it."""
+
+    label: str
+    value: str
+    link: str | None = None
+    """A page of this gateway to follow (the post a reply waits for)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Picture:
+    """One upload that goes out with a post: the file itself, and its alt text."""
+
+    url: str
+    description: str | None
+
+
 @dataclass(frozen=True, kw_only=True)
 class PostCard:
     """One post as a person's queue or its own page shows it, with what that person may do."""
@@ -88,6 +108,10 @@ class PostCard:
     wrote_it: bool
     """Whether the viewer put words into it (and so, where the policy names approvers, does
     not approve it)."""
+    shown: tuple[Shown, ...] = ()
+    """What else goes out with the version shown: an approval is for all of it, not the words alone."""
+    pictures: tuple[Picture, ...] = ()
+    """The uploads that go out with it, in order, each with its alt text."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,7 +305,18 @@ class QueueService:
                      waiting=tuple(waiting), accounts=accounts)
 
     async def _card(self, caller: Caller, post_id: str, now: int) -> PostCard:
-        return card_of(await self.posts.view(caller, post_id), self.policies.get, caller.user, now)
+        post = await self.posts.view(caller, post_id)
+        return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post))
+
+    async def _pictures(self, post: PostView) -> tuple[Picture, ...]:
+        """The uploads ``post`` goes out with, as its card shows them."""
+        media_ids = [str(m) for m in post.options.get("media_ids", ())]
+        if not media_ids:
+            return ()
+        async with self.db.read() as txn:
+            rows = {r["id"]: r for r in await media_sql.info(txn, media_ids)}
+        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"])
+                     for m in media_ids if m in rows)
 
     # -- one post ---------------------------------------------------------------------------
 
@@ -302,7 +337,9 @@ class QueueService:
                 decisions=tuple(d for d in decisions if d.version == version.version),
             ))
         events = tuple(_event_line(e.index, e.type, e.actor, e.ts, e.data, size) for e in post.events or ())
-        return PostPage(card=card_of(post, self.policies.get, caller.user, now_micros(self.clock)),
+        card = card_of(post, self.policies.get, caller.user, now_micros(self.clock),
+                       pictures=await self._pictures(post))
+        return PostPage(card=card,
                         versions=tuple(reversed(steps)), events=events, checkpoint_size=size)
 
     # -- one account ------------------------------------------------------------------------
@@ -329,10 +366,11 @@ class QueueService:
 
 
 def card_of(
-    post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int
+    post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int,
+    *, pictures: tuple[Picture, ...] = (),
 ) -> PostCard:
     """A post's card for ``user``: the difference from the version before, who else approved the
-    version shown, and the forms the policy in force lets them use now."""
+    version shown, what else goes out with it, and the forms the policy in force lets them use now."""
     loaded = policy_of(post.account)
     versions = post.versions or ()
     diff: tuple[Change, ...] = ()
@@ -349,7 +387,70 @@ def card_of(
     wrote = user in contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
                     actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds,
-                    wrote_it=wrote)
+                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures)
+
+
+_VISIBILITY: Final = {
+    "public": "public", "unlisted": "unlisted (public, but not in public timelines)",
+    "private": "followers only", "direct": "direct: only the people it mentions",
+}
+
+
+def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
+    """Everything a post's options send out besides its words and uploads, as its approvers
+    read it: the words are not all an approval is for."""
+    out: list[Shown] = []
+    if spoiler := options.get("spoiler_text"):
+        out.append(Shown(label="Content warning", value=str(spoiler)))
+    if options.get("sensitive"):
+        out.append(Shown(label="Media", value="marked sensitive (hidden until opened)"))
+    if visibility := options.get("visibility"):
+        out.append(Shown(label="Who sees it", value=_VISIBILITY.get(str(visibility), str(visibility))))
+    if language := options.get("language"):
+        out.append(Shown(label="Language", value=str(language)))
+    if parent := options.get("reply_to_post"):
+        out.append(Shown(label="Replies to", value=f"post {parent}", link=f"/posts/{parent}"))
+    elif parent := options.get("reply_to"):
+        out.append(Shown(label="Replies to", value=f"{parent} on the platform"))
+    if isinstance(embed := options.get("embed"), Mapping):
+        out += _embed_shown(embed)
+    if isinstance(labels := options.get("self_labels"), Mapping):
+        values = [str(v.get("val")) for v in labels.get("values", ()) if isinstance(v, Mapping)]
+        out.append(Shown(label="Labels", value=", ".join(values) or "none"))
+    if isinstance(kept := options.get("facets"), Mapping):
+        for facet in kept.get("facets", ()):
+            for feature in facet.get("features", ()) if isinstance(facet, Mapping) else ():
+                if isinstance(feature, Mapping) and isinstance(target := feature.get("uri") or feature.get("did"), str):
+                    out.append(Shown(label="Link under its words", value=target))
+    if isinstance(gates := options.get("gates"), Mapping):
+        for collection, value in sorted(gates.items()):
+            settings = json.dumps(value, sort_keys=True)
+            out.append(Shown(label="Who may reply or quote", value=f"{collection}: {settings}"))
+    return tuple(out)
+
+
+def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
+    """What a Bluesky embed shows: a quoted post, a link card, its images' alt texts."""
+    if depth > 4:
+        return []
+    out: list[Shown] = []
+    record = embed.get("record")
+    if isinstance(record, Mapping):
+        inner = record.get("record")
+        quoted = inner.get("uri") if isinstance(inner, Mapping) else record.get("uri")
+        if isinstance(quoted, str):
+            out.append(Shown(label="Quotes", value=quoted))
+    external = embed.get("external")
+    if isinstance(external, Mapping):
+        card = " · ".join(str(external.get(k)) for k in ("uri", "title", "description") if external.get(k))
+        out.append(Shown(label="Link card", value=card))
+    for image in embed.get("images", ()) if isinstance(embed.get("images"), list) else ():
+        if isinstance(image, Mapping):
+            out.append(Shown(label="Image description", value=str(image.get("alt") or "(none)")))
+    media = embed.get("media")
+    if isinstance(media, Mapping):
+        out += _embed_shown(media, depth + 1)
+    return out
 
 
 def _actions(post: PostView, loaded: LoadedPolicy | None, user: str, *, decided: bool) -> frozenset[str]:

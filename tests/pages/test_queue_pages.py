@@ -18,6 +18,7 @@ import pytest
 
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
+from gateway.services.queue import what_else
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
 
@@ -577,3 +578,24 @@ async def test_the_post_page_links_only_to_web_addresses(pages: Pages) -> None:
     alice = await pages.person("alice")
     status, page = await alice.get(f"/posts/{post['id']}")
     assert status == 200 and 'href="javascript:' not in page and "javascript:alert(document.domain)" in page
+
+
+def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:
+    """A quote, a link card, image alt texts, self-labels, a link hidden under words and the
+    reply settings are all named on the card: each goes out with the approved version."""
+    shown = what_else({
+        "embed": {"$type": "app.bsky.embed.recordWithMedia",
+                  "record": {"record": {"uri": "at://did:plc:x/app.bsky.feed.post/3k", "cid": "c"}},
+                  "media": {"$type": "app.bsky.embed.images", "images": [{"alt": "a map"}, {"alt": ""}]}},
+        "self_labels": {"values": [{"val": "graphic-media"}]},
+        "facets": {"facets": [{"index": {"byteStart": 0, "byteEnd": 4},
+                               "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example"}]}]},
+        "gates": {"app.bsky.feed.threadgate": {"allow": []}},
+    })
+    assert [(s.label, s.value) for s in shown] == [
+        ("Quotes", "at://did:plc:x/app.bsky.feed.post/3k"),
+        ("Image description", "a map"), ("Image description", "(none)"),
+        ("Labels", "graphic-media"),
+        ("Link under its words", "https://evil.example"),
+        ("Who may reply or quote", 'app.bsky.feed.threadgate: {"allow": []}'),
+    ]

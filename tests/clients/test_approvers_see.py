@@ -1,0 +1,57 @@
+"""What an approver's page shows of a held post: everything of it that goes out, not its words
+alone. An approval on the queue is for the version shown, so the content warning, who sees the
+post, what it replies to, and each picture with its alt text are shown with the words; an
+author's picture or warning no approver was shown would otherwise go out on their approval."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from gateway.appkeys import PEOPLE
+from tests.clients.test_media_update import PNG, _cosigned_on_mastodon
+from tests.clients.world import World
+from tests.pages.conftest import Pages, password_of
+
+
+def _card(page: str, post_id: str) -> str:
+    """The HTML of one post's card on a page."""
+    found = re.search(rf'<article[^>]*data-post="{post_id}".*?</article>', page, re.DOTALL)
+    assert found is not None, page
+    return found.group(0)
+
+
+async def test_an_approver_sees_the_warning_the_audience_the_reply_and_each_picture_with_its_alt_text(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's app sends a held post with a content warning, direct visibility, a reply and a
+    picture whose alt text is hers; bob's queue card shows each of them beside the words, and
+    the picture is the very file that goes out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    parent = await world.run(api.status_post, "Who is our mascot?")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat <b>asleep</b>")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media], spoiler_text="Cats inside",
+                             visibility="direct", language="de", sensitive=True, in_reply_to_id=parent.id)
+    assert status.byline.state == "held"
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        bob = await pages.person("bob")
+        _, page = await bob.get("/queue")
+        card = _card(page, status.id)
+        words = html.unescape(re.sub(r"<[^>]+>", " ", card))
+        for shown in ("Our mascot", "Content warning", "Cats inside", "direct", "de", "sensitive",
+                      "A cat <b>asleep</b>"):
+            assert shown in words, (shown, card)
+        assert f'href="/posts/{parent.id}"' in card, card
+        [src] = re.findall(r'<img[^>]*src="([^"]+)"', card)
+        assert re.search(r'<img[^>]*alt="A cat &lt;b&gt;asleep&lt;/b&gt;"', card), card
+        async with bob.session.get(bob.base + src) as resp:
+            assert (resp.status, await resp.read()) == (200, PNG)
+        _, post_page = await bob.get(f"/posts/{status.id}")
+        assert "Cats inside" in _card(post_page, status.id)
+    finally:
+        for session in pages._sessions:
+            await session.close()
