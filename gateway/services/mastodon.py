@@ -19,7 +19,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -448,7 +448,7 @@ class MastodonService:
                 Code.VALIDATION, "Validation failed: Scheduled at The scheduled date must be in the future"
             )
         _check_platform_takes(self._loaded(auth).policy.platform, form)
-        await self._media_for(auth, form.media_ids)
+        uploads = await self._media_for(auth, form.media_ids)
         reply_to, reply_to_post = await self._reply_target(auth, form.in_reply_to_id)
         options = PostOptions(
             reply_to=reply_to, reply_to_post=reply_to_post,
@@ -457,7 +457,8 @@ class MastodonService:
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
                                         publish_at=form.scheduled_at, options=options,
-                                        alongside=_steps(_attaching(form.media_ids), _remembering(remember)),
+                                        alongside=_steps(_attaching(form.media_ids, read=uploads),
+                                                         _remembering(remember)),
                                         history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
@@ -576,12 +577,13 @@ class MastodonService:
             )
         current = dict(post.options)
         media_ids = tuple(current.get("media_ids", ()))
+        uploads: list[dict[str, Any]] = []
         if form.media_ids is not None and form.media_ids != media_ids:
             if state is State.PUBLISHED:
                 raise BylineError(Code.VALIDATION, "Validation failed: the media of a published post stay as they are")
             if len(form.media_ids) > MAX_MEDIA:
                 raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
-            await self._media_for(auth, tuple(m for m in form.media_ids if m not in media_ids))
+            uploads = await self._media_for(auth, tuple(m for m in form.media_ids if m not in media_ids))
             media_ids = form.media_ids
         options = PostOptions(**{
             **current, "spoiler_text": form.spoiler_text or None,
@@ -594,7 +596,7 @@ class MastodonService:
         changed = options.to_json() != current
         edited = await self._posts.edit(auth.caller, post_id, text=form.status,
                                         options=options if changed else None,
-                                        alongside=_attaching(media_ids))
+                                        alongside=_attaching(media_ids, read=uploads))
         return await self._render(auth, edited)
 
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
@@ -855,17 +857,30 @@ def _remembering(key: _Remembered | None) -> Step | None:
     return remember
 
 
-def _attaching(media_ids: tuple[str, ...]) -> Callable[[LogTxn, str], Awaitable[None]] | None:
+def _attaching(
+    media_ids: tuple[str, ...], *, read: Sequence[Mapping[str, Any]] = ()
+) -> Callable[[LogTxn, str], Awaitable[None]] | None:
     """The step that gives a post its uploads, in the transaction that stores it (or its new
     version); an upload gone or another post's meanwhile refuses the change (422), so nothing of
-    it is stored."""
+    it is stored.
+
+    ``read``: the uploads not yet any post's, as they were read before the rules ran. Their alt
+    text may be changed (``PUT /api/v1/media/:id``) until the post takes them, so one whose alt
+    text is no longer the one read refuses the change too (409): what the rules did not read
+    does not go out with the post."""
     if not media_ids:
         return None
+    described = {row["id"]: row["description"] for row in read}
 
     async def attach(ltx: LogTxn, post_id: str) -> None:
         refused = await media_sql.attach(ltx.txn, list(media_ids), post_id=post_id)
         if refused:
             raise BylineError(Code.VALIDATION, _media_refused(refused[0]))
+        if described:
+            now = {row["id"]: row["description"] for row in await media_sql.info(ltx.txn, list(described))}
+            if now != described:
+                raise BylineError(Code.CONFLICT, "An upload's alt text changed while the post was being checked: "
+                                                 "send the post again")
 
     return attach
 

@@ -16,6 +16,7 @@ import yaml
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import CHECKPOINTS, DB
+from gateway.services.posts import PostService
 from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
 from tests.conftest import write_policy
@@ -288,3 +289,44 @@ async def test_an_image_whose_bytes_were_swapped_in_the_database_does_not_go_out
     post = await world.gateway.get("alice", post_id)
     assert post["state"] == "failed"
     assert "changed after it was claimed" in post["last_error"]
+
+
+async def test_alt_text_changed_while_its_status_is_checked_does_not_slip_past_the_rules(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rules read an upload's alt text, then the status takes the upload: a PUT of new alt
+    text landing between the two (the upload is nobody's yet, so it is taken) must not go out
+    unread. Before, the status was stored with the new alt text, which a block rule refuses,
+    and it went out."""
+    write_policy(policy_dir, "masto", (policy_dir / "masto.yaml").read_text(encoding="utf-8") + """
+rules:
+  - name: no-slurs
+    action: block
+    any_words: [example-slur]
+    reason: Not okay to post
+""")
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A calm sea")
+    token = await world.token("alice", "masto")
+    read = PostService._words_seen
+
+    async def then_described(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        seen = await read(self, *args, **kwargs)
+        if args and getattr(args[0], "media_ids", ()):
+            async with world.gateway.client.put(f"/api/v1/media/{media.id}", data={"description": "example-slur"},
+                                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 200, await resp.text()
+        return seen
+
+    monkeypatch.setattr(PostService, "_words_seen", then_described)
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_post, "The view today", media_ids=[media])
+    assert caught.value.args[1] == 409, caught.value.args
+    monkeypatch.setattr(PostService, "_words_seen", read)
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == []
+    assert (await _media_row(world, media.id))["post_id"] is None
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_post, "The view today", media_ids=[media])
+    assert caught.value.args[1] == 422 and "Not okay to post" in str(caught.value.args[3]), caught.value.args
