@@ -80,6 +80,7 @@ async def announce_change(
             "version": 1, "text_hash": ltx.commit_text(text), "state": State.SCHEDULED.value, "reasons": [],
             "approvers": [], "required": 0, "publish_at": iso(ltx.now), "expires_at": None,
             "suggested_by": None, "adopted_from": None, "policy_sha256": loaded.sha256, "options": {},
+            "content_sha256": None,  # words alone (gateway.services.content)
             "announces": {"version": version, "policy_sha256": loaded.sha256, "changed": changed},
         },
     )
