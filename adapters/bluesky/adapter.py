@@ -17,7 +17,8 @@ wrote it elsewhere): a record read back under it is this post only if it carries
 
 A post's interaction settings (``OutboundPost.gates``: a threadgate, a postgate, under the
 post's key) go in the same commit as the post (``applyWrites``): both are there or neither,
-so a retry that finds the post finds them too.
+so a retry that finds the post finds them too. Deleting the post deletes them with it, in one
+commit too: left behind, they would go on ruling replies and quotes of a post that is gone.
 
 :meth:`BlueskyAdapter.preview_record` builds the record as :meth:`BlueskyAdapter.publish` will
 (facets, reply references, ``createdAt``), without writing anything.
@@ -45,6 +46,7 @@ from adapters.base import (
 from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
 from adapters.bluesky.records import (
     CARRIES,
+    GATE_COLLECTIONS,
     POST_COLLECTION,
     AtUri,
     blob_cid,
@@ -64,6 +66,7 @@ DEFAULT_APP_URL: Final = "https://bsky.app"
 
 _log = logging.getLogger(__name__)
 _CREATE: Final = "com.atproto.repo.applyWrites#create"
+_DELETE: Final = "com.atproto.repo.applyWrites#delete"
 
 
 PROFILE_COLLECTION: Final = "app.bsky.actor.profile"
@@ -188,7 +191,15 @@ class BlueskyAdapter:
         return await self._get_post(record_key(post), post)
 
     async def delete(self, remote_id: str) -> None:
-        """Delete the post with this at:// URI; a post that is already gone counts as deleted."""
+        """Delete the post with this at:// URI, and its threadgate and postgate (under its key),
+        in one ``applyWrites``; a post already gone counts as deleted, and a gate it left is
+        deleted now.
+
+        Only the records that are there are named: a PDS refuses a whole ``applyWrites`` that
+        deletes a record it does not hold, where ``deleteRecord`` of one is a no-op. They are
+        read first, since a gate may have been set (or taken off) in an app after the post went
+        out; one that comes or goes between the read and the write makes the write fail, and a
+        retry reads again."""
         uri = AtUri.parse(remote_id)
         if uri.collection != POST_COLLECTION:
             raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
@@ -198,13 +209,26 @@ class BlueskyAdapter:
                 f"bluesky: {remote_id} belongs to another account than {login.handle}",
                 retryable=False,
             )
-        body = {"repo": login.did, "collection": POST_COLLECTION, "rkey": uri.rkey}
+        there = [c for c in (POST_COLLECTION, *GATE_COLLECTIONS) if await self._holds(login.did, c, uri.rkey)]
+        if not there:
+            return
+        writes = [{"$type": _DELETE, "collection": collection, "rkey": uri.rkey} for collection in there]
+        await self._client.call(
+            "POST", "com.atproto.repo.applyWrites", json_body={"repo": login.did, "writes": writes}
+        )
+
+    async def _holds(self, did: str, collection: str, rkey: str) -> bool:
+        """Whether the repo holds a record of ``collection`` under ``rkey``."""
         try:
-            await self._client.call("POST", "com.atproto.repo.deleteRecord", json_body=body)
-        except AdapterError as exc:
-            if exc.status == 400 and exc.detail and exc.detail.startswith("RecordNotFound"):
-                return
-            raise
+            await self._client.xrpc(
+                "GET", "com.atproto.repo.getRecord",
+                params={"repo": did, "collection": collection, "rkey": rkey},
+            )
+        except XrpcError as exc:
+            if exc.status == 400 and exc.error == "RecordNotFound":
+                return False
+            raise self._client.classify(exc) from None
+        return True
 
     async def verify_credentials(self) -> AccountInfo:
         """Who the app password logs in as, asked of the PDS (not answered from memory)."""

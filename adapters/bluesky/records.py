@@ -68,6 +68,9 @@ from adapters.base import AdapterError, Carries, OutboundPost
 from adapters.bluesky.text import MAX_GRAPHEMES, MAX_TEXT_BYTES, grapheme_count, utf8_length
 
 POST_COLLECTION: Final = "app.bsky.feed.post"
+GATE_COLLECTIONS: Final = ("app.bsky.feed.threadgate", "app.bsky.feed.postgate")
+"""The records that say who may reply to a post and who may quote it: each under the post's own
+record key, as their lexicons ask."""
 MAX_IMAGES: Final = 4
 MAX_IMAGE_BYTES: Final = 1_000_000
 SENSITIVE_MEDIA_LABEL: Final = "graphic-media"

@@ -494,6 +494,66 @@ async def test_delete_removes_the_record_and_repeats_quietly(
     assert await adapter.find_existing(post) is None
 
 
+async def get_record(
+    http: aiohttp.ClientSession, pds: BlueskyPds, did: str, collection: str, rkey: str
+) -> tuple[int, Any]:
+    """getRecord of any collection, as the PDS answers it: (status, decoded JSON)."""
+    return await xrpc_get(http, pds, "com.atproto.repo.getRecord", repo=did, collection=collection, rkey=rkey)
+
+
+async def test_delete_takes_the_posts_threadgate_and_postgate_with_it_in_one_commit(
+    http: aiohttp.ClientSession, bluesky_pds: BlueskyPds, aiohttp_server: ServerFactory
+) -> None:
+    """A post that went out with a threadgate and a postgate: deleting it deletes both with it,
+    in one applyWrites, so nothing is left ruling replies and quotes of a post that is gone
+    (before: the post alone, by deleteRecord, and both gates stayed). A gate a post deleted
+    earlier left behind is deleted by the next delete; a delete with nothing left is quiet."""
+    bob = bluesky_pds.account("bob.test")
+    gates = "app.bsky.feed.threadgate", "app.bsky.feed.postgate"
+
+    def gated_post(text: str) -> OutboundPost:
+        rkey = app_tid()
+        uri = f"at://{bob.did}/{POSTS}/{rkey}"
+        return new_post(text, record_key=rkey, record_url=f"https://byline.example/audit?q={rkey}", gates={
+            gates[0]: {"$type": gates[0], "post": uri, "createdAt": "2026-01-01T00:00:00.000Z",
+                       "allow": [{"$type": f"{gates[0]}#followingRule"}]},
+            gates[1]: {"$type": gates[1], "post": uri, "createdAt": "2026-01-01T00:00:00.000Z",
+                       "embeddingRules": [{"$type": f"{gates[1]}#disableRule"}]},
+        })
+
+    proxy, seen = await start_proxy(aiohttp_server, bluesky_pds, lambda nsid: "forward")
+    adapter = make_adapter(http, bluesky_pds, bob, pds_url=proxy_url(proxy))
+    post = gated_post("gated, then deleted")
+    assert post.record_key is not None
+    result = await adapter.publish(post)
+    assert [(await get_record(http, bluesky_pds, bob.did, c, post.record_key))[0] for c in gates] == [200, 200]
+    seen.clear()
+
+    await adapter.delete(result.remote_id)
+
+    assert seen.count("com.atproto.repo.applyWrites") == 1 and "com.atproto.repo.deleteRecord" not in seen
+    for collection in (POSTS, *gates):
+        status, body = await get_record(http, bluesky_pds, bob.did, collection, post.record_key)
+        assert (status, body.get("error")) == (400, "RecordNotFound"), (collection, body)
+    seen.clear()
+    await adapter.delete(result.remote_id)
+    assert "com.atproto.repo.applyWrites" not in seen
+
+    # A post deleted on its own (as before this change): its gates are still there, and go now.
+    left = gated_post("deleted alone before")
+    assert left.record_key is not None
+    left_uri = (await adapter.publish(left)).remote_id
+    async with http.post(f"{bluesky_pds.pds_url}/xrpc/com.atproto.server.createSession",
+                         json={"identifier": bob.did, "password": bob.password}) as response:
+        token = (await response.json())["accessJwt"]
+    async with http.post(f"{bluesky_pds.pds_url}/xrpc/com.atproto.repo.deleteRecord",
+                         headers={"Authorization": f"Bearer {token}"},
+                         json={"repo": bob.did, "collection": POSTS, "rkey": left.record_key}) as response:
+        assert response.status == 200, await response.text()
+    await adapter.delete(left_uri)
+    assert [(await get_record(http, bluesky_pds, bob.did, c, left.record_key))[0] for c in gates] == [400, 400]
+
+
 async def test_delete_refuses_another_accounts_post(
     http: aiohttp.ClientSession, bluesky_pds: BlueskyPds
 ) -> None:

@@ -239,6 +239,33 @@ async def test_the_gates_of_a_post_that_never_goes_out_are_never_written(
         assert status == 409, body
 
 
+async def test_deleting_a_published_post_deletes_its_threadgate_and_postgate(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """A post that went out with its threadgate and postgate, deleted by the app (deleteRecord of
+    the post, the gates being Byline's to write): the PDS holds none of the three after, where
+    the gates stayed before, ruling replies and quotes of a post that was gone."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    write_bluesky_policy(policy_dir, "skydel", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD", tier="direct")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skydel", account.did)
+        writes = app_thread(account.did, [f"Out, then deleted ({secrets.token_hex(4)})"], threadgate=True,
+                            postgate=True)
+        await run(client.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+        await gw.tick()
+        uris = [f"at://{account.did}/{w['collection']}/{w['rkey']}" for w in writes]
+        assert [await pds_record(bluesky_pds, uri) is not None for uri in uris] == [True, True, True]
+
+        assert await run(client.delete_post, uris[0]) is True
+
+        assert [await pds_record(bluesky_pds, uri) for uri in uris] == [None, None, None]
+        assert (await posts_by_key(gw, "alice", "skydel"))[writes[0]["rkey"]]["state"] == "deleted"
+        await verified_by_cli(gw)
+
+
 async def xrpc(gw: Gateway, nsid: str, token: str, body: Any) -> tuple[int, Any]:
     """A raw XRPC procedure call, for what the SDK would refuse to send."""
     resp = await gw.client.post(f"/xrpc/{nsid}", json=body, headers={"Authorization": f"Bearer {token}"})
