@@ -41,7 +41,11 @@ and approvals. It flags:
   with the words;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
-  author, or on an account whose policy would not send them out at once.
+  author, or on an account whose policy would not send them out at once;
+- a reply cancelled by the gateway (actor ``system``) but for its parent: the post it named
+  as its parent (``reply_to_post``, from its submission or its last edit's options), followed
+  into the post it was adopted as, must have ended for good (cancelled, rejected, expired,
+  dismissed, deleted) first.
 
 Which policy judges an action: every action names the policy it was decided on
 (``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
@@ -105,6 +109,11 @@ a post published twice, approved after it went out, or retried from cancelled is
 
 _PENDING = frozenset({"held", "scheduled"})
 _ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
+_ENDS_A_THREAD = frozenset({"cancelled", "rejected", "expired", "dismissed", "deleted"})
+"""A parent's ends after which the replies waiting for it never go out (``posts.ENDS_A_THREAD``)."""
+_SYSTEM = "system"
+"""The gateway's own actor (no person may take the name)."""
+_ADOPTIONS_FOLLOWED = 4
 
 
 @dataclass(slots=True)
@@ -127,6 +136,8 @@ class _Post:
     announcement: bool = False  # the policy file's announcement of a change of voice
     owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
     # again before anything else happens to it, and why
+    parent: str | None = None  # the post not yet out it replies to (its options' reply_to_post)
+    into: str | None = None  # the post a suggestion was adopted as
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -329,7 +340,7 @@ class Replay:
         elif kind == "post.revised":
             self._revised(index, actor, known, post, extra)
             known.words, known.content = words, content
-        elif isinstance(extra, tuple) and len(extra) == 3:
+        elif isinstance(extra, tuple) and 3 <= len(extra) <= 4:
             self._decided(index, kind, actor, known, post, extra)
 
     # -- which policy judges an action ------------------------------------------------------
@@ -485,6 +496,11 @@ class Replay:
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
+        if len(extra) > 7:
+            known.parent = extra[7]
+            origin = self._posts.get(extra[8]) if extra[8] is not None else None
+            if origin is not None:
+                origin.into = post
         if account is None:
             self._bad(index, "post.submitted names no account")
             return
@@ -539,6 +555,8 @@ class Replay:
                 policy = self._policy.get(known.account or "")
                 if policy is not None:
                     known.approvers, known.required = _gate(policy.summary, known.author)
+        if len(extra) > 5:  # the edit gave the options
+            known.parent = extra[5]
         known.version = version
         known.state = state
 
@@ -584,8 +602,11 @@ class Replay:
 
     def _decided(self, index: int, kind: str, actor: str, known: _Post, post: str, extra: Any) -> None:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
-        state, version, sha256 = extra
-        if kind == "post.rejected":
+        state, version, sha256 = extra[:3]
+        named = extra[3] if len(extra) > 3 else None  # the parent a reply's entry names
+        if actor == _SYSTEM and kind == "post.cancelled":
+            self._with_parent(index, kind, known, post, named)
+        elif kind == "post.rejected":
             check = _approver_only(actor, known, f"{actor} rejected post {post} but is not one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
             if version is not None and version != known.version:
@@ -616,6 +637,26 @@ class Replay:
                 self._bad(index, f"adoption of version {version} of post {post}, which is at version {known.version}")
         if isinstance(state, str):
             known.state = state
+
+    def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
+        """The gateway cancels a reply with its parent, once the parent ended for good
+        (``gateway.services.posts``): no other post, at no other time."""
+        did = kind[5:]
+        if named is None or named != known.parent:
+            self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, but it "
+                             f"replies to {known.parent or 'no post not yet out'}")
+            return
+        parent = self._posts.get(named)
+        for _ in range(_ADOPTIONS_FOLLOWED):
+            if parent is None or parent.state != "adopted" or parent.into is None:
+                break
+            parent = self._posts.get(parent.into)
+        if parent is None or parent.account != known.account:
+            self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, which is "
+                             f"not a post of {known.account}")
+        elif kind == "post.cancelled" and parent.state not in _ENDS_A_THREAD:
+            self._bad(index, f"{_SYSTEM} cancelled post {post} with the post it replies to, {named}, which "
+                             f"was {parent.state}: it had not ended")
 
     def _regated(self, index: int, known: _Post, post: str, state: str, required: int | None) -> None:
         """A post held anew on a co-signed account must be held for at least its gate's count."""

@@ -61,6 +61,8 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
     }.get(str(kind))
     if text is None:
         return None
+    if actor == "system" and kind == "post.cancelled":
+        text = f"cancelled: {data.get('reason')}"
     if kind == "post.submitted":
         state = data.get("state")
         if state == "held":

@@ -673,7 +673,7 @@ class PostService:
         loaded = self._authorize(caller, post, Act.REJECT)
         seen = check_version(post, version)
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> int:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.REJECT)
             version = check_version(current, seen)
@@ -687,9 +687,11 @@ class PostService:
             await ltx.append("post.rejected", actor=caller.user, account=current.account,
                              post=post_id, data={"version": version, "reason": reason,
                                                  "state": new_state.value, "policy_sha256": in_force.sha256})
+            return await cancel_waiting_replies(ltx, current, new_state)
 
-        await self.appender.submit(work)
+        replies = await self.appender.submit(work)
         self.metrics.post_event(loaded, "post.rejected", State.REJECTED)
+        self._count_cancelled_replies(loaded, replies)
         return await self.view(caller, post_id)
 
     @_under_policy_in_force
@@ -700,17 +702,23 @@ class PostService:
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, act)
 
-        async def work(ltx: LogTxn) -> State:
+        async def work(ltx: LogTxn) -> tuple[State, int]:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, act)
             new_state = transition(State(current.state), action)
             await self._cas(ltx, current, new_state, **changes)
             await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
-            return new_state
+            return new_state, await cancel_waiting_replies(ltx, current, new_state)
 
-        self.metrics.post_event(loaded, event, await self.appender.submit(work))
+        new_state, replies = await self.appender.submit(work)
+        self.metrics.post_event(loaded, event, new_state)
+        self._count_cancelled_replies(loaded, replies)
         return await self.view(caller, post_id)
+
+    def _count_cancelled_replies(self, loaded: LoadedPolicy | None, replies: int) -> None:
+        for _ in range(replies):
+            self.metrics.post_event(loaded, "post.cancelled", State.CANCELLED)
 
     async def cancel(self, caller: Caller, post_id: str) -> PostView:
         """The author takes a post back before it is out: the pencil stage."""
@@ -803,17 +811,19 @@ class PostService:
     async def record_deleted(self, caller: Caller, post_id: str) -> PostView:
         """Record that a published post was deleted on its platform; the record of it stays."""
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> int:
             current = await self._load(ltx, post_id)
             new_state = transition(State(current.state), Action.DELETE)
             await self._cas(ltx, current, new_state)
             await ltx.append("post.deleted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value,
                                                  "remote_id": current.remote_id})
+            return await cancel_waiting_replies(ltx, current, new_state)
 
-        await self.appender.submit(work)
+        replies = await self.appender.submit(work)
         deleted = await self.view(caller, post_id)
         self.metrics.post_event(self.policies.get(deleted.account), "post.deleted", State.DELETED)
+        self._count_cancelled_replies(self.policies.get(deleted.account), replies)
         return deleted
 
     async def revision(
@@ -1136,3 +1146,57 @@ async def redecide(
     data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
     await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
     return new_state
+
+
+ENDS_A_THREAD: Final = frozenset(
+    {State.CANCELLED, State.REJECTED, State.EXPIRED, State.DISMISSED, State.DELETED}
+)
+"""The ends of a post after which the replies waiting for it to go out never can: it will not
+go out (or is gone from its platform), and a reply does not go out without it."""
+_WAITING: Final = (State.HELD.value, State.SCHEDULED.value, State.SUGGESTED.value, State.FAILED.value)
+
+
+async def _waiting_on(ltx: LogTxn, *, account: str, post_id: str, states: Sequence[str]) -> list[PostRecord]:
+    """The posts of ``account`` in ``states`` that reply to ``post_id`` (or to a suggestion
+    adopted into it) as a post not yet out, and have never been sent: they wait for it
+    (``PostOptions.reply_to_post``; a reply once claimed has its parent's platform id in
+    ``reply_to``, and waits for nothing)."""
+    named = [post_id, *await sql.adopted_into(ltx.txn, account=account, post_id=post_id)]
+    return [
+        reply for reply in await sql.replies_in(
+            ltx.txn, account=account, remote_ids=named, key="reply_to_post", states=states)
+        if not reply.options.get("reply_to")
+    ]
+
+
+async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) -> int:
+    """Cancel the replies waiting for ``parent``, which has just ended as ``ended`` (one of
+    :data:`ENDS_A_THREAD`), in the transaction that ends it, and the replies waiting for those;
+    how many.
+
+    Held, scheduled, suggested, or failed because their parent had: none of them can go out
+    now, and each would otherwise wait for a decision (an approver asked to approve a reply to
+    nothing) or its time, and fail only then. Cancelled, not failed: a failed post may be
+    retried, and a held one retried would skip its hold. The log's ``post.cancelled`` is the
+    system's, naming the parent (``reply_to_post``, as the reply names it) and saying why; the
+    verifier checks that parent ended."""
+    if ended not in ENDS_A_THREAD:
+        return 0
+    cancelled = 0
+    ends = [(parent.id, ended)]
+    while ends:
+        post_id, how = ends.pop()
+        for reply in await _waiting_on(ltx, account=parent.account, post_id=post_id, states=_WAITING):
+            reason = f"the post it replies to, {post_id}, was {how.value}: this reply does not go out without it"
+            new_state = transition(State(reply.state), Action.CANCEL)
+            if not await sql.compare_and_set(ltx.txn, reply.id, state=reply.state, version=reply.version, changes={
+                "state": new_state.value, "last_error": reason, "expires_at": None, "updated_at": ltx.now,
+            }):
+                continue  # changed meanwhile (another replica): the publisher fails it if it comes due
+            await ltx.append("post.cancelled", actor="system", account=reply.account, post=reply.id,
+                             data={"state": new_state.value, "version": reply.version,
+                                   "reply_to_post": reply.options.get("reply_to_post"), "reason": reason})
+            cancelled += 1
+            ends.append((reply.id, new_state))
+    return cancelled
+

@@ -40,7 +40,7 @@ from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals
 from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.platforms import Platforms
-from gateway.services.posts import redecide
+from gateway.services.posts import cancel_waiting_replies, redecide
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, Txn, unavailable
@@ -455,8 +455,11 @@ class Publisher:
                 held.add(account)  # its posts wait until its credential works again
         for row in stale:
             with contextlib.suppress(BylineError):
-                account = await self._appender.submit(self._expire_work(row["id"]))
-                self._metrics.post_event(self._policies.get(account), "post.expired", State.EXPIRED)
+                account, replies = await self._appender.submit(self._expire_work(row["id"]))
+                loaded = self._policies.get(account)
+                self._metrics.post_event(loaded, "post.expired", State.EXPIRED)
+                for _ in range(replies):
+                    self._metrics.post_event(loaded, "post.cancelled", State.CANCELLED)
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
@@ -495,7 +498,7 @@ class Publisher:
         return True
 
     def _expire_work(self, post_id: str) -> Any:
-        async def work(ltx: LogTxn) -> str:
+        async def work(ltx: LogTxn) -> tuple[str, int]:
             row = await sql.get_post(ltx.txn, post_id)
             if row is None or row.state != State.HELD.value or row.expires_at is None or row.expires_at > ltx.now:
                 raise BylineError(Code.CONFLICT, "no longer expiring")
@@ -507,7 +510,7 @@ class Publisher:
                 raise BylineError(Code.CONFLICT, "changed meanwhile")
             await ltx.append("post.expired", actor="system", account=row.account, post=post_id,
                              data={"state": new_state.value, "version": row.version})
-            return row.account
+            return row.account, await cancel_waiting_replies(ltx, row, new_state)
 
         return work
 

@@ -324,21 +324,37 @@ async def posts_by_id(
 
 
 async def replies_in(
-    txn: Txn, *, account: str, remote_ids: Collection[str], key: str = "reply_to"
+    txn: Txn, *, account: str, remote_ids: Collection[str], key: str = "reply_to",
+    states: Collection[str] = (),
 ) -> list[PostRecord]:
     """An account's posts that reply to any of ``remote_ids`` (their ``options.reply_to``), or,
-    with ``key="reply_to_post"``, to any of these posts of Byline's not yet out when written."""
+    with ``key="reply_to_post"``, to any of these posts of Byline's not yet out when written;
+    only those in ``states``, when given (then only those states' rows are read, by the
+    ``posts_account`` index: the few posts not yet out, not all the account ever made)."""
     found: list[PostRecord] = []
+    names = sorted(states)
+    in_states = f" AND state IN ({', '.join('?' for _ in names)})" if names else ""
     for remote_id in sorted(remote_ids):
         # The options are JSON text: find candidates by their words, then keep exact matches.
         pattern = "%" + json.dumps({key: remote_id})[1:-1].replace("\\", "\\\\").replace(
             "%", "\\%").replace("_", "\\_") + "%"
         rows = await txn.fetchall(
-            "SELECT * FROM posts WHERE account = ? AND options LIKE ? ESCAPE '\\' ORDER BY LENGTH(id), id",
-            account, pattern,
+            f"SELECT * FROM posts WHERE account = ?{in_states} AND options LIKE ? ESCAPE '\\' "
+            "ORDER BY LENGTH(id), id",
+            account, *names, pattern,
         )
         found += [r for r in map(_record, rows) if r.options.get(key) == remote_id]
     return found
+
+
+async def adopted_into(txn: Txn, *, account: str, post_id: str) -> list[str]:
+    """The suggestions of ``account`` adopted into ``post_id``: a reply written to one of them
+    waits on the post it became (``adopted`` rows only, by the ``posts_account`` index)."""
+    rows = await txn.fetchall(
+        "SELECT id FROM posts WHERE account = ? AND state = 'adopted' AND adopted_into = ? ORDER BY id",
+        account, post_id,
+    )
+    return [str(r["id"]) for r in rows]
 
 
 async def with_remote_id(txn: Txn, *, account: str, remote_id: str) -> PostRecord | None:

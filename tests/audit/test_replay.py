@@ -997,6 +997,65 @@ def test_a_reply_failed_where_it_waited_passes_and_goes_nowhere_after(tmp_path: 
     ]
 
 
+def _reply(log: SyntheticLog, post: str, parent: str, *, account: str = "brand", author: str = "carol",
+           state: str = "held", adopted_from: str | None = None) -> int:
+    """A reply to ``parent``, written before the parent went out (its options' reply_to_post)."""
+    held = state == "held" and account == "brand"
+    return log.add("post.submitted", actor=author, account=account, post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": state,
+        "approvers": ["bob", "dave"] if held else [], "required": 2 if held else 0, "policy_sha256": None,
+        "options": {"reply_to_post": parent}, "adopted_from": adopted_from,
+    })
+
+
+def _system_cancel(log: SyntheticLog, post: str, parent: str, *, account: str = "brand", how: str = "cancelled") -> int:
+    """The gateway cancelling a reply with its parent (``posts.cancel_waiting_replies``)."""
+    return log.add("post.cancelled", actor="system", account=account, post=post, data={
+        "state": "cancelled", "version": 1, "reply_to_post": parent,
+        "reason": f"the post it replies to, {parent}, was {how}: this reply does not go out without it"})
+
+
+def test_replies_cancelled_with_their_parent_pass_and_only_they(tmp_path: Path) -> None:
+    """A thread's head taken back: the gateway cancels the held reply waiting for it, and the
+    reply to that reply, each naming its parent; a reply to a suggestion adopted into a post
+    rejected later is cancelled with that post. An honest log. A system cancel of a reply
+    whose parent is still held, of one naming a post it does not reply to, and of a post that
+    replies to nothing are each named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _reply(log, "2", "1")
+    _reply(log, "3", "2")
+    log.add("post.cancelled", actor="carol", account="brand", post="1",
+            data={"state": "cancelled", "policy_sha256": "p1"})
+    _system_cancel(log, "2", "1")
+    _system_cancel(log, "3", "2")
+    log.policy("team", MANAGED, "m1")
+    log.submit("4", author="dave", account="team", state="suggested", sha="m1")
+    _reply(log, "5", "4", account="team", author="bob", state="scheduled")
+    log.add("post.submitted", actor="bob", account="team", post="6", data={
+        "version": 1, "text_hash": log.commit("text of 6"), "state": "held", "approvers": ["dave"],
+        "required": 1, "policy_sha256": "m1", "suggested_by": "dave", "adopted_from": "4"})
+    log.add("post.adopted", actor="bob", account="team", post="4", data={"state": "adopted", "into": "6"})
+    log.add("post.rejected", actor="dave", account="team", post="6",
+            data={"version": 1, "state": "rejected", "policy_sha256": "m1"})
+    _system_cancel(log, "5", "4", account="team", how="rejected")
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    log.submit("7", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _reply(log, "8", "7")
+    _reply(log, "9", "1")
+    log.submit("10", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    pending = _system_cancel(log, "8", "7")
+    elsewhere = _system_cancel(log, "9", "2")
+    alone = _system_cancel(log, "10", "1")
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {pending}: system cancelled post 8 with the post it replies to, 7, which was held: it had not ended",
+        f"entry {elsewhere}: system cancelled post 9 for the post it replies to, 2, but it replies to 1",
+        f"entry {alone}: system cancelled post 10 for the post it replies to, 1, but it replies to no post not yet out",
+    ]
+
+
 def test_a_retry_or_a_delete_by_a_stranger_is_named(tmp_path: Path) -> None:
     """Only the author (still writing) or the owner retries a failed post or deletes a published one."""
     log = SyntheticLog()

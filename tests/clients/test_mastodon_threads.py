@@ -98,33 +98,72 @@ async def test_a_reply_sent_before_its_parent_is_out_waits_for_it(world: World) 
     await verified_by_cli(world.gateway)
 
 
-async def test_a_reply_to_a_post_taken_back_fails_and_never_goes_out(
+async def _cancelled_with(world: World, user: str, reply: str, parent: str, how: str = "cancelled") -> None:
+    """That ``reply`` was cancelled by the gateway at once, with its parent, saying why."""
+    _, post = await world.gateway.call(user, "GET", f"/v1/posts/{reply}")
+    reason = f"the post it replies to, {parent}, was {how}: this reply does not go out without it"
+    assert (post["state"], post["last_error"]) == ("cancelled", reason), post
+    last = post["events"][-1]
+    assert (last["type"], last["actor"], last["data"]["reply_to_post"], last["data"]["reason"]) == (
+        "post.cancelled", "system", parent, reason)
+
+
+async def test_a_thread_taken_back_at_its_head_is_cancelled_whole_and_never_goes_out(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """1/2 cancelled in its cooling-off: 2/2 fails when it comes due, saying why, and nothing
-    reaches the instance (it would have gone out as a post of its own). A reply to the
-    cancelled post is not found, as on Mastodon. The log of it verifies."""
+    """1/3 cancelled in its cooling-off (the status deleted): 2/3, which replies to it, and 3/3,
+    which replies to 2/3, are cancelled at once with it, each saying why and logged as the
+    gateway's cancel naming its parent (before: they stayed scheduled, and failed only when
+    due); nothing reaches the instance, a reply to the cancelled post is not found, as on
+    Mastodon, and the log verifies."""
     await _slow_masto(world, policy_dir, monkeypatch)
     api = await world.client("alice", "slow")
-    first = await world.run(api.status_post, "Thread 1/2")
-    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    first = await world.run(api.status_post, "Thread 1/3")
+    second = await world.run(api.status_post, "Thread 2/3", in_reply_to_id=first.id)
+    third = await world.run(api.status_post, "Thread 3/3", in_reply_to_id=second.id)
+    assert len(await world.run(api.scheduled_statuses)) == 3
     await world.run(api.status_delete, first.id)
-    with pytest.raises(MastodonNotFoundError):
-        await world.run(api.status_post, "Thread 3/2", in_reply_to_id=first.id)
 
+    await _cancelled_with(world, "alice", str(second.id), str(first.id))
+    await _cancelled_with(world, "alice", str(third.id), str(second.id))
+    assert await world.run(api.scheduled_statuses) == []
+    for gone in (second.id, third.id):
+        with pytest.raises(MastodonNotFoundError):
+            await world.run(api.status_post, "Thread 4/3", in_reply_to_id=gone)
     world.gateway.clock.advance(timedelta(minutes=11))
     await world.gateway.tick()
-    assert world.upstream.statuses(world.upstream_account) == []
-    failed = await world.run(api.status, second.id)
-    assert failed.byline.state == "failed"
-    _, post = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
-    reason = f"the post it replies to, {first.id}, was cancelled and will not go out"
-    assert post["state"] == "failed" and post["last_error"].startswith(reason), post
-    assert post["events"][-1]["type"] == "post.failed"
-    assert post["events"][-1]["data"]["reply_to_post"] == str(first.id)
     world.gateway.clock.advance(timedelta(hours=1))
     await world.gateway.tick()
     assert world.upstream.statuses(world.upstream_account) == []
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_held_reply_is_cancelled_with_its_parent_and_leaves_the_approvers(world: World) -> None:
+    """Co-signed: 1/2 and 2/2 both held for approval; carol deletes 1/2 (before: 2/2 stayed
+    held, asking the approvers to approve a reply to nothing). 2/2 is cancelled at once, leaves
+    the approvers' queue, and an approval of it is refused; 1/2 rejected instead has the same
+    effect on its own reply. Nothing goes out, and the log verifies."""
+    carol = await world.client("carol", "cosigned")
+    first = await world.run(carol.status_post, "Launch 1/2")
+    second = await world.run(carol.status_post, "Launch 2/2", in_reply_to_id=first.id)
+    code, body = await world.gateway.act("bob", str(second.id), "approve")
+    assert code == 200, body
+    await world.run(carol.status_delete, first.id)
+
+    await _cancelled_with(world, "bob", str(second.id), str(first.id))
+    code, body = await world.gateway.call("bob", "GET", "/v1/posts?account=cosigned&state=held")
+    assert code == 200 and body["posts"] == [], body
+    code, body = await world.gateway.act("dave", str(second.id), "approve")
+    assert code == 409, body
+
+    again = await world.run(carol.status_post, "Relaunch 1/2")
+    reply = await world.run(carol.status_post, "Relaunch 2/2", in_reply_to_id=again.id)
+    code, body = await world.gateway.act("bob", str(again.id), "reject", {"reason": "not today"})
+    assert code == 200, body
+    await _cancelled_with(world, "bob", str(reply.id), str(again.id), how="rejected")
+    world.gateway.clock.advance(timedelta(days=2))
+    await world.gateway.tick()
+    assert await world.gateway.timeline("cosigned") == []
     await verified_by_cli(world.gateway)
 
 

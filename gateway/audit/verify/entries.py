@@ -136,6 +136,12 @@ def _str_list(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _parent(options: Any) -> str | None:
+    """The post of Byline's a post's options say it replies to (``reply_to_post``), if any."""
+    parent = options.get("reply_to_post") if type(options) is dict else None
+    return parent if type(parent) is str else None
+
+
 def _sha(data: dict[str, Any]) -> str | None:
     sha = data.get("policy_sha256")
     return sha if type(sha) is str else None
@@ -173,6 +179,12 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
                 return None, "post.submitted has a malformed data.announces"
             return (version, state, approvers, required, sha, suggested_by,
                     (announces["version"], announces["policy_sha256"])), None
+        parent, adopted_from = _parent(data.get("options")), data.get("adopted_from")
+        if parent is not None or type(adopted_from) is str:
+            # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
+            # checked by (see ``Replay._with_parent``).
+            return (version, state, approvers, required, sha, suggested_by, None, parent,
+                    adopted_from if type(adopted_from) is str else None), None
         if suggested_by is None:
             return (version, state, approvers, required, sha), None
         return (version, state, approvers, required, sha, suggested_by), None
@@ -186,8 +198,10 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         if type(version) is not int or type(state) is not str:
             return None, f"{kind} lacks data.version or data.state"
         required = data.get("required")
-        return (version, state, _str_list(data.get("approvers")), required if type(required) is int else None,
-                _sha(data)), None
+        changed = (version, state, _str_list(data.get("approvers")), required if type(required) is int else None,
+                   _sha(data))
+        # An edit that gives the options gives the post it now replies to (or none).
+        return (*changed, _parent(data["options"])) if "options" in data else changed, None
     if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
         if type(sha) is not str or type(summary) is not dict:
@@ -202,4 +216,7 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             return None, "profile.updated lacks data.version, data.text or data.platform"
         return (version,), None
     state, version = data.get("state"), data.get("version")
-    return (state if type(state) is str else None, version if type(version) is int else None, _sha(data)), None
+    fact = (state if type(state) is str else None, version if type(version) is int else None, _sha(data))
+    # The parent a failure, a cancel or a retry of a reply names, for what a thread's end allows.
+    named = data.get("reply_to_post")
+    return (*fact, named) if type(named) is str else fact, None
