@@ -45,7 +45,9 @@ and approvals. It flags:
 - a reply cancelled by the gateway (actor ``system``) but for its parent: the post it named
   as its parent (``reply_to_post``, from its submission or its last edit's options), followed
   into the post it was adopted as, must have ended for good (cancelled, rejected, expired,
-  dismissed, deleted) first.
+  dismissed, deleted) first; and a reply retried by the gateway but with its parent: it must
+  have failed for that parent (the failure naming it), and the parent be on its way out again
+  (retried, held, scheduled, or out).
 
 Which policy judges an action: every action names the policy it was decided on
 (``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
@@ -111,6 +113,8 @@ _PENDING = frozenset({"held", "scheduled"})
 _ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
 _ENDS_A_THREAD = frozenset({"cancelled", "rejected", "expired", "dismissed", "deleted"})
 """A parent's ends after which the replies waiting for it never go out (``posts.ENDS_A_THREAD``)."""
+_ON_ITS_WAY = frozenset({"held", "scheduled", "publishing", "published"})
+"""Where a parent is once retried: the replies that failed for it may be retried with it."""
 _SYSTEM = "system"
 """The gateway's own actor (no person may take the name)."""
 _ADOPTIONS_FOLLOWED = 4
@@ -138,6 +142,7 @@ class _Post:
     # again before anything else happens to it, and why
     parent: str | None = None  # the post not yet out it replies to (its options' reply_to_post)
     into: str | None = None  # the post a suggestion was adopted as
+    failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -604,8 +609,10 @@ class Replay:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
         state, version, sha256 = extra[:3]
         named = extra[3] if len(extra) > 3 else None  # the parent a reply's entry names
-        if actor == _SYSTEM and kind == "post.cancelled":
+        if actor == _SYSTEM and kind in ("post.cancelled", "post.retried"):
             self._with_parent(index, kind, known, post, named)
+        elif kind == "post.failed":
+            known.failed_for = named if actor == _SYSTEM else None
         elif kind == "post.rejected":
             check = _approver_only(actor, known, f"{actor} rejected post {post} but is not one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
@@ -639,8 +646,9 @@ class Replay:
             known.state = state
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
-        """The gateway cancels a reply with its parent, once the parent ended for good
-        (``gateway.services.posts``): no other post, at no other time."""
+        """The gateway cancels a reply with its parent, once the parent ended for good, and
+        retries one with its parent, once the parent is on its way out again after the failure
+        the reply failed for (``gateway.services.posts``): no other post, at no other time."""
         did = kind[5:]
         if named is None or named != known.parent:
             self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, but it "
@@ -657,6 +665,10 @@ class Replay:
         elif kind == "post.cancelled" and parent.state not in _ENDS_A_THREAD:
             self._bad(index, f"{_SYSTEM} cancelled post {post} with the post it replies to, {named}, which "
                              f"was {parent.state}: it had not ended")
+        elif kind == "post.retried" and (known.failed_for != named or parent.state not in _ON_ITS_WAY):
+            why = (f"which was {parent.state}" if known.failed_for == named
+                   else "though it had not failed for that post")
+            self._bad(index, f"{_SYSTEM} retried post {post} with the post it replies to, {named}, {why}")
 
     def _regated(self, index: int, known: _Post, post: str, state: str, required: int | None) -> None:
         """A post held anew on a co-signed account must be held for at least its gate's count."""

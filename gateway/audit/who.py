@@ -63,6 +63,8 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
         return None
     if actor == "system" and kind == "post.cancelled":
         text = f"cancelled: {data.get('reason')}"
+    elif actor == "system" and kind == "post.retried":
+        text = f"retried with the post it replies to, {data.get('reply_to_post')}"
     if kind == "post.submitted":
         state = data.get("state")
         if state == "held":

@@ -739,7 +739,7 @@ class PostService:
         loaded = self._authorize(caller, post, Act.RETRY)
         now = Micros(to_micros(self.clock.now()))
 
-        async def work(ltx: LogTxn) -> State:
+        async def work(ltx: LogTxn) -> tuple[State, list[State]]:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.RETRY)
             new_state = transition(State(current.state), Action.RETRY)
@@ -750,9 +750,12 @@ class PostService:
             cause = retry_cause(in_force, current, await sql.approvers_of(ltx.txn, post_id, current.version))
             if cause is not None:
                 new_state = await redecide(ltx, current, loaded=in_force, cause=cause)
-            return new_state
+            return new_state, await retry_waiting_replies(ltx, current, loaded=in_force)
 
-        self.metrics.post_event(loaded, "post.retried", await self.appender.submit(work))
+        new_state, replies = await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.retried", new_state)
+        for state in replies:
+            self.metrics.post_event(loaded, "post.retried", state)
         self.wake_publisher()
         return await self.view(caller, post_id)
 
@@ -1200,3 +1203,36 @@ async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) 
             ends.append((reply.id, new_state))
     return cancelled
 
+
+async def retry_waiting_replies(ltx: LogTxn, parent: PostRecord, *, loaded: LoadedPolicy) -> list[State]:
+    """Retry, with ``parent`` (retried in this transaction), the replies that failed because it
+    had, and the replies that failed because those had; where each is left.
+
+    A reply that fails where it waits, never sent (it has no ``reply_to``), failed for its
+    parent alone (``gateway.services.publisher``): put back, it waits for the parent as it did
+    before, and goes out after it, or fails again if the parent does. Each is retried as its
+    author's retry would: held again, in this transaction, where the policy in force asks for
+    approvals it has not had (:func:`retry_cause`), so nothing goes out without them. The log's
+    ``post.retried`` is the system's, naming the parent; the verifier checks that the reply
+    failed for it and that it is on its way out again."""
+    retried: list[State] = []
+    parents = [parent.id]
+    while parents:
+        post_id = parents.pop()
+        for reply in await _waiting_on(ltx, account=parent.account, post_id=post_id, states=(State.FAILED.value,)):
+            new_state = transition(State(reply.state), Action.RETRY)
+            if not await sql.compare_and_set(ltx.txn, reply.id, state=reply.state, version=reply.version, changes={
+                "state": new_state.value, "publish_at": ltx.now, "attempts": 0, "last_error": None,
+                "updated_at": ltx.now,
+            }):
+                continue  # changed meanwhile: its author retries or cancels it
+            await ltx.append("post.retried", actor="system", account=reply.account, post=reply.id,
+                             data={"state": new_state.value, "reply_to_post": reply.options.get("reply_to_post"),
+                                   "policy_sha256": loaded.sha256})
+            reply = replace(reply, state=new_state.value, publish_at=Micros(ltx.now), attempts=0, last_error=None)
+            cause = retry_cause(loaded, reply, await sql.approvers_of(ltx.txn, reply.id, reply.version))
+            if cause is not None:
+                new_state = await redecide(ltx, reply, loaded=loaded, cause=cause)
+            retried.append(new_state)
+            parents.append(reply.id)
+    return retried

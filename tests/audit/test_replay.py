@@ -1056,6 +1056,50 @@ def test_replies_cancelled_with_their_parent_pass_and_only_they(tmp_path: Path) 
     ]
 
 
+def test_a_reply_retried_with_its_parent_passes_and_only_then(tmp_path: Path) -> None:
+    """A reply failed because its parent failed is retried by the gateway when the parent is:
+    an honest log. A system retry of a reply that failed on the platform (not for its parent),
+    and of one whose parent is still failed, are each named."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _reply(log, "2", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.publishing", actor="system", account="solo", post="1",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["1"] or "")})
+    log.add("post.failed", actor="system", account="solo", post="1", data={"state": "failed", "attempt": 1})
+    log.add("post.failed", actor="system", account="solo", post="2", data={
+        "state": "failed", "attempt": 0, "reply_to_post": "1",
+        "error": "the post it replies to, 1, failed to go out: retry that post, then this one"})
+    log.add("post.retried", actor="alice", account="solo", post="1", data={"state": "scheduled", "policy_sha256": "s1"})
+    log.add("post.retried", actor="system", account="solo", post="2",
+            data={"state": "scheduled", "reply_to_post": "1", "policy_sha256": "s1"})
+    _publish(log, "1", "solo")
+    log.add("post.publishing", actor="system", account="solo", post="2",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["2"] or ""), "reply_to": "r1"})
+    log.add("post.published", actor="system", account="solo", post="2",
+            data={"remote_id": "r2", "url": "https://example.social/2", "version": 1})
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    log.submit("3", author="alice", account="solo", sha="s1")
+    _reply(log, "4", "3", account="solo", author="alice", state="scheduled")
+    _reply(log, "5", "3", account="solo", author="alice", state="scheduled")
+    log.add("post.publishing", actor="system", account="solo", post="3",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["3"] or "")})
+    log.add("post.failed", actor="system", account="solo", post="3", data={"state": "failed", "attempt": 1})
+    log.add("post.failed", actor="system", account="solo", post="4", data={"state": "failed", "attempt": 0,
+                                                                           "reply_to_post": "3"})
+    log.add("post.failed", actor="system", account="solo", post="5", data={"state": "failed", "attempt": 1})
+    still = log.add("post.retried", actor="system", account="solo", post="4",
+                    data={"state": "scheduled", "reply_to_post": "3"})
+    log.add("post.retried", actor="alice", account="solo", post="3", data={"state": "scheduled", "policy_sha256": "s1"})
+    other = log.add("post.retried", actor="system", account="solo", post="5",
+                    data={"state": "scheduled", "reply_to_post": "3"})
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {still}: system retried post 4 with the post it replies to, 3, which was failed",
+        f"entry {other}: system retried post 5 with the post it replies to, 3, though it had not failed for that post",
+    ]
+
+
 def test_a_retry_or_a_delete_by_a_stranger_is_named(tmp_path: Path) -> None:
     """Only the author (still writing) or the owner retries a failed post or deletes a published one."""
     log = SyntheticLog()

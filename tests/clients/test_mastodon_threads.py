@@ -167,6 +167,93 @@ async def test_a_held_reply_is_cancelled_with_its_parent_and_leaves_the_approver
     await verified_by_cli(world.gateway)
 
 
+async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_out(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The instance refuses 1/2 when it comes due (422): 1/2 fails, and 2/2 fails where it waits,
+    saying to retry 1/2 first. alice retries 1/2 (before: 2/2 stayed failed, and had to be
+    retried by hand): 2/2 is retried with it, the gateway's retry naming its parent, and goes
+    out after 1/2 as a reply to it. The log verifies."""
+    await _slow_masto(world, policy_dir, monkeypatch)
+    api = await world.client("alice", "slow")
+    first = await world.run(api.status_post, "Thread 1/2")
+    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    world.upstream.faults.fail_next(status=422, method="POST", path="/api/v1/statuses")
+    world.gateway.clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    _, parent = await world.gateway.call("alice", "GET", f"/v1/posts/{first.id}")
+    _, reply = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
+    assert (parent["state"], reply["state"]) == ("failed", "failed")
+    assert reply["last_error"].startswith(f"the post it replies to, {first.id}, failed to go out"), reply
+    assert world.upstream.statuses(world.upstream_account) == []
+
+    code, body = await world.gateway.act("alice", str(first.id), "retry")
+    assert code == 200, body
+    _, reply = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
+    assert (reply["state"], reply["last_error"]) == ("scheduled", None), reply
+    last = reply["events"][-1]
+    assert (last["type"], last["actor"], last["data"]["reply_to_post"]) == ("post.retried", "system", str(first.id))
+    await world.gateway.tick()
+    start, continued = world.upstream.statuses(world.upstream_account)
+    assert (start.text, start.in_reply_to_id) == ("Thread 1/2", None)
+    assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks_approvals(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1/2 and 2/2 fail on the delayed account (1/2 refused, 2/2 for it); the account turns
+    co-signed; alice retries 1/2. Both are held for bob, 2/2 too though alice did not retry it
+    herself: the gateway's retry is decided as any retry is, and nothing goes out until bob
+    approves, then 1/2 and 2/2 go out in order. The log verifies."""
+    await _slow_masto(world, policy_dir, monkeypatch)
+    api = await world.client("alice", "slow")
+    first = await world.run(api.status_post, "Thread 1/2")
+    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    world.upstream.faults.fail_next(status=422, method="POST", path="/api/v1/statuses")
+    world.gateway.clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    masto = world.gateway.app[REGISTRY].get("masto")
+    assert masto is not None
+    write_policy(policy_dir, "slow", f"""
+        account: slow
+        platform: mastodon
+        handle: "@brand@mastodon.example"
+        instance: {masto.policy.instance}
+        credentials: env:SLOW_MASTODON_TOKEN
+        tier: co-signed
+        owner: alice
+        approvals:
+          required: 1
+          from: [bob]
+    """)
+    assert "slow" in await world.gateway.sync_policies()
+
+    code, body = await world.gateway.act("alice", str(first.id), "retry")
+    assert (code, body["state"]) == (200, "held"), body
+    _, reply = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
+    assert reply["state"] == "held", reply
+    assert [e["type"] for e in reply["events"][-2:]] == ["post.retried", "post.redecided"]
+    world.gateway.clock.advance(timedelta(hours=1))
+    await world.gateway.tick()
+    assert world.upstream.statuses(world.upstream_account) == []
+
+    for post in (second.id, first.id):
+        code, body = await world.gateway.act("bob", str(post), "approve")
+        assert code == 200, body
+    await world.gateway.tick()
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    start, continued = world.upstream.statuses(world.upstream_account)
+    assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
+    await verified_by_cli(world.gateway)
+
+
 async def test_a_reply_approved_first_waits_for_its_held_parent(world: World) -> None:
     """Co-signed: the reply is approved before its parent and comes due first; it waits while
     the parent is held (looking again a minute later), then until a second after the parent's
