@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.appkeys import POSTS
+from gateway.services.posts import Caller, PostOptions
 from tests.audit.logtools import byline, cli_env, populate
 from tests.conftest import Gateway
 
@@ -49,3 +51,17 @@ async def test_who_finds_a_post_by_its_platform_url(gateway: Gateway, db_url: st
     assert result.code == 0 and "approved by dave (version 2)" in result.out, result.text
     result = await byline("audit", "who", "--post", "https://nowhere.example/1", "--export", str(out))
     assert result.code == 1 and "no post" in result.err
+
+
+async def test_who_says_why_the_gateway_cancelled_a_reply(gateway: Gateway, db_url: str) -> None:
+    """A reply cancelled with the post it replies to is told as the gateway's cancel, with the
+    reason it was given, not as a cancel "by system"."""
+    posts, bob = gateway.app[POSTS], Caller(user="bob")
+    parent = await posts.submit(bob, account="delayed", text="Thread 1/2")
+    reply = await posts.submit(bob, account="delayed", text="Thread 2/2",
+                               options=PostOptions(reply_to_post=parent.id))
+    await posts.cancel(bob, parent.id)
+    result = await byline("audit", "who", "--post", reply.id, env=cli_env(BYLINE_DATABASE_URL=db_url))
+    assert result.code == 0, result.text
+    assert result.out.splitlines()[-1].split("Z  ", 1)[1] == (
+        f"cancelled: the post it replies to, {parent.id}, was cancelled: this reply does not go out without it")

@@ -11,7 +11,7 @@ import pytest
 from mastodon import MastodonNotFoundError
 
 from gateway.appkeys import DB, PUBLISHER, REGISTRY
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import byline, cli_env, verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import write_policy
 
@@ -168,12 +168,12 @@ async def test_a_held_reply_is_cancelled_with_its_parent_and_leaves_the_approver
 
 
 async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_out(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, db_url: str,
 ) -> None:
     """The instance refuses 1/2 when it comes due (422): 1/2 fails, and 2/2 fails where it waits,
     saying to retry 1/2 first. alice retries 1/2 (before: 2/2 stayed failed, and had to be
-    retried by hand): 2/2 is retried with it, the gateway's retry naming its parent, and goes
-    out after 1/2 as a reply to it. The log verifies."""
+    retried by hand): 2/2 is retried with it, the gateway's retry naming its parent (as
+    ``byline audit who`` tells it), and goes out after 1/2 as a reply to it. The log verifies."""
     await _slow_masto(world, policy_dir, monkeypatch)
     api = await world.client("alice", "slow")
     first = await world.run(api.status_post, "Thread 1/2")
@@ -195,6 +195,8 @@ async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_o
     assert (reply["state"], reply["last_error"]) == ("scheduled", None), reply
     last = reply["events"][-1]
     assert (last["type"], last["actor"], last["data"]["reply_to_post"]) == ("post.retried", "system", str(first.id))
+    told = await byline("audit", "who", "--post", str(second.id), env=cli_env(BYLINE_DATABASE_URL=db_url))
+    assert f"retried with the post it replies to, {first.id}" in told.out, told.text
     await world.gateway.tick()
     start, continued = world.upstream.statuses(world.upstream_account)
     assert (start.text, start.in_reply_to_id) == ("Thread 1/2", None)
