@@ -167,6 +167,34 @@ async def test_a_held_reply_is_cancelled_with_its_parent_and_leaves_the_approver
     await verified_by_cli(world.gateway)
 
 
+async def test_a_reply_is_cancelled_when_its_parent_expires_or_is_deleted_once_out(world: World) -> None:
+    """Co-signed: 2/2 approved, 1/2 left undecided until it expires: 2/2, scheduled, is cancelled
+    as 1/2 expires. Direct: 2/2 written before 1/2 went out and held by a rule ("fired"); 1/2
+    goes out, then is deleted from the platform: 2/2 is cancelled, where it would have waited
+    for a decision and then failed."""
+    carol = await world.client("carol", "cosigned")
+    first = await world.run(carol.status_post, "Launch 1/2")
+    second = await world.run(carol.status_post, "Launch 2/2", in_reply_to_id=first.id)
+    for approver in ("bob", "dave"):
+        code, body = await world.gateway.act(approver, str(second.id), "approve")
+        assert code == 200, body
+    world.gateway.clock.advance(timedelta(hours=25))
+    await world.gateway.tick()
+    await _cancelled_with(world, "carol", str(second.id), str(first.id), how="expired")
+
+    alice = await world.client("alice", "direct")
+    out = await world.run(alice.status_post, "News 1/2")
+    held = await world.run(alice.status_post, "News 2/2: the coach was fired", in_reply_to_id=out.id)
+    assert held.byline.state == "held"
+    await world.gateway.tick()
+    assert [p["text"] for p in await world.gateway.timeline("direct")] == ["News 1/2"]
+    await world.run(alice.status_delete, out.id)
+    await _cancelled_with(world, "alice", str(held.id), str(out.id), how="deleted")
+    await world.gateway.tick()
+    assert [p["text"] for p in await world.gateway.timeline("cosigned") + await world.gateway.timeline("direct")] == []
+    await verified_by_cli(world.gateway)
+
+
 async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_out(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, db_url: str,
 ) -> None:
