@@ -84,7 +84,9 @@ class PostOptions:
     """The post of the same account this one replies to, when that post had not gone out yet
     as the reply was written: the publisher sends the reply only once its parent is out, to
     the parent's platform id (written into ``reply_to`` when it claims the reply), and fails it
-    if the parent ends without going out (see ``gateway.services.publisher``)."""
+    if the parent fails (see ``gateway.services.publisher``); a parent that ends for good
+    cancels it (:func:`cancel_waiting_replies`), and one retried retries it
+    (:func:`retry_waiting_replies`)."""
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None

@@ -10,7 +10,10 @@ A reply written before its parent went out (``PostOptions.reply_to_post``) is cl
 the parent is out, and goes out as a reply to the parent's platform id: until then it waits,
 scheduled, looking again when the parent may be out; if the parent ends without going out, the
 reply fails, saying why, rather than go out on its own. Only such replies read their parent:
-other posts are claimed as before.
+other posts are claimed as before. (A parent that ends for good cancels its waiting replies in
+the transaction that ends it, and one retried retries those that failed for it:
+``posts.cancel_waiting_replies`` and ``posts.retry_waiting_replies``; what is left here is a
+reply whose parent failed, or one written as its parent ended.)
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int)
         return _Parent(look_again_at=now + _UNDECIDED_WAIT)
     if state is State.FAILED:
         return _Parent(ended=f"the post it replies to, {parent.id}, failed to go out ({parent.last_error}): "
-                             "retry that post, then this one")
+                             "retrying it retries this one too")
     if state is State.DELETED:
         return _Parent(ended=f"the post it replies to, {parent.id}, was deleted")
     return _Parent(ended=f"the post it replies to, {parent.id}, was {state.value} and will not go out: "

@@ -1069,7 +1069,7 @@ def test_a_reply_retried_with_its_parent_passes_and_only_then(tmp_path: Path) ->
     log.add("post.failed", actor="system", account="solo", post="1", data={"state": "failed", "attempt": 1})
     log.add("post.failed", actor="system", account="solo", post="2", data={
         "state": "failed", "attempt": 0, "reply_to_post": "1",
-        "error": "the post it replies to, 1, failed to go out: retry that post, then this one"})
+        "error": "the post it replies to, 1, failed to go out: retrying it retries this one too"})
     log.add("post.retried", actor="alice", account="solo", post="1", data={"state": "scheduled", "policy_sha256": "s1"})
     log.add("post.retried", actor="system", account="solo", post="2",
             data={"state": "scheduled", "reply_to_post": "1", "policy_sha256": "s1"})
