@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Final, NewType
 
@@ -16,11 +17,28 @@ RESERVED_NAMES: Final = frozenset({"system", "policy-file"})
 the policy file and its announcements). A person so named would act as the gateway does: a
 post by "policy-file" is taken for the policy file's own announcement, which needs no role,
 no approval and no disclosure line."""
+
 LogIndex = NewType("LogIndex", int)
 
 # Timestamps are stored as integer microseconds since the Unix epoch (UTC): they compare and
 # sort the same way in SQLite and PostgreSQL, with no time-zone surprises.
 Micros = NewType("Micros", int)
+
+NAME_PATTERN: Final = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+"""A name as the policy files spell them: a person's, an account's, a rule's. Matched whole
+(``fullmatch``): ``re.match`` with ``$`` lets a newline end one, so "alice\\n" would pass."""
+_NAME: Final = re.compile(NAME_PATTERN)
+
+
+def person_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a person's, said after the name (``'bob carol' is not a user
+    name …``); None when it can. The one check of a person's name: the policy files', a
+    token's, a person's who signs in."""
+    if not _NAME.fullmatch(name):
+        return "is not a user name (letters, digits, '.', '_' or '-', starting with a letter or digit, at most 64)"
+    if name in RESERVED_NAMES:
+        return "is a name Byline keeps for itself in the log: no person may have it"
+    return None
 
 
 def duration_micros(delta: timedelta) -> int:

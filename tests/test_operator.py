@@ -556,6 +556,20 @@ async def test_token_create_refuses_an_account_without_a_policy(tmp_path: Path, 
     assert made.code == 0 and made.out.startswith("byl_"), made.text
 
 
+async def test_token_create_refuses_a_name_that_a_newline_ends(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
+    """`--user 'alice\\n'` used to pass (the check's ``$`` matches before a final newline) and
+    make a token for a person no policy names: it is refused as `byline user add` and the policy
+    files refuse that name, and no token is made."""
+    env = _env(tmp_path, await ready(db_url), policy_dir)
+
+    result = await byline(env, "token", "create", "--user", "alice\n")
+
+    assert result.code == 2, result.text
+    assert (result.out, result.err) == ("", "error: 'alice\\n' is not a user name (letters, digits, '.', '_' or "
+                                        "'-', starting with a letter or digit, at most 64)\n")
+    assert await _token_rows(db_url) == 0
+
+
 async def test_token_create_keeps_the_demo_label_for_serve(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
     """`--label demo` is refused: `byline serve --demo` revokes the tokens with that label."""
     result = await byline(_env(tmp_path, db_url, policy_dir), "token", "create", "--user", "alice",
@@ -669,6 +683,22 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path, db_url: str, policy_d
     assert (result.code, result.out, result.err) == (2, "", f"error: port {port} on 127.0.0.1 is in use ({named_by})\n")
     assert not (tmp_path / "log.key").exists()
     assert await _nothing_written(db_url)
+
+
+@pytest.mark.parametrize("user", ["alice\n", "system", "policy-file", "bob carol", ""])
+async def test_identity_refuses_what_is_no_persons_name(db_url: str, user: str) -> None:
+    """A token is issued only for a name a person may have, by the same check as the policy
+    files' and `byline user add`'s: "alice\\n" too, which ``re.match`` with ``$`` let through."""
+    db = await open_database(db_url)
+    try:
+        with pytest.raises(BylineError) as refused:
+            await Identity(db, ManualClock()).create(user=user)
+        assert refused.value.code is Code.VALIDATION
+        assert refused.value.message.startswith(f"{user!r} is "), refused.value.message
+        async with db.read() as txn:
+            assert await txn.fetchone("SELECT token_hash FROM tokens") is None
+    finally:
+        await db.close()
 
 
 async def test_identity_refuses_a_lifetime_of_nothing(db_url: str) -> None:

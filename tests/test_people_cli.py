@@ -67,11 +67,11 @@ async def test_mistakes_are_refused_and_change_nothing(db_url: str, tmp_path: Pa
     cases = {
         ("user", "add", "dave"): ("short\n", "at least 10 characters"),
         ("user", "add", "carol"): ("another-password\n", "carol can already sign in"),
-        ("user", "add", "no spaces"): ("a-long-enough-password\n", "not a valid name"),
+        ("user", "add", "no spaces"): ("a-long-enough-password\n", "is not a user name"),
         ("user", "add", "erin", "--email", "not-an-address"): ("a-long-enough-password\n", "not an email address"),
         # A trailing newline would end an email's headers early (Subject and the rest in its body).
         ("user", "add", "erin", "--email", "erin@example.org\n"): ("a-long-enough-password\n", "not an email address"),
-        ("user", "add", "erin\n"): ("a-long-enough-password\n", "not a valid name"),
+        ("user", "add", "erin\n"): ("a-long-enough-password\n", "is not a user name"),
         ("user", "add", "policy-file"): ("a-long-enough-password\n", "a name Byline keeps for itself"),
         ("user", "add", "system"): ("a-long-enough-password\n", "a name Byline keeps for itself"),
         ("user", "set-password", "nobody"): ("a-long-enough-password\n", "no person named 'nobody'"),

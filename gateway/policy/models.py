@@ -32,11 +32,12 @@ from gateway.policy import announce as voice
 from gateway.policy import byline as byline_text
 from gateway.policy.credentials import CredentialRules
 from gateway.policy.text import MatchText, published_length, word_form
-from gateway.types import RESERVED_NAMES
+from gateway.types import NAME_PATTERN, person_name_problem
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_PERSON = re.compile(_NAME)
+_NAME = f"^{NAME_PATTERN}$"
+"""An account's or a rule's name, as pydantic matches it (its Rust regex: ``$`` is the end of
+the text, no newline before it)."""
 
 
 def check_people(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -44,20 +45,16 @@ def check_people(names: tuple[str, ...]) -> tuple[str, ...]:
     --user`` accepts): ``[bob carol]`` is one "person" nobody can sign in as, and a post that
     waits for their approval waits forever."""
     for index, name in enumerate(names, start=1):
-        if not _PERSON.fullmatch(name):
-            raise ValueError(
-                f"entry {index}, {name!r}, is not a user name (letters, digits, '.', '_' or '-', starting "
-                "with a letter or digit, at most 64): list each person apart, as in [bob, carol]"
-            )
-        if name in RESERVED_NAMES:
-            raise ValueError(f"entry {index}, {name!r}, is a name Byline keeps for itself in the log: no person has it")
+        if problem := person_name_problem(name):
+            apart = ": list each person apart, as in [bob, carol]" if re.search(r"[\s,]", name) else ""
+            raise ValueError(f"entry {index}, {name!r}, {problem}{apart}")
     return names
 
 
 def check_person(name: str) -> str:
-    """The owner is a person: not one of the names the gateway keeps for itself."""
-    if name in RESERVED_NAMES:
-        raise ValueError(f"{name!r} is a name Byline keeps for itself in the log: no person has it")
+    """The owner is a person: a name a person may have, and not one the gateway keeps for itself."""
+    if problem := person_name_problem(name):
+        raise ValueError(f"{name!r} {problem}")
     return name
 
 
@@ -347,7 +344,7 @@ class Policy(_Strict):
     handle: str = ""
     credentials: str | None = Field(default=None, pattern=_CREDENTIAL)
     tier: Tier
-    owner: Annotated[str, Field(pattern=_NAME), AfterValidator(check_person)]
+    owner: Annotated[str, AfterValidator(check_person)]
     writers: People = ()
     delay: Duration = timedelta(0)
     approvals: Approvals | None = None

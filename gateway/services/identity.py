@@ -16,10 +16,9 @@ from gateway.services.posts import Caller
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as sql
 from gateway.storage.db import Database, Row, Txn
-from gateway.types import RESERVED_NAMES, duration_micros
+from gateway.types import duration_micros, person_name_problem
 
 TOKEN_PREFIX = "byl_"
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TOKEN_ID_LENGTH = 12
 """Hex digits of a token's SHA-256 that name it to operators (``byline token list``)."""
 MIN_TOKEN_ID_LENGTH = 6
@@ -113,8 +112,8 @@ class Identity:
     ) -> str:
         """A new token written in the caller's transaction, so that whatever it is issued for
         (an OAuth code exchanged for it) commits with it or not at all; shown once."""
-        if not _USER.match(user) or user in RESERVED_NAMES:
-            raise BylineError(Code.VALIDATION, f"not a valid user name: {user!r}")
+        if problem := person_name_problem(user):
+            raise BylineError(Code.VALIDATION, f"{user[:80]!r} {problem}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         await sql.insert_token(
             txn, token_hash=hash_token(token), user=user, account=account, label=label, at=at,

@@ -27,11 +27,8 @@ from gateway.services.throttle import Throttle
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as sql
 from gateway.storage.db import Database
-from gateway.types import RESERVED_NAMES, duration_micros
+from gateway.types import duration_micros, person_name_problem
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-"""A person's name: as the policy files and tokens spell them (matched whole: ``fullmatch``, as ``$`` would let a
-newline end one)."""
 _EMAIL = re.compile(r"[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
@@ -60,10 +57,8 @@ def _sha256(value: str) -> str:
 
 def check_name(name: str) -> str:
     """``name`` when it is a valid person's name, else 422."""
-    if not NAME.fullmatch(name):
-        raise BylineError(Code.VALIDATION, f"not a valid name: {name[:80]!r} (letters, digits, . _ -)")
-    if name in RESERVED_NAMES:
-        raise BylineError(Code.VALIDATION, f"{name!r} is a name Byline keeps for itself in the log: choose another")
+    if problem := person_name_problem(name):
+        raise BylineError(Code.VALIDATION, f"{name[:80]!r} {problem}")
     return name
 
 
@@ -135,7 +130,7 @@ class People:
         many failures from this address or for this name."""
         keys = (f"address:{client}", f"person:{name.lower()}")
         with self.throttle.attempt(*keys):
-            if len(password) > MAX_PASSWORD or not NAME.fullmatch(name):
+            if len(password) > MAX_PASSWORD or person_name_problem(name):
                 row = None
             else:
                 async with self.db.read() as txn:
