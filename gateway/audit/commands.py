@@ -2,7 +2,7 @@
 
 - ``byline log keygen [--out FILE] [--origin NAME]``: a new signing key file; prints the verifier key
 - ``byline log key``: print the verifier key of the configured signing key
-- ``byline audit verify --key VKEY (--url URL | --export FILE) [--state FILE]``
+- ``byline audit verify --key VKEY (--url URL | --export FILE) [--state FILE] [--require-signed]``
 - ``byline audit export [--out FILE] [--url URL]``: the log (of the configured database, or of
   a gateway's public API) as one file
 - ``byline audit who --post ID|URL [--url URL | --export FILE]``
@@ -110,7 +110,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         progress = not args.no_progress and sys.stderr.isatty()
         state = None if args.no_state else Path(args.state) if args.state else _state_default()
         report = verify(source, key, state_path=state, workers=workers, progress=progress,
-                        policy_grace=args.policy_grace)
+                        policy_grace=args.policy_grace, require_signed=args.require_signed)
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -244,6 +244,9 @@ def add_commands(sub: Any) -> None:
     ver.add_argument("--no-state", action="store_true", help="neither read nor write a state file")
     ver.add_argument("--workers", type=int, help="processes for per-entry checks (default: 2)")
     ver.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ver.add_argument("--require-signed", action="store_true",
+                     help="fail when entries after the latest checkpoint are not yet signed (by default "
+                          "they are checked, counted and said, but do not fail)")
     ver.add_argument("--policy-grace", type=_seconds, default=300.0, metavar="SECONDS",
                      help="how long after a policy change an action may still name the policy it "
                           "replaced: the time the gateways take to see a change (default: 300)")

@@ -94,12 +94,13 @@ class SyntheticLog:
             "approvers": approvers or [], "required": required, "policy_sha256": sha,
         })
 
-    def write(self, path: Path, *, entries: list[bytes] | None = None) -> Path:
-        """Sign the tree of all entries and write the export."""
+    def write(self, path: Path, *, entries: list[bytes] | None = None, signed: int | None = None) -> Path:
+        """Sign the tree of all entries (of the first ``signed`` when given) and write the export."""
         entries = self.entries if entries is None else entries
         leaves = [merkle.leaf_hash(e) for e in self.entries]
-        root = merkle.root_from_leaves(leaves)
-        note = sign_note(Checkpoint(ORIGIN, len(leaves), root).to_text(), self.signer)
+        size = len(leaves) if signed is None else signed
+        root = merkle.root_from_leaves(leaves[:size])
+        note = sign_note(Checkpoint(ORIGIN, size, root).to_text(), self.signer)
         texts = {digest: (salt.hex(), text) for digest, (salt, text) in self.texts.items()}
         with path.open("w", encoding="utf-8") as out:
             write_header(out, origin=ORIGIN, size=len(entries))

@@ -60,6 +60,30 @@ async def test_honest_log_verifies_from_export_and_url(gateway: Gateway, db_url:
     assert code == 0 and f"ok: {size} entries" in text, text
 
 
+async def test_entries_not_yet_signed_are_said_so(gateway: Gateway, db_url: str, tmp_path: Path) -> None:
+    """An export with entries after its latest checkpoint: the real CLI exits 0 but its verdict
+    says how many entries no signature covers yet, and `--require-signed` makes them fail."""
+    await populate(gateway)
+    signed = await gateway.log_size()
+    await gateway.submit("alice", "direct", "After the checkpoint")
+    await gateway.submit("alice", "direct", "And after that")
+    size = await gateway.log_size()
+    assert size >= signed + 2
+    out = tmp_path / "log.export"
+    await _export(gateway, db_url, out)
+
+    code, text = await _verify(gateway, "--export", str(out))
+
+    assert code == 0, text
+    assert text.startswith(f"ok, but {size - signed} entries are NOT yet signed: the first {signed} verified "
+                           f"against {out} are under its signed checkpoint; entries {signed}–{size - 1} come "
+                           "after it"), text
+    code, text = await _verify(gateway, "--export", str(out), "--require-signed")
+    assert code == 1, text
+    assert text.startswith(f"FAILED: first bad entry: entry {signed}: not signed: the latest checkpoint covers "
+                           f"{signed} entries, and the {size - signed} after it no signature covers yet"), text
+
+
 async def test_changed_byte_in_a_stored_entry_is_named(gateway: Gateway, db_url: str, tmp_path: Path) -> None:
     """One byte changed in one stored entry: both checks fail and name that entry."""
     await populate(gateway)

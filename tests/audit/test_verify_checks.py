@@ -136,6 +136,32 @@ def test_state_file_catches_a_forked_history(tmp_path: Path) -> None:
     assert len(json.loads(state.read_text())["logs"][key.to_text()]) == 2
 
 
+def test_entries_after_the_checkpoint_are_said_to_be_unsigned(tmp_path: Path) -> None:
+    """Entries past the latest checkpoint are checked but covered by no signature: the verdict
+    says how many in its first line instead of a bare "ok", and ``require_signed`` fails them."""
+    log = _log()
+    path = log.write(tmp_path / "tail.export", signed=2)
+    key = log.signer.verifier()
+
+    report = verify(ExportSource(path), key, workers=1)
+
+    assert (report.ok, report.size, report.unsigned) == (True, 4, 2)
+    assert report.summary().splitlines()[:2] == [
+        f"ok, but 2 entries are NOT yet signed: the first 2 verified against {path} are under its signed "
+        "checkpoint; entries 2–3 come after it: checked, but no signature covers them yet",
+        "  (normal between checkpoints: verify again after the next one, or pass --require-signed to fail them)",
+    ]
+    strict = verify(ExportSource(path), key, workers=1, require_signed=True)
+    assert messages(strict) == [
+        "entry 2: not signed: the latest checkpoint covers 2 entries, and the 2 after it no signature covers yet"
+    ]
+    assert strict.summary().startswith("FAILED: first bad entry: entry 2: not signed")
+    whole = verify(ExportSource(log.write(tmp_path / "whole.export")), key, workers=1, require_signed=True)
+    assert (whole.ok, whole.unsigned) == (True, 0)
+    assert whole.summary().startswith(f"ok: 4 entries verified against {tmp_path / 'whole.export'}, all under "
+                                      "its signed checkpoint\n")
+
+
 def test_two_workers_find_the_same_as_one(tmp_path: Path) -> None:
     """The per-entry checks give the same report in worker processes as in-process."""
     log = _log()

@@ -55,8 +55,19 @@ class Report:
         rate = self.size / self.seconds if self.seconds else 0.0
         cp = self.checkpoint
         lines = []
-        if self.ok:
-            lines.append(f"ok: {self.size} entries verified against {self.source}")
+        if self.ok and self.unsigned and cp is not None:
+            # Checked, but no signature covers them: an auditor reading a bare "ok" would take
+            # every entry for signed. Normal between checkpoints, so not a failure by default.
+            lines.append(
+                f"ok, but {self.unsigned} {'entry is' if self.unsigned == 1 else 'entries are'} NOT yet signed: "
+                f"the first {cp.size} verified against {self.source} are under its signed checkpoint; "
+                f"{_entries(cp.size, self.size)} after it: checked, but no signature covers "
+                f"{'it' if self.unsigned == 1 else 'them'} yet"
+            )
+            lines.append("  (normal between checkpoints: verify again after the next one, or pass "
+                         "--require-signed to fail them)")
+        elif self.ok:
+            lines.append(f"ok: {self.size} entries verified against {self.source}, all under its signed checkpoint")
         else:
             first = self.first_bad_entry()
             head = f"first bad entry: {first}" if first else str(sorted(self.findings, key=_order)[0])
@@ -76,6 +87,11 @@ class Report:
         )
         lines.append(f"{self.seconds:.2f} s, {rate:,.0f} entries/s")
         return "\n".join(lines)
+
+
+def _entries(start: int, end: int) -> str:
+    """Entries ``start <= index < end``, in words."""
+    return f"entry {start} comes" if end - start == 1 else f"entries {start}–{end - 1} come"
 
 
 def _order(finding: Finding) -> int:

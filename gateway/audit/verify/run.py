@@ -46,10 +46,13 @@ def verify(
     progress: bool = False,
     max_findings: int = 100,
     policy_grace: float = POLICY_GRACE_SECONDS,
+    require_signed: bool = False,
 ) -> Report:
     """Verify the log ``source`` offers against the log ``key``; update the state file if sound.
     ``policy_grace``: the seconds after a policy change during which an action may still name
-    the policy replaced (see :data:`gateway.audit.replay.POLICY_GRACE_SECONDS`)."""
+    the policy replaced (see :data:`gateway.audit.replay.POLICY_GRACE_SECONDS`).
+    ``require_signed``: entries after the latest checkpoint, which no signature covers yet, are
+    a finding (otherwise they are counted, and the summary says so)."""
     # A run builds millions of small objects, many of which live until it ends (the replay's
     # state, the tree's leaves), and makes no reference cycles: the cyclic collector would only
     # walk them again and again (a third of the main process's time on a large log). The
@@ -58,7 +61,7 @@ def verify(
     gc.disable()
     try:
         return _verify(source, key, state_path=state_path, workers=workers, progress=progress,
-                       max_findings=max_findings, policy_grace=policy_grace)
+                       max_findings=max_findings, policy_grace=policy_grace, require_signed=require_signed)
     finally:
         if collecting:
             gc.enable()
@@ -75,7 +78,7 @@ class _Seen:
 
 def _verify(
     source: Source, key: Verifier, *, state_path: Path | None, workers: int, progress: bool, max_findings: int,
-    policy_grace: float,
+    policy_grace: float, require_signed: bool,
 ) -> Report:
     started = time.perf_counter()
     report = Report(source=source.name)
@@ -105,6 +108,12 @@ def _verify(
     if not tree_ok and not any(f.index is not None and "leaf hash" in f.message for f in report.findings):
         _locate(source, run, report.size)
     report.unsigned = max(0, report.size - latest.checkpoint.size)
+    if require_signed and report.unsigned:
+        signed = latest.checkpoint.size
+        report.findings.append(Finding(signed, (
+            f"not signed: the latest checkpoint covers {signed} entries, and the {report.unsigned} after it "
+            "no signature covers yet"
+        )))
     if tree_ok and state_path is not None:
         notes = {s.checkpoint.size: s.note for s in seen}
         notes.update({s.checkpoint.size: s.note for s in offered})
