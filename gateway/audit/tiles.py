@@ -8,7 +8,11 @@ A partial tile, of fewer than 256 hashes, adds ``.p/W`` for its width ``W``.
 
 from __future__ import annotations
 
-WIDTH = 256
+from collections.abc import Iterator
+
+HEIGHT = 8
+"""Tree levels a tile spans: a tile of level L holds hashes of tree level ``HEIGHT * L``."""
+WIDTH = 1 << HEIGHT
 """Hashes in a full tile."""
 
 
@@ -27,3 +31,16 @@ def tile_path(index: int) -> str:
 def tile_url(level: int, index: int, width: int = WIDTH) -> str:
     """The path of a tile under the log's prefix: ``tile/L/N``, with ``.p/W`` when partial."""
     return f"tile/{level}/{tile_path(index)}" + ("" if width == WIDTH else f".p/{width}")
+
+
+def tiles_for(size: int) -> Iterator[tuple[int, int, int]]:
+    """Every hash tile of the tree of ``size`` entries as (level, index, width), level by level
+    from 0, left to right: the full tiles of each level, then its partial tile at the right edge
+    when it has one. Together they hold every hash a proof within that tree is made of."""
+    level, hashes = 0, size
+    while hashes:
+        for index in range(hashes // WIDTH):
+            yield level, index, WIDTH
+        if hashes % WIDTH:
+            yield level, hashes // WIDTH, hashes % WIDTH
+        level, hashes = level + 1, hashes >> HEIGHT

@@ -102,6 +102,29 @@ async def test_changed_byte_in_a_stored_entry_is_named(gateway: Gateway, db_url:
     assert f"entry {victim}: leaf hash does not match entry bytes" in text
 
 
+async def test_a_changed_stored_leaf_hash_is_named_from_the_tiles(
+    gateway: Gateway, db_url: str, tmp_path: Path
+) -> None:
+    """The hash stored beside an entry changed, the entry left alone: the entries still give the
+    signed root, but the level-0 tile (and every proof through that hash) does not. `verify --url`
+    names the entry from the tile (before, it read no tile and said ok); an export names it too."""
+    await populate(gateway)
+    victim = 5
+    stored = (await Attacker(db_url).fetch("SELECT leaf_hash FROM log_entries WHERE idx = ?", victim))[0][0]
+    await Attacker(db_url).run(
+        ("UPDATE log_entries SET leaf_hash = ? WHERE idx = ?", (bytes([stored[0] ^ 1]) + bytes(stored[1:]), victim))
+    )
+    code, text = await _verify(gateway, "--url", _url(gateway))
+    assert code == 1, text
+    assert text.startswith(f"FAILED: first bad entry: entry {victim}: the log's tile tile/0/000.p/"), text
+    assert "holds another leaf hash for this entry than its bytes give" in text
+    out = tmp_path / "log.export"
+    await _export(gateway, db_url, out)
+    code, text = await _verify(gateway, "--export", str(out))
+    assert code == 1, text
+    assert f"first bad entry: entry {victim}: leaf hash does not match entry bytes" in text
+
+
 async def test_deleted_last_entry_is_named(gateway: Gateway, db_url: str, tmp_path: Path) -> None:
     """The last entry deleted after it was signed: verify says which entry is missing."""
     await populate(gateway)

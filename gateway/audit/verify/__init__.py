@@ -12,6 +12,9 @@ or from an export file, and checks, naming the first bad entry when something fa
   older one in an export, and every one remembered in the local state file from earlier runs
   (so a log that was rolled back or rewritten since is caught);
 - every committed text matches its salted hash (an erased text is counted, not failed);
+- from a gateway, every hash tile it publishes for the signed tree (c2sp.org/tlog-tiles) holds
+  the hashes of the entries read: its proofs are made of those stored hashes, which entries that
+  give the signed root do not vouch for;
 - the rules replayed over the log hold (see :mod:`gateway.audit.replay`).
 
 Entries are checked in runs of a few thousand, each on its own (parse, re-canonicalize, hash,
@@ -43,6 +46,7 @@ from gateway.audit.verify.sources import (
     ExportSource,
     Job,
     Source,
+    Tile,
     UrlSource,
     parse_export_line,
     run_job,
@@ -62,6 +66,7 @@ __all__ = [
     "Source",
     "SourceError",
     "Texts",
+    "Tile",
     "UrlSource",
     "check_chunk",
     "default_state_path",

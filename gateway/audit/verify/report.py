@@ -37,6 +37,8 @@ class Report:
     texts_withheld: int = 0
     posts: int = 0
     unsigned: int = 0
+    tiles_checked: int | None = None
+    """Hash tiles compared with the entries; None when the source publishes none (an export)."""
     seconds: float = 0.0
 
     @property
@@ -84,6 +86,7 @@ class Report:
             f"{self.texts_checked} texts checked, {self.texts_erased} erased, "
             f"{self.texts_withheld} withheld from the public; "
             f"{self.unsigned} entries not yet under a checkpoint"
+            + ("" if self.tiles_checked is None else f"; {self.tiles_checked} published tiles checked")
         )
         lines.append(f"{self.seconds:.2f} s, {rate:,.0f} entries/s")
         return "\n".join(lines)

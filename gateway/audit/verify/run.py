@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import merkle
+from gateway.audit import merkle, tiles
 from gateway.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from gateway.audit.replay import POLICY_GRACE_SECONDS, Replay
 from gateway.audit.verify.chunk import Chunk, link_problem
@@ -20,7 +20,7 @@ from gateway.audit.verify.pool import Workers
 from gateway.audit.verify.report import Finding, Report, SourceError
 from gateway.audit.verify.sources import Source, run_job
 from gateway.audit.verify.state import read_state, write_state
-from gateway.audit.verify.tree import Frontier
+from gateway.audit.verify.tree import Frontier, tile_level_above
 
 
 def load_key(value: str) -> Verifier:
@@ -107,6 +107,8 @@ def _verify(
     tree_ok = _compare(run, targets, latest)
     if not tree_ok and not any(f.index is not None and "leaf hash" in f.message for f in report.findings):
         _locate(source, run, report.size)
+    if tree_ok:
+        _check_tiles(source, run, latest.checkpoint.size)
     report.unsigned = max(0, report.size - latest.checkpoint.size)
     if require_signed and report.unsigned:
         signed = latest.checkpoint.size
@@ -191,6 +193,39 @@ def _locate(source: Source, run: _InOrder, size: int) -> None:
                 Finding(index, "leaf hash does not match entry bytes (the log stored another)")
             )
             return
+
+
+def _check_tiles(source: Source, run: _InOrder, size: int) -> None:
+    """Compare every hash tile the log publishes for its signed tree with the hashes of the
+    entries read. The log's proofs (to readers' browsers, in tlog-proof bundles) are made of the
+    same stored hashes as its tiles: entries that give the signed root say nothing of those."""
+    published = source.hash_tiles(size)
+    if published is None:
+        return
+    report = run.report
+    report.tiles_checked = 0
+    layers = [bytes(run.leaves[: size * 32])]
+    for level, index, width, got in published:
+        while len(layers) <= level:
+            layers.append(tile_level_above(layers[-1]))
+        url = tiles.tile_url(level, index, width)
+        first = index * tiles.WIDTH
+        want = layers[level][first * 32 : (first + width) * 32]
+        report.tiles_checked += 1
+        if isinstance(got, str):
+            run.bad(None, f"the log publishes no tile {url} for its signed tree: {got}")
+        elif len(got) != len(want):
+            run.bad(None, f"the log's tile {url} holds {len(got)} bytes where its width says {width * 32}")
+        elif got != want:
+            k = next(k for k in range(width) if got[k * 32 : k * 32 + 32] != want[k * 32 : k * 32 + 32])
+            if level == 0:
+                run.bad(first + k, f"the log's tile {url} holds another leaf hash for this entry than its "
+                        "bytes give: the log's proofs of it do not hold")
+            else:
+                span = 1 << (tiles.HEIGHT * level)
+                start = (first + k) * span
+                run.bad(None, f"the log's tile {url}: hash {k} is not that of entries {start}–{start + span - 1}: "
+                        "the log's proofs through it do not lead to its signed root")
 
 
 def _drive(source: Source, run: _InOrder, size: int, workers: int, progress: bool) -> None:

@@ -31,6 +31,9 @@ _loads = canonical.fast_loads
 _PAGE = 1000
 _BLOCK = 1 << 20  # bytes of an export a worker takes at a time
 
+Tile = tuple[int, int, int, bytes | str]
+"""A published hash tile: (level, index, width, its bytes or why they could not be read)."""
+
 Job = tuple[str, Any]
 """One unit of per-entry work: ("export", (path, first byte, end byte, whether it is the first))
 or ("items", (items, texts))."""
@@ -123,6 +126,11 @@ class Source(Protocol):
         """Leaf hashes as the log stores them, to find a tampered entry; None if unknown."""
         ...
 
+    def hash_tiles(self, size: int) -> Iterator[Tile] | None:
+        """The hash tiles the log publishes for the tree of ``size`` entries, in the order of
+        :func:`gateway.audit.tiles.tiles_for`; None when it publishes none (an export)."""
+        ...
+
 
 class ExportSource:
     """An export file: a header line, checkpoint lines, then entry lines (see ``export``)."""
@@ -179,6 +187,9 @@ class ExportSource:
 
     def stored_leaf_hashes(self, start: int, end: int) -> list[bytes] | None:
         return None  # each entry line carries its stored hash; compared as it is read
+
+    def hash_tiles(self, size: int) -> Iterator[Tile] | None:
+        return None
 
 
 class UrlSource:
@@ -262,3 +273,24 @@ class UrlSource:
                 return None
             out.extend(data[i : i + 32] for i in range(0, len(data), 32))
         return out[start % tiles.WIDTH :][: end - start] if out else None
+
+    def _tile(self, level: int, index: int, width: int) -> Tile:
+        try:
+            return level, index, width, self._get("/log/" + tiles.tile_url(level, index, width))
+        except SourceError as exc:
+            return level, index, width, str(exc)
+
+    def hash_tiles(self, size: int) -> Iterator[Tile] | None:
+        return self._tiles(size)
+
+    def _tiles(self, size: int) -> Iterator[Tile]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            ahead: deque[Any] = deque()
+            for level, index, width in tiles.tiles_for(size):
+                ahead.append(pool.submit(self._tile, level, index, width))
+                if len(ahead) > 16:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway.audit import merkle
+from gateway.audit import merkle, tiles
 
 
 def subtree_nodes(start: int, leaves: bytes) -> list[tuple[int, bytes]]:
@@ -19,6 +19,16 @@ def subtree_nodes(start: int, leaves: bytes) -> list[tuple[int, bytes]]:
             layer = b"".join([sha(b"\x01" + layer[i : i + 64]).digest() for i in range(0, len(layer), 64)])
         out.append((level, layer))
     return out
+
+
+def tile_level_above(layer: bytes) -> bytes:
+    """The hashes one tile level (8 tree levels) above ``layer`` (a level's hashes, 32 bytes
+    each): one for each whole group of 256, as the next level's tiles hold them."""
+    sha = hashlib.sha256
+    for _ in range(tiles.HEIGHT):
+        whole = len(layer) // 64 * 64  # a hash left without a sibling has no parent yet
+        layer = b"".join([sha(b"\x01" + layer[i : i + 64]).digest() for i in range(0, whole, 64)])
+    return layer
 
 
 class Frontier:
