@@ -10,6 +10,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -185,6 +186,37 @@ async def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path, db_u
     made = await byline(env, "migrate")
     assert made.code == 0, made.text
     assert (await byline(env, "token", "list")).code == 0
+
+
+@pytest.mark.usefixtures("usual_umask")
+@pytest.mark.parametrize("kind", ["empty", "another program's"])
+async def test_a_sqlite_file_without_the_schema_is_left_as_it_was(tmp_path: Path, policy_dir: Path, kind: str) -> None:
+    """A SQLite file that holds no Byline schema (an empty one, another program's database) is
+    refused by every command but serve and migrate, and left exactly as it was: each used to
+    leave a -writer lock file beside it, turn it to WAL and make it private before refusing."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "byline.db"
+    if kind == "empty":
+        path.touch()
+    else:
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE notes (body TEXT)")
+        other.execute("INSERT INTO notes VALUES ('kept')")
+        other.commit()
+        other.close()
+    before = (path.read_bytes(), _mode(path))
+    env = _env(tmp_path, f"sqlite:///{path}", policy_dir)
+
+    results = await asyncio.gather(*(byline(env, *command.split()) for command in NOT_THERE))
+
+    for command, result in zip(NOT_THERE, results, strict=True):
+        assert (result.code, result.out) == (2, ""), (command, result.text)
+        assert result.err == (f"error: SQLite {path} holds no Byline schema (BYLINE_DATABASE_URL); set "
+                              "BYLINE_DATABASE_URL to the gateway's database, or run `byline migrate` to make "
+                              "a new one there\n"), (command, result.err)
+    assert _names(folder) == ["byline.db"]
+    assert (path.read_bytes(), _mode(path)) == before
 
 
 async def test_the_default_database_from_another_directory_is_refused(tmp_path: Path, policy_dir: Path) -> None:

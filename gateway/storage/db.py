@@ -438,6 +438,19 @@ def _keep_private(path: Path) -> None:
             _log.warning("sqlite_file_mode_tightened", path=name, mode=f"{mode:04o}", now=f"{mode & 0o700:04o}")
 
 
+def _holds_schema(path: Path) -> bool:
+    """Whether the SQLite file at ``path`` holds Byline's schema, read without changing it: no
+    journal mode set, no file made (``mode=rw`` opens only a file that is there), nothing left
+    beside it (a WAL file's -wal and -shm go as the connection closes, as SQLite's last one)."""
+    from gateway.storage.schema import SQLITE_SCHEMA_FOUND
+
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_MS / 1000)
+    try:
+        return conn.execute(SQLITE_SCHEMA_FOUND).fetchone() is not None
+    finally:
+        conn.close()
+
+
 class SqliteDatabase:
     """SQLite in WAL mode with full durability: one writer connection, a few readers."""
 
@@ -479,6 +492,11 @@ class SqliteDatabase:
             # Checked before anything is opened: SQLite, and the writer's lock file, would make
             # the file (and an empty database in it) at the wrong place.
             raise DatabaseMissing(f"sqlite:///{self.path}", "does not exist")
+        if not self._create and not await asyncio.to_thread(_holds_schema, self.path):
+            # Checked before anything is changed too: opening it as the gateway does leaves the
+            # writer's lock file beside it, turns it to WAL and makes it private; another
+            # program's database (or an empty file) is to be left as it was.
+            raise DatabaseMissing(f"sqlite:///{self.path}", "holds no Byline schema")
         if self._create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _make_private(self.path)

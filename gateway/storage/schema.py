@@ -545,13 +545,17 @@ async def _apply(txn: Any, dialect: str, version: int) -> None:
     )
 
 
+SQLITE_SCHEMA_FOUND = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+"""A row when a SQLite database holds Byline's schema (at any version): its migrations' table."""
+
+
 async def has_schema(db: Any) -> bool:
     """Whether the database holds Byline's schema (at any version): its migrations' table."""
     async with db.read() as txn:
         if db.dialect == "postgresql":  # where the connection's search_path finds it
             row = await txn.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS found")
             return bool(row is not None and row["found"])
-        row = await txn.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        row = await txn.fetchone(SQLITE_SCHEMA_FOUND)
         return row is not None
 
 
