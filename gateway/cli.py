@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from aiohttp import web
 
+    from gateway.policy.loader import LoadedPolicy
     from gateway.services.identity import Revocation, TokenInfo
     from gateway.settings import Settings
 
@@ -319,7 +320,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             sock.close()
         return _fail(str(exc))
 
-    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
+    # Judged against the versions in force in the database, as the gateway will judge them: a
+    # second file for a platform account is refused, the one in force stays (not both refused).
+    in_force = _run(_policies_in_force(settings))
+    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules, in_force=in_force)
     for issue in issues:
         print(f"policy refused: {issue}", file=sys.stderr)
     if not good and not issues:
@@ -355,6 +359,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         return run_workers(settings.workers, serve)
     return serve()
+
+
+async def _policies_in_force(settings: Settings) -> dict[str, LoadedPolicy]:
+    """The versions in force in the gateway's database, as it takes them to judge its files at
+    start; none in a database not made yet (the gateway then makes it, with none in force)."""
+    from gateway.policy.loader import PolicyRegistry
+    from gateway.services.policies import policies_in_force
+    from gateway.storage.db import DatabaseMissing, open_database
+
+    registry = PolicyRegistry(directory=settings.policy_dir, rules=settings.credential_rules)
+    registry.read()
+    try:
+        db = await open_database(settings.database_url, create=False)
+    except DatabaseMissing:
+        return {}
+    try:
+        return await policies_in_force(db, registry)
+    finally:
+        await db.close()
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:

@@ -8,15 +8,18 @@ newcomers at once are both refused. Gateway tests run on both databases.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 import gateway.services.policies as policy_service
 from gateway.clock import ManualClock
-from gateway.policy.loader import PolicyRegistry, check_dir, parse_policy
+from gateway.policy.loader import PolicyRegistry, check_dir, load_file, parse_policy
 from tests.conftest import make_policy_dir, started_gateway, write_policy
+from tests.test_operator import DEMO_TOKEN, _demo_run, _env, serving_demo
 
 BRAND = """
     account: brand
@@ -86,6 +89,22 @@ def test_policy_check_refuses_both_new_files_naming_each_other(tmp_path: Path) -
         "on https://mastodon.example.org): one platform account has one policy file; neither is used until one "
         "of them is removed",
     ]
+
+
+def test_files_are_judged_against_the_versions_in_force_when_given(tmp_path: Path) -> None:
+    """As a gateway judges them: brand in force keeps it and refuses brand-quick alone; both in
+    force together (recorded before the rule) are both refused, as the gateway removes both."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": QUICK, "solo": SOLO})
+    brand, quick = load_file(directory / "brand.yaml"), load_file(directory / "brand-quick.yaml")
+
+    good, issues = check_dir(directory, in_force={"brand": brand})
+    assert (sorted(good), [i.file for i in issues]) == (["brand", "solo"], ["brand-quick.yaml"])
+    assert good["brand"] == brand
+    assert issues[0].message.endswith("brand.yaml is in force for it, so this file is refused")
+
+    good, issues = check_dir(directory, in_force={"brand": brand, "brand-quick": quick})
+    assert (sorted(good), [i.file for i in issues]) == (["solo"], ["brand-quick.yaml", "brand.yaml"])
+    assert all(i.message.endswith("neither is used until one of them is removed") for i in issues)
 
 
 def test_the_policy_in_force_stays_and_the_newcomer_is_refused(tmp_path: Path) -> None:
@@ -171,3 +190,46 @@ async def test_two_versions_in_force_for_one_account_are_both_removed(
         assert await gw.sync_policies() == ["brand"]
         status, body = await _policy(gw, "brand")
         assert status == 200 and body["policy"]["tier"] == "co-signed"  # type: ignore[index]
+
+
+async def test_serve_lists_the_second_file_alone_where_the_first_is_in_force(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """With brand in force in the database, `byline serve` used to list both brand.yaml and
+    brand-quick.yaml as refused ("neither is used") at start, though the gateway it started
+    kept brand: it lists brand-quick.yaml alone, naming brand.yaml as the one in force, counts
+    brand among the accounts it serves, and the gateway does just that."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "solo": SOLO})
+    async with started_gateway(db_url, directory, clock):
+        pass  # brand recorded in force
+    write_policy(directory, "brand-quick", QUICK)
+
+    async with serving_demo(_env(tmp_path, db_url, directory), tmp_path / "serve.log") as output:
+        port = next(json.loads(line)["port"] for line in output.splitlines() if '"gateway_started"' in line)
+        token = dict(DEMO_TOKEN.findall(output))["alice"]
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}",
+                                         headers={"Authorization": f"Bearer {token}"}) as http:
+            seen = {}
+            for account in ("brand", "brand-quick"):
+                async with http.get(f"/v1/accounts/{account}/policy") as answer:
+                    seen[account] = answer.status
+
+    assert [line for line in output.splitlines() if line.startswith("policy refused:")] == [
+        "policy refused: brand-quick.yaml: credentials: names the same mastodon account as brand.yaml (credentials "
+        "env:BRAND_TOKEN on https://mastodon.example.org): one platform account has one policy file; brand.yaml is "
+        "in force for it, so this file is refused",
+    ], output
+    assert f"  policies:  {directory}, 2 account(s)  (BYLINE_POLICY_DIR)\n" in output, output
+    assert seen == {"brand": 200, "brand-quick": 404}
+
+
+async def test_serve_lists_both_new_files_naming_one_account_as_refused(tmp_path: Path, db_url: str) -> None:
+    """Neither file in force yet (a new database): both are listed as refused, as the gateway
+    refuses both."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": QUICK, "solo": SOLO})
+
+    output = await _demo_run(_env(tmp_path, db_url, directory), tmp_path / "serve.log")
+
+    refused = [line for line in output.splitlines() if line.startswith("policy refused:")]
+    assert [line.split(":")[1].strip() for line in refused] == ["brand-quick.yaml", "brand.yaml"], output
+    assert all(line.endswith("neither is used until one of them is removed") for line in refused), output

@@ -378,9 +378,16 @@ def misnamed_files(directory: Path) -> list[PolicyIssue]:
 
 
 def check_dir(
-    directory: Path, *, rules: CredentialRules | None = None
+    directory: Path, *, rules: CredentialRules | None = None, in_force: Mapping[str, LoadedPolicy] | None = None,
 ) -> tuple[dict[str, LoadedPolicy], list[PolicyIssue]]:
-    """Load every file of a directory; return the good ones and every issue of the bad ones."""
+    """Load every file of a directory; return the good ones and every issue of the bad ones.
+
+    Files that speak as one platform account (``shared_accounts``) are judged as a gateway
+    judges them against the versions ``in_force`` in its database (``PolicyService.sync``):
+    versions in force together for one platform account are both refused; a file naming a
+    platform account that another account's version in force speaks for is refused, and its
+    own account keeps the version it has in force, if any. Without ``in_force`` (``byline
+    policy check``), the files are judged among themselves."""
     if not directory.is_dir():
         return {}, [PolicyIssue(file=str(directory), line=None, key="", message="not a directory")]
     good: dict[str, LoadedPolicy] = {}
@@ -392,9 +399,18 @@ def check_dir(
             issues += exc.issues
         else:
             good[loaded.policy.account] = loaded
-    for account, issue in shared_accounts(good, {}, directory=directory).items():
-        del good[account]
+    speaking = dict(in_force or {})
+    contested = shared_accounts(speaking, {}, directory=directory)
+    for account in contested:
+        del speaking[account]  # the gateway records them removed: neither stays in force
+    losers = shared_accounts(good, speaking, directory=directory)
+    for account, issue in [*contested.items(), *((a, i) for a, i in losers.items() if a not in contested)]:
+        good.pop(account, None)
         issues.append(issue)
+    for account in losers:
+        kept = speaking.get(account)
+        if kept is not None and account not in contested:
+            good[account] = kept  # its version in force stays, as for any refused file
     issues.sort(key=lambda i: i.file)
     return good, issues
 

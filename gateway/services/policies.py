@@ -43,7 +43,7 @@ from gateway.services.announcements import announce_change
 from gateway.services.posts import redecide_pending
 from gateway.services.profiles import queue_update as queue_profile_update
 from gateway.storage import policies as policy_sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, Txn
 from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.policies")
@@ -90,6 +90,39 @@ class _Synced:
     drift: dict[str, Drift] = field(default_factory=dict)
     agreed: dict[str, str | None] = field(default_factory=dict)
     refused: list[PolicyIssue] = field(default_factory=list)
+
+
+async def versions_as_policies(
+    txn: Txn, heads: dict[str, policy_sql.Head], files: dict[str, LoadedPolicy], *, registry: PolicyRegistry,
+    parsed: dict[tuple[str, str], LoadedPolicy],
+) -> dict[str, LoadedPolicy]:
+    """The versions in force as policies: the file here where it is the same, else the
+    version's recorded text, validated here (one that does not validate here is left out).
+    ``parsed`` keeps the recorded texts validated, by (account, hash), from one call to the next."""
+    policies = {a: files[a] for a, h in heads.items() if a in files and files[a].sha256 == h.sha256}
+    wanted = [(a, h.sha256) for a, h in heads.items() if a not in policies and (a, h.sha256) not in parsed]
+    bodies = await policy_sql.bodies(txn, wanted) if wanted else {}
+    for account, head in heads.items():
+        if account in policies:
+            continue
+        key = (account, head.sha256)
+        if key not in parsed and key in bodies:
+            try:
+                parsed[key] = registry.parse(bodies[key], account=account, file=head.file or f"{account}.yaml",
+                                             sha256=head.sha256)
+            except PolicyFileError:
+                continue  # reported where it is enforced (``PolicyService._in_force``)
+        if key in parsed:
+            policies[account] = parsed[key]
+    return policies
+
+
+async def policies_in_force(db: Database, registry: PolicyRegistry) -> dict[str, LoadedPolicy]:
+    """The versions in force in the database, as a gateway that starts on ``registry``'s files
+    (read already) takes them to judge those files (``byline serve``'s listing at start)."""
+    async with db.read() as txn:
+        heads = await policy_sql.heads(txn)
+        return await versions_as_policies(txn, heads, dict(registry.files), registry=registry, parsed={})
 
 
 class PolicyService:
@@ -283,24 +316,8 @@ class PolicyService:
     async def _policies_of(
         self, ltx: LogTxn, heads: dict[str, policy_sql.Head], files: dict[str, LoadedPolicy],
     ) -> dict[str, LoadedPolicy]:
-        """The versions in force as policies: the file here where it is the same, else the
-        version's recorded text, validated here (one that does not validate here is left out)."""
-        policies = {a: files[a] for a, h in heads.items() if a in files and files[a].sha256 == h.sha256}
-        wanted = [(a, h.sha256) for a, h in heads.items() if a not in policies and (a, h.sha256) not in self._parsed]
-        bodies = await policy_sql.bodies(ltx.txn, wanted) if wanted else {}
-        for account, head in heads.items():
-            if account in policies:
-                continue
-            key = (account, head.sha256)
-            if key not in self._parsed and key in bodies:
-                try:
-                    self._parsed[key] = self.registry.parse(bodies[key], account=account,
-                                                            file=head.file or f"{account}.yaml", sha256=head.sha256)
-                except PolicyFileError:
-                    continue  # reported where it is enforced (``_in_force``)
-            if key in self._parsed:
-                policies[account] = self._parsed[key]
-        return policies
+        """The versions in force as policies (see :func:`versions_as_policies`)."""
+        return await versions_as_policies(ltx.txn, heads, files, registry=self.registry, parsed=self._parsed)
 
     def _in_force(self, files: dict[str, LoadedPolicy], synced: _Synced) -> dict[str, LoadedPolicy]:
         """The recorded versions as policies: the file here where it is the same, else the
