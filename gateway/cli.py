@@ -581,9 +581,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``byline``."""
     args = build_parser().parse_args(argv)
+    if args.func is not _cmd_serve:
+        # What a command logs on its way (a warning, say) goes to stderr, as the gateway's own
+        # lines do: its stdout is its answer, which a script takes whole (a token, a listing).
+        # ``serve`` configures its own, from its settings.
+        from gateway.logs import configure
+
+        level = os.environ.get("BYLINE_LOG_LEVEL", "info").lower()
+        configure(level=level if level in _LEVELS else "info",
+                  fmt="json" if os.environ.get("BYLINE_LOG_FORMAT") == "json" else "console")
     try:
         code: int = args.func(args)
     except Exception as exc:

@@ -366,6 +366,21 @@ async def test_a_database_file_others_can_read_is_made_private_with_a_warning(tm
     assert tightened == [(str(f), "0644", "0600") for f in (path, *side)]
 
 
+@pytest.mark.usefixtures("usual_umask")
+async def test_a_commands_warnings_go_to_stderr_not_into_its_answer(tmp_path: Path, policy_dir: Path) -> None:
+    """`token=$(byline token create ...)` takes what the command prints on stdout: the token
+    alone. A warning the command logs on the way (here: the database file made private) goes
+    to stderr with every other log line. Before, it came first on stdout, and a script stored
+    the warning as the token."""
+    path = tmp_path / "byline.db"
+    await ready(f"sqlite:///{path}")
+    path.chmod(0o644)
+    made = await byline(_env(tmp_path, f"sqlite:///{path}", policy_dir), "token", "create", "--user", "alice")
+    assert made.code == 0, made.text
+    assert re.fullmatch(r"byl_[A-Za-z0-9_-]+\n", made.out), made.out
+    assert "sqlite_file_mode_tightened" in made.err
+
+
 # -- byline token list / revoke ----------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ TOKEN_ID_LENGTH = 12
 """Hex digits of a token's SHA-256 that name it to operators (``byline token list``)."""
 MIN_TOKEN_ID_LENGTH = 6
 """The shortest start of an id that ``byline token revoke`` takes: fewer would name many."""
-_HEX = re.compile(r"^[0-9a-f]+$")
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def token_id(token_hash: str) -> str:
@@ -174,7 +174,7 @@ class Identity:
         is not: its making is not in the log either, and it gives no role (the policy does).
         """
         wanted = wanted.lower()
-        if len(wanted) < MIN_TOKEN_ID_LENGTH or not _HEX.match(wanted):
+        if len(wanted) < MIN_TOKEN_ID_LENGTH or not _HEX.fullmatch(wanted):
             raise BylineError(
                 Code.VALIDATION, f"not a token id: {wanted!r} (the ID column of `byline token list`: "
                 f"at least {MIN_TOKEN_ID_LENGTH} of its hex digits)",
