@@ -76,7 +76,9 @@ def _account_problem(settings: Settings, account: str) -> str | None:
 
     if problem := _policy_dir_problem(settings.policy_dir):
         return problem
-    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules)
+    # Judged as the gateway judges them: against the versions in force in its database.
+    good, issues = check_dir(settings.policy_dir, rules=settings.credential_rules,
+                             in_force=_run(_policies_in_force(settings)))
     if account in good:
         return None
     where = f"BYLINE_POLICY_DIR ({settings.policy_dir})"

@@ -19,7 +19,7 @@ import gateway.services.policies as policy_service
 from gateway.clock import ManualClock
 from gateway.policy.loader import PolicyRegistry, check_dir, load_file, parse_policy
 from tests.conftest import make_policy_dir, started_gateway, write_policy
-from tests.test_operator import DEMO_TOKEN, _demo_run, _env, serving_demo
+from tests.test_operator import DEMO_TOKEN, _demo_run, _env, byline, serving_demo
 
 BRAND = """
     account: brand
@@ -221,6 +221,25 @@ async def test_serve_lists_the_second_file_alone_where_the_first_is_in_force(
     ], output
     assert f"  policies:  {directory}, 2 account(s)  (BYLINE_POLICY_DIR)\n" in output, output
     assert seen == {"brand": 200, "brand-quick": 404}
+
+
+async def test_token_create_binds_the_account_in_force_beside_a_refused_second_file(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """`byline token create --account brand` judged the files among themselves and refused
+    brand (in force, and served by the gateway) for the newcomer naming its platform account:
+    it judges them as the gateway does, and refuses the newcomer alone."""
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "solo": SOLO})
+    async with started_gateway(db_url, directory, clock):
+        pass  # brand recorded in force
+    write_policy(directory, "brand-quick", QUICK)
+    env = _env(tmp_path, db_url, directory)
+
+    made = await byline(env, "token", "create", "--user", "alice", "--account", "brand")
+    assert made.code == 0, made.text
+    refused = await byline(env, "token", "create", "--user", "alice", "--account", "brand-quick")
+    assert refused.code != 0
+    assert "brand.yaml is in force for it" in refused.err, refused.text
 
 
 async def test_serve_lists_both_new_files_naming_one_account_as_refused(tmp_path: Path, db_url: str) -> None:
