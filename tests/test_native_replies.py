@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from gateway.appkeys import POSTS
+from gateway.services.posts import PostService
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway
 
@@ -64,3 +68,27 @@ async def test_a_reply_to_what_cannot_be_answered_is_refused_and_changes_nothing
         assert "error" in body
     assert await gateway.snapshot() == before
     assert await gateway.log_size() == size
+
+
+async def test_a_reply_whose_parent_ends_while_it_is_read_is_refused(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent was waiting when the reply was read, and its cancel committed before the
+    reply was stored (another request, another gateway): the cancel took the replies it knew
+    of with it, and this one, stored, would wait for a parent that never goes out. It is
+    refused in the transaction that would store it. Before: 201, and a reply left waiting."""
+    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
+    found = await gateway.app[POSTS].reply_parent("bob", "delayed", parent["id"])
+    assert found == (None, parent["id"])
+    status, _ = await gateway.act("bob", parent["id"], "cancel", {})
+    assert status == 200
+
+    async def as_read_before_the_cancel(*_: object) -> tuple[str | None, str | None]:
+        return found
+
+    monkeypatch.setattr(PostService, "reply_parent", as_read_before_the_cancel)
+    before = await gateway.snapshot()
+    status, body = await gateway.call("bob", "POST", "/v1/posts",
+                                      {"account": "delayed", "text": "Thread 2/2", "reply_to_post": parent["id"]})
+    assert status == 404, body
+    assert await gateway.snapshot() == before

@@ -129,6 +129,8 @@ class PostOptions:
 
 REPLY_AWAITED: Final = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
 """States of a post a reply may wait for: it goes out later, by itself or once decided."""
+REPLY_PARENT_STATES: Final = frozenset({*REPLY_AWAITED, State.PUBLISHED})
+"""States of a post a new reply may name: waiting, or out."""
 REPLY_NOT_FOUND: Final = "The post you are trying to reply to does not appear to exist."
 """The answer (404, in Mastodon's words) to a reply to a post that is not there, or that its
 writer may not see."""
@@ -495,6 +497,13 @@ class PostService:
                 adopted_from=None if adopted_from is None else PostId(adopted_from),
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now),
             )
+            if options.reply_to_post is not None:
+                # Its parent was found waiting or out when the reply was read; ended since (a
+                # cancel that committed meanwhile, here or on another gateway), its end took the
+                # replies it knew of with it, and this one would wait for it for ever.
+                parent = await sql.get_post(ltx.txn, options.reply_to_post)
+                if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
+                    raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
             if not await sql.insert_new_post(ltx.txn, post, policy_sha256=loaded.sha256):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
