@@ -10,6 +10,7 @@ import pytest
 from gateway.audit.entry import encode_entry, text_commitment
 from gateway.audit.merkle import leaf_hash
 from gateway.storage import log as log_sql
+from gateway.storage import posts as posts_sql
 from gateway.storage import schema
 from gateway.storage import xrpc as xrpc_sql
 from gateway.storage.db import PostgresDatabase, SqliteDatabase
@@ -121,5 +122,38 @@ async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: 
         ]
         async with db.write() as txn:
             assert await xrpc_sql.revoke_family(txn, "xrpc:one", at=1) == 1
+    finally:
+        await db.close()
+
+
+async def test_version_15_keeps_options_beside_new_versions_and_none_beside_earlier_ones(db_url: str) -> None:
+    """Versions recorded before version 15 keep no options (their log entries carry them) and
+    their posts no content salt; versions recorded after keep theirs, and a post's salt, drawn
+    when it is stored, is never changed."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version in range(1, 15):
+                for stmt in schema._statements(db.dialect, version):
+                    await txn.execute(stmt)
+                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await txn.execute("INSERT INTO posts (id, account, author, state, version, text, options, created_at, "
+                              "updated_at) VALUES ('1', 'brand', 'alice', 'held', 1, 'Then', ?, 0, 0)",
+                              '{"spoiler_text": "cw"}')
+            await txn.execute("INSERT INTO post_versions (post_id, version, text, editor, created_at) "
+                              "VALUES ('1', 1, 'Then', 'alice', 0)")
+        await schema.migrate(db)
+        async with db.write() as txn:
+            await posts_sql.insert_version(txn, post_id="1", version=2, text="Now", editor="alice", at=1,
+                                           options={"spoiler_text": "new"}, media=[{"id": "m", "description": "d"}])
+            rows = [dict(r) for r in await posts_sql.versions(txn, "1")]
+            post = await posts_sql.get_post(txn, "1")
+            with pytest.raises(ValueError, match="content_salt"):
+                await posts_sql.compare_and_set(txn, "1", state="held", version=1, changes={"content_salt": "0" * 32})
+        assert [(r["version"], r["options"], r["media"]) for r in rows] == [
+            (1, None, None), (2, '{"spoiler_text": "new"}', '[{"id": "m", "description": "d"}]'),
+        ]
+        assert post is not None and post.content_salt is None
     finally:
         await db.close()

@@ -73,13 +73,13 @@ async def announce_change(
         id=PostId(post_id), account=AccountName(account), author=UserName(ANNOUNCER), state=State.SCHEDULED.value,
         version=1, text=text, publish_at=Micros(ltx.now), created_at=Micros(ltx.now), updated_at=Micros(ltx.now),
     ))
-    await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=ANNOUNCER, at=ltx.now)
+    await sql.insert_version(ltx.txn, post_id=post_id, version=1, text=text, editor=ANNOUNCER, at=ltx.now, options={})
     await ltx.append(
         "post.submitted", actor=ANNOUNCER, account=account, post=post_id,
         data={
             "version": 1, "text_hash": ltx.commit_text(text), "state": State.SCHEDULED.value, "reasons": [],
             "approvers": [], "required": 0, "publish_at": iso(ltx.now), "expires_at": None,
-            "suggested_by": None, "adopted_from": None, "policy_sha256": loaded.sha256, "options": {},
+            "suggested_by": None, "adopted_from": None, "policy_sha256": loaded.sha256,
             "content_sha256": None,  # words alone (gateway.services.content)
             "announces": {"version": version, "policy_sha256": loaded.sha256, "changed": changed},
         },

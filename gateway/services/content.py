@@ -9,6 +9,13 @@ records ``content_sha256``: the SHA-256 of those, canonical (RFC 8785), or null 
 carries none of them. The verifier names a claim whose content is not its version's: an image
 or an alt text changed in the database after the approvers saw it, say.
 
+The log is public, and a post that never went out keeps what it carried private: the content
+itself is kept beside each version in the database (``post_versions``), never in the log, and
+the hash is salted with 16 random bytes drawn for the post when it is stored (``posts.content_salt``,
+never in the log either), so that nobody can confirm a guess of a draft's picture or alt text by
+hashing candidates. Every version and claim of one post hash with its one salt, so they still
+compare equal when the content is the same. Posts stored before there was a salt hash without one.
+
 Left out: where the post replies (a reply to a post not out yet learns its parent's platform id
 only when it is claimed, and the claim records it on its own), the uploads' ids (their
 content stands for them), and their focal points (where a preview crops an image: set while the
@@ -18,6 +25,7 @@ post waits without making a new version, as it goes out with no words of the pos
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,10 +36,18 @@ from gateway.storage.db import Row, Txn
 _NOT_CONTENT = frozenset({"reply_to", "reply_to_post", "media_ids"})
 
 
-def content_sha256(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]] = ()) -> str | None:
-    """The hash of what a post with ``options`` carries besides its words; ``uploads``: the rows
-    of its ``media_ids`` (any order; an id with no row counts as none). None when it carries
-    nothing but its words."""
+def new_content_salt() -> str:
+    """A new post's content salt: 16 random bytes, in hex."""
+    return secrets.token_bytes(16).hex()
+
+
+def content_sha256(
+    options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]] = (), *, salt: str | None = None,
+) -> str | None:
+    """The hash of what a post with ``options`` carries besides its words, with the post's
+    ``salt`` (None only for a post stored before it had one); ``uploads``: the rows of its
+    ``media_ids`` (any order; an id with no row counts as none). None when it carries nothing
+    but its words."""
     carried = {k: v for k, v in options.items() if k not in _NOT_CONTENT}
     ids = options.get("media_ids") or ()
     if not carried and not ids:
@@ -41,11 +57,29 @@ def content_sha256(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[s
         [rows[m]["digest"], rows[m]["description"]] if m in rows else None
         for m in ids
     ]
-    return hashlib.sha256(canonical.dumps({"media": media, "options": carried})).hexdigest()
+    hashed: dict[str, Any] = {"media": media, "options": carried}
+    if salt is not None:
+        hashed["salt"] = salt
+    return hashlib.sha256(canonical.dumps(hashed)).hexdigest()
 
 
-async def stored_content_sha256(txn: Txn, options: Mapping[str, Any]) -> str | None:
-    """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them."""
+def described(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A post's uploads as a version keeps them (``post_versions.media``): each one's id and
+    alt text, in its order (an id with no row left out)."""
+    rows = {row["id"]: row for row in uploads}
+    return [{"id": m, "description": rows[m]["description"]} for m in options.get("media_ids") or () if m in rows]
+
+
+async def stored_content(
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None,
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them, and those
+    uploads as :func:`described`."""
     ids = options.get("media_ids") or ()
     rows = await media_sql.info(txn, list(ids)) if ids else []
-    return content_sha256(options, rows)
+    return content_sha256(options, rows, salt=salt), described(options, rows)
+
+
+async def stored_content_sha256(txn: Txn, options: Mapping[str, Any], *, salt: str | None) -> str | None:
+    """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them."""
+    return (await stored_content(txn, options, salt=salt))[0]

@@ -4,7 +4,7 @@
   back from the newest, ``min_id`` forward from the oldest, each page newest first, with a
   ``Link`` header naming the next (``max_id``) and previous (``min_id``) page.
 * A post Byline made answers ``/source``, ``/context`` and ``/history`` from its record: its
-  versions, who wrote each and when, and the options the log recorded with each version; a
+  versions, who wrote each and when, and the options and alt texts kept with each version; a
   status Byline did not make is asked of the platform, as ``GET /api/v1/statuses/:id`` is.
 * An account on the sandbox, where everything published went through Byline, answers account
   lookups, its statuses and its home and public timelines from the posts Byline published
@@ -24,7 +24,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text
 from gateway.services.mastodon import PENDING, ClientAuth, MastodonService, Raw, StatusView
-from gateway.services.posts import PostService, PostView, post_view
+from gateway.services.posts import PostService, PostView, options_by_version, post_view
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.posts import PostRecord
@@ -38,10 +38,6 @@ _THREAD_MOST = 200
 
 _GONE = (State.CANCELLED, State.DELETED)
 """States in which a status is gone for its app, as ``GET /api/v1/statuses/:id`` has it."""
-
-_VERSIONED = frozenset({"post.submitted", "post.edited", "post.revised", "post.redecided"})
-"""Log events that make a version of a post, with the options it had then."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class PageAsk:
@@ -136,22 +132,6 @@ async def paged(ask: PageAsk, fetch: Fetch, keep: Callable[[PostRecord], bool] =
         else:
             below = batch[-1].id
     return _newest_first(found[:ask.limit])
-
-
-def _options_by_version(post: PostView) -> dict[int, Mapping[str, Any]]:
-    """The options each version had, as the log recorded them when it was made."""
-    current: Mapping[str, Any] = {}
-    found: dict[int, Mapping[str, Any]] = {}
-    for event in post.events or ():
-        if event.type not in _VERSIONED:
-            continue
-        options = event.data.get("options")
-        if isinstance(options, Mapping):
-            current = options
-        version = event.data.get("version")
-        if isinstance(version, int):
-            found[version] = current
-    return found
 
 
 class MastodonReads:
@@ -274,7 +254,7 @@ class MastodonReads:
         if isinstance(post, Raw):
             return post
         loaded = self._posts.policies.get(post.account)
-        by_version = _options_by_version(post)
+        by_version = options_by_version(post)
         versions = post.versions or ()
         account = await self._mastodon.account(auth)
         wanted = sorted({m for o in [*by_version.values(), post.options] for m in o.get("media_ids", ())})
@@ -289,7 +269,9 @@ class MastodonReads:
             last = i == len(versions) - 1
             if version.editor != post.author and version.editor not in editors:
                 editors.append(version.editor)
-            options = post.options if last else by_version.get(version.version, options)
+            options = by_version.get(version.version, options)
+            # Each upload with the alt text it had at this version, where the version kept it.
+            then = {m["id"]: m.get("description") for m in version.media or ()}
             if last:
                 shown = post.display_text
             elif loaded is not None:
@@ -300,7 +282,8 @@ class MastodonReads:
             edits.append(EditView(
                 version=version.version, shown=shown, spoiler_text=options.get("spoiler_text") or "",
                 sensitive=bool(options.get("sensitive", False)), editor=version.editor, at=version.at,
-                account=account, media=[media[m] for m in options.get("media_ids", ()) if m in media],
+                account=account, media=[{**media[m], "description": then[m]} if m in then else media[m]
+                                        for m in options.get("media_ids", ()) if m in media],
             ))
         return edits
 

@@ -49,7 +49,7 @@ from gateway.services.authorization import (
     retry_cause,
     visible_accounts,
 )
-from gateway.services.content import stored_content_sha256
+from gateway.services.content import new_content_salt, stored_content
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -495,7 +495,7 @@ class PostService:
                 publish_at=publish_at, expires_at=None if expires is None else Micros(expires),
                 suggested_by=None if suggested_by is None else UserName(suggested_by),
                 adopted_from=None if adopted_from is None else PostId(adopted_from),
-                created_at=Micros(ltx.now), updated_at=Micros(ltx.now),
+                created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
             )
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
@@ -508,7 +508,9 @@ class PostService:
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
-            content = await stored_content_sha256(ltx.txn, post.options)
+            content, media = await stored_content(ltx.txn, post.options, salt=post.content_salt)
+            if media:
+                await sql.set_version_media(ltx.txn, post_id=post_id, version=1, media=media)
             await ltx.append(
                 "post.submitted",
                 actor=author,
@@ -526,7 +528,9 @@ class PostService:
                     "suggested_by": suggested_by,
                     "adopted_from": adopted_from,
                     "policy_sha256": loaded.sha256,
-                    "options": post.options,
+                    # What it carries besides its words is kept beside its version, not here: the
+                    # log is public, and a post that never goes out keeps its content warning
+                    # and alt texts as private as its words.
                     "content_sha256": content,
                 },
             )
@@ -604,12 +608,12 @@ class PostService:
                 new_reasons = old_reasons + [r for r in new_reasons if r not in old_reasons]
             changes["reasons"] = json.dumps(new_reasons)
             await self._cas(ltx, current, new_state, **changes)
+            alongside_data = await alongside(ltx, post_id) if alongside is not None else None
+            kept = options.to_json() if options is not None else current.options
+            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
-                                     editor=caller.user, at=ltx.now)
-            alongside_data = await alongside(ltx, post_id) if alongside is not None else None
-            content = await stored_content_sha256(
-                ltx.txn, options.to_json() if options is not None else current.options)
+                                     editor=caller.user, at=ltx.now, options=kept, media=media)
             await ltx.append(
                 "post.edited",
                 actor=caller.user,
@@ -619,7 +623,6 @@ class PostService:
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
-                      **({"options": options.to_json()} if options is not None else {}),
                       "content_sha256": content, **(alongside_data or {})},
             )
             return new_state
@@ -889,15 +892,16 @@ class PostService:
 
         async def work(ltx: LogTxn) -> None:
             current = await self._load(ltx, post_id)
+            kept = chosen.to_json()
             await self._cas(ltx, current, State.PUBLISHED, text=text, version=version,
-                            published_text=revision.shown, options=json.dumps(chosen.to_json()))
+                            published_text=revision.shown, options=json.dumps(kept))
+            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
-                                     editor=caller.user, at=ltx.now)
-            content = await stored_content_sha256(ltx.txn, chosen.to_json())
+                                     editor=caller.user, at=ltx.now, options=kept, media=media)
             await ltx.append("post.revised", actor=caller.user, account=current.account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
-                                   "options": chosen.to_json(), "content_sha256": content})
+                                   "content_sha256": content})
 
         await self.appender.submit(work)
         self.metrics.post_event(revision.loaded, "post.revised", State.PUBLISHED)
@@ -984,12 +988,18 @@ def rule_blocked(reason: Reason) -> BylineError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VersionView:
-    """One version of a post's text, and who wrote it when."""
+    """One version of a post: its text, who wrote it when, and what it carried besides its words."""
 
     version: int
     text: str
     editor: UserName
     at: Micros
+    options: Mapping[str, Any] | None = None
+    """Its options (as ``PostRecord.options``); None for a version recorded before they were kept
+    beside it (:func:`options_by_version` reads those from the log)."""
+    media: tuple[Mapping[str, Any], ...] | None = None
+    """Its uploads as they were, {"id", "description"} each, in order; None for a version
+    recorded before they were kept."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1090,7 +1100,9 @@ def post_view(
         requested_at=post.requested_at,
         versions=None if versions is None else tuple(
             VersionView(version=int(v["version"]), text=v["text"], editor=UserName(v["editor"]),
-                        at=Micros(int(v["created_at"])))
+                        at=Micros(int(v["created_at"])),
+                        options=None if v["options"] is None else json.loads(v["options"]),
+                        media=None if v["media"] is None else tuple(json.loads(v["media"])))
             for v in versions
         ),
         approvals=None if decisions is None else tuple(
@@ -1101,6 +1113,36 @@ def post_view(
         ),
         events=None if events is None else tuple(events),
     )
+
+
+_VERSIONED: Final = frozenset({"post.submitted", "post.edited", "post.revised", "post.redecided"})
+"""Log events that make a version of a post."""
+
+
+def options_by_version(post: PostView) -> dict[int, Mapping[str, Any]]:
+    """The options each version of ``post`` had (read with its history, see
+    :meth:`PostService.view`): kept beside the version, or, for a version recorded before they
+    were, as the log's entries of the time carried them (an edit that changed none kept the
+    ones before); the current version's are the post's own."""
+    logged: dict[int, Mapping[str, Any]] = {}
+    if any(v.options is None for v in post.versions or ()):
+        current: Mapping[str, Any] = {}
+        for event in post.events or ():
+            if event.type not in _VERSIONED:
+                continue
+            options = event.data.get("options")
+            if isinstance(options, Mapping):
+                current = options
+            version = event.data.get("version")
+            if isinstance(version, int):
+                logged[version] = current
+    found: dict[int, Mapping[str, Any]] = {}
+    before: Mapping[str, Any] = {}
+    for v in post.versions or ():
+        before = found[v.version] = v.options if v.options is not None else logged.get(v.version, before)
+    if post.versions:
+        found[post.version] = post.options
+    return found
 
 
 async def redecide_pending(
@@ -1151,8 +1193,10 @@ async def redecide(
         )
         data.update(approvers=list(gate.approvers), required=gate.required)
         last = await sql.versions(ltx.txn, post.id)
+        _, media = await stored_content(ltx.txn, post.options, salt=post.content_salt)
         await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
-                                 editor=last[-1]["editor"] if last else post.author, at=ltx.now)
+                                 editor=last[-1]["editor"] if last else post.author, at=ltx.now,
+                                 options=post.options, media=media)
     if not await sql.compare_and_set(
         ltx.txn, post.id, state=post.state, version=post.version, changes=changes
     ):

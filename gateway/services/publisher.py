@@ -105,6 +105,8 @@ class Claim:
     content: str | None = None
     """What it carries besides its words, as the claim records it (``gateway.services.content``):
     what is sent must be that."""
+    content_salt: str | None = None
+    """The salt its content is hashed with (the post's, kept in the database only)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
@@ -260,7 +262,8 @@ class _Claims:
         claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
-                      announcement=announcement, content=await stored_content_sha256(ltx.txn, options))
+                      announcement=announcement, content_salt=row.content_salt,
+                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt))
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
@@ -681,7 +684,7 @@ class Publisher:
         if missing:
             raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
         if any(hashlib.sha256(row["data"]).hexdigest() != row["digest"] for row in rows) \
-                or content_sha256(claim.options, rows) != claim.content:
+                or content_sha256(claim.options, rows, salt=claim.content_salt) != claim.content:
             raise AdapterError("its media changed after it was claimed: not what was approved", retryable=False)
         return tuple(
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],

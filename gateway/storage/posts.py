@@ -15,9 +15,11 @@ _POST_COLUMNS = (
     "id", "account", "author", "state", "version", "text", "options", "reasons", "approvers",
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
-    "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors",
+    "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
 )
-_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at"}
+# A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
+# its claims', which must hash with the same one.
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +58,9 @@ class PostRecord:
     last_error: str | None = None
     lease_until: Micros | None = None
     first_attempt_at: Micros | None = None
+    content_salt: str | None = None
+    """The 16 random bytes (hex) its ``content_sha256`` hashes with (``gateway.services.content``),
+    kept here and never in the log; None for posts stored before there was one."""
 
 
 def _micros(value: Any) -> Micros | None:
@@ -78,6 +83,7 @@ def _record(row: Row) -> PostRecord:
         published_text=row["published_text"], attempts=int(row["attempts"]), last_error=row["last_error"],
         lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
+        content_salt=row["content_salt"],
     )
 
 
@@ -108,8 +114,8 @@ _INSERT_IN_FORCE = (
     f"WITH post AS (INSERT INTO posts ({', '.join(_POST_COLUMNS)}) SELECT "
     + ", ".join(f"?::{'bigint' if c in _BIGINT_COLUMNS else 'text'}" for c in _POST_COLUMNS)
     + " WHERE EXISTS (SELECT 1 FROM policy_heads WHERE account = ? AND sha256 = ?) RETURNING id) "
-    "INSERT INTO post_versions (post_id, version, text, editor, created_at) "
-    "SELECT id, 1, ?::text, ?::text, ?::bigint FROM post"
+    "INSERT INTO post_versions (post_id, version, text, editor, created_at, options, media) "
+    "SELECT id, 1, ?::text, ?::text, ?::bigint, ?::text, ?::text FROM post"
 )
 
 
@@ -118,9 +124,12 @@ async def insert_post(txn: Txn, post: PostRecord) -> None:
     await txn.execute(_INSERT, *_columns(post))
 
 
-async def insert_new_post(txn: Txn, post: PostRecord, *, policy_sha256: str) -> bool:
-    """Insert a new post and its first version, only while ``policy_sha256`` is its account's
-    policy in force (``policy_heads``); False when another is, and nothing was inserted.
+async def insert_new_post(
+    txn: Txn, post: PostRecord, *, policy_sha256: str, media: Sequence[Mapping[str, Any]] = (),
+) -> bool:
+    """Insert a new post and its first version (with the post's options, and ``media``: its
+    uploads' alt texts, see :func:`insert_version`), only while ``policy_sha256`` is its
+    account's policy in force (``policy_heads``); False when another is, and nothing was inserted.
 
     On PostgreSQL the check and both rows are one statement, a round trip where three were,
     each one the log writer's batch waited for in turn; on SQLite three statements, each a
@@ -129,10 +138,12 @@ async def insert_new_post(txn: Txn, post: PostRecord, *, policy_sha256: str) -> 
         if await head_sha256(txn, post.account) != policy_sha256:
             return False
         await insert_post(txn, post)
-        await insert_version(txn, post_id=post.id, version=1, text=post.text, editor=post.author, at=post.created_at)
+        await insert_version(txn, post_id=post.id, version=1, text=post.text, editor=post.author, at=post.created_at,
+                             options=post.options, media=media)
         return True
     count = await txn.execute(_INSERT_IN_FORCE, *_columns(post), post.account, policy_sha256, post.text,
-                              post.author, post.created_at)
+                              post.author, post.created_at, json.dumps(dict(post.options)),
+                              json.dumps([dict(m) for m in media]))
     return count == 1
 
 
@@ -205,18 +216,33 @@ async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
     return done
 
 
-async def insert_version(txn: Txn, *, post_id: str, version: int, text: str, editor: str, at: int) -> None:
-    """Record one version of a post's text."""
+async def insert_version(
+    txn: Txn, *, post_id: str, version: int, text: str, editor: str, at: int, options: Mapping[str, Any],
+    media: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Record one version of a post: its text, its options (as ``posts.options`` holds them)
+    and ``media``, its uploads as they were ({"id", "description"} each, in order): what it
+    carries besides its words is kept here, not in the public log."""
     await txn.execute(
-        "INSERT INTO post_versions (post_id, version, text, editor, created_at) VALUES (?, ?, ?, ?, ?)",
-        post_id, version, text, editor, at,
+        "INSERT INTO post_versions (post_id, version, text, editor, created_at, options, media) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        post_id, version, text, editor, at, json.dumps(dict(options)), json.dumps([dict(m) for m in media]),
     )
 
 
+async def set_version_media(txn: Txn, *, post_id: str, version: int, media: Sequence[Mapping[str, Any]]) -> None:
+    """Keep the uploads a version just took (their ids and alt texts), in the transaction that
+    stored it: a new post takes its uploads after its row is in."""
+    await txn.execute("UPDATE post_versions SET media = ? WHERE post_id = ? AND version = ?",
+                      json.dumps([dict(m) for m in media]), post_id, version)
+
+
 async def versions(txn: Txn, post_id: str) -> list[Row]:
-    """Every version of a post, oldest first."""
+    """Every version of a post, oldest first; ``options`` and ``media`` are JSON text, or NULL
+    for a version recorded before they were kept (the log's entries of the time carry its options)."""
     return await txn.fetchall(
-        "SELECT version, text, editor, created_at FROM post_versions WHERE post_id = ? ORDER BY version",
+        "SELECT version, text, editor, created_at, options, media FROM post_versions WHERE post_id = ? "
+        "ORDER BY version",
         post_id,
     )
 

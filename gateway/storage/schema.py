@@ -337,6 +337,20 @@ _V14 = [
     "PRIMARY KEY (account, rkey))",
 ]
 
+# Version 15: what each version of a post carries besides its words, kept beside the version
+# instead of in the public log. Its ``options`` (content warning, visibility, a Bluesky embed…,
+# as ``posts.options`` holds them) and its uploads' alt texts as they were then (``media``: a
+# JSON list of {"id", "description"}, in order); NULL for versions made before, whose options
+# the log's entries of the time carry. And each post's ``content_salt``: the 16 random bytes
+# (hex) its ``content_sha256`` hashes with its content, so that the hash in the public log
+# cannot confirm a guess of a draft's picture or alt text; NULL for posts made before, hashed
+# without one.
+_V15 = [
+    "ALTER TABLE post_versions ADD COLUMN options TEXT",
+    "ALTER TABLE post_versions ADD COLUMN media TEXT",
+    "ALTER TABLE posts ADD COLUMN content_salt TEXT",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -435,10 +449,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V13)
     if version == 14:
         return list(_V14)
+    if version == 15:
+        return list(_V15)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 14
+LATEST = 15
 
 
 async def _editors_from_versions(txn: Any) -> None:
