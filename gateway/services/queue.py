@@ -24,7 +24,7 @@ from gateway.policy.engine import Act, Role, gate_for, may, owner_confirms, role
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.authorization import visible_accounts
 from gateway.services.platforms import Platforms
-from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView
+from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView, options_by_version
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import queue as sql
@@ -82,6 +82,16 @@ class Shown:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OptionChange:
+    """One thing besides its words that a version changed (its content warning, who sees it, its
+    pictures, an alt text…): what it was and what it is, None where there was none."""
+
+    label: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Picture:
     """One upload that goes out with a post: the file itself, and its alt text."""
 
@@ -112,6 +122,8 @@ class PostCard:
     """What else goes out with the version shown: an approval is for all of it, not the words alone."""
     pictures: tuple[Picture, ...] = ()
     """The uploads that go out with it, in order, each with its alt text."""
+    changed: tuple[OptionChange, ...] = ()
+    """What else the version shown changed from the one before (``diff_from``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +157,8 @@ class VersionStep:
     version: VersionView
     diff: tuple[Change, ...]
     decisions: tuple[DecisionView, ...]
+    changed: tuple[OptionChange, ...] = ()
+    """What else it changed from the one before: content warning, visibility, pictures, alt texts…"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,6 +342,7 @@ class QueueService:
         size = int(latest["size"]) if latest is not None else None
         versions = post.versions or ()
         decisions = post.approvals or ()
+        options = options_by_version(post)
         steps = []
         for i, version in enumerate(versions):
             before = versions[i - 1].text if i > 0 else None
@@ -335,6 +350,7 @@ class QueueService:
                 version=version,
                 diff=word_diff(before, version.text) if before is not None else (),
                 decisions=tuple(d for d in decisions if d.version == version.version),
+                changed=_version_changes(versions[i - 1], version, options) if i > 0 else (),
             ))
         events = tuple(_event_line(e.index, e.type, e.actor, e.ts, e.data, size) for e in post.events or ())
         card = card_of(post, self.policies.get, caller.user, now_micros(self.clock),
@@ -375,9 +391,11 @@ def card_of(
     versions = post.versions or ()
     diff: tuple[Change, ...] = ()
     diff_from = None
+    changed: tuple[OptionChange, ...] = ()
     if len(versions) >= 2:
         diff_from = versions[-2].version
         diff = word_diff(versions[-2].text, versions[-1].text)
+        changed = _version_changes(versions[-2], versions[-1], options_by_version(post))
     current = [d for d in post.approvals or () if d.current]
     mine = next((d.decision for d in current if d.approver == user), None)
     others = tuple(d.approver for d in current if d.decision == "approve" and d.approver != user)
@@ -387,7 +405,58 @@ def card_of(
     wrote = user in contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
                     actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds,
-                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures)
+                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed)
+
+
+def _version_changes(
+    before: VersionView, after: VersionView, options: Mapping[int, Mapping[str, Any]],
+) -> tuple[OptionChange, ...]:
+    """What ``after`` changed from ``before`` besides its words, ``options`` giving each one's
+    (:func:`options_by_version`)."""
+    return option_changes(options.get(before.version, {}), before.media, options.get(after.version, {}), after.media)
+
+
+def option_changes(
+    before: Mapping[str, Any], before_media: Sequence[Mapping[str, Any]] | None,
+    after: Mapping[str, Any], after_media: Sequence[Mapping[str, Any]] | None,
+) -> tuple[OptionChange, ...]:
+    """What changed between two versions besides their words: each thing :func:`what_else` names
+    (content warning, who sees it, a link card…), the pictures (which are new, which were taken
+    out) and the alt text of each picture both have, where both versions kept theirs (``*_media``:
+    their uploads as ``VersionView.media`` holds them, None for a version that did not keep them)."""
+    out: list[OptionChange] = []
+    old, new = _by_label(what_else(before)), _by_label(what_else(after))
+    for label in dict.fromkeys([*old, *new]):
+        was, now = old.get(label), new.get(label)
+        if was != now:
+            out.append(OptionChange(label=label, before="; ".join(was) if was else None,
+                                    after="; ".join(now) if now else None))
+    old_ids = [str(m) for m in before.get("media_ids", ())]
+    new_ids = [str(m) for m in after.get("media_ids", ())]
+    if old_ids != new_ids:
+        out.append(OptionChange(
+            label="Pictures",
+            before=", ".join(f"picture {n}" + ("" if m in new_ids else " (taken out)")
+                             for n, m in enumerate(old_ids, 1)) or None,
+            after=", ".join(f"picture {n}" + ("" if m in old_ids else " (new)")
+                            for n, m in enumerate(new_ids, 1)) or None,
+        ))
+    if before_media is not None and after_media is not None:
+        was_alt = {str(m.get("id")): m.get("description") for m in before_media}
+        now_alt = {str(m.get("id")): m.get("description") for m in after_media}
+        for n, m in enumerate(new_ids, 1):
+            if m in now_alt and m in was_alt and was_alt[m] != now_alt[m]:
+                out.append(OptionChange(label=f"Alt text of picture {n}", before=was_alt[m] or "none",
+                                        after=now_alt[m] or "none"))
+    return tuple(out)
+
+
+def _by_label(shown: Sequence[Shown]) -> dict[str, list[str]]:
+    """What :func:`what_else` names, its values grouped by label, in order."""
+    grouped: dict[str, list[str]] = {}
+    for line in shown:
+        grouped.setdefault(line.label, []).append(line.value)
+    return grouped
 
 
 _VISIBILITY: Final = {

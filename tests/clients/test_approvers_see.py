@@ -55,3 +55,42 @@ async def test_an_approver_sees_the_warning_the_audience_the_reply_and_each_pict
     finally:
         for session in pages._sessions:
             await session.close()
+
+
+async def test_an_approver_sees_what_an_edit_changed_besides_the_words(world: World, policy_dir: Path) -> None:
+    """Alice's held post edited twice with the same words: its content warning and whether its
+    picture is marked sensitive (version 2), then its picture's alt text (version 3). Bob's card
+    says what version 3 changed (the alt text, as it was and as it is), and the post's page what
+    each version changed."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media], spoiler_text="Cats inside")
+    await world.run(api.status_update, status.id, "Our mascot", media_ids=[media.id], spoiler_text="Cats, asleep",
+                    sensitive=True)
+    await world.run(api.media_update, media, description="A ginger cat, asleep")
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        bob = await pages.person("bob")
+        _, page = await bob.get("/queue")
+        card = _card(page, status.id)
+        changed = re.search(r'<dl class="option-changes">.*?</dl>', card, re.DOTALL)
+        assert changed is not None, card
+        assert _words(changed.group(0)) == "Alt text of picture 1 was A cat , now A ginger cat, asleep"
+        _, post_page = await bob.get(f"/posts/{status.id}")
+        steps = re.findall(r'<h3>Version (\d+)</h3>(.*?)</li>', post_page, re.DOTALL)
+        found = {int(n): re.search(r'<dl class="option-changes">.*?</dl>', step, re.DOTALL) for n, step in steps}
+        assert {n: _words(m.group(0)) if m else None for n, m in found.items()} == {
+            3: "Alt text of picture 1 was A cat , now A ginger cat, asleep",
+            2: "Content warning was Cats inside , now Cats, asleep Media added: marked sensitive (hidden until opened)",
+            1: None,
+        }
+    finally:
+        for session in pages._sessions:
+            await session.close()
+
+
+def _words(fragment: str) -> str:
+    """An HTML fragment's words, as one line."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
-from gateway.services.queue import what_else
+from gateway.services.queue import option_changes, what_else
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
 
@@ -599,3 +599,26 @@ def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:
         ("Link under its words", "https://evil.example"),
         ("Who may reply or quote", 'app.bsky.feed.threadgate: {"allow": []}'),
     ]
+
+
+def test_what_an_edit_changed_besides_its_words() -> None:
+    """Pictures taken out and added are named by place; the alt text of a picture both versions
+    carry is compared where both kept theirs, and not guessed where the earlier one did not (a
+    version recorded before alt texts were kept); an embed's alt texts are compared as a whole."""
+    before = {"media_ids": ["a", "b"], "spoiler_text": "cw",
+              "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "old"}]}}
+    after = {"media_ids": ["b", "c"], "visibility": "private",
+             "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "new"}]}}
+    kept = [{"id": "a", "description": "A"}, {"id": "b", "description": "B"}]
+    now = [{"id": "b", "description": "B, better"}, {"id": "c", "description": None}]
+    changed = [(c.label, c.before, c.after) for c in option_changes(before, kept, after, now)]
+    assert changed == [
+        ("Content warning", "cw", None),
+        ("Image description", "old", "new"),
+        ("Who sees it", None, "followers only"),
+        ("Pictures", "picture 1 (taken out), picture 2", "picture 1, picture 2 (new)"),
+        ("Alt text of picture 1", "B", "B, better"),
+    ]
+    assert [c.label for c in option_changes(before, None, after, now)] == [
+        "Content warning", "Image description", "Who sees it", "Pictures"]
+    assert option_changes(after, now, after, now) == ()
