@@ -692,8 +692,12 @@ class Replay:
 
     def _revised(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
         """New words for a published post: its author's, while they write for the account, and
-        only where the policy sends words out at once (never a co-signed or delayed account)."""
+        only where the policy sends words out at once (never a co-signed or delayed account).
+        Judged by the policy it names, as every action is (a revision decided a moment before a
+        change, and made on the platform meanwhile); by the one in force where it names none
+        (recorded before revisions named theirs)."""
         version = extra[0]
+        sha256 = extra[4] if len(extra) > 4 else None
         author, account = known.author, known.account
 
         def check(policy: _Policy) -> str | None:
@@ -703,7 +707,7 @@ class Replay:
                 return f"post {post} was revised on {account}, whose policy does not send words out at once"
             return None
 
-        self._judge(index, account, None, check, f"{actor} revised a post of {account}")
+        self._judge(index, account, sha256, check, f"{actor} revised a post of {account}")
         known.version = version
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:

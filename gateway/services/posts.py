@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
+import structlog
+
 from gateway.audit.appender import Appender, LogTxn, Work
 from gateway.clock import Clock
 from gateway.errors import BylineError, Code
@@ -58,6 +60,8 @@ from gateway.storage import posts as sql
 from gateway.storage.db import Database, Row, together
 from gateway.storage.posts import PostRecord
 from gateway.types import UNSECRET, AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
+
+logger = structlog.get_logger("byline.posts")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +209,8 @@ class Revision(Published):
     shown: str
     version: int
     options: PostOptions
+    seen: tuple[str | None, ...] = ()
+    """What a reader sees of it besides its text (``PostService._words_seen``), as the rules read it."""
 
 
 _ID_LOW_BITS: Final = 20
@@ -864,46 +870,78 @@ class PostService:
         text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
                                 suggested_by=post.suggested_by, options=chosen)
         policy = loaded.policy
+        seen = await self._words_seen(chosen)
+        refused = self._not_at_once(loaded, post, text=text, seen=seen)
+        if refused is not None:
+            raise refused
+        shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
+                               suggested_by=post.suggested_by)
+        return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
+                        options=chosen, seen=seen)
+
+    def _not_at_once(
+        self, loaded: LoadedPolicy, post: PostRecord, *, text: str, seen: tuple[str | None, ...],
+    ) -> BylineError | None:
+        """Why ``loaded`` would not publish ``text`` as new words of ``post`` at once (a rule
+        blocks or holds it, it needs approvals or waits, its author no longer writes), or None."""
+        policy = loaded.policy
         now = self.clock.now()
         decision = decide(policy, author=post.author, text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, post.author),
-                          seen=await self._words_seen(chosen))
+                          suggestion=Role.WRITER not in roles(policy, post.author), seen=seen)
         if isinstance(decision, Reason):
-            raise rule_blocked(decision)
+            return rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
-            raise BylineError(
+            return BylineError(
                 Code.VALIDATION,
                 f"the policy of {policy.account} would not publish these words at once "
                 f"({'; '.join(r.reason for r in decision.reasons) or policy.tier.value}): "
                 "delete the post and post it again",
                 reasons=[r.to_json() for r in decision.reasons],
             )
-        shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
-                               suggested_by=post.suggested_by)
-        return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
-                        options=chosen)
+        return None
 
     async def record_revised(self, caller: Caller, revision: Revision) -> PostView:
         """Record a revision made on the platform: the record keeps every version, and the log
-        says who revised it."""
+        says who revised it, under which policy it was decided, and, when the account's policy
+        changed during the platform's call to one that would not have published the new words
+        at once, that too (``policy_changed``: the policy then in force, null for none).
+
+        The platform has the new words by now, whatever the policy in force says: the record
+        must say what is out there, so the revision is recorded all the same, never refused
+        here. It names the policy it was decided under, which the verifier judges it by, as it
+        judges every action a gateway decided a moment before a change it had not seen yet."""
         post_id, text, version, chosen = (
             revision.record.id, revision.text, revision.version, revision.options
         )
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> str | None:
             current = await self._load(ltx, post_id)
+            account = current.account
+            changed: dict[str, str | None] = {}
+            head = await policy_sql.head_sha256(ltx.txn, account)
+            if head != revision.loaded.sha256:
+                in_force = self.policies.get(account)
+                if in_force is None or in_force.sha256 != head or self._not_at_once(
+                    in_force, current, text=text, seen=revision.seen
+                ) is not None:
+                    changed = {"policy_changed": head}
             kept = chosen.to_json()
             await self._cas(ltx, current, State.PUBLISHED, text=text, version=version,
                             published_text=revision.shown, options=json.dumps(kept))
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
-            await ltx.append("post.revised", actor=caller.user, account=current.account, post=post_id,
+            await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
-                                   "content_sha256": content})
+                                   "content_sha256": content, "policy_sha256": revision.loaded.sha256,
+                                   **changed})
+            return changed["policy_changed"] if changed else revision.loaded.sha256
 
-        await self.appender.submit(work)
+        in_force = await self.appender.submit(work)
+        if in_force != revision.loaded.sha256:
+            logger.warning("revised_after_policy_change", account=revision.record.account, post_id=post_id,
+                           decided_under=revision.loaded.sha256, in_force=in_force)
         self.metrics.post_event(revision.loaded, "post.revised", State.PUBLISHED)
         return await self.view(caller, post_id)
 

@@ -1157,6 +1157,28 @@ def test_a_revision_is_its_writing_authors_and_only_where_words_go_out_at_once(t
     ]
 
 
+def test_a_revision_is_judged_by_the_policy_it_was_decided_under(tmp_path: Path) -> None:
+    """A revision decided on a direct policy and recorded just after the account turned
+    co-signed (the platform had the new words by then) names the policy it was decided under,
+    and is judged by it, as any action decided a moment before a change; recorded longer after
+    the change than a gateway may take to see it, it is named."""
+    log = SyntheticLog()
+    _solo_published(log)
+    log.policy("solo", {**COSIGNED, "owner": "alice", "writers": ["alice", "bob"]}, "s2", kind="policy.changed")
+    log.add("post.revised", actor="alice", account="solo", post="1",
+            data={"version": 2, "text_hash": log.commit("alice's"), "state": "published", "policy_sha256": "s1",
+                  "policy_changed": "s2"})
+    log.wait(600)
+    late = log.add("post.revised", actor="alice", account="solo", post="1",
+                   data={"version": 3, "text_hash": log.commit("alice's, later"), "state": "published",
+                         "policy_sha256": "s1", "policy_changed": "s2"})
+    change = late - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {late}: alice revised a post of solo under policy s1, 602 s after entry {change} replaced it: "
+        "longer than the 300 s a gateway may take to see a policy change",
+    ]
+
+
 # ---- what went out is what was written and approved ----------------------------------------
 
 SIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,

@@ -4,11 +4,17 @@ an app edits: /source, then PUT."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from mastodon import MastodonNotFoundError
 
+from adapters.base import OutboundPost, PublishResult
+from adapters.mastodon import MastodonAdapter
+from gateway.appkeys import DB, REGISTRY
+from tests.audit.logtools import verified_by_cli
 from tests.clients.mastodon_shapes import check, check_list
 from tests.clients.world import World
 
@@ -133,3 +139,39 @@ async def test_a_status_byline_did_not_make_is_asked_of_the_platform(world: Worl
         async with world.gateway.client.get(f"/api/v1/statuses/4242/{what}", headers=auth):
             pass
         assert world.upstream.faults.requests[-1].path == f"/api/v1/statuses/4242/{what}"
+
+
+async def test_an_edit_the_platform_took_while_the_account_turned_co_signed_is_recorded_as_such(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's edit of a published post on a direct account is decided, and while Mastodon takes
+    it the account turns co-signed. The platform has the new words, so the record has them too:
+    the revision names the direct policy it was decided under and says the policy in force at
+    the time of recording, which would not have sent them at once; the log verifies, the
+    revision judged by the policy it was decided under, a moment before the change."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Launch day")
+    await world.gateway.tick()
+    decided_under = world.gateway.app[REGISTRY].get("masto")
+    assert decided_under is not None
+    original = MastodonAdapter.edit
+
+    async def turning_co_signed(adapter: MastodonAdapter, remote_id: str, post: OutboundPost) -> PublishResult:
+        policy = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+        (policy_dir / "masto.yaml").write_text(
+            policy.replace("tier: direct", "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]\n"),
+            encoding="utf-8")
+        await world.gateway.sync_policies()
+        return await original(adapter, remote_id, post)
+
+    monkeypatch.setattr(MastodonAdapter, "edit", turning_co_signed)
+    edited = await world.run(api.status_update, first.id, "Launch day, fixed")
+    in_force = world.gateway.app[REGISTRY].get("masto")
+    assert in_force is not None and in_force.policy.tier.value == "co-signed"
+    assert edited.content == "<p>Launch day, fixed</p>"
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, fixed"]
+    async with world.gateway.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries WHERE post_id = ? ORDER BY idx", first.id)
+    [revised] = [e["data"] for e in (json.loads(bytes(r["entry"])) for r in rows) if e["type"] == "post.revised"]
+    assert (revised["policy_sha256"], revised["policy_changed"]) == (decided_under.sha256, in_force.sha256)
+    await verified_by_cli(world.gateway)
