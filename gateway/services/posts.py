@@ -538,6 +538,8 @@ class PostService:
                     # log is public, and a post that never goes out keeps its content warning
                     # and alt texts as private as its words.
                     "content_sha256": content,
+                    # The post not yet out it replies to: what the thread's end is checked by.
+                    **({"reply_to_post": options.reply_to_post} if options.reply_to_post else {}),
                 },
             )
             return post
@@ -629,6 +631,8 @@ class PostService:
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
+                      # An edit that gives the options names the post it now replies to, or none.
+                      **({"reply_to_post": options.reply_to_post} if options is not None else {}),
                       "content_sha256": content, **(alongside_data or {})},
             )
             return new_state

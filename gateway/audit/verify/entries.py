@@ -136,9 +136,14 @@ def _str_list(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _parent(options: Any) -> str | None:
-    """The post of Byline's a post's options say it replies to (``reply_to_post``), if any."""
-    parent = options.get("reply_to_post") if type(options) is dict else None
+def _parent(data: dict[str, Any]) -> str | None:
+    """The post of Byline's an entry says its post replies to (``reply_to_post``; in its
+    ``options``, where entries before Byline kept options beside its versions gave them), if any."""
+    if "reply_to_post" in data:
+        parent = data["reply_to_post"]
+    else:
+        options = data.get("options")
+        parent = options.get("reply_to_post") if type(options) is dict else None
     return parent if type(parent) is str else None
 
 
@@ -179,7 +184,7 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
                 return None, "post.submitted has a malformed data.announces"
             return (version, state, approvers, required, sha, suggested_by,
                     (announces["version"], announces["policy_sha256"])), None
-        parent, adopted_from = _parent(data.get("options")), data.get("adopted_from")
+        parent, adopted_from = _parent(data), data.get("adopted_from")
         if parent is not None or type(adopted_from) is str:
             # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
             # checked by (see ``Replay._with_parent``).
@@ -201,7 +206,8 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         changed = (version, state, _str_list(data.get("approvers")), required if type(required) is int else None,
                    _sha(data))
         # An edit that gives the options gives the post it now replies to (or none).
-        return (*changed, _parent(data["options"])) if "options" in data else changed, None
+        gives = "options" in data or "reply_to_post" in data
+        return (*changed, _parent(data)) if gives else changed, None
     if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
         if type(sha) is not str or type(summary) is not dict:
