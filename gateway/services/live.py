@@ -63,9 +63,15 @@ class Listener:
 class ChangeWatcher:
     """Reads the log's size while someone listens, and wakes every listener when it grows."""
 
-    def __init__(self, db: Database, *, interval: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, *, interval: float = 1.0, per_person: int = STREAMS_PER_PERSON,
+        in_all: int = STREAMS_IN_ALL, busy: str = "too many live pages are open; close one and reload",
+    ) -> None:
         self._db = db
         self.interval = interval
+        self._per_person_limit = per_person
+        self._in_all = in_all
+        self._busy = busy
         self._listeners: set[Listener] = set()
         self._per_person: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
@@ -81,14 +87,13 @@ class ChangeWatcher:
 
     @contextlib.asynccontextmanager
     async def listen(self, person: str) -> AsyncIterator[Listener]:
-        """A listener for one stream of ``person``'s, for as long as the stream is open; 429 past
-        ``STREAMS_PER_PERSON`` of theirs or ``STREAMS_IN_ALL`` in the process, 503 once the
-        process is stopping."""
+        """A listener for one stream of ``person``'s (any key that bounds streams: a person, a
+        token), for as long as the stream is open; 429 past ``per_person`` of theirs or
+        ``in_all`` in the process, 503 once the process is stopping."""
         if self._closed:
             raise BylineError(Code.UNAVAILABLE, "the gateway is stopping; the page will reconnect")
-        if self._per_person[person] >= STREAMS_PER_PERSON or len(self._listeners) >= STREAMS_IN_ALL:
-            raise BylineError(Code.TOO_MANY_REQUESTS,
-                              "too many live pages are open; close one and reload", retry_after=30)
+        if self._per_person[person] >= self._per_person_limit or len(self._listeners) >= self._in_all:
+            raise BylineError(Code.TOO_MANY_REQUESTS, self._busy, retry_after=30)
         listener = Listener(person=person)
         self._listeners.add(listener)
         self._per_person[person] += 1
