@@ -36,6 +36,7 @@ from gateway.appkeys import (
     SANDBOX,
     SETTINGS,
     SIGNER,
+    STREAMS,
     TRANSPARENCY,
     XRPC_REPO,
     XRPC_SESSIONS,
@@ -63,6 +64,7 @@ from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.keys import SIGNIN_FORMS, gateway_key
 from gateway.services.keys import XRPC_SESSIONS as XRPC_SESSION_KEY
+from gateway.services.live import ChangeWatcher
 from gateway.services.mastodon import MastodonService
 from gateway.services.notify import Notifier, smtp_from_settings
 from gateway.services.oauth import OAuthService
@@ -74,6 +76,7 @@ from gateway.services.profiles import ProfileKeeper
 from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.streaming import STREAMS_IN_ALL, STREAMS_PER_TOKEN, MastodonStreams
 from gateway.services.throttle import Throttle
 from gateway.services.transparency import Transparency
 from gateway.services.wakeups import Wakeups
@@ -229,11 +232,21 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         smtp=smtp_from_settings(smtp_url, sender=settings.smtp_from),
         interval=settings.notify_interval_seconds, timeout=settings.notify_timeout_seconds, metrics=metrics,
     )
-    # What another replica changed wakes the parts here that act on it (PostgreSQL); the live
-    # pages' watcher is made later (gateway.http.pages.queue), hence looked up when woken.
-    app[WAKEUPS] = Wakeups(db=db, due=publisher.wake, log=lambda: app[LIVE].poke() if LIVE in app else None,
-                           policy=app[POLICIES].sync)
+    # The Mastodon streaming API follows the log with a watcher of its own: its streams are
+    # bounded apart from the live pages', per token rather than per person.
+    app[STREAMS] = MastodonStreams(db=db, mastodon=app[MASTODON], watcher=ChangeWatcher(
+        db, per_person=STREAMS_PER_TOKEN, in_all=STREAMS_IN_ALL,
+        busy="Too many streams are open for this access token"))
+
+    def log_grew() -> None:
+        app[STREAMS].watcher.poke()
+        if LIVE in app:  # the live pages' watcher is made later (gateway.http.pages.queue)
+            app[LIVE].poke()
+
+    # What another replica changed wakes the parts here that act on it (PostgreSQL).
+    app[WAKEUPS] = Wakeups(db=db, due=publisher.wake, log=log_grew, policy=app[POLICIES].sync)
     yield
+    await app[STREAMS].close()
 
 
 def _running(key: web.AppKey[Any]) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -267,6 +280,12 @@ async def _sharing_metrics(app: web.Application) -> AsyncIterator[None]:
     metrics.save()
 
 
+async def _end_streams(app: web.Application) -> None:
+    """The Mastodon streams end before the server waits for its handlers to finish."""
+    if STREAMS in app:
+        await app[STREAMS].close()
+
+
 def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: bool = True) -> web.Application:
     """Build the gateway: each long-lived resource opens and closes in its own ``cleanup_ctx``
     (in order at start, in reverse at stop; a part that fails to start closes those before it)."""
@@ -289,6 +308,7 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
         metrics.share(workers.current.shared, workers.current.index)
         app.cleanup_ctx.append(_sharing_metrics)
     app.cleanup_ctx.append(_started)
+    app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(_no_store_unless_said)
     app.on_response_prepare.append(cors.headers)
     app.add_routes(routes)

@@ -27,6 +27,7 @@ from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.queue import QueueService
 from gateway.services.sandbox import SandboxTimeline
+from gateway.services.streaming import MastodonStreams
 from gateway.services.transparency import Transparency
 from gateway.services.xrpc_repo import XrpcRepo
 from gateway.services.xrpc_sessions import XrpcSessions
@@ -59,5 +60,6 @@ PEOPLE = web.AppKey("people", People)
 NOTIFIER = web.AppKey("notifier", Notifier)
 QUEUE = web.AppKey("queue", QueueService)
 LIVE = web.AppKey("live", ChangeWatcher)
+STREAMS = web.AppKey("streams", MastodonStreams)
 TRANSPARENCY = web.AppKey("transparency", Transparency)
 METRICS = web.AppKey("metrics", Metrics)

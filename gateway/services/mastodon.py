@@ -302,14 +302,15 @@ class MastodonService:
 
     # -- who is calling ------------------------------------------------------------------
 
-    async def authenticate(self, token: str | None, *, scope: str, or_scope: str | None = None) -> ClientAuth:
+    async def authenticate(self, token: str | None, *, scope: str | None, or_scope: str | None = None) -> ClientAuth:
         """The app's caller, bound to one account, allowed ``scope`` (or ``or_scope``, where
-        Mastodon takes either); or 401/403."""
+        Mastodon takes either); or 401/403. ``scope=None`` checks no scope: the streaming API
+        checks each stream's when it is asked for (``gateway.services.streaming``)."""
         if not token:
             await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
         caller, app = await self._identity.authenticate_app(token)  # one read: the token with its app
-        if not caller.may(scope) and (or_scope is None or not caller.may(or_scope)):
+        if scope is not None and not caller.may(scope) and (or_scope is None or not caller.may(or_scope)):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
         if account is None:
@@ -345,6 +346,10 @@ class MastodonService:
 
     def _loaded(self, auth: ClientAuth) -> LoadedPolicy:
         return self._posts.policy(auth.account)
+
+    def platform(self, auth: ClientAuth) -> str:
+        """The platform of the caller's account (``mastodon``, ``sandbox``…)."""
+        return self._loaded(auth).policy.platform
 
     def limits(self, auth: ClientAuth | None) -> Limits:
         """The instance limits an app sees: its account's, less the disclosure line it adds."""

@@ -80,7 +80,7 @@ async def test_reads_relay_only_as_listed_and_as_written(world: World) -> None:
     count = len(_reached(world))
     refused = [
         "/api/v1/conversations", "/api/v1/notifications/requests", "/api/v1/push/subscription",
-        "/api/v1/streaming/user", "/api/v1/Timelines/home", "/api/v1/timelines/Home",
+        "/api/v1/streaming_user", "/api/v1/Timelines/home", "/api/v1/timelines/Home",
         "/api/v1//timelines/home", "/api/v1/timelines/./home",
         "/api/v1/timelines%2Fhome", f"/api/v1/accounts/{me}%2Ffollow", "/api/v1/%2e%2e/v1/admin/accounts",
         "/api/v1/timelines/tag/x%2F..%2F..%2Fadmin",

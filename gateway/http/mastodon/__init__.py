@@ -1,7 +1,8 @@
 """The Mastodon surfaces: what an unmodified Mastodon app speaks, each mounted as its own
 sub-application with its own way of refusing.
 
-- ``/api``: the client API (``api``), refusals as Mastodon words them;
+- ``/api``: the client API (``api``), refusals as Mastodon words them, and its streaming API
+  (``streaming``), refusals as Mastodon's streaming server words them;
 - ``/media``: the files of uploads (``api``), refusals as Mastodon's;
 - ``/oauth``: the token endpoints (``oauth``), refusals as Doorkeeper words them;
 - ``/oauth/authorize``: the sign-in page, for people (``authorize``), answering with HTML pages;
@@ -20,7 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.http.common import checked
-from gateway.http.mastodon import api, authorize, oauth
+from gateway.http.mastodon import api, authorize, oauth, streaming
 from gateway.http.mastodon.errors import doorkeeper_errors, mastodon_errors
 
 
@@ -31,8 +32,12 @@ def _surface(routes: web.RouteTableDef, middleware: Middleware) -> web.Applicati
 
 
 def client_api() -> web.Application:
-    """The client API, to mount at ``/api``."""
-    return _surface(api.routes, mastodon_errors)
+    """The client API, to mount at ``/api``: the streaming API's routes first, before the
+    passthrough's catch-all would take ``/v1/streaming/…``."""
+    surface = web.Application(middlewares=[mastodon_errors])
+    surface.add_routes(streaming.routes)
+    surface.add_routes(api.routes)
+    return surface
 
 
 def media_files() -> web.Application:

@@ -1,0 +1,250 @@
+"""The Mastodon streaming API, below ``/api`` (docs.joinmastodon.org/methods/streaming):
+
+- ``GET /api/v1/streaming/health``: ``OK``;
+- ``GET /api/v1/streaming`` as a WebSocket: ``{"type": "subscribe", "stream": "user"}`` (or
+  ``?stream=user`` when connecting), events as ``{"stream": ["user"], "event": "update",
+  "payload": "<the status as JSON>"}``;
+- ``GET /api/v1/streaming/user`` (``/user/notification``, ``/public``, ``/hashtag``…): one
+  stream as server-sent events, ``event: update`` / ``data: <the status as JSON>``.
+
+The token comes as the REST API's (``Authorization: Bearer``), or as the streaming server also
+takes it: the ``access_token`` query parameter, or the ``Sec-WebSocket-Protocol`` header (a
+browser cannot set headers on a WebSocket), which is then echoed as the chosen protocol, as
+browsers require. Refusals are worded as the streaming server words them: ``{"error": "…"}``
+before a stream opens, ``{"error": "…", "status": 400}`` on a WebSocket for a subscription
+refused. What is streamed and who may hear it: ``gateway.services.streaming``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from gateway.appkeys import STREAMS
+from gateway.errors import BylineError, Code
+from gateway.http.common import bearer, gone
+from gateway.http.mastodon import entities
+from gateway.http.mastodon.answers import base_url, json_answer
+from gateway.jsondepth import nests_deeper
+from gateway.services.streaming import (
+    SUBSCRIPTIONS_PER_SOCKET,
+    Feed,
+    MastodonStreams,
+    StreamEnded,
+    StreamEvent,
+    Subscription,
+    stream_of_path,
+)
+
+logger = structlog.get_logger("byline.streaming")
+
+routes = web.RouteTableDef()
+"""The streaming API, below ``/api``: added before the client API's passthrough."""
+
+KEEPALIVE_SECONDS: Final = 15.0
+"""How often a quiet stream says it is alive (a comment line on an event stream, a ping on a
+WebSocket), and checks that its token still reads the account."""
+MESSAGE_BYTES: Final = 4096
+"""The largest message an app may send on a WebSocket: a subscribe is some sixty bytes."""
+
+_PATHS = r"user|user/notification|public|public/local|public/remote|hashtag|hashtag/local|list|direct"
+
+
+def _streams(request: web.Request) -> MastodonStreams:
+    return request.config_dict[STREAMS]
+
+
+def _token(request: web.Request) -> tuple[str | None, bool]:
+    """The token, and whether it came as the WebSocket protocol (to be echoed as the one chosen)."""
+    token = bearer(request) or request.query.get("access_token")
+    if token:
+        return token, False
+    protocol = request.headers.get("Sec-WebSocket-Protocol", "").strip()
+    return (protocol, True) if protocol else (None, False)
+
+
+def _refused(exc: BylineError) -> web.Response:
+    """A refusal before a stream opens, worded as the streaming server words it."""
+    return json_answer({"error": exc.message}, status=exc.status)
+
+
+def _payload(event: StreamEvent, base: str) -> str:
+    """An event's payload: the Status as the REST API renders it, as JSON text; a deleted
+    status's id as it is."""
+    if event.status is None:
+        return event.post_id
+    return orjson.dumps(entities.status_entity(event.status, base)).decode()
+
+
+@routes.get("/v1/streaming/health")
+async def health(request: web.Request) -> web.Response:
+    """The streaming API is up (an app asks before it connects)."""
+    return web.Response(text="OK", content_type="text/plain")
+
+
+@routes.get("/v1/streaming")
+@routes.get("/v1/streaming/")
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """The WebSocket: subscribe and unsubscribe to streams, hear their events."""
+    streams = _streams(request)
+    token, as_protocol = _token(request)
+    try:
+        auth = await streams.connect(token)
+    except BylineError as exc:
+        return _refused(exc)
+    assert token is not None
+    socket = web.WebSocketResponse(protocols=(token,) if as_protocol else (), heartbeat=KEEPALIVE_SECONDS * 2,
+                                   max_msg_size=MESSAGE_BYTES)
+    if not socket.can_prepare(request).ok:
+        return _refused(BylineError(Code.BAD_REQUEST, "Expected a WebSocket connection"))
+    try:
+        async with streams.open(auth, token) as feed:
+            await socket.prepare(request)
+            await _Socket(socket, feed, streams, base_url(request)).run(request.query)
+    except BylineError as exc:
+        if socket.prepared:
+            raise
+        return _refused(exc)
+    return socket
+
+
+class _Socket:
+    """One WebSocket's subscriptions; its messages read while its events are sent."""
+
+    def __init__(self, socket: web.WebSocketResponse, feed: Feed, streams: MastodonStreams, base: str) -> None:
+        self._socket = socket
+        self._feed = feed
+        self._streams = streams
+        self._base = base
+        self._subscribed: dict[tuple[str, ...], Subscription] = {}
+        self._sending = asyncio.Lock()
+
+    async def run(self, query: Any) -> None:
+        if "stream" in query:  # ?stream=user&tag=…: subscribed as it connects
+            await self._subscribe({"stream": query.get("stream"), "tag": query.get("tag"), "list": query.get("list")})
+        events = asyncio.create_task(self._events(), name="byline-stream-events")
+        try:
+            async for message in self._socket:
+                if message.type is WSMsgType.TEXT:
+                    await self._heard(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await self._send({"error": "Messages are JSON text", "status": 400})
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        async with self._sending:
+            if not self._socket.closed:
+                await self._socket.send_str(orjson.dumps(message).decode())
+
+    async def _heard(self, text: str) -> None:
+        """One message from the app; what is not JSON, or not a subscription, is let go."""
+        if nests_deeper(text.encode(), 4):
+            await self._send({"error": "Messages are flat JSON objects", "status": 400})
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            await self._send({"error": "Messages are JSON", "status": 400})
+            return
+        if not isinstance(message, dict):
+            return
+        if message.get("type") == "subscribe":
+            await self._subscribe(message)
+        elif message.get("type") == "unsubscribe":
+            try:
+                sub = self._streams.subscription(self._feed.auth, message.get("stream"), tag=message.get("tag"),
+                                                 list_id=message.get("list"))
+            except BylineError:
+                return
+            self._subscribed.pop(sub.key, None)
+
+    async def _subscribe(self, message: dict[str, Any]) -> None:
+        try:
+            sub = self._streams.subscription(self._feed.auth, message.get("stream"), tag=message.get("tag"),
+                                             list_id=message.get("list"))
+            if sub.key not in self._subscribed and len(self._subscribed) >= SUBSCRIPTIONS_PER_SOCKET:
+                raise BylineError(Code.BAD_REQUEST, "Too many subscriptions on this connection")
+        except BylineError as exc:
+            await self._send({"error": exc.message, "status": exc.status})
+            return
+        self._subscribed[sub.key] = sub
+
+    async def _events(self) -> None:
+        """Send the account's events to the streams that carry them, until the stream ends."""
+        try:
+            while not self._socket.closed:
+                for event in await self._feed.next(KEEPALIVE_SECONDS):
+                    user = self._subscribed.get(("user",))
+                    if user is not None:
+                        await self._send({"stream": user.stream, "event": event.event,
+                                          "payload": _payload(event, self._base)})
+        except StreamEnded as ended:
+            code = WSCloseCode.GOING_AWAY if ended.going_away else WSCloseCode.POLICY_VIOLATION
+            await self._socket.close(code=code, message=str(ended).encode())
+        finally:
+            if not self._socket.closed:
+                await self._socket.close()
+
+
+@routes.get(rf"/v1/streaming/{{path:{_PATHS}}}")
+async def event_stream(request: web.Request) -> web.StreamResponse:
+    """One stream as server-sent events, until the app goes, its token no longer reads the
+    account, or the gateway stops."""
+    streams = _streams(request)
+    token, _ = _token(request)
+    try:
+        auth = await streams.connect(token)
+        sub = streams.subscription(auth, stream_of_path(request.match_info["path"], request.query),
+                                   tag=request.query.get("tag"), list_id=request.query.get("list"))
+        async with streams.open(auth, token or "") as feed:
+            return await _serve_events(request, feed, sub)
+    except BylineError as exc:
+        return _refused(exc)
+
+
+async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    base = base_url(request)
+    try:
+        await response.write(b":)\n")
+        while True:
+            try:
+                events = await feed.next(KEEPALIVE_SECONDS)
+            except StreamEnded:
+                break
+            if gone(request):
+                break
+            if not events:
+                await response.write(b":thump\n")
+                continue
+            if sub.name != "user":
+                continue
+            for event in events:
+                await response.write(f"event: {event.event}\ndata: {_payload(event, base)}\n\n".encode())
+    except (ConnectionError, asyncio.CancelledError):
+        if not gone(request):
+            raise
+    return response
+
+
+@routes.get("/v1/streaming/{path:.*}")
+async def unknown_stream(request: web.Request) -> web.Response:
+    """Any other path below ``/api/v1/streaming/``: the caller is checked first, as the
+    streaming server checks it, then the stream is unknown (400)."""
+    try:
+        await _streams(request).connect(_token(request)[0])
+    except BylineError as exc:
+        return _refused(exc)
+    return _refused(BylineError(Code.BAD_REQUEST, "Unknown stream type"))
+

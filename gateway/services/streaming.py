@@ -1,0 +1,298 @@
+"""The Mastodon streaming API over the gateway: what an app hears live, and who may hear it.
+
+Where events come from: Byline's own record. Every change of a post is a log entry, whichever
+process or replica made it, so an open stream follows the log from where it stood when the
+stream opened and turns the entries about its account's posts into Mastodon's events, as the
+REST API renders the post at that moment:
+
+- ``post.published``: ``update``, when the post actually goes out (a delayed, co-signed or
+  scheduled post minutes or hours after the app sent it), not when it was submitted;
+- ``post.revised`` (a published post edited): ``status.update``;
+- ``post.deleted`` (a published post deleted on its platform): ``delete``, with the id.
+
+A stream learns that the log grew from the change watcher (``gateway.services.live``): one
+read of the log's size a second in each process while anyone listens, at once on PostgreSQL
+when the database says the log grew (``gateway.services.wakeups``). That works across workers
+and replicas on both databases; on SQLite an event from another process arrives within the
+watcher's interval.
+
+What Byline does not stream: the account's instance's own events (its home timeline from
+others, its notifications). The streams that would carry them are accepted and stay quiet,
+as Byline's REST answers for the same reads are a quiet instance's for accounts on other
+platforms; a list stream is refused where the account has no lists (every platform but
+Mastodon), as Mastodon refuses a list that is not the account's.
+
+Who may listen is checked as the REST API checks it (``MastodonService.authenticate``: the
+token, its account binding, its person's role on the account), with each stream's scope as the
+streaming server asks it, and again at every event and every keepalive: a stream ends once its
+token is revoked or its person's role is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from gateway.errors import BylineError, Code
+from gateway.lifecycle import State
+from gateway.services.live import ChangeWatcher, Listener
+from gateway.services.mastodon import ClientAuth, MastodonService, StatusView
+from gateway.storage import streams as sql
+from gateway.storage.db import Database, unavailable
+
+logger = structlog.get_logger("byline.streaming")
+
+STREAMS_PER_TOKEN: Final = 8
+"""Open streams (WebSockets and event streams) one token may have at once: an app in a few
+windows, each with a socket or two."""
+STREAMS_PER_ACCOUNT: Final = 64
+"""Open streams of one account's tokens at once: its people's apps on their devices."""
+STREAMS_IN_ALL: Final = 1000
+"""Open streams one process serves at once (apart from the live pages')."""
+SUBSCRIPTIONS_PER_SOCKET: Final = 32
+"""Streams one WebSocket may subscribe to at once."""
+ENTRIES_PER_READ: Final = 100
+"""Log entries one stream reads at a time: a burst of posts is sent in rounds."""
+
+EVENTS: Final[Mapping[str, str]] = {
+    "post.published": "update", "post.revised": "status.update", "post.deleted": "delete",
+}
+"""The log entries an account's ``user`` stream hears, and the event each becomes."""
+
+_STATUS_STREAMS = frozenset({
+    "user", "public", "public:media", "public:local", "public:local:media", "public:remote",
+    "public:remote:media", "hashtag", "hashtag:local", "list", "direct",
+})
+_SCOPES: Final[Mapping[str, str]] = {
+    **dict.fromkeys(_STATUS_STREAMS, "read:statuses"), "user:notification": "read:notifications",
+}
+"""Every stream Mastodon has, and the scope it asks (``read`` covers both)."""
+
+_PATHS: Final[Mapping[str, str]] = {
+    "user": "user", "user/notification": "user:notification", "public": "public", "public/local": "public:local",
+    "public/remote": "public:remote", "hashtag": "hashtag", "hashtag/local": "hashtag:local", "list": "list",
+    "direct": "direct",
+}
+"""The server-sent-events paths below ``/api/v1/streaming/``, and the stream each names."""
+
+MISSING_TOKEN = "Missing access token"
+INVALID_TOKEN = "Invalid access token"
+NO_SCOPE = "Access token does not have the required scopes"
+UNKNOWN_STREAM = "Unknown stream type"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscription:
+    """One stream an app asked for."""
+
+    name: str
+    tag: str | None = None
+    list_id: str | None = None
+
+    @property
+    def stream(self) -> list[str]:
+        """The ``stream`` an event names, as Mastodon names it: ``["hashtag", "cats"]``."""
+        if self.tag is not None:
+            return [self.name, self.tag]
+        if self.list_id is not None:
+            return [self.name, self.list_id]
+        return [self.name]
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What makes two subscriptions one (a second subscribe to it changes nothing)."""
+        return tuple(self.stream)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamEvent:
+    """One event for an account's ``user`` stream: ``status`` for ``update`` and
+    ``status.update``, None for ``delete`` (whose payload is the id)."""
+
+    event: str
+    post_id: str
+    status: StatusView | None
+
+
+class StreamEnded(Exception):
+    """The stream must end: the gateway is stopping (``going_away``), or its token no longer
+    reads the account (revoked, expired, its person's role gone)."""
+
+    def __init__(self, *, going_away: bool) -> None:
+        super().__init__("the gateway is stopping" if going_away else "the token no longer reads this account")
+        self.going_away = going_away
+
+
+def stream_of_path(path: str, query: Mapping[str, str]) -> str:
+    """The stream a server-sent-events path names (``user/notification``: ``user:notification``;
+    ``public`` with ``only_media``: ``public:media``); 400 for any other path."""
+    name = _PATHS.get(path)
+    if name is None:
+        raise BylineError(Code.BAD_REQUEST, UNKNOWN_STREAM)
+    if name.startswith("public") and _truthy(query.get("only_media")):
+        name += ":media"
+    return name
+
+
+def _truthy(value: str | None) -> bool:
+    """A flag as the streaming server reads one: anything but nothing and its words for false."""
+    return bool(value) and value not in ("0", "f", "F", "false", "FALSE", "off", "OFF")
+
+
+@dataclass(eq=False)
+class Feed:
+    """One open stream of an account's events: a WebSocket (with any subscriptions) or one
+    server-sent-events stream."""
+
+    streams: MastodonStreams
+    listener: Listener
+    auth: ClientAuth
+    token: str = field(repr=False)
+    cursor: int
+    behind: bool = False
+    """A read failed: the next round reads again, changed or not."""
+
+    async def next(self, seconds: float) -> list[StreamEvent]:
+        """The events since the last call, waiting up to ``seconds`` for some ([] if none came).
+        Raises :class:`StreamEnded` when the stream must end; the token is checked again each
+        time, so a revoked token or a lost role ends the stream within ``seconds``."""
+        changed = await self.listener.wait(seconds)
+        if self.listener.closing:
+            raise StreamEnded(going_away=True)
+        # Shielded, as every read a stream makes: one stopped mid-read still ends its
+        # transaction and hands its connection back clean.
+        await asyncio.shield(self.streams.still_reads(self))
+        if not changed and not self.behind:
+            return []
+        try:
+            events = await asyncio.shield(self.streams.events_for(self))
+            self.behind = False
+            return events
+        except BylineError as exc:
+            logger.warning("stream_read_failed", account=self.auth.account, error=exc.code.value)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            logger.warning("stream_read_failed", account=self.auth.account, error="database_unavailable")
+        self.behind = True  # the cursor stayed: the next round reads what this one could not
+        return []
+
+
+class MastodonStreams:
+    """Opens streams for apps, says which streams they may subscribe to, and reads their events."""
+
+    def __init__(self, *, db: Database, mastodon: MastodonService, watcher: ChangeWatcher) -> None:
+        self._db = db
+        self._mastodon = mastodon
+        self.watcher = watcher
+        self._per_account: Counter[str] = Counter()
+
+    async def connect(self, token: str | None) -> ClientAuth:
+        """The caller of a stream, with no scope asked yet (each stream asks its own), bound to
+        its account as for the REST API; 401 as the streaming server words it for a token
+        missing or not known, 403 for one bound to no account it may read."""
+        if not token:
+            raise BylineError(Code.UNAUTHENTICATED, MISSING_TOKEN)
+        try:
+            return await self._mastodon.authenticate(token, scope=None)
+        except BylineError as exc:
+            if exc.code is Code.UNAUTHENTICATED:
+                raise BylineError(Code.UNAUTHENTICATED, INVALID_TOKEN) from None
+            raise
+
+    def subscription(
+        self, auth: ClientAuth, name: object, *, tag: object = None, list_id: object = None,
+    ) -> Subscription:
+        """A stream the caller may listen to, with its parameters; else a refusal worded as the
+        streaming server words it (400 for a stream or parameter that is not one, 401 for a
+        scope the token lacks or a list that is not the account's)."""
+        if not isinstance(name, str) or name not in _SCOPES:
+            raise BylineError(Code.BAD_REQUEST, UNKNOWN_STREAM)
+        if not auth.caller.may(_SCOPES[name]):
+            raise BylineError(Code.UNAUTHENTICATED, NO_SCOPE)
+        if name.startswith("hashtag"):
+            if not isinstance(tag, str) or not tag.strip() or len(tag) > 100:
+                raise BylineError(Code.BAD_REQUEST, "Missing tag name parameter")
+            return Subscription(name=name, tag=tag.strip())
+        if name == "list":
+            if not isinstance(list_id, str) or not list_id:
+                raise BylineError(Code.BAD_REQUEST, "Missing list name parameter")
+            if self._mastodon.platform(auth) != "mastodon" or not list_id.isdigit() or len(list_id) > 24:
+                # Lists are the instance's: an account elsewhere has none to stream.
+                raise BylineError(Code.UNAUTHENTICATED, "Not authorized to stream this list")
+            return Subscription(name=name, list_id=list_id)
+        return Subscription(name=name)
+
+    @contextlib.asynccontextmanager
+    async def open(self, auth: ClientAuth, token: str) -> AsyncIterator[Feed]:
+        """A feed for one stream of the caller's, from the log as it stands now, for as long as
+        the stream is open; 429 past ``STREAMS_PER_TOKEN`` of its token's or
+        ``STREAMS_PER_ACCOUNT`` of its account's, 503 once the gateway is stopping."""
+        if self._per_account[auth.account] >= STREAMS_PER_ACCOUNT:
+            raise BylineError(Code.TOO_MANY_REQUESTS, "Too many streams are open for this account", retry_after=30)
+        self._per_account[auth.account] += 1
+        try:
+            async with self.watcher.listen(f"token:{auth.token_hash}") as listener:
+                async with self._db.read() as txn:
+                    start = await sql.log_size(txn)
+                logger.info("stream_opened", account=auth.account, user=auth.caller.user)
+                yield Feed(streams=self, listener=listener, auth=auth, token=token, cursor=start)
+        finally:
+            self._per_account[auth.account] -= 1
+            if self._per_account[auth.account] <= 0:
+                del self._per_account[auth.account]
+
+    async def still_reads(self, feed: Feed) -> None:
+        """Raises :class:`StreamEnded` once the feed's token no longer reads its account (revoked,
+        expired, its person's role gone, or its account no longer managed here). A database that
+        does not answer ends nothing: the next check asks again."""
+        try:
+            auth = await self._mastodon.authenticate(feed.token, scope=None)
+        except BylineError as exc:
+            if exc.code in (Code.UNAUTHENTICATED, Code.FORBIDDEN):
+                logger.info("stream_ended", account=feed.auth.account, reason=exc.code.value)
+                raise StreamEnded(going_away=False) from None
+            return  # the database, say, not answering: ends nothing; the next check asks again
+        except Exception as exc:
+            if unavailable(exc):
+                return
+            raise
+        if auth.account != feed.auth.account:
+            # A token bound to no account reads its person's only account: now another one.
+            raise StreamEnded(going_away=False)
+        feed.auth = auth
+
+    async def events_for(self, feed: Feed) -> list[StreamEvent]:
+        """The events of the feed's account since its cursor, rendered as the REST API renders
+        the post now; the cursor moves past them. A post the caller may not see is left out, and
+        so is an ``update`` for a post no longer out (deleted since: its ``delete`` follows)."""
+        auth = feed.auth
+        async with self._db.read() as txn:
+            end, rows = await sql.account_entries(txn, account=auth.account, start=feed.cursor,
+                                                  types=tuple(EVENTS), limit=ENTRIES_PER_READ)
+        out: list[StreamEvent] = []
+        for row in rows:
+            event, post_id = EVENTS[str(row["type"])], row["post_id"]
+            if not isinstance(post_id, str):
+                continue
+            post = await self._mastodon.own_post(auth, post_id)
+            if post is None:
+                continue
+            if event == "delete":
+                out.append(StreamEvent(event=event, post_id=post_id, status=None))
+            elif State(post.state) is State.PUBLISHED:
+                out.append(StreamEvent(event=event, post_id=post_id, status=await self._mastodon.render(auth, post)))
+        feed.cursor = end
+        if len(rows) == ENTRIES_PER_READ:
+            feed.listener.wake()  # maybe more than one read's worth: the rest at the next round
+        return out
+
+    async def close(self) -> None:
+        """End every stream (the gateway is stopping)."""
+        await self.watcher.close()
