@@ -63,6 +63,17 @@ def content_sha256(
     return hashlib.sha256(canonical.dumps(hashed)).hexdigest()
 
 
+def reason_sha256(reason: str | None, *, salt: str | None) -> str | None:
+    """The hash a rejection or dismissal records of its reason, in place of the reason: salted
+    with the post's content salt, so that nobody reading the public log can confirm a guess of
+    it (a reason may quote the words that never went out). None when no reason was given, or
+    for a post stored before it had a salt (an unsalted hash of a short reason is a guess away
+    from it); the reason itself is kept with the decision in the database."""
+    if not reason or salt is None:
+        return None
+    return hashlib.sha256(canonical.dumps({"reason": reason, "salt": salt})).hexdigest()
+
+
 def described(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """A post's uploads as a version keeps them (``post_versions.media``): each one's id and
     alt text, in its order (an id with no row left out)."""

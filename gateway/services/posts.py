@@ -51,7 +51,7 @@ from gateway.services.authorization import (
     retry_cause,
     visible_accounts,
 )
-from gateway.services.content import new_content_salt, stored_content
+from gateway.services.content import new_content_salt, reason_sha256, stored_content
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -708,8 +708,11 @@ class PostService:
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
             await self._cas(ltx, current, new_state, expires_at=None)
+            # The reason stays with the decision: the log is public, the post never goes out, and
+            # a reason may well quote its words. The entry holds a salted hash of it.
             await ltx.append("post.rejected", actor=caller.user, account=current.account,
-                             post=post_id, data={"version": version, "reason": reason,
+                             post=post_id, data={"version": version,
+                                                 "reason_sha256": reason_sha256(reason, salt=current.content_salt),
                                                  "state": new_state.value, "policy_sha256": in_force.sha256})
             return await cancel_waiting_replies(ltx, current, new_state)
 
@@ -721,8 +724,10 @@ class PostService:
     @_under_policy_in_force
     async def _simple(
         self, /, caller: Caller, post_id: str, act: Act, action: Action, event: str,
-        data: dict[str, Any] | None = None, **changes: Any,
+        data: dict[str, Any] | None = None, *, reason: tuple[str, str | None] | None = None, **changes: Any,
     ) -> PostView:
+        """``reason``: the decision (``dismiss``) and the reason given for it, kept with the
+        post's decisions and only as a salted hash in the entry (see :meth:`reject`)."""
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, act)
 
@@ -731,8 +736,15 @@ class PostService:
             in_force = await self._authorized(ltx, caller, current, act)
             new_state = transition(State(current.state), action)
             await self._cas(ltx, current, new_state, **changes)
+            said = dict(data or {})
+            if reason is not None:
+                decision, words = reason
+                if words:
+                    await sql.insert_decision(ltx.txn, post_id=post_id, version=current.version,
+                                              approver=caller.user, decision=decision, reason=words, at=ltx.now)
+                said["reason_sha256"] = reason_sha256(words, salt=current.content_salt)
             await ltx.append(event, actor=caller.user, account=current.account, post=post_id,
-                             data={"state": new_state.value, **(data or {}), "policy_sha256": in_force.sha256})
+                             data={"state": new_state.value, **said, "policy_sha256": in_force.sha256})
             return new_state, await cancel_waiting_replies(ltx, current, new_state)
 
         new_state, replies = await self.appender.submit(work)
@@ -751,7 +763,7 @@ class PostService:
     async def dismiss(self, caller: Caller, post_id: str, *, reason: str | None) -> PostView:
         """A writer declines a suggestion."""
         return await self._simple(
-            caller, post_id, Act.DISMISS, Action.DISMISS, "post.dismissed", {"reason": reason}
+            caller, post_id, Act.DISMISS, Action.DISMISS, "post.dismissed", reason=("dismiss", reason)
         )
 
     async def retry(self, caller: Caller, post_id: str) -> PostView:
@@ -1126,10 +1138,18 @@ def post_view(
     events = None
     if entries is not None:
         events = []
+        # A rejection's or dismissal's reason is kept with the decision, not in the public log:
+        # its people read it beside the entry, as the entry once carried it.
+        said = {(d["approver"], int(d["version"]), d["decision"]): d["reason"] for d in decisions or ()}
         for e in entries:
             body = json.loads(bytes(e["entry"]))
+            data = body["data"]
+            decision = _REASONED.get(body["type"])
+            if decision is not None and "reason_sha256" in data:
+                version_of = data.get("version", post.version)
+                data = {**data, "reason": said.get((body["actor"], int(version_of), decision))}
             events.append(EventView(index=LogIndex(int(e["idx"])), type=body["type"], actor=body["actor"],
-                                    ts=body["ts"], data=body["data"]))
+                                    ts=body["ts"], data=data))
     return PostView(
         id=post.id, account=post.account, author=post.author, editors=post.editors, state=post.state,
         text=post.text, display_text=shown, version=version, options=post.options,
@@ -1151,11 +1171,16 @@ def post_view(
             DecisionView(approver=UserName(d["approver"]), decision=d["decision"], reason=d["reason"],
                          version=int(d["version"]), at=Micros(int(d["created_at"])),
                          current=int(d["version"]) == version)
-            for d in decisions
+            for d in decisions if d["decision"] in _APPROVALS
         ),
         events=None if events is None else tuple(events),
     )
 
+
+_REASONED: Final = {"post.rejected": "reject", "post.dismissed": "dismiss"}
+"""The entries whose reason is kept with the post's decisions, and the decision it is kept as."""
+_APPROVALS: Final = frozenset({"approve", "reject"})
+"""The decisions a post's approvals list: a dismissal's row only keeps its reason."""
 
 _VERSIONED: Final = frozenset({"post.submitted", "post.edited", "post.revised", "post.redecided"})
 """Log events that make a version of a post."""

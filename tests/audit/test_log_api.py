@@ -231,3 +231,28 @@ async def test_readyz_is_ready_with_a_signed_log(gateway: Gateway) -> None:
     status, body = await gateway.call(None, "GET", "/readyz")
     assert status == 200, body
     assert "log" not in body["problems"]
+
+
+async def test_reasons_for_ending_a_post_stay_off_the_public_log(gateway: Gateway) -> None:
+    """A rejection's or a dismissal's reason, which may quote the words that never went out, is
+    not in the public entries nor on the audit page; the account's people still read it."""
+    held = await gateway.submit("carol", "cosigned", "Acme merger closes Friday")
+    said = "Not before the board: drop 'Acme merger closes Friday'"
+    assert (await gateway.act("bob", held["id"], "reject", {"reason": said}))[0] == 200
+    suggestion = await gateway.submit("dave", "managed", "Layoffs in Ohio next week")
+    assert (await gateway.act("carol", suggestion["id"], "dismiss", {"reason": "Layoffs in Ohio: never"}))[0] == 200
+    size = await gateway.log_size()
+    status, body = await gateway.call(None, "GET", f"/log/entries?start=0&end={size}")
+    assert status == 200
+    public = b"".join(base64.b64decode(e["leaf"]) for e in body["entries"])
+    for page in (f"/audit?kind=post&q={held['id']}", f"/audit?kind=post&q={suggestion['id']}",
+                 "/audit?kind=person&q=bob", "/audit?kind=person&q=carol"):
+        status, text = await _text(gateway, page)
+        assert status == 200
+        public += text.encode()
+    assert b"Acme" not in public and b"Ohio" not in public
+    rejected = await gateway.get("carol", held["id"])
+    assert [e["data"].get("reason") for e in rejected["events"] if e["type"] == "post.rejected"] == [said]
+    dismissed = await gateway.get("dave", suggestion["id"])
+    assert [e["data"].get("reason") for e in dismissed["events"]
+            if e["type"] == "post.dismissed"] == ["Layoffs in Ohio: never"]
