@@ -368,7 +368,7 @@ class Notifier:
         elif kind == "post.published" and post is not None:
             out.update(url=data.get("url"), remote_id=data.get("remote_id"), text=post.published_text)
         elif kind == "post.failed":
-            out.update(error=data.get("error"), attempt=data.get("attempt"))
+            out.update(error=_failure(data, post), attempt=data.get("attempt"))
         elif kind == "policy.changed":
             change = str(entry.get("type", "")).removeprefix("policy.")
             out.update(change=change, file=data.get("file"), sha256=data.get("sha256"),
@@ -439,7 +439,7 @@ class Notifier:
         if kind == "post.failed":
             return {
                 "subject": f"Your post for {account} could not be published",
-                "body": f"Your post for {account} could not be published: {data.get('error')}\n\n"
+                "body": f"Your post for {account} could not be published: {_failure(data, post)}\n\n"
                         f"Retry or cancel it: {page}\n",
             }
         return None
@@ -582,3 +582,10 @@ def smtp_from_settings(url: str | None, *, sender: str) -> SmtpServer | None:
     """The SMTP server ``BYLINE_SMTP_URL`` names, if any."""
     return SmtpServer.from_url(url, sender=sender) if url else None
 
+
+def _failure(data: Mapping[str, Any], post: PostRecord | None) -> Any:
+    """Why a post failed, as its people are told: the post's last error, in full (the log's
+    entry says only the kind of failure, see ``publisher.public_failure``)."""
+    if post is not None and post.last_error:
+        return post.last_error
+    return data.get("error")

@@ -82,6 +82,27 @@ def idempotency_key(post_id: str, version: int) -> str:
     return f"byline-{post_id}-v{version}"
 
 
+def public_failure(error: AdapterError) -> str:
+    """What the public log says of an attempt that failed: the kind of failure, in Byline's
+    words, and the platform's status. Not the platform's answer, nor a message built on it: a
+    platform may quote the post back (what it replies to, a word it refused), and a post that
+    never goes out keeps its words from the public. The post's people read the whole of it as
+    the post's last error, and the webhooks and emails about it carry that."""
+    if error.auth_failed:
+        what = "the platform refused the account's credential"
+    elif error.status == 429:
+        what = "the platform asked to slow down"
+    elif error.status is not None and (error.status >= 500 or error.status == 408):
+        what = "the platform failed"
+    elif error.status is not None:
+        what = "the platform refused the post"
+    elif error.retryable:
+        what = "the platform could not be reached, or Byline could not send it yet"
+    else:
+        what = "Byline could not send it"
+    return f"{what} (HTTP {error.status})" if error.status is not None else what
+
+
 def backoff_seconds(attempt: int) -> float:
     """How long to wait before attempt ``attempt + 1``: 5 s doubling, at most an hour."""
     return float(min(5 * 2 ** max(attempt - 1, 0), 3600))
@@ -799,7 +820,7 @@ class Publisher:
                 new_state = transition(state, Action.FAIL)
                 changes: dict[str, Any] = {"state": new_state.value, "last_error": detail,
                                            "lease_until": None, "updated_at": ltx.now}
-                data: dict[str, Any] = {"state": new_state.value, "error": detail,
+                data: dict[str, Any] = {"state": new_state.value, "error": public_failure(error),
                                         "attempt": claim.attempt}
                 event = "post.failed"
             else:
@@ -807,7 +828,7 @@ class Publisher:
                 at = ltx.now + int(delay * _SECOND)
                 changes = {"state": new_state.value, "last_error": detail, "publish_at": at,
                            "lease_until": None, "updated_at": ltx.now}
-                data = {"state": new_state.value, "error": detail, "attempt": claim.attempt,
+                data = {"state": new_state.value, "error": public_failure(error), "attempt": claim.attempt,
                         "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
                 event = "post.deferred"
             if not await sql.compare_and_set(

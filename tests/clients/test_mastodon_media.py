@@ -4,11 +4,15 @@ instance would refuse is refused when it is uploaded."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import pytest
 from mastodon import MastodonAPIError
 
+from adapters.base import AdapterError
+from adapters.mastodon import MastodonAdapter
 from gateway.appkeys import DB, HOUSEKEEPER
 from tests.clients.world import World
 
@@ -134,3 +138,32 @@ async def test_a_file_the_instance_cannot_process_fails_its_post_with_the_reason
     assert (failed["state"], failed["attempts"]) == ("failed", 1)
     assert "could not process the upload (image/png, 72 bytes)" in failed["last_error"]
     assert world.upstream.statuses(world.upstream_account) == []
+
+
+async def test_a_platform_answer_quoting_a_post_that_failed_stays_off_the_public_log(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A platform's refusal may quote the post back. The post never went out, so its words
+    stay private: the public entries say what kind of failure it was and the status, the post's
+    people read the platform's whole answer as its last error. Before, the answer was in the
+    public ``post.failed`` entry."""
+    quoted = "Validation failed: 'Acme merger closes Friday' is not allowed here"
+
+    async def refused(self: MastodonAdapter, post: Any) -> Any:
+        raise AdapterError(f"POST /api/v1/statuses answered 422: {quoted}", retryable=False, status=422,
+                           detail=quoted)
+
+    monkeypatch.setattr(MastodonAdapter, "publish", refused)
+    api = await world.client("alice", "masto")
+    status = await world.run(api.status_post, "Acme merger closes Friday")
+    await world.gateway.tick()
+    failed = await world.gateway.get("alice", str(status.id))
+    assert failed["state"] == "failed"
+    assert quoted in failed["last_error"]
+    size = await world.gateway.log_size()
+    code, body = await world.gateway.call(None, "GET", f"/log/entries?start=0&end={size}")
+    assert code == 200
+    entries = [json.loads(base64.b64decode(e["leaf"])) for e in body["entries"]]
+    [entry] = [e for e in entries if e["type"] == "post.failed"]
+    assert entry["data"]["error"] == "the platform refused the post (HTTP 422)"
+    assert b"Acme" not in b"".join(base64.b64decode(e["leaf"]) for e in body["entries"])
