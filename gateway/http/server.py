@@ -8,7 +8,8 @@ aiohttp reads each connection with a ``RequestHandler``; ``GatewayProtocol`` is 
   with its status (431 for a line too long, 400 otherwise), and never echoes the request back;
 * gives a client ``request_read_seconds`` to send a whole request, headers and body, from its
   first byte (the first request: from the connection's opening). One that trickles is answered
-  408 and cut off, whatever the handler was waiting for;
+  408 and cut off, whatever the handler was waiting for. Once a connection is a WebSocket its
+  frames are no request: the clock stops for good (the socket's heartbeat ends a dead one);
 * counts the open connections of each client address, and answers the one past
   ``connections_per_address`` with a 429 before closing it;
 * routes a request to the Mastodon and XRPC surfaces without its path's trailing slashes
@@ -120,8 +121,9 @@ class GatewayProtocol(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """Parse as aiohttp does; a request's first byte starts its clock, its last stops it."""
-        if data and self._deadline is None and not (self._force_close or self._close):
+        """Parse as aiohttp does; a request's first byte starts its clock, its last stops it.
+        An open WebSocket's frames are no request: its own heartbeat says whether it lives."""
+        if data and self._deadline is None and not (self._force_close or self._close or self._websocket()):
             self._start_clock()
         seen = self._request_count
         super().data_received(data)
@@ -168,9 +170,14 @@ class GatewayProtocol(web.RequestHandler):
             self._deadline.cancel()
             self._deadline = None
 
+    def _websocket(self) -> bool:
+        """Whether the connection is an open WebSocket (its frames go to its reader)."""
+        return self._payload_parser is not None
+
     def _too_slow(self) -> None:
         self._deadline = None
-        if self.transport is None or self._force_close:
+        if self.transport is None or self._force_close or self._websocket():
+            # A WebSocket opened while its clock ran (frames sent before the handshake's answer).
             return
         seconds = self._limits.read_seconds
         logger.info("request_too_slow", seconds=seconds, address=self._address)

@@ -310,6 +310,30 @@ async def test_streams_per_token_are_bounded(world: World) -> None:
             await ws.close()
 
 
+async def test_a_websocket_outlives_the_request_read_clock(db_url: str, policy_dir: Path, clock: ManualClock) -> None:
+    """The clock that cuts off a client slow to send its request does not run on an open
+    WebSocket: one that has subscribed (and answered pings) still hears its posts go out after
+    BYLINE_REQUEST_READ_SECONDS, as it would for hours."""
+    write_policy(policy_dir, "solo", """
+        account: solo
+        platform: sandbox
+        handle: "@erin"
+        tier: direct
+        owner: erin
+    """)
+    async with started_gateway(db_url, policy_dir, clock, request_read_seconds=1) as gw, \
+            aiohttp.ClientSession() as session:
+        token = await gw.app[IDENTITY].create(user="erin", account="solo")
+        base = str(gw.client.make_url("")).rstrip("/").replace("http", "ws", 1)
+        ws = await session.ws_connect(f"{base}/api/v1/streaming", protocols=(token,))
+        await ws.send_json({"type": "subscribe", "stream": "user"})
+        await ws.ping()
+        await asyncio.sleep(2.5)  # the read clock runs on the event loop's time, not the gateway's clock
+        post = await gw.submit("erin", "solo", "Still listening")
+        assert await gw.tick() == 1
+        message = await _message(ws)
+        assert message["event"] == "update" and json.loads(message["payload"])["id"] == post["id"]
+        await ws.close()
 
 
 async def test_a_post_made_through_another_replica_reaches_the_stream(
