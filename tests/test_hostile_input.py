@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
@@ -350,6 +351,26 @@ async def test_malformed_http_is_answered_in_json(db_url: str, policy_dir: Path,
                                     status, word)
         status, body = await gw.call(None, "GET", "/healthz")
         assert (status, body) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("target", [
+    "http://[bad/api/v1/streaming/user?access_token={token}",  # not a URL: yarl's refusal names it
+    "/api/v1/streaming/user?access_token={token}\x01",  # a control character in the query
+])
+async def test_malformed_requests_do_not_repeat_a_token(
+    db_url: str, policy_dir: Path, clock: ManualClock, target: str,
+) -> None:
+    """A request target the parser refuses is not repeated in the answer or the log: the
+    streaming API takes its token in the query (``access_token``), as Mastodon's does."""
+    async with _served(db_url, policy_dir, clock) as gw:
+        assert gw.client.server.host is not None and gw.client.port is not None
+        token = gw.tokens["alice"]
+        request = f"GET {target.format(token=token)} HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1")
+        with capture_logs() as logged:
+            status, _, body = await _raw_exchange(gw.client.server.host, gw.client.port, request)
+        assert (status, json.loads(body)["error"]) == (400, "bad_request"), body
+        assert token not in body.decode(), body
+        assert logged and token not in repr(logged), logged
 
 
 async def _trickle(port: int, head: bytes, *, every: float, most: int, drop: bytes = b"x") -> tuple[bytes, float]:

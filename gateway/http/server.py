@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -32,7 +33,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, InvalidURLError, LineTooLong
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
@@ -69,15 +70,24 @@ def _answer(status: int, error: str, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
+_PLAIN_WORDS = re.compile(r"[A-Za-z][A-Za-z ,-]{0,99}")
+"""What the parser says of a request in words alone (``Invalid char in url query``), not in
+the request's own bytes."""
+
+
 def _refusal(exc: HttpProcessingError, line_limit: int) -> tuple[int, str]:
     """The status and message for a request aiohttp's parser refused; the request's bytes are
-    not repeated (they may be 8 KB of anything, a token among them)."""
+    not repeated (they may be 8 KB of anything, a token among them: the streaming API takes one
+    in the query). The parser's own words are kept only when they are words alone: some of its
+    refusals quote the request (a target that is no URL is given whole, query and all)."""
     if isinstance(exc, LineTooLong):
         return 431, f"the request line or a header line is longer than {line_limit} bytes"
     if isinstance(exc, BadHttpMethod):
         return 400, "the request's method is not an HTTP method this server knows"
     status = exc.code if 400 <= exc.code < 500 else 400
-    what = exc.message.split("\n", 1)[0].strip().rstrip(":")[:100] or "it cannot be read"
+    what = exc.message.split("\n", 1)[0].strip().rstrip(":")
+    if isinstance(exc, InvalidURLError) or not _PLAIN_WORDS.fullmatch(what):
+        what = "the request target is not a URL" if isinstance(exc, InvalidURLError) else "it cannot be read"
     return status, f"the request is not valid HTTP/1.1: {what}"
 
 
