@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -290,6 +291,53 @@ async def test_a_revoked_token_ends_its_streams(world: World, monkeypatch: pytes
         assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION)
     status, _ = await _get(world, "/api/v1/streaming/user", token)
     assert status == 401
+
+
+async def test_an_event_stream_that_stops_reading_is_cut_off(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app that stops reading its event stream (its connection open, its window shut) holds
+    no stream for ever: once what is written to it does not go out within a keepalive, the
+    stream ends and its connection closes, so its revoked token stops counting (and the gateway
+    need not wait for it to stop). A WebSocket's heartbeat cuts such a socket off already."""
+    monkeypatch.setattr(streaming_http, "KEEPALIVE_SECONDS", 0.2)
+    token = await world.gateway.app[IDENTITY].create(user="erin", account="solo")
+    key = f"token:{hash_token(token)}"
+    loop = asyncio.get_running_loop()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    stalled.setblocking(False)
+    try:
+        await loop.sock_connect(stalled, ("127.0.0.1", world.gateway.client.port))
+        await loop.sock_sendall(stalled, f"GET /api/v1/streaming/user HTTP/1.1\r\nHost: x\r\n"
+                                         f"Authorization: Bearer {token}\r\n\r\n".encode())
+        for _ in range(50):
+            if world.gateway.app[STREAMS].watcher.streams_of(key):
+                break
+            await asyncio.sleep(0.05)
+        assert world.gateway.app[STREAMS].watcher.streams_of(key) == 1
+        # The loopback's buffers hold megabytes: the gateway's side of each connection is made
+        # small, so that some sixty posts fill it rather than thousands.
+        server = world.gateway.client.server.runner.server  # type: ignore[union-attr]
+        for handler in server.connections:  # type: ignore[union-attr]
+            if handler.transport is not None:
+                handler.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                handler.transport.set_write_buffer_limits(high=4096)
+        for n in range(60):
+            await world.gateway.submit("erin", "solo", f"{n} " + "x" * 480)
+        while await world.gateway.tick():
+            pass
+        for _ in range(100):  # the stream has heard of the posts, and the app takes no more of them
+            if any(h.transport is not None and h.transport.get_write_buffer_size() for h in server.connections):
+                break
+            await asyncio.sleep(0.05)
+        assert await world.gateway.app[IDENTITY].revoke(token)
+        for _ in range(100):
+            if not world.gateway.app[STREAMS].watcher.streams_of(key):
+                break
+            await asyncio.sleep(0.05)
+        assert world.gateway.app[STREAMS].watcher.streams_of(key) == 0
+    finally:
+        stalled.close()
+
 
 
 async def test_streams_per_token_are_bounded(world: World) -> None:

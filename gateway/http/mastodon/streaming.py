@@ -211,13 +211,26 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         return _refused(exc)
 
 
+async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Write to an event stream, or cut it off: an app that has taken nothing for a keepalive
+    (its connection open, its window shut) would otherwise hold its stream for ever, its token
+    revoked or not, since a stream checks its token only between writes."""
+    try:
+        async with asyncio.timeout(KEEPALIVE_SECONDS):
+            await response.write(data)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()  # close() would wait for the buffer the app does not read
+        raise ConnectionResetError("the app stopped reading its stream") from None
+
+
 async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> web.StreamResponse:
     response = web.StreamResponse(headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
     response.content_type = "text/event-stream"
     await response.prepare(request)
     base = base_url(request)
     try:
-        await response.write(b":)\n")
+        await _write(request, response, b":)\n")
         while True:
             try:
                 events = await feed.next(KEEPALIVE_SECONDS)
@@ -226,12 +239,12 @@ async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> 
             if gone(request):
                 break
             if not events:
-                await response.write(b":thump\n")
+                await _write(request, response, b":thump\n")
                 continue
             if sub.name != "user":
                 continue
             for event in events:
-                await response.write(f"event: {event.event}\ndata: {_payload(event, base)}\n\n".encode())
+                await _write(request, response, f"event: {event.event}\ndata: {_payload(event, base)}\n\n".encode())
     except (ConnectionError, asyncio.CancelledError):
         if not gone(request):
             raise
