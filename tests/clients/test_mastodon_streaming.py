@@ -449,3 +449,21 @@ async def test_a_mastodon_account_hears_its_own_post_and_its_edit(world: World) 
         await ws.close()
     # Byline streams from its own record: no stream reaches the instance.
     assert not [r for r in world.upstream.faults.requests if "streaming" in r.path]
+
+
+async def test_head_on_an_event_stream_opens_none(world: World) -> None:
+    """aiohttp answers HEAD on every GET route: a HEAD of an event stream opened one, which sent
+    nothing and held one of the token's eight slots for as long as the app kept it. It is
+    refused (403, as any method the surface does not serve) and holds nothing: the token's eight streams still open after it."""
+    token = await world.token("erin", "solo")
+    async with world.gateway.client.head("/api/v1/streaming/user",
+                                         headers={"Authorization": f"Bearer {token}"}) as answer:
+        assert answer.status == 403  # as any method the Mastodon surface does not serve
+    async with aiohttp.ClientSession() as session:
+        opened = [await session.get(f"{world.base}/api/v1/streaming/user",
+                                    headers={"Authorization": f"Bearer {token}"}) for _ in range(8)]
+        try:
+            assert [a.status for a in opened] == [200] * 8
+        finally:
+            for answer in opened:
+                answer.close()

@@ -88,8 +88,8 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="OK", content_type="text/plain")
 
 
-@routes.get("/v1/streaming")
-@routes.get("/v1/streaming/")
+@routes.get("/v1/streaming", allow_head=False)
+@routes.get("/v1/streaming/", allow_head=False)
 async def websocket(request: web.Request) -> web.StreamResponse:
     """The WebSocket: subscribe and unsubscribe to streams, hear their events."""
     streams = _streams(request)
@@ -195,7 +195,8 @@ class _Socket:
                 await self._socket.close()
 
 
-@routes.get(rf"/v1/streaming/{{path:{_PATHS}}}")
+# No HEAD (aiohttp adds one to every GET route): a HEAD of a stream would hold a slot, sending nothing.
+@routes.get(rf"/v1/streaming/{{path:{_PATHS}}}", allow_head=False)
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """One stream as server-sent events, until the app goes, its token no longer reads the
     account, or the gateway stops."""
@@ -251,7 +252,7 @@ async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> 
     return response
 
 
-@routes.get("/v1/streaming/{path:.*}")
+@routes.get("/v1/streaming/{path:.*}", allow_head=False)
 async def unknown_stream(request: web.Request) -> web.Response:
     """Any other path below ``/api/v1/streaming/``: the caller is checked first, as the
     streaming server checks it, then the stream is unknown (400)."""
