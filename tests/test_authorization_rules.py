@@ -24,6 +24,7 @@ from gateway.services.authorization import (
     check_version,
     contributors_of,
     redecision_cause,
+    retry_cause,
 )
 from gateway.services.posts import Caller
 from gateway.storage.posts import PostRecord
@@ -417,3 +418,38 @@ def test_suggestion_marked_once() -> None:
     """A suggestion already marked author_lost_role is not marked again."""
     suggestion = row(author="erin", state="suggested", approvers=(), reasons=(LOST,))
     assert redecision_cause(BRAND_AFTER, suggestion, frozenset({"alice"})) is None
+
+
+# retry_cause
+
+
+def test_retried_post_lacking_approvals_the_co_signed_policy_counts_is_held_again() -> None:
+    """A failed post put back on an account now co-signed, approved by one approver of the two
+    its policy asks for, is decided again: the approvals it has are counted under the policy now."""
+    got = retry_cause(BRAND, row(state="scheduled", required=2), ["bob"])
+    assert got == {"rule": "policy_changed", "action": "hold",
+                   "reason": "The account's policy now asks for approvals this post has not had"}
+
+
+def test_retried_post_with_the_approvals_it_needs_goes_out() -> None:
+    """A failed post put back with two counting approvals of its version needs no new decision."""
+    assert retry_cause(BRAND, row(state="scheduled", required=2), ["bob", "dave"]) is None
+
+
+def test_retried_post_whose_author_lost_the_role_is_held_for_someone_who_writes() -> None:
+    """A failed post put back after a change took its author off the writers is held for that."""
+    assert retry_cause(BRAND_AFTER, row(state="scheduled", required=2), ["bob", "dave"]) == LOST
+
+
+def test_retried_post_already_decided_again_is_not_held_again_for_its_author() -> None:
+    """A post that people with a role decided again after its author lost theirs may go out."""
+    decided = row(state="scheduled", required=2, reasons=(LOST,))
+    assert retry_cause(BRAND_AFTER, decided, ["bob", "dave"]) is None
+
+
+def test_retried_post_decided_again_still_needs_the_approvals_asked_now() -> None:
+    """Being decided again once after the author lost their role does not excuse a post from
+    the approvals the co-signed policy now asks for."""
+    decided = row(state="scheduled", required=1, reasons=(LOST,))
+    got = retry_cause(BRAND_AFTER, decided, ["bob"])
+    assert got is not None and got["rule"] == "policy_changed"

@@ -205,10 +205,13 @@ def retry_cause(
     before it goes out, if it must: what a pending post would have been decided again for when
     the policy changed while this one lay failed (the account turned co-signed or asks for more
     approvals, the author's role went). A post already decided again by people with a role
-    since its author lost theirs is not held for that again."""
+    since its author lost theirs is not held for that again, but is for what else the policy
+    now asks (more approvals than it was held for, or than it has)."""
     cause = redecision_cause(loaded, post, None, approved)
     if cause is AUTHOR_LOST_ROLE and decided_again(post):
-        return None
+        # An empty ``before``: no one lost a role in this change, so the lost role is no cause
+        # and the causes after it are still looked at.
+        return redecision_cause(loaded, post, frozenset(), approved)
     return cause
 
 
