@@ -1461,3 +1461,425 @@ def test_an_approval_from_someone_the_policy_no_longer_names_does_not_send_a_pos
     ]
     log, _ = logged(dave_approves=True)
     assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+# ---- rules the clean mutation run of 2026-12-05 found unpinned ------------------------------
+
+ANNOUNCING = summary(owner="alice", writers=["alice"]) | {"announce": True}
+TWO_VOICES = summary(owner="alice", writers=["alice", "carol"]) | {"announce": True}
+LONG_P1, LONG_P2 = "1" * 64, "2" * 64
+
+
+def _numbered(log: SyntheticLog, account: str, policy: dict[str, Any], sha: str, version: int,
+              kind: str = "policy.changed") -> int:
+    """A policy record naming its version, as every gateway now writes them."""
+    return log.add(kind, actor="policy-file", account=account,
+                   data={"file": f"{account}.yaml", "sha256": sha, "policy": policy, "version": version})
+
+
+def _announcement(log: SyntheticLog, post: str, version: int, sha: str, *, account: str = "brand",
+                  actor: str = "policy-file", state: str = "scheduled", required: int = 0,
+                  submitted_under: str | None = None, announces: bool = True) -> int:
+    """The policy file's post announcing policy ``version`` (``sha``) of ``account``."""
+    data: dict[str, Any] = {
+        "version": 1, "text_hash": log.commit(f"announcement {post}"), "state": state, "approvers": [],
+        "required": required, "policy_sha256": sha if submitted_under is None else submitted_under}
+    if announces:
+        data["announces"] = {"version": version, "policy_sha256": sha}
+    return log.add("post.submitted", actor=actor, account=account, post=post, data=data)
+
+
+def _voice_changed(log: SyntheticLog, account: str = "brand") -> None:
+    """Version 1 has alice alone write; version 2 adds carol, and asks for announcements."""
+    _numbered(log, account, ANNOUNCING, "p1", 1, kind="policy.loaded")
+    _numbered(log, account, TWO_VOICES, "p2", 2)
+
+
+def test_an_announcement_of_the_version_just_recorded_passes_on_each_account(tmp_path: Path) -> None:
+    """Each account's version 2 changed its voice and is announced once, and goes out: the
+    same version number on two accounts is two announcements, not one made twice."""
+    log = SyntheticLog()
+    for account, post in (("brand", "100"), ("team", "200")):
+        _voice_changed(log, account)
+        _announcement(log, post, 2, "p2", account=account)
+        _publish(log, post, account)
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+NOT_JUST_RECORDED = ("post 100 announces policy version 2 of brand, which is not the version the log recorded "
+                     "for it just before: an announcement without the policy change that caused it")
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("no change", "post 100 announces policy version 2 of brand, which changed nothing of the account's voice: "
+                  "an announcement without the policy change that caused it"),
+    ("no announcements asked", "post 100 announces policy version 2 of brand, which asks for no announcements"),
+    ("a version never recorded", "post 100 announces policy version 3 of brand, which is not the version the log "
+                                 "recorded for it just before: an announcement without the policy change that "
+                                 "caused it"),
+    ("another policy named", NOT_JUST_RECORDED),
+    ("submitted under another policy", NOT_JUST_RECORDED),
+    ("held", "announcement 100 was submitted as held needing 0 approvals: the policy file is its authorisation, "
+             "it goes out at once"),
+    ("needing an approval", "announcement 100 was submitted as scheduled needing 1 approvals: the policy file is "
+                            "its authorisation, it goes out at once"),
+    ("by a writer", "post 100 of brand is an announcement of a change of voice submitted by alice, not by the "
+                    "policy file"),
+    ("announcing nothing", "the policy file submitted post 100 to brand, which announces no policy version"),
+])
+def test_an_announcement_no_policy_change_caused_is_named_for_what_it_lacks(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    """Each forged announcement is named at its entry, and with what is wrong with it."""
+    log = SyntheticLog()
+    if case == "no change":
+        _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
+        _numbered(log, "brand", ANNOUNCING | {"delay_seconds": 60}, "p2", 2)
+    elif case == "no announcements asked":
+        _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
+        _numbered(log, "brand", {k: v for k, v in TWO_VOICES.items() if k != "announce"}, "p2", 2)
+    else:
+        _voice_changed(log)
+    bad = {
+        "a version never recorded": lambda: _announcement(log, "100", 3, "p2"),
+        "another policy named": lambda: _announcement(log, "100", 2, "p1", submitted_under="p2"),
+        "submitted under another policy": lambda: _announcement(log, "100", 2, "p2", submitted_under="p1"),
+        "held": lambda: _announcement(log, "100", 2, "p2", state="held"),
+        "needing an approval": lambda: _announcement(log, "100", 2, "p2", required=1),
+        "by a writer": lambda: _announcement(log, "100", 2, "p2", actor="alice"),
+        "announcing nothing": lambda: _announcement(log, "100", 2, "p2", announces=False),
+    }.get(case, lambda: _announcement(log, "100", 2, "p2"))()
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {bad}: {expected}"]
+
+
+def test_a_second_announcement_of_one_version_is_named(tmp_path: Path) -> None:
+    """Two gateways must not both announce one change: the second is named."""
+    log = SyntheticLog()
+    _voice_changed(log)
+    _announcement(log, "100", 2, "p2")
+    again = _announcement(log, "101", 2, "p2")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {again}: post 101 announces policy version 2 of brand a second time"
+    ]
+
+
+def test_an_announcement_waiting_to_go_out_is_not_held_by_a_policy_removal(tmp_path: Path) -> None:
+    """An announcement answers to the version it announces, not to a writer's role: the policy
+    going and coming back before it is claimed leaves it to go out as it was."""
+    log = SyntheticLog()
+    _voice_changed(log)
+    _announcement(log, "100", 2, "p2")
+    log.add("policy.removed", actor="policy-file", account="brand", data={"file": "brand.yaml", "version": 3})
+    _numbered(log, "brand", TWO_VOICES, "p2", 4, kind="policy.loaded")
+    _publish(log, "100", "brand")
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+def test_a_removal_is_numbered_like_any_policy_record(tmp_path: Path) -> None:
+    """A removal names its version (the account's next record); one that names another is named."""
+    def removal(version: int) -> tuple[SyntheticLog, int]:
+        log = SyntheticLog()
+        _numbered(log, "brand", DIRECT, "p1", 1, kind="policy.loaded")
+        at = log.add("policy.removed", actor="policy-file", account="brand",
+                     data={"file": "brand.yaml", "version": version})
+        return log, at
+
+    log, _ = removal(2)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+    log, bad = removal(3)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: policy.removed for brand says policy version 3, but it is the account's policy record "
+        "number 2: a version recorded twice, or one left out"
+    ]
+
+
+@pytest.mark.parametrize(("after", "named"), [(300, False), (301, True)])
+def test_the_policy_removed_judges_an_action_naming_it_for_the_grace_and_no_longer(
+    tmp_path: Path, after: int, named: bool
+) -> None:
+    """After the policy went, an action naming it is judged by it for as long as a gateway may
+    take to see the change, 300 s and not a second more; past that it is named, with the removal
+    and the policy's first twelve hex digits."""
+    log = SyntheticLog()
+    log.policy("brand", DIRECT, LONG_P1)
+    removed = log.add("policy.removed", actor="policy-file", account="brand", data={"file": "brand.yaml"})
+    log.wait(after - 1)
+    late = log.submit("1", author="alice", account="brand", sha=LONG_P1)
+    assert messages(log.verify(tmp_path / "x.export")) == ([
+        f"entry {late}: alice submitted a post to brand under policy 111111111111, {after} s after entry {removed} "
+        "replaced it: longer than the 300 s a gateway may take to see a policy change"
+    ] if named else [])
+
+
+def test_a_policy_recorded_late_is_named_by_its_first_twelve_digits(tmp_path: Path) -> None:
+    """The finding for a policy recorded long after an action named it shows its short name."""
+    log = SyntheticLog()
+    log.policy("brand", DIRECT, LONG_P1)
+    early = log.submit("1", author="alice", account="brand", sha=LONG_P2)
+    log.wait(400)
+    recorded = log.policy("brand", DIRECT, LONG_P2, kind="policy.changed")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {early}: alice submitted a post to brand under policy 222222222222, which entry {recorded} recorded "
+        "401 s later: longer than the 300 s a gateway may take to record a policy it reads"
+    ]
+
+
+def test_a_profile_byline_names_a_version_the_log_recorded_before_it(tmp_path: Path) -> None:
+    """A byline set for version 1 after version 1 is recorded passes; one for version 2 is named."""
+    log = SyntheticLog()
+    _numbered(log, "brand", DIRECT, "p1", 1, kind="policy.loaded")
+    log.add("profile.updated", actor="system", account="brand",
+            data={"version": 1, "text": "Written by: alice", "platform": "sandbox"})
+    bad = log.add("profile.updated", actor="system", account="brand",
+                  data={"version": 2, "text": "Written by: alice", "platform": "sandbox"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: profile.updated for brand names policy version 2, which the log has not recorded for it "
+        "(it has 1)"
+    ]
+
+
+def _stamps(*seconds: int) -> str:
+    """Entry times, as ``Chunk.stamps`` holds them: ``seconds`` after midnight, one an entry."""
+    return "".join(f"2026-01-01T00:{s // 60:02d}:{s % 60:02d}.000000Z" for s in seconds)
+
+
+def test_the_replay_one_fact_at_a_time_compares_words_and_content_and_follows_policy_changes() -> None:
+    """``feed`` with the words and content each entry commits to finds what ``feed_flat`` does:
+    a claim sending other words, and other media, than its version; and a policy change
+    between two entries is followed (by the policy each action names)."""
+    facts: list[tuple[Fact, str | None, str | None]] = [
+        (("policy.loaded", "policy-file", "solo", None, ("s1", DIRECT, None)), None, None),
+        (("policy.changed", "policy-file", "solo", None, ("s2", DIRECT, None)), None, None),
+        (("post.submitted", "alice", "solo", "1", (1, "scheduled", (), 0, "s1")), "hello", "c1"),
+        (("post.publishing", "system", "solo", "1", ("s2", 1)), "goodbye", "c2"),
+    ]
+    one, run = Replay(), Replay()
+    for offset, (fact, words, content) in enumerate(facts):
+        one.feed(20 + offset, fact, words, content)
+    run.feed_flat(20, [part for offset, (fact, _, _) in enumerate(facts) for part in (offset, *fact)],
+                  words={2: "hello", 3: "goodbye"}, contents={2: "c1", 3: "c2"})
+    for replay in (one, run):
+        assert replay.findings == [
+            (23, "post 1 sent out other words than its version 1 (written by alice)"),
+            (23, "post 1 sent out other media or options than its version 1 (an upload, its alt text, the content "
+                 "warning or visibility changed after it was written and approved)"),
+        ]
+
+
+def test_entry_times_are_read_for_the_run_being_fed() -> None:
+    """A run starting at entry 10 reads its own times: the action 400 s after the change is
+    named; an entry with no time (the verifier names its ts) is judged by the policy it names."""
+    facts: list[Fact] = [
+        ("policy.loaded", "policy-file", "brand", None, ("p1", DIRECT | {"writers": ["alice", "carol"]}, None)),
+        ("policy.changed", "policy-file", "brand", None, ("p2", DIRECT, None)),
+        ("post.submitted", "carol", "brand", "1", (1, "scheduled", (), 0, "p1")),
+    ]
+    flat = [part for offset, fact in enumerate(facts) for part in (offset, *fact)]
+    late = Replay()
+    late.feed_flat(10, flat, stamps=_stamps(0, 1, 401))
+    assert late.findings == [(12, "carol submitted a post to brand under policy p1, 400 s after entry 11 replaced "
+                                  "it: longer than the 300 s a gateway may take to see a policy change")]
+    untimed = Replay()
+    untimed.feed_flat(10, flat, stamps=_stamps(0) + " " * len(_stamps(0)) + _stamps(401))
+    assert untimed.findings == []
+
+
+def test_a_co_signed_summary_asking_no_approvals_still_asks_one(tmp_path: Path) -> None:
+    """A co-signed policy that names approvers asks for at least one approval, whatever count
+    its summary says: a post submitted there needing none is named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED | {"required": 0}, "p1")
+    bad = log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=0,
+                     sha="p1")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: post 1 was submitted to co-signed brand as held needing 0 approvals, not held for 1"
+    ]
+
+
+def test_the_suggester_a_submission_names_put_words_into_it(tmp_path: Path) -> None:
+    """A post naming its suggester (``suggested_by``) without the suggestion it came from: the
+    suggester's approval is still an approval of their own words."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("text of 1"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "suggested_by": "bob"})
+    bad = _approve(log, "1", "bob")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: bob approved post 1 (version 1), which has their words"
+    ]
+
+
+def test_the_disclosure_credits_the_suggester_of_an_adopted_post(tmp_path: Path) -> None:
+    """Carol adopts erin's suggestion: what goes out credits both, as the policy's line says;
+    leaving erin out is named."""
+    policy = SIGNED | {"suggesters": ["erin"]}
+
+    def sent(text: str) -> list[str]:
+        log = SyntheticLog()
+        log.policy("brand", policy, "p1")
+        log.submit("s", author="erin", account="brand", state="suggested", sha="p1")
+        log.add("post.adopted", actor="carol", account="brand", post="s",
+                data={"state": "adopted", "version": 1, "policy_sha256": "p1"})
+        log.add("post.submitted", actor="carol", account="brand", post="1", data={
+            "version": 1, "text_hash": log.commit("text of s"), "state": "held", "approvers": ["bob", "dave"],
+            "required": 1, "policy_sha256": "p1", "suggested_by": "erin", "adopted_from": "s"})
+        _approve(log, "1", "bob", state="scheduled")
+        _publish(log, "1", "brand", text=text)
+        return messages(log.verify(tmp_path / "x.export"))
+
+    assert sent("text of s\n\n—carol, suggested by erin") == []
+    assert sent("text of s\n\n—carol") == [
+        "entry 5: post 1 sent out other words than its version 1 (written by carol)"
+    ]
+
+
+def test_a_claim_counts_the_approvals_of_the_approvers_named_now_and_a_claim_again_does_not(
+    tmp_path: Path
+) -> None:
+    """Bob and dave approve; the admin then replaces dave with erin. A first claim under the new
+    policy has one approval from its approvers of the two it asks: named. A claim again after a
+    lease ran out sends what the first claim, made before the change, was judged to send."""
+    def logged(claimed_before: bool) -> tuple[SyntheticLog, int]:
+        log = SyntheticLog()
+        log.policy("brand", COSIGNED, "p1")
+        log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2,
+                   sha="p1")
+        _approve(log, "1", "bob")
+        _approve(log, "1", "dave", state="scheduled")
+        claim = {"attempt": 1, "version": 1, "text_hash": log.commit("text of 1"), "policy_sha256": "p1"}
+        if claimed_before:
+            log.add("post.publishing", actor="system", account="brand", post="1", data=claim)
+        log.policy("brand", COSIGNED | {"approvers": ["bob", "carol", "erin"]}, "p2", kind="policy.changed")
+        at = log.add("post.publishing", actor="system", account="brand", post="1",
+                     data=claim | {"attempt": 2, "policy_sha256": "p2"})
+        log.add("post.published", actor="system", account="brand", post="1",
+                data={"remote_id": "r1", "url": "https://example.social/1", "version": 1})
+        return log, at
+
+    log, claim = logged(claimed_before=False)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 went out on co-signed brand with 1 approvals from its approvers, "
+        "where its policy asks for 2"
+    ]
+    log, _ = logged(claimed_before=True)
+    assert messages(log.verify(tmp_path / "again.export")) == []
+
+
+def test_a_claim_whose_text_is_not_kept_is_not_compared(tmp_path: Path) -> None:
+    """A claim again whose text was erased from beside the log (only its hash is left) is not
+    judged on its words, though the first claim's were."""
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    _approve(log, "1", "bob", state="scheduled")
+    claim = {"attempt": 1, "version": 1, "text_hash": log.commit("text of 1\n\n—carol"), "policy_sha256": "p1"}
+    log.add("post.publishing", actor="system", account="brand", post="1", data=claim)
+    erased = log.commit("text of 1\n\n—carol", salt=b"fedcba9876543210")
+    log.texts[erased] = (log.texts[erased][0], None)
+    log.add("post.publishing", actor="system", account="brand", post="1",
+            data=claim | {"attempt": 2, "text_hash": erased})
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+@pytest.mark.parametrize("policy", [
+    summary(owner="bob", writers=["bob"], tier="delayed"),  # its delay not in the summary
+    summary(owner="bob", writers=["bob"]) | {"delay_seconds": 600},  # a delay without the tier
+])
+def test_a_revision_is_named_where_words_wait_by_tier_or_by_delay(tmp_path: Path, policy: dict[str, Any]) -> None:
+    """A delayed tier and a delay each keep words from going out at once: a revision is named."""
+    log = SyntheticLog()
+    log.policy("slow", policy, "d1")
+    log.submit("1", author="bob", account="slow", sha="d1")
+    _publish(log, "1", "slow")
+    bad = log.add("post.revised", actor="bob", account="slow", post="1",
+                  data={"version": 2, "text_hash": log.commit("bob's"), "state": "published"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: post 1 was revised on slow, whose policy does not send words out at once"
+    ]
+
+
+def test_a_revision_or_a_deletion_with_no_policy_in_force_is_named(tmp_path: Path) -> None:
+    """Once the account's policy went, a revision or a deletion naming none is named; a revised
+    post is at its revision's version, and an approval of it is named for that too."""
+    log = SyntheticLog()
+    _solo_published(log)
+    log.add("post.revised", actor="alice", account="solo", post="1",
+            data={"version": 2, "text_hash": log.commit("alice's"), "state": "published"})
+    approved = log.add("post.approved", actor="bob", account="solo", post="1",
+                       data={"version": 1, "count": 1, "required": 1, "state": "published"})
+    log.add("policy.removed", actor="policy-file", account="solo", data={"file": "solo.yaml"})
+    revised = log.add("post.revised", actor="alice", account="solo", post="1",
+                      data={"version": 3, "text_hash": log.commit("alice's again"), "state": "published"})
+    deleted = log.add("post.deleted", actor="alice", account="solo", post="1", data={"state": "deleted"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {approved}: post.approved of post 1, which was published: its life does not go that way",
+        f"entry {approved}: bob approved post 1 but is not one of its approvers",
+        f"entry {approved}: approval of version 1 of post 1, which is at version 2",
+        f"entry {revised}: alice revised a post of solo, which had no policy in force",
+        f"entry {deleted}: alice deleted a post of solo, which had no policy in force",
+    ]
+
+
+def test_a_retry_is_judged_by_the_policy_it_names(tmp_path: Path) -> None:
+    """Alice owned the account when she retried bob's failed post, under the policy a change
+    replaced a moment before: judged by that policy, the retry passes."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["bob"]), "s1")
+    log.submit("1", author="bob", account="solo", sha="s1")
+    log.add("post.publishing", actor="system", account="solo", post="1",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit("text of 1"), "policy_sha256": "s1"})
+    log.add("post.failed", actor="system", account="solo", post="1", data={"state": "failed"})
+    log.policy("solo", summary(owner="dave", writers=["bob"]), "s2", kind="policy.changed")
+    log.add("post.retried", actor="alice", account="solo", post="1", data={"state": "scheduled", "policy_sha256": "s1"})
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+def test_a_system_cancel_follows_the_parent_an_edit_names_and_only_a_known_post(tmp_path: Path) -> None:
+    """A reply whose edit made it reply to another post is cancelled with that post, not with
+    the one it replied to before; a cancel naming a post never submitted, and one for a
+    suggestion adopted into no post the log holds, are each named."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    log.submit("3", author="alice", account="solo", sha="s1")
+    _reply(log, "2", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.edited", actor="alice", account="solo", post="2", data={
+        "version": 2, "text_hash": log.commit("reply, edited"), "state": "scheduled", "policy_sha256": "s1",
+        "options": {"reply_to_post": "3"}})
+    log.add("post.cancelled", actor="alice", account="solo", post="1", data={"state": "cancelled",
+                                                                             "policy_sha256": "s1"})
+    old = _system_cancel(log, "2", "1", account="solo")
+    _reply(log, "4", "9", account="solo", author="alice", state="scheduled")
+    unknown = _system_cancel(log, "4", "9", account="solo")
+    log.policy("team", MANAGED, "m1")
+    log.submit("s", author="dave", account="team", state="suggested", sha="m1")
+    log.add("post.adopted", actor="bob", account="team", post="s",
+            data={"state": "adopted", "version": 1, "policy_sha256": "m1"})
+    _reply(log, "5", "s", account="team", author="bob", state="scheduled")
+    adopted = _system_cancel(log, "5", "s", account="team")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {old}: system cancelled post 2 for the post it replies to, 1, but it replies to 3",
+        f"entry {unknown}: system cancelled post 4 for the post it replies to, 9, which is not a post of solo",
+        f"entry {adopted}: system cancelled post 5 with the post it replies to, s, which was adopted: it had not ended",
+    ]
+
+
+def test_only_the_gateways_failure_lets_it_retry_a_reply_with_its_parent(tmp_path: Path) -> None:
+    """A failure recorded by a person, naming the parent, is not the gateway's: a system retry
+    of the reply on its strength is named."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _reply(log, "2", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.publishing", actor="system", account="solo", post="1",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit("text of 1")})
+    log.add("post.failed", actor="system", account="solo", post="1", data={"state": "failed", "attempt": 1})
+    log.add("post.failed", actor="alice", account="solo", post="2",
+            data={"state": "failed", "attempt": 0, "reply_to_post": "1"})
+    log.add("post.retried", actor="alice", account="solo", post="1", data={"state": "scheduled", "policy_sha256": "s1"})
+    bad = log.add("post.retried", actor="system", account="solo", post="2",
+                  data={"state": "scheduled", "reply_to_post": "1", "policy_sha256": "s1"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: system retried post 2 with the post it replies to, 1, though it had not failed for that post"
+    ]
