@@ -428,3 +428,19 @@ def test_defaults_refuse_outside_and_http(tmp_path: Path) -> None:
     assert [(i.file, i.line, i.key) for i in issues] == [("a.yaml", 4, "credentials"), ("a.yaml", 3, "api")]
     assert all(isinstance(i, PolicyIssue) for i in issues)
     assert os.fspath(tmp_path) not in " ".join(str(i) for i in issues)
+
+
+def test_an_env_refusal_names_the_rule_and_the_names_allowed(tmp_path: Path) -> None:
+    """What the admin reads for a refused ``env:`` credential: the reserved prefix it matched,
+    or every prefix BYLINE_CREDENTIAL_ENV allows."""
+    rules = CredentialRules(policy_dir=tmp_path, env_prefixes=("BRAND_", "TEAM_"))
+    with pytest.raises(ValueError) as reserved:
+        rules.env_name("PGPASSWORD")
+    assert str(reserved.value) == (
+        "env:PGPASSWORD is one of Byline's own settings or its database's (PG…), never a credential"
+    )
+    with pytest.raises(ValueError) as outside:
+        rules.env_name("CLOUD_SECRET_KEY")
+    assert str(outside.value) == (
+        "env:CLOUD_SECRET_KEY does not start with one of the names BYLINE_CREDENTIAL_ENV allows (BRAND_, TEAM_)"
+    )
