@@ -399,6 +399,44 @@ async def test_a_post_held_again_for_its_author_lost_role_asks_as_many_approvals
 
 
 
+async def test_a_post_decided_again_for_its_authors_role_is_held_at_its_retry_for_approvals_asked_since(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """carol's post, held again once the policy took her off the writers, is approved by bob and
+    fails on the platform; the policy then asks for two approvals. Alice's retry holds it at once
+    for them (before, the retry put it back scheduled: its author's lost role, already decided,
+    hid the approvals it now lacks until the publisher came to it)."""
+    three = BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
+    write_policy(policy_dir, "brand", three)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Launch")
+    without_carol = three.replace("writers: [alice, carol]", "writers: [alice]")
+    write_policy(policy_dir, "brand", without_carol)
+    await gateway.sync_policies()
+    held = await gateway.get("bob", post["id"])
+    assert [r["rule"] for r in held["reasons"]] == ["author_lost_role"], held
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": held["version"]})
+    assert status == 200 and body["state"] == "scheduled", body
+
+    async def refuse(*, account: str, post: object) -> object:
+        raise AdapterError("the instance refused it", retryable=False, status=422)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway.app[SANDBOX], "create", refuse)
+        await _publish_due(gateway)
+    assert (await gateway.get("alice", post["id"]))["state"] == "failed"
+    write_policy(policy_dir, "brand", without_carol.replace("required: 1", "required: 2"))
+    await gateway.sync_policies()
+
+    status, body = await gateway.act("alice", post["id"], "retry")
+    assert status == 200, body
+    assert (body["state"], body["approvals_required"]) == ("held", 2), body
+    assert "policy_changed" in [r["rule"] for r in body["reasons"]], body
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    await _verify_log(gateway, tmp_path)
+
+
 CONFIRMED = """
     account: pencil
     platform: sandbox
