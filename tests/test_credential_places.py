@@ -444,3 +444,19 @@ def test_an_env_refusal_names_the_rule_and_the_names_allowed(tmp_path: Path) -> 
     assert str(outside.value) == (
         "env:CLOUD_SECRET_KEY does not start with one of the names BYLINE_CREDENTIAL_ENV allows (BRAND_, TEAM_)"
     )
+
+
+def test_policy_check_keeps_to_the_secrets_directory_it_is_given(tmp_path: Path) -> None:
+    """``check_dir`` judges each file under the rules it is handed (the operator's secrets
+    directory), not those of the policy directory alone."""
+    policy_dir, vault = tmp_path / "policies", tmp_path / "vault"
+    policy_dir.mkdir()
+    vault.mkdir()
+    (vault / "token").write_text("t")
+    (policy_dir / "a.yaml").write_text(
+        f"account: a\nplatform: mastodon\ninstance: https://m.example\ncredentials: file:{vault / 'token'}\n"
+        "tier: direct\nowner: alice\n")
+    good, issues = check_dir(policy_dir, rules=CredentialRules(policy_dir=policy_dir, secrets_dir=vault))
+    assert list(good) == ["a"] and issues == []
+    _, issues = check_dir(policy_dir)
+    assert [i.file for i in issues] == ["a.yaml"] and "outside the secrets directory" in issues[0].message

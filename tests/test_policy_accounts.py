@@ -125,6 +125,32 @@ def test_the_policy_in_force_stays_and_the_newcomer_is_refused(tmp_path: Path) -
     assert registry.errors == {}
 
 
+def test_a_file_changed_to_speak_as_another_account_keeps_its_policy_in_force(tmp_path: Path) -> None:
+    """brand-quick posts as its own account; its file is then changed to carry brand's token.
+    The change is refused, naming brand.yaml, and brand-quick's policy in force stays as it was
+    (a refused file leaves what was in force, here too); brand's stays as well."""
+    own = QUICK.replace("env:BRAND_TOKEN", "env:QUICK_TOKEN")
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": own})
+    registry = PolicyRegistry(directory=directory)
+    assert [(c.account, c.kind) for c in registry.reload()] == [("brand", "loaded"), ("brand-quick", "loaded")]
+    brand, quick = registry.get("brand"), registry.get("brand-quick")
+    write_policy(directory, "brand-quick", QUICK)
+    assert registry.reload() == []
+    assert registry.get("brand") == brand and registry.get("brand-quick") == quick
+    (issue,) = registry.errors["brand-quick.yaml"]
+    assert "same mastodon account as brand.yaml" in issue.message
+
+
+def test_two_files_naming_one_credential_file_two_ways_are_both_refused(tmp_path: Path) -> None:
+    """``file:secrets/token`` and ``file:./secrets/token`` are one credential, read from the
+    policy directory: two new files naming it on one instance are both refused."""
+    one = QUICK.replace("env:BRAND_TOKEN", "file:secrets/token")
+    directory = make_policy_dir(tmp_path, {"one": one.replace("brand-quick", "one"),
+                                           "two": one.replace("brand-quick", "two").replace("secrets/", "./secrets/")})
+    good, issues = check_dir(directory)
+    assert good == {} and [i.file for i in issues] == ["one.yaml", "two.yaml"]
+
+
 async def _errors(gw: object, user: str = "alice") -> dict[str, str]:
     status, body = await gw.call(user, "GET", "/v1/policies/errors")  # type: ignore[attr-defined]
     assert status == 200, body

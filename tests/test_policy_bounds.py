@@ -101,3 +101,32 @@ async def test_a_bomb_leaves_the_last_good_policy_in_force(db_url: str, tmp_path
         assert "holds more than 100000 values" in body["refused"][0]["message"]
         resp = await gw.client.get("/healthz")
         assert resp.status == 200
+
+
+def test_a_file_of_exactly_the_limit_loads_and_one_byte_more_is_refused(tmp_path: Path) -> None:
+    """The size limit is inclusive: a policy file of 256 KiB loads, and at 256 KiB and one byte
+    ``byline policy check`` refuses it with its size (an issue of the whole file, under no key)."""
+    text = "account: a\nplatform: sandbox\ntier: direct\nowner: alice\n# "
+    path = tmp_path / "a.yaml"
+    path.write_text(text + "x" * (loader.MAX_POLICY_BYTES - len(text) - 1) + "\n")
+    assert load_file(path).policy.account == "a"
+    path.write_text(text + "x" * (loader.MAX_POLICY_BYTES - len(text)) + "\n")
+    with pytest.raises(PolicyFileError) as refused:
+        load_file(path)
+    assert refused.value.issues == [loader.PolicyIssue(
+        file="a.yaml", line=None, key="",
+        message=f"is {loader.MAX_POLICY_BYTES + 1} bytes, over the limit of {loader.MAX_POLICY_BYTES} "
+                "for a policy file",
+    )]
+
+
+def test_a_policy_path_that_cannot_be_read_says_why(tmp_path: Path) -> None:
+    """A path that is no file (here a directory named like a policy) is refused as unreadable,
+    with the system's reason, as an issue of the whole file."""
+    path = tmp_path / "a.yaml"
+    path.mkdir()
+    with pytest.raises(PolicyFileError) as refused:
+        load_file(path)
+    assert refused.value.issues == [loader.PolicyIssue(
+        file="a.yaml", line=None, key="", message=f"cannot read: [Errno 21] Is a directory: '{path}'",
+    )]

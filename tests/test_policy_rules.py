@@ -529,3 +529,38 @@ def test_reload_goes_past_a_file_it_cannot_read(tmp_path: Path, monkeypatch: pyt
     assert registry.reload() == [PolicyChange(account="direct", kind="loaded", old=None, new=load_file(direct))]
     message = f"[Errno 13] Permission denied: '{tmp_path}/aaa.yaml'"
     assert registry.errors == {"aaa.yaml": [PolicyIssue(file="aaa.yaml", line=None, key="", message=message)]}
+
+
+VOICE_BASE = "account: a\nplatform: sandbox\ntier: direct\nowner: alice\n"
+ANNOUNCE_PLACES = "use {account}, {handle}, {voice}, {url}, {version}"
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{voice", "the template does not read as text with {places}: expected '}' before end of string"),
+    ("By {voice!r}", "the template may only use {account}, {url}, {voice}, not {voice}"),
+    ("By {voice:>9}", "the template may only use {account}, {url}, {voice}, not {voice}"),
+    ("{{x}} {writers}", "the template may only use {account}, {url}, {voice}, not {writers}"),
+    ("By {voice}\\nand more", "the template is one line: it may not hold a line break"),
+    ("By {voice}\\rand more", "the template is one line: it may not hold a line break"),
+])
+def test_a_profile_byline_template_keeps_to_its_places_on_one_line(template: str, message: str) -> None:
+    """A byline template is refused, with what the admin must change, for braces that do not
+    close, a place with a conversion or a format, a name that is no place (after escaped
+    braces too), and a line break of either kind."""
+    issues = _issues(VOICE_BASE + f'profile:\n  byline: true\n  template: "{template}"\n', "a")
+    assert [(i.key, i.message) for i in issues] == [("profile.template", message)]
+
+
+@pytest.mark.parametrize(("template", "unknown"), [
+    ("{bogus} at {url}", "bogus"),  # at the very start
+    ("{voice}{bogus} {url}", "bogus"),  # right after a known one
+    ("{} at {url}", ""),  # empty braces
+    ("{voice} {bogus} {url} {", "bogus"),  # before a brace that never closes
+])
+def test_an_announcement_template_names_its_first_unknown_placeholder(template: str, unknown: str) -> None:
+    """Every ``{name}`` of an announcement's template is a placeholder, wherever it stands: the
+    first that is not is named, with the ones there are."""
+    issues = _issues(VOICE_BASE + f'announce:\n  voice_changes: true\n  template: "{template}"\n', "a")
+    assert [(i.key, i.message) for i in issues] == [
+        ("announce.template", f"unknown placeholder {{{unknown}}}: {ANNOUNCE_PLACES}")
+    ]
