@@ -5,6 +5,8 @@ run on both databases.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -130,3 +132,28 @@ def test_a_policy_path_that_cannot_be_read_says_why(tmp_path: Path) -> None:
     assert refused.value.issues == [loader.PolicyIssue(
         file="a.yaml", line=None, key="", message=f"cannot read: [Errno 21] Is a directory: '{path}'",
     )]
+
+
+def test_a_policy_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    """A file that does not say its size (a pipe, here with more than the limit behind it) is
+    read no further than the limit and a byte: refused for those bytes, whatever follows."""
+    path = tmp_path / "a.yaml"
+    os.mkfifo(path)
+
+    def write() -> None:
+        try:
+            with path.open("wb") as pipe:
+                pipe.write(b"#" * (loader.MAX_POLICY_BYTES + 4096))
+        except BrokenPipeError:
+            pass  # the reader stopped at the limit: what it was meant to do
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        with pytest.raises(PolicyFileError) as refused:
+            load_file(path)
+    finally:
+        writer.join(timeout=10)
+    assert [i.message for i in refused.value.issues] == [
+        f"is {loader.MAX_POLICY_BYTES + 1} bytes, over the limit of {loader.MAX_POLICY_BYTES} for a policy file"
+    ]
