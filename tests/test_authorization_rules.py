@@ -453,3 +453,11 @@ def test_retried_post_decided_again_still_needs_the_approvals_asked_now() -> Non
     decided = row(state="scheduled", required=1, reasons=(LOST,))
     got = retry_cause(BRAND_AFTER, decided, ["bob"])
     assert got is not None and got["rule"] == "policy_changed"
+
+
+def test_retried_post_decided_again_is_held_for_approvals_that_do_not_count_now() -> None:
+    """A post decided again after its author lost their role, held for as many approvals as the
+    policy asks but approved by fewer of its approvers, is held again at its retry."""
+    decided = row(state="scheduled", required=2, reasons=(LOST,))
+    got = retry_cause(BRAND_AFTER, decided, ["bob"])
+    assert got is not None and got["rule"] == "policy_changed"

@@ -19,6 +19,8 @@ from aiohttp.test_utils import TestServer
 from gateway.app import PROFILES
 from gateway.appkeys import DB, PEOPLE
 from gateway.clock import ManualClock
+from gateway.policy import byline as byline_text
+from gateway.policy.announce import voice_words
 from gateway.policy.loader import PolicyFileError, parse_policy
 from gateway.storage import profiles as profile_sql
 from tests.audit.logtools import verified_by_cli
@@ -464,3 +466,85 @@ def test_verify_catches_a_byline_without_its_policy_version(tmp_path: Path) -> N
                 "entry 2: profile.updated for other names policy version 1",
                 "entry 3: profile.updated lacks data.version, data.text or data.platform")
     assert all(any(line.startswith(e) for line in found) for e in expected), found
+
+
+# -- what the byline says, and whether it fits, as pure rules -------------------------------------
+
+FAMILY = "\U0001F469\u200D\U0001F469\u200D\U0001F467"  # one grapheme of 18 bytes
+
+
+@pytest.mark.parametrize(("policy", "said"), [
+    (summary(owner="alice", writers=["alice"]), "its owner"),
+    (summary(owner="alice", writers=["alice", "carol"]), "its owner and a team"),
+    (summary(owner="dave", writers=["bob"], tier="managed"), "a team, for its owner"),
+    (summary(owner="alice", writers=["alice", "carol"], approvers=["alice"], tier="co-signed"),
+     "its owner and a team, approved by the owner"),
+    (summary(owner="alice", writers=["carol"], approvers=["alice", "bob"], tier="co-signed"),
+     "a team, approved by the owner or a co-signer"),
+    (summary(owner="alice", writers=["carol"], approvers=["bob"], tier="co-signed"), "a team, approved by a co-signer"),
+    (summary(owner="alice", writers=["alice"], approvers=["bob"], tier="delayed"), "its owner"),
+])
+def test_the_byline_says_who_writes_and_who_approves(policy: dict[str, Any], said: str) -> None:
+    """The voice in words for each tier: approvers are named only where the account is co-signed."""
+    assert byline_text.voice(policy) == said
+
+
+def test_a_byline_renders_its_places() -> None:
+    """``{voice}``, ``{url}`` (the public page, one slash before ``@``) and ``{account}``."""
+    got = byline_text.render("{voice} · {url} · {account}", summary=summary(owner="alice", writers=["alice"]),
+                             account="brand", public_url="https://byline.example/")
+    assert got == "its owner · https://byline.example/@brand · brand"
+
+
+def test_a_mastodon_field_is_split_at_the_first_colon() -> None:
+    """Name before the first ``": "``, value after it (colons and all); no colon: a field "Byline"."""
+    assert byline_text.mastodon_field("Written by: its owner: really") == byline_text.MastodonField(
+        name="Written by", value="its owner: really")
+    assert byline_text.mastodon_field("no colon here") == byline_text.MastodonField(
+        name="Byline", value="no colon here")
+
+
+@pytest.mark.parametrize(("platform", "text", "problem"), [
+    ("mastodon", "n" * 255 + ": " + "v" * 255, None),
+    ("mastodon", "n" * 256 + ": v", "the Mastodon field's name would be 256 characters; Mastodon takes at most 255"),
+    ("mastodon", "n: " + "v" * 256, "the Mastodon field's value would be 256 characters; Mastodon takes at most 255"),
+    ("mastodon", ": v", "the Mastodon field would have no name (the text before the first ': ')"),
+    ("bluesky", "b" * 256, None),
+    ("bluesky", "b" * 257, "the line would be 257 characters; a Bluesky description takes at most 256"),
+    ("bluesky", FAMILY * 142 + "bbbb", None),  # 2,560 bytes
+    ("bluesky", FAMILY * 142 + "bbbbb", "the line would be 147 characters; a Bluesky description takes at most 256"),
+    ("x", "x" * 160, None),
+    ("x", "x" * 161, "the line would be 161 characters; an X description takes at most 160"),
+    ("sandbox", "s" * 500, None),
+])
+def test_a_byline_fits_each_platforms_profile_to_the_character(platform: str, text: str, problem: str | None) -> None:
+    """Each platform's limit is inclusive: a Mastodon field's name and value, a Bluesky
+    description's graphemes and bytes, an X description's characters; the sandbox has none."""
+    assert byline_text.too_long(platform, text) == problem
+
+
+@pytest.mark.parametrize(("account", "room"), [("brand", 96), ("a" * 60, 92)])
+def test_a_template_is_checked_with_room_for_the_public_address(account: str, room: int) -> None:
+    """A template is measured with a public address of 64 characters (or the account's page on
+    an empty host, for a name too long to leave room): it fits to the last character."""
+    assert byline_text.check_fits("x", "{url}" + "y" * room, summary={}, account=account) is None
+    with pytest.raises(ValueError) as refused:
+        byline_text.check_fits("x", "{url}" + "y" * (room + 1), summary={}, account=account)
+    assert str(refused.value) == ("the line would be 161 characters; an X description takes at most 160 "
+                                  "(counting a public address of 64 characters)")
+
+
+def test_an_x_byline_without_oauth1_keys_says_what_to_name() -> None:
+    """The whole message an admin reads for an X byline without OAuth 1.0a keys."""
+    x = "account: a\nplatform: x\ncredentials: env:T\ntier: direct\nowner: alice\nprofile:\n  byline: true\n"
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy(x, name="a.yaml", expected_account="a")
+    assert [(i.key, i.message) for i in refused.value.issues] == [(
+        "profile.oauth1", "X changes a profile only through API v1.1 with OAuth 1.0a user keys, which the account's "
+        "OAuth 2 token is not: name where they are kept (env:NAME or file:PATH)")]
+
+
+def test_an_announcement_names_a_team_of_one() -> None:
+    """A managed account run by one writer: the announcement names them alone."""
+    assert voice_words(summary(owner="dave", writers=["bob"], tier="managed")) == (
+        "managed by a team (bob); dave, its owner, suggests")
