@@ -149,6 +149,9 @@ def test_two_files_naming_one_credential_file_two_ways_are_both_refused(tmp_path
                                            "two": one.replace("brand-quick", "two").replace("secrets/", "./secrets/")})
     good, issues = check_dir(directory)
     assert good == {} and [i.file for i in issues] == ["one.yaml", "two.yaml"]
+    registry = PolicyRegistry(directory=directory)
+    assert registry.reload() == [] and registry.policies == {}
+    assert sorted(registry.errors) == ["one.yaml", "two.yaml"]
 
 
 async def _errors(gw: object, user: str = "alice") -> dict[str, str]:
