@@ -72,6 +72,14 @@ def test_refusal_names_the_allowed_actions() -> None:
     assert info.value.details["allowed"] == ["delete"]
 
 
+def test_a_refused_release_is_named_as_the_approval_it_was_asked_as() -> None:
+    """An approval that would release the post, refused, speaks of approving: the word the
+    person used, not the gateway's own name for the step."""
+    with pytest.raises(BylineError) as info:
+        transition(State.PUBLISHED, Action.RELEASE)
+    assert info.value.message == "cannot approve a post that is published"
+
+
 @pytest.mark.parametrize("action", list(Action))
 def test_states_allowing_each_action(action: Action) -> None:
     """The states an action is possible from are exactly those the product allows it from."""
