@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.appkeys import DB, PLATFORMS
 from gateway.clock import ManualClock
+from gateway.policy.announce import render, voice_words
 from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
@@ -391,3 +392,36 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
             "byline": f"{PUBLIC}/audit?kind=post&q={announced['post']}",
         }]
         await verified_by_cli(gw)
+
+
+# -- the announcement's words, as pure rules ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "words"), [
+    ({"tier": "direct", "owner": "alice", "writers": ["alice"]}, "written by its owner"),
+    ({"tier": "direct", "owner": "alice", "writers": ["bob", "alice"]}, "written by alice and bob"),
+    ({"tier": "managed", "owner": "dave", "writers": ["erin", "bob", "carol"]},
+     "managed by a team (bob, carol and erin); dave, its owner, suggests"),
+    ({"tier": "co-signed", "owner": "alice", "writers": ["alice", "carol", "bob"], "approvers": []},
+     "written by alice, bob and carol, each post co-signed by alice"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": []},
+     "written by alice, each post co-signed by its owner"),
+    ({"tier": "delayed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"]},
+     "written by alice, each post after a cooling-off delay, held posts approved by bob, carol and dave"),
+])
+def test_an_announcement_says_who_speaks_in_a_followers_words(policy: dict[str, Any], words: str) -> None:
+    """Each tier in words, names sorted and joined with commas and a last "and"; the owner by
+    name, or as "its owner" where the summary names none; approvers of held posts outside
+    co-signing too."""
+    assert voice_words(policy) == words
+
+
+def test_an_announcement_fills_its_placeholders_and_nothing_else() -> None:
+    """Each placeholder is filled; any other braces (unknown, escaped, unclosed, reversed) stay
+    as written, and a template without any is its own text."""
+    got = render("{account} {handle} v{version}: {voice} {url} {x} {{voice}} }{ {", account="brand",
+                 handle="@brand", summary={"tier": "direct", "owner": "alice", "writers": ["alice"]},
+                 url="https://byline.example/@brand", version=3)
+    assert got == ("brand @brand v3: written by its owner https://byline.example/@brand {x} "
+                   "{written by its owner} }{ {")
+    assert render("no braces at all", account="a", handle="h", summary={}, url="u", version=1) == "no braces at all"
