@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.clock import ManualClock
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.loader import PolicyFileError, PolicyIssue, check_dir, load_file
+from gateway.policy.loader import PolicyFileError, PolicyIssue, PolicyRegistry, check_dir, load_file
 from gateway.services import platforms
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon
@@ -460,3 +460,39 @@ def test_policy_check_keeps_to_the_secrets_directory_it_is_given(tmp_path: Path)
     assert list(good) == ["a"] and issues == []
     _, issues = check_dir(policy_dir)
     assert [i.file for i in issues] == ["a.yaml"] and "outside the secrets directory" in issues[0].message
+
+
+def test_a_file_reference_is_checked_whatever_colons_its_path_holds(tmp_path: Path) -> None:
+    """``file:`` ends at the first colon: a path holding another is still checked, and refused
+    outside the secrets directory."""
+    with pytest.raises(ValueError, match="outside the secrets directory"):
+        CredentialRules(policy_dir=tmp_path).check_reference(f"file:{tmp_path.parent}/token:2")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://platform.example", "must be https:// (plain http:// only on loopback, for development)"),
+    ("http://127.0.0.1:8080", "must be https:// (plain http:// on loopback needs BYLINE_ALLOW_INSECURE_PLATFORMS)"),
+])
+def test_an_address_refusal_says_what_would_be_accepted(tmp_path: Path, url: str, message: str) -> None:
+    """The whole message an admin reads for a plain http:// address, elsewhere and on loopback."""
+    with pytest.raises(ValueError) as refused:
+        CredentialRules(policy_dir=tmp_path).check_address(url)
+    assert str(refused.value) == message
+
+
+def test_a_recorded_policy_is_judged_by_its_directorys_rules_and_refused_alike_again(tmp_path: Path) -> None:
+    """A policy another replica recorded is parsed under this directory's rules (its secrets
+    directory); a text refused once is refused again with the same issues."""
+    directory = tmp_path / "policies"
+    (directory / "secrets").mkdir(parents=True)
+    registry = PolicyRegistry(directory=directory)
+    text = (f"account: a\nplatform: mastodon\ninstance: https://m.example\n"
+            f"credentials: file:{directory / 'secrets' / 'token'}\ntier: direct\nowner: alice\n")
+    loaded = registry.parse(text, account="a", file="a.yaml", sha256="s1")
+    assert (loaded.policy.account, loaded.path, loaded.sha256, loaded.text) == ("a", directory / "a.yaml", "s1", text)
+    bad = text.replace(str(directory / "secrets"), str(tmp_path))
+    with pytest.raises(PolicyFileError) as first:
+        registry.parse(bad, account="a", file="a.yaml", sha256="s2")
+    with pytest.raises(PolicyFileError) as again:
+        registry.parse(bad, account="a", file="a.yaml", sha256="s2")
+    assert first.value.issues and again.value.issues == first.value.issues

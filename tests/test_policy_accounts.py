@@ -107,6 +107,18 @@ def test_files_are_judged_against_the_versions_in_force_when_given(tmp_path: Pat
     assert all(i.message.endswith("neither is used until one of them is removed") for i in issues)
 
 
+def test_another_port_or_path_on_one_host_is_another_server() -> None:
+    """A server is its scheme, host, port (but the default) and path: another port or another
+    path is another server, a trailing slash is not; a credential file whose name holds a colon
+    is one file however its path is written."""
+    mastodon = "platform: mastodon\ninstance: https://m.example/social\ncredentials: env:T\n"
+    assert not _keys(mastodon) & _keys(mastodon.replace("m.example", "m.example:8443"))
+    assert not _keys(mastodon) & _keys(mastodon.replace("/social", "/other"))
+    assert _keys(mastodon) & _keys(mastodon.replace("/social", "/social/"))
+    files = "platform: mastodon\ninstance: https://m.example\ncredentials: file:secrets/brand:2\n"
+    assert _keys(files) & _keys(files.replace("file:secrets/", "file:./secrets/"))
+
+
 def test_the_policy_in_force_stays_and_the_newcomer_is_refused(tmp_path: Path) -> None:
     """A registry with brand in force refuses brand-quick, names brand.yaml, and loads it once
     brand's file is gone and its removal has taken effect."""
