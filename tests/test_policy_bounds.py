@@ -157,3 +157,29 @@ def test_a_policy_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
     assert [i.message for i in refused.value.issues] == [
         f"is {loader.MAX_POLICY_BYTES + 1} bytes, over the limit of {loader.MAX_POLICY_BYTES} for a policy file"
     ]
+
+
+def _solo(account: str, owner: str = "alice") -> str:
+    return f"account: {account}\nplatform: sandbox\ntier: direct\nowner: {owner}\n"
+
+
+def test_reading_the_directory_names_each_files_change_once_left_alone(tmp_path: Path) -> None:
+    """``read`` names what changed in the files (loaded, changed with what was read before,
+    removed) and takes an edit once the file has been left alone for the settle time, to the
+    second, and a removal once the file has been gone that long."""
+    clock = [1000.0]
+    directory = make_policy_dir(tmp_path, {"a": _solo("a"), "b": _solo("b")})
+    registry = PolicyRegistry(directory=directory, settle=5.0, now=lambda: clock[0])
+    assert [(c.account, c.kind, c.old) for c in registry.read()] == [("a", "loaded", None), ("b", "loaded", None)]
+    a, b = registry.files["a"], registry.files["b"]
+    (directory / "a.yaml").write_text(_solo("a", owner="carol"))
+    os.utime(directory / "a.yaml", (1000.0, 1000.0))
+    assert registry.read() == []  # written this very second: perhaps half-way
+    clock[0] = 1005.0
+    changed = registry.read()
+    assert changed == [loader.PolicyChange(account="a", kind="changed", old=a, new=registry.files["a"])]
+    assert registry.files["a"].policy.owner == "carol"
+    (directory / "b.yaml").unlink()
+    assert registry.read() == []  # gone a moment: perhaps being replaced
+    clock[0] = 1010.0
+    assert registry.read() == [loader.PolicyChange(account="b", kind="removed", old=b, new=None)]
