@@ -496,3 +496,15 @@ def test_a_recorded_policy_is_judged_by_its_directorys_rules_and_refused_alike_a
     with pytest.raises(PolicyFileError) as again:
         registry.parse(bad, account="a", file="a.yaml", sha256="s2")
     assert first.value.issues and again.value.issues == first.value.issues
+
+
+def test_a_recorded_policy_for_another_account_is_refused_naming_its_file(tmp_path: Path) -> None:
+    """A text recorded for account a that says it is account b is refused, the issue naming the
+    file it was recorded from."""
+    registry = PolicyRegistry(directory=tmp_path)
+    text = "account: b\nplatform: sandbox\ntier: direct\nowner: alice\n"
+    with pytest.raises(PolicyFileError) as refused:
+        registry.parse(text, account="a", file="a.yaml", sha256="s1")
+    assert [(i.file, i.key, i.message) for i in refused.value.issues] == [
+        ("a.yaml", "account", "must equal the file name: a")
+    ]
