@@ -454,7 +454,8 @@ async def test_a_mastodon_account_hears_its_own_post_and_its_edit(world: World) 
 async def test_head_on_an_event_stream_opens_none(world: World) -> None:
     """aiohttp answers HEAD on every GET route: a HEAD of an event stream opened one, which sent
     nothing and held one of the token's eight slots for as long as the app kept it. It is
-    refused (403, as any method the surface does not serve) and holds nothing: the token's eight streams still open after it."""
+    refused (403, as any method the surface does not serve) and holds nothing: the token's
+    eight streams still open after it."""
     token = await world.token("erin", "solo")
     async with world.gateway.client.head("/api/v1/streaming/user",
                                          headers={"Authorization": f"Bearer {token}"}) as answer:
