@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import structlog
 from aiohttp import web
 
 from bench.postgres import POSTGRES_ADMIN, scratch_database
@@ -250,11 +252,30 @@ async def _lags(url: str) -> tuple[list[float], list[float]]:
         await db.close()
 
 
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """The gateway writing the posts in this process logs its warnings only; its caller's
+    logging (a test's capture, say) is as it was afterwards."""
+    saved = structlog.get_config()
+    logs.configure(level="warning")
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 async def measure(*, posts: int, folder: Path, database_url: str | None = None,
                   spread: float = SPREAD_SECONDS, margin: float = 15.0, say: Callable[[str], None] = print,
                   wait_at_most: float | None = None) -> Outcome:
     """One run: write the posts, start the gateway, watch them go out. The minute (``spread``)
     starts ``margin`` seconds after the setup is expected to end: time for the gateway to start."""
+    with _quiet_logs():
+        return await _measure(posts=posts, folder=folder, database_url=database_url, spread=spread,
+                              margin=margin, say=say, wait_at_most=wait_at_most)
+
+
+async def _measure(*, posts: int, folder: Path, database_url: str | None, spread: float, margin: float,
+                   say: Callable[[str], None], wait_at_most: float | None) -> Outcome:
     url = database_url or f"sqlite:///{folder / 'byline.db'}"
     if url.startswith(("postgresql", "postgres")):
         await _empty_postgres(url)
@@ -275,7 +296,6 @@ async def measure(*, posts: int, folder: Path, database_url: str | None = None,
                         notify_interval_seconds=3600, housekeeping_interval_seconds=3600,
                         policy_reload_seconds=3600)
 
-    logs.configure(level="warning")
     # The gateway's memory with nothing pending, to set that with every post pending beside.
     proc, _ = await _serve(env, folder / "serve-empty.log")
     try:

@@ -694,9 +694,8 @@ class Publisher:
         self.wake()
 
     async def _media(self, claim: Claim) -> tuple[MediaItem, ...]:
-        """The uploads a post carries, in its order: as its claim recorded them (their bytes,
-        alt text and focal point), or the post fails, saying so, rather than send what nobody
-        approved."""
+        """The uploads a post carries, in its order: as its claim recorded them (their bytes and
+        alt text), or the post fails, saying so, rather than send what nobody approved."""
         media_ids = claim.options["media_ids"]
         async with self._db.read() as txn:
             rows = await media_sql.data(txn, list(media_ids))
