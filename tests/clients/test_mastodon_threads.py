@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mastodon import MastodonNotFoundError
@@ -35,6 +36,23 @@ async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.Monkey
         owner: alice
     """)
     assert "slow" in await world.gateway.sync_policies()
+
+
+async def _a_thread_that_failed(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Any, Any]:
+    """alice's 1/2 and 2/2 on the delayed account: the instance refuses 1/2 when it comes due
+    (422), so 1/2 fails, and 2/2 fails for it. The two statuses."""
+    await _slow_masto(world, policy_dir, monkeypatch)
+    api = await world.client("alice", "slow")
+    first = await world.run(api.status_post, "Thread 1/2")
+    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
+    world.upstream.faults.fail_next(status=422, method="POST", path="/api/v1/statuses")
+    world.gateway.clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    world.gateway.clock.advance(2 * SECOND)
+    await world.gateway.tick()
+    return first, second
 
 
 async def test_a_thread_on_a_delayed_account_goes_out_in_order(
@@ -202,15 +220,7 @@ async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_o
     saying to retry 1/2 first. alice retries 1/2 (before: 2/2 stayed failed, and had to be
     retried by hand): 2/2 is retried with it, the gateway's retry naming its parent (as
     ``byline audit who`` tells it), and goes out after 1/2 as a reply to it. The log verifies."""
-    await _slow_masto(world, policy_dir, monkeypatch)
-    api = await world.client("alice", "slow")
-    first = await world.run(api.status_post, "Thread 1/2")
-    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
-    world.upstream.faults.fail_next(status=422, method="POST", path="/api/v1/statuses")
-    world.gateway.clock.advance(timedelta(minutes=10))
-    await world.gateway.tick()
-    world.gateway.clock.advance(2 * SECOND)
-    await world.gateway.tick()
+    first, second = await _a_thread_that_failed(world, policy_dir, monkeypatch)
     _, parent = await world.gateway.call("alice", "GET", f"/v1/posts/{first.id}")
     _, reply = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
     assert (parent["state"], reply["state"]) == ("failed", "failed")
@@ -239,15 +249,7 @@ async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks
     co-signed; alice retries 1/2. Both are held for bob, 2/2 too though alice did not retry it
     herself: the gateway's retry is decided as any retry is, and nothing goes out until bob
     approves, then 1/2 and 2/2 go out in order. The log verifies."""
-    await _slow_masto(world, policy_dir, monkeypatch)
-    api = await world.client("alice", "slow")
-    first = await world.run(api.status_post, "Thread 1/2")
-    second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
-    world.upstream.faults.fail_next(status=422, method="POST", path="/api/v1/statuses")
-    world.gateway.clock.advance(timedelta(minutes=10))
-    await world.gateway.tick()
-    world.gateway.clock.advance(2 * SECOND)
-    await world.gateway.tick()
+    first, second = await _a_thread_that_failed(world, policy_dir, monkeypatch)
     masto = world.gateway.app[REGISTRY].get("masto")
     assert masto is not None
     write_policy(policy_dir, "slow", f"""
