@@ -192,7 +192,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     app[POSTS] = posts = PostService(
         db=db, appender=appender, policies=registry, clock=clock,
-        wake_publisher=publisher.wake, auditors=settings.auditor_names, metrics=metrics,
+        wake_publisher=publisher.wake, at_once=publisher, auditors=settings.auditor_names, metrics=metrics,
     )
     posts.refresh_policies = app[POLICIES].sync
     app[PUBLISHED] = published = PublishedPosts(posts=posts, platforms=platforms)

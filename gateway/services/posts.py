@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import structlog
 
@@ -263,6 +263,17 @@ def new_post_id() -> str:
     return str(candidate)
 
 
+class AtOnce(Protocol):
+    """What takes a post due the moment it is stored straight to its platform: the publisher."""
+
+    async def claim(self, ltx: LogTxn, post: PostRecord) -> Any | None:
+        """Claim ``post`` in the transaction that stores it, or ``None`` to leave it to the
+        publisher's next page of due posts."""
+
+    def send(self, claim: Any) -> None:
+        """Set a claim made by :meth:`claim` on its way, once its transaction has committed."""
+
+
 @dataclass(kw_only=True)
 class PostService:
     """Submit, edit, approve, reject, cancel, adopt, dismiss and read posts, and record what
@@ -274,6 +285,9 @@ class PostService:
     clock: Clock
     wake_publisher: Callable[[], None] = lambda: None
     """Tells the publisher a post may be due sooner than it planned for."""
+    at_once: AtOnce | None = None
+    """Claims a new post that is due at once as it is stored (the direct tier's path): one
+    transaction fewer a post, and no wait for the publisher's next look."""
     auditors: frozenset[str] = frozenset()
     """People who may read every account's posts, and never act on them."""
     metrics: Metrics = NOT_SCRAPED
@@ -420,15 +434,23 @@ class PostService:
         """
         loaded, text, decision = await self._decide_submission(
             caller, account=account, text=text, publish_at=publish_at, options=options)
-        post = await self.appender.submit(
-            self._submit_work(
-                author=caller.user, loaded=loaded, text=text, decision=decision,
-                requested=publish_at, options=options or PostOptions(), suggested_by=None,
-                adopted_from=None, alongside=alongside,
-            )
+        create = self._submit_work(
+            author=caller.user, loaded=loaded, text=text, decision=decision,
+            requested=publish_at, options=options or PostOptions(), suggested_by=None,
+            adopted_from=None, alongside=alongside,
         )
+        at_once = self.at_once
+
+        async def work(ltx: LogTxn) -> tuple[PostRecord, Any | None]:
+            post = await create(ltx)
+            return post, None if at_once is None else await at_once.claim(ltx, post)
+
+        post, claim = await self.appender.submit(work)
         self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
-        self.wake_publisher()
+        if claim is not None and at_once is not None:
+            at_once.send(claim)
+        else:
+            self.wake_publisher()
         if history:
             return await self.view(caller, post.id)
         # The post as it was stored, not read back: a new post has no approvals yet, and what

@@ -498,13 +498,47 @@ class Publisher:
             if len(self._awaiting) < _AWAITING_MOST:
                 self._awaiting.setdefault(parent, {})[reply] = until
         for claim in claims:
-            self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
-            self._inflight.add(claim.post_id)
-            self._claimed[claim.account] = self._claimed.get(claim.account, 0) + 1
-            task = asyncio.create_task(self._send_in_turn(claim), name=f"byline-publish-{claim.post_id}")
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._start(claim)
         return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
+
+    def send(self, claim: Claim) -> None:
+        """Set a claim :meth:`claim` made on its way, once it has committed."""
+        if self._task is not None:
+            self._start(claim)
+        else:  # stopped since: its lease runs out and it is claimed again
+            self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
+
+    def _start(self, claim: Claim) -> None:
+        """Set a claim committed here on its way: after the account's claims before it, one
+        request at a time (see :meth:`_send_in_turn`)."""
+        self._metrics.post_event(self._policies.get(claim.account), "post.publishing", State.PUBLISHING)
+        self._inflight.add(claim.post_id)
+        self._claimed[claim.account] = self._claimed.get(claim.account, 0) + 1
+        task = asyncio.create_task(self._send_in_turn(claim), name=f"byline-publish-{claim.post_id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def claim(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
+        """Claim a post due the moment it is stored, in the transaction that stores it (a
+        direct-tier post, or a delayed one with no delay): :meth:`send` then takes it to its
+        platform once that commits, without waiting for a page of claims. Checked as a page's
+        claims are (:class:`_Claims`); ``None``, leaving it to the next page, where a page
+        does more than a claim: the publisher is not running here, the post replies to one of
+        the account's own, the account has a rate limit or its credential is failing, or this
+        publisher has its fill of claims. The publisher's own state is only read: the work
+        may run again."""
+        if (self._task is None or row.state != State.SCHEDULED.value or "reply_to_post" in row.options
+                or row.account in self._platforms.unhealthy or len(self._sending) >= _IN_FLIGHT
+                or self._claimed.get(row.account, 0) >= _PER_ACCOUNT):
+            return None
+        loaded = self._policies.get(row.account)
+        if loaded is None or loaded.policy.rate_limit is not None:
+            return None
+        claims = _Claims(self, ltx)
+        if not await claims.add(row):
+            return None
+        made = await claims.made()
+        return made[0] if made else None
 
     async def _probe(self, account: str, now: int) -> bool:
         """Ask the platform, at most once a minute, whether an account's credential works again."""
