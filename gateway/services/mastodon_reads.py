@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ _THREAD_MOST = 200
 
 _GONE = (State.CANCELLED, State.DELETED)
 """States in which a status is gone for its app, as ``GET /api/v1/statuses/:id`` has it."""
+
+IDS_MOST = 20
+"""The most statuses one ``GET /api/v1/statuses?id[]=`` asks for (Mastodon's
+``DEFAULT_STATUSES_LIMIT``; more is a validation error there)."""
 
 @dataclass(frozen=True, kw_only=True)
 class PageAsk:
@@ -183,6 +188,35 @@ class MastodonReads:
         if State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         return post
+
+    async def statuses(
+        self, auth: ClientAuth, ids: Sequence[str], *, path: str, base: str
+    ) -> list[StatusView | dict[str, Any]] | Raw:
+        """``GET /api/v1/statuses?id[]=`` (Mastodon 4.3; Phanpy fetches the posts its timeline's
+        replies answer with it): each post Byline made in the app's account that the caller may
+        see and that is not gone, as ``/statuses/:id`` shows it, and the rest asked of the
+        platform (a Mastodon account's instance; none elsewhere), in the order asked, each once.
+        What is not found is left out, as Mastodon leaves out what the viewer may not see."""
+        wanted = list(dict.fromkeys(ids))
+        if len(wanted) > IDS_MOST:
+            raise BylineError(Code.VALIDATION, f"Validation failed: at most {IDS_MOST} statuses at a time")
+        ours: dict[str, StatusView | dict[str, Any]] = {}
+        others: list[str] = []
+        for post_id in wanted:
+            post = await self._mastodon.own_post(auth, post_id)
+            if post is None:
+                others.append(post_id)
+            elif State(post.state) not in _GONE:
+                ours[post_id] = await self._mastodon.render(auth, post)
+        if others:
+            answer = await self._mastodon.passthrough(auth, path, urlencode([("id[]", i) for i in others]), base=base)
+            if answer.status != 200:
+                return answer
+            relayed = json.loads(answer.body)
+            for entity in relayed if isinstance(relayed, list) else ():
+                if isinstance(entity, dict) and str(entity.get("id")) in others:
+                    ours.setdefault(str(entity["id"]), entity)
+        return [ours[i] for i in wanted if i in ours]
 
     async def source(self, auth: ClientAuth, post_id: str, *, path: str, base: str) -> SourceView | Raw:
         """``GET /api/v1/statuses/:id/source``: the words as written, without the disclosure

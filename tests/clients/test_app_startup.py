@@ -175,3 +175,17 @@ async def test_a_quote_post_is_refused_not_sent_without_its_quote(world: World) 
         me = await resp.json()
     assert await _get(world, f"/api/v1/accounts/{me['id']}/statuses", erin) == []
     assert await _get(world, "/api/v1/scheduled_statuses", erin) == []
+
+
+async def test_statuses_by_id_mix_byline_posts_and_the_instances(world: World) -> None:
+    """On a Mastodon account, ``statuses(ids)`` answers a post Byline made (by Byline's id,
+    as the app knows it) from Byline's record, a held one included, and relays the other ids
+    to the instance, all in the order asked."""
+    alice = await world.token("alice", "masto")
+    api = await world.client("alice", "masto")
+    out = await world.run(api.status_post, "Out on the instance")
+    await world.gateway.tick()
+    remote_id = (await _get(world, f"/api/v1/statuses/{out.id}", alice))["byline"]["url"].rsplit("/", 1)[-1]
+    found = await world.run(api.statuses, [remote_id, out.id, "999999"])
+    assert [s.id for s in found] == [remote_id, out.id]
+    assert found[0].content == found[1].content

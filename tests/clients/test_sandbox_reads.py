@@ -128,3 +128,25 @@ async def test_home_and_public_timelines_show_the_accounts_posts(world: World) -
                                         f'<{url}?local=true&min_id={made["first"]}>; rel="prev"')
     async with world.gateway.client.get(f"/api/v1/timelines/home?max_id={made['first']}", headers=auth) as resp:
         assert (await resp.json(), resp.headers.get("Link")) == ([], None)
+
+
+async def test_statuses_by_id_are_byline_posts_in_the_order_asked(world: World) -> None:
+    """``statuses(ids)`` (``GET /api/v1/statuses?id[]=``, Phanpy's batch fetch on Mastodon
+    4.3) answers each post Byline made that the app may see, as ``status(id)`` does, in the
+    order asked and once each; deleted ones, another account's and unknown ids are left out;
+    more than 20 ids is Mastodon's validation error."""
+    api = await world.client("alice", "direct")
+    made = await _published(world, api)
+    asked = [made["last"], made["held"], "999999", made["gone"], made["first"], made["elsewhere"], made["last"]]
+    found = await world.run(api.statuses, asked)
+    assert [s.id for s in found] == [made["last"], made["held"], made["first"]]
+    assert [s.content for s in found] == [(await world.run(api.status, i)).content for i in
+                                          (made["last"], made["held"], made["first"])]
+    auth = {"Authorization": f"Bearer {await world.token('alice', 'direct')}"}
+    async with world.gateway.client.get(f"/api/v1/statuses?id[]={made['first']}", headers=auth) as resp:
+        check_list("Status", await resp.json())
+    query = "&".join(f"id[]={n}" for n in range(1, 22))
+    async with world.gateway.client.get(f"/api/v1/statuses?{query}", headers=auth) as resp:
+        assert resp.status == 422, await resp.text()
+    async with world.gateway.client.get("/api/v1/statuses?id[]=12x", headers=auth) as resp:
+        assert resp.status == 422, await resp.text()

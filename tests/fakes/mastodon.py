@@ -742,7 +742,10 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         # docs.joinmastodon.org/methods/statuses/#index (4.3): those of ``id[]`` found and
         # visible, in the order asked; the others are left out.
         viewer = fake._account_for(request, required=False)
-        found = [fake.status(status_id) for status_id in request.query.getall("id[]", [])]
+        asked = list(dict.fromkeys(request.query.getall("id[]", [])))
+        if len(asked) > 20:  # DEFAULT_STATUSES_LIMIT: Mastodon::ValidationError
+            raise MastodonError(422, "Mastodon::ValidationError")
+        found = [fake.status(status_id) for status_id in asked]
         return web.json_response([fake.render_status(s) for s in found if s is not None and fake._visible(s, viewer)])
 
     async def edit_status(request: web.Request) -> web.Response:

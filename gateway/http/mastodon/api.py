@@ -255,6 +255,18 @@ async def missing_picture(request: web.Request) -> web.Response:
 # -- reads answered from Byline's record (before the passthrough below, which aiohttp would match first) --
 
 
+@routes.get("/v1/statuses")
+async def statuses_by_id(request: web.Request) -> web.StreamResponse:
+    """Statuses by ``id[]``: those Byline made from its record, the others from the platform."""
+    auth = await _auth(request, "read:statuses")
+    base = base_url(request)
+    ids = [i for i in request.query.getall("id[]", []) if params.digits({"id": i}, "id")]
+    found = await _reads(request).statuses(auth, ids, path=_as_listed(request), base=base)
+    if isinstance(found, Raw):
+        return raw_answer(found)
+    return json_answer([s if isinstance(s, dict) else entities.status_entity(s, base) for s in found])
+
+
 @routes.get("/v1/statuses/{id}/source")
 async def status_source(request: web.Request) -> web.StreamResponse:
     """A StatusSource: a post's words as written, for an app about to edit it."""
