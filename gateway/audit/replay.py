@@ -47,7 +47,7 @@ and approvals. It flags:
   into the post it was adopted as, must have ended for good (cancelled, rejected, expired,
   dismissed, deleted) first; and a reply retried by the gateway but with its parent: it must
   have failed for that parent (the failure naming it), and the parent be on its way out again
-  (retried, held, scheduled, or out).
+  (retried, held, scheduled, or out); neither of a reply the gateway had claimed (sent).
 
 Which policy judges an action: every action names the policy it was decided on
 (``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
@@ -143,6 +143,7 @@ class _Post:
     parent: str | None = None  # the post not yet out it replies to (its options' reply_to_post)
     into: str | None = None  # the post a suggestion was adopted as
     failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
+    claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -648,8 +649,14 @@ class Replay:
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and
         retries one with its parent, once the parent is on its way out again after the failure
-        the reply failed for (``gateway.services.posts``): no other post, at no other time."""
+        the reply failed for (``gateway.services.posts``): no other post, at no other time. A
+        reply once claimed went out (or is going out) to where its parent went, and waits for it
+        no more: the gateway never cancels or retries it with its parent."""
         did = kind[5:]
+        if known.claimed_at is not None:
+            self._bad(index, f"{_SYSTEM} {did} post {post} with the post it replies to, {named}, but entry "
+                             f"{known.claimed_at} had sent it out: a reply sent waits for no parent")
+            return
         if named is None or named != known.parent:
             self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, but it "
                              f"replies to {known.parent or 'no post not yet out'}")
@@ -719,6 +726,8 @@ class Replay:
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         extra = sha
+        if known.claimed_at is None:
+            known.claimed_at = index
         again = known.state == "publishing"  # its lease ran out: claimed again, as it was
         known.state = "publishing"
         words, before, known.sent = known.words, known.sent, sent

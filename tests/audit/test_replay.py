@@ -1056,6 +1056,61 @@ def test_replies_cancelled_with_their_parent_pass_and_only_they(tmp_path: Path) 
     ]
 
 
+def test_a_reply_sent_is_never_cancelled_or_retried_with_its_parent(tmp_path: Path) -> None:
+    """A reply claimed once its parent went out, deferred by the platform, is left alone when
+    the parent is deleted: an honest log. The gateway cancelling with its parent a reply it had
+    sent (claimed, then deferred or failed on the platform; or published), or retrying one, is
+    named: a reply sent waits for no parent. Before, only the published one was named, and
+    only as a cancel its life does not allow."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    for reply in ("2", "3", "4", "5"):
+        _reply(log, reply, "1", account="solo", author="alice", state="scheduled")
+    _publish(log, "1", "solo")
+    claims = {}
+    for reply in ("2", "3", "4", "5"):
+        claims[reply] = log.add("post.publishing", actor="system", account="solo", post=reply, data={
+            "attempt": 1, "version": 1, "text_hash": log.commit(log.words[reply] or ""), "reply_to": "r1"})
+    log.add("post.deferred", actor="system", account="solo", post="2",
+            data={"state": "scheduled", "error": "come back later", "attempt": 1})
+    log.add("post.deferred", actor="system", account="solo", post="3",
+            data={"state": "scheduled", "error": "come back later", "attempt": 1})
+    log.add("post.failed", actor="system", account="solo", post="4", data={"state": "failed", "attempt": 1})
+    log.add("post.published", actor="system", account="solo", post="5",
+            data={"remote_id": "r5", "url": "https://example.social/5", "version": 1})
+    log.add("post.deleted", actor="alice", account="solo", post="1", data={"state": "deleted", "policy_sha256": "s1"})
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    deferred = _system_cancel(log, "3", "1", account="solo", how="deleted")
+    failed = _system_cancel(log, "4", "1", account="solo", how="deleted")
+    published = _system_cancel(log, "5", "1", account="solo", how="deleted")
+    log.submit("6", author="alice", account="solo", sha="s1")
+    _reply(log, "7", "6", account="solo", author="alice", state="scheduled")
+    log.add("post.publishing", actor="system", account="solo", post="6",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["6"] or "")})
+    log.add("post.published", actor="system", account="solo", post="6",
+            data={"remote_id": "r6", "url": "https://example.social/6", "version": 1})
+    claim = log.add("post.publishing", actor="system", account="solo", post="7", data={
+        "attempt": 1, "version": 1, "text_hash": log.commit(log.words["7"] or ""), "reply_to": "r6"})
+    log.add("post.failed", actor="system", account="solo", post="7", data={
+        "state": "failed", "attempt": 1, "reply_to_post": "6"})
+    retried = log.add("post.retried", actor="system", account="solo", post="7",
+                      data={"state": "scheduled", "reply_to_post": "6", "policy_sha256": "s1"})
+    sent = "a reply sent waits for no parent"
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {deferred}: system cancelled post 3 with the post it replies to, 1, but entry {claims['3']} "
+        f"had sent it out: {sent}",
+        f"entry {failed}: system cancelled post 4 with the post it replies to, 1, but entry {claims['4']} "
+        f"had sent it out: {sent}",
+        f"entry {published}: post.cancelled of post 5, which was published: its life does not go that way",
+        f"entry {published}: system cancelled post 5 with the post it replies to, 1, but entry {claims['5']} "
+        f"had sent it out: {sent}",
+        f"entry {retried}: system retried post 7 with the post it replies to, 6, but entry {claim} "
+        f"had sent it out: {sent}",
+    ]
+
+
 def test_a_reply_retried_with_its_parent_passes_and_only_then(tmp_path: Path) -> None:
     """A reply failed because its parent failed is retried by the gateway when the parent is:
     an honest log. A system retry of a reply that failed on the platform (not for its parent),
