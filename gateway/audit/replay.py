@@ -42,6 +42,9 @@ and approvals. It flags:
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
   author, or on an account whose policy would not send them out at once;
+- a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
+  post of its account waiting or out (held, scheduled, publishing, suggested, published): a
+  parent that had ended would leave it waiting for ever;
 - a reply cancelled by the gateway (actor ``system``) but for its parent: the post it named
   as its parent (``reply_to_post``, from its submission or its last edit's options), followed
   into the post it was adopted as, must have ended for good (cancelled, rejected, expired,
@@ -115,6 +118,8 @@ _ENDS_A_THREAD = frozenset({"cancelled", "rejected", "expired", "dismissed", "de
 """A parent's ends after which the replies waiting for it never go out (``posts.ENDS_A_THREAD``)."""
 _ON_ITS_WAY = frozenset({"held", "scheduled", "publishing", "published"})
 """Where a parent is once retried: the replies that failed for it may be retried with it."""
+_REPLY_PARENT_STATES = frozenset({"held", "scheduled", "publishing", "suggested", "published"})
+"""Where a post a new reply names may be (``posts.REPLY_PARENT_STATES``): waiting, or out."""
 _SYSTEM = "system"
 """The gateway's own actor (no person may take the name)."""
 _ADOPTIONS_FOLLOWED = 4
@@ -501,9 +506,12 @@ class Replay:
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
+        parent = extra[7] if len(extra) > 7 else None
+        if parent is not None:
+            self._reply_stored(index, account, post, parent)
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
         if len(extra) > 7:
-            known.parent = extra[7]
+            known.parent = parent
             origin = self._posts.get(extra[8]) if extra[8] is not None else None
             if origin is not None:
                 origin.into = post
@@ -645,6 +653,18 @@ class Replay:
                 self._bad(index, f"adoption of version {version} of post {post}, which is at version {known.version}")
         if isinstance(state, str):
             known.state = state
+
+    def _reply_stored(self, index: int, account: str | None, post: str, named: str) -> None:
+        """A reply stored to wait for a post not yet out names a post of its account that is
+        waiting or out as it is stored (``posts.REPLY_PARENT_STATES``), as the gateway checks in
+        the transaction that stores it: a parent that had ended took the replies waiting for it
+        with it, and would leave this one waiting for ever."""
+        parent = self._posts.get(named)
+        if parent is None or parent.account != account:
+            self._bad(index, f"post {post} was stored as a reply to {named}, which is not a post of {account}")
+        elif parent.state not in _REPLY_PARENT_STATES:
+            self._bad(index, f"post {post} was stored as a reply to {named}, which was {parent.state}: a reply "
+                             "waits only for a post waiting or out, and would wait for this one for ever")
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and

@@ -1044,15 +1044,59 @@ def test_replies_cancelled_with_their_parent_pass_and_only_they(tmp_path: Path) 
 
     log.submit("7", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
     _reply(log, "8", "7")
-    _reply(log, "9", "1")
+    _reply(log, "9", "7")
     log.submit("10", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
     pending = _system_cancel(log, "8", "7")
     elsewhere = _system_cancel(log, "9", "2")
     alone = _system_cancel(log, "10", "1")
     assert messages(log.verify(tmp_path / "forged.export")) == [
         f"entry {pending}: system cancelled post 8 with the post it replies to, 7, which was held: it had not ended",
-        f"entry {elsewhere}: system cancelled post 9 for the post it replies to, 2, but it replies to 1",
+        f"entry {elsewhere}: system cancelled post 9 for the post it replies to, 2, but it replies to 7",
         f"entry {alone}: system cancelled post 10 for the post it replies to, 1, but it replies to no post not yet out",
+    ]
+
+
+def test_a_reply_is_stored_only_to_wait_for_a_post_waiting_or_out(tmp_path: Path) -> None:
+    """Replies stored while their parent was held, scheduled, being sent, suggested or out: an
+    honest log. One stored after its parent was cancelled (a cancel on another gateway that
+    committed as the reply was read), after it failed, or after it was deleted, is named: the
+    parent's end could not take it along, and it would wait for ever. Before, none was."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.policy("team", MANAGED, "m1")
+    log.submit("1", author="alice", account="solo", state="held", approvers=["alice"], required=1, sha="s1")
+    _reply(log, "2", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.approved", actor="alice", account="solo", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "s1"})
+    _reply(log, "3", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.publishing", actor="system", account="solo", post="1",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["1"] or "")})
+    _reply(log, "4", "1", account="solo", author="alice", state="scheduled")
+    log.add("post.published", actor="system", account="solo", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": 1})
+    _reply(log, "5", "1", account="solo", author="alice", state="scheduled")
+    log.submit("6", author="dave", account="team", state="suggested", sha="m1")
+    _reply(log, "7", "6", account="team", author="dave", state="suggested")
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    log.submit("8", author="alice", account="solo", sha="s1")
+    log.add("post.cancelled", actor="alice", account="solo", post="8",
+            data={"state": "cancelled", "policy_sha256": "s1"})
+    cancelled = _reply(log, "9", "8", account="solo", author="alice", state="scheduled")
+    log.submit("10", author="alice", account="solo", sha="s1")
+    log.add("post.publishing", actor="system", account="solo", post="10",
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(log.words["10"] or "")})
+    log.add("post.failed", actor="system", account="solo", post="10", data={"state": "failed", "attempt": 1})
+    failed = _reply(log, "11", "10", account="solo", author="alice", state="scheduled")
+    log.add("post.deleted", actor="alice", account="solo", post="1", data={"state": "deleted", "policy_sha256": "s1"})
+    deleted = _reply(log, "12", "1", account="solo", author="alice", state="scheduled")
+    elsewhere = _reply(log, "13", "6", account="solo", author="alice", state="scheduled")
+    forever = "a reply waits only for a post waiting or out, and would wait for this one for ever"
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {cancelled}: post 9 was stored as a reply to 8, which was cancelled: {forever}",
+        f"entry {failed}: post 11 was stored as a reply to 10, which was failed: {forever}",
+        f"entry {deleted}: post 12 was stored as a reply to 1, which was deleted: {forever}",
+        f"entry {elsewhere}: post 13 was stored as a reply to 6, which is not a post of solo",
     ]
 
 
@@ -1893,7 +1937,8 @@ def test_a_retry_is_judged_by_the_policy_it_names(tmp_path: Path) -> None:
 def test_a_system_cancel_follows_the_parent_an_edit_names_and_only_a_known_post(tmp_path: Path) -> None:
     """A reply whose edit made it reply to another post is cancelled with that post, not with
     the one it replied to before; a cancel naming a post never submitted, and one for a
-    suggestion adopted into no post the log holds, are each named."""
+    suggestion adopted into no post the log holds, are each named (and each reply where it
+    was stored naming them)."""
     log = SyntheticLog()
     log.policy("solo", DIRECT, "s1")
     log.submit("1", author="alice", account="solo", sha="s1")
@@ -1905,17 +1950,20 @@ def test_a_system_cancel_follows_the_parent_an_edit_names_and_only_a_known_post(
     log.add("post.cancelled", actor="alice", account="solo", post="1", data={"state": "cancelled",
                                                                              "policy_sha256": "s1"})
     old = _system_cancel(log, "2", "1", account="solo")
-    _reply(log, "4", "9", account="solo", author="alice", state="scheduled")
+    stored = _reply(log, "4", "9", account="solo", author="alice", state="scheduled")
     unknown = _system_cancel(log, "4", "9", account="solo")
     log.policy("team", MANAGED, "m1")
     log.submit("s", author="dave", account="team", state="suggested", sha="m1")
     log.add("post.adopted", actor="bob", account="team", post="s",
             data={"state": "adopted", "version": 1, "policy_sha256": "m1"})
-    _reply(log, "5", "s", account="team", author="bob", state="scheduled")
+    stored_late = _reply(log, "5", "s", account="team", author="bob", state="scheduled")
     adopted = _system_cancel(log, "5", "s", account="team")
     assert messages(log.verify(tmp_path / "x.export")) == [
         f"entry {old}: system cancelled post 2 for the post it replies to, 1, but it replies to 3",
+        f"entry {stored}: post 4 was stored as a reply to 9, which is not a post of solo",
         f"entry {unknown}: system cancelled post 4 for the post it replies to, 9, which is not a post of solo",
+        f"entry {stored_late}: post 5 was stored as a reply to s, which was adopted: a reply waits only for a "
+        "post waiting or out, and would wait for this one for ever",
         f"entry {adopted}: system cancelled post 5 with the post it replies to, s, which was adopted: it had not ended",
     ]
 
