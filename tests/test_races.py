@@ -1,11 +1,20 @@
-"""Racing approvers and racing replicas: exactly one wins, the others get 409."""
+"""Racing approvers and racing replicas: exactly one wins, the others get 409; a reply racing
+its parent's end on another replica is refused or cancelled with it."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from gateway.appkeys import DB, POSTS
 from gateway.clock import ManualClock
+from gateway.storage import posts as posts_sql
+from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
 
 RACE = """
@@ -78,3 +87,108 @@ async def test_two_replicas_race(db_url: str, policy_dir: Path, clock: ManualClo
         for post_id in scheduled:
             kinds = [e["type"] for e in (await one.get("alice", post_id))["events"]]
             assert (kinds.count("post.publishing"), kinds.count("post.published")) == (1, 1), kinds
+
+
+
+AUTHORS = {"delayed": "bob", "cosigned": "alice"}
+"""Who writes the threads of each account in the replica race below."""
+ENDS = {"delayed": "cancelled", "cosigned": "rejected"}
+"""How their parents end there: the author cancels on the delayed account, an approver
+rejects on the co-signed one (held there for its approvals)."""
+
+Reply = Callable[[str, str, str], Awaitable[int]]
+
+
+async def _end(gw: Gateway, account: str, parent: str) -> None:
+    """End ``parent`` on ``gw`` as :data:`ENDS` says."""
+    status, body = await gw.act("bob", parent, "cancel" if ENDS[account] == "cancelled" else "reject", {})
+    assert status == 200, body
+
+
+async def _ends_as_read(
+    monkeypatch: pytest.MonkeyPatch, one: Gateway, two: Gateway, account: str, reply: Reply,
+) -> int:
+    """A reply on ``one`` whose parent ends on ``two`` once the reply read it waiting, before
+    the reply's transaction begins; what ``one`` answers."""
+    parent = (await two.submit(AUTHORS[account], account, f"{account}: ends as its reply is read"))["id"]
+    posts = one.app[POSTS]
+    read = posts.reply_parent
+
+    async def read_then_end(user: str, on: str, parent_id: str) -> tuple[str | None, str | None] | None:
+        found = await read(user, on, parent_id)
+        await _end(two, account, parent_id)
+        return found
+
+    with monkeypatch.context() as patched:
+        patched.setattr(posts, "reply_parent", read_then_end)
+        return await reply(account, parent, f"{account}: a reply read before its parent ended")
+
+
+async def _ends_as_stored(
+    monkeypatch: pytest.MonkeyPatch, two: Gateway, account: str, reply: Reply,
+) -> int:
+    """A reply on one gateway whose parent ends on ``two`` while the reply's transaction is
+    storing it; what the first answers."""
+    parent = (await two.submit(AUTHORS[account], account, f"{account}: ends as its reply is stored"))["id"]
+    insert = posts_sql.insert_new_post
+    ending: list[asyncio.Task[None]] = []
+
+    async def insert_then_end(txn: Any, post: Any, **kwargs: Any) -> bool:
+        if post.options.get("reply_to_post") == parent and not ending:
+            ending.append(asyncio.create_task(_end(two, account, parent)))
+            await asyncio.sleep(0.2)  # the end on the other gateway is under way meanwhile
+        return bool(await insert(txn, post, **kwargs))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(posts_sql, "insert_new_post", insert_then_end)
+        status = await reply(account, parent, f"{account}: a reply stored as its parent ended")
+        await ending[0]
+    return status
+
+
+async def test_a_reply_stored_on_one_replica_as_its_parent_ends_on_another(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two gateways on one database: a reply written on one to a post not yet out, in the very
+    moment the other cancels (or rejects) that post, is refused (404) when the end committed
+    first, even after the reply had read its parent waiting, and is cancelled with its parent
+    when the reply committed first; at once, it is one or the other. None is left waiting, none
+    goes out, and ``byline audit verify`` passes the log."""
+    async with started_gateway(db_url, policy_dir, clock) as one, started_gateway(db_url, policy_dir, clock) as two:
+        stored: dict[str, tuple[str, str]] = {}  # reply -> its parent and account, for every reply stored
+        answers: list[int] = []
+
+        async def reply(account: str, parent: str, text: str) -> int:
+            status, body = await one.call(AUTHORS[account], "POST", "/v1/posts",
+                                          {"account": account, "text": text, "reply_to_post": parent})
+            assert status in (201, 404), body
+            if status == 201:
+                stored[body["id"]] = parent, account
+            answers.append(status)
+            return status
+
+        for account in AUTHORS:
+            assert await _ends_as_read(monkeypatch, one, two, account, reply) == 404
+            assert await _ends_as_stored(monkeypatch, two, account, reply) == 201
+            for n in range(6):  # at once, again and again: whichever commits first
+                parent = (await two.submit(AUTHORS[account], account, f"{account}: race {n}"))["id"]
+                await asyncio.gather(reply(account, parent, f"{account}: a reply in race {n}"),
+                                     _end(two, account, parent))
+
+        assert answers.count(404) >= 2 and answers.count(201) >= 2, answers
+        for post_id, (parent, account) in stored.items():
+            final = await two.get(AUTHORS[account], post_id)
+            why = f"the post it replies to, {parent}, was {ENDS[account]}: this reply does not go out without it"
+            assert ("cancelled", why) == (final["state"], final["last_error"]), final
+            cancels = [e for e in final["events"] if e["type"] == "post.cancelled"]
+            assert [(e["actor"], e["data"]["reply_to_post"]) for e in cancels] == [("system", parent)]
+
+        # Whatever their time, nothing of these threads goes out, on either gateway.
+        clock.advance(timedelta(days=2))
+        for _ in range(2):
+            await asyncio.gather(one.tick(), two.tick())
+        assert [p["text"] for account in AUTHORS for p in await one.timeline(account)] == []
+        async with one.app[DB].read() as txn:
+            left = await txn.fetchall("SELECT id, state FROM posts WHERE state NOT IN ('cancelled', 'rejected')")
+        assert [dict(r) for r in left] == []
+        await verified_by_cli(one)
