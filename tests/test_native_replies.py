@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import POSTS
-from gateway.services.posts import PostService
+from gateway.services.posts import Caller, PostOptions, PostService
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway
 
@@ -92,3 +94,38 @@ async def test_a_reply_whose_parent_ends_while_it_is_read_is_refused(
                                       {"account": "delayed", "text": "Thread 2/2", "reply_to_post": parent["id"]})
     assert status == 404, body
     assert await gateway.snapshot() == before
+
+
+async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Mastodon app's edit of a reply passes the options it read; the publisher claimed the
+    reply meanwhile (writing where its parent went, ``reply_to``) and the platform asked it to
+    come back later. The edit keeps where the reply goes: the reply waits for no parent any
+    more, and deleting the parent leaves it to go out. Before: the edit wrote the options it
+    had read, the reply waited for its parent again, the parent's deletion cancelled it (a
+    reply sent, cancelled with its parent) and the log no longer verified."""
+    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
+    reply = await gateway.submit("bob", "delayed", "Thread 2/2", reply_to_post=parent["id"])
+    read = PostOptions(reply_to_post=parent["id"])  # what the app's edit read, before the claim
+    publish = SandboxAdapter.publish
+
+    async def later_for_the_reply(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
+        if post.text.startswith("Thread 2/2"):
+            raise AdapterError("come back later", retryable=True, retry_after=60, status=503)
+        return await publish(self, post)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", later_for_the_reply)
+        gateway.clock.advance(10 * MINUTE)
+        await gateway.tick()
+    where = (await gateway.get("bob", parent["id"]))["remote"]["id"]
+    sent = await gateway.get("bob", reply["id"])
+    assert ("scheduled", where) == (sent["state"], sent["options"].get("reply_to"))
+
+    await gateway.app[POSTS].edit(Caller(user="bob"), reply["id"], text="Thread 2/2, edited", options=read)
+    assert (await gateway.get("bob", reply["id"]))["options"].get("reply_to") == where
+    status, body = await gateway.call("bob", "DELETE", f"/v1/posts/{parent['id']}")
+    assert status == 200, body
+    assert (await gateway.get("bob", reply["id"]))["state"] == "scheduled"
+    await verified_by_cli(gateway)

@@ -608,8 +608,14 @@ class PostService:
             if caller.user != current.author and caller.user not in editors:
                 # Their words go out too: the disclosure names them and they no longer approve.
                 changes["editors"] = json.dumps([*editors, caller.user])
-            if options is not None:
-                changes["options"] = json.dumps(options.to_json())
+            # Where a reply goes is its thread's, never an edit's: an app's edit passes the options
+            # it read, and the publisher may have claimed the reply since (writing where its
+            # parent went) and been asked to come back later; the options it read would have it
+            # wait for its parent again, and be cancelled with it once sent.
+            given = None if options is None else replace(
+                options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"))
+            if given is not None:
+                changes["options"] = json.dumps(given.to_json())
             new_state = state
             gated: dict[str, Any] = {}
             old_reasons = [dict(r) for r in current.reasons]
@@ -639,7 +645,7 @@ class PostService:
             changes["reasons"] = json.dumps(new_reasons)
             await self._cas(ltx, current, new_state, **changes)
             alongside_data = await alongside(ltx, post_id) if alongside is not None else None
-            kept = options.to_json() if options is not None else current.options
+            kept = given.to_json() if given is not None else current.options
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
@@ -654,7 +660,7 @@ class PostService:
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
                       "policy_sha256": in_force.sha256, **gated,
                       # An edit that gives the options names the post it now replies to, or none.
-                      **({"reply_to_post": options.reply_to_post} if options is not None else {}),
+                      **({"reply_to_post": given.reply_to_post} if given is not None else {}),
                       "content_sha256": content, **(alongside_data or {})},
             )
             return new_state
