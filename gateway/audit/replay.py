@@ -39,6 +39,10 @@ and approvals. It flags:
   ``disclosure``, crediting the author, the suggester and the editors in the order they
   edited); a summary recorded before it said its disclosure only holds what went out to begin
   with the words;
+- once an entry of the log records what a post carries besides its words (``content_sha256``:
+  its uploads and their alt texts, its content warning, its options), a later version or claim
+  of any post that leaves it out, and a claim that records it but commits to no words
+  (``text_hash``): left out, what went out could not be compared with what was approved;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
   author, or on an account whose policy would not send them out at once;
@@ -73,7 +77,11 @@ from gateway.lifecycle import Action, states_allowing
 from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
 from gateway.policy.credit import disclosed
 
-__all__ = ["POLICY_GRACE_SECONDS", "Fact", "Replay"]
+__all__ = ["MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
+
+MALFORMED_CONTENT = "malformed"
+"""What the verifier passes for an entry's ``content_sha256`` that is no SHA-256 (named on its
+own): recorded, so not left out, but compared with nothing."""
 
 POLICY_GRACE_SECONDS = 300.0
 """How long after the log records a policy change an action may still name the policy it
@@ -112,6 +120,8 @@ _FROM["post.revised"] = frozenset({"published"})
 """The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
 a post published twice, approved after it went out, or retried from cancelled is named."""
 
+_CARRYING = frozenset({"post.submitted", "post.edited", "post.revised", "post.publishing"})
+"""The entries that record what their post carries besides its words (``content_sha256``)."""
 _PENDING = frozenset({"held", "scheduled"})
 _ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
 _ENDS_A_THREAD = frozenset({"cancelled", "rejected", "expired", "dismissed", "deleted"})
@@ -254,6 +264,7 @@ class Replay:
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
+        self._carried = False  # whether an entry so far recorded what a post carries (content_sha256)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
@@ -316,6 +327,10 @@ class Replay:
             return
         if post is None:
             return
+        if kind in _CARRYING:
+            self._carrying(index, kind, post, content)
+            if content == MALFORMED_CONTENT:
+                content = None
         if kind == "post.submitted":
             self._submitted(index, actor, account, post, extra)
             submitted = self._posts[post]
@@ -353,6 +368,18 @@ class Replay:
             known.words, known.content = words, content
         elif isinstance(extra, tuple) and 3 <= len(extra) <= 4:
             self._decided(index, kind, actor, known, post, extra)
+
+    def _carrying(self, index: int, kind: str, post: str, content: str | None) -> None:
+        """Once the log records what posts carry besides their words (every version and claim
+        Byline writes since it did), an entry of those kinds that leaves it out is named: left
+        out, a claim's image or alt text (or the version's, that the claim is compared with)
+        would go out unchecked against what was approved."""
+        if content is not None:
+            self._carried = True
+        elif self._carried:
+            self._bad(index, f"{kind} of post {post} does not record what it carries besides its words "
+                             "(data.content_sha256), though entries before it did: what went out cannot be "
+                             "compared with what was approved")
 
     # -- which policy judges an action ------------------------------------------------------
 

@@ -1318,15 +1318,33 @@ A_CAT = "a" * 64
 A_COIN = "c" * 64
 
 
-def _carrying(submitted: str | None, edited: str | None, claimed: str | None, *, keys: bool = True) -> SyntheticLog:
+class _Leaving(SyntheticLog):
+    """A synthetic log whose entries of one type leave one key of their data out."""
+
+    def __init__(self, left_out: tuple[str, str] | None) -> None:
+        super().__init__()
+        self._left_out = left_out
+
+    def add(self, type: str, *, actor: str, account: str | None = None, post: str | None = None,
+            data: dict[str, Any] | None = None) -> int:
+        if self._left_out is not None and type == self._left_out[0] and data is not None:
+            data = {k: v for k, v in data.items() if k != self._left_out[1]}
+        return super().add(type, actor=actor, account=account, post=post, data=data)
+
+
+def _carrying(
+    submitted: str | None, edited: str | None, claimed: str | None, *, keys: bool = True,
+    left_out: tuple[str, str] | None = None,
+) -> SyntheticLog:
     """Carol writes post 1 on the co-signed brand recording ``submitted`` as what it carries
     besides its words (``content_sha256``), then edits it to ``edited`` (when not None); bob
     approves it; a claim records ``claimed``. ``keys``: the entries record it at all (a log
-    written before they did records nothing)."""
+    written before they did records nothing). ``left_out``: an entry type and a key of its
+    data that entry leaves out (as a rogue gateway could write it)."""
     def content(value: str | None) -> dict[str, str | None]:
         return {"content_sha256": value or None} if keys else {}
 
-    log = SyntheticLog()
+    log = _Leaving(left_out)
     log.policy("brand", SIGNED, "p1")
     log.add("post.submitted", actor="carol", account="brand", post="1", data={
         "version": 1, "text_hash": log.commit("Our mascot"), "state": "held", "approvers": ["bob", "dave"],
@@ -1378,6 +1396,41 @@ def test_a_claim_carrying_its_versions_content_passes(
     tmp_path: Path, submitted: str | None, edited: str | None, claimed: str | None, keys: bool,
 ) -> None:
     assert messages(_carrying(submitted, edited, claimed, keys=keys).verify(tmp_path / "ok.export")) == []
+
+
+def test_a_claim_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
+    """Before: a rogue gateway's claim of an approved post with an image swapped after approval
+    left ``content_sha256`` out, and the log verified: nothing compared what went out with what
+    was approved. Once the log records what posts carry, every later version and claim must."""
+    log = _carrying(A_CAT, None, A_COIN, left_out=("post.publishing", "content_sha256"))
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
+        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
+        "what was approved"
+    ]
+
+
+def test_an_edit_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
+    """Before: an edit recording nothing of what the post carries made its claim's content go
+    unchecked, whatever image or alt text it then sent."""
+    log = _carrying(A_CAT, A_CAT, A_COIN, left_out=("post.edited", "content_sha256"))
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        "entry 2: post.edited of post 1 does not record what it carries besides its words "
+        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
+        "what was approved"
+    ]
+
+
+def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> None:
+    """Before: a claim without ``text_hash`` sent words nobody approved, and its words went
+    unchecked; a claim commits to the words it sends as to what else it carries."""
+    log = _carrying(A_CAT, None, A_CAT, left_out=("post.publishing", "text_hash"))
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: records what the post carries besides its words (data.content_sha256) but "
+        "commits to no words (data.text_hash)"
+    ]
 
 
 def test_a_malformed_content_hash_is_named(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit.entry import MAX_ENTRY_BYTES, NO_STAMP, STAMP
+from gateway.audit.replay import MALFORMED_CONTENT
 from gateway.audit.verify.entries import REPLAYED, fact_extra, parse_entry
 from gateway.audit.verify.tree import subtree_nodes
 
@@ -195,7 +196,12 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
             elif type(content) is str and _SHA256.fullmatch(content):
                 contents[offset] = content
             else:
+                contents[offset] = MALFORMED_CONTENT  # named here, once: not as left out as well
                 findings.append((offset, "has a malformed data.content_sha256"))
+            if "text_hash" not in data:
+                # Its words unsaid, a claim could send any: the replay compares only words given.
+                findings.append((offset, "records what the post carries besides its words (data.content_sha256) "
+                                         "but commits to no words (data.text_hash)"))
         digest = data.get("text_hash")
         if digest is not None:
             known = given if given is not None else texts.get(digest) if type(digest) is str else None
