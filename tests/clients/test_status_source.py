@@ -4,19 +4,24 @@ an app edits: /source, then PUT."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from mastodon import MastodonNotFoundError
+from mastodon import MastodonAPIError, MastodonNotFoundError
 
 from adapters.base import OutboundPost, PublishResult
 from adapters.mastodon import MastodonAdapter
+from gateway.app import WAKEUPS
 from gateway.appkeys import DB, REGISTRY
+from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.mastodon_shapes import check, check_list
 from tests.clients.world import World
+from tests.conftest import started_gateway
 
 MINUTE = timedelta(minutes=1)
 
@@ -174,4 +179,41 @@ async def test_an_edit_the_platform_took_while_the_account_turned_co_signed_is_r
         rows = await txn.fetchall("SELECT entry FROM log_entries WHERE post_id = ? ORDER BY idx", first.id)
     [revised] = [e["data"] for e in (json.loads(bytes(r["entry"])) for r in rows) if e["type"] == "post.revised"]
     assert (revised["policy_sha256"], revised["policy_changed"]) == (decided_under.sha256, in_force.sha256)
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_edit_through_a_replica_behind_the_policy_in_force_is_decided_under_it(
+    world: World, db_url: str, policy_dir: Path, clock: ManualClock, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another replica records the account turning co-signed; alice edits a post of hers
+    already out through a replica that has not reread its files yet. Before: that replica
+    decided the edit under the direct policy it still held and Mastodon took the new words,
+    approved by nobody; every other action is decided under the version in force, so this one
+    is too: refused, and the platform keeps the words it had."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Launch day")
+    await world.gateway.tick()
+    # On PostgreSQL the other replica's change is heard at once; a notification can be lost
+    # (the listening connection dropped), and several workers on one SQLite file hear none.
+    monkeypatch.setitem(world.gateway.app[WAKEUPS]._handlers, "policy", lambda: None)
+    ahead = tmp_path / "policies-ahead"
+    await asyncio.to_thread(shutil.copytree, policy_dir, ahead)
+    policy = (ahead / "masto.yaml").read_text(encoding="utf-8")
+    (ahead / "masto.yaml").write_text(
+        policy.replace("tier: direct", "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]\n"),
+        encoding="utf-8")
+    async with started_gateway(db_url, ahead, clock) as other:
+        in_force = other.app[REGISTRY].get("masto")
+        assert in_force is not None and in_force.policy.tier.value == "co-signed"
+    behind = world.gateway.app[REGISTRY].get("masto")
+    assert behind is not None and behind.policy.tier.value == "direct", "this replica has not reread yet"
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.status_update, first.id, "Launch day, and buy our coin")
+    assert refused.value.args[1] == 422
+    assert "would not publish these words at once" in str(refused.value)
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    async with world.gateway.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT type FROM log_entries WHERE post_id = ? ORDER BY idx", first.id)
+    assert "post.revised" not in [r["type"] for r in rows]
     await verified_by_cli(world.gateway)
