@@ -893,6 +893,7 @@ class PostService:
         self._count_cancelled_replies(self.policies.get(deleted.account), replies)
         return deleted
 
+    @_under_policy_in_force
     async def revision(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
     ) -> Revision:
@@ -902,6 +903,10 @@ class PostService:
         they would go out at once: no block, no hold, no approvals, no cooling-off. Anything
         else would let an edit skip what the policy asks of a post; those accounts delete and
         post again instead.
+
+        Decided under the account's version in force, as recorded in the database: the platform
+        takes the words before anything is recorded, so a gateway whose files are behind (another
+        replica recorded the account turning co-signed) must not decide under the policy it held.
         """
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.VIEW)
@@ -918,6 +923,9 @@ class PostService:
         refused = self._not_at_once(loaded, post, text=text, seen=seen)
         if refused is not None:
             raise refused
+        async with self.db.read() as txn:
+            if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
+                raise PolicyMoved(post.account)
         shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
