@@ -40,8 +40,8 @@ and approvals. It flags:
   edited); a summary recorded before it said its disclosure only holds what went out to begin
   with the words;
 - once an entry of the log records what a post carries besides its words (``content_sha256``:
-  its uploads and their alt texts, its content warning, its options), a later version or claim
-  of any post that leaves it out, and a claim that records it but commits to no words
+  its uploads and their alt texts, its content warning, its options), a version or claim of any
+  post that leaves it out more than the grace (300 s) later, and a claim that records it but commits to no words
   (``text_hash``): left out, what went out could not be compared with what was approved;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
@@ -264,7 +264,7 @@ class Replay:
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
-        self._carried = False  # whether an entry so far recorded what a post carries (content_sha256)
+        self._carried: str | None = None  # the time of the first entry that recorded what a post carries
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
@@ -373,10 +373,17 @@ class Replay:
         """Once the log records what posts carry besides their words (every version and claim
         Byline writes since it did), an entry of those kinds that leaves it out is named: left
         out, a claim's image or alt text (or the version's, that the claim is compared with)
-        would go out unchecked against what was approved."""
+        would go out unchecked against what was approved. For the grace after the first entry
+        that recorded it (a rolling upgrade: a replica of the earlier Byline finishing its work
+        beside the new ones), one that leaves it out passes; an entry whose time is unknown
+        does not."""
         if content is not None:
-            self._carried = True
-        elif self._carried:
+            if self._carried is None:
+                self._carried = self._stamp(index) or ""
+        elif self._carried is not None:
+            at = self._stamp(index)
+            if self._carried and at is not None and self._later_than_grace(at, self._carried) is None:
+                return
             self._bad(index, f"{kind} of post {post} does not record what it carries besides its words "
                              "(data.content_sha256), though entries before it did: what went out cannot be "
                              "compared with what was approved")

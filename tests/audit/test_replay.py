@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.replay import Fact, Replay
+from gateway.audit.replay import POLICY_GRACE_SECONDS, Fact, Replay
 from tests.audit.synthetic import SyntheticLog, messages, summary
 
 COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol", "dave"],
@@ -1324,17 +1324,20 @@ class _Leaving(SyntheticLog):
     def __init__(self, left_out: tuple[str, str] | None) -> None:
         super().__init__()
         self._left_out = left_out
+        self.leave_after = POLICY_GRACE_SECONDS
+        """Seconds before the entry that leaves its key out: past the grace of a rolling upgrade."""
 
     def add(self, type: str, *, actor: str, account: str | None = None, post: str | None = None,
             data: dict[str, Any] | None = None) -> int:
         if self._left_out is not None and type == self._left_out[0] and data is not None:
             data = {k: v for k, v in data.items() if k != self._left_out[1]}
+            self.wait(self.leave_after)
         return super().add(type, actor=actor, account=account, post=post, data=data)
 
 
 def _carrying(
     submitted: str | None, edited: str | None, claimed: str | None, *, keys: bool = True,
-    left_out: tuple[str, str] | None = None,
+    left_out: tuple[str, str] | None = None, log: SyntheticLog | None = None,
 ) -> SyntheticLog:
     """Carol writes post 1 on the co-signed brand recording ``submitted`` as what it carries
     besides its words (``content_sha256``), then edits it to ``edited`` (when not None); bob
@@ -1344,7 +1347,7 @@ def _carrying(
     def content(value: str | None) -> dict[str, str | None]:
         return {"content_sha256": value or None} if keys else {}
 
-    log = _Leaving(left_out)
+    log = log if log is not None else _Leaving(left_out)
     log.policy("brand", SIGNED, "p1")
     log.add("post.submitted", actor="carol", account="brand", post="1", data={
         "version": 1, "text_hash": log.commit("Our mascot"), "state": "held", "approvers": ["bob", "dave"],
@@ -1420,6 +1423,24 @@ def test_an_edit_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> Non
         "(data.content_sha256), though entries before it did: what went out cannot be compared with "
         "what was approved"
     ]
+
+
+@pytest.mark.parametrize(("after", "named"), [(10, False), (290, False), (310, True)])
+def test_a_replica_of_the_earlier_byline_may_leave_it_out_for_the_grace(
+    tmp_path: Path, after: int, named: bool
+) -> None:
+    """A rolling upgrade runs a replica of the earlier Byline, which records nothing of what
+    posts carry, beside the first new one for a while: its claim just after the first entry
+    that recorded it passes; one more than the grace (300 s) later is named."""
+    log = _Leaving(("post.publishing", "content_sha256"))
+    log.leave_after = after
+    built = _carrying(A_CAT, None, A_CAT, log=log)
+    claim = len(built.entries) - 2
+    assert messages(built.verify(tmp_path / "x.export")) == ([
+        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
+        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
+        "what was approved"
+    ] if named else [])
 
 
 def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> None:
