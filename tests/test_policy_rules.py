@@ -16,6 +16,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from gateway.policy.announce import URL_BUDGET, render
+from gateway.policy.byline import public_page
 from gateway.policy.credit import contributors, credit
 from gateway.policy.engine import (
     Act,
@@ -564,3 +566,90 @@ def test_an_announcement_template_names_its_first_unknown_placeholder(template: 
     assert [(i.key, i.message) for i in issues] == [
         ("announce.template", f"unknown placeholder {{{unknown}}}: {ANNOUNCE_PLACES}")
     ]
+
+
+# ---- what the mutation run of the rule side found untested ------------------------------------
+
+
+def test_an_announcement_filling_the_limit_exactly_fits_and_one_more_character_does_not() -> None:
+    """The announcement is measured as it would be written (the account, the handle, a
+    five-digit version, a link of ``URL_BUDGET`` characters): at the limit it fits, one
+    character over it is refused, saying the length and the limit."""
+    base = 'account: a\nplatform: sandbox\nhandle: "@brand"\ntier: direct\nowner: alice\nmax_length: 200\n'
+    filled = len("a|@brand|99999|") + URL_BUDGET + len("|")  # 116: the template's places, written
+
+    def template(extra: int) -> str:
+        places = "{account}|{handle}|{version}|{url}|"
+        return f'announce:\n  voice_changes: true\n  template: "{places}{"y" * extra}"\n'
+
+    policy = parse_policy(base + template(200 - filled), name="a.yaml", expected_account="a")
+    assert policy.announce is not None
+    issues = _issues(base + template(201 - filled), "a")
+    assert [(i.key, i.message) for i in issues] == [(
+        "announce.template", "the announcement would be 201 characters as sandbox counts them, over its limit of "
+        "200: shorten the template")]
+
+
+def test_an_announcement_is_measured_as_its_platform_counts_links() -> None:
+    """On Mastodon a link in the template counts 23 characters, however long: a template whose
+    long link would be over the limit counted character by character fits."""
+    text = (
+        "account: a\nplatform: mastodon\ninstance: https://social.example\ncredentials: env:A_TOKEN\n"
+        "tier: direct\nowner: alice\nmax_length: 200\n"
+        f'announce:\n  voice_changes: true\n  template: "{{url}} https://example.org/{"p" * 300}"\n'
+    )
+    assert parse_policy(text, name="a.yaml", expected_account="a").announce is not None
+
+
+@pytest.mark.parametrize("template", ["Read } {account} here {url}", "Read {url} {accountX"])
+def test_an_announcement_fills_only_whole_places(template: str) -> None:
+    """A closing brace before a place does not hide it, and a brace that never closes is left
+    as written (not read as a place, and not read for ever)."""
+    written = render(template, account="brand", handle="@brand", summary={}, url="U", version=3)
+    assert written == template.replace("{account}", "brand").replace("{url}", "U")
+
+
+@pytest.mark.parametrize(("public_url", "page"), [
+    ("https://byline.example/", "https://byline.example/@brand"),
+    ("https://news.example/byline-X/", "https://news.example/byline-X/@brand"),
+])
+def test_the_public_page_keeps_the_public_address_but_its_last_slash(public_url: str, page: str) -> None:
+    assert public_page(public_url, "brand") == page
+
+
+def test_a_duration_past_the_calendar_is_refused_as_too_long() -> None:
+    """Days beyond what a date can hold overflow; refused with the limit, like any too long."""
+    with pytest.raises(ValueError, match=r"^a duration of at most \d+d$"):
+        parse_duration("99999999999d")
+
+
+@pytest.mark.parametrize("context", [None, {}, {"credential_rules": "not rules"}])
+def test_a_policy_validated_without_the_loaders_rules_takes_the_strict_defaults(context: object) -> None:
+    """Without the loader's credential rules (or with something else in their place), a
+    policy is judged by the strict defaults: a platform over plain http is refused."""
+    document = yaml.safe_load(
+        "account: a\nplatform: mastodon\ninstance: http://127.0.0.1:3000\ncredentials: env:A_TOKEN\n"
+        "tier: direct\nowner: alice\n"
+    )
+    with pytest.raises(ValidationError, match="needs BYLINE_ALLOW_INSECURE_PLATFORMS"):
+        Policy.model_validate(document, context=context)
+
+
+def test_a_non_ascii_text_is_counted_in_graphemes_on_mastodon() -> None:
+    """Mastodon counts user-perceived characters: an accented letter, a flag and a skin-toned
+    emoji are one each."""
+    assert mastodon_length("Café 🇫🇷 👍🏽!") == 9
+
+
+_NO_HOST = "must name a host: https://host"
+_NO_PORT = "must name a port from 1 to 65535, or none (https://host:8443 or https://host)"
+
+
+@pytest.mark.parametrize(("address", "message"), [
+    ("https://m.example:abc", _NO_PORT), ("https://m.example:99999", _NO_PORT), ("https://m.example:0", _NO_PORT),
+    ("https://", _NO_HOST), ("https://:443", _NO_HOST),
+])
+def test_a_platform_address_without_a_host_or_with_an_unusable_port_is_refused(address: str, message: str) -> None:
+    """Said when the file is read, where it was accepted and every publication then failed."""
+    text = f"account: a\nplatform: mastodon\ninstance: {address}\ncredentials: env:T\ntier: direct\nowner: alice\n"
+    assert [(i.key, i.message) for i in _issues(text, "a")] == [("instance", message)]

@@ -80,8 +80,18 @@ class CredentialRules:
             self.env_name(target)
 
     def check_address(self, url: str) -> None:
-        """Raise ``ValueError`` unless a credential may be sent to ``url``."""
+        """Raise ``ValueError`` unless a credential may be sent to ``url``: an address with a
+        host and a usable port (one a platform call could reach, said when the file is read
+        rather than at every publication), over ``https://``."""
         parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError("must name a host: https://host")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("must name a port from 1 to 65535, or none (https://host:8443 or https://host)")
         if parts.scheme == "https":
             return
         if not _loopback(parts.hostname or ""):

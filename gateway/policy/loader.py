@@ -275,10 +275,7 @@ def _endpoint(url: str) -> str:
     trailing slash (``HTTPS://Social.Example/`` and ``https://social.example:443`` are one)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
+    port = parts.port  # a usable one: the policy's addresses are checked so (``check_address``)
     where = host if port in (None, _DEFAULT_PORTS.get(parts.scheme.lower())) else f"{host}:{port}"
     return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
 
