@@ -293,3 +293,56 @@ async def test_serve_lists_both_new_files_naming_one_account_as_refused(tmp_path
     refused = [line for line in output.splitlines() if line.startswith("policy refused:")]
     assert [line.split(":")[1].strip() for line in refused] == ["brand-quick.yaml", "brand.yaml"], output
     assert all(line.endswith("neither is used until one of them is removed") for line in refused), output
+
+
+def _by_file(text: str, name: str) -> str:
+    """A policy of this module with its token in a file of the secrets directory instead."""
+    return text.replace("env:BRAND_TOKEN", f"file:secrets/{name}")
+
+
+def test_a_file_changed_to_speak_as_another_keeps_its_version_in_force_in_a_check(tmp_path: Path) -> None:
+    """``check_dir`` against the versions in force, tokens in files: brand-quick in force as its
+    own account, its file now naming brand's token, is refused and keeps its version in force,
+    as a gateway keeps it; brand keeps its own."""
+    directory = make_policy_dir(tmp_path, {"brand": _by_file(BRAND, "brand"),
+                                           "brand-quick": _by_file(QUICK, "quick")})
+    brand, own = load_file(directory / "brand.yaml"), load_file(directory / "brand-quick.yaml")
+    write_policy(directory, "brand-quick", _by_file(QUICK, "brand"))
+    good, issues = check_dir(directory, in_force={"brand": brand, "brand-quick": own})
+    assert good == {"brand": brand, "brand-quick": own}
+    assert [i.file for i in issues] == ["brand-quick.yaml"]
+    assert "same mastodon account as brand.yaml" in issues[0].message
+
+
+def test_two_versions_in_force_for_one_account_are_both_refused_even_with_a_file_gone(tmp_path: Path) -> None:
+    """Both in force for one platform account (recorded before the rule), brand-quick's file
+    since removed: neither is judged good, and the check says so rather than failing."""
+    directory = make_policy_dir(tmp_path, {"brand": _by_file(BRAND, "brand"),
+                                           "brand-quick": _by_file(QUICK, "brand")})
+    brand, quick = load_file(directory / "brand.yaml"), load_file(directory / "brand-quick.yaml")
+    (directory / "brand-quick.yaml").unlink()
+    good, issues = check_dir(directory, in_force={"brand": brand, "brand-quick": quick})
+    assert good == {}
+    assert sorted(i.file for i in issues) == ["brand-quick.yaml", "brand.yaml"]
+
+
+def test_a_registry_keeps_the_version_in_force_with_tokens_in_files(tmp_path: Path) -> None:
+    """As ``test_a_file_changed_to_speak_as_another_account_keeps_its_policy_in_force``, with
+    each token in a file of the secrets directory."""
+    directory = make_policy_dir(tmp_path, {"brand": _by_file(BRAND, "brand"),
+                                           "brand-quick": _by_file(QUICK, "quick")})
+    registry = PolicyRegistry(directory=directory)
+    assert [(c.account, c.kind) for c in registry.reload()] == [("brand", "loaded"), ("brand-quick", "loaded")]
+    brand, quick = registry.get("brand"), registry.get("brand-quick")
+    write_policy(directory, "brand-quick", _by_file(QUICK, "brand"))
+    assert registry.reload() == []
+    assert registry.get("brand") == brand and registry.get("brand-quick") == quick
+    assert list(registry.errors) == ["brand-quick.yaml"]
+
+
+def test_a_path_differing_by_its_last_letters_is_another_server() -> None:
+    """Only a trailing slash is dropped from a server's path: ``/socialX`` is not ``/social``."""
+    mastodon = "platform: mastodon\ninstance: https://m.example/social\ncredentials: env:T\n"
+    assert not _keys(mastodon) & _keys(mastodon.replace("/social", "/socialX"))
+    assert not _keys(mastodon) & _keys(mastodon.replace("/social", "/social/X/"))
+    assert _keys(mastodon) & _keys(mastodon.replace("/social", "/social/"))
