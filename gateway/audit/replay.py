@@ -43,6 +43,8 @@ and approvals. It flags:
   its uploads and their alt texts, its content warning, its options), a version or claim of any
   post that leaves it out more than the grace (300 s) later, and a claim that records it but commits to no words
   (``text_hash``): left out, what went out could not be compared with what was approved;
+- a change of a post's interaction settings (``post.gates_changed``: its threadgate or
+  postgate) but of a published post of the account the entry names, by a writer or the owner;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``) by anyone but its writing
   author, or on an account whose policy would not send them out at once;
@@ -117,6 +119,7 @@ _FROM: dict[str, frozenset[str]] = {
     kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
 }
 _FROM["post.revised"] = frozenset({"published"})
+_FROM["post.gates_changed"] = frozenset({"published"})
 """The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
 a post published twice, approved after it went out, or retried from cancelled is named."""
 
@@ -132,6 +135,8 @@ _REPLY_PARENT_STATES = frozenset({"held", "scheduled", "publishing", "suggested"
 """Where a post a new reply names may be (``posts.REPLY_PARENT_STATES``): waiting, or out."""
 _SYSTEM = "system"
 """The gateway's own actor (no person may take the name)."""
+_GATES = frozenset({"app.bsky.feed.threadgate", "app.bsky.feed.postgate"})
+"""The records of a post's interaction settings (``post.gates_changed``)."""
 _ADOPTIONS_FOLLOWED = 4
 
 
@@ -366,6 +371,8 @@ class Replay:
         elif kind == "post.revised":
             self._revised(index, actor, known, post, extra)
             known.words, known.content = words, content
+        elif kind == "post.gates_changed":
+            self._gates_changed(index, actor, account, known, post, extra)
         elif isinstance(extra, tuple) and 3 <= len(extra) <= 4:
             self._decided(index, kind, actor, known, post, extra)
 
@@ -770,6 +777,28 @@ class Replay:
 
         self._judge(index, account, sha256, check, f"{actor} revised a post of {account}")
         known.version = version
+
+    def _gates_changed(
+        self, index: int, actor: str, account: str | None, known: _Post, post: str, extra: Any
+    ) -> None:
+        """Who may reply to or quote a published post (its threadgate or postgate), changed once
+        it was out: of a post of the account the entry names, by someone who may post on it (a
+        writer or the owner, on every tier: settings, not words, that need no approvals), under
+        the policy it names. That the post was published, and not deleted, its state says."""
+        sha256, gate = extra
+        if account != known.account:
+            self._bad(index, f"post.gates_changed names {account} for post {post}, which is a post of "
+                             f"{known.account}")
+            return
+        if gate not in _GATES:
+            self._bad(index, f"post.gates_changed of post {post} names {gate}, which is no threadgate or postgate")
+
+        def check(policy: _Policy) -> str | None:
+            if actor in policy.writers or actor == policy.owner:
+                return None
+            return f"{actor} changed who may reply to or quote post {post} but may not post on {account}"
+
+        self._judge(index, account, sha256, check, f"{actor} changed the {gate} of a post of {account}")
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it

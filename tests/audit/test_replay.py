@@ -2060,3 +2060,87 @@ def test_only_the_gateways_failure_lets_it_retry_a_reply_with_its_parent(tmp_pat
     assert messages(log.verify(tmp_path / "x.export")) == [
         f"entry {bad}: system retried post 2 with the post it replies to, 1, though it had not failed for that post"
     ]
+
+
+THREADGATE = "app.bsky.feed.threadgate"
+POSTGATE = "app.bsky.feed.postgate"
+
+
+def _gates(log: SyntheticLog, post: str, who: str, *, account: str, sha: str | None, gate: str = THREADGATE) -> int:
+    """Who may reply to (or quote) a published post, changed through Byline."""
+    return log.add("post.gates_changed", actor=who, account=account, post=post, data={
+        "gate": gate, "cid": "bafyreigate", "remote_id": f"at://did:plc:x/app.bsky.feed.post/{post}",
+        "state": "published", **({"policy_sha256": sha} if sha else {}),
+    })
+
+
+def test_gates_changed_by_a_writer_or_the_owner_of_a_published_post_pass(tmp_path: Path) -> None:
+    """A co-signed account's writer hides a reply, its owner closes replies, a managed account's
+    writer and its suggesting owner set who may quote: settings need no approvals, on any tier."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.policy("team", MANAGED, "m1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    _publish(log, "1", "brand")
+    _gates(log, "1", "carol", account="brand", sha="p1")
+    _gates(log, "1", "alice", account="brand", sha="p1", gate=POSTGATE)
+    log.submit("2", author="bob", account="team", sha="m1")
+    _publish(log, "2", "team")
+    _gates(log, "2", "bob", account="team", sha="m1", gate=POSTGATE)
+    _gates(log, "2", "dave", account="team", sha=None)
+    report = log.verify(tmp_path / "ok.export")
+    assert messages(report) == []
+    assert report.ok
+
+
+def test_gates_changed_by_someone_who_may_not_post_or_of_a_post_not_out_are_named(tmp_path: Path) -> None:
+    """A forged log: an approver, a stranger and a writer the policy dropped change a post's
+    gates; gates change on a post still held, on one deleted, on one of another account, and
+    a gate that is none: each is named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    _publish(log, "1", "brand")
+    approver = _gates(log, "1", "bob", account="brand", sha="p1")
+    stranger = _gates(log, "1", "mallory", account="brand", sha="p1")
+    held = log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"],
+                      required=2, sha="p1")
+    early = _gates(log, "2", "carol", account="brand", sha="p1")
+    elsewhere = _gates(log, "1", "alice", account="solo", sha="s1")
+    log.submit("3", author="alice", account="solo", sha="s1")
+    _publish(log, "3", "solo")
+    other = _gates(log, "3", "alice", account="solo", sha="s1", gate="app.bsky.feed.post")
+    log.add("post.deleted", actor="alice", account="solo", post="3", data={"state": "deleted", "policy_sha256": "s1"})
+    gone = _gates(log, "3", "alice", account="solo", sha="s1")
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
+        "cause": "author_lost_role", "state": "held", "version": 1, "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p2"})
+    dropped = _gates(log, "1", "carol", account="brand", sha="p2")
+    assert held < early
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {approver}: bob changed who may reply to or quote post 1 but may not post on brand",
+        f"entry {stranger}: mallory changed who may reply to or quote post 1 but may not post on brand",
+        f"entry {early}: post.gates_changed of post 2, which was held: its life does not go that way",
+        f"entry {elsewhere}: post.gates_changed names solo for post 1, which is a post of brand",
+        f"entry {other}: post.gates_changed of post 3 names app.bsky.feed.post, which is no threadgate or postgate",
+        f"entry {gone}: post.gates_changed of post 3, which was deleted: its life does not go that way",
+        f"entry {dropped}: carol changed who may reply to or quote post 1 but may not post on brand",
+    ]
+
+
+def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None:
+    """An entry that does not say which gate changed cannot be judged, and is named as malformed."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _publish(log, "1", "solo")
+    bad = log.add("post.gates_changed", actor="alice", account="solo", post="1",
+                  data={"cid": None, "state": "published", "policy_sha256": "s1"})
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found

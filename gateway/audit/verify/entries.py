@@ -40,7 +40,7 @@ REPLAYED = frozenset({
     "post.submitted", "post.edited", "post.approved", "post.published", "post.publishing",
     "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
     "post.expired", "post.deferred", "post.failed", "post.retried", "post.revised", "post.deleted",
-    "profile.updated",
+    "post.gates_changed", "profile.updated",
 })
 """The entry types the rules replay takes."""
 
@@ -154,6 +154,11 @@ def _sha(data: dict[str, Any]) -> str | None:
 
 def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
+    if kind == "post.gates_changed":
+        gate, cid = data.get("gate"), data.get("cid")
+        if type(gate) is not str or not (cid is None or type(cid) is str):
+            return None, "post.gates_changed lacks data.gate or has a malformed data.cid"
+        return (_sha(data), gate), None
     if kind == "post.publishing":
         version = data.get("version")
         return (_sha(data), version if type(version) is int else None), None
