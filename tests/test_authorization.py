@@ -5,7 +5,8 @@ under test: writers author; suggesters suggest; only the author cancels; approve
 author, except the owner confirming on an account with no approvers) approve, reject and
 edit held posts; writers adopt and dismiss suggestions (on any tier that lists suggesters); the
 author or owner deletes and
-retries; a stranger gets nothing.
+retries; anyone who may post on the account (a writer, the owner) sets who may reply to or
+quote a published post; a stranger gets nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ EXPECTED_MAY: dict[str, dict[str, set[str]]] = {
         "delete": {"dave"}, "retry": {"dave"},
     },
 }
+
+# Who may reply to or quote a published post: settings, not words, set by whoever may post on
+# the account, whoever wrote the post (on a managed account, its owner too, who only suggests).
+GATE = Act.GATE.value
+EXPECTED_MAY["direct"][GATE] = {"alice"}
+EXPECTED_MAY["delayed"][GATE] = {"bob"}
+EXPECTED_MAY["cosigned"][GATE] = {"alice", "carol"}
+EXPECTED_MAY["managed"][GATE] = {"bob", "carol", "dave"}
 
 USERS = ["alice", "bob", "carol", "dave", "erin"]
 

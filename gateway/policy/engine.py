@@ -198,6 +198,8 @@ class Act(StrEnum):
     DISMISS = "dismiss"
     DELETE = "delete"
     RETRY = "retry"
+    GATE = "change who may reply to or quote"
+    """Set a published post's interaction settings (Bluesky's threadgate and postgate)."""
 
 
 def may(
@@ -236,4 +238,10 @@ def may(
         return Role.WRITER in held_by
     if act in (Act.DELETE, Act.RETRY):
         return writes or Role.OWNER in held_by
+    if act is Act.GATE:
+        # Settings, not words: who may reply or quote goes out without approvals on every tier,
+        # as it does with the post. Anyone who may post on the account sets it on any of its
+        # posts (hiding an abusive reply is the team's, not only the author's); an approver or
+        # a suggester posts nothing on their own, so sets nothing.
+        return Role.WRITER in held_by or Role.OWNER in held_by
     return False
