@@ -19,6 +19,8 @@ A post's interaction settings (``OutboundPost.gates``: a threadgate, a postgate,
 post's key) go in the same commit as the post (``applyWrites``): both are there or neither,
 so a retry that finds the post finds them too. Deleting the post deletes them with it, in one
 commit too: left behind, they would go on ruling replies and quotes of a post that is gone.
+Once the post is out, :meth:`BlueskyAdapter.write_gates` changes them as an app does
+(``putRecord``, ``createRecord``, ``deleteRecord`` under the post's key).
 
 :meth:`BlueskyAdapter.preview_record` builds the record as :meth:`BlueskyAdapter.publish` will
 (facets, reply references, ``createdAt``), without writing anything.
@@ -26,6 +28,7 @@ commit too: left behind, they would go on ruling replies and quotes of a post th
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -66,7 +69,10 @@ DEFAULT_APP_URL: Final = "https://bsky.app"
 
 _log = logging.getLogger(__name__)
 _CREATE: Final = "com.atproto.repo.applyWrites#create"
+_UPDATE: Final = "com.atproto.repo.applyWrites#update"
 _DELETE: Final = "com.atproto.repo.applyWrites#delete"
+_WRITE_TYPES: Final = {"createRecord": _CREATE, "putRecord": _UPDATE, "deleteRecord": _DELETE}
+"""The record calls, and what each is as a write of ``applyWrites``."""
 
 
 PROFILE_COLLECTION: Final = "app.bsky.actor.profile"
@@ -215,6 +221,48 @@ class BlueskyAdapter:
         writes = [{"$type": _DELETE, "collection": collection, "rkey": uri.rkey} for collection in there]
         await self._client.call(
             "POST", "com.atproto.repo.applyWrites", json_body={"repo": login.did, "writes": writes}
+        )
+
+    async def write_gates(
+        self, writes: list[tuple[str, str, str, Mapping[str, Any] | None]], *, swap_record: str | None = None,
+    ) -> XrpcRawResponse:
+        """Write published posts' interaction settings under their keys, as an app does: each of
+        ``writes`` is (``createRecord``, ``putRecord`` or ``deleteRecord``, the post's at://
+        URI, a gate collection, the record or None); one alone is that call, with
+        ``swap_record`` if given, several one ``applyWrites`` (one commit: all or none). The
+        PDS's answer comes back whatever its status: its refusal (a record that exists, a swap
+        that failed) is the app's to see as the PDS gave it."""
+        login = await self._client.ensure_login()
+        keyed: list[tuple[str, str, str, Mapping[str, Any] | None]] = []
+        for call, remote_id, collection, value in writes:
+            uri = AtUri.parse(remote_id)
+            if uri.collection != POST_COLLECTION:
+                raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
+            if uri.repo not in (login.did, login.handle):
+                raise AdapterError(
+                    f"bluesky: {remote_id} belongs to another account than {login.handle}", retryable=False
+                )
+            if collection not in GATE_COLLECTIONS or call not in _WRITE_TYPES:
+                raise AdapterError(f"bluesky: {call} of {collection} is no change of a post's gates", retryable=False)
+            keyed.append((call, uri.rkey, collection, value))
+        body: dict[str, Any]
+        if len(keyed) == 1:
+            ((call, rkey, collection, value),) = keyed
+            nsid = f"com.atproto.repo.{call}"
+            body = {"repo": login.did, "collection": collection, "rkey": rkey}
+            if value is not None:
+                body["record"] = dict(value)
+            if swap_record is not None:
+                body["swapRecord"] = swap_record
+        else:
+            nsid = "com.atproto.repo.applyWrites"
+            body = {"repo": login.did, "writes": [
+                {"$type": _WRITE_TYPES[call], "collection": collection, "rkey": rkey,
+                 **({"value": dict(value)} if value is not None else {})}
+                for call, rkey, collection, value in keyed
+            ]}
+        return await self._client.relay(
+            "POST", nsid, body=json.dumps(body).encode("utf-8"), headers={"Content-Type": "application/json"}
         )
 
     async def _holds(self, did: str, collection: str, rkey: str) -> bool:

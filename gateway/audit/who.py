@@ -55,6 +55,7 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
         "post.published": f"published{v}" + (f" at {data['url']}" if data.get("url") else ""),
         "post.failed": f"failed: {data.get('error')}",
         "post.deleted": f"deleted by {actor}",
+        "post.gates_changed": f"{data.get('gate')} {'set' if data.get('cid') else 'removed'} by {actor}",
         "post.adopted": f"adopted by {actor} as post {data.get('into')}",
         "post.dismissed": f"dismissed by {actor}",
         "post.retried": f"retried by {actor}",

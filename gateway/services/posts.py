@@ -893,6 +893,42 @@ class PostService:
         self._count_cancelled_replies(self.policies.get(deleted.account), replies)
         return deleted
 
+    async def gateable(self, caller: Caller, post_id: str) -> Published:
+        """A published post whose interaction settings (who may reply, who may quote) ``caller``
+        may change on its platform, or the error they should see: anyone who may post on the
+        account (a writer, the owner), on every tier, since they are settings, not words."""
+        post = await self._row(post_id)
+        loaded = self._authorize(caller, post, Act.GATE)
+        if post.state != State.PUBLISHED.value:
+            raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is {post.state}, not published",
+                              state=post.state)
+        return Published(record=post, loaded=loaded)
+
+    async def record_gates_changed(
+        self, caller: Caller, gated: Published, *, collection: str, cid: str | None
+    ) -> None:
+        """Record that the platform now holds the record ``collection`` with this CID under the
+        published post's key (``cid`` None: it holds none). The CID is the PDS's own digest of
+        the record, which anyone can compare with it; the record itself stays out of the log
+        (see README, *post.gates_changed*). Refused, recording nothing, for a post that is no
+        longer published (deleted meanwhile: its caller takes the gate back off)."""
+        post_id = gated.record.id
+
+        async def work(ltx: LogTxn) -> None:
+            current = await self._load(ltx, post_id)
+            if current.state != State.PUBLISHED.value:
+                raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is {current.state}, not published",
+                                  state=current.state)
+            # Published to published: the compare-and-set orders this entry against a deletion
+            # recorded at once, so the log never shows settings changed on a post already gone.
+            await self._cas(ltx, current, State.PUBLISHED)
+            await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
+                             data={"gate": collection, "cid": cid, "remote_id": current.remote_id,
+                                   "state": State.PUBLISHED.value, "policy_sha256": gated.loaded.sha256})
+
+        await self.appender.submit(work)
+        self.metrics.post_event(gated.loaded, "post.gates_changed", State.PUBLISHED)
+
     @_under_policy_in_force
     async def revision(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None

@@ -248,7 +248,8 @@ _WHAT = {
     "post.submitted": "submitted", "post.edited": "edited", "post.approved": "approved",
     "post.rejected": "rejected", "post.cancelled": "cancelled", "post.adopted": "adopted",
     "post.dismissed": "dismissed", "post.published": "published", "post.failed": "failed",
-    "post.deleted": "deleted", "post.revised": "revised", "post.redecided": "decided again",
+    "post.deleted": "deleted", "post.revised": "revised",
+    "post.gates_changed": "who may reply or quote changed", "post.redecided": "decided again",
     "post.expired": "expired", "post.retried": "retried", "post.deferred": "deferred",
     "post.claimed": "taken by the publisher", "post.refused": "refused",
 }

@@ -76,7 +76,7 @@ from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.announcements import record_url
 from gateway.services.platforms import Platforms
-from gateway.services.posts import PostOptions, PostService, PostView, new_post_id
+from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
@@ -95,6 +95,10 @@ _CREATE: Final = "com.atproto.repo.applyWrites#create"
 _UPDATE: Final = "com.atproto.repo.applyWrites#update"
 _DELETE: Final = "com.atproto.repo.applyWrites#delete"
 _SELF_LABELS: Final = "com.atproto.label.defs#selfLabels"
+_CREATE_CALL: Final = "createRecord"
+_PUT_CALL: Final = "putRecord"
+_DELETE_CALL: Final = "deleteRecord"
+_CALLS: Final = {_CREATE: _CREATE_CALL, _UPDATE: _PUT_CALL, _DELETE: _DELETE_CALL}
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _RECORD_KEY = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
 _UNPUBLISHED: Final = frozenset({"held", "scheduled", "publishing", "suggested"})
@@ -324,6 +328,27 @@ def _json(status: int, body: dict[str, Any]) -> XrpcRawResponse:
     )
 
 
+def _pds_answer(answer: XrpcRawResponse) -> dict[str, Any]:
+    """The PDS's JSON answer to a write; its refusal as the error it gave (a 4xx, and the 500
+    of a record that exists, by its own name), else ``UpstreamFailure``."""
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    if answer.status == 200:
+        return body
+    name, message = body.get("error"), body.get("message")
+    name = name if isinstance(name, str) and name else "InvalidRequest"
+    message = message if isinstance(message, str) and message else f"the PDS answered {answer.status}"
+    if answer.status == 400:
+        raise xrpc_error(Code.VALIDATION, name, message)
+    if answer.status == 500:
+        raise xrpc_error(Code.CONFLICT, "InternalServerError", message)
+    raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", f"the PDS answered {answer.status}: {message}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Write:
     """One parsed write of ``applyWrites``: a post's create (``record``, with the key its client
@@ -333,7 +358,21 @@ class _Write:
     record: PostRecord | None = None
     rkey: str | None = None
     gate: tuple[str, Any] | None = None
+    call: str = _CREATE_CALL
+    """For a gate: the record call it is (``createRecord``, ``putRecord``, ``deleteRecord``)."""
     gates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _GateChange:
+    """A change of a published post's threadgate or postgate, checked: the post, who may make
+    it, and the record to write (None to delete it)."""
+
+    call: str
+    collection: str
+    gated: Published
+    remote_id: str
+    value: dict[str, Any] | None
 
 
 class XrpcRepo:
@@ -363,11 +402,14 @@ class XrpcRepo:
         self, session: XrpcSession, *, repo: str, collection: str, rkey: str | None,
         record: Any, swap_commit: str | None,
     ) -> dict[str, Any]:
-        """``createRecord``: a post submitted through the policy; its future uri and cid."""
+        """``createRecord``: a post submitted through the policy; its future uri and cid. Of a
+        threadgate or postgate, under the key of a post already out: written now (``_gates``)."""
         loaded = self._own_repo(session, repo)
-        self._check_collection(collection)
         if swap_commit is not None:
             raise _invalid("swapCommit is not supported: a post is written when its policy lets it go")
+        if collection in GATES:
+            return await self._gates(session, loaded, [(1, _CREATE_CALL, collection, rkey, record)])
+        self._check_collection(collection)
         parsed = parse_post_record(record)
         if rkey is not None:
             _check_rkey(rkey)
@@ -375,12 +417,35 @@ class XrpcRepo:
             _check_replies(session, [(rkey, parsed)])
         return await self._create(session, loaded, parsed, rkey=rkey)
 
-    async def delete_record(
-        self, session: XrpcSession, *, repo: str, collection: str, rkey: str
+    async def put_record(
+        self, session: XrpcSession, *, repo: str, collection: str, rkey: str, record: Any,
+        swap_record: str | None,
     ) -> dict[str, Any]:
-        """``deleteRecord``: a waiting post is taken back, a published one deleted."""
-        self._own_repo(session, repo)
+        """``putRecord``: of a threadgate or postgate under the key of a post already out, as
+        the Bluesky app changes who may reply (or hides a reply) and who may quote: written now
+        (``_gates``). Posts are not edited, and nothing else is written."""
+        loaded = self._own_repo(session, repo)
+        if collection == POST_COLLECTION:
+            raise _invalid("Bluesky posts are not edited: delete the post and write a new one")
+        if collection not in GATES:
+            refusal = relay_refusal("POST", "com.atproto.repo.putRecord")
+            assert refusal is not None
+            raise refusal
+        return await self._gates(session, loaded, [(1, _PUT_CALL, collection, rkey, record)],
+                                 swap_record=swap_record)
+
+    async def delete_record(
+        self, session: XrpcSession, *, repo: str, collection: str, rkey: str, swap_record: str | None = None,
+    ) -> dict[str, Any]:
+        """``deleteRecord``: a waiting post is taken back, a published one deleted; a threadgate
+        or postgate of a post already out is deleted now (``_gates``)."""
+        loaded = self._own_repo(session, repo)
+        if collection in GATES:
+            return await self._gates(session, loaded, [(1, _DELETE_CALL, collection, rkey, None)],
+                                     swap_record=swap_record)
         self._check_collection(collection)
+        if swap_record is not None:
+            raise _invalid("swapRecord is not supported for posts by Byline")
         await self._delete(session, rkey)
         return {}
 
@@ -391,9 +456,22 @@ class XrpcRepo:
             raise _invalid("writes must not be empty")
         if len(writes) > MAX_WRITES:
             raise _invalid(f"Too many writes. Max: {MAX_WRITES}")
-        parsed = self._with_gates(
-            session, loaded, [self._parse_write(n, write) for n, write in enumerate(writes, start=1)]
-        )
+        parsed = [self._parse_write(n, write) for n, write in enumerate(writes, start=1)]
+        new_keys = {w.rkey for w in parsed if w.record is not None}
+        changes = [(n, w) for n, w in enumerate(parsed, start=1)
+                   if w.gate is not None and (w.call != _CREATE_CALL or w.rkey not in new_keys)]
+        if changes:
+            if len(changes) < len(parsed):
+                n, write = changes[0]
+                raise _invalid(
+                    f"writes/{n}: Byline writes an {write.gate[0] if write.gate else 'interaction setting'} only "
+                    "with its post, created in the same applyWrites under the same rkey, or, for a post "
+                    "already out, on its own (putRecord, deleteRecord, or an applyWrites of such changes only)"
+                )
+            return await self._gates(session, loaded, [
+                (n, w.call, w.gate[0], w.rkey, w.gate[1]) for n, w in changes if w.gate is not None
+            ], batch=True)
+        parsed = self._with_gates(session, loaded, parsed)
         # Checked before any post is in: a PDS writes all of a batch or none of it.
         await self._check_free(session, [w.rkey for w in parsed if w.record is not None and w.rkey is not None])
         await self._check_posts(session, loaded, parsed)
@@ -425,20 +503,125 @@ class XrpcRepo:
                 ) from None
         return {"results": results}
 
+    # -- interaction settings of posts already out ----------------------------------------------
+
+    async def _gates(
+        self, session: XrpcSession, loaded: LoadedPolicy, writes: list[tuple[int, str, str, Any, Any]], *,
+        swap_record: str | None = None, batch: bool = False,
+    ) -> dict[str, Any]:
+        """Create, replace or delete the threadgates and postgates of published posts of the
+        account, as the Bluesky app does once a post is out ("Edit interaction settings",
+        "Hide reply"): each ``(n, call, collection, rkey, record)`` is checked first (a post
+        Byline published and has not deleted, someone who may post on the account, the record
+        against its lexicon, ``post`` naming that post), then all are written to the PDS under
+        the account's session in one call, and each is recorded in the log
+        (``post.gates_changed``). The answer is the PDS's. A refusal changes nothing, here or
+        there. A gate of a post still waiting is not changed: it goes out as it was sent with
+        the post (its options are part of what was approved, ``content_sha256``)."""
+        def where(n: int) -> str:
+            return f"writes/{n}: " if batch else ""
+
+        if loaded.policy.platform != "bluesky":
+            n, _, collection, _, _ = writes[0]
+            raise _invalid(
+                f"{where(n)}{collection} sets who may reply or quote on Bluesky; {loaded.policy.account} "
+                f"is on {loaded.policy.platform}: its posts go out with replies and quotes open to everybody"
+            )
+        changes = [await self._gate_change(session, where(n), call, collection, rkey, value)
+                   for n, call, collection, rkey, value in writes]
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
+        try:
+            answer = await adapter.write_gates(
+                [(c.call, c.remote_id, c.collection, c.value) for c in changes], swap_record=swap_record
+            )
+        except AdapterError as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+        body = _pds_answer(answer)
+        results = body.get("results") if batch else [body]
+        if not isinstance(results, list) or len(results) != len(changes):
+            results = [{}] * len(changes)  # written all the same; the log names no CID it was not given
+        for change, result in zip(changes, results, strict=True):
+            cid = result.get("cid") if isinstance(result, dict) and change.value is not None else None
+            try:
+                await self._posts.record_gates_changed(
+                    session.caller, change.gated, collection=change.collection,
+                    cid=cid if isinstance(cid, str) else None,
+                )
+            except BylineError as exc:
+                if exc.code not in (Code.INVALID_TRANSITION, Code.CONFLICT):
+                    raise
+                # Deleted while the gate was written: a gate left would rule a post that is gone.
+                await self._take_back(adapter, change)
+                raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
+                               "is not kept") from None
+            logger.info("xrpc_gate_changed", post_id=change.gated.record.id, gate=change.collection,
+                        call=change.call)
+        return body
+
+    async def _gate_change(
+        self, session: XrpcSession, where: str, call: str, collection: str, rkey: Any, value: Any
+    ) -> _GateChange:
+        """One change of a published post's gate, checked (see ``_gates``), or its refusal."""
+        if not isinstance(rkey, str):
+            raise _invalid(f"{where}a {collection} goes with its post: give it the post's rkey")
+        post_uri = f"at://{session.did}/{POST_COLLECTION}/{rkey}"
+        missing = _invalid(
+            f"{where}Could not locate record: {post_uri} is not a post made through Byline, and Byline "
+            f"writes an {collection} only for its own posts"
+        )
+        row = await self._find(session.account, rkey)
+        if row is None:
+            raise missing
+        try:
+            gated = await self._posts.gateable(session.caller, row["id"])
+        except BylineError as exc:
+            if exc.code is Code.NOT_FOUND:
+                raise missing from None
+            if exc.code is not Code.INVALID_TRANSITION:
+                raise BylineError(exc.code, f"{where}{exc.message}", **exc.details) from None
+            state = exc.details.get("state")
+            if state in _UNPUBLISHED or state == State.FAILED.value:
+                raise _invalid(
+                    f"{where}{post_uri} has not gone out yet ({state}): Byline writes an {collection} only with "
+                    "its post, as sent with it in the same applyWrites; change it once the post is out"
+                ) from None
+            raise _invalid(f"{where}{post_uri} is {state}: it has no {collection} to change") from None
+        if gated.record.remote_id != post_uri:
+            raise _invalid(f"{where}{post_uri} went out as {gated.record.remote_id}: name the post by that address")
+        checked: dict[str, Any] | None = None
+        if call != _DELETE_CALL:
+            try:
+                checked = check_gate(collection, value, post_uri=post_uri)
+            except GateError as exc:
+                raise _invalid(f"{where}Invalid {collection} record: {exc}") from None
+        return _GateChange(call=call, collection=collection, gated=gated, remote_id=post_uri, value=checked)
+
+    async def _take_back(self, adapter: BlueskyAdapter, change: _GateChange) -> None:
+        """Best effort: delete a gate written for a post deleted meanwhile."""
+        if change.value is None:
+            return
+        try:
+            await adapter.write_gates([(_DELETE_CALL, change.remote_id, change.collection, None)])
+        except AdapterError as exc:
+            logger.warning("xrpc_gate_left", post_id=change.gated.record.id, gate=change.collection,
+                           error=exc.message)
+
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):
             raise _invalid(f"writes/{n}: must be an object")
         kind = write.get("$type")
+        collection = write.get("collection")
+        rkey = write.get("rkey")
+        if kind in _CALLS and collection in GATES:
+            if not isinstance(rkey, str):
+                raise _invalid(f"writes/{n}: a {collection} goes with its post: give it the post's rkey")
+            return _Write(rkey=rkey, gate=(collection, write.get("value")), call=_CALLS[kind])
         if kind == _UPDATE:
             raise _invalid(f"writes/{n}: Bluesky posts are not edited: delete the post and write a new one")
         if kind not in (_CREATE, _DELETE):
-            raise _invalid(f"writes/{n}: $type must be {_CREATE} or {_DELETE}")
-        collection = write.get("collection")
-        rkey = write.get("rkey")
-        if kind == _CREATE and collection in GATES:
-            if not isinstance(rkey, str):
-                raise _invalid(f"writes/{n}: a {collection} goes with its post: give it the post's rkey")
-            return _Write(rkey=rkey, gate=(collection, write.get("value")))
+            raise _invalid(f"writes/{n}: $type must be {_CREATE}, {_UPDATE} or {_DELETE}")
         self._check_collection(collection)
         if kind == _DELETE:
             if not isinstance(rkey, str):
@@ -466,11 +649,7 @@ class XrpcRepo:
             collection, value = write.gate
             assert write.rkey is not None
             at = posts.get(write.rkey)
-            if at is None:
-                raise _invalid(
-                    f"writes/{n}: Byline writes an {collection} only with its post, created in the same "
-                    f"applyWrites under the same rkey ({write.rkey}); it is written when the post goes out"
-                )
+            assert at is not None, "a gate without its post in the batch is a change (apply_writes)"
             if loaded.policy.platform != "bluesky":
                 raise _invalid(
                     f"writes/{n}: {collection} sets who may reply or quote on Bluesky; {loaded.policy.account} "
@@ -857,11 +1036,6 @@ class XrpcRepo:
 
     @staticmethod
     def _check_collection(collection: Any) -> None:
-        if collection in GATES:
-            raise _invalid(
-                f"Byline writes an {collection} only with its post: send both in one applyWrites, the "
-                "post's create and then this one under the post's rkey (as the Bluesky app does)"
-            )
         if collection != POST_COLLECTION:
             raise _invalid(
                 f"Byline writes {POST_COLLECTION} records only, not {collection}: every write goes "

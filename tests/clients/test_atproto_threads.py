@@ -319,7 +319,7 @@ async def test_app_keys_that_are_not_tids_or_are_taken_are_refused_as_the_pds_re
         ("com.atproto.repo.applyWrites", {"repo": did, "writes": app_thread(did, ["gated"], threadgate=True)},
          400, "InvalidRequest", f"writes/2: {THREADGATE} sets who may reply or quote on Bluesky; delayed is on"),
         ("com.atproto.repo.createRecord", {"repo": did, "collection": THREADGATE, "rkey": first_key, "record": {}},
-         400, "InvalidRequest", f"Byline writes an {THREADGATE} only with its post: send both in one applyWrites"),
+         400, "InvalidRequest", f"{THREADGATE} sets who may reply or quote on Bluesky; delayed is on sandbox"),
     ]
     for nsid, sent, status_wanted, error, message in cases:
         status, answer = await xrpc(gw, nsid, token, sent)

@@ -157,14 +157,17 @@ async def test_writes_in_any_spelling_never_reach_the_pds(bluesky_pds: BlueskyPd
         ("com.atproto.server.createAppPassword", True, {"body": {"name": "mine now"}}),
     ]
     byline_names = {"com.atproto.repo.createRecord", "com.atproto.repo.deleteRecord",
-                    "com.atproto.repo.applyWrites", "com.atproto.repo.uploadBlob"}
+                    "com.atproto.repo.applyWrites", "com.atproto.repo.uploadBlob", "com.atproto.repo.putRecord"}
     answers: list[tuple[str, str, int, Any, tuple[int, str, str]]] = []
     for user in ("alice", "bob"):  # the owner, and an approver
         token = await _session(cosigned, user, "sky", account.handle)
         for nsid, with_canonical, call in writes:
             for name in spellings(nsid, canonical=with_canonical):
                 status, body = await _xrpc(cosigned, "POST", name, token=token, **call)
-                wanted = ((400, "InvalidRequest", f"{name} is not the method's name") if nsid in byline_names
+                # putRecord is Byline's own (a published post's threadgate or postgate), and
+                # refuses a profile as the relay refuses a write.
+                wanted = ((400, "InvalidRequest", f"{name} is not the method's name")
+                          if nsid in byline_names and name != nsid
                           else (501, "MethodNotImplemented", f"Byline does not relay {name}: "))
                 answers.append((user, name, status, body, wanted))
         for name in spellings("com.atproto.server.getServiceAuth", canonical=True):

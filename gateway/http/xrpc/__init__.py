@@ -83,6 +83,7 @@ def surface() -> web.Application:
             "com.atproto.server.refreshSession": methods.refresh_session,
             "com.atproto.server.deleteSession": methods.delete_session,
             "com.atproto.repo.createRecord": methods.create_record,
+            "com.atproto.repo.putRecord": methods.put_record,
             "com.atproto.repo.deleteRecord": methods.delete_record,
             "com.atproto.repo.applyWrites": methods.apply_writes,
         },

@@ -30,6 +30,18 @@ class CreateRecordBody(_Body):
     swap_commit: str | None = Field(default=None, alias="swapCommit")
 
 
+class PutRecordBody(_Body):
+    """``com.atproto.repo.putRecord``."""
+
+    repo: str = Field(min_length=1, max_length=2048)
+    collection: str = Field(min_length=1, max_length=317)
+    rkey: str = Field(min_length=1, max_length=512)
+    validate_: bool | None = Field(default=None, alias="validate")
+    record: dict[str, Any]
+    swap_record: str | None = Field(default=None, alias="swapRecord")
+    swap_commit: str | None = Field(default=None, alias="swapCommit")
+
+
 class DeleteRecordBody(_Body):
     """``com.atproto.repo.deleteRecord``."""
 

@@ -9,7 +9,13 @@ from aiohttp import web
 from gateway.appkeys import XRPC_REPO, XRPC_SESSIONS
 from gateway.errors import BylineError
 from gateway.http.common import parse, read_json
-from gateway.http.xrpc.bodies import ApplyWritesBody, CreateRecordBody, CreateSessionBody, DeleteRecordBody
+from gateway.http.xrpc.bodies import (
+    ApplyWritesBody,
+    CreateRecordBody,
+    CreateSessionBody,
+    DeleteRecordBody,
+    PutRecordBody,
+)
 from gateway.http.xrpc.errors import invalid
 from gateway.services.xrpc_repo import STREAMED_QUERIES, relayed_headers
 from gateway.services.xrpc_sessions import XrpcSession
@@ -84,20 +90,35 @@ async def create_record(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def put_record(request: web.Request) -> web.Response:
+    """``com.atproto.repo.putRecord``: a published post's threadgate or postgate, written now."""
+    session = await _session(request)
+    body = parse(PutRecordBody, await read_json(request))
+    if body.swap_commit is not None:
+        raise invalid("swapCommit is not supported by Byline")
+    answer = await request.config_dict[XRPC_REPO].put_record(
+        session, repo=body.repo, collection=body.collection, rkey=body.rkey, record=body.record,
+        swap_record=body.swap_record,
+    )
+    return web.json_response(answer)
+
+
 async def delete_record(request: web.Request) -> web.Response:
-    """``com.atproto.repo.deleteRecord``: take a waiting post back, or delete a published one."""
+    """``com.atproto.repo.deleteRecord``: take a waiting post back, or delete a published one (or
+    its threadgate or postgate)."""
     session = await _session(request)
     body = parse(DeleteRecordBody, await read_json(request))
-    if body.swap_record is not None or body.swap_commit is not None:
-        raise invalid("swapRecord and swapCommit are not supported by Byline")
+    if body.swap_commit is not None:
+        raise invalid("swapCommit is not supported by Byline")
     answer = await request.config_dict[XRPC_REPO].delete_record(
-        session, repo=body.repo, collection=body.collection, rkey=body.rkey
+        session, repo=body.repo, collection=body.collection, rkey=body.rkey, swap_record=body.swap_record
     )
     return web.json_response(answer)
 
 
 async def apply_writes(request: web.Request) -> web.Response:
-    """``com.atproto.repo.applyWrites``: post creates and deletes, in order."""
+    """``com.atproto.repo.applyWrites``: post creates and deletes, in order; or changes of
+    published posts' threadgates and postgates."""
     session = await _session(request)
     body = parse(ApplyWritesBody, await read_json(request))
     if body.swap_commit is not None:

@@ -1,0 +1,276 @@
+"""Who may reply to and quote a post already out, changed from a Bluesky app: "Edit interaction
+settings" and "Hide reply" write the post's threadgate and postgate under its key
+(``putRecord``, ``createRecord``, ``deleteRecord``, ``applyWrites``). Through Byline, with the
+real ``atproto`` SDK, to a real PDS; each change in the log as ``post.gates_changed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from atproto import Client, models
+
+from gateway.appkeys import IDENTITY
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_atproto_threads import (
+    POST,
+    POSTGATE,
+    THREADGATE,
+    app_thread,
+    login,
+    pds_record,
+    posts_by_key,
+    run,
+    sdk_writes,
+    xrpc,
+)
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid
+
+CREATE = "com.atproto.repo.applyWrites#create"
+UPDATE = "com.atproto.repo.applyWrites#update"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock moved by hand, starting now: the SDK refreshes tokens by its own clock."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+async def gw(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Gateway]:
+    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its approver."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    write_policy(policy_dir, "skygates", f"""
+        account: skygates
+        platform: bluesky
+        handle: {account.handle}
+        pds: {bluesky_pds.pds_url}
+        credentials: env:CAROL_BSKY_APP_PASSWORD
+        tier: co-signed
+        owner: alice
+        writers: [carol]
+        approvals:
+          required: 1
+          from: [bob]
+    """)
+    async with started_gateway(db_url, policy_dir, clock) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    """SDK clients made by a test; their sockets are closed when it ends."""
+    made: list[Client] = []
+    yield made
+    for client in made:
+        client.request.close()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def threadgate(post_uri: str, **more: Any) -> dict[str, Any]:
+    """A threadgate as the app writes it: replies from people the account follows, by default."""
+    return {"$type": THREADGATE, "post": post_uri, "createdAt": _now(),
+            "allow": [{"$type": f"{THREADGATE}#followingRule"}], **more}
+
+
+def postgate(post_uri: str, **more: Any) -> dict[str, Any]:
+    """A postgate as the app writes it: no quotes."""
+    return {"$type": POSTGATE, "post": post_uri, "createdAt": _now(),
+            "embeddingRules": [{"$type": f"{POSTGATE}#disableRule"}], **more}
+
+
+async def published_post(gw: Gateway, client: Client, did: str) -> str:
+    """A post carol sends from the app with a threadgate, approved by bob and out: its address."""
+    writes = app_thread(did, [f"Out, with replies from followers ({secrets.token_hex(4)})"], threadgate=True)
+    await run(client.com.atproto.repo.apply_writes, sdk_writes(did, writes))
+    post = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]
+    status, body = await gw.act("bob", post["id"], "approve")
+    assert status == 200, body
+    await gw.tick()
+    uri = f"at://{did}/{POST}/{writes[0]['rkey']}"
+    assert (await gw.get("carol", post["id"]))["state"] == "published"
+    return uri
+
+
+async def on_pds(pds: BlueskyPds, handle: str, nsid: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A write made on the PDS itself by ``handle``, not through Byline."""
+    account = pds.account(handle)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+                             json={"identifier": account.handle, "password": account.app_password}) as resp:
+            assert resp.status == 200, await resp.text()
+            token = (await resp.json())["accessJwt"]
+        async with http.post(f"{pds.pds_url}/xrpc/{nsid}", json={"repo": account.did, **body},
+                             headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+            return dict(await resp.json())
+
+
+async def gate_entries(gw: Gateway) -> list[tuple[str, str, str, str | None]]:
+    """The log's ``post.gates_changed`` entries: actor, post, gate, CID."""
+    size = await gw.log_size()
+    status, body = await gw.call(None, "GET", f"/log/entries?start=0&end={size}")
+    assert status == 200, body
+    entries = [json.loads(base64.b64decode(e["leaf"])) for e in body["entries"]]
+    return [(e["actor"], e["post"], e["data"]["gate"], e["data"]["cid"])
+            for e in entries if e["type"] == "post.gates_changed"]
+
+
+async def xrpc_login(gw: Gateway, user: str, identifier: str) -> str:
+    """An access token for ``user`` on ``skygates``, as an app gets one."""
+    resp = await gw.client.post("/xrpc/com.atproto.server.createSession", json={
+        "identifier": identifier, "password": await gw.app[IDENTITY].create(user=user, account="skygates"),
+    })
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["accessJwt"])
+
+
+async def test_the_team_hides_a_reply_closes_replies_and_quotes_on_a_published_post(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """On a co-signed account, with no approval: carol (its writer) hides a reply and closes
+    replies, alice (its owner) turns quotes off and changes both in one applyWrites, carol takes
+    the threadgate off. Each lands on the PDS as sent, each is in the log with the CID the PDS
+    gave the record (none for a deletion), and the log verifies. (Before: each refused, 400,
+    "Byline writes an app.bsky.feed.threadgate only with its post".)"""
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    alice = await login(gw, clients, "alice", "skygates", did)
+    post_uri = await published_post(gw, carol, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    gate_uri, quote_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
+    first = await pds_record(bluesky_pds, gate_uri)
+    assert first is not None and first["value"]["allow"] == [{"$type": f"{THREADGATE}#followingRule"}]
+    reply = await on_pds(bluesky_pds, "bob.test", "com.atproto.repo.createRecord", {"collection": POST, "record": {
+        "$type": POST, "text": "An abusive reply", "createdAt": _now(),
+        "reply": {"root": {"uri": post_uri, "cid": (await pds_record(bluesky_pds, post_uri) or {})["cid"]},
+                  "parent": {"uri": post_uri, "cid": (await pds_record(bluesky_pds, post_uri) or {})["cid"]}},
+    }})
+
+    def put(collection: str, record: dict[str, Any]) -> models.ComAtprotoRepoPutRecord.Data:
+        return models.ComAtprotoRepoPutRecord.Data(repo=did, collection=collection, rkey=rkey, record=record)
+
+    hidden = await run(carol.com.atproto.repo.put_record,
+                       put(THREADGATE, threadgate(post_uri, hiddenReplies=[reply["uri"]])))
+    assert hidden.uri == gate_uri
+    landed = await pds_record(bluesky_pds, gate_uri)
+    assert landed is not None and (landed["cid"], landed["value"]["hiddenReplies"]) == (hidden.cid, [reply["uri"]])
+
+    closed = await run(carol.com.atproto.repo.put_record, put(THREADGATE, threadgate(post_uri, allow=[])))
+    assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == []
+    no_quotes = await run(alice.com.atproto.repo.create_record, models.ComAtprotoRepoCreateRecord.Data(
+        repo=did, collection=POSTGATE, rkey=rkey, record=postgate(post_uri)))
+    assert (await pds_record(bluesky_pds, quote_uri) or {})["cid"] == no_quotes.cid
+
+    await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey))
+    assert await pds_record(bluesky_pds, gate_uri) is None
+
+    both = await run(alice.com.atproto.repo.apply_writes, models.ComAtprotoRepoApplyWrites.Data(repo=did, writes=[
+        models.ComAtprotoRepoApplyWrites.Create(collection=THREADGATE, rkey=rkey, value=threadgate(
+            post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])),
+        models.ComAtprotoRepoApplyWrites.Update(collection=POSTGATE, rkey=rkey, value=postgate(
+            post_uri, detachedEmbeddingUris=[reply["uri"]])),
+    ]))
+    assert both.results is not None
+    cids = [str(getattr(r, "cid", "")) for r in both.results]
+    now = [await pds_record(bluesky_pds, gate_uri), await pds_record(bluesky_pds, quote_uri)]
+    assert [r["cid"] if r else None for r in now] == cids
+    assert now[1] is not None and now[1]["value"]["detachedEmbeddingUris"] == [reply["uri"]]
+
+    assert await gate_entries(gw) == [
+        ("carol", post_id, THREADGATE, hidden.cid), ("carol", post_id, THREADGATE, closed.cid),
+        ("alice", post_id, POSTGATE, no_quotes.cid), ("carol", post_id, THREADGATE, None),
+        ("alice", post_id, THREADGATE, cids[0]), ("alice", post_id, POSTGATE, cids[1]),
+    ]
+    assert (await gw.get("carol", post_id))["state"] == "published"
+    await verified_by_cli(gw)
+
+
+async def test_a_refused_change_of_a_posts_gates_changes_nothing(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """An approver's change, a gate that carries words or names another post, one for a post
+    still held or one Byline did not write, a create where the PDS holds one, a swap that
+    fails, a change batched with a new post, an edit of the post itself: each refused with
+    the PDS's error name, and nothing changed on the PDS, in Byline or in its log. Once the
+    post is deleted, its gates are no more to change."""
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol_app = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol_app, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    waiting = app_thread(did, ["Held for bob"], threadgate=True)
+    await run(carol_app.com.atproto.repo.apply_writes, sdk_writes(did, waiting))
+    held_key = waiting[0]["rkey"]
+    theirs = await on_pds(bluesky_pds, "carol.test", "com.atproto.repo.createRecord", {"collection": POST, "record": {
+        "$type": POST, "text": "Written on the PDS, not through Byline", "createdAt": _now()}})
+    their_key = theirs["uri"].rsplit("/", 1)[1]
+    carol, bob = await xrpc_login(gw, "carol", did), await xrpc_login(gw, "bob", did)
+
+    def put(rkey: str, record: dict[str, Any], **more: Any) -> dict[str, Any]:
+        return {"repo": did, "collection": THREADGATE, "rkey": rkey, "record": record, **more}
+
+    cases: list[tuple[str, str, dict[str, Any], int, str, str]] = [
+        (bob, "com.atproto.repo.putRecord", put(rkey, threadgate(post_uri, allow=[])),
+         403, "Forbidden", "bob may not change who may reply to or quote this post"),
+        (carol, "com.atproto.repo.putRecord", put(rkey, threadgate(post_uri, text="UNAPPROVED words")),
+         400, "InvalidRequest", f"Invalid {THREADGATE} record: Record/text is not part of {THREADGATE}"),
+        (carol, "com.atproto.repo.putRecord", put(rkey, threadgate(theirs["uri"])),
+         400, "InvalidRequest", f"Invalid {THREADGATE} record: Record/post must be {post_uri}"),
+        (carol, "com.atproto.repo.putRecord", put(held_key, threadgate(f"at://{did}/{POST}/{held_key}")),
+         400, "InvalidRequest", f"at://{did}/{POST}/{held_key} has not gone out yet (held)"),
+        (carol, "com.atproto.repo.deleteRecord", {"repo": did, "collection": THREADGATE, "rkey": their_key},
+         400, "InvalidRequest", f"Could not locate record: {theirs['uri']} is not a post made through Byline"),
+        (carol, "com.atproto.repo.createRecord", put(rkey, threadgate(post_uri)),
+         500, "InternalServerError", ""),
+        (carol, "com.atproto.repo.putRecord",
+         put(rkey, threadgate(post_uri, allow=[]), swapRecord=app_cid({"not": "the gate"})),
+         400, "InvalidSwap", ""),
+        (carol, "com.atproto.repo.applyWrites", {"repo": did, "writes": [
+            {"$type": CREATE, "collection": POST, "rkey": app_tid(), "value": {
+                "$type": POST, "text": "new", "createdAt": _now()}},
+            {"$type": UPDATE, "collection": THREADGATE, "rkey": rkey, "value": threadgate(post_uri, allow=[])}]},
+         400, "InvalidRequest", f"writes/2: Byline writes an {THREADGATE} only with its post"),
+        (carol, "com.atproto.repo.putRecord", {"repo": did, "collection": POST, "rkey": rkey, "record": {
+            "$type": POST, "text": "Edited", "createdAt": _now()}},
+         400, "InvalidRequest", "Bluesky posts are not edited"),
+    ]
+    gate_before = await pds_record(bluesky_pds, gate_uri)
+    before, size = await gw.snapshot(), await gw.log_size()
+    for token, nsid, sent, status_wanted, error, message in cases:
+        status, answer = await xrpc(gw, nsid, token, sent)
+        assert (status, answer["error"]) == (status_wanted, error), (nsid, sent, answer)
+        assert answer["message"].startswith(message), answer
+    assert await pds_record(bluesky_pds, gate_uri) == gate_before
+    assert await pds_record(bluesky_pds, f"at://{did}/{THREADGATE}/{held_key}") is None
+    assert await pds_record(bluesky_pds, f"at://{did}/{THREADGATE}/{their_key}") is None
+    assert (await gw.snapshot(), await gw.log_size()) == (before, size)
+
+    assert await run(carol_app.delete_post, post_uri) is True
+    assert await pds_record(bluesky_pds, gate_uri) is None
+    status, answer = await xrpc(gw, "com.atproto.repo.putRecord", carol, put(rkey, threadgate(post_uri)))
+    assert (status, answer["error"]) == (400, "InvalidRequest"), answer
+    assert answer["message"] == f"{post_uri} is deleted: it has no {THREADGATE} to change"
+    assert await pds_record(bluesky_pds, gate_uri) is None
+    assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
