@@ -1,18 +1,23 @@
-"""A post's interaction settings, as a Bluesky app sends them with the post: pure checks.
+"""A post's interaction settings, as a Bluesky app sends them with the post or changes them
+later: pure checks.
 
 The app's composer sends, in the ``applyWrites`` that creates a thread, an
 ``app.bsky.feed.threadgate`` (who may reply) with the first post and an
 ``app.bsky.feed.postgate`` (who may quote) with each post, each under the record key of its
 post and naming it by ``post``. They are settings, not words: Byline keeps them with their post
 (``PostOptions.gates``), past approvals, and writes them in the post's own commit when it goes
-out, so never for a post that does not.
+out, so never for a post that does not. Once the post is out, the app changes them on their own
+("Edit interaction settings", "Hide reply": ``putRecord`` and the like under the post's key), and
+Byline writes each change at once for a writer or the owner, logging it as ``post.gates_changed``
+(``XrpcRepo._gates``); while the post waits, they stay as sent, part of what was approved.
 
 Each is checked here against its lexicon first, because a record the PDS refused then would
-keep its post from going out: its ``post`` is the address of the post it rides with, its
-``createdAt`` a datetime, and its rule lists within their lexicon's bounds (a threadgate allows
-at most 5 rules and hides at most 300 replies; a postgate has at most 5 embedding rules and 50
-detached quotes). A field the lexicon does not name is refused, where a PDS would keep it:
-a gate goes out without the approvals its post needs, so it may carry no words.
+keep its post from going out (a change is checked the same way): its ``post`` is the address
+of the post it rides with, its ``createdAt`` a datetime, and its rule lists within their
+lexicon's bounds (a threadgate allows at most 5 rules and hides at most 300 replies; a
+postgate has at most 5 embedding rules and 50 detached quotes). A field the lexicon does not
+name is refused, where a PDS would keep it: a gate goes out without the approvals its post
+needs, so it may carry no words.
 """
 
 from __future__ import annotations

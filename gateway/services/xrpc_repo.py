@@ -21,6 +21,13 @@
   (``reply_to_post``), and goes out pointing at the parent as it was written. A threadgate or
   postgate created with a post (same key) is kept with it and written in its commit when it
   goes out (``xrpc_gates``).
+* A threadgate or postgate of a post already out, created, replaced (``putRecord``, an
+  ``applyWrites#update``) or deleted under its key, as the Bluesky app does to hide a reply or
+  to close replies and quotes: checked, written to the PDS at once under the account's session
+  (several in one ``applyWrites``), and each change logged as ``post.gates_changed``
+  (``_gates``). It may be made by a writer or the owner, on a post Byline published and has not
+  deleted; a post still waiting keeps the gates it was sent with. ``putRecord`` writes nothing
+  else: a post is not edited, and another record is refused as the relay refuses a write.
 * Writes of other records (likes, follows, profile), and calls that would change the account,
   its credentials or its identity, are refused: every write goes through the policy, and the
   policy governs posts. Direct messages, service tokens and moderation tools are refused too.
