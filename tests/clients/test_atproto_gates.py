@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from atproto import Client, models
 
+from adapters.bluesky import BlueskyAdapter
 from gateway.appkeys import IDENTITY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
@@ -271,6 +272,40 @@ async def test_a_refused_change_of_a_posts_gates_changes_nothing(
     status, answer = await xrpc(gw, "com.atproto.repo.putRecord", carol, put(rkey, threadgate(post_uri)))
     assert (status, answer["error"]) == (400, "InvalidRequest"), answer
     assert answer["message"] == f"{post_uri} is deleted: it has no {THREADGATE} to change"
+    assert await pds_record(bluesky_pds, gate_uri) is None
+    assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logged(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The post is deleted through Byline (with its gates) just before a change of its
+    threadgate reaches the PDS: the gate would rule a post that is gone, so Byline deletes it
+    again, answers that the post was deleted, and logs no change; the log verifies."""
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol_app = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol_app, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    carol = await xrpc_login(gw, "carol", did)
+    write_gates = BlueskyAdapter.write_gates
+    raced: list[int] = []
+
+    async def deleted_first(self: BlueskyAdapter, writes: Any, **kwargs: Any) -> Any:
+        if not raced:
+            status, body = await xrpc(gw, "com.atproto.repo.deleteRecord", carol,
+                                      {"repo": did, "collection": POST, "rkey": rkey})
+            raced.append(status)
+            assert await pds_record(bluesky_pds, gate_uri) is None, body
+        return await write_gates(self, writes, **kwargs)
+
+    monkeypatch.setattr(BlueskyAdapter, "write_gates", deleted_first)
+    status, answer = await xrpc(gw, "com.atproto.repo.putRecord", carol, {
+        "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})
+    assert (raced, status, answer["error"]) == ([200], 400, "InvalidRequest"), answer
+    assert answer["message"] == f"the post {post_uri} was deleted meanwhile; its {THREADGATE} is not kept"
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert await gate_entries(gw) == []
     await verified_by_cli(gw)
