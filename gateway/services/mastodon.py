@@ -533,12 +533,14 @@ class MastodonService:
                 raise BylineError(Code.VALIDATION, _media_refused(media_id))
         return [dict(rows[m]) for m in media_ids]
 
-    async def _own_post(self, auth: ClientAuth, post_id: str) -> PostView | None:
-        """The gateway post with this id in the app's account, or None."""
+    async def _own_post(self, auth: ClientAuth, post_id: str, *, history: bool = False) -> PostView | None:
+        """The gateway post with this id in the app's account, or None; with its versions and
+        log events only when ``history`` (a Status shows neither: half the reading, for every
+        status an app reads and every event a stream sends)."""
         if not post_id.isdigit() or len(post_id) > 24:
             return None
         try:
-            post = await self._posts.view(Caller(user=auth.caller.user), post_id)
+            post = await self._posts.view(Caller(user=auth.caller.user), post_id, history=history)
         except BylineError as exc:
             if exc.code in (Code.NOT_FOUND, Code.FORBIDDEN, Code.UNKNOWN_ACCOUNT):
                 return None
@@ -615,10 +617,11 @@ class MastodonService:
             done = await self._posts.cancel(auth.caller, post_id)
         return await self._render(auth, done)
 
-    async def own_post(self, auth: ClientAuth, post_id: str) -> PostView | None:
+    async def own_post(self, auth: ClientAuth, post_id: str, *, history: bool = False) -> PostView | None:
         """The gateway post with this id in the app's account, if the caller may see it; else
-        None (a status Byline did not make, to be asked of the platform)."""
-        return await self._own_post(auth, post_id)
+        None (a status Byline did not make, to be asked of the platform). Its versions and log
+        events only with ``history``."""
+        return await self._own_post(auth, post_id, history=history)
 
     async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
         """A post with what rendering it as a Status (or a ScheduledStatus) needs."""

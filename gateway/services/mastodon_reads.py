@@ -179,10 +179,11 @@ class MastodonReads:
             return None
         return post
 
-    async def _mine(self, auth: ClientAuth, post_id: str, path: str, base: str) -> PostView | Raw:
-        """The post Byline made with this id, or the platform's answer (to ``path``) for a
-        status it did not make."""
-        post = await self._mastodon.own_post(auth, post_id)
+    async def _mine(self, auth: ClientAuth, post_id: str, path: str, base: str, *, history: bool = False
+                    ) -> PostView | Raw:
+        """The post Byline made with this id (with its versions and log events if ``history``),
+        or the platform's answer (to ``path``) for a status it did not make."""
+        post = await self._mastodon.own_post(auth, post_id, history=history)
         if post is None:
             return await self._mastodon.passthrough(auth, path, "", base=base)
         if State(post.state) in _GONE:
@@ -284,7 +285,7 @@ class MastodonReads:
     async def history(self, auth: ClientAuth, post_id: str, *, path: str, base: str) -> list[EditView] | Raw:
         """``GET /api/v1/statuses/:id/history``: every version, oldest first, as it went (or
         would go) out, with the options it had, its editor and its time."""
-        post = await self._mine(auth, post_id, path, base)
+        post = await self._mine(auth, post_id, path, base, history=True)
         if isinstance(post, Raw):
             return post
         loaded = self._posts.policies.get(post.account)

@@ -150,3 +150,28 @@ async def test_statuses_by_id_are_byline_posts_in_the_order_asked(world: World) 
         assert resp.status == 422, await resp.text()
     async with world.gateway.client.get("/api/v1/statuses?id[]=12x", headers=auth) as resp:
         assert resp.status == 422, await resp.text()
+
+
+async def test_a_status_is_read_without_its_history(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Status shows neither a post's versions nor its log events: reading one (alone, by
+    ``id[]``, or as a stream's event) leaves them unread; ``/history`` reads them."""
+    from gateway.storage import log as log_sql
+    from gateway.storage import posts as posts_sql
+
+    api = await world.client("alice", "direct")
+    made = (await world.run(api.status_post, "Read lightly")).id
+    await world.gateway.tick()
+    reads: list[str] = []
+    for module, name in ((log_sql, "post_entries"), (posts_sql, "versions")):
+        original = getattr(module, name)
+
+        async def counted(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+            reads.append(_name)
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    await world.run(api.status, made)
+    await world.run(api.statuses, [made])
+    assert reads == []
+    assert [e.content for e in await world.run(api.status_history, made)] == ["<p>Read lightly</p>"]
+    assert sorted(set(reads)) == ["post_entries", "versions"]
