@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,96 @@ def test_a_policy_file_being_written_is_read_once_it_is_left_alone(tmp_path: Pat
     assert registry.reload() == []
     now[0] += 1.5
     assert [c.kind for c in registry.reload()] == ["removed"]  # gone a while: gone
+
+
+# ---- a refused file leaves the files after it read (the mutation run of the rule side) ---------
+
+
+def _valid(account: str) -> str:
+    return POLICIES["direct"].replace("account: direct", f"account: {account}")
+
+
+def test_the_files_after_a_refused_one_are_read_still(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link out of the directory, a file that cannot be read and a file being written each
+    stand alone: the files sorted after them are read and put in force all the same."""
+    from gateway.policy.loader import PolicyRegistry
+
+    outside = write_policy(tmp_path, "a0", _valid("a0"))
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "a0.yaml").symlink_to(outside)
+    write_policy(directory, "a1", _valid("a1"))
+    write_policy(directory, "a2", _valid("a2"))
+    now = [time.time()]
+    registry = PolicyRegistry(directory=directory, settle=60.0, now=lambda: now[0])
+    now[0] += 120
+    registry.reload()
+    assert sorted(registry.policies) == ["a1", "a2"]
+    unreadable = directory / "a1.yaml"
+    reading = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return reading(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    write_policy(directory, "a3", _valid("a3"))
+    registry.reload()
+    assert sorted(registry.policies) == ["a1", "a2", "a3"]
+    assert registry.errors["a1.yaml"][0].message.startswith("[Errno 13] Permission denied")
+    monkeypatch.undo()
+    write_policy(directory, "a1", _valid("a1") + "# being written\n")  # in force, changed a moment ago
+    write_policy(directory, "a4", _valid("a4"))
+    now[0] = time.time()
+    registry.reload()
+    assert sorted(registry.policies) == ["a1", "a2", "a3", "a4"]
+
+
+def test_a_policy_file_of_the_size_limit_is_read_and_one_byte_more_is_not(tmp_path: Path) -> None:
+    from gateway.policy.loader import MAX_POLICY_BYTES, PolicyRegistry
+
+    text = _valid("full")
+    padded = text + "#" * (MAX_POLICY_BYTES - len(text.encode()) - 1) + "\n"
+    (tmp_path / "full.yaml").write_text(padded, encoding="utf-8")
+    (tmp_path / "over.yaml").write_text(_valid("over") + "#" * MAX_POLICY_BYTES + "\n", encoding="utf-8")
+    registry = PolicyRegistry(directory=tmp_path)
+    registry.reload()
+    assert len(padded.encode()) == MAX_POLICY_BYTES
+    assert sorted(registry.policies) == ["full"]
+    size = (tmp_path / "over.yaml").stat().st_size
+    assert [str(i) for i in registry.errors["over.yaml"]] == [
+        f"over.yaml: is {size} bytes, over the limit of {MAX_POLICY_BYTES} for a policy file"]
+
+
+def test_a_policy_file_that_grew_after_its_size_was_read_is_refused_by_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its size said it was small; what was read is over the limit: refused, saying the bytes read."""
+    from gateway.policy.loader import MAX_POLICY_BYTES, PolicyRegistry
+
+    path = tmp_path / "grew.yaml"
+    path.write_text(_valid("grew") + "#" * MAX_POLICY_BYTES + "\n", encoding="utf-8")
+    read = len(path.read_bytes())
+    stat = Path.stat
+
+    def small(self: Path, **kwargs: object) -> os.stat_result:
+        found = stat(self, **kwargs)  # type: ignore[arg-type]
+        if self != path:
+            return found
+        fields = list(found)
+        fields[6] = 100  # st_size, as it was a moment before it grew
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(Path, "stat", small)
+    registry = PolicyRegistry(directory=tmp_path)
+    registry.reload()
+    assert registry.policies == {}
+    assert [str(i) for i in registry.errors["grew.yaml"]] == [
+        f"grew.yaml: is {read} bytes, over the limit of {MAX_POLICY_BYTES} for a policy file"]
+
+
+def test_a_duration_of_the_limit_is_taken() -> None:
+    from gateway.policy.models import MAX_DURATION, parse_duration
+
+    assert parse_duration(f"{MAX_DURATION.days}d") == MAX_DURATION

@@ -653,3 +653,16 @@ def test_a_platform_address_without_a_host_or_with_an_unusable_port_is_refused(a
     """Said when the file is read, where it was accepted and every publication then failed."""
     text = f"account: a\nplatform: mastodon\ninstance: {address}\ncredentials: env:T\ntier: direct\nowner: alice\n"
     assert [(i.key, i.message) for i in _issues(text, "a")] == [("instance", message)]
+
+
+@pytest.mark.parametrize("context", [None, {}])
+def test_a_credential_file_is_judged_from_the_default_policy_directory_without_the_loaders_rules(
+    context: object,
+) -> None:
+    """The strict defaults place the secrets directory under ``policies/``: a file outside it is refused."""
+    document = yaml.safe_load(
+        "account: a\nplatform: mastodon\ninstance: https://m.example\ncredentials: file:../elsewhere/token\n"
+        "tier: direct\nowner: alice\n"
+    )
+    with pytest.raises(ValidationError, match="is outside the secrets directory"):
+        Policy.model_validate(document, context=context)

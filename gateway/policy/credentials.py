@@ -84,7 +84,8 @@ class CredentialRules:
         host and a usable port (one a platform call could reach, said when the file is read
         rather than at every publication), over ``https://``."""
         parts = urlsplit(url)
-        if not parts.hostname:
+        host = parts.hostname
+        if not host:
             raise ValueError("must name a host: https://host")
         try:
             port = parts.port
@@ -94,7 +95,7 @@ class CredentialRules:
             raise ValueError("must name a port from 1 to 65535, or none (https://host:8443 or https://host)")
         if parts.scheme == "https":
             return
-        if not _loopback(parts.hostname or ""):
+        if not _loopback(host):
             raise ValueError("must be https:// (plain http:// only on loopback, for development)")
         if not self.allow_insecure:
             raise ValueError(

@@ -77,13 +77,14 @@ def parse_duration(value: object) -> timedelta:
     if not isinstance(value, str) or not value or not (match := _DURATION.match(value)):
         raise ValueError("a duration such as 30s, 15m, 24h, 2d or 1h30m")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    too_long = f"a duration of at most {MAX_DURATION.days}d"
     try:
         duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     except OverflowError:  # not a ValueError: pydantic would let it out of the loader
-        duration = MAX_DURATION + timedelta(days=1)
+        raise ValueError(too_long) from None
     if duration > MAX_DURATION:
         # Every post's times are the clock plus a duration: past the calendar, each one fails.
-        raise ValueError(f"a duration of at most {MAX_DURATION.days}d")
+        raise ValueError(too_long)
     return duration
 
 
