@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -195,7 +196,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         wake_publisher=publisher.wake, at_once=publisher, auditors=settings.auditor_names, metrics=metrics,
     )
     posts.refresh_policies = app[POLICIES].sync
-    app[PUBLISHED] = published = PublishedPosts(posts=posts, platforms=platforms)
+    app[PUBLISHED] = published = PublishedPosts(
+        posts=posts, platforms=platforms, lease=timedelta(seconds=settings.publish_lease_seconds),
+    )
     app[CHECKPOINTS] = checkpoints = CheckpointService(
         db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,
         state_file=signed_state_path(settings.log_key_file),

@@ -20,7 +20,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 import structlog
 
 from gateway.audit.appender import Appender, LogTxn, Work
-from gateway.clock import Clock
+from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.metrics import NOT_SCRAPED, Metrics
@@ -198,6 +198,9 @@ class Published:
 
     record: PostRecord
     loaded: LoadedPolicy
+    lease_until: Micros | None = None
+    """Until when this gateway holds the post for its change on the platform
+    (``PostService.hold``); None while it does not."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +215,8 @@ class Revision(Published):
     seen: tuple[str | None, ...] = ()
     """What a reader sees of it besides its text (``PostService._words_seen``), as the rules read it."""
 
+
+_Held = TypeVar("_Held", bound=Published)
 
 _ID_LOW_BITS: Final = 20
 _ids_given = threading.Lock()
@@ -875,13 +880,45 @@ class PostService:
         transition(State(post.state), Action.DELETE)
         return Published(record=post, loaded=loaded)
 
+    async def hold(self, published: _Held, *, lease: timedelta) -> _Held:
+        """Hold a published post for one change on its platform, an edit or its deletion, so
+        that changes of one post reach the platform one at a time, each recorded before the
+        next is sent, on every gateway sharing the database: the post's lease, a compare-and-set
+        at the version the change was decided from. Another change meanwhile hears 409 and
+        reaches nothing. The record of the change ends the hold (:meth:`record_revised`,
+        :meth:`record_deleted`); a change the platform refused lets go of it (:meth:`let_go`).
+        Should the gateway stop between the platform's answer and the record, the lease runs
+        out and the next change goes ahead: it sends the post's words whole, so the platform
+        shows what the log says again once it is recorded."""
+        now = now_micros(self.clock)
+        until = Micros(now + duration_micros(lease))
+        async with self.db.write() as txn:
+            held = await sql.hold_published(txn, published.record.id, version=published.record.version,
+                                            now=now, until=until)
+        if not held:
+            raise BylineError(
+                Code.CONFLICT, "the post is being edited or deleted on its platform just now, or changed "
+                "meanwhile: reload it and try again in a moment", retryable=True,
+            )
+        return replace(published, lease_until=until)
+
+    async def let_go(self, published: Published) -> None:
+        """End the hold of a change the platform did not make: the post takes the next one at once."""
+        if published.lease_until is not None:
+            async with self.db.write() as txn:
+                await sql.let_go(txn, published.record.id, lease_until=published.lease_until)
+
     async def record_deleted(self, caller: Caller, post_id: str) -> PostView:
-        """Record that a published post was deleted on its platform; the record of it stays."""
+        """Record that a published post was deleted on its platform; the record of it stays,
+        and whoever held it for a change holds it no more.
+
+        Recorded even when the hold ran out meanwhile: whatever was sent since, the platform
+        has deleted the post, and an edit sent after it found nothing to edit."""
 
         async def work(ltx: LogTxn) -> int:
             current = await self._load(ltx, post_id)
             new_state = transition(State(current.state), Action.DELETE)
-            await self._cas(ltx, current, new_state)
+            await self._cas(ltx, current, new_state, lease_until=None)
             await ltx.append("post.deleted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value,
                                                  "remote_id": current.remote_id})
@@ -997,10 +1034,16 @@ class PostService:
         The platform has the new words by now, whatever the policy in force says: the record
         must say what is out there, so the revision is recorded all the same, never refused
         here. It names the policy it was decided under, which the verifier judges it by, as it
-        judges every action a gateway decided a moment before a change it had not seen yet."""
+        judges every action a gateway decided a moment before a change it had not seen yet.
+
+        Recorded only while ``revision`` still holds the post (:meth:`hold`), which the record
+        ends: a hold that ran out and was taken by another change (the platform took longer
+        than the lease) is a conflict, and nothing is recorded; the words of the change made
+        since are then the last the platform was sent."""
         post_id, text, version, chosen = (
             revision.record.id, revision.text, revision.version, revision.options
         )
+        assert revision.lease_until is not None, "a revision is recorded by the change that held the post"
 
         async def work(ltx: LogTxn) -> str | None:
             current = await self._load(ltx, post_id)
@@ -1014,8 +1057,18 @@ class PostService:
                 ) is not None:
                     changed = {"policy_changed": head}
             kept = chosen.to_json()
-            await self._cas(ltx, current, State.PUBLISHED, text=text, version=version,
-                            published_text=revision.shown, options=json.dumps(kept))
+            if not await sql.compare_and_set(
+                ltx.txn, post_id, state=State.PUBLISHED.value, version=revision.record.version,
+                lease_until=revision.lease_until, changes={
+                    "text": text, "version": version, "published_text": revision.shown,
+                    "options": json.dumps(kept), "lease_until": None, "updated_at": ltx.now,
+                },
+            ):
+                logger.warning("revision_hold_lost", account=account, post_id=post_id, version=version)
+                raise BylineError(
+                    Code.CONFLICT, "the post was changed while the platform took this edit: reload it, "
+                    "and edit it again for these words to stand",
+                )
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)

@@ -154,17 +154,42 @@ async def get_post(txn: Txn, post_id: str) -> PostRecord | None:
 
 
 async def compare_and_set(
-    txn: Txn, post_id: str, *, state: str, version: int, changes: dict[str, Any]
+    txn: Txn, post_id: str, *, state: str, version: int, changes: dict[str, Any], lease_until: int | None = None,
 ) -> bool:
-    """Update a post only if it is still in ``state`` at ``version``; True when it was."""
+    """Update a post only if it is still in ``state`` at ``version`` (and, given ``lease_until``,
+    still held with that lease: :func:`hold_published`); True when it was."""
     bad = set(changes) - _UPDATABLE
     if bad:
         raise ValueError(f"not updatable: {sorted(bad)}")
     cols = sorted(changes)
     sets = ", ".join(f"{c} = ?" for c in cols)
+    held = "" if lease_until is None else " AND lease_until = ?"
     count = await txn.execute(
-        f"UPDATE posts SET {sets} WHERE id = ? AND state = ? AND version = ?",
-        *(changes[c] for c in cols), post_id, state, version,
+        f"UPDATE posts SET {sets} WHERE id = ? AND state = ? AND version = ?{held}",
+        *(changes[c] for c in cols), post_id, state, version, *(() if lease_until is None else (lease_until,)),
+    )
+    return count == 1
+
+
+async def hold_published(txn: Txn, post_id: str, *, version: int, now: int, until: int) -> bool:
+    """Hold a published post at ``version`` until ``until`` for one change on its platform (an
+    edit or its deletion), unless another holds it: True when held. A published post's lease is
+    NULL but while it is held (the publisher clears it once the post is out); one that ran out
+    (its gateway died mid-change) may be taken."""
+    count = await txn.execute(
+        "UPDATE posts SET lease_until = ? WHERE id = ? AND state = 'published' AND version = ? "
+        "AND (lease_until IS NULL OR lease_until <= ?)",
+        until, post_id, version, now,
+    )
+    return count == 1
+
+
+async def let_go(txn: Txn, post_id: str, *, lease_until: int) -> bool:
+    """End a hold of :func:`hold_published` that made no change; False when it was not held
+    with that lease any more."""
+    count = await txn.execute(
+        "UPDATE posts SET lease_until = NULL WHERE id = ? AND state = 'published' AND lease_until = ?",
+        post_id, lease_until,
     )
     return count == 1
 

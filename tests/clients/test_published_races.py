@@ -1,0 +1,256 @@
+"""Edits and deletes of one published post racing each other, on one gateway and across
+replicas, driven with Mastodon.py: they reach the platform one at a time, each recorded before
+the next is sent, so that Byline's record and its public log say what the platform shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mastodon import Mastodon, MastodonAPIError
+
+from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.mastodon import MastodonAdapter
+from gateway.appkeys import DB
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.world import World
+from tests.conftest import Gateway, started_gateway
+
+WAIT = 10.0
+"""Seconds a test waits for a request to reach the platform before it fails."""
+
+
+@dataclass
+class Gate:
+    """Holds the first call of an adapter method until the test opens it: before the platform
+    is asked, or after it has taken the change and before the gateway records it."""
+
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: int = 0
+
+
+def hold_first(monkeypatch: pytest.MonkeyPatch, name: str, *, taken: bool) -> Gate:
+    """Hold the first call of ``MastodonAdapter.<name>`` (``taken``: after the platform took it)."""
+    gate = Gate()
+    original: Callable[..., Awaitable[Any]] = getattr(MastodonAdapter, name)
+
+    async def held(adapter: MastodonAdapter, *args: Any) -> Any:
+        gate.calls += 1
+        first = gate.calls == 1
+        if first and not taken:
+            gate.reached.set()
+            await gate.opened.wait()
+        result = await original(adapter, *args)
+        if first and taken:
+            gate.reached.set()
+            await gate.opened.wait()
+        return result
+
+    monkeypatch.setattr(MastodonAdapter, name, held)
+    return gate
+
+
+async def outcome(world: World, call: Callable[..., Any], *args: Any) -> int:
+    """The HTTP status a Mastodon.py call was answered with."""
+    try:
+        await world.run(call, *args)
+    except MastodonAPIError as exc:
+        return int(exc.args[1])
+    return 200
+
+
+async def published(world: World, text: str) -> tuple[Mastodon, str]:
+    """Alice's post on the Mastodon account, out on the platform; her client and its id."""
+    api = await world.client("alice", "masto")
+    status = await world.run(api.status_post, text)
+    await world.gateway.tick()
+    return api, str(status.id)
+
+
+async def logged(gw: Gateway, post_id: str) -> list[str]:
+    """The types of the post's log entries, in order."""
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries WHERE post_id = ? ORDER BY idx", post_id)
+    return [json.loads(bytes(r["entry"]))["type"] for r in rows]
+
+
+async def recorded_state(gw: Gateway, post_id: str) -> str:
+    """The state Byline's record gives the post."""
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state FROM posts WHERE id = ?", post_id)
+    assert row is not None
+    return str(row["state"])
+
+
+def client_of(gw: Gateway, token: str) -> Mastodon:
+    """A Mastodon.py client of ``gw``."""
+    return Mastodon(access_token=token, api_base_url=str(gw.client.make_url("")).rstrip("/"))
+
+
+async def test_a_second_edit_while_the_first_is_at_the_platform_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Edit A is on its way to Mastodon when edit B of the same post arrives. Before: B went
+    out and was recorded, then A reached the platform, whose record clashed with B's version:
+    Mastodon showed A while Byline's record and log said B. Now B hears 409 and reaches
+    nothing; A is shown, recorded and logged."""
+    api, post_id = await published(world, "Launch day")
+    gate = hold_first(monkeypatch, "edit", taken=False)
+    first = asyncio.ensure_future(outcome(world, api.status_update, post_id, "Launch day, edit A"))
+    await asyncio.wait_for(gate.reached.wait(), WAIT)
+    second = await outcome(world, api.status_update, post_id, "Launch day, edit B")
+    gate.opened.set()
+    answered = await first
+    [shown] = world.upstream.statuses(world.upstream_account)
+    recorded = await world.run(api.status_source, post_id)
+    assert shown.text == recorded.text, "the platform and Byline's record disagree"
+    assert (answered, second, shown.text, gate.calls) == (200, 409, "Launch day, edit A", 1)
+    history = await world.run(api.status_history, post_id)
+    assert [h.content for h in history] == ["<p>Launch day</p>", "<p>Launch day, edit A</p>"]
+    assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+    edited = await world.run(api.status_update, post_id, "Launch day, edit C")  # the post is free again
+    assert edited.content == "<p>Launch day, edit C</p>"
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, edit C"]
+    await verified_by_cli(world.gateway)
+
+
+async def test_edits_through_two_replicas_reach_the_platform_one_at_a_time(
+    world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same race with A sent through one gateway and B through another on the same
+    database: the hold is the database's, so B is refused there too and the record says A."""
+    api, post_id = await published(world, "Launch day")
+    gate = hold_first(monkeypatch, "edit", taken=False)
+    async with started_gateway(db_url, policy_dir, clock) as other:
+        there = client_of(other, await world.token("alice", "masto"))
+        first = asyncio.ensure_future(outcome(world, api.status_update, post_id, "Launch day, edit A"))
+        await asyncio.wait_for(gate.reached.wait(), WAIT)
+        second = await outcome(world, there.status_update, post_id, "Launch day, edit B")
+        gate.opened.set()
+        answered = await first
+        [shown] = world.upstream.statuses(world.upstream_account)
+        recorded = await world.run(there.status_source, post_id)
+        assert shown.text == recorded.text, "the platform and Byline's record disagree"
+        assert (answered, second, shown.text, gate.calls) == (200, 409, "Launch day, edit A", 1)
+        assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_delete_while_an_edit_is_being_recorded_waits_for_it(
+    world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon has taken an edit and the gateway is about to record it when a delete arrives
+    through another replica. Before: the delete went out and was recorded, and then the edit's
+    record turned the deleted post back into a published one, in the record and in the log
+    (which no longer verified), while the platform had deleted it. Now the delete hears 409
+    until the edit is recorded, and then goes through."""
+    api, post_id = await published(world, "Launch day")
+    gate = hold_first(monkeypatch, "edit", taken=True)
+    async with started_gateway(db_url, policy_dir, clock) as other:
+        there = client_of(other, await world.token("alice", "masto"))
+        editing = asyncio.ensure_future(outcome(world, api.status_update, post_id, "Launch day, edit A"))
+        await asyncio.wait_for(gate.reached.wait(), WAIT)
+        deleting = await outcome(world, there.status_delete, post_id)
+        gate.opened.set()
+        edited = await editing
+        shown = [s.text for s in world.upstream.statuses(world.upstream_account)]
+        assert (shown, await recorded_state(world.gateway, post_id)) == (["Launch day, edit A"], "published")
+        assert (deleting, edited) == (409, 200)
+        assert await outcome(world, there.status_delete, post_id) == 200
+    assert world.upstream.statuses(world.upstream_account) == []
+    assert await logged(world.gateway, post_id) == [
+        "post.submitted", "post.publishing", "post.published", "post.revised", "post.deleted"]
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_edit_while_a_delete_is_at_the_platform_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delete is on its way to Mastodon when an edit of the post arrives: the edit hears 409
+    and nothing of it reaches the platform; the post ends deleted, there and here."""
+    api, post_id = await published(world, "Launch day")
+    gate = hold_first(monkeypatch, "delete", taken=False)
+    asked = len(world.upstream.faults.requests)
+    deleting = asyncio.ensure_future(outcome(world, api.status_delete, post_id))
+    await asyncio.wait_for(gate.reached.wait(), WAIT)
+    editing = await outcome(world, api.status_update, post_id, "Launch day, edit A")
+    gate.opened.set()
+    assert (await deleting, editing) == (200, 409)
+    assert [r.method for r in world.upstream.faults.requests[asked:]] == ["DELETE"]
+    assert world.upstream.statuses(world.upstream_account) == []
+    assert (await logged(world.gateway, post_id))[-1] == "post.deleted"
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_hold_left_by_a_gateway_that_stopped_runs_out(
+    world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway stops answering once Mastodon has taken edit A, before recording it. Until its
+    claim runs out the post takes no other edit (Mastodon shows A, the log still the words
+    before: an edit whose record never came); then edit B through another replica goes out
+    and is recorded, so platform and log agree again, and A, should its gateway wake up, finds
+    its hold gone and records nothing."""
+    api, post_id = await published(world, "Launch day")
+    gate = hold_first(monkeypatch, "edit", taken=True)
+    async with started_gateway(db_url, policy_dir, clock) as other:
+        there = client_of(other, await world.token("alice", "masto"))
+        stalled = asyncio.ensure_future(outcome(world, api.status_update, post_id, "Launch day, edit A"))
+        await asyncio.wait_for(gate.reached.wait(), WAIT)
+        assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 409
+        clock.advance(timedelta(minutes=2, seconds=1))  # past the publish lease, 120 s
+        assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 200
+        [shown] = world.upstream.statuses(world.upstream_account)
+        assert shown.text == (await world.run(there.status_source, post_id)).text == "Launch day, edit B"
+        gate.opened.set()
+        assert await stalled == 409
+        assert (await world.run(there.status_source, post_id)).text == "Launch day, edit B"
+        assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_edit_the_platform_did_not_answer_holds_the_post_until_its_lease_runs_out(
+    world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon takes edit A and its answer is lost: Byline cannot know whether A is out, so it
+    records nothing and keeps the post held for the rest of the lease, lest edit B overtake A
+    on its way; once the lease runs out, B goes out and is recorded, and the two agree again."""
+    api, post_id = await published(world, "Launch day")
+    original = MastodonAdapter.edit
+
+    async def unanswered(adapter: MastodonAdapter, remote_id: str, post: OutboundPost) -> PublishResult:
+        await original(adapter, remote_id, post)
+        raise AdapterError("PUT /api/v1/statuses/:id got no answer within 30 s", retryable=True)
+
+    monkeypatch.setattr(MastodonAdapter, "edit", unanswered)
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
+    monkeypatch.setattr(MastodonAdapter, "edit", original)
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, edit A"]
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit B") == 409
+    clock.advance(timedelta(minutes=2, seconds=1))
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit B") == 200
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert shown.text == (await world.run(api.status_source, post_id)).text == "Launch day, edit B"
+    assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_edit_the_platform_refused_lets_go_of_the_post(
+    world: World,
+) -> None:
+    """Mastodon answers an edit with an error (503): nothing is recorded, and the next edit
+    goes out at once."""
+    api, post_id = await published(world, "Launch day")
+    world.upstream.faults.fail_next(method="PUT", path="/api/v1/statuses/")
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    edited = await world.run(api.status_update, post_id, "Launch day, fixed")
+    assert edited.content == "<p>Launch day, fixed</p>"
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, fixed"]
