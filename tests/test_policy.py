@@ -370,3 +370,57 @@ def test_a_duration_of_the_limit_is_taken() -> None:
     from gateway.policy.models import MAX_DURATION, parse_duration
 
     assert parse_duration(f"{MAX_DURATION.days}d") == MAX_DURATION
+
+
+def test_an_oversized_file_leaves_the_files_after_it_read(tmp_path: Path) -> None:
+    from gateway.policy.loader import MAX_POLICY_BYTES, PolicyRegistry
+
+    (tmp_path / "a-over.yaml").write_text(_valid("a-over") + "#" * MAX_POLICY_BYTES + "\n", encoding="utf-8")
+    write_policy(tmp_path, "b", _valid("b"))
+    registry = PolicyRegistry(directory=tmp_path)
+    registry.reload()
+    assert sorted(registry.policies) == ["b"] and sorted(registry.errors) == ["a-over.yaml"]
+
+
+def test_a_file_gone_a_moment_leaves_one_gone_a_while_removed(tmp_path: Path) -> None:
+    """Two files removed, one long enough ago to count as gone, one a moment ago (replaced by
+    removing it first): the first account goes, the second stays in force."""
+    from gateway.policy.loader import PolicyRegistry
+
+    for name in ("a", "b"):
+        write_policy(tmp_path, name, _valid(name))
+    now = [1_000_000.0]
+    registry = PolicyRegistry(directory=tmp_path, settle=60.0, now=lambda: now[0])
+    registry.reload()
+    (tmp_path / "b.yaml").unlink()
+    registry.reload()
+    now[0] += 120
+    (tmp_path / "a.yaml").unlink()
+    assert [(c.account, c.kind) for c in registry.reload()] == [("b", "removed")]
+    assert sorted(registry.policies) == ["a"]
+
+
+@pytest.mark.parametrize(("name", "flagged"), [("brand.yml", True), ("brand.YAML", True), ("brand.Yaml", True),
+                                               (".brand.yml", False), ("brand.yaml", False)])
+def test_a_file_named_almost_as_a_policy_is_said_to_be_misnamed(tmp_path: Path, name: str, flagged: bool) -> None:
+    from gateway.policy.loader import misnamed_files
+
+    (tmp_path / name).write_text(_valid("brand"), encoding="utf-8")
+    assert [i.file for i in misnamed_files(tmp_path)] == ([name] if flagged else [])
+
+
+_BAD_NAME = "is not a user name (letters, digits, '.', '_' or '-', starting with a letter or digit, at most 64)"
+
+
+@pytest.mark.parametrize(("owners", "message"), [
+    ("[alice, bob carol]", f"entry 2, 'bob carol', {_BAD_NAME}: list each person apart, as in [bob, carol]"),
+    ("[alice, Bob!]", f"entry 2, 'Bob!', {_BAD_NAME}"),
+])
+def test_a_list_of_people_says_which_entry_and_how_to_list_them(owners: str, message: str) -> None:
+    """A name with a space or a comma in it is two people written as one: the refusal says to
+    list each apart; any other bad name is refused without that hint."""
+    text = POLICIES["cosigned"].replace("writers: [alice, carol]", f"writers: {owners}")
+    with pytest.raises(PolicyFileError) as info:
+        parse_policy(textwrap.dedent(text), name="cosigned.yaml", expected_account="cosigned")
+    (issue,) = [i for i in info.value.issues if i.key == "writers"]
+    assert issue.message == message

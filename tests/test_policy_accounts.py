@@ -346,3 +346,54 @@ def test_a_path_differing_by_its_last_letters_is_another_server() -> None:
     assert not _keys(mastodon) & _keys(mastodon.replace("/social", "/socialX"))
     assert not _keys(mastodon) & _keys(mastodon.replace("/social", "/social/X/"))
     assert _keys(mastodon) & _keys(mastodon.replace("/social", "/social/"))
+
+
+_X = """
+    account: {name}
+    platform: x
+    credentials: env:X_TOKEN
+    tier: direct
+    owner: alice
+"""
+
+
+def test_two_x_files_with_one_token_are_refused_naming_the_credential(tmp_path: Path) -> None:
+    """On X a token is one account, whatever the API address: the issue is at ``credentials``
+    and names the token alone."""
+    directory = make_policy_dir(tmp_path, {"one": _X.format(name="one"),
+                                           "two": _X.format(name="two") + "    api: https://api.example\n"})
+    good, issues = check_dir(directory)
+    assert good == {}
+    assert [(i.file, i.key, i.message) for i in issues] == [
+        ("one.yaml", "credentials", "names the same x account as two.yaml (credentials env:X_TOKEN): one platform "
+                                    "account has one policy file; neither is used until one of them is removed"),
+        ("two.yaml", "credentials", "names the same x account as one.yaml (credentials env:X_TOKEN): one platform "
+                                    "account has one policy file; neither is used until one of them is removed"),
+    ]
+
+
+def test_three_files_for_one_account_each_name_the_two_others(tmp_path: Path) -> None:
+    texts = {name: QUICK.replace("brand-quick", name) for name in ("a", "b", "c")}
+    good, issues = check_dir(make_policy_dir(tmp_path, texts))
+    assert good == {}
+    assert [i.message.split(" (")[0] for i in issues] == [
+        "names the same mastodon account as b.yaml, c.yaml", "names the same mastodon account as a.yaml, c.yaml",
+        "names the same mastodon account as a.yaml, b.yaml"]
+
+
+def test_two_bluesky_files_with_one_handle_and_two_credentials_are_refused(tmp_path: Path) -> None:
+    """The handle is what signs in on a PDS: two files with one handle speak as one account,
+    whatever credential each names."""
+    sky = "account: {name}\nplatform: bluesky\npds: https://pds.example\ncredentials: env:{token}\n" \
+          "handle: '@brand.example'\ntier: direct\nowner: alice\n"
+    directory = make_policy_dir(tmp_path, {"a": sky.format(name="a", token="A"), "b": sky.format(name="b", token="B")})
+    good, issues = check_dir(directory)
+    assert good == {}
+    assert [(i.file, i.key) for i in issues] == [("a.yaml", "handle"), ("b.yaml", "handle")]
+
+
+def test_sandbox_accounts_are_their_own_whatever_credentials_they_name(tmp_path: Path) -> None:
+    """A sandbox account speaks as nobody elsewhere: two naming one credential both load."""
+    solo = SOLO.replace("tier: direct", "tier: direct\n    credentials: env:SHARED_TOKEN")
+    good, issues = check_dir(make_policy_dir(tmp_path, {"solo": solo, "solo-two": solo.replace("solo", "solo-two")}))
+    assert (sorted(good), issues) == (["solo", "solo-two"], [])
