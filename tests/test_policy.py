@@ -424,3 +424,10 @@ def test_a_list_of_people_says_which_entry_and_how_to_list_them(owners: str, mes
         parse_policy(textwrap.dedent(text), name="cosigned.yaml", expected_account="cosigned")
     (issue,) = [i for i in info.value.issues if i.key == "writers"]
     assert issue.message == message
+
+
+def test_a_duration_a_day_past_the_limit_is_refused_saying_the_limit() -> None:
+    from gateway.policy.models import MAX_DURATION, parse_duration
+
+    with pytest.raises(ValueError, match=rf"^a duration of at most {MAX_DURATION.days}d$"):
+        parse_duration(f"{MAX_DURATION.days + 1}d")

@@ -397,3 +397,22 @@ def test_sandbox_accounts_are_their_own_whatever_credentials_they_name(tmp_path:
     solo = SOLO.replace("tier: direct", "tier: direct\n    credentials: env:SHARED_TOKEN")
     good, issues = check_dir(make_policy_dir(tmp_path, {"solo": solo, "solo-two": solo.replace("solo", "solo-two")}))
     assert (sorted(good), issues) == (["solo", "solo-two"], [])
+
+
+def test_two_bluesky_files_with_one_handle_written_two_ways_name_it_as_bluesky_reads_it(tmp_path: Path) -> None:
+    """One handle written ``@Brand.example`` and ``brand.example`` on one PDS (its address
+    written two ways) is one account; the issue names the handle as Bluesky reads it."""
+    sky = "account: {name}\nplatform: bluesky\ncredentials: env:{token}\nhandle: '{handle}'\ntier: direct\n" \
+          "owner: alice\npds: {pds}\n"
+    directory = make_policy_dir(tmp_path, {
+        "a": sky.format(name="a", token="A", handle="@Brand.example", pds="https://bsky.social"),
+        "b": sky.format(name="b", token="B", handle="brand.example", pds="https://BSKY.social/"),
+    })
+    good, issues = check_dir(directory)
+    assert good == {}
+    assert [(i.file, i.key, i.message) for i in issues] == [
+        (f"{name}.yaml", "handle", f"names the same bluesky account as {other}.yaml (handle @brand.example on "
+                                   "https://bsky.social): one platform account has one policy file; neither is used "
+                                   "until one of them is removed")
+        for name, other in (("a", "b"), ("b", "a"))
+    ]

@@ -29,7 +29,6 @@ MAX_POLICY_NODES = 100_000
 """The most YAML values a policy file may hold once its aliases are expanded: a "billion laughs"
 file of a few hundred bytes would otherwise be walked, built and validated as 10^8 values."""
 
-_DEFAULT_ENDPOINTS = {"x": "https://api.x.com"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", re.DOTALL)
@@ -302,7 +301,8 @@ def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], 
     if policy.platform == "x":
         return {("x", "credentials", reference): f"credentials {policy.credentials}"}
     server = policy.instance if policy.platform == "mastodon" else policy.pds
-    endpoint = _endpoint(server or _DEFAULT_ENDPOINTS.get(policy.platform, ""))
+    assert server is not None  # a policy for Mastodon or Bluesky names its server (``Policy``)
+    endpoint = _endpoint(server)
     found: dict[tuple[str, ...], str] = {
         (policy.platform, endpoint, "credentials", reference): f"credentials {policy.credentials} on {endpoint}"
     }
