@@ -416,3 +416,12 @@ def test_two_bluesky_files_with_one_handle_written_two_ways_name_it_as_bluesky_r
                                    "until one of them is removed")
         for name, other in (("a", "b"), ("b", "a"))
     ]
+
+
+def test_two_mastodon_files_with_one_handle_and_two_tokens_both_load(tmp_path: Path) -> None:
+    """On Mastodon the credential says whose account it is, not the ``handle`` (words for the
+    byline): one handle and two tokens on one instance is two accounts, each loaded."""
+    own = QUICK.replace("env:BRAND_TOKEN", "env:QUICK_TOKEN")
+    own = own.replace("tier: direct", 'tier: direct\n    handle: "@brand"')
+    good, issues = check_dir(make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": own}))
+    assert (sorted(good), issues) == (["brand", "brand-quick"], [])
