@@ -534,9 +534,12 @@ class Publisher:
         loaded = self._policies.get(row.account)
         if loaded is None or loaded.policy.rate_limit is not None:
             return None
+        return await self._claim_one(ltx, row)
+
+    async def _claim_one(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
+        """One post's claim, checked and written as a page's claims are (:class:`_Claims`)."""
         claims = _Claims(self, ltx)
-        if not await claims.add(row):
-            return None
+        await claims.add(row)
         made = await claims.made()
         return made[0] if made else None
 
@@ -632,12 +635,7 @@ class Publisher:
     def _claim_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> Claim | None:
             row = await sql.get_post(ltx.txn, post_id)
-            if row is None:
-                return None
-            claims = _Claims(self, ltx)
-            await claims.add(row)
-            made = await claims.made()
-            return made[0] if made else None
+            return None if row is None else await self._claim_one(ltx, row)
 
         return work
 
