@@ -9,6 +9,7 @@ from each other."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 
 import asyncpg
@@ -75,6 +76,24 @@ async def test_a_single_statement_read_sees_the_last_commit_and_runs_no_second(d
         async with db.read() as txn:  # the connection went back clean
             row = await txn.fetchone("SELECT n FROM counter")
         assert row is not None and int(row["n"]) == 19
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("quick", [False, True])
+async def test_queries_sent_together_after_one_that_fails_are_not_left_unawaited(db_url: str, quick: bool) -> None:
+    """When one of a read's queries sent together fails (or the request waiting on them is
+    cancelled), those after it were never started: each is closed, not left for the collector
+    to warn of ("coroutine was never awaited", which fails a run under pytest's warnings)."""
+    db = await open_database(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE counter (n BIGINT NOT NULL)")
+        with pytest.raises(Exception, match="no_such_table"):
+            async with db.read(quick=quick) as txn:
+                second = txn.fetchone("SELECT n FROM counter")
+                await together(txn, txn.fetchone("SELECT n FROM no_such_table"), second)
+        assert inspect.getcoroutinestate(second) == inspect.CORO_CLOSED
     finally:
         await db.close()
 

@@ -191,7 +191,14 @@ async def together(txn: Txn, *queries: Coroutine[Any, Any, Any]) -> list[Any]:
     connection runs one at a time)."""
     if txn.dialect == "sqlite" and not getattr(txn, "inline", False):
         return list(await asyncio.gather(*queries))
-    return [await query for query in queries]
+    try:
+        return [await query for query in queries]
+    finally:
+        # One that failed, or a cancelled request, leaves the rest never started: closed here,
+        # not left for the collector to warn of ("coroutine ... was never awaited"); closing
+        # one that has run is nothing.
+        for query in queries:
+            query.close()
 
 
 def _changed(conn: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
