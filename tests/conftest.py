@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -81,7 +83,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say again at the bottom, where it cannot be missed, when PostgreSQL was left out."""
+    """What every test process had to say; then, again at the bottom, where it cannot be missed,
+    when PostgreSQL was left out."""
+    _said_at_the_end(terminalreporter)
     if PG_DSN is None:
         terminalreporter.write_sep(
             "!", "PostgreSQL was NOT tested: storage tests ran on SQLite only", red=True, bold=True
@@ -363,20 +367,11 @@ SECRETS = Recorder()
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_secret_shown(pytestconfig: pytest.Config) -> Iterator[Recorder]:
+def _no_secret_shown() -> Iterator[Recorder]:
     """At the end of the session, no token, client secret, code, session JWT, platform credential or
     key may appear in any response or log line, but in the one answer that delivers it (see
-    tests/fuzz/secrets_watch.py)."""
-    said: list[str] = []
-
-    class Summary:
-        """Says at the end of the run what the watch looked at, so that it is seen to have run."""
-
-        def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-            for line in said:
-                terminalreporter.write_line(line)
-
-    pytestconfig.pluginmanager.register(Summary(), "byline-secret-watch")
+    tests/fuzz/secrets_watch.py). Each test process (with pytest-xdist, each worker) watches its
+    own tests; what each watched is said at the end (see :func:`pytest_terminal_summary`)."""
     SECRETS.install()
     try:
         yield SECRETS
@@ -384,9 +379,48 @@ def _no_secret_shown(pytestconfig: pytest.Config) -> Iterator[Recorder]:
         SECRETS.uninstall()
     watch = SECRETS.watch
     leaks = watch.leaks()
-    said.append(f"secret watch: {len(watch.secrets)} secrets looked for in {len(watch.seen)} answers and "
-                f"log lines; {len(leaks)} found where they must not be")
+    _SAID["secret_watch"].append([len(watch.secrets), len(watch.seen), len(leaks)])
     assert not leaks, f"{len(leaks)} secrets shown where they must not be:\n" + "\n".join(map(str, leaks[:40]))
+
+
+# -- what the run says at its end, from every test process ----------------------------------------
+
+_SAID: dict[str, list[Any]] = {"secret_watch": [], "chaos": []}
+"""What this process has to say at the end of the run: each secret watch's counts (secrets looked
+for, answers and log lines seen, leaks) and each crash scenario's result (as a dict). With
+pytest-xdist the workers send theirs to the controller, which says it for all."""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand what it has to say to the controller."""
+    chaos = sys.modules.get("tests.chaos.test_chaos")
+    if chaos is not None:
+        _SAID["chaos"].extend(dataclasses.asdict(result) for result in chaos.RESULTS)
+        chaos.RESULTS.clear()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["byline_said"] = _SAID
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller: what a worker had to say, kept for the end."""
+    said = getattr(node, "workeroutput", {}).get("byline_said", {})
+    for key, items in said.items():
+        _SAID[key].extend(items)
+
+
+def _said_at_the_end(terminalreporter: Any) -> None:
+    """The secret watch's counts (so it is seen to have run) and the crash scenarios' table."""
+    if _SAID["secret_watch"]:
+        secrets_, seen, leaks = (sum(counts[i] for counts in _SAID["secret_watch"]) for i in range(3))
+        terminalreporter.write_line(f"secret watch: {secrets_} secrets looked for in {seen} answers and "
+                                    f"log lines; {leaks} found where they must not be")
+    if _SAID["chaos"]:
+        from tests.chaos.harness import Result, table
+
+        terminalreporter.section("crash and fault scenarios")
+        terminalreporter.write_line(table([Result(**result) for result in _SAID["chaos"]]))
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import WAKEUPS, make_app
 from gateway.appkeys import CHECKPOINTS, DB, HOUSEKEEPER, IDENTITY, NOTIFIER, POLICIES, PUBLISHER, REGISTRY
-from gateway.clock import ManualClock
+from gateway.clock import ManualClock, now_micros
 from gateway.storage.db import DatabaseUnavailable, PostgresDatabase, _raise_if_gone, open_database, unavailable
 from tests.audit.logtools import byline
 from tests.conftest import PG_DSN, USERS, Gateway, GatewayTestServer, make_settings, write_policy
@@ -289,7 +289,18 @@ async def test_a_cut_under_load_leaves_nothing_half_written_and_publishes_each_p
                 row = await txn.fetchone("SELECT COUNT(*) AS n FROM posts WHERE state IN ('scheduled', 'publishing')")
             return row is not None and int(row["n"]) == 0
 
-        await _until(settled, "every post kept has gone out")
+        try:
+            await _until(settled, "every post kept has gone out")
+        except AssertionError as failed:  # what was left, and where the publisher stands, to say why
+            async with gw.app[DB].read() as txn:
+                left = await txn.fetchall(
+                    "SELECT id, state, attempts, publish_at, lease_until, last_error FROM posts"
+                    " WHERE state IN ('scheduled', 'publishing')")
+            publisher = gw.app[PUBLISHER]
+            raise AssertionError(f"{failed}; left: {[dict(r) for r in left]}; now {now_micros(clock)};"
+                                 f" in flight here {sorted(publisher._inflight)}, claimed {publisher._claimed},"
+                                 f" sending {len(publisher._sending)},"
+                                 f" unhealthy {publisher._platforms.unhealthy}") from failed
         async with gw.app[DB].read() as txn:
             kept = {str(r["text"]): str(r["id"]) for r in await txn.fetchall("SELECT id, text FROM posts")}
             states = {str(r["state"]) for r in await txn.fetchall("SELECT DISTINCT state FROM posts")}
