@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,9 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
+from gateway.appkeys import SANDBOX
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
 from gateway.services.publisher import Publisher
+from gateway.storage.db import DatabaseUnavailable
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -335,3 +337,42 @@ async def test_no_cookie_set_for_one_account_goes_out_with_another(
     publishes = [(token, cookie) for token, cookie in sent if token]
     assert len(publishes) >= 3
     assert all(cookie is None for _, cookie in publishes), publishes
+
+
+async def test_the_database_gone_mid_publish_is_no_broken_credential(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database going away while a post is being published (here, as the sandbox keeps it;
+    on any platform, as the post's images are read) is no credential of the account's failing:
+    the account stays healthy (nothing held, nothing for its admin to mend), the post is tried
+    again after the first short wait, not five minutes on, and such failures, however many,
+    never use up its retry budget; once the database answers it goes out, once."""
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        sandbox = gw.app[SANDBOX]
+        create = sandbox.create
+        gone = {"left": 10}  # more than the policy's budget of tries (8)
+
+        async def away(**kwargs: Any) -> Any:
+            if gone["left"] > 0:
+                gone["left"] -= 1
+                raise DatabaseUnavailable()
+            return await create(**kwargs)
+
+        monkeypatch.setattr(sandbox, "create", away)
+        post = await gw.submit("alice", "direct", "Out once the database is back")
+        while gone["left"] > 0:
+            await gw.tick()
+            body = await gw.get("alice", post["id"])
+            assert body["state"] == "scheduled", body
+            assert "database" in (body["last_error"] or "").lower(), body
+            _, accounts = await gw.call("alice", "GET", "/v1/accounts")
+            assert next(a for a in accounts["accounts"] if a["account"] == "direct")["healthy"] is True
+            _, ready = await gw.call(None, "GET", "/readyz")
+            assert ready["accounts_unhealthy"] == []
+            wait = datetime.fromisoformat(body["publish_at"]) - clock.now()
+            assert wait <= timedelta(seconds=5), wait  # the first short wait, every time
+            clock.advance(wait)
+        await gw.tick()
+        body = await gw.get("alice", post["id"])
+        assert body["state"] == "published", body
+        assert [p["text"] for p in await gw.timeline("direct")] == ["Out once the database is back"]

@@ -46,7 +46,7 @@ from gateway.services.platforms import Platforms
 from gateway.services.posts import cancel_waiting_replies, redecide
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
-from gateway.storage.db import Database, Txn, unavailable
+from gateway.storage.db import Database, DatabaseUnavailable, Txn, unavailable
 from gateway.tasks import cancel_task, run_every
 from gateway.types import from_micros, iso
 
@@ -684,6 +684,15 @@ class Publisher:
             sent()
             await self._settle_failure(claim, exc, retry_budget=budget)
             return
+        except DatabaseUnavailable as exc:
+            # Byline's own database went away (as the post's images were read, or as the sandbox
+            # keeps it): nothing of the account's to mend, and not the post's fault. Tried again
+            # after the first short wait, every time, its budget untouched; if even that cannot be written, its lease
+            # runs out and it is recovered (looked for on the platform first).
+            sent()
+            await self._settle_failure(claim, AdapterError(exc.message, retryable=True, retry_after=backoff_seconds(1)),
+                                       retry_budget=budget, patient=True)
+            return
         except BylineError as exc:  # the credential cannot be read: wait for an admin
             sent()
             await self._settle_failure(
@@ -825,7 +834,10 @@ class Publisher:
 
         return work
 
-    async def _settle_failure(self, claim: Claim, error: AdapterError, *, retry_budget: int) -> None:
+    async def _settle_failure(self, claim: Claim, error: AdapterError, *, retry_budget: int,
+                              patient: bool = False) -> None:
+        """Defer a post the platform did not take, or fail it once its retry budget is spent;
+        ``patient``: a failure not the post's (nor the platform's) that spends none of it."""
         detail = error.message if not error.detail else f"{error.message}: {error.detail}"
         if error.auth_failed:
             self._platforms.mark(claim.account, detail)
@@ -835,7 +847,7 @@ class Publisher:
             self._platforms.mark(claim.account, f"the platform refused a voice-change announcement: {detail}")
         # A broken credential holds the account's posts until it works again, and a platform
         # asking us to slow down (429) is not the post's fault: neither burns the retry budget.
-        patient = error.auth_failed or error.status == 429
+        patient = patient or error.auth_failed or error.status == 429
         give_up = not error.retryable or (not patient and claim.attempt >= retry_budget)
         if error.auth_failed:
             give_up = False
