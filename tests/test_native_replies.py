@@ -12,6 +12,7 @@ from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import POSTS
 from gateway.services.posts import Caller, PostOptions, PostService
+from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway
 
@@ -129,3 +130,25 @@ async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes
     assert status == 200, body
     assert (await gateway.get("bob", reply["id"]))["state"] == "scheduled"
     await verified_by_cli(gateway)
+
+
+async def test_a_reply_whose_parent_cannot_be_read_for_the_database_gone_is_a_503(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as the parent is looked up says nothing of whether Byline has
+    it: 503 with the database's message, and nothing stored. Before: 404 (no such post); through
+    the Mastodon API, for a platform that cannot be asked, Byline's id went out as the platform's."""
+    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
+    view = PostService.view
+
+    async def gone(self: PostService, caller: Caller, post_id: str, **kwargs: object) -> object:
+        if post_id == parent["id"]:
+            raise DatabaseUnavailable()
+        return await view(self, caller, post_id, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PostService, "view", gone)
+    before = await gateway.snapshot()
+    status, body = await gateway.call("bob", "POST", "/v1/posts",
+                                      {"account": "delayed", "text": "Thread 2/2", "reply_to_post": parent["id"]})
+    assert (503, DatabaseUnavailable().message) == (status, body["message"]), body
+    assert await gateway.snapshot() == before
