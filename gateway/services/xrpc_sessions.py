@@ -56,7 +56,7 @@ from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller
 from gateway.services.throttle import Throttle
 from gateway.storage import xrpc as sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros
 
 logger = structlog.get_logger("byline.xrpc")
@@ -195,6 +195,8 @@ class XrpcSessions:
             # An app password is a person's token made for one account; an app's OAuth token
             # carries scopes that mean nothing to a PDS client, so it is no app password.
             caller = await self._identity.person(password)
+        except DatabaseUnavailable:
+            raise  # the password is not known to be wrong: no refusal, and no failure counted
         except BylineError:
             raise xrpc_error(Code.UNAUTHENTICATED, "AuthenticationRequired", _LOGIN_REFUSED) from None
         if caller.account is None:

@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.appkeys import DB, IDENTITY, SETTINGS
 from gateway.services.checkpoints import load_signer
-from gateway.services.identity import hash_token, token_id
+from gateway.services.identity import Identity, hash_token, token_id
+from gateway.services.posts import Caller
+from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
@@ -305,3 +308,27 @@ async def test_a_token_and_a_session_end_with_their_persons_role(world: World, p
         "record": {"$type": "app.bsky.feed.post", "text": "still here", "createdAt": "2026-12-05T00:00:00Z"},
     }, headers=access)
     assert status == 401, body
+
+
+async def test_create_session_with_the_database_gone_is_no_wrong_password(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as an app password is looked up says nothing of the password:
+    each try is answered with the database's message (a 5xx, Retry-After), never 401, and none
+    is counted as a failure. Before: 401 "login refused", and after ten of them the right
+    password was refused 429 once the database was back."""
+    gw = world.gateway
+    password = await gw.app[IDENTITY].create(user="alice", account="direct")
+    async def gone(self: Identity, token: str | None) -> Caller:
+        raise DatabaseUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Identity, "person", gone)
+        for _ in range(10):
+            async with gw.client.post("/xrpc/com.atproto.server.createSession",
+                                      json={"identifier": "direct", "password": password}) as answer:
+                body = await answer.json()
+                assert answer.status >= 500 and body["message"] == DatabaseUnavailable().message, body
+                assert answer.headers["Retry-After"] == "5"
+    status, body = await _create_session(world, password)
+    assert status == 200, body
