@@ -53,7 +53,7 @@ from gateway.services.scopes import SCOPES
 from gateway.services.throttle import Throttle
 from gateway.storage import oauth as sql
 from gateway.storage import tokens as tokens_sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
@@ -366,11 +366,14 @@ class OAuthService:
                 with self._throttle.attempt(f"address:{client}"):
                     try:
                         caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
+                    except DatabaseUnavailable:
+                        raise
                     except BylineError:
                         self._throttle.failed(f"address:{client}")
                         raise
         except BylineError as exc:
-            if exc.code is Code.TOO_MANY_REQUESTS:
+            # The database not answering says nothing of the token or the ticket: no failure.
+            if exc.code is Code.TOO_MANY_REQUESTS or isinstance(exc, DatabaseUnavailable):
                 raise
             return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="token",
                               error=exc.message if form.ticket else

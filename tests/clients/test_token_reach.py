@@ -21,6 +21,7 @@ from gateway.appkeys import DB, IDENTITY, SETTINGS
 from gateway.services.checkpoints import load_signer
 from gateway.services.identity import Identity, hash_token, token_id
 from gateway.services.posts import Caller
+from gateway.storage import oauth as oauth_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
@@ -161,6 +162,39 @@ async def test_wrong_app_passwords_are_throttled_on_create_session(world: World)
         assert status == 401, body
     status, body = await _create_session(world, password)
     assert status == 429 and body["error"] == "RateLimitExceeded", body
+
+
+async def test_the_sign_in_page_with_the_database_gone_refuses_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as the page looks up the app, or the token typed in, says
+    nothing of either: 503 with the database's message and Retry-After, and no failure counted.
+    Before: the page was a 400 (the app taken for unknown, "invalid_request"), and a right token
+    a 401 (not accepted) counted as a guess: ten of them in an outage and the right token was
+    refused 429 once the database was back."""
+    gw = world.gateway
+    client_id, _ = await _app(world)
+    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": OOB, "scope": "read"})
+
+    async def gone(*_: object, **__: object) -> Any:
+        raise DatabaseUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(oauth_sql, "get_app", gone)
+        async with gw.client.get(f"/oauth/authorize?{query}") as page:
+            assert (page.status, page.headers.get("Retry-After")) == (503, "5")
+            assert DatabaseUnavailable().message in await page.text()
+    async with gw.client.get(f"/oauth/authorize?{query}") as page:
+        fields, _ = form_of(await page.text())
+    with monkeypatch.context() as patched:
+        patched.setattr(Identity, "person", gone)
+        for _ in range(10):
+            async with gw.client.post("/oauth/authorize", data={**fields, "token": gw.tokens["alice"]}) as step:
+                assert (step.status, step.headers.get("Retry-After")) == (503, "5")
+                assert DatabaseUnavailable().message in await step.text()
+    async with gw.client.post("/oauth/authorize", data={**fields, "token": gw.tokens["alice"]}) as step:
+        assert step.status == 200
+        assert "direct" in form_of(await step.text())[1]
 
 
 async def test_token_answers_are_never_cached(world: World) -> None:

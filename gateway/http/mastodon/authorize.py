@@ -27,6 +27,7 @@ from gateway.appkeys import OAUTH, PEOPLE
 from gateway.errors import STATUS, BylineError, Code
 from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
+from gateway.storage.db import DatabaseUnavailable
 
 routes = web.RouteTableDef()
 """The sign-in page, at its mount itself."""
@@ -124,11 +125,20 @@ def _redirect(uri: str, params: dict[str, str | None]) -> web.Response:
                                              "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
+def _unavailable(request: web.Request, exc: DatabaseUnavailable) -> web.Response:
+    """The database not answering: nothing is wrong with the request, which works sent again."""
+    response = _error_page(request, "This sign-in cannot go on now", exc.message, status=exc.status)
+    response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
 def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -> web.Response:
     """An authorization request that cannot go on. The page says why; where the app's redirect
     URI is known to be its own, it offers a link back with the error, which the person follows
     or not: the gateway never sends anyone on to an app's address unasked (RFC 9700 §4.11.2),
     so a crafted link to this page cannot use it to bounce people to an app's site."""
+    if isinstance(exc, DatabaseUnavailable):  # the app is not known to be unknown: no 400
+        return _unavailable(request, exc)
     error = str(exc.details.get("oauth", "invalid_request"))
     redirect_uri = query.get("redirect_uri") or ""
     back = None
@@ -200,6 +210,8 @@ async def authorize(request: web.Request) -> web.Response:
             decision=form.get("decision"), account=form.get("account"),
         ), client=request.remote or "")
     except BylineError as exc:  # too many wrong passwords or tokens from this address
+        if isinstance(exc, DatabaseUnavailable):
+            return _unavailable(request, exc)
         if exc.code is not Code.TOO_MANY_REQUESTS:
             return _error_page(request, "This sign-in cannot go on", exc.message, status=exc.status)
         response = _sign_in_page(request, auth_request, csrf=csrf, error=exc.message, failed=failed,
