@@ -44,7 +44,7 @@ from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import sandbox as sandbox_sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros, to_micros
 
 logger = structlog.get_logger("byline.mastodon")
@@ -341,6 +341,8 @@ class MastodonService:
             return None
         try:
             return await self.authenticate(token, scope="read")
+        except DatabaseUnavailable:
+            raise  # the token is not known to be bad: answered as no token, it would get no account's limits
         except BylineError:
             return None
 

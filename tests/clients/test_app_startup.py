@@ -14,6 +14,10 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
+from gateway.services.identity import Identity
+from gateway.storage.db import DatabaseUnavailable
 from tests.clients import mastodon_shapes as shapes
 from tests.clients.signin import sign_in
 from tests.clients.world import World
@@ -78,6 +82,23 @@ async def test_the_instance_decodes_with_its_thumbnail(world: World) -> None:
         shapes.check("InstanceV1", v1)
     async with world.gateway.client.get(urlsplit(v2["thumbnail"]["url"]).path) as resp:
         assert (resp.status, resp.content_type) == (200, "image/png")
+
+
+async def test_the_instance_asked_with_a_token_as_the_database_is_gone_is_a_503(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as the token is looked up says nothing of the token: 503 with
+    the database's message, which an app asks again. Before: 200 with the limits of no account
+    (500 characters, none less its disclosure line), which an app keeps for its composer."""
+    erin = await world.token("erin", "solo")
+
+    async def gone(*_: object, **__: object) -> Any:
+        raise DatabaseUnavailable()
+
+    monkeypatch.setattr(Identity, "authenticate_app", gone)
+    for path in ("/api/v1/instance", "/api/v2/instance"):
+        async with world.gateway.client.get(path, headers={"Authorization": f"Bearer {erin}"}) as resp:
+            assert (resp.status, (await resp.json()).get("error")) == (503, DatabaseUnavailable().message), path
 
 
 async def test_a_token_for_profile_alone_verifies_the_account(world: World) -> None:
