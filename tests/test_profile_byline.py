@@ -23,6 +23,7 @@ from gateway.policy import byline as byline_text
 from gateway.policy.announce import voice_words
 from gateway.policy.loader import PolicyFileError, parse_policy
 from gateway.storage import profiles as profile_sql
+from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -270,6 +271,33 @@ async def test_a_refused_update_marks_health_and_posts_still_go_out(
         clock.advance(timedelta(minutes=3))
         assert await gw.app[PROFILES].run_once() == 1
         assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == []
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
+        assert len(await _profile_entries(gw)) == 1
+
+
+async def test_the_database_gone_as_the_line_is_set_is_no_refusal_of_the_platform(
+    mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as an update is made ready (its earlier lines read) is no
+    word of the platform's: the tick fails as a tick does with the database gone, the account's
+    health shows nothing, and the line is set once the claim's lease has run out. Before: put
+    back as "the profile byline could not be set" and shown as failing on /readyz and the
+    account's page, its wait growing as for a refusal."""
+    write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+
+        async def gone(*_: object, **__: object) -> Any:
+            raise DatabaseUnavailable()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(profile_sql, "previous_texts", gone)
+            with pytest.raises(DatabaseUnavailable):
+                await gw.app[PROFILES].run_once()
+        assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == []
+        assert await gw.app[PROFILES].run_once() == 0  # still claimed
+        assert (await (await gw.client.get("/readyz")).json())["profile_bylines_failing"] == []
+        clock.advance(timedelta(minutes=3))
+        assert await gw.app[PROFILES].run_once() == 1
         assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
         assert len(await _profile_entries(gw)) == 1
 

@@ -31,7 +31,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.platforms import Platforms
 from gateway.services.publisher import backoff_seconds
 from gateway.storage import profiles as sql
-from gateway.storage.db import Database
+from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.profiles")
@@ -127,6 +127,10 @@ class ProfileKeeper:
                 previous_fields=tuple(byline.mastodon_field(t).name for t in previous),
             )
             await self._with_retries(adapter, line)
+        except DatabaseUnavailable:
+            # Byline's own database, not the platform: nothing to show on the account's health.
+            # The claim stays until its lease runs out, and the line is set at a tick after.
+            raise
         except (AdapterError, BylineError) as exc:
             error = exc if isinstance(exc, AdapterError) else AdapterError(exc.message, retryable=True)
             await self._failed(update, error, lease_until=lease_until)
