@@ -376,3 +376,30 @@ async def test_the_database_gone_mid_publish_is_no_broken_credential(
         body = await gw.get("alice", post["id"])
         assert body["state"] == "published", body
         assert [p["text"] for p in await gw.timeline("direct")] == ["Out once the database is back"]
+
+
+async def test_the_database_gone_stops_a_tick_at_its_first_expiry(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the database not answering as a hold past its time is expired, the tick ends there
+    (its loop says so in one line and tries again): it does not go on to try each of up to 500
+    in turn, saying nothing. Once the database answers, each expires. Before: every hold was
+    tried and the tick went on as if none was due."""
+    held = [await gateway.submit("alice", "cosigned", f"Will anyone read this {n}") for n in range(3)]
+    gateway.clock.advance(timedelta(hours=24, seconds=1))
+    tried: list[str] = []
+
+    def gone(self: Publisher, post_id: str) -> Any:
+        async def work(ltx: Any) -> Any:
+            tried.append(post_id)
+            raise DatabaseUnavailable()
+
+        return work
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Publisher, "_expire_work", gone)
+        with pytest.raises(DatabaseUnavailable):
+            await gateway.tick()
+    assert len(tried) == 1
+    await gateway.tick()
+    assert [(await gateway.get("alice", p["id"]))["state"] for p in held] == ["expired"] * 3

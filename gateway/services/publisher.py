@@ -19,7 +19,6 @@ reply whose parent failed, or one written as its parent ended.)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import time
@@ -481,12 +480,16 @@ class Publisher:
             if account not in waiting or not await self._probe(account, now):
                 held.add(account)  # its posts wait until its credential works again
         for row in stale:
-            with contextlib.suppress(BylineError):
+            try:
                 account, replies = await self._appender.submit(self._expire_work(row["id"]))
-                loaded = self._policies.get(account)
-                self._metrics.post_event(loaded, "post.expired", State.EXPIRED)
-                for _ in range(replies):
-                    self._metrics.post_event(loaded, "post.cancelled", State.CANCELLED)
+            except DatabaseUnavailable:
+                raise  # the next tick tries again: not each of up to 500 in turn, unsaid
+            except BylineError:  # decided or changed meanwhile: no longer expiring
+                continue
+            loaded = self._policies.get(account)
+            self._metrics.post_event(loaded, "post.expired", State.EXPIRED)
+            for _ in range(replies):
+                self._metrics.post_event(loaded, "post.cancelled", State.CANCELLED)
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
