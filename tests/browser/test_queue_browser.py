@@ -8,6 +8,7 @@ With ``BYLINE_SCREENSHOTS=1`` the co-signer's queue is saved to ``docs/screensho
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -157,3 +158,26 @@ async def test_the_queue_shows_a_new_held_post_without_a_reload(browser: Browser
     await fresh.get_by_role("button", name="Approve version 1").click()
     await expect(page.get_by_role("status").filter(has_text="You approved the post.")).to_be_visible()
     assert problems == []
+
+
+async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(browser: Browser, pages: Pages) -> None:
+    """bob reads version 1 of carol's held post; carol edits it; bob clicks the Approve button of
+    the card he read. Nothing is approved: he is told the post changed since he read it (before,
+    the live update had swapped version 2's card in under his pointer, and his click approved
+    words he was never shown)."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.2
+    post = await gw.submit("carol", "cosigned", "We launch on Monday at noon")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    held = card(page, "carol", "cosigned")
+    await expect(held.locator(".text").first).to_have_text("We launch on Monday at noon\n\n—carol")
+    await page.wait_for_timeout(300)  # the stream is open
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}", {"text": "We are all fired"})
+    assert status == 200
+    await expect(page.locator("#live-status")).to_contain_text("Your queue changed.", timeout=10_000)
+    await held.get_by_role("button", name=re.compile(r"^Approve version")).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This did not go through")
+    await expect(page.locator("main")).to_contain_text("This post changed since you read it: you saw version 1")
+    assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
+    assert problems == ["409 " + pages.base + f"/posts/{post['id']}/approve"]

@@ -42,6 +42,15 @@
     return false;
   }
 
+  // The posts shown and the version of each, in order. A card that changed, went or moved is
+  // never swapped in under a person who may act on the list: a click meant for what they read
+  // would approve (adopt, reject) what they were never shown, at a version the form now names.
+  function shown(root) {
+    var cards = root.querySelectorAll("article[data-post]"), out = [];
+    for (var i = 0; i < cards.length; i++) { out.push(cards[i].dataset.post + "@" + cards[i].dataset.version); }
+    return out.join(" ");
+  }
+
   var pending = false;
   function refresh() {
     if (busy()) {
@@ -58,6 +67,10 @@
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue-list");
         if (!fresh) { return; }
+        if (list.querySelector("form") && shown(fresh) !== shown(list)) {
+          status.textContent = "Your queue changed. Reload the page to see it.";
+          return;
+        }
         list.replaceWith(fresh);
         list = fresh;
         started = Date.now();
