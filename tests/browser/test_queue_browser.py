@@ -13,6 +13,8 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, expect
 
 from gateway.appkeys import LIVE
@@ -181,3 +183,30 @@ async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(
     await expect(page.locator("main")).to_contain_text("This post changed since you read it: you saw version 1")
     assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
     assert problems == ["409 " + pages.base + f"/posts/{post['id']}/approve"]
+
+
+async def test_another_site_cannot_sign_a_person_out(browser: Browser, pages: Pages) -> None:
+    """A page on another site posts a form to /signout as bob's browser loads it: bob stays signed
+    in (before, his Lax cookie stayed home, the gateway saw no session, asked for no CSRF value
+    and told the browser to forget the cookie: any site could sign its visitors out)."""
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            f'<!doctype html><title>Cats</title><form method="post" action="{pages.base}/signout">'
+            '<input type="hidden" name="csrf" value="guess"></form>'
+            "<script>document.forms[0].submit()</script>"))
+
+    app = web.Application()
+    app.router.add_get("/", hostile)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        problems: list[str] = []
+        page = await signed_in(browser, pages, "bob", problems)
+        # localhost is another site than 127.0.0.1 (SameSite looks at the host, not the port).
+        await page.goto(str(server.make_url("/")).replace("127.0.0.1", "localhost"))
+        await page.wait_for_url(f"{pages.base}/**")
+        await page.goto(pages.base + "/queue")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    finally:
+        await server.close()

@@ -170,3 +170,18 @@ async def test_a_new_password_signs_out_the_apps_signed_in_with_the_old_one(page
     revoked = [json.loads(bytes(r["entry"])) for r in rows]
     assert [(e["account"], e["data"]) for e in revoked if e["type"] == "client.revoked"] == [
         ("direct", {"client": "Leaky", "reason": "alice's password changed"})]
+
+
+async def test_a_sign_out_sent_from_another_site_is_refused(pages: Pages) -> None:
+    """Another site's form to /signout comes without the Lax cookie, so with no session to ask a
+    CSRF value of: refused (403) with no word to forget the cookie (before, 303 and a Set-Cookie
+    that signed the browser out)."""
+    visitor = await pages.visitor()
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}, {"Origin": "null"}):
+        status, _, resp = await visitor.post("/signout", {}, csrf=False, headers=headers)
+        assert (status, "Set-Cookie" in resp.headers) == (403, False), headers
+    dave = await pages.person("dave")
+    own = {"Origin": dave.base, "Sec-Fetch-Site": "same-origin"}
+    status, _, resp = await dave.post("/signout", {}, headers=own)
+    assert status == 303
+    assert (await dave.get("/queue"))[0] == 303

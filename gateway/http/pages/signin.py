@@ -22,20 +22,23 @@ from gateway.http.pages import (
 routes = web.RouteTableDef()
 
 
-def _from_this_site(request: web.Request) -> None:
-    """403 for a sign-in another site's page sent: it would sign the browser in as the other
-    site's person (login CSRF), and what one then writes or approves would be done as them.
-    Browsers say where a form came from (``Sec-Fetch-Site``, ``Origin``); a request that says
-    nothing (a script, an old browser) is let through, as it holds no one else's cookie."""
+def _from_this_site(request: web.Request, message: str) -> None:
+    """403 (saying ``message``) for a sign-in or sign-out another site's page sent. A sign-in would
+    sign the browser in as the other site's person (login CSRF), and what one then writes or
+    approves would be done as them; a sign-out carries no cookie from another site (SameSite),
+    so no session whose CSRF value it could be asked for, yet it would have the browser forget
+    the person's cookie. Browsers say where a form came from (``Sec-Fetch-Site``, ``Origin``); a
+    request that says nothing (a script, an old browser) is let through, as it holds no one
+    else's cookie."""
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        raise BylineError(Code.FORBIDDEN, "Sign in from this gateway's own sign-in page.")
+        raise BylineError(Code.FORBIDDEN, message)
     origin = request.headers.get("Origin")
     if origin is None:
         return
     public = request.config_dict[SETTINGS].public_url
     ours = {request.host.lower(), *([urlsplit(public).netloc.lower()] if public else [])}
     if urlsplit(origin).netloc.lower() not in ours:  # "null" (a sandboxed frame) is no host of ours
-        raise BylineError(Code.FORBIDDEN, "Sign in from this gateway's own sign-in page.")
+        raise BylineError(Code.FORBIDDEN, message)
 
 
 @routes.get("/signin")
@@ -52,7 +55,7 @@ async def signin_page(request: web.Request) -> web.StreamResponse:
 @page
 async def signin(request: web.Request) -> web.StreamResponse:
     """Check the name and password; a new session cookie on success."""
-    _from_this_site(request)
+    _from_this_site(request, "Sign in from this gateway's own sign-in page.")
     form = await read_form(request, session=None)
     target = safe_next(form.get("next"))
     name = form.get("name", "").strip()
@@ -80,6 +83,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
 @page
 async def signout(request: web.Request) -> web.StreamResponse:
     """End this browser's session."""
+    _from_this_site(request, "Sign out from a page of this gateway.")
     session = await session_of(request)
     if session is not None:
         await read_form(request, session=session)
