@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import asyncpg
 import pytest
 from atproto import Client, models
-from atproto_client.exceptions import BadRequestError, RequestException, UnauthorizedError
+from atproto_client.exceptions import BadRequestError, RequestErrorBase, RequestException, UnauthorizedError
 
 from adapters.bluesky import rkey_for
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
+from gateway.services.xrpc_sessions import XrpcSessions
+from gateway.storage.db import DatabaseUnavailable
 from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
 from tests.platforms.bluesky.fixture import BlueskyPds, write_bluesky_policy
 
@@ -299,6 +302,34 @@ async def test_bad_credentials_get_the_pds_answers(gw: Gateway, sdk: Sdk, clock:
     clock.advance(timedelta(hours=2, seconds=1))
     status, body = await xrpc(gw, "GET", "com.atproto.server.getSession", token=live["accessJwt"])
     assert (status, body) == (400, {"error": "ExpiredToken", "message": "Token has expired"})
+
+
+async def test_the_database_gone_is_a_503_the_sdk_does_not_take_for_the_pds(
+    gw: Gateway, sdk: Sdk, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Byline's database not answering as a session is looked up is 503 NotEnoughResources with
+    Retry-After, as storage says it and as the driver does: the SDK raises a plain
+    ``RequestException`` with the status and the wait. Before: 502 UpstreamFailure, which the SDK
+    raises as a ``NetworkError`` (the PDS's upstream failed), and the driver's word a 500."""
+    client = await sdk.login(gw, "alice", "direct", "alice")
+    before = await gw.snapshot()
+    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
+        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
+            raise cause
+
+        with monkeypatch.context() as patched:
+            patched.setattr(XrpcSessions, "authenticate", gone)
+            with pytest.raises(RequestErrorBase) as refused:
+                await run(client.send_post, "Posted as the database is away")
+        assert type(refused.value) is RequestException, (cause, refused.value)
+        answer = refused.value.response
+        assert answer is not None
+        assert (503, "NotEnoughResources", DatabaseUnavailable().message, "5") == (
+            answer.status_code, answer.content.error, answer.content.message, answer.headers.get("retry-after"),
+        ), cause
+    assert await gw.snapshot() == before
+    sent = await run(client.send_post, "Posted once it is back")
+    assert (await post_for(gw, "alice", "direct", sent.uri))["text"] == "Posted once it is back"
 
 
 async def test_revoking_the_app_password_ends_its_sessions(gw: Gateway) -> None:

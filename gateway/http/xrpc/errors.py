@@ -7,6 +7,7 @@ from aiohttp import web
 
 from gateway.errors import BylineError, Code
 from gateway.http.common import Handler, answered_by_surface, check_request, gone
+from gateway.storage.db import DatabaseUnavailable, unavailable
 
 logger = structlog.get_logger("byline.http.xrpc")
 
@@ -15,7 +16,7 @@ _STATUS: dict[str, int] = {
     "InvalidRequest": 400, "InvalidSwap": 400, "ExpiredToken": 400, "InvalidToken": 400, "AccountNotFound": 400,
     "AuthMissing": 401, "AuthenticationRequired": 401, "Forbidden": 403,
     "PayloadTooLarge": 413, "RateLimitExceeded": 429, "InternalServerError": 500,
-    "MethodNotImplemented": 501, "UpstreamFailure": 502,
+    "MethodNotImplemented": 501, "UpstreamFailure": 502, "NotEnoughResources": 503,
 }
 _BY_CODE: dict[Code, str] = {
     Code.UNAUTHENTICATED: "AuthenticationRequired", Code.FORBIDDEN: "Forbidden",
@@ -32,7 +33,14 @@ def _answer(status: int, name: str, message: str) -> web.Response:
 def error_response(exc: BylineError) -> web.Response:
     """A ``BylineError`` as a PDS would answer it (its ``xrpc`` detail names the error, if any)."""
     hint = exc.details.get("xrpc")
-    name = hint if isinstance(hint, str) and hint in _STATUS else _BY_CODE.get(exc.code, "InvalidRequest")
+    if isinstance(exc, DatabaseUnavailable):
+        # Byline's own database, not the PDS behind it: a 503, the name the atproto libraries
+        # give one (a 502 UpstreamFailure tells a client the PDS's upstream failed).
+        name = "NotEnoughResources"
+    elif isinstance(hint, str) and hint in _STATUS:
+        name = hint
+    else:
+        name = _BY_CODE.get(exc.code, "InvalidRequest")
     response = _answer(_STATUS[name], name, exc.message)
     if "retry_after" in exc.details:
         response.headers["Retry-After"] = str(exc.details["retry_after"])
@@ -64,5 +72,8 @@ async def pds_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except Exception as exc:
         if isinstance(exc, ConnectionError) and gone(request):
             raise  # nobody to answer (see common.error_middleware)
+        if unavailable(exc):  # the database is gone, as the driver words it (see common.error_middleware)
+            logger.warning("xrpc_database_unavailable", nsid=request.match_info.get("nsid"), error=type(exc).__name__)
+            return error_response(DatabaseUnavailable())
         logger.exception("xrpc_crashed", nsid=request.match_info.get("nsid"))
         return _answer(500, "InternalServerError", "Internal Server Error")
