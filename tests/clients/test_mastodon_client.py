@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
-from mastodon import MastodonAPIError, MastodonNotFoundError
+from mastodon import MastodonAPIError, MastodonNotFoundError, MastodonServiceUnavailableError
 
 from gateway.appkeys import HOUSEKEEPER
+from gateway.services.identity import Identity
+from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import write_policy
@@ -355,3 +359,26 @@ async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: Wor
     assert str(scheduled.params.in_reply_to_id) == str(parent.id)
     [listed] = await world.run(api.scheduled_statuses)
     assert str(listed.params.in_reply_to_id) == str(parent.id)
+
+
+async def test_the_database_gone_is_a_503_with_retry_after(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database not answering as the token is read, as storage says it and as the driver
+    does: 503, Retry-After and the database's message as Mastodon words an error (Mastodon.py
+    raises its ``MastodonServiceUnavailableError`` with it). Before: no Retry-After, and the
+    driver's word the gateway's own shape, ``{"error": "unavailable"}``, shown as the message."""
+    api = await world.client("alice", "direct")
+    token = await world.token("alice", "direct")
+    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
+        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
+            raise cause
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Identity, "authenticate_app", gone)
+            with pytest.raises(MastodonServiceUnavailableError) as refused:
+                await world.run(api.account_verify_credentials)
+            async with world.gateway.client.get("/api/v1/accounts/verify_credentials",
+                                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                answer = (resp.status, resp.headers.get("Retry-After"), await resp.json())
+        assert refused.value.args[1:2] + refused.value.args[3:] == (503, DatabaseUnavailable().message), cause
+        assert answer == (503, "5", {"error": DatabaseUnavailable().message}), cause
+    assert (await world.run(api.account_verify_credentials)).acct == "alice"

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 import pytest
 from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
+from oauthlib.oauth2 import WebApplicationClient
+from oauthlib.oauth2.rfc6749.errors import TemporarilyUnavailableError
 
 from gateway.appkeys import DB
 from gateway.services.identity import hash_token
+from gateway.services.oauth import OAuthService
+from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import pkce_pair, sign_in, with_pkce
 from tests.clients.world import World
 
@@ -70,3 +77,29 @@ async def test_read_scope_cannot_post(world: World) -> None:
         await world.run(app.status_post, "Not allowed")
     assert caught.value.args[1:4:2] == (403, "This action is outside the authorized scopes")
     assert (await world.gateway.call("alice", "GET", "/v1/posts?account=direct"))[1]["posts"] == []
+
+
+async def test_the_token_endpoint_with_the_database_gone_is_temporarily_unavailable(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as a code is exchanged, as storage says it and as the driver
+    does: 503 with Retry-After and RFC 6749's ``temporarily_unavailable``, which oauthlib raises
+    as ``TemporarilyUnavailableError``. Before: ``invalid_request`` (the client's own mistake to
+    mend, oauthlib's ``InvalidRequestError``) and no Retry-After, and the driver's word not
+    Doorkeeper's shape at all."""
+    client_id, client_secret = await world.run(Mastodon.create_app, "Poster", scopes=SCOPES,
+                                               api_base_url=world.base)
+    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
+        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
+            raise cause
+
+        with monkeypatch.context() as patched:
+            patched.setattr(OAuthService, "exchange", gone)
+            async with world.gateway.client.post("/oauth/token", data={
+                    "grant_type": "authorization_code", "code": "a-code", "client_id": client_id,
+                    "client_secret": client_secret, "redirect_uri": OOB}) as resp:
+                status, wait, text = resp.status, resp.headers.get("Retry-After"), await resp.text()
+        assert (status, wait) == (503, "5"), (cause, text)
+        with pytest.raises(TemporarilyUnavailableError) as refused:
+            WebApplicationClient(client_id).parse_request_body_response(text)
+        assert refused.value.description == DatabaseUnavailable().message, cause

@@ -2,19 +2,24 @@
 Doorkeeper (Mastodon's OAuth provider) does: ``{"error", "error_description"}``.
 
 Each surface's middleware checks the request's text first (``check_request``) and words what it
-refuses; a crash is left to the gateway's own middleware (a 500 with a request id), and so are
-the router's 404 and 405 under the surface's prefix.
+refuses, the database gone too (a 503 with ``Retry-After``, as storage or the driver says it); a
+crash is left to the gateway's own middleware (a 500 with a request id), and so are the router's
+404 and 405 under the surface's prefix.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from gateway.errors import BylineError, Code
 from gateway.http.common import Handler, answered_by_surface, check_request
 from gateway.http.mastodon.answers import json_answer
+from gateway.storage.db import DatabaseUnavailable, unavailable
+
+logger = structlog.get_logger("byline.http.mastodon")
 
 
 def mastodon_body(exc: BylineError) -> dict[str, Any]:
@@ -37,6 +42,23 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
     return {"error": exc.message}
 
 
+def _waited(response: web.Response, exc: BylineError) -> web.Response:
+    """``response``, with ``Retry-After`` when ``exc`` says when to try again."""
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
+def _database_gone(request: web.Request, exc: Exception) -> DatabaseUnavailable:
+    """The driver's word for the database gone (``unavailable``), as storage says it; anything
+    else is raised again, for the gateway's own middleware to answer as a crash."""
+    if not unavailable(exc):
+        raise exc
+    logger.warning("request_database_unavailable", method=request.method, path=request.path,
+                   error=type(exc).__name__)
+    return DatabaseUnavailable()
+
+
 @web.middleware
 async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check each call and answer its refusals as Mastodon does (the client API, uploads' files,
@@ -47,11 +69,17 @@ async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamR
         check_request(request)
         return await handler(request)
     except BylineError as exc:
-        return json_answer(mastodon_body(exc), status=exc.status)
+        return _mastodon_answer(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return json_answer({"error": exc.reason}, status=exc.status)
+    except Exception as exc:
+        return _mastodon_answer(_database_gone(request, exc))
+
+
+def _mastodon_answer(exc: BylineError) -> web.Response:
+    return _waited(json_answer(mastodon_body(exc), status=exc.status), exc)
 
 
 def oauth_input(exc: BylineError) -> BylineError:
@@ -73,9 +101,18 @@ async def doorkeeper_errors(request: web.Request, handler: Handler) -> web.Strea
             raise oauth_input(exc) from None
         return await handler(request)
     except BylineError as exc:
-        error = exc.details.get("oauth") or "invalid_request"
-        return json_answer({"error": error, "error_description": exc.message}, status=exc.status)
+        return _doorkeeper_answer(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return json_answer({"error": "invalid_request", "error_description": exc.reason}, status=exc.status)
+    except Exception as exc:
+        return _doorkeeper_answer(_database_gone(request, exc))
+
+
+def _doorkeeper_answer(exc: BylineError) -> web.Response:
+    # Not the app's mistake but the server's, for a while: RFC 6749's temporarily_unavailable,
+    # which an OAuth client tells apart from invalid_request (its own request to mend).
+    default = "temporarily_unavailable" if exc.code is Code.UNAVAILABLE else "invalid_request"
+    error = exc.details.get("oauth") or default
+    return _waited(json_answer({"error": error, "error_description": exc.message}, status=exc.status), exc)
