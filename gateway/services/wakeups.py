@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.storage.db import Database, PostgresDatabase
+from gateway.storage.db import Database, PostgresDatabase, unavailable
 from gateway.tasks import cancel_task
 
 logger = structlog.get_logger("byline.wakeups")
@@ -66,8 +66,11 @@ class Coalesced:
                 await self._action()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("wakeup_action_failed", action=self._name)
+            except Exception as exc:
+                if unavailable(exc):  # no bug: the action's own interval tries again
+                    logger.warning("wakeup_action_failed", action=self._name, error="database_unavailable")
+                else:
+                    logger.exception("wakeup_action_failed", action=self._name)
             if not self._again:
                 return
 
