@@ -18,7 +18,10 @@ import pytest
 
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
 from gateway.services.live import STREAMS_PER_PERSON
+from gateway.services.people import People
+from gateway.services.posts import PostService
 from gateway.services.queue import option_changes, what_else
+from gateway.storage.db import DatabaseUnavailable
 from tests.conftest import TEST_POLICIES, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
 
@@ -124,6 +127,37 @@ async def test_approve_is_bound_to_the_version_shown(pages: Pages) -> None:
     assert [(a["approver"], a["version"]) for a in post["approvals"]] == [("bob", 2)]
     _, page = await bob.get(f"/posts/{held['id']}?done=approve")
     assert "You approved the post." in page
+
+
+async def test_the_database_gone_is_a_page_that_says_when_to_try_again(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as a person's session is read, or as their approval is
+    recorded: a 503 page (HTML, as every page) with the database's message and Retry-After, and
+    nothing changed. Before: the session read was answered in the API's JSON, and the approval's
+    page had no Retry-After."""
+    gw = pages.gateway
+    held = await held_post(pages)
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    before = await gw.snapshot()
+
+    async def gone(*_: object, **__: object) -> Any:
+        raise DatabaseUnavailable()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PostService, "approve", gone)
+        status, page, resp = await bob.post(f"/posts/{held['id']}/approve", {"version": "1"})
+    assert (status, resp.headers.get("Retry-After"), resp.content_type) == (503, "5", "text/html")
+    assert html.escape(DatabaseUnavailable().message) in page
+    with monkeypatch.context() as patched:
+        patched.setattr(People, "session", gone)
+        async with bob.session.get(f"{pages.base}/queue", allow_redirects=False) as resp:
+            answer = (resp.status, resp.headers.get("Retry-After"), resp.content_type)
+            page = await resp.text()
+    assert answer == (503, "5", "text/html")
+    assert html.escape(DatabaseUnavailable().message) in page
+    assert await gw.snapshot() == before
 
 
 async def test_reject_needs_a_reason(pages: Pages) -> None:

@@ -9,6 +9,7 @@ status a JSON answer would have had.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ from gateway.errors import BylineError, Code
 from gateway.http.common import check_text
 from gateway.services.people import Session
 from gateway.services.posts import Caller
+from gateway.storage.db import DatabaseUnavailable
 
 SESSION_COOKIE: Final = "byline_session"
 CSP: Final = (
@@ -207,6 +209,13 @@ def render(request: web.Request, template: str, context: Mapping[str, Any], *, s
     return response
 
 
+def waited(response: web.Response, exc: BylineError) -> web.Response:
+    """``response``, with ``Retry-After`` when ``exc`` says when to try again."""
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
 def page(handler: PageHandler) -> PageHandler:
     """A page handler whose refusals are pages: the message, and the status it carries."""
 
@@ -215,11 +224,12 @@ def page(handler: PageHandler) -> PageHandler:
         try:
             response = await handler(request)
         except BylineError as exc:
-            await session_of(request)
-            response = render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
-                                                      "message": exc.message}, status=exc.status)
-            if "retry_after" in exc.details:
-                response.headers["Retry-After"] = str(exc.details["retry_after"])
+            # With the database gone the page still says so, as a page: without the person,
+            # whose session cannot be read (when that is what failed).
+            with contextlib.suppress(DatabaseUnavailable):
+                await session_of(request)
+            response = waited(render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
+                                                             "message": exc.message}, status=exc.status), exc)
         page_headers(response)
         return response
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.appkeys import POSTS, QUEUE
 from gateway.errors import BylineError, Code
-from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in
+from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in, waited
 from gateway.services.people import Session
 from gateway.services.posts import PostView
 
@@ -131,10 +131,10 @@ async def act_on_post(request: web.Request) -> web.StreamResponse:
     try:
         view = await _act(request, session, post_id, act, form)
     except BylineError as exc:
-        return render(request, "problem.html", {
+        return waited(render(request, "problem.html", {
             "title": "This did not go through", "message": _problem(exc, act, form), "post_id": post_id,
             "shown": exc.code is not Code.NOT_FOUND and exc.code is not Code.FORBIDDEN,
-        }, status=exc.status)
+        }, status=exc.status), exc)
     if form.get("back") == "post":
         return see_other(f"/posts/{view.id}?done={act}")
     return see_other(f"/queue?done={act}")
