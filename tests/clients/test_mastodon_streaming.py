@@ -22,6 +22,8 @@ from gateway.appkeys import IDENTITY, SETTINGS, STREAMS
 from gateway.clock import ManualClock
 from gateway.http.mastodon import streaming as streaming_http
 from gateway.services.identity import hash_token
+from gateway.services.mastodon import MastodonService
+from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import sign_in
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import started_gateway, write_policy
@@ -229,6 +231,29 @@ async def test_event_stream_refusals(world: World) -> None:
     await world.gateway.sync_policies()
     status, body = await _get(world, "/api/v1/streaming/user", good)
     assert status == 403 and body == {"error": "erin no longer has a role on solo"}
+
+
+async def test_a_stream_asked_for_with_the_database_gone_is_a_503_with_retry_after(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database not answering as the token is read: the WebSocket's handshake and an event
+    stream are refused 503 with the database's message and Retry-After, as the REST API is.
+    Before: 503 with no Retry-After (the refusal is answered by the handler, not the middleware)."""
+    token = await world.token("erin", "solo")
+
+    async def gone(*_: object, **__: object) -> Any:
+        raise DatabaseUnavailable()
+
+    monkeypatch.setattr(MastodonService, "authenticate", gone)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await _socket(world, session, token)
+    assert refused.value.headers is not None
+    assert (refused.value.status, refused.value.headers.get("Retry-After")) == (503, "5")
+    async with world.gateway.client.get("/api/v1/streaming/user",
+                                        headers={"Authorization": f"Bearer {token}"}) as answer:
+        assert (answer.status, answer.headers.get("Retry-After")) == (503, "5")
+        assert await answer.json() == {"error": DatabaseUnavailable().message}
 
 
 def _policy_dir(world: World) -> Path:

@@ -42,7 +42,7 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
     return {"error": exc.message}
 
 
-def _waited(response: web.Response, exc: BylineError) -> web.Response:
+def waited(response: web.Response, exc: BylineError) -> web.Response:
     """``response``, with ``Retry-After`` when ``exc`` says when to try again."""
     if "retry_after" in exc.details:
         response.headers["Retry-After"] = str(exc.details["retry_after"])
@@ -79,7 +79,7 @@ async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _mastodon_answer(exc: BylineError) -> web.Response:
-    return _waited(json_answer(mastodon_body(exc), status=exc.status), exc)
+    return waited(json_answer(mastodon_body(exc), status=exc.status), exc)
 
 
 def oauth_input(exc: BylineError) -> BylineError:
@@ -115,4 +115,4 @@ def _doorkeeper_answer(exc: BylineError) -> web.Response:
     # which an OAuth client tells apart from invalid_request (its own request to mend).
     default = "temporarily_unavailable" if exc.code is Code.UNAVAILABLE else "invalid_request"
     error = exc.details.get("oauth") or default
-    return _waited(json_answer({"error": error, "error_description": exc.message}, status=exc.status), exc)
+    return waited(json_answer({"error": error, "error_description": exc.message}, status=exc.status), exc)

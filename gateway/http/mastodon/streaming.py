@@ -31,6 +31,7 @@ from gateway.errors import BylineError, Code
 from gateway.http.common import bearer, gone
 from gateway.http.mastodon import entities
 from gateway.http.mastodon.answers import base_url, json_answer
+from gateway.http.mastodon.errors import waited
 from gateway.jsondepth import nests_deeper
 from gateway.services.streaming import (
     SUBSCRIPTIONS_PER_SOCKET,
@@ -70,8 +71,9 @@ def _token(request: web.Request) -> tuple[str | None, bool]:
 
 
 def _refused(exc: BylineError) -> web.Response:
-    """A refusal before a stream opens, worded as the streaming server words it."""
-    return json_answer({"error": exc.message}, status=exc.status)
+    """A refusal before a stream opens, worded as the streaming server words it (with
+    ``Retry-After`` when it says when to try again: the database gone, too many streams)."""
+    return waited(json_answer({"error": exc.message}, status=exc.status), exc)
 
 
 def _payload(event: StreamEvent, base: str) -> str:
