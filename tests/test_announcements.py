@@ -172,6 +172,27 @@ async def test_a_file_edited_back_and_forth_between_reloads_announces_what_was_r
         assert [a["announces"]["version"] for a in await _announcements(gw, "brand")] == [2]
 
 
+async def test_a_policy_removed_and_put_back_with_another_voice_is_announced(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Removing the file and putting it back with new writers is no first load: the account spoke
+    through Byline before, so the voice it comes back with is announced (changed from the
+    voice removed), and the log verifies."""
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        (policies / "brand.yaml").unlink()
+        assert await gw.sync_policies() == ["brand"]
+        write_policy(policies, "brand", TEAM)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["version"] == 3
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers"]
+        assert await gw.tick() == 1
+        [went_out] = await gw.timeline("brand")
+        assert "written by alice and carol" in went_out["text"]
+        await verified_by_cli(gw)
+
+
 @pytest.mark.parametrize(("announce", "error"), [
     ("{voice_changes: yes please}", "announce.voice_changes"),
     ("{voice_changes: true, tone: warm}", "announce.tone"),

@@ -460,7 +460,10 @@ class Replay:
             self._previous[account] = old
             self._replaced[account] = (index, self._stamp(index))
         policy = self._policy[account] = _Policy(sha256, summary)
-        policy.changed_voice = old is not None and any(old.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
+        # A policy put back after a removal changes the voice removed (``_previous``), as the
+        # gateway announces it: only an account's first policy changes none.
+        before = old if old is not None else self._previous.get(account)
+        policy.changed_voice = before is not None and any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
         waiting = self._pending.get(account)
         if waiting:
             keep = []

@@ -56,12 +56,18 @@ async def announce_change(
     """In the transaction recording ``version`` of ``account``'s policy (``loaded``; ``head``
     is the version it replaces): schedule the announcement of its change of voice, when the
     policy asks for one and the voice changed. Returns the post's id, or None."""
-    if loaded is None or head is None:
-        return None  # a first load or a removal: no voice went from one to another on the account
+    if loaded is None:
+        return None  # a removal: no policy, no post
     policy = loaded.policy
     if policy.announce is None or not policy.announce.voice_changes:
         return None
-    before: dict[str, Any] = json.loads(head.summary)
+    # A policy put back after its removal is no first load: the account spoke through Byline
+    # in the voice removed (the removal's recorded summary), and coming back in another is a
+    # change of voice, or deleting the file and adding it back would change one unannounced.
+    kept = head.summary if head is not None else await policy_sql.summary_before(ltx.txn, account, version)
+    before: dict[str, Any] = json.loads(kept) if kept else {}
+    if not before:
+        return None  # a first load: the account spoke before Byline
     summary = policy.summary()
     changed = voice.voice_changed(before, summary)
     if not changed:

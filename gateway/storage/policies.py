@@ -50,6 +50,16 @@ async def last_version(txn: Txn, account: str) -> int:
     return int(row["v"]) if row is not None and row["v"] is not None else 0
 
 
+async def summary_before(txn: Txn, account: str, version: int) -> str | None:
+    """The summary recorded with the account's version before ``version`` (a removal's is the
+    summary of the policy it removed); None when ``version`` is its first."""
+    row = await txn.fetchone(
+        "SELECT summary FROM policy_versions WHERE account = ? AND version < ? ORDER BY version DESC LIMIT 1",
+        account, version,
+    )
+    return None if row is None else str(row["summary"])
+
+
 async def ever_recorded(txn: Txn, account: str, sha256: str) -> bool:
     """Whether a file with this SHA-256 was ever a version of the account's policy."""
     row = await txn.fetchone(
