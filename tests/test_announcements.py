@@ -251,19 +251,20 @@ def test_the_verifier_accepts_an_announcement_of_the_change_just_recorded(tmp_pa
     assert _forged(tmp_path, "honest", build) == []
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("no change", "changed nothing of the account's voice: an announcement without the policy change"),
-    ("a version never recorded", "not the version the log recorded for it just before"),
-    ("an older version", "not the version the log recorded for it just before"),
-    ("twice", "a second time"),
-    ("held", "goes out at once"),
-    ("by a writer", "not by the policy file"),
+@pytest.mark.parametrize(("name", "expected", "unannounced"), [
+    ("no change", "changed nothing of the account's voice: an announcement without the policy change", 0),
+    ("a version never recorded", "not the version the log recorded for it just before", 0),
+    ("an older version", "not the version the log recorded for it just before", 2),
+    ("twice", "a second time", 0),
+    ("held", "goes out at once", 0),
+    ("by a writer", "not by the policy file", 1),
 ])
 def test_the_verifier_catches_an_announcement_without_its_policy_change(
-    tmp_path: Path, name: str, expected: str,
+    tmp_path: Path, name: str, expected: str, unannounced: int,
 ) -> None:
     """Forged logs: an announcement no policy change caused (none, one never recorded, one
-    already superseded), two for one version, one held for approval, or one by a writer."""
+    already superseded), two for one version, one held for approval, or one by a writer; the
+    changes a misplaced or forged announcement leaves unannounced are named besides."""
     def build(log: SyntheticLog, team: dict[str, Any]) -> None:
         if name == "no change":
             _announce(log, "100", 1, "p1")
@@ -288,7 +289,9 @@ def test_the_verifier_catches_an_announcement_without_its_policy_change(
                 "required": 1, "policy_sha256": "p2", "announces": {"version": 2, "policy_sha256": "p2"}})
 
     found = _forged(tmp_path, name.replace(" ", "-"), build)
-    assert len(found) == 1 and expected in found[0], found
+    never = [f for f in found if "no announcement of it followed" in f]
+    assert (len(found), len(never)) == (1 + unannounced, unannounced), found
+    assert expected in next(f for f in found if f not in never), found
 
 
 async def test_byline_audit_verify_rejects_a_forged_announcement(tmp_path: Path) -> None:
@@ -303,6 +306,44 @@ async def test_byline_audit_verify_rejects_a_forged_announcement(tmp_path: Path)
                           "--no-state", "--no-progress")
     assert result.code != 0
     assert "an announcement without the policy change that caused it" in result.text
+
+
+@pytest.mark.parametrize("then", ["the log ends", "the next version comes", "the file is removed and put back"])
+def test_the_verifier_catches_a_change_of_voice_never_announced(tmp_path: Path, then: str) -> None:
+    """Forged logs: version 2 changes the voice on a policy asking for announcements and no
+    announcement of it follows, before the log ends, the next version, or a removal and a
+    return under a third voice (announced, but version 2 never was)."""
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        _change(log, team)
+        if then == "the next version comes":
+            log.add("policy.changed", actor="policy-file", account="brand",
+                    data={"file": "brand.yaml", "sha256": "p3", "policy": team | {"rules": []}, "version": 3})
+        elif then == "the file is removed and put back":
+            log.add("policy.removed", actor="policy-file", account="brand",
+                    data={"version": 3, "previous_sha256": "p2", "previous": team})
+            log.add("policy.loaded", actor="policy-file", account="brand",
+                    data={"file": "brand.yaml", "sha256": "p4", "policy": team | {"owner": "bob"}, "version": 4})
+            _announce(log, "100", 4, "p4")
+
+    found = _forged(tmp_path, then.replace(" ", "-"), build)
+    assert len(found) == 1 and "policy version 2 of brand changed its voice" in found[0], found
+    assert "no announcement of it followed" in found[0], found
+
+
+async def test_byline_audit_verify_rejects_a_change_of_voice_never_announced(tmp_path: Path) -> None:
+    """The real command, on an export where version 2 turns the account co-signed with a new
+    writer on a policy asking for announcements, and nothing is announced."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand", data={
+        "file": "brand.yaml", "sha256": "p1", "version": 1,
+        "policy": summary(owner="alice", writers=["alice"]) | {"announce": True}})
+    _change(log, summary(owner="alice", writers=["alice", "carol"], approvers=["bob"], required=1,
+                         tier="co-signed") | {"announce": True})
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert "no announcement of it followed" in result.text
 
 
 # -- on real platforms -------------------------------------------------------------------

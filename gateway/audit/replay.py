@@ -271,6 +271,8 @@ class Replay:
         self._numbered: set[str] = set()  # accounts with a numbered policy record
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
+        self._unannounced: dict[str, tuple[int, int]] = {}  # account -> (index, version): a change of voice
+        # on a policy asking for announcements, whose announcement has not followed yet
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
         self.posts_seen = 0
@@ -445,6 +447,7 @@ class Replay:
                              "only records from before versions were numbered may leave it out")
         elif version is not None:
             self._numbered.add(account)
+        self._never_announced(account)
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:
@@ -464,6 +467,10 @@ class Replay:
         # gateway announces it: only an account's first policy changes none.
         before = old if old is not None else self._previous.get(account)
         policy.changed_voice = before is not None and any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
+        if policy.changed_voice and summary.get("announce"):
+            # The gateway announces it in the transaction that records it: before the account's
+            # next policy record, and before the log ends.
+            self._unannounced[account] = (index, count)
         waiting = self._pending.get(account)
         if waiting:
             keep = []
@@ -478,6 +485,15 @@ class Replay:
                     self._bad(item.index, problem)
             self._pending[account] = keep
         self._owe(index, account, policy, old)
+
+    def _never_announced(self, account: str) -> None:
+        """Flag the account's change of voice still owed its announcement."""
+        owed = self._unannounced.pop(account, None)
+        if owed is not None:
+            at, version = owed
+            self._bad(at, f"policy version {version} of {account} changed its voice on a policy that asks for "
+                          "announcements, and no announcement of it followed: a change of voice its followers "
+                          "were not told of")
 
     def _owe(self, index: int, account: str, policy: _Policy | None, before: _Policy | None) -> None:
         """After a policy change or removal, mark the account's pending posts that must be
@@ -525,6 +541,8 @@ class Replay:
                              f"the policy file submitted post {post} to {account}, which announces no policy version")
             return True
         number, named = announces
+        if self._unannounced.get(account or "", (0, None))[1] == number:
+            del self._unannounced[account or ""]
         if policy is None or recorded != number or named != policy.sha256 or sha256 != policy.sha256:
             self._bad(index, f"post {post} announces policy version {number} of {account}, which is not the "
                              "version the log recorded for it just before: an announcement without the policy "
@@ -894,6 +912,8 @@ class Replay:
                     f"{item.what} under policy {item.sha256[:12]}, which the log never records",
                 )
         self._pending.clear()
+        for account in list(self._unannounced):
+            self._never_announced(account)
         for post, known in self._posts.items():
             if known.owed is not None:
                 at, why = known.owed
