@@ -104,7 +104,7 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
         row = await _row(gw, announced["post"])
         assert (row["author"], row["state"], row["required"]) == ("policy-file", "scheduled", 0)
         assert announced["announces"]["version"] == 2
-        assert announced["announces"]["changed"] == ["tier", "writers", "approvers"]
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
         assert announced["state"] == "scheduled" and announced["approvers"] == []
         async with gw.app[DB].read() as txn:
             v2 = await txn.fetchone("SELECT sha256 FROM policy_versions WHERE account = 'brand' AND version = 2")
@@ -112,14 +112,38 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
         assert await gw.tick() == 1
         [went_out] = await gw.timeline("brand")
         assert went_out["text"] == (
-            "Change of voice: this account is now written by alice and carol, each post co-signed by bob and "
-            f"dave. Who writes and approves each post: {PUBLIC}/@brand"
+            "Change of voice: this account is now written by alice and carol, each post co-signed by one of bob "
+            f"and dave. Who writes and approves each post: {PUBLIC}/@brand"
         ), "no disclosure line: the policy file wrote it"
         assert (await _row(gw, announced["post"]))["state"] == "published"
 
         write_policy(policies, "brand", TEAM_WITH_A_RULE)
         assert await gw.sync_policies() == ["brand"]
         assert len(await _announcements(gw, "brand")) == 1, "a new rule is no change of voice"
+        await verified_by_cli(gw)
+
+
+async def test_fewer_co_signers_asked_is_announced_and_said(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """One of bob and dave co-signing is not both: the announcement says "one of", and lowering
+    the count asked from 2 to 1 (the same people named) is a change of voice, announced."""
+    both = TEAM.replace("required: 1", "required: 2")
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", both)
+        assert await gw.sync_policies() == ["brand"]
+        write_policy(policies, "brand", TEAM)
+        assert await gw.sync_policies() == ["brand"]
+        announced = await _announcements(gw, "brand")
+        assert [(a["announces"]["version"], a["announces"]["changed"]) for a in announced] == [
+            (2, ["tier", "writers", "approvers", "required"]), (3, ["required"])]
+        assert await gw.tick() == 2
+        assert sorted(p["text"].split(". Who")[0] for p in await gw.timeline("brand")) == [
+            "Change of voice: this account is now written by alice and carol, each post co-signed by bob and dave",
+            "Change of voice: this account is now written by alice and carol, each post co-signed by one of bob "
+            "and dave",
+        ]
         await verified_by_cli(gw)
 
 
@@ -186,7 +210,7 @@ async def test_a_policy_removed_and_put_back_with_another_voice_is_announced(
         assert await gw.sync_policies() == ["brand"]
         [announced] = await _announcements(gw, "brand")
         assert announced["announces"]["version"] == 3
-        assert announced["announces"]["changed"] == ["tier", "writers", "approvers"]
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
         assert await gw.tick() == 1
         [went_out] = await gw.timeline("brand")
         assert "written by alice and carol" in went_out["text"]
@@ -330,6 +354,20 @@ def test_the_verifier_catches_a_change_of_voice_never_announced(tmp_path: Path, 
     assert "no announcement of it followed" in found[0], found
 
 
+def test_the_verifier_catches_fewer_co_signers_asked_unannounced(tmp_path: Path) -> None:
+    """A forged log: version 2 asks one co-signer of bob and dave where version 1 asked both,
+    on a policy asking for announcements, and announces nothing."""
+    log = SyntheticLog()
+    both = summary(owner="alice", writers=["alice"], approvers=["bob", "dave"], required=2,
+                   tier="co-signed") | {"announce": True}
+    log.add("policy.loaded", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p1", "policy": both, "version": 1})
+    log.add("policy.changed", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": "p2", "policy": both | {"required": 1}, "version": 2})
+    found = messages(log.verify(tmp_path / "fewer.export"))
+    assert len(found) == 1 and "policy version 2 of brand changed its voice" in found[0], found
+
+
 async def test_byline_audit_verify_rejects_a_change_of_voice_never_announced(tmp_path: Path) -> None:
     """The real command, on an export where version 2 turns the account co-signed with a new
     writer on a policy asking for announcements, and nothing is announced."""
@@ -449,7 +487,7 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
         mine = [r["value"] for r in await post_records(bluesky_pds, account.did) if r["value"]["text"].startswith(tag)]
         assert mine == [{
             "$type": "app.bsky.feed.post", "createdAt": mine[0]["createdAt"], "facets": mine[0]["facets"],
-            "text": f"{tag} Now written by alice and carol, each post co-signed by bob and dave. "
+            "text": f"{tag} Now written by alice and carol, each post co-signed by one of bob and dave. "
                     f"Bylines: {PUBLIC}/@brand",
             "byline": f"{PUBLIC}/audit?kind=post&q={announced['post']}",
         }]
@@ -470,11 +508,17 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
      "written by alice, each post co-signed by its owner"),
     ({"tier": "delayed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"]},
      "written by alice, each post after a cooling-off delay, held posts approved by bob, carol and dave"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"], "required": 2},
+     "written by alice, each post co-signed by 2 of bob, carol and dave"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["dave", "bob"], "required": 2},
+     "written by alice, each post co-signed by bob and dave"),
+    ({"tier": "direct", "writers": ["alice"], "approvers": ["dave", "bob"], "required": 1},
+     "written by alice, held posts approved by one of bob and dave"),
 ])
 def test_an_announcement_says_who_speaks_in_a_followers_words(policy: dict[str, Any], words: str) -> None:
     """Each tier in words, names sorted and joined with commas and a last "and"; the owner by
     name, or as "its owner" where the summary names none; approvers of held posts outside
-    co-signing too."""
+    co-signing too; how many of the approvers sign, when not all."""
     assert voice_words(policy) == words
 
 

@@ -13,9 +13,10 @@ from typing import Any, Final
 ANNOUNCER: Final = "policy-file"
 """The actor of an announcement in the log: the admin's policy file, not any writer."""
 
-VOICE_KEYS: Final = ("tier", "owner", "writers", "suggesters", "approvers")
+VOICE_KEYS: Final = ("tier", "owner", "writers", "suggesters", "approvers", "required")
 """The parts of a policy summary that are its voice: a change of any one is announced.
-Approvers count: on a co-signed account who signs off is part of whose words go out."""
+Approvers count, and how many of them must sign: on a co-signed account who signs off is part
+of whose words go out, and one of three co-signers is not all three."""
 
 PLACEHOLDERS: Final = ("account", "handle", "voice", "url", "version")
 """What a template may name, as ``{name}``."""
@@ -39,22 +40,30 @@ def _strings(summary: Mapping[str, Any], key: str) -> list[str]:
     return sorted(v for v in value if isinstance(v, str)) if isinstance(value, list) else []
 
 
+def _co_signers(approvers: Sequence[str], required: Any) -> str:
+    """Who co-signs each post: all the approvers named, or how many of them."""
+    if len(approvers) < 2 or type(required) is not int or not 0 < required < len(approvers):
+        return _names(approvers)
+    return f"{'one' if required == 1 else required} of {_names(approvers)}"
+
+
 def voice_words(summary: Mapping[str, Any]) -> str:
     """Who speaks for an account under a policy (its ``summary()``), in a follower's words."""
     tier, owner = summary.get("tier"), summary.get("owner")
     writers, approvers = _strings(summary, "writers"), _strings(summary, "approvers")
+    signers = _co_signers(approvers, summary.get("required"))
     owner_name = owner if isinstance(owner, str) else "its owner"
     by = "its owner" if writers == [owner_name] else _names(writers)
     if tier == "managed":
         words = f"managed by a team ({_names(writers)}); {owner_name}, its owner, suggests"
     elif tier == "co-signed":
-        words = f"written by {by}, each post co-signed by {_names(approvers) or owner_name}"
+        words = f"written by {by}, each post co-signed by {signers or owner_name}"
     elif tier == "delayed":
         words = f"written by {by}, each post after a cooling-off delay"
     else:
         words = f"written by {by}"
     if tier != "co-signed" and approvers:
-        words += f", held posts approved by {_names(approvers)}"
+        words += f", held posts approved by {signers}"
     return words
 
 

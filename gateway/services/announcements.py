@@ -2,9 +2,10 @@
 
 An account whose policy has ``announce: {voice_changes: true}`` gets a post, in the same
 transaction that records a policy version changing its voice (tier, owner, writers,
-suggesters or approvers), authored in the log by the policy file (``policy-file``), scheduled
-to go out at once through the publisher (its lease and idempotency key make it go out once),
-and never held for approval: the admin's policy file is its authorisation, and its
+suggesters, approvers or the approvals asked), authored in the log by the policy file
+(``policy-file``), scheduled to go out at once through the publisher (its lease and
+idempotency key make it go out once), and never held for approval: the admin's policy file is
+its authorisation, and its
 ``post.submitted`` entry names the version it announces (``data.announces``), which
 ``byline audit verify`` checks against the policy entry just before it.
 
