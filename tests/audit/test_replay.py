@@ -1862,6 +1862,27 @@ def test_entry_times_are_read_for_the_run_being_fed() -> None:
     assert untimed.findings == []
 
 
+def test_no_grace_for_leaving_content_out_after_an_untimed_first_record_of_it() -> None:
+    """The grace for leaving out what a post carries runs from the time of the first entry that
+    recorded it: where that time is unknown, a version a second later that leaves it out is
+    named; timed, the same version passes."""
+    facts: list[Fact] = [
+        ("policy.loaded", "policy-file", "solo", None, ("s1", DIRECT, None)),
+        ("post.submitted", "alice", "solo", "1", (1, "scheduled", (), 0, "s1")),
+        ("post.submitted", "alice", "solo", "2", (1, "scheduled", (), 0, "s1")),
+    ]
+    flat = [part for offset, fact in enumerate(facts) for part in (offset, *fact)]
+    untimed = Replay()
+    untimed.feed_flat(10, flat, stamps=_stamps(0) + " " * len(_stamps(0)) + _stamps(2), contents={1: "c1"})
+    assert untimed.findings == [
+        (12, "post.submitted of post 2 does not record what it carries besides its words (data.content_sha256), "
+             "though entries before it did: what went out cannot be compared with what was approved"),
+    ]
+    timed = Replay()
+    timed.feed_flat(10, flat, stamps=_stamps(0, 1, 2), contents={1: "c1"})
+    assert timed.findings == []
+
+
 def test_a_co_signed_summary_asking_no_approvals_still_asks_one(tmp_path: Path) -> None:
     """A co-signed policy that names approvers asks for at least one approval, whatever count
     its summary says: a post submitted there needing none is named."""
@@ -2136,6 +2157,27 @@ def test_gates_changed_by_someone_who_may_not_post_or_of_a_post_not_out_are_name
         f"entry {other}: post.gates_changed of post 3 names app.bsky.feed.post, which is no threadgate or postgate",
         f"entry {gone}: post.gates_changed of post 3, which was deleted: its life does not go that way",
         f"entry {dropped}: carol changed who may reply to or quote post 1 but may not post on brand",
+    ]
+
+
+def test_gates_changed_are_judged_by_the_policy_they_name(tmp_path: Path) -> None:
+    """A forged log: carol, a writer only since p2, changes a gate naming p1, under which she
+    was not (judged by p1, not the policy in force); alice names a policy the log never records
+    (named at the end, with what she did)."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED | {"writers": ["alice"]}, "p1")
+    log.submit("1", author="alice", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    _publish(log, "1", "brand")
+    log.policy("brand", COSIGNED, "p2", kind="policy.changed")
+    stale = _gates(log, "1", "carol", account="brand", sha="p1")
+    _gates(log, "1", "carol", account="brand", sha="p2")
+    ghost = _gates(log, "1", "alice", account="brand", sha=GHOST, gate=POSTGATE)
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {stale}: carol changed who may reply to or quote post 1 but may not post on brand",
+        f"entry {ghost}: alice changed the {POSTGATE} of a post of brand under policy abababababab, which the "
+        "log never records",
     ]
 
 
