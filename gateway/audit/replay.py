@@ -238,11 +238,17 @@ def _gate(summary: dict[str, Any], author: str) -> tuple[tuple[str, ...], int]:
     """The approvers and required count of a held post by ``author`` (as the engine's gate_for)."""
     approvers = _list(summary, "approvers")
     if approvers:
-        others = tuple(a for a in approvers if a != author)
-        required = summary.get("required")
-        return others, required if isinstance(required, int) and required > 0 else 1
+        return tuple(a for a in approvers if a != author), _needed(summary)
     owner = summary.get("owner")
     return ((owner,) if isinstance(owner, str) else ()), 1
+
+
+def _needed(summary: dict[str, Any]) -> int:
+    """How many approvals a held post needs under the policy (the count of ``_gate``): the same
+    whoever wrote it, as the engine's gate_for leaves the author out of who may give them, not
+    of how many."""
+    required = summary.get("required")
+    return max(required, 1) if _list(summary, "approvers") and isinstance(required, int) else 1
 
 
 def _policy_version(kind: str, extra: Any) -> int | None:
@@ -375,7 +381,7 @@ class Replay:
             known.words, known.content = words, content
         elif kind == "post.gates_changed":
             self._gates_changed(index, actor, account, known, post, extra)
-        elif isinstance(extra, tuple) and 3 <= len(extra) <= 4:
+        else:  # the rest of REPLAYED, each with fact_extra's (state, version, policy[, parent named])
             self._decided(index, kind, actor, known, post, extra)
 
     def _carrying(self, index: int, kind: str, post: str, content: str | None) -> None:
@@ -563,20 +569,20 @@ class Replay:
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
-        version, state, approvers, required, sha256 = extra[:5]
-        suggested_by = extra[5] if len(extra) > 5 else None
+        # fact_extra's five, six, seven or nine parts, the missing ones None: a suggestion's
+        # suggester, an announcement's version, a reply's parent and the suggestion it adopts.
+        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from = (
+            *extra, None, None, None, None)[:9]
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
-        parent = extra[7] if len(extra) > 7 else None
         if parent is not None:
             self._reply_stored(index, account, post, parent)
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
-        if len(extra) > 7:
-            known.parent = parent
-            origin = self._posts.get(extra[8]) if extra[8] is not None else None
-            if origin is not None:
-                origin.into = post
+        known.parent = parent
+        origin = self._posts.get(adopted_from)  # None for none adopted: no post has the id None
+        if origin is not None:
+            origin.into = post
         if account is None:
             self._bad(index, "post.submitted names no account")
             return
@@ -591,7 +597,7 @@ class Replay:
             if not _may_submit(policy, actor, state):
                 return self._not_writer(actor, account, state, policy.sha256 if sha256 else None)
             if state != "suggested" and policy.summary.get("tier") == "co-signed":
-                _, needed = _gate(policy.summary, actor)
+                needed = _needed(policy.summary)
                 if state != "held" or required < needed:
                     return (f"post {post} was submitted to co-signed {account} as {state} needing "
                             f"{required} approvals, not held for {needed}")
@@ -764,7 +770,7 @@ class Replay:
         policy = self._policy.get(known.account or "")
         if required is None or state != "held" or policy is None or policy.summary.get("tier") != "co-signed":
             return  # without a count the post keeps the gate it had
-        _, needed = _gate(policy.summary, known.author)
+        needed = _needed(policy.summary)
         if required < needed:
             self._bad(index, f"post {post} was held again on co-signed {known.account} needing "
                              f"{required} approvals, not {needed}")
@@ -785,8 +791,7 @@ class Replay:
         Judged by the policy it names, as every action is (a revision decided a moment before a
         change, and made on the platform meanwhile); by the one in force where it names none
         (recorded before revisions named theirs)."""
-        version = extra[0]
-        sha256 = extra[4] if len(extra) > 4 else None
+        version, sha256 = extra[0], extra[4]  # (version, "published", None, None, policy): fact_extra's
         author, account = known.author, known.account
 
         def check(policy: _Policy) -> str | None:
@@ -829,7 +834,6 @@ class Replay:
         sha, version = extra if isinstance(extra, tuple) else (extra, None)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
-        extra = sha
         if known.claimed_at is None:
             known.claimed_at = index
         again = known.state == "publishing"  # its lease ran out: claimed again, as it was
@@ -851,7 +855,7 @@ class Replay:
             if not (author in policy.writers or decided_again):
                 return f"post {post} went out though {author} no longer writes for {account}"
             if not announcement and policy.summary.get("tier") == "co-signed":
-                _, needed = _gate(policy.summary, author)
+                needed = _needed(policy.summary)
                 if required < needed:
                     return (f"post {post} went out on co-signed {account} held for {required} "
                             f"approvals, where its policy asks for {needed}")
@@ -861,7 +865,7 @@ class Replay:
                             f"its approvers, where its policy asks for {needed}")
             return None if sends is None else sends(policy)
 
-        self._judge(index, account, extra if isinstance(extra, str) else None, check, f"post {post} went out")
+        self._judge(index, account, sha, check, f"post {post} went out")
 
     @staticmethod
     def _sends_words(known: _Post, post: str, words: str, sent: str) -> Check:
