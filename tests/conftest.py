@@ -8,10 +8,10 @@ import os
 import secrets
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -24,7 +24,7 @@ from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.http.server import make_runner
 from gateway.settings import Settings
-from gateway.storage.db import Database, open_database
+from gateway.storage.db import Database, DatabaseUnavailable, open_database
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
@@ -91,6 +91,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "!", "PostgreSQL was NOT tested: storage tests ran on SQLite only", red=True, bold=True
         )
         terminalreporter.write_line(f"PostgreSQL: {PG_REASON}", red=True, bold=True)
+
+
+DATABASE_GONE: Final = (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection"))
+"""The database gone, as storage says it and as the driver does (a server shutting down)."""
+
+
+def finding_the_database_gone(cause: BaseException | None = None) -> Callable[..., Awaitable[Any]]:
+    """A stand-in for a call that meets the database gone: whatever it is given, it raises
+    ``cause`` (storage's :class:`DatabaseUnavailable` by default)."""
+
+    async def gone(*_: object, **__: object) -> Any:
+        raise cause if cause is not None else DatabaseUnavailable()
+
+    return gone
 
 
 def _with_param(dsn: str, key: str, value: str) -> str:

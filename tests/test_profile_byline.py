@@ -26,7 +26,7 @@ from gateway.storage import profiles as profile_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
-from tests.conftest import Gateway, started_gateway, write_policy
+from tests.conftest import Gateway, finding_the_database_gone, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
@@ -286,8 +286,7 @@ async def test_the_database_gone_as_the_line_is_set_is_no_refusal_of_the_platfor
     write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
     async with started_gateway(db_url, policy_dir, clock) as gw:
 
-        async def gone(*_: object, **__: object) -> Any:
-            raise DatabaseUnavailable()
+        gone = finding_the_database_gone()
 
         with monkeypatch.context() as patched:
             patched.setattr(profile_sql, "previous_texts", gone)

@@ -9,8 +9,7 @@ from structlog.testing import capture_logs
 
 from gateway.app import WAKEUPS
 from gateway.storage import policies as policy_sql
-from gateway.storage.db import DatabaseUnavailable
-from tests.conftest import Gateway
+from tests.conftest import Gateway, finding_the_database_gone
 
 
 async def test_a_policy_wake_up_with_the_database_gone_says_so_in_one_line(
@@ -19,8 +18,7 @@ async def test_a_policy_wake_up_with_the_database_gone_says_so_in_one_line(
     """The policy read a ``policy`` notification sets off, with the database not answering, is
     one warning with no traceback, as every background loop says it; a failure of another kind
     keeps its traceback. Before: the outage was logged as a crash, traceback and all."""
-    async def gone(*_: object, **__: object) -> Any:
-        raise DatabaseUnavailable()
+    gone = finding_the_database_gone()
 
     async def broken(*_: object, **__: object) -> Any:
         raise RuntimeError("a bug")

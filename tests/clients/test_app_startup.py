@@ -21,6 +21,7 @@ from gateway.storage.db import DatabaseUnavailable
 from tests.clients import mastodon_shapes as shapes
 from tests.clients.signin import sign_in
 from tests.clients.world import World
+from tests.conftest import finding_the_database_gone
 
 _ACCOUNT_URLS = ("avatar", "avatar_static", "header", "header_static", "url", "uri")
 
@@ -92,8 +93,7 @@ async def test_the_instance_asked_with_a_token_as_the_database_is_gone_is_a_503(
     (500 characters, none less its disclosure line), which an app keeps for its composer."""
     erin = await world.token("erin", "solo")
 
-    async def gone(*_: object, **__: object) -> Any:
-        raise DatabaseUnavailable()
+    gone = finding_the_database_gone()
 
     monkeypatch.setattr(Identity, "authenticate_app", gone)
     for path in ("/api/v1/instance", "/api/v2/instance"):

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import asyncpg
 import pytest
 from atproto import Client, models
 from atproto_client.exceptions import BadRequestError, RequestErrorBase, RequestException, UnauthorizedError
@@ -27,7 +26,14 @@ from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
 from gateway.services.xrpc_sessions import XrpcSessions
 from gateway.storage.db import DatabaseUnavailable
-from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
+from tests.conftest import (
+    DATABASE_GONE,
+    TEST_POLICIES,
+    Gateway,
+    finding_the_database_gone,
+    started_gateway,
+    write_policy,
+)
 from tests.platforms.bluesky.fixture import BlueskyPds, write_bluesky_policy
 
 T = TypeVar("T")
@@ -313,10 +319,8 @@ async def test_the_database_gone_is_a_503_the_sdk_does_not_take_for_the_pds(
     raises as a ``NetworkError`` (the PDS's upstream failed), and the driver's word a 500."""
     client = await sdk.login(gw, "alice", "direct", "alice")
     before = await gw.snapshot()
-    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
-        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
-            raise cause
-
+    for cause in DATABASE_GONE:
+        gone = finding_the_database_gone(cause)
         with monkeypatch.context() as patched:
             patched.setattr(XrpcSessions, "authenticate", gone)
             with pytest.raises(RequestErrorBase) as refused:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 from mastodon import MastodonAPIError, MastodonNotFoundError, MastodonServiceUnavailableError
 
@@ -15,7 +13,7 @@ from gateway.services.identity import Identity
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
-from tests.conftest import write_policy
+from tests.conftest import DATABASE_GONE, finding_the_database_gone, write_policy
 
 
 async def test_direct_publishes_to_the_sandbox(world: World) -> None:
@@ -368,10 +366,8 @@ async def test_the_database_gone_is_a_503_with_retry_after(world: World, monkeyp
     driver's word the gateway's own shape, ``{"error": "unavailable"}``, shown as the message."""
     api = await world.client("alice", "direct")
     token = await world.token("alice", "direct")
-    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
-        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
-            raise cause
-
+    for cause in DATABASE_GONE:
+        gone = finding_the_database_gone(cause)
         with monkeypatch.context() as patched:
             patched.setattr(Identity, "authenticate_app", gone)
             with pytest.raises(MastodonServiceUnavailableError) as refused:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
 import pytest
 from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
 from oauthlib.oauth2 import WebApplicationClient
@@ -16,6 +13,7 @@ from gateway.services.oauth import OAuthService
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import pkce_pair, sign_in, with_pkce
 from tests.clients.world import World
+from tests.conftest import DATABASE_GONE, finding_the_database_gone
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 SCOPES = ["read", "write"]
@@ -89,10 +87,8 @@ async def test_the_token_endpoint_with_the_database_gone_is_temporarily_unavaila
     Doorkeeper's shape at all."""
     client_id, client_secret = await world.run(Mastodon.create_app, "Poster", scopes=SCOPES,
                                                api_base_url=world.base)
-    for cause in (DatabaseUnavailable(), asyncpg.AdminShutdownError("terminating connection")):
-        async def gone(*_: object, cause: Exception = cause, **__: object) -> Any:
-            raise cause
-
+    for cause in DATABASE_GONE:
+        gone = finding_the_database_gone(cause)
         with monkeypatch.context() as patched:
             patched.setattr(OAuthService, "exchange", gone)
             async with world.gateway.client.post("/oauth/token", data={

@@ -26,7 +26,7 @@ from gateway.services.mastodon import MastodonService
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import sign_in
 from tests.clients.world import UPSTREAM_TOKEN, World
-from tests.conftest import started_gateway, write_policy
+from tests.conftest import finding_the_database_gone, started_gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 QUIET = 1.5
@@ -241,8 +241,7 @@ async def test_a_stream_asked_for_with_the_database_gone_is_a_503_with_retry_aft
     Before: 503 with no Retry-After (the refusal is answered by the handler, not the middleware)."""
     token = await world.token("erin", "solo")
 
-    async def gone(*_: object, **__: object) -> Any:
-        raise DatabaseUnavailable()
+    gone = finding_the_database_gone()
 
     monkeypatch.setattr(MastodonService, "authenticate", gone)
     async with aiohttp.ClientSession() as session:

@@ -25,7 +25,7 @@ from gateway.storage import oauth as oauth_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
-from tests.conftest import TEST_POLICIES, started_gateway, write_policy
+from tests.conftest import TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 
@@ -176,8 +176,7 @@ async def test_the_sign_in_page_with_the_database_gone_refuses_nothing(
     client_id, _ = await _app(world)
     query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": OOB, "scope": "read"})
 
-    async def gone(*_: object, **__: object) -> Any:
-        raise DatabaseUnavailable()
+    gone = finding_the_database_gone()
 
     with monkeypatch.context() as patched:
         patched.setattr(oauth_sql, "get_app", gone)

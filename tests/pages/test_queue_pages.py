@@ -22,7 +22,7 @@ from gateway.services.people import People
 from gateway.services.posts import PostService
 from gateway.services.queue import option_changes, what_else
 from gateway.storage.db import DatabaseUnavailable
-from tests.conftest import TEST_POLICIES, started_gateway, write_policy
+from tests.conftest import TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
 
 Form = dict[str, str]
@@ -142,8 +142,7 @@ async def test_the_database_gone_is_a_page_that_says_when_to_try_again(
     await bob.get("/queue")
     before = await gw.snapshot()
 
-    async def gone(*_: object, **__: object) -> Any:
-        raise DatabaseUnavailable()
+    gone = finding_the_database_gone()
 
     with monkeypatch.context() as patched:
         patched.setattr(PostService, "approve", gone)
