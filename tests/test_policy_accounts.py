@@ -50,6 +50,12 @@ SOLO = """
 """
 
 
+def _fresh(tmp_path: Path, name: str) -> Path:
+    """A new directory of its own under ``tmp_path``, for one more policy directory in it."""
+    (tmp_path / name).mkdir()
+    return tmp_path / name
+
+
 def _keys(text: str, account: str = "a") -> set[tuple[str, ...]]:
     from gateway.policy.loader import platform_accounts  # new with the rule: the other tests run before it
 
@@ -425,3 +431,57 @@ def test_two_mastodon_files_with_one_handle_and_two_tokens_both_load(tmp_path: P
     own = own.replace("tier: direct", 'tier: direct\n    handle: "@brand"')
     good, issues = check_dir(make_policy_dir(tmp_path, {"brand": BRAND, "brand-quick": own}))
     assert (sorted(good), issues) == (["brand", "brand-quick"], [])
+
+
+def test_two_env_names_holding_one_token_are_one_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ``env:`` names set to one token speak as one account, as one name would: brand-quick
+    (direct) on ``env:QUICK_TOKEN`` beside the co-signed brand on ``env:BRAND_TOKEN``, both
+    holding the brand's token, is refused, naming the references and never the token; with two
+    tokens both load; on X at any address. A name that is not set names no account here."""
+    token = "brand-token-4f1c9a2e77"
+    monkeypatch.setenv("BRAND_TOKEN", token)
+    monkeypatch.setenv("QUICK_TOKEN", token)
+    quick = QUICK.replace("env:BRAND_TOKEN", "env:QUICK_TOKEN")
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "one"), {"brand": BRAND, "brand-quick": quick}))
+    assert sorted(good) == [] and sorted(i.file for i in issues) == ["brand-quick.yaml", "brand.yaml"]
+    said = " ".join(i.message for i in issues)
+    assert "env:QUICK_TOKEN" in said and "env:BRAND_TOKEN" in said and token not in said
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "kept"), {"brand-quick": quick}), in_force=check_dir(
+        make_policy_dir(_fresh(tmp_path, "first"), {"brand": BRAND}))[0])
+    assert (sorted(good), [i.file for i in issues]) == ([], ["brand-quick.yaml"])
+    elsewhere = quick.replace("https://mastodon.example.org", "https://other.example.org")
+    two_servers = make_policy_dir(_fresh(tmp_path, "two-servers"), {"brand": BRAND, "brand-quick": elsewhere})
+    good, issues = check_dir(two_servers)
+    assert (sorted(good), issues) == (["brand", "brand-quick"], [])  # one token string, two instances' accounts
+    x_brand = "account: xb\nplatform: x\napi: https://api.x.com\ncredentials: env:BRAND_TOKEN\ntier: co-signed\n" \
+              "owner: alice\nwriters: [alice]\napprovals:\n  required: 1\n  from: [bob]\n"
+    x_quick = "account: xq\nplatform: x\napi: https://x.example.net\ncredentials: env:QUICK_TOKEN\ntier: direct\n" \
+              "owner: carol\n"
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "x"), {"xb": x_brand, "xq": x_quick}))
+    assert sorted(good) == [] and all("the token env:" in i.message for i in issues), issues
+    monkeypatch.setenv("QUICK_TOKEN", "another-token-0b3d5e")
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "two-tokens"), {"brand": BRAND, "brand-quick": quick}))
+    assert (sorted(good), issues) == (["brand", "brand-quick"], [])
+    monkeypatch.delenv("QUICK_TOKEN")
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "unset"), {"brand": BRAND, "brand-quick": quick}))
+    assert (sorted(good), issues) == (["brand", "brand-quick"], [])
+
+
+async def test_a_gateway_refuses_a_second_file_whose_env_name_holds_the_accounts_token(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over HTTP: the co-signed brand stays in force when brand-quick.yaml appears naming another
+    ``env:`` name set to the brand's token; brand-quick has no policy, so nobody posts alone as
+    the brand through it, and /v1/policies/errors says why without the token."""
+    monkeypatch.setenv("BRAND_TOKEN", "brand-token-4f1c9a2e77")
+    monkeypatch.setenv("QUICK_TOKEN", "brand-token-4f1c9a2e77")
+    directory = make_policy_dir(tmp_path, {"brand": BRAND, "solo": SOLO})
+    async with started_gateway(db_url, directory, clock, admins="erin") as gw:
+        write_policy(directory, "brand-quick", QUICK.replace("env:BRAND_TOKEN", "env:QUICK_TOKEN"))
+        assert await gw.sync_policies() == []
+        errors = await _errors(gw, "erin")
+        assert list(errors) == ["brand-quick.yaml"] and "as brand.yaml" in errors["brand-quick.yaml"]
+        assert "brand-token-4f1c9a2e77" not in json.dumps(errors)
+        assert (await _policy(gw, "brand-quick"))[0] == 404
+        status, body = await gw.call("carol", "POST", "/v1/posts", {"account": "brand-quick", "text": "Alone"})
+        assert status == 404, body

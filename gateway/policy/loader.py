@@ -8,13 +8,15 @@ in force, with the error kept for the API and the logs.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import yaml
@@ -279,6 +281,11 @@ def _endpoint(url: str) -> str:
     return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
 
 
+_TOKEN_KEY: Final = secrets.token_bytes(32)
+"""This process's own key for comparing the tokens ``env:`` names hold (:func:`_token_account`)
+without keeping them: made afresh at every start, never stored or shown."""
+
+
 def _reference(credentials: str, directory: Path) -> str:
     """A credential reference as the secret it names: a ``file:`` path made absolute from the
     policy directory and normalized (``file:secrets/a`` and ``file:./secrets/a`` are one)."""
@@ -288,8 +295,8 @@ def _reference(credentials: str, directory: Path) -> str:
     return "file:" + os.path.normpath(directory / target)
 
 
-def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], str]:
-    """What names the real account ``policy`` publishes as, each with words for the admin.
+def _named_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], str]:
+    """What names the real account ``policy`` publishes as, as written, each with words for the admin.
 
     Two policies that share one of these speak as one platform account: same platform, same
     server (defaults applied) and same credential; on Bluesky also the same handle on the same
@@ -310,6 +317,34 @@ def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], 
     if policy.platform == "bluesky" and handle:
         found[("bluesky", endpoint, "handle", handle)] = f"handle @{handle} on {endpoint}"
     return found
+
+
+def _token_account(policy: Policy) -> dict[tuple[str, ...], str]:
+    """The token an ``env:`` reference holds, as the account it names: two names holding one
+    token (``env:BRAND_TOKEN`` and ``env:QUICK_TOKEN``, set alike) speak as one account, on one
+    server, or on X at any address, as one name would. Only a digest of it under this process's
+    own key is kept, for the comparison; the words name the reference, never the token. An
+    unset name names no account here (the policy fails at its first use instead)."""
+    kind, _, name = (policy.credentials or "").partition(":")
+    token = os.environ.get(name) if kind == "env" else None
+    if not token:
+        return {}
+    digest = hmac.new(_TOKEN_KEY, token.encode("utf-8"), hashlib.sha256).hexdigest()
+    if policy.platform == "x":
+        return {("x", "token", digest): f"the token {policy.credentials} holds"}
+    server = policy.instance if policy.platform == "mastodon" else policy.pds
+    assert server is not None  # a policy for Mastodon or Bluesky names its server (``Policy``)
+    endpoint = _endpoint(server)
+    return {(policy.platform, endpoint, "token", digest): f"the token {policy.credentials} holds, on {endpoint}"}
+
+
+def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], str]:
+    """What names the real account ``policy`` publishes as, each with words for the admin:
+    as written (:func:`_named_accounts`), and as the token an ``env:`` name holds
+    (:func:`_token_account`)."""
+    if policy.platform == "sandbox":
+        return {}
+    return {**_named_accounts(policy, directory), **_token_account(policy)}
 
 
 def shared_accounts(
