@@ -459,6 +459,10 @@ def test_two_env_names_holding_one_token_are_one_account(tmp_path: Path, monkeyp
               "owner: carol\n"
     good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "x"), {"xb": x_brand, "xq": x_quick}))
     assert sorted(good) == [] and all("the token env:" in i.message for i in issues), issues
+    monkeypatch.setenv("secrets/quick", token)  # a name only as a file's path: not read as one
+    in_file = quick.replace("env:QUICK_TOKEN", "file:secrets/quick")
+    good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "file"), {"brand": BRAND, "brand-quick": in_file}))
+    assert (sorted(good), issues) == (["brand", "brand-quick"], [])
     monkeypatch.setenv("QUICK_TOKEN", "another-token-0b3d5e")
     good, issues = check_dir(make_policy_dir(_fresh(tmp_path, "two-tokens"), {"brand": BRAND, "brand-quick": quick}))
     assert (sorted(good), issues) == (["brand", "brand-quick"], [])

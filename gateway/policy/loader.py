@@ -301,8 +301,8 @@ def _named_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], st
     Two policies that share one of these speak as one platform account: same platform, same
     server (defaults applied) and same credential; on Bluesky also the same handle on the same
     PDS (the handle is what signs in); on X the same credential (a token is one account's,
-    whatever the API address). A sandbox account is its own, by name."""
-    if policy.platform == "sandbox" or policy.credentials is None:
+    whatever the API address)."""
+    if policy.credentials is None:
         return {}
     reference = _reference(policy.credentials, directory)
     if policy.platform == "x":
@@ -341,7 +341,7 @@ def _token_account(policy: Policy) -> dict[tuple[str, ...], str]:
 def platform_accounts(policy: Policy, directory: Path) -> dict[tuple[str, ...], str]:
     """What names the real account ``policy`` publishes as, each with words for the admin:
     as written (:func:`_named_accounts`), and as the token an ``env:`` name holds
-    (:func:`_token_account`)."""
+    (:func:`_token_account`). A sandbox account is its own, by name."""
     if policy.platform == "sandbox":
         return {}
     return {**_named_accounts(policy, directory), **_token_account(policy)}
