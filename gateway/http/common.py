@@ -43,12 +43,17 @@ _READ_HEADERS: Final = (
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def error_response(error: BylineError) -> web.Response:
-    """The JSON answer for a ``BylineError`` (with ``Retry-After`` when it says when to)."""
-    response = web.json_response(error.to_json(), status=error.status)
+def waited(response: web.Response, error: BylineError) -> web.Response:
+    """``response``, with ``Retry-After`` when ``error`` says when to try again: every surface
+    answers a refusal in its own words, and says the wait the same way."""
     if "retry_after" in error.details:
         response.headers["Retry-After"] = str(error.details["retry_after"])
     return response
+
+
+def error_response(error: BylineError) -> web.Response:
+    """The JSON answer for a ``BylineError`` (with ``Retry-After`` when it says when to)."""
+    return waited(web.json_response(error.to_json(), status=error.status), error)
 
 
 @web.middleware

@@ -25,6 +25,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH, PEOPLE
 from gateway.errors import STATUS, BylineError, Code
+from gateway.http.common import waited
 from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
@@ -127,9 +128,7 @@ def _redirect(uri: str, params: dict[str, str | None]) -> web.Response:
 
 def _unavailable(request: web.Request, exc: DatabaseUnavailable) -> web.Response:
     """The database not answering: nothing is wrong with the request, which works sent again."""
-    response = _error_page(request, "This sign-in cannot go on now", exc.message, status=exc.status)
-    response.headers["Retry-After"] = str(exc.details["retry_after"])
-    return response
+    return waited(_error_page(request, "This sign-in cannot go on now", exc.message, status=exc.status), exc)
 
 
 def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -> web.Response:

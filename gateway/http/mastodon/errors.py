@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import BylineError, Code
-from gateway.http.common import Handler, answered_by_surface, check_request
+from gateway.http.common import Handler, answered_by_surface, check_request, waited
 from gateway.http.mastodon.answers import json_answer
 from gateway.storage.db import DatabaseUnavailable, unavailable
 
@@ -40,13 +40,6 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
             "verbatim"):
         return {"error": f"Validation failed: {exc.message}"}
     return {"error": exc.message}
-
-
-def waited(response: web.Response, exc: BylineError) -> web.Response:
-    """``response``, with ``Retry-After`` when ``exc`` says when to try again."""
-    if "retry_after" in exc.details:
-        response.headers["Retry-After"] = str(exc.details["retry_after"])
-    return response
 
 
 def _database_gone(request: web.Request, exc: Exception) -> DatabaseUnavailable:

@@ -28,10 +28,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.appkeys import STREAMS
 from gateway.errors import BylineError, Code
-from gateway.http.common import bearer, gone
+from gateway.http.common import bearer, gone, waited
 from gateway.http.mastodon import entities
 from gateway.http.mastodon.answers import base_url, json_answer
-from gateway.http.mastodon.errors import waited
 from gateway.jsondepth import nests_deeper
 from gateway.services.streaming import (
     SUBSCRIPTIONS_PER_SOCKET,

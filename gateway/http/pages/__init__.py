@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code
-from gateway.http.common import check_text
+from gateway.http.common import check_text, waited
 from gateway.services.people import Session
 from gateway.services.posts import Caller
 from gateway.storage.db import DatabaseUnavailable
@@ -206,13 +206,6 @@ def render(request: web.Request, template: str, context: Mapping[str, Any], *, s
     html = request.config_dict[TEMPLATES].get_template(template).render(full)
     response = web.Response(text=html, content_type="text/html", status=status)
     page_headers(response)
-    return response
-
-
-def waited(response: web.Response, exc: BylineError) -> web.Response:
-    """``response``, with ``Retry-After`` when ``exc`` says when to try again."""
-    if "retry_after" in exc.details:
-        response.headers["Retry-After"] = str(exc.details["retry_after"])
     return response
 
 

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from gateway.appkeys import POSTS, QUEUE
 from gateway.errors import BylineError, Code
-from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in, waited
+from gateway.http.common import waited
+from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in
 from gateway.services.people import Session
 from gateway.services.posts import PostView
 

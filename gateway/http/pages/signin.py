@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code
+from gateway.http.common import waited
 from gateway.http.pages import (
     SESSION_COOKIE,
     behind_tls,
@@ -68,11 +69,8 @@ async def signin(request: web.Request) -> web.StreamResponse:
     except BylineError as exc:
         if exc.code is not Code.UNAUTHENTICATED and exc.code is not Code.TOO_MANY_REQUESTS:
             raise
-        response = render(request, "signin.html", {"next": target, "name": name, "error": exc.message},
-                          status=exc.status)
-        if "retry_after" in exc.details:
-            response.headers["Retry-After"] = str(exc.details["retry_after"])
-        return response
+        return waited(render(request, "signin.html", {"next": target, "name": name, "error": exc.message},
+                             status=exc.status), exc)
     response = see_other(target)
     response.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Lax",
                         secure=behind_tls(request), max_age=int(request.app[PEOPLE].session_lifetime.total_seconds()))

@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import BylineError, Code
-from gateway.http.common import Handler, answered_by_surface, check_request, gone
+from gateway.http.common import Handler, answered_by_surface, check_request, gone, waited
 from gateway.storage.db import DatabaseUnavailable, unavailable
 
 logger = structlog.get_logger("byline.http.xrpc")
@@ -41,10 +41,7 @@ def error_response(exc: BylineError) -> web.Response:
         name = hint
     else:
         name = _BY_CODE.get(exc.code, "InvalidRequest")
-    response = _answer(_STATUS[name], name, exc.message)
-    if "retry_after" in exc.details:
-        response.headers["Retry-After"] = str(exc.details["retry_after"])
-    return response
+    return waited(_answer(_STATUS[name], name, exc.message), exc)
 
 
 def invalid(message: str) -> BylineError:
