@@ -13,15 +13,20 @@ from mastodon import MastodonNotFoundError
 
 from gateway.appkeys import DB, PUBLISHER, REGISTRY
 from tests.audit.logtools import byline, cli_env, verified_by_cli
-from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.clients.world import World
 from tests.conftest import write_policy
+from tests.fakes.mastodon import Account
 
 SECOND = timedelta(seconds=1)
+SLOW_TOKEN = "mtok-slow-3c9e71d0"
 
 
-async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A delayed account (ten minutes) on the Mastodon stand-in, alice writing for it."""
-    monkeypatch.setenv("SLOW_MASTODON_TOKEN", UPSTREAM_TOKEN)
+async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Account:
+    """A delayed account (ten minutes) of its own on the Mastodon stand-in, alice writing for it:
+    the instance's account it speaks as (one platform account has one policy file, so not the
+    brand's, which ``masto`` speaks as)."""
+    slow = world.upstream.add_account("slow", SLOW_TOKEN)
+    monkeypatch.setenv("SLOW_MASTODON_TOKEN", SLOW_TOKEN)
     masto = world.gateway.app[REGISTRY].get("masto")
     assert masto is not None
     instance = masto.policy.instance
@@ -36,14 +41,15 @@ async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.Monkey
         owner: alice
     """)
     assert "slow" in await world.gateway.sync_policies()
+    return slow
 
 
 async def _a_thread_that_failed(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, Account]:
     """alice's 1/2 and 2/2 on the delayed account: the instance refuses 1/2 when it comes due
-    (422), so 1/2 fails, and 2/2 fails for it. The two statuses."""
-    await _slow_masto(world, policy_dir, monkeypatch)
+    (422), so 1/2 fails, and 2/2 fails for it. The two statuses, and the instance's account."""
+    slow = await _slow_masto(world, policy_dir, monkeypatch)
     api = await world.client("alice", "slow")
     first = await world.run(api.status_post, "Thread 1/2")
     second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
@@ -52,7 +58,7 @@ async def _a_thread_that_failed(
     await world.gateway.tick()
     world.gateway.clock.advance(2 * SECOND)
     await world.gateway.tick()
-    return first, second
+    return first, second, slow
 
 
 async def test_a_thread_on_a_delayed_account_goes_out_in_order(
@@ -61,7 +67,7 @@ async def test_a_thread_on_a_delayed_account_goes_out_in_order(
     """On a delayed account 2/2 replies to 1/2 while both wait out the cooling-off (before: 404,
     as 1/2 was not out): it is taken at once, names 1/2 by the id the app knows, shows in 1/2's
     context, and goes out after 1/2 as a reply to 1/2's id on the instance."""
-    await _slow_masto(world, policy_dir, monkeypatch)
+    slow = await _slow_masto(world, policy_dir, monkeypatch)
     api = await world.client("alice", "slow")
     first = await world.run(api.status_post, "Thread 1/2")
     second = await world.run(api.status_post, "Thread 2/2", in_reply_to_id=first.id)
@@ -72,13 +78,13 @@ async def test_a_thread_on_a_delayed_account_goes_out_in_order(
     assert [s.id for s in context.descendants] == [second.id]
     assert [s.id for s in (await world.run(api.status_context, second.id)).ancestors] == [first.id]
     assert await world.gateway.tick() == 0
-    assert world.upstream.statuses(world.upstream_account) == []
+    assert world.upstream.statuses(slow) == []
 
     world.gateway.clock.advance(timedelta(minutes=10))
     await world.gateway.tick()
     world.gateway.clock.advance(2 * SECOND)
     await world.gateway.tick()
-    start, continued = world.upstream.statuses(world.upstream_account)
+    start, continued = world.upstream.statuses(slow)
     assert (start.text, start.in_reply_to_id) == ("Thread 1/2", None)
     assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
     out = await world.run(api.status, second.id)
@@ -134,7 +140,7 @@ async def test_a_thread_taken_back_at_its_head_is_cancelled_whole_and_never_goes
     gateway's cancel naming its parent (before: they stayed scheduled, and failed only when
     due); nothing reaches the instance, a reply to the cancelled post is not found, as on
     Mastodon, and the log verifies."""
-    await _slow_masto(world, policy_dir, monkeypatch)
+    slow = await _slow_masto(world, policy_dir, monkeypatch)
     api = await world.client("alice", "slow")
     first = await world.run(api.status_post, "Thread 1/3")
     second = await world.run(api.status_post, "Thread 2/3", in_reply_to_id=first.id)
@@ -152,7 +158,7 @@ async def test_a_thread_taken_back_at_its_head_is_cancelled_whole_and_never_goes
     await world.gateway.tick()
     world.gateway.clock.advance(timedelta(hours=1))
     await world.gateway.tick()
-    assert world.upstream.statuses(world.upstream_account) == []
+    assert world.upstream.statuses(slow) == []
     await verified_by_cli(world.gateway)
 
 
@@ -220,12 +226,12 @@ async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_o
     saying to retry 1/2 first. alice retries 1/2 (before: 2/2 stayed failed, and had to be
     retried by hand): 2/2 is retried with it, the gateway's retry naming its parent (as
     ``byline audit who`` tells it), and goes out after 1/2 as a reply to it. The log verifies."""
-    first, second = await _a_thread_that_failed(world, policy_dir, monkeypatch)
+    first, second, slow = await _a_thread_that_failed(world, policy_dir, monkeypatch)
     _, parent = await world.gateway.call("alice", "GET", f"/v1/posts/{first.id}")
     _, reply = await world.gateway.call("alice", "GET", f"/v1/posts/{second.id}")
     assert (parent["state"], reply["state"]) == ("failed", "failed")
     assert reply["last_error"].startswith(f"the post it replies to, {first.id}, failed to go out"), reply
-    assert world.upstream.statuses(world.upstream_account) == []
+    assert world.upstream.statuses(slow) == []
 
     code, body = await world.gateway.act("alice", str(first.id), "retry")
     assert code == 200, body
@@ -236,7 +242,7 @@ async def test_a_reply_failed_for_its_parent_is_retried_with_it_and_follows_it_o
     told = await byline("audit", "who", "--post", str(second.id), env=cli_env(BYLINE_DATABASE_URL=db_url))
     assert f"retried with the post it replies to, {first.id}" in told.out, told.text
     await world.gateway.tick()
-    start, continued = world.upstream.statuses(world.upstream_account)
+    start, continued = world.upstream.statuses(slow)
     assert (start.text, start.in_reply_to_id) == ("Thread 1/2", None)
     assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
     await verified_by_cli(world.gateway)
@@ -249,7 +255,7 @@ async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks
     co-signed; alice retries 1/2. Both are held for bob, 2/2 too though alice did not retry it
     herself: the gateway's retry is decided as any retry is, and nothing goes out until bob
     approves, then 1/2 and 2/2 go out in order. The log verifies."""
-    first, second = await _a_thread_that_failed(world, policy_dir, monkeypatch)
+    first, second, slow = await _a_thread_that_failed(world, policy_dir, monkeypatch)
     masto = world.gateway.app[REGISTRY].get("masto")
     assert masto is not None
     write_policy(policy_dir, "slow", f"""
@@ -273,7 +279,7 @@ async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks
     assert [e["type"] for e in reply["events"][-2:]] == ["post.retried", "post.redecided"]
     world.gateway.clock.advance(timedelta(hours=1))
     await world.gateway.tick()
-    assert world.upstream.statuses(world.upstream_account) == []
+    assert world.upstream.statuses(slow) == []
 
     for post in (second.id, first.id):
         code, body = await world.gateway.act("bob", str(post), "approve")
@@ -281,7 +287,7 @@ async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks
     await world.gateway.tick()
     world.gateway.clock.advance(2 * SECOND)
     await world.gateway.tick()
-    start, continued = world.upstream.statuses(world.upstream_account)
+    start, continued = world.upstream.statuses(slow)
     assert (continued.text, continued.in_reply_to_id) == ("Thread 2/2", start.id)
     await verified_by_cli(world.gateway)
 
