@@ -51,6 +51,17 @@ def waited(response: web.Response, error: BylineError) -> web.Response:
     return response
 
 
+def database_gone(request: web.Request, exc: BaseException) -> DatabaseUnavailable | None:
+    """The database gone, as storage says it, when ``exc`` is the driver's word for that
+    (``unavailable``: restarting, cut off), said in one line, as no bug; None for anything else,
+    which each surface answers as the crash it is."""
+    if not unavailable(exc):
+        return None
+    logger.warning("request_database_unavailable", method=request.method, path=request.path,
+                   error=type(exc).__name__)
+    return DatabaseUnavailable()
+
+
 def error_response(error: BylineError) -> web.Response:
     """The JSON answer for a ``BylineError`` (with ``Retry-After`` when it says when to)."""
     return waited(web.json_response(error.to_json(), status=error.status), error)
@@ -86,11 +97,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         if isinstance(exc, ConnectionError) and gone(request):
             raise  # the client went away, or was cut off (gateway.http.server): nobody to answer
-        if unavailable(exc):  # the database is gone (restarting, cut off): no bug, and it comes back
-            response = error_response(DatabaseUnavailable())
+        if (outage := database_gone(request, exc)) is not None:  # no bug, and it comes back
+            response = error_response(outage)
             response.headers["X-Request-Id"] = request_id
-            logger.warning("request_database_unavailable", method=request.method, path=request.path,
-                           error=type(exc).__name__)
             return response
         logger.exception("request_crashed", method=request.method, path=request.path)
         response = web.json_response(

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from gateway.errors import BylineError, Code
-from gateway.http.common import Handler, answered_by_surface, check_request, waited
+from gateway.http.common import Handler, answered_by_surface, check_request, database_gone, waited
 from gateway.http.mastodon.answers import json_answer
-from gateway.storage.db import DatabaseUnavailable, unavailable
-
-logger = structlog.get_logger("byline.http.mastodon")
+from gateway.storage.db import DatabaseUnavailable
 
 
 def mastodon_body(exc: BylineError) -> dict[str, Any]:
@@ -43,13 +40,11 @@ def mastodon_body(exc: BylineError) -> dict[str, Any]:
 
 
 def _database_gone(request: web.Request, exc: Exception) -> DatabaseUnavailable:
-    """The driver's word for the database gone (``unavailable``), as storage says it; anything
+    """The driver's word for the database gone, as storage says it (``database_gone``); anything
     else is raised again, for the gateway's own middleware to answer as a crash."""
-    if not unavailable(exc):
+    if (outage := database_gone(request, exc)) is None:
         raise exc
-    logger.warning("request_database_unavailable", method=request.method, path=request.path,
-                   error=type(exc).__name__)
-    return DatabaseUnavailable()
+    return outage
 
 
 @web.middleware

@@ -6,8 +6,8 @@ import structlog
 from aiohttp import web
 
 from gateway.errors import BylineError, Code
-from gateway.http.common import Handler, answered_by_surface, check_request, gone, waited
-from gateway.storage.db import DatabaseUnavailable, unavailable
+from gateway.http.common import Handler, answered_by_surface, check_request, database_gone, gone, waited
+from gateway.storage.db import DatabaseUnavailable
 
 logger = structlog.get_logger("byline.http.xrpc")
 
@@ -69,8 +69,7 @@ async def pds_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except Exception as exc:
         if isinstance(exc, ConnectionError) and gone(request):
             raise  # nobody to answer (see common.error_middleware)
-        if unavailable(exc):  # the database is gone, as the driver words it (see common.error_middleware)
-            logger.warning("xrpc_database_unavailable", nsid=request.match_info.get("nsid"), error=type(exc).__name__)
-            return error_response(DatabaseUnavailable())
+        if (outage := database_gone(request, exc)) is not None:
+            return error_response(outage)
         logger.exception("xrpc_crashed", nsid=request.match_info.get("nsid"))
         return _answer(500, "InternalServerError", "Internal Server Error")
