@@ -384,6 +384,59 @@ async def test_byline_audit_verify_rejects_a_change_of_voice_never_announced(tmp
     assert "no announcement of it followed" in result.text
 
 
+def _quiet(policy: dict[str, Any]) -> dict[str, Any]:
+    """A policy summary as recorded for the same policy asking for no announcements."""
+    return {k: v for k, v in policy.items() if k != "announce"}
+
+
+@pytest.mark.parametrize("announced", [False, True], ids=["unannounced", "announced"])
+@pytest.mark.parametrize("how", ["in one edit", "removed and put back"])
+def test_the_verifier_owes_an_announcement_promised_by_the_policy_replaced(
+    tmp_path: Path, how: str, announced: bool,
+) -> None:
+    """Forged logs: the account turns co-signed and stops asking for announcements in one version
+    (or its policy, which asked, is removed and comes back co-signed asking for none); with no
+    announcement that is a change of voice its followers were promised and not told of, and
+    with one the log verifies."""
+    version, sha = (2, "p2") if how == "in one edit" else (3, "p3")
+
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        if how == "removed and put back":
+            log.add("policy.removed", actor="policy-file", account="brand", data={
+                "version": 2, "previous_sha256": "p1",
+                "previous": summary(owner="alice", writers=["alice"]) | {"announce": True}})
+        log.add("policy.changed" if version == 2 else "policy.loaded", actor="policy-file", account="brand",
+                data={"file": "brand.yaml", "sha256": sha, "policy": _quiet(team), "version": version})
+        if announced:
+            _announce(log, "100", version, sha)
+
+    found = _forged(tmp_path, f"{how}-{announced}".replace(" ", "-"), build)
+    if announced:
+        assert found == []
+    else:
+        assert len(found) == 1 and f"policy version {version} of brand changed its voice" in found[0], found
+        assert "no announcement of it followed" in found[0], found
+
+
+async def test_byline_audit_verify_rejects_a_change_of_voice_that_turned_announcements_off_unannounced(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export where version 2 turns the account co-signed with a new
+    writer and drops the announcements version 1 asked for, and nothing is announced."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand", data={
+        "file": "brand.yaml", "sha256": "p1", "version": 1,
+        "policy": summary(owner="alice", writers=["alice"]) | {"announce": True}})
+    _change(log, summary(owner="alice", writers=["alice", "carol"], approvers=["bob"], required=1,
+                         tier="co-signed"))
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert "policy version 2 of brand changed its voice" in result.text
+    assert "no announcement of it followed" in result.text
+
+
 # -- on real platforms -------------------------------------------------------------------
 
 MASTODON_TOKEN = "mtok-announce-51c0de"

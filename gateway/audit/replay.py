@@ -23,8 +23,10 @@ and approvals. It flags:
   before the account turned co-signed, an approver the change removed);
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
   ``data.announces`` the policy version it announces) that does not follow the recording of
-  that version for its account (the account's latest policy entry, asking for announcements
-  and changing the voice), a second one for one version, or one held for approval;
+  that version for its account (the account's latest policy entry, changing the voice where
+  it or the policy it replaced asks for announcements), a second one for one version, or one
+  held for approval; and such a change of voice that no announcement follows before the
+  account's next policy record or the end of the log;
 - a profile byline set (``profile.updated``) for a policy version the log has not recorded
   for the account before it; a policy record that names no version after the account's
   records named theirs;
@@ -181,6 +183,8 @@ class _Policy:
     approvers: frozenset[str] = frozenset()
     owner: str | None = None
     changed_voice: bool = False  # whether it changed the voice of the policy it replaced
+    owes_announcement: bool = False  # whether that change must be announced: it, or the policy
+    # it replaced (whose followers were promised), asks for announcements
 
     def __post_init__(self) -> None:
         self.writers = frozenset(_list(self.summary, "writers"))
@@ -472,8 +476,13 @@ class Replay:
         # A policy put back after a removal changes the voice removed (``_previous``), as the
         # gateway announces it: only an account's first policy changes none.
         before = old if old is not None else self._previous.get(account)
-        policy.changed_voice = before is not None and any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
-        if policy.changed_voice and summary.get("announce"):
+        if before is not None and any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS):
+            policy.changed_voice = True
+            # Owed when the policy replaced asked too, as the gateway announces it: else one edit
+            # that changes the voice and drops ``announce`` would change it silently, where the
+            # followers had been promised they would be told.
+            policy.owes_announcement = bool(summary.get("announce") or before.summary.get("announce"))
+        if policy.owes_announcement:
             # The gateway announces it in the transaction that records it: before the account's
             # next policy record, and before the log ends.
             self._unannounced[account] = (index, count)
@@ -497,9 +506,9 @@ class Replay:
         owed = self._unannounced.pop(account, None)
         if owed is not None:
             at, version = owed
-            self._bad(at, f"policy version {version} of {account} changed its voice on a policy that asks for "
-                          "announcements, and no announcement of it followed: a change of voice its followers "
-                          "were not told of")
+            self._bad(at, f"policy version {version} of {account} changed its voice where it or the policy it "
+                          "replaced asks for announcements, and no announcement of it followed: a change of voice "
+                          "its followers were promised and not told of")
 
     def _owe(self, index: int, account: str, policy: _Policy | None, before: _Policy | None) -> None:
         """After a policy change or removal, mark the account's pending posts that must be
@@ -555,11 +564,11 @@ class Replay:
                              "change that caused it")
         elif self._announced.get(account or "") == number:
             self._bad(index, f"post {post} announces policy version {number} of {account} a second time")
-        elif not policy.summary.get("announce") or not policy.changed_voice:
+        elif not policy.owes_announcement:
             self._bad(index, f"post {post} announces policy version {number} of {account}, which "
-                             + ("asks for no announcements" if not policy.summary.get("announce")
-                                else "changed nothing of the account's voice: an announcement without the "
-                                     "policy change that caused it"))
+                             + ("changed nothing of the account's voice: an announcement without the policy change "
+                                "that caused it" if not policy.changed_voice
+                                else "asks for no announcements, nor did the policy it replaced"))
         elif state != "scheduled" or required != 0:
             self._bad(index, f"announcement {post} was submitted as {state} needing {required} approvals: "
                              "the policy file is its authorisation, it goes out at once")

@@ -1679,8 +1679,9 @@ def test_an_announcement_of_the_version_just_recorded_passes_on_each_account(tmp
     assert messages(log.verify(tmp_path / "x.export")) == []
 
 
-NEVER_ANNOUNCED = ("policy version 2 of brand changed its voice on a policy that asks for announcements, and no "
-                   "announcement of it followed: a change of voice its followers were not told of")
+NEVER_ANNOUNCED = ("policy version 2 of brand changed its voice where it or the policy it replaced asks for "
+                   "announcements, and no announcement of it followed: a change of voice its followers were "
+                   "promised and not told of")
 NOT_JUST_RECORDED = ("post 100 announces policy version 2 of brand, which is not the version the log recorded "
                      "for it just before: an announcement without the policy change that caused it")
 
@@ -1688,7 +1689,8 @@ NOT_JUST_RECORDED = ("post 100 announces policy version 2 of brand, which is not
 @pytest.mark.parametrize(("case", "expected"), [
     ("no change", "post 100 announces policy version 2 of brand, which changed nothing of the account's voice: "
                   "an announcement without the policy change that caused it"),
-    ("no announcements asked", "post 100 announces policy version 2 of brand, which asks for no announcements"),
+    ("no announcements asked", "post 100 announces policy version 2 of brand, which asks for no announcements, "
+                               "nor did the policy it replaced"),
     ("a version never recorded", "post 100 announces policy version 3 of brand, which is not the version the log "
                                  "recorded for it just before: an announcement without the policy change that "
                                  "caused it"),
@@ -1712,7 +1714,7 @@ def test_an_announcement_no_policy_change_caused_is_named_for_what_it_lacks(
         _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
         _numbered(log, "brand", ANNOUNCING | {"delay_seconds": 60}, "p2", 2)
     elif case == "no announcements asked":
-        _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
+        _numbered(log, "brand", DIRECT, "p1", 1, kind="policy.loaded")
         _numbered(log, "brand", {k: v for k, v in TWO_VOICES.items() if k != "announce"}, "p2", 2)
     else:
         _voice_changed(log)
