@@ -58,6 +58,9 @@ TWO_WRITERS = """
     writers: [alice, carol]
     announce: {voice_changes: true}
 """
+ASKS = "    announce: {voice_changes: true}\n"
+QUIET_DIRECT = DIRECT.replace(ASKS, "")
+QUIET_TWO_WRITERS = TWO_WRITERS.replace(ASKS, "")
 TEAM_WITH_A_RULE = TEAM + """
     rules:
       - name: launch
@@ -148,8 +151,9 @@ async def test_fewer_co_signers_asked_is_announced_and_said(
 
 
 async def test_without_the_option_nothing_is_announced(db_url: str, tmp_path: Path, clock: ManualClock) -> None:
-    """The same change on an account whose new policy does not ask for announcements: no post."""
-    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
+    """The same change on an account whose policies, the one in force and the new one, ask for
+    no announcements: no post."""
+    policies = make_policy_dir(tmp_path, {"brand": QUIET_DIRECT})
     async with started_gateway(db_url, policies, clock) as gw:
         write_policy(policies, "brand", TEAM.replace("announce: {voice_changes: true}", ""))
         assert await gw.sync_policies() == ["brand"]
@@ -214,6 +218,61 @@ async def test_a_policy_removed_and_put_back_with_another_voice_is_announced(
         assert await gw.tick() == 1
         [went_out] = await gw.timeline("brand")
         assert "written by alice and carol" in went_out["text"]
+        await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("off", ["announce taken out", "voice_changes: false"])
+async def test_a_change_of_voice_that_turns_announcements_off_is_announced(
+    db_url: str, tmp_path: Path, clock: ManualClock, off: str,
+) -> None:
+    """One edit turns a co-signed account that asked for announcements direct and asks for none:
+    its followers were promised they would be told, so the change is announced, once, in the
+    default words (the template withdrawn is in no recorded summary); the next change, between
+    two policies asking for none, is not; the log verifies."""
+    own_words = TEAM.replace("{voice_changes: true}",
+                             '{voice_changes: true, template: "Nouvelle voix : {voice}. {url}"}')
+    quiet = (QUIET_DIRECT if off == "announce taken out"
+             else DIRECT.replace("{voice_changes: true}", "{voice_changes: false}"))
+    policies = make_policy_dir(tmp_path, {"brand": own_words})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", quiet)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["version"] == 2
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
+        row = await _row(gw, announced["post"])
+        assert (row["author"], row["state"], row["required"]) == ("policy-file", "scheduled", 0)
+        assert await gw.tick() == 1
+        [went_out] = await gw.timeline("brand")
+        assert went_out["text"] == (
+            f"Change of voice: this account is now written by its owner. Who writes and approves each post: "
+            f"{PUBLIC}/@brand"
+        )
+
+        write_policy(policies, "brand", QUIET_TWO_WRITERS)
+        assert await gw.sync_policies() == ["brand"]
+        assert len(await _announcements(gw, "brand")) == 1, "no policy asked any more: nothing was promised"
+        await verified_by_cli(gw)
+
+
+async def test_a_policy_that_announced_removed_and_put_back_without_it_is_announced(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """Removing a co-signed policy that asked for announcements and adding the file back direct,
+    asking for none, is the same change as one edit making it: the voice it comes back with is
+    announced (judged against the policy removed, which made the promise), and the log verifies."""
+    policies = make_policy_dir(tmp_path, {"brand": TEAM})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        (policies / "brand.yaml").unlink()
+        assert await gw.sync_policies() == ["brand"]
+        write_policy(policies, "brand", QUIET_DIRECT)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["version"] == 3
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
+        assert await gw.tick() == 1
+        [went_out] = await gw.timeline("brand")
+        assert "this account is now written by its owner" in went_out["text"]
         await verified_by_cli(gw)
 
 

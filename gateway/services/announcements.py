@@ -1,11 +1,11 @@
 """Voice-change announcements: a short post on the account itself when its voice changes.
 
-An account whose policy has ``announce: {voice_changes: true}`` gets a post, in the same
-transaction that records a policy version changing its voice (tier, owner, writers,
-suggesters, approvers or the approvals asked), authored in the log by the policy file
-(``policy-file``), scheduled to go out at once through the publisher (its lease and
-idempotency key make it go out once), and never held for approval: the admin's policy file is
-its authorisation, and its
+An account whose policy has ``announce: {voice_changes: true}``, or had it until the version
+being recorded (its followers were promised), gets a post, in the same transaction that
+records a policy version changing its voice (tier, owner, writers, suggesters, approvers or
+the approvals asked), authored in the log by the policy file (``policy-file``), scheduled to go
+out at once through the publisher (its lease and idempotency key make it go out once), and
+never held for approval: the admin's policy file is its authorisation, and its
 ``post.submitted`` entry names the version it announces (``data.announces``), which
 ``byline audit verify`` checks against the policy entry just before it.
 
@@ -56,25 +56,38 @@ async def announce_change(
 ) -> str | None:
     """In the transaction recording ``version`` of ``account``'s policy (``loaded``; ``head``
     is the version it replaces): schedule the announcement of its change of voice, when the
-    policy asks for one and the voice changed. Returns the post's id, or None."""
+    voice changed and the policy, or the one it replaces, asks for announcements. Returns the
+    post's id, or None."""
     if loaded is None:
         return None  # a removal: no policy, no post
     policy = loaded.policy
-    if policy.announce is None or not policy.announce.voice_changes:
-        return None
     # A policy put back after its removal is no first load: the account spoke through Byline
     # in the voice removed (the removal's recorded summary), and coming back in another is a
     # change of voice, or deleting the file and adding it back would change one unannounced.
-    kept = head.summary if head is not None else await policy_sql.summary_before(ltx.txn, account, version)
+    kept = (head.summary if head is not None else None if version == 1
+            else await policy_sql.summary_before(ltx.txn, account, version))
     before: dict[str, Any] = json.loads(kept) if kept else {}
     if not before:
         return None  # a first load: the account spoke before Byline
+    asks = policy.announce if policy.announce is not None and policy.announce.voice_changes else None
+    # The followers of a policy that asked were promised they would be told: an edit that
+    # changes the voice and drops ``announce`` at once (or a removal, then the file back
+    # without it) is announced all the same, or dropping it would be the way to change the
+    # voice silently. Only a policy that asks for none replacing one that asked for none
+    # announces nothing.
+    if asks is None and not before.get("announce"):
+        return None
     summary = policy.summary()
     changed = voice.voice_changed(before, summary)
     if not changed:
         return None
+    # The words: the policy's own template when it asks; otherwise the default. The template
+    # withdrawn is in no recorded summary (``announce: true`` is all a summary keeps), a
+    # removal keeps no text at all, and that template was checked to fit only the voice it was
+    # written for; the default is the same words whichever way the promise was dropped.
+    template = asks.template if asks is not None else voice.DEFAULT_TEMPLATE
     post_id = new_post_id()
-    text = voice.render(policy.announce.template, account=account, handle=policy.handle, summary=summary,
+    text = voice.render(template, account=account, handle=policy.handle, summary=summary,
                         url=public_page(public_url, account), version=version)
     await sql.insert_post(ltx.txn, sql.PostRecord(
         id=PostId(post_id), account=AccountName(account), author=UserName(ANNOUNCER), state=State.SCHEDULED.value,
