@@ -214,6 +214,38 @@ def test_a_link_out_of_the_policy_directory_is_refused(tmp_path: Path) -> None:
     good, issues = check_dir(directory)
     assert "direct" not in good and f"direct.yaml: {message}" in [str(i) for i in issues]
 
+def test_a_link_to_nothing_or_to_itself_is_refused_as_unreadable_and_the_rest_load(tmp_path: Path) -> None:
+    """A policy file that is a link to nothing (its target deleted) or a loop of links cannot be
+    read: the registry and `byline policy check` say so of it, with no line nor key to point at
+    and no path of the server's, where they passed it over without a word; every other file
+    loads. An account whose file turns into a link to nothing keeps its version in force, as for
+    any file that cannot be read, and the error says why."""
+    from gateway.policy.loader import PolicyRegistry, check_dir
+
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    write_policy(directory, "delayed", POLICIES["delayed"])
+    (directory / "direct.yaml").symlink_to("gone.yaml")  # inside, but nothing there
+    (directory / "looped.yaml").symlink_to("looped.yaml")
+    registry = PolicyRegistry(directory=directory)
+    registry.reload()
+    assert sorted(registry.policies) == ["delayed"]
+    assert sorted(registry.errors) == ["direct.yaml", "looped.yaml"]
+    said = {"direct.yaml": "cannot read: a link to nothing (No such file or directory)",
+            "looped.yaml": "cannot read: a loop of links"}
+    assert {name: [(i.line, i.key, i.message) for i in issues] for name, issues in registry.errors.items()} == {
+        name: [(None, "", message)] for name, message in said.items()
+    }
+    assert str(tmp_path) not in str(registry.errors)  # where a link leads is the server's, not the pages'
+    good, issues = check_dir(directory)
+    assert sorted(good) == ["delayed"]
+    assert sorted(str(i) for i in issues) == [f"{name}: {message}" for name, message in said.items()]
+
+    (directory / "delayed.yaml").rename(directory / "kept.yaml")
+    (directory / "delayed.yaml").symlink_to("kept-then-deleted.yaml")
+    registry.reload()
+    assert registry.get("delayed") is not None and "delayed.yaml" in registry.errors
+
 
 def test_a_configmap_s_links_stay_inside_and_load(tmp_path: Path) -> None:
     """A Kubernetes ConfigMap volume: each file links to ``..data/``, itself a link to a

@@ -7,6 +7,7 @@ in force, with the error kept for the API and the logs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -253,7 +254,12 @@ def check_inside(path: Path, directory: Path) -> None:
     try:
         inside = path.resolve(strict=True).is_relative_to(directory.resolve(strict=True))
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
-        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
+        # Said without the paths: where a link leads is the server's, not for the pages that
+        # show refused files to the account's people.
+        why = ("a loop of links" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+               else f"a link to nothing ({exc.strerror})" if path.is_symlink() and exc.strerror
+               else exc.strerror or type(exc).__name__)
+        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {why}")]) from None
     if not inside:
         raise PolicyFileError([PolicyIssue(
             file=path.name, line=None, key="",
@@ -393,8 +399,15 @@ def shared_accounts(
 
 
 def policy_files(directory: Path) -> list[Path]:
-    """The policy files in a directory, in a stable order."""
-    return sorted(p for p in directory.glob("*.yaml") if p.is_file() and not p.name.startswith("."))
+    """The policy files in a directory, in a stable order: each regular file, and each link
+    whatever it leads to. A link to nothing (its target deleted) or a loop of links is a file
+    that cannot be read, said as such where refused files are (and its account's version in
+    force stays, as for any file that cannot be read), never one passed over without a word."""
+    return sorted(p for p in directory.glob("*.yaml") if _listed(p))
+
+
+def _listed(path: Path) -> bool:
+    return not path.name.startswith(".") and (path.is_symlink() or path.is_file())
 
 
 def misnamed_files(directory: Path) -> list[PolicyIssue]:
@@ -404,8 +417,7 @@ def misnamed_files(directory: Path) -> list[PolicyIssue]:
         PolicyIssue(file=p.name, line=None, key="",
                     message=f"not read: Byline reads policy files ending in .yaml; rename it to {p.stem}.yaml")
         for p in sorted(directory.iterdir())
-        if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml" and not p.name.startswith(".")
-        and p.is_file()
+        if p.suffix.lower() in (".yml", ".yaml") and p.suffix != ".yaml" and _listed(p)
     ]
 
 
