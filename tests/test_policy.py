@@ -209,6 +209,7 @@ def test_a_link_out_of_the_policy_directory_is_refused(tmp_path: Path) -> None:
     registry.reload()
     assert registry.get("direct") is None
     assert [str(i) for i in registry.errors["direct.yaml"]] == [f"direct.yaml: {message}"]
+    assert [(i.line, i.key) for i in registry.errors["direct.yaml"]] == [(None, "")]  # the file, no key in it
     assert registry.get("delayed") is not None
     assert [i.key for i in registry.errors["delayed-too.yaml"]] == ["account"]  # read, and judged on its words
     good, issues = check_dir(directory)

@@ -385,6 +385,23 @@ def test_duplicate_keys_are_found_at_every_depth() -> None:
     ]
 
 
+def test_a_key_twice_in_a_mapping_used_again_by_alias_is_said_once() -> None:
+    """A mapping with a key given twice, used again through aliases: one issue, at its line, not
+    one each time an alias brings the mapping back."""
+    text = """
+        account: dup
+        platform: sandbox
+        tier: direct
+        owner: alice
+        rules:
+          - &rule {name: a, name: b, action: hold, any_words: [x], reason: r}
+          - *rule
+          - *rule
+    """
+    issues = [str(i) for i in _issues(textwrap.dedent(text).lstrip(), "dup")]
+    assert [i for i in issues if "twice" in i] == ["dup.yaml:6: name: key appears twice"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
