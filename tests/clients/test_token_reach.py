@@ -20,12 +20,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.appkeys import DB, IDENTITY, SETTINGS
 from gateway.services.checkpoints import load_signer
 from gateway.services.identity import Identity, hash_token, token_id
+from gateway.services.oauth import OAuthService
+from gateway.services.people import People
 from gateway.services.posts import Caller
 from gateway.storage import oauth as oauth_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import form_of, sign_in
 from tests.clients.world import World
-from tests.conftest import TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
+from tests.conftest import DATABASE_GONE, TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 
@@ -194,6 +196,29 @@ async def test_the_sign_in_page_with_the_database_gone_refuses_nothing(
     async with gw.client.post("/oauth/authorize", data={**fields, "token": gw.tokens["alice"]}) as step:
         assert step.status == 200
         assert "direct" in form_of(await step.text())[1]
+
+
+async def test_the_sign_in_page_with_the_driver_saying_the_database_is_gone_is_a_page(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database gone as the page looks up the app, or reads the browser's page session, as
+    storage says it and as the driver does (a server shutting down): the page's 503 (HTML, the
+    database's message, Retry-After), as a person's browser shows it. Before: the gateway's own
+    JSON 503, for the driver's word everywhere, and for the session read for both."""
+    gw = world.gateway
+    client_id, _ = await _app(world)
+    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": OOB, "scope": "read"})
+    for cause in DATABASE_GONE:
+        for where, name in ((OAuthService, "check_request"), (People, "session")):
+            with monkeypatch.context() as patched:
+                patched.setattr(where, name, finding_the_database_gone(cause))
+                async with gw.client.get(f"/oauth/authorize?{query}") as page:
+                    answer = (page.status, page.headers.get("Retry-After"), page.content_type)
+                    text = await page.text()
+            assert answer == (503, "5", "text/html"), (cause, name, text)
+            assert DatabaseUnavailable().message in text, (cause, name)
+    async with gw.client.get(f"/oauth/authorize?{query}") as page:
+        assert page.status == 200
 
 
 async def test_token_answers_are_never_cached(world: World) -> None:

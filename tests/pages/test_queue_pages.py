@@ -22,7 +22,7 @@ from gateway.services.people import People
 from gateway.services.posts import PostService
 from gateway.services.queue import option_changes, what_else
 from gateway.storage.db import DatabaseUnavailable
-from tests.conftest import TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
+from tests.conftest import DATABASE_GONE, TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
 
 Form = dict[str, str]
@@ -133,29 +133,30 @@ async def test_the_database_gone_is_a_page_that_says_when_to_try_again(
     pages: Pages, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The database not answering as a person's session is read, or as their approval is
-    recorded: a 503 page (HTML, as every page) with the database's message and Retry-After, and
-    nothing changed. Before: the session read was answered in the API's JSON, and the approval's
-    page had no Retry-After."""
+    recorded, as storage says it and as the driver does: a 503 page (HTML, as every page) with
+    the database's message and Retry-After, and nothing changed. Before: the session read was
+    answered in the API's JSON, and the approval's page had no Retry-After; then the driver's
+    word (a server shutting down) still was, for both."""
     gw = pages.gateway
     held = await held_post(pages)
     bob = await pages.person("bob")
     await bob.get("/queue")
     before = await gw.snapshot()
 
-    gone = finding_the_database_gone()
-
-    with monkeypatch.context() as patched:
-        patched.setattr(PostService, "approve", gone)
-        status, page, resp = await bob.post(f"/posts/{held['id']}/approve", {"version": "1"})
-    assert (status, resp.headers.get("Retry-After"), resp.content_type) == (503, "5", "text/html")
-    assert html.escape(DatabaseUnavailable().message) in page
-    with monkeypatch.context() as patched:
-        patched.setattr(People, "session", gone)
-        async with bob.session.get(f"{pages.base}/queue", allow_redirects=False) as resp:
-            answer = (resp.status, resp.headers.get("Retry-After"), resp.content_type)
-            page = await resp.text()
-    assert answer == (503, "5", "text/html")
-    assert html.escape(DatabaseUnavailable().message) in page
+    for cause in DATABASE_GONE:
+        gone = finding_the_database_gone(cause)
+        with monkeypatch.context() as patched:
+            patched.setattr(PostService, "approve", gone)
+            status, page, resp = await bob.post(f"/posts/{held['id']}/approve", {"version": "1"})
+        assert (status, resp.headers.get("Retry-After"), resp.content_type) == (503, "5", "text/html"), cause
+        assert html.escape(DatabaseUnavailable().message) in page, cause
+        with monkeypatch.context() as patched:
+            patched.setattr(People, "session", gone)
+            async with bob.session.get(f"{pages.base}/queue", allow_redirects=False) as resp:
+                answer = (resp.status, resp.headers.get("Retry-After"), resp.content_type)
+                page = await resp.text()
+        assert answer == (503, "5", "text/html"), cause
+        assert html.escape(DatabaseUnavailable().message) in page, cause
     assert await gw.snapshot() == before
 
 

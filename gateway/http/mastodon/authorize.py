@@ -14,9 +14,10 @@ two, with their page session's own CSRF value.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -25,7 +26,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH, PEOPLE
 from gateway.errors import STATUS, BylineError, Code
-from gateway.http.common import waited
+from gateway.http.common import database_gone, waited
 from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
@@ -131,6 +132,24 @@ def _unavailable(request: web.Request, exc: DatabaseUnavailable) -> web.Response
     return waited(_error_page(request, "This sign-in cannot go on now", exc.message, status=exc.status), exc)
 
 
+def _outage_is_a_page(handler: Callable[[web.Request], Awaitable[web.Response]]
+                      ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``handler``, whose meeting the database gone anywhere (the browser's page session read
+    too), in storage's word or the driver's, is the page's 503, not the gateway's JSON: a
+    person's browser shows it."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if (outage := database_gone(request, exc)) is None:
+                raise
+            return _unavailable(request, outage)
+
+    return wrapped
+
+
 def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -> web.Response:
     """An authorization request that cannot go on. The page says why; where the app's redirect
     URI is known to be its own, it offers a link back with the error, which the person follows
@@ -156,6 +175,7 @@ def _forces_login(query: Mapping[str, str]) -> bool:
 
 
 @routes.get("")
+@_outage_is_a_page
 async def authorize_page(request: web.Request) -> web.Response:
     """Step two for a person signed in to the pages; step one for anyone else."""
     oauth = request.config_dict[OAUTH]
@@ -174,6 +194,7 @@ def _bound(value: str, sent: str) -> bool:
 
 
 @routes.post("")
+@_outage_is_a_page
 async def authorize(request: web.Request) -> web.Response:
     """The sign-in forms: check who it is, let the person pick the account, hand out the code."""
     try:

@@ -9,7 +9,6 @@ status a JSON answer would have had.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,10 +24,10 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code
-from gateway.http.common import check_text, waited
+from gateway.http.common import check_text, database_gone, waited
 from gateway.services.people import Session
 from gateway.services.posts import Caller
-from gateway.storage.db import DatabaseUnavailable
+from gateway.storage.db import unavailable
 
 SESSION_COOKIE: Final = "byline_session"
 CSP: Final = (
@@ -217,16 +216,30 @@ def page(handler: PageHandler) -> PageHandler:
         try:
             response = await handler(request)
         except BylineError as exc:
-            # With the database gone the page still says so, as a page: without the person,
-            # whose session cannot be read (when that is what failed).
-            with contextlib.suppress(DatabaseUnavailable):
-                await session_of(request)
-            response = waited(render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
-                                                             "message": exc.message}, status=exc.status), exc)
+            response = await _refused(request, exc)
+        except Exception as exc:
+            # The driver's word for the database gone (a connection of its own, not through
+            # storage) is storage's outage too, and a person's browser is shown a page of it.
+            if (outage := database_gone(request, exc)) is None:
+                raise
+            response = await _refused(request, outage)
         page_headers(response)
         return response
 
     return wrapped
+
+
+async def _refused(request: web.Request, exc: BylineError) -> web.Response:
+    """The page that says why ``exc`` stopped the request, with its status (and when to try again)."""
+    # With the database gone the page still says so, as a page: without the person, whose
+    # session cannot be read (when that is what failed, in storage's word or the driver's).
+    try:
+        await session_of(request)
+    except Exception as gone:
+        if not unavailable(gone):
+            raise
+    return waited(render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
+                                                 "message": exc.message}, status=exc.status), exc)
 
 
 _TITLES = {
