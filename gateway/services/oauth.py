@@ -189,8 +189,8 @@ class SignInForm:
     password: str | None = field(default=None, repr=False)
     session: Session | None = None
     """The browser's page session, when the form was bound to it (step two of a signed-in person)."""
-    previous: str | None = field(default=None, repr=False)
-    """The browser's page session cookie, ended when the person signs in as someone (else)."""
+    previous: tuple[str, ...] = field(default=(), repr=False)
+    """The browser's page session cookies, ended when a name and password sign it in afresh."""
     decision: str | None = None
     account: str | None = None
 
@@ -388,13 +388,11 @@ class OAuthService:
             return SignInStep(kind="token", failure=Code.VALIDATION, failed="password",
                               error="Enter your name and your password.")
         try:
-            cookie, session = await self._people.sign_in(name, form.password, client=client)
+            cookie, session = await self._people.sign_in(name, form.password, client=client, ending=form.previous)
         except BylineError as exc:
             if exc.code is not Code.UNAUTHENTICATED:
                 raise
             return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="password", error=exc.message)
-        if form.previous:
-            await self._people.sign_out(form.previous)
         return SignInStep(kind="account", user=session.person, session=session, cookie=cookie,
                           accounts=tuple(self.choices(Caller(user=session.person))))
 

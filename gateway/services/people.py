@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -125,9 +126,11 @@ class People:
             if not await sql.set_email(txn, name, email=check_email(email), at=now_micros(self.clock)):
                 raise BylineError(Code.NOT_FOUND, f"no person named {name!r} can sign in (byline user add)")
 
-    async def sign_in(self, name: str, password: str, *, client: str) -> tuple[str, Session]:
+    async def sign_in(self, name: str, password: str, *, client: str,
+                      ending: Sequence[str] = ()) -> tuple[str, Session]:
         """A new session cookie for a right name and password; 401 otherwise, and 429 after too
-        many failures from this address or for this name."""
+        many failures from this address or for this name. The sessions of the cookies in
+        ``ending`` (the browser's until now) end as the new one opens, and only then."""
         keys = (f"address:{client}", f"person:{name.lower()}")
         with self.throttle.attempt(*keys):
             if len(password) > MAX_PASSWORD or person_name_problem(name):
@@ -143,14 +146,19 @@ class People:
             if not ok or row is None:
                 self.throttle.failed(*keys)
                 raise BylineError(Code.UNAUTHENTICATED, "That name and password do not match.")
-        return await self.open_session(row["name"])
+        return await self.open_session(row["name"], ending=ending)
 
-    async def open_session(self, person: str) -> tuple[str, Session]:
-        """A new session for ``person``: the cookie (shown once) and the session."""
+    async def open_session(self, person: str, *, ending: Sequence[str] = ()) -> tuple[str, Session]:
+        """A new session for ``person``: the cookie (shown once) and the session. The sessions of
+        the cookies in ``ending`` end in the same transaction: a browser signed in afresh (as
+        someone else, or as the same person) keeps no session of before alive on the server,
+        whether a person left it open on a shared computer or someone planted it to share it."""
         cookie = secrets.token_urlsafe(32)
         session = Session(person=person, csrf=secrets.token_urlsafe(32))
         now = now_micros(self.clock)
         async with self.db.write() as txn:
+            for old in ending:
+                await sql.end_session(txn, _sha256(old), at=now)
             await sql.insert_session(txn, session_hash=_sha256(cookie), person=person, csrf=session.csrf,
                                      at=now, expires_at=now + duration_micros(self.session_lifetime))
         return cookie, session

@@ -185,3 +185,30 @@ async def test_a_sign_out_sent_from_another_site_is_refused(pages: Pages) -> Non
     status, _, resp = await dave.post("/signout", {}, headers=own)
     assert status == 303
     assert (await dave.get("/queue"))[0] == 303
+
+
+async def test_signing_in_again_ends_the_browsers_session_before(pages: Pages) -> None:
+    """dave leaves his session open on a shared computer and erin signs in there: dave's session
+    ends on the server, not only in that browser's cookie jar, so a copy of his cookie (taken
+    before, or planted by whoever fixed it) is signed in as no one. Before: it lived on, as dave,
+    until it expired (the OAuth sign-in already ended it)."""
+    browser = await pages.person("dave")
+    [daves] = [c.value for c in browser.session.cookie_jar if c.key == "byline_session"]
+    status, _, _ = await browser.post("/signin", {"name": "erin", "password": password_of("erin")}, csrf=False)
+    assert status == 303
+    _, page = await browser.get("/")
+    assert "Sign out <bdi>erin</bdi>" in page
+    copy = await pages.visitor()
+    async with copy.session.get(pages.base + "/queue", allow_redirects=False,
+                                headers={"Cookie": f"byline_session={daves}"}) as answer:
+        assert (answer.status, answer.headers.get("Location")) == (303, "/signin?next=/queue")
+    assert await pages.gateway.app[PEOPLE].session(daves) is None
+
+
+async def test_a_wrong_password_leaves_the_session_as_it_was(pages: Pages) -> None:
+    """A sign-in that fails ends nothing: the person signed in in that browser stays signed in."""
+    browser = await pages.person("dave")
+    status, _, _ = await browser.post("/signin", {"name": "erin", "password": "not-erins-password"}, csrf=False)
+    assert status == 401
+    _, page = await browser.get("/")
+    assert "Sign out <bdi>dave</bdi>" in page

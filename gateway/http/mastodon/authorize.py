@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from gateway.appkeys import OAUTH, PEOPLE
 from gateway.errors import STATUS, BylineError, Code
 from gateway.http.common import database_gone, waited
-from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, session_of
+from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, browser_sessions, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
 
@@ -226,7 +226,7 @@ async def authorize(request: web.Request) -> web.Response:
             csrf=csrf, token=form.get("token", "").strip() or None, ticket=form.get("ticket") or None,
             name=form.get("name") if with_password else None,
             password=form.get("password", "") if with_password else None,
-            session=session if by_session else None, previous=request.cookies.get(SESSION_COOKIE),
+            session=session if by_session else None, previous=browser_sessions(request),
             decision=form.get("decision"), account=form.get("account"),
         ), client=request.remote or "")
     except BylineError as exc:  # too many wrong passwords or tokens from this address

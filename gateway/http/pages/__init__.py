@@ -119,6 +119,12 @@ async def session_of(request: web.Request) -> Session | None:
     return found
 
 
+def browser_sessions(request: web.Request) -> tuple[str, ...]:
+    """The session cookies the browser sent: to end when it signs in afresh, never to sign in with."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie,) if cookie else ()
+
+
 async def signed_in(request: web.Request) -> Session:
     """The signed-in person's session; a person who is not signed in goes to the sign-in page."""
     session = await session_of(request)

@@ -12,6 +12,7 @@ from gateway.http.common import waited
 from gateway.http.pages import (
     SESSION_COOKIE,
     behind_tls,
+    browser_sessions,
     page,
     read_form,
     render,
@@ -65,7 +66,10 @@ async def signin(request: web.Request) -> web.StreamResponse:
         return render(request, "signin.html", {"next": target, "name": name,
                                                "error": "Enter your name and your password."}, status=422)
     try:
-        cookie, _ = await request.app[PEOPLE].sign_in(name, password, client=request.remote or "")
+        # The browser's session until now ends as the new one opens (a leftover on a shared
+        # computer, a session someone fixed in it), as the OAuth sign-in ends it.
+        cookie, _ = await request.app[PEOPLE].sign_in(name, password, client=request.remote or "",
+                                                      ending=browser_sessions(request))
     except BylineError as exc:
         if exc.code is not Code.UNAUTHENTICATED and exc.code is not Code.TOO_MANY_REQUESTS:
             raise
