@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
+import ssl
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -340,17 +343,44 @@ class GatewayTestServer(TestServer):
         return make_runner(self.app, self._settings, **kwargs)
 
 
-class started_gateway:
-    """Start a gateway for a database and policy directory; stop it on exit."""
+@dataclass(frozen=True)
+class Tls:
+    """TLS for test servers: a certificate from a CA of the test's own (trustme), and a client
+    context that trusts that CA and nothing else."""
 
-    def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, **extra: Any) -> None:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+
+def tls_for(*names: str) -> Tls:
+    """TLS for servers answering as ``names`` (host names, wildcards, IP addresses)."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*names).configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return Tls(server=server, client=client)
+
+
+class started_gateway:
+    """Start a gateway for a database and policy directory; stop it on exit. With ``tls``, it
+    is served over TLS (its certificate must name 127.0.0.1, where the test client connects)."""
+
+    def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, *, tls: Tls | None = None,
+                 **extra: Any) -> None:
         self._settings = make_settings(db_url, policy_dir, **extra)
         self._app = make_app(self._settings, clock=clock, run_publisher=False)
         self._clock = clock
+        self._tls = tls
         self._client: TestClient[Any, Any] | None = None
 
     async def __aenter__(self) -> Gateway:
-        self._client = TestClient(GatewayTestServer(self._app, self._settings))
+        server = GatewayTestServer(self._app, self._settings)
+        if self._tls is None:
+            self._client = TestClient(server)
+        else:
+            self._client = TestClient(server, connector=aiohttp.TCPConnector(ssl=self._tls.client))
+            await server.start_server(ssl=self._tls.server)
         await self._client.start_server()
         gw = Gateway(client=self._client, app=self._app, clock=self._clock)
         for user in USERS:

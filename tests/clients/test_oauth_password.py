@@ -278,7 +278,8 @@ async def test_a_password_token_is_scoped_and_outlives_the_session(people: World
 
 
 async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url: str) -> None:
-    """Behind TLS (an https public URL), the page session a password sign-in opens is Secure."""
+    """Behind TLS (an https public URL), the page session a password sign-in opens is the pages'
+    own: a ``__Host-`` cookie, Secure, for this host alone."""
     settings = world.gateway.app[SETTINGS]
     async with started_gateway(db_url, settings.policy_dir, world.gateway.clock,
                                public_url="https://byline.example") as gw:
@@ -294,5 +295,6 @@ async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url
                 **fields, "name": "alice", "password": PASSWORDS["alice"]},
                 headers={"Cookie": f"byline_signin={nonce}"}) as step:
             assert step.status == 200
-            session = step.cookies["byline_session"]
-    assert (session["secure"], session["httponly"], session["samesite"]) == (True, True, "Lax")
+            session = step.cookies["__Host-byline_session"]
+    assert (session["secure"], session["httponly"], session["samesite"], session["path"], session["domain"]) == (
+        True, True, "Lax", "/", "")

@@ -5,9 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
+
+import aiohttp
 
 from gateway.appkeys import APPENDER, DB, PEOPLE
+from gateway.clock import ManualClock
+from tests.conftest import started_gateway
 from tests.pages.conftest import Pages, password_of
+
+SESSION_COOKIE = "byline_session"
+"""The session cookie's name over plain http."""
+TLS_SESSION_COOKIE = "__Host-byline_session"
+"""Its name behind TLS, which a browser takes from this host alone, over TLS."""
 
 
 async def test_a_person_signs_in_and_out(pages: Pages) -> None:
@@ -18,6 +28,9 @@ async def test_a_person_signs_in_and_out(pages: Pages) -> None:
     assert (status, resp.headers["Location"]) == (303, "/queue")
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    # Over plain http (a gateway on one's own machine, no https public URL) the plain name: a
+    # browser would refuse a Secure cookie there, and a __Host- name must be Secure.
+    assert cookie.startswith("byline_session=") and "Secure" not in cookie
     status, page = await visitor.get("/")
     assert status == 200 and "Sign out <bdi>alice</bdi>" in page
     status, _, resp = await visitor.post("/signout", {})
@@ -212,3 +225,77 @@ async def test_a_wrong_password_leaves_the_session_as_it_was(pages: Pages) -> No
     assert status == 401
     _, page = await browser.get("/")
     assert "Sign out <bdi>dave</bdi>" in page
+
+
+def _jar_less() -> aiohttp.ClientSession:
+    """A client that sends only the cookies a test names: Secure ones included, over the plain
+    http a TLS-ending proxy would speak to the gateway."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+
+
+async def _queue_as(client: aiohttp.ClientSession, base: str, cookies: str) -> tuple[int, str]:
+    """The queue page asked for with ``cookies``: its status, and the page or where it sends one."""
+    async with client.get(base + "/queue", headers={"Cookie": cookies}, allow_redirects=False) as answer:
+        return answer.status, answer.headers.get("Location") or await answer.text()
+
+
+async def test_behind_tls_the_session_cookie_is_a_host_cookie(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """Behind TLS (an https public URL), the session cookie is ``__Host-byline_session``: Secure,
+    Path=/ and no Domain, which a browser takes only from this very host over TLS. A plainly named
+    cookie, which a page on a sibling subdomain or a man in the middle of plain http can plant, is
+    not read, even holding a live session of someone else's. Before: the plain name, read whoever
+    had set it."""
+    async with started_gateway(db_url, policy_dir, clock, public_url="https://byline.example") as gw:
+        for name in ("dave", "erin"):
+            await gw.app[PEOPLE].add(name, password_of(name))
+        base = str(gw.client.make_url("")).rstrip("/")
+        async with _jar_less() as client:
+            async with client.post(base + "/signin", data={"name": "dave", "password": password_of("dave")},
+                                   allow_redirects=False) as answer:
+                assert answer.status == 303
+                cookies = answer.cookies
+            assert list(cookies) == [TLS_SESSION_COOKIE]
+            daves = cookies[TLS_SESSION_COOKIE]
+            assert (daves["secure"], daves["path"], daves["domain"], daves["httponly"], daves["samesite"]) == (
+                True, "/", "", True, "Lax")
+            status, page = await _queue_as(client, base, f"{TLS_SESSION_COOKIE}={daves.value}")
+            assert status == 200 and "Sign out <bdi>dave</bdi>" in page
+            erins, _ = await gw.app[PEOPLE].sign_in("erin", password_of("erin"), client="203.0.113.9")
+            assert await _queue_as(client, base, f"{SESSION_COOKIE}={erins}") == (303, "/signin?next=/queue")
+
+
+async def test_behind_tls_a_plainly_named_session_cookie_ends_at_sign_in_and_sign_out(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """A browser that holds a plainly named session cookie behind TLS (from before the gateway
+    had an https address, or planted there) never signs in with it; signing in, and signing out,
+    end that session on the server and have the browser forget the cookie, and signing out forgets
+    the ``__Host-`` one with the Secure flag a browser needs to take the word."""
+    async with started_gateway(db_url, policy_dir, clock, public_url="https://byline.example") as gw:
+        people = gw.app[PEOPLE]
+        await people.add("dave", password_of("dave"))
+        base = str(gw.client.make_url("")).rstrip("/")
+        before, _ = await people.sign_in("dave", password_of("dave"), client="203.0.113.9")
+        async with _jar_less() as client:
+            async with client.post(base + "/signin", data={"name": "dave", "password": password_of("dave")},
+                                   headers={"Cookie": f"{SESSION_COOKIE}={before}"}, allow_redirects=False) as answer:
+                assert answer.status == 303
+                cookies = answer.cookies
+            assert (cookies[SESSION_COOKIE].value, cookies[SESSION_COOKIE]["max-age"]) == ("", "0")
+            assert await people.session(before) is None
+            now = cookies[TLS_SESSION_COOKIE].value
+            leftover, _ = await people.sign_in("dave", password_of("dave"), client="203.0.113.9")
+            both = f"{TLS_SESSION_COOKIE}={now}; {SESSION_COOKIE}={leftover}"
+            status, page = await _queue_as(client, base, both)
+            csrf = _CSRF.search(page)
+            assert status == 200 and csrf is not None
+            async with client.post(base + "/signout", data={"csrf": csrf.group(1)}, headers={"Cookie": both},
+                                   allow_redirects=False) as answer:
+                assert answer.status == 303
+                cookies = answer.cookies
+            assert {name: (cookies[name].value, cookies[name]["max-age"]) for name in cookies} == {
+                TLS_SESSION_COOKIE: ("", "0"), SESSION_COOKIE: ("", "0")}
+            assert (cookies[TLS_SESSION_COOKIE]["secure"], cookies[TLS_SESSION_COOKIE]["path"]) == (True, "/")
+            assert (await people.session(now), await people.session(leftover)) == (None, None)

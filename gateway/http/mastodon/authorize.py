@@ -24,10 +24,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.appkeys import OAUTH, PEOPLE
+from gateway.appkeys import OAUTH
 from gateway.errors import STATUS, BylineError, Code
 from gateway.http.common import database_gone, waited
-from gateway.http.pages import SESSION_COOKIE, TEMPLATES, behind_tls, browser_sessions, session_of
+from gateway.http.pages import TEMPLATES, behind_tls, browser_sessions, keep_session, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
 
@@ -247,9 +247,7 @@ async def authorize(request: web.Request) -> web.Response:
     if step.kind == "account":
         response = _account_page(request, auth_request, step, csrf=csrf, status=status)
         if step.cookie is not None:  # signed in with a password: the pages' session, as /signin opens it
-            response.set_cookie(SESSION_COOKIE, step.cookie, path="/", httponly=True, samesite="Lax",
-                                secure=behind_tls(request),
-                                max_age=int(request.config_dict[PEOPLE].session_lifetime.total_seconds()))
+            keep_session(request, response, step.cookie)
         return response
     assert step.code is not None
     if auth_request.shows_code:

@@ -30,6 +30,14 @@ from gateway.services.posts import Caller
 from gateway.storage.db import unavailable
 
 SESSION_COOKIE: Final = "byline_session"
+"""The session cookie's name where people reach the gateway over plain http (``behind_tls`` is
+false: a gateway on one's own machine, and the tests), where a browser would refuse the Secure
+flag a ``__Host-`` name needs (Chromium takes it from localhost alone)."""
+TLS_SESSION_COOKIE: Final = "__Host-byline_session"
+"""Its name behind TLS. A browser takes a ``__Host-`` cookie only when it is Secure, has Path=/
+and names no Domain, so only this host, over TLS, can set it: no page of a sibling subdomain and
+no man in the middle of a plain-http request can plant one (a session of their own, which would
+have the person act as them) or overwrite the person's. Behind TLS only this name is read."""
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -110,19 +118,49 @@ def page_headers(response: web.StreamResponse) -> None:
     response.headers.setdefault("Cache-Control", "no-store")
 
 
+def session_cookie(request: web.Request) -> str:
+    """The name of the session cookie people reaching the gateway as ``request`` did have."""
+    return TLS_SESSION_COOKIE if behind_tls(request) else SESSION_COOKIE
+
+
+def session_cookie_of(request: web.Request) -> str | None:
+    """The session cookie the request carries under its name (``session_cookie``); one under the
+    other name is no session: behind TLS, a plainly named one may have been planted."""
+    return request.cookies.get(session_cookie(request))
+
+
 async def session_of(request: web.Request) -> Session | None:
     """The signed-in person's session, if the request carries a live one (looked up once)."""
     if _SESSION not in request:
-        request[_SESSION] = await request.config_dict[PEOPLE].session(request.cookies.get(SESSION_COOKIE))
+        request[_SESSION] = await request.config_dict[PEOPLE].session(session_cookie_of(request))
     found = request[_SESSION]
     assert found is None or isinstance(found, Session)
     return found
 
 
 def browser_sessions(request: web.Request) -> tuple[str, ...]:
-    """The session cookies the browser sent: to end when it signs in afresh, never to sign in with."""
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return (cookie,) if cookie else ()
+    """The session cookies the browser sent, under either name: to end when it signs in afresh
+    or out, never to sign in with. A plainly named one behind TLS is a leftover of the time
+    before the gateway had an https address, or was planted: either way it ends."""
+    return tuple(cookie for name in (TLS_SESSION_COOKIE, SESSION_COOKIE) if (cookie := request.cookies.get(name)))
+
+
+def keep_session(request: web.Request, response: web.StreamResponse, cookie: str) -> None:
+    """Have the browser keep ``cookie``, the session just opened, under the name it is read by
+    (HttpOnly, SameSite=Lax, Path=/, Secure behind TLS, for as long as the session lasts), and
+    forget any under the other name."""
+    name = session_cookie(request)
+    response.set_cookie(name, cookie, path="/", httponly=True, samesite="Lax", secure=behind_tls(request),
+                        max_age=int(request.config_dict[PEOPLE].session_lifetime.total_seconds()))
+    forget_sessions(request, response, keep=name)
+
+
+def forget_sessions(request: web.Request, response: web.StreamResponse, *, keep: str | None = None) -> None:
+    """Have the browser forget the session cookies it sent (but ``keep``). A ``__Host-`` cookie
+    is forgotten only by a Set-Cookie that is Secure and has Path=/, as it was set."""
+    for name in (TLS_SESSION_COOKIE, SESSION_COOKIE):
+        if name != keep and name in request.cookies:
+            response.del_cookie(name, path="/", secure=True if name == TLS_SESSION_COOKIE else None)
 
 
 async def signed_in(request: web.Request) -> Session:

@@ -18,13 +18,13 @@ from aiohttp import web
 from gateway.appkeys import CLOCK, DB, LIVE, PEOPLE, PLATFORMS, POSTS, QUEUE, REGISTRY, SETTINGS
 from gateway.http.common import gone
 from gateway.http.pages import (
-    SESSION_COOKIE,
     accounts,
     caller_of,
     page,
     page_headers,
     posts,
     render,
+    session_cookie_of,
     session_of,
     signed_in,
 )
@@ -57,7 +57,7 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
     if session is None:
         # An EventSource that is refused stops; a page without a session has nothing to hear.
         return web.Response(status=401, text="Sign in first.", content_type="text/plain")
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie_of(request)
     caller = caller_of(session)
     service = request.app[QUEUE]
     async with request.app[LIVE].listen(session.person) as listener:

@@ -10,9 +10,9 @@ from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code
 from gateway.http.common import waited
 from gateway.http.pages import (
-    SESSION_COOKIE,
-    behind_tls,
     browser_sessions,
+    forget_sessions,
+    keep_session,
     page,
     read_form,
     render,
@@ -76,20 +76,20 @@ async def signin(request: web.Request) -> web.StreamResponse:
         return waited(render(request, "signin.html", {"next": target, "name": name, "error": exc.message},
                              status=exc.status), exc)
     response = see_other(target)
-    response.set_cookie(SESSION_COOKIE, cookie, path="/", httponly=True, samesite="Lax",
-                        secure=behind_tls(request), max_age=int(request.app[PEOPLE].session_lifetime.total_seconds()))
+    keep_session(request, response, cookie)
     return response
 
 
 @routes.post("/signout")
 @page
 async def signout(request: web.Request) -> web.StreamResponse:
-    """End this browser's session."""
+    """End this browser's session (and any it still holds under the session cookie's other name)."""
     _from_this_site(request, "Sign out from a page of this gateway.")
     session = await session_of(request)
     if session is not None:
         await read_form(request, session=session)
-        await request.app[PEOPLE].sign_out(request.cookies[SESSION_COOKIE])
+        for cookie in browser_sessions(request):
+            await request.app[PEOPLE].sign_out(cookie)
     response = see_other("/signin")
-    response.del_cookie(SESSION_COOKIE, path="/")
+    forget_sessions(request, response)
     return response
