@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
-from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
+from mastodon import (
+    Mastodon,
+    MastodonAPIError,
+    MastodonIllegalArgumentError,
+    MastodonRatelimitError,
+    MastodonUnauthorizedError,
+)
 from oauthlib.oauth2 import WebApplicationClient
 from oauthlib.oauth2.rfc6749.errors import TemporarilyUnavailableError
 
 from gateway.appkeys import DB
 from gateway.services.identity import hash_token
 from gateway.services.oauth import OAuthService
+from gateway.services.throttle import Throttle
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import pkce_pair, sign_in, with_pkce
 from tests.clients.world import World
@@ -99,3 +109,59 @@ async def test_the_token_endpoint_with_the_database_gone_is_temporarily_unavaila
         with pytest.raises(TemporarilyUnavailableError) as refused:
             WebApplicationClient(client_id).parse_request_body_response(text)
         assert refused.value.description == DatabaseUnavailable().message, cause
+
+
+def _too_many_tries() -> Callable[..., Awaitable[Any]]:
+    """A stand-in for a call that the sign-in throttle refuses: its own 429, a try too many."""
+    throttle = Throttle("1/minute", what="sign-in")
+    throttle.failed("address:203.0.113.9")
+
+    async def refused(*_: object, **__: object) -> Any:
+        throttle.check("address:203.0.113.9")
+        raise AssertionError("the throttle let a try too many through")
+
+    return refused
+
+
+async def test_too_many_tries_at_the_token_endpoint_are_temporarily_unavailable(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A code exchange refused for too many tries (the sign-in throttle's 429; nothing throttles
+    /oauth/token today, as nothing does in Mastodon): 429 with Retry-After, and RFC 6749's
+    ``temporarily_unavailable`` (RFC 6749 has no word for too many; this one says it is the
+    server's, for a while), which oauthlib raises as ``TemporarilyUnavailableError``, while
+    Mastodon.py's log_in, reading the 429, says it hit a rate limit. Before: ``invalid_request``,
+    the client's own request to mend (oauthlib took it for a bad client id)."""
+    client_id, client_secret = await world.run(Mastodon.create_app, "Poster", scopes=SCOPES,
+                                               api_base_url=world.base)
+    app = Mastodon(client_id=client_id, client_secret=client_secret, api_base_url=world.base)
+    with monkeypatch.context() as patched:
+        patched.setattr(OAuthService, "exchange", _too_many_tries())
+        with pytest.raises(MastodonIllegalArgumentError) as caught:
+            await world.run(app.log_in, code="a-code", scopes=SCOPES, redirect_uri=OOB, allow_http=True)
+        async with world.gateway.client.post("/oauth/token", data={
+                "grant_type": "authorization_code", "code": "a-code", "client_id": client_id,
+                "client_secret": client_secret, "redirect_uri": OOB}) as resp:
+            status, wait, text = resp.status, resp.headers.get("Retry-After"), await resp.text()
+    assert isinstance(caught.value.__context__, MastodonRatelimitError)
+    assert status == 429 and wait is not None and int(wait) > 0, text
+    with pytest.raises(TemporarilyUnavailableError) as refused:
+        WebApplicationClient(client_id).parse_request_body_response(text)
+    assert (refused.value.description or "").startswith("too many failed sign-in attempts")
+
+
+async def test_too_many_tries_on_the_sign_in_page_say_when_to_try_again(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An authorization request refused for too many tries, before anyone signs in: the page
+    says so with the 429 and its Retry-After, and names RFC 6749's ``temporarily_unavailable``
+    (§4.1.2.1: the server's own trouble, for a while). Before: a 400 naming ``invalid_request``
+    (the app's request at fault) and no word of when to try again."""
+    client_id, _ = await world.run(Mastodon.create_app, "Poster", scopes=SCOPES, api_base_url=world.base)
+    with monkeypatch.context() as patched:
+        patched.setattr(OAuthService, "check_request", _too_many_tries())
+        async with world.gateway.client.get("/oauth/authorize", params={
+                "response_type": "code", "client_id": client_id, "redirect_uri": OOB, "scope": "read"}) as page:
+            status, wait, text = page.status, page.headers.get("Retry-After"), await page.text()
+    assert status == 429 and wait is not None and int(wait) > 0, text
+    assert "too many failed sign-in attempts" in text and "(temporarily_unavailable)" in text

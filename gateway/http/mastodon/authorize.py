@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from gateway.appkeys import OAUTH
 from gateway.errors import STATUS, BylineError, Code
 from gateway.http.common import database_gone, waited
+from gateway.http.mastodon.errors import oauth_error
 from gateway.http.pages import TEMPLATES, behind_tls, browser_sessions, keep_session, session_of
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
@@ -157,15 +158,18 @@ def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -
     so a crafted link to this page cannot use it to bounce people to an app's site."""
     if isinstance(exc, DatabaseUnavailable):  # the app is not known to be unknown: no 400
         return _unavailable(request, exc)
-    error = str(exc.details.get("oauth", "invalid_request"))
+    error = oauth_error(exc)
+    # The server's trouble for a while (too many tries) keeps its status and says when to try
+    # again; anything else is the request's, a 400.
+    status = exc.status if error == "temporarily_unavailable" else 400
     redirect_uri = query.get("redirect_uri") or ""
     back = None
     if exc.details.get("redirect") and redirect_uri and redirect_uri != "urn:ietf:wg:oauth:2.0:oob":
         back = _with_query(redirect_uri, {"error": error, "error_description": exc.message,
                                           "state": query.get("state") or None})
     app_name = exc.details.get("app")
-    return _error_page(request, "This sign-in cannot go on", f"{exc.message} ({error})", status=400, back=back,
-                       app_name=str(app_name) if app_name else None)
+    return waited(_error_page(request, "This sign-in cannot go on", f"{exc.message} ({error})", status=status,
+                              back=back, app_name=str(app_name) if app_name else None), exc)
 
 
 def _forces_login(query: Mapping[str, str]) -> bool:

@@ -98,9 +98,25 @@ async def doorkeeper_errors(request: web.Request, handler: Handler) -> web.Strea
         return _doorkeeper_answer(_database_gone(request, exc))
 
 
+def oauth_error(exc: BylineError) -> str:
+    """RFC 6749's error code for a refusal on an OAuth endpoint: the one it names; for the
+    server's own trouble for a while (the database gone, a client refused for too many tries),
+    ``temporarily_unavailable``; else ``invalid_request``.
+
+    RFC 6749 has no code for too many tries, and none of its token endpoint's codes (§5.2) is
+    the server's; ``temporarily_unavailable`` (§4.1.2.1) says what a client should do, try
+    again later (its 429 or 503 and ``Retry-After`` say when), where ``invalid_request`` would
+    have it mend a request that was right (oauthlib raises ``InvalidClientIdError`` for it).
+    Mastodon has neither to word: its rate limits (Rack::Attack) leave ``/oauth`` alone, and
+    Doorkeeper never answers 429."""
+    named = exc.details.get("oauth")
+    if named:
+        return str(named)
+    if exc.code is Code.UNAVAILABLE or exc.code is Code.TOO_MANY_REQUESTS:
+        return "temporarily_unavailable"
+    return "invalid_request"
+
+
 def _doorkeeper_answer(exc: BylineError) -> web.Response:
-    # Not the app's mistake but the server's, for a while: RFC 6749's temporarily_unavailable,
-    # which an OAuth client tells apart from invalid_request (its own request to mend).
-    default = "temporarily_unavailable" if exc.code is Code.UNAVAILABLE else "invalid_request"
-    error = exc.details.get("oauth") or default
-    return waited(json_answer({"error": error, "error_description": exc.message}, status=exc.status), exc)
+    return waited(json_answer({"error": oauth_error(exc), "error_description": exc.message}, status=exc.status),
+                  exc)
