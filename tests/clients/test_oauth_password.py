@@ -290,11 +290,41 @@ async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url
         async with gw.client.get("/oauth/authorize", params={
                 "response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB}) as page:
             fields, _ = form_of(await page.text())
-            nonce = page.cookies["byline_signin"].value  # Secure: the plain-http client keeps it back
+            nonce = page.cookies["__Host-byline_signin"].value  # Secure: the plain-http client keeps it back
         async with gw.client.post("/oauth/authorize", data={
                 **fields, "name": "alice", "password": PASSWORDS["alice"]},
-                headers={"Cookie": f"byline_signin={nonce}"}) as step:
+                headers={"Cookie": f"__Host-byline_signin={nonce}"}) as step:
             assert step.status == 200
             session = step.cookies["__Host-byline_session"]
     assert (session["secure"], session["httponly"], session["samesite"], session["path"], session["domain"]) == (
         True, True, "Lax", "/", "")
+
+
+async def test_a_sign_in_nonce_planted_under_the_plain_name_is_no_nonce_behind_tls(world: World, db_url: str) -> None:
+    """Login CSRF from a sibling subdomain: the attacker opens the sign-in page, keeps its form,
+    plants its nonce in the person's browser under the plain cookie name (a sibling can set a
+    cookie for the parent domain; none for a ``__Host-`` name) and has the browser send the form
+    with the attacker's name and password, signing the person in as the attacker. Behind TLS the
+    nonce is a ``__Host-`` cookie, Path=/, Secure, and only that name is read: the planted one
+    binds no form."""
+    settings = world.gateway.app[SETTINGS]
+    async with started_gateway(db_url, settings.policy_dir, world.gateway.clock,
+                               public_url="https://byline.example") as gw:
+        await gw.app[PEOPLE].add("alice", PASSWORDS["alice"])
+        status, app = await gw.call(None, "POST", "/api/v1/apps", data={
+            "client_name": "Reach", "redirect_uris": OOB, "scopes": "read"})
+        assert status == 200
+        async with gw.client.get("/oauth/authorize", params={
+                "response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB}) as page:
+            fields, _ = form_of(await page.text())
+            cookie = page.cookies["__Host-byline_signin"]
+        assert (cookie["secure"], cookie["httponly"], cookie["samesite"], cookie["path"], cookie["domain"]) == (
+            True, True, "Strict", "/", "")
+        signing_in = {**fields, "name": "alice", "password": PASSWORDS["alice"]}
+        async with gw.client.post("/oauth/authorize", data=signing_in,
+                                  headers={"Cookie": f"byline_signin={cookie.value}"}) as planted:
+            assert planted.status == 403 and "This form has expired" in await planted.text()
+            assert "__Host-byline_session" not in planted.cookies
+        async with gw.client.post("/oauth/authorize", data=signing_in,
+                                  headers={"Cookie": f"__Host-byline_signin={cookie.value}"}) as own:
+            assert own.status == 200 and "__Host-byline_session" in own.cookies

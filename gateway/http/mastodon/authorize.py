@@ -36,6 +36,16 @@ routes = web.RouteTableDef()
 """The sign-in page, at its mount itself."""
 
 CSRF_COOKIE: Final = "byline_signin"
+"""The sign-in form's nonce over plain http, kept to this page's path."""
+TLS_CSRF_COOKIE: Final = "__Host-byline_signin"
+"""Its name behind TLS, as the page session's is (``TLS_SESSION_COOKIE``): only this host, over
+TLS, can set it, so a page of a sibling subdomain cannot plant a nonce of its own beside a form
+it made and sign a person in as someone else (login CSRF). A ``__Host-`` cookie must have
+Path=/; it is sent to every page then, and read only here. Behind TLS only this name is read."""
+
+
+def _nonce_cookie(request: web.Request) -> str:
+    return TLS_CSRF_COOKIE if behind_tls(request) else CSRF_COOKIE
 CSP: Final = "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 """Nothing loads but the gateway's own stylesheet, no script at all, no framing.
 
@@ -99,8 +109,9 @@ def _fresh_sign_in_page(request: web.Request, auth_request: AuthRequest) -> web.
     """Step one with a new form: a random nonce in the cookie, bound to this request in the form."""
     nonce = secrets.token_urlsafe(32)
     response = _sign_in_page(request, auth_request, csrf=request.config_dict[OAUTH].form_value(auth_request, nonce))
-    response.set_cookie(CSRF_COOKIE, nonce, path="/oauth/authorize", httponly=True, samesite="Strict",
-                        secure=behind_tls(request), max_age=3600)
+    tls = behind_tls(request)
+    response.set_cookie(_nonce_cookie(request), nonce, path="/" if tls else "/oauth/authorize", httponly=True,
+                        samesite="Strict", secure=tls, max_age=3600)
     return response
 
 
@@ -211,7 +222,7 @@ async def authorize(request: web.Request) -> web.Response:
     except BylineError as exc:
         return _refusal(request, exc, form)
     csrf = form.get("csrf", "")
-    nonce = request.cookies.get(CSRF_COOKIE, "")
+    nonce = request.cookies.get(_nonce_cookie(request), "")
     by_nonce = bool(nonce) and _bound(oauth.form_value(auth_request, nonce), csrf)
     session = await session_of(request)
     by_session = session is not None and _bound(oauth.form_value(auth_request, session.csrf), csrf)
