@@ -54,6 +54,27 @@ def test_merge_bombs_and_aliases_inside_themselves_are_refused(tmp_path: Path) -
     assert "an alias inside itself" in _refused(tmp_path / "m.yaml")[0]
 
 
+def _values(padding: int) -> str:
+    """A policy whose aliases expand to ``67_914 + padding`` values, counted as the limit counts
+    them: one for each mapping, list and scalar, a mapping's keys included."""
+    head = "account: n\nplatform: sandbox\ntier: direct\nowner: alice\n"  # 1 mapping + 8 scalars: 9
+    lists = "x0: &a0 [q,q,q,q,q,q,q,q,q,q]\n"  # key 1 + list 11: 12
+    lists += "".join(f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 4))  # 112, 1,112, 11,112
+    lists += "x4: [*a3, *a3, *a3, *a3, *a3]\n"  # key 1 + list 1 + 5 x 11,111: 55,557; 67,914 in all
+    return head + lists + ("" if not padding else f"pad: [{','.join(['q'] * (padding - 2))}]\n")
+
+
+@pytest.mark.parametrize(("padding", "refused"), [(0, False), (32_086, False), (32_087, True)])
+def test_aliases_used_again_are_counted_once_each_up_to_the_limit(tmp_path: Path, padding: int, refused: bool) -> None:
+    """A file that reuses its parts by alias loads while what they stand for, expanded, is at
+    most 100,000 values (each mapping, list and scalar one), and is refused from one more."""
+    path = tmp_path / "n.yaml"
+    path.write_text(_values(padding), encoding="utf-8")
+    size = [i for i in _refused(path) if "values with its aliases" in i]  # x0...: unknown keys all the same
+    assert size == (["n.yaml: holds more than 100000 values with its aliases (*name) expanded, or an alias "
+                     "inside itself: no policy needs that many"] if refused else [])
+
+
 def test_a_file_past_the_size_limit_is_refused_unparsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file over 256 KiB is refused with its size, and never handed to the YAML parser."""
     path = write_policy(tmp_path, "big", "account: big\nplatform: sandbox\ntier: direct\nowner: alice\n"

@@ -400,6 +400,8 @@ def test_a_key_twice_in_a_mapping_used_again_by_alias_is_said_once() -> None:
     """
     issues = [str(i) for i in _issues(textwrap.dedent(text).lstrip(), "dup")]
     assert [i for i in issues if "twice" in i] == ["dup.yaml:6: name: key appears twice"]
+    under_keys = "account: dup\nplatform: sandbox\ntier: direct\nowner: alice\nx-a: &m {k: 1, k: 2}\nx-b: *m\n"
+    assert [str(i) for i in _issues(under_keys, "dup") if "twice" in str(i)] == ["dup.yaml:5: k: key appears twice"]
 
 
 @pytest.mark.parametrize(
