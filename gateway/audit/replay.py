@@ -48,8 +48,15 @@ and approvals. It flags:
 - a change of a post's interaction settings (``post.gates_changed``: its threadgate or
   postgate) but of a published post of the account the entry names, by a writer or the owner;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
-  owner, and new words for a published post (``post.revised``) by anyone but its writing
-  author, or on an account whose policy would not send them out at once;
+  owner, and new words for a published post (``post.revised``, and ``post.revising`` as they
+  are sent) by anyone but its writing author, or on an account whose policy would not send them
+  out at once;
+- a revision of a published post that the log did not hold before the platform could show it:
+  each is sent after a ``post.revising`` naming its version, its words and what it carries, and
+  settled by a ``post.revised`` of those (or a ``post.revision_failed`` of the gateway's, the
+  platform showing the words recorded before), with nothing else happening to the post in
+  between. Once the log holds a ``post.revising``, a ``post.revised`` without one is named
+  (past the grace below: a rolling upgrade's earlier replicas wrote none);
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -121,11 +128,13 @@ _FROM: dict[str, frozenset[str]] = {
     kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
 }
 _FROM["post.revised"] = frozenset({"published"})
+_FROM["post.revising"] = frozenset({"published"})
+_FROM["post.revision_failed"] = frozenset({"published"})
 _FROM["post.gates_changed"] = frozenset({"published"})
 """The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
 a post published twice, approved after it went out, or retried from cancelled is named."""
 
-_CARRYING = frozenset({"post.submitted", "post.edited", "post.revised", "post.publishing"})
+_CARRYING = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
 """The entries that record what their post carries besides its words (``content_sha256``)."""
 _PENDING = frozenset({"held", "scheduled"})
 _ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
@@ -135,6 +144,8 @@ _ON_ITS_WAY = frozenset({"held", "scheduled", "publishing", "published"})
 """Where a parent is once retried: the replies that failed for it may be retried with it."""
 _REPLY_PARENT_STATES = frozenset({"held", "scheduled", "publishing", "suggested", "published"})
 """Where a post a new reply names may be (``posts.REPLY_PARENT_STATES``): waiting, or out."""
+_SETTLING = frozenset({"post.revised", "post.revision_failed"})
+"""The entries that settle a revision sent to the platform (``post.revising``)."""
 _SYSTEM = "system"
 """The gateway's own actor (no person may take the name)."""
 _GATES = frozenset({"app.bsky.feed.threadgate", "app.bsky.feed.postgate"})
@@ -166,6 +177,8 @@ class _Post:
     into: str | None = None  # the post a suggestion was adopted as
     failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
     claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
+    revising: tuple[int, int, str | None, str | None] | None = None  # the revision sent to its
+    # platform and not settled yet (``post.revising``): its entry, version, words and content
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -280,6 +293,7 @@ class Replay:
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
+        self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._unannounced: dict[str, tuple[int, int]] = {}  # account -> (index, version): a change of voice
         # on a policy asking for announcements, whose announcement has not followed yet
@@ -365,6 +379,11 @@ class Replay:
         allowed = _FROM.get(kind)
         if allowed is not None and known.state not in allowed:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
+        if known.revising is not None and kind not in _SETTLING:
+            self._bad(index, f"{kind} of post {post} while the revision entry {known.revising[0]} sent to its "
+                             "platform was not settled: a published post's changes reach the platform one at "
+                             "a time, each recorded before the next")
+            known.revising = None
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
@@ -380,9 +399,18 @@ class Replay:
                 self._bad(index, f"post {post} sent out other media or options than its version {known.version} "
                                  "(an upload, its alt text, the content warning or visibility changed after it was "
                                  "written and approved)")
+        elif kind == "post.revising":
+            if self._revisings is None:
+                self._revisings = self._stamp(index) or ""
+            self._revision(index, actor, known, post, extra, "revised")
+            known.revising = (index, extra[0], words, content)
         elif kind == "post.revised":
-            self._revised(index, actor, known, post, extra)
+            self._settles(index, known, post, extra[0], words, content)
+            self._revision(index, actor, known, post, extra, "revised")
+            known.version = extra[0]
             known.words, known.content = words, content
+        elif kind == "post.revision_failed":
+            self._revision_failed(index, actor, known, post, extra[0])
         elif kind == "post.gates_changed":
             self._gates_changed(index, actor, account, known, post, extra)
         else:  # the rest of REPLAYED, each with fact_extra's (state, version, policy[, parent named])
@@ -794,24 +822,66 @@ class Replay:
         if approvers is not None and required is not None:
             known.approvers, known.required = approvers, required
 
-    def _revised(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
-        """New words for a published post: its author's, while they write for the account, and
-        only where the policy sends words out at once (never a co-signed or delayed account).
-        Judged by the policy it names, as every action is (a revision decided a moment before a
-        change, and made on the platform meanwhile); by the one in force where it names none
-        (recorded before revisions named theirs)."""
-        version, sha256 = extra[0], extra[4]  # (version, "published", None, None, policy): fact_extra's
+    def _revision(self, index: int, actor: str, known: _Post, post: str, extra: Any, did: str) -> None:
+        """New words for a published post (sent, ``post.revising``, or recorded,
+        ``post.revised``): its author's, while they write for the account, and only where the
+        policy sends words out at once (never a co-signed or delayed account). Judged by the
+        policy it names, as every action is (a revision decided a moment before a change, and
+        made on the platform meanwhile); by the one in force where it names none (recorded
+        before revisions named theirs)."""
+        sha256 = extra[4]  # (version, "published", None, None, policy): fact_extra's
         author, account = known.author, known.account
 
         def check(policy: _Policy) -> str | None:
             if actor != author or author not in policy.writers:
-                return f"{actor} revised post {post} but is not its author writing for {account}"
+                return f"{actor} {did} post {post} but is not its author writing for {account}"
             if policy.summary.get("tier") in ("co-signed", "delayed") or policy.summary.get("delay_seconds"):
-                return f"post {post} was revised on {account}, whose policy does not send words out at once"
+                return f"post {post} was {did} on {account}, whose policy does not send words out at once"
             return None
 
-        self._judge(index, account, sha256, check, f"{actor} revised a post of {account}")
-        known.version = version
+        self._judge(index, account, sha256, check, f"{actor} {did} a post of {account}")
+
+    def _settles(
+        self, index: int, known: _Post, post: str, version: int, words: str | None, content: str | None,
+    ) -> None:
+        """A revision recorded is the one its ``post.revising`` sent: its version, its words and
+        what it carries, where the log gives them. Once the log holds a ``post.revising``, one
+        recorded without it is named: its words were on the platform before the log held them
+        (for the grace after the first, a replica of an earlier Byline may record one)."""
+        sent, known.revising = known.revising, None
+        if sent is not None:
+            at, sent_version, sent_words, sent_content = sent
+            if version != sent_version:
+                self._bad(index, f"post.revised of post {post} records version {version}, but entry {at} sent "
+                                 f"version {sent_version} to its platform")
+            elif words is not None and sent_words is not None and words != sent_words:
+                self._bad(index, f"post.revised of post {post} records other words than entry {at} sent to its "
+                                 "platform")
+            elif content is not None and sent_content is not None and content != sent_content:
+                self._bad(index, f"post.revised of post {post} records other media or options than entry {at} "
+                                 "sent to its platform")
+            return
+        if self._revisings is None:
+            return  # a log from before revisions were announced
+        at_time = self._stamp(index)
+        if self._revisings and at_time is not None and self._later_than_grace(at_time, self._revisings) is None:
+            return
+        self._bad(index, f"post.revised of post {post} follows no post.revising: its words were on the "
+                         "platform before the log held them")
+
+    def _revision_failed(self, index: int, actor: str, known: _Post, post: str, version: int) -> None:
+        """The gateway's word that a revision it sent did not stand (the platform refused it, or
+        the policy in force by the time it was settled would not send it at once, and the words
+        recorded before were sent back): of the revision open, at its version."""
+        sent, known.revising = known.revising, None
+        if actor != _SYSTEM:
+            self._bad(index, f"{actor} recorded that a revision of post {post} failed: only the gateway does")
+        elif sent is None:
+            self._bad(index, f"post.revision_failed of post {post} at version {version}, but no revision of it "
+                             "was sent to its platform")
+        elif sent[1] != version:
+            self._bad(index, f"post.revision_failed of post {post} at version {version}, but entry {sent[0]} "
+                             f"sent version {sent[1]}")
 
     def _gates_changed(
         self, index: int, actor: str, account: str | None, known: _Post, post: str, extra: Any

@@ -43,6 +43,7 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
     kind = body.get("type")
     version = data.get("version")
     v = f" (version {version})" if version is not None else ""
+    settled = ", settled after its gateway stopped" if data.get("recovered") else ""
     text = {
         "post.submitted": f"written by {actor}{v}",
         "post.edited": f"edited by {actor}{v}",
@@ -54,7 +55,10 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
         "post.publishing": f"sent to the platform{v}",
         "post.published": f"published{v}" + (f" at {data['url']}" if data.get("url") else ""),
         "post.failed": f"failed: {data.get('error')}",
-        "post.deleted": f"deleted by {actor}",
+        "post.revising": f"new words sent to the platform by {actor}{v}",
+        "post.revised": f"revised by {actor}{v}{settled}",
+        "post.revision_failed": f"revision{v} not made: {data.get('error')}",
+        "post.deleted": f"deleted by {actor}{settled}",
         "post.gates_changed": f"{data.get('gate')} {'set' if data.get('cid') else 'removed'} by {actor}",
         "post.adopted": f"adopted by {actor} as post {data.get('into')}",
         "post.dismissed": f"dismissed by {actor}",

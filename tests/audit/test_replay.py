@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.audit.replay import POLICY_GRACE_SECONDS, Fact, Replay
+from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
 
 COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol", "dave"],
@@ -1276,6 +1277,130 @@ def test_a_revision_is_judged_by_the_policy_it_was_decided_under(tmp_path: Path)
         f"entry {late}: alice revised a post of solo under policy s1, 602 s after entry {change} replaced it: "
         "longer than the 300 s a gateway may take to see a policy change",
     ]
+
+
+# ---- a revision is in the log before its words can be on the platform ------------------------
+
+
+def _revising(log: SyntheticLog, words: str, *, version: int = 2, actor: str = "alice", sha: str = "s1") -> int:
+    """Alice's new words for post 1, sent to its platform."""
+    return log.add("post.revising", actor=actor, account="solo", post="1", data={
+        "version": version, "text_hash": log.commit(words), "state": "published", "remote_id": "r1",
+        "content_sha256": None, "policy_sha256": sha})
+
+
+def _revised(log: SyntheticLog, words: str, *, version: int = 2, **extra: Any) -> int:
+    """Alice's new words for post 1, recorded."""
+    return log.add("post.revised", actor="alice", account="solo", post="1", data={
+        "version": version, "text_hash": log.commit(words), "state": "published", "remote_id": "r1",
+        "content_sha256": None, "policy_sha256": "s1", **extra})
+
+
+def _revision_failed(log: SyntheticLog, *, version: int = 2, actor: str = "system") -> int:
+    return log.add("post.revision_failed", actor=actor, account="solo", post="1", data={
+        "version": version, "state": "published", "remote_id": "r1",
+        "error": "the platform did not take the edit (HTTP 422)"})
+
+
+def test_a_revision_sent_then_recorded_or_failed_passes(tmp_path: Path) -> None:
+    """The honest gateway's revisions: each sent (``post.revising``), then recorded, by the
+    author's request or settled after a crash (``recovered``), or failed, the platform showing
+    the words recorded before; then the post is deleted."""
+    log = SyntheticLog()
+    _solo_published(log)
+    _revising(log, "Launch day, fixed")
+    _revised(log, "Launch day, fixed")
+    _revising(log, "Launch day, fixed again", version=3)
+    _revision_failed(log, version=3)
+    _revising(log, "Launch day, fixed at last", version=3)
+    _revised(log, "Launch day, fixed at last", version=3, recovered=True)
+    log.add("post.deleted", actor="alice", account="solo", post="1", data={"state": "deleted", "remote_id": "r1"})
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+def test_a_revision_recorded_other_than_it_was_sent_is_named(tmp_path: Path) -> None:
+    """A gateway that sends one revision and records another: other words, another version,
+    other media or options. Each is named against the entry that sent it."""
+    log = SyntheticLog()
+    _solo_published(log)
+    sent = _revising(log, "Launch day, fixed")
+    words = _revised(log, "Launch day, and buy our coin")
+    sent_too = _revising(log, "Launch day, fixed again", version=3)
+    version = _revised(log, "Launch day, fixed again", version=4)
+    sent_last = log.add("post.revising", actor="alice", account="solo", post="1", data={
+        "version": 5, "text_hash": log.commit("Launch day, with a picture"), "state": "published",
+        "content_sha256": "a" * 64, "policy_sha256": "s1"})
+    content = _revised(log, "Launch day, with a picture", version=5, content_sha256="b" * 64)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {words}: post.revised of post 1 records other words than entry {sent} sent to its platform",
+        f"entry {version}: post.revised of post 1 records version 4, but entry {sent_too} sent version 3 to its "
+        "platform",
+        f"entry {content}: post.revised of post 1 records other media or options than entry {sent_last} sent to "
+        "its platform",
+    ]
+
+
+def test_a_revision_the_log_did_not_hold_first_is_named(tmp_path: Path) -> None:
+    """Once the log holds a ``post.revising``, a revision recorded without one is named: its
+    words were on the platform before the log held them. Within the grace after the first (an
+    earlier replica of a rolling upgrade), it passes."""
+    log = SyntheticLog()
+    _solo_published(log)
+    _revised(log, "before revisions were announced")  # an earlier Byline's: no post.revising anywhere yet
+    _revising(log, "Launch day, fixed", version=3)
+    _revised(log, "Launch day, fixed", version=3)
+    _revised(log, "an earlier replica's", version=4)
+    log.wait(POLICY_GRACE_SECONDS)
+    unsent = _revised(log, "Launch day, unannounced", version=5)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {unsent}: post.revised of post 1 follows no post.revising: its words were on the platform "
+        "before the log held them",
+    ]
+
+
+def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(tmp_path: Path) -> None:
+    """A second revision, or a deletion, sent while one is on its way is named (the gateway
+    holds the post for one change at a time); so is a failure by anyone but the gateway, of no
+    revision sent, or of another version; and a revision sent by someone who may not revise."""
+    log = SyntheticLog()
+    _solo_published(log)
+    first = _revising(log, "Launch day, A")
+    second = _revising(log, "Launch day, B", version=3)
+    deleted_while = log.add("post.deleted", actor="alice", account="solo", post="1",
+                            data={"state": "published", "remote_id": "r1"})
+    none_open = _revision_failed(log, version=3)
+    _revising(log, "Launch day, C", version=3)
+    other_version = _revision_failed(log, version=4)
+    _revising(log, "Launch day, D", version=3)
+    by_alice = _revision_failed(log, version=3, actor="alice")
+    stranger = _revising(log, "mallory's", version=3, actor="mallory")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {second}: post.revising of post 1 while the revision entry {first} sent to its platform was not "
+        "settled: a published post's changes reach the platform one at a time, each recorded before the next",
+        f"entry {deleted_while}: post.deleted of post 1 while the revision entry {second} sent to its platform "
+        "was not settled: a published post's changes reach the platform one at a time, each recorded before "
+        "the next",
+        f"entry {none_open}: post.revision_failed of post 1 at version 3, but no revision of it was sent to its "
+        "platform",
+        f"entry {other_version}: post.revision_failed of post 1 at version 4, but entry {other_version - 1} sent "
+        "version 3",
+        f"entry {by_alice}: alice recorded that a revision of post 1 failed: only the gateway does",
+        f"entry {stranger}: mallory revised post 1 but is not its author writing for solo",
+    ]
+
+
+async def test_byline_audit_verify_rejects_a_revision_recorded_other_than_sent(tmp_path: Path) -> None:
+    """The real command, on an export whose gateway sent one revision to the platform and
+    recorded other words."""
+    log = SyntheticLog()
+    _solo_published(log)
+    _revising(log, "Launch day, fixed")
+    _revised(log, "Launch day, and buy our coin")
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert "records other words than entry" in result.text
 
 
 # ---- what went out is what was written and approved ----------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.appkeys import POSTS
+from gateway.audit.who import who
 from gateway.services.posts import Caller, PostOptions
 from tests.audit.logtools import byline, cli_env, populate
+from tests.audit.synthetic import SyntheticLog, summary
 from tests.conftest import Gateway
 
 
@@ -65,3 +67,28 @@ async def test_who_says_why_the_gateway_cancelled_a_reply(gateway: Gateway, db_u
     assert result.code == 0, result.text
     assert result.out.splitlines()[-1].split("Z  ", 1)[1] == (
         f"cancelled: the post it replies to, {parent.id}, was cancelled: this reply does not go out without it")
+
+
+def test_who_tells_revisions_sent_recorded_failed_and_settled() -> None:
+    """An edit sent to the platform, then recorded by the publisher after its gateway stopped;
+    one the platform refused; and a deletion settled the same way: each told as such."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["alice"]), "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    for kind, actor, data in [
+        ("post.revising", "alice", {"version": 2}),
+        ("post.revised", "alice", {"version": 2, "recovered": True}),
+        ("post.revising", "alice", {"version": 3}),
+        ("post.revision_failed", "system", {"version": 3, "error": "the platform did not take the edit (HTTP 422)"}),
+        ("post.deleted", "alice", {"state": "deleted", "recovered": True}),
+    ]:
+        log.add(kind, actor=actor, account="solo", post="1", data=data)
+    entries = list(enumerate(log.entries))
+    told = [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]]
+    assert told == [
+        "new words sent to the platform by alice (version 2)",
+        "revised by alice (version 2), settled after its gateway stopped",
+        "new words sent to the platform by alice (version 3)",
+        "revision (version 3) not made: the platform did not take the edit (HTTP 422)",
+        "deleted by alice, settled after its gateway stopped",
+    ]

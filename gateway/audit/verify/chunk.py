@@ -131,8 +131,9 @@ class _TextCount:
         return None
 
 
-_WORDS = frozenset({"post.submitted", "post.edited", "post.revised", "post.publishing"})
-"""The entries whose committed text the replay reads: a post's words, and what went out."""
+_WORDS = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
+"""The entries whose committed text the replay reads: a post's words, and what went out (or is
+going out: a revision sent to the platform before its record)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 """A content hash as the gateway writes it: SHA-256, in lowercase hex."""

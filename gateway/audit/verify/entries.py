@@ -39,8 +39,8 @@ REPLAYED = frozenset({
     "policy.loaded", "policy.changed", "policy.removed",
     "post.submitted", "post.edited", "post.approved", "post.published", "post.publishing",
     "post.redecided", "post.rejected", "post.cancelled", "post.adopted", "post.dismissed",
-    "post.expired", "post.deferred", "post.failed", "post.retried", "post.revised", "post.deleted",
-    "post.gates_changed", "profile.updated",
+    "post.expired", "post.deferred", "post.failed", "post.retried", "post.revising", "post.revised",
+    "post.revision_failed", "post.deleted", "post.gates_changed", "profile.updated",
 })
 """The entry types the rules replay takes."""
 
@@ -162,11 +162,16 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
     if kind == "post.publishing":
         version = data.get("version")
         return (_sha(data), version if type(version) is int else None), None
-    if kind == "post.revised":
+    if kind == "post.revised" or kind == "post.revising":
         version = data.get("version")
         if type(version) is not int:
-            return None, "post.revised lacks data.version"
+            return None, f"{kind} lacks data.version"
         return (version, "published", None, None, _sha(data)), None
+    if kind == "post.revision_failed":
+        version = data.get("version")
+        if type(version) is not int:
+            return None, "post.revision_failed lacks data.version"
+        return (version,), None
     if kind == "post.approved":
         version = data.get("version")
         if type(version) is not int:
