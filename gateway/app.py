@@ -199,6 +199,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[PUBLISHED] = published = PublishedPosts(
         posts=posts, platforms=platforms, lease=timedelta(seconds=settings.publish_lease_seconds),
     )
+    publisher.settle = published.settle
     app[CHECKPOINTS] = checkpoints = CheckpointService(
         db=db, signer=app[SIGNER], clock=clock, interval=settings.checkpoint_interval_seconds,
         state_file=signed_state_path(settings.log_key_file),

@@ -157,3 +157,39 @@ async def test_version_15_keeps_options_beside_new_versions_and_none_beside_earl
         assert post is not None and post.content_salt is None
     finally:
         await db.close()
+
+
+async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: str) -> None:
+    """A post held before version 16 (by a Byline that kept no change) may be held again once its
+    lease runs out, as then. A change kept with its hold keeps every other change off the post,
+    its lease run out or not; the publisher finds it once the lease has run out, and one gateway
+    alone takes it over; let go of, the change is forgotten."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for version in range(1, 16):
+                for stmt in schema._statements(db.dialect, version):
+                    await txn.execute(stmt)
+                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await txn.execute("INSERT INTO posts (id, account, author, state, version, text, lease_until, created_at, "
+                              "updated_at) VALUES ('1', 'brand', 'alice', 'published', 1, 'Then', 100, 0, 0)")
+        await schema.migrate(db)
+        edit = {"change": "revise", "actor": "alice", "version": 2, "text": "Now"}
+        async with db.write() as txn:
+            assert not await posts_sql.hold_published(txn, "1", version=1, now=99, until=199, change=edit)
+            assert await posts_sql.hold_published(txn, "1", version=1, now=100, until=200, change=edit)
+            delete = {"change": "delete", "actor": "alice"}
+            assert not await posts_sql.hold_published(txn, "1", version=1, now=300, until=400, change=delete)
+            assert await posts_sql.changes_due(txn, now=199, limit=10) == []
+            [due] = await posts_sql.changes_due(txn, now=200, limit=10)
+            assert (due.id, due.held_change, due.lease_until) == ("1", edit, 200)
+            assert await posts_sql.take_over(txn, "1", lease_until=200, now=300, until=400)
+            assert not await posts_sql.take_over(txn, "1", lease_until=200, now=300, until=500), "taken once"
+            assert not await posts_sql.let_go(txn, "1", lease_until=200)
+            assert await posts_sql.let_go(txn, "1", lease_until=400)
+            post = await posts_sql.get_post(txn, "1")
+            assert await posts_sql.changes_due(txn, now=1000, limit=10) == []
+        assert post is not None and (post.held_change, post.lease_until) == (None, None)
+    finally:
+        await db.close()

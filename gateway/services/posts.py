@@ -200,7 +200,8 @@ class Published:
     loaded: LoadedPolicy
     lease_until: Micros | None = None
     """Until when this gateway holds the post for its change on the platform
-    (``PostService.hold``); None while it does not."""
+    (``PostService.hold``, ``hold_revision``, or ``take_over`` to settle one left unrecorded);
+    None while it does not."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +216,6 @@ class Revision(Published):
     seen: tuple[str | None, ...] = ()
     """What a reader sees of it besides its text (``PostService._words_seen``), as the rules read it."""
 
-
-_Held = TypeVar("_Held", bound=Published)
 
 _ID_LOW_BITS: Final = 20
 _ids_given = threading.Lock()
@@ -880,55 +879,187 @@ class PostService:
         transition(State(post.state), Action.DELETE)
         return Published(record=post, loaded=loaded)
 
-    async def hold(self, published: _Held, *, lease: timedelta) -> _Held:
-        """Hold a published post for one change on its platform, an edit or its deletion, so
-        that changes of one post reach the platform one at a time, each recorded before the
-        next is sent, on every gateway sharing the database: the post's lease, a compare-and-set
-        at the version the change was decided from. Another change meanwhile hears 409 and
-        reaches nothing. The record of the change ends the hold (:meth:`record_revised`,
-        :meth:`record_deleted`); a change the platform refused lets go of it (:meth:`let_go`).
-        Should the gateway stop between the platform's answer and the record, the lease runs
-        out and the next change goes ahead: it sends the post's words whole, so the platform
-        shows what the log says again once it is recorded."""
+    _HELD = ("the post is being edited or deleted on its platform just now, or changed meanwhile: reload it "
+             "and try again in a moment")
+
+    async def hold(self, caller: Caller, published: Published, *, lease: timedelta) -> Published:
+        """Hold a published post for its deletion on its platform, so that changes of one post
+        reach the platform one at a time, each recorded before the next is sent, on every
+        gateway sharing the database: the post's lease, a compare-and-set at the version the
+        deletion was decided from, with the deletion kept beside it (who asked, under which
+        policy). Another change meanwhile hears 409 and reaches nothing. The record of the
+        deletion ends the hold (:meth:`record_deleted`); a deletion the platform refused lets go
+        of it (:meth:`let_go`). Should the gateway stop between the platform's answer and the
+        record, the deletion stays kept once the lease runs out, and the publisher settles it
+        (``PublishedPosts.settle``): deleted on the platform again, which is safe, and recorded.
+
+        No log entry: a deletion puts no words out. Until it is recorded the log says the post
+        is out, as it was the moment before."""
         now = now_micros(self.clock)
         until = Micros(now + duration_micros(lease))
+        change = {"change": "delete", "actor": caller.user, "policy_sha256": published.loaded.sha256}
         async with self.db.write() as txn:
             held = await sql.hold_published(txn, published.record.id, version=published.record.version,
-                                            now=now, until=until)
+                                            now=now, until=until, change=change)
         if not held:
-            raise BylineError(
-                Code.CONFLICT, "the post is being edited or deleted on its platform just now, or changed "
-                "meanwhile: reload it and try again in a moment", retryable=True,
-            )
+            raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
         return replace(published, lease_until=until)
 
-    async def let_go(self, published: Published) -> None:
-        """End the hold of a change the platform did not make: the post takes the next one at once."""
-        if published.lease_until is not None:
+    async def hold_revision(self, caller: Caller, revision: Revision, *, lease: timedelta) -> Revision:
+        """Hold a published post for its revision on the platform, as :meth:`hold` does for a
+        deletion, and say so in the log before the platform is asked (``post.revising``): the
+        version, the words (as every version's, a salted hash) and what it carries, under the
+        policy it was decided on, which must still be the account's in force. The log then holds
+        every word the platform may show before the platform can show it, whatever becomes of
+        the gateway on the way. The revision is kept beside the hold, so that, recorded or not,
+        it is settled: recorded (:meth:`record_revised`), or failed (:meth:`let_go`), by this
+        gateway or, once the hold runs out, by the publisher of any gateway."""
+        post_id = revision.record.id
+        kept = revision.options.to_json()
+        change = {"change": "revise", "actor": caller.user, "version": revision.version, "text": revision.text,
+                  "options": kept, "policy_sha256": revision.loaded.sha256}
+
+        async def work(ltx: LogTxn) -> Micros:
+            current = await self._load(ltx, post_id)
+            await self._check_in_force(ltx, revision.loaded)
+            until = Micros(ltx.now + duration_micros(lease))
+            if not await sql.hold_published(ltx.txn, post_id, version=revision.record.version, now=ltx.now,
+                                            until=until, change=change):
+                raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
+            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt)
+            await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
+                             data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
+                                   "state": State.PUBLISHED.value, "remote_id": current.remote_id,
+                                   "content_sha256": content, "policy_sha256": revision.loaded.sha256})
+            return until
+
+        try:
+            until = await self.appender.submit(work)
+        except PolicyMoved:
+            raise BylineError(Code.UNAVAILABLE, "the account's policy changed as the edit was decided: try again "
+                              "in a moment", retryable=True) from None
+        self.metrics.post_event(revision.loaded, "post.revising", State.PUBLISHED)
+        return replace(revision, lease_until=until)
+
+    async def let_go(self, published: Published, *, why: str) -> None:
+        """End the hold of a change the platform did not make (``why``, in Byline's words: the
+        public log's, for a revision), and forget the change: the post takes the next one at
+        once. A revision sent says it failed (``post.revision_failed``), the platform showing
+        the words recorded before. Nothing, should the hold have been taken over meanwhile (it
+        ran out, and the publisher settles the change)."""
+        if published.lease_until is None:
+            return
+        lease_until, post = published.lease_until, published.record
+        kept = post.held_change or {}  # what a settlement took over; the change's own gateway has it in hand
+        version = published.version if isinstance(published, Revision) else (
+            kept.get("version") if kept.get("change") == "revise" else None)
+        if version is None:  # a deletion: nothing in the log to settle
             async with self.db.write() as txn:
-                await sql.let_go(txn, published.record.id, lease_until=published.lease_until)
+                await sql.let_go(txn, post.id, lease_until=lease_until)
+            return
+
+        async def work(ltx: LogTxn) -> bool:
+            if not await sql.let_go(ltx.txn, post.id, lease_until=lease_until):
+                return False
+            await ltx.append("post.revision_failed", actor="system", account=post.account, post=post.id,
+                             data={"version": version, "state": State.PUBLISHED.value,
+                                   "remote_id": post.remote_id, "error": why})
+            return True
+
+        if await self.appender.submit(work):
+            self.metrics.post_event(published.loaded, "post.revision_failed", State.PUBLISHED)
 
     async def record_deleted(self, caller: Caller, post_id: str) -> PostView:
         """Record that a published post was deleted on its platform; the record of it stays,
         and whoever held it for a change holds it no more.
 
-        Recorded even when the hold ran out meanwhile: whatever was sent since, the platform
-        has deleted the post, and an edit sent after it found nothing to edit."""
+        Recorded even when the hold ran out meanwhile: the platform has deleted the post, and
+        the deletion is all the post was held for (the publisher, settling it meanwhile, sent it
+        again). Already recorded by that settlement, it is not recorded twice."""
+        await self._record_deleted(caller.user, post_id)
+        return await self.view(caller, post_id)
 
-        async def work(ltx: LogTxn) -> int:
+    async def _record_deleted(self, actor: str, post_id: str, *, settled: Published | None = None) -> bool:
+        """Record a deletion made on the platform (``settled``: by the publisher, settling one
+        its gateway did not record, which names the policy it was asked under); False when it
+        had been recorded already."""
+
+        async def work(ltx: LogTxn) -> tuple[str, int] | None:
             current = await self._load(ltx, post_id)
+            if current.state == State.DELETED.value:
+                return None
             new_state = transition(State(current.state), Action.DELETE)
-            await self._cas(ltx, current, new_state, lease_until=None)
-            await ltx.append("post.deleted", actor=caller.user, account=current.account,
-                             post=post_id, data={"state": new_state.value,
-                                                 "remote_id": current.remote_id})
-            return await cancel_waiting_replies(ltx, current, new_state)
+            await self._cas(ltx, current, new_state, lease_until=None, held_change=None)
+            data: dict[str, Any] = {"state": new_state.value, "remote_id": current.remote_id}
+            if settled is not None:
+                data |= {"policy_sha256": (current.held_change or {}).get("policy_sha256"), "recovered": True}
+            await ltx.append("post.deleted", actor=actor, account=current.account, post=post_id, data=data)
+            return current.account, await cancel_waiting_replies(ltx, current, new_state)
 
-        replies = await self.appender.submit(work)
-        deleted = await self.view(caller, post_id)
-        self.metrics.post_event(self.policies.get(deleted.account), "post.deleted", State.DELETED)
-        self._count_cancelled_replies(self.policies.get(deleted.account), replies)
-        return deleted
+        recorded = await self.appender.submit(work)
+        if recorded is None:
+            return False
+        account, replies = recorded
+        self.metrics.post_event(self.policies.get(account), "post.deleted", State.DELETED)
+        self._count_cancelled_replies(self.policies.get(account), replies)
+        return True
+
+    # -- changes whose gateway stopped before recording them: the publisher settles them ----
+
+    async def changes_due(self, *, limit: int) -> list[PostRecord]:
+        """Published posts whose hold ran out with its change kept (:meth:`hold`,
+        :meth:`hold_revision`): their gateway stopped, or lost its database, on the way."""
+        async with self.db.read() as txn:
+            return await sql.changes_due(txn, now=now_micros(self.clock), limit=limit)
+
+    async def take_over(self, post: PostRecord, *, lease: timedelta) -> Published | None:
+        """Hold ``post`` (one of :meth:`changes_due`) to settle its change, as the one gateway
+        that does: None when another took it first, or while its account has no policy in
+        force (nothing reaches its platform then; the change waits)."""
+        loaded = self.policies.get(post.account)
+        if loaded is None or post.lease_until is None:
+            return None
+        now = now_micros(self.clock)
+        until = Micros(now + duration_micros(lease))
+        async with self.db.write() as txn:
+            if not await sql.take_over(txn, post.id, lease_until=post.lease_until, now=now, until=until):
+                return None
+        return Published(record=replace(post, lease_until=until), loaded=loaded, lease_until=until)
+
+    @_under_policy_in_force
+    async def settling(self, held: Published) -> Revision | None:
+        """The revision ``held`` was kept for, as the policy in force decides it now: to be sent
+        again and recorded as its author's, if it would still publish the words at once (its
+        author writing, no rule holding them, no approvals, no wait); None if not, and the words
+        recorded before go back to the platform instead. Decided under the version in force, as
+        :meth:`revision` is."""
+        post = held.record
+        change = post.held_change or {}
+        loaded = self.policies.get(post.account)
+        if loaded is None:
+            raise BylineError(Code.UNAVAILABLE, f"{post.account} has no policy in force", retryable=True)
+        options = PostOptions.from_json(change.get("options") or {})
+        try:
+            text = self._check_text(loaded, author=post.author, text=change.get("text"), editors=post.editors,
+                                    suggested_by=post.suggested_by, options=options)
+        except BylineError:
+            return None  # too long for the policy in force, say
+        seen = await self._words_seen(options)
+        async with self.db.read() as txn:
+            if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
+                raise PolicyMoved(post.account)
+        if change.get("actor") != post.author or self._not_at_once(loaded, post, text=text, seen=seen) is not None:
+            return None
+        shown = disclosed_text(loaded.policy, author=post.author, text=text, editors=post.editors,
+                               suggested_by=post.suggested_by)
+        return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
+                        version=post.version + 1, options=options, seen=seen)
+
+    async def settle_deleted(self, held: Published) -> None:
+        """Record the deletion ``held`` was kept for, made on the platform again by the publisher,
+        as asked by whoever asked it, naming the policy it was asked under (recorded once)."""
+        actor = str((held.record.held_change or {}).get("actor") or held.record.author)
+        await self._record_deleted(actor, held.record.id, settled=held)
 
     async def gateable(self, caller: Caller, post_id: str) -> Published:
         """A published post whose interaction settings (who may reply, who may quote) ``caller``
@@ -1025,7 +1156,7 @@ class PostService:
             )
         return None
 
-    async def record_revised(self, caller: Caller, revision: Revision) -> PostView:
+    async def record_revised(self, caller: Caller, revision: Revision, *, recovered: bool = False) -> PostView:
         """Record a revision made on the platform: the record keeps every version, and the log
         says who revised it, under which policy it was decided, and, when the account's policy
         changed during the platform's call to one that would not have published the new words
@@ -1036,10 +1167,10 @@ class PostService:
         here. It names the policy it was decided under, which the verifier judges it by, as it
         judges every action a gateway decided a moment before a change it had not seen yet.
 
-        Recorded only while ``revision`` still holds the post (:meth:`hold`), which the record
-        ends: a hold that ran out and was taken by another change (the platform took longer
-        than the lease) is a conflict, and nothing is recorded; the words of the change made
-        since are then the last the platform was sent."""
+        Recorded only while ``revision`` still holds the post (:meth:`hold_revision`), which the
+        record ends: a hold that ran out and was taken over (the platform took longer than the
+        lease) is a conflict, and nothing is recorded here: the publisher that took it settles
+        the same revision. ``recovered``: recorded by that settlement, which says so."""
         post_id, text, version, chosen = (
             revision.record.id, revision.text, revision.version, revision.options
         )
@@ -1061,13 +1192,13 @@ class PostService:
                 ltx.txn, post_id, state=State.PUBLISHED.value, version=revision.record.version,
                 lease_until=revision.lease_until, changes={
                     "text": text, "version": version, "published_text": revision.shown,
-                    "options": json.dumps(kept), "lease_until": None, "updated_at": ltx.now,
+                    "options": json.dumps(kept), "lease_until": None, "held_change": None, "updated_at": ltx.now,
                 },
             ):
                 logger.warning("revision_hold_lost", account=account, post_id=post_id, version=version)
                 raise BylineError(
-                    Code.CONFLICT, "the post was changed while the platform took this edit: reload it, "
-                    "and edit it again for these words to stand",
+                    Code.CONFLICT, "the platform took longer than the post's hold to take this edit: Byline "
+                    "settles it on its own in a moment (recorded, or the words before sent back); reload the post",
                 )
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
@@ -1076,7 +1207,7 @@ class PostService:
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **changed})
+                                   **changed, **({"recovered": True} if recovered else {})})
             return changed["policy_changed"] if changed else revision.loaded.sha256
 
         in_force = await self.appender.submit(work)

@@ -9,6 +9,40 @@ the post is held for each (``PostService.hold``, a lease in the database that ev
 sharing it sees) before the platform is asked. Two edits sent together could otherwise both
 reach the platform, and it would show one while the record and the log said the other; a
 delete could be recorded between an edit's platform call and its record, which then undid it.
+
+No change the platform may have made is left unrecorded. The change is kept with the hold, in
+the post's row (``posts.held_change``): an edit's words and options, or the deletion, with who
+asked and under which policy. A revision is in the log as well before the platform is asked
+(``post.revising``: its version, the salted hash of its words, what it carries): whatever
+becomes of the gateway, the log holds every word the platform may show before the platform
+can show it, and an auditor sees a revision sent and not yet recorded. Should the gateway stop
+between the platform's answer and the record (killed, crashed, its database cut), the hold runs
+out with the change still kept, and the publisher of any gateway sharing the database takes it
+over (:meth:`PublishedPosts.settle`, at each of its ticks): one gateway alone, by a
+compare-and-set on the hold it found run out. It settles it:
+
+- a revision the policy in force would still publish at once (its author writing, no rule
+  holding the words, no approvals, no wait) is sent again and recorded as its author's, saying
+  it was ``recovered``. Sending it again is safe: an edit sets the words, so the platform shows
+  them once, and the post's edit history has at most one more entry. One the policy in force
+  would no longer publish at once (the account turned co-signed meanwhile, its author lost
+  their role) is undone: the words recorded before are sent back, and the log says the
+  revision failed (``post.revision_failed``), as it does for one the platform refused;
+- a deletion is sent again (deleting twice is fine on every platform) and recorded as asked,
+  naming the policy it was asked under.
+
+Until it is settled the post takes no other change (409): a second edit would be recorded over
+words the platform may not show, and a deletion could be undone by an edit still on its way.
+A platform that is down, or does not answer in time, leaves the change kept and held for
+another lease, and it is tried again then: nothing the author asked is lost, and nothing waits
+for a later change of the same post to come right, which might never come. A platform that
+refuses it for good (an answer in 4xx, the status gone) ends it: a revision failed, a deletion
+let go of, the post out as the platform says.
+
+Why in the post's row and not a queue of its own: the hold is a compare-and-set of that row,
+so the change and its hold are taken, kept and let go of in one statement each, and never
+disagree; and a published post holds at most one change. The publisher looks for them as it
+looks for claims whose lease ran out, through an index of the few rows that hold one.
 """
 
 from __future__ import annotations
@@ -17,13 +51,26 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
+
+import structlog
 
 from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published
+from gateway.storage.db import unavailable
+from gateway.storage.posts import PostRecord
+
+logger = structlog.get_logger("byline.published")
+
+_SETTLE_PAGE: Final = 32
+"""Changes one round of :meth:`PublishedPosts.settle` takes, at most: each is a platform call."""
+
+_UNDONE: Final = ("the policy in force by then would not publish these words at once: the words recorded "
+                  "before were sent back")
+"""What the log says of a revision the publisher undid as it settled it."""
 
 
 @runtime_checkable
@@ -35,57 +82,78 @@ class Revisable(Protocol):
         ...
 
 
+def _refusal(error: AdapterError, what: str) -> str:
+    """What the public log says of a change the platform did not take: its kind and the
+    platform's status, not the platform's answer, which may quote the words back (as
+    ``publisher.public_failure`` says of a post)."""
+    if error.status is not None:
+        return f"the platform did not take the {what} (HTTP {error.status})"
+    return f"Byline could not send the {what}"
+
+
+def _refused_for_good(error: AdapterError) -> bool:
+    """Whether the platform answered a change with a refusal that trying again will not mend:
+    a broken credential waits for an admin, and anything unanswered may have been made."""
+    return error.status is not None and not error.retryable and not error.auth_failed
+
+
+def _outbound(post_id: str, *, version: int, text: str, options: PostOptions) -> OutboundPost:
+    return OutboundPost(
+        post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=text,
+        spoiler_text=options.spoiler_text, sensitive=options.sensitive, language=options.language,
+        visibility=options.visibility,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class PublishedPosts:
-    """Delete a published post on its platform, or revise it there where the platform allows."""
+    """Delete a published post on its platform, or revise it there where the platform allows;
+    settle the changes a gateway made there without recording them."""
 
     posts: PostService
     platforms: Platforms | None
     lease: timedelta = timedelta(minutes=2)
     """How long a change holds its post (the publisher's lease): the platform's call is cut off
-    at half of it, so that no other change can take the post while this one is on its way."""
+    at half of it, so that no other gateway takes the change over while this one is on its way."""
 
     def _adapter(self, loaded: LoadedPolicy) -> Adapter:
         if self.platforms is None:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         return self.platforms.adapter_for(loaded)
 
-    async def _on_platform(self, held: Published, call: Awaitable[object], *, failed: str) -> None:
+    async def _on_platform(self, held: Published, call: Awaitable[object], *, failed: str, what: str) -> None:
         """Make one change on the platform for a post ``held`` for it. A change the platform
         refused lets go of the post; one it may have made without a word (no answer, or none
-        in time) keeps it held until the lease runs out, so that no other change overtakes it
-        there: the next one then sends the post's words whole."""
+        in time, or an error of Byline's own on the way) stays kept and held: once the hold
+        runs out, the publisher settles it (see the module's docstring)."""
         try:
             async with asyncio.timeout(self.lease.total_seconds() / 2):
                 await call
         except TimeoutError:
             raise BylineError(
-                Code.UNAVAILABLE, f"{failed}: no answer in time; try again in {self._lease_text()}",
-                retryable=True,
+                Code.UNAVAILABLE, f"{failed}: no answer in time; {self._settled_later(what)}", retryable=True,
             ) from None
         except AdapterError as exc:
             unknown = exc.status is None and exc.retryable  # sent, and not answered
             if not unknown:
-                await self.posts.let_go(held)
-            later = f"; try again in {self._lease_text()}" if unknown else ""
+                await self.posts.let_go(held, why=_refusal(exc, what))
+            later = f"; {self._settled_later(what)}" if unknown else ""
             raise BylineError(
                 Code.UNAVAILABLE, f"{failed}: {exc.message}{later}", retryable=exc.retryable,
             ) from None
-        except Exception:
-            await self.posts.let_go(held)
-            raise
 
-    def _lease_text(self) -> str:
-        return f"{round(self.lease.total_seconds())} seconds"
+    def _settled_later(self, what: str) -> str:
+        return (f"Byline sends the {what} again once the post's hold runs out, in "
+                f"{round(self.lease.total_seconds())} seconds, and records it")
 
     async def delete(self, caller: Caller, post_id: str) -> PostView:
         """Delete a published post on its platform; the record of it stays."""
         post = await self.posts.deletable(caller, post_id)
         adapter = self._adapter(post.loaded)
         assert post.record.remote_id is not None, "a published post has its platform's id"
-        held = await self.posts.hold(post, lease=self.lease)
+        held = await self.posts.hold(caller, post, lease=self.lease)
         await self._on_platform(held, adapter.delete(post.record.remote_id),
-                                failed="the platform did not delete the post")
+                                failed="the platform did not delete the post", what="deletion")
         return await self.posts.record_deleted(caller, post_id)
 
     async def revise(
@@ -99,12 +167,80 @@ class PublishedPosts:
             raise BylineError(
                 Code.VALIDATION, f"{revision.loaded.policy.platform} does not allow editing a published post"
             )
-        chosen = revision.options
         assert revision.record.remote_id is not None, "a published post has its platform's id"
-        held = await self.posts.hold(revision, lease=self.lease)
-        await self._on_platform(held, adapter.edit(revision.record.remote_id, OutboundPost(
-            post_id=post_id, idempotency_key=f"byline-{post_id}-v{revision.version}", text=revision.shown,
-            spoiler_text=chosen.spoiler_text, sensitive=chosen.sensitive, language=chosen.language,
-            visibility=chosen.visibility,
-        )), failed="the platform did not edit the post")
+        held = await self.posts.hold_revision(caller, revision, lease=self.lease)
+        await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(
+            post_id, version=held.version, text=held.shown, options=held.options,
+        )), failed="the platform did not edit the post", what="edit")
         return await self.posts.record_revised(caller, held)
+
+    # -- settling what a gateway did not record --------------------------------------------
+
+    async def settle(self) -> int:
+        """Settle the changes of published posts whose hold ran out before they were recorded
+        (see the module's docstring): how many were settled. The publisher runs it."""
+        due = await self.posts.changes_due(limit=_SETTLE_PAGE)
+        if not due:
+            return 0
+        outcomes = await asyncio.gather(*(self._settle(post) for post in due), return_exceptions=True)
+        for post, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                if unavailable(outcome):  # no bug: the next round tries again
+                    logger.warning("change_not_settled", post_id=post.id, account=post.account,
+                                   error="database_unavailable")
+                else:
+                    logger.error("change_settle_failed", post_id=post.id, account=post.account, exc_info=outcome)
+        return sum(outcome is True for outcome in outcomes)
+
+    async def _settle(self, post: PostRecord) -> bool:
+        """Take over and settle one change whose hold ran out: True once it is settled."""
+        change = post.held_change or {}
+        kind = change.get("change")
+        log = logger.bind(post_id=post.id, account=post.account, change=kind)
+        if kind not in ("revise", "delete") or post.remote_id is None:
+            log.error("held_change_unknown")  # a later Byline's, say: left for it
+            return False
+        held = await self.posts.take_over(post, lease=self.lease)
+        if held is None:
+            return False  # another gateway settles it, or its account has no policy in force
+        what = "edit" if kind == "revise" else "deletion"
+        try:
+            adapter = self._adapter(held.loaded)
+            if kind == "delete":
+                await self._settling_call(adapter.delete(post.remote_id))
+                await self.posts.settle_deleted(held)
+                log.info("change_settled", outcome="deleted")
+                return True
+            if not isinstance(adapter, Revisable):
+                raise BylineError(Code.UNAVAILABLE, f"{held.loaded.policy.platform} no longer edits posts")
+            revision = await self.posts.settling(held)
+            if revision is not None:
+                await self._settling_call(adapter.edit(post.remote_id, _outbound(
+                    post.id, version=revision.version, text=revision.shown, options=revision.options)))
+                await self.posts.record_revised(Caller(user=post.author), revision, recovered=True)
+                log.info("change_settled", outcome="revised", version=revision.version)
+                return True
+            await self._settling_call(adapter.edit(post.remote_id, _outbound(
+                post.id, version=post.version, text=post.published_text or post.text,
+                options=PostOptions.from_json(post.options))))
+            await self.posts.let_go(held, why=_UNDONE)
+            log.info("change_settled", outcome="words_sent_back", version=post.version)
+            return True
+        except AdapterError as exc:
+            if _refused_for_good(exc):
+                await self.posts.let_go(held, why=_refusal(exc, what))
+                log.warning("change_refused", status=exc.status, error=exc.message)
+                return True
+            log.warning("change_not_settled", error=exc.message)  # again once the hold runs out
+        except TimeoutError:
+            log.warning("change_not_settled", error="no answer in time")
+        except BylineError as exc:  # no credential, the policy changing, the hold lost: again later
+            log.warning("change_not_settled", error=exc.message)
+        return False
+
+    async def _settling_call(self, call: Awaitable[object]) -> None:
+        """One platform call of a settlement, cut off at half the hold, as a change's is."""
+        async with asyncio.timeout(self.lease.total_seconds() / 2):
+            await call

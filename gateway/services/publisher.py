@@ -14,6 +14,12 @@ other posts are claimed as before. (A parent that ends for good cancels its wait
 the transaction that ends it, and one retried retries those that failed for it:
 ``posts.cancel_waiting_replies`` and ``posts.retry_waiting_replies``; what is left here is a
 reply whose parent failed, or one written as its parent ended.)
+
+Each tick also sets off the settling of published posts' changes (an edit, a deletion) whose
+gateway stopped between the platform's answer and their record: their hold ran out, as a
+claim's lease does, with the change kept beside it (``gateway.services.published``). The
+settling runs beside the claims, one round at a time, so a platform slow to answer a settlement
+never holds up a post due.
 """
 
 from __future__ import annotations
@@ -370,6 +376,10 @@ class Publisher:
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
         self._replies_due = False  # replies were brought forward since run_once last looked
+        self.settle: Callable[[], Awaitable[object]] | None = None
+        """Settles the changes of published posts left unrecorded (``PublishedPosts.settle``):
+        set once both exist, each built with what the other needs."""
+        self._settling: asyncio.Task[None] | None = None
         self._awaiting: dict[str, dict[str, int]] = {}
         """Replies this publisher postponed for a parent, by parent: {reply: the time it was put
         at}. When this publisher records the parent published, they are brought forward at
@@ -404,6 +414,8 @@ class Publisher:
         self._leases = None
         await cancel_task(self._task)
         self._task = None
+        await cancel_task(self._settling)
+        self._settling = None
         for task in list(self._sending):
             await cancel_task(task)
 
@@ -460,6 +472,8 @@ class Publisher:
                     break
             while self._sending:
                 await asyncio.wait(list(self._sending))
+            if self._settling is not None:
+                await asyncio.wait([self._settling])
             if not self._replies_due:
                 return handled
 
@@ -468,8 +482,28 @@ class Publisher:
         while len(self._sending) >= _IN_FLIGHT:
             await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
 
+    def _settle_changes(self) -> None:
+        """Set off a round of settling published posts' unrecorded changes, unless one is under way."""
+        if self.settle is None or (self._settling is not None and not self._settling.done()):
+            return
+        self._settling = asyncio.create_task(self._settle_round(), name="byline-settle")
+
+    async def _settle_round(self) -> None:
+        assert self.settle is not None
+        try:
+            await self.settle()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the next tick tries again
+            if unavailable(exc):
+                logger.warning("settle_failed", error="database_unavailable")
+            else:
+                logger.exception("settle_failed")
+
     async def _tick(self) -> _Page:
-        """Expire stale holds, claim one page of due posts and set their publishing off."""
+        """Set off the settling of unrecorded changes, expire stale holds, claim one page of due
+        posts and set their publishing off."""
+        self._settle_changes()
         now = now_micros(self._clock)
         async with self._db.read() as txn:
             stale = await sql.expired_holds(txn, now=now, limit=500)

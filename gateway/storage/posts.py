@@ -18,8 +18,8 @@ _POST_COLUMNS = (
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
-# its claims', which must hash with the same one.
-_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt"}
+# its claims', which must hash with the same one. A new post holds no change (``held_change``).
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt"} | {"held_change"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +61,9 @@ class PostRecord:
     content_salt: str | None = None
     """The 16 random bytes (hex) its ``content_sha256`` hashes with (``gateway.services.content``),
     kept here and never in the log; None for posts stored before there was one."""
+    held_change: Mapping[str, Any] | None = None
+    """The change a published post is held for on its platform (:func:`hold_published`), kept
+    until it is recorded or let go of; None while it is held for none."""
 
 
 def _micros(value: Any) -> Micros | None:
@@ -84,6 +87,7 @@ def _record(row: Row) -> PostRecord:
         lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],
+        held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
     )
 
 
@@ -171,25 +175,51 @@ async def compare_and_set(
     return count == 1
 
 
-async def hold_published(txn: Txn, post_id: str, *, version: int, now: int, until: int) -> bool:
+async def hold_published(
+    txn: Txn, post_id: str, *, version: int, now: int, until: int, change: Mapping[str, Any],
+) -> bool:
     """Hold a published post at ``version`` until ``until`` for one change on its platform (an
-    edit or its deletion), unless another holds it: True when held. A published post's lease is
-    NULL but while it is held (the publisher clears it once the post is out); one that ran out
-    (its gateway died mid-change) may be taken."""
+    edit or its deletion), kept with the hold (``held_change``), unless another holds it: True
+    when held. A published post's lease is NULL but while it is held (the publisher clears it
+    once the post is out). A hold that ran out with no change kept (a Byline before kept none)
+    may be taken; one whose change is still kept is taken only to settle that change
+    (:func:`take_over`), never for another."""
     count = await txn.execute(
-        "UPDATE posts SET lease_until = ? WHERE id = ? AND state = 'published' AND version = ? "
-        "AND (lease_until IS NULL OR lease_until <= ?)",
-        until, post_id, version, now,
+        "UPDATE posts SET lease_until = ?, held_change = ? WHERE id = ? AND state = 'published' AND version = ? "
+        "AND held_change IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
+        until, json.dumps(dict(change)), post_id, version, now,
     )
     return count == 1
 
 
 async def let_go(txn: Txn, post_id: str, *, lease_until: int) -> bool:
-    """End a hold of :func:`hold_published` that made no change; False when it was not held
-    with that lease any more."""
+    """End a hold of :func:`hold_published` that made no change, and forget its change; False
+    when it was not held with that lease any more."""
     count = await txn.execute(
-        "UPDATE posts SET lease_until = NULL WHERE id = ? AND state = 'published' AND lease_until = ?",
+        "UPDATE posts SET lease_until = NULL, held_change = NULL WHERE id = ? AND state = 'published' "
+        "AND lease_until = ?",
         post_id, lease_until,
+    )
+    return count == 1
+
+
+async def changes_due(txn: Txn, *, now: int, limit: int) -> list[PostRecord]:
+    """Published posts whose hold ran out with its change kept: changes whose gateway stopped
+    (or lost its database) before recording them, soonest run out first."""
+    rows = await txn.fetchall(
+        "SELECT * FROM posts WHERE held_change IS NOT NULL AND lease_until <= ? ORDER BY lease_until, id LIMIT ?",
+        now, limit,
+    )
+    return [_record(r) for r in rows]
+
+
+async def take_over(txn: Txn, post_id: str, *, lease_until: int, now: int, until: int) -> bool:
+    """Hold until ``until`` a published post whose hold (``lease_until``, as read) ran out with
+    its change kept, to settle that change: True for the one gateway that does."""
+    count = await txn.execute(
+        "UPDATE posts SET lease_until = ? WHERE id = ? AND state = 'published' AND held_change IS NOT NULL "
+        "AND lease_until = ? AND lease_until <= ?",
+        until, post_id, lease_until, now,
     )
     return count == 1
 

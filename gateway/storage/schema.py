@@ -351,6 +351,17 @@ _V15 = [
     "ALTER TABLE posts ADD COLUMN content_salt TEXT",
 ]
 
+# Version 16: the change a published post is held for, kept with its hold (``held_change``, JSON;
+# NULL while it is held for none): an edit's words and options, or a deletion, with who asked
+# and under which policy. A gateway that stops between the platform's answer and the record
+# leaves it there; once the hold runs out, the publisher of any gateway finds it and settles it
+# (``gateway.services.published``). Indexed only where set: few posts hold a change at once,
+# and those are all the publisher looks for.
+_V16 = [
+    "ALTER TABLE posts ADD COLUMN held_change TEXT",
+    "CREATE INDEX posts_held_change ON posts (lease_until) WHERE held_change IS NOT NULL",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -451,10 +462,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V14)
     if version == 15:
         return list(_V15)
+    if version == 16:
+        return list(_V16)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 15
+LATEST = 16
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -1,6 +1,8 @@
 """Edits and deletes of one published post racing each other, on one gateway and across
 replicas, driven with Mastodon.py: they reach the platform one at a time, each recorded before
-the next is sent, so that Byline's record and its public log say what the platform shows."""
+the next is sent, so that Byline's record and its public log say what the platform shows. A
+change whose gateway stopped before recording it is settled by the publisher of any gateway
+once its hold runs out (the real crash: ``tests/test_crash_published.py``)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from typing import Any
 import pytest
 from mastodon import Mastodon, MastodonAPIError
 
-from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.base import AdapterError
 from adapters.mastodon import MastodonAdapter
-from gateway.appkeys import DB
+from gateway.appkeys import DB, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import World
@@ -167,7 +169,7 @@ async def test_a_delete_while_an_edit_is_being_recorded_waits_for_it(
         assert await outcome(world, there.status_delete, post_id) == 200
     assert world.upstream.statuses(world.upstream_account) == []
     assert await logged(world.gateway, post_id) == [
-        "post.submitted", "post.publishing", "post.published", "post.revised", "post.deleted"]
+        "post.submitted", "post.publishing", "post.published", "post.revising", "post.revised", "post.deleted"]
     await verified_by_cli(world.gateway)
 
 
@@ -190,67 +192,201 @@ async def test_an_edit_while_a_delete_is_at_the_platform_is_refused(
     await verified_by_cli(world.gateway)
 
 
-async def test_a_hold_left_by_a_gateway_that_stopped_runs_out(
+async def test_an_edit_left_by_a_gateway_that_stopped_is_settled_by_another(
     world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A gateway stops answering once Mastodon has taken edit A, before recording it. Until its
-    claim runs out the post takes no other edit (Mastodon shows A, the log still the words
-    before: an edit whose record never came); then edit B through another replica goes out
-    and is recorded, so platform and log agree again, and A, should its gateway wake up, finds
-    its hold gone and records nothing."""
+    """A gateway stops answering once Mastodon has taken edit A, before recording it. Before:
+    once its hold ran out, nothing brought the record in line until a later edit B did, and
+    without one Mastodon kept A, which the log never held. Now the log held A before Mastodon
+    was asked (``post.revising``); the post takes no other edit until A is settled; once the
+    hold runs out, the other replica's publisher sends A again and records it as alice's
+    (``recovered``). B then goes out as usual, and A's gateway, waking up, records nothing."""
     api, post_id = await published(world, "Launch day")
     gate = hold_first(monkeypatch, "edit", taken=True)
     async with started_gateway(db_url, policy_dir, clock) as other:
         there = client_of(other, await world.token("alice", "masto"))
         stalled = asyncio.ensure_future(outcome(world, api.status_update, post_id, "Launch day, edit A"))
         await asyncio.wait_for(gate.reached.wait(), WAIT)
+        assert await logged(world.gateway, post_id) == [
+            "post.submitted", "post.publishing", "post.published", "post.revising"]
         assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 409
         clock.advance(timedelta(minutes=2, seconds=1))  # past the publish lease, 120 s
-        assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 200
+        assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 409, "A first"
+        await other.tick()
         [shown] = world.upstream.statuses(world.upstream_account)
-        assert shown.text == (await world.run(there.status_source, post_id)).text == "Launch day, edit B"
+        assert shown.text == (await world.run(there.status_source, post_id)).text == "Launch day, edit A"
+        assert gate.calls == 2, "A sent once more"
+        assert await outcome(world, there.status_update, post_id, "Launch day, edit B") == 200
         gate.opened.set()
         assert await stalled == 409
-        assert (await world.run(there.status_source, post_id)).text == "Launch day, edit B"
-        assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+        [shown] = world.upstream.statuses(world.upstream_account)
+        assert shown.text == (await world.run(there.status_source, post_id)).text == "Launch day, edit B"
+    assert await logged(world.gateway, post_id) == [
+        "post.submitted", "post.publishing", "post.published", "post.revising", "post.revised",
+        "post.revising", "post.revised"]
+    assert [e["data"].get("recovered") for e in await entries(world.gateway, post_id, "post.revised")] == [True, None]
     await verified_by_cli(world.gateway)
 
 
-async def test_an_edit_the_platform_did_not_answer_holds_the_post_until_its_lease_runs_out(
+def unanswered(monkeypatch: pytest.MonkeyPatch, name: str) -> Callable[[], None]:
+    """``MastodonAdapter.<name>`` makes its change on Mastodon and loses the answer, until the
+    function returned is called."""
+    original: Callable[..., Awaitable[Any]] = getattr(MastodonAdapter, name)
+
+    async def lost(adapter: MastodonAdapter, *args: Any) -> Any:
+        await original(adapter, *args)
+        raise AdapterError(f"{name}: no answer within 30 s", retryable=True)
+
+    monkeypatch.setattr(MastodonAdapter, name, lost)
+    return lambda: monkeypatch.setattr(MastodonAdapter, name, original)
+
+
+async def entries(gw: Gateway, post_id: str, kind: str) -> list[dict[str, Any]]:
+    """The post's log entries of one kind, in order."""
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT entry FROM log_entries WHERE post_id = ? AND type = ? ORDER BY idx",
+                                  post_id, kind)
+    return [json.loads(bytes(r["entry"])) for r in rows]
+
+
+def puts(world: World) -> int:
+    """How many edits Mastodon was asked for."""
+    return sum(r.method == "PUT" for r in world.upstream.faults.requests)
+
+
+async def test_an_edit_the_platform_did_not_answer_is_settled_once_its_lease_runs_out(
     world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Mastodon takes edit A and its answer is lost: Byline cannot know whether A is out, so it
-    records nothing and keeps the post held for the rest of the lease, lest edit B overtake A
-    on its way; once the lease runs out, B goes out and is recorded, and the two agree again."""
+    keeps the post held for A, lest edit B overtake it on its way. Once the lease runs out the
+    publisher settles A (sent again, recorded), and B goes out after it."""
     api, post_id = await published(world, "Launch day")
-    original = MastodonAdapter.edit
-
-    async def unanswered(adapter: MastodonAdapter, remote_id: str, post: OutboundPost) -> PublishResult:
-        await original(adapter, remote_id, post)
-        raise AdapterError("PUT /api/v1/statuses/:id got no answer within 30 s", retryable=True)
-
-    monkeypatch.setattr(MastodonAdapter, "edit", unanswered)
+    answered = unanswered(monkeypatch, "edit")
     assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
-    monkeypatch.setattr(MastodonAdapter, "edit", original)
+    answered()
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, edit A"]
     assert await outcome(world, api.status_update, post_id, "Launch day, edit B") == 409
     clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    assert (await world.run(api.status_source, post_id)).text == "Launch day, edit A"
     assert await outcome(world, api.status_update, post_id, "Launch day, edit B") == 200
     [shown] = world.upstream.statuses(world.upstream_account)
     assert shown.text == (await world.run(api.status_source, post_id)).text == "Launch day, edit B"
-    assert (await logged(world.gateway, post_id)).count("post.revised") == 1
+    assert (await logged(world.gateway, post_id)).count("post.revised") == 2
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_unrecorded_edit_the_policy_no_longer_allows_is_undone(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon takes edit A, its answer is lost, and before the lease runs out the account
+    turns co-signed: A would now need an approval. The publisher sends the words recorded
+    before back to Mastodon and logs that the revision failed; record, log and Mastodon say
+    "Launch day", and the log, which held A from before Mastodon had it, verifies."""
+    api, post_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "edit")
+    assert await outcome(world, api.status_update, post_id, "Launch day, and buy our coin") == 503
+    answered()
+    policy = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+    (policy_dir / "masto.yaml").write_text(
+        policy.replace("tier: direct", "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]\n"),
+        encoding="utf-8")
+    await world.gateway.sync_policies()
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert shown.text == (await world.run(api.status_source, post_id)).text == "Launch day"
+    assert (await logged(world.gateway, post_id))[-2:] == ["post.revising", "post.revision_failed"]
+    [failed] = await entries(world.gateway, post_id, "post.revision_failed")
+    assert (failed["actor"], failed["data"]["version"]) == ("system", 2)
+    assert "words recorded before were sent back" in failed["data"]["error"]
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_unrecorded_edit_waits_out_a_platform_that_is_down(
+    world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The publisher settles edit A while Mastodon fails (503): nothing is recorded and the post
+    stays held for A, for another lease; the next try, Mastodon back, records A. Nothing lost,
+    and no other edit slips in between."""
+    api, post_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "edit")
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
+    answered()
+    clock.advance(timedelta(minutes=2, seconds=1))
+    world.upstream.faults.fail_next(method="PUT", path="/api/v1/statuses/")
+    await world.gateway.tick()
+    assert (await world.run(api.status_source, post_id)).text == "Launch day"
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit B") == 409
+    await world.gateway.tick()
+    assert (await world.run(api.status_source, post_id)).text == "Launch day", "held until the lease runs out"
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert shown.text == (await world.run(api.status_source, post_id)).text == "Launch day, edit A"
+    assert (await logged(world.gateway, post_id))[-2:] == ["post.revising", "post.revised"]
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_unrecorded_delete_is_settled(
+    world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon deletes the post and the answer is lost: the record still says published, and
+    no edit may go out meanwhile (it would find nothing there). Once the lease runs out the
+    publisher deletes it again (Mastodon's 404 counts as deleted) and records it as alice's,
+    naming the policy she asked under."""
+    api, post_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "delete")
+    assert await outcome(world, api.status_delete, post_id) == 503
+    answered()
+    assert world.upstream.statuses(world.upstream_account) == []
+    assert await recorded_state(world.gateway, post_id) == "published"
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 409
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    assert await recorded_state(world.gateway, post_id) == "deleted"
+    [deleted] = await entries(world.gateway, post_id, "post.deleted")
+    in_force = world.gateway.app[REGISTRY].get("masto")
+    assert in_force is not None
+    assert (deleted["actor"], deleted["data"]["recovered"], deleted["data"]["policy_sha256"]) == (
+        "alice", True, in_force.sha256)
+    assert puts(world) == 0
+    await verified_by_cli(world.gateway)
+
+
+async def test_two_gateways_settle_an_unrecorded_edit_once(
+    world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both replicas' publishers find edit A's hold run out at the same moment: one takes it
+    over and settles it, the other leaves it. A is sent once more, and recorded once."""
+    api, post_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "edit")
+    assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
+    answered()
+    asked = puts(world)
+    clock.advance(timedelta(minutes=2, seconds=1))
+    async with started_gateway(db_url, policy_dir, clock) as other:
+        await asyncio.gather(world.gateway.tick(), other.tick())
+    assert puts(world) == asked + 1
+    assert (await logged(world.gateway, post_id))[-2:] == ["post.revising", "post.revised"]
+    assert (await world.run(api.status_source, post_id)).text == "Launch day, edit A"
     await verified_by_cli(world.gateway)
 
 
 async def test_an_edit_the_platform_refused_lets_go_of_the_post(
     world: World,
 ) -> None:
-    """Mastodon answers an edit with an error (503): nothing is recorded, and the next edit
-    goes out at once."""
+    """Mastodon answers an edit with an error (503): the log says the revision sent failed,
+    in Byline's words, and the next edit goes out at once."""
     api, post_id = await published(world, "Launch day")
     world.upstream.faults.fail_next(method="PUT", path="/api/v1/statuses/")
     assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    [failed] = await entries(world.gateway, post_id, "post.revision_failed")
+    assert failed["data"]["error"] == "the platform did not take the edit (HTTP 503)"
     edited = await world.run(api.status_update, post_id, "Launch day, fixed")
     assert edited.content == "<p>Launch day, fixed</p>"
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day, fixed"]
+    assert (await logged(world.gateway, post_id))[3:] == [
+        "post.revising", "post.revision_failed", "post.revising", "post.revised"]
+    await verified_by_cli(world.gateway)
