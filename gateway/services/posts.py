@@ -34,6 +34,7 @@ from gateway.policy.engine import (
     decide,
     disclosed_text,
     gate_for,
+    may,
     publish_time,
     roles,
 )
@@ -992,7 +993,14 @@ class PostService:
             await self._cas(ltx, current, new_state, lease_until=None, held_change=None)
             data: dict[str, Any] = {"state": new_state.value, "remote_id": current.remote_id}
             if settled is not None:
-                data |= {"policy_sha256": (current.held_change or {}).get("policy_sha256"), "recovered": True}
+                # Named by the policy in force where the asker may still delete under it: one
+                # settled long after a change that left them that right (the platform down for
+                # a while) is no deletion under a policy gone. Else by the one it was asked under,
+                # which judges it, with the verifier's grace for a change a gateway had not seen.
+                in_force = settled.loaded
+                still = may(in_force.policy, actor, Act.DELETE, author=current.author, approvers=current.approvers)
+                asked_under = (current.held_change or {}).get("policy_sha256")
+                data |= {"policy_sha256": in_force.sha256 if still else asked_under, "recovered": True}
             await ltx.append("post.deleted", actor=actor, account=current.account, post=post_id, data=data)
             return current.account, await cancel_waiting_replies(ltx, current, new_state)
 
@@ -1057,7 +1065,8 @@ class PostService:
 
     async def settle_deleted(self, held: Published) -> None:
         """Record the deletion ``held`` was kept for, made on the platform again by the publisher,
-        as asked by whoever asked it, naming the policy it was asked under (recorded once)."""
+        as asked by whoever asked it (recorded once): a deletion cannot be taken back, so it is
+        recorded whatever the policy in force says now, naming the policy it is judged by."""
         actor = str((held.record.held_change or {}).get("actor") or held.record.author)
         await self._record_deleted(actor, held.record.id, settled=held)
 

@@ -354,6 +354,51 @@ async def test_an_unrecorded_delete_is_settled(
     await verified_by_cli(world.gateway)
 
 
+def rewrite_policy(policy_dir: Path, old: str, new: str) -> None:
+    """Change the masto policy file as its admin would."""
+    policy = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+    assert old in policy
+    (policy_dir / "masto.yaml").write_text(policy.replace(old, new), encoding="utf-8")
+
+
+@pytest.mark.parametrize("change", ["bob joins the writers", "carol leaves them"])
+async def test_an_unrecorded_delete_names_the_policy_that_judges_it(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, change: str,
+) -> None:
+    """Carol's delete of her toot is made on Mastodon and not recorded, and the account's policy
+    changes. Settled ten minutes later (the platform down meanwhile), the deletion names the
+    policy in force, under which carol may still delete it, so the verifier does not take it
+    for one under a policy long gone. Settled within the grace after a change that took her
+    role away, it names the policy she asked under, which judges it."""
+    api = await world.client("carol", "masto")
+    post_id = str((await world.run(api.status_post, "Launch day")).id)
+    await world.gateway.tick()
+    asked_under = world.gateway.app[REGISTRY].get("masto")
+    answered = unanswered(monkeypatch, "delete")
+    assert await outcome(world, api.status_delete, post_id) == 503
+    answered()
+    if change == "bob joins the writers":
+        rewrite_policy(policy_dir, "writers: [alice, carol]", "writers: [alice, carol, bob]")
+    else:
+        rewrite_policy(policy_dir, "writers: [alice, carol]", "writers: [alice]")
+    await world.gateway.sync_policies()
+    in_force = world.gateway.app[REGISTRY].get("masto")
+    assert asked_under is not None and in_force is not None and in_force.sha256 != asked_under.sha256
+    if change == "bob joins the writers":
+        world.upstream.faults.fail_next(4, method="DELETE", path="/api/v1/statuses/")
+        for _ in range(4):  # ten minutes of a platform down
+            clock.advance(timedelta(minutes=2, seconds=31))
+            await world.gateway.tick()
+            assert await recorded_state(world.gateway, post_id) == "published"
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    assert await recorded_state(world.gateway, post_id) == "deleted"
+    [deleted] = await entries(world.gateway, post_id, "post.deleted")
+    named = in_force if change == "bob joins the writers" else asked_under
+    assert (deleted["actor"], deleted["data"]["policy_sha256"]) == ("carol", named.sha256)
+    await verified_by_cli(world.gateway)
+
+
 async def test_two_gateways_settle_an_unrecorded_edit_once(
     world: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
