@@ -55,16 +55,17 @@ def test_merge_bombs_and_aliases_inside_themselves_are_refused(tmp_path: Path) -
 
 
 def _values(padding: int) -> str:
-    """A policy whose aliases expand to ``67_914 + padding`` values, counted as the limit counts
-    them: one for each mapping, list and scalar, a mapping's keys included."""
+    """A policy whose aliases expand to ``67_914 + padding + 2`` values (with padding), counted as
+    the limit counts them: one for each mapping, list and scalar, a mapping's keys included. The
+    last pair comes after the padding, so the count passes the limit on the file's last value."""
     head = "account: n\nplatform: sandbox\ntier: direct\nowner: alice\n"  # 1 mapping + 8 scalars: 9
     lists = "x0: &a0 [q,q,q,q,q,q,q,q,q,q]\n"  # key 1 + list 11: 12
     lists += "".join(f"x{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 4))  # 112, 1,112, 11,112
     lists += "x4: [*a3, *a3, *a3, *a3, *a3]\n"  # key 1 + list 1 + 5 x 11,111: 55,557; 67,914 in all
-    return head + lists + ("" if not padding else f"pad: [{','.join(['q'] * (padding - 2))}]\n")
+    return head + lists + ("" if not padding else f"pad: [{','.join(['q'] * (padding - 2))}]\nz: q\n")
 
 
-@pytest.mark.parametrize(("padding", "refused"), [(0, False), (32_086, False), (32_087, True)])
+@pytest.mark.parametrize(("padding", "refused"), [(0, False), (32_084, False), (32_085, True)])
 def test_aliases_used_again_are_counted_once_each_up_to_the_limit(tmp_path: Path, padding: int, refused: bool) -> None:
     """A file that reuses its parts by alias loads while what they stand for, expanded, is at
     most 100,000 values (each mapping, list and scalar one), and is refused from one more."""
@@ -73,6 +74,19 @@ def test_aliases_used_again_are_counted_once_each_up_to_the_limit(tmp_path: Path
     size = [i for i in _refused(path) if "values with its aliases" in i]  # x0...: unknown keys all the same
     assert size == (["n.yaml: holds more than 100000 values with its aliases (*name) expanded, or an alias "
                      "inside itself: no policy needs that many"] if refused else [])
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("q" * (loader.MAX_POLICY_BYTES + 1), loader.MAX_POLICY_BYTES + 1),
+    ("é" * (loader.MAX_POLICY_BYTES // 2 + 1), loader.MAX_POLICY_BYTES + 2),  # fewer characters than bytes
+])
+def test_a_policy_text_past_the_size_limit_is_refused_by_its_bytes(text: str, size: int) -> None:
+    """Text handed to the parser itself (not read from a file) is measured in UTF-8 bytes, as a
+    file is: one of fewer characters than the limit but more bytes is refused all the same."""
+    with pytest.raises(PolicyFileError) as info:
+        loader.parse_policy(text, name="big.yaml", expected_account="big")
+    assert [str(i) for i in info.value.issues] == [
+        f"big.yaml: is {size} bytes, over the limit of {loader.MAX_POLICY_BYTES} for a policy file"]
 
 
 def test_a_file_past_the_size_limit_is_refused_unparsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
