@@ -171,7 +171,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     timeline = SandboxTimeline(db, clock)
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     platforms = Platforms(
-        sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=app[HTTP]
+        sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=app[HTTP],
+        policies=registry, clock=clock,
     )
     publisher = Publisher(
         db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,

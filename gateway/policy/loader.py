@@ -287,6 +287,13 @@ def _endpoint(url: str) -> str:
     return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
 
 
+def platform_server(policy: Policy) -> str:
+    """The server a policy's credential is sent to, as one address (:func:`_endpoint`): its
+    Mastodon instance, its Bluesky PDS, its X API address ("" for X's own, and for the sandbox)."""
+    address = {"mastodon": policy.instance, "bluesky": policy.pds, "x": policy.api}.get(policy.platform)
+    return _endpoint(address) if address else ""
+
+
 _TOKEN_KEY: Final = secrets.token_bytes(32)
 """This process's own key for comparing the tokens ``env:`` names hold (:func:`_token_account`)
 without keeping them: made afresh at every start, never stored or shown."""

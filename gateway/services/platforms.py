@@ -3,26 +3,51 @@
 A policy names its credential by reference (``env:NAME`` or ``file:PATH``); the secret is read
 when an adapter is made and handed to the adapter only. Errors name the reference, not the
 value.
+
+Here too each account's health is kept, and the rule that one platform account has one policy
+file is kept as the platforms tell it: an account publishes only once no other account's
+credential is known to be, or may be, for the same platform account (:meth:`Platforms.cleared`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import os
 import stat
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 
-from adapters.base import Adapter, AdapterConfig, Carries
+from adapters.base import Adapter, AdapterConfig, AdapterError, Carries
 from adapters.sandbox import SandboxAdapter, SandboxStore
+from gateway.clock import Clock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.loader import LoadedPolicy
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
+from gateway.policy.models import Policy
+from gateway.services.identities import (
+    SHARED_PUBLIC,
+    UNREACHED_WAIT,
+    WAITING_PUBLIC,
+    AccountHeld,
+    Learned,
+    Learning,
+    PlatformIdentity,
+    Unreached,
+    credential_key,
+    shared_problem,
+    waiting_problem,
+)
+from gateway.types import Micros
+
+logger = structlog.get_logger("byline.platforms")
 
 # platform -> "module:Class"; imported when first used so a missing optional adapter only
 # affects the accounts on that platform.
@@ -149,9 +174,50 @@ class SecretFiles:
         return value
 
 
+_VERDICT_KEPT = 1_000_000
+"""How long an account found to share its platform account with no other is taken at its word
+(microseconds) while its credential and the policies in force stay the same: within it, a post
+costs a lookup; after it, the other accounts' credentials are read again (an environment lookup
+or a ``stat`` each), so a token rewritten in another account's file is noticed within a second."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """An account's adapter, for one policy version (``sha256``) and credential (``key``);
+    ``credential``, what :mod:`gateway.services.identities` knows the credential by (None: it
+    has none)."""
+
+    key: str
+    sha256: str
+    adapter: Adapter
+    credential: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Peers:
+    """The policies in force grouped by the platform accounts they could share: a Mastodon
+    instance's accounts (its ids are its own), all Bluesky accounts (a DID is one account at
+    any PDS), all X accounts. ``generation`` moves when a group changes."""
+
+    policies: Mapping[str, LoadedPolicy]
+    groups: dict[tuple[str, ...], tuple[tuple[str, str], ...]]
+    """Each group's accounts, with their policy's hash."""
+    group_of: dict[str, tuple[str, ...]]
+    generation: int
+
+
+def _group(policy: Policy) -> tuple[str, ...] | None:
+    if policy.platform == "sandbox":
+        return None  # a sandbox account is its own, by name: none other can publish as it
+    if policy.platform == "mastodon":
+        return ("mastodon", platform_server(policy))
+    return (policy.platform,)
+
+
 @dataclass
 class Platforms:
-    """Makes and caches one adapter per account and policy version; tracks account health."""
+    """Makes and caches one adapter per account and policy version; tracks account health; and
+    holds accounts whose credentials turn out to be one platform account (:meth:`cleared`)."""
 
     sandbox: SandboxStore
     public_url: str
@@ -161,8 +227,21 @@ class Platforms:
     profile_problems: dict[str, str] = field(default_factory=dict)
     """Accounts whose profile byline a platform refused, with its reason: shown, but their
     posts go out as usual (``unhealthy`` holds them)."""
-    _cache: dict[tuple[str, str], Adapter] = field(default_factory=dict)
+    policies: PolicyRegistry | None = None
+    """The policies in force, whose credentials :meth:`cleared` compares; None: none are."""
+    clock: Clock = field(default_factory=SystemClock)
+    _cache: dict[str, _Made] = field(default_factory=dict)
     _files: SecretFiles = field(default_factory=SecretFiles)
+    _learning: Learning = field(default_factory=Learning)
+    _peers: _Peers | None = None
+    _verdicts: dict[str, tuple[str | None, int, Micros]] = field(default_factory=dict)
+    """Accounts found to share their platform account with no other: with their credential, the
+    peers' generation and when."""
+    _shared: dict[str, tuple[set[str], str, str]] = field(default_factory=dict)
+    """Accounts found to publish as one platform account with others: those others, and the
+    platform and account as the platform names them."""
+    _set_here: dict[str, str] = field(default_factory=dict)
+    """The problems :meth:`cleared` put in ``unhealthy``, to take back only those."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -171,23 +250,29 @@ class Platforms:
         :class:`SecretFiles`), so an admin who rotates a token fixes a broken account without a
         restart.
         """
+        return self._made(loaded).adapter
+
+    def _made(self, loaded: LoadedPolicy) -> _Made:
+        policy = loaded.policy
         secret = profile_secret = ""
-        oauth1 = loaded.policy.profile.oauth1 if loaded.policy.profile.byline else None
+        oauth1 = policy.profile.oauth1 if policy.profile.byline else None
         try:
-            if loaded.policy.credentials:
-                secret = self._secret(loaded.policy.credentials)
+            if policy.credentials:
+                secret = self._secret(policy.credentials)
             if oauth1:
                 profile_secret = self._secret(oauth1)
         except CredentialError as exc:
             raise BylineError(Code.UNAVAILABLE, str(exc)) from None
-        key = (loaded.policy.account,
-               loaded.sha256 + hashlib.sha256(f"{secret}\n{profile_secret}".encode()).hexdigest())
-        adapter = self._cache.get(key)
-        if adapter is None:
-            adapter = self._make(loaded, secret, profile_secret)
-            self._cache = {k: v for k, v in self._cache.items() if k[0] != key[0]}
-            self._cache[key] = adapter
-        return adapter
+        key = loaded.sha256 + hashlib.sha256(f"{secret}\n{profile_secret}".encode()).hexdigest()
+        made = self._cache.get(policy.account)
+        if made is None or made.key != key:
+            credential = credential_key(policy.platform, platform_server(policy), secret) if secret else None
+            before = made
+            made = self._cache[policy.account] = _Made(key, loaded.sha256, self._make(loaded, secret, profile_secret),
+                                                       credential)
+            if before is not None and before.credential != credential:
+                self._learning.forget({m.credential for m in self._cache.values() if m.credential})
+        return made
 
     def _secret(self, reference: str) -> str:
         if reference.startswith("file:"):
@@ -214,3 +299,176 @@ class Platforms:
             self.unhealthy.pop(account, None)
         else:
             self.unhealthy[account] = problem
+
+    # -- one platform account, one policy file ---------------------------------------------------
+
+    async def cleared(self, loaded: LoadedPolicy, *, fresh: bool = False) -> None:
+        """Return when the account may publish as far as other policy files go: no other
+        account in force publishes as the platform account its credential is for.
+
+        Who a credential is for is asked of the platform once per credential and process
+        (:class:`~gateway.services.identities.Learning`), and only where another policy in force
+        could be the same account (another account on the Mastodon instance, on Bluesky, on X;
+        a sandbox account never is): an account alone on its instance is never asked. Found
+        clear, an account is taken at its word for ``_VERDICT_KEPT`` while its credential and
+        the policies stay the same, so a post then costs a lookup. ``fresh`` (the probe of an
+        account held back) asks the platform about the account's own credential again.
+
+        Raises :class:`AccountHeld`, marking the account unhealthy, when another account's
+        credential is for the same platform account (and marks that one too), or when the
+        platform has not yet said who another credential on the same server is for: the
+        posts wait rather than risk one going out under the wrong policy. Raises
+        ``AdapterError`` as a publication would when the platform refuses or does not answer
+        for the account's own credential, and ``BylineError`` when it cannot be read. Another
+        account whose credential the platform refuses, or which cannot be read, publishes as
+        nobody and holds none back."""
+        policy, account = loaded.policy, loaded.policy.account
+        if self.policies is None:
+            return
+        peers = self._index(self.policies.policies)
+        group = peers.group_of.get(account) or _group(policy)
+        if group is None:
+            return  # a sandbox account
+        # The credential as its adapter was made for it, when that is this policy's: callers
+        # have just asked for the adapter, reading the credential; the probe reads it again.
+        made = self._cache.get(account)
+        if fresh or made is None or made.sha256 != loaded.sha256:
+            made = self._made(loaded)
+        now = now_micros(self.clock)
+        verdict = self._verdicts.get(account)
+        if (not fresh and verdict is not None and verdict[0] == made.credential and verdict[1] == peers.generation
+                and 0 <= now - verdict[2] < _VERDICT_KEPT):
+            return
+        others = [peers.policies[name] for name, _ in peers.groups.get(group, ()) if name != account]
+        if made.credential is None or (not others and not fresh):
+            self._clear(account, made.credential, peers.generation, now)
+            return
+        own = await self._identity(loaded, made, now=now, fresh=fresh)
+        shared: list[str] = []
+        waiting: tuple[str, AdapterError] | None = None
+        for other, learned in await self._others(others, now=now):
+            if isinstance(learned, PlatformIdentity) and own.same_account(learned):
+                shared.append(other.policy.account)
+            elif (isinstance(learned, Unreached) and waiting is None
+                  and (policy.platform != "bluesky" or platform_server(other.policy) == platform_server(policy))):
+                # Its server is ours: it may well be our account, and our posts may wait for the
+                # answer. A Bluesky account on another PDS is compared once that PDS answers.
+                waiting = (other.policy.account, learned.error)
+        name = carries(policy.platform).name
+        if shared:
+            problem = self._hold_shared(account, shared, platform=name, handle=own.handle)
+            raise AccountHeld(problem, public=SHARED_PUBLIC)
+        if waiting is not None:
+            self._release(account)
+            problem = waiting_problem(account, waiting[0], platform=name, error=waiting[1])
+            self._mark_here(account, problem)
+            logger.warning("platform_account_unknown", account=account, other=waiting[0], error=waiting[1].message)
+            raise AccountHeld(problem, public=WAITING_PUBLIC)
+        self._clear(account, made.credential, peers.generation, now)
+
+    def _index(self, policies: Mapping[str, LoadedPolicy]) -> _Peers:
+        """The policies in force, grouped (see :class:`_Peers`); worked out again only when the
+        policies are another mapping (a reread puts a new one in force each time)."""
+        known = self._peers
+        if known is not None and known.policies is policies:
+            return known
+        groups: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        group_of: dict[str, tuple[str, ...]] = {}
+        for name, loaded in policies.items():
+            group = _group(loaded.policy)
+            if group is not None:
+                groups.setdefault(group, []).append((name, loaded.sha256))
+                group_of[name] = group
+        found = {group: tuple(sorted(members)) for group, members in groups.items()}
+        generation = 0 if known is None else known.generation + (known.groups != found)
+        self._peers = _Peers(policies=policies, groups=found, group_of=group_of, generation=generation)
+        return self._peers
+
+    async def _identity(self, loaded: LoadedPolicy, made: _Made, *, now: Micros, fresh: bool) -> PlatformIdentity:
+        """Who the account's own credential is for; the platform's error when it did not say."""
+        assert made.credential is not None
+        learned = None if fresh else self._learning.known.get(made.credential)
+        if not isinstance(learned, PlatformIdentity):
+            learned = await self._learning.ask(made.credential, loaded.policy, platform_server(loaded.policy),
+                                               made.adapter, now=now)
+        if isinstance(learned, PlatformIdentity):
+            return learned
+        raise learned.error
+
+    async def _others(self, others: list[LoadedPolicy], *, now: Micros) -> list[tuple[LoadedPolicy, Learned]]:
+        """Who the other accounts' credentials are for: as known, or asked of their platforms
+        together (again, for one the platform did not say of a while ago). A credential that
+        cannot be read is left out: nothing publishes with it (its own posts say why)."""
+        found: list[tuple[LoadedPolicy, Learned]] = []
+        asking: list[tuple[LoadedPolicy, str, Adapter]] = []
+        for other in others:
+            try:
+                made = self._made(other)
+            except BylineError:
+                continue
+            if made.credential is None:
+                continue
+            learned = self._learning.known.get(made.credential)
+            if learned is None or (isinstance(learned, Unreached) and not 0 <= now - learned.at < UNREACHED_WAIT):
+                asking.append((other, made.credential, made.adapter))
+            else:
+                found.append((other, learned))
+        if asking:
+            answers = await asyncio.gather(*(
+                self._learning.ask(credential, other.policy, platform_server(other.policy), adapter, now=now)
+                for other, credential, adapter in asking
+            ))
+            found += zip((other for other, _, _ in asking), answers, strict=True)
+        return found
+
+    def _hold_shared(self, account: str, shared: list[str], *, platform: str, handle: str) -> str:
+        """Hold ``account`` and the accounts found to share its platform account (no longer
+        those it was found to share it with before, and no more); its problem."""
+        together = {account, *shared}
+        for gone in self._shared.get(account, (set(), "", ""))[0] - together:
+            self._part(account, gone)
+        for name in together:
+            before = set() if name == account else self._shared.get(name, (set(), "", ""))[0]
+            others = (before | together) - {name}
+            self._shared[name] = (others, platform, handle)
+            self._verdicts.pop(name, None)
+            self._mark_here(name, shared_problem(name, sorted(others), platform=platform, handle=handle))
+        logger.warning("platform_account_shared", accounts=sorted(together), platform=platform, handle=handle)
+        return self.unhealthy[account]
+
+    def _clear(self, account: str, credential: str | None, generation: int, now: Micros) -> None:
+        """``account`` shares its platform account with no other: taken at its word a while,
+        and the accounts held for sharing it with this one are held no more for that."""
+        self._verdicts[account] = (credential, generation, now)
+        self._release(account)
+        self._unmark_here(account)
+
+    def _release(self, account: str) -> None:
+        """``account`` was found to share its platform account with none of those it once did."""
+        for other in list(self._shared.get(account, (set(), "", ""))[0]):
+            self._part(account, other)
+        self._shared.pop(account, None)
+
+    def _part(self, account: str, other: str) -> None:
+        """``account`` and ``other`` are not one platform account (any more): each is held only
+        for the others it shares one with, if any."""
+        for name, gone in ((account, other), (other, account)):
+            held = self._shared.get(name)
+            if held is None:
+                continue
+            held[0].discard(gone)
+            if held[0]:
+                self._mark_here(name, shared_problem(name, sorted(held[0]), platform=held[1], handle=held[2]))
+            else:
+                del self._shared[name]
+                self._unmark_here(name)
+                logger.info("platform_account_no_longer_shared", account=name)
+
+    def _mark_here(self, account: str, problem: str) -> None:
+        self._set_here[account] = problem
+        self.mark(account, problem)
+
+    def _unmark_here(self, account: str) -> None:
+        problem = self._set_here.pop(account, None)
+        if problem is not None and self.unhealthy.get(account) == problem:
+            self.mark(account, None)

@@ -47,6 +47,7 @@ from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals
 from gateway.services.content import content_sha256, stored_content_sha256
+from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import cancel_waiting_replies, redecide
 from gateway.storage import media as media_sql
@@ -581,7 +582,9 @@ class Publisher:
         return made[0] if made else None
 
     async def _probe(self, account: str, now: int) -> bool:
-        """Ask the platform, at most once a minute, whether an account's credential works again."""
+        """Ask the platform, at most once a minute, whether an account's credential works again,
+        and whether it is still held for publishing as the same account as another's
+        (``Platforms.cleared``)."""
         if now - self._last_probe.get(account, -self._probe_every) < self._probe_every:
             return False
         self._last_probe[account] = now
@@ -589,7 +592,10 @@ class Publisher:
         if loaded is None:
             return False
         try:
-            await self._platforms.adapter_for(loaded).verify_credentials()
+            await self._platforms.cleared(loaded, fresh=True)
+        except AccountHeld as exc:
+            logger.warning("account_still_held", account=account, problem=exc.message)
+            return False
         except (AdapterError, BylineError) as exc:
             logger.warning("credential_still_failing", account=account,
                            error=getattr(exc, "message", str(exc)))
@@ -716,7 +722,19 @@ class Publisher:
                 if result is not None:
                     log.info("publish_recovered", remote_id=result.remote_id)
             if result is None:
+                # Not before looking for it: a post already out (a crash before it was recorded)
+                # is recorded as it is, whatever is found of the account meanwhile.
+                await self._platforms.cleared(loaded)
                 result = await self._publish_with_retries(adapter, outbound)
+        except AccountHeld as exc:
+            # Another policy file may speak for the account: nothing goes out, and the post
+            # waits, its budget untouched, for the probe to find the account clear again.
+            sent()
+            await self._settle_failure(
+                claim, AdapterError(exc.message, retryable=True, retry_after=self._probe_every / _SECOND),
+                retry_budget=budget, held=exc.public,
+            )
+            return
         except AdapterError as exc:
             sent()
             await self._settle_failure(claim, exc, retry_budget=budget)
@@ -872,11 +890,15 @@ class Publisher:
         return work
 
     async def _settle_failure(self, claim: Claim, error: AdapterError, *, retry_budget: int,
-                              patient: bool = False) -> None:
+                              patient: bool = False, held: str | None = None) -> None:
         """Defer a post the platform did not take, or fail it once its retry budget is spent;
-        ``patient``: a failure not the post's (nor the platform's) that spends none of it."""
+        ``patient``: a failure not the post's (nor the platform's) that spends none of it.
+        ``held``: Byline held the post back before sending it (the account is marked already),
+        and this is what the public log says of it."""
         detail = error.message if not error.detail else f"{error.message}: {error.detail}"
-        if error.auth_failed:
+        if held is not None:
+            patient = True
+        elif error.auth_failed:
             self._platforms.mark(claim.account, detail)
         elif claim.announcement:
             # Shown with the account's health; the account's posts are not held by it: the next
@@ -900,7 +922,7 @@ class Publisher:
                 new_state = transition(state, Action.FAIL)
                 changes: dict[str, Any] = {"state": new_state.value, "last_error": detail,
                                            "lease_until": None, "updated_at": ltx.now}
-                data: dict[str, Any] = {"state": new_state.value, "error": public_failure(error),
+                data: dict[str, Any] = {"state": new_state.value, "error": held or public_failure(error),
                                         "attempt": claim.attempt}
                 event = "post.failed"
             else:
@@ -908,7 +930,7 @@ class Publisher:
                 at = ltx.now + int(delay * _SECOND)
                 changes = {"state": new_state.value, "last_error": detail, "publish_at": at,
                            "lease_until": None, "updated_at": ltx.now}
-                data = {"state": new_state.value, "error": public_failure(error), "attempt": claim.attempt,
+                data = {"state": new_state.value, "error": held or public_failure(error), "attempt": claim.attempt,
                         "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
                 event = "post.deferred"
             if not await sql.compare_and_set(

@@ -1,0 +1,158 @@
+"""Who each credential publishes as, in its platform's own words, learned once per credential.
+
+One platform account has one policy file. The loader catches two files that name one account
+as written (one credential reference, one token under two ``env:`` names); two *different*
+tokens of one account (a second app token made on the Mastodon instance, a second Bluesky app
+password, copies of a token in two files) only the platform can tell apart, by answering who
+each credential is (``verify_credentials``). :class:`Platforms <gateway.services.platforms.Platforms>`
+asks it here, once per credential and process, before an account publishes, and holds both
+accounts when two credentials turn out to be one account.
+
+What a credential is known by here is a digest of it under a key this process makes at start
+and never keeps (as the loader's token comparison does): no token is stored, logged or shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from adapters.base import AccountInfo, Adapter, AdapterError
+from gateway.policy.models import Policy
+from gateway.types import Micros
+
+_CREDENTIAL_KEY: Final = secrets.token_bytes(32)
+"""This process's own key for knowing a credential again without keeping it."""
+
+UNREACHED_WAIT: Final = 60 * 1_000_000
+"""How long a platform that did not say who a credential is is left alone before it is asked
+again for that credential (microseconds): a minute, as the publisher probes a failing account."""
+
+
+def credential_key(platform: str, server: str, secret: str) -> str:
+    """What a credential is known by here: the same secret sent to the same server."""
+    message = f"{platform}\n{server}\n{secret}".encode()
+    return hmac.new(_CREDENTIAL_KEY, message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlatformIdentity:
+    """The platform account a credential publishes as: what two credentials of one account
+    share (``keys``), and how the platform names it, for people (``handle``)."""
+
+    keys: frozenset[tuple[str, ...]]
+    handle: str
+
+    def same_account(self, other: PlatformIdentity) -> bool:
+        """Whether the two are one platform account."""
+        return not self.keys.isdisjoint(other.keys)
+
+
+def identity_of(policy: Policy, server: str, info: AccountInfo) -> PlatformIdentity:
+    """The platform account ``info`` (a ``verify_credentials`` answer for ``policy``'s
+    credential) names. A Mastodon account id is the instance's own, so it is one account with
+    the instance's address (``server``); a Bluesky DID and an X user id are one account
+    wherever they are asked. An answer naming no account is no answer (retried later)."""
+    remote_id = info.remote_id.strip()
+    if not remote_id:
+        raise AdapterError(f"{policy.platform} said whose the credential is without naming the account",
+                           retryable=True)
+    key = ("mastodon", server, remote_id) if policy.platform == "mastodon" else (policy.platform, remote_id)
+    return PlatformIdentity(keys=frozenset({key}), handle=info.handle or remote_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A credential its platform refused: it publishes as nobody, so it shares no account."""
+
+    error: AdapterError
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """A platform that did not say who a credential is: when it was asked, and what it answered."""
+
+    at: Micros
+    error: AdapterError
+
+
+Learned = PlatformIdentity | Refused | Unreached
+"""What is known of a credential: its account, or why not."""
+
+
+class AccountHeld(Exception):
+    """An account may not publish now: Byline holds its posts, for a reason that is no fault
+    of theirs nor of the platform's. ``message`` is for its people and admins (it names Byline
+    accounts, never a credential); ``public`` is what the public log says."""
+
+    def __init__(self, message: str, *, public: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.public = public
+
+
+SHARED_PUBLIC: Final = ("Byline holds the account's posts: another policy file's credential is for the same "
+                        "platform account")
+WAITING_PUBLIC: Final = ("Byline holds the account's posts until the platform says which account another policy "
+                         "file's credential is for")
+
+
+def shared_problem(account: str, others: list[str], *, platform: str, handle: str) -> str:
+    """Why ``account`` does not publish: its credential and those of ``others`` are one account."""
+    names = ", ".join(others)
+    return (f"{account} and {names} publish as one {platform} account ({handle}), as {platform} answers for "
+            f"their credentials: one platform account has one policy file, so none of them publishes until "
+            f"their files name different accounts (remove one, or give it its own account's credential)")
+
+
+def waiting_problem(account: str, other: str, *, platform: str, error: AdapterError) -> str:
+    """Why ``account`` does not publish yet: ``other``'s credential, on its server, may be its account."""
+    return (f"{account} waits until {platform} says which account {other}'s credential is for "
+            f"({error.message}): two policy files must not publish as one account, so its posts wait; "
+            f"{platform} is asked again every minute")
+
+
+class Learning:
+    """What each credential is known to be, asked of its platform at most once at a time."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, Learned] = {}
+        self._asking: dict[str, asyncio.Task[Learned]] = {}
+
+    async def ask(self, credential: str, policy: Policy, server: str, adapter: Adapter, *, now: Micros) -> Learned:
+        """Ask the platform who ``credential`` is, and keep the answer. A credential being asked
+        about already is waited for, not asked twice; one caller given up (cancelled) leaves
+        the question to finish for the others and for the next."""
+        task = self._asking.get(credential)
+        if task is None:
+            task = asyncio.ensure_future(self._learn(credential, policy, server, adapter, now=now))
+            self._asking[credential] = task
+
+            def done(finished: asyncio.Task[Learned]) -> None:
+                if self._asking.get(credential) is finished:
+                    del self._asking[credential]
+                if not finished.cancelled():
+                    finished.exception()  # a crash is each waiter's to raise; with none left, it is read
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _learn(self, credential: str, policy: Policy, server: str, adapter: Adapter, *, now: Micros) -> Learned:
+        learned: Learned
+        try:
+            learned = identity_of(policy, server, await adapter.verify_credentials())
+        except AdapterError as exc:
+            learned = Refused(exc) if exc.auth_failed else Unreached(at=now, error=exc)
+        if not (isinstance(learned, Unreached) and isinstance(self.known.get(credential), PlatformIdentity)):
+            # A platform that does not answer now does not unsay whose a credential is: one
+            # credential is always one account's (a refusal is kept: it publishes as nobody now).
+            self.known[credential] = learned
+        return learned
+
+    def forget(self, credentials: set[str]) -> None:
+        """Keep only what is known of ``credentials`` (those in use)."""
+        self.known = {c: learned for c, learned in self.known.items() if c in credentials}
