@@ -275,6 +275,29 @@ async def test_a_refused_update_marks_health_and_posts_still_go_out(
         assert len(await _profile_entries(gw)) == 1
 
 
+async def test_no_byline_while_two_files_speak_for_one_account(
+    mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two files whose tokens are one Mastodon account (a second app's token in the second): the
+    byline of neither is written, since either would say the wrong voice, and /readyz says so;
+    with the second file removed, the first one's line is set."""
+    mastodon.account.tokens.add("mtok-byline-second-app-4b0d")
+    monkeypatch.setenv("SECOND_TOKEN", "mtok-byline-second-app-4b0d")
+    write_policy(policy_dir, "masto", _mastodon_policy(mastodon.url))
+    write_policy(policy_dir, "brand", _mastodon_policy(mastodon.url, cosigned=True, account="brand").replace(
+        "env:MASTO_TOKEN", "env:SECOND_TOKEN"))
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        assert await gw.app[PROFILES].run_once() == 0
+        ready = await (await gw.client.get("/readyz")).json()
+        assert ready["profile_bylines_failing"] == ["brand", "masto"]
+        assert _patches(mastodon) == 0
+        (policy_dir / "brand.yaml").unlink()
+        await gw.sync_policies()
+        clock.advance(timedelta(minutes=10))
+        assert await gw.app[PROFILES].run_once() == 1
+        assert [f["name"] for f in mastodon.account.fields] == ["Shop", "Pronouns", "Written by"]
+
+
 async def test_the_database_gone_as_the_line_is_set_is_no_refusal_of_the_platform(
     mastodon: World, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

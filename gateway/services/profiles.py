@@ -28,6 +28,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError
 from gateway.policy import byline
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.publisher import backoff_seconds
 from gateway.storage import profiles as sql
@@ -120,6 +121,12 @@ class ProfileKeeper:
             adapter = self._platforms.adapter_for(loaded)
             if not isinstance(adapter, ProfileAdapter):
                 raise AdapterError(f"Byline cannot change a profile on {update.platform}", retryable=False)
+            try:
+                # The byline says whose voice the account is: not while another policy file
+                # speaks for the same platform account.
+                await self._platforms.cleared(loaded)
+            except AccountHeld as exc:
+                raise AdapterError(exc.message, retryable=True) from None
             async with self._db.read() as txn:
                 previous = tuple(await sql.previous_texts(txn, update.account))
             line = ProfileLine(

@@ -58,6 +58,7 @@ import structlog
 from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
+from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published
 from gateway.storage.db import unavailable
@@ -121,6 +122,18 @@ class PublishedPosts:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         return self.platforms.adapter_for(loaded)
 
+    async def _cleared(self, loaded: LoadedPolicy) -> None:
+        """New words go out as the account only while no other policy file speaks for its
+        platform account (``Platforms.cleared``), as a post's do."""
+        assert self.platforms is not None  # an adapter was made: there are platforms
+        try:
+            await self.platforms.cleared(loaded)
+        except AccountHeld as exc:
+            raise BylineError(Code.UNAVAILABLE, f"the edit was not sent: {exc.message}", retryable=True) from None
+        except AdapterError as exc:
+            raise BylineError(Code.UNAVAILABLE, f"the platform did not edit the post: {exc.message}",
+                              retryable=exc.retryable) from None
+
     async def _on_platform(self, held: Published, call: Awaitable[object], *, failed: str, what: str) -> None:
         """Make one change on the platform for a post ``held`` for it. A change the platform
         refused lets go of the post; one it may have made without a word (no answer, or none
@@ -167,6 +180,7 @@ class PublishedPosts:
             raise BylineError(
                 Code.VALIDATION, f"{revision.loaded.policy.platform} does not allow editing a published post"
             )
+        await self._cleared(revision.loaded)
         assert revision.record.remote_id is not None, "a published post has its platform's id"
         held = await self.posts.hold_revision(caller, revision, lease=self.lease)
         await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(
