@@ -176,10 +176,12 @@ async def test_a_second_token_of_a_cosigned_account_publishes_nothing_until_put_
         signed = await gw.submit("alice", "brand", "Signed by two")
         status, approved = await gw.act("bob", signed["id"], "approve")
         assert status == 200, approved
+        asked = standin.verifies()
         for _ in range(3):  # minutes of ticks while the files disagree: nothing goes out, nothing fails
             clock.advance(timedelta(minutes=2))
             await gw.tick()
         assert (standin.published("brand"), standin.published("quick")) == ([], [])
+        assert standin.verifies() == asked  # looked at again each minute, from what is known: not asked again
         assert {(await gw.get("alice", p["id"]))["state"] for p in (quick, signed)} == {"scheduled"}
 
         _give_quick(directory, OWN_TOKEN)  # the admin puts the direct file right

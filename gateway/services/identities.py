@@ -28,9 +28,10 @@ from gateway.types import Micros
 _CREDENTIAL_KEY: Final = secrets.token_bytes(32)
 """This process's own key for knowing a credential again without keeping it."""
 
-UNREACHED_WAIT: Final = 60 * 1_000_000
+UNREACHED_WAIT: Final = 30 * 1_000_000
 """How long a platform that did not say who a credential is is left alone before it is asked
-again for that credential (microseconds): a minute, as the publisher probes a failing account."""
+again for that credential (microseconds): less than the minute between the publisher's probes of
+an account held back, so that each probe asks again."""
 
 
 def credential_key(platform: str, server: str, secret: str) -> str:

@@ -302,7 +302,7 @@ class Platforms:
 
     # -- one platform account, one policy file ---------------------------------------------------
 
-    async def cleared(self, loaded: LoadedPolicy, *, fresh: bool = False) -> None:
+    async def cleared(self, loaded: LoadedPolicy, *, adapter: Adapter | None = None, fresh: bool = False) -> None:
         """Return when the account may publish as far as other policy files go: no other
         account in force publishes as the platform account its credential is for.
 
@@ -311,8 +311,10 @@ class Platforms:
         could be the same account (another account on the Mastodon instance, on Bluesky, on X;
         a sandbox account never is): an account alone on its instance is never asked. Found
         clear, an account is taken at its word for ``_VERDICT_KEPT`` while its credential and
-        the policies stay the same, so a post then costs a lookup. ``fresh`` (the probe of an
-        account held back) asks the platform about the account's own credential again.
+        the policies stay the same, so a post then costs a lookup. ``adapter``: the one
+        :meth:`adapter_for` has just given the caller, whose reading of the credential is then
+        not done again. ``fresh`` (the probe of an account whose credential failed) asks the
+        platform about the account's own credential again.
 
         Raises :class:`AccountHeld`, marking the account unhealthy, when another account's
         credential is for the same platform account (and marks that one too), or when the
@@ -329,10 +331,8 @@ class Platforms:
         group = peers.group_of.get(account) or _group(policy)
         if group is None:
             return  # a sandbox account
-        # The credential as its adapter was made for it, when that is this policy's: callers
-        # have just asked for the adapter, reading the credential; the probe reads it again.
         made = self._cache.get(account)
-        if fresh or made is None or made.sha256 != loaded.sha256:
+        if made is None or made.adapter is not adapter or made.sha256 != loaded.sha256:
             made = self._made(loaded)
         now = now_micros(self.clock)
         verdict = self._verdicts.get(account)
@@ -463,6 +463,12 @@ class Platforms:
                 del self._shared[name]
                 self._unmark_here(name)
                 logger.info("platform_account_no_longer_shared", account=name)
+
+    def held_here(self, account: str) -> bool:
+        """Whether the account is unhealthy for what :meth:`cleared` found (another account's
+        credential), not for its own credential: looking again needs no new question about it."""
+        problem = self._set_here.get(account)
+        return problem is not None and self.unhealthy.get(account) == problem
 
     def _mark_here(self, account: str, problem: str) -> None:
         self._set_here[account] = problem

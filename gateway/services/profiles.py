@@ -124,7 +124,7 @@ class ProfileKeeper:
             try:
                 # The byline says whose voice the account is: not while another policy file
                 # speaks for the same platform account.
-                await self._platforms.cleared(loaded)
+                await self._platforms.cleared(loaded, adapter=adapter)
             except AccountHeld as exc:
                 raise AdapterError(exc.message, retryable=True) from None
             async with self._db.read() as txn:

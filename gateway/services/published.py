@@ -122,12 +122,12 @@ class PublishedPosts:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         return self.platforms.adapter_for(loaded)
 
-    async def _cleared(self, loaded: LoadedPolicy) -> None:
+    async def _cleared(self, loaded: LoadedPolicy, adapter: Adapter) -> None:
         """New words go out as the account only while no other policy file speaks for its
         platform account (``Platforms.cleared``), as a post's do."""
         assert self.platforms is not None  # an adapter was made: there are platforms
         try:
-            await self.platforms.cleared(loaded)
+            await self.platforms.cleared(loaded, adapter=adapter)
         except AccountHeld as exc:
             raise BylineError(Code.UNAVAILABLE, f"the edit was not sent: {exc.message}", retryable=True) from None
         except AdapterError as exc:
@@ -180,7 +180,7 @@ class PublishedPosts:
             raise BylineError(
                 Code.VALIDATION, f"{revision.loaded.policy.platform} does not allow editing a published post"
             )
-        await self._cleared(revision.loaded)
+        await self._cleared(revision.loaded, adapter)
         assert revision.record.remote_id is not None, "a published post has its platform's id"
         held = await self.posts.hold_revision(caller, revision, lease=self.lease)
         await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(

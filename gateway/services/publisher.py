@@ -592,7 +592,9 @@ class Publisher:
         if loaded is None:
             return False
         try:
-            await self._platforms.cleared(loaded, fresh=True)
+            # Held for another account's credential, its own is known to work: not asked again
+            # each minute (X allows few of these questions a day).
+            await self._platforms.cleared(loaded, fresh=not self._platforms.held_here(account))
         except AccountHeld as exc:
             logger.warning("account_still_held", account=account, problem=exc.message)
             return False
@@ -724,7 +726,7 @@ class Publisher:
             if result is None:
                 # Not before looking for it: a post already out (a crash before it was recorded)
                 # is recorded as it is, whatever is found of the account meanwhile.
-                await self._platforms.cleared(loaded)
+                await self._platforms.cleared(loaded, adapter=adapter)
                 result = await self._publish_with_retries(adapter, outbound)
         except AccountHeld as exc:
             # Another policy file may speak for the account: nothing goes out, and the post
