@@ -352,6 +352,42 @@ async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_mo
         assert [token for _, token in listener.heard][2:] == ["Bearer next-token"] * 2
 
 
+async def test_a_token_file_caught_mid_rewrite_is_no_broken_credential(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin rotates a token with ``echo TOKEN > file``: the file is truncated, then written.
+    A publication that reads it in between finds it empty. That is a file being written, not a
+    broken credential: the token read before goes out, the account stays healthy and the post
+    is not put off. A file left empty (changed longer ago than a write takes) is refused, and
+    nothing reaches the platform."""
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    token = secrets / "token"
+    token.write_text("good-token\n", encoding="utf-8")
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        await gw.submit("alice", "thief", "before")
+        await gw.tick()
+        token.write_text("", encoding="utf-8")  # truncated: the new token not in yet
+        post = await gw.submit("alice", "thief", "while it is written")
+        await gw.tick()
+        assert [t for _, t in listener.heard] == ["Bearer good-token"] * 2
+        assert (await gw.get("alice", post["id"]))["state"] == "published"
+        status, ready = await gw.call(None, "GET", "/readyz")
+        assert status == 200 and "thief" not in str(ready), ready
+        token.write_text("next-token\n", encoding="utf-8")
+        await gw.submit("alice", "thief", "rotated")
+        await gw.tick()
+        assert [t for _, t in listener.heard][2:] == ["Bearer next-token"]
+        token.write_text("", encoding="utf-8")
+        monkeypatch.setattr(platforms, "_SETTLED_NS", -1)  # left empty longer than a write takes
+        post = await gw.submit("alice", "thief", "after it was cleared")
+        await gw.tick()
+        assert len(listener.heard) == 3
+        assert "is empty" in ((await gw.get("alice", post["id"]))["last_error"] or "")
+
+
 async def test_plain_http_needs_loopback_and_the_setting(
     db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
 ) -> None:

@@ -75,6 +75,11 @@ class CredentialError(Exception):
     """A credential reference that cannot be resolved; the message names only the reference."""
 
 
+class CredentialEmpty(CredentialError):
+    """A ``file:`` credential whose file holds nothing: cleared by its admin, or caught between
+    the truncation and the write of a rewrite (``echo TOKEN > file``)."""
+
+
 def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
     """Read the secret an ``env:NAME`` or ``file:PATH`` reference points at.
 
@@ -98,7 +103,7 @@ def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
             raise CredentialError(f"credential {exc}") from None
         value = _read_small_file(reference, path).strip()
         if not value:
-            raise CredentialError(f"credential {reference} is empty")
+            raise CredentialEmpty(f"credential {reference} is empty")
         return value
     raise CredentialError(f"credential reference {reference} is neither env: nor file:")
 
@@ -149,9 +154,16 @@ class SecretFiles:
     times) and not changed within the last two seconds; anything else (a symlink pointed
     elsewhere, a file rewritten or replaced) is resolved, checked and read again in full. What
     is kept was read through every check, so it never hands out anything the checks refused.
+
+    A file found empty within two seconds of its last change is taken for one being written
+    (truncated, its new token not in yet): the value read before it stands until the file is
+    left alone, as a policy file's does, rather than the account being taken for one whose
+    credential broke, its posts put off for minutes. A file left empty is an empty credential.
     """
 
     _known: dict[str, tuple[tuple[int, ...], str]] = field(default_factory=dict)
+    _last: dict[str, str] = field(default_factory=dict)
+    """The value each reference last read, through every check: what a file being written stands for."""
 
     def read(self, reference: str, rules: CredentialRules) -> str:
         """The secret ``reference`` (``file:...``) names, as :func:`resolve_credential` reads it."""
@@ -166,8 +178,17 @@ class SecretFiles:
         known = self._known.get(reference)
         if known is not None and known[0] == signature:
             return known[1]
-        value = resolve_credential(reference, rules=rules)
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS
+        try:
+            value = resolve_credential(reference, rules=rules)
+        except CredentialEmpty:
+            last = self._last.get(reference)
+            if settled or last is None:
+                raise
+            self._known.pop(reference, None)
+            return last  # being written: read again at the next use
+        self._last[reference] = value
+        if settled:
             self._known[reference] = (signature, value)
         else:
             self._known.pop(reference, None)
