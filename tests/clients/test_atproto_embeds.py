@@ -47,8 +47,11 @@ def png(width: int, height: int, seed: str) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    shade = hashlib.sha256(seed.encode()).digest()[0]
-    rows = b"".join(b"\x00" + bytes([shade]) * width for _ in range(height))
+    # Each pixel's shade from the seed's digest: one shade for the whole image gave 256 images
+    # in all, and a test's random seed then drew another test's "never uploaded" one in 256.
+    shades = hashlib.sha256(seed.encode()).digest()
+    rows = b"".join(b"\x00" + bytes(shades[(y * width + x) % len(shades)] for x in range(width))
+                    for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
