@@ -248,6 +248,16 @@ def test_a_link_to_nothing_or_to_itself_is_refused_as_unreadable_and_the_rest_lo
     assert registry.get("delayed") is not None and "delayed.yaml" in registry.errors
 
 
+def test_a_policy_file_gone_before_its_place_is_checked_says_so_plainly(tmp_path: Path) -> None:
+    """A file listed, then deleted before its place is checked (an editor's swap, a ``git``
+    checkout): it cannot be read, and the words say why without calling it a link."""
+    from gateway.policy.loader import check_inside
+
+    with pytest.raises(PolicyFileError) as info:
+        check_inside(tmp_path / "gone.yaml", tmp_path)
+    assert [str(i) for i in info.value.issues] == ["gone.yaml: cannot read: No such file or directory"]
+
+
 def test_a_configmap_s_links_stay_inside_and_load(tmp_path: Path) -> None:
     """A Kubernetes ConfigMap volume: each file links to ``..data/``, itself a link to a
     timestamped directory inside the mount; every policy loads."""
