@@ -52,6 +52,9 @@ def test_merge_bombs_and_aliases_inside_themselves_are_refused(tmp_path: Path) -
     assert "holds more than 100000 values" in _refused(tmp_path / "m.yaml")[0]
     (tmp_path / "m.yaml").write_text(head + "writers: &w [alice, *w]\n", encoding="utf-8")
     assert "an alias inside itself" in _refused(tmp_path / "m.yaml")[0]
+    for whole in ("&r [*r]\n", "&r {a: *r}\n"):  # the whole file inside itself, nothing around it
+        (tmp_path / "m.yaml").write_text(whole, encoding="utf-8")
+        assert [i for i in _refused(tmp_path / "m.yaml") if "an alias inside itself" in i], whole
 
 
 def _values(padding: int) -> str:
