@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.appkeys import DB, PLATFORMS
 from gateway.clock import ManualClock
+from gateway.policy import announce as voice
 from gateway.policy.announce import render, voice_words
 from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
@@ -643,3 +644,48 @@ def test_an_announcement_fills_its_placeholders_and_nothing_else() -> None:
     assert got == ("brand @brand v3: written by its owner https://byline.example/@brand {x} "
                    "{written by its owner} }{ {")
     assert render("no braces at all", account="a", handle="h", summary={}, url="u", version=1) == "no braces at all"
+
+
+ALICE = {"tier": "direct", "owner": "alice", "writers": ["alice"]}
+ALICE_AND_BOB = {"tier": "direct", "owner": "alice", "writers": ["alice", "bob"]}
+ASKING = {"announce": True}
+
+
+@pytest.mark.parametrize(("before", "after", "expected"), [
+    (None, ALICE | ASKING, []),
+    (ALICE, ALICE_AND_BOB, []),
+    (ALICE, ALICE | ASKING, []),
+    (ALICE, ALICE_AND_BOB | ASKING, ["writers"]),
+    (ALICE | ASKING, ALICE_AND_BOB | ASKING, ["writers"]),
+    (ALICE | ASKING, ALICE | ASKING | {"delay_seconds": 60}, []),
+    (ALICE | ASKING, ALICE, ["announce"]),
+    (ALICE | ASKING, ALICE_AND_BOB, ["writers", "announce"]),
+    (ALICE | ASKING, {"tier": "co-signed", "owner": "bob", "writers": ["alice"], "approvers": ["carol"],
+                      "required": 1}, ["tier", "owner", "approvers", "required", "announce"]),
+], ids=["first load", "neither asks", "turned on", "new policy asks", "both ask", "no change",
+        "turned off", "changed and turned off", "each part"])
+def test_what_a_version_announces(
+    before: dict[str, Any] | None, after: dict[str, Any], expected: list[str],
+) -> None:
+    """The parts of the voice changed where either policy asks, in the order of the voice's
+    keys, and ``announce`` last where the one replaced asked and the new one does not."""
+    assert voice.announced(before, after) == expected
+
+
+@pytest.mark.parametrize(("changed", "expected"), [
+    (["writers"], "Own: written by its owner https://byline.example/@brand"),
+    (["announce"], "This account will no longer announce changes of its voice. Who writes and approves each "
+                   "post: https://byline.example/@brand"),
+    (["writers", "announce"], "Change of voice: this account is now written by its owner, and will no longer "
+                              "announce changes of its voice. Who writes and approves each post: "
+                              "https://byline.example/@brand"),
+    (["tier", "owner", "announce"], "Change of voice: this account is now written by its owner, and will no "
+                                    "longer announce changes of its voice. Who writes and approves each post: "
+                                    "https://byline.example/@brand"),
+])
+def test_the_end_of_announcements_is_said_in_the_default_words(changed: list[str], expected: str) -> None:
+    """A change of voice in the policy's own template; the end of the announcements, alone or
+    with a change of voice, in the default words that say it, linking the public page."""
+    template = voice.template_for(changed, "Own: {voice} {url}")
+    assert render(template, account="brand", handle="@brand", summary=ALICE, url="https://byline.example/@brand",
+                  version=2) == expected

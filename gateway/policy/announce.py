@@ -23,6 +23,21 @@ PLACEHOLDERS: Final = ("account", "handle", "voice", "url", "version")
 
 DEFAULT_TEMPLATE: Final = "Change of voice: this account is now {voice}. Who writes and approves each post: {url}"
 
+PROMISE: Final = "announce"
+"""The key of a policy summary that asks for announcements (``announce: true``): named among
+what a version announces when it withdraws the promise the policy it replaces made."""
+
+WITHDRAWN_TEMPLATE: Final = ("This account will no longer announce changes of its voice. "
+                             "Who writes and approves each post: {url}")
+"""The words when a version stops the announcements the policy it replaces asked for and
+leaves the voice as it was: the followers were promised they would be told, and are told
+the promise ended."""
+
+CHANGED_AND_WITHDRAWN_TEMPLATE: Final = (
+    "Change of voice: this account is now {voice}, and will no longer announce changes of its voice. "
+    "Who writes and approves each post: {url}")
+"""The words when one version changes the voice and stops the announcements: one post says both."""
+
 URL_BUDGET: Final = 100
 """How long the public page's link is assumed to be when a template is checked at load, on the
 platforms that count a link by its characters (Bluesky, the sandbox); Mastodon and X count 23."""
@@ -72,6 +87,30 @@ def voice_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) ->
     if before is None:
         return []
     return [k for k in VOICE_KEYS if before.get(k) != after.get(k)]
+
+
+def announced(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """What recording a policy (its summary ``after``) in place of another (``before``; None
+    for an account's first) announces: the parts of the voice it changes, and ``announce``
+    where it withdraws the promise of announcements ``before`` made. Nothing where neither
+    asks for them. The promise is kept by the version that withdraws it: else one edit could
+    drop it and a later one change the voice, and the followers told of neither."""
+    if before is None or not (before.get(PROMISE) or after.get(PROMISE)):
+        return []
+    changed = voice_changed(before, after)
+    if before.get(PROMISE) and not after.get(PROMISE):
+        changed.append(PROMISE)
+    return changed
+
+
+def template_for(changed: Sequence[str], own: str) -> str:
+    """The template of the announcement of ``changed`` (see ``announced``): the policy's own
+    (``own``) for a change of voice; the default words saying the promise ended where it is
+    withdrawn (a policy asking for none has no template of its own, and the one withdrawn is
+    in no recorded summary)."""
+    if PROMISE not in changed:
+        return own
+    return WITHDRAWN_TEMPLATE if len(changed) == 1 else CHANGED_AND_WITHDRAWN_TEMPLATE
 
 
 def render(template: str, *, account: str, handle: str, summary: Mapping[str, Any], url: str,
