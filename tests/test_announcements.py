@@ -227,9 +227,10 @@ async def test_a_change_of_voice_that_turns_announcements_off_is_announced(
     db_url: str, tmp_path: Path, clock: ManualClock, off: str,
 ) -> None:
     """One edit turns a co-signed account that asked for announcements direct and asks for none:
-    its followers were promised they would be told, so the change is announced, once, in the
-    default words (the template withdrawn is in no recorded summary); the next change, between
-    two policies asking for none, is not; the log verifies."""
+    its followers were promised they would be told, so the change is announced, once, and the
+    same post says no more will be, in the default words (the template withdrawn is in no
+    recorded summary); the next change, between two policies asking for none, is not; the log
+    verifies."""
     own_words = TEAM.replace("{voice_changes: true}",
                              '{voice_changes: true, template: "Nouvelle voix : {voice}. {url}"}')
     quiet = (QUIET_DIRECT if off == "announce taken out"
@@ -240,14 +241,14 @@ async def test_a_change_of_voice_that_turns_announcements_off_is_announced(
         assert await gw.sync_policies() == ["brand"]
         [announced] = await _announcements(gw, "brand")
         assert announced["announces"]["version"] == 2
-        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required", "announce"]
         row = await _row(gw, announced["post"])
         assert (row["author"], row["state"], row["required"]) == ("policy-file", "scheduled", 0)
         assert await gw.tick() == 1
         [went_out] = await gw.timeline("brand")
         assert went_out["text"] == (
-            f"Change of voice: this account is now written by its owner. Who writes and approves each post: "
-            f"{PUBLIC}/@brand"
+            "Change of voice: this account is now written by its owner, and will no longer announce changes of "
+            f"its voice. Who writes and approves each post: {PUBLIC}/@brand"
         )
 
         write_policy(policies, "brand", QUIET_TWO_WRITERS)
@@ -261,7 +262,8 @@ async def test_a_policy_that_announced_removed_and_put_back_without_it_is_announ
 ) -> None:
     """Removing a co-signed policy that asked for announcements and adding the file back direct,
     asking for none, is the same change as one edit making it: the voice it comes back with is
-    announced (judged against the policy removed, which made the promise), and the log verifies."""
+    announced (judged against the policy removed, which made the promise), with the end of the
+    announcements, in one post, and the log verifies."""
     policies = make_policy_dir(tmp_path, {"brand": TEAM})
     async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
         (policies / "brand.yaml").unlink()
@@ -270,10 +272,65 @@ async def test_a_policy_that_announced_removed_and_put_back_without_it_is_announ
         assert await gw.sync_policies() == ["brand"]
         [announced] = await _announcements(gw, "brand")
         assert announced["announces"]["version"] == 3
-        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required"]
+        assert announced["announces"]["changed"] == ["tier", "writers", "approvers", "required", "announce"]
         assert await gw.tick() == 1
         [went_out] = await gw.timeline("brand")
-        assert "this account is now written by its owner" in went_out["text"]
+        assert "this account is now written by its owner, and will no longer announce" in went_out["text"]
+        await verified_by_cli(gw)
+
+
+ENDED = f"This account will no longer announce changes of its voice. Who writes and approves each post: {PUBLIC}/@brand"
+
+
+@pytest.mark.parametrize("off", ["announce taken out", "voice_changes: false"])
+async def test_turning_announcements_off_is_announced_and_the_change_after_it_is_not(
+    db_url: str, tmp_path: Path, clock: ManualClock, off: str,
+) -> None:
+    """The two-step silence: one edit turns announcements off and leaves the voice as it was,
+    a later one changes the voice. The followers were promised they would be told, so the first
+    says the promise ended (one post, in the default words, saying only that); the second, on a
+    policy that asks for none replacing one that asked for none, is not announced; the log
+    verifies."""
+    quiet = QUIET_DIRECT if off == "announce taken out" else DIRECT.replace(
+        "{voice_changes: true}", "{voice_changes: false}")
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", quiet)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["version"] == 2
+        assert announced["announces"]["changed"] == ["announce"]
+        row = await _row(gw, announced["post"])
+        assert (row["author"], row["state"], row["required"]) == ("policy-file", "scheduled", 0)
+        assert await gw.tick() == 1
+        [went_out] = await gw.timeline("brand")
+        assert went_out["text"] == ENDED
+
+        write_policy(policies, "brand", QUIET_TWO_WRITERS)
+        assert await gw.sync_policies() == ["brand"]
+        assert len(await _announcements(gw, "brand")) == 1, "the followers were told no more would be"
+        await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("back", ["without announce", "asking still"])
+async def test_a_policy_that_announced_removed_and_put_back_in_its_voice(
+    db_url: str, tmp_path: Path, clock: ManualClock, back: str,
+) -> None:
+    """A removal posts nothing (no policy, no account to post as); the file put back in the same
+    voice is judged against the policy removed: without ``announce`` it says the announcements
+    ended, asking still it has nothing to say; the log verifies."""
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        (policies / "brand.yaml").unlink()
+        assert await gw.sync_policies() == ["brand"]
+        assert await _announcements(gw, "brand") == [], "a removal posts nothing"
+        write_policy(policies, "brand", QUIET_DIRECT if back == "without announce" else DIRECT)
+        assert await gw.sync_policies() == ["brand"]
+        announced = await _announcements(gw, "brand")
+        assert [(a["announces"]["version"], a["announces"]["changed"]) for a in announced] == (
+            [(3, ["announce"])] if back == "without announce" else [])
+        await gw.tick()
+        assert [p["text"] for p in await gw.timeline("brand")] == ([ENDED] if back == "without announce" else [])
         await verified_by_cli(gw)
 
 
@@ -312,10 +369,16 @@ def _forged(tmp_path: Path, name: str, build: Any) -> list[str]:
     return messages(log.verify(tmp_path / f"{name}.export"))
 
 
-def _announce(log: SyntheticLog, post: str, version: int, sha: str, *, state: str = "scheduled") -> None:
+TEAM_CHANGED = ("tier", "writers", "approvers", "required")
+"""What the forged logs' team policy changes of the direct one."""
+
+
+def _announce(log: SyntheticLog, post: str, version: int, sha: str, *, state: str = "scheduled",
+              changed: tuple[str, ...] = TEAM_CHANGED) -> None:
     log.add("post.submitted", actor="policy-file", account="brand", post=post, data={
         "version": 1, "text_hash": log.commit(f"announcement {post}"), "state": state, "approvers": [],
-        "required": 0, "policy_sha256": sha, "announces": {"version": version, "policy_sha256": sha},
+        "required": 0, "policy_sha256": sha,
+        "announces": {"version": version, "policy_sha256": sha, "changed": list(changed)},
     })
 
 
@@ -370,7 +433,8 @@ def test_the_verifier_catches_an_announcement_without_its_policy_change(
             _change(log, team)
             log.add("post.submitted", actor="alice", account="brand", post="100", data={
                 "version": 1, "text_hash": log.commit("mine"), "state": "held", "approvers": ["bob"],
-                "required": 1, "policy_sha256": "p2", "announces": {"version": 2, "policy_sha256": "p2"}})
+                "required": 1, "policy_sha256": "p2",
+                "announces": {"version": 2, "policy_sha256": "p2", "changed": list(TEAM_CHANGED)}})
 
     found = _forged(tmp_path, name.replace(" ", "-"), build)
     never = [f for f in found if "no announcement of it followed" in f]
@@ -407,7 +471,7 @@ def test_the_verifier_catches_a_change_of_voice_never_announced(tmp_path: Path, 
                     data={"version": 3, "previous_sha256": "p2", "previous": team})
             log.add("policy.loaded", actor="policy-file", account="brand",
                     data={"file": "brand.yaml", "sha256": "p4", "policy": team | {"owner": "bob"}, "version": 4})
-            _announce(log, "100", 4, "p4")
+            _announce(log, "100", 4, "p4", changed=("owner",))
 
     found = _forged(tmp_path, then.replace(" ", "-"), build)
     assert len(found) == 1 and "policy version 2 of brand changed its voice" in found[0], found
@@ -468,7 +532,7 @@ def test_the_verifier_owes_an_announcement_promised_by_the_policy_replaced(
         log.add("policy.changed" if version == 2 else "policy.loaded", actor="policy-file", account="brand",
                 data={"file": "brand.yaml", "sha256": sha, "policy": _quiet(team), "version": version})
         if announced:
-            _announce(log, "100", version, sha)
+            _announce(log, "100", version, sha, changed=(*TEAM_CHANGED, "announce"))
 
     found = _forged(tmp_path, f"{how}-{announced}".replace(" ", "-"), build)
     if announced:
@@ -495,6 +559,90 @@ async def test_byline_audit_verify_rejects_a_change_of_voice_that_turned_announc
     assert result.code != 0
     assert "policy version 2 of brand changed its voice" in result.text
     assert "no announcement of it followed" in result.text
+
+
+QUIET_ALICE = summary(owner="alice", writers=["alice"])
+"""The forged logs' version 1, direct, as recorded asking for no announcements."""
+
+
+@pytest.mark.parametrize("how", ["in one edit", "removed and put back"])
+@pytest.mark.parametrize("announced", [None, ("announce",), TEAM_CHANGED], ids=["unannounced", "said", "unsaid"])
+def test_the_verifier_owes_the_end_of_announcements_its_announcement(
+    tmp_path: Path, how: str, announced: tuple[str, ...] | None,
+) -> None:
+    """Forged logs: version 1 asks for announcements, and the account stops asking in the same
+    voice (in one edit, or by a removal and the file back); with no announcement that is a
+    promise ended its followers were not told of, with one saying so the log verifies, and
+    with one that says it changed the voice instead the end is left unsaid."""
+    version, sha = (2, "p2") if how == "in one edit" else (3, "p3")
+
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        if how == "removed and put back":
+            log.add("policy.removed", actor="policy-file", account="brand", data={
+                "version": 2, "previous_sha256": "p1", "previous": QUIET_ALICE | {"announce": True}})
+        log.add("policy.changed" if version == 2 else "policy.loaded", actor="policy-file", account="brand",
+                data={"file": "brand.yaml", "sha256": sha, "policy": QUIET_ALICE, "version": version})
+        if announced is not None:
+            _announce(log, "100", version, sha, changed=announced)
+
+    found = _forged(tmp_path, f"{how}-{announced}".replace(" ", "-"), build)
+    if announced == ("announce",):
+        assert found == []
+    elif announced is None:
+        assert len(found) == 1 and f"policy version {version} of brand stopped the announcements" in found[0], found
+        assert "no announcement of it followed" in found[0] and "not told the promise ended" in found[0], found
+    else:
+        assert len(found) == 1 and "it leaves unsaid that the announcements ended" in found[0], found
+
+
+@pytest.mark.parametrize("version_2", ["changes the voice, asking still", "changes a rule", "changes nothing"])
+def test_the_verifier_rejects_an_announced_end_of_announcements_the_log_does_not_show(
+    tmp_path: Path, version_2: str,
+) -> None:
+    """Forged logs: an announcement says version 2 ended the announcements, where it still asks
+    for them (changing the voice, a rule, or nothing): a withdrawal the log does not show is
+    named."""
+    def build(log: SyntheticLog, team: dict[str, Any]) -> None:
+        policy, said = {
+            "changes the voice, asking still": (team, (*TEAM_CHANGED, "announce")),
+            "changes a rule": (QUIET_ALICE | {"announce": True, "delay_seconds": 60}, ("announce",)),
+            "changes nothing": (QUIET_ALICE | {"announce": True}, ("announce",)),
+        }[version_2]
+        log.add("policy.changed", actor="policy-file", account="brand",
+                data={"file": "brand.yaml", "sha256": "p2", "policy": policy, "version": 2})
+        _announce(log, "100", 2, "p2", changed=said)
+
+    found = _forged(tmp_path, version_2.replace(" ", "-").replace(",", ""), build)
+    assert len(found) == 1, found
+    assert ("an end of announcements the log does not show" if version_2.startswith("changes the voice")
+            else "changed nothing of the account's voice: an announcement without the policy change") in found[0]
+
+
+@pytest.mark.parametrize("forged", ["an end of announcements unannounced", "an end of announcements never made"])
+async def test_byline_audit_verify_rejects_an_end_of_announcements_unannounced_or_invented(
+    tmp_path: Path, forged: str,
+) -> None:
+    """The real command: on an export where version 2 stops the announcements version 1 asked
+    for, in the same voice, and nothing is announced; and on one where version 2 changes the
+    voice, asking still, and its announcement says the announcements ended."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand", data={
+        "file": "brand.yaml", "sha256": "p1", "version": 1, "policy": QUIET_ALICE | {"announce": True}})
+    if forged == "an end of announcements unannounced":
+        _change(log, QUIET_ALICE)
+    else:
+        _change(log, summary(owner="alice", writers=["alice", "carol"], approvers=["bob"], required=1,
+                             tier="co-signed") | {"announce": True})
+        _announce(log, "100", 2, "p2", changed=(*TEAM_CHANGED, "announce"))
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert ("policy version 2 of brand stopped the announcements the policy it replaced asked for, and no "
+            "announcement of it followed" if forged == "an end of announcements unannounced"
+            else "post 100 says policy version 2 of brand changed tier, writers, approvers, required, announce, "
+                 "where the log shows it changed tier, writers, approvers, required: an end of announcements "
+                 "the log does not show") in result.text
 
 
 # -- on real platforms -------------------------------------------------------------------

@@ -22,11 +22,14 @@ and approvals. It flags:
   fewer from people its policy names as approvers (an owner's confirmation of their own words
   before the account turned co-signed, an approver the change removed);
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
-  ``data.announces`` the policy version it announces) that does not follow the recording of
-  that version for its account (the account's latest policy entry, changing the voice where
-  it or the policy it replaced asks for announcements), a second one for one version, or one
-  held for approval; and such a change of voice that no announcement follows before the
-  account's next policy record or the end of the log;
+  ``data.announces`` the policy version it announces and what it changed) that does not follow
+  the recording of that version for its account (the account's latest policy entry, changing
+  the voice where it or the policy it replaced asks for announcements, or stopping the
+  announcements the policy it replaced asked for), one that says the version changed other
+  than it did (the parts of the voice, and ``announce`` for the promise ended: an end of
+  announcements the log does not show, or one left unsaid), a second one for one version, or
+  one held for approval; and such a version that no announcement follows before the account's
+  next policy record or the end of the log;
 - a profile byline set (``profile.updated``) for a policy version the log has not recorded
   for the account before it; a policy record that names no version after the account's
   records named theirs;
@@ -85,7 +88,7 @@ from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
 from gateway.lifecycle import Action, states_allowing
-from gateway.policy.announce import ANNOUNCER, VOICE_KEYS
+from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
 
 __all__ = ["MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
@@ -196,8 +199,9 @@ class _Policy:
     approvers: frozenset[str] = frozenset()
     owner: str | None = None
     changed_voice: bool = False  # whether it changed the voice of the policy it replaced
-    owes_announcement: bool = False  # whether that change must be announced: it, or the policy
-    # it replaced (whose followers were promised), asks for announcements
+    owed: tuple[str, ...] = ()  # what its announcement must say it changed (``announced``): the
+    # parts of the voice, where it or the policy it replaced (whose followers were promised)
+    # asks for announcements, and ``announce`` where it stops those; none owed when empty
 
     def __post_init__(self) -> None:
         self.writers = frozenset(_list(self.summary, "writers"))
@@ -295,8 +299,8 @@ class Replay:
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
-        self._unannounced: dict[str, tuple[int, int]] = {}  # account -> (index, version): a change of voice
-        # on a policy asking for announcements, whose announcement has not followed yet
+        self._unannounced: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # account -> (index, version,
+        # what changed): a policy record owed an announcement, which has not followed yet
         self._posts: dict[str, _Post] = {}
         self._by_account: dict[str, list[_Post]] = {}
         self.posts_seen = 0
@@ -504,16 +508,17 @@ class Replay:
         # A policy put back after a removal changes the voice removed (``_previous``), as the
         # gateway announces it: only an account's first policy changes none.
         before = old if old is not None else self._previous.get(account)
-        if before is not None and any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS):
-            policy.changed_voice = True
-            # Owed when the policy replaced asked too, as the gateway announces it: else one edit
-            # that changes the voice and drops ``announce`` would change it silently, where the
+        if before is not None:
+            policy.changed_voice = any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
+            # Owed when the policy replaced asked too, as the gateway announces it, and owed for
+            # stopping the announcements it asked for: else one edit that drops ``announce``
+            # (with the voice or before changing it) would change the voice silently, where the
             # followers had been promised they would be told.
-            policy.owes_announcement = bool(summary.get("announce") or before.summary.get("announce"))
-        if policy.owes_announcement:
+            policy.owed = tuple(announced(before.summary, summary))
+        if policy.owed:
             # The gateway announces it in the transaction that records it: before the account's
             # next policy record, and before the log ends.
-            self._unannounced[account] = (index, count)
+            self._unannounced[account] = (index, count, policy.owed)
         waiting = self._pending.get(account)
         if waiting:
             keep = []
@@ -530,13 +535,21 @@ class Replay:
         self._owe(index, account, policy, old)
 
     def _never_announced(self, account: str) -> None:
-        """Flag the account's change of voice still owed its announcement."""
+        """Flag the account's policy record still owed its announcement (a change of voice, an end of
+        announcements, or both)."""
         owed = self._unannounced.pop(account, None)
-        if owed is not None:
-            at, version = owed
+        if owed is None:
+            return
+        at, version, changed = owed
+        if PROMISE not in changed:
             self._bad(at, f"policy version {version} of {account} changed its voice where it or the policy it "
                           "replaced asks for announcements, and no announcement of it followed: a change of voice "
                           "its followers were promised and not told of")
+        else:
+            self._bad(at, f"policy version {version} of {account} "
+                          + ("changed its voice and " if len(changed) > 1 else "")
+                          + "stopped the announcements the policy it replaced asked for, and no announcement of it "
+                          "followed: its followers were promised they would be told, and not told the promise ended")
 
     def _owe(self, index: int, account: str, policy: _Policy | None, before: _Policy | None) -> None:
         """After a policy change or removal, mark the account's pending posts that must be
@@ -583,7 +596,7 @@ class Replay:
                              f"{actor}, not by the policy file" if actor != ANNOUNCER else
                              f"the policy file submitted post {post} to {account}, which announces no policy version")
             return True
-        number, named = announces
+        number, named, said = announces
         if self._unannounced.get(account or "", (0, None))[1] == number:
             del self._unannounced[account or ""]
         if policy is None or recorded != number or named != policy.sha256 or sha256 != policy.sha256:
@@ -592,11 +605,18 @@ class Replay:
                              "change that caused it")
         elif self._announced.get(account or "") == number:
             self._bad(index, f"post {post} announces policy version {number} of {account} a second time")
-        elif not policy.owes_announcement:
+        elif not policy.owed:
             self._bad(index, f"post {post} announces policy version {number} of {account}, which "
                              + ("changed nothing of the account's voice: an announcement without the policy change "
                                 "that caused it" if not policy.changed_voice
                                 else "asks for no announcements, nor did the policy it replaced"))
+        elif sorted(said) != sorted(policy.owed):
+            ended = PROMISE in policy.owed
+            self._bad(index, f"post {post} says policy version {number} of {account} changed "
+                             f"{', '.join(said) or 'nothing'}, where the log shows it changed {', '.join(policy.owed)}"
+                             + ("" if (PROMISE in said) == ended
+                                else ": it leaves unsaid that the announcements ended" if ended
+                                else ": an end of announcements the log does not show"))
         elif state != "scheduled" or required != 0:
             self._bad(index, f"announcement {post} was submitted as {state} needing {required} approvals: "
                              "the policy file is its authorisation, it goes out at once")

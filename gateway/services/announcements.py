@@ -3,11 +3,14 @@
 An account whose policy has ``announce: {voice_changes: true}``, or had it until the version
 being recorded (its followers were promised), gets a post, in the same transaction that
 records a policy version changing its voice (tier, owner, writers, suggesters, approvers or
-the approvals asked), authored in the log by the policy file (``policy-file``), scheduled to go
-out at once through the publisher (its lease and idempotency key make it go out once), and
-never held for approval: the admin's policy file is its authorisation, and its
-``post.submitted`` entry names the version it announces (``data.announces``), which
-``byline audit verify`` checks against the policy entry just before it.
+the approvals asked), or stopping the announcements the policy it replaces asked for (the
+promise ended is told; one post where one version does both), authored in the log by the
+policy file (``policy-file``), scheduled to go out at once through the publisher (its lease
+and idempotency key make it go out once), and never held for approval: the admin's policy
+file is its authorisation, and its ``post.submitted`` entry names the version it announces
+and what it announces of it (``data.announces``: ``changed``, the parts of the voice and
+``announce`` for the promise ended), which ``byline audit verify`` checks against the policy
+entry just before it.
 
 Since the recording transaction runs once per version across replicas, so does this: two
 gateways seeing one change make one announcement, and a file edited back and forth between
@@ -55,11 +58,14 @@ async def announce_change(
     public_url: str,
 ) -> str | None:
     """In the transaction recording ``version`` of ``account``'s policy (``loaded``; ``head``
-    is the version it replaces): schedule the announcement of its change of voice, when the
-    voice changed and the policy, or the one it replaces, asks for announcements. Returns the
-    post's id, or None."""
+    is the version it replaces): schedule the announcement of what it changes that followers
+    are told (``gateway.policy.announce.announced``): its change of voice, where it or the
+    policy it replaces asks for announcements, and the end of the announcements, where it
+    stops those the policy it replaces asked for. Returns the post's id, or None."""
     if loaded is None:
-        return None  # a removal: no policy, no post
+        # A removal: no policy to post under (the account's credentials and platform are in
+        # it). A promise it ended is told when the file comes back without it (see below).
+        return None
     policy = loaded.policy
     # A policy put back after its removal is no first load: the account spoke through Byline
     # in the voice removed (the removal's recorded summary), and coming back in another is a
@@ -69,23 +75,22 @@ async def announce_change(
     before: dict[str, Any] = json.loads(kept) if kept else {}
     if not before:
         return None  # a first load: the account spoke before Byline
-    asks = policy.announce if policy.announce is not None and policy.announce.voice_changes else None
-    # The followers of a policy that asked were promised they would be told: an edit that
-    # changes the voice and drops ``announce`` at once (or a removal, then the file back
-    # without it) is announced all the same, or dropping it would be the way to change the
-    # voice silently. Only a policy that asks for none replacing one that asked for none
-    # announces nothing.
-    if asks is None and not before.get("announce"):
-        return None
+    # The followers of a policy that asked were promised they would be told. A version that
+    # stops asking keeps the promise by saying it ended, in the post of its own change of voice
+    # if it makes one (one edit that changes the voice and drops ``announce``) or in a post of
+    # its own (an edit that only drops it, or a removal, then the file back without it): else
+    # dropping it first would be the way to change the voice silently later. Only a policy that
+    # asks for none replacing one that asked for none announces nothing.
     summary = policy.summary()
-    changed = voice.voice_changed(before, summary)
+    changed = voice.announced(before, summary)
     if not changed:
         return None
-    # The words: the policy's own template when it asks; otherwise the default. The template
-    # withdrawn is in no recorded summary (``announce: true`` is all a summary keeps), a
-    # removal keeps no text at all, and that template was checked to fit only the voice it was
-    # written for; the default is the same words whichever way the promise was dropped.
-    template = asks.template if asks is not None else voice.DEFAULT_TEMPLATE
+    # The words: the policy's own template for a change of voice it asks to announce; the
+    # default words where the promise is withdrawn. The template withdrawn is in no recorded
+    # summary (``announce: true`` is all a summary keeps), a removal keeps no text, and that
+    # template was checked to fit only the voice it was written for.
+    own = policy.announce.template if policy.announce is not None else voice.DEFAULT_TEMPLATE
+    template = voice.template_for(changed, own)
     post_id = new_post_id()
     text = voice.render(template, account=account, handle=policy.handle, summary=summary,
                         url=public_page(public_url, account), version=version)

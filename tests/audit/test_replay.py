@@ -1777,13 +1777,15 @@ def _numbered(log: SyntheticLog, account: str, policy: dict[str, Any], sha: str,
 
 def _announcement(log: SyntheticLog, post: str, version: int, sha: str, *, account: str = "brand",
                   actor: str = "policy-file", state: str = "scheduled", required: int = 0,
-                  submitted_under: str | None = None, announces: bool = True) -> int:
-    """The policy file's post announcing policy ``version`` (``sha``) of ``account``."""
+                  submitted_under: str | None = None, announces: bool = True,
+                  changed: tuple[str, ...] = ("writers",)) -> int:
+    """The policy file's post announcing policy ``version`` (``sha``) of ``account``, saying it
+    changed ``changed`` (by default what ``_voice_changed``'s version 2 changes)."""
     data: dict[str, Any] = {
         "version": 1, "text_hash": log.commit(f"announcement {post}"), "state": state, "approvers": [],
         "required": required, "policy_sha256": sha if submitted_under is None else submitted_under}
     if announces:
-        data["announces"] = {"version": version, "policy_sha256": sha}
+        data["announces"] = {"version": version, "policy_sha256": sha, "changed": list(changed)}
     return log.add("post.submitted", actor=actor, account=account, post=post, data=data)
 
 
@@ -1866,6 +1868,73 @@ def test_a_second_announcement_of_one_version_is_named(tmp_path: Path) -> None:
     assert messages(log.verify(tmp_path / "x.export")) == [
         f"entry {again}: post 101 announces policy version 2 of brand a second time"
     ]
+
+
+QUIET_ALICE = summary(owner="alice", writers=["alice"])
+
+
+@pytest.mark.parametrize(("version_2", "expected"), [
+    (QUIET_ALICE, "policy version 2 of brand stopped the announcements the policy it replaced asked for, and no "
+                  "announcement of it followed: its followers were promised they would be told, and not told the "
+                  "promise ended"),
+    (summary(owner="alice", writers=["alice", "carol"]),
+     "policy version 2 of brand changed its voice and stopped the announcements the policy it replaced asked for, "
+     "and no announcement of it followed: its followers were promised they would be told, and not told the "
+     "promise ended"),
+])
+def test_an_end_of_announcements_no_announcement_follows_is_named(
+    tmp_path: Path, version_2: dict[str, Any], expected: str,
+) -> None:
+    """A version that stops the announcements its policy replaced asked for is owed an
+    announcement, with the voice as it was or changed; none following is named at it."""
+    log = SyntheticLog()
+    _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
+    _numbered(log, "brand", version_2, "p2", 2)
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry 1: {expected}"]
+
+
+@pytest.mark.parametrize(("version_2", "said", "expected"), [
+    (QUIET_ALICE, (), "post 100 says policy version 2 of brand changed nothing, where the log shows it changed "
+                      "announce: it leaves unsaid that the announcements ended"),
+    (TWO_VOICES, ("writers", "announce"), "post 100 says policy version 2 of brand changed writers, announce, "
+                                          "where the log shows it changed writers: an end of announcements the "
+                                          "log does not show"),
+    (TWO_VOICES, ("owner",), "post 100 says policy version 2 of brand changed owner, where the log shows it "
+                             "changed writers"),
+    (summary(owner="alice", writers=["alice", "carol"]), ("announce",),
+     "post 100 says policy version 2 of brand changed announce, where the log shows it changed writers, announce"),
+    (summary(owner="alice", writers=["alice", "carol"]), ("announce", "writers"), None),
+])
+def test_an_announcement_says_what_its_version_changed(
+    tmp_path: Path, version_2: dict[str, Any], said: tuple[str, ...], expected: str | None,
+) -> None:
+    """What an announcement says it announces (``data.announces.changed``) is what the log
+    shows its version changed, in any order: the parts of the voice, and ``announce`` for the
+    end of the announcements; one saying other is named at its entry."""
+    log = SyntheticLog()
+    _numbered(log, "brand", ANNOUNCING, "p1", 1, kind="policy.loaded")
+    _numbered(log, "brand", version_2, "p2", 2)
+    at = _announcement(log, "100", 2, "p2", changed=said)
+    assert messages(log.verify(tmp_path / "x.export")) == ([f"entry {at}: {expected}"] if expected else [])
+
+
+@pytest.mark.parametrize("announces", [
+    {"version": 2, "policy_sha256": "p2"},
+    {"version": 2, "policy_sha256": "p2", "changed": "writers"},
+    {"version": 2, "policy_sha256": "p2", "changed": ["writers", 1]},
+])
+def test_an_announcement_that_does_not_say_what_it_announces_is_malformed(
+    tmp_path: Path, announces: dict[str, Any],
+) -> None:
+    """Every announcement Byline makes says what its version changed: one without the list, or
+    with one of other than names, is malformed (and the change it was to announce is owed)."""
+    log = SyntheticLog()
+    _voice_changed(log)
+    at = log.add("post.submitted", actor="policy-file", account="brand", post="100", data={
+        "version": 1, "text_hash": log.commit("announcement 100"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": "p2", "announces": announces})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {at}: post.submitted has a malformed data.announces", f"entry 1: {NEVER_ANNOUNCED}"]
 
 
 def test_an_announcement_waiting_to_go_out_is_not_held_by_a_policy_removal(tmp_path: Path) -> None:

@@ -188,12 +188,15 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             return None, "post.submitted has a malformed data.suggested_by"
         announces = data.get("announces")
         if announces is not None:
-            # The policy file's announcement of a change of voice: the version it announces.
+            # The policy file's announcement of a change of voice: the version it announces, and
+            # what of it (the parts of the voice, ``announce`` for the end of announcements),
+            # which every announcement Byline made says.
+            said = _str_list(announces.get("changed")) if type(announces) is dict else None
             if (type(announces) is not dict or type(announces.get("version")) is not int
-                    or type(announces.get("policy_sha256")) is not str):
+                    or type(announces.get("policy_sha256")) is not str or said is None):
                 return None, "post.submitted has a malformed data.announces"
             return (version, state, approvers, required, sha, suggested_by,
-                    (announces["version"], announces["policy_sha256"])), None
+                    (announces["version"], announces["policy_sha256"], said)), None
         parent, adopted_from = _parent(data), data.get("adopted_from")
         if parent is not None or type(adopted_from) is str:
             # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
