@@ -3,8 +3,9 @@ already open (step one skipped), as a browser without scripts and Mastodon.py me
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -15,7 +16,7 @@ from gateway.appkeys import DB, IDENTITY, PEOPLE, SETTINGS
 from gateway.services.identity import hash_token
 from tests.clients.signin import code_of, form_of, sign_in_with_password
 from tests.clients.world import World
-from tests.conftest import started_gateway
+from tests.conftest import Gateway, started_gateway
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 SCOPES = ["read", "write"]
@@ -277,9 +278,10 @@ async def test_a_password_token_is_scoped_and_outlives_the_session(people: World
         await world.run(app.account_verify_credentials)
 
 
-async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url: str) -> None:
-    """Behind TLS (an https public URL), the page session a password sign-in opens is the pages'
-    own: a ``__Host-`` cookie, Secure, for this host alone."""
+@contextlib.asynccontextmanager
+async def _sign_in_behind_tls(world: World, db_url: str) -> AsyncIterator[tuple[Gateway, dict[str, str], Morsel[str]]]:
+    """A gateway behind TLS (an https public URL) with alice, and an app's sign-in page opened on
+    it: the gateway, the page's form fields and its nonce cookie."""
     settings = world.gateway.app[SETTINGS]
     async with started_gateway(db_url, settings.policy_dir, world.gateway.clock,
                                public_url="https://byline.example") as gw:
@@ -290,12 +292,18 @@ async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url
         async with gw.client.get("/oauth/authorize", params={
                 "response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB}) as page:
             fields, _ = form_of(await page.text())
-            nonce = page.cookies["__Host-byline_signin"].value  # Secure: the plain-http client keeps it back
-        async with gw.client.post("/oauth/authorize", data={
-                **fields, "name": "alice", "password": PASSWORDS["alice"]},
-                headers={"Cookie": f"__Host-byline_signin={nonce}"}) as step:
-            assert step.status == 200
-            session = step.cookies["__Host-byline_session"]
+            yield gw, fields, page.cookies["__Host-byline_signin"]  # Secure: the plain-http client keeps it back
+
+
+async def test_the_page_session_cookie_is_secure_behind_tls(world: World, db_url: str) -> None:
+    """Behind TLS (an https public URL), the page session a password sign-in opens is the pages'
+    own: a ``__Host-`` cookie, Secure, for this host alone."""
+    signing_in = {"name": "alice", "password": PASSWORDS["alice"]}
+    async with _sign_in_behind_tls(world, db_url) as (gw, fields, nonce), gw.client.post(
+            "/oauth/authorize", data={**fields, **signing_in},
+            headers={"Cookie": f"__Host-byline_signin={nonce.value}"}) as step:
+        assert step.status == 200
+        session = step.cookies["__Host-byline_session"]
     assert (session["secure"], session["httponly"], session["samesite"], session["path"], session["domain"]) == (
         True, True, "Lax", "/", "")
 
@@ -307,17 +315,7 @@ async def test_a_sign_in_nonce_planted_under_the_plain_name_is_no_nonce_behind_t
     with the attacker's name and password, signing the person in as the attacker. Behind TLS the
     nonce is a ``__Host-`` cookie, Path=/, Secure, and only that name is read: the planted one
     binds no form."""
-    settings = world.gateway.app[SETTINGS]
-    async with started_gateway(db_url, settings.policy_dir, world.gateway.clock,
-                               public_url="https://byline.example") as gw:
-        await gw.app[PEOPLE].add("alice", PASSWORDS["alice"])
-        status, app = await gw.call(None, "POST", "/api/v1/apps", data={
-            "client_name": "Reach", "redirect_uris": OOB, "scopes": "read"})
-        assert status == 200
-        async with gw.client.get("/oauth/authorize", params={
-                "response_type": "code", "client_id": app["client_id"], "redirect_uri": OOB}) as page:
-            fields, _ = form_of(await page.text())
-            cookie = page.cookies["__Host-byline_signin"]
+    async with _sign_in_behind_tls(world, db_url) as (gw, fields, cookie):
         assert (cookie["secure"], cookie["httponly"], cookie["samesite"], cookie["path"], cookie["domain"]) == (
             True, True, "Strict", "/", "")
         signing_in = {**fields, "name": "alice", "password": PASSWORDS["alice"]}
