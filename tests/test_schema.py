@@ -13,7 +13,7 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import schema
 from gateway.storage import xrpc as xrpc_sql
-from gateway.storage.db import PostgresDatabase, SqliteDatabase
+from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn
 
 
 async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
@@ -23,17 +23,22 @@ async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
     return await PostgresDatabase(db_url).open()
 
 
+async def _migrate_by_hand(txn: Txn, dialect: str, *, upto: int) -> None:
+    """The schema of versions 1 to ``upto``, as a Byline of then left it, with its migrations noted."""
+    await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for version in range(1, upto + 1):
+        for stmt in schema._statements(dialect, version):
+            await txn.execute(stmt)
+        await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+
+
 async def test_version_3_keys_kept_texts_by_entry(db_url: str) -> None:
     """Texts kept by hash (version 2) are moved to the entries that commit to them, erased
     ones included, and the table then takes erasure and nothing else."""
     db = await _open_unmigrated(db_url)
     try:
         async with db.write() as txn:
-            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            for version in (1, 2):
-                for stmt in schema._statements(db.dialect, version):
-                    await txn.execute(stmt)
-                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await _migrate_by_hand(txn, db.dialect, upto=2)
             texts = {
                 text_commitment(word, bytes([n]) * 16): (bytes([n]) * 16, word if n != 2 else None)
                 for n, word in enumerate(["one", "two", "three"])
@@ -106,11 +111,7 @@ async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: 
     db = await _open_unmigrated(db_url)
     try:
         async with db.write() as txn:
-            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            for version in range(1, 13):
-                for stmt in schema._statements(db.dialect, version):
-                    await txn.execute(stmt)
-                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await _migrate_by_hand(txn, db.dialect, upto=12)
             for key, label in (("xrpc:one", "atproto-session:p"), ("xrpc:two", "atproto-session:p"), ("a" * 64, "cli")):
                 await txn.execute("INSERT INTO tokens (token_hash, user_name, account, label, created_at) "
                                   "VALUES (?, 'alice', 'brand', ?, 0)", key, label)
@@ -133,11 +134,7 @@ async def test_version_15_keeps_options_beside_new_versions_and_none_beside_earl
     db = await _open_unmigrated(db_url)
     try:
         async with db.write() as txn:
-            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            for version in range(1, 15):
-                for stmt in schema._statements(db.dialect, version):
-                    await txn.execute(stmt)
-                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await _migrate_by_hand(txn, db.dialect, upto=14)
             await txn.execute("INSERT INTO posts (id, account, author, state, version, text, options, created_at, "
                               "updated_at) VALUES ('1', 'brand', 'alice', 'held', 1, 'Then', ?, 0, 0)",
                               '{"spoiler_text": "cw"}')
@@ -167,11 +164,7 @@ async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: 
     db = await _open_unmigrated(db_url)
     try:
         async with db.write() as txn:
-            await txn.execute("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
-            for version in range(1, 16):
-                for stmt in schema._statements(db.dialect, version):
-                    await txn.execute(stmt)
-                await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
+            await _migrate_by_hand(txn, db.dialect, upto=15)
             await txn.execute("INSERT INTO posts (id, account, author, state, version, text, lease_until, created_at, "
                               "updated_at) VALUES ('1', 'brand', 'alice', 'published', 1, 'Then', 100, 0, 0)")
         await schema.migrate(db)
