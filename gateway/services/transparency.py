@@ -20,6 +20,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from gateway.errors import BylineError, Code
+from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.checkpoints import CheckpointRefused, CheckpointService
 from gateway.storage import log as log_sql
@@ -138,6 +139,20 @@ class PublicPost:
     """That policy's version number, from the account's policy entries."""
     announces: Mark | None = None
     """For the policy file's announcement of a change of voice: the version it announces."""
+    announced: tuple[str, ...] = ()
+    """What that announcement says of the version (its ``data.announces.changed``): the parts
+    of the voice it changed, and ``announce`` where it ended the announcements."""
+
+    @property
+    def announcement(self) -> str:
+        """What the policy file's announcement announces, in words: a change of voice, the end
+        of the announcements (a policy that stopped asking for them), or both."""
+        ended = PROMISE in self.announced
+        if ended and len(self.announced) == 1:
+            return "the end of the announcements of changes of voice"
+        if ended:
+            return "a change of voice and the end of the announcements of changes of voice"
+        return "a change of voice"
 
     @property
     def url(self) -> str:
@@ -324,6 +339,7 @@ def public_post(
             approvers.setdefault(str(b.get("actor")), _mark(i, b, "actor"))
     suggester = submitted[1]["data"].get("suggested_by")
     announces = submitted[1]["data"].get("announces")
+    changed = announces.get("changed") if isinstance(announces, dict) else None
     return PublicPost(
         id=record.id, account=record.account,
         deleted=_mark(deleted[-1][0], deleted[-1][1], "actor") if deleted else None,
@@ -336,6 +352,7 @@ def public_post(
         policy=_mark(sending[-1][0], sending[-1][1], "policy_sha256")
         if sending and isinstance(sending[-1][1]["data"].get("policy_sha256"), str) else None,
         announces=_mark(submitted[0], submitted[1], "announces.version") if isinstance(announces, dict) else None,
+        announced=tuple(str(c) for c in changed) if isinstance(changed, list) else (),
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from gateway.appkeys import DB, SETTINGS
 from gateway.services.transparency import public_post
 from gateway.storage import posts as posts_sql
+from tests.conftest import write_policy
 from tests.pages.conftest import Pages
 from tests.pages.public_story import CANCELLED_WORDS, HELD_WORDS, HOSTILE, Story, tell
 
@@ -263,3 +264,43 @@ async def test_an_account_whose_policy_was_removed_says_so(pages: Pages, story: 
     _, feed = await visitor.get("/@cosigned/voice.atom")
     titles = [t.text for t in ET.fromstring(feed).iter(f"{ATOM}title")]
     assert titles[1] == "@cosigned is no longer carried by this gateway"
+
+
+ASKING = """
+    account: direct
+    platform: sandbox
+    handle: "@alice"
+    tier: direct
+    owner: alice
+    announce: {voice_changes: true}
+"""
+"""The direct account, asking for its changes of voice to be announced."""
+
+TEAM_ASKING = ASKING.replace("tier: direct\n", "tier: managed\n").replace(
+    "owner: alice\n", "owner: alice\n    writers: [bob, carol]\n")
+
+
+@pytest.mark.parametrize(("then", "label"), [
+    (TEAM_ASKING, "An announcement of a change of voice, written by Byline"),
+    (ASKING.replace("    announce: {voice_changes: true}\n", ""),
+     "An announcement of the end of the announcements of changes of voice, written by Byline"),
+    (TEAM_ASKING.replace("    announce: {voice_changes: true}\n", ""),
+     "An announcement of a change of voice and the end of the announcements of changes of voice, "
+     "written by Byline"),
+], ids=["voice", "end", "both"])
+async def test_an_announcement_is_labelled_with_what_it_announces(pages: Pages, then: str, label: str) -> None:
+    """The policy file's announcement is labelled with what it announces: a change of voice, the end
+    of the announcements when that is all that changed, or both when one edit did both."""
+    gw = pages.gateway
+    directory = Path(gw.app[SETTINGS].policy_dir)
+    write_policy(directory, "direct", ASKING)
+    assert await gw.sync_policies() == ["direct"]
+    write_policy(directory, "direct", then)
+    assert await gw.sync_policies() == ["direct"]
+    assert await gw.tick() == 1
+    async with gw.app[DB].read() as txn:
+        rows = await txn.fetchall("SELECT id FROM posts WHERE author = 'policy-file'")
+    [post_id] = [str(r["id"]) for r in rows]
+    _, page = await (await pages.visitor()).get("/@direct")
+    assert (f"{label} from the account's policy file (version 3): no one approved it, the policy an admin "
+            "wrote is its authorisation.") in _words(_card(page, post_id))
