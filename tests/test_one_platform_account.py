@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from adapters.sandbox import SandboxAdapter
 from gateway.clock import ManualClock
 from gateway.services.identities import SHARED_PUBLIC, WAITING_PUBLIC
+from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes._faults import Faults
 from tests.fakes.mastodon import FakeMastodon
@@ -33,6 +34,7 @@ QUICK_TOKEN = "tok-brand-second-app-9e07a4"
 OWN_TOKEN = "tok-quick-own-account-3d88b1"
 """A token of another platform account: the quick file's own, once the admin puts it right."""
 VERIFY = {"mastodon": "/api/v1/accounts/verify_credentials", "x": "/2/users/me"}
+CREATE = {"mastodon": "/api/v1/statuses", "x": "/2/tweets"}
 
 
 @dataclass
@@ -161,7 +163,7 @@ async def test_a_second_token_of_a_cosigned_account_publishes_nothing_until_put_
         await gw.tick()
         assert (standin.published("brand"), standin.published("quick")) == ([], [])
         body = await gw.get("alice", quick["id"])
-        assert (body["state"], body["attempts"]) == ("scheduled", 1), body
+        assert (body["state"], body["attempts"]) == ("scheduled", 0), body  # held: no attempt spent
         assert body["events"][-1]["type"] == "post.deferred"
         assert body["events"][-1]["data"]["error"] == SHARED_PUBLIC
         health = await _health(gw)
@@ -226,6 +228,36 @@ async def test_a_second_file_for_the_account_stops_the_one_that_posted_alone(
         await gw.tick()
         assert standin.published("brand") == ["Before the brand's file", "Only the brand's file now"]
         assert (await gw.get("alice", second["id"]))["state"] == "held"  # its policy gone, it waits for one
+
+
+async def test_a_held_post_keeps_its_whole_retry_budget_for_the_platform(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Held while two files speak for one platform account is no attempt that failed: once put
+    right, a post with two attempts in its budget still gets both from the platform (its first
+    refused, the second out), where the hold had spent one and the first refusal failed it; the
+    log verifies."""
+    directory = _directory(tmp_path, standin, monkeypatch)
+    async with started_gateway(db_url, directory, clock) as gw:
+        quick = await gw.submit("alice", "quick", "Held, not failed")
+        await gw.tick()
+        body = await gw.get("alice", quick["id"])
+        assert (body["state"], body["attempts"]) == ("scheduled", 0), body
+        assert body["events"][-1]["data"]["error"] == SHARED_PUBLIC
+
+        _give_quick(directory, OWN_TOKEN)
+        standin.faults.fail_next(3, 503, method="POST", path=CREATE[standin.platform])  # every inline try
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        body = await gw.get("alice", quick["id"])
+        assert (body["state"], body["attempts"]) == ("scheduled", 1), body
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        assert standin.published("quick") == ["Held, not failed"]
+        assert await _events(gw, quick["id"]) == [
+            "post.submitted", "post.publishing", "post.deferred", "post.publishing", "post.deferred",
+            "post.publishing", "post.published"]
+        await verified_by_cli(gw)
 
 
 async def test_each_credential_is_asked_about_once_not_at_every_post(

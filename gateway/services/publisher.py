@@ -896,7 +896,7 @@ class Publisher:
         """Defer a post the platform did not take, or fail it once its retry budget is spent;
         ``patient``: a failure not the post's (nor the platform's) that spends none of it.
         ``held``: Byline held the post back before sending it (the account is marked already),
-        and this is what the public log says of it."""
+        and this is what the public log says of it; the claim is not counted among its attempts."""
         detail = error.message if not error.detail else f"{error.message}: {error.detail}"
         if held is not None:
             patient = True
@@ -932,6 +932,10 @@ class Publisher:
                 at = ltx.now + int(delay * _SECOND)
                 changes = {"state": new_state.value, "last_error": detail, "publish_at": at,
                            "lease_until": None, "updated_at": ltx.now}
+                if held is not None:
+                    # Nothing was sent: the claim's attempt is given back, so the wait for the
+                    # account to be put right leaves the whole budget for the platform's refusals.
+                    changes["attempts"] = claim.attempt if claim.recovering else claim.attempt - 1
                 data = {"state": new_state.value, "error": held or public_failure(error), "attempt": claim.attempt,
                         "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
                 event = "post.deferred"
