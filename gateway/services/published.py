@@ -229,6 +229,10 @@ class PublishedPosts:
                 return True
             if not isinstance(adapter, Revisable):
                 raise BylineError(Code.UNAVAILABLE, f"{held.loaded.policy.platform} no longer edits posts")
+            # Either edit below sends words as the account: not while another policy file speaks
+            # for its platform account. The change stays kept and the post held for it, settled
+            # at a later round once the files are put right (a deletion sends no words: it goes).
+            await self._cleared(held.loaded, adapter)
             revision = await self.posts.settling(held)
             if revision is not None:
                 await self._settling_call(adapter.edit(post.remote_id, _outbound(

@@ -4,13 +4,17 @@ client app hears why; once the files are put right, it is."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import REGISTRY
-from tests.clients.test_published_races import published
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_published_races import logged, outcome, published, puts, unanswered
 from tests.clients.world import World
-from tests.conftest import write_policy
+from tests.conftest import Gateway, write_policy
 
 SECOND_TOKEN = "mtok-second-app-of-brand-0c4f"
 """Another app's token of the Mastodon account behind ``masto``."""
@@ -24,6 +28,56 @@ async def test_an_edit_waits_while_another_file_speaks_for_the_account(
     it had; with that file removed, the same edit goes out."""
     gw = world.gateway
     api, status_id = await published(world, "First words")
+    await _second_file(world, monkeypatch)
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.status_update, status_id, "Words nobody co-signed")
+    assert refused.value.args[1] == 503
+    assert "masto and brand publish as one Mastodon account" in str(refused.value.args[-1])
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["First words"]
+
+    (gw.app[REGISTRY].directory / "brand.yaml").unlink()
+    assert await gw.sync_policies() == ["brand"]
+    await world.run(api.status_update, status_id, "Words of masto alone")
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Words of masto alone"]
+
+
+async def test_an_unrecorded_edit_waits_to_be_settled_while_another_file_speaks_for_the_account(
+    world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mastodon takes alice's edit and its answer is lost; before the hold runs out a co-signed
+    file is added on a second token of the same platform account. The publisher does not send
+    the edit again while the files disagree: the change stays kept and the post held for it,
+    round after round (another edit is refused meanwhile); with that file removed, the edit is
+    sent and recorded once, and the log verifies."""
+    gw = world.gateway
+    api, status_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "edit")
+    assert await outcome(world, api.status_update, status_id, "Launch day, edit A") == 503
+    answered()
+    sent = puts(world)
+    await _second_file(world, monkeypatch)
+    for _ in range(2):
+        clock.advance(timedelta(minutes=2, seconds=1))  # past the hold, 120 s
+        await gw.tick()
+        assert puts(world) == sent, "nothing sent as the account while another file speaks for it"
+        assert (await logged(gw, status_id))[-1] == "post.revising"
+    assert await outcome(world, api.status_update, status_id, "Launch day, edit B") == 503
+
+    (gw.app[REGISTRY].directory / "brand.yaml").unlink()
+    assert await gw.sync_policies() == ["brand"]
+    assert await outcome(world, api.status_update, status_id, "Launch day, edit B") == 409, "held for A still"
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await gw.tick()
+    assert puts(world) == sent + 1
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert shown.text == (await world.run(api.status_source, status_id)).text == "Launch day, edit A"
+    assert (await logged(gw, status_id))[-2:] == ["post.revising", "post.revised"]
+    await verified_by_cli(gw)
+
+
+async def _second_file(world: World, monkeypatch: pytest.MonkeyPatch) -> Gateway:
+    """A co-signed policy file "brand" on a second token of masto's platform account, in force."""
+    gw = world.gateway
     world.upstream_account.tokens.add(SECOND_TOKEN)
     monkeypatch.setenv("BRAND_SECOND_TOKEN", SECOND_TOKEN)
     instance = gw.app[REGISTRY].policies["masto"].policy.instance
@@ -40,13 +94,4 @@ async def test_an_edit_waits_while_another_file_speaks_for_the_account(
           from: [bob]
     """)
     assert await gw.sync_policies() == ["brand"]
-    with pytest.raises(MastodonAPIError) as refused:
-        await world.run(api.status_update, status_id, "Words nobody co-signed")
-    assert refused.value.args[1] == 503
-    assert "masto and brand publish as one Mastodon account" in str(refused.value.args[-1])
-    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["First words"]
-
-    (gw.app[REGISTRY].directory / "brand.yaml").unlink()
-    assert await gw.sync_policies() == ["brand"]
-    await world.run(api.status_update, status_id, "Words of masto alone")
-    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Words of masto alone"]
+    return gw
