@@ -135,6 +135,26 @@ async def test_429_storm_honours_retry_after(platforms: Platforms) -> None:
     assert len(platforms.mastodon.statuses(platforms.account)) == 1
 
 
+async def test_a_429_storm_leaves_the_whole_retry_budget_for_the_platforms_refusals(platforms: Platforms) -> None:
+    """Three 429s, then two 500s, on an account whose policy allows three attempts: the 429s
+    were the platform asking to slow down, not a failure of the post, so they leave its budget
+    whole, and the post goes out at its third real attempt rather than failing at its fourth
+    send."""
+    gw = platforms.gateway
+    platforms.mastodon.faults.rate_limit_next(3, retry_after=60, method="POST", path="/api/v1/statuses")
+    inline = 3  # the publisher's tries within one claim, a 500 each: one deferral a claim
+    platforms.mastodon.faults.fail_next(2 * inline, 500, method="POST", path="/api/v1/statuses")
+    post = await gw.submit("alice", "masto", "Slow, then broken, then through")
+    for _ in range(6):
+        await gw.tick()
+        gw.clock.advance(timedelta(hours=1))
+    body = await gw.get("alice", post["id"])
+    assert body["state"] == "published", body
+    assert [e["data"]["error"] for e in body["events"] if e["type"] == "post.deferred"] == [
+        "the platform asked to slow down (HTTP 429)"] * 3 + ["the platform failed (HTTP 500)"] * 2
+    assert len(platforms.mastodon.statuses(platforms.account)) == 1
+
+
 async def test_answer_lost_after_mastodon_accepted(platforms: Platforms) -> None:
     """The platform makes the post but the answer never arrives: the retry reuses the key, one copy."""
     gw = platforms.gateway
@@ -167,7 +187,7 @@ async def test_broken_credential_holds_posts_and_marks_account(
     post = await gw.submit("alice", "masto", "Waiting for a token")
     await gw.tick()
     body = await gw.get("alice", post["id"])
-    assert body["state"] == "scheduled" and body["attempts"] == 1
+    assert body["state"] == "scheduled" and body["attempts"] == 0  # the refusal counts against no budget
     status, accounts = await gw.call("alice", "GET", "/v1/accounts")
     masto = next(a for a in accounts["accounts"] if a["account"] == "masto")
     assert masto["healthy"] is False and MASTODON_TOKEN not in str(masto["problem"])
@@ -179,7 +199,7 @@ async def test_broken_credential_holds_posts_and_marks_account(
         gw.clock.advance(timedelta(minutes=12))
         await gw.tick()
     body = await gw.get("alice", post["id"])
-    assert (body["state"], body["attempts"]) == ("scheduled", 1), body
+    assert (body["state"], body["attempts"]) == ("scheduled", 0), body
     assert platforms.mastodon.faults.count("POST", "/api/v1/statuses") == creates == 1
     platforms.account.tokens.add("mtok-rotated-0000")
     monkeypatch.setenv("BRAND_MASTODON_TOKEN", "mtok-rotated-0000")  # the admin rotates the token

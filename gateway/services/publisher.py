@@ -932,9 +932,11 @@ class Publisher:
                 at = ltx.now + int(delay * _SECOND)
                 changes = {"state": new_state.value, "last_error": detail, "publish_at": at,
                            "lease_until": None, "updated_at": ltx.now}
-                if held is not None:
-                    # Nothing was sent: the claim's attempt is given back, so the wait for the
-                    # account to be put right leaves the whole budget for the platform's refusals.
+                if patient:
+                    # Not the post's failure (Byline held it back, the platform asked to slow
+                    # down, the credential broke, Byline's own database went away): the claim's
+                    # attempt is given back, so the wait leaves the whole budget for the
+                    # platform's refusals of the post, as "patient" promises.
                     changes["attempts"] = claim.attempt if claim.recovering else claim.attempt - 1
                 data = {"state": new_state.value, "error": held or public_failure(error), "attempt": claim.attempt,
                         "retry_at": iso(at), "credentials": "failed" if error.auth_failed else None}
