@@ -1389,6 +1389,37 @@ def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(
     ]
 
 
+_REVISIONS: list[Fact] = [
+    ("policy.loaded", "policy-file", "solo", None, ("s1", DIRECT, None)),
+    ("post.submitted", "alice", "solo", "1", (1, "scheduled", (), 0, "s1")),
+    ("post.publishing", "system", "solo", "1", ("s1", 1)),
+    ("post.published", "system", "solo", "1", (1,)),
+    ("post.revising", "alice", "solo", "1", (2, "published", None, None, "s1")),
+    ("post.revised", "alice", "solo", "1", (2, "published", None, None, "s1")),
+    ("post.revised", "alice", "solo", "1", (3, "published", None, None, "s1")),
+]
+"""A revision sent and recorded, then one recorded a second later that was never sent."""
+
+
+@pytest.mark.parametrize("untimed", [4, 6], ids=["first post.revising", "post.revised"])
+def test_no_grace_for_a_revision_never_sent_where_a_time_is_unknown(untimed: int) -> None:
+    """The grace for recording a revision that no ``post.revising`` sent runs from the time of
+    the log's first ``post.revising`` to the revision's own: where either time is unknown (the
+    verifier names the entry's ts), one recorded a second later is named; timed, it passes."""
+    flat = [part for offset, fact in enumerate(_REVISIONS) for part in (offset, *fact)]
+    times = [_stamps(second) for second in range(len(_REVISIONS))]
+    timed = Replay()
+    timed.feed_flat(10, flat, stamps="".join(times))
+    assert timed.findings == []
+    times[untimed] = " " * len(times[untimed])
+    untimed_run = Replay()
+    untimed_run.feed_flat(10, flat, stamps="".join(times))
+    assert untimed_run.findings == [
+        (16, "post.revised of post 1 follows no post.revising: its words were on the platform before the log "
+             "held them"),
+    ]
+
+
 async def test_byline_audit_verify_rejects_a_revision_recorded_other_than_sent(tmp_path: Path) -> None:
     """The real command, on an export whose gateway sent one revision to the platform and
     recorded other words."""
