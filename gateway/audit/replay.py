@@ -505,9 +505,10 @@ class Replay:
             self._previous[account] = old
             self._replaced[account] = (index, self._stamp(index))
         policy = self._policy[account] = _Policy(sha256, summary)
-        # A policy put back after a removal changes the voice removed (``_previous``), as the
-        # gateway announces it: only an account's first policy changes none.
-        before = old if old is not None else self._previous.get(account)
+        # What it changes is measured against ``_previous``: the policy it replaces (put there
+        # just above), or, for a policy put back after a removal, the one removed, as the gateway
+        # announces it. Only an account's first policy changes none.
+        before = self._previous.get(account)
         if before is not None:
             policy.changed_voice = any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
             # Owed when the policy replaced asked too, as the gateway announces it, and owed for
