@@ -580,31 +580,33 @@ class Replay:
         where = f" (policy {sha256[:12]})" if sha256 else ""
         return f"{actor} submitted a post to {account} but was not {role} under its policy{where}"
 
-    def _announcement(self, index: int, actor: str, account: str | None, post: str, extra: Any) -> bool:
+    def _announcement(self, index: int, actor: str, account: str, post: str, extra: Any) -> bool:
         """Judge a post the policy file submitted: an announcement of a change of voice, which only
         the policy version it names, recorded for its account just before it, authorises. True
-        when it was one (judged here), False for any other post."""
+        when it was one (judged here), False for any other post. Only a post that names its
+        account comes here: ``_submitted`` names one that names none, and goes no further."""
         announces = extra[6] if len(extra) > 6 else None
         if announces is None and actor != ANNOUNCER:
             return False
         _, state, _, required, sha256 = extra[:5]
         known = self._posts[post]
         known.announcement = True
-        policy = self._policy.get(account or "")
-        recorded = self._policy_versions.get(account or "")
+        policy = self._policy.get(account)
+        recorded = self._policy_versions.get(account)
         if actor != ANNOUNCER or announces is None:
             self._bad(index, f"post {post} of {account} is an announcement of a change of voice submitted by "
                              f"{actor}, not by the policy file" if actor != ANNOUNCER else
                              f"the policy file submitted post {post} to {account}, which announces no policy version")
             return True
         number, named, said = announces
-        if self._unannounced.get(account or "", (0, None))[1] == number:
-            del self._unannounced[account or ""]
+        owed = self._unannounced.get(account)
+        if owed is not None and owed[1] == number:
+            del self._unannounced[account]
         if policy is None or recorded != number or named != policy.sha256 or sha256 != policy.sha256:
             self._bad(index, f"post {post} announces policy version {number} of {account}, which is not the "
                              "version the log recorded for it just before: an announcement without the policy "
                              "change that caused it")
-        elif self._announced.get(account or "") == number:
+        elif self._announced.get(account) == number:
             self._bad(index, f"post {post} announces policy version {number} of {account} a second time")
         elif not policy.owed:
             self._bad(index, f"post {post} announces policy version {number} of {account}, which "
@@ -621,7 +623,7 @@ class Replay:
         elif state != "scheduled" or required != 0:
             self._bad(index, f"announcement {post} was submitted as {state} needing {required} approvals: "
                              "the policy file is its authorisation, it goes out at once")
-        self._announced[account or ""] = number
+        self._announced[account] = number
         return True
 
     def _submitted(
