@@ -852,7 +852,7 @@ class Replay:
         policy it names, as every action is (a revision decided a moment before a change, and
         made on the platform meanwhile); by the one in force where it names none (recorded
         before revisions named theirs)."""
-        sha256 = extra[4]  # (version, "published", None, None, policy): fact_extra's
+        sha256 = extra[1]  # (version, policy): fact_extra's
         author, account = known.author, known.account
 
         def check(policy: _Policy) -> str | None:

@@ -1394,9 +1394,9 @@ _REVISIONS: list[Fact] = [
     ("post.submitted", "alice", "solo", "1", (1, "scheduled", (), 0, "s1")),
     ("post.publishing", "system", "solo", "1", ("s1", 1)),
     ("post.published", "system", "solo", "1", (1,)),
-    ("post.revising", "alice", "solo", "1", (2, "published", None, None, "s1")),
-    ("post.revised", "alice", "solo", "1", (2, "published", None, None, "s1")),
-    ("post.revised", "alice", "solo", "1", (3, "published", None, None, "s1")),
+    ("post.revising", "alice", "solo", "1", (2, "s1")),
+    ("post.revised", "alice", "solo", "1", (2, "s1")),
+    ("post.revised", "alice", "solo", "1", (3, "s1")),
 ]
 """A revision sent and recorded, then one recorded a second later that was never sent."""
 

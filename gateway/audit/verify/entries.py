@@ -166,7 +166,7 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         version = data.get("version")
         if type(version) is not int:
             return None, f"{kind} lacks data.version"
-        return (version, "published", None, None, _sha(data)), None
+        return (version, _sha(data)), None
     if kind == "post.revision_failed":
         version = data.get("version")
         if type(version) is not int:
