@@ -1420,6 +1420,20 @@ def test_no_grace_for_a_revision_never_sent_where_a_time_is_unknown(untimed: int
     ]
 
 
+@pytest.mark.parametrize("kind", ["post.revising", "post.revised", "post.revision_failed"])
+def test_a_revision_entry_that_names_no_version_is_named(tmp_path: Path, kind: str) -> None:
+    """A revision sent, recorded or failed is matched with the rest of its revision by version:
+    an entry that names none cannot be, and is named as malformed."""
+    log = SyntheticLog()
+    _solo_published(log)
+    data: dict[str, Any] = {"state": "published", "remote_id": "r1"} | (
+        {"error": "the platform did not take the edit (HTTP 422)"} if kind == "post.revision_failed"
+        else {"text_hash": log.commit("Launch day, fixed"), "content_sha256": None, "policy_sha256": "s1"})
+    bad = log.add(kind, actor="system" if kind == "post.revision_failed" else "alice", account="solo", post="1",
+                  data=data)
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {bad}: {kind} lacks data.version"]
+
+
 async def test_byline_audit_verify_rejects_a_revision_recorded_other_than_sent(tmp_path: Path) -> None:
     """The real command, on an export whose gateway sent one revision to the platform and
     recorded other words."""
@@ -1953,12 +1967,17 @@ def test_an_announcement_says_what_its_version_changed(
     {"version": 2, "policy_sha256": "p2"},
     {"version": 2, "policy_sha256": "p2", "changed": "writers"},
     {"version": 2, "policy_sha256": "p2", "changed": ["writers", 1]},
+    {"version": "2", "policy_sha256": "p2", "changed": ["writers"]},
+    {"version": 2, "changed": ["writers"]},
+    [2, "p2", ["writers"]],
 ])
 def test_an_announcement_that_does_not_say_what_it_announces_is_malformed(
-    tmp_path: Path, announces: dict[str, Any],
+    tmp_path: Path, announces: Any,
 ) -> None:
-    """Every announcement Byline makes says what its version changed: one without the list, or
-    with one of other than names, is malformed (and the change it was to announce is owed)."""
+    """Every announcement Byline makes says what its version changed, the version as a number
+    and the policy it names: one without the list, or with one of other than names, without a
+    version or a policy, or not an object at all, is malformed (and the change it was to
+    announce is owed)."""
     log = SyntheticLog()
     _voice_changed(log)
     at = log.add("post.submitted", actor="policy-file", account="brand", post="100", data={
