@@ -3,7 +3,8 @@
 The log commits to a post's words (its text) at every version and to the words each claim
 sends, so an auditor sees that what went out is what was approved. A post also carries what is
 not words of its text but reaches its readers as much: its uploads (their bytes and alt text),
-its content warning, its visibility, a Bluesky embed, its language. Each version
+its content warning, its visibility, a Bluesky embed, its language, and each upload's focal
+point (where a preview crops the picture, so what a reader sees of it). Each version
 and each claim (``post.submitted``, ``post.edited``, ``post.revised``, ``post.publishing``)
 records ``content_sha256``: the SHA-256 of those, canonical (RFC 8785), or null when the post
 carries none of them. The verifier names a claim whose content is not its version's: an image
@@ -17,9 +18,13 @@ hashing candidates. Every version and claim of one post hash with its one salt, 
 compare equal when the content is the same. Posts stored before there was a salt hash without one.
 
 Left out: where the post replies (a reply to a post not out yet learns its parent's platform id
-only when it is claimed, and the claim records it on its own), the uploads' ids (their
-content stands for them), and their focal points (where a preview crops an image: set while the
-post waits without making a new version, as it goes out with no words of the post).
+only when it is claimed, and the claim records it on its own), and the uploads' ids (their
+content stands for them).
+
+A focal point is hashed (a third item beside the upload's digest and alt text) only where one is
+set, so a post with none hashes as it did before focal points were hashed. A version stored before
+they were (its kept uploads, ``post_versions.media``, name no ``focus``) is claimed with the hash
+it was stored with (``focus=False``), so that its claim still compares equal with it.
 """
 
 from __future__ import annotations
@@ -43,24 +48,37 @@ def new_content_salt() -> str:
 
 def content_sha256(
     options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]] = (), *, salt: str | None = None,
+    focus: bool = True,
 ) -> str | None:
     """The hash of what a post with ``options`` carries besides its words, with the post's
     ``salt`` (None only for a post stored before it had one); ``uploads``: the rows of its
     ``media_ids`` (any order; an id with no row counts as none). None when it carries nothing
-    but its words."""
+    but its words. ``focus``: whether the uploads' focal points count (False only for a version
+    stored before they did)."""
     carried = {k: v for k, v in options.items() if k not in _NOT_CONTENT}
     ids = options.get("media_ids") or ()
     if not carried and not ids:
         return None
     rows = {row["id"]: row for row in uploads}
-    media = [
-        [rows[m]["digest"], rows[m]["description"]] if m in rows else None
-        for m in ids
-    ]
+    media = [_medium(rows[m], focus=focus) if m in rows else None for m in ids]
     hashed: dict[str, Any] = {"media": media, "options": carried}
     if salt is not None:
         hashed["salt"] = salt
     return hashlib.sha256(canonical.dumps(hashed)).hexdigest()
+
+
+def _medium(row: Row | Mapping[str, Any], *, focus: bool) -> list[Any]:
+    """One upload as hashed: its digest, its alt text, and its focal point where one is set."""
+    item = [row["digest"], row["description"]]
+    if focus and _focus(row) is not None:
+        item.append(row["focus"])
+    return item
+
+
+def _focus(row: Row | Mapping[str, Any]) -> Any:
+    """An upload row's focal point, None where it has none (or the row names none)."""
+    # sqlite3.Row's ``in`` looks among its values, not its names: ``keys()`` is meant.
+    return row["focus"] if "focus" in row.keys() else None  # noqa: SIM118
 
 
 def reason_sha256(reason: str | None, *, salt: str | None) -> str | None:
@@ -75,22 +93,32 @@ def reason_sha256(reason: str | None, *, salt: str | None) -> str | None:
 
 
 def described(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A post's uploads as a version keeps them (``post_versions.media``): each one's id and
-    alt text, in its order (an id with no row left out)."""
+    """A post's uploads as a version keeps them (``post_versions.media``): each one's id, alt
+    text and focal point ("x,y", or None), in its order (an id with no row left out)."""
     rows = {row["id"]: row for row in uploads}
-    return [{"id": m, "description": rows[m]["description"]} for m in options.get("media_ids") or () if m in rows]
+    return [{"id": m, "description": rows[m]["description"], "focus": _focus(rows[m])}
+            for m in options.get("media_ids") or () if m in rows]
+
+
+def hashes_focus(kept: Sequence[Mapping[str, Any]] | None) -> bool:
+    """Whether a version whose uploads were kept as ``kept`` (``post_versions.media``, None where
+    none were kept) hashed their focal points: every version stored since names each upload's
+    ``focus``, even where it has none."""
+    return kept is not None and all("focus" in m for m in kept)
 
 
 async def stored_content(
-    txn: Txn, options: Mapping[str, Any], *, salt: str | None,
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, focus: bool = True,
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them, and those
     uploads as :func:`described`."""
     ids = options.get("media_ids") or ()
     rows = await media_sql.info(txn, list(ids)) if ids else []
-    return content_sha256(options, rows, salt=salt), described(options, rows)
+    return content_sha256(options, rows, salt=salt, focus=focus), described(options, rows)
 
 
-async def stored_content_sha256(txn: Txn, options: Mapping[str, Any], *, salt: str | None) -> str | None:
+async def stored_content_sha256(
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, focus: bool = True,
+) -> str | None:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them."""
-    return (await stored_content(txn, options, salt=salt))[0]
+    return (await stored_content(txn, options, salt=salt, focus=focus))[0]

@@ -276,7 +276,7 @@ async def insert_version(
     media: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Record one version of a post: its text, its options (as ``posts.options`` holds them)
-    and ``media``, its uploads as they were ({"id", "description"} each, in order): what it
+    and ``media``, its uploads as they were ({"id", "description", "focus"} each, in order): what it
     carries besides its words is kept here, not in the public log."""
     await txn.execute(
         "INSERT INTO post_versions (post_id, version, text, editor, created_at, options, media) "
@@ -286,10 +286,20 @@ async def insert_version(
 
 
 async def set_version_media(txn: Txn, *, post_id: str, version: int, media: Sequence[Mapping[str, Any]]) -> None:
-    """Keep the uploads a version just took (their ids and alt texts), in the transaction that
+    """Keep the uploads a version just took (their ids, alt texts and focal points), in the transaction that
     stored it: a new post takes its uploads after its row is in."""
     await txn.execute("UPDATE post_versions SET media = ? WHERE post_id = ? AND version = ?",
                       json.dumps([dict(m) for m in media]), post_id, version)
+
+
+async def version_media(txn: Txn, post_id: str, version: int) -> list[dict[str, Any]] | None:
+    """The uploads one version of a post kept (as :func:`insert_version` took them); None for a
+    version stored before they were kept, or not there."""
+    row = await txn.fetchone("SELECT media FROM post_versions WHERE post_id = ? AND version = ?", post_id, version)
+    if row is None or row["media"] is None:
+        return None
+    kept = json.loads(row["media"])
+    return [dict(m) for m in kept] if isinstance(kept, list) else None
 
 
 async def versions(txn: Txn, post_id: str) -> list[Row]:

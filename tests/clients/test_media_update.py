@@ -16,6 +16,7 @@ import yaml
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import CHECKPOINTS, DB
+from gateway.services.content import content_sha256
 from gateway.services.posts import PostService
 from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
@@ -123,18 +124,56 @@ async def test_new_alt_text_of_a_held_post_is_an_edit_and_is_what_goes_out(
     assert (await _media_row(world, media.id))["description"] == "Our mascot, a ginger cat, asleep"
 
 
-async def test_only_the_focal_point_of_a_held_post_is_no_edit(world: World, policy_dir: Path) -> None:
-    """A new focal point alone changes no words that go out: no new version, the approval stands."""
+async def test_a_new_focal_point_of_an_approved_post_goes_back_to_its_approvers(
+    world: World, policy_dir: Path,
+) -> None:
+    """A writer's post approved and scheduled, then only its picture's focal point moved (the
+    crop every preview shows): a new version, logged as an edit naming the upload, held again
+    for approval; nothing goes out on the approval of the old crop, and once approved again the
+    new crop is what reaches the platform. Before, the focal point was set under the approval
+    and went out with the crop nobody approved."""
     await _cosigned_on_mastodon(world, policy_dir)
     api = await world.client("alice", "mastoco")
-    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.5))
     status = await world.run(api.status_post, "Our mascot", media_ids=[media])
-    code, _ = await world.gateway.act("bob", status.id, "approve")
-    assert code == 200
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
     updated = await world.run(api.media_update, media, focus=(-1, 1))
     assert (updated.description, updated.meta.focus) == ("A cat", {"x": -1.0, "y": 1.0})
     post = await world.gateway.get("alice", status.id)
-    assert (post["state"], post["version"]) == ("scheduled", 1)
+    assert (post["state"], post["version"], post["approvals_needed"]) == ("held", 2, 1)
+    edited = [data for kind, data in await _log(world, status.id) if kind == "post.edited"]
+    assert [(d["version"], d.get("refocused"), d.get("described"), d["state"]) for d in edited] == [
+        (2, [media.id], None, "held")]
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == []
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(-1.0, 1.0)]
+
+
+async def test_a_new_focal_point_of_a_held_post_voids_the_approvals_given(
+    world: World, policy_dir: Path,
+) -> None:
+    """Held for two approvals, one given, then the focal point moved: the one given was for the
+    old crop and no longer counts, so the second approver alone cannot send it out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    path = policy_dir / "mastoco.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("required: 1", "required: 2"), encoding="utf-8")
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+    await world.run(api.media_update, media, focus=(0.9, -0.9))
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"], body["approvals_needed"]) == (200, "held", 1), body
 
 
 @pytest.mark.parametrize(("fields", "error"), [
@@ -271,6 +310,60 @@ async def test_alt_text_changed_in_the_database_after_approval_is_named_by_the_v
     result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
     assert result.code != 0, result.text
     assert f"post {post_id} sent out other media or options than its version 1" in result.text
+
+
+async def test_a_focal_point_changed_in_the_database_after_approval_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database moves the approved image's focal point (the crop the public
+    sees): it goes out, but the claim's record of what the post carries differs from the
+    approved version's, and ``byline audit verify`` names it. Before, the focal point was left
+    out of that record, and the forged history verified."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    await Attacker(db_url).run(("UPDATE media SET focus = ? WHERE id = ?", ("1.0,-1.0", media_id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {post_id} sent out other media or options than its version 1" in result.text
+
+
+async def test_a_version_stored_before_focal_points_were_hashed_is_claimed_as_it_was_hashed(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """A post approved by a gateway that did not hash focal points (its version keeps no
+    ``focus`` of its uploads, and its entries a hash without it), its picture with a focal
+    point, goes out after the upgrade: its claim hashes as its version did, so the honest log
+    still verifies."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    async with world.gateway.app[DB].read() as txn:
+        salt = (await txn.fetchone("SELECT content_salt FROM posts WHERE id = ?", post_id))["content_salt"]
+        [row] = await txn.fetchall("SELECT id, digest, description, focus FROM media WHERE id = ?", media_id)
+    assert row["focus"] is None
+    old = content_sha256({"media_ids": [media_id]}, [{**dict(row), "focus": "0.5,0.5"}], salt=salt, focus=False)
+    assert old == content_sha256({"media_ids": [media_id]}, [dict(row)], salt=salt)
+    # As the older gateway left it: its focal point set, its version keeping no focal points.
+    await Attacker(db_url).run(
+        ("UPDATE media SET focus = ? WHERE id = ?", ("0.5,0.5", media_id)),
+        ("UPDATE post_versions SET media = ? WHERE post_id = ?",
+         (json.dumps([{"id": media_id, "description": "A cat"}]), post_id)),
+    )
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(0.5, 0.5)]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
 
 
 async def test_an_image_whose_bytes_were_swapped_in_the_database_does_not_go_out(
