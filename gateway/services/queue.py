@@ -93,10 +93,13 @@ class OptionChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Picture:
-    """One upload that goes out with a post: the file itself, and its alt text."""
+    """One upload that goes out with a post: the file itself, its alt text, and its focal point."""
 
     url: str
     description: str | None
+    focus: str | None = None
+    """Where previews crop it, as its approvers read it ("left of centre, near the top"); None
+    for none set (the centre)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +334,8 @@ class QueueService:
             return ()
         async with self.db.read() as txn:
             rows = {r["id"]: r for r in await media_sql.info(txn, media_ids)}
-        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"])
+        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"],
+                             focus=focus_words(rows[m]["focus"]))
                      for m in media_ids if m in rows)
 
     # -- one post ---------------------------------------------------------------------------
@@ -446,11 +450,31 @@ def option_changes(
     if before_media is not None and after_media is not None:
         was_alt = {str(m.get("id")): m.get("description") for m in before_media}
         now_alt = {str(m.get("id")): m.get("description") for m in after_media}
+        # A version kept before focal points were names none: its crop is not known, not changed.
+        was_focus = {str(m.get("id")): m.get("focus") for m in before_media if "focus" in m}
+        now_focus = {str(m.get("id")): m.get("focus") for m in after_media if "focus" in m}
         for n, m in enumerate(new_ids, 1):
             if m in now_alt and m in was_alt and was_alt[m] != now_alt[m]:
                 out.append(OptionChange(label=f"Alt text of picture {n}", before=was_alt[m] or "none",
                                         after=now_alt[m] or "none"))
+            if m in now_focus and m in was_focus and was_focus[m] != now_focus[m]:
+                out.append(OptionChange(label=f"Focal point of picture {n}", before=focus_words(was_focus[m]),
+                                        after=focus_words(now_focus[m])))
     return tuple(out)
+
+
+def focus_words(focus: str | None) -> str:
+    """A focal point ("x,y" from -1 to 1, y up, as Mastodon has it) as an approver reads it:
+    where previews crop the picture, in words and in figures."""
+    if not focus:
+        return "centre (none set)"
+    try:
+        x, y = (float(n) for n in focus.split(","))
+    except ValueError:
+        return focus
+    across = "centre" if abs(x) < 0.2 else ("right" if x > 0 else "left")
+    up = "middle" if abs(y) < 0.2 else ("top" if y > 0 else "bottom")
+    return f"{up} {across} (x {x:g}, y {y:g})"
 
 
 def _by_label(shown: Sequence[Shown]) -> dict[str, list[str]]:
