@@ -17,14 +17,15 @@ never in the log either), so that nobody can confirm a guess of a draft's pictur
 hashing candidates. Every version and claim of one post hash with its one salt, so they still
 compare equal when the content is the same. Posts stored before there was a salt hash without one.
 
-Left out: where the post replies (a reply to a post not out yet learns its parent's platform id
-only when it is claimed, and the claim records it on its own), and the uploads' ids (their
-content stands for them).
+What a post replies to is hashed too: the post of Byline's it waits for (``reply_to_post``),
+or else the platform's status it answers (``reply_to``). Left out: the platform id of a parent
+that had not gone out when the reply was written (it is learnt only when the reply is claimed,
+and the claim records it on its own), and the uploads' ids (their content stands for them).
 
-A focal point is hashed (a third item beside the upload's digest and alt text) only where one is
-set, so a post with none hashes as it did before focal points were hashed. A version stored before
-they were (its kept uploads, ``post_versions.media``, name no ``focus``) is claimed with the hash
-it was stored with (``focus=False``), so that its claim still compares equal with it.
+How a post's hash is made is fixed when it is stored (``posts.content_scheme``): posts stored
+before focal points and reply targets were hashed (``None``) are hashed without them for as
+long as they live, so that the claim of a version stored before the upgrade still compares
+equal with it.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from gateway.audit import canonical
 from gateway.storage import media as media_sql
 from gateway.storage.db import Row, Txn
 
 _NOT_CONTENT = frozenset({"reply_to", "reply_to_post", "media_ids"})
+"""What a post stored before there was a scheme leaves out of its hash."""
+
+CONTENT_SCHEME: Final = 1
+"""How the hash of a post stored now is made: its uploads' focal points and where it replies
+count (``posts.content_scheme``)."""
 
 
 def new_content_salt() -> str:
@@ -48,19 +54,24 @@ def new_content_salt() -> str:
 
 def content_sha256(
     options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]] = (), *, salt: str | None = None,
-    focus: bool = True,
+    scheme: int | None = CONTENT_SCHEME,
 ) -> str | None:
     """The hash of what a post with ``options`` carries besides its words, with the post's
     ``salt`` (None only for a post stored before it had one); ``uploads``: the rows of its
     ``media_ids`` (any order; an id with no row counts as none). None when it carries nothing
-    but its words. ``focus``: whether the uploads' focal points count (False only for a version
-    stored before they did)."""
-    carried = {k: v for k, v in options.items() if k not in _NOT_CONTENT}
+    but its words. ``scheme``: the post's (``PostRecord.content_scheme``)."""
+    if scheme is None:
+        left_out: frozenset[str] = _NOT_CONTENT
+    elif options.get("reply_to_post") is not None:
+        left_out = frozenset({"media_ids", "reply_to"})  # learnt at its claim, which records it
+    else:
+        left_out = frozenset({"media_ids"})
+    carried = {k: v for k, v in options.items() if k not in left_out}
     ids = options.get("media_ids") or ()
     if not carried and not ids:
         return None
     rows = {row["id"]: row for row in uploads}
-    media = [_medium(rows[m], focus=focus) if m in rows else None for m in ids]
+    media = [_medium(rows[m], focus=scheme is not None) if m in rows else None for m in ids]
     hashed: dict[str, Any] = {"media": media, "options": carried}
     if salt is not None:
         hashed["salt"] = salt
@@ -100,25 +111,18 @@ def described(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, A
             for m in options.get("media_ids") or () if m in rows]
 
 
-def hashes_focus(kept: Sequence[Mapping[str, Any]] | None) -> bool:
-    """Whether a version whose uploads were kept as ``kept`` (``post_versions.media``, None where
-    none were kept) hashed their focal points: every version stored since names each upload's
-    ``focus``, even where it has none."""
-    return kept is not None and all("focus" in m for m in kept)
-
-
 async def stored_content(
-    txn: Txn, options: Mapping[str, Any], *, salt: str | None, focus: bool = True,
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, scheme: int | None,
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them, and those
     uploads as :func:`described`."""
     ids = options.get("media_ids") or ()
     rows = await media_sql.info(txn, list(ids)) if ids else []
-    return content_sha256(options, rows, salt=salt, focus=focus), described(options, rows)
+    return content_sha256(options, rows, salt=salt, scheme=scheme), described(options, rows)
 
 
 async def stored_content_sha256(
-    txn: Txn, options: Mapping[str, Any], *, salt: str | None, focus: bool = True,
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, scheme: int | None,
 ) -> str | None:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them."""
-    return (await stored_content(txn, options, salt=salt, focus=focus))[0]
+    return (await stored_content(txn, options, salt=salt, scheme=scheme))[0]

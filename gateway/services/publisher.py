@@ -46,7 +46,7 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals
-from gateway.services.content import content_sha256, hashes_focus, stored_content_sha256
+from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import cancel_waiting_replies, redecide
@@ -134,9 +134,8 @@ class Claim:
     what is sent must be that."""
     content_salt: str | None = None
     """The salt its content is hashed with (the post's, kept in the database only)."""
-    content_focus: bool = True
-    """Whether its content hashes its uploads' focal points (False for a version stored before
-    they were, ``gateway.services.content.hashes_focus``)."""
+    content_scheme: int | None = None
+    """How its content is hashed (the post's, ``PostRecord.content_scheme``)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
@@ -289,14 +288,13 @@ class _Claims:
             "published_text": text, "updated_at": ltx.now,
             "first_attempt_at": row.first_attempt_at or ltx.now, **reply,
         })
-        # A version stored before focal points were hashed is claimed as it was hashed, so that
-        # the claim compares equal with it; any later one hashes them.
-        focus = not options.get("media_ids") or hashes_focus(await sql.version_media(ltx.txn, post_id, version))
         claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
-                      announcement=announcement, content_salt=row.content_salt, content_focus=focus,
-                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt, focus=focus))
+                      announcement=announcement, content_salt=row.content_salt,
+                      content_scheme=row.content_scheme,
+                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt,
+                                                          scheme=row.content_scheme))
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
@@ -809,7 +807,7 @@ class Publisher:
             raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
         if any(hashlib.sha256(row["data"]).hexdigest() != row["digest"] for row in rows) \
                 or content_sha256(claim.options, rows, salt=claim.content_salt,
-                                  focus=claim.content_focus) != claim.content:
+                                  scheme=claim.content_scheme) != claim.content:
             raise AdapterError("its media changed after it was claimed: not what was approved", retryable=False)
         return tuple(
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],

@@ -16,10 +16,12 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
+    "content_scheme",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
-_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt"} | {"held_change"}
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt", "content_scheme"} \
+    | {"held_change"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,9 @@ class PostRecord:
     content_salt: str | None = None
     """The 16 random bytes (hex) its ``content_sha256`` hashes with (``gateway.services.content``),
     kept here and never in the log; None for posts stored before there was one."""
+    content_scheme: int | None = None
+    """How its ``content_sha256`` is made (``gateway.services.content.CONTENT_SCHEME``), fixed
+    when it is stored; None for posts stored before there was a scheme."""
     held_change: Mapping[str, Any] | None = None
     """The change a published post is held for on its platform (:func:`hold_published`), kept
     until it is recorded or let go of; None while it is held for none."""
@@ -87,13 +92,14 @@ def _record(row: Row) -> PostRecord:
         lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],
+        content_scheme=None if row["content_scheme"] is None else int(row["content_scheme"]),
         held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
     )
 
 
 _BIGINT_COLUMNS = frozenset({
     "version", "required", "requested_at", "publish_at", "expires_at", "attempts", "lease_until",
-    "first_attempt_at", "created_at", "updated_at",
+    "first_attempt_at", "created_at", "updated_at", "content_scheme",
 })
 """The columns of ``posts`` that are numbers (the rest are text): their PostgreSQL types."""
 
@@ -290,16 +296,6 @@ async def set_version_media(txn: Txn, *, post_id: str, version: int, media: Sequ
     stored it: a new post takes its uploads after its row is in."""
     await txn.execute("UPDATE post_versions SET media = ? WHERE post_id = ? AND version = ?",
                       json.dumps([dict(m) for m in media]), post_id, version)
-
-
-async def version_media(txn: Txn, post_id: str, version: int) -> list[dict[str, Any]] | None:
-    """The uploads one version of a post kept (as :func:`insert_version` took them); None for a
-    version stored before they were kept, or not there."""
-    row = await txn.fetchone("SELECT media FROM post_versions WHERE post_id = ? AND version = ?", post_id, version)
-    if row is None or row["media"] is None:
-        return None
-    kept = json.loads(row["media"])
-    return [dict(m) for m in kept] if isinstance(kept, list) else None
 
 
 async def versions(txn: Txn, post_id: str) -> list[Row]:

@@ -334,31 +334,96 @@ async def test_a_focal_point_changed_in_the_database_after_approval_is_named_by_
     assert f"post {post_id} sent out other media or options than its version 1" in result.text
 
 
-async def test_a_version_stored_before_focal_points_were_hashed_is_claimed_as_it_was_hashed(
+async def test_a_post_stored_before_focal_points_were_hashed_is_claimed_as_it_was_hashed(
     world: World, policy_dir: Path, db_url: str,
 ) -> None:
-    """A post approved by a gateway that did not hash focal points (its version keeps no
-    ``focus`` of its uploads, and its entries a hash without it), its picture with a focal
-    point, goes out after the upgrade: its claim hashes as its version did, so the honest log
-    still verifies."""
+    """A post stored and approved by a Byline that hashed no focal point (no content scheme; its
+    version's hash without one), its picture with a focal point, goes out after the upgrade: its
+    claim hashes as its version did, so the honest log still verifies."""
     post_id, media_id = await _approved_with_an_image(world, policy_dir)
     async with world.gateway.app[DB].read() as txn:
         salt = (await txn.fetchone("SELECT content_salt FROM posts WHERE id = ?", post_id))["content_salt"]
         [row] = await txn.fetchall("SELECT id, digest, description, focus FROM media WHERE id = ?", media_id)
     assert row["focus"] is None
-    old = content_sha256({"media_ids": [media_id]}, [{**dict(row), "focus": "0.5,0.5"}], salt=salt, focus=False)
-    assert old == content_sha256({"media_ids": [media_id]}, [dict(row)], salt=salt)
-    # As the older gateway left it: its focal point set, its version keeping no focal points.
+    unset = content_sha256({"media_ids": [media_id]}, [dict(row)], salt=salt)
+    legacy = content_sha256({"media_ids": [media_id]}, [{**dict(row), "focus": "0.5,0.5"}], salt=salt, scheme=None)
+    assert unset == legacy
+    # As the older Byline left it: the focal point set, the post with no scheme.
     await Attacker(db_url).run(
         ("UPDATE media SET focus = ? WHERE id = ?", ("0.5,0.5", media_id)),
-        ("UPDATE post_versions SET media = ? WHERE post_id = ?",
-         (json.dumps([{"id": media_id, "description": "A cat"}]), post_id)),
+        ("UPDATE posts SET content_scheme = NULL WHERE id = ?", (post_id,)),
     )
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(0.5, 0.5)]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+
+
+async def test_a_reply_target_changed_in_the_database_after_approval_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """An approved reply to a status on the platform, its target rewritten in the database to
+    another status: it goes out answering a thread its approvers never saw, but the claim's
+    record of what the post carries differs from the approved version's, and ``byline audit
+    verify`` names it. Before, where a post replies was left out of that record, and the forged
+    history verified."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    statuses = []
+    for words in ("Our mascot", "An unrelated thread"):
+        status = await world.run(api.status_post, words)
+        code, body = await world.gateway.act("bob", status.id, "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        statuses.append(status)
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    first, other = world.upstream.statuses(account)
+    reply = await world.run(api.status_post, "She is asleep", in_reply_to_id=statuses[0].id)
+    code, body = await world.gateway.act("bob", reply.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    async with world.gateway.app[DB].read() as txn:
+        options = json.loads((await txn.fetchone("SELECT options FROM posts WHERE id = ?", reply.id))["options"])
+    assert options.get("reply_to") == first.id and "reply_to_post" not in options, options
+    forged = json.dumps({**options, "reply_to": other.id})
+    await Attacker(db_url).run(("UPDATE posts SET options = ? WHERE id = ?", (forged, reply.id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    sent = world.upstream.statuses(account)[-1]
+    assert (sent.text.split("\n")[0], sent.in_reply_to_id) == ("She is asleep", other.id)
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {reply.id} sent out other media or options than its version 1" in result.text
+
+
+async def test_a_reply_written_before_its_parent_went_out_hashes_alike_in_its_version_and_claim(
+    world: World, policy_dir: Path,
+) -> None:
+    """A reply written while its parent waits learns where the parent went only when it is
+    claimed: its hash counts the parent it waits for, not that platform id, so its version and
+    its claim compare equal and the honest log verifies."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    parent = await world.run(api.status_post, "Our mascot")
+    reply = await world.run(api.status_post, "She is asleep", in_reply_to_id=parent.id)
+    for post in (parent, reply):
+        code, body = await world.gateway.act("bob", post.id, "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+    for _ in range(3):
+        world.gateway.clock.advance(timedelta(minutes=2))
+        await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    first, second = world.upstream.statuses(account)
+    assert second.in_reply_to_id == first.id
     await world.gateway.app[CHECKPOINTS].sign_now()
     key = world.gateway.app[CHECKPOINTS].verifier_key()
     url = str(world.gateway.client.make_url("")).rstrip("/")
