@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from gateway.appkeys import PEOPLE
@@ -120,6 +121,30 @@ async def test_an_approver_sees_where_a_picture_is_cropped_and_that_a_new_crop_c
         assert changed is not None, card
         assert _words(changed.group(0)) == (
             "Focal point of picture 1 was middle centre (x 0, y 0) , now top left (x -1, y 1)")
+    finally:
+        for session in pages._sessions:
+            await session.close()
+
+
+async def test_an_approver_sees_when_the_writer_asked_for_the_post_to_go_out(
+    world: World, policy_dir: Path,
+) -> None:
+    """A held post its writer asked to go out at a time of their choosing: bob's card says when,
+    as the approval is for it too (a post approved for now may be asked for a later moment).
+    Before, the card showed no time until the post was approved."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    at = world.gateway.clock.now() + timedelta(days=3)
+    post = await world.gateway.submit("alice", "mastoco", "Launch day", publish_at=at.isoformat())
+    assert post["state"] == "held", post
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        bob = await pages.person("bob")
+        _, page = await bob.get("/queue")
+        card = _card(page, post["id"])
+        asked = re.search(r'<span class="asked-time">.*?</span>', card, re.DOTALL)
+        assert asked is not None, card
+        assert f'datetime="{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"' in asked.group(0), asked.group(0)
     finally:
         for session in pages._sessions:
             await session.close()
