@@ -632,8 +632,12 @@ class PostService:
                 new_state = transition(state, Action.REHOLD)
                 gate = gate_for(policy, current.author)
                 if not verdict.holds:
-                    new_reasons = [{"rule": "edited-after-approval", "action": "hold",
-                                    "reason": "The text changed after it was approved"}]
+                    # Said as it is: an edit of an upload's alt text or crop keeps the words, and an
+                    # approver told the text changed would look for a change of words, and find none.
+                    what = ("The text changed after it was approved" if text != current.text else
+                            "What goes out with its words (an upload's alt text or crop, or an option) "
+                            "changed after it was approved")
+                    new_reasons = [{"rule": "edited-after-approval", "action": "hold", "reason": what}]
                 changes.update(
                     approvers=json.dumps(list(gate.approvers)),
                     required=gate.required,

@@ -142,6 +142,8 @@ async def test_a_new_focal_point_of_an_approved_post_goes_back_to_its_approvers(
     assert (updated.description, updated.meta.focus) == ("A cat", {"x": -1.0, "y": 1.0})
     post = await world.gateway.get("alice", status.id)
     assert (post["state"], post["version"], post["approvals_needed"]) == ("held", 2, 1)
+    assert [r["reason"] for r in post["reasons"]] == [
+        "What goes out with its words (an upload's alt text or crop, or an option) changed after it was approved"]
     edited = [data for kind, data in await _log(world, status.id) if kind == "post.edited"]
     assert [(d["version"], d.get("refocused"), d.get("described"), d["state"]) for d in edited] == [
         (2, [media.id], None, "held")]
