@@ -517,6 +517,9 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
             for feature in facet.get("features", ()) if isinstance(facet, Mapping) else ():
                 if isinstance(feature, Mapping) and isinstance(target := feature.get("uri") or feature.get("did"), str):
                     out.append(Shown(label="Link under its words", value=target))
+                elif isinstance(feature, Mapping) and isinstance(tag := feature.get("tag"), str):
+                    # The feed a hashtag opens is its tag, which need not be the words it is under.
+                    out.append(Shown(label="Hashtag under its words", value=f"#{tag}"))
     if isinstance(gates := options.get("gates"), Mapping):
         for collection, value in sorted(gates.items()):
             settings = json.dumps(value, sort_keys=True)
@@ -542,6 +545,10 @@ def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
     for image in embed.get("images", ()) if isinstance(embed.get("images"), list) else ():
         if isinstance(image, Mapping):
             out.append(Shown(label="Image description", value=str(image.get("alt") or "(none)")))
+            ratio = image.get("aspectRatio")
+            if isinstance(ratio, Mapping):
+                # How the app lays the image out, so what of it a reader sees in the feed.
+                out.append(Shown(label="Image shape", value=f"{ratio.get('width')} wide, {ratio.get('height')} high"))
     media = embed.get("media")
     if isinstance(media, Mapping):
         out += _embed_shown(media, depth + 1)
