@@ -543,7 +543,7 @@ class PostService:
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
             content, media = await stored_content(ltx.txn, post.options, salt=post.content_salt,
-                                                    scheme=post.content_scheme)
+                                                  scheme=post.content_scheme)
             if media:
                 await sql.set_version_media(ltx.txn, post_id=post_id, version=1, media=media)
             await ltx.append(
@@ -658,7 +658,7 @@ class PostService:
             alongside_data = await alongside(ltx, post_id) if alongside is not None else None
             kept = given.to_json() if given is not None else current.options
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt,
-                                                    scheme=current.content_scheme)
+                                                  scheme=current.content_scheme)
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
@@ -934,8 +934,7 @@ class PostService:
             if not await sql.hold_published(ltx.txn, post_id, version=revision.record.version, now=ltx.now,
                                             until=until, change=change):
                 raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
-            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt,
-                                                    scheme=current.content_scheme)
+            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt, scheme=current.content_scheme)
             await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
@@ -1218,7 +1217,7 @@ class PostService:
                     "settles it on its own in a moment (recorded, or the words before sent back); reload the post",
                 )
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt,
-                                                    scheme=current.content_scheme)
+                                                  scheme=current.content_scheme)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
@@ -1537,8 +1536,7 @@ async def redecide(
         )
         data.update(approvers=list(gate.approvers), required=gate.required)
         last = await sql.versions(ltx.txn, post.id)
-        _, media = await stored_content(ltx.txn, post.options, salt=post.content_salt,
-                                                    scheme=post.content_scheme)
+        _, media = await stored_content(ltx.txn, post.options, salt=post.content_salt, scheme=post.content_scheme)
         await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
                                  editor=last[-1]["editor"] if last else post.author, at=ltx.now,
                                  options=post.options, media=media)
