@@ -490,3 +490,16 @@ rules:
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.status_post, "The view today", media_ids=[media])
     assert caught.value.args[1] == 422 and "Not okay to post" in str(caught.value.args[3]), caught.value.args
+
+
+async def test_the_history_shows_each_version_with_the_crop_it_had(world: World, policy_dir: Path) -> None:
+    """``/history`` of a held post whose picture's focal point moved: version 1 with the crop it
+    was approved with, version 2 with the new one, as each went (or would go) out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.5))
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    await world.run(api.media_update, media, focus=(-1, 1))
+    history = await world.run(api.status_history, status.id)
+    assert [[m.meta.focus for m in h.media_attachments] for h in history] == [
+        [{"x": 0.0, "y": 0.5}], [{"x": -1.0, "y": 1.0}]]
