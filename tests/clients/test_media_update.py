@@ -503,3 +503,24 @@ async def test_the_history_shows_each_version_with_the_crop_it_had(world: World,
     history = await world.run(api.status_history, status.id)
     assert [[m.meta.focus for m in h.media_attachments] for h in history] == [
         [{"x": 0.0, "y": 0.5}], [{"x": -1.0, "y": 1.0}]]
+
+
+async def test_a_writer_made_a_suggester_cannot_move_the_crop_of_their_waiting_post(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's approved post, then the policy makes her a suggester: she may no longer edit it,
+    and a new focal point is an edit, so it is refused (403) and the crop stays. Before, a focal
+    point alone was written past the post's permissions, by anyone who had uploaded the picture."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    path = policy_dir / "mastoco.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("writers: [alice, carol]",
+                                                             "writers: [carol]\nsuggesters: [alice]"),
+                    encoding="utf-8")
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "mastoco")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_update, media_id, focus=(1, 1))
+    assert caught.value.args[1] == 403
+    assert (await _media_row(world, media_id))["focus"] is None
+    post = await world.gateway.get("carol", post_id)
+    assert post["version"] == 2 and post["state"] == "held"  # held again by the policy change, not the crop
