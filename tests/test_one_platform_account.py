@@ -378,3 +378,64 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
         await gw.tick()
         assert (await new_texts(bob.did), await new_texts(carol.did)) == ([], [text])
         assert (await gw.get("alice", post["id"]))["state"] == "published"
+
+
+async def test_two_addresses_of_one_mastodon_instance_are_one_account(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The co-signed brand names its instance by one address and a direct file names the same
+    instance by another (``127.0.0.1`` and ``localhost``, which no normaliser folds), with a
+    second token of the brand's account: the instance says both are its ``@brand`` (its profile
+    address is its own, whatever address was asked), so the direct post waits instead of going
+    out alone as the brand; given its own account's token, it goes out once, as quick. Each
+    credential is asked about once."""
+    fake = FakeMastodon()
+    brand, quick = fake.add_account("brand", BRAND_TOKEN), fake.add_account("quick", OWN_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        port = server.port
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+        directory = make_policy_dir(tmp_path, {
+            "brand": f"""
+                account: brand
+                platform: mastodon
+                instance: http://127.0.0.1:{port}
+                credentials: env:BRAND_PLATFORM_TOKEN
+                tier: co-signed
+                owner: alice
+                writers: [alice]
+                approvals:
+                  required: 1
+                  from: [bob]
+            """,
+            "quick": f"""
+                account: quick
+                platform: mastodon
+                instance: http://LocalHost:{port}/
+                credentials: file:secrets/quick.token
+                tier: direct
+                owner: alice
+            """,
+        })
+        (directory / "secrets").mkdir()
+        _give_quick(directory, QUICK_TOKEN)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, as the brand, by another address?")
+            await gw.tick()
+            assert ([s.text for s in fake.statuses(brand)], [s.text for s in fake.statuses(quick)]) == ([], [])
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", SHARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "quick and brand publish as one Mastodon account" in str(problem), problem
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 2
+
+            _give_quick(directory, OWN_TOKEN)
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+            assert [s.text for s in fake.statuses(quick)] == ["Alone, as the brand, by another address?"]
+            assert [s.text for s in fake.statuses(brand)] == []
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 3
+    finally:
+        await server.close()

@@ -20,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from adapters.base import AccountInfo, Adapter, AdapterError
 from gateway.policy.models import Policy
@@ -55,15 +56,45 @@ class PlatformIdentity:
 
 def identity_of(policy: Policy, server: str, info: AccountInfo) -> PlatformIdentity:
     """The platform account ``info`` (a ``verify_credentials`` answer for ``policy``'s
-    credential) names. A Mastodon account id is the instance's own, so it is one account with
-    the instance's address (``server``); a Bluesky DID and an X user id are one account
-    wherever they are asked. An answer naming no account is no answer (retried later)."""
+    credential) names. A Bluesky DID and an X user id are one account wherever they are asked.
+    A Mastodon account id is the instance's own, and an instance may answer at several
+    addresses (``https://social.example`` and ``https://www.social.example``, a port, an
+    alias): the account is known by the profile address the instance itself gives it (its
+    ``url``, made from the instance's own domain whatever address was asked), so two addresses
+    of one instance name one account; by its id at the address asked, too. An answer naming no
+    account (for Mastodon, no profile address) is no answer: retried later, and meanwhile the
+    accounts that could be it wait."""
     remote_id = info.remote_id.strip()
     if not remote_id:
         raise AdapterError(f"{policy.platform} said whose the credential is without naming the account",
                            retryable=True)
-    key = ("mastodon", server, remote_id) if policy.platform == "mastodon" else (policy.platform, remote_id)
-    return PlatformIdentity(keys=frozenset({key}), handle=info.handle or remote_id)
+    if policy.platform != "mastodon":
+        return PlatformIdentity(keys=frozenset({(policy.platform, remote_id)}), handle=info.handle or remote_id)
+    profile = profile_address(info.url or "")
+    if profile is None:
+        raise AdapterError("Mastodon said whose the credential is without the account's profile address (url)",
+                           retryable=True)
+    keys = frozenset({("mastodon", server, remote_id), ("mastodon-profile", profile)})
+    return PlatformIdentity(keys=keys, handle=info.handle or remote_id)
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def profile_address(url: str) -> str | None:
+    """A Mastodon profile address as one account, or None if it is none: scheme and host in
+    lower case, no default port, no trailing slash, no query or fragment, and the path in lower
+    case (a Mastodon username is one account in any case: ``@Brand`` is ``@brand``)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host or not parts.path.strip("/"):
+        return None
+    where = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{where}{parts.path.rstrip('/').lower()}"
 
 
 @dataclass(frozen=True, slots=True)

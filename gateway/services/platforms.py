@@ -216,9 +216,10 @@ class _Made:
 
 @dataclass(frozen=True, slots=True)
 class _Peers:
-    """The policies in force grouped by the platform accounts they could share: a Mastodon
-    instance's accounts (its ids are its own), all Bluesky accounts (a DID is one account at
-    any PDS), all X accounts. ``generation`` moves when a group changes."""
+    """The policies in force grouped by the platform accounts they could share: all Mastodon
+    accounts (two addresses may be one instance: only the instance can say, see
+    :func:`~gateway.services.identities.identity_of`), all Bluesky accounts (a DID is one
+    account at any PDS), all X accounts. ``generation`` moves when a group changes."""
 
     policies: Mapping[str, LoadedPolicy]
     groups: dict[tuple[str, ...], tuple[tuple[str, str], ...]]
@@ -230,8 +231,7 @@ class _Peers:
 def _group(policy: Policy) -> tuple[str, ...] | None:
     if policy.platform == "sandbox":
         return None  # a sandbox account is its own, by name: none other can publish as it
-    if policy.platform == "mastodon":
-        return ("mastodon", platform_server(policy))
+    # Mastodon's too is the platform's: by address, two names of one instance were never compared.
     return (policy.platform,)
 
 
@@ -329,8 +329,8 @@ class Platforms:
 
         Who a credential is for is asked of the platform once per credential and process
         (:class:`~gateway.services.identities.Learning`), and only where another policy in force
-        could be the same account (another account on the Mastodon instance, on Bluesky, on X;
-        a sandbox account never is): an account alone on its instance is never asked. Found
+        could be the same account (another account on Mastodon, at any address, on Bluesky, on
+        X; a sandbox account never is): an account alone on its platform is never asked. Found
         clear, an account is taken at its word for ``_VERDICT_KEPT`` while its credential and
         the policies stay the same, so a post then costs a lookup. ``adapter``: the one
         :meth:`adapter_for` has just given the caller, whose reading of the credential is then
@@ -372,8 +372,9 @@ class Platforms:
                 shared.append(other.policy.account)
             elif (isinstance(learned, Unreached) and waiting is None
                   and (policy.platform != "bluesky" or platform_server(other.policy) == platform_server(policy))):
-                # Its server is ours: it may well be our account, and our posts may wait for the
-                # answer. A Bluesky account on another PDS is compared once that PDS answers.
+                # Its server may be ours (on Mastodon any address may be another name of our
+                # instance): it may well be our account, and our posts wait for the answer. A
+                # Bluesky account on another PDS is compared once that PDS answers.
                 waiting = (other.policy.account, learned.error)
         name = carries(policy.platform).name
         if shared:
