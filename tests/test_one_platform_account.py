@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.sandbox import SandboxAdapter
 from gateway.clock import ManualClock
-from gateway.services.identities import SHARED_PUBLIC, WAITING_PUBLIC
+from gateway.services.identities import SHARED_PUBLIC, UNCOMPARED_PUBLIC, WAITING_PUBLIC
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes._faults import Faults
@@ -380,6 +380,37 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
         assert (await gw.get("alice", post["id"]))["state"] == "published"
 
 
+def _two_addresses(tmp_path: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The co-signed brand at ``127.0.0.1``, the direct quick at ``localhost`` (with a second
+    token of the brand's account): one Mastodon stand-in by two addresses no normaliser folds."""
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {
+        "brand": f"""
+            account: brand
+            platform: mastodon
+            instance: http://127.0.0.1:{server.port}
+            credentials: env:BRAND_PLATFORM_TOKEN
+            tier: co-signed
+            owner: alice
+            writers: [alice]
+            approvals:
+              required: 1
+              from: [bob]
+        """,
+        "quick": f"""
+            account: quick
+            platform: mastodon
+            instance: http://LocalHost:{server.port}/
+            credentials: file:secrets/quick.token
+            tier: direct
+            owner: alice
+        """,
+    })
+    (directory / "secrets").mkdir()
+    _give_quick(directory, QUICK_TOKEN)
+    return directory
+
+
 async def test_two_addresses_of_one_mastodon_instance_are_one_account(
     db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -395,32 +426,7 @@ async def test_two_addresses_of_one_mastodon_instance_are_one_account(
     server = TestServer(mastodon_app(fake))
     await server.start_server()
     try:
-        port = server.port
-        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
-        directory = make_policy_dir(tmp_path, {
-            "brand": f"""
-                account: brand
-                platform: mastodon
-                instance: http://127.0.0.1:{port}
-                credentials: env:BRAND_PLATFORM_TOKEN
-                tier: co-signed
-                owner: alice
-                writers: [alice]
-                approvals:
-                  required: 1
-                  from: [bob]
-            """,
-            "quick": f"""
-                account: quick
-                platform: mastodon
-                instance: http://LocalHost:{port}/
-                credentials: file:secrets/quick.token
-                tier: direct
-                owner: alice
-            """,
-        })
-        (directory / "secrets").mkdir()
-        _give_quick(directory, QUICK_TOKEN)
+        directory = _two_addresses(tmp_path, server, monkeypatch)
         async with started_gateway(db_url, directory, clock) as gw:
             post = await gw.submit("alice", "quick", "Alone, as the brand, by another address?")
             await gw.tick()
@@ -437,5 +443,36 @@ async def test_two_addresses_of_one_mastodon_instance_are_one_account(
             assert [s.text for s in fake.statuses(quick)] == ["Alone, as the brand, by another address?"]
             assert [s.text for s in fake.statuses(brand)] == []
             assert fake.faults.count("GET", VERIFY["mastodon"]) == 3
+    finally:
+        await server.close()
+
+
+async def test_two_addresses_of_a_server_that_gives_no_profile_address_hold_the_posts(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server speaking Mastodon's API that answers ``verify_credentials`` without the account's
+    ``url`` (Mastodon always gives it) cannot tell two addresses' accounts apart: the direct
+    post at the other address waits, saying why, rather than go out, maybe alone as the brand."""
+    fake = FakeMastodon()
+    brand = fake.add_account("brand", BRAND_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    rendered = fake.render_account
+
+    def without_url(account: Any) -> dict[str, Any]:
+        return {k: v for k, v in rendered(account).items() if k != "url"}
+
+    monkeypatch.setattr(fake, "render_account", without_url)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        directory = _two_addresses(tmp_path, server, monkeypatch)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, by an address nobody can compare?")
+            await gw.tick()
+            assert fake.statuses(brand) == []
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", UNCOMPARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "did not give the account's profile address" in str(problem), problem
     finally:
         await server.close()

@@ -34,6 +34,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
 from gateway.policy.models import Policy
 from gateway.services.identities import (
     SHARED_PUBLIC,
+    UNCOMPARED_PUBLIC,
     UNREACHED_WAIT,
     WAITING_PUBLIC,
     AccountHeld,
@@ -43,6 +44,7 @@ from gateway.services.identities import (
     Unreached,
     credential_key,
     shared_problem,
+    uncompared_problem,
     waiting_problem,
 )
 from gateway.types import Micros
@@ -367,9 +369,12 @@ class Platforms:
         own = await self._identity(loaded, made, now=now, fresh=fresh)
         shared: list[str] = []
         waiting: tuple[str, AdapterError] | None = None
+        uncompared: str | None = None
         for other, learned in await self._others(others, now=now):
             if isinstance(learned, PlatformIdentity) and own.same_account(learned):
                 shared.append(other.policy.account)
+            elif isinstance(learned, PlatformIdentity) and not own.comparable(learned) and uncompared is None:
+                uncompared = other.policy.account
             elif (isinstance(learned, Unreached) and waiting is None
                   and (policy.platform != "bluesky" or platform_server(other.policy) == platform_server(policy))):
                 # Its server may be ours (on Mastodon any address may be another name of our
@@ -380,6 +385,12 @@ class Platforms:
         if shared:
             problem = self._hold_shared(account, shared, platform=name, handle=own.handle)
             raise AccountHeld(problem, public=SHARED_PUBLIC)
+        if waiting is None and uncompared is not None:
+            self._release(account)
+            problem = uncompared_problem(account, uncompared, platform=name)
+            self._mark_here(account, problem)
+            logger.warning("platform_account_uncompared", account=account, other=uncompared)
+            raise AccountHeld(problem, public=UNCOMPARED_PUBLIC)
         if waiting is not None:
             self._release(account)
             problem = waiting_problem(account, waiting[0], platform=name, error=waiting[1])
