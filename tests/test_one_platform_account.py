@@ -6,6 +6,7 @@ each. Platform stand-ins and a real PDS on real sockets, both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -445,6 +446,32 @@ async def test_two_addresses_of_one_mastodon_instance_are_one_account(
             assert fake.faults.count("GET", VERIFY["mastodon"]) == 3
     finally:
         await server.close()
+
+
+async def test_a_file_found_to_share_the_account_while_a_post_is_on_its_way_stops_it(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct file alone on its platform is past the check, its post's first request answered
+    429 for a second: meanwhile the co-signed brand's file, on another token of the same
+    platform account, comes into force. The retry does not go out alone as the brand: the
+    account is looked at again right before it, and the post waits, its budget untouched."""
+    directory = _directory(tmp_path, standin, monkeypatch, both=False)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "On its way as the brand")
+        standin.faults.rate_limit_next(1, 1.0, method="POST", path=CREATE[standin.platform])
+        tick = asyncio.ensure_future(gw.tick())
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.faults.count("POST", CREATE[standin.platform]) == 0 and not tick.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        await tick
+        assert standin.published("brand") == []
+        body = await gw.get("alice", post["id"])
+        assert (body["state"], body["attempts"]) == ("scheduled", 0), body
+        assert body["events"][-1]["data"]["error"] == SHARED_PUBLIC
+        healthy, problem = (await _health(gw))["brand"]
+        assert healthy is False and "brand and quick publish as one" in str(problem), problem
 
 
 async def test_two_addresses_of_a_server_that_gives_no_profile_address_hold_the_posts(

@@ -265,6 +265,9 @@ class Platforms:
     platform and account as the platform names them."""
     _set_here: dict[str, str] = field(default_factory=dict)
     """The problems :meth:`cleared` put in ``unhealthy``, to take back only those."""
+    _holds: int = 0
+    """How many times accounts were found to share a platform account: a check that waited on
+    a platform meanwhile looks again (:meth:`cleared`)."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -346,7 +349,21 @@ class Platforms:
         ``AdapterError`` as a publication would when the platform refuses or does not answer
         for the account's own credential, and ``BylineError`` when it cannot be read. Another
         account whose credential the platform refuses, or which cannot be read, publishes as
-        nobody and holds none back."""
+        nobody and holds none back.
+
+        What the policies in force or another account's check find while this one waits for
+        its platform is not missed: should the policies change meanwhile, or another account be
+        found to share a platform account, the account is looked at again before this returns.
+        A publication calls it again right before the request that publishes (``OutboundPost.ready``)."""
+        while True:
+            seen = (self.policies.policies if self.policies is not None else None, self._holds)
+            await self._check(loaded, adapter=adapter, fresh=fresh)
+            if seen == (self.policies.policies if self.policies is not None else None, self._holds):
+                return
+            fresh = False  # its own credential was just asked about
+
+    async def _check(self, loaded: LoadedPolicy, *, adapter: Adapter | None, fresh: bool) -> None:
+        """:meth:`cleared`, once, with the policies in force as they are when it starts."""
         policy, account = loaded.policy, loaded.policy.account
         if self.policies is None:
             return
@@ -458,6 +475,7 @@ class Platforms:
         """Hold ``account`` and the accounts found to share its platform account (no longer
         those it was found to share it with before, and no more); its problem."""
         together = {account, *shared}
+        self._holds += 1
         for gone in self._shared.get(account, (set(), "", ""))[0] - together:
             self._part(account, gone)
         for name in together:
