@@ -503,3 +503,45 @@ async def test_two_addresses_of_a_server_that_gives_no_profile_address_hold_the_
             assert healthy is False and "did not give the account's profile address" in str(problem), problem
     finally:
         await server.close()
+
+
+async def test_a_file_come_into_force_while_the_check_waits_on_the_platform_is_not_missed(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deletion of quick's post checks the accounts beside it, and waits a second for the
+    platform to say whose another file's rotated token is; meanwhile a co-signed file on a
+    second token of quick's own platform account comes into force. The deletion is not sent on
+    the strength of the policies as they were when the check began: it is refused, the post
+    still on the platform."""
+    monkeypatch.setenv("OTHER_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {"quick": _direct(standin), "other": f"""
+        account: other
+        platform: {standin.platform}
+        {standin.address()}
+        credentials: env:OTHER_PLATFORM_TOKEN
+        tier: direct
+        owner: alice
+    """})
+    (directory / "secrets").mkdir()
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "Mine to take down?")
+        await gw.tick()
+        assert standin.published("quick") == ["Mine to take down?"]
+        standin.add_token("brand", "tok-other-rotated-5d1a")
+        monkeypatch.setenv("OTHER_PLATFORM_TOKEN", "tok-other-rotated-5d1a")
+        clock.advance(timedelta(seconds=2))
+        asked = standin.verifies()
+        standin.faults.delay_next(1.0, method="GET", path=VERIFY[standin.platform])
+        deleting = asyncio.ensure_future(gw.call("alice", "DELETE", f"/v1/posts/{post['id']}"))
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.verifies() == asked and not deleting.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        standin.add_token("quick", "tok-quick-second-app-8b20")
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-quick-second-app-8b20")
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        status, body = await deleting
+        assert status == 503, body
+        assert "quick and brand publish as one" in body["message"], body
+        assert standin.published("quick") == ["Mine to take down?"]
