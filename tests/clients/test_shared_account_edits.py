@@ -14,6 +14,7 @@ from adapters.base import AdapterError
 from adapters.mastodon import MastodonAdapter
 from gateway.appkeys import REGISTRY
 from gateway.clock import ManualClock
+from gateway.services.posts import PostService
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_published_races import logged, outcome, published, puts, recorded_state, unanswered
 from tests.clients.world import World
@@ -136,6 +137,35 @@ async def test_an_unrecorded_deletion_waits_to_be_settled_while_another_file_spe
     assert world.upstream.statuses(world.upstream_account) == []
     assert await recorded_state(gw, status_id) == "deleted"
     await verified_by_cli(gw)
+
+
+async def test_a_file_come_into_force_while_a_deletion_is_held_stops_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The co-signed file on a second token of masto's platform account comes into force just
+    after the deletion passed its check, while the post is being held for it: the deletion is
+    checked again right before it is sent, refused, the post let go (not left held) and still
+    on the platform; with the file removed, the same deletion goes through at once."""
+    gw = world.gateway
+    api, status_id = await published(world, "Words to take down")
+    original = PostService.hold
+
+    async def hold_as_a_file_arrives(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        held = await original(self, *args, **kwargs)
+        await _second_file(world, monkeypatch)
+        return held
+
+    monkeypatch.setattr(PostService, "hold", hold_as_a_file_arrives)
+    assert await outcome(world, api.status_delete, status_id) == 503
+    monkeypatch.setattr(PostService, "hold", original)
+    assert deletes(world) == 0
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Words to take down"]
+
+    (gw.app[REGISTRY].directory / "brand.yaml").unlink()
+    assert await gw.sync_policies() == ["brand"]
+    await world.run(api.status_delete, status_id)
+    assert world.upstream.statuses(world.upstream_account) == []
+    assert await recorded_state(gw, status_id) == "deleted"
 
 
 def deletes(world: World) -> int:
