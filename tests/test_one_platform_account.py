@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from adapters.sandbox import SandboxAdapter
 from gateway.clock import ManualClock
 from gateway.services.identities import SHARED_PUBLIC, UNCOMPARED_PUBLIC, WAITING_PUBLIC
+from gateway.services.platforms import SecretFiles
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes._faults import Faults
@@ -545,3 +546,83 @@ async def test_a_file_come_into_force_while_the_check_waits_on_the_platform_is_n
         assert status == 503, body
         assert "quick and brand publish as one" in body["message"], body
         assert standin.published("quick") == ["Mine to take down?"]
+
+
+async def test_a_token_rewritten_in_another_file_holds_an_account_that_was_found_clear(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The brand was found to share its platform account with no other file; then the admin
+    writes a second token of the brand's account into the quick file. Within the second after,
+    nothing is read again; after it, the brand's next approved post waits with the quick file's."""
+    directory = _directory(tmp_path, standin, monkeypatch)
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        first = await gw.submit("alice", "brand", "Signed by two, the files apart")
+        await gw.act("bob", first["id"], "approve")
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        assert standin.published("brand") == ["Signed by two, the files apart"]
+
+        _give_quick(directory, QUICK_TOKEN)
+        clock.advance(timedelta(seconds=2))
+        second = await gw.submit("alice", "brand", "Signed by two, the files one account")
+        await gw.act("bob", second["id"], "approve")
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        assert standin.published("brand") == ["Signed by two, the files apart"]
+        body = await gw.get("alice", second["id"])
+        assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", SHARED_PUBLIC), body
+        assert {name: healthy for name, (healthy, _) in (await _health(gw)).items()} == {"brand": False, "quick": False}
+
+
+async def test_many_accounts_on_one_instance_read_each_credential_once_a_second_not_once_a_pair(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thirty accounts on one Mastodon instance, each posting every two seconds: once each is
+    known, a round of their posts reads each credential file about twice (its publication, and
+    the group's look at the others once a second), where comparing every account with every
+    other at every publication read them 30 times each (870 reads a round)."""
+    fake = FakeMastodon()
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    names = [f"desk{n:02d}" for n in range(30)]
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        directory = make_policy_dir(tmp_path, {name: f"""
+            account: {name}
+            platform: mastodon
+            instance: {url}
+            credentials: file:secrets/{name}.token
+            tier: direct
+            owner: alice
+        """ for name in names})
+        (directory / "secrets").mkdir()
+        accounts = {}
+        for name in names:
+            token = f"tok-{name}-{secrets.token_hex(4)}"
+            accounts[name] = fake.add_account(name, token)
+            (directory / "secrets" / f"{name}.token").write_text(token + "\n", encoding="utf-8")
+        clock.advance(timedelta(seconds=5))  # the files are settled
+        reads: list[str] = []
+        real_read = SecretFiles.read
+
+        def counted(self: SecretFiles, reference: str, rules: Any) -> str:
+            reads.append(reference)
+            return real_read(self, reference, rules)
+
+        monkeypatch.setattr(SecretFiles, "read", counted)
+        async with started_gateway(db_url, directory, clock) as gw:
+            per_round = []
+            for n in range(3):
+                reads.clear()
+                for name in names:
+                    await gw.submit("alice", name, f"Round {n} from {name}")
+                await gw.tick()
+                per_round.append(len(reads))
+                clock.advance(timedelta(seconds=2))
+            for name in names:
+                assert [s.text for s in fake.statuses(accounts[name])] == [f"Round {n} from {name}" for n in range(3)]
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == len(names)  # each asked about once
+            assert per_round[1] <= 3 * len(names) and per_round[2] <= 3 * len(names), per_round
+    finally:
+        await server.close()
