@@ -6,6 +6,7 @@ each. Platform stand-ins and a real PDS on real sockets, both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.sandbox import SandboxAdapter
 from gateway.clock import ManualClock
-from gateway.services.identities import SHARED_PUBLIC, WAITING_PUBLIC
+from gateway.services.identities import SHARED_PUBLIC, UNCOMPARED_PUBLIC, WAITING_PUBLIC
 from gateway.services.platforms import SecretFiles
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
@@ -379,6 +380,172 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
         await gw.tick()
         assert (await new_texts(bob.did), await new_texts(carol.did)) == ([], [text])
         assert (await gw.get("alice", post["id"]))["state"] == "published"
+
+
+def _two_addresses(tmp_path: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The co-signed brand at ``127.0.0.1``, the direct quick at ``localhost`` (with a second
+    token of the brand's account): one Mastodon stand-in by two addresses no normaliser folds."""
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {
+        "brand": f"""
+            account: brand
+            platform: mastodon
+            instance: http://127.0.0.1:{server.port}
+            credentials: env:BRAND_PLATFORM_TOKEN
+            tier: co-signed
+            owner: alice
+            writers: [alice]
+            approvals:
+              required: 1
+              from: [bob]
+        """,
+        "quick": f"""
+            account: quick
+            platform: mastodon
+            instance: http://LocalHost:{server.port}/
+            credentials: file:secrets/quick.token
+            tier: direct
+            owner: alice
+        """,
+    })
+    (directory / "secrets").mkdir()
+    _give_quick(directory, QUICK_TOKEN)
+    return directory
+
+
+async def test_two_addresses_of_one_mastodon_instance_are_one_account(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The co-signed brand names its instance by one address and a direct file names the same
+    instance by another (``127.0.0.1`` and ``localhost``, which no normaliser folds), with a
+    second token of the brand's account: the instance says both are its ``@brand`` (its profile
+    address is its own, whatever address was asked), so the direct post waits instead of going
+    out alone as the brand; given its own account's token, it goes out once, as quick. Each
+    credential is asked about once."""
+    fake = FakeMastodon()
+    brand, quick = fake.add_account("brand", BRAND_TOKEN), fake.add_account("quick", OWN_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        directory = _two_addresses(tmp_path, server, monkeypatch)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, as the brand, by another address?")
+            await gw.tick()
+            assert ([s.text for s in fake.statuses(brand)], [s.text for s in fake.statuses(quick)]) == ([], [])
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", SHARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "quick and brand publish as one Mastodon account" in str(problem), problem
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 2
+
+            _give_quick(directory, OWN_TOKEN)
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+            assert [s.text for s in fake.statuses(quick)] == ["Alone, as the brand, by another address?"]
+            assert [s.text for s in fake.statuses(brand)] == []
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 3
+    finally:
+        await server.close()
+
+
+async def test_a_file_found_to_share_the_account_while_a_post_is_on_its_way_stops_it(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct file alone on its platform is past the check, its post's first request answered
+    429 for a second: meanwhile the co-signed brand's file, on another token of the same
+    platform account, comes into force. The retry does not go out alone as the brand: the
+    account is looked at again right before it, and the post waits, its budget untouched."""
+    directory = _directory(tmp_path, standin, monkeypatch, both=False)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "On its way as the brand")
+        standin.faults.rate_limit_next(1, 1.0, method="POST", path=CREATE[standin.platform])
+        tick = asyncio.ensure_future(gw.tick())
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.faults.count("POST", CREATE[standin.platform]) == 0 and not tick.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        await tick
+        assert standin.published("brand") == []
+        body = await gw.get("alice", post["id"])
+        assert (body["state"], body["attempts"]) == ("scheduled", 0), body
+        assert body["events"][-1]["data"]["error"] == SHARED_PUBLIC
+        healthy, problem = (await _health(gw))["brand"]
+        assert healthy is False and "brand and quick publish as one" in str(problem), problem
+
+
+async def test_two_addresses_of_a_server_that_gives_no_profile_address_hold_the_posts(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server speaking Mastodon's API that answers ``verify_credentials`` without the account's
+    ``url`` (Mastodon always gives it) cannot tell two addresses' accounts apart: the direct
+    post at the other address waits, saying why, rather than go out, maybe alone as the brand."""
+    fake = FakeMastodon()
+    brand = fake.add_account("brand", BRAND_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    rendered = fake.render_account
+
+    def without_url(account: Any) -> dict[str, Any]:
+        return {k: v for k, v in rendered(account).items() if k != "url"}
+
+    monkeypatch.setattr(fake, "render_account", without_url)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        directory = _two_addresses(tmp_path, server, monkeypatch)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, by an address nobody can compare?")
+            await gw.tick()
+            assert fake.statuses(brand) == []
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", UNCOMPARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "did not give the account's profile address" in str(problem), problem
+    finally:
+        await server.close()
+
+
+async def test_a_file_come_into_force_while_the_check_waits_on_the_platform_is_not_missed(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deletion of quick's post checks the accounts beside it, and waits a second for the
+    platform to say whose another file's rotated token is; meanwhile a co-signed file on a
+    second token of quick's own platform account comes into force. The deletion is not sent on
+    the strength of the policies as they were when the check began: it is refused, the post
+    still on the platform."""
+    monkeypatch.setenv("OTHER_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {"quick": _direct(standin), "other": f"""
+        account: other
+        platform: {standin.platform}
+        {standin.address()}
+        credentials: env:OTHER_PLATFORM_TOKEN
+        tier: direct
+        owner: alice
+    """})
+    (directory / "secrets").mkdir()
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "Mine to take down?")
+        await gw.tick()
+        assert standin.published("quick") == ["Mine to take down?"]
+        standin.add_token("brand", "tok-other-rotated-5d1a")
+        monkeypatch.setenv("OTHER_PLATFORM_TOKEN", "tok-other-rotated-5d1a")
+        clock.advance(timedelta(seconds=2))
+        asked = standin.verifies()
+        standin.faults.delay_next(1.0, method="GET", path=VERIFY[standin.platform])
+        deleting = asyncio.ensure_future(gw.call("alice", "DELETE", f"/v1/posts/{post['id']}"))
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.verifies() == asked and not deleting.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        standin.add_token("quick", "tok-quick-second-app-8b20")
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-quick-second-app-8b20")
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        status, body = await deleting
+        assert status == 503, body
+        assert "quick and brand publish as one" in body["message"], body
+        assert standin.published("quick") == ["Mine to take down?"]
 
 
 async def test_a_token_rewritten_in_another_file_holds_an_account_that_was_found_clear(

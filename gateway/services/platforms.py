@@ -34,6 +34,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
 from gateway.policy.models import Policy
 from gateway.services.identities import (
     SHARED_PUBLIC,
+    UNCOMPARED_PUBLIC,
     UNREACHED_WAIT,
     WAITING_PUBLIC,
     AccountHeld,
@@ -43,6 +44,7 @@ from gateway.services.identities import (
     Unreached,
     credential_key,
     shared_problem,
+    uncompared_problem,
     waiting_problem,
 )
 from gateway.types import Micros
@@ -229,9 +231,10 @@ class _Made:
 
 @dataclass(frozen=True, slots=True)
 class _Peers:
-    """The policies in force grouped by the platform accounts they could share: a Mastodon
-    instance's accounts (its ids are its own), all Bluesky accounts (a DID is one account at
-    any PDS), all X accounts. ``generation`` moves when a group changes."""
+    """The policies in force grouped by the platform accounts they could share: all Mastodon
+    accounts (two addresses may be one instance: only the instance can say, see
+    :func:`~gateway.services.identities.identity_of`), all Bluesky accounts (a DID is one
+    account at any PDS), all X accounts. ``generation`` moves when a group changes."""
 
     policies: Mapping[str, LoadedPolicy]
     groups: dict[tuple[str, ...], tuple[tuple[str, str], ...]]
@@ -243,8 +246,7 @@ class _Peers:
 def _group(policy: Policy) -> tuple[str, ...] | None:
     if policy.platform == "sandbox":
         return None  # a sandbox account is its own, by name: none other can publish as it
-    if policy.platform == "mastodon":
-        return ("mastodon", platform_server(policy))
+    # Mastodon's too is the platform's: by address, two names of one instance were never compared.
     return (policy.platform,)
 
 
@@ -278,6 +280,9 @@ class Platforms:
     platform and account as the platform names them."""
     _set_here: dict[str, str] = field(default_factory=dict)
     """The problems :meth:`cleared` put in ``unhealthy``, to take back only those."""
+    _holds: int = 0
+    """How many times accounts were found to share a platform account: a check that waited on
+    a platform meanwhile looks again (:meth:`cleared`)."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -344,8 +349,8 @@ class Platforms:
 
         Who a credential is for is asked of the platform once per credential and process
         (:class:`~gateway.services.identities.Learning`), and only where another policy in force
-        could be the same account (another account on the Mastodon instance, on Bluesky, on X;
-        a sandbox account never is): an account alone on its instance is never asked. Found
+        could be the same account (another account on Mastodon, at any address, on Bluesky, on
+        X; a sandbox account never is): an account alone on its platform is never asked. Found
         clear, an account is taken at its word while its credential, the policies and the
         credentials of its group (read again at most once a second for the whole group, see
         :meth:`_credentials`) stay the same, so a post then costs a lookup. ``adapter``: the one
@@ -360,7 +365,21 @@ class Platforms:
         ``AdapterError`` as a publication would when the platform refuses or does not answer
         for the account's own credential, and ``BylineError`` when it cannot be read. Another
         account whose credential the platform refuses, or which cannot be read, publishes as
-        nobody and holds none back."""
+        nobody and holds none back.
+
+        What the policies in force or another account's check find while this one waits for
+        its platform is not missed: should the policies change meanwhile, or another account be
+        found to share a platform account, the account is looked at again before this returns.
+        A publication calls it again right before the request that publishes (``OutboundPost.ready``)."""
+        while True:
+            seen = (self.policies.policies if self.policies is not None else None, self._holds)
+            await self._check(loaded, adapter=adapter, fresh=fresh)
+            if seen == (self.policies.policies if self.policies is not None else None, self._holds):
+                return
+            fresh = False  # its own credential was just asked about
+
+    async def _check(self, loaded: LoadedPolicy, *, adapter: Adapter | None, fresh: bool) -> None:
+        """:meth:`cleared`, once, with the policies in force as they are when it starts."""
         policy, account = loaded.policy, loaded.policy.account
         if self.policies is None:
             return
@@ -382,18 +401,28 @@ class Platforms:
         own = await self._identity(loaded, made, now=now, fresh=fresh)
         shared: list[str] = []
         waiting: tuple[str, AdapterError] | None = None
+        uncompared: str | None = None
         for other, learned in await self._others(others, now=now):
             if isinstance(learned, PlatformIdentity) and own.same_account(learned):
                 shared.append(other.policy.account)
+            elif isinstance(learned, PlatformIdentity) and not own.comparable(learned) and uncompared is None:
+                uncompared = other.policy.account
             elif (isinstance(learned, Unreached) and waiting is None
                   and (policy.platform != "bluesky" or platform_server(other.policy) == platform_server(policy))):
-                # Its server is ours: it may well be our account, and our posts may wait for the
-                # answer. A Bluesky account on another PDS is compared once that PDS answers.
+                # Its server may be ours (on Mastodon any address may be another name of our
+                # instance): it may well be our account, and our posts wait for the answer. A
+                # Bluesky account on another PDS is compared once that PDS answers.
                 waiting = (other.policy.account, learned.error)
         name = carries(policy.platform).name
         if shared:
             problem = self._hold_shared(account, shared, platform=name, handle=own.handle)
             raise AccountHeld(problem, public=SHARED_PUBLIC)
+        if waiting is None and uncompared is not None:
+            self._release(account)
+            problem = uncompared_problem(account, uncompared, platform=name)
+            self._mark_here(account, problem)
+            logger.warning("platform_account_uncompared", account=account, other=uncompared)
+            raise AccountHeld(problem, public=UNCOMPARED_PUBLIC)
         if waiting is not None:
             self._release(account)
             problem = waiting_problem(account, waiting[0], platform=name, error=waiting[1])
@@ -478,6 +507,7 @@ class Platforms:
         """Hold ``account`` and the accounts found to share its platform account (no longer
         those it was found to share it with before, and no more); its problem."""
         together = {account, *shared}
+        self._holds += 1
         for gone in self._shared.get(account, (set(), "", ""))[0] - together:
             self._part(account, gone)
         for name in together:

@@ -25,6 +25,7 @@ never holds up a post due.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -731,6 +732,11 @@ class Publisher:
                 # Not before looking for it: a post already out (a crash before it was recorded)
                 # is recorded as it is, whatever is found of the account meanwhile.
                 await self._platforms.cleared(loaded, adapter=adapter)
+                # And again right before each request that publishes it (after its media went
+                # up, after an inline wait): another policy file found meanwhile to speak for
+                # the account (a reread, another account's check) stops it there. Known
+                # already, it costs a lookup, no question to the platform.
+                outbound = replace(outbound, ready=functools.partial(self._platforms.cleared, loaded, adapter=adapter))
                 result = await self._publish_with_retries(adapter, outbound)
         except AccountHeld as exc:
             # Another policy file may speak for the account: nothing goes out, and the post
