@@ -547,12 +547,14 @@ async def postpone(txn: Txn, post_id: str, *, until: int, at: int) -> bool:
     ) == 1
 
 
-async def bring_forward(txn: Txn, post_id: str, *, expected: int, until: int) -> bool:
-    """Move a scheduled post's time earlier, to ``until``, only while it is still ``expected``
-    (the time a wait put it at: an edit since, which restarts a cooling-off, keeps its own)."""
+async def bring_forward(txn: Txn, post_id: str, *, expected: int, since: int, until: int) -> bool:
+    """Move a scheduled post's time earlier, to ``until``, only while it is still as a wait left
+    it at ``since``: scheduled for ``expected`` and not changed since. An edit since restarts a
+    cooling-off, and keeps the wait's time where that is later, so the time alone would not tell."""
     return await txn.execute(
-        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled' AND publish_at = ?",
-        until, until, post_id, expected,
+        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled' AND publish_at = ? "
+        "AND updated_at = ?",
+        until, until, post_id, expected, since,
     ) == 1
 
 
