@@ -414,11 +414,10 @@ class Replay:
                              "a time, each recorded before the next")
             known.revising = None
         if due is not None:  # an edit or approval that says when the post is due ("" for no time)
-            if not (due and kind == "post.edited" and (extra[5] if len(extra) > 5 else known.parent) is not None):
-                known.due = (index, due) if due else None
-            # A reply waiting for a post of Byline's keeps the time it had before an edit: the
-            # edit records the time the publisher last put it at to wait for its parent, which
-            # the publisher brings forward, unlogged, once the parent is out.
+            # A reply edited while it waits for its parent too: the edit records the later of its
+            # new cooling-off and the time the publisher put it at to wait, and the publisher
+            # brings forward, unlogged, only a reply left as it was put to wait.
+            known.due = (index, due) if due else None
         elif kind in ("post.retried", "post.redecided"):
             known.due = None  # retried: due at once; decided again: held, due once approved
         if kind == "post.edited":

@@ -2520,22 +2520,25 @@ def _edited_reply(log: SyntheticLog, post: str, parent: str, due: str, edited: s
     return at
 
 
-def test_an_edited_reply_brought_forward_for_its_parent_passes_and_keeps_its_time_before(tmp_path: Path) -> None:
-    """A reply's edit while it waits for its parent records the time the publisher put it at to
-    wait, which the publisher brings forward (unlogged) once the parent is out: sent then, it is
-    not named; sent before the time it had before the edit, it is."""
+def test_an_edited_reply_is_not_sent_before_the_time_its_edit_recorded(tmp_path: Path) -> None:
+    """A reply's edit while it waits for its parent records the later of its new cooling-off and
+    the time the publisher put it at to wait; the publisher brings forward only a reply left as
+    it was put to wait, so an edited one sent before the time its edit recorded is named, the
+    cooling-off the edit started cut short (as Byline did before it checked that a reply was
+    left as it was put to wait)."""
     log = SyntheticLog()
     log.policy("solo", DIRECT, "s1")
     log.submit("1", author="alice", account="solo", state="held", approvers=["alice"], required=1, sha="s1")
-    _edited_reply(log, "2", "1", log.time(), log.time(60))
-    due = log.time(300)
-    forged = _edited_reply(log, "3", "1", due, log.time(400))
+    on_time = _edited_reply(log, "2", "1", log.time(-300), log.time(-200)) + 1
+    due = log.time(400)
+    forged = _edited_reply(log, "3", "1", log.time(), due) + 1
     log.add("post.approved", actor="alice", account="solo", post="1",
             data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "s1"})
     _publish(log, "1", "solo")
     _publish(log, "2", "solo", version=2)
     early = _claim(log, "3", "solo", version=2)
+    assert on_time < forged
     assert messages(log.verify(tmp_path / "x.export")) == [
-        f"entry {early}: post 3 went out at {log.time(-1)}, 293 s before {due}, when entry {forged} said it was "
+        f"entry {early}: post 3 went out at {log.time(-1)}, 393 s before {due}, when entry {forged} said it was "
         "due: more than the 2 s a claim may be early",
     ]
