@@ -9,7 +9,7 @@ from the policy file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
@@ -73,6 +73,16 @@ class OutboundPost:
     gates: Mapping[str, Mapping[str, Any]] | None = None
     """Records a client built to go with the post, by collection (Bluesky's threadgate and
     postgate, as JSON, under the post's record key), written in the same commit as the post."""
+    ready: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    """Awaited right before the request that puts the post on the platform (after its media are
+    uploaded, and at every try): what it raises stops the post there and is raised as it is.
+    The caller's last word on whether the post may still go out."""
+
+
+async def ready(post: OutboundPost) -> None:
+    """The caller's last word before ``post`` is published (``OutboundPost.ready``), if any."""
+    if post.ready is not None:
+        await post.ready()
 
 
 PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})

@@ -88,6 +88,7 @@ from adapters.base import (
     ProfileLine,
     PublishResult,
     ascii_grapheme_count,
+    ready,
 )
 
 PLATFORM = "mastodon"
@@ -321,6 +322,7 @@ class MastodonAdapter:
         if media_ids:
             body["media_ids"] = media_ids
 
+        await ready(post)
         attempt.may_exist = True
         path = "/api/v1/statuses"
         response = await self._http.request(

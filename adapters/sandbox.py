@@ -11,7 +11,7 @@ from typing import Protocol
 
 import regex
 
-from adapters.base import AccountInfo, AdapterConfig, AdapterError, Carries, OutboundPost, PublishResult
+from adapters.base import AccountInfo, AdapterConfig, AdapterError, Carries, OutboundPost, PublishResult, ready
 
 TEXT_LIMIT = 500
 # The sandbox counts as Bluesky does: user-perceived characters (UAX #29 grapheme clusters).
@@ -67,6 +67,7 @@ class SandboxAdapter:
             raise AdapterError(
                 f"text is longer than {TEXT_LIMIT} characters", retryable=False, status=422
             )
+        await ready(post)
         return self._result(await self._store.create(account=self._config.account, post=post))
 
     async def find_existing(self, post: OutboundPost) -> PublishResult | None:

@@ -88,6 +88,7 @@ from adapters.base import (
     OutboundPost,
     ProfileLine,
     PublishResult,
+    ready,
     with_line,
 )
 
@@ -420,6 +421,7 @@ class XAdapter:
         if media_ids:
             body["media"] = {"media_ids": media_ids}
 
+        await ready(post)
         path = "/2/tweets"
         attempt.sends += 1
         attempt.may_exist = True

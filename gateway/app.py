@@ -44,7 +44,7 @@ from gateway.appkeys import (
 )
 from gateway.audit.appender import Appender
 from gateway.clock import Clock, SystemClock
-from gateway.errors import BylineError
+from gateway.errors import Failure
 from gateway.http import cors, mastodon, native, nodeinfo, openapi, pages, sandbox, xrpc
 from gateway.http import log as log_http
 from gateway.http import metrics as metrics_http
@@ -107,7 +107,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with request.app[DB].read() as txn:
             await txn.fetchone("SELECT 1 AS one")
     except Exception as exc:  # any database failure means not ready
-        problems["database"] = exc.message if isinstance(exc, BylineError) else type(exc).__name__
+        problems["database"] = exc.message if isinstance(exc, Failure) else type(exc).__name__
     if not request.app[REGISTRY].policies:
         problems["policies"] = "no policy loaded"
     if request.app[CHECKPOINTS].problem is not None:

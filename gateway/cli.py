@@ -109,7 +109,7 @@ async def _make_token(
 def _cmd_token_create(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from gateway.errors import BylineError
+    from gateway.errors import Failure
     from gateway.policy.models import parse_duration
 
     settings = _settings()
@@ -129,7 +129,7 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
         return _fail(problem)
     try:
         token = _run(_make_token(settings, args.user, args.account, args.label or "", expires))
-    except BylineError as exc:
+    except Failure as exc:
         return _fail(exc.message)
     print(token)
     return 0
@@ -204,7 +204,7 @@ async def _revoke_token(settings: Settings, wanted: str) -> Revocation:
 
 
 def _cmd_token_revoke(args: argparse.Namespace) -> int:
-    from gateway.errors import BylineError
+    from gateway.errors import Failure
     from gateway.services.identity import TOKEN_PREFIX, hash_token
 
     if args.token is not None:
@@ -229,7 +229,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         done = _run(_revoke_token(settings, wanted))
-    except BylineError as exc:
+    except Failure as exc:
         return _fail(exc.message)
     t = done.token
     what = f"{t.id} ({_printable(t.user)}" + (f", account {_printable(t.account)}" if t.account else "") + (

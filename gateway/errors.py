@@ -1,8 +1,9 @@
-"""The one error type of the gateway, and the only place HTTP statuses are chosen.
+"""The gateway's errors, and the only place HTTP statuses are chosen.
 
-Services and storage raise ``BylineError`` with a ``Code``; the HTTP middleware turns it into
-``{"error": code, "message": ...}`` with the status the code maps to. Anything else is a bug:
-logged with its traceback and answered as a generic 500.
+Services and storage raise ``BylineError`` with a ``Code`` for a request's refusals, and storage
+raises ``DatabaseUnavailable`` for its outage; both are a :class:`Failure`, which the HTTP
+middleware turns into ``{"error": code, "message": ...}`` with the status the code maps to.
+Anything else is a bug: logged with its traceback and answered as a generic 500.
 """
 
 from __future__ import annotations
@@ -68,8 +69,13 @@ STATUS: dict[Code, int] = {
 }
 
 
-class BylineError(Exception):
-    """A failure the client can understand and act on.
+class Failure(Exception):
+    """A failure answered to whoever asked, with a code, a message and details: the request's
+    own (:class:`BylineError`), or Byline's, which passes (the database gone:
+    ``gateway.storage.db.DatabaseUnavailable``). Only what answers (each surface's error
+    middleware, the pages, the commands) catches a ``Failure``; code that handles a request's
+    refusals catches ``BylineError``, which an outage is not, so no such handler takes the
+    database gone for a refusal (a 404, a 400, a post's failure) without meaning to.
 
     ``details`` carries structured context (a rule's name and reason, the allowed states)
     that the client may show; it must never hold a secret.
@@ -91,3 +97,7 @@ class BylineError(Exception):
         body: dict[str, Any] = {"error": self.code.value, "message": self.message}
         body.update(self.details)
         return body
+
+
+class BylineError(Failure):
+    """A failure the client can understand and act on: its request's own (see :class:`Failure`)."""

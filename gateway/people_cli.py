@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from gateway.errors import BylineError
+from gateway.errors import Failure
 
 # The accounts' services, the settings and the database are imported by the commands that use
 # them: every ``byline`` command builds this one's parser, and would otherwise wait for them
@@ -67,7 +67,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
         return _fail("the two passwords differ: nothing changed")
     try:
         _with_people(lambda people, _: people.add(args.name, password, email=args.email))
-    except BylineError as exc:
+    except Failure as exc:
         return _fail(exc.message)
     print(f"{args.name} can now sign in to the pages")
     return 0
@@ -79,7 +79,7 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
         return _fail("the two passwords differ: nothing changed")
     try:
         sessions, apps = _with_people(lambda people, log: people.set_password(args.name, password, appender=log))
-    except BylineError as exc:
+    except Failure as exc:
         return _fail(exc.message)
     print(f"{args.name}'s password is changed; {sessions} session(s) signed out, {apps} app(s) signed in "
           "with a password or a page session signed out (logged as client.revoked)")
@@ -89,7 +89,7 @@ def _cmd_set_password(args: argparse.Namespace) -> int:
 def _cmd_set_email(args: argparse.Namespace) -> int:
     try:
         _with_people(lambda people, _: people.set_email(args.name, args.email or None))
-    except BylineError as exc:
+    except Failure as exc:
         return _fail(exc.message)
     print(f"{args.name}'s email is {'now ' + args.email if args.email else 'removed'}")
     return 0

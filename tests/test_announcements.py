@@ -783,6 +783,85 @@ def test_an_announcement_says_who_speaks_in_a_followers_words(policy: dict[str, 
     assert voice_words(policy) == words
 
 
+@pytest.mark.parametrize(("policy", "words"), [
+    ({"tier": "direct", "owner": "alice", "writers": ["alice"]}, "written by its owner"),
+    ({"tier": "direct", "owner": "alice", "writers": ["carol"]}, "written by carol"),
+    ({"tier": "direct", "owner": "alice", "writers": ["bob", "alice"]}, "written by 2 writers"),
+    ({"tier": "managed", "owner": "dave", "writers": ["erin", "bob", "carol"]},
+     "managed by a team of 3; dave, its owner, suggests"),
+    ({"tier": "managed", "owner": "dave", "writers": ["erin"]}, "managed by a team (erin); dave, its owner, suggests"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"], "required": 2},
+     "written by alice, each post co-signed by 2 of 3 co-signers"),
+    ({"tier": "co-signed", "writers": ["alice", "erin"], "approvers": ["dave", "bob", "carol"], "required": 1},
+     "written by 2 writers, each post co-signed by one of 3 co-signers"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"], "required": 3},
+     "written by alice, each post co-signed by all 3 co-signers"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["dave", "bob"], "required": 2},
+     "written by alice, each post co-signed by both co-signers"),
+    ({"tier": "co-signed", "writers": ["alice"], "approvers": ["bob"], "required": 1},
+     "written by alice, each post co-signed by bob"),
+    ({"tier": "delayed", "writers": ["alice"], "approvers": ["dave", "bob", "carol"], "required": 1},
+     "written by alice, each post after a cooling-off delay, held posts approved by one of 3 approvers"),
+])
+def test_said_briefly_an_announcement_counts_the_people_it_would_name(policy: dict[str, Any], words: str) -> None:
+    """Briefly (for a text that would pass the platform's limit), two or more people of one
+    part are said by how many; one person is still named, and the owner is "its owner"."""
+    assert voice_words(policy, brief=True) == words
+
+
+def _big_team(n: int) -> list[str]:
+    return [f"newsroom-writer-{i:02d}" for i in range(n)]
+
+
+async def test_a_change_of_voice_to_a_big_team_is_announced_within_the_platforms_limit(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: tuple[FakeMastodon, Account, str],
+) -> None:
+    """Thirty writers named would take the announcement past Mastodon's 500 characters, where
+    the platform refuses it and the followers are not told; said with the writers counted, it
+    goes out (the public page it links to names them). A policy asking for announcements with
+    such a team loads, rather than being refused for the length of its team."""
+    fake, account, instance = mastodon
+    team = _big_team(30)
+    big = _on_mastodon(TEAM.replace("writers: [alice, carol]", f"writers: [{', '.join(team)}]"), instance)
+    policies = make_policy_dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", big)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["version"] == 2
+        await gw.tick()
+        [status] = fake.statuses(account)
+        assert status.text == (
+            "Change of voice: this account is now written by 30 writers, each post co-signed by one of 2 "
+            f"co-signers. Who writes and approves each post: {PUBLIC}/@brand")
+        assert (await _row(gw, announced["post"]))["state"] == "published"
+        await verified_by_cli(gw)
+
+
+async def test_the_end_of_announcements_for_a_big_team_goes_out_within_the_platforms_limit(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: tuple[FakeMastodon, Account, str],
+) -> None:
+    """One edit gives the account thirty writers and asks for no more announcements: the
+    default words that say both, with the writers named, are over Mastodon's limit; said with
+    the writers counted they go out, so the followers promised to be told are told."""
+    fake, account, instance = mastodon
+    quiet_big = _on_mastodon(QUIET_TWO_WRITERS.replace("writers: [alice, carol]",
+                                                       f"writers: [{', '.join(_big_team(30))}]"), instance)
+    policies = make_policy_dir(tmp_path, {"brand": _on_mastodon(DIRECT, instance)})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", quiet_big)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        assert announced["announces"]["changed"] == ["writers", "announce"]
+        await gw.tick()
+        [status] = fake.statuses(account)
+        assert status.text == (
+            "Change of voice: this account is now written by 30 writers, and will no longer announce changes of "
+            f"its voice. Who writes and approves each post: {PUBLIC}/@brand")
+        assert (await _row(gw, announced["post"]))["state"] == "published"
+        await verified_by_cli(gw)
+
+
 def test_an_announcement_fills_its_placeholders_and_nothing_else() -> None:
     """Each placeholder is filled; any other braces (unknown, escaped, unclosed, reversed) stay
     as written, and a template without any is its own text."""

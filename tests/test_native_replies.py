@@ -4,17 +4,19 @@ parent and goes out as a reply to where the parent went, as the Mastodon API's t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import POSTS
+from gateway.clock import ManualClock
 from gateway.services.posts import Caller, PostOptions, PostService
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
-from tests.conftest import Gateway
+from tests.conftest import Gateway, make_policy_dir, started_gateway
 
 MINUTE = timedelta(minutes=1)
 
@@ -152,3 +154,59 @@ async def test_a_reply_whose_parent_cannot_be_read_for_the_database_gone_is_a_50
                                       {"account": "delayed", "text": "Thread 2/2", "reply_to_post": parent["id"]})
     assert (503, DatabaseUnavailable().message) == (status, body["message"]), body
     assert await gateway.snapshot() == before
+
+
+QUICK_DELAY = """
+    account: quick
+    platform: sandbox
+    handle: "@quick"
+    tier: delayed
+    owner: alice
+    delay: 10s
+    approvals:
+      required: 1
+      from: [bob]
+    rules:
+      - name: launch
+        action: hold
+        any_words: [launch]
+        reason: Check the date first
+"""
+
+
+async def test_a_reply_edited_while_it_waits_for_its_parent_keeps_its_new_cooling_off(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """A reply due while its parent waits for an approval waits a minute for it. Edited then,
+    its ten seconds of cooling-off start again but end before that minute, so its time stays
+    the minute's. Its parent out four seconds before those ten end, the reply is not brought
+    forward into them: before, the time alone told whether it had been edited, and it went out
+    at once, inside the window in which its author could still take it back."""
+    policies = make_policy_dir(tmp_path, {"quick": QUICK_DELAY})
+    async with started_gateway(db_url, policies, clock) as gw:
+        parent = await gw.submit("alice", "quick", "The launch is on")
+        assert parent["state"] == "held"
+        reply = await gw.submit("alice", "quick", "Details to follow", reply_to_post=parent["id"])
+        clock.advance(timedelta(seconds=11))
+        await gw.tick()  # due, its parent undecided: it waits a minute for it
+        assert (await gw.get("alice", reply["id"]))["state"] == "scheduled"
+
+        status, body = await gw.act("bob", parent["id"], "approve")  # out after its ten seconds
+        assert status == 200, body
+        clock.advance(timedelta(seconds=5))
+        status, body = await gw.call("alice", "PATCH", f"/v1/posts/{reply['id']}", {"text": "Details at noon"})
+        assert status == 200, body
+        edited_at = clock.now()
+        clock.advance(timedelta(seconds=6))
+        await gw.tick()  # the parent goes out, four seconds before the edit's cooling-off ends
+        await gw.tick()
+        assert [p["text"] for p in await gw.timeline("quick")] == ["The launch is on"]
+        assert (await gw.get("alice", reply["id"]))["state"] == "scheduled"
+
+        clock.advance(timedelta(minutes=1))
+        await gw.tick()
+        out = {p["text"]: p for p in await gw.timeline("quick")}
+        assert set(out) == {"The launch is on", "Details at noon"}
+        went = [e for e in (await gw.get("alice", reply["id"]))["events"] if e["type"] == "post.publishing"]
+        assert datetime.fromisoformat(went[0]["ts"]) >= edited_at + timedelta(seconds=10)
+        await verified_by_cli(gw)

@@ -6,6 +6,7 @@ each. Platform stand-ins and a real PDS on real sockets, both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from aiohttp.test_utils import TestServer
 
 from adapters.sandbox import SandboxAdapter
 from gateway.clock import ManualClock
-from gateway.services.identities import SHARED_PUBLIC, WAITING_PUBLIC
+from gateway.services.identities import SHARED_PUBLIC, UNCOMPARED_PUBLIC, WAITING_PUBLIC
+from gateway.services.platforms import SecretFiles
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes._faults import Faults
@@ -378,3 +380,249 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
         await gw.tick()
         assert (await new_texts(bob.did), await new_texts(carol.did)) == ([], [text])
         assert (await gw.get("alice", post["id"]))["state"] == "published"
+
+
+def _two_addresses(tmp_path: Path, server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The co-signed brand at ``127.0.0.1``, the direct quick at ``localhost`` (with a second
+    token of the brand's account): one Mastodon stand-in by two addresses no normaliser folds."""
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {
+        "brand": f"""
+            account: brand
+            platform: mastodon
+            instance: http://127.0.0.1:{server.port}
+            credentials: env:BRAND_PLATFORM_TOKEN
+            tier: co-signed
+            owner: alice
+            writers: [alice]
+            approvals:
+              required: 1
+              from: [bob]
+        """,
+        "quick": f"""
+            account: quick
+            platform: mastodon
+            instance: http://LocalHost:{server.port}/
+            credentials: file:secrets/quick.token
+            tier: direct
+            owner: alice
+        """,
+    })
+    (directory / "secrets").mkdir()
+    _give_quick(directory, QUICK_TOKEN)
+    return directory
+
+
+async def test_two_addresses_of_one_mastodon_instance_are_one_account(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The co-signed brand names its instance by one address and a direct file names the same
+    instance by another (``127.0.0.1`` and ``localhost``, which no normaliser folds), with a
+    second token of the brand's account: the instance says both are its ``@brand`` (its profile
+    address is its own, whatever address was asked), so the direct post waits instead of going
+    out alone as the brand; given its own account's token, it goes out once, as quick. Each
+    credential is asked about once."""
+    fake = FakeMastodon()
+    brand, quick = fake.add_account("brand", BRAND_TOKEN), fake.add_account("quick", OWN_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        directory = _two_addresses(tmp_path, server, monkeypatch)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, as the brand, by another address?")
+            await gw.tick()
+            assert ([s.text for s in fake.statuses(brand)], [s.text for s in fake.statuses(quick)]) == ([], [])
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", SHARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "quick and brand publish as one Mastodon account" in str(problem), problem
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 2
+
+            _give_quick(directory, OWN_TOKEN)
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+            assert [s.text for s in fake.statuses(quick)] == ["Alone, as the brand, by another address?"]
+            assert [s.text for s in fake.statuses(brand)] == []
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == 3
+    finally:
+        await server.close()
+
+
+async def test_a_file_found_to_share_the_account_while_a_post_is_on_its_way_stops_it(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct file alone on its platform is past the check, its post's first request answered
+    429 for a second: meanwhile the co-signed brand's file, on another token of the same
+    platform account, comes into force. The retry does not go out alone as the brand: the
+    account is looked at again right before it, and the post waits, its budget untouched."""
+    directory = _directory(tmp_path, standin, monkeypatch, both=False)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "On its way as the brand")
+        standin.faults.rate_limit_next(1, 1.0, method="POST", path=CREATE[standin.platform])
+        tick = asyncio.ensure_future(gw.tick())
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.faults.count("POST", CREATE[standin.platform]) == 0 and not tick.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        await tick
+        assert standin.published("brand") == []
+        body = await gw.get("alice", post["id"])
+        assert (body["state"], body["attempts"]) == ("scheduled", 0), body
+        assert body["events"][-1]["data"]["error"] == SHARED_PUBLIC
+        healthy, problem = (await _health(gw))["brand"]
+        assert healthy is False and "brand and quick publish as one" in str(problem), problem
+
+
+async def test_two_addresses_of_a_server_that_gives_no_profile_address_hold_the_posts(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server speaking Mastodon's API that answers ``verify_credentials`` without the account's
+    ``url`` (Mastodon always gives it) cannot tell two addresses' accounts apart: the direct
+    post at the other address waits, saying why, rather than go out, maybe alone as the brand."""
+    fake = FakeMastodon()
+    brand = fake.add_account("brand", BRAND_TOKEN)
+    brand.tokens.add(QUICK_TOKEN)
+    rendered = fake.render_account
+
+    def without_url(account: Any) -> dict[str, Any]:
+        return {k: v for k, v in rendered(account).items() if k != "url"}
+
+    monkeypatch.setattr(fake, "render_account", without_url)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        directory = _two_addresses(tmp_path, server, monkeypatch)
+        async with started_gateway(db_url, directory, clock) as gw:
+            post = await gw.submit("alice", "quick", "Alone, by an address nobody can compare?")
+            await gw.tick()
+            assert fake.statuses(brand) == []
+            body = await gw.get("alice", post["id"])
+            assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", UNCOMPARED_PUBLIC), body
+            healthy, problem = (await _health(gw))["quick"]
+            assert healthy is False and "did not give the account's profile address" in str(problem), problem
+    finally:
+        await server.close()
+
+
+async def test_a_file_come_into_force_while_the_check_waits_on_the_platform_is_not_missed(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deletion of quick's post checks the accounts beside it, and waits a second for the
+    platform to say whose another file's rotated token is; meanwhile a co-signed file on a
+    second token of quick's own platform account comes into force. The deletion is not sent on
+    the strength of the policies as they were when the check began: it is refused, the post
+    still on the platform."""
+    monkeypatch.setenv("OTHER_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {"quick": _direct(standin), "other": f"""
+        account: other
+        platform: {standin.platform}
+        {standin.address()}
+        credentials: env:OTHER_PLATFORM_TOKEN
+        tier: direct
+        owner: alice
+    """})
+    (directory / "secrets").mkdir()
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "quick", "Mine to take down?")
+        await gw.tick()
+        assert standin.published("quick") == ["Mine to take down?"]
+        standin.add_token("brand", "tok-other-rotated-5d1a")
+        monkeypatch.setenv("OTHER_PLATFORM_TOKEN", "tok-other-rotated-5d1a")
+        clock.advance(timedelta(seconds=2))
+        asked = standin.verifies()
+        standin.faults.delay_next(1.0, method="GET", path=VERIFY[standin.platform])
+        deleting = asyncio.ensure_future(gw.call("alice", "DELETE", f"/v1/posts/{post['id']}"))
+        # The stand-in counts requests; it has no event to wait on.
+        while standin.verifies() == asked and not deleting.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        standin.add_token("quick", "tok-quick-second-app-8b20")
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-quick-second-app-8b20")
+        write_policy(directory, "brand", _cosigned(standin))
+        assert await gw.sync_policies() == ["brand"]
+        status, body = await deleting
+        assert status == 503, body
+        assert "quick and brand publish as one" in body["message"], body
+        assert standin.published("quick") == ["Mine to take down?"]
+
+
+async def test_a_token_rewritten_in_another_file_holds_an_account_that_was_found_clear(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The brand was found to share its platform account with no other file; then the admin
+    writes a second token of the brand's account into the quick file. Within the second after,
+    nothing is read again; after it, the brand's next approved post waits with the quick file's."""
+    directory = _directory(tmp_path, standin, monkeypatch)
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        first = await gw.submit("alice", "brand", "Signed by two, the files apart")
+        await gw.act("bob", first["id"], "approve")
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        assert standin.published("brand") == ["Signed by two, the files apart"]
+
+        _give_quick(directory, QUICK_TOKEN)
+        clock.advance(timedelta(seconds=2))
+        second = await gw.submit("alice", "brand", "Signed by two, the files one account")
+        await gw.act("bob", second["id"], "approve")
+        clock.advance(timedelta(minutes=2))
+        await gw.tick()
+        assert standin.published("brand") == ["Signed by two, the files apart"]
+        body = await gw.get("alice", second["id"])
+        assert (body["state"], body["events"][-1]["data"]["error"]) == ("scheduled", SHARED_PUBLIC), body
+        assert {name: healthy for name, (healthy, _) in (await _health(gw)).items()} == {"brand": False, "quick": False}
+
+
+async def test_many_accounts_on_one_instance_read_each_credential_once_a_second_not_once_a_pair(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Thirty accounts on one Mastodon instance, each posting every two seconds: once each is
+    known, a round of their posts reads each credential file about twice (its publication, and
+    the group's look at the others once a second), where comparing every account with every
+    other at every publication read them 30 times each (870 reads a round)."""
+    fake = FakeMastodon()
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    names = [f"desk{n:02d}" for n in range(30)]
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        directory = make_policy_dir(tmp_path, {name: f"""
+            account: {name}
+            platform: mastodon
+            instance: {url}
+            credentials: file:secrets/{name}.token
+            tier: direct
+            owner: alice
+        """ for name in names})
+        (directory / "secrets").mkdir()
+        accounts = {}
+        for name in names:
+            token = f"tok-{name}-{secrets.token_hex(4)}"
+            accounts[name] = fake.add_account(name, token)
+            (directory / "secrets" / f"{name}.token").write_text(token + "\n", encoding="utf-8")
+        clock.advance(timedelta(seconds=5))  # the files are settled
+        reads: list[str] = []
+        real_read = SecretFiles.read
+
+        def counted(self: SecretFiles, reference: str, rules: Any) -> str:
+            reads.append(reference)
+            return real_read(self, reference, rules)
+
+        monkeypatch.setattr(SecretFiles, "read", counted)
+        async with started_gateway(db_url, directory, clock) as gw:
+            per_round = []
+            for n in range(3):
+                reads.clear()
+                for name in names:
+                    await gw.submit("alice", name, f"Round {n} from {name}")
+                await gw.tick()
+                per_round.append(len(reads))
+                clock.advance(timedelta(seconds=2))
+            for name in names:
+                assert [s.text for s in fake.statuses(accounts[name])] == [f"Round {n} from {name}" for n in range(3)]
+            assert fake.faults.count("GET", VERIFY["mastodon"]) == len(names)  # each asked about once
+            assert per_round[1] <= 3 * len(names) and per_round[2] <= 3 * len(names), per_round
+    finally:
+        await server.close()

@@ -14,6 +14,7 @@ from gateway.storage import posts as posts_sql
 from gateway.storage import schema
 from gateway.storage import xrpc as xrpc_sql
 from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn
+from gateway.types import AccountName, Micros, PostId, UserName
 
 
 async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
@@ -184,5 +185,29 @@ async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: 
             post = await posts_sql.get_post(txn, "1")
             assert await posts_sql.changes_due(txn, now=1000, limit=10) == []
         assert post is not None and (post.held_change, post.lease_until) == (None, None)
+    finally:
+        await db.close()
+
+
+async def test_version_17_leaves_earlier_posts_without_a_content_scheme_and_keeps_a_new_posts(db_url: str) -> None:
+    """A post stored before version 17 has no content scheme (its versions were hashed without
+    focal points and reply targets, and its claims are hashed so); one stored after keeps the
+    scheme it was stored with, which no change of the post may rewrite."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await _migrate_by_hand(txn, db.dialect, upto=16)
+            await txn.execute("INSERT INTO posts (id, account, author, state, version, text, created_at, "
+                              "updated_at) VALUES ('1', 'brand', 'alice', 'held', 1, 'Then', 0, 0)")
+        await schema.migrate(db)
+        async with db.write() as txn:
+            await posts_sql.insert_post(txn, posts_sql.PostRecord(
+                id=PostId("2"), account=AccountName("brand"), author=UserName("alice"), state="held", version=1,
+                text="Now", created_at=Micros(1), updated_at=Micros(1), content_salt="0" * 32, content_scheme=1))
+            with pytest.raises(ValueError, match="content_scheme"):
+                await posts_sql.compare_and_set(txn, "2", state="held", version=1, changes={"content_scheme": None})
+            earlier, later = await posts_sql.get_post(txn, "1"), await posts_sql.get_post(txn, "2")
+        assert earlier is not None and later is not None
+        assert (earlier.content_scheme, later.content_scheme) == (None, 1)
     finally:
         await db.close()

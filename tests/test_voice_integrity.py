@@ -14,6 +14,7 @@ from typing import Any
 from adapters.base import AdapterError
 from gateway.appkeys import CHECKPOINTS, SANDBOX
 from gateway.audit.entry import text_commitment
+from gateway.types import to_micros
 from tests.audit.logtools import Attacker, byline
 from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
 
@@ -567,4 +568,79 @@ async def test_a_writer_adopts_the_version_of_a_suggestion_they_read(gateway: Ga
     assert status == 201 and adopted["text"] == "Words bob never read", adopted
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("managed")] == ["Words bob never read\n\n—bob, suggested by dave"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def _verify_fails(gw: Gateway) -> str:
+    """Run the real `byline audit verify` against the live gateway; insist it fails."""
+    await gw.app[CHECKPOINTS].sign_now()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", gw.app[CHECKPOINTS].verifier_key(), "--url", url,
+                          "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    return result.text
+
+
+async def test_a_delayed_post_moved_earlier_in_the_database_is_named_by_the_verifier(
+    gateway: Gateway, policy_dir: Path, db_url: str
+) -> None:
+    """Bob writes on a delayed account, with ten minutes to take it back; someone with the
+    database moves its time to now, and the publisher sends it at once. The log said when it
+    was due: `byline audit verify` names the post that went out before its window ended. An
+    honest post beside it, edited and sent at its time, is not named."""
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    honest = await gateway.submit("bob", "pencil", "Slow thoughts")
+    gateway.clock.advance(timedelta(minutes=5))
+    assert (await _patch(gateway, "bob", honest["id"], "Slower thoughts"))[0] == 200
+    post = await gateway.submit("bob", "pencil", "Hot take")
+    now = to_micros(gateway.clock.now())
+    await Attacker(db_url).run(("UPDATE posts SET publish_at = ? WHERE id = ?", (now, post["id"])))
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("pencil")] == ["Hot take"]
+    text = await _verify_fails(gateway)
+    assert f"post {post['id']} went out at" in text and "s before" in text, text
+    assert f"post {honest['id']}" not in text, text
+    gateway.clock.advance(timedelta(minutes=10))
+    await gateway.tick()
+    assert len(await gateway.timeline("pencil")) == 2
+
+
+async def test_an_approved_post_moved_earlier_in_the_database_is_named_by_the_verifier(
+    gateway: Gateway, policy_dir: Path, db_url: str
+) -> None:
+    """Carol asks for tomorrow and bob approves that; someone with the database moves the time to
+    now, and it goes out at once: `byline audit verify` names it, for the time the approval that
+    scheduled it recorded."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    tomorrow = (gateway.clock.now() + timedelta(days=1)).isoformat()
+    post = await gateway.submit("carol", "brand", "Results tomorrow", publish_at=tomorrow)
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    now = to_micros(gateway.clock.now())
+    await Attacker(db_url).run(("UPDATE posts SET publish_at = ? WHERE id = ?", (now, post["id"])))
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Results tomorrow\n\n—carol"]
+    text = await _verify_fails(gateway)
+    assert f"post {post['id']} went out at" in text and "s before" in text, text
+
+
+async def test_posts_sent_at_their_time_verify(gateway: Gateway, policy_dir: Path, tmp_path: Path) -> None:
+    """The honest flows beside those: a co-signed post asked for tomorrow and approved, sent then;
+    a delayed one sent at the end of its window; a direct one at once; each verifies."""
+    write_policy(policy_dir, "brand", BRAND)
+    write_policy(policy_dir, "pencil", PENCIL)
+    await gateway.sync_policies()
+    tomorrow = (gateway.clock.now() + timedelta(days=1)).isoformat()
+    asked = await gateway.submit("carol", "brand", "Results tomorrow", publish_at=tomorrow)
+    assert (await gateway.act("bob", asked["id"], "approve", {"version": 1}))[0] == 200
+    await gateway.submit("bob", "pencil", "Slow thoughts")
+    await gateway.submit("alice", "direct", "Right now")
+    await gateway.tick()
+    gateway.clock.advance(timedelta(minutes=10))
+    await gateway.tick()
+    gateway.clock.advance(timedelta(days=1))
+    await gateway.tick()
+    assert len(await gateway.timeline("brand")) == 1 and len(await gateway.timeline("pencil")) == 1
     await _verify_log(gateway, tmp_path)

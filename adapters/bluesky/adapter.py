@@ -44,6 +44,7 @@ from adapters.base import (
     OutboundPost,
     ProfileLine,
     PublishResult,
+    ready,
     with_line,
 )
 from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
@@ -126,6 +127,7 @@ class BlueskyAdapter:
             await self._upload_blobs(post)
         elif post.media:
             record["embed"] = await self._embed_images(post.media)
+        await ready(post)
         try:
             uri = await self._create(login.did, rkey, record, post.gates)
         except AdapterError as exc:

@@ -110,7 +110,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         progress = not args.no_progress and sys.stderr.isatty()
         state = None if args.no_state else Path(args.state) if args.state else _state_default()
         report = verify(source, key, state_path=state, workers=workers, progress=progress,
-                        policy_grace=args.policy_grace, require_signed=args.require_signed)
+                        policy_grace=args.policy_grace, due_grace=args.due_grace,
+                        require_signed=args.require_signed)
     except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -250,6 +251,9 @@ def add_commands(sub: Any) -> None:
     ver.add_argument("--policy-grace", type=_seconds, default=300.0, metavar="SECONDS",
                      help="how long after a policy change an action may still name the policy it "
                           "replaced: the time the gateways take to see a change (default: 300)")
+    ver.add_argument("--due-grace", type=_seconds, default=2.0, metavar="SECONDS",
+                     help="how much earlier than the time the log says a post is due (its publish_at) "
+                          "its claim may be: a margin, as an honest claim is never earlier (default: 2)")
     ver.set_defaults(func=_cmd_verify)
 
     exp = audit.add_parser("export", help="write the log (entries, checkpoints, texts) to a file")

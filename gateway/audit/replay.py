@@ -60,6 +60,13 @@ and approvals. It flags:
   platform showing the words recorded before), with nothing else happening to the post in
   between. Once the log holds a ``post.revising``, a ``post.revised`` without one is named
   (past the grace below: a rolling upgrade's earlier replicas wrote none);
+- a claim (``post.publishing``) earlier, by more than the grace (``--due-grace``, 2 s), than the
+  time the log last recorded its post due (``publish_at``: its submission's, an edit's, the
+  approval's that scheduled it): a post's time moved earlier in the database went out before
+  its cooling-off ended, or before the time its writer asked and its approvers approved. A
+  retry sends at once and a post decided again waits for approvals anew: neither leaves a time.
+  A reply waiting for a post of Byline's keeps its time from before an edit (the edit records
+  the publisher's wait for the parent, which the publisher brings forward unlogged);
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -91,7 +98,7 @@ from gateway.lifecycle import Action, states_allowing
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
 
-__all__ = ["MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
+__all__ = ["DUE_GRACE_SECONDS", "MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
 
 MALFORMED_CONTENT = "malformed"
 """What the verifier passes for an entry's ``content_sha256`` that is no SHA-256 (named on its
@@ -103,6 +110,14 @@ replaced (or name one the log records only later): the time a gateway may take t
 change. Every gateway reads its policy directory each ``BYLINE_POLICY_RELOAD_SECONDS`` (1 s
 unless set); a replica under load, or one whose directory is pulled late, takes longer. Past it,
 a gateway acting on a policy the account no longer has is named (``--policy-grace``)."""
+
+DUE_GRACE_SECONDS = 2.0
+"""How much earlier than the time the log last recorded a post due (``publish_at``) its claim
+may be and pass. An honest claim is never earlier, whichever gateway makes it and however its
+clock differs from the one that scheduled the post: the claim compares the post's time with its
+own batch's time and writes that same time as its entry's ``ts``. The grace is a margin only
+(``--due-grace``); past it, a post sent before its cooling-off or the time its writer asked and
+its approvers approved ended is named."""
 
 
 def _moment(stamp: str) -> datetime:
@@ -182,6 +197,8 @@ class _Post:
     claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
     revising: tuple[int, int, str | None, str | None] | None = None  # the revision sent to its
     # platform and not settled yet (``post.revising``): its entry, version, words and content
+    due: tuple[int, str] | None = None  # the entry that last recorded when it is due to go out
+    # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -284,9 +301,10 @@ def _policy_version(kind: str, extra: Any) -> int | None:
 class Replay:
     """Feeds on facts in log order; collects (index, problem) for every broken rule."""
 
-    def __init__(self, *, policy_grace: float = POLICY_GRACE_SECONDS) -> None:
+    def __init__(self, *, policy_grace: float = POLICY_GRACE_SECONDS, due_grace: float = DUE_GRACE_SECONDS) -> None:
         self.findings: list[tuple[int, str]] = []
         self._grace = policy_grace
+        self._due_grace = due_grace
         self._stamps = ""  # the times of the run being fed (see feed_flat), and its first index
         self._first = 0
         self._replaced: dict[str, tuple[int, str | None]] = {}  # account -> the entry (index, time)
@@ -311,27 +329,33 @@ class Replay:
 
     def feed_flat(
         self, first: int, flat: list[Any], words: Mapping[int, str] | None = None, stamps: str = "",
-        contents: Mapping[int, str] | None = None,
+        contents: Mapping[int, str] | None = None, dues: Mapping[int, str] | None = None,
     ) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
         ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); the
         words committed to by those of them whose texts were given, by offset (``Chunk.words``);
         the run's times (``Chunk.stamps``); and what they record a post carries besides its
-        words (``Chunk.contents``)."""
+        words (``Chunk.contents``); and when those that schedule a post say it is due
+        (``Chunk.dues``)."""
         step = self._step
         get = (words or {}).get
         content = (contents or {}).get
+        due = (dues or {}).get
         self._stamps, self._first = stamps, first
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
-            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset))
+            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset), due(offset))
 
-    def feed(self, index: int, fact: Fact, words: str | None = None, content: str | None = None) -> None:
-        """Take one entry's facts, in log order, the words it commits to when known, and what
-        it records the post carries besides them."""
-        self._stamps = ""
-        self._step(index, *fact, words, content)
+    def feed(
+        self, index: int, fact: Fact, words: str | None = None, content: str | None = None,
+        due: str | None = None, stamp: str | None = None,
+    ) -> None:
+        """Take one entry's facts, in log order, the words it commits to when known, what it
+        records the post carries besides them, when it says the post is due ("" for no time),
+        and its time, when known."""
+        self._stamps, self._first = (stamp, index) if stamp is not None and len(stamp) == STAMP else ("", 0)
+        self._step(index, *fact, words, content, due)
 
     def _stamp(self, index: int) -> str | None:
         """The time of the entry at ``index`` of the run being fed, when known."""
@@ -352,7 +376,7 @@ class Replay:
 
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
-        words: str | None = None, content: str | None = None,
+        words: str | None = None, content: str | None = None, due: str | None = None,
     ) -> None:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
@@ -370,6 +394,7 @@ class Replay:
             self._submitted(index, actor, account, post, extra)
             submitted = self._posts[post]
             submitted.words, submitted.content = words, content
+            submitted.due = (index, due) if due else None
             return
         known = self._posts.get(post)
         if known is None:
@@ -388,6 +413,13 @@ class Replay:
                              "platform was not settled: a published post's changes reach the platform one at "
                              "a time, each recorded before the next")
             known.revising = None
+        if due is not None:  # an edit or approval that says when the post is due ("" for no time)
+            # A reply edited while it waits for its parent too: the edit records the later of its
+            # new cooling-off and the time the publisher put it at to wait, and the publisher
+            # brings forward, unlogged, only a reply left as it was put to wait.
+            known.due = (index, due) if due else None
+        elif kind in ("post.retried", "post.redecided"):
+            known.due = None  # retried: due at once; decided again: held, due once approved
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
@@ -398,6 +430,7 @@ class Replay:
         elif kind == "post.redecided":
             self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
+            self._early(index, known, post)
             self._publishing(index, known, post, extra, words)
             if content is not None and known.content is not None and content != known.content:
                 self._bad(index, f"post {post} sent out other media or options than its version {known.version} "
@@ -927,6 +960,26 @@ class Replay:
             return f"{actor} changed who may reply to or quote post {post} but may not post on {account}"
 
         self._judge(index, account, sha256, check, f"{actor} changed the {gate} of a post of {account}")
+
+    def _early(self, index: int, known: _Post, post: str) -> None:
+        """A claim sends its post out: not before the time the log last recorded it due (its
+        submission's, an edit's that started its cooling-off again, the approval's that
+        scheduled it), less the grace (:data:`DUE_GRACE_SECONDS`). A post's time moved earlier
+        in the database, and nowhere in the log, went out before the window its author had to
+        take it back, or before the time its writer asked and its approvers approved."""
+        if known.due is None:
+            return
+        at, due = known.due
+        stamp = self._stamp(index)
+        if stamp is None:
+            return
+        try:
+            early = (_moment(due) - _moment(stamp)).total_seconds()
+        except ValueError:  # no time: the entry is named for its ts already
+            return
+        if early > self._due_grace:
+            self._bad(index, f"post {post} went out at {stamp}, {early:.0f} s before {due}, when entry {at} "
+                             f"said it was due: more than the {self._due_grace:.0f} s a claim may be early")
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.appkeys import IDENTITY
-from gateway.errors import BylineError, Code
+from gateway.errors import BylineError, Code, Failure
 from gateway.jsondepth import nests_deeper
 from gateway.services.posts import Caller
 from gateway.storage.db import DatabaseUnavailable, unavailable
@@ -43,7 +43,7 @@ _READ_HEADERS: Final = (
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def waited(response: web.Response, error: BylineError) -> web.Response:
+def waited(response: web.Response, error: Failure) -> web.Response:
     """``response``, with ``Retry-After`` when ``error`` says when to try again: every surface
     answers a refusal in its own words, and says the wait the same way."""
     if "retry_after" in error.details:
@@ -62,8 +62,8 @@ def database_gone(request: web.Request, exc: BaseException) -> DatabaseUnavailab
     return DatabaseUnavailable()
 
 
-def error_response(error: BylineError) -> web.Response:
-    """The JSON answer for a ``BylineError`` (with ``Retry-After`` when it says when to)."""
+def error_response(error: Failure) -> web.Response:
+    """The JSON answer for a ``Failure`` (with ``Retry-After`` when it says when to)."""
     return waited(web.json_response(error.to_json(), status=error.status), error)
 
 
@@ -82,7 +82,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not answered_by_surface(request):
             check_request(request)
         response = await handler(request)
-    except BylineError as exc:
+    except Failure as exc:
         response = error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -7,7 +7,7 @@ announcement service renders it in the transaction that records the policy versi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 ANNOUNCER: Final = "policy-file"
@@ -55,30 +55,42 @@ def _strings(summary: Mapping[str, Any], key: str) -> list[str]:
     return sorted(v for v in value if isinstance(v, str)) if isinstance(value, list) else []
 
 
-def _co_signers(approvers: Sequence[str], required: Any) -> str:
-    """Who co-signs each post: all the approvers named, or how many of them."""
-    if len(approvers) < 2 or type(required) is not int or not 0 < required < len(approvers):
-        return _names(approvers)
-    return f"{'one' if required == 1 else required} of {_names(approvers)}"
+def _people(people: Sequence[str], noun: str, *, brief: bool) -> str:
+    """People by name, or, ``brief``, two or more of them by how many (``12 writers``)."""
+    return f"{len(people)} {noun}" if brief and len(people) > 1 else _names(people)
 
 
-def voice_words(summary: Mapping[str, Any]) -> str:
-    """Who speaks for an account under a policy (its ``summary()``), in a follower's words."""
+def _co_signers(approvers: Sequence[str], required: Any, noun: str, *, brief: bool = False) -> str:
+    """Who co-signs each post: all the approvers, or how many of them; by name, or, ``brief``,
+    by how many (``2 of 5 co-signers``, ``all 3 co-signers``, ``both co-signers``)."""
+    some = len(approvers) >= 2 and type(required) is int and 0 < required < len(approvers)
+    if brief and len(approvers) > 1:
+        return f"{'one' if required == 1 else required} of {len(approvers)} {noun}" if some else \
+            (f"both {noun}" if len(approvers) == 2 else f"all {len(approvers)} {noun}")
+    return f"{'one' if required == 1 else required} of {_names(approvers)}" if some else _names(approvers)
+
+
+def voice_words(summary: Mapping[str, Any], *, brief: bool = False) -> str:
+    """Who speaks for an account under a policy (its ``summary()``), in a follower's words.
+    ``brief``: two or more people of one part by how many, not by name, for a platform whose
+    length limit a long list of names would pass (the public page names them)."""
     tier, owner = summary.get("tier"), summary.get("owner")
     writers, approvers = _strings(summary, "writers"), _strings(summary, "approvers")
-    signers = _co_signers(approvers, summary.get("required"))
+    required = summary.get("required")
     owner_name = owner if isinstance(owner, str) else "its owner"
-    by = "its owner" if writers == [owner_name] else _names(writers)
+    by = "its owner" if writers == [owner_name] else _people(writers, "writers", brief=brief)
     if tier == "managed":
-        words = f"managed by a team ({_names(writers)}); {owner_name}, its owner, suggests"
+        team = f"a team of {len(writers)}" if brief and len(writers) > 1 else f"a team ({_names(writers)})"
+        words = f"managed by {team}; {owner_name}, its owner, suggests"
     elif tier == "co-signed":
-        words = f"written by {by}, each post co-signed by {signers or owner_name}"
+        words = f"written by {by}, each post co-signed by " \
+                f"{_co_signers(approvers, required, 'co-signers', brief=brief) or owner_name}"
     elif tier == "delayed":
         words = f"written by {by}, each post after a cooling-off delay"
     else:
         words = f"written by {by}"
     if tier != "co-signed" and approvers:
-        words += f", held posts approved by {signers}"
+        words += f", held posts approved by {_co_signers(approvers, required, 'approvers', brief=brief)}"
     return words
 
 
@@ -113,11 +125,24 @@ def template_for(changed: Sequence[str], own: str) -> str:
     return WITHDRAWN_TEMPLATE if len(changed) == 1 else CHANGED_AND_WITHDRAWN_TEMPLATE
 
 
+def fitted(template: str, *, fits: Callable[[str], bool], account: str, handle: str,
+           summary: Mapping[str, Any], url: str, version: int) -> str:
+    """The announcement's text, naming who speaks; or, where that text does not ``fit`` the
+    platform's length limit (a long list of writers), saying how many of them speak instead, so
+    that the followers are told rather than the platform refusing the post (who they are is on
+    the public page the text links to). The text said briefly is returned even if it does not
+    fit either: a template checked at load fits (see ``Policy``), and the default words do."""
+    full = render(template, account=account, handle=handle, summary=summary, url=url, version=version)
+    if fits(full):
+        return full
+    return render(template, account=account, handle=handle, summary=summary, url=url, version=version, brief=True)
+
+
 def render(template: str, *, account: str, handle: str, summary: Mapping[str, Any], url: str,
-           version: int) -> str:
-    """The announcement's text. Only the placeholders are filled: ``str.format`` is never run
-    on an admin's text (no attribute or index lookups)."""
-    values = {"account": account, "handle": handle, "voice": voice_words(summary), "url": url,
+           version: int, brief: bool = False) -> str:
+    """The announcement's text (``brief``: see ``voice_words``). Only the placeholders are
+    filled: ``str.format`` is never run on an admin's text (no attribute or index lookups)."""
+    values = {"account": account, "handle": handle, "voice": voice_words(summary, brief=brief), "url": url,
               "version": str(version)}
     out, rest = [], template
     while rest:

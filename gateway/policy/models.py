@@ -436,11 +436,13 @@ class Policy(_Strict):
 
     def _announcement_fits(self) -> None:
         """The announcement of this policy's voice, as the platform counts it, within its limit
-        (the public page's link counted as ``URL_BUDGET`` characters where links count by length)."""
+        (the public page's link counted as ``URL_BUDGET`` characters where links count by length),
+        if need be with the people counted rather than named (``announce.fitted``)."""
         assert self.announce is not None
         url = "https://" + "x" * (voice.URL_BUDGET - len("https://"))
-        text = voice.render(self.announce.template, account=self.account, handle=self.handle,
-                            summary=self.summary(), url=url, version=99999)
+        text = voice.fitted(self.announce.template, account=self.account, handle=self.handle,
+                            summary=self.summary(), url=url, version=99999,
+                            fits=lambda words: published_length(self.platform, words) <= self.text_limit)
         length = published_length(self.platform, text)
         if length > self.text_limit:
             raise ValueError(

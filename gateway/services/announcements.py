@@ -28,6 +28,7 @@ from gateway.audit.appender import LogTxn
 from gateway.lifecycle import State
 from gateway.policy import announce as voice
 from gateway.policy.loader import LoadedPolicy
+from gateway.policy.text import published_length
 from gateway.services.posts import new_post_id
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
@@ -92,7 +93,8 @@ async def announce_change(
     own = policy.announce.template if policy.announce is not None else voice.DEFAULT_TEMPLATE
     template = voice.template_for(changed, own)
     post_id = new_post_id()
-    text = voice.render(template, account=account, handle=policy.handle, summary=summary,
+    text = voice.fitted(template, fits=lambda words: published_length(policy.platform, words) <= policy.text_limit,
+                        account=account, handle=policy.handle, summary=summary,
                         url=public_page(public_url, account), version=version)
     await sql.insert_post(ltx.txn, sql.PostRecord(
         id=PostId(post_id), account=AccountName(account), author=UserName(ANNOUNCER), state=State.SCHEDULED.value,

@@ -3,7 +3,8 @@
 The log commits to a post's words (its text) at every version and to the words each claim
 sends, so an auditor sees that what went out is what was approved. A post also carries what is
 not words of its text but reaches its readers as much: its uploads (their bytes and alt text),
-its content warning, its visibility, a Bluesky embed, its language. Each version
+its content warning, its visibility, a Bluesky embed, its language, and each upload's focal
+point (where a preview crops the picture, so what a reader sees of it). Each version
 and each claim (``post.submitted``, ``post.edited``, ``post.revised``, ``post.publishing``)
 records ``content_sha256``: the SHA-256 of those, canonical (RFC 8785), or null when the post
 carries none of them. The verifier names a claim whose content is not its version's: an image
@@ -16,10 +17,15 @@ never in the log either), so that nobody can confirm a guess of a draft's pictur
 hashing candidates. Every version and claim of one post hash with its one salt, so they still
 compare equal when the content is the same. Posts stored before there was a salt hash without one.
 
-Left out: where the post replies (a reply to a post not out yet learns its parent's platform id
-only when it is claimed, and the claim records it on its own), the uploads' ids (their
-content stands for them), and their focal points (where a preview crops an image: set while the
-post waits without making a new version, as it goes out with no words of the post).
+What a post replies to is hashed too: the post of Byline's it waits for (``reply_to_post``),
+or else the platform's status it answers (``reply_to``). Left out: the platform id of a parent
+that had not gone out when the reply was written (it is learnt only when the reply is claimed,
+and the claim records it on its own), and the uploads' ids (their content stands for them).
+
+How a post's hash is made is fixed when it is stored (``posts.content_scheme``): posts stored
+before focal points and reply targets were hashed (``None``) are hashed without them for as
+long as they live, so that the claim of a version stored before the upgrade still compares
+equal with it.
 """
 
 from __future__ import annotations
@@ -27,13 +33,18 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from gateway.audit import canonical
 from gateway.storage import media as media_sql
 from gateway.storage.db import Row, Txn
 
 _NOT_CONTENT = frozenset({"reply_to", "reply_to_post", "media_ids"})
+"""What a post stored before there was a scheme leaves out of its hash."""
+
+CONTENT_SCHEME: Final = 1
+"""How the hash of a post stored now is made: its uploads' focal points and where it replies
+count (``posts.content_scheme``)."""
 
 
 def new_content_salt() -> str:
@@ -43,24 +54,42 @@ def new_content_salt() -> str:
 
 def content_sha256(
     options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]] = (), *, salt: str | None = None,
+    scheme: int | None = CONTENT_SCHEME,
 ) -> str | None:
     """The hash of what a post with ``options`` carries besides its words, with the post's
     ``salt`` (None only for a post stored before it had one); ``uploads``: the rows of its
     ``media_ids`` (any order; an id with no row counts as none). None when it carries nothing
-    but its words."""
-    carried = {k: v for k, v in options.items() if k not in _NOT_CONTENT}
+    but its words. ``scheme``: the post's (``PostRecord.content_scheme``)."""
+    if scheme is None:
+        left_out: frozenset[str] = _NOT_CONTENT
+    elif options.get("reply_to_post") is not None:
+        left_out = frozenset({"media_ids", "reply_to"})  # learnt at its claim, which records it
+    else:
+        left_out = frozenset({"media_ids"})
+    carried = {k: v for k, v in options.items() if k not in left_out}
     ids = options.get("media_ids") or ()
     if not carried and not ids:
         return None
     rows = {row["id"]: row for row in uploads}
-    media = [
-        [rows[m]["digest"], rows[m]["description"]] if m in rows else None
-        for m in ids
-    ]
+    media = [_medium(rows[m], focus=scheme is not None) if m in rows else None for m in ids]
     hashed: dict[str, Any] = {"media": media, "options": carried}
     if salt is not None:
         hashed["salt"] = salt
     return hashlib.sha256(canonical.dumps(hashed)).hexdigest()
+
+
+def _medium(row: Row | Mapping[str, Any], *, focus: bool) -> list[Any]:
+    """One upload as hashed: its digest, its alt text, and its focal point where one is set."""
+    item = [row["digest"], row["description"]]
+    if focus and _focus(row) is not None:
+        item.append(row["focus"])
+    return item
+
+
+def _focus(row: Row | Mapping[str, Any]) -> Any:
+    """An upload row's focal point, None where it has none (or the row names none)."""
+    # sqlite3.Row's ``in`` looks among its values, not its names: ``keys()`` is meant.
+    return row["focus"] if "focus" in row.keys() else None  # noqa: SIM118
 
 
 def reason_sha256(reason: str | None, *, salt: str | None) -> str | None:
@@ -75,22 +104,25 @@ def reason_sha256(reason: str | None, *, salt: str | None) -> str | None:
 
 
 def described(options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """A post's uploads as a version keeps them (``post_versions.media``): each one's id and
-    alt text, in its order (an id with no row left out)."""
+    """A post's uploads as a version keeps them (``post_versions.media``): each one's id, alt
+    text and focal point ("x,y", or None), in its order (an id with no row left out)."""
     rows = {row["id"]: row for row in uploads}
-    return [{"id": m, "description": rows[m]["description"]} for m in options.get("media_ids") or () if m in rows]
+    return [{"id": m, "description": rows[m]["description"], "focus": _focus(rows[m])}
+            for m in options.get("media_ids") or () if m in rows]
 
 
 async def stored_content(
-    txn: Txn, options: Mapping[str, Any], *, salt: str | None,
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, scheme: int | None,
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them, and those
     uploads as :func:`described`."""
     ids = options.get("media_ids") or ()
     rows = await media_sql.info(txn, list(ids)) if ids else []
-    return content_sha256(options, rows, salt=salt), described(options, rows)
+    return content_sha256(options, rows, salt=salt, scheme=scheme), described(options, rows)
 
 
-async def stored_content_sha256(txn: Txn, options: Mapping[str, Any], *, salt: str | None) -> str | None:
+async def stored_content_sha256(
+    txn: Txn, options: Mapping[str, Any], *, salt: str | None, scheme: int | None,
+) -> str | None:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them."""
-    return (await stored_content(txn, options, salt=salt))[0]
+    return (await stored_content(txn, options, salt=salt, scheme=scheme))[0]

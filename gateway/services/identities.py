@@ -20,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from adapters.base import AccountInfo, Adapter, AdapterError
 from gateway.policy.models import Policy
@@ -47,23 +48,63 @@ class PlatformIdentity:
 
     keys: frozenset[tuple[str, ...]]
     handle: str
+    asked_at: str = ""
+    """The server address the platform was asked at ("" where the account is one anywhere)."""
+    partial: bool = False
+    """Known at ``asked_at`` only: a Mastodon server that did not give the account's profile
+    address, so that its id, its own, cannot be compared with an answer from another address."""
 
     def same_account(self, other: PlatformIdentity) -> bool:
         """Whether the two are one platform account."""
         return not self.keys.isdisjoint(other.keys)
 
+    def comparable(self, other: PlatformIdentity) -> bool:
+        """Whether :meth:`same_account` can tell: False where one of the two could be known
+        only at its own address and the other was asked at another (maybe the same server)."""
+        return not (self.partial or other.partial) or self.asked_at == other.asked_at
+
 
 def identity_of(policy: Policy, server: str, info: AccountInfo) -> PlatformIdentity:
     """The platform account ``info`` (a ``verify_credentials`` answer for ``policy``'s
-    credential) names. A Mastodon account id is the instance's own, so it is one account with
-    the instance's address (``server``); a Bluesky DID and an X user id are one account
-    wherever they are asked. An answer naming no account is no answer (retried later)."""
+    credential) names. A Bluesky DID and an X user id are one account wherever they are asked.
+    A Mastodon account id is the instance's own, and an instance may answer at several
+    addresses (``https://social.example`` and ``https://www.social.example``, a port, an
+    alias): the account is known by the profile address the instance itself gives it (its
+    ``url``, made from the instance's own domain whatever address was asked), so two addresses
+    of one instance name one account; by its id at the address asked, too. A server that gives
+    no profile address (Mastodon always does) is known by its id at that address only
+    (``partial``). An answer naming no account is no answer (retried later)."""
     remote_id = info.remote_id.strip()
     if not remote_id:
         raise AdapterError(f"{policy.platform} said whose the credential is without naming the account",
                            retryable=True)
-    key = ("mastodon", server, remote_id) if policy.platform == "mastodon" else (policy.platform, remote_id)
-    return PlatformIdentity(keys=frozenset({key}), handle=info.handle or remote_id)
+    if policy.platform != "mastodon":
+        return PlatformIdentity(keys=frozenset({(policy.platform, remote_id)}), handle=info.handle or remote_id)
+    at = ("mastodon", server, remote_id)
+    profile = profile_address(info.url or "")
+    handle = info.handle or remote_id
+    if profile is None:
+        return PlatformIdentity(keys=frozenset({at}), handle=handle, asked_at=server, partial=True)
+    return PlatformIdentity(keys=frozenset({at, ("mastodon-profile", profile)}), handle=handle, asked_at=server)
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def profile_address(url: str) -> str | None:
+    """A Mastodon profile address as one account, or None if it is none: scheme and host in
+    lower case, no default port, no trailing slash, no query or fragment, and the path in lower
+    case (a Mastodon username is one account in any case: ``@Brand`` is ``@brand``)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host or not parts.path.strip("/"):
+        return None
+    where = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{where}{parts.path.rstrip('/').lower()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +149,19 @@ def shared_problem(account: str, others: list[str], *, platform: str, handle: st
     return (f"{account} and {names} publish as one {platform} account ({handle}), as {platform} answers for "
             f"their credentials: one platform account has one policy file, so none of them publishes until "
             f"their files name different accounts (remove one, or give it its own account's credential)")
+
+
+UNCOMPARED_PUBLIC: Final = ("Byline holds the account's posts: another policy file's credential may be for the "
+                           "same platform account, and its server does not say")
+
+
+def uncompared_problem(account: str, other: str, *, platform: str) -> str:
+    """Why ``account`` does not publish: it and ``other`` are at two addresses that may be one
+    server, and a server did not give the account's profile address to tell them apart."""
+    return (f"{account} waits: it and {other} name their {platform} servers by different addresses, which may "
+            f"be one server, and the server did not give the account's profile address (url) that would tell "
+            f"whether their credentials are one account; two policy files must not publish as one account, so "
+            f"its posts wait until their files name one address, or a server that says")
 
 
 def waiting_problem(account: str, other: str, *, platform: str, error: AdapterError) -> str:

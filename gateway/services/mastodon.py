@@ -721,12 +721,14 @@ class MastodonService:
 
         Mastodon takes this only before the upload is attached to a status; Byline also while
         the post it is attached to has not gone out (held, scheduled or suggested), so that the
-        alt text that goes out is the one the person wrote last. A new description of such a
-        post's upload is a change to what the post publishes, so it is made as an edit of the
+        alt text and crop that go out are the ones the person set last. Either is a change to
+        what the post publishes (the alt text is read as its words are; the focal point decides
+        what a reader sees of the picture in every preview), so it is made as an edit of the
         post: a new version in the same transaction, logged as ``post.edited`` (naming the
-        upload), with the edit's consequences: approvals given before it no longer count, a
-        scheduled post that needed them goes back to its approvers, the cooling-off starts
-        again. Once the post is out (or gone), the upload is not found, as on Mastodon.
+        upload: ``described`` for new alt text, ``refocused`` for a new focal point), with the
+        edit's consequences: approvals given before it no longer count, a scheduled post that
+        needed them goes back to its approvers, the cooling-off starts again. Once the post is
+        out (or gone), the upload is not found, as on Mastodon.
         """
         row = await self.media_info(auth, media_id)
         new_description = row["description"] if change.description is None else (change.description or None)
@@ -744,19 +746,17 @@ class MastodonService:
         post = await self._own_post(auth, post_id)
         if post is None or State(post.state) not in PENDING:
             raise BylineError(Code.NOT_FOUND, "Record not found")
-        if new_description == row["description"]:
-            # Only the focal point: it goes out with no words of the post, so it is no edit.
-            async with self._db.write() as txn:
-                if not await media_sql.describe(txn, media_id, post_id=post_id, description=new_description,
-                                                focus=new_focus):
-                    raise BylineError(Code.NOT_FOUND, "Record not found")
-                return dict((await media_sql.info(txn, [media_id]))[0])
+        named: dict[str, Any] = {}
+        if new_description != row["description"]:
+            named["described"] = [media_id]
+        if new_focus != row["focus"]:
+            named["refocused"] = [media_id]
 
         async def redescribe(ltx: LogTxn, edited: str) -> dict[str, Any]:
             if not await media_sql.describe(ltx.txn, media_id, post_id=edited, description=new_description,
                                             focus=new_focus):
                 raise BylineError(Code.CONFLICT, "the upload changed meanwhile; reload it and try again")
-            return {"described": [media_id]}
+            return named
 
         await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe,
                                described={media_id: new_description})

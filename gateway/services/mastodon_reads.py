@@ -305,8 +305,10 @@ class MastodonReads:
             if version.editor != post.author and version.editor not in editors:
                 editors.append(version.editor)
             options = by_version.get(version.version, options)
-            # Each upload with the alt text it had at this version, where the version kept it.
-            then = {m["id"]: m.get("description") for m in version.media or ()}
+            # Each upload with the alt text (and focal point) it had at this version, where the
+            # version kept it: a version kept before focal points were names none, and shows today's.
+            then = {m["id"]: {"description": m.get("description"), **({"focus": m["focus"]} if "focus" in m else {})}
+                    for m in version.media or ()}
             if last:
                 shown = post.display_text
             elif loaded is not None:
@@ -317,7 +319,7 @@ class MastodonReads:
             edits.append(EditView(
                 version=version.version, shown=shown, spoiler_text=options.get("spoiler_text") or "",
                 sensitive=bool(options.get("sensitive", False)), editor=version.editor, at=version.at,
-                account=account, media=[{**media[m], "description": then[m]} if m in then else media[m]
+                account=account, media=[{**media[m], **then[m]} if m in then else media[m]
                                         for m in options.get("media_ids", ()) if m in media],
             ))
         return edits

@@ -53,7 +53,7 @@ from gateway.services.scopes import SCOPES
 from gateway.services.throttle import Throttle
 from gateway.storage import oauth as sql
 from gateway.storage import tokens as tokens_sql
-from gateway.storage.db import Database, DatabaseUnavailable
+from gateway.storage.db import Database
 from gateway.types import duration_micros
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
@@ -366,14 +366,11 @@ class OAuthService:
                 with self._throttle.attempt(f"address:{client}"):
                     try:
                         caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
-                    except DatabaseUnavailable:
-                        raise
-                    except BylineError:
+                    except BylineError:  # the database not answering (no BylineError) counts no failure
                         self._throttle.failed(f"address:{client}")
                         raise
         except BylineError as exc:
-            # The database not answering says nothing of the token or the ticket: no failure.
-            if exc.code is Code.TOO_MANY_REQUESTS or isinstance(exc, DatabaseUnavailable):
+            if exc.code is Code.TOO_MANY_REQUESTS:
                 raise
             return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="token",
                               error=exc.message if form.ticket else

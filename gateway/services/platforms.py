@@ -34,6 +34,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
 from gateway.policy.models import Policy
 from gateway.services.identities import (
     SHARED_PUBLIC,
+    UNCOMPARED_PUBLIC,
     UNREACHED_WAIT,
     WAITING_PUBLIC,
     AccountHeld,
@@ -43,6 +44,7 @@ from gateway.services.identities import (
     Unreached,
     credential_key,
     shared_problem,
+    uncompared_problem,
     waiting_problem,
 )
 from gateway.types import Micros
@@ -195,11 +197,24 @@ class SecretFiles:
         return value
 
 
-_VERDICT_KEPT = 1_000_000
-"""How long an account found to share its platform account with no other is taken at its word
-(microseconds) while its credential and the policies in force stay the same: within it, a post
-costs a lookup; after it, the other accounts' credentials are read again (an environment lookup
-or a ``stat`` each), so a token rewritten in another account's file is noticed within a second."""
+_CREDENTIALS_KEPT = 1_000_000
+"""How long the credentials of a group of accounts that could share a platform account, as last
+read, are taken as they are (microseconds). After it, the next publication in the group reads
+them again, once for the whole group (an environment lookup or a ``stat`` each), so a token
+rewritten in another account's file is noticed within a second, and the cost of noticing grows
+with the accounts, not with their square."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """A group's credentials as last read (what :mod:`gateway.services.identities` knows each
+    by; None: none, or unreadable), when, and a count that moves each time they change."""
+
+    at: Micros
+    peers: int
+    """The peers' generation they were read under."""
+    known: tuple[str | None, ...]
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +231,10 @@ class _Made:
 
 @dataclass(frozen=True, slots=True)
 class _Peers:
-    """The policies in force grouped by the platform accounts they could share: a Mastodon
-    instance's accounts (its ids are its own), all Bluesky accounts (a DID is one account at
-    any PDS), all X accounts. ``generation`` moves when a group changes."""
+    """The policies in force grouped by the platform accounts they could share: all Mastodon
+    accounts (two addresses may be one instance: only the instance can say, see
+    :func:`~gateway.services.identities.identity_of`), all Bluesky accounts (a DID is one
+    account at any PDS), all X accounts. ``generation`` moves when a group changes."""
 
     policies: Mapping[str, LoadedPolicy]
     groups: dict[tuple[str, ...], tuple[tuple[str, str], ...]]
@@ -230,8 +246,7 @@ class _Peers:
 def _group(policy: Policy) -> tuple[str, ...] | None:
     if policy.platform == "sandbox":
         return None  # a sandbox account is its own, by name: none other can publish as it
-    if policy.platform == "mastodon":
-        return ("mastodon", platform_server(policy))
+    # Mastodon's too is the platform's: by address, two names of one instance were never compared.
     return (policy.platform,)
 
 
@@ -255,14 +270,19 @@ class Platforms:
     _files: SecretFiles = field(default_factory=SecretFiles)
     _learning: Learning = field(default_factory=Learning)
     _peers: _Peers | None = None
-    _verdicts: dict[str, tuple[str | None, int, Micros]] = field(default_factory=dict)
+    _verdicts: dict[str, tuple[str | None, int, int]] = field(default_factory=dict)
     """Accounts found to share their platform account with no other: with their credential, the
-    peers' generation and when."""
+    peers' generation and their group's credentials' generation then."""
+    _read: dict[tuple[str, ...], _Credentials] = field(default_factory=dict)
+    """Each group's credentials, as last read (:meth:`_credentials`)."""
     _shared: dict[str, tuple[set[str], str, str]] = field(default_factory=dict)
     """Accounts found to publish as one platform account with others: those others, and the
     platform and account as the platform names them."""
     _set_here: dict[str, str] = field(default_factory=dict)
     """The problems :meth:`cleared` put in ``unhealthy``, to take back only those."""
+    _holds: int = 0
+    """How many times accounts were found to share a platform account: a check that waited on
+    a platform meanwhile looks again (:meth:`cleared`)."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -329,10 +349,11 @@ class Platforms:
 
         Who a credential is for is asked of the platform once per credential and process
         (:class:`~gateway.services.identities.Learning`), and only where another policy in force
-        could be the same account (another account on the Mastodon instance, on Bluesky, on X;
-        a sandbox account never is): an account alone on its instance is never asked. Found
-        clear, an account is taken at its word for ``_VERDICT_KEPT`` while its credential and
-        the policies stay the same, so a post then costs a lookup. ``adapter``: the one
+        could be the same account (another account on Mastodon, at any address, on Bluesky, on
+        X; a sandbox account never is): an account alone on its platform is never asked. Found
+        clear, an account is taken at its word while its credential, the policies and the
+        credentials of its group (read again at most once a second for the whole group, see
+        :meth:`_credentials`) stay the same, so a post then costs a lookup. ``adapter``: the one
         :meth:`adapter_for` has just given the caller, whose reading of the credential is then
         not done again. ``fresh`` (the probe of an account whose credential failed) asks the
         platform about the account's own credential again.
@@ -344,7 +365,21 @@ class Platforms:
         ``AdapterError`` as a publication would when the platform refuses or does not answer
         for the account's own credential, and ``BylineError`` when it cannot be read. Another
         account whose credential the platform refuses, or which cannot be read, publishes as
-        nobody and holds none back."""
+        nobody and holds none back.
+
+        What the policies in force or another account's check find while this one waits for
+        its platform is not missed: should the policies change meanwhile, or another account be
+        found to share a platform account, the account is looked at again before this returns.
+        A publication calls it again right before the request that publishes (``OutboundPost.ready``)."""
+        while True:
+            seen = (self.policies.policies if self.policies is not None else None, self._holds)
+            await self._check(loaded, adapter=adapter, fresh=fresh)
+            if seen == (self.policies.policies if self.policies is not None else None, self._holds):
+                return
+            fresh = False  # its own credential was just asked about
+
+    async def _check(self, loaded: LoadedPolicy, *, adapter: Adapter | None, fresh: bool) -> None:
+        """:meth:`cleared`, once, with the policies in force as they are when it starts."""
         policy, account = loaded.policy, loaded.policy.account
         if self.policies is None:
             return
@@ -356,36 +391,45 @@ class Platforms:
         if made is None or made.adapter is not adapter or made.sha256 != loaded.sha256:
             made = self._made(loaded)
         now = now_micros(self.clock)
-        verdict = self._verdicts.get(account)
-        if (not fresh and verdict is not None and verdict[0] == made.credential and verdict[1] == peers.generation
-                and 0 <= now - verdict[2] < _VERDICT_KEPT):
+        found = (made.credential, peers.generation, self._credentials(group, peers, now))
+        if not fresh and self._verdicts.get(account) == found:
             return
         others = [peers.policies[name] for name, _ in peers.groups.get(group, ()) if name != account]
         if made.credential is None or (not others and not fresh):
-            self._clear(account, made.credential, peers.generation, now)
+            self._clear(account, found)
             return
         own = await self._identity(loaded, made, now=now, fresh=fresh)
         shared: list[str] = []
         waiting: tuple[str, AdapterError] | None = None
+        uncompared: str | None = None
         for other, learned in await self._others(others, now=now):
             if isinstance(learned, PlatformIdentity) and own.same_account(learned):
                 shared.append(other.policy.account)
+            elif isinstance(learned, PlatformIdentity) and not own.comparable(learned) and uncompared is None:
+                uncompared = other.policy.account
             elif (isinstance(learned, Unreached) and waiting is None
                   and (policy.platform != "bluesky" or platform_server(other.policy) == platform_server(policy))):
-                # Its server is ours: it may well be our account, and our posts may wait for the
-                # answer. A Bluesky account on another PDS is compared once that PDS answers.
+                # Its server may be ours (on Mastodon any address may be another name of our
+                # instance): it may well be our account, and our posts wait for the answer. A
+                # Bluesky account on another PDS is compared once that PDS answers.
                 waiting = (other.policy.account, learned.error)
         name = carries(policy.platform).name
         if shared:
             problem = self._hold_shared(account, shared, platform=name, handle=own.handle)
             raise AccountHeld(problem, public=SHARED_PUBLIC)
+        if waiting is None and uncompared is not None:
+            self._release(account)
+            problem = uncompared_problem(account, uncompared, platform=name)
+            self._mark_here(account, problem)
+            logger.warning("platform_account_uncompared", account=account, other=uncompared)
+            raise AccountHeld(problem, public=UNCOMPARED_PUBLIC)
         if waiting is not None:
             self._release(account)
             problem = waiting_problem(account, waiting[0], platform=name, error=waiting[1])
             self._mark_here(account, problem)
             logger.warning("platform_account_unknown", account=account, other=waiting[0], error=waiting[1].message)
             raise AccountHeld(problem, public=WAITING_PUBLIC)
-        self._clear(account, made.credential, peers.generation, now)
+        self._clear(account, found)
 
     def _index(self, policies: Mapping[str, LoadedPolicy]) -> _Peers:
         """The policies in force, grouped (see :class:`_Peers`); worked out again only when the
@@ -404,6 +448,23 @@ class Platforms:
         generation = 0 if known is None else known.generation + (known.groups != found)
         self._peers = _Peers(policies=policies, groups=found, group_of=group_of, generation=generation)
         return self._peers
+
+    def _credentials(self, group: tuple[str, ...], peers: _Peers, now: Micros) -> int:
+        """The generation of ``group``'s credentials: read again (each account's, as
+        :meth:`adapter_for` reads it) when last read under other peers or ``_CREDENTIALS_KEPT``
+        ago, and moved on when they differ from what was read before."""
+        read = self._read.get(group)
+        if read is not None and read.peers == peers.generation and 0 <= now - read.at < _CREDENTIALS_KEPT:
+            return read.generation
+        known: list[str | None] = []
+        for name, _ in peers.groups.get(group, ()):
+            try:
+                known.append(self._made(peers.policies[name]).credential)
+            except BylineError:
+                known.append(None)  # unreadable: it publishes nothing, and holds nothing back
+        generation = 0 if read is None else read.generation + (read.known != tuple(known))
+        self._read[group] = _Credentials(at=now, peers=peers.generation, known=tuple(known), generation=generation)
+        return generation
 
     async def _identity(self, loaded: LoadedPolicy, made: _Made, *, now: Micros, fresh: bool) -> PlatformIdentity:
         """Who the account's own credential is for; the platform's error when it did not say."""
@@ -446,6 +507,7 @@ class Platforms:
         """Hold ``account`` and the accounts found to share its platform account (no longer
         those it was found to share it with before, and no more); its problem."""
         together = {account, *shared}
+        self._holds += 1
         for gone in self._shared.get(account, (set(), "", ""))[0] - together:
             self._part(account, gone)
         for name in together:
@@ -457,10 +519,11 @@ class Platforms:
         logger.warning("platform_account_shared", accounts=sorted(together), platform=platform, handle=handle)
         return self.unhealthy[account]
 
-    def _clear(self, account: str, credential: str | None, generation: int, now: Micros) -> None:
-        """``account`` shares its platform account with no other: taken at its word a while,
+    def _clear(self, account: str, verdict: tuple[str | None, int, int]) -> None:
+        """``account`` shares its platform account with no other: taken at its word while
+        ``verdict`` (its credential, the peers' and its group's credentials' generations) holds,
         and the accounts held for sharing it with this one are held no more for that."""
-        self._verdicts[account] = (credential, generation, now)
+        self._verdicts[account] = verdict
         self._release(account)
         self._unmark_here(account)
 

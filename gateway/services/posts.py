@@ -52,7 +52,7 @@ from gateway.services.authorization import (
     retry_cause,
     visible_accounts,
 )
-from gateway.services.content import new_content_salt, reason_sha256, stored_content
+from gateway.services.content import CONTENT_SCHEME, new_content_salt, reason_sha256, stored_content
 from gateway.services.scopes import scope_allows
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -529,6 +529,7 @@ class PostService:
                 suggested_by=None if suggested_by is None else UserName(suggested_by),
                 adopted_from=None if adopted_from is None else PostId(adopted_from),
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
+                content_scheme=CONTENT_SCHEME,
             )
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
@@ -541,7 +542,8 @@ class PostService:
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
-            content, media = await stored_content(ltx.txn, post.options, salt=post.content_salt)
+            content, media = await stored_content(ltx.txn, post.options, salt=post.content_salt,
+                                                  scheme=post.content_scheme)
             if media:
                 await sql.set_version_media(ltx.txn, post_id=post_id, version=1, media=media)
             await ltx.append(
@@ -630,8 +632,12 @@ class PostService:
                 new_state = transition(state, Action.REHOLD)
                 gate = gate_for(policy, current.author)
                 if not verdict.holds:
-                    new_reasons = [{"rule": "edited-after-approval", "action": "hold",
-                                    "reason": "The text changed after it was approved"}]
+                    # Said as it is: an edit of an upload's alt text or crop keeps the words, and an
+                    # approver told the text changed would look for a change of words, and find none.
+                    what = ("The text changed after it was approved" if text != current.text else
+                            "What goes out with its words (an upload's alt text or crop, or an option) "
+                            "changed after it was approved")
+                    new_reasons = [{"rule": "edited-after-approval", "action": "hold", "reason": what}]
                 changes.update(
                     approvers=json.dumps(list(gate.approvers)),
                     required=gate.required,
@@ -651,7 +657,8 @@ class PostService:
             await self._cas(ltx, current, new_state, **changes)
             alongside_data = await alongside(ltx, post_id) if alongside is not None else None
             kept = given.to_json() if given is not None else current.options
-            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
+            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt,
+                                                  scheme=current.content_scheme)
             # the CAS checked the old version; the row now carries the new one
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
@@ -927,7 +934,7 @@ class PostService:
             if not await sql.hold_published(ltx.txn, post_id, version=revision.record.version, now=ltx.now,
                                             until=until, change=change):
                 raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
-            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt)
+            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt, scheme=current.content_scheme)
             await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
@@ -1209,7 +1216,8 @@ class PostService:
                     Code.CONFLICT, "the platform took longer than the post's hold to take this edit: Byline "
                     "settles it on its own in a moment (recorded, or the words before sent back); reload the post",
                 )
-            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt)
+            content, media = await stored_content(ltx.txn, kept, salt=current.content_salt,
+                                                  scheme=current.content_scheme)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
@@ -1528,7 +1536,7 @@ async def redecide(
         )
         data.update(approvers=list(gate.approvers), required=gate.required)
         last = await sql.versions(ltx.txn, post.id)
-        _, media = await stored_content(ltx.txn, post.options, salt=post.content_salt)
+        _, media = await stored_content(ltx.txn, post.options, salt=post.content_salt, scheme=post.content_scheme)
         await sql.insert_version(ltx.txn, post_id=post.id, version=version, text=post.text,
                                  editor=last[-1]["editor"] if last else post.author, at=ltx.now,
                                  options=post.options, media=media)

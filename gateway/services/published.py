@@ -122,16 +122,25 @@ class PublishedPosts:
             raise BylineError(Code.UNAVAILABLE, "no platforms configured")
         return self.platforms.adapter_for(loaded)
 
-    async def _cleared(self, loaded: LoadedPolicy, adapter: Adapter) -> None:
-        """New words go out as the account only while no other policy file speaks for its
-        platform account (``Platforms.cleared``), as a post's do."""
+    async def _cleared(self, loaded: LoadedPolicy, adapter: Adapter, *, what: str = "edit",
+                       held: Published | None = None) -> None:
+        """A change goes out as the account (new words, a deletion: ``what``) only while no
+        other policy file speaks for its platform account (``Platforms.cleared``), as a post
+        does. A deletion too: taking the account's words down is speaking for it, and a file
+        that may not publish alone as the account may not unpublish alone either. ``held``:
+        the post, held for the change (checked again right before it is sent), let go if not."""
         assert self.platforms is not None  # an adapter was made: there are platforms
         try:
             await self.platforms.cleared(loaded, adapter=adapter)
         except AccountHeld as exc:
-            raise BylineError(Code.UNAVAILABLE, f"the edit was not sent: {exc.message}", retryable=True) from None
+            if held is not None:
+                await self.posts.let_go(held, why=exc.public)
+            raise BylineError(Code.UNAVAILABLE, f"the {what} was not sent: {exc.message}", retryable=True) from None
         except AdapterError as exc:
-            raise BylineError(Code.UNAVAILABLE, f"the platform did not edit the post: {exc.message}",
+            if held is not None:
+                await self.posts.let_go(held, why=_refusal(exc, what))
+            done = "delete" if what == "deletion" else "edit"
+            raise BylineError(Code.UNAVAILABLE, f"the platform did not {done} the post: {exc.message}",
                               retryable=exc.retryable) from None
 
     async def _on_platform(self, held: Published, call: Awaitable[object], *, failed: str, what: str) -> None:
@@ -164,7 +173,10 @@ class PublishedPosts:
         post = await self.posts.deletable(caller, post_id)
         adapter = self._adapter(post.loaded)
         assert post.record.remote_id is not None, "a published post has its platform's id"
+        await self._cleared(post.loaded, adapter, what="deletion")
         held = await self.posts.hold(caller, post, lease=self.lease)
+        # Again, held: a file come into force while the hold was written is not missed.
+        await self._cleared(post.loaded, adapter, what="deletion", held=held)
         await self._on_platform(held, adapter.delete(post.record.remote_id),
                                 failed="the platform did not delete the post", what="deletion")
         return await self.posts.record_deleted(caller, post_id)
@@ -183,6 +195,7 @@ class PublishedPosts:
         await self._cleared(revision.loaded, adapter)
         assert revision.record.remote_id is not None, "a published post has its platform's id"
         held = await self.posts.hold_revision(caller, revision, lease=self.lease)
+        await self._cleared(revision.loaded, adapter, held=held)  # again, as for a deletion
         await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(
             post_id, version=held.version, text=held.shown, options=held.options,
         )), failed="the platform did not edit the post", what="edit")
@@ -223,6 +236,10 @@ class PublishedPosts:
         try:
             adapter = self._adapter(held.loaded)
             if kind == "delete":
+                # Not while another policy file speaks for the account's platform account (see
+                # ``_cleared``): the deletion stays kept and the post held for it, settled at a
+                # later round once the files are put right.
+                await self._cleared(held.loaded, adapter, what="deletion")
                 await self._settling_call(adapter.delete(post.remote_id))
                 await self.posts.settle_deleted(held)
                 log.info("change_settled", outcome="deleted")
@@ -231,7 +248,7 @@ class PublishedPosts:
                 raise BylineError(Code.UNAVAILABLE, f"{held.loaded.policy.platform} no longer edits posts")
             # Either edit below sends words as the account: not while another policy file speaks
             # for its platform account. The change stays kept and the post held for it, settled
-            # at a later round once the files are put right (a deletion sends no words: it goes).
+            # at a later round once the files are put right.
             await self._cleared(held.loaded, adapter)
             revision = await self.posts.settling(held)
             if revision is not None:

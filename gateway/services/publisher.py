@@ -25,6 +25,7 @@ never holds up a post due.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -134,6 +135,8 @@ class Claim:
     what is sent must be that."""
     content_salt: str | None = None
     """The salt its content is hashed with (the post's, kept in the database only)."""
+    content_scheme: int | None = None
+    """How its content is hashed (the post's, ``PostRecord.content_scheme``)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
 
@@ -215,8 +218,9 @@ class _Claims:
         self._made: list[Claim] = []
         self.failed: list[str] = []
         """The accounts of the replies failed here because their parent ended, one a post."""
-        self.waiting: list[tuple[str, str, int]] = []
-        """The replies postponed here for their parent: (reply, parent, the time it was put at)."""
+        self.waiting: list[tuple[str, str, int, int]] = []
+        """The replies postponed here for their parent: (reply, parent, the time it was put at,
+        and when)."""
 
     async def add(self, row: sql.PostRecord) -> bool:
         """Check one post and plan its claim: its lease, its key and its entry. False when it
@@ -254,7 +258,7 @@ class _Claims:
             parent = await _parent_of(ltx.txn, row, parent_id, now=ltx.now)
             if parent.look_again_at is not None:
                 if await sql.postpone(ltx.txn, post_id, until=parent.look_again_at, at=ltx.now):
-                    self.waiting.append((post_id, parent_id, parent.look_again_at))
+                    self.waiting.append((post_id, parent_id, parent.look_again_at, ltx.now))
                 return False
             if parent.ended is not None:
                 await self._fail(row, parent.ended)
@@ -290,7 +294,9 @@ class _Claims:
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
                       announcement=announcement, content_salt=row.content_salt,
-                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt))
+                      content_scheme=row.content_scheme,
+                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt,
+                                                          scheme=row.content_scheme))
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
@@ -381,9 +387,9 @@ class Publisher:
         """Settles the changes of published posts left unrecorded (``PublishedPosts.settle``):
         set once both exist, each built with what the other needs."""
         self._settling: asyncio.Task[None] | None = None
-        self._awaiting: dict[str, dict[str, int]] = {}
-        """Replies this publisher postponed for a parent, by parent: {reply: the time it was put
-        at}. When this publisher records the parent published, they are brought forward at
+        self._awaiting: dict[str, dict[str, tuple[int, int]]] = {}
+        """Replies this publisher postponed for a parent, by parent: {reply: (the time it was put
+        at, when)}. When this publisher records the parent published, they are brought forward at
         once, so that a thread goes out part after part rather than a look apart; a parent
         published elsewhere (another replica) leaves them to their time."""
 
@@ -532,9 +538,9 @@ class Publisher:
             self._claim_page_work(limit=limit, skip=held))
         for account in failed:
             self._metrics.publish_failed(self._policies.get(account), gave_up=True)
-        for reply, parent, until in waiting:
+        for reply, parent, until, at in waiting:
             if len(self._awaiting) < _AWAITING_MOST:
-                self._awaiting.setdefault(parent, {})[reply] = until
+                self._awaiting.setdefault(parent, {})[reply] = (until, at)
         for claim in claims:
             self._start(claim)
         return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
@@ -630,7 +636,7 @@ class Publisher:
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int]]]:
+        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
@@ -727,6 +733,11 @@ class Publisher:
                 # Not before looking for it: a post already out (a crash before it was recorded)
                 # is recorded as it is, whatever is found of the account meanwhile.
                 await self._platforms.cleared(loaded, adapter=adapter)
+                # And again right before each request that publishes it (after its media went
+                # up, after an inline wait): another policy file found meanwhile to speak for
+                # the account (a reread, another account's check) stops it there. Known
+                # already, it costs a lookup, no question to the platform.
+                outbound = replace(outbound, ready=functools.partial(self._platforms.cleared, loaded, adapter=adapter))
                 result = await self._publish_with_retries(adapter, outbound)
         except AccountHeld as exc:
             # Another policy file may speak for the account: nothing goes out, and the post
@@ -774,14 +785,15 @@ class Publisher:
 
     async def _bring_replies_forward(self, parent_id: str) -> None:
         """The replies waiting here for a parent just recorded published are due now: each only
-        while it is still scheduled for the time it was put at (an edit since keeps its own)."""
+        while it is as it was put to wait (an edit since restarts its cooling-off, which may end
+        after the parent went out, and keeps its own time)."""
         waiting = self._awaiting.pop(parent_id, {})
 
         async def work(ltx: LogTxn) -> None:
             # Through the appender, as every other change of a post's row is: no lock taken
             # here can wait on one its batch holds (no log entry: the state does not change).
-            for reply, until in waiting.items():
-                await sql.bring_forward(ltx.txn, reply, expected=until, until=ltx.now)
+            for reply, (until, at) in waiting.items():
+                await sql.bring_forward(ltx.txn, reply, expected=until, since=at, until=ltx.now)
 
         try:
             await self._appender.submit(work)
@@ -792,8 +804,8 @@ class Publisher:
         self.wake()
 
     async def _media(self, claim: Claim) -> tuple[MediaItem, ...]:
-        """The uploads a post carries, in its order: as its claim recorded them (their bytes and
-        alt text), or the post fails, saying so, rather than send what nobody approved."""
+        """The uploads a post carries, in its order: as its claim recorded them (their bytes, alt
+        text and focal point), or the post fails, saying so, rather than send what nobody approved."""
         media_ids = claim.options["media_ids"]
         async with self._db.read() as txn:
             rows = await media_sql.data(txn, list(media_ids))
@@ -802,7 +814,8 @@ class Publisher:
         if missing:
             raise AdapterError(f"media {', '.join(missing)} is no longer stored", retryable=False)
         if any(hashlib.sha256(row["data"]).hexdigest() != row["digest"] for row in rows) \
-                or content_sha256(claim.options, rows, salt=claim.content_salt) != claim.content:
+                or content_sha256(claim.options, rows, salt=claim.content_salt,
+                                  scheme=claim.content_scheme) != claim.content:
             raise AdapterError("its media changed after it was claimed: not what was approved", retryable=False)
         return tuple(
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],

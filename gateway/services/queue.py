@@ -93,10 +93,13 @@ class OptionChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Picture:
-    """One upload that goes out with a post: the file itself, and its alt text."""
+    """One upload that goes out with a post: the file itself, its alt text, and its focal point."""
 
     url: str
     description: str | None
+    focus: str | None = None
+    """Where previews crop it, as its approvers read it ("left of centre, near the top"); None
+    for none set (the centre)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,7 +334,8 @@ class QueueService:
             return ()
         async with self.db.read() as txn:
             rows = {r["id"]: r for r in await media_sql.info(txn, media_ids)}
-        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"])
+        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"],
+                             focus=focus_words(rows[m]["focus"]))
                      for m in media_ids if m in rows)
 
     # -- one post ---------------------------------------------------------------------------
@@ -446,11 +450,31 @@ def option_changes(
     if before_media is not None and after_media is not None:
         was_alt = {str(m.get("id")): m.get("description") for m in before_media}
         now_alt = {str(m.get("id")): m.get("description") for m in after_media}
+        # A version kept before focal points were names none: its crop is not known, not changed.
+        was_focus = {str(m.get("id")): m.get("focus") for m in before_media if "focus" in m}
+        now_focus = {str(m.get("id")): m.get("focus") for m in after_media if "focus" in m}
         for n, m in enumerate(new_ids, 1):
             if m in now_alt and m in was_alt and was_alt[m] != now_alt[m]:
                 out.append(OptionChange(label=f"Alt text of picture {n}", before=was_alt[m] or "none",
                                         after=now_alt[m] or "none"))
+            if m in now_focus and m in was_focus and was_focus[m] != now_focus[m]:
+                out.append(OptionChange(label=f"Focal point of picture {n}", before=focus_words(was_focus[m]),
+                                        after=focus_words(now_focus[m])))
     return tuple(out)
+
+
+def focus_words(focus: str | None) -> str:
+    """A focal point ("x,y" from -1 to 1, y up, as Mastodon has it) as an approver reads it:
+    where previews crop the picture, in words and in figures."""
+    if not focus:
+        return "centre (none set)"
+    try:
+        x, y = (float(n) for n in focus.split(","))
+    except ValueError:
+        return focus
+    across = "centre" if abs(x) < 0.2 else ("right" if x > 0 else "left")
+    up = "middle" if abs(y) < 0.2 else ("top" if y > 0 else "bottom")
+    return f"{up} {across} (x {x:g}, y {y:g})"
 
 
 def _by_label(shown: Sequence[Shown]) -> dict[str, list[str]]:
@@ -493,6 +517,9 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
             for feature in facet.get("features", ()) if isinstance(facet, Mapping) else ():
                 if isinstance(feature, Mapping) and isinstance(target := feature.get("uri") or feature.get("did"), str):
                     out.append(Shown(label="Link under its words", value=target))
+                elif isinstance(feature, Mapping) and isinstance(tag := feature.get("tag"), str):
+                    # The feed a hashtag opens is its tag, which need not be the words it is under.
+                    out.append(Shown(label="Hashtag under its words", value=f"#{tag}"))
     if isinstance(gates := options.get("gates"), Mapping):
         for collection, value in sorted(gates.items()):
             settings = json.dumps(value, sort_keys=True)
@@ -518,6 +545,10 @@ def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
     for image in embed.get("images", ()) if isinstance(embed.get("images"), list) else ():
         if isinstance(image, Mapping):
             out.append(Shown(label="Image description", value=str(image.get("alt") or "(none)")))
+            ratio = image.get("aspectRatio")
+            if isinstance(ratio, Mapping):
+                # How the app lays the image out, so what of it a reader sees in the feed.
+                out.append(Shown(label="Image shape", value=f"{ratio.get('width')} wide, {ratio.get('height')} high"))
     media = embed.get("media")
     if isinstance(media, Mapping):
         out += _embed_shown(media, depth + 1)

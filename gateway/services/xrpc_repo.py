@@ -82,6 +82,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.announcements import record_url
+from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
@@ -539,6 +540,15 @@ class XrpcRepo:
         adapter = self._platforms.adapter_for(loaded)
         if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
+        try:
+            # Who may reply to or quote the account's posts is the account's to say: not while
+            # another policy file speaks for its platform account, as for its posts.
+            await self._platforms.cleared(loaded, adapter=adapter)
+        except AccountHeld as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure",
+                             f"the {writes[0][2]} was not written: {exc.message}") from None
+        except AdapterError as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
         try:
             answer = await adapter.write_gates(
                 [(c.call, c.remote_id, c.collection, c.value) for c in changes], swap_record=swap_record

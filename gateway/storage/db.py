@@ -26,7 +26,7 @@ import aiosqlite
 import asyncpg
 import structlog
 
-from gateway.errors import BylineError, Code
+from gateway.errors import Code, Failure
 
 Row = Mapping[str, Any]
 _log = structlog.get_logger("byline.storage")
@@ -106,7 +106,7 @@ CONNECT_SECONDS = 5.0
 request, ``/readyz`` or a background loop then hears so at once rather than after a minute."""
 
 
-class DatabaseUnavailable(BylineError):
+class DatabaseUnavailable(Failure):
     """The database cannot be reached now (it is restarting, or the network to it is cut). The
     transaction under way, if any, was not committed; whoever asked may try again later.
 

@@ -16,10 +16,12 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
+    "content_scheme",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
-_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt"} | {"held_change"}
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt", "content_scheme"} \
+    | {"held_change"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,9 @@ class PostRecord:
     content_salt: str | None = None
     """The 16 random bytes (hex) its ``content_sha256`` hashes with (``gateway.services.content``),
     kept here and never in the log; None for posts stored before there was one."""
+    content_scheme: int | None = None
+    """How its ``content_sha256`` is made (``gateway.services.content.CONTENT_SCHEME``), fixed
+    when it is stored; None for posts stored before there was a scheme."""
     held_change: Mapping[str, Any] | None = None
     """The change a published post is held for on its platform (:func:`hold_published`), kept
     until it is recorded or let go of; None while it is held for none."""
@@ -87,13 +92,14 @@ def _record(row: Row) -> PostRecord:
         lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],
+        content_scheme=None if row["content_scheme"] is None else int(row["content_scheme"]),
         held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
     )
 
 
 _BIGINT_COLUMNS = frozenset({
     "version", "required", "requested_at", "publish_at", "expires_at", "attempts", "lease_until",
-    "first_attempt_at", "created_at", "updated_at",
+    "first_attempt_at", "created_at", "updated_at", "content_scheme",
 })
 """The columns of ``posts`` that are numbers (the rest are text): their PostgreSQL types."""
 
@@ -276,7 +282,7 @@ async def insert_version(
     media: Sequence[Mapping[str, Any]] = (),
 ) -> None:
     """Record one version of a post: its text, its options (as ``posts.options`` holds them)
-    and ``media``, its uploads as they were ({"id", "description"} each, in order): what it
+    and ``media``, its uploads as they were ({"id", "description", "focus"} each, in order): what it
     carries besides its words is kept here, not in the public log."""
     await txn.execute(
         "INSERT INTO post_versions (post_id, version, text, editor, created_at, options, media) "
@@ -286,7 +292,7 @@ async def insert_version(
 
 
 async def set_version_media(txn: Txn, *, post_id: str, version: int, media: Sequence[Mapping[str, Any]]) -> None:
-    """Keep the uploads a version just took (their ids and alt texts), in the transaction that
+    """Keep the uploads a version just took (their ids, alt texts and focal points), in the transaction that
     stored it: a new post takes its uploads after its row is in."""
     await txn.execute("UPDATE post_versions SET media = ? WHERE post_id = ? AND version = ?",
                       json.dumps([dict(m) for m in media]), post_id, version)
@@ -541,12 +547,14 @@ async def postpone(txn: Txn, post_id: str, *, until: int, at: int) -> bool:
     ) == 1
 
 
-async def bring_forward(txn: Txn, post_id: str, *, expected: int, until: int) -> bool:
-    """Move a scheduled post's time earlier, to ``until``, only while it is still ``expected``
-    (the time a wait put it at: an edit since, which restarts a cooling-off, keeps its own)."""
+async def bring_forward(txn: Txn, post_id: str, *, expected: int, since: int, until: int) -> bool:
+    """Move a scheduled post's time earlier, to ``until``, only while it is still as a wait left
+    it at ``since``: scheduled for ``expected`` and not changed since. An edit since restarts a
+    cooling-off, and keeps the wait's time where that is later, so the time alone would not tell."""
     return await txn.execute(
-        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled' AND publish_at = ?",
-        until, until, post_id, expected,
+        "UPDATE posts SET publish_at = ?, updated_at = ? WHERE id = ? AND state = 'scheduled' AND publish_at = ? "
+        "AND updated_at = ?",
+        until, until, post_id, expected, since,
     ) == 1
 
 

@@ -362,6 +362,13 @@ _V16 = [
     "CREATE INDEX posts_held_change ON posts (lease_until) WHERE held_change IS NOT NULL",
 ]
 
+# Version 17: how each post's ``content_sha256`` is made (``content_scheme``): 1 for posts stored
+# since it covers their uploads' focal points and where they reply (``gateway.services.content``);
+# NULL for posts stored before, whose versions were hashed without them, and whose claims are
+# hashed the same way for as long as they live, so that an honest log of a post waiting across
+# the upgrade still compares equal.
+_V17 = ["ALTER TABLE posts ADD COLUMN content_scheme BIGINT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -464,10 +471,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V15)
     if version == 16:
         return list(_V16)
+    if version == 17:
+        return list(_V17)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 16
+LATEST = 17
 
 
 async def _editors_from_versions(txn: Any) -> None:

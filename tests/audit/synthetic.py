@@ -15,6 +15,7 @@ from gateway.audit.export import write_checkpoint, write_entries, write_header
 from gateway.audit.note import Checkpoint, Signer, sign_note
 from gateway.audit.replay import POLICY_GRACE_SECONDS
 from gateway.audit.verify import ExportSource, Report, verify
+from gateway.types import iso
 
 ORIGIN = "test.example/log"
 
@@ -112,6 +113,10 @@ class SyntheticLog:
         """Write and verify; return the report."""
         self.write(path, **kwargs)
         return verify(ExportSource(path), self.signer.verifier(), workers=1, policy_grace=policy_grace)
+
+    def time(self, seconds: float = 0.0) -> str:
+        """The time ``seconds`` after the next entry's, as entries write times (``publish_at``)."""
+        return iso(self._ts + 1_000_000 + int(seconds * 1_000_000))
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` pass before the next entry (each entry is a second after the last)."""

@@ -2437,3 +2437,158 @@ def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None
                   data={"cid": None, "state": "published", "policy_sha256": "s1"})
     found = messages(log.verify(tmp_path / "x.export"))
     assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found
+
+
+# ---- a post goes out no earlier than the log says it is due ------------------------------------
+
+
+def _scheduled(log: SyntheticLog, post: str, *, author: str, account: str, sha: str, due: str | None) -> int:
+    """A post.submitted as the gateway writes it for a post that waits (or not) until ``due``."""
+    return log.add("post.submitted", actor=author, account=account, post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": sha, "publish_at": due,
+    })
+
+
+def _claim(log: SyntheticLog, post: str, account: str, version: int = 1) -> int:
+    return log.add("post.publishing", actor="system", account=account, post=post,
+                   data={"attempt": 1, "version": version, "text_hash": log.commit(log.words.get(post) or "")})
+
+
+def test_a_delayed_post_sent_before_its_cooling_off_ended_is_named(tmp_path: Path) -> None:
+    """A forged log: the database moved a delayed post's time to now, and it went out a few
+    seconds after it was written, where its submission said it was due five minutes later, and
+    an edit restarted the window: the claim is named, with the entry whose time it broke."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    _scheduled(log, "1", author="bob", account="pencil", sha="d1", due=log.time(300))
+    due = log.time(600)
+    edit = log.add("post.edited", actor="bob", account="pencil", post="1", data={
+        "version": 2, "text_hash": log.commit("second thoughts"), "state": "scheduled", "publish_at": due,
+        "policy_sha256": "d1",
+    })
+    early = _claim(log, "1", "pencil", version=2)
+    log.add("post.published", actor="system", account="pencil", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": 2})
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {early}: post 1 went out at {log.time(-2)}, 599 s before {due}, when entry {edit} said it was "
+        "due: more than the 2 s a claim may be early",
+    ]
+
+
+def test_an_approved_post_sent_before_the_time_approved_is_named(tmp_path: Path) -> None:
+    """A forged log: the writer asked for tomorrow, the approvers approved that, and it went out
+    at once: the claim is named for the time the approval that scheduled it recorded."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    tomorrow = log.time(86_400)
+    scheduled = log.add("post.approved", actor="dave", account="brand", post="1", data={
+        "version": 1, "count": 2, "required": 2, "state": "scheduled", "publish_at": tomorrow,
+        "policy_sha256": "p1"})
+    early = _claim(log, "1", "brand")
+    found = messages(log.verify(tmp_path / "forged.export"))
+    assert found == [
+        f"entry {early}: post 1 went out at {log.time(-1)}, 86399 s before {tomorrow}, when entry {scheduled} "
+        "said it was due: more than the 2 s a claim may be early",
+    ], found
+
+
+def test_honest_times_pass(tmp_path: Path) -> None:
+    """What the gateway logs honestly is not named: a direct post due at once; a delayed post
+    sent at its time; one failed and retried, sent at once; one held again by an edit after its
+    approval and sent the moment the new approval scheduled it; a claim within the grace; a post
+    decided again after a policy change, sent when approved again; and entries from before
+    times were logged."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.policy("pencil", PENCIL, "d1")
+    log.policy("brand", COSIGNED, "p1")
+    _scheduled(log, "1", author="alice", account="solo", sha="s1", due=log.time())
+    _publish(log, "1", "solo")
+    _scheduled(log, "2", author="bob", account="pencil", sha="d1", due=log.time(300))
+    log.wait(300)
+    _publish(log, "2", "pencil")
+    _scheduled(log, "3", author="alice", account="solo", sha="s1", due=log.time(1.5))
+    _claim(log, "3", "solo")  # a second early: within the grace
+    log.add("post.failed", actor="system", account="solo", post="3", data={"state": "failed", "attempt": 1})
+    log.add("post.retried", actor="alice", account="solo", post="3", data={"state": "scheduled", "policy_sha256": "s1"})
+    _claim(log, "3", "solo")
+    log.submit("4", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "4", "bob")
+    log.add("post.approved", actor="dave", account="brand", post="4", data={
+        "version": 1, "count": 2, "required": 2, "state": "scheduled", "publish_at": log.time(3600),
+        "policy_sha256": "p1"})
+    log.add("post.edited", actor="carol", account="brand", post="4", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
+        "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    _approve(log, "4", "bob", version=2)
+    log.add("post.approved", actor="dave", account="brand", post="4", data={
+        "version": 2, "count": 2, "required": 2, "state": "scheduled", "publish_at": log.time(),
+        "policy_sha256": "p1"})
+    _publish(log, "4", "brand", version=2)
+    log.submit("5", author="alice", account="solo", sha="s1")  # no time logged: nothing to compare
+    _publish(log, "5", "solo")
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+def test_a_malformed_time_is_named(tmp_path: Path) -> None:
+    """A time that is not one cannot be compared with the claim, and is named as malformed."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    bad = _scheduled(log, "1", author="bob", account="pencil", sha="d1", due="tomorrow")
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {bad}: has a malformed data.publish_at"]
+
+
+async def test_byline_audit_verify_rejects_a_post_sent_before_it_was_due(tmp_path: Path) -> None:
+    """The real command, on an export whose delayed post went out before its window ended; its
+    ``--due-grace`` widened past the gap lets it pass."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    _scheduled(log, "1", author="bob", account="pencil", sha="d1", due=log.time(300))
+    _publish(log, "1", "pencil")
+    export = log.write(tmp_path / "forged.export")
+    key = log.signer.verifier().to_text()
+    result = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress")
+    assert result.code != 0
+    assert "post 1 went out at" in result.text and "s before" in result.text, result.text
+    wide = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress",
+                        "--due-grace", "600")
+    assert wide.code == 0, wide.text
+
+
+def _edited_reply(log: SyntheticLog, post: str, parent: str, due: str, edited: str) -> int:
+    """A reply to ``parent`` on solo, due at ``due``, then edited while it waits for its parent
+    (the edit recording ``edited``, the publisher's wait); returns the submission's entry."""
+    at = log.add("post.submitted", actor="alice", account="solo", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": "s1", "publish_at": due, "reply_to_post": parent})
+    log.add("post.edited", actor="alice", account="solo", post=post, data={
+        "version": 2, "text_hash": log.commit(f"text of {post}, fixed"), "state": "scheduled",
+        "publish_at": edited, "policy_sha256": "s1"})
+    return at
+
+
+def test_an_edited_reply_is_not_sent_before_the_time_its_edit_recorded(tmp_path: Path) -> None:
+    """A reply's edit while it waits for its parent records the later of its new cooling-off and
+    the time the publisher put it at to wait; the publisher brings forward only a reply left as
+    it was put to wait, so an edited one sent before the time its edit recorded is named, the
+    cooling-off the edit started cut short (as Byline did before it checked that a reply was
+    left as it was put to wait)."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", state="held", approvers=["alice"], required=1, sha="s1")
+    on_time = _edited_reply(log, "2", "1", log.time(-300), log.time(-200)) + 1
+    due = log.time(400)
+    forged = _edited_reply(log, "3", "1", log.time(), due) + 1
+    log.add("post.approved", actor="alice", account="solo", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "s1"})
+    _publish(log, "1", "solo")
+    _publish(log, "2", "solo", version=2)
+    early = _claim(log, "3", "solo", version=2)
+    assert on_time < forged
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {early}: post 3 went out at {log.time(-1)}, 393 s before {due}, when entry {forged} said it was "
+        "due: more than the 2 s a claim may be early",
+    ]

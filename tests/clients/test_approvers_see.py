@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, timedelta
 from pathlib import Path
 
 from gateway.appkeys import PEOPLE
@@ -94,3 +95,56 @@ async def test_an_approver_sees_what_an_edit_changed_besides_the_words(world: Wo
 def _words(fragment: str) -> str:
     """An HTML fragment's words, as one line."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+async def test_an_approver_sees_where_a_picture_is_cropped_and_that_a_new_crop_changed_it(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice moves her held picture's focal point: bob's card says where previews crop it now,
+    and that version 2 changed it from where it was. Before, the crop was shown nowhere, though
+    it decides what of the picture the public sees."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.0))
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    await world.run(api.media_update, media, focus=(-1, 1))
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        bob = await pages.person("bob")
+        _, page = await bob.get("/queue")
+        card = _card(page, status.id)
+        caption = re.search(r"<figcaption>.*?</figcaption>", card, re.DOTALL)
+        assert caption is not None, card
+        assert _words(caption.group(0)) == "Picture 1, alt text: A cat ; previews crop it around: top left (x -1, y 1)"
+        changed = re.search(r'<dl class="option-changes">.*?</dl>', card, re.DOTALL)
+        assert changed is not None, card
+        assert _words(changed.group(0)) == (
+            "Focal point of picture 1 was middle centre (x 0, y 0) , now top left (x -1, y 1)")
+    finally:
+        for session in pages._sessions:
+            await session.close()
+
+
+async def test_an_approver_sees_when_the_writer_asked_for_the_post_to_go_out(
+    world: World, policy_dir: Path,
+) -> None:
+    """A held post its writer asked to go out at a time of their choosing: bob's card says when,
+    as the approval is for it too (a post approved for now may be asked for a later moment).
+    Before, the card showed no time until the post was approved."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    at = world.gateway.clock.now() + timedelta(days=3)
+    post = await world.gateway.submit("alice", "mastoco", "Launch day", publish_at=at.isoformat())
+    assert post["state"] == "held", post
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        bob = await pages.person("bob")
+        _, page = await bob.get("/queue")
+        card = _card(page, post["id"])
+        asked = re.search(r'<span class="asked-time">.*?</span>', card, re.DOTALL)
+        assert asked is not None, card
+        assert f'datetime="{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"' in asked.group(0), asked.group(0)
+    finally:
+        for session in pages._sessions:
+            await session.close()

@@ -24,6 +24,7 @@ from atproto_client.exceptions import BadRequestError, RequestErrorBase, Request
 from adapters.bluesky import rkey_for
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
+from gateway.services.posts import PostService
 from gateway.services.xrpc_sessions import XrpcSessions
 from gateway.storage.db import DatabaseUnavailable
 from tests.conftest import (
@@ -334,6 +335,29 @@ async def test_the_database_gone_is_a_503_the_sdk_does_not_take_for_the_pds(
     assert await gw.snapshot() == before
     sent = await run(client.send_post, "Posted once it is back")
     assert (await post_for(gw, "alice", "direct", sent.uri))["text"] == "Posted once it is back"
+
+
+@pytest.mark.parametrize("where", ["check_submission", "submit"])
+async def test_the_database_gone_inside_apply_writes_is_a_503_not_the_pds_upstream(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch, where: str,
+) -> None:
+    """A batch of writes that meets Byline's database gone, as the writes are checked or as
+    they are made, is answered as any call that meets it: 503 NotEnoughResources with
+    Retry-After, nothing written. Before, the batch's own words for a refused write wrapped
+    it, and it went out as 502 UpstreamFailure: the PDS's upstream failed, said the client."""
+    live = await session(gw, "alice", "direct", "alice")
+
+    def create(text: str) -> dict[str, Any]:
+        return {"$type": "com.atproto.repo.applyWrites#create", "collection": POST,
+                "value": {"$type": POST, "text": text, "createdAt": "2026-01-01T00:00:00Z"}}
+
+    before = await gw.snapshot()
+    monkeypatch.setattr(PostService, where, finding_the_database_gone())
+    status, body = await xrpc(gw, "POST", "com.atproto.repo.applyWrites", token=live["accessJwt"], body={
+        "repo": live["did"], "writes": [create("first"), create("second")],
+    })
+    assert (status, body) == (503, {"error": "NotEnoughResources", "message": DatabaseUnavailable().message})
+    assert await gw.snapshot() == before
 
 
 async def test_revoking_the_app_password_ends_its_sessions(gw: Gateway) -> None:

@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 from atproto import Client, models
+from atproto_client.exceptions import AtProtocolError
 
 from adapters.bluesky import BlueskyAdapter
-from gateway.appkeys import IDENTITY
+from gateway.appkeys import IDENTITY, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_atproto_threads import (
@@ -35,7 +36,7 @@ from tests.clients.test_atproto_threads import (
     xrpc,
 )
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid
+from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid, write_bluesky_policy
 
 CREATE = "com.atproto.repo.applyWrites#create"
 UPDATE = "com.atproto.repo.applyWrites#update"
@@ -204,6 +205,39 @@ async def test_the_team_hides_a_reply_closes_replies_and_quotes_on_a_published_p
     ]
     assert (await gw.get("carol", post_id))["state"] == "published"
     await verified_by_cli(gw)
+
+
+async def test_a_gate_is_not_written_while_another_file_speaks_for_the_account(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct file signs in to carol.test by its DID with the account's own password (no
+    handle in common for the loader to see): the PDS says it is skygates' account. Who may reply
+    to skygates' post is then not changed, the app told why (``UpstreamFailure``), the PDS's
+    threadgate and the log as they were; with the direct file removed, the change is written."""
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    before, logged = await pds_record(bluesky_pds, gate_uri), await gate_entries(gw)
+    monkeypatch.setenv("QUICK_BSKY_PASSWORD", account.password)
+    directory = gw.app[REGISTRY].directory
+    write_bluesky_policy(directory, "quick", handle=did, pds=bluesky_pds.pds_url,
+                         credential_env="QUICK_BSKY_PASSWORD", tier="direct")
+    assert await gw.sync_policies() == ["quick"]
+
+    closed = models.ComAtprotoRepoPutRecord.Data(repo=did, collection=THREADGATE, rkey=rkey,
+                                                 record=threadgate(post_uri, allow=[]))
+    with pytest.raises(AtProtocolError) as refused:
+        await run(carol.com.atproto.repo.put_record, closed)
+    assert "skygates and quick publish as one Bluesky account" in str(refused.value), refused.value
+    assert (await pds_record(bluesky_pds, gate_uri), await gate_entries(gw)) == (before, logged)
+
+    (directory / "quick.yaml").unlink()
+    assert await gw.sync_policies() == ["quick"]
+    await run(carol.com.atproto.repo.put_record, closed)
+    assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == []
 
 
 async def test_a_refused_change_of_a_posts_gates_changes_nothing(

@@ -16,6 +16,7 @@ import yaml
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import CHECKPOINTS, DB
+from gateway.services.content import content_sha256
 from gateway.services.posts import PostService
 from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
@@ -123,18 +124,58 @@ async def test_new_alt_text_of_a_held_post_is_an_edit_and_is_what_goes_out(
     assert (await _media_row(world, media.id))["description"] == "Our mascot, a ginger cat, asleep"
 
 
-async def test_only_the_focal_point_of_a_held_post_is_no_edit(world: World, policy_dir: Path) -> None:
-    """A new focal point alone changes no words that go out: no new version, the approval stands."""
+async def test_a_new_focal_point_of_an_approved_post_goes_back_to_its_approvers(
+    world: World, policy_dir: Path,
+) -> None:
+    """A writer's post approved and scheduled, then only its picture's focal point moved (the
+    crop every preview shows): a new version, logged as an edit naming the upload, held again
+    for approval; nothing goes out on the approval of the old crop, and once approved again the
+    new crop is what reaches the platform. Before, the focal point was set under the approval
+    and went out with the crop nobody approved."""
     await _cosigned_on_mastodon(world, policy_dir)
     api = await world.client("alice", "mastoco")
-    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.5))
     status = await world.run(api.status_post, "Our mascot", media_ids=[media])
-    code, _ = await world.gateway.act("bob", status.id, "approve")
-    assert code == 200
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
     updated = await world.run(api.media_update, media, focus=(-1, 1))
     assert (updated.description, updated.meta.focus) == ("A cat", {"x": -1.0, "y": 1.0})
     post = await world.gateway.get("alice", status.id)
-    assert (post["state"], post["version"]) == ("scheduled", 1)
+    assert (post["state"], post["version"], post["approvals_needed"]) == ("held", 2, 1)
+    assert [r["reason"] for r in post["reasons"]] == [
+        "What goes out with its words (an upload's alt text or crop, or an option) changed after it was approved"]
+    edited = [data for kind, data in await _log(world, status.id) if kind == "post.edited"]
+    assert [(d["version"], d.get("refocused"), d.get("described"), d["state"]) for d in edited] == [
+        (2, [media.id], None, "held")]
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == []
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(-1.0, 1.0)]
+
+
+async def test_a_new_focal_point_of_a_held_post_voids_the_approvals_given(
+    world: World, policy_dir: Path,
+) -> None:
+    """Held for two approvals, one given, then the focal point moved: the one given was for the
+    old crop and no longer counts, so the second approver alone cannot send it out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    path = policy_dir / "mastoco.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("required: 1", "required: 2"), encoding="utf-8")
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+    await world.run(api.media_update, media, focus=(0.9, -0.9))
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"], body["approvals_needed"]) == (200, "held", 1), body
 
 
 @pytest.mark.parametrize(("fields", "error"), [
@@ -273,6 +314,125 @@ async def test_alt_text_changed_in_the_database_after_approval_is_named_by_the_v
     assert f"post {post_id} sent out other media or options than its version 1" in result.text
 
 
+async def test_a_focal_point_changed_in_the_database_after_approval_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database moves the approved image's focal point (the crop the public
+    sees): it goes out, but the claim's record of what the post carries differs from the
+    approved version's, and ``byline audit verify`` names it. Before, the focal point was left
+    out of that record, and the forged history verified."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    await Attacker(db_url).run(("UPDATE media SET focus = ? WHERE id = ?", ("1.0,-1.0", media_id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {post_id} sent out other media or options than its version 1" in result.text
+
+
+async def test_a_post_stored_before_focal_points_were_hashed_is_claimed_as_it_was_hashed(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """A post stored and approved by a Byline that hashed no focal point (no content scheme; its
+    version's hash without one), its picture with a focal point, goes out after the upgrade: its
+    claim hashes as its version did, so the honest log still verifies."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    async with world.gateway.app[DB].read() as txn:
+        salt = (await txn.fetchone("SELECT content_salt FROM posts WHERE id = ?", post_id))["content_salt"]
+        [row] = await txn.fetchall("SELECT id, digest, description, focus FROM media WHERE id = ?", media_id)
+    assert row["focus"] is None
+    unset = content_sha256({"media_ids": [media_id]}, [dict(row)], salt=salt)
+    legacy = content_sha256({"media_ids": [media_id]}, [{**dict(row), "focus": "0.5,0.5"}], salt=salt, scheme=None)
+    assert unset == legacy
+    # As the older Byline left it: the focal point set, the post with no scheme.
+    await Attacker(db_url).run(
+        ("UPDATE media SET focus = ? WHERE id = ?", ("0.5,0.5", media_id)),
+        ("UPDATE posts SET content_scheme = NULL WHERE id = ?", (post_id,)),
+    )
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(0.5, 0.5)]
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+
+
+async def test_a_reply_target_changed_in_the_database_after_approval_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """An approved reply to a status on the platform, its target rewritten in the database to
+    another status: it goes out answering a thread its approvers never saw, but the claim's
+    record of what the post carries differs from the approved version's, and ``byline audit
+    verify`` names it. Before, where a post replies was left out of that record, and the forged
+    history verified."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    statuses = []
+    for words in ("Our mascot", "An unrelated thread"):
+        status = await world.run(api.status_post, words)
+        code, body = await world.gateway.act("bob", status.id, "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        statuses.append(status)
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    first, other = world.upstream.statuses(account)
+    reply = await world.run(api.status_post, "She is asleep", in_reply_to_id=statuses[0].id)
+    code, body = await world.gateway.act("bob", reply.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    async with world.gateway.app[DB].read() as txn:
+        options = json.loads((await txn.fetchone("SELECT options FROM posts WHERE id = ?", reply.id))["options"])
+    assert options.get("reply_to") == first.id and "reply_to_post" not in options, options
+    forged = json.dumps({**options, "reply_to": other.id})
+    await Attacker(db_url).run(("UPDATE posts SET options = ? WHERE id = ?", (forged, reply.id)))
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    sent = world.upstream.statuses(account)[-1]
+    assert (sent.text.split("\n")[0], sent.in_reply_to_id) == ("She is asleep", other.id)
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert f"post {reply.id} sent out other media or options than its version 1" in result.text
+
+
+async def test_a_reply_written_before_its_parent_went_out_hashes_alike_in_its_version_and_claim(
+    world: World, policy_dir: Path,
+) -> None:
+    """A reply written while its parent waits learns where the parent went only when it is
+    claimed: its hash counts the parent it waits for, not that platform id, so its version and
+    its claim compare equal and the honest log verifies."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    parent = await world.run(api.status_post, "Our mascot")
+    reply = await world.run(api.status_post, "She is asleep", in_reply_to_id=parent.id)
+    for post in (parent, reply):
+        code, body = await world.gateway.act("bob", post.id, "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+    for _ in range(3):
+        world.gateway.clock.advance(timedelta(minutes=2))
+        await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    first, second = world.upstream.statuses(account)
+    assert second.in_reply_to_id == first.id
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code == 0, result.text
+
+
 async def test_an_image_whose_bytes_were_swapped_in_the_database_does_not_go_out(
     world: World, policy_dir: Path, db_url: str,
 ) -> None:
@@ -330,3 +490,37 @@ rules:
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.status_post, "The view today", media_ids=[media])
     assert caught.value.args[1] == 422 and "Not okay to post" in str(caught.value.args[3]), caught.value.args
+
+
+async def test_the_history_shows_each_version_with_the_crop_it_had(world: World, policy_dir: Path) -> None:
+    """``/history`` of a held post whose picture's focal point moved: version 1 with the crop it
+    was approved with, version 2 with the new one, as each went (or would go) out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.5))
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    await world.run(api.media_update, media, focus=(-1, 1))
+    history = await world.run(api.status_history, status.id)
+    assert [[m.meta.focus for m in h.media_attachments] for h in history] == [
+        [{"x": 0.0, "y": 0.5}], [{"x": -1.0, "y": 1.0}]]
+
+
+async def test_a_writer_made_a_suggester_cannot_move_the_crop_of_their_waiting_post(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's approved post, then the policy makes her a suggester: she may no longer edit it,
+    and a new focal point is an edit, so it is refused (403) and the crop stays. Before, a focal
+    point alone was written past the post's permissions, by anyone who had uploaded the picture."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    path = policy_dir / "mastoco.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("writers: [alice, carol]",
+                                                             "writers: [carol]\nsuggesters: [alice]"),
+                    encoding="utf-8")
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "mastoco")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_update, media_id, focus=(1, 1))
+    assert caught.value.args[1] == 403
+    assert (await _media_row(world, media_id))["focus"] is None
+    post = await world.gateway.get("carol", post_id)
+    assert post["version"] == 2 and post["state"] == "held"  # held again by the policy change, not the crop

@@ -615,22 +615,26 @@ async def test_the_post_page_links_only_to_web_addresses(pages: Pages) -> None:
 
 
 def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:
-    """A quote, a link card, image alt texts, self-labels, a link hidden under words and the
-    reply settings are all named on the card: each goes out with the approved version."""
+    """A quote, a link card, image alt texts and shapes, self-labels, a link or a hashtag's feed
+    hidden under words and the reply settings are all named on the card: each goes out with the
+    approved version."""
     shown = what_else({
         "embed": {"$type": "app.bsky.embed.recordWithMedia",
                   "record": {"record": {"uri": "at://did:plc:x/app.bsky.feed.post/3k", "cid": "c"}},
-                  "media": {"$type": "app.bsky.embed.images", "images": [{"alt": "a map"}, {"alt": ""}]}},
+                  "media": {"$type": "app.bsky.embed.images", "images": [
+                      {"alt": "a map", "aspectRatio": {"width": 4, "height": 1}}, {"alt": ""}]}},
         "self_labels": {"values": [{"val": "graphic-media"}]},
         "facets": {"facets": [{"index": {"byteStart": 0, "byteEnd": 4},
-                               "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example"}]}]},
+                               "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example"}]},
+                              {"index": {"byteStart": 5, "byteEnd": 9},
+                               "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "other"}]}]},
         "gates": {"app.bsky.feed.threadgate": {"allow": []}},
     })
     assert [(s.label, s.value) for s in shown] == [
         ("Quotes", "at://did:plc:x/app.bsky.feed.post/3k"),
-        ("Image description", "a map"), ("Image description", "(none)"),
+        ("Image description", "a map"), ("Image shape", "4 wide, 1 high"), ("Image description", "(none)"),
         ("Labels", "graphic-media"),
-        ("Link under its words", "https://evil.example"),
+        ("Link under its words", "https://evil.example"), ("Hashtag under its words", "#other"),
         ("Who may reply or quote", 'app.bsky.feed.threadgate: {"allow": []}'),
     ]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.audit.entry import MAX_ENTRY_BYTES, NO_STAMP, STAMP
 from gateway.audit.replay import MALFORMED_CONTENT
-from gateway.audit.verify.entries import REPLAYED, fact_extra, parse_entry
+from gateway.audit.verify.entries import REPLAYED, a_stamp, fact_extra, parse_entry
 from gateway.audit.verify.tree import subtree_nodes
 
 _NO_LEAF = bytes(32)
@@ -72,6 +72,10 @@ class Chunk:
     """What the entries here that record it (:data:`_WORDS`) say a post carries besides its
     words (``data.content_sha256``; "" for nothing), by offset here: for the replay to compare
     what a claim sent with its version (see ``gateway.services.content``)."""
+    dues: dict[int, str]
+    """The time the entries here that schedule a post (:data:`_DUES`) say it is due
+    (``data.publish_at``; "" for none: held, or waiting for approvals), by offset here: for the
+    replay to name a claim that sent a post before it was due."""
     stamps: str
     """Each entry's time (``ts``), :data:`STAMP` characters each (spaces where unreadable), one
     string for the run: the replay reads the few it needs (how long after a policy change an
@@ -132,6 +136,10 @@ class _TextCount:
 
 
 _WORDS = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
+_DUES = frozenset({"post.submitted", "post.edited", "post.approved"})
+"""The entries that record when their post is due to go out (``data.publish_at``): its
+submission, an edit (a cooling-off started again, or the post held anew), the approval that
+schedules it."""
 """The entries whose committed text the replay reads: a post's words, and what went out (or is
 going out: a revision sent to the platform before its record)."""
 
@@ -152,6 +160,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     counted = _TextCount()
     words: dict[int, str] = {}
     contents: dict[int, str] = {}
+    dues: dict[int, str] = {}
     stamps: list[str] = []
     sha256 = hashlib.sha256
     # Equal values as one object, so that they travel (pickled) once per run.
@@ -203,6 +212,14 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                 # Its words unsaid, a claim could send any: the replay compares only words given.
                 findings.append((offset, "records what the post carries besides its words (data.content_sha256) "
                                          "but commits to no words (data.text_hash)"))
+        if kind in _DUES and "publish_at" in data:
+            due = data["publish_at"]
+            if due is None:
+                dues[offset] = ""
+            elif a_stamp(due):
+                dues[offset] = due
+            else:
+                findings.append((offset, "has a malformed data.publish_at"))
         digest = data.get("text_hash")
         if digest is not None:
             known = given if given is not None else texts.get(digest) if type(digest) is str else None
@@ -212,7 +229,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
             elif kind in _WORDS and known is not None and known[1] is not None:
                 words[offset] = known[1]
     return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words,
-                  contents, "".join(stamps))
+                  contents, dues, "".join(stamps))
 
 
 def _follow(
@@ -247,7 +264,7 @@ def _follow(
 def _chunk(
     claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
     findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str], contents: dict[int, str],
-    stamps: str,
+    dues: dict[int, str], stamps: str,
 ) -> Chunk:
     start = claimed[0] if claimed else None
     contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
@@ -264,6 +281,7 @@ def _chunk(
         facts=facts,
         words=words,
         contents=contents,
+        dues=dues,
         stamps=stamps,
         findings=findings,
         texts_checked=counted.checked,

@@ -27,6 +27,13 @@ def _a_time(ts: str) -> bool:
 
 
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def a_stamp(value: Any) -> bool:
+    """Whether ``value`` is a time as Byline's entries write them (``ts``, ``publish_at``)."""
+    return type(value) is str and _TS.fullmatch(value) is not None and _a_time(value)
+
+
 _KEYS = frozenset({"v", "type", "ts", "actor", "account", "post", "data", "prev"})
 _LINK_KEYS = frozenset({"index", "leaf"})
 _ORDER = ("account", "actor", "data", "post", "prev", "ts", "type", "v")  # sorted, as canonical

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.audit import merkle, tiles
 from gateway.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint
-from gateway.audit.replay import POLICY_GRACE_SECONDS, Replay
+from gateway.audit.replay import DUE_GRACE_SECONDS, POLICY_GRACE_SECONDS, Replay
 from gateway.audit.verify.chunk import Chunk, link_problem
 from gateway.audit.verify.pool import Workers
 from gateway.audit.verify.report import Finding, Report, SourceError
@@ -46,11 +46,14 @@ def verify(
     progress: bool = False,
     max_findings: int = 100,
     policy_grace: float = POLICY_GRACE_SECONDS,
+    due_grace: float = DUE_GRACE_SECONDS,
     require_signed: bool = False,
 ) -> Report:
     """Verify the log ``source`` offers against the log ``key``; update the state file if sound.
     ``policy_grace``: the seconds after a policy change during which an action may still name
     the policy replaced (see :data:`gateway.audit.replay.POLICY_GRACE_SECONDS`).
+    ``due_grace``: how many seconds before the time the log last said a post was due its claim
+    may be (see :data:`gateway.audit.replay.DUE_GRACE_SECONDS`).
     ``require_signed``: entries after the latest checkpoint, which no signature covers yet, are
     a finding (otherwise they are counted, and the summary says so)."""
     # A run builds millions of small objects, many of which live until it ends (the replay's
@@ -61,7 +64,8 @@ def verify(
     gc.disable()
     try:
         return _verify(source, key, state_path=state_path, workers=workers, progress=progress,
-                       max_findings=max_findings, policy_grace=policy_grace, require_signed=require_signed)
+                       max_findings=max_findings, policy_grace=policy_grace, due_grace=due_grace,
+                       require_signed=require_signed)
     finally:
         if collecting:
             gc.enable()
@@ -78,7 +82,7 @@ class _Seen:
 
 def _verify(
     source: Source, key: Verifier, *, state_path: Path | None, workers: int, progress: bool, max_findings: int,
-    policy_grace: float, require_signed: bool,
+    policy_grace: float, require_signed: bool, due_grace: float = DUE_GRACE_SECONDS,
 ) -> Report:
     started = time.perf_counter()
     report = Report(source=source.name)
@@ -98,7 +102,7 @@ def _verify(
             f"{before} of a checkpoint seen before: the log was rolled back (an older copy restored?)",
         ))
     targets = seen + offered
-    run = _InOrder(report, targets, max_findings, policy_grace)
+    run = _InOrder(report, targets, max_findings, policy_grace, due_grace)
     _drive(source, run, latest.checkpoint.size, workers, progress)
     run.replay.finish()
     for index, message in run.replay.findings:
@@ -256,12 +260,15 @@ def _drive(source: Source, run: _InOrder, size: int, workers: int, progress: boo
 class _InOrder:
     """The in-order part of a verification: tree, chains, replay."""
 
-    def __init__(self, report: Report, targets: list[_Seen], max_findings: int, policy_grace: float) -> None:
+    def __init__(
+        self, report: Report, targets: list[_Seen], max_findings: int, policy_grace: float,
+        due_grace: float = DUE_GRACE_SECONDS,
+    ) -> None:
         self.report = report
         self.tree = Frontier()
         self.leaves = bytearray()
         self.chains: dict[str, int] = {}  # the index of each chain's last entry so far
-        self.replay = Replay(policy_grace=policy_grace)
+        self.replay = Replay(policy_grace=policy_grace, due_grace=due_grace)
         self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
         self.wanted = {s.checkpoint.size for s in targets}
         self.max_findings = max_findings
@@ -313,7 +320,7 @@ class _InOrder:
                     None if named is None else (named, link_leaves[32 * n : 32 * n + 32]),
                 ))
             chains[chain] = first + last_at
-        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps, chunk.contents)
+        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps, chunk.contents, chunk.dues)
         report.size = first + chunk.count
 
     def _grow(self, chunk: Chunk, first: int) -> None:

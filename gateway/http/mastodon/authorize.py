@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH
-from gateway.errors import STATUS, BylineError, Code
+from gateway.errors import STATUS, Code, Failure
 from gateway.http.common import database_gone, waited
 from gateway.http.mastodon.errors import oauth_error
 from gateway.http.pages import TEMPLATES, behind_tls, browser_sessions, keep_session, session_of
@@ -162,7 +162,7 @@ def _outage_is_a_page(handler: Callable[[web.Request], Awaitable[web.Response]]
     return wrapped
 
 
-def _refusal(request: web.Request, exc: BylineError, query: Mapping[str, str]) -> web.Response:
+def _refusal(request: web.Request, exc: Failure, query: Mapping[str, str]) -> web.Response:
     """An authorization request that cannot go on. The page says why; where the app's redirect
     URI is known to be its own, it offers a link back with the error, which the person follows
     or not: the gateway never sends anyone on to an app's address unasked (RFC 9700 §4.11.2),
@@ -196,7 +196,7 @@ async def authorize_page(request: web.Request) -> web.Response:
     oauth = request.config_dict[OAUTH]
     try:
         auth_request = await oauth.check_request(dict(request.query))
-    except BylineError as exc:
+    except Failure as exc:
         return _refusal(request, exc, request.query)
     session = await session_of(request)
     if session is None or _forces_login(request.query):
@@ -219,7 +219,7 @@ async def authorize(request: web.Request) -> web.Response:
     oauth = request.config_dict[OAUTH]
     try:
         auth_request = await oauth.check_request(form)
-    except BylineError as exc:
+    except Failure as exc:
         return _refusal(request, exc, form)
     csrf = form.get("csrf", "")
     nonce = request.cookies.get(_nonce_cookie(request), "")
@@ -244,7 +244,7 @@ async def authorize(request: web.Request) -> web.Response:
             session=session if by_session else None, previous=browser_sessions(request),
             decision=form.get("decision"), account=form.get("account"),
         ), client=request.remote or "")
-    except BylineError as exc:  # too many wrong passwords or tokens from this address
+    except Failure as exc:  # too many wrong passwords or tokens from this address
         if isinstance(exc, DatabaseUnavailable):
             return _unavailable(request, exc)
         if exc.code is not Code.TOO_MANY_REQUESTS:

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import BylineError, Code
+from gateway.errors import BylineError, Code, Failure
 from gateway.http.common import Handler, answered_by_surface, check_request, database_gone, waited
 from gateway.http.mastodon.answers import json_answer
 from gateway.storage.db import DatabaseUnavailable
 
 
-def mastodon_body(exc: BylineError) -> dict[str, Any]:
+def mastodon_body(exc: Failure) -> dict[str, Any]:
     """The error as Mastodon words it; clients show ``error`` as it is."""
     if exc.code is Code.UNAUTHENTICATED:
         return {"error": "The access token is invalid"}
@@ -56,7 +56,7 @@ async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamR
     try:
         check_request(request)
         return await handler(request)
-    except BylineError as exc:
+    except Failure as exc:
         return _mastodon_answer(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -66,7 +66,7 @@ async def mastodon_errors(request: web.Request, handler: Handler) -> web.StreamR
         return _mastodon_answer(_database_gone(request, exc))
 
 
-def _mastodon_answer(exc: BylineError) -> web.Response:
+def _mastodon_answer(exc: Failure) -> web.Response:
     return waited(json_answer(mastodon_body(exc), status=exc.status), exc)
 
 
@@ -88,7 +88,7 @@ async def doorkeeper_errors(request: web.Request, handler: Handler) -> web.Strea
         except BylineError as exc:
             raise oauth_input(exc) from None
         return await handler(request)
-    except BylineError as exc:
+    except Failure as exc:
         return _doorkeeper_answer(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -98,7 +98,7 @@ async def doorkeeper_errors(request: web.Request, handler: Handler) -> web.Strea
         return _doorkeeper_answer(_database_gone(request, exc))
 
 
-def oauth_error(exc: BylineError) -> str:
+def oauth_error(exc: Failure) -> str:
     """RFC 6749's error code for a refusal on an OAuth endpoint: the one it names; for the
     server's own trouble for a while (the database gone, a client refused for too many tries),
     ``temporarily_unavailable``; else ``invalid_request``.
@@ -117,6 +117,6 @@ def oauth_error(exc: BylineError) -> str:
     return "invalid_request"
 
 
-def _doorkeeper_answer(exc: BylineError) -> web.Response:
+def _doorkeeper_answer(exc: Failure) -> web.Response:
     return waited(json_answer({"error": oauth_error(exc), "error_description": exc.message}, status=exc.status),
                   exc)

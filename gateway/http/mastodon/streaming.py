@@ -27,7 +27,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.appkeys import STREAMS
-from gateway.errors import BylineError, Code
+from gateway.errors import BylineError, Code, Failure
 from gateway.http.common import bearer, gone, waited
 from gateway.http.mastodon import entities
 from gateway.http.mastodon.answers import base_url, json_answer
@@ -69,7 +69,7 @@ def _token(request: web.Request) -> tuple[str | None, bool]:
     return (protocol, True) if protocol else (None, False)
 
 
-def _refused(exc: BylineError) -> web.Response:
+def _refused(exc: Failure) -> web.Response:
     """A refusal before a stream opens, worded as the streaming server words it (with
     ``Retry-After`` when it says when to try again: the database gone, too many streams)."""
     return waited(json_answer({"error": exc.message}, status=exc.status), exc)
@@ -97,7 +97,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     token, as_protocol = _token(request)
     try:
         auth = await streams.connect(token)
-    except BylineError as exc:
+    except Failure as exc:
         return _refused(exc)
     assert token is not None
     socket = web.WebSocketResponse(protocols=(token,) if as_protocol else (), heartbeat=KEEPALIVE_SECONDS * 2,
@@ -108,7 +108,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         async with streams.open(auth, token) as feed:
             await socket.prepare(request)
             await _Socket(socket, feed, streams, base_url(request)).run(request.query)
-    except BylineError as exc:
+    except Failure as exc:
         if socket.prepared:
             raise
         return _refused(exc)
@@ -209,7 +209,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                                    tag=request.query.get("tag"), list_id=request.query.get("list"))
         async with streams.open(auth, token or "") as feed:
             return await _serve_events(request, feed, sub)
-    except BylineError as exc:
+    except Failure as exc:
         return _refused(exc)
 
 
@@ -259,7 +259,7 @@ async def unknown_stream(request: web.Request) -> web.Response:
     streaming server checks it, then the stream is unknown (400)."""
     try:
         await _streams(request).connect(_token(request)[0])
-    except BylineError as exc:
+    except Failure as exc:
         return _refused(exc)
     return _refused(BylineError(Code.BAD_REQUEST, "Unknown stream type"))
 

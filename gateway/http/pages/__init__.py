@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import PEOPLE, SETTINGS
-from gateway.errors import BylineError, Code
+from gateway.errors import BylineError, Code, Failure
 from gateway.http.common import check_text, database_gone, waited
 from gateway.services.people import Session
 from gateway.services.posts import Caller
@@ -259,7 +259,7 @@ def page(handler: PageHandler) -> PageHandler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             response = await handler(request)
-        except BylineError as exc:
+        except Failure as exc:
             response = await _refused(request, exc)
         except Exception as exc:
             # The driver's word for the database gone (a connection of its own, not through
@@ -273,7 +273,7 @@ def page(handler: PageHandler) -> PageHandler:
     return wrapped
 
 
-async def _refused(request: web.Request, exc: BylineError) -> web.Response:
+async def _refused(request: web.Request, exc: Failure) -> web.Response:
     """The page that says why ``exc`` stopped the request, with its status (and when to try again)."""
     # With the database gone the page still says so, as a page: without the person, whose
     # session cannot be read (when that is what failed, in storage's word or the driver's).

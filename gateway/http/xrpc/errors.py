@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from gateway.errors import BylineError, Code
+from gateway.errors import BylineError, Code, Failure
 from gateway.http.common import Handler, answered_by_surface, check_request, database_gone, gone, waited
 from gateway.storage.db import DatabaseUnavailable
 
@@ -30,8 +30,8 @@ def _answer(status: int, name: str, message: str) -> web.Response:
     return web.json_response({"error": name, "message": message}, status=status)
 
 
-def error_response(exc: BylineError) -> web.Response:
-    """A ``BylineError`` as a PDS would answer it (its ``xrpc`` detail names the error, if any)."""
+def error_response(exc: Failure) -> web.Response:
+    """A ``Failure`` as a PDS would answer it (its ``xrpc`` detail names the error, if any)."""
     hint = exc.details.get("xrpc")
     if isinstance(exc, DatabaseUnavailable):
         # Byline's own database, not the PDS behind it: a 503, the name the atproto libraries
@@ -58,7 +58,7 @@ async def pds_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         check_request(request)
         return await handler(request)
-    except BylineError as exc:
+    except Failure as exc:
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return _answer(413, "PayloadTooLarge", "request entity too large")

@@ -7,7 +7,7 @@ import structlog
 from aiohttp import web
 
 from gateway.appkeys import XRPC_REPO, XRPC_SESSIONS
-from gateway.errors import BylineError
+from gateway.errors import Failure
 from gateway.http.common import parse, read_json
 from gateway.http.xrpc.bodies import (
     ApplyWritesBody,
@@ -168,7 +168,7 @@ async def _relay_stream(request: web.Request, session: XrpcSession) -> web.Strea
         try:
             async for chunk in answer.chunks:
                 await response.write(chunk)
-        except BylineError as exc:
+        except Failure as exc:
             # The answer has begun: it can only be cut short, so that the client sees it broken.
             logger.warning("xrpc_stream_broken", nsid=nsid, reason=exc.message)
             if request.transport is not None:
