@@ -2592,3 +2592,75 @@ def test_an_edited_reply_is_not_sent_before_the_time_its_edit_recorded(tmp_path:
         f"entry {early}: post 3 went out at {log.time(-1)}, 393 s before {due}, when entry {forged} said it was "
         "due: more than the 2 s a claim may be early",
     ]
+
+
+def test_a_claim_may_be_early_by_the_grace_and_no_more(tmp_path: Path) -> None:
+    """A claim exactly the grace (2 s) before the time its submission recorded passes; a
+    quarter of a second more is named, with the submission's entry."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    _scheduled(log, "1", author="alice", account="solo", sha="s1", due=log.time(3))
+    _claim(log, "1", "solo")
+    due = log.time(3.25)
+    submitted = _scheduled(log, "2", author="alice", account="solo", sha="s1", due=due)
+    early = _claim(log, "2", "solo")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {early}: post 2 went out at {log.time(-1)}, 2 s before {due}, when entry {submitted} said it was "
+        "due: more than the 2 s a claim may be early",
+    ]
+
+
+def test_a_retry_sends_at_once(tmp_path: Path) -> None:
+    """A retried post is due at once: a claim sent early is named, but the claim after its
+    failure and retry is judged by no time, not named again for the submission's."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    _scheduled(log, "1", author="bob", account="pencil", sha="d1", due=log.time(300))
+    early = _claim(log, "1", "pencil")
+    log.add("post.failed", actor="system", account="pencil", post="1", data={"state": "failed", "attempt": 1})
+    log.add("post.retried", actor="bob", account="pencil", post="1", data={"state": "scheduled", "policy_sha256": "d1"})
+    _claim(log, "1", "pencil")
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert [m.split(":")[0] for m in found] == [f"entry {early}"], found
+
+
+def test_the_replay_one_fact_at_a_time_reads_each_entrys_time_and_due() -> None:
+    """``feed`` given each entry's time and due time finds what ``feed_flat`` does: a claim
+    sent before the time its submission recorded; without an entry time, or with one that is
+    no time, there is nothing to compare and nothing is named."""
+    due = "2026-01-01T00:05:00.000000Z"
+    facts: list[tuple[Fact, str | None]] = [
+        (("policy.loaded", "policy-file", "solo", None, ("s1", DIRECT, None)), None),
+        (("post.submitted", "alice", "solo", "1", (1, "scheduled", (), 0, "s1")), due),
+        (("post.publishing", "system", "solo", "1", None), None),
+    ]
+    stamps = _stamps(0, 1, 2)
+    size = len(stamps) // 3
+    one, run, untimed, garbled = Replay(), Replay(), Replay(), Replay()
+    for offset, (fact, when) in enumerate(facts):
+        one.feed(20 + offset, fact, due=when, stamp=stamps[offset * size:(offset + 1) * size])
+        untimed.feed(20 + offset, fact, due=when)
+        garbled.feed(20 + offset, fact, due=when, stamp=stamps[offset * size:(offset + 1) * size - 1])
+    run.feed_flat(20, [part for offset, (fact, _) in enumerate(facts) for part in (offset, *fact)],
+                  stamps=stamps, dues={1: due})
+    for replay in (one, run):
+        assert replay.findings == [
+            (22, f"post 1 went out at 2026-01-01T00:00:02.000000Z, 298 s before {due}, when entry 21 said it was "
+                 "due: more than the 2 s a claim may be early"),
+        ]
+    assert (untimed.findings, garbled.findings) == ([], [])
+
+
+def test_a_post_decided_again_waits_for_no_time_before_it(tmp_path: Path) -> None:
+    """A delayed post held for a new decision by a policy change is due once approved, not at
+    the time its submission recorded: approved (by an entry that records no time) and sent
+    at once, it is not named."""
+    log = SyntheticLog()
+    log.policy("pencil", PENCIL, "d1")
+    _scheduled(log, "1", author="carol", account="pencil", sha="d1", due=log.time(300))
+    log.policy("pencil", {**PENCIL, "writers": ["bob"]}, "d2", kind="policy.changed")
+    _redecide(log, "1", "pencil", version=2, approvers=["bob"], required=1, sha="d2")
+    log.add("post.approved", actor="bob", account="pencil", post="1",
+            data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "d2"})
+    _claim(log, "1", "pencil", version=2)
+    assert messages(log.verify(tmp_path / "x.export")) == []
