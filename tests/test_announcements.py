@@ -775,11 +775,14 @@ async def test_an_announcement_on_a_real_pds_carries_its_record(
      "written by alice, each post co-signed by bob and dave"),
     ({"tier": "direct", "writers": ["alice"], "approvers": ["dave", "bob"], "required": 1},
      "written by alice, held posts approved by one of bob and dave"),
+    ({"tier": "direct", "writers": ["alice"], "approvers": ["dave", "bob"], "required": 0},
+     "written by alice, held posts approved by bob and dave"),
 ])
 def test_an_announcement_says_who_speaks_in_a_followers_words(policy: dict[str, Any], words: str) -> None:
     """Each tier in words, names sorted and joined with commas and a last "and"; the owner by
     name, or as "its owner" where the summary names none; approvers of held posts outside
-    co-signing too; how many of the approvers sign, when not all."""
+    co-signing too; how many of the approvers sign, when not all (and all of them where the
+    summary counts none, never "0 of")."""
     assert voice_words(policy) == words
 
 

@@ -620,6 +620,22 @@ def test_an_announcement_is_measured_as_its_platform_counts_links() -> None:
     assert parse_policy(text, name="a.yaml", expected_account="a").announce is not None
 
 
+def test_an_announcement_whose_names_fit_keeps_them_where_counting_would_not_fit() -> None:
+    """Two writers with short names take fewer characters named ("a and b") than counted ("2
+    writers"): an announcement that fits the limit with them named loads, measured as Mastodon
+    counts (its link at 23), not falling back to the longer count, which would be two over."""
+    base = ("account: a\nplatform: mastodon\ninstance: https://social.example\ncredentials: env:A_TOKEN\n"
+            "tier: direct\nowner: a\nwriters: [a, b]\nmax_length: 200\n")
+    template = f"{{voice}} {{url}} https://example.org/{'p' * 100} {'y' * 56}"
+    policy = parse_policy(base + f'announce:\n  voice_changes: true\n  template: "{template}"\n',
+                          name="a.yaml", expected_account="a")
+    assert policy.announce is not None
+    issues = _issues(base + f'announce:\n  voice_changes: true\n  template: "{template}y"\n', "a")
+    assert [(i.key, i.message) for i in issues] == [(
+        "announce.template", "the announcement would be 203 characters as mastodon counts them, over its limit of "
+        "200: shorten the template")]
+
+
 @pytest.mark.parametrize("template", ["Read } {account} here {url}", "Read {url} {accountX"])
 def test_an_announcement_fills_only_whole_places(template: str) -> None:
     """A closing brace before a place does not hide it, and a brace that never closes is left

@@ -60,7 +60,7 @@ def _people(people: Sequence[str], noun: str, *, brief: bool) -> str:
     return f"{len(people)} {noun}" if brief and len(people) > 1 else _names(people)
 
 
-def _co_signers(approvers: Sequence[str], required: Any, noun: str, *, brief: bool = False) -> str:
+def _co_signers(approvers: Sequence[str], required: Any, noun: str, *, brief: bool) -> str:
     """Who co-signs each post: all the approvers, or how many of them; by name, or, ``brief``,
     by how many (``2 of 5 co-signers``, ``all 3 co-signers``, ``both co-signers``)."""
     some = len(approvers) >= 2 and type(required) is int and 0 < required < len(approvers)
