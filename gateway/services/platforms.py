@@ -283,6 +283,8 @@ class Platforms:
     _holds: int = 0
     """How many times accounts were found to share a platform account: a check that waited on
     a platform meanwhile looks again (:meth:`cleared`)."""
+    _in_force: Mapping[str, LoadedPolicy] | None = None
+    """The policies in force when :meth:`forget_gone` last looked."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -547,6 +549,21 @@ class Platforms:
                 del self._shared[name]
                 self._unmark_here(name)
                 logger.info("platform_account_no_longer_shared", account=name)
+
+    def forget_gone(self) -> None:
+        """Take back what :meth:`cleared` found of accounts no longer in force (a policy file
+        removed): an account held for sharing its platform account only with them is held no
+        more, and shows healthy at once, not at its next post. Cheap when the policies in force
+        are those it last looked at (the publisher calls it at each tick)."""
+        policies = self.policies.policies if self.policies is not None else None
+        if policies is None or policies is self._in_force:
+            return
+        self._in_force = policies
+        for gone in [name for name in self._set_here if name not in policies]:
+            self._release(gone)
+            self._unmark_here(gone)
+        for gone in [name for name in self._shared if name not in policies]:
+            self._release(gone)
 
     def held_here(self, account: str) -> bool:
         """Whether the account is unhealthy for what :meth:`cleared` found (another account's
