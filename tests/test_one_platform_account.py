@@ -626,3 +626,51 @@ async def test_many_accounts_on_one_instance_read_each_credential_once_a_second_
             assert per_round[1] <= 3 * len(names) and per_round[2] <= 3 * len(names), per_round
     finally:
         await server.close()
+
+
+async def test_removing_the_second_file_shows_the_account_healthy_at_once(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two files found to be one platform account are both shown unhealthy; the admin removes
+    the direct one, and at the publisher's next tick the brand is healthy again, with no post of
+    its own due: before, it showed the clash until its next post came due and was looked at."""
+    directory = _directory(tmp_path, standin, monkeypatch)
+    async with started_gateway(db_url, directory, clock) as gw:
+        await gw.submit("alice", "quick", "Alone, as the brand?")
+        await gw.tick()
+        assert {name: healthy for name, (healthy, _) in (await _health(gw)).items()} == {"brand": False, "quick": False}
+
+        (directory / "quick.yaml").unlink()
+        assert await gw.sync_policies() == ["quick"]
+        await gw.tick()
+        assert {name: healthy for name, (healthy, _) in (await _health(gw)).items()} == {"brand": True}
+        status, ready = await gw.call(None, "GET", "/readyz")
+        assert status == 200 and ready["accounts_unhealthy"] == [], ready
+
+
+async def test_removing_the_file_an_account_waits_on_shows_it_healthy_at_once(
+    db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An account held until the platform says whose another file's credential is, with no post
+    of its own due (its writer took the held one back): once the admin removes that other file,
+    it is healthy at the publisher's next tick, where it showed the wait until a post came due."""
+    directory = _directory(tmp_path, standin, monkeypatch)
+    _give_quick(directory, OWN_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        await gw.submit("alice", "quick", "Both known")
+        await gw.tick()
+        standin.add_token("brand", "tok-brand-rotated-77f0")
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-brand-rotated-77f0")  # the brand's token rotated
+        standin.faults.fail_next(1, 503, method="GET", path=VERIFY[standin.platform])
+        clock.advance(timedelta(seconds=2))
+        held = await gw.submit("alice", "quick", "Wait for the answer")
+        await gw.tick()
+        assert (await _health(gw))["quick"][0] is False
+        status, body = await gw.act("alice", held["id"], "cancel")
+        assert status == 200, body
+
+        (directory / "brand.yaml").unlink()
+        assert await gw.sync_policies() == ["brand"]
+        await gw.tick()
+        assert await _health(gw) == {"quick": (True, None)}
+        assert standin.published("quick") == ["Both known"]

@@ -18,6 +18,7 @@ from gateway.policy.engine import Act, Role, counts_toward, gate_for, may, owner
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.storage.posts import PostRecord
+from gateway.types import iso
 
 if TYPE_CHECKING:
     from gateway.services.posts import Caller
@@ -94,6 +95,19 @@ def check_version(post: PostRecord, version: int | None) -> int:
             version=current,
         )
     return current
+
+
+def check_not_expired(post: PostRecord, *, now: int) -> None:
+    """A held post past its deadline is expired, whether or not the publisher has swept it yet:
+    an approval that comes after it releases nothing (the post is held until then, and the
+    publisher records it expired at its next look)."""
+    if post.state == State.HELD.value and post.expires_at is not None and post.expires_at <= now:
+        raise BylineError(
+            Code.INVALID_TRANSITION,
+            f"this post's hold expired at {iso(post.expires_at)}, before this decision: it will not go out; "
+            "its author may post it again",
+            state=State.EXPIRED.value,
+        )
 
 
 def check_no_words(loaded: LoadedPolicy, caller: Caller, post: PostRecord) -> None:

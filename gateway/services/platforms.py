@@ -283,6 +283,11 @@ class Platforms:
     _holds: int = 0
     """How many times accounts were found to share a platform account: a check that waited on
     a platform meanwhile looks again (:meth:`cleared`)."""
+    _in_force: Mapping[str, LoadedPolicy] | None = None
+    """The policies in force when :meth:`forget_gone` last looked."""
+    _waits_on: dict[str, str] = field(default_factory=dict)
+    """Accounts held until their platform says whose another account's credential is, or
+    until two accounts that cannot be compared are put right: that other account."""
 
     def adapter_for(self, loaded: LoadedPolicy) -> Adapter:
         """The adapter for an account under its policy in force and its current credential.
@@ -420,13 +425,13 @@ class Platforms:
         if waiting is None and uncompared is not None:
             self._release(account)
             problem = uncompared_problem(account, uncompared, platform=name)
-            self._mark_here(account, problem)
+            self._mark_here(account, problem, waits_on=uncompared)
             logger.warning("platform_account_uncompared", account=account, other=uncompared)
             raise AccountHeld(problem, public=UNCOMPARED_PUBLIC)
         if waiting is not None:
             self._release(account)
             problem = waiting_problem(account, waiting[0], platform=name, error=waiting[1])
-            self._mark_here(account, problem)
+            self._mark_here(account, problem, waits_on=waiting[0])
             logger.warning("platform_account_unknown", account=account, other=waiting[0], error=waiting[1].message)
             raise AccountHeld(problem, public=WAITING_PUBLIC)
         self._clear(account, found)
@@ -548,17 +553,40 @@ class Platforms:
                 self._unmark_here(name)
                 logger.info("platform_account_no_longer_shared", account=name)
 
+    def forget_gone(self) -> None:
+        """Take back what :meth:`cleared` found of accounts no longer in force (a policy file
+        removed): an account held for sharing its platform account only with them is held no
+        more, and shows healthy at once, not at its next post; so does one held only until the
+        platform said whose a removed account's credential is. Cheap when the policies in force
+        are those it last looked at (the publisher calls it at each tick)."""
+        policies = self.policies.policies if self.policies is not None else None
+        if policies is None or policies is self._in_force:
+            return
+        self._in_force = policies
+        for gone in [name for name in self._set_here if name not in policies]:
+            self._release(gone)
+            self._unmark_here(gone)
+        for gone in [name for name in self._shared if name not in policies]:
+            self._release(gone)
+        for account in [name for name, other in self._waits_on.items() if other not in policies]:
+            self._unmark_here(account)
+
     def held_here(self, account: str) -> bool:
         """Whether the account is unhealthy for what :meth:`cleared` found (another account's
         credential), not for its own credential: looking again needs no new question about it."""
         problem = self._set_here.get(account)
         return problem is not None and self.unhealthy.get(account) == problem
 
-    def _mark_here(self, account: str, problem: str) -> None:
+    def _mark_here(self, account: str, problem: str, *, waits_on: str | None = None) -> None:
         self._set_here[account] = problem
+        if waits_on is None:
+            self._waits_on.pop(account, None)
+        else:
+            self._waits_on[account] = waits_on
         self.mark(account, problem)
 
     def _unmark_here(self, account: str) -> None:
+        self._waits_on.pop(account, None)
         problem = self._set_here.pop(account, None)
         if problem is not None and self.unhealthy.get(account) == problem:
             self.mark(account, None)

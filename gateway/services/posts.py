@@ -47,6 +47,7 @@ from gateway.services.authorization import (
     check_account_binding,
     check_approvers_left,
     check_no_words,
+    check_not_expired,
     check_version,
     redecision_cause,
     retry_cause,
@@ -697,6 +698,7 @@ class PostService:
             in_force = await self._authorized(ltx, caller, current, Act.APPROVE)
             version = check_version(current, seen)
             check_no_words(in_force, caller, current)
+            check_not_expired(current, now=ltx.now)
             policy = in_force.policy
             state = State(current.state)
             if not await sql.insert_decision(

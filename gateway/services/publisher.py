@@ -511,6 +511,7 @@ class Publisher:
         """Set off the settling of unrecorded changes, expire stale holds, claim one page of due
         posts and set their publishing off."""
         self._settle_changes()
+        self._platforms.forget_gone()
         now = now_micros(self._clock)
         async with self._db.read() as txn:
             stale = await sql.expired_holds(txn, now=now, limit=500)

@@ -74,6 +74,14 @@ def _published_alt_texts(world: World, username: str = "brand") -> list[list[str
     return [[world.upstream.media[m].description for m in s.media_ids] for s in world.upstream.statuses(account)]
 
 
+async def _verify(world: World) -> Any:
+    """``byline audit verify`` of the gateway's log, read over HTTP, as an auditor runs it."""
+    await world.gateway.app[CHECKPOINTS].sign_now()
+    key = world.gateway.app[CHECKPOINTS].verifier_key()
+    url = str(world.gateway.client.make_url("")).rstrip("/")
+    return await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+
+
 async def test_alt_text_and_focus_before_the_upload_is_attached(world: World) -> None:
     """Changed before any status takes it: the entity, GET /media/:id and the platform all have
     the new alt text; the focal point is shown in ``meta.focus``."""
@@ -306,10 +314,7 @@ async def test_alt_text_changed_in_the_database_after_approval_is_named_by_the_v
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     assert _published_alt_texts(world, "brandco") == [["Buy our coin"]]
-    await world.gateway.app[CHECKPOINTS].sign_now()
-    key = world.gateway.app[CHECKPOINTS].verifier_key()
-    url = str(world.gateway.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await _verify(world)
     assert result.code != 0, result.text
     assert f"post {post_id} sent out other media or options than its version 1" in result.text
 
@@ -328,10 +333,7 @@ async def test_a_focal_point_changed_in_the_database_after_approval_is_named_by_
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
-    await world.gateway.app[CHECKPOINTS].sign_now()
-    key = world.gateway.app[CHECKPOINTS].verifier_key()
-    url = str(world.gateway.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await _verify(world)
     assert result.code != 0, result.text
     assert f"post {post_id} sent out other media or options than its version 1" in result.text
 
@@ -360,10 +362,7 @@ async def test_a_post_stored_before_focal_points_were_hashed_is_claimed_as_it_wa
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(0.5, 0.5)]
-    await world.gateway.app[CHECKPOINTS].sign_now()
-    key = world.gateway.app[CHECKPOINTS].verifier_key()
-    url = str(world.gateway.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await _verify(world)
     assert result.code == 0, result.text
 
 
@@ -399,10 +398,7 @@ async def test_a_reply_target_changed_in_the_database_after_approval_is_named_by
     await world.gateway.tick()
     sent = world.upstream.statuses(account)[-1]
     assert (sent.text.split("\n")[0], sent.in_reply_to_id) == ("She is asleep", other.id)
-    await world.gateway.app[CHECKPOINTS].sign_now()
-    key = world.gateway.app[CHECKPOINTS].verifier_key()
-    url = str(world.gateway.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await _verify(world)
     assert result.code != 0, result.text
     assert f"post {reply.id} sent out other media or options than its version 1" in result.text
 
@@ -426,10 +422,7 @@ async def test_a_reply_written_before_its_parent_went_out_hashes_alike_in_its_ve
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     first, second = world.upstream.statuses(account)
     assert second.in_reply_to_id == first.id
-    await world.gateway.app[CHECKPOINTS].sign_now()
-    key = world.gateway.app[CHECKPOINTS].verifier_key()
-    url = str(world.gateway.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await _verify(world)
     assert result.code == 0, result.text
 
 
