@@ -278,6 +278,22 @@ async def test_each_credential_is_asked_about_once_not_at_every_post(
         assert standin.verifies() == 2
 
 
+async def _waiting_for_the_brands_new_token(
+    gw: Gateway, standin: Standin, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """Quick posts with both credentials known; then the brand's token is rotated and the
+    platform answers 503 when asked whose the new one is, so quick's next post (returned) waits."""
+    await gw.submit("alice", "quick", "Both known")
+    await gw.tick()
+    standin.add_token("brand", "tok-brand-rotated-77f0")
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-brand-rotated-77f0")  # the brand's token rotated
+    standin.faults.fail_next(1, 503, method="GET", path=VERIFY[standin.platform])
+    clock.advance(timedelta(seconds=2))
+    held = await gw.submit("alice", "quick", "Wait for the answer")
+    await gw.tick()
+    return held
+
+
 async def test_a_platform_that_does_not_say_holds_the_posts_then_lets_them_go(
     db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -287,14 +303,7 @@ async def test_a_platform_that_does_not_say_holds_the_posts_then_lets_them_go(
     directory = _directory(tmp_path, standin, monkeypatch)
     _give_quick(directory, OWN_TOKEN)
     async with started_gateway(db_url, directory, clock) as gw:
-        await gw.submit("alice", "quick", "Both known")
-        await gw.tick()
-        standin.add_token("brand", "tok-brand-rotated-77f0")
-        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-brand-rotated-77f0")  # the brand's token rotated
-        standin.faults.fail_next(1, 503, method="GET", path=VERIFY[standin.platform])
-        clock.advance(timedelta(seconds=2))
-        held = await gw.submit("alice", "quick", "Wait for the answer")
-        await gw.tick()
+        held = await _waiting_for_the_brands_new_token(gw, standin, clock, monkeypatch)
         assert standin.published("quick") == ["Both known"]
         body = await gw.get("alice", held["id"])
         assert body["state"] == "scheduled" and body["events"][-1]["data"]["error"] == WAITING_PUBLIC
@@ -657,14 +666,7 @@ async def test_removing_the_file_an_account_waits_on_shows_it_healthy_at_once(
     directory = _directory(tmp_path, standin, monkeypatch)
     _give_quick(directory, OWN_TOKEN)
     async with started_gateway(db_url, directory, clock) as gw:
-        await gw.submit("alice", "quick", "Both known")
-        await gw.tick()
-        standin.add_token("brand", "tok-brand-rotated-77f0")
-        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", "tok-brand-rotated-77f0")  # the brand's token rotated
-        standin.faults.fail_next(1, 503, method="GET", path=VERIFY[standin.platform])
-        clock.advance(timedelta(seconds=2))
-        held = await gw.submit("alice", "quick", "Wait for the answer")
-        await gw.tick()
+        held = await _waiting_for_the_brands_new_token(gw, standin, clock, monkeypatch)
         assert (await _health(gw))["quick"][0] is False
         status, body = await gw.act("alice", held["id"], "cancel")
         assert status == 200, body
