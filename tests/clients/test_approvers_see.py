@@ -5,10 +5,13 @@ author's picture or warning no approver was shown would otherwise go out on thei
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from pathlib import Path
+from typing import Any
 
 from gateway.appkeys import PEOPLE
 from tests.clients.test_media_update import PNG, _cosigned_on_mastodon
@@ -21,6 +24,18 @@ def _card(page: str, post_id: str) -> str:
     found = re.search(rf'<article[^>]*data-post="{post_id}".*?</article>', page, re.DOTALL)
     assert found is not None, page
     return found.group(0)
+
+
+@contextlib.asynccontextmanager
+async def _bob_signed_in(world: World) -> AsyncIterator[Any]:
+    """Bob, a co-signer, signed in to the pages; his browser's sessions closed after."""
+    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
+    pages = Pages(gateway=world.gateway, base=world.base)
+    try:
+        yield await pages.person("bob")
+    finally:
+        for session in pages._sessions:
+            await session.close()
 
 
 async def test_an_approver_sees_the_warning_the_audience_the_reply_and_each_picture_with_its_alt_text(
@@ -36,10 +51,7 @@ async def test_an_approver_sees_the_warning_the_audience_the_reply_and_each_pict
     status = await world.run(api.status_post, "Our mascot", media_ids=[media], spoiler_text="Cats inside",
                              visibility="direct", language="de", sensitive=True, in_reply_to_id=parent.id)
     assert status.byline.state == "held"
-    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
-    pages = Pages(gateway=world.gateway, base=world.base)
-    try:
-        bob = await pages.person("bob")
+    async with _bob_signed_in(world) as bob:
         _, page = await bob.get("/queue")
         card = _card(page, status.id)
         words = html.unescape(re.sub(r"<[^>]+>", " ", card))
@@ -53,9 +65,6 @@ async def test_an_approver_sees_the_warning_the_audience_the_reply_and_each_pict
             assert (resp.status, await resp.read()) == (200, PNG)
         _, post_page = await bob.get(f"/posts/{status.id}")
         assert "Cats inside" in _card(post_page, status.id)
-    finally:
-        for session in pages._sessions:
-            await session.close()
 
 
 async def test_an_approver_sees_what_an_edit_changed_besides_the_words(world: World, policy_dir: Path) -> None:
@@ -70,10 +79,7 @@ async def test_an_approver_sees_what_an_edit_changed_besides_the_words(world: Wo
     await world.run(api.status_update, status.id, "Our mascot", media_ids=[media.id], spoiler_text="Cats, asleep",
                     sensitive=True)
     await world.run(api.media_update, media, description="A ginger cat, asleep")
-    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
-    pages = Pages(gateway=world.gateway, base=world.base)
-    try:
-        bob = await pages.person("bob")
+    async with _bob_signed_in(world) as bob:
         _, page = await bob.get("/queue")
         card = _card(page, status.id)
         changed = re.search(r'<dl class="option-changes">.*?</dl>', card, re.DOTALL)
@@ -87,9 +93,6 @@ async def test_an_approver_sees_what_an_edit_changed_besides_the_words(world: Wo
             2: "Content warning was Cats inside , now Cats, asleep Media added: marked sensitive (hidden until opened)",
             1: None,
         }
-    finally:
-        for session in pages._sessions:
-            await session.close()
 
 
 def _words(fragment: str) -> str:
@@ -108,10 +111,7 @@ async def test_an_approver_sees_where_a_picture_is_cropped_and_that_a_new_crop_c
     media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat", focus=(0.0, 0.0))
     status = await world.run(api.status_post, "Our mascot", media_ids=[media])
     await world.run(api.media_update, media, focus=(-1, 1))
-    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
-    pages = Pages(gateway=world.gateway, base=world.base)
-    try:
-        bob = await pages.person("bob")
+    async with _bob_signed_in(world) as bob:
         _, page = await bob.get("/queue")
         card = _card(page, status.id)
         caption = re.search(r"<figcaption>.*?</figcaption>", card, re.DOTALL)
@@ -121,9 +121,6 @@ async def test_an_approver_sees_where_a_picture_is_cropped_and_that_a_new_crop_c
         assert changed is not None, card
         assert _words(changed.group(0)) == (
             "Focal point of picture 1 was middle centre (x 0, y 0) , now top left (x -1, y 1)")
-    finally:
-        for session in pages._sessions:
-            await session.close()
 
 
 async def test_an_approver_sees_when_the_writer_asked_for_the_post_to_go_out(
@@ -136,15 +133,9 @@ async def test_an_approver_sees_when_the_writer_asked_for_the_post_to_go_out(
     at = world.gateway.clock.now() + timedelta(days=3)
     post = await world.gateway.submit("alice", "mastoco", "Launch day", publish_at=at.isoformat())
     assert post["state"] == "held", post
-    await world.gateway.app[PEOPLE].add("bob", password_of("bob"), email="bob@example.org")
-    pages = Pages(gateway=world.gateway, base=world.base)
-    try:
-        bob = await pages.person("bob")
+    async with _bob_signed_in(world) as bob:
         _, page = await bob.get("/queue")
         card = _card(page, post["id"])
         asked = re.search(r'<span class="asked-time">.*?</span>', card, re.DOTALL)
         assert asked is not None, card
         assert f'datetime="{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"' in asked.group(0), asked.group(0)
-    finally:
-        for session in pages._sessions:
-            await session.close()
