@@ -759,7 +759,7 @@ class MastodonService:
             return named
 
         await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe,
-                               described={media_id: new_description})
+                               described={media_id: new_description}, of_version=post.version)
         return await self.media_info(auth, media_id)
 
     async def media_file(self, media_id: str, digest: str) -> tuple[str, bytes]:

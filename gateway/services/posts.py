@@ -582,13 +582,15 @@ class PostService:
     async def edit(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
         alongside: Callable[[LogTxn, str], Awaitable[Mapping[str, Any] | None]] | None = None,
-        described: Mapping[str, str | None] | None = None,
+        described: Mapping[str, str | None] | None = None, of_version: int | None = None,
     ) -> PostView:
         """A new version of the text (and, when given, its options) while held, scheduled or
         suggested; rules run again, over what a reader will see of it (``described``: new
         descriptions of its uploads, which ``alongside`` stores). ``alongside`` is as for
         ``submit``; what it returns is added to the ``post.edited`` entry (the Mastodon API
-        names an upload whose alt text the edit changed)."""
+        names an upload whose alt text the edit changed). ``of_version``: the version whose text
+        ``text`` keeps (a change of an upload alone): 409 if the post has moved on since, rather
+        than the later version's words be written over."""
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.EDIT)
         editors = post.editors
@@ -610,6 +612,10 @@ class PostService:
             check_approvers_left(in_force, caller, current)
             state = State(current.state)
             transition(state, Action.EDIT)
+            if of_version is not None and current.version != of_version:
+                # The text given is that version's: written over a later one, its words would go.
+                raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again",
+                                  version=current.version)
             version = current.version + 1
             changes: dict[str, Any] = {"text": text, "version": version}
             editors = current.editors

@@ -517,3 +517,29 @@ async def test_a_writer_made_a_suggester_cannot_move_the_crop_of_their_waiting_p
     assert (await _media_row(world, media_id))["focus"] is None
     post = await world.gateway.get("carol", post_id)
     assert post["version"] == 2 and post["state"] == "held"  # held again by the policy change, not the crop
+
+
+async def test_new_alt_text_does_not_write_over_words_edited_meanwhile(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New alt text keeps the post's words as it read them; an edit of the words that lands
+    between that read and the alt text's own edit is not written over: the alt text's request
+    gets 409 and the words edited stay. Before, the alt text's version carried the words it had
+    read, and the edit's words were lost without a word to anyone."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    edit = PostService.edit
+
+    async def words_edited_first(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("described"):  # the alt text's edit: the words change just before it
+            await world.run(api.status_update, post_id, "Our mascot, Ginger", media_ids=[media_id])
+        return await edit(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostService, "edit", words_edited_first)
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_update, media_id, description="A ginger cat")
+    assert caught.value.args[1] == 409, caught.value.args
+    monkeypatch.setattr(PostService, "edit", edit)
+    post = await world.gateway.get("alice", post_id)
+    assert (post["text"], post["version"]) == ("Our mascot, Ginger", 2), post
+    assert (await _media_row(world, media_id))["description"] == "A cat"
