@@ -168,7 +168,10 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return (_sha(data), gate), None
     if kind == "post.publishing":
         version = data.get("version")
-        return (_sha(data), version if type(version) is int else None), None
+        claim = (_sha(data), version if type(version) is int else None)
+        # A recovered claim the policy in force would not let out: it only looks for the post.
+        looks_only = data.get("looks_only")
+        return (*claim, looks_only) if type(looks_only) is str else claim, None
     if kind == "post.revised" or kind == "post.revising":
         version = data.get("version")
         if type(version) is not int:
@@ -217,7 +220,8 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         version = data.get("version")
         if type(version) is not int:
             return None, "post.published lacks data.version"
-        return (version,), None
+        # Found on its platform by a recovered claim, not sent by it.
+        return ((version, True) if data.get("found") is True else (version,)), None
     if kind == "post.edited" or kind == "post.redecided":
         version, state = data.get("version"), data.get("state")
         if type(version) is not int or type(state) is not str:
