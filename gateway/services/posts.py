@@ -1532,6 +1532,8 @@ async def redecide(
     version = post.version
     changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
                                "updated_at": ltx.now}
+    if state is State.PUBLISHING:  # a recovered claim held, not sent: its lease ends here
+        changes["lease_until"] = None
     data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
     if loaded is None:
         changes.update(publish_at=None, expires_at=None)
