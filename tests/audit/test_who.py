@@ -92,3 +92,34 @@ def test_who_tells_revisions_sent_recorded_failed_and_settled() -> None:
         "revision (version 3) not made: the platform did not take the edit (HTTP 422)",
         "deleted by alice, settled after its gateway stopped",
     ]
+
+
+def test_who_tells_a_recovered_claim_that_only_looked_and_what_came_of_it() -> None:
+    """A post claimed, its gateway stopped, the policy changed: the claim again only looked for it
+    on the platform; not found, it was held again; found, it was recorded published as found.
+    Neither claim again is told as sent (before, each was "sent to the platform")."""
+    log = SyntheticLog()
+    log.policy("brand", summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,
+                                tier="co-signed"), "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    for post, last in (("1", ("post.redecided", "policy-file", {"cause": "policy_changed", "state": "held",
+                                                                  "version": 2})),
+                       ("2", ("post.published", "system", {"version": 1, "url": "https://example.social/2",
+                                                           "found": True}))):
+        for kind, actor, data in [
+            ("post.publishing", "system", {"version": 1}),
+            ("post.publishing", "system", {"version": 1, "recovering": True, "looks_only": "policy_changed"}),
+            last,
+        ]:
+            log.add(kind, actor=actor, account="brand", post=post, data=data)
+    entries = list(enumerate(log.entries))
+    looked = ("looked for on the platform (version 1), not sent: its gateway stopped mid-publish, and the policy "
+              "in force would not let it out (policy_changed)")
+    assert [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]] == [
+        "sent to the platform (version 1)", looked, "held again (version 2) under a changed policy (policy_changed)",
+    ]
+    assert [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "2")[2:]] == [
+        "sent to the platform (version 1)", looked,
+        "published (version 1) at https://example.social/2, found there after its gateway stopped",
+    ]
