@@ -1019,7 +1019,9 @@ class Replay:
                                  "before had sent it")
             return
         words, before, known.sent = known.words, known.sent, sent
-        # A claim again (its lease ran out) sends what the last one did, whatever the policy now.
+        # A claim again (its lease ran out) sends the words the last one did (the platform may
+        # have them already), whatever the policy's disclosure now; who may send it, and with
+        # which approvals, is judged below as for any claim.
         sends = None if sent is None or words is None or sent == before else self._sends_words(known, post, words, sent)
         account = known.account
         if account is None:
