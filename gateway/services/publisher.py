@@ -50,7 +50,13 @@ from gateway.policy.engine import Role, disclosed_text, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
-from gateway.services.authorization import POLICY_CHANGED, decided_again, needs_approvals, recovery_cause
+from gateway.services.authorization import (
+    AUTHOR_LOST_ROLE,
+    POLICY_CHANGED,
+    decided_again,
+    needs_approvals,
+    recovery_cause,
+)
 from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
@@ -247,7 +253,12 @@ class _Claims:
         announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
-            # holds the post for someone who still has one, who then decides.
+            # holds the post for someone who still has one, who then decides. Unless it was
+            # sent before and deferred (the platform failed it): the reload's work may have
+            # passed it by while it was publishing, and it would wait here for a decision no one
+            # is asked for. Held for one now, as that work would have.
+            if row.first_attempt_at is not None:
+                await redecide(ltx, row, loaded=loaded, cause=AUTHOR_LOST_ROLE)
             return False
         if due and not announcement and loaded.policy.tier is Tier.COSIGNED and needs_approvals(
             loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
