@@ -1097,13 +1097,15 @@ class PostService:
         return Published(record=post, loaded=loaded)
 
     async def record_gates_changed(
-        self, caller: Caller, gated: Published, *, collection: str, cid: str | None
+        self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
     ) -> None:
         """Record that the platform now holds the record ``collection`` with this CID under the
-        published post's key (``cid`` None: it holds none). The CID is the PDS's own digest of
-        the record, which anyone can compare with it; the record itself stays out of the log
-        (see README, *post.gates_changed*). Refused, recording nothing, for a post that is no
-        longer published (deleted meanwhile: its caller takes the gate back off)."""
+        published post's key (``cid`` None: it holds none), and what it says (``settings``, as
+        ``gateway.audit.gates.gate_settings`` sums it up, for the public pages and webhooks).
+        The CID is the PDS's own digest of the record, which anyone can compare with it; the
+        record itself stays out of the log (see README, *post.gates_changed*). Refused, recording
+        nothing, for a post that is no longer published (deleted meanwhile: its caller takes the
+        gate back off)."""
         post_id = gated.record.id
 
         async def work(ltx: LogTxn) -> None:
@@ -1115,7 +1117,8 @@ class PostService:
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
-                             data={"gate": collection, "cid": cid, "remote_id": current.remote_id,
+                             data={"gate": collection, "cid": cid, "settings": settings,
+                                   "remote_id": current.remote_id,
                                    "state": State.PUBLISHED.value, "policy_sha256": gated.loaded.sha256})
 
         await self.appender.submit(work)
