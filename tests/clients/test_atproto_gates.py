@@ -22,7 +22,7 @@ from atproto import Client, models
 from atproto_client.exceptions import AtProtocolError
 
 from adapters.bluesky import BlueskyAdapter
-from gateway.appkeys import IDENTITY, PEOPLE, REGISTRY
+from gateway.appkeys import IDENTITY, NOTIFIER, PEOPLE, REGISTRY
 from gateway.clock import ManualClock
 from gateway.types import spoken
 from tests.audit.logtools import verified_by_cli
@@ -42,6 +42,9 @@ from tests.conftest import Gateway, started_gateway, write_policy
 from tests.pages.conftest import Pages, password_of
 from tests.pages.test_public_pages import _card
 from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid, write_bluesky_policy
+from tests.test_notify_webhooks import Receiver, hook, new_secret
+
+__all__ = ["hook"]  # the webhook receiver's fixture, for these tests too
 
 CREATE = "com.atproto.repo.applyWrites#create"
 UPDATE = "com.atproto.repo.applyWrites#update"
@@ -423,3 +426,64 @@ async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
     assert reply["uri"] not in entries and reply["uri"] not in page
     await verified_by_cli(gw)
 
+
+@pytest.fixture
+async def hooked(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    hook: Receiver,
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """``skygates`` with a webhook told only of ``post.gates_changed``, and its secret; the
+    notifier runs when the test says."""
+    secret = new_secret()
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "hook.key").write_text(secret + "\n")
+    skygates_policy(bluesky_pds, policy_dir, monkeypatch, notify=f"""
+        notify:
+          - url: {hook.url}
+            secret: file:secrets/hook.key
+            events: [post.gates_changed]
+    """)
+    async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600,
+                               public_url="https://byline.example") as gateway:
+        yield gateway, secret
+
+
+async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
+    bluesky_pds: BlueskyPds, hooked: tuple[Gateway, str], clients: list[Client], hook: Receiver,
+) -> None:
+    """Carol closes replies and hides a reply, then takes the threadgate off: the account's
+    webhook gets one ``post.gates_changed`` a change, signed with its secret (Standard
+    Webhooks), naming the post, carol, the gate, the PDS's CID and the settings in words; not
+    the hidden reply's address, the secret or any token. Once told, it is not told again.
+    (Before: the policy's webhook could not even ask for the event.)"""
+    gw, secret = hooked
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    hidden = "at://did:plc:someoneelse/app.bsky.feed.post/3kreplyhidden"
+    closed = await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[], hiddenReplies=[hidden])))
+    await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey))
+    [(first, _), (second, _)] = await gate_bodies(gw)
+
+    assert await gw.app[NOTIFIER].run_once() == 2 + 2  # two stored, two sent
+    assert await gw.app[NOTIFIER].run_once() == 0
+    payloads = sorted(hook.verified(secret), key=lambda p: int(p["data"]["log_index"]))
+    page = f"https://byline.example/posts/{post_id}"
+    common = {"account": "skygates", "log_event": "post.gates_changed", "actor": "carol", "post": post_id,
+              "author": "carol", "state": "published", "page": page, "remote_id": post_uri, "gate": THREADGATE}
+    assert [p["data"] for p in payloads] == [
+        {**common, "log_index": first, "version": 1, "cid": closed.cid,
+         "settings": {"replies": "nobody", "lists": 0, "hidden_replies": 1},
+         "words": "Replies: nobody; 1 reply hidden"},
+        {**common, "log_index": second, "version": 1, "cid": None,
+         "settings": {"replies": "everybody", "lists": 0, "hidden_replies": 0}, "words": "Replies: everybody"},
+    ]
+    assert [p["type"] for p in payloads] == ["post.gates_changed"] * 2
+    everything = b"".join(body for _, body in hook.calls).decode()
+    for kept in (hidden, secret, secret.removeprefix("whsec_"), account.app_password, *gw.tokens.values()):
+        assert kept not in everything
