@@ -634,9 +634,11 @@ class MastodonService:
         events only with ``history``."""
         return await self._own_post(auth, post_id, history=history)
 
-    async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
-        """A post with what rendering it as a Status (or a ScheduledStatus) needs."""
-        return await self._render(auth, post, scheduled=scheduled)
+    async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
+                     account: dict[str, Any] | None = None) -> StatusView:
+        """A post with what rendering it as a Status (or a ScheduledStatus) needs; ``account``,
+        the account's entity read once for a list of them (its count of statuses is a read)."""
+        return await self._render(auth, post, scheduled=scheduled, account=account)
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""
@@ -650,7 +652,8 @@ class MastodonService:
         await self.pending_one(auth, post_id)
         await self._posts.cancel(auth.caller, post_id)
 
-    async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
+    async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
+                      account: dict[str, Any] | None = None) -> StatusView:
         media_ids = list(post.options.get("media_ids", ()))
         rows: dict[str, dict[str, Any]] = {}
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
@@ -668,7 +671,7 @@ class MastodonService:
             async with self._db.read() as txn:
                 parent = await posts_sql.with_remote_id(txn, account=post.account, remote_id=reply_to)
             reply_to = parent.id if parent is not None else reply_to
-        return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
+        return StatusView(post=post, account=account or await self.account(auth), app_name=auth.app_name,
                           media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled,
                           app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at,
                           in_reply_to_id=reply_to if isinstance(reply_to, str) else None)

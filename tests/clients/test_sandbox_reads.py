@@ -69,6 +69,7 @@ async def test_statuses_count_is_what_byline_published_and_is_still_up(world: Wo
     assert me.statuses_count == 5
     assert (await world.run(api.account, me.id)).statuses_count == 5
     assert (await world.run(api.status, made["first"])).account.statuses_count == 5
+    assert {s.account.statuses_count for s in await world.run(api.account_statuses, me.id)} == {5}
     await world.run(api.status_delete, made["first"])
     assert (await world.run(api.account_verify_credentials)).statuses_count == 4
     bob = await world.client("bob", "delayed")
