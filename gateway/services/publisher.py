@@ -33,7 +33,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -341,19 +341,35 @@ class _Claims:
                                    "reply_to_post": row.options.get("reply_to_post")})
             self.failed.append(row.account)
 
-    async def made(self) -> list[Claim]:
+    async def made(self, *, stored: bool = False) -> list[Claim]:
         """Write the claims planned; those made, in the order added (a post changed meanwhile
-        is left out)."""
-        await self._write()
+        is left out). ``stored``: the posts were stored already claimed (:meth:`changes`), so
+        only their entries are written."""
+        await self._write(stored=stored)
         return self._made
 
-    async def _write(self) -> None:
+    @property
+    def changes(self) -> Mapping[str, Any]:
+        """What the one claim planned sets of its post's row: stored with a post not yet
+        stored (:meth:`Publisher.plan`), it is claimed without a statement of its own."""
+        (_, change, _), = self._planned
+        return change.changes
+
+    async def record(self, ltx: LogTxn, *, stored: bool) -> Claim | None:
+        """The one claim planned, written (``ltx`` is the transaction it was planned in): the
+        claim for :meth:`Publisher.send`, or None where its post changed meanwhile."""
+        assert ltx is self._ltx
+        made = await self.made(stored=stored)
+        return made[0] if made else None
+
+    async def _write(self, *, stored: bool = False) -> None:
         planned, self._planned = self._planned, []
         self._accounts.clear()
         if not planned:
             return
         ltx = self._ltx
-        done = await sql.compare_and_set_many(ltx.txn, [change for _, change, _ in planned])
+        done = ({change.post_id for _, change, _ in planned} if stored
+                else await sql.compare_and_set_many(ltx.txn, [change for _, change, _ in planned]))
         for claim, _, sha256 in planned:
             if claim.post_id not in done:
                 continue
@@ -592,9 +608,11 @@ class Publisher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def claim(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
-        """Claim a post due the moment it is stored, in the transaction that stores it (a
-        direct-tier post, or a delayed one with no delay): :meth:`send` then takes it to its
+    async def plan(self, ltx: LogTxn, row: sql.PostRecord) -> _Claims | None:
+        """Plan the claim of a post due the moment it is stored, in the transaction that stores
+        it (a direct-tier post, or a delayed one with no delay), and write nothing: the caller
+        stores the post with the claim's :attr:`~_Claims.changes` (or sets them on the row it
+        stored) and then has the claim :meth:`~_Claims.record`-ed; :meth:`send` takes it to its
         platform once that commits, without waiting for a page of claims. Checked as a page's
         claims are (:class:`_Claims`); ``None``, leaving it to the next page, where a page
         does more than a claim: the publisher is not running here, the post replies to one of
@@ -608,7 +626,8 @@ class Publisher:
         loaded = self._policies.get(row.account)
         if loaded is None or loaded.policy.rate_limit is not None:
             return None
-        return await self._claim_one(ltx, row)
+        claims = _Claims(self, ltx)
+        return claims if await claims.add(row) else None
 
     async def _claim_one(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
         """One post's claim, checked and written as a page's claims are (:class:`_Claims`)."""

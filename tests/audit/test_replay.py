@@ -2448,11 +2448,14 @@ THREADGATE = "app.bsky.feed.threadgate"
 POSTGATE = "app.bsky.feed.postgate"
 
 
-def _gates(log: SyntheticLog, post: str, who: str, *, account: str, sha: str | None, gate: str = THREADGATE) -> int:
-    """Who may reply to (or quote) a published post, changed through Byline."""
+def _gates(log: SyntheticLog, post: str, who: str, *, account: str, sha: str | None, gate: str = THREADGATE,
+           settings: Any = None) -> int:
+    """Who may reply to (or quote) a published post, changed through Byline (with what it now
+    says, ``settings``, as Byline records it since it shows it on the public pages)."""
     return log.add("post.gates_changed", actor=who, account=account, post=post, data={
         "gate": gate, "cid": "bafyreigate", "remote_id": f"at://did:plc:x/app.bsky.feed.post/{post}",
         "state": "published", **({"policy_sha256": sha} if sha else {}),
+        **({"settings": settings} if settings is not None else {}),
     })
 
 
@@ -2547,6 +2550,35 @@ def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None
                   data={"cid": None, "state": "published", "policy_sha256": "s1"})
     found = messages(log.verify(tmp_path / "x.export"))
     assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found
+
+
+def test_gates_changed_whose_settings_are_not_what_the_pages_could_show_are_named(tmp_path: Path) -> None:
+    """A forged log: the settings the public page and webhooks put in words must be a summary
+    of the gate the entry names. Ones of the other gate, a count of lists where no list rule
+    lets anyone reply, a rule no threadgate has, and no object at all are each named; the
+    summaries Byline writes, and an entry from before it wrote any, pass."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _publish(log, "1", "solo")
+    _gates(log, "1", "alice", account="solo", sha="s1")
+    _gates(log, "1", "alice", account="solo", sha="s1",
+           settings={"replies": ["mention", "list"], "lists": 2, "hidden_replies": 3})
+    _gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE, settings={"quotes": "off", "detached_quotes": 0})
+    swapped = _gates(log, "1", "alice", account="solo", sha="s1", settings={"quotes": "off", "detached_quotes": 0})
+    listless = _gates(log, "1", "alice", account="solo", sha="s1",
+                      settings={"replies": ["mention"], "lists": 1, "hidden_replies": 0})
+    unknown = _gates(log, "1", "alice", account="solo", sha="s1",
+                     settings={"replies": ["anyone-who-pays"], "lists": 0, "hidden_replies": 0})
+    words = _gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE, settings="Quotes: on")
+    found = messages(log.verify(tmp_path / "forged.export"))
+    threadgate = "post.gates_changed: data.settings of a threadgate"
+    assert found == [
+        f"entry {swapped}: {threadgate} must say replies, lists and hidden_replies",
+        f"entry {listless}: {threadgate} counts its lists or hidden replies wrongly",
+        f"entry {unknown}: {threadgate} must say replies, lists and hidden_replies",
+        f"entry {words}: post.gates_changed: data.settings must be an object",
+    ], found
 
 
 # ---- a post goes out no earlier than the log says it is due ------------------------------------

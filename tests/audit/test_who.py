@@ -123,3 +123,26 @@ def test_who_tells_a_recovered_claim_that_only_looked_and_what_came_of_it() -> N
         "sent to the platform (version 1)", looked,
         "published (version 1) at https://example.social/2, found there after its gateway stopped",
     ]
+
+
+def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
+    """A gate set and one removed, as the public page tells them: who, and the settings in
+    words; an entry written before settings were recorded says only which gate changed."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["alice"]), "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    threadgate, postgate = "app.bsky.feed.threadgate", "app.bsky.feed.postgate"
+    for data in [
+        {"gate": threadgate, "cid": "bafy1", "settings": {"replies": ["follower", "list"], "lists": 2,
+                                                          "hidden_replies": 0}},
+        {"gate": postgate, "cid": None, "settings": {"quotes": "on", "detached_quotes": 0}},
+        {"gate": postgate, "cid": "bafy2"},
+    ]:
+        log.add("post.gates_changed", actor="alice", account="solo", post="1", data=data)
+    entries = list(enumerate(log.entries))
+    told = [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]]
+    assert told == [
+        f"{threadgate} set by alice: Replies: only the account's followers and people on 2 lists",
+        f"{postgate} removed by alice: Quotes: on",
+        f"{postgate} set by alice",
+    ]

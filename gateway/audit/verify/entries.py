@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.audit import canonical
 from gateway.audit.entry import ENTRY_VERSION
+from gateway.audit.gates import settings_problem
 from gateway.audit.replay import Fact
 from gateway.jsondepth import nests_deeper
 
@@ -165,6 +166,8 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         gate, cid = data.get("gate"), data.get("cid")
         if type(gate) is not str or not (cid is None or type(cid) is str):
             return None, "post.gates_changed lacks data.gate or has a malformed data.cid"
+        if (problem := settings_problem(gate, data.get("settings"))) is not None:
+            return None, f"post.gates_changed: {problem}"
         return (_sha(data), gate), None
     if kind == "post.publishing":
         version = data.get("version")
