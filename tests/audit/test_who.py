@@ -127,7 +127,8 @@ def test_who_tells_a_recovered_claim_that_only_looked_and_what_came_of_it() -> N
 
 def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
     """A gate set and one removed, as the public page tells them: who, and the settings in
-    words; an entry written before settings were recorded says only which gate changed."""
+    words; an entry written before settings were recorded, or a forged one naming no gate,
+    says only which gate changed."""
     log = SyntheticLog()
     log.policy("solo", summary(owner="alice", writers=["alice"]), "s1")
     log.submit("1", author="alice", account="solo", sha="s1")
@@ -137,6 +138,8 @@ def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
                                                           "hidden_replies": 0}},
         {"gate": postgate, "cid": None, "settings": {"quotes": "on", "detached_quotes": 0}},
         {"gate": postgate, "cid": "bafy2"},
+        # a forged entry: settings of a postgate's shape on what is no gate (the verifier names it)
+        {"gate": "app.bsky.feed.post", "cid": "bafy3", "settings": {"quotes": "off", "detached_quotes": 0}},
     ]:
         log.add("post.gates_changed", actor="alice", account="solo", post="1", data=data)
     entries = list(enumerate(log.entries))
@@ -145,4 +148,5 @@ def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
         f"{threadgate} set by alice: Replies: only the account's followers and people on 2 lists",
         f"{postgate} removed by alice: Quotes: on",
         f"{postgate} set by alice",
+        "app.bsky.feed.post set by alice: Who may reply changed",
     ]
