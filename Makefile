@@ -91,7 +91,7 @@ fuzz: $(STAMP)
 chaos: $(STAMP)
 	BYLINE_CHAOS_SIZE=full $(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
-# Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay): see the
+# Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay and gate settings): see the
 # README's "Mutation testing" for the last summary. Not part of `make test`: it takes a while.
 mutation: $(STAMP)
 	rm -rf mutants

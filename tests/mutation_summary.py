@@ -21,6 +21,7 @@ AREAS = {
     "lifecycle": ("gateway/lifecycle.py",),
     "authorization and approvals": ("gateway/services/authorization.py",),
     "replay": ("gateway/audit/replay.py",),
+    "gate settings": ("gateway/audit/gates.py",),
 }
 KILLED = {1, 3, 36, -24, 24, 37}
 SURVIVED = {0}

@@ -36,16 +36,18 @@ def test_a_threadgate_allowing_no_one_says_nobody() -> None:
 
 def test_a_threadgate_names_its_rules_once_in_the_lexicons_order_and_counts_its_lists() -> None:
     """Rules given in any order, a list rule twice, one of a type no lexicon has and an entry
-    that is no object: the summary names each known rule once, in the lexicon's order."""
+    that is no object: the summary names each known rule (the part of its type after the last
+    "#") once, in the lexicon's order."""
     record = {"allow": [
         {"$type": RULE + "listRule", "list": "at://did:plc:a/app.bsky.graph.list/1"},
         {"$type": RULE + "followingRule"},
         "mentionRule",
         {"$type": RULE + "listRule", "list": "at://did:plc:a/app.bsky.graph.list/2"},
         {"$type": "com.example#mentionRule#somethingElse"},
+        {"$type": "com.example#v2#followerRule"},
         {"$type": RULE + "mentionRule"},
     ], "hiddenReplies": None}
-    assert gate_settings(THREADGATE, record) == _threadgate(["mention", "following", "list"], lists=2)
+    assert gate_settings(THREADGATE, record) == _threadgate(["mention", "follower", "following", "list"], lists=2)
 
 
 def test_a_threadgate_whose_rules_are_all_unknown_lets_no_rule_through() -> None:
