@@ -1810,6 +1810,20 @@ def test_only_a_claim_recovered_to_look_holds_its_post_again_unsent(tmp_path: Pa
     ]
 
 
+def test_a_publication_found_without_its_version_is_named_as_malformed(tmp_path: Path) -> None:
+    """A post.published that says it was found but not at which version cannot be matched to
+    the words the log holds: named, by its message, and not taken as the post found."""
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+    _claimed(log, sha="p2", looks_only="policy_changed")
+    bad = log.add("post.published", actor="system", account="brand", post="1",
+                  data={"remote_id": "r1", "url": "https://example.social/1", "found": True})
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert found == [f"entry {bad}: post.published lacks data.version"], found
+
+
 # ---- how long a replaced policy may still be named -----------------------------------------
 
 
@@ -2548,6 +2562,21 @@ def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None
     _publish(log, "1", "solo")
     bad = log.add("post.gates_changed", actor="alice", account="solo", post="1",
                   data={"cid": None, "state": "published", "policy_sha256": "s1"})
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found
+
+
+def test_a_gate_removed_passes_and_one_whose_cid_is_no_text_is_named(tmp_path: Path) -> None:
+    """A gate deleted on the platform is recorded with no CID (data.cid null) and passes; a CID
+    that is no text is named as malformed."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _publish(log, "1", "solo")
+    log.add("post.gates_changed", actor="alice", account="solo", post="1",
+            data={"gate": POSTGATE, "cid": None, "state": "published", "policy_sha256": "s1"})
+    bad = log.add("post.gates_changed", actor="alice", account="solo", post="1",
+                  data={"gate": POSTGATE, "cid": 5, "state": "published", "policy_sha256": "s1"})
     found = messages(log.verify(tmp_path / "x.export"))
     assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found
 
