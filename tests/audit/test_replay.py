@@ -1234,6 +1234,57 @@ def test_what_goes_out_is_the_current_version(tmp_path: Path) -> None:
     ]
 
 
+def _stale_claim_with_a_text_version() -> tuple[SyntheticLog, int, int]:
+    """Alice's post, edited to version 2, is claimed sending its first words (their text since
+    erased from beside the log) with the version written as text ("1"), then recorded published
+    at version 2. The log, the claim's entry and the publication's."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    first = log.words.get("1") or ""
+    log.add("post.edited", actor="alice", account="solo", post="1",
+            data={"version": 2, "text_hash": log.commit("second words"), "state": "scheduled", "policy_sha256": "s1"})
+    sent = log.commit(first, salt=b"fedcba9876543210")
+    log.texts[sent] = (log.texts[sent][0], None)  # its text erased: only the version can tell
+    claim = log.add("post.publishing", actor="system", account="solo", post="1",
+                    data={"attempt": 1, "version": "1", "text_hash": sent})
+    out = log.add("post.published", actor="system", account="solo", post="1",
+                  data={"remote_id": "r1", "url": "https://example.social/1", "version": 2})
+    return log, claim, out
+
+
+def test_a_claim_whose_version_is_no_number_is_named_as_malformed(tmp_path: Path) -> None:
+    """A forged log: a claim of a stale version written as text. Read as no version, the claim
+    escaped the check that a claim sends the current version, and the log passed; it is named
+    as malformed (and its publication, no claim before it). A claim that gives no version at
+    all is not judged by one."""
+    log, claim, out = _stale_claim_with_a_text_version()
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert found == [
+        f"entry {claim}: post.publishing has a malformed data.version",
+        f"entry {out}: post.published of post 1, which was scheduled: its life does not go that way",
+    ], found
+
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    log.add("post.publishing", actor="system", account="solo", post="1",
+            data={"attempt": 1, "text_hash": log.commit(log.words.get("1") or "")})
+    log.add("post.published", actor="system", account="solo", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": 1})
+    assert messages(log.verify(tmp_path / "unversioned.export")) == []
+
+
+async def test_byline_audit_verify_rejects_a_claim_whose_version_is_no_number(tmp_path: Path) -> None:
+    """The real command, on the export of that forged log."""
+    log, claim, _ = _stale_claim_with_a_text_version()
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert f"entry {claim}: post.publishing has a malformed data.version" in result.text
+
+
 def test_a_revision_is_its_writing_authors_and_only_where_words_go_out_at_once(tmp_path: Path) -> None:
     """``post.revised`` (new words for a published post) is replayed: by its author while they
     write, on an account that sends words out at once; a stranger's, or one on a co-signed

@@ -171,7 +171,10 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return (_sha(data), gate), None
     if kind == "post.publishing":
         version = data.get("version")
-        claim = (_sha(data), version if type(version) is int else None)
+        if not (version is None or type(version) is int):
+            # Read as none, it would escape the check that a claim sends the current version.
+            return None, "post.publishing has a malformed data.version"
+        claim = (_sha(data), version)
         # A recovered claim the policy in force would not let out: it only looks for the post.
         looks_only = data.get("looks_only")
         return (*claim, looks_only) if type(looks_only) is str else claim, None
