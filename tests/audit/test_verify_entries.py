@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from gateway.audit.entry import encode_entry
-from gateway.audit.verify.entries import parse_entry
+from gateway.audit.verify.entries import fact_extra, parse_entry
 
 RAW = encode_entry(type="post.cancelled", ts=1_767_268_800_000_000, actor="alice", account="solo", post="1",
                    data={"state": "cancelled"}, prev=None)
@@ -47,3 +50,55 @@ def test_a_time_of_the_right_shape_that_is_no_time_is_named() -> None:
         raw = RAW.replace(body["ts"].encode(), ts.encode())
         assert parse_entry(raw) == (None, "has a malformed ts")
         assert parse_entry(raw, "2026-01-01T00:00:00.000000Z") == (None, "has a malformed ts")
+
+
+# fact_extra: what the replay is told of each kind of entry, and the shapes it refuses
+
+SUBMITTED = {"version": 1, "state": "held", "approvers": ["bob"], "required": 1, "policy_sha256": "p1"}
+SUBMITTED_BAD = "post.submitted lacks data.version, state, approvers or required"
+
+
+@pytest.mark.parametrize(("kind", "data", "problem"), [
+    ("post.approved", {"state": "scheduled"}, "post.approved lacks data.version"),
+    ("post.submitted", SUBMITTED | {"version": "1"}, SUBMITTED_BAD),
+    ("post.submitted", SUBMITTED | {"state": None}, SUBMITTED_BAD),
+    ("post.submitted", SUBMITTED | {"approvers": "bob"}, SUBMITTED_BAD),
+    ("post.submitted", SUBMITTED | {"required": "1"}, SUBMITTED_BAD),
+    ("post.submitted", SUBMITTED | {"policy_sha256": 5}, SUBMITTED_BAD),
+    ("post.submitted", SUBMITTED | {"suggested_by": 5}, "post.submitted has a malformed data.suggested_by"),
+    ("post.edited", {"version": 2}, "post.edited lacks data.version or data.state"),
+    ("post.redecided", {"state": "held"}, "post.redecided lacks data.version or data.state"),
+    ("policy.loaded", {"sha256": "abc", "policy": "tier: direct"}, "policy.loaded lacks data.sha256 or data.policy"),
+    ("policy.changed", {"sha256": 5, "policy": {}}, "policy.changed lacks data.sha256 or data.policy"),
+    ("profile.updated", {"version": 1, "text": 5, "platform": "mastodon"},
+     "profile.updated lacks data.version, data.text or data.platform"),
+    ("profile.updated", {"version": 1, "platform": "mastodon"},
+     "profile.updated lacks data.version, data.text or data.platform"),
+    ("profile.updated", {"version": "1", "text": None, "platform": "mastodon"},
+     "profile.updated lacks data.version, data.text or data.platform"),
+])
+def test_an_entry_of_a_malformed_shape_is_named_by_its_kinds_message(
+    kind: str, data: dict[str, Any], problem: str
+) -> None:
+    """Each kind names what it lacks, in its own words, and gives the replay nothing to judge."""
+    assert fact_extra(kind, data) == (None, problem)
+
+
+@pytest.mark.parametrize(("kind", "data", "fact"), [
+    ("profile.updated", {"version": 1, "text": None, "platform": "x"}, (1,)),  # a byline taken off
+    ("post.submitted", SUBMITTED | {"reply_to_post": "7", "adopted_from": 5}, (1, "held", ("bob",), 1, "p1", None,
+                                                                                None, "7", None)),
+    ("post.edited", {"version": 2, "state": "held", "required": "2"}, (2, "held", None, None, None)),
+    ("post.edited", {"version": 2, "state": "held", "approvers": ["bob"], "required": 2, "reply_to_post": "7"},
+     (2, "held", ("bob",), 2, None, "7")),
+    ("post.edited", {"version": 2, "state": "held", "options": {}}, (2, "held", None, None, None, None)),
+    ("post.cancelled", {"state": 5, "version": "1", "policy_sha256": "p1"}, (None, None, "p1")),
+    ("post.retried", {"state": "scheduled", "version": 2, "reply_to_post": 7}, ("scheduled", 2, None)),
+    ("post.retried", {"state": "scheduled", "version": 2, "reply_to_post": "7"}, ("scheduled", 2, None, "7")),
+])
+def test_an_entry_gives_the_replay_its_facts_with_malformed_parts_as_none(
+    kind: str, data: dict[str, Any], fact: tuple[Any, ...]
+) -> None:
+    """What the replay is told: the parts of the wrong type as none (or left out, for a reply's
+    parent), and an edit's parent only where it gives its options or its parent."""
+    assert fact_extra(kind, data) == (fact, None)
