@@ -108,7 +108,7 @@ async def append_log(
 
 
 _BENCH_TABLE = ("CREATE TABLE {name} (idx BIGINT PRIMARY KEY, leaf_hash BLOB NOT NULL, entry BLOB NOT NULL, "
-                "type TEXT NOT NULL, chain TEXT, post_id TEXT, account TEXT, ts BIGINT NOT NULL)")
+                "type TEXT NOT NULL, chain TEXT, post_id TEXT, account TEXT, actor TEXT, ts BIGINT NOT NULL)")
 
 
 async def _bench_table(db: SqliteDatabase, name: str) -> None:
@@ -126,8 +126,8 @@ async def baseline(db: SqliteDatabase, rows: list[tuple[Any, ...]], batch: int) 
     for start in range(0, len(rows), batch):
         async with db.write() as txn:
             await txn.executemany(
-                "INSERT INTO bench_rows (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows[start : start + batch])
+                "INSERT INTO bench_rows (idx, leaf_hash, entry, type, chain, post_id, account, actor, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[start : start + batch])
     return time.perf_counter() - started
 
 
@@ -165,7 +165,7 @@ async def _round(args: argparse.Namespace, folder: Path) -> tuple[float, float, 
         log_s, batches = await _frozen(append_log(db, works, in_flight=args.in_flight, max_batch=args.batch))
         async with db.read() as txn:
             rows = [tuple(r) for r in await txn.fetchall(
-                "SELECT idx, leaf_hash, entry, type, chain, post_id, account, ts FROM log_entries ORDER BY idx")]
+                "SELECT idx, leaf_hash, entry, type, chain, post_id, account, actor, ts FROM log_entries ORDER BY idx")]
         assert len(rows) == args.events, len(rows)
         base_s = await _frozen(baseline(db, rows, args.batch))
         multi_s = await _frozen(multi_row(db, rows, args.batch))

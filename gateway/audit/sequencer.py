@@ -156,6 +156,7 @@ class LogTxn:
         entries.chains.append(chain)
         entries.post_ids.append(post)
         entries.accounts.append(account)
+        entries.actors.append(actor)
         if chain is not None:
             self._chains[chain] = (idx, leaf)
         self._next = idx + 1
