@@ -56,7 +56,7 @@
   function refresh(told) {
     told = told || "Your queue changed.";
     if (busy()) {
-      status.textContent = told + " Reload the page to see it.";
+      status.textContent = told + " Reload the page to see what changed.";
       return;
     }
     if (pending) { return; }
@@ -70,7 +70,7 @@
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue-list");
         if (!fresh) { return; }
         if (list.querySelector("form") && shown(fresh) !== shown(list)) {
-          status.textContent = told + " Reload the page to see it.";
+          status.textContent = told + " Reload the page to see what changed.";
           return;
         }
         list.replaceWith(fresh);
@@ -82,7 +82,7 @@
         status.textContent = told + " " + words.join("; ") + ".";
       })
       .catch(function () {
-        status.textContent = told + " Reload the page to see it.";
+        status.textContent = told + " Reload the page to see what changed.";
       })
       .then(function () { pending = false; });
   }
