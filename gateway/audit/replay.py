@@ -100,7 +100,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
-from gateway.lifecycle import Action, states_allowing
+from gateway.lifecycle import Action, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
 
@@ -151,6 +151,10 @@ _ACTIONS: dict[str, tuple[Action, ...]] = {
 _FROM: dict[str, frozenset[str]] = {
     kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
 }
+_REDECIDED: dict[str, str] = {s.value: transition(s, Action.REDECIDE).value for s in states_allowing(Action.REDECIDE)}
+"""Where a post decided again is, by where it was (``gateway.lifecycle``): held for people with
+a role (a suggestion stays one), never released or out, which would let it go out with no one
+deciding."""
 _FROM["post.revised"] = frozenset({"published"})
 _FROM["post.revising"] = frozenset({"published"})
 _FROM["post.revision_failed"] = frozenset({"published"})
@@ -886,6 +890,13 @@ class Replay:
 
     def _redecided(self, index: int, known: _Post, post: str, extra: Any) -> None:
         version, state, approvers, required = extra[:4]
+        held = _REDECIDED.get(known.state)
+        if held is not None and state != held:
+            # Taken at its word, a decision again that released the post (or said it was out)
+            # would let it be sent with no one deciding: after a claim that only looked for it,
+            # or while it waited for its author's lost role to be decided for.
+            self._bad(index, f"post.redecided of post {post}, which was {known.state}, says it is {state}: "
+                             f"a post decided again is {held}")
         self._regated(index, known, post, state, required)
         known.owed = None
         known.decided_again = True

@@ -1810,6 +1810,80 @@ def test_only_a_claim_recovered_to_look_holds_its_post_again_unsent(tmp_path: Pa
     ]
 
 
+def _sent_again_after_carol_lost_her_role(log: SyntheticLog, *, looked: bool) -> int:
+    """Carol's post on the direct brand, claimed (``looked``: sent, and claimed again only to be
+    looked for once carol no longer writes); then decided again, as the gateway records it, but
+    released where the lifecycle holds it (scheduled, its version kept, no one asked), and sent
+    again. The index of the forged decision."""
+    log.policy("brand", DIRECT | {"writers": ["alice", "carol"], "disclosure": "—{author}"}, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our results are in"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": "p1"})
+    if looked:
+        _claimed(log, sha="p1")
+    log.policy("brand", DIRECT | {"disclosure": "—{author}"}, "p2", kind="policy.changed")
+    if looked:
+        _claimed(log, sha="p2", looks_only="author_lost_role")
+    released = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
+        "cause": "author_lost_role", "state": "scheduled", "version": 1, "approvers": [], "required": 0,
+        "policy_sha256": "p2"})
+    _claimed(log, sha="p2")
+    _out(log)
+    return released
+
+
+@pytest.mark.parametrize("looked", [True, False])
+def test_a_post_decided_again_is_held_not_released(tmp_path: Path, looked: bool) -> None:
+    """A decision again holds a post for people with a role (a suggestion stays one): one that
+    says it released the post instead (scheduled) let the post of a writer the policy no longer
+    names go out with no one deciding, from a claim that only looked for it or from waiting.
+    Named; before, it verified."""
+    log = SyntheticLog()
+    forged = _sent_again_after_carol_lost_her_role(log, looked=looked)
+    was = "publishing" if looked else "scheduled"
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {forged}: post.redecided of post 1, which was {was}, says it is scheduled: a post decided "
+        "again is held"
+    ]
+
+
+def test_a_claim_that_only_looked_is_not_followed_by_a_release_or_a_publication_told_as_a_decision(
+    tmp_path: Path,
+) -> None:
+    """After a claim again that only looked (bob, whose approval sent carol's post, no longer an
+    approver), a decision again that says the post is scheduled (then sent on bob's approval
+    under the policy just replaced) or published (out, without saying it was found) is named:
+    only held is what follows it."""
+    for state in ("scheduled", "published"):
+        log = SyntheticLog()
+        _approved_post(log)
+        _claimed(log, sha="p1")
+        log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+        _claimed(log, sha="p2", looks_only="policy_changed")
+        forged = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
+            "cause": "policy_changed", "state": state, "version": 1, "approvers": ["bob", "dave"], "required": 1,
+            "policy_sha256": "p1"})
+        if state == "scheduled":
+            _claimed(log, sha="p1")
+            _out(log)
+        assert messages(log.verify(tmp_path / f"{state}.export")) == [
+            f"entry {forged}: post.redecided of post 1, which was publishing, says it is {state}: a post decided "
+            "again is held"
+        ], state
+
+
+async def test_byline_audit_verify_rejects_a_post_released_by_a_decision_again(tmp_path: Path) -> None:
+    """The real command, on an export whose post, claimed again only to look for it once its
+    author lost her role, was then released by a decision again and sent."""
+    log = SyntheticLog()
+    forged = _sent_again_after_carol_lost_her_role(log, looked=True)
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert f"entry {forged}: post.redecided of post 1, which was publishing, says it is scheduled" in result.text
+
+
 # ---- how long a replaced policy may still be named -----------------------------------------
 
 
