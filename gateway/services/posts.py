@@ -286,9 +286,10 @@ class PlannedClaim(Protocol):
 class AtOnce(Protocol):
     """What takes a post due the moment it is stored straight to its platform: the publisher."""
 
-    async def plan(self, ltx: LogTxn, post: PostRecord) -> PlannedClaim | None:
-        """Plan the claim of ``post`` in the transaction that stores it, writing nothing, or
-        ``None`` to leave it to the publisher's next page of due posts."""
+    async def plan(self, ltx: LogTxn, post: PostRecord, *, policy_sha256: str) -> PlannedClaim | None:
+        """Plan the claim of ``post``, decided under the policy ``policy_sha256``, in the
+        transaction that stores it, writing nothing, or ``None`` to leave it to the publisher's
+        next page of due posts."""
 
     def send(self, claim: Any) -> None:
         """Set a claim recorded by :meth:`PlannedClaim.record` on its way, once its
@@ -555,7 +556,8 @@ class PostService:
             # Due at once, it is claimed in this transaction. Without uploads, whose rows the claim
             # reads once they are the post's, it is stored claimed: one statement, not two, in
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
-            early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post)
+            early = None if at_once is None or options.media_ids else await at_once.plan(
+                ltx, post, policy_sha256=loaded.sha256)
             stored = post if early is None else replace(post, **early.changes)
             if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256):
                 raise PolicyMoved(policy.account)
@@ -592,7 +594,8 @@ class PostService:
             )
             if early is not None:
                 return post, await early.record(ltx, stored=True)
-            late = None if at_once is None or not options.media_ids else await at_once.plan(ltx, post)
+            late = None if at_once is None or not options.media_ids else await at_once.plan(
+                ltx, post, policy_sha256=loaded.sha256)
             return post, None if late is None else await late.record(ltx, stored=False)
 
         return work
