@@ -67,6 +67,11 @@ and approvals. It flags:
   retry sends at once and a post decided again waits for approvals anew: neither leaves a time.
   A reply waiting for a post of Byline's keeps its time from before an edit (the edit records
   the publisher's wait for the parent, which the publisher brings forward unlogged);
+- an approval (``post.approved``) later, by more than the same grace, than the deadline the log
+  last recorded for its post's hold (``expires_at``: its submission's, an edit's that held it
+  anew, a decision's again): a hold's deadline moved later in the database let an approval
+  through after the post had expired. An entry that changed the deadline without recording it
+  (written before they did) leaves it unknown, and nothing is compared;
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -113,11 +118,13 @@ a gateway acting on a policy the account no longer has is named (``--policy-grac
 
 DUE_GRACE_SECONDS = 2.0
 """How much earlier than the time the log last recorded a post due (``publish_at``) its claim
-may be and pass. An honest claim is never earlier, whichever gateway makes it and however its
-clock differs from the one that scheduled the post: the claim compares the post's time with its
-own batch's time and writes that same time as its entry's ``ts``. The grace is a margin only
-(``--due-grace``); past it, a post sent before its cooling-off or the time its writer asked and
-its approvers approved ended is named."""
+may be and pass, and how much later than the deadline the log last recorded for its hold
+(``expires_at``) an approval may be. An honest claim is never earlier, nor an honest approval
+later, whichever gateway makes it and however its clock differs from the one that scheduled or
+held the post: each compares the post's time with its own transaction's time and writes that
+same time as its entry's ``ts``. The grace is a margin only (``--due-grace``); past it, a post
+sent before its cooling-off or the time its writer asked and its approvers approved ended, or
+approved after its hold expired, is named."""
 
 
 def _moment(stamp: str) -> datetime:
@@ -152,6 +159,9 @@ _FROM["post.gates_changed"] = frozenset({"published"})
 """The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
 a post published twice, approved after it went out, or retried from cancelled is named."""
 
+_MOVES_DEADLINE = frozenset({"post.edited", "post.redecided", "post.retried"})
+"""The entries that may hold a post anew, with a new deadline (``expires_at``): one of them
+that does not record it (written before they did) leaves the deadline unknown."""
 _CARRYING = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
 """The entries that record what their post carries besides its words (``content_sha256``)."""
 _PENDING = frozenset({"held", "scheduled"})
@@ -199,6 +209,8 @@ class _Post:
     # platform and not settled yet (``post.revising``): its entry, version, words and content
     due: tuple[int, str] | None = None  # the entry that last recorded when it is due to go out
     # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
+    deadline: tuple[int, str] | None = None  # the entry that last recorded when its hold
+    # expires (``expires_at``), and that time; None for none, or unknown
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -330,32 +342,36 @@ class Replay:
     def feed_flat(
         self, first: int, flat: list[Any], words: Mapping[int, str] | None = None, stamps: str = "",
         contents: Mapping[int, str] | None = None, dues: Mapping[int, str] | None = None,
+        deadlines: Mapping[int, str] | None = None,
     ) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
         ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); the
         words committed to by those of them whose texts were given, by offset (``Chunk.words``);
         the run's times (``Chunk.stamps``); and what they record a post carries besides its
         words (``Chunk.contents``); and when those that schedule a post say it is due
-        (``Chunk.dues``)."""
+        (``Chunk.dues``); and the deadlines of holds those that set or clear one record
+        (``Chunk.deadlines``)."""
         step = self._step
         get = (words or {}).get
         content = (contents or {}).get
         due = (dues or {}).get
+        deadline = (deadlines or {}).get
         self._stamps, self._first = stamps, first
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
-            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset), due(offset))
+            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset), due(offset),
+                 deadline(offset))
 
     def feed(
         self, index: int, fact: Fact, words: str | None = None, content: str | None = None,
-        due: str | None = None, stamp: str | None = None,
+        due: str | None = None, stamp: str | None = None, deadline: str | None = None,
     ) -> None:
         """Take one entry's facts, in log order, the words it commits to when known, what it
         records the post carries besides them, when it says the post is due ("" for no time),
-        and its time, when known."""
+        its time, when known, and the deadline it records for the post's hold ("" for none)."""
         self._stamps, self._first = (stamp, index) if stamp is not None and len(stamp) == STAMP else ("", 0)
-        self._step(index, *fact, words, content, due)
+        self._step(index, *fact, words, content, due, deadline)
 
     def _stamp(self, index: int) -> str | None:
         """The time of the entry at ``index`` of the run being fed, when known."""
@@ -377,6 +393,7 @@ class Replay:
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
         words: str | None = None, content: str | None = None, due: str | None = None,
+        deadline: str | None = None,
     ) -> None:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
@@ -395,6 +412,7 @@ class Replay:
             submitted = self._posts[post]
             submitted.words, submitted.content = words, content
             submitted.due = (index, due) if due else None
+            submitted.deadline = (index, deadline) if deadline else None
             return
         known = self._posts.get(post)
         if known is None:
@@ -420,6 +438,12 @@ class Replay:
             known.due = (index, due) if due else None
         elif kind in ("post.retried", "post.redecided"):
             known.due = None  # retried: due at once; decided again: held, due once approved
+        if kind == "post.approved":
+            self._late(index, known, post)
+        if deadline is not None:
+            known.deadline = (index, deadline) if deadline else None
+        elif kind in _MOVES_DEADLINE:
+            known.deadline = None  # an entry from before they recorded it: unknown
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
@@ -980,6 +1004,25 @@ class Replay:
         if early > self._due_grace:
             self._bad(index, f"post {post} went out at {stamp}, {early:.0f} s before {due}, when entry {at} "
                              f"said it was due: more than the {self._due_grace:.0f} s a claim may be early")
+
+    def _late(self, index: int, known: _Post, post: str) -> None:
+        """An approval counts only before its post's hold expires: not later than the deadline
+        the log last recorded for it (its submission's, an edit's that held it anew, a decision's
+        again), plus the grace (:data:`DUE_GRACE_SECONDS`). A deadline moved later in the
+        database, and nowhere in the log, let an approval release a post that had expired."""
+        if known.deadline is None or known.state != "held":
+            return
+        at, deadline = known.deadline
+        stamp = self._stamp(index)
+        if stamp is None:
+            return
+        try:
+            late = (_moment(stamp) - _moment(deadline)).total_seconds()
+        except ValueError:  # no time: the entry is named for its ts already
+            return
+        if late > self._due_grace:
+            self._bad(index, f"post {post} was approved at {stamp}, {late:.0f} s after {deadline}, when entry {at} "
+                             f"said its hold expired: more than the {self._due_grace:.0f} s an approval may be late")
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it

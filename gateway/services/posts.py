@@ -677,6 +677,8 @@ class PostService:
                 data={"version": version, "text_hash": ltx.commit_text(text),
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
+                      # The hold's deadline: a new one where the edit held the post again.
+                      "expires_at": iso(changes.get("expires_at", current.expires_at)),
                       "policy_sha256": in_force.sha256, **gated,
                       # An edit that gives the options names the post it now replies to, or none.
                       **({"reply_to_post": given.reply_to_post} if given is not None else {}),
@@ -723,7 +725,7 @@ class PostService:
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
                 new_state = transition(state, Action.RELEASE)
                 await self._cas(ltx, current, new_state, publish_at=at, expires_at=None)
-                data.update(state=State.SCHEDULED.value, publish_at=iso(at))
+                data.update(state=State.SCHEDULED.value, publish_at=iso(at), expires_at=None)
             else:
                 new_state = transition(state, Action.APPROVE)
                 await self._cas(ltx, current, new_state)
@@ -1552,7 +1554,8 @@ async def redecide(
         ltx.txn, post.id, state=post.state, version=post.version, changes=changes
     ):
         raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
-    data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
+    data.update(version=version, policy_sha256=loaded.sha256 if loaded else None,
+                expires_at=iso(changes.get("expires_at", post.expires_at)))
     await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
     return new_state
 
