@@ -13,9 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from gateway.types import duration_micros, iso, to_micros
 from tests.audit.logtools import Attacker
-from tests.conftest import Gateway
+from tests.conftest import TEST_POLICIES, Gateway, write_policy
 from tests.test_voice_integrity import _verify_fails, _verify_log
 
 DEADLINE = timedelta(hours=24)  # the test policy's approvals.expire_after on "cosigned"
@@ -101,3 +103,32 @@ async def test_an_approval_after_the_first_deadline_within_the_one_an_edit_set_v
     assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Launch day is Friday\n\n—carol"]
     await _verify_log(gateway, tmp_path)
 
+
+@pytest.mark.parametrize("change", ["author_dropped", "removed_and_back"])
+async def test_a_policy_change_does_not_revive_an_expired_hold(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, change: str
+) -> None:
+    """A held post past its deadline, the sweep not yet run, when a policy change would decide
+    it again (its author taken off the writers; the file removed and put back): it expires in
+    the change's transaction rather than be held anew with a fresh deadline, the approvals
+    that follow are refused (409), nothing goes out, and the log verifies."""
+    post = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    gateway.clock.advance(DEADLINE + timedelta(minutes=1))
+    policy = TEST_POLICIES["cosigned"]
+    if change == "author_dropped":
+        write_policy(policy_dir, "cosigned", policy.replace("writers: [alice, carol]", "writers: [alice]"))
+        await gateway.sync_policies()
+    else:
+        (policy_dir / "cosigned.yaml").unlink()
+        await gateway.sync_policies()
+        write_policy(policy_dir, "cosigned", policy)
+        await gateway.sync_policies()
+    for approver in ("bob", "dave"):
+        status, body = await gateway.act(approver, post["id"], "approve")
+        assert status == 409, body
+        assert body["error"] == "invalid_transition", body
+    gateway.clock.advance(timedelta(minutes=5))
+    await gateway.tick()
+    assert (await gateway.get("alice", post["id"]))["state"] == "expired"
+    assert await gateway.timeline("cosigned") == []
+    await _verify_log(gateway, tmp_path)

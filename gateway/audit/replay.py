@@ -35,7 +35,8 @@ and approvals. It flags:
   records named theirs;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
-  (``post.redecided``) before anything else happens to it;
+  (``post.redecided``) before anything else happens to it, or expire (``post.expired``: a hold
+  past its deadline is expired in the change's transaction, never revived);
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
@@ -420,8 +421,9 @@ class Replay:
                 self._bad(index, f"{kind} for post {post}, which was never submitted")
             return
         if known.owed is not None and kind != "post.redecided":
-            at, why = known.owed
-            self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
+            if kind != "post.expired":
+                at, why = known.owed
+                self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
             known.owed = None
         allowed = _FROM.get(kind)
         if allowed is not None and known.state not in allowed:

@@ -49,6 +49,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_not_expired,
     check_version,
+    hold_expired,
     redecision_cause,
     retry_cause,
     visible_accounts,
@@ -1510,6 +1511,10 @@ async def redecide_pending(
     scheduled without approvals on an account that now asks for them is held for them. Nothing
     is cancelled: a person who still has a role decides. Each held post gets a new version with
     the same words, so approvals given before the change no longer count.
+
+    A held post whose deadline has passed (the publisher's sweep not yet run) is not held
+    anew: that would give an expired hold a new deadline, or none at all. It expires here, as
+    the sweep would have (:func:`expire_hold`), and its state is ``expired``.
     """
     moved: list[tuple[str, State]] = []
     cosigned = loaded is not None and loaded.policy.tier is Tier.COSIGNED
@@ -1517,9 +1522,28 @@ async def redecide_pending(
         released = cosigned and post.state == State.SCHEDULED.value
         approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
         cause = redecision_cause(loaded, post, before, approved)
-        if cause is not None:
+        if cause is None:
+            continue
+        if hold_expired(post, now=ltx.now):
+            await expire_hold(ltx, post)
+            moved.append((post.id, State.EXPIRED))
+        else:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
+
+
+async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
+    """Expire the held ``post``, whose deadline has passed, and cancel the replies waiting for
+    it; how many replies. Raises a conflict where it changed since it was read."""
+    new_state = transition(State(post.state), Action.EXPIRE)
+    if not await sql.compare_and_set(
+        ltx.txn, post.id, state=post.state, version=post.version,
+        changes={"state": new_state.value, "updated_at": ltx.now},
+    ):
+        raise BylineError(Code.CONFLICT, "changed meanwhile")
+    await ltx.append("post.expired", actor="system", account=post.account, post=post.id,
+                     data={"state": new_state.value, "version": post.version})
+    return await cancel_waiting_replies(ltx, post, new_state)
 
 
 async def redecide(

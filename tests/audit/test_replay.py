@@ -2791,6 +2791,23 @@ def test_a_deadline_moved_by_a_later_entry_is_the_one_approvals_answer_to(tmp_pa
     ]
 
 
+def test_a_hold_expired_instead_of_decided_again_passes(tmp_path: Path) -> None:
+    """A policy change takes carol off the writers while her held post is past its deadline:
+    the gateway expires it in the change's transaction rather than hold it anew, and that
+    answers what the change owed it; an approval after the expiry is still named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    log.wait(120)
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    log.add("post.expired", actor="system", account="brand", post="1", data={"state": "expired", "version": 1})
+    bad = log.add("post.approved", actor="bob", account="brand", post="1",
+                  data={"version": 1, "count": 1, "required": 2, "state": "held", "policy_sha256": "p2"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: post.approved of post 1, which was expired: its life does not go that way",
+    ]
+
+
 def test_a_malformed_deadline_is_named(tmp_path: Path) -> None:
     """A deadline that is not a time cannot be compared with an approval, and is named as malformed."""
     log = SyntheticLog()
