@@ -72,7 +72,9 @@ and approvals. It flags:
   last recorded for its post's hold (``expires_at``: its submission's, an edit's that held it
   anew, a decision's again): a hold's deadline moved later in the database let an approval
   through after the post had expired. An entry that changed the deadline without recording it
-  (written before they did) leaves it unknown, and nothing is compared;
+  (written before they did) leaves it unknown, and nothing is compared. And a deadline a post
+  held anew was given further from its entry's time than the policy it names lets a hold last
+  (its summary's ``expire_after_seconds``, where it says), by more than the grace;
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -414,6 +416,8 @@ class Replay:
             submitted.words, submitted.content = words, content
             submitted.due = (index, due) if due else None
             submitted.deadline = (index, deadline) if deadline else None
+            if deadline and submitted.state == "held" and not submitted.announcement:
+                self._held_until(index, submitted, post, deadline, extra[4])
             return
         known = self._posts.get(post)
         if known is None:
@@ -446,6 +450,11 @@ class Replay:
             known.deadline = (index, deadline) if deadline else None
         elif kind in _MOVES_DEADLINE:
             known.deadline = None  # an entry from before they recorded it: unknown
+        # Held anew, with a deadline of its own: by a decision again, or by an edit of a post
+        # released (an edit of one held keeps the hold's deadline, set under its policy then).
+        anew = kind == "post.redecided" or (kind == "post.edited" and known.state != "held")
+        if anew and deadline and extra[1] == "held":
+            self._held_until(index, known, post, deadline, extra[4])  # fact_extra's policy, for both
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
@@ -1006,6 +1015,30 @@ class Replay:
         if early > self._due_grace:
             self._bad(index, f"post {post} went out at {stamp}, {early:.0f} s before {due}, when entry {at} "
                              f"said it was due: more than the {self._due_grace:.0f} s a claim may be early")
+
+    def _held_until(self, index: int, known: _Post, post: str, deadline: str, sha256: str | None) -> None:
+        """A post held anew (submitted, edited after its release, decided again) is held until
+        the entry's time plus the ``expire_after`` of the policy it names, and no later (the
+        grace, :data:`DUE_GRACE_SECONDS`, beside): a deadline recorded later would let
+        approvals through after the hold should have expired. Policies recorded before their
+        summaries said how long a hold lasts are not compared."""
+        stamp = self._stamp(index)
+        if stamp is None:
+            return
+        try:
+            lasts = (_moment(deadline) - _moment(stamp)).total_seconds()
+        except ValueError:  # no time: the entry is named for its ts already
+            return
+        grace = self._due_grace
+
+        def check(policy: _Policy) -> str | None:
+            allowed = policy.summary.get("expire_after_seconds")
+            if type(allowed) is not int or lasts <= allowed + grace:
+                return None
+            return (f"post {post} was held until {deadline}, {lasts:.0f} s after entry {index}, where its "
+                    f"policy lets a hold last {allowed} s")
+
+        self._judge(index, known.account, sha256, check, f"post {post} was held")
 
     def _late(self, index: int, known: _Post, post: str) -> None:
         """An approval counts only before its post's hold expires: not later than the deadline

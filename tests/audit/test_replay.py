@@ -2858,3 +2858,41 @@ async def test_byline_audit_verify_rejects_an_approval_after_the_deadline(tmp_pa
     wide = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress",
                         "--due-grace", "4000")
     assert wide.code == 0, wide.text
+
+
+def test_a_deadline_later_than_the_policy_lets_a_hold_last_is_named(tmp_path: Path) -> None:
+    """A forged log: the policy lets a hold last an hour, and a submission, an edit that held the
+    post again and a decision again each record a deadline a day out, so approvals a day late
+    would pass. Each is named; the deadlines the policy allows (to the grace) pass, an edit of
+    a post still held keeps its hold's deadline unjudged, and a policy recorded before summaries
+    said how long a hold lasts judges none."""
+    log = SyntheticLog()
+    log.policy("brand", {**COSIGNED, "expire_after_seconds": 3600}, "p1")
+    day = log.time(86_400)
+    submitted = _held_until(log, "1", day)
+    _held_until(log, "2", log.time(3602))
+    _approve(log, "2", "bob")
+    _releases(log, "2")
+    edited_day = log.time(86_400)
+    edited = log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
+        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 3, "text_hash": log.commit("carol's words v3"), "state": "held", "publish_at": None,
+        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    again_day = log.time(86_400)
+    again = log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
+        "cause": "policy_changed", "state": "held", "version": 4, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1", "expires_at": again_day})
+    log.policy("old", COSIGNED, "o1")
+    log.add("post.submitted", actor="carol", account="old", post="3", data={
+        "version": 1, "text_hash": log.commit("text of 3"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "o1", "publish_at": None, "expires_at": log.time(86_400 * 365)})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {submitted}: post 1 was held until {day}, 86400 s after entry {submitted}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {edited}: post 2 was held until {edited_day}, 86400 s after entry {edited}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {again}: post 2 was held until {again_day}, 86400 s after entry {again}, where its policy "
+        "lets a hold last 3600 s",
+    ]
