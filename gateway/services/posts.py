@@ -557,7 +557,11 @@ class PostService:
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
             early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post)
             stored = post if early is None else replace(post, **early.changes)
-            if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256):
+            # Held, where nothing of this work's needs it stored before the batch's next statement
+            # (no uploads to attach): it goes in with the other new posts of the batch, in one
+            # statement on PostgreSQL, where each was a round trip the batch waited for.
+            held = None if alongside is not None or options.media_ids else (ltx.work, PolicyMoved(policy.account))
+            if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256, held=held):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
