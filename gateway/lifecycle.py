@@ -81,6 +81,9 @@ _TABLE: dict[tuple[State, Action], State] = {
     (State.HELD, Action.REDECIDE): State.HELD,
     (State.SCHEDULED, Action.REDECIDE): State.HELD,
     (State.SUGGESTED, Action.REDECIDE): State.SUGGESTED,
+    # A claim recovered after a policy change that would not let it go out, and not found on
+    # its platform: held for a decision under the policy in force, never sent.
+    (State.PUBLISHING, Action.REDECIDE): State.HELD,
 }
 
 

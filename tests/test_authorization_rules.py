@@ -23,6 +23,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_version,
     contributors_of,
+    recovery_cause,
     redecision_cause,
     retry_cause,
 )
@@ -461,3 +462,45 @@ def test_retried_post_decided_again_is_held_for_approvals_that_do_not_count_now(
     decided = row(state="scheduled", required=2, reasons=(LOST,))
     got = retry_cause(BRAND_AFTER, decided, ["bob"])
     assert got is not None and got["rule"] == "policy_changed"
+
+
+# recovery_cause
+
+CHANGED = {"rule": "policy_changed", "action": "hold",
+           "reason": "The account's policy now asks for approvals this post has not had"}
+
+
+def test_recovered_claim_with_what_the_policy_asks_now_may_go_out() -> None:
+    """A post claimed before its publisher died, held for two and approved by two of the
+    approvers named now, by an author who still writes: nothing stops it."""
+    assert recovery_cause(BRAND, row(state="publishing", required=2), ["bob", "dave"]) is None
+
+
+def test_recovered_claim_held_for_fewer_approvals_than_asked_now_is_held() -> None:
+    """Held for one where the policy now asks two: held again, though it had two approvals."""
+    assert recovery_cause(BRAND, row(state="publishing", required=1), ["bob", "dave"]) == CHANGED
+
+
+def test_recovered_claim_lacking_approvals_that_count_now_is_held() -> None:
+    """Approved by someone the policy no longer names (erin): that approval does not count."""
+    assert recovery_cause(BRAND, row(state="publishing", required=2), ["bob", "erin"]) == CHANGED
+
+
+def test_recovered_claim_whose_author_lost_the_role_is_held_unless_decided_again() -> None:
+    """Carol no longer writes: held for someone who does, unless people with a role decided it
+    again already after she lost it (and it has the approvals asked)."""
+    assert recovery_cause(BRAND_AFTER, row(state="publishing", required=2), ["bob", "dave"]) == LOST
+    decided = row(state="publishing", required=2, reasons=(LOST,))
+    assert recovery_cause(BRAND_AFTER, decided, ["bob", "dave"]) is None
+    assert recovery_cause(BRAND_AFTER, decided, ["bob"]) == CHANGED
+
+
+def test_recovered_claim_on_an_account_not_co_signed_needs_only_a_writing_author() -> None:
+    """On a direct account no approvals are asked; an author off the writers is still held."""
+    assert recovery_cause(DIRECT, row(account="direct", author="alice", state="publishing", required=0), []) is None
+    assert recovery_cause(DIRECT, row(account="direct", author="carol", state="publishing", required=0), []) == LOST
+
+
+def test_recovered_announcement_answers_to_no_role() -> None:
+    """The policy file's own announcement is authorised by the version it announces."""
+    assert recovery_cause(BRAND_AFTER, row(author="policy-file", state="publishing", required=0), []) is None

@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
+from gateway.http.pages import prefers_html
 from gateway.settings import Settings
 from tests.conftest import Gateway, started_gateway
 from tests.serve import ServeProcess
@@ -447,6 +448,62 @@ async def test_connections_per_address_are_bounded(db_url: str, policy_dir: Path
         assert status == 200, body
         for _, writer in held:
             writer.close()
+
+
+FIREFOX_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+"""What a browser's Accept says when a person opens an address."""
+
+
+async def test_a_browser_over_the_connection_limit_is_shown_a_page(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """The connection past an address's limit, from a person's browser opening a page, is
+    answered with the pages' error page (429, Retry-After, the pages' headers), not raw JSON;
+    an API client's still gets JSON, with Retry-After too. Before: JSON to both, no Retry-After."""
+    async with _served(db_url, policy_dir, clock, connections_per_address=2, request_read_seconds=30) as gw:
+        assert gw.client.port is not None
+        port = gw.client.port
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.2)  # the server has taken both
+        try:
+            opened = f"GET /queue HTTP/1.1\r\nHost: x\r\nAccept: {FIREFOX_ACCEPT}\r\n\r\n".encode()
+            status, headers, body = await _raw_exchange("127.0.0.1", port, opened)
+            assert (status, headers["retry-after"]) == (429, "5"), body
+            assert headers["content-type"] == "text/html; charset=utf-8", headers
+            assert headers["content-security-policy"].startswith("default-src 'none'"), headers
+            page = body.decode()
+            assert "<h1>Too many connections</h1>" in page, page
+            assert ('<p class="error" role="alert">this address already has 2 connections open; close one, '
+                    "or reuse it</p>") in page, page
+            for accept in ("", "Accept: */*\r\n", "Accept: application/json\r\n"):
+                asked = f"GET /v1/posts HTTP/1.1\r\nHost: x\r\n{accept}\r\n".encode()
+                status, headers, body = await _raw_exchange("127.0.0.1", port, asked)
+                assert (status, headers["retry-after"]) == (429, "5"), (accept, body)
+                assert headers["content-type"].startswith("application/json"), (accept, headers)
+                assert json.loads(body) == {"error": "too_many_requests", "message": (
+                    "this address already has 2 connections open; close one, or reuse it")}
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+@pytest.mark.parametrize(("accept", "html"), [
+    (FIREFOX_ACCEPT, True),
+    ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+     "application/signed-exchange;v=b3;q=0.7", True),  # Chromium's
+    ("application/json, text/html;q=0.5", False),
+    ("text/html;q=0.5, application/json;q=0.9", False),
+    ("text/html;q=0.9, application/*;q=0.5", True),
+    ("*/*", False),
+    ("", False),
+    ("application/json", False),
+    ("text/*", True),
+    ("text/html;q=2, */*;q=0.1", False),  # no weight as RFC 9110 writes one: nothing
+])
+def test_what_a_browser_accepts_is_told_from_an_api_clients(accept: str, html: bool) -> None:
+    """An Accept header ranks an HTML page above JSON as a browser's does, weights and wildcards
+    read as RFC 9110 reads them; a tie (``*/*``, no header) goes to JSON."""
+    assert prefers_html(accept) is html
 
 
 async def test_byline_serve_answers_malformed_and_slow_requests_in_json(

@@ -39,6 +39,7 @@ EXPECTED = {
     ("held", "redecide"): "held",
     ("scheduled", "redecide"): "held",
     ("suggested", "redecide"): "suggested",
+    ("publishing", "redecide"): "held",  # a recovered claim the policy in force holds, unsent
 }
 
 

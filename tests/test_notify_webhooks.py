@@ -29,7 +29,8 @@ from gateway.services.notify import notification_type, retry_delay_seconds
 from gateway.storage import notify as notify_sql
 from tests.conftest import TEST_POLICIES, Gateway, make_policy_dir, started_gateway
 
-ALL_EVENTS = ["post.held", "post.suggested", "post.approved", "post.published", "post.failed", "policy.changed"]
+ALL_EVENTS = ["post.held", "post.suggested", "post.approved", "post.published", "post.failed", "post.gates_changed",
+              "policy.changed"]
 
 
 def new_secret() -> str:
@@ -130,9 +131,9 @@ async def deliveries(gw: Gateway) -> list[notify_sql.Delivery]:
     return await gw.app[NOTIFIER].deliveries()
 
 
-def test_log_entries_map_to_the_six_events() -> None:
+def test_log_entries_map_to_the_seven_events() -> None:
     """Which log entries notify: held and suggested posts by their state, approvals, publications,
-    failures and every policy change; nothing else."""
+    failures, changes of who may reply to or quote a post out, and every policy change; nothing else."""
     cases = [
         ({"type": "post.submitted", "data": {"state": "held"}}, "post.held"),
         ({"type": "post.submitted", "data": {"state": "scheduled"}}, None),
@@ -145,6 +146,8 @@ def test_log_entries_map_to_the_six_events() -> None:
         ({"type": "post.published", "data": {}}, "post.published"),
         ({"type": "post.failed", "data": {}}, "post.failed"),
         ({"type": "post.deferred", "data": {}}, None),
+        ({"type": "post.gates_changed", "data": {"state": "published"}}, "post.gates_changed"),
+        ({"type": "post.deleted", "data": {"state": "deleted"}}, None),
         ({"type": "policy.loaded", "data": {}}, "policy.changed"),
         ({"type": "policy.removed", "data": {}}, "policy.changed"),
         ({"type": "client.revoked", "data": {}}, None),
@@ -160,7 +163,8 @@ def test_backoff_grows_and_is_bounded() -> None:
 async def test_each_event_arrives_once_signed(
     db_url: str, tmp_path: Path, clock: ManualClock, hook: Receiver
 ) -> None:
-    """Every one of the six events reaches the receiver once, signed with the account's secret,
+    """Every event but a change of who may reply or quote (a Bluesky post's, see
+    tests/clients/test_atproto_gates.py) reaches the receiver once, signed with the account's secret,
     with the words of held posts and suggestions and no token."""
     secret = new_secret()
     policy_dir = hooked_policies(tmp_path, hook.url, secret, {

@@ -5,10 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters.base import OutboundPost
-from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY
+import pytest
+
+from adapters.base import AdapterError, OutboundPost
+from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
-from tests.conftest import started_gateway
+from tests.audit.logtools import verified_by_cli
+from tests.conftest import started_gateway, write_policy
+from tests.test_voice_integrity import BRAND
+
+BRAND_OF_THREE = BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
+"""Co-signed: alice and carol write, one of bob, carol and dave approves."""
 
 
 async def test_due_and_overdue_posts_publish_once_after_restart(
@@ -73,6 +80,134 @@ async def test_crash_before_platform_saw_it_publishes_once(
         assert await second.tick() == 1
         assert [p["text"] for p in await second.timeline("direct")] == ["Never left"]
         assert (await second.get("alice", post["id"]))["state"] == "published"
+
+
+async def _claimed_when_the_gateway_died(db_url: str, policy_dir: Path, clock: ManualClock, *, sent: bool) -> str:
+    """carol's post on co-signed brand, approved by bob and claimed by a publisher that dies
+    before it records how the publish went: before any request left, or (``sent``) once the
+    platform had taken it. The post's id."""
+    write_policy(policy_dir, "brand", BRAND_OF_THREE)
+    async with started_gateway(db_url, policy_dir, clock) as first:
+        post = await first.submit("carol", "brand", "Launch day")
+        status, body = await first.act("bob", post["id"], "approve")
+        assert (status, body["state"]) == (200, "scheduled"), body
+        clock.advance(timedelta(minutes=2))
+        claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+        assert claim is not None
+        if sent:
+            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
+    return str(post["id"])
+
+
+@pytest.mark.parametrize(("policy", "required", "approvers"), [
+    pytest.param(BRAND_OF_THREE.replace("required: 1", "required: 2"), 2, ["bob", "dave"],
+                 id="one-more-approval-asked"),
+    pytest.param(BRAND_OF_THREE.replace("from: [bob, carol, dave]", "from: [carol, dave]"), 1, ["dave"],
+                 id="bob-no-longer-approves"),
+])
+async def test_a_claim_recovered_after_the_policy_asks_other_approvals_is_held_not_sent(
+    db_url: str, policy_dir: Path, clock: ManualClock, policy: str, required: int, approvers: list[str],
+) -> None:
+    """The policy asks for two approvals (or no longer names bob) while carol's post, approved
+    by bob alone, lies claimed by a dead publisher: once its lease runs out it is looked for, not
+    found, and held for the approvals asked now, not sent (before, the recovery sent it on bob's
+    one); the approvers named now then send it, and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", policy)
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert await second.timeline("brand") == []
+        held = await second.get("alice", post_id)
+        assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, required), held
+        assert held["reasons"][-1]["rule"] == "policy_changed"
+        kinds = [e["type"] for e in held["events"]]
+        assert kinds[-3:] == ["post.publishing", "post.publishing", "post.redecided"], kinds
+        assert held["events"][-2]["data"]["looks_only"] == "policy_changed"
+        for n, approver in enumerate(approvers, 1):
+            status, body = await second.act(approver, post_id, "approve")
+            assert (status, body["state"]) == (200, "scheduled" if n == len(approvers) else "held"), body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        await verified_by_cli(second)
+
+
+async def test_a_claim_recovered_after_its_author_lost_the_writer_role_is_held_not_sent(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """The policy takes carol off the writers while her post lies claimed by a dead publisher:
+    once its lease runs out it is looked for, not found, and held for the approvers to decide
+    again (before, the recovery sent it under the policy that no longer lets her write); bob's
+    approval of it then sends it, and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("writers: [alice, carol]", "writers: [alice]"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert await second.timeline("brand") == []
+        held = await second.get("alice", post_id)
+        assert (held["state"], held["version"], held["approvers"]) == ("held", 2, ["bob", "dave"]), held
+        assert held["reasons"][-1]["rule"] == "author_lost_role"
+        assert held["events"][-2]["data"]["looks_only"] == "author_lost_role"
+        status, body = await second.act("bob", post_id, "approve")
+        assert (status, body["state"]) == (200, "scheduled"), body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        await verified_by_cli(second)
+
+
+async def test_a_claim_recovered_after_the_policy_changed_is_recorded_published_when_the_platform_has_it(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """The platform took carol's post before its publisher died, and the policy then asks for
+    two approvals: the recovery finds it there and records it published (it cannot be taken
+    back), once; the log says the claim only looked and found it, and verifies (before, the
+    claim was one that would have sent it, and the verifier named it)."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        found = await second.get("alice", post_id)
+        assert found["state"] == "published"
+        assert [e["type"] for e in found["events"]][-2:] == ["post.publishing", "post.published"]
+        assert found["events"][-2]["data"]["looks_only"] == "policy_changed"
+        assert found["events"][-1]["data"]["found"] is True
+        await verified_by_cli(second)
+
+
+async def test_a_recovered_claim_its_platform_cannot_look_for_waits_publishing_unsent(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform cannot say whether it has carol's post (its lookup fails) when the recovery
+    would only look for it: it is neither sent nor put back among the due posts (before, it was
+    deferred, scheduled again), but left publishing for its lease to run out; looked for again
+    then, and not found, it is held."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        async def unreachable(key: str) -> object:
+            raise AdapterError("the platform could not be reached", retryable=True)
+
+        clock.advance(timedelta(minutes=3))
+        with monkeypatch.context() as patch:
+            patch.setattr(second.app[SANDBOX], "find", unreachable)
+            await second.tick()
+        waiting = await second.get("alice", post_id)
+        assert (waiting["state"], waiting["version"]) == ("publishing", 1), waiting
+        assert [e["type"] for e in waiting["events"]][-2:] == ["post.publishing", "post.publishing"]
+        assert await second.timeline("brand") == []
+        assert await second.tick() == 0  # its lease has not run out again yet
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        held = await second.get("alice", post_id)
+        assert (held["state"], held["approvals_required"]) == ("held", 2), held
+        assert await second.timeline("brand") == []
+        await verified_by_cli(second)
 
 
 def test_manual_clock_is_utc() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import AdapterError
-from gateway.appkeys import CHECKPOINTS, SANDBOX
+from gateway.appkeys import APPENDER, CHECKPOINTS, PUBLISHER, SANDBOX
 from gateway.audit.entry import text_commitment
 from gateway.types import to_micros
 from tests.audit.logtools import Attacker, byline
@@ -398,6 +398,44 @@ async def test_a_post_held_again_for_its_author_lost_role_asks_as_many_approvals
     assert await gateway.timeline("brand") == []
     await _verify_log(gateway, tmp_path)
 
+
+
+async def test_a_post_deferred_after_its_author_lost_the_role_in_flight_is_held_for_a_decision(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """carol's post, approved by bob, is being sent when the policy takes her off the writers
+    (the change decides again only the posts waiting, not one in flight), and the platform fails
+    it for now. Deferred, it is held for a decision at its next turn (before, it stayed scheduled
+    for ever: its author's lost role kept it from going out, and no one was asked to decide);
+    bob's approval then sends it."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Launch")
+    status, body = await gateway.act("bob", post["id"], "approve")
+    assert (status, body["state"]) == (200, "scheduled"), body
+    gateway.clock.advance(timedelta(minutes=2))
+    claim = await gateway.app[APPENDER].submit(gateway.app[PUBLISHER]._claim_work(post["id"]))
+    assert claim is not None
+    write_policy(policy_dir, "brand", BRAND.replace("writers: [alice, carol]", "writers: [alice]"))
+    await gateway.sync_policies()
+
+    async def unavailable(*, account: str, post: object) -> object:
+        raise AdapterError("the instance is down", retryable=True, status=503)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway.app[SANDBOX], "create", unavailable)
+        await gateway.app[PUBLISHER]._send(claim)
+    assert (await gateway.get("alice", post["id"]))["state"] == "scheduled"
+    await _publish_due(gateway)
+    held = await gateway.get("bob", post["id"])
+    assert (held["state"], held["version"], held["approvers"]) == ("held", 2, ["bob"]), held
+    assert held["reasons"][-1]["rule"] == "author_lost_role"
+    assert await gateway.timeline("brand") == []
+    status, body = await gateway.act("bob", post["id"], "approve")
+    assert (status, body["state"]) == (200, "scheduled"), body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Launch\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
 
 
 async def test_a_post_decided_again_for_its_authors_role_is_held_at_its_retry_for_approvals_asked_since(

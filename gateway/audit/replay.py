@@ -40,6 +40,12 @@ and approvals. It flags:
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
+- a claim again after a lease ran out is judged as a first claim is, against the policy it
+  names: a post the policy in force would not let out is claimed again only to be looked for
+  on its platform (``looks_only``), and then either recorded published as found there
+  (``found``) or held again (``post.redecided``); a post published after such a claim without
+  being found, a post held again from ``publishing`` without such a claim (it was sent), and a
+  first claim that says it only looks are named;
 - where the log's texts are given, a claim that sends other words than the current version's,
   with the disclosure line the policy it names asks for (rebuilt from the summary's
   ``disclosure``, crediting the author, the suggester and the editors in the order they
@@ -214,6 +220,8 @@ class _Post:
     # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
     deadline: tuple[int, str] | None = None  # the entry that last recorded when its hold
     # expires (``expires_at``), and that time; None for none, or unknown
+    looking: int | None = None  # the entry of a claim recovered only to look for it on its
+    # platform (``looks_only``), while it is the post's last entry
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -432,6 +440,14 @@ class Replay:
         allowed = _FROM.get(kind)
         if allowed is not None and known.state not in allowed:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
+        looking, known.looking = known.looking, None
+        if looking is None and kind == "post.redecided" and known.state == "publishing":
+            self._bad(index, f"post.redecided of post {post}, which was publishing, and not claimed again to be "
+                             "looked for only (data.looks_only): a post sent out must be recorded as it went")
+        elif looking is not None and kind == "post.published" and extra[1:] != (True,):
+            self._bad(index, f"post {post} was published after entry {looking} claimed it again only to look "
+                             "for it on its platform, and not found there (data.found): the policy in force "
+                             "would not let it go out")
         if known.revising is not None and kind not in _SETTLING:
             self._bad(index, f"{kind} of post {post} while the revision entry {known.revising[0]} sent to its "
                              "platform was not settled: a published post's changes reach the platform one at "
@@ -1064,15 +1080,26 @@ class Replay:
         under the policy the claim names (or people who do must have decided the post again);
         what goes out is the post's current version: its words (and the disclosure line the
         policy asks for), where the log's texts were given."""
-        sha, version = extra if isinstance(extra, tuple) else (extra, None)
+        sha, version, *looks_only = extra if isinstance(extra, tuple) else (extra, None)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         if known.claimed_at is None:
             known.claimed_at = index
         again = known.state == "publishing"  # its lease ran out: claimed again, as it was
         known.state = "publishing"
+        if looks_only:
+            # Claimed again only to look for it on its platform (its first claim sent it, and
+            # was judged then): the policy in force would not send it. What follows says
+            # whether it was there (``post.published`` with ``found``) or held again unsent.
+            known.looking = index
+            if not again:
+                self._bad(index, f"post {post} was claimed to be looked for only (data.looks_only), but no claim "
+                                 "before had sent it")
+            return
         words, before, known.sent = known.words, known.sent, sent
-        # A claim again (its lease ran out) sends what the last one did, whatever the policy now.
+        # A claim again (its lease ran out) sends the words the last one did (the platform may
+        # have them already), whatever the policy's disclosure now; who may send it, and with
+        # which approvals, is judged below as for any claim.
         sends = None if sent is None or words is None or sent == before else self._sends_words(known, post, words, sent)
         account = known.account
         if account is None:
@@ -1093,7 +1120,7 @@ class Replay:
                     return (f"post {post} went out on co-signed {account} held for {required} "
                             f"approvals, where its policy asks for {needed}")
                 counted = sum(1 for a in approved if policy.approves(a, author))
-                if counted < needed <= len(approved) and not again:  # (too few at all: its publication is named)
+                if counted < needed <= len(approved):  # (too few at all: its publication is named)
                     return (f"post {post} went out on co-signed {account} with {counted} approvals from "
                             f"its approvers, where its policy asks for {needed}")
             return None if sends is None else sends(policy)
@@ -1120,7 +1147,7 @@ class Replay:
         return check
 
     def _published(self, index: int, known: _Post, post: str, extra: Any) -> None:
-        (version,) = extra
+        version = extra[0]
         if version != known.version:
             self._bad(index, f"post {post} was published at version {version}, but its words are at "
                              f"version {known.version}")

@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gateway.audit.gates import gate_words
+
 Entry = tuple[int, bytes]
 
 
@@ -52,17 +54,22 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
         + (f": {data['reason']}" if data.get("reason") else ""),
         "post.cancelled": f"cancelled by {actor}",
         "post.expired": "expired without enough approvals",
-        "post.publishing": f"sent to the platform{v}",
-        "post.published": f"published{v}" + (f" at {data['url']}" if data.get("url") else ""),
+        "post.publishing": f"sent to the platform{v}" if not data.get("looks_only") else (
+            f"looked for on the platform{v}, not sent: its gateway stopped mid-publish, and the policy "
+            f"in force would not let it out ({data['looks_only']})"),
+        "post.published": f"published{v}" + (f" at {data['url']}" if data.get("url") else "")
+        + (", found there after its gateway stopped" if data.get("found") else ""),
         "post.failed": f"failed: {data.get('error')}",
         "post.revising": f"new words sent to the platform by {actor}{v}",
         "post.revised": f"revised by {actor}{v}{settled}",
         "post.revision_failed": f"revision{v} not made: {data.get('error')}",
         "post.deleted": f"deleted by {actor}{settled}",
-        "post.gates_changed": f"{data.get('gate')} {'set' if data.get('cid') else 'removed'} by {actor}",
+        "post.gates_changed": f"{data.get('gate')} {'set' if data.get('cid') else 'removed'} by {actor}"
+        + (f": {gate_words(data.get('gate'), data['settings'])}" if data.get("settings") is not None else ""),
         "post.adopted": f"adopted by {actor} as post {data.get('into')}",
         "post.dismissed": f"dismissed by {actor}",
         "post.retried": f"retried by {actor}",
+        "post.redecided": f"held again{v} under a changed policy ({data.get('cause')})",
     }.get(str(kind))
     if text is None:
         return None

@@ -11,7 +11,10 @@ aiohttp reads each connection with a ``RequestHandler``; ``GatewayProtocol`` is 
   408 and cut off, whatever the handler was waiting for. Once a connection is a WebSocket its
   frames are no request: the clock stops for good (the socket's heartbeat ends a dead one);
 * counts the open connections of each client address, and answers the one past
-  ``connections_per_address`` with a 429 before closing it;
+  ``connections_per_address`` with a 429 (and ``Retry-After``) before closing it: its first
+  request, if it comes within ``LINGER_SECONDS``, is read (by aiohttp's parser, and never
+  handled), so a person's browser is answered with the pages' error page and an API client with
+  JSON; a connection that sends nothing in time is answered JSON;
 * routes a request to the Mastodon and XRPC surfaces without its path's trailing slashes
   (``gateway.http.cors.unslashed``), as Mastodon's router answers both.
 
@@ -21,6 +24,7 @@ aiohttp reads each connection with a ``RequestHandler``; ``GatewayProtocol`` is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import socket
@@ -39,12 +43,20 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.errors import Code
 from gateway.http.cors import unslashing
+from gateway.http.pages import TEMPLATES, error_page, prefers_html
 from gateway.settings import Settings
 
 logger = structlog.get_logger("byline.http.server")
 
+ErrorPage = Callable[..., web.Response]
+"""The pages' error page, given ``status`` and ``message`` (``gateway.http.pages.error_page``)."""
+
 LINGER_SECONDS = 2.0
-"""How long a refused connection is read (and what comes discarded) after its answer, before it closes."""
+"""How long a refused connection is read (and what comes discarded) after its answer, before it
+closes; and how long one over its address's count has to send the request it is refused."""
+BUSY_RETRY_SECONDS = 5
+"""The wait a connection refused for its address's count is told (``Retry-After``): about as long
+as a browser or an app takes to be done with one of the others."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,11 +74,12 @@ class Limits:
         return cls(read_seconds=settings.request_read_seconds, per_address=settings.connections_per_address)
 
 
-def _answer(status: int, error: str, message: str) -> bytes:
+def _answer(status: int, error: str, message: str, *, retry_after: int | None = None) -> bytes:
     """A whole HTTP answer, for writing straight to the socket where no request exists to answer."""
     body = json.dumps({"error": error, "message": message}).encode()
+    wait = "" if retry_after is None else f"Retry-After: {retry_after}\r\n"
     head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            f"Content-Length: {len(body)}\r\n{wait}Connection: close\r\n\r\n")
     return head.encode("ascii") + body
 
 
@@ -102,6 +115,9 @@ class GatewayProtocol(web.RequestHandler):
         self._deadline: asyncio.TimerHandle | None = None
         self._reading: StreamReader | None = None
         """The body of the request being received, until it is whole."""
+        self._busy: str | None = None
+        """Why the connection is refused, when its address has too many open: its request is
+        read only to be answered that, as the one sending it asks."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Count the connection against its address, or refuse it; start the first request's clock."""
@@ -112,8 +128,11 @@ class GatewayProtocol(web.RequestHandler):
         if address is not None and limit:
             if self._gateway.open_by_address[address] >= limit:
                 logger.warning("connection_refused", address=address, open=limit)
-                self._refuse(429, Code.TOO_MANY_REQUESTS.value,
-                             f"this address already has {limit} connections open; close one, or reuse it")
+                # Not counted, and not served: its request, if it comes within the linger, is
+                # read only to be refused in the words its sender reads (a page, or JSON).
+                self._busy = f"this address already has {limit} connections open; close one, or reuse it"
+                self._request_handler = self._refuse_busy
+                self._start_clock()
                 return
             self._gateway.open_by_address[address] += 1
             self._address = address
@@ -169,11 +188,27 @@ class GatewayProtocol(web.RequestHandler):
         response.force_close()
         return response
 
+    async def _refuse_busy(self, request: BaseRequest) -> web.StreamResponse:
+        """The answer to the request of a connection over its address's count, instead of its
+        handler: the pages' error page for a browser (its ``Accept`` ranks HTML first), JSON for
+        anything else, 429 with ``Retry-After`` either way; the connection closes after it."""
+        assert self._busy is not None
+        self._stop_clock()
+        page = self._gateway.error_page
+        if page is not None and prefers_html(request.headers.get("Accept")):
+            response = page(status=429, message=self._busy, title="Too many connections")
+        else:
+            response = web.json_response({"error": Code.TOO_MANY_REQUESTS.value, "message": self._busy}, status=429)
+        response.headers["Retry-After"] = str(BUSY_RETRY_SECONDS)
+        response.force_close()
+        return response
+
     # -- the read clock -------------------------------------------------------------------
 
     def _start_clock(self) -> None:
         self._stop_clock()
-        self._deadline = self._loop.call_later(self._limits.read_seconds, self._too_slow)
+        seconds = LINGER_SECONDS if self._busy is not None else self._limits.read_seconds
+        self._deadline = self._loop.call_later(seconds, self._too_slow)
 
     def _stop_clock(self) -> None:
         if self._deadline is not None:
@@ -188,6 +223,12 @@ class GatewayProtocol(web.RequestHandler):
         self._deadline = None
         if self.transport is None or self._force_close or self._websocket():
             # A WebSocket opened while its clock ran (frames sent before the handshake's answer).
+            return
+        if self._busy is not None:  # no request in time to say it as asked: said in JSON
+            if self._unanswered():
+                self._refuse(429, Code.TOO_MANY_REQUESTS.value, self._busy, retry_after=BUSY_RETRY_SECONDS)
+            else:
+                self.force_close()
             return
         seconds = self._limits.read_seconds
         logger.info("request_too_slow", seconds=seconds, address=self._address)
@@ -206,12 +247,12 @@ class GatewayProtocol(web.RequestHandler):
         # (and not one whose answer went out while its body was still coming).
         return self._reading is None or any(payload is self._reading for _, payload in self._messages)
 
-    def _refuse(self, status: int, error: str, message: str) -> None:
+    def _refuse(self, status: int, error: str, message: str, *, retry_after: int | None = None) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             self.force_close()
             return
-        transport.write(_answer(status, error, message))
+        transport.write(_answer(status, error, message, retry_after=retry_after))
         # Half-close, and discard what still comes for a moment before closing: a socket closed
         # while the client's bytes arrive is reset, and a reset can lose the answer unread.
         self.close()
@@ -224,7 +265,7 @@ class GatewayServer(web.Server):
     """aiohttp's low-level server, making ``GatewayProtocol`` connections and counting them by
     client address."""
 
-    def __init__(self, plain: web.Server, limits: Limits) -> None:
+    def __init__(self, plain: web.Server, limits: Limits, *, error_page: ErrorPage | None = None) -> None:
         # Routed without the trailing slash on the surfaces apps speak (gateway.http.cors), before
         # the application's router sees the request: the same request, body and all.
         super().__init__(
@@ -233,6 +274,8 @@ class GatewayServer(web.Server):
         )
         self.limits = limits
         self.open_by_address: Counter[str] = Counter()
+        self.error_page = error_page
+        """The pages' error page, for a browser refused before the application sees its request."""
 
     def __call__(self) -> GatewayProtocol:
         return GatewayProtocol(self, loop=self._loop, limits=self.limits, **self._kwargs)
@@ -247,7 +290,10 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         # The application starts (its cleanup_ctx opens) here, once; only the server is swapped.
-        return GatewayServer(await super()._make_server(), self._limits)
+        plain = await super()._make_server()
+        templates = self._app.get(TEMPLATES)
+        page = None if templates is None else functools.partial(error_page, templates)
+        return GatewayServer(plain, self._limits, error_page=page)
 
 
 def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> GatewayRunner:

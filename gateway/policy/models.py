@@ -246,7 +246,10 @@ def _rules(info: ValidationInfo) -> CredentialRules:
 
 DEFAULT_POLICY_DIR = Path("policies")
 
-NotifyEvent = Literal["post.held", "post.suggested", "post.approved", "post.published", "post.failed", "policy.changed"]
+NotifyEvent = Literal[
+    "post.held", "post.suggested", "post.approved", "post.published", "post.failed", "post.gates_changed",
+    "policy.changed",
+]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 """What a webhook can be told of."""
 

@@ -217,6 +217,28 @@ def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Sequence[s
     return approvals_that_count(loaded, post, list(approved)) < gate_for(loaded.policy, post.author).required
 
 
+def recovery_cause(
+    loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str]
+) -> dict[str, str] | None:
+    """Why a post whose publisher died mid-publish (its lease ran out: claimed again to be
+    recovered) must not be sent under the policy now in force, if it must not; ``approved``:
+    who approved its current version. The checks a due post's claim makes, and what a policy
+    change asks of a pending post (which it could not ask of this one, in flight): its author
+    still writes for the account (or people who do decided it again), and on a co-signed account
+    it was held for as many approvals as the policy asks now and has them from approvers it
+    names now. It is still looked for on the platform, where it may be already: it cannot be
+    taken back, and is recorded as it is; else it is held for this cause."""
+    if post.author == ANNOUNCER:
+        return None  # the policy file's announcement: authorised by the version it announces, by no role
+    if Role.WRITER not in roles(loaded.policy, post.author) and not decided_again(post):
+        return AUTHOR_LOST_ROLE
+    if loaded.policy.tier is Tier.COSIGNED and (
+        post.required < gate_for(loaded.policy, post.author).required or needs_approvals(loaded, post, approved)
+    ):
+        return POLICY_CHANGED
+    return None
+
+
 def retry_cause(
     loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str] | None = None
 ) -> dict[str, str] | None:

@@ -43,6 +43,7 @@ from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import posts as posts_sql
+from gateway.storage import queue as queue_sql
 from gateway.storage import sandbox as sandbox_sql
 from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros, to_micros
@@ -298,7 +299,8 @@ class MastodonService:
         self._policies = policies
         self._platforms = platforms
         self._clock = clock
-        self._accounts: dict[str, tuple[float, str, dict[str, Any]]] = {}
+        # account -> (expires, policy hash, entity, whether Byline built it rather than the instance)
+        self._accounts: dict[str, tuple[float, str, dict[str, Any], bool]] = {}
 
     # -- who is calling ------------------------------------------------------------------
 
@@ -374,11 +376,17 @@ class MastodonService:
         key = loaded.sha256
         cached = self._accounts.get(auth.account)
         if cached is not None and cached[0] > time.monotonic() and cached[1] == key:
-            entity = dict(cached[2])
+            entity, built = dict(cached[2]), cached[3]
         else:
-            entity = await self._fetch_account(loaded)
-            self._accounts[auth.account] = (time.monotonic() + _ACCOUNT_TTL_SECONDS, key, entity)
-            entity = dict(entity)
+            fetched, built = await self._fetch_account(loaded)
+            self._accounts[auth.account] = (time.monotonic() + _ACCOUNT_TTL_SECONDS, key, fetched, built)
+            entity = dict(fetched)
+        if built:
+            # No instance counts the account's statuses for Byline (Bluesky's session, X and the
+            # sandbox give no figure), so they are Byline's own: the posts it published there that
+            # are still up, read fresh, as the cached entity would show a count minutes old.
+            async with self._db.read() as txn:
+                entity["statuses_count"] = (await queue_sql.posts_by_state(txn, auth.account)).get(State.PUBLISHED, 0)
         source = entity.pop("source", None)
         entity.pop("role", None)
         if with_source:
@@ -388,7 +396,8 @@ class MastodonService:
             }
         return entity
 
-    async def _fetch_account(self, loaded: LoadedPolicy) -> dict[str, Any]:
+    async def _fetch_account(self, loaded: LoadedPolicy) -> tuple[dict[str, Any], bool]:
+        """The account's entity, and whether Byline built it (``False``: the instance's own)."""
         policy = loaded.policy
         try:
             adapter = self._platforms.adapter_for(loaded)
@@ -396,16 +405,16 @@ class MastodonService:
                 status, _, body = await adapter.get_raw("/api/v1/accounts/verify_credentials")
                 entity = json.loads(body) if status == 200 else None
                 if isinstance(entity, dict) and isinstance(entity.get("id"), str):
-                    return entity
+                    return entity, False
                 logger.warning("account_not_fetched", account=policy.account, status=status)
             else:
                 info = await adapter.verify_credentials()
                 return _local_account(policy.account, handle=info.handle or policy.handle,
-                                      display_name=info.display_name, url=info.url)
+                                      display_name=info.display_name, url=info.url), True
         except (AdapterError, BylineError, ValueError) as exc:
             logger.warning("account_not_fetched", account=policy.account,
                            error=getattr(exc, "message", type(exc).__name__))
-        return _local_account(policy.account, handle=policy.handle, display_name=None, url=None)
+        return _local_account(policy.account, handle=policy.handle, display_name=None, url=None), True
 
     # -- statuses --------------------------------------------------------------------------
 
@@ -625,9 +634,11 @@ class MastodonService:
         events only with ``history``."""
         return await self._own_post(auth, post_id, history=history)
 
-    async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
-        """A post with what rendering it as a Status (or a ScheduledStatus) needs."""
-        return await self._render(auth, post, scheduled=scheduled)
+    async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
+                     account: dict[str, Any] | None = None) -> StatusView:
+        """A post with what rendering it as a Status (or a ScheduledStatus) needs; ``account``,
+        the account's entity read once for a list of them (its count of statuses is a read)."""
+        return await self._render(auth, post, scheduled=scheduled, account=account)
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""
@@ -641,7 +652,8 @@ class MastodonService:
         await self.pending_one(auth, post_id)
         await self._posts.cancel(auth.caller, post_id)
 
-    async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False) -> StatusView:
+    async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
+                      account: dict[str, Any] | None = None) -> StatusView:
         media_ids = list(post.options.get("media_ids", ()))
         rows: dict[str, dict[str, Any]] = {}
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
@@ -659,7 +671,7 @@ class MastodonService:
             async with self._db.read() as txn:
                 parent = await posts_sql.with_remote_id(txn, account=post.account, remote_id=reply_to)
             reply_to = parent.id if parent is not None else reply_to
-        return StatusView(post=post, account=await self.account(auth), app_name=auth.app_name,
+        return StatusView(post=post, account=account or await self.account(auth), app_name=auth.app_name,
                           media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled,
                           app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at,
                           in_reply_to_id=reply_to if isinstance(reply_to, str) else None)

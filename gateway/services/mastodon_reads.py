@@ -162,7 +162,9 @@ class MastodonReads:
 
     async def _views(self, auth: ClientAuth, records: list[PostRecord], *, scheduled: bool = False) -> list[StatusView]:
         loaded = self._posts.policies.get(auth.account)
-        return [await self._mastodon.render(auth, post_view(r, None, None, None, loaded), scheduled=scheduled)
+        account = await self._mastodon.account(auth) if records else None
+        return [await self._mastodon.render(auth, post_view(r, None, None, None, loaded), scheduled=scheduled,
+                                            account=account)
                 for r in records]
 
     async def scheduled(self, auth: ClientAuth, ask: PageAsk) -> Listed:
@@ -203,12 +205,14 @@ class MastodonReads:
             raise BylineError(Code.VALIDATION, f"Validation failed: at most {IDS_MOST} statuses at a time")
         ours: dict[str, StatusView | dict[str, Any]] = {}
         others: list[str] = []
+        account: dict[str, Any] | None = None
         for post_id in wanted:
             post = await self._mastodon.own_post(auth, post_id)
             if post is None:
                 others.append(post_id)
             elif State(post.state) not in _GONE:
-                ours[post_id] = await self._mastodon.render(auth, post)
+                account = account or await self._mastodon.account(auth)
+                ours[post_id] = await self._mastodon.render(auth, post, account=account)
         if others:
             answer = await self._mastodon.passthrough(auth, path, urlencode([("id[]", i) for i in others]), base=base)
             if answer.status != 200:
@@ -249,8 +253,9 @@ class MastodonReads:
             child = view
         descendants: list[PostView] = []
         await self._replies(auth, post, seen, descendants)
-        return ContextView(ancestors=[await self._mastodon.render(auth, p) for p in ancestors],
-                           descendants=[await self._mastodon.render(auth, p) for p in descendants])
+        account = await self._mastodon.account(auth) if ancestors or descendants else None
+        return ContextView(ancestors=[await self._mastodon.render(auth, p, account=account) for p in ancestors],
+                           descendants=[await self._mastodon.render(auth, p, account=account) for p in descendants])
 
     async def _parent_id(self, auth: ClientAuth, post: PostView) -> str | None:
         """The id of the post of Byline's that ``post`` replies to, if any: the one it names,

@@ -38,6 +38,7 @@ import aiosmtplib
 import structlog
 from standardwebhooks import Webhook
 
+from gateway.audit.gates import gate_words
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.credentials import CredentialRules
@@ -67,7 +68,8 @@ EMAILED = frozenset({"post.held", "post.suggested", "post.approved", "post.publi
 def notification_type(entry: Mapping[str, Any]) -> str | None:
     """The notification a log entry makes, if any: a post that now waits for approvals (submitted,
     edited or decided again into ``held``), a suggestion (submitted or edited), an approval, a
-    publication, a failure, or a policy loaded, changed or removed."""
+    publication, a failure, a change of who may reply to or quote a post already out, or a
+    policy loaded, changed or removed."""
     kind = entry.get("type")
     data = entry.get("data")
     state = data.get("state") if isinstance(data, dict) else None
@@ -76,7 +78,7 @@ def notification_type(entry: Mapping[str, Any]) -> str | None:
     if kind == "post.redecided":
         # Held for the approvers of a new policy (a post left with no policy waits for none).
         return "post.held" if state == "held" and isinstance(data, dict) and "approvers" in data else None
-    if kind in ("post.approved", "post.published", "post.failed"):
+    if kind in ("post.approved", "post.published", "post.failed", "post.gates_changed"):
         return str(kind)
     if kind in ("policy.loaded", "policy.changed", "policy.removed"):
         return "policy.changed"
@@ -369,6 +371,10 @@ class Notifier:
             out.update(url=data.get("url"), remote_id=data.get("remote_id"), text=post.published_text)
         elif kind == "post.failed":
             out.update(error=_failure(data, post), attempt=data.get("attempt"))
+        elif kind == "post.gates_changed":
+            # The summary, not the record: its hidden replies are other people's addresses.
+            out.update(remote_id=data.get("remote_id"), gate=data.get("gate"), cid=data.get("cid"),
+                       settings=data.get("settings"), words=gate_words(data.get("gate"), data.get("settings")))
         elif kind == "policy.changed":
             change = str(entry.get("type", "")).removeprefix("policy.")
             out.update(change=change, file=data.get("file"), sha256=data.get("sha256"),

@@ -270,15 +270,30 @@ def new_post_id() -> str:
     return str(candidate)
 
 
+class PlannedClaim(Protocol):
+    """A claim of a post due the moment it is stored, planned in the transaction that stores
+    it (:meth:`AtOnce.plan`)."""
+
+    @property
+    def changes(self) -> Mapping[str, Any]:
+        """What the claim sets of the post's row."""
+
+    async def record(self, ltx: LogTxn, *, stored: bool) -> Any | None:
+        """Write the claim in ``ltx``: only its entry where the post was ``stored`` with
+        :attr:`changes`, else first their compare-and-set on its row. What :meth:`AtOnce.send`
+        takes, or ``None`` where the post changed meanwhile."""
+
+
 class AtOnce(Protocol):
     """What takes a post due the moment it is stored straight to its platform: the publisher."""
 
-    async def claim(self, ltx: LogTxn, post: PostRecord) -> Any | None:
-        """Claim ``post`` in the transaction that stores it, or ``None`` to leave it to the
-        publisher's next page of due posts."""
+    async def plan(self, ltx: LogTxn, post: PostRecord) -> PlannedClaim | None:
+        """Plan the claim of ``post`` in the transaction that stores it, writing nothing, or
+        ``None`` to leave it to the publisher's next page of due posts."""
 
     def send(self, claim: Any) -> None:
-        """Set a claim made by :meth:`claim` on its way, once its transaction has committed."""
+        """Set a claim recorded by :meth:`PlannedClaim.record` on its way, once its
+        transaction has committed."""
 
 
 @dataclass(kw_only=True)
@@ -441,17 +456,12 @@ class PostService:
         """
         loaded, text, decision = await self._decide_submission(
             caller, account=account, text=text, publish_at=publish_at, options=options)
-        create = self._submit_work(
+        at_once = self.at_once
+        work = self._submit_work(
             author=caller.user, loaded=loaded, text=text, decision=decision,
             requested=publish_at, options=options or PostOptions(), suggested_by=None,
-            adopted_from=None, alongside=alongside,
+            adopted_from=None, alongside=alongside, at_once=at_once,
         )
-        at_once = self.at_once
-
-        async def work(ltx: LogTxn) -> tuple[PostRecord, Any | None]:
-            post = await create(ltx)
-            return post, None if at_once is None else await at_once.claim(ltx, post)
-
         post, claim = await self.appender.submit(work)
         self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
         if claim is not None and at_once is not None:
@@ -509,11 +519,14 @@ class PostService:
         suggested_by: str | None,
         adopted_from: str | None,
         alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
-    ) -> Work[PostRecord]:
+        at_once: AtOnce | None = None,
+    ) -> Work[tuple[PostRecord, Any | None]]:
+        """The work that stores a new post: the post as stored, and, given ``at_once``, its
+        claim where it is due at once (see :meth:`submit`)."""
         policy = loaded.policy
         post_id = new_post_id()
 
-        async def work(ltx: LogTxn) -> PostRecord:
+        async def work(ltx: LogTxn) -> tuple[PostRecord, Any | None]:
             state = State(decision.outcome.value)
             gate = decision.gate
             expires = (
@@ -540,7 +553,16 @@ class PostService:
                 parent = await sql.get_post(ltx.txn, options.reply_to_post)
                 if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
                     raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
-            if not await sql.insert_new_post(ltx.txn, post, policy_sha256=loaded.sha256):
+            # Due at once, it is claimed in this transaction. Without uploads, whose rows the claim
+            # reads once they are the post's, it is stored claimed: one statement, not two, in
+            # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
+            early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post)
+            stored = post if early is None else replace(post, **early.changes)
+            # Held, where nothing of this work's needs it stored before the batch's next statement
+            # (no uploads to attach): it goes in with the other new posts of the batch, in one
+            # statement on PostgreSQL, where each was a round trip the batch waited for.
+            held = None if alongside is not None or options.media_ids else (ltx.work, PolicyMoved(policy.account))
+            if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256, held=held):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
@@ -573,7 +595,10 @@ class PostService:
                     **({"reply_to_post": options.reply_to_post} if options.reply_to_post else {}),
                 },
             )
-            return post
+            if early is not None:
+                return post, await early.record(ltx, stored=True)
+            late = None if at_once is None or not options.media_ids else await at_once.plan(ltx, post)
+            return post, None if late is None else await late.record(ltx, stored=False)
 
         return work
 
@@ -876,7 +901,7 @@ class PostService:
             # longer what the writer adopts.
             adopted = check_version(current, seen)
             new_state = transition(State(current.state), Action.ADOPT)
-            new_id = (await create(ltx)).id
+            new_id = (await create(ltx))[0].id
             await self._cas(ltx, current, new_state, adopted_into=new_id)
             await ltx.append("post.adopted", actor=caller.user, account=current.account,
                              post=post_id, data={"state": new_state.value, "into": new_id, "version": adopted,
@@ -1100,13 +1125,15 @@ class PostService:
         return Published(record=post, loaded=loaded)
 
     async def record_gates_changed(
-        self, caller: Caller, gated: Published, *, collection: str, cid: str | None
+        self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
     ) -> None:
         """Record that the platform now holds the record ``collection`` with this CID under the
-        published post's key (``cid`` None: it holds none). The CID is the PDS's own digest of
-        the record, which anyone can compare with it; the record itself stays out of the log
-        (see README, *post.gates_changed*). Refused, recording nothing, for a post that is no
-        longer published (deleted meanwhile: its caller takes the gate back off)."""
+        published post's key (``cid`` None: it holds none), and what it says (``settings``, as
+        ``gateway.audit.gates.gate_settings`` sums it up, for the public pages and webhooks).
+        The CID is the PDS's own digest of the record, which anyone can compare with it; the
+        record itself stays out of the log (see README, *post.gates_changed*). Refused, recording
+        nothing, for a post that is no longer published (deleted meanwhile: its caller takes the
+        gate back off)."""
         post_id = gated.record.id
 
         async def work(ltx: LogTxn) -> None:
@@ -1118,7 +1145,8 @@ class PostService:
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
-                             data={"gate": collection, "cid": cid, "remote_id": current.remote_id,
+                             data={"gate": collection, "cid": cid, "settings": settings,
+                                   "remote_id": current.remote_id,
                                    "state": State.PUBLISHED.value, "policy_sha256": gated.loaded.sha256})
 
         await self.appender.submit(work)
@@ -1558,6 +1586,8 @@ async def redecide(
     version = post.version
     changes: dict[str, Any] = {"state": new_state.value, "reasons": json.dumps(reasons),
                                "updated_at": ltx.now}
+    if state is State.PUBLISHING:  # a recovered claim held, not sent: its lease ends here
+        changes["lease_until"] = None
     data: dict[str, Any] = {"cause": cause["rule"], "state": new_state.value, "reasons": reasons}
     if loaded is None:
         changes.update(publish_at=None, expires_at=None)

@@ -4,7 +4,11 @@ A due post is *claimed* (``scheduled`` → ``publishing``, with a lease and its 
 and a log entry) before any request leaves. If the gateway dies mid-publish, the lease runs
 out and the post is claimed again on the recovery path: the adapter first looks on the
 platform for the post made with that key, and only publishes when it is not there. The same
-key goes with every attempt, so a platform that honours it cannot make a second copy.
+key goes with every attempt, so a platform that honours it cannot make a second copy. A post
+the policy in force would not let out (it changed while the post lay claimed: more approvals
+asked, an approver gone, its author no longer writing) is claimed again only to be looked for
+(``looks_only`` in its entry): found, it is recorded published (``found``), as it cannot be
+taken back; not found, it is held for a decision under that policy, never sent.
 
 A reply written before its parent went out (``PostOptions.reply_to_post``) is claimed only once
 the parent is out, and goes out as a reply to the parent's platform id: until then it waits,
@@ -29,7 +33,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,10 +47,17 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.engine import Role, disclosed_text, roles
-from gateway.policy.loader import PolicyRegistry
+from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
-from gateway.services.authorization import POLICY_CHANGED, decided_again, hold_expired, needs_approvals
+from gateway.services.authorization import (
+    AUTHOR_LOST_ROLE,
+    POLICY_CHANGED,
+    decided_again,
+    hold_expired,
+    needs_approvals,
+    recovery_cause,
+)
 from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
@@ -139,6 +150,10 @@ class Claim:
     """How its content is hashed (the post's, ``PostRecord.content_scheme``)."""
     claimed: float = field(default_factory=time.perf_counter)
     """When it was claimed (``time.perf_counter``), for the publish latency metric."""
+    looks_only: dict[str, str] | None = None
+    """A recovered claim the policy in force would not let go out (``recovery_cause``): it is
+    looked for on the platform and recorded published if it is there (it cannot be taken back),
+    else held for this cause; never sent."""
 
 
 @dataclass(slots=True)
@@ -148,7 +163,8 @@ class _Published:
     One work for many, where it was one each: on PostgreSQL their compare-and-sets are one
     statement, and claims in the appender's queue no longer wait behind a work a post."""
 
-    posts: list[tuple[Claim, PublishResult]] = field(default_factory=list)
+    posts: list[tuple[Claim, PublishResult, bool]] = field(default_factory=list)
+    """Each post, what the platform answered, and whether it was found there (``find_existing``)."""
     started: bool = False
     recorded: asyncio.Future[set[str]] = field(init=False)
     """The ids of the posts recorded published, once the work's batch has committed."""
@@ -238,7 +254,12 @@ class _Claims:
         announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
-            # holds the post for someone who still has one, who then decides.
+            # holds the post for someone who still has one, who then decides. Unless it was
+            # sent before and deferred (the platform failed it): the reload's work may have
+            # passed it by while it was publishing, and it would wait here for a decision no one
+            # is asked for. Held for one now, as that work would have.
+            if row.first_attempt_at is not None:
+                await redecide(ltx, row, loaded=loaded, cause=AUTHOR_LOST_ROLE)
             return False
         if due and not announcement and loaded.policy.tier is Tier.COSIGNED and needs_approvals(
             loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
@@ -248,6 +269,13 @@ class _Claims:
             # policy asks for now. Held for them, as the change's own work would have.
             await redecide(ltx, row, loaded=loaded, cause=POLICY_CHANGED)
             return False
+        looks_only = None
+        if stale:
+            # Claimed again after its publisher died: the policy may have changed while it lay
+            # there, and nothing goes out that the policy in force would not let out (see
+            # ``recovery_cause``). Claimed all the same, to look for it on its platform.
+            looks_only = recovery_cause(loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
+                                        if loaded.policy.tier is Tier.COSIGNED else ())
         options = dict(row.options)
         parent_id = options.get("reply_to_post")
         reply: dict[str, Any] = {}
@@ -294,7 +322,7 @@ class _Claims:
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
                       announcement=announcement, content_salt=row.content_salt,
-                      content_scheme=row.content_scheme,
+                      content_scheme=row.content_scheme, looks_only=looks_only,
                       content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt,
                                                           scheme=row.content_scheme))
         self._planned.append((claim, change, loaded.sha256))
@@ -314,19 +342,35 @@ class _Claims:
                                    "reply_to_post": row.options.get("reply_to_post")})
             self.failed.append(row.account)
 
-    async def made(self) -> list[Claim]:
+    async def made(self, *, stored: bool = False) -> list[Claim]:
         """Write the claims planned; those made, in the order added (a post changed meanwhile
-        is left out)."""
-        await self._write()
+        is left out). ``stored``: the posts were stored already claimed (:meth:`changes`), so
+        only their entries are written."""
+        await self._write(stored=stored)
         return self._made
 
-    async def _write(self) -> None:
+    @property
+    def changes(self) -> Mapping[str, Any]:
+        """What the one claim planned sets of its post's row: stored with a post not yet
+        stored (:meth:`Publisher.plan`), it is claimed without a statement of its own."""
+        (_, change, _), = self._planned
+        return change.changes
+
+    async def record(self, ltx: LogTxn, *, stored: bool) -> Claim | None:
+        """The one claim planned, written (``ltx`` is the transaction it was planned in): the
+        claim for :meth:`Publisher.send`, or None where its post changed meanwhile."""
+        assert ltx is self._ltx
+        made = await self.made(stored=stored)
+        return made[0] if made else None
+
+    async def _write(self, *, stored: bool = False) -> None:
         planned, self._planned = self._planned, []
         self._accounts.clear()
         if not planned:
             return
         ltx = self._ltx
-        done = await sql.compare_and_set_many(ltx.txn, [change for _, change, _ in planned])
+        done = ({change.post_id for _, change, _ in planned} if stored
+                else await sql.compare_and_set_many(ltx.txn, [change for _, change, _ in planned]))
         for claim, _, sha256 in planned:
             if claim.post_id not in done:
                 continue
@@ -337,6 +381,8 @@ class _Claims:
             }
             if "reply_to_post" in claim.options:  # the platform id its parent went out with
                 data["reply_to"] = claim.options.get("reply_to")
+            if claim.looks_only is not None:  # why it is looked for and not sent
+                data["looks_only"] = claim.looks_only["rule"]
             await ltx.append("post.publishing", actor="system", account=claim.account, post=claim.post_id,
                              data=data)
             self._made.append(claim)
@@ -563,9 +609,11 @@ class Publisher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def claim(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
-        """Claim a post due the moment it is stored, in the transaction that stores it (a
-        direct-tier post, or a delayed one with no delay): :meth:`send` then takes it to its
+    async def plan(self, ltx: LogTxn, row: sql.PostRecord) -> _Claims | None:
+        """Plan the claim of a post due the moment it is stored, in the transaction that stores
+        it (a direct-tier post, or a delayed one with no delay), and write nothing: the caller
+        stores the post with the claim's :attr:`~_Claims.changes` (or sets them on the row it
+        stored) and then has the claim :meth:`~_Claims.record`-ed; :meth:`send` takes it to its
         platform once that commits, without waiting for a page of claims. Checked as a page's
         claims are (:class:`_Claims`); ``None``, leaving it to the next page, where a page
         does more than a claim: the publisher is not running here, the post replies to one of
@@ -579,7 +627,8 @@ class Publisher:
         loaded = self._policies.get(row.account)
         if loaded is None or loaded.policy.rate_limit is not None:
             return None
-        return await self._claim_one(ltx, row)
+        claims = _Claims(self, ltx)
+        return claims if await claims.add(row) else None
 
     async def _claim_one(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
         """One post's claim, checked and written as a page's claims are (:class:`_Claims`)."""
@@ -722,7 +771,8 @@ class Publisher:
                 result = await adapter.find_existing(outbound)
                 if result is not None:
                     log.info("publish_recovered", remote_id=result.remote_id)
-            if result is None:
+            found = result is not None
+            if result is None and claim.looks_only is None:
                 # Not before looking for it: a post already out (a crash before it was recorded)
                 # is recorded as it is, whatever is found of the account meanwhile.
                 await self._platforms.cleared(loaded, adapter=adapter)
@@ -743,6 +793,9 @@ class Publisher:
             return
         except AdapterError as exc:
             sent()
+            if claim.looks_only is not None and (exc.retryable or exc.auth_failed):
+                self._look_again(claim, exc.message)
+                return
             await self._settle_failure(claim, exc, retry_budget=budget)
             return
         except DatabaseUnavailable as exc:
@@ -751,11 +804,17 @@ class Publisher:
             # after the first short wait, every time, its budget untouched; if even that cannot be written, its lease
             # runs out and it is recovered (looked for on the platform first).
             sent()
+            if claim.looks_only is not None:
+                self._look_again(claim, exc.message)
+                return
             await self._settle_failure(claim, AdapterError(exc.message, retryable=True, retry_after=backoff_seconds(1)),
                                        retry_budget=budget, patient=True)
             return
         except BylineError as exc:  # the credential cannot be read: wait for an admin
             sent()
+            if claim.looks_only is not None:
+                self._look_again(claim, exc.message)
+                return
             await self._settle_failure(
                 claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=budget
             )
@@ -763,18 +822,56 @@ class Publisher:
         except Exception as exc:
             sent()
             log.exception("publish_crashed")
+            if claim.looks_only is not None:
+                self._look_again(claim, f"unexpected error: {type(exc).__name__}")
+                return
             await self._settle_failure(
                 claim, AdapterError(f"unexpected error: {type(exc).__name__}", retryable=True),
                 retry_budget=budget,
             )
             return
         sent()
+        if result is None:  # looked for only (``Claim.looks_only``), and not there: not sent
+            await self._hold_unsent(claim)
+            return
         self._platforms.mark(claim.account, None)
-        await self._record_published(claim, result)
+        await self._record_published(claim, result, found=found)
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
         if claim.post_id in self._awaiting:
             await self._bring_replies_forward(claim.post_id)
+
+    def _look_again(self, claim: Claim, error: str) -> None:
+        """A recovered claim only looked for (``Claim.looks_only``) whose platform could not say
+        whether it has the post: left publishing, its lease to run out, and looked for again
+        then. Not deferred: back among the due posts it could be left for a decision no one is
+        asked for (an author who lost their role, whose post the policy change did not hold)."""
+        logger.warning("recovery_lookup_failed", post_id=claim.post_id, account=claim.account, error=error)
+
+    async def _hold_unsent(self, claim: Claim) -> None:
+        """Hold a recovered claim that its platform does not have and the policy in force would
+        not let go out (``Claim.looks_only``): decided again under that policy, as a pending
+        post is when the policy changes (a new version, its approvers asked anew), with its
+        entry; never sent. A post changed meanwhile, or an account left without a policy, is
+        left as it is (its lease runs out, and it is looked at again)."""
+        assert claim.looks_only is not None
+        cause = claim.looks_only
+
+        async def work(ltx: LogTxn) -> LoadedPolicy | None:
+            loaded = self._policies.get(claim.account)
+            row = await sql.get_post(ltx.txn, claim.post_id)
+            if loaded is None or row is None or row.state != State.PUBLISHING.value or row.version != claim.version:
+                return None
+            await redecide(ltx, row, loaded=loaded, cause=cause)
+            return loaded
+
+        loaded = await self._appender.submit(work)
+        if loaded is None:
+            logger.warning("recovered_claim_not_held", post_id=claim.post_id, account=claim.account)
+            return
+        self._awaiting.pop(claim.post_id, None)
+        logger.info("recovered_claim_held", post_id=claim.post_id, account=claim.account, cause=cause["rule"])
+        self._metrics.post_event(loaded, "post.redecided", State.HELD)
 
     async def _bring_replies_forward(self, parent_id: str) -> None:
         """The replies waiting here for a parent just recorded published are due now: each only
@@ -856,7 +953,7 @@ class Publisher:
                 return await adapter.publish(post)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _record_published(self, claim: Claim, result: PublishResult) -> None:
+    async def _record_published(self, claim: Claim, result: PublishResult, *, found: bool = False) -> None:
         """Record that the platform took a post: with the others it took while the last ones
         were being recorded, in one work (see :class:`_Published`). Raises a conflict when the
         post was no longer publishing at the claimed version."""
@@ -868,7 +965,7 @@ class Publisher:
             group.recorded = self._appender.submit(self._published_work(group))
             # Its error is each caller's to raise; with every caller gone, it is not left unread.
             group.recorded.add_done_callback(lambda done: done.cancelled() or done.exception())
-        group.posts.append((claim, result))
+        group.posts.append((claim, result, found))
         # Shielded: one caller cancelled (the gateway stopping) leaves the others' answer be.
         if claim.post_id not in await asyncio.shield(group.recorded):
             raise BylineError(Code.CONFLICT, "post changed while publishing")
@@ -884,15 +981,16 @@ class Publisher:
                     "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
                     "lease_until": None, "last_error": None, "updated_at": ltx.now,
                 })
-                for claim, result in group.posts
+                for claim, result, _ in group.posts
             ])
-            for claim, result in group.posts:
+            for claim, result, found in group.posts:
                 if claim.post_id in recorded:
-                    await ltx.append(
-                        "post.published", actor="system", account=claim.account, post=claim.post_id,
-                        data={"remote_id": result.remote_id, "url": result.url,
-                              "version": claim.version, "attempt": claim.attempt},
-                    )
+                    data: dict[str, Any] = {"remote_id": result.remote_id, "url": result.url,
+                                            "version": claim.version, "attempt": claim.attempt}
+                    if found:  # out already, from a claim before this one: what a recovery found
+                        data["found"] = True
+                    await ltx.append("post.published", actor="system", account=claim.account, post=claim.post_id,
+                                     data=data)
             return recorded
 
         return work

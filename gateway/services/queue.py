@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
+from gateway.audit.gates import gate_words
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, allowed
@@ -593,6 +594,8 @@ def _event_line(index: int, kind: str, actor: str, ts: str, data: Any, size: int
     note = None
     if kind == "post.approved" and isinstance(count, int) and isinstance(required, int):
         note = f"{count} of {required} approvals"
+    elif kind == "post.gates_changed":
+        note = gate_words(data.get("gate"), data.get("settings"))
     return EventLine(
         index=index, type=kind, what=_WHAT.get(kind, kind), actor=actor, ts=ts, note=note,
         version=version if isinstance(version, int) else None,

@@ -35,6 +35,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Final
 
 import structlog
@@ -120,13 +121,21 @@ class StreamEvent:
     status: StatusView | None
 
 
-class StreamEnded(Exception):
-    """The stream must end: the gateway is stopping (``going_away``), or its token no longer
-    reads the account (revoked, expired, its person's role gone)."""
+class Ending(StrEnum):
+    """Why a stream ends, each told to the app as its protocol tells it (a WebSocket's close code)."""
 
-    def __init__(self, *, going_away: bool) -> None:
-        super().__init__("the gateway is stopping" if going_away else "the token no longer reads this account")
-        self.going_away = going_away
+    STOPPING = "the gateway is stopping"
+    REVOKED = "the token no longer reads this account"
+    BROKEN = "the database is not answering; reconnect in a moment"
+
+
+class StreamEnded(Exception):
+    """The stream must end: the gateway is stopping, its token no longer reads the account
+    (revoked, expired, its person's role gone), or the database it follows is not answering."""
+
+    def __init__(self, why: Ending) -> None:
+        super().__init__(why.value)
+        self.why = why
 
 
 def stream_of_path(path: str, query: Mapping[str, str]) -> str:
@@ -161,10 +170,11 @@ class Feed:
     async def next(self, seconds: float) -> list[StreamEvent]:
         """The events since the last call, waiting up to ``seconds`` for some ([] if none came).
         Raises :class:`StreamEnded` when the stream must end; the token is checked again each
-        time, so a revoked token or a lost role ends the stream within ``seconds``."""
+        time, so a revoked token, a lost role or the database gone ends the stream within
+        ``seconds``."""
         changed = await self.listener.wait(seconds)
         if self.listener.closing:
-            raise StreamEnded(going_away=True)
+            raise StreamEnded(Ending.STOPPING)
         # Shielded, as every read a stream makes: one stopped mid-read still ends its
         # transaction and hands its connection back clean.
         await asyncio.shield(self.streams.still_reads(self))
@@ -179,9 +189,18 @@ class Feed:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            logger.warning("stream_read_failed", account=self.auth.account, error="database_unavailable")
+            raise _broken(self.auth) from None
         self.behind = True  # the cursor stayed: the next round reads what this one could not
         return []
+
+
+def _broken(auth: ClientAuth) -> StreamEnded:
+    """The end of a stream that met the database gone. Carried on, it would keep sending its
+    keepalives over a stream that hears nothing, and the app, told nothing, would wait on it for
+    as long as the outage lasts; ended, the app reconnects (refused 503 with ``Retry-After`` until
+    the database answers) and reloads what it missed, as Mastodon's apps do on reconnecting."""
+    logger.warning("stream_ended", account=auth.account, reason="database_unavailable")
+    return StreamEnded(Ending.BROKEN)
 
 
 class MastodonStreams:
@@ -250,22 +269,22 @@ class MastodonStreams:
 
     async def still_reads(self, feed: Feed) -> None:
         """Raises :class:`StreamEnded` once the feed's token no longer reads its account (revoked,
-        expired, its person's role gone, or its account no longer managed here). A database that
-        does not answer ends nothing: the next check asks again."""
+        expired, its person's role gone, or its account no longer managed here), or once the
+        database does not answer the check."""
         try:
             auth = await self._mastodon.authenticate(feed.token, scope=None)
         except BylineError as exc:
             if exc.code in (Code.UNAUTHENTICATED, Code.FORBIDDEN):
                 logger.info("stream_ended", account=feed.auth.account, reason=exc.code.value)
-                raise StreamEnded(going_away=False) from None
-            return  # the database, say, not answering: ends nothing; the next check asks again
+                raise StreamEnded(Ending.REVOKED) from None
+            return  # any other refusal of a check says nothing against the token: the next one asks again
         except Exception as exc:
             if unavailable(exc):
-                return
+                raise _broken(feed.auth) from None
             raise
         if auth.account != feed.auth.account:
             # A token bound to no account reads its person's only account: now another one.
-            raise StreamEnded(going_away=False)
+            raise StreamEnded(Ending.REVOKED)
         feed.auth = auth
 
     async def events_for(self, feed: Feed) -> list[StreamEvent]:

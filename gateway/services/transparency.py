@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
+from gateway.audit.gates import gate_words
 from gateway.errors import BylineError, Code
 from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
@@ -67,6 +68,16 @@ class Mark:
     def when(self) -> str:
         """The entry's time, for people."""
         return _when(self.ts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatesChange:
+    """A change of who may reply to or quote a post once it was out: who made it and when (the
+    ``post.gates_changed`` entry's actor and time, checked in the browser), and the new
+    settings in plain words ("Replies: only people mentioned", "Quotes: off")."""
+
+    by: Mark
+    words: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +153,8 @@ class PublicPost:
     announced: tuple[str, ...] = ()
     """What that announcement says of the version (its ``data.announces.changed``): the parts
     of the voice it changed, and ``announce`` where it ended the announcements."""
+    gates_changed: tuple[GatesChange, ...] = ()
+    """Each change of who may reply to or quote it once it was out, oldest first."""
 
     @property
     def announcement(self) -> str:
@@ -172,6 +185,8 @@ class PublicPost:
             out.append("edited")
         if any(m.value == person for m in self.approved_by):
             out.append("approved")
+        if any(g.by.value == person for g in self.gates_changed):
+            out.append("changed who may reply or quote")
         if self.deleted is not None and self.deleted.value == person:
             out.append("deleted")
         return out
@@ -353,6 +368,10 @@ def public_post(
         if sending and isinstance(sending[-1][1]["data"].get("policy_sha256"), str) else None,
         announces=_mark(submitted[0], submitted[1], "announces.version") if isinstance(announces, dict) else None,
         announced=tuple(str(c) for c in changed) if isinstance(changed, list) else (),
+        gates_changed=tuple(
+            GatesChange(by=_mark(i, b, "actor"), words=gate_words(b["data"].get("gate"), b["data"].get("settings")))
+            for i, b in mine if b.get("type") == "post.gates_changed"
+        ),
     )
 
 

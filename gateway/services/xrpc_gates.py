@@ -26,9 +26,8 @@ import json
 from typing import Any, Final
 
 from adapters.bluesky import parse_datetime
+from gateway.audit.gates import POSTGATE, THREADGATE
 
-THREADGATE: Final = "app.bsky.feed.threadgate"
-POSTGATE: Final = "app.bsky.feed.postgate"
 GATES: Final = frozenset({THREADGATE, POSTGATE})
 MAX_GATE_CHARS: Final = 100_000
 """A gate's JSON, at most: 300 hidden replies' addresses fit with room to spare."""

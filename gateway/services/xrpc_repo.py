@@ -77,6 +77,7 @@ from adapters.bluesky import (
     rkey_for,
 )
 from gateway.audit.appender import LogTxn
+from gateway.audit.gates import gate_settings
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
@@ -564,7 +565,7 @@ class XrpcRepo:
             try:
                 await self._posts.record_gates_changed(
                     session.caller, change.gated, collection=change.collection,
-                    cid=cid if isinstance(cid, str) else None,
+                    cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
                 )
             except BylineError as exc:
                 if exc.code not in (Code.INVALID_TRANSITION, Code.CONFLICT):

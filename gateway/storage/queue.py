@@ -1,4 +1,5 @@
-"""SQL for the people's pages: what the queue and account pages read that no other service does."""
+"""SQL for the people's pages, and the counts apps are shown: what the queue and account pages
+read that no other service does, and how many of an account's posts are in each state."""
 
 from __future__ import annotations
 

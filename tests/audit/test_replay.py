@@ -1705,6 +1705,111 @@ def test_a_claim_again_sends_what_the_first_did_though_the_disclosure_changed(tm
     assert messages(log.verify(tmp_path / "ok.export")) == []
 
 
+# ---- a claim recovered after the policy changed -------------------------------------------
+
+MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}
+"""SIGNED with bob replaced by erin among the approvers: bob's approval no longer counts."""
+
+
+def _claimed(log: SyntheticLog, *, sha: str, version: int = 1, looks_only: str | None = None) -> int:
+    """A claim of ``_approved_post``'s post sending its words (``looks_only``: a recovered claim
+    that only looks for it on its platform, as the gateway records one the policy holds back)."""
+    data: dict[str, Any] = {"attempt": 1, "version": version, "text_hash": log.commit("Our results are in\n\n—carol"),
+                            "policy_sha256": sha}
+    if looks_only is not None:
+        data["looks_only"] = looks_only
+    return log.add("post.publishing", actor="system", account="brand", post="1", data=data)
+
+
+def _out(log: SyntheticLog, *, version: int = 1, found: bool = False) -> int:
+    """Post 1 recorded published (``found``: found on its platform by a recovered claim)."""
+    data: dict[str, Any] = {"remote_id": "r1", "url": "https://example.social/1", "version": version}
+    if found:
+        data["found"] = True
+    return log.add("post.published", actor="system", account="brand", post="1", data=data)
+
+
+def _recovered_after_bob_was_replaced(looks_only: str | None, *, found: bool) -> tuple[SyntheticLog, int]:
+    """Bob approves carol's post and its publisher claims it and dies; bob is replaced by erin
+    among the approvers; the post is claimed again under the new policy and recorded published.
+    The log, and the index of the claim again."""
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+    claim = _claimed(log, sha="p2", looks_only=looks_only)
+    _out(log, found=found)
+    return log, claim
+
+
+def test_a_claim_recovered_after_an_approver_was_replaced_does_not_send_the_post(tmp_path: Path) -> None:
+    """A claim again under the new policy that sends carol's post on bob's approval alone is
+    named, as a first claim would be (before, a claim again was let send whatever the first
+    would have); one that only looks for it is named if the post then went out without being
+    found there, and passes when it was found (out already: it cannot be taken back)."""
+    log, claim = _recovered_after_bob_was_replaced(None, found=False)
+    assert messages(log.verify(tmp_path / "sent.export")) == [
+        f"entry {claim}: post 1 went out on co-signed brand with 0 approvals from its approvers, "
+        "where its policy asks for 1"
+    ]
+    log, claim = _recovered_after_bob_was_replaced("policy_changed", found=False)
+    assert messages(log.verify(tmp_path / "looked.export")) == [
+        f"entry {claim + 1}: post 1 was published after entry {claim} claimed it again only to look for it on its "
+        "platform, and not found there (data.found): the policy in force would not let it go out"
+    ]
+    log, _ = _recovered_after_bob_was_replaced("policy_changed", found=True)
+    assert messages(log.verify(tmp_path / "found.export")) == []
+
+
+async def test_byline_audit_verify_rejects_a_recovered_claim_sent_without_the_approvals_asked_now(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export whose post, claimed again after its approver was replaced,
+    went out on the replaced approver's approval."""
+    log, claim = _recovered_after_bob_was_replaced(None, found=False)
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert f"entry {claim}: post 1 went out on co-signed brand with 0 approvals from its approvers" in result.text
+
+
+def test_only_a_claim_recovered_to_look_holds_its_post_again_unsent(tmp_path: Path) -> None:
+    """The honest recovery: claimed again only to look, not found, held again for dave or erin
+    (decided again under the policy in force), approved by dave, sent: passes. A post claimed
+    (sent) and then held again without a claim that only looked is named (it would go out a
+    second time), and so is a first claim that says it only looks (no claim before sent it)."""
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+    _claimed(log, sha="p2", looks_only="policy_changed")
+    _redecide(log, "1", "brand", version=2, approvers=["dave", "erin"], required=1, sha="p2", cause="policy_changed")
+    log.add("post.approved", actor="dave", account="brand", post="1",
+            data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p2"})
+    _claimed(log, sha="p2", version=2)
+    _out(log, version=2)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+    held = _redecide(log, "1", "brand", version=2, approvers=["dave", "erin"], required=1, sha="p2",
+                     cause="policy_changed")
+    assert messages(log.verify(tmp_path / "held.export")) == [
+        f"entry {held}: post.redecided of post 1, which was publishing, and not claimed again to be looked for "
+        "only (data.looks_only): a post sent out must be recorded as it went"
+    ]
+
+    log = SyntheticLog()
+    _approved_post(log)
+    first = _claimed(log, sha="p1", looks_only="policy_changed")
+    assert messages(log.verify(tmp_path / "first.export")) == [
+        f"entry {first}: post 1 was claimed to be looked for only (data.looks_only), but no claim before had sent it"
+    ]
+
+
 # ---- how long a replaced policy may still be named -----------------------------------------
 
 
@@ -2179,12 +2284,14 @@ def test_the_disclosure_credits_the_suggester_of_an_adopted_post(tmp_path: Path)
     ]
 
 
-def test_a_claim_counts_the_approvals_of_the_approvers_named_now_and_a_claim_again_does_not(
+def test_a_claim_counts_the_approvals_of_the_approvers_named_now_and_a_claim_again_too(
     tmp_path: Path
 ) -> None:
     """Bob and dave approve; the admin then replaces dave with erin. A first claim under the new
-    policy has one approval from its approvers of the two it asks: named. A claim again after a
-    lease ran out sends what the first claim, made before the change, was judged to send."""
+    policy has one approval from its approvers of the two it asks: named. So is a claim again
+    after a lease ran out that sends it: the gateway sends no recovered claim the policy in force
+    would hold (it only looks for it on its platform, ``looks_only``); before, a claim again was
+    let send what the first claim, made before the change, was judged to send."""
     def logged(claimed_before: bool) -> tuple[SyntheticLog, int]:
         log = SyntheticLog()
         log.policy("brand", COSIGNED, "p1")
@@ -2207,8 +2314,11 @@ def test_a_claim_counts_the_approvals_of_the_approvers_named_now_and_a_claim_aga
         f"entry {claim}: post 1 went out on co-signed brand with 1 approvals from its approvers, "
         "where its policy asks for 2"
     ]
-    log, _ = logged(claimed_before=True)
-    assert messages(log.verify(tmp_path / "again.export")) == []
+    log, claim = logged(claimed_before=True)
+    assert messages(log.verify(tmp_path / "again.export")) == [
+        f"entry {claim}: post 1 went out on co-signed brand with 1 approvals from its approvers, "
+        "where its policy asks for 2"
+    ]
 
 
 def test_a_claim_whose_text_is_not_kept_is_not_compared(tmp_path: Path) -> None:
@@ -2338,11 +2448,14 @@ THREADGATE = "app.bsky.feed.threadgate"
 POSTGATE = "app.bsky.feed.postgate"
 
 
-def _gates(log: SyntheticLog, post: str, who: str, *, account: str, sha: str | None, gate: str = THREADGATE) -> int:
-    """Who may reply to (or quote) a published post, changed through Byline."""
+def _gates(log: SyntheticLog, post: str, who: str, *, account: str, sha: str | None, gate: str = THREADGATE,
+           settings: Any = None) -> int:
+    """Who may reply to (or quote) a published post, changed through Byline (with what it now
+    says, ``settings``, as Byline records it since it shows it on the public pages)."""
     return log.add("post.gates_changed", actor=who, account=account, post=post, data={
         "gate": gate, "cid": "bafyreigate", "remote_id": f"at://did:plc:x/app.bsky.feed.post/{post}",
         "state": "published", **({"policy_sha256": sha} if sha else {}),
+        **({"settings": settings} if settings is not None else {}),
     })
 
 
@@ -2437,6 +2550,35 @@ def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None
                   data={"cid": None, "state": "published", "policy_sha256": "s1"})
     found = messages(log.verify(tmp_path / "x.export"))
     assert found == [f"entry {bad}: post.gates_changed lacks data.gate or has a malformed data.cid"], found
+
+
+def test_gates_changed_whose_settings_are_not_what_the_pages_could_show_are_named(tmp_path: Path) -> None:
+    """A forged log: the settings the public page and webhooks put in words must be a summary
+    of the gate the entry names. Ones of the other gate, a count of lists where no list rule
+    lets anyone reply, a rule no threadgate has, and no object at all are each named; the
+    summaries Byline writes, and an entry from before it wrote any, pass."""
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    _publish(log, "1", "solo")
+    _gates(log, "1", "alice", account="solo", sha="s1")
+    _gates(log, "1", "alice", account="solo", sha="s1",
+           settings={"replies": ["mention", "list"], "lists": 2, "hidden_replies": 3})
+    _gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE, settings={"quotes": "off", "detached_quotes": 0})
+    swapped = _gates(log, "1", "alice", account="solo", sha="s1", settings={"quotes": "off", "detached_quotes": 0})
+    listless = _gates(log, "1", "alice", account="solo", sha="s1",
+                      settings={"replies": ["mention"], "lists": 1, "hidden_replies": 0})
+    unknown = _gates(log, "1", "alice", account="solo", sha="s1",
+                     settings={"replies": ["anyone-who-pays"], "lists": 0, "hidden_replies": 0})
+    words = _gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE, settings="Quotes: on")
+    found = messages(log.verify(tmp_path / "forged.export"))
+    threadgate = "post.gates_changed: data.settings of a threadgate"
+    assert found == [
+        f"entry {swapped}: {threadgate} must say replies, lists and hidden_replies",
+        f"entry {listless}: {threadgate} counts its lists or hidden replies wrongly",
+        f"entry {unknown}: {threadgate} must say replies, lists and hidden_replies",
+        f"entry {words}: post.gates_changed: data.settings must be an object",
+    ], found
 
 
 # ---- a post goes out no earlier than the log says it is due ------------------------------------

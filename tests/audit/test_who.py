@@ -92,3 +92,57 @@ def test_who_tells_revisions_sent_recorded_failed_and_settled() -> None:
         "revision (version 3) not made: the platform did not take the edit (HTTP 422)",
         "deleted by alice, settled after its gateway stopped",
     ]
+
+
+def test_who_tells_a_recovered_claim_that_only_looked_and_what_came_of_it() -> None:
+    """A post claimed, its gateway stopped, the policy changed: the claim again only looked for it
+    on the platform; not found, it was held again; found, it was recorded published as found.
+    Neither claim again is told as sent (before, each was "sent to the platform")."""
+    log = SyntheticLog()
+    log.policy("brand", summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,
+                                tier="co-signed"), "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    for post, last in (("1", ("post.redecided", "policy-file", {"cause": "policy_changed", "state": "held",
+                                                                  "version": 2})),
+                       ("2", ("post.published", "system", {"version": 1, "url": "https://example.social/2",
+                                                           "found": True}))):
+        for kind, actor, data in [
+            ("post.publishing", "system", {"version": 1}),
+            ("post.publishing", "system", {"version": 1, "recovering": True, "looks_only": "policy_changed"}),
+            last,
+        ]:
+            log.add(kind, actor=actor, account="brand", post=post, data=data)
+    entries = list(enumerate(log.entries))
+    looked = ("looked for on the platform (version 1), not sent: its gateway stopped mid-publish, and the policy "
+              "in force would not let it out (policy_changed)")
+    assert [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]] == [
+        "sent to the platform (version 1)", looked, "held again (version 2) under a changed policy (policy_changed)",
+    ]
+    assert [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "2")[2:]] == [
+        "sent to the platform (version 1)", looked,
+        "published (version 1) at https://example.social/2, found there after its gateway stopped",
+    ]
+
+
+def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
+    """A gate set and one removed, as the public page tells them: who, and the settings in
+    words; an entry written before settings were recorded says only which gate changed."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["alice"]), "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    threadgate, postgate = "app.bsky.feed.threadgate", "app.bsky.feed.postgate"
+    for data in [
+        {"gate": threadgate, "cid": "bafy1", "settings": {"replies": ["follower", "list"], "lists": 2,
+                                                          "hidden_replies": 0}},
+        {"gate": postgate, "cid": None, "settings": {"quotes": "on", "detached_quotes": 0}},
+        {"gate": postgate, "cid": "bafy2"},
+    ]:
+        log.add("post.gates_changed", actor="alice", account="solo", post="1", data=data)
+    entries = list(enumerate(log.entries))
+    told = [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]]
+    assert told == [
+        f"{threadgate} set by alice: Replies: only the account's followers and people on 2 lists",
+        f"{postgate} removed by alice: Quotes: on",
+        f"{postgate} set by alice",
+    ]

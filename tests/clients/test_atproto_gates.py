@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +22,9 @@ from atproto import Client, models
 from atproto_client.exceptions import AtProtocolError
 
 from adapters.bluesky import BlueskyAdapter
-from gateway.appkeys import IDENTITY, REGISTRY
+from gateway.appkeys import IDENTITY, NOTIFIER, PEOPLE, REGISTRY
 from gateway.clock import ManualClock
+from gateway.types import spoken
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_atproto_threads import (
     POST,
@@ -36,7 +39,12 @@ from tests.clients.test_atproto_threads import (
     xrpc,
 )
 from tests.conftest import Gateway, started_gateway, write_policy
+from tests.pages.conftest import Pages, password_of
+from tests.pages.test_public_pages import _card
 from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid, write_bluesky_policy
+from tests.test_notify_webhooks import Receiver, hook, new_secret
+
+__all__ = ["hook"]  # the webhook receiver's fixture, for these tests too
 
 CREATE = "com.atproto.repo.applyWrites#create"
 UPDATE = "com.atproto.repo.applyWrites#update"
@@ -48,11 +56,10 @@ def clock() -> ManualClock:
     return ManualClock(datetime.now(UTC).replace(microsecond=0))
 
 
-@pytest.fixture
-async def gw(
-    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Gateway]:
-    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its approver."""
+def skygates_policy(bluesky_pds: BlueskyPds, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                    *, notify: str = "") -> None:
+    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its
+    approver; ``notify``, its webhooks as the policy's YAML says them."""
     account = bluesky_pds.account("carol.test")
     monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
     write_policy(policy_dir, "skygates", f"""
@@ -67,7 +74,15 @@ async def gw(
         approvals:
           required: 1
           from: [bob]
-    """)
+    """ + textwrap.indent(textwrap.dedent(notify), " " * 8))
+
+
+@pytest.fixture
+async def gw(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Gateway]:
+    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its approver."""
+    skygates_policy(bluesky_pds, policy_dir, monkeypatch)
     async with started_gateway(db_url, policy_dir, clock) as gateway:
         yield gateway
 
@@ -124,14 +139,18 @@ async def on_pds(pds: BlueskyPds, handle: str, nsid: str, body: dict[str, Any]) 
             return dict(await resp.json())
 
 
-async def gate_entries(gw: Gateway) -> list[tuple[str, str, str, str | None]]:
-    """The log's ``post.gates_changed`` entries: actor, post, gate, CID."""
+async def gate_bodies(gw: Gateway) -> list[tuple[int, dict[str, Any]]]:
+    """The log's ``post.gates_changed`` entries with their indexes, as the public log API serves them."""
     size = await gw.log_size()
     status, body = await gw.call(None, "GET", f"/log/entries?start=0&end={size}")
     assert status == 200, body
-    entries = [json.loads(base64.b64decode(e["leaf"])) for e in body["entries"]]
-    return [(e["actor"], e["post"], e["data"]["gate"], e["data"]["cid"])
-            for e in entries if e["type"] == "post.gates_changed"]
+    entries = [(int(e["index"]), json.loads(base64.b64decode(e["leaf"]))) for e in body["entries"]]
+    return [(i, e) for i, e in entries if e["type"] == "post.gates_changed"]
+
+
+async def gate_entries(gw: Gateway) -> list[tuple[str, str, str, str | None]]:
+    """The log's ``post.gates_changed`` entries: actor, post, gate, CID."""
+    return [(e["actor"], e["post"], e["data"]["gate"], e["data"]["cid"]) for _, e in await gate_bodies(gw)]
 
 
 async def xrpc_login(gw: Gateway, user: str, identifier: str) -> str:
@@ -343,3 +362,128 @@ async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logge
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert await gate_entries(gw) == []
     await verified_by_cli(gw)
+
+
+async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """Carol lets only people mentioned reply and hides a reply, alice turns quotes off: the
+    account's public page and the post's public record (the audit page) show each change, by
+    whom (the entry's actor) and when (its time), in plain words; so do the post's page for its
+    people and the native API's history. The hidden reply's address is on none of them, nor in
+    the log, and the log verifies. (Before: the public card said nothing of either change.)"""
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    alice = await login(gw, clients, "alice", "skygates", did)
+    post_uri = await published_post(gw, carol, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    reply = await on_pds(bluesky_pds, "bob.test", "com.atproto.repo.createRecord", {"collection": POST, "record": {
+        "$type": POST, "text": "A reply to hide", "createdAt": _now()}})
+    await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey,
+        record=threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}], hiddenReplies=[reply["uri"]])))
+    await run(alice.com.atproto.repo.create_record, models.ComAtprotoRepoCreateRecord.Data(
+        repo=did, collection=POSTGATE, rkey=rkey, record=postgate(post_uri)))
+    (replies_at, replies), (quotes_at, quotes) = await gate_bodies(gw)
+    said = {"Replies: only people mentioned; 1 reply hidden": (replies_at, replies),
+            "Quotes: off": (quotes_at, quotes)}
+
+    for path in ("/@skygates", f"/audit?kind=post&q={post_id}"):
+        resp = await gw.client.get(path)
+        assert resp.status == 200, path
+        card = _card(await resp.text(), post_id)
+        for words, (index, entry) in said.items():
+            who = (f'<span class="mark" data-entry="{index}" data-type="post.gates_changed" data-field="actor">'
+                   f"<bdi>{entry['actor']}</bdi></span>")
+            when = (f'<time class="mark" data-entry="{index}" data-type="post.gates_changed" data-field="ts" '
+                    f'datetime="{entry["ts"]}">{spoken(datetime.fromisoformat(entry["ts"]))}</time>')
+            assert f"<li>{words} — changed by {who} on {when}.</li>" in card, (path, card)
+        assert reply["uri"] not in card
+
+    assert [e["data"]["settings"] for e in (replies, quotes)] == [
+        {"replies": ["mention"], "lists": 0, "hidden_replies": 1}, {"quotes": "off", "detached_quotes": 0},
+    ]
+    history = [(e["actor"], e["data"]["settings"]) for e in (await gw.get("alice", post_id))["events"]
+               if e["type"] == "post.gates_changed"]
+    assert history == [("carol", replies["data"]["settings"]), ("alice", quotes["data"]["settings"])]
+    await gw.app[PEOPLE].add("alice", password_of("alice"), email="alice@example.org")
+    pages = Pages(gateway=gw, base=str(gw.client.make_url("")).rstrip("/"))
+    try:
+        owner = await pages.person("alice")
+        status, page = await owner.get(f"/posts/{post_id}")
+    finally:
+        for session in pages._sessions:
+            await session.close()
+    assert status == 200
+    for words, (index, entry) in said.items():
+        row = re.search(rf"<td class=\"mono\">#{index}</td>.*?</tr>", page, re.S)
+        assert row is not None and f"<bdi>{entry['actor']}</bdi>" in row.group(0), page
+        assert f"who may reply or quote changed <span class=\"tag state-published\">published</span> " \
+               f"<span class=\"meta\">({words})</span>" in row.group(0), row.group(0)
+    entries = json.dumps([e for _, e in await gate_bodies(gw)])
+    assert reply["uri"] not in entries and reply["uri"] not in page
+    await verified_by_cli(gw)
+
+
+@pytest.fixture
+async def hooked(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    hook: Receiver,
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """``skygates`` with a webhook told only of ``post.gates_changed``, and its secret; the
+    notifier runs when the test says."""
+    secret = new_secret()
+    (policy_dir / "secrets").mkdir()
+    (policy_dir / "secrets" / "hook.key").write_text(secret + "\n")
+    skygates_policy(bluesky_pds, policy_dir, monkeypatch, notify=f"""
+        notify:
+          - url: {hook.url}
+            secret: file:secrets/hook.key
+            events: [post.gates_changed]
+    """)
+    async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600,
+                               public_url="https://byline.example") as gateway:
+        yield gateway, secret
+
+
+async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
+    bluesky_pds: BlueskyPds, hooked: tuple[Gateway, str], clients: list[Client], hook: Receiver,
+) -> None:
+    """Carol closes replies and hides a reply, then takes the threadgate off: the account's
+    webhook gets one ``post.gates_changed`` a change, signed with its secret (Standard
+    Webhooks), naming the post, carol, the gate, the PDS's CID and the settings in words; not
+    the hidden reply's address, the secret or any token. Once told, it is not told again.
+    (Before: the policy's webhook could not even ask for the event.)"""
+    gw, secret = hooked
+    account = bluesky_pds.account("carol.test")
+    did = account.did
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol, did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    hidden = "at://did:plc:someoneelse/app.bsky.feed.post/3kreplyhidden"
+    closed = await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[], hiddenReplies=[hidden])))
+    await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey))
+    [(first, _), (second, _)] = await gate_bodies(gw)
+
+    assert await gw.app[NOTIFIER].run_once() == 2 + 2  # two stored, two sent
+    assert await gw.app[NOTIFIER].run_once() == 0
+    payloads = sorted(hook.verified(secret), key=lambda p: int(p["data"]["log_index"]))
+    page = f"https://byline.example/posts/{post_id}"
+    common = {"account": "skygates", "log_event": "post.gates_changed", "actor": "carol", "post": post_id,
+              "author": "carol", "state": "published", "page": page, "remote_id": post_uri, "gate": THREADGATE}
+    assert [p["data"] for p in payloads] == [
+        {**common, "log_index": first, "version": 1, "cid": closed.cid,
+         "settings": {"replies": "nobody", "lists": 0, "hidden_replies": 1},
+         "words": "Replies: nobody; 1 reply hidden"},
+        {**common, "log_index": second, "version": 1, "cid": None,
+         "settings": {"replies": "everybody", "lists": 0, "hidden_replies": 0}, "words": "Replies: everybody"},
+    ]
+    assert [p["type"] for p in payloads] == ["post.gates_changed"] * 2
+    everything = b"".join(body for _, body in hook.calls).decode()
+    for kept in (hidden, secret, secret.removeprefix("whsec_"), account.app_password, *gw.tokens.values()):
+        assert kept not in everything

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 from mastodon import MastodonAPIError, MastodonNotFoundError, MastodonServiceUnavailableError
 
 from gateway.appkeys import HOUSEKEEPER
@@ -14,6 +15,8 @@ from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import DATABASE_GONE, finding_the_database_gone, write_policy
+from tests.fakes.x import FakeX
+from tests.fakes.x import create_app as x_app
 
 
 async def test_direct_publishes_to_the_sandbox(world: World) -> None:
@@ -343,6 +346,47 @@ async def test_what_the_accounts_platform_would_refuse_is_refused_at_once(
             await world.run(api.status_post, "Hello", **kwargs)
         assert refused.value.args[1] == 422 and said in refused.value.args[3], refused.value.args
     assert await world.gateway.snapshot() == before
+
+
+async def test_an_x_accounts_statuses_count_is_what_byline_published_there(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An X account's statuses_count, which X does not give Byline, is Byline's count of the
+    posts it published there that are still up: a held one is not counted, a deleted one no
+    longer is (before: 0 whatever was published)."""
+    x = FakeX()
+    user = x.add_user("brand", "x-token-count")
+    server = TestServer(x_app(x))
+    await server.start_server()
+    try:
+        monkeypatch.setenv("BRAND_X_TOKEN", "x-token-count")
+        write_policy(policy_dir, "xacct", f"""
+            account: xacct
+            platform: x
+            api: {str(server.make_url('')).rstrip('/')}
+            credentials: env:BRAND_X_TOKEN
+            tier: direct
+            owner: alice
+            rules:
+              - name: breaking-news
+                action: hold
+                any_words: [scandal]
+                reason: Check the full story first
+        """)
+        await world.gateway.sync_policies()
+        api = await world.client("alice", "xacct")
+        assert (await world.run(api.account_verify_credentials)).statuses_count == 0
+        first = await world.run(api.status_post, "First on X")
+        await world.run(api.status_post, "Second on X")
+        await world.run(api.status_post, "A scandal, held")
+        assert await world.gateway.tick() == 2
+        assert [t.text for t in x.tweets(user)] == ["First on X", "Second on X"]
+        assert (await world.run(api.account_verify_credentials)).statuses_count == 2
+        await world.run(api.status_delete, first.id)
+        assert [t.text for t in x.tweets(user)] == ["Second on X"]
+        assert (await world.run(api.account_verify_credentials)).statuses_count == 1
+    finally:
+        await server.close()
 
 
 async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: World) -> None:

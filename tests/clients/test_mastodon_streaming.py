@@ -23,10 +23,11 @@ from gateway.clock import ManualClock
 from gateway.http.mastodon import streaming as streaming_http
 from gateway.services.identity import hash_token
 from gateway.services.mastodon import MastodonService
+from gateway.storage import streams as streams_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.clients.signin import sign_in
 from tests.clients.world import UPSTREAM_TOKEN, World
-from tests.conftest import finding_the_database_gone, started_gateway, write_policy
+from tests.conftest import DATABASE_GONE, finding_the_database_gone, started_gateway, write_policy
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 QUIET = 1.5
@@ -315,6 +316,45 @@ async def test_a_revoked_token_ends_its_streams(world: World, monkeypatch: pytes
         assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION)
     status, _ = await _get(world, "/api/v1/streaming/user", token)
     assert status == 401
+
+
+@pytest.mark.parametrize("cause", DATABASE_GONE, ids=["storage", "driver"])
+@pytest.mark.parametrize("read", ["token_check", "events"])
+async def test_a_stream_that_meets_the_database_gone_ends_so_the_app_reconnects(
+    world: World, monkeypatch: pytest.MonkeyPatch, read: str, cause: BaseException,
+) -> None:
+    """The database gone under open streams, met by the token's check at a keepalive or by the
+    read of a post that went out: the event stream ends and the WebSocket closes with 1011 and
+    the reason, so the app reconnects; once the database is back, a new stream hears the next
+    post. Before: both carried on, sending keepalives, and the app was told nothing."""
+    token = await world.token("erin", "solo")
+    async with aiohttp.ClientSession() as session:
+        with monkeypatch.context() as patched:
+            if read == "token_check":  # checked at each keepalive: soon
+                patched.setattr(streaming_http, "KEEPALIVE_SECONDS", 0.2)
+            ws = await _socket(world, session, token, query="?stream=user")
+            closing = asyncio.create_task(ws.receive(timeout=10))  # read at once: it answers the heartbeat
+            async with session.get(f"{world.base}/api/v1/streaming/user",
+                                   headers={"Authorization": f"Bearer {token}"}) as stream:
+                assert stream.status == 200 and stream.content_type == "text/event-stream"
+                if read == "token_check":
+                    patched.setattr(MastodonService, "authenticate", finding_the_database_gone(cause))
+                else:
+                    patched.setattr(streams_sql, "account_entries", finding_the_database_gone(cause))
+                    await world.gateway.submit("erin", "solo", "Out while the database goes")
+                    assert await world.gateway.tick() == 1
+                ended = await asyncio.wait_for(stream.content.read(), 5)
+                closed = await closing
+        assert b"event:" not in ended
+        assert (closed.type, closed.data, closed.extra) == (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.INTERNAL_ERROR,
+            "the database is not answering; reconnect in a moment")
+        again = await _socket(world, session, token, query="?stream=user")
+        await world.gateway.submit("erin", "solo", "Out once it is back")
+        assert await world.gateway.tick() == 1
+        heard = await _message(again)
+        assert (heard["event"], json.loads(heard["payload"])["content"]) == ("update", "<p>Out once it is back</p>")
+        await again.close()
 
 
 async def test_an_event_stream_that_stops_reading_is_cut_off(world: World, monkeypatch: pytest.MonkeyPatch) -> None:

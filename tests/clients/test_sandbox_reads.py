@@ -58,6 +58,24 @@ async def test_lookup_and_account_are_the_apps_own(world: World) -> None:
             check("Account", await resp.json())
 
 
+async def test_statuses_count_is_what_byline_published_and_is_still_up(world: World) -> None:
+    """The account's statuses_count, as apps show it on the profile, is its published posts still
+    up: not the deleted, held or another account's ones, and it follows a delete at once (before:
+    0 for every account not on Mastodon)."""
+    api = await world.client("alice", "direct")
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 0
+    made = await _published(world, api)
+    me = await world.run(api.account_verify_credentials)
+    assert me.statuses_count == 5
+    assert (await world.run(api.account, me.id)).statuses_count == 5
+    assert (await world.run(api.status, made["first"])).account.statuses_count == 5
+    assert {s.account.statuses_count for s in await world.run(api.account_statuses, me.id)} == {5}
+    await world.run(api.status_delete, made["first"])
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 4
+    bob = await world.client("bob", "delayed")
+    assert (await world.run(bob.account_verify_credentials)).statuses_count == 0  # Bob's is not out yet
+
+
 async def test_account_statuses_are_what_byline_published_paged(world: World) -> None:
     """The account's statuses: its published posts (not the deleted, held or another account's
     ones), newest first, two a page with Mastodon.py following the Link header both ways."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway.audit import canonical
 from gateway.audit.entry import ENTRY_VERSION
+from gateway.audit.gates import settings_problem
 from gateway.audit.replay import Fact
 from gateway.jsondepth import nests_deeper
 
@@ -165,10 +166,15 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         gate, cid = data.get("gate"), data.get("cid")
         if type(gate) is not str or not (cid is None or type(cid) is str):
             return None, "post.gates_changed lacks data.gate or has a malformed data.cid"
+        if (problem := settings_problem(gate, data.get("settings"))) is not None:
+            return None, f"post.gates_changed: {problem}"
         return (_sha(data), gate), None
     if kind == "post.publishing":
         version = data.get("version")
-        return (_sha(data), version if type(version) is int else None), None
+        claim = (_sha(data), version if type(version) is int else None)
+        # A recovered claim the policy in force would not let out: it only looks for the post.
+        looks_only = data.get("looks_only")
+        return (*claim, looks_only) if type(looks_only) is str else claim, None
     if kind == "post.revised" or kind == "post.revising":
         version = data.get("version")
         if type(version) is not int:
@@ -217,7 +223,8 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         version = data.get("version")
         if type(version) is not int:
             return None, "post.published lacks data.version"
-        return (version,), None
+        # Found on its platform by a recovered claim, not sent by it.
+        return ((version, True) if data.get("found") is True else (version,)), None
     if kind == "post.edited" or kind == "post.redecided":
         version, state = data.get("version"), data.get("state")
         if type(version) is not int or type(state) is not str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -34,6 +35,7 @@ from gateway.http.mastodon.answers import base_url, json_answer
 from gateway.jsondepth import nests_deeper
 from gateway.services.streaming import (
     SUBSCRIPTIONS_PER_SOCKET,
+    Ending,
     Feed,
     MastodonStreams,
     StreamEnded,
@@ -52,6 +54,13 @@ KEEPALIVE_SECONDS: Final = 15.0
 WebSocket), and checks that its token still reads the account."""
 MESSAGE_BYTES: Final = 4096
 """The largest message an app may send on a WebSocket: a subscribe is some sixty bytes."""
+
+_CLOSE_CODES: Final[Mapping[Ending, WSCloseCode]] = {
+    Ending.STOPPING: WSCloseCode.GOING_AWAY,  # 1001: the app reconnects, to another replica
+    Ending.REVOKED: WSCloseCode.POLICY_VIOLATION,  # 1008: the token no longer reads the account
+    Ending.BROKEN: WSCloseCode.INTERNAL_ERROR,  # 1011: the database gone; the app reconnects once it is back
+}
+"""How a WebSocket is told why its stream ended (RFC 6455, section 7.4.1)."""
 
 _PATHS = r"user|user/notification|public|public/local|public/remote|hashtag|hashtag/local|list|direct"
 
@@ -189,8 +198,7 @@ class _Socket:
                         await self._send({"stream": user.stream, "event": event.event,
                                           "payload": _payload(event, self._base)})
         except StreamEnded as ended:
-            code = WSCloseCode.GOING_AWAY if ended.going_away else WSCloseCode.POLICY_VIOLATION
-            await self._socket.close(code=code, message=str(ended).encode())
+            await self._socket.close(code=_CLOSE_CODES[ended.why], message=str(ended).encode())
         finally:
             if not self._socket.closed:
                 await self._socket.close()
@@ -200,7 +208,8 @@ class _Socket:
 @routes.get(rf"/v1/streaming/{{path:{_PATHS}}}", allow_head=False)
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """One stream as server-sent events, until the app goes, its token no longer reads the
-    account, or the gateway stops."""
+    account, the database stops answering, or the gateway stops: the response then ends, and
+    the app (an ``EventSource``, Mastodon.py) reconnects."""
     streams = _streams(request)
     token, _ = _token(request)
     try:

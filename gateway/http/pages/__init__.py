@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -284,6 +285,45 @@ async def _refused(request: web.Request, exc: Failure) -> web.Response:
             raise
     return waited(render(request, "error.html", {"title": _TITLES.get(exc.status, "This cannot go on"),
                                                  "message": exc.message}, status=exc.status), exc)
+
+
+def error_page(env: jinja2.Environment, *, status: int, message: str, title: str | None = None) -> web.Response:
+    """The pages' error page, for a browser answered before any page's handler could run (a
+    connection refused for its address's count): no session is read, so no one is shown signed in."""
+    html = env.get_template("error.html").render({"person": None, "csrf": "", "message": message,
+                                                   "title": title or _TITLES.get(status, "This cannot go on")})
+    response = web.Response(text=html, content_type="text/html", status=status)
+    page_headers(response)
+    return response
+
+
+_QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+"""A weight as RFC 9110 writes one (``q=0.8``); anything else weighs nothing."""
+
+
+def prefers_html(accept: str | None) -> bool:
+    """Whether an ``Accept`` header (RFC 9110, section 12.5.1) ranks an HTML page above JSON, as a
+    browser's does when a person opens an address (``text/html,…,*/*;q=0.8``). ``*/*`` alone, or
+    no header, as API clients send, is a tie, which JSON takes."""
+    if not accept:
+        return False
+    ranks: dict[str, float] = {}
+    for item in accept.split(",")[:64]:
+        kind, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                weight = float(value) if _QVALUE.fullmatch(value.strip()) else 0.0
+        ranks[kind.lower()] = max(weight, ranks.get(kind.lower(), 0.0))
+
+    def rank(kind: str) -> float:
+        for said in (kind, kind.split("/")[0] + "/*", "*/*"):
+            if said in ranks:
+                return ranks[said]
+        return 0.0
+
+    return max(rank("text/html"), rank("application/xhtml+xml")) > rank("application/json")
 
 
 _TITLES = {

@@ -1,0 +1,103 @@
+"""Who may reply to or quote a published post, as a ``post.gates_changed`` entry says it: the
+settings a threadgate or postgate holds, without the addresses it may list; their shape, and
+the same in plain words for the people's pages and webhooks. Pure, no I/O.
+
+The entry keeps the PDS's CID of the record, not the record (a threadgate may list 300 hidden
+replies: other people's addresses an append-only log could never forget). What followers need
+to read is smaller: which rule lets whom reply, whether quotes are allowed, and how many replies
+are hidden or quotes detached. That summary (``data.settings``) is made from the record Byline
+wrote, so the CID beside it names the record it summarises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+THREADGATE: Final = "app.bsky.feed.threadgate"
+POSTGATE: Final = "app.bsky.feed.postgate"
+
+_RULES: Final = {"mentionRule": "mention", "followerRule": "follower", "followingRule": "following",
+                 "listRule": "list"}
+"""The threadgate's rules, by the short name the summary gives them, in the lexicon's order."""
+_WHO: Final = {"mention": "people mentioned", "follower": "the account's followers",
+               "following": "people the account follows"}
+
+
+def gate_settings(collection: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The summary of a checked gate record (``None``: the gate was deleted, so the platform's
+    default holds again: everybody may reply, quotes are on).
+
+    A threadgate: ``replies`` is ``"everybody"`` (no ``allow``), ``"nobody"`` (an empty one) or
+    the short names of its rules, each once (``mention``, ``follower``, ``following``,
+    ``list``), with ``lists`` counting its list rules and ``hidden_replies`` the replies it
+    hides. A postgate: ``quotes`` is ``"off"`` or ``"on"``, with ``detached_quotes``."""
+    record = record or {}
+    if collection == THREADGATE:
+        allow = record.get("allow")
+        rules = [str(r.get("$type", "")).rsplit("#", 1)[-1] for r in allow or () if isinstance(r, Mapping)]
+        replies: str | list[str]
+        if allow is None:
+            replies = "everybody"
+        elif not rules:
+            replies = "nobody"
+        else:
+            replies = [short for name, short in _RULES.items() if name in rules]
+        return {"replies": replies, "lists": rules.count("listRule"),
+                "hidden_replies": len(record.get("hiddenReplies") or ())}
+    embedding = record.get("embeddingRules") or ()
+    off = any(isinstance(r, Mapping) and str(r.get("$type", "")).endswith("#disableRule") for r in embedding)
+    return {"quotes": "off" if off else "on", "detached_quotes": len(record.get("detachedEmbeddingUris") or ())}
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= 300
+
+
+def settings_problem(gate: Any, settings: Any) -> str | None:
+    """Why ``settings`` is no summary of a ``gate`` (as :func:`gate_settings` makes them), or
+    None. Absent settings (entries written before Byline recorded them) are no problem."""
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        return "data.settings must be an object"
+    if gate == THREADGATE:
+        replies, lists = settings.get("replies"), settings.get("lists")
+        rules = replies if isinstance(replies, list) else []
+        named = bool(rules) and all(r in _RULES.values() for r in rules) and len(set(rules)) == len(rules)
+        if set(settings) != {"replies", "lists", "hidden_replies"} or not (replies in ("everybody", "nobody") or named):
+            return "data.settings of a threadgate must say replies, lists and hidden_replies"
+        if not _count(lists) or not _count(settings.get("hidden_replies")) or (lists != 0) != ("list" in rules):
+            return "data.settings of a threadgate counts its lists or hidden replies wrongly"
+        return None
+    if gate == POSTGATE:
+        if set(settings) != {"quotes", "detached_quotes"} or settings.get("quotes") not in ("on", "off") \
+                or not _count(settings.get("detached_quotes")):
+            return "data.settings of a postgate must say quotes (on or off) and detached_quotes"
+        return None
+    return None  # a gate that is none of the two is named by the replay
+
+
+def gate_words(gate: Any, settings: Any) -> str:
+    """The settings in plain words: "Replies: only people mentioned; 2 replies hidden",
+    "Quotes: off". An entry without settings says which setting changed."""
+    if settings_problem(gate, settings) is not None or not isinstance(settings, dict):
+        return "Who may quote changed" if gate == POSTGATE else "Who may reply changed"
+    if gate == POSTGATE:
+        words = f"Quotes: {settings['quotes']}"
+        detached = settings["detached_quotes"]
+        return words + (f"; {_plural(detached, 'quote')} detached" if detached else "")
+    replies = settings["replies"]
+    if isinstance(replies, str):
+        words = f"Replies: {replies}"
+    else:
+        who = [_WHO[r] for r in replies if r != "list"]
+        if "list" in replies:
+            who.append(f"people on {_plural(settings['lists'], 'list')}")
+        words = "Replies: only " + (who[0] if len(who) == 1 else ", ".join(who[:-1]) + " and " + who[-1])
+    hidden = settings["hidden_replies"]
+    return words + (f"; {_plural(hidden, 'reply', 'replies')} hidden" if hidden else "")
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
