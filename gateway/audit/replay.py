@@ -1021,16 +1021,24 @@ class Replay:
         if known.due is None:
             return
         at, due = known.due
-        stamp = self._stamp(index)
-        if stamp is None:
+        since = self._since(index, due)
+        if since is None:
             return
-        try:
-            early = (_moment(due) - _moment(stamp)).total_seconds()
-        except ValueError:  # no time: the entry is named for its ts already
-            return
+        stamp, early = since[0], -since[1]
         if early > self._due_grace:
             self._bad(index, f"post {post} went out at {stamp}, {early:.0f} s before {due}, when entry {at} "
                              f"said it was due: more than the {self._due_grace:.0f} s a claim may be early")
+
+    def _since(self, index: int, moment: str) -> tuple[str, float] | None:
+        """Entry ``index``'s own time, and how many seconds it came after ``moment`` (less than
+        none: before it); None where either is no time (the entry is named for its ts already)."""
+        stamp = self._stamp(index)
+        if stamp is None:
+            return None
+        try:
+            return stamp, (_moment(stamp) - _moment(moment)).total_seconds()
+        except ValueError:
+            return None
 
     def _held_until(self, index: int, known: _Post, post: str, deadline: str, sha256: str | None) -> None:
         """A post held anew (submitted, edited after its release, decided again) is held until
@@ -1038,13 +1046,10 @@ class Replay:
         grace, :data:`DUE_GRACE_SECONDS`, beside): a deadline recorded later would let
         approvals through after the hold should have expired. Policies recorded before their
         summaries said how long a hold lasts are not compared."""
-        stamp = self._stamp(index)
-        if stamp is None:
+        since = self._since(index, deadline)
+        if since is None:
             return
-        try:
-            lasts = (_moment(deadline) - _moment(stamp)).total_seconds()
-        except ValueError:  # no time: the entry is named for its ts already
-            return
+        lasts = -since[1]
         grace = self._due_grace
 
         def check(policy: _Policy) -> str | None:
@@ -1064,13 +1069,10 @@ class Replay:
         if known.deadline is None or known.state != "held":
             return
         at, deadline = known.deadline
-        stamp = self._stamp(index)
-        if stamp is None:
+        since = self._since(index, deadline)
+        if since is None:
             return
-        try:
-            late = (_moment(stamp) - _moment(deadline)).total_seconds()
-        except ValueError:  # no time: the entry is named for its ts already
-            return
+        stamp, late = since
         if late > self._due_grace:
             self._bad(index, f"post {post} was approved at {stamp}, {late:.0f} s after {deadline}, when entry {at} "
                              f"said its hold expired: more than the {self._due_grace:.0f} s an approval may be late")

@@ -140,6 +140,8 @@ class _TextCount:
 
 
 _WORDS = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
+"""The entries whose committed text the replay reads: a post's words, and what went out (or is
+going out: a revision sent to the platform before its record)."""
 _DUES = frozenset({"post.submitted", "post.edited", "post.approved"})
 """The entries that record when their post is due to go out (``data.publish_at``): its
 submission, an edit (a cooling-off started again, or the post held anew), the approval that
@@ -147,9 +149,8 @@ schedules it."""
 _DEADLINES = frozenset({"post.submitted", "post.edited", "post.approved", "post.redecided"})
 """The entries that record the deadline of their post's hold (``data.expires_at``): its
 submission, an edit (the post held anew), the approval that releases it (none), a decision
-again (held anew, or parked with no policy in force)."""
-"""The entries whose committed text the replay reads: a post's words, and what went out (or is
-going out: a revision sent to the platform before its record)."""
+again (held anew, or parked with no policy in force). Every entry of :data:`_DUES` is one."""
+assert _DUES <= _DEADLINES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 """A content hash as the gateway writes it: SHA-256, in lowercase hex."""
@@ -221,22 +222,16 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                 # Its words unsaid, a claim could send any: the replay compares only words given.
                 findings.append((offset, "records what the post carries besides its words (data.content_sha256) "
                                          "but commits to no words (data.text_hash)"))
-        if kind in _DUES and "publish_at" in data:
-            due = data["publish_at"]
-            if due is None:
-                dues[offset] = ""
-            elif a_stamp(due):
-                dues[offset] = due
-            else:
-                findings.append((offset, "has a malformed data.publish_at"))
-        if kind in _DEADLINES and "expires_at" in data:
-            deadline = data["expires_at"]
-            if deadline is None:
-                deadlines[offset] = ""
-            elif a_stamp(deadline):
-                deadlines[offset] = deadline
-            else:
-                findings.append((offset, "has a malformed data.expires_at"))
+        if kind in _DEADLINES:  # every kind that may record a due time records a deadline too
+            for kinds, name, times in ((_DUES, "publish_at", dues), (_DEADLINES, "expires_at", deadlines)):
+                if kind in kinds and name in data:
+                    moment = data[name]
+                    if moment is None:
+                        times[offset] = ""
+                    elif a_stamp(moment):
+                        times[offset] = moment
+                    else:
+                        findings.append((offset, f"has a malformed data.{name}"))
         digest = data.get("text_hash")
         if digest is not None:
             known = given if given is not None else texts.get(digest) if type(digest) is str else None
