@@ -287,9 +287,10 @@ class PlannedClaim(Protocol):
 class AtOnce(Protocol):
     """What takes a post due the moment it is stored straight to its platform: the publisher."""
 
-    async def plan(self, ltx: LogTxn, post: PostRecord) -> PlannedClaim | None:
+    async def plan(self, ltx: LogTxn, post: PostRecord, *, stored: bool) -> PlannedClaim | None:
         """Plan the claim of ``post`` in the transaction that stores it, writing nothing, or
-        ``None`` to leave it to the publisher's next page of due posts."""
+        ``None`` to leave it to the publisher's next page of due posts (or, not yet
+        ``stored``, to be planned again once it is)."""
 
     def send(self, claim: Any) -> None:
         """Set a claim recorded by :meth:`PlannedClaim.record` on its way, once its
@@ -553,10 +554,12 @@ class PostService:
                 parent = await sql.get_post(ltx.txn, options.reply_to_post)
                 if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
                     raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
-            # Due at once, it is claimed in this transaction. Without uploads, whose rows the claim
-            # reads once they are the post's, it is stored claimed: one statement, not two, in
-            # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
-            early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post)
+            # Due at once, it is claimed in this transaction. Where the claim needs nothing of it
+            # stored (no uploads, whose rows it reads once they are the post's; no hold for
+            # approvals it might find due, which changes the row), it is stored claimed: one
+            # statement, not two, in the log writer's batch, whose round trips on PostgreSQL
+            # each batch waits for in turn. Else it is planned once stored, below.
+            early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post, stored=False)
             stored = post if early is None else replace(post, **early.changes)
             # Held, where nothing of this work's needs it stored before the batch's next statement
             # (no uploads to attach): it goes in with the other new posts of the batch, in one
@@ -597,7 +600,7 @@ class PostService:
             )
             if early is not None:
                 return post, await early.record(ltx, stored=True)
-            late = None if at_once is None or not options.media_ids else await at_once.plan(ltx, post)
+            late = None if at_once is None else await at_once.plan(ltx, post, stored=True)
             return post, None if late is None else await late.record(ltx, stored=False)
 
         return work

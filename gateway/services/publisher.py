@@ -609,7 +609,7 @@ class Publisher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def plan(self, ltx: LogTxn, row: sql.PostRecord) -> _Claims | None:
+    async def plan(self, ltx: LogTxn, row: sql.PostRecord, *, stored: bool) -> _Claims | None:
         """Plan the claim of a post due the moment it is stored, in the transaction that stores
         it (a direct-tier post, or a delayed one with no delay), and write nothing: the caller
         stores the post with the claim's :attr:`~_Claims.changes` (or sets them on the row it
@@ -619,13 +619,16 @@ class Publisher:
         does more than a claim: the publisher is not running here, the post replies to one of
         the account's own, the account has a rate limit or its credential is failing, or this
         publisher has its fill of claims. The publisher's own state is only read: the work
-        may run again."""
+        may run again. ``stored``: whether ``row`` is stored yet; on a co-signed account the
+        claim of one that is not is left to be planned once it is, as the check may hold it for
+        approvals (a policy changed since it was decided), which changes its row."""
         if (self._task is None or row.state != State.SCHEDULED.value or "reply_to_post" in row.options
                 or row.account in self._platforms.unhealthy or len(self._sending) >= _IN_FLIGHT
                 or self._claimed.get(row.account, 0) >= _PER_ACCOUNT):
             return None
         loaded = self._policies.get(row.account)
-        if loaded is None or loaded.policy.rate_limit is not None:
+        if loaded is None or loaded.policy.rate_limit is not None or (
+                not stored and loaded.policy.tier is Tier.COSIGNED):
             return None
         claims = _Claims(self, ltx)
         return claims if await claims.add(row) else None
