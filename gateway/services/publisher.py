@@ -54,13 +54,14 @@ from gateway.services.authorization import (
     AUTHOR_LOST_ROLE,
     POLICY_CHANGED,
     decided_again,
+    hold_expired,
     needs_approvals,
     recovery_cause,
 )
 from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
-from gateway.services.posts import cancel_waiting_replies, redecide
+from gateway.services.posts import expire_hold, redecide
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, DatabaseUnavailable, Txn, unavailable
@@ -668,17 +669,9 @@ class Publisher:
     def _expire_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> tuple[str, int]:
             row = await sql.get_post(ltx.txn, post_id)
-            if row is None or row.state != State.HELD.value or row.expires_at is None or row.expires_at > ltx.now:
+            if row is None or not hold_expired(row, now=ltx.now):
                 raise BylineError(Code.CONFLICT, "no longer expiring")
-            new_state = transition(State.HELD, Action.EXPIRE)
-            if not await sql.compare_and_set(
-                ltx.txn, post_id, state=row.state, version=row.version,
-                changes={"state": new_state.value, "updated_at": ltx.now},
-            ):
-                raise BylineError(Code.CONFLICT, "changed meanwhile")
-            await ltx.append("post.expired", actor="system", account=row.account, post=post_id,
-                             data={"state": new_state.value, "version": row.version})
-            return row.account, await cancel_waiting_replies(ltx, row, new_state)
+            return row.account, await expire_hold(ltx, row)
 
         return work
 
