@@ -148,13 +148,13 @@ async def test_a_stream_reads_the_accounts_count_once_for_the_posts_it_tells_tog
     each burst of its posts counted over and over. Each status still shows the count."""
     token = await world.token("bob", "delayed")
     counted: list[str] = []
-    by_state = mastodon_service.queue_sql.posts_by_state
+    published_count = mastodon_service.queue_sql.published_count
 
-    async def counting(txn: Any, account: str) -> dict[str, int]:
+    async def counting(txn: Any, account: str) -> int:
         counted.append(account)
-        return await by_state(txn, account)
+        return await published_count(txn, account)
 
-    monkeypatch.setattr(mastodon_service.queue_sql, "posts_by_state", counting)
+    monkeypatch.setattr(mastodon_service.queue_sql, "published_count", counting)
     async with aiohttp.ClientSession() as session:
         ws = await _socket(world, session, token, query="?stream=user")
         for n in range(_TOGETHER):
