@@ -108,7 +108,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
-from gateway.lifecycle import Action, states_allowing, transition
+from gateway.lifecycle import Action, State, allowed, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
 
@@ -161,6 +161,12 @@ _ACTIONS: dict[str, tuple[Action, ...]] = {
 _FROM: dict[str, frozenset[str]] = {
     kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
 }
+_AFTER: dict[str, dict[str, frozenset[str]]] = {
+    kind: {s.value: frozenset(transition(s, a).value for a in actions if allowed(s, a))
+           for s in State if any(allowed(s, a) for a in actions)}
+    for kind, actions in _ACTIONS.items()
+}
+"""Where each event may take a post, by where it was (``gateway.lifecycle``'s table)."""
 _REDECIDED: dict[str, str] = {s.value: transition(s, Action.REDECIDE).value for s in states_allowing(Action.REDECIDE)}
 """Where a post decided again is, by where it was (``gateway.lifecycle``): held for people with
 a role (a suggestion stays one), never released or out, which would let it go out with no one
@@ -787,6 +793,7 @@ class Replay:
                     known.approvers, known.required = _gate(policy.summary, known.author)
         if len(extra) > 5:  # the edit gave the options
             known.parent = extra[5]
+        self._moved(index, "post.edited", known, post, state)
         known.version = version
         known.state = state
 
@@ -827,6 +834,7 @@ class Replay:
             approvals[version].add(actor)
         else:
             approvals[version] = {actor}
+        self._moved(index, "post.approved", known, post, state)
         if isinstance(state, str):
             known.state = state
 
@@ -867,6 +875,7 @@ class Replay:
             # An adoption names the version its writer read (entries from before it did name none).
             if kind == "post.adopted" and version is not None and version != known.version:
                 self._bad(index, f"adoption of version {version} of post {post}, which is at version {known.version}")
+        self._moved(index, kind, known, post, state)
         if isinstance(state, str):
             known.state = state
 
@@ -922,6 +931,16 @@ class Replay:
         if required < needed:
             self._bad(index, f"post {post} was held again on co-signed {known.account} needing "
                              f"{required} approvals, not {needed}")
+
+    def _moved(self, index: int, kind: str, known: _Post, post: str, state: Any) -> None:
+        """An event says where its post is now: only where the post's life takes it from where
+        it was (``gateway.lifecycle``). Taken at its word, a cancellation or a rejection that
+        says the post is still scheduled, or an approval that says it is out, would let it go
+        out with no one deciding, or with no claim recorded."""
+        after = _AFTER[kind].get(known.state)
+        if isinstance(state, str) and after is not None and state not in after:
+            self._bad(index, f"{kind} of post {post}, which was {known.state}, says it is {state}: its life "
+                             f"takes it to {' or '.join(sorted(after))}")
 
     def _redecided(self, index: int, known: _Post, post: str, extra: Any) -> None:
         version, state, approvers, required = extra[:4]

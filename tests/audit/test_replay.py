@@ -1366,6 +1366,7 @@ def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(
     _solo_published(log)
     first = _revising(log, "Launch day, A")
     second = _revising(log, "Launch day, B", version=3)
+    # Saying the post is still published, as no deletion does (named too), it goes on to be revised.
     deleted_while = log.add("post.deleted", actor="alice", account="solo", post="1",
                             data={"state": "published", "remote_id": "r1"})
     none_open = _revision_failed(log, version=3)
@@ -1380,6 +1381,8 @@ def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(
         f"entry {deleted_while}: post.deleted of post 1 while the revision entry {second} sent to its platform "
         "was not settled: a published post's changes reach the platform one at a time, each recorded before "
         "the next",
+        f"entry {deleted_while}: post.deleted of post 1, which was published, says it is published: its life "
+        "takes it to deleted",
         f"entry {none_open}: post.revision_failed of post 1 at version 3, but no revision of it was sent to its "
         "platform",
         f"entry {other_version}: post.revision_failed of post 1 at version 4, but entry {other_version - 1} sent "
@@ -3114,3 +3117,24 @@ def test_a_deadline_later_than_the_policy_lets_a_hold_last_is_named(tmp_path: Pa
         f"entry {again}: post 2 was held until {again_day}, 86400 s after entry {again}, where its policy "
         "lets a hold last 3600 s",
     ]
+
+
+@pytest.mark.parametrize(("kind", "actor", "data", "was", "goes"), [
+    ("post.cancelled", "carol", {"state": "scheduled", "version": 1}, "held", "cancelled"),
+    ("post.rejected", "bob", {"state": "scheduled", "version": 1}, "held", "rejected"),
+    ("post.expired", "system", {"state": "scheduled", "version": 1}, "held", "expired"),
+    ("post.approved", "bob", {"state": "published", "version": 1}, "held", "held or scheduled"),
+])
+def test_an_event_that_says_its_post_is_where_its_life_does_not_take_it_is_named(
+    tmp_path: Path, kind: str, actor: str, data: dict[str, Any], was: str, goes: str,
+) -> None:
+    """A cancellation, rejection or expiry of carol's held post that says it is still scheduled,
+    or an approval that says it is out: taken at its word, the post would go out with no one
+    approving it (the claim after it judged as a released post's), or with no claim recorded.
+    Named, with where the post's life takes it; before, each verified."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    forged = log.add(kind, actor=actor, account="brand", post="1", data={**data, "policy_sha256": "p1"})
+    assert f"entry {forged}: {kind} of post 1, which was {was}, says it is {data['state']}: its life takes it " \
+           f"to {goes}" in messages(log.verify(tmp_path / "forged.export"))
