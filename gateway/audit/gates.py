@@ -80,7 +80,10 @@ def settings_problem(gate: Any, settings: Any) -> str | None:
 
 def gate_words(gate: Any, settings: Any) -> str:
     """The settings in plain words: "Replies: only people mentioned; 2 replies hidden",
-    "Quotes: off". An entry without settings says which setting changed."""
+    "Quotes: off". An entry without settings (or whose settings are of no gate's shape) says
+    which setting changed; one naming neither gate, that one of them did."""
+    if gate not in (THREADGATE, POSTGATE):
+        return "Who may reply or quote changed"  # read from an export, anyone's file: named by the verifier
     if settings_problem(gate, settings) is not None or not isinstance(settings, dict):
         return "Who may quote changed" if gate == POSTGATE else "Who may reply changed"
     if gate == POSTGATE:

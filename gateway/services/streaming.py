@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 
@@ -312,6 +312,7 @@ class MastodonStreams:
             end, rows = await sql.account_entries(txn, account=auth.account, start=feed.cursor,
                                                   types=tuple(EVENTS), limit=ENTRIES_PER_READ)
         out: list[StreamEvent] = []
+        account: dict[str, Any] | None = None  # one read of the account's count for the lot, as a list reads it
         for row in rows:
             event, post_id = EVENTS[str(row["type"])], row["post_id"]
             if not isinstance(post_id, str):
@@ -322,7 +323,9 @@ class MastodonStreams:
             if event == "delete":
                 out.append(StreamEvent(event=event, post_id=post_id, status=None))
             elif State(post.state) is State.PUBLISHED:
-                out.append(StreamEvent(event=event, post_id=post_id, status=await self._mastodon.render(auth, post)))
+                account = account or await self._mastodon.account(auth)
+                out.append(StreamEvent(event=event, post_id=post_id,
+                                       status=await self._mastodon.render(auth, post, account=account)))
         feed.cursor = end
         if len(rows) == ENTRIES_PER_READ:
             feed.listener.wake()  # maybe more than one read's worth: the rest at the next round
