@@ -27,6 +27,7 @@ from tests.conftest import (
     GatewayTestServer,
     make_policy_dir,
     make_settings,
+    write_policy,
 )
 
 _SOON = 10.0
@@ -121,4 +122,46 @@ async def test_what_is_not_due_at_once_is_left_to_the_publishers_page(
         # The page still sends what it is given: the rate-limited account's post goes out.
         gw.app[PUBLISHER].wake()
         assert [t for _, t in await _published(gw, limited["id"])][-1] == "post.published"
+        await verified_by_cli(gw)
+
+
+_TURNED_COSIGNED = """
+    account: direct
+    platform: sandbox
+    handle: "@alice"
+    tier: co-signed
+    owner: alice
+    approvals:
+      required: 1
+      from: [bob]
+"""
+
+
+async def test_a_post_decided_as_its_account_turns_co_signed_is_held_under_the_new_policy(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A direct post decided a moment before its account turns co-signed (the change recorded
+    and in force here before the post is stored) is decided again under the new policy, as
+    any post is whose policy moved meanwhile: held for bob, nothing sent. Before, its claim,
+    planned before it was stored, met the co-signed policy first and tried to hold a post not
+    stored yet: the request was refused with a 409 and nothing of it was kept."""
+    async with _never_woken(db_url, policy_dir, clock) as gw:
+        posts = gw.app[POSTS]
+        decide = posts._decide_submission
+        changed: list[str] = []
+
+        async def decided_as_the_policy_changes(*args: Any, **kwargs: Any) -> Any:
+            decided = await decide(*args, **kwargs)
+            if not changed:
+                write_policy(policy_dir, "direct", _TURNED_COSIGNED)
+                changed.extend(await gw.sync_policies())
+            return decided
+
+        monkeypatch.setattr(posts, "_decide_submission", decided_as_the_policy_changes)
+        post = await gw.submit("alice", "direct", "Decided as the account turned co-signed")
+        assert changed == ["direct"]
+        assert (post["state"], post["approvers"], post["approvals_needed"]) == ("held", ["bob"], 1), post
+        await asyncio.sleep(0.3)
+        assert [t for _, t in await _entries(gw, post["id"])] == ["post.submitted"]
+        assert await gw.timeline("direct") == []
         await verified_by_cli(gw)

@@ -11,8 +11,14 @@ publisher not yet run, on both databases (the approvers' page: tests/pages/test_
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from tests.conftest import Gateway
+import pytest
+
+from gateway.types import duration_micros, iso, to_micros
+from tests.audit.logtools import Attacker
+from tests.conftest import TEST_POLICIES, Gateway, write_policy
+from tests.test_voice_integrity import _verify_fails, _verify_log
 
 DEADLINE = timedelta(hours=24)  # the test policy's approvals.expire_after on "cosigned"
 
@@ -48,3 +54,81 @@ async def test_an_approval_just_before_the_deadline_still_counts(gateway: Gatewa
     gateway.clock.advance(DEADLINE - timedelta(seconds=1))
     status, body = await gateway.act("dave", post_id, "approve")
     assert (status, body["state"]) == (200, "scheduled"), body
+
+
+async def test_a_deadline_moved_later_in_the_database_is_named_by_the_verifier(
+    gateway: Gateway, db_url: str
+) -> None:
+    """Someone with the database moves a held post's deadline a day later; an approval an hour
+    after the real deadline is let through and the post goes out. The log recorded the
+    deadline at submission: `byline audit verify` names the approval that came after it."""
+    post_id = await held_with_one_approval(gateway)
+    later = to_micros(gateway.clock.now() + 2 * DEADLINE)
+    await Attacker(db_url).run(("UPDATE posts SET expires_at = ? WHERE id = ?", (later, post_id)))
+    gateway.clock.advance(DEADLINE + timedelta(hours=1))
+    status, body = await gateway.act("dave", post_id, "approve")
+    assert (status, body["state"]) == (200, "scheduled"), body
+    gateway.clock.advance(timedelta(minutes=5))
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Launch day is moved to Friday\n\n—carol"]
+    text = await _verify_fails(gateway)
+    assert f"post {post_id} was approved at" in text and "s after" in text, text
+    assert "said its hold expired: more than the 2 s an approval may be late" in text, text
+
+
+async def test_an_approval_after_the_first_deadline_within_the_one_an_edit_set_verifies(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Approved, then edited before it went out, the post is held again with a new deadline:
+    the approvals that come a day after its first deadline, within the new one, release it,
+    and the log verifies (the edit recorded the deadline it set)."""
+    post_id = await held_with_one_approval(gateway)
+    assert (await gateway.act("dave", post_id, "approve"))[0] == 200
+    gateway.clock.advance(timedelta(hours=12))
+    status, body = await gateway.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day is Friday"})
+    assert (status, body["state"]) == (200, "held"), body
+    recorded = [(e["type"], e["data"].get("expires_at", "unsaid"))
+                for e in (await gateway.get("alice", post_id))["events"]]
+    submitted, edited = to_micros(gateway.clock.now() - timedelta(hours=12)), to_micros(gateway.clock.now())
+    assert recorded == [("post.submitted", iso(submitted + duration_micros(DEADLINE))),
+                        ("post.approved", "unsaid"), ("post.approved", None),
+                        ("post.edited", iso(edited + duration_micros(DEADLINE)))], recorded
+    gateway.clock.advance(timedelta(hours=13))
+    for approver in ("bob", "dave"):
+        status, body = await gateway.act(approver, post_id, "approve")
+        assert status == 200, body
+    assert body["state"] == "scheduled", body
+    gateway.clock.advance(timedelta(minutes=5))
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Launch day is Friday\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+@pytest.mark.parametrize("change", ["author_dropped", "removed_and_back"])
+async def test_a_policy_change_does_not_revive_an_expired_hold(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, change: str
+) -> None:
+    """A held post past its deadline, the sweep not yet run, when a policy change would decide
+    it again (its author taken off the writers; the file removed and put back): it expires in
+    the change's transaction rather than be held anew with a fresh deadline, the approvals
+    that follow are refused (409), nothing goes out, and the log verifies."""
+    post = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    gateway.clock.advance(DEADLINE + timedelta(minutes=1))
+    policy = TEST_POLICIES["cosigned"]
+    if change == "author_dropped":
+        write_policy(policy_dir, "cosigned", policy.replace("writers: [alice, carol]", "writers: [alice]"))
+        await gateway.sync_policies()
+    else:
+        (policy_dir / "cosigned.yaml").unlink()
+        await gateway.sync_policies()
+        write_policy(policy_dir, "cosigned", policy)
+        await gateway.sync_policies()
+    for approver in ("bob", "dave"):
+        status, body = await gateway.act(approver, post["id"], "approve")
+        assert status == 409, body
+        assert body["error"] == "invalid_transition", body
+    gateway.clock.advance(timedelta(minutes=5))
+    await gateway.tick()
+    assert (await gateway.get("alice", post["id"]))["state"] == "expired"
+    assert await gateway.timeline("cosigned") == []
+    await _verify_log(gateway, tmp_path)

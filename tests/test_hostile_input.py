@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from gateway.appkeys import DB, IDENTITY
 from gateway.clock import ManualClock
 from gateway.http.pages import prefers_html
+from gateway.http.server import LINGER_SECONDS
 from gateway.settings import Settings
 from tests.conftest import Gateway, started_gateway
 from tests.serve import ServeProcess
@@ -482,6 +483,32 @@ async def test_a_browser_over_the_connection_limit_is_shown_a_page(
                 assert headers["content-type"].startswith("application/json"), (accept, headers)
                 assert json.loads(body) == {"error": "too_many_requests", "message": (
                     "this address already has 2 connections open; close one, or reuse it")}
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+async def test_a_connection_over_the_limit_is_not_held_by_a_body_that_never_comes(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """The connection past an address's limit that sends a request's head and then its body a
+    byte at a time (or not at all) is answered 429 and closed within the linger, as one that
+    sends nothing is: not held uncounted for as long as aiohttp lingers over an unread body
+    (10 s), which let one address keep open five times the connections it could before."""
+    async with _served(db_url, policy_dir, clock, connections_per_address=2, request_read_seconds=30) as gw:
+        assert gw.client.port is not None
+        port = gw.client.port
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.2)  # the server has taken both
+        try:
+            head = (b"POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n")
+            for drop in (b"x", b""):
+                answer, took = await _trickle(port, head, every=0.25, most=60, drop=drop)
+                assert took < 2 * LINGER_SECONDS, f"still open after {took:.1f} s"
+                status, headers, body = _parse_answer(answer)
+                assert (status, headers["retry-after"]) == (429, "5"), answer
+                assert json.loads(body)["error"] == "too_many_requests", body
         finally:
             for _, writer in held:
                 writer.close()

@@ -266,8 +266,8 @@ def test_refused_regex_is_not_logged_to_stderr(capfd: pytest.CaptureFixture[str]
 
 
 def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
-    """The summary lists tier, platform, people, quorum, delay, disclosure and rules, sorted where
-    unordered."""
+    """The summary lists tier, platform, people, quorum, delay, how long a hold lasts, disclosure
+    and rules, sorted where unordered."""
     assert COSIGNED.summary() == {
         "tier": "co-signed",
         "platform": "sandbox",
@@ -277,6 +277,7 @@ def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
         "required": 2,
         "suggesters": [],
         "delay_seconds": 60,
+        "expire_after_seconds": 86400,
         "disclosure": "—{author}",
         "rules": [],
     }
@@ -289,6 +290,7 @@ def test_summary_is_what_changes_of_voice_are_judged_by() -> None:
         "required": 0,
         "suggesters": [],
         "delay_seconds": 0,
+        "expire_after_seconds": 86400,
         "disclosure": None,
         "rules": [
             {"name": "breaking-news", "action": "hold", "reason": "Check the full story first"},

@@ -211,3 +211,31 @@ async def test_version_17_leaves_earlier_posts_without_a_content_scheme_and_keep
         assert (earlier.content_scheme, later.content_scheme) == (None, 1)
     finally:
         await db.close()
+
+
+async def test_version_18_gives_each_earlier_entry_its_actor_and_keeps_the_log_append_only(db_url: str) -> None:
+    """Entries logged before version 18 are given the actor their bytes name (one that does not
+    read as an entry gets none), in the migration only: the log then refuses a change of any row
+    again, the new column's included."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await _migrate_by_hand(txn, db.dialect, upto=17)
+            raws = [encode_entry(type="post.deleted", ts=0, actor=actor, account="brand", post="1", data={}, prev=None)
+                    for actor in ("alice", "carol")] + [b"not an entry"]
+            for idx, raw in enumerate(raws):
+                await txn.execute(
+                    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", idx, leaf_hash(raw), raw, "post.deleted", None, "1", "brand", 0)
+            await txn.execute("INSERT INTO log_state (id, size, root, frontier) VALUES (1, ?, ?, ?)",
+                              len(raws), b"\0" * 32, b"")
+        await schema.migrate(db)
+        async with db.read() as txn:
+            rows = await txn.fetchall("SELECT idx, actor FROM log_entries ORDER BY idx")
+        assert [(int(r["idx"]), r["actor"]) for r in rows] == [(0, "alice"), (1, "carol"), (2, None)]
+        for change in ("UPDATE log_entries SET actor = 'mallory' WHERE idx = 0", "DELETE FROM log_entries"):
+            with pytest.raises(Exception, match="append-only"):
+                async with db.write() as txn:
+                    await txn.execute(change)
+    finally:
+        await db.close()

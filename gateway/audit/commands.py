@@ -253,7 +253,8 @@ def add_commands(sub: Any) -> None:
                           "replaced: the time the gateways take to see a change (default: 300)")
     ver.add_argument("--due-grace", type=_seconds, default=2.0, metavar="SECONDS",
                      help="how much earlier than the time the log says a post is due (its publish_at) "
-                          "its claim may be: a margin, as an honest claim is never earlier (default: 2)")
+                          "its claim may be, and how much later than its hold's deadline (its expires_at) "
+                          "an approval may be: a margin, as an honest one never is (default: 2)")
     ver.set_defaults(func=_cmd_verify)
 
     exp = audit.add_parser("export", help="write the log (entries, checkpoints, texts) to a file")

@@ -80,10 +80,11 @@ def settings_problem(gate: Any, settings: Any) -> str | None:
 
 def gate_words(gate: Any, settings: Any) -> str:
     """The settings in plain words: "Replies: only people mentioned; 2 replies hidden",
-    "Quotes: off". An entry without settings, or whose settings are no summary of a gate it
-    names (a forged one may name none), says which setting changed."""
-    if gate not in (THREADGATE, POSTGATE) or settings_problem(gate, settings) is not None \
-            or not isinstance(settings, dict):
+    "Quotes: off". An entry without settings (or whose settings are of no gate's shape) says
+    which setting changed; one naming neither gate, that one of them did."""
+    if gate not in (THREADGATE, POSTGATE):
+        return "Who may reply or quote changed"  # read from an export, anyone's file: named by the verifier
+    if settings_problem(gate, settings) is not None or not isinstance(settings, dict):
         return "Who may quote changed" if gate == POSTGATE else "Who may reply changed"
     if gate == POSTGATE:
         words = f"Quotes: {settings['quotes']}"

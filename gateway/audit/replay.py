@@ -35,7 +35,8 @@ and approvals. It flags:
   records named theirs;
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
-  (``post.redecided``) before anything else happens to it;
+  (``post.redecided``) before anything else happens to it, or expire (``post.expired``: a hold
+  past its deadline is expired in the change's transaction, never revived);
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
@@ -73,6 +74,13 @@ and approvals. It flags:
   retry sends at once and a post decided again waits for approvals anew: neither leaves a time.
   A reply waiting for a post of Byline's keeps its time from before an edit (the edit records
   the publisher's wait for the parent, which the publisher brings forward unlogged);
+- an approval (``post.approved``) later, by more than the same grace, than the deadline the log
+  last recorded for its post's hold (``expires_at``: its submission's, an edit's that held it
+  anew, a decision's again): a hold's deadline moved later in the database let an approval
+  through after the post had expired. An entry that changed the deadline without recording it
+  (written before they did) leaves it unknown, and nothing is compared. And a deadline a post
+  held anew was given further from its entry's time than the policy it names lets a hold last
+  (its summary's ``expire_after_seconds``, where it says), by more than the grace;
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -100,7 +108,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
-from gateway.lifecycle import Action, states_allowing
+from gateway.lifecycle import Action, State, allowed, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
 
@@ -119,11 +127,13 @@ a gateway acting on a policy the account no longer has is named (``--policy-grac
 
 DUE_GRACE_SECONDS = 2.0
 """How much earlier than the time the log last recorded a post due (``publish_at``) its claim
-may be and pass. An honest claim is never earlier, whichever gateway makes it and however its
-clock differs from the one that scheduled the post: the claim compares the post's time with its
-own batch's time and writes that same time as its entry's ``ts``. The grace is a margin only
-(``--due-grace``); past it, a post sent before its cooling-off or the time its writer asked and
-its approvers approved ended is named."""
+may be and pass, and how much later than the deadline the log last recorded for its hold
+(``expires_at``) an approval may be. An honest claim is never earlier, nor an honest approval
+later, whichever gateway makes it and however its clock differs from the one that scheduled or
+held the post: each compares the post's time with its own transaction's time and writes that
+same time as its entry's ``ts``. The grace is a margin only (``--due-grace``); past it, a post
+sent before its cooling-off or the time its writer asked and its approvers approved ended, or
+approved after its hold expired, is named."""
 
 
 def _moment(stamp: str) -> datetime:
@@ -151,6 +161,16 @@ _ACTIONS: dict[str, tuple[Action, ...]] = {
 _FROM: dict[str, frozenset[str]] = {
     kind: frozenset(s.value for a in actions for s in states_allowing(a)) for kind, actions in _ACTIONS.items()
 }
+_AFTER: dict[str, dict[str, frozenset[str]]] = {
+    kind: {s.value: frozenset(transition(s, a).value for a in actions if allowed(s, a))
+           for s in State if any(allowed(s, a) for a in actions)}
+    for kind, actions in _ACTIONS.items()
+}
+"""Where each event may take a post, by where it was (``gateway.lifecycle``'s table)."""
+_REDECIDED: dict[str, str] = {s.value: transition(s, Action.REDECIDE).value for s in states_allowing(Action.REDECIDE)}
+"""Where a post decided again is, by where it was (``gateway.lifecycle``): held for people with
+a role (a suggestion stays one), never released or out, which would let it go out with no one
+deciding."""
 _FROM["post.revised"] = frozenset({"published"})
 _FROM["post.revising"] = frozenset({"published"})
 _FROM["post.revision_failed"] = frozenset({"published"})
@@ -158,6 +178,9 @@ _FROM["post.gates_changed"] = frozenset({"published"})
 """The states a post may be in for each event to happen to it (``gateway.lifecycle``'s table):
 a post published twice, approved after it went out, or retried from cancelled is named."""
 
+_MOVES_DEADLINE = frozenset({"post.edited", "post.redecided", "post.retried"})
+"""The entries that may hold a post anew, with a new deadline (``expires_at``): one of them
+that does not record it (written before they did) leaves the deadline unknown."""
 _CARRYING = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
 """The entries that record what their post carries besides its words (``content_sha256``)."""
 _PENDING = frozenset({"held", "scheduled"})
@@ -205,6 +228,8 @@ class _Post:
     # platform and not settled yet (``post.revising``): its entry, version, words and content
     due: tuple[int, str] | None = None  # the entry that last recorded when it is due to go out
     # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
+    deadline: tuple[int, str] | None = None  # the entry that last recorded when its hold
+    # expires (``expires_at``), and that time; None for none, or unknown
     looking: int | None = None  # the entry of a claim recovered only to look for it on its
     # platform (``looks_only``), while it is the post's last entry
 
@@ -338,32 +363,36 @@ class Replay:
     def feed_flat(
         self, first: int, flat: list[Any], words: Mapping[int, str] | None = None, stamps: str = "",
         contents: Mapping[int, str] | None = None, dues: Mapping[int, str] | None = None,
+        deadlines: Mapping[int, str] | None = None,
     ) -> None:
         """Take the facts of a run of entries, in log order, flat: for each, its offset from
         ``first`` and the five parts of its :data:`Fact` (see ``verify.Chunk.facts``); the
         words committed to by those of them whose texts were given, by offset (``Chunk.words``);
         the run's times (``Chunk.stamps``); and what they record a post carries besides its
         words (``Chunk.contents``); and when those that schedule a post say it is due
-        (``Chunk.dues``)."""
+        (``Chunk.dues``); and the deadlines of holds those that set or clear one record
+        (``Chunk.deadlines``)."""
         step = self._step
         get = (words or {}).get
         content = (contents or {}).get
         due = (dues or {}).get
+        deadline = (deadlines or {}).get
         self._stamps, self._first = stamps, first
         for offset, kind, actor, account, post, extra in zip(
             flat[0::6], flat[1::6], flat[2::6], flat[3::6], flat[4::6], flat[5::6], strict=True
         ):
-            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset), due(offset))
+            step(first + offset, kind, actor, account, post, extra, get(offset), content(offset), due(offset),
+                 deadline(offset))
 
     def feed(
         self, index: int, fact: Fact, words: str | None = None, content: str | None = None,
-        due: str | None = None, stamp: str | None = None,
+        due: str | None = None, stamp: str | None = None, deadline: str | None = None,
     ) -> None:
         """Take one entry's facts, in log order, the words it commits to when known, what it
         records the post carries besides them, when it says the post is due ("" for no time),
-        and its time, when known."""
+        its time, when known, and the deadline it records for the post's hold ("" for none)."""
         self._stamps, self._first = (stamp, index) if stamp is not None and len(stamp) == STAMP else ("", 0)
-        self._step(index, *fact, words, content, due)
+        self._step(index, *fact, words, content, due, deadline)
 
     def _stamp(self, index: int) -> str | None:
         """The time of the entry at ``index`` of the run being fed, when known."""
@@ -385,6 +414,7 @@ class Replay:
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
         words: str | None = None, content: str | None = None, due: str | None = None,
+        deadline: str | None = None,
     ) -> None:
         if kind.startswith("policy."):
             self._policy_event(index, kind, account, extra)
@@ -403,6 +433,9 @@ class Replay:
             submitted = self._posts[post]
             submitted.words, submitted.content = words, content
             submitted.due = (index, due) if due else None
+            submitted.deadline = (index, deadline) if deadline else None
+            if deadline and submitted.state == "held" and not submitted.announcement:
+                self._held_until(index, submitted, post, deadline, extra[4])
             return
         known = self._posts.get(post)
         if known is None:
@@ -410,8 +443,9 @@ class Replay:
                 self._bad(index, f"{kind} for post {post}, which was never submitted")
             return
         if known.owed is not None and kind != "post.redecided":
-            at, why = known.owed
-            self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
+            if kind != "post.expired":
+                at, why = known.owed
+                self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
             known.owed = None
         allowed = _FROM.get(kind)
         if allowed is not None and known.state not in allowed:
@@ -436,6 +470,17 @@ class Replay:
             known.due = (index, due) if due else None
         elif kind in ("post.retried", "post.redecided"):
             known.due = None  # retried: due at once; decided again: held, due once approved
+        if kind == "post.approved":
+            self._late(index, known, post)
+        if deadline is not None:
+            known.deadline = (index, deadline) if deadline else None
+        elif kind in _MOVES_DEADLINE:
+            known.deadline = None  # an entry from before they recorded it: unknown
+        # Held anew, with a deadline of its own: by a decision again, or by an edit of a post
+        # released (an edit of one held keeps the hold's deadline, set under its policy then).
+        anew = kind == "post.redecided" or (kind == "post.edited" and known.state != "held")
+        if anew and deadline and extra[1] == "held":
+            self._held_until(index, known, post, deadline, extra[4])  # fact_extra's policy, for both
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
@@ -748,6 +793,7 @@ class Replay:
                     known.approvers, known.required = _gate(policy.summary, known.author)
         if len(extra) > 5:  # the edit gave the options
             known.parent = extra[5]
+        self._moved(index, "post.edited", known, post, state)
         known.version = version
         known.state = state
 
@@ -788,6 +834,7 @@ class Replay:
             approvals[version].add(actor)
         else:
             approvals[version] = {actor}
+        self._moved(index, "post.approved", known, post, state)
         if isinstance(state, str):
             known.state = state
 
@@ -828,6 +875,7 @@ class Replay:
             # An adoption names the version its writer read (entries from before it did name none).
             if kind == "post.adopted" and version is not None and version != known.version:
                 self._bad(index, f"adoption of version {version} of post {post}, which is at version {known.version}")
+        self._moved(index, kind, known, post, state)
         if isinstance(state, str):
             known.state = state
 
@@ -884,8 +932,25 @@ class Replay:
             self._bad(index, f"post {post} was held again on co-signed {known.account} needing "
                              f"{required} approvals, not {needed}")
 
+    def _moved(self, index: int, kind: str, known: _Post, post: str, state: Any) -> None:
+        """An event says where its post is now: only where the post's life takes it from where
+        it was (``gateway.lifecycle``). Taken at its word, a cancellation or a rejection that
+        says the post is still scheduled, or an approval that says it is out, would let it go
+        out with no one deciding, or with no claim recorded."""
+        after = _AFTER[kind].get(known.state)
+        if isinstance(state, str) and after is not None and state not in after:
+            self._bad(index, f"{kind} of post {post}, which was {known.state}, says it is {state}: its life "
+                             f"takes it to {' or '.join(sorted(after))}")
+
     def _redecided(self, index: int, known: _Post, post: str, extra: Any) -> None:
         version, state, approvers, required = extra[:4]
+        held = _REDECIDED.get(known.state)
+        if held is not None and state != held:
+            # Taken at its word, a decision again that released the post (or said it was out)
+            # would let it be sent with no one deciding: after a claim that only looked for it,
+            # or while it waited for its author's lost role to be decided for.
+            self._bad(index, f"post.redecided of post {post}, which was {known.state}, says it is {state}: "
+                             f"a post decided again is {held}")
         self._regated(index, known, post, state, required)
         known.owed = None
         known.decided_again = True
@@ -986,16 +1051,61 @@ class Replay:
         if known.due is None:
             return
         at, due = known.due
-        stamp = self._stamp(index)
-        if stamp is None:
+        since = self._since(index, due)
+        if since is None:
             return
-        try:
-            early = (_moment(due) - _moment(stamp)).total_seconds()
-        except ValueError:  # no time: the entry is named for its ts already
-            return
+        stamp, early = since[0], -since[1]
         if early > self._due_grace:
             self._bad(index, f"post {post} went out at {stamp}, {early:.0f} s before {due}, when entry {at} "
                              f"said it was due: more than the {self._due_grace:.0f} s a claim may be early")
+
+    def _since(self, index: int, moment: str) -> tuple[str, float] | None:
+        """Entry ``index``'s own time, and how many seconds it came after ``moment`` (less than
+        none: before it); None where either is no time (the entry is named for its ts already)."""
+        stamp = self._stamp(index)
+        if stamp is None:
+            return None
+        try:
+            return stamp, (_moment(stamp) - _moment(moment)).total_seconds()
+        except ValueError:
+            return None
+
+    def _held_until(self, index: int, known: _Post, post: str, deadline: str, sha256: str | None) -> None:
+        """A post held anew (submitted, edited after its release, decided again) is held until
+        the entry's time plus the ``expire_after`` of the policy it names, and no later (the
+        grace, :data:`DUE_GRACE_SECONDS`, beside): a deadline recorded later would let
+        approvals through after the hold should have expired. Policies recorded before their
+        summaries said how long a hold lasts are not compared."""
+        since = self._since(index, deadline)
+        if since is None:
+            return
+        lasts = -since[1]
+        grace = self._due_grace
+
+        def check(policy: _Policy) -> str | None:
+            allowed = policy.summary.get("expire_after_seconds")
+            if type(allowed) is not int or lasts <= allowed + grace:
+                return None
+            return (f"post {post} was held until {deadline}, {lasts:.0f} s after entry {index}, where its "
+                    f"policy lets a hold last {allowed} s")
+
+        self._judge(index, known.account, sha256, check, f"post {post} was held")
+
+    def _late(self, index: int, known: _Post, post: str) -> None:
+        """An approval counts only before its post's hold expires: not later than the deadline
+        the log last recorded for it (its submission's, an edit's that held it anew, a decision's
+        again), plus the grace (:data:`DUE_GRACE_SECONDS`). A deadline moved later in the
+        database, and nowhere in the log, let an approval release a post that had expired."""
+        if known.deadline is None or known.state != "held":
+            return
+        at, deadline = known.deadline
+        since = self._since(index, deadline)
+        if since is None:
+            return
+        stamp, late = since
+        if late > self._due_grace:
+            self._bad(index, f"post {post} was approved at {stamp}, {late:.0f} s after {deadline}, when entry {at} "
+                             f"said its hold expired: more than the {self._due_grace:.0f} s an approval may be late")
 
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it

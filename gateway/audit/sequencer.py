@@ -98,6 +98,7 @@ class LogTxn:
 
     __slots__ = (
         "_chains", "_entries", "_heads", "_known", "_loose", "_next", "_texts", "_ts", "_unresolved", "now", "txn",
+        "work",
     )
 
     def __init__(self, txn: Txn, now: int, *, first: int, heads: _Heads) -> None:
@@ -112,6 +113,8 @@ class LogTxn:
         self._heads = heads
         self._known = heads.on(first)  # the same before this batch, as far as the sequencer knows
         self._unresolved: set[str] = set()
+        self.work = 0
+        """The number of the work running in its batch: the tag of what it holds (``Txn.defer``)."""
 
     async def append(
         self,
@@ -156,6 +159,7 @@ class LogTxn:
         entries.chains.append(chain)
         entries.post_ids.append(post)
         entries.accounts.append(account)
+        entries.actors.append(actor)
         if chain is not None:
             self._chains[chain] = (idx, leaf)
         self._next = idx + 1
@@ -249,6 +253,9 @@ class Sequencer:
 
         A work that fails may have written before failing: it is noted in ``batch.failed`` and
         :class:`RunAgain` raised, so that the batch is rolled back and run again without it.
+        What a work held for later (``Txn.defer``: its new post, made with the next works'
+        before the next statement) and was then refused fails that work, not the one whose
+        statement made it, nor one that met the transaction aborted by it.
         """
         ltx = LogTxn(txn, now_micros(self._clock), first=tree.size, heads=self._heads)
         jobs, failed = batch.jobs, batch.failed
@@ -256,12 +263,22 @@ class Sequencer:
         for n, (work, _) in enumerate(jobs):
             if n in failed:
                 continue
+            ltx.work = n
             try:
                 results[n] = await work(ltx)
                 ltx.work_done()
             except Exception as exc:
-                failed[n] = exc
+                if not txn.refused:
+                    failed[n] = exc
+                failed.update(txn.refused)
                 raise RunAgain from None
+            if txn.refused:
+                failed.update(txn.refused)
+                raise RunAgain
+        await txn.settle()
+        if txn.refused:
+            failed.update(txn.refused)
+            raise RunAgain
         batch.results = results
         return ltx
 

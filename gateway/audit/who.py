@@ -65,7 +65,8 @@ def _line(index: int, body: dict[str, Any]) -> str | None:
         "post.revision_failed": f"revision{v} not made: {data.get('error')}",
         "post.deleted": f"deleted by {actor}{settled}",
         "post.gates_changed": f"{data.get('gate')} {'set' if data.get('cid') else 'removed'} by {actor}"
-        + (f": {gate_words(data.get('gate'), data['settings'])}" if data.get("settings") is not None else ""),
+        + (f": {gate_words(data.get('gate'), data['settings'])}"
+           if kind == "post.gates_changed" and data.get("settings") is not None else ""),
         "post.adopted": f"adopted by {actor} as post {data.get('into')}",
         "post.dismissed": f"dismissed by {actor}",
         "post.retried": f"retried by {actor}",

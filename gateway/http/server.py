@@ -193,7 +193,9 @@ class GatewayProtocol(web.RequestHandler):
         handler: the pages' error page for a browser (its ``Accept`` ranks HTML first), JSON for
         anything else, 429 with ``Retry-After`` either way; the connection closes after it."""
         assert self._busy is not None
-        self._stop_clock()
+        # The clock keeps running: a body still coming is not waited for. Stopped here, aiohttp
+        # would linger over it unread (10 s) with the connection uncounted; it is cut off where
+        # its linger ends, the request whole by then or not.
         page = self._gateway.error_page
         if page is not None and prefers_html(request.headers.get("Accept")):
             response = page(status=429, message=self._busy, title="Too many connections")

@@ -104,9 +104,9 @@ def gate_for(policy: Policy, author: str) -> Gate:
         return Gate(
             approvers=approvers,
             required=policy.approvals.required,
-            expire_after=policy.approvals.expire_after,
+            expire_after=policy.hold_expires_after,
         )
-    return Gate(approvers=(policy.owner,), required=1, expire_after=timedelta(hours=24))
+    return Gate(approvers=(policy.owner,), required=1, expire_after=policy.hold_expires_after)
 
 
 class Outcome(StrEnum):

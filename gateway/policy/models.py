@@ -12,7 +12,7 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 import re2
@@ -207,12 +207,17 @@ def _word_pattern(words: tuple[str, ...]) -> Any:
     return re2.compile(rf"(?:^|{edge})(?:{alternatives})(?:{edge}|$)", _re2_options())
 
 
+HOLD_EXPIRES_AFTER: Final = timedelta(hours=24)
+"""How long a held post waits for its approvals where the policy does not say (``expire_after``),
+and on an account whose policy names no approvals, where the owner confirms."""
+
+
 class Approvals(_Strict):
     """Who must approve held posts, and how many of them."""
 
     required: int = Field(ge=1, strict=True)
     from_: People = Field(alias="from", min_length=1)
-    expire_after: Duration = timedelta(hours=24)
+    expire_after: Duration = HOLD_EXPIRES_AFTER
 
 
 class RateLimit(_Strict):
@@ -459,6 +464,11 @@ class Policy(_Strict):
         the policy's own limit or the platform's."""
         return self.max_length or PLATFORM_TEXT_LIMITS[self.platform]
 
+    @property
+    def hold_expires_after(self) -> timedelta:
+        """How long a held post of the account waits for its approvals before it expires."""
+        return self.approvals.expire_after if self.approvals is not None else HOLD_EXPIRES_AFTER
+
     def summary(self) -> dict[str, object]:
         """What changes of voice are judged by: recorded in the log at every load and change."""
         summary: dict[str, object] = {
@@ -470,6 +480,9 @@ class Policy(_Strict):
             "required": self.approvals.required if self.approvals else 0,
             "suggesters": sorted(self.suggesters),
             "delay_seconds": int(self.delay.total_seconds()),
+            # How long a hold lasts, so that an auditor can tell a deadline the log records
+            # (``expires_at``) from one set later than the policy allows.
+            "expire_after_seconds": int(self.hold_expires_after.total_seconds()),
             # What the disclosure line says (None: none), so that an auditor can rebuild the
             # words that went out from the words approved (see gateway.audit.replay).
             "disclosure": self.disclosure,

@@ -97,11 +97,16 @@ def check_version(post: PostRecord, version: int | None) -> int:
     return current
 
 
+def hold_expired(post: PostRecord, *, now: int) -> bool:
+    """Whether ``post`` is held and its hold's deadline has passed: it may only expire."""
+    return post.state == State.HELD.value and post.expires_at is not None and post.expires_at <= now
+
+
 def check_not_expired(post: PostRecord, *, now: int) -> None:
     """A held post past its deadline is expired, whether or not the publisher has swept it yet:
     an approval that comes after it releases nothing (the post is held until then, and the
     publisher records it expired at its next look)."""
-    if post.state == State.HELD.value and post.expires_at is not None and post.expires_at <= now:
+    if hold_expired(post, now=now):
         raise BylineError(
             Code.INVALID_TRANSITION,
             f"this post's hold expired at {iso(post.expires_at)}, before this decision: it will not go out; "

@@ -386,7 +386,7 @@ class MastodonService:
             # sandbox give no figure), so they are Byline's own: the posts it published there that
             # are still up, read fresh, as the cached entity would show a count minutes old.
             async with self._db.read() as txn:
-                entity["statuses_count"] = (await queue_sql.posts_by_state(txn, auth.account)).get(State.PUBLISHED, 0)
+                entity["statuses_count"] = await queue_sql.published_count(txn, auth.account)
         source = entity.pop("source", None)
         entity.pop("role", None)
         if with_source:

@@ -239,7 +239,7 @@ class PolicyService:
         self._report_errors()
         self._report_drift(synced.drift)
         for loaded, state in synced.moved:
-            self._metrics.post_event(loaded, "post.redecided", state)
+            self._metrics.post_event(loaded, "post.expired" if state is State.EXPIRED else "post.redecided", state)
         for account in synced.recorded:
             logger.info("policy_recorded", account=account, version=synced.heads[account].version
                         if account in synced.heads else None)

@@ -49,6 +49,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_not_expired,
     check_version,
+    hold_expired,
     redecision_cause,
     retry_cause,
     visible_accounts,
@@ -286,9 +287,10 @@ class PlannedClaim(Protocol):
 class AtOnce(Protocol):
     """What takes a post due the moment it is stored straight to its platform: the publisher."""
 
-    async def plan(self, ltx: LogTxn, post: PostRecord) -> PlannedClaim | None:
-        """Plan the claim of ``post`` in the transaction that stores it, writing nothing, or
-        ``None`` to leave it to the publisher's next page of due posts."""
+    async def plan(self, ltx: LogTxn, post: PostRecord, *, policy_sha256: str) -> PlannedClaim | None:
+        """Plan the claim of ``post``, decided under the policy ``policy_sha256``, in the
+        transaction that stores it, writing nothing, or ``None`` to leave it to the publisher's
+        next page of due posts."""
 
     def send(self, claim: Any) -> None:
         """Set a claim recorded by :meth:`PlannedClaim.record` on its way, once its
@@ -555,9 +557,14 @@ class PostService:
             # Due at once, it is claimed in this transaction. Without uploads, whose rows the claim
             # reads once they are the post's, it is stored claimed: one statement, not two, in
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
-            early = None if at_once is None or options.media_ids else await at_once.plan(ltx, post)
+            early = None if at_once is None or options.media_ids else await at_once.plan(
+                ltx, post, policy_sha256=loaded.sha256)
             stored = post if early is None else replace(post, **early.changes)
-            if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256):
+            # Held, where nothing of this work's needs it stored before the batch's next statement
+            # (no uploads to attach): it goes in with the other new posts of the batch, in one
+            # statement on PostgreSQL, where each was a round trip the batch waited for.
+            held = None if alongside is not None or options.media_ids else (ltx.work, PolicyMoved(policy.account))
+            if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256, held=held):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
                 await alongside(ltx, post_id)  # its uploads are the post's from here
@@ -592,7 +599,8 @@ class PostService:
             )
             if early is not None:
                 return post, await early.record(ltx, stored=True)
-            late = None if at_once is None or not options.media_ids else await at_once.plan(ltx, post)
+            late = None if at_once is None or not options.media_ids else await at_once.plan(
+                ltx, post, policy_sha256=loaded.sha256)
             return post, None if late is None else await late.record(ltx, stored=False)
 
         return work
@@ -698,6 +706,8 @@ class PostService:
                 data={"version": version, "text_hash": ltx.commit_text(text),
                       "state": new_state.value, "reasons": new_reasons,
                       "publish_at": iso(changes.get("publish_at", current.publish_at)),
+                      # The hold's deadline: a new one where the edit held the post again.
+                      "expires_at": iso(changes.get("expires_at", current.expires_at)),
                       "policy_sha256": in_force.sha256, **gated,
                       # An edit that gives the options names the post it now replies to, or none.
                       **({"reply_to_post": given.reply_to_post} if given is not None else {}),
@@ -744,7 +754,7 @@ class PostService:
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
                 new_state = transition(state, Action.RELEASE)
                 await self._cas(ltx, current, new_state, publish_at=at, expires_at=None)
-                data.update(state=State.SCHEDULED.value, publish_at=iso(at))
+                data.update(state=State.SCHEDULED.value, publish_at=iso(at), expires_at=None)
             else:
                 new_state = transition(state, Action.APPROVE)
                 await self._cas(ltx, current, new_state)
@@ -1532,6 +1542,10 @@ async def redecide_pending(
     scheduled without approvals on an account that now asks for them is held for them. Nothing
     is cancelled: a person who still has a role decides. Each held post gets a new version with
     the same words, so approvals given before the change no longer count.
+
+    A held post whose deadline has passed (the publisher's sweep not yet run) is not held
+    anew: that would give an expired hold a new deadline, or none at all. It expires here, as
+    the sweep would have (:func:`expire_hold`), and its state is ``expired``.
     """
     moved: list[tuple[str, State]] = []
     cosigned = loaded is not None and loaded.policy.tier is Tier.COSIGNED
@@ -1539,9 +1553,28 @@ async def redecide_pending(
         released = cosigned and post.state == State.SCHEDULED.value
         approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
         cause = redecision_cause(loaded, post, before, approved)
-        if cause is not None:
+        if cause is None:
+            continue
+        if hold_expired(post, now=ltx.now):
+            await expire_hold(ltx, post)
+            moved.append((post.id, State.EXPIRED))
+        else:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
+
+
+async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
+    """Expire the held ``post``, whose deadline has passed, and cancel the replies waiting for
+    it; how many replies. Raises a conflict where it changed since it was read."""
+    new_state = transition(State(post.state), Action.EXPIRE)
+    if not await sql.compare_and_set(
+        ltx.txn, post.id, state=post.state, version=post.version,
+        changes={"state": new_state.value, "updated_at": ltx.now},
+    ):
+        raise BylineError(Code.CONFLICT, "changed meanwhile")
+    await ltx.append("post.expired", actor="system", account=post.account, post=post.id,
+                     data={"state": new_state.value, "version": post.version})
+    return await cancel_waiting_replies(ltx, post, new_state)
 
 
 async def redecide(
@@ -1578,7 +1611,8 @@ async def redecide(
         ltx.txn, post.id, state=post.state, version=post.version, changes=changes
     ):
         raise BylineError(Code.CONFLICT, "a post changed while its policy was being applied")
-    data.update(version=version, policy_sha256=loaded.sha256 if loaded else None)
+    data.update(version=version, policy_sha256=loaded.sha256 if loaded else None,
+                expires_at=iso(changes.get("expires_at", post.expires_at)))
     await ltx.append("post.redecided", actor="policy-file", account=account, post=post.id, data=data)
     return new_state
 

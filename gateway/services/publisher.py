@@ -54,13 +54,14 @@ from gateway.services.authorization import (
     AUTHOR_LOST_ROLE,
     POLICY_CHANGED,
     decided_again,
+    hold_expired,
     needs_approvals,
     recovery_cause,
 )
 from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
-from gateway.services.posts import cancel_waiting_replies, redecide
+from gateway.services.posts import expire_hold, redecide
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, DatabaseUnavailable, Txn, unavailable
@@ -608,7 +609,7 @@ class Publisher:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def plan(self, ltx: LogTxn, row: sql.PostRecord) -> _Claims | None:
+    async def plan(self, ltx: LogTxn, row: sql.PostRecord, *, policy_sha256: str) -> _Claims | None:
         """Plan the claim of a post due the moment it is stored, in the transaction that stores
         it (a direct-tier post, or a delayed one with no delay), and write nothing: the caller
         stores the post with the claim's :attr:`~_Claims.changes` (or sets them on the row it
@@ -617,14 +618,18 @@ class Publisher:
         claims are (:class:`_Claims`); ``None``, leaving it to the next page, where a page
         does more than a claim: the publisher is not running here, the post replies to one of
         the account's own, the account has a rate limit or its credential is failing, or this
-        publisher has its fill of claims. The publisher's own state is only read: the work
-        may run again."""
+        publisher has its fill of claims, or the policy in force here is no longer the one the
+        post was decided under (``policy_sha256``). The publisher's own state is only read: the
+        work may run again."""
         if (self._task is None or row.state != State.SCHEDULED.value or "reply_to_post" in row.options
                 or row.account in self._platforms.unhealthy or len(self._sending) >= _IN_FLIGHT
                 or self._claimed.get(row.account, 0) >= _PER_ACCOUNT):
             return None
         loaded = self._policies.get(row.account)
-        if loaded is None or loaded.policy.rate_limit is not None:
+        # Another policy put in force here since the post was decided (a change to co-signed,
+        # say): the post is not stored under it either (``insert_new_post``), and is decided
+        # again. Planned under it, the claim would judge, and try to hold, a post not yet stored.
+        if loaded is None or loaded.sha256 != policy_sha256 or loaded.policy.rate_limit is not None:
             return None
         claims = _Claims(self, ltx)
         return claims if await claims.add(row) else None
@@ -664,17 +669,9 @@ class Publisher:
     def _expire_work(self, post_id: str) -> Any:
         async def work(ltx: LogTxn) -> tuple[str, int]:
             row = await sql.get_post(ltx.txn, post_id)
-            if row is None or row.state != State.HELD.value or row.expires_at is None or row.expires_at > ltx.now:
+            if row is None or not hold_expired(row, now=ltx.now):
                 raise BylineError(Code.CONFLICT, "no longer expiring")
-            new_state = transition(State.HELD, Action.EXPIRE)
-            if not await sql.compare_and_set(
-                ltx.txn, post_id, state=row.state, version=row.version,
-                changes={"state": new_state.value, "updated_at": ltx.now},
-            ):
-                raise BylineError(Code.CONFLICT, "changed meanwhile")
-            await ltx.append("post.expired", actor="system", account=row.account, post=post_id,
-                             data={"state": new_state.value, "version": row.version})
-            return row.account, await cancel_waiting_replies(ltx, row, new_state)
+            return row.account, await expire_hold(ltx, row)
 
         return work
 

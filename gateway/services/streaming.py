@@ -33,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import structlog
 
@@ -48,6 +48,8 @@ from gateway.storage import streams as sql
 from gateway.storage.db import Database, unavailable
 
 logger = structlog.get_logger("byline.streaming")
+
+T = TypeVar("T")
 
 STREAMS_PER_TOKEN: Final = 8
 """Open streams (WebSockets and event streams) one token may have at once: an app in a few
@@ -189,18 +191,32 @@ class Feed:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            raise _broken(self.auth) from None
+            raise broken(account=self.auth.account) from None
         self.behind = True  # the cursor stayed: the next round reads what this one could not
         return []
 
 
-def _broken(auth: ClientAuth) -> StreamEnded:
-    """The end of a stream that met the database gone. Carried on, it would keep sending its
-    keepalives over a stream that hears nothing, and the app, told nothing, would wait on it for
-    as long as the outage lasts; ended, the app reconnects (refused 503 with ``Retry-After`` until
-    the database answers) and reloads what it missed, as Mastodon's apps do on reconnecting."""
-    logger.warning("stream_ended", account=auth.account, reason="database_unavailable")
+def broken(**bound: object) -> StreamEnded:
+    """The end of a stream that met the database gone (any stream: an app's, a page's). Carried
+    on, it would keep sending its keepalives over a stream that hears nothing, and its reader,
+    told nothing, would wait on it for as long as the outage lasts; ended, the reader reconnects
+    (refused 503 with ``Retry-After`` until the database answers) and reloads what it missed, as
+    Mastodon's apps do on reconnecting and as Byline's pages do. ``bound``: what the log line
+    says of the stream."""
+    logger.warning("stream_ended", reason="database_unavailable", **bound)
     return StreamEnded(Ending.BROKEN)
+
+
+async def answered(read: Awaitable[T], **bound: object) -> T:
+    """What a stream's ``read`` gives, or :class:`StreamEnded` (:attr:`Ending.BROKEN`) when the
+    database does not answer it. Shielded, as every read a stream makes: one stopped mid-read
+    still ends its transaction and hands its connection back clean."""
+    try:
+        return await asyncio.shield(read)
+    except Exception as exc:
+        if unavailable(exc):
+            raise broken(**bound) from None
+        raise
 
 
 class MastodonStreams:
@@ -280,7 +296,7 @@ class MastodonStreams:
             return  # any other refusal of a check says nothing against the token: the next one asks again
         except Exception as exc:
             if unavailable(exc):
-                raise _broken(feed.auth) from None
+                raise broken(account=feed.auth.account) from None
             raise
         if auth.account != feed.auth.account:
             # A token bound to no account reads its person's only account: now another one.
@@ -296,6 +312,7 @@ class MastodonStreams:
             end, rows = await sql.account_entries(txn, account=auth.account, start=feed.cursor,
                                                   types=tuple(EVENTS), limit=ENTRIES_PER_READ)
         out: list[StreamEvent] = []
+        account: dict[str, Any] | None = None  # one read of the account's count for the lot, as a list reads it
         for row in rows:
             event, post_id = EVENTS[str(row["type"])], row["post_id"]
             if not isinstance(post_id, str):
@@ -306,7 +323,9 @@ class MastodonStreams:
             if event == "delete":
                 out.append(StreamEvent(event=event, post_id=post_id, status=None))
             elif State(post.state) is State.PUBLISHED:
-                out.append(StreamEvent(event=event, post_id=post_id, status=await self._mastodon.render(auth, post)))
+                account = account or await self._mastodon.account(auth)
+                out.append(StreamEvent(event=event, post_id=post_id,
+                                       status=await self._mastodon.render(auth, post, account=account)))
         feed.cursor = end
         if len(rows) == ENTRIES_PER_READ:
             feed.listener.wake()  # maybe more than one read's worth: the rest at the next round

@@ -16,9 +16,10 @@ import functools
 import os
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -142,10 +143,31 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DatabaseUnavailable) or (_gone(exc) and not isinstance(exc, OSError))
 
 
+Flush = Callable[["Txn", list[Any]], Awaitable[dict[Any, Exception]]]
+"""Makes the items a transaction held for it (:meth:`Txn.defer`) in one statement: the tags of
+those it refused, each with the error its caller would have met making it alone."""
+
+
 class Txn(Protocol):
     """A transaction (or read snapshot) on one connection."""
 
     dialect: str
+
+    @property
+    def refused(self) -> Mapping[Any, Exception]:
+        """The items held (:meth:`defer`) and made since, that were refused, by their tag."""
+        ...
+
+    def defer(self, flush: Flush, item: Any) -> bool:
+        """Hold ``item`` for ``flush``, which makes every item held for it in one statement,
+        before the transaction's next statement of any kind or at :meth:`settle`: True; or
+        False, holding nothing, where a statement costs no round trip (SQLite, in process) and
+        the caller makes it at once."""
+        ...
+
+    async def settle(self) -> None:
+        """Make what is held (:meth:`defer`); those refused are in :attr:`refused`."""
+        ...
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run one statement; return the number of rows it changed."""
@@ -274,8 +296,18 @@ def _one_statement_more(left: int | None) -> int | None:
     return left - 1
 
 
+_NOTHING_REFUSED: Mapping[Any, Exception] = MappingProxyType({})
+
+
 class _SqliteTxn:
     dialect = "sqlite"
+    refused = _NOTHING_REFUSED  # nothing is held: SQLite's statements cost no round trip
+
+    def defer(self, flush: Flush, item: Any) -> bool:
+        return False
+
+    async def settle(self) -> None:
+        return None
 
     def __init__(self, conn: aiosqlite.Connection, *, begin: bool = False, inline: bool = False,
                  statements: int | None = None) -> None:
@@ -755,18 +787,36 @@ def _to_pg(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 - a delib
 
 class _PgTxn:
     """A transaction on one pooled connection. A statement that finds the database gone raises
-    :class:`DatabaseUnavailable` (the appender hands a work's error to its caller as it is)."""
+    :class:`DatabaseUnavailable` (the appender hands a work's error to its caller as it is).
+
+    Items may be held (:meth:`defer`) and made together before the next statement: each
+    statement is a round trip the log writer's batch waits for in turn, and a batch's works
+    write alike rows one after another (a new post each)."""
 
     dialect = "postgresql"
 
     def __init__(self, conn: asyncpg.Connection, *, statements: int | None = None) -> None:
         self._conn = conn
         self._left = statements  # how many statements it may still run, if limited
+        self._held: dict[Flush, list[Any]] = {}
+        self.refused: dict[Any, Exception] = {}
+
+    def defer(self, flush: Flush, item: Any) -> bool:
+        self._held.setdefault(flush, []).append(item)
+        return True
+
+    async def settle(self) -> None:
+        while self._held:
+            held, self._held = self._held, {}
+            for flush, items in held.items():
+                self.refused.update(await flush(self, items))
 
     def _one_more(self) -> None:
         self._left = _one_statement_more(self._left)
 
     async def execute(self, sql: str, *args: Any) -> int:
+        if self._held:
+            await self.settle()
         self._one_more()
         try:
             status: str = await self._conn.execute(_to_pg(sql), *args)
@@ -777,6 +827,8 @@ class _PgTxn:
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._held:
+            await self.settle()
         self._one_more()
         try:
             await self._conn.executemany(_to_pg(sql), rows)
@@ -785,6 +837,8 @@ class _PgTxn:
             raise
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        if self._held:
+            await self.settle()
         self._one_more()
         try:
             row: Row | None = await self._conn.fetchrow(_to_pg(sql), *args)
@@ -794,6 +848,8 @@ class _PgTxn:
         return row
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        if self._held:
+            await self.settle()
         self._one_more()
         try:
             return list(await self._conn.fetch(_to_pg(sql), *args))

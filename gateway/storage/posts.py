@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.storage.db import Row, Txn
+from gateway.storage.db import DatabaseUnavailable, Row, Txn
 from gateway.storage.policies import head_sha256
 from gateway.types import AccountName, Micros, PostId, UserName
 
@@ -136,6 +136,7 @@ async def insert_post(txn: Txn, post: PostRecord) -> None:
 
 async def insert_new_post(
     txn: Txn, post: PostRecord, *, policy_sha256: str, media: Sequence[Mapping[str, Any]] = (),
+    held: tuple[Any, Exception] | None = None,
 ) -> bool:
     """Insert a new post and its first version (with the post's options, and ``media``: its
     uploads' alt texts, see :func:`insert_version`), only while ``policy_sha256`` is its
@@ -143,7 +144,15 @@ async def insert_new_post(
 
     On PostgreSQL the check and both rows are one statement, a round trip where three were,
     each one the log writer's batch waited for in turn; on SQLite three statements, each a
-    few microseconds in the gateway's own process."""
+    few microseconds in the gateway's own process.
+
+    ``held``, a tag and the error to refuse it with: on PostgreSQL the post (without ``media``)
+    may be held (``Txn.defer``) and inserted with the other new posts held before the
+    transaction's next statement, in one statement for them all. True then; should its policy
+    prove not in force, the error is in ``txn.refused`` under the tag (the caller's work
+    fails, and its batch runs again without it: ``gateway.audit.sequencer``)."""
+    if held is not None and not media and txn.defer(_insert_held, (post, policy_sha256, *held)):
+        return True
     if txn.dialect != "postgresql":
         if await head_sha256(txn, post.account) != policy_sha256:
             return False
@@ -155,6 +164,37 @@ async def insert_new_post(
                               post.author, post.created_at, json.dumps(dict(post.options)),
                               json.dumps([dict(m) for m in media]))
     return count == 1
+
+
+_INSERT_MANY_IN_FORCE = (
+    "WITH given AS (SELECT * FROM unnest("
+    + ", ".join(f"?::{'bigint' if c in _BIGINT_COLUMNS else 'text'}[]" for c in _POST_COLUMNS)
+    + ", ?::text[]) AS g(" + ", ".join(_POST_COLUMNS) + ", policy_sha256)), "
+    f"post AS (INSERT INTO posts ({', '.join(_POST_COLUMNS)}) SELECT {', '.join(_POST_COLUMNS)} FROM given g "
+    "WHERE EXISTS (SELECT 1 FROM policy_heads h WHERE h.account = g.account AND h.sha256 = g.policy_sha256) "
+    "RETURNING id) "
+    "INSERT INTO post_versions (post_id, version, text, editor, created_at, options, media) "
+    "SELECT g.id, 1, g.text, g.author, g.created_at, g.options, '[]' FROM given g JOIN post ON post.id = g.id "
+    "RETURNING post_id"
+)
+"""On PostgreSQL, new posts held by :func:`insert_new_post`, each only under its policy in force,
+with their first versions (no uploads), in one statement: the ids of those inserted."""
+
+
+async def _insert_held(txn: Txn, held: list[Any]) -> dict[Any, Exception]:
+    """Insert the posts held by :func:`insert_new_post` (``Txn.defer``): the tags of those whose
+    policy is no longer in force, each with its error. An error of the statement itself (other
+    than the database gone, which is every work's) is each held post's."""
+    columns = [_columns(post) for post, *_ in held]
+    try:
+        rows = await txn.fetchall(_INSERT_MANY_IN_FORCE, *(list(c) for c in zip(*columns, strict=True)),
+                                  [sha for _, sha, _, _ in held])
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        return {tag: exc for _, _, tag, _ in held}
+    inserted = {row["post_id"] for row in rows}
+    return {tag: refused for post, _, tag, refused in held if post.id not in inserted}
 
 
 async def get_post(txn: Txn, post_id: str) -> PostRecord | None:

@@ -20,6 +20,13 @@ async def posts_by_state(txn: Txn, account: str) -> dict[str, int]:
     return {str(r["state"]): int(r["n"]) for r in rows}
 
 
+async def published_count(txn: Txn, account: str) -> int:
+    """How many of an account's posts are published (and not deleted since): one range of the
+    index on (account, state), not a count of every state."""
+    row = await txn.fetchone("SELECT COUNT(*) AS n FROM posts WHERE account = ? AND state = 'published'", account)
+    return 0 if row is None else int(row["n"])
+
+
 async def policy_entries(txn: Txn, account: str, *, limit: int) -> list[Row]:
     """The newest entries of an account's policy chain (loaded, changed, removed), newest first."""
     return await txn.fetchall(

@@ -91,15 +91,18 @@ async def public_post(txn: Txn, post_id: str) -> list[str]:
 
 
 async def public_posts_of_person(txn: Txn, person: str, *, limit: int) -> list[str]:
-    """Posts that went out and that ``person`` wrote, suggested, edited or approved, newest first.
+    """Posts that went out and that ``person`` had a part in, newest first: wrote, suggested,
+    edited or approved, or did anything else the log records of them (changed who may reply to
+    or quote it, deleted it), found by the log's ``actor`` column and its index.
 
     Editors are a JSON list: matched roughly here, and exactly by the service from the log.
     """
     rows = await txn.fetchall(
         f"SELECT id FROM posts WHERE state IN {WENT_OUT} AND (author = ? OR suggested_by = ? OR editors LIKE ? "
-        "OR id IN (SELECT post_id FROM approvals WHERE approver = ? AND decision = 'approve')) "
+        "OR id IN (SELECT post_id FROM approvals WHERE approver = ? AND decision = 'approve') "
+        "OR id IN (SELECT post_id FROM log_entries WHERE actor = ? AND post_id IS NOT NULL)) "
         f"{_NEWEST_FIRST} LIMIT ?",
-        person, person, f'%"{person}"%', person, limit,
+        person, person, f'%"{person}"%', person, person, limit,
     )
     return [str(r["id"]) for r in rows]
 

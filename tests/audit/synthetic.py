@@ -29,12 +29,15 @@ def summary(
     suggesters: list[str] | None = None,
     tier: str = "direct",
     disclosure: str | None = None,
+    expire_after: int | None = None,
 ) -> dict[str, Any]:
-    """A policy summary, as ``Policy.summary()`` records it."""
+    """A policy summary, as ``Policy.summary()`` records it (``expire_after``: its
+    ``expire_after_seconds``, which summaries recorded before it was added leave out)."""
     return {
         "tier": tier, "platform": "sandbox", "owner": owner, "writers": sorted(writers),
         "approvers": sorted(approvers or []), "required": required,
         "suggesters": sorted(suggesters or []), "delay_seconds": 0, "disclosure": disclosure, "rules": [],
+        **({} if expire_after is None else {"expire_after_seconds": expire_after}),
     }
 
 

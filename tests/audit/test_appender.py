@@ -193,9 +193,9 @@ def test_multi_row_inserts_cover_every_row_with_few_statements() -> None:
     distinct statements whatever the batch size, so that prepared ones are reused."""
     seen: set[str] = set()
     for n in [*range(0, 70), 255, 256, 257, 511, 512, 513, 1000, 1024, 1537]:
-        entries = [(i, b"h" * 32, b"{}", "t", f"post:{i}", str(i), "a", 7) for i in range(n)]
+        entries = [(i, b"h" * 32, b"{}", "t", f"post:{i}", str(i), "a", "carol", 7) for i in range(n)]
         texts = [(i, "ab" * 32, b"s" * 16, f"text {i}") for i in range(n)]
-        for rows, statements, width in ((entries, entries_statements(entries), 8),
+        for rows, statements, width in ((entries, entries_statements(entries), 9),
                                         (texts, texts_statements(texts), 4)):
             flat = [v for _, args in statements for v in args]
             assert flat == [v for row in rows for v in row]

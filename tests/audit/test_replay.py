@@ -1417,6 +1417,7 @@ def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(
     _solo_published(log)
     first = _revising(log, "Launch day, A")
     second = _revising(log, "Launch day, B", version=3)
+    # Saying the post is still published, as no deletion does (named too), it goes on to be revised.
     deleted_while = log.add("post.deleted", actor="alice", account="solo", post="1",
                             data={"state": "published", "remote_id": "r1"})
     none_open = _revision_failed(log, version=3)
@@ -1431,6 +1432,8 @@ def test_a_change_while_a_revision_is_unsettled_or_a_failure_not_of_it_is_named(
         f"entry {deleted_while}: post.deleted of post 1 while the revision entry {second} sent to its platform "
         "was not settled: a published post's changes reach the platform one at a time, each recorded before "
         "the next",
+        f"entry {deleted_while}: post.deleted of post 1, which was published, says it is published: its life "
+        "takes it to deleted",
         f"entry {none_open}: post.revision_failed of post 1 at version 3, but no revision of it was sent to its "
         "platform",
         f"entry {other_version}: post.revision_failed of post 1 at version 4, but entry {other_version - 1} sent "
@@ -1873,6 +1876,80 @@ def test_a_publication_found_without_its_version_is_named_as_malformed(tmp_path:
                   data={"remote_id": "r1", "url": "https://example.social/1", "found": True})
     found = messages(log.verify(tmp_path / "x.export"))
     assert found == [f"entry {bad}: post.published lacks data.version"], found
+
+
+def _sent_again_after_carol_lost_her_role(log: SyntheticLog, *, looked: bool) -> int:
+    """Carol's post on the direct brand, claimed (``looked``: sent, and claimed again only to be
+    looked for once carol no longer writes); then decided again, as the gateway records it, but
+    released where the lifecycle holds it (scheduled, its version kept, no one asked), and sent
+    again. The index of the forged decision."""
+    log.policy("brand", DIRECT | {"writers": ["alice", "carol"], "disclosure": "—{author}"}, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our results are in"), "state": "scheduled", "approvers": [],
+        "required": 0, "policy_sha256": "p1"})
+    if looked:
+        _claimed(log, sha="p1")
+    log.policy("brand", DIRECT | {"disclosure": "—{author}"}, "p2", kind="policy.changed")
+    if looked:
+        _claimed(log, sha="p2", looks_only="author_lost_role")
+    released = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
+        "cause": "author_lost_role", "state": "scheduled", "version": 1, "approvers": [], "required": 0,
+        "policy_sha256": "p2"})
+    _claimed(log, sha="p2")
+    _out(log)
+    return released
+
+
+@pytest.mark.parametrize("looked", [True, False])
+def test_a_post_decided_again_is_held_not_released(tmp_path: Path, looked: bool) -> None:
+    """A decision again holds a post for people with a role (a suggestion stays one): one that
+    says it released the post instead (scheduled) let the post of a writer the policy no longer
+    names go out with no one deciding, from a claim that only looked for it or from waiting.
+    Named; before, it verified."""
+    log = SyntheticLog()
+    forged = _sent_again_after_carol_lost_her_role(log, looked=looked)
+    was = "publishing" if looked else "scheduled"
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {forged}: post.redecided of post 1, which was {was}, says it is scheduled: a post decided "
+        "again is held"
+    ]
+
+
+def test_a_claim_that_only_looked_is_not_followed_by_a_release_or_a_publication_told_as_a_decision(
+    tmp_path: Path,
+) -> None:
+    """After a claim again that only looked (bob, whose approval sent carol's post, no longer an
+    approver), a decision again that says the post is scheduled (then sent on bob's approval
+    under the policy just replaced) or published (out, without saying it was found) is named:
+    only held is what follows it."""
+    for state in ("scheduled", "published"):
+        log = SyntheticLog()
+        _approved_post(log)
+        _claimed(log, sha="p1")
+        log.policy("brand", MOVED_ON, "p2", kind="policy.changed")
+        _claimed(log, sha="p2", looks_only="policy_changed")
+        forged = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
+            "cause": "policy_changed", "state": state, "version": 1, "approvers": ["bob", "dave"], "required": 1,
+            "policy_sha256": "p1"})
+        if state == "scheduled":
+            _claimed(log, sha="p1")
+            _out(log)
+        assert messages(log.verify(tmp_path / f"{state}.export")) == [
+            f"entry {forged}: post.redecided of post 1, which was publishing, says it is {state}: a post decided "
+            "again is held"
+        ], state
+
+
+async def test_byline_audit_verify_rejects_a_post_released_by_a_decision_again(tmp_path: Path) -> None:
+    """The real command, on an export whose post, claimed again only to look for it once its
+    author lost her role, was then released by a decision again and sent."""
+    log = SyntheticLog()
+    forged = _sent_again_after_carol_lost_her_role(log, looked=True)
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0
+    assert f"entry {forged}: post.redecided of post 1, which was publishing, says it is scheduled" in result.text
 
 
 # ---- how long a replaced policy may still be named -----------------------------------------
@@ -2770,13 +2847,21 @@ async def test_byline_audit_verify_rejects_a_post_sent_before_it_was_due(tmp_pat
     log.policy("pencil", PENCIL, "d1")
     _scheduled(log, "1", author="bob", account="pencil", sha="d1", due=log.time(300))
     _publish(log, "1", "pencil")
+    await _named_then_passed_with_grace(log, tmp_path, ("post 1 went out at", "s before"), grace="600")
+
+
+async def _named_then_passed_with_grace(
+    log: SyntheticLog, tmp_path: Path, said: tuple[str, ...], *, grace: str,
+) -> None:
+    """The real ``byline audit verify`` on ``log``'s export: it fails, saying each of ``said``,
+    and passes with ``--due-grace`` widened to ``grace`` seconds."""
     export = log.write(tmp_path / "forged.export")
     key = log.signer.verifier().to_text()
     result = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress")
     assert result.code != 0
-    assert "post 1 went out at" in result.text and "s before" in result.text, result.text
+    assert all(words in result.text for words in said), result.text
     wide = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress",
-                        "--due-grace", "600")
+                        "--due-grace", grace)
     assert wide.code == 0, wide.text
 
 
@@ -2886,3 +2971,250 @@ def test_a_post_decided_again_waits_for_no_time_before_it(tmp_path: Path) -> Non
             data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "d2"})
     _claim(log, "1", "pencil", version=2)
     assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+# ---- an approval counts only before its post's hold expires -------------------------------------
+
+
+def _held_until(log: SyntheticLog, post: str, deadline: str | None, *, author: str = "carol") -> int:
+    """A post.submitted as the gateway writes it for a post held on brand until ``deadline``."""
+    return log.add("post.submitted", actor=author, account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "publish_at": None, "expires_at": deadline,
+    })
+
+
+def _releases(log: SyntheticLog, post: str, who: str = "dave", version: int = 1, **recorded: Any) -> int:
+    """The approval that reaches the count and schedules the post, at once; as the gateway
+    writes it, recording that the hold's deadline is gone, unless ``recorded`` says otherwise."""
+    return log.add("post.approved", actor=who, account="brand", post=post, data={
+        "version": version, "count": 2, "required": 2, "state": "scheduled", "publish_at": log.time(),
+        "policy_sha256": "p1", **{"expires_at": None, **recorded}})
+
+
+def _late_approval(post: str, at: str, late: int, deadline: str, entry: int) -> str:
+    return (f"post {post} was approved at {at}, {late} s after {deadline}, when entry {entry} said its hold "
+            "expired: more than the 2 s an approval may be late")
+
+
+def test_an_approval_after_the_holds_deadline_is_named(tmp_path: Path) -> None:
+    """A forged log: the hold's deadline moved later in the database, so an approval an hour
+    and more after the deadline its submission recorded released the post, and it went out:
+    the approval is named, with the entry whose deadline it broke."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    deadline = log.time(3600)
+    submitted = _held_until(log, "1", deadline)
+    _approve(log, "1", "bob")
+    log.wait(3700)
+    at = log.time()
+    late = _releases(log, "1")
+    _publish(log, "1", "brand")
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {late}: " + _late_approval("1", at, 102, deadline, submitted),
+    ]
+
+
+def test_approvals_before_a_deadline_or_after_one_since_moved_in_the_log_pass(tmp_path: Path) -> None:
+    """What the gateway logs honestly is not named: the last approval a second before the
+    deadline; one after the deadline of its first hold but before the new one an edit that held
+    it again recorded; one after its submission's deadline once a decision again held it anew
+    with a later one; and, from a log written before edits recorded deadlines, one after the
+    submission's deadline once an edit held the post again (its deadline unknown)."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    _approve(log, "1", "bob")
+    log.wait(57)
+    _releases(log, "1")  # a second before the deadline
+    _publish(log, "1", "brand")
+    _held_until(log, "2", log.time(60))
+    _approve(log, "2", "bob")
+    _releases(log, "2")
+    log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
+        "expires_at": log.time(86_400), "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    log.wait(3600)
+    _approve(log, "2", "bob", version=2)
+    _releases(log, "2", version=2)
+    _publish(log, "2", "brand", version=2)
+    _held_until(log, "3", log.time(60))
+    log.wait(30)
+    _redecide(log, "3", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p1",
+              cause="policy_changed")
+    log.add("post.redecided", actor="policy-file", account="brand", post="3", data={
+        "cause": "policy_changed", "state": "held", "version": 3, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1", "expires_at": log.time(86_400)})
+    log.wait(3600)
+    _approve(log, "3", "bob", version=3)
+    _releases(log, "3", version=3)
+    _publish(log, "3", "brand", version=3)
+    _held_until(log, "4", log.time(60))
+    _approve(log, "4", "bob")
+    _releases(log, "4")
+    log.add("post.edited", actor="carol", account="brand", post="4", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1"})
+    log.wait(3600)
+    _approve(log, "4", "bob", version=2)
+    _releases(log, "4", version=2)
+    _publish(log, "4", "brand", version=2)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+def test_a_deadline_moved_by_a_later_entry_is_the_one_approvals_answer_to(tmp_path: Path) -> None:
+    """The deadline is the last one the log recorded: an edit that held the post again an hour
+    later, and a decision again after that, each moves it, and an approval after the last is
+    named for it; the grace lets an approval two seconds late pass, and no more."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    _approve(log, "1", "bob")
+    _releases(log, "1")
+    log.wait(3600)
+    edited = log.time(600)
+    log.add("post.edited", actor="carol", account="brand", post="1", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
+        "expires_at": edited, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    deadline = log.time(60)
+    again = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
+        "cause": "policy_changed", "state": "held", "version": 3, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1", "expires_at": deadline})
+    log.wait(120)
+    at = log.time()
+    late = _approve(log, "1", "bob", version=3)
+    _held_until(log, "2", log.time(3))
+    _approve(log, "2", "bob")
+    log.wait(3)
+    _approve(log, "2", "dave")  # the deadline plus the grace, to the second: passes
+    grace = log.time(0.75)
+    submitted = _held_until(log, "3", grace)
+    log.wait(2)
+    over = _approve(log, "3", "bob")
+    assert edited > deadline
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {late}: " + _late_approval("1", at, 61, deadline, again),
+        f"entry {over}: " + _late_approval("3", log.time(-1), 2, grace, submitted),
+    ]
+
+
+def test_a_hold_expired_instead_of_decided_again_passes(tmp_path: Path) -> None:
+    """A policy change takes carol off the writers while her held post is past its deadline:
+    the gateway expires it in the change's transaction rather than hold it anew, and that
+    answers what the change owed it; an approval after the expiry is still named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    log.wait(120)
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    log.add("post.expired", actor="system", account="brand", post="1", data={"state": "expired", "version": 1})
+    bad = log.add("post.approved", actor="bob", account="brand", post="1",
+                  data={"version": 1, "count": 1, "required": 2, "state": "held", "policy_sha256": "p2"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {bad}: post.approved of post 1, which was expired: its life does not go that way",
+    ]
+
+
+def test_a_malformed_deadline_is_named(tmp_path: Path) -> None:
+    """A deadline that is not a time cannot be compared with an approval, and is named as malformed."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    bad = _held_until(log, "1", "tomorrow")
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {bad}: has a malformed data.expires_at"]
+
+
+def test_the_replay_one_fact_at_a_time_reads_each_entrys_deadline() -> None:
+    """``feed`` given each entry's deadline finds what ``feed_flat`` does: an approval after the
+    deadline its submission recorded; without the entry's time nothing is compared."""
+    deadline = "2026-01-01T00:00:01.000000Z"
+    facts: list[tuple[Fact, str | None]] = [
+        (("policy.loaded", "policy-file", "brand", None, ("p1", COSIGNED, None)), None),
+        (("post.submitted", "carol", "brand", "1", (1, "held", ("bob", "dave"), 2, "p1")), deadline),
+        (("post.approved", "bob", "brand", "1", (1, "held", "p1")), None),
+    ]
+    stamps = _stamps(0, 1, 9)
+    size = len(stamps) // 3
+    one, run, untimed = Replay(), Replay(), Replay()
+    for offset, (fact, when) in enumerate(facts):
+        one.feed(20 + offset, fact, deadline=when, stamp=stamps[offset * size:(offset + 1) * size])
+        untimed.feed(20 + offset, fact, deadline=when)
+    run.feed_flat(20, [part for offset, (fact, _) in enumerate(facts) for part in (offset, *fact)],
+                  stamps=stamps, deadlines={1: deadline})
+    for replay in (one, run):
+        assert replay.findings == [
+            (22, _late_approval("1", "2026-01-01T00:00:09.000000Z", 8, deadline, 21)),
+        ]
+    assert untimed.findings == []
+
+
+async def test_byline_audit_verify_rejects_an_approval_after_the_deadline(tmp_path: Path) -> None:
+    """The real command, on an export whose post was approved an hour after its hold expired;
+    its ``--due-grace`` widened past the gap lets it pass."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    _approve(log, "1", "bob")
+    log.wait(3600)
+    _releases(log, "1")
+    _publish(log, "1", "brand")
+    await _named_then_passed_with_grace(log, tmp_path, ("post 1 was approved at", "said its hold expired"),
+                                        grace="4000")
+
+
+def test_a_deadline_later_than_the_policy_lets_a_hold_last_is_named(tmp_path: Path) -> None:
+    """A forged log: the policy lets a hold last an hour, and a submission, an edit that held the
+    post again and a decision again each record a deadline a day out, so approvals a day late
+    would pass. Each is named; the deadlines the policy allows (to the grace) pass, an edit of
+    a post still held keeps its hold's deadline unjudged, and a policy recorded before summaries
+    said how long a hold lasts judges none."""
+    log = SyntheticLog()
+    log.policy("brand", {**COSIGNED, "expire_after_seconds": 3600}, "p1")
+    day = log.time(86_400)
+    submitted = _held_until(log, "1", day)
+    _held_until(log, "2", log.time(3602))
+    _approve(log, "2", "bob")
+    _releases(log, "2")
+    edited_day = log.time(86_400)
+    edited = log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
+        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    log.add("post.edited", actor="carol", account="brand", post="2", data={
+        "version": 3, "text_hash": log.commit("carol's words v3"), "state": "held", "publish_at": None,
+        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    again_day = log.time(86_400)
+    again = log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
+        "cause": "policy_changed", "state": "held", "version": 4, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1", "expires_at": again_day})
+    log.policy("old", COSIGNED, "o1")
+    log.add("post.submitted", actor="carol", account="old", post="3", data={
+        "version": 1, "text_hash": log.commit("text of 3"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "o1", "publish_at": None, "expires_at": log.time(86_400 * 365)})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {submitted}: post 1 was held until {day}, 86400 s after entry {submitted}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {edited}: post 2 was held until {edited_day}, 86400 s after entry {edited}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {again}: post 2 was held until {again_day}, 86400 s after entry {again}, where its policy "
+        "lets a hold last 3600 s",
+    ]
+
+
+@pytest.mark.parametrize(("kind", "actor", "data", "was", "goes"), [
+    ("post.cancelled", "carol", {"state": "scheduled", "version": 1}, "held", "cancelled"),
+    ("post.rejected", "bob", {"state": "scheduled", "version": 1}, "held", "rejected"),
+    ("post.expired", "system", {"state": "scheduled", "version": 1}, "held", "expired"),
+    ("post.approved", "bob", {"state": "published", "version": 1}, "held", "held or scheduled"),
+])
+def test_an_event_that_says_its_post_is_where_its_life_does_not_take_it_is_named(
+    tmp_path: Path, kind: str, actor: str, data: dict[str, Any], was: str, goes: str,
+) -> None:
+    """A cancellation, rejection or expiry of carol's held post that says it is still scheduled,
+    or an approval that says it is out: taken at its word, the post would go out with no one
+    approving it (the claim after it judged as a released post's), or with no claim recorded.
+    Named, with where the post's life takes it; before, each verified."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    forged = log.add(kind, actor=actor, account="brand", post="1", data={**data, "policy_sha256": "p1"})
+    assert f"entry {forged}: {kind} of post 1, which was {was}, says it is {data['state']}: its life takes it " \
+           f"to {goes}" in messages(log.verify(tmp_path / "forged.export"))

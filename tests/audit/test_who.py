@@ -150,3 +150,25 @@ def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
         f"{postgate} set by alice",
         "app.bsky.feed.post set by alice: Who may reply changed",
     ]
+
+
+def test_who_tells_changes_of_gates_of_any_shape_without_failing() -> None:
+    """An export is anyone's file: a change naming a gate Byline never writes, with settings of
+    no gate's shape, and any other entry that carries a settings field are told (the verifier
+    names what is wrong with them), where they stopped `byline audit who` with a KeyError."""
+    log = SyntheticLog()
+    log.policy("solo", summary(owner="alice", writers=["alice"]), "s1")
+    log.submit("1", author="alice", account="solo", sha="s1")
+    log.add("post.gates_changed", actor="alice", account="solo", post="1",
+            data={"gate": "app.example.gate", "cid": "bafy1", "settings": {}})
+    log.add("post.gates_changed", actor="alice", account="solo", post="1",
+            data={"gate": "app.example.gate", "cid": "bafy2", "settings": {"quotes": "off", "detached_quotes": 0}})
+    log.add("post.approved", actor="bob", account="solo", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "settings": {"x": 1}})
+    entries = list(enumerate(log.entries))
+    told = [line.split("Z  ", 1)[1] for line in who(lambda _post: entries, "1")[2:]]
+    assert told == [
+        "app.example.gate set by alice: Who may reply or quote changed",
+        "app.example.gate set by alice: Who may reply or quote changed",
+        "approved by bob (version 1)",
+    ]

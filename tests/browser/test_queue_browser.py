@@ -13,13 +13,17 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, expect
 
 from gateway.appkeys import LIVE
+from gateway.http.pages import queue as queue_http
+from gateway.services.people import People
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import SCREENSHOTS
+from tests.conftest import finding_the_database_gone
 from tests.pages.conftest import Pages, pages, password_of
 
 __all__ = ["pages"]  # the fixture, for these tests too
@@ -160,6 +164,36 @@ async def test_the_queue_shows_a_new_held_post_without_a_reload(browser: Browser
     await fresh.get_by_role("button", name="Approve version 1").click()
     await expect(page.get_by_role("status").filter(has_text="You approved the post.")).to_be_visible()
     assert problems == []
+
+
+async def test_the_queue_says_when_its_live_updates_are_cut_off(
+    browser: Browser, pages: Pages, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bob's queue is open when Byline's database goes: the page says its list may be out of
+    date (and stays accessible), keeps trying while reconnects are refused, and once the
+    database is back reads the list again, showing a post held meanwhile, with no reload.
+    Before: the stream kept sending keepalives and the page looked live over the outage."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.2
+    monkeypatch.setattr(queue_http, "KEEPALIVE_SECONDS", 0.2)  # the outage met at the next keepalive: soon
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    await page.evaluate("() => { window.stillTheSamePage = true; }")
+    await page.wait_for_timeout(300)  # the stream is open
+    live = page.locator("#live-status")
+    with monkeypatch.context() as patched:
+        patched.setattr(People, "session", finding_the_database_gone())
+        await expect(live).to_contain_text("Live updates are disconnected: this list may be out of date.")
+        await assert_accessible(page)
+        # The browser's own reconnect (after the stream's retry) is refused: the page tries again.
+        async with page.expect_response(lambda r: r.url.endswith("/queue/events") and r.status == 503,
+                                        timeout=15_000):
+            pass
+        held = await gw.submit("carol", "cosigned", "Held while the database was away")
+    await expect(card(page, "carol", "cosigned")).to_contain_text(held["text"], timeout=30_000)
+    await expect(live).to_contain_text("Live updates are back. Held for your approval (1)")
+    assert await page.evaluate("() => window.stillTheSamePage") is True
+    assert [p for p in problems if not p.startswith("503 ") or not p.endswith("/queue/events")] == []
 
 
 async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(browser: Browser, pages: Pages) -> None:

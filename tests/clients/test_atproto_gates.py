@@ -162,6 +162,19 @@ async def xrpc_login(gw: Gateway, user: str, identifier: str) -> str:
     return str((await resp.json())["accessJwt"])
 
 
+async def _carols_post(
+    pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> tuple[str, Client, Client, str, str, str]:
+    """carol and alice signed in to skygates, and a post of carol's published: the account's
+    DID, carol's client and alice's, the post's at:// address, its record key and its id."""
+    account = pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    alice = await login(gw, clients, "alice", "skygates", account.did)
+    post_uri = await published_post(gw, carol, account.did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    return account.did, carol, alice, post_uri, rkey, (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+
+
 async def test_the_team_hides_a_reply_closes_replies_and_quotes_on_a_published_post(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
 ) -> None:
@@ -170,13 +183,7 @@ async def test_the_team_hides_a_reply_closes_replies_and_quotes_on_a_published_p
     the threadgate off. Each lands on the PDS as sent, each is in the log with the CID the PDS
     gave the record (none for a deletion), and the log verifies. (Before: each refused, 400,
     "Byline writes an app.bsky.feed.threadgate only with its post".)"""
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    alice = await login(gw, clients, "alice", "skygates", did)
-    post_uri = await published_post(gw, carol, did)
-    rkey = post_uri.rsplit("/", 1)[1]
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    did, carol, alice, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
     gate_uri, quote_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
     first = await pds_record(bluesky_pds, gate_uri)
     assert first is not None and first["value"]["allow"] == [{"$type": f"{THREADGATE}#followingRule"}]
@@ -372,13 +379,7 @@ async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
     whom (the entry's actor) and when (its time), in plain words; so do the post's page for its
     people and the native API's history. The hidden reply's address is on none of them, nor in
     the log, and the log verifies. (Before: the public card said nothing of either change.)"""
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    alice = await login(gw, clients, "alice", "skygates", did)
-    post_uri = await published_post(gw, carol, did)
-    rkey = post_uri.rsplit("/", 1)[1]
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    did, carol, alice, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
     reply = await on_pds(bluesky_pds, "bob.test", "com.atproto.repo.createRecord", {"collection": POST, "record": {
         "$type": POST, "text": "A reply to hide", "createdAt": _now()}})
     await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
@@ -457,12 +458,7 @@ async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
     the hidden reply's address, the secret or any token. Once told, it is not told again.
     (Before: the policy's webhook could not even ask for the event.)"""
     gw, secret = hooked
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol, did)
-    rkey = post_uri.rsplit("/", 1)[1]
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
     hidden = "at://did:plc:someoneelse/app.bsky.feed.post/3kreplyhidden"
     closed = await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
         repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[], hiddenReplies=[hidden])))
@@ -485,5 +481,6 @@ async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
     ]
     assert [p["type"] for p in payloads] == ["post.gates_changed"] * 2
     everything = b"".join(body for _, body in hook.calls).decode()
-    for kept in (hidden, secret, secret.removeprefix("whsec_"), account.app_password, *gw.tokens.values()):
+    password = bluesky_pds.account("carol.test").app_password
+    for kept in (hidden, secret, secret.removeprefix("whsec_"), password, *gw.tokens.values()):
         assert kept not in everything

@@ -21,6 +21,7 @@ from mastodon import CallbackStreamListener
 from gateway.appkeys import IDENTITY, SETTINGS, STREAMS
 from gateway.clock import ManualClock
 from gateway.http.mastodon import streaming as streaming_http
+from gateway.services import mastodon as mastodon_service
 from gateway.services.identity import hash_token
 from gateway.services.mastodon import MastodonService
 from gateway.storage import streams as streams_sql
@@ -33,6 +34,8 @@ OOB = "urn:ietf:wg:oauth:2.0:oob"
 QUIET = 1.5
 """Long enough for a stream to have heard of a change it would tell (the watcher reads the log
 once a second): nothing arriving within it means nothing was sent."""
+_TOGETHER = 6
+"""Posts that go out in one tick of the publisher."""
 
 
 async def _oauth_token(world: World, person: str, *, scope: str, account: str) -> str:
@@ -133,6 +136,39 @@ async def test_websocket_hears_a_delayed_post_when_it_goes_out(world: World) -> 
                                              headers={"Authorization": f"Bearer {token}"})
         assert status == 200
         assert await _message(ws) == {"stream": ["user"], "event": "delete", "payload": sent["id"]}
+        await ws.close()
+
+
+async def test_a_stream_reads_the_accounts_count_once_for_the_posts_it_tells_together(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Posts that go out together reach a WebSocket as one read of the log, and their statuses
+    share one account entity, whose statuses_count (a sandbox account's, Byline's own) is one
+    count of the account's posts: not one a post, which let an app with a few streams open have
+    each burst of its posts counted over and over. Each status still shows the count."""
+    token = await world.token("bob", "delayed")
+    counted: list[str] = []
+    published_count = mastodon_service.queue_sql.published_count
+
+    async def counting(txn: Any, account: str) -> int:
+        counted.append(account)
+        return await published_count(txn, account)
+
+    monkeypatch.setattr(mastodon_service.queue_sql, "published_count", counting)
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user")
+        for n in range(_TOGETHER):
+            status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": f"Later {n}"},
+                                                    headers={"Authorization": f"Bearer {token}"})
+            assert status == 200 and sent["byline"]["state"] == "scheduled", sent
+        await _nothing(ws)
+        counted.clear()
+        world.gateway.clock.advance(timedelta(minutes=11))
+        assert await world.gateway.tick() == _TOGETHER
+        told = [await _message(ws) for _ in range(_TOGETHER)]
+        assert [m["event"] for m in told] == ["update"] * _TOGETHER
+        assert {json.loads(m["payload"])["account"]["statuses_count"] for m in told} == {_TOGETHER}
+        assert 1 <= len(counted) < _TOGETHER, counted  # once a read of the log, however many it tells
         await ws.close()
 
 

@@ -8,12 +8,15 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import markupsafe
 import pytest
 
-from gateway.appkeys import DB, SETTINGS
+from gateway.appkeys import DB, POSTS, SETTINGS
+from gateway.audit.gates import THREADGATE, gate_settings
+from gateway.services.posts import Caller
 from gateway.services.transparency import public_post
 from gateway.storage import posts as posts_sql
 from tests.conftest import write_policy
@@ -170,6 +173,37 @@ async def test_audit_finds_posts_by_person_and_account(pages: Pages, story: Stor
     _, account = await visitor.get("/audit?kind=account&q=@managed")
     assert '<a href="/@managed"><bdi>@managed</bdi></a>' in account
     assert re.findall(r'<article[^>]*data-post="(\d+)"', account) == [story.adopted]
+
+
+async def test_audit_finds_every_act_of_a_person_by_name(pages: Pages) -> None:
+    """alice, the account's owner, neither wrote nor approved two of carol's posts: she changed
+    who may reply to one and deleted the other. Her search finds both, each saying what she did.
+    Before: the search looked only at authors, suggesters, editors and approvers, and found
+    nothing, though the log holds both acts of hers."""
+    gw = pages.gateway
+    out = []
+    for words in ("Replies from followers only", "Out, and later taken down"):
+        post = await gw.submit("carol", "cosigned", words)
+        for approver in ("bob", "dave"):
+            status, body = await gw.act(approver, post["id"], "approve")
+            assert status == 200, body
+        gw.clock.advance(timedelta(minutes=2))
+        assert await gw.tick() == 1
+        out.append(post["id"])
+    gated, deleted = out
+    posts, alice = gw.app[POSTS], Caller(user="alice")
+    await posts.record_gates_changed(alice, await posts.gateable(alice, gated), collection=THREADGATE, cid=None,
+                                     settings=gate_settings(THREADGATE, {"allow": []}))
+    status, body = await gw.call("alice", "DELETE", f"/v1/posts/{deleted}")
+    assert status == 200, body
+    visitor = await pages.visitor()
+    status, page = await visitor.get("/audit?kind=person&q=alice")
+    assert status == 200
+    assert re.findall(r'<article[^>]*data-post="(\d+)"', page) == [deleted, gated]
+    assert "alice: deleted." in _words(_card(page, deleted))
+    assert "alice: changed who may reply or quote." in _words(_card(page, gated))
+    _, carol = await visitor.get("/audit?kind=person&q=carol")
+    assert re.findall(r'<article[^>]*data-post="(\d+)"', carol) == [deleted, gated]
 
 
 @pytest.mark.parametrize(("query", "message"), [

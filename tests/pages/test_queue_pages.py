@@ -17,10 +17,11 @@ import markupsafe
 import pytest
 
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, LIVE, PEOPLE, PLATFORMS
+from gateway.http.pages import queue as queue_http
 from gateway.services.live import STREAMS_PER_PERSON
 from gateway.services.people import People
 from gateway.services.posts import PostService
-from gateway.services.queue import option_changes, what_else
+from gateway.services.queue import QueueService, option_changes, what_else
 from gateway.storage.db import DatabaseUnavailable
 from tests.conftest import DATABASE_GONE, TEST_POLICIES, finding_the_database_gone, started_gateway, write_policy
 from tests.pages.conftest import Pages, Visitor, password_of
@@ -537,6 +538,42 @@ async def test_the_stream_ends_when_the_session_does(pages: Pages) -> None:
         async with asyncio.timeout(5):
             await resp.content.read()
         assert resp.content.at_eof()
+
+
+@pytest.mark.parametrize("cause", DATABASE_GONE, ids=["storage", "driver"])
+@pytest.mark.parametrize("read", ["session_check", "queue"])
+async def test_a_stream_that_meets_the_database_gone_says_so_and_ends(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch, read: str, cause: BaseException,
+) -> None:
+    """The database gone under an open stream, met by the session's check at a keepalive or by
+    the read of a changed queue: the page is told it is out of date and the stream ends, so the
+    browser reconnects; refused 503 with Retry-After while the database is gone, and heard again
+    once it is back. Before: an idle stream kept sending keepalives over an outage, and a read
+    that met it broke the response off mid-stream with nothing said."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.1
+    bob = await pages.person("bob")
+    with monkeypatch.context() as patched:
+        if read == "session_check":  # checked at each keepalive: soon
+            patched.setattr(queue_http, "KEEPALIVE_SECONDS", 0.2)
+        async with bob.session.get(pages.base + "/queue/events") as resp:
+            assert (resp.status, await resp.content.readline()) == (200, b"retry: 5000\n")
+            if read == "session_check":
+                patched.setattr(People, "session", finding_the_database_gone(cause))
+            else:
+                patched.setattr(QueueService, "fingerprint", finding_the_database_gone(cause))
+                await held_post(pages)
+            async with asyncio.timeout(5):
+                rest = await resp.content.read()
+            assert resp.content.at_eof()
+        assert rest.endswith(b"event: unavailable\ndata: the database is not answering; reconnect in a moment\n\n")
+        patched.setattr(People, "session", finding_the_database_gone(cause))
+        async with bob.session.get(pages.base + "/queue/events") as again:
+            assert (again.status, again.headers.get("Retry-After")) == (503, "5")
+    async with bob.session.get(pages.base + "/queue/events") as back:
+        assert (back.status, await back.content.readline()) == (200, b"retry: 5000\n")
+        await held_post(pages, "Once the database is back")
+        assert await read_event(back, 10) == "queue"
 
 
 async def test_live_streams_are_bounded_per_person(pages: Pages) -> None:

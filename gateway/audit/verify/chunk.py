@@ -76,6 +76,10 @@ class Chunk:
     """The time the entries here that schedule a post (:data:`_DUES`) say it is due
     (``data.publish_at``; "" for none: held, or waiting for approvals), by offset here: for the
     replay to name a claim that sent a post before it was due."""
+    deadlines: dict[int, str]
+    """The deadline of its hold the entries here that set or clear one (:data:`_DEADLINES`)
+    record (``data.expires_at``; "" for none: not held, or held with no policy in force), by
+    offset here: for the replay to name an approval given after the post's hold expired."""
     stamps: str
     """Each entry's time (``ts``), :data:`STAMP` characters each (spaces where unreadable), one
     string for the run: the replay reads the few it needs (how long after a policy change an
@@ -136,12 +140,17 @@ class _TextCount:
 
 
 _WORDS = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
+"""The entries whose committed text the replay reads: a post's words, and what went out (or is
+going out: a revision sent to the platform before its record)."""
 _DUES = frozenset({"post.submitted", "post.edited", "post.approved"})
 """The entries that record when their post is due to go out (``data.publish_at``): its
 submission, an edit (a cooling-off started again, or the post held anew), the approval that
 schedules it."""
-"""The entries whose committed text the replay reads: a post's words, and what went out (or is
-going out: a revision sent to the platform before its record)."""
+_DEADLINES = frozenset({"post.submitted", "post.edited", "post.approved", "post.redecided"})
+"""The entries that record the deadline of their post's hold (``data.expires_at``): its
+submission, an edit (the post held anew), the approval that releases it (none), a decision
+again (held anew, or parked with no policy in force). Every entry of :data:`_DUES` is one."""
+assert _DUES <= _DEADLINES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 """A content hash as the gateway writes it: SHA-256, in lowercase hex."""
@@ -161,6 +170,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
     words: dict[int, str] = {}
     contents: dict[int, str] = {}
     dues: dict[int, str] = {}
+    deadlines: dict[int, str] = {}
     stamps: list[str] = []
     sha256 = hashlib.sha256
     # Equal values as one object, so that they travel (pickled) once per run.
@@ -212,14 +222,16 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
                 # Its words unsaid, a claim could send any: the replay compares only words given.
                 findings.append((offset, "records what the post carries besides its words (data.content_sha256) "
                                          "but commits to no words (data.text_hash)"))
-        if kind in _DUES and "publish_at" in data:
-            due = data["publish_at"]
-            if due is None:
-                dues[offset] = ""
-            elif a_stamp(due):
-                dues[offset] = due
-            else:
-                findings.append((offset, "has a malformed data.publish_at"))
+        if kind in _DEADLINES:  # every kind that may record a due time records a deadline too
+            for kinds, name, times in ((_DUES, "publish_at", dues), (_DEADLINES, "expires_at", deadlines)):
+                if kind in kinds and name in data:
+                    moment = data[name]
+                    if moment is None:
+                        times[offset] = ""
+                    elif a_stamp(moment):
+                        times[offset] = moment
+                    else:
+                        findings.append((offset, f"has a malformed data.{name}"))
         digest = data.get("text_hash")
         if digest is not None:
             known = given if given is not None else texts.get(digest) if type(digest) is str else None
@@ -229,7 +241,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
             elif kind in _WORDS and known is not None and known[1] is not None:
                 words[offset] = known[1]
     return _chunk([item[0] for item in items], b"".join(leaves), spans, facts, findings, counted, words,
-                  contents, dues, "".join(stamps))
+                  contents, dues, deadlines, "".join(stamps))
 
 
 def _follow(
@@ -264,7 +276,7 @@ def _follow(
 def _chunk(
     claimed: list[int | None], leaves: bytes, spans: dict[str, _Span], facts: list[Any],
     findings: list[tuple[int, str]], counted: _TextCount, words: dict[int, str], contents: dict[int, str],
-    dues: dict[int, str], stamps: str,
+    dues: dict[int, str], deadlines: dict[int, str], stamps: str,
 ) -> Chunk:
     start = claimed[0] if claimed else None
     contiguous = start is not None and claimed == list(range(start, start + len(claimed)))
@@ -282,6 +294,7 @@ def _chunk(
         words=words,
         contents=contents,
         dues=dues,
+        deadlines=deadlines,
         stamps=stamps,
         findings=findings,
         texts_checked=counted.checked,

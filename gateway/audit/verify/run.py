@@ -53,7 +53,8 @@ def verify(
     ``policy_grace``: the seconds after a policy change during which an action may still name
     the policy replaced (see :data:`gateway.audit.replay.POLICY_GRACE_SECONDS`).
     ``due_grace``: how many seconds before the time the log last said a post was due its claim
-    may be (see :data:`gateway.audit.replay.DUE_GRACE_SECONDS`).
+    may be, and after its hold's deadline an approval (see
+    :data:`gateway.audit.replay.DUE_GRACE_SECONDS`).
     ``require_signed``: entries after the latest checkpoint, which no signature covers yet, are
     a finding (otherwise they are counted, and the summary says so)."""
     # A run builds millions of small objects, many of which live until it ends (the replay's
@@ -320,7 +321,8 @@ class _InOrder:
                     None if named is None else (named, link_leaves[32 * n : 32 * n + 32]),
                 ))
             chains[chain] = first + last_at
-        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps, chunk.contents, chunk.dues)
+        self.replay.feed_flat(first, chunk.facts, chunk.words, chunk.stamps, chunk.contents, chunk.dues,
+                               chunk.deadlines)
         report.size = first + chunk.count
 
     def _grow(self, chunk: Chunk, first: int) -> None:

@@ -31,6 +31,7 @@ from gateway.http.pages import (
 from gateway.http.pages.posts import notice_of
 from gateway.services.live import ChangeWatcher
 from gateway.services.queue import QueueService
+from gateway.services.streaming import StreamEnded, answered
 from gateway.types import from_micros, spoken
 
 routes = web.RouteTableDef()
@@ -52,7 +53,14 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
 @page
 async def queue_events(request: web.Request) -> web.StreamResponse:
     """A ``text/event-stream`` that says ``queue`` whenever the person's queue changed (on any
-    replica); ends when the session does, the reader goes or the gateway stops."""
+    replica); ends when the session does, the reader goes, the database stops answering or the
+    gateway stops.
+
+    The session is read again at every change and every keepalive, so a stream learns within a
+    keepalive that its session ended or that the database is gone. Then it says ``unavailable``
+    (the page shows that it is out of date) and ends: the browser's ``EventSource`` reconnects
+    after ``retry``, refused 503 with ``Retry-After`` until the database answers, and the page
+    reloads its list once a stream opens again."""
     session = await session_of(request)
     if session is None:
         # An EventSource that is refused stops; a page without a session has nothing to hear.
@@ -60,6 +68,7 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
     cookie = session_cookie_of(request)
     caller = caller_of(session)
     service = request.app[QUEUE]
+    people = request.app[PEOPLE]
     async with request.app[LIVE].listen(session.person) as listener:
         last = await service.fingerprint(caller)
         response = web.StreamResponse(headers={"X-Accel-Buffering": "no"})
@@ -68,21 +77,23 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         try:
             await response.write(b"retry: 5000\n: listening\n\n")
-            while not listener.closing:
-                changed = await listener.wait(KEEPALIVE_SECONDS)
-                if listener.closing or gone(request):
-                    break
-                if not changed:
-                    await response.write(b": still here\n\n")
-                    continue
-                # Shielded: a stream stopped mid-read still ends its transaction cleanly.
-                if await asyncio.shield(request.app[PEOPLE].session(cookie)) is None:
-                    await response.write(b"event: signedout\ndata: \n\n")
-                    break
-                now = await asyncio.shield(service.fingerprint(caller))
-                if now != last:
-                    last = now
-                    await response.write(b"event: queue\ndata: changed\n\n")
+            try:
+                while not listener.closing:
+                    changed = await listener.wait(KEEPALIVE_SECONDS)
+                    if listener.closing or gone(request):
+                        break
+                    if await answered(people.session(cookie), person=session.person) is None:
+                        await response.write(b"event: signedout\ndata: \n\n")
+                        break
+                    if not changed:
+                        await response.write(b": still here\n\n")
+                        continue
+                    now = await answered(service.fingerprint(caller), person=session.person)
+                    if now != last:
+                        last = now
+                        await response.write(b"event: queue\ndata: changed\n\n")
+            except StreamEnded as ended:
+                await response.write(f"event: unavailable\ndata: {ended}\n\n".encode())
         except (ConnectionError, asyncio.CancelledError):
             if not gone(request):
                 raise

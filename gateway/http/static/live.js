@@ -52,9 +52,11 @@
   }
 
   var pending = false;
-  function refresh() {
+  // told: what the status says once the fresh list is in ("Your queue changed.").
+  function refresh(told) {
+    told = told || "Your queue changed.";
     if (busy()) {
-      status.textContent = "Your queue changed. Reload the page to see it.";
+      status.textContent = told + " Reload the page to see what changed.";
       return;
     }
     if (pending) { return; }
@@ -68,7 +70,7 @@
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue-list");
         if (!fresh) { return; }
         if (list.querySelector("form") && shown(fresh) !== shown(list)) {
-          status.textContent = "Your queue changed. Reload the page to see it.";
+          status.textContent = told + " Reload the page to see what changed.";
           return;
         }
         list.replaceWith(fresh);
@@ -77,19 +79,50 @@
         var counts = list.querySelectorAll("h2 .count");
         var words = [];
         for (var i = 0; i < counts.length; i++) { words.push(counts[i].parentNode.textContent.trim()); }
-        status.textContent = "Your queue changed. " + words.join("; ") + ".";
+        status.textContent = told + " " + words.join("; ") + ".";
       })
       .catch(function () {
-        status.textContent = "Your queue changed. Reload the page to see it.";
+        status.textContent = told + " Reload the page to see what changed.";
       })
       .then(function () { pending = false; });
   }
 
-  var source = new EventSource(list.dataset.events);
-  source.addEventListener("queue", refresh);
-  source.addEventListener("signedout", function () {
-    source.close();
-    status.textContent = "You were signed out. Sign in again to see your queue.";
-  });
-  window.addEventListener("pagehide", function () { source.close(); });
+  // A stream that ends (Byline's database gone, the gateway restarting) leaves the page out of
+  // date: it says so at once. The browser reconnects by itself after the stream's retry; a
+  // reconnect refused (503 while the database is gone) stops the EventSource for good, so the
+  // page opens another, waiting longer each time. Once one opens, the list is read again for
+  // whatever changed meanwhile.
+  var source = null, stale = false, wait = 5000, ended = false;
+  var outOfDate = "Live updates are disconnected: this list may be out of date. Trying to reconnect\u2026";
+  function connect() {
+    source = new EventSource(list.dataset.events);
+    source.addEventListener("open", function () {
+      wait = 5000;
+      if (stale) {
+        stale = false;
+        refresh("Live updates are back.");
+      }
+    });
+    source.addEventListener("queue", function () { refresh(); });
+    source.addEventListener("unavailable", function () {
+      stale = true;
+      status.textContent = outOfDate;
+    });
+    source.addEventListener("error", function () {
+      if (ended) { return; }
+      stale = true;
+      status.textContent = outOfDate;
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, wait);
+        wait = Math.min(wait * 2, 60000);
+      }
+    });
+    source.addEventListener("signedout", function () {
+      ended = true;
+      source.close();
+      status.textContent = "You were signed out. Sign in again to see your queue.";
+    });
+  }
+  connect();
+  window.addEventListener("pagehide", function () { ended = true; source.close(); });
 })();

@@ -18,15 +18,16 @@ from typing import Protocol, TypeVar
 from gateway.storage.db import Row, Txn
 
 INSERT_ENTRIES = (
-    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, actor, ts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_TEXTS = "INSERT INTO log_texts (idx, text_hash, salt, text) VALUES (?, ?, ?, ?)"
 INSERT_NODES = "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"
 SAVE_STATE = "UPDATE log_state SET size = ?, root = ?, frontier = ? WHERE id = 1"
 
 
-EntryRow = tuple[int, bytes, bytes, str, str | None, str | None, str | None, int]
-"""A row of ``log_entries``: idx, leaf_hash, entry, type, chain, post_id, account, ts."""
+EntryRow = tuple[int, bytes, bytes, str, str | None, str | None, str | None, str, int]
+"""A row of ``log_entries``: idx, leaf_hash, entry, type, chain, post_id, account, actor, ts."""
 TextRow = tuple[int, str, bytes, str]
 """A row of ``log_texts``: idx, text_hash, salt, text."""
 
@@ -51,6 +52,8 @@ class PendingEntries:
     chains: list[str | None] = field(default_factory=list)
     post_ids: list[str | None] = field(default_factory=list)
     accounts: list[str | None] = field(default_factory=list)
+    actors: list[str] = field(default_factory=list)
+    """Who did what each entry records (its ``actor``): the audit page finds a person's acts by it."""
 
     def __len__(self) -> int:
         return len(self.leaf_hashes)
@@ -59,7 +62,7 @@ class PendingEntries:
         """The rows, their columns in the order of ``INSERT_ENTRIES``."""
         n = len(self.leaf_hashes)
         return list(zip(range(self.first, self.first + n), self.leaf_hashes, self.entries, self.types, self.chains,
-                        self.post_ids, self.accounts, itertools.repeat(self.ts, n), strict=True))
+                        self.post_ids, self.accounts, self.actors, itertools.repeat(self.ts, n), strict=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,10 @@ LOCK_STATE = log_sql.STATE + " FOR UPDATE"
 """The tree state, locked for the transaction: the one row that serializes sequencing."""
 
 WRITE = (
-    "WITH entries AS (INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, ts) "
-    "SELECT idx, leaf_hash, entry, type, chain, post_id, account, ?::bigint FROM unnest("
-    "?::bigint[], ?::bytea[], ?::bytea[], ?::text[], ?::text[], ?::text[], ?::text[]) "
-    "AS e(idx, leaf_hash, entry, type, chain, post_id, account)), "
+    "WITH entries AS (INSERT INTO log_entries (idx, leaf_hash, entry, type, chain, post_id, account, actor, ts) "
+    "SELECT idx, leaf_hash, entry, type, chain, post_id, account, actor, ?::bigint FROM unnest("
+    "?::bigint[], ?::bytea[], ?::bytea[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) "
+    "AS e(idx, leaf_hash, entry, type, chain, post_id, account, actor)), "
     "texts AS (INSERT INTO log_texts (idx, text_hash, salt, text) "
     "SELECT * FROM unnest(?::bigint[], ?::text[], ?::bytea[], ?::text[])), "
     "nodes AS (INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::bytea[])) "
@@ -80,7 +80,7 @@ class PostgresLogWriter:
         await txn.execute(
             WRITE, entries.ts,
             list(range(entries.first, entries.first + n)), entries.leaf_hashes, entries.entries, entries.types,
-            entries.chains, entries.post_ids, entries.accounts,
+            entries.chains, entries.post_ids, entries.accounts, entries.actors,
             texts.idx, texts.text_hashes, texts.salts, texts.texts,
             [node[0] for node in nodes], [node[1] for node in nodes], [node[2] for node in nodes],
             growth.tree.size, growth.root, growth.tree.frontier,

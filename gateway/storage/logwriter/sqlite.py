@@ -110,7 +110,7 @@ def entries_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[An
     One statement binds its arguments at once and inserts every row in SQLite, where
     ``executemany`` comes back to Python for each.
     """
-    return _multi_row(INSERT_ENTRIES.split(" VALUES ")[0], "(?, ?, ?, ?, ?, ?, ?, ?)", rows, _rows_per_statement(8))
+    return _multi_row(INSERT_ENTRIES.split(" VALUES ")[0], "(?, ?, ?, ?, ?, ?, ?, ?, ?)", rows, _rows_per_statement(9))
 
 
 def texts_statements(rows: Sequence[Sequence[Any]]) -> list[tuple[str, list[Any]]]:
