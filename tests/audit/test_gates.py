@@ -154,7 +154,7 @@ def test_settings_in_plain_words(gate: str, settings: dict[str, Any], expected: 
     (POSTGATE, None, "Who may quote changed"),
     (THREADGATE, {"quotes": "off", "detached_quotes": 0}, "Who may reply changed"),
     (POSTGATE, _threadgate("nobody"), "Who may quote changed"),
-    ("app.bsky.feed.post", {"quotes": "off"}, "Who may reply changed"),
+    ("app.bsky.feed.post", {"quotes": "off"}, "Who may reply or quote changed"),
 ])
 def test_settings_that_are_missing_or_no_summary_say_only_which_setting_changed(
     gate: str, settings: Any, expected: str

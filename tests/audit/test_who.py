@@ -148,7 +148,7 @@ def test_who_tells_what_a_change_of_who_may_reply_or_quote_says() -> None:
         f"{threadgate} set by alice: Replies: only the account's followers and people on 2 lists",
         f"{postgate} removed by alice: Quotes: on",
         f"{postgate} set by alice",
-        "app.bsky.feed.post set by alice: Who may reply changed",
+        "app.bsky.feed.post set by alice: Who may reply or quote changed",
     ]
 
 
