@@ -2976,11 +2976,14 @@ def test_a_post_decided_again_waits_for_no_time_before_it(tmp_path: Path) -> Non
 # ---- an approval counts only before its post's hold expires -------------------------------------
 
 
-def _held_until(log: SyntheticLog, post: str, deadline: str | None, *, author: str = "carol") -> int:
-    """A post.submitted as the gateway writes it for a post held on brand until ``deadline``."""
+def _held_until(
+    log: SyntheticLog, post: str, deadline: str | None, *, author: str = "carol", sha: str = "p1",
+) -> int:
+    """A post.submitted as the gateway writes it for a post held on brand until ``deadline``,
+    under policy ``sha``."""
     return log.add("post.submitted", actor=author, account="brand", post=post, data={
         "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
-        "required": 2, "policy_sha256": "p1", "publish_at": None, "expires_at": deadline,
+        "required": 2, "policy_sha256": sha, "publish_at": None, "expires_at": deadline,
     })
 
 
@@ -3199,22 +3202,58 @@ def test_a_deadline_later_than_the_policy_lets_a_hold_last_is_named(tmp_path: Pa
     ]
 
 
+def test_a_holds_length_is_judged_by_the_policy_its_entry_names(tmp_path: Path) -> None:
+    """A forged log: brand's policy let a hold last an hour, and was replaced a moment ago by one
+    that lets it last two days. A submission and a decision again that name the policy replaced
+    (a gateway that had not read the change yet) and hold a post a day are named by the hour it
+    allows, not passed by the two days of the one in force; one that names it minutes after the
+    change is named for that."""
+    log = SyntheticLog()
+    log.policy("brand", {**COSIGNED, "expire_after_seconds": 3600}, "p1")
+    change = log.policy("brand", {**COSIGNED, "expire_after_seconds": 2 * 86_400}, "p2", kind="policy.changed")
+    day = log.time(86_400)
+    submitted = _held_until(log, "1", day)
+    _held_until(log, "2", log.time(86_400), sha="p2")
+    again_day = log.time(86_400)
+    again = log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
+        "cause": "policy_changed", "state": "held", "version": 1, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1", "expires_at": again_day})
+    log.wait(400)
+    late = _held_until(log, "3", log.time(3600))
+    after = late - change + 400
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {submitted}: post 1 was held until {day}, 86400 s after entry {submitted}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {again}: post 2 was held until {again_day}, 86400 s after entry {again}, where its policy "
+        "lets a hold last 3600 s",
+        f"entry {late}: carol submitted a post to brand under policy p1, {after} s after entry {change} replaced "
+        "it: longer than the 300 s a gateway may take to see a policy change",
+        f"entry {late}: post 3 was held under policy p1, {after} s after entry {change} replaced it: longer than "
+        "the 300 s a gateway may take to see a policy change",
+    ]
+
+
 @pytest.mark.parametrize(("kind", "actor", "data", "was", "goes"), [
     ("post.cancelled", "carol", {"state": "scheduled", "version": 1}, "held", "cancelled"),
     ("post.rejected", "bob", {"state": "scheduled", "version": 1}, "held", "rejected"),
     ("post.expired", "system", {"state": "scheduled", "version": 1}, "held", "expired"),
     ("post.approved", "bob", {"state": "published", "version": 1}, "held", "held or scheduled"),
+    ("post.edited", "carol", {"state": "scheduled", "version": 2, "approvers": ["bob", "dave"], "required": 1},
+     "held", "held"),
 ])
 def test_an_event_that_says_its_post_is_where_its_life_does_not_take_it_is_named(
     tmp_path: Path, kind: str, actor: str, data: dict[str, Any], was: str, goes: str,
 ) -> None:
     """A cancellation, rejection or expiry of carol's held post that says it is still scheduled,
-    or an approval that says it is out: taken at its word, the post would go out with no one
-    approving it (the claim after it judged as a released post's), or with no claim recorded.
-    Named, with where the post's life takes it; before, each verified."""
+    an approval that says it is out, or her edit that says it is released (an edit holds a post
+    anew, never releases one): taken at its word, the post would go out with no one approving
+    it (the claim after it judged as a released post's), or with no claim recorded. Named, with
+    where the post's life takes it; before, each verified."""
     log = SyntheticLog()
     log.policy("brand", COSIGNED, "p1")
     log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    if kind == "post.edited":
+        data = {**data, "text_hash": log.commit("carol's words v2")}
     forged = log.add(kind, actor=actor, account="brand", post="1", data={**data, "policy_sha256": "p1"})
     assert f"entry {forged}: {kind} of post 1, which was {was}, says it is {data['state']}: its life takes it " \
            f"to {goes}" in messages(log.verify(tmp_path / "forged.export"))
