@@ -1278,11 +1278,8 @@ def test_a_claim_whose_version_is_no_number_is_named_as_malformed(tmp_path: Path
 async def test_byline_audit_verify_rejects_a_claim_whose_version_is_no_number(tmp_path: Path) -> None:
     """The real command, on the export of that forged log."""
     log, claim, _ = _stale_claim_with_a_text_version()
-    export = log.write(tmp_path / "forged.export")
-    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
-                          "--no-state", "--no-progress")
-    assert result.code != 0
-    assert f"entry {claim}: post.publishing has a malformed data.version" in result.text
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {claim}: post.publishing has a malformed data.version" in said, said
 
 
 def test_a_revision_is_its_writing_authors_and_only_where_words_go_out_at_once(tmp_path: Path) -> None:
@@ -1495,11 +1492,8 @@ async def test_byline_audit_verify_rejects_a_revision_recorded_other_than_sent(t
     _solo_published(log)
     _revising(log, "Launch day, fixed")
     _revised(log, "Launch day, and buy our coin")
-    export = log.write(tmp_path / "forged.export")
-    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
-                          "--no-state", "--no-progress")
-    assert result.code != 0
-    assert "records other words than entry" in result.text
+    said = await _named_by_the_command(log, tmp_path)
+    assert "records other words than entry" in said, said
 
 
 # ---- what went out is what was written and approved ----------------------------------------
@@ -1821,11 +1815,8 @@ async def test_byline_audit_verify_rejects_a_recovered_claim_sent_without_the_ap
     """The real command, on an export whose post, claimed again after its approver was replaced,
     went out on the replaced approver's approval."""
     log, claim = _recovered_after_bob_was_replaced(None, found=False)
-    export = log.write(tmp_path / "forged.export")
-    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
-                          "--no-state", "--no-progress")
-    assert result.code != 0
-    assert f"entry {claim}: post 1 went out on co-signed brand with 0 approvals from its approvers" in result.text
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {claim}: post 1 went out on co-signed brand with 0 approvals from its approvers" in said, said
 
 
 def test_only_a_claim_recovered_to_look_holds_its_post_again_unsent(tmp_path: Path) -> None:
@@ -1945,11 +1936,8 @@ async def test_byline_audit_verify_rejects_a_post_released_by_a_decision_again(t
     author lost her role, was then released by a decision again and sent."""
     log = SyntheticLog()
     forged = _sent_again_after_carol_lost_her_role(log, looked=True)
-    export = log.write(tmp_path / "forged.export")
-    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
-                          "--no-state", "--no-progress")
-    assert result.code != 0
-    assert f"entry {forged}: post.redecided of post 1, which was publishing, says it is scheduled" in result.text
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {forged}: post.redecided of post 1, which was publishing, says it is scheduled" in said, said
 
 
 # ---- how long a replaced policy may still be named -----------------------------------------
@@ -2850,18 +2838,24 @@ async def test_byline_audit_verify_rejects_a_post_sent_before_it_was_due(tmp_pat
     await _named_then_passed_with_grace(log, tmp_path, ("post 1 went out at", "s before"), grace="600")
 
 
+async def _named_by_the_command(log: SyntheticLog, tmp_path: Path) -> str:
+    """The real ``byline audit verify`` on ``log``'s export, which it must reject: what it said."""
+    export = log.write(tmp_path / "forged.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    return result.text
+
+
 async def _named_then_passed_with_grace(
     log: SyntheticLog, tmp_path: Path, said: tuple[str, ...], *, grace: str,
 ) -> None:
     """The real ``byline audit verify`` on ``log``'s export: it fails, saying each of ``said``,
     and passes with ``--due-grace`` widened to ``grace`` seconds."""
-    export = log.write(tmp_path / "forged.export")
-    key = log.signer.verifier().to_text()
-    result = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress")
-    assert result.code != 0
-    assert all(words in result.text for words in said), result.text
-    wide = await byline("audit", "verify", "--key", key, "--export", str(export), "--no-state", "--no-progress",
-                        "--due-grace", grace)
+    text = await _named_by_the_command(log, tmp_path)
+    assert all(words in text for words in said), text
+    wide = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export",
+                        str(tmp_path / "forged.export"), "--no-state", "--no-progress", "--due-grace", grace)
     assert wide.code == 0, wide.text
 
 

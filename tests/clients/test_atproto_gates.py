@@ -240,14 +240,10 @@ async def test_a_gate_is_not_written_while_another_file_speaks_for_the_account(
     handle in common for the loader to see): the PDS says it is skygates' account. Who may reply
     to skygates' post is then not changed, the app told why (``UpstreamFailure``), the PDS's
     threadgate and the log as they were; with the direct file removed, the change is written."""
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol, did)
-    rkey = post_uri.rsplit("/", 1)[1]
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
     gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
     before, logged = await pds_record(bluesky_pds, gate_uri), await gate_entries(gw)
-    monkeypatch.setenv("QUICK_BSKY_PASSWORD", account.password)
+    monkeypatch.setenv("QUICK_BSKY_PASSWORD", bluesky_pds.account("carol.test").password)
     directory = gw.app[REGISTRY].directory
     write_bluesky_policy(directory, "quick", handle=did, pds=bluesky_pds.pds_url,
                          credential_env="QUICK_BSKY_PASSWORD", tier="direct")
@@ -274,11 +270,7 @@ async def test_a_refused_change_of_a_posts_gates_changes_nothing(
     fails, a change batched with a new post, an edit of the post itself: each refused with
     the PDS's error name, and nothing changed on the PDS, in Byline or in its log. Once the
     post is deleted, its gates are no more to change."""
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol_app = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol_app, did)
-    rkey = post_uri.rsplit("/", 1)[1]
+    did, carol_app, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
     gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
     waiting = app_thread(did, ["Held for bob"], threadgate=True)
     await run(carol_app.com.atproto.repo.apply_writes, sdk_writes(did, waiting))
@@ -343,11 +335,7 @@ async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logge
     """The post is deleted through Byline (with its gates) just before a change of its
     threadgate reaches the PDS: the gate would rule a post that is gone, so Byline deletes it
     again, answers that the post was deleted, and logs no change; the log verifies."""
-    account = bluesky_pds.account("carol.test")
-    did = account.did
-    carol_app = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol_app, did)
-    rkey = post_uri.rsplit("/", 1)[1]
+    did, _, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
     gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
     carol = await xrpc_login(gw, "carol", did)
     write_gates = BlueskyAdapter.write_gates
