@@ -5,7 +5,9 @@ nothing, on both databases."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -455,37 +457,45 @@ FIREFOX_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.
 """What a browser's Accept says when a person opens an address."""
 
 
-async def test_a_browser_over_the_connection_limit_is_shown_a_page(
-    db_url: str, policy_dir: Path, clock: ManualClock,
-) -> None:
-    """The connection past an address's limit, from a person's browser opening a page, is
-    answered with the pages' error page (429, Retry-After, the pages' headers), not raw JSON;
-    an API client's still gets JSON, with Retry-After too. Before: JSON to both, no Retry-After."""
+@contextlib.asynccontextmanager
+async def _at_its_limit(db_url: str, policy_dir: Path, clock: ManualClock) -> AsyncIterator[int]:
+    """A gateway letting an address open two connections, with two open from here: its port,
+    where the next connection is over the limit."""
     async with _served(db_url, policy_dir, clock, connections_per_address=2, request_read_seconds=30) as gw:
         assert gw.client.port is not None
         port = gw.client.port
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await asyncio.sleep(0.2)  # the server has taken both
         try:
-            opened = f"GET /queue HTTP/1.1\r\nHost: x\r\nAccept: {FIREFOX_ACCEPT}\r\n\r\n".encode()
-            status, headers, body = await _raw_exchange("127.0.0.1", port, opened)
-            assert (status, headers["retry-after"]) == (429, "5"), body
-            assert headers["content-type"] == "text/html; charset=utf-8", headers
-            assert headers["content-security-policy"].startswith("default-src 'none'"), headers
-            page = body.decode()
-            assert "<h1>Too many connections</h1>" in page, page
-            assert ('<p class="error" role="alert">this address already has 2 connections open; close one, '
-                    "or reuse it</p>") in page, page
-            for accept in ("", "Accept: */*\r\n", "Accept: application/json\r\n"):
-                asked = f"GET /v1/posts HTTP/1.1\r\nHost: x\r\n{accept}\r\n".encode()
-                status, headers, body = await _raw_exchange("127.0.0.1", port, asked)
-                assert (status, headers["retry-after"]) == (429, "5"), (accept, body)
-                assert headers["content-type"].startswith("application/json"), (accept, headers)
-                assert json.loads(body) == {"error": "too_many_requests", "message": (
-                    "this address already has 2 connections open; close one, or reuse it")}
+            yield port
         finally:
             for _, writer in held:
                 writer.close()
+
+
+async def test_a_browser_over_the_connection_limit_is_shown_a_page(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """The connection past an address's limit, from a person's browser opening a page, is
+    answered with the pages' error page (429, Retry-After, the pages' headers), not raw JSON;
+    an API client's still gets JSON, with Retry-After too. Before: JSON to both, no Retry-After."""
+    async with _at_its_limit(db_url, policy_dir, clock) as port:
+        opened = f"GET /queue HTTP/1.1\r\nHost: x\r\nAccept: {FIREFOX_ACCEPT}\r\n\r\n".encode()
+        status, headers, body = await _raw_exchange("127.0.0.1", port, opened)
+        assert (status, headers["retry-after"]) == (429, "5"), body
+        assert headers["content-type"] == "text/html; charset=utf-8", headers
+        assert headers["content-security-policy"].startswith("default-src 'none'"), headers
+        page = body.decode()
+        assert "<h1>Too many connections</h1>" in page, page
+        assert ('<p class="error" role="alert">this address already has 2 connections open; close one, '
+                "or reuse it</p>") in page, page
+        for accept in ("", "Accept: */*\r\n", "Accept: application/json\r\n"):
+            asked = f"GET /v1/posts HTTP/1.1\r\nHost: x\r\n{accept}\r\n".encode()
+            status, headers, body = await _raw_exchange("127.0.0.1", port, asked)
+            assert (status, headers["retry-after"]) == (429, "5"), (accept, body)
+            assert headers["content-type"].startswith("application/json"), (accept, headers)
+            assert json.loads(body) == {"error": "too_many_requests", "message": (
+                "this address already has 2 connections open; close one, or reuse it")}
 
 
 async def test_a_connection_over_the_limit_is_not_held_by_a_body_that_never_comes(
@@ -495,23 +505,15 @@ async def test_a_connection_over_the_limit_is_not_held_by_a_body_that_never_come
     byte at a time (or not at all) is answered 429 and closed within the linger, as one that
     sends nothing is: not held uncounted for as long as aiohttp lingers over an unread body
     (10 s), which let one address keep open five times the connections it could before."""
-    async with _served(db_url, policy_dir, clock, connections_per_address=2, request_read_seconds=30) as gw:
-        assert gw.client.port is not None
-        port = gw.client.port
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await asyncio.sleep(0.2)  # the server has taken both
-        try:
-            head = (b"POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n")
-            for drop in (b"x", b""):
-                answer, took = await _trickle(port, head, every=0.25, most=60, drop=drop)
-                assert took < 2 * LINGER_SECONDS, f"still open after {took:.1f} s"
-                status, headers, body = _parse_answer(answer)
-                assert (status, headers["retry-after"]) == (429, "5"), answer
-                assert json.loads(body)["error"] == "too_many_requests", body
-        finally:
-            for _, writer in held:
-                writer.close()
+    async with _at_its_limit(db_url, policy_dir, clock) as port:
+        head = (b"POST /v1/posts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000\r\n\r\n")
+        for drop in (b"x", b""):
+            answer, took = await _trickle(port, head, every=0.25, most=60, drop=drop)
+            assert took < 2 * LINGER_SECONDS, f"still open after {took:.1f} s"
+            status, headers, body = _parse_answer(answer)
+            assert (status, headers["retry-after"]) == (429, "5"), answer
+            assert json.loads(body)["error"] == "too_many_requests", body
 
 
 @pytest.mark.parametrize(("accept", "html"), [

@@ -32,12 +32,13 @@ def _approve(log: SyntheticLog, post: str, who: str, version: int = 1, state: st
 
 def _redecide(
     log: SyntheticLog, post: str, account: str, *, version: int, approvers: list[str], required: int,
-    sha: str | None, cause: str = "author_lost_role",
+    sha: str | None, cause: str = "author_lost_role", **recorded: Any,
 ) -> int:
-    """What the gateway records when a policy change holds a pending post for a new decision."""
+    """What the gateway records when a policy change holds a pending post for a new decision
+    (``recorded``: what else the entry says, its hold's deadline say)."""
     return log.add("post.redecided", actor="policy-file", account=account, post=post, data={
         "cause": cause, "state": "held", "version": version, "approvers": approvers,
-        "required": required, "policy_sha256": sha,
+        "required": required, "policy_sha256": sha, **recorded,
     })
 
 
@@ -2981,6 +2982,15 @@ def _held_until(
     })
 
 
+def _held_anew(log: SyntheticLog, post: str, *, version: int, deadline: str) -> int:
+    """carol's edit of a post on brand released before, which holds it anew until ``deadline``,
+    as the gateway writes it."""
+    return log.add("post.edited", actor="carol", account="brand", post=post, data={
+        "version": version, "text_hash": log.commit(f"carol's words v{version}"), "state": "held",
+        "publish_at": None, "expires_at": deadline, "approvers": ["bob", "dave"], "required": 2,
+        "policy_sha256": "p1"})
+
+
 def _releases(log: SyntheticLog, post: str, who: str = "dave", version: int = 1, **recorded: Any) -> int:
     """The approval that reaches the count and schedules the post, at once; as the gateway
     writes it, recording that the hold's deadline is gone, unless ``recorded`` says otherwise."""
@@ -3028,9 +3038,7 @@ def test_approvals_before_a_deadline_or_after_one_since_moved_in_the_log_pass(tm
     _held_until(log, "2", log.time(60))
     _approve(log, "2", "bob")
     _releases(log, "2")
-    log.add("post.edited", actor="carol", account="brand", post="2", data={
-        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
-        "expires_at": log.time(86_400), "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    _held_anew(log, "2", version=2, deadline=log.time(86_400))
     log.wait(3600)
     _approve(log, "2", "bob", version=2)
     _releases(log, "2", version=2)
@@ -3039,9 +3047,8 @@ def test_approvals_before_a_deadline_or_after_one_since_moved_in_the_log_pass(tm
     log.wait(30)
     _redecide(log, "3", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p1",
               cause="policy_changed")
-    log.add("post.redecided", actor="policy-file", account="brand", post="3", data={
-        "cause": "policy_changed", "state": "held", "version": 3, "approvers": ["bob", "dave"], "required": 2,
-        "policy_sha256": "p1", "expires_at": log.time(86_400)})
+    _redecide(log, "3", "brand", version=3, approvers=["bob", "dave"], required=2, sha="p1",
+              cause="policy_changed", expires_at=log.time(86_400))
     log.wait(3600)
     _approve(log, "3", "bob", version=3)
     _releases(log, "3", version=3)
@@ -3070,13 +3077,10 @@ def test_a_deadline_moved_by_a_later_entry_is_the_one_approvals_answer_to(tmp_pa
     _releases(log, "1")
     log.wait(3600)
     edited = log.time(600)
-    log.add("post.edited", actor="carol", account="brand", post="1", data={
-        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
-        "expires_at": edited, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    _held_anew(log, "1", version=2, deadline=edited)
     deadline = log.time(60)
-    again = log.add("post.redecided", actor="policy-file", account="brand", post="1", data={
-        "cause": "policy_changed", "state": "held", "version": 3, "approvers": ["bob", "dave"], "required": 2,
-        "policy_sha256": "p1", "expires_at": deadline})
+    again = _redecide(log, "1", "brand", version=3, approvers=["bob", "dave"], required=2, sha="p1",
+                      cause="policy_changed", expires_at=deadline)
     log.wait(120)
     at = log.time()
     late = _approve(log, "1", "bob", version=3)
@@ -3172,16 +3176,11 @@ def test_a_deadline_later_than_the_policy_lets_a_hold_last_is_named(tmp_path: Pa
     _approve(log, "2", "bob")
     _releases(log, "2")
     edited_day = log.time(86_400)
-    edited = log.add("post.edited", actor="carol", account="brand", post="2", data={
-        "version": 2, "text_hash": log.commit("carol's words v2"), "state": "held", "publish_at": None,
-        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
-    log.add("post.edited", actor="carol", account="brand", post="2", data={
-        "version": 3, "text_hash": log.commit("carol's words v3"), "state": "held", "publish_at": None,
-        "expires_at": edited_day, "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1"})
+    edited = _held_anew(log, "2", version=2, deadline=edited_day)
+    _held_anew(log, "2", version=3, deadline=edited_day)
     again_day = log.time(86_400)
-    again = log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
-        "cause": "policy_changed", "state": "held", "version": 4, "approvers": ["bob", "dave"], "required": 2,
-        "policy_sha256": "p1", "expires_at": again_day})
+    again = _redecide(log, "2", "brand", version=4, approvers=["bob", "dave"], required=2, sha="p1",
+                      cause="policy_changed", expires_at=again_day)
     log.policy("old", COSIGNED, "o1")
     log.add("post.submitted", actor="carol", account="old", post="3", data={
         "version": 1, "text_hash": log.commit("text of 3"), "state": "held", "approvers": ["bob", "dave"],
@@ -3209,9 +3208,8 @@ def test_a_holds_length_is_judged_by_the_policy_its_entry_names(tmp_path: Path) 
     submitted = _held_until(log, "1", day)
     _held_until(log, "2", log.time(86_400), sha="p2")
     again_day = log.time(86_400)
-    again = log.add("post.redecided", actor="policy-file", account="brand", post="2", data={
-        "cause": "policy_changed", "state": "held", "version": 1, "approvers": ["bob", "dave"], "required": 2,
-        "policy_sha256": "p1", "expires_at": again_day})
+    again = _redecide(log, "2", "brand", version=1, approvers=["bob", "dave"], required=2, sha="p1",
+                      cause="policy_changed", expires_at=again_day)
     log.wait(400)
     late = _held_until(log, "3", log.time(3600))
     after = late - change + 400
