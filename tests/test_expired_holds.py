@@ -132,3 +132,30 @@ async def test_a_policy_change_does_not_revive_an_expired_hold(
     assert (await gateway.get("alice", post["id"]))["state"] == "expired"
     assert await gateway.timeline("cosigned") == []
     await _verify_log(gateway, tmp_path)
+
+
+@pytest.mark.parametrize("replier", ["alice", "carol"])
+async def test_a_policy_change_that_expires_a_hold_cancels_the_replies_waiting_for_it(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, replier: str
+) -> None:
+    """Carol's held post is past its deadline, and a reply to it (alice's, or carol's own, held
+    from an hour later) is not, when a change takes carol off the writers: the change is
+    recorded, the post expires in its transaction and the reply is cancelled with it (carol's
+    own not decided again as well), nothing goes out, and the log verifies. Before, carol's
+    reply, cancelled with its parent, was then decided again from the row read before, and the
+    whole change was refused as a conflict, at every reload."""
+    parent = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    gateway.clock.advance(timedelta(hours=1))
+    reply = await gateway.submit(replier, "cosigned", "Details to follow", reply_to_post=parent["id"])
+    assert reply["state"] == "held", reply
+    gateway.clock.advance(DEADLINE - timedelta(minutes=59))
+    policy = TEST_POLICIES["cosigned"]
+    write_policy(policy_dir, "cosigned", policy.replace("writers: [alice, carol]", "writers: [alice]"))
+    assert await gateway.sync_policies() == ["cosigned"]
+    assert [(await gateway.get("alice", p["id"]))["state"] for p in (parent, reply)] == ["expired", "cancelled"]
+    events = [e["type"] for e in (await gateway.get("alice", reply["id"]))["events"]]
+    assert events == ["post.submitted", "post.cancelled"], events
+    gateway.clock.advance(timedelta(days=2))
+    await gateway.tick()
+    assert await gateway.timeline("cosigned") == []
+    await _verify_log(gateway, tmp_path)

@@ -36,7 +36,8 @@ and approvals. It flags:
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
   (``post.redecided``) before anything else happens to it, or expire (``post.expired``: a hold
-  past its deadline is expired in the change's transaction, never revived);
+  past its deadline is expired in the change's transaction, never revived), or be cancelled by
+  the gateway with the post it replies to (a reply waiting for such a hold);
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
@@ -443,7 +444,9 @@ class Replay:
                 self._bad(index, f"{kind} for post {post}, which was never submitted")
             return
         if known.owed is not None and kind != "post.redecided":
-            if kind != "post.expired":
+            # An expiry, or the gateway's cancellation of a reply with its parent (judged by
+            # ``_with_parent``), ends it: nothing is left to decide.
+            if kind != "post.expired" and not (kind == "post.cancelled" and actor == _SYSTEM):
                 at, why = known.owed
                 self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
             known.owed = None

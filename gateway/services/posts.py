@@ -1548,16 +1548,21 @@ async def redecide_pending(
     the sweep would have (:func:`expire_hold`), and its state is ``expired``.
     """
     moved: list[tuple[str, State]] = []
+    ended: set[str] = set()
     cosigned = loaded is not None and loaded.policy.tier is Tier.COSIGNED
     for post in await sql.pending_posts(ltx.txn, account):
+        if post.id in ended:
+            continue  # cancelled above with the hold it replies to: the row read is no more
         released = cosigned and post.state == State.SCHEDULED.value
         approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
         cause = redecision_cause(loaded, post, before, approved)
         if cause is None:
             continue
         if hold_expired(post, now=ltx.now):
-            await expire_hold(ltx, post)
+            replies = await _expire(ltx, post)
             moved.append((post.id, State.EXPIRED))
+            moved.extend((reply, State.CANCELLED) for reply in replies)
+            ended.update(replies)
         else:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
@@ -1566,6 +1571,11 @@ async def redecide_pending(
 async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
     """Expire the held ``post``, whose deadline has passed, and cancel the replies waiting for
     it; how many replies. Raises a conflict where it changed since it was read."""
+    return len(await _expire(ltx, post))
+
+
+async def _expire(ltx: LogTxn, post: PostRecord) -> list[str]:
+    """:func:`expire_hold`, saying which replies it cancelled."""
     new_state = transition(State(post.state), Action.EXPIRE)
     if not await sql.compare_and_set(
         ltx.txn, post.id, state=post.state, version=post.version,
@@ -1574,7 +1584,7 @@ async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
         raise BylineError(Code.CONFLICT, "changed meanwhile")
     await ltx.append("post.expired", actor="system", account=post.account, post=post.id,
                      data={"state": new_state.value, "version": post.version})
-    return await cancel_waiting_replies(ltx, post, new_state)
+    return await _cancel_replies(ltx, post, new_state)
 
 
 async def redecide(
@@ -1649,9 +1659,14 @@ async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) 
     retried, and a held one retried would skip its hold. The log's ``post.cancelled`` is the
     system's, naming the parent (``reply_to_post``, as the reply names it) and saying why; the
     verifier checks that parent ended."""
+    return len(await _cancel_replies(ltx, parent, ended))
+
+
+async def _cancel_replies(ltx: LogTxn, parent: PostRecord, ended: State) -> list[str]:
+    """:func:`cancel_waiting_replies`, saying which replies it cancelled."""
     if ended not in ENDS_A_THREAD:
-        return 0
-    cancelled = 0
+        return []
+    cancelled: list[str] = []
     ends = [(parent.id, ended)]
     while ends:
         post_id, how = ends.pop()
@@ -1665,7 +1680,7 @@ async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) 
             await ltx.append("post.cancelled", actor="system", account=reply.account, post=reply.id,
                              data={"state": new_state.value, "version": reply.version,
                                    "reply_to_post": reply.options.get("reply_to_post"), "reason": reason})
-            cancelled += 1
+            cancelled.append(reply.id)
             ends.append((reply.id, new_state))
     return cancelled
 

@@ -3116,6 +3116,45 @@ def test_a_hold_expired_instead_of_decided_again_passes(tmp_path: Path) -> None:
     ]
 
 
+def _held_reply(log: SyntheticLog, post: str, parent: str, deadline: str) -> int:
+    """carol's reply to ``parent`` on brand, held until ``deadline`` as it waits for it."""
+    return log.add("post.submitted", actor="carol", account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "publish_at": None, "expires_at": deadline,
+        "reply_to_post": parent})
+
+
+def _cancelled_with(log: SyntheticLog, post: str, parent: str) -> int:
+    """The gateway's cancellation of reply ``post`` with ``parent``, as it writes it."""
+    return log.add("post.cancelled", actor="system", account="brand", post=post, data={
+        "state": "cancelled", "version": 1, "reply_to_post": parent,
+        "reason": f"the post it replies to, {parent}, was expired: this reply does not go out without it"})
+
+
+def test_a_reply_cancelled_with_a_hold_a_policy_change_expired_passes(tmp_path: Path) -> None:
+    """A change takes carol off the writers while her held post is past its deadline and her
+    reply to it is not: the post expires and the reply is cancelled with it in the change's
+    transaction, which answers what the change owed the reply. A cancellation by the gateway
+    of her other reply, whose parent it left held (owed a decision, not ended), is named, and so
+    is that parent, never decided again. Before, the honest cancellation was named as well."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    _held_until(log, "3", log.time(86_400))
+    log.wait(30)
+    _held_reply(log, "2", "1", log.time(86_400))
+    _held_reply(log, "4", "3", log.time(86_400))
+    log.wait(120)
+    change = log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    log.add("post.expired", actor="system", account="brand", post="1", data={"state": "expired", "version": 1})
+    _cancelled_with(log, "2", "1")
+    forged = _cancelled_with(log, "4", "3")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {forged}: system cancelled post 4 with the post it replies to, 3, which was held: it had not ended",
+        f"entry {change}: post 3 was never decided again after this change: carol no longer writes for brand",
+    ]
+
+
 def test_a_malformed_deadline_is_named(tmp_path: Path) -> None:
     """A deadline that is not a time cannot be compared with an approval, and is named as malformed."""
     log = SyntheticLog()
