@@ -48,6 +48,10 @@ from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.policies")
 
+_MOVED_BY: dict[State, str] = {State.EXPIRED: "post.expired", State.CANCELLED: "post.cancelled"}
+"""The log's event for a post a policy change moved, by where it left it: a hold past its
+deadline expired, a reply cancelled with it; any other, decided again."""
+
 _UNKNOWN = "?"
 """What a gateway agrees with for an account it has not yet seen its files match."""
 
@@ -239,7 +243,7 @@ class PolicyService:
         self._report_errors()
         self._report_drift(synced.drift)
         for loaded, state in synced.moved:
-            self._metrics.post_event(loaded, "post.expired" if state is State.EXPIRED else "post.redecided", state)
+            self._metrics.post_event(loaded, _MOVED_BY.get(state, "post.redecided"), state)
         for account in synced.recorded:
             logger.info("policy_recorded", account=account, version=synced.heads[account].version
                         if account in synced.heads else None)
