@@ -3149,9 +3149,9 @@ def test_a_hold_expired_before_its_deadline_is_named(tmp_path: Path) -> None:
     log.wait(120)
     at_2 = log.time()
     early_2 = _expires(log, "2", version=2)
-    _held_until(log, "3", log.time(3))
+    _held_until(log, "3", log.time(4))
     log.wait(1)
-    _expires(log, "3")  # the deadline less the grace, to the second: passes
+    _expires(log, "3")  # two seconds before the deadline, the grace to the second: passes
     grace = log.time(3.25)
     held = _held_until(log, "4", grace)
     over = _expires(log, "4")
