@@ -417,9 +417,6 @@ class Turns:
                 else:
                     del self._locks[key]
 
-    def __len__(self) -> int:
-        return len(self._locks)
-
 
 class XrpcRepo:
     """Post records through the policy; everything else relayed to the account's PDS."""
