@@ -23,8 +23,7 @@ CHANGES_PER_HOUR: Final = 30
 postgate together, each write one change). Enough to hide reply after reply through a pile-on;
 past it, each change is one more PDS write and one more line on the post's public card, and a
 writer flipping them over and over is flooding both."""
-HOUR_MICROS: Final = 3600 * 1_000_000
-"""The window the budget counts in, in stored microseconds."""
+_HOUR_MICROS: Final = 3600 * 1_000_000
 
 
 def budget_wait(times: Sequence[int], *, now: int, adding: int) -> int | None:
@@ -33,13 +32,13 @@ def budget_wait(times: Sequence[int], *, now: int, adding: int) -> int | None:
 
     ``times``: the post's changes so far (stored microseconds, oldest first); ``now`` likewise.
     A change leaves the hour exactly an hour after it was made."""
-    recent = [t for t in times if t > now - HOUR_MICROS]
+    recent = [t for t in times if t > now - _HOUR_MICROS]
     over = len(recent) + adding - CHANGES_PER_HOUR
     if over <= 0:
         return None
     if over > len(recent):
         raise ValueError(f"{adding} changes at once is more than {CHANGES_PER_HOUR} an hour")
-    return max(1, math.ceil((recent[over - 1] + HOUR_MICROS - now) / 1_000_000))
+    return max(1, math.ceil((recent[over - 1] + _HOUR_MICROS - now) / 1_000_000))
 
 _RULES: Final = {"mentionRule": "mention", "followerRule": "follower", "followingRule": "following",
                  "listRule": "list"}

@@ -56,8 +56,7 @@ and approvals. It flags:
   post that leaves it out more than the grace (300 s) later, and a claim that records it but commits to no words
   (``text_hash``): left out, what went out could not be compared with what was approved;
 - a change of a post's interaction settings (``post.gates_changed``: its threadgate or
-  postgate) but of a published post of the account the entry names, by a writer or the owner,
-  and more than ``CHANGES_PER_HOUR`` of them in any hour (a gateway refuses the one past them);
+  postgate) but of a published post of the account the entry names, by a writer or the owner;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``, and ``post.revising`` as they
   are sent) by anyone but its writing author, or on an account whose policy would not send them
@@ -109,11 +108,9 @@ from datetime import datetime
 from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
-from gateway.audit.gates import CHANGES_PER_HOUR, HOUR_MICROS, budget_wait
 from gateway.lifecycle import Action, State, allowed, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
-from gateway.types import to_micros
 
 __all__ = ["DUE_GRACE_SECONDS", "MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
 
@@ -235,8 +232,6 @@ class _Post:
     # expires (``expires_at``), and that time; None for none, or unknown
     looking: int | None = None  # the entry of a claim recovered only to look for it on its
     # platform (``looks_only``), while it is the post's last entry
-    gates_at: list[int] | None = None  # the times (microseconds) of its changes of who may reply
-    # or quote in the hour up to its last one: most posts have none
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -1039,7 +1034,6 @@ class Replay:
             return
         if gate not in _GATES:
             self._bad(index, f"post.gates_changed of post {post} names {gate}, which is no threadgate or postgate")
-        self._gates_budget(index, known, post)
 
         def check(policy: _Policy) -> str | None:
             if actor in policy.writers or actor == policy.owner:
@@ -1047,23 +1041,6 @@ class Replay:
             return f"{actor} changed who may reply to or quote post {post} but may not post on {account}"
 
         self._judge(index, account, sha256, check, f"{actor} changed the {gate} of a post of {account}")
-
-    def _gates_budget(self, index: int, known: _Post, post: str) -> None:
-        """At most ``CHANGES_PER_HOUR`` changes of a post's settings in the hour up to any of
-        them, as the gateway counts them before it writes one: a log with more shows a gateway
-        that wrote past its budget (each change one more write to the platform)."""
-        stamp = self._stamp(index)
-        if stamp is None:
-            return
-        try:
-            at = to_micros(_moment(stamp))
-        except ValueError:
-            return  # no time: named for its ts already
-        times = [t for t in known.gates_at or () if t > at - HOUR_MICROS]
-        if budget_wait(times, now=at, adding=1) is not None:
-            self._bad(index, f"post.gates_changed of post {post} makes {len(times) + 1} changes of who may reply "
-                             f"or quote in the hour up to {stamp}: a gateway writes at most {CHANGES_PER_HOUR}")
-        known.gates_at = [*times, at]
 
     def _early(self, index: int, known: _Post, post: str) -> None:
         """A claim sends its post out: not before the time the log last recorded it due (its

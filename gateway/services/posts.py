@@ -20,7 +20,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 import structlog
 
 from gateway.audit.appender import Appender, LogTxn, Work
-from gateway.audit.gates import CHANGES_PER_HOUR, HOUR_MICROS, budget_wait
+from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -1136,7 +1136,7 @@ class PostService:
         now = now_micros(self.clock)
         async with self.db.read() as txn:
             times = await log_sql.post_entry_times(txn, gated.record.id, "post.gates_changed",
-                                                   since=now - HOUR_MICROS)
+                                                   since=now - 3600 * 1_000_000)
         try:
             wait = budget_wait(times, now=now, adding=adding)
         except ValueError as exc:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.audit.replay import POLICY_GRACE_SECONDS, Fact, Replay
 from tests.audit.logtools import byline
-from tests.audit.synthetic import SyntheticLog, loads, messages, summary
+from tests.audit.synthetic import SyntheticLog, messages, summary
 
 COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "carol", "dave"],
                    required=2, tier="co-signed")
@@ -2669,35 +2669,6 @@ def test_gates_changed_are_judged_by_the_policy_they_name(tmp_path: Path) -> Non
         f"entry {ghost}: alice changed the {POSTGATE} of a post of brand under policy abababababab, which the "
         "log never records",
     ]
-
-
-async def test_more_gates_changes_of_a_post_in_an_hour_than_a_gateway_writes_are_named(tmp_path: Path) -> None:
-    """A forged log: a post's settings change 31 times in 31 seconds, as a gateway past its
-    budget would write them: the 31st is named, by the real ``byline audit verify`` too;
-    another post's 30, and a change once two of the 31 are an hour old, pass."""
-    log = SyntheticLog()
-    log.policy("solo", DIRECT, "s1")
-    for post in ("1", "2"):
-        log.submit(post, author="alice", account="solo", sha="s1")
-        _publish(log, post, "solo")
-    first = _gates(log, "1", "alice", account="solo", sha="s1")
-    for n in range(29):
-        _gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE if n % 2 else THREADGATE)
-        _gates(log, "2", "alice", account="solo", sha="s1")
-    _gates(log, "2", "alice", account="solo", sha="s1")
-    flood = _gates(log, "1", "alice", account="solo", sha="s1")
-    log.wait(3600 - (flood - first))  # the next entry is an hour after the second change (the flood still counts)
-    _gates(log, "1", "alice", account="solo", sha="s1")
-    stamp = _stamp_of(log, flood)
-    said = f"entry {flood}: post.gates_changed of post 1 makes 31 changes of who may reply or quote in the hour " \
-           f"up to {stamp}: a gateway writes at most 30"
-    assert messages(log.verify(tmp_path / "forged.export")) == [said]
-    assert said in await _named_by_the_command(log, tmp_path)
-
-
-def _stamp_of(log: SyntheticLog, index: int) -> str:
-    """The time entry ``index`` of ``log`` says."""
-    return str(loads(log.entries[index])["ts"])
 
 
 def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None:
