@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.base import AdapterError, OutboundPost
 from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
+from gateway.services.publisher import claim_key
+from gateway.storage.posts import PostRecord
+from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli
-from tests.conftest import started_gateway, write_policy
+from tests.conftest import Gateway, started_gateway, write_policy
 from tests.test_voice_integrity import BRAND
 
 BRAND_OF_THREE = BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
@@ -208,6 +212,105 @@ async def test_a_recovered_claim_its_platform_cannot_look_for_waits_publishing_u
         assert (held["state"], held["approvals_required"]) == ("held", 2), held
         assert await second.timeline("brand") == []
         await verified_by_cli(second)
+
+
+async def _held_after_a_lookup_that_missed(
+    gw: Gateway, post_id: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery of carol's claim looks for her post and misses it (the platform's lookup lags
+    behind what it took), so it is held for the two approvals the policy now asks."""
+    async def lagging(key: str) -> None:
+        return None
+
+    clock.advance(timedelta(minutes=3))
+    with monkeypatch.context() as patch:
+        patch.setattr(gw.app[SANDBOX], "find", lagging)
+        await gw.tick()
+    held = await gw.get("alice", post_id)
+    assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, 2), held
+
+
+async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_published_twice(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform took carol's post before its publisher died; the recovery's lookup missed it
+    and it was held; bob and dave approve the same words again. They go out under the key the
+    first send used, so the platform gives back the post it has: one copy, recorded published
+    with its id (before, a new version's new key made a second copy), and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first = await second.timeline("brand")
+        assert [p["text"] for p in first] == ["Launch day\n\n—carol"]
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [(p["id"], p["text"]) for p in await second.timeline("brand")] == [
+            (first[0]["id"], "Launch day\n\n—carol")]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"]) == ("published", first[0]["id"]), published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [c["idempotency_key"] for c in claims] == [f"byline-{post_id}-v1"] * 3
+        await verified_by_cli(second)
+
+
+async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, but carol edits the held post before it is approved: the new words are not the
+    ones the first send carried, so they go out under a key of their own (the platform must not
+    hand back the old words as if they were the new), and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
+        status, body = await second.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day, for real"})
+        assert (status, body["state"]) == (200, "held"), body
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert sorted(p["text"] for p in await second.timeline("brand")) == [
+            "Launch day\n\n—carol", "Launch day, for real\n\n—carol"]
+        published = await second.get("alice", post_id)
+        assert published["state"] == "published", published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert claims[-1]["idempotency_key"] == f"byline-{post_id}-v{published['version']}" != claims[0][
+            "idempotency_key"]
+        await verified_by_cli(second)
+
+
+def _claimed(**row: Any) -> PostRecord:
+    """Post 7 at version 3, claimed before with "Launch day" and a content warning's hash."""
+    fields: dict[str, Any] = {
+        "id": PostId("7"), "account": AccountName("brand"), "author": UserName("carol"), "state": "scheduled",
+        "version": 3, "text": "Launch day", "created_at": Micros(0), "updated_at": Micros(0),
+        "idempotency_key": "byline-7-v1", "published_text": "Launch day", "sent_content": "c" * 64,
+    }
+    return PostRecord(**{**fields, **row})
+
+
+@pytest.mark.parametrize(("row", "text", "content", "recovering", "expected"), [
+    pytest.param({}, "Launch day", "c" * 64, False, "byline-7-v1", id="same-words-and-content"),
+    pytest.param({}, "Launch day!", "c" * 64, False, "byline-7-v3", id="other-words"),
+    pytest.param({}, "Launch day", "d" * 64, False, "byline-7-v3", id="other-content-warning"),
+    pytest.param({}, "Launch day", None, False, "byline-7-v3", id="content-taken-off"),
+    pytest.param({"sent_content": ""}, "Launch day", None, False, "byline-7-v1", id="words-only-both-times"),
+    pytest.param({"sent_content": None}, "Launch day", None, False, "byline-7-v3", id="claimed-before-it-was-kept"),
+    pytest.param({"sent_content": None}, "Launch day", None, True, "byline-7-v1", id="recovered-claim"),
+    pytest.param({"idempotency_key": None, "published_text": None, "sent_content": None}, "Launch day", None,
+                 False, "byline-7-v3", id="never-claimed"),
+])
+def test_a_claims_key_follows_what_it_sends(
+    row: dict[str, Any], text: str, content: str | None, recovering: bool, expected: str
+) -> None:
+    """A claim sends the key of the claim before it where it sends the same words and content
+    (or takes that claim up again), and its version's key where anything sent differs."""
+    assert expected == claim_key(_claimed(**row), text=text, content=content, recovering=recovering)
 
 
 def test_manual_clock_is_utc() -> None:
