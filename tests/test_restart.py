@@ -284,6 +284,68 @@ async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_unde
         await verified_by_cli(second)
 
 
+async def test_a_recovered_claim_held_and_approved_waits_out_the_longer_delay_now_in_force(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """While carol's claimed post lies stranded, the policy asks for two approvals and a
+    cooling-off of an hour where it was a minute: the recovery holds it unsent, and once bob and
+    dave approve it, it waits the hour now in force from their approval before it goes out, once;
+    the log verifies (its due-time check holds the claim to the approval's time)."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2")
+                 .replace("delay: 1m", "delay: 1h"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert (await second.get("alice", post_id))["state"] == "held"
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        approved = clock.now()
+        assert body["state"] == "scheduled", body
+        assert datetime.fromisoformat(body["publish_at"]) == approved + timedelta(hours=1)
+        clock.advance(timedelta(minutes=59))
+        await second.tick()
+        assert await second.timeline("brand") == []
+        assert (await second.get("alice", post_id))["state"] == "scheduled"
+        clock.advance(timedelta(minutes=1))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        assert (await second.get("alice", post_id))["state"] == "published"
+        await verified_by_cli(second)
+
+
+async def test_a_recovered_delayed_claim_whose_window_ended_goes_out_once_though_the_delay_grew(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """bob's post on the delayed account was due, and claimed, when its publisher died; the
+    delay then grows from ten minutes to two hours. Its cooling-off ended under the policy it was
+    released under, as for every post already due when a delay changes (a delay change decides
+    no waiting post again, and the log's due-time check holds each claim to the time its post's
+    entries gave): the recovery looks for it, and, not finding it, sends it once, with the key
+    of the claim it takes up; the log verifies."""
+    async with started_gateway(db_url, policy_dir, clock) as first:
+        post = await first.submit("bob", "delayed", "Cooled off already")
+        clock.advance(timedelta(minutes=11))
+        claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+        assert claim is not None
+    policy = (policy_dir / "delayed.yaml").read_text()
+    assert "delay: 10m" in policy
+    write_policy(policy_dir, "delayed", policy.replace("delay: 10m", "delay: 2h"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("delayed")] == ["Cooled off already"]
+        published = await second.get("bob", post["id"])
+        assert published["state"] == "published", published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [(c["recovering"], c["idempotency_key"], "looks_only" in c) for c in claims] == [
+            (False, claim.key, False), (True, claim.key, False)]
+        assert await second.tick() == 0
+        assert len(await second.timeline("delayed")) == 1
+        await verified_by_cli(second)
+
+
 def _claimed(**row: Any) -> PostRecord:
     """Post 7 at version 3, claimed before with "Launch day" and a content warning's hash."""
     fields: dict[str, Any] = {
