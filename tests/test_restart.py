@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost
 from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
@@ -16,6 +17,9 @@ from gateway.storage.posts import PostRecord
 from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.test_publishing import MASTODON_TOKEN
 from tests.test_voice_integrity import BRAND
 
 BRAND_OF_THREE = BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
@@ -255,6 +259,54 @@ async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_
         claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
         assert [c["idempotency_key"] for c in claims] == [f"byline-{post_id}-v1"] * 3
         await verified_by_cli(second)
+
+
+async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the Mastodon stand-in and its Idempotency-Key: the instance took carol's
+    status before the gateway died, its account timeline did not show it yet when the recovery
+    looked, and bob and dave approve the same words again. The instance answers the repeated key
+    with the status it made: one status, recorded as the post's (before, two), and the log verifies."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    on_mastodon = BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
+    instance: {str(server.make_url('')).rstrip('/')}
+    credentials: env:BRAND_MASTODON_TOKEN""")
+    try:
+        write_policy(policy_dir, "brand", on_mastodon)
+        async with started_gateway(db_url, policy_dir, clock) as first:
+            post = await first.submit("carol", "brand", "Launch day")
+            status, body = await first.act("bob", post["id"], "approve")
+            assert (status, body["state"]) == (200, "scheduled"), body
+            clock.advance(timedelta(minutes=2))
+            claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+            assert claim is not None
+            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
+        [taken] = fake.statuses(account)
+        write_policy(policy_dir, "brand", on_mastodon.replace("required: 1", "required: 2"))
+        async with started_gateway(db_url, policy_dir, clock) as second:
+            clock.advance(timedelta(minutes=3))
+            with monkeypatch.context() as patch:
+                patch.setattr(fake, "statuses", lambda *args, **kwargs: [])  # the timeline lags
+                await second.tick()
+            held = await second.get("alice", post["id"])
+            assert (held["state"], held["version"]) == ("held", 2), held
+            for approver in ("bob", "dave"):
+                status, body = await second.act(approver, post["id"], "approve")
+                assert status == 200, body
+            clock.advance(timedelta(minutes=2))
+            await second.tick()
+            assert [(s.id, s.text) for s in fake.statuses(account)] == [(taken.id, "Launch day\n\n—carol")]
+            published = await second.get("alice", post["id"])
+            assert (published["state"], published["remote"]["id"]) == ("published", taken.id), published
+            await verified_by_cli(second)
+    finally:
+        await server.close()
 
 
 async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
