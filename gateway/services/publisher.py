@@ -4,7 +4,8 @@ A due post is *claimed* (``scheduled`` → ``publishing``, with a lease and its 
 and a log entry) before any request leaves. If the gateway dies mid-publish, the lease runs
 out and the post is claimed again on the recovery path: the adapter first looks on the
 platform for the post made with that key, and only publishes when it is not there. The same
-key goes with every attempt, so a platform that honours it cannot make a second copy. A post
+key goes with every attempt, and with a later version that sends the same words and content
+(``claim_key``), so a platform that honours it cannot make a second copy. A post
 the policy in force would not let out (it changed while the post lay claimed: more approvals
 asked, an approver gone, its author no longer writing) is claimed again only to be looked for
 (``looks_only`` in its entry): found, it is recorded published (``found``), as it cannot be
@@ -110,9 +111,11 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     what it took), approved again as a new version, or a post retried after a failure whose
     outcome was open. A platform that took the first send then gives that post back (Mastodon's
     ``Idempotency-Key``, the sandbox; an adapter keeping attempts by key looks first) rather
-    than make a second copy. Other words or content (an edit, a disclosure the policy changed)
-    are another post to the platform, and take a key of their own, the version's: a platform
-    must not give back the old words as if they were the new."""
+    than make a second copy. Other words or content (an edit) are another post to the platform,
+    and take the version's key, new with the version: a platform must not give back the old
+    words as if they were the new. (A claim at the version the key was chosen at, sending other
+    words, has no new version to take a key from: a post deferred, sent again after its policy's
+    disclosure changed. It sends the version's key as before.)"""
     if row.idempotency_key is not None and (
         recovering or (row.published_text == text and row.sent_content == (content or ""))
     ):
