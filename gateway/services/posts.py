@@ -20,6 +20,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 import structlog
 
 from gateway.audit.appender import Appender, LogTxn, Work
+from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -1126,6 +1127,30 @@ class PostService:
             raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is {post.state}, not published",
                               state=post.state)
         return Published(record=post, loaded=loaded)
+
+    async def gates_budget(self, gated: Published, *, adding: int) -> None:
+        """Refused (429, saying when to try again) when ``adding`` more changes of the post's
+        interaction settings would pass its budget, ``CHANGES_PER_HOUR`` in any hour, as its
+        ``post.gates_changed`` entries count them: each change is a write to the platform and a
+        line on the post's public card. Counted from the log, so a restart forgets nothing."""
+        now = now_micros(self.clock)
+        async with self.db.read() as txn:
+            times = await log_sql.post_entry_times(txn, gated.record.id, "post.gates_changed",
+                                                   since=now - 3600 * 1_000_000)
+        try:
+            wait = budget_wait(times, now=now, adding=adding)
+        except ValueError as exc:
+            raise BylineError(Code.BAD_REQUEST, f"post {gated.record.id}: {exc}") from None
+        if wait is None:
+            return
+        raise BylineError(
+            Code.TOO_MANY_REQUESTS,
+            f"Rate Limit Exceeded: who may reply to or quote post {gated.record.id} changed "
+            f"{len(times)} times in the last hour, and it may change {CHANGES_PER_HOUR} times an hour; "
+            f"try again in {wait} seconds",
+            retry_after=wait, rate_limit={"limit": CHANGES_PER_HOUR, "window": 3600,
+                                          "reset": now // 1_000_000 + wait},
+        )
 
     async def record_gates_changed(
         self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],

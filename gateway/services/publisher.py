@@ -4,7 +4,8 @@ A due post is *claimed* (``scheduled`` → ``publishing``, with a lease and its 
 and a log entry) before any request leaves. If the gateway dies mid-publish, the lease runs
 out and the post is claimed again on the recovery path: the adapter first looks on the
 platform for the post made with that key, and only publishes when it is not there. The same
-key goes with every attempt, so a platform that honours it cannot make a second copy. A post
+key goes with every attempt, and with a later version that sends the same words and content
+(``claim_key``), so a platform that honours it cannot make a second copy. A post
 the policy in force would not let out (it changed while the post lay claimed: more approvals
 asked, an approver gone, its author no longer writing) is claimed again only to be looked for
 (``looks_only`` in its entry): found, it is recorded published (``found``), as it cannot be
@@ -96,8 +97,30 @@ no thread Byline made."""
 
 
 def idempotency_key(post_id: str, version: int) -> str:
-    """The key sent with every attempt to publish one version of one post."""
+    """The key a version of a post is first sent with (see :func:`claim_key`)."""
     return f"byline-{post_id}-v{version}"
+
+
+def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering: bool) -> str:
+    """The idempotency key a claim of ``row`` sends ``text`` and ``content`` with: the key of
+    what is sent, not of the row's version.
+
+    A recovered claim is the claim before it taken up again: its key. A claim that sends the
+    same words and content as the claim that chose the row's key sends that key again: a post
+    held after its recovery looked for it and missed it (the platform's lookup lagging behind
+    what it took), approved again as a new version, or a post retried after a failure whose
+    outcome was open. A platform that took the first send then gives that post back (Mastodon's
+    ``Idempotency-Key``, the sandbox; an adapter keeping attempts by key looks first) rather
+    than make a second copy. Other words or content (an edit) are another post to the platform,
+    and take the version's key, new with the version: a platform must not give back the old
+    words as if they were the new. (A claim at the version the key was chosen at, sending other
+    words, has no new version to take a key from: a post deferred, sent again after its policy's
+    disclosure changed. It sends the version's key as before.)"""
+    if row.idempotency_key is not None and (
+        recovering or (row.published_text == text and row.sent_content == (content or ""))
+    ):
+        return row.idempotency_key
+    return idempotency_key(row.id, row.version)
 
 
 def public_failure(error: AdapterError) -> str:
@@ -304,27 +327,26 @@ class _Claims:
                 await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
                 return False
         version = row.version
-        key = idempotency_key(post_id, version)
         text = row.published_text if stale and row.published_text else row.text if announcement else disclosed_text(
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
+        content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
+        key = claim_key(row, text=text, content=content, recovering=stale)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
         # claiming the post again does not use up its retry budget, only a platform's refusal does.
         attempt = row.attempts if stale else row.attempts + 1
         change = sql.Change(post_id, state.value, version, {
             "state": transition(state, Action.CLAIM).value, "attempts": attempt,
             "lease_until": ltx.now + self._lease, "idempotency_key": key,
-            "published_text": text, "updated_at": ltx.now,
+            "published_text": text, "sent_content": content or "", "updated_at": ltx.now,
             "first_attempt_at": row.first_attempt_at or ltx.now, **reply,
         })
         claim = Claim(post_id=post_id, account=row.account, version=version, text=text,
                       options=options, key=key, attempt=attempt,
                       recovering=stale, first_attempt_at=int(row.first_attempt_at or ltx.now),
                       announcement=announcement, content_salt=row.content_salt,
-                      content_scheme=row.content_scheme, looks_only=looks_only,
-                      content=await stored_content_sha256(ltx.txn, options, salt=row.content_salt,
-                                                          scheme=row.content_scheme))
+                      content_scheme=row.content_scheme, looks_only=looks_only, content=content)
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True

@@ -16,7 +16,7 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
-    "content_scheme",
+    "content_scheme", "sent_content",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
@@ -66,6 +66,10 @@ class PostRecord:
     content_scheme: int | None = None
     """How its ``content_sha256`` is made (``gateway.services.content.CONTENT_SCHEME``), fixed
     when it is stored; None for posts stored before there was a scheme."""
+    sent_content: str | None = None
+    """What the claim that chose its ``idempotency_key`` sent besides its words (``published_text``):
+    that claim's ``content_sha256``, or '' where it sent nothing else; None before any claim
+    (or for a post claimed before this was kept)."""
     held_change: Mapping[str, Any] | None = None
     """The change a published post is held for on its platform (:func:`hold_published`), kept
     until it is recorded or let go of; None while it is held for none."""
@@ -93,6 +97,7 @@ def _record(row: Row) -> PostRecord:
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],
         content_scheme=None if row["content_scheme"] is None else int(row["content_scheme"]),
+        sent_content=row["sent_content"],
         held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
     )
 
