@@ -2821,11 +2821,19 @@ def test_honest_times_pass(tmp_path: Path) -> None:
     assert messages(log.verify(tmp_path / "ok.export")) == []
 
 
-def test_a_malformed_time_is_named(tmp_path: Path) -> None:
-    """A time that is not one cannot be compared with the claim, and is named as malformed."""
+@pytest.mark.parametrize("due", [
+    "tomorrow",
+    # A time, but not as Byline writes one: compared as text with the claim's, it would misjudge it.
+    "2027-01-01T10:00:00+00:00",
+    "2027-01-01T10:00:00.000000",
+    "2027-13-01T10:00:00.000000Z",  # Byline's shape, but no time
+])
+def test_a_malformed_time_is_named(tmp_path: Path, due: str) -> None:
+    """A time that is not one, or not in the entries' own form, cannot be compared with the claim,
+    and is named as malformed."""
     log = SyntheticLog()
     log.policy("pencil", PENCIL, "d1")
-    bad = _scheduled(log, "1", author="bob", account="pencil", sha="d1", due="tomorrow")
+    bad = _scheduled(log, "1", author="bob", account="pencil", sha="d1", due=due)
     assert messages(log.verify(tmp_path / "x.export")) == [f"entry {bad}: has a malformed data.publish_at"]
 
 

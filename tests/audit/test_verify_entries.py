@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.audit import canonical
 from gateway.audit.entry import encode_entry
 from gateway.audit.verify.entries import fact_extra, parse_entry
 
@@ -52,6 +53,66 @@ def test_a_time_of_the_right_shape_that_is_no_time_is_named() -> None:
         assert parse_entry(raw, "2026-01-01T00:00:00.000000Z") == (None, "has a malformed ts")
 
 
+
+def _canonical(body: Any) -> bytes:
+    """``body`` in RFC 8785 form: for the ASCII text and integers used here, sorted compact JSON."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"type": ""}, "has no type"),
+    ({"type": 5}, "has no type"),
+    ({"account": 5}, "has a malformed account or post"),
+    ({"post": 5}, "has a malformed account or post"),
+    ({"data": []}, "has data that is not an object"),
+    ({"prev": {"index": "1", "leaf": "ab"}}, "has a malformed prev link"),
+    ({"prev": {"index": 1, "leaf": 5}}, "has a malformed prev link"),
+    ({"prev": {"index": 1, "leaf": "ab", "tree": 2}}, "has a malformed prev link"),
+    ({"prev": ["ab"]}, "has a malformed prev link"),
+])
+def test_each_field_of_the_wrong_type_is_named_in_its_own_words(change: dict[str, Any], problem: str) -> None:
+    """A canonical entry with one field of the wrong type or shape gives no fields, and the message
+    says which: each part of the shape is checked on its own, not only when another is wrong too."""
+    raw = _canonical(json.loads(RAW) | change)
+    assert parse_entry(raw) == (None, problem)
+
+
+def test_a_link_of_the_right_shape_is_read() -> None:
+    """The counterpart of the malformed links: an index and a leaf, and nothing else, pass."""
+    body = json.loads(RAW) | {"prev": {"index": 3, "leaf": "ab"}}
+    fields, problem = parse_entry(_canonical(body))
+    assert (problem, fields and fields[4]) == (None, {"index": 3, "leaf": "ab"})
+
+
+def test_an_entry_that_is_no_object_is_named() -> None:
+    """Canonical JSON that is not an object is no entry, said so."""
+    assert parse_entry(b"[1]") == (None, "is not a JSON object")
+
+
+def test_an_entry_with_its_keys_out_of_order_still_gives_its_fields() -> None:
+    """Keys out of RFC 8785's order make it not canonical, and its fields are still read by name."""
+    body = json.loads(RAW)
+    raw = json.dumps({key: body[key] for key in reversed(list(body))}, separators=(",", ":")).encode()
+    assert raw != RAW
+    assert parse_entry(raw) == (parse_entry(RAW)[0],
+                                "not in RFC 8785 canonical form (re-encoding gives different bytes)")
+
+
+
+@pytest.mark.parametrize("data", [
+    b'{"n":1.0,"state":"cancelled"}',  # the fast encoder writes 1.0 back as it came; RFC 8785 writes 1
+    # In code point order, as the fast encoder sorts; RFC 8785 sorts by UTF-16 units: the emoji first.
+    '{"state":"cancelled","\uff01":1,"\U0001f600":1}'.encode(),
+])
+def test_data_the_fast_encoder_reads_back_unchanged_is_still_held_to_rfc_8785(data: bytes) -> None:
+    """A float, or keys outside ASCII, in ``data``: the fast path gives the same bytes back, but
+    only the reference encoder says whether they are canonical, and here they are not."""
+    raw = RAW.replace(b'{"state":"cancelled"}', data)
+    assert raw != RAW
+    assert canonical.fast_dumps(canonical.fast_loads(raw)) == raw
+    assert parse_entry(raw)[1] == "not in RFC 8785 canonical form (re-encoding gives different bytes)"
+
+
 # fact_extra: what the replay is told of each kind of entry, and the shapes it refuses
 
 SUBMITTED = {"version": 1, "state": "held", "approvers": ["bob"], "required": 1, "policy_sha256": "p1"}
@@ -95,6 +156,12 @@ def test_an_entry_of_a_malformed_shape_is_named_by_its_kinds_message(
     ("post.cancelled", {"state": 5, "version": "1", "policy_sha256": "p1"}, (None, None, "p1")),
     ("post.retried", {"state": "scheduled", "version": 2, "reply_to_post": 7}, ("scheduled", 2, None)),
     ("post.retried", {"state": "scheduled", "version": 2, "reply_to_post": "7"}, ("scheduled", 2, None, "7")),
+    # A parent or a policy that is no text is none.
+    ("post.edited", {"version": 2, "state": "held", "reply_to_post": 7, "policy_sha256": 5},
+     (2, "held", None, None, None, None)),
+    ("policy.removed", {"version": "2"}, (None,)),  # a version that is no number is none
+    ("policy.changed", {"sha256": "a", "policy": {}, "version": "2"}, ("a", {}, None)),
+    ("policy.changed", {"sha256": "a", "policy": {}, "version": 2}, ("a", {}, 2)),
 ])
 def test_an_entry_gives_the_replay_its_facts_with_malformed_parts_as_none(
     kind: str, data: dict[str, Any], fact: tuple[Any, ...]
