@@ -1,6 +1,6 @@
 """Replaying the log's rules: who may act on a post, whose approvals count, what may go out.
 
-Fed the facts of every entry in log order (see :func:`gateway.audit.verify.extract`), the replay
+Fed the facts of every entry in log order (as :func:`gateway.audit.verify.chunk.check_chunk` pulls them), the replay
 keeps what the log itself says: the policy in force for each account (from ``policy.*``
 events), and each post's author, editors, suggester, approvers, required count, version, state
 and approvals. It flags:
@@ -146,7 +146,7 @@ def _moment(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp)
 
 Fact = tuple[str, str, str | None, str | None, Any]
-"""(type, actor, account, post, extra): what the replay needs of one entry; see ``extract``."""
+"""(type, actor, account, post, extra): what the replay needs of one entry; see ``check_chunk``."""
 
 _ACTIONS: dict[str, tuple[Action, ...]] = {
     "post.edited": (Action.EDIT, Action.REHOLD),

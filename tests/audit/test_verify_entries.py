@@ -99,6 +99,13 @@ def test_an_entry_with_its_keys_out_of_order_still_gives_its_fields() -> None:
 
 
 
+def test_a_line_that_is_no_json_is_named_as_such() -> None:
+    """A line the parser cannot read gives no fields, and the parser's own words."""
+    fields, problem = parse_entry(b'{"v":')
+    assert fields is None
+    assert problem is not None and problem.startswith("not valid JSON (")
+
+
 @pytest.mark.parametrize("data", [
     b'{"n":1.0,"state":"cancelled"}',  # the fast encoder writes 1.0 back as it came; RFC 8785 writes 1
     # In code point order, as the fast encoder sorts; RFC 8785 sorts by UTF-16 units: the emoji first.

@@ -37,7 +37,7 @@ The parts, in the order a run uses them:
 """
 
 from gateway.audit.verify.chunk import WITHHELD, Chunk, Item, Texts, check_chunk
-from gateway.audit.verify.entries import extract, parse_entry
+from gateway.audit.verify.entries import parse_entry
 from gateway.audit.verify.report import Finding, Report, SourceError
 from gateway.audit.verify.run import load_key, verify
 from gateway.audit.verify.sources import (
@@ -70,7 +70,6 @@ __all__ = [
     "UrlSource",
     "check_chunk",
     "default_state_path",
-    "extract",
     "load_key",
     "parse_entry",
     "parse_export_line",

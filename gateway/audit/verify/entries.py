@@ -13,7 +13,6 @@ from typing import Any
 from gateway.audit import canonical
 from gateway.audit.entry import ENTRY_VERSION
 from gateway.audit.gates import settings_problem
-from gateway.audit.replay import Fact
 from gateway.jsondepth import nests_deeper
 
 MAX_ENTRY_DEPTH = 64
@@ -81,7 +80,9 @@ def parse_entry(raw: bytes, last_ts: str | None = None) -> tuple[Fields | None, 
         # worker that sends its facts back to the verifier pickles them, and recurses).
         return None, f"nests arrays and objects deeper than {MAX_ENTRY_DEPTH} levels: not an entry"
     body, problem = canonical.slow_check(raw)
-    fields = _shape(body, last_ts) if body is not None else "is not JSON"
+    if body is None:  # unreadable: slow_check says why
+        return None, problem
+    fields = _shape(body, last_ts)
     if isinstance(fields, str):
         return None, problem or fields
     return fields, problem
@@ -120,15 +121,6 @@ def _shape(body: Any, last_ts: str | None) -> Fields | str:
     return account, actor, data, post, prev, ts, kind
 
 
-def extract(body: dict[str, Any]) -> tuple[Fact | None, str | None]:
-    """The replay's facts of one well-formed entry, or a problem."""
-    kind = body["type"]
-    extra, problem = fact_extra(kind, body["data"])
-    if problem is not None:
-        return None, problem
-    return (kind, body["actor"], body["account"], body["post"], extra), None
-
-
 def _version(data: dict[str, Any]) -> int | None:
     """A policy entry's version number (entries logged before versions were numbered have none)."""
     version = data.get("version")
@@ -161,7 +153,7 @@ def _sha(data: dict[str, Any]) -> str | None:
 
 
 def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
-    """The part of an entry's fact that depends on its type (see :data:`Fact`), or a problem."""
+    """The part of an entry's fact that depends on its type (see :data:`gateway.audit.replay.Fact`), or a problem."""
     if kind == "post.gates_changed":
         gate, cid = data.get("gate"), data.get("cid")
         if type(gate) is not str or not (cid is None or type(cid) is str):
