@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.audit.entry import MAX_ENTRY_BYTES
 from gateway.audit.note import Signer
 from gateway.audit.verify import ExportSource, UrlSource, verify
 from gateway.audit.verify.sources import SourceError
@@ -243,3 +244,29 @@ def test_a_salt_that_is_not_sixteen_bytes_of_hex_is_named(tmp_path: Path) -> Non
     path.write_text(path.read_text(encoding="utf-8").replace(first_salt, "zz" * 16, 1), encoding="utf-8")
     assert messages(verify(ExportSource(path), log.signer.verifier())) == [
         "entry 1: the salt of the text it commits to is not 16 bytes in hex"]
+
+
+def _reencoded(raw: bytes, **changes: object) -> bytes:
+    """An entry with ``changes`` to its top-level fields, canonical again (ASCII text and integers)."""
+    return json.dumps(json.loads(raw) | changes, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_a_first_entry_with_an_empty_ts_is_named(tmp_path: Path) -> None:
+    """The first entry of a run has no earlier ts to be equal to: an empty one is malformed, not
+    taken for the previous entry's."""
+    log = _log()
+    log.entries[0] = _reencoded(log.entries[0], ts="")
+    assert "entry 0: has a malformed ts" in messages(log.verify(tmp_path / "x.export"))
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_an_entry_is_named_only_past_the_size_limit(tmp_path: Path, over: int) -> None:
+    """An entry of exactly the limit's bytes passes; one byte more is named with its size."""
+    log = _log()
+    body = json.loads(log.entries[-1])
+    short = MAX_ENTRY_BYTES - len(_reencoded(log.entries[-1], data=body["data"] | {"pad": ""}))
+    log.entries[-1] = _reencoded(log.entries[-1], data=body["data"] | {"pad": "x" * (short + over)})
+    assert len(log.entries[-1]) == MAX_ENTRY_BYTES + over
+    found = [m for m in messages(log.verify(tmp_path / "x.export")) if "limit" in m]
+    expected = [f"entry 3: is {MAX_ENTRY_BYTES + 1} bytes, over the {MAX_ENTRY_BYTES}-byte limit"] if over else []
+    assert found == expected
