@@ -270,3 +270,26 @@ def test_an_entry_is_named_only_past_the_size_limit(tmp_path: Path, over: int) -
     found = [m for m in messages(log.verify(tmp_path / "x.export")) if "limit" in m]
     expected = [f"entry 3: is {MAX_ENTRY_BYTES + 1} bytes, over the {MAX_ENTRY_BYTES}-byte limit"] if over else []
     assert found == expected
+
+
+def test_entries_after_a_malformed_one_are_still_checked(tmp_path: Path) -> None:
+    """An entry that gives no fields does not end the checks of the entries after it."""
+    log = _log()
+    log.entries[1] = _reencoded(log.entries[1], ts="yesterday")
+    log.entries[3] = _reencoded(log.entries[3], actor=7)
+    found = messages(log.verify(tmp_path / "x.export"))
+    assert [m for m in found if "has " in m] == ["entry 1: has a malformed ts", "entry 3: has no actor"]
+
+
+def test_entries_after_an_unreadable_line_are_still_checked(tmp_path: Path) -> None:
+    """An export line that is no entry record is named, and the entries after it are checked."""
+    log = _log()
+    log.entries[3] = _reencoded(log.entries[3], actor=7)
+    path = log.write(tmp_path / "x.export")
+    lines = path.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"1\t"))
+    lines[at] = b"1\tnot a record"
+    path.write_bytes(b"\n".join(lines))
+    found = messages(verify(ExportSource(path), log.signer.verifier(), workers=1))
+    assert "entry 3: has no actor" in found
+    assert any(m.endswith("export line is not an entry record") for m in found)
