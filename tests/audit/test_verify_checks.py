@@ -293,3 +293,11 @@ def test_entries_after_an_unreadable_line_are_still_checked(tmp_path: Path) -> N
     found = messages(verify(ExportSource(path), log.signer.verifier(), workers=1))
     assert "entry 3: has no actor" in found
     assert any(m.endswith("export line is not an entry record") for m in found)
+
+
+def test_a_text_hash_that_is_no_text_is_named_not_looked_up(tmp_path: Path) -> None:
+    """A forged text_hash that is a list names its text as missing; looked up as a key, it would
+    stop the verifier."""
+    log = _log()
+    log.entries[2] = _reencoded(log.entries[2], data=json.loads(log.entries[2])["data"] | {"text_hash": []})
+    assert "entry 2: the text it commits to ([]…) is missing" in messages(log.verify(tmp_path / "x.export"))
