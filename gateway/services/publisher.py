@@ -64,6 +64,7 @@ from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import expire_hold, redecide
 from gateway.storage import media as media_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, DatabaseUnavailable, Txn, unavailable
 from gateway.tasks import cancel_task, run_every
@@ -255,6 +256,11 @@ class _Claims:
         self._planned: list[tuple[Claim, sql.Change, str]] = []  # with its policy file's hash
         self._accounts: set[str] = set()  # of the claims planned, not yet written
         self._made: list[Claim] = []
+        self._heads: dict[str, str | None] = {}
+        """Each account's policy in force as recorded (``policy_heads``), read once a transaction."""
+        self.moved: set[str] = set()
+        """Accounts whose recorded policy is not the one in force here (another gateway recorded
+        another version since this one last reloaded): none of their posts is claimed here."""
         self.failed: list[str] = []
         """The accounts of the replies failed here because their parent ended, one a post."""
         self.waiting: list[tuple[str, str, int, int]] = []
@@ -274,6 +280,15 @@ class _Claims:
         loaded = self._policies.get(row.account)
         if loaded is None:
             return False  # the account's policy was removed: nothing may go out under it
+        if not await self._in_force(row.account, loaded.sha256):
+            # Another gateway recorded another version (the account made co-signed, say) and
+            # this one has not reloaded yet. The change's own work passed by a post that was with
+            # its platform then (deferred since), or whose claim lay stranded: judged here under
+            # the version replaced, it would go out as that version lets it, on one person's
+            # word. Left as it is; the publisher puts the recorded version in force and it is
+            # decided under that one (held for a co-signer, where it asks for one).
+            self.moved.add(row.account)
+            return False
         announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
@@ -350,6 +365,18 @@ class _Claims:
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
+
+    async def _in_force(self, account: str, sha256: str) -> bool:
+        """Whether ``sha256`` is the account's policy in force as recorded in the database, where
+        every gateway sharing it records its changes: one indexed read an account a transaction."""
+        if account not in self._heads:
+            self._heads[account] = await policy_sql.head_sha256(self._ltx.txn, account)
+        return self._heads[account] == sha256
+
+    def known_in_force(self, account: str, sha256: str) -> None:
+        """Take ``sha256`` as the account's recorded policy without reading it: the caller's
+        transaction checks it itself (a new post is stored only under the version in force)."""
+        self._heads[account] = sha256
 
     async def _fail(self, row: sql.PostRecord, reason: str) -> None:
         """Fail a due reply whose parent ended without going out, saying why: its author sees
@@ -451,6 +478,9 @@ class Publisher:
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
         self._replies_due = False  # replies were brought forward since run_once last looked
+        self.refresh_policies: Callable[[], Awaitable[object]] | None = None
+        """Reloads the policies and puts the recorded versions in force (``PolicyService.sync``):
+        set once both exist. Run when a claim finds another gateway recorded another version."""
         self.settle: Callable[[], Awaitable[object]] | None = None
         """Settles the changes of published posts left unrecorded (``PublishedPosts.settle``):
         set once both exist, each built with what the other needs."""
@@ -603,8 +633,9 @@ class Publisher:
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
-        read, picked, claims, failed, waiting = await self._appender.submit(
+        read, picked, claims, failed, waiting, moved = await self._appender.submit(
             self._claim_page_work(limit=limit, skip=held))
+        again = await self._put_in_force(moved) if moved else False
         for account in failed:
             self._metrics.publish_failed(self._policies.get(account), gave_up=True)
         for reply, parent, until, at in waiting:
@@ -612,7 +643,20 @@ class Publisher:
                 self._awaiting.setdefault(parent, {})[reply] = (until, at)
         for claim in claims:
             self._start(claim)
-        return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
+        return _Page(handled=len(stale) + picked, more=(read == limit and bool(claims)) or again,
+                     deferred=picked < read)
+
+    async def _put_in_force(self, accounts: set[str]) -> bool:
+        """Put in force here the versions another gateway recorded for ``accounts`` (a reload),
+        whose posts were left unclaimed for it; whether any account's policy here changed, so
+        that its posts are looked at again at once, under the version now in force. (One whose
+        recorded version cannot be put in force here is left to the gateways that can.)"""
+        if self.refresh_policies is None:
+            return False
+        before = {a: getattr(self._policies.get(a), "sha256", None) for a in accounts}
+        logger.info("policy_moved_elsewhere", accounts=sorted(accounts))
+        await self.refresh_policies()
+        return any(getattr(self._policies.get(a), "sha256", None) != sha for a, sha in before.items())
 
     def send(self, claim: Claim) -> None:
         """Set a claim :meth:`claim` made on its way, once it has committed."""
@@ -654,6 +698,10 @@ class Publisher:
         if loaded is None or loaded.sha256 != policy_sha256 or loaded.policy.rate_limit is not None:
             return None
         claims = _Claims(self, ltx)
+        # Stored in this transaction only while ``policy_sha256`` is the account's recorded
+        # version (``posts.insert_new_post``), or the work runs again: no read of its own here,
+        # where a direct post's speed is counted.
+        claims.known_in_force(row.account, policy_sha256)
         return claims if await claims.add(row) else None
 
     async def _claim_one(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
@@ -704,7 +752,9 @@ class Publisher:
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]]]:
+        async def work(
+            ltx: LogTxn,
+        ) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]], set[str]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
@@ -714,7 +764,7 @@ class Publisher:
                 picked += 1
                 if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, await claims.made(), claims.failed, claims.waiting
+            return len(rows), picked, await claims.made(), claims.failed, claims.waiting, claims.moved
 
         return work
 

@@ -1,0 +1,116 @@
+"""A replica does not send under a policy another replica has replaced, both databases.
+
+Two gateways share one database, each with its own copy of the policy files. An admin turns a
+direct account co-signed on one of them, which records the change; the other has not reloaded.
+A post of the account that the change could not hold (it was with its platform at the time)
+and that falls to the other gateway (deferred by the platform, or its claim stranded) is not
+sent there under the policy replaced: the publisher finds the version recorded is not the one
+it has in force, puts the recorded one in force, and holds the post for a co-signer.
+
+On PostgreSQL a recorded version wakes the other replicas' reload at once (``NOTIFY``), but
+that is a hint, heard a moment later or not at all while the listening connection is down:
+the other gateway here does not listen, so that the window stays open on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import AdapterError
+from gateway.app import WAKEUPS
+from gateway.appkeys import APPENDER, PUBLISHER, SANDBOX
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
+from tests.test_policy_replicas import COSIGNED, DIRECT
+
+
+async def _deaf(gw: Gateway) -> Gateway:
+    """``gw`` not listening for other replicas' changes (its listening connection down, say):
+    it reloads its policies only when it reloads them, as on SQLite."""
+    await gw.app[WAKEUPS].stop()
+    return gw
+
+
+async def _held_for_a_cosigner(gw: Gateway, post_id: str) -> dict[str, Any]:
+    """The post, insisting it is held at a new version for one of bob and dave, for the change."""
+    held = await gw.get("alice", post_id)
+    assert (held["state"], held["version"], held["approvals_required"], held["approvers"]) == (
+        "held", 2, 1, ["bob", "dave"]), held
+    assert held["reasons"][-1]["rule"] == "policy_changed", held["reasons"]
+    return held
+
+
+async def _approved_goes_out_once(gw: Gateway, post_id: str, clock: ManualClock, text: str) -> None:
+    """bob's approval sends the held post, once, and the log verifies."""
+    status, body = await gw.act("bob", post_id, "approve")
+    assert (status, body["state"]) == (200, "scheduled"), body
+    clock.advance(timedelta(minutes=2))
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline("brand")] == [text]
+    assert (await gw.get("alice", post_id))["state"] == "published"
+    await verified_by_cli(gw)
+
+
+async def test_a_deferred_post_is_not_sent_under_the_policy_another_replica_replaced(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alice's post on direct brand is with its platform through B when A records brand
+    co-signed (so the change leaves it be), and the platform answers "later": deferred. Due
+    again, B, which has not reloaded, holds it for bob or dave instead of sending it under the
+    direct policy (before, it went out on alice's word alone); bob's approval then sends it."""
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        await _deaf(b)
+        post = await b.submit("alice", "brand", "Launch day")
+        assert post["state"] == "scheduled", post
+
+        async def changed_meanwhile(*, account: str, post: object) -> object:
+            write_policy(first, "brand", COSIGNED)
+            assert await a.sync_policies() == ["brand"]
+            raise AdapterError("the platform asked to come back later", retryable=True, status=503,
+                               retry_after=60)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(b.app[SANDBOX], "create", changed_meanwhile)
+            await b.tick()
+        deferred = await b.get("alice", post["id"])
+        assert (deferred["state"], deferred["version"]) == ("scheduled", 1), deferred
+        clock.advance(timedelta(minutes=2))
+        await b.tick()
+        assert await b.timeline("brand") == []
+        held = await _held_for_a_cosigner(b, post["id"])
+        assert [e["type"] for e in held["events"]].count("post.publishing") == 1, held["events"]
+        await _approved_goes_out_once(b, post["id"], clock, "Launch day")
+
+
+async def test_a_stranded_claim_is_not_sent_under_the_policy_another_replica_replaced(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """alice's post on direct brand lies claimed by a publisher that died when A records brand
+    co-signed. Its lease run out, B, which has not reloaded, claims it again only to look for
+    it, does not find it, and holds it for bob or dave (before, it sent it under the direct
+    policy); bob's approval then sends it."""
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        await _deaf(b)
+        post = await b.submit("alice", "brand", "Launch day")
+        # Claimed as a publisher that then died would have: nothing here sends it or keeps its lease.
+        claim = await b.app[APPENDER].submit(b.app[PUBLISHER]._claim_work(post["id"]))
+        assert claim is not None and not claim.recovering
+        write_policy(first, "brand", COSIGNED)
+        assert await a.sync_policies() == ["brand"]
+        clock.advance(timedelta(minutes=3))
+        await b.tick()
+        assert await b.timeline("brand") == []
+        held = await _held_for_a_cosigner(b, post["id"])
+        claims = [e for e in held["events"] if e["type"] == "post.publishing"]
+        assert [(e["data"]["recovering"], e["data"].get("looks_only")) for e in claims] == [
+            (False, None), (True, "policy_changed")], claims
+        await _approved_goes_out_once(b, post["id"], clock, "Launch day")
