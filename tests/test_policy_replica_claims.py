@@ -14,6 +14,7 @@ the other gateway here does not listen, so that the window stays open on both da
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ import pytest
 
 from adapters.base import AdapterError
 from gateway.app import WAKEUPS
-from gateway.appkeys import APPENDER, PUBLISHER, SANDBOX
+from gateway.appkeys import APPENDER, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
+from tests.test_direct_at_once import _never_woken
 from tests.test_policy_replicas import COSIGNED, DIRECT
 
 
@@ -113,4 +115,28 @@ async def test_a_stranded_claim_is_not_sent_under_the_policy_another_replica_rep
         claims = [e for e in held["events"] if e["type"] == "post.publishing"]
         assert [(e["data"]["recovering"], e["data"].get("looks_only")) for e in claims] == [
             (False, None), (True, "policy_changed")], claims
+        await _approved_goes_out_once(b, post["id"], clock, "Launch day")
+
+
+async def test_a_direct_post_through_a_replica_not_reloaded_is_not_claimed_at_once(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """alice posts on brand through B, whose publisher claims a direct post as it is stored,
+    after A recorded brand co-signed and before B reloaded: the claim planned under B's direct
+    policy is not stored (the post is stored only under the recorded version, in the same
+    transaction), the post is decided again under the co-signed one and held for bob or dave,
+    and nothing is sent. (So before this change too: a guard for the claim at once, which
+    reads no head of its own.)"""
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, _never_woken(db_url, second, clock) as b:
+        await _deaf(b)
+        write_policy(first, "brand", COSIGNED)
+        assert await a.sync_policies() == ["brand"]
+        assert b.app[REGISTRY].policies["brand"].policy.tier.value == "direct"
+        post = await b.submit("alice", "brand", "Launch day")
+        assert (post["state"], post["approvers"]) == ("held", ["bob", "dave"]), post
+        await asyncio.sleep(0.3)
+        assert [e["type"] for e in (await b.get("alice", post["id"]))["events"]] == ["post.submitted"]
+        assert await b.timeline("brand") == []
         await _approved_goes_out_once(b, post["id"], clock, "Launch day")
