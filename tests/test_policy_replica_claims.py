@@ -25,7 +25,8 @@ from adapters.base import AdapterError
 from gateway.app import WAKEUPS
 from gateway.appkeys import APPENDER, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import byline, verified_by_cli
+from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.test_direct_at_once import _never_woken
 from tests.test_policy_replicas import COSIGNED, DIRECT
@@ -140,3 +141,103 @@ async def test_a_direct_post_through_a_replica_not_reloaded_is_not_claimed_at_on
         assert [e["type"] for e in (await b.get("alice", post["id"]))["events"]] == ["post.submitted"]
         assert await b.timeline("brand") == []
         await _approved_goes_out_once(b, post["id"], clock, "Launch day")
+
+
+# -- what the verifier names ------------------------------------------------------------------
+
+_P1, _P2 = "1" * 64, "2" * 64
+_DIRECT = summary(owner="alice", writers=["alice", "carol"])
+_COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave"], required=1,
+                    tier="co-signed")
+
+
+def _claim(log: SyntheticLog, post: str, *, sha: str, checked: object = True) -> int:
+    """A claim of ``post`` sending its words under ``sha``; ``checked``: its data.policy_in_force
+    (None: left out, as claims before the check were written)."""
+    data: dict[str, Any] = {"attempt": 1, "version": 1, "idempotency_key": f"byline-{post}-v1",
+                            "recovering": False, "text_hash": log.commit(log.words.get(post) or ""),
+                            "policy_sha256": sha}
+    if checked is not None:
+        data["policy_in_force"] = checked
+    return log.add("post.publishing", actor="system", account="brand", post=post, data=data)
+
+
+def _turned_cosigned(log: SyntheticLog) -> int:
+    """brand direct (version 1), carol's post 1 scheduled under it, and brand co-signed (version 2):
+    the index of the change."""
+    log.add("policy.loaded", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": _P1, "policy": _DIRECT, "version": 1})
+    log.submit("1", author="carol", account="brand", sha=_P1)
+    return log.add("policy.changed", actor="policy-file", account="brand",
+                   data={"file": "brand.yaml", "sha256": _P2, "policy": _COSIGNED, "version": 2,
+                         "previous_sha256": _P1, "changed": ["approvers", "required", "tier"]})
+
+
+async def _rejected_by_cli(log: SyntheticLog, path: Path) -> str:
+    """What the real ``byline audit verify`` says of the export, insisting it fails."""
+    export = log.write(path)
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    return result.text
+
+
+async def test_byline_audit_verify_names_a_claim_under_the_policy_just_replaced(tmp_path: Path) -> None:
+    """A forged log: a second after brand turned co-signed, carol's post is claimed under the
+    direct policy, the claim saying it checked that policy was in force. The grace that lets an
+    action name a policy just replaced does not cover it: the real command names it. The same
+    claim before the change passes."""
+    log = SyntheticLog()
+    change = _turned_cosigned(log)
+    claim = _claim(log, "1", sha=_P1)
+    said = await _rejected_by_cli(log, tmp_path / "forged.export")
+    assert (f"entry {claim}: post 1 was claimed under policy 111111111111, but the last policy record before "
+            f"it (entry {change}) is 222222222222") in said, said
+
+    honest = SyntheticLog()
+    honest.add("policy.loaded", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": _P1, "policy": _DIRECT, "version": 1})
+    honest.submit("1", author="carol", account="brand", sha=_P1)
+    _claim(honest, "1", sha=_P1)
+    honest.add("policy.changed", actor="policy-file", account="brand",
+               data={"file": "brand.yaml", "sha256": _P2, "policy": _COSIGNED, "version": 2,
+                     "previous_sha256": _P1, "changed": ["approvers", "required", "tier"]})
+    assert messages(honest.verify(tmp_path / "honest.export")) == []
+
+
+async def test_byline_audit_verify_names_a_claim_leaving_the_check_out_once_claims_made_it(
+    tmp_path: Path,
+) -> None:
+    """A forged log: claims say they checked their policy, and then, long after, one under the
+    policy replaced a second before leaves data.policy_in_force out (to pass within the grace as
+    claims of an earlier Byline did): the real command names it. A log whose claims never say it
+    (an earlier Byline's) keeps the grace: no false alarm on it."""
+    log = SyntheticLog()
+    log.add("policy.loaded", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": _P1, "policy": _DIRECT, "version": 1})
+    log.submit("0", author="alice", account="brand", sha=_P1)
+    _claim(log, "0", sha=_P1)
+    log.wait(600)
+    log.submit("1", author="carol", account="brand", sha=_P1)
+    log.add("policy.changed", actor="policy-file", account="brand",
+            data={"file": "brand.yaml", "sha256": _P2, "policy": _COSIGNED, "version": 2,
+                  "previous_sha256": _P1, "changed": ["approvers", "required", "tier"]})
+    claim = _claim(log, "1", sha=_P1, checked=None)
+    said = await _rejected_by_cli(log, tmp_path / "forged.export")
+    assert f"entry {claim}: post 1 was claimed without saying it checked the policy it names" in said, said
+
+    earlier = SyntheticLog()
+    _turned_cosigned(earlier)
+    _claim(earlier, "1", sha=_P1, checked=None)
+    assert messages(earlier.verify(tmp_path / "earlier.export")) == []
+
+
+@pytest.mark.parametrize("checked", [False, "yes", 1])
+def test_a_malformed_policy_in_force_is_named(tmp_path: Path, checked: object) -> None:
+    """data.policy_in_force is true or absent: anything else is named (read as absent, it would
+    buy a forged claim the grace)."""
+    log = SyntheticLog()
+    _turned_cosigned(log)
+    claim = _claim(log, "1", sha=_P1, checked=checked)
+    assert f"entry {claim}: post.publishing has a malformed data.policy_in_force" in messages(
+        log.verify(tmp_path / "x.export")), messages(log.verify(tmp_path / "y.export"))

@@ -427,6 +427,10 @@ class _Claims:
                 "attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
                 "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text), "policy_sha256": sha256,
                 "content_sha256": claim.content,
+                # Checked in this transaction: the policy it names is the account's version in
+                # force as recorded (``_Claims._in_force``), so the log's last policy record for the
+                # account before this entry is that policy, and the verifier allows no grace.
+                "policy_in_force": True,
             }
             if "reply_to_post" in claim.options:  # the platform id its parent went out with
                 data["reply_to"] = claim.options.get("reply_to")
