@@ -63,6 +63,7 @@ from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import expire_hold, redecide
+from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
@@ -116,12 +117,21 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     and take the version's key, new with the version: a platform must not give back the old
     words as if they were the new. (A claim at the version the key was chosen at, sending other
     words, has no new version to take a key from: a post deferred, sent again after its policy's
-    disclosure changed. It sends the version's key as before.)"""
+    disclosure changed. It sends the words it sent before, with their key: see ``_Claims.add``.)"""
     if row.idempotency_key is not None and (
         recovering or (row.published_text == text and row.sent_content == (content or ""))
     ):
         return row.idempotency_key
     return idempotency_key(row.id, row.version)
+
+
+async def _claimed_at(txn: Txn, row: sql.PostRecord) -> int | None:
+    """The version ``row`` was last claimed at: its key's, where it is its version's own (only a
+    claim at that version chooses it), else as the log's last claim of it says (a key carried
+    from an earlier version with the same words)."""
+    if row.idempotency_key == idempotency_key(row.id, row.version):
+        return row.version
+    return await log_sql.last_claim_version(txn, row.id)
 
 
 def public_failure(error: AdapterError) -> str:
@@ -346,6 +356,16 @@ class _Claims:
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
+        if (not stale and row.published_text and text != row.published_text and row.idempotency_key is not None
+                and await _claimed_at(ltx.txn, row) == version):
+            # Sent before at this version, and back among the due posts (deferred: the platform's
+            # answer may have been lost after it made the post), its words other now (the
+            # policy's disclosure line changed): a recovered claim's case, without its lease run
+            # out. It sends again the words the key went out with, as a recovered claim does: new
+            # words under that key would be answered with the post made from the first (Mastodon's
+            # ``Idempotency-Key``), and recorded as published words the platform does not show;
+            # under a new key they could be a second copy beside it.
+            text = row.published_text
         content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
         key = claim_key(row, text=text, content=content, recovering=stale)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
