@@ -23,7 +23,7 @@ import pytest
 
 from adapters.base import AdapterError
 from gateway.app import WAKEUPS
-from gateway.appkeys import APPENDER, PUBLISHER, REGISTRY, SANDBOX
+from gateway.appkeys import APPENDER, DB, POLICIES, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
 from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
@@ -241,3 +241,34 @@ def test_a_malformed_policy_in_force_is_named(tmp_path: Path, checked: object) -
     claim = _claim(log, "1", sha=_P1, checked=checked)
     assert f"entry {claim}: post.publishing has a malformed data.policy_in_force" in messages(
         log.verify(tmp_path / "x.export")), messages(log.verify(tmp_path / "y.export"))
+
+
+async def test_a_recorded_version_this_replica_cannot_put_in_force_is_not_reloaded_for_each_tick(
+    db_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A records a new disclosure line for brand, whose text is then not kept (as versions
+    recorded before texts were): B, whose file is the old one, cannot put it in force. alice's
+    post due on B is not sent under B's version; B reloads once for the recorded version, not
+    once a tick, and the post waits for a gateway that has the version in force."""
+    first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
+    second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        await _deaf(b)
+        post = await b.submit("alice", "brand", "Launch day")
+        write_policy(first, "brand", DIRECT + '    disclosure: "—{author}"\n')
+        assert await a.sync_policies() == ["brand"]
+        async with b.app[DB].write() as txn:
+            await txn.execute("UPDATE policy_versions SET body = NULL WHERE account = 'brand' AND version = 2")
+        reloads: list[None] = []
+        sync = b.app[POLICIES].sync
+
+        async def counted() -> list[str]:
+            reloads.append(None)
+            return await sync()
+
+        monkeypatch.setattr(b.app[PUBLISHER], "refresh_policies", counted)
+        for _ in range(3):
+            await b.tick()
+        assert len(reloads) == 1
+        assert (await b.get("alice", post["id"]))["state"] == "scheduled"
+        assert await b.timeline("brand") == []

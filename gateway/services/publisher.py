@@ -98,6 +98,10 @@ _ADOPTIONS_FOLLOWED = 4
 no thread Byline made."""
 
 
+_NOT_YET = "-"
+"""No reload set off for an account yet (no hash is this)."""
+
+
 def idempotency_key(post_id: str, version: int) -> str:
     """The key a version of a post is first sent with (see :func:`claim_key`)."""
     return f"byline-{post_id}-v{version}"
@@ -268,9 +272,10 @@ class _Claims:
         self._made: list[Claim] = []
         self._heads: dict[str, str | None] = {}
         """Each account's policy in force as recorded (``policy_heads``), read once a transaction."""
-        self.moved: set[str] = set()
-        """Accounts whose recorded policy is not the one in force here (another gateway recorded
-        another version since this one last reloaded): none of their posts is claimed here."""
+        self.moved: dict[str, str | None] = {}
+        """Accounts whose recorded policy (here, by its hash) is not the one in force here (another
+        gateway recorded another version since this one last reloaded): none of their posts is
+        claimed here."""
         self.failed: list[str] = []
         """The accounts of the replies failed here because their parent ended, one a post."""
         self.waiting: list[tuple[str, str, int, int]] = []
@@ -297,7 +302,7 @@ class _Claims:
             # the version replaced, it would go out as that version lets it, on one person's
             # word. Left as it is; the publisher puts the recorded version in force and it is
             # decided under that one (held for a co-signer, where it asks for one).
-            self.moved.add(row.account)
+            self.moved[row.account] = self._heads.get(row.account)
             return False
         announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
@@ -510,6 +515,8 @@ class Publisher:
         self.refresh_policies: Callable[[], Awaitable[object]] | None = None
         """Reloads the policies and puts the recorded versions in force (``PolicyService.sync``):
         set once both exist. Run when a claim finds another gateway recorded another version."""
+        self._reloaded_for: dict[str, str | None] = {}
+        """The recorded version (its hash) each account's posts last set off a reload for."""
         self.settle: Callable[[], Awaitable[object]] | None = None
         """Settles the changes of published posts left unrecorded (``PublishedPosts.settle``):
         set once both exist, each built with what the other needs."""
@@ -675,17 +682,24 @@ class Publisher:
         return _Page(handled=len(stale) + picked, more=(read == limit and bool(claims)) or again,
                      deferred=picked < read)
 
-    async def _put_in_force(self, accounts: set[str]) -> bool:
-        """Put in force here the versions another gateway recorded for ``accounts`` (a reload),
-        whose posts were left unclaimed for it; whether any account's policy here changed, so
-        that its posts are looked at again at once, under the version now in force. (One whose
-        recorded version cannot be put in force here is left to the gateways that can.)"""
-        if self.refresh_policies is None:
+    async def _put_in_force(self, moved: dict[str, str | None]) -> bool:
+        """Put in force here the versions another gateway recorded for the accounts ``moved``
+        (a reload), whose posts were left unclaimed for it; whether any account's policy here
+        changed, so that its posts are looked at again at once, under the version now in force.
+        A recorded version this gateway could not put in force (its text does not validate here)
+        is not tried again each tick: its posts are left to the gateways that can, and this one
+        reloads for the account again once another version is recorded (or at its own reloads)."""
+        accounts = {a for a, head in moved.items() if self._reloaded_for.get(a, _NOT_YET) != head}
+        if self.refresh_policies is None or not accounts:
             return False
+        self._reloaded_for.update((a, moved[a]) for a in accounts)
         before = {a: getattr(self._policies.get(a), "sha256", None) for a in accounts}
         logger.info("policy_moved_elsewhere", accounts=sorted(accounts))
         await self.refresh_policies()
-        return any(getattr(self._policies.get(a), "sha256", None) != sha for a, sha in before.items())
+        changed = {a for a, sha in before.items() if getattr(self._policies.get(a), "sha256", None) != sha}
+        for account in changed:  # put in force: a later version (or this one again) may reload again
+            self._reloaded_for.pop(account, None)
+        return bool(changed)
 
     def send(self, claim: Claim) -> None:
         """Set a claim :meth:`claim` made on its way, once it has committed."""
@@ -783,7 +797,7 @@ class Publisher:
 
         async def work(
             ltx: LogTxn,
-        ) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]], set[str]]:
+        ) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]], dict[str, str | None]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
