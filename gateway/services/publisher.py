@@ -42,7 +42,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from adapters.base import Adapter, AdapterError, MediaItem, OutboundPost, PublishResult
-from gateway.audit.appender import Appender, LogTxn
+from gateway.audit.appender import Appender, LogTxn, post_chain
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -1096,13 +1096,16 @@ class Publisher:
             # Only a post still publishing at the claimed version may be marked published, and the
             # compare-and-set says whether it is: no read first.
             new_state = transition(State.PUBLISHING, Action.PUBLISHED).value
+            heads: dict[str, tuple[int, bytes] | None] = {}
             recorded = await sql.compare_and_set_many(ltx.txn, [
                 sql.Change(claim.post_id, State.PUBLISHING.value, claim.version, {
                     "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
                     "lease_until": None, "last_error": None, "updated_at": ltx.now,
                 })
                 for claim, result, _ in group.posts
-            ])
+            ], heads=heads)
+            # The posts' chains' last entries, read by the same statement (PostgreSQL).
+            ltx.heads_read({post_chain(post_id): head for post_id, head in heads.items()})
             for claim, result, found in group.posts:
                 if claim.post_id in recorded:
                     data: dict[str, Any] = {"remote_id": result.remote_id, "url": result.url,

@@ -60,6 +60,15 @@ async def last_claim_version(txn: Txn, post_id: str) -> int | None:
     return version if type(version) is int else None
 
 
+async def post_entry_times(txn: Txn, post_id: str, type: str, *, since: int) -> list[int]:
+    """The times (stored microseconds) of a post's entries of one type after ``since``, oldest
+    first: a range of the (post, index) index, as few as the post has entries."""
+    rows = await txn.fetchall(
+        "SELECT ts FROM log_entries WHERE post_id = ? AND type = ? AND ts > ? ORDER BY idx", post_id, type, since
+    )
+    return [int(row["ts"]) for row in rows]
+
+
 async def texts(txn: Txn, start: int, end: int) -> list[Row]:
     """The committed texts (and their salts) of the entries with start <= idx < end, in order,
     with the account and post of the entry."""
