@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from adapters.base import AdapterError
 from gateway.app import WAKEUPS
-from gateway.appkeys import APPENDER, DB, POLICIES, PUBLISHER, REGISTRY, SANDBOX
+from gateway.appkeys import APPENDER, DB, POLICIES, PUBLISHER, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.test_direct_at_once import _never_woken
 from tests.test_policy_replicas import COSIGNED, DIRECT
+from tests.test_races import deferred_while_the_policy_changed
 
 
 async def _deaf(gw: Gateway) -> Gateway:
@@ -72,18 +72,8 @@ async def test_a_deferred_post_is_not_sent_under_the_policy_another_replica_repl
         await _deaf(b)
         post = await b.submit("alice", "brand", "Launch day")
         assert post["state"] == "scheduled", post
-
-        async def changed_meanwhile(*, account: str, post: object) -> object:
-            write_policy(first, "brand", COSIGNED)
-            assert await a.sync_policies() == ["brand"]
-            raise AdapterError("the platform asked to come back later", retryable=True, status=503,
-                               retry_after=60)
-
-        with monkeypatch.context() as patch:
-            patch.setattr(b.app[SANDBOX], "create", changed_meanwhile)
-            await b.tick()
-        deferred = await b.get("alice", post["id"])
-        assert (deferred["state"], deferred["version"]) == ("scheduled", 1), deferred
+        await deferred_while_the_policy_changed(b, post["id"], monkeypatch, policy_dir=first, policy=COSIGNED,
+                                                recorded_by=a)
         clock.advance(timedelta(minutes=2))
         await b.tick()
         assert await b.timeline("brand") == []
