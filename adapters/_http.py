@@ -351,6 +351,28 @@ class HttpClient:
             # Only the opening is guarded: whatever the caller's block raises passes unchanged.
             yield HttpStream(self, f"{method} {path}", resp)
 
+    @asynccontextmanager
+    async def websocket(
+        self, path: str, *, query: str = "", heartbeat: float = 30.0, max_msg_size: int = 1 << 20,
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """Open one WebSocket as the account (the token in the ``Authorization`` header, never in
+        the URL, where logs would keep it); a refused or failed opening is an ``AdapterError``
+        with no secret in it (401: ``auth_failed``)."""
+        async with AsyncExitStack() as opened:
+            try:
+                socket = await opened.enter_async_context(self._session.ws_connect(
+                    self._url(path, query), headers=self._headers(None, None), heartbeat=heartbeat,
+                    max_msg_size=max_msg_size, autoclose=True, autoping=True,
+                ))
+            except aiohttp.WSServerHandshakeError as exc:
+                raise self.error(f"GET {path} (WebSocket) was refused: HTTP {exc.status}",
+                                 retryable=exc.status != 401, auth_failed=exc.status == 401,
+                                 status=exc.status) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._unanswered("GET", path, exc) from None
+            _LOG.debug("%s WebSocket %s opened", self.platform, path)
+            yield socket
+
     def _url(self, path: str, query: str) -> str | URL:
         if not query:
             return self.base_url + path
