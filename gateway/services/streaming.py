@@ -207,6 +207,11 @@ class Feed:
         relayed = self._relayed()
         if not changed and not self.behind:
             return relayed
+        size = self.streams.watcher.size
+        if relayed and not self.behind and size is not None and size <= self.cursor:
+            # Woken by the instance's events, the log as it was: no read of it for each of them.
+            # (Had it grown unseen, the watcher wakes the feed again when it reads the new size.)
+            return relayed
         try:
             events = await asyncio.shield(self.streams.events_for(self))
             self.behind = False

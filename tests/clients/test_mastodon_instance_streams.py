@@ -17,6 +17,7 @@ from mastodon import CallbackStreamListener
 from structlog.testing import capture_logs
 
 from gateway.appkeys import PLATFORMS, STREAMS
+from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import InstanceStreams
 from tests.clients.world import UPSTREAM_TOKEN, World
 
@@ -277,3 +278,26 @@ async def test_an_instance_payload_cannot_add_events_to_an_event_stream(world: W
                 break
             lines.append(line)
     assert lines == ["event: notification", 'data: {"id": "1"}', "data: ", "data: event: delete", "data: data: 42"]
+
+
+async def test_the_instances_events_cost_no_read_of_the_log(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of the instance's events reaches the app without a read of Byline's log for each:
+    the log has not grown, and a busy public stream must not turn into a database read an event."""
+    token = await world.token("alice", "masto")
+    reads: list[int] = []
+    account_entries = streaming_service.sql.account_entries
+
+    async def counting(txn: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs["start"])
+        return await account_entries(txn, **kwargs)
+
+    monkeypatch.setattr(streaming_service.sql, "account_entries", counting)
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        reads.clear()
+        for n in range(10):
+            await world.upstream.notify(world.upstream_account, await _mention(world, f"ping {n}"))
+            assert (await _message(ws))["event"] == "notification"
+        assert reads == []
+        await ws.close()
