@@ -47,6 +47,10 @@ RELAYED_STREAMS: Final = frozenset({
     "public:remote", "public:remote:media", "hashtag", "hashtag:local", "list",
 })
 """The streams followed on the instance (``direct`` is not: conversations are not relayed)."""
+LINKS_PER_ACCOUNT: Final = 16
+"""Connections to its instance one account may have at once (its streams: home, notifications,
+a few hashtags and lists): an app asking for more hears Byline's own events only on the rest,
+as the instance is not Byline's to load with an app's every subscription."""
 HOLD_SECONDS: Final = 3.0
 """How long an ``update`` by the account itself waits for Byline to know whether it made it."""
 BACKOFF_FIRST: Final = 0.5
@@ -123,6 +127,9 @@ class InstanceStreams:
         key = (account, stream)
         link = self._links.get(key)
         if link is None:
+            if sum(1 for held, _ in self._links if held == account) >= LINKS_PER_ACCOUNT:
+                logger.warning("instance_streams_bounded", account=account, stream=stream[0])
+                return
             link = self._links[key] = _Link()
             link.task = asyncio.create_task(self._follow(account, stream, link), name="byline-instance-stream")
         link.sinks.add(sink)

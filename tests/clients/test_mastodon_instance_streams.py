@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from gateway.appkeys import PLATFORMS, STREAMS
 from gateway.services import streaming as streaming_service
-from gateway.services.instance_streams import InstanceStreams
+from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
 from tests.clients.world import UPSTREAM_TOKEN, World
 
 QUIET = 1.5
@@ -301,3 +301,20 @@ async def test_the_instances_events_cost_no_read_of_the_log(world: World, monkey
             assert (await _message(ws))["event"] == "notification"
         assert reads == []
         await ws.close()
+
+
+async def test_an_account_opens_a_bounded_number_of_connections_to_its_instance(world: World) -> None:
+    """An app subscribing to more hashtags than the bound opens no more connections to the
+    instance than the bound; its socket stays open, and closing it closes them all."""
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token)
+        for n in range(LINKS_PER_ACCOUNT + 4):
+            await ws.send_json({"type": "subscribe", "stream": "hashtag", "tag": f"tag{n}"})
+        await _until(lambda: len(world.upstream.stream_sockets) == LINKS_PER_ACCOUNT)
+        await asyncio.sleep(QUIET)
+        assert len(world.upstream.stream_sockets) == LINKS_PER_ACCOUNT
+        assert len(world.gateway.app[STREAMS].instance.open_links()) == LINKS_PER_ACCOUNT
+        assert not ws.closed
+        await ws.close()
+        await _until(lambda: not world.upstream.stream_sockets)
