@@ -74,6 +74,7 @@ from adapters._http import (
     HttpResponse,
     check_base_url,
     float_option,
+    moved_base,
     parse_retry_after,
     parse_timestamp,
     seconds_until,
@@ -288,6 +289,8 @@ class MastodonAdapter:
         )
         self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
         self._account_id: str | None = None
+        self._streaming_base: str | None = None
+        """The streaming server's own base URL ("" for the instance's), once asked."""
 
     def __repr__(self) -> str:
         return f"MastodonAdapter(account={self._account!r}, instance={self._base_url!r})"
@@ -658,7 +661,13 @@ class MastodonAdapter:
         params = {"stream": stream[0]}
         if len(stream) > 1:
             params["list" if stream[0] == "list" else "tag"] = stream[1]
-        async with self._http.websocket(_STREAMING_PATH, query=urlencode(params)) as socket:
+        if self._streaming_base is None:
+            # Where the streaming server answers: an instance with a host of its own for it
+            # redirects its paths there (not followed: the token goes only where this says). Asked once.
+            health = await self._http.request("GET", _STREAMING_PATH + "/health")
+            self._streaming_base = moved_base(health.status, health.headers, _STREAMING_PATH + "/health") or ""
+        async with self._http.websocket(_STREAMING_PATH, query=urlencode(params),
+                                        base=self._streaming_base or None) as socket:
             async for message in socket:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from mastodon import CallbackStreamListener
 from structlog.testing import capture_logs
 
@@ -20,6 +21,7 @@ from gateway.appkeys import PLATFORMS, STREAMS
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
 from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.fakes.mastodon import create_app as mastodon_app
 
 QUIET = 1.5
 """Long enough for an event to have crossed both hops: nothing within it means nothing was sent."""
@@ -318,3 +320,26 @@ async def test_an_account_opens_a_bounded_number_of_connections_to_its_instance(
         assert not ws.closed
         await ws.close()
         await _until(lambda: not world.upstream.stream_sockets)
+
+
+async def test_a_streaming_server_on_a_host_of_its_own_is_followed_there(world: World) -> None:
+    """Where the instance's streaming server has its own host, the main host redirects its paths
+    there (301, as Mastodon does): Byline learns it from the health path, connects there with
+    the account's token, and the app hears the instance."""
+    streaming = TestServer(mastodon_app(world.upstream))
+    await streaming.start_server()
+    try:
+        world.upstream.streaming_url = f"ws://127.0.0.1:{streaming.port}"
+        token = await world.token("alice", "masto")
+        async with aiohttp.ClientSession() as session:
+            ws = await _socket(world, session, token, "?stream=user:notification")
+            await _until(lambda: _listening(world, ("user:notification",)) == 1)
+            notification = await _mention(world, "from the other host")
+            await world.upstream.notify(world.upstream_account, notification)
+            assert (await _message(ws))["payload"] == json.dumps(notification)
+            await ws.close()
+        asked = [(r.path, r.headers["Host"]) for r in world.upstream.faults.requests if "streaming" in r.path]
+        assert asked == [("/api/v1/streaming/health", world.upstream_url.partition("://")[2]),
+                         ("/api/v1/streaming", f"127.0.0.1:{streaming.port}")]
+    finally:
+        await streaming.close()

@@ -84,7 +84,9 @@ Documented rules it enforces, and where they are written:
   socket, which stays open. Events are ``{"stream": [...], "event": …, "payload": "<JSON text>"}``;
   a status the account posts, edits or deletes is told on its own ``user`` stream (``update``,
   ``status.update``, ``delete`` with the id), as Mastodon's home feed tells one's own posts. A
-  revoked token's sockets are closed.
+  revoked token's sockets are closed. ``/api/v1/streaming/health`` answers ``OK``. With
+  ``streaming_url`` set, the main host answers both paths with a 301 to the streaming server's
+  own host, as ``Api::V1::StreamingController`` does.
 * entities/Status: ids are strings of digits, ``content`` is HTML (paragraphs in ``<p>``,
   line breaks ``<br />``, links split into ``invisible``/``ellipsis`` spans, remote mentions
   shown as ``@user``), ``created_at`` an ISO 8601 time with milliseconds and ``Z``.
@@ -274,6 +276,9 @@ class FakeMastodon:
         else when their processing ends (GET answers 422)."""
         self.stream_sockets: list[StreamSocket] = []
         """The streaming WebSockets open now."""
+        self.streaming_url: str | None = None
+        """The streaming server's own base URL (``ws://host:port``), when it has a host of its
+        own: the main host then redirects ``/api/v1/streaming`` there, as Mastodon does."""
         self._closing: set[asyncio.Task[bool]] = set()
         self.stream_connections: list[tuple[str, tuple[str, ...]]] = []
         """Every streaming WebSocket opened: the account's id and the streams named as it opened."""
@@ -999,7 +1004,17 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             return (name, list_id) if isinstance(list_id, str) and list_id else "Missing list name parameter"
         return (name,)
 
+    def moved(request: web.Request) -> None:
+        if fake.streaming_url and fake.streaming_url.partition("://")[2] != request.host:
+            # Api::V1::StreamingController: the streaming server elsewhere, 301 there.
+            raise web.HTTPMovedPermanently(f"{fake.streaming_url}{request.path_qs}")
+
+    async def streaming_health(request: web.Request) -> web.Response:
+        moved(request)
+        return web.Response(text="OK", content_type="text/plain")
+
     async def streaming(request: web.Request) -> web.StreamResponse:
+        moved(request)
         header = request.headers.get("Authorization", "")
         protocol = request.headers.get("Sec-WebSocket-Protocol", "").strip()
         token = (header.partition(" ")[2] if header.lower().startswith("bearer ") else "") \
@@ -1059,6 +1074,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     app.router.add_post("/api/v2/media", upload_media)
     app.router.add_get("/api/v1/media/{id}", get_media)
     app.router.add_get("/api/v1/streaming", streaming)
+    app.router.add_get("/api/v1/streaming/health", streaming_health)
     return app
 
 
