@@ -188,8 +188,11 @@ class Feed:
         self.listener.wake()
 
     def _relayed(self) -> list[StreamEvent]:
+        # The instance's user stream carries notifications too: told only to a token that may
+        # read them, as the streaming server asks read:notifications of them on any stream.
+        notices = self.auth.caller.may("read:notifications")
         out = [StreamEvent(event=h.event, post_id="", status=None, stream=h.stream, payload=h.payload)
-               for h in self._heard]
+               for h in self._heard if notices or h.event != "notification"]
         self._heard.clear()
         return out
 

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from gateway.appkeys import PLATFORMS, STREAMS
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
+from tests.clients.test_mastodon_streaming import _oauth_token
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.fakes.mastodon import create_app as mastodon_app
 
@@ -343,3 +344,19 @@ async def test_a_streaming_server_on_a_host_of_its_own_is_followed_there(world: 
                          ("/api/v1/streaming", f"127.0.0.1:{streaming.port}")]
     finally:
         await streaming.close()
+
+
+async def test_a_token_without_read_notifications_hears_no_notification_on_user(world: World) -> None:
+    """The instance's ``user`` stream carries notifications too: an app whose token may read
+    statuses but not notifications hears the others' posts on ``user``, not the mention."""
+    token = await _oauth_token(world, "alice", scope="read:statuses", account="masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        await world.upstream.notify(world.upstream_account, await _mention(world, "psst"))
+        status = world.upstream.seed_status(world.upstream.accounts["2"], "A post", created_at=datetime.now(UTC))
+        payload = json.dumps(world.upstream.render_status(status))
+        await world.upstream.emit(world.upstream_account, ("user",), "update", payload)
+        assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
+        await _nothing(ws)
+        await ws.close()
