@@ -165,7 +165,11 @@ class InstanceStreams:
         pause = self._backoff_first
         named = ":".join(stream[:1])
         while True:
-            events = self._source.instance_stream(account, stream)
+            try:
+                events = self._source.instance_stream(account, stream)
+            except Exception as exc:  # the account gone from the policies, its adapter not built
+                logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
+                events = None
             if events is None:
                 return
             opened = self._clock()
