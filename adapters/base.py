@@ -32,8 +32,9 @@ class MediaItem:
 class OutboundPost:
     """What the publisher asks an adapter to publish.
 
-    ``idempotency_key`` is derived from the post id and its version and is the same on every
-    retry, so that a retry after a lost response never makes a second copy.
+    ``idempotency_key`` is derived from the post id and the version that first sent these words
+    and this content, and is the same on every retry (and on a later version that sends the
+    same), so that a retry after a lost response never makes a second copy.
     """
 
     post_id: str

@@ -132,3 +132,80 @@ async def test_a_policy_change_does_not_revive_an_expired_hold(
     assert (await gateway.get("alice", post["id"]))["state"] == "expired"
     assert await gateway.timeline("cosigned") == []
     await _verify_log(gateway, tmp_path)
+
+
+@pytest.mark.parametrize("replier", ["alice", "carol"])
+async def test_a_policy_change_that_expires_a_hold_cancels_the_replies_waiting_for_it(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, replier: str
+) -> None:
+    """Carol's held post is past its deadline, and a reply to it (alice's, or carol's own, held
+    from an hour later) is not, when a change takes carol off the writers: the change is
+    recorded, the post expires in its transaction and the reply is cancelled with it (carol's
+    own not decided again as well), nothing goes out, and the log verifies. Before, carol's
+    reply, cancelled with its parent, was then decided again from the row read before, and the
+    whole change was refused as a conflict, at every reload."""
+    parent = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    gateway.clock.advance(timedelta(hours=1))
+    reply = await gateway.submit(replier, "cosigned", "Details to follow", reply_to_post=parent["id"])
+    assert reply["state"] == "held", reply
+    gateway.clock.advance(DEADLINE - timedelta(minutes=59))
+    policy = TEST_POLICIES["cosigned"]
+    write_policy(policy_dir, "cosigned", policy.replace("writers: [alice, carol]", "writers: [alice]"))
+    assert await gateway.sync_policies() == ["cosigned"]
+    assert [(await gateway.get("alice", p["id"]))["state"] for p in (parent, reply)] == ["expired", "cancelled"]
+    events = [e["type"] for e in (await gateway.get("alice", reply["id"]))["events"]]
+    assert events == ["post.submitted", "post.cancelled"], events
+    gateway.clock.advance(timedelta(days=2))
+    await gateway.tick()
+    assert await gateway.timeline("cosigned") == []
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_a_deadline_moved_earlier_in_the_database_is_named_by_the_verifier(
+    gateway: Gateway, db_url: str
+) -> None:
+    """Someone with the database moves a held post's deadline to now: the publisher's next look
+    expires it an hour after it was held for a day, and the approval that would have released it
+    is refused (409). The log recorded the day: `byline audit verify` names the expiry that came
+    before it. A post beside it, expired at its own deadline, is not named."""
+    honest = await gateway.submit("carol", "cosigned", "Nobody will approve this")
+    gateway.clock.advance(DEADLINE - timedelta(hours=1))
+    post_id = await held_with_one_approval(gateway)
+    gateway.clock.advance(timedelta(hours=1))
+    now = to_micros(gateway.clock.now())
+    await Attacker(db_url).run(("UPDATE posts SET expires_at = ? WHERE id = ?", (now, post_id)))
+    await gateway.tick()
+    assert [(await gateway.get("alice", p))["state"] for p in (honest["id"], post_id)] == ["expired", "expired"]
+    status, body = await gateway.act("dave", post_id, "approve")
+    assert (status, body["error"]) == (409, "invalid_transition"), body
+    text = await _verify_fails(gateway)
+    assert f"post {post_id} expired at" in text and "s before" in text, text
+    assert "said its hold expired: more than the 2 s an expiry may be early" in text, text
+    assert f"post {honest['id']}" not in text, text
+
+
+async def test_a_hold_with_no_deadline_expired_through_the_database_is_named_by_the_verifier(
+    gateway: Gateway, policy_dir: Path, db_url: str
+) -> None:
+    """Carol's held post is parked with no deadline when the co-signed policy is removed (it
+    waits for a policy and a decision); someone with the database gives it one in the past and
+    the publisher expires it. The log held it with none: `byline audit verify` names the expiry."""
+    post = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    (policy_dir / "cosigned.yaml").unlink()
+    assert await gateway.sync_policies() == ["cosigned"]
+    database = Attacker(db_url)
+
+    async def held() -> list[tuple[object, ...]]:
+        return [tuple(r) for r in await database.fetch("SELECT state, expires_at FROM posts WHERE id = ?", post["id"])]
+
+    assert await held() == [("held", None)]
+    gateway.clock.advance(timedelta(days=3))
+    await gateway.tick()
+    assert await held() == [("held", None)]  # no deadline: the sweep leaves it
+    now = to_micros(gateway.clock.now())
+    await database.run(("UPDATE posts SET expires_at = ? WHERE id = ?", (now, post["id"])))
+    await gateway.tick()
+    assert await held() == [("expired", now)]
+    text = await _verify_fails(gateway)
+    assert f"post {post['id']} expired, but entry" in text, text
+    assert "held it with no deadline: a hold without one waits for a decision and never expires" in text, text

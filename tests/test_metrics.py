@@ -273,3 +273,28 @@ async def test_metrics_off(db_url: str, policy_dir: Path, clock: ManualClock) ->
         resp = await gw.client.get("/metrics")
         assert resp.status == 404
         await gw.submit("alice", "direct", "Still works")
+
+
+@pytest.mark.parametrize("replier", ["alice", "carol"])
+async def test_replies_cancelled_with_a_hold_a_policy_change_expires(
+    gateway: Gateway, clock: ManualClock, policy_dir: Path, replier: str
+) -> None:
+    """A policy change that takes carol off the writers while her held post is past its
+    deadline expires it, and the reply waiting for it (alice's, or carol's own, held a day
+    from an hour later) is cancelled with it: each counts, the expiry and the cancellation,
+    as the publisher's sweep counts them."""
+    parent = await gateway.submit("carol", "cosigned", "Launch day is moved to Friday")
+    clock.advance(timedelta(hours=1))
+    reply = await gateway.submit(replier, "cosigned", "Details to follow", reply_to_post=parent["id"])
+    assert reply["state"] == "held", reply
+    clock.advance(timedelta(hours=23, minutes=1))  # past the parent's deadline, not the reply's
+    before = await scrape(gateway)
+    policy = (policy_dir / "cosigned.yaml").read_text()
+    write_policy(policy_dir, "cosigned", policy.replace("writers: [alice, carol]", "writers: [alice]"))
+    assert await gateway.sync_policies() == ["cosigned"]
+    after = await scrape(gateway)
+    assert [(await gateway.get("alice", p["id"]))["state"] for p in (parent, reply)] == ["expired", "cancelled"]
+    name = "byline_post_events_total"
+    assert moved(before, after, name, **events("co-signed", "post.expired", "expired")) == 1
+    assert moved(before, after, name, **events("co-signed", "post.cancelled", "cancelled")) == 1
+    assert moved(before, after, name, **events("co-signed", "post.redecided", "held")) == 0

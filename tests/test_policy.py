@@ -157,6 +157,55 @@ async def test_reload_valid_invalid_and_recorded(gateway: Gateway, policy_dir: P
     assert status == 404 and body["error"] == "unknown_account"
 
 
+UPGRADED = """
+    account: upgraded
+    platform: sandbox
+    tier: co-signed
+    owner: alice
+    writers: [alice, carol]
+    delay: 1m
+    approvals:
+      required: 1
+      from: [bob, dave]
+      expire_after: {hold}
+"""
+
+
+@pytest.mark.parametrize(("text", "hold", "then", "changed"), [
+    ("kept", "12h", "12h", ["delay_seconds"]),
+    ("kept", "12h", "24h", ["delay_seconds", "expire_after_seconds"]),
+    ("kept", "24h", "24h", ["delay_seconds"]),
+    ("gone", "24h", "24h", ["delay_seconds"]),
+    ("gone", "12h", "12h", ["delay_seconds", "expire_after_seconds"]),
+])
+async def test_the_first_change_after_an_upgrade_lists_what_changed(
+    gateway: Gateway, policy_dir: Path, db_url: str, text: str, hold: str, then: str, changed: list[str],
+) -> None:
+    """A version recorded by an earlier Byline, whose summary says neither how long a hold lasts
+    nor its disclosure: the first change after the upgrade (its delay) lists what changed, those
+    compared with what that version's text said, not every part the summary gained; the hold's
+    length is listed where it did change. Where the version's text is not kept, it is compared
+    with the day a hold lasted where a policy did not say: a policy that said 12 h then, and
+    says it still, is listed as changed, as nothing kept can tell. Before, every case listed
+    expire_after_seconds."""
+    from tests.audit.logtools import Attacker
+
+    write_policy(policy_dir, "upgraded", UPGRADED.format(hold=hold))
+    assert await gateway.sync_policies() == ["upgraded"]
+    (recorded,) = await Attacker(db_url).fetch("SELECT summary FROM policy_heads WHERE account = ?", "upgraded")
+    earlier = {k: v for k, v in json.loads(recorded[0]).items() if k not in ("expire_after_seconds", "disclosure")}
+    await Attacker(db_url).run(
+        ("UPDATE policy_heads SET summary = ? WHERE account = ?", (json.dumps(earlier), "upgraded")),
+        ("UPDATE policy_versions SET summary = ? WHERE account = ?", (json.dumps(earlier), "upgraded")),
+        *([("UPDATE policy_versions SET body = NULL WHERE account = ?", ("upgraded",))] if text == "gone" else []),
+    )
+    write_policy(policy_dir, "upgraded", UPGRADED.format(hold=then).replace("delay: 1m", "delay: 2m"))
+    assert await gateway.sync_policies() == ["upgraded"]
+    events = await _policy_events(gateway, "upgraded")
+    assert [e["type"] for e in events] == ["policy.loaded", "policy.changed"]
+    assert events[1]["data"]["changed"] == changed  # type: ignore[index]
+
+
 def test_load_file_hash_and_account(tmp_path: Path) -> None:
     """A loaded file carries its SHA-256, which is what the log records."""
     import hashlib

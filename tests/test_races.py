@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from gateway.appkeys import DB, POSTS
+from adapters.base import AdapterError
+from gateway.appkeys import DB, POSTS, SANDBOX
 from gateway.clock import ManualClock
 from gateway.storage import posts as posts_sql
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
+from tests.test_restart import BRAND_OF_THREE, _claimed_when_the_gateway_died
 
 RACE = """
 account: race
@@ -191,4 +193,71 @@ async def test_a_reply_stored_on_one_replica_as_its_parent_ends_on_another(
         async with one.app[DB].read() as txn:
             left = await txn.fetchall("SELECT id, state FROM posts WHERE state NOT IN ('cancelled', 'rejected')")
         assert [dict(r) for r in left] == []
+        await verified_by_cli(one)
+
+
+async def test_two_replicas_at_a_deferred_post_the_policy_passed_by_hold_it_once(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The brand policy asks for a second approval while carol's post, approved by bob, is with
+    its platform (so the change leaves it be), and the platform answers "later": the post is
+    deferred. When it is due again both replicas' publishers reach for it at once: it is held
+    once, at version 2, by one of them (one ``post.redecided``, not one each at versions 2 and
+    3), nothing goes out, bob and dave's approvals then send it once, and the log verifies."""
+    write_policy(policy_dir, "brand", BRAND_OF_THREE)
+    async with started_gateway(db_url, policy_dir, clock) as one, started_gateway(db_url, policy_dir, clock) as two:
+        post = await one.submit("carol", "brand", "Launch day")
+        assert (await one.act("bob", post["id"], "approve"))[1]["state"] == "scheduled"
+        clock.advance(timedelta(minutes=2))
+
+        async def changed_meanwhile(*, account: str, post: object) -> object:
+            write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+            assert await two.sync_policies() == ["brand"]
+            raise AdapterError("the platform asked to come back later", retryable=True, status=503,
+                               retry_after=60)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(one.app[SANDBOX], "create", changed_meanwhile)
+            await one.tick()
+        deferred = await one.get("alice", post["id"])
+        assert (deferred["state"], deferred["version"]) == ("scheduled", 1), deferred
+        assert await one.sync_policies() == []  # the change in force on both replicas
+        clock.advance(timedelta(minutes=2))
+        await asyncio.gather(one.tick(), two.tick())
+        held = await two.get("alice", post["id"])
+        assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, 2), held
+        kinds = [e["type"] for e in held["events"]]
+        assert kinds.count("post.redecided") == 1, kinds
+        assert [r["rule"] for r in held["reasons"]].count("policy_changed") == 1, held["reasons"]
+        assert await one.timeline("brand") == []
+        for approver in ("bob", "dave"):
+            status, body = await two.act(approver, post["id"], "approve")
+            assert status == 200, body
+        clock.advance(timedelta(minutes=2))
+        await asyncio.gather(one.tick(), two.tick())
+        assert [p["text"] for p in await one.timeline("brand")] == ["Launch day\n\n—carol"]
+        assert (await one.get("alice", post["id"]))["state"] == "published"
+        await verified_by_cli(one)
+
+
+async def test_two_replicas_recovering_one_stranded_claim_at_once_hold_it_once(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """carol's post lies claimed by a publisher that died, and the policy now asks for a second
+    approval: when its lease has run out both replicas' publishers reach for it at once. One of
+    them claims it again, only to look for it, and holds it at version 2; the other leaves it
+    (one recovering ``post.publishing`` and one ``post.redecided``, not two), nothing goes out,
+    and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as one, started_gateway(db_url, policy_dir, clock) as two:
+        clock.advance(timedelta(minutes=3))
+        await asyncio.gather(one.tick(), two.tick())
+        held = await two.get("alice", post_id)
+        assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, 2), held
+        kinds = [e["type"] for e in held["events"]]
+        assert (kinds.count("post.publishing"), kinds.count("post.redecided")) == (2, 1), kinds
+        assert [e["data"].get("recovering") for e in held["events"] if e["type"] == "post.publishing"] == [
+            False, True]
+        assert await one.timeline("brand") == []
         await verified_by_cli(one)

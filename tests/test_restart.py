@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost
 from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
+from gateway.services.publisher import claim_key
+from gateway.storage.posts import PostRecord
+from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli
-from tests.conftest import started_gateway, write_policy
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.test_publishing import MASTODON_TOKEN
 from tests.test_voice_integrity import BRAND
 
 BRAND_OF_THREE = BRAND.replace("from: [bob, carol]", "from: [bob, carol, dave]")
@@ -208,6 +216,273 @@ async def test_a_recovered_claim_its_platform_cannot_look_for_waits_publishing_u
         assert (held["state"], held["approvals_required"]) == ("held", 2), held
         assert await second.timeline("brand") == []
         await verified_by_cli(second)
+
+
+async def _held_after_a_lookup_that_missed(
+    gw: Gateway, post_id: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recovery of carol's claim looks for her post and misses it (the platform's lookup lags
+    behind what it took), so it is held for the two approvals the policy now asks."""
+    async def lagging(key: str) -> None:
+        return None
+
+    clock.advance(timedelta(minutes=3))
+    with monkeypatch.context() as patch:
+        patch.setattr(gw.app[SANDBOX], "find", lagging)
+        await gw.tick()
+    held = await gw.get("alice", post_id)
+    assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, 2), held
+
+
+async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_published_twice(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform took carol's post before its publisher died; the recovery's lookup missed it
+    and it was held; bob and dave approve the same words again. They go out under the key the
+    first send used, so the platform gives back the post it has: one copy, recorded published
+    with its id (before, a new version's new key made a second copy), and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first = await second.timeline("brand")
+        assert [p["text"] for p in first] == ["Launch day\n\n—carol"]
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [(p["id"], p["text"]) for p in await second.timeline("brand")] == [
+            (first[0]["id"], "Launch day\n\n—carol")]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"]) == ("published", first[0]["id"]), published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [c["idempotency_key"] for c in claims] == [f"byline-{post_id}-v1"] * 3
+        await verified_by_cli(second)
+
+
+async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the Mastodon stand-in and its Idempotency-Key: the instance took carol's
+    status before the gateway died, its account timeline did not show it yet when the recovery
+    looked, and bob and dave approve the same words again. The instance answers the repeated key
+    with the status it made: one status, recorded as the post's (before, two), and the log verifies."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    on_mastodon = BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
+    instance: {str(server.make_url('')).rstrip('/')}
+    credentials: env:BRAND_MASTODON_TOKEN""")
+    try:
+        write_policy(policy_dir, "brand", on_mastodon)
+        async with started_gateway(db_url, policy_dir, clock) as first:
+            post = await first.submit("carol", "brand", "Launch day")
+            status, body = await first.act("bob", post["id"], "approve")
+            assert (status, body["state"]) == (200, "scheduled"), body
+            clock.advance(timedelta(minutes=2))
+            claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+            assert claim is not None
+            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
+        [taken] = fake.statuses(account)
+        write_policy(policy_dir, "brand", on_mastodon.replace("required: 1", "required: 2"))
+        async with started_gateway(db_url, policy_dir, clock) as second:
+            clock.advance(timedelta(minutes=3))
+            with monkeypatch.context() as patch:
+                patch.setattr(fake, "statuses", lambda *args, **kwargs: [])  # the timeline lags
+                await second.tick()
+            held = await second.get("alice", post["id"])
+            assert (held["state"], held["version"]) == ("held", 2), held
+            for approver in ("bob", "dave"):
+                status, body = await second.act(approver, post["id"], "approve")
+                assert status == 200, body
+            clock.advance(timedelta(minutes=2))
+            await second.tick()
+            assert [(s.id, s.text) for s in fake.statuses(account)] == [(taken.id, "Launch day\n\n—carol")]
+            published = await second.get("alice", post["id"])
+            assert (published["state"], published["remote"]["id"]) == ("published", taken.id), published
+            await verified_by_cli(second)
+    finally:
+        await server.close()
+
+
+async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_the_disclosure_changed(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, and the claim approved again (version 2, under the first claim's key, which it
+    carries with the same words) meets an outage: deferred. The policy's disclosure line changes;
+    the retry at version 2 sends the words that key went out with, so the instance answers with
+    the status it made: one status, its words the post's as recorded (before, the new words went
+    out under version 2's key: a second status), and the log verifies."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    on_mastodon = BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
+    instance: {str(server.make_url('')).rstrip('/')}
+    credentials: env:BRAND_MASTODON_TOKEN""").replace("required: 1", "required: 2")
+    try:
+        write_policy(policy_dir, "brand", on_mastodon.replace("required: 2", "required: 1"))
+        async with started_gateway(db_url, policy_dir, clock) as first:
+            post = await first.submit("carol", "brand", "Launch day")
+            status, body = await first.act("bob", post["id"], "approve")
+            assert (status, body["state"]) == (200, "scheduled"), body
+            clock.advance(timedelta(minutes=2))
+            claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+            assert claim is not None
+            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
+        [taken] = fake.statuses(account)
+        write_policy(policy_dir, "brand", on_mastodon)
+        async with started_gateway(db_url, policy_dir, clock) as second:
+            clock.advance(timedelta(minutes=3))
+            with monkeypatch.context() as patch:
+                patch.setattr(fake, "statuses", lambda *args, **kwargs: [])  # the timeline lags
+                await second.tick()
+            for approver in ("bob", "dave"):
+                status, body = await second.act(approver, post["id"], "approve")
+                assert status == 200, body
+            clock.advance(timedelta(minutes=2))
+            fake.faults.fail_next(10, 503, method="POST", path="/api/v1/statuses")
+            await second.tick()
+            deferred = await second.get("alice", post["id"])
+            assert (deferred["state"], deferred["version"]) == ("scheduled", 2), deferred
+            fake.faults.clear()
+            write_policy(policy_dir, "brand", on_mastodon.replace("—{author}", "Written by {author}"))
+            assert await second.sync_policies() == ["brand"]
+            clock.advance(timedelta(minutes=10))
+            await second.tick()
+            assert [(s.id, s.text) for s in fake.statuses(account)] == [(taken.id, "Launch day\n\n—carol")]
+            published = await second.get("alice", post["id"])
+            assert (published["state"], published["remote"]["id"], published["display_text"]) == (
+                "published", taken.id, "Launch day\n\n—carol"), published
+            keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+            assert keys == {claim.key}, keys
+            await verified_by_cli(second)
+    finally:
+        await server.close()
+
+
+async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same, but carol edits the held post before it is approved: the new words are not the
+    ones the first send carried, so they go out under a key of their own (the platform must not
+    hand back the old words as if they were the new), and the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
+        status, body = await second.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day, for real"})
+        assert (status, body["state"]) == (200, "held"), body
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert sorted(p["text"] for p in await second.timeline("brand")) == [
+            "Launch day\n\n—carol", "Launch day, for real\n\n—carol"]
+        published = await second.get("alice", post_id)
+        assert published["state"] == "published", published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert claims[-1]["idempotency_key"] == f"byline-{post_id}-v{published['version']}" != claims[0][
+            "idempotency_key"]
+        await verified_by_cli(second)
+
+
+async def test_a_recovered_claim_held_and_approved_waits_out_the_longer_delay_now_in_force(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """While carol's claimed post lies stranded, the policy asks for two approvals and a
+    cooling-off of an hour where it was a minute: the recovery holds it unsent, and once bob and
+    dave approve it, it waits the hour now in force from their approval before it goes out, once;
+    the log verifies (its due-time check holds the claim to the approval's time)."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2")
+                 .replace("delay: 1m", "delay: 1h"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert (await second.get("alice", post_id))["state"] == "held"
+        for approver in ("bob", "dave"):
+            status, body = await second.act(approver, post_id, "approve")
+            assert status == 200, body
+        approved = clock.now()
+        assert body["state"] == "scheduled", body
+        assert datetime.fromisoformat(body["publish_at"]) == approved + timedelta(hours=1)
+        clock.advance(timedelta(minutes=59))
+        await second.tick()
+        assert await second.timeline("brand") == []
+        assert (await second.get("alice", post_id))["state"] == "scheduled"
+        clock.advance(timedelta(minutes=1))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        assert (await second.get("alice", post_id))["state"] == "published"
+        await verified_by_cli(second)
+
+
+async def test_a_recovered_delayed_claim_whose_window_ended_goes_out_once_though_the_delay_grew(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """bob's post on the delayed account was due, and claimed, when its publisher died; the
+    delay then grows from ten minutes to two hours. Its cooling-off ended under the policy it was
+    released under, as for every post already due when a delay changes (a delay change decides
+    no waiting post again, and the log's due-time check holds each claim to the time its post's
+    entries gave): the recovery looks for it, and, not finding it, sends it once, with the key
+    of the claim it takes up; the log verifies."""
+    async with started_gateway(db_url, policy_dir, clock) as first:
+        post = await first.submit("bob", "delayed", "Cooled off already")
+        clock.advance(timedelta(minutes=11))
+        claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+        assert claim is not None
+    policy = (policy_dir / "delayed.yaml").read_text()
+    assert "delay: 10m" in policy
+    write_policy(policy_dir, "delayed", policy.replace("delay: 10m", "delay: 2h"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("delayed")] == ["Cooled off already"]
+        published = await second.get("bob", post["id"])
+        assert published["state"] == "published", published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [(c["recovering"], c["idempotency_key"], "looks_only" in c) for c in claims] == [
+            (False, claim.key, False), (True, claim.key, False)]
+        assert await second.tick() == 0
+        assert len(await second.timeline("delayed")) == 1
+        await verified_by_cli(second)
+
+
+def _claimed(**row: Any) -> PostRecord:
+    """Post 7 at version 3, claimed before with "Launch day" and a content warning's hash."""
+    fields: dict[str, Any] = {
+        "id": PostId("7"), "account": AccountName("brand"), "author": UserName("carol"), "state": "scheduled",
+        "version": 3, "text": "Launch day", "created_at": Micros(0), "updated_at": Micros(0),
+        "idempotency_key": "byline-7-v1", "published_text": "Launch day", "sent_content": "c" * 64,
+    }
+    return PostRecord(**{**fields, **row})
+
+
+@pytest.mark.parametrize(("row", "text", "content", "recovering", "expected"), [
+    pytest.param({}, "Launch day", "c" * 64, False, "byline-7-v1", id="same-words-and-content"),
+    pytest.param({}, "Launch day!", "c" * 64, False, "byline-7-v3", id="other-words"),
+    pytest.param({}, "Launch day", "d" * 64, False, "byline-7-v3", id="other-content-warning"),
+    pytest.param({}, "Launch day", None, False, "byline-7-v3", id="content-taken-off"),
+    pytest.param({"sent_content": ""}, "Launch day", None, False, "byline-7-v1", id="words-only-both-times"),
+    pytest.param({"sent_content": None}, "Launch day", None, False, "byline-7-v3", id="claimed-before-it-was-kept"),
+    pytest.param({"sent_content": None}, "Launch day", None, True, "byline-7-v1", id="recovered-claim"),
+    pytest.param({"idempotency_key": None, "published_text": None, "sent_content": None}, "Launch day", None,
+                 False, "byline-7-v3", id="never-claimed"),
+])
+def test_a_claims_key_follows_what_it_sends(
+    row: dict[str, Any], text: str, content: str | None, recovering: bool, expected: str
+) -> None:
+    """A claim sends the key of the claim before it where it sends the same words and content
+    (or takes that claim up again), and its version's key where anything sent differs."""
+    assert expected == claim_key(_claimed(**row), text=text, content=content, recovering=recovering)
 
 
 def test_manual_clock_is_utc() -> None:

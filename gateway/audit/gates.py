@@ -11,11 +11,34 @@ wrote, so the CID beside it names the record it summarises.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 THREADGATE: Final = "app.bsky.feed.threadgate"
 POSTGATE: Final = "app.bsky.feed.postgate"
+
+CHANGES_PER_HOUR: Final = 30
+"""How many times a post's interaction settings may change in any hour (its threadgate and
+postgate together, each write one change). Enough to hide reply after reply through a pile-on;
+past it, each change is one more PDS write and one more line on the post's public card, and a
+writer flipping them over and over is flooding both."""
+_HOUR_MICROS: Final = 3600 * 1_000_000
+
+
+def budget_wait(times: Sequence[int], *, now: int, adding: int) -> int | None:
+    """Seconds until ``adding`` more changes of one post's settings fit in its budget
+    (``CHANGES_PER_HOUR`` in the hour up to any moment), or None when they fit now.
+
+    ``times``: the post's changes so far (stored microseconds, oldest first); ``now`` likewise.
+    A change leaves the hour exactly an hour after it was made."""
+    recent = [t for t in times if t > now - _HOUR_MICROS]
+    over = len(recent) + adding - CHANGES_PER_HOUR
+    if over <= 0:
+        return None
+    if over > len(recent):
+        raise ValueError(f"{adding} changes at once is more than {CHANGES_PER_HOUR} an hour")
+    return max(1, math.ceil((recent[over - 1] + _HOUR_MICROS - now) / 1_000_000))
 
 _RULES: Final = {"mentionRule": "mention", "followerRule": "follower", "followingRule": "following",
                  "listRule": "list"}

@@ -36,7 +36,8 @@ and approvals. It flags:
 - a pending post (held or scheduled) that outlives its author's role: once a policy change
   takes the author's role away, or the policy goes, the post must be decided again
   (``post.redecided``) before anything else happens to it, or expire (``post.expired``: a hold
-  past its deadline is expired in the change's transaction, never revived);
+  past its deadline is expired in the change's transaction, never revived), or be cancelled by
+  the gateway with the post it replies to (a reply waiting for such a hold);
 - an event that the post's life does not allow from where it is (``gateway.lifecycle``): a post
   claimed or published twice, published after it was cancelled, approved after it went out;
   a claim or a publication of another version than the post's current words;
@@ -46,6 +47,11 @@ and approvals. It flags:
   (``found``) or held again (``post.redecided``); a post published after such a claim without
   being found, a post held again from ``publishing`` without such a claim (it was sent), and a
   first claim that says it only looks are named;
+- a claim that says it checked the policy it names was the account's version in force
+  (``policy_in_force``: the gateway reads the recorded version in the claim's transaction) but
+  names another than the log's last policy record for the account before it, with no grace (a
+  gateway sending under a policy another had replaced); and, once the log holds such a claim, one
+  that does not say so, past the grace after the first (a rolling upgrade's earlier replicas);
 - where the log's texts are given, a claim that sends other words than the current version's,
   with the disclosure line the policy it names asks for (rebuilt from the summary's
   ``disclosure``, crediting the author, the suggester and the editors in the order they
@@ -81,6 +87,10 @@ and approvals. It flags:
   (written before they did) leaves it unknown, and nothing is compared. And a deadline a post
   held anew was given further from its entry's time than the policy it names lets a hold last
   (its summary's ``expire_after_seconds``, where it says), by more than the grace;
+- an expiry (``post.expired``) earlier, by more than the same grace, than that deadline: a
+  hold's deadline moved earlier in the database expired the post before its approvers could
+  approve it, silencing it; and an expiry of a post the log last held with no deadline (parked
+  while its account had no policy: it waits for a decision, never a time);
 - a reply stored to wait for a post not yet out (``reply_to_post``) naming one that is not a
   post of its account waiting or out (held, scheduled, publishing, suggested, published): a
   parent that had ended would leave it waiting for ever;
@@ -133,7 +143,8 @@ later, whichever gateway makes it and however its clock differs from the one tha
 held the post: each compares the post's time with its own transaction's time and writes that
 same time as its entry's ``ts``. The grace is a margin only (``--due-grace``); past it, a post
 sent before its cooling-off or the time its writer asked and its approvers approved ended, or
-approved after its hold expired, is named."""
+approved after its hold expired, is named. An expiry may be as much earlier than the hold's
+deadline, and no more: the gateway expires a hold once its own time reaches the deadline."""
 
 
 def _moment(stamp: str) -> datetime:
@@ -229,7 +240,8 @@ class _Post:
     due: tuple[int, str] | None = None  # the entry that last recorded when it is due to go out
     # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
     deadline: tuple[int, str] | None = None  # the entry that last recorded when its hold
-    # expires (``expires_at``), and that time; None for none, or unknown
+    # expires (``expires_at``), and that time ("" for none: not held, or held with no deadline);
+    # None for unknown (no entry recorded it)
     looking: int | None = None  # the entry of a claim recovered only to look for it on its
     # platform (``looks_only``), while it is the post's last entry
 
@@ -347,6 +359,9 @@ class Replay:
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
+        self._recorded: dict[str, int] = {}  # account -> the index of its last policy record
+        self._checked: str | None = None  # the time of the log's first claim that checked its policy
+        # was the account's in force (data.policy_in_force; "" unknown)
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
@@ -433,7 +448,7 @@ class Replay:
             submitted = self._posts[post]
             submitted.words, submitted.content = words, content
             submitted.due = (index, due) if due else None
-            submitted.deadline = (index, deadline) if deadline else None
+            submitted.deadline = (index, deadline) if deadline is not None else None
             if deadline and submitted.state == "held" and not submitted.announcement:
                 self._held_until(index, submitted, post, deadline, extra[4])
             return
@@ -443,7 +458,9 @@ class Replay:
                 self._bad(index, f"{kind} for post {post}, which was never submitted")
             return
         if known.owed is not None and kind != "post.redecided":
-            if kind != "post.expired":
+            # An expiry, or the gateway's cancellation of a reply with its parent (judged by
+            # ``_with_parent``), ends it: nothing is left to decide.
+            if kind != "post.expired" and not (kind == "post.cancelled" and actor == _SYSTEM):
                 at, why = known.owed
                 self._bad(index, f"{kind} of post {post}, which entry {at} left to be decided again first: {why}")
             known.owed = None
@@ -472,8 +489,10 @@ class Replay:
             known.due = None  # retried: due at once; decided again: held, due once approved
         if kind == "post.approved":
             self._late(index, known, post)
+        elif kind == "post.expired":
+            self._expired_early(index, known, post)
         if deadline is not None:
-            known.deadline = (index, deadline) if deadline else None
+            known.deadline = (index, deadline)
         elif kind in _MOVES_DEADLINE:
             known.deadline = None  # an entry from before they recorded it: unknown
         # Held anew, with a deadline of its own: by a decision again, or by an edit of a post
@@ -584,6 +603,7 @@ class Replay:
         elif version is not None:
             self._numbered.add(account)
         self._never_announced(account)
+        self._recorded[account] = index
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:
@@ -1096,7 +1116,7 @@ class Replay:
         the log last recorded for it (its submission's, an edit's that held it anew, a decision's
         again), plus the grace (:data:`DUE_GRACE_SECONDS`). A deadline moved later in the
         database, and nowhere in the log, let an approval release a post that had expired."""
-        if known.deadline is None or known.state != "held":
+        if known.deadline is None or not known.deadline[1] or known.state != "held":
             return
         at, deadline = known.deadline
         since = self._since(index, deadline)
@@ -1107,12 +1127,37 @@ class Replay:
             self._bad(index, f"post {post} was approved at {stamp}, {late:.0f} s after {deadline}, when entry {at} "
                              f"said its hold expired: more than the {self._due_grace:.0f} s an approval may be late")
 
+    def _expired_early(self, index: int, known: _Post, post: str) -> None:
+        """A hold expires only once its deadline has passed: not earlier than the deadline the
+        log last recorded for it (its submission's, an edit's, a decision's again), less the
+        grace (:data:`DUE_GRACE_SECONDS`), and never where the log held it with none (a post
+        parked while its account had no policy waits for a decision, not a time). A deadline
+        moved earlier in the database, and nowhere in the log, expired a post before its
+        approvers had the time to approve it. Where no entry recorded the deadline (written
+        before they did), nothing is compared; a post not held is named for its life."""
+        if known.deadline is None or known.state != "held":
+            return
+        at, deadline = known.deadline
+        if not deadline:
+            self._bad(index, f"post {post} expired, but entry {at} held it with no deadline: a hold without one "
+                             "waits for a decision and never expires")
+            return
+        since = self._since(index, deadline)
+        if since is None:
+            return
+        stamp, early = since[0], -since[1]
+        if early > self._due_grace:
+            self._bad(index, f"post {post} expired at {stamp}, {early:.0f} s before {deadline}, when entry {at} "
+                             f"said its hold expired: more than the {self._due_grace:.0f} s an expiry may be early")
+
     def _publishing(self, index: int, known: _Post, post: str, extra: Any, sent: str | None) -> None:
         """A claim: the account must have a policy in force, and the author still write for it
         under the policy the claim names (or people who do must have decided the post again);
         what goes out is the post's current version: its words (and the disclosure line the
         policy asks for), where the log's texts were given."""
-        sha, version, *looks_only = extra if isinstance(extra, tuple) else (extra, None)
+        sha, version, *rest = extra if isinstance(extra, tuple) else (extra, None)
+        looks_only = bool(rest) and rest[0] is not None
+        self._in_force_named(index, known, post, sha, checked=len(rest) > 1 and rest[1] is True)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         if known.claimed_at is None:
@@ -1158,6 +1203,34 @@ class Replay:
             return None if sends is None else sends(policy)
 
         self._judge(index, account, sha, check, f"post {post} went out")
+
+    def _in_force_named(self, index: int, known: _Post, post: str, sha: str | None, *, checked: bool) -> None:
+        """A claim that says it checked the policy it names was the account's version in force
+        (``policy_in_force``: the gateway reads the recorded version in the claim's transaction,
+        and records a version in the same transaction as its log entry) names the policy the
+        log last recorded for the account, with no grace: else a gateway sent under a policy
+        another had replaced (one person's post on an account made co-signed meanwhile). Once
+        the log holds such a claim, one that does not say so passes only for the grace after it
+        (a replica of the earlier Byline finishing its work beside the new ones)."""
+        account = known.account
+        if checked:
+            if self._checked is None:
+                self._checked = self._stamp(index) or ""
+            in_force = self._policy.get(account) if account is not None else None
+            if account is not None and (in_force is None or sha != in_force.sha256):
+                record = self._recorded.get(account)
+                last = (f"the last policy record before it (entry {record}) is "
+                        f"{in_force.sha256[:12] if in_force is not None else 'its removal'}"
+                        if record is not None else "the log has recorded no policy for it")
+                self._bad(index, f"post {post} was claimed under policy {(sha or 'none')[:12]}, but {last}: a claim "
+                                 f"that checked its policy (data.policy_in_force) names {account}'s policy in force")
+        elif self._checked is not None:
+            at = self._stamp(index)
+            if self._checked and at is not None and self._later_than_grace(at, self._checked) is None:
+                return
+            self._bad(index, f"post {post} was claimed without saying it checked the policy it names was the "
+                             "account's in force (data.policy_in_force), though claims before it did: it could have "
+                             "gone out under a policy another gateway had replaced")
 
     @staticmethod
     def _sends_words(known: _Post, post: str, words: str, sent: str) -> Check:

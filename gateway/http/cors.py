@@ -60,10 +60,12 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 EXPOSE_HEADERS: Final = (
     "Link", "Retry-After", "X-Request-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+    "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy",
     "atproto-content-labelers", "atproto-repo-rev",
 )
 """The answer headers a browser app may read beyond the CORS-safelisted ones: pagination
-(``Link``), when to retry, the request's id for a report, and the PDS's own."""
+(``Link``), when to retry (Mastodon's ``X-RateLimit-*``, a PDS's ``RateLimit-*``), the
+request's id for a report, and the PDS's own."""
 
 MAX_AGE: Final = 3600
 """How long (seconds) a browser may keep a preflight's answer."""

@@ -39,6 +39,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry, shared_accounts
+from gateway.policy.models import HOLD_EXPIRES_AFTER
 from gateway.services.announcements import announce_change
 from gateway.services.posts import redecide_pending
 from gateway.services.profiles import queue_update as queue_profile_update
@@ -48,13 +49,37 @@ from gateway.tasks import cancel_task, run_every
 
 logger = structlog.get_logger("byline.policies")
 
+_MOVED_BY: dict[State, str] = {State.EXPIRED: "post.expired", State.CANCELLED: "post.cancelled"}
+"""The log's event for a post a policy change moved, by where it left it: a hold past its
+deadline expired, a reply cancelled with it; any other, decided again."""
+
 _UNKNOWN = "?"
 """What a gateway agrees with for an account it has not yet seen its files match."""
 
 
-def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
-    keys = sorted(set(old or {}) | set(new or {}))
-    return [k for k in keys if (old or {}).get(k) != (new or {}).get(k)]
+_ADDED_LATER: dict[str, object] = {
+    "expire_after_seconds": int(HOLD_EXPIRES_AFTER.total_seconds()),
+    "disclosure": None,
+}
+"""The parts of a policy summary that summaries recorded by an earlier Byline leave out, and
+the value in force for a policy that did not set them."""
+
+
+def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None, *, then: dict[str, object] | None = None,
+          ) -> list[str]:
+    """The parts of the summary ``new`` that differ from ``old``, the summary recorded for the
+    version it replaces. A part that ``old`` leaves out, recorded before summaries said it, is
+    compared with what that version said (``then``: its text, summarised as today's are), or,
+    where its text is not kept, with the value in force for a policy that did not set it: the
+    first change after an upgrade lists what changed, not every part the upgrade added."""
+    was = dict(old or {})
+    if old is not None and new is not None:
+        for key in set(new) - set(old):
+            if then is not None and key in then:
+                was[key] = then[key]
+            elif key in _ADDED_LATER:
+                was[key] = _ADDED_LATER[key]
+    return sorted(k for k in set(was) | set(new or {}) if was.get(k) != (new or {}).get(k))
 
 
 def _writers(head: policy_sql.Head | None) -> frozenset[str] | None:
@@ -205,7 +230,7 @@ class PolicyService:
                 fresh = local is not None and not await policy_sql.ever_recorded(ltx.txn, account, local.sha256)
                 if fresh or agreed.get(account, _UNKNOWN) == in_force:
                     version = await policy_sql.last_version(ltx.txn, account) + 1
-                    await self._record(ltx, account, local, head, version, found)
+                    await self._record(ltx, account, local, head, version, found, before=speaking.get(account))
                     found.agreed[account] = mine
                     if local is None:
                         heads.pop(account, None)
@@ -239,7 +264,7 @@ class PolicyService:
         self._report_errors()
         self._report_drift(synced.drift)
         for loaded, state in synced.moved:
-            self._metrics.post_event(loaded, "post.expired" if state is State.EXPIRED else "post.redecided", state)
+            self._metrics.post_event(loaded, _MOVED_BY.get(state, "post.redecided"), state)
         for account in synced.recorded:
             logger.info("policy_recorded", account=account, version=synced.heads[account].version
                         if account in synced.heads else None)
@@ -278,10 +303,11 @@ class PolicyService:
 
     async def _record(
         self, ltx: LogTxn, account: str, local: LoadedPolicy | None, head: policy_sql.Head | None, version: int,
-        found: _Synced,
+        found: _Synced, *, before: LoadedPolicy | None = None,
     ) -> None:
         """Record the file here (or its absence) as the account's next version, and decide its
-        pending posts again under it."""
+        pending posts again under it. ``before``: the version in force as a policy, where this
+        gateway could read it (see :func:`_diff`)."""
         old = json.loads(head.summary) if head is not None else None
         if local is None:
             await ltx.append(
@@ -300,7 +326,9 @@ class PolicyService:
                     "file": local.path.name,
                     "sha256": local.sha256,
                     "previous_sha256": head.sha256 if head is not None else None,
-                    "changed": _diff(old, summary),
+                    "changed": _diff(old, summary, then=before.policy.summary()
+                                     if before is not None and head is not None and before.sha256 == head.sha256
+                                     else None),
                     "policy": summary,
                 },
             )

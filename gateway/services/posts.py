@@ -19,7 +19,8 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import structlog
 
-from gateway.audit.appender import Appender, LogTxn, Work
+from gateway.audit.appender import Appender, LogTxn, Work, post_chain
+from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -572,6 +573,9 @@ class PostService:
                                                   scheme=post.content_scheme)
             if media:
                 await sql.set_version_media(ltx.txn, post_id=post_id, version=1, media=media)
+            # Its id is new (the post's row is made in this transaction, or the work fails): its
+            # chain has no entry to link to, and needs no lookup when the batch is sealed.
+            ltx.heads_read({post_chain(post_id): None})
             await ltx.append(
                 "post.submitted",
                 actor=author,
@@ -1127,6 +1131,30 @@ class PostService:
                               state=post.state)
         return Published(record=post, loaded=loaded)
 
+    async def gates_budget(self, gated: Published, *, adding: int) -> None:
+        """Refused (429, saying when to try again) when ``adding`` more changes of the post's
+        interaction settings would pass its budget, ``CHANGES_PER_HOUR`` in any hour, as its
+        ``post.gates_changed`` entries count them: each change is a write to the platform and a
+        line on the post's public card. Counted from the log, so a restart forgets nothing."""
+        now = now_micros(self.clock)
+        async with self.db.read() as txn:
+            times = await log_sql.post_entry_times(txn, gated.record.id, "post.gates_changed",
+                                                   since=now - 3600 * 1_000_000)
+        try:
+            wait = budget_wait(times, now=now, adding=adding)
+        except ValueError as exc:
+            raise BylineError(Code.BAD_REQUEST, f"post {gated.record.id}: {exc}") from None
+        if wait is None:
+            return
+        raise BylineError(
+            Code.TOO_MANY_REQUESTS,
+            f"Rate Limit Exceeded: who may reply to or quote post {gated.record.id} changed "
+            f"{len(times)} times in the last hour, and it may change {CHANGES_PER_HOUR} times an hour; "
+            f"try again in {wait} seconds",
+            retry_after=wait, rate_limit={"limit": CHANGES_PER_HOUR, "window": 3600,
+                                          "reset": now // 1_000_000 + wait},
+        )
+
     async def record_gates_changed(
         self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
     ) -> None:
@@ -1548,16 +1576,21 @@ async def redecide_pending(
     the sweep would have (:func:`expire_hold`), and its state is ``expired``.
     """
     moved: list[tuple[str, State]] = []
+    ended: set[str] = set()
     cosigned = loaded is not None and loaded.policy.tier is Tier.COSIGNED
     for post in await sql.pending_posts(ltx.txn, account):
+        if post.id in ended:
+            continue  # cancelled above with the hold it replies to: the row read is no more
         released = cosigned and post.state == State.SCHEDULED.value
         approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
         cause = redecision_cause(loaded, post, before, approved)
         if cause is None:
             continue
         if hold_expired(post, now=ltx.now):
-            await expire_hold(ltx, post)
+            replies = await _expire(ltx, post)
             moved.append((post.id, State.EXPIRED))
+            moved.extend((reply, State.CANCELLED) for reply in replies)
+            ended.update(replies)
         else:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
@@ -1566,6 +1599,11 @@ async def redecide_pending(
 async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
     """Expire the held ``post``, whose deadline has passed, and cancel the replies waiting for
     it; how many replies. Raises a conflict where it changed since it was read."""
+    return len(await _expire(ltx, post))
+
+
+async def _expire(ltx: LogTxn, post: PostRecord) -> list[str]:
+    """:func:`expire_hold`, saying which replies it cancelled."""
     new_state = transition(State(post.state), Action.EXPIRE)
     if not await sql.compare_and_set(
         ltx.txn, post.id, state=post.state, version=post.version,
@@ -1574,7 +1612,7 @@ async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
         raise BylineError(Code.CONFLICT, "changed meanwhile")
     await ltx.append("post.expired", actor="system", account=post.account, post=post.id,
                      data={"state": new_state.value, "version": post.version})
-    return await cancel_waiting_replies(ltx, post, new_state)
+    return await _cancel_replies(ltx, post, new_state)
 
 
 async def redecide(
@@ -1649,9 +1687,14 @@ async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) 
     retried, and a held one retried would skip its hold. The log's ``post.cancelled`` is the
     system's, naming the parent (``reply_to_post``, as the reply names it) and saying why; the
     verifier checks that parent ended."""
+    return len(await _cancel_replies(ltx, parent, ended))
+
+
+async def _cancel_replies(ltx: LogTxn, parent: PostRecord, ended: State) -> list[str]:
+    """:func:`cancel_waiting_replies`, saying which replies it cancelled."""
     if ended not in ENDS_A_THREAD:
-        return 0
-    cancelled = 0
+        return []
+    cancelled: list[str] = []
     ends = [(parent.id, ended)]
     while ends:
         post_id, how = ends.pop()
@@ -1665,7 +1708,7 @@ async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) 
             await ltx.append("post.cancelled", actor="system", account=reply.account, post=reply.id,
                              data={"state": new_state.value, "version": reply.version,
                                    "reply_to_post": reply.options.get("reply_to_post"), "reason": reason})
-            cancelled += 1
+            cancelled.append(reply.id)
             ends.append((reply.id, new_state))
     return cancelled
 

@@ -70,6 +70,11 @@ class Mark:
         return _when(self.ts)
 
 
+GATES_SHOWN: Final = 3
+"""The changes of who may reply or quote that a post's card lists on a page of many posts; a
+long run of them (up to ``CHANGES_PER_HOUR`` an hour) would bury the post under its settings."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatesChange:
     """A change of who may reply to or quote a post once it was out: who made it and when (the
@@ -155,6 +160,17 @@ class PublicPost:
     of the voice it changed, and ``announce`` where it ended the announcements."""
     gates_changed: tuple[GatesChange, ...] = ()
     """Each change of who may reply to or quote it once it was out, oldest first."""
+
+    @property
+    def latest_gates(self) -> tuple[GatesChange, ...]:
+        """The last ``GATES_SHOWN`` changes of who may reply or quote, oldest first: what a card
+        among many shows (the post's own record shows them all)."""
+        return self.gates_changed[-GATES_SHOWN:]
+
+    @property
+    def earlier_gates(self) -> int:
+        """How many changes come before ``latest_gates``."""
+        return len(self.gates_changed) - len(self.latest_gates)
 
     @property
     def announcement(self) -> str:

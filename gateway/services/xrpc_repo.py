@@ -45,9 +45,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -384,6 +386,38 @@ class _GateChange:
     value: dict[str, Any] | None
 
 
+class Turns:
+    """One lock a key, made when first wanted and dropped once nobody holds or waits for it
+    (a lock a post ever changed would be kept for ever)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def each(self, keys: list[str]) -> AsyncIterator[None]:
+        """Hold the lock of each of ``keys``, taken in the order given: sorted, two holders of
+        overlapping keys take them in the same order, so neither waits on the other for ever."""
+        wanted: list[str] = []
+        held: list[str] = []
+        try:
+            for key in keys:
+                lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+                self._locks[key] = (lock, users + 1)
+                wanted.append(key)
+                await lock.acquire()
+                held.append(key)
+            yield
+        finally:
+            for key in reversed(wanted):
+                lock, users = self._locks[key]
+                if key in held:
+                    lock.release()
+                if users > 1:
+                    self._locks[key] = (lock, users - 1)
+                else:
+                    del self._locks[key]
+
+
 class XrpcRepo:
     """Post records through the policy; everything else relayed to the account's PDS."""
 
@@ -403,6 +437,7 @@ class XrpcRepo:
         self._platforms = platforms
         self._sessions = sessions
         self._clock = clock
+        self._gate_turns = Turns()
         self._reads = XrpcReads(posts=posts, sessions=sessions, find=self._find, public_url=platforms.public_url)
 
     # -- writes -----------------------------------------------------------------------------
@@ -525,8 +560,10 @@ class XrpcRepo:
         against its lexicon, ``post`` naming that post), then all are written to the PDS under
         the account's session in one call, and each is recorded in the log
         (``post.gates_changed``). The answer is the PDS's. A refusal changes nothing, here or
-        there. A gate of a post still waiting is not changed: it goes out as it was sent with
-        the post (its options are part of what was approved, ``content_sha256``)."""
+        there; so does a change past the post's budget (``CHANGES_PER_HOUR``), refused as a PDS
+        refuses one write too many: 429 ``RateLimitExceeded``, saying when. A gate of a post
+        still waiting is not changed: it goes out as it was sent with the post (its options are
+        part of what was approved, ``content_sha256``)."""
         def where(n: int) -> str:
             return f"writes/{n}: " if batch else ""
 
@@ -538,6 +575,18 @@ class XrpcRepo:
             )
         changes = [await self._gate_change(session, where(n), call, collection, rkey, value)
                    for n, call, collection, rkey, value in writes]
+        by_post = Counter(c.gated.record.id for c in changes)
+        async with self._gate_turns.each(sorted(by_post)):
+            # In turn per post, counted and written: two changes at once cannot both take its last one.
+            for change in {c.gated.record.id: c for c in changes}.values():
+                await self._posts.gates_budget(change.gated, adding=by_post[change.gated.record.id])
+            return await self._write_gates(session, loaded, writes, changes, swap_record=swap_record, batch=batch)
+
+    async def _write_gates(
+        self, session: XrpcSession, loaded: LoadedPolicy, writes: list[tuple[int, str, str, Any, Any]],
+        changes: list[_GateChange], *, swap_record: str | None, batch: bool,
+    ) -> dict[str, Any]:
+        """The checked ``changes`` written to the PDS and logged (see ``_gates``)."""
         adapter = self._platforms.adapter_for(loaded)
         if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")

@@ -16,7 +16,7 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
-    "content_scheme",
+    "content_scheme", "sent_content",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
@@ -66,6 +66,10 @@ class PostRecord:
     content_scheme: int | None = None
     """How its ``content_sha256`` is made (``gateway.services.content.CONTENT_SCHEME``), fixed
     when it is stored; None for posts stored before there was a scheme."""
+    sent_content: str | None = None
+    """What the claim that chose its ``idempotency_key`` sent besides its words (``published_text``):
+    that claim's ``content_sha256``, or '' where it sent nothing else; None before any claim
+    (or for a post claimed before this was kept)."""
     held_change: Mapping[str, Any] | None = None
     """The change a published post is held for on its platform (:func:`hold_published`), kept
     until it is recorded or let go of; None while it is held for none."""
@@ -93,6 +97,7 @@ def _record(row: Row) -> PostRecord:
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],
         content_scheme=None if row["content_scheme"] is None else int(row["content_scheme"]),
+        sent_content=row["sent_content"],
         held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
     )
 
@@ -281,7 +286,9 @@ class Change:
     changes: Mapping[str, Any]
 
 
-async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
+async def compare_and_set_many(
+    txn: Txn, changes: Sequence[Change], *, heads: dict[str, tuple[int, bytes] | None] | None = None,
+) -> set[str]:
     """:func:`compare_and_set` for many posts; the ids of those changed.
 
     On PostgreSQL the changes that set the same columns go in one statement (their values as
@@ -289,6 +296,11 @@ async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
     claims or a group of outcomes costs the log writer, which waits for every trip in turn.
     On SQLite one statement each, as before: the appender's statements run in the gateway's
     own process there, a trip costs nothing.
+
+    ``heads``, on PostgreSQL: filled, by the same statement, with the last log entry (index
+    and leaf hash, or None) of each changed post's chain, for ``LogTxn.heads_read``: the log
+    writer need not look them up in a round trip of its own while the batch holds the tree's
+    lock. Nothing is filled in on SQLite, where that lookup costs no trip.
     """
     if txn.dialect != "postgresql":
         return {c.post_id for c in changes if await compare_and_set(
@@ -310,11 +322,24 @@ async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
         sets = ", ".join(f"{col} = v.to_{col}" for col in cols)
         rows = await txn.fetchall(
             f"UPDATE posts SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) "
-            "WHERE posts.id = v.at_id AND posts.state = v.at_state AND posts.version = v.at_version RETURNING posts.id",
+            "WHERE posts.id = v.at_id AND posts.state = v.at_state AND posts.version = v.at_version "
+            "RETURNING posts.id" + (_CHAIN_HEAD if heads is not None else ""),
             *arrays,
         )
         done.update(str(r["id"]) for r in rows)
+        if heads is not None:
+            for r in rows:
+                heads[str(r["id"])] = None if r["head_idx"] is None else (int(r["head_idx"]), bytes(r["head_leaf"]))
     return done
+
+
+_CHAIN_HEAD = "".join(
+    f", (SELECT e.{column} FROM log_entries e WHERE e.chain = 'post:' || posts.id "
+    f"ORDER BY e.idx DESC LIMIT 1) AS {name}"
+    for column, name in (("idx", "head_idx"), ("leaf_hash", "head_leaf"))
+)
+"""The last log entry of each changed post's chain (``sequencer.post_chain``), read from the
+(chain, idx) index as ``log.chain_heads`` reads it: its index and leaf hash, one column each."""
 
 
 async def insert_version(

@@ -381,6 +381,14 @@ _V18 = [
     "CREATE INDEX log_entries_actor ON log_entries (actor, idx)",
 ]
 _V18_SQLITE_TRIGGER = "log_entries_no_update"
+
+# Version 19: what the claim that chose a post's idempotency key sent besides its words
+# (``sent_content``: its ``content_sha256``, or '' where it carried nothing else), beside the
+# words it sent (``published_text``). A later claim that sends the same words and content (a
+# recovered claim held, then approved again) sends the same key, so that a platform that took
+# the first send gives that post back rather than make a second copy. NULL for posts claimed
+# before, whose next claim after a new version takes a new key, as it did then.
+_V19 = ["ALTER TABLE posts ADD COLUMN sent_content TEXT"]
 _V18_PG_TRIGGER = "log_entries_append_only"
 
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
@@ -489,10 +497,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V17)
     if version == 18:
         return list(_V18)
+    if version == 19:
+        return list(_V19)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 18
+LATEST = 19
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.gates import POSTGATE, THREADGATE, gate_settings, gate_words, settings_problem
+from gateway.audit.gates import (
+    CHANGES_PER_HOUR,
+    POSTGATE,
+    THREADGATE,
+    budget_wait,
+    gate_settings,
+    gate_words,
+    settings_problem,
+)
 
 RULE = "app.bsky.feed.threadgate#"
 MUST_SAY = "data.settings of a threadgate must say replies, lists and hidden_replies"
@@ -162,3 +170,27 @@ def test_settings_that_are_missing_or_no_summary_say_only_which_setting_changed(
     """An entry from before Byline recorded settings, or one whose settings are not a summary
     of its gate, is shown as a change and nothing it cannot vouch for."""
     assert gate_words(gate, settings) == expected
+
+
+# budget_wait
+
+SECOND = 1_000_000
+HOUR = 3600 * SECOND
+
+
+def test_a_change_leaves_the_budget_exactly_an_hour_after_it_was_made() -> None:
+    """30 changes a second apart: a 31st waits for the first to be an hour old, to the second;
+    at that moment it fits; two wait for the second change too; one an hour old counts no more."""
+    times = [n * SECOND for n in range(CHANGES_PER_HOUR)]
+    now = times[-1] + 10 * SECOND
+    assert budget_wait(times, now=now, adding=1) == (HOUR - now) // SECOND
+    assert budget_wait(times, now=HOUR, adding=1) is None
+    assert budget_wait(times, now=HOUR, adding=2) == 1
+    assert budget_wait(times[1:], now=now, adding=1) is None
+    assert budget_wait([0] * CHANGES_PER_HOUR, now=HOUR - SECOND // 2, adding=1) == 1  # never 0: a wait is a wait
+
+
+def test_more_changes_at_once_than_an_hour_allows_never_fit() -> None:
+    """A batch of 31 changes of one post is no wait: it is refused as never fitting."""
+    with pytest.raises(ValueError, match="31 changes at once is more than 30 an hour"):
+        budget_wait([], now=HOUR, adding=CHANGES_PER_HOUR + 1)

@@ -3116,6 +3116,153 @@ def test_a_hold_expired_instead_of_decided_again_passes(tmp_path: Path) -> None:
     ]
 
 
+def _expires(log: SyntheticLog, post: str, account: str = "brand", version: int = 1) -> int:
+    """The gateway's expiry of a held post, as it writes it."""
+    return log.add("post.expired", actor="system", account=account, post=post,
+                   data={"state": "expired", "version": version})
+
+
+def _early_expiry(post: str, at: str, early: int, deadline: str, entry: int) -> str:
+    return (f"post {post} expired at {at}, {early} s before {deadline}, when entry {entry} said its hold "
+            "expired: more than the 2 s an expiry may be early")
+
+
+def test_a_hold_expired_before_its_deadline_is_named(tmp_path: Path) -> None:
+    """A forged log: the hold's deadline moved earlier in the database, so the sweep expired
+    carol's post an hour after it was held, where its submission said it was held a day (its
+    approvers never got to approve it); another's deadline, moved later by an edit that held it
+    anew, is the one its expiry answers to. Each expiry is named with the entry whose deadline
+    it broke; the grace lets one two seconds early pass, and no more."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    day = log.time(86_400)
+    submitted = _held_until(log, "1", day)
+    _approve(log, "1", "bob")
+    log.wait(3600)
+    at = log.time()
+    early = _expires(log, "1")
+    _held_until(log, "2", log.time(60))
+    _approve(log, "2", "bob")
+    _releases(log, "2")
+    anew = log.time(86_400)
+    edited = _held_anew(log, "2", version=2, deadline=anew)
+    log.wait(120)
+    at_2 = log.time()
+    early_2 = _expires(log, "2", version=2)
+    _held_until(log, "3", log.time(4))
+    log.wait(1)
+    _expires(log, "3")  # two seconds before the deadline, the grace to the second: passes
+    grace = log.time(3.25)
+    held = _held_until(log, "4", grace)
+    over = _expires(log, "4")
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {early}: " + _early_expiry("1", at, 82_798, day, submitted),
+        f"entry {early_2}: " + _early_expiry("2", at_2, 86_279, anew, edited),
+        f"entry {over}: " + _early_expiry("4", log.time(-1), 2, grace, held),
+    ]
+
+
+def test_a_hold_with_no_deadline_is_never_expired(tmp_path: Path) -> None:
+    """A forged log: carol's held post, parked with no deadline when brand's policy was removed
+    (the decision again records none: it waits for a policy and a decision), is expired a day
+    later. Named: the gateway expires only a hold past its deadline. The same post decided again
+    once the policy is back, with a deadline, expires after it and passes."""
+    def parked(expire_late: bool) -> tuple[SyntheticLog, int, int]:
+        log = SyntheticLog()
+        log.policy("brand", COSIGNED, "p1")
+        _held_until(log, "1", log.time(86_400))
+        log.add("policy.removed", actor="policy-file", account="brand", data={"previous_sha256": "p1"})
+        parked_at = _redecide(log, "1", "brand", version=1, approvers=["bob", "dave"], required=2, sha=None,
+                              cause="policy_removed", expires_at=None)
+        log.wait(86_400)
+        if expire_late:
+            log.policy("brand", COSIGNED, "p1", kind="policy.changed")
+            _redecide(log, "1", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p1",
+                      cause="policy_changed", expires_at=log.time(86_400))
+            log.wait(86_400)
+        return log, parked_at, _expires(log, "1", version=2 if expire_late else 1)
+
+    log, parked_at, expired = parked(expire_late=False)
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {expired}: post 1 expired, but entry {parked_at} held it with no deadline: a hold without one "
+        "waits for a decision and never expires",
+    ]
+    log, _, _ = parked(expire_late=True)
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+
+def test_expiries_at_their_deadline_or_with_none_recorded_pass(tmp_path: Path) -> None:
+    """What the gateway logs honestly is not named: an expiry at the deadline its submission
+    recorded, one after it, one after a deadline an approval that kept the post held left as it
+    was, and, from a log written before entries recorded deadlines, an expiry at any time."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    log.wait(58)
+    _expires(log, "1")  # at the deadline, to the second
+    _held_until(log, "2", log.time(60))
+    log.wait(3600)
+    _expires(log, "2")
+    _held_until(log, "3", log.time(120))
+    _approve(log, "3", "bob")
+    log.wait(120)
+    _expires(log, "3")
+    log.submit("4", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _expires(log, "4")
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+async def test_byline_audit_verify_rejects_a_hold_expired_early(tmp_path: Path) -> None:
+    """The real command, on an export whose post was expired an hour after it was held for a
+    day; its ``--due-grace`` widened past the gap lets it pass."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(86_400))
+    log.wait(3600)
+    _expires(log, "1")
+    await _named_then_passed_with_grace(log, tmp_path, ("post 1 expired at", "s before",
+                                                        "more than the 2 s an expiry may be early"), grace="90000")
+
+
+def _held_reply(log: SyntheticLog, post: str, parent: str, deadline: str) -> int:
+    """carol's reply to ``parent`` on brand, held until ``deadline`` as it waits for it."""
+    return log.add("post.submitted", actor="carol", account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "publish_at": None, "expires_at": deadline,
+        "reply_to_post": parent})
+
+
+def _cancelled_with(log: SyntheticLog, post: str, parent: str) -> int:
+    """The gateway's cancellation of reply ``post`` with ``parent``, as it writes it."""
+    return log.add("post.cancelled", actor="system", account="brand", post=post, data={
+        "state": "cancelled", "version": 1, "reply_to_post": parent,
+        "reason": f"the post it replies to, {parent}, was expired: this reply does not go out without it"})
+
+
+def test_a_reply_cancelled_with_a_hold_a_policy_change_expired_passes(tmp_path: Path) -> None:
+    """A change takes carol off the writers while her held post is past its deadline and her
+    reply to it is not: the post expires and the reply is cancelled with it in the change's
+    transaction, which answers what the change owed the reply. A cancellation by the gateway
+    of her other reply, whose parent it left held (owed a decision, not ended), is named, and so
+    is that parent, never decided again. Before, the honest cancellation was named as well."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    _held_until(log, "1", log.time(60))
+    _held_until(log, "3", log.time(86_400))
+    log.wait(30)
+    _held_reply(log, "2", "1", log.time(86_400))
+    _held_reply(log, "4", "3", log.time(86_400))
+    log.wait(120)
+    change = log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    log.add("post.expired", actor="system", account="brand", post="1", data={"state": "expired", "version": 1})
+    _cancelled_with(log, "2", "1")
+    forged = _cancelled_with(log, "4", "3")
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {forged}: system cancelled post 4 with the post it replies to, 3, which was held: it had not ended",
+        f"entry {change}: post 3 was never decided again after this change: carol no longer writes for brand",
+    ]
+
+
 def test_a_malformed_deadline_is_named(tmp_path: Path) -> None:
     """A deadline that is not a time cannot be compared with an approval, and is named as malformed."""
     log = SyntheticLog()

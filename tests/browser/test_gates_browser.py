@@ -4,11 +4,15 @@ script against the signed log like the rest of the post's byline, and accessible
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from atproto import Client, models
 from playwright.async_api import Browser, expect
 
+from gateway.clock import ManualClock
+from gateway.services.transparency import GATES_SHOWN
 from tests.browser.axe import assert_accessible
-from tests.browser.test_public_browser import _base, _open, _size, _statuses
+from tests.browser.test_public_browser import CHECKED, _base, _open, _size, _statuses
 from tests.clients.test_atproto_gates import (
     THREADGATE,
     clients,
@@ -50,5 +54,53 @@ async def test_a_visitor_sees_a_gates_change_checked_against_the_log(
     await expect(change).to_contain_text("Replies: nobody — changed by carol on")
     await expect(change.locator(f'[data-entry="{index}"][data-field="ts"]')).to_have_attribute("datetime", entry["ts"])
     assert (await _statuses(page))[f"post-{post_id}"] == f"Verified against checkpoint {await _size(gw)}."
+    assert problems == []
+    await assert_accessible(page)
+
+
+async def test_a_long_run_of_gates_changes_is_collapsed_on_the_card_and_whole_in_the_posts_record(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], browser: Browser, clock: ManualClock,
+) -> None:
+    """Carol changes who may reply to a post 7 times: the account's page lists the latest 3,
+    newest last, with a link to "4 earlier changes", which opens the post's public record
+    listing all 7 in order; on both pages each change shown is checked against the signed log
+    and the post verifies; both pass axe. (Before: the card listed every change, so a writer
+    flipping the settings buried the post under them.)"""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol, account.did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+    for n in range(7):
+        clock.advance(timedelta(minutes=1))
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=account.did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=rules[n % 2])))
+    entries = [index for index, _ in await gate_bodies(gw)]
+    assert (len(entries), GATES_SHOWN) == (7, 3)
+    words = ["Replies: nobody", "Replies: only people mentioned"]
+
+    page, problems = await _open(browser, _base(gw) + "/@skygates")
+    card = page.locator(f"#post-{post_id}")
+    shown = card.locator(".gates li")
+    await expect(shown).to_have_count(3)
+    for n, index in enumerate(entries[-3:], start=4):
+        await expect(shown.nth(n - 4)).to_contain_text(f"{words[n % 2]} — changed by carol on")
+        await expect(shown.nth(n - 4).locator(f'[data-entry="{index}"][data-field="ts"]')).to_have_count(1)
+    await expect(card.locator(".gates")).to_contain_text("changed once it was out (7 times, the latest 3 here)")
+    size = await _size(gw)
+    assert (await _statuses(page))[f"post-{post_id}"] == f"Verified against checkpoint {size}."
+    await assert_accessible(page)
+
+    await card.get_by_role("link", name="4 earlier changes").click()
+    await page.wait_for_url(f"**/audit?kind=post&q={post_id}")
+    await page.wait_for_selector(CHECKED, state="attached", timeout=30_000)
+    whole = page.locator(f"#post-{post_id} .gates li")
+    await expect(whole).to_have_count(7)
+    for n, index in enumerate(entries):
+        await expect(whole.nth(n)).to_contain_text(f"{words[n % 2]} — changed by carol on")
+        await expect(whole.nth(n).locator(f'[data-entry="{index}"][data-field="actor"]')).to_have_text("carol")
+    await expect(page.locator(f"#post-{post_id} .gates")).not_to_contain_text("earlier change")
+    assert (await _statuses(page))[f"post-{post_id}"] == f"Verified against checkpoint {size}."
     assert problems == []
     await assert_accessible(page)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, ConsoleMessage, Locator, Page, Response, expect
 
-from gateway.appkeys import LIVE
+from gateway.appkeys import APPENDER, LIVE, PEOPLE
 from gateway.http.pages import queue as queue_http
 from gateway.services.people import People
 from tests.browser.axe import assert_accessible
@@ -193,7 +193,53 @@ async def test_the_queue_says_when_its_live_updates_are_cut_off(
     await expect(card(page, "carol", "cosigned")).to_contain_text(held["text"], timeout=30_000)
     await expect(live).to_contain_text("Live updates are back. Held for your approval (1)")
     assert await page.evaluate("() => window.stillTheSamePage") is True
-    assert [p for p in problems if not p.startswith("503 ") or not p.endswith("/queue/events")] == []
+    # Refused while the database was away: the stream, and the session check the page then asks.
+    assert [p for p in problems if not p.startswith("503 ") or not p.endswith(("/queue/events", "/session"))] == []
+
+
+async def test_a_queue_whose_session_ended_while_cut_off_stops_reconnecting_and_offers_sign_in(
+    browser: Browser, pages: Pages, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bob's queue is open when Byline's database goes, and while the page is cut off his
+    session ends (his password changed elsewhere). Once the database is back, the page's
+    reconnect is refused 401: the page asks the session check, says he was signed out with a
+    link to sign in again, and stops reconnecting; the link signs him back in to his queue.
+    Before: an EventSource cannot tell a 401 from a 503, so the page reconnected for ever, up
+    to once a minute, saying it was trying."""
+    gw = pages.gateway
+    gw.app[LIVE].interval = 0.2
+    monkeypatch.setattr(queue_http, "KEEPALIVE_SECONDS", 0.2)
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    await page.evaluate("() => { window.stillTheSamePage = true; }")
+    await page.wait_for_timeout(300)  # the stream is open
+    live = page.locator("#live-status")
+    streams: list[int] = []
+    page.on("response", lambda r: streams.append(r.status) if r.url.endswith("/queue/events") else None)
+    with monkeypatch.context() as patched:
+        patched.setattr(People, "session", finding_the_database_gone())
+        await expect(live).to_contain_text("Live updates are disconnected: this list may be out of date.")
+        async with page.expect_response(lambda r: r.url.endswith("/queue/events") and r.status == 503,
+                                        timeout=15_000):
+            pass
+        await gw.app[PEOPLE].set_password("bob", "a-new-password-for-bob", appender=gw.app[APPENDER])
+    await expect(live).to_have_text("You were signed out. Sign in again to see your queue.", timeout=30_000)
+    assert streams[-1] == 401
+    tried = len(streams)
+    await page.wait_for_timeout(11_000)  # past the 10 s the page would have waited to try again
+    assert len(streams) == tried, streams
+    await expect(live).to_have_text("You were signed out. Sign in again to see your queue.")
+    assert await page.evaluate("() => window.stillTheSamePage") is True
+    await assert_accessible(page)
+
+    await live.get_by_role("link", name="Sign in again").click()
+    await page.get_by_label("Your name").fill("bob")
+    await page.get_by_label("Password").fill("a-new-password-for-bob")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    refused = {"503 " + pages.base + "/queue/events", "401 " + pages.base + "/queue/events",
+               "503 " + pages.base + "/session", "401 " + pages.base + "/session"}
+    assert [p for p in problems if p not in refused] == []
 
 
 async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(browser: Browser, pages: Pages) -> None:

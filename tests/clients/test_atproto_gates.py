@@ -6,23 +6,25 @@ real ``atproto`` SDK, to a real PDS; each change in the log as ``post.gates_chan
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import secrets
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from atproto import Client, models
-from atproto_client.exceptions import AtProtocolError
+from atproto_client.exceptions import AtProtocolError, RateLimitExceededError
 
 from adapters.bluesky import BlueskyAdapter
 from gateway.appkeys import IDENTITY, NOTIFIER, PEOPLE, REGISTRY
+from gateway.audit.gates import CHANGES_PER_HOUR
 from gateway.clock import ManualClock
 from gateway.types import spoken
 from tests.audit.logtools import verified_by_cli
@@ -326,6 +328,76 @@ async def test_a_refused_change_of_a_posts_gates_changes_nothing(
     assert answer["message"] == f"{post_uri} is deleted: it has no {THREADGATE} to change"
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_pds_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], clock: ManualClock,
+) -> None:
+    """Carol changes who may reply to her post 30 times, a minute apart: the 31st is refused
+    as a PDS refuses one write too many (429 ``RateLimitExceeded``, its ``RateLimit-*``
+    headers and ``Retry-After``: in 30 minutes, when the first change leaves the hour), read
+    so by the SDK, and nothing changes on the PDS or in the log. Another post has its own
+    budget. Once the first change is an hour old, a batch of two is refused whole (one fits),
+    and of two sent at once one is written, the other told to wait for the second change to
+    leave the hour. The log verifies.
+    (Before: every change was written and listed on the post's card, without end.)"""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    other_uri = await published_post(gw, carol, did)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+
+    def put(uri: str, **more: Any) -> models.ComAtprotoRepoPutRecord.Data:
+        return models.ComAtprotoRepoPutRecord.Data(repo=did, collection=THREADGATE, rkey=uri.rsplit("/", 1)[1],
+                                                   record=threadgate(uri, **more))
+
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+    for n in range(CHANGES_PER_HOUR):
+        await run(carol.com.atproto.repo.put_record, put(post_uri, allow=rules[n % 2]))
+        clock.advance(timedelta(minutes=1))
+    assert CHANGES_PER_HOUR == 30
+
+    before, logged, size = await pds_record(bluesky_pds, gate_uri), await gate_entries(gw), await gw.log_size()
+    with pytest.raises(RateLimitExceededError) as refused:
+        await run(carol.com.atproto.repo.put_record, put(post_uri, allow=rules[0], hiddenReplies=[other_uri]))
+    limited = refused.value
+    assert limited.response is not None and limited.response.status_code == 429
+    content = limited.response.content
+    assert getattr(content, "error", None) == "RateLimitExceeded", content
+    assert (limited.limit, limited.remaining, limited.policy) == (30, 0, "30;w=3600")
+    assert limited.reset_at == clock.now() + timedelta(minutes=30)
+    assert limited.response.headers["retry-after"] == "1800"
+    assert getattr(content, "message", "").endswith(
+        f"post {post_id} changed 30 times in the last hour, and it may change 30 times an hour; "
+        "try again in 1800 seconds"), content
+    assert (await pds_record(bluesky_pds, gate_uri), await gate_entries(gw), await gw.log_size()) == (
+        before, logged, size)
+
+    await run(carol.com.atproto.repo.put_record, put(other_uri, allow=[]))
+    assert (await pds_record(bluesky_pds, other_uri.replace(POST, THREADGATE)) or {})["value"]["allow"] == []
+
+    clock.advance(timedelta(minutes=30))  # the first change is an hour old: one more fits
+    token = await xrpc_login(gw, "carol", did)
+    both = {"repo": did, "writes": [
+        {"$type": UPDATE, "collection": THREADGATE, "rkey": rkey, "value": threadgate(post_uri, allow=[])},
+        {"$type": CREATE, "collection": POSTGATE, "rkey": rkey, "value": postgate(post_uri)},
+    ]}
+    resp = await gw.client.post("/xrpc/com.atproto.repo.applyWrites", json=both,
+                                headers={"Authorization": f"Bearer {token}"})
+    answer = await resp.json()
+    assert (resp.status, answer["error"], resp.headers["Retry-After"]) == (429, "RateLimitExceeded", "60"), answer
+    assert await pds_record(bluesky_pds, f"at://{did}/{POSTGATE}/{rkey}") is None
+    assert await pds_record(bluesky_pds, gate_uri) == before
+
+    # Two changes at once for the one that fits: one is written, the other waits its minute.
+    sent = [threadgate(post_uri, allow=[]), threadgate(post_uri, allow=rules[1])]
+    answers = await asyncio.gather(*(gw.client.post(
+        "/xrpc/com.atproto.repo.putRecord", headers={"Authorization": f"Bearer {token}"},
+        json={"repo": did, "collection": THREADGATE, "rkey": rkey, "record": record}) for record in sent))
+    assert sorted(r.status for r in answers) == [200, 429], [await r.text() for r in answers]
+    [written] = [record for record, r in zip(sent, answers, strict=True) if r.status == 200]
+    assert [r.headers.get("Retry-After") for r in answers if r.status == 429] == ["60"]
+    assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == written["allow"]
+    assert [post for _, post, _, _ in await gate_entries(gw)].count(post_id) == 31
     await verified_by_cli(gw)
 
 

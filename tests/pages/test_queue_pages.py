@@ -524,6 +524,28 @@ async def test_the_stream_hears_changes_made_on_another_replica(pages: Pages, db
         assert await read_event(resp, 10) == "queue"
 
 
+async def test_the_session_check_says_signed_in_signed_out_or_cannot_tell(
+    pages: Pages, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``/session``, which the queue's script asks once its stream is refused: 204 for a live
+    session, 401 once it ended (bob's password changed) or for a browser without one, and 503
+    with Retry-After while the database cannot say; never cached, and it says nothing of
+    the person. (Before: no such check; the page could not tell 401 from 503.)"""
+    gw = pages.gateway
+    bob, nobody = await pages.person("bob"), await pages.visitor()
+    async with bob.session.get(pages.base + "/session") as resp:
+        assert (resp.status, await resp.read(), resp.headers["Cache-Control"]) == (204, b"", "no-store")
+    with monkeypatch.context() as patched:
+        patched.setattr(People, "session", finding_the_database_gone())
+        async with bob.session.get(pages.base + "/session") as resp:
+            assert (resp.status, "Retry-After" in resp.headers) == (503, True)
+    async with nobody.session.get(pages.base + "/session") as resp:
+        assert (resp.status, await resp.text()) == (401, "Sign in first.")
+    await gw.app[PEOPLE].set_password("bob", "a-new-password-for-bob", appender=gw.app[APPENDER])
+    async with bob.session.get(pages.base + "/session") as resp:
+        assert (resp.status, await resp.text(), resp.headers["Cache-Control"]) == (401, "Sign in first.", "no-store")
+
+
 async def test_the_stream_ends_when_the_session_does(pages: Pages) -> None:
     """A person signed out elsewhere (here: their password changed) is told so at the next
     change, and the stream ends."""

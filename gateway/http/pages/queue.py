@@ -100,6 +100,17 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@routes.get("/session")
+@page
+async def session_check(request: web.Request) -> web.StreamResponse:
+    """Whether the browser is still signed in: 204, or 401 once its session ended (503 while the
+    database cannot say). For the queue's script: a refused ``EventSource`` cannot tell a
+    session that ended from a database away, and only the second is worth reconnecting for."""
+    if await session_of(request) is None:
+        return web.Response(status=401, text="Sign in first.", content_type="text/plain")
+    return web.Response(status=204)
+
+
 def _when(value: int | None) -> str:
     """Stored microseconds as people read a time: ``4 Dec 2026, 22:40 UTC``."""
     if value is None:

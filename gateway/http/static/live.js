@@ -91,10 +91,28 @@
   // date: it says so at once. The browser reconnects by itself after the stream's retry; a
   // reconnect refused (503 while the database is gone) stops the EventSource for good, so the
   // page opens another, waiting longer each time. Once one opens, the list is read again for
-  // whatever changed meanwhile.
+  // whatever changed meanwhile. A refused EventSource says not why, and a session that ended
+  // while the stream was cut off is refused too (401), for good: so the page asks the session
+  // check first, and once signed out stops trying and says how to sign in again.
   var source = null, stale = false, wait = 5000, ended = false;
   var outOfDate = "Live updates are disconnected: this list may be out of date. Trying to reconnect\u2026";
+  function signedOut() {
+    ended = true;
+    source.close();
+    var link = document.createElement("a");
+    link.href = list.dataset.signin;
+    link.textContent = "Sign in again";
+    status.textContent = "You were signed out. ";
+    status.appendChild(link);
+    status.appendChild(document.createTextNode(" to see your queue."));
+  }
+  function again() {
+    if (ended) { return; }
+    setTimeout(connect, wait);
+    wait = Math.min(wait * 2, 60000);
+  }
   function connect() {
+    if (ended) { return; }
     source = new EventSource(list.dataset.events);
     source.addEventListener("open", function () {
       wait = 5000;
@@ -113,15 +131,13 @@
       stale = true;
       status.textContent = outOfDate;
       if (source.readyState === EventSource.CLOSED) {
-        setTimeout(connect, wait);
-        wait = Math.min(wait * 2, 60000);
+        fetch(list.dataset.session, { credentials: "same-origin", cache: "no-store" })
+          .then(function (response) {
+            if (response.status === 401) { signedOut(); } else { again(); }
+          }, again);
       }
     });
-    source.addEventListener("signedout", function () {
-      ended = true;
-      source.close();
-      status.textContent = "You were signed out. Sign in again to see your queue.";
-    });
+    source.addEventListener("signedout", signedOut);
   }
   connect();
   window.addEventListener("pagehide", function () { ended = true; source.close(); });

@@ -41,7 +41,15 @@ def error_response(exc: Failure) -> web.Response:
         name = hint
     else:
         name = _BY_CODE.get(exc.code, "InvalidRequest")
-    return waited(_answer(_STATUS[name], name, exc.message), exc)
+    response = waited(_answer(_STATUS[name], name, exc.message), exc)
+    limit = exc.details.get("rate_limit")
+    if isinstance(limit, dict):
+        # As a PDS says its limits (IETF draft RateLimit headers; the reset in epoch seconds).
+        response.headers["RateLimit-Limit"] = str(limit["limit"])
+        response.headers["RateLimit-Remaining"] = "0"
+        response.headers["RateLimit-Reset"] = str(limit["reset"])
+        response.headers["RateLimit-Policy"] = f"{limit['limit']};w={limit['window']}"
+    return response
 
 
 def invalid(message: str) -> BylineError:
