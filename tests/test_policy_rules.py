@@ -436,6 +436,40 @@ def test_unreadable_yaml_is_one_issue(text: str, expected: PolicyIssue) -> None:
     assert _issues(text, "x") == [expected]
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ('"\\U7fffffff"', "chr() arg not in range(0x110000)"),
+        ("1" * 5000, "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; "
+                     "use sys.set_int_max_str_digits() to increase the limit"),
+        ("2030-01-01 12:00:00 +99:99", "offset must be a timedelta strictly between -timedelta(hours=24) and "
+                                       "timedelta(hours=24), not datetime.timedelta(days=4, seconds=16740)."),
+    ],
+)
+def test_yaml_that_cannot_be_built_is_refused_and_the_cosigned_policy_stays(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    """A value PyYAML reads but cannot build (a \\U escape past Unicode, an integer past Python's
+    digit limit, a time zone past a day) is one issue naming the file, with no line and no key; the
+    co-signed policy before it still holds a post for two approvals."""
+    write_policy(tmp_path, "cosigned", POLICIES["cosigned"])
+    registry = PolicyRegistry(directory=tmp_path)
+    registry.reload()
+    weaker = POLICIES["cosigned"].replace("tier: co-signed", f"tier: direct\n        note: {value}")
+    write_policy(tmp_path, "cosigned", weaker)
+    assert registry.reload() == []
+    assert registry.errors == {
+        "cosigned.yaml": [PolicyIssue(file="cosigned.yaml", line=None, key="", message=f"not valid YAML: {problem}")]
+    }
+    assert registry.errors["cosigned.yaml"][0].to_json() == {
+        "file": "cosigned.yaml", "line": None, "key": "", "message": f"not valid YAML: {problem}"}
+    in_force = registry.get("cosigned")
+    assert in_force is not None
+    held = Decision(outcome=Outcome.HELD, reasons=(), publish_at=None,
+                    gate=Gate(approvers=("bob", "dave"), required=2, expire_after=timedelta(hours=24)))
+    assert decide(in_force.policy, author="carol", text="hello", now=NOW, requested=None, suggestion=False) == held
+
+
 def test_load_file_refuses_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     """A file that is not UTF-8 is one issue with no line and no key, saying why."""
     path = tmp_path / "bad.yaml"

@@ -309,6 +309,64 @@ async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
         await server.close()
 
 
+async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_the_disclosure_changed(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, and the claim approved again (version 2, under the first claim's key, which it
+    carries with the same words) meets an outage: deferred. The policy's disclosure line changes;
+    the retry at version 2 sends the words that key went out with, so the instance answers with
+    the status it made: one status, its words the post's as recorded (before, the new words went
+    out under version 2's key: a second status), and the log verifies."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    on_mastodon = BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
+    instance: {str(server.make_url('')).rstrip('/')}
+    credentials: env:BRAND_MASTODON_TOKEN""").replace("required: 1", "required: 2")
+    try:
+        write_policy(policy_dir, "brand", on_mastodon.replace("required: 2", "required: 1"))
+        async with started_gateway(db_url, policy_dir, clock) as first:
+            post = await first.submit("carol", "brand", "Launch day")
+            status, body = await first.act("bob", post["id"], "approve")
+            assert (status, body["state"]) == (200, "scheduled"), body
+            clock.advance(timedelta(minutes=2))
+            claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+            assert claim is not None
+            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
+        [taken] = fake.statuses(account)
+        write_policy(policy_dir, "brand", on_mastodon)
+        async with started_gateway(db_url, policy_dir, clock) as second:
+            clock.advance(timedelta(minutes=3))
+            with monkeypatch.context() as patch:
+                patch.setattr(fake, "statuses", lambda *args, **kwargs: [])  # the timeline lags
+                await second.tick()
+            for approver in ("bob", "dave"):
+                status, body = await second.act(approver, post["id"], "approve")
+                assert status == 200, body
+            clock.advance(timedelta(minutes=2))
+            fake.faults.fail_next(10, 503, method="POST", path="/api/v1/statuses")
+            await second.tick()
+            deferred = await second.get("alice", post["id"])
+            assert (deferred["state"], deferred["version"]) == ("scheduled", 2), deferred
+            fake.faults.clear()
+            write_policy(policy_dir, "brand", on_mastodon.replace("—{author}", "Written by {author}"))
+            assert await second.sync_policies() == ["brand"]
+            clock.advance(timedelta(minutes=10))
+            await second.tick()
+            assert [(s.id, s.text) for s in fake.statuses(account)] == [(taken.id, "Launch day\n\n—carol")]
+            published = await second.get("alice", post["id"])
+            assert (published["state"], published["remote"]["id"], published["display_text"]) == (
+                "published", taken.id, "Launch day\n\n—carol"), published
+            keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+            assert keys == {claim.key}, keys
+            await verified_by_cli(second)
+    finally:
+        await server.close()
+
+
 async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
     db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

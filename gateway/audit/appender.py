@@ -24,13 +24,13 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from gateway.audit.queue import WorkQueue
-from gateway.audit.sequencer import LogTxn, LooseText, Sequencer, Work
+from gateway.audit.sequencer import LogTxn, LooseText, Sequencer, Work, post_chain
 from gateway.clock import Clock
 from gateway.storage.db import Database
 from gateway.storage.logwriter import log_writer
 from gateway.tasks import cancel_task
 
-__all__ = ["Appender", "LogTxn", "LooseText", "Work"]
+__all__ = ["Appender", "LogTxn", "LooseText", "Work", "post_chain"]
 
 T = TypeVar("T")
 

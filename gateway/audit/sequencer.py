@@ -57,6 +57,11 @@ Head = tuple[int, bytes]
 """The last entry of a chain: its index and leaf hash."""
 
 
+def post_chain(post: str) -> str:
+    """The chain of a post's entries (``append`` links each to the post's last one)."""
+    return f"post:{post}"
+
+
 class _Heads:
     """The last entry of each chain a sequencer wrote, valid while the tree has exactly the size
     it left it at: any other writer (a replica) moves the size and empties it."""
@@ -97,8 +102,8 @@ class LogTxn:
     """
 
     __slots__ = (
-        "_chains", "_entries", "_heads", "_known", "_loose", "_next", "_texts", "_ts", "_unresolved", "now", "txn",
-        "work",
+        "_chains", "_entries", "_heads", "_known", "_loose", "_next", "_read", "_texts", "_ts", "_unresolved", "now",
+        "txn", "work",
     )
 
     def __init__(self, txn: Txn, now: int, *, first: int, heads: _Heads) -> None:
@@ -113,6 +118,7 @@ class LogTxn:
         self._heads = heads
         self._known = heads.on(first)  # the same before this batch, as far as the sequencer knows
         self._unresolved: set[str] = set()
+        self._read: dict[str, Head | None] = {}  # chains' last entries a work read in this transaction
         self.work = 0
         """The number of the work running in its batch: the tag of what it holds (``Txn.defer``)."""
 
@@ -128,13 +134,16 @@ class LogTxn:
     ) -> int:
         """Append one event; it commits with the rest of the work or not at all."""
         if chain is None and post:
-            chain = f"post:{post}"
+            chain = post_chain(post)
         if data is None:
             data = {}
         idx = self._next
         link: dict[str, Any] | None = None
         if chain is not None:
             prev = self._chains.get(chain) or self._known.get(chain)
+            read = prev is None and chain in self._read
+            if read:
+                prev = self._read[chain]
             if prev is not None:
                 index, leaf = prev
                 # link_value without its checks: the index and leaf hash are this log's own.
@@ -146,8 +155,10 @@ class LogTxn:
                 # looked up for the whole batch in one query when the batch is sealed, and the
                 # few chains that turn out to have one are linked then (see ``_resolve``). The
                 # size check is done now, with the longest link possible, so it fails this work
-                # only.
-                self._unresolved.add(chain)
+                # only. A chain a work read in this transaction is not looked up again (see
+                # ``heads_read``).
+                if not read:
+                    self._unresolved.add(chain)
         raw = entry_bytes(type, self._ts, actor, account, post, data, link)
         if link is None and chain is not None and linked_size(raw, idx) > MAX_ENTRY_BYTES:
             raise EntryTooLarge(f"log entry of {linked_size(raw, idx)} bytes is over {MAX_ENTRY_BYTES}")
@@ -166,6 +177,15 @@ class LogTxn:
         if self._loose:
             self._carry(idx, data)
         return idx
+
+    def heads_read(self, heads: Mapping[str, Head | None]) -> None:
+        """Chains' last entries a work read in this transaction (None: the chain has none, as a
+        post's whose id the transaction has just taken), which the log writer then need not look
+        up when the batch is sealed: on PostgreSQL that lookup is a round trip while the batch
+        holds the tree's lock, and a batch of new posts and the outcomes of earlier ones can
+        read them with statements it makes anyway. Read before this batch appended to them: an
+        entry appended here since is the chain's last, whatever was read."""
+        self._read.update(heads)
 
     def _carry(self, idx: int, data: dict[str, Any]) -> None:
         digest = data.get("text_hash")

@@ -19,7 +19,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 import structlog
 
-from gateway.audit.appender import Appender, LogTxn, Work
+from gateway.audit.appender import Appender, LogTxn, Work, post_chain
 from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -573,6 +573,9 @@ class PostService:
                                                   scheme=post.content_scheme)
             if media:
                 await sql.set_version_media(ltx.txn, post_id=post_id, version=1, media=media)
+            # Its id is new (the post's row is made in this transaction, or the work fails): its
+            # chain has no entry to link to, and needs no lookup when the batch is sealed.
+            ltx.heads_read({post_chain(post_id): None})
             await ltx.append(
                 "post.submitted",
                 actor=author,

@@ -286,7 +286,9 @@ class Change:
     changes: Mapping[str, Any]
 
 
-async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
+async def compare_and_set_many(
+    txn: Txn, changes: Sequence[Change], *, heads: dict[str, tuple[int, bytes] | None] | None = None,
+) -> set[str]:
     """:func:`compare_and_set` for many posts; the ids of those changed.
 
     On PostgreSQL the changes that set the same columns go in one statement (their values as
@@ -294,6 +296,11 @@ async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
     claims or a group of outcomes costs the log writer, which waits for every trip in turn.
     On SQLite one statement each, as before: the appender's statements run in the gateway's
     own process there, a trip costs nothing.
+
+    ``heads``, on PostgreSQL: filled, by the same statement, with the last log entry (index
+    and leaf hash, or None) of each changed post's chain, for ``LogTxn.heads_read``: the log
+    writer need not look them up in a round trip of its own while the batch holds the tree's
+    lock. Nothing is filled in on SQLite, where that lookup costs no trip.
     """
     if txn.dialect != "postgresql":
         return {c.post_id for c in changes if await compare_and_set(
@@ -315,11 +322,24 @@ async def compare_and_set_many(txn: Txn, changes: Sequence[Change]) -> set[str]:
         sets = ", ".join(f"{col} = v.to_{col}" for col in cols)
         rows = await txn.fetchall(
             f"UPDATE posts SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) "
-            "WHERE posts.id = v.at_id AND posts.state = v.at_state AND posts.version = v.at_version RETURNING posts.id",
+            "WHERE posts.id = v.at_id AND posts.state = v.at_state AND posts.version = v.at_version "
+            "RETURNING posts.id" + (_CHAIN_HEAD if heads is not None else ""),
             *arrays,
         )
         done.update(str(r["id"]) for r in rows)
+        if heads is not None:
+            for r in rows:
+                heads[str(r["id"])] = None if r["head_idx"] is None else (int(r["head_idx"]), bytes(r["head_leaf"]))
     return done
+
+
+_CHAIN_HEAD = "".join(
+    f", (SELECT e.{column} FROM log_entries e WHERE e.chain = 'post:' || posts.id "
+    f"ORDER BY e.idx DESC LIMIT 1) AS {name}"
+    for column, name in (("idx", "head_idx"), ("leaf_hash", "head_leaf"))
+)
+"""The last log entry of each changed post's chain (``sequencer.post_chain``), read from the
+(chain, idx) index as ``log.chain_heads`` reads it: its index and leaf hash, one column each."""
 
 
 async def insert_version(
