@@ -66,6 +66,22 @@ def check_base_url(url: str, *, option: str, platform: str) -> str:
     return url.rstrip("/")
 
 
+def moved_base(status: int, headers: Mapping[str, str], path: str) -> str | None:
+    """The base URL (``https://host``) that an answer redirecting ``path`` to the same path on
+    another host names: an instance whose streaming server has a host of its own answers its
+    paths on the main host so (Mastodon's ``Api::V1::StreamingController``). Only a host that
+    takes the token over TLS (plain only on loopback, as ``check_base_url``); else None."""
+    if status not in (301, 302, 307, 308):
+        return None
+    location = urlsplit(headers.get("Location", ""))
+    secure = location.scheme in ("wss", "https")
+    if not location.hostname or location.username or location.password or location.path != path:
+        return None
+    if not secure and not (location.scheme in ("ws", "http") and _is_loopback(location.hostname)):
+        return None
+    return f"{'https' if secure else 'http'}://{location.netloc}"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -350,6 +366,35 @@ class HttpClient:
             _LOG.debug("%s %s %s -> %s (streamed)", self.platform, method, path, resp.status)
             # Only the opening is guarded: whatever the caller's block raises passes unchanged.
             yield HttpStream(self, f"{method} {path}", resp)
+
+    @asynccontextmanager
+    async def websocket(
+        self, path: str, *, query: str = "", base: str | None = None, heartbeat: float = 30.0,
+        max_msg_size: int = 1 << 20,
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """Open one WebSocket as the account (the token in the ``Authorization`` header, never in
+        the URL, where logs would keep it), at ``base`` (a host of its own, from ``moved_base``)
+        or the platform's; a refused or failed opening is an ``AdapterError`` with no secret in
+        it (401: ``auth_failed``)."""
+        url = self._url(path, query) if base is None else URL(f"{base}{path}?{query}" if query else f"{base}{path}",
+                                                               encoded=True)
+        async with AsyncExitStack() as opened:
+            try:
+                # aiohttp follows a redirect of a WebSocket itself, and drops the Authorization
+                # header when it leaves the origin: a moved streaming server is found with
+                # moved_base first, and named here as ``base``.
+                socket = await opened.enter_async_context(self._session.ws_connect(
+                    url, headers=self._headers(None, None), heartbeat=heartbeat,
+                    max_msg_size=max_msg_size, autoclose=True, autoping=True,
+                ))
+            except aiohttp.WSServerHandshakeError as exc:
+                raise self.error(f"GET {path} (WebSocket) was refused: HTTP {exc.status}",
+                                 retryable=exc.status != 401, auth_failed=exc.status == 401,
+                                 status=exc.status) from None
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._unanswered("GET", path, exc) from None
+            _LOG.debug("%s WebSocket %s opened", self.platform, path)
+            yield socket
 
     def _url(self, path: str, query: str) -> str | URL:
         if not query:

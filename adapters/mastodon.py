@@ -53,15 +53,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import regex
@@ -73,6 +74,7 @@ from adapters._http import (
     HttpResponse,
     check_base_url,
     float_option,
+    moved_base,
     parse_retry_after,
     parse_timestamp,
     seconds_until,
@@ -158,6 +160,7 @@ _WHITESPACE_RE = re.compile(r"\s+")
 _GRAPHEME = regex.compile(r"\X")
 # What ``get_raw`` may fetch: an absolute, percent-encoded client API path, nothing that could
 # name another host (``//host``) or leave the API (dot segments are refused separately).
+_STREAMING_PATH = "/api/v1/streaming"
 _RAW_PATH = re.compile(r"^/api/v[12]/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$")
 
 
@@ -286,6 +289,8 @@ class MastodonAdapter:
         )
         self._attempts: OrderedDict[str, _Attempt] = OrderedDict()
         self._account_id: str | None = None
+        self._streaming_base: str | None = None
+        """The streaming server's own base URL ("" for the instance's), once asked."""
 
     def __repr__(self) -> str:
         return f"MastodonAdapter(account={self._account!r}, instance={self._base_url!r})"
@@ -641,6 +646,42 @@ class MastodonAdapter:
         target = f"{path}?{query}" if query else path
         response = await self._http.request("GET", target)
         return response.status, dict(response.headers), response.body
+
+    # -- the instance's streaming API ------------------------------------------------------
+
+    async def stream_events(self, stream: Sequence[str]) -> AsyncIterator[tuple[str, str]]:
+        """The instance's live events of one stream as this account: ``(event, payload)`` as its
+        streaming server sends them (the payload JSON text, or a deleted status's id), until the
+        connection ends; ``stream`` as an event names it (``["user"]``, ``["hashtag", "cats"]``).
+
+        One WebSocket at ``/api/v1/streaming`` with the token in the ``Authorization`` header,
+        which the streaming server takes as it takes ``access_token`` (never in the URL). A
+        refused or failed connection is an ``AdapterError`` (401: ``auth_failed``); a connection
+        that ends simply ends the iteration, and the caller reconnects."""
+        params = {"stream": stream[0]}
+        if len(stream) > 1:
+            params["list" if stream[0] == "list" else "tag"] = stream[1]
+        if self._streaming_base is None:
+            # Where the streaming server answers: an instance with a host of its own for it
+            # redirects its paths there (not followed: the token goes only where this says). Asked once.
+            health = await self._http.request("GET", _STREAMING_PATH + "/health")
+            self._streaming_base = moved_base(health.status, health.headers, _STREAMING_PATH + "/health") or ""
+        async with self._http.websocket(_STREAMING_PATH, query=urlencode(params),
+                                        base=self._streaming_base or None) as socket:
+            async for message in socket:
+                if message.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    body = json.loads(message.data)
+                except ValueError:
+                    continue
+                if not isinstance(body, dict):
+                    continue
+                event, payload = body.get("event"), body.get("payload")
+                if isinstance(event, str) and isinstance(payload, str):
+                    yield event, payload
+                elif isinstance(event, str) and payload is None:
+                    yield event, ""  # filters_changed carries no payload
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -196,7 +196,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         db=db, appender=appender, policies=registry, clock=clock,
         wake_publisher=publisher.wake, at_once=publisher, auditors=settings.auditor_names, metrics=metrics,
     )
-    posts.refresh_policies = app[POLICIES].sync
+    posts.refresh_policies = publisher.refresh_policies = app[POLICIES].sync
     app[PUBLISHED] = published = PublishedPosts(
         posts=posts, platforms=platforms, lease=timedelta(seconds=settings.publish_lease_seconds),
     )

@@ -21,6 +21,7 @@ from gateway.storage import posts as sql
 from gateway.storage.db import Database
 from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_export
+from tests.test_held_inserts import appender_for_acct
 
 
 @pytest.fixture
@@ -94,12 +95,7 @@ async def _leaf(db: Database, idx: int) -> str:
 async def test_chains_a_batch_read_are_not_looked_up_and_stay_linked(
     db: Database, tmp_path: Path, lookups: list[list[str]],
 ) -> None:
-    async with db.write() as txn:
-        await txn.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
-                          "acct", "p1", "{}", 0)
-    appender = Appender(db, ManualClock(), max_batch=64)
-    await appender.start()
-    try:
+    async with appender_for_acct(db) as appender:
         # New posts: their chains have no entry, and none is looked up.
         for post_id in ("101", "102", "103"):
             await appender.submit(_submit(post_id))
@@ -118,8 +114,6 @@ async def test_chains_a_batch_read_are_not_looked_up_and_stay_linked(
         await _another_writer(db)
         await appender.submit(_edit("103"))
         assert lookups == [[post_chain("103")]]
-    finally:
-        await appender.stop()
 
     links = await _links(db)
     by_chain: dict[str, list[int]] = {}
@@ -148,20 +142,12 @@ async def test_an_entry_this_batch_made_is_the_chains_last_whatever_was_read(
     """A post submitted and recorded published in one batch: the compare-and-set reads the chain
     as it stands before the batch (nothing), yet the outcome links to the submission the batch
     appended first."""
-    async with db.write() as txn:
-        await txn.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
-                          "acct", "p1", "{}", 0)
-    appender = Appender(db, ManualClock(), max_batch=64)
-
     async def both(ltx: LogTxn) -> None:
         await _submit("201")(ltx)
         await _published(["201"])(ltx)
 
-    await appender.start()
-    try:
+    async with appender_for_acct(db) as appender:
         await appender.submit(both)
-    finally:
-        await appender.stop()
     links = await _links(db)
     assert links[1] == (post_chain("201"), {"index": 0, "leaf": await _leaf(db, 0)})
     assert lookups == []

@@ -7,6 +7,8 @@ work, not the work whose statement inserted it, and the rest commit. SQLite inse
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.audit.appender import Appender, LogTxn
@@ -57,16 +59,24 @@ async def _stored(db: Database) -> dict[str, tuple[str, ...]]:
     return {post_id: (*row, versions[post_id]) for post_id, row in posts.items()}
 
 
-async def _in_one_batch(db: Database, works: list[Any]) -> tuple[list[Any], int]:
+@asynccontextmanager
+async def appender_for_acct(db: Database) -> AsyncIterator[Appender]:
+    """``acct``'s policy head at p1, and the log writer running with room for 64 works a batch;
+    stopped after."""
     async with db.write() as txn:
         await txn.execute("INSERT INTO policy_heads (account, sha256, summary, updated_at) VALUES (?, ?, ?, ?)",
                           "acct", "p1", "{}", 0)
     appender = Appender(db, ManualClock(), max_batch=64)
     await appender.start()
     try:
-        outcomes = await asyncio.gather(*(appender.submit(w) for w in works), return_exceptions=True)
+        yield appender
     finally:
         await appender.stop()
+
+
+async def _in_one_batch(db: Database, works: list[Any]) -> tuple[list[Any], int]:
+    async with appender_for_acct(db) as appender:
+        outcomes = await asyncio.gather(*(appender.submit(w) for w in works), return_exceptions=True)
     return outcomes, appender.batches
 
 

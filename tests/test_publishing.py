@@ -20,6 +20,7 @@ from gateway.clock import ManualClock
 from gateway.metrics import Metrics
 from gateway.services.publisher import Publisher
 from gateway.storage.db import DatabaseUnavailable
+from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -423,3 +424,48 @@ async def test_the_database_gone_stops_a_tick_at_its_first_expiry(
     assert len(tried) == 1
     await gateway.tick()
     assert [(await gateway.get("alice", p["id"]))["state"] for p in held] == ["expired"] * 3
+
+
+async def test_a_retry_after_a_lost_answer_sends_the_words_its_key_was_sent_with(
+    platforms: Platforms, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """carol's post reaches Mastodon, but the answer is lost and the platform then fails: the
+    post is deferred, its outcome unknown. The policy's disclosure line changes meanwhile. The
+    retry sends the words it first sent, under the key it sent them with: Mastodon gives back
+    the status it made, and Byline records as published what the platform shows (before, it
+    sent the new words under the same key, and recorded them as published where the platform
+    kept the first words)."""
+    gw = platforms.gateway
+    masto = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+    disclosed = masto + "writers: [carol]\ndisclosure: \"—{author}\"\n"
+    write_policy(policy_dir, "masto", disclosed)
+    assert await gw.sync_policies() == ["masto"]
+    faults = platforms.mastodon.faults
+    dropped = faults.take_drop
+
+    def then_failing() -> bool:
+        drop = dropped()
+        if drop:  # the status is made and its answer lost; the claim's next tries meet an outage
+            faults.fail_next(10, 503, method="POST", path="/api/v1/statuses")
+        return drop
+
+    monkeypatch.setattr(faults, "take_drop", then_failing)
+    faults.drop_next_create(1)
+    post = await gw.submit("carol", "masto", "Doors open at nine")
+    await gw.tick()
+    body = await gw.get("alice", post["id"])
+    assert (body["state"], body["version"]) == ("scheduled", 1), body
+    assert [s.text for s in platforms.mastodon.statuses(platforms.account)] == ["Doors open at nine\n\n—carol"]
+    faults.clear()
+    write_policy(policy_dir, "masto", disclosed.replace("—{author}", "Written by {author}"))
+    assert await gw.sync_policies() == ["masto"]
+    gw.clock.advance(timedelta(minutes=10))
+    await gw.tick()
+    body = await gw.get("alice", post["id"])
+    statuses = platforms.mastodon.statuses(platforms.account)
+    assert [s.text for s in statuses] == ["Doors open at nine\n\n—carol"]
+    assert (body["state"], body["remote"]["id"], body["display_text"]) == (
+        "published", statuses[0].id, "Doors open at nine\n\n—carol"), body
+    claims = [e["data"]["idempotency_key"] for e in body["events"] if e["type"] == "post.publishing"]
+    assert len(claims) == 2 and len(set(claims)) == 1, claims
+    await verified_by_cli(gw)

@@ -196,6 +196,26 @@ async def test_a_reply_stored_on_one_replica_as_its_parent_ends_on_another(
         await verified_by_cli(one)
 
 
+async def deferred_while_the_policy_changed(
+    gw: Gateway, post_id: str, monkeypatch: pytest.MonkeyPatch,
+    *, policy_dir: Path, policy: str, recorded_by: Gateway,
+) -> None:
+    """``gw``'s publisher sends the due post, and while the sandbox platform has it, brand's file
+    in ``policy_dir`` becomes ``policy`` and ``recorded_by`` records it (so the change leaves the
+    post be); then the platform answers "later". The post is deferred, still at version 1."""
+    async def changed_meanwhile(*, account: str, post: object) -> object:
+        write_policy(policy_dir, "brand", policy)
+        assert await recorded_by.sync_policies() == ["brand"]
+        raise AdapterError("the platform asked to come back later", retryable=True, status=503,
+                           retry_after=60)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gw.app[SANDBOX], "create", changed_meanwhile)
+        await gw.tick()
+    deferred = await gw.get("alice", post_id)
+    assert (deferred["state"], deferred["version"]) == ("scheduled", 1), deferred
+
+
 async def test_two_replicas_at_a_deferred_post_the_policy_passed_by_hold_it_once(
     db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,18 +229,9 @@ async def test_two_replicas_at_a_deferred_post_the_policy_passed_by_hold_it_once
         post = await one.submit("carol", "brand", "Launch day")
         assert (await one.act("bob", post["id"], "approve"))[1]["state"] == "scheduled"
         clock.advance(timedelta(minutes=2))
-
-        async def changed_meanwhile(*, account: str, post: object) -> object:
-            write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
-            assert await two.sync_policies() == ["brand"]
-            raise AdapterError("the platform asked to come back later", retryable=True, status=503,
-                               retry_after=60)
-
-        with monkeypatch.context() as patch:
-            patch.setattr(one.app[SANDBOX], "create", changed_meanwhile)
-            await one.tick()
-        deferred = await one.get("alice", post["id"])
-        assert (deferred["state"], deferred["version"]) == ("scheduled", 1), deferred
+        await deferred_while_the_policy_changed(
+            one, post["id"], monkeypatch, policy_dir=policy_dir,
+            policy=BRAND_OF_THREE.replace("required: 1", "required: 2"), recorded_by=two)
         assert await one.sync_policies() == []  # the change in force on both replicas
         clock.advance(timedelta(minutes=2))
         await asyncio.gather(one.tick(), two.tick())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from gateway.storage.posts import PostRecord
 from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.fakes.mastodon import FakeMastodon
+from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.test_publishing import MASTODON_TOKEN
 from tests.test_voice_integrity import BRAND
@@ -90,11 +92,13 @@ async def test_crash_before_platform_saw_it_publishes_once(
         assert (await second.get("alice", post["id"]))["state"] == "published"
 
 
-async def _claimed_when_the_gateway_died(db_url: str, policy_dir: Path, clock: ManualClock, *, sent: bool) -> str:
-    """carol's post on co-signed brand, approved by bob and claimed by a publisher that dies
-    before it records how the publish went: before any request left, or (``sent``) once the
-    platform had taken it. The post's id."""
-    write_policy(policy_dir, "brand", BRAND_OF_THREE)
+async def _claimed_when_the_gateway_died(
+    db_url: str, policy_dir: Path, clock: ManualClock, *, sent: bool, policy: str = BRAND_OF_THREE,
+) -> str:
+    """carol's post on co-signed brand (under ``policy``), approved by bob and claimed by a
+    publisher that dies before it records how the publish went: before any request left, or
+    (``sent``) once the platform had taken it. The post's id."""
+    write_policy(policy_dir, "brand", policy)
     async with started_gateway(db_url, policy_dir, clock) as first:
         post = await first.submit("carol", "brand", "Launch day")
         status, body = await first.act("bob", post["id"], "approve")
@@ -219,19 +223,32 @@ async def test_a_recovered_claim_its_platform_cannot_look_for_waits_publishing_u
 
 
 async def _held_after_a_lookup_that_missed(
-    gw: Gateway, post_id: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    gw: Gateway, post_id: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    *, mastodon: FakeMastodon | None = None,
 ) -> None:
     """The recovery of carol's claim looks for her post and misses it (the platform's lookup lags
-    behind what it took), so it is held for the two approvals the policy now asks."""
+    behind what it took: the sandbox's, or the ``mastodon`` stand-in's account timeline), so it
+    is held for the two approvals the policy now asks."""
     async def lagging(key: str) -> None:
         return None
 
     clock.advance(timedelta(minutes=3))
     with monkeypatch.context() as patch:
-        patch.setattr(gw.app[SANDBOX], "find", lagging)
+        if mastodon is None:
+            patch.setattr(gw.app[SANDBOX], "find", lagging)
+        else:
+            patch.setattr(mastodon, "statuses", lambda *args, **kwargs: [])
         await gw.tick()
     held = await gw.get("alice", post_id)
     assert (held["state"], held["version"], held["approvals_required"]) == ("held", 2, 2), held
+
+
+async def _approved_by_bob_and_dave(gw: Gateway, post_id: str) -> Any:
+    """bob and dave approve carol's held post, each answered 200; dave's answer."""
+    for approver in ("bob", "dave"):
+        status, body = await gw.act(approver, post_id, "approve")
+        assert status == 200, body
+    return body
 
 
 async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_published_twice(
@@ -247,9 +264,7 @@ async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_
         first = await second.timeline("brand")
         assert [p["text"] for p in first] == ["Launch day\n\n—carol"]
         await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
-        for approver in ("bob", "dave"):
-            status, body = await second.act(approver, post_id, "approve")
-            assert status == 200, body
+        await _approved_by_bob_and_dave(second, post_id)
         clock.advance(timedelta(minutes=2))
         await second.tick()
         assert [(p["id"], p["text"]) for p in await second.timeline("brand")] == [
@@ -261,52 +276,87 @@ async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_
         await verified_by_cli(second)
 
 
+@dataclass(frozen=True)
+class BrandOnMastodon:
+    """The Mastodon stand-in with brand's account, and ``BRAND_OF_THREE`` posting to it."""
+
+    fake: FakeMastodon
+    account: Account
+    policy: str
+
+
+@pytest.fixture
+async def brand_on_mastodon(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BrandOnMastodon]:
+    """The stand-in on a real socket, its token where the policy's credentials say."""
+    fake = FakeMastodon()
+    account = fake.add_account("brand", MASTODON_TOKEN)
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
+    async with TestServer(mastodon_app(fake)) as server:
+        yield BrandOnMastodon(fake, account, BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
+    instance: {str(server.make_url('')).rstrip('/')}
+    credentials: env:BRAND_MASTODON_TOKEN"""))
+
+
 async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
-    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    brand_on_mastodon: BrandOnMastodon,
 ) -> None:
     """The same through the Mastodon stand-in and its Idempotency-Key: the instance took carol's
     status before the gateway died, its account timeline did not show it yet when the recovery
     looked, and bob and dave approve the same words again. The instance answers the repeated key
     with the status it made: one status, recorded as the post's (before, two), and the log verifies."""
-    fake = FakeMastodon()
-    account = fake.add_account("brand", MASTODON_TOKEN)
-    server = TestServer(mastodon_app(fake))
-    await server.start_server()
-    monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
-    on_mastodon = BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
-    instance: {str(server.make_url('')).rstrip('/')}
-    credentials: env:BRAND_MASTODON_TOKEN""")
-    try:
-        write_policy(policy_dir, "brand", on_mastodon)
-        async with started_gateway(db_url, policy_dir, clock) as first:
-            post = await first.submit("carol", "brand", "Launch day")
-            status, body = await first.act("bob", post["id"], "approve")
-            assert (status, body["state"]) == (200, "scheduled"), body
-            clock.advance(timedelta(minutes=2))
-            claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
-            assert claim is not None
-            adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
-            await adapter.publish(OutboundPost(post_id=post["id"], idempotency_key=claim.key, text=claim.text))
-        [taken] = fake.statuses(account)
-        write_policy(policy_dir, "brand", on_mastodon.replace("required: 1", "required: 2"))
-        async with started_gateway(db_url, policy_dir, clock) as second:
-            clock.advance(timedelta(minutes=3))
-            with monkeypatch.context() as patch:
-                patch.setattr(fake, "statuses", lambda *args, **kwargs: [])  # the timeline lags
-                await second.tick()
-            held = await second.get("alice", post["id"])
-            assert (held["state"], held["version"]) == ("held", 2), held
-            for approver in ("bob", "dave"):
-                status, body = await second.act(approver, post["id"], "approve")
-                assert status == 200, body
-            clock.advance(timedelta(minutes=2))
-            await second.tick()
-            assert [(s.id, s.text) for s in fake.statuses(account)] == [(taken.id, "Launch day\n\n—carol")]
-            published = await second.get("alice", post["id"])
-            assert (published["state"], published["remote"]["id"]) == ("published", taken.id), published
-            await verified_by_cli(second)
-    finally:
-        await server.close()
+    mastodon = brand_on_mastodon
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=mastodon.policy)
+    [taken] = mastodon.fake.statuses(mastodon.account)
+    write_policy(policy_dir, "brand", mastodon.policy.replace("required: 1", "required: 2"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch, mastodon=mastodon.fake)
+        await _approved_by_bob_and_dave(second, post_id)
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [(s.id, s.text) for s in mastodon.fake.statuses(mastodon.account)] == [
+            (taken.id, "Launch day\n\n—carol")]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"]) == ("published", taken.id), published
+        await verified_by_cli(second)
+
+
+async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_the_disclosure_changed(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    brand_on_mastodon: BrandOnMastodon,
+) -> None:
+    """As above, and the claim approved again (version 2, under the first claim's key, which it
+    carries with the same words) meets an outage: deferred. The policy's disclosure line changes;
+    the retry at version 2 sends the words that key went out with, so the instance answers with
+    the status it made: one status, its words the post's as recorded (before, the new words went
+    out under version 2's key: a second status), and the log verifies."""
+    mastodon = brand_on_mastodon
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=mastodon.policy)
+    [taken] = mastodon.fake.statuses(mastodon.account)
+    assert taken.idempotency_key is not None  # the key the first claim sent it under
+    two_approvals = mastodon.policy.replace("required: 1", "required: 2")
+    write_policy(policy_dir, "brand", two_approvals)
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch, mastodon=mastodon.fake)
+        await _approved_by_bob_and_dave(second, post_id)
+        clock.advance(timedelta(minutes=2))
+        mastodon.fake.faults.fail_next(10, 503, method="POST", path="/api/v1/statuses")
+        await second.tick()
+        deferred = await second.get("alice", post_id)
+        assert (deferred["state"], deferred["version"]) == ("scheduled", 2), deferred
+        mastodon.fake.faults.clear()
+        write_policy(policy_dir, "brand", two_approvals.replace("—{author}", "Written by {author}"))
+        assert await second.sync_policies() == ["brand"]
+        clock.advance(timedelta(minutes=10))
+        await second.tick()
+        assert [(s.id, s.text) for s in mastodon.fake.statuses(mastodon.account)] == [
+            (taken.id, "Launch day\n\n—carol")]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"], published["display_text"]) == (
+            "published", taken.id, "Launch day\n\n—carol"), published
+        keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+        assert keys == {taken.idempotency_key}, keys
+        await verified_by_cli(second)
 
 
 async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
@@ -321,9 +371,7 @@ async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_unde
         await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
         status, body = await second.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day, for real"})
         assert (status, body["state"]) == (200, "held"), body
-        for approver in ("bob", "dave"):
-            status, body = await second.act(approver, post_id, "approve")
-            assert status == 200, body
+        await _approved_by_bob_and_dave(second, post_id)
         clock.advance(timedelta(minutes=2))
         await second.tick()
         assert sorted(p["text"] for p in await second.timeline("brand")) == [
@@ -350,9 +398,7 @@ async def test_a_recovered_claim_held_and_approved_waits_out_the_longer_delay_no
         clock.advance(timedelta(minutes=3))
         await second.tick()
         assert (await second.get("alice", post_id))["state"] == "held"
-        for approver in ("bob", "dave"):
-            status, body = await second.act(approver, post_id, "approve")
-            assert status == 200, body
+        body = await _approved_by_bob_and_dave(second, post_id)
         approved = clock.now()
         assert body["state"] == "scheduled", body
         assert datetime.fromisoformat(body["publish_at"]) == approved + timedelta(hours=1)

@@ -47,6 +47,11 @@ and approvals. It flags:
   (``found``) or held again (``post.redecided``); a post published after such a claim without
   being found, a post held again from ``publishing`` without such a claim (it was sent), and a
   first claim that says it only looks are named;
+- a claim that says it checked the policy it names was the account's version in force
+  (``policy_in_force``: the gateway reads the recorded version in the claim's transaction) but
+  names another than the log's last policy record for the account before it, with no grace (a
+  gateway sending under a policy another had replaced); and, once the log holds such a claim, one
+  that does not say so, past the grace after the first (a rolling upgrade's earlier replicas);
 - where the log's texts are given, a claim that sends other words than the current version's,
   with the disclosure line the policy it names asks for (rebuilt from the summary's
   ``disclosure``, crediting the author, the suggester and the editors in the order they
@@ -354,6 +359,9 @@ class Replay:
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
+        self._recorded: dict[str, int] = {}  # account -> the index of its last policy record
+        self._checked: str | None = None  # the time of the log's first claim that checked its policy
+        # was the account's in force (data.policy_in_force; "" unknown)
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
@@ -595,6 +603,7 @@ class Replay:
         elif version is not None:
             self._numbered.add(account)
         self._never_announced(account)
+        self._recorded[account] = index
         if kind == "policy.removed":
             old = self._policy.pop(account, None)
             if old is not None:
@@ -1146,7 +1155,9 @@ class Replay:
         under the policy the claim names (or people who do must have decided the post again);
         what goes out is the post's current version: its words (and the disclosure line the
         policy asks for), where the log's texts were given."""
-        sha, version, *looks_only = extra if isinstance(extra, tuple) else (extra, None)
+        sha, version, *rest = extra if isinstance(extra, tuple) else (extra, None)
+        looks_only = bool(rest) and rest[0] is not None
+        self._in_force_named(index, known, post, sha, checked=len(rest) > 1 and rest[1] is True)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         if known.claimed_at is None:
@@ -1192,6 +1203,34 @@ class Replay:
             return None if sends is None else sends(policy)
 
         self._judge(index, account, sha, check, f"post {post} went out")
+
+    def _in_force_named(self, index: int, known: _Post, post: str, sha: str | None, *, checked: bool) -> None:
+        """A claim that says it checked the policy it names was the account's version in force
+        (``policy_in_force``: the gateway reads the recorded version in the claim's transaction,
+        and records a version in the same transaction as its log entry) names the policy the
+        log last recorded for the account, with no grace: else a gateway sent under a policy
+        another had replaced (one person's post on an account made co-signed meanwhile). Once
+        the log holds such a claim, one that does not say so passes only for the grace after it
+        (a replica of the earlier Byline finishing its work beside the new ones)."""
+        account = known.account
+        if checked:
+            if self._checked is None:
+                self._checked = self._stamp(index) or ""
+            in_force = self._policy.get(account) if account is not None else None
+            if account is not None and (in_force is None or sha != in_force.sha256):
+                record = self._recorded.get(account)
+                last = (f"the last policy record before it (entry {record}) is "
+                        f"{in_force.sha256[:12] if in_force is not None else 'its removal'}"
+                        if record is not None else "the log has recorded no policy for it")
+                self._bad(index, f"post {post} was claimed under policy {(sha or 'none')[:12]}, but {last}: a claim "
+                                 f"that checked its policy (data.policy_in_force) names {account}'s policy in force")
+        elif self._checked is not None:
+            at = self._stamp(index)
+            if self._checked and at is not None and self._later_than_grace(at, self._checked) is None:
+                return
+            self._bad(index, f"post {post} was claimed without saying it checked the policy it names was the "
+                             "account's in force (data.policy_in_force), though claims before it did: it could have "
+                             "gone out under a policy another gateway had replaced")
 
     @staticmethod
     def _sends_words(known: _Post, post: str, words: str, sent: str) -> Check:

@@ -19,7 +19,7 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -239,6 +239,15 @@ class StatusView:
     in_reply_to_id: str | None = None
     """The status it replies to as the app knows it: Byline's id when Byline made that post,
     else the platform's id, as the post's ``reply_to`` keeps it."""
+
+
+@runtime_checkable
+class StreamReader(Protocol):
+    """An adapter that can follow its instance's streaming API as the account (the Mastodon adapter)."""
+
+    def stream_events(self, stream: Sequence[str]) -> AsyncIterator[tuple[str, str]]:
+        """The instance's events of one stream, ``(event, payload)``, until the connection ends."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -816,6 +825,34 @@ class MastodonService:
             out[name] = out[name].replace(instance + "/api/", base + "/api/")
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
         return Raw(status=status, body=body, content_type=content_type.split(";")[0].strip(), headers=out)
+
+    # -- the instance's live events ---------------------------------------------------------
+
+    def instance_stream(self, account: str, stream: Sequence[str]) -> AsyncIterator[tuple[str, str]] | None:
+        """The account's instance's live events of ``stream`` as the account, with the account's
+        own credential (which stays here), or None when the account is not on Mastodon."""
+        loaded = self._posts.policy(account)
+        if loaded.policy.platform != "mastodon":
+            return None
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, StreamReader):
+            return None
+        return adapter.stream_events(stream)
+
+    def instance_username(self, account: str) -> str:
+        """The account's username on its instance, from its handle (``@brand@host``: ``brand``),
+        as the instance's own statuses name it in ``account.acct``."""
+        return self._posts.policy(account).policy.handle.lstrip("@").partition("@")[0]
+
+    def credential_refused(self, account: str) -> None:
+        """The instance refused the account's own credential on its streaming API: shown to the
+        admin as a REST read refused is (an app's stream carries on with Byline's own events)."""
+        self._platforms.mark(account, "the platform refused the account's credential")
+
+    async def made_here(self, account: str, remote_id: str) -> bool:
+        """Whether the instance's status ``remote_id`` is a post Byline made for the account."""
+        async with self._db.read() as txn:
+            return await posts_sql.with_remote_id(txn, account=account, remote_id=remote_id) is not None
 
     async def _local_read(self, auth: ClientAuth, path: str, base: str) -> Raw:
         if _EMPTY_LISTS.match(path):

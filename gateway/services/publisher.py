@@ -34,7 +34,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,7 +63,9 @@ from gateway.services.content import content_sha256, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import expire_hold, redecide
+from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
+from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
 from gateway.storage.db import Database, DatabaseUnavailable, Txn, unavailable
 from gateway.tasks import cancel_task, run_every
@@ -96,6 +98,10 @@ _ADOPTIONS_FOLLOWED = 4
 no thread Byline made."""
 
 
+_NOT_YET = "-"
+"""No reload set off for an account yet (no hash is this)."""
+
+
 def idempotency_key(post_id: str, version: int) -> str:
     """The key a version of a post is first sent with (see :func:`claim_key`)."""
     return f"byline-{post_id}-v{version}"
@@ -115,12 +121,21 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     and take the version's key, new with the version: a platform must not give back the old
     words as if they were the new. (A claim at the version the key was chosen at, sending other
     words, has no new version to take a key from: a post deferred, sent again after its policy's
-    disclosure changed. It sends the version's key as before.)"""
+    disclosure changed. It sends the words it sent before, with their key: see ``_Claims.add``.)"""
     if row.idempotency_key is not None and (
         recovering or (row.published_text == text and row.sent_content == (content or ""))
     ):
         return row.idempotency_key
     return idempotency_key(row.id, row.version)
+
+
+async def _claimed_at(txn: Txn, row: sql.PostRecord) -> int | None:
+    """The version ``row`` was last claimed at: its key's, where it is its version's own (only a
+    claim at that version chooses it), else as the log's last claim of it says (a key carried
+    from an earlier version with the same words)."""
+    if row.idempotency_key == idempotency_key(row.id, row.version):
+        return row.version
+    return await log_sql.last_claim_version(txn, row.id)
 
 
 def public_failure(error: AdapterError) -> str:
@@ -255,6 +270,12 @@ class _Claims:
         self._planned: list[tuple[Claim, sql.Change, str]] = []  # with its policy file's hash
         self._accounts: set[str] = set()  # of the claims planned, not yet written
         self._made: list[Claim] = []
+        self._heads: dict[str, str | None] = {}
+        """Each account's policy in force as recorded (``policy_heads``), read once a transaction."""
+        self.moved: dict[str, str | None] = {}
+        """Accounts whose recorded policy (here, by its hash) is not the one in force here (another
+        gateway recorded another version since this one last reloaded): none of their posts is
+        claimed here."""
         self.failed: list[str] = []
         """The accounts of the replies failed here because their parent ended, one a post."""
         self.waiting: list[tuple[str, str, int, int]] = []
@@ -274,6 +295,15 @@ class _Claims:
         loaded = self._policies.get(row.account)
         if loaded is None:
             return False  # the account's policy was removed: nothing may go out under it
+        if not await self._in_force(row.account, loaded.sha256):
+            # Another gateway recorded another version (the account made co-signed, say) and
+            # this one has not reloaded yet. The change's own work passed by a post that was with
+            # its platform then (deferred since), or whose claim lay stranded: judged here under
+            # the version replaced, it would go out as that version lets it, on one person's
+            # word. Left as it is; the publisher puts the recorded version in force and it is
+            # decided under that one (held for a co-signer, where it asks for one).
+            self.moved[row.account] = self._heads.get(row.account)
+            return False
         announcement = is_announcement(row.author)  # the policy file's own post: it answers to no writer's role
         if due and not announcement and Role.WRITER not in roles(loaded.policy, row.author) and not decided_again(row):
             # The author lost their role in a reload not yet recorded: the reload's own work
@@ -331,6 +361,16 @@ class _Claims:
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
+        if (not stale and row.published_text and text != row.published_text and row.idempotency_key is not None
+                and await _claimed_at(ltx.txn, row) == version):
+            # Sent before at this version, and back among the due posts (deferred: the platform's
+            # answer may have been lost after it made the post), its words other now (the
+            # policy's disclosure line changed): a recovered claim's case, without its lease run
+            # out. It sends again the words the key went out with, as a recovered claim does: new
+            # words under that key would be answered with the post made from the first (Mastodon's
+            # ``Idempotency-Key``), and recorded as published words the platform does not show;
+            # under a new key they could be a second copy beside it.
+            text = row.published_text
         content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
         key = claim_key(row, text=text, content=content, recovering=stale)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
@@ -350,6 +390,23 @@ class _Claims:
         self._planned.append((claim, change, loaded.sha256))
         self._accounts.add(row.account)
         return True
+
+    async def _in_force(self, account: str, sha256: str) -> bool:
+        """Whether ``sha256`` is the account's policy in force as recorded in the database, where
+        every gateway sharing it records its changes: one indexed read an account a transaction."""
+        if account not in self._heads:
+            self._heads[account] = await policy_sql.head_sha256(self._ltx.txn, account)
+        return self._heads[account] == sha256
+
+    async def read_heads(self, accounts: Collection[str]) -> None:
+        """Read the recorded policies of ``accounts`` at once (a page's), for :meth:`add`: one
+        statement a page, where it was one an account."""
+        self._heads.update(await policy_sql.head_sha256s(self._ltx.txn, set(accounts) - set(self._heads)))
+
+    def known_in_force(self, account: str, sha256: str) -> None:
+        """Take ``sha256`` as the account's recorded policy without reading it: the caller's
+        transaction checks it itself (a new post is stored only under the version in force)."""
+        self._heads[account] = sha256
 
     async def _fail(self, row: sql.PostRecord, reason: str) -> None:
         """Fail a due reply whose parent ended without going out, saying why: its author sees
@@ -400,6 +457,10 @@ class _Claims:
                 "attempt": claim.attempt, "version": claim.version, "idempotency_key": claim.key,
                 "recovering": claim.recovering, "text_hash": ltx.commit_text(claim.text), "policy_sha256": sha256,
                 "content_sha256": claim.content,
+                # Checked in this transaction: the policy it names is the account's version in
+                # force as recorded (``_Claims._in_force``), so the log's last policy record for the
+                # account before this entry is that policy, and the verifier allows no grace.
+                "policy_in_force": True,
             }
             if "reply_to_post" in claim.options:  # the platform id its parent went out with
                 data["reply_to"] = claim.options.get("reply_to")
@@ -451,6 +512,11 @@ class Publisher:
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
         self._replies_due = False  # replies were brought forward since run_once last looked
+        self.refresh_policies: Callable[[], Awaitable[object]] | None = None
+        """Reloads the policies and puts the recorded versions in force (``PolicyService.sync``):
+        set once both exist. Run when a claim finds another gateway recorded another version."""
+        self._reloaded_for: dict[str, str | None] = {}
+        """The recorded version (its hash) each account's posts last set off a reload for."""
         self.settle: Callable[[], Awaitable[object]] | None = None
         """Settles the changes of published posts left unrecorded (``PublishedPosts.settle``):
         set once both exist, each built with what the other needs."""
@@ -603,8 +669,9 @@ class Publisher:
         limit = min(_CLAIM_PAGE, _IN_FLIGHT - len(self._sending))
         if limit <= 0:
             return _Page(handled=len(stale), more=True)
-        read, picked, claims, failed, waiting = await self._appender.submit(
+        read, picked, claims, failed, waiting, moved = await self._appender.submit(
             self._claim_page_work(limit=limit, skip=held))
+        again = await self._put_in_force(moved) if moved else False
         for account in failed:
             self._metrics.publish_failed(self._policies.get(account), gave_up=True)
         for reply, parent, until, at in waiting:
@@ -612,7 +679,27 @@ class Publisher:
                 self._awaiting.setdefault(parent, {})[reply] = (until, at)
         for claim in claims:
             self._start(claim)
-        return _Page(handled=len(stale) + picked, more=read == limit and bool(claims), deferred=picked < read)
+        return _Page(handled=len(stale) + picked, more=(read == limit and bool(claims)) or again,
+                     deferred=picked < read)
+
+    async def _put_in_force(self, moved: dict[str, str | None]) -> bool:
+        """Put in force here the versions another gateway recorded for the accounts ``moved``
+        (a reload), whose posts were left unclaimed for it; whether any account's policy here
+        changed, so that its posts are looked at again at once, under the version now in force.
+        A recorded version this gateway could not put in force (its text does not validate here)
+        is not tried again each tick: its posts are left to the gateways that can, and this one
+        reloads for the account again once another version is recorded (or at its own reloads)."""
+        accounts = {a for a, head in moved.items() if self._reloaded_for.get(a, _NOT_YET) != head}
+        if self.refresh_policies is None or not accounts:
+            return False
+        self._reloaded_for.update((a, moved[a]) for a in accounts)
+        before = {a: getattr(self._policies.get(a), "sha256", None) for a in accounts}
+        logger.info("policy_moved_elsewhere", accounts=sorted(accounts))
+        await self.refresh_policies()
+        changed = {a for a, sha in before.items() if getattr(self._policies.get(a), "sha256", None) != sha}
+        for account in changed:  # put in force: a later version (or this one again) may reload again
+            self._reloaded_for.pop(account, None)
+        return bool(changed)
 
     def send(self, claim: Claim) -> None:
         """Set a claim :meth:`claim` made on its way, once it has committed."""
@@ -654,6 +741,10 @@ class Publisher:
         if loaded is None or loaded.sha256 != policy_sha256 or loaded.policy.rate_limit is not None:
             return None
         claims = _Claims(self, ltx)
+        # Stored in this transaction only while ``policy_sha256`` is the account's recorded
+        # version (``posts.insert_new_post``), or the work runs again: no read of its own here,
+        # where a direct post's speed is counted.
+        claims.known_in_force(row.account, policy_sha256)
         return claims if await claims.add(row) else None
 
     async def _claim_one(self, ltx: LogTxn, row: sql.PostRecord) -> Claim | None:
@@ -704,17 +795,20 @@ class Publisher:
         inflight = frozenset(self._inflight)
         claimed = dict(self._claimed)
 
-        async def work(ltx: LogTxn) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]]]:
+        async def work(
+            ltx: LogTxn,
+        ) -> tuple[int, int, list[Claim], list[str], list[tuple[str, str, int, int]], dict[str, str | None]]:
             rows = await sql.claimable(ltx.txn, now=ltx.now, limit=limit, skip_accounts=skip)
             taken = dict(claimed)  # the work may run again: it changes nothing of the publisher's
             picked, claims = 0, _Claims(self, ltx)
+            await claims.read_heads({row.account for row in rows})
             for row in rows:
                 if row.id in inflight or taken.get(row.account, 0) >= _PER_ACCOUNT:
                     continue
                 picked += 1
                 if await claims.add(row):
                     taken[row.account] = taken.get(row.account, 0) + 1
-            return len(rows), picked, await claims.made(), claims.failed, claims.waiting
+            return len(rows), picked, await claims.made(), claims.failed, claims.waiting, claims.moved
 
         return work
 

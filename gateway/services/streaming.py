@@ -16,11 +16,14 @@ when the database says the log grew (``gateway.services.wakeups``). That works a
 and replicas on both databases; on SQLite an event from another process arrives within the
 watcher's interval.
 
-What Byline does not stream: the account's instance's own events (its home timeline from
-others, its notifications). The streams that would carry them are accepted and stay quiet,
-as Byline's REST answers for the same reads are a quiet instance's for accounts on other
-platforms; a list stream is refused where the account has no lists (every platform but
-Mastodon), as Mastodon refuses a list that is not the account's.
+For an account on Mastodon, a stream also hears its instance's own events (others' posts in
+the home timeline, notifications…), relayed from one connection per account and stream to the
+instance's streaming API (``gateway.services.instance_streams``), merged with Byline's own and
+without the instance's copy of a post Byline published (the app hears that once, by Byline's
+id). For accounts on other platforms the streams that would carry an instance's events are
+accepted and stay quiet, as Byline's REST answers for the same reads are a quiet instance's; a
+list stream is refused there (they have no lists), as Mastodon refuses a list that is not the
+account's.
 
 Who may listen is checked as the REST API checks it (``MastodonService.authenticate``: the
 token, its account binding, its person's role on the account), with each stream's scope as the
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +45,7 @@ import structlog
 
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
+from gateway.services.instance_streams import Heard, InstanceStreams
 from gateway.services.live import ChangeWatcher, Listener
 from gateway.services.mastodon import ClientAuth, MastodonService, StatusView
 from gateway.storage import streams as sql
@@ -60,6 +64,8 @@ STREAMS_IN_ALL: Final = 1000
 """Open streams one process serves at once (apart from the live pages')."""
 SUBSCRIPTIONS_PER_SOCKET: Final = 32
 """Streams one WebSocket may subscribe to at once."""
+HEARD_MOST: Final = 500
+"""The instance's events one stream keeps untold at most."""
 ENTRIES_PER_READ: Final = 100
 """Log entries one stream reads at a time: a burst of posts is sent in rounds."""
 
@@ -115,12 +121,15 @@ class Subscription:
 
 @dataclass(frozen=True, kw_only=True)
 class StreamEvent:
-    """One event for an account's ``user`` stream: ``status`` for ``update`` and
-    ``status.update``, None for ``delete`` (whose payload is the id)."""
+    """One event for a stream. Byline's own (``stream`` None: the ``user`` stream's): ``status``
+    for ``update`` and ``status.update``, None for ``delete`` (whose payload is the id). The
+    instance's: ``stream`` names the stream it came from, ``payload`` is as the instance sent it."""
 
     event: str
     post_id: str
     status: StatusView | None
+    stream: tuple[str, ...] | None = None
+    payload: str | None = None
 
 
 class Ending(StrEnum):
@@ -168,6 +177,24 @@ class Feed:
     cursor: int
     behind: bool = False
     """A read failed: the next round reads again, changed or not."""
+    following: set[tuple[str, ...]] = field(default_factory=set)
+    """The streams whose instance events this feed hears."""
+    _heard: deque[Heard] = field(default_factory=lambda: deque(maxlen=HEARD_MOST))
+
+    def heard(self, item: Heard) -> None:
+        """One of the instance's events, told at the next round (the oldest dropped past
+        ``HEARD_MOST`` untold: an app that takes nothing must not hold Byline's memory)."""
+        self._heard.append(item)
+        self.listener.wake()
+
+    def _relayed(self) -> list[StreamEvent]:
+        # The instance's user stream carries notifications too: told only to a token that may
+        # read them, as the streaming server asks read:notifications of them on any stream.
+        notices = self.auth.caller.may("read:notifications")
+        out = [StreamEvent(event=h.event, post_id="", status=None, stream=h.stream, payload=h.payload)
+               for h in self._heard if notices or h.event != "notification"]
+        self._heard.clear()
+        return out
 
     async def next(self, seconds: float) -> list[StreamEvent]:
         """The events since the last call, waiting up to ``seconds`` for some ([] if none came).
@@ -180,12 +207,18 @@ class Feed:
         # Shielded, as every read a stream makes: one stopped mid-read still ends its
         # transaction and hands its connection back clean.
         await asyncio.shield(self.streams.still_reads(self))
+        relayed = self._relayed()
         if not changed and not self.behind:
-            return []
+            return relayed
+        size = self.streams.watcher.size
+        if relayed and not self.behind and size is not None and size <= self.cursor:
+            # Woken by the instance's events, the log as it was: no read of it for each of them.
+            # (Had it grown unseen, the watcher wakes the feed again when it reads the new size.)
+            return relayed
         try:
             events = await asyncio.shield(self.streams.events_for(self))
             self.behind = False
-            return events
+            return events + relayed
         except BylineError as exc:
             logger.warning("stream_read_failed", account=self.auth.account, error=exc.code.value)
         except Exception as exc:
@@ -193,7 +226,7 @@ class Feed:
                 raise
             raise broken(account=self.auth.account) from None
         self.behind = True  # the cursor stayed: the next round reads what this one could not
-        return []
+        return relayed
 
 
 def broken(**bound: object) -> StreamEnded:
@@ -222,10 +255,12 @@ async def answered(read: Awaitable[T], **bound: object) -> T:
 class MastodonStreams:
     """Opens streams for apps, says which streams they may subscribe to, and reads their events."""
 
-    def __init__(self, *, db: Database, mastodon: MastodonService, watcher: ChangeWatcher) -> None:
+    def __init__(self, *, db: Database, mastodon: MastodonService, watcher: ChangeWatcher,
+                 instance: InstanceStreams | None = None) -> None:
         self._db = db
         self._mastodon = mastodon
         self.watcher = watcher
+        self.instance = instance or InstanceStreams(mastodon)
         self._per_account: Counter[str] = Counter()
 
     async def connect(self, token: str | None) -> ClientAuth:
@@ -277,11 +312,28 @@ class MastodonStreams:
                 async with self._db.read() as txn:
                     start = await sql.log_size(txn)
                 logger.info("stream_opened", account=auth.account, user=auth.caller.user)
-                yield Feed(streams=self, listener=listener, auth=auth, token=token, cursor=start)
+                feed = Feed(streams=self, listener=listener, auth=auth, token=token, cursor=start)
+                try:
+                    yield feed
+                finally:
+                    for stream in list(feed.following):
+                        self.unfollow(feed, stream)
         finally:
             self._per_account[auth.account] -= 1
             if self._per_account[auth.account] <= 0:
                 del self._per_account[auth.account]
+
+    def follow(self, feed: Feed, sub: Subscription) -> None:
+        """The feed hears the instance's events of ``sub`` too (for an account on Mastodon)."""
+        if sub.key not in feed.following and self._mastodon.platform(feed.auth) == "mastodon":
+            feed.following.add(sub.key)
+            self.instance.join(feed.auth.account, sub.key, feed)
+
+    def unfollow(self, feed: Feed, stream: tuple[str, ...]) -> None:
+        """The feed no longer hears the instance's events of ``stream``."""
+        if stream in feed.following:
+            feed.following.discard(stream)
+            self.instance.leave(feed.auth.account, stream, feed)
 
     async def still_reads(self, feed: Feed) -> None:
         """Raises :class:`StreamEnded` once the feed's token no longer reads its account (revoked,
@@ -333,4 +385,5 @@ class MastodonStreams:
 
     async def close(self) -> None:
         """End every stream (the gateway is stopping)."""
+        await self.instance.close()
         await self.watcher.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,18 @@ async def post_entries(txn: Txn, post_id: str) -> list[Row]:
     return await txn.fetchall(
         "SELECT idx, entry, leaf_hash FROM log_entries WHERE post_id = ? ORDER BY idx", post_id
     )
+
+
+async def last_claim_version(txn: Txn, post_id: str) -> int | None:
+    """The version the post's last claim (``post.publishing``) named; None when it has none."""
+    row = await txn.fetchone(
+        "SELECT entry FROM log_entries WHERE post_id = ? AND type = 'post.publishing' ORDER BY idx DESC LIMIT 1",
+        post_id,
+    )
+    if row is None:
+        return None
+    version = json.loads(bytes(row["entry"])).get("data", {}).get("version")
+    return version if type(version) is int else None
 
 
 async def post_entry_times(txn: Txn, post_id: str, type: str, *, since: int) -> list[int]:

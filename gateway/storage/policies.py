@@ -9,7 +9,7 @@ replicas enforce one policy whatever their own files say at the moment (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from gateway.storage.db import Txn
@@ -42,6 +42,18 @@ async def head_sha256(txn: Txn, account: str) -> str | None:
     """The SHA-256 of the policy in force for ``account``; None when it has none."""
     row = await txn.fetchone("SELECT sha256 FROM policy_heads WHERE account = ?", account)
     return None if row is None else str(row["sha256"])
+
+
+async def head_sha256s(txn: Txn, accounts: Collection[str]) -> dict[str, str | None]:
+    """:func:`head_sha256` of each of ``accounts``, in one statement."""
+    if not accounts:
+        return {}
+    names = sorted(accounts)
+    rows = await txn.fetchall(
+        f"SELECT account, sha256 FROM policy_heads WHERE account IN ({', '.join('?' for _ in names)})", *names)
+    found: dict[str, str | None] = dict.fromkeys(names)
+    found.update((str(r["account"]), str(r["sha256"])) for r in rows)
+    return found
 
 
 async def last_version(txn: Txn, account: str) -> int:

@@ -3007,6 +3007,19 @@ def _releases(log: SyntheticLog, post: str, who: str = "dave", version: int = 1,
         "policy_sha256": "p1", **{"expires_at": None, **recorded}})
 
 
+def _held_and_approved_once(deadline_in: float, waited: float) -> tuple[SyntheticLog, str, int]:
+    """A log with brand co-signed: carol's post 1 held until ``deadline_in`` seconds on, bob's
+    approval (one of the two it needs), and ``waited`` seconds gone by. The log, the deadline
+    and the submission's entry."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    deadline = log.time(deadline_in)
+    submitted = _held_until(log, "1", deadline)
+    _approve(log, "1", "bob")
+    log.wait(waited)
+    return log, deadline, submitted
+
+
 def _late_approval(post: str, at: str, late: int, deadline: str, entry: int) -> str:
     return (f"post {post} was approved at {at}, {late} s after {deadline}, when entry {entry} said its hold "
             "expired: more than the 2 s an approval may be late")
@@ -3016,12 +3029,7 @@ def test_an_approval_after_the_holds_deadline_is_named(tmp_path: Path) -> None:
     """A forged log: the hold's deadline moved later in the database, so an approval an hour
     and more after the deadline its submission recorded released the post, and it went out:
     the approval is named, with the entry whose deadline it broke."""
-    log = SyntheticLog()
-    log.policy("brand", COSIGNED, "p1")
-    deadline = log.time(3600)
-    submitted = _held_until(log, "1", deadline)
-    _approve(log, "1", "bob")
-    log.wait(3700)
+    log, deadline, submitted = _held_and_approved_once(3600, waited=3700)
     at = log.time()
     late = _releases(log, "1")
     _publish(log, "1", "brand")
@@ -3141,12 +3149,7 @@ def test_a_hold_expired_before_its_deadline_is_named(tmp_path: Path) -> None:
     approvers never got to approve it); another's deadline, moved later by an edit that held it
     anew, is the one its expiry answers to. Each expiry is named with the entry whose deadline
     it broke; the grace lets one two seconds early pass, and no more."""
-    log = SyntheticLog()
-    log.policy("brand", COSIGNED, "p1")
-    day = log.time(86_400)
-    submitted = _held_until(log, "1", day)
-    _approve(log, "1", "bob")
-    log.wait(3600)
+    log, day, submitted = _held_and_approved_once(86_400, waited=3600)
     at = log.time()
     early = _expires(log, "1")
     _held_until(log, "2", log.time(60))

@@ -36,6 +36,8 @@ class World:
     base: str
     upstream: FakeMastodon
     upstream_account: Account
+    upstream_url: str = ""
+    """The stand-in instance's base URL."""
     tokens: dict[tuple[str, str | None], str] = field(default_factory=dict)
 
     async def token(self, user: str, account: str | None) -> str:
@@ -88,6 +90,7 @@ async def world(
     try:
         async with started_gateway(db_url, policy_dir, clock) as gw:
             base = str(gw.client.make_url("")).rstrip("/")
-            yield World(gateway=gw, base=base, upstream=upstream, upstream_account=account)
+            yield World(gateway=gw, base=base, upstream=upstream, upstream_account=account,
+                        upstream_url=str(server.make_url("")).rstrip("/"))
     finally:
         await server.close()

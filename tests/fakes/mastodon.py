@@ -73,6 +73,20 @@ Documented rules it enforces, and where they are written:
   ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (an ISO 8601 time); 300 requests per
   account per 5 minutes, then 429 ``{"error": "Too many requests"}``
   (docs.joinmastodon.org/methods/accounts, 429 example).
+* docs.joinmastodon.org/methods/streaming (the streaming server, ``streaming/index.js``): the
+  WebSocket at ``/api/v1/streaming`` takes the token as ``Authorization: Bearer``, as the
+  ``access_token`` query parameter or as ``Sec-WebSocket-Protocol`` (echoed back); none is 401
+  ``{"error": "Missing access token"}``, one not known 401 ``{"error": "Invalid access
+  token"}``, both before the upgrade. ``?stream=`` and ``{"type": "subscribe", "stream": …}``
+  name the streams it knows (``user``, ``user:notification``, ``public`` and its ``:local`` /
+  ``:remote`` / ``:media`` kinds, ``hashtag`` and ``hashtag:local`` with ``tag``, ``list`` with
+  ``list``, ``direct``); any other is ``{"error": "Unknown stream type", "status": 400}`` on the
+  socket, which stays open. Events are ``{"stream": [...], "event": …, "payload": "<JSON text>"}``;
+  a status the account posts, edits or deletes is told on its own ``user`` stream (``update``,
+  ``status.update``, ``delete`` with the id), as Mastodon's home feed tells one's own posts. A
+  revoked token's sockets are closed. ``/api/v1/streaming/health`` answers ``OK``. With
+  ``streaming_url`` set, the main host answers both paths with a 301 to the streaming server's
+  own host, as ``Api::V1::StreamingController`` does.
 * entities/Status: ids are strings of digits, ``content`` is HTML (paragraphs in ``<p>``,
   line breaks ``<br />``, links split into ``invisible``/``ellipsis`` spans, remote mentions
   shown as ``@user``), ``created_at`` an ISO 8601 time with milliseconds and ``Z``.
@@ -80,6 +94,7 @@ Documented rules it enforces, and where they are written:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -90,7 +105,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from multidict import MultiDictProxy
 
 from tests.fakes._faults import FakeClock, Faults, drop_connection
@@ -217,6 +232,23 @@ class ScheduledStatus:
     params: dict[str, Any]
 
 
+STREAMS = frozenset({
+    "user", "user:notification", "public", "public:media", "public:local", "public:local:media", "public:remote",
+    "public:remote:media", "hashtag", "hashtag:local", "list", "direct",
+})
+"""The streams Mastodon's streaming server knows."""
+
+
+@dataclass
+class StreamSocket:
+    """One open streaming WebSocket: whose, with which token, and its subscriptions."""
+
+    ws: web.WebSocketResponse
+    account_id: str
+    token: str
+    streams: set[tuple[str, ...]] = field(default_factory=set)
+
+
 class MastodonError(Exception):
     """Raised inside handlers; becomes ``{"error": message}`` with ``status``."""
 
@@ -242,6 +274,14 @@ class FakeMastodon:
         self.media_processing_failures = 0
         """How many of the next uploads fail to process: at once (500) if processed at once,
         else when their processing ends (GET answers 422)."""
+        self.stream_sockets: list[StreamSocket] = []
+        """The streaming WebSockets open now."""
+        self.streaming_url: str | None = None
+        """The streaming server's own base URL (``ws://host:port``), when it has a host of its
+        own: the main host then redirects ``/api/v1/streaming`` there, as Mastodon does."""
+        self._closing: set[asyncio.Task[bool]] = set()
+        self.stream_connections: list[tuple[str, tuple[str, ...]]] = []
+        """Every streaming WebSocket opened: the account's id and the streams named as it opened."""
         self._statuses: dict[str, Status] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._rate: dict[str, tuple[datetime, int]] = {}
@@ -257,9 +297,46 @@ class FakeMastodon:
         return account
 
     def revoke_token(self, token: str) -> None:
-        """Make ``token`` invalid, as revoking or expiry does."""
+        """Make ``token`` invalid, as revoking or expiry does (its streams are closed)."""
         for account in self.accounts.values():
             account.tokens.discard(token)
+        for open_socket in self.stream_sockets:
+            if open_socket.token == token and not open_socket.ws.closed:
+                closing = asyncio.get_running_loop().create_task(open_socket.ws.close(code=1008))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+
+    async def notify(self, account: Account, notification: dict[str, Any]) -> int:
+        """Tell ``account`` a notification, as Mastodon does: on its ``user`` and
+        ``user:notification`` streams; how many sockets heard it."""
+        payload = json.dumps(notification)
+        return (await self.emit(account, ("user",), "notification", payload)
+                + await self.emit(account, ("user:notification",), "notification", payload))
+
+    async def emit(self, account: Account, stream: tuple[str, ...], event: str, payload: str | None) -> int:
+        """Send one event to ``account``'s sockets subscribed to ``stream``; how many were sent it."""
+        sent = 0
+        for open_socket in list(self.stream_sockets):
+            if open_socket.account_id == account.id and stream in open_socket.streams and not open_socket.ws.closed:
+                message: dict[str, Any] = {"stream": list(stream), "event": event}
+                if payload is not None:
+                    message["payload"] = payload
+                await open_socket.ws.send_str(json.dumps(message))
+                sent += 1
+        return sent
+
+    async def drop_streams(self) -> None:
+        """Cut every streaming connection, as a restart of the streaming server does."""
+        for open_socket in list(self.stream_sockets):
+            await open_socket.ws.close(code=1001, message=b"going away")
+
+    def render_notification(self, kind: str, *, by: Account, status: Status | None = None) -> dict[str, Any]:
+        """A Notification entity (``mention``, ``favourite``, ``follow``…)."""
+        return {
+            "id": self._next_id(), "type": kind, "created_at": _iso(self.clock.now()),
+            "account": self.render_account(by),
+            "status": None if status is None else self.render_status(status),
+        }
 
     expire_token = revoke_token
 
@@ -727,6 +804,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             fake.media[media_id].status_id = status.id
         if key:
             fake._idempotency[(account.id, key)] = (status.id, now)
+        await fake.emit(account, ("user",), "update", json.dumps(fake.render_status(status)))
         if fake.faults.take_drop():
             return drop_connection(request)
         return web.json_response(fake.render_status(status))
@@ -771,6 +849,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             status.sensitive = _boolean(params.get("sensitive"))
         status.language = language or status.language
         status.edited_at = fake.clock.now()
+        await fake.emit(account, ("user",), "status.update", json.dumps(fake.render_status(status)))
         return web.json_response(fake.render_status(status))
 
     async def delete_status(request: web.Request) -> web.Response:
@@ -780,6 +859,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         if status is None or status.deleted or status.account_id != account.id:
             raise MastodonError(404, "Record not found")
         status.deleted = True
+        await fake.emit(account, ("user",), "delete", status.id)
         return web.json_response(fake.render_status(status, with_source=True))
 
     async def verify_credentials(request: web.Request) -> web.Response:
@@ -911,6 +991,73 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             return web.json_response(entity, status=206)
         return web.json_response(fake.render_media(media))
 
+    def stream_of(message: Mapping[str, Any]) -> tuple[str, ...] | str:
+        """The stream a subscription names, or the streaming server's refusal."""
+        name = message.get("stream")
+        if not isinstance(name, str) or name not in STREAMS:
+            return "Unknown stream type"
+        if name.startswith("hashtag"):
+            tag = message.get("tag")
+            return (name, tag) if isinstance(tag, str) and tag else "Missing tag name parameter"
+        if name == "list":
+            list_id = message.get("list")
+            return (name, list_id) if isinstance(list_id, str) and list_id else "Missing list name parameter"
+        return (name,)
+
+    def moved(request: web.Request) -> None:
+        if fake.streaming_url and fake.streaming_url.partition("://")[2] != request.host:
+            # Api::V1::StreamingController: the streaming server elsewhere, 301 there.
+            raise web.HTTPMovedPermanently(f"{fake.streaming_url}{request.path_qs}")
+
+    async def streaming_health(request: web.Request) -> web.Response:
+        moved(request)
+        return web.Response(text="OK", content_type="text/plain")
+
+    async def streaming(request: web.Request) -> web.StreamResponse:
+        moved(request)
+        header = request.headers.get("Authorization", "")
+        protocol = request.headers.get("Sec-WebSocket-Protocol", "").strip()
+        token = (header.partition(" ")[2] if header.lower().startswith("bearer ") else "") \
+            or request.query.get("access_token", "") or protocol
+        if not token:
+            raise MastodonError(401, "Missing access token")
+        account = next((a for a in fake.accounts.values() if token in a.tokens), None)
+        if account is None:
+            raise MastodonError(401, "Invalid access token")
+        ws = web.WebSocketResponse(protocols=(token,) if protocol == token else (), heartbeat=30)
+        if not ws.can_prepare(request).ok:
+            raise MastodonError(400, "Expected a WebSocket connection")
+        await ws.prepare(request)
+        open_socket = StreamSocket(ws=ws, account_id=account.id, token=token)
+        if "stream" in request.query:
+            first = stream_of(request.query)
+            if isinstance(first, str):
+                await ws.send_str(json.dumps({"error": first, "status": 400}))
+            else:
+                open_socket.streams.add(first)
+        fake.stream_connections.append((account.id, tuple(sorted(":".join(k) for k in open_socket.streams))))
+        fake.stream_sockets.append(open_socket)
+        try:
+            async for message in ws:
+                if token not in account.tokens:
+                    break
+                try:
+                    body = json.loads(message.data) if message.type is WSMsgType.TEXT else None
+                except ValueError:
+                    body = None
+                if not isinstance(body, dict) or body.get("type") not in ("subscribe", "unsubscribe"):
+                    continue
+                wanted = stream_of(body)
+                if isinstance(wanted, str):
+                    await ws.send_str(json.dumps({"error": wanted, "status": 400}))
+                elif body["type"] == "subscribe":
+                    open_socket.streams.add(wanted)
+                else:
+                    open_socket.streams.discard(wanted)
+        finally:
+            fake.stream_sockets.remove(open_socket)
+        return ws
+
     app = web.Application(
         middlewares=[errors_middleware, fake.faults.middleware(render_fault, render_rate_limit)],
         client_max_size=PROXY_BODY_LIMIT + 1024 * 1024,
@@ -926,6 +1073,8 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     app.router.add_get("/api/v1/accounts/{id}/statuses", account_statuses)
     app.router.add_post("/api/v2/media", upload_media)
     app.router.add_get("/api/v1/media/{id}", get_media)
+    app.router.add_get("/api/v1/streaming", streaming)
+    app.router.add_get("/api/v1/streaming/health", streaming_health)
     return app
 
 

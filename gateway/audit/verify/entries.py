@@ -169,6 +169,14 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         claim = (_sha(data), version)
         # A recovered claim the policy in force would not let out: it only looks for the post.
         looks_only = data.get("looks_only")
+        checked = data.get("policy_in_force")
+        if checked is not None and checked is not True:
+            # Read as absent, it would make a claim under a replaced policy pass within the grace.
+            return None, "post.publishing has a malformed data.policy_in_force"
+        if checked:
+            # It checked that the policy it names was the account's recorded version, in the
+            # transaction that wrote it: see ``Replay._publishing``.
+            return (*claim, looks_only if type(looks_only) is str else None, True), None
         return (*claim, looks_only) if type(looks_only) is str else claim, None
     if kind == "post.revised" or kind == "post.revising":
         version = data.get("version")

@@ -87,6 +87,8 @@ def _refused(exc: Failure) -> web.Response:
 def _payload(event: StreamEvent, base: str) -> str:
     """An event's payload: the Status as the REST API renders it, as JSON text; a deleted
     status's id as it is."""
+    if event.payload is not None:
+        return event.payload  # the instance's, as its REST reads are relayed: as it sent it
     if event.status is None:
         return event.post_id
     return orjson.dumps(entities.status_entity(event.status, base)).decode()
@@ -175,7 +177,8 @@ class _Socket:
                                                  list_id=message.get("list"))
             except BylineError:
                 return
-            self._subscribed.pop(sub.key, None)
+            if self._subscribed.pop(sub.key, None) is not None:
+                self._streams.unfollow(self._feed, sub.key)
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         try:
@@ -187,16 +190,19 @@ class _Socket:
             await self._send({"error": exc.message, "status": exc.status})
             return
         self._subscribed[sub.key] = sub
+        self._streams.follow(self._feed, sub)
 
     async def _events(self) -> None:
         """Send the account's events to the streams that carry them, until the stream ends."""
         try:
             while not self._socket.closed:
                 for event in await self._feed.next(KEEPALIVE_SECONDS):
-                    user = self._subscribed.get(("user",))
-                    if user is not None:
-                        await self._send({"stream": user.stream, "event": event.event,
-                                          "payload": _payload(event, self._base)})
+                    sub = self._subscribed.get(event.stream or ("user",))
+                    if sub is not None:
+                        message: dict[str, Any] = {"stream": sub.stream, "event": event.event}
+                        if event.payload != "":  # filters_changed says nothing more
+                            message["payload"] = _payload(event, self._base)
+                        await self._send(message)
         except StreamEnded as ended:
             await self._socket.close(code=_CLOSE_CODES[ended.why], message=str(ended).encode())
         finally:
@@ -217,6 +223,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         sub = streams.subscription(auth, stream_of_path(request.match_info["path"], request.query),
                                    tag=request.query.get("tag"), list_id=request.query.get("list"))
         async with streams.open(auth, token or "") as feed:
+            streams.follow(feed, sub)
             return await _serve_events(request, feed, sub)
     except Failure as exc:
         return _refused(exc)
@@ -252,10 +259,12 @@ async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> 
             if not events:
                 await _write(request, response, b":thump\n")
                 continue
-            if sub.name != "user":
-                continue
             for event in events:
-                await _write(request, response, f"event: {event.event}\ndata: {_payload(event, base)}\n\n".encode())
+                if (event.stream or ("user",)) != sub.key:
+                    continue
+                # One data line per line of the payload: an instance's payload cannot add an event.
+                data = "".join(f"data: {line}\n" for line in _payload(event, base).splitlines() or [""])
+                await _write(request, response, f"event: {event.event}\n{data}\n".encode())
     except (ConnectionError, asyncio.CancelledError):
         if not gone(request):
             raise

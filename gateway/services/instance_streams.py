@@ -1,0 +1,227 @@
+"""The live events of a Mastodon account's own instance, relayed to the account's open streams.
+
+For an account on Mastodon, an app's ``user`` stream (and ``user:notification``, ``public…``,
+``hashtag…``, ``list``) also hears what happens on the instance: others' posts arriving in the
+home timeline, notifications, edits, deletions, filters changed. Byline follows the instance's
+streaming API as the account, with the account's credential, which never leaves Byline: ONE
+connection per account and stream, shared by all of that account's open streams that asked
+for it, opened with the first and closed with the last.
+
+What is relayed, and how:
+
+- the events ``update``, ``notification``, ``status.update``, ``delete`` and ``filters_changed``,
+  with their payload exactly as the instance sent it, as the REST reads of the same timelines
+  and notifications are relayed as the instance answers them (statuses by the instance's ids);
+- not an ``update``, ``status.update`` or ``delete`` of a status that Byline itself published
+  for the account: Byline's own log already tells those, by Byline's id, when the post goes out
+  (``gateway.services.streaming``), so the instance's copy is dropped and the app hears the
+  post once. A status by the account itself that Byline does not know yet (its publish may
+  still be recording the instance's id) is held up to ``HOLD_SECONDS`` while Byline looks again;
+- nothing else (conversations, announcements: the REST relay leaves direct messages out too).
+
+The instance failing (refusing, dropping the connection, not answering) never ends an app's
+stream: the connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up to
+``BACKOFF_MOST`` seconds, and Byline's own events keep flowing meanwhile. Logs name the account
+and the stream, never the credential (the adapter's errors are scrubbed of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import structlog
+
+from adapters.base import AdapterError
+
+logger = structlog.get_logger("byline.streaming")
+
+RELAYED_EVENTS: Final = frozenset({"update", "notification", "status.update", "delete", "filters_changed"})
+"""The instance's events an app hears through Byline."""
+RELAYED_STREAMS: Final = frozenset({
+    "user", "user:notification", "public", "public:media", "public:local", "public:local:media",
+    "public:remote", "public:remote:media", "hashtag", "hashtag:local", "list",
+})
+"""The streams followed on the instance (``direct`` is not: conversations are not relayed)."""
+LINKS_PER_ACCOUNT: Final = 16
+"""Connections to its instance one account may have at once (its streams: home, notifications,
+a few hashtags and lists): an app asking for more hears Byline's own events only on the rest,
+as the instance is not Byline's to load with an app's every subscription."""
+HOLD_SECONDS: Final = 3.0
+"""How long an ``update`` by the account itself waits for Byline to know whether it made it."""
+BACKOFF_FIRST: Final = 0.5
+BACKOFF_MOST: Final = 60.0
+STEADY_SECONDS: Final = 30.0
+"""A connection that stayed up this long starts its next pause from ``BACKOFF_FIRST`` again."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heard:
+    """One event from the instance, for the stream that names ``stream``."""
+
+    stream: tuple[str, ...]
+    event: str
+    payload: str
+
+
+class Sink(Protocol):
+    """An open stream that hears the instance's events (a feed)."""
+
+    def heard(self, item: Heard) -> None:
+        """Take one event (without waiting: a slow app must not hold up the others)."""
+        ...
+
+
+class Source(Protocol):
+    """What follows an account's instance and knows its posts (``MastodonService``)."""
+
+    def instance_stream(self, account: str, stream: Sequence[str]) -> AsyncIterator[tuple[str, str]] | None:
+        """The instance's events of ``stream`` as the account, or None off Mastodon."""
+        ...
+
+    def instance_username(self, account: str) -> str:
+        """The account's username on its instance."""
+        ...
+
+    async def made_here(self, account: str, remote_id: str) -> bool:
+        """Whether Byline published the instance's status ``remote_id`` for the account."""
+        ...
+
+    def credential_refused(self, account: str) -> None:
+        """The instance refused the account's credential: tell its admin."""
+        ...
+
+
+@dataclass(eq=False)
+class _Link:
+    """One connection to the instance, and the streams it feeds."""
+
+    sinks: set[Sink] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class InstanceStreams:
+    """One connection per account and stream to the account's instance, shared by its streams."""
+
+    def __init__(self, source: Source, *, backoff_first: float = BACKOFF_FIRST, backoff_most: float = BACKOFF_MOST,
+                 hold: float = HOLD_SECONDS, now: Callable[[], float] | None = None) -> None:
+        self._source = source
+        self._backoff_first = backoff_first
+        self._backoff_most = backoff_most
+        self._hold = hold
+        self._now = now
+        self._links: dict[tuple[str, tuple[str, ...]], _Link] = {}
+
+    def open_links(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The connections open (or being retried) now: (account, stream)."""
+        return list(self._links)
+
+    def join(self, account: str, stream: tuple[str, ...], sink: Sink) -> None:
+        """``sink`` hears the instance's events of ``stream``; the first to ask opens the connection."""
+        if stream[0] not in RELAYED_STREAMS:
+            return
+        key = (account, stream)
+        link = self._links.get(key)
+        if link is None:
+            if sum(1 for held, _ in self._links if held == account) >= LINKS_PER_ACCOUNT:
+                logger.warning("instance_streams_bounded", account=account, stream=stream[0])
+                return
+            link = self._links[key] = _Link()
+            link.task = asyncio.create_task(self._follow(account, stream, link), name="byline-instance-stream")
+        link.sinks.add(sink)
+
+    def leave(self, account: str, stream: tuple[str, ...], sink: Sink) -> None:
+        """``sink`` no longer hears ``stream``; the last to go closes the connection."""
+        key = (account, stream)
+        link = self._links.get(key)
+        if link is None:
+            return
+        link.sinks.discard(sink)
+        if not link.sinks:
+            del self._links[key]
+            if link.task is not None:
+                link.task.cancel()
+
+    async def close(self) -> None:
+        """Close every connection (the gateway is stopping)."""
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            if link.task is not None:
+                link.task.cancel()
+        for link in links:
+            if link.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await link.task
+
+    def _clock(self) -> float:
+        return self._now() if self._now is not None else asyncio.get_running_loop().time()
+
+    async def _follow(self, account: str, stream: tuple[str, ...], link: _Link) -> None:
+        """Follow the instance's stream for as long as anyone listens, reconnecting after a pause."""
+        pause = self._backoff_first
+        named = ":".join(stream[:1])
+        while True:
+            try:
+                events = self._source.instance_stream(account, stream)
+            except Exception as exc:  # the account gone from the policies, its adapter not built
+                logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
+                events = None
+            if events is None:
+                return
+            opened = self._clock()
+            try:
+                logger.info("instance_stream_connecting", account=account, stream=named)
+                async for event, payload in events:
+                    if event not in RELAYED_EVENTS or await self._told_by_byline(account, event, payload):
+                        continue
+                    item = Heard(stream=stream, event=event, payload=payload)
+                    for sink in list(link.sinks):
+                        sink.heard(item)
+                logger.info("instance_stream_ended", account=account, stream=named)
+            except AdapterError as exc:  # its words are scrubbed of the credential
+                logger.warning("instance_stream_failed", account=account, stream=named, error=exc.message,
+                               auth_failed=exc.auth_failed)
+                if exc.auth_failed:
+                    self._source.credential_refused(account)
+            except Exception as exc:  # whatever breaks, the app's stream carries on
+                logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
+            finally:
+                closing = getattr(events, "aclose", None)  # an async generator's: its socket closes now
+                if closing is not None:
+                    with contextlib.suppress(Exception):
+                        await closing()
+            if self._clock() - opened >= STEADY_SECONDS:
+                pause = self._backoff_first
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self._backoff_most)
+
+    async def _told_by_byline(self, account: str, event: str, payload: str) -> bool:
+        """Whether Byline's own log tells this event (a post Byline published), so the app hears
+        it once, by Byline's id; an event that is not what the instance's streaming server
+        sends is dropped too."""
+        if event == "delete":
+            return await self._source.made_here(account, payload)
+        if event not in ("update", "status.update"):
+            return False
+        try:
+            status: Any = json.loads(payload)
+        except ValueError:
+            return True
+        if not isinstance(status, dict) or not isinstance(status.get("id"), str):
+            return True
+        if await self._source.made_here(account, status["id"]):
+            return True
+        by = status.get("account")
+        if event != "update" or not isinstance(by, dict) or by.get("acct") != self._source.instance_username(account):
+            return False
+        # The account's own new status, not known here yet: Byline's publish may be recording it.
+        deadline = self._clock() + self._hold
+        while self._clock() < deadline:
+            await asyncio.sleep(0.2)
+            if await self._source.made_here(account, status["id"]):
+                return True
+        return False

@@ -1,0 +1,362 @@
+"""A Mastodon account's apps hear its instance's own live events through Byline: one connection
+per account and stream to the instance's streaming API (the stand-in's, strict as Mastodon's
+streaming server), shared by the account's open streams, closed with the last; a post Byline
+publishes heard once; the instance dropping and coming back; its token never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from mastodon import CallbackStreamListener
+from structlog.testing import capture_logs
+
+from gateway.appkeys import PLATFORMS, STREAMS
+from gateway.services import streaming as streaming_service
+from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
+from tests.clients.test_mastodon_streaming import _oauth_token
+from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.fakes.mastodon import create_app as mastodon_app
+
+QUIET = 1.5
+"""Long enough for an event to have crossed both hops: nothing within it means nothing was sent."""
+
+
+async def _socket(world: World, session: aiohttp.ClientSession, token: str, query: str = "",
+                  ) -> aiohttp.ClientWebSocketResponse:
+    return await session.ws_connect(f"{world.base.replace('http', 'ws', 1)}/api/v1/streaming{query}",
+                                    protocols=(token,))
+
+
+async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
+    message = await ws.receive(timeout=seconds)
+    assert message.type is aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)  # type: ignore[no-any-return]
+
+
+async def _nothing(ws: aiohttp.ClientWebSocketResponse) -> None:
+    with pytest.raises(TimeoutError):
+        message = await ws.receive(timeout=QUIET)
+        raise AssertionError(f"unexpected {message}")
+
+
+async def _until(check: Any, seconds: float = 8.0) -> None:
+    """Wait until ``check()`` holds (a connection made or closed on the other side)."""
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("never came to pass")
+
+
+def _listening(world: World, stream: tuple[str, ...]) -> int:
+    """The instance's open streaming sockets subscribed to ``stream``."""
+    return sum(1 for s in world.upstream.stream_sockets if stream in s.streams)
+
+
+async def _mention(world: World, text: str) -> dict[str, Any]:
+    """Someone else on the instance mentions the account: the notification the instance tells."""
+    other = world.upstream.accounts.get("2") or world.upstream.add_account("someone", "mtok-someone")
+    status = world.upstream.seed_status(other, f"@brand {text}", created_at=datetime.now(UTC))
+    return world.upstream.render_notification("mention", by=other, status=status)
+
+
+async def test_a_notification_on_the_instance_reaches_mastodon_py(world: World) -> None:
+    """Mastodon.py's ``stream_user`` hears a mention made on the instance as the instance told it;
+    the instance saw the account's own credential in a header only, never the app's token."""
+    api = await world.client("alice", "masto")
+    heard: queue.Queue[Any] = queue.Queue()
+    handle = await world.run(api.stream_user, CallbackStreamListener(notification_handler=heard.put),
+                             run_async=True, reconnect_async=False)
+    try:
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        notification = await _mention(world, "hello there")
+        assert await world.upstream.notify(world.upstream_account, notification) == 1
+        got = await asyncio.to_thread(heard.get, True, 8)
+        assert (got.id, got.type, got.status.id) == (notification["id"], "mention", notification["status"]["id"])
+        assert got.account.acct == "someone"
+    finally:
+        closing = asyncio.ensure_future(world.run(handle.close))
+        await world.gateway.app[STREAMS].close()
+        await asyncio.wait_for(closing, 10)
+    opened = [r for r in world.upstream.faults.requests if r.path == "/api/v1/streaming"]
+    assert len(opened) == 1
+    assert opened[0].headers["Authorization"] == f"Bearer {UPSTREAM_TOKEN}"
+    assert UPSTREAM_TOKEN not in json.dumps(opened[0].query)
+    assert world.tokens[("alice", "masto")] not in json.dumps([opened[0].headers, opened[0].query])
+
+
+async def test_user_notification_over_a_websocket_hears_notifications_only(world: World) -> None:
+    """A WebSocket subscribed to ``user:notification`` hears the instance's notification with its
+    stream named as the app asked, and not a home-timeline ``update``."""
+    token = await world.token("carol", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token)
+        await ws.send_json({"type": "subscribe", "stream": "user:notification"})
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        notification = await _mention(world, "are you there?")
+        await world.upstream.notify(world.upstream_account, notification)
+        message = await _message(ws)
+        assert message == {"stream": ["user:notification"], "event": "notification",
+                           "payload": json.dumps(notification)}
+        other = world.upstream.accounts["2"]
+        status = world.upstream.seed_status(other, "Just a post", created_at=datetime.now(UTC))
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update",
+                                         json.dumps(world.upstream.render_status(status))) == 0
+        await _nothing(ws)
+        await ws.close()
+
+
+async def test_one_connection_per_account_and_stream_closed_with_the_last(world: World) -> None:
+    """Three app streams of the account on ``user`` share one connection to the instance; it
+    stays while any is open, and closes when the last goes; the others' post reaches them all."""
+    async with aiohttp.ClientSession() as session:
+        sockets = [await _socket(world, session, await world.token(user, "masto"), "?stream=user")
+                   for user in ("alice", "carol", "alice")]
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        other = world.upstream.add_account("someone", "mtok-someone")
+        status = world.upstream.seed_status(other, "Hello, followers", created_at=datetime.now(UTC))
+        payload = json.dumps(world.upstream.render_status(status))
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update", payload) == 1
+        for ws in sockets:
+            assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
+        await sockets[0].close()
+        await sockets[1].close()
+        await asyncio.sleep(QUIET)
+        assert _listening(world, ("user",)) == 1
+        await sockets[2].close()
+        await _until(lambda: not world.upstream.stream_sockets)
+    assert world.gateway.app[STREAMS].instance.open_links() == []
+    assert len(world.upstream.stream_connections) == 1
+
+
+async def test_a_post_byline_publishes_is_heard_once(world: World) -> None:
+    """The instance tells its own ``update``, ``status.update`` and ``delete`` of the post Byline
+    published: the app hears each once, from Byline's record, by Byline's id."""
+    token = await world.token("alice", "masto")
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Once only"},
+                                                headers=auth)
+        assert status == 200, sent
+        await world.gateway.tick()
+        update = await _message(ws)
+        assert (update["event"], json.loads(update["payload"])["id"]) == ("update", sent["id"])
+        await _nothing(ws)
+        status, edited = await world.gateway.call(None, "PUT", f"/api/v1/statuses/{sent['id']}",
+                                                  data={"status": "Once only, edited"}, headers=auth)
+        assert status == 200, edited
+        changed = await _message(ws)
+        assert (changed["event"], json.loads(changed["payload"])["id"]) == ("status.update", sent["id"])
+        await _nothing(ws)
+        status, _ = await world.gateway.call(None, "DELETE", f"/api/v1/statuses/{sent['id']}", headers=auth)
+        assert status == 200
+        assert await _message(ws) == {"stream": ["user"], "event": "delete", "payload": sent["id"]}
+        await _nothing(ws)
+        await ws.close()
+    # The instance did tell all three: Byline chose not to pass them on.
+    assert len(world.upstream.statuses(world.upstream_account, include_deleted=True)) == 1
+
+
+async def test_the_instance_dropping_and_coming_back(world: World) -> None:
+    """The instance's streaming server goes away and refuses for a while: the app's stream stays
+    open and hears Byline's own post meanwhile; once the instance answers, its events flow again."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1  # the pauses of a test, not of a day
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        world.upstream.faults.fail_next(3, 502, path="/api/v1/streaming")
+        await world.upstream.drop_streams()
+        status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Still here"},
+                                                headers={"Authorization": f"Bearer {token}"})
+        assert status == 200, sent
+        await world.gateway.tick()
+        update = await _message(ws)
+        assert json.loads(update["payload"])["id"] == sent["id"]
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        notification = await _mention(world, "welcome back")
+        await world.upstream.notify(world.upstream_account, notification)
+        assert await _message(ws) == {"stream": ["user"], "event": "notification",
+                                      "payload": json.dumps(notification)}
+        assert not ws.closed
+        await ws.close()
+    tried = [r for r in world.upstream.faults.requests if r.path == "/api/v1/streaming"]
+    assert len(tried) == 1 + 3 + 1
+
+
+async def test_a_refused_credential_keeps_the_app_stream_and_stays_out_of_logs(world: World) -> None:
+    """The instance revokes the account's token: its socket closes and each retry is refused
+    401, yet the app's stream stays open and hears Byline's own events; no log line, and
+    nothing the app hears, carries the instance's token."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1
+    token = await world.token("alice", "masto")
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as session:
+            ws = await _socket(world, session, token, "?stream=user")
+            await _until(lambda: _listening(world, ("user",)) == 1)
+            world.upstream.revoke_token(UPSTREAM_TOKEN)
+            await _until(lambda: not world.upstream.stream_sockets)
+            await _until(lambda: len([r for r in world.upstream.faults.requests
+                                      if r.path == "/api/v1/streaming"]) >= 3)
+            assert not ws.closed
+            await ws.send_json({"type": "subscribe", "stream": "user:notification"})
+            await _nothing(ws)
+            await ws.close()
+    failed = [e for e in logs if e["event"] == "instance_stream_failed"]
+    assert failed and all(e["auth_failed"] for e in failed), logs
+    assert "HTTP 401" in failed[0]["error"]
+    assert UPSTREAM_TOKEN not in repr(logs)
+    assert world.gateway.app[PLATFORMS].unhealthy["masto"] == "the platform refused the account's credential"
+
+
+@pytest.mark.parametrize("how", ["header", "query", "protocol"])
+async def test_the_standin_streaming_server_takes_the_token_three_ways(world: World, how: str) -> None:
+    """The stand-in's streaming server, as Mastodon's: the token as a header, a query parameter
+    or the protocol (echoed); an unknown stream is an error message on a socket that stays open."""
+    url = f"{world.upstream_url.replace('http', 'ws', 1)}/api/v1/streaming"
+    async with aiohttp.ClientSession() as session:
+        if how == "header":
+            ws = await session.ws_connect(url, headers={"Authorization": f"Bearer {UPSTREAM_TOKEN}"})
+        elif how == "query":
+            ws = await session.ws_connect(f"{url}?access_token={UPSTREAM_TOKEN}")
+        else:
+            ws = await session.ws_connect(url, protocols=(UPSTREAM_TOKEN,))
+            assert ws.protocol == UPSTREAM_TOKEN
+        await ws.send_json({"type": "subscribe", "stream": "user:everything"})
+        assert await _message(ws) == {"error": "Unknown stream type", "status": 400}
+        await ws.send_json({"type": "subscribe", "stream": "hashtag"})
+        assert await _message(ws) == {"error": "Missing tag name parameter", "status": 400}
+        await ws.send_json({"type": "subscribe", "stream": "user:notification"})
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        await ws.close()
+
+
+@pytest.mark.parametrize(("headers", "query", "expected"), [
+    ({}, "", "Missing access token"),
+    ({"Authorization": "Bearer not-a-token"}, "", "Invalid access token"),
+    ({}, "?access_token=not-a-token", "Invalid access token"),
+    ({"Sec-WebSocket-Protocol": "not-a-token"}, "", "Invalid access token"),
+])
+async def test_the_standin_streaming_server_refuses_a_bad_token_before_the_upgrade(
+    world: World, headers: dict[str, str], query: str, expected: str,
+) -> None:
+    """Missing or unknown token: 401 with the streaming server's words, and no socket opened."""
+    url = f"{world.upstream_url.replace('http', 'ws', 1)}/api/v1/streaming{query}"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url, headers=headers)
+        assert refused.value.status == 401
+        async with session.get(url.replace("ws", "http", 1), headers=headers) as answer:
+            assert (answer.status, await answer.json()) == (401, {"error": expected})
+    assert world.upstream.stream_connections == []
+
+
+async def test_an_instance_payload_cannot_add_events_to_an_event_stream(world: World) -> None:
+    """A payload with line breaks from the instance stays one event on a server-sent-events
+    stream: each of its lines is a ``data:`` line, so no ``event:`` line of its own gets through."""
+    token = await world.token("alice", "masto")
+    async with world.gateway.client.get("/api/v1/streaming/user/notification",
+                                        headers={"Authorization": f"Bearer {token}"}) as answer:
+        assert answer.status == 200
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        forged = '{"id": "1"}\n\nevent: delete\ndata: 42'
+        assert await world.upstream.emit(world.upstream_account, ("user:notification",), "notification", forged) == 1
+        lines: list[str] = []
+        while True:
+            line = (await asyncio.wait_for(answer.content.readline(), 8)).decode().rstrip("\n")
+            if line.startswith(":"):
+                continue
+            if not line and lines:
+                break
+            lines.append(line)
+    assert lines == ["event: notification", 'data: {"id": "1"}', "data: ", "data: event: delete", "data: data: 42"]
+
+
+async def test_the_instances_events_cost_no_read_of_the_log(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of the instance's events reaches the app without a read of Byline's log for each:
+    the log has not grown, and a busy public stream must not turn into a database read an event."""
+    token = await world.token("alice", "masto")
+    reads: list[int] = []
+    account_entries = streaming_service.sql.account_entries
+
+    async def counting(txn: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs["start"])
+        return await account_entries(txn, **kwargs)
+
+    monkeypatch.setattr(streaming_service.sql, "account_entries", counting)
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        reads.clear()
+        for n in range(10):
+            await world.upstream.notify(world.upstream_account, await _mention(world, f"ping {n}"))
+            assert (await _message(ws))["event"] == "notification"
+        assert reads == []
+        await ws.close()
+
+
+async def test_an_account_opens_a_bounded_number_of_connections_to_its_instance(world: World) -> None:
+    """An app subscribing to more hashtags than the bound opens no more connections to the
+    instance than the bound; its socket stays open, and closing it closes them all."""
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token)
+        for n in range(LINKS_PER_ACCOUNT + 4):
+            await ws.send_json({"type": "subscribe", "stream": "hashtag", "tag": f"tag{n}"})
+        await _until(lambda: len(world.upstream.stream_sockets) == LINKS_PER_ACCOUNT)
+        await asyncio.sleep(QUIET)
+        assert len(world.upstream.stream_sockets) == LINKS_PER_ACCOUNT
+        assert len(world.gateway.app[STREAMS].instance.open_links()) == LINKS_PER_ACCOUNT
+        assert not ws.closed
+        await ws.close()
+        await _until(lambda: not world.upstream.stream_sockets)
+
+
+async def test_a_streaming_server_on_a_host_of_its_own_is_followed_there(world: World) -> None:
+    """Where the instance's streaming server has its own host, the main host redirects its paths
+    there (301, as Mastodon does): Byline learns it from the health path, connects there with
+    the account's token, and the app hears the instance."""
+    streaming = TestServer(mastodon_app(world.upstream))
+    await streaming.start_server()
+    try:
+        world.upstream.streaming_url = f"ws://127.0.0.1:{streaming.port}"
+        token = await world.token("alice", "masto")
+        async with aiohttp.ClientSession() as session:
+            ws = await _socket(world, session, token, "?stream=user:notification")
+            await _until(lambda: _listening(world, ("user:notification",)) == 1)
+            notification = await _mention(world, "from the other host")
+            await world.upstream.notify(world.upstream_account, notification)
+            assert (await _message(ws))["payload"] == json.dumps(notification)
+            await ws.close()
+        asked = [(r.path, r.headers["Host"]) for r in world.upstream.faults.requests if "streaming" in r.path]
+        assert asked == [("/api/v1/streaming/health", world.upstream_url.partition("://")[2]),
+                         ("/api/v1/streaming", f"127.0.0.1:{streaming.port}")]
+    finally:
+        await streaming.close()
+
+
+async def test_a_token_without_read_notifications_hears_no_notification_on_user(world: World) -> None:
+    """The instance's ``user`` stream carries notifications too: an app whose token may read
+    statuses but not notifications hears the others' posts on ``user``, not the mention."""
+    token = await _oauth_token(world, "alice", scope="read:statuses", account="masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, "?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        await world.upstream.notify(world.upstream_account, await _mention(world, "psst"))
+        status = world.upstream.seed_status(world.upstream.accounts["2"], "A post", created_at=datetime.now(UTC))
+        payload = json.dumps(world.upstream.render_status(status))
+        await world.upstream.emit(world.upstream_account, ("user",), "update", payload)
+        assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
+        await _nothing(ws)
+        await ws.close()
