@@ -48,6 +48,16 @@ async def _planting(tls: Tls, cookie: str) -> AsyncIterator[str]:
         await server.close()
 
 
+@asynccontextmanager
+async def _context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A browser context of its own (a self-signed certificate taken), closed on the way out."""
+    context = await browser.new_context(ignore_https_errors=True)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
 async def _signed_in_elsewhere(gateway: Gateway, name: str) -> str:
     """``name`` signs in with a client of their own (the attacker, on their own machine): the cookie."""
     async with gateway.client.post("/signin", data={"name": name, "password": password_of(name)},
@@ -82,25 +92,24 @@ async def test_a_sibling_subdomain_cannot_plant_or_overwrite_the_session(
             await gateway.app[PEOPLE].add(name, password_of(name))
         base = f"https://{SITE}:{gateway.client.port}"
         erins = await _signed_in_elsewhere(gateway, "erin")
-        context = await browser.new_context(ignore_https_errors=True)
-        try:
-            async with _planting(tls, erins) as evil:
-                page = await context.new_page()
-                await page.goto(evil)
-                await expect(page.get_by_text("Nothing to see here.")).to_be_visible()
-                assert await _who(context, base) == ""
+        # The browser's connections end before the servers they went to: a TLS server closing
+        # under a connection the browser keeps open waits for the browser's close_notify, and
+        # a test that ended first left that connection's socket for a later test to meet.
+        async with _planting(tls, erins) as evil, _context(browser) as context:
+            page = await context.new_page()
+            await page.goto(evil)
+            await expect(page.get_by_text("Nothing to see here.")).to_be_visible()
+            assert await _who(context, base) == ""
 
-                await page.goto(base + "/signin")
-                await page.get_by_label("Your name").fill("bob")
-                await page.get_by_label("Password").fill(password_of("bob"))
-                await page.get_by_role("button", name="Sign in").click()
-                await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
-                [cookie] = [c for c in await context.cookies(base) if c["name"] == TLS_SESSION_COOKIE]
-                assert (cookie["domain"], cookie["path"], cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (
-                    SITE, "/", True, True, "Lax")
+            await page.goto(base + "/signin")
+            await page.get_by_label("Your name").fill("bob")
+            await page.get_by_label("Password").fill(password_of("bob"))
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+            [cookie] = [c for c in await context.cookies(base) if c["name"] == TLS_SESSION_COOKIE]
+            assert (cookie["domain"], cookie["path"], cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (
+                SITE, "/", True, True, "Lax")
 
-                await page.goto(evil)
-                assert await _who(context, base) == "bob"
-        finally:
-            await context.close()
+            await page.goto(evil)
+            assert await _who(context, base) == "bob"
         assert await gateway.app[PEOPLE].session(erins) is None  # the planted one ended as bob signed in
