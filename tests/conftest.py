@@ -29,7 +29,7 @@ from gateway.http.server import make_runner
 from gateway.settings import Settings
 from gateway.storage.db import Database, DatabaseUnavailable, open_database
 
-pytest_plugins = ["tests.platforms.bluesky.fixture", "tests.leaks", "pytester"]
+pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
 DEFAULT_PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_PROBE_SECONDS = 3.0
