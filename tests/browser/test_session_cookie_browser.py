@@ -9,12 +9,13 @@ certificates from a CA of the test's own (which Chromium is told to accept witho
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import BaseTestServer, TestServer
 from playwright.async_api import Browser, BrowserContext, expect
 
 from gateway.appkeys import PEOPLE
@@ -45,7 +46,19 @@ async def _planting(tls: Tls, cookie: str) -> AsyncIterator[str]:
     try:
         yield f"https://evil.{SITE}:{server.port}/"
     finally:
+        await _drained(server)
         await server.close()
+
+
+async def _drained(server: BaseTestServer, seconds: float = 5.0) -> None:
+    """Wait (a few seconds at most) for the browser to end its connections to ``server``. A TLS
+    server closed under a connection still open waits for the peer's close_notify, and a test
+    that ends first leaves that connection's socket for a later test to meet as its error."""
+    assert server.runner is not None and server.runner.server is not None
+    for _ in range(round(seconds / 0.05)):
+        if not server.runner.server.connections:
+            return
+        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -112,4 +125,5 @@ async def test_a_sibling_subdomain_cannot_plant_or_overwrite_the_session(
 
             await page.goto(evil)
             assert await _who(context, base) == "bob"
+        await _drained(gateway.client.server)
         assert await gateway.app[PEOPLE].session(erins) is None  # the planted one ended as bob signed in

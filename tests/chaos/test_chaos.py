@@ -37,8 +37,13 @@ async def test_scenario(name: str) -> None:
         assert result.kills >= 2, f"only {result.kills} SIGKILL(s)"
     assert result.restarts_of_postgres == scenario.postgres_restarts
     if scenario.fail_rate:
-        assert {"dropped", "rate_limited"} <= set(result.injected), result.injected
+        # Every kind of fault, but a dropped answer: drops are drawn on the creates sent while
+        # the faults are on, and a replica holding its claims until it has put in force a policy
+        # another one recorded can leave only a few such creates in the small run.
+        assert "rate_limited" in result.injected, result.injected
         assert any(k.startswith("failed_") for k in result.injected), result.injected
+        if scenario.posts >= 1000:
+            assert "dropped" in result.injected, result.injected
     assert result.published >= scenario.posts // 2, "most posts are meant to go out"
 
 
