@@ -20,30 +20,9 @@ from structlog.testing import capture_logs
 from gateway.appkeys import PLATFORMS, STREAMS
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
-from tests.clients.test_mastodon_streaming import _oauth_token
+from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _socket
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.fakes.mastodon import create_app as mastodon_app
-
-QUIET = 1.5
-"""Long enough for an event to have crossed both hops: nothing within it means nothing was sent."""
-
-
-async def _socket(world: World, session: aiohttp.ClientSession, token: str, query: str = "",
-                  ) -> aiohttp.ClientWebSocketResponse:
-    return await session.ws_connect(f"{world.base.replace('http', 'ws', 1)}/api/v1/streaming{query}",
-                                    protocols=(token,))
-
-
-async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
-    message = await ws.receive(timeout=seconds)
-    assert message.type is aiohttp.WSMsgType.TEXT, message
-    return json.loads(message.data)  # type: ignore[no-any-return]
-
-
-async def _nothing(ws: aiohttp.ClientWebSocketResponse) -> None:
-    with pytest.raises(TimeoutError):
-        message = await ws.receive(timeout=QUIET)
-        raise AssertionError(f"unexpected {message}")
 
 
 async def _until(check: Any, seconds: float = 8.0) -> None:
@@ -117,7 +96,7 @@ async def test_one_connection_per_account_and_stream_closed_with_the_last(world:
     """Three app streams of the account on ``user`` share one connection to the instance; it
     stays while any is open, and closes when the last goes; the others' post reaches them all."""
     async with aiohttp.ClientSession() as session:
-        sockets = [await _socket(world, session, await world.token(user, "masto"), "?stream=user")
+        sockets = [await _socket(world, session, await world.token(user, "masto"), query="?stream=user")
                    for user in ("alice", "carol", "alice")]
         await _until(lambda: _listening(world, ("user",)) == 1)
         other = world.upstream.add_account("someone", "mtok-someone")
@@ -142,7 +121,7 @@ async def test_a_post_byline_publishes_is_heard_once(world: World) -> None:
     token = await world.token("alice", "masto")
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Once only"},
                                                 headers=auth)
@@ -173,7 +152,7 @@ async def test_the_instance_dropping_and_coming_back(world: World) -> None:
     instance._backoff_first = 0.1  # the pauses of a test, not of a day
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         world.upstream.faults.fail_next(3, 502, path="/api/v1/streaming")
         await world.upstream.drop_streams()
@@ -203,7 +182,7 @@ async def test_a_refused_credential_keeps_the_app_stream_and_stays_out_of_logs(w
     token = await world.token("alice", "masto")
     with capture_logs() as logs:
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(world, session, token, "?stream=user")
+            ws = await _socket(world, session, token, query="?stream=user")
             await _until(lambda: _listening(world, ("user",)) == 1)
             world.upstream.revoke_token(UPSTREAM_TOKEN)
             await _until(lambda: not world.upstream.stream_sockets)
@@ -296,7 +275,7 @@ async def test_the_instances_events_cost_no_read_of_the_log(world: World, monkey
 
     monkeypatch.setattr(streaming_service.sql, "account_entries", counting)
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user:notification")
+        ws = await _socket(world, session, token, query="?stream=user:notification")
         await _until(lambda: _listening(world, ("user:notification",)) == 1)
         reads.clear()
         for n in range(10):
@@ -333,7 +312,7 @@ async def test_a_streaming_server_on_a_host_of_its_own_is_followed_there(world: 
         world.upstream.streaming_url = f"ws://127.0.0.1:{streaming.port}"
         token = await world.token("alice", "masto")
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(world, session, token, "?stream=user:notification")
+            ws = await _socket(world, session, token, query="?stream=user:notification")
             await _until(lambda: _listening(world, ("user:notification",)) == 1)
             notification = await _mention(world, "from the other host")
             await world.upstream.notify(world.upstream_account, notification)
@@ -351,7 +330,7 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
     statuses but not notifications hears the others' posts on ``user``, not the mention."""
     token = await _oauth_token(world, "alice", scope="read:statuses", account="masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         await world.upstream.notify(world.upstream_account, await _mention(world, "psst"))
         status = world.upstream.seed_status(world.upstream.accounts["2"], "A post", created_at=datetime.now(UTC))
@@ -360,3 +339,4 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
         assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
         await _nothing(ws)
         await ws.close()
+
