@@ -187,6 +187,11 @@ class Feed:
         self._heard.append(item)
         self.listener.wake()
 
+    def ended(self) -> None:
+        """The instance's stream ended for good (the account gone): the token is checked again
+        at once, and the stream ends if it no longer reads the account."""
+        self.listener.wake()
+
     def _relayed(self) -> list[StreamEvent]:
         # The instance's user stream carries notifications too: told only to a token that may
         # read them, as the streaming server asks read:notifications of them on any stream.

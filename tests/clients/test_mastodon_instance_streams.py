@@ -18,10 +18,12 @@ from mastodon import CallbackStreamListener
 from structlog.testing import capture_logs
 
 from gateway.appkeys import PLATFORMS, STREAMS
+from gateway.clock import ManualClock
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
-from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _socket
-from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _policy_dir, _socket
+from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
+from tests.conftest import started_gateway
 from tests.fakes.mastodon import create_app as mastodon_app
 
 
@@ -340,3 +342,58 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
         await _nothing(ws)
         await ws.close()
 
+
+async def test_an_account_given_another_credential_is_followed_with_it(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The account's policy now names another of the instance's accounts (its credential): at
+    the reload the connection made with the old credential closes and one is made with the new,
+    and the app still streaming hears the new account's notification, nothing more of the old's.
+    Before: the old connection stayed open for as long as an app streamed, relaying an account
+    Byline no longer speaks as, with a credential it no longer uses."""
+    mention = await _mention(world, "for the old account")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    monkeypatch.setenv("NEWBRAND_MASTODON_TOKEN", "mtok-newbrand-41d7")
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        write_masto_policy(_policy_dir(world), world.upstream_url, handle="@newbrand@mastodon.example",
+                           credentials="env:NEWBRAND_MASTODON_TOKEN")
+        assert await world.gateway.sync_policies() == ["masto"]
+        await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"])
+        assert await world.upstream.notify(world.upstream_account, mention) == 0
+        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
+        assert await world.upstream.notify(moved_to, fresh) == 1
+        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                      "payload": json.dumps(fresh)}
+        await ws.close()
+    assert [a for a, _ in world.upstream.stream_connections] == [world.upstream_account.id, moved_to.id]
+
+
+async def test_an_account_removed_through_a_replica_closes_its_instance_connection_for_good(
+    world: World, db_url: str, clock: ManualClock,
+) -> None:
+    """The account's policy file is deleted and another gateway on the database records the
+    removal (this one's streams look again as the log grows, before this gateway reloads): once
+    this gateway puts the removal in force, the connection to the instance closes at once, the
+    app's WebSocket closes with 1008, and nothing connects to the instance again for the
+    account. Before: the connection stayed, with the account's credential, until the stream's
+    next keepalive or event."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1  # a reconnection, were there one, within the test
+    token = await world.token("alice", "masto")
+    async with started_gateway(db_url, _policy_dir(world), clock) as other, aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        (_policy_dir(world) / "masto.yaml").unlink()
+        assert await other.sync_policies() == ["masto"]
+        await asyncio.sleep(QUIET)  # the log grew: this gateway's stream has looked again, as it stood
+        assert not ws.closed
+        await world.gateway.sync_policies()
+        closing = await ws.receive(timeout=5)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION)
+        await _until(lambda: not world.upstream.stream_sockets, seconds=2)
+        await asyncio.sleep(QUIET)  # several of the pauses before a reconnection
+    assert instance.open_links() == []
+    assert len([r for r in world.upstream.faults.requests if r.path == "/api/v1/streaming"]) == 1
