@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from mastodon import CallbackStreamListener
 from structlog.testing import capture_logs
 
-from gateway.appkeys import PLATFORMS, STREAMS
+from gateway.appkeys import IDENTITY, PLATFORMS, STREAMS
 from gateway.clock import ManualClock
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
@@ -341,6 +341,41 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
         assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
         await _nothing(ws)
         await ws.close()
+
+
+@pytest.mark.parametrize("how", ["revoked", "role_lost"])
+async def test_a_stream_whose_token_no_longer_reads_hears_nothing_more_of_the_instance(
+    world: World, how: str,
+) -> None:
+    """Two apps share the account's connection to its instance; one's token is revoked, or its
+    person loses their role in a reload: the instance's next post reaches the other app only,
+    and the first one's WebSocket closes with 1008, the event not sent to it first (each
+    delivery checks the token, not only the keepalive)."""
+    losing = await world.gateway.app[IDENTITY].create(user="carol", account="masto")
+    staying = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        lost = await _socket(world, session, losing, query="?stream=user")
+        kept = await _socket(world, session, staying, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        someone = world.upstream.add_account("someone", "mtok-someone")
+        before, after = (json.dumps(world.upstream.render_status(world.upstream.seed_status(
+            someone, text, created_at=datetime.now(UTC)))) for text in ("For both", "For readers"))
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update", before) == 1
+        for ws in (lost, kept):  # both hear the instance through the one connection
+            assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": before}
+        if how == "revoked":
+            assert await world.gateway.app[IDENTITY].revoke(losing)
+        else:
+            write_masto_policy(_policy_dir(world), world.upstream_url, writers="[alice]")
+            assert await world.gateway.sync_policies() == ["masto"]
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update", after) == 1
+        assert await _message(kept) == {"stream": ["user"], "event": "update", "payload": after}
+        closing = await lost.receive(timeout=8)
+        assert (closing.type, closing.data, closing.extra) == (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION, "the token no longer reads this account")
+        assert _listening(world, ("user",)) == 1  # the other app's stream keeps the connection
+        await kept.close()
+    assert len(world.upstream.stream_connections) == 1  # a reload with the same credential keeps it too
 
 
 async def test_an_account_given_another_credential_is_followed_with_it(
