@@ -360,7 +360,16 @@ class MastodonStreams:
 
     def follow(self, feed: Feed, sub: Subscription) -> None:
         """The feed hears the instance's events of ``sub`` too (for an account on Mastodon)."""
-        if sub.key not in feed.following and self._mastodon.platform(feed.auth) == "mastodon":
+        if sub.key in feed.following:
+            return
+        try:
+            platform = self._mastodon.platform(feed.auth)
+        except BylineError:
+            # The account gone since the feed's token was last checked: checked again now, the
+            # stream ends as one whose token no longer reads the account.
+            feed.listener.wake()
+            return
+        if platform == "mastodon":
             feed.following.add(sub.key)
             self.instance.join(feed.auth.account, sub.key, feed)
 

@@ -446,3 +446,21 @@ async def test_an_account_removed_through_a_replica_closes_its_instance_connecti
         await asyncio.sleep(QUIET)  # several of the pauses before a reconnection
     assert instance.open_links() == []
     assert len([r for r in world.upstream.faults.requests if r.path == "/api/v1/streaming"]) == 1
+
+
+async def test_a_subscription_after_the_account_is_removed_ends_the_stream_with_1008(world: World) -> None:
+    """An app subscribes on its open WebSocket just after the account's removal is put in force,
+    before its stream has looked at its token again (the log's growth not yet read): the stream
+    ends with 1008, as a token that no longer reads the account. Before: the subscription raised
+    out of the socket's handler, which closed it with 1000, as if the stream were done."""
+    world.gateway.app[STREAMS].watcher.interval = 3600  # the log's growth read only when the database says so
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token)
+        (_policy_dir(world) / "masto.yaml").unlink()
+        assert await world.gateway.sync_policies() == ["masto"]
+        await ws.send_json({"type": "subscribe", "stream": "user"})
+        closing = await ws.receive(timeout=5)
+        assert (closing.type, closing.data, closing.extra) == (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION, "the token no longer reads this account")
+    assert world.upstream.stream_connections == []
