@@ -19,8 +19,9 @@ What is relayed, and how:
   still be recording the instance's id) is held up to ``HOLD_SECONDS`` while Byline looks again;
 - nothing else (conversations, announcements: the REST relay leaves direct messages out too).
 
-The instance failing (refusing, dropping the connection, not answering) never ends an app's
-stream: the connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up to
+The instance failing (refusing, dropping the connection, not answering), or the account's
+credential unreadable for a while (its secret being replaced), never ends an app's stream: the
+connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up to
 ``BACKOFF_MOST`` seconds, and Byline's own events keep flowing meanwhile. Logs name the account
 and the stream, never the credential (the adapter's errors are scrubbed of it).
 
@@ -200,45 +201,63 @@ class InstanceStreams:
         return self._now() if self._now is not None else asyncio.get_running_loop().time()
 
     async def _follow(self, account: str, stream: tuple[str, ...], link: _Link) -> None:
-        """Follow the instance's stream for as long as anyone listens, reconnecting after a pause."""
+        """Follow the instance's stream for as long as anyone listens, reconnecting after a pause;
+        stop for good once the account is gone from the policies or from Mastodon."""
         pause = self._backoff_first
         named = ":".join(stream[:1])
         while True:
+            opened = self._clock()
             try:
                 events = self._source.instance_stream(account, stream)
                 link.identity = self._source.instance_identity(account)
-            except Exception as exc:  # the account gone from the policies, its adapter not built
+            except Exception as exc:  # the account gone from the policies, or its credential unreadable now
                 logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
-                events = None
-            if events is None:
+                gone = self._gone(account)
+            else:
+                gone = events is None
+                if events is not None:
+                    await self._relay(account, stream, link, events)
+            if gone:
                 self._stopped(account, stream, link)
                 return
-            opened = self._clock()
-            try:
-                logger.info("instance_stream_connecting", account=account, stream=named)
-                async for event, payload in events:
-                    if event not in RELAYED_EVENTS or await self._told_by_byline(account, event, payload):
-                        continue
-                    item = Heard(stream=stream, event=event, payload=payload)
-                    for sink in list(link.sinks):
-                        sink.heard(item)
-                logger.info("instance_stream_ended", account=account, stream=named)
-            except AdapterError as exc:  # its words are scrubbed of the credential
-                logger.warning("instance_stream_failed", account=account, stream=named, error=exc.message,
-                               auth_failed=exc.auth_failed)
-                if exc.auth_failed:
-                    self._source.credential_refused(account)
-            except Exception as exc:  # whatever breaks, the app's stream carries on
-                logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
-            finally:
-                closing = getattr(events, "aclose", None)  # an async generator's: its socket closes now
-                if closing is not None:
-                    with contextlib.suppress(Exception):
-                        await closing()
             if self._clock() - opened >= STEADY_SECONDS:
                 pause = self._backoff_first
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._backoff_most)
+
+    def _gone(self, account: str) -> bool:
+        """Whether the account is gone from the policies or from Mastodon (not merely its
+        credential unreadable for now, which a later attempt may read)."""
+        try:
+            return self._source.instance_identity(account) is None
+        except Exception:
+            return False
+
+    async def _relay(self, account: str, stream: tuple[str, ...], link: _Link,
+                     events: AsyncIterator[tuple[str, str]]) -> None:
+        """Tell the link's streams the instance's events of one connection, until it ends."""
+        named = ":".join(stream[:1])
+        try:
+            logger.info("instance_stream_connecting", account=account, stream=named)
+            async for event, payload in events:
+                if event not in RELAYED_EVENTS or await self._told_by_byline(account, event, payload):
+                    continue
+                item = Heard(stream=stream, event=event, payload=payload)
+                for sink in list(link.sinks):
+                    sink.heard(item)
+            logger.info("instance_stream_ended", account=account, stream=named)
+        except AdapterError as exc:  # its words are scrubbed of the credential
+            logger.warning("instance_stream_failed", account=account, stream=named, error=exc.message,
+                           auth_failed=exc.auth_failed)
+            if exc.auth_failed:
+                self._source.credential_refused(account)
+        except Exception as exc:  # whatever breaks, the app's stream carries on
+            logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
+        finally:
+            closing = getattr(events, "aclose", None)  # an async generator's: its socket closes now
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing()
 
     def _stopped(self, account: str, stream: tuple[str, ...], link: _Link) -> None:
         """The link follows nothing any more: gone, so nothing retries it (a later stream of an

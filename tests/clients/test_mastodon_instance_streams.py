@@ -177,6 +177,32 @@ async def test_the_instance_dropping_and_coming_back(world: World) -> None:
     assert len(tried) == 1 + 3 + 1
 
 
+async def test_a_credential_unreadable_for_a_while_is_tried_again(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The instance drops the connection while the account's credential cannot be read (its
+    secret being replaced): Byline tries again after its pauses, and once the credential reads
+    the connection is made and the app, its stream open all along, hears the instance again.
+    Before: the first failure to build the connection stopped it for good."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        monkeypatch.delenv("BRAND_MASTODON_TOKEN")
+        await world.upstream.drop_streams()
+        await asyncio.sleep(QUIET)  # a few attempts, each failing before it reaches the instance
+        assert not world.upstream.stream_sockets
+        monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        notification = await _mention(world, "back again")
+        await world.upstream.notify(world.upstream_account, notification)
+        assert await _message(ws) == {"stream": ["user"], "event": "notification",
+                                      "payload": json.dumps(notification)}
+        await ws.close()
+
+
 async def test_a_refused_credential_keeps_the_app_stream_and_stays_out_of_logs(world: World) -> None:
     """The instance revokes the account's token: its socket closes and each retry is refused
     401, yet the app's stream stays open and hears Byline's own events; no log line, and
