@@ -215,8 +215,9 @@ class Feed:
     async def next(self, seconds: float) -> list[StreamEvent]:
         """The events since the last call, waiting up to ``seconds`` for some ([] if none came).
         Raises :class:`StreamEnded` when the stream must end; the token is checked again each
-        time, so a revoked token, a lost role or the database gone ends the stream within
-        ``seconds``."""
+        time (for the instance's events alone, at most once in ``CHECK_STANDS_SECONDS``: see
+        :meth:`MastodonStreams.vouches`), so a revoked token, a lost role or the database gone
+        ends the stream within ``seconds``."""
         changed = await self.listener.wait(seconds)
         if self.listener.closing:
             raise StreamEnded(Ending.STOPPING)
