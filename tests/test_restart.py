@@ -424,14 +424,18 @@ async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_
         await verified_by_cli(second)
 
 
+@pytest.mark.parametrize("line", [pytest.param("—", id="same-line"), pytest.param("Written by ", id="other-line")])
 async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
-    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, line: str,
 ) -> None:
     """The same, but carol edits the held post before it is approved: the new words are not the
     ones the first send carried, so they go out under a key of their own (the platform must not
-    hand back the old words as if they were the new), and the log verifies."""
+    hand back the old words as if they were the new), with the disclosure line the policy asks
+    now (changed meanwhile, or not: an edit is another post, never the first send's words
+    again), and the log verifies."""
     post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
-    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2")
+                 .replace("—{author}", line + "{author}"))
     async with started_gateway(db_url, policy_dir, clock) as second:
         await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
         status, body = await second.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day, for real"})
@@ -440,7 +444,7 @@ async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_unde
         clock.advance(timedelta(minutes=2))
         await second.tick()
         assert sorted(p["text"] for p in await second.timeline("brand")) == [
-            "Launch day\n\n—carol", "Launch day, for real\n\n—carol"]
+            "Launch day\n\n—carol", f"Launch day, for real\n\n{line}carol"]
         published = await second.get("alice", post_id)
         assert published["state"] == "published", published
         claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
