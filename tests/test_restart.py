@@ -107,13 +107,14 @@ BRAND_DELAYED = """
 
 async def _claimed_when_the_gateway_died(
     db_url: str, policy_dir: Path, clock: ManualClock, *, sent: bool, policy: str = BRAND_OF_THREE,
+    **options: Any,
 ) -> str:
-    """carol's post on brand (under ``policy``), approved by bob where it is co-signed, and
-    claimed by a publisher that dies before it records how the publish went: before any request
-    left, or (``sent``) once the platform had taken it. The post's id."""
+    """carol's post on brand (under ``policy``, carrying ``options``), approved by bob where it
+    is co-signed, and claimed by a publisher that dies before it records how the publish went:
+    before any request left, or (``sent``) once the platform had taken it. The post's id."""
     write_policy(policy_dir, "brand", policy)
     async with started_gateway(db_url, policy_dir, clock) as first:
-        post = await first.submit("carol", "brand", "Launch day")
+        post = await first.submit("carol", "brand", "Launch day", **options)
         if post["state"] == "held":
             status, body = await first.act("bob", post["id"], "approve")
             assert (status, body["state"]) == (200, "scheduled"), body
@@ -383,17 +384,21 @@ async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_
         await verified_by_cli(second)
 
 
+@pytest.mark.parametrize("options", [pytest.param({}, id="words-only"),
+                                     pytest.param({"spoiler_text": "Spoilers"}, id="with-a-content-warning")])
 @pytest.mark.parametrize("platform", ["sandbox", "mastodon"])
 async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_is_one_post(
     db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
-    brand_on_mastodon: BrandOnMastodon, platform: str,
+    brand_on_mastodon: BrandOnMastodon, platform: str, options: dict[str, Any],
 ) -> None:
     """The platform took carol's post on delayed brand before its publisher died; brand then
     turns co-signed, with another disclosure line; the recovery's lookup misses the post and it
     is held; bob and dave approve it over HTTP. Its words are the same, only the line around
     them changed: it goes out as the first send did, under that send's key, so the platform
     gives back the post it has. One post, recorded published with the words it shows (before,
-    the new line went out under the new version's key: a second post), and the log verifies."""
+    the new line went out under the new version's key: a second post), and the log verifies.
+    So too with a content warning, the same in both versions, which the first claim's entry
+    records by its hash (``content_sha256``)."""
     mastodon = brand_on_mastodon if platform == "mastodon" else None
 
     def on_it(policy: str) -> str:
@@ -404,7 +409,8 @@ async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_
             return [(p["id"], p["text"]) for p in await gw.timeline("brand")]
         return [(s.id, s.text) for s in mastodon.fake.statuses(mastodon.account)]
 
-    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=on_it(BRAND_DELAYED))
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=on_it(BRAND_DELAYED),
+                                                   **options)
     write_policy(policy_dir, "brand", on_it(BRAND_OF_THREE.replace("required: 1", "required: 2")
                                             .replace("—{author}", "Written by {author}")))
     async with started_gateway(db_url, policy_dir, clock) as second:
