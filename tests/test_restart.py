@@ -92,6 +92,31 @@ async def test_crash_before_platform_saw_it_publishes_once(
         assert (await second.get("alice", post["id"]))["state"] == "published"
 
 
+async def test_a_claim_is_taken_up_again_the_moment_its_lease_runs_out_and_not_before(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """A claim whose publisher died is claimed again at the very microsecond its lease runs out,
+    as the query for due posts reads it, and not a microsecond before, even asked for that one
+    post: then it goes out once, and the log verifies."""
+    async with started_gateway(db_url, policy_dir, clock) as first:
+        post = await first.submit("alice", "direct", "Never left")
+        claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
+        assert claim is not None
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        publisher = second.app[PUBLISHER]
+        clock.advance(timedelta(microseconds=publisher._lease - 1))
+        assert await second.app[APPENDER].submit(publisher._claim_work(post["id"])) is None
+        assert await second.tick() == 0
+        clock.advance(timedelta(microseconds=1))
+        assert await second.tick() == 1
+        published = await second.get("alice", post["id"])
+        assert published["state"] == "published", published
+        assert [e["data"]["recovering"] for e in published["events"] if e["type"] == "post.publishing"] == [
+            False, True]
+        assert [p["text"] for p in await second.timeline("direct")] == ["Never left"]
+        await verified_by_cli(second)
+
+
 BRAND_DELAYED = """
     account: brand
     platform: sandbox
