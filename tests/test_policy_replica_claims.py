@@ -239,7 +239,9 @@ async def test_a_recorded_version_this_replica_cannot_put_in_force_is_not_reload
     """A records a new disclosure line for brand, whose text is then not kept (as versions
     recorded before texts were): B, whose file is the old one, cannot put it in force. alice's
     post due on B is not sent under B's version; B reloads once for the recorded version, not
-    once a tick, and the post waits for a gateway that has the version in force."""
+    once a tick, and the post waits for a gateway that has the version in force. A then records
+    another line, kept: B reloads for it at once, and sends the post under it, once; the log
+    verifies."""
     first = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-a")
     second = make_policy_dir(tmp_path, {"brand": DIRECT}, "policies-b")
     async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
@@ -262,3 +264,9 @@ async def test_a_recorded_version_this_replica_cannot_put_in_force_is_not_reload
         assert len(reloads) == 1
         assert (await b.get("alice", post["id"]))["state"] == "scheduled"
         assert await b.timeline("brand") == []
+        write_policy(first, "brand", DIRECT + '    disclosure: "Written by {author}"\n')
+        assert await a.sync_policies() == ["brand"]
+        await b.tick()
+        assert len(reloads) == 2
+        assert [p["text"] for p in await b.timeline("brand")] == ["Launch day"]  # alice, the owner, is not credited
+        await verified_by_cli(b)
