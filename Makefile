@@ -91,8 +91,9 @@ fuzz: $(STAMP)
 chaos: $(STAMP)
 	BYLINE_CHAOS_SIZE=full $(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
-# Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay and gate settings): see the
-# README's "Mutation testing" for the last summary. Not part of `make test`: it takes a while.
+# Mutation testing of the rule side (policy, lifecycle, posts, the verifier's replay and gate settings) and of the
+# publisher's claims: see the README's "Mutation testing" for the last summary. Not part of `make test`: it takes
+# a while.
 mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true

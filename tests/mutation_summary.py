@@ -22,6 +22,7 @@ AREAS = {
     "authorization and approvals": ("gateway/services/authorization.py",),
     "replay": ("gateway/audit/replay.py",),
     "gate settings": ("gateway/audit/gates.py",),
+    "publisher": ("gateway/services/publisher.py",),
 }
 KILLED = {1, 3, 36, -24, 24, 37}
 SURVIVED = {0}
