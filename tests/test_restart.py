@@ -152,6 +152,24 @@ async def _claimed_when_the_gateway_died(
     return str(post["id"])
 
 
+async def test_a_cosigned_claim_recovered_under_the_policy_it_was_approved_under_goes_out_once(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """carol's post, approved by bob, lies claimed by a dead publisher, and brand's policy has
+    not changed: once its lease runs out it is claimed again to be sent, not only looked for (bob's
+    approval still counts), and goes out once; the log verifies."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["version"]) == ("published", 1), published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [(c["recovering"], c.get("looks_only")) for c in claims] == [(False, None), (True, None)], claims
+        await verified_by_cli(second)
+
+
 @pytest.mark.parametrize(("policy", "required", "approvers"), [
     pytest.param(BRAND_OF_THREE.replace("required: 1", "required: 2"), 2, ["bob", "dave"],
                  id="one-more-approval-asked"),
