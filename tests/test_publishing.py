@@ -232,12 +232,17 @@ async def test_retry_budget_then_manual_retry(platforms: Platforms) -> None:
 
 
 async def test_rate_limit_from_policy(platforms: Platforms) -> None:
-    """rate_limit: 2/h lets two posts out now and the third an hour after the first."""
+    """rate_limit: 2/h lets two posts out now and the third an hour after the first: put at
+    the first microsecond the first send has left the window (the window counts sends after its
+    start), no earlier, where it would be put back again and again, nor later."""
     gw = platforms.gateway
     ids = [(await gw.submit("alice", "xacct", f"Burst {n}"))["id"] for n in range(3)]
+    sent_at = gw.clock.now()
     await gw.tick()
-    states = [(await gw.get("alice", i))["state"] for i in ids]
-    assert sorted(states) == ["published", "published", "scheduled"]
+    posts = [await gw.get("alice", i) for i in ids]
+    assert sorted(p["state"] for p in posts) == ["published", "published", "scheduled"]
+    [waiting] = [p for p in posts if p["state"] == "scheduled"]
+    assert datetime.fromisoformat(waiting["publish_at"]) == sent_at + timedelta(hours=1, microseconds=1)
     gw.clock.advance(timedelta(minutes=59))
     await gw.tick()
     assert len(platforms.x.tweets()) == 2
