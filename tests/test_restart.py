@@ -157,7 +157,8 @@ async def test_a_cosigned_claim_recovered_under_the_policy_it_was_approved_under
 ) -> None:
     """carol's post, approved by bob, lies claimed by a dead publisher, and brand's policy has
     not changed: once its lease runs out it is claimed again to be sent, not only looked for (bob's
-    approval still counts), and goes out once; the log verifies."""
+    approval still counts), as the same attempt (a lease that ran out is no refusal, and uses
+    none of the retry budget), and goes out once; the log verifies."""
     post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False)
     async with started_gateway(db_url, policy_dir, clock) as second:
         clock.advance(timedelta(minutes=3))
@@ -166,7 +167,8 @@ async def test_a_cosigned_claim_recovered_under_the_policy_it_was_approved_under
         published = await second.get("alice", post_id)
         assert (published["state"], published["version"]) == ("published", 1), published
         claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
-        assert [(c["recovering"], c.get("looks_only")) for c in claims] == [(False, None), (True, None)], claims
+        assert [(c["recovering"], c.get("looks_only"), c["attempt"]) for c in claims] == [
+            (False, None, 1), (True, None, 1)], claims
         await verified_by_cli(second)
 
 
