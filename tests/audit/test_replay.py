@@ -381,6 +381,25 @@ def _act(log: SyntheticLog, kind: str, post: str, who: str, sha: str | None, **d
     })
 
 
+async def test_byline_audit_verify_rejects_an_approval_that_released_words_its_approver_never_read(
+    tmp_path: Path,
+) -> None:
+    """The real command, on the log a gateway would write had an edit landed between an
+    approval's check and its transaction: bob's approval of version 1 releases version 2, which
+    goes out. The approval is named, and so is the publication it let out."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    _held(log, "1")
+    log.add("post.edited", actor="carol", account="brand", post="1",
+            data={"version": 2, "text_hash": log.commit("Buy our coin today"), "state": "held", "policy_sha256": "t1"})
+    bad = log.add("post.approved", actor="bob", account="brand", post="1", data={
+        "version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "t1"})
+    published = _publish(log, "1", "brand", version=2, text="Buy our coin today")
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {bad}: approval of version 1 of post 1, which is at version 2" in said, said
+    assert f"entry {published}: post 1 was published (version 2) with 0 of the 1 approvals it needed" in said, said
+
+
 def test_a_submission_that_names_no_policy_is_judged_by_the_one_in_force(tmp_path: Path) -> None:
     """A writer's submission naming no policy passes; a non-writer's is named, with no policy to cite."""
     log = SyntheticLog()
