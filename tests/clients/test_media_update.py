@@ -554,6 +554,45 @@ async def test_new_alt_text_does_not_write_over_words_edited_meanwhile(
     assert (await _media_row(world, media_id))["description"] == "A cat"
 
 
+async def _managed_on_mastodon(world: World, policy_dir: Path) -> None:
+    """``mastoman`` (``brandman`` on the stand-in): managed, dave its owner (he suggests), bob
+    and carol its writers, a minute's cooling-off."""
+    await _another_on_mastodon(world, policy_dir, "mastoman", "brandman", """
+        tier: managed
+        owner: dave
+        writers: [bob, carol]
+        delay: 1m
+    """)
+
+
+async def test_a_writer_edits_a_suggestion_they_adopted_with_its_pictures(world: World, policy_dir: Path) -> None:
+    """bob adopts dave's suggestion of a picture and, in its minute, edits its words in his
+    Mastodon app, which sends the picture back as it keeps it: a new version with the picture,
+    which goes out with the alt text dave wrote and bob adopted. The picture stays the
+    suggestion's, so dave cannot change its alt text once adopted (404). Before, the edit was
+    refused (422, the picture "already attached to another post") and an adopted post with
+    pictures could not be edited from an app at all."""
+    await _managed_on_mastodon(world, policy_dir)
+    dave, bob = await world.client("dave", "mastoman"), await world.client("bob", "mastoman")
+    media = await world.run(dave.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(dave.status_post, "Our mascot", media_ids=[media])
+    code, adopted = await world.gateway.act("bob", status.id, "adopt", {"version": 1})
+    assert (code, adopted["state"]) == (201, "scheduled"), adopted
+    edited = await world.run(bob.status_update, adopted["id"], "Our mascot, Ginger", media_ids=[media.id])
+    assert ([m.id for m in edited.media_attachments], edited.byline.state) == ([media.id], "scheduled")
+    post = await world.gateway.get("bob", adopted["id"])
+    assert (post["version"], post["text"], post["options"]["media_ids"]) == (2, "Our mascot, Ginger", [media.id])
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(dave.media_update, media, description="A cat. Buy our coin")
+    assert caught.value.args[1:4:2] == (404, "Record not found")
+    assert (await _media_row(world, media.id))["post_id"] == status.id
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandman") == [["A cat"]]
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
 async def test_new_alt_text_landing_as_a_suggestion_is_adopted_is_not_adopted_in_the_writers_name(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -562,11 +601,7 @@ async def test_new_alt_text_landing_as_a_suggestion_is_adopted_is_not_adopted_in
     bob's adoption was checked and before it is written. The adoption is refused (409
     stale_version) in its own transaction: an alt text bob never read does not go out on his
     adoption, and nothing is adopted or sent until he adopts the version that has it."""
-    await _another_on_mastodon(world, policy_dir, "mastoman", "brandman", """
-        tier: managed
-        owner: dave
-        writers: [bob, carol]
-    """)
+    await _managed_on_mastodon(world, policy_dir)
     api = await world.client("dave", "mastoman")
     media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
     status = await world.run(api.status_post, "Our mascot", media_ids=[media])
@@ -588,10 +623,12 @@ async def test_new_alt_text_landing_as_a_suggestion_is_adopted_is_not_adopted_in
     assert (code, body.get("error"), body.get("version")) == (409, "stale_version", 2), body
     suggestion = await world.gateway.get("dave", status.id)
     assert (suggestion["state"], suggestion["version"], suggestion["adopted_into"]) == ("suggested", 2, None)
+    world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     assert _published_alt_texts(world, "brandman") == []
     code, body = await world.gateway.act("bob", status.id, "adopt", {"version": 2})
     assert code == 201, body
+    world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     assert _published_alt_texts(world, "brandman") == [["A cat. Buy our coin"]]
     result = await _verify(world)
