@@ -844,6 +844,15 @@ class MastodonService:
             return None
         return adapter.stream_events(stream)
 
+    def instance_identity(self, account: str) -> str | None:
+        """What the account's instance is followed with now (its instance and credential, as a
+        digest, never the credential), or None once the account is gone from the policies in
+        force or is not on Mastodon."""
+        loaded = self._policies.get(account)
+        if loaded is None or loaded.policy.platform != "mastodon":
+            return None
+        return self._platforms.credential_of(loaded)
+
     def instance_username(self, account: str) -> str:
         """The account's username on its instance, from its handle (``@brand@host``: ``brand``),
         as the instance's own statuses name it in ``account.acct``."""
