@@ -2759,6 +2759,28 @@ def test_gates_changed_are_judged_by_the_policy_they_name(tmp_path: Path) -> Non
     ]
 
 
+async def test_byline_audit_verify_rejects_a_gates_change_by_a_writer_the_policy_in_force_dropped(
+    tmp_path: Path,
+) -> None:
+    """The real command, on the log a gateway would write had it recorded a change of who may
+    reply to carol's post checked before a reload dropped her as writer: the change naming the
+    policy that dropped her, and one naming the policy it replaced past the grace, are named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    _publish(log, "1", "brand")
+    replaced = log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    dropped = _gates(log, "1", "carol", account="brand", sha="p2")
+    log.wait(POLICY_GRACE_SECONDS)
+    stale = _gates(log, "1", "carol", account="brand", sha="p1", gate=POSTGATE)
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {dropped}: carol changed who may reply to or quote post 1 but may not post on brand" in said, said
+    assert (f"entry {stale}: carol changed the {POSTGATE} of a post of brand under policy p1, "
+            f"{POLICY_GRACE_SECONDS + 2:.0f} s after entry {replaced} replaced it") in said, said
+
+
 def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None:
     """An entry that does not say which gate changed cannot be judged, and is named as malformed."""
     log = SyntheticLog()
