@@ -1781,14 +1781,16 @@ MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}
 
 def _claimed(
     log: SyntheticLog, *, sha: str, version: int = 1, looks_only: str | None = None,
-    text: str = "Our results are in\n\n—carol",
+    text: str = "Our results are in\n\n—carol", key: Any = None,
 ) -> int:
     """A claim of ``_approved_post``'s post sending its words, or ``text`` (``looks_only``: a
     recovered claim that only looks for it on its platform, as the gateway records one the
-    policy holds back)."""
+    policy holds back), with the idempotency ``key`` it names, if any."""
     data: dict[str, Any] = {"attempt": 1, "version": version, "text_hash": log.commit(text), "policy_sha256": sha}
     if looks_only is not None:
         data["looks_only"] = looks_only
+    if key is not None:
+        data["idempotency_key"] = key
     return log.add("post.publishing", actor="system", account="brand", post="1", data=data)
 
 
@@ -1882,15 +1884,17 @@ ANEW = MOVED_ON | {"disclosure": "Written by {author}"}
 """MOVED_ON, its disclosure line in other words: the same words go out with another line."""
 
 
-def _approved_again_after_the_line_changed(log: SyntheticLog, *, edited: bool) -> tuple[int, int]:
+def _approved_again_after_the_line_changed(
+    log: SyntheticLog, *, edited: bool, key: str | None = None,
+) -> tuple[int, int]:
     """carol's post claimed (sent, and not recorded out); the policy asks dave or erin, with
     another line; claimed again only to be looked for, not found, and held as version 2
-    (``edited``: carol then edits its words, version 3); dave approves. The first claim's
-    entry, and the version approved."""
+    (``edited``: carol then edits its words, version 3); dave approves. Both claims name
+    ``key``, if given. The first claim's entry, and the version approved."""
     _approved_post(log)
-    first = _claimed(log, sha="p1")
+    first = _claimed(log, sha="p1", key=key)
     log.policy("brand", ANEW, "p2", kind="policy.changed")
-    _claimed(log, sha="p2", looks_only="policy_changed")
+    _claimed(log, sha="p2", looks_only="policy_changed", key=key)
     _redecide(log, "1", "brand", version=2, approvers=["dave", "erin"], required=1, sha="p2", cause="policy_changed")
     version = 3 if edited else 2
     if edited:
@@ -1942,6 +1946,95 @@ async def test_byline_audit_verify_rejects_a_post_sent_again_with_the_new_line_u
     _out(log, version=version)
     said = await _named_by_the_command(log, tmp_path)
     assert SECOND_COPY.format(claim=claim, first=first) in said, said
+
+
+NEW_KEY = ("entry {claim}: post 1 was claimed again under the idempotency key {key}, where entry {first} sent the "
+           "same words and content under byline-1-v1 and that send's outcome is open: had the platform taken it, "
+           "this could make a second copy")
+
+
+def _sent_then_claimed_again(log: SyntheticLog, life: str) -> tuple[int, int]:
+    """carol's post, claimed under byline-1-v1, then on its way to a claim again by ``life``:
+    ``recovered`` (its lease ran out), ``deferred`` (the platform's answer lost), ``decided``
+    (claimed again only to look, not found, held as version 2 and approved), ``edited`` (that,
+    and carol's new words as version 3 before the approval), ``failed`` (refused, and retried by
+    carol). The first claim's entry, and the version the next claim sends."""
+    if life in ("decided", "edited"):
+        return _approved_again_after_the_line_changed(log, edited=life == "edited", key="byline-1-v1")
+    _approved_post(log)
+    first = _claimed(log, sha="p1", key="byline-1-v1")
+    if life == "deferred":
+        log.add("post.deferred", actor="system", account="brand", post="1",
+                data={"state": "scheduled", "error": "the platform did not answer", "attempt": 1})
+    elif life == "failed":
+        log.add("post.failed", actor="system", account="brand", post="1",
+                data={"state": "failed", "error": "refused", "attempt": 1, "policy_sha256": "p1"})
+        log.add("post.retried", actor="carol", account="brand", post="1",
+                data={"state": "scheduled", "policy_sha256": "p1"})
+    return first, 1
+
+
+@pytest.mark.parametrize(("life", "key", "named"), [
+    pytest.param("recovered", "byline-1-v1", False, id="recovered-under-its-key"),
+    pytest.param("recovered", "byline-1-v1-again", True, id="recovered-under-a-new-key"),
+    pytest.param("deferred", "byline-1-v1", False, id="deferred-under-its-key"),
+    pytest.param("deferred", "byline-1-v1-again", True, id="deferred-under-a-new-key"),
+    pytest.param("decided", "byline-1-v1", False, id="decided-again-under-its-key"),
+    pytest.param("decided", "byline-1-v2", True, id="decided-again-under-its-versions-key"),
+    pytest.param("edited", "byline-1-v3", False, id="edited-under-its-versions-key"),
+    pytest.param("failed", "byline-1-v1", False, id="retried-under-its-key"),
+    pytest.param("failed", "byline-1-v1-again", False, id="retried-under-a-new-key"),
+])
+def test_a_claim_again_whose_send_is_open_names_its_key(tmp_path: Path, life: str, key: str, named: bool) -> None:
+    """A claim again of a post, its words and content those its last claim sent and that send's
+    outcome open (a lease run out, a deferral, a decision again after a lookup that missed it),
+    names the key that claim sent with: another is named, for the second copy a platform that
+    took the first would make under it (before, the verifier did not compare keys). An edit
+    since is another post, under its version's key; a failure closes the send's outcome, and
+    its retry passes under either key."""
+    log = SyntheticLog()
+    first, version = _sent_then_claimed_again(log, life)
+    text = ("Our results are in, all of them\n\nWritten by carol" if life == "edited"
+            else "Our results are in\n\n—carol")
+    claim = _claimed(log, sha="p2" if life in ("decided", "edited") else "p1", version=version, text=text, key=key)
+    _out(log, version=version)
+    expected = [NEW_KEY.format(claim=claim, key=key, first=first)] if named else []
+    assert expected == messages(log.verify(tmp_path / "x.export"))
+
+
+def test_claims_that_name_no_key_are_not_compared_and_a_malformed_key_is_named(tmp_path: Path) -> None:
+    """A claim that names no key (entries from before claims recorded one) is not compared, in
+    either place; a key that is no string is named as malformed rather than read as none."""
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    _claimed(log, sha="p1", key="byline-1-v1")
+    _claimed(log, sha="p1")
+    _claimed(log, sha="p1", key="byline-1-v1-again")
+    _out(log)
+    assert messages(log.verify(tmp_path / "old.export")) == []
+    log = SyntheticLog()
+    _approved_post(log)
+    bad = _claimed(log, sha="p1", key=7)
+    assert messages(log.verify(tmp_path / "bad.export")) == [
+        f"entry {bad}: post.publishing has a malformed data.idempotency_key"
+    ]
+
+
+@pytest.mark.parametrize("life", ["recovered", "decided"])
+async def test_byline_audit_verify_rejects_a_claim_again_under_a_new_key_while_its_send_is_open(
+    tmp_path: Path, life: str,
+) -> None:
+    """The real command, on an export whose post, claimed and its outcome open, was claimed
+    again with the same words under a new key: after its lease ran out, or held after a lookup
+    that missed it and approved again (under its new version's key)."""
+    log = SyntheticLog()
+    first, version = _sent_then_claimed_again(log, life)
+    key = f"byline-1-v{version}-again" if life == "recovered" else f"byline-1-v{version}"
+    claim = _claimed(log, sha="p2" if life == "decided" else "p1", version=version, key=key)
+    _out(log, version=version)
+    said = await _named_by_the_command(log, tmp_path)
+    assert NEW_KEY.format(claim=claim, key=key, first=first) in said, said
 
 
 def test_a_publication_found_without_its_version_is_named_as_malformed(tmp_path: Path) -> None:
