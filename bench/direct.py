@@ -449,8 +449,8 @@ class Point:
 
 
 async def run_database(database: str, database_url: str, *, seconds: float, connections: Sequence[int],
-                       accounts: int, workdir: Path, profile: Path | None = None, workers: int = 1,
-                       say: Any = print) -> list[Point]:
+                       accounts: int, workdir: Path, profile: Path | None = None, on_cpu: bool = False,
+                       workers: int = 1, say: Any = print) -> list[Point]:
     """Stand-in, proxy and Byline on one database; each number of connections, proxy then Byline."""
     policy_dir = workdir / "policies"
     standin: Process | None = None
@@ -493,7 +493,8 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
                                   pid=proxy.proc.pid)
                 if profile is not None and n == max(connections):
                     spy = subprocess.Popen(  # noqa: ASYNC220 - it runs beside the load, waited for after
-                        ["py-spy", "record", "--idle", "--threads", "--subprocesses", "--rate", "200",
+                        ["py-spy", "record", "--native" if on_cpu else "--idle", "--threads", "--subprocesses",
+                         "--rate", "200",
                          "-d", str(max(1, round(seconds))),
                          "-f", "flamegraph" if profile.suffix == ".svg" else "raw",
                          "-o", str(profile), "--pid", str(byline.proc.pid)],
@@ -548,7 +549,7 @@ def verdicts(points: Sequence[Point]) -> list[Verdict]:
 
 async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, accounts: int = ACCOUNTS,
                 databases: Sequence[str] = ("sqlite", "postgresql"), profile: Path | None = None,
-                workers: int = WORKERS, say: Any = print) -> list[Verdict]:
+                on_cpu: bool = False, workers: int = WORKERS, say: Any = print) -> list[Verdict]:
     """Every point on every database asked for; the verdicts."""
     points: list[Point] = []
     ensure_wrk()
@@ -560,7 +561,7 @@ async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, acc
                     f"BYLINE_WORKERS={workers}")
                 points += await run_database("SQLite", f"sqlite:///{workdir / 'byline.db'}", seconds=seconds,
                                              connections=connections, accounts=accounts, workdir=workdir,
-                                             profile=profile, workers=workers, say=say)
+                                             profile=profile, on_cpu=on_cpu, workers=workers, say=say)
             else:
                 async with scratch_database("bench_direct") as url:
                     if url is None:
@@ -570,7 +571,7 @@ async def bench(*, seconds: float, connections: Sequence[int] = CONNECTIONS, acc
                         f"BYLINE_WORKERS={workers}")
                     points += await run_database(
                         "PostgreSQL", url, seconds=seconds, connections=connections, accounts=accounts,
-                        workdir=workdir, workers=workers,
+                        workdir=workdir, workers=workers, on_cpu=on_cpu,
                         profile=profile.with_stem(profile.stem + "-postgres") if profile else None, say=say)
     return verdicts(points)
 
@@ -598,13 +599,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=ACCOUNTS)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--profile", type=Path, help="py-spy --idle flame graph of Byline at the most connections")
+    parser.add_argument("--on-cpu", action="store_true",
+                        help="profile only what runs on a CPU, native frames included (not --idle): where "
+                             "the CPU a post goes, gc and system calls with it")
     parser.add_argument("--workers", type=int, default=WORKERS,
                         help=f"BYLINE_WORKERS for Byline (default {WORKERS}: this machine's cores)")
     args = parser.parse_args(argv)
     found = asyncio.run(bench(
         seconds=args.seconds, connections=[int(c) for c in args.connections.split(",")],
         accounts=args.accounts, databases=[d.strip() for d in args.databases.split(",")], profile=args.profile,
-        workers=args.workers,
+        on_cpu=args.on_cpu, workers=args.workers,
     ))
     print(summary(found))
     return 0 if all(v.met for v in found) else 1

@@ -241,7 +241,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     # bounded apart from the live pages', per token rather than per person.
     app[STREAMS] = MastodonStreams(db=db, mastodon=app[MASTODON], watcher=ChangeWatcher(
         db, per_person=STREAMS_PER_TOKEN, in_all=STREAMS_IN_ALL,
-        busy="Too many streams are open for this access token"))
+        busy="Too many streams are open for this access token"), clock=clock)
+    # A policy change can end a person's role (their streams check their tokens again), or
+    # leave a connection to an account's instance made with a credential Byline no longer
+    # speaks with, or for an account it no longer manages (it is made again).
+    app[POLICIES].enforced.append(app[STREAMS].policies_changed)
 
     def log_grew() -> None:
         app[STREAMS].watcher.poke()

@@ -426,15 +426,12 @@ async def test_the_database_gone_stops_a_tick_at_its_first_expiry(
     assert [(await gateway.get("alice", p["id"]))["state"] for p in held] == ["expired"] * 3
 
 
-async def test_a_retry_after_a_lost_answer_sends_the_words_its_key_was_sent_with(
+async def _deferred_after_a_lost_answer(
     platforms: Platforms, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """carol's post reaches Mastodon, but the answer is lost and the platform then fails: the
-    post is deferred, its outcome unknown. The policy's disclosure line changes meanwhile. The
-    retry sends the words it first sent, under the key it sent them with: Mastodon gives back
-    the status it made, and Byline records as published what the platform shows (before, it
-    sent the new words under the same key, and recorded them as published where the platform
-    kept the first words)."""
+) -> tuple[dict[str, Any], str]:
+    """carol's post on masto (which she now writes for, with a disclosure line) reaches
+    Mastodon, but the answer is lost and the platform then fails: the post is deferred, its
+    outcome unknown. The post, and the policy it was sent under."""
     gw = platforms.gateway
     masto = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
     disclosed = masto + "writers: [carol]\ndisclosure: \"—{author}\"\n"
@@ -457,15 +454,58 @@ async def test_a_retry_after_a_lost_answer_sends_the_words_its_key_was_sent_with
     assert (body["state"], body["version"]) == ("scheduled", 1), body
     assert [s.text for s in platforms.mastodon.statuses(platforms.account)] == ["Doors open at nine\n\n—carol"]
     faults.clear()
-    write_policy(policy_dir, "masto", disclosed.replace("—{author}", "Written by {author}"))
-    assert await gw.sync_policies() == ["masto"]
-    gw.clock.advance(timedelta(minutes=10))
-    await gw.tick()
+    return post, disclosed
+
+
+async def _out_once_as_first_sent(platforms: Platforms, post: dict[str, Any]) -> None:
+    """One status on Mastodon, with the words first sent, recorded as the post's under the key
+    they went out with, and the log verifies."""
+    gw = platforms.gateway
     body = await gw.get("alice", post["id"])
     statuses = platforms.mastodon.statuses(platforms.account)
     assert [s.text for s in statuses] == ["Doors open at nine\n\n—carol"]
     assert (body["state"], body["remote"]["id"], body["display_text"]) == (
         "published", statuses[0].id, "Doors open at nine\n\n—carol"), body
     claims = [e["data"]["idempotency_key"] for e in body["events"] if e["type"] == "post.publishing"]
-    assert len(claims) == 2 and len(set(claims)) == 1, claims
+    assert len(claims) == 2 and set(claims) == {statuses[0].idempotency_key}, claims
     await verified_by_cli(gw)
+
+
+async def test_a_retry_after_a_lost_answer_sends_the_words_its_key_was_sent_with(
+    platforms: Platforms, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """carol's post reaches Mastodon, but the answer is lost and the platform then fails: the
+    post is deferred, its outcome unknown. The policy's disclosure line changes meanwhile. The
+    retry sends the words it first sent, under the key it sent them with: Mastodon gives back
+    the status it made, and Byline records as published what the platform shows (before, it
+    sent the new words under the same key, and recorded them as published where the platform
+    kept the first words)."""
+    gw = platforms.gateway
+    post, disclosed = await _deferred_after_a_lost_answer(platforms, policy_dir, monkeypatch)
+    write_policy(policy_dir, "masto", disclosed.replace("—{author}", "Written by {author}"))
+    assert await gw.sync_policies() == ["masto"]
+    gw.clock.advance(timedelta(minutes=10))
+    await gw.tick()
+    await _out_once_as_first_sent(platforms, post)
+
+
+async def test_a_deferred_post_held_and_approved_after_the_line_changed_is_one_status(
+    platforms: Platforms, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same deferred post, its outcome unknown, when masto turns co-signed with another
+    disclosure line: the change holds it for bob as a new version, and bob approves it over
+    HTTP. Its words are the ones sent, only the line around them changed: it sends what it
+    sent, under that key, and Mastodon gives back the status it made: one status (before, the
+    new line went out under the new version's key: two), and the log verifies."""
+    gw = platforms.gateway
+    post, disclosed = await _deferred_after_a_lost_answer(platforms, policy_dir, monkeypatch)
+    write_policy(policy_dir, "masto", disclosed.replace("tier: direct", "tier: co-signed")
+                 .replace("—{author}", "Written by {author}") + "approvals:\n  required: 1\n  from: [bob]\n")
+    assert await gw.sync_policies() == ["masto"]
+    held = await gw.get("alice", post["id"])
+    assert (held["state"], held["version"]) == ("held", 2), held
+    status, body = await gw.act("bob", post["id"], "approve")
+    assert (status, body["state"]) == (200, "scheduled"), body
+    gw.clock.advance(timedelta(minutes=10))
+    await gw.tick()
+    await _out_once_as_first_sent(platforms, post)

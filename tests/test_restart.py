@@ -92,17 +92,31 @@ async def test_crash_before_platform_saw_it_publishes_once(
         assert (await second.get("alice", post["id"]))["state"] == "published"
 
 
+BRAND_DELAYED = """
+    account: brand
+    platform: sandbox
+    handle: "@brand"
+    tier: delayed
+    owner: alice
+    writers: [alice, carol]
+    delay: 1m
+    disclosure: "—{author}"
+"""
+"""brand before it turns co-signed: alice and carol write, and a post waits a minute."""
+
+
 async def _claimed_when_the_gateway_died(
     db_url: str, policy_dir: Path, clock: ManualClock, *, sent: bool, policy: str = BRAND_OF_THREE,
 ) -> str:
-    """carol's post on co-signed brand (under ``policy``), approved by bob and claimed by a
-    publisher that dies before it records how the publish went: before any request left, or
-    (``sent``) once the platform had taken it. The post's id."""
+    """carol's post on brand (under ``policy``), approved by bob where it is co-signed, and
+    claimed by a publisher that dies before it records how the publish went: before any request
+    left, or (``sent``) once the platform had taken it. The post's id."""
     write_policy(policy_dir, "brand", policy)
     async with started_gateway(db_url, policy_dir, clock) as first:
         post = await first.submit("carol", "brand", "Launch day")
-        status, body = await first.act("bob", post["id"], "approve")
-        assert (status, body["state"]) == (200, "scheduled"), body
+        if post["state"] == "held":
+            status, body = await first.act("bob", post["id"], "approve")
+            assert (status, body["state"]) == (200, "scheduled"), body
         clock.advance(timedelta(minutes=2))
         claim = await first.app[APPENDER].submit(first.app[PUBLISHER]._claim_work(post["id"]))
         assert claim is not None
@@ -282,7 +296,19 @@ class BrandOnMastodon:
 
     fake: FakeMastodon
     account: Account
-    policy: str
+    instance: str
+    """The stand-in's address."""
+
+    def on_it(self, policy: str) -> str:
+        """A sandbox ``policy`` of brand's, posting to the stand-in instead."""
+        return policy.replace("platform: sandbox", f"""platform: mastodon
+    instance: {self.instance}
+    credentials: env:BRAND_MASTODON_TOKEN""")
+
+    @property
+    def policy(self) -> str:
+        """``BRAND_OF_THREE`` on the stand-in."""
+        return self.on_it(BRAND_OF_THREE)
 
 
 @pytest.fixture
@@ -292,9 +318,7 @@ async def brand_on_mastodon(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Br
     account = fake.add_account("brand", MASTODON_TOKEN)
     monkeypatch.setenv("BRAND_MASTODON_TOKEN", MASTODON_TOKEN)
     async with TestServer(mastodon_app(fake)) as server:
-        yield BrandOnMastodon(fake, account, BRAND_OF_THREE.replace("platform: sandbox", f"""platform: mastodon
-    instance: {str(server.make_url('')).rstrip('/')}
-    credentials: env:BRAND_MASTODON_TOKEN"""))
+        yield BrandOnMastodon(fake, account, str(server.make_url("")).rstrip("/"))
 
 
 async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
@@ -359,14 +383,59 @@ async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_
         await verified_by_cli(second)
 
 
+@pytest.mark.parametrize("platform", ["sandbox", "mastodon"])
+async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_is_one_post(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    brand_on_mastodon: BrandOnMastodon, platform: str,
+) -> None:
+    """The platform took carol's post on delayed brand before its publisher died; brand then
+    turns co-signed, with another disclosure line; the recovery's lookup misses the post and it
+    is held; bob and dave approve it over HTTP. Its words are the same, only the line around
+    them changed: it goes out as the first send did, under that send's key, so the platform
+    gives back the post it has. One post, recorded published with the words it shows (before,
+    the new line went out under the new version's key: a second post), and the log verifies."""
+    mastodon = brand_on_mastodon if platform == "mastodon" else None
+
+    def on_it(policy: str) -> str:
+        return policy if mastodon is None else mastodon.on_it(policy)
+
+    async def out(gw: Gateway) -> list[tuple[str, str]]:
+        if mastodon is None:
+            return [(p["id"], p["text"]) for p in await gw.timeline("brand")]
+        return [(s.id, s.text) for s in mastodon.fake.statuses(mastodon.account)]
+
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=on_it(BRAND_DELAYED))
+    write_policy(policy_dir, "brand", on_it(BRAND_OF_THREE.replace("required: 1", "required: 2")
+                                            .replace("—{author}", "Written by {author}")))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first = await out(second)
+        assert [text for _, text in first] == ["Launch day\n\n—carol"]
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch,
+                                               mastodon=None if mastodon is None else mastodon.fake)
+        await _approved_by_bob_and_dave(second, post_id)
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert first == await out(second)
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"], published["display_text"]) == (
+            "published", first[0][0], "Launch day\n\n—carol"), published
+        keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+        assert keys == {f"byline-{post_id}-v1"}, keys
+        await verified_by_cli(second)
+
+
+@pytest.mark.parametrize("line", [pytest.param("—", id="same-line"), pytest.param("Written by ", id="other-line")])
 async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_under_a_new_key(
-    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, line: str,
 ) -> None:
     """The same, but carol edits the held post before it is approved: the new words are not the
     ones the first send carried, so they go out under a key of their own (the platform must not
-    hand back the old words as if they were the new), and the log verifies."""
+    hand back the old words as if they were the new), with the disclosure line the policy asks
+    now (changed meanwhile, or not: an edit is another post, never the first send's words
+    again), and the log verifies."""
     post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
-    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2")
+                 .replace("—{author}", line + "{author}"))
     async with started_gateway(db_url, policy_dir, clock) as second:
         await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
         status, body = await second.call("carol", "PATCH", f"/v1/posts/{post_id}", {"text": "Launch day, for real"})
@@ -375,7 +444,7 @@ async def test_a_held_recovered_claim_edited_before_it_is_approved_goes_out_unde
         clock.advance(timedelta(minutes=2))
         await second.tick()
         assert sorted(p["text"] for p in await second.timeline("brand")) == [
-            "Launch day\n\n—carol", "Launch day, for real\n\n—carol"]
+            "Launch day\n\n—carol", f"Launch day, for real\n\n{line}carol"]
         published = await second.get("alice", post_id)
         assert published["state"] == "published", published
         claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]

@@ -56,7 +56,11 @@ and approvals. It flags:
   with the disclosure line the policy it names asks for (rebuilt from the summary's
   ``disclosure``, crediting the author, the suggester and the editors in the order they
   edited); a summary recorded before it said its disclosure only holds what went out to begin
-  with the words;
+  with the words. A claim again of a post whose words and content are those its last claim
+  sent (its lease ran out, or it came back deferred, failed, or decided again) sends what that
+  claim sent, whatever the disclosure now: one that sends other words is named, as the post
+  the platform may have taken already could go out twice (the log does not say whether the
+  platform took it, nor does the verifier compare the keys the claims name);
 - once an entry of the log records what a post carries besides its words (``content_sha256``:
   its uploads and their alt texts, its content warning, its options), a version or claim of any
   post that leaves it out more than the grace (300 s) later, and a claim that records it but commits to no words
@@ -224,6 +228,8 @@ class _Post:
     # they first edited (as the disclosure names them): most posts have none
     words: str | None = None  # the current version's words, where the log's texts were given
     sent: str | None = None  # the words its last claim sent out, where given
+    sent_for: tuple[int, str | None, str | None] | None = None  # the entry of its last claim that
+    # sent it, and the words and content its version had then
     content: str | None = None  # what its current version carries besides its words, where the
     # log records it ("" for nothing: ``gateway.services.content``)
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
@@ -1174,10 +1180,19 @@ class Replay:
                                  "before had sent it")
             return
         words, before, known.sent = known.words, known.sent, sent
-        # A claim again (its lease ran out) sends the words the last one did (the platform may
-        # have them already), whatever the policy's disclosure now; who may send it, and with
-        # which approvals, is judged below as for any claim.
-        sends = None if sent is None or words is None or sent == before else self._sends_words(known, post, words, sent)
+        last, known.sent_for = known.sent_for, (index, words, known.content)
+        # A claim again (its lease ran out, or the post, its words and content unchanged, came
+        # back from a deferral, a failure or a decision again) sends the words the last one did
+        # (the platform may have them already), whatever the policy's disclosure now; who may
+        # send it, and with which approvals, is judged below as for any claim. Once its words or
+        # content changed (an edit), it is another post, and sends its words as its policy asks.
+        same = last is not None and words is not None and last[1:] == (words, known.content)
+        if same and last is not None and sent is not None and before is not None and sent != before:
+            self._bad(index, f"post {post} was claimed again with other words than entry {last[0]} sent, its own "
+                             "words and what it carries unchanged since, and that send's outcome open: had the "
+                             "platform taken it, this made a second copy (a claim again sends what it sent)")
+        sends = None if sent is None or words is None or (sent == before and same) else self._sends_words(
+            known, post, words, sent)
         account = known.account
         if account is None:
             return

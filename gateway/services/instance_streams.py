@@ -19,10 +19,18 @@ What is relayed, and how:
   still be recording the instance's id) is held up to ``HOLD_SECONDS`` while Byline looks again;
 - nothing else (conversations, announcements: the REST relay leaves direct messages out too).
 
-The instance failing (refusing, dropping the connection, not answering) never ends an app's
-stream: the connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up to
+The instance failing (refusing, dropping the connection, not answering), or the account's
+credential unreadable for a while (its secret being replaced), never ends an app's stream: the
+connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up to
 ``BACKOFF_MOST`` seconds, and Byline's own events keep flowing meanwhile. Logs name the account
 and the stream, never the credential (the adapter's errors are scrubbed of it).
+
+A connection is made with the account's policy and credential as they stand when it opens, and
+kept only while they do: when the policies in force change (:meth:`InstanceStreams.policies_changed`)
+a connection whose account now follows another instance or credential is made again with the new
+one, and one whose account is gone from the policies (or from Mastodon) is closed for good, its
+streams told so (they then end, as their tokens no longer read the account). No credential stays
+in use for an account Byline no longer speaks for, and nothing reconnects for it.
 """
 
 from __future__ import annotations
@@ -75,12 +83,22 @@ class Sink(Protocol):
         """Take one event (without waiting: a slow app must not hold up the others)."""
         ...
 
+    def ended(self) -> None:
+        """The instance's stream ended for good (the account gone from the policies or from
+        Mastodon): look again, at once, whether the stream may still read the account."""
+        ...
+
 
 class Source(Protocol):
     """What follows an account's instance and knows its posts (``MastodonService``)."""
 
     def instance_stream(self, account: str, stream: Sequence[str]) -> AsyncIterator[tuple[str, str]] | None:
         """The instance's events of ``stream`` as the account, or None off Mastodon."""
+        ...
+
+    def instance_identity(self, account: str) -> str | None:
+        """What the account's instance is followed with now (instance and credential, as a
+        digest), or None once the account is gone or off Mastodon."""
         ...
 
     def instance_username(self, account: str) -> str:
@@ -102,6 +120,8 @@ class _Link:
 
     sinks: set[Sink] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    identity: str | None = None
+    """What its connection was made with (:meth:`Source.instance_identity`)."""
 
 
 class InstanceStreams:
@@ -131,8 +151,28 @@ class InstanceStreams:
                 logger.warning("instance_streams_bounded", account=account, stream=stream[0])
                 return
             link = self._links[key] = _Link()
-            link.task = asyncio.create_task(self._follow(account, stream, link), name="byline-instance-stream")
+            self._start(key, link)
         link.sinks.add(sink)
+
+    def _start(self, key: tuple[str, tuple[str, ...]], link: _Link) -> None:
+        if link.task is not None:
+            link.task.cancel()  # its connection closes as the task ends
+        link.task = asyncio.create_task(self._follow(*key, link), name="byline-instance-stream")
+
+    def policies_changed(self) -> None:
+        """The policies in force changed: each connection whose account now follows its instance
+        with another credential, or another instance, or no longer at all (the account removed,
+        or off Mastodon), is made again; the new one finds out which (see :meth:`_follow`)."""
+        for key, link in list(self._links.items()):
+            try:
+                identity = self._source.instance_identity(key[0])
+            except Exception as exc:  # the credential unreadable now: the connection made stays
+                logger.warning("instance_stream_unchecked", account=key[0], stream=key[1][0],
+                               error=type(exc).__name__)
+                continue
+            if identity != link.identity:
+                logger.info("instance_stream_changed", account=key[0], stream=key[1][0])
+                self._start(key, link)
 
     def leave(self, account: str, stream: tuple[str, ...], sink: Sink) -> None:
         """``sink`` no longer hears ``stream``; the last to go closes the connection."""
@@ -161,43 +201,72 @@ class InstanceStreams:
         return self._now() if self._now is not None else asyncio.get_running_loop().time()
 
     async def _follow(self, account: str, stream: tuple[str, ...], link: _Link) -> None:
-        """Follow the instance's stream for as long as anyone listens, reconnecting after a pause."""
+        """Follow the instance's stream for as long as anyone listens, reconnecting after a pause;
+        stop for good once the account is gone from the policies or from Mastodon."""
         pause = self._backoff_first
         named = ":".join(stream[:1])
         while True:
-            try:
-                events = self._source.instance_stream(account, stream)
-            except Exception as exc:  # the account gone from the policies, its adapter not built
-                logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
-                events = None
-            if events is None:
-                return
             opened = self._clock()
             try:
-                logger.info("instance_stream_connecting", account=account, stream=named)
-                async for event, payload in events:
-                    if event not in RELAYED_EVENTS or await self._told_by_byline(account, event, payload):
-                        continue
-                    item = Heard(stream=stream, event=event, payload=payload)
-                    for sink in list(link.sinks):
-                        sink.heard(item)
-                logger.info("instance_stream_ended", account=account, stream=named)
-            except AdapterError as exc:  # its words are scrubbed of the credential
-                logger.warning("instance_stream_failed", account=account, stream=named, error=exc.message,
-                               auth_failed=exc.auth_failed)
-                if exc.auth_failed:
-                    self._source.credential_refused(account)
-            except Exception as exc:  # whatever breaks, the app's stream carries on
+                events = self._source.instance_stream(account, stream)
+                link.identity = self._source.instance_identity(account)
+            except Exception as exc:  # the account gone from the policies, or its credential unreadable now
                 logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
-            finally:
-                closing = getattr(events, "aclose", None)  # an async generator's: its socket closes now
-                if closing is not None:
-                    with contextlib.suppress(Exception):
-                        await closing()
+                gone = self._gone(account)
+            else:
+                gone = events is None
+                if events is not None:
+                    await self._relay(account, stream, link, events)
+            if gone:
+                self._stopped(account, stream, link)
+                return
             if self._clock() - opened >= STEADY_SECONDS:
                 pause = self._backoff_first
             await asyncio.sleep(pause)
             pause = min(pause * 2, self._backoff_most)
+
+    def _gone(self, account: str) -> bool:
+        """Whether the account is gone from the policies or from Mastodon (not merely its
+        credential unreadable for now, which a later attempt may read)."""
+        try:
+            return self._source.instance_identity(account) is None
+        except Exception:
+            return False
+
+    async def _relay(self, account: str, stream: tuple[str, ...], link: _Link,
+                     events: AsyncIterator[tuple[str, str]]) -> None:
+        """Tell the link's streams the instance's events of one connection, until it ends."""
+        named = ":".join(stream[:1])
+        try:
+            logger.info("instance_stream_connecting", account=account, stream=named)
+            async for event, payload in events:
+                if event not in RELAYED_EVENTS or await self._told_by_byline(account, event, payload):
+                    continue
+                item = Heard(stream=stream, event=event, payload=payload)
+                for sink in list(link.sinks):
+                    sink.heard(item)
+            logger.info("instance_stream_ended", account=account, stream=named)
+        except AdapterError as exc:  # its words are scrubbed of the credential
+            logger.warning("instance_stream_failed", account=account, stream=named, error=exc.message,
+                           auth_failed=exc.auth_failed)
+            if exc.auth_failed:
+                self._source.credential_refused(account)
+        except Exception as exc:  # whatever breaks, the app's stream carries on
+            logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
+        finally:
+            closing = getattr(events, "aclose", None)  # an async generator's: its socket closes now
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing()
+
+    def _stopped(self, account: str, stream: tuple[str, ...], link: _Link) -> None:
+        """The link follows nothing any more: gone, so nothing retries it (a later stream of an
+        account back on Mastodon opens a new one), and its streams told."""
+        logger.info("instance_stream_stopped", account=account, stream=stream[0])
+        if self._links.get((account, stream)) is link:
+            del self._links[(account, stream)]
+        for sink in list(link.sinks):
+            sink.ended()
 
     async def _told_by_byline(self, account: str, event: str, payload: str) -> bool:
         """Whether Byline's own log tells this event (a post Byline published), so the app hears

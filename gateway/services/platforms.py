@@ -298,6 +298,12 @@ class Platforms:
         """
         return self._made(loaded).adapter
 
+    def credential_of(self, loaded: LoadedPolicy) -> str | None:
+        """What the account's credential is known by now (its server and secret, as a digest:
+        see :func:`~gateway.services.identities.credential_key`); None when it has none. Raises
+        as :meth:`adapter_for` does when the credential cannot be read."""
+        return self._made(loaded).credential
+
     def _made(self, loaded: LoadedPolicy) -> _Made:
         policy = loaded.policy
         secret = profile_secret = ""

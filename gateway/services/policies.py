@@ -28,7 +28,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,10 @@ def _writers(head: policy_sql.Head | None) -> frozenset[str] | None:
         return None
     writers = json.loads(head.summary).get("writers")
     return frozenset(w for w in writers if isinstance(w, str)) if isinstance(writers, list) else frozenset()
+
+
+def _versions(policies: Mapping[str, LoadedPolicy]) -> dict[str, str]:
+    return {account: loaded.sha256 for account, loaded in policies.items()}
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,9 @@ class PolicyService:
         self._lock = asyncio.Lock()
         self.drift: dict[str, Drift] = {}
         """Accounts whose files here differ from the version in force, for ``/readyz``."""
+        self.enforced: list[Callable[[], None]] = []
+        """Told each time a sync puts other policies in force (the streams that follow an
+        account's instance with its credential look again at what they follow it with)."""
 
     async def sync(self) -> list[str]:
         """Read the directory; record what changed here; put the recorded versions in force.
@@ -260,7 +267,11 @@ class PolicyService:
         if synced.agreed != self._agreed:
             self._remember(synced.agreed)
         self._agreed = synced.agreed
+        before = self.registry.policies
         self.registry.enforce(self._in_force(files, synced))
+        if _versions(before) != _versions(self.registry.policies):
+            for told in self.enforced:
+                told()
         self._report_errors()
         self._report_drift(synced.drift)
         for loaded, state in synced.moved:

@@ -5,7 +5,9 @@ and a log entry) before any request leaves. If the gateway dies mid-publish, the
 out and the post is claimed again on the recovery path: the adapter first looks on the
 platform for the post made with that key, and only publishes when it is not there. The same
 key goes with every attempt, and with a later version that sends the same words and content
-(``claim_key``), so a platform that honours it cannot make a second copy. A post
+(``claim_key``); a later version whose own words and content are those sent, where only the
+policy's disclosure line around them changed, sends again what was sent, with its key. So a
+platform that honours the key cannot make a second copy. A post
 the policy in force would not let out (it changed while the post lay claimed: more approvals
 asked, an approver gone, its author no longer writing) is claimed again only to be looked for
 (``looks_only`` in its entry): found, it is recorded published (``found``), as it cannot be
@@ -119,9 +121,10 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     ``Idempotency-Key``, the sandbox; an adapter keeping attempts by key looks first) rather
     than make a second copy. Other words or content (an edit) are another post to the platform,
     and take the version's key, new with the version: a platform must not give back the old
-    words as if they were the new. (A claim at the version the key was chosen at, sending other
-    words, has no new version to take a key from: a post deferred, sent again after its policy's
-    disclosure changed. It sends the words it sent before, with their key: see ``_Claims.add``.)"""
+    words as if they were the new. (A post whose own words and content are still those the
+    claim before it sent, where only the policy's disclosure line around them changed since, is
+    the same post: it sends the words that claim sent, with their key, as a recovered claim
+    does: ``recovering``; see ``_Claims.add``.)"""
     if row.idempotency_key is not None and (
         recovering or (row.published_text == text and row.sent_content == (content or ""))
     ):
@@ -129,13 +132,22 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     return idempotency_key(row.id, row.version)
 
 
-async def _claimed_at(txn: Txn, row: sql.PostRecord) -> int | None:
-    """The version ``row`` was last claimed at: its key's, where it is its version's own (only a
-    claim at that version chooses it), else as the log's last claim of it says (a key carried
-    from an earlier version with the same words)."""
+async def _as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None) -> bool:
+    """Whether ``row`` is, in its own words and what it carries, the post its last claim sent
+    (``published_text``, under ``idempotency_key``): claimed at this version (only a claim at a
+    version chooses the version's own key, and a version's words never change), or at an
+    earlier one whose words and content its version keeps (a version that only decided it
+    again: held after its recovery missed it on the platform, its approvals asked anew). An
+    edit since is another post."""
     if row.idempotency_key == idempotency_key(row.id, row.version):
-        return row.version
-    return await log_sql.last_claim_version(txn, row.id)
+        return True
+    claim = await log_sql.last_claim(txn, row.id)
+    version = None if claim is None else claim.get("version")
+    if claim is None or type(version) is not int:
+        return False
+    return version == row.version or (
+        claim.get("content_sha256") == content and await sql.version_text(txn, row.id, version) == row.text
+    )
 
 
 def public_failure(error: AdapterError) -> str:
@@ -357,22 +369,26 @@ class _Claims:
                 await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
                 return False
         version = row.version
-        text = row.published_text if stale and row.published_text else row.text if announcement else disclosed_text(
+        content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
+        text = row.text if announcement else disclosed_text(
             loaded.policy, author=row.author, text=row.text, editors=row.editors,
             suggested_by=row.suggested_by,
         )
-        if (not stale and row.published_text and text != row.published_text and row.idempotency_key is not None
-                and await _claimed_at(ltx.txn, row) == version):
-            # Sent before at this version, and back among the due posts (deferred: the platform's
-            # answer may have been lost after it made the post), its words other now (the
-            # policy's disclosure line changed): a recovered claim's case, without its lease run
-            # out. It sends again the words the key went out with, as a recovered claim does: new
-            # words under that key would be answered with the post made from the first (Mastodon's
-            # ``Idempotency-Key``), and recorded as published words the platform does not show;
-            # under a new key they could be a second copy beside it.
+        # Sent before, and not recorded out (deferred: the platform's answer may have been lost
+        # after it made the post; or held after its recovery missed it there, and approved again
+        # as a new version), its own words and content unchanged, but the words it would send
+        # other now (the policy's disclosure line changed): a recovered claim's case, without its
+        # lease run out. It sends again the words its key went out with, under that key, as a
+        # recovered claim does: new words under that key would be answered with the post made
+        # from the first (Mastodon's ``Idempotency-Key``), and recorded as published words the
+        # platform does not show; under a new key they could be a second copy beside it.
+        again = stale or bool(
+            row.published_text and text != row.published_text and row.idempotency_key is not None
+            and await _as_last_sent(ltx.txn, row, content=content)
+        )
+        if again and row.published_text:
             text = row.published_text
-        content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
-        key = claim_key(row, text=text, content=content, recovering=stale)
+        key = claim_key(row, text=text, content=content, recovering=again)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
         # claiming the post again does not use up its retry budget, only a platform's refusal does.
         attempt = row.attempts if stale else row.attempts + 1

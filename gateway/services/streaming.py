@@ -28,7 +28,9 @@ account's.
 Who may listen is checked as the REST API checks it (``MastodonService.authenticate``: the
 token, its account binding, its person's role on the account), with each stream's scope as the
 streaming server asks it, and again at every event and every keepalive: a stream ends once its
-token is revoked or its person's role is gone.
+token is revoked or its person's role is gone. The instance's events alone (the log not grown,
+the policies not changed) are told on a check made within ``CHECK_STANDS_SECONDS``, so that a
+busy instance costs a stream one read of its token a second, not one an event.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
+from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.services.instance_streams import Heard, InstanceStreams
@@ -68,6 +71,11 @@ HEARD_MOST: Final = 500
 """The instance's events one stream keeps untold at most."""
 ENTRIES_PER_READ: Final = 100
 """Log entries one stream reads at a time: a burst of posts is sent in rounds."""
+CHECK_STANDS_SECONDS: Final = 1
+"""How long (by the gateway's clock) a stream's check of its token stands for the instance's
+events alone. Once the log is seen to grow (a revocation it records, Byline's own events),
+the policies change, or a keepalive is due, the token is checked again at once; a token
+revoked or expired without a log entry stops hearing the instance within this."""
 
 EVENTS: Final[Mapping[str, str]] = {
     "post.published": "update", "post.revised": "status.update", "post.deleted": "delete",
@@ -179,12 +187,20 @@ class Feed:
     """A read failed: the next round reads again, changed or not."""
     following: set[tuple[str, ...]] = field(default_factory=set)
     """The streams whose instance events this feed hears."""
+    checked: tuple[int, int | None, int] | None = None
+    """When its token was last found to read the account (the clock's microseconds), with the
+    log's size and the policies' generation as that check began."""
     _heard: deque[Heard] = field(default_factory=lambda: deque(maxlen=HEARD_MOST))
 
     def heard(self, item: Heard) -> None:
         """One of the instance's events, told at the next round (the oldest dropped past
         ``HEARD_MOST`` untold: an app that takes nothing must not hold Byline's memory)."""
         self._heard.append(item)
+        self.listener.wake()
+
+    def ended(self) -> None:
+        """The instance's stream ended for good (the account gone): the token is checked again
+        at once, and the stream ends if it no longer reads the account."""
         self.listener.wake()
 
     def _relayed(self) -> list[StreamEvent]:
@@ -199,14 +215,16 @@ class Feed:
     async def next(self, seconds: float) -> list[StreamEvent]:
         """The events since the last call, waiting up to ``seconds`` for some ([] if none came).
         Raises :class:`StreamEnded` when the stream must end; the token is checked again each
-        time, so a revoked token, a lost role or the database gone ends the stream within
-        ``seconds``."""
+        time (for the instance's events alone, at most once in ``CHECK_STANDS_SECONDS``: see
+        :meth:`MastodonStreams.vouches`), so a revoked token, a lost role or the database gone
+        ends the stream within ``seconds``."""
         changed = await self.listener.wait(seconds)
         if self.listener.closing:
             raise StreamEnded(Ending.STOPPING)
-        # Shielded, as every read a stream makes: one stopped mid-read still ends its
-        # transaction and hands its connection back clean.
-        await asyncio.shield(self.streams.still_reads(self))
+        if not (changed and self._heard and self.streams.vouches(self)):
+            # Shielded, as every read a stream makes: one stopped mid-read still ends its
+            # transaction and hands its connection back clean.
+            await asyncio.shield(self.streams.still_reads(self))
         relayed = self._relayed()
         if not changed and not self.behind:
             return relayed
@@ -255,13 +273,31 @@ async def answered(read: Awaitable[T], **bound: object) -> T:
 class MastodonStreams:
     """Opens streams for apps, says which streams they may subscribe to, and reads their events."""
 
-    def __init__(self, *, db: Database, mastodon: MastodonService, watcher: ChangeWatcher,
+    def __init__(self, *, db: Database, mastodon: MastodonService, watcher: ChangeWatcher, clock: Clock,
                  instance: InstanceStreams | None = None) -> None:
         self._db = db
         self._mastodon = mastodon
         self.watcher = watcher
+        self._clock = clock
         self.instance = instance or InstanceStreams(mastodon)
         self._per_account: Counter[str] = Counter()
+        self._policies_seen = 0
+        """Moves each time other policies are put in force: every check made before stands no more."""
+
+    def policies_changed(self) -> None:
+        """Other policies are in force: each stream checks its token again at its next event
+        (a role may be gone), and the connections to instances are looked at again."""
+        self._policies_seen += 1
+        self.instance.policies_changed()
+
+    def vouches(self, feed: Feed) -> bool:
+        """Whether the feed's last check of its token still stands for the instance's events:
+        made within ``CHECK_STANDS_SECONDS``, with the log and the policies as they are now."""
+        if feed.checked is None:
+            return False
+        at, size, seen = feed.checked
+        return (size == self.watcher.size and seen == self._policies_seen
+                and now_micros(self._clock) - at < CHECK_STANDS_SECONDS * 1_000_000)
 
     async def connect(self, token: str | None) -> ClientAuth:
         """The caller of a stream, with no scope asked yet (each stream asks its own), bound to
@@ -325,7 +361,16 @@ class MastodonStreams:
 
     def follow(self, feed: Feed, sub: Subscription) -> None:
         """The feed hears the instance's events of ``sub`` too (for an account on Mastodon)."""
-        if sub.key not in feed.following and self._mastodon.platform(feed.auth) == "mastodon":
+        if sub.key in feed.following:
+            return
+        try:
+            platform = self._mastodon.platform(feed.auth)
+        except BylineError:
+            # The account gone since the feed's token was last checked: checked again now, the
+            # stream ends as one whose token no longer reads the account.
+            feed.listener.wake()
+            return
+        if platform == "mastodon":
             feed.following.add(sub.key)
             self.instance.join(feed.auth.account, sub.key, feed)
 
@@ -339,6 +384,7 @@ class MastodonStreams:
         """Raises :class:`StreamEnded` once the feed's token no longer reads its account (revoked,
         expired, its person's role gone, or its account no longer managed here), or once the
         database does not answer the check."""
+        began = (now_micros(self._clock), self.watcher.size, self._policies_seen)
         try:
             auth = await self._mastodon.authenticate(feed.token, scope=None)
         except BylineError as exc:
@@ -354,6 +400,7 @@ class MastodonStreams:
             # A token bound to no account reads its person's only account: now another one.
             raise StreamEnded(Ending.REVOKED)
         feed.auth = auth
+        feed.checked = began
 
     async def events_for(self, feed: Feed) -> list[StreamEvent]:
         """The events of the feed's account since its cursor, rendered as the REST API renders

@@ -48,16 +48,17 @@ async def post_entries(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
-async def last_claim_version(txn: Txn, post_id: str) -> int | None:
-    """The version the post's last claim (``post.publishing``) named; None when it has none."""
+async def last_claim(txn: Txn, post_id: str) -> dict[str, Any] | None:
+    """The data of the post's last claim (``post.publishing``): the version it named and what
+    it carried besides its words (``content_sha256``), among the rest; None when it has none."""
     row = await txn.fetchone(
         "SELECT entry FROM log_entries WHERE post_id = ? AND type = 'post.publishing' ORDER BY idx DESC LIMIT 1",
         post_id,
     )
     if row is None:
         return None
-    version = json.loads(bytes(row["entry"])).get("data", {}).get("version")
-    return version if type(version) is int else None
+    data = json.loads(bytes(row["entry"])).get("data")
+    return data if isinstance(data, dict) else None
 
 
 async def post_entry_times(txn: Txn, post_id: str, type: str, *, since: int) -> list[int]:

@@ -373,6 +373,12 @@ async def versions(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
+async def version_text(txn: Txn, post_id: str, version: int) -> str | None:
+    """The words of one version of a post; None where it has no such version."""
+    row = await txn.fetchone("SELECT text FROM post_versions WHERE post_id = ? AND version = ?", post_id, version)
+    return None if row is None else str(row["text"])
+
+
 async def insert_decision(
     txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int
 ) -> bool:

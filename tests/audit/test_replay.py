@@ -381,6 +381,25 @@ def _act(log: SyntheticLog, kind: str, post: str, who: str, sha: str | None, **d
     })
 
 
+async def test_byline_audit_verify_rejects_an_approval_that_released_words_its_approver_never_read(
+    tmp_path: Path,
+) -> None:
+    """The real command, on the log a gateway would write had an edit landed between an
+    approval's check and its transaction: bob's approval of version 1 releases version 2, which
+    goes out. The approval is named, and so is the publication it let out."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    _held(log, "1")
+    log.add("post.edited", actor="carol", account="brand", post="1",
+            data={"version": 2, "text_hash": log.commit("Buy our coin today"), "state": "held", "policy_sha256": "t1"})
+    bad = log.add("post.approved", actor="bob", account="brand", post="1", data={
+        "version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "t1"})
+    published = _publish(log, "1", "brand", version=2, text="Buy our coin today")
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {bad}: approval of version 1 of post 1, which is at version 2" in said, said
+    assert f"entry {published}: post 1 was published (version 2) with 0 of the 1 approvals it needed" in said, said
+
+
 def test_a_submission_that_names_no_policy_is_judged_by_the_one_in_force(tmp_path: Path) -> None:
     """A writer's submission naming no policy passes; a non-writer's is named, with no policy to cite."""
     log = SyntheticLog()
@@ -1770,11 +1789,14 @@ MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}
 """SIGNED with bob replaced by erin among the approvers: bob's approval no longer counts."""
 
 
-def _claimed(log: SyntheticLog, *, sha: str, version: int = 1, looks_only: str | None = None) -> int:
-    """A claim of ``_approved_post``'s post sending its words (``looks_only``: a recovered claim
-    that only looks for it on its platform, as the gateway records one the policy holds back)."""
-    data: dict[str, Any] = {"attempt": 1, "version": version, "text_hash": log.commit("Our results are in\n\n—carol"),
-                            "policy_sha256": sha}
+def _claimed(
+    log: SyntheticLog, *, sha: str, version: int = 1, looks_only: str | None = None,
+    text: str = "Our results are in\n\n—carol",
+) -> int:
+    """A claim of ``_approved_post``'s post sending its words, or ``text`` (``looks_only``: a
+    recovered claim that only looks for it on its platform, as the gateway records one the
+    policy holds back)."""
+    data: dict[str, Any] = {"attempt": 1, "version": version, "text_hash": log.commit(text), "policy_sha256": sha}
     if looks_only is not None:
         data["looks_only"] = looks_only
     return log.add("post.publishing", actor="system", account="brand", post="1", data=data)
@@ -1864,6 +1886,72 @@ def test_only_a_claim_recovered_to_look_holds_its_post_again_unsent(tmp_path: Pa
     assert messages(log.verify(tmp_path / "first.export")) == [
         f"entry {first}: post 1 was claimed to be looked for only (data.looks_only), but no claim before had sent it"
     ]
+
+
+ANEW = MOVED_ON | {"disclosure": "Written by {author}"}
+"""MOVED_ON, its disclosure line in other words: the same words go out with another line."""
+
+
+def _approved_again_after_the_line_changed(log: SyntheticLog, *, edited: bool) -> tuple[int, int]:
+    """carol's post claimed (sent, and not recorded out); the policy asks dave or erin, with
+    another line; claimed again only to be looked for, not found, and held as version 2
+    (``edited``: carol then edits its words, version 3); dave approves. The first claim's
+    entry, and the version approved."""
+    _approved_post(log)
+    first = _claimed(log, sha="p1")
+    log.policy("brand", ANEW, "p2", kind="policy.changed")
+    _claimed(log, sha="p2", looks_only="policy_changed")
+    _redecide(log, "1", "brand", version=2, approvers=["dave", "erin"], required=1, sha="p2", cause="policy_changed")
+    version = 3 if edited else 2
+    if edited:
+        log.add("post.edited", actor="carol", account="brand", post="1", data={
+            "version": 3, "text_hash": log.commit("Our results are in, all of them"), "state": "held",
+            "policy_sha256": "p2"})
+    log.add("post.approved", actor="dave", account="brand", post="1",
+            data={"version": version, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p2"})
+    return first, version
+
+
+SECOND_COPY = ("entry {claim}: post 1 was claimed again with other words than entry {first} sent, its own words and "
+               "what it carries unchanged since, and that send's outcome open: had the platform taken it, this made "
+               "a second copy (a claim again sends what it sent)")
+
+
+@pytest.mark.parametrize(("edited", "sent", "named"), [
+    pytest.param(False, "Our results are in\n\n—carol", None, id="the-same-post-sends-what-it-sent"),
+    pytest.param(False, "Our results are in\n\nWritten by carol", SECOND_COPY, id="the-same-post-with-the-new-line"),
+    pytest.param(True, "Our results are in, all of them\n\nWritten by carol", None, id="an-edit-sends-its-words"),
+    pytest.param(True, "Our results are in\n\n—carol",
+                 "entry {claim}: post 1 sent out other words than its version 3 (written by carol)",
+                 id="an-edit-sends-the-old-words"),
+])
+def test_a_post_approved_again_sends_what_it_sent_unless_its_words_changed(
+    tmp_path: Path, edited: bool, sent: str, named: str | None,
+) -> None:
+    """A post sent, its outcome open, held and approved again after the disclosure line changed:
+    its words unchanged, it sends the words sent before (the platform may have that post), and
+    new words with the new line are named, for the second copy they could make (before, they
+    passed); edited, it is another post, which sends its new words with the line its policy asks
+    (the words sent before are named, where before they passed as a claim again)."""
+    log = SyntheticLog()
+    first, version = _approved_again_after_the_line_changed(log, edited=edited)
+    claim = _claimed(log, sha="p2", version=version, text=sent)
+    expected = [] if named is None else [named.format(claim=claim, first=first)]
+    assert expected == messages(log.verify(tmp_path / "x.export"))
+
+
+async def test_byline_audit_verify_rejects_a_post_sent_again_with_the_new_line_under_a_new_key(tmp_path: Path) -> None:
+    """The real command, on an export whose post, its first send's outcome open, was approved
+    again and claimed with the new disclosure line under its new version's key: a second copy
+    on a platform that had taken the first."""
+    log = SyntheticLog()
+    first, version = _approved_again_after_the_line_changed(log, edited=False)
+    claim = log.add("post.publishing", actor="system", account="brand", post="1", data={
+        "attempt": 1, "version": version, "idempotency_key": f"byline-1-v{version}", "recovering": False,
+        "text_hash": log.commit("Our results are in\n\nWritten by carol"), "policy_sha256": "p2"})
+    _out(log, version=version)
+    said = await _named_by_the_command(log, tmp_path)
+    assert SECOND_COPY.format(claim=claim, first=first) in said, said
 
 
 def test_a_publication_found_without_its_version_is_named_as_malformed(tmp_path: Path) -> None:

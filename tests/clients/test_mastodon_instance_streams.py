@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -17,33 +17,16 @@ from aiohttp.test_utils import TestServer
 from mastodon import CallbackStreamListener
 from structlog.testing import capture_logs
 
-from gateway.appkeys import PLATFORMS, STREAMS
+from gateway.appkeys import IDENTITY, PLATFORMS, STREAMS
+from gateway.clock import ManualClock
+from gateway.services import identity as identity_service
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
-from tests.clients.test_mastodon_streaming import _oauth_token
-from tests.clients.world import UPSTREAM_TOKEN, World
+from gateway.services.streaming import CHECK_STANDS_SECONDS
+from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _policy_dir, _socket
+from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
+from tests.conftest import started_gateway
 from tests.fakes.mastodon import create_app as mastodon_app
-
-QUIET = 1.5
-"""Long enough for an event to have crossed both hops: nothing within it means nothing was sent."""
-
-
-async def _socket(world: World, session: aiohttp.ClientSession, token: str, query: str = "",
-                  ) -> aiohttp.ClientWebSocketResponse:
-    return await session.ws_connect(f"{world.base.replace('http', 'ws', 1)}/api/v1/streaming{query}",
-                                    protocols=(token,))
-
-
-async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
-    message = await ws.receive(timeout=seconds)
-    assert message.type is aiohttp.WSMsgType.TEXT, message
-    return json.loads(message.data)  # type: ignore[no-any-return]
-
-
-async def _nothing(ws: aiohttp.ClientWebSocketResponse) -> None:
-    with pytest.raises(TimeoutError):
-        message = await ws.receive(timeout=QUIET)
-        raise AssertionError(f"unexpected {message}")
 
 
 async def _until(check: Any, seconds: float = 8.0) -> None:
@@ -117,7 +100,7 @@ async def test_one_connection_per_account_and_stream_closed_with_the_last(world:
     """Three app streams of the account on ``user`` share one connection to the instance; it
     stays while any is open, and closes when the last goes; the others' post reaches them all."""
     async with aiohttp.ClientSession() as session:
-        sockets = [await _socket(world, session, await world.token(user, "masto"), "?stream=user")
+        sockets = [await _socket(world, session, await world.token(user, "masto"), query="?stream=user")
                    for user in ("alice", "carol", "alice")]
         await _until(lambda: _listening(world, ("user",)) == 1)
         other = world.upstream.add_account("someone", "mtok-someone")
@@ -142,7 +125,7 @@ async def test_a_post_byline_publishes_is_heard_once(world: World) -> None:
     token = await world.token("alice", "masto")
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Once only"},
                                                 headers=auth)
@@ -173,7 +156,7 @@ async def test_the_instance_dropping_and_coming_back(world: World) -> None:
     instance._backoff_first = 0.1  # the pauses of a test, not of a day
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         world.upstream.faults.fail_next(3, 502, path="/api/v1/streaming")
         await world.upstream.drop_streams()
@@ -194,6 +177,32 @@ async def test_the_instance_dropping_and_coming_back(world: World) -> None:
     assert len(tried) == 1 + 3 + 1
 
 
+async def test_a_credential_unreadable_for_a_while_is_tried_again(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The instance drops the connection while the account's credential cannot be read (its
+    secret being replaced): Byline tries again after its pauses, and once the credential reads
+    the connection is made and the app, its stream open all along, hears the instance again.
+    Before: the first failure to build the connection stopped it for good."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        monkeypatch.delenv("BRAND_MASTODON_TOKEN")
+        await world.upstream.drop_streams()
+        await asyncio.sleep(QUIET)  # a few attempts, each failing before it reaches the instance
+        assert not world.upstream.stream_sockets
+        monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        notification = await _mention(world, "back again")
+        await world.upstream.notify(world.upstream_account, notification)
+        assert await _message(ws) == {"stream": ["user"], "event": "notification",
+                                      "payload": json.dumps(notification)}
+        await ws.close()
+
+
 async def test_a_refused_credential_keeps_the_app_stream_and_stays_out_of_logs(world: World) -> None:
     """The instance revokes the account's token: its socket closes and each retry is refused
     401, yet the app's stream stays open and hears Byline's own events; no log line, and
@@ -203,7 +212,7 @@ async def test_a_refused_credential_keeps_the_app_stream_and_stays_out_of_logs(w
     token = await world.token("alice", "masto")
     with capture_logs() as logs:
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(world, session, token, "?stream=user")
+            ws = await _socket(world, session, token, query="?stream=user")
             await _until(lambda: _listening(world, ("user",)) == 1)
             world.upstream.revoke_token(UPSTREAM_TOKEN)
             await _until(lambda: not world.upstream.stream_sockets)
@@ -284,25 +293,35 @@ async def test_an_instance_payload_cannot_add_events_to_an_event_stream(world: W
 
 
 async def test_the_instances_events_cost_no_read_of_the_log(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A burst of the instance's events reaches the app without a read of Byline's log for each:
-    the log has not grown, and a busy public stream must not turn into a database read an event."""
+    """A burst of the instance's events reaches the app without a read of Byline's log for each,
+    nor a check of its token for each: the log has not grown, the policies have not changed, the
+    token was checked within the second, and a busy public stream must not turn into a database
+    read an event. Before: each event's round read the token again."""
     token = await world.token("alice", "masto")
     reads: list[int] = []
-    account_entries = streaming_service.sql.account_entries
+    checks: list[str] = []
+    account_entries, find_token = streaming_service.sql.account_entries, identity_service.sql.find_token
 
     async def counting(txn: Any, **kwargs: Any) -> Any:
         reads.append(kwargs["start"])
         return await account_entries(txn, **kwargs)
 
+    async def checking(txn: Any, token_hash: str) -> Any:
+        checks.append(token_hash)
+        return await find_token(txn, token_hash)
+
     monkeypatch.setattr(streaming_service.sql, "account_entries", counting)
+    monkeypatch.setattr(identity_service.sql, "find_token", checking)
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user:notification")
+        ws = await _socket(world, session, token, query="?stream=user:notification")
         await _until(lambda: _listening(world, ("user:notification",)) == 1)
         reads.clear()
+        checks.clear()
         for n in range(10):
             await world.upstream.notify(world.upstream_account, await _mention(world, f"ping {n}"))
             assert (await _message(ws))["event"] == "notification"
         assert reads == []
+        assert len(checks) <= 1, checks
         await ws.close()
 
 
@@ -333,7 +352,7 @@ async def test_a_streaming_server_on_a_host_of_its_own_is_followed_there(world: 
         world.upstream.streaming_url = f"ws://127.0.0.1:{streaming.port}"
         token = await world.token("alice", "masto")
         async with aiohttp.ClientSession() as session:
-            ws = await _socket(world, session, token, "?stream=user:notification")
+            ws = await _socket(world, session, token, query="?stream=user:notification")
             await _until(lambda: _listening(world, ("user:notification",)) == 1)
             notification = await _mention(world, "from the other host")
             await world.upstream.notify(world.upstream_account, notification)
@@ -351,7 +370,7 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
     statuses but not notifications hears the others' posts on ``user``, not the mention."""
     token = await _oauth_token(world, "alice", scope="read:statuses", account="masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, "?stream=user")
+        ws = await _socket(world, session, token, query="?stream=user")
         await _until(lambda: _listening(world, ("user",)) == 1)
         await world.upstream.notify(world.upstream_account, await _mention(world, "psst"))
         status = world.upstream.seed_status(world.upstream.accounts["2"], "A post", created_at=datetime.now(UTC))
@@ -360,3 +379,114 @@ async def test_a_token_without_read_notifications_hears_no_notification_on_user(
         assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": payload}
         await _nothing(ws)
         await ws.close()
+
+
+@pytest.mark.parametrize("how", ["revoked", "role_lost"])
+async def test_a_stream_whose_token_no_longer_reads_hears_nothing_more_of_the_instance(
+    world: World, how: str,
+) -> None:
+    """Two apps share the account's connection to its instance; one's token is revoked (a
+    second ago: a check of the token stands that long for the instance's events), or its
+    person loses their role in a reload: the instance's next post reaches the other app only,
+    and the first one's WebSocket closes with 1008, the event not sent to it first (each
+    delivery checks the token, not only the keepalive)."""
+    losing = await world.gateway.app[IDENTITY].create(user="carol", account="masto")
+    staying = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        lost = await _socket(world, session, losing, query="?stream=user")
+        kept = await _socket(world, session, staying, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        someone = world.upstream.add_account("someone", "mtok-someone")
+        before, after = (json.dumps(world.upstream.render_status(world.upstream.seed_status(
+            someone, text, created_at=datetime.now(UTC)))) for text in ("For both", "For readers"))
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update", before) == 1
+        for ws in (lost, kept):  # both hear the instance through the one connection
+            assert await _message(ws) == {"stream": ["user"], "event": "update", "payload": before}
+        if how == "revoked":
+            assert await world.gateway.app[IDENTITY].revoke(losing)
+            world.gateway.clock.advance(timedelta(seconds=CHECK_STANDS_SECONDS))
+        else:
+            write_masto_policy(_policy_dir(world), world.upstream_url, writers="[alice]")
+            assert await world.gateway.sync_policies() == ["masto"]
+        assert await world.upstream.emit(world.upstream_account, ("user",), "update", after) == 1
+        assert await _message(kept) == {"stream": ["user"], "event": "update", "payload": after}
+        closing = await lost.receive(timeout=8)
+        assert (closing.type, closing.data, closing.extra) == (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION, "the token no longer reads this account")
+        assert _listening(world, ("user",)) == 1  # the other app's stream keeps the connection
+        await kept.close()
+    assert len(world.upstream.stream_connections) == 1  # a reload with the same credential keeps it too
+
+
+async def test_an_account_given_another_credential_is_followed_with_it(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The account's policy now names another of the instance's accounts (its credential): at
+    the reload the connection made with the old credential closes and one is made with the new,
+    and the app still streaming hears the new account's notification, nothing more of the old's.
+    Before: the old connection stayed open for as long as an app streamed, relaying an account
+    Byline no longer speaks as, with a credential it no longer uses."""
+    mention = await _mention(world, "for the old account")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    monkeypatch.setenv("NEWBRAND_MASTODON_TOKEN", "mtok-newbrand-41d7")
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        write_masto_policy(_policy_dir(world), world.upstream_url, handle="@newbrand@mastodon.example",
+                           credentials="env:NEWBRAND_MASTODON_TOKEN")
+        assert await world.gateway.sync_policies() == ["masto"]
+        await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"])
+        assert await world.upstream.notify(world.upstream_account, mention) == 0
+        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
+        assert await world.upstream.notify(moved_to, fresh) == 1
+        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                      "payload": json.dumps(fresh)}
+        await ws.close()
+    assert [a for a, _ in world.upstream.stream_connections] == [world.upstream_account.id, moved_to.id]
+
+
+async def test_an_account_removed_through_a_replica_closes_its_instance_connection_for_good(
+    world: World, db_url: str, clock: ManualClock,
+) -> None:
+    """The account's policy file is deleted and another gateway on the database records the
+    removal (this one's streams look again as the log grows, before this gateway reloads): once
+    this gateway puts the removal in force, the connection to the instance closes at once, the
+    app's WebSocket closes with 1008, and nothing connects to the instance again for the
+    account. Before: the connection stayed, with the account's credential, until the stream's
+    next keepalive or event."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1  # a reconnection, were there one, within the test
+    token = await world.token("alice", "masto")
+    async with started_gateway(db_url, _policy_dir(world), clock) as other, aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user")
+        await _until(lambda: _listening(world, ("user",)) == 1)
+        (_policy_dir(world) / "masto.yaml").unlink()
+        assert await other.sync_policies() == ["masto"]
+        await asyncio.sleep(QUIET)  # the log grew: this gateway's stream has looked again, as it stood
+        assert not ws.closed
+        await world.gateway.sync_policies()
+        closing = await ws.receive(timeout=5)
+        assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION)
+        await _until(lambda: not world.upstream.stream_sockets, seconds=2)
+        await asyncio.sleep(QUIET)  # several of the pauses before a reconnection
+    assert instance.open_links() == []
+    assert len([r for r in world.upstream.faults.requests if r.path == "/api/v1/streaming"]) == 1
+
+
+async def test_a_subscription_after_the_account_is_removed_ends_the_stream_with_1008(world: World) -> None:
+    """An app subscribes on its open WebSocket just after the account's removal is put in force,
+    before its stream has looked at its token again (the log's growth not yet read): the stream
+    ends with 1008, as a token that no longer reads the account. Before: the subscription raised
+    out of the socket's handler, which closed it with 1000, as if the stream were done."""
+    world.gateway.app[STREAMS].watcher.interval = 3600  # the log's growth read only when the database says so
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token)
+        (_policy_dir(world) / "masto.yaml").unlink()
+        assert await world.gateway.sync_policies() == ["masto"]
+        await ws.send_json({"type": "subscribe", "stream": "user"})
+        closing = await ws.receive(timeout=5)
+        assert (closing.type, closing.data, closing.extra) == (
+            aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION, "the token no longer reads this account")
+    assert world.upstream.stream_connections == []

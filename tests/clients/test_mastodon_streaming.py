@@ -66,13 +66,16 @@ async def _socket(world: World, session: aiohttp.ClientSession, token: str, *,
     return await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
 
 
-async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 5.0) -> dict[str, Any]:
+async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
+    """The next message on ``ws``, a JSON text (an instance's event crosses two hops: the wait
+    allows for both)."""
     message = await ws.receive(timeout=seconds)
     assert message.type is aiohttp.WSMsgType.TEXT, message
     return json.loads(message.data)  # type: ignore[no-any-return]
 
 
 async def _nothing(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Nothing arrives on ``ws`` within ``QUIET``."""
     with pytest.raises(TimeoutError):
         message = await ws.receive(timeout=QUIET)
         raise AssertionError(f"unexpected {message}")

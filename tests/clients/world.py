@@ -60,6 +60,22 @@ class World:
         return await asyncio.to_thread(call, *args, **kwargs)
 
 
+def write_masto_policy(policy_dir: Path, instance: str, *, handle: str = "@brand@mastodon.example",
+                       credentials: str = "env:BRAND_MASTODON_TOKEN", writers: str = "[alice, carol]") -> None:
+    """The Mastodon account's policy as the world writes it; a test rewrites it with another
+    handle, credential or writers, as an admin's edit does."""
+    write_policy(policy_dir, "masto", f"""
+        account: masto
+        platform: mastodon
+        handle: "{handle}"
+        instance: {instance}
+        credentials: {credentials}
+        tier: direct
+        owner: alice
+        writers: {writers}
+    """)
+
+
 @pytest.fixture
 async def world(
     db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
@@ -70,16 +86,7 @@ async def world(
     server = TestServer(mastodon_app(upstream))
     await server.start_server()
     monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
-    write_policy(policy_dir, "masto", f"""
-        account: masto
-        platform: mastodon
-        handle: "@brand@mastodon.example"
-        instance: {str(server.make_url('')).rstrip('/')}
-        credentials: env:BRAND_MASTODON_TOKEN
-        tier: direct
-        owner: alice
-        writers: [alice, carol]
-    """)
+    write_masto_policy(policy_dir, str(server.make_url("")).rstrip("/"))
     write_policy(policy_dir, "solo", """
         account: solo
         platform: sandbox
