@@ -1639,28 +1639,25 @@ def test_a_claim_carrying_its_versions_content_passes(
     assert messages(_carrying(submitted, edited, claimed, keys=keys).verify(tmp_path / "ok.export")) == []
 
 
+_LEFT_OUT = ("of post 1 does not record what it carries besides its words (data.content_sha256), though entries "
+             "before it did: what went out cannot be compared with what was approved")
+"""How an entry of post 1 that leaves out what it carries is named, after its entry and kind."""
+
+
 def test_a_claim_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
     """Before: a rogue gateway's claim of an approved post with an image swapped after approval
     left ``content_sha256`` out, and the log verified: nothing compared what went out with what
     was approved. Once the log records what posts carry, every later version and claim must."""
     log = _carrying(A_CAT, None, A_COIN, left_out=("post.publishing", "content_sha256"))
     claim = len(log.entries) - 2
-    assert messages(log.verify(tmp_path / "x.export")) == [
-        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ]
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {claim}: post.publishing {_LEFT_OUT}"]
 
 
 def test_an_edit_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
     """Before: an edit recording nothing of what the post carries made its claim's content go
     unchecked, whatever image or alt text it then sent."""
     log = _carrying(A_CAT, A_CAT, A_COIN, left_out=("post.edited", "content_sha256"))
-    assert messages(log.verify(tmp_path / "x.export")) == [
-        "entry 2: post.edited of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ]
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry 2: post.edited {_LEFT_OUT}"]
 
 
 @pytest.mark.parametrize(("after", "named"), [(10, False), (290, False), (310, True)])
@@ -1674,11 +1671,8 @@ def test_a_replica_of_the_earlier_byline_may_leave_it_out_for_the_grace(
     log.leave_after = after
     built = _carrying(A_CAT, None, A_CAT, log=log)
     claim = len(built.entries) - 2
-    assert messages(built.verify(tmp_path / "x.export")) == ([
-        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ] if named else [])
+    expected = [f"entry {claim}: post.publishing {_LEFT_OUT}"] if named else []
+    assert messages(built.verify(tmp_path / "x.export")) == expected
 
 
 def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> None:
@@ -1692,10 +1686,26 @@ def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> 
     ]
 
 
-def test_a_malformed_content_hash_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("grace", [POLICY_GRACE_SECONDS, 0.0])
+def test_a_malformed_content_hash_is_named(tmp_path: Path, grace: float) -> None:
+    """Named once, for what it is, and not as left out as well: also where the claim comes past
+    the grace a replica of the earlier Byline has to leave it out (with no grace at all)."""
     log = _carrying(A_CAT, None, "not a hash")
     claim = len(log.entries) - 2
-    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {claim}: has a malformed data.content_sha256"]
+    assert messages(log.verify(tmp_path / "x.export", policy_grace=grace)) == [
+        f"entry {claim}: has a malformed data.content_sha256"
+    ]
+
+
+def test_a_malformed_content_hash_still_records_that_posts_carry_it(tmp_path: Path) -> None:
+    """The first entry to record what a post carries, though malformed, records it: a claim past
+    the grace that then leaves it out is named, not let through as from a log before it."""
+    log = _carrying("not a hash", None, A_CAT, left_out=("post.publishing", "content_sha256"))
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        "entry 1: has a malformed data.content_sha256",
+        f"entry {claim}: post.publishing {_LEFT_OUT}",
+    ]
 
 
 def test_the_disclosure_names_the_editors_in_the_order_they_edited(tmp_path: Path) -> None:
