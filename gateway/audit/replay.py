@@ -481,8 +481,10 @@ class Replay:
         if allowed is not None and known.state not in allowed:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
         looking, known.looking = known.looking, None
-        if kind == "post.published" or kind == "post.failed":
-            known.keyed = None  # the send's outcome known: a claim after a failure may take a new key
+        if kind == "post.failed":
+            # The send's outcome known: a claim after a failure may take a new key. (A post
+            # published is never claimed again: its life goes on only to its deletion.)
+            known.keyed = None
         if looking is None and kind == "post.redecided" and known.state == "publishing":
             self._bad(index, f"post.redecided of post {post}, which was publishing, and not claimed again to be "
                              "looked for only (data.looks_only): a post sent out must be recorded as it went")

@@ -2012,6 +2012,20 @@ def test_a_claim_again_whose_send_is_open_names_its_key(tmp_path: Path, life: st
     assert expected == messages(log.verify(tmp_path / "x.export"))
 
 
+def test_an_edit_the_log_gives_no_words_for_is_another_post_and_takes_its_own_key(tmp_path: Path) -> None:
+    """Where the export gives no words (every text erased), an edit's words are unknown: it is
+    another post all the same, and its claim under its version's key passes, where the claim
+    before it, its outcome open, named another: unknown words before and after the edit must
+    not read as unchanged."""
+    log = SyntheticLog()
+    _, version = _sent_then_claimed_again(log, "edited")
+    _claimed(log, sha="p2", version=version, text="Our results are in, all of them\n\nWritten by carol",
+             key=f"byline-1-v{version}")
+    _out(log, version=version)
+    log.texts = {digest: (salt, None) for digest, (salt, _) in log.texts.items()}  # erased, every one
+    assert messages(log.verify(tmp_path / "no-texts.export")) == []
+
+
 def test_claims_that_name_no_key_are_not_compared_and_a_malformed_key_is_named(tmp_path: Path) -> None:
     """A claim that names no key (entries from before claims recorded one) is not compared, in
     either place; a key that is no string is named as malformed rather than read as none."""
