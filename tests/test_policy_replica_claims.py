@@ -23,9 +23,11 @@ import pytest
 
 from gateway.app import WAKEUPS
 from gateway.appkeys import APPENDER, DB, POLICIES, PUBLISHER, REGISTRY
+from gateway.audit.replay import Fact, Replay
 from gateway.clock import ManualClock
 from tests.audit.logtools import byline, verified_by_cli
 from tests.audit.synthetic import SyntheticLog, messages, summary
+from tests.audit.test_replay import _stamps
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.test_direct_at_once import _never_woken
 from tests.test_policy_replicas import COSIGNED, DIRECT
@@ -141,7 +143,7 @@ _COSIGNED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob",
                     tier="co-signed")
 
 
-def _claim(log: SyntheticLog, post: str, *, sha: str, checked: object = True) -> int:
+def _claim(log: SyntheticLog, post: str, *, sha: str | None, checked: object = True) -> int:
     """A claim of ``post`` sending its words under ``sha``; ``checked``: its data.policy_in_force
     (None: left out, as claims before the check were written)."""
     data: dict[str, Any] = {"attempt": 1, "version": 1, "idempotency_key": f"byline-{post}-v1",
@@ -220,6 +222,95 @@ async def test_byline_audit_verify_names_a_claim_leaving_the_check_out_once_clai
     _turned_cosigned(earlier)
     _claim(earlier, "1", sha=_P1, checked=None)
     assert messages(earlier.verify(tmp_path / "earlier.export")) == []
+
+
+_IN_FORCE = "a claim that checked its policy (data.policy_in_force) names brand's policy in force"
+_LEFT_OUT = ("was claimed without saying it checked the policy it names was the account's in force "
+             "(data.policy_in_force), though claims before it did: it could have gone out under a policy another "
+             "gateway had replaced")
+
+
+@pytest.mark.parametrize(("after", "named"), [(10, False), (310, True)])
+def test_a_claim_leaving_the_check_out_passes_only_for_the_grace_after_the_first_that_made_it(
+    tmp_path: Path, after: int, named: bool,
+) -> None:
+    """In a rolling upgrade a replica of the earlier Byline claims beside the first new ones for
+    a while: its claim 11 s after the first that said it checked its policy passes; one 311 s
+    after, past the grace (300 s), is named."""
+    log = SyntheticLog()
+    log.policy("brand", _DIRECT, _P1)
+    log.submit("0", author="alice", account="brand", sha=_P1)
+    log.submit("1", author="carol", account="brand", sha=_P1)
+    _claim(log, "0", sha=_P1)
+    log.wait(after)
+    claim = _claim(log, "1", sha=_P1, checked=None)
+    assert messages(log.verify(tmp_path / "x.export")) == ([f"entry {claim}: post 1 {_LEFT_OUT}"] if named else [])
+
+
+def test_no_grace_for_leaving_the_check_out_after_an_untimed_first_claim_that_made_it() -> None:
+    """The grace runs from the time of the first claim that said it checked its policy: where
+    that time is unknown (the verifier names the entry's ts), a claim a second later that does
+    not say so is named; timed, the same claim passes."""
+    facts: list[Fact] = [
+        ("policy.loaded", "policy-file", "brand", None, (_P1, _DIRECT, None)),
+        ("post.submitted", "alice", "brand", "0", (1, "scheduled", (), 0, _P1)),
+        ("post.submitted", "carol", "brand", "1", (1, "scheduled", (), 0, _P1)),
+        ("post.publishing", "system", "brand", "0", (_P1, 1, None, True)),
+        ("post.publishing", "system", "brand", "1", (_P1, 1)),
+    ]
+    flat = [part for offset, fact in enumerate(facts) for part in (offset, *fact)]
+    untimed = Replay()
+    untimed.feed_flat(10, flat, stamps=_stamps(0, 1, 2) + " " * len(_stamps(3)) + _stamps(4))
+    assert untimed.findings == [(14, f"post 1 {_LEFT_OUT}")]
+    timed = Replay()
+    timed.feed_flat(10, flat, stamps=_stamps(0, 1, 2, 3, 4))
+    assert timed.findings == []
+
+
+def _removed(log: SyntheticLog) -> int:
+    """brand direct, carol's post 1 scheduled under it, and brand's policy removed: the removal."""
+    log.policy("brand", _DIRECT, _P1)
+    log.submit("1", author="carol", account="brand", sha=_P1)
+    return log.add("policy.removed", actor="policy-file", account="brand", data={"previous_sha256": _P1})
+
+
+def test_a_checked_claim_names_the_record_it_misses_in_full(tmp_path: Path) -> None:
+    """A claim that says it checked its policy, and names another than the log's last record for
+    the account, is named with that record's entry and the first 12 digits of both policies;
+    after the account's policy was removed, with the removal (besides the decision the removal
+    owed the post, and its claim with no policy in force)."""
+    log = SyntheticLog()
+    change = _turned_cosigned(log)
+    claim = _claim(log, "1", sha=_P1)
+    assert messages(log.verify(tmp_path / "replaced.export")) == [
+        f"entry {claim}: post 1 was claimed under policy 111111111111, but the last policy record before it "
+        f"(entry {change}) is 222222222222: {_IN_FORCE}",
+    ]
+    log = SyntheticLog()
+    removal = _removed(log)
+    claim = _claim(log, "1", sha=_P1)
+    assert messages(log.verify(tmp_path / "removed.export")) == [
+        f"entry {claim}: post.publishing of post 1, which entry {removal} left to be decided again first: the "
+        "account's policy was removed",
+        f"entry {claim}: post 1 was claimed under policy 111111111111, but the last policy record before it "
+        f"(entry {removal}) is its removal: {_IN_FORCE}",
+        f"entry {claim}: post 1 went out while brand had no policy in force",
+    ]
+
+
+def test_a_checked_claim_naming_no_policy_where_the_log_records_none_is_named(tmp_path: Path) -> None:
+    """A forged log: a post of an account the log records no policy for, claimed under none, says
+    it checked that policy was in force: named as such, besides its submission and its claim
+    with no policy in force."""
+    log = SyntheticLog()
+    log.submit("1", author="carol", account="brand")
+    claim = _claim(log, "1", sha=None)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        "entry 0: carol submitted a post to brand, which had no policy in force",
+        f"entry {claim}: post 1 was claimed under policy none, but the log has recorded no policy for it: "
+        f"{_IN_FORCE}",
+        f"entry {claim}: post 1 went out while brand had no policy in force",
+    ]
 
 
 @pytest.mark.parametrize("checked", [False, "yes", 1])

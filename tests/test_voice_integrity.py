@@ -11,9 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters.base import AdapterError
 from gateway.appkeys import APPENDER, CHECKPOINTS, PUBLISHER, SANDBOX
 from gateway.audit.entry import text_commitment
+from gateway.services.posts import PostService
+from gateway.storage.posts import PostRecord
 from gateway.types import to_micros
 from tests.audit.logtools import Attacker, byline
 from tests.conftest import TEST_POLICIES, Gateway, started_gateway, write_policy
@@ -149,6 +153,42 @@ async def test_an_approval_names_the_version_its_approver_saw(gateway: Gateway, 
     status, body = await gateway.call("bob", "POST", f"/v1/posts/{post['id']}/approve", headers={"If-Match": '"2"'})
     assert status == 200 and body["state"] == "scheduled", body
     assert [(a["approver"], a["version"]) for a in body["approvals"]] == [("bob", 2)]
+
+
+async def test_an_edit_landing_as_an_approval_is_decided_is_not_released_by_it(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob approves version 1 of carol's post, the version he read, and carol's edit to version 2
+    lands after his approval was checked and before it is written: the approval is refused (409
+    stale_version) in its own transaction, so the words bob never read are not released on his
+    word; they wait, and go out once bob approves them."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "Our results are in")
+    read = PostService._row
+    edits: list[tuple[int, Any]] = []
+
+    async def read_then_edited(self: PostService, post_id: str) -> PostRecord:
+        row = await read(self, post_id)
+        if not edits:  # bob's approval has read the post: carol's edit lands now (its own read passes)
+            edits.append((0, None))
+            edits[0] = await _patch(gateway, "carol", post_id, "Buy our coin today")
+        return row
+
+    monkeypatch.setattr(PostService, "_row", read_then_edited)
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    monkeypatch.setattr(PostService, "_row", read)
+    assert (edits[0][0], edits[0][1]["version"]) == (200, 2), edits
+    assert (status, body.get("error"), body.get("version")) == (409, "stale_version", 2), body
+    waiting = await gateway.get("carol", post["id"])
+    assert (waiting["state"], waiting["version"], waiting["approvals"]) == ("held", 2, [])
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 2})
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Buy our coin today\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
 
 
 async def test_a_writer_removed_from_the_policy_loses_their_pending_posts(

@@ -47,7 +47,7 @@ from adapters.base import (
     ready,
     with_line,
 )
-from adapters.bluesky.client import PLATFORM, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
+from adapters.bluesky.client import PLATFORM, Login, XrpcClient, XrpcError, XrpcRawResponse, XrpcStream
 from adapters.bluesky.records import (
     CARRIES,
     GATE_COLLECTIONS,
@@ -208,19 +208,12 @@ class BlueskyAdapter:
         read first, since a gate may have been set (or taken off) in an app after the post went
         out; one that comes or goes between the read and the write makes the write fail, and a
         retry reads again."""
-        uri = AtUri.parse(remote_id)
-        if uri.collection != POST_COLLECTION:
-            raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
         login = await self._client.ensure_login()
-        if uri.repo not in (login.did, login.handle):
-            raise AdapterError(
-                f"bluesky: {remote_id} belongs to another account than {login.handle}",
-                retryable=False,
-            )
-        there = [c for c in (POST_COLLECTION, *GATE_COLLECTIONS) if await self._holds(login.did, c, uri.rkey)]
+        rkey = self._own_rkey(remote_id, login)
+        there = [c for c in (POST_COLLECTION, *GATE_COLLECTIONS) if await self._held(login.did, c, rkey) is not None]
         if not there:
             return
-        writes = [{"$type": _DELETE, "collection": collection, "rkey": uri.rkey} for collection in there]
+        writes = [{"$type": _DELETE, "collection": collection, "rkey": rkey} for collection in there]
         await self._client.call(
             "POST", "com.atproto.repo.applyWrites", json_body={"repo": login.did, "writes": writes}
         )
@@ -237,16 +230,10 @@ class BlueskyAdapter:
         login = await self._client.ensure_login()
         keyed: list[tuple[str, str, str, Mapping[str, Any] | None]] = []
         for call, remote_id, collection, value in writes:
-            uri = AtUri.parse(remote_id)
-            if uri.collection != POST_COLLECTION:
-                raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
-            if uri.repo not in (login.did, login.handle):
-                raise AdapterError(
-                    f"bluesky: {remote_id} belongs to another account than {login.handle}", retryable=False
-                )
+            rkey = self._own_rkey(remote_id, login)
             if collection not in GATE_COLLECTIONS or call not in _WRITE_TYPES:
                 raise AdapterError(f"bluesky: {call} of {collection} is no change of a post's gates", retryable=False)
-            keyed.append((call, uri.rkey, collection, value))
+            keyed.append((call, rkey, collection, value))
         body: dict[str, Any]
         if len(keyed) == 1:
             ((call, rkey, collection, value),) = keyed
@@ -267,18 +254,41 @@ class BlueskyAdapter:
             "POST", nsid, body=json.dumps(body).encode("utf-8"), headers={"Content-Type": "application/json"}
         )
 
-    async def _holds(self, did: str, collection: str, rkey: str) -> bool:
-        """Whether the repo holds a record of ``collection`` under ``rkey``."""
+    async def gate(self, remote_id: str, collection: str) -> dict[str, Any] | None:
+        """The threadgate or postgate (``collection``) the PDS holds now for the published post
+        with this at:// URI, or None where it holds none: what a change of it would replace."""
+        if collection not in GATE_COLLECTIONS:
+            raise AdapterError(f"bluesky: {collection} is not a post's gate", retryable=False)
+        login = await self._client.ensure_login()
+        return await self._held(login.did, collection, self._own_rkey(remote_id, login))
+
+    @staticmethod
+    def _own_rkey(remote_id: str, login: Login) -> str:
+        """The record key of the account's own post at this at:// URI; refused for anything else."""
+        uri = AtUri.parse(remote_id)
+        if uri.collection != POST_COLLECTION:
+            raise AdapterError(f"bluesky: {remote_id} is not a post", retryable=False)
+        if uri.repo not in (login.did, login.handle):
+            raise AdapterError(
+                f"bluesky: {remote_id} belongs to another account than {login.handle}", retryable=False
+            )
+        return str(uri.rkey)
+
+    async def _held(self, did: str, collection: str, rkey: str) -> dict[str, Any] | None:
+        """The record of ``collection`` the repo holds under ``rkey``, or None where it holds none."""
         try:
-            await self._client.xrpc(
+            answer = await self._client.xrpc(
                 "GET", "com.atproto.repo.getRecord",
                 params={"repo": did, "collection": collection, "rkey": rkey},
             )
         except XrpcError as exc:
             if exc.status == 400 and exc.error == "RecordNotFound":
-                return False
+                return None
             raise self._client.classify(exc) from None
-        return True
+        value = answer.get("value")
+        if not isinstance(value, dict):
+            raise AdapterError(f"bluesky: the PDS's {collection} under {rkey} is not an object", retryable=False)
+        return value
 
     async def verify_credentials(self) -> AccountInfo:
         """Who the app password logs in as, asked of the PDS (not answered from memory)."""

@@ -60,7 +60,11 @@ and approvals. It flags:
   sent (its lease ran out, or it came back deferred, failed, or decided again) sends what that
   claim sent, whatever the disclosure now: one that sends other words is named, as the post
   the platform may have taken already could go out twice (the log does not say whether the
-  platform took it, nor does the verifier compare the keys the claims name);
+  platform took it); and such a claim again, while the last send's outcome is open (no
+  ``post.published`` or ``post.failed`` since), that names another idempotency key than that
+  send's: a platform that took it gives back the post made with its key, and would make a
+  second copy under a new one (an edit since is another post, with a key of its own; a claim
+  that names no key is not compared);
 - once an entry of the log records what a post carries besides its words (``content_sha256``:
   its uploads and their alt texts, its content warning, its options), a version or claim of any
   post that leaves it out more than the grace (300 s) later, and a claim that records it but commits to no words
@@ -250,6 +254,9 @@ class _Post:
     # None for unknown (no entry recorded it)
     looking: int | None = None  # the entry of a claim recovered only to look for it on its
     # platform (``looks_only``), while it is the post's last entry
+    keyed: tuple[int, str, str | None, str | None] | None = None  # its last claim whose send's
+    # outcome is open (no ``post.published`` or ``post.failed`` since): its entry, its
+    # idempotency key, and the words and content its version had then
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -474,6 +481,10 @@ class Replay:
         if allowed is not None and known.state not in allowed:
             self._bad(index, f"{kind} of post {post}, which was {known.state}: its life does not go that way")
         looking, known.looking = known.looking, None
+        if kind == "post.failed":
+            # The send's outcome known: a claim after a failure may take a new key. (A post
+            # published is never claimed again: its life goes on only to its deletion.)
+            known.keyed = None
         if looking is None and kind == "post.redecided" and known.state == "publishing":
             self._bad(index, f"post.redecided of post {post}, which was publishing, and not claimed again to be "
                              "looked for only (data.looks_only): a post sent out must be recorded as it went")
@@ -509,6 +520,8 @@ class Replay:
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
             known.words, known.content = words, content
+            if words is None:
+                known.keyed = None  # new words, maybe, that the log's texts do not say: another post
         elif kind == "post.approved":
             self._approved(index, actor, known, post, extra)
         elif kind == "post.published":
@@ -1046,6 +1059,23 @@ class Replay:
             self._bad(index, f"post.revision_failed of post {post} at version {version}, but entry {sent[0]} "
                              f"sent version {sent[1]}")
 
+    def _keyed(self, index: int, known: _Post, post: str, key: str | None) -> None:
+        """A claim again of a post whose last send's outcome is open, its words and content
+        those that send's version had (a lease that ran out, a deferral, a decision again after
+        a lookup that missed it), names that send's idempotency key (``claim_key``): a platform
+        that took the first send gives back the post made with its key, and would make a second
+        copy under a new one. An edit since is another post, with a key of its own. A claim that
+        names no key (none recorded) is not compared, and leaves nothing to compare with. The
+        entry named is the first that sent under the key (a claim again under it sends the same)."""
+        last, now = known.keyed, (known.words, known.content)
+        known.keyed = None if key is None else (
+            last[0] if last is not None and last[1] == key else index, key, *now)
+        if last is None or key is None or key == last[1] or last[2:] != now:
+            return
+        self._bad(index, f"post {post} was claimed again under the idempotency key {key}, where entry {last[0]} "
+                         f"sent the same words and content under {last[1]} and that send's outcome is open: had "
+                         "the platform taken it, this could make a second copy")
+
     def _gates_changed(
         self, index: int, actor: str, account: str | None, known: _Post, post: str, extra: Any
     ) -> None:
@@ -1164,6 +1194,7 @@ class Replay:
         sha, version, *rest = extra if isinstance(extra, tuple) else (extra, None)
         looks_only = bool(rest) and rest[0] is not None
         self._in_force_named(index, known, post, sha, checked=len(rest) > 1 and rest[1] is True)
+        self._keyed(index, known, post, rest[2] if len(rest) > 2 else None)
         if version is not None and version != known.version:
             self._bad(index, f"post {post} went out at version {version}, but its words are at version {known.version}")
         if known.claimed_at is None:

@@ -604,13 +604,15 @@ class MastodonService:
             )
         current = dict(post.options)
         media_ids = tuple(current.get("media_ids", ()))
+        added: tuple[str, ...] = ()
         uploads: list[dict[str, Any]] = []
         if form.media_ids is not None and form.media_ids != media_ids:
             if state is State.PUBLISHED:
                 raise BylineError(Code.VALIDATION, "Validation failed: the media of a published post stay as they are")
             if len(form.media_ids) > MAX_MEDIA:
                 raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
-            uploads = await self._media_for(auth, tuple(m for m in form.media_ids if m not in media_ids))
+            added = tuple(m for m in form.media_ids if m not in media_ids)
+            uploads = await self._media_for(auth, added)
             media_ids = form.media_ids
         options = PostOptions(**{
             **current, "spoiler_text": form.spoiler_text or None,
@@ -621,9 +623,12 @@ class MastodonService:
             revised = await self._published.revise(auth.caller, post_id, text=form.status, options=options)
             return await self._render(auth, revised)
         changed = options.to_json() != current
+        # Only the uploads the edit adds are taken: those it keeps are the post's already or, on a
+        # post adopted from a suggestion, the suggestion's, which keeps them so that their
+        # suggester can no longer change what the writer adopted.
         edited = await self._posts.edit(auth.caller, post_id, text=form.status,
                                         options=options if changed else None,
-                                        alongside=_attaching(media_ids, read=uploads))
+                                        alongside=_attaching(added, read=uploads))
         return await self._render(auth, edited)
 
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:

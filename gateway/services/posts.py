@@ -1155,6 +1155,7 @@ class PostService:
                                           "reset": now // 1_000_000 + wait},
         )
 
+    @_under_policy_in_force
     async def record_gates_changed(
         self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
     ) -> None:
@@ -1164,24 +1165,37 @@ class PostService:
         The CID is the PDS's own digest of the record, which anyone can compare with it; the
         record itself stays out of the log (see README, *post.gates_changed*). Refused, recording
         nothing, for a post that is no longer published (deleted meanwhile: its caller takes the
-        gate back off)."""
+        gate back off), and, 403, for a caller the policy in force no longer lets change it (one
+        reloaded since the change was checked: its caller puts the gate back as it was)."""
         post_id = gated.record.id
 
-        async def work(ltx: LogTxn) -> None:
+        async def work(ltx: LogTxn) -> LoadedPolicy:
             current = await self._load(ltx, post_id)
             if current.state != State.PUBLISHED.value:
                 raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is {current.state}, not published",
                                   state=current.state)
+            try:
+                in_force = await self._authorized(ltx, caller, current, Act.GATE)
+            except BylineError as exc:
+                if exc.code not in (Code.NOT_FOUND, Code.FORBIDDEN, Code.NO_POLICY):
+                    raise
+                # The caller made the change, so the post is no secret to them: whether they lost
+                # every role or only this one, they hear why it is not kept.
+                raise BylineError(
+                    Code.FORBIDDEN,
+                    f"{caller.user} may no longer change who may reply to or quote {current.remote_id} under "
+                    f"the policy of {current.account} in force", action=Act.GATE.value,
+                ) from None
             # Published to published: the compare-and-set orders this entry against a deletion
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,
-                                   "state": State.PUBLISHED.value, "policy_sha256": gated.loaded.sha256})
+                                   "state": State.PUBLISHED.value, "policy_sha256": in_force.sha256})
+            return in_force
 
-        await self.appender.submit(work)
-        self.metrics.post_event(gated.loaded, "post.gates_changed", State.PUBLISHED)
+        self.metrics.post_event(await self.appender.submit(work), "post.gates_changed", State.PUBLISHED)
 
     @_under_policy_in_force
     async def revision(

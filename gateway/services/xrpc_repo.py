@@ -600,6 +600,8 @@ class XrpcRepo:
         except AdapterError as exc:
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
         try:
+            # What each change replaces, read first: put back should the change not be kept.
+            held = {(c.remote_id, c.collection): await adapter.gate(c.remote_id, c.collection) for c in changes}
             answer = await adapter.write_gates(
                 [(c.call, c.remote_id, c.collection, c.value) for c in changes], swap_record=swap_record
             )
@@ -609,7 +611,7 @@ class XrpcRepo:
         results = body.get("results") if batch else [body]
         if not isinstance(results, list) or len(results) != len(changes):
             results = [{}] * len(changes)  # written all the same; the log names no CID it was not given
-        for change, result in zip(changes, results, strict=True):
+        for n, (change, result) in enumerate(zip(changes, results, strict=True)):
             cid = result.get("cid") if isinstance(result, dict) and change.value is not None else None
             try:
                 await self._posts.record_gates_changed(
@@ -617,10 +619,20 @@ class XrpcRepo:
                     cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
                 )
             except BylineError as exc:
+                if exc.code is Code.FORBIDDEN:
+                    # The caller lost the role while the gates were written: none of theirs not
+                    # recorded yet stays, each key back as it was (one a recorded change set stays).
+                    kept = {(c.remote_id, c.collection) for c in changes[:n]}
+                    for key, back_to in held.items():
+                        if key not in kept:
+                            await self._take_back(adapter, *key, back_to=back_to)
+                    raise BylineError(exc.code, f"{exc.message}: its {change.collection} is not kept",
+                                      **exc.details) from None
                 if exc.code not in (Code.INVALID_TRANSITION, Code.CONFLICT):
                     raise
                 # Deleted while the gate was written: a gate left would rule a post that is gone.
-                await self._take_back(adapter, change)
+                if change.value is not None:
+                    await self._take_back(adapter, change.remote_id, change.collection, back_to=None)
                 raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
                                "is not kept") from None
             logger.info("xrpc_gate_changed", post_id=change.gated.record.id, gate=change.collection,
@@ -665,15 +677,16 @@ class XrpcRepo:
                 raise _invalid(f"{where}Invalid {collection} record: {exc}") from None
         return _GateChange(call=call, collection=collection, gated=gated, remote_id=post_uri, value=checked)
 
-    async def _take_back(self, adapter: BlueskyAdapter, change: _GateChange) -> None:
-        """Best effort: delete a gate written for a post deleted meanwhile."""
-        if change.value is None:
-            return
+    async def _take_back(
+        self, adapter: BlueskyAdapter, remote_id: str, collection: str, *, back_to: dict[str, Any] | None,
+    ) -> None:
+        """Best effort: the post's gate ``collection`` put back to ``back_to``, or deleted (None:
+        a post deleted meanwhile, or one that had none), after a change that is not kept."""
+        call = _DELETE_CALL if back_to is None else _PUT_CALL
         try:
-            await adapter.write_gates([(_DELETE_CALL, change.remote_id, change.collection, None)])
+            await adapter.write_gates([(call, remote_id, collection, back_to)])
         except AdapterError as exc:
-            logger.warning("xrpc_gate_left", post_id=change.gated.record.id, gate=change.collection,
-                           error=exc.message)
+            logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection, error=exc.message)
 
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):

@@ -381,6 +381,25 @@ def _act(log: SyntheticLog, kind: str, post: str, who: str, sha: str | None, **d
     })
 
 
+async def test_byline_audit_verify_rejects_an_approval_that_released_words_its_approver_never_read(
+    tmp_path: Path,
+) -> None:
+    """The real command, on the log a gateway would write had an edit landed between an
+    approval's check and its transaction: bob's approval of version 1 releases version 2, which
+    goes out. The approval is named, and so is the publication it let out."""
+    log = SyntheticLog()
+    log.policy("brand", TEAM, "t1")
+    _held(log, "1")
+    log.add("post.edited", actor="carol", account="brand", post="1",
+            data={"version": 2, "text_hash": log.commit("Buy our coin today"), "state": "held", "policy_sha256": "t1"})
+    bad = log.add("post.approved", actor="bob", account="brand", post="1", data={
+        "version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "t1"})
+    published = _publish(log, "1", "brand", version=2, text="Buy our coin today")
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {bad}: approval of version 1 of post 1, which is at version 2" in said, said
+    assert f"entry {published}: post 1 was published (version 2) with 0 of the 1 approvals it needed" in said, said
+
+
 def test_a_submission_that_names_no_policy_is_judged_by_the_one_in_force(tmp_path: Path) -> None:
     """A writer's submission naming no policy passes; a non-writer's is named, with no policy to cite."""
     log = SyntheticLog()
@@ -1620,28 +1639,25 @@ def test_a_claim_carrying_its_versions_content_passes(
     assert messages(_carrying(submitted, edited, claimed, keys=keys).verify(tmp_path / "ok.export")) == []
 
 
+_LEFT_OUT = ("of post 1 does not record what it carries besides its words (data.content_sha256), though entries "
+             "before it did: what went out cannot be compared with what was approved")
+"""How an entry of post 1 that leaves out what it carries is named, after its entry and kind."""
+
+
 def test_a_claim_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
     """Before: a rogue gateway's claim of an approved post with an image swapped after approval
     left ``content_sha256`` out, and the log verified: nothing compared what went out with what
     was approved. Once the log records what posts carry, every later version and claim must."""
     log = _carrying(A_CAT, None, A_COIN, left_out=("post.publishing", "content_sha256"))
     claim = len(log.entries) - 2
-    assert messages(log.verify(tmp_path / "x.export")) == [
-        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ]
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {claim}: post.publishing {_LEFT_OUT}"]
 
 
 def test_an_edit_that_leaves_out_what_it_carries_is_named(tmp_path: Path) -> None:
     """Before: an edit recording nothing of what the post carries made its claim's content go
     unchecked, whatever image or alt text it then sent."""
     log = _carrying(A_CAT, A_CAT, A_COIN, left_out=("post.edited", "content_sha256"))
-    assert messages(log.verify(tmp_path / "x.export")) == [
-        "entry 2: post.edited of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ]
+    assert messages(log.verify(tmp_path / "x.export")) == [f"entry 2: post.edited {_LEFT_OUT}"]
 
 
 @pytest.mark.parametrize(("after", "named"), [(10, False), (290, False), (310, True)])
@@ -1655,11 +1671,8 @@ def test_a_replica_of_the_earlier_byline_may_leave_it_out_for_the_grace(
     log.leave_after = after
     built = _carrying(A_CAT, None, A_CAT, log=log)
     claim = len(built.entries) - 2
-    assert messages(built.verify(tmp_path / "x.export")) == ([
-        f"entry {claim}: post.publishing of post 1 does not record what it carries besides its words "
-        "(data.content_sha256), though entries before it did: what went out cannot be compared with "
-        "what was approved"
-    ] if named else [])
+    expected = [f"entry {claim}: post.publishing {_LEFT_OUT}"] if named else []
+    assert messages(built.verify(tmp_path / "x.export")) == expected
 
 
 def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> None:
@@ -1673,10 +1686,26 @@ def test_a_claim_recording_its_content_but_no_words_is_named(tmp_path: Path) -> 
     ]
 
 
-def test_a_malformed_content_hash_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("grace", [POLICY_GRACE_SECONDS, 0.0])
+def test_a_malformed_content_hash_is_named(tmp_path: Path, grace: float) -> None:
+    """Named once, for what it is, and not as left out as well: also where the claim comes past
+    the grace a replica of the earlier Byline has to leave it out (with no grace at all)."""
     log = _carrying(A_CAT, None, "not a hash")
     claim = len(log.entries) - 2
-    assert messages(log.verify(tmp_path / "x.export")) == [f"entry {claim}: has a malformed data.content_sha256"]
+    assert messages(log.verify(tmp_path / "x.export", policy_grace=grace)) == [
+        f"entry {claim}: has a malformed data.content_sha256"
+    ]
+
+
+def test_a_malformed_content_hash_still_records_that_posts_carry_it(tmp_path: Path) -> None:
+    """The first entry to record what a post carries, though malformed, records it: a claim past
+    the grace that then leaves it out is named, not let through as from a log before it."""
+    log = _carrying("not a hash", None, A_CAT, left_out=("post.publishing", "content_sha256"))
+    claim = len(log.entries) - 2
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        "entry 1: has a malformed data.content_sha256",
+        f"entry {claim}: post.publishing {_LEFT_OUT}",
+    ]
 
 
 def test_the_disclosure_names_the_editors_in_the_order_they_edited(tmp_path: Path) -> None:
@@ -1762,14 +1791,16 @@ MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}
 
 def _claimed(
     log: SyntheticLog, *, sha: str, version: int = 1, looks_only: str | None = None,
-    text: str = "Our results are in\n\n—carol",
+    text: str = "Our results are in\n\n—carol", key: Any = None,
 ) -> int:
     """A claim of ``_approved_post``'s post sending its words, or ``text`` (``looks_only``: a
     recovered claim that only looks for it on its platform, as the gateway records one the
-    policy holds back)."""
+    policy holds back), with the idempotency ``key`` it names, if any."""
     data: dict[str, Any] = {"attempt": 1, "version": version, "text_hash": log.commit(text), "policy_sha256": sha}
     if looks_only is not None:
         data["looks_only"] = looks_only
+    if key is not None:
+        data["idempotency_key"] = key
     return log.add("post.publishing", actor="system", account="brand", post="1", data=data)
 
 
@@ -1863,15 +1894,17 @@ ANEW = MOVED_ON | {"disclosure": "Written by {author}"}
 """MOVED_ON, its disclosure line in other words: the same words go out with another line."""
 
 
-def _approved_again_after_the_line_changed(log: SyntheticLog, *, edited: bool) -> tuple[int, int]:
+def _approved_again_after_the_line_changed(
+    log: SyntheticLog, *, edited: bool, key: str | None = None,
+) -> tuple[int, int]:
     """carol's post claimed (sent, and not recorded out); the policy asks dave or erin, with
     another line; claimed again only to be looked for, not found, and held as version 2
-    (``edited``: carol then edits its words, version 3); dave approves. The first claim's
-    entry, and the version approved."""
+    (``edited``: carol then edits its words, version 3); dave approves. Both claims name
+    ``key``, if given. The first claim's entry, and the version approved."""
     _approved_post(log)
-    first = _claimed(log, sha="p1")
+    first = _claimed(log, sha="p1", key=key)
     log.policy("brand", ANEW, "p2", kind="policy.changed")
-    _claimed(log, sha="p2", looks_only="policy_changed")
+    _claimed(log, sha="p2", looks_only="policy_changed", key=key)
     _redecide(log, "1", "brand", version=2, approvers=["dave", "erin"], required=1, sha="p2", cause="policy_changed")
     version = 3 if edited else 2
     if edited:
@@ -1923,6 +1956,109 @@ async def test_byline_audit_verify_rejects_a_post_sent_again_with_the_new_line_u
     _out(log, version=version)
     said = await _named_by_the_command(log, tmp_path)
     assert SECOND_COPY.format(claim=claim, first=first) in said, said
+
+
+NEW_KEY = ("entry {claim}: post 1 was claimed again under the idempotency key {key}, where entry {first} sent the "
+           "same words and content under byline-1-v1 and that send's outcome is open: had the platform taken it, "
+           "this could make a second copy")
+
+
+def _sent_then_claimed_again(log: SyntheticLog, life: str) -> tuple[int, int]:
+    """carol's post, claimed under byline-1-v1, then on its way to a claim again by ``life``:
+    ``recovered`` (its lease ran out), ``deferred`` (the platform's answer lost), ``decided``
+    (claimed again only to look, not found, held as version 2 and approved), ``edited`` (that,
+    and carol's new words as version 3 before the approval), ``failed`` (refused, and retried by
+    carol). The first claim's entry, and the version the next claim sends."""
+    if life in ("decided", "edited"):
+        return _approved_again_after_the_line_changed(log, edited=life == "edited", key="byline-1-v1")
+    _approved_post(log)
+    first = _claimed(log, sha="p1", key="byline-1-v1")
+    if life == "deferred":
+        log.add("post.deferred", actor="system", account="brand", post="1",
+                data={"state": "scheduled", "error": "the platform did not answer", "attempt": 1})
+    elif life == "failed":
+        log.add("post.failed", actor="system", account="brand", post="1",
+                data={"state": "failed", "error": "refused", "attempt": 1, "policy_sha256": "p1"})
+        log.add("post.retried", actor="carol", account="brand", post="1",
+                data={"state": "scheduled", "policy_sha256": "p1"})
+    return first, 1
+
+
+@pytest.mark.parametrize(("life", "key", "named"), [
+    pytest.param("recovered", "byline-1-v1", False, id="recovered-under-its-key"),
+    pytest.param("recovered", "byline-1-v1-again", True, id="recovered-under-a-new-key"),
+    pytest.param("deferred", "byline-1-v1", False, id="deferred-under-its-key"),
+    pytest.param("deferred", "byline-1-v1-again", True, id="deferred-under-a-new-key"),
+    pytest.param("decided", "byline-1-v1", False, id="decided-again-under-its-key"),
+    pytest.param("decided", "byline-1-v2", True, id="decided-again-under-its-versions-key"),
+    pytest.param("edited", "byline-1-v3", False, id="edited-under-its-versions-key"),
+    pytest.param("failed", "byline-1-v1", False, id="retried-under-its-key"),
+    pytest.param("failed", "byline-1-v1-again", False, id="retried-under-a-new-key"),
+])
+def test_a_claim_again_whose_send_is_open_names_its_key(tmp_path: Path, life: str, key: str, named: bool) -> None:
+    """A claim again of a post, its words and content those its last claim sent and that send's
+    outcome open (a lease run out, a deferral, a decision again after a lookup that missed it),
+    names the key that claim sent with: another is named, for the second copy a platform that
+    took the first would make under it (before, the verifier did not compare keys). An edit
+    since is another post, under its version's key; a failure closes the send's outcome, and
+    its retry passes under either key."""
+    log = SyntheticLog()
+    first, version = _sent_then_claimed_again(log, life)
+    text = ("Our results are in, all of them\n\nWritten by carol" if life == "edited"
+            else "Our results are in\n\n—carol")
+    claim = _claimed(log, sha="p2" if life in ("decided", "edited") else "p1", version=version, text=text, key=key)
+    _out(log, version=version)
+    expected = [NEW_KEY.format(claim=claim, key=key, first=first)] if named else []
+    assert expected == messages(log.verify(tmp_path / "x.export"))
+
+
+def test_an_edit_the_log_gives_no_words_for_is_another_post_and_takes_its_own_key(tmp_path: Path) -> None:
+    """Where the export gives no words (every text erased), an edit's words are unknown: it is
+    another post all the same, and its claim under its version's key passes, where the claim
+    before it, its outcome open, named another: unknown words before and after the edit must
+    not read as unchanged."""
+    log = SyntheticLog()
+    _, version = _sent_then_claimed_again(log, "edited")
+    _claimed(log, sha="p2", version=version, text="Our results are in, all of them\n\nWritten by carol",
+             key=f"byline-1-v{version}")
+    _out(log, version=version)
+    log.texts = {digest: (salt, None) for digest, (salt, _) in log.texts.items()}  # erased, every one
+    assert messages(log.verify(tmp_path / "no-texts.export")) == []
+
+
+def test_claims_that_name_no_key_are_not_compared_and_a_malformed_key_is_named(tmp_path: Path) -> None:
+    """A claim that names no key (entries from before claims recorded one) is not compared, in
+    either place; a key that is no string is named as malformed rather than read as none."""
+    log = SyntheticLog()
+    _approved_post(log)
+    _claimed(log, sha="p1")
+    _claimed(log, sha="p1", key="byline-1-v1")
+    _claimed(log, sha="p1")
+    _claimed(log, sha="p1", key="byline-1-v1-again")
+    _out(log)
+    assert messages(log.verify(tmp_path / "old.export")) == []
+    log = SyntheticLog()
+    _approved_post(log)
+    bad = _claimed(log, sha="p1", key=7)
+    assert messages(log.verify(tmp_path / "bad.export")) == [
+        f"entry {bad}: post.publishing has a malformed data.idempotency_key"
+    ]
+
+
+@pytest.mark.parametrize("life", ["recovered", "decided"])
+async def test_byline_audit_verify_rejects_a_claim_again_under_a_new_key_while_its_send_is_open(
+    tmp_path: Path, life: str,
+) -> None:
+    """The real command, on an export whose post, claimed and its outcome open, was claimed
+    again with the same words under a new key: after its lease ran out, or held after a lookup
+    that missed it and approved again (under its new version's key)."""
+    log = SyntheticLog()
+    first, version = _sent_then_claimed_again(log, life)
+    key = f"byline-1-v{version}-again" if life == "recovered" else f"byline-1-v{version}"
+    claim = _claimed(log, sha="p2" if life == "decided" else "p1", version=version, key=key)
+    _out(log, version=version)
+    said = await _named_by_the_command(log, tmp_path)
+    assert NEW_KEY.format(claim=claim, key=key, first=first) in said, said
 
 
 def test_a_publication_found_without_its_version_is_named_as_malformed(tmp_path: Path) -> None:
@@ -2738,6 +2874,28 @@ def test_gates_changed_are_judged_by_the_policy_they_name(tmp_path: Path) -> Non
         f"entry {ghost}: alice changed the {POSTGATE} of a post of brand under policy abababababab, which the "
         "log never records",
     ]
+
+
+async def test_byline_audit_verify_rejects_a_gates_change_by_a_writer_the_policy_in_force_dropped(
+    tmp_path: Path,
+) -> None:
+    """The real command, on the log a gateway would write had it recorded a change of who may
+    reply to carol's post checked before a reload dropped her as writer: the change naming the
+    policy that dropped her, and one naming the policy it replaced past the grace, are named."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", "dave", state="scheduled")
+    _publish(log, "1", "brand")
+    replaced = log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    dropped = _gates(log, "1", "carol", account="brand", sha="p2")
+    log.wait(POLICY_GRACE_SECONDS)
+    stale = _gates(log, "1", "carol", account="brand", sha="p1", gate=POSTGATE)
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {dropped}: carol changed who may reply to or quote post 1 but may not post on brand" in said, said
+    assert (f"entry {stale}: carol changed the {POSTGATE} of a post of brand under policy p1, "
+            f"{POLICY_GRACE_SECONDS + 2:.0f} s after entry {replaced} replaced it") in said, said
 
 
 def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None:

@@ -59,9 +59,9 @@ def clock() -> ManualClock:
 
 
 def skygates_policy(bluesky_pds: BlueskyPds, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                    *, notify: str = "") -> None:
-    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its
-    approver; ``notify``, its webhooks as the policy's YAML says them."""
+                    *, notify: str = "", writers: str = "[carol]") -> None:
+    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer (or ``writers``),
+    bob its approver; ``notify``, its webhooks as the policy's YAML says them."""
     account = bluesky_pds.account("carol.test")
     monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
     write_policy(policy_dir, "skygates", f"""
@@ -72,7 +72,7 @@ def skygates_policy(bluesky_pds: BlueskyPds, policy_dir: Path, monkeypatch: pyte
         credentials: env:CAROL_BSKY_APP_PASSWORD
         tier: co-signed
         owner: alice
-        writers: [carol]
+        writers: {writers}
         approvals:
           required: 1
           from: [bob]
@@ -428,6 +428,49 @@ async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logge
     assert answer["message"] == f"the post {post_uri} was deleted meanwhile; its {THREADGATE} is not kept"
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("collection", [THREADGATE, POSTGATE])
+async def test_a_gate_change_by_a_writer_dropped_as_it_is_written_is_taken_back_and_not_logged(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    collection: str,
+) -> None:
+    """Carol's change of her post's threadgate (replacing the one it went out with) or its new
+    postgate is checked; while it is written to the PDS, a new policy file drops her as writer
+    and the gateway reloads it. Refused, through the SDK, as the PDS refuses a write its caller
+    may not make (403 ``Forbidden``), the PDS holds the gate it held before (the same CID, or
+    none), and the log records no change by carol; it verifies. (Before: the change was kept
+    and logged under the policy that had just been replaced.)"""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{collection}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    assert (held is not None) == (collection == THREADGATE)
+    write_gates = BlueskyAdapter.write_gates
+    reloaded: list[list[str]] = []
+
+    async def dropped_as_written(self: BlueskyAdapter, writes: Any, **kwargs: Any) -> Any:
+        if not reloaded:
+            skygates_policy(bluesky_pds, policy_dir, monkeypatch, writers="[alice]")
+            reloaded.append(await gw.sync_policies())
+        return await write_gates(self, writes, **kwargs)
+
+    monkeypatch.setattr(BlueskyAdapter, "write_gates", dropped_as_written)
+    record = threadgate(post_uri, allow=[]) if collection == THREADGATE else postgate(post_uri)
+    before = await gw.snapshot()
+    with pytest.raises(AtProtocolError) as refused:
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=collection, rkey=rkey, record=record))
+    response = refused.value.response
+    assert response is not None and reloaded == [["skygates"]], reloaded
+    assert (response.status_code, getattr(response.content, "error", None)) == (403, "Forbidden"), response.content
+    assert getattr(response.content, "message", None) == (
+        f"carol may no longer change who may reply to or quote {post_uri} under the policy of skygates "
+        f"in force: its {collection} is not kept"), response.content
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert await gw.snapshot() == before
+    assert await gate_entries(gw) == []
+    assert (await gw.get("alice", post_id))["state"] == "published"
     await verified_by_cli(gw)
 
 

@@ -7,6 +7,7 @@ alt text that reaches the platform is the last one written, and approved."""
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from mastodon import MastodonAPIError
 from gateway.appkeys import CHECKPOINTS, DB
 from gateway.services.content import content_sha256
 from gateway.services.posts import PostService
+from gateway.storage.posts import PostRecord
 from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
 from tests.conftest import write_policy
@@ -29,19 +31,27 @@ PNG = bytes.fromhex(
 FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
 
 
-async def _cosigned_on_mastodon(world: World, policy_dir: Path) -> None:
-    """``mastoco``: a second account on the stand-in (one platform account has one policy),
-    co-signed (one approval, from bob or dave), its token in a file of the secrets directory."""
+async def _another_on_mastodon(world: World, policy_dir: Path, account: str, username: str, roles: str) -> None:
+    """``account``: another account on the stand-in, ``username`` there (one platform account
+    has one policy), its token in a file of the secrets directory; ``roles``, the rest of its
+    policy (tier, people, delay)."""
     instance = yaml.safe_load((policy_dir / "masto.yaml").read_text(encoding="utf-8"))["instance"]
-    world.upstream.add_account("brandco", "mtok-brandco")
+    world.upstream.add_account(username, f"mtok-{username}")
     (policy_dir / "secrets").mkdir(exist_ok=True)
-    (policy_dir / "secrets" / "brandco.token").write_text("mtok-brandco\n")
-    write_policy(policy_dir, "mastoco", f"""
-        account: mastoco
+    (policy_dir / "secrets" / f"{username}.token").write_text(f"mtok-{username}\n")
+    write_policy(policy_dir, account, f"""
+        account: {account}
         platform: mastodon
-        handle: "@brandco@mastodon.example"
+        handle: "@{username}@mastodon.example"
         instance: {instance}
-        credentials: file:secrets/brandco.token
+        credentials: file:secrets/{username}.token
+    """ + textwrap.indent(textwrap.dedent(roles), " " * 8))
+    await world.gateway.sync_policies()
+
+
+async def _cosigned_on_mastodon(world: World, policy_dir: Path) -> None:
+    """``mastoco`` (``brandco`` on the stand-in): co-signed, one approval, from bob or dave."""
+    await _another_on_mastodon(world, policy_dir, "mastoco", "brandco", """
         tier: co-signed
         owner: alice
         writers: [alice, carol]
@@ -51,7 +61,6 @@ async def _cosigned_on_mastodon(world: World, policy_dir: Path) -> None:
           from: [bob, dave]
           expire_after: 24h
     """)
-    await world.gateway.sync_policies()
 
 
 async def _media_row(world: World, media_id: str) -> dict[str, Any]:
@@ -543,3 +552,84 @@ async def test_new_alt_text_does_not_write_over_words_edited_meanwhile(
     post = await world.gateway.get("alice", post_id)
     assert (post["text"], post["version"]) == ("Our mascot, Ginger", 2), post
     assert (await _media_row(world, media_id))["description"] == "A cat"
+
+
+async def _managed_on_mastodon(world: World, policy_dir: Path) -> None:
+    """``mastoman`` (``brandman`` on the stand-in): managed, dave its owner (he suggests), bob
+    and carol its writers, a minute's cooling-off."""
+    await _another_on_mastodon(world, policy_dir, "mastoman", "brandman", """
+        tier: managed
+        owner: dave
+        writers: [bob, carol]
+        delay: 1m
+    """)
+
+
+async def test_a_writer_edits_a_suggestion_they_adopted_with_its_pictures(world: World, policy_dir: Path) -> None:
+    """bob adopts dave's suggestion of a picture and, in its minute, edits its words in his
+    Mastodon app, which sends the picture back as it keeps it: a new version with the picture,
+    which goes out with the alt text dave wrote and bob adopted. The picture stays the
+    suggestion's, so dave cannot change its alt text once adopted (404). Before, the edit was
+    refused (422, the picture "already attached to another post") and an adopted post with
+    pictures could not be edited from an app at all."""
+    await _managed_on_mastodon(world, policy_dir)
+    dave, bob = await world.client("dave", "mastoman"), await world.client("bob", "mastoman")
+    media = await world.run(dave.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(dave.status_post, "Our mascot", media_ids=[media])
+    code, adopted = await world.gateway.act("bob", status.id, "adopt", {"version": 1})
+    assert (code, adopted["state"]) == (201, "scheduled"), adopted
+    edited = await world.run(bob.status_update, adopted["id"], "Our mascot, Ginger", media_ids=[media.id])
+    assert ([m.id for m in edited.media_attachments], edited.byline.state) == ([media.id], "scheduled")
+    post = await world.gateway.get("bob", adopted["id"])
+    assert (post["version"], post["text"], post["options"]["media_ids"]) == (2, "Our mascot, Ginger", [media.id])
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(dave.media_update, media, description="A cat. Buy our coin")
+    assert caught.value.args[1:4:2] == (404, "Record not found")
+    assert (await _media_row(world, media.id))["post_id"] == status.id
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandman") == [["A cat"]]
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_new_alt_text_landing_as_a_suggestion_is_adopted_is_not_adopted_in_the_writers_name(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a managed account dave, its owner, may only suggest. He suggests a picture described
+    "A cat"; bob, a writer, reads version 1 and adopts it, and dave's new alt text lands after
+    bob's adoption was checked and before it is written. The adoption is refused (409
+    stale_version) in its own transaction: an alt text bob never read does not go out on his
+    adoption, and nothing is adopted or sent until he adopts the version that has it."""
+    await _managed_on_mastodon(world, policy_dir)
+    api = await world.client("dave", "mastoman")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    assert status.byline.state == "suggested"
+    read = PostService._row
+    described: list[Any] = []
+
+    async def read_then_described(self: PostService, post_id: str) -> PostRecord:
+        row = await read(self, post_id)
+        if not described:  # bob's adoption has read the suggestion: dave's alt text lands now
+            described.append(None)
+            described[0] = await world.run(api.media_update, media, description="A cat. Buy our coin")
+        return row
+
+    monkeypatch.setattr(PostService, "_row", read_then_described)
+    code, body = await world.gateway.act("bob", status.id, "adopt", {"version": 1})
+    monkeypatch.setattr(PostService, "_row", read)
+    assert described[0].description == "A cat. Buy our coin"
+    assert (code, body.get("error"), body.get("version")) == (409, "stale_version", 2), body
+    suggestion = await world.gateway.get("dave", status.id)
+    assert (suggestion["state"], suggestion["version"], suggestion["adopted_into"]) == ("suggested", 2, None)
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandman") == []
+    code, body = await world.gateway.act("bob", status.id, "adopt", {"version": 2})
+    assert code == 201, body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandman") == [["A cat. Buy our coin"]]
+    result = await _verify(world)
+    assert result.code == 0, result.text

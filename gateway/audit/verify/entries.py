@@ -173,10 +173,14 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         if checked is not None and checked is not True:
             # Read as absent, it would make a claim under a replaced policy pass within the grace.
             return None, "post.publishing has a malformed data.policy_in_force"
-        if checked:
+        key = data.get("idempotency_key")
+        if key is not None and type(key) is not str:
+            # Read as absent, a claim again under another key than its last send's would pass.
+            return None, "post.publishing has a malformed data.idempotency_key"
+        if checked or key is not None:
             # It checked that the policy it names was the account's recorded version, in the
-            # transaction that wrote it: see ``Replay._publishing``.
-            return (*claim, looks_only if type(looks_only) is str else None, True), None
+            # transaction that wrote it; and the key it sends with: see ``Replay._publishing``.
+            return (*claim, looks_only if type(looks_only) is str else None, checked, key), None
         return (*claim, looks_only) if type(looks_only) is str else claim, None
     if kind == "post.revised" or kind == "post.revising":
         version = data.get("version")
