@@ -611,33 +611,53 @@ class XrpcRepo:
         results = body.get("results") if batch else [body]
         if not isinstance(results, list) or len(results) != len(changes):
             results = [{}] * len(changes)  # written all the same; the log names no CID it was not given
-        for n, (change, result) in enumerate(zip(changes, results, strict=True)):
-            cid = result.get("cid") if isinstance(result, dict) and change.value is not None else None
+        cids = [result.get("cid") if isinstance(result, dict) and change.value is not None else None
+                for change, result in zip(changes, results, strict=True)]
+        for n, (change, cid) in enumerate(zip(changes, cids, strict=True)):
             try:
                 await self._posts.record_gates_changed(
                     session.caller, change.gated, collection=change.collection,
                     cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
                 )
-            except BylineError as exc:
-                if exc.code is Code.FORBIDDEN:
-                    # The caller lost the role while the gates were written: none of theirs not
-                    # recorded yet stays, each key back as it was (one a recorded change set stays).
-                    kept = {(c.remote_id, c.collection) for c in changes[:n]}
-                    for key, back_to in held.items():
-                        if key not in kept:
-                            await self._take_back(adapter, *key, back_to=back_to)
+            except Exception as exc:
+                # Not in the log, so not kept, whatever kept the log from taking it (the caller's
+                # role gone, the post deleted, the database away, a crash): a change that stayed
+                # would be settings changed with no record of who changed them.
+                gone = isinstance(exc, BylineError) and exc.code in (Code.INVALID_TRANSITION, Code.CONFLICT)
+                logger.warning("xrpc_gate_not_recorded", post_id=change.gated.record.id, gate=change.collection,
+                               error=exc.code.value if isinstance(exc, BylineError) else type(exc).__name__)
+                await self._put_back(adapter, changes, cids, n, held, gone=gone)
+                if gone:
+                    # Deleted while the gate was written: a gate left would rule a post that is gone.
+                    raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
+                                   "is not kept") from None
+                if type(exc) is BylineError:
                     raise BylineError(exc.code, f"{exc.message}: its {change.collection} is not kept",
                                       **exc.details) from None
-                if exc.code not in (Code.INVALID_TRANSITION, Code.CONFLICT):
-                    raise
-                # Deleted while the gate was written: a gate left would rule a post that is gone.
-                if change.value is not None:
-                    await self._take_back(adapter, change.remote_id, change.collection, back_to=None)
-                raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
-                               "is not kept") from None
+                raise  # the database gone, or a crash: answered as any call that meets it
             logger.info("xrpc_gate_changed", post_id=change.gated.record.id, gate=change.collection,
                         call=change.call)
         return body
+
+    async def _put_back(
+        self, adapter: BlueskyAdapter, changes: list[_GateChange], cids: list[Any], n: int,
+        held: dict[tuple[str, str], dict[str, Any] | None], *, gone: bool,
+    ) -> None:
+        """Undo on the PDS every change written and not recorded, from ``changes[n]`` on: each
+        gate back as it was (``held``), or none where the post of ``changes[n]`` was deleted
+        meanwhile (``gone``). A gate a recorded change set stays as the log says, and one the
+        change left as it was (none there, none written) is not written again."""
+        recorded = {(c.remote_id, c.collection) for c in changes[:n]}
+        written = {(c.remote_id, c.collection): (c.value, cid) for c, cid in zip(changes, cids, strict=True)}
+        for key, before in held.items():
+            if key in recorded:
+                continue
+            back_to = None if gone and key[0] == changes[n].remote_id else before
+            value, cid = written[key]
+            if back_to == value:
+                continue
+            await self._take_back(adapter, *key, back_to=back_to, over=cid if isinstance(cid, str) else None,
+                                  created=value is None)
 
     async def _gate_change(
         self, session: XrpcSession, where: str, call: str, collection: str, rkey: Any, value: Any
@@ -679,14 +699,25 @@ class XrpcRepo:
 
     async def _take_back(
         self, adapter: BlueskyAdapter, remote_id: str, collection: str, *, back_to: dict[str, Any] | None,
+        over: str | None = None, created: bool = False,
     ) -> None:
         """Best effort: the post's gate ``collection`` put back to ``back_to``, or deleted (None:
-        a post deleted meanwhile, or one that had none), after a change that is not kept."""
-        call = _DELETE_CALL if back_to is None else _PUT_CALL
+        a post deleted meanwhile, or one that had none), after a change that is not kept. Only
+        over what the change wrote: the record with CID ``over``, or none where it deleted one
+        (``created``: the old record is created again). Another gateway's change made since,
+        recorded in the log, is not undone: the PDS refuses the swap, and it stays."""
+        if created:
+            call, swap = _CREATE_CALL, None
+        else:
+            call, swap = (_DELETE_CALL if back_to is None else _PUT_CALL), over
         try:
-            await adapter.write_gates([(call, remote_id, collection, back_to)])
+            answer = await adapter.write_gates([(call, remote_id, collection, back_to)], swap_record=swap)
         except AdapterError as exc:
             logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection, error=exc.message)
+            return
+        if answer.status != 200:
+            logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection,
+                           error=f"the PDS answered {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}")
 
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):
