@@ -615,9 +615,12 @@ class XrpcRepo:
                 for change, result in zip(changes, results, strict=True)]
         for n, (change, cid) in enumerate(zip(changes, cids, strict=True)):
             try:
+                # Counted again as it is recorded, with those of its post still to come: another
+                # gateway may have taken the post's last changes since ``gates_budget``.
                 await self._posts.record_gates_changed(
                     session.caller, change.gated, collection=change.collection,
                     cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
+                    adding=sum(c.gated.record.id == change.gated.record.id for c in changes[n:]),
                 )
             except Exception as exc:
                 # Not in the log, so not kept, whatever kept the log from taking it (the caller's

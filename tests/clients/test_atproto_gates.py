@@ -404,6 +404,56 @@ async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_
     await verified_by_cli(gw)
 
 
+async def test_two_gateways_racing_for_a_posts_last_change_keep_one(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol's post has had 29 changes this hour; two gateways on one database each take a
+    change of its threadgate for the 30th. The second gateway's is counted and written to the
+    PDS; before it is recorded, the first gateway's is counted, written and recorded. The second
+    is then refused as the PDS refuses a write too many (429 ``RateLimitExceeded``, saying when)
+    and is not kept: the PDS holds the first's record (its CID, as the log says; the second's
+    put-back does not undo it), the log has 30 changes of the post, and it verifies. (Before:
+    each gateway counted only its own turns, and both changes were kept, 31 in the hour.)"""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+    for n in range(CHANGES_PER_HOUR - 1):
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=rules[n % 2])))
+    clock.advance(timedelta(minutes=1))
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first_token, second_token = await xrpc_login(gw, "carol", did), await xrpc_login(second, "carol", did)
+        write_gates = BlueskyAdapter.write_gates
+        armed, raced = [True], []
+
+        async def first_meanwhile(self: BlueskyAdapter, writes: Any, **kwargs: Any) -> Any:
+            answer = await write_gates(self, writes, **kwargs)
+            if armed:
+                armed.clear()
+                raced.append(await xrpc(gw, "com.atproto.repo.putRecord", first_token, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])}))
+            return answer
+
+        monkeypatch.setattr(BlueskyAdapter, "write_gates", first_meanwhile)
+        resp = await second.client.post("/xrpc/com.atproto.repo.putRecord", json={
+            "repo": did, "collection": THREADGATE, "rkey": rkey,
+            "record": threadgate(post_uri, allow=rules[1])}, headers={"Authorization": f"Bearer {second_token}"})
+        answer = await resp.json()
+    [(status, kept)] = raced
+    assert status == 200, kept
+    assert (resp.status, answer.get("error"), resp.headers.get("Retry-After")) == (
+        429, "RateLimitExceeded", "3540"), answer
+    assert answer["message"].endswith(
+        f"post {post_id} changed 30 times in the last hour, and it may change 30 times an hour; "
+        f"try again in 3540 seconds: its {THREADGATE} is not kept"), answer
+    on_pds_now = await pds_record(bluesky_pds, gate_uri)
+    assert on_pds_now is not None and (on_pds_now["cid"], on_pds_now["value"]["allow"]) == (kept["cid"], [])
+    changes = [(actor, cid) for actor, post, _, cid in await gate_entries(gw) if post == post_id]
+    assert (len(changes), changes[-1]) == (CHANGES_PER_HOUR, ("carol", kept["cid"]))
+    await verified_by_cli(gw)
+
 async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logged(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
