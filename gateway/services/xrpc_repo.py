@@ -561,7 +561,9 @@ class XrpcRepo:
         the account's session in one call, and each is recorded in the log
         (``post.gates_changed``). The answer is the PDS's. A refusal changes nothing, here or
         there; so does a change past the post's budget (``CHANGES_PER_HOUR``), refused as a PDS
-        refuses one write too many: 429 ``RateLimitExceeded``, saying when. A gate of a post
+        refuses one write too many: 429 ``RateLimitExceeded``, saying when. A change the log does
+        not take, for whatever reason, is put back on the PDS (``_put_back``): none stays unlogged.
+        A gate of a post
         still waiting is not changed: it goes out as it was sent with the post (its options are
         part of what was approved, ``content_sha256``)."""
         def where(n: int) -> str:
@@ -626,9 +628,11 @@ class XrpcRepo:
                 # Not in the log, so not kept, whatever kept the log from taking it (the caller's
                 # role gone, the post deleted, the database away, a crash): a change that stayed
                 # would be settings changed with no record of who changed them.
+                refused = isinstance(exc, BylineError)  # else an outage or a crash, not a refusal
                 gone = isinstance(exc, BylineError) and exc.code in (Code.INVALID_TRANSITION, Code.CONFLICT)
-                logger.warning("xrpc_gate_not_recorded", post_id=change.gated.record.id, gate=change.collection,
-                               error=exc.code.value if isinstance(exc, BylineError) else type(exc).__name__)
+                (logger.info if refused else logger.warning)(
+                    "xrpc_gate_not_recorded", post_id=change.gated.record.id, gate=change.collection,
+                    error=exc.code.value if isinstance(exc, BylineError) else type(exc).__name__)
                 await self._put_back(adapter, changes, cids, n, held, gone=gone)
                 if gone:
                     # Deleted while the gate was written: a gate left would rule a post that is gone.
@@ -718,9 +722,19 @@ class XrpcRepo:
         except AdapterError as exc:
             logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection, error=exc.message)
             return
-        if answer.status != 200:
-            logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection,
-                           error=f"the PDS answered {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}")
+        if answer.status == 200:
+            return
+        try:
+            said = json.loads(answer.body)
+        except ValueError:
+            said = None
+        if isinstance(said, dict) and said.get("error") == "InvalidSwap":
+            # Not what the change wrote any more: changed since (by another gateway, which logged
+            # it) or deleted with its post. Theirs stands.
+            logger.info("xrpc_gate_changed_since", remote_id=remote_id, gate=collection)
+            return
+        logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection,
+                       error=f"the PDS answered {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}")
 
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):

@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 from atproto import Client, models
 from atproto_client.exceptions import AtProtocolError, RateLimitExceededError
+from structlog.testing import capture_logs
 
 from adapters.bluesky import BlueskyAdapter
 from gateway.appkeys import APPENDER, IDENTITY, NOTIFIER, PEOPLE, REGISTRY
@@ -437,10 +438,13 @@ async def test_two_gateways_racing_for_a_posts_last_change_keep_one(
             return answer
 
         monkeypatch.setattr(BlueskyAdapter, "write_gates", first_meanwhile)
-        resp = await second.client.post("/xrpc/com.atproto.repo.putRecord", json={
-            "repo": did, "collection": THREADGATE, "rkey": rkey,
-            "record": threadgate(post_uri, allow=rules[1])}, headers={"Authorization": f"Bearer {second_token}"})
+        with capture_logs() as logs:
+            resp = await second.client.post("/xrpc/com.atproto.repo.putRecord", json={
+                "repo": did, "collection": THREADGATE, "rkey": rkey,
+                "record": threadgate(post_uri, allow=rules[1])}, headers={"Authorization": f"Bearer {second_token}"})
         answer = await resp.json()
+    taking_back = [e["event"] for e in logs if e["event"].startswith(("xrpc_gate_left", "xrpc_gate_changed_since"))]
+    assert taking_back == ["xrpc_gate_changed_since"], logs
     [(status, kept)] = raced
     assert status == 200, kept
     assert (resp.status, answer.get("error"), resp.headers.get("Retry-After")) == (
@@ -585,11 +589,12 @@ async def test_a_gate_change_the_log_cannot_record_is_taken_back(
     before = await gw.snapshot()
     with monkeypatch.context() as patched:
         recording_fails(gw, patched, why)
-        with pytest.raises(AtProtocolError) as refused:
+        with pytest.raises(AtProtocolError) as refused, capture_logs() as logs:
             await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
     response = refused.value.response
     assert response is not None
     assert (response.status_code, getattr(response.content, "error", None)) == _RECORDING_FAILS[why], response
+    assert [e for e in logs if e["event"] in ("xrpc_gate_left", "xrpc_gate_changed_since")] == [], logs
     assert await pds_record(bluesky_pds, replies_uri) == held
     assert await pds_record(bluesky_pds, quotes_uri) is None
     assert (await gw.snapshot(), await gate_entries(gw)) == (before, [])
@@ -665,12 +670,13 @@ async def test_a_gate_that_was_not_there_is_not_deleted_again_when_its_deletion_
         return await write_gates(self, writes, **kwargs)
 
     monkeypatch.setattr(BlueskyAdapter, "write_gates", dropped_as_written)
-    with pytest.raises(AtProtocolError) as refused:
+    with pytest.raises(AtProtocolError) as refused, capture_logs() as logs:
         await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
             repo=did, collection=POSTGATE, rkey=rkey))
     response = refused.value.response
     assert response is not None and response.status_code == 403, response
     assert sent == [[("deleteRecord", post_uri, POSTGATE, None)]]
+    assert [e for e in logs if e["event"] == "xrpc_gate_left"] == [], logs
     assert await pds_record(bluesky_pds, f"at://{did}/{POSTGATE}/{rkey}") is None
     assert await gate_entries(gw) == []
 
