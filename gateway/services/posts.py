@@ -61,7 +61,7 @@ from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
-from gateway.storage.db import Database, DatabaseUnavailable, Row, together
+from gateway.storage.db import Database, DatabaseUnavailable, Row, Txn, together
 from gateway.storage.posts import PostRecord
 from gateway.types import UNSECRET, AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
 
@@ -224,6 +224,26 @@ class Revision(Published):
 _ID_LOW_BITS: Final = 20
 _ids_given = threading.Lock()
 _last_id = 0
+
+
+async def _within_gates_budget(txn: Txn, post_id: str, *, now: int, adding: int) -> None:
+    """Refused, 429, where ``adding`` more changes of the post's interaction settings at ``now``
+    would pass its budget (see :meth:`PostService.gates_budget`), as the log read in ``txn``
+    counts them."""
+    times = await log_sql.post_entry_times(txn, post_id, "post.gates_changed", since=now - 3600 * 1_000_000)
+    try:
+        wait = budget_wait(times, now=now, adding=adding)
+    except ValueError as exc:
+        raise BylineError(Code.BAD_REQUEST, f"post {post_id}: {exc}") from None
+    if wait is None:
+        return
+    raise BylineError(
+        Code.TOO_MANY_REQUESTS,
+        f"Rate Limit Exceeded: who may reply to or quote post {post_id} changed "
+        f"{len(times)} times in the last hour, and it may change {CHANGES_PER_HOUR} times an hour; "
+        f"try again in {wait} seconds",
+        retry_after=wait, rate_limit={"limit": CHANGES_PER_HOUR, "window": 3600, "reset": now // 1_000_000 + wait},
+    )
 
 
 class PolicyMoved(Exception):
@@ -1135,29 +1155,16 @@ class PostService:
         """Refused (429, saying when to try again) when ``adding`` more changes of the post's
         interaction settings would pass its budget, ``CHANGES_PER_HOUR`` in any hour, as its
         ``post.gates_changed`` entries count them: each change is a write to the platform and a
-        line on the post's public card. Counted from the log, so a restart forgets nothing."""
-        now = now_micros(self.clock)
+        line on the post's public card. Counted from the log, so a restart forgets nothing.
+        Checked again as each is recorded (:meth:`record_gates_changed`), where another
+        gateway's changes of the post meanwhile count too."""
         async with self.db.read() as txn:
-            times = await log_sql.post_entry_times(txn, gated.record.id, "post.gates_changed",
-                                                   since=now - 3600 * 1_000_000)
-        try:
-            wait = budget_wait(times, now=now, adding=adding)
-        except ValueError as exc:
-            raise BylineError(Code.BAD_REQUEST, f"post {gated.record.id}: {exc}") from None
-        if wait is None:
-            return
-        raise BylineError(
-            Code.TOO_MANY_REQUESTS,
-            f"Rate Limit Exceeded: who may reply to or quote post {gated.record.id} changed "
-            f"{len(times)} times in the last hour, and it may change {CHANGES_PER_HOUR} times an hour; "
-            f"try again in {wait} seconds",
-            retry_after=wait, rate_limit={"limit": CHANGES_PER_HOUR, "window": 3600,
-                                          "reset": now // 1_000_000 + wait},
-        )
+            await _within_gates_budget(txn, gated.record.id, now=now_micros(self.clock), adding=adding)
 
     @_under_policy_in_force
     async def record_gates_changed(
         self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
+        adding: int = 1,
     ) -> None:
         """Record that the platform now holds the record ``collection`` with this CID under the
         published post's key (``cid`` None: it holds none), and what it says (``settings``, as
@@ -1166,7 +1173,10 @@ class PostService:
         record itself stays out of the log (see README, *post.gates_changed*). Refused, recording
         nothing, for a post that is no longer published (deleted meanwhile: its caller takes the
         gate back off), and, 403, for a caller the policy in force no longer lets change it (one
-        reloaded since the change was checked: its caller puts the gate back as it was)."""
+        reloaded since the change was checked: its caller puts the gate back as it was), and, 429,
+        for one past the post's budget with ``adding`` changes (this one and those of its batch
+        still to record), counted in the transaction that records it: two gateways that each
+        let a change in under :meth:`gates_budget` at once cannot both take its last one."""
         post_id = gated.record.id
 
         async def work(ltx: LogTxn) -> LoadedPolicy:
@@ -1189,6 +1199,7 @@ class PostService:
             # Published to published: the compare-and-set orders this entry against a deletion
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
+            await _within_gates_budget(ltx.txn, post_id, now=ltx.now, adding=adding)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

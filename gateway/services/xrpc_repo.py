@@ -561,7 +561,9 @@ class XrpcRepo:
         the account's session in one call, and each is recorded in the log
         (``post.gates_changed``). The answer is the PDS's. A refusal changes nothing, here or
         there; so does a change past the post's budget (``CHANGES_PER_HOUR``), refused as a PDS
-        refuses one write too many: 429 ``RateLimitExceeded``, saying when. A gate of a post
+        refuses one write too many: 429 ``RateLimitExceeded``, saying when. A change the log does
+        not take, for whatever reason, is put back on the PDS (``_put_back``): none stays unlogged.
+        A gate of a post
         still waiting is not changed: it goes out as it was sent with the post (its options are
         part of what was approved, ``content_sha256``)."""
         def where(n: int) -> str:
@@ -611,33 +613,58 @@ class XrpcRepo:
         results = body.get("results") if batch else [body]
         if not isinstance(results, list) or len(results) != len(changes):
             results = [{}] * len(changes)  # written all the same; the log names no CID it was not given
-        for n, (change, result) in enumerate(zip(changes, results, strict=True)):
-            cid = result.get("cid") if isinstance(result, dict) and change.value is not None else None
+        cids = [result.get("cid") if isinstance(result, dict) and change.value is not None else None
+                for change, result in zip(changes, results, strict=True)]
+        for n, (change, cid) in enumerate(zip(changes, cids, strict=True)):
             try:
+                # Counted again as it is recorded, with those of its post still to come: another
+                # gateway may have taken the post's last changes since ``gates_budget``.
                 await self._posts.record_gates_changed(
                     session.caller, change.gated, collection=change.collection,
                     cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
+                    adding=sum(c.gated.record.id == change.gated.record.id for c in changes[n:]),
                 )
-            except BylineError as exc:
-                if exc.code is Code.FORBIDDEN:
-                    # The caller lost the role while the gates were written: none of theirs not
-                    # recorded yet stays, each key back as it was (one a recorded change set stays).
-                    kept = {(c.remote_id, c.collection) for c in changes[:n]}
-                    for key, back_to in held.items():
-                        if key not in kept:
-                            await self._take_back(adapter, *key, back_to=back_to)
+            except Exception as exc:
+                # Not in the log, so not kept, whatever kept the log from taking it (the caller's
+                # role gone, the post deleted, the database away, a crash): a change that stayed
+                # would be settings changed with no record of who changed them.
+                refused = isinstance(exc, BylineError)  # else an outage or a crash, not a refusal
+                gone = isinstance(exc, BylineError) and exc.code in (Code.INVALID_TRANSITION, Code.CONFLICT)
+                (logger.info if refused else logger.warning)(
+                    "xrpc_gate_not_recorded", post_id=change.gated.record.id, gate=change.collection,
+                    error=exc.code.value if isinstance(exc, BylineError) else type(exc).__name__)
+                await self._put_back(adapter, changes, cids, n, held, gone=gone)
+                if gone:
+                    # Deleted while the gate was written: a gate left would rule a post that is gone.
+                    raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
+                                   "is not kept") from None
+                if type(exc) is BylineError:
                     raise BylineError(exc.code, f"{exc.message}: its {change.collection} is not kept",
                                       **exc.details) from None
-                if exc.code not in (Code.INVALID_TRANSITION, Code.CONFLICT):
-                    raise
-                # Deleted while the gate was written: a gate left would rule a post that is gone.
-                if change.value is not None:
-                    await self._take_back(adapter, change.remote_id, change.collection, back_to=None)
-                raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
-                               "is not kept") from None
+                raise  # the database gone, or a crash: answered as any call that meets it
             logger.info("xrpc_gate_changed", post_id=change.gated.record.id, gate=change.collection,
                         call=change.call)
         return body
+
+    async def _put_back(
+        self, adapter: BlueskyAdapter, changes: list[_GateChange], cids: list[Any], n: int,
+        held: dict[tuple[str, str], dict[str, Any] | None], *, gone: bool,
+    ) -> None:
+        """Undo on the PDS every change written and not recorded, from ``changes[n]`` on: each
+        gate back as it was (``held``), or none where the post of ``changes[n]`` was deleted
+        meanwhile (``gone``). A gate a recorded change set stays as the log says, and one the
+        change left as it was (none there, none written) is not written again."""
+        recorded = {(c.remote_id, c.collection) for c in changes[:n]}
+        written = {(c.remote_id, c.collection): (c.value, cid) for c, cid in zip(changes, cids, strict=True)}
+        for key, before in held.items():
+            if key in recorded:
+                continue
+            back_to = None if gone and key[0] == changes[n].remote_id else before
+            value, cid = written[key]
+            if back_to == value:
+                continue
+            await self._take_back(adapter, *key, back_to=back_to, over=cid if isinstance(cid, str) else None,
+                                  created=value is None)
 
     async def _gate_change(
         self, session: XrpcSession, where: str, call: str, collection: str, rkey: Any, value: Any
@@ -679,14 +706,35 @@ class XrpcRepo:
 
     async def _take_back(
         self, adapter: BlueskyAdapter, remote_id: str, collection: str, *, back_to: dict[str, Any] | None,
+        over: str | None = None, created: bool = False,
     ) -> None:
         """Best effort: the post's gate ``collection`` put back to ``back_to``, or deleted (None:
-        a post deleted meanwhile, or one that had none), after a change that is not kept."""
-        call = _DELETE_CALL if back_to is None else _PUT_CALL
+        a post deleted meanwhile, or one that had none), after a change that is not kept. Only
+        over what the change wrote: the record with CID ``over``, or none where it deleted one
+        (``created``: the old record is created again). Another gateway's change made since,
+        recorded in the log, is not undone: the PDS refuses the swap, and it stays."""
+        if created:
+            call, swap = _CREATE_CALL, None
+        else:
+            call, swap = (_DELETE_CALL if back_to is None else _PUT_CALL), over
         try:
-            await adapter.write_gates([(call, remote_id, collection, back_to)])
+            answer = await adapter.write_gates([(call, remote_id, collection, back_to)], swap_record=swap)
         except AdapterError as exc:
             logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection, error=exc.message)
+            return
+        if answer.status == 200:
+            return
+        try:
+            said = json.loads(answer.body)
+        except ValueError:
+            said = None
+        if isinstance(said, dict) and said.get("error") == "InvalidSwap":
+            # Not what the change wrote any more: changed since (by another gateway, which logged
+            # it) or deleted with its post. Theirs stands.
+            logger.info("xrpc_gate_changed_since", remote_id=remote_id, gate=collection)
+            return
+        logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection,
+                       error=f"the PDS answered {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}")
 
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):

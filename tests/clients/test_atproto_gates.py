@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from atproto import Client, models
 from atproto_client.exceptions import AtProtocolError, RateLimitExceededError
+from structlog.testing import capture_logs
 
 from adapters.bluesky import BlueskyAdapter
-from gateway.appkeys import IDENTITY, NOTIFIER, PEOPLE, REGISTRY
+from gateway.appkeys import APPENDER, IDENTITY, NOTIFIER, PEOPLE, REGISTRY
 from gateway.audit.gates import CHANGES_PER_HOUR
 from gateway.clock import ManualClock
+from gateway.services.posts import PolicyMoved, PostService
+from gateway.storage.db import DatabaseUnavailable
 from gateway.types import spoken
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_atproto_threads import (
@@ -401,6 +405,59 @@ async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_
     await verified_by_cli(gw)
 
 
+async def test_two_gateways_racing_for_a_posts_last_change_keep_one(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol's post has had 29 changes this hour; two gateways on one database each take a
+    change of its threadgate for the 30th. The second gateway's is counted and written to the
+    PDS; before it is recorded, the first gateway's is counted, written and recorded. The second
+    is then refused as the PDS refuses a write too many (429 ``RateLimitExceeded``, saying when)
+    and is not kept: the PDS holds the first's record (its CID, as the log says; the second's
+    put-back does not undo it), the log has 30 changes of the post, and it verifies. (Before:
+    each gateway counted only its own turns, and both changes were kept, 31 in the hour.)"""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+    for n in range(CHANGES_PER_HOUR - 1):
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=rules[n % 2])))
+    clock.advance(timedelta(minutes=1))
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first_token, second_token = await xrpc_login(gw, "carol", did), await xrpc_login(second, "carol", did)
+        write_gates = BlueskyAdapter.write_gates
+        armed, raced = [True], []
+
+        async def first_meanwhile(self: BlueskyAdapter, writes: Any, **kwargs: Any) -> Any:
+            answer = await write_gates(self, writes, **kwargs)
+            if armed:
+                armed.clear()
+                raced.append(await xrpc(gw, "com.atproto.repo.putRecord", first_token, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])}))
+            return answer
+
+        monkeypatch.setattr(BlueskyAdapter, "write_gates", first_meanwhile)
+        with capture_logs() as logs:
+            resp = await second.client.post("/xrpc/com.atproto.repo.putRecord", json={
+                "repo": did, "collection": THREADGATE, "rkey": rkey,
+                "record": threadgate(post_uri, allow=rules[1])}, headers={"Authorization": f"Bearer {second_token}"})
+        answer = await resp.json()
+    taking_back = [e["event"] for e in logs if e["event"].startswith(("xrpc_gate_left", "xrpc_gate_changed_since"))]
+    assert taking_back == ["xrpc_gate_changed_since"], logs
+    [(status, kept)] = raced
+    assert status == 200, kept
+    assert (resp.status, answer.get("error"), resp.headers.get("Retry-After")) == (
+        429, "RateLimitExceeded", "3540"), answer
+    assert answer["message"].endswith(
+        f"post {post_id} changed 30 times in the last hour, and it may change 30 times an hour; "
+        f"try again in 3540 seconds: its {THREADGATE} is not kept"), answer
+    on_pds_now = await pds_record(bluesky_pds, gate_uri)
+    assert on_pds_now is not None and (on_pds_now["cid"], on_pds_now["value"]["allow"]) == (kept["cid"], [])
+    changes = [(actor, cid) for actor, post, _, cid in await gate_entries(gw) if post == post_id]
+    assert (len(changes), changes[-1]) == (CHANGES_PER_HOUR, ("carol", kept["cid"]))
+    await verified_by_cli(gw)
+
 async def test_a_gate_written_as_its_post_is_deleted_is_taken_back_and_not_logged(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -473,6 +530,155 @@ async def test_a_gate_change_by_a_writer_dropped_as_it_is_written_is_taken_back_
     assert (await gw.get("alice", post_id))["state"] == "published"
     await verified_by_cli(gw)
 
+
+_RECORDING_FAILS: dict[str, tuple[int, str]] = {
+    # Why the log cannot take the change, and how the app is answered: as any call that meets
+    # it, never as a change made.
+    "database": (503, "NotEnoughResources"),  # Byline's database gone, as storage says it
+    "driver": (503, "NotEnoughResources"),  # the same, in the driver's words
+    "crash": (500, "InternalServerError"),  # the appender raising, as a bug would
+    "policy": (502, "UpstreamFailure"),  # the policy in force moving every time it is looked at
+}
+
+
+def recording_fails(gw: Gateway, patched: pytest.MonkeyPatch, why: str, *, after: int = 0) -> None:
+    """Make the log refuse every change recorded in ``gw`` after the first ``after``, for ``why``."""
+    submit = gw.app[APPENDER].submit
+    calls: list[int] = []
+    cause: Exception = {"database": DatabaseUnavailable(), "driver": asyncpg.AdminShutdownError("terminating"),
+                        "crash": RuntimeError("the appender is not running")}.get(why, PolicyMoved("skygates"))
+
+    def failing(work: Any) -> Any:
+        calls.append(1)
+        if len(calls) <= after:
+            return submit(work)
+        raise cause
+
+    async def moved(*_: object, **__: object) -> None:
+        raise cause
+
+    if why == "policy":
+        patched.setattr(PostService, "_check_in_force", moved)
+    else:
+        patched.setattr(gw.app[APPENDER], "submit", failing)
+
+
+def _both_gates(did: str, post_uri: str, rkey: str) -> models.ComAtprotoRepoApplyWrites.Data:
+    """The app's batch closing replies (replacing the threadgate) and quotes (a new postgate)."""
+    return models.ComAtprotoRepoApplyWrites.Data(repo=did, writes=[
+        models.ComAtprotoRepoApplyWrites.Update(collection=THREADGATE, rkey=rkey, value=threadgate(post_uri, allow=[])),
+        models.ComAtprotoRepoApplyWrites.Create(collection=POSTGATE, rkey=rkey, value=postgate(post_uri)),
+    ])
+
+
+@pytest.mark.parametrize("why", list(_RECORDING_FAILS))
+async def test_a_gate_change_the_log_cannot_record_is_taken_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch, why: str,
+) -> None:
+    """Carol closes replies and quotes in one batch; the PDS takes both, then the log cannot
+    record them: the database is gone (as storage or the driver says it), the appender crashes,
+    or the policy keeps moving until the gateway gives up. The app gets that error, through the
+    SDK, as any call that meets it; the PDS holds the threadgate it held before (same CID) and
+    no postgate, the log holds no change, and once the log records again the same batch is
+    written and logged; the log verifies. (Before: both changes stayed on the PDS, with no log
+    entry saying who made them.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    replies_uri, quotes_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, replies_uri)
+    assert held is not None and await pds_record(bluesky_pds, quotes_uri) is None
+    before = await gw.snapshot()
+    with monkeypatch.context() as patched:
+        recording_fails(gw, patched, why)
+        with pytest.raises(AtProtocolError) as refused, capture_logs() as logs:
+            await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
+    response = refused.value.response
+    assert response is not None
+    assert (response.status_code, getattr(response.content, "error", None)) == _RECORDING_FAILS[why], response
+    assert [e for e in logs if e["event"] in ("xrpc_gate_left", "xrpc_gate_changed_since")] == [], logs
+    assert await pds_record(bluesky_pds, replies_uri) == held
+    assert await pds_record(bluesky_pds, quotes_uri) is None
+    assert (await gw.snapshot(), await gate_entries(gw)) == (before, [])
+
+    await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
+    assert [(gate, cid) for _, _, gate, cid in await gate_entries(gw)] == [
+        (THREADGATE, (await pds_record(bluesky_pds, replies_uri) or {})["cid"]),
+        (POSTGATE, (await pds_record(bluesky_pds, quotes_uri) or {})["cid"]),
+    ]
+    await verified_by_cli(gw)
+
+
+async def test_a_batch_the_log_fails_midway_keeps_what_it_recorded_and_takes_back_the_rest(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log records the batch's new threadgate, then the database goes as the postgate is
+    recorded: the threadgate stays (on the PDS with the CID the log names), the postgate is
+    deleted again, and the app gets 503 ``NotEnoughResources``; the log verifies."""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    replies_uri, quotes_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
+    with monkeypatch.context() as patched:
+        recording_fails(gw, patched, "database", after=1)
+        with pytest.raises(AtProtocolError) as refused:
+            await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
+    response = refused.value.response
+    assert response is not None
+    assert (response.status_code, getattr(response.content, "error", None)) == (503, "NotEnoughResources")
+    kept = await pds_record(bluesky_pds, replies_uri)
+    assert kept is not None and kept["value"]["allow"] == []
+    assert await gate_entries(gw) == [("carol", post_id, THREADGATE, kept["cid"])]
+    assert await pds_record(bluesky_pds, quotes_uri) is None
+    await verified_by_cli(gw)
+
+
+async def test_a_gate_deleted_and_not_recorded_is_written_again_as_it_was(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol deletes her post's threadgate and the database goes as the deletion is recorded:
+    the app gets 503 ``NotEnoughResources``, the PDS holds the threadgate again, the same
+    record (same CID), and the log holds no change. (Before: replies stayed open to everybody,
+    with nothing in the log.)"""
+    did, carol, _, _, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    assert held is not None
+    with monkeypatch.context() as patched:
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError) as refused:
+            await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey))
+    response = refused.value.response
+    assert response is not None
+    assert (response.status_code, getattr(response.content, "error", None)) == (503, "NotEnoughResources")
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert await gate_entries(gw) == []
+
+async def test_a_gate_that_was_not_there_is_not_deleted_again_when_its_deletion_is_not_kept(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol deletes a postgate her post never had, and is dropped as writer while it is
+    written: the deletion is not kept, but nothing changed on the PDS, so nothing is put back
+    there (one write, the deletion itself; no second deletion for the PDS to answer and the
+    gateway to warn of), and the app gets 403. (Before: the gateway deleted it again.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    write_gates = BlueskyAdapter.write_gates
+    sent: list[list[tuple[str, str, str, Any]]] = []
+
+    async def dropped_as_written(self: BlueskyAdapter, writes: Any, **kwargs: Any) -> Any:
+        if not sent:
+            skygates_policy(bluesky_pds, policy_dir, monkeypatch, writers="[alice]")
+            assert await gw.sync_policies() == ["skygates"]
+        sent.append([(call, remote_id, collection, value) for call, remote_id, collection, value in writes])
+        return await write_gates(self, writes, **kwargs)
+
+    monkeypatch.setattr(BlueskyAdapter, "write_gates", dropped_as_written)
+    with pytest.raises(AtProtocolError) as refused, capture_logs() as logs:
+        await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+            repo=did, collection=POSTGATE, rkey=rkey))
+    response = refused.value.response
+    assert response is not None and response.status_code == 403, response
+    assert sent == [[("deleteRecord", post_uri, POSTGATE, None)]]
+    assert [e for e in logs if e["event"] == "xrpc_gate_left"] == [], logs
+    assert await pds_record(bluesky_pds, f"at://{did}/{POSTGATE}/{rkey}") is None
+    assert await gate_entries(gw) == []
 
 async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
