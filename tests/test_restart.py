@@ -8,19 +8,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost
-from gateway.appkeys import APPENDER, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
+from gateway.appkeys import APPENDER, IDENTITY, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
 from gateway.services.publisher import claim_key
 from gateway.storage.posts import PostRecord
 from gateway.types import AccountName, Micros, PostId, UserName
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.fakes.mastodon import Account, FakeMastodon
+from tests.fakes.mastodon import Account, FakeMastodon, Status
 from tests.fakes.mastodon import create_app as mastodon_app
+from tests.test_crash_media import PNG
 from tests.test_publishing import MASTODON_TOKEN
 from tests.test_voice_integrity import BRAND
 
@@ -478,6 +480,94 @@ async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_
         keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
         assert keys == {f"byline-{post_id}-v1"}, keys
         await verified_by_cli(second)
+
+
+BRAND_DELAYED_UNSIGNED = BRAND_DELAYED.replace('    disclosure: "—{author}"\n', "")
+"""delayed brand with no disclosure line: a post goes out with its own words alone."""
+
+
+async def _uploads_claimed_when_the_gateway_died(
+    db_url: str, policy_dir: Path, clock: ManualClock, mastodon: BrandOnMastodon
+) -> str:
+    """carol's post of a picture alone (no words) on delayed brand with no disclosure line, on the
+    Mastodon stand-in, posted through Byline's Mastodon API as an app posts it, and claimed by a
+    publisher that dies once the instance took it (its words: none at all). The post's id."""
+    policy = mastodon.on_it(BRAND_DELAYED_UNSIGNED)
+    assert "disclosure" not in policy
+    write_policy(policy_dir, "brand", policy)
+    async with started_gateway(db_url, policy_dir, clock) as first:
+        auth = {"Authorization": f"Bearer {await first.app[IDENTITY].create(user='carol', account='brand')}"}
+        form = aiohttp.FormData()
+        form.add_field("file", PNG, filename="dot.png", content_type="image/png")
+        async with first.client.post("/api/v2/media", data=form, headers=auth) as resp:
+            assert resp.status in (200, 202), await resp.text()
+            media_id = (await resp.json())["id"]
+        async with first.client.post("/api/v1/statuses", data={"status": "", "media_ids[]": media_id},
+                                     headers=auth) as resp:
+            assert resp.status == 200, await resp.text()
+            post_id = str((await resp.json())["id"])
+        clock.advance(timedelta(minutes=2))
+        publisher = first.app[PUBLISHER]
+        claim = await first.app[APPENDER].submit(publisher._claim_work(post_id))
+        assert claim is not None and claim.text == ""
+        adapter = first.app[PLATFORMS].adapter_for(first.app[REGISTRY].policies["brand"])
+        await adapter.publish(OutboundPost(post_id=post_id, idempotency_key=claim.key, text=claim.text,
+                                           media=await publisher._media(claim)))
+    return post_id
+
+
+async def _one_picture_alone_published(gw: Gateway, post_id: str, mastodon: BrandOnMastodon, taken: Status) -> None:
+    """What the instance shows is ``taken`` alone, the picture without words; the post is
+    recorded published as that status, with the words it shows, every claim of it under the key
+    the first send used; and the log verifies with ``byline audit verify``."""
+    assert [(s.id, s.text, len(s.media_ids)) for s in mastodon.fake.statuses(mastodon.account)] == [
+        (taken.id, "", 1)]
+    published = await gw.get("alice", post_id)
+    assert (published["state"], published["remote"]["id"], published["display_text"]) == (
+        "published", taken.id, ""), published
+    keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+    assert keys == {taken.idempotency_key}, keys
+    await verified_by_cli(gw)
+
+
+async def test_a_recovered_claim_of_a_picture_alone_sends_no_disclosure_line_added_since(
+    db_url: str, policy_dir: Path, clock: ManualClock, brand_on_mastodon: BrandOnMastodon,
+) -> None:
+    """The instance took carol's picture alone, sent with no words (brand had no disclosure
+    line), before its publisher died; brand then gains a disclosure line. The recovered claim
+    sends what the first send did, nothing, under its key: the instance gives back the status it
+    made, and the post is recorded published with the words that status shows (before, an
+    empty first send counted as never sent: the new line went out under the first key, and the
+    post was recorded with words the instance does not show), and the log verifies."""
+    mastodon = brand_on_mastodon
+    post_id = await _uploads_claimed_when_the_gateway_died(db_url, policy_dir, clock, mastodon)
+    [taken] = mastodon.fake.statuses(mastodon.account)
+    write_policy(policy_dir, "brand", mastodon.on_it(BRAND_DELAYED))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        await _one_picture_alone_published(second, post_id, mastodon, taken)
+
+
+async def test_a_held_recovered_claim_of_a_picture_alone_approved_after_a_disclosure_line_came_is_one_status(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    brand_on_mastodon: BrandOnMastodon,
+) -> None:
+    """The same, and brand turns co-signed as it gains the line: the recovery's lookup misses
+    the status, the post is held, and bob and dave approve it again over HTTP, a new version of
+    the same picture alone. It sends what the first send did, under that send's key: one
+    status (before, the new line went out under the new version's key: a second status beside
+    the first), and the log verifies."""
+    mastodon = brand_on_mastodon
+    post_id = await _uploads_claimed_when_the_gateway_died(db_url, policy_dir, clock, mastodon)
+    [taken] = mastodon.fake.statuses(mastodon.account)
+    write_policy(policy_dir, "brand", mastodon.on_it(BRAND_OF_THREE.replace("required: 1", "required: 2")))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch, mastodon=mastodon.fake)
+        await _approved_by_bob_and_dave(second, post_id)
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        await _one_picture_alone_published(second, post_id, mastodon, taken)
 
 
 @pytest.mark.parametrize("line", [pytest.param("—", id="same-line"), pytest.param("Written by ", id="other-line")])

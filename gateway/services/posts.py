@@ -1495,7 +1495,8 @@ def post_view(
     loaded: LoadedPolicy | None,
 ) -> PostView:
     """A post's view from its record, and its versions, decisions and log entries when read."""
-    shown = post.published_text or (
+    # Empty words sent (a picture alone) are what the platform shows: None is never sent.
+    shown = post.published_text if post.published_text is not None else (
         disclosed_text(loaded.policy, author=post.author, text=post.text, editors=post.editors,
                        suggested_by=post.suggested_by)
         if loaded else post.text

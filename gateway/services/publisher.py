@@ -382,11 +382,13 @@ class _Claims:
         # recovered claim does: new words under that key would be answered with the post made
         # from the first (Mastodon's ``Idempotency-Key``), and recorded as published words the
         # platform does not show; under a new key they could be a second copy beside it.
+        # (``published_text`` is None only for a post never claimed: empty words were sent too,
+        # a picture alone, and a line added since must not go out under that send's key.)
         again = stale or bool(
-            row.published_text and text != row.published_text and row.idempotency_key is not None
+            row.published_text is not None and text != row.published_text and row.idempotency_key is not None
             and await _as_last_sent(ltx.txn, row, content=content)
         )
-        if again and row.published_text:
+        if again and row.published_text is not None:
             text = row.published_text
         key = claim_key(row, text=text, content=content, recovering=again)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
