@@ -1958,6 +1958,51 @@ async def test_byline_audit_verify_rejects_a_post_sent_again_with_the_new_line_u
     assert SECOND_COPY.format(claim=claim, first=first) in said, said
 
 
+def _picture_alone_recovered_after_a_line_came(log: SyntheticLog, sent: str) -> tuple[int, int]:
+    """carol's post of no words (a picture alone) on brand with no disclosure line, approved by
+    bob and claimed, sending no words under byline-1-v1 (and not recorded out); brand gains the
+    line "—{author}"; the claim again after its lease ran out sends ``sent`` under that key, and
+    the post is recorded published. The first claim's entry, and the claim again's."""
+    log.policy("brand", SIGNED | {"disclosure": None}, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit(""), "state": "held", "approvers": ["bob", "dave"],
+        "required": 1, "policy_sha256": "p1",
+    })
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+    first = _claimed(log, sha="p1", text="", key="byline-1-v1")
+    log.policy("brand", SIGNED, "p2", kind="policy.changed")
+    claim = _claimed(log, sha="p2", text=sent, key="byline-1-v1")
+    _out(log)
+    return first, claim
+
+
+@pytest.mark.parametrize(("sent", "named"), [
+    pytest.param("", False, id="sends-no-words-again"),
+    pytest.param("\n\n—carol", True, id="sends-the-line-added-since"),
+])
+def test_a_claim_again_of_a_picture_alone_sends_no_words_again(tmp_path: Path, sent: str, named: bool) -> None:
+    """A first send of no words at all is a send: its claim again sends no words again, and
+    the disclosure line added since is named, for the words recorded that the platform, which
+    gave back the first send's post, does not show."""
+    log = SyntheticLog()
+    first, claim = _picture_alone_recovered_after_a_line_came(log, sent)
+    expected = [SECOND_COPY.format(claim=claim, first=first)] if named else []
+    assert expected == messages(log.verify(tmp_path / "x.export"))
+
+
+async def test_byline_audit_verify_rejects_a_picture_alone_claimed_again_with_a_line_added_since(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export whose post of no words, its first send's outcome open,
+    was claimed again with the disclosure line added since: what a gateway that read empty words
+    sent as none sent."""
+    log = SyntheticLog()
+    first, claim = _picture_alone_recovered_after_a_line_came(log, "\n\n—carol")
+    said = await _named_by_the_command(log, tmp_path)
+    assert SECOND_COPY.format(claim=claim, first=first) in said, said
+
+
 NEW_KEY = ("entry {claim}: post 1 was claimed again under the idempotency key {key}, where entry {first} sent the "
            "same words and content under byline-1-v1 and that send's outcome is open: had the platform taken it, "
            "this could make a second copy")
