@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost
-from gateway.appkeys import APPENDER, IDENTITY, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
+from gateway.appkeys import APPENDER, DB, IDENTITY, PLATFORMS, PUBLISHER, REGISTRY, SANDBOX
 from gateway.clock import ManualClock
 from gateway.services.publisher import claim_key
 from gateway.storage.posts import PostRecord
@@ -479,6 +479,34 @@ async def test_a_recovered_claim_held_and_approved_after_the_disclosure_changed_
             "published", first[0][0], "Launch day\n\n—carol"), published
         keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
         assert keys == {f"byline-{post_id}-v1"}, keys
+        await verified_by_cli(second)
+
+
+async def test_a_post_held_before_what_a_send_carried_was_kept_goes_out_once_after_the_line_changed(
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As above, on the sandbox, for a post held before Byline kept what a send carried
+    besides its words (``sent_content`` empty: its database upgraded while the post was held):
+    approved again after the line changed, it is still the claim before it taken up again,
+    and sends what that claim sent under that claim's key: one post, and the log verifies
+    (under mutation, a claim that chose its key as a new one would, comparing what it carries
+    with nothing kept, made a second post)."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=BRAND_DELAYED)
+    write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2")
+                 .replace("—{author}", "Written by {author}"))
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        first = await second.timeline("brand")
+        await _held_after_a_lookup_that_missed(second, post_id, clock, monkeypatch)
+        async with second.app[DB].write() as txn:
+            await txn.execute("UPDATE posts SET sent_content = NULL WHERE id = ?", post_id)
+        await _approved_by_bob_and_dave(second, post_id)
+        clock.advance(timedelta(minutes=2))
+        await second.tick()
+        assert [(p["id"], p["text"]) for p in first] == [
+            (p["id"], p["text"]) for p in await second.timeline("brand")] == [(first[0]["id"], "Launch day\n\n—carol")]
+        published = await second.get("alice", post_id)
+        keys = {e["data"]["idempotency_key"] for e in published["events"] if e["type"] == "post.publishing"}
+        assert (published["state"], keys) == ("published", {f"byline-{post_id}-v1"}), published
         await verified_by_cli(second)
 
 
