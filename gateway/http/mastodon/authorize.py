@@ -19,7 +19,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -71,6 +71,18 @@ def _scope_words(request: AuthRequest) -> list[str]:
     return words
 
 
+def _destination(request: AuthRequest) -> str | None:
+    """Where the app's code goes, as the person should check it: the redirect URI's scheme and
+    host (its path and query say nothing a look-alike could not copy, and a user name before
+    the host, ``https://known.app@elsewhere.example``, would only mislead); None when it is
+    shown on the page instead."""
+    if request.shows_code:
+        return None
+    parts = urlsplit(request.redirect_uri)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}" if host else f"{parts.scheme}:"
+
+
 def _fields(request: AuthRequest) -> dict[str, str]:
     """The request's parameters, which every form carries back to be checked again."""
     return {
@@ -101,6 +113,7 @@ def _sign_in_page(request: web.Request, auth_request: AuthRequest, *, csrf: str,
     """Step one: the name and password, or the token."""
     return _page(request, "oauth_signin.html", {
         "title": "Sign in", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "destination": _destination(auth_request),
         "fields": _fields(auth_request), "csrf": csrf, "error": error, "failed": failed, "name": name,
     }, status=status)
 
@@ -124,6 +137,7 @@ def _account_page(request: web.Request, auth_request: AuthRequest, step: SignInS
     switch = "/oauth/authorize?" + urlencode({**_fields(auth_request), "force_login": "true"})
     return _page(request, "oauth_authorize.html", {
         "title": "Authorize", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "destination": _destination(auth_request),
         "fields": _fields(auth_request), "csrf": csrf, "ticket": step.ticket, "user": step.user,
         "accounts": list(step.accounts), "error": step.error, "switch": switch,
     }, status=status)
