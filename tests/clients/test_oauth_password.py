@@ -162,6 +162,24 @@ async def test_the_page_says_where_the_code_goes(people: World, browser: ClientS
         assert "Its code is shown on this page, for you to copy into the app" in await page.text()
 
 
+async def test_a_look_alike_host_is_named_as_browsers_name_it(people: World, browser: ClientSession) -> None:
+    """A redirect URI whose host only looks like a known one (a Cyrillic "о" in "ivоry.app") is
+    named in its ASCII form, as browsers show such a host, so it cannot pass for the app's own.
+    (Before, the page showed it in the letters that made it look alike.)"""
+    world = people
+    async with browser.post(f"{world.base}/api/v1/apps", json={
+            "client_name": "Ivory", "redirect_uris": "https://iv\u043ery.app:8443/cb", "scopes": "read"}) as registered:
+        assert registered.status == 200
+        client_id = (await registered.json())["client_id"]
+    url = (f"{world.base}/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": client_id, "scope": "read",
+        "redirect_uri": "https://iv\u043ery.app:8443/cb"}))
+    async with browser.get(url) as page:
+        text = await page.text()
+    assert "Its code goes to <strong><bdi>https://xn--ivry-65d.app:8443</bdi></strong>" in text
+    assert "<bdi>https://iv\u043ery" not in text
+
+
 async def test_mastodon_force_login_asks_again(people: World, browser: ClientSession) -> None:
     """An app that asks for force_login (Mastodon's parameter) gets step one even with a session."""
     world = people

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -79,8 +80,26 @@ def _destination(request: AuthRequest) -> str | None:
     if request.shows_code:
         return None
     parts = urlsplit(request.redirect_uri)
-    host = parts.netloc.rpartition("@")[2]
+    host = _ascii_host(parts.netloc.rpartition("@")[2])
     return f"{parts.scheme}://{host}" if host else f"{parts.scheme}:"
+
+
+_PORT = re.compile(r"(.*?)(:[0-9]*)?")
+
+
+def _ascii_host(host: str) -> str:
+    """``host`` (with its port, if any) as browsers show a host that is not all ASCII: in its
+    IDNA (punycode) form, so letters of another script that only look like the app's cannot
+    pass for them; a host IDNA cannot take is shown with its other letters escaped."""
+    if host.isascii():
+        return host
+    found = _PORT.fullmatch(host)
+    assert found is not None  # the pattern takes any text
+    name, port = found.group(1), found.group(2) or ""
+    try:
+        return name.encode("idna").decode("ascii") + port
+    except UnicodeError:
+        return name.encode("ascii", "backslashreplace").decode("ascii") + port
 
 
 def _fields(request: AuthRequest) -> dict[str, str]:
