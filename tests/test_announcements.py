@@ -127,6 +127,29 @@ async def test_a_change_of_voice_is_announced_once_by_the_policy_file(
         await verified_by_cli(gw)
 
 
+async def test_an_announcement_goes_out_as_written_where_the_policy_credits_its_writers(
+    db_url: str, tmp_path: Path, clock: ManualClock,
+) -> None:
+    """The account credits its writers (``disclosure: "—{author}"``); a second writer makes a
+    change of voice. The announcement goes out in the policy file's words, with no line
+    crediting anyone, and carol's post beside it with hers. Before (mutation testing), a claim
+    that put the disclosure line under an announcement (crediting "policy-file") was not told
+    apart: no announcement test's policy had a disclosure."""
+    credits = '    disclosure: "—{author}"\n'
+    policies = make_policy_dir(tmp_path, {"brand": DIRECT + credits})
+    async with started_gateway(db_url, policies, clock, public_url=PUBLIC) as gw:
+        write_policy(policies, "brand", TWO_WRITERS + credits)
+        assert await gw.sync_policies() == ["brand"]
+        [announced] = await _announcements(gw, "brand")
+        words = (await _row(gw, announced["post"]))["text"]
+        assert words.startswith("Change of voice: ")
+        await gw.submit("carol", "brand", "Hello from carol")
+        await gw.tick()
+        assert sorted(p["text"] for p in await gw.timeline("brand")) == sorted(
+            [words, "Hello from carol\n\n—carol"])
+        await verified_by_cli(gw)
+
+
 async def test_fewer_co_signers_asked_is_announced_and_said(
     db_url: str, tmp_path: Path, clock: ManualClock,
 ) -> None:

@@ -14,6 +14,7 @@ from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import POSTS
 from gateway.clock import ManualClock
 from gateway.services.posts import Caller, PostOptions, PostService
+from gateway.services.publisher import _PER_ACCOUNT
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway
@@ -131,6 +132,100 @@ async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes
     status, body = await gateway.call("bob", "DELETE", f"/v1/posts/{parent['id']}")
     assert status == 200, body
     assert (await gateway.get("bob", reply["id"]))["state"] == "scheduled"
+    await verified_by_cli(gateway)
+
+
+async def test_a_reply_sent_once_goes_out_where_its_parent_went_after_the_parent_is_deleted(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply claimed once keeps where its parent went (``reply_to``), and the platform asked it
+    to come back later. Its parent deleted meanwhile, the reply still goes out at its next turn,
+    to that same place: the platform may have made it already (its key finds it there), and a
+    reply sent once is never failed for its parent's sake. Before (mutation testing), a claim
+    that read the parent again for a reply that already knows where it goes was not told apart."""
+    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
+    reply = await gateway.submit("bob", "delayed", "Thread 2/2", reply_to_post=parent["id"])
+    publish = SandboxAdapter.publish
+
+    async def later_for_the_reply(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
+        if post.text.startswith("Thread 2/2"):
+            raise AdapterError("come back later", retryable=True, retry_after=60, status=503)
+        return await publish(self, post)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", later_for_the_reply)
+        gateway.clock.advance(10 * MINUTE)
+        await gateway.tick()
+    where = (await gateway.get("bob", parent["id"]))["remote"]["id"]
+    status, body = await gateway.call("bob", "DELETE", f"/v1/posts/{parent['id']}")
+    assert status == 200, body
+    assert (await gateway.get("bob", reply["id"]))["state"] == "scheduled"
+
+    gateway.clock.advance(2 * MINUTE)
+    await gateway.tick()
+    sent = await gateway.get("bob", reply["id"])
+    assert ("published", where) == (sent["state"], sent["options"].get("reply_to")), sent
+    [out] = [p for p in await gateway.timeline("delayed") if p["text"] == "Thread 2/2"]
+    assert out["options"].get("reply_to") == where
+    await verified_by_cli(gateway)
+
+
+async def test_replies_waiting_for_their_parent_leave_the_accounts_next_post_its_place_in_the_page(
+    gateway: Gateway,
+) -> None:
+    """A page of claims takes at most _PER_ACCOUNT of an account's posts. As many replies to a
+    post held for a decision fall due, and then another post of the account: the replies are put
+    off to wait for their parent, and the other post goes out in that same page. Before
+    (mutation testing), a reply put off counted as a claim made, and the other post waited for
+    the next tick."""
+    parent = await gateway.submit("alice", "direct", "Someone was fired today")
+    assert parent["state"] == "held"
+    replies = [await gateway.submit("alice", "direct", f"More on this, {n}", reply_to_post=parent["id"])
+               for n in range(_PER_ACCOUNT)]
+    gateway.clock.advance(timedelta(seconds=1))  # due after the replies
+    other = await gateway.submit("alice", "direct", "Lunch is served")
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("direct")] == ["Lunch is served"]
+    assert (await gateway.get("alice", other["id"]))["state"] == "published"
+    for reply in replies:
+        assert (await gateway.get("alice", reply["id"]))["state"] == "scheduled"
+    await verified_by_cli(gateway)
+
+
+async def test_replies_whose_parent_failed_fail_saying_why_and_leave_the_accounts_next_post_its_place(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The platform refuses a post that _PER_ACCOUNT replies wait for: at their turn each reply
+    fails, saying its parent failed to go out, and the account's next post, due after them, goes
+    out in that same page: a reply failed is no claim of the account's. Before (mutation
+    testing), nothing in the claim's tests reached a reply whose parent failed: a reply failed
+    without its reason, or counted as a claim made (the next post waited for the next tick),
+    was not told apart."""
+    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
+    replies = [await gateway.submit("bob", "delayed", f"Thread 2/2, take {n}", reply_to_post=parent["id"])
+               for n in range(_PER_ACCOUNT)]
+    publish = SandboxAdapter.publish
+
+    async def refuse_the_parent(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
+        if post.text == "Thread 1/2":
+            raise AdapterError("not this one", retryable=False, status=422)
+        return await publish(self, post)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", refuse_the_parent)
+        gateway.clock.advance(10 * MINUTE)
+        await gateway.tick()  # the parent fails; its replies, put off for it, wait a second
+    assert (await gateway.get("bob", parent["id"]))["state"] == "failed"
+    gateway.clock.advance(timedelta(seconds=2))
+    other = await gateway.submit("bob", "delayed", "Lunch is served")  # due ten minutes from now
+    gateway.clock.advance(10 * MINUTE)
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("delayed")] == ["Lunch is served"]
+    assert (await gateway.get("bob", other["id"]))["state"] == "published"
+    for reply in replies:
+        failed = await gateway.get("bob", reply["id"])
+        assert failed["state"] == "failed", failed
+        assert failed["last_error"].startswith(f"the post it replies to, {parent['id']}, failed to go out"), failed
     await verified_by_cli(gateway)
 
 

@@ -15,10 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import SANDBOX
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
-from gateway.services.publisher import Publisher
+from gateway.services.publisher import _PER_ACCOUNT, Publisher
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -249,6 +250,47 @@ async def test_rate_limit_from_policy(platforms: Platforms) -> None:
     gw.clock.advance(timedelta(minutes=2))
     await gw.tick()
     assert sorted(t.text for t in platforms.x.tweets()) == ["Burst 0", "Burst 1", "Burst 2"]
+
+
+LIMITED = """
+    account: limited
+    platform: sandbox
+    handle: "@limited"
+    tier: direct
+    owner: erin
+    rate_limit: 1/h
+"""
+
+
+async def test_posts_put_off_by_the_rate_limit_leave_a_retry_its_place_in_the_page(
+    gateway: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rate_limit: 1/h, and the account's first post sent and deferred by the platform for a
+    minute. _PER_ACCOUNT new posts then fall due: each is put off to the hour's end, and the
+    deferred post, due after them and no new send (the limit counts first sends), goes out in
+    that same page, as a page takes at most _PER_ACCOUNT claims of an account. Before (mutation
+    testing), a post put off counted as a claim made, and the retry waited for the next tick."""
+    write_policy(policy_dir, "limited", LIMITED)
+    assert await gateway.sync_policies() == ["limited"]
+    first = await gateway.submit("erin", "limited", "Sent, and asked to come back")
+    sent_at = gateway.clock.now()
+
+    async def later(self: object, post: OutboundPost) -> PublishResult:
+        raise AdapterError("come back later", retryable=True, retry_after=60, status=503)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", later)
+        await gateway.tick()
+    assert (await gateway.get("erin", first["id"]))["state"] == "scheduled"
+    burst = [(await gateway.submit("erin", "limited", f"Burst {n}"))["id"] for n in range(_PER_ACCOUNT)]
+    gateway.clock.advance(timedelta(minutes=2))
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("limited")] == ["Sent, and asked to come back"]
+    for post_id in burst:
+        waiting = await gateway.get("erin", post_id)
+        assert waiting["state"] == "scheduled", waiting
+        assert datetime.fromisoformat(waiting["publish_at"]) == sent_at + timedelta(hours=1, microseconds=1)
+    await verified_by_cli(gateway)
 
 
 async def test_delete_on_mastodon(platforms: Platforms) -> None:

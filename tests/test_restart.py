@@ -311,14 +311,19 @@ async def _approved_by_bob_and_dave(gw: Gateway, post_id: str) -> Any:
     return body
 
 
+@pytest.mark.parametrize("options", [pytest.param({}, id="words-only"),
+                                     pytest.param({"spoiler_text": "Spoilers"}, id="with-a-content-warning")])
 async def test_a_held_recovered_claim_approved_again_with_the_same_words_is_not_published_twice(
-    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any],
 ) -> None:
     """The platform took carol's post before its publisher died; the recovery's lookup missed it
     and it was held; bob and dave approve the same words again. They go out under the key the
     first send used, so the platform gives back the post it has: one copy, recorded published
-    with its id (before, a new version's new key made a second copy), and the log verifies."""
-    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True)
+    with its id (before, a new version's new key made a second copy), and the log verifies. So
+    too with a content warning, the same in both versions: the claim compares what it carries
+    with what the first send carried (before, under mutation, a claim that compared it with
+    nothing took a new key for it, and made a second copy)."""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, **options)
     write_policy(policy_dir, "brand", BRAND_OF_THREE.replace("required: 1", "required: 2"))
     async with started_gateway(db_url, policy_dir, clock) as second:
         first = await second.timeline("brand")

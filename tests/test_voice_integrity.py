@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from adapters.base import AdapterError
-from gateway.appkeys import APPENDER, CHECKPOINTS, PUBLISHER, SANDBOX
+from gateway.appkeys import APPENDER, CHECKPOINTS, DB, PUBLISHER, SANDBOX
 from gateway.audit.entry import text_commitment
 from gateway.services.posts import PostService
+from gateway.services.publisher import _PER_ACCOUNT
 from gateway.storage.posts import PostRecord
 from gateway.types import to_micros
 from tests.audit.logtools import Attacker, byline
@@ -475,6 +476,64 @@ async def test_a_post_deferred_after_its_author_lost_the_role_in_flight_is_held_
     assert (status, body["state"]) == (200, "scheduled"), body
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("brand")] == ["Launch\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+@pytest.mark.parametrize(("changes", "approvers", "cause"), [
+    ((("writers: [alice, carol]", "writers: [alice]"),), ("bob",), "author_lost_role"),
+    ((("required: 1", "required: 2"), ("from: [bob, carol]", "from: [bob, carol, dave]")), ("bob", "dave"),
+     "policy_changed"),
+], ids=["author_lost_role", "approvals_raised"])
+async def test_posts_held_again_at_their_turn_leave_the_accounts_next_post_its_place_in_the_page(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: Any,
+    changes: tuple[tuple[str, str], ...], approvers: tuple[str, ...], cause: str,
+) -> None:
+    """A page of claims takes at most _PER_ACCOUNT of an account's posts. carol's posts, as many,
+    approved by bob, are being sent when the policy changes (carol taken off the writers, or two
+    approvals asked), and the platform fails them for now; alice's next post, approved as the
+    new policy asks, falls due after them. At their turn carol's posts are held again, and
+    alice's goes out in that same page: a post held again is no claim of the account's. Before
+    (mutation testing), a post held again counted as a claim made, and alice's waited for the
+    next tick."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    claims = []
+    for n in range(_PER_ACCOUNT):
+        post = await gateway.submit("carol", "brand", f"Launch {n}")
+        status, body = await gateway.act("bob", post["id"], "approve")
+        assert (status, body["state"]) == (200, "scheduled"), body
+    gateway.clock.advance(timedelta(minutes=2))
+    async with gateway.app[DB].read() as txn:
+        due = [r["id"] for r in await txn.fetchall("SELECT id FROM posts WHERE state = 'scheduled' ORDER BY id")]
+    for post_id in due:
+        claim = await gateway.app[APPENDER].submit(gateway.app[PUBLISHER]._claim_work(post_id))
+        assert claim is not None
+        claims.append(claim)
+    changed = BRAND
+    for before, after in changes:
+        changed = changed.replace(before, after)
+    write_policy(policy_dir, "brand", changed)
+    assert await gateway.sync_policies() == ["brand"]
+
+    async def later(*, account: str, post: object) -> object:
+        raise AdapterError("come back later", retryable=True, retry_after=60, status=503)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway.app[SANDBOX], "create", later)
+        for claim in claims:
+            await gateway.app[PUBLISHER]._send(claim)
+    gateway.clock.advance(timedelta(seconds=1))  # alice's post falls due after carol's
+    alices = await gateway.submit("alice", "brand", "Doors open")
+    for approver in approvers:
+        status, body = await gateway.act(approver, alices["id"], "approve")
+        assert status == 200, body
+    assert body["state"] == "scheduled", body
+
+    await _publish_due(gateway, minutes=2)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Doors open"]
+    for post_id in due:
+        held = await gateway.get("bob", post_id)
+        assert (held["state"], held["reasons"][-1]["rule"]) == ("held", cause), held
     await _verify_log(gateway, tmp_path)
 
 

@@ -26,11 +26,18 @@ connection is tried again after a pause that doubles from ``BACKOFF_FIRST`` up t
 and the stream, never the credential (the adapter's errors are scrubbed of it).
 
 A connection is made with the account's policy and credential as they stand when it opens, and
-kept only while they do: when the policies in force change (:meth:`InstanceStreams.policies_changed`)
-a connection whose account now follows another instance or credential is made again with the new
-one, and one whose account is gone from the policies (or from Mastodon) is closed for good, its
-streams told so (they then end, as their tokens no longer read the account). No credential stays
-in use for an account Byline no longer speaks for, and nothing reconnects for it.
+kept only while they do. They are looked at again when the policies in force change
+(:meth:`InstanceStreams.policies_changed`), and, while any connection is open, every
+``CREDENTIAL_REREAD_SECONDS``: a credential may be rewritten where its policy points (its secret
+file, its environment variable) with no policy edited, and it is read again there as a
+publication reads it (an environment lookup or a ``stat``, :class:`~gateway.services.platforms.SecretFiles`).
+A connection whose account now follows another instance or credential is closed and made again
+with the new one, and what its streams heard on it but have not told yet is dropped: an app
+hears nothing of the old platform account once the change is seen. A credential that cannot be
+read closes the connection too (it is tried again after its pauses, as above), and one whose
+account is gone from the policies (or from Mastodon) is closed for good, its streams told so
+(they then end, as their tokens no longer read the account). No credential stays in use for an
+account Byline no longer speaks for, or speaks for with another, and nothing reconnects for it.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from typing import Any, Final, Protocol
 import structlog
 
 from adapters.base import AdapterError
+from gateway.services.platforms import CREDENTIAL_REREAD_SECONDS
 
 logger = structlog.get_logger("byline.streaming")
 
@@ -65,6 +73,9 @@ BACKOFF_FIRST: Final = 0.5
 BACKOFF_MOST: Final = 60.0
 STEADY_SECONDS: Final = 30.0
 """A connection that stayed up this long starts its next pause from ``BACKOFF_FIRST`` again."""
+_UNREADABLE: Final = "unreadable"
+"""A link's identity while its account's credential cannot be read (no digest reads so): closed,
+and not closed again at each look while it stays unreadable."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +99,11 @@ class Sink(Protocol):
         Mastodon): look again, at once, whether the stream may still read the account."""
         ...
 
+    def forget(self, stream: tuple[str, ...]) -> None:
+        """Drop the events of ``stream`` taken but not told yet: its connection was made with a
+        credential or an instance the account no longer has."""
+        ...
+
 
 class Source(Protocol):
     """What follows an account's instance and knows its posts (``MastodonService``)."""
@@ -98,7 +114,9 @@ class Source(Protocol):
 
     def instance_identity(self, account: str) -> str | None:
         """What the account's instance is followed with now (instance and credential, as a
-        digest), or None once the account is gone or off Mastodon."""
+        digest), or None once the account is gone or off Mastodon; raises when the credential
+        cannot be read. Cheap enough to ask once a second per account: the credential is read
+        as a publication reads it (an environment lookup, or a ``stat`` of its file)."""
         ...
 
     def instance_username(self, account: str) -> str:
@@ -128,13 +146,17 @@ class InstanceStreams:
     """One connection per account and stream to the account's instance, shared by its streams."""
 
     def __init__(self, source: Source, *, backoff_first: float = BACKOFF_FIRST, backoff_most: float = BACKOFF_MOST,
-                 hold: float = HOLD_SECONDS, now: Callable[[], float] | None = None) -> None:
+                 hold: float = HOLD_SECONDS, now: Callable[[], float] | None = None,
+                 reread: float = CREDENTIAL_REREAD_SECONDS) -> None:
         self._source = source
         self._backoff_first = backoff_first
         self._backoff_most = backoff_most
         self._hold = hold
         self._now = now
+        self._reread = reread
         self._links: dict[tuple[str, tuple[str, ...]], _Link] = {}
+        self._watch: asyncio.Task[None] | None = None
+        """Looks at the followed accounts' credentials again while any connection is open."""
 
     def open_links(self) -> list[tuple[str, tuple[str, ...]]]:
         """The connections open (or being retried) now: (account, stream)."""
@@ -152,6 +174,8 @@ class InstanceStreams:
                 return
             link = self._links[key] = _Link()
             self._start(key, link)
+            if self._watch is None or self._watch.done():
+                self._watch = asyncio.create_task(self._rereading(), name="byline-instance-credentials")
         link.sinks.add(sink)
 
     def _start(self, key: tuple[str, tuple[str, ...]], link: _Link) -> None:
@@ -160,19 +184,42 @@ class InstanceStreams:
         link.task = asyncio.create_task(self._follow(*key, link), name="byline-instance-stream")
 
     def policies_changed(self) -> None:
-        """The policies in force changed: each connection whose account now follows its instance
-        with another credential, or another instance, or no longer at all (the account removed,
-        or off Mastodon), is made again; the new one finds out which (see :meth:`_follow`)."""
+        """The policies in force changed: the connections are looked at again (:meth:`_look_again`)."""
+        self._look_again()
+
+    async def _rereading(self) -> None:
+        """While any connection is open, look at them again every ``CREDENTIAL_REREAD_SECONDS``:
+        a credential rewritten where its policy points, no policy edited, is seen within it."""
+        while self._links:
+            await asyncio.sleep(self._reread)
+            self._look_again()
+
+    def _look_again(self) -> None:
+        """Each connection whose account now follows its instance with another credential, or
+        another instance, or no longer at all (the account removed, or off Mastodon), or whose
+        credential cannot be read now, is closed and made again; the new one finds out which
+        (see :meth:`_follow`). Each account's credential is read once for all its connections."""
+        found: dict[str, str | None] = {}
         for key, link in list(self._links.items()):
-            try:
-                identity = self._source.instance_identity(key[0])
-            except Exception as exc:  # the credential unreadable now: the connection made stays
-                logger.warning("instance_stream_unchecked", account=key[0], stream=key[1][0],
-                               error=type(exc).__name__)
-                continue
-            if identity != link.identity:
-                logger.info("instance_stream_changed", account=key[0], stream=key[1][0])
+            account = key[0]
+            if account not in found:
+                found[account] = self._identity(account)
+            if found[account] != link.identity:
+                if found[account] == _UNREADABLE:
+                    logger.warning("instance_stream_credential_unreadable", account=account, stream=key[1][0])
+                else:
+                    logger.info("instance_stream_changed", account=account, stream=key[1][0])
+                link.identity = found[account]
+                for sink in list(link.sinks):
+                    sink.forget(key[1])  # heard as the account it was: none of it is told now
                 self._start(key, link)
+
+    def _identity(self, account: str) -> str | None:
+        """:meth:`Source.instance_identity`, or ``_UNREADABLE`` when the credential cannot be read."""
+        try:
+            return self._source.instance_identity(account)
+        except Exception:  # its connection's attempts say why, in their own log lines
+            return _UNREADABLE
 
     def leave(self, account: str, stream: tuple[str, ...], sink: Sink) -> None:
         """``sink`` no longer hears ``stream``; the last to go closes the connection."""
@@ -189,13 +236,14 @@ class InstanceStreams:
     async def close(self) -> None:
         """Close every connection (the gateway is stopping)."""
         links, self._links = list(self._links.values()), {}
-        for link in links:
-            if link.task is not None:
-                link.task.cancel()
-        for link in links:
-            if link.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await link.task
+        tasks = [link.task for link in links if link.task is not None]
+        if self._watch is not None:
+            tasks.append(self._watch)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _clock(self) -> float:
         return self._now() if self._now is not None else asyncio.get_running_loop().time()
@@ -208,8 +256,11 @@ class InstanceStreams:
         while True:
             opened = self._clock()
             try:
-                events = self._source.instance_stream(account, stream)
+                # What it is made with is read first: a credential rewritten between the two
+                # reads is then seen as a change at the next look, not taken for the one in use.
+                link.identity = _UNREADABLE
                 link.identity = self._source.instance_identity(account)
+                events = self._source.instance_stream(account, stream)
             except Exception as exc:  # the account gone from the policies, or its credential unreadable now
                 logger.warning("instance_stream_failed", account=account, stream=named, error=type(exc).__name__)
                 gone = self._gone(account)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import structlog
@@ -197,7 +197,13 @@ class SecretFiles:
         return value
 
 
-_CREDENTIALS_KEPT = 1_000_000
+CREDENTIAL_REREAD_SECONDS: Final = 1
+"""How long a credential, as last read, is taken as it is where nothing reads it at each use:
+another account's, compared when one publishes (:meth:`Platforms.cleared`), and the one an open
+connection to a Mastodon instance was made with (:mod:`gateway.services.instance_streams`).
+After it, it is read again (an environment lookup or a ``stat``, see :class:`SecretFiles`), so
+a token rewritten in place is noticed within it."""
+_CREDENTIALS_KEPT = CREDENTIAL_REREAD_SECONDS * 1_000_000
 """How long the credentials of a group of accounts that could share a platform account, as last
 read, are taken as they are (microseconds). After it, the next publication in the group reads
 them again, once for the whole group (an environment lookup or a ``stat`` each), so a token

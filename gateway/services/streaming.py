@@ -203,6 +203,13 @@ class Feed:
         at once, and the stream ends if it no longer reads the account."""
         self.listener.wake()
 
+    def forget(self, stream: tuple[str, ...]) -> None:
+        """Drop the instance's events of ``stream`` not told yet: heard on a connection made with
+        a credential (or an instance) the account no longer has, as another platform account."""
+        kept = [h for h in self._heard if h.stream != stream]
+        self._heard.clear()
+        self._heard.extend(kept)
+
     def _relayed(self) -> list[StreamEvent]:
         # The instance's user stream carries notifications too: told only to a token that may
         # read them, as the streaming server asks read:notifications of them on any stream.
@@ -225,18 +232,19 @@ class Feed:
             # Shielded, as every read a stream makes: one stopped mid-read still ends its
             # transaction and hands its connection back clean.
             await asyncio.shield(self.streams.still_reads(self))
-        relayed = self._relayed()
+        # The instance's events are taken only after the last wait: one heard on a connection
+        # found meanwhile to be made with the account's old credential is dropped (forget).
         if not changed and not self.behind:
-            return relayed
+            return self._relayed()
         size = self.streams.watcher.size
-        if relayed and not self.behind and size is not None and size <= self.cursor:
+        if self._heard and not self.behind and size is not None and size <= self.cursor:
             # Woken by the instance's events, the log as it was: no read of it for each of them.
             # (Had it grown unseen, the watcher wakes the feed again when it reads the new size.)
-            return relayed
+            return self._relayed()
         try:
             events = await asyncio.shield(self.streams.events_for(self))
             self.behind = False
-            return events + relayed
+            return events + self._relayed()
         except BylineError as exc:
             logger.warning("stream_read_failed", account=self.auth.account, error=exc.code.value)
         except Exception as exc:
@@ -244,7 +252,7 @@ class Feed:
                 raise
             raise broken(account=self.auth.account) from None
         self.behind = True  # the cursor stayed: the next round reads what this one could not
-        return relayed
+        return self._relayed()
 
 
 def broken(**bound: object) -> StreamEnded:

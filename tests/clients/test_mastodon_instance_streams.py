@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from gateway.clock import ManualClock
 from gateway.services import identity as identity_service
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
+from gateway.services.platforms import CREDENTIAL_REREAD_SECONDS
 from gateway.services.streaming import CHECK_STANDS_SECONDS
 from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _policy_dir, _socket
 from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
@@ -490,3 +492,152 @@ async def test_a_subscription_after_the_account_is_removed_ends_the_stream_with_
         assert (closing.type, closing.data, closing.extra) == (
             aiohttp.WSMsgType.CLOSE, aiohttp.WSCloseCode.POLICY_VIOLATION, "the token no longer reads this account")
     assert world.upstream.stream_connections == []
+
+
+NOTICED = CREDENTIAL_REREAD_SECONDS + 2
+"""How soon a credential rewritten in place is followed with: noticed within a re-read, and a
+connection made to the stand-in on this machine."""
+
+
+async def _rewritable_credential(world: World, monkeypatch: pytest.MonkeyPatch, how: str) -> Callable[[str], None]:
+    """A way to rewrite the account's credential where its policy points, the policy unchanged:
+    its environment variable, or its secret file (the policy moved to one first, with the same
+    token: the connection is kept)."""
+    if how == "env":
+        return lambda value: monkeypatch.setenv("BRAND_MASTODON_TOKEN", value)
+    secret = _policy_dir(world) / "secrets" / "masto.token"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_text(UPSTREAM_TOKEN + "\n")
+    write_masto_policy(_policy_dir(world), world.upstream_url, credentials="file:secrets/masto.token")
+    assert await world.gateway.sync_policies() == ["masto"]
+
+    def rewrite(value: str) -> None:
+        secret.write_text(value + "\n")
+
+    return rewrite
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+async def test_a_credential_rewritten_in_place_is_followed_with_within_a_second_or_so(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """The account's secret file, or its environment variable, is rewritten with another of the
+    instance's accounts' tokens, no policy edited: within about a second the connection made
+    with the old credential closes and one is made with the new, and the app still streaming
+    hears the new account's notification, nothing more of the old's. Before: the old connection
+    stayed until it next reconnected, telling the account's apps the old platform account's
+    notifications under the account's name."""
+    mention = await _mention(world, "for the old account")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    rewrite = await _rewritable_credential(world, monkeypatch, how)
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        assert [s.token for s in world.upstream.stream_sockets] == [UPSTREAM_TOKEN]
+        rewrite("mtok-newbrand-41d7")
+        await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"],
+                     seconds=NOTICED)
+        assert await world.upstream.notify(world.upstream_account, mention) == 0
+        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
+        assert await world.upstream.notify(moved_to, fresh) == 1
+        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                      "payload": json.dumps(fresh)}
+        await ws.close()
+    assert [a for a, _ in world.upstream.stream_connections] == [world.upstream_account.id, moved_to.id]
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+async def test_a_credential_removed_in_place_closes_the_connection_made_with_it(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """The account's secret file is deleted, or its environment variable unset, no policy edited:
+    within about a second the connection made with that credential closes, the instance's
+    events reach the app no more, and its stream stays open; put back, the credential is
+    followed again. Before: the connection went on with a credential Byline can no longer read,
+    nor vouch for."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1
+    rewrite = await _rewritable_credential(world, monkeypatch, how)
+    secret = _policy_dir(world) / "secrets" / "masto.token"
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        if how == "env":
+            monkeypatch.delenv("BRAND_MASTODON_TOKEN")
+        else:
+            secret.unlink()
+        await _until(lambda: not world.upstream.stream_sockets, seconds=NOTICED)
+        assert await world.upstream.notify(world.upstream_account, await _mention(world, "not heard")) == 0
+        await _nothing(ws)
+        rewrite(UPSTREAM_TOKEN)
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        notification = await _mention(world, "heard again")
+        assert await world.upstream.notify(world.upstream_account, notification) == 1
+        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                      "payload": json.dumps(notification)}
+        await ws.close()
+
+
+@pytest.mark.parametrize("waits_on", ["token_check", "log_read"])
+async def test_an_event_heard_with_the_old_credential_is_not_told_after_the_change(
+    world: World, monkeypatch: pytest.MonkeyPatch, waits_on: str,
+) -> None:
+    """The old credential's connection hears a mention while the app's stream is still checking
+    its token, or reading Byline's log (a post Byline published meanwhile); then the credential
+    is rewritten and the change noticed: that mention, heard as the old platform account, is
+    dropped with its connection, and the next thing the app hears is the new account's
+    notification. Before: it waited in the stream and was told after the change, under the
+    account's name."""
+    mention = await _mention(world, "for the old account only")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    token = await world.token("alice", "masto")
+    checking, check_on, reading, read_on = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+    gated = False
+    find_token, account_entries = identity_service.sql.find_token, streaming_service.sql.account_entries
+
+    async def held_check(txn: Any, token_hash: str) -> Any:
+        if gated and token_hash == identity_service.hash_token(token):  # the stream's, not the poster's
+            checking.set()
+            await check_on.wait()
+        return await find_token(txn, token_hash)
+
+    async def held_read(txn: Any, **kwargs: Any) -> Any:
+        if gated:
+            reading.set()
+            await read_on.wait()
+        return await account_entries(txn, **kwargs)
+
+    monkeypatch.setattr(identity_service.sql, "find_token", held_check)
+    monkeypatch.setattr(streaming_service.sql, "account_entries", held_read)
+    watcher = world.gateway.app[STREAMS].watcher
+    async with aiohttp.ClientSession() as session:
+        ws = await _socket(world, session, token, query="?stream=user:notification")
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        gated = True
+        world.gateway.clock.advance(timedelta(seconds=CHECK_STANDS_SECONDS))  # the next event checks the token
+        try:
+            assert await world.upstream.notify(world.upstream_account, mention) == 1
+            await asyncio.wait_for(checking.wait(), 8)
+            if waits_on == "log_read":
+                grown = watcher.size
+                status, sent = await world.gateway.call(
+                    None, "POST", "/api/v1/statuses", data={"status": "Meanwhile"},
+                    headers={"Authorization": f"Bearer {await world.token('carol', 'masto')}"})
+                assert status == 200, sent
+                await world.gateway.tick()
+                await _until(lambda: watcher.size != grown)
+                check_on.set()
+                await asyncio.wait_for(reading.wait(), 8)
+            monkeypatch.setenv("BRAND_MASTODON_TOKEN", "mtok-newbrand-41d7")
+            await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"],
+                         seconds=NOTICED)
+        finally:
+            check_on.set()  # the stream goes on (and the gateway can stop), whatever came to pass
+            read_on.set()
+        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
+        assert await world.upstream.notify(moved_to, fresh) == 1
+        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                      "payload": json.dumps(fresh)}
+        await ws.close()
