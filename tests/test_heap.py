@@ -34,3 +34,17 @@ def test_freeze_collects_first_then_freezes_what_is_alive(thawed: None) -> None:
     heap.unfreeze()
     assert gc.get_freeze_count() == 0
     assert any(o is kept for o in gc.get_objects())
+
+
+def test_freeze_walks_the_first_generation_less_often_and_unfreeze_gives_the_default_back(thawed: None) -> None:
+    before = gc.get_threshold()
+    try:
+        heap.freeze()
+        assert gc.get_threshold() == (heap.YOUNG, *before[1:])
+        made = gc.get_count()[0]
+        kept = [[n] for n in range(2_000)]  # more than 700 tracked objects, fewer than YOUNG
+        assert gc.get_count()[0] >= made + len(kept)  # not collected at 700
+        heap.unfreeze()
+        assert gc.get_threshold() == (700, *before[1:])
+    finally:
+        gc.set_threshold(*before)

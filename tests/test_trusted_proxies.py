@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.appkeys import PEOPLE
 from gateway.clock import ManualClock
 from gateway.settings import Settings
 from tests.conftest import Gateway, started_gateway
@@ -33,6 +34,35 @@ async def test_behind_a_trusted_proxy_each_person_has_their_own_limit(
         # Another person behind the same proxy is not locked out by the first one's guesses.
         assert await _sign_in(gw, "203.0.113.6", who="bob") == 401
         assert await _sign_in(gw, "203.0.113.5", who="bob") == 429, "the first one's address is limited"
+
+
+async def _page_sign_in(gw: Gateway, address: str, who: str) -> int:
+    """A wrong password for ``who`` on the sign-in page, through the proxy from ``address``."""
+    resp = await gw.client.post("/signin", data={"name": who, "password": "not-the-password"},
+                                headers={"X-Forwarded-For": address}, allow_redirects=False)
+    await resp.read()
+    return resp.status
+
+
+async def test_addresses_of_one_ipv6_block_share_one_limit(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """One password tried against many names (a spray) from new addresses of one IPv6 /64, a
+    block any one subscriber holds whole: limited as from one address, on the sign-in page and
+    at createSession. (Before, each address of the block had a limit of its own, so a spray was
+    never limited.) Another /64, and an IPv4 client, keep their own."""
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="3/minute",
+                               trusted_proxies="127.0.0.1/32, ::1") as gw:
+        for name in ("alice", "bob", "carol", "dave", "erin"):
+            await gw.app[PEOPLE].add(name, f"{name}-long-password")
+        spray = [await _page_sign_in(gw, f"2001:db8:1:2::{n}", who)
+                 for n, who in enumerate(("alice", "bob", "carol", "dave"), start=1)]
+        assert spray == [401, 401, 401, 429]
+        assert await _page_sign_in(gw, "2001:db8:1:2:ffff:ffff:ffff:ffff", "erin") == 429
+        assert await _page_sign_in(gw, "2001:db8:1:3::1", "erin") == 401
+        assert await _page_sign_in(gw, "203.0.113.7", "erin") == 401
+        spray = [await _sign_in(gw, f"2001:db8:9:9::{n}", who=who) for n, who in enumerate("wxyz", start=1)]
+        assert spray == [401, 401, 401, 429]
 
 
 async def test_without_a_trusted_proxy_the_header_is_not_believed(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
-
 from aiohttp import web
 
 from gateway.appkeys import REGISTRY, SANDBOX
 from gateway.errors import BylineError, Code
+from gateway.http.pages import TEMPLATES, page_headers
 from gateway.types import iso
 
 routes = web.RouteTableDef()
@@ -33,19 +32,14 @@ async def timeline_json(request: web.Request) -> web.Response:
 
 @routes.get("/sandbox/{account}")
 async def timeline_html(request: web.Request) -> web.Response:
-    """An account's sandbox timeline as a page."""
+    """An account's sandbox timeline as a page: from its template, with the pages' headers (it is
+    on the gateway's own origin, beside the people's pages, so it takes their Content-Security-
+    Policy and is never framed)."""
     account = _account(request)
     posts = await request.app[SANDBOX].timeline(account)
-    items = "\n".join(
-        f'<article id="post-{html.escape(str(p["id"]))}">'
-        f'<p dir="auto">{html.escape(str(p["text"])).replace(chr(10), "<br>")}</p>'
-        f'<time>{iso(int(str(p["created_at"])))}</time></article>'
-        for p in posts
-    ) or "<p class=empty>Nothing published yet.</p>"
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(account)} · Byline sandbox</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
-article{{border-bottom:1px solid #ddd;padding:.5rem 0}}time{{color:#666;font-size:.85rem}}</style>
-</head><body><h1><bdi>{html.escape(account)}</bdi></h1><p>Sandbox timeline: what Byline published for this account.</p>
-{items}</body></html>"""
-    return web.Response(text=page, content_type="text/html")
+    shown = [{"id": str(p["id"]), "lines": str(p["text"]).split("\n"), "at": iso(int(str(p["created_at"])))}
+             for p in posts]
+    html = request.config_dict[TEMPLATES].get_template("sandbox.html").render(account=account, posts=shown)
+    response = web.Response(text=html, content_type="text/html")
+    page_headers(response)
+    return response

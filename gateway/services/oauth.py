@@ -50,7 +50,7 @@ from gateway.services.identity import TOKEN_PREFIX, Identity, hash_token
 from gateway.services.people import People, Session
 from gateway.services.posts import Caller
 from gateway.services.scopes import SCOPES
-from gateway.services.throttle import Throttle
+from gateway.services.throttle import Throttle, client_key
 from gateway.storage import oauth as sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import Database
@@ -363,11 +363,12 @@ class OAuthService:
                 ticket = form.ticket
                 caller = await self.resume(ticket, csrf=form.csrf)
             else:
-                with self._throttle.attempt(f"address:{client}"):
+                address = client_key(client)
+                with self._throttle.attempt(address):
                     try:
                         caller, ticket = await self.sign_in(form.token, csrf=form.csrf)
                     except BylineError:  # the database not answering (no BylineError) counts no failure
-                        self._throttle.failed(f"address:{client}")
+                        self._throttle.failed(address)
                         raise
         except BylineError as exc:
             if exc.code is Code.TOO_MANY_REQUESTS:

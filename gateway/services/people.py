@@ -24,7 +24,7 @@ from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.services.identity import end_app_token
-from gateway.services.throttle import Throttle
+from gateway.services.throttle import Throttle, client_key
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import people as sql
 from gateway.storage.db import Database
@@ -131,7 +131,7 @@ class People:
         """A new session cookie for a right name and password; 401 otherwise, and 429 after too
         many failures from this address or for this name. The sessions of the cookies in
         ``ending`` (the browser's until now) end as the new one opens, and only then."""
-        keys = (f"address:{client}", f"person:{name.lower()}")
+        keys = (client_key(client), f"person:{name.lower()}")
         with self.throttle.attempt(*keys):
             if len(password) > MAX_PASSWORD or person_name_problem(name):
                 row = None

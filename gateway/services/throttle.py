@@ -1,8 +1,9 @@
 """Failed sign-in attempts, counted and limited, so a token cannot be guessed at speed.
 
-Each failure counts against the client's address and against the name it tried (an XRPC
-identifier); once either has used up its allowance in the moving window, further attempts are
-refused with 429 before any token is checked, right ones included, until the window moves on.
+Each failure counts against the client's address (an IPv6 one by its /64, ``client_key``) and
+against the name it tried (an XRPC identifier); once either has used up its allowance in the
+moving window, further attempts are refused with 429 before any token is checked, right ones
+included, until the window moves on.
 The counts live in this process (the ``limits`` library's moving window): with several replicas
 behind a load balancer, each allows its own share; the workers of one ``byline serve`` each
 allow their share of it (``shares``).
@@ -14,11 +15,33 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from ipaddress import IPv6Address, IPv6Network, ip_address
+from typing import Final
 
 from limits import parse, storage, strategies
 
 from gateway.errors import BylineError, Code
 from gateway.metrics import NOT_SCRAPED, Metrics
+
+IPV6_BLOCK: Final = 64
+"""The prefix length of the IPv6 block counted as one client: a /64 is the least a subscriber is
+given (RFC 6177), and every address in it is theirs to use."""
+
+
+def client_key(address: str) -> str:
+    """The key that failures from ``address`` count against: an IPv4 address itself (an IPv6
+    one that carries it too), an IPv6 address by its /64. Keyed by the whole IPv6 address, one
+    subscriber would have a fresh allowance at each of their 2**64 addresses, and one password
+    tried against every name (each name's own limit seeing one try) would never be limited."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return f"address:{address}"
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"address:{ip.ipv4_mapped}"
+        return f"address:{IPv6Network((ip, IPV6_BLOCK), strict=False)}"
+    return f"address:{ip}"
 
 
 class Throttle:

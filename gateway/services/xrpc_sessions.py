@@ -54,7 +54,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.identity import Identity, hash_token
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller
-from gateway.services.throttle import Throttle
+from gateway.services.throttle import Throttle, client_key
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros
@@ -181,7 +181,7 @@ class XrpcSessions:
 
         Failed logins count against the client's address and the identifier it named (429
         ``RateLimitExceeded`` once either is used up), as a PDS limits them."""
-        keys = (f"address:{client}", f"identifier:{identifier.strip().lower()}")
+        keys = (client_key(client), f"identifier:{identifier.strip().lower()}")
         with self._throttle.attempt(*keys, xrpc="RateLimitExceeded"):
             try:
                 return await self._create(identifier=identifier, password=password)

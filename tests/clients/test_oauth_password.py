@@ -136,6 +136,50 @@ async def test_a_page_session_skips_step_one(people: World, browser: ClientSessi
         assert "Signed in as <strong><bdi>carol</bdi></strong>" in await page.text()
 
 
+async def test_the_page_says_where_the_code_goes(people: World, browser: ClientSession) -> None:
+    """An app's name is whatever its maker registered (anyone may register one named as a known
+    app), and a person signed in to the pages authorizes it in one click: every step names where
+    its code goes, the host of its redirect URI (or that it is shown here), so a look-alike app
+    sending it to another site can be told, a user name before its host left out. (Before,
+    the pages named the app alone.)"""
+    world = people
+    async with browser.post(f"{world.base}/api/v1/apps", json={
+            "client_name": "Byline Queue", "redirect_uris": "https://byline.app@evil.example:8443/byline?x=1",
+            "scopes": "read write"}) as registered:
+        assert registered.status == 200
+        client_id = (await registered.json())["client_id"]
+    url = (f"{world.base}/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": client_id, "scope": "read write",
+        "redirect_uri": "https://byline.app@evil.example:8443/byline?x=1"}))
+    destination = "Its code goes to <strong><bdi>https://evil.example:8443</bdi></strong>"
+    async with browser.get(url) as page:  # step one
+        assert destination in await page.text()
+    await _signed_in(world, browser, "bob")
+    async with browser.get(url) as page:  # step two, straight away
+        assert destination in await page.text()
+    _, oob = await _app(world)
+    async with browser.get(oob) as page:
+        assert "Its code is shown on this page, for you to copy into the app" in await page.text()
+
+
+async def test_a_look_alike_host_is_named_as_browsers_name_it(people: World, browser: ClientSession) -> None:
+    """A redirect URI whose host only looks like a known one (a Cyrillic "о" in "ivоry.app") is
+    named in its ASCII form, as browsers show such a host, so it cannot pass for the app's own.
+    (Before, the page showed it in the letters that made it look alike.)"""
+    world = people
+    async with browser.post(f"{world.base}/api/v1/apps", json={
+            "client_name": "Ivory", "redirect_uris": "https://iv\u043ery.app:8443/cb", "scopes": "read"}) as registered:
+        assert registered.status == 200
+        client_id = (await registered.json())["client_id"]
+    url = (f"{world.base}/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": client_id, "scope": "read",
+        "redirect_uri": "https://iv\u043ery.app:8443/cb"}))
+    async with browser.get(url) as page:
+        text = await page.text()
+    assert "Its code goes to <strong><bdi>https://xn--ivry-65d.app:8443</bdi></strong>" in text
+    assert "<bdi>https://iv\u043ery" not in text
+
+
 async def test_mastodon_force_login_asks_again(people: World, browser: ClientSession) -> None:
     """An app that asks for force_login (Mastodon's parameter) gets step one even with a session."""
     world = people

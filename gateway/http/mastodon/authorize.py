@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -71,6 +72,36 @@ def _scope_words(request: AuthRequest) -> list[str]:
     return words
 
 
+def _destination(request: AuthRequest) -> str | None:
+    """Where the app's code goes, as the person should check it: the redirect URI's scheme and
+    host (its path and query say nothing a look-alike could not copy, and a user name before
+    the host, ``https://known.app@elsewhere.example``, would only mislead); None when it is
+    shown on the page instead."""
+    if request.shows_code:
+        return None
+    parts = urlsplit(request.redirect_uri)
+    host = _ascii_host(parts.netloc.rpartition("@")[2])
+    return f"{parts.scheme}://{host}" if host else f"{parts.scheme}:"
+
+
+_PORT = re.compile(r"(.*?)(:[0-9]*)?")
+
+
+def _ascii_host(host: str) -> str:
+    """``host`` (with its port, if any) as browsers show a host that is not all ASCII: in its
+    IDNA (punycode) form, so letters of another script that only look like the app's cannot
+    pass for them; a host IDNA cannot take is shown with its other letters escaped."""
+    if host.isascii():
+        return host
+    found = _PORT.fullmatch(host)
+    assert found is not None  # the pattern takes any text
+    name, port = found.group(1), found.group(2) or ""
+    try:
+        return name.encode("idna").decode("ascii") + port
+    except UnicodeError:
+        return name.encode("ascii", "backslashreplace").decode("ascii") + port
+
+
 def _fields(request: AuthRequest) -> dict[str, str]:
     """The request's parameters, which every form carries back to be checked again."""
     return {
@@ -101,6 +132,7 @@ def _sign_in_page(request: web.Request, auth_request: AuthRequest, *, csrf: str,
     """Step one: the name and password, or the token."""
     return _page(request, "oauth_signin.html", {
         "title": "Sign in", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "destination": _destination(auth_request),
         "fields": _fields(auth_request), "csrf": csrf, "error": error, "failed": failed, "name": name,
     }, status=status)
 
@@ -124,6 +156,7 @@ def _account_page(request: web.Request, auth_request: AuthRequest, step: SignInS
     switch = "/oauth/authorize?" + urlencode({**_fields(auth_request), "force_login": "true"})
     return _page(request, "oauth_authorize.html", {
         "title": "Authorize", "app_name": auth_request.app_name, "scopes": _scope_words(auth_request),
+        "destination": _destination(auth_request),
         "fields": _fields(auth_request), "csrf": csrf, "ticket": step.ticket, "user": step.user,
         "accounts": list(step.accounts), "error": step.error, "switch": switch,
     }, status=status)
