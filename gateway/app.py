@@ -129,8 +129,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _no_store_unless_said(request: web.Request, response: web.StreamResponse) -> None:
     """Answers hold tokens, posts and who may do what: no cache keeps them, unless a handler
-    said otherwise (the log's public tiles and checkpoints say how long they keep)."""
+    said otherwise (the log's public tiles and checkpoints say how long they keep); and none is
+    sniffed for another type than it says."""
     response.headers.setdefault("Cache-Control", "no-store")
+    # Every answer is what its Content-Type says: a browser never takes a JSON answer that
+    # quotes a post's words, or an upload, for a page or a script of the gateway's origin.
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

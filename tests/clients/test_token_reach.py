@@ -233,6 +233,21 @@ async def test_token_answers_are_never_cached(world: World) -> None:
             assert answer.status == 200 and answer.headers["Cache-Control"] == "no-store", path
 
 
+async def test_no_answer_is_sniffed_for_another_type(world: World) -> None:
+    """JSON answers that quote a post's words, errors that echo what was sent, the log's tiles
+    and the pages all say nosniff: a browser takes none of them for a page or a script."""
+    gw = world.gateway
+    auth = {"Authorization": f"Bearer {gw.tokens['alice']}"}
+    status, post = await gw.call("alice", "POST", "/v1/posts", {"account": "direct", "text": "<script>x()</script>"})
+    assert status == 201, post
+    for method, path, headers in [("GET", f"/v1/posts/{post['id']}", auth), ("GET", "/v1/posts", auth),
+                                  ("GET", "/v1/nothing-here<script>", {}), ("POST", "/v1/posts", {}),
+                                  ("GET", "/healthz", {}), ("GET", "/openapi.json", {}),
+                                  ("GET", "/log/checkpoint", {}), ("GET", "/", {})]:
+        async with gw.client.request(method, path, headers=headers) as answer:
+            assert answer.headers.get("X-Content-Type-Options") == "nosniff", (method, path, answer.status)
+
+
 async def test_the_sign_in_form_is_bound_to_its_request(world: World) -> None:
     """A form shown for one app and redirect URI cannot be posted for another (403)."""
     gw = world.gateway
