@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,18 +101,14 @@ async def test_a_reply_whose_parent_ends_while_it_is_read_is_refused(
     assert await gateway.snapshot() == before
 
 
-async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes(
+async def _reply_told_to_come_back_later(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A Mastodon app's edit of a reply passes the options it read; the publisher claimed the
-    reply meanwhile (writing where its parent went, ``reply_to``) and the platform asked it to
-    come back later. The edit keeps where the reply goes: the reply waits for no parent any
-    more, and deleting the parent leaves it to go out. Before: the edit wrote the options it
-    had read, the reply waited for its parent again, the parent's deletion cancelled it (a
-    reply sent, cancelled with its parent) and the log no longer verified."""
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """bob's thread on delayed, its parent published and its reply claimed (written where the
+    parent went) and told by the platform to come back later: the parent, the reply, and where
+    the parent went."""
     parent = await gateway.submit("bob", "delayed", "Thread 1/2")
     reply = await gateway.submit("bob", "delayed", "Thread 2/2", reply_to_post=parent["id"])
-    read = PostOptions(reply_to_post=parent["id"])  # what the app's edit read, before the claim
     publish = SandboxAdapter.publish
 
     async def later_for_the_reply(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
@@ -123,7 +120,20 @@ async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes
         patched.setattr(SandboxAdapter, "publish", later_for_the_reply)
         gateway.clock.advance(10 * MINUTE)
         await gateway.tick()
-    where = (await gateway.get("bob", parent["id"]))["remote"]["id"]
+    return parent, reply, (await gateway.get("bob", parent["id"]))["remote"]["id"]
+
+
+async def test_an_edit_read_before_its_reply_was_sent_keeps_where_the_reply_goes(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Mastodon app's edit of a reply passes the options it read; the publisher claimed the
+    reply meanwhile (writing where its parent went, ``reply_to``) and the platform asked it to
+    come back later. The edit keeps where the reply goes: the reply waits for no parent any
+    more, and deleting the parent leaves it to go out. Before: the edit wrote the options it
+    had read, the reply waited for its parent again, the parent's deletion cancelled it (a
+    reply sent, cancelled with its parent) and the log no longer verified."""
+    parent, reply, where = await _reply_told_to_come_back_later(gateway, monkeypatch)
+    read = PostOptions(reply_to_post=parent["id"])  # what the app's edit read, before the claim
     sent = await gateway.get("bob", reply["id"])
     assert ("scheduled", where) == (sent["state"], sent["options"].get("reply_to"))
 
@@ -143,20 +153,7 @@ async def test_a_reply_sent_once_goes_out_where_its_parent_went_after_the_parent
     to that same place: the platform may have made it already (its key finds it there), and a
     reply sent once is never failed for its parent's sake. Before (mutation testing), a claim
     that read the parent again for a reply that already knows where it goes was not told apart."""
-    parent = await gateway.submit("bob", "delayed", "Thread 1/2")
-    reply = await gateway.submit("bob", "delayed", "Thread 2/2", reply_to_post=parent["id"])
-    publish = SandboxAdapter.publish
-
-    async def later_for_the_reply(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
-        if post.text.startswith("Thread 2/2"):
-            raise AdapterError("come back later", retryable=True, retry_after=60, status=503)
-        return await publish(self, post)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SandboxAdapter, "publish", later_for_the_reply)
-        gateway.clock.advance(10 * MINUTE)
-        await gateway.tick()
-    where = (await gateway.get("bob", parent["id"]))["remote"]["id"]
+    parent, reply, where = await _reply_told_to_come_back_later(gateway, monkeypatch)
     status, body = await gateway.call("bob", "DELETE", f"/v1/posts/{parent['id']}")
     assert status == 200, body
     assert (await gateway.get("bob", reply["id"]))["state"] == "scheduled"
