@@ -1,7 +1,5 @@
 # Byline: `make serve` and `make test` each install what they need into .venv first.
-# The Python .venv is made with: PY if given, else the fastest build on PATH of the version
-# python3 runs (scripts/python.sh says why builds of one version differ).
-PY ?=
+PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,8 +8,7 @@ BLUESKY_HARNESS := tests/platforms/bluesky
 .PHONY: install serve test lint bluesky-harness browser clients bench fuzz chaos mutation clean deploy-check
 
 $(BIN)/python:
-	@py="$(PY)"; [ -n "$$py" ] || py=$$(sh scripts/python.sh python3); \
-	  echo "$$py -m venv $(VENV)"; "$$py" -m venv $(VENV)
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # PyICU (the confusable skeletons that policy rules match on) builds against ICU's headers:
