@@ -12,9 +12,10 @@ Then the collector's first generation is walked every ``YOUNG`` new objects inst
 coroutines, futures), nearly all freed by their reference counts within the request; walked every
 700 they were walked several times a post, and those alive at that moment were moved on to the
 older generations, to be walked again there. Measured side by side (benchmark 1, SQLite, 64
-connections, five rounds each, alternating): Byline's CPU a post 0.99–1.03 ms at 700 against
-0.79–0.93 ms at 20,000. The pause of one collection stays short: it walks only the survivors of
-the objects made since the last.
+connections, alternating): with other work sharing the machine's two cores, Byline's CPU a post
+0.99–1.03 ms at 700 against 0.79–0.93 ms at 20,000 (five rounds each); on the machine otherwise
+idle the same within the runs' spread (1.00 and 1.05 ms against 0.90 and 1.03 ms). The pause of
+one collection stays short: it walks only the survivors of the objects made since the last.
 
 ``byline serve`` freezes once it has started. The benchmark does the same before each timed
 part, so that what it built beforehand is not walked over and over while it is timed: measured
