@@ -420,6 +420,16 @@ async def test_a_stream_whose_token_no_longer_reads_hears_nothing_more_of_the_in
     assert len(world.upstream.stream_connections) == 1  # a reload with the same credential keeps it too
 
 
+async def _only_the_new_account_is_heard(world: World, ws: Any, mention: Any, moved_to: Any) -> None:
+    """The old platform account's ``mention`` reaches nobody; a follow of ``moved_to``, the
+    account the credential is for now, reaches the app on ``ws``."""
+    assert await world.upstream.notify(world.upstream_account, mention) == 0
+    fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
+    assert await world.upstream.notify(moved_to, fresh) == 1
+    assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
+                                  "payload": json.dumps(fresh)}
+
+
 async def test_an_account_given_another_credential_is_followed_with_it(
     world: World, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -439,11 +449,7 @@ async def test_an_account_given_another_credential_is_followed_with_it(
                            credentials="env:NEWBRAND_MASTODON_TOKEN")
         assert await world.gateway.sync_policies() == ["masto"]
         await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"])
-        assert await world.upstream.notify(world.upstream_account, mention) == 0
-        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
-        assert await world.upstream.notify(moved_to, fresh) == 1
-        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
-                                      "payload": json.dumps(fresh)}
+        await _only_the_new_account_is_heard(world, ws, mention, moved_to)
         await ws.close()
     assert [a for a, _ in world.upstream.stream_connections] == [world.upstream_account.id, moved_to.id]
 
@@ -538,11 +544,7 @@ async def test_a_credential_rewritten_in_place_is_followed_with_within_a_second_
         rewrite("mtok-newbrand-41d7")
         await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"],
                      seconds=NOTICED)
-        assert await world.upstream.notify(world.upstream_account, mention) == 0
-        fresh = world.upstream.render_notification("follow", by=world.upstream.accounts["2"])
-        assert await world.upstream.notify(moved_to, fresh) == 1
-        assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
-                                      "payload": json.dumps(fresh)}
+        await _only_the_new_account_is_heard(world, ws, mention, moved_to)
         await ws.close()
     assert [a for a, _ in world.upstream.stream_connections] == [world.upstream_account.id, moved_to.id]
 
