@@ -335,6 +335,33 @@ async def test_a_refused_change_of_a_posts_gates_changes_nothing(
     await verified_by_cli(gw)
 
 
+async def test_a_gate_naming_an_address_the_pds_refuses_is_refused_as_it_is_sent(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """A threadgate or postgate sent with a post, naming a reply, a quote or a list by a string
+    that starts "at://" but is no AT-URI: refused at once (400 InvalidRequest, nothing stored
+    or logged). Before, it was kept with the post, the post was approved, and the PDS then
+    refused the whole commit, so the approved post failed for good."""
+    account = bluesky_pds.account("carol.test")
+    carol = await xrpc_login(gw, "carol", account.did)
+    bad = "at://not an address"
+    broken: list[tuple[str, dict[str, Any], str]] = [
+        (THREADGATE, {"hiddenReplies": [bad]}, "Record/hiddenReplies/0 must be an at:// URI"),
+        (THREADGATE, {"allow": [{"$type": f"{THREADGATE}#listRule", "list": bad}]},
+         "Record/allow/0/list must be an at:// URI"),
+        (POSTGATE, {"detachedEmbeddingUris": [bad]}, "Record/detachedEmbeddingUris/0 must be an at:// URI"),
+    ]
+    before, size = await gw.snapshot(), await gw.log_size()
+    for collection, fields, message in broken:
+        writes = app_thread(account.did, ["Out, once approved"], threadgate=collection == THREADGATE,
+                            postgate=collection == POSTGATE)
+        writes[1]["value"].update(fields)
+        status, answer = await xrpc(gw, "com.atproto.repo.applyWrites", carol, {"repo": account.did, "writes": writes})
+        assert (status, answer["error"]) == (400, "InvalidRequest"), (fields, answer)
+        assert answer["message"] == f"writes/2: Invalid {collection} record: {message}", answer
+    assert (await gw.snapshot(), await gw.log_size()) == (before, size)
+
+
 async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_pds_says(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], clock: ManualClock,
 ) -> None:
