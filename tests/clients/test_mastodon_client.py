@@ -259,6 +259,44 @@ async def test_cosigned_edit_voids_approvals_and_keeps_mastodon_rules(world: Wor
     assert [v["text"] for v in post["versions"]] == ["Draft", "Better draft", "Best draft"]
 
 
+async def test_an_approved_post_is_not_moved_sooner_through_scheduled_statuses(world: World) -> None:
+    """A writer whose post both co-signers approved to go out at three asks Mastodon's
+    ``PUT /api/v1/scheduled_statuses/:id`` for a time minutes away: 422, nothing changes, and
+    the post does not go out before the time it was approved for."""
+    api = await world.client("carol", "cosigned")
+    clock = world.gateway.clock
+    status = await world.run(api.status_post, "Launch at three", scheduled_at=clock.now() + timedelta(hours=3))
+    for cosigner in ("bob", "dave"):
+        code, body = await world.gateway.act(cosigner, status.id, "approve")
+        assert code == 200, body
+    assert body["state"] == "scheduled"
+    before = await world.gateway.snapshot()
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.scheduled_status_update, status.id, clock.now() + timedelta(minutes=5))
+    assert refused.value.args[1:4:2] == (422, "Validation failed: Byline cannot move a scheduled post; "
+                                              "delete it and post it again with the new time")
+    assert await world.gateway.snapshot() == before
+    clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    assert await world.gateway.timeline("cosigned") == []
+
+
+async def test_a_poll_added_by_an_edit_is_refused_and_keeps_the_approval(world: World) -> None:
+    """An edit that adds a poll to a co-signed post (``PUT /api/v1/statuses/:id`` with
+    ``poll``) is refused as a new post with one is, and changes nothing: no new version, and
+    the approval given stands (the edit's words alone would void it)."""
+    api = await world.client("carol", "cosigned")
+    status = await world.run(api.status_post, "Which launch date?")
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["approvals_needed"]) == (200, 1), body
+    before = await world.gateway.snapshot()
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.status_update, status.id, "Which launch date?",
+                        poll=api.make_poll(["May", "June"], expires_in=86400))
+    assert refused.value.args[1:4:2] == (422, "Validation failed: Byline does not carry polls")
+    assert await world.gateway.snapshot() == before
+
+
 async def test_published_status_replies_edits_and_deletes_upstream(world: World) -> None:
     """After publishing: a reply goes to the platform's id, an edit is made there, delete removes it."""
     api = await world.client("alice", "masto")
