@@ -405,6 +405,33 @@ async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_
     await verified_by_cli(gw)
 
 
+async def test_thirty_changes_of_a_posts_gates_in_every_hour_the_gateway_made_verify(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], clock: ManualClock,
+) -> None:
+    """Carol changes who may reply to her post 30 times, two minutes apart, then once more
+    exactly an hour after the first (when it leaves the post's hour), through Byline to the PDS;
+    one more at that moment is refused (429). The log holds the 31 changes, the last exactly an
+    hour after the first, and the real ``byline audit verify``, which now names a change past
+    the budget, passes it: its hour is the gateway's, the moment an hour before left out."""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+
+    def put(n: int) -> models.ComAtprotoRepoPutRecord.Data:
+        return models.ComAtprotoRepoPutRecord.Data(repo=did, collection=THREADGATE, rkey=rkey,
+                                                   record=threadgate(post_uri, allow=rules[n % 2]))
+
+    for n in range(CHANGES_PER_HOUR):
+        await run(carol.com.atproto.repo.put_record, put(n))
+        clock.advance(timedelta(minutes=2))
+    await run(carol.com.atproto.repo.put_record, put(CHANGES_PER_HOUR))
+    with pytest.raises(RateLimitExceededError):
+        await run(carol.com.atproto.repo.put_record, put(CHANGES_PER_HOUR + 1))
+    times = [datetime.fromisoformat(e["ts"]) for _, e in await gate_bodies(gw) if e["post"] == post_id]
+    assert (len(times), times[-1] - times[0], times[-1] - times[1]) == (
+        CHANGES_PER_HOUR + 1, timedelta(hours=1), timedelta(minutes=58))
+    await verified_by_cli(gw)
+
+
 async def test_two_gateways_racing_for_a_posts_last_change_keep_one(
     bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
     clients: list[Client], monkeypatch: pytest.MonkeyPatch,
