@@ -17,6 +17,7 @@ from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import DATABASE_GONE, finding_the_database_gone, write_policy
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 
 async def test_direct_publishes_to_the_sandbox(world: World) -> None:
@@ -425,6 +426,48 @@ async def test_an_x_accounts_statuses_count_is_what_byline_published_there(
         assert (await world.run(api.account_verify_credentials)).statuses_count == 1
     finally:
         await server.close()
+
+
+async def test_a_bluesky_accounts_statuses_count_is_what_byline_published_there(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds,
+) -> None:
+    """A Bluesky account's statuses_count, which a Bluesky session does not give Byline, is
+    Byline's count of the posts it published on the PDS that are still up: a held one is not
+    counted, a deleted one no longer is, and what else the PDS account holds (posts made there by
+    other means) is not Byline's to count."""
+    account = bluesky_pds.account("alice.test")
+    monkeypatch.setenv("ALICE_SKY_PASSWORD", account.app_password)
+    write_policy(policy_dir, "sky", f"""
+        account: sky
+        platform: bluesky
+        handle: {account.handle}
+        pds: {bluesky_pds.pds_url}
+        credentials: env:ALICE_SKY_PASSWORD
+        tier: direct
+        owner: alice
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [scandal]
+            reason: Check the full story first
+    """)
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "sky")
+    on_pds = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 0
+    first = await world.run(api.status_post, "First on Bluesky")
+    await world.run(api.status_post, "Second on Bluesky")
+    await world.run(api.status_post, "A scandal, held")
+    assert await world.gateway.tick() == 2
+    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
+    assert sorted(r["value"]["text"] for r in out) == ["First on Bluesky", "Second on Bluesky"]
+    me = await world.run(api.account_verify_credentials)
+    assert me.statuses_count == 2
+    assert (await world.run(api.account, me.id)).statuses_count == 2
+    await world.run(api.status_delete, first.id)
+    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
+    assert [r["value"]["text"] for r in out] == ["Second on Bluesky"]
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 1
 
 
 async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: World) -> None:
