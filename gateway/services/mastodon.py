@@ -198,6 +198,11 @@ class EditForm:
     language: str | None = None
     media_ids: tuple[str, ...] | None = None
     poll: bool = False
+    media_attributes: tuple[tuple[str, MediaEdit], ...] = ()
+    """``media_attributes[]`` (Mastodon 4.1): new alt text or focal point of the status's uploads,
+    by id, made in the same new version as the rest of the edit."""
+    quoted_status_id: str | None = None
+    quote_approval_policy: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -594,6 +599,15 @@ class MastodonService:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         if form.poll:
             raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
+        # Byline carries no quote posts and sets no quote policy: a status of Byline's quotes
+        # nothing and has none of its own. Only that (or nothing) may be sent; any other value,
+        # taken silently, would tell the app a change was made that never was.
+        if form.quoted_status_id is not None:
+            raise BylineError(Code.VALIDATION, "Validation failed: this status quotes no status, and an "
+                                               "edit cannot make it quote one (Byline does not carry quote posts)")
+        if form.quote_approval_policy is not None:
+            raise BylineError(Code.VALIDATION, "Validation failed: Byline does not set who may quote a status: "
+                                               "quote_approval_policy cannot be changed by an edit")
         state = State(post.state)
         if state is not State.PUBLISHED and state not in PENDING:
             raise BylineError(
@@ -614,12 +628,18 @@ class MastodonService:
             added = tuple(m for m in form.media_ids if m not in media_ids)
             uploads = await self._media_for(auth, added)
             media_ids = form.media_ids
+        redescribed = await self._redescribed(auth, post, form.media_attributes, keeps=media_ids)
         options = PostOptions(**{
             **current, "spoiler_text": form.spoiler_text or None,
             "sensitive": current.get("sensitive", False) if form.sensitive is None else form.sensitive,
             "language": form.language or current.get("language"), "media_ids": media_ids,
         })
         if state is State.PUBLISHED:
+            if redescribed:
+                # No platform edit Byline makes carries an upload's alt text or crop: taken
+                # silently, the app would show its person a change that never reached the platform.
+                raise BylineError(Code.VALIDATION, "Validation failed: the alt text and focal point of a "
+                                                   "published post's media stay as they are")
             revised = await self._published.revise(auth.caller, post_id, text=form.status, options=options)
             return await self._render(auth, revised)
         changed = options.to_json() != current
@@ -628,8 +648,35 @@ class MastodonService:
         # suggester can no longer change what the writer adopted.
         edited = await self._posts.edit(auth.caller, post_id, text=form.status,
                                         options=options if changed else None,
-                                        alongside=_attaching(added, read=uploads))
+                                        alongside=_redescribing(_attaching(added, read=uploads), redescribed),
+                                        described={m: d for m, (d, _) in redescribed.items()})
         return await self._render(auth, edited)
+
+    async def _redescribed(
+        self, auth: ClientAuth, post: PostView, attributes: tuple[tuple[str, MediaEdit], ...], *,
+        keeps: tuple[str, ...],
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """What ``media_attributes[]`` of an edit changes: the new (description, focus) of each
+        upload whose alt text or focal point it changes, as ``describe`` reads a change. Each must
+        name an upload of this status that the edit keeps (else 422, before anything changes);
+        a later entry for the same upload wins, as it would on Mastodon."""
+        if not attributes:
+            return {}
+        ids = list(dict.fromkeys(media_id for media_id, _ in attributes))
+        async with self._db.read() as txn:
+            rows = {r["id"]: dict(r) for r in await media_sql.info(txn, ids)}
+        attached = tuple(post.options.get("media_ids", ()))
+        found: dict[str, tuple[str | None, str | None]] = {}
+        for media_id, change in attributes:
+            row = rows.get(media_id)
+            if row is None or media_id not in attached or media_id not in keeps \
+                    or row["post_id"] != post.id or row["account"] != auth.account:
+                raise BylineError(Code.VALIDATION,
+                                  f"Validation failed: Media {media_id} is not attached to this status")
+            description, focus = found.get(media_id, (row["description"], row["focus"]))
+            found[media_id] = (description if change.description is None else (change.description or None),
+                               focus if change.focus is None else _focus_text(change.focus))
+        return {m: new for m, new in found.items() if new != (rows[m]["description"], rows[m]["focus"])}
 
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``DELETE /api/v1/statuses/:id``: cancel a post not out yet, or delete it on the platform."""
@@ -956,6 +1003,35 @@ def _attaching(
                                                  "send the post again")
 
     return attach
+
+
+def _redescribing(
+    attach: Step | None, redescribed: Mapping[str, tuple[str | None, str | None]],
+) -> Callable[[LogTxn, str], Awaitable[Mapping[str, Any] | None]] | None:
+    """The edit's steps in the transaction of its new version: ``attach`` (the uploads it adds),
+    then the new alt text and focal points of ``media_attributes[]``, each a compare-and-set on
+    the upload still being the post's. What it returns names the uploads in ``post.edited``, as
+    ``PUT /api/v1/media/:id`` names them (``described``, ``refocused``)."""
+    if not redescribed:
+        return attach
+
+    async def redescribe(ltx: LogTxn, post_id: str) -> Mapping[str, Any]:
+        if attach is not None:
+            await attach(ltx, post_id)
+        before = {r["id"]: r for r in await media_sql.info(ltx.txn, list(redescribed))}
+        named: dict[str, list[str]] = {}
+        for media_id, (description, focus) in redescribed.items():
+            row = before.get(media_id)
+            if row is None or not await media_sql.describe(ltx.txn, media_id, post_id=post_id,
+                                                           description=description, focus=focus):
+                raise BylineError(Code.CONFLICT, "an upload changed meanwhile; reload it and try again")
+            if description != row["description"]:
+                named.setdefault("described", []).append(media_id)
+            if focus != row["focus"]:
+                named.setdefault("refocused", []).append(media_id)
+        return named
+
+    return redescribe
 
 
 def _focus_text(point: tuple[float, float] | None) -> str | None:

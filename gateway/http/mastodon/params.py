@@ -17,6 +17,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.errors import BylineError, Code
 from gateway.http.common import check_text, decode_json, unstorable
+from gateway.services.mastodon import MAX_MEDIA as MAX_MEDIA_ATTRIBUTES
 from gateway.services.mastodon import EditForm, MediaEdit, StatusForm, Upload
 from gateway.services.mastodon_reads import PageAsk
 
@@ -26,14 +27,19 @@ MEDIA_READ_LIMIT = 17 * 1024 * 1024
 _FALSE = frozenset({"0", "f", "false", "off", ""})
 _VISIBILITIES = frozenset({"public", "unlisted", "private", "direct"})
 _LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz")
+_LIST_OF_HASHES = re.compile(r"([A-Za-z_]+)\[(\d*)\]\[([A-Za-z_]+)\]")
+"""``a[][b]`` (or ``a[0][b]``): a list of hashes, as ``media_attributes[][id]`` is sent in a form."""
 
 
 def _merge(params: dict[str, Any], items: Any) -> None:
     """Form keys as Rails reads them: ``a[]`` is a list, ``a[b]`` a nested hash."""
+    indexed: dict[str, dict[str, dict[str, str]]] = {}
     for key, value in items:
         if not isinstance(value, str):
             continue  # a file in a form where none belongs
-        if key.endswith("[]") and "[" not in key[:-2]:
+        if (hashes := _LIST_OF_HASHES.fullmatch(key)) is not None:
+            _merge_hash(params, indexed, hashes[1], hashes[2], hashes[3], value)
+        elif key.endswith("[]") and "[" not in key[:-2]:
             existing = params.get(key[:-2])
             params[key[:-2]] = ([*existing, value] if isinstance(existing, list) else [value])
         elif "[" in key:
@@ -43,6 +49,25 @@ def _merge(params: dict[str, Any], items: Any) -> None:
             params[base][key[len(base):]] = value
         else:
             params[key] = value
+
+
+def _merge_hash(params: dict[str, Any], indexed: dict[str, dict[str, dict[str, str]]],
+                base: str, index: str, field: str, value: str) -> None:
+    """One ``a[][b]=v`` (or ``a[i][b]=v``) of a form: as Rails reads it, ``a[][b]`` starts a new
+    hash when the last one has a ``b`` already, and ``a[i][b]`` goes to the hash of index ``i``."""
+    hashes = params.get(base)
+    if not isinstance(hashes, list):
+        hashes = params[base] = []
+    if index:
+        by_index = indexed.setdefault(base, {})
+        if index not in by_index:
+            by_index[index] = {}
+            hashes.append(by_index[index])
+        by_index[index][field] = value
+    elif hashes and isinstance(hashes[-1], dict) and field not in hashes[-1]:
+        hashes[-1][field] = value
+    else:
+        hashes.append({field: value})
 
 
 async def read_params(request: web.Request) -> dict[str, Any]:
@@ -157,7 +182,36 @@ def edit_form(params: dict[str, Any]) -> EditForm:
         language=_language(_text(params, "language")),
         media_ids=_ids(params.get("media_ids"), "media_ids"),
         poll=params.get("poll") is not None,
+        media_attributes=media_attributes(params.get("media_attributes")),
+        quoted_status_id=_text(params, "quoted_status_id") or None,
+        quote_approval_policy=_text(params, "quote_approval_policy") or None,
     )
+
+
+_ATTRIBUTES_REFUSED = "Validation failed: media_attributes must be a list of {id, description, focus}"
+
+
+def media_attributes(value: Any) -> tuple[tuple[str, MediaEdit], ...]:
+    """``media_attributes[]`` of an edit (Mastodon 4.1): for each upload named by ``id``, its new
+    alt text and focal point, read as ``PUT /api/v1/media/:id`` reads them (``media_edit``).
+    A hash keyed by index (``{"0": {...}}``) is a list as Rails reads it."""
+    if value is None:
+        return ()
+    entries = list(value.values()) if isinstance(value, dict) else value
+    if not isinstance(entries, list):
+        raise BylineError(Code.VALIDATION, _ATTRIBUTES_REFUSED)
+    if len(entries) > MAX_MEDIA_ATTRIBUTES:
+        raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA_ATTRIBUTES} files")
+    out: list[tuple[str, MediaEdit]] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise BylineError(Code.VALIDATION, _ATTRIBUTES_REFUSED)
+        media_id = entry.get("id")
+        if isinstance(media_id, bool) or not isinstance(media_id, str | int) \
+                or not _ascii_digits(str(media_id).strip()) or len(str(media_id).strip()) > 24:
+            raise BylineError(Code.VALIDATION, "Validation failed: each of media_attributes must name an id")
+        out.append((str(media_id).strip(), media_edit(entry)))
+    return tuple(out)
 
 
 def _ascii_digits(value: str) -> bool:

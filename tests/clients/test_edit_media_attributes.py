@@ -1,0 +1,230 @@
+"""``PUT /api/v1/statuses/:id`` with ``media_attributes[]`` (Mastodon 4.1: how apps change a
+picture's alt text or focal point while editing a status) and with ``quoted_status_id`` /
+``quote_approval_policy``, driven by Mastodon.py and by plain form and JSON bodies against a real
+gateway and the Mastodon stand-in, both databases. Before, all of these got 200 and were ignored:
+the app showed its person new alt text that never changed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from mastodon import MastodonAPIError
+
+from tests.clients.test_media_update import (
+    PNG,
+    _cosigned_on_mastodon,
+    _log,
+    _media_row,
+    _published_alt_texts,
+    _verify,
+)
+from tests.clients.world import World
+
+TOO_LONG = "Validation failed: Description is too long (maximum is 1500 characters)"
+FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
+
+
+async def _put(world: World, status_id: str, body: Any, *, form: bool) -> tuple[int, dict[str, Any]]:
+    """A PUT of a status as an app sends it: form-encoded (``media_attributes[][id]=…``) or JSON."""
+    token = await world.token("alice", "masto")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+        sent = {"data": body} if form else {"json": body}
+        async with session.put(f"{world.base}/api/v1/statuses/{status_id}", **sent) as response:
+            return response.status, await response.json()
+
+
+async def _scheduled_with_pictures(world: World, *descriptions: str) -> tuple[str, list[str]]:
+    """alice's post on ``masto`` scheduled an hour off, with a picture for each description."""
+    api = await world.client("alice", "masto")
+    media = [await world.run(api.media_post, PNG, mime_type="image/png", description=d) for d in descriptions]
+    when = world.gateway.clock.now() + timedelta(hours=1)
+    status = await world.run(api.status_post, "Pictures", media_ids=media, scheduled_at=when)
+    return str(status.id), [str(m.id) for m in media]
+
+
+async def _version(world: World, post_id: str) -> tuple[str, int]:
+    post = await world.gateway.get("alice", post_id)
+    return post["state"], post["version"]
+
+
+async def test_new_alt_text_in_an_edit_of_an_approved_post_goes_back_to_its_approvers(
+    world: World, policy_dir: Path,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on a co-signed post already approved:
+    words, alt text and focal point change in one new version, logged as one edit naming the
+    upload; the post is held again, the approval given no longer sends it out, and once approved
+    again the new alt text and crop reach the platform. The log verifies."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    change = api.generate_media_edit_attributes(media, description="Our mascot, a ginger cat", focus=(0.5, -0.5))
+    edited = await world.run(api.status_update, status, "Our mascot, asleep", media_attributes=[change])
+    assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
+        ("Our mascot, a ginger cat", {"x": 0.5, "y": -0.5})]
+    post = await world.gateway.get("alice", status.id)
+    assert (post["state"], post["version"], post["text"]) == ("held", 2, "Our mascot, asleep")
+    assert await _media_row(world, media.id) == {
+        "description": "Our mascot, a ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
+    edited_entries = [d for kind, d in await _log(world, status.id) if kind == "post.edited"]
+    assert [(d["version"], d.get("described"), d.get("refocused"), d["state"]) for d in edited_entries] == [
+        (2, [media.id], [media.id], "held")]
+    assert (await _verify(world)).code == 0
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == []
+    code, body = await world.gateway.act("dave", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat"]]
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert (sent.text, [world.upstream.media[m].focus for m in sent.media_ids]) == (
+        "Our mascot, asleep", [(0.5, -0.5)])
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
+async def test_media_attributes_as_a_form_or_json_change_each_upload_named(world: World, form: bool) -> None:
+    """Two pictures, each given new alt text (one also a focal point) by an edit sent as a form
+    (``media_attributes[][id]=…``, Rails' list of hashes) or as JSON, without ``media_ids``: one
+    new version, each upload its own change, and that is what goes out."""
+    post_id, (first, second) = await _scheduled_with_pictures(world, "One", "Two")
+    if form:
+        body: Any = [("status", "Pictures"),
+                     ("media_attributes[][id]", first), ("media_attributes[][description]", "The first"),
+                     ("media_attributes[][id]", second), ("media_attributes[][description]", "The second"),
+                     ("media_attributes[][focus]", "-0.25,1")]
+    else:
+        body = {"status": "Pictures", "media_attributes": [
+            {"id": first, "description": "The first"},
+            {"id": second, "description": "The second", "focus": "-0.25,1"}]}
+    code, answer = await _put(world, post_id, body, form=form)
+    assert code == 200, answer
+    assert [(m["id"], m["description"], m["meta"].get("focus")) for m in answer["media_attachments"]] == [
+        (first, "The first", None), (second, "The second", {"x": -0.25, "y": 1.0})]
+    assert await _version(world, post_id) == ("scheduled", 2)
+    world.gateway.clock.advance(timedelta(hours=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world) == [["The first", "The second"]]
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
+async def test_a_media_id_of_another_status_is_refused_and_changes_nothing(world: World, form: bool) -> None:
+    """An edit whose ``media_attributes[]`` names the upload of another of alice's statuses: 422
+    naming it; neither status gets a new version, and that upload keeps its alt text."""
+    post_id, [mine] = await _scheduled_with_pictures(world, "Mine")
+    other_id, [theirs] = await _scheduled_with_pictures(world, "Theirs")
+    if form:
+        body: Any = [("status", "Pictures"), ("media_attributes[][id]", theirs),
+                     ("media_attributes[][description]", "Changed from elsewhere")]
+    else:
+        body = {"status": "Pictures", "media_attributes": [{"id": theirs, "description": "Changed from elsewhere"}]}
+    code, answer = await _put(world, post_id, body, form=form)
+    assert (code, answer["error"]) == (422, f"Validation failed: Media {theirs} is not attached to this status")
+    assert await _version(world, post_id) == ("scheduled", 1)
+    assert await _version(world, other_id) == ("scheduled", 1)
+    assert (await _media_row(world, theirs))["description"] == "Theirs"
+    assert (await _media_row(world, mine))["description"] == "Mine"
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_mastodon_py_naming_another_statuses_upload_is_refused(world: World) -> None:
+    """The same through Mastodon.py, which also sends the named ids as ``media_ids``: 422, and
+    nothing changes."""
+    api = await world.client("alice", "masto")
+    post_id, _ = await _scheduled_with_pictures(world, "Mine")
+    _, [theirs] = await _scheduled_with_pictures(world, "Theirs")
+    change = api.generate_media_edit_attributes(theirs, description="Changed from elsewhere")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, post_id, "Pictures", media_attributes=[change])
+    assert caught.value.args[1] == 422
+    assert await _version(world, post_id) == ("scheduled", 1)
+    assert (await _media_row(world, theirs))["description"] == "Theirs"
+
+
+@pytest.mark.parametrize(("attributes", "error"), [
+    ({"description": "x" * 1501}, TOO_LONG),
+    ({"focus": "1.5,0"}, FOCUS_REFUSED),
+    ({"focus": "nan,0"}, FOCUS_REFUSED),
+    ({"thumbnail": "data:image/png;base64,AAAA"}, "Validation failed: Byline does not carry custom thumbnails"),
+])
+async def test_bad_media_attributes_are_refused_as_the_media_put_refuses_them(
+    world: World, attributes: dict[str, str], error: str,
+) -> None:
+    """Alt text too long, a focal point out of range, a custom thumbnail: Mastodon's 422 in the
+    words ``PUT /api/v1/media/:id`` uses, and neither the words nor the upload change."""
+    post_id, [media] = await _scheduled_with_pictures(world, "A cat")
+    code, answer = await _put(world, post_id, {"status": "Changed words",
+                                               "media_attributes": [{"id": media, **attributes}]}, form=False)
+    assert (code, answer["error"]) == (422, error)
+    assert await _version(world, post_id) == ("scheduled", 1)
+    assert (await world.gateway.get("alice", post_id))["text"] == "Pictures"
+    assert await _media_row(world, media) == {"description": "A cat", "focus": None, "post_id": post_id}
+
+
+async def test_a_published_posts_alt_text_is_refused_and_its_words_alone_are_edited(world: World) -> None:
+    """Once out, no edit Byline makes on the platform carries alt text: new alt text is a 422 and
+    nothing changes, there or here; the same alt text (as an app sends what it read) is taken
+    with the edit of the words."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "A picture", media_ids=[media])
+    await world.gateway.tick()
+    assert (await _version(world, str(status.id)))[0] == "published"
+    change = api.generate_media_edit_attributes(media, description="A dog")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
+    assert caught.value.args[1:4:2] == (422, "Validation failed: the alt text and focal point of a "
+                                             "published post's media stay as they are")
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.text, _published_alt_texts(world)) == ("A picture", [["A cat"]])
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    same = api.generate_media_edit_attributes(media, description="A cat")
+    edited = await world.run(api.status_update, status, "A picture, edited", media_attributes=[same])
+    assert [m.description for m in edited.media_attachments] == ["A cat"]
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert sent.text == "A picture, edited"
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize(("field", "value", "error"), [
+    ("quoted_status_id", "109876543210", "Validation failed: this status quotes no status, and an edit "
+                                         "cannot make it quote one (Byline does not carry quote posts)"),
+    ("quote_approval_policy", "nobody", "Validation failed: Byline does not set who may quote a status: "
+                                        "quote_approval_policy cannot be changed by an edit"),
+])
+async def test_a_new_quote_or_quote_policy_on_an_edit_is_refused(
+    world: World, field: str, value: str, error: str,
+) -> None:
+    """A quoted status or quote policy other than the status's own (it quotes none and Byline sets
+    no policy): 422 saying so, and the words stay as they were; the same (none) is taken."""
+    post_id, _ = await _scheduled_with_pictures(world, "A cat")
+    code, answer = await _put(world, post_id, {"status": "Changed words", field: value}, form=False)
+    assert (code, answer["error"]) == (422, error)
+    assert await _version(world, post_id) == ("scheduled", 1)
+    code, answer = await _put(world, post_id, [("status", "Changed words"), (field, "")], form=True)
+    assert code == 200, answer
+    assert await _version(world, post_id) == ("scheduled", 2)
+
+
+async def test_mastodon_py_quote_policy_on_an_edit_is_refused(world: World) -> None:
+    """Mastodon.py's ``status_update(quote_approval_policy=…)``: 422, the words unchanged."""
+    api = await world.client("alice", "masto")
+    post_id, _ = await _scheduled_with_pictures(world, "A cat")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, post_id, "Changed words", quote_approval_policy="followers")
+    assert caught.value.args[1] == 422
+    assert (await world.gateway.get("alice", post_id))["text"] == "Pictures"
