@@ -107,3 +107,41 @@ async def test_megalodon_pages_scheduled_posts_and_edits_one_through_its_source(
         left = await client.ok("getScheduledStatuses", {"limit": 40})
         assert [s["id"] for s in left] == list(reversed(made[1:]))
     assert world.upstream.statuses(world.upstream_account) == []
+
+
+async def test_megalodon_edit_with_media_attributes_changes_the_alt_text_once(world: World, tmp_path: Path) -> None:
+    """A scheduled post's picture given new alt text and a focal point by an edit sent as
+    megalodon sends an edit (its own HTTP client, JSON, as its ``editStatus`` does): one new
+    version, and that is what reaches the instance; an edit naming another status's picture is
+    422 and changes nothing. Before, the edit got 200 and the alt text stayed as it was."""
+    picture = tmp_path / "picture.bin"
+    picture.write_bytes(PNG)
+    # megalodon schedules only what is more than five minutes off by the machine's clock.
+    due = max(world.gateway.clock.now(), datetime.now(UTC)) + timedelta(hours=1)
+    when = due.isoformat()
+    async with Megalodon(world.base) as client:
+        await _signed_in(world, client, account="masto", user="alice")
+        media = await client.ok("media", str(picture), {"description": "A square"})
+        other = await client.ok("media", str(picture), {"description": "Another square"})
+        status = await client.ok("postStatus", "A picture", {"media_ids": [media["id"]], "scheduled_at": when})
+        await client.ok("postStatus", "Another picture", {"media_ids": [other["id"]], "scheduled_at": when})
+        path = f"/api/v1/statuses/{status['id']}"
+        refused = await client.call("put", path, {"status": "A picture", "media_attributes": [
+            {"id": other["id"], "description": "Changed from elsewhere"}]})
+        assert (refused.ok, refused.status, refused.data["error"]) == (
+            False, 422, f"Validation failed: Media {other['id']} is not attached to this status")
+        edited = await client.ok("put", path, {"status": "A picture", "media_attributes": [
+            {"id": media["id"], "description": "A red square on white", "focus": "0.25,-0.75"}]})
+        assert [(m["description"], m["meta"]["focus"]) for m in edited["media_attachments"]] == [
+            ("A red square on white", {"x": 0.25, "y": -0.75})]
+        pending = await client.ok("getScheduledStatuses", {"limit": 40})
+        assert sorted(m["description"] for s in pending for m in s["media_attachments"]) == [
+            "A red square on white", "Another square"]
+        post = await world.gateway.get("alice", status["id"])
+        assert post["version"] == 2
+    world.gateway.clock.advance(due - world.gateway.clock.now() + timedelta(minutes=1))
+    await world.gateway.tick()
+    sent = {s.text: [world.upstream.media[m] for m in s.media_ids]
+            for s in world.upstream.statuses(world.upstream_account)}
+    assert [(m.description, m.focus) for m in sent["A picture"]] == [("A red square on white", (0.25, -0.75))]
+    assert [m.description for m in sent["Another picture"]] == ["Another square"]

@@ -8,8 +8,9 @@
 // Ops: "detector" (megalodon's server-type detection through NodeInfo), "app" (registerApp: the
 // app and its sign-in URL), "token" (fetchAccessToken with a code), "use" (a client with that
 // access token from now on), "media" (uploadMedia with the bytes of a file given as a Buffer,
-// so the library sends no content type of its own), and any other name: that method of the
-// client, called with the args as given.
+// so the library sends no content type of its own), "put" (a PUT of a path with a JSON body
+// through the client's own HTTP client, the one its editStatus uses: editStatus itself sends no
+// media_attributes), and any other name: that method of the client, called with the args as given.
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
@@ -35,6 +36,8 @@ async function run(op, args) {
       return { data: null };
     case "media":
       return await client.uploadMedia(readFileSync(args[0]), args[1]);
+    case "put":
+      return await client.client.put(args[0], args[1] ?? {});
     default:
       if (typeof client[op] !== "function") throw new Error(`no such call: ${op}`);
       return await client[op](...args);
