@@ -152,6 +152,8 @@ async def test_mastodon_py_naming_another_statuses_upload_is_refused(world: Worl
     assert caught.value.args[1] == 422
     assert await _version(world, post_id) == ("scheduled", 1)
     assert (await _media_row(world, theirs))["description"] == "Theirs"
+    result = await _verify(world)
+    assert result.code == 0, result.text
 
 
 @pytest.mark.parametrize(("attributes", "error"), [

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.clients.node_client import Megalodon
 from tests.clients.signin import sign_in
+from tests.clients.test_media_update import _verify
 from tests.clients.world import World
 
 # A 1×1 PNG's signature and header chunk: enough for the type to be told from the bytes.
@@ -145,3 +146,5 @@ async def test_megalodon_edit_with_media_attributes_changes_the_alt_text_once(wo
             for s in world.upstream.statuses(world.upstream_account)}
     assert [(m.description, m.focus) for m in sent["A picture"]] == [("A red square on white", (0.25, -0.75))]
     assert [m.description for m in sent["Another picture"]] == ["Another square"]
+    result = await _verify(world)
+    assert result.code == 0, result.text
