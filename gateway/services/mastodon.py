@@ -599,15 +599,13 @@ class MastodonService:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         if form.poll:
             raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry polls")
-        # Byline carries no quote posts and sets no quote policy: a status of Byline's quotes
-        # nothing and has none of its own. Only that (or nothing) may be sent; any other value,
-        # taken silently, would tell the app a change was made that never was.
+        # Byline carries no quote posts: a status of Byline's quotes nothing, and an edit cannot
+        # make it quote one. Its quote policy is taken and not applied, as with a new status
+        # (``status_form`` reads none): apps send their default with every status and every edit
+        # (Mastodon's web app does), and refusing it would refuse each of their edits.
         if form.quoted_status_id is not None:
             raise BylineError(Code.VALIDATION, "Validation failed: this status quotes no status, and an "
                                                "edit cannot make it quote one (Byline does not carry quote posts)")
-        if form.quote_approval_policy is not None:
-            raise BylineError(Code.VALIDATION, "Validation failed: Byline does not set who may quote a status: "
-                                               "quote_approval_policy cannot be changed by an edit")
         state = State(post.state)
         if state is not State.PUBLISHED and state not in PENDING:
             raise BylineError(
