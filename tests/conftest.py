@@ -294,7 +294,9 @@ class Gateway:
             versions = await txn.fetchall("SELECT * FROM post_versions ORDER BY post_id, version")
             approvals = await txn.fetchall("SELECT * FROM approvals ORDER BY post_id, approver")
             sandbox = await txn.fetchall("SELECT * FROM sandbox_posts ORDER BY id")
-        return tuple(tuple(tuple(dict(r).items()) for r in rows) for rows in (posts, versions, approvals, sandbox))
+            intents = await txn.fetchall("SELECT * FROM gate_intents ORDER BY id")
+        return tuple(tuple(tuple(dict(r).items()) for r in rows)
+                     for rows in (posts, versions, approvals, sandbox, intents))
 
     async def sync_policies(self) -> list[str]:
         """Reload the policy directory now."""

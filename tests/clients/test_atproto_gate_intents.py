@@ -221,6 +221,37 @@ async def test_a_gate_change_that_cannot_be_written_down_is_not_sent(
     await verified_by_cli(gw)
 
 
+async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PDS takes carol's change of her threadgate, and its answer is lost on the way: the
+    app gets 502 ``UpstreamFailure`` (nothing is logged: the change is not known to be made),
+    and the reconciler finds the change on the PDS and puts the threadgate back (same CID).
+    (Before: the change stayed on the PDS, unlogged.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    write_gates = BlueskyAdapter.write_gates
+
+    async def answer_lost(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+        await write_gates(adapter, writes, **kwargs)
+        raise AdapterError("bluesky: the connection was reset", retryable=True)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BlueskyAdapter, "write_gates", answer_lost)
+        with pytest.raises(AtProtocolError) as refused:
+            await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
+    response = refused.value.response
+    assert response is not None
+    assert (response.status_code, getattr(response.content, "error", None)) == (502, "UpstreamFailure")
+    assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == []
+    assert await gw.reconcile() == 1
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert (await intents(gw), await gate_entries(gw)) == ([], [])
+    await verified_by_cli(gw)
+
+
 async def test_two_gateways_reconciling_one_change_put_it_back_once(
     bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
     clients: list[Client], monkeypatch: pytest.MonkeyPatch,
