@@ -252,6 +252,41 @@ async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
     await verified_by_cli(gw)
 
 
+async def test_a_gate_change_recorded_after_its_lease_ran_out_is_not_logged_and_is_put_back_once(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol's change reaches the PDS, and its request is so slow to record it that its lease
+    runs out and a reconciler puts the threadgate back first. The record then finds its
+    intent taken and is refused: the app gets 502 saying so, the log holds no change, and the PDS holds
+    the threadgate as before (the request's own put-back does not undo it twice); the log
+    verifies. Never both logged and put back."""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    record = PostService.record_gates_changed
+    reconciled: list[int] = []
+
+    async def slow(self: PostService, *args: Any, **kwargs: Any) -> None:
+        clock.advance(LEASE)
+        reconciled.append(await gw.reconcile())
+        await record(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PostService, "record_gates_changed", slow)
+        with pytest.raises(AtProtocolError) as refused:
+            await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
+    response = refused.value.response
+    assert response is not None and reconciled == [1]
+    assert (response.status_code, getattr(response.content, "error", None)) == (502, "UpstreamFailure")
+    assert getattr(response.content, "message", "").endswith(
+        f"took longer than Byline holds it open, and is being put back: its {THREADGATE} is not kept")
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert (await intents(gw), await gate_entries(gw)) == ([], [])
+    await verified_by_cli(gw)
+
+
 async def test_two_gateways_reconciling_one_change_put_it_back_once(
     bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
     clients: list[Client], monkeypatch: pytest.MonkeyPatch,
