@@ -626,8 +626,13 @@ class XrpcRepo:
             # Sent, perhaps taken, not answered: the reconcilers find out, and put back what was.
             await self._intents.release(intents)
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
-        if answer.status != 200:
-            await self._intents.drop(intents)  # refused: the PDS writes all of a call or none of it
+        if 400 <= answer.status <= 500:
+            # Refused by the PDS itself (its 500 names a record that exists): it writes all of a
+            # call or none of it.
+            await self._intents.drop(intents)
+        elif answer.status != 200:
+            # A proxy's 502, 503, 504: the write may have been made. The reconcilers find out.
+            await self._intents.release(intents)
         body = _pds_answer(answer)
         results = body.get("results") if batch else [body]
         if not isinstance(results, list) or len(results) != len(changes):

@@ -221,13 +221,15 @@ async def test_a_gate_change_that_cannot_be_written_down_is_not_sent(
     await verified_by_cli(gw)
 
 
+@pytest.mark.parametrize("lost", ["reset", "proxy"])
 async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
-    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch, lost: str,
 ) -> None:
-    """The PDS takes carol's change of her threadgate, and its answer is lost on the way: the
-    app gets 502 ``UpstreamFailure`` (nothing is logged: the change is not known to be made),
-    and the reconciler finds the change on the PDS and puts the threadgate back (same CID).
-    (Before: the change stayed on the PDS, unlogged.)"""
+    """The PDS takes carol's change of her threadgate, and its answer is lost on the way (the
+    connection reset, or a proxy in front answering 503): the app gets 502 ``UpstreamFailure``
+    (nothing is logged: the change is not known to be made), and the reconciler finds the
+    change on the PDS and puts the threadgate back (same CID). (Before: the change stayed on
+    the PDS, unlogged.)"""
     did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
     gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
     held = await pds_record(bluesky_pds, gate_uri)
@@ -235,6 +237,8 @@ async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
 
     async def answer_lost(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
         await write_gates(adapter, writes, **kwargs)
+        if lost == "proxy":
+            return XrpcRawResponse(status=503, headers={}, body=b"Service Unavailable")
         raise AdapterError("bluesky: the connection was reset", retryable=True)
 
     with monkeypatch.context() as patched:
