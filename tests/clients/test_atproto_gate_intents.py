@@ -27,6 +27,7 @@ from gateway.storage import gate_intents as intents_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_atproto_gates import (
+    _both_gates,
     _carols_post,
     clients,
     clock,
@@ -36,7 +37,7 @@ from tests.clients.test_atproto_gates import (
     threadgate,
     xrpc_login,
 )
-from tests.clients.test_atproto_threads import THREADGATE, pds_record, run, xrpc
+from tests.clients.test_atproto_threads import POSTGATE, THREADGATE, pds_record, run, xrpc
 from tests.conftest import Gateway, started_gateway
 from tests.platforms.bluesky.fixture import BlueskyPds
 from tests.test_metrics import scrape, value
@@ -62,7 +63,7 @@ class Outage:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
         self.how = how
-        self.down = False
+        self.down = self.struck = False
         self.writes: list[list[tuple[str, str, str, Any]]] = []
         write_gates, gate_record = BlueskyAdapter.write_gates, BlueskyAdapter.gate_record
 
@@ -73,7 +74,8 @@ class Outage:
                     raise AdapterError("bluesky: cannot connect to the PDS", retryable=True)
                 return XrpcRawResponse(status=503, headers={}, body=b'{"error":"NotEnoughResources"}')
             answer = await write_gates(adapter, writes, **kwargs)
-            self.down = True  # gone right after taking the change
+            if not self.struck:
+                self.struck = self.down = True  # gone right after taking the change
             return answer
 
         async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
@@ -149,6 +151,45 @@ async def test_a_gate_change_neither_logged_nor_put_back_is_put_back_once_the_pd
     assert await intents(gw) == []
     assert value(await scrape(gw), "byline_gate_changes_left") == 0
     assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_a_batch_and_a_deletion_neither_logged_nor_put_back_are_put_back_once_the_pds_is_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies and quotes in one batch (the threadgate replaced, a postgate
+    created); the log cannot record it and the PDS is away for the put-back. Once it is back,
+    the reconciler puts the threadgate back and deletes the postgate. Then she deletes the
+    threadgate, and the same happens: the reconciler writes the record again as it was (same
+    CID). Nothing is left, nothing logged, and the log verifies."""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    replies_uri, quotes_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, replies_uri)
+    assert held is not None
+
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "refusing")
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError):
+            await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
+        assert (await pds_record(bluesky_pds, replies_uri) or {})["value"]["allow"] == []
+        assert await pds_record(bluesky_pds, quotes_uri) is not None
+        assert len(await intents(gw)) == 2
+        outage.back()
+        assert await gw.reconcile() == 2
+    assert (await pds_record(bluesky_pds, replies_uri), await pds_record(bluesky_pds, quotes_uri)) == (held, None)
+
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "unreachable")
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError):
+            await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey))
+        assert await pds_record(bluesky_pds, replies_uri) is None
+        outage.back()
+        assert await gw.reconcile() == 1
+    assert await pds_record(bluesky_pds, replies_uri) == held
+    assert (await intents(gw), await gate_entries(gw)) == ([], [])
     await verified_by_cli(gw)
 
 
