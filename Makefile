@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BLUESKY_HARNESS := tests/platforms/bluesky
 
-.PHONY: install serve test lint bluesky-harness browser clients bench fuzz chaos mutation clean deploy-check
+.PHONY: install serve test lint bluesky-harness browser clients wrk bench fuzz chaos mutation clean deploy-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,7 +39,7 @@ serve: $(STAMP)
 # frees up: most of a test's time is waiting (on sockets, PostgreSQL, subprocesses), so two on
 # two cores take well under half the time of one. PYTEST_WORKERS=0: one process, as before.
 PYTEST_WORKERS ?= 2
-test: lint bluesky-harness browser clients
+test: lint bluesky-harness browser clients wrk
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # deploy/ alone, as `make test` checks it (tests/test_deploy.py): hadolint on the Dockerfile and
@@ -67,11 +67,15 @@ lint: $(STAMP)
 # direct tier's load generator is wrk, from Debian's packages, installed here when missing;
 # PostgreSQL is used when one answers where `make test` looks for it.
 # `python -m bench NAME --help` runs one with its own options; BENCH_ARGS=--quick, all small.
-bench: $(STAMP)
+bench: $(STAMP) wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# wrk, from Debian's packages, when missing: the benchmarks' load generator, which `make test`
+# runs too (each benchmark once at a tiny size, so that none rots between `make bench` runs).
+wrk:
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
 	  $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; }
-	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The random tests at full size: the co-signing state machine runs ten times as many sequences
 # as in `make test`, and the fuzzers in tests/fuzz (schemathesis on the OpenAPI document, the

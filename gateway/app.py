@@ -62,10 +62,11 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
+from gateway.services.devices import DeviceCookies
 from gateway.services.gate_intents import GateIntents, GateReconciler
 from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
-from gateway.services.keys import SIGNIN_FORMS, gateway_key
+from gateway.services.keys import DEVICE_COOKIES, SIGNIN_FORMS, gateway_key
 from gateway.services.keys import XRPC_SESSIONS as XRPC_SESSION_KEY
 from gateway.services.live import ChangeWatcher
 from gateway.services.mastodon import MastodonService
@@ -219,7 +220,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[TRANSPARENCY] = Transparency(db=db, checkpoints=checkpoints, policies=registry)
     # One count of failed sign-ins per address, on the sign-in page and createSession alike.
     signins = Throttle(settings.signin_attempts, what="sign-in", metrics=metrics, shares=settings.workers)
-    app[PEOPLE] = People(db=db, clock=clock, throttle=signins)
+    app[PEOPLE] = People(db=db, clock=clock, throttle=signins, devices=DeviceCookies(
+        key=await gateway_key(db, DEVICE_COOKIES), clock=clock))
     app[OAUTH] = OAuthService(
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
         form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins, people=app[PEOPLE],

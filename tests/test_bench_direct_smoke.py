@@ -6,18 +6,15 @@ asserted (a benchmark is not a test)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
-
-import pytest
 
 from bench import direct
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)")
 def test_direct_bench_runs_and_loses_nothing(tmp_path: Path) -> None:
     """Two accounts, two connections, one second a side on SQLite: posts reach the stand-in
     through the proxy and through Byline, none lost, and the two SQLite verdicts come out."""
+    direct.ensure_wrk()  # `make test` installs it; a bare pytest run, here
     said: list[str] = []
     points = asyncio.run(direct.run_database(
         "SQLite", f"sqlite:///{tmp_path / 'byline.db'}", seconds=1, connections=[2], accounts=2,

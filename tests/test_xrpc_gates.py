@@ -40,3 +40,19 @@ def test_a_field_the_lexicon_does_not_name_is_refused(gate: dict[str, Any], wher
     past the approvers: such a gate is refused, naming the field."""
     with pytest.raises(GateError, match=f"^{where} is not part of"):
         check_gate(str(gate["$type"]), gate, post_uri=POST_URI)
+
+
+@pytest.mark.parametrize(("gate", "where"), [
+    (_threadgate(hiddenReplies=["at://not an address"]), "Record/hiddenReplies/0"),
+    (_threadgate(hiddenReplies=[f"{POST_URI}\n"]), "Record/hiddenReplies/0"),
+    (_threadgate(allow=[{"$type": f"{THREADGATE}#listRule", "list": "at://did:plc:abc/not-a-collection/1"}]),
+     "Record/allow/0/list"),
+    ({"$type": POSTGATE, "post": POST_URI, "createdAt": STAMP, "detachedEmbeddingUris": ["at://x/y/z"]},
+     "Record/detachedEmbeddingUris/0"),
+])
+def test_an_address_the_pds_would_refuse_is_refused(gate: dict[str, Any], where: str) -> None:
+    """A string that starts "at://" but is no AT-URI (its authority neither a handle nor a DID,
+    its collection no NSID, a newline after it): the PDS would refuse the gate's whole commit,
+    the post it goes with included, so it is refused as it is sent."""
+    with pytest.raises(GateError, match=f"^{where} must be an at:// URI$"):
+        check_gate(str(gate["$type"]), gate, post_uri=POST_URI)

@@ -47,6 +47,7 @@ from adapters.bluesky.records import (
     record_cid,
     record_key,
     rkey_for,
+    valid_at_uri,
 )
 from adapters.bluesky.text import (
     MAX_GRAPHEMES,
@@ -97,4 +98,5 @@ __all__ = [
     "record_cid",
     "record_key",
     "rkey_for",
+    "valid_at_uri",
 ]

@@ -131,6 +131,40 @@ def key_refused(value: str) -> bool:
     return bool(_RKEY_REFUSED.search(value))
 
 
+# The AT-URI syntax the PDS checks a record's ``format: at-uri`` strings against (the reference
+# implementation's ``ensureValidAtUriRegex``, @atproto/syntax): an authority that is a handle or
+# a DID, then optionally a collection (an NSID) and a record key, at most 8 KiB in all.
+_AT_URI_RE: Final = re.compile(
+    r"at://(?P<authority>[a-zA-Z0-9._:%-]+)"
+    r"(/(?P<collection>[a-zA-Z0-9.-]+)(/[a-zA-Z0-9._~:@!$&%')(*+,;=-]+)?)?"
+    r"(#/[a-zA-Z0-9._~:@!$&%')(*+,;=\-\[\]/\\]*)?"
+)
+_AT_HANDLE_RE: Final = re.compile(
+    r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+)
+_AT_DID_RE: Final = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
+_AT_NSID_RE: Final = re.compile(
+    r"[a-zA-Z]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?)+"
+    r"(\.[a-zA-Z]([a-zA-Z0-9]{0,62})?)"
+)
+
+
+def valid_at_uri(uri: str) -> bool:
+    """Whether ``uri`` is an AT-URI as the PDS reads ``format: at-uri`` in a record: a string
+    it refuses there makes it refuse the whole commit, so a post carrying one would never go out.
+    Matched whole (``fullmatch``: ``$`` would let a final newline through)."""
+    if len(uri) > 8 * 1024:
+        return False
+    found = _AT_URI_RE.fullmatch(uri)
+    if found is None:
+        return False
+    authority, collection = found.group("authority"), found.group("collection")
+    if not ((len(authority) <= 253 and _AT_HANDLE_RE.fullmatch(authority))
+            or (len(authority) <= 2048 and _AT_DID_RE.fullmatch(authority))):
+        return False
+    return collection is None or (len(collection) <= 317 and _AT_NSID_RE.fullmatch(collection) is not None)
+
+
 @dataclass(frozen=True)
 class AtUri:
     """An ``at://<repo>/<collection>/<rkey>`` record address."""

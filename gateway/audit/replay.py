@@ -71,6 +71,9 @@ and approvals. It flags:
   (``text_hash``): left out, what went out could not be compared with what was approved;
 - a change of a post's interaction settings (``post.gates_changed``: its threadgate or
   postgate) but of a published post of the account the entry names, by a writer or the owner;
+  and one past the post's budget (``gateway.audit.gates.CHANGES_PER_HOUR``, 30 in any hour): a
+  change when the hour up to its own time (the moment an hour before left out, as the gateway
+  counts them, ``budget_wait``) already held that many of the post's changes;
 - a retry or a deletion by someone who is neither the post's author (still writing) nor the
   owner, and new words for a published post (``post.revised``, and ``post.revising`` as they
   are sent) by anyone but its writing author, or on an account whose policy would not send them
@@ -120,15 +123,18 @@ The replay is pure: no I/O, no clock; it only reads the facts given to it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from gateway.audit.entry import NO_STAMP, STAMP
+from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.lifecycle import Action, State, allowed, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
+from gateway.types import to_micros
 
 __all__ = ["DUE_GRACE_SECONDS", "MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
 
@@ -257,6 +263,9 @@ class _Post:
     keyed: tuple[int, str, str | None, str | None] | None = None  # its last claim whose send's
     # outcome is open (no ``post.published`` or ``post.failed`` since): its entry, its
     # idempotency key, and the words and content its version had then
+    gates: deque[tuple[int, int]] | None = None  # its last ``CHANGES_PER_HOUR`` changes of who
+    # may reply or quote (``post.gates_changed``), in log order: each one's time (stored
+    # microseconds) and entry; made at the first, as most posts have none
 
     def wrote(self, user: str) -> bool:
         """Whether ``user`` put words into the post."""
@@ -1084,6 +1093,7 @@ class Replay:
         writer or the owner, on every tier: settings, not words, that need no approvals), under
         the policy it names. That the post was published, and not deleted, its state says."""
         sha256, gate = extra
+        self._gates_budget(index, known, post)
         if account != known.account:
             self._bad(index, f"post.gates_changed names {account} for post {post}, which is a post of "
                              f"{known.account}")
@@ -1097,6 +1107,31 @@ class Replay:
             return f"{actor} changed who may reply to or quote post {post} but may not post on {account}"
 
         self._judge(index, account, sha256, check, f"{actor} changed the {gate} of a post of {account}")
+
+    def _gates_budget(self, index: int, known: _Post, post: str) -> None:
+        """A post's interaction settings change at most ``CHANGES_PER_HOUR`` times in any hour,
+        counted as the gateway counts them before it records one (``budget_wait``, on the
+        post's ``post.gates_changed`` entries): those whose time is within the hour before this
+        one's, the moment an hour before left out, with this one. A change the log does not
+        take is put back on the platform unlogged, and counts for nothing, there as here. An
+        entry whose time is unknown is named for it, and neither counted nor judged. Only the
+        post's last changes are kept: a log whose times go back (two gateways' clocks apart) may
+        pass with one change too many in an hour, never fail with none."""
+        stamp = self._stamp(index)
+        if stamp is None:
+            return
+        try:
+            now = to_micros(_moment(stamp))
+        except ValueError:  # no time (a 13th month): named for its ts already
+            return
+        if known.gates is None:
+            known.gates = deque(maxlen=CHANGES_PER_HOUR)
+        changes = known.gates
+        if budget_wait([at for at, _ in changes], now=now, adding=1) is not None:  # the last ones all in its hour
+            self._bad(index, f"who may reply to or quote post {post} changed at {stamp}, past its budget: entries "
+                             f"{changes[0][1]} to {changes[-1][1]} changed it {len(changes)} times in the hour "
+                             f"before, and a post's may change {CHANGES_PER_HOUR} times in any hour")
+        changes.append((now, index))
 
     def _early(self, index: int, known: _Post, post: str) -> None:
         """A claim sends its post out: not before the time the log last recorded it due (its

@@ -32,9 +32,10 @@ kept only while they do. They are looked at again when the policies in force cha
 file, its environment variable) with no policy edited, and it is read again there as a
 publication reads it (an environment lookup or a ``stat``, :class:`~gateway.services.platforms.SecretFiles`).
 A connection whose account now follows another instance or credential is closed and made again
-with the new one, and what its streams heard on it but have not told yet is dropped: an app
-hears nothing of the old platform account once the change is seen. A credential that cannot be
-read closes the connection too (it is tried again after its pauses, as above), and one whose
+with the new one, and what its streams heard on it but have not told yet is dropped (what an
+app's connection took and has not written yet too: ``Feed.still_told``): an app hears nothing
+of the old platform account once the change is seen, but what was handed to its socket before.
+A credential that cannot be read closes the connection too (it is tried again after its pauses, as above), and one whose
 account is gone from the policies (or from Mastodon) is closed for good, its streams told so
 (they then end, as their tokens no longer read the account). No credential stays in use for an
 account Byline no longer speaks for, or speaks for with another, and nothing reconnects for it.

@@ -18,6 +18,9 @@ XRPC_SESSIONS = "xrpc-session-jwt"
 SIGNIN_FORMS = "signin-form"
 """Binds a sign-in form to the app, redirect URI and PKCE challenge it was shown for."""
 
+DEVICE_COOKIES = "device-cookie"
+"""Authenticates the device cookies of browsers people signed in from."""
+
 
 async def gateway_key(db: Database, name: str) -> bytes:
     """The 32-byte key named ``name``, made now if there is none yet."""

@@ -191,6 +191,8 @@ class SignInForm:
     """The browser's page session, when the form was bound to it (step two of a signed-in person)."""
     previous: tuple[str, ...] = field(default=(), repr=False)
     """The browser's page session cookies, ended when a name and password sign it in afresh."""
+    device: str | None = field(default=None, repr=False)
+    """The browser's device cookie, which a name and password are counted by when it is theirs."""
     decision: str | None = None
     account: str | None = None
 
@@ -213,6 +215,8 @@ class SignInStep:
     code: str | None = field(default=None, repr=False)
     session: Session | None = None
     cookie: str | None = field(default=None, repr=False)
+    device: str | None = field(default=None, repr=False)
+    """A new device cookie for the browser (after a password)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,13 +390,14 @@ class OAuthService:
             return SignInStep(kind="token", failure=Code.VALIDATION, failed="password",
                               error="Enter your name and your password.")
         try:
-            cookie, session = await self._people.sign_in(name, form.password, client=client, ending=form.previous)
+            signed = await self._people.sign_in(name, form.password, client=client, ending=form.previous,
+                                                device=form.device)
         except BylineError as exc:
             if exc.code is not Code.UNAUTHENTICATED:
                 raise
             return SignInStep(kind="token", failure=Code.UNAUTHENTICATED, failed="password", error=exc.message)
-        return SignInStep(kind="account", user=session.person, session=session, cookie=cookie,
-                          accounts=tuple(self.choices(Caller(user=session.person))))
+        return SignInStep(kind="account", user=signed.session.person, session=signed.session, cookie=signed.cookie,
+                          device=signed.device, accounts=tuple(self.choices(Caller(user=signed.session.person))))
 
     async def _decide(self, request: AuthRequest, form: SignInForm, caller: Caller, *, ticket: str | None,
                       session: Session | None) -> SignInStep:

@@ -4,6 +4,10 @@ A person's name is the one the policy files give them; having a password gives n
 policies do). A session is a random cookie of which only the SHA-256 is stored; each carries
 its own random CSRF value, which every form of the pages sends back. Changing a password signs
 every session of that person out.
+
+A browser that signed in is given a device cookie (:mod:`gateway.services.devices`): its
+failures then count against that cookie, not against the name, so guesses from elsewhere that
+use up the name's allowance do not keep the person out of their own browser.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
+from gateway.services.devices import LIFETIME as DEVICE_LIFETIME
+from gateway.services.devices import DeviceCookies
 from gateway.services.identity import end_app_token
 from gateway.services.throttle import Throttle, client_key
 from gateway.storage import oauth as oauth_sql
@@ -50,6 +56,16 @@ class Session:
     def csrf_matches(self, sent: str | None) -> bool:
         """Whether a form's CSRF value is this session's."""
         return sent is not None and hmac.compare_digest(self.csrf.encode(), sent.encode())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignedIn:
+    """A sign-in that worked: the new session's cookie (shown once), the session, and the device
+    cookie for the browser (None where no device cookies are made: the command line)."""
+
+    cookie: str
+    session: Session
+    device: str | None
 
 
 def _sha256(value: str) -> str:
@@ -88,7 +104,14 @@ class People:
     db: Database
     clock: Clock
     throttle: Throttle
+    devices: DeviceCookies | None = None
+    """Device cookies, where browsers sign in (the gateway); None for the command line."""
     session_lifetime: timedelta = timedelta(days=14)
+
+    @property
+    def device_lifetime(self) -> timedelta:
+        """How long a browser keeps its device cookie (as long as the gateway takes it)."""
+        return self.devices.lifetime if self.devices is not None else DEVICE_LIFETIME
 
     async def add(self, name: str, password: str, *, email: str | None = None) -> None:
         """A new person who can sign in (409 when the name is taken)."""
@@ -126,12 +149,17 @@ class People:
             if not await sql.set_email(txn, name, email=check_email(email), at=now_micros(self.clock)):
                 raise BylineError(Code.NOT_FOUND, f"no person named {name!r} can sign in (byline user add)")
 
-    async def sign_in(self, name: str, password: str, *, client: str,
-                      ending: Sequence[str] = ()) -> tuple[str, Session]:
-        """A new session cookie for a right name and password; 401 otherwise, and 429 after too
-        many failures from this address or for this name. The sessions of the cookies in
-        ``ending`` (the browser's until now) end as the new one opens, and only then."""
-        keys = (client_key(client), f"person:{name.lower()}")
+    async def sign_in(self, name: str, password: str, *, client: str, ending: Sequence[str] = (),
+                      device: str | None = None) -> SignedIn:
+        """A new session for a right name and password; 401 otherwise, and 429 after too many
+        failures from this address, or for this name. A browser that sends a valid device cookie
+        for this very name (``device``) is counted by that cookie instead of by the name: wrong
+        passwords sent from elsewhere for the name do not keep it out, and its own wrong ones
+        lock the cookie out after the same allowance. The sessions of the cookies in ``ending``
+        (the browser's until now) end as the new one opens, and only then."""
+        known = self.devices.read(device) if self.devices is not None else None
+        keys = (client_key(client), known.key if known is not None and known.person == name
+                else f"person:{name.lower()}")
         with self.throttle.attempt(*keys):
             if len(password) > MAX_PASSWORD or person_name_problem(name):
                 row = None
@@ -146,7 +174,10 @@ class People:
             if not ok or row is None:
                 self.throttle.failed(*keys)
                 raise BylineError(Code.UNAUTHENTICATED, "That name and password do not match.")
-        return await self.open_session(row["name"], ending=ending)
+        cookie, session = await self.open_session(row["name"], ending=ending)
+        # A fresh cookie each time (OWASP): a fresh allowance, and its 180 days from now.
+        issued = self.devices.issue(session.person) if self.devices is not None else None
+        return SignedIn(cookie=cookie, session=session, device=issued)
 
     async def open_session(self, person: str, *, ending: Sequence[str] = ()) -> tuple[str, Session]:
         """A new session for ``person``: the cookie (shown once) and the session. The sessions of

@@ -138,6 +138,9 @@ class StreamEvent:
     status: StatusView | None
     stream: tuple[str, ...] | None = None
     payload: str | None = None
+    heard_as: int = 0
+    """The instance's: how many times its feed had forgotten its stream when it was heard
+    (:meth:`Feed.forget`). Once that changes, the event is of an account's old credential."""
 
 
 class Ending(StrEnum):
@@ -191,6 +194,8 @@ class Feed:
     """When its token was last found to read the account (the clock's microseconds), with the
     log's size and the policies' generation as that check began."""
     _heard: deque[Heard] = field(default_factory=lambda: deque(maxlen=HEARD_MOST))
+    _forgotten: Counter[tuple[str, ...]] = field(default_factory=Counter)
+    """How many times each stream's events were forgotten (:meth:`forget`)."""
 
     def heard(self, item: Heard) -> None:
         """One of the instance's events, told at the next round (the oldest dropped past
@@ -205,16 +210,28 @@ class Feed:
 
     def forget(self, stream: tuple[str, ...]) -> None:
         """Drop the instance's events of ``stream`` not told yet: heard on a connection made with
-        a credential (or an instance) the account no longer has, as another platform account."""
+        a credential (or an instance) the account no longer has, as another platform account.
+        Those already taken, and waiting in the app's connection to be written (a batch whose
+        writes to a slow app may each wait up to a keepalive), are not written either
+        (:meth:`still_told`)."""
         kept = [h for h in self._heard if h.stream != stream]
         self._heard.clear()
         self._heard.extend(kept)
+        self._forgotten[stream] += 1
+
+    def still_told(self, event: StreamEvent) -> bool:
+        """Whether an event taken from the feed may still be written to the app: each is asked
+        just before its write, as a batch may wait long on a slow app's socket. Not one of the
+        instance's heard before its stream was forgotten (:meth:`forget`: the credential it
+        was heard with is no longer the account's); Byline's own, always."""
+        return event.stream is None or event.payload is None or event.heard_as == self._forgotten[event.stream]
 
     def _relayed(self) -> list[StreamEvent]:
         # The instance's user stream carries notifications too: told only to a token that may
         # read them, as the streaming server asks read:notifications of them on any stream.
         notices = self.auth.caller.may("read:notifications")
-        out = [StreamEvent(event=h.event, post_id="", status=None, stream=h.stream, payload=h.payload)
+        out = [StreamEvent(event=h.event, post_id="", status=None, stream=h.stream, payload=h.payload,
+                           heard_as=self._forgotten[h.stream])
                for h in self._heard if notices or h.event != "notification"]
         self._heard.clear()
         return out

@@ -1,7 +1,8 @@
 """Failed sign-in attempts, counted and limited, so a token cannot be guessed at speed.
 
 Each failure counts against the client's address (an IPv6 one by its /64, ``client_key``) and
-against the name it tried (an XRPC identifier); once either has used up its allowance in the
+against the name it tried (an XRPC identifier), or, for a browser that brought its device
+cookie for that name, against that cookie (``gateway.services.devices``); once either has used up its allowance in the
 moving window, further attempts are refused with 429 before any token is checked, right ones
 included, until the window moves on.
 The counts live in this process (the ``limits`` library's moving window): with several replicas

@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, TypeVar
 import libipld
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.bluesky import MAX_IMAGE_BYTES, blob_digest
+from adapters.bluesky import MAX_IMAGE_BYTES, blob_digest, valid_at_uri
 
 IMAGES: Final = "app.bsky.embed.images"
 EXTERNAL: Final = "app.bsky.embed.external"
@@ -154,7 +154,9 @@ def _image_blob(blob: _Blob, where: str) -> BlobRef:
 
 def _at_uri(uri: str, where: str) -> None:
     parts = uri.removeprefix("at://").split("/") if uri.startswith("at://") else []
-    if len(parts) != 3 or not all(parts):
+    # The PDS refuses the whole commit for an address it does not read as an AT-URI: the post
+    # would be approved and then never go out.
+    if len(parts) != 3 or not all(parts) or not valid_at_uri(uri):
         raise EmbedError(f"{where}: {uri!r} is not an at://<repo>/<collection>/<rkey> address")
 
 

@@ -13,7 +13,8 @@ Byline writes each change at once for a writer or the owner, logging it as ``pos
 
 Each is checked here against its lexicon first, because a record the PDS refused then would
 keep its post from going out (a change is checked the same way): its ``post`` is the address
-of the post it rides with, its ``createdAt`` a datetime, and its rule lists within their
+of the post it rides with, its ``createdAt`` a datetime, every address it names an AT-URI as
+the PDS reads one (``valid_at_uri``), and its rule lists within their
 lexicon's bounds (a threadgate allows at most 5 rules and hides at most 300 replies; a
 postgate has at most 5 embedding rules and 50 detached quotes). A field the lexicon does not
 name is refused, where a PDS would keep it: a gate goes out without the approvals its post
@@ -25,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from adapters.bluesky import parse_datetime
+from adapters.bluesky import parse_datetime, valid_at_uri
 from gateway.audit.gates import POSTGATE, THREADGATE
 
 GATES: Final = frozenset({THREADGATE, POSTGATE})
@@ -55,7 +56,7 @@ def _uris(value: Any, where: str, most: int) -> None:
     if not isinstance(value, list) or len(value) > most:
         raise GateError(f"{where} must be a list of at most {most} at:// URIs")
     for n, uri in enumerate(value):
-        if not isinstance(uri, str) or not uri.startswith("at://"):
+        if not isinstance(uri, str) or not valid_at_uri(uri):
             raise GateError(f"{where}/{n} must be an at:// URI")
 
 
@@ -74,7 +75,7 @@ def _rules(value: Any, where: str, allowed: frozenset[str], most: int) -> None:
             raise GateError(f"{where}/{n}/{extra[0]} is not part of a {kind.rsplit('#', 1)[-1]}")
         if kind == f"{THREADGATE}#listRule":
             listed = rule.get("list")
-            if not isinstance(listed, str) or not listed.startswith("at://"):
+            if not isinstance(listed, str) or not valid_at_uri(listed):
                 raise GateError(f"{where}/{n}/list must be an at:// URI")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from gateway.audit.gates import CHANGES_PER_HOUR
 from gateway.audit.replay import POLICY_GRACE_SECONDS, Fact, Replay
 from tests.audit.logtools import byline
 from tests.audit.synthetic import SyntheticLog, messages, summary
@@ -2941,6 +2942,49 @@ async def test_byline_audit_verify_rejects_a_gates_change_by_a_writer_the_policy
     assert f"entry {dropped}: carol changed who may reply to or quote post 1 but may not post on brand" in said, said
     assert (f"entry {stale}: carol changed the {POSTGATE} of a post of brand under policy p1, "
             f"{POLICY_GRACE_SECONDS + 2:.0f} s after entry {replaced} replaced it") in said, said
+
+
+def _gates_for_an_hour(log: SyntheticLog, *, last_after: float) -> tuple[int, int, int]:
+    """Alice's post 1 on solo: its threadgate changed 30 times, a second apart, from its first
+    change on (and post 2's once, beside them), then once more ``last_after`` seconds after the
+    first: the indexes of the first change, the 30th and the last."""
+    log.policy("solo", DIRECT, "s1")
+    for post in ("1", "2"):
+        log.submit(post, author="alice", account="solo", sha="s1")
+        _publish(log, post, "solo")
+    changes = [_gates(log, "1", "alice", account="solo", sha="s1", gate=POSTGATE if n % 2 else THREADGATE)
+               for n in range(CHANGES_PER_HOUR)]
+    _gates(log, "2", "alice", account="solo", sha="s1")  # another post's: a budget of its own
+    log.wait(last_after - (CHANGES_PER_HOUR + 1))  # each entry is a second after the one before
+    return changes[0], changes[-1], _gates(log, "1", "alice", account="solo", sha="s1")
+
+
+async def test_byline_audit_verify_rejects_a_31st_change_of_a_posts_gates_within_an_hour(tmp_path: Path) -> None:
+    """The real command, on a forged log (signed as Byline signs it, no other rule broken): a
+    post's gates changed 30 times, and a 31st time a microsecond less than an hour after the
+    first, when the gateway would have refused it (429). That change is named, with the 30
+    before it in its hour; post 2's change in the same hour is not.
+    (Before: the log verified.)"""
+    log = SyntheticLog()
+    first, thirtieth, last = _gates_for_an_hour(log, last_after=3600 - 0.000001)
+    stamp = "2026-01-01T13:00:07.999999Z"  # the first change at 12:00:08
+    said = (f"entry {last}: who may reply to or quote post 1 changed at {stamp}, past its budget: entries {first} "
+            f"to {thirtieth} changed it 30 times in the hour before, and a post's may change 30 times in any hour")
+    assert messages(log.verify(tmp_path / "past.export")) == [said]
+    assert said in await _named_by_the_command(log, tmp_path)
+
+
+async def test_byline_audit_verify_passes_30_changes_of_a_posts_gates_in_the_hour_up_to_each(tmp_path: Path) -> None:
+    """The real command, on the same log but for the 31st change: made exactly an hour after the
+    first, it finds 29 in its hour (the gateway leaves the moment an hour before out of it, as a
+    change leaves the budget an hour after it was made), and the log verifies."""
+    log = SyntheticLog()
+    _gates_for_an_hour(log, last_after=3600)
+    assert messages(log.verify(tmp_path / "within.export")) == []
+    export = log.write(tmp_path / "within.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code == 0, result.text
 
 
 def test_a_gates_changed_entry_without_its_gate_is_named(tmp_path: Path) -> None:

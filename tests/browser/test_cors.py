@@ -102,7 +102,7 @@ async def test_the_cookie_pages_stay_closed_to_other_origins(
     her Lax cookie goes along): her own page reads her queue, but the browser refuses to let
     origin B read it, its live updates, the sign-in pages or the accounts, with or without cookies."""
     await world.gateway.app[PEOPLE].add("alice", "alice-long-password")
-    cookie, _ = await world.gateway.app[PEOPLE].sign_in("alice", "alice-long-password", client="127.0.0.1")
+    cookie = (await world.gateway.app[PEOPLE].sign_in("alice", "alice-long-password", client="127.0.0.1")).cookie
     context = await browser.new_context()
     await context.add_cookies([{"name": SESSION_COOKIE, "value": cookie, "url": world.base + "/"}])
     own = await context.new_page()

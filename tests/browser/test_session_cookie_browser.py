@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
-from playwright.async_api import Browser, BrowserContext, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from gateway.appkeys import PEOPLE
 from gateway.clock import ManualClock
@@ -76,8 +76,7 @@ async def _signed_in_elsewhere(gateway: Gateway, name: str) -> str:
     async with gateway.client.post("/signin", data={"name": name, "password": password_of(name)},
                                    allow_redirects=False) as answer:
         assert answer.status == 303
-        [cookie] = [morsel.value for morsel in answer.cookies.values() if morsel.value]
-    return cookie
+        return answer.cookies[TLS_SESSION_COOKIE].value
 
 
 async def _who(context: BrowserContext, base: str) -> str:
@@ -127,3 +126,48 @@ async def test_a_sibling_subdomain_cannot_plant_or_overwrite_the_session(
             assert await _who(context, base) == "bob"
         await _drained(gateway.client.server)
         assert await gateway.app[PEOPLE].session(erins) is None  # the planted one ended as bob signed in
+
+
+async def _signs_in(page: Page, base: str, name: str) -> None:
+    """The sign-in form, filled in and sent as a person does."""
+    await page.goto(base + "/signin")
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_label("Password").fill(password_of(name))
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_the_persons_browser_signs_in_past_guesses_against_their_name(
+    browser: Browser, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """bob signs in and out in Chromium, which keeps his device cookie (``__Host-byline_device``:
+    Secure, HttpOnly, SameSite=Strict, this host only). Someone elsewhere then sends ten wrong
+    passwords for "bob": a fresh browser is refused with bob's right password ("too many
+    failed"), but bob's own browser signs him in. Before: his browser was refused too."""
+    tls = tls_for(SITE, "127.0.0.1")
+    async with started_gateway(db_url, policy_dir, clock, tls=tls, trusted_proxies="127.0.0.1/32, ::1") as gateway:
+        await gateway.app[PEOPLE].add("bob", password_of("bob"))
+        base = f"https://{SITE}:{gateway.client.port}"
+        async with _context(browser) as own, _context(browser) as fresh:
+            page = await own.new_page()
+            await _signs_in(page, base, "bob")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+            [device] = [c for c in await own.cookies(base) if c["name"] == "__Host-byline_device"]
+            assert (device["domain"], device["path"], device["secure"], device["httpOnly"], device["sameSite"]) == (
+                SITE, "/", True, True, "Strict")
+            await page.get_by_role("button", name="Sign out bob").click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Byline")
+
+            for n in range(10):  # through the trusted proxy, from another address
+                async with gateway.client.post("/signin", data={"name": "bob", "password": f"wrong-guess-{n}"},
+                                               headers={"X-Forwarded-For": "198.51.100.66"},
+                                               allow_redirects=False) as answer:
+                    assert answer.status == 401
+
+            other = await fresh.new_page()
+            await _signs_in(other, base, "bob")
+            await expect(other.get_by_role("alert")).to_contain_text("too many failed sign-in attempts")
+            await _signs_in(page, base, "bob")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+            await page.close()
+            await other.close()
+        await _drained(gateway.client.server)

@@ -234,7 +234,8 @@ async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
     bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk,
 ) -> None:
     """Too many images, no alt text, a video, a blob not uploaded here or described wrongly, a bad
-    link or quote, an embed for a sandbox account: 400 InvalidRequest saying why; nothing stored."""
+    link or quote (one whose address the PDS would not read as an AT-URI too), an embed for a
+    sandbox account: 400 InvalidRequest saying why; nothing stored."""
     account = bluesky_pds.account("carol.test")
     token = (await session(sky, "alice", "sky", account.handle))["accessJwt"]
     image = png(2, 2, secrets.token_hex(4))
@@ -265,6 +266,10 @@ async def test_embeds_the_lexicons_or_byline_refuse_change_nothing(
          "embed/external/uri: 'javascript:alert(1)' is not an http(s) URI"),
         ({"$type": "app.bsky.embed.record", "record": {"uri": "https://example.com/p", "cid": blob["ref"]["$link"]}},
          "embed/record/uri: 'https://example.com/p' is not an at://<repo>/<collection>/<rkey> address"),
+        # Three parts, but no AT-URI: the PDS would refuse the approved post's commit.
+        ({"$type": "app.bsky.embed.record",
+          "record": {"uri": f"at://not an address/{POST}/3kabc", "cid": blob["ref"]["$link"]}},
+         f"embed/record/uri: 'at://not an address/{POST}/3kabc' is not an at://<repo>/<collection>/<rkey> address"),
         ({"$type": "app.bsky.embed.recordWithMedia",
           "record": {"record": {"uri": f"at://{account.did}/{POST}/3kabc", "cid": blob["ref"]["$link"]}},
           "media": {"$type": "app.bsky.embed.video", "video": blob}},

@@ -335,6 +335,33 @@ async def test_a_refused_change_of_a_posts_gates_changes_nothing(
     await verified_by_cli(gw)
 
 
+async def test_a_gate_naming_an_address_the_pds_refuses_is_refused_as_it_is_sent(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """A threadgate or postgate sent with a post, naming a reply, a quote or a list by a string
+    that starts "at://" but is no AT-URI: refused at once (400 InvalidRequest, nothing stored
+    or logged). Before, it was kept with the post, the post was approved, and the PDS then
+    refused the whole commit, so the approved post failed for good."""
+    account = bluesky_pds.account("carol.test")
+    carol = await xrpc_login(gw, "carol", account.did)
+    bad = "at://not an address"
+    broken: list[tuple[str, dict[str, Any], str]] = [
+        (THREADGATE, {"hiddenReplies": [bad]}, "Record/hiddenReplies/0 must be an at:// URI"),
+        (THREADGATE, {"allow": [{"$type": f"{THREADGATE}#listRule", "list": bad}]},
+         "Record/allow/0/list must be an at:// URI"),
+        (POSTGATE, {"detachedEmbeddingUris": [bad]}, "Record/detachedEmbeddingUris/0 must be an at:// URI"),
+    ]
+    before, size = await gw.snapshot(), await gw.log_size()
+    for collection, fields, message in broken:
+        writes = app_thread(account.did, ["Out, once approved"], threadgate=collection == THREADGATE,
+                            postgate=collection == POSTGATE)
+        writes[1]["value"].update(fields)
+        status, answer = await xrpc(gw, "com.atproto.repo.applyWrites", carol, {"repo": account.did, "writes": writes})
+        assert (status, answer["error"]) == (400, "InvalidRequest"), (fields, answer)
+        assert answer["message"] == f"writes/2: Invalid {collection} record: {message}", answer
+    assert (await gw.snapshot(), await gw.log_size()) == (before, size)
+
+
 async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_pds_says(
     bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], clock: ManualClock,
 ) -> None:
@@ -402,6 +429,33 @@ async def test_a_posts_gates_change_at_most_thirty_times_an_hour_then_wait_as_a_
     assert [r.headers.get("Retry-After") for r in answers if r.status == 429] == ["60"]
     assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == written["allow"]
     assert [post for _, post, _, _ in await gate_entries(gw)].count(post_id) == 31
+    await verified_by_cli(gw)
+
+
+async def test_thirty_changes_of_a_posts_gates_in_every_hour_the_gateway_made_verify(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], clock: ManualClock,
+) -> None:
+    """Carol changes who may reply to her post 30 times, two minutes apart, then once more
+    exactly an hour after the first (when it leaves the post's hour), through Byline to the PDS;
+    one more at that moment is refused (429). The log holds the 31 changes, the last exactly an
+    hour after the first, and the real ``byline audit verify``, which now names a change past
+    the budget, passes it: its hour is the gateway's, the moment an hour before left out."""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    rules: list[list[dict[str, str]]] = [[], [{"$type": f"{THREADGATE}#mentionRule"}]]
+
+    def put(n: int) -> models.ComAtprotoRepoPutRecord.Data:
+        return models.ComAtprotoRepoPutRecord.Data(repo=did, collection=THREADGATE, rkey=rkey,
+                                                   record=threadgate(post_uri, allow=rules[n % 2]))
+
+    for n in range(CHANGES_PER_HOUR):
+        await run(carol.com.atproto.repo.put_record, put(n))
+        clock.advance(timedelta(minutes=2))
+    await run(carol.com.atproto.repo.put_record, put(CHANGES_PER_HOUR))
+    with pytest.raises(RateLimitExceededError):
+        await run(carol.com.atproto.repo.put_record, put(CHANGES_PER_HOUR + 1))
+    times = [datetime.fromisoformat(e["ts"]) for _, e in await gate_bodies(gw) if e["post"] == post_id]
+    assert (len(times), times[-1] - times[0], times[-1] - times[1]) == (
+        CHANGES_PER_HOUR + 1, timedelta(hours=1), timedelta(minutes=58))
     await verified_by_cli(gw)
 
 

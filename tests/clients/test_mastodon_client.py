@@ -17,6 +17,7 @@ from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import DATABASE_GONE, finding_the_database_gone, write_policy
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
+from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 
 async def test_direct_publishes_to_the_sandbox(world: World) -> None:
@@ -259,6 +260,44 @@ async def test_cosigned_edit_voids_approvals_and_keeps_mastodon_rules(world: Wor
     assert [v["text"] for v in post["versions"]] == ["Draft", "Better draft", "Best draft"]
 
 
+async def test_an_approved_post_is_not_moved_sooner_through_scheduled_statuses(world: World) -> None:
+    """A writer whose post both co-signers approved to go out at three asks Mastodon's
+    ``PUT /api/v1/scheduled_statuses/:id`` for a time minutes away: 422, nothing changes, and
+    the post does not go out before the time it was approved for."""
+    api = await world.client("carol", "cosigned")
+    clock = world.gateway.clock
+    status = await world.run(api.status_post, "Launch at three", scheduled_at=clock.now() + timedelta(hours=3))
+    for cosigner in ("bob", "dave"):
+        code, body = await world.gateway.act(cosigner, status.id, "approve")
+        assert code == 200, body
+    assert body["state"] == "scheduled"
+    before = await world.gateway.snapshot()
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.scheduled_status_update, status.id, clock.now() + timedelta(minutes=5))
+    assert refused.value.args[1:4:2] == (422, "Validation failed: Byline cannot move a scheduled post; "
+                                              "delete it and post it again with the new time")
+    assert await world.gateway.snapshot() == before
+    clock.advance(timedelta(minutes=10))
+    await world.gateway.tick()
+    assert await world.gateway.timeline("cosigned") == []
+
+
+async def test_a_poll_added_by_an_edit_is_refused_and_keeps_the_approval(world: World) -> None:
+    """An edit that adds a poll to a co-signed post (``PUT /api/v1/statuses/:id`` with
+    ``poll``) is refused as a new post with one is, and changes nothing: no new version, and
+    the approval given stands (the edit's words alone would void it)."""
+    api = await world.client("carol", "cosigned")
+    status = await world.run(api.status_post, "Which launch date?")
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["approvals_needed"]) == (200, 1), body
+    before = await world.gateway.snapshot()
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(api.status_update, status.id, "Which launch date?",
+                        poll=api.make_poll(["May", "June"], expires_in=86400))
+    assert refused.value.args[1:4:2] == (422, "Validation failed: Byline does not carry polls")
+    assert await world.gateway.snapshot() == before
+
+
 async def test_published_status_replies_edits_and_deletes_upstream(world: World) -> None:
     """After publishing: a reply goes to the platform's id, an edit is made there, delete removes it."""
     api = await world.client("alice", "masto")
@@ -387,6 +426,48 @@ async def test_an_x_accounts_statuses_count_is_what_byline_published_there(
         assert (await world.run(api.account_verify_credentials)).statuses_count == 1
     finally:
         await server.close()
+
+
+async def test_a_bluesky_accounts_statuses_count_is_what_byline_published_there(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds,
+) -> None:
+    """A Bluesky account's statuses_count, which a Bluesky session does not give Byline, is
+    Byline's count of the posts it published on the PDS that are still up: a held one is not
+    counted, a deleted one no longer is, and what else the PDS account holds (posts made there by
+    other means) is not Byline's to count."""
+    account = bluesky_pds.account("alice.test")
+    monkeypatch.setenv("ALICE_SKY_PASSWORD", account.app_password)
+    write_policy(policy_dir, "sky", f"""
+        account: sky
+        platform: bluesky
+        handle: {account.handle}
+        pds: {bluesky_pds.pds_url}
+        credentials: env:ALICE_SKY_PASSWORD
+        tier: direct
+        owner: alice
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [scandal]
+            reason: Check the full story first
+    """)
+    await world.gateway.sync_policies()
+    api = await world.client("alice", "sky")
+    on_pds = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 0
+    first = await world.run(api.status_post, "First on Bluesky")
+    await world.run(api.status_post, "Second on Bluesky")
+    await world.run(api.status_post, "A scandal, held")
+    assert await world.gateway.tick() == 2
+    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
+    assert sorted(r["value"]["text"] for r in out) == ["First on Bluesky", "Second on Bluesky"]
+    me = await world.run(api.account_verify_credentials)
+    assert me.statuses_count == 2
+    assert (await world.run(api.account, me.id)).statuses_count == 2
+    await world.run(api.status_delete, first.id)
+    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
+    assert [r["value"]["text"] for r in out] == ["Second on Bluesky"]
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 1
 
 
 async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: World) -> None:

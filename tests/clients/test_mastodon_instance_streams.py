@@ -6,8 +6,10 @@ publishes heard once; the instance dropping and coming back; its token never sho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +22,21 @@ from structlog.testing import capture_logs
 
 from gateway.appkeys import IDENTITY, PLATFORMS, STREAMS
 from gateway.clock import ManualClock
+from gateway.http.mastodon import streaming as streaming_http
 from gateway.services import identity as identity_service
 from gateway.services import streaming as streaming_service
 from gateway.services.instance_streams import LINKS_PER_ACCOUNT, InstanceStreams
 from gateway.services.platforms import CREDENTIAL_REREAD_SECONDS
 from gateway.services.streaming import CHECK_STANDS_SECONDS
-from tests.clients.test_mastodon_streaming import QUIET, _message, _nothing, _oauth_token, _policy_dir, _socket
+from tests.clients.test_mastodon_streaming import (
+    QUIET,
+    _events,
+    _message,
+    _nothing,
+    _oauth_token,
+    _policy_dir,
+    _socket,
+)
 from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import started_gateway
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -643,3 +654,103 @@ async def test_an_event_heard_with_the_old_credential_is_not_told_after_the_chan
         assert await _message(ws) == {"stream": ["user:notification"], "event": "notification",
                                       "payload": json.dumps(fresh)}
         await ws.close()
+
+
+
+@pytest.mark.parametrize("how", ["event_stream", "websocket"])
+async def test_events_of_the_old_account_queued_for_a_slow_app_are_not_told_after_the_change(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """An app's stream (server-sent events, or a WebSocket) that does not read: a batch of the
+    old platform account's notifications (large ones) is taken for it at once, and its writes
+    stall on the full socket with most of the batch still to write. The credential is
+    rewritten, and the change noticed. When the app reads again, it hears the old account's
+    notifications that were handed to its socket before the change was noticed (they were on
+    their way) and none of the rest, then the new account's. Before: the whole batch was
+    written after the change, under the account's name."""
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    token = await world.token("alice", "masto")
+    sent = 450  # of 48 KiB each: more than the buffers between Byline and the app hold
+    handed: list[str] = []  # the old account's notifications handed to the app's socket, in order
+    at_change: list[list[str]] = []
+    heard = [0]
+    write, send = streaming_http._write, streaming_http._Socket._send
+    forget, hear = streaming_service.Feed.forget, streaming_service.Feed.heard
+    checking, check_on = asyncio.Event(), asyncio.Event()
+    gated = False
+    find_token = identity_service.sql.find_token
+
+    async def written(request: Any, response: Any, data: bytes) -> None:
+        handed.extend(re.findall(r'"id": "(old-[0-9]+)"', data.decode()))
+        await write(request, response, data)
+
+    async def sent_on(self: Any, message: dict[str, Any]) -> None:
+        handed.extend(re.findall(r'"id": "(old-[0-9]+)"', message.get("payload", "")))
+        await send(self, message)
+
+    def noticed(self: streaming_service.Feed, stream: tuple[str, ...]) -> None:
+        at_change.append(list(handed))
+        forget(self, stream)
+
+    def counted(self: streaming_service.Feed, item: Any) -> None:
+        heard[0] += 1
+        hear(self, item)
+
+    async def held_check(txn: Any, token_hash: str) -> Any:
+        if gated and token_hash == identity_service.hash_token(token):
+            checking.set()
+            await check_on.wait()
+        return await find_token(txn, token_hash)
+
+    monkeypatch.setattr(streaming_http, "_write", written)
+    monkeypatch.setattr(streaming_http._Socket, "_send", sent_on)
+    monkeypatch.setattr(streaming_service.Feed, "forget", noticed)
+    monkeypatch.setattr(streaming_service.Feed, "heard", counted)
+    monkeypatch.setattr(identity_service.sql, "find_token", held_check)
+    pad = "x" * 48 * 1024
+    async with contextlib.AsyncExitStack() as stack:
+        if how == "websocket":
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            ws = await _socket(world, session, token, query="?stream=user:notification")
+            stack.push_async_callback(ws.close)
+        else:
+            answer = await stack.enter_async_context(world.gateway.client.get(
+                "/api/v1/streaming/user/notification", headers={"Authorization": f"Bearer {token}"}))
+            assert answer.status == 200
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        gated = True
+        world.gateway.clock.advance(timedelta(seconds=CHECK_STANDS_SECONDS))  # the next event checks the token
+        try:
+            for n in range(sent):  # heard while the stream checks its token: one batch, taken at once
+                payload = json.dumps({"id": f"old-{n}", "type": "mention", "pad": pad})
+                assert await world.upstream.emit(world.upstream_account, ("user:notification",), "notification",
+                                                 payload) == 1
+            await asyncio.wait_for(checking.wait(), 8)
+            await _until(lambda: heard[0] == sent)
+        finally:
+            check_on.set()
+        stalled = [-1]
+
+        def still() -> bool:
+            was, stalled[0] = stalled[0], len(handed)
+            return was == len(handed)
+
+        await _until(still)  # the app reads nothing: the writes stall on its full socket
+        monkeypatch.setenv("BRAND_MASTODON_TOKEN", "mtok-newbrand-41d7")
+        await _until(lambda: [s.token for s in world.upstream.stream_sockets] == ["mtok-newbrand-41d7"],
+                     seconds=NOTICED)
+        fresh = world.upstream.render_notification("follow", by=world.upstream.add_account("fan", "mtok-fan"))
+        assert await world.upstream.notify(moved_to, fresh) == 1
+        [on_their_way] = at_change
+        assert 0 < len(on_their_way) < sent, len(on_their_way)  # some of the batch still to write
+        told: list[str] = []
+        async with asyncio.timeout(30):
+            if how == "websocket":
+                while (message := await _message(ws))["payload"] != json.dumps(fresh):
+                    told.append(json.loads(message["payload"])["id"])
+            else:
+                async for event, data in _events(answer):
+                    if (event, data) == ("notification", json.dumps(fresh)):
+                        break
+                    told.append(json.loads(data)["id"])
+    assert told == on_their_way == [f"old-{n}" for n in range(len(on_their_way))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from http.cookies import Morsel, SimpleCookie
+from http.cookies import Morsel
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -77,7 +77,7 @@ async def test_mastodon_py_app_signed_in_with_a_password(people: World, browser:
                             data={**fields, "name": "carol", "password": PASSWORDS["carol"]}) as step:
         assert step.status == 200
         text = await step.text()
-        cookie = SimpleCookie(step.headers["Set-Cookie"])  # the last one set: the page session
+        cookie = step.cookies  # the page session, and the device cookie
     assert "Signed in as <strong><bdi>carol</bdi></strong>" in text
     assert PASSWORDS["carol"] not in text
     session = cookie["byline_session"]

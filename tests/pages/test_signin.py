@@ -18,6 +18,8 @@ SESSION_COOKIE = "byline_session"
 """The session cookie's name over plain http."""
 TLS_SESSION_COOKIE = "__Host-byline_session"
 """Its name behind TLS, which a browser takes from this host alone, over TLS."""
+TLS_DEVICE_COOKIE = "__Host-byline_device"
+"""The device cookie a sign-in gives the browser behind TLS (tests/pages/test_device_cookies.py)."""
 
 
 async def test_a_person_signs_in_and_out(pages: Pages) -> None:
@@ -26,7 +28,7 @@ async def test_a_person_signs_in_and_out(pages: Pages) -> None:
     status, _body, resp = await visitor.post("/signin", {"name": "alice", "password": password_of("alice"),
                                                          "next": "/queue"}, csrf=False)
     assert (status, resp.headers["Location"]) == (303, "/queue")
-    cookie = resp.headers["Set-Cookie"]
+    [cookie] = [line for line in resp.headers.getall("Set-Cookie") if line.startswith("byline_session=")]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
     # Over plain http (a gateway on one's own machine, no https public URL) the plain name: a
     # browser would refuse a Secure cookie there, and a __Host- name must be Secure.
@@ -256,13 +258,13 @@ async def test_behind_tls_the_session_cookie_is_a_host_cookie(
                                    allow_redirects=False) as answer:
                 assert answer.status == 303
                 cookies = answer.cookies
-            assert list(cookies) == [TLS_SESSION_COOKIE]
+            assert sorted(cookies) == [TLS_DEVICE_COOKIE, TLS_SESSION_COOKIE]  # no plainly named one
             daves = cookies[TLS_SESSION_COOKIE]
             assert (daves["secure"], daves["path"], daves["domain"], daves["httponly"], daves["samesite"]) == (
                 True, "/", "", True, "Lax")
             status, page = await _queue_as(client, base, f"{TLS_SESSION_COOKIE}={daves.value}")
             assert status == 200 and "Sign out <bdi>dave</bdi>" in page
-            erins, _ = await gw.app[PEOPLE].sign_in("erin", password_of("erin"), client="203.0.113.9")
+            erins = (await gw.app[PEOPLE].sign_in("erin", password_of("erin"), client="203.0.113.9")).cookie
             assert await _queue_as(client, base, f"{SESSION_COOKIE}={erins}") == (303, "/signin?next=/queue")
 
 
@@ -277,7 +279,7 @@ async def test_behind_tls_a_plainly_named_session_cookie_ends_at_sign_in_and_sig
         people = gw.app[PEOPLE]
         await people.add("dave", password_of("dave"))
         base = str(gw.client.make_url("")).rstrip("/")
-        before, _ = await people.sign_in("dave", password_of("dave"), client="203.0.113.9")
+        before = (await people.sign_in("dave", password_of("dave"), client="203.0.113.9")).cookie
         async with _jar_less() as client:
             async with client.post(base + "/signin", data={"name": "dave", "password": password_of("dave")},
                                    headers={"Cookie": f"{SESSION_COOKIE}={before}"}, allow_redirects=False) as answer:
@@ -286,7 +288,7 @@ async def test_behind_tls_a_plainly_named_session_cookie_ends_at_sign_in_and_sig
             assert (cookies[SESSION_COOKIE].value, cookies[SESSION_COOKIE]["max-age"]) == ("", "0")
             assert await people.session(before) is None
             now = cookies[TLS_SESSION_COOKIE].value
-            leftover, _ = await people.sign_in("dave", password_of("dave"), client="203.0.113.9")
+            leftover = (await people.sign_in("dave", password_of("dave"), client="203.0.113.9")).cookie
             both = f"{TLS_SESSION_COOKIE}={now}; {SESSION_COOKIE}={leftover}"
             status, page = await _queue_as(client, base, both)
             csrf = _CSRF.search(page)

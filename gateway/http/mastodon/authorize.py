@@ -29,7 +29,15 @@ from gateway.appkeys import OAUTH
 from gateway.errors import STATUS, Code, Failure
 from gateway.http.common import database_gone, waited
 from gateway.http.mastodon.errors import oauth_error
-from gateway.http.pages import TEMPLATES, behind_tls, browser_sessions, keep_session, session_of
+from gateway.http.pages import (
+    TEMPLATES,
+    behind_tls,
+    browser_sessions,
+    device_cookie_of,
+    keep_device,
+    keep_session,
+    session_of,
+)
 from gateway.services.oauth import AuthRequest, SignInForm, SignInStep
 from gateway.storage.db import DatabaseUnavailable
 
@@ -275,6 +283,7 @@ async def authorize(request: web.Request) -> web.Response:
             name=form.get("name") if with_password else None,
             password=form.get("password", "") if with_password else None,
             session=session if by_session else None, previous=browser_sessions(request),
+            device=device_cookie_of(request) if with_password else None,
             decision=form.get("decision"), account=form.get("account"),
         ), client=request.remote or "")
     except Failure as exc:  # too many wrong passwords or tokens from this address
@@ -296,6 +305,8 @@ async def authorize(request: web.Request) -> web.Response:
         response = _account_page(request, auth_request, step, csrf=csrf, status=status)
         if step.cookie is not None:  # signed in with a password: the pages' session, as /signin opens it
             keep_session(request, response, step.cookie)
+        if step.device is not None:
+            keep_device(request, response, step.device)
         return response
     assert step.code is not None
     if auth_request.shows_code:

@@ -198,7 +198,8 @@ class _Socket:
             while not self._socket.closed:
                 for event in await self._feed.next(KEEPALIVE_SECONDS):
                     sub = self._subscribed.get(event.stream or ("user",))
-                    if sub is not None:
+                    # Asked at each: sends before it may have waited on a slow app's socket.
+                    if sub is not None and self._feed.still_told(event):
                         message: dict[str, Any] = {"stream": sub.stream, "event": event.event}
                         if event.payload != "":  # filters_changed says nothing more
                             message["payload"] = _payload(event, self._base)
@@ -260,7 +261,9 @@ async def _serve_events(request: web.Request, feed: Feed, sub: Subscription) -> 
                 await _write(request, response, b":thump\n")
                 continue
             for event in events:
-                if (event.stream or ("user",)) != sub.key:
+                # Asked at each: writes before it may have waited up to a keepalive on a slow app,
+                # while the account's credential changed (its old account's events not told).
+                if (event.stream or ("user",)) != sub.key or not feed.still_told(event):
                     continue
                 # One data line per line of the payload: an instance's payload cannot add an event.
                 data = "".join(f"data: {line}\n" for line in _payload(event, base).splitlines() or [""])

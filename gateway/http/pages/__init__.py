@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from http.cookies import Morsel
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode
@@ -39,6 +40,16 @@ TLS_SESSION_COOKIE: Final = "__Host-byline_session"
 and names no Domain, so only this host, over TLS, can set it: no page of a sibling subdomain and
 no man in the middle of a plain-http request can plant one (a session of their own, which would
 have the person act as them) or overwrite the person's. Behind TLS only this name is read."""
+DEVICE_COOKIE: Final = "byline_device"
+"""The device cookie's name over plain http (``gateway.services.devices``), kept to the two
+sign-in forms' paths (``DEVICE_PATHS``)."""
+TLS_DEVICE_COOKIE: Final = "__Host-byline_device"
+"""Its name behind TLS, as the session cookie's is: only this host, over TLS, can set it, so a
+page of a sibling subdomain cannot put a cookie of its own in front of the person's (which would
+leave their browser counted by their name again, and lockable by guesses). A ``__Host-`` cookie
+must have Path=/; it is sent to every page then, and read only by the sign-in forms."""
+DEVICE_PATHS: Final = ("/signin", "/oauth/authorize")
+"""The paths of the forms that sign a person in with a password: where the device cookie goes."""
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -162,6 +173,28 @@ def forget_sessions(request: web.Request, response: web.StreamResponse, *, keep:
     for name in (TLS_SESSION_COOKIE, SESSION_COOKIE):
         if name != keep and name in request.cookies:
             response.del_cookie(name, path="/", secure=True if name == TLS_SESSION_COOKIE else None)
+
+
+def device_cookie_of(request: web.Request) -> str | None:
+    """The device cookie the request carries under the name it is read by there."""
+    return request.cookies.get(TLS_DEVICE_COOKIE if behind_tls(request) else DEVICE_COOKIE)
+
+
+def keep_device(request: web.Request, response: web.StreamResponse, value: str) -> None:
+    """Have the browser keep ``value``, a new device cookie, for as long as one is taken:
+    HttpOnly, SameSite=Strict (only the gateway's own forms send it), behind TLS a ``__Host-``
+    cookie, over plain http one for each sign-in form's path."""
+    max_age = int(request.config_dict[PEOPLE].device_lifetime.total_seconds())
+    if behind_tls(request):
+        response.set_cookie(TLS_DEVICE_COOKIE, value, path="/", httponly=True, samesite="Strict", secure=True,
+                            max_age=max_age)
+        return
+    # One name, two paths: a response's cookies are kept by name, so these are written as they are.
+    for path in DEVICE_PATHS:
+        morsel: Morsel[str] = Morsel()
+        morsel.set(DEVICE_COOKIE, value, value)
+        morsel["path"], morsel["httponly"], morsel["samesite"], morsel["max-age"] = path, True, "Strict", max_age
+        response.headers.add("Set-Cookie", morsel.OutputString())
 
 
 async def signed_in(request: web.Request) -> Session:

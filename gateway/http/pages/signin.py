@@ -11,7 +11,9 @@ from gateway.errors import BylineError, Code
 from gateway.http.common import waited
 from gateway.http.pages import (
     browser_sessions,
+    device_cookie_of,
     forget_sessions,
+    keep_device,
     keep_session,
     page,
     read_form,
@@ -68,15 +70,18 @@ async def signin(request: web.Request) -> web.StreamResponse:
     try:
         # The browser's session until now ends as the new one opens (a leftover on a shared
         # computer, a session someone fixed in it), as the OAuth sign-in ends it.
-        cookie, _ = await request.app[PEOPLE].sign_in(name, password, client=request.remote or "",
-                                                      ending=browser_sessions(request))
+        signed = await request.app[PEOPLE].sign_in(name, password, client=request.remote or "",
+                                                   ending=browser_sessions(request),
+                                                   device=device_cookie_of(request))
     except BylineError as exc:
         if exc.code is not Code.UNAUTHENTICATED and exc.code is not Code.TOO_MANY_REQUESTS:
             raise
         return waited(render(request, "signin.html", {"next": target, "name": name, "error": exc.message},
                              status=exc.status), exc)
     response = see_other(target)
-    keep_session(request, response, cookie)
+    keep_session(request, response, signed.cookie)
+    if signed.device is not None:
+        keep_device(request, response, signed.device)
     return response
 
 
