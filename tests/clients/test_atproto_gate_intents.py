@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,8 @@ from tests.clients.test_atproto_gates import (
     clients,
     clock,
     gate_entries,
+    gw,
     recording_fails,
-    skygates_policy,
     threadgate,
     xrpc_login,
 )
@@ -42,19 +41,9 @@ from tests.conftest import Gateway, started_gateway
 from tests.platforms.bluesky.fixture import BlueskyPds
 from tests.test_metrics import scrape, value
 
-__all__ = ["clients", "clock"]  # the gate tests' fixtures, for these tests too
+__all__ = ["clients", "clock", "gw"]  # the gate tests' fixtures, for these tests too
 
 LEASE = timedelta(seconds=120)  # the settings' publish_lease_seconds, which holds an intent
-
-
-@pytest.fixture
-async def gw(
-    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[Gateway]:
-    """``skygates`` on carol.test: co-signed, alice its owner, carol its writer, bob its approver."""
-    skygates_policy(bluesky_pds, policy_dir, monkeypatch)
-    async with started_gateway(db_url, policy_dir, clock) as gateway:
-        yield gateway
 
 
 class Outage:
@@ -97,6 +86,25 @@ async def intents(gw: Gateway) -> list[intents_sql.GateIntent]:
         return await intents_sql.due(txn, now=2**62, limit=100)
 
 
+async def refused_closing(carol: Client, did: str, rkey: str, post_uri: str) -> tuple[int, str | None, str]:
+    """Carol closes replies to her post (its threadgate put with no one allowed), and is refused:
+    the status, the XRPC error and its message."""
+    with pytest.raises(AtProtocolError) as refused:
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
+    response = refused.value.response
+    assert response is not None
+    return response.status_code, getattr(response.content, "error", None), getattr(response.content, "message", "")
+
+
+async def put_back_and_nothing_kept(pds: BlueskyPds, gw: Gateway, uri: str, held: dict[str, Any] | None) -> None:
+    """The gate at ``uri`` is back as it was (``held``), no intent is left, the log has no change
+    of a gate, and the real verifier accepts the log."""
+    assert await pds_record(pds, uri) == held
+    assert (await intents(gw), await gate_entries(gw)) == ([], [])
+    await verified_by_cli(gw)
+
+
 async def left_unlogged(
     pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch, how: str,
 ) -> tuple[str, str, dict[str, Any], dict[str, Any], Outage]:
@@ -111,12 +119,8 @@ async def left_unlogged(
     outage = Outage(monkeypatch, how)
     with monkeypatch.context() as patched, capture_logs() as logs:
         recording_fails(gw, patched, "database")
-        with pytest.raises(AtProtocolError) as refused:
-            await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-                repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    response = refused.value.response
-    assert response is not None
-    assert (response.status_code, getattr(response.content, "error", None)) == (503, "NotEnoughResources")
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (503, "NotEnoughResources")
     assert [e["event"] for e in logs if e["event"] == "xrpc_gate_left"] == ["xrpc_gate_left"], logs
     changed = await pds_record(pds, gate_uri)
     assert changed is not None and changed["value"]["allow"] == [] and changed["cid"] != held["cid"]
@@ -188,9 +192,7 @@ async def test_a_batch_and_a_deletion_neither_logged_nor_put_back_are_put_back_o
         assert await pds_record(bluesky_pds, replies_uri) is None
         outage.back()
         assert await gw.reconcile() == 1
-    assert await pds_record(bluesky_pds, replies_uri) == held
-    assert (await intents(gw), await gate_entries(gw)) == ([], [])
-    await verified_by_cli(gw)
+    await put_back_and_nothing_kept(bluesky_pds, gw, replies_uri, held)
 
 
 async def test_a_gate_change_whose_gateway_dies_before_logging_it_is_put_back_by_the_next_at_start(
@@ -250,12 +252,8 @@ async def test_a_gate_change_that_cannot_be_written_down_is_not_sent(
         raise DatabaseUnavailable()
 
     monkeypatch.setattr(intents_sql, "insert", away)
-    with pytest.raises(AtProtocolError) as refused:
-        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-            repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    response = refused.value.response
-    assert response is not None
-    assert (response.status_code, getattr(response.content, "error", None)) == (503, "NotEnoughResources")
+    said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (503, "NotEnoughResources")
     assert outage.writes == []
     assert await pds_record(bluesky_pds, gate_uri) == held
     assert (await gw.snapshot(), await gate_entries(gw), await intents(gw)) == (before, [], [])
@@ -284,17 +282,11 @@ async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
 
     with monkeypatch.context() as patched:
         patched.setattr(BlueskyAdapter, "write_gates", answer_lost)
-        with pytest.raises(AtProtocolError) as refused:
-            await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-                repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    response = refused.value.response
-    assert response is not None
-    assert (response.status_code, getattr(response.content, "error", None)) == (502, "UpstreamFailure")
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (502, "UpstreamFailure")
     assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == []
     assert await gw.reconcile() == 1
-    assert await pds_record(bluesky_pds, gate_uri) == held
-    assert (await intents(gw), await gate_entries(gw)) == ([], [])
-    await verified_by_cli(gw)
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
 
 
 async def test_a_gate_change_recorded_after_its_lease_ran_out_is_not_logged_and_is_put_back_once(
@@ -319,17 +311,12 @@ async def test_a_gate_change_recorded_after_its_lease_ran_out_is_not_logged_and_
 
     with monkeypatch.context() as patched:
         patched.setattr(PostService, "record_gates_changed", slow)
-        with pytest.raises(AtProtocolError) as refused:
-            await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-                repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    response = refused.value.response
-    assert response is not None and reconciled == [1]
-    assert (response.status_code, getattr(response.content, "error", None)) == (502, "UpstreamFailure")
-    assert getattr(response.content, "message", "").endswith(
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (502, "UpstreamFailure")
+    assert reconciled == [1]
+    assert said[2].endswith(
         f"took longer than Byline holds it open, and is being put back: its {THREADGATE} is not kept")
-    assert await pds_record(bluesky_pds, gate_uri) == held
-    assert (await intents(gw), await gate_entries(gw)) == ([], [])
-    await verified_by_cli(gw)
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
 
 
 async def test_two_gateways_reconciling_one_change_put_it_back_once(
