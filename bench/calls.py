@@ -177,23 +177,14 @@ async def measure(database_url: str, workdir: Path, *, seconds: float, connectio
         processes.append(proxy)
         await proxy.started()
 
-        env = direct.byline_env(workdir, database_url=database_url, policy_dir=policy_dir, workers=1)
-        keygen = await asyncio.create_subprocess_exec(
-            *direct.SERVE, "log", "keygen", env=env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, problem = await keygen.communicate()
-        if keygen.returncode:
-            raise RuntimeError(f"byline log keygen failed: {problem.decode()}")
-        byline_tokens = await direct.make_tokens(database_url, accounts)
+        env, byline_tokens = await direct.prepare_byline(workdir, database_url=database_url, policy_dir=policy_dir,
+                                                         accounts=accounts, workers=1)
         byline = _Profiled(["gateway", "serve"], log=workdir / "serve.log", prefix=workdir / "byline.prof",
-                           env=env, port_pattern=r'^\{.*"port": ?(\d+).*"event": ?"gateway_started"')
+                           env=env, port_pattern=direct.BYLINE_STARTED)
         processes.append(byline)
         await byline.started()
 
-        proxy_file = workdir / "proxy-tokens.txt"
-        proxy_file.write_text("\n".join(instance_tokens) + "\n")
-        byline_file = workdir / "byline-tokens.txt"
-        byline_file.write_text("\n".join(byline_tokens) + "\n")
+        proxy_file, byline_file = direct.token_files(workdir, instance_tokens, byline_tokens)
         async with aiohttp.ClientSession() as session:
             bare = await _side(session, standin, proxy, proxy_file, connections=connections, seconds=seconds,
                                drain=False)

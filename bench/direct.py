@@ -289,6 +289,32 @@ def byline_env(workdir: Path, *, database_url: str, policy_dir: Path, workers: i
     return env
 
 
+BYLINE_STARTED = r'^\{.*"port": ?(\d+).*"event": ?"gateway_started"'
+"""The log line by which ``byline serve`` says it listens, and on which port."""
+
+
+async def prepare_byline(workdir: Path, *, database_url: str, policy_dir: Path, accounts: int,
+                         workers: int) -> tuple[dict[str, str], list[str]]:
+    """What ``byline serve`` needs before it starts: its settings (``byline_env``), a signing
+    key for its log, and a token for each account; the settings and the tokens."""
+    env = byline_env(workdir, database_url=database_url, policy_dir=policy_dir, workers=workers)
+    keygen = await asyncio.create_subprocess_exec(
+        *SERVE, "log", "keygen", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, problem = await keygen.communicate()
+    if keygen.returncode:
+        raise RuntimeError(f"byline log keygen failed: {problem.decode()}")
+    return env, await make_tokens(database_url, accounts)
+
+
+def token_files(workdir: Path, instance_tokens: dict[str, str], byline_tokens: list[str]) -> tuple[Path, Path]:
+    """The tokens wrk sends, one a line: the stand-in's (through the proxy) and Byline's."""
+    proxy_file = workdir / "proxy-tokens.txt"
+    proxy_file.write_text("\n".join(instance_tokens) + "\n")
+    byline_file = workdir / "byline-tokens.txt"
+    byline_file.write_text("\n".join(byline_tokens) + "\n")
+    return proxy_file, byline_file
+
+
 # -- the load ---------------------------------------------------------------------------------------
 
 
@@ -469,21 +495,12 @@ async def run_database(database: str, database_url: str, *, seconds: float, conn
         proxy = _helper("proxy", standin.base, log=workdir / "proxy.log")
         await proxy.started()
 
-        env = byline_env(workdir, database_url=database_url, policy_dir=policy_dir, workers=workers)
-        keygen = await asyncio.create_subprocess_exec(
-            *SERVE, "log", "keygen", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, problem = await keygen.communicate()
-        if keygen.returncode:
-            raise RuntimeError(f"byline log keygen failed: {problem.decode()}")
-        byline_tokens = await make_tokens(database_url, accounts)
-        byline = Process([*SERVE, "serve"], log=workdir / "serve.log", env=env,
-                         port_pattern=r'^\{.*"port": ?(\d+).*"event": ?"gateway_started"')
+        env, byline_tokens = await prepare_byline(workdir, database_url=database_url, policy_dir=policy_dir,
+                                                  accounts=accounts, workers=workers)
+        byline = Process([*SERVE, "serve"], log=workdir / "serve.log", env=env, port_pattern=BYLINE_STARTED)
         await byline.started()
 
-        proxy_file = workdir / "proxy-tokens.txt"
-        proxy_file.write_text("\n".join(instance_tokens) + "\n")
-        byline_file = workdir / "byline-tokens.txt"
-        byline_file.write_text("\n".join(byline_tokens) + "\n")
+        proxy_file, byline_file = token_files(workdir, instance_tokens, byline_tokens)
         async with aiohttp.ClientSession() as session:
             # Warm both up (connections, the policies' first use) before anything is timed.
             await measure(session, standin, proxy.base, proxy_file, connections=4, seconds=1)

@@ -18,6 +18,7 @@ from gateway.appkeys import (
     CHECKPOINTS,
     CLOCK,
     DB,
+    GATE_RECONCILER,
     HOUSEKEEPER,
     HTTP,
     IDENTITY,
@@ -62,6 +63,7 @@ from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService, load_signer, signed_state_path
 from gateway.services.devices import DeviceCookies
+from gateway.services.gate_intents import GateIntents, GateReconciler
 from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.keys import DEVICE_COOKIES, SIGNIN_FORMS, gateway_key
@@ -233,8 +235,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         secret=await gateway_key(db, XRPC_SESSION_KEY), host=service_host(settings.log_origin),
         throttle=signins,
     )
+    lease = timedelta(seconds=settings.publish_lease_seconds)
     app[XRPC_REPO] = XrpcRepo(
-        db=db, posts=posts, published=published, platforms=platforms, sessions=sessions, clock=clock
+        db=db, posts=posts, published=published, platforms=platforms, sessions=sessions, clock=clock,
+        intents=GateIntents(db=db, clock=clock, lease=lease),
+    )
+    app[GATE_RECONCILER] = GateReconciler(
+        db=db, clock=clock, platforms=platforms, policies=registry, interval=settings.gate_reconcile_seconds,
+        lease=lease,
     )
     app[HOUSEKEEPER] = Housekeeper(db=db, clock=clock, interval=settings.housekeeping_interval_seconds)
     smtp_url = settings.smtp_url.get_secret_value() if settings.smtp_url else None
@@ -315,6 +323,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.cleanup_ctx.extend([
         _database, _http_client, _appender, _services,
         _running(POLICIES), _running(CHECKPOINTS), _running(HOUSEKEEPER), _running(NOTIFIER), _running(WAKEUPS),
+        # On every gateway, publisher or not: a gate change left on a PDS unlogged is put back.
+        _running(GATE_RECONCILER),
     ])
     if run_publisher:
         app.cleanup_ctx.append(_running(PUBLISHER))

@@ -13,6 +13,7 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.services.accounts import AccountService
 from gateway.services.auditlog import LogReader
 from gateway.services.checkpoints import CheckpointService
+from gateway.services.gate_intents import GateReconciler
 from gateway.services.housekeeping import Housekeeper
 from gateway.services.identity import Identity
 from gateway.services.live import ChangeWatcher
@@ -51,6 +52,7 @@ PLATFORMS = web.AppKey("platforms", Platforms)
 SANDBOX = web.AppKey("sandbox", SandboxTimeline)
 CHECKPOINTS = web.AppKey("checkpoints", CheckpointService)
 HOUSEKEEPER = web.AppKey("housekeeper", Housekeeper)
+GATE_RECONCILER = web.AppKey("gate_reconciler", GateReconciler)
 LOG_READER = web.AppKey("log_reader", LogReader)
 OAUTH = web.AppKey("oauth", OAuthService)
 MASTODON = web.AppKey("mastodon", MastodonService)

@@ -196,6 +196,12 @@ class Metrics:
             "byline_log_checkpoint_age_seconds",
             "Seconds since the latest signed checkpoint (-1: none signed yet)", registry=r,
         )
+        self.gate_changes_left = Gauge(
+            "byline_gate_changes_left",
+            "Changes of published posts' threadgates or postgates neither logged nor put back by their "
+            "request (the put-back failed, or the gateway stopped): the reconcilers put them back, read at scrape",
+            registry=r,
+        )
         self.policy_refused = Gauge(
             "byline_policy_files_refused", "Policy files refused now (the previous policy, if any, stays in force)",
             registry=r,
@@ -289,6 +295,7 @@ class Metrics:
             self.due.set(found.due)
             self.log_size.set(found.log_size)
             self.checkpoint_size.set(found.checkpoint_size)
+            self.gate_changes_left.set(found.gate_changes_left)
             at = found.checkpoint_at
             self.checkpoint_age.set(-1 if at is None else max(0, now - at) / 1_000_000)
         if self._policies is not None:

@@ -22,15 +22,20 @@ async def cancel_task(task: asyncio.Task[None] | None) -> None:
         await task
 
 
-def run_every(interval: float, tick: Callable[[], Awaitable[object]], *, name: str, failed: str) -> asyncio.Task[None]:
-    """Run ``tick`` every ``interval`` seconds, the first time one interval from now, until the
-    task is cancelled (:func:`cancel_task`). A tick that fails is logged as the event ``failed``,
-    and the next one runs as usual: a database that cannot be reached is said in one line (no
-    traceback: it is no bug, and the loop goes on once it is back)."""
+def run_every(
+    interval: float, tick: Callable[[], Awaitable[object]], *, name: str, failed: str, at_once: bool = False,
+) -> asyncio.Task[None]:
+    """Run ``tick`` every ``interval`` seconds, the first time one interval from now (or at
+    once, ``at_once``), until the task is cancelled (:func:`cancel_task`). A tick that fails is
+    logged as the event ``failed``, and the next one runs as usual: a database that cannot be
+    reached is said in one line (no traceback: it is no bug, and the loop goes on once it is back)."""
 
     async def loop() -> None:
+        first = at_once
         while True:
-            await asyncio.sleep(interval)
+            if not first:
+                await asyncio.sleep(interval)
+            first = False
             try:
                 await tick()
             except asyncio.CancelledError:

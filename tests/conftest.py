@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import make_app
-from gateway.appkeys import DB, IDENTITY, POLICIES, PUBLISHER, SANDBOX
+from gateway.appkeys import DB, GATE_RECONCILER, IDENTITY, POLICIES, PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.http.server import make_runner
 from gateway.settings import Settings
@@ -272,6 +272,10 @@ class Gateway:
         """Run the publisher once, as its background loop would."""
         return await self.app[PUBLISHER].run_once()
 
+    async def reconcile(self) -> int:
+        """Run the gate reconciler once, as its background loop would."""
+        return await self.app[GATE_RECONCILER].run_once()
+
     async def timeline(self, account: str) -> list[dict[str, Any]]:
         """The sandbox timeline of an account."""
         return await self.app[SANDBOX].timeline(account)
@@ -290,7 +294,9 @@ class Gateway:
             versions = await txn.fetchall("SELECT * FROM post_versions ORDER BY post_id, version")
             approvals = await txn.fetchall("SELECT * FROM approvals ORDER BY post_id, approver")
             sandbox = await txn.fetchall("SELECT * FROM sandbox_posts ORDER BY id")
-        return tuple(tuple(tuple(dict(r).items()) for r in rows) for rows in (posts, versions, approvals, sandbox))
+            intents = await txn.fetchall("SELECT * FROM gate_intents ORDER BY id")
+        return tuple(tuple(tuple(dict(r).items()) for r in rows)
+                     for rows in (posts, versions, approvals, sandbox, intents))
 
     async def sync_policies(self) -> list[str]:
         """Reload the policy directory now."""
@@ -312,6 +318,8 @@ def make_settings(db_url: str, policy_dir: Path, **extra: Any) -> Settings:
     # Tests write a policy file and reread it at once; the settling of a file being written is
     # tested on its own.
     extra.setdefault("policy_settle_seconds", 0)
+    # The gate reconciler runs at start, then when a test says so (``Gateway.reconcile``).
+    extra.setdefault("gate_reconcile_seconds", 3600)
     return Settings(
         database_url=db_url, policy_dir=policy_dir, port=0, policy_reload_seconds=3600,
         scheduler_interval_seconds=3600, **extra,

@@ -12,8 +12,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import CHECKPOINTS, NOTIFIER
-from gateway.clock import ManualClock
+from gateway.appkeys import CHECKPOINTS, DB, NOTIFIER
+from gateway.clock import ManualClock, now_micros
+from gateway.storage import gate_intents as intents_sql
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -215,6 +216,32 @@ async def test_log_size_and_checkpoint_age(gateway: Gateway, clock: ManualClock)
     after = await scrape(gateway)
     assert value(after, "byline_log_checkpoint_age_seconds") == 0
     assert value(after, "byline_log_checkpoint_entries") == value(after, "byline_log_entries")
+
+
+async def test_gate_changes_left_count_only_those_past_their_requests_lease(
+    gateway: Gateway, clock: ManualClock,
+) -> None:
+    """A gate change written down counts as left for the reconcilers only once its request's
+    lease has run out (not while its request is still at it), and stays counted while a
+    reconciler holds it, until it is dropped. (The counting of a real change left on a PDS:
+    ``tests/clients/test_atproto_gate_intents.py``.)"""
+    now = now_micros(clock)
+    intent = intents_sql.GateIntent(
+        id="a", account="direct", post_id="1", remote_id="at://did:plc:x/app.bsky.feed.post/1",
+        collection="app.bsky.feed.threadgate", held=None, written={"allow": []}, actor="alice",
+        lease_until=now + 120_000_000, created_at=now)
+    async with gateway.app[DB].write() as txn:
+        await intents_sql.insert(txn, [intent])
+    assert value(await scrape(gateway), "byline_gate_changes_left") == 0
+    clock.advance(timedelta(seconds=120))
+    assert value(await scrape(gateway), "byline_gate_changes_left") == 1
+    later = now_micros(clock)
+    async with gateway.app[DB].write() as txn:
+        assert await intents_sql.claim(txn, "a", token="t", now=later, until=later + 5_000_000)
+    assert value(await scrape(gateway), "byline_gate_changes_left") == 1
+    async with gateway.app[DB].write() as txn:
+        assert await intents_sql.drop(txn, "a", token="t")
+    assert value(await scrape(gateway), "byline_gate_changes_left") == 0
 
 
 async def test_webhook_deliveries_by_outcome(

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.audit.entry import encode_entry, text_commitment
 from gateway.audit.merkle import leaf_hash
+from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import schema
@@ -237,5 +238,38 @@ async def test_version_18_gives_each_earlier_entry_its_actor_and_keeps_the_log_a
             with pytest.raises(Exception, match="append-only"):
                 async with db.write() as txn:
                     await txn.execute(change)
+    finally:
+        await db.close()
+
+
+async def test_version_20_keeps_gate_changes_written_ahead_and_lets_one_claim_each(db_url: str) -> None:
+    """A database of version 19 takes the gate intents' table: an intent is settled by its
+    request only while no reconciler has claimed it; one whose lease ran out is claimed once,
+    and a claim that ran out is taken over; only the claim holding it drops it."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await _migrate_by_hand(txn, db.dialect, upto=19)
+        await schema.migrate(db)
+        held, written = {"$type": "app.bsky.feed.threadgate", "allow": []}, None
+        intents = [intents_sql.GateIntent(
+            id=n, account="brand", post_id="1", remote_id="at://did:plc:x/app.bsky.feed.post/1",
+            collection="app.bsky.feed.threadgate", held=held, written=written, actor="alice", lease_until=100,
+            created_at=0) for n in ("a", "b")]
+        async with db.write() as txn:
+            await intents_sql.insert(txn, intents)
+            assert await intents_sql.due(txn, now=99, limit=10) == []
+            assert await intents_sql.due(txn, now=100, limit=10) == intents
+            assert await intents_sql.settle(txn, "a")
+            assert not await intents_sql.claim(txn, "b", token="one", now=99, until=200)
+            assert await intents_sql.claim(txn, "b", token="one", now=100, until=200)
+            assert not await intents_sql.claim(txn, "b", token="two", now=150, until=250), "claimed once"
+            assert not await intents_sql.settle(txn, "b"), "its request ran past its lease: the claim's now"
+            assert await intents_sql.claim(txn, "b", token="two", now=200, until=300), "taken over"
+            assert not await intents_sql.drop(txn, "b", token="one")
+            [left] = await intents_sql.due(txn, now=300, limit=10)
+            assert (left.held, left.written, left.claimed_by, left.attempts) == (held, None, "two", 2)
+            assert await intents_sql.drop(txn, "b", token="two")
+            assert await intents_sql.due(txn, now=10**9, limit=10) == []
     finally:
         await db.close()

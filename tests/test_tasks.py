@@ -33,3 +33,21 @@ async def test_run_every_keeps_going_after_a_failed_tick_and_stops_when_cancelle
     stopped_at = len(ticks)
     await asyncio.sleep(0.05)
     assert len(ticks) == stopped_at
+
+
+async def test_run_every_at_once_ticks_first_without_waiting_an_interval() -> None:
+    """With ``at_once`` the first tick runs as the task starts (a reconciler at a gateway's
+    start), not one interval later; the next waits its interval."""
+    ticks: list[int] = []
+
+    async def tick() -> None:
+        ticks.append(len(ticks))
+
+    task = run_every(3600, tick, name="test-at-once", failed="test_tick_failed", at_once=True)
+    for _ in range(100):
+        if ticks:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    await cancel_task(task)
+    assert ticks == [0]

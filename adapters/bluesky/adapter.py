@@ -262,6 +262,20 @@ class BlueskyAdapter:
         login = await self._client.ensure_login()
         return await self._held(login.did, collection, self._own_rkey(remote_id, login))
 
+    async def gate_record(self, remote_id: str, collection: str) -> tuple[str, dict[str, Any]] | None:
+        """The threadgate or postgate (``collection``) the PDS holds now for the published post
+        with this at:// URI, with its CID (what a swap over it names), or None where it holds none."""
+        if collection not in GATE_COLLECTIONS:
+            raise AdapterError(f"bluesky: {collection} is not a post's gate", retryable=False)
+        login = await self._client.ensure_login()
+        held = await self._held_record(login.did, collection, self._own_rkey(remote_id, login))
+        if held is None:
+            return None
+        cid, value = held
+        if cid is None:
+            raise AdapterError(f"bluesky: the PDS's {collection} of {remote_id} has no CID", retryable=False)
+        return cid, value
+
     @staticmethod
     def _own_rkey(remote_id: str, login: Login) -> str:
         """The record key of the account's own post at this at:// URI; refused for anything else."""
@@ -276,6 +290,12 @@ class BlueskyAdapter:
 
     async def _held(self, did: str, collection: str, rkey: str) -> dict[str, Any] | None:
         """The record of ``collection`` the repo holds under ``rkey``, or None where it holds none."""
+        held = await self._held_record(did, collection, rkey)
+        return held[1] if held is not None else None
+
+    async def _held_record(self, did: str, collection: str, rkey: str) -> tuple[str | None, dict[str, Any]] | None:
+        """The record of ``collection`` the repo holds under ``rkey`` with its CID (None where
+        the answer names none), or None where it holds none."""
         try:
             answer = await self._client.xrpc(
                 "GET", "com.atproto.repo.getRecord",
@@ -288,7 +308,8 @@ class BlueskyAdapter:
         value = answer.get("value")
         if not isinstance(value, dict):
             raise AdapterError(f"bluesky: the PDS's {collection} under {rkey} is not an object", retryable=False)
-        return value
+        cid = answer.get("cid")
+        return cid if isinstance(cid, str) else None, value
 
     async def verify_credentials(self) -> AccountInfo:
         """Who the app password logs in as, asked of the PDS (not answered from memory)."""

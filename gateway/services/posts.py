@@ -57,6 +57,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.content import CONTENT_SCHEME, new_content_salt, reason_sha256, stored_content
 from gateway.services.scopes import scope_allows
+from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
@@ -1164,7 +1165,7 @@ class PostService:
     @_under_policy_in_force
     async def record_gates_changed(
         self, caller: Caller, gated: Published, *, collection: str, cid: str | None, settings: dict[str, Any],
-        adding: int = 1,
+        adding: int = 1, intent: str | None = None,
     ) -> None:
         """Record that the platform now holds the record ``collection`` with this CID under the
         published post's key (``cid`` None: it holds none), and what it says (``settings``, as
@@ -1176,7 +1177,10 @@ class PostService:
         reloaded since the change was checked: its caller puts the gate back as it was), and, 429,
         for one past the post's budget with ``adding`` changes (this one and those of its batch
         still to record), counted in the transaction that records it: two gateways that each
-        let a change in under :meth:`gates_budget` at once cannot both take its last one."""
+        let a change in under :meth:`gates_budget` at once cannot both take its last one.
+        ``intent``: the change as written down before the PDS was asked, dropped in the same
+        transaction (``gateway.services.gate_intents``); refused, 503, where a reconciler has
+        taken it meanwhile (the request ran past its lease): the change is being put back."""
         post_id = gated.record.id
 
         async def work(ltx: LogTxn) -> LoadedPolicy:
@@ -1200,6 +1204,9 @@ class PostService:
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
             await _within_gates_budget(ltx.txn, post_id, now=ltx.now, adding=adding)
+            if intent is not None and not await intents_sql.settle(ltx.txn, intent):
+                raise BylineError(Code.UNAVAILABLE, f"the change of post {post_id}'s {collection} took longer than "
+                                  "Byline holds it open, and is being put back", retryable=True)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

@@ -85,6 +85,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.announcements import record_url
+from gateway.services.gate_intents import GateIntents
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
@@ -430,8 +431,10 @@ class XrpcRepo:
         platforms: Platforms,
         sessions: XrpcSessions,
         clock: Clock,
+        intents: GateIntents,
     ) -> None:
         self._db = db
+        self._intents = intents
         self._posts = posts
         self._published = published
         self._platforms = platforms
@@ -563,6 +566,9 @@ class XrpcRepo:
         there; so does a change past the post's budget (``CHANGES_PER_HOUR``), refused as a PDS
         refuses one write too many: 429 ``RateLimitExceeded``, saying when. A change the log does
         not take, for whatever reason, is put back on the PDS (``_put_back``): none stays unlogged.
+        Each is written down before the PDS is asked (``gate_intents``), so that one whose
+        put-back fails, or whose gateway stops before the log takes it, is put back by a
+        reconciler.
         A gate of a post
         still waiting is not changed: it goes out as it was sent with the post (its options are
         part of what was approved, ``content_sha256``)."""
@@ -604,11 +610,29 @@ class XrpcRepo:
         try:
             # What each change replaces, read first: put back should the change not be kept.
             held = {(c.remote_id, c.collection): await adapter.gate(c.remote_id, c.collection) for c in changes}
+        except AdapterError as exc:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+        # Written down before the PDS is asked, or not asked at all (the database's error): a
+        # change that reaches the PDS and is then neither logged nor put back by this request
+        # (the put-back refused, the gateway gone) is put back by a reconciler (``gate_intents``).
+        intents = await self._intents.write_ahead(account=loaded.policy.account, actor=session.caller.user, changes=[
+            (c.gated.record.id, c.remote_id, c.collection, held[(c.remote_id, c.collection)], c.value) for c in changes
+        ])
+        try:
             answer = await adapter.write_gates(
                 [(c.call, c.remote_id, c.collection, c.value) for c in changes], swap_record=swap_record
             )
         except AdapterError as exc:
+            # Sent, perhaps taken, not answered: the reconcilers find out, and put back what was.
+            await self._intents.release(intents)
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+        if 400 <= answer.status <= 500:
+            # Refused by the PDS itself (its 500 names a record that exists): it writes all of a
+            # call or none of it.
+            await self._intents.drop(intents)
+        elif answer.status != 200:
+            # A proxy's 502, 503, 504: the write may have been made. The reconcilers find out.
+            await self._intents.release(intents)
         body = _pds_answer(answer)
         results = body.get("results") if batch else [body]
         if not isinstance(results, list) or len(results) != len(changes):
@@ -622,7 +646,7 @@ class XrpcRepo:
                 await self._posts.record_gates_changed(
                     session.caller, change.gated, collection=change.collection,
                     cid=cid if isinstance(cid, str) else None, settings=gate_settings(change.collection, change.value),
-                    adding=sum(c.gated.record.id == change.gated.record.id for c in changes[n:]),
+                    adding=sum(c.gated.record.id == change.gated.record.id for c in changes[n:]), intent=intents[n],
                 )
             except Exception as exc:
                 # Not in the log, so not kept, whatever kept the log from taking it (the caller's
@@ -633,7 +657,10 @@ class XrpcRepo:
                 (logger.info if refused else logger.warning)(
                     "xrpc_gate_not_recorded", post_id=change.gated.record.id, gate=change.collection,
                     error=exc.code.value if isinstance(exc, BylineError) else type(exc).__name__)
-                await self._put_back(adapter, changes, cids, n, held, gone=gone)
+                left = await self._put_back(adapter, changes, cids, n, held, gone=gone)
+                unsettled = list(zip(changes[n:], intents[n:], strict=True))
+                await self._intents.drop(i for c, i in unsettled if (c.remote_id, c.collection) not in left)
+                await self._intents.release(i for c, i in unsettled if (c.remote_id, c.collection) in left)
                 if gone:
                     # Deleted while the gate was written: a gate left would rule a post that is gone.
                     raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "
@@ -649,13 +676,15 @@ class XrpcRepo:
     async def _put_back(
         self, adapter: BlueskyAdapter, changes: list[_GateChange], cids: list[Any], n: int,
         held: dict[tuple[str, str], dict[str, Any] | None], *, gone: bool,
-    ) -> None:
+    ) -> set[tuple[str, str]]:
         """Undo on the PDS every change written and not recorded, from ``changes[n]`` on: each
         gate back as it was (``held``), or none where the post of ``changes[n]`` was deleted
         meanwhile (``gone``). A gate a recorded change set stays as the log says, and one the
-        change left as it was (none there, none written) is not written again."""
+        change left as it was (none there, none written) is not written again. The gates
+        (post, collection) whose put-back the PDS did not take: left to the reconcilers."""
         recorded = {(c.remote_id, c.collection) for c in changes[:n]}
         written = {(c.remote_id, c.collection): (c.value, cid) for c, cid in zip(changes, cids, strict=True)}
+        left: set[tuple[str, str]] = set()
         for key, before in held.items():
             if key in recorded:
                 continue
@@ -663,8 +692,10 @@ class XrpcRepo:
             value, cid = written[key]
             if back_to == value:
                 continue
-            await self._take_back(adapter, *key, back_to=back_to, over=cid if isinstance(cid, str) else None,
-                                  created=value is None)
+            if not await self._take_back(adapter, *key, back_to=back_to, over=cid if isinstance(cid, str) else None,
+                                         created=value is None):
+                left.add(key)
+        return left
 
     async def _gate_change(
         self, session: XrpcSession, where: str, call: str, collection: str, rkey: Any, value: Any
@@ -707,12 +738,14 @@ class XrpcRepo:
     async def _take_back(
         self, adapter: BlueskyAdapter, remote_id: str, collection: str, *, back_to: dict[str, Any] | None,
         over: str | None = None, created: bool = False,
-    ) -> None:
+    ) -> bool:
         """Best effort: the post's gate ``collection`` put back to ``back_to``, or deleted (None:
         a post deleted meanwhile, or one that had none), after a change that is not kept. Only
         over what the change wrote: the record with CID ``over``, or none where it deleted one
         (``created``: the old record is created again). Another gateway's change made since,
-        recorded in the log, is not undone: the PDS refuses the swap, and it stays."""
+        recorded in the log, is not undone: the PDS refuses the swap, and it stays. False when
+        the PDS did not take it (down, refusing, not answering): the change's intent is left to
+        the reconcilers, which try again."""
         if created:
             call, swap = _CREATE_CALL, None
         else:
@@ -721,9 +754,9 @@ class XrpcRepo:
             answer = await adapter.write_gates([(call, remote_id, collection, back_to)], swap_record=swap)
         except AdapterError as exc:
             logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection, error=exc.message)
-            return
+            return False
         if answer.status == 200:
-            return
+            return True
         try:
             said = json.loads(answer.body)
         except ValueError:
@@ -732,9 +765,10 @@ class XrpcRepo:
             # Not what the change wrote any more: changed since (by another gateway, which logged
             # it) or deleted with its post. Theirs stands.
             logger.info("xrpc_gate_changed_since", remote_id=remote_id, gate=collection)
-            return
+            return True
         logger.warning("xrpc_gate_left", remote_id=remote_id, gate=collection,
                        error=f"the PDS answered {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}")
+        return False
 
     def _parse_write(self, n: int, write: Any) -> _Write:
         if not isinstance(write, dict):

@@ -17,18 +17,26 @@ class Gauges:
     checkpoint_size: int
     checkpoint_at: int | None
     """When the latest checkpoint was signed (microseconds), None when none was."""
+    gate_changes_left: int = 0
+    """Changes of posts' gates neither logged nor put back by their request: the reconcilers'."""
 
 
 async def gauges(txn: Txn, *, now: int) -> Gauges:
-    """The due queue's depth (over the ``posts_due`` index), the log's size and the latest checkpoint."""
+    """The due queue's depth (over the ``posts_due`` index), the log's size, the latest checkpoint,
+    and the gate changes left to the reconcilers."""
     due = await txn.fetchone(
         "SELECT count(*) AS n FROM posts WHERE state = 'scheduled' AND publish_at <= ?", now
     )
     state = await txn.fetchone("SELECT size FROM log_state WHERE id = 1")
     latest = await txn.fetchone("SELECT size, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1")
+    # Over ``gate_intents_due``; a claimed one (its put-back failing) is left until it is settled.
+    left = await txn.fetchone(
+        "SELECT count(*) AS n FROM gate_intents WHERE lease_until <= ? OR status = 'reconciling'", now
+    )
     return Gauges(
         due=int(due["n"]) if due is not None else 0,
         log_size=int(state["size"]) if state is not None else 0,
         checkpoint_size=int(latest["size"]) if latest is not None else 0,
         checkpoint_at=int(latest["created_at"]) if latest is not None else None,
+        gate_changes_left=int(left["n"]) if left is not None else 0,
     )

@@ -391,6 +391,21 @@ _V18_SQLITE_TRIGGER = "log_entries_no_update"
 _V19 = ["ALTER TABLE posts ADD COLUMN sent_content TEXT"]
 _V18_PG_TRIGGER = "log_entries_append_only"
 
+# Version 20: a change of a published post's threadgate or postgate, written down before it goes
+# to the PDS (``gateway.services.gate_intents``): the account, the post, the gate, what the PDS
+# held before (``held``) and what the change writes (``written``), each as JSON ('null': none),
+# and who asked. The row goes in the transaction that logs the change, or once the change is put
+# back; one left behind (the put-back refused, the gateway gone) is taken by any gateway's
+# reconciler once ``lease_until`` has passed (a compare-and-set: ``status`` 'pending' while its
+# request holds it, 'reconciling' once a reconciler has claimed it, ``claimed_by`` which one).
+_V20 = [
+    "CREATE TABLE gate_intents (id TEXT PRIMARY KEY, account TEXT NOT NULL, post_id TEXT NOT NULL, "
+    "remote_id TEXT NOT NULL, collection TEXT NOT NULL, held TEXT NOT NULL, written TEXT NOT NULL, "
+    "actor TEXT NOT NULL, status TEXT NOT NULL, claimed_by TEXT, attempts BIGINT NOT NULL DEFAULT 0, "
+    "lease_until BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+    "CREATE INDEX gate_intents_due ON gate_intents (lease_until)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -499,10 +514,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V18)
     if version == 19:
         return list(_V19)
+    if version == 20:
+        return list(_V20)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 19
+LATEST = 20
 
 
 async def _editors_from_versions(txn: Any) -> None:

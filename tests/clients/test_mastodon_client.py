@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -387,6 +389,37 @@ async def test_what_the_accounts_platform_would_refuse_is_refused_at_once(
     assert await world.gateway.snapshot() == before
 
 
+_HOLD_A_SCANDAL = """\
+rules:
+  - name: breaking-news
+    action: hold
+    any_words: [scandal]
+    reason: Check the full story first
+"""
+"""A policy's rules, unindented: added to a policy's text once that is dedented."""
+
+
+async def _statuses_count_follows_what_went_out(
+    world: World, account: str, on_platform: Callable[[], Awaitable[list[str]]],
+) -> None:
+    """Two posts out and one held by the rule: statuses_count 2 on the account as verify_credentials
+    and GET /accounts/:id give it; one deleted: 1. ``on_platform``: the words of the posts the
+    platform holds, checked alongside."""
+    api = await world.client("alice", account)
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 0
+    first = await world.run(api.status_post, "First post")
+    await world.run(api.status_post, "Second post")
+    await world.run(api.status_post, "A scandal, held")
+    assert await world.gateway.tick() == 2
+    assert sorted(await on_platform()) == ["First post", "Second post"]
+    me = await world.run(api.account_verify_credentials)
+    assert me.statuses_count == 2
+    assert (await world.run(api.account, me.id)).statuses_count == 2
+    await world.run(api.status_delete, first.id)
+    assert await on_platform() == ["Second post"]
+    assert (await world.run(api.account_verify_credentials)).statuses_count == 1
+
+
 async def test_an_x_accounts_statuses_count_is_what_byline_published_there(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -399,31 +432,20 @@ async def test_an_x_accounts_statuses_count_is_what_byline_published_there(
     await server.start_server()
     try:
         monkeypatch.setenv("BRAND_X_TOKEN", "x-token-count")
-        write_policy(policy_dir, "xacct", f"""
+        write_policy(policy_dir, "xacct", textwrap.dedent(f"""
             account: xacct
             platform: x
             api: {str(server.make_url('')).rstrip('/')}
             credentials: env:BRAND_X_TOKEN
             tier: direct
             owner: alice
-            rules:
-              - name: breaking-news
-                action: hold
-                any_words: [scandal]
-                reason: Check the full story first
-        """)
+        """) + _HOLD_A_SCANDAL)
         await world.gateway.sync_policies()
-        api = await world.client("alice", "xacct")
-        assert (await world.run(api.account_verify_credentials)).statuses_count == 0
-        first = await world.run(api.status_post, "First on X")
-        await world.run(api.status_post, "Second on X")
-        await world.run(api.status_post, "A scandal, held")
-        assert await world.gateway.tick() == 2
-        assert [t.text for t in x.tweets(user)] == ["First on X", "Second on X"]
-        assert (await world.run(api.account_verify_credentials)).statuses_count == 2
-        await world.run(api.status_delete, first.id)
-        assert [t.text for t in x.tweets(user)] == ["Second on X"]
-        assert (await world.run(api.account_verify_credentials)).statuses_count == 1
+
+        async def tweets() -> list[str]:
+            return [t.text for t in x.tweets(user)]
+
+        await _statuses_count_follows_what_went_out(world, "xacct", tweets)
     finally:
         await server.close()
 
@@ -437,7 +459,7 @@ async def test_a_bluesky_accounts_statuses_count_is_what_byline_published_there(
     other means) is not Byline's to count."""
     account = bluesky_pds.account("alice.test")
     monkeypatch.setenv("ALICE_SKY_PASSWORD", account.app_password)
-    write_policy(policy_dir, "sky", f"""
+    write_policy(policy_dir, "sky", textwrap.dedent(f"""
         account: sky
         platform: bluesky
         handle: {account.handle}
@@ -445,29 +467,15 @@ async def test_a_bluesky_accounts_statuses_count_is_what_byline_published_there(
         credentials: env:ALICE_SKY_PASSWORD
         tier: direct
         owner: alice
-        rules:
-          - name: breaking-news
-            action: hold
-            any_words: [scandal]
-            reason: Check the full story first
-    """)
+    """) + _HOLD_A_SCANDAL)
     await world.gateway.sync_policies()
-    api = await world.client("alice", "sky")
-    on_pds = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
-    assert (await world.run(api.account_verify_credentials)).statuses_count == 0
-    first = await world.run(api.status_post, "First on Bluesky")
-    await world.run(api.status_post, "Second on Bluesky")
-    await world.run(api.status_post, "A scandal, held")
-    assert await world.gateway.tick() == 2
-    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
-    assert sorted(r["value"]["text"] for r in out) == ["First on Bluesky", "Second on Bluesky"]
-    me = await world.run(api.account_verify_credentials)
-    assert me.statuses_count == 2
-    assert (await world.run(api.account, me.id)).statuses_count == 2
-    await world.run(api.status_delete, first.id)
-    out = [r for r in await post_records(bluesky_pds, account.did) if r["uri"] not in on_pds]
-    assert [r["value"]["text"] for r in out] == ["Second on Bluesky"]
-    assert (await world.run(api.account_verify_credentials)).statuses_count == 1
+    on_pds_before = {r["uri"] for r in await post_records(bluesky_pds, account.did)}
+
+    async def on_pds() -> list[str]:
+        records = await post_records(bluesky_pds, account.did)
+        return [r["value"]["text"] for r in records if r["uri"] not in on_pds_before]
+
+    await _statuses_count_follows_what_went_out(world, "sky", on_pds)
 
 
 async def test_a_scheduled_reply_names_its_parent_as_the_app_knows_it(world: World) -> None:

@@ -1,0 +1,224 @@
+"""Changes of published posts' gates written down first, and the reconciler of those left behind.
+
+A change of a published post's threadgate or postgate made through the XRPC surface
+(``gateway.services.xrpc_repo``) is written to the PDS first and logged after, so it may be on
+the PDS while the log does not have it. Its request puts it back when the log does not take it,
+but that put-back can fail too (the PDS down, refusing, not answering) and the gateway can die
+between the PDS's answer and the log. So before the PDS is asked, the change is written down
+(an *intent*: the account, the post, the gate, what the PDS held, what the change writes, who
+asked), and no change goes to the PDS when that cannot be stored. The intent goes in the very
+transaction that logs the change, or once its request has put the change back.
+
+An intent left behind (its put-back failed, or its gateway died) is taken, once its request's
+lease has run out, by the reconciler that runs on every gateway (at start, then every few
+seconds): one gateway alone claims it (a compare-and-set on its lease, which a dead
+reconciler's claim runs out of too). It reads the gate on the PDS now, and:
+
+- where it is still what the change wrote, puts back what was there before (over that very
+  record: a swap on its CID, so that nothing written since is undone), then drops the intent;
+- where it is what was there before already, drops the intent;
+- where it is something else (changed since, by a change that was logged), drops the intent:
+  that change stands.
+
+A change is never recorded late, even one its caller may still make: its caller was answered
+with an error, so it must not stand. A put-back that fails is tried again with a backoff (5 s
+doubling, at most an hour), and says so in a warning each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+import structlog
+
+from adapters.base import AdapterError
+from adapters.bluesky import BlueskyAdapter
+from gateway.clock import Clock, now_micros
+from gateway.errors import BylineError
+from gateway.lifecycle import State
+from gateway.policy.loader import PolicyRegistry
+from gateway.services.platforms import Platforms
+from gateway.services.publisher import backoff_seconds
+from gateway.storage import gate_intents as sql
+from gateway.storage import posts as posts_sql
+from gateway.storage.db import Database, unavailable
+from gateway.storage.gate_intents import GateIntent
+from gateway.tasks import cancel_task, run_every
+from gateway.types import duration_micros
+
+logger = structlog.get_logger("byline.gate_intents")
+
+_PAGE: Final = 32
+"""Intents one round takes, at most: each is a read and a write on a PDS."""
+
+
+def new_intent_id() -> str:
+    """A fresh intent id."""
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateIntents:
+    """Intents stored before a gate change goes to the PDS, and settled by its request."""
+
+    db: Database
+    clock: Clock
+    lease: timedelta = timedelta(minutes=2)
+    """How long a request holds its intents: no reconciler takes one before."""
+
+    async def write_ahead(
+        self, *, account: str, actor: str, changes: Sequence[tuple[str, str, str, Mapping[str, Any] | None,
+                                                                    Mapping[str, Any] | None]],
+    ) -> list[str]:
+        """Store one intent per change (``post_id``, ``remote_id``, ``collection``, what the PDS
+        holds, what the change writes), all or none: their ids. Raises as the database does."""
+        now = now_micros(self.clock)
+        intents = [GateIntent(
+            id=new_intent_id(), account=account, post_id=post_id, remote_id=remote_id, collection=collection,
+            held=dict(held) if held is not None else None, written=dict(written) if written is not None else None,
+            actor=actor, lease_until=now + duration_micros(self.lease), created_at=now,
+        ) for post_id, remote_id, collection, held, written in changes]
+        async with self.db.write() as txn:
+            await sql.insert(txn, intents)
+        return [i.id for i in intents]
+
+    async def drop(self, ids: Iterable[str]) -> None:
+        """Drop intents whose changes never reached the PDS or were put back by their request.
+        Best effort: one left is dropped by a reconciler, which finds nothing to put back."""
+        try:
+            async with self.db.write() as txn:
+                for intent_id in ids:
+                    await sql.settle(txn, intent_id)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            logger.warning("gate_intent_not_dropped", error="database_unavailable")
+
+    async def release(self, ids: Iterable[str]) -> None:
+        """Hand intents whose put-back failed to the reconcilers at once. Best effort: their
+        lease runs out all the same."""
+        now = now_micros(self.clock)
+        try:
+            async with self.db.write() as txn:
+                for intent_id in ids:
+                    await sql.release(txn, intent_id, now=now)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            logger.warning("gate_intent_not_released", error="database_unavailable")
+
+
+class GateReconciler:
+    """Puts back the gate changes neither logged nor put back by their request (see the
+    module's docstring): at start, then every ``interval`` seconds."""
+
+    def __init__(self, *, db: Database, clock: Clock, platforms: Platforms, policies: PolicyRegistry,
+                 interval: float, lease: timedelta = timedelta(minutes=2)) -> None:
+        self._db = db
+        self._clock = clock
+        self._platforms = platforms
+        self._policies = policies
+        self._interval = interval
+        self._lease = lease
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start reconciling, the first round at once."""
+        self._task = run_every(self._interval, self.run_once, name="byline-gate-reconciler",
+                               failed="gate_reconcile_failed", at_once=True)
+
+    async def stop(self) -> None:
+        """Stop reconciling."""
+        await cancel_task(self._task)
+        self._task = None
+
+    async def run_once(self) -> int:
+        """One round: how many intents were settled (put back, or found needing none)."""
+        async with self._db.read() as txn:
+            due = await sql.due(txn, now=now_micros(self._clock), limit=_PAGE)
+        settled = 0
+        for intent in due:
+            settled += await self._reconcile(intent)
+        return settled
+
+    async def _reconcile(self, intent: GateIntent) -> bool:
+        token = secrets.token_hex(12)
+        now = now_micros(self._clock)
+        async with self._db.write() as txn:
+            if not await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease)):
+                return False  # another gateway's, or its request's again
+        log = logger.bind(intent=intent.id, post_id=intent.post_id, account=intent.account, gate=intent.collection)
+        try:
+            outcome = await self._put_back(intent)
+        except Exception as exc:
+            # Whatever kept it from the PDS (the PDS away, no answer in time, no credential, a
+            # bug): the intent stays claimed and is tried again after a wait, never dropped.
+            outcome = None
+            if isinstance(exc, AdapterError | BylineError):
+                error = exc.message
+            elif isinstance(exc, TimeoutError):
+                error = "no answer in time"
+            else:
+                log.exception("gate_reconcile_failed")
+                error = type(exc).__name__
+        else:
+            error = ""
+        if outcome is None:
+            attempts = intent.attempts + 1
+            until = now_micros(self._clock) + duration_micros(timedelta(seconds=backoff_seconds(attempts)))
+            log.warning("xrpc_gate_left", remote_id=intent.remote_id, attempts=attempts, error=error)
+            async with self._db.write() as txn:
+                await sql.back_off(txn, intent.id, token=token, until=until)
+            return False
+        async with self._db.write() as txn:
+            dropped = await sql.drop(txn, intent.id, token=token)
+        log.info("xrpc_gate_reconciled", outcome=outcome, dropped=dropped)
+        return dropped
+
+    async def _put_back(self, intent: GateIntent) -> str | None:
+        """Put one change back where it still stands: what was done ('put_back', 'as_before',
+        'changed_since'), or None where the PDS did not take the put-back (tried again later)."""
+        loaded = self._policies.get(intent.account)
+        if loaded is None:
+            raise AdapterError(f"{intent.account} has no policy in force: no credential to put the gate back with",
+                               retryable=True)
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):
+            raise AdapterError(f"{intent.account} is no longer on Bluesky", retryable=True)
+        async with self._db.read() as txn:
+            post = await posts_sql.get_post(txn, intent.post_id)
+        # A post deleted meanwhile keeps no gate: one the change left would rule a post that is gone.
+        back_to = intent.held if post is not None and post.state == State.PUBLISHED.value else None
+        async with asyncio.timeout(self._lease.total_seconds() / 2):
+            now = await adapter.gate_record(intent.remote_id, intent.collection)
+            value = now[1] if now is not None else None
+            if value == back_to:
+                return "as_before"
+            if value != intent.written:
+                return "changed_since"
+            if now is None:  # the change deleted it: the record it held, written again
+                call, record, swap = "createRecord", back_to, None
+            else:
+                call, record, swap = ("deleteRecord" if back_to is None else "putRecord"), back_to, now[0]
+            answer = await adapter.write_gates([(call, intent.remote_id, intent.collection, record)], swap_record=swap)
+        if answer.status == 200:
+            return "put_back"
+        raise AdapterError(f"the PDS answered {answer.status}: {_said(answer.body)}", retryable=True,
+                           status=answer.status)
+
+
+def _said(body: bytes) -> str:
+    """A PDS's refusal in a few words (its error name and message), never a whole body."""
+    try:
+        said = json.loads(body)
+    except ValueError:
+        said = None
+    if isinstance(said, dict):
+        return f"{said.get('error')}: {str(said.get('message'))[:200]}"
+    return body[:200].decode("utf-8", "replace")

@@ -1,0 +1,118 @@
+"""SQL for the changes of published posts' gates written down before they go to the PDS.
+
+A row is stored before the change is written (``status`` 'pending', held by its request until
+``lease_until``); it goes in the transaction that logs the change (:func:`settle`), or once the
+change is put back. A row left behind is claimed by one reconciler (:func:`claim`: a
+compare-and-set on its lease, which a dead reconciler's claim also runs out of) and dropped by
+that claim alone (:func:`drop`), or left for a later round (:func:`back_off`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.storage.db import Row, Txn
+
+PENDING = "pending"
+"""Held by the request that wrote it: logged and dropped, or put back and dropped, by it."""
+RECONCILING = "reconciling"
+"""Claimed by a reconciler, which puts the change back (or finds it needs no putting back)."""
+
+_COLUMNS = ("id, account, post_id, remote_id, collection, held, written, actor, status, claimed_by, attempts, "
+            "lease_until, created_at")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateIntent:
+    """One change of a published post's gate, written down before the PDS is asked."""
+
+    id: str
+    account: str
+    post_id: str
+    remote_id: str
+    """The post's at:// address."""
+    collection: str
+    held: dict[str, Any] | None
+    """The gate the PDS held before the change (None: none)."""
+    written: dict[str, Any] | None
+    """The gate the change writes (None: it deletes it)."""
+    actor: str
+    status: str = PENDING
+    claimed_by: str | None = None
+    attempts: int = 0
+    lease_until: int
+    created_at: int
+
+
+def _intent(row: Row) -> GateIntent:
+    return GateIntent(
+        id=row["id"], account=row["account"], post_id=row["post_id"], remote_id=row["remote_id"],
+        collection=row["collection"], held=json.loads(row["held"]), written=json.loads(row["written"]),
+        actor=row["actor"], status=row["status"], claimed_by=row["claimed_by"], attempts=int(row["attempts"]),
+        lease_until=int(row["lease_until"]), created_at=int(row["created_at"]),
+    )
+
+
+async def insert(txn: Txn, intents: Sequence[GateIntent]) -> None:
+    """Store the intents of one request, all of them or none (one transaction)."""
+    await txn.executemany(
+        f"INSERT INTO gate_intents ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(i.id, i.account, i.post_id, i.remote_id, i.collection, json.dumps(i.held), json.dumps(i.written),
+          i.actor, i.status, i.claimed_by, i.attempts, i.lease_until, i.created_at) for i in intents],
+    )
+
+
+async def settle(txn: Txn, intent_id: str) -> bool:
+    """Drop an intent its request still holds (logged, or put back by it); False when a
+    reconciler has claimed it (the request ran past its lease) or it is gone."""
+    return await txn.execute("DELETE FROM gate_intents WHERE id = ? AND status = ?", intent_id, PENDING) == 1
+
+
+async def release(txn: Txn, intent_id: str, *, now: int) -> bool:
+    """Hand an intent its request could not put back to the reconcilers at once."""
+    return await txn.execute(
+        "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND status = ? AND lease_until > ?",
+        now, intent_id, PENDING, now,
+    ) == 1
+
+
+async def due(txn: Txn, *, now: int, limit: int) -> list[GateIntent]:
+    """Intents whose lease has run out, oldest lease first (over ``gate_intents_due``)."""
+    rows = await txn.fetchall(
+        f"SELECT {_COLUMNS} FROM gate_intents WHERE lease_until <= ? ORDER BY lease_until, id LIMIT ?", now, limit
+    )
+    return [_intent(r) for r in rows]
+
+
+async def claim(txn: Txn, intent_id: str, *, token: str, now: int, until: int) -> bool:
+    """Claim an intent whose lease has run out for ``token`` until ``until``: True for one
+    claimant alone (compare-and-set on the lease, which the winner moves on)."""
+    return await txn.execute(
+        "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
+        "WHERE id = ? AND lease_until <= ?",
+        RECONCILING, token, until, intent_id, now,
+    ) == 1
+
+
+async def drop(txn: Txn, intent_id: str, *, token: str) -> bool:
+    """Drop an intent claimed by ``token``; False when another claim has taken it since."""
+    return await txn.execute(
+        "DELETE FROM gate_intents WHERE id = ? AND claimed_by = ? AND status = ?", intent_id, token, RECONCILING
+    ) == 1
+
+
+async def back_off(txn: Txn, intent_id: str, *, token: str, until: int) -> bool:
+    """Leave an intent claimed by ``token`` for a later round, after ``until``."""
+    return await txn.execute(
+        "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND claimed_by = ? AND status = ?",
+        until, intent_id, token, RECONCILING,
+    ) == 1
+
+
+async def count(txn: Txn) -> int:
+    """How many intents are stored: changes not logged and not yet put back (and those on their way)."""
+    row = await txn.fetchone("SELECT count(*) AS n FROM gate_intents")
+    return int(row["n"]) if row is not None else 0

@@ -1,0 +1,387 @@
+"""A change of a published post's threadgate or postgate never stays on the PDS unlogged: it is
+written down before the PDS is asked (an intent), and one neither logged nor put back by its
+request (the put-back refused, the gateway gone) is put back by a reconciler. Through Byline,
+with the real ``atproto`` SDK, to a real PDS, on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from atproto import Client, models
+from atproto_client.exceptions import AtProtocolError
+from structlog.testing import capture_logs
+
+from adapters.base import AdapterError
+from adapters.bluesky import BlueskyAdapter, XrpcRawResponse
+from gateway.appkeys import DB
+from gateway.clock import ManualClock, now_micros
+from gateway.services.posts import PostService
+from gateway.storage import gate_intents as intents_sql
+from gateway.storage.db import DatabaseUnavailable
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_atproto_gates import (
+    _both_gates,
+    _carols_post,
+    clients,
+    clock,
+    gate_entries,
+    gw,
+    recording_fails,
+    threadgate,
+    xrpc_login,
+)
+from tests.clients.test_atproto_threads import POSTGATE, THREADGATE, pds_record, run, xrpc
+from tests.conftest import Gateway, started_gateway
+from tests.platforms.bluesky.fixture import BlueskyPds
+from tests.test_metrics import scrape, value
+
+__all__ = ["clients", "clock", "gw"]  # the gate tests' fixtures, for these tests too
+
+LEASE = timedelta(seconds=120)  # the settings' publish_lease_seconds, which holds an intent
+
+
+class Outage:
+    """The PDS taking one write (the change), then away (``how``: answering 503, or not
+    reachable at all) until it is ``back``; the writes each gateway sends, counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+        self.how = how
+        self.down = self.struck = False
+        self.writes: list[list[tuple[str, str, str, Any]]] = []
+        write_gates, gate_record = BlueskyAdapter.write_gates, BlueskyAdapter.gate_record
+
+        async def writing(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+            self.writes.append(list(writes))
+            if self.down:
+                if self.how == "unreachable":
+                    raise AdapterError("bluesky: cannot connect to the PDS", retryable=True)
+                return XrpcRawResponse(status=503, headers={}, body=b'{"error":"NotEnoughResources"}')
+            answer = await write_gates(adapter, writes, **kwargs)
+            if not self.struck:
+                self.struck = self.down = True  # gone right after taking the change
+            return answer
+
+        async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
+            if self.down and self.how == "unreachable":
+                raise AdapterError("bluesky: cannot connect to the PDS", retryable=True)
+            return await gate_record(adapter, remote_id, collection)
+
+        monkeypatch.setattr(BlueskyAdapter, "write_gates", writing)
+        monkeypatch.setattr(BlueskyAdapter, "gate_record", reading)
+
+    def back(self) -> None:
+        """The PDS answers again."""
+        self.down = False
+
+
+async def intents(gw: Gateway) -> list[intents_sql.GateIntent]:
+    """The intents stored now."""
+    async with gw.app[DB].read() as txn:
+        return await intents_sql.due(txn, now=2**62, limit=100)
+
+
+async def refused_closing(carol: Client, did: str, rkey: str, post_uri: str) -> tuple[int, str | None, str]:
+    """Carol closes replies to her post (its threadgate put with no one allowed), and is refused:
+    the status, the XRPC error and its message."""
+    with pytest.raises(AtProtocolError) as refused:
+        await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+            repo=did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
+    response = refused.value.response
+    assert response is not None
+    return response.status_code, getattr(response.content, "error", None), getattr(response.content, "message", "")
+
+
+async def put_back_and_nothing_kept(pds: BlueskyPds, gw: Gateway, uri: str, held: dict[str, Any] | None) -> None:
+    """The gate at ``uri`` is back as it was (``held``), no intent is left, the log has no change
+    of a gate, and the real verifier accepts the log."""
+    assert await pds_record(pds, uri) == held
+    assert (await intents(gw), await gate_entries(gw)) == ([], [])
+    await verified_by_cli(gw)
+
+
+async def left_unlogged(
+    pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch, how: str,
+) -> tuple[str, str, dict[str, Any], dict[str, Any], Outage]:
+    """Carol closes replies on her post; the PDS takes it, the log cannot record it (the database
+    away), and the PDS is away as the gate is put back: the app gets 503 and the change stays on
+    the PDS. The post's id, its threadgate's address, what the PDS held before and holds now,
+    and the outage (still on)."""
+    did, carol, _, post_uri, rkey, post_id = await _carols_post(pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(pds, gate_uri)
+    assert held is not None
+    outage = Outage(monkeypatch, how)
+    with monkeypatch.context() as patched, capture_logs() as logs:
+        recording_fails(gw, patched, "database")
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (503, "NotEnoughResources")
+    assert [e["event"] for e in logs if e["event"] == "xrpc_gate_left"] == ["xrpc_gate_left"], logs
+    changed = await pds_record(pds, gate_uri)
+    assert changed is not None and changed["value"]["allow"] == [] and changed["cid"] != held["cid"]
+    return post_id, gate_uri, held, changed, outage
+
+
+@pytest.mark.parametrize("how", ["refusing", "unreachable"])
+async def test_a_gate_change_neither_logged_nor_put_back_is_put_back_once_the_pds_is_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch, how: str,
+) -> None:
+    """The log cannot record carol's change, and the PDS refuses (503) or cannot be reached
+    for the put-back: the change stays on the PDS, written down. The reconciler tries while
+    the PDS is away (left, a warning) and waits before the next try; once the PDS is back and
+    that wait is over, it puts the threadgate back (same CID as before) and drops the intent.
+    The log holds no change and verifies. (Before: the change stayed on the PDS for good, with
+    nothing in the log, and a warning the only trace.)"""
+    post_id, gate_uri, held, _, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, how)
+    [left] = await intents(gw)
+    assert (left.post_id, left.collection, left.held, left.actor) == (post_id, THREADGATE, held["value"], "carol")
+
+    assert value(await scrape(gw), "byline_gate_changes_left") == 1
+    with capture_logs() as logs:
+        assert await gw.reconcile() == 0  # the PDS still away
+    assert [e["event"] for e in logs if e["event"] == "xrpc_gate_left"] == ["xrpc_gate_left"], logs
+    assert await gw.reconcile() == 0, "waits before trying again"
+    assert value(await scrape(gw), "byline_gate_changes_left") == 1
+    outage.back()
+    clock.advance(timedelta(seconds=5))
+    assert await gw.reconcile() == 1
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert await intents(gw) == []
+    assert value(await scrape(gw), "byline_gate_changes_left") == 0
+    assert await gate_entries(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_a_batch_and_a_deletion_neither_logged_nor_put_back_are_put_back_once_the_pds_is_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies and quotes in one batch (the threadgate replaced, a postgate
+    created); the log cannot record it and the PDS is away for the put-back. Once it is back,
+    the reconciler puts the threadgate back and deletes the postgate. Then she deletes the
+    threadgate, and the same happens: the reconciler writes the record again as it was (same
+    CID). Nothing is left, nothing logged, and the log verifies."""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    replies_uri, quotes_uri = f"at://{did}/{THREADGATE}/{rkey}", f"at://{did}/{POSTGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, replies_uri)
+    assert held is not None
+
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "refusing")
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError):
+            await run(carol.com.atproto.repo.apply_writes, _both_gates(did, post_uri, rkey))
+        assert (await pds_record(bluesky_pds, replies_uri) or {})["value"]["allow"] == []
+        assert await pds_record(bluesky_pds, quotes_uri) is not None
+        assert len(await intents(gw)) == 2
+        outage.back()
+        assert await gw.reconcile() == 2
+    assert (await pds_record(bluesky_pds, replies_uri), await pds_record(bluesky_pds, quotes_uri)) == (held, None)
+
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "unreachable")
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError):
+            await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey))
+        assert await pds_record(bluesky_pds, replies_uri) is None
+        outage.back()
+        assert await gw.reconcile() == 1
+    await put_back_and_nothing_kept(bluesky_pds, gw, replies_uri, held)
+
+
+async def test_a_gate_change_whose_gateway_dies_before_logging_it_is_put_back_by_the_next_at_start(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway writes carol's change of her threadgate to the PDS and dies before the log
+    records it (its task ends there: nothing after the PDS's answer runs). Once the change's
+    lease has run out, a gateway started on the same database puts the threadgate back as it
+    starts (same CID), and drops the intent; the log holds no change and verifies. (Before:
+    the change stayed on the PDS, and nothing anywhere said so.)"""
+    did, _, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    assert held is not None
+
+    async def killed(*_: object, **__: object) -> None:
+        raise asyncio.CancelledError  # the process going, right after the PDS's answer
+
+    async with started_gateway(db_url, policy_dir, clock) as doomed:
+        token = await xrpc_login(doomed, "carol", did)
+        with monkeypatch.context() as patched:
+            patched.setattr(PostService, "record_gates_changed", killed)
+            with pytest.raises((aiohttp.ClientError, json.JSONDecodeError)):
+                await xrpc(doomed, "com.atproto.repo.putRecord", token, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})
+    changed = await pds_record(bluesky_pds, gate_uri)
+    assert changed is not None and changed["value"]["allow"] == []
+    assert await gw.reconcile() == 0, "its lease has not run out: its gateway may still be at it"
+    assert await pds_record(bluesky_pds, gate_uri) == changed
+
+    clock.advance(LEASE)
+    async with started_gateway(db_url, policy_dir, clock) as restarted:
+        for _ in range(200):
+            if await intents(restarted) == []:
+                break
+            await asyncio.sleep(0.05)
+        assert await intents(restarted) == []
+        assert await pds_record(bluesky_pds, gate_uri) == held
+        assert await gate_entries(restarted) == []
+        await verified_by_cli(restarted)
+
+
+async def test_a_gate_change_that_cannot_be_written_down_is_not_sent(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Byline's database is away as carol's change is written down: the app gets 503
+    ``NotEnoughResources``, nothing is written to the PDS (the threadgate it held, same CID),
+    and nothing is stored or logged. (Before: the change went to the PDS first.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    outage = Outage(monkeypatch, "refusing")
+    before = await gw.snapshot()
+
+    async def away(*_: object, **__: object) -> None:
+        raise DatabaseUnavailable()
+
+    monkeypatch.setattr(intents_sql, "insert", away)
+    said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (503, "NotEnoughResources")
+    assert outage.writes == []
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert (await gw.snapshot(), await gate_entries(gw), await intents(gw)) == (before, [], [])
+    await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("lost", ["reset", "proxy"])
+async def test_a_gate_change_the_pds_took_without_answering_is_put_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], monkeypatch: pytest.MonkeyPatch, lost: str,
+) -> None:
+    """The PDS takes carol's change of her threadgate, and its answer is lost on the way (the
+    connection reset, or a proxy in front answering 503): the app gets 502 ``UpstreamFailure``
+    (nothing is logged: the change is not known to be made), and the reconciler finds the
+    change on the PDS and puts the threadgate back (same CID). (Before: the change stayed on
+    the PDS, unlogged.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    write_gates = BlueskyAdapter.write_gates
+
+    async def answer_lost(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+        await write_gates(adapter, writes, **kwargs)
+        if lost == "proxy":
+            return XrpcRawResponse(status=503, headers={}, body=b"Service Unavailable")
+        raise AdapterError("bluesky: the connection was reset", retryable=True)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BlueskyAdapter, "write_gates", answer_lost)
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (502, "UpstreamFailure")
+    assert (await pds_record(bluesky_pds, gate_uri) or {})["value"]["allow"] == []
+    assert await gw.reconcile() == 1
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
+
+
+async def test_a_gate_change_recorded_after_its_lease_ran_out_is_not_logged_and_is_put_back_once(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol's change reaches the PDS, and its request is so slow to record it that its lease
+    runs out and a reconciler puts the threadgate back first. The record then finds its
+    intent taken and is refused: the app gets 502 saying so, the log holds no change, and the PDS holds
+    the threadgate as before (the request's own put-back does not undo it twice); the log
+    verifies. Never both logged and put back."""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    record = PostService.record_gates_changed
+    reconciled: list[int] = []
+
+    async def slow(self: PostService, *args: Any, **kwargs: Any) -> None:
+        clock.advance(LEASE)
+        reconciled.append(await gw.reconcile())
+        await record(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PostService, "record_gates_changed", slow)
+        said = await refused_closing(carol, did, rkey, post_uri)
+    assert said[:2] == (502, "UpstreamFailure")
+    assert reconciled == [1]
+    assert said[2].endswith(
+        f"took longer than Byline holds it open, and is being put back: its {THREADGATE} is not kept")
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
+
+
+async def test_two_gateways_reconciling_one_change_put_it_back_once(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change left on the PDS unlogged, the PDS back: two gateways on one database reconcile
+    at once. One claims the change and puts the threadgate back, in one write; the other
+    leaves it. The log holds no change and verifies."""
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        _, gate_uri, held, _, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+        outage.back()
+        sent = len(outage.writes)
+        settled = await asyncio.gather(gw.reconcile(), second.reconcile())
+        assert sorted(settled) == [0, 1]
+        assert len(outage.writes) - sent == 1
+        assert await pds_record(bluesky_pds, gate_uri) == held
+        assert await intents(gw) == []
+        assert await gate_entries(gw) == []
+        await verified_by_cli(second)
+
+
+async def test_a_reconcilers_claim_dropped_by_its_death_is_taken_over_after_its_lease(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reconciler claims the change left on the PDS and dies before putting it back. No other
+    takes it while its claim holds; once the claim's lease has run out, the next round puts the
+    threadgate back and drops the intent."""
+    _, gate_uri, held, changed, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+    outage.back()
+    [left] = await intents(gw)
+    now = now_micros(clock)
+    async with gw.app[DB].write() as txn:
+        assert await intents_sql.claim(txn, left.id, token="dead", now=now, until=now + 120_000_000)
+    assert await gw.reconcile() == 0
+    assert await pds_record(bluesky_pds, gate_uri) == changed
+    clock.advance(LEASE)
+    assert await gw.reconcile() == 1
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    assert await intents(gw) == []
+
+
+async def test_a_gate_changed_since_by_a_logged_change_is_left_as_it_is(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change left on the PDS unlogged; before the reconciler comes to it, carol changes the
+    threadgate again through Byline, and that change is logged. The reconciler finds the gate
+    neither what the first change wrote nor what was there before: it leaves it (the logged
+    change stands) and drops the intent. The log holds the one change, with the CID the PDS
+    holds, and verifies."""
+    post_id, gate_uri, _, _, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+    outage.back()
+    did, rkey = gate_uri.removeprefix("at://").split("/")[0], gate_uri.rsplit("/", 1)[1]
+    token = await xrpc_login(gw, "carol", did)
+    mentions = [{"$type": f"{THREADGATE}#mentionRule"}]
+    status, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+        "repo": did, "collection": THREADGATE, "rkey": rkey,
+        "record": threadgate(f"at://{did}/app.bsky.feed.post/{rkey}", allow=mentions)})
+    assert status == 200, answer
+    clock.advance(LEASE)
+    assert await gw.reconcile() == 1
+    now = await pds_record(bluesky_pds, gate_uri)
+    assert now is not None and (now["cid"], now["value"]["allow"]) == (answer["cid"], mentions)
+    assert await intents(gw) == []
+    assert await gate_entries(gw) == [("carol", post_id, THREADGATE, answer["cid"])]
+    await verified_by_cli(gw)
