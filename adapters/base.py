@@ -74,6 +74,10 @@ class OutboundPost:
     gates: Mapping[str, Mapping[str, Any]] | None = None
     """Records a client built to go with the post, by collection (Bluesky's threadgate and
     postgate, as JSON, under the post's record key), written in the same commit as the post."""
+    redescribed: tuple[tuple[str | None, str | None], ...] | None = None
+    """For an edit of a published post that changes its pictures' alt text or focal point: each
+    picture's alt text and focal point (``"x,y"``, or None to keep the one it has), in the post's
+    order, for platforms whose edits carry them (Mastodon); None, and the pictures stay as they are."""
     ready: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
     """Awaited right before the request that puts the post on the platform (after its media are
     uploaded, and at every try): what it raises stops the post there and is raised as it is.

@@ -615,8 +615,10 @@ class MastodonAdapter:
     async def edit(self, remote_id: str, post: OutboundPost) -> PublishResult:
         """Edit a published status (``PUT /api/v1/statuses/:id``, Mastodon 3.5+).
 
-        Text, spoiler, sensitivity and language are replaced; ``media_ids`` is not sent, so the
-        status keeps its attachments. Safe to repeat: the same edit twice leaves one result.
+        Text, spoiler, sensitivity and language are replaced. ``media_ids`` is sent only with
+        ``post.redescribed`` (new alt text or focal points, Mastodon 4.1's ``media_attributes[]``,
+        which count only beside it): the status's own media, read from it, in its order, so that
+        it keeps its attachments. Safe to repeat: the same edit twice leaves one result.
         """
         self._check_locally(post)
         body: dict[str, Any] = {
@@ -625,10 +627,37 @@ class MastodonAdapter:
         if post.language:
             body["language"] = post.language
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        if post.redescribed is not None:
+            body |= await self._media_attributes(path, post.redescribed)
         response = await self._http.request("PUT", path, json_body=body)
         if response.status != 200:
             raise self._classify("PUT", "/api/v1/statuses/:id", response)
         return self._result(self._json_object(response, "PUT", path), "PUT", path)
+
+    async def _media_attributes(
+        self, path: str, redescribed: tuple[tuple[str | None, str | None], ...],
+    ) -> dict[str, Any]:
+        """``media_ids`` and ``media_attributes`` of an edit giving the status's pictures this alt
+        text and these focal points, in order: the instance's media ids are read from the status
+        (Byline uploads a post's pictures in its order, and an edit of Byline's never changes them)."""
+        response = await self._http.request("GET", path)
+        if response.status != 200:
+            raise self._classify("GET", "/api/v1/statuses/:id", response)
+        attachments = self._json_object(response, "GET", path).get("media_attachments")
+        ids = [_str(m.get("id")) for m in attachments if isinstance(m, dict)] if isinstance(attachments, list) else []
+        if len(ids) != len(redescribed) or not all(ids):
+            raise self._http.error(
+                f"the status has {len(ids)} attachments on the instance, the edit names {len(redescribed)}",
+                retryable=False,
+            )
+        attributes: list[dict[str, str]] = []
+        for media_id, (description, focus) in zip(ids, redescribed, strict=True):
+            assert media_id is not None  # checked above
+            attribute = {"id": media_id, "description": description or ""}
+            if focus is not None:
+                attribute["focus"] = focus
+            attributes.append(attribute)
+        return {"media_ids": ids, "media_attributes": attributes}
 
     # -- reads passed through ----------------------------------------------------------------
 

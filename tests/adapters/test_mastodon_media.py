@@ -160,3 +160,85 @@ async def test_adapter_refuses_what_the_instance_would_without_a_request(
         await env.adapter().publish(post(media=(item,)))
     assert not caught.value.retryable and expected in caught.value.message
     assert env.uploads() == 0
+
+
+# -- alt text and focal points in an edit (Mastodon 4.1's media_attributes[]) -------------------
+
+
+async def _with_two_pictures(env: Env) -> str:
+    """A status of the account's with two pictures ("One", "Two"), made by the adapter: its id."""
+    pictures = (MediaItem(data=PNG, mime_type="image/png", description="One"),
+                MediaItem(data=PNG, mime_type="image/png", description="Two", focus="0.5,0.5"))
+    return (await env.adapter().publish(post("Two pictures", media=pictures))).remote_id
+
+
+async def _put(env: Env, status_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async with env.session.put(env.server.make_url(f"/api/v1/statuses/{status_id}"), json=body,
+                               headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+def _pictures(env: Env, status_id: str) -> list[tuple[str | None, tuple[float, float] | None]]:
+    status = env.fake.status(status_id)
+    assert status is not None
+    return [(env.fake.media[m].description, env.fake.media[m].focus) for m in status.media_ids]
+
+
+async def test_stand_in_takes_media_attributes_of_an_edit_as_mastodon_does(env: Env) -> None:
+    """``PUT /api/v1/statuses/:id``: ``media_attributes[]`` count only beside ``media_ids``
+    (without, ignored, as Mastodon's UpdateStatusService does); ``media_ids`` must be the
+    status's own, each attribute must name one of them, alt text is at most 1,500 characters and
+    a focal point "x,y" within -1..1 (422, nothing changed); a good one is applied and recorded."""
+    status_id = await _with_two_pictures(env)
+    status = env.fake.status(status_id)
+    assert status is not None
+    first, second = status.media_ids
+    before = [("One", None), ("Two", (0.5, 0.5))]
+    code, _ = await _put(env, status_id, {"status": "Edited", "media_attributes": [
+        {"id": first, "description": "Ignored"}]})
+    assert (code, _pictures(env, status_id), status.media_edits) == (200, before, [])
+    for body, error in [
+        ({"media_ids": [second, first]}, "Validation failed: media_ids must be the status's media"),
+        ({"media_ids": [first]}, "Validation failed: media_ids must be the status's media"),
+        ({"media_ids": [first, second], "media_attributes": [{"id": "1", "description": "Not hers"}]},
+         "Validation failed: Media 1 is not attached to this status"),
+        ({"media_ids": [first, second], "media_attributes": [{"id": first, "description": "x" * 1501}]},
+         "Validation failed: Description is too long (maximum is 1500 characters)"),
+        ({"media_ids": [first, second], "media_attributes": [{"id": second, "focus": "1.5,0"}]},
+         "Validation failed: Focus is invalid"),
+    ]:
+        code, answer = await _put(env, status_id, {"status": "Refused", **body})
+        assert (code, answer["error"]) == (422, error), body
+        assert (status.text, _pictures(env, status_id), status.media_edits) == ("Edited", before, [])
+    code, answer = await _put(env, status_id, {"status": "Described", "media_ids": [first, second],
+                                               "media_attributes": [{"id": first, "description": "The first"},
+                                                                    {"id": second, "focus": "-1,1"}]})
+    assert code == 200, answer
+    assert [(m["description"], m["meta"].get("focus")) for m in answer["media_attachments"]] == [
+        ("The first", None), ("Two", {"x": -1.0, "y": 1.0})]
+    assert status.media_edits == [{first: {"description": "The first"}, second: {"focus": (-1.0, 1.0)}}]
+
+
+async def test_adapter_edit_carries_new_alt_text_and_focal_points(env: Env) -> None:
+    """``OutboundPost.redescribed``: the edit sends the status's own media ids, read from it, and
+    each picture's alt text and focal point, in order; the words change with them."""
+    status_id = await _with_two_pictures(env)
+    await env.adapter().edit(status_id, post("Two pictures, described", redescribed=(
+        ("The first", "0.25,-0.5"), ("Two", "0.5,0.5"))))
+    status = env.fake.status(status_id)
+    assert status is not None
+    assert (status.text, _pictures(env, status_id)) == (
+        "Two pictures, described", [("The first", (0.25, -0.5)), ("Two", (0.5, 0.5))])
+    assert len(status.media_edits) == 1
+
+
+async def test_adapter_edit_naming_other_pictures_than_the_status_has_is_refused(env: Env) -> None:
+    """An edit giving alt text to a number of pictures the status does not have is a final error
+    before the edit is sent: the status keeps its words and pictures."""
+    status_id = await _with_two_pictures(env)
+    with pytest.raises(AdapterError) as caught:
+        await env.adapter().edit(status_id, post("Edited", redescribed=(("Only one", None),)))
+    assert not caught.value.retryable
+    assert env.fake.faults.count("PUT", f"/api/v1/statuses/{status_id}") == 0
+    status = env.fake.status(status_id)
+    assert status is not None and status.text == "Two pictures"

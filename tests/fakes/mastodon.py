@@ -220,6 +220,8 @@ class Status:
     idempotency_key: str | None = None
     deleted: bool = False
     edited_at: datetime | None = None
+    media_edits: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    """Each edit's ``media_attributes`` as applied, by media id: what changed, and how often."""
 
 
 @dataclass
@@ -644,6 +646,38 @@ def _focus(value: Any) -> tuple[float, float] | None:
     return x, y
 
 
+def _media_changes(status: Status, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """An edit's ``media_attributes[]`` (4.1+), checked before anything changes: what each
+    changes of the status's media, by id. As Mastodon's ``UpdateStatusService``, they count only
+    with ``media_ids`` (without, the media stay as they are, attributes and all); stricter than
+    it, ``media_ids`` must be the status's own media in their order (Byline never changes which
+    pictures a published status has, so anything else is a bug of the sender's), and each
+    attribute must name one of them. Description and focus are checked as the upload checks them."""
+    if "media_ids" not in params:
+        return {}
+    media_ids = params.get("media_ids") or []
+    if not isinstance(media_ids, list) or [str(m) for m in media_ids] != status.media_ids:
+        raise MastodonError(422, "Validation failed: media_ids must be the status's media")
+    attributes = params.get("media_attributes") or []
+    if not isinstance(attributes, list) or not all(isinstance(a, dict) for a in attributes):
+        raise MastodonError(422, "Validation failed: media_attributes must be an array of objects")
+    changes: dict[str, dict[str, Any]] = {}
+    for attribute in attributes:
+        media_id = str(attribute.get("id"))
+        if media_id not in status.media_ids:
+            raise MastodonError(422, f"Validation failed: Media {media_id} is not attached to this status")
+        change = changes.setdefault(media_id, {})
+        if "description" in attribute:
+            description = _text(attribute["description"], "Description")
+            if description is not None and len(description) > MAX_DESCRIPTION:
+                raise MastodonError(422, "Validation failed: Description is too long (maximum is "
+                                         f"{MAX_DESCRIPTION} characters)")
+            change["description"] = description
+        if "focus" in attribute:
+            change["focus"] = _focus(attribute["focus"])
+    return {m: c for m, c in changes.items() if c}
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -844,6 +878,13 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         language = _text(params.get("language"), "Language")
         if language is not None and language not in ISO_639_1:
             raise MastodonError(422, "Validation failed: Language is not an ISO 639-1 code")
+        changes = _media_changes(status, params)
+        for media_id, change in changes.items():
+            media = fake.media[media_id]
+            media.description = change.get("description", media.description)
+            media.focus = change.get("focus", media.focus)
+        if changes:
+            status.media_edits.append(changes)
         status.text, status.spoiler_text = text, spoiler
         if "sensitive" in params:
             status.sensitive = _boolean(params.get("sensitive"))
