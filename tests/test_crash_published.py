@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from mastodon import Mastodon
 from gateway.audit.export import export_database
 from gateway.audit.keys import write_new_key
 from gateway.storage.db import open_database
+from tests.clients.test_media_update import PNG
 from tests.conftest import write_policy
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -73,17 +75,19 @@ async def _record(session: aiohttp.ClientSession, serve: ServeProcess, token: st
         return found
 
 
-@pytest.mark.parametrize("change", ["edit", "delete"])
+@pytest.mark.parametrize("change", ["edit", "edit_alt_text", "delete"])
 async def test_sigkill_between_a_change_on_the_platform_and_its_record(
     tmp_path: Path, db_url: str, change: str,
 ) -> None:
     """Alice edits (or deletes) her published toot; Mastodon makes the change and the gateway
     is killed before it hears so. After a restart (a 2 s hold), its publisher settles the
     change: the record and Mastodon agree, the log holds the change and verifies, and Mastodon
-    was asked for it twice at most."""
+    was asked for it twice at most. An edit giving the toot's picture new alt text as well
+    (``edit_alt_text``) is settled with it: the alt text goes out again with the words, and the
+    record and the log hold it."""
     fake = FakeMastodon()
     account = fake.add_account("brand", M_TOKEN)
-    stall = Stall("PUT" if change == "edit" else "DELETE")
+    stall = Stall("DELETE" if change == "delete" else "PUT")
     standin = mastodon_app(fake)
     standin.middlewares.append(stall.middleware())
     server = TestServer(standin)
@@ -108,33 +112,46 @@ async def test_sigkill_between_a_change_on_the_platform_and_its_record(
     try:
         await serve.start()
         api = Mastodon(access_token=token, api_base_url=serve.base)
-        post_id = str((await asyncio.to_thread(api.status_post, "Launch day")).id)
+        media = None
+        if change == "edit_alt_text":
+            media = await asyncio.to_thread(api.media_post, PNG, mime_type="image/png", description="A cat")
+        post_id = str((await asyncio.to_thread(api.status_post, "Launch day", media_ids=media and [media])).id)
         async with aiohttp.ClientSession() as session:
             async def published() -> tuple[bool, object]:
                 state = (await _record(session, serve, token, post_id))["state"]
                 return state == "published", state
 
             await _until("published", published)
-            call = (api.status_update, post_id, NEW_WORDS) if change == "edit" else (api.status_delete, post_id)
-            changing = asyncio.ensure_future(asyncio.to_thread(*call))
+            alt = [api.generate_media_edit_attributes(media, description="A ginger cat")] if media else None
+            call = functools.partial(api.status_update, post_id, NEW_WORDS, media_attributes=alt) \
+                if change != "delete" else functools.partial(api.status_delete, post_id)
+            changing = asyncio.ensure_future(asyncio.to_thread(call))
             await asyncio.wait_for(stall.made.wait(), 15)
             serve.kill()
             shown = [s.text for s in fake.statuses(account)]
-            assert shown == ([NEW_WORDS] if change == "edit" else []), "Mastodon made the change"
+            assert shown == ([] if change == "delete" else [NEW_WORDS]), "Mastodon made the change"
+            alt_texts = [[fake.media[m].description for m in s.media_ids] for s in fake.statuses(account)]
+            if media:
+                assert alt_texts == [["A ginger cat"]], "Mastodon made the change"
 
             await serve.start()
 
             async def settled() -> tuple[bool, object]:
                 record = await _record(session, serve, token, post_id)
                 now = (record["state"], record["text"])
-                return now == (("published", NEW_WORDS) if change == "edit" else ("deleted", "Launch day")), now
+                return now == (("deleted", "Launch day") if change == "delete" else ("published", NEW_WORDS)), now
 
             await _until("the record says what Mastodon shows", settled)
             record = await _record(session, serve, token, post_id)
+            if media:
+                again = Mastodon(access_token=token, api_base_url=serve.base)  # the restart's port
+                status = await asyncio.to_thread(again.status, post_id)
+                assert [m.description for m in status.media_attachments] == ["A ginger cat"]
         assert [s.text for s in fake.statuses(account)] == shown
+        assert [[fake.media[m].description for m in s.media_ids] for s in fake.statuses(account)] == alt_texts
         assert stall.calls <= 2, f"Mastodon was asked {stall.calls} times"
         kinds = [e["type"] for e in record["events"]]
-        if change == "edit":
+        if change != "delete":
             assert kinds[-2:] == ["post.revising", "post.revised"], kinds
         else:
             assert kinds[-1] == "post.deleted", kinds

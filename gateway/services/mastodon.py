@@ -633,12 +633,13 @@ class MastodonService:
             "language": form.language or current.get("language"), "media_ids": media_ids,
         })
         if state is State.PUBLISHED:
-            if redescribed:
-                # No platform edit Byline makes carries an upload's alt text or crop: taken
-                # silently, the app would show its person a change that never reached the platform.
-                raise BylineError(Code.VALIDATION, "Validation failed: the alt text and focal point of a "
-                                                   "published post's media stay as they are")
-            revised = await self._published.revise(auth.caller, post_id, text=form.status, options=options)
+            # New alt text and focal points go to the platform with the words, in its edit
+            # (Mastodon's ``media_attributes[]``); where the platform has no edit, the edit is
+            # refused as a whole. A focal point is never taken away (none sent keeps it, here as
+            # on Mastodon), so what the platform keeps is what the record says.
+            revised = await self._published.revise(
+                auth.caller, post_id, text=form.status, options=options,
+                redescribed=tuple((m, d, f) for m, (d, f) in redescribed.items()))
             return await self._render(auth, revised)
         changed = options.to_json() != current
         # Only the uploads the edit adds are taken: those it keeps are the post's already or, on a

@@ -55,7 +55,13 @@ from gateway.services.authorization import (
     retry_cause,
     visible_accounts,
 )
-from gateway.services.content import CONTENT_SCHEME, new_content_salt, reason_sha256, stored_content
+from gateway.services.content import (
+    CONTENT_SCHEME,
+    content_sha256,
+    new_content_salt,
+    reason_sha256,
+    stored_content,
+)
 from gateway.services.scopes import scope_allows
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
@@ -220,6 +226,42 @@ class Revision(Published):
     options: PostOptions
     seen: tuple[str | None, ...] = ()
     """What a reader sees of it besides its text (``PostService._words_seen``), as the rules read it."""
+    redescribed: tuple[tuple[str, str | None, str | None], ...] = ()
+    """The new alt text and focal point it gives pictures of the post: (upload, description, focus)."""
+    pictures: tuple[tuple[str | None, str | None], ...] | None = None
+    """With ``redescribed``: every picture's alt text and focal point as the revision leaves them,
+    in the post's order, as the platform's edit sends them (``OutboundPost.redescribed``)."""
+
+
+def _redescribing(change: Mapping[str, Any]) -> tuple[tuple[str, str | None, str | None], ...]:
+    """The new alt text and focal points a kept revision (``posts.held_change``) gives pictures."""
+    media = change.get("media") or {}
+    return tuple((str(m), d, f) for m, (d, f) in media.items())
+
+
+async def _pictures(
+    txn: Txn, options: Mapping[str, Any] | PostOptions, redescribed: tuple[tuple[str, str | None, str | None], ...],
+    *, always: bool = False,
+) -> tuple[tuple[str | None, str | None], ...] | None:
+    """Every picture's (alt text, focal point) as a revision giving them ``redescribed`` leaves
+    them, in the post's order; None when it gives none (and not ``always``)."""
+    if not redescribed and not always:
+        return None
+    kept = options.to_json() if isinstance(options, PostOptions) else options
+    rows = {r["id"]: r for r in await _redescribed_rows(txn, kept, redescribed)}
+    return tuple((rows[m]["description"], rows[m]["focus"]) for m in kept.get("media_ids") or () if m in rows)
+
+
+async def _redescribed_rows(
+    txn: Txn, options: Mapping[str, Any], redescribed: tuple[tuple[str, str | None, str | None], ...],
+) -> list[dict[str, Any]]:
+    """The rows of a post's uploads as a revision leaves them: with its new alt text and focal points."""
+    changes = {m: (d, f) for m, d, f in redescribed}
+    rows = [dict(r) for r in await media_sql.info(txn, list(options.get("media_ids") or ()))]
+    for row in rows:
+        if row["id"] in changes:
+            row["description"], row["focus"] = changes[row["id"]]
+    return rows
 
 
 _ID_LOW_BITS: Final = 20
@@ -988,8 +1030,10 @@ class PostService:
         gateway or, once the hold runs out, by the publisher of any gateway."""
         post_id = revision.record.id
         kept = revision.options.to_json()
-        change = {"change": "revise", "actor": caller.user, "version": revision.version, "text": revision.text,
-                  "options": kept, "policy_sha256": revision.loaded.sha256}
+        change: dict[str, Any] = {"change": "revise", "actor": caller.user, "version": revision.version,
+                                  "text": revision.text, "options": kept, "policy_sha256": revision.loaded.sha256}
+        if revision.redescribed:
+            change["media"] = {m: [d, f] for m, d, f in revision.redescribed}
 
         async def work(ltx: LogTxn) -> Micros:
             current = await self._load(ltx, post_id)
@@ -998,7 +1042,9 @@ class PostService:
             if not await sql.hold_published(ltx.txn, post_id, version=revision.record.version, now=ltx.now,
                                             until=until, change=change):
                 raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
-            content, _ = await stored_content(ltx.txn, kept, salt=current.content_salt, scheme=current.content_scheme)
+            # What it carries as the platform is to show it: with the new alt text and focal points.
+            content = content_sha256(kept, await _redescribed_rows(ltx.txn, kept, revision.redescribed),
+                                     salt=current.content_salt, scheme=current.content_scheme)
             await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
@@ -1123,16 +1169,28 @@ class PostService:
                                     suggested_by=post.suggested_by, options=options)
         except BylineError:
             return None  # too long for the policy in force, say
-        seen = await self._words_seen(options)
+        redescribed = _redescribing(change)
+        seen = await self._words_seen(options, described={m: d for m, d, _ in redescribed} or None)
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
+            pictures = await _pictures(txn, options, redescribed)
         if change.get("actor") != post.author or self._not_at_once(loaded, post, text=text, seen=seen) is not None:
             return None
         shown = disclosed_text(loaded.policy, author=post.author, text=text, editors=post.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
-                        version=post.version + 1, options=options, seen=seen)
+                        version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
+                        pictures=pictures)
+
+    async def pictures_before(self, held: Published) -> tuple[tuple[str | None, str | None], ...] | None:
+        """The alt text and focal points the pictures of ``held`` had before the revision kept with
+        it, to be sent back with the words recorded before; None when that revision changed none."""
+        post = held.record
+        if not _redescribing(post.held_change or {}):
+            return None
+        async with self.db.read() as txn:
+            return await _pictures(txn, post.options, (), always=True)
 
     async def settle_deleted(self, held: Published) -> None:
         """Record the deletion ``held`` was kept for, made on the platform again by the publisher,
@@ -1217,9 +1275,12 @@ class PostService:
 
     @_under_policy_in_force
     async def revision(
-        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
+        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
+        redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
     ) -> Revision:
-        """The author's new words for a published post, if the policy would publish them at once.
+        """The author's new words for a published post, if the policy would publish them at once;
+        ``redescribed``: new alt text and focal points of its pictures (upload, description, focus),
+        which go with the words, judged as they are.
 
         The new words go through the policy as a new post would, and the edit is made only if
         they would go out at once: no block, no hold, no approvals, no cooling-off. Anything
@@ -1241,17 +1302,19 @@ class PostService:
         text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
                                 suggested_by=post.suggested_by, options=chosen)
         policy = loaded.policy
-        seen = await self._words_seen(chosen)
+        # The rules read the new alt text as they read the words.
+        seen = await self._words_seen(chosen, described={m: d for m, d, _ in redescribed} or None)
         refused = self._not_at_once(loaded, post, text=text, seen=seen)
         if refused is not None:
             raise refused
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
+            pictures = await _pictures(txn, chosen, redescribed)
         shown = disclosed_text(policy, author=post.author, text=text, editors=post.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
-                        options=chosen, seen=seen)
+                        options=chosen, seen=seen, redescribed=redescribed, pictures=pictures)
 
     def _not_at_once(
         self, loaded: LoadedPolicy, post: PostRecord, *, text: str, seen: tuple[str | None, ...],
@@ -1306,6 +1369,10 @@ class PostService:
                 ) is not None:
                     changed = {"policy_changed": head}
             kept = chosen.to_json()
+            for media_id, description, focus in revision.redescribed:
+                if not await media_sql.describe(ltx.txn, media_id, post_id=post_id, description=description,
+                                                focus=focus):
+                    logger.warning("revised_upload_gone", account=account, post_id=post_id, media_id=media_id)
             if not await sql.compare_and_set(
                 ltx.txn, post_id, state=State.PUBLISHED.value, version=revision.record.version,
                 lease_until=revision.lease_until, changes={

@@ -98,11 +98,12 @@ def _refused_for_good(error: AdapterError) -> bool:
     return error.status is not None and not error.retryable and not error.auth_failed
 
 
-def _outbound(post_id: str, *, version: int, text: str, options: PostOptions) -> OutboundPost:
+def _outbound(post_id: str, *, version: int, text: str, options: PostOptions,
+              pictures: tuple[tuple[str | None, str | None], ...] | None = None) -> OutboundPost:
     return OutboundPost(
         post_id=post_id, idempotency_key=f"byline-{post_id}-v{version}", text=text,
         spoiler_text=options.spoiler_text, sensitive=options.sensitive, language=options.language,
-        visibility=options.visibility,
+        visibility=options.visibility, redescribed=pictures,
     )
 
 
@@ -182,11 +183,13 @@ class PublishedPosts:
         return await self.posts.record_deleted(caller, post_id)
 
     async def revise(
-        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None
+        self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
+        redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
     ) -> PostView:
         """The author edits a published post on its platform, where the platform allows it and
-        the policy would publish the new words at once (``PostService.revision``)."""
-        revision = await self.posts.revision(caller, post_id, text=text, options=options)
+        the policy would publish the new words at once (``PostService.revision``); ``redescribed``:
+        new alt text and focal points of its pictures (upload, description, focus), sent with them."""
+        revision = await self.posts.revision(caller, post_id, text=text, options=options, redescribed=redescribed)
         adapter = self._adapter(revision.loaded)
         if not isinstance(adapter, Revisable):
             raise BylineError(
@@ -197,7 +200,7 @@ class PublishedPosts:
         held = await self.posts.hold_revision(caller, revision, lease=self.lease)
         await self._cleared(revision.loaded, adapter, held=held)  # again, as for a deletion
         await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(
-            post_id, version=held.version, text=held.shown, options=held.options,
+            post_id, version=held.version, text=held.shown, options=held.options, pictures=held.pictures,
         )), failed="the platform did not edit the post", what="edit")
         return await self.posts.record_revised(caller, held)
 
@@ -253,13 +256,14 @@ class PublishedPosts:
             revision = await self.posts.settling(held)
             if revision is not None:
                 await self._settling_call(adapter.edit(post.remote_id, _outbound(
-                    post.id, version=revision.version, text=revision.shown, options=revision.options)))
+                    post.id, version=revision.version, text=revision.shown, options=revision.options,
+                    pictures=revision.pictures)))
                 await self.posts.record_revised(Caller(user=post.author), revision, recovered=True)
                 log.info("change_settled", outcome="revised", version=revision.version)
                 return True
             await self._settling_call(adapter.edit(post.remote_id, _outbound(
                 post.id, version=post.version, text=post.published_text or post.text,
-                options=PostOptions.from_json(post.options))))
+                options=PostOptions.from_json(post.options), pictures=await self.posts.pictures_before(held))))
             await self.posts.let_go(held, why=_UNDONE)
             log.info("change_settled", outcome="words_sent_back", version=post.version)
             return True

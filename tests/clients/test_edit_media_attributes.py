@@ -177,28 +177,101 @@ async def test_bad_media_attributes_are_refused_as_the_media_put_refuses_them(
     assert await _media_row(world, media) == {"description": "A cat", "focus": None, "post_id": post_id}
 
 
-async def test_a_published_posts_alt_text_is_refused_and_its_words_alone_are_edited(world: World) -> None:
-    """Once out, no edit Byline makes on the platform carries alt text: new alt text is a 422 and
-    nothing changes, there or here; the same alt text (as an app sends what it read) is taken
-    with the edit of the words."""
-    api = await world.client("alice", "masto")
+async def _published_with_a_picture(world: World, account: str = "masto") -> tuple[Any, Any, Any]:
+    """alice's status with one picture ("A cat") on ``account``, published: the app's client,
+    the status and the upload."""
+    api = await world.client("alice", account)
     media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
     status = await world.run(api.status_post, "A picture", media_ids=[media])
+    if account != "masto":
+        code, body = await world.gateway.act("bob", status.id, "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     assert (await _version(world, str(status.id)))[0] == "published"
-    change = api.generate_media_edit_attributes(media, description="A dog")
+    return api, status, media
+
+
+def _sent(world: World, username: str = "brand") -> Any:
+    """The one status on the stand-in account ``username``."""
+    [account] = [a for a in world.upstream.accounts.values() if a.username == username]
+    [sent] = world.upstream.statuses(account)
+    return sent
+
+
+async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_words(world: World) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on a published post of a direct
+    account: the platform's edit carries the words, the alt text and the focal point (its
+    ``media_ids`` and ``media_attributes[]``); the record keeps them in the new version, the log's
+    ``post.revising`` and ``post.revised`` hash what went out, and the log verifies. The same alt
+    text again (as an app sends what it read) sends no media change. Before: 422."""
+    api, status, media = await _published_with_a_picture(world)
+    change = api.generate_media_edit_attributes(media, description="A ginger cat", focus=(0.5, -0.5))
+    edited = await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
+    assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
+        ("A ginger cat", {"x": 0.5, "y": -0.5})]
+    sent = _sent(world)
+    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
+    assert (sent.text, upstream_media.description, upstream_media.focus) == (
+        "A picture, edited", "A ginger cat", (0.5, -0.5))
+    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
+    assert await _media_row(world, media.id) == {
+        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
+    history = await world.run(api.status_history, status)
+    assert [[m.description for m in h.media_attachments] for h in history] == [["A cat"], ["A ginger cat"]]
+    entries = {kind: d for kind, d in await _log(world, str(status.id))}
+    assert entries["post.revising"]["content_sha256"] == entries["post.revised"]["content_sha256"]
+    assert entries["post.revised"]["content_sha256"] != entries["post.publishing"]["content_sha256"]
+    same = api.generate_media_edit_attributes(media, description="A ginger cat")
+    again = await world.run(api.status_update, status, "A picture, edited twice", media_attributes=[same])
+    assert [m.description for m in again.media_attachments] == ["A ginger cat"]
+    assert (_sent(world).text, len(_sent(world).media_edits)) == ("A picture, edited twice", 1)
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_new_alt_text_of_a_published_co_signed_post_is_refused_as_new_words_are(
+    world: World, policy_dir: Path,
+) -> None:
+    """On a co-signed account a published post's edit is refused (422, nothing changed, here or
+    on the platform), new alt text as new words: approvals are asked of posts before they go out,
+    and an edit sent at once would skip them (the account deletes and posts again instead)."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api, status, media = await _published_with_a_picture(world, "mastoco")
+    before = await world.gateway.snapshot()
+    change = api.generate_media_edit_attributes(media, description="A ginger cat")
     with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
-    assert caught.value.args[1:4:2] == (422, "Validation failed: the alt text and focal point of a "
-                                             "published post's media stay as they are")
-    [sent] = world.upstream.statuses(world.upstream_account)
-    assert (sent.text, _published_alt_texts(world)) == ("A picture", [["A cat"]])
+        await world.run(api.status_update, status, "A picture", media_attributes=[change])
+    assert caught.value.args[1] == 422
+    assert "would not publish these words at once" in caught.value.args[3]
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world, "brandco")
+    assert (sent.text, sent.media_edits, _published_alt_texts(world, "brandco")) == ("A picture", [], [["A cat"]])
     assert (await _media_row(world, media.id))["description"] == "A cat"
-    same = api.generate_media_edit_attributes(media, description="A cat")
-    edited = await world.run(api.status_update, status, "A picture, edited", media_attributes=[same])
-    assert [m.description for m in edited.media_attachments] == ["A cat"]
-    [sent] = world.upstream.statuses(world.upstream_account)
-    assert sent.text == "A picture, edited"
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
+async def test_a_published_posts_edit_naming_another_upload_is_refused(world: World, form: bool) -> None:
+    """An edit of a published post whose ``media_attributes[]`` names an upload of another
+    status: 422 naming it, and nothing changes, here or on the platform."""
+    _, status, media = await _published_with_a_picture(world)
+    _, [theirs] = await _scheduled_with_pictures(world, "Theirs")
+    before = await world.gateway.snapshot()
+    if form:
+        body: Any = [("status", "A picture, edited"), ("media_attributes[][id]", theirs),
+                     ("media_attributes[][description]", "Changed from elsewhere")]
+    else:
+        body = {"status": "A picture, edited",
+                "media_attributes": [{"id": theirs, "description": "Changed from elsewhere"}]}
+    code, answer = await _put(world, str(status.id), body, form=form)
+    assert (code, answer["error"]) == (422, f"Validation failed: Media {theirs} is not attached to this status")
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world)
+    assert (sent.text, sent.media_edits, _published_alt_texts(world)) == ("A picture", [], [["A cat"]])
+    assert (await _media_row(world, theirs))["description"] == "Theirs"
+    assert (await _media_row(world, media.id))["description"] == "A cat"
     result = await _verify(world)
     assert result.code == 0, result.text
 
