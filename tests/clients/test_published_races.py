@@ -7,6 +7,7 @@ once its hold runs out (the real crash: ``tests/test_crash_published.py``)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from adapters.mastodon import MastodonAdapter
 from gateway.appkeys import DB, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
+from tests.clients.test_media_update import PNG
 from tests.clients.world import World
 from tests.conftest import Gateway, started_gateway
 
@@ -300,6 +302,38 @@ async def test_an_unrecorded_edit_the_policy_no_longer_allows_is_undone(
     [failed] = await entries(world.gateway, post_id, "post.revision_failed")
     assert (failed["actor"], failed["data"]["version"]) == ("system", 2)
     assert "words recorded before were sent back" in failed["data"]["error"]
+    await verified_by_cli(world.gateway)
+
+
+async def test_an_unrecorded_alt_text_edit_the_policy_no_longer_allows_is_undone_with_its_alt_text(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As above, for an edit that gave the toot's picture new alt text as well: the publisher
+    sends back the words and the alt text recorded before, so Mastodon shows "A cat" again, as
+    the record does, and the log verifies."""
+    api = await world.client("alice", "masto")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    post_id = str((await world.run(api.status_post, "Launch day", media_ids=[media])).id)
+    await world.gateway.tick()
+    answered = unanswered(monkeypatch, "edit")
+    change = api.generate_media_edit_attributes(media, description="A cat, and buy our coin")
+    assert await outcome(world, functools.partial(api.status_update, media_attributes=[change]), post_id,
+                         "Launch day") == 503
+    answered()
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert [world.upstream.media[m].description for m in shown.media_ids] == ["A cat, and buy our coin"]
+    policy = (policy_dir / "masto.yaml").read_text(encoding="utf-8")
+    (policy_dir / "masto.yaml").write_text(
+        policy.replace("tier: direct", "tier: co-signed\napprovals:\n  required: 1\n  from: [bob]\n"),
+        encoding="utf-8")
+    await world.gateway.sync_policies()
+    clock.advance(timedelta(minutes=2, seconds=1))
+    await world.gateway.tick()
+    [shown] = world.upstream.statuses(world.upstream_account)
+    assert [world.upstream.media[m].description for m in shown.media_ids] == ["A cat"]
+    assert [m.description for m in (await world.run(api.status, post_id)).media_attachments] == ["A cat"]
+    assert len(shown.media_edits) == 2
+    assert (await logged(world.gateway, post_id))[-2:] == ["post.revising", "post.revision_failed"]
     await verified_by_cli(world.gateway)
 
 
