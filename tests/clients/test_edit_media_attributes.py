@@ -17,6 +17,7 @@ from mastodon import MastodonAPIError
 
 from tests.clients.test_media_update import (
     PNG,
+    _another_on_mastodon,
     _cosigned_on_mastodon,
     _log,
     _media_row,
@@ -183,7 +184,7 @@ async def _published_with_a_picture(world: World, account: str = "masto") -> tup
     api = await world.client("alice", account)
     media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
     status = await world.run(api.status_post, "A picture", media_ids=[media])
-    if account != "masto":
+    if account == "mastoco":
         code, body = await world.gateway.act("bob", status.id, "approve")
         assert (code, body["state"]) == (200, "scheduled"), body
         world.gateway.clock.advance(timedelta(minutes=2))
@@ -250,6 +251,34 @@ async def test_new_alt_text_of_a_published_co_signed_post_is_refused_as_new_word
     assert (await _media_row(world, media.id))["description"] == "A cat"
     result = await _verify(world)
     assert result.code == 0, result.text
+
+
+async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_words_are(
+    world: World, policy_dir: Path,
+) -> None:
+    """On a direct account whose rule holds "fired": new alt text of a published post saying so
+    is refused as new words saying so are (422 naming the rule), and nothing changes, here or on
+    the platform: the rules read alt text, and an edit sent at once would skip the hold."""
+    await _another_on_mastodon(world, policy_dir, "mastorules", "brandrules", """
+        tier: direct
+        owner: alice
+        rules:
+          - name: breaking-news
+            action: hold
+            any_words: [fired, scandal]
+            reason: Check the full story first
+    """)
+    api, status, media = await _published_with_a_picture(world, "mastorules")
+    before = await world.gateway.snapshot()
+    change = api.generate_media_edit_attributes(media, description="The CEO, fired")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, status, "A picture", media_attributes=[change])
+    assert caught.value.args[1] == 422
+    assert "(Check the full story first)" in caught.value.args[3]
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world, "brandrules")
+    assert (sent.media_edits, _published_alt_texts(world, "brandrules")) == ([], [["A cat"]])
+    assert (await _media_row(world, media.id))["description"] == "A cat"
 
 
 @pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
