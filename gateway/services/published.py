@@ -11,8 +11,9 @@ reach the platform, and it would show one while the record and the log said the 
 delete could be recorded between an edit's platform call and its record, which then undid it.
 
 No change the platform may have made is left unrecorded. The change is kept with the hold, in
-the post's row (``posts.held_change``): an edit's words and options, or the deletion, with who
-asked and under which policy. A revision is in the log as well before the platform is asked
+the post's row (``posts.held_change``): an edit's words and options (with the new alt text and
+focal points it gives pictures, if any), or the deletion, with who asked and under which
+policy. A revision is in the log as well before the platform is asked
 (``post.revising``: its version, the salted hash of its words, what it carries): whatever
 becomes of the gateway, the log holds every word the platform may show before the platform
 can show it, and an auditor sees a revision sent and not yet recorded. Should the gateway stop
