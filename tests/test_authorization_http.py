@@ -217,7 +217,8 @@ class Stored:
 
 
 async def _stored(gateway: Gateway) -> Stored:
-    posts, versions, approvals, sandbox = ([dict(r) for r in rows] for rows in await gateway.snapshot())
+    # The rest (the gate changes written down before the PDS) is not what these actions touch.
+    posts, versions, approvals, sandbox, *_ = ([dict(r) for r in rows] for rows in await gateway.snapshot())
     return Stored(
         posts={r["id"]: r for r in posts},
         versions={(r["post_id"], int(r["version"])): r for r in versions},

@@ -421,6 +421,60 @@ def test_suggestion_marked_once() -> None:
     assert redecision_cause(BRAND_AFTER, suggestion, frozenset({"alice"})) is None
 
 
+# A direct account whose hold rule sends a post to Bob or Carol; and after a change that takes
+# Bob off the approvers.
+DESK = loaded("""
+    account: desk
+    platform: sandbox
+    tier: direct
+    owner: alice
+    approvals:
+      required: 1
+      from: [bob, carol]
+    rules:
+      - {name: news, action: hold, any_words: [fired], reason: Check it}
+""")
+DESK_AFTER = loaded("""
+    account: desk
+    platform: sandbox
+    tier: direct
+    owner: alice
+    approvals:
+      required: 1
+      from: [carol]
+    rules:
+      - {name: news, action: hold, any_words: [fired], reason: Check it}
+""")
+def desk_post(*, state: str = "scheduled", required: int = 1) -> PostRecord:
+    """Alice's post on the desk, held by its rule for Bob or Carol (``required``: 0, never held)."""
+    return row(account="desk", author="alice", state=state, approvers=("bob", "carol"), required=required)
+
+
+def test_a_direct_post_released_by_an_approver_taken_off_is_held_again() -> None:
+    """Released by Bob, who the policy no longer names: held again at the change, at a retry and
+    at a recovered claim; released by Carol, who it still names, it goes out."""
+    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), ["bob"]) == CHANGED
+    assert retry_cause(DESK_AFTER, desk_post(), ["bob"]) == CHANGED
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), ["bob"]) == CHANGED
+    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), ["carol"]) is None
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), ["carol"]) is None
+    assert redecision_cause(DESK, desk_post(), frozenset({"alice"}), ["bob"]) is None
+
+
+def test_a_direct_post_never_held_needs_no_release() -> None:
+    """A post the rules let straight out was released by no one: no approval is asked of it."""
+    assert redecision_cause(DESK_AFTER, desk_post(required=0), frozenset({"alice"}), []) is None
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing", required=0), []) is None
+
+
+def test_an_owners_own_confirmation_still_counts_where_the_policy_names_no_approvers() -> None:
+    """Alice confirms her own held post on her direct account, which names no approvers: the
+    one release an author may give, and it still counts while the policy names none."""
+    confirmed = row(account="direct", author="alice", state="scheduled", approvers=("alice",), required=1)
+    assert redecision_cause(DIRECT, confirmed, frozenset({"alice"}), ["alice"]) is None
+    assert retry_cause(DIRECT, confirmed, ["alice"]) is None
+
+
 # retry_cause
 
 

@@ -657,6 +657,70 @@ async def test_the_publisher_sends_nothing_on_a_co_signed_account_without_approv
     assert [r["rule"] for r in got["reasons"]] == ["policy_changed"]
 
 
+DESK = """
+    account: desk
+    platform: sandbox
+    tier: direct
+    owner: alice
+    writers: [alice]
+    approvals:
+      required: 1
+      from: [bob, carol]
+    rules:
+      - {name: news, action: hold, any_words: [fired], reason: Check it}
+"""
+"""A direct account whose hold rule sends a post to bob or carol."""
+
+
+async def test_a_release_on_a_direct_account_by_someone_no_longer_an_approver_does_not_send_a_post(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Alice's post, due in two hours, is held by a rule on her direct account and released by
+    bob; the admin takes bob off the approvers before it is due. His release no longer counts:
+    the post is held again for carol, nothing goes out at its time, and carol's approval sends it."""
+    write_policy(policy_dir, "desk", DESK)
+    await gateway.sync_policies()
+    due = gateway.clock.now() + timedelta(hours=2)
+    post = await gateway.submit("alice", "desk", "Someone got fired", publish_at=due.isoformat())
+    assert post["state"] == "held", post
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    write_policy(policy_dir, "desk", DESK.replace("from: [bob, carol]", "from: [carol]"))
+    await gateway.sync_policies()
+    got = await gateway.get("alice", post["id"])
+    assert (got["state"], got["approvers"]) == ("held", ["carol"]), got
+    assert "policy_changed" in [r["rule"] for r in got["reasons"]], got
+    await _publish_due(gateway, minutes=180)
+    assert await gateway.timeline("desk") == []
+    status, body = await gateway.act("carol", post["id"], "approve")
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("desk")] == ["Someone got fired"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_the_publisher_sends_nothing_held_by_a_rule_on_a_direct_account_without_a_release_that_counts(
+    gateway: Gateway, policy_dir: Path, db_url: str, tmp_path: Path
+) -> None:
+    """However a post held by a rule on a direct account came to be released (here someone with
+    the database marks it scheduled, approved by erin, who releases nothing on desk; a release
+    the policy in force no longer entitles looks the same at its claim), the publisher checks
+    the release under the policy in force before it claims: held again for bob or carol."""
+    write_policy(policy_dir, "desk", DESK)
+    await gateway.sync_policies()
+    post = await gateway.submit("alice", "desk", "Someone got fired, says erin")
+    await Attacker(db_url).run(
+        ("INSERT INTO approvals (post_id, version, approver, decision, reason, created_at) "
+         "VALUES (?, 1, 'erin', 'approve', NULL, 0)", (post["id"],)),
+        ("UPDATE posts SET state = 'scheduled', publish_at = 0 WHERE id = ?", (post["id"],)),
+    )
+    await _publish_due(gateway)
+    assert await gateway.timeline("desk") == []
+    got = await gateway.get("alice", post["id"])
+    assert (got["state"], got["approvers"]) == ("held", ["bob", "carol"]), got
+    assert [r["rule"] for r in got["reasons"]] == ["news", "policy_changed"], got
+
+
 async def test_a_policy_file_put_back_after_a_while_brings_its_account_back(
     db_url: str, policy_dir: Path, clock: Any, tmp_path: Path
 ) -> None:

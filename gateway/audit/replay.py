@@ -20,7 +20,9 @@ and approvals. It flags:
   approvals than its policy asks (``required`` below the gate's count: a post scheduled
   before the account turned co-signed, or retried after, must be decided again first) or had
   fewer from people its policy names as approvers (an owner's confirmation of their own words
-  before the account turned co-signed, an approver the change removed);
+  before the account turned co-signed, an approver the change removed); on any other tier, a
+  post held (by a rule, say) that went out with fewer approvals than it was held for from people
+  the policy it went out under names as approvers (a release by an approver the change removed);
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
   ``data.announces`` the policy version it announces and what it changed) that does not follow
   the recording of that version for its account (the account's latest policy entry, changing
@@ -1281,6 +1283,15 @@ class Replay:
                 if counted < needed <= len(approved):  # (too few at all: its publication is named)
                     return (f"post {post} went out on co-signed {account} with {counted} approvals from "
                             f"its approvers, where its policy asks for {needed}")
+            elif not announcement and required > 0:
+                # Held (by a rule, say) on another tier and released: by approvers the policy it
+                # went out under still names (the owner confirming their own, where it names none).
+                released = [a for a in (known.approvals or {}).get(known.version, ())
+                            if not known.wrote(a) or (policy.owner_confirms and a == policy.owner)]
+                counted = sum(1 for a in released if policy.approves(a, author))
+                if counted < required <= len(released):  # (too few at all: its publication is named)
+                    return (f"post {post} went out on {account} with {counted} approvals from its approvers, "
+                            f"where it was held for {required}")
             return None if sends is None else sends(policy)
 
         self._judge(index, account, sha, check, f"post {post} went out")

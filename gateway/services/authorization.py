@@ -181,7 +181,7 @@ def redecision_cause(
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
     policy was in force); ``approved``, who approved the post's current version (wanted for a
-    post released by approvals on an account now co-signed: see :func:`needs_approvals`)."""
+    post released by approvals: see :func:`needs_approvals`)."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     state = State(post.state)
@@ -207,14 +207,23 @@ def redecision_cause(
 
 
 def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str]) -> bool:
-    """Whether a post waiting to go out on an account that is co-signed now lacks the approvals
-    its policy asks for: those of ``approved`` (who approved its current version) that count
-    under it. An owner's confirmation of their own words where no approvers were named, or the
-    approval of someone the policy no longer names, released it under another policy; here the
-    author never counts, and only the approvers named now do."""
-    if loaded.policy.tier is not Tier.COSIGNED or post.author == ANNOUNCER:
+    """Whether a post waiting to go out lacks the approvals the policy in force asks of it:
+    those of ``approved`` (who approved its current version) that count under it. On a co-signed
+    account, as many as its policy asks; on another, a post held (by a rule, or decided again)
+    and released needs as many as it was held for. An owner's confirmation of their own words
+    where no approvers were named, or the approval of someone the policy no longer names,
+    released it under another policy; here the author never counts (save the owner confirming
+    where the policy names no approvers), and only the approvers named now do: a person who no
+    longer speaks for the account does not decide what it says."""
+    if post.author == ANNOUNCER:
         return False
-    return approvals_that_count(loaded, post, list(approved)) < gate_for(loaded.policy, post.author).required
+    if loaded.policy.tier is Tier.COSIGNED:
+        needed = gate_for(loaded.policy, post.author).required
+    elif post.required > 0:
+        needed = post.required
+    else:
+        return False  # never held: it goes out on its writer's word, as the tier lets it
+    return approvals_that_count(loaded, post, list(approved)) < needed
 
 
 def recovery_cause(
@@ -225,16 +234,17 @@ def recovery_cause(
     who approved its current version. The checks a due post's claim makes, and what a policy
     change asks of a pending post (which it could not ask of this one, in flight): its author
     still writes for the account (or people who do decided it again), and on a co-signed account
-    it was held for as many approvals as the policy asks now and has them from approvers it
-    names now. It is still looked for on the platform, where it may be already: it cannot be
-    taken back, and is recorded as it is; else it is held for this cause."""
+    it was held for as many approvals as the policy asks now, and on every tier a post released
+    by approvals has them from approvers it names now. It is still looked for on the platform,
+    where it may be already: it cannot be taken back, and is recorded as it is; else it is held
+    for this cause."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     if Role.WRITER not in roles(loaded.policy, post.author) and not decided_again(post):
         return AUTHOR_LOST_ROLE
-    if loaded.policy.tier is Tier.COSIGNED and (
-        post.required < gate_for(loaded.policy, post.author).required or needs_approvals(loaded, post, approved)
-    ):
+    if loaded.policy.tier is Tier.COSIGNED and post.required < gate_for(loaded.policy, post.author).required:
+        return POLICY_CHANGED
+    if needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
     return None
 

@@ -1667,7 +1667,8 @@ async def redecide_pending(
     A post whose author lost the role they wrote it in is held for the approvers of the new
     policy (or its owner, where it names none); a post left without any policy stops where it
     is, held, until one is in force again, and is then held for a decision under it; a post
-    scheduled without approvals on an account that now asks for them is held for them. Nothing
+    scheduled without approvals on an account that now asks for them, or released by approvals
+    that no longer count under it (an approver taken off, on any tier), is held for them. Nothing
     is cancelled: a person who still has a role decides. Each held post gets a new version with
     the same words, so approvals given before the change no longer count.
 
@@ -1681,7 +1682,9 @@ async def redecide_pending(
     for post in await sql.pending_posts(ltx.txn, account):
         if post.id in ended:
             continue  # cancelled above with the hold it replies to: the row read is no more
-        released = cosigned and post.state == State.SCHEDULED.value
+        # Released by approvals (on a co-signed account, or held by a rule on another): they are
+        # counted again under the new policy, where someone who released it may be gone.
+        released = post.state == State.SCHEDULED.value and (cosigned or post.required > 0)
         approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
         cause = redecision_cause(loaded, post, before, approved)
         if cause is None:

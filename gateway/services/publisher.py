@@ -326,12 +326,13 @@ class _Claims:
             if row.first_attempt_at is not None:
                 await redecide(ltx, row, loaded=loaded, cause=AUTHOR_LOST_ROLE)
             return False
-        if due and not announcement and loaded.policy.tier is Tier.COSIGNED and needs_approvals(
-            loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
+        if due and not announcement and (loaded.policy.tier is Tier.COSIGNED or row.required > 0) and (
+            needs_approvals(loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version))
         ):
             # Released under another policy (an approval decided on the one a change had just
             # replaced, say): nothing goes out on a co-signed account without the approvals its
-            # policy asks for now. Held for them, as the change's own work would have.
+            # policy asks for now, nor a post held by a rule on another tier on the release of
+            # someone the policy no longer names. Held for them, as the change's own work would have.
             await redecide(ltx, row, loaded=loaded, cause=POLICY_CHANGED)
             return False
         looks_only = None
@@ -340,7 +341,7 @@ class _Claims:
             # there, and nothing goes out that the policy in force would not let out (see
             # ``recovery_cause``). Claimed all the same, to look for it on its platform.
             looks_only = recovery_cause(loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
-                                        if loaded.policy.tier is Tier.COSIGNED else ())
+                                        if loaded.policy.tier is Tier.COSIGNED or row.required > 0 else ())
         options = dict(row.options)
         parent_id = options.get("reply_to_post")
         reply: dict[str, Any] = {}

@@ -2293,6 +2293,56 @@ def test_an_approval_from_someone_the_policy_no_longer_names_does_not_send_a_pos
     assert messages(log.verify(tmp_path / "ok.export")) == []
 
 
+HELD_BY_A_RULE = summary(owner="alice", writers=["alice"], approvers=["bob", "carol"], required=1)
+"""A direct account whose hold rule sends a post to bob or carol."""
+
+
+def _released_by_bob_then_bob_removed(*, carol_approves: bool) -> tuple[SyntheticLog, int]:
+    """Alice's post held by a rule on her direct account, released by bob; the admin takes bob
+    off the approvers; the post is claimed under the new policy (after carol's approval of it,
+    held again, where ``carol_approves``) and published. The log, and the index of the claim."""
+    log = SyntheticLog()
+    log.policy("desk", HELD_BY_A_RULE, "d1")
+    log.submit("1", author="alice", account="desk", state="held", approvers=["bob", "carol"], required=1, sha="d1")
+    log.add("post.approved", actor="bob", account="desk", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "d1"})
+    log.policy("desk", HELD_BY_A_RULE | {"approvers": ["carol"]}, "d2", kind="policy.changed")
+    version = 1
+    if carol_approves:
+        _redecide(log, "1", "desk", version=2, approvers=["carol"], required=1, sha="d2", cause="policy_changed")
+        log.add("post.approved", actor="carol", account="desk", post="1",
+                data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "d2"})
+        version = 2
+    claim = log.add("post.publishing", actor="system", account="desk", post="1", data={
+        "attempt": 1, "version": version, "text_hash": log.commit(log.words["1"] or ""), "policy_sha256": "d2"})
+    log.add("post.published", actor="system", account="desk", post="1",
+            data={"remote_id": "r1", "url": "https://example.social/1", "version": version})
+    return log, claim
+
+
+def test_a_release_on_a_direct_account_by_someone_the_policy_no_longer_names_does_not_send_a_post(
+    tmp_path: Path,
+) -> None:
+    """A claim under the new policy on bob's release alone is named, as on a co-signed account;
+    held again and released by carol, it passes."""
+    log, claim = _released_by_bob_then_bob_removed(carol_approves=False)
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {claim}: post 1 went out on desk with 0 approvals from its approvers, where it was held for 1"
+    ]
+    log, _ = _released_by_bob_then_bob_removed(carol_approves=True)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+async def test_byline_audit_verify_rejects_a_direct_post_sent_on_the_release_of_a_removed_approver(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export whose rule-held post went out on bob's release after the
+    policy in force at its claim no longer named him."""
+    log, claim = _released_by_bob_then_bob_removed(carol_approves=False)
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {claim}: post 1 went out on desk with 0 approvals from its approvers" in said, said
+
+
 # ---- rules the clean mutation run of 2026-12-05 found unpinned ------------------------------
 
 ANNOUNCING = summary(owner="alice", writers=["alice"]) | {"announce": True}
