@@ -21,6 +21,7 @@ from tests.clients.test_media_update import (
     _cosigned_on_mastodon,
     _log,
     _media_row,
+    _out_once_dave_approves,
     _published_alt_texts,
     _verify,
 )
@@ -78,13 +79,7 @@ async def test_new_alt_text_in_an_edit_of_an_approved_post_goes_back_to_its_appr
     assert [(d["version"], d.get("described"), d.get("refocused"), d["state"]) for d in edited_entries] == [
         (2, [media.id], [media.id], "held")]
     assert (await _verify(world)).code == 0
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
-    assert _published_alt_texts(world, "brandco") == []
-    code, body = await world.gateway.act("dave", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
+    await _out_once_dave_approves(world, status.id)
     assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat"]]
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)

@@ -91,6 +91,18 @@ async def _verify(world: World) -> Any:
     return await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
 
 
+async def _out_once_dave_approves(world: World, post_id: str) -> None:
+    """Nothing reaches brandco's platform at the post's time while it waits for approval; Dave
+    approves it, and at its time again it goes out."""
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    assert _published_alt_texts(world, "brandco") == []
+    code, body = await world.gateway.act("dave", post_id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+
+
 async def test_alt_text_and_focus_before_the_upload_is_attached(world: World) -> None:
     """Changed before any status takes it: the entity, GET /media/:id and the platform all have
     the new alt text; the focal point is shown in ``meta.focus``."""
@@ -127,13 +139,7 @@ async def test_new_alt_text_of_a_held_post_is_an_edit_and_is_what_goes_out(
     assert [(d["version"], d["described"], d["state"]) for d in edited] == [(2, [media.id], "held")]
     [pending] = await world.run(api.scheduled_statuses)
     assert [m["description"] for m in pending["media_attachments"]] == ["Our mascot, a ginger cat, asleep"]
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
-    assert _published_alt_texts(world, "brandco") == []
-    code, body = await world.gateway.act("dave", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
+    await _out_once_dave_approves(world, status.id)
     assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat, asleep"]]
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.media_update, media, description="Too late")
@@ -164,13 +170,7 @@ async def test_a_new_focal_point_of_an_approved_post_goes_back_to_its_approvers(
     edited = [data for kind, data in await _log(world, status.id) if kind == "post.edited"]
     assert [(d["version"], d.get("refocused"), d.get("described"), d["state"]) for d in edited] == [
         (2, [media.id], None, "held")]
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
-    assert _published_alt_texts(world, "brandco") == []
-    code, body = await world.gateway.act("dave", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
+    await _out_once_dave_approves(world, status.id)
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(-1.0, 1.0)]
