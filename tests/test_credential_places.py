@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -386,6 +387,35 @@ async def test_a_token_file_caught_mid_rewrite_is_no_broken_credential(
         await gw.tick()
         assert len(listener.heard) == 3
         assert "is empty" in ((await gw.get("alice", post["id"]))["last_error"] or "")
+
+
+async def test_a_token_file_caught_mid_rewrite_before_any_read_puts_the_post_off_a_moment(
+    db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """A gateway that has read nothing from a token file yet (just started) finds it empty, a
+    moment after it changed: an ``echo TOKEN > file`` caught between its truncation and its
+    write. The post is put off for the moment a write takes, not taken for a credential its admin
+    cleared (before: the account marked unhealthy and its post put off five minutes); once the
+    token is in, it goes out at that moment."""
+    secrets = policy_dir / "secrets"
+    secrets.mkdir()
+    token = secrets / "token"
+    token.write_text("", encoding="utf-8")  # truncated: the token not in yet
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        assert await gw.sync_policies() == ["thief"]
+        post = await gw.submit("alice", "thief", "while it is written")
+        await gw.tick()
+        assert listener.heard == []
+        put_off = await gw.get("alice", post["id"])
+        assert put_off["state"] == "scheduled" and "changed moments ago" in (put_off["last_error"] or "")
+        status, ready = await gw.call(None, "GET", "/readyz")
+        assert status == 200 and "thief" not in str(ready), ready
+        token.write_text("good-token\n", encoding="utf-8")
+        clock.advance(timedelta(seconds=platforms.SETTLE_SECONDS + 1))
+        await gw.tick()
+        assert [t for _, t in listener.heard] == ["Bearer good-token"]
+        assert (await gw.get("alice", post["id"]))["state"] == "published"
 
 
 async def test_plain_http_needs_loopback_and_the_setting(

@@ -82,6 +82,13 @@ class CredentialEmpty(CredentialError):
     the truncation and the write of a rewrite (``echo TOKEN > file``)."""
 
 
+class CredentialBeingWritten(CredentialEmpty):
+    """A ``file:`` credential found empty within moments of its last change, with nothing read
+    from it before (a gateway just started): most likely caught between the truncation and the
+    write of a rewrite. Read again in a moment (``SETTLE_SECONDS``), not taken for a credential
+    its admin cleared, which would hold the account's posts for minutes."""
+
+
 def resolve_credential(reference: str, *, rules: CredentialRules) -> str:
     """Read the secret an ``env:NAME`` or ``file:PATH`` reference points at.
 
@@ -141,6 +148,8 @@ def _read_small_file(reference: str, path: Path) -> str:
 
 
 _SETTLED_NS = 2_000_000_000
+SETTLE_SECONDS: Final = _SETTLED_NS // 1_000_000_000
+"""How long after its last change an empty credential file is read again before it is taken as cleared."""
 """A file changed less than this long ago (nanoseconds) is read again whatever its stat says:
 a file systems' clock ticks coarsely, so a write within the same tick leaves the same times."""
 
@@ -185,8 +194,11 @@ class SecretFiles:
             value = resolve_credential(reference, rules=rules)
         except CredentialEmpty:
             last = self._last.get(reference)
-            if settled or last is None:
+            if settled:
                 raise
+            if last is None:
+                raise CredentialBeingWritten(f"credential {reference} is empty, changed moments ago: "
+                                             "read again in a moment") from None
             self._known.pop(reference, None)
             return last  # being written: read again at the next use
         self._last[reference] = value
@@ -319,6 +331,8 @@ class Platforms:
                 secret = self._secret(policy.credentials)
             if oauth1:
                 profile_secret = self._secret(oauth1)
+        except CredentialBeingWritten as exc:
+            raise BylineError(Code.UNAVAILABLE, str(exc), retry_after=SETTLE_SECONDS) from None
         except CredentialError as exc:
             raise BylineError(Code.UNAVAILABLE, str(exc)) from None
         key = loaded.sha256 + hashlib.sha256(f"{secret}\n{profile_secret}".encode()).hexdigest()

@@ -954,6 +954,13 @@ class Publisher:
             if claim.looks_only is not None:
                 self._look_again(claim, exc.message)
                 return
+            if exc.details.get("retry_after") is not None:
+                # A credential file caught in the middle of its rewrite: read again in a moment,
+                # the post's budget and the account's health untouched.
+                await self._settle_failure(claim, AdapterError(
+                    exc.message, retryable=True, retry_after=float(exc.details["retry_after"])),
+                    retry_budget=budget, patient=True)
+                return
             await self._settle_failure(
                 claim, AdapterError(exc.message, retryable=True, auth_failed=True), retry_budget=budget
             )
