@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     signin_attempts: str = Field(
         default="10/minute",
         description="failed sign-ins (the OAuth sign-in page, XRPC createSession) allowed per client "
-        "address and per name tried (per device cookie instead, for a browser that brings its own for "
-        "that name), in a moving window, such as 10/minute or 50/hour",
+        "address, and on the sign-in pages per name tried too (per device cookie instead, for a browser "
+        "that brings its own for that name), in a moving window, such as 10/minute or 50/hour",
     )
     policy_reload_seconds: float = Field(default=1.0, gt=0)
     policy_settle_seconds: float = Field(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.appkeys import PEOPLE
+from gateway.appkeys import IDENTITY, PEOPLE
 from gateway.clock import ManualClock
 from gateway.settings import Settings
 from tests.conftest import Gateway, started_gateway
@@ -34,6 +34,28 @@ async def test_behind_a_trusted_proxy_each_person_has_their_own_limit(
         # Another person behind the same proxy is not locked out by the first one's guesses.
         assert await _sign_in(gw, "203.0.113.6", who="bob") == 401
         assert await _sign_in(gw, "203.0.113.5", who="bob") == 429, "the first one's address is limited"
+
+
+async def test_guesses_at_an_account_from_elsewhere_do_not_keep_its_apps_out(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """Wrong app passwords sent against an account's identifier from many addresses, each
+    within its own limit, then the account's own app from its address with its real app
+    password: signed in. Before, createSession also counted failures per identifier, so anyone
+    who knew an account's handle could keep every app of that account out for as long as they
+    kept guessing, while an app password (a Byline token of 256 random bits) cannot be guessed
+    at any rate. The guessing addresses stay limited."""
+    async with started_gateway(db_url, policy_dir, clock, signin_attempts="3/minute",
+                               trusted_proxies="127.0.0.1/32, ::1") as gw:
+        password = await gw.app[IDENTITY].create(user="alice", account="direct")
+        guesses = [await _sign_in(gw, f"198.18.0.{n}", who="direct") for n in range(1, 5) for _ in range(3)]
+        assert guesses == [401] * 12
+        assert await _sign_in(gw, "198.18.0.1", who="direct") == 429, "each guessing address is limited"
+        resp = await gw.client.post("/xrpc/com.atproto.server.createSession",
+                                    json={"identifier": "direct", "password": password},
+                                    headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.44"})
+        body = await resp.json()
+        assert resp.status == 200 and body["accessJwt"], body
 
 
 async def _page_sign_in(gw: Gateway, address: str, who: str) -> int:

@@ -179,9 +179,12 @@ class XrpcSessions:
     async def create(self, *, identifier: str, password: str, client: str) -> dict[str, Any]:
         """``createSession``: log in with an app password; answers the session's tokens.
 
-        Failed logins count against the client's address and the identifier it named (429
-        ``RateLimitExceeded`` once either is used up), as a PDS limits them."""
-        keys = (client_key(client), f"identifier:{identifier.strip().lower()}")
+        Failed logins count against the client's address (429 ``RateLimitExceeded`` once it is
+        used up). Not against the identifier named, as a PDS does for its typed passwords: an
+        app password here is a Byline token of 256 random bits, which no rate of guessing finds,
+        so a count per identifier would protect nothing and would let anyone who knows an
+        account's handle keep all of its apps out."""
+        keys = (client_key(client),)
         with self._throttle.attempt(*keys, xrpc="RateLimitExceeded"):
             try:
                 return await self._create(identifier=identifier, password=password)

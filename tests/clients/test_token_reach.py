@@ -156,7 +156,7 @@ async def test_wrong_tokens_are_throttled_on_the_sign_in_page(world: World) -> N
 
 
 async def test_wrong_app_passwords_are_throttled_on_create_session(world: World) -> None:
-    """createSession counts failures per address and per identifier: 429 RateLimitExceeded."""
+    """createSession counts failures per address: 429 RateLimitExceeded, even for the right one."""
     gw = world.gateway
     password = await gw.app[IDENTITY].create(user="alice", account="direct")
     for n in range(10):
