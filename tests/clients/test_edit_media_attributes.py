@@ -18,6 +18,7 @@ from mastodon import MastodonAPIError
 from tests.clients.test_media_update import (
     PNG,
     _another_on_mastodon,
+    _approved_with_an_image,
     _cosigned_on_mastodon,
     _log,
     _media_row,
@@ -61,25 +62,21 @@ async def test_new_alt_text_in_an_edit_of_an_approved_post_goes_back_to_its_appr
     words, alt text and focal point change in one new version, logged as one edit naming the
     upload; the post is held again, the approval given no longer sends it out, and once approved
     again the new alt text and crop reach the platform. The log verifies."""
-    await _cosigned_on_mastodon(world, policy_dir)
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
     api = await world.client("alice", "mastoco")
-    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
-    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
-    code, body = await world.gateway.act("bob", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
-    change = api.generate_media_edit_attributes(media, description="Our mascot, a ginger cat", focus=(0.5, -0.5))
-    edited = await world.run(api.status_update, status, "Our mascot, asleep", media_attributes=[change])
+    change = api.generate_media_edit_attributes(media_id, description="Our mascot, a ginger cat", focus=(0.5, -0.5))
+    edited = await world.run(api.status_update, post_id, "Our mascot, asleep", media_attributes=[change])
     assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
         ("Our mascot, a ginger cat", {"x": 0.5, "y": -0.5})]
-    post = await world.gateway.get("alice", status.id)
+    post = await world.gateway.get("alice", post_id)
     assert (post["state"], post["version"], post["text"]) == ("held", 2, "Our mascot, asleep")
-    assert await _media_row(world, media.id) == {
-        "description": "Our mascot, a ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
-    edited_entries = [d for kind, d in await _log(world, status.id) if kind == "post.edited"]
+    assert await _media_row(world, media_id) == {
+        "description": "Our mascot, a ginger cat", "focus": "0.5,-0.5", "post_id": post_id}
+    edited_entries = [d for kind, d in await _log(world, post_id) if kind == "post.edited"]
     assert [(d["version"], d.get("described"), d.get("refocused"), d["state"]) for d in edited_entries] == [
-        (2, [media.id], [media.id], "held")]
+        (2, [media_id], [media_id], "held")]
     assert (await _verify(world)).code == 0
-    await _out_once_dave_approves(world, status.id)
+    await _out_once_dave_approves(world, post_id)
     assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat"]]
     [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
     [sent] = world.upstream.statuses(account)
