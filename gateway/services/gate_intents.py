@@ -23,6 +23,12 @@ reconciler's claim runs out of too). It reads the gate on the PDS now, and:
 A change is never recorded late, even one its caller may still make: its caller was answered
 with an error, so it must not stand. A put-back that fails is tried again with a backoff (5 s
 doubling, at most an hour), and says so in a warning each time.
+
+A change whose account cannot put it back here (its policy file removed, the account moved off
+Bluesky, its credential not readable) is *stranded*: said once in a warning
+(``gate_change_stranded``), counted apart (``byline_gate_changes_stranded``, ``/readyz``), and
+put back in the first round after the account can again, rather than at its next try, which
+may be an hour off.
 """
 
 from __future__ import annotations
@@ -139,13 +145,28 @@ class GateReconciler:
         self._task = None
 
     async def run_once(self) -> int:
-        """One round: how many intents were settled (put back, or found needing none)."""
+        """One round: how many intents were settled (put back, or found needing none). Stranded
+        ones whose account can put them back now are taken in this round."""
+        now = now_micros(self._clock)
         async with self._db.read() as txn:
-            due = await sql.due(txn, now=now_micros(self._clock), limit=_PAGE)
+            stranded = await sql.stranded_counts(txn)
+            due = await sql.due(txn, now=now, limit=_PAGE)
+        back = [account for account in stranded if self._can_put_back(account)]
+        if back:
+            async with self._db.write() as txn:
+                for account in back:
+                    await sql.release_stranded(txn, account, now=now)
+            async with self._db.read() as txn:
+                due = await sql.due(txn, now=now, limit=_PAGE)
         settled = 0
         for intent in due:
             settled += await self._reconcile(intent)
         return settled
+
+    async def stranded(self) -> dict[str, int]:
+        """How many gate changes wait for each account to be able to put them back here."""
+        async with self._db.read() as txn:
+            return await sql.stranded_counts(txn)
 
     async def _reconcile(self, intent: GateIntent) -> bool:
         token = secrets.token_hex(12)
@@ -154,8 +175,11 @@ class GateReconciler:
             if not await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease)):
                 return False  # another gateway's, or its request's again
         log = logger.bind(intent=intent.id, post_id=intent.post_id, account=intent.account, gate=intent.collection)
+        stranded = ""
         try:
             outcome = await self._put_back(intent)
+        except _Stranded as exc:
+            outcome, stranded = None, str(exc)
         except Exception as exc:
             # Whatever kept it from the PDS (the PDS away, no answer in time, no credential, a
             # bug): the intent stays claimed and is tried again after a wait, never dropped.
@@ -172,6 +196,14 @@ class GateReconciler:
         if outcome is None:
             attempts = intent.attempts + 1
             until = now_micros(self._clock) + duration_micros(timedelta(seconds=backoff_seconds(attempts)))
+            if stranded:
+                # Said once: it stays so until an operator brings the account back, which
+                # releases it (run_once); its backoff is only the last resort.
+                if intent.status != sql.STRANDED:
+                    log.warning("gate_change_stranded", remote_id=intent.remote_id, reason=stranded)
+                async with self._db.write() as txn:
+                    await sql.strand(txn, intent.id, token=token, until=until)
+                return False
             log.warning("xrpc_gate_left", remote_id=intent.remote_id, attempts=attempts, error=error)
             async with self._db.write() as txn:
                 await sql.back_off(txn, intent.id, token=token, until=until)
@@ -184,13 +216,7 @@ class GateReconciler:
     async def _put_back(self, intent: GateIntent) -> str | None:
         """Put one change back where it still stands: what was done ('put_back', 'as_before',
         'changed_since'), or None where the PDS did not take the put-back (tried again later)."""
-        loaded = self._policies.get(intent.account)
-        if loaded is None:
-            raise AdapterError(f"{intent.account} has no policy in force: no credential to put the gate back with",
-                               retryable=True)
-        adapter = self._platforms.adapter_for(loaded)
-        if not isinstance(adapter, BlueskyAdapter):
-            raise AdapterError(f"{intent.account} is no longer on Bluesky", retryable=True)
+        adapter = self._adapter(intent.account)
         async with self._db.read() as txn:
             post = await posts_sql.get_post(txn, intent.post_id)
         # A post deleted meanwhile keeps no gate: one the change left would rule a post that is gone.
@@ -211,6 +237,35 @@ class GateReconciler:
             return "put_back"
         raise AdapterError(f"the PDS answered {answer.status}: {_said(answer.body)}", retryable=True,
                            status=answer.status)
+
+
+    def _adapter(self, account: str) -> BlueskyAdapter:
+        """The account's Bluesky adapter under its policy in force. Raises :class:`_Stranded`
+        where it has none (no policy in force, not on Bluesky, a credential that cannot be
+        read), and as :meth:`Platforms.adapter_for` does for a credential caught mid-rewrite."""
+        loaded = self._policies.get(account)
+        if loaded is None:
+            raise _Stranded(f"{account} has no policy in force: no credential to put the gate back with")
+        try:
+            adapter = self._platforms.adapter_for(loaded)
+        except BylineError as exc:
+            if exc.details.get("retry_after") is not None:
+                raise  # a credential file caught mid-rewrite: read again in a moment
+            raise _Stranded(f"{account}'s credential cannot be read: {exc.message}") from None
+        if not isinstance(adapter, BlueskyAdapter):
+            raise _Stranded(f"{account} is no longer on Bluesky")
+        return adapter
+
+    def _can_put_back(self, account: str) -> bool:
+        try:
+            self._adapter(account)
+        except (_Stranded, BylineError):
+            return False
+        return True
+
+
+class _Stranded(Exception):
+    """What keeps an account from putting its gate changes back here (never a secret)."""
 
 
 def _said(body: bytes) -> str:

@@ -385,3 +385,52 @@ async def test_a_gate_changed_since_by_a_logged_change_is_left_as_it_is(
     assert await intents(gw) == []
     assert await gate_entries(gw) == [("carol", post_id, THREADGATE, answer["cid"])]
     await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("lost", ["policy", "credential"])
+async def test_a_gate_change_whose_account_is_gone_is_said_once_and_put_back_as_soon_as_it_is_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, policy_dir: Path, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch, lost: str,
+) -> None:
+    """A change left on the PDS unlogged, and then ``skygates``'s policy file is removed (or its
+    credential can no longer be read): the reconciler cannot put it back. It says so once
+    (``gate_change_stranded``, naming the account and the post, not the credential), counts it
+    apart in ``/metrics`` and ``/readyz``, and stays quiet at later tries; once the account is
+    back, the very next round puts the threadgate back, though its wait had an hour to run.
+    (Before: an ``xrpc_gate_left`` every try, hours apart, nothing telling it apart from a PDS
+    that is away, and an hour's wait after the account came back.)"""
+    post_id, gate_uri, held, changed, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+    outage.back()
+    [left] = await intents(gw)
+    policy_file = policy_dir / "skygates.yaml"
+    written = policy_file.read_text(encoding="utf-8")
+    password = bluesky_pds.account("carol.test").app_password
+    if lost == "policy":
+        policy_file.unlink()
+        await gw.sync_policies()
+    else:
+        monkeypatch.delenv("CAROL_BSKY_APP_PASSWORD")
+    with capture_logs() as logs:
+        for wait in (timedelta(0), timedelta(hours=2), timedelta(hours=2)):
+            clock.advance(wait)
+            assert await gw.reconcile() == 0
+    said = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["account"], e["post_id"], e["remote_id"]) for e in said] == [
+        ("gate_change_stranded", "skygates", post_id, left.remote_id)], logs
+    assert password not in repr(logs)
+    assert await pds_record(bluesky_pds, gate_uri) == changed
+    samples = await scrape(gw)
+    assert (value(samples, "byline_gate_changes_left"), value(samples, "byline_gate_changes_stranded")) == (1, 1)
+    ready = await gw.client.get("/readyz")
+    assert (ready.status, (await ready.json())["gate_changes_stranded"]) == (200, {"skygates": 1})
+
+    if lost == "policy":
+        policy_file.write_text(written, encoding="utf-8")
+        await gw.sync_policies()
+    else:
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", password)
+    assert await gw.reconcile() == 1
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
+    samples = await scrape(gw)
+    assert (value(samples, "byline_gate_changes_left"), value(samples, "byline_gate_changes_stranded")) == (0, 0)
+    assert (await (await gw.client.get("/readyz")).json())["gate_changes_stranded"] == {}
