@@ -56,12 +56,13 @@ from gateway.services.authorization import (
     visible_accounts,
 )
 from gateway.services.content import (
-    CONTENT_SCHEME,
     content_sha256,
     new_content_salt,
     reason_sha256,
+    scheme_for,
     stored_content,
 )
+from gateway.services.platforms import carries
 from gateway.services.scopes import scope_allows
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
@@ -609,7 +610,7 @@ class PostService:
                 suggested_by=None if suggested_by is None else UserName(suggested_by),
                 adopted_from=None if adopted_from is None else PostId(adopted_from),
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
-                content_scheme=CONTENT_SCHEME,
+                content_scheme=scheme_for(focal_points=carries(policy.platform).focal_points),
             )
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
