@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.audit.logtools import Attacker
 from tests.clients.test_media_update import (
     PNG,
     _another_on_mastodon,
@@ -164,3 +165,30 @@ async def test_a_focal_point_its_approvers_never_saw_goes_nowhere(
         ("A cat", None)]
     result = await _verify(world)
     assert result.code == 0, result.text
+
+
+async def test_a_post_made_to_count_focal_points_in_the_database_is_named_by_the_verifier(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds, db_url: str,
+) -> None:
+    """Someone with the database makes the approved Bluesky post one whose focal points count
+    (``content_scheme`` 1) and sets a crop, and the account moves to Mastodon: the gateway cannot
+    tell, and the crop goes out; but the claim hashes it, and ``byline audit verify`` names the
+    post as sent out other than its approved version."""
+    post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
+    await Attacker(db_url).run(("UPDATE posts SET content_scheme = 1 WHERE id = ?", (post_id,)),
+                               ("UPDATE media SET focus = ? WHERE id = ?", ("1.0,-1.0", media_id)))
+    await _another_on_mastodon(world, policy_dir, "skyco", "skybrand", """
+        tier: co-signed
+        owner: alice
+        writers: [alice]
+        delay: 1m
+        approvals: {required: 1, from: [bob]}
+    """)
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "skybrand"]
+    [sent] = world.upstream.statuses(account)
+    assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
+    result = await _verify(world)
+    assert result.code != 0, result.text
+    assert f"post {post_id} sent out other media or options than its version 1" in result.text
