@@ -276,6 +276,38 @@ async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_wo
     assert (await _media_row(world, media.id))["description"] == "A cat"
 
 
+@pytest.mark.parametrize("who", ["co-writer", "managed-owner"])
+async def test_new_alt_text_of_a_published_post_by_anyone_but_its_author_is_refused(
+    world: World, policy_dir: Path, who: str,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on alice's published post, sent by
+    carol, who also writes for the direct account (or, on a managed account, by its owner, who
+    only suggests): 403, and nothing changes, here or on the platform. An edit sent at once is its
+    author's alone: anyone else's words (alt text is read as words) would go out unasked."""
+    account, username, editor = "masto", "brand", "carol"
+    if who == "managed-owner":
+        account, username, editor = "mastoman", "brandman", "dave"
+        await _another_on_mastodon(world, policy_dir, account, username, """
+            tier: managed
+            owner: dave
+            writers: [alice]
+            suggesters: [dave]
+        """)
+    _, status, media = await _published_with_a_picture(world, account)
+    before = await world.gateway.snapshot()
+    theirs = await world.client(editor, account)
+    change = theirs.generate_media_edit_attributes(media, description="Not what alice wrote")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(theirs.status_update, status, "A picture", media_attributes=[change])
+    assert caught.value.args[1] == 403, caught.value.args
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world, username)
+    assert (sent.text, sent.media_edits, _published_alt_texts(world, username)) == ("A picture", [], [["A cat"]])
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
 @pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
 async def test_a_published_posts_edit_naming_another_upload_is_refused(world: World, form: bool) -> None:
     """An edit of a published post whose ``media_attributes[]`` names an upload of another
