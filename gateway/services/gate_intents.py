@@ -46,7 +46,7 @@ import structlog
 from adapters.base import AdapterError
 from adapters.bluesky import BlueskyAdapter
 from gateway.clock import Clock, now_micros
-from gateway.errors import BylineError
+from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
@@ -81,26 +81,58 @@ class GateIntents:
     async def write_ahead(
         self, *, account: str, actor: str, changes: Sequence[tuple[str, str, str, Mapping[str, Any] | None,
                                                                     Mapping[str, Any] | None]],
-    ) -> list[str]:
+    ) -> list[GateIntent]:
         """Store one intent per change (``post_id``, ``remote_id``, ``collection``, what the PDS
-        holds, what the change writes), all or none: their ids. Raises as the database does."""
+        holds, what the change writes), all or none: the intents stored. Raises as the database does.
+
+        A gate with changes of before left on it (neither logged nor put back) is what the log
+        last said only before the oldest of them: the new change holds that as what it replaces,
+        and takes them over from the reconcilers while its request lasts. Logged, it stands over
+        them and they are dropped with it (``PostService.record_gates_changed``); else they are the reconcilers'
+        again. Put back one by one, an older change found the gate 'changed since' by a newer
+        one it never saw logged, and a newer one put the older one's gate back on the PDS, or
+        undid a logged change that wrote what a left one had. 503 while a reconciler (or another
+        new change) holds one of them: it may be putting the gate back that very moment."""
         now = now_micros(self.clock)
-        intents = [GateIntent(
-            id=new_intent_id(), account=account, post_id=post_id, remote_id=remote_id, collection=collection,
-            held=dict(held) if held is not None else None, written=dict(written) if written is not None else None,
-            actor=actor, lease_until=now + duration_micros(self.lease), created_at=now,
-        ) for post_id, remote_id, collection, held, written in changes]
+        until = now + duration_micros(self.lease)
+        intents: list[GateIntent] = []
         async with self.db.write() as txn:
+            inherited: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
+            for post_id, remote_id, collection, held, written in changes:
+                intent_id = new_intent_id()
+                replaces = dict(held) if held is not None else None
+                if (post_id, collection) in inherited:
+                    replaces = inherited[(post_id, collection)][1]
+                else:
+                    # Another request's change on its way is its own to log or put back.
+                    left = [i for i in await sql.of_gate(txn, post_id, collection)
+                            if i.status != sql.PENDING or i.lease_until <= now]
+                    for earlier in left:
+                        if not await sql.take_over(txn, earlier.id, by=intent_id, now=now, until=until):
+                            raise BylineError(
+                                Code.UNAVAILABLE, f"an earlier change of this post's {collection} is being put "
+                                "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
+                    if left:
+                        replaces = left[0].held
+                    inherited[(post_id, collection)] = (intent_id, replaces)
+                intents.append(GateIntent(
+                    id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,
+                    held=replaces, written=dict(written) if written is not None else None,
+                    actor=actor, lease_until=until, created_at=now,
+                ))
             await sql.insert(txn, intents)
-        return [i.id for i in intents]
+        return intents
 
     async def drop(self, ids: Iterable[str]) -> None:
-        """Drop intents whose changes never reached the PDS or were put back by their request.
+        """Drop intents whose changes never reached the PDS or were put back by their request;
+        those they took over go back to the reconcilers at once (their changes may still stand).
         Best effort: one left is dropped by a reconciler, which finds nothing to put back."""
+        now = now_micros(self.clock)
         try:
             async with self.db.write() as txn:
                 for intent_id in ids:
                     await sql.settle(txn, intent_id)
+                    await sql.release_taken(txn, intent_id, now=now)
         except Exception as exc:
             if not unavailable(exc):
                 raise
@@ -114,6 +146,7 @@ class GateIntents:
             async with self.db.write() as txn:
                 for intent_id in ids:
                     await sql.release(txn, intent_id, now=now)
+                    await sql.release_taken(txn, intent_id, now=now)
         except Exception as exc:
             if not unavailable(exc):
                 raise

@@ -1266,6 +1266,9 @@ class PostService:
             if intent is not None and not await intents_sql.settle(ltx.txn, intent):
                 raise BylineError(Code.UNAVAILABLE, f"the change of post {post_id}'s {collection} took longer than "
                                   "Byline holds it open, and is being put back", retryable=True)
+            if intent is not None:
+                # Changes of this gate left unlogged before it, which it took over: it stands over them.
+                await intents_sql.drop_taken(ltx.txn, intent)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

@@ -83,6 +83,40 @@ async def release(txn: Txn, intent_id: str, *, now: int) -> bool:
     ) == 1
 
 
+async def of_gate(txn: Txn, post_id: str, collection: str) -> list[GateIntent]:
+    """The intents stored for one gate of a post, oldest first."""
+    rows = await txn.fetchall(
+        f"SELECT {_COLUMNS} FROM gate_intents WHERE post_id = ? AND collection = ? ORDER BY created_at, id",
+        post_id, collection,
+    )
+    return [_intent(r) for r in rows]
+
+
+async def take_over(txn: Txn, intent_id: str, *, by: str, now: int, until: int) -> bool:
+    """A newer change of the same gate (intent ``by``) takes an intent left behind (its lease
+    run out) from the reconcilers until ``until``: a compare-and-set on the lease, as a claim is."""
+    return await txn.execute(
+        "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ? WHERE id = ? AND lease_until <= ?",
+        RECONCILING, by, until, intent_id, now,
+    ) == 1
+
+
+async def drop_taken(txn: Txn, by: str) -> int:
+    """Drop the intents the change ``by`` took over (it is logged: it stands over theirs)."""
+    return await txn.execute(
+        "DELETE FROM gate_intents WHERE claimed_by = ? AND status = ?", by, RECONCILING
+    )
+
+
+async def release_taken(txn: Txn, by: str, *, now: int) -> int:
+    """Hand the intents the change ``by`` took over back to the reconcilers at once (it is not
+    logged: what they wrote may still stand)."""
+    return await txn.execute(
+        "UPDATE gate_intents SET lease_until = ? WHERE claimed_by = ? AND status = ? AND lease_until > ?",
+        now, by, RECONCILING, now,
+    )
+
+
 async def due(txn: Txn, *, now: int, limit: int) -> list[GateIntent]:
     """Intents whose lease has run out, oldest lease first (over ``gate_intents_due``)."""
     rows = await txn.fetchall(

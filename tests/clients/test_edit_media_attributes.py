@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from mastodon import MastodonAPIError
 
+from gateway.services.posts import PostService
 from tests.clients.test_media_update import (
     PNG,
     _another_on_mastodon,
@@ -82,6 +83,46 @@ async def test_new_alt_text_in_an_edit_of_an_approved_post_goes_back_to_its_appr
     [sent] = world.upstream.statuses(account)
     assert (sent.text, [world.upstream.media[m].focus for m in sent.media_ids]) == (
         "Our mascot, asleep", [(0.5, -0.5)])
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_new_alt_text_racing_the_publishers_claim_never_goes_out_unapproved(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on an approved co-signed post at its
+    time, checked (the post still scheduled) just before the publisher claims and publishes it:
+    the edit's transaction finds the post gone out and is refused (409), nothing of it is kept
+    (the upload's alt text, the record, the log), and the platform has what bob approved. The
+    log verifies. Held by the edit's transaction judging the post as it finds it (authorized and
+    its transition checked again): without that, the upload would say what no one approved and
+    the log would hold an edit of a published post."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    world.gateway.clock.advance(timedelta(minutes=2))
+    words_seen, armed = PostService._words_seen, [True]
+
+    async def claimed_meanwhile(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        # The edit has found the post scheduled and is reading its uploads for the rules.
+        if kwargs.get("described") and armed:
+            armed.clear()
+            assert await world.gateway.tick() == 1
+        return await words_seen(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostService, "_words_seen", claimed_meanwhile)
+    change = api.generate_media_edit_attributes(media, description="Not what bob approved")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, status, "Our mascot", media_attributes=[change])
+    assert caught.value.args[1] == 409, caught.value.args
+    post = await world.gateway.get("alice", status.id)
+    assert (post["state"], post["version"]) == ("published", 1)
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    assert [kind for kind, _ in await _log(world, status.id) if kind == "post.edited"] == []
+    assert _published_alt_texts(world, "brandco") == [["A cat"]]
     result = await _verify(world)
     assert result.code == 0, result.text
 
@@ -271,6 +312,38 @@ async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_wo
     sent = _sent(world, "brandrules")
     assert (sent.media_edits, _published_alt_texts(world, "brandrules")) == ([], [["A cat"]])
     assert (await _media_row(world, media.id))["description"] == "A cat"
+
+
+@pytest.mark.parametrize("who", ["co-writer", "managed-owner"])
+async def test_new_alt_text_of_a_published_post_by_anyone_but_its_author_is_refused(
+    world: World, policy_dir: Path, who: str,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on alice's published post, sent by
+    carol, who also writes for the direct account (or, on a managed account, by its owner, who
+    only suggests): 403, and nothing changes, here or on the platform. An edit sent at once is its
+    author's alone: anyone else's words (alt text is read as words) would go out unasked."""
+    account, username, editor = "masto", "brand", "carol"
+    if who == "managed-owner":
+        account, username, editor = "mastoman", "brandman", "dave"
+        await _another_on_mastodon(world, policy_dir, account, username, """
+            tier: managed
+            owner: dave
+            writers: [alice]
+            suggesters: [dave]
+        """)
+    _, status, media = await _published_with_a_picture(world, account)
+    before = await world.gateway.snapshot()
+    theirs = await world.client(editor, account)
+    change = theirs.generate_media_edit_attributes(media, description="Not what alice wrote")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(theirs.status_update, status, "A picture", media_attributes=[change])
+    assert caught.value.args[1] == 403, caught.value.args
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world, username)
+    assert (sent.text, sent.media_edits, _published_alt_texts(world, username)) == ("A picture", [], [["A cat"]])
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    result = await _verify(world)
+    assert result.code == 0, result.text
 
 
 @pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
