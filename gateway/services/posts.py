@@ -142,6 +142,8 @@ class PostOptions:
         return out
 
 
+_STORED_AS: Final = {outcome: State(outcome.value).value for outcome in Outcome}
+"""The state a new post is stored in for each outcome, as its row and its entry write it."""
 REPLY_AWAITED: Final = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
 """States of a post a reply may wait for: it goes out later, by itself or once decided."""
 REPLY_PARENT_STATES: Final = frozenset({*REPLY_AWAITED, State.PUBLISHED})
@@ -592,7 +594,7 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> tuple[PostRecord, Any | None]:
-            state = State(decision.outcome.value)
+            state = _STORED_AS[decision.outcome]
             gate = decision.gate
             expires = (
                 ltx.now + duration_micros(gate.expire_after) if gate else None
@@ -600,9 +602,11 @@ class PostService:
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
             # The policy may have changed (here or on another gateway) while the post was being
             # decided: then nothing is stored, and it is decided again under the version in force.
-            post = PostRecord(
-                id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state.value,
-                version=1, text=text, options=options.to_json(), reasons=tuple(r.to_json() for r in decision.reasons),
+            # Its fields kept, for the row stored claimed below: one record made, not one copied.
+            fields: dict[str, Any] = dict(
+                id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state,
+                version=1, text=text, options=options.to_json(),
+                reasons=tuple(r.to_json() for r in decision.reasons) if decision.reasons else (),
                 approvers=tuple(UserName(a) for a in gate.approvers) if gate else (),
                 required=gate.required if gate else 0, requested_at=to_micros(requested) if requested else None,
                 publish_at=publish_at, expires_at=None if expires is None else Micros(expires),
@@ -611,6 +615,7 @@ class PostService:
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
                 content_scheme=CONTENT_SCHEME,
             )
+            post = PostRecord(**fields)
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
                 # cancel that committed meanwhile, here or on another gateway), its end took the
@@ -623,7 +628,7 @@ class PostService:
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
             early = None if at_once is None or options.media_ids else await at_once.plan(
                 ltx, post, policy_sha256=loaded.sha256)
-            stored = post if early is None else replace(post, **early.changes)
+            stored = post if early is None else PostRecord(**{**fields, **early.changes})
             # Held, where nothing of this work's needs it stored before the batch's next statement
             # (no uploads to attach): it goes in with the other new posts of the batch, in one
             # statement on PostgreSQL, where each was a round trip the batch waited for.
@@ -647,12 +652,12 @@ class PostService:
                 data={
                     "version": 1,
                     "text_hash": ltx.commit_text(text),
-                    "state": state.value,
-                    "reasons": [r.to_json() for r in decision.reasons],
+                    "state": state,
+                    "reasons": [r.to_json() for r in decision.reasons] if decision.reasons else [],
                     "approvers": list(gate.approvers) if gate else [],
                     "required": gate.required if gate else 0,
-                    "publish_at": iso(publish_at),
-                    "expires_at": iso(expires),
+                    "publish_at": None if publish_at is None else iso(publish_at),
+                    "expires_at": None if expires is None else iso(expires),
                     "suggested_by": suggested_by,
                     "adopted_from": adopted_from,
                     "policy_sha256": loaded.sha256,
