@@ -530,7 +530,7 @@ class PostService:
             adopted_from=None, alongside=alongside, at_once=at_once,
         )
         post, claim = await self.appender.submit(work)
-        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome)
         if claim is not None and at_once is not None:
             at_once.send(claim)
         else:
@@ -985,7 +985,7 @@ class PostService:
 
         new_id = await self.appender.submit(work)
         self.metrics.post_event(loaded, "post.adopted", State.ADOPTED)
-        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome)
         self.wake_publisher()
         return await self.view(caller, new_id)
 

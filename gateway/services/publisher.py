@@ -395,8 +395,8 @@ class _Claims:
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
         # claiming the post again does not use up its retry budget, only a platform's refusal does.
         attempt = row.attempts if stale else row.attempts + 1
-        change = sql.Change(post_id, state.value, version, {
-            "state": transition(state, Action.CLAIM).value, "attempts": attempt,
+        change = sql.Change(post_id, row.state, version, {
+            "state": str(transition(state, Action.CLAIM)), "attempts": attempt,
             "lease_until": ltx.now + self._lease, "idempotency_key": key,
             "published_text": text, "sent_content": content or "", "updated_at": ltx.now,
             "first_attempt_at": row.first_attempt_at or ltx.now, **reply,
@@ -749,7 +749,7 @@ class Publisher:
         publisher has its fill of claims, or the policy in force here is no longer the one the
         post was decided under (``policy_sha256``). The publisher's own state is only read: the
         work may run again."""
-        if (self._task is None or row.state != State.SCHEDULED.value or "reply_to_post" in row.options
+        if (self._task is None or row.state != State.SCHEDULED or "reply_to_post" in row.options
                 or row.account in self._platforms.unhealthy or len(self._sending) >= _IN_FLIGHT
                 or self._claimed.get(row.account, 0) >= _PER_ACCOUNT):
             return None
@@ -1129,9 +1129,10 @@ class Publisher:
             # Only a post still publishing at the claimed version may be marked published, and the
             # compare-and-set says whether it is: no read first.
             new_state = transition(State.PUBLISHING, Action.PUBLISHED).value
+            publishing = State.PUBLISHING.value
             heads: dict[str, tuple[int, bytes] | None] = {}
             recorded = await sql.compare_and_set_many(ltx.txn, [
-                sql.Change(claim.post_id, State.PUBLISHING.value, claim.version, {
+                sql.Change(claim.post_id, publishing, claim.version, {
                     "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
                     "lease_until": None, "last_error": None, "updated_at": ltx.now,
                 })
