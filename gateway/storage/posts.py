@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -237,14 +238,19 @@ async def compare_and_set(
     bad = set(changes) - _UPDATABLE
     if bad:
         raise ValueError(f"not updatable: {sorted(bad)}")
-    cols = sorted(changes)
-    sets = ", ".join(f"{c} = ?" for c in cols)
-    held = "" if lease_until is None else " AND lease_until = ?"
+    cols = tuple(sorted(changes))
     count = await txn.execute(
-        f"UPDATE posts SET {sets} WHERE id = ? AND state = ? AND version = ?{held}",
-        *(changes[c] for c in cols), post_id, state, version, *(() if lease_until is None else (lease_until,)),
+        _cas_statement(cols, held=lease_until is not None),
+        *[changes[c] for c in cols], post_id, state, version, *(() if lease_until is None else (lease_until,)),
     )
     return count == 1
+
+
+@functools.lru_cache(maxsize=256)  # a few sets of columns change: a claim's, a publication's, an edit's…
+def _cas_statement(cols: tuple[str, ...], *, held: bool) -> str:
+    """:func:`compare_and_set`'s statement for these columns (checked updatable by the caller)."""
+    sets = ", ".join(f"{c} = ?" for c in cols)
+    return f"UPDATE posts SET {sets} WHERE id = ? AND state = ? AND version = ?{' AND lease_until = ?' if held else ''}"
 
 
 async def hold_published(
