@@ -1454,12 +1454,13 @@ class PostService:
                entries: list[Row] | None = None) -> PostView:
         """``post``'s view for ``caller``, who must be allowed to see it (or 403/404)."""
         auditing = caller.user in self.auditors and caller.account is None
-        if self.policies.get(post.account) is None and caller.user == post.author:
+        loaded = self.policies.get(post.account)  # the one in force throughout: nothing here awaits
+        if loaded is None and caller.user == post.author:
             # Without a policy in force, the post's author still sees what they wrote.
             check_account_binding(caller, post.account)
         elif not auditing:
-            self._authorize(caller, post, Act.VIEW)
-        return post_view(post, versions, decisions, entries, self.policies.get(post.account))
+            authorize(loaded, caller, post, Act.VIEW)
+        return post_view(post, versions, decisions, entries, loaded)
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
