@@ -102,3 +102,35 @@ def test_a_platform_account_is_read_once_a_policy_however_often_asked(monkeypatc
     again = platform_accounts(policy, Path("policies"))
     monkeypatch.undo()
     assert (again, asked) == (first, [])
+
+
+async def test_a_post_with_no_options_is_not_hashed_for_its_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing but words: no content hash and no uploads, without hashing or describing empty
+    options; a post with options is hashed as before."""
+    import gateway.services.content as content
+
+    assert (content.content_sha256({}, salt="00"), content.described({}, [])) == (None, [])
+    hashed = content.content_sha256({"spoiler_text": "cw"}, salt="00")
+    monkeypatch.setattr(content, "content_sha256", _fails)
+    monkeypatch.setattr(content, "described", _fails)
+    assert await content.stored_content(None, {}, salt="00", scheme=1) == (None, [])  # type: ignore[arg-type]  # no txn needed
+    monkeypatch.undo()
+    no_txn: Any = None  # no uploads to read
+    assert await content.stored_content(no_txn, {"spoiler_text": "cw"}, salt="00", scheme=1) == (hashed, [])
+
+
+def _rendered_the_long_way(text: str) -> str:
+    """A status's content as Mastodon renders it, paragraph by paragraph, as before."""
+    from html import escape
+
+    paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return "".join("<p>" + "<br />".join(escape(line) for line in p.split("\n")) + "</p>" for p in paragraphs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["words", " ", "\n", "\r\n", "\r", "<b>", "&", "'", "\t"]), max_size=10).map("".join))
+def test_a_status_renders_as_it_did(text: str) -> None:
+    """One line or many, blank or not, a status's words render as paragraph by paragraph."""
+    from gateway.http.mastodon.entities import _content
+
+    assert _content(text) == _rendered_the_long_way(text)
