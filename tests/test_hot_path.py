@@ -134,3 +134,25 @@ def test_a_status_renders_as_it_did(text: str) -> None:
     from gateway.http.mastodon.entities import _content
 
     assert _content(text) == _rendered_the_long_way(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["plain", " ", "@", "://", "http://", "HTTPS://x.example/a.", "@bob@social.example",
+                                 "@bob", "é", "\n"]), max_size=12).map("".join))
+def test_the_mastodon_adapter_counts_as_it_did(text: str) -> None:
+    """The adapter's own count before it sends: with or without a URL or a mention, as when
+    both were looked for."""
+    import adapters.mastodon as mastodon
+
+    looked_for = mastodon._REMOTE_MENTION_RE.sub(r"@\1", mastodon._URL_RE.sub(
+        lambda m: "x" * mastodon.URL_WEIGHT + m.group(0)[len(m.group(0).rstrip(mastodon._URL_TRAILING)):], text))
+    assert mastodon.countable_text(text) == looked_for
+
+
+def test_the_mastodon_adapter_does_not_look_for_urls_in_a_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No scheme and no @: the adapter's count looks for neither."""
+    import adapters.mastodon as mastodon
+
+    monkeypatch.setattr(mastodon, "_URL_RE", None)
+    monkeypatch.setattr(mastodon, "_REMOTE_MENTION_RE", None)
+    assert mastodon.status_length("Benchmark post number 12", None) == 24
