@@ -111,6 +111,9 @@ class Carries:
     """Every post is public: a followers-only or direct one (``private``, ``direct``) cannot be made."""
     content_warnings: bool = True
     """A content warning (``spoiler_text``) goes out with the post, before its words."""
+    focal_points: bool = True
+    """A picture's focal point (where previews crop it) goes out with it: a platform that has
+    none (Bluesky, X) says so, and a new focal point then changes nothing its readers see."""
 
     def keeps_visibility(self, visibility: str | None) -> bool:
         """Whether a post of ``visibility`` (None: the account's default) goes out as meant."""

@@ -375,7 +375,7 @@ class XAdapter:
     """Publishes to one X account. See the module docstring for exactly-once."""
 
     platform = PLATFORM
-    carries = Carries(name="X", public_only=True, content_warnings=False)
+    carries = Carries(name="X", public_only=True, content_warnings=False, focal_points=False)
 
     def __init__(self, config: AdapterConfig, *, clock: Clock | None = None) -> None:
         self._account = config.account

@@ -106,9 +106,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to take posts: the database answers and policies are loaded."""
     problems: dict[str, object] = {}
+    stranded: dict[str, int] = {}
     try:
         async with request.app[DB].read() as txn:
             await txn.fetchone("SELECT 1 AS one")
+        stranded = await request.app[GATE_RECONCILER].stranded()
     except Exception as exc:  # any database failure means not ready
         problems["database"] = exc.message if isinstance(exc, Failure) else type(exc).__name__
     if not request.app[REGISTRY].policies:
@@ -126,6 +128,9 @@ async def readyz(request: web.Request) -> web.Response:
         # Accounts whose file here is not the version in force (that version is enforced here):
         # a replica whose files have not arrived yet, or were given other files.
         "policy_drift": {account: d.to_json() for account, d in sorted(request.app[POLICIES].drift.items())},
+        # Changes of posts' gates left on the PDS whose account cannot put them back here (its
+        # policy removed, or its credential unreadable): how many, by account.
+        "gate_changes_stranded": stranded,
     }
     return web.json_response(body, status=200 if not problems else 503)
 

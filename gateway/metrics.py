@@ -202,6 +202,12 @@ class Metrics:
             "request (the put-back failed, or the gateway stopped): the reconcilers put them back, read at scrape",
             registry=r,
         )
+        self.gate_changes_stranded = Gauge(
+            "byline_gate_changes_stranded",
+            "Of byline_gate_changes_left, those whose account cannot put them back here (its policy removed, "
+            "not on Bluesky, or its credential not readable): put back once it can, read at scrape",
+            registry=r,
+        )
         self.policy_refused = Gauge(
             "byline_policy_files_refused", "Policy files refused now (the previous policy, if any, stays in force)",
             registry=r,
@@ -296,6 +302,7 @@ class Metrics:
             self.log_size.set(found.log_size)
             self.checkpoint_size.set(found.checkpoint_size)
             self.gate_changes_left.set(found.gate_changes_left)
+            self.gate_changes_stranded.set(found.gate_changes_stranded)
             at = found.checkpoint_at
             self.checkpoint_age.set(-1 if at is None else max(0, now - at) / 1_000_000)
         if self._policies is not None:

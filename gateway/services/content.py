@@ -25,7 +25,10 @@ and the claim records it on its own), and the uploads' ids (their content stands
 How a post's hash is made is fixed when it is stored (``posts.content_scheme``): posts stored
 before focal points and reply targets were hashed (``None``) are hashed without them for as
 long as they live, so that the claim of a version stored before the upgrade still compares
-equal with it.
+equal with it. A post stored for a platform that has no focal point (Bluesky, X) is hashed
+without its uploads' focal points (``NO_FOCAL_POINTS``), and goes out without them whatever
+its account's platform is by then: a new focal point changes nothing it publishes, so it is
+no new version for its approvers (``MastodonService.describe``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,21 @@ _NOT_CONTENT = frozenset({"reply_to", "reply_to_post", "media_ids"})
 CONTENT_SCHEME: Final = 1
 """How the hash of a post stored now is made: its uploads' focal points and where it replies
 count (``posts.content_scheme``)."""
+
+NO_FOCAL_POINTS: Final = 2
+"""As ``CONTENT_SCHEME``, without focal points: a post stored for a platform that has none,
+which is sent out without them."""
+
+
+def scheme_for(*, focal_points: bool) -> int:
+    """How the hash of a post stored now for a platform that has focal points, or not, is made."""
+    return CONTENT_SCHEME if focal_points else NO_FOCAL_POINTS
+
+
+def sends_focus(scheme: int | None) -> bool:
+    """Whether a post hashed by ``scheme`` sends its uploads' focal points (each one that is
+    set): all but those stored for a platform that has none."""
+    return scheme != NO_FOCAL_POINTS
 
 
 def new_content_salt() -> str:
@@ -71,7 +89,7 @@ def content_sha256(
     if not carried and not ids:
         return None
     rows = {row["id"]: row for row in uploads}
-    media = [_medium(rows[m], focus=scheme is not None) if m in rows else None for m in ids]
+    media = [_medium(rows[m], focus=scheme is not None and sends_focus(scheme)) if m in rows else None for m in ids]
     hashed: dict[str, Any] = {"media": media, "options": carried}
     if salt is not None:
         hashed["salt"] = salt

@@ -23,6 +23,12 @@ reconciler's claim runs out of too). It reads the gate on the PDS now, and:
 A change is never recorded late, even one its caller may still make: its caller was answered
 with an error, so it must not stand. A put-back that fails is tried again with a backoff (5 s
 doubling, at most an hour), and says so in a warning each time.
+
+A change whose account cannot put it back here (its policy file removed, the account moved off
+Bluesky, its credential not readable) is *stranded*: said once in a warning
+(``gate_change_stranded``), counted apart (``byline_gate_changes_stranded``, ``/readyz``), and
+put back in the first round after the account can again, rather than at its next try, which
+may be an hour off.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import structlog
 from adapters.base import AdapterError
 from adapters.bluesky import BlueskyAdapter
 from gateway.clock import Clock, now_micros
-from gateway.errors import BylineError
+from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
@@ -75,26 +81,58 @@ class GateIntents:
     async def write_ahead(
         self, *, account: str, actor: str, changes: Sequence[tuple[str, str, str, Mapping[str, Any] | None,
                                                                     Mapping[str, Any] | None]],
-    ) -> list[str]:
+    ) -> list[GateIntent]:
         """Store one intent per change (``post_id``, ``remote_id``, ``collection``, what the PDS
-        holds, what the change writes), all or none: their ids. Raises as the database does."""
+        holds, what the change writes), all or none: the intents stored. Raises as the database does.
+
+        A gate with changes of before left on it (neither logged nor put back) is what the log
+        last said only before the oldest of them: the new change holds that as what it replaces,
+        and takes them over from the reconcilers while its request lasts. Logged, it stands over
+        them and they are dropped with it (``PostService.record_gates_changed``); else they are the reconcilers'
+        again. Put back one by one, an older change found the gate 'changed since' by a newer
+        one it never saw logged, and a newer one put the older one's gate back on the PDS, or
+        undid a logged change that wrote what a left one had. 503 while a reconciler (or another
+        new change) holds one of them: it may be putting the gate back that very moment."""
         now = now_micros(self.clock)
-        intents = [GateIntent(
-            id=new_intent_id(), account=account, post_id=post_id, remote_id=remote_id, collection=collection,
-            held=dict(held) if held is not None else None, written=dict(written) if written is not None else None,
-            actor=actor, lease_until=now + duration_micros(self.lease), created_at=now,
-        ) for post_id, remote_id, collection, held, written in changes]
+        until = now + duration_micros(self.lease)
+        intents: list[GateIntent] = []
         async with self.db.write() as txn:
+            inherited: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
+            for post_id, remote_id, collection, held, written in changes:
+                intent_id = new_intent_id()
+                replaces = dict(held) if held is not None else None
+                if (post_id, collection) in inherited:
+                    replaces = inherited[(post_id, collection)][1]
+                else:
+                    # Another request's change on its way is its own to log or put back.
+                    left = [i for i in await sql.of_gate(txn, post_id, collection)
+                            if i.status != sql.PENDING or i.lease_until <= now]
+                    for earlier in left:
+                        if not await sql.take_over(txn, earlier.id, by=intent_id, now=now, until=until):
+                            raise BylineError(
+                                Code.UNAVAILABLE, f"an earlier change of this post's {collection} is being put "
+                                "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
+                    if left:
+                        replaces = left[0].held
+                    inherited[(post_id, collection)] = (intent_id, replaces)
+                intents.append(GateIntent(
+                    id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,
+                    held=replaces, written=dict(written) if written is not None else None,
+                    actor=actor, lease_until=until, created_at=now,
+                ))
             await sql.insert(txn, intents)
-        return [i.id for i in intents]
+        return intents
 
     async def drop(self, ids: Iterable[str]) -> None:
-        """Drop intents whose changes never reached the PDS or were put back by their request.
+        """Drop intents whose changes never reached the PDS or were put back by their request;
+        those they took over go back to the reconcilers at once (their changes may still stand).
         Best effort: one left is dropped by a reconciler, which finds nothing to put back."""
+        now = now_micros(self.clock)
         try:
             async with self.db.write() as txn:
                 for intent_id in ids:
                     await sql.settle(txn, intent_id)
+                    await sql.release_taken(txn, intent_id, now=now)
         except Exception as exc:
             if not unavailable(exc):
                 raise
@@ -108,6 +146,7 @@ class GateIntents:
             async with self.db.write() as txn:
                 for intent_id in ids:
                     await sql.release(txn, intent_id, now=now)
+                    await sql.release_taken(txn, intent_id, now=now)
         except Exception as exc:
             if not unavailable(exc):
                 raise
@@ -139,13 +178,28 @@ class GateReconciler:
         self._task = None
 
     async def run_once(self) -> int:
-        """One round: how many intents were settled (put back, or found needing none)."""
+        """One round: how many intents were settled (put back, or found needing none). Stranded
+        ones whose account can put them back now are taken in this round."""
+        now = now_micros(self._clock)
         async with self._db.read() as txn:
-            due = await sql.due(txn, now=now_micros(self._clock), limit=_PAGE)
+            stranded = await sql.stranded_counts(txn)
+            due = await sql.due(txn, now=now, limit=_PAGE)
+        back = [account for account in stranded if self._can_put_back(account)]
+        if back:
+            async with self._db.write() as txn:
+                for account in back:
+                    await sql.release_stranded(txn, account, now=now)
+            async with self._db.read() as txn:
+                due = await sql.due(txn, now=now, limit=_PAGE)
         settled = 0
         for intent in due:
             settled += await self._reconcile(intent)
         return settled
+
+    async def stranded(self) -> dict[str, int]:
+        """How many gate changes wait for each account to be able to put them back here."""
+        async with self._db.read() as txn:
+            return await sql.stranded_counts(txn)
 
     async def _reconcile(self, intent: GateIntent) -> bool:
         token = secrets.token_hex(12)
@@ -154,8 +208,11 @@ class GateReconciler:
             if not await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease)):
                 return False  # another gateway's, or its request's again
         log = logger.bind(intent=intent.id, post_id=intent.post_id, account=intent.account, gate=intent.collection)
+        stranded = ""
         try:
             outcome = await self._put_back(intent)
+        except _Stranded as exc:
+            outcome, stranded = None, str(exc)
         except Exception as exc:
             # Whatever kept it from the PDS (the PDS away, no answer in time, no credential, a
             # bug): the intent stays claimed and is tried again after a wait, never dropped.
@@ -172,6 +229,14 @@ class GateReconciler:
         if outcome is None:
             attempts = intent.attempts + 1
             until = now_micros(self._clock) + duration_micros(timedelta(seconds=backoff_seconds(attempts)))
+            if stranded:
+                # Said once: it stays so until an operator brings the account back, which
+                # releases it (run_once); its backoff is only the last resort.
+                if intent.status != sql.STRANDED:
+                    log.warning("gate_change_stranded", remote_id=intent.remote_id, reason=stranded)
+                async with self._db.write() as txn:
+                    await sql.strand(txn, intent.id, token=token, until=until)
+                return False
             log.warning("xrpc_gate_left", remote_id=intent.remote_id, attempts=attempts, error=error)
             async with self._db.write() as txn:
                 await sql.back_off(txn, intent.id, token=token, until=until)
@@ -184,13 +249,7 @@ class GateReconciler:
     async def _put_back(self, intent: GateIntent) -> str | None:
         """Put one change back where it still stands: what was done ('put_back', 'as_before',
         'changed_since'), or None where the PDS did not take the put-back (tried again later)."""
-        loaded = self._policies.get(intent.account)
-        if loaded is None:
-            raise AdapterError(f"{intent.account} has no policy in force: no credential to put the gate back with",
-                               retryable=True)
-        adapter = self._platforms.adapter_for(loaded)
-        if not isinstance(adapter, BlueskyAdapter):
-            raise AdapterError(f"{intent.account} is no longer on Bluesky", retryable=True)
+        adapter = self._adapter(intent.account)
         async with self._db.read() as txn:
             post = await posts_sql.get_post(txn, intent.post_id)
         # A post deleted meanwhile keeps no gate: one the change left would rule a post that is gone.
@@ -211,6 +270,35 @@ class GateReconciler:
             return "put_back"
         raise AdapterError(f"the PDS answered {answer.status}: {_said(answer.body)}", retryable=True,
                            status=answer.status)
+
+
+    def _adapter(self, account: str) -> BlueskyAdapter:
+        """The account's Bluesky adapter under its policy in force. Raises :class:`_Stranded`
+        where it has none (no policy in force, not on Bluesky, a credential that cannot be
+        read), and as :meth:`Platforms.adapter_for` does for a credential caught mid-rewrite."""
+        loaded = self._policies.get(account)
+        if loaded is None:
+            raise _Stranded(f"{account} has no policy in force: no credential to put the gate back with")
+        try:
+            adapter = self._platforms.adapter_for(loaded)
+        except BylineError as exc:
+            if exc.details.get("retry_after") is not None:
+                raise  # a credential file caught mid-rewrite: read again in a moment
+            raise _Stranded(f"{account}'s credential cannot be read: {exc.message}") from None
+        if not isinstance(adapter, BlueskyAdapter):
+            raise _Stranded(f"{account} is no longer on Bluesky")
+        return adapter
+
+    def _can_put_back(self, account: str) -> bool:
+        try:
+            self._adapter(account)
+        except (_Stranded, BylineError):
+            return False
+        return True
+
+
+class _Stranded(Exception):
+    """What keeps an account from putting its gate changes back here (never a secret)."""
 
 
 def _said(body: bytes) -> str:

@@ -34,6 +34,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
+from gateway.services.content import sends_focus
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
@@ -643,6 +644,12 @@ class MastodonService:
                 redescribed=tuple((m, d, f) for m, (d, f) in redescribed.items()))
             return await self._render(auth, revised)
         changed = options.to_json() != current
+        if redescribed and not changed and not added and form.status == post.text:
+            async with self._db.read() as txn:
+                before = {r["id"]: r["description"] for r in await media_sql.info(txn, list(redescribed))}
+            if all(before.get(m) == d for m, (d, _) in redescribed.items()) \
+                    and await self._refocused_in_place(post_id, post.version, redescribed):
+                return await self._render(auth, post)  # the same post: its uploads read anew
         # Only the uploads the edit adds are taken: those it keeps are the post's already or, on a
         # post adopted from a suggestion, the suggestion's, which keeps them so that their
         # suggester can no longer change what the writer adopted.
@@ -801,7 +808,9 @@ class MastodonService:
         upload: ``described`` for new alt text, ``refocused`` for a new focal point), with the
         edit's consequences: approvals given before it no longer count, a scheduled post that
         needed them goes back to its approvers, the cooling-off starts again. Once the post is
-        out (or gone), the upload is not found, as on Mastodon.
+        out (or gone), the upload is not found, as on Mastodon. A new focal point alone of a
+        post for a platform that has none (Bluesky, X) changes nothing it publishes: it is kept
+        on the upload, and the post stays as it is (:meth:`_refocused_in_place`).
         """
         row = await self.media_info(auth, media_id)
         new_description = row["description"] if change.description is None else (change.description or None)
@@ -824,6 +833,9 @@ class MastodonService:
             named["described"] = [media_id]
         if new_focus != row["focus"]:
             named["refocused"] = [media_id]
+        if "described" not in named and await self._refocused_in_place(
+                post_id, post.version, {media_id: (new_description, new_focus)}):
+            return await self.media_info(auth, media_id)
 
         async def redescribe(ltx: LogTxn, edited: str) -> dict[str, Any]:
             if not await media_sql.describe(ltx.txn, media_id, post_id=edited, description=new_description,
@@ -834,6 +846,25 @@ class MastodonService:
         await self._posts.edit(auth.caller, post_id, text=post.text, alongside=redescribe,
                                described={media_id: new_description}, of_version=post.version)
         return await self.media_info(auth, media_id)
+
+    async def _refocused_in_place(
+        self, post_id: str, version: int, changes: Mapping[str, tuple[str | None, str | None]],
+    ) -> bool:
+        """Give uploads of a post not out yet new focal points (``changes``: upload to its alt
+        text, unchanged, and focal point) without a new version, where the post is hashed and
+        sent without focal points (stored for a platform that has none): what its approvers
+        approved is still what it publishes. False, changing nothing, for any other post, or
+        one that has moved on from ``version``; 409 where an upload left the post meanwhile."""
+        async with self._db.write() as txn:
+            record = await posts_sql.get_post(txn, post_id)
+            if record is None or sends_focus(record.content_scheme) or record.version != version \
+                    or State(record.state) not in PENDING:
+                return False
+            for media_id, (description, focus) in changes.items():
+                if not await media_sql.describe(txn, media_id, post_id=post_id, description=description, focus=focus):
+                    raise BylineError(Code.CONFLICT, "the upload changed meanwhile; reload it and try again")
+        logger.info("media_refocused", account=record.account, post_id=post_id, media_ids=sorted(changes))
+        return True
 
     async def media_file(self, media_id: str, digest: str) -> tuple[str, bytes]:
         """An upload's bytes, for the app's preview; the URL carries its content digest."""

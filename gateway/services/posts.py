@@ -56,12 +56,13 @@ from gateway.services.authorization import (
     visible_accounts,
 )
 from gateway.services.content import (
-    CONTENT_SCHEME,
     content_sha256,
     new_content_salt,
     reason_sha256,
+    scheme_for,
     stored_content,
 )
+from gateway.services.platforms import carries
 from gateway.services.scopes import scope_allows
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
@@ -613,7 +614,7 @@ class PostService:
                 suggested_by=None if suggested_by is None else UserName(suggested_by),
                 adopted_from=None if adopted_from is None else PostId(adopted_from),
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
-                content_scheme=CONTENT_SCHEME,
+                content_scheme=scheme_for(focal_points=carries(policy.platform).focal_points),
             )
             post = PostRecord(**fields)
             if options.reply_to_post is not None:
@@ -1270,6 +1271,9 @@ class PostService:
             if intent is not None and not await intents_sql.settle(ltx.txn, intent):
                 raise BylineError(Code.UNAVAILABLE, f"the change of post {post_id}'s {collection} took longer than "
                                   "Byline holds it open, and is being put back", retryable=True)
+            if intent is not None:
+                # Changes of this gate left unlogged before it, which it took over: it stands over them.
+                await intents_sql.drop_taken(ltx.txn, intent)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

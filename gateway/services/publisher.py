@@ -61,7 +61,7 @@ from gateway.services.authorization import (
     needs_approvals,
     recovery_cause,
 )
-from gateway.services.content import content_sha256, stored_content_sha256
+from gateway.services.content import content_sha256, sends_focus, stored_content_sha256
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import expire_hold, redecide
@@ -1061,8 +1061,10 @@ class Publisher:
                                   scheme=claim.content_scheme) != claim.content:
             raise AdapterError("its media changed after it was claimed: not what was approved", retryable=False)
         return tuple(
+            # A post hashed without focal points sends none: what its approvers approved had none.
             MediaItem(data=bytes(found[m]["data"]), mime_type=found[m]["mime_type"],
-                      description=found[m]["description"], focus=found[m]["focus"])
+                      description=found[m]["description"],
+                      focus=found[m]["focus"] if sends_focus(claim.content_scheme) else None)
             for m in media_ids
         )
 

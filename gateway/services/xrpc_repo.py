@@ -615,9 +615,13 @@ class XrpcRepo:
         # Written down before the PDS is asked, or not asked at all (the database's error): a
         # change that reaches the PDS and is then neither logged nor put back by this request
         # (the put-back refused, the gateway gone) is put back by a reconciler (``gate_intents``).
-        intents = await self._intents.write_ahead(account=loaded.policy.account, actor=session.caller.user, changes=[
+        stored = await self._intents.write_ahead(account=loaded.policy.account, actor=session.caller.user, changes=[
             (c.gated.record.id, c.remote_id, c.collection, held[(c.remote_id, c.collection)], c.value) for c in changes
         ])
+        intents = [i.id for i in stored]
+        # Where changes of before were left on a gate, what the log last said of it is what a
+        # change not kept puts back (``GateIntents.write_ahead``).
+        held |= {(i.remote_id, i.collection): i.held for i in stored}
         try:
             answer = await adapter.write_gates(
                 [(c.call, c.remote_id, c.collection, c.value) for c in changes], swap_record=swap_record

@@ -4,7 +4,8 @@ A row is stored before the change is written (``status`` 'pending', held by its 
 ``lease_until``); it goes in the transaction that logs the change (:func:`settle`), or once the
 change is put back. A row left behind is claimed by one reconciler (:func:`claim`: a
 compare-and-set on its lease, which a dead reconciler's claim also runs out of) and dropped by
-that claim alone (:func:`drop`), or left for a later round (:func:`back_off`).
+that claim alone (:func:`drop`), or left for a later round (:func:`back_off`), or for its
+account to be back (:func:`strand`, then :func:`release_stranded`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ PENDING = "pending"
 """Held by the request that wrote it: logged and dropped, or put back and dropped, by it."""
 RECONCILING = "reconciling"
 """Claimed by a reconciler, which puts the change back (or finds it needs no putting back)."""
+STRANDED = "stranded"
+"""Left by a reconciler that could not put it back for want of its account (no policy in force on
+Bluesky, or no credential it can read): released by :func:`release_stranded` once there is one."""
 
 _COLUMNS = ("id, account, post_id, remote_id, collection, held, written, actor, status, claimed_by, attempts, "
             "lease_until, created_at")
@@ -79,6 +83,40 @@ async def release(txn: Txn, intent_id: str, *, now: int) -> bool:
     ) == 1
 
 
+async def of_gate(txn: Txn, post_id: str, collection: str) -> list[GateIntent]:
+    """The intents stored for one gate of a post, oldest first."""
+    rows = await txn.fetchall(
+        f"SELECT {_COLUMNS} FROM gate_intents WHERE post_id = ? AND collection = ? ORDER BY created_at, id",
+        post_id, collection,
+    )
+    return [_intent(r) for r in rows]
+
+
+async def take_over(txn: Txn, intent_id: str, *, by: str, now: int, until: int) -> bool:
+    """A newer change of the same gate (intent ``by``) takes an intent left behind (its lease
+    run out) from the reconcilers until ``until``: a compare-and-set on the lease, as a claim is."""
+    return await txn.execute(
+        "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ? WHERE id = ? AND lease_until <= ?",
+        RECONCILING, by, until, intent_id, now,
+    ) == 1
+
+
+async def drop_taken(txn: Txn, by: str) -> int:
+    """Drop the intents the change ``by`` took over (it is logged: it stands over theirs)."""
+    return await txn.execute(
+        "DELETE FROM gate_intents WHERE claimed_by = ? AND status = ?", by, RECONCILING
+    )
+
+
+async def release_taken(txn: Txn, by: str, *, now: int) -> int:
+    """Hand the intents the change ``by`` took over back to the reconcilers at once (it is not
+    logged: what they wrote may still stand)."""
+    return await txn.execute(
+        "UPDATE gate_intents SET lease_until = ? WHERE claimed_by = ? AND status = ? AND lease_until > ?",
+        now, by, RECONCILING, now,
+    )
+
+
 async def due(txn: Txn, *, now: int, limit: int) -> list[GateIntent]:
     """Intents whose lease has run out, oldest lease first (over ``gate_intents_due``)."""
     rows = await txn.fetchall(
@@ -110,6 +148,30 @@ async def back_off(txn: Txn, intent_id: str, *, token: str, until: int) -> bool:
         "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND claimed_by = ? AND status = ?",
         until, intent_id, token, RECONCILING,
     ) == 1
+
+
+async def strand(txn: Txn, intent_id: str, *, token: str, until: int) -> bool:
+    """Leave an intent claimed by ``token`` until its account is back (or ``until`` at the latest)."""
+    return await txn.execute(
+        "UPDATE gate_intents SET status = ?, lease_until = ? WHERE id = ? AND claimed_by = ? AND status = ?",
+        STRANDED, until, intent_id, token, RECONCILING,
+    ) == 1
+
+
+async def stranded_counts(txn: Txn) -> dict[str, int]:
+    """How many intents wait for each account."""
+    rows = await txn.fetchall(
+        "SELECT account, count(*) AS n FROM gate_intents WHERE status = ? GROUP BY account ORDER BY account", STRANDED
+    )
+    return {r["account"]: int(r["n"]) for r in rows}
+
+
+async def release_stranded(txn: Txn, account: str, *, now: int) -> int:
+    """Hand the intents waiting for ``account`` to the reconcilers at once: how many."""
+    return await txn.execute(
+        "UPDATE gate_intents SET lease_until = ? WHERE account = ? AND status = ? AND lease_until > ?",
+        now, account, STRANDED, now,
+    )
 
 
 async def count(txn: Txn) -> int:

@@ -19,6 +19,8 @@ class Gauges:
     """When the latest checkpoint was signed (microseconds), None when none was."""
     gate_changes_left: int = 0
     """Changes of posts' gates neither logged nor put back by their request: the reconcilers'."""
+    gate_changes_stranded: int = 0
+    """Of those, the ones whose account cannot put them back here (no policy, no credential)."""
 
 
 async def gauges(txn: Txn, *, now: int) -> Gauges:
@@ -29,9 +31,10 @@ async def gauges(txn: Txn, *, now: int) -> Gauges:
     )
     state = await txn.fetchone("SELECT size FROM log_state WHERE id = 1")
     latest = await txn.fetchone("SELECT size, created_at FROM log_checkpoints ORDER BY size DESC LIMIT 1")
-    # Over ``gate_intents_due``; a claimed one (its put-back failing) is left until it is settled.
+    # Over ``gate_intents_due``; a claimed one (its put-back failing, or stranded) is left until it is settled.
     left = await txn.fetchone(
-        "SELECT count(*) AS n FROM gate_intents WHERE lease_until <= ? OR status = 'reconciling'", now
+        "SELECT count(*) AS n, count(CASE WHEN status = 'stranded' THEN 1 END) AS stranded FROM gate_intents "
+        "WHERE lease_until <= ? OR status IN ('reconciling', 'stranded')", now
     )
     return Gauges(
         due=int(due["n"]) if due is not None else 0,
@@ -39,4 +42,5 @@ async def gauges(txn: Txn, *, now: int) -> Gauges:
         checkpoint_size=int(latest["size"]) if latest is not None else 0,
         checkpoint_at=int(latest["created_at"]) if latest is not None else None,
         gate_changes_left=int(left["n"]) if left is not None else 0,
+        gate_changes_stranded=int(left["stranded"]) if left is not None else 0,
     )

@@ -366,7 +366,8 @@ _V16 = [
 # since it covers their uploads' focal points and where they reply (``gateway.services.content``);
 # NULL for posts stored before, whose versions were hashed without them, and whose claims are
 # hashed the same way for as long as they live, so that an honest log of a post waiting across
-# the upgrade still compares equal.
+# the upgrade still compares equal. Later, 2 for posts stored for a platform that has no focal
+# point (Bluesky, X): hashed, and sent, without them.
 _V17 = ["ALTER TABLE posts ADD COLUMN content_scheme BIGINT"]
 
 # Version 18: who did what each entry records (its ``actor``), beside it as its post and account

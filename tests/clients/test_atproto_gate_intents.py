@@ -365,10 +365,9 @@ async def test_a_gate_changed_since_by_a_logged_change_is_left_as_it_is(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A change left on the PDS unlogged; before the reconciler comes to it, carol changes the
-    threadgate again through Byline, and that change is logged. The reconciler finds the gate
-    neither what the first change wrote nor what was there before: it leaves it (the logged
-    change stands) and drops the intent. The log holds the one change, with the CID the PDS
-    holds, and verifies."""
+    threadgate again through Byline, and that change is logged: it stands over the first, whose
+    intent goes with it, and the reconciler finds nothing to put back. The log holds the one
+    change, with the CID the PDS holds, and verifies."""
     post_id, gate_uri, _, _, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
     outage.back()
     did, rkey = gate_uri.removeprefix("at://").split("/")[0], gate_uri.rsplit("/", 1)[1]
@@ -378,10 +377,157 @@ async def test_a_gate_changed_since_by_a_logged_change_is_left_as_it_is(
         "repo": did, "collection": THREADGATE, "rkey": rkey,
         "record": threadgate(f"at://{did}/app.bsky.feed.post/{rkey}", allow=mentions)})
     assert status == 200, answer
+    assert await intents(gw) == []
     clock.advance(LEASE)
-    assert await gw.reconcile() == 1
+    assert await gw.reconcile() == 0
     now = await pds_record(bluesky_pds, gate_uri)
     assert now is not None and (now["cid"], now["value"]["allow"]) == (answer["cid"], mentions)
     assert await intents(gw) == []
     assert await gate_entries(gw) == [("carol", post_id, THREADGATE, answer["cid"])]
+    await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("lost", ["policy", "credential"])
+async def test_a_gate_change_whose_account_is_gone_is_said_once_and_put_back_as_soon_as_it_is_back(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, policy_dir: Path, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch, lost: str,
+) -> None:
+    """A change left on the PDS unlogged, and then ``skygates``'s policy file is removed (or its
+    credential can no longer be read): the reconciler cannot put it back. It says so once
+    (``gate_change_stranded``, naming the account and the post, not the credential), counts it
+    apart in ``/metrics`` and ``/readyz``, and stays quiet at later tries; once the account is
+    back, the very next round puts the threadgate back, though its wait had an hour to run.
+    (Before: an ``xrpc_gate_left`` every try, hours apart, nothing telling it apart from a PDS
+    that is away, and an hour's wait after the account came back.)"""
+    post_id, gate_uri, held, changed, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+    outage.back()
+    [left] = await intents(gw)
+    policy_file = policy_dir / "skygates.yaml"
+    written = policy_file.read_text(encoding="utf-8")
+    password = bluesky_pds.account("carol.test").app_password
+    if lost == "policy":
+        policy_file.unlink()
+        await gw.sync_policies()
+    else:
+        monkeypatch.delenv("CAROL_BSKY_APP_PASSWORD")
+    with capture_logs() as logs:
+        for wait in (timedelta(0), timedelta(hours=2), timedelta(hours=2)):
+            clock.advance(wait)
+            assert await gw.reconcile() == 0
+    said = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["account"], e["post_id"], e["remote_id"]) for e in said] == [
+        ("gate_change_stranded", "skygates", post_id, left.remote_id)], logs
+    assert password not in repr(logs)
+    assert await pds_record(bluesky_pds, gate_uri) == changed
+    samples = await scrape(gw)
+    assert (value(samples, "byline_gate_changes_left"), value(samples, "byline_gate_changes_stranded")) == (1, 1)
+    ready = await gw.client.get("/readyz")
+    assert (ready.status, (await ready.json())["gate_changes_stranded"]) == (200, {"skygates": 1})
+
+    if lost == "policy":
+        policy_file.write_text(written, encoding="utf-8")
+        await gw.sync_policies()
+    else:
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", password)
+    assert await gw.reconcile() == 1
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
+    samples = await scrape(gw)
+    assert (value(samples, "byline_gate_changes_left"), value(samples, "byline_gate_changes_stranded")) == (0, 0)
+    assert (await (await gw.client.get("/readyz")).json())["gate_changes_stranded"] == {}
+
+
+async def _left_deleting(pds: BlueskyPds, gw: Gateway, carol: Client, did: str, rkey: str,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Carol takes her threadgate off; the PDS takes it, the log cannot record it and the PDS is
+    away for the put-back: the deletion stays on the PDS, written down; then the PDS is back."""
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "refusing")
+        recording_fails(gw, patched, "database")
+        with pytest.raises(AtProtocolError):
+            await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+                repo=did, collection=THREADGATE, rkey=rkey))
+        outage.back()
+    assert await pds_record(pds, f"at://{did}/{THREADGATE}/{rkey}") is None
+
+
+async def test_a_change_made_again_and_logged_is_not_put_back_by_the_reconciler(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol's deletion of her threadgate is left on the PDS unlogged (503 to her app); once the
+    PDS is back, she takes it off again, and this time it is logged (200). The reconciler then
+    leaves the PDS as the log says: no threadgate. The log holds the one deletion and verifies.
+    (Before: the reconciler found what the first deletion wrote, none, and wrote the old
+    threadgate again over the logged deletion: her app, the log and the public pages said replies
+    were open to everybody, and the PDS kept them closed to all but followers.)"""
+    did, carol, _, _, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    await _left_deleting(bluesky_pds, gw, carol, did, rkey, monkeypatch)
+    clock.advance(timedelta(seconds=1))
+    await run(carol.com.atproto.repo.delete_record, models.ComAtprotoRepoDeleteRecord.Data(
+        repo=did, collection=THREADGATE, rkey=rkey))
+    assert await gate_entries(gw) == [("carol", post_id, THREADGATE, None)]
+    clock.advance(LEASE)
+    await gw.reconcile()
+    assert await pds_record(bluesky_pds, gate_uri) is None
+    assert await intents(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_two_changes_left_unlogged_are_both_put_back_whichever_comes_first(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies, and then takes the threadgate off; the PDS takes each, and neither
+    is logged nor put back by its request. The reconciler puts back the threadgate the log knows
+    (same CID), nothing else stays, and the log holds no change and verifies. (Before: the older
+    change, come to first, was found changed since and dropped; the newer one then put back the
+    older one's closed replies, left on the PDS unlogged for good.)"""
+    did, carol, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    with monkeypatch.context() as patched:
+        outage = Outage(patched, "refusing")
+        recording_fails(gw, patched, "database")
+        assert (await refused_closing(carol, did, rkey, post_uri))[:2] == (503, "NotEnoughResources")
+        outage.back()
+    clock.advance(timedelta(seconds=1))
+    await _left_deleting(bluesky_pds, gw, carol, did, rkey, monkeypatch)
+    clock.advance(LEASE)
+    for _ in range(3):
+        await gw.reconcile()
+    await put_back_and_nothing_kept(bluesky_pds, gw, gate_uri, held)
+
+
+async def test_a_change_of_a_gate_being_put_back_is_refused_until_it_is_settled(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change left on the PDS unlogged is claimed by a reconciler, which has not put it back
+    yet; carol changes the threadgate meanwhile: 503 ``NotEnoughResources`` (try again), nothing
+    goes to the PDS, nothing is logged. Once the claim runs out, the change is put back, and
+    carol's next try is made and logged. (Before: her change went to the PDS, and the
+    reconciler's put-back could then undo it over its log entry.)"""
+    post_id, gate_uri, held, changed, outage = await left_unlogged(bluesky_pds, gw, clients, monkeypatch, "refusing")
+    outage.back()
+    [left] = await intents(gw)
+    now = now_micros(clock)
+    async with gw.app[DB].write() as txn:
+        assert await intents_sql.claim(txn, left.id, token="busy", now=now, until=now + 120_000_000)
+    did, rkey = gate_uri.removeprefix("at://").split("/")[0], gate_uri.rsplit("/", 1)[1]
+    token = await xrpc_login(gw, "carol", did)
+    sent = len(outage.writes)
+    status, answer = await xrpc(gw, "com.atproto.repo.deleteRecord", token,
+                                {"repo": did, "collection": THREADGATE, "rkey": rkey})
+    assert (status, answer.get("error")) == (503, "NotEnoughResources"), answer
+    assert (len(outage.writes) - sent, await pds_record(bluesky_pds, gate_uri)) == (0, changed)
+    assert await gate_entries(gw) == []
+    clock.advance(LEASE)
+    assert await gw.reconcile() == 1
+    assert await pds_record(bluesky_pds, gate_uri) == held
+    status, answer = await xrpc(gw, "com.atproto.repo.deleteRecord", token,
+                                {"repo": did, "collection": THREADGATE, "rkey": rkey})
+    assert status == 200, answer
+    assert await pds_record(bluesky_pds, gate_uri) is None
+    assert (await intents(gw), await gate_entries(gw)) == ([], [("carol", post_id, THREADGATE, None)])
     await verified_by_cli(gw)

@@ -15,9 +15,11 @@ import aiohttp
 import pytest
 from mastodon import MastodonAPIError
 
+from gateway.services.posts import PostService
 from tests.clients.test_media_update import (
     PNG,
     _another_on_mastodon,
+    _approved_with_an_image,
     _cosigned_on_mastodon,
     _log,
     _media_row,
@@ -61,30 +63,66 @@ async def test_new_alt_text_in_an_edit_of_an_approved_post_goes_back_to_its_appr
     words, alt text and focal point change in one new version, logged as one edit naming the
     upload; the post is held again, the approval given no longer sends it out, and once approved
     again the new alt text and crop reach the platform. The log verifies."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    change = api.generate_media_edit_attributes(media_id, description="Our mascot, a ginger cat", focus=(0.5, -0.5))
+    edited = await world.run(api.status_update, post_id, "Our mascot, asleep", media_attributes=[change])
+    assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
+        ("Our mascot, a ginger cat", {"x": 0.5, "y": -0.5})]
+    post = await world.gateway.get("alice", post_id)
+    assert (post["state"], post["version"], post["text"]) == ("held", 2, "Our mascot, asleep")
+    assert await _media_row(world, media_id) == {
+        "description": "Our mascot, a ginger cat", "focus": "0.5,-0.5", "post_id": post_id}
+    edited_entries = [d for kind, d in await _log(world, post_id) if kind == "post.edited"]
+    assert [(d["version"], d.get("described"), d.get("refocused"), d["state"]) for d in edited_entries] == [
+        (2, [media_id], [media_id], "held")]
+    assert (await _verify(world)).code == 0
+    await _out_once_dave_approves(world, post_id)
+    assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat"]]
+    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
+    [sent] = world.upstream.statuses(account)
+    assert (sent.text, [world.upstream.media[m].focus for m in sent.media_ids]) == (
+        "Our mascot, asleep", [(0.5, -0.5)])
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_new_alt_text_racing_the_publishers_claim_never_goes_out_unapproved(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on an approved co-signed post at its
+    time, checked (the post still scheduled) just before the publisher claims and publishes it:
+    the edit's transaction finds the post gone out and is refused (409), nothing of it is kept
+    (the upload's alt text, the record, the log), and the platform has what bob approved. The
+    log verifies. Held by the edit's transaction judging the post as it finds it (authorized and
+    its transition checked again): without that, the upload would say what no one approved and
+    the log would hold an edit of a published post."""
     await _cosigned_on_mastodon(world, policy_dir)
     api = await world.client("alice", "mastoco")
     media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
     status = await world.run(api.status_post, "Our mascot", media_ids=[media])
     code, body = await world.gateway.act("bob", status.id, "approve")
     assert (code, body["state"]) == (200, "scheduled"), body
-    change = api.generate_media_edit_attributes(media, description="Our mascot, a ginger cat", focus=(0.5, -0.5))
-    edited = await world.run(api.status_update, status, "Our mascot, asleep", media_attributes=[change])
-    assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
-        ("Our mascot, a ginger cat", {"x": 0.5, "y": -0.5})]
+    world.gateway.clock.advance(timedelta(minutes=2))
+    words_seen, armed = PostService._words_seen, [True]
+
+    async def claimed_meanwhile(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        # The edit has found the post scheduled and is reading its uploads for the rules.
+        if kwargs.get("described") and armed:
+            armed.clear()
+            assert await world.gateway.tick() == 1
+        return await words_seen(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostService, "_words_seen", claimed_meanwhile)
+    change = api.generate_media_edit_attributes(media, description="Not what bob approved")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.status_update, status, "Our mascot", media_attributes=[change])
+    assert caught.value.args[1] == 409, caught.value.args
     post = await world.gateway.get("alice", status.id)
-    assert (post["state"], post["version"], post["text"]) == ("held", 2, "Our mascot, asleep")
-    assert await _media_row(world, media.id) == {
-        "description": "Our mascot, a ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
-    edited_entries = [d for kind, d in await _log(world, status.id) if kind == "post.edited"]
-    assert [(d["version"], d.get("described"), d.get("refocused"), d["state"]) for d in edited_entries] == [
-        (2, [media.id], [media.id], "held")]
-    assert (await _verify(world)).code == 0
-    await _out_once_dave_approves(world, status.id)
-    assert _published_alt_texts(world, "brandco") == [["Our mascot, a ginger cat"]]
-    [account] = [a for a in world.upstream.accounts.values() if a.username == "brandco"]
-    [sent] = world.upstream.statuses(account)
-    assert (sent.text, [world.upstream.media[m].focus for m in sent.media_ids]) == (
-        "Our mascot, asleep", [(0.5, -0.5)])
+    assert (post["state"], post["version"]) == ("published", 1)
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    assert [kind for kind, _ in await _log(world, status.id) if kind == "post.edited"] == []
+    assert _published_alt_texts(world, "brandco") == [["A cat"]]
     result = await _verify(world)
     assert result.code == 0, result.text
 
@@ -274,6 +312,38 @@ async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_wo
     sent = _sent(world, "brandrules")
     assert (sent.media_edits, _published_alt_texts(world, "brandrules")) == ([], [["A cat"]])
     assert (await _media_row(world, media.id))["description"] == "A cat"
+
+
+@pytest.mark.parametrize("who", ["co-writer", "managed-owner"])
+async def test_new_alt_text_of_a_published_post_by_anyone_but_its_author_is_refused(
+    world: World, policy_dir: Path, who: str,
+) -> None:
+    """Mastodon.py's ``status_update(media_attributes=…)`` on alice's published post, sent by
+    carol, who also writes for the direct account (or, on a managed account, by its owner, who
+    only suggests): 403, and nothing changes, here or on the platform. An edit sent at once is its
+    author's alone: anyone else's words (alt text is read as words) would go out unasked."""
+    account, username, editor = "masto", "brand", "carol"
+    if who == "managed-owner":
+        account, username, editor = "mastoman", "brandman", "dave"
+        await _another_on_mastodon(world, policy_dir, account, username, """
+            tier: managed
+            owner: dave
+            writers: [alice]
+            suggesters: [dave]
+        """)
+    _, status, media = await _published_with_a_picture(world, account)
+    before = await world.gateway.snapshot()
+    theirs = await world.client(editor, account)
+    change = theirs.generate_media_edit_attributes(media, description="Not what alice wrote")
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(theirs.status_update, status, "A picture", media_attributes=[change])
+    assert caught.value.args[1] == 403, caught.value.args
+    assert await world.gateway.snapshot() == before
+    sent = _sent(world, username)
+    assert (sent.text, sent.media_edits, _published_alt_texts(world, username)) == ("A picture", [], [["A cat"]])
+    assert (await _media_row(world, media.id))["description"] == "A cat"
+    result = await _verify(world)
+    assert result.code == 0, result.text
 
 
 @pytest.mark.parametrize("form", [True, False], ids=["form", "json"])

@@ -226,6 +226,31 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert after == before
 
 
+async def test_a_custom_thumbnail_is_refused_and_changes_nothing(world: World, policy_dir: Path) -> None:
+    """Mastodon.py's ``media_update(thumbnail=…)`` (a file in the PUT's form) on an upload of an
+    approved co-signed post, and ``media_post(thumbnail=…)``: 422 saying Byline carries none, and
+    nothing changes (the upload, the post, the log) nor is stored. Before: 200, the file dropped
+    unread with the new alt text taken, and the app showed its person a thumbnail that never went
+    out."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
+    code, body = await world.gateway.act("bob", status.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    before = (await _media_row(world, media.id), await world.gateway.snapshot(), await _log(world, status.id))
+    refused = "Validation failed: Byline does not carry custom thumbnails"
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_update, media, description="Not what bob approved", thumbnail=PNG,
+                        thumbnail_mime_type="image/png")
+    assert caught.value.args[1:4:2] == (422, refused), caught.value.args
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_post, PNG, mime_type="image/png", description="A dog", thumbnail=PNG,
+                        thumbnail_mime_type="image/png")
+    assert caught.value.args[1:4:2] == (422, refused), caught.value.args
+    assert (await _media_row(world, media.id), await world.gateway.snapshot(), await _log(world, status.id)) == before
+
+
 async def test_only_the_uploader_may_change_it(world: World, policy_dir: Path) -> None:
     """Carol writes for the same account, and the app of another account is alice's own: both get
     404 for alice's upload, attached or not, and nothing changes."""

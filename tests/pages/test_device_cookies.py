@@ -6,6 +6,7 @@ proxy's ``X-Forwarded-For``)."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,8 +15,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from gateway.appkeys import APPENDER, PEOPLE
+from gateway.appkeys import APPENDER, DB, PEOPLE
 from gateway.clock import ManualClock
+from gateway.services.devices import DeviceCookies
+from gateway.services.keys import SIGNIN_FORMS, gateway_key
 from tests.clients.signin import form_of
 from tests.conftest import Gateway, started_gateway
 from tests.pages.conftest import password_of
@@ -153,6 +156,33 @@ async def test_another_persons_altered_or_expired_device_cookie_gives_no_exempti
         clock.advance(timedelta(days=180))
         assert (await _sign_in(client, base, "erin", password_of("erin"), address="203.0.113.41",
                                device=erins))[0] == 429
+
+
+async def test_a_device_cookie_under_another_key_or_from_the_future_gives_no_exemption(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """With erin's name locked, a cookie for erin well formed and MACed, but under another
+    gateway's key, under this gateway's key for its sign-in forms (a key a purpose), or under
+    this gateway's device key and dated more than a minute ahead of its clock, lets no browser
+    past it: each is refused (429) as no cookie is. erin's own does (303)."""
+    async with _gateway(db_url, policy_dir, clock) as (gw, client, base):
+        erins = await _device_of(client, base, "erin", address="203.0.113.21")
+        await _lock(client, base, "erin")
+        devices = gw.app[PEOPLE].devices
+        assert devices is not None
+        forged = {
+            "another gateway's key": DeviceCookies(key=secrets.token_bytes(32), clock=clock).issue("erin"),
+            "the sign-in form's key": DeviceCookies(key=await gateway_key(gw.app[DB], SIGNIN_FORMS),
+                                                    clock=clock).issue("erin"),
+            "dated ahead": DeviceCookies(key=devices.key, clock=ManualClock(clock.now() + timedelta(minutes=2))
+                                         ).issue("erin"),
+        }
+        for n, (what, device) in enumerate(forged.items()):
+            status, _ = await _sign_in(client, base, "erin", password_of("erin"), address=f"203.0.113.{70 + n}",
+                                       device=device)
+            assert status == 429, what
+        assert (await _sign_in(client, base, "erin", password_of("erin"), address="203.0.113.80",
+                               device=erins))[0] == 303
 
 
 async def test_wrong_passwords_with_a_device_cookie_lock_that_cookie(

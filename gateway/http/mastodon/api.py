@@ -227,7 +227,7 @@ async def update_media(request: web.Request) -> web.Response:
     attached to has not gone out."""
     auth = await _auth(request, "write:media")
     media_id = params.path_id(request)
-    change = params.media_edit(await params.read_params(request))
+    change = params.media_edit(await params.read_params(request), files=await params.files_sent(request))
     row = await _service(request).describe(auth, media_id, change)
     return json_answer(entities.media_entity(row, base_url(request)))
 

@@ -324,10 +324,27 @@ def focus(value: Any) -> tuple[float, float] | None:
     return point[0], point[1]
 
 
-def media_edit(params: dict[str, Any]) -> MediaEdit:
-    """``PUT /api/v1/media/:id`` parameters: what is left out stays as it is."""
-    if params.get("thumbnail") is not None:
-        raise BylineError(Code.VALIDATION, "Validation failed: Byline does not carry custom thumbnails")
+_NO_THUMBNAILS = "Validation failed: Byline does not carry custom thumbnails"
+
+
+async def files_sent(request: web.Request) -> frozenset[str]:
+    """The names of the files in the request's form (``read_params`` leaves them out): a file
+    Byline does not read must still be refused where taking the rest would tell the app it was
+    taken. Read after ``read_params``, whose reading of the form aiohttp keeps."""
+    if request.content_type != "multipart/form-data":
+        return frozenset()
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage):
+        raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
+    return frozenset(key for key, value in form.items() if not isinstance(value, str))
+
+
+def media_edit(params: dict[str, Any], *, files: frozenset[str] = frozenset()) -> MediaEdit:
+    """``PUT /api/v1/media/:id`` parameters: what is left out stays as it is. A thumbnail, as a
+    value or as a file of the form (``files``), is refused: Byline sends none to the platform."""
+    if params.get("thumbnail") is not None or "thumbnail" in files:
+        raise BylineError(Code.VALIDATION, _NO_THUMBNAILS)
     return MediaEdit(description=description(params.get("description")), focus=focus(params.get("focus")))
 
 
@@ -360,6 +377,9 @@ async def read_upload(request: web.Request) -> Upload:
                 alt_text = description(await _short_text(part, _TOO_LONG)) or None
             elif part.name == "focus":
                 point = focus(await _short_text(part, _FOCUS_REFUSED))
+            elif part.name == "thumbnail":
+                # Taken and dropped, the app would show its person a thumbnail that never goes out.
+                raise BylineError(Code.VALIDATION, _NO_THUMBNAILS)
             else:
                 await part.release()
     except (ValueError, AssertionError, BadHttpMessage):
