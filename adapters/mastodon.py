@@ -166,6 +166,8 @@ _RAW_PATH = re.compile(r"^/api/v[12]/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*$")
 
 def countable_text(text: str) -> str:
     """The text as Mastodon measures it: each URL as 23 characters, remote mentions short."""
+    if "://" not in text and "@" not in text:  # no URL (each has a scheme) and no mention: as it is
+        return text
 
     def url(match: re.Match[str]) -> str:
         found = match.group(0)

@@ -1,6 +1,7 @@
 """What a post costs, counted rather than timed: function calls a post, Byline against the proxy.
 
-``python -m bench.calls [--seconds S] [--connections N] [--database sqlite|postgresql] [--top K]``
+``python -m bench.calls [--seconds S] [--connections N] [--database sqlite|postgresql] [--top K]
+[--functions N]``
 
 Benchmark 1 (``bench/direct.py``) times Byline against a bare pass-through proxy, and its
 figures drift with whatever else the machine runs: other work on the cores moves both sides,
@@ -16,7 +17,9 @@ The difference between the two, over the posts that reached the stand-in meanwhi
 calls a post: startup and first use (imports, compiled patterns, policies read) fall out, as do
 the profiler's own timings, which are inflated and drift as any timing does. Batch sizes vary
 with the load, so the figure varies a little from run to run; it does not vary with the
-machine. It prints the two figures, their ratio, and where Byline's calls go, by package.
+machine. It prints the two figures, their ratio, and where Byline's calls go, by package;
+with ``--functions N``, also the N functions Byline called most a post (``file:line name`` for
+Python's, the name alone for C's), to see which of them a change should take out.
 """
 
 from __future__ import annotations
@@ -100,14 +103,36 @@ def _package(filename: str) -> str:
     return str(path.parent)
 
 
-def counted(before: Path, after: Path) -> Counter[str]:
-    """Calls by package made between two snapshots of one process."""
+def _function(filename: str, line: int, name: str) -> str:
+    """A function as the list names it: ``gateway/services/posts.py:120 submit`` for Byline's,
+    ``aiohttp/web_protocol.py:330 data_received`` for a library's (the path from its package
+    on), the path within the standard library for the standard library's, and the profiler's
+    own name for a C function (``<method 'get' of 'dict' objects>``), which has no file."""
+    if filename == "~":
+        return name
+    path = Path(filename)
+    parts = path.parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return f"{'/'.join(parts[parts.index(marker) + 1:])}:{line} {name}"
+    for root in (Path(__file__).resolve().parent.parent, Path(sysconfig.get_paths()["stdlib"])):
+        if path.is_relative_to(root):
+            return f"{path.relative_to(root).as_posix()}:{line} {name}"
+    return f"{filename}:{line} {name}"
+
+
+Function = tuple[str, int, str]
+"""A function as the profiler keys it: its file (``~`` for C), its first line, its name."""
+
+
+def counted(before: Path, after: Path) -> Counter[Function]:
+    """Calls by function made between two snapshots of one process."""
     then = pstats.Stats(str(before)).stats  # type: ignore[attr-defined]
     now = pstats.Stats(str(after)).stats  # type: ignore[attr-defined]
-    calls: Counter[str] = Counter()
+    calls: Counter[Function] = Counter()
     for key, (_, ncalls, *_rest) in now.items():
         old = then.get(key)
-        calls[_package(key[0])] += ncalls - (old[1] if old is not None else 0)
+        calls[key] = ncalls - (old[1] if old is not None else 0)
     return +calls  # those called meanwhile
 
 
@@ -115,13 +140,21 @@ def counted(before: Path, after: Path) -> Counter[str]:
 class Side:
     """One target's calls over one load."""
 
-    calls: Counter[str]
+    functions: Counter[Function]
     posts: int
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Its calls by whose function was called (``_package``)."""
+        packages: Counter[str] = Counter()
+        for (filename, _, _), n in self.functions.items():
+            packages[_package(filename)] += n
+        return packages
 
     @property
     def per_post(self) -> float:
         """All its calls, over the posts that reached the stand-in."""
-        return sum(self.calls.values()) / self.posts if self.posts else 0.0
+        return self.functions.total() / self.posts if self.posts else 0.0
 
 
 class _Profiled(direct.Process):
@@ -156,7 +189,7 @@ async def _side(session: aiohttp.ClientSession, standin: direct.Process, target:
     await direct.measure(session, standin, target.base, tokens, connections=connections, seconds=seconds,
                          wait_drain=30 if drain else None)
     posts = await direct._count(session, standin) - start
-    return Side(calls=counted(before, await target.snapshot()), posts=posts)
+    return Side(functions=counted(before, await target.snapshot()), posts=posts)
 
 
 async def measure(database_url: str, workdir: Path, *, seconds: float, connections: int,
@@ -196,8 +229,9 @@ async def measure(database_url: str, workdir: Path, *, seconds: float, connectio
             process.stop()
 
 
-def report(bare: Side, mine: Side, *, top: int) -> list[str]:
-    """The two figures, their ratio, and where Byline's calls go."""
+def report(bare: Side, mine: Side, *, top: int, functions: int = 0) -> list[str]:
+    """The two figures, their ratio, and where Byline's calls go: by package (the ``top`` with
+    half a call a post or more), and the ``functions`` it called most a post."""
     lines = [
         f"  bare proxy  {bare.per_post:7,.0f} calls a request  ({bare.posts:,} posts reached the stand-in)",
         f"  Byline      {mine.per_post:7,.0f} calls a post     ({mine.posts:,} posts reached the stand-in)",
@@ -207,10 +241,14 @@ def report(bare: Side, mine: Side, *, top: int) -> list[str]:
     for package, calls in mine.calls.most_common(top):
         if mine.posts and calls / mine.posts >= 0.5:
             lines.append(f"    {calls / mine.posts:7,.1f}  {package}")
+    if functions and mine.posts:
+        lines.append(f"  Byline's {functions} functions called most a post:")
+        for key, calls in mine.functions.most_common(functions):
+            lines.append(f"    {calls / mine.posts:7,.1f}  {_function(*key)}")
     return lines
 
 
-async def bench(*, database: str, seconds: float, connections: int, top: int) -> list[str]:
+async def bench(*, database: str, seconds: float, connections: int, top: int, functions: int = 0) -> list[str]:
     """One measurement on ``database``; the report's lines."""
     direct.ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="byline-bench-calls-") as tmp:
@@ -225,7 +263,7 @@ async def bench(*, database: str, seconds: float, connections: int, top: int) ->
                 bare, mine = await measure(url, workdir, seconds=seconds, connections=connections)
     head = f"calls a post on {'SQLite' if database == 'sqlite' else 'PostgreSQL'}, {connections} connections, " \
            f"{seconds:g} s, Byline with one worker:"
-    return [head, *report(bare, mine, top=top)]
+    return [head, *report(bare, mine, top=top, functions=functions)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,9 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64, help="wrk's connections (default 64)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--top", type=int, default=25, help="packages listed (default 25)")
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="also list the N functions Byline called most a post (default none)")
     args = parser.parse_args(argv)
     for line in asyncio.run(bench(database=args.database, seconds=args.seconds, connections=args.connections,
-                                  top=args.top)):
+                                  top=args.top, functions=args.functions)):
         print(line)
     return 0
 

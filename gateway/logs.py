@@ -39,6 +39,15 @@ def _timestamp(_logger: Any, _method: str, event: Any) -> Any:
     return event
 
 
+def _exc_info(logger: Any, method: str, event: Any) -> Any:
+    """structlog's ``format_exc_info`` for the lines that carry an exception: it takes
+    ``exc_info`` out and writes the ``exception``, and leaves a line without one as it is, but
+    after five calls (two lines a post, neither with one)."""
+    if "exc_info" not in event:
+        return event
+    return structlog.processors.format_exc_info(logger, method, event)
+
+
 def _worker(_logger: Any, _method: str, event: Any) -> Any:
     """Which worker logged the line, when ``byline serve`` runs several (``gateway.workers``)."""
     if workers.current is not None:
@@ -71,7 +80,7 @@ def configure(*, level: str = "info", fmt: str = "console") -> None:
             _worker,
             structlog.processors.add_log_level,
             _timestamp,
-            structlog.processors.format_exc_info,
+            _exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

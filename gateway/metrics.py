@@ -225,7 +225,7 @@ class Metrics:
 
     def post_event(self, loaded: LoadedPolicy | None, event: str, state: str) -> None:
         """A post change committed: ``event`` as the log names it, ``state`` where it left the post."""
-        tier = loaded.policy.tier.value if loaded is not None else _NO_POLICY
+        tier = str(loaded.policy.tier) if loaded is not None else _NO_POLICY  # its value, without enum's property
         self.post_events.add((tier, event, str(state)))
 
     def published(self, loaded: LoadedPolicy | None, seconds: float) -> None:

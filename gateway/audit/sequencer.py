@@ -134,7 +134,7 @@ class LogTxn:
     ) -> int:
         """Append one event; it commits with the rest of the work or not at all."""
         if chain is None and post:
-            chain = post_chain(post)
+            chain = f"post:{post}"  # post_chain(post), without a call an entry
         if data is None:
             data = {}
         idx = self._next
@@ -166,11 +166,7 @@ class LogTxn:
         entries = self._entries
         entries.leaf_hashes.append(leaf)
         entries.entries.append(raw)
-        entries.types.append(type)
-        entries.chains.append(chain)
-        entries.post_ids.append(post)
-        entries.accounts.append(account)
-        entries.actors.append(actor)
+        entries.details.append((type, chain, post, account, actor))
         if chain is not None:
             self._chains[chain] = (idx, leaf)
         self._next = idx + 1
@@ -193,11 +189,7 @@ class LogTxn:
             committed = self._loose.pop(digest, None)
             if committed is not None:
                 salt, text = committed
-                texts = self._texts
-                texts.idx.append(idx)
-                texts.text_hashes.append(digest)
-                texts.salts.append(salt)
-                texts.texts.append(text)
+                self._texts.texts.append((idx, digest, salt, text))
 
     def commit_text(self, text: str) -> str:
         """Commit to a text: return its salted hash, for the data of the entry appended next.

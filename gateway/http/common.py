@@ -115,6 +115,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def gateway_app(request: web.Request) -> web.Application:
+    """The gateway's own application, which keeps its services (``make_app``), from a handler
+    of any surface mounted in it: the first of the applications that handle the request
+    (aiohttp's ``match_info.apps``). ``request.config_dict`` finds what it keeps too, through a
+    chain of the applications made anew at each look: a dozen calls, on every post's path."""
+    return request.match_info.apps[0]
+
+
 def gone(request: web.Request) -> bool:
     """Whether the request's connection is closed or closing: an answer can no longer reach it."""
     transport = request.transport

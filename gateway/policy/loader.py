@@ -8,6 +8,7 @@ in force, with the error kept for the API and the logs.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import hmac
 import os
@@ -277,6 +278,7 @@ def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPoli
     return load_bytes(path, raw, rules=rules)
 
 
+@functools.lru_cache(maxsize=1024)  # pure; the accounts' addresses are read again each second
 def _endpoint(url: str) -> str:
     """A platform address as one server: scheme and host in lower case, no default port, no
     trailing slash (``HTTPS://Social.Example/`` and ``https://social.example:443`` are one)."""
@@ -299,6 +301,7 @@ _TOKEN_KEY: Final = secrets.token_bytes(32)
 without keeping them: made afresh at every start, never stored or shown."""
 
 
+@functools.lru_cache(maxsize=1024)  # pure, as _endpoint
 def _reference(credentials: str, directory: Path) -> str:
     """A credential reference as the secret it names: a ``file:`` path made absolute from the
     policy directory and normalized (``file:secrets/a`` and ``file:./secrets/a`` are one)."""

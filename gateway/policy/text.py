@@ -78,6 +78,8 @@ class MatchText:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        if text.isascii():  # its visible and folded forms are the text itself (see those forms)
+            self.visible = self.folded = text
 
     @cached_property
     def visible(self) -> str:
@@ -137,6 +139,9 @@ def mastodon_length(text: str) -> int:
     ``mb_chars.grapheme_length``: grapheme clusters. (The content warning counts too; it is
     not part of the text checked here.)
     """
+    if "://" not in text and "@" not in text:
+        # Every URL it counts has a scheme, and every mention an @: nothing to count apart.
+        return grapheme_length(text)
     pieces: list[str] = []
     position = 0
     for start, end in find_urls(text, MASTODON_URLS):

@@ -134,6 +134,8 @@ async def stored_content(
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """:func:`content_sha256` of a post's options, its uploads as ``txn`` reads them, and those
     uploads as :func:`described`."""
+    if not options:  # nearly every post: it carries nothing but its words, and no uploads
+        return None, []
     ids = options.get("media_ids") or ()
     rows = await media_sql.info(txn, list(ids)) if ids else []
     return content_sha256(options, rows, salt=salt, scheme=scheme), described(options, rows)

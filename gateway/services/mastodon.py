@@ -326,7 +326,8 @@ class MastodonService:
         if not token:
             await self._identity.authenticate(token)  # says what is missing, as it says it
         assert token is not None
-        caller, app = await self._identity.authenticate_app(token)  # one read: the token with its app
+        token_hash = hash_token(token)
+        caller, app = await self._identity.authenticate_app(token, token_hash=token_hash)  # one read: with its app
         if scope is not None and not caller.may(scope) and (or_scope is None or not caller.may(or_scope)):
             raise BylineError(Code.FORBIDDEN, "This action is outside the authorized scopes")
         account = caller.account
@@ -349,7 +350,7 @@ class MastodonService:
             # account's own credential) and writes nothing, as a new sign-in would not be offered it.
             raise BylineError(Code.FORBIDDEN, f"{caller.user} no longer has a role on {account}")
         return ClientAuth(caller=Caller(user=caller.user, account=account, scopes=caller.scopes), account=account,
-                          token_hash=hash_token(token), app_name=app.name if app else None,
+                          token_hash=token_hash, app_name=app.name if app else None,
                           client_id=app.client_id if app else None)
 
     async def maybe_authenticate(self, token: str | None) -> ClientAuth | None:

@@ -12,6 +12,7 @@ credential is known to be, or may be, for the same platform account (:meth:`Plat
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib
 import os
@@ -68,6 +69,7 @@ def carries(platform: str) -> Carries:
     return found
 
 
+@functools.cache  # three platforms; asked at every post and adapter made
 def _adapter_class(platform: str) -> Any:
     module_name, _, cls_name = ADAPTERS[platform].partition(":")
     return getattr(importlib.import_module(module_name), cls_name)

@@ -143,6 +143,8 @@ class PostOptions:
         return out
 
 
+_STORED_AS: Final = {outcome: State(outcome.value).value for outcome in Outcome}
+"""The state a new post is stored in for each outcome, as its row and its entry write it."""
 REPLY_AWAITED: Final = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
 """States of a post a reply may wait for: it goes out later, by itself or once decided."""
 REPLY_PARENT_STATES: Final = frozenset({*REPLY_AWAITED, State.PUBLISHED})
@@ -529,7 +531,7 @@ class PostService:
             adopted_from=None, alongside=alongside, at_once=at_once,
         )
         post, claim = await self.appender.submit(work)
-        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome)
         if claim is not None and at_once is not None:
             at_once.send(claim)
         else:
@@ -593,7 +595,7 @@ class PostService:
         post_id = new_post_id()
 
         async def work(ltx: LogTxn) -> tuple[PostRecord, Any | None]:
-            state = State(decision.outcome.value)
+            state = _STORED_AS[decision.outcome]
             gate = decision.gate
             expires = (
                 ltx.now + duration_micros(gate.expire_after) if gate else None
@@ -601,9 +603,11 @@ class PostService:
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
             # The policy may have changed (here or on another gateway) while the post was being
             # decided: then nothing is stored, and it is decided again under the version in force.
-            post = PostRecord(
-                id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state.value,
-                version=1, text=text, options=options.to_json(), reasons=tuple(r.to_json() for r in decision.reasons),
+            # Its fields kept, for the row stored claimed below: one record made, not one copied.
+            fields: dict[str, Any] = dict(
+                id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state,
+                version=1, text=text, options=options.to_json(),
+                reasons=tuple(r.to_json() for r in decision.reasons) if decision.reasons else (),
                 approvers=tuple(UserName(a) for a in gate.approvers) if gate else (),
                 required=gate.required if gate else 0, requested_at=to_micros(requested) if requested else None,
                 publish_at=publish_at, expires_at=None if expires is None else Micros(expires),
@@ -612,6 +616,7 @@ class PostService:
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
                 content_scheme=scheme_for(focal_points=carries(policy.platform).focal_points),
             )
+            post = PostRecord(**fields)
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
                 # cancel that committed meanwhile, here or on another gateway), its end took the
@@ -624,7 +629,7 @@ class PostService:
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
             early = None if at_once is None or options.media_ids else await at_once.plan(
                 ltx, post, policy_sha256=loaded.sha256)
-            stored = post if early is None else replace(post, **early.changes)
+            stored = post if early is None else PostRecord(**{**fields, **early.changes})
             # Held, where nothing of this work's needs it stored before the batch's next statement
             # (no uploads to attach): it goes in with the other new posts of the batch, in one
             # statement on PostgreSQL, where each was a round trip the batch waited for.
@@ -648,12 +653,12 @@ class PostService:
                 data={
                     "version": 1,
                     "text_hash": ltx.commit_text(text),
-                    "state": state.value,
-                    "reasons": [r.to_json() for r in decision.reasons],
+                    "state": state,
+                    "reasons": [r.to_json() for r in decision.reasons] if decision.reasons else [],
                     "approvers": list(gate.approvers) if gate else [],
                     "required": gate.required if gate else 0,
-                    "publish_at": iso(publish_at),
-                    "expires_at": iso(expires),
+                    "publish_at": None if publish_at is None else iso(publish_at),
+                    "expires_at": None if expires is None else iso(expires),
                     "suggested_by": suggested_by,
                     "adopted_from": adopted_from,
                     "policy_sha256": loaded.sha256,
@@ -981,7 +986,7 @@ class PostService:
 
         new_id = await self.appender.submit(work)
         self.metrics.post_event(loaded, "post.adopted", State.ADOPTED)
-        self.metrics.post_event(loaded, "post.submitted", decision.outcome.value)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome)
         self.wake_publisher()
         return await self.view(caller, new_id)
 
@@ -1453,12 +1458,13 @@ class PostService:
                entries: list[Row] | None = None) -> PostView:
         """``post``'s view for ``caller``, who must be allowed to see it (or 403/404)."""
         auditing = caller.user in self.auditors and caller.account is None
-        if self.policies.get(post.account) is None and caller.user == post.author:
+        loaded = self.policies.get(post.account)  # the one in force throughout: nothing here awaits
+        if loaded is None and caller.user == post.author:
             # Without a policy in force, the post's author still sees what they wrote.
             check_account_binding(caller, post.account)
         elif not auditing:
-            self._authorize(caller, post, Act.VIEW)
-        return post_view(post, versions, decisions, entries, self.policies.get(post.account))
+            authorize(loaded, caller, post, Act.VIEW)
+        return post_view(post, versions, decisions, entries, loaded)
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,

@@ -37,7 +37,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -395,8 +395,8 @@ class _Claims:
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
         # claiming the post again does not use up its retry budget, only a platform's refusal does.
         attempt = row.attempts if stale else row.attempts + 1
-        change = sql.Change(post_id, state.value, version, {
-            "state": transition(state, Action.CLAIM).value, "attempts": attempt,
+        change = sql.Change(post_id, row.state, version, {
+            "state": str(transition(state, Action.CLAIM)), "attempts": attempt,
             "lease_until": ltx.now + self._lease, "idempotency_key": key,
             "published_text": text, "sent_content": content or "", "updated_at": ltx.now,
             "first_attempt_at": row.first_attempt_at or ltx.now, **reply,
@@ -749,7 +749,7 @@ class Publisher:
         publisher has its fill of claims, or the policy in force here is no longer the one the
         post was decided under (``policy_sha256``). The publisher's own state is only read: the
         work may run again."""
-        if (self._task is None or row.state != State.SCHEDULED.value or "reply_to_post" in row.options
+        if (self._task is None or row.state != State.SCHEDULED or "reply_to_post" in row.options
                 or row.account in self._platforms.unhealthy or len(self._sending) >= _IN_FLIGHT
                 or self._claimed.get(row.account, 0) >= _PER_ACCOUNT):
             return None
@@ -887,27 +887,15 @@ class Publisher:
         has answered (or failed), before the outcome is committed."""
         log = logger.bind(post_id=claim.post_id, account=claim.account, attempt=claim.attempt)
         loaded = self._policies.get(claim.account)
-        outbound = OutboundPost(
-            post_id=claim.post_id, idempotency_key=claim.key, text=claim.text,
-            reply_to=claim.options.get("reply_to"), spoiler_text=claim.options.get("spoiler_text"),
-            sensitive=bool(claim.options.get("sensitive", False)),
-            language=claim.options.get("language"), visibility=claim.options.get("visibility"),
-            first_attempt_at=from_micros(claim.first_attempt_at),
-            created_at=claim.options.get("created_at"), embed=claim.options.get("embed"),
-            self_labels=claim.options.get("self_labels"), facets=claim.options.get("facets"),
-            record_url=record_url(self._platforms.public_url, claim.post_id),
-            record_key=claim.options.get("record_key"), gates=claim.options.get("gates"),
-        )
         budget = loaded.policy.retry_attempts if loaded else 0
         try:
             if loaded is None:
                 raise AdapterError("the account has no policy in force", retryable=True)
             adapter = self._platforms.adapter_for(loaded)
-            if claim.options.get("media_ids"):
-                outbound = replace(outbound, media=await self._media(claim))
+            media = await self._media(claim) if claim.options.get("media_ids") else ()
             result: PublishResult | None = None
             if claim.recovering:
-                result = await adapter.find_existing(outbound)
+                result = await adapter.find_existing(self._outbound(claim, media=media))
                 if result is not None:
                     log.info("publish_recovered", remote_id=result.remote_id)
             found = result is not None
@@ -919,7 +907,8 @@ class Publisher:
                 # up, after an inline wait): another policy file found meanwhile to speak for
                 # the account (a reread, another account's check) stops it there. Known
                 # already, it costs a lookup, no question to the platform.
-                outbound = replace(outbound, ready=functools.partial(self._platforms.cleared, loaded, adapter=adapter))
+                outbound = self._outbound(claim, media=media, ready=functools.partial(
+                    self._platforms.cleared, loaded, adapter=adapter))
                 result = await self._publish_with_retries(adapter, outbound)
         except AccountHeld as exc:
             # Another policy file may speak for the account: nothing goes out, and the post
@@ -986,6 +975,24 @@ class Publisher:
         log.info("published", remote_id=result.remote_id)
         if claim.post_id in self._awaiting:
             await self._bring_replies_forward(claim.post_id)
+
+    def _outbound(self, claim: Claim, *, media: tuple[MediaItem, ...],
+                  ready: Callable[[], Awaitable[None]] | None = None) -> OutboundPost:
+        """What the adapter is asked to publish for ``claim``: its words, its options, its
+        uploads (``media``) and the caller's last word (``ready``, see ``OutboundPost``)."""
+        options = claim.options
+        common: dict[str, Any] = dict(post_id=claim.post_id, idempotency_key=claim.key, text=claim.text, media=media,
+                      first_attempt_at=from_micros(claim.first_attempt_at),
+                      record_url=record_url(self._platforms.public_url, claim.post_id), ready=ready)
+        if not options:  # most posts: every option as OutboundPost leaves it, without a lookup each
+            return OutboundPost(**common)
+        return OutboundPost(
+            **common, reply_to=options.get("reply_to"), spoiler_text=options.get("spoiler_text"),
+            sensitive=bool(options.get("sensitive", False)), language=options.get("language"),
+            visibility=options.get("visibility"), created_at=options.get("created_at"),
+            embed=options.get("embed"), self_labels=options.get("self_labels"), facets=options.get("facets"),
+            record_key=options.get("record_key"), gates=options.get("gates"),
+        )
 
     def _look_again(self, claim: Claim, error: str) -> None:
         """A recovered claim only looked for (``Claim.looks_only``) whose platform could not say
@@ -1124,9 +1131,10 @@ class Publisher:
             # Only a post still publishing at the claimed version may be marked published, and the
             # compare-and-set says whether it is: no read first.
             new_state = transition(State.PUBLISHING, Action.PUBLISHED).value
+            publishing = State.PUBLISHING.value
             heads: dict[str, tuple[int, bytes] | None] = {}
             recorded = await sql.compare_and_set_many(ltx.txn, [
-                sql.Change(claim.post_id, State.PUBLISHING.value, claim.version, {
+                sql.Change(claim.post_id, publishing, claim.version, {
                     "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
                     "lease_until": None, "last_error": None, "updated_at": ltx.now,
                 })

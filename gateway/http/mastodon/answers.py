@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from gateway.appkeys import SETTINGS
+from gateway.http.common import gateway_app
 from gateway.services.mastodon import Raw
 
 
@@ -32,5 +33,5 @@ def raw_answer(answer: Raw) -> web.Response:
 
 def base_url(request: web.Request) -> str:
     """Where apps reach this gateway: ``BYLINE_PUBLIC_URL``, or the host they asked."""
-    configured = request.config_dict[SETTINGS].public_url
+    configured = gateway_app(request)[SETTINGS].public_url
     return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.appkeys import MASTODON, OAUTH, POSTS
 from gateway.errors import BylineError, Code
-from gateway.http.common import bearer
+from gateway.http.common import bearer, gateway_app
 from gateway.http.mastodon import entities, params
 from gateway.http.mastodon.answers import base_url, json_answer, raw_answer
 from gateway.services.mastodon import (
@@ -44,7 +44,7 @@ _MISSING_PICTURE = resources.files("gateway.http").joinpath("static", "missing.p
 
 
 def _service(request: web.Request) -> MastodonService:
-    return request.config_dict[MASTODON]
+    return gateway_app(request)[MASTODON]
 
 
 def _reads(request: web.Request) -> MastodonReads:

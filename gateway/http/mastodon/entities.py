@@ -29,6 +29,8 @@ def _ms(value: str | None) -> str | None:
 
 def _content(text: str) -> str:
     """Plain text as Mastodon renders it: paragraphs in ``<p>``, line breaks ``<br />``."""
+    if "\n" not in text:  # one paragraph of one line, as most posts are
+        return "<p>" + escape(text) + "</p>" if text.strip() else ""
     paragraphs = [p for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
     return "".join("<p>" + "<br />".join(escape(line) for line in p.split("\n")) + "</p>"
                    for p in paragraphs)

@@ -73,7 +73,8 @@ def _merge_hash(params: dict[str, Any], indexed: dict[str, dict[str, dict[str, s
 async def read_params(request: web.Request) -> dict[str, Any]:
     """The request's parameters: the query, then the body (JSON, urlencoded or multipart)."""
     params: dict[str, Any] = {}
-    _merge(params, request.query.items())
+    if request.query_string:  # a post's has none: nothing to parse
+        _merge(params, request.query.items())
     if not request.body_exists:
         return params
     if request.content_type == "application/json":

@@ -11,9 +11,8 @@ committed, or to have failed, the writer has the queue answer the batch's caller
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.storage.db import Row, Txn
 
@@ -32,15 +31,23 @@ TextRow = tuple[int, str, bytes, str]
 """A row of ``log_texts``: idx, text_hash, salt, text."""
 
 
+EntryDetails = tuple[str, str | None, str | None, str | None, str]
+"""What one entry records besides its bytes, as ``log_entries`` keeps it beside them: type,
+chain, post_id, account, actor."""
+
+
 @dataclass(frozen=True, slots=True)
 class PendingEntries:
-    """Log entries sequenced but not yet stored: the rows a batch adds to ``log_entries``,
-    column by column. They are numbered from ``first`` on, and share the batch's time ``ts``.
+    """Log entries sequenced but not yet stored: the rows a batch adds to ``log_entries``.
+    They are numbered from ``first`` on, and share the batch's time ``ts``.
 
-    Columns rather than an object an entry: such an object (a dataclass, a named tuple) stays
+    Each entry's leaf hash and bytes in a column of their own (the sequencer links entries in
+    place, and the tree grows by the leaves), the rest in a tuple an entry (``details``): one
+    append an entry where it was one a column, and the columns are made once a batch. Plain
+    tuples rather than an object an entry: such an object (a dataclass, a named tuple) stays
     tracked by the garbage collector, which walks it at every collection while its batch
     lives, where a tuple of plain values is let go at the first; measured on the appender's
-    hot path, an object an entry cost about 0.5 µs of an append's 6 µs, the columns nothing.
+    hot path, an object an entry cost about 0.5 µs of an append's 6 µs, the tuples nothing.
     """
 
     first: int
@@ -48,40 +55,66 @@ class PendingEntries:
     leaf_hashes: list[bytes] = field(default_factory=list)
     entries: list[bytes] = field(default_factory=list)
     """Each entry's bytes, as logged."""
-    types: list[str] = field(default_factory=list)
-    chains: list[str | None] = field(default_factory=list)
-    post_ids: list[str | None] = field(default_factory=list)
-    accounts: list[str | None] = field(default_factory=list)
-    actors: list[str] = field(default_factory=list)
-    """Who did what each entry records (its ``actor``): the audit page finds a person's acts by it."""
+    details: list[EntryDetails] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.leaf_hashes)
 
+    def _column(self, n: int) -> list[Any]:
+        return [d[n] for d in self.details]
+
+    @property
+    def types(self) -> list[str]:
+        """Each entry's type."""
+        return self._column(0)
+
+    @property
+    def chains(self) -> list[str | None]:
+        """Each entry's chain (``sequencer.post_chain`` for a post's)."""
+        return self._column(1)
+
+    @property
+    def post_ids(self) -> list[str | None]:
+        """Each entry's post."""
+        return self._column(2)
+
+    @property
+    def accounts(self) -> list[str | None]:
+        """Each entry's account."""
+        return self._column(3)
+
+    @property
+    def actors(self) -> list[str]:
+        """Who did what each entry records (its ``actor``): the audit page finds a person's acts by it."""
+        return self._column(4)
+
     def rows(self) -> list[EntryRow]:
         """The rows, their columns in the order of ``INSERT_ENTRIES``."""
         n = len(self.leaf_hashes)
-        return list(zip(range(self.first, self.first + n), self.leaf_hashes, self.entries, self.types, self.chains,
-                        self.post_ids, self.accounts, self.actors, itertools.repeat(self.ts, n), strict=True))
+        return [(idx, leaf, entry, *details, self.ts) for idx, leaf, entry, details in
+                zip(range(self.first, self.first + n), self.leaf_hashes, self.entries, self.details, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
 class PendingTexts:
-    """Committed texts to keep beside the log: the rows a batch adds to ``log_texts``, column
-    by column (see :class:`PendingEntries`)."""
+    """Committed texts to keep beside the log: the rows a batch adds to ``log_texts``, a tuple
+    a text (see :class:`PendingEntries`)."""
 
-    idx: list[int] = field(default_factory=list)
-    """The index of the entry whose ``data["text_hash"]`` carries each commitment."""
-    text_hashes: list[str] = field(default_factory=list)
-    salts: list[bytes] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
+    texts: list[TextRow] = field(default_factory=list)
+    """Each text's row: the index of the entry whose ``data["text_hash"]`` carries its
+    commitment, the commitment, its salt and the text."""
 
     def __len__(self) -> int:
-        return len(self.idx)
+        return len(self.texts)
+
+    def columns(self) -> tuple[list[int], list[str], list[bytes], list[str]]:
+        """The rows' columns, in the order of ``INSERT_TEXTS``."""
+        return ([t[0] for t in self.texts], [t[1] for t in self.texts], [t[2] for t in self.texts],
+                [t[3] for t in self.texts])
 
     def rows(self) -> list[TextRow]:
         """The rows, their columns in the order of ``INSERT_TEXTS``."""
-        return list(zip(self.idx, self.text_hashes, self.salts, self.texts, strict=True))
+        return list(self.texts)
 
 
 @dataclass(frozen=True, slots=True)

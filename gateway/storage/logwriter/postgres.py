@@ -81,7 +81,7 @@ class PostgresLogWriter:
             WRITE, entries.ts,
             list(range(entries.first, entries.first + n)), entries.leaf_hashes, entries.entries, entries.types,
             entries.chains, entries.post_ids, entries.accounts, entries.actors,
-            texts.idx, texts.text_hashes, texts.salts, texts.texts,
+            *texts.columns(),
             [node[0] for node in nodes], [node[1] for node in nodes], [node[2] for node in nodes],
             growth.tree.size, growth.root, growth.tree.frontier,
         )
