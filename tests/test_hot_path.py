@@ -156,20 +156,3 @@ def test_the_mastodon_adapter_does_not_look_for_urls_in_a_plain_text(monkeypatch
     monkeypatch.setattr(mastodon, "_URL_RE", None)
     monkeypatch.setattr(mastodon, "_REMOTE_MENTION_RE", None)
     assert mastodon.status_length("Benchmark post number 12", None) == 24
-
-
-def test_roles_are_worked_out_once_a_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A person's roles under one policy are worked out once, however often a post asks; a
-    policy read again (a writer taken off) is another, and its roles are its own."""
-    import gateway.policy.engine as engine
-    from gateway.policy.engine import Role, roles
-
-    text = "account: hot-roles\nplatform: sandbox\ntier: direct\nowner: alice\nwriters: [bob]\n"
-    first = parse_policy(text, name="hot-roles.yaml", expected_account="hot-roles")
-    assert roles(first, "bob") == {Role.WRITER}
-    with monkeypatch.context() as patched:
-        patched.setattr(engine, "_roles", _fails)
-        assert roles(first, "bob") == {Role.WRITER}
-    reread = parse_policy(text.replace("writers: [bob]", "writers: [carol]"), name="hot-roles.yaml",
-                          expected_account="hot-roles")
-    assert (roles(reread, "bob"), roles(reread, "carol")) == (frozenset(), frozenset({Role.WRITER}))

@@ -21,26 +21,8 @@ class Role(StrEnum):
     SUGGESTER = "suggester"
 
 
-_ROLES: dict[tuple[int, str], tuple[Policy, frozenset[Role]]] = {}
-"""What :func:`roles` found, by policy and person. A policy never changes once read (a frozen
-model whose people are tuples): a change is another policy. Each is kept with its answer, so
-that no other takes its id while it is here; at most ``_ROLES_KEPT`` answers are kept."""
-_ROLES_KEPT = 4096
-
-
 def roles(policy: Policy, user: str) -> frozenset[Role]:
-    """Every role ``user`` holds on the account (a post asks for its author's five times)."""
-    known = _ROLES.get((id(policy), user))
-    if known is not None and known[0] is policy:
-        return known[1]
-    held = _roles(policy, user)
-    if len(_ROLES) >= _ROLES_KEPT:
-        _ROLES.clear()
-    _ROLES[(id(policy), user)] = (policy, held)
-    return held
-
-
-def _roles(policy: Policy, user: str) -> frozenset[Role]:
+    """Every role ``user`` holds on the account."""
     found: set[Role] = set()
     if user == policy.owner:
         found.add(Role.OWNER)
