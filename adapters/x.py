@@ -47,26 +47,19 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import json
 import re
 import unicodedata
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import oauthlib.oauth1
 import re2
-
-with warnings.catch_warnings():
-    # twitter-text-parser loads its emoji list through pkg_resources, which newer setuptools
-    # deprecates with a warning at import; only its TLD lists are used here.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    warnings.simplefilter("ignore", UserWarning)
-    from twitter_text.regexp.valid_cctld import valid_cctld
-    from twitter_text.regexp.valid_gtld import valid_gtld
 
 from adapters._http import (
     Clock,
@@ -189,9 +182,28 @@ def _text_weight(text: str) -> int:
 # tests/test_lengths.py compares the counts with twitter-text-parser's own on ordinary text.
 
 
+def _tld_pattern(name: str) -> re.Pattern[str]:
+    """twitter-text's compiled list of top-level domains ``name`` (``valid_gtld``,
+    ``valid_cctld``), read from its one-line module without importing the package: the
+    package's ``__init__`` compiles every other rule it has and loads its emoji list through
+    pkg_resources, a third of a second that every `byline` command paid at start for two
+    lists."""
+    package = importlib.util.find_spec("twitter_text")
+    assert package is not None and package.submodule_search_locations, "twitter-text-parser is not installed"
+    path = Path(next(iter(package.submodule_search_locations))) / "regexp" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_byline_twitter_text_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pattern = getattr(module, name)
+    assert isinstance(pattern, re.Pattern), (path, pattern)
+    return pattern
+
+
+
 def _tlds() -> str:
     names: list[str] = []
-    for compiled in (valid_gtld, valid_cctld):
+    for compiled in (_tld_pattern("valid_gtld"), _tld_pattern("valid_cctld")):
         # "(?:(?:tld|tld|…)(?=[^0-9a-zA-Z@+-]|$))": the list without twitter-text's lookahead.
         inner = compiled.pattern.removeprefix("(?:(?:").split(")(?=", 1)[0]
         names += inner.split("|")

@@ -17,7 +17,7 @@ import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from prometheus_client import CollectorRegistry, Gauge
@@ -25,9 +25,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from gateway.clock import Clock, now_micros
-from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.storage import metrics as sql
 from gateway.storage.db import Database
+
+if TYPE_CHECKING:
+    # Named in annotations only: the policy loader brings every platform adapter with it, and
+    # commands that count into no metrics (`byline user`) should start without them.
+    from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 """The text exposition format ``generate_latest`` writes."""

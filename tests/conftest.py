@@ -400,6 +400,27 @@ class started_gateway:
         await self._client.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> Iterator[None]:
+    """Passwords hashed in the tests' own process take an argon2id hash of the smallest cost,
+    and the decoy that unknown names are checked against is one too, so each sign-in costs a
+    millisecond rather than a fifth of a second. Hashes made earlier keep their own cost
+    (argon2 reads it from the hash), `byline` commands and servers run as subprocesses hash
+    at Byline's own cost, and tests/test_people_cli.py checks that cost in the hashes they
+    store."""
+    from argon2 import PasswordHasher, Type
+
+    from gateway.services import people
+
+    strong, decoy = people._HASHER, people._DECOY
+    people._HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID)
+    people._DECOY = people._HASHER.hash(secrets.token_urlsafe(16))
+    try:
+        yield
+    finally:
+        people._HASHER, people._DECOY = strong, decoy
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_byline_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests build their own settings; a developer's BYLINE_* variables must not leak in."""

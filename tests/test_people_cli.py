@@ -23,6 +23,10 @@ async def _row(db_url: str, name: str) -> dict[str, object] | None:
         await db.close()
 
 
+STRONG = "$argon2id$v=19$m=65536,t=3,p=4$"
+"""How every password hash Byline makes starts: argon2id at its strong default cost."""
+
+
 async def _signs_in(db_url: str, name: str, password: str) -> bool:
     db = await open_database(db_url)
     try:
@@ -45,6 +49,9 @@ async def test_an_admin_adds_a_person_who_then_signs_in(db_url: str, tmp_path: P
     row = await _row(db_url, "alice")
     assert row is not None and row["email"] == "alice@example.org"
     assert str(row["password_hash"]).startswith("$argon2id$") and "a-long-enough-password" not in str(row)
+    # Byline's own cost (RFC 9106's second choice: 64 MiB, 3 passes, 4 lanes), whatever hasher
+    # the tests' own process uses to save time (tests/conftest.py).
+    assert str(row["password_hash"]).startswith(STRONG), row["password_hash"]
     assert await _signs_in(db_url, "alice", "a-long-enough-password")
 
 
@@ -54,6 +61,8 @@ async def test_a_new_password_replaces_the_old_one(db_url: str, tmp_path: Path, 
     assert (await byline(env, "user", "add", "bob", stdin="first-password-1\n")).code == 0
     result = await byline(env, "user", "set-password", "bob", stdin="second-password-2\n")
     assert result.code == 0 and "password is changed" in result.out
+    row = await _row(db_url, "bob")
+    assert row is not None and str(row["password_hash"]).startswith(STRONG), row
     assert (await _signs_in(db_url, "bob", "first-password-1"), await _signs_in(db_url, "bob", "second-password-2")) \
         == (False, True)
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from gateway.audit.appender import Appender, LogTxn
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
-from gateway.services.posts import Caller
+from gateway.services.scopes import Caller
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as sql
 from gateway.storage.db import Database, Row, Txn

@@ -63,7 +63,7 @@ from gateway.services.content import (
     stored_content,
 )
 from gateway.services.platforms import carries
-from gateway.services.scopes import scope_allows
+from gateway.services.scopes import Caller as Caller  # where it is defined, out of this heavy module
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -74,20 +74,6 @@ from gateway.storage.posts import PostRecord
 from gateway.types import UNSECRET, AccountName, LogIndex, Micros, PostId, UserName, duration_micros, iso, to_micros
 
 logger = structlog.get_logger("byline.posts")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Caller:
-    """Who is asking: a user, the one account a client-app token is bound to, if any, and what
-    an app's OAuth token was granted (None for a person's own token, which no scope limits)."""
-
-    user: str
-    account: str | None = None
-    scopes: frozenset[str] | None = None
-
-    def may(self, needed: str) -> bool:
-        """Whether this caller's scopes cover ``needed``."""
-        return scope_allows(self.scopes, needed)
 
 
 @dataclass(frozen=True, kw_only=True)

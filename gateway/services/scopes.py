@@ -8,6 +8,8 @@ a scope means nothing: the sign-in page itself, and as an XRPC app password.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Mastodon's scopes (docs.joinmastodon.org/api/oauth-scopes), without admin:* — nothing an app
 # does through the gateway administers the platform.
 _SCOPE_FAMILIES = {
@@ -31,3 +33,17 @@ def scope_allows(granted: frozenset[str] | None, needed: str) -> bool:
         return True
     family = needed.partition(":")[0]
     return needed in granted or family in granted or ("follow" in granted and needed in _FOLLOW)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """Who is asking: a user, the one account a client-app token is bound to, if any, and what
+    an app's OAuth token was granted (None for a person's own token, which no scope limits)."""
+
+    user: str
+    account: str | None = None
+    scopes: frozenset[str] | None = None
+
+    def may(self, needed: str) -> bool:
+        """Whether this caller's scopes cover ``needed``."""
+        return scope_allows(self.scopes, needed)
