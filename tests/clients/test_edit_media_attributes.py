@@ -97,12 +97,8 @@ async def test_new_alt_text_racing_the_publishers_claim_never_goes_out_unapprove
     log verifies. Held by the edit's transaction judging the post as it finds it (authorized and
     its transition checked again): without that, the upload would say what no one approved and
     the log would hold an edit of a published post."""
-    await _cosigned_on_mastodon(world, policy_dir)
+    status_id, media_id = await _approved_with_an_image(world, policy_dir)
     api = await world.client("alice", "mastoco")
-    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
-    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
-    code, body = await world.gateway.act("bob", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
     world.gateway.clock.advance(timedelta(minutes=2))
     words_seen, armed = PostService._words_seen, [True]
 
@@ -114,14 +110,14 @@ async def test_new_alt_text_racing_the_publishers_claim_never_goes_out_unapprove
         return await words_seen(self, *args, **kwargs)
 
     monkeypatch.setattr(PostService, "_words_seen", claimed_meanwhile)
-    change = api.generate_media_edit_attributes(media, description="Not what bob approved")
+    change = api.generate_media_edit_attributes(media_id, description="Not what bob approved")
     with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.status_update, status, "Our mascot", media_attributes=[change])
+        await world.run(api.status_update, status_id, "Our mascot", media_attributes=[change])
     assert caught.value.args[1] == 409, caught.value.args
-    post = await world.gateway.get("alice", status.id)
+    post = await world.gateway.get("alice", status_id)
     assert (post["state"], post["version"]) == ("published", 1)
-    assert (await _media_row(world, media.id))["description"] == "A cat"
-    assert [kind for kind, _ in await _log(world, status.id) if kind == "post.edited"] == []
+    assert (await _media_row(world, media_id))["description"] == "A cat"
+    assert [kind for kind, _ in await _log(world, status_id) if kind == "post.edited"] == []
     assert _published_alt_texts(world, "brandco") == [["A cat"]]
     result = await _verify(world)
     assert result.code == 0, result.text

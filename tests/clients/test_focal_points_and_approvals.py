@@ -142,14 +142,9 @@ async def test_a_new_focal_point_alone_still_sends_a_mastodon_post_back_to_its_a
     assert result.code == 0, result.text
 
 
-async def test_a_focal_point_its_approvers_never_saw_goes_nowhere(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds,
-) -> None:
-    """The focal point moved on the approved Bluesky post (kept, no new version), and then
-    ``skyco`` moved to Mastodon before the post went out: the post goes out there with the
-    picture and alt text approved and no focal point, not the crop nobody approved."""
-    post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
-    await _refocus(world, "skyco", post_id, media_id, "media")
+async def _moved_to_mastodon_and_sent(world: World, policy_dir: Path) -> Any:
+    """``skyco`` moves to Mastodon (``skybrand``), still co-signed, and its approved post's time
+    comes: the one status it went out as there."""
     await _another_on_mastodon(world, policy_dir, "skyco", "skybrand", """
         tier: co-signed
         owner: alice
@@ -161,6 +156,18 @@ async def test_a_focal_point_its_approvers_never_saw_goes_nowhere(
     await world.gateway.tick()
     [account] = [a for a in world.upstream.accounts.values() if a.username == "skybrand"]
     [sent] = world.upstream.statuses(account)
+    return sent
+
+
+async def test_a_focal_point_its_approvers_never_saw_goes_nowhere(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds,
+) -> None:
+    """The focal point moved on the approved Bluesky post (kept, no new version), and then
+    ``skyco`` moved to Mastodon before the post went out: the post goes out there with the
+    picture and alt text approved and no focal point, not the crop nobody approved."""
+    post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
+    await _refocus(world, "skyco", post_id, media_id, "media")
+    sent = await _moved_to_mastodon_and_sent(world, policy_dir)
     assert [(world.upstream.media[m].description, world.upstream.media[m].focus) for m in sent.media_ids] == [
         ("A cat", None)]
     result = await _verify(world)
@@ -177,17 +184,7 @@ async def test_a_post_made_to_count_focal_points_in_the_database_is_named_by_the
     post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
     await Attacker(db_url).run(("UPDATE posts SET content_scheme = 1 WHERE id = ?", (post_id,)),
                                ("UPDATE media SET focus = ? WHERE id = ?", ("1.0,-1.0", media_id)))
-    await _another_on_mastodon(world, policy_dir, "skyco", "skybrand", """
-        tier: co-signed
-        owner: alice
-        writers: [alice]
-        delay: 1m
-        approvals: {required: 1, from: [bob]}
-    """)
-    world.gateway.clock.advance(timedelta(minutes=2))
-    await world.gateway.tick()
-    [account] = [a for a in world.upstream.accounts.values() if a.username == "skybrand"]
-    [sent] = world.upstream.statuses(account)
+    sent = await _moved_to_mastodon_and_sent(world, policy_dir)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
     result = await _verify(world)
     assert result.code != 0, result.text

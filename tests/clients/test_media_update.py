@@ -232,23 +232,19 @@ async def test_a_custom_thumbnail_is_refused_and_changes_nothing(world: World, p
     nothing changes (the upload, the post, the log) nor is stored. Before: 200, the file dropped
     unread with the new alt text taken, and the app showed its person a thumbnail that never went
     out."""
-    await _cosigned_on_mastodon(world, policy_dir)
+    status_id, media_id = await _approved_with_an_image(world, policy_dir)
     api = await world.client("alice", "mastoco")
-    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
-    status = await world.run(api.status_post, "Our mascot", media_ids=[media])
-    code, body = await world.gateway.act("bob", status.id, "approve")
-    assert (code, body["state"]) == (200, "scheduled"), body
-    before = (await _media_row(world, media.id), await world.gateway.snapshot(), await _log(world, status.id))
+    before = (await _media_row(world, media_id), await world.gateway.snapshot(), await _log(world, status_id))
     refused = "Validation failed: Byline does not carry custom thumbnails"
     with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.media_update, media, description="Not what bob approved", thumbnail=PNG,
+        await world.run(api.media_update, media_id, description="Not what bob approved", thumbnail=PNG,
                         thumbnail_mime_type="image/png")
     assert caught.value.args[1:4:2] == (422, refused), caught.value.args
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.media_post, PNG, mime_type="image/png", description="A dog", thumbnail=PNG,
                         thumbnail_mime_type="image/png")
     assert caught.value.args[1:4:2] == (422, refused), caught.value.args
-    assert (await _media_row(world, media.id), await world.gateway.snapshot(), await _log(world, status.id)) == before
+    assert (await _media_row(world, media_id), await world.gateway.snapshot(), await _log(world, status_id)) == before
 
 
 async def test_only_the_uploader_may_change_it(world: World, policy_dir: Path) -> None:
