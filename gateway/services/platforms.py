@@ -150,10 +150,10 @@ def _read_small_file(reference: str, path: Path) -> str:
 
 
 _SETTLED_NS = 2_000_000_000
-SETTLE_SECONDS: Final = _SETTLED_NS // 1_000_000_000
-"""How long after its last change an empty credential file is read again before it is taken as cleared."""
 """A file changed less than this long ago (nanoseconds) is read again whatever its stat says:
 a file systems' clock ticks coarsely, so a write within the same tick leaves the same times."""
+SETTLE_SECONDS: Final = _SETTLED_NS // 1_000_000_000
+"""How long after its last change an empty credential file is read again before it is taken as cleared."""
 
 
 @dataclass
