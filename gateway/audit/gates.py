@@ -125,5 +125,19 @@ def gate_words(gate: Any, settings: Any) -> str:
     return words + (f"; {_plural(hidden, 'reply', 'replies')} hidden" if hidden else "")
 
 
+def record_words(collection: str, record: Mapping[str, Any] | None) -> str:
+    """A gate record (checked, or None for none) in the words :func:`gate_words` gives its
+    settings: what the people's pages say of a post's gates before it goes out, as after."""
+    return gate_words(collection, gate_settings(collection, record))
+
+
+def record_lists(record: Mapping[str, Any]) -> list[str]:
+    """The addresses of the lists a threadgate lets reply, in its order: who they are is up to
+    the lists' owners, so an approver reads which lists they are, not how many."""
+    allow = record.get("allow")
+    return [str(rule["list"]) for rule in allow if isinstance(rule, Mapping) and "list" in rule] \
+        if isinstance(allow, list) else []
+
+
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"

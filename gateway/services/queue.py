@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from gateway.audit.gates import gate_words
+from gateway.audit.gates import POSTGATE, THREADGATE, gate_words, record_lists, record_words
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, allowed
@@ -522,10 +522,21 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
                     # The feed a hashtag opens is its tag, which need not be the words it is under.
                     out.append(Shown(label="Hashtag under its words", value=f"#{tag}"))
     if isinstance(gates := options.get("gates"), Mapping):
-        for collection, value in sorted(gates.items()):
-            settings = json.dumps(value, sort_keys=True)
-            out.append(Shown(label="Who may reply or quote", value=f"{collection}: {settings}"))
+        out += _gates_shown(gates)
     return tuple(out)
+
+
+def _gates_shown(gates: Mapping[str, Any]) -> list[Shown]:
+    """Who may reply to and quote the post once it is out (its threadgate and postgate), in the
+    words the public pages use for a change of them; the lists a threadgate lets reply, by
+    address. Each goes out with the approved version, without approvals of its own."""
+    out: list[Shown] = []
+    for collection in (THREADGATE, POSTGATE):
+        record = gates.get(collection)
+        if isinstance(record, Mapping):
+            out.append(Shown(label="Who may reply or quote", value=record_words(collection, record)))
+            out += [Shown(label="List that may reply", value=uri) for uri in record_lists(record)]
+    return out
 
 
 def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:

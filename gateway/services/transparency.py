@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.audit.gates import gate_words
+from gateway.audit.gates import POSTGATE, THREADGATE, gate_words, record_words
 from gateway.errors import BylineError, Code
 from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
@@ -158,6 +158,10 @@ class PublicPost:
     announced: tuple[str, ...] = ()
     """What that announcement says of the version (its ``data.announces.changed``): the parts
     of the voice it changed, and ``announce`` where it ended the announcements."""
+    gates_sent: tuple[str, ...] = ()
+    """Who might reply to or quote it as it went out (its threadgate, then its postgate), in
+    plain words ("Replies: only people mentioned", "Quotes: off"); none for a post that went
+    out without them, or was deleted since."""
     gates_changed: tuple[GatesChange, ...] = ()
     """Each change of who may reply to or quote it once it was out, oldest first."""
 
@@ -384,11 +388,21 @@ def public_post(
         if sending and isinstance(sending[-1][1]["data"].get("policy_sha256"), str) else None,
         announces=_mark(submitted[0], submitted[1], "announces.version") if isinstance(announces, dict) else None,
         announced=tuple(str(c) for c in changed) if isinstance(changed, list) else (),
+        gates_sent=() if deleted else _gates_sent(record.options.get("gates")),
         gates_changed=tuple(
             GatesChange(by=_mark(i, b, "actor"), words=gate_words(b["data"].get("gate"), b["data"].get("settings")))
             for i, b in mine if b.get("type") == "post.gates_changed"
         ),
     )
+
+
+def _gates_sent(gates: Any) -> tuple[str, ...]:
+    """The gates a post went out with (``PostOptions.gates``), in words: the settings only, as
+    a ``post.gates_changed`` entry keeps them, never the addresses a gate may list (the replies
+    it hides are other people's)."""
+    if not isinstance(gates, dict):
+        return ()
+    return tuple(record_words(c, gates[c]) for c in (THREADGATE, POSTGATE) if isinstance(gates.get(c), dict))
 
 
 def _with_version(post: PublicPost, versions: Sequence[tuple[int, str, int]]) -> PublicPost:

@@ -13,19 +13,25 @@ from gateway.clock import ManualClock
 from gateway.services.transparency import GATES_SHOWN
 from tests.browser.axe import assert_accessible
 from tests.browser.test_public_browser import CHECKED, _base, _open, _size, _statuses
+from tests.browser.test_queue_browser import signed_in
 from tests.clients.test_atproto_gates import (
+    GATED_WORDS,
+    HOSTILE_LIST,
     THREADGATE,
     clients,
     clock,
     gate_bodies,
+    gated_thread,
     gw,
     login,
     posts_by_key,
     published_post,
     run,
+    sdk_writes,
     threadgate,
 )
 from tests.conftest import Gateway
+from tests.pages.conftest import pages_on
 from tests.platforms.bluesky.fixture import BlueskyPds
 
 __all__ = ["clients", "clock", "gw"]  # the Bluesky gateway's fixtures, for this test too
@@ -104,3 +110,41 @@ async def test_a_long_run_of_gates_changes_is_collapsed_on_the_card_and_whole_in
     assert (await _statuses(page))[f"post-{post_id}"] == f"Verified against checkpoint {size}."
     assert problems == []
     await assert_accessible(page)
+
+
+async def test_an_approver_reads_a_posts_gates_and_a_visitor_sees_them_once_out(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], browser: Browser,
+) -> None:
+    """Carol sends a post with a threadgate (people mentioned, followers and a list whose address
+    carries a quote and an entity; two replies hidden) and a postgate (quotes off): bob reads
+    them in words on his queue, the list's address as text, and approves there; out, the
+    account's public page says who might reply or quote as it went out, its card still
+    verifying. Both pages pass axe, and nothing on them runs the list's address. (Before: bob
+    read the records' JSON; the public card said nothing of them.)"""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    writes = gated_thread(account.did, "Gated from the start")
+    await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
+
+    problems: list[str] = []
+    async with pages_on(gw, ["bob"]) as pages:
+        page = await signed_in(browser, pages, "bob", problems)
+        held = page.get_by_role("article", name="Post by carol on @skygates")
+        said = held.locator(".goes-out dd")
+        await expect(said).to_have_text(["en", *GATED_WORDS[:1], HOSTILE_LIST, *GATED_WORDS[1:]])
+        await expect(held.locator(".goes-out dt")).to_have_text(
+            ["Language", "Who may reply or quote", "List that may reply", "Who may reply or quote"])
+        await assert_accessible(page)
+        await held.get_by_role("button", name="Approve version 1").click()
+        await expect(page.get_by_role("status").filter(has_text="You approved the post.")).to_be_visible()
+    await gw.tick()
+    assert (await gw.get("carol", post_id))["state"] == "published"
+
+    public, seen = await _open(browser, _base(gw) + "/@skygates")
+    card = public.locator(f"#post-{post_id}")
+    await expect(card.locator(".gates-sent")).to_have_text(
+        f"Who may reply or quote, as it went out: {'. '.join(GATED_WORDS)}.")
+    assert (await _statuses(public))[f"post-{post_id}"] == f"Verified against checkpoint {await _size(gw)}."
+    await assert_accessible(public)
+    assert problems == [] and seen == []

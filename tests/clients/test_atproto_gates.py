@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import html
 import json
 import re
 import secrets
@@ -19,13 +20,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import markupsafe
 import pytest
 from atproto import Client, models
 from atproto_client.exceptions import AtProtocolError, RateLimitExceededError
 from structlog.testing import capture_logs
 
 from adapters.bluesky import BlueskyAdapter
-from gateway.appkeys import APPENDER, IDENTITY, NOTIFIER, PEOPLE, REGISTRY
+from gateway.appkeys import APPENDER, IDENTITY, NOTIFIER, REGISTRY
 from gateway.audit.gates import CHANGES_PER_HOUR
 from gateway.clock import ManualClock
 from gateway.services.posts import PolicyMoved, PostService
@@ -45,7 +47,7 @@ from tests.clients.test_atproto_threads import (
     xrpc,
 )
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.pages.conftest import Pages, password_of
+from tests.pages.conftest import pages_on
 from tests.pages.test_public_pages import _card
 from tests.platforms.bluesky.fixture import BlueskyPds, app_cid, app_tid, write_bluesky_policy
 from tests.test_notify_webhooks import Receiver, hook, new_secret
@@ -772,14 +774,8 @@ async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
     history = [(e["actor"], e["data"]["settings"]) for e in (await gw.get("alice", post_id))["events"]
                if e["type"] == "post.gates_changed"]
     assert history == [("carol", replies["data"]["settings"]), ("alice", quotes["data"]["settings"])]
-    await gw.app[PEOPLE].add("alice", password_of("alice"), email="alice@example.org")
-    pages = Pages(gateway=gw, base=str(gw.client.make_url("")).rstrip("/"))
-    try:
-        owner = await pages.person("alice")
-        status, page = await owner.get(f"/posts/{post_id}")
-    finally:
-        for session in pages._sessions:
-            await session.close()
+    async with pages_on(gw, ["alice"]) as pages:
+        status, page = await (await pages.person("alice")).get(f"/posts/{post_id}")
     assert status == 200
     for words, (index, entry) in said.items():
         row = re.search(rf"<td class=\"mono\">#{index}</td>.*?</tr>", page, re.S)
@@ -847,3 +843,67 @@ async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
     password = bluesky_pds.account("carol.test").app_password
     for kept in (hidden, secret, secret.removeprefix("whsec_"), password, *gw.tokens.values()):
         assert kept not in everything
+
+
+HOSTILE_LIST = "at://did:plc:abc/app.bsky.graph.list/x'&quot;onmouseover=alert(1)"
+"""A list's address as the PDS's AT-URI syntax lets it through: a quote, an entity, a handler."""
+
+
+def gated_thread(did: str, text: str) -> list[dict[str, Any]]:
+    """The app's writes for one post whose threadgate lets people mentioned, followers and a
+    list (``HOSTILE_LIST``) reply and hides two replies, and whose postgate turns quotes off
+    and detaches one."""
+    writes = app_thread(did, [text], threadgate=True, postgate=True)
+    writes[1]["value"]["allow"] = [{"$type": f"{THREADGATE}#mentionRule"}, {"$type": f"{THREADGATE}#followerRule"},
+                                   {"$type": f"{THREADGATE}#listRule", "list": HOSTILE_LIST}]
+    writes[1]["value"]["hiddenReplies"] = [f"at://did:plc:erin/{POST}/3hid{n}" for n in range(2)]
+    writes[2]["value"]["detachedEmbeddingUris"] = [f"at://did:plc:erin/{POST}/3quote"]
+    return writes
+
+
+GATED_WORDS = ("Replies: only people mentioned, the account's followers and people on 1 list; 2 replies hidden",
+               "Quotes: off; 1 quote detached")
+
+
+def goes_out_with(page: str) -> list[tuple[str, str]]:
+    """What a post's page lists under "Goes out with it", as read: label and value."""
+    found = re.search(r'<div class="goes-out">.*?</div>', page, re.S)
+    assert found is not None, page
+    pairs = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", found.group(0), re.S)
+    return [(html.unescape(dt), html.unescape(re.sub(r"<[^>]+>", "", dd))) for dt, dd in pairs]
+
+
+async def test_approvers_read_a_posts_gates_in_words_and_followers_see_them_once_out(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> None:
+    """Carol sends a post whose threadgate lets people mentioned, followers and a list reply and
+    hides two replies, and whose postgate turns quotes off: bob's page of the held post says so
+    in words, with the list's address as text (its quote and entity inert), part of what he
+    approves; once out, its public card says who might reply or quote as it went out, with no
+    address. (Before: the approver read the records' JSON, and the public card nothing.)"""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    writes = gated_thread(account.did, f"Gated from the start ({secrets.token_hex(4)})")
+    await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
+
+    async with pages_on(gw, ["bob"]) as pages:
+        bob = await pages.person("bob")
+        status, page = await bob.get(f"/posts/{post_id}")
+        assert status == 200
+        assert goes_out_with(page) == [
+            ("Language", "en"), ("Who may reply or quote", GATED_WORDS[0]), ("List that may reply", HOSTILE_LIST),
+            ("Who may reply or quote", GATED_WORDS[1]),
+        ]
+        assert HOSTILE_LIST not in page and str(markupsafe.escape(HOSTILE_LIST)) in page
+        status, _, _ = await bob.post(f"/posts/{post_id}/approve", {"version": "1", "back": "post"})
+        assert status == 303
+    await gw.tick()
+    assert (await gw.get("carol", post_id))["state"] == "published"
+
+    resp = await gw.client.get("/@skygates")
+    card = _card(await resp.text(), post_id)
+    sent = re.search(r'<p class="gates-sent">(.*?)</p>', card, re.S)
+    assert sent is not None, card
+    assert html.unescape(sent.group(1)) == f"Who may reply or quote, as it went out: {'. '.join(GATED_WORDS)}."
+    assert "graph.list" not in card and "3hid" not in card

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,13 +102,14 @@ class _RememberedHasher:
         return getattr(self._hasher, name)
 
 
-@pytest.fixture
-async def pages(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Pages]:
-    """The gateway of ``gateway``, with every test person able to sign in."""
-    with monkeypatch.context() as patch:
+@contextlib.asynccontextmanager
+async def pages_on(gateway: Gateway, names: Iterable[str] = USERS) -> AsyncIterator[Pages]:
+    """Pages on ``gateway`` (the ``gateway`` fixture's, or one a test started itself), where
+    each of ``names`` can sign in; their browsers are closed at the end."""
+    with pytest.MonkeyPatch.context() as patch:
         # Only while the test people are added (People.add as ever, the hash remembered).
         patch.setattr(people, "_HASHER", _RememberedHasher(people._HASHER))
-        for name in USERS:
+        for name in names:
             await gateway.app[PEOPLE].add(name, password_of(name), email=f"{name}@example.org")
     found = Pages(gateway=gateway, base=str(gateway.client.make_url("")).rstrip("/"))
     try:
@@ -115,3 +117,10 @@ async def pages(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     finally:
         for session in found._sessions:
             await session.close()
+
+
+@pytest.fixture
+async def pages(gateway: Gateway) -> AsyncIterator[Pages]:
+    """The gateway of ``gateway``, with every test person able to sign in."""
+    async with pages_on(gateway) as found:
+        yield found

@@ -687,14 +687,15 @@ def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:
                                "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://evil.example"}]},
                               {"index": {"byteStart": 5, "byteEnd": 9},
                                "features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "other"}]}]},
-        "gates": {"app.bsky.feed.threadgate": {"allow": []}},
+        "gates": {"app.bsky.feed.postgate": {"embeddingRules": [{"$type": "app.bsky.feed.postgate#disableRule"}]},
+                  "app.bsky.feed.threadgate": {"allow": []}},
     })
     assert [(s.label, s.value) for s in shown] == [
         ("Quotes", "at://did:plc:x/app.bsky.feed.post/3k"),
         ("Image description", "a map"), ("Image shape", "4 wide, 1 high"), ("Image description", "(none)"),
         ("Labels", "graphic-media"),
         ("Link under its words", "https://evil.example"), ("Hashtag under its words", "#other"),
-        ("Who may reply or quote", 'app.bsky.feed.threadgate: {"allow": []}'),
+        ("Who may reply or quote", "Replies: nobody"), ("Who may reply or quote", "Quotes: off"),
     ]
 
 
