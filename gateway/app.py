@@ -107,10 +107,12 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready to take posts: the database answers and policies are loaded."""
     problems: dict[str, object] = {}
     stranded: dict[str, int] = {}
+    changes_stranded: dict[str, int] = {}
     try:
         async with request.app[DB].read() as txn:
             await txn.fetchone("SELECT 1 AS one")
         stranded = await request.app[GATE_RECONCILER].stranded()
+        changes_stranded = await request.app[POSTS].stranded_change_counts()
     except Exception as exc:  # any database failure means not ready
         problems["database"] = exc.message if isinstance(exc, Failure) else type(exc).__name__
     if not request.app[REGISTRY].policies:
@@ -131,6 +133,10 @@ async def readyz(request: web.Request) -> web.Response:
         # Changes of posts' gates left on the PDS whose account cannot put them back here (its
         # policy removed, or its credential unreadable): how many, by account.
         "gate_changes_stranded": stranded,
+        # Edits and deletions of published posts left unsettled whose account cannot settle
+        # them here (its policy removed, moved to another platform, or its credential
+        # unreadable): how many, by account.
+        "post_changes_stranded": changes_stranded,
     }
     return web.json_response(body, status=200 if not problems else 503)
 

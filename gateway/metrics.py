@@ -212,6 +212,13 @@ class Metrics:
             "not on Bluesky, or its credential not readable): put back once it can, read at scrape",
             registry=r,
         )
+        self.post_changes_stranded = Gauge(
+            "byline_post_changes_stranded",
+            "Edits and deletions of published posts kept unsettled (their gateway stopped before recording "
+            "them) whose account cannot settle them here (its policy removed, moved to another platform, or "
+            "its credential not readable): settled once it can, read at scrape",
+            registry=r,
+        )
         self.policy_refused = Gauge(
             "byline_policy_files_refused", "Policy files refused now (the previous policy, if any, stays in force)",
             registry=r,
@@ -307,6 +314,7 @@ class Metrics:
             self.checkpoint_size.set(found.checkpoint_size)
             self.gate_changes_left.set(found.gate_changes_left)
             self.gate_changes_stranded.set(found.gate_changes_stranded)
+            self.post_changes_stranded.set(found.post_changes_stranded)
             at = found.checkpoint_at
             self.checkpoint_age.set(-1 if at is None else max(0, now - at) / 1_000_000)
         if self._policies is not None:

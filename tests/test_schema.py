@@ -190,6 +190,42 @@ async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: 
         await db.close()
 
 
+async def test_version_21_marks_a_kept_change_stranded_once_and_releases_it(db_url: str) -> None:
+    """A post holding a change from before version 21 is not stranded. Stranded once its hold has
+    run out, it is new the first time and not the second, counted by account, and out of the
+    publisher's rounds until its wait ends or it is released; taken over, it is stranded no
+    longer, and a new change of the post starts unstranded."""
+    db = await _open_unmigrated(db_url)
+    try:
+        async with db.write() as txn:
+            await _migrate_by_hand(txn, db.dialect, upto=20)
+            await txn.execute("INSERT INTO posts (id, account, author, state, version, text, lease_until, held_change, "
+                              "created_at, updated_at) VALUES ('1', 'brand', 'alice', 'published', 1, 'Then', 100, "
+                              "'{\"change\": \"delete\", \"actor\": \"alice\"}', 0, 0)")
+        await schema.migrate(db)
+        async with db.write() as txn:
+            assert await posts_sql.stranded_change_counts(txn) == {}
+            assert await posts_sql.strand_change(txn, "1", lease_until=100, now=99, until=5000) is None, "held still"
+            assert await posts_sql.strand_change(txn, "1", lease_until=100, now=200, until=5000) is True
+            assert await posts_sql.strand_change(txn, "1", lease_until=100, now=200, until=5000) is None, "taken"
+            assert await posts_sql.changes_due(txn, now=4999, limit=10) == []
+            assert await posts_sql.strand_change(txn, "1", lease_until=5000, now=5000, until=9000) is False
+            assert await posts_sql.stranded_change_counts(txn) == {"brand": 1}
+            assert [p.id for p in await posts_sql.stranded_changes(txn)] == ["1"]
+            assert await posts_sql.release_stranded_change(txn, "1", lease_until=9000, now=6000)
+            assert not await posts_sql.release_stranded_change(txn, "1", lease_until=9000, now=6000)
+            [due] = await posts_sql.changes_due(txn, now=6000, limit=10)
+            assert await posts_sql.take_over(txn, "1", lease_until=due.lease_until or 0, now=6000, until=6100)
+            assert await posts_sql.stranded_change_counts(txn) == {}
+            assert await posts_sql.strand_change(txn, "1", lease_until=6100, now=6100, until=9000) is True
+            assert await posts_sql.let_go(txn, "1", lease_until=9000)
+            delete = {"change": "delete", "actor": "alice"}
+            assert await posts_sql.hold_published(txn, "1", version=1, now=9000, until=9100, change=delete)
+            assert await posts_sql.stranded_change_counts(txn) == {}
+    finally:
+        await db.close()
+
+
 async def test_version_17_leaves_earlier_posts_without_a_content_scheme_and_keeps_a_new_posts(db_url: str) -> None:
     """A post stored before version 17 has no content scheme (its versions were hashed without
     focal points and reply targets, and its claims are hashed so); one stored after keeps the

@@ -181,6 +181,7 @@ def _schemas() -> dict[str, Any]:
                 "accounts_unhealthy": _NAMES, "policy_errors": {"type": "integer", "minimum": 0},
                 "profile_bylines_failing": _NAMES,
                 "gate_changes_stranded": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                "post_changes_stranded": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                 "policy_drift": {"type": "object", "additionalProperties": {
                     "type": "object", "required": ["file_sha256", "version_in_force", "sha256_in_force"],
                     "properties": {"file_sha256": {"type": ["string", "null"]},

@@ -1143,6 +1143,44 @@ class PostService:
                 return None
         return Published(record=replace(post, lease_until=until), loaded=loaded, lease_until=until)
 
+    async def platform_asked_under(self, post: PostRecord) -> str | None:
+        """The platform of the policy the kept change of ``post`` was asked under, as recorded;
+        None when the database does not know that policy."""
+        sha256 = (post.held_change or {}).get("policy_sha256")
+        if not isinstance(sha256, str):
+            return None
+        async with self.db.read() as txn:
+            return await policy_sql.platform_of(txn, post.account, sha256)
+
+    async def strand_change(self, post: PostRecord, *, wait: timedelta) -> bool | None:
+        """Leave the kept change of ``post`` (one of :meth:`changes_due`) for ``wait`` at most,
+        stranded: its account cannot settle it here (``PublishedPosts.settle``). True when it
+        was not stranded before, False when it was, None when another gateway took it."""
+        if post.lease_until is None:
+            return None
+        now = now_micros(self.clock)
+        async with self.db.write() as txn:
+            return await sql.strand_change(txn, post.id, lease_until=post.lease_until, now=now,
+                                           until=now + duration_micros(wait))
+
+    async def stranded_changes(self) -> list[PostRecord]:
+        """The published posts whose kept change is stranded."""
+        async with self.db.read() as txn:
+            return await sql.stranded_changes(txn)
+
+    async def stranded_change_counts(self) -> dict[str, int]:
+        """How many kept changes wait for each account to be able to settle them here."""
+        async with self.db.read() as txn:
+            return await sql.stranded_change_counts(txn)
+
+    async def release_stranded_change(self, post: PostRecord) -> bool:
+        """Make a stranded change due now, its account able to settle it again."""
+        if post.lease_until is None:
+            return False
+        async with self.db.write() as txn:
+            return await sql.release_stranded_change(txn, post.id, lease_until=post.lease_until,
+                                                     now=now_micros(self.clock))
+
     @_under_policy_in_force
     async def settling(self, held: Published) -> Revision | None:
         """The revision ``held`` was kept for, as the policy in force decides it now: to be sent

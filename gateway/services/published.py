@@ -40,6 +40,14 @@ for a later change of the same post to come right, which might never come. A pla
 refuses it for good (an answer in 4xx, the status gone) ends it: a revision failed, a deletion
 let go of, the post out as the platform says.
 
+A change whose account cannot settle it here (its policy file removed, the account moved to
+another platform than the one the change was asked for, its credential not readable) is
+*stranded*: said once in a warning (``post_change_stranded``: the account, the post and why,
+never a credential), counted apart (``byline_post_changes_stranded``, and by account in
+``/readyz``), left out of the publisher's rounds (looked at again after ``STRANDED_WAIT`` at the
+latest), and settled in the first round after the account can again. Moved to another platform,
+it is never sent there: the post's id there would name another post, or none.
+
 Why in the post's row and not a queue of its own: the hold is a compare-and-set of that row,
 so the change and its hold are taken, kept and let go of in one statement each, and never
 disagree; and a published post holds at most one change. The publisher looks for them as it
@@ -69,6 +77,10 @@ logger = structlog.get_logger("byline.published")
 
 _SETTLE_PAGE: Final = 32
 """Changes one round of :meth:`PublishedPosts.settle` takes, at most: each is a platform call."""
+
+STRANDED_WAIT: Final = timedelta(hours=1)
+"""How long a stranded change is left before it is looked at again, should nobody bring its
+account back: only a last resort, since each round releases those whose account is back."""
 
 _UNDONE: Final = ("the policy in force by then would not publish these words at once: the words recorded "
                   "before were sent back")
@@ -210,6 +222,9 @@ class PublishedPosts:
     async def settle(self) -> int:
         """Settle the changes of published posts whose hold ran out before they were recorded
         (see the module's docstring): how many were settled. The publisher runs it."""
+        for stranded in await self.posts.stranded_changes():
+            if await self._stranded(stranded) is None:  # its account is back: this very round
+                await self.posts.release_stranded_change(stranded)
         due = await self.posts.changes_due(limit=_SETTLE_PAGE)
         if not due:
             return 0
@@ -233,9 +248,14 @@ class PublishedPosts:
         if kind not in ("revise", "delete") or post.remote_id is None:
             log.error("held_change_unknown")  # a later Byline's, say: left for it
             return False
+        why = await self._stranded(post)
+        if why is not None:
+            if await self.posts.strand_change(post, wait=STRANDED_WAIT):  # said once, by one gateway
+                log.warning("post_change_stranded", reason=why)
+            return False
         held = await self.posts.take_over(post, lease=self.lease)
         if held is None:
-            return False  # another gateway settles it, or its account has no policy in force
+            return False  # another gateway settles it, or its account's policy went meanwhile
         what = "edit" if kind == "revise" else "deletion"
         try:
             adapter = self._adapter(held.loaded)
@@ -279,6 +299,25 @@ class PublishedPosts:
         except BylineError as exc:  # no credential, the policy changing, the hold lost: again later
             log.warning("change_not_settled", error=exc.message)
         return False
+
+    async def _stranded(self, post: PostRecord) -> str | None:
+        """Why the account of ``post`` cannot settle its kept change here (never a secret), or
+        None when it can, or may in a moment (a credential caught mid-rewrite)."""
+        loaded = self.posts.policies.get(post.account)
+        if loaded is None:
+            return f"{post.account} has no policy in force: nothing may reach its platform"
+        asked = await self.posts.platform_asked_under(post)
+        if asked is not None and asked != loaded.policy.platform:
+            return f"{post.account} is no longer on {asked}, where the post is"
+        if self.platforms is None:
+            return None
+        try:
+            self.platforms.adapter_for(loaded)
+        except BylineError as exc:
+            if exc.details.get("retry_after") is not None:
+                return None
+            return f"{post.account}'s credential cannot be read: {exc.message}"
+        return None
 
     async def _settling_call(self, call: Awaitable[object]) -> None:
         """One platform call of a settlement, cut off at half the hold, as a change's is."""

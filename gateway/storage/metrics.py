@@ -21,11 +21,14 @@ class Gauges:
     """Changes of posts' gates neither logged nor put back by their request: the reconcilers'."""
     gate_changes_stranded: int = 0
     """Of those, the ones whose account cannot put them back here (no policy, no credential)."""
+    post_changes_stranded: int = 0
+    """Edits and deletions of published posts kept with their hold whose account cannot settle
+    them here (no policy, another platform, no credential)."""
 
 
 async def gauges(txn: Txn, *, now: int) -> Gauges:
     """The due queue's depth (over the ``posts_due`` index), the log's size, the latest checkpoint,
-    and the gate changes left to the reconcilers."""
+    the gate changes left to the reconcilers, and the posts' changes stranded."""
     due = await txn.fetchone(
         "SELECT count(*) AS n FROM posts WHERE state = 'scheduled' AND publish_at <= ?", now
     )
@@ -36,6 +39,10 @@ async def gauges(txn: Txn, *, now: int) -> Gauges:
         "SELECT count(*) AS n, count(CASE WHEN status = 'stranded' THEN 1 END) AS stranded FROM gate_intents "
         "WHERE lease_until <= ? OR status IN ('reconciling', 'stranded')", now
     )
+    # Over ``posts_held_change``: the few posts that hold a change.
+    stranded = await txn.fetchone(
+        "SELECT count(*) AS n FROM posts WHERE held_change IS NOT NULL AND change_stranded IS NOT NULL"
+    )
     return Gauges(
         due=int(due["n"]) if due is not None else 0,
         log_size=int(state["size"]) if state is not None else 0,
@@ -43,4 +50,5 @@ async def gauges(txn: Txn, *, now: int) -> Gauges:
         checkpoint_at=int(latest["created_at"]) if latest is not None else None,
         gate_changes_left=int(left["n"]) if left is not None else 0,
         gate_changes_stranded=int(left["stranded"]) if left is not None else 0,
+        post_changes_stranded=int(stranded["n"]) if stranded is not None else 0,
     )

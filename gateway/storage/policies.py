@@ -9,6 +9,7 @@ replicas enforce one policy whatever their own files say at the moment (see
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -70,6 +71,18 @@ async def summary_before(txn: Txn, account: str, version: int) -> str | None:
         account, version,
     )
     return None if row is None else str(row["summary"])
+
+
+async def platform_of(txn: Txn, account: str, sha256: str) -> str | None:
+    """The platform the account's policy file with this hash named, as recorded; None when no
+    version of the account was recorded with it."""
+    row = await txn.fetchone(
+        "SELECT summary FROM policy_versions WHERE account = ? AND sha256 = ? ORDER BY version DESC LIMIT 1",
+        account, sha256,
+    )
+    summary = json.loads(row["summary"]) if row is not None else None
+    platform = summary.get("platform") if isinstance(summary, dict) else None
+    return platform if isinstance(platform, str) else None
 
 
 async def ever_recorded(txn: Txn, account: str, sha256: str) -> bool:

@@ -263,8 +263,8 @@ async def hold_published(
     may be taken; one whose change is still kept is taken only to settle that change
     (:func:`take_over`), never for another."""
     count = await txn.execute(
-        "UPDATE posts SET lease_until = ?, held_change = ? WHERE id = ? AND state = 'published' AND version = ? "
-        "AND held_change IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
+        "UPDATE posts SET lease_until = ?, held_change = ?, change_stranded = NULL WHERE id = ? "
+        "AND state = 'published' AND version = ? AND held_change IS NULL AND (lease_until IS NULL OR lease_until <= ?)",
         until, json.dumps(dict(change)), post_id, version, now,
     )
     return count == 1
@@ -293,13 +293,53 @@ async def changes_due(txn: Txn, *, now: int, limit: int) -> list[PostRecord]:
 
 async def take_over(txn: Txn, post_id: str, *, lease_until: int, now: int, until: int) -> bool:
     """Hold until ``until`` a published post whose hold (``lease_until``, as read) ran out with
-    its change kept, to settle that change: True for the one gateway that does."""
+    its change kept, to settle that change: True for the one gateway that does. A change that
+    was stranded is so no longer: should it be again, that is said again."""
     count = await txn.execute(
-        "UPDATE posts SET lease_until = ? WHERE id = ? AND state = 'published' AND held_change IS NOT NULL "
+        "UPDATE posts SET lease_until = ?, change_stranded = NULL WHERE id = ? AND state = 'published' "
+        "AND held_change IS NOT NULL "
         "AND lease_until = ? AND lease_until <= ?",
         until, post_id, lease_until, now,
     )
     return count == 1
+
+
+async def strand_change(txn: Txn, post_id: str, *, lease_until: int, now: int, until: int) -> bool | None:
+    """Leave the kept change of a published post whose hold (``lease_until``, as read) ran out
+    until ``until`` at the latest, marked stranded (see schema version 21): True when it was
+    not stranded before, False when it was, None when another gateway took it meanwhile."""
+    where = "WHERE id = ? AND state = 'published' AND held_change IS NOT NULL AND lease_until = ? AND lease_until <= ?"
+    if await txn.execute(f"UPDATE posts SET lease_until = ?, change_stranded = ? {where} AND change_stranded IS NULL",
+                         until, now, post_id, lease_until, now) == 1:
+        return True
+    if await txn.execute(f"UPDATE posts SET lease_until = ? {where} AND change_stranded IS NOT NULL",
+                         until, post_id, lease_until, now) == 1:
+        return False
+    return None
+
+
+_STRANDED = "FROM posts WHERE held_change IS NOT NULL AND change_stranded IS NOT NULL"
+"""The kept changes marked stranded: few rows, found through the ``posts_held_change`` index."""
+
+
+async def stranded_changes(txn: Txn) -> list[PostRecord]:
+    """The published posts whose kept change is stranded, by account."""
+    return [_record(r) for r in await txn.fetchall(f"SELECT * {_STRANDED} ORDER BY account, id")]
+
+
+async def stranded_change_counts(txn: Txn) -> dict[str, int]:
+    """How many kept changes are stranded, by account."""
+    rows = await txn.fetchall(f"SELECT account, count(*) AS n {_STRANDED} GROUP BY account ORDER BY account")
+    return {r["account"]: int(r["n"]) for r in rows}
+
+
+async def release_stranded_change(txn: Txn, post_id: str, *, lease_until: int, now: int) -> bool:
+    """Make a stranded change (its hold ``lease_until``, as read) due at ``now``, for the
+    publisher's next look: True unless another gateway did first."""
+    return await txn.execute(
+        "UPDATE posts SET lease_until = ? WHERE id = ? AND lease_until = ? AND held_change IS NOT NULL "
+        "AND change_stranded IS NOT NULL", now, post_id, lease_until,
+    ) == 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -407,6 +407,13 @@ _V20 = [
     "CREATE INDEX gate_intents_due ON gate_intents (lease_until)",
 ]
 
+# Version 21: a published post's kept change (``held_change``) its account cannot settle here
+# (its policy file removed, the account moved to another platform, its credential not readable)
+# is marked *stranded* (``change_stranded``: when, microseconds; NULL otherwise), so that it is
+# said once, counted (``/metrics``, ``/readyz``) and settled in the first round after the account
+# is back, rather than looked at and left at every tick (``gateway.services.published``).
+_V21 = ["ALTER TABLE posts ADD COLUMN change_stranded BIGINT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -517,10 +524,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V19)
     if version == 20:
         return list(_V20)
+    if version == 21:
+        return list(_V21)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 20
+LATEST = 21
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from mastodon import Mastodon, MastodonAPIError
+from structlog.testing import capture_logs
 
 from adapters.base import AdapterError
 from adapters.mastodon import MastodonAdapter
@@ -24,8 +25,9 @@ from gateway.appkeys import DB, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_media_update import PNG
-from tests.clients.world import World
-from tests.conftest import Gateway, started_gateway
+from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.test_metrics import scrape, value
 
 WAIT = 10.0
 """Seconds a test waits for a request to reach the platform before it fails."""
@@ -469,3 +471,61 @@ async def test_an_edit_the_platform_refused_lets_go_of_the_post(
     assert (await logged(world.gateway, post_id))[3:] == [
         "post.revising", "post.revision_failed", "post.revising", "post.revised"]
     await verified_by_cli(world.gateway)
+
+
+@pytest.mark.parametrize("lost", ["policy", "platform", "credential"])
+async def test_an_unrecorded_delete_its_account_cannot_settle_is_said_once_and_settled_once_it_can(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, lost: str,
+) -> None:
+    """Alice's deletion is made on Mastodon and not recorded, and then ``masto``'s policy file is
+    removed (or moved to the sandbox, or its token can no longer be read): its account cannot
+    settle the deletion here. The publisher says so once (``post_change_stranded``, naming the
+    account and the post, not the token), counts it in ``/metrics`` and ``/readyz`` (which stays
+    200), sends nothing anywhere, and is quiet at later rounds hours apart; once the account is
+    back, the very next round records the deletion, though its wait had an hour to run, and the
+    log verifies. (Before: nothing said or counted, the change looked at and left every tick.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    answered = unanswered(monkeypatch, "delete")
+    assert await outcome(world, api.status_delete, post_id) == 503
+    answered()
+    policy = policy_dir / "masto.yaml"
+    written = policy.read_text(encoding="utf-8")
+    if lost == "policy":
+        policy.unlink()
+    elif lost == "platform":
+        write_policy(policy_dir, "masto", """
+            account: masto
+            platform: sandbox
+            handle: "@brand"
+            tier: direct
+            owner: alice
+            writers: [alice, carol]
+        """)
+    else:
+        monkeypatch.delenv("BRAND_MASTODON_TOKEN")
+    await gw.sync_policies()
+    sent = len(world.upstream.faults.requests)
+    with capture_logs() as logs:
+        for wait in (timedelta(minutes=2, seconds=1), timedelta(hours=2), timedelta(hours=2)):
+            clock.advance(wait)
+            await gw.tick()
+    said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
+            if e["log_level"] == "warning"]
+    assert said == [("post_change_stranded", "masto", post_id, "delete")], logs
+    assert UPSTREAM_TOKEN not in repr(logs)
+    assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
+    assert value(await scrape(gw), "byline_post_changes_stranded") == 1
+    ready = await gw.client.get("/readyz")
+    assert (ready.status, (await ready.json())["post_changes_stranded"]) == (200, {"masto": 1})
+
+    if lost == "credential":
+        monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+    else:
+        policy.write_text(written, encoding="utf-8")
+        await gw.sync_policies()
+    await gw.tick()
+    assert await recorded_state(gw, post_id) == "deleted"
+    assert value(await scrape(gw), "byline_post_changes_stranded") == 0
+    assert (await (await gw.client.get("/readyz")).json())["post_changes_stranded"] == {}
+    await verified_by_cli(gw)
