@@ -473,21 +473,26 @@ async def test_an_edit_the_platform_refused_lets_go_of_the_post(
     await verified_by_cli(world.gateway)
 
 
+@pytest.mark.parametrize("change", ["edit", "delete"])
 @pytest.mark.parametrize("lost", ["policy", "platform", "credential"])
-async def test_an_unrecorded_delete_its_account_cannot_settle_is_said_once_and_settled_once_it_can(
-    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, lost: str,
+async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_settled_once_it_can(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, lost: str, change: str,
 ) -> None:
-    """Alice's deletion is made on Mastodon and not recorded, and then ``masto``'s policy file is
-    removed (or moved to the sandbox, or its token can no longer be read): its account cannot
-    settle the deletion here. The publisher says so once (``post_change_stranded``, naming the
+    """Alice's edit (or deletion) is made on Mastodon and not recorded, and then ``masto``'s
+    policy file is removed (or moved to the sandbox, or its token can no longer be read): its
+    account cannot settle the change here. The publisher says so once (``post_change_stranded``, naming the
     account and the post, not the token), counts it in ``/metrics`` and ``/readyz`` (which stays
     200), sends nothing anywhere, and is quiet at later rounds hours apart; once the account is
-    back, the very next round records the deletion, though its wait had an hour to run, and the
+    back, the very next round settles it (the edit sent again and recorded, the deletion
+    recorded), though its wait had an hour to run, and the
     log verifies. (Before: nothing said or counted, the change looked at and left every tick.)"""
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
-    answered = unanswered(monkeypatch, "delete")
-    assert await outcome(world, api.status_delete, post_id) == 503
+    answered = unanswered(monkeypatch, change)
+    if change == "edit":
+        assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
+    else:
+        assert await outcome(world, api.status_delete, post_id) == 503
     answered()
     policy = policy_dir / "masto.yaml"
     written = policy.read_text(encoding="utf-8")
@@ -512,7 +517,7 @@ async def test_an_unrecorded_delete_its_account_cannot_settle_is_said_once_and_s
             await gw.tick()
     said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
             if e["log_level"] == "warning"]
-    assert said == [("post_change_stranded", "masto", post_id, "delete")], logs
+    assert said == [("post_change_stranded", "masto", post_id, "revise" if change == "edit" else "delete")], logs
     assert UPSTREAM_TOKEN not in repr(logs)
     assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
     assert value(await scrape(gw), "byline_post_changes_stranded") == 1
@@ -525,7 +530,12 @@ async def test_an_unrecorded_delete_its_account_cannot_settle_is_said_once_and_s
         policy.write_text(written, encoding="utf-8")
         await gw.sync_policies()
     await gw.tick()
-    assert await recorded_state(gw, post_id) == "deleted"
+    if change == "edit":
+        [revised] = await entries(gw, post_id, "post.revised")
+        assert (revised["actor"], revised["data"]["recovered"]) == ("alice", True)
+        assert (await world.run(api.status_source, post_id)).text == "Launch day, edit A"
+    else:
+        assert await recorded_state(gw, post_id) == "deleted"
     assert value(await scrape(gw), "byline_post_changes_stranded") == 0
     assert (await (await gw.client.get("/readyz")).json())["post_changes_stranded"] == {}
     await verified_by_cli(gw)
