@@ -983,6 +983,7 @@ class PostService:
         post = await self._row(post_id)
         loaded = self._authorize(caller, post, Act.DELETE)
         transition(State(post.state), Action.DELETE)
+        await self._still_on_its_platform(post, loaded, what="delete")
         return Published(record=post, loaded=loaded)
 
     _HELD = ("the post is being edited or deleted on its platform just now, or changed meanwhile: reload it "
@@ -1143,14 +1144,30 @@ class PostService:
                 return None
         return Published(record=replace(post, lease_until=until), loaded=loaded, lease_until=until)
 
-    async def platform_asked_under(self, post: PostRecord) -> str | None:
-        """The platform of the policy the kept change of ``post`` was asked under, as recorded;
-        None when the database does not know that policy."""
-        sha256 = (post.held_change or {}).get("policy_sha256")
-        if not isinstance(sha256, str):
-            return None
+    async def went_out_on(self, post: PostRecord) -> str | None:
+        """The platform ``post`` went out on: that of the policy its last claim was made under
+        (``post.publishing``), as recorded; None when the database does not know it (a post
+        claimed before claims named their policy)."""
         async with self.db.read() as txn:
+            claim = await log_sql.last_claim(txn, post.id)
+            sha256 = claim.get("policy_sha256") if claim is not None else None
+            if not isinstance(sha256, str):
+                return None
             return await policy_sql.platform_of(txn, post.account, sha256)
+
+    async def _still_on_its_platform(self, post: PostRecord, loaded: LoadedPolicy, *, what: str) -> None:
+        """Refuse (409) a change of a published ``post`` whose account has moved to another
+        platform since it went out: its id there would name another post, or none, and the
+        record would say the post was changed where it is not. Byline holds no credential for
+        the platform it is on now."""
+        went = await self.went_out_on(post)
+        if went is not None and went != loaded.policy.platform:
+            raise BylineError(
+                Code.CONFLICT,
+                f"post {post.id} went out on {went}, and {post.account} is now on {loaded.policy.platform}: "
+                f"Byline cannot {what} it there; {what} it on {went} itself",
+                platform=went,
+            )
 
     async def strand_change(self, post: PostRecord, *, wait: timedelta) -> bool | None:
         """Leave the kept change of ``post`` (one of :meth:`changes_due`) for ``wait`` at most,
@@ -1331,6 +1348,7 @@ class PostService:
                               state=post.state)
         if caller.user != post.author:
             raise BylineError(Code.FORBIDDEN, f"{caller.user} may not edit this post", action="edit")
+        await self._still_on_its_platform(post, loaded, what="edit")
         chosen = options or PostOptions.from_json(post.options)
         text = self._check_text(loaded, author=post.author, text=text, editors=post.editors,
                                 suggested_by=post.suggested_by, options=chosen)

@@ -41,12 +41,14 @@ refuses it for good (an answer in 4xx, the status gone) ends it: a revision fail
 let go of, the post out as the platform says.
 
 A change whose account cannot settle it here (its policy file removed, the account moved to
-another platform than the one the change was asked for, its credential not readable) is
+another platform than the one the post went out on, its credential not readable) is
 *stranded*: said once in a warning (``post_change_stranded``: the account, the post and why,
 never a credential), counted apart (``byline_post_changes_stranded``, and by account in
 ``/readyz``), left out of the publisher's rounds (looked at again after ``STRANDED_WAIT`` at the
 latest), and settled in the first round after the account can again. Moved to another platform,
-it is never sent there: the post's id there would name another post, or none.
+it is never sent there: the post's id there would name another post, or none. Nor is a new
+change of a post on a platform its account has left asked at all (409, ``PostService.deletable``
+and ``revision``).
 
 Why in the post's row and not a queue of its own: the hold is a compare-and-set of that row,
 so the change and its hold are taken, kept and let go of in one statement each, and never
@@ -306,9 +308,9 @@ class PublishedPosts:
         loaded = self.posts.policies.get(post.account)
         if loaded is None:
             return f"{post.account} has no policy in force: nothing may reach its platform"
-        asked = await self.posts.platform_asked_under(post)
-        if asked is not None and asked != loaded.policy.platform:
-            return f"{post.account} is no longer on {asked}, where the post is"
+        went = await self.posts.went_out_on(post)
+        if went is not None and went != loaded.policy.platform:
+            return f"{post.account} is no longer on {went}, where the post is"
         if self.platforms is None:
             return None
         try:

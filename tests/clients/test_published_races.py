@@ -539,3 +539,42 @@ async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_s
     assert value(await scrape(gw), "byline_post_changes_stranded") == 0
     assert (await (await gw.client.get("/readyz")).json())["post_changes_stranded"] == {}
     await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("change", ["delete", "edit"])
+async def test_a_post_on_a_platform_its_account_has_left_is_not_changed_on_the_new_one(
+    world: World, policy_dir: Path, change: str,
+) -> None:
+    """Alice's post went out on Mastodon; then ``masto``'s policy file moves the account to the
+    sandbox. Her app's delete or edit of that post is refused, 409, saying where the post is:
+    Byline holds no credential for Mastodon now, and the post's id would name another post, or
+    none, on the sandbox. Nothing is sent anywhere, the record still says published, and the log
+    verifies. (Before: the sandbox was asked to delete it, said it was gone, and the record and
+    the log said deleted while the post stood on Mastodon; an edit was refused only because the
+    sandbox edits nothing, 422.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    write_policy(policy_dir, "masto", """
+        account: masto
+        platform: sandbox
+        handle: "@brand"
+        tier: direct
+        owner: alice
+        writers: [alice, carol]
+    """)
+    await gw.sync_policies()
+    sent = len(world.upstream.faults.requests)
+    if change == "delete":
+        call: Callable[..., Any] = api.status_delete
+        args: tuple[Any, ...] = (post_id,)
+    else:
+        call, args = api.status_update, (post_id, "Launch day, edited")
+    with pytest.raises(MastodonAPIError) as refused:
+        await world.run(call, *args)
+    assert refused.value.args[1] == 409
+    assert "went out on mastodon" in str(refused.value) and "now on sandbox" in str(refused.value)
+    assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT version, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["version"], row["held_change"]) == (1, None)
+    await verified_by_cli(gw)
