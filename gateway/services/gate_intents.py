@@ -37,7 +37,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Final
 
@@ -123,6 +123,23 @@ class GateIntents:
             await sql.insert(txn, intents)
         return intents
 
+    async def claim(self, ids: Iterable[str]) -> dict[str, GateIntent] | None:
+        """Its request's claim on its intents, to put their changes back: those it won, as they are
+        now (what each is to put back: a change of the gate logged meanwhile by another request
+        has moved it to that change's record, ``sql.settle_logged``). One it did not win is not
+        its own to put back any more (a reconciler's). None when the database is away: the
+        request then puts back what it found, as best it can."""
+        until = now_micros(self.clock) + duration_micros(self.lease)
+        try:
+            async with self.db.write() as txn:
+                claimed = [await sql.claim_own(txn, intent_id, until=until) for intent_id in ids]
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            logger.warning("gate_intent_not_claimed", error="database_unavailable")
+            return None
+        return {i.id: i for i in claimed if i is not None}
+
     async def drop(self, ids: Iterable[str]) -> None:
         """Drop intents whose changes never reached the PDS or were put back by their request;
         those they took over go back to the reconcilers at once (their changes may still stand).
@@ -205,8 +222,11 @@ class GateReconciler:
         token = secrets.token_hex(12)
         now = now_micros(self._clock)
         async with self._db.write() as txn:
-            if not await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease)):
-                return False  # another gateway's, or its request's again
+            claimed = await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease))
+        if claimed is None:
+            return False  # another gateway's, or its request's again
+        # What it puts back as it is now: a change of the gate logged since it was read may have moved it.
+        intent = replace(intent, held=claimed.held)
         log = logger.bind(intent=intent.id, post_id=intent.post_id, account=intent.account, gate=intent.collection)
         stranded = ""
         try:

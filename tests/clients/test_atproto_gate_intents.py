@@ -531,3 +531,62 @@ async def test_a_change_of_a_gate_being_put_back_is_refused_until_it_is_settled(
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert (await intents(gw), await gate_entries(gw)) == ([], [("carol", post_id, THREADGATE, None)])
     await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("order", ["same_record_after", "other_record_before"])
+async def test_a_change_logged_by_another_gateway_is_not_undone_by_the_put_back_of_one_on_its_way(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch, order: str,
+) -> None:
+    """Carol closes replies through one gateway; while that change is on its way (written down,
+    its lease running), alice changes the threadgate through another gateway, and hers is
+    logged (200): the very record carol's wrote, after it (same CID), or another one, before
+    carol's reached the PDS. Carol's then cannot be logged (503), and its put-back puts the
+    threadgate back to what the log now says: the PDS holds alice's record with the CID the log
+    names, nothing is left for the reconciler to undo, and the log verifies. (Before: carol's
+    put-back, a swap on the CID her change wrote, put the threadgate of before over alice's
+    logged change: the log said one thing, the PDS another.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    theirs = closed if order == "same_record_after" else threadgate(
+        post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    write_gates, record = BlueskyAdapter.write_gates, PostService.record_gates_changed
+    alices: list[tuple[int, Any]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def alice_changes() -> None:
+            if not alices:  # once, as carol's change is on its way; alice's own goes through
+                alices.append((0, None))  # before her call: its own record goes through this
+                alices[0] = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": theirs})
+
+        async def writing(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+            if order == "other_record_before":
+                await alice_changes()
+            return await write_gates(adapter, writes, **kwargs)
+
+        async def unlogged(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+            if caller.user != "carol":
+                return await record(self, caller, *args, **kwargs)
+            await alice_changes()
+            raise DatabaseUnavailable()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "write_gates", writing)
+            patched.setattr(PostService, "record_gates_changed", unlogged)
+            status, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed})
+        assert (status, answer.get("error")) == (503, "NotEnoughResources"), answer
+        [(status, logged)] = alices
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], theirs)
+        assert await gate_entries(gw) == [("alice", post_id, THREADGATE, logged["cid"])]
+        assert await intents(gw) == []
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        assert (await pds_record(bluesky_pds, gate_uri) or {}).get("cid") == logged["cid"]
+        await verified_by_cli(second)
