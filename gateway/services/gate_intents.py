@@ -104,16 +104,18 @@ class GateIntents:
                 if (post_id, collection) in inherited:
                     replaces = inherited[(post_id, collection)][1]
                 else:
-                    # Another request's change on its way is its own to log or put back.
-                    left = [i for i in await sql.of_gate(txn, post_id, collection)
-                            if i.status != sql.PENDING or i.lease_until <= now]
+                    # Another request's change on its way is its own to log or put back; but what
+                    # it found (the oldest's) is what the log last said, not what this one found,
+                    # which may be that change, unlogged. Logged, it moves this one's (settle_logged).
+                    stored = await sql.of_gate(txn, post_id, collection)
+                    left = [i for i in stored if i.status != sql.PENDING or i.lease_until <= now]
                     for earlier in left:
                         if not await sql.take_over(txn, earlier.id, by=intent_id, now=now, until=until):
                             raise BylineError(
                                 Code.UNAVAILABLE, f"an earlier change of this post's {collection} is being put "
                                 "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
-                    if left:
-                        replaces = left[0].held
+                    if stored:
+                        replaces = stored[0].held
                     inherited[(post_id, collection)] = (intent_id, replaces)
                 intents.append(GateIntent(
                     id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,

@@ -1263,7 +1263,7 @@ class PostService:
                                   "Byline holds it open, and is being put back", retryable=True)
             if unsettled == intents_sql.BUSY:
                 raise BylineError(Code.UNAVAILABLE, f"another change of post {post_id}'s {collection} is being put "
-                                  "back; try again in a moment", retryable=True)
+                                  "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

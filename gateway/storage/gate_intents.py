@@ -113,12 +113,15 @@ async def claim_own(txn: Txn, intent_id: str, *, until: int) -> GateIntent | Non
     is to put back, as :func:`settle_logged` of another change may have moved it), or None where
     a reconciler has claimed it (the request ran past its lease) or it is gone. A compare-and-set
     on its status, against :func:`settle_logged`'s: the put-back, or the other change logged."""
-    if await txn.execute(
+    return await _as_now(txn, intent_id, await txn.execute(
         "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ? WHERE id = ? AND status = ?",
         RECONCILING, intent_id, until, intent_id, PENDING,
-    ) != 1:
-        return None
-    row = await txn.fetchone(f"SELECT {_COLUMNS} FROM gate_intents WHERE id = ?", intent_id)
+    ))
+
+
+async def _as_now(txn: Txn, intent_id: str, claimed: int) -> GateIntent | None:
+    """The intent as it is now where the claim that came before took it (``claimed``: its row count)."""
+    row = await txn.fetchone(f"SELECT {_COLUMNS} FROM gate_intents WHERE id = ?", intent_id) if claimed == 1 else None
     return _intent(row) if row is not None else None
 
 
@@ -177,14 +180,11 @@ async def claim(txn: Txn, intent_id: str, *, token: str, now: int, until: int) -
     """Claim an intent whose lease has run out for ``token`` until ``until``: the intent as it is
     now (a logged change may have moved what it puts back since it was read, :func:`settle_logged`)
     for one claimant alone (compare-and-set on the lease, which the winner moves on), else None."""
-    if await txn.execute(
+    return await _as_now(txn, intent_id, await txn.execute(
         "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
         "WHERE id = ? AND lease_until <= ?",
         RECONCILING, token, until, intent_id, now,
-    ) != 1:
-        return None
-    row = await txn.fetchone(f"SELECT {_COLUMNS} FROM gate_intents WHERE id = ?", intent_id)
-    return _intent(row) if row is not None else None
+    ))
 
 
 async def drop(txn: Txn, intent_id: str, *, token: str) -> bool:
