@@ -71,6 +71,15 @@ def test_tier_and_value_errors(change: tuple[str, str], expected: str) -> None:
     assert any(expected in i for i in issues), issues
 
 
+def test_an_approver_named_twice_counts_once() -> None:
+    """``from: [bob, carol, bob]`` where two approvals are asked: carol's posts would have bob
+    alone, named twice; the file is refused, counting him once."""
+    text = BASE.replace("from: [bob, carol, dave]", "from: [bob, carol, bob]")
+    assert text != BASE
+    issues = _issues(text)
+    assert any("approvals.required is 2 but posts by carol can only be approved by 1" in i for i in issues), issues
+
+
 def test_tier_requirements() -> None:
     """Delayed needs a delay; co-signed needs approvals; managed keeps the owner out of writers."""
     delayed = textwrap.dedent(POLICIES["delayed"]).replace("delay: 10m", "delay: 0s")

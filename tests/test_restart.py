@@ -174,6 +174,36 @@ async def test_a_cosigned_claim_recovered_under_the_policy_it_was_approved_under
         await verified_by_cli(second)
 
 
+BRAND_HELD = BRAND_DELAYED + """
+    approvals:
+      required: 1
+      from: [bob, dave]
+    rules:
+      - {name: launch, action: hold, any_words: [launch], reason: Check it}
+"""
+"""brand delayed, not co-signed: a post that speaks of a launch is held for bob or dave."""
+
+
+async def test_a_recovered_claim_of_a_post_held_by_a_rule_and_released_goes_out_on_its_release(
+    db_url: str, policy_dir: Path, clock: ManualClock
+) -> None:
+    """On a delayed account, carol's post is held by a rule and released by bob, then lies claimed
+    by a dead publisher, the policy unchanged: once its lease runs out it is claimed again to be
+    sent, not only looked for (bob's release is read, and still counts), and goes out once; the
+    log verifies. (A claim that read no release for a post held on a tier other than co-signed
+    held it again for the release it has.)"""
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=False, policy=BRAND_HELD)
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        assert [p["text"] for p in await second.timeline("brand")] == ["Launch day\n\n—carol"]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["approvals_required"]) == ("published", 1), published
+        claims = [e["data"] for e in published["events"] if e["type"] == "post.publishing"]
+        assert [(c["recovering"], c.get("looks_only")) for c in claims] == [(False, None), (True, None)], claims
+        await verified_by_cli(second)
+
+
 @pytest.mark.parametrize(("policy", "required", "approvers"), [
     pytest.param(BRAND_OF_THREE.replace("required: 1", "required: 2"), 2, ["bob", "dave"],
                  id="one-more-approval-asked"),

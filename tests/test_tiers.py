@@ -143,6 +143,21 @@ async def test_managed_owner_suggests_team_adopts(gateway: Gateway) -> None:
     ]
 
 
+async def test_a_managed_owner_can_neither_reword_nor_cancel_the_post_a_writer_adopted(gateway: Gateway) -> None:
+    """Managed: once bob adopts dave's suggestion, dave (the owner, who only suggests) can neither
+    edit its words nor take it back over HTTP (403 each), and it goes out as bob adopted it."""
+    suggestion = await gateway.submit("dave", "managed", "Thank you all")
+    status, adopted = await gateway.act("bob", suggestion["id"], "adopt", {"text": "Thank you all!"})
+    assert status == 201, adopted
+    status, body = await gateway.call("dave", "PATCH", f"/v1/posts/{adopted['id']}", {"text": "Dave's own words"})
+    assert status == 403, body
+    status, body = await gateway.act("dave", adopted["id"], "cancel", {})
+    assert status == 403, body
+    assert (await gateway.get("bob", adopted["id"]))["state"] == "scheduled"
+    await gateway.tick()
+    assert [p["text"] for p in await gateway.timeline("managed")] == ["Thank you all!\n\n—bob, suggested by dave"]
+
+
 async def test_managed_dismiss_and_team_posts(gateway: Gateway) -> None:
     """A writer dismisses a suggestion; a writer's own post goes out directly."""
     suggestion = await gateway.submit("dave", "managed", "Maybe post this")

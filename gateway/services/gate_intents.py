@@ -37,7 +37,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Final
 
@@ -104,16 +104,18 @@ class GateIntents:
                 if (post_id, collection) in inherited:
                     replaces = inherited[(post_id, collection)][1]
                 else:
-                    # Another request's change on its way is its own to log or put back.
-                    left = [i for i in await sql.of_gate(txn, post_id, collection)
-                            if i.status != sql.PENDING or i.lease_until <= now]
+                    # Another request's change on its way is its own to log or put back; but what
+                    # it found (the oldest's) is what the log last said, not what this one found,
+                    # which may be that change, unlogged. Logged, it moves this one's (settle_logged).
+                    stored = await sql.of_gate(txn, post_id, collection)
+                    left = [i for i in stored if i.status != sql.PENDING or i.lease_until <= now]
                     for earlier in left:
                         if not await sql.take_over(txn, earlier.id, by=intent_id, now=now, until=until):
                             raise BylineError(
                                 Code.UNAVAILABLE, f"an earlier change of this post's {collection} is being put "
                                 "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
-                    if left:
-                        replaces = left[0].held
+                    if stored:
+                        replaces = stored[0].held
                     inherited[(post_id, collection)] = (intent_id, replaces)
                 intents.append(GateIntent(
                     id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,
@@ -122,6 +124,23 @@ class GateIntents:
                 ))
             await sql.insert(txn, intents)
         return intents
+
+    async def claim(self, ids: Iterable[str]) -> dict[str, GateIntent] | None:
+        """Its request's claim on its intents, to put their changes back: those it won, as they are
+        now (what each is to put back: a change of the gate logged meanwhile by another request
+        has moved it to that change's record, ``sql.settle_logged``). One it did not win is not
+        its own to put back any more (a reconciler's). None when the database is away: the
+        request then puts back what it found, as best it can."""
+        until = now_micros(self.clock) + duration_micros(self.lease)
+        try:
+            async with self.db.write() as txn:
+                claimed = [await sql.claim_own(txn, intent_id, until=until) for intent_id in ids]
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            logger.warning("gate_intent_not_claimed", error="database_unavailable")
+            return None
+        return {i.id: i for i in claimed if i is not None}
 
     async def drop(self, ids: Iterable[str]) -> None:
         """Drop intents whose changes never reached the PDS or were put back by their request;
@@ -205,8 +224,11 @@ class GateReconciler:
         token = secrets.token_hex(12)
         now = now_micros(self._clock)
         async with self._db.write() as txn:
-            if not await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease)):
-                return False  # another gateway's, or its request's again
+            claimed = await sql.claim(txn, intent.id, token=token, now=now, until=now + duration_micros(self._lease))
+        if claimed is None:
+            return False  # another gateway's, or its request's again
+        # What it puts back as it is now: a change of the gate logged since it was read may have moved it.
+        intent = replace(intent, held=claimed.held)
         log = logger.bind(intent=intent.id, post_id=intent.post_id, account=intent.account, gate=intent.collection)
         stranded = ""
         try:

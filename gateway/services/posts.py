@@ -1285,7 +1285,8 @@ class PostService:
         let a change in under :meth:`gates_budget` at once cannot both take its last one.
         ``intent``: the change as written down before the PDS was asked, dropped in the same
         transaction (``gateway.services.gate_intents``); refused, 503, where a reconciler has
-        taken it meanwhile (the request ran past its lease): the change is being put back."""
+        taken it meanwhile (the request ran past its lease): the change is being put back; and
+        where another change of the gate (another gateway's) is being put back at that moment."""
         post_id = gated.record.id
 
         async def work(ltx: LogTxn) -> LoadedPolicy:
@@ -1309,12 +1310,15 @@ class PostService:
             # recorded at once, so the log never shows settings changed on a post already gone.
             await self._cas(ltx, current, State.PUBLISHED)
             await _within_gates_budget(ltx.txn, post_id, now=ltx.now, adding=adding)
-            if intent is not None and not await intents_sql.settle(ltx.txn, intent):
+            # Changes of this gate left unlogged before it, which it took over, are dropped: it
+            # stands over them; those still on their way put back this one should theirs not be kept.
+            unsettled = await intents_sql.settle_logged(ltx.txn, intent) if intent is not None else None
+            if unsettled == intents_sql.TAKEN:
                 raise BylineError(Code.UNAVAILABLE, f"the change of post {post_id}'s {collection} took longer than "
                                   "Byline holds it open, and is being put back", retryable=True)
-            if intent is not None:
-                # Changes of this gate left unlogged before it, which it took over: it stands over them.
-                await intents_sql.drop_taken(ltx.txn, intent)
+            if unsettled == intents_sql.BUSY:
+                raise BylineError(Code.UNAVAILABLE, f"another change of post {post_id}'s {collection} is being put "
+                                  "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
             await ltx.append("post.gates_changed", actor=caller.user, account=current.account, post=post_id,
                              data={"gate": collection, "cid": cid, "settings": settings,
                                    "remote_id": current.remote_id,

@@ -25,6 +25,11 @@ STRANDED = "stranded"
 """Left by a reconciler that could not put it back for want of its account (no policy in force on
 Bluesky, or no credential it can read): released by :func:`release_stranded` once there is one."""
 
+TAKEN = "taken"
+"""Why :func:`settle_logged` did not settle: a reconciler has claimed the intent, or it is gone."""
+BUSY = "busy"
+"""Why :func:`settle_logged` did not settle: another change of the gate is being put back."""
+
 _COLUMNS = ("id, account, post_id, remote_id, collection, held, written, actor, status, claimed_by, attempts, "
             "lease_until, created_at")
 
@@ -70,16 +75,62 @@ async def insert(txn: Txn, intents: Sequence[GateIntent]) -> None:
 
 
 async def settle(txn: Txn, intent_id: str) -> bool:
-    """Drop an intent its request still holds (logged, or put back by it); False when a
+    """Drop an intent its request still holds (put back by it, or never sent); False when a
     reconciler has claimed it (the request ran past its lease) or it is gone."""
-    return await txn.execute("DELETE FROM gate_intents WHERE id = ? AND status = ?", intent_id, PENDING) == 1
+    return await txn.execute(
+        "DELETE FROM gate_intents WHERE id = ? AND (status = ? OR claimed_by = ?)", intent_id, PENDING, intent_id
+    ) == 1
+
+
+async def settle_logged(txn: Txn, intent_id: str) -> str | None:
+    """Drop an intent its request still holds, in the transaction that logs its change, with the
+    changes of the gate it took over (:func:`drop_taken`): None, or why not (:data:`TAKEN`,
+    :data:`BUSY`). Every other change of the gate still on its way (another request's, another
+    gateway's) is to put back, should its request not log it, what the log now says (this
+    change's record), not what it found: a put-back of what it found would undo this logged
+    change (the two wrote the same record, same CID, or this one reached the PDS first). That is
+    a compare-and-set on each (still pending): one whose put-back has begun makes this change wait
+    (:data:`BUSY`)."""
+    row = await txn.fetchone(f"SELECT {_COLUMNS} FROM gate_intents WHERE id = ? AND status = ?", intent_id, PENDING)
+    if row is None:
+        return TAKEN
+    logged = _intent(row)
+    for other in await of_gate(txn, logged.post_id, logged.collection):
+        if other.id == intent_id or (other.status == RECONCILING and other.claimed_by == intent_id):
+            continue
+        if other.status != PENDING or await txn.execute(
+            "UPDATE gate_intents SET held = ? WHERE id = ? AND status = ?", json.dumps(logged.written), other.id,
+            PENDING,
+        ) != 1:
+            return BUSY
+    await settle(txn, intent_id)
+    await drop_taken(txn, intent_id)
+    return None
+
+
+async def claim_own(txn: Txn, intent_id: str, *, until: int) -> GateIntent | None:
+    """Its request's claim on an intent, to put its change back: the intent as it is now (what it
+    is to put back, as :func:`settle_logged` of another change may have moved it), or None where
+    a reconciler has claimed it (the request ran past its lease) or it is gone. A compare-and-set
+    on its status, against :func:`settle_logged`'s: the put-back, or the other change logged."""
+    return await _as_now(txn, intent_id, await txn.execute(
+        "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ? WHERE id = ? AND status = ?",
+        RECONCILING, intent_id, until, intent_id, PENDING,
+    ))
+
+
+async def _as_now(txn: Txn, intent_id: str, claimed: int) -> GateIntent | None:
+    """The intent as it is now where the claim that came before took it (``claimed``: its row count)."""
+    row = await txn.fetchone(f"SELECT {_COLUMNS} FROM gate_intents WHERE id = ?", intent_id) if claimed == 1 else None
+    return _intent(row) if row is not None else None
 
 
 async def release(txn: Txn, intent_id: str, *, now: int) -> bool:
-    """Hand an intent its request could not put back to the reconcilers at once."""
+    """Hand an intent its request could not put back to the reconcilers at once (pending again)."""
     return await txn.execute(
-        "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND status = ? AND lease_until > ?",
-        now, intent_id, PENDING, now,
+        "UPDATE gate_intents SET status = ?, claimed_by = NULL, lease_until = ? "
+        "WHERE id = ? AND (status = ? OR claimed_by = ?) AND lease_until > ?",
+        PENDING, now, intent_id, PENDING, intent_id, now,
     ) == 1
 
 
@@ -125,14 +176,15 @@ async def due(txn: Txn, *, now: int, limit: int) -> list[GateIntent]:
     return [_intent(r) for r in rows]
 
 
-async def claim(txn: Txn, intent_id: str, *, token: str, now: int, until: int) -> bool:
-    """Claim an intent whose lease has run out for ``token`` until ``until``: True for one
-    claimant alone (compare-and-set on the lease, which the winner moves on)."""
-    return await txn.execute(
+async def claim(txn: Txn, intent_id: str, *, token: str, now: int, until: int) -> GateIntent | None:
+    """Claim an intent whose lease has run out for ``token`` until ``until``: the intent as it is
+    now (a logged change may have moved what it puts back since it was read, :func:`settle_logged`)
+    for one claimant alone (compare-and-set on the lease, which the winner moves on), else None."""
+    return await _as_now(txn, intent_id, await txn.execute(
         "UPDATE gate_intents SET status = ?, claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
         "WHERE id = ? AND lease_until <= ?",
         RECONCILING, token, until, intent_id, now,
-    ) == 1
+    ))
 
 
 async def drop(txn: Txn, intent_id: str, *, token: str) -> bool:

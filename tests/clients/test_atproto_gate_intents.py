@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -531,3 +532,149 @@ async def test_a_change_of_a_gate_being_put_back_is_refused_until_it_is_settled(
     assert await pds_record(bluesky_pds, gate_uri) is None
     assert (await intents(gw), await gate_entries(gw)) == ([], [("carol", post_id, THREADGATE, None)])
     await verified_by_cli(gw)
+
+
+def carol_unlogged(meanwhile: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """``PostService.record_gates_changed`` for carol's change: ``meanwhile`` runs, then the log
+    fails (the database away); anyone else's is recorded."""
+    record = PostService.record_gates_changed
+
+    async def unlogged(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+        if caller.user != "carol":
+            return await record(self, caller, *args, **kwargs)
+        await meanwhile()
+        raise DatabaseUnavailable()
+
+    return unlogged
+
+
+async def carol_refused_meanwhile(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch, token: str, body: dict[str, Any], *,
+    writing: Callable[..., Awaitable[XrpcRawResponse]], unlogged: Callable[..., Awaitable[None]],
+) -> None:
+    """Carol's change (the putRecord ``body``) through ``gw``, its PDS writes and its record
+    patched (``writing``, ``unlogged``): her app gets 503 ``NotEnoughResources``."""
+    with monkeypatch.context() as patched:
+        patched.setattr(BlueskyAdapter, "write_gates", writing)
+        patched.setattr(PostService, "record_gates_changed", unlogged)
+        status, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, body)
+    assert (status, answer.get("error")) == (503, "NotEnoughResources"), answer
+
+
+@pytest.mark.parametrize("order", ["same_record_after", "other_record_before"])
+async def test_a_change_logged_by_another_gateway_is_not_undone_by_the_put_back_of_one_on_its_way(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch, order: str,
+) -> None:
+    """Carol closes replies through one gateway; while that change is on its way (written down,
+    its lease running), alice changes the threadgate through another gateway, and hers is
+    logged (200): the very record carol's wrote, after it (same CID), or another one, before
+    carol's reached the PDS. Carol's then cannot be logged (503), and its put-back puts the
+    threadgate back to what the log now says: the PDS holds alice's record with the CID the log
+    names, nothing is left for the reconciler to undo, and the log verifies. (Before: carol's
+    put-back, a swap on the CID her change wrote, put the threadgate of before over alice's
+    logged change: the log said one thing, the PDS another.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    theirs = closed if order == "same_record_after" else threadgate(
+        post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    write_gates = BlueskyAdapter.write_gates
+    alices: list[tuple[int, Any]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def alice_changes() -> None:
+            if not alices:  # once, as carol's change is on its way; alice's own goes through
+                alices.append((0, None))  # before her call: its own record goes through this
+                alices[0] = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": theirs})
+
+        async def writing(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+            if order == "other_record_before":
+                await alice_changes()
+            return await write_gates(adapter, writes, **kwargs)
+
+        await carol_refused_meanwhile(gw, monkeypatch, token, {
+            "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed,
+        }, writing=writing, unlogged=carol_unlogged(alice_changes))
+        [(status, logged)] = alices
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], theirs)
+        assert await gate_entries(gw) == [("alice", post_id, THREADGATE, logged["cid"])]
+        assert await intents(gw) == []
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        assert (await pds_record(bluesky_pds, gate_uri) or {}).get("cid") == logged["cid"]
+        await verified_by_cli(second)
+
+
+@pytest.mark.parametrize("order", ["same_record_before_it", "other_record_over_it"])
+async def test_a_change_logged_on_another_gateway_as_one_is_put_back_leaves_the_pds_as_the_log_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch, order: str,
+) -> None:
+    """Carol's change cannot be logged, and as its request puts the threadgate back, alice changes
+    it through another gateway: the very record carol's wrote, written before the put-back, or
+    another one, read while carol's stood and written over the put-back. Alice's is refused 503
+    (try again), as a change is while a reconciler puts one back, and put back: the PDS holds the
+    threadgate as before, the log no change, nothing is left, and the log verifies. (Before:
+    alice's change was logged, and carol's put-back, a swap on the same CID, undid it; or alice's
+    put back what she had read, carol's change, unlogged.)"""
+    did, _, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    closed = threadgate(post_uri, allow=[])
+    theirs = closed if order == "same_record_before_it" else threadgate(
+        post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    write_gates = BlueskyAdapter.write_gates
+    alices: list[tuple[int, Any]] = []
+    carols: list[int] = []
+    alices_call: list[asyncio.Future[None]] = []
+    alice_writing, put_back = asyncio.Event(), asyncio.Event()
+    if order == "same_record_before_it":
+        put_back.set()
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def alice_changes() -> None:
+            alices.append((0, None))  # before her call: her own writes come through this too
+            alices[0] = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": theirs})
+
+        async def writing(adapter: BlueskyAdapter, writes: Any, **kwargs: Any) -> XrpcRawResponse:
+            if not carols:
+                carols.append(id(adapter))  # carol's gateway's
+            if id(adapter) != carols[0]:  # alice's, read and written down as carol's stood
+                if not put_back.is_set():
+                    alice_writing.set()
+                    await put_back.wait()  # and written over carol's put-back
+                return await write_gates(adapter, writes, **kwargs)
+            carols.append(1)
+            if len(carols) == 2:  # carol's change
+                return await write_gates(adapter, writes, **kwargs)
+            if order == "same_record_before_it":
+                await alice_changes()
+                return await write_gates(adapter, writes, **kwargs)
+            answer = await write_gates(adapter, writes, **kwargs)
+            put_back.set()
+            await alices_call[0]  # carol's put-back under way all the while alice's is logged
+            return answer
+
+        async def alice_reads_and_writes_it_down() -> None:
+            if order == "other_record_over_it":
+                alices_call.append(asyncio.ensure_future(alice_changes()))
+                await alice_writing.wait()
+
+        await carol_refused_meanwhile(gw, monkeypatch, token, {
+            "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed,
+        }, writing=writing, unlogged=carol_unlogged(alice_reads_and_writes_it_down))
+        [(status, refused)] = alices
+        assert (status, refused.get("error")) == (503, "NotEnoughResources"), refused
+        await put_back_and_nothing_kept(bluesky_pds, second, gate_uri, held)
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        assert await pds_record(bluesky_pds, gate_uri) == held

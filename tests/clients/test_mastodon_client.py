@@ -152,6 +152,21 @@ async def test_idempotency_key_returns_the_same_status(world: World) -> None:
     assert later.id != first.id
 
 
+async def test_an_idempotency_key_used_again_on_another_account_makes_a_post_there_held_as_it_asks(
+    world: World,
+) -> None:
+    """alice's key, used for a status that went out at once on ``direct``, sent again with her
+    token for co-signed ``cosigned``: a new post there, held for its approvals, never the direct
+    one handed back as if it were out; ``direct`` keeps its one post."""
+    direct, cosigned = await world.client("alice", "direct"), await world.client("alice", "cosigned")
+    first = await world.run(direct.status_post, "Only once", idempotency_key="k-shared")
+    other = await world.run(cosigned.status_post, "Only once", idempotency_key="k-shared")
+    assert other.id != first.id
+    assert (first.byline.state, other.byline.state) == ("scheduled", "held")
+    _, listing = await world.gateway.call("alice", "GET", "/v1/posts?account=direct")
+    assert [p["id"] for p in listing["posts"]] == [first.id]
+
+
 async def test_unbound_token_needs_a_single_account(world: World) -> None:
     """A token bound to no account works for someone with one account; for alice (several) it is 403."""
     solo = await world.client("erin", None)
