@@ -245,6 +245,18 @@ def unanswered(monkeypatch: pytest.MonkeyPatch, name: str) -> Callable[[], None]
     return lambda: monkeypatch.setattr(MastodonAdapter, name, original)
 
 
+def moved_to_the_sandbox(policy_dir: Path) -> None:
+    """``masto``'s policy file, rewritten to put the account on the sandbox (off Mastodon)."""
+    write_policy(policy_dir, "masto", """
+        account: masto
+        platform: sandbox
+        handle: "@brand"
+        tier: direct
+        owner: alice
+        writers: [alice, carol]
+    """)
+
+
 async def entries(gw: Gateway, post_id: str, kind: str) -> list[dict[str, Any]]:
     """The post's log entries of one kind, in order."""
     async with gw.app[DB].read() as txn:
@@ -499,14 +511,7 @@ async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_s
     if lost == "policy":
         policy.unlink()
     elif lost == "platform":
-        write_policy(policy_dir, "masto", """
-            account: masto
-            platform: sandbox
-            handle: "@brand"
-            tier: direct
-            owner: alice
-            writers: [alice, carol]
-        """)
+        moved_to_the_sandbox(policy_dir)
     else:
         monkeypatch.delenv("BRAND_MASTODON_TOKEN")
     await gw.sync_policies()
@@ -554,14 +559,7 @@ async def test_a_post_on_a_platform_its_account_has_left_is_not_changed_on_the_n
     sandbox edits nothing, 422.)"""
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
-    write_policy(policy_dir, "masto", """
-        account: masto
-        platform: sandbox
-        handle: "@brand"
-        tier: direct
-        owner: alice
-        writers: [alice, carol]
-    """)
+    moved_to_the_sandbox(policy_dir)
     await gw.sync_policies()
     sent = len(world.upstream.faults.requests)
     if change == "delete":
