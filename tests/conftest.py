@@ -414,7 +414,7 @@ def _cheap_password_hashes() -> Iterator[None]:
 
     strong, decoy = people._HASHER, people._DECOY
     people._HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1, type=Type.ID)
-    people._DECOY = people._HASHER.hash(secrets.token_urlsafe(16))
+    people._DECOY = people.decoy_hash(people._HASHER)
     try:
         yield
     finally:
