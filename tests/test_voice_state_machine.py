@@ -14,17 +14,13 @@ runs it larger than `make test`).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import secrets
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -43,8 +39,7 @@ from gateway.audit.export import export_database
 from gateway.audit.note import Verifier
 from gateway.audit.verify import ExportSource, verify
 from gateway.clock import ManualClock
-from gateway.storage.db import open_database
-from tests.conftest import BACKENDS, PG_DSN, Gateway, started_gateway, write_policy
+from tests.conftest import BACKENDS, SCHEMAS, Gateway, started_gateway, write_policy
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin")
 # Everyone may try anything, but the people an action is meant for try it more often, so that
@@ -87,91 +82,23 @@ def brand_policy(variant: str) -> str:
     """
 
 
-class EmptiedSchema:
-    """One PostgreSQL schema for all of a test's examples: migrated once, and emptied back to
-    what the migration left before each example (migrating a schema for each took most of a
-    second of each). Emptying deletes every row of every table in it, the append-only ones too
-    (their triggers off for the one transaction), and puts back the rows the migration wrote;
-    then every table the schema holds must hold exactly those: nothing an example wrote is
-    there for the next one."""
-
-    def __init__(self) -> None:
-        assert PG_DSN is not None
-        self.name = "sm_" + secrets.token_hex(6)
-        self.url = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}search_path={self.name}"
-        self.migrated: dict[str, list[str]] = {}
-
-    async def _run(self, go: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
-        conn = await asyncpg.connect(PG_DSN, server_settings={"search_path": self.name})
-        try:
-            return await go(conn)
-        finally:
-            await conn.close()
-
-    @staticmethod
-    async def _tables(conn: asyncpg.Connection) -> list[str]:
-        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")
-        return [row["tablename"] for row in rows]
-
-    @classmethod
-    async def _contents(cls, conn: asyncpg.Connection) -> dict[str, list[str]]:
-        """Every table of the schema and its rows (as JSON, sorted), read in one query."""
-        tables = await cls._tables(conn)
-        each = " UNION ALL ".join(f"SELECT '{t}', (SELECT coalesce(json_agg(r), '[]') FROM \"{t}\" r)::text"
-                                  for t in tables)
-        return {table: sorted(json.dumps(row, sort_keys=True) for row in json.loads(rows))
-                for table, rows in await conn.fetch(each)}
-
-    async def contents(self) -> dict[str, list[str]]:
-        """Every table of the schema and its rows."""
-        return await self._run(self._contents)  # type: ignore[no-any-return]
-
-    async def create(self) -> None:
-        """Make the schema and migrate it; note what the migration left."""
-        await self._run(lambda conn: conn.execute(f"CREATE SCHEMA {self.name}"))
-        await (await open_database(self.url)).close()
-        self.migrated = await self.contents()
-
-    async def empty(self) -> None:
-        """Back to what the migration left, and check it is."""
-
-        async def go(conn: asyncpg.Connection) -> dict[str, list[str]]:
-            script = ["BEGIN", "SET LOCAL session_replication_role = replica"]
-            for table in await self._tables(conn):
-                script.append(f'DELETE FROM "{table}"')
-                if rows := self.migrated.get(table):
-                    script.append(f'INSERT INTO "{table}" SELECT * FROM json_populate_recordset('
-                                  f'NULL::"{table}", $rows$[{", ".join(rows)}]$rows$)')
-            await conn.execute(";\n".join([*script, "COMMIT"]))
-            return await self._contents(conn)
-
-        assert await self._run(go) == self.migrated
-
-    async def drop(self) -> None:
-        """Drop the schema and all in it."""
-        await self._run(lambda conn: conn.execute(f"DROP SCHEMA {self.name} CASCADE"))
-
-
 class VoiceMachine(RuleBasedStateMachine):
     """One gateway, one co-signed account, everything anyone may try."""
 
     posts = Bundle("posts")
 
-    def __init__(self, backend: str, schema: EmptiedSchema | None = None) -> None:
+    def __init__(self, backend: str) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="byline-sm-"))
         self.policy_dir = self.dir / "policies"
         self.policy_dir.mkdir()
         self.policy_path = write_policy(self.policy_dir, "brand", brand_policy("two-of-three"))
-        if backend == "sqlite":
-            db_url = f"sqlite:///{self.dir / 'byline.db'}"
-        else:
-            assert schema is not None
-            self.run(schema.empty())
-            db_url = schema.url
+        # A schema migrated once for the test process, emptied between examples (SchemaTemplates):
+        # migrating one for each example took most of a second of each.
+        self.db_url = self.run(SCHEMAS.sqlite(self.dir / "byline.db") if backend == "sqlite" else SCHEMAS.postgresql())
         self.clock = ManualClock()
-        self.started = started_gateway(db_url, self.policy_dir, self.clock)
+        self.started = started_gateway(self.db_url, self.policy_dir, self.clock)
         self.gw: Gateway = self.run(self.started.__aenter__())
 
     def run(self, coro: Any) -> Any:
@@ -181,6 +108,8 @@ class VoiceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.run(self.started.__aexit__(None, None, None))
+            if not self.db_url.startswith("sqlite:///"):
+                self.run(SCHEMAS.done(self.db_url))
         finally:
             self.loop.close()
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -303,47 +232,33 @@ class VoiceMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_random_sequences_keep_the_co_signing_promise(backend: str) -> None:
     """No sequence of actions publishes words without the approvals of people who wrote none of them."""
-    schema = EmptiedSchema() if backend == "postgresql" else None
-    if schema is not None:
-        asyncio.run(schema.create())
-    try:
-        run_state_machine_as_test(
-            lambda: VoiceMachine(backend, schema),
-            settings=settings(
-                max_examples=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_EXAMPLES", "30")),
-                stateful_step_count=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_STEPS", "30")),
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            ),
-        )
-    finally:
-        if schema is not None:
-            asyncio.run(schema.drop())
+    run_state_machine_as_test(
+        lambda: VoiceMachine(backend),
+        settings=settings(
+            max_examples=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_EXAMPLES", "30")),
+            stateful_step_count=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_STEPS", "30")),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
 
 
-@pytest.mark.skipif(PG_DSN is None, reason="needs the test PostgreSQL")
-def test_an_example_sees_nothing_of_the_one_before() -> None:
-    """On PostgreSQL the examples share one schema: what one example wrote (a post, its log
-    entries, a checkpoint, tokens) is gone when the next one starts, which finds the schema as
-    the migration left it."""
-    schema = EmptiedSchema()
-    asyncio.run(schema.create())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_example_sees_nothing_of_the_one_before(backend: str) -> None:
+    """Each example starts on a database of its own as the migration left it (on PostgreSQL the
+    same schema, emptied): a post and the log entries one example wrote are not in the next."""
+    first = VoiceMachine(backend)
     try:
-        first = VoiceMachine("postgresql", schema)
-        try:
-            post = first.submit("alice", "We launch today")
-            first.time_passes(2)
-            first.the_log_verifies()
-            written = first.run(first.gw.log_size())
-        finally:
-            first.teardown()
-        assert written > 0 and asyncio.run(schema.contents()) != schema.migrated
-        following = VoiceMachine("postgresql", schema)
-        try:
-            status, _ = following.call("alice", "GET", f"/v1/posts/{post}")
-            assert status == 404
-            assert following.run(following.gw.log_size()) < written
-        finally:
-            following.teardown()
+        post = first.submit("alice", "We launch today")
+        first.time_passes(2)
+        first.the_log_verifies()
+        written = first.run(first.gw.log_size())
     finally:
-        asyncio.run(schema.drop())
+        first.teardown()
+    following = VoiceMachine(backend)
+    try:
+        status, _ = following.call("alice", "GET", f"/v1/posts/{post}")
+        assert status == 404
+        assert following.run(following.gw.log_size()) < written
+    finally:
+        following.teardown()
