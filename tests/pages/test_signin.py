@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
+from argon2 import PasswordHasher, extract_parameters
+from argon2.exceptions import VerifyMismatchError
 
 from gateway.appkeys import APPENDER, DB, PEOPLE
 from gateway.clock import ManualClock
+from gateway.services.people import decoy_hash
 from tests.conftest import started_gateway
 from tests.pages.conftest import Pages, password_of
 
@@ -49,6 +55,31 @@ async def test_a_wrong_password_is_refused_alike_for_unknown_names(pages: Pages)
         status, body, resp = await visitor.post("/signin", {"name": name, "password": password}, csrf=False)
         answers.append((status, "That name and password do not match." in body, "Set-Cookie" in resp.headers))
     assert answers == [(401, True, False)] * 2
+
+
+@pytest.mark.parametrize("hasher", [PasswordHasher(), PasswordHasher(time_cost=2, memory_cost=4096, parallelism=2)],
+                         ids=["byline", "other"])
+def test_the_decoy_costs_what_a_password_costs_and_matches_none(hasher: PasswordHasher) -> None:
+    """The hash an unknown name is checked against has the hasher's own parameters (so checking
+    it takes as long as checking a person's), and no password matches it."""
+    decoy = decoy_hash(hasher)
+    assert extract_parameters(decoy) == extract_parameters(hasher.hash("a-password-of-hers"))
+    for password in ("", "a-password-of-hers", "x" * 64):
+        with pytest.raises(VerifyMismatchError):
+            hasher.verify(decoy, password)
+    assert decoy_hash(hasher) != decoy
+
+
+def test_loading_the_sign_in_service_hashes_nothing() -> None:
+    """Every `byline` command and each start of `byline serve` loads the sign-in service:
+    loading it hashes no password (a decoy hashed at Byline's cost took a fifth to a half of
+    a second of each)."""
+    code = ("import argon2\n"
+            "def refused(*_, **__): raise SystemExit('hashed a password')\n"
+            "argon2.PasswordHasher.hash = refused\n"
+            "import gateway.services.people")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 async def test_sign_in_attempts_are_limited(pages: Pages) -> None:
