@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import secrets
-import shutil
 import ssl
 import sys
-import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -30,7 +27,7 @@ from gateway.appkeys import DB, GATE_RECONCILER, IDENTITY, POLICIES, PUBLISHER, 
 from gateway.clock import ManualClock
 from gateway.http.server import make_runner
 from gateway.settings import Settings
-from gateway.storage.db import PRIVATE_MODE, Database, DatabaseUnavailable, open_database
+from gateway.storage.db import Database, DatabaseUnavailable, open_database
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
@@ -117,175 +114,25 @@ def _with_param(dsn: str, key: str, value: str) -> str:
     return f"{dsn}{'&' if '?' in dsn else '?'}{key}={value}"
 
 
-async def _pg(statement: str, *args: Any) -> Any:
-    """Run one statement on the test PostgreSQL's own database; its first value."""
-    assert PG_DSN is not None
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        return await conn.fetchval(statement, *args)
-    finally:
-        await conn.close()
-
-
-_SHAPE = """
-SELECT string_agg(replace(x, $1 || '.', ''), E'\n' ORDER BY x) FROM (
-  SELECT format('column %s.%s %s %s %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-                a.attnotnull, pg_get_expr(d.adbin, d.adrelid)) AS x
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = $1
-  UNION ALL SELECT format('constraint %s %s', c.conname, pg_get_constraintdef(c.oid))
-    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1
-  UNION ALL SELECT format('trigger %s %s', t.tgenabled, pg_get_triggerdef(t.oid))
-    FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n ON n.oid = r.relnamespace
-    WHERE n.nspname = $1 AND NOT t.tgisinternal
-  UNION ALL SELECT format('function %s %s', p.proname, md5(p.prosrc))
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
-  UNION ALL SELECT format('%s %s', c.relkind, c.relname)
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1
-) AS shape
-"""
-"""Everything a schema is made of but its rows (tables, columns, indexes, constraints,
-triggers and whether they fire, functions), as one text with the schema's own name left out."""
-
-
-class SchemaTemplates:
-    """Byline's schema as a first start (or `byline migrate`) leaves it, for each test that
-    wants a database: on SQLite a copy of a file migrated once per test process, on PostgreSQL
-    a schema migrated once and emptied between the tests that use it in turn. Migrating took a
-    third of a second and more a test on PostgreSQL (and the schema's drop a tenth), for about
-    a thousand tests. Nothing one test leaves reaches the next: after a test, whatever is still
-    connected to its schema is ended, a schema whose make-up the test changed (a table, column,
-    index, constraint, trigger or function) is dropped, and any other has every row of every
-    table deleted, the rows the migration wrote put back (checked), and a new name (so a
-    process left running finds no schema where it was). Migrating itself, from nothing and
-    from each earlier version, is tested by the tests marked ``empty_database``."""
-
-    def __init__(self) -> None:
-        self._dir: Path | None = None
-        self._sqlite: Path | None = None
-        self._idle: list[str] = []
-        self._shape: str | None = None
-        self._rows: dict[str, list[str]] = {}
-
-    async def sqlite(self, path: Path) -> str:
-        """A copy of the migrated SQLite file at ``path``; its URL."""
-        if self._sqlite is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="byline-schema-"))
-            made = self._dir / "byline.db"
-            await (await open_database(f"sqlite:///{made}")).close()
-            self._sqlite = made
-        shutil.copyfile(self._sqlite, path)
-        os.chmod(path, PRIVATE_MODE)  # as Byline makes its database file
-        return f"sqlite:///{path}"
-
-    @staticmethod
-    def url(schema: str) -> str:
-        """The URL of a schema of the test PostgreSQL; its connections are named after it."""
-        assert PG_DSN is not None
-        return _with_param(_with_param(PG_DSN, "search_path", schema), "application_name", schema)
-
-    @staticmethod
-    async def rows(conn: asyncpg.Connection, schema: str) -> dict[str, list[str]]:
-        """Every table of a schema and its rows (as JSON, sorted), read in one query."""
-        tables = [r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema)]
-        each = " UNION ALL ".join(
-            f"SELECT '{t}', (SELECT coalesce(json_agg(r), '[]') FROM {schema}.\"{t}\" r)::text" for t in tables)
-        return {table: sorted(json.dumps(row, sort_keys=True) for row in json.loads(found))
-                for table, found in (await conn.fetch(each) if tables else [])}
-
-    async def postgresql(self) -> str:
-        """A schema holding the migrated schema and nothing else; its URL (hand it back with
-        :meth:`done`)."""
-        if self._idle:
-            return self.url(self._idle.pop())
-        schema = "t_" + secrets.token_hex(6)
-        await _pg(f"CREATE SCHEMA {schema}")
-        await (await open_database(self.url(schema))).close()
-        if self._shape is None:
-            assert PG_DSN is not None
-            conn = await asyncpg.connect(PG_DSN)
-            try:
-                self._shape = await conn.fetchval(_SHAPE, schema)
-                self._rows = await self.rows(conn, schema)
-            finally:
-                await conn.close()
-        return self.url(schema)
-
-    async def done(self, url: str) -> None:
-        """A test is done with the schema at ``url``: emptied for the next, or dropped."""
-        assert PG_DSN is not None
-        schema = _schema_of(url)
-        conn = await asyncpg.connect(PG_DSN)
-        try:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", schema)
-            if await conn.fetchval(_SHAPE, schema) != self._shape:
-                await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-                return
-            fresh = "t_" + secrets.token_hex(6)
-            script = ["BEGIN", "SET LOCAL session_replication_role = replica"]  # the append-only ones too
-            for table in self._rows:  # every table there is: the schema's make-up is as migrated
-                script.append(f'DELETE FROM {schema}."{table}"')
-                if rows := self._rows.get(table):
-                    script.append(f'INSERT INTO {schema}."{table}" SELECT * FROM json_populate_recordset('
-                                  f'NULL::{schema}."{table}", $rows$[{", ".join(rows)}]$rows$)')
-            await conn.execute(";\n".join([*script, f"ALTER SCHEMA {schema} RENAME TO {fresh}", "COMMIT"]))
-            if await self.rows(conn, fresh) != self._rows:
-                await conn.execute(f"DROP SCHEMA {fresh} CASCADE")
-                return
-        finally:
-            await conn.close()
-        self._idle.append(fresh)
-
-    def close(self) -> None:
-        """Remove the migrated originals, at the end of the test process."""
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-        if self._idle:
-            asyncio.run(_pg("DROP SCHEMA " + ", ".join(self._idle) + " CASCADE"))
-            self._idle.clear()
-
-
-def _schema_of(url: str) -> str:
-    """The schema a test PostgreSQL URL names (its search_path)."""
-    return dict(parse_qsl(urlsplit(url).query))["search_path"]
-
-
-SCHEMAS = SchemaTemplates()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _schema_templates() -> Iterator[SchemaTemplates]:
-    """The migrated originals that databases are copied from, removed at the session's end."""
-    try:
-        yield SCHEMAS
-    finally:
-        SCHEMAS.close()
-
-
 @pytest.fixture(params=BACKENDS)
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database of the test's own, its schema up to date (see :class:`SchemaTemplates`): a
-    SQLite file, or a PostgreSQL schema. A test marked ``empty_database`` gets one with nothing
-    in it: no SQLite file, a PostgreSQL schema with no table."""
-    empty = request.node.get_closest_marker("empty_database") is not None
+    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
-        path = tmp_path / "byline.db"
-        yield f"sqlite:///{path}" if empty else await SCHEMAS.sqlite(path)
+        yield f"sqlite:///{tmp_path / 'byline.db'}"
         return
     assert PG_DSN is not None
-    if not empty:
-        url = await SCHEMAS.postgresql()
-        yield url
-        await SCHEMAS.done(url)
-        return
     schema = "t_" + secrets.token_hex(6)
-    await _pg(f"CREATE SCHEMA {schema}")
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
     yield _with_param(PG_DSN, "search_path", schema)
-    await _pg(f"DROP SCHEMA {schema} CASCADE")
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

@@ -36,10 +36,6 @@ from tests.audit.logtools import Result
 from tests.clients.signin import sign_in
 from tests.conftest import PG_DSN, Gateway, write_policy
 
-# Many of these tests show that a command writes nothing to a database that has no schema yet,
-# or that `byline migrate` and `byline serve` make it: each test's database starts empty.
-pytestmark = pytest.mark.empty_database
-
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 DEMO_TOKEN = re.compile(r"^  (alice|bob|carol|dave)\s+(byl_\S+)$", re.MULTILINE)
 

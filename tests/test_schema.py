@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from gateway.audit.entry import encode_entry, text_commitment
@@ -15,9 +14,8 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import schema
 from gateway.storage import xrpc as xrpc_sql
-from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn, open_database
+from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn
 from gateway.types import AccountName, Micros, PostId, UserName
-from tests.conftest import PG_DSN, SCHEMAS
 
 
 async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
@@ -36,7 +34,6 @@ async def _migrate_by_hand(txn: Txn, dialect: str, *, upto: int) -> None:
         await txn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'then')", version)
 
 
-@pytest.mark.empty_database
 async def test_version_3_keys_kept_texts_by_entry(db_url: str) -> None:
     """Texts kept by hash (version 2) are moved to the entries that commit to them, erased
     ones included, and the table then takes erasure and nothing else."""
@@ -82,7 +79,6 @@ async def test_version_3_keys_kept_texts_by_entry(db_url: str) -> None:
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_each_migration_is_its_own_transaction(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A migration that fails leaves every one before it applied and itself not at all; the
     next start applies it."""
@@ -111,7 +107,6 @@ async def test_each_migration_is_its_own_transaction(db_url: str, monkeypatch: p
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: str) -> None:
     """XRPC sessions made before refresh grace each become a family of their own (deleteSession
     ends them alone); other tokens belong to none."""
@@ -134,7 +129,6 @@ async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: 
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_15_keeps_options_beside_new_versions_and_none_beside_earlier_ones(db_url: str) -> None:
     """Versions recorded before version 15 keep no options (their log entries carry them) and
     their posts no content salt; versions recorded after keep theirs, and a post's salt, drawn
@@ -164,7 +158,6 @@ async def test_version_15_keeps_options_beside_new_versions_and_none_beside_earl
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: str) -> None:
     """A post held before version 16 (by a Byline that kept no change) may be held again once its
     lease runs out, as then. A change kept with its hold keeps every other change off the post,
@@ -197,7 +190,6 @@ async def test_version_16_keeps_the_change_a_published_post_is_held_for(db_url: 
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_21_marks_a_kept_change_stranded_once_and_releases_it(db_url: str) -> None:
     """A post holding a change from before version 21 is not stranded. Stranded once its hold has
     run out, it is new the first time and not the second, counted by account, and out of the
@@ -234,7 +226,6 @@ async def test_version_21_marks_a_kept_change_stranded_once_and_releases_it(db_u
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_17_leaves_earlier_posts_without_a_content_scheme_and_keeps_a_new_posts(db_url: str) -> None:
     """A post stored before version 17 has no content scheme (its versions were hashed without
     focal points and reply targets, and its claims are hashed so); one stored after keeps the
@@ -259,7 +250,6 @@ async def test_version_17_leaves_earlier_posts_without_a_content_scheme_and_keep
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_18_gives_each_earlier_entry_its_actor_and_keeps_the_log_append_only(db_url: str) -> None:
     """Entries logged before version 18 are given the actor their bytes name (one that does not
     read as an entry gets none), in the migration only: the log then refuses a change of any row
@@ -288,7 +278,6 @@ async def test_version_18_gives_each_earlier_entry_its_actor_and_keeps_the_log_a
         await db.close()
 
 
-@pytest.mark.empty_database
 async def test_version_20_keeps_gate_changes_written_ahead_and_lets_one_claim_each(db_url: str) -> None:
     """A database of version 19 takes the gate intents' table: an intent is settled by its
     request only while no reconciler has claimed it; one whose lease ran out is claimed once,
@@ -320,91 +309,3 @@ async def test_version_20_keeps_gate_changes_written_ahead_and_lets_one_claim_ea
             assert await intents_sql.due(txn, now=10**9, limit=10) == []
     finally:
         await db.close()
-
-
-async def _keys(db_url: str) -> tuple[int, list[str]]:
-    """The schema version a database is at, and the gateway keys it holds."""
-    db = await open_database(db_url)
-    try:
-        async with db.read() as txn:
-            keys = [r["name"] for r in await txn.fetchall("SELECT name FROM gateway_keys ORDER BY name")]
-            version = (await txn.fetchone("SELECT max(version) AS v FROM schema_migrations"))["v"]
-        return int(version), keys
-    finally:
-        await db.close()
-
-
-async def _write_key(db_url: str) -> None:
-    db = await open_database(db_url)
-    try:
-        async with db.write() as txn:
-            await txn.execute("INSERT INTO gateway_keys (name, secret, created_at) VALUES ('mine', 's', 1)")
-    finally:
-        await db.close()
-
-
-async def test_each_tests_database_is_its_own(db_url: str, tmp_path: Path) -> None:
-    """A test's database is up to date, and what one test writes in it is not in the next
-    test's: SQLite files are copies, PostgreSQL schemas are emptied between tests."""
-    assert await _keys(db_url) == (schema.LATEST, [])
-    await _write_key(db_url)
-    assert await _keys(db_url) == (schema.LATEST, ["mine"])
-    if db_url.startswith("sqlite:///"):
-        assert await _keys(await SCHEMAS.sqlite(tmp_path / "next.db")) == (schema.LATEST, [])
-        return
-    used = await SCHEMAS.postgresql()
-    await _write_key(used)
-    left_open = await asyncpg.connect(used)  # a process a test left running
-    try:
-        await SCHEMAS.done(used)
-        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
-            await left_open.fetchval("SELECT count(*) FROM gateway_keys")
-    finally:
-        await left_open.close()
-    conn = await asyncpg.connect(used)
-    try:  # nothing answers under the name it had
-        assert await conn.fetchval("SELECT to_regclass('gateway_keys')") is None
-    finally:
-        await conn.close()
-    following = await SCHEMAS.postgresql()
-    try:
-        assert await _keys(following) == (schema.LATEST, [])
-    finally:
-        await SCHEMAS.done(following)
-
-
-@pytest.mark.skipif(PG_DSN is None, reason="needs the test PostgreSQL")
-async def test_a_schema_a_test_changed_is_not_used_again() -> None:
-    """A PostgreSQL schema whose make-up a test changed (a table more, a trigger off) is dropped
-    after it rather than emptied for the next test."""
-    for change in ("CREATE TABLE extra (n BIGINT)", "ALTER TABLE log_entries DISABLE TRIGGER log_entries_append_only"):
-        url = await SCHEMAS.postgresql()
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(change)
-        finally:
-            await conn.close()
-        await SCHEMAS.done(url)
-        gone = dict(parse_qsl(urlsplit(url).query))["search_path"]
-        assert await _schemas_named(gone) == 0
-        following = await SCHEMAS.postgresql()
-        try:
-            assert await _keys(following) == (schema.LATEST, [])
-            conn = await asyncpg.connect(following)
-            try:
-                assert await conn.fetchval("SELECT to_regclass('extra')") is None
-                assert await conn.fetchval("SELECT tgenabled FROM pg_trigger WHERE tgname = "
-                                           "'log_entries_append_only' AND tgrelid = 'log_entries'::regclass") == b"O"
-            finally:
-                await conn.close()
-        finally:
-            await SCHEMAS.done(following)
-
-
-async def _schemas_named(name: str) -> int:
-    assert PG_DSN is not None
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", name))
-    finally:
-        await conn.close()
