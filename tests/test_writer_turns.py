@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from gateway.audit.appender import Appender, LogTxn
@@ -46,6 +47,7 @@ async def test_another_process_gets_the_writer_between_the_log_writers_batches(t
     appender = Appender(db, ManualClock(), max_batch=16)
     await appender.start()
     written = 0
+    rounds: list[float] = []  # how long each round of 16 took this process: a batch or two
 
     async def busy() -> None:
         nonlocal written
@@ -54,7 +56,9 @@ async def test_another_process_gets_the_writer_between_the_log_writers_batches(t
             return await ltx.append("test.event", actor="alice", account="acct", data={"n": written})
 
         while True:
+            began = time.monotonic()
             await asyncio.gather(*(appender.submit(work) for _ in range(16)))
+            rounds.append(time.monotonic() - began)
             written += 16
 
     writers = [asyncio.create_task(busy()) for _ in range(4)]
@@ -73,7 +77,11 @@ async def test_another_process_gets_the_writer_between_the_log_writers_batches(t
         await db.close()
     waits = json.loads(out)
     assert len(waits) == 20
-    assert max(waits) < 1.0, f"the other process waited {max(waits):.2f} s for the writer"
+    # A wait of a second or more only where a round of this process's took about as long (the
+    # disk stalled a batch's flush, as under a busy CI machine): one batch, not the whole run.
+    assert max(waits) < max(1.0, 2 * max(rounds)), (
+        f"the other process waited {max(waits):.2f} s for the writer; this one's longest round "
+        f"took {max(rounds):.2f} s")
     assert during > 200, "this process's log writer was not kept busy meanwhile"
 
 
