@@ -139,5 +139,15 @@ def record_lists(record: Mapping[str, Any]) -> list[str]:
         if isinstance(allow, list) else []
 
 
+def gates_in_words(gates: Any) -> list[tuple[str, list[str]]]:
+    """A post's gates (``PostOptions.gates``), threadgate first, each that is there in the words
+    of :func:`record_words`, with the addresses of the lists it lets reply (none for a postgate).
+    The approval card shows both; the public card the words only (the lists are other people's)."""
+    if not isinstance(gates, Mapping):
+        return []
+    return [(record_words(c, record), record_lists(record))
+            for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
+
+
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"

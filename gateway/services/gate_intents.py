@@ -49,7 +49,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import PolicyRegistry
-from gateway.services.platforms import Platforms
+from gateway.services.platforms import Platforms, credential_being_written
 from gateway.services.publisher import backoff_seconds
 from gateway.storage import gate_intents as sql
 from gateway.storage import posts as posts_sql
@@ -304,7 +304,7 @@ class GateReconciler:
         try:
             adapter = self._platforms.adapter_for(loaded)
         except BylineError as exc:
-            if exc.details.get("retry_after") is not None:
+            if credential_being_written(exc):
                 raise  # a credential file caught mid-rewrite: read again in a moment
             raise _Stranded(f"{account}'s credential cannot be read: {exc.message}") from None
         if not isinstance(adapter, BlueskyAdapter):

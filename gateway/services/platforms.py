@@ -75,6 +75,13 @@ def _adapter_class(platform: str) -> Any:
     return getattr(importlib.import_module(module_name), cls_name)
 
 
+def credential_being_written(exc: BylineError) -> bool:
+    """Whether ``exc`` (from :meth:`Platforms.adapter_for` or :meth:`Platforms.credential_of`)
+    is a credential file caught in the middle of its rewrite: read it again in a moment, rather
+    than count the account's credential as unreadable."""
+    return exc.details.get("retry_after") is not None
+
+
 class CredentialError(Exception):
     """A credential reference that cannot be resolved; the message names only the reference."""
 

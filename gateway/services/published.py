@@ -70,7 +70,7 @@ from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.identities import AccountHeld
-from gateway.services.platforms import Platforms
+from gateway.services.platforms import Platforms, credential_being_written
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published
 from gateway.storage.db import unavailable
 from gateway.storage.posts import PostRecord
@@ -316,7 +316,7 @@ class PublishedPosts:
         try:
             self.platforms.adapter_for(loaded)
         except BylineError as exc:
-            if exc.details.get("retry_after") is not None:
+            if credential_being_written(exc):
                 return None
             return f"{post.account}'s credential cannot be read: {exc.message}"
         return None

@@ -63,7 +63,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.content import content_sha256, sends_focus, stored_content_sha256
 from gateway.services.identities import AccountHeld
-from gateway.services.platforms import Platforms
+from gateway.services.platforms import Platforms, credential_being_written
 from gateway.services.posts import expire_hold, redecide
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -943,7 +943,7 @@ class Publisher:
             if claim.looks_only is not None:
                 self._look_again(claim, exc.message)
                 return
-            if exc.details.get("retry_after") is not None:
+            if credential_being_written(exc):
                 # A credential file caught in the middle of its rewrite: read again in a moment,
                 # the post's budget and the account's health untouched.
                 await self._settle_failure(claim, AdapterError(

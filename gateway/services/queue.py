@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from gateway.audit.gates import POSTGATE, THREADGATE, gate_words, record_lists, record_words
+from gateway.audit.gates import gate_words, gates_in_words
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, allowed
@@ -531,11 +531,9 @@ def _gates_shown(gates: Mapping[str, Any]) -> list[Shown]:
     words the public pages use for a change of them; the lists a threadgate lets reply, by
     address. Each goes out with the approved version, without approvals of its own."""
     out: list[Shown] = []
-    for collection in (THREADGATE, POSTGATE):
-        record = gates.get(collection)
-        if isinstance(record, Mapping):
-            out.append(Shown(label="Who may reply or quote", value=record_words(collection, record)))
-            out += [Shown(label="List that may reply", value=uri) for uri in record_lists(record)]
+    for words, lists in gates_in_words(gates):
+        out.append(Shown(label="Who may reply or quote", value=words))
+        out += [Shown(label="List that may reply", value=uri) for uri in lists]
     return out
 
 

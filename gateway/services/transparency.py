@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.audit.gates import POSTGATE, THREADGATE, gate_words, record_words
+from gateway.audit.gates import gate_words, gates_in_words
 from gateway.errors import BylineError, Code
 from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
@@ -400,9 +400,7 @@ def _gates_sent(gates: Any) -> tuple[str, ...]:
     """The gates a post went out with (``PostOptions.gates``), in words: the settings only, as
     a ``post.gates_changed`` entry keeps them, never the addresses a gate may list (the replies
     it hides are other people's)."""
-    if not isinstance(gates, dict):
-        return ()
-    return tuple(record_words(c, gates[c]) for c in (THREADGATE, POSTGATE) if isinstance(gates.get(c), dict))
+    return tuple(words for words, _lists in gates_in_words(gates))
 
 
 def _with_version(post: PublicPost, versions: Sequence[tuple[int, str, int]]) -> PublicPost:
