@@ -149,5 +149,15 @@ def gates_in_words(gates: Any) -> list[tuple[str, list[str]]]:
             for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
 
 
+def gates_summed_up(gates: Any) -> list[dict[str, Any]]:
+    """A post's gates (``PostOptions.gates``), threadgate first, each as a ``post.gates_changed``
+    entry sums one up: the gate, its settings and those in words; never the addresses a gate
+    lists (the lists and the replies it hides are other people's). For webhooks."""
+    if not isinstance(gates, Mapping):
+        return []
+    return [{"gate": c, "settings": (settings := gate_settings(c, record)), "words": gate_words(c, settings)}
+            for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
+
+
 def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -38,7 +38,7 @@ import aiosmtplib
 import structlog
 from standardwebhooks import Webhook
 
-from gateway.audit.gates import gate_words
+from gateway.audit.gates import gate_words, gates_summed_up
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.metrics import NOT_SCRAPED, Metrics
 from gateway.policy.credentials import CredentialRules
@@ -361,6 +361,11 @@ class Notifier:
             out.update(text=text, reasons=data.get("reasons", list(post.reasons)),
                        approvers=data.get("approvers", list(post.approvers)),
                        required=data.get("required", post.required), queue=self._page("/queue"))
+            # Who may reply or quote once it is out goes with the version approved; the record
+            # keeps the latest version's, so an older version's event says nothing of them.
+            gates = gates_summed_up(post.options.get("gates"))
+            if gates and data.get("version", post.version) == post.version:
+                out.update(gates=gates)
             if kind == "post.suggested":
                 out.pop("approvers")
                 out.pop("required")
@@ -369,6 +374,8 @@ class Notifier:
                        complete=data.get("state") == "scheduled", publish_at=data.get("publish_at"))
         elif kind == "post.published" and post is not None:
             out.update(url=data.get("url"), remote_id=data.get("remote_id"), text=post.published_text)
+            if gates := gates_summed_up(post.options.get("gates")):
+                out.update(gates=gates)  # as it went out: later changes are post.gates_changed events
         elif kind == "post.failed":
             out.update(error=_failure(data, post), attempt=data.get("attempt"))
         elif kind == "post.gates_changed":

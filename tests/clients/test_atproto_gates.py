@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import json
 import re
@@ -788,13 +789,13 @@ async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
     await verified_by_cli(gw)
 
 
-@pytest.fixture
-async def hooked(
+@contextlib.asynccontextmanager
+async def hooked_gateway(
     bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
-    hook: Receiver,
+    hook: Receiver, events: list[str],
 ) -> AsyncIterator[tuple[Gateway, str]]:
-    """``skygates`` with a webhook told only of ``post.gates_changed``, and its secret; the
-    notifier runs when the test says."""
+    """``skygates`` with a webhook told of ``events``, and its secret; the notifier runs when
+    the test says."""
     secret = new_secret()
     (policy_dir / "secrets").mkdir()
     (policy_dir / "secrets" / "hook.key").write_text(secret + "\n")
@@ -802,11 +803,22 @@ async def hooked(
         notify:
           - url: {hook.url}
             secret: file:secrets/hook.key
-            events: [post.gates_changed]
+            events: [{", ".join(events)}]
     """)
     async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600,
                                public_url="https://byline.example") as gateway:
         yield gateway, secret
+
+
+@pytest.fixture
+async def hooked(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    hook: Receiver,
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """``skygates`` with a webhook told only of ``post.gates_changed``, and its secret."""
+    async with hooked_gateway(bluesky_pds, db_url, policy_dir, clock, monkeypatch, hook,
+                              ["post.gates_changed"]) as found:
+        yield found
 
 
 async def test_a_webhook_is_told_who_changed_who_may_reply_signed(
@@ -908,3 +920,38 @@ async def test_approvers_read_a_posts_gates_in_words_and_followers_see_them_once
     assert sent is not None, card
     assert html.unescape(sent.group(1)) == f"Who may reply or quote, as it went out: {'. '.join(GATED_WORDS)}."
     assert "graph.list" not in card and "3hid" not in card
+
+
+async def test_a_webhook_is_told_who_may_reply_or_quote_to_a_held_post_and_as_it_went_out(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+    hook: Receiver, clients: list[Client],
+) -> None:
+    """Carol sends a post whose threadgate lets people mentioned, followers and a list reply and
+    whose postgate turns quotes off: the account's webhook hears of it held and published, each
+    time with who may reply or quote (the settings and the words the pages use), as an approver
+    on a chat channel must know what they are asked to approve; never the list's address or the
+    hidden replies' and detached quotes' (other people's). (Before: nothing of the gates.)"""
+    async with hooked_gateway(bluesky_pds, db_url, policy_dir, clock, monkeypatch, hook,
+                              ["post.held", "post.published"]) as (gw, secret):
+        account = bluesky_pds.account("carol.test")
+        carol = await login(gw, clients, "carol", "skygates", account.handle)
+        writes = gated_thread(account.did, f"Gated, told to the team ({secrets.token_hex(4)})")
+        await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+        post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
+        status, body = await gw.act("bob", post_id, "approve")
+        assert status == 200, body
+        await gw.tick()
+        assert (await gw.get("carol", post_id))["state"] == "published"
+        assert await gw.app[NOTIFIER].run_once() == 2 + 2  # two stored, two sent
+    payloads = {p["type"]: p["data"] for p in hook.verified(secret)}
+    gates = [
+        {"gate": THREADGATE, "settings": {"replies": ["mention", "follower", "list"], "lists": 1, "hidden_replies": 2},
+         "words": GATED_WORDS[0]},
+        {"gate": POSTGATE, "settings": {"quotes": "off", "detached_quotes": 1}, "words": GATED_WORDS[1]},
+    ]
+    assert sorted(payloads) == ["post.held", "post.published"]
+    assert payloads["post.held"]["post"] == payloads["post.published"]["post"] == post_id
+    assert payloads["post.held"]["gates"] == gates
+    assert payloads["post.published"]["gates"] == gates
+    everything = b"".join(body for _, body in hook.calls).decode()
+    assert "graph.list" not in everything and "3hid" not in everything and "3quote" not in everything
