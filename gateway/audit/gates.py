@@ -149,14 +149,36 @@ def gates_in_words(gates: Any) -> list[tuple[str, list[str]]]:
             for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
 
 
-def gates_summed_up(gates: Any) -> list[dict[str, Any]]:
-    """A post's gates (``PostOptions.gates``), threadgate first, each as a ``post.gates_changed``
-    entry sums one up: the gate, its settings and those in words; never the addresses a gate
-    lists (the lists and the replies it hides are other people's). For webhooks."""
+def sent_gates(gates: Any) -> list[dict[str, Any]]:
+    """A post's gates (``PostOptions.gates``), threadgate first, each that is there summed up as
+    a ``post.gates_changed`` entry sums one up (``gate`` and ``settings``): what a claim's
+    ``post.publishing`` entry says the post goes out with, so the public card's words of them are
+    checked against the log. Never the addresses a gate lists (they are other people's)."""
     if not isinstance(gates, Mapping):
         return []
-    return [{"gate": c, "settings": (settings := gate_settings(c, record)), "words": gate_words(c, settings)}
+    return [{"gate": c, "settings": gate_settings(c, record)}
             for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
+
+
+def sent_gates_problem(value: Any) -> str | None:
+    """Why ``value`` is not what :func:`sent_gates` makes (one or two distinct gates, threadgate
+    first, each with its settings), or None."""
+    if type(value) is not list or not 1 <= len(value) <= 2:
+        return "data.gates must list one or two gates"
+    named = [g.get("gate") if type(g) is dict and set(g) == {"gate", "settings"} else None for g in value]
+    if named not in ([THREADGATE], [POSTGATE], [THREADGATE, POSTGATE]):
+        return "data.gates must name a threadgate, a postgate or both, in that order, each with its settings"
+    for gate in value:
+        if gate["settings"] is None:
+            return "data.gates must give each gate's settings"
+        if (problem := settings_problem(gate["gate"], gate["settings"])) is not None:
+            return problem
+    return None
+
+
+def gates_summed_up(gates: Any) -> list[dict[str, Any]]:
+    """:func:`sent_gates`, each with its settings in words too: for webhooks."""
+    return [{**g, "words": gate_words(g["gate"], g["settings"])} for g in sent_gates(gates)]
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:

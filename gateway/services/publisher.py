@@ -45,6 +45,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from adapters.base import Adapter, AdapterError, MediaItem, OutboundPost, PublishResult
 from gateway.audit.appender import Appender, LogTxn, post_chain
+from gateway.audit.gates import sent_gates
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
@@ -483,6 +484,8 @@ class _Claims:
             }
             if "reply_to_post" in claim.options:  # the platform id its parent went out with
                 data["reply_to"] = claim.options.get("reply_to")
+            if "gates" in claim.options and (gates := sent_gates(claim.options["gates"])):
+                data["gates"] = gates  # who may reply or quote, as the public card says it
             if claim.looks_only is not None:  # why it is looked for and not sent
                 data["looks_only"] = claim.looks_only["rule"]
             await ltx.append("post.publishing", actor="system", account=claim.account, post=claim.post_id,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.audit.gates import gate_words, gates_in_words
+from gateway.audit.gates import gate_words, gates_in_words, sent_gates_problem
 from gateway.errors import BylineError, Code
 from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
@@ -79,10 +79,26 @@ long run of them (up to ``CHANGES_PER_HOUR`` an hour) would bury the post under 
 class GatesChange:
     """A change of who may reply to or quote a post once it was out: who made it and when (the
     ``post.gates_changed`` entry's actor and time, checked in the browser), and the new
-    settings in plain words ("Replies: only people mentioned", "Quotes: off")."""
+    settings in plain words ("Replies: only people mentioned", "Quotes: off"), checked in the
+    browser against the entry's settings (``said``)."""
 
     by: Mark
+    said: Mark
+
+    @property
+    def words(self) -> str:
+        """The new settings in plain words."""
+        return self.said.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GateSent:
+    """Who might reply to or quote a post as it went out, one gate in words; ``mark``: the claim's
+    ``post.publishing`` entry whose ``gates`` the browser checks the words against (None for a
+    post sent before claims recorded its gates: then the words are the gateway's record's)."""
+
     words: str
+    mark: Mark | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,7 +174,7 @@ class PublicPost:
     announced: tuple[str, ...] = ()
     """What that announcement says of the version (its ``data.announces.changed``): the parts
     of the voice it changed, and ``announce`` where it ended the announcements."""
-    gates_sent: tuple[str, ...] = ()
+    gates_sent: tuple[GateSent, ...] = ()
     """Who might reply to or quote it as it went out (its threadgate, then its postgate), in
     plain words ("Replies: only people mentioned", "Quotes: off"); none for a post that went
     out without them, or was deleted since."""
@@ -388,19 +404,31 @@ def public_post(
         if sending and isinstance(sending[-1][1]["data"].get("policy_sha256"), str) else None,
         announces=_mark(submitted[0], submitted[1], "announces.version") if isinstance(announces, dict) else None,
         announced=tuple(str(c) for c in changed) if isinstance(changed, list) else (),
-        gates_sent=() if deleted else _gates_sent(record.options.get("gates")),
+        gates_sent=() if deleted else _gates_sent(record.options.get("gates"), sending[-1] if sending else None),
         gates_changed=tuple(
-            GatesChange(by=_mark(i, b, "actor"), words=gate_words(b["data"].get("gate"), b["data"].get("settings")))
+            GatesChange(by=_mark(i, b, "actor"), said=_gate_mark(i, b, "settings", b["data"]))
             for i, b in mine if b.get("type") == "post.gates_changed"
         ),
     )
 
 
-def _gates_sent(gates: Any) -> tuple[str, ...]:
-    """The gates a post went out with (``PostOptions.gates``), in words: the settings only, as
-    a ``post.gates_changed`` entry keeps them, never the addresses a gate may list (the replies
-    it hides are other people's)."""
-    return tuple(words for words, _lists in gates_in_words(gates))
+def _gates_sent(gates: Any, sent: tuple[int, dict[str, Any]] | None) -> tuple[GateSent, ...]:
+    """The gates a post went out with, in words: from the claim that sent it (``sent``), marked
+    for the browser to check, when it recorded them; else from the gateway's record
+    (``PostOptions.gates``), unmarked. The settings only, never the addresses a gate may list
+    (the replies it hides are other people's)."""
+    recorded = sent[1]["data"].get("gates") if sent is not None else None
+    if sent is not None and isinstance(recorded, list) and sent_gates_problem(recorded) is None:
+        marks = [_gate_mark(sent[0], sent[1], f"gates.{n}.settings", gate) for n, gate in enumerate(recorded)]
+        return tuple(GateSent(words=mark.value, mark=mark) for mark in marks)
+    return tuple(GateSent(words=words, mark=None) for words, _lists in gates_in_words(gates))
+
+
+def _gate_mark(index: int, body: dict[str, Any], field: str, holder: dict[str, Any]) -> Mark:
+    """A gate's settings in words, as a fact the browser checks: ``holder`` (the entry's ``data``
+    or one of its ``gates``) holds the ``gate`` and its ``settings``, at ``field``."""
+    return Mark(index=LogIndex(index), type=str(body.get("type")), field=field,
+                value=gate_words(holder.get("gate"), holder.get("settings")), ts=str(body.get("ts")))
 
 
 def _with_version(post: PublicPost, versions: Sequence[tuple[int, str, int]]) -> PublicPost:

@@ -3093,6 +3093,52 @@ def test_gates_changed_whose_settings_are_not_what_the_pages_could_show_are_name
     ], found
 
 
+async def test_gates_a_claim_sent_with_that_are_not_what_the_public_card_could_say_are_named(tmp_path: Path) -> None:
+    """A forged log: a claim's ``data.gates`` (who may reply or quote as the post went out, put in
+    words on its public card and checked there) must be one or two distinct gates, threadgate
+    first, each with a summary of its own kind. A postgate's settings under a threadgate, a gate
+    twice, the two out of order, a gate without settings, an empty list and words for settings
+    are each named; what Byline writes passes, and so does a claim with no gates."""
+    tg = {"gate": THREADGATE, "settings": {"replies": ["follower"], "lists": 0, "hidden_replies": 1}}
+    pg = {"gate": POSTGATE, "settings": {"quotes": "off", "detached_quotes": 0}}
+    log = SyntheticLog()
+    log.policy("solo", DIRECT, "s1")
+    sent: dict[str, Any] = {"good": [tg, pg], "one": [pg], "none": None}
+    bad: dict[str, Any] = {
+        "swapped": [{"gate": THREADGATE, "settings": pg["settings"]}], "twice": [tg, tg], "order": [pg, tg],
+        "bare": [{"gate": POSTGATE}], "empty": [], "words": [{"gate": POSTGATE, "settings": "Quotes: off"}],
+    }
+    at = {}
+    for post, gates in {**sent, **bad}.items():
+        log.submit(post, author="alice", account="solo", sha="s1")
+        at[post] = log.add("post.publishing", actor="system", account="solo", post=post, data={
+            "attempt": 1, "version": 1, "text_hash": log.commit(log.words.get(post) or ""),
+            **({"gates": gates} if gates is not None else {}),
+        })
+        log.add("post.published", actor="system", account="solo", post=post,
+                data={"remote_id": f"r{post}", "url": f"https://example.social/{post}", "version": 1})
+    said = messages(log.verify(tmp_path / "forged.export"))
+    # A claim that cannot be read leaves its publication out of turn, named too.
+    knock_on = [m for m in said if "which was scheduled: its life does not go that way" in m]
+    assert [m.split("post.published of post ")[1].split(",")[0] for m in knock_on] == list(bad), said
+    found = [m for m in said if m not in knock_on]
+    shape = ("post.publishing: data.gates must name a threadgate, a postgate or both, in that order, "
+             "each with its settings")
+    swapped = "post.publishing: data.settings of a threadgate must say replies, lists and hidden_replies"
+    assert found == [
+        f"entry {at['swapped']}: {swapped}",
+        f"entry {at['twice']}: {shape}",
+        f"entry {at['order']}: {shape}",
+        f"entry {at['bare']}: {shape}",
+        f"entry {at['empty']}: post.publishing: data.gates must list one or two gates",
+        f"entry {at['words']}: post.publishing: data.settings must be an object",
+    ], found
+    export = log.write(tmp_path / "cli.export")
+    result = await byline("audit", "verify", "--key", log.signer.verifier().to_text(), "--export", str(export),
+                          "--no-state", "--no-progress")
+    assert result.code != 0 and f"entry {at['order']}: {shape}" in result.text, result.text
+
+
 # ---- a post goes out no earlier than the log says it is due ------------------------------------
 
 

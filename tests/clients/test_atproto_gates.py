@@ -148,13 +148,17 @@ async def on_pds(pds: BlueskyPds, handle: str, nsid: str, body: dict[str, Any]) 
             return dict(await resp.json())
 
 
-async def gate_bodies(gw: Gateway) -> list[tuple[int, dict[str, Any]]]:
-    """The log's ``post.gates_changed`` entries with their indexes, as the public log API serves them."""
+async def log_bodies(gw: Gateway) -> list[tuple[int, dict[str, Any]]]:
+    """The log's entries with their indexes, as the public log API serves them."""
     size = await gw.log_size()
     status, body = await gw.call(None, "GET", f"/log/entries?start=0&end={size}")
     assert status == 200, body
-    entries = [(int(e["index"]), json.loads(base64.b64decode(e["leaf"]))) for e in body["entries"]]
-    return [(i, e) for i, e in entries if e["type"] == "post.gates_changed"]
+    return [(int(e["index"]), json.loads(base64.b64decode(e["leaf"]))) for e in body["entries"]]
+
+
+async def gate_bodies(gw: Gateway) -> list[tuple[int, dict[str, Any]]]:
+    """The log's ``post.gates_changed`` entries with their indexes, as the public log API serves them."""
+    return [(i, e) for i, e in await log_bodies(gw) if e["type"] == "post.gates_changed"]
 
 
 async def gate_entries(gw: Gateway) -> list[tuple[str, str, str, str | None]]:

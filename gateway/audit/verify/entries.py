@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.audit import canonical
 from gateway.audit.entry import ENTRY_VERSION
-from gateway.audit.gates import settings_problem
+from gateway.audit.gates import sent_gates_problem, settings_problem
 from gateway.jsondepth import nests_deeper
 
 MAX_ENTRY_DEPTH = 64
@@ -167,6 +167,9 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             # Read as none, it would escape the check that a claim sends the current version.
             return None, "post.publishing has a malformed data.version"
         claim = (_sha(data), version)
+        if "gates" in data and (problem := sent_gates_problem(data["gates"])) is not None:
+            # The public card puts them in words as the post went out, checked against this.
+            return None, f"post.publishing: {problem}"
         # A recovered claim the policy in force would not let out: it only looks for the post.
         looks_only = data.get("looks_only")
         checked = data.get("policy_in_force")

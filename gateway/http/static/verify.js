@@ -6,7 +6,8 @@
  * RFC 6962 leaf hash and the root along the proof, and compares it with the root of the latest
  * checkpoint, whose Ed25519 signature (a C2SP signed note) it checks first with WebCrypto. Then it
  * checks that the entry says what the page shows: its type, post, account, the name, time or
- * link at data-field, and for a post's words SHA-256(salt ‖ words) against the entry's text_hash.
+ * link at data-field, for a post's words SHA-256(salt ‖ words) against the entry's text_hash, and
+ * for who may reply or quote (data-words="gate") the words made from the settings at data-field.
  * Nothing here trusts the page's own claims about the log: only the key, which the reader is
  * asked to compare out of band.
  */
@@ -220,6 +221,74 @@ const BylineVerify = (() => {
     return mark.textContent;
   }
 
+  // Who may reply to or quote a Bluesky post, in the words the page gives a gate's settings:
+  // the same sentences as gateway/audit/gates.py's gate_words, made here from the entry.
+  const THREADGATE = "app.bsky.feed.threadgate";
+  const POSTGATE = "app.bsky.feed.postgate";
+  const WHO = { mention: "people mentioned", follower: "the account's followers", following: "people the account follows" };
+
+  function isObject(value) {
+    return value !== null && typeof value === "object" && !Array.isArray(value);
+  }
+
+  function count(value) {
+    return Number.isInteger(value) && value >= 0 && value <= 300;
+  }
+
+  function sameKeys(object, keys) {
+    const own = Object.keys(object).sort();
+    return own.length === keys.length && [...keys].sort().every((k, i) => k === own[i]);
+  }
+
+  function plural(n, one, many) {
+    return `${n} ${n === 1 ? one : (many || one + "s")}`;
+  }
+
+  function settingsFit(gate, settings) {
+    if (gate === THREADGATE) {
+      const replies = settings.replies;
+      const rules = Array.isArray(replies) ? replies : [];
+      const named = rules.length > 0 && rules.every((r) => ["mention", "follower", "following", "list"].includes(r))
+        && new Set(rules).size === rules.length;
+      return sameKeys(settings, ["replies", "lists", "hidden_replies"])
+        && (replies === "everybody" || replies === "nobody" || named)
+        && count(settings.lists) && count(settings.hidden_replies)
+        && (settings.lists !== 0) === rules.includes("list");
+    }
+    return sameKeys(settings, ["quotes", "detached_quotes"]) && ["on", "off"].includes(settings.quotes)
+      && count(settings.detached_quotes);
+  }
+
+  function gateWords(gate, settings) {
+    if (gate !== THREADGATE && gate !== POSTGATE) return "Who may reply or quote changed";
+    if (!isObject(settings) || !settingsFit(gate, settings)) {
+      return gate === POSTGATE ? "Who may quote changed" : "Who may reply changed";
+    }
+    if (gate === POSTGATE) {
+      const detached = settings.detached_quotes;
+      return `Quotes: ${settings.quotes}` + (detached ? `; ${plural(detached, "quote")} detached` : "");
+    }
+    let words;
+    if (typeof settings.replies === "string") {
+      words = `Replies: ${settings.replies}`;
+    } else {
+      const who = settings.replies.filter((r) => r !== "list").map((r) => WHO[r]);
+      if (settings.replies.includes("list")) who.push(`people on ${plural(settings.lists, "list")}`);
+      words = "Replies: only " + (who.length === 1 ? who[0] : who.slice(0, -1).join(", ") + " and " + who[who.length - 1]);
+    }
+    const hidden = settings.hidden_replies;
+    return words + (hidden ? `; ${plural(hidden, "reply", "replies")} hidden` : "");
+  }
+
+  function checkGateWords(mark, body, index) {
+    // data-field names the settings; the gate they are of is beside them.
+    const path = mark.dataset.field.split(".").slice(0, -1).join(".");
+    const holder = path ? field(body, path) : body.data;
+    if (!isObject(holder) || gateWords(holder.gate, holder.settings) !== mark.textContent) {
+      throw new CheckError(`entry ${index} does not say who may reply or quote as the page does`);
+    }
+  }
+
   async function checkWords(mark, body, index) {
     const [committed] = (await getJSON(`/log/texts?start=${index}&end=${index + 1}`)).texts || [];
     if (!committed || committed.salt === null) throw new CheckError(`the log withholds the words of entry ${index}`);
@@ -253,6 +322,10 @@ const BylineVerify = (() => {
         if (body.account !== account || body.post !== post) throw new CheckError(`entry ${index} is about something else`);
         if (mark.dataset.field === "text_hash") {
           await checkWords(mark, body, index);
+          continue;
+        }
+        if (mark.dataset.words === "gate") {
+          checkGateWords(mark, body, index);
           continue;
         }
         const expected = field(body, mark.dataset.field);
@@ -360,7 +433,9 @@ const BylineVerify = (() => {
     });
   }
 
-  return { parseVerifierKey, openNote, parseCheckpoint, leafHash, rootFromInclusion, fromBase64, toHex, CheckError };
+  return {
+    parseVerifierKey, openNote, parseCheckpoint, leafHash, rootFromInclusion, fromBase64, toHex, gateWords, CheckError,
+  };
 })();
 
 window.BylineVerify = BylineVerify;
