@@ -771,7 +771,9 @@ async def test_followers_see_who_changed_who_may_reply_or_quote_and_when(
                    f"<bdi>{entry['actor']}</bdi></span>")
             when = (f'<time class="mark" data-entry="{index}" data-type="post.gates_changed" data-field="ts" '
                     f'datetime="{entry["ts"]}">{spoken(datetime.fromisoformat(entry["ts"]))}</time>')
-            assert f"<li>{words} — changed by {who} on {when}.</li>" in card, (path, card)
+            what = (f'<span class="mark" data-entry="{index}" data-type="post.gates_changed" data-field="settings" '
+                    f'data-words="gate">{words}</span>')
+            assert f"<li>{what} — changed by {who} on {when}.</li>" in card, (path, card)
         assert reply["uri"] not in card
 
     assert [e["data"]["settings"] for e in (replies, quotes)] == [
@@ -922,7 +924,10 @@ async def test_approvers_read_a_posts_gates_in_words_and_followers_see_them_once
     card = _card(await resp.text(), post_id)
     sent = re.search(r'<p class="gates-sent">(.*?)</p>', card, re.S)
     assert sent is not None, card
-    assert html.unescape(sent.group(1)) == f"Who may reply or quote, as it went out: {'. '.join(GATED_WORDS)}."
+    assert html.unescape(re.sub(r"<[^>]+>", "", sent.group(1))) == \
+        f"Who may reply or quote, as it went out: {'. '.join(GATED_WORDS)}."
+    assert re.findall(r'data-type="post.publishing" data-field="(gates\.\d\.settings)" data-words="gate"', card) == [
+        "gates.0.settings", "gates.1.settings"]
     assert "graph.list" not in card and "3hid" not in card
 
 
