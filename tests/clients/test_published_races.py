@@ -670,3 +670,34 @@ async def test_a_post_on_a_mastodon_server_its_account_has_left_is_not_changed_o
         assert (other.strangers.text, other.strangers.deleted) == ("A stranger's words", False)
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
     await left_published(gw, post_id)
+
+
+INTERN_TOKEN = "mtok-intern-51ab7c"
+"""A token of another account on the same Mastodon server."""
+
+
+async def test_a_post_is_not_deleted_as_gone_when_the_token_names_another_account_on_its_server(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's post went out on Mastodon as ``brand``; then ``masto``'s policy file names a
+    token of another account on the same server (a slip, or a handover). Mastodon deletes only
+    the token's own statuses and answers any other with 404, as it answers for one gone: her
+    app's deletion is refused with the platform's answer, saying the status is another
+    account's, the post stands, the record says published, and the log verifies. (Before: the
+    404 was taken for "gone", and the post was recorded and logged deleted while it stood.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    world.upstream.add_account("intern", INTERN_TOKEN)
+    monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
+    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    await gw.sync_policies()
+    with pytest.raises(MastodonAPIError) as answer:
+        await world.run(api.status_delete, post_id)
+    assert answer.value.args[1] == 503, answer.value
+    assert "another account's" in str(answer.value) and INTERN_TOKEN not in str(answer.value)
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["state"], row["held_change"]) == ("published", None)
+    assert "post.deleted" not in await logged(gw, post_id)
+    await verified_by_cli(gw)
