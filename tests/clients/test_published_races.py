@@ -676,6 +676,17 @@ INTERN_TOKEN = "mtok-intern-51ab7c"
 """A token of another account on the same Mastodon server."""
 
 
+async def still_standing(world: World, post_id: str) -> None:
+    """The post stands on Mastodon, the record says published with no change kept, no deletion
+    is logged, and the log verifies."""
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    async with world.gateway.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["state"], row["held_change"]) == ("published", None)
+    assert "post.deleted" not in await logged(world.gateway, post_id)
+    await verified_by_cli(world.gateway)
+
+
 async def test_a_post_is_not_deleted_as_gone_when_the_token_names_another_account_on_its_server(
     world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -695,9 +706,34 @@ async def test_a_post_is_not_deleted_as_gone_when_the_token_names_another_accoun
         await world.run(api.status_delete, post_id)
     assert answer.value.args[1] == 503, answer.value
     assert "another account's" in str(answer.value) and INTERN_TOKEN not in str(answer.value)
-    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
-    async with gw.app[DB].read() as txn:
-        row = await txn.fetchone("SELECT state, held_change FROM posts WHERE id = ?", post_id)
-    assert row is not None and (row["state"], row["held_change"]) == ("published", None)
-    assert "post.deleted" not in await logged(gw, post_id)
-    await verified_by_cli(gw)
+    await still_standing(world, post_id)
+
+
+async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go_of_not_recorded(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's deletion never reached Mastodon, its answer unknown (no answer in time), so it is
+    kept; before the publisher settles it, ``masto``'s policy file names a token of another
+    account on the same server. Mastodon answers the deletion 404; the status is read, still
+    there: the deletion is let go of (``change_refused``), the post stands, the record says
+    published, and the log verifies. (Before: recorded and logged deleted while it stood.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+
+    async def no_answer(adapter: MastodonAdapter, remote_id: str) -> None:
+        raise AdapterError("delete: no answer within 30 s", retryable=True)
+
+    original = MastodonAdapter.delete
+    monkeypatch.setattr(MastodonAdapter, "delete", no_answer)
+    assert await outcome(world, api.status_delete, post_id) == 503
+    monkeypatch.setattr(MastodonAdapter, "delete", original)
+    world.upstream.add_account("intern", INTERN_TOKEN)
+    monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
+    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    await gw.sync_policies()
+    with capture_logs() as logs:
+        clock.advance(timedelta(minutes=2, seconds=1))
+        await gw.tick()
+    refused = [e for e in logs if e["event"] == "change_refused"]
+    assert len(refused) == 1 and "another account's" in refused[0]["error"], logs
+    await still_standing(world, post_id)
