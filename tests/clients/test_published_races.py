@@ -282,7 +282,7 @@ class OtherServer:
 
 @contextlib.asynccontextmanager
 async def moved_to_another_server(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *, remote_id: str,
+    policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *, remote_id: str,
 ) -> AsyncIterator[OtherServer]:
     """``masto``'s policy file, rewritten to put the account on another Mastodon server (its
     instance and token there), where a stranger's status has the id ``remote_id``, the id of
@@ -588,7 +588,7 @@ async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_s
             moved_to_the_sandbox(policy_dir)
         elif lost == "server":
             other = await moves.enter_async_context(
-                moved_to_another_server(world, policy_dir, monkeypatch, remote_id=status.id))
+                moved_to_another_server(policy_dir, monkeypatch, remote_id=status.id))
         else:
             monkeypatch.delenv("BRAND_MASTODON_TOKEN")
         await gw.sync_policies()
@@ -662,7 +662,7 @@ async def test_a_post_on_a_mastodon_server_its_account_has_left_is_not_changed_o
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
     [status] = world.upstream.statuses(world.upstream_account)
-    async with moved_to_another_server(world, policy_dir, monkeypatch, remote_id=status.id) as other:
+    async with moved_to_another_server(policy_dir, monkeypatch, remote_id=status.id) as other:
         await gw.sync_policies()
         said = await refused(world, api, post_id, change)
         assert f"went out on mastodon at {world.upstream_url}" in said and f"now on mastodon at {other.url}" in said
