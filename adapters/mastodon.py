@@ -540,12 +540,30 @@ class MastodonAdapter:
     # -- delete, verify_credentials ----------------------------------------------------------
 
     async def delete(self, remote_id: str) -> None:
-        """Delete the status; one that is already gone counts as deleted."""
+        """Delete the status; one that is already gone counts as deleted.
+
+        Mastodon deletes only the token's own statuses and answers 404 for another account's
+        as for one gone (``Status.where(account: current_account).find``): after a 404 the
+        status is read, and one still there is refused (not retried), never counted as deleted.
+        One the token's account may not see (another's private status) reads as gone too."""
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
         response = await self._http.request("DELETE", path)
-        if response.status in (200, 404):
+        if response.status == 200:
             return
-        raise self._classify("DELETE", "/api/v1/statuses/:id", response)
+        if response.status != 404:
+            raise self._classify("DELETE", "/api/v1/statuses/:id", response)
+        read = await self._http.request("GET", path)
+        if read.status == 404:
+            return
+        if read.status != 200:
+            raise self._classify("GET", "/api/v1/statuses/:id", read)
+        account = self._json_object(read, "GET", path).get("account")
+        owner = (_str(account.get("acct")) or _str(account.get("id"))) if isinstance(account, dict) else None
+        raise self._http.error(
+            f"DELETE /api/v1/statuses/:id answered 404, and the status is still there: it is another "
+            f"account's ({owner or 'unnamed'}) than the token's, which may not delete it",
+            retryable=False, status=404,
+        )
 
     async def verify_credentials(self) -> AccountInfo:
         """Ask the instance whose token this is."""

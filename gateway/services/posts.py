@@ -39,8 +39,8 @@ from gateway.policy.engine import (
     publish_time,
     roles,
 )
-from gateway.policy.loader import LoadedPolicy, PolicyRegistry
-from gateway.policy.models import Tier
+from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry, platform_server
+from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
     approvals_that_count,
@@ -348,6 +348,38 @@ class AtOnce(Protocol):
     def send(self, claim: Any) -> None:
         """Set a claim recorded by :meth:`PlannedClaim.record` on its way, once its
         transaction has committed."""
+
+
+_SERVERS_APART: Final = frozenset({"mastodon"})
+"""Platforms whose servers each number their own posts: a post's id names it on its own server
+only. A Bluesky post's id names its account's repository (its DID), which moves with the account
+from one PDS to another (and the adapter refuses a post of another DID); X is one server."""
+
+
+@dataclass(frozen=True, slots=True)
+class WentOut:
+    """Where a published post went out: its platform, and for a platform whose servers each
+    number their own posts (Mastodon) the server (its instance, as :func:`platform_server`
+    writes it); ``server`` None where that is not known (the policy's text was recorded before
+    texts were kept, or does not validate here): then only the platform is compared."""
+
+    platform: str
+    server: str | None = None
+
+    @classmethod
+    def of(cls, policy: Policy) -> WentOut:
+        """Where a post of an account under ``policy`` goes out now."""
+        return cls(platform=policy.platform,
+                   server=platform_server(policy) if policy.platform in _SERVERS_APART else None)
+
+    def left(self, policy: Policy) -> bool:
+        """Whether an account under ``policy`` is no longer where the post is: on another
+        platform, or on another server of it."""
+        now = WentOut.of(policy)
+        return now.platform != self.platform or (self.server is not None and now.server != self.server)
+
+    def __str__(self) -> str:
+        return self.platform if self.server is None else f"{self.platform} at {self.server}"
 
 
 @dataclass(kw_only=True)
@@ -1144,29 +1176,41 @@ class PostService:
                 return None
         return Published(record=replace(post, lease_until=until), loaded=loaded, lease_until=until)
 
-    async def went_out_on(self, post: PostRecord) -> str | None:
-        """The platform ``post`` went out on: that of the policy its last claim was made under
-        (``post.publishing``), as recorded; None when the database does not know it (a post
-        claimed before claims named their policy)."""
+    async def went_out_on(self, post: PostRecord) -> WentOut | None:
+        """Where ``post`` went out: the platform, and the server, of the policy its last claim
+        was made under (``post.publishing``), as recorded; None when the database does not know
+        it (a post claimed before claims named their policy)."""
         async with self.db.read() as txn:
             claim = await log_sql.last_claim(txn, post.id)
             sha256 = claim.get("policy_sha256") if claim is not None else None
             if not isinstance(sha256, str):
                 return None
-            return await policy_sql.platform_of(txn, post.account, sha256)
+            version = await policy_sql.recorded(txn, post.account, sha256)
+        if version is None or version.platform is None:
+            return None
+        server = None
+        if version.platform in _SERVERS_APART and version.body is not None:
+            try:
+                then = self.policies.parse(version.body, account=post.account,
+                                           file=version.file or f"{post.account}.yaml", sha256=sha256)
+            except PolicyFileError:
+                pass  # its server unknown here: the platform alone is compared
+            else:
+                server = platform_server(then.policy)
+        return WentOut(platform=version.platform, server=server)
 
     async def _still_on_its_platform(self, post: PostRecord, loaded: LoadedPolicy, *, what: str) -> None:
         """Refuse (409) a change of a published ``post`` whose account has moved to another
-        platform since it went out: its id there would name another post, or none, and the
-        record would say the post was changed where it is not. Byline holds no credential for
-        the platform it is on now."""
+        platform, or another server of it, since it went out: its id there would name another
+        post, or none, and the record would say the post was changed where it is not. Byline
+        holds no credential for where it is now."""
         went = await self.went_out_on(post)
-        if went is not None and went != loaded.policy.platform:
+        if went is not None and went.left(loaded.policy):
             raise BylineError(
                 Code.CONFLICT,
-                f"post {post.id} went out on {went}, and {post.account} is now on {loaded.policy.platform}: "
+                f"post {post.id} went out on {went}, and {post.account} is now on {WentOut.of(loaded.policy)}: "
                 f"Byline cannot {what} it there; {what} it on {went} itself",
-                platform=went,
+                platform=went.platform, **({"server": went.server} if went.server is not None else {}),
             )
 
     async def strand_change(self, post: PostRecord, *, wait: timedelta) -> bool | None:

@@ -309,7 +309,7 @@ class PublishedPosts:
         if loaded is None:
             return f"{post.account} has no policy in force: nothing may reach its platform"
         went = await self.posts.went_out_on(post)
-        if went is not None and went != loaded.policy.platform:
+        if went is not None and went.left(loaded.policy):
             return f"{post.account} is no longer on {went}, where the post is"
         if self.platforms is None:
             return None

@@ -73,16 +73,29 @@ async def summary_before(txn: Txn, account: str, version: int) -> str | None:
     return None if row is None else str(row["summary"])
 
 
-async def platform_of(txn: Txn, account: str, sha256: str) -> str | None:
-    """The platform the account's policy file with this hash named, as recorded; None when no
-    version of the account was recorded with it."""
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What the database holds of one version of an account's policy file."""
+
+    platform: str | None
+    """The platform its summary names (None: none)."""
+    file: str | None
+    body: str | None
+    """Its text (None: recorded before texts were kept)."""
+
+
+async def recorded(txn: Txn, account: str, sha256: str) -> Recorded | None:
+    """The account's last recorded version with this hash; None when none was recorded with it."""
     row = await txn.fetchone(
-        "SELECT summary FROM policy_versions WHERE account = ? AND sha256 = ? ORDER BY version DESC LIMIT 1",
-        account, sha256,
+        "SELECT summary, file, body FROM policy_versions WHERE account = ? AND sha256 = ? "
+        "ORDER BY version DESC LIMIT 1", account, sha256,
     )
-    summary = json.loads(row["summary"]) if row is not None else None
+    if row is None:
+        return None
+    summary = json.loads(row["summary"])
     platform = summary.get("platform") if isinstance(summary, dict) else None
-    return platform if isinstance(platform, str) else None
+    return Recorded(platform=platform if isinstance(platform, str) else None, file=row["file"],
+                    body=None if row["body"] is None else str(row["body"]))
 
 
 async def ever_recorded(txn: Txn, account: str, sha256: str) -> bool:

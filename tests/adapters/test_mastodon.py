@@ -364,6 +364,19 @@ async def test_delete_and_delete_again(env: Env) -> None:
     assert env.fake.faults.count("DELETE", f"/api/v1/statuses/{result.remote_id}") == 2
 
 
+async def test_delete_of_another_accounts_status_is_refused_not_taken_for_gone(env: Env) -> None:
+    """Mastodon answers the deletion of another account's status 404, as for one gone: the
+    status is read, found still there, and the deletion refused for good, naming its account
+    (before: taken for gone, and the post recorded deleted while it stood)."""
+    bob = env.fake.add_account("bob", "mtok-bob-77e0")
+    theirs = env.fake.seed_status(bob, "Bob's words", created_at=env.fake.clock.now())
+    with pytest.raises(AdapterError) as refused:
+        await env.adapter().delete(theirs.id)
+    assert (refused.value.status, refused.value.retryable) == (404, False)
+    assert "another account's (bob)" in refused.value.message
+    assert env.fake.status(theirs.id) is not None and not theirs.deleted
+
+
 async def test_verify_credentials(env: Env) -> None:
     """verify_credentials reports the token's account."""
     info = await env.adapter().verify_credentials()

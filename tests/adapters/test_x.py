@@ -335,6 +335,17 @@ async def test_delete_and_delete_again(env: Env) -> None:
     assert env.fake.faults.count("DELETE", f"/2/tweets/{result.remote_id}") == 2
 
 
+async def test_delete_of_another_users_tweet_is_refused_not_taken_for_gone(env: Env) -> None:
+    """A token of another X user deleting the tweet is answered 403, which is a refusal for
+    good, never "gone" (a policy whose credential now names another user records no deletion)."""
+    other = env.fake.add_user("stranger", "xtok-stranger-3d9e")
+    theirs = env.fake.seed_tweet(other, "A stranger's words", created_at=env.fake.clock.now())
+    with pytest.raises(AdapterError) as refused:
+        await env.adapter().delete(theirs.id)
+    assert (refused.value.status, refused.value.retryable, refused.value.auth_failed) == (403, False, False)
+    assert env.fake.tweet(theirs.id) is not None and not theirs.deleted
+
+
 async def test_verify_credentials(env: Env) -> None:
     """verify_credentials reports the token's user from /2/users/me."""
     info = await env.adapter().verify_credentials()

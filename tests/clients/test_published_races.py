@@ -7,15 +7,17 @@ once its hold runs out (the real crash: ``tests/test_crash_published.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 from mastodon import Mastodon, MastodonAPIError
 from structlog.testing import capture_logs
 
@@ -25,8 +27,10 @@ from gateway.appkeys import DB, REGISTRY
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_media_update import PNG
-from tests.clients.world import UPSTREAM_TOKEN, World
+from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon, Status
+from tests.fakes.mastodon import create_app as mastodon_app
 from tests.test_metrics import scrape, value
 
 WAIT = 10.0
@@ -255,6 +259,71 @@ def moved_to_the_sandbox(policy_dir: Path) -> None:
         owner: alice
         writers: [alice, carol]
     """)
+
+
+OTHER_TOKEN = "mtok-other-instance-9a4c2e71"
+"""The account's token on the second Mastodon server."""
+
+
+@dataclass
+class OtherServer:
+    """A second Mastodon server ``masto``'s policy file was moved to, and what is on it."""
+
+    upstream: FakeMastodon
+    url: str
+    strangers: Status
+    """Someone else's status there, under the id the post has on the first server."""
+
+    def changes(self) -> int:
+        """How many edits and deletions of statuses it was asked for."""
+        return sum(r.method in ("PUT", "DELETE") and r.path.startswith("/api/v1/statuses/")
+                   for r in self.upstream.faults.requests)
+
+
+@contextlib.asynccontextmanager
+async def moved_to_another_server(
+    policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *, remote_id: str,
+) -> AsyncIterator[OtherServer]:
+    """``masto``'s policy file, rewritten to put the account on another Mastodon server (its
+    instance and token there), where a stranger's status has the id ``remote_id``, the id of
+    the post on the first server."""
+    upstream = FakeMastodon(host="other.example")
+    stranger = upstream.add_account("stranger", "mtok-stranger-0c3f")
+    upstream.add_account("brand", OTHER_TOKEN)
+    strangers = upstream.seed_status(stranger, "A stranger's words", created_at=upstream.clock.now())
+    assert strangers.id == remote_id, "the two stand-ins number their statuses alike"
+    server = TestServer(mastodon_app(upstream))
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        monkeypatch.setenv("BRAND_OTHER_TOKEN", OTHER_TOKEN)
+        write_masto_policy(policy_dir, url, handle="@brand@other.example", credentials="env:BRAND_OTHER_TOKEN")
+        yield OtherServer(upstream=upstream, url=url, strangers=strangers)
+    finally:
+        await server.close()
+
+
+async def refused(world: World, api: Mastodon, post_id: str, change: str) -> str:
+    """Alice's app deletes (``change``: or edits) the post and is refused, 409: what it was told."""
+    if change == "delete":
+        call: Callable[..., Any] = api.status_delete
+        args: tuple[Any, ...] = (post_id,)
+    else:
+        call, args = api.status_update, (post_id, "Launch day, edited")
+    with pytest.raises(MastodonAPIError) as answer:
+        await world.run(call, *args)
+    assert answer.value.args[1] == 409, answer.value
+    return str(answer.value)
+
+
+async def left_published(gw: Gateway, post_id: str) -> None:
+    """The record still says the post is published as it went out, no change kept nor logged,
+    and the log verifies."""
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state, version, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["state"], row["version"], row["held_change"]) == ("published", 1, None)
+    assert (await logged(gw, post_id))[-1] == "post.published"
+    await verified_by_cli(gw)
 
 
 async def entries(gw: Gateway, post_id: str, kind: str) -> list[dict[str, Any]]:
@@ -486,20 +555,23 @@ async def test_an_edit_the_platform_refused_lets_go_of_the_post(
 
 
 @pytest.mark.parametrize("change", ["edit", "delete"])
-@pytest.mark.parametrize("lost", ["policy", "platform", "credential"])
+@pytest.mark.parametrize("lost", ["policy", "platform", "server", "credential"])
 async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_settled_once_it_can(
     world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, lost: str, change: str,
 ) -> None:
     """Alice's edit (or deletion) is made on Mastodon and not recorded, and then ``masto``'s
-    policy file is removed (or moved to the sandbox, or its token can no longer be read): its
-    account cannot settle the change here. The publisher says so once (``post_change_stranded``, naming the
+    policy file is removed (or moved to the sandbox, or to another Mastodon server where a
+    stranger's status has the post's id, or its token can no longer be read): its account
+    cannot settle the change here. The publisher says so once (``post_change_stranded``, naming the
     account and the post, not the token), counts it in ``/metrics`` and ``/readyz`` (which stays
     200), sends nothing anywhere, and is quiet at later rounds hours apart; once the account is
     back, the very next round settles it (the edit sent again and recorded, the deletion
     recorded), though its wait had an hour to run, and the
-    log verifies. (Before: nothing said or counted, the change looked at and left every tick.)"""
+    log verifies. (Before: nothing said or counted, the change looked at and left every tick;
+    moved to another server, the change was sent there, to the stranger's status.)"""
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
+    [status] = world.upstream.statuses(world.upstream_account)
     answered = unanswered(monkeypatch, change)
     if change == "edit":
         assert await outcome(world, api.status_update, post_id, "Launch day, edit A") == 503
@@ -508,33 +580,41 @@ async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_s
     answered()
     policy = policy_dir / "masto.yaml"
     written = policy.read_text(encoding="utf-8")
-    if lost == "policy":
-        policy.unlink()
-    elif lost == "platform":
-        moved_to_the_sandbox(policy_dir)
-    else:
-        monkeypatch.delenv("BRAND_MASTODON_TOKEN")
-    await gw.sync_policies()
-    sent = len(world.upstream.faults.requests)
-    with capture_logs() as logs:
-        for wait in (timedelta(minutes=2, seconds=1), timedelta(hours=2), timedelta(hours=2)):
-            clock.advance(wait)
-            await gw.tick()
-    said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
-            if e["log_level"] == "warning"]
-    assert said == [("post_change_stranded", "masto", post_id, "revise" if change == "edit" else "delete")], logs
-    assert UPSTREAM_TOKEN not in repr(logs)
-    assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
-    assert value(await scrape(gw), "byline_post_changes_stranded") == 1
-    ready = await gw.client.get("/readyz")
-    assert (ready.status, (await ready.json())["post_changes_stranded"]) == (200, {"masto": 1})
-
-    if lost == "credential":
-        monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
-    else:
-        policy.write_text(written, encoding="utf-8")
+    async with contextlib.AsyncExitStack() as moves:
+        other = None
+        if lost == "policy":
+            policy.unlink()
+        elif lost == "platform":
+            moved_to_the_sandbox(policy_dir)
+        elif lost == "server":
+            other = await moves.enter_async_context(
+                moved_to_another_server(policy_dir, monkeypatch, remote_id=status.id))
+        else:
+            monkeypatch.delenv("BRAND_MASTODON_TOKEN")
         await gw.sync_policies()
-    await gw.tick()
+        sent = len(world.upstream.faults.requests)
+        with capture_logs() as logs:
+            for wait in (timedelta(minutes=2, seconds=1), timedelta(hours=2), timedelta(hours=2)):
+                clock.advance(wait)
+                await gw.tick()
+        said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
+                if e["log_level"] == "warning"]
+        assert said == [("post_change_stranded", "masto", post_id, "revise" if change == "edit" else "delete")], logs
+        assert UPSTREAM_TOKEN not in repr(logs) and OTHER_TOKEN not in repr(logs)
+        assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
+        if other is not None:
+            assert other.changes() == 0
+            assert (other.strangers.text, other.strangers.deleted) == ("A stranger's words", False)
+        assert value(await scrape(gw), "byline_post_changes_stranded") == 1
+        ready = await gw.client.get("/readyz")
+        assert (ready.status, (await ready.json())["post_changes_stranded"]) == (200, {"masto": 1})
+
+        if lost == "credential":
+            monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+        else:
+            policy.write_text(written, encoding="utf-8")
+            await gw.sync_policies()
+        await gw.tick()
     if change == "edit":
         [revised] = await entries(gw, post_id, "post.revised")
         assert (revised["actor"], revised["data"]["recovered"]) == ("alice", True)
@@ -562,17 +642,98 @@ async def test_a_post_on_a_platform_its_account_has_left_is_not_changed_on_the_n
     moved_to_the_sandbox(policy_dir)
     await gw.sync_policies()
     sent = len(world.upstream.faults.requests)
-    if change == "delete":
-        call: Callable[..., Any] = api.status_delete
-        args: tuple[Any, ...] = (post_id,)
-    else:
-        call, args = api.status_update, (post_id, "Launch day, edited")
-    with pytest.raises(MastodonAPIError) as refused:
-        await world.run(call, *args)
-    assert refused.value.args[1] == 409
-    assert "went out on mastodon" in str(refused.value) and "now on sandbox" in str(refused.value)
-    assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
-    async with gw.app[DB].read() as txn:
-        row = await txn.fetchone("SELECT version, held_change FROM posts WHERE id = ?", post_id)
-    assert row is not None and (row["version"], row["held_change"]) == (1, None)
-    await verified_by_cli(gw)
+    said = await refused(world, api, post_id, change)
+    assert "went out on mastodon" in said and "now on sandbox" in said
+    assert len(world.upstream.faults.requests) == sent
+    await left_published(gw, post_id)
+
+
+@pytest.mark.parametrize("change", ["delete", "edit"])
+async def test_a_post_on_a_mastodon_server_its_account_has_left_is_not_changed_on_the_new_one(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, change: str,
+) -> None:
+    """Alice's post went out on one Mastodon server; then ``masto``'s policy file moves the
+    account to another Mastodon server, where a stranger's status has the id the post has on
+    the first. Her app's delete or edit of the post is refused, 409, saying which server the
+    post is on: the new server is asked nothing, the stranger's status stands as it was, the
+    post stands on the first server, the record still says published, and the log verifies.
+    (Before: the new server was asked to delete or edit its status of that id, answered 404,
+    and the deletion was recorded and logged while the post stood on the first server.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    [status] = world.upstream.statuses(world.upstream_account)
+    async with moved_to_another_server(policy_dir, monkeypatch, remote_id=status.id) as other:
+        await gw.sync_policies()
+        said = await refused(world, api, post_id, change)
+        assert f"went out on mastodon at {world.upstream_url}" in said and f"now on mastodon at {other.url}" in said
+        assert other.changes() == 0
+        assert (other.strangers.text, other.strangers.deleted) == ("A stranger's words", False)
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    await left_published(gw, post_id)
+
+
+INTERN_TOKEN = "mtok-intern-51ab7c"
+"""A token of another account on the same Mastodon server."""
+
+
+async def still_standing(world: World, post_id: str) -> None:
+    """The post stands on Mastodon, the record says published with no change kept, no deletion
+    is logged, and the log verifies."""
+    assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    async with world.gateway.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["state"], row["held_change"]) == ("published", None)
+    assert "post.deleted" not in await logged(world.gateway, post_id)
+    await verified_by_cli(world.gateway)
+
+
+async def test_a_post_is_not_deleted_as_gone_when_the_token_names_another_account_on_its_server(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's post went out on Mastodon as ``brand``; then ``masto``'s policy file names a
+    token of another account on the same server (a slip, or a handover). Mastodon deletes only
+    the token's own statuses and answers any other with 404, as it answers for one gone: her
+    app's deletion is refused with the platform's answer, saying the status is another
+    account's, the post stands, the record says published, and the log verifies. (Before: the
+    404 was taken for "gone", and the post was recorded and logged deleted while it stood.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    world.upstream.add_account("intern", INTERN_TOKEN)
+    monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
+    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    await gw.sync_policies()
+    with pytest.raises(MastodonAPIError) as answer:
+        await world.run(api.status_delete, post_id)
+    assert answer.value.args[1] == 503, answer.value
+    assert "another account's" in str(answer.value) and INTERN_TOKEN not in str(answer.value)
+    await still_standing(world, post_id)
+
+
+async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go_of_not_recorded(
+    world: World, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's deletion never reached Mastodon, its answer unknown (no answer in time), so it is
+    kept; before the publisher settles it, ``masto``'s policy file names a token of another
+    account on the same server. Mastodon answers the deletion 404; the status is read, still
+    there: the deletion is let go of (``change_refused``), the post stands, the record says
+    published, and the log verifies. (Before: recorded and logged deleted while it stood.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+
+    async def no_answer(adapter: MastodonAdapter, remote_id: str) -> None:
+        raise AdapterError("delete: no answer within 30 s", retryable=True)
+
+    original = MastodonAdapter.delete
+    monkeypatch.setattr(MastodonAdapter, "delete", no_answer)
+    assert await outcome(world, api.status_delete, post_id) == 503
+    monkeypatch.setattr(MastodonAdapter, "delete", original)
+    world.upstream.add_account("intern", INTERN_TOKEN)
+    monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
+    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    await gw.sync_policies()
+    with capture_logs() as logs:
+        clock.advance(timedelta(minutes=2, seconds=1))
+        await gw.tick()
+    refused = [e for e in logs if e["event"] == "change_refused"]
+    assert len(refused) == 1 and "another account's" in refused[0]["error"], logs
+    await still_standing(world, post_id)
