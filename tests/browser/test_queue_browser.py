@@ -249,9 +249,10 @@ async def test_a_queue_whose_session_ended_while_cut_off_stops_reconnecting_and_
 
 async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(browser: Browser, pages: Pages) -> None:
     """bob reads version 1 of carol's held post; carol edits it; bob clicks the Approve button of
-    the card he read. Nothing is approved: he is told the post changed since he read it (before,
-    the live update had swapped version 2's card in under his pointer, and his click approved
-    words he was never shown)."""
+    the card he read. Nothing is approved: he is told the post changed since he read it, and
+    shown its new words with what changed, and approves those (before, the live update had
+    swapped version 2's card in under his pointer, and his click approved words he was never
+    shown; and then the refusal showed no words, only a link away)."""
     gw = pages.gateway
     gw.app[LIVE].interval = 0.2
     post = await gw.submit("carol", "cosigned", "We launch on Monday at noon")
@@ -267,6 +268,14 @@ async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(
     await expect(page.get_by_role("heading", level=1)).to_have_text("This did not go through")
     await expect(page.locator("main")).to_contain_text("This post changed since you read it: you saw version 1")
     assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
+    now = card(page, "carol", "cosigned")
+    await expect(now.locator(".text").first).to_have_text("We are all fired\n\n—carol")
+    await expect(now.locator(".diff del")).to_have_text(["launch", "on", "Monday at noon"])
+    await expect(now.locator(".diff ins")).to_have_text(["are", "all", "fired"])
+    await assert_accessible(page)
+    await now.get_by_role("button", name="Approve version 2").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    assert [(a["approver"], a["version"]) for a in (await gw.get("carol", post["id"]))["approvals"]] == [("bob", 2)]
     assert problems == ["409 " + pages.base + f"/posts/{post['id']}/approve"]
 
 

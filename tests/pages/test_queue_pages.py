@@ -130,6 +130,35 @@ async def test_approve_is_bound_to_the_version_shown(pages: Pages) -> None:
     assert "You approved the post." in page
 
 
+async def test_a_decision_on_words_gone_by_shows_the_words_now(pages: Pages) -> None:
+    """bob read version 1; carol made it version 3 meanwhile. His approval, or his rejection, of
+    version 1 is a 409 whose page shows version 3's words, what changed since the version he
+    read, and the forms for version 3 (before, it said only that the post had changed, and a
+    link away)."""
+    gw = pages.gateway
+    held = await held_post(pages, "Launch on Monday, at noon")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    for text in ("Launch on Tuesday, at noon", "Launch on Friday, at dawn"):
+        status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": text})
+        assert status == 200
+    before = await gw.snapshot()
+    for act, form in (("approve", {"version": "1"}), ("reject", {"version": "1", "reason": "no"})):
+        status, page, _ = await bob.post(f"/posts/{held['id']}/{act}", form)
+        assert status == 409, act
+        assert "you saw version 1, and it is now at version 3" in page
+        assert '<div class="text">Launch on Friday, at dawn\n\n—carol</div>' in page
+        assert "What changed since version 1" in page
+        assert "Launch on <del>Monday</del><ins>Friday</ins>, at <del>noon</del><ins>dawn</ins>" in page
+        assert 'name="version" value="3"' in page and 'name="version" value="1"' not in page
+    assert await gw.snapshot() == before
+
+    status, page, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "3"})
+    assert status == 303
+    status, page, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "3"})
+    assert status == 409 and "Launch on Friday" not in page  # not a stale version: nothing more to read
+
+
 async def test_the_database_gone_is_a_page_that_says_when_to_try_again(
     pages: Pages, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

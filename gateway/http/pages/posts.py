@@ -15,6 +15,7 @@ from gateway.http.common import waited
 from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in
 from gateway.services.people import Session
 from gateway.services.posts import PostView
+from gateway.services.queue import PostCard
 
 routes = web.RouteTableDef()
 
@@ -120,6 +121,20 @@ def _problem(exc: BylineError, act: str, form: dict[str, str]) -> str:
     return exc.message
 
 
+async def _now(request: web.Request, session: Session, post_id: str, exc: BylineError,
+               form: dict[str, str]) -> PostCard | None:
+    """The post as it is now, for a person whose decision named a version it has moved on from:
+    the refusal shows the new words (and what changed since the version they read) under it."""
+    if exc.code is not Code.STALE_VERSION:
+        return None
+    seen = form.get("version", "").strip()
+    try:
+        return await request.app[QUEUE].card(caller_of(session), post_id,
+                                             since=int(seen) if _VERSION.fullmatch(seen) else None)
+    except BylineError:
+        return None  # gone from their reach meanwhile: the refusal alone is what they may read
+
+
 @routes.post(r"/posts/{id}/{act:approve|reject|cancel|edit|adopt|dismiss}")
 @page
 async def act_on_post(request: web.Request) -> web.StreamResponse:
@@ -135,6 +150,7 @@ async def act_on_post(request: web.Request) -> web.StreamResponse:
         return waited(render(request, "problem.html", {
             "title": "This did not go through", "message": _problem(exc, act, form), "post_id": post_id,
             "shown": exc.code is not Code.NOT_FOUND and exc.code is not Code.FORBIDDEN,
+            "card": await _now(request, session, post_id, exc, form), "back": "queue",
         }, status=exc.status), exc)
     if form.get("back") == "post":
         return see_other(f"/posts/{view.id}?done={act}")
