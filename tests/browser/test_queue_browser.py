@@ -304,3 +304,47 @@ async def test_another_site_cannot_sign_a_person_out(browser: Browser, pages: Pa
         await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
     finally:
         await server.close()
+
+
+async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(browser: Browser, pages: Pages) -> None:
+    """bob, signed in, opens pages of another origin that post Approve and Reject forms for a held
+    post, with its version and a guessed CSRF value. From another site (localhost) his Lax
+    cookie stays home and the gateway asks him to sign in; from the same site on another port
+    (127.0.0.1, as a sibling app on his gateway's host would be) the cookie goes with the form,
+    and the CSRF value refuses it (403). Either way nothing is decided, and he is still signed in."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    forms: dict[str, str] = {"approve": "", "reject": '<input type="hidden" name="reason" value="no">'}
+
+    async def hostile(request: web.Request) -> web.Response:
+        act = request.match_info["act"]
+        return web.Response(content_type="text/html", text=(
+            f'<!doctype html><title>Cats</title><form method="post" action="{pages.base}/posts/{post["id"]}/{act}">'
+            '<input type="hidden" name="csrf" value="guess"><input type="hidden" name="version" value="1">'
+            f"{forms[act]}</form><script>document.forms[0].submit()</script>"))
+
+    app = web.Application()
+    app.router.add_get("/{act}", hostile)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        problems: list[str] = []
+        page = await signed_in(browser, pages, "bob", problems)
+        before = await gw.snapshot()
+        for host in ("localhost", "127.0.0.1"):
+            for act in forms:
+                async with page.expect_response(f"{pages.base}/posts/{post['id']}/{act}") as sent:
+                    await page.goto(str(server.make_url(f"/{act}")).replace("127.0.0.1", host))
+                answer = await sent.value
+                await page.wait_for_url(f"{pages.base}/**")
+                if host == "127.0.0.1":
+                    assert answer.status == 403, (act, answer.status)
+                    await expect(page.locator("main")).to_contain_text("was not sent from a page of this gateway")
+                else:  # no session came with it: to the sign-in page (which, signed in, goes on home)
+                    assert (answer.status, answer.headers["location"]) == (303, "/signin?next=/"), act
+        assert await gw.snapshot() == before
+        await page.goto(pages.base + "/queue")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    finally:
+        await server.close()
+
