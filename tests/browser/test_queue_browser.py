@@ -23,7 +23,7 @@ from gateway.http.pages import queue as queue_http
 from gateway.services.people import People
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import SCREENSHOTS
-from tests.conftest import finding_the_database_gone
+from tests.conftest import TEST_POLICIES, finding_the_database_gone, write_policy
 from tests.pages.conftest import Pages, pages, password_of
 
 __all__ = ["pages"]  # the fixture, for these tests too
@@ -348,3 +348,32 @@ async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(b
     finally:
         await server.close()
 
+
+async def test_an_approver_taken_off_while_the_queue_is_open_is_refused(
+    browser: Browser, pages: Pages, policy_dir: Path,
+) -> None:
+    """bob's queue shows carol's held post; a policy reload takes him off its approvers; he
+    clicks the Approve button still on his screen. Nothing is approved: the page says the post
+    is out of his reach and why it may be (before, it said only "no post" and the post's id,
+    of a post he had just read), and his queue no longer shows it."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    held = card(page, "carol", "cosigned")
+    await expect(held.locator(".text").first).to_have_text("We launch on Monday\n\n—carol")
+    write_policy(policy_dir, "cosigned", TEST_POLICIES["cosigned"].replace("from: [bob, carol, dave]",
+                                                                          "from: [carol, dave, erin]"))
+    assert await gw.sync_policies() == ["cosigned"]
+    before = await gw.snapshot()
+    await held.get_by_role("button", name="Approve version 1").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This did not go through")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "There is no such post among those you may act on: it is gone, or a change of its account's policy "
+        "took your role on it away.")
+    assert await gw.snapshot() == before
+    assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
+    await assert_accessible(page)
+    await page.goto(pages.base + "/queue")
+    await expect(card(page, "carol", "cosigned")).to_have_count(0)
+    assert problems == ["404 " + pages.base + f"/posts/{post['id']}/approve"]

@@ -129,6 +129,11 @@ def _problem(exc: BylineError, act: str, form: dict[str, str]) -> str:
                 "then make your change to it.")
     if exc.code is Code.ALREADY_DECIDED:
         return "You already decided on this version of the post."
+    if exc.code is Code.NOT_FOUND:
+        # Said alike for a post that never was and one out of reach: most often the person read
+        # it a moment ago, and a policy reload took their role on its account away since.
+        return ("There is no such post among those you may act on: it is gone, or a change of its "
+                "account's policy took your role on it away.")
     return exc.message
 
 
