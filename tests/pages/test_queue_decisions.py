@@ -102,3 +102,22 @@ async def test_an_approval_and_a_rejection_sent_at_once_do_not_both_count(pages:
     assert logged == ["post.approved" if decision == "approve" else "post.rejected"]
     assert await _decisions(gw, twice["id"]) == [("dave", 1, "approve")]
     assert [t for t in await _entries(gw, twice["id"]) if t == "post.approved"] == ["post.approved"]
+
+
+async def test_the_answers_to_the_forms_are_neither_kept_nor_framed(pages: Pages) -> None:
+    """The queue's forms answer, taken (303) or refused (403, 409), with the pages' headers: no
+    cache keeps a page that showed a held post's words (a refusal shows them now), and no other
+    site frames one under a person's click."""
+    gw = pages.gateway
+    held = await gw.submit("carol", "cosigned", "Launch on Monday")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    answers = [await bob.post(f"/posts/{held['id']}/approve", {"version": "1"}),
+               await bob.post(f"/posts/{held['id']}/approve", {"version": "1"}),
+               await bob.post(f"/posts/{held['id']}/reject", {"version": "1", "reason": "no", "csrf": "forged"},
+                              csrf=False)]
+    assert [status for status, _, _ in answers] == [303, 409, 403]
+    for status, _, resp in answers:
+        headers = resp.headers
+        assert (headers.get("Cache-Control"), headers.get("X-Frame-Options")) == ("no-store", "DENY"), status
+        assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", ""), status
