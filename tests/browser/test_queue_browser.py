@@ -8,8 +8,10 @@ With ``BYLINE_SCREENSHOTS=1`` the co-signer's queue is saved to ``docs/screensho
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -279,31 +281,40 @@ async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(
     assert problems == ["409 " + pages.base + f"/posts/{post['id']}/approve"]
 
 
+@contextlib.asynccontextmanager
+async def another_origin(form_of: Callable[[str], str]) -> AsyncIterator[TestServer]:
+    """A site of another origin (127.0.0.1, on a port of its own): its page at ``/{name}`` holds
+    ``form_of(name)``, a form it submits as it loads."""
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            f"<!doctype html><title>Cats</title>{form_of(request.match_info['name'])}"
+            "<script>document.forms[0].submit()</script>"))
+
+    app = web.Application()
+    app.router.add_get("/{name}", hostile)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 async def test_another_site_cannot_sign_a_person_out(browser: Browser, pages: Pages) -> None:
     """A page on another site posts a form to /signout as bob's browser loads it: bob stays signed
     in (before, his Lax cookie stayed home, the gateway saw no session, asked for no CSRF value
     and told the browser to forget the cookie: any site could sign its visitors out)."""
 
-    async def hostile(request: web.Request) -> web.Response:
-        return web.Response(content_type="text/html", text=(
-            f'<!doctype html><title>Cats</title><form method="post" action="{pages.base}/signout">'
-            '<input type="hidden" name="csrf" value="guess"></form>'
-            "<script>document.forms[0].submit()</script>"))
-
-    app = web.Application()
-    app.router.add_get("/", hostile)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
+    form = f'<form method="post" action="{pages.base}/signout"><input type="hidden" name="csrf" value="guess"></form>'
+    async with another_origin(lambda _name: form) as server:
         problems: list[str] = []
         page = await signed_in(browser, pages, "bob", problems)
         # localhost is another site than 127.0.0.1 (SameSite looks at the host, not the port).
-        await page.goto(str(server.make_url("/")).replace("127.0.0.1", "localhost"))
+        await page.goto(str(server.make_url("/signout")).replace("127.0.0.1", "localhost"))
         await page.wait_for_url(f"{pages.base}/**")
         await page.goto(pages.base + "/queue")
         await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
-    finally:
-        await server.close()
 
 
 async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(browser: Browser, pages: Pages) -> None:
@@ -316,18 +327,12 @@ async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(b
     post = await gw.submit("carol", "cosigned", "We launch on Monday")
     forms: dict[str, str] = {"approve": "", "reject": '<input type="hidden" name="reason" value="no">'}
 
-    async def hostile(request: web.Request) -> web.Response:
-        act = request.match_info["act"]
-        return web.Response(content_type="text/html", text=(
-            f'<!doctype html><title>Cats</title><form method="post" action="{pages.base}/posts/{post["id"]}/{act}">'
-            '<input type="hidden" name="csrf" value="guess"><input type="hidden" name="version" value="1">'
-            f"{forms[act]}</form><script>document.forms[0].submit()</script>"))
+    def form(act: str) -> str:
+        return (f'<form method="post" action="{pages.base}/posts/{post["id"]}/{act}">'
+                '<input type="hidden" name="csrf" value="guess"><input type="hidden" name="version" value="1">'
+                f"{forms[act]}</form>")
 
-    app = web.Application()
-    app.router.add_get("/{act}", hostile)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with another_origin(form) as server:
         problems: list[str] = []
         page = await signed_in(browser, pages, "bob", problems)
         before = await gw.snapshot()
@@ -345,8 +350,6 @@ async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(b
         assert await gw.snapshot() == before
         await page.goto(pages.base + "/queue")
         await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
-    finally:
-        await server.close()
 
 
 async def test_an_approver_taken_off_while_the_queue_is_open_is_refused(
