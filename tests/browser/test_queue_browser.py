@@ -380,3 +380,28 @@ async def test_an_approver_taken_off_while_the_queue_is_open_is_refused(
     await page.goto(pages.base + "/queue")
     await expect(card(page, "carol", "cosigned")).to_have_count(0)
     assert problems == ["404 " + pages.base + f"/posts/{post['id']}/approve"]
+
+
+async def test_an_edit_saved_after_the_post_moved_on_keeps_both_texts(browser: Browser, pages: Pages) -> None:
+    """carol opens Edit… on her held post and types; meanwhile her app makes the post version 2;
+    she saves. Nothing is saved over version 2: the page says the post changed since she read
+    it, shows version 2 as it is and the text she typed, and passes axe (before, her text
+    became version 3 and version 2's change was lost unsaid)."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "carol", problems)
+    mine = card(page, "carol", "cosigned")
+    await mine.get_by_text("Edit…").click()
+    await mine.get_by_label("New text").fill("We launch on Monday at noon")
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}", {"text": "We launch on Monday, not Sunday"})
+    assert status == 200
+    await mine.get_by_role("button", name="Save a new version").click()
+    await expect(page.get_by_role("alert")).to_contain_text("you edited version 1, and it is now at version 2")
+    now = card(page, "carol", "cosigned")
+    await expect(now.locator(".text").first).to_have_text("We launch on Monday, not Sunday\n\n—carol")
+    await expect(page.locator("main > .text")).to_have_text("We launch on Monday at noon")
+    post_now = await gw.get("carol", post["id"])
+    assert (post_now["version"], post_now["text"]) == (2, "We launch on Monday, not Sunday")
+    await assert_accessible(page)
+    assert problems == ["409 " + pages.base + f"/posts/{post['id']}/edit"]
