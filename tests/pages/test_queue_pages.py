@@ -465,6 +465,8 @@ async def test_adopt_is_bound_to_the_version_shown(pages: Pages) -> None:
     status, page, _ = await carol.post(f"/posts/{suggestion['id']}/adopt", {"version": "1"})
     assert status == 409
     assert "you saw version 1, and it is now at version 2. Nothing was adopted." in page
+    assert "<del>Say</del><ins>Words</ins> <del>hello</del><ins>carol never saw</ins>" in page  # to read first
+    assert 'name="version" value="2"' in page
     assert await gw.snapshot() == before
     await gw.tick()
     assert await gw.timeline("managed") == []
