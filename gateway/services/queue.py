@@ -328,6 +328,13 @@ class QueueService:
         post = await self.posts.view(caller, post_id)
         return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post))
 
+    async def card(self, caller: Caller, post_id: str, *, since: int | None = None) -> PostCard:
+        """One post's card as ``caller``'s queue shows it now, with what changed since version
+        ``since`` (the one they read, when a decision on it came too late)."""
+        post = await self.posts.view(caller, post_id)
+        return card_of(post, self.policies.get, caller.user, now_micros(self.clock),
+                       pictures=await self._pictures(post), since=since)
+
     async def _pictures(self, post: PostView) -> tuple[Picture, ...]:
         """The uploads ``post`` goes out with, as its card shows them."""
         media_ids = [str(m) for m in post.options.get("media_ids", ())]
@@ -390,19 +397,22 @@ class QueueService:
 
 def card_of(
     post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int,
-    *, pictures: tuple[Picture, ...] = (),
+    *, pictures: tuple[Picture, ...] = (), since: int | None = None,
 ) -> PostCard:
-    """A post's card for ``user``: the difference from the version before, who else approved the
-    version shown, what else goes out with it, and the forms the policy in force lets them use now."""
+    """A post's card for ``user``: the difference from the version before (from version
+    ``since``, where the person last read that one), who else approved the version shown, what
+    else goes out with it, and the forms the policy in force lets them use now."""
     loaded = policy_of(post.account)
     versions = post.versions or ()
     diff: tuple[Change, ...] = ()
     diff_from = None
     changed: tuple[OptionChange, ...] = ()
-    if len(versions) >= 2:
-        diff_from = versions[-2].version
-        diff = word_diff(versions[-2].text, versions[-1].text)
-        changed = _version_changes(versions[-2], versions[-1], options_by_version(post))
+    read = next((v for v in versions[:-1] if v.version == since), None)
+    before = read or (versions[-2] if len(versions) >= 2 else None)
+    if before is not None:
+        diff_from = before.version
+        diff = word_diff(before.text, versions[-1].text)
+        changed = _version_changes(before, versions[-1], options_by_version(post))
     current = [d for d in post.approvals or () if d.current]
     mine = next((d.decision for d in current if d.approver == user), None)
     others = tuple(d.approver for d in current if d.decision == "approve" and d.approver != user)

@@ -8,8 +8,10 @@ With ``BYLINE_SCREENSHOTS=1`` the co-signer's queue is saved to ``docs/screensho
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from gateway.http.pages import queue as queue_http
 from gateway.services.people import People
 from tests.browser.axe import assert_accessible
 from tests.browser.conftest import SCREENSHOTS
-from tests.conftest import finding_the_database_gone
+from tests.conftest import TEST_POLICIES, finding_the_database_gone, write_policy
 from tests.pages.conftest import Pages, pages, password_of
 
 __all__ = ["pages"]  # the fixture, for these tests too
@@ -249,9 +251,10 @@ async def test_a_queue_whose_session_ended_while_cut_off_stops_reconnecting_and_
 
 async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(browser: Browser, pages: Pages) -> None:
     """bob reads version 1 of carol's held post; carol edits it; bob clicks the Approve button of
-    the card he read. Nothing is approved: he is told the post changed since he read it (before,
-    the live update had swapped version 2's card in under his pointer, and his click approved
-    words he was never shown)."""
+    the card he read. Nothing is approved: he is told the post changed since he read it, and
+    shown its new words with what changed, and approves those (before, the live update had
+    swapped version 2's card in under his pointer, and his click approved words he was never
+    shown; and then the refusal showed no words, only a link away)."""
     gw = pages.gateway
     gw.app[LIVE].interval = 0.2
     post = await gw.submit("carol", "cosigned", "We launch on Monday at noon")
@@ -267,7 +270,35 @@ async def test_an_edit_made_while_a_cosigner_reads_is_not_put_under_their_click(
     await expect(page.get_by_role("heading", level=1)).to_have_text("This did not go through")
     await expect(page.locator("main")).to_contain_text("This post changed since you read it: you saw version 1")
     assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
+    now = card(page, "carol", "cosigned")
+    await expect(now.locator(".text").first).to_have_text("We are all fired\n\n—carol")
+    await expect(now.locator(".diff del")).to_have_text(["launch", "on", "Monday at noon"])
+    await expect(now.locator(".diff ins")).to_have_text(["are", "all", "fired"])
+    await assert_accessible(page)
+    await now.get_by_role("button", name="Approve version 2").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+    assert [(a["approver"], a["version"]) for a in (await gw.get("carol", post["id"]))["approvals"]] == [("bob", 2)]
     assert problems == ["409 " + pages.base + f"/posts/{post['id']}/approve"]
+
+
+@contextlib.asynccontextmanager
+async def another_origin(form_of: Callable[[str], str]) -> AsyncIterator[TestServer]:
+    """A site of another origin (127.0.0.1, on a port of its own): its page at ``/{name}`` holds
+    ``form_of(name)``, a form it submits as it loads."""
+
+    async def hostile(request: web.Request) -> web.Response:
+        return web.Response(content_type="text/html", text=(
+            f"<!doctype html><title>Cats</title>{form_of(request.match_info['name'])}"
+            "<script>document.forms[0].submit()</script>"))
+
+    app = web.Application()
+    app.router.add_get("/{name}", hostile)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 async def test_another_site_cannot_sign_a_person_out(browser: Browser, pages: Pages) -> None:
@@ -275,23 +306,102 @@ async def test_another_site_cannot_sign_a_person_out(browser: Browser, pages: Pa
     in (before, his Lax cookie stayed home, the gateway saw no session, asked for no CSRF value
     and told the browser to forget the cookie: any site could sign its visitors out)."""
 
-    async def hostile(request: web.Request) -> web.Response:
-        return web.Response(content_type="text/html", text=(
-            f'<!doctype html><title>Cats</title><form method="post" action="{pages.base}/signout">'
-            '<input type="hidden" name="csrf" value="guess"></form>'
-            "<script>document.forms[0].submit()</script>"))
-
-    app = web.Application()
-    app.router.add_get("/", hostile)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
+    form = f'<form method="post" action="{pages.base}/signout"><input type="hidden" name="csrf" value="guess"></form>'
+    async with another_origin(lambda _name: form) as server:
         problems: list[str] = []
         page = await signed_in(browser, pages, "bob", problems)
         # localhost is another site than 127.0.0.1 (SameSite looks at the host, not the port).
-        await page.goto(str(server.make_url("/")).replace("127.0.0.1", "localhost"))
+        await page.goto(str(server.make_url("/signout")).replace("127.0.0.1", "localhost"))
         await page.wait_for_url(f"{pages.base}/**")
         await page.goto(pages.base + "/queue")
         await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
-    finally:
-        await server.close()
+
+
+async def test_a_page_of_another_origin_cannot_approve_or_reject_as_a_cosigner(browser: Browser, pages: Pages) -> None:
+    """bob, signed in, opens pages of another origin that post Approve and Reject forms for a held
+    post, with its version and a guessed CSRF value. From another site (localhost) his Lax
+    cookie stays home and the gateway asks him to sign in; from the same site on another port
+    (127.0.0.1, as a sibling app on his gateway's host would be) the cookie goes with the form,
+    and the CSRF value refuses it (403). Either way nothing is decided, and he is still signed in."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    forms: dict[str, str] = {"approve": "", "reject": '<input type="hidden" name="reason" value="no">'}
+
+    def form(act: str) -> str:
+        return (f'<form method="post" action="{pages.base}/posts/{post["id"]}/{act}">'
+                '<input type="hidden" name="csrf" value="guess"><input type="hidden" name="version" value="1">'
+                f"{forms[act]}</form>")
+
+    async with another_origin(form) as server:
+        problems: list[str] = []
+        page = await signed_in(browser, pages, "bob", problems)
+        before = await gw.snapshot()
+        for host in ("localhost", "127.0.0.1"):
+            for act in forms:
+                async with page.expect_response(f"{pages.base}/posts/{post['id']}/{act}") as sent:
+                    await page.goto(str(server.make_url(f"/{act}")).replace("127.0.0.1", host))
+                answer = await sent.value
+                await page.wait_for_url(f"{pages.base}/**")
+                if host == "127.0.0.1":
+                    assert answer.status == 403, (act, answer.status)
+                    await expect(page.locator("main")).to_contain_text("was not sent from a page of this gateway")
+                else:  # no session came with it: to the sign-in page (which, signed in, goes on home)
+                    assert (answer.status, answer.headers["location"]) == (303, "/signin?next=/"), act
+        assert await gw.snapshot() == before
+        await page.goto(pages.base + "/queue")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("My queue")
+
+
+async def test_an_approver_taken_off_while_the_queue_is_open_is_refused(
+    browser: Browser, pages: Pages, policy_dir: Path,
+) -> None:
+    """bob's queue shows carol's held post; a policy reload takes him off its approvers; he
+    clicks the Approve button still on his screen. Nothing is approved: the page says the post
+    is out of his reach and why it may be (before, it said only "no post" and the post's id,
+    of a post he had just read), and his queue no longer shows it."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    held = card(page, "carol", "cosigned")
+    await expect(held.locator(".text").first).to_have_text("We launch on Monday\n\n—carol")
+    write_policy(policy_dir, "cosigned", TEST_POLICIES["cosigned"].replace("from: [bob, carol, dave]",
+                                                                          "from: [carol, dave, erin]"))
+    assert await gw.sync_policies() == ["cosigned"]
+    before = await gw.snapshot()
+    await held.get_by_role("button", name="Approve version 1").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("This did not go through")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "There is no such post among those you may act on: it is gone, or a change of its account's policy "
+        "took your role on it away.")
+    assert await gw.snapshot() == before
+    assert (await gw.get("carol", post["id"]))["approvals_needed"] == 2
+    await assert_accessible(page)
+    await page.goto(pages.base + "/queue")
+    await expect(card(page, "carol", "cosigned")).to_have_count(0)
+    assert problems == ["404 " + pages.base + f"/posts/{post['id']}/approve"]
+
+
+async def test_an_edit_saved_after_the_post_moved_on_keeps_both_texts(browser: Browser, pages: Pages) -> None:
+    """carol opens Edit… on her held post and types; meanwhile her app makes the post version 2;
+    she saves. Nothing is saved over version 2: the page says the post changed since she read
+    it, shows version 2 as it is and the text she typed, and passes axe (before, her text
+    became version 3 and version 2's change was lost unsaid)."""
+    gw = pages.gateway
+    post = await gw.submit("carol", "cosigned", "We launch on Monday")
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "carol", problems)
+    mine = card(page, "carol", "cosigned")
+    await mine.get_by_text("Edit…").click()
+    await mine.get_by_label("New text").fill("We launch on Monday at noon")
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}", {"text": "We launch on Monday, not Sunday"})
+    assert status == 200
+    await mine.get_by_role("button", name="Save a new version").click()
+    await expect(page.get_by_role("alert")).to_contain_text("you edited version 1, and it is now at version 2")
+    now = card(page, "carol", "cosigned")
+    await expect(now.locator(".text").first).to_have_text("We launch on Monday, not Sunday\n\n—carol")
+    await expect(page.locator("main > .text")).to_have_text("We launch on Monday at noon")
+    post_now = await gw.get("carol", post["id"])
+    assert (post_now["version"], post_now["text"]) == (2, "We launch on Monday, not Sunday")
+    await assert_accessible(page)
+    assert problems == ["409 " + pages.base + f"/posts/{post['id']}/edit"]

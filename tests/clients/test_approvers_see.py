@@ -139,3 +139,31 @@ async def test_an_approver_sees_when_the_writer_asked_for_the_post_to_go_out(
         asked = re.search(r'<span class="asked-time">.*?</span>', card, re.DOTALL)
         assert asked is not None, card
         assert f'datetime="{at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"' in asked.group(0), asked.group(0)
+
+
+async def test_an_approval_of_a_version_gone_by_shows_what_changed_besides_the_words(
+    world: World, policy_dir: Path,
+) -> None:
+    """Bob reads alice's held post; her app then changes its content warning (version 2) and its
+    picture's alt text (version 3). Bob's approval of version 1 is refused (409), nothing is
+    approved, and the page shows version 3 with all that changed since version 1, not the words
+    alone (before, it showed nothing of the post)."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    media = await world.run(api.media_post, PNG, mime_type="image/png", description="A cat")
+    status = await world.run(api.status_post, "Our mascot", media_ids=[media], spoiler_text="Cats inside")
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        assert 'name="version" value="1"' in _card(page, status.id)
+        await world.run(api.status_update, status.id, "Our mascot", media_ids=[media.id], spoiler_text="Dogs inside")
+        await world.run(api.media_update, media, description="A dog")
+        before = await world.gateway.snapshot()
+        status_code, page, _ = await bob.post(f"/posts/{status.id}/approve", {"version": "1"})
+        assert status_code == 409
+        assert await world.gateway.snapshot() == before
+        card = _card(page, status.id)
+        changed = re.search(r'<dl class="option-changes">.*?</dl>', card, re.DOTALL)
+        assert changed is not None, card
+        assert _words(changed.group(0)) == ("Content warning was Cats inside , now Dogs inside "
+                                            "Alt text of picture 1 was A cat , now A dog")
+        assert "What changed since version 1" in card and 'name="version" value="3"' in card

@@ -130,6 +130,35 @@ async def test_approve_is_bound_to_the_version_shown(pages: Pages) -> None:
     assert "You approved the post." in page
 
 
+async def test_a_decision_on_words_gone_by_shows_the_words_now(pages: Pages) -> None:
+    """bob read version 1; carol made it version 3 meanwhile. His approval, or his rejection, of
+    version 1 is a 409 whose page shows version 3's words, what changed since the version he
+    read, and the forms for version 3 (before, it said only that the post had changed, and a
+    link away)."""
+    gw = pages.gateway
+    held = await held_post(pages, "Launch on Monday, at noon")
+    bob = await pages.person("bob")
+    await bob.get("/queue")
+    for text in ("Launch on Tuesday, at noon", "Launch on Friday, at dawn"):
+        status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": text})
+        assert status == 200
+    before = await gw.snapshot()
+    for act, form in (("approve", {"version": "1"}), ("reject", {"version": "1", "reason": "no"})):
+        status, page, _ = await bob.post(f"/posts/{held['id']}/{act}", form)
+        assert status == 409, act
+        assert "you saw version 1, and it is now at version 3" in page
+        assert '<div class="text">Launch on Friday, at dawn\n\n—carol</div>' in page
+        assert "What changed since version 1" in page
+        assert "Launch on <del>Monday</del><ins>Friday</ins>, at <del>noon</del><ins>dawn</ins>" in page
+        assert 'name="version" value="3"' in page and 'name="version" value="1"' not in page
+    assert await gw.snapshot() == before
+
+    status, page, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "3"})
+    assert status == 303
+    status, page, _ = await bob.post(f"/posts/{held['id']}/approve", {"version": "3"})
+    assert status == 409 and "Launch on Friday" not in page  # not a stale version: nothing more to read
+
+
 async def test_the_database_gone_is_a_page_that_says_when_to_try_again(
     pages: Pages, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -185,8 +214,9 @@ async def test_reject_needs_a_reason(pages: Pages) -> None:
 
 
 async def test_forms_with_missing_or_oversized_fields_change_nothing(pages: Pages) -> None:
-    """No version, a version that is not a number, no text, text past the account's limit, a
-    form past the size limit: each is refused with its status and changes nothing."""
+    """No version (to approve, or to edit), a version that is not a number, no text, text past
+    the account's limit, a form past the size limit: each is refused with its status and changes
+    nothing."""
     gw = pages.gateway
     held = await held_post(pages)
     cooling = await gw.submit("bob", "delayed", "Out in ten minutes")
@@ -197,10 +227,11 @@ async def test_forms_with_missing_or_oversized_fields_change_nothing(pages: Page
         (f"/posts/{held['id']}/approve", {}, 422),
         (f"/posts/{held['id']}/approve", {"version": "two"}, 422),
         (f"/posts/{held['id']}/approve", {"version": "9" * 30}, 422),
-        (f"/posts/{cooling['id']}/edit", {}, 422),
-        (f"/posts/{cooling['id']}/edit", {"text": "  "}, 422),
-        (f"/posts/{cooling['id']}/edit", {"text": "x" * 501}, 422),
-        (f"/posts/{cooling['id']}/edit", {"text": "x" * 70_000}, 413),
+        (f"/posts/{cooling['id']}/edit", {"version": "1"}, 422),
+        (f"/posts/{cooling['id']}/edit", {"text": "Later"}, 422),
+        (f"/posts/{cooling['id']}/edit", {"version": "1", "text": "  "}, 422),
+        (f"/posts/{cooling['id']}/edit", {"version": "1", "text": "x" * 501}, 422),
+        (f"/posts/{cooling['id']}/edit", {"version": "1", "text": "x" * 70_000}, 413),
     ]
     for path, form, expected in cases:
         status, page, _ = await bob.post(path, form)
@@ -221,7 +252,7 @@ async def test_a_forged_or_missing_csrf_value_changes_nothing(pages: Pages) -> N
         (f"/posts/{held['id']}/approve", {"version": "1"}),
         (f"/posts/{held['id']}/reject", {"version": "1", "reason": "no"}),
         (f"/posts/{cooling['id']}/cancel", {}),
-        (f"/posts/{cooling['id']}/edit", {"text": "Later"}),
+        (f"/posts/{cooling['id']}/edit", {"version": "1", "text": "Later"}),
         (f"/posts/{suggestion['id']}/adopt", {"version": "1"}),
         (f"/posts/{suggestion['id']}/dismiss", {}),
     ]
@@ -353,7 +384,7 @@ async def test_the_author_cancels_and_edits_in_the_cooling_off_window(pages: Pag
     cooling = await gw.submit("bob", "delayed", "Out soon")
     bob = await pages.person("bob")
     await bob.get("/queue")
-    status, _, resp = await bob.post(f"/posts/{cooling['id']}/edit", {"text": "Out soon,\r\nfixed"})
+    status, _, resp = await bob.post(f"/posts/{cooling['id']}/edit", {"version": "1", "text": "Out soon,\r\nfixed"})
     assert (status, resp.headers["Location"]) == (303, "/queue?done=edit")
     post = await gw.get("bob", cooling["id"])
     assert (post["version"], post["text"], post["state"]) == (2, "Out soon,\nfixed", "scheduled")
@@ -365,6 +396,36 @@ async def test_the_author_cancels_and_edits_in_the_cooling_off_window(pages: Pag
     gw.clock.advance(timedelta(minutes=11))
     await gw.tick()
     assert await gw.timeline("delayed") == []
+
+
+async def test_an_edit_written_from_words_gone_by_writes_nothing_over_them(pages: Pages) -> None:
+    """carol opens her held post's page to edit it; in her app she makes it version 2 meanwhile;
+    then she saves the page's text, written from version 1. It is refused (409) and nothing
+    changes: the page shows version 2's words and the text she sent, so neither is lost (before,
+    the page's edit silently became version 3 over version 2, whose change was gone unsaid)."""
+    gw = pages.gateway
+    held = await held_post(pages, "Launch on Monday")
+    carol = await pages.person("carol")
+    _, page = await carol.get(f"/posts/{held['id']}")
+    edit_form = re.search(rf'action="/posts/{held["id"]}/edit".*?</form>', page, re.DOTALL)
+    assert edit_form is not None and 'name="version" value="1"' in edit_form.group(0)
+    status, _ = await gw.call("carol", "PATCH", f"/v1/posts/{held['id']}", {"text": "Launch on Monday, not Sunday"})
+    assert status == 200
+    before = await gw.snapshot()
+    status, page, _ = await carol.post(f"/posts/{held['id']}/edit",
+                                       {"version": "1", "text": "Launch on Monday at noon", "back": "post"})
+    assert status == 409
+    assert "This post changed since you read it: you edited version 1, and it is now at version 2." in page
+    assert "Nothing was saved." in page and 'role="alert"' in page
+    assert '<div class="text">Launch on Monday, not Sunday\n\n—carol</div>' in page
+    assert "Launch on Monday at noon" in page  # what she wrote, to carry over
+    assert await gw.snapshot() == before
+
+    status, _, _ = await carol.post(f"/posts/{held['id']}/edit",
+                                    {"version": "2", "text": "Launch on Monday at noon, not Sunday"})
+    assert status == 303
+    post = await gw.get("carol", held["id"])
+    assert (post["version"], post["text"]) == (3, "Launch on Monday at noon, not Sunday")
 
 
 async def test_writers_adopt_and_dismiss_suggestions(pages: Pages) -> None:
@@ -404,6 +465,8 @@ async def test_adopt_is_bound_to_the_version_shown(pages: Pages) -> None:
     status, page, _ = await carol.post(f"/posts/{suggestion['id']}/adopt", {"version": "1"})
     assert status == 409
     assert "you saw version 1, and it is now at version 2. Nothing was adopted." in page
+    assert "<del>Say</del><ins>Words</ins> <del>hello</del><ins>carol never saw</ins>" in page  # to read first
+    assert 'name="version" value="2"' in page
     assert await gw.snapshot() == before
     await gw.tick()
     assert await gw.timeline("managed") == []
@@ -644,7 +707,7 @@ async def test_a_form_sent_in_pieces_is_read_whole(pages: Pages) -> None:
     carol = await pages.person("carol")
     await carol.get(f"/posts/{held['id']}")
     words = "Launch on Tuesday at noon, with the whole team present"
-    body = f"csrf={quote(carol.csrf)}&back=post&text={quote(words)}".encode()
+    body = f"csrf={quote(carol.csrf)}&back=post&version=1&text={quote(words)}".encode()
 
     async def slowly() -> AsyncIterator[bytes]:
         yield body[:-20]

@@ -15,6 +15,7 @@ from gateway.http.common import waited
 from gateway.http.pages import caller_of, page, read_form, render, see_other, signed_in
 from gateway.services.people import Session
 from gateway.services.posts import PostView
+from gateway.services.queue import PostCard
 
 routes = web.RouteTableDef()
 
@@ -102,10 +103,17 @@ async def _act(request: web.Request, session: Session, post_id: str, act: str, f
     if act == "cancel":
         return await posts.cancel(caller, post_id)
     if act == "edit":
-        return await posts.edit(caller, post_id, text=_text(form, required=True))
+        # Bound to the version whose words the person edited: saved over a later one, that
+        # version's change would be gone with no one told.
+        return await posts.edit(caller, post_id, text=_text(form, required=True), of_version=_version(form))
     if act == "adopt":
         return await posts.adopt(caller, post_id, version=_version(form), text=_text(form, required=False))
     return await posts.dismiss(caller, post_id, reason=_reason(form, required=False))
+
+
+def _moved_on(exc: BylineError, act: str) -> bool:
+    """Whether ``exc`` refused the act for naming a version the post has moved on from."""
+    return exc.code is Code.STALE_VERSION or (act == "edit" and exc.code is Code.CONFLICT and "version" in exc.details)
 
 
 def _problem(exc: BylineError, act: str, form: dict[str, str]) -> str:
@@ -115,9 +123,32 @@ def _problem(exc: BylineError, act: str, form: dict[str, str]) -> str:
         return (f"This post changed since you read it: you saw version {form.get('version', '?')}, and it is now "
                 f"at version {exc.details.get('version', '?')}. Nothing was {done}. "
                 "Read the new text before you decide.")
+    if _moved_on(exc, act):
+        return (f"This post changed since you read it: you edited version {form.get('version', '?')}, and it is "
+                f"now at version {exc.details.get('version', '?')}. Nothing was saved. Read the new text, "
+                "then make your change to it.")
     if exc.code is Code.ALREADY_DECIDED:
         return "You already decided on this version of the post."
+    if exc.code is Code.NOT_FOUND:
+        # Said alike for a post that never was and one out of reach: most often the person read
+        # it a moment ago, and a policy reload took their role on its account away since.
+        return ("There is no such post among those you may act on: it is gone, or a change of its "
+                "account's policy took your role on it away.")
     return exc.message
+
+
+async def _now(request: web.Request, session: Session, post_id: str, act: str, exc: BylineError,
+               form: dict[str, str]) -> PostCard | None:
+    """The post as it is now, for a person whose decision or edit named a version it has moved
+    on from: the refusal shows the new words (and what changed since the version they read)."""
+    if not _moved_on(exc, act):
+        return None
+    seen = form.get("version", "").strip()
+    try:
+        return await request.app[QUEUE].card(caller_of(session), post_id,
+                                             since=int(seen) if _VERSION.fullmatch(seen) else None)
+    except BylineError:
+        return None  # gone from their reach meanwhile: the refusal alone is what they may read
 
 
 @routes.post(r"/posts/{id}/{act:approve|reject|cancel|edit|adopt|dismiss}")
@@ -135,6 +166,8 @@ async def act_on_post(request: web.Request) -> web.StreamResponse:
         return waited(render(request, "problem.html", {
             "title": "This did not go through", "message": _problem(exc, act, form), "post_id": post_id,
             "shown": exc.code is not Code.NOT_FOUND and exc.code is not Code.FORBIDDEN,
+            "card": await _now(request, session, post_id, act, exc, form), "back": "queue",
+            "unsaved": form.get("text") if act == "edit" and _moved_on(exc, act) else None,
         }, status=exc.status), exc)
     if form.get("back") == "post":
         return see_other(f"/posts/{view.id}?done={act}")
