@@ -156,6 +156,37 @@ async def test_an_approval_names_the_version_its_approver_saw(gateway: Gateway, 
     assert [(a["approver"], a["version"]) for a in body["approvals"]] == [("bob", 2)]
 
 
+async def test_an_edit_names_the_version_it_was_written_from_and_a_stale_one_saves_nothing(
+    gateway: Gateway, policy_dir: Path,
+) -> None:
+    """Carol edits her post from her laptop's copy of version 1 (version 2), then from her
+    phone's copy of version 1 too: named in the body or as If-Match, the phone's edit is refused
+    (409, naming version 2) and changes nothing, rather than write over the laptop's words
+    unseen; named right, it is version 3; named neither way, as before, it edits whatever is
+    current. A version that is no number, or two that disagree, are 422."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit("carol", "brand", "First words")
+    path = f"/v1/posts/{post['id']}"
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Laptop words", "version": 1})
+    assert (status, body["version"]) == (200, 2), body
+    before = await gateway.snapshot()
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Phone words", "version": 1})
+    assert (status, body.get("version")) == (409, 2), body
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Phone words"}, headers={"If-Match": '"1"'})
+    assert (status, body.get("version")) == (409, 2), body
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Phone words", "version": "1"})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Phone words", "version": 2},
+                                      headers={"If-Match": '"1"'})
+    assert (status, body["error"]) == (422, "validation_failed"), body
+    assert await gateway.snapshot() == before
+    status, body = await gateway.call("carol", "PATCH", path, {"text": "Phone words", "version": 2})
+    assert (status, body["version"], body["text"]) == (200, 3, "Phone words"), body
+    status, body = await _patch(gateway, "carol", post["id"], "Last words")
+    assert (status, body["version"]) == (200, 4), body
+
+
 async def test_an_edit_landing_as_an_approval_is_decided_is_not_released_by_it(
     gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

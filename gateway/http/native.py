@@ -97,12 +97,6 @@ class SubmitBody(_Body):
         return value
 
 
-class EditBody(_Body):
-    """``PATCH /v1/posts/{id}``."""
-
-    text: str = Field(max_length=100_000)
-
-
 class ReasonBody(_Body):
     """``/dismiss``."""
 
@@ -130,7 +124,7 @@ _POST_ID = re.compile(r"[0-9]{1,24}")
 
 
 def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
-    """The version an approve, reject or adopt names: in the body, or as ``If-Match: "N"``."""
+    """The version an approve, reject, adopt or edit names: in the body, or as ``If-Match: "N"``."""
     header = request.headers.get("If-Match")
     if header is None:
         return body.version
@@ -142,6 +136,14 @@ def _decided_version(request: web.Request, body: DecisionBody) -> int | None:
     if body.version is not None and body.version != version:
         raise BylineError(Code.VALIDATION, "the body and If-Match name different versions", field="version")
     return version
+
+
+class EditBody(DecisionBody):
+    """``PATCH /v1/posts/{id}``: the new text, and the version it was written from (or
+    ``If-Match``), so that an edit from a stale copy is refused (409) rather than written over
+    a later version's words. Without one, the edit is made on whatever version is current."""
+
+    text: str = Field(max_length=100_000)
 
 
 class AdoptBody(DecisionBody):
@@ -216,7 +218,8 @@ async def edit_post(request: web.Request) -> web.Response:
     """A new version of the text."""
     caller = await authenticated(request, "write:statuses")
     body = parse(EditBody, await read_json(request))
-    return _answer(await request.app[POSTS].edit(caller, _post_id(request), text=body.text))
+    version = _decided_version(request, body)
+    return _answer(await request.app[POSTS].edit(caller, _post_id(request), text=body.text, of_version=version))
 
 
 @routes.post("/v1/posts/{id}/approve")
