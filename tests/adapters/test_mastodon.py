@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import socket
@@ -454,6 +455,33 @@ async def test_fake_requires_a_known_token(env: Env) -> None:
                                   json={"status": "x"})
         assert (status, body) == (401, {"error": "The access token is invalid"})
     assert env.fake.statuses() == []
+
+
+async def test_fake_checks_each_methods_scope_as_mastodon_does(env: Env) -> None:
+    """A known token without the scope a method needs is answered 403 with Mastodon's body,
+    and nothing changes; a parent scope covers its children; reading public statuses without
+    a token needs none (``authorize_if_got_token!``); verify_credentials takes ``profile``."""
+    status_id = (await env.adapter().publish(post())).remote_id
+    outside = (403, {"error": "This action is outside the authorized scopes"})
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    for path in (f"/api/v1/statuses/{status_id}", f"/api/v1/accounts/{env.account.id}/statuses",
+                 f"/api/v1/statuses?id[]={status_id}"):
+        assert await _raw(env, "GET", path) == outside, path
+        assert (await _raw(env, "GET", path, token=None))[0] == 200, path
+    assert await _raw(env, "POST", "/api/v2/media", data={"file": io.BytesIO(b"x")}) == outside
+    assert await _raw(env, "PATCH", "/api/v1/accounts/update_credentials", json={"note": "n"}) == outside
+    assert env.fake.media == {} and env.account.note == ""
+    env.fake.scope_token(TOKEN, "read:statuses", "write:media")
+    assert await _raw(env, "POST", "/api/v1/statuses", json={"status": "x"}) == outside
+    assert await _raw(env, "PUT", f"/api/v1/statuses/{status_id}", json={"status": "y"}) == outside
+    assert await _raw(env, "DELETE", f"/api/v1/statuses/{status_id}") == outside
+    assert await _raw(env, "GET", "/api/v1/accounts/verify_credentials") == outside
+    assert [s.text for s in env.fake.statuses()] == [post().text]
+    env.fake.scope_token(TOKEN, "read", "write")
+    assert (await _raw(env, "GET", f"/api/v1/statuses/{status_id}"))[0] == 200
+    assert (await _raw(env, "PATCH", "/api/v1/accounts/update_credentials", json={"note": "n"}))[0] == 200
+    env.fake.scope_token(TOKEN, "profile")
+    assert (await _raw(env, "GET", "/api/v1/accounts/verify_credentials"))[0] == 200
 
 
 async def test_fake_accepts_form_and_json_bodies(env: Env) -> None:
