@@ -147,8 +147,8 @@ class AdapterError(Exception):
 
     ``retryable``: a transient failure (connection error, 5xx, 429) worth another try.
     ``retry_after``: seconds the platform asked us to wait, when it said so.
-    ``auth_failed``: the credential no longer works (401); retrying cannot help until an
-    admin fixes it.
+    ``auth_failed``: the credential no longer works (401), or lacks a permission the call
+    needs (a Mastodon token without its scope, 403); retrying cannot help until an admin fixes it.
     ``status``: the HTTP status, when there was one. ``detail``: the platform's answer, with
     no secret in it.
     """

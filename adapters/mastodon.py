@@ -30,7 +30,9 @@ created a status (it succeeded, or failed without a definite refusal: no answer,
 and the first attempt is older than ``IDEMPOTENCY_WINDOW`` (55 minutes, a margin under the
 hour), ``publish`` first calls ``find_existing`` and returns what it finds.
 
-``find_existing`` never posts: it only reads the account's statuses. The rule: page through
+``find_existing`` never posts: it only reads the account's statuses (the token needs
+``read:statuses``; without it the lookup fails as the credential's fault, naming the scope,
+and nothing is sent). The rule: page through
 ``GET /api/v1/accounts/:id/statuses?limit=40&exclude_reblogs=true`` (newest first, at most
 ``MAX_PAGES`` pages, stopping at the first status older than the threshold) and pick the
 *oldest* status that
@@ -142,6 +144,17 @@ MAX_DESCRIPTION = 1500
 
 PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
 """What an instance answers for a file it could not process (``Api::V1::MediaController``)."""
+
+OUTSIDE_SCOPES = "This action is outside the authorized scopes"
+"""What an instance answers (403) to a token without the scope a method needs
+(``Api::BaseController#doorkeeper_forbidden_render_options``)."""
+
+READ_ACCOUNTS = "read:accounts"
+READ_STATUSES = "read:statuses"
+WRITE_STATUSES = "write:statuses"
+WRITE_MEDIA = "write:media"
+WRITE_ACCOUNTS = "write:accounts"
+"""The scopes this adapter's calls need (each covered by its parent, ``read`` or ``write``)."""
 
 _DEFAULT_MAX_CHARACTERS = 500.0
 _DEFAULT_LOOKBACK_MINUTES = 360.0
@@ -336,7 +349,7 @@ class MastodonAdapter:
             "POST", path, json_body=body, headers={"Idempotency-Key": post.idempotency_key}
         )
         if response.status != 200:
-            error = self._classify("POST", path, response)
+            error = self._classify("POST", path, response, scope=WRITE_STATUSES)
             # Only a 5xx or 408 leaves the outcome open; 429 and other 4xx mean nothing
             # was created. (A transport failure raised above and left may_exist set.)
             attempt.may_exist = error.retryable and response.status != 429
@@ -410,7 +423,7 @@ class MastodonAdapter:
         if response.status == 500 and self._http.detail_of(response) == PROCESSING_ERROR:
             raise self._unprocessable(item, None, response)
         if response.status not in (200, 202):
-            raise self._classify("POST", path, response)
+            raise self._classify("POST", path, response, scope=WRITE_MEDIA)
         media = self._json_object(response, "POST", path)
         media_id = media.get("id")
         if not isinstance(media_id, str) or not media_id:
@@ -431,7 +444,7 @@ class MastodonAdapter:
                 # Api::V1::MediaController#check_processing: the background processing failed.
                 raise self._unprocessable(item, media_id, response)
             if response.status != 206:
-                raise self._classify("GET", "/api/v1/media/:id", response)
+                raise self._classify("GET", "/api/v1/media/:id", response, scope=WRITE_MEDIA)
             if waited >= self._poll_timeout:
                 raise self._http.error(
                     f"media {media_id} still processing after {waited:g} s", retryable=True
@@ -464,7 +477,7 @@ class MastodonAdapter:
             with attempt:
                 response = await self._http.request("GET", path, params=params)
                 if response.status != 200:
-                    raise self._classify("GET", "/api/v1/accounts/:id/statuses", response)
+                    raise self._classify("GET", "/api/v1/accounts/:id/statuses", response, scope=READ_STATUSES)
                 return response.json()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
@@ -545,18 +558,29 @@ class MastodonAdapter:
         Mastodon deletes only the token's own statuses and answers 404 for another account's
         as for one gone (``Status.where(account: current_account).find``): after a 404 the
         status is read, and one still there is refused (not retried), never counted as deleted.
-        One the token's account may not see (another's private status) reads as gone too."""
+        One the token's account may not see (another's private status) reads as gone too. A
+        token without ``read:statuses`` cannot read it: the deletion is then refused as the
+        credential's fault (``auth_failed``), naming the scope, rather than guessed either way."""
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
         response = await self._http.request("DELETE", path)
         if response.status == 200:
             return
         if response.status != 404:
-            raise self._classify("DELETE", "/api/v1/statuses/:id", response)
+            raise self._classify("DELETE", "/api/v1/statuses/:id", response, scope=WRITE_STATUSES)
         read = await self._http.request("GET", path)
         if read.status == 404:
             return
         if read.status != 200:
-            raise self._classify("GET", "/api/v1/statuses/:id", read)
+            error = self._classify("GET", "/api/v1/statuses/:id", read, scope=READ_STATUSES)
+            if error.auth_failed and read.status == 403:
+                # Gone, or another account's: without read access nothing tells which, and a
+                # guess either way would record a deletion that may not have happened.
+                raise self._http.error(
+                    "DELETE /api/v1/statuses/:id answered 404 (the status is gone, or another account's) "
+                    f"and the token cannot read it to tell which: {self._lacks(READ_STATUSES)}",
+                    retryable=False, auth_failed=True, status=403, detail=OUTSIDE_SCOPES,
+                )
+            raise error
         account = self._json_object(read, "GET", path).get("account")
         owner = (_str(account.get("acct")) or _str(account.get("id"))) if isinstance(account, dict) else None
         raise self._http.error(
@@ -570,7 +594,7 @@ class MastodonAdapter:
         path = "/api/v1/accounts/verify_credentials"
         response = await self._http.request("GET", path)
         if response.status != 200:
-            raise self._classify("GET", path, response)
+            raise self._classify("GET", path, response, scope=READ_ACCOUNTS)
         account = self._json_object(response, "GET", path)
         account_id = _str(account.get("id"))
         acct = _str(account.get("acct")) or _str(account.get("username"))
@@ -596,7 +620,7 @@ class MastodonAdapter:
         path = "/api/v1/accounts/verify_credentials"
         response = await self._http.request("GET", path)
         if response.status != 200:
-            raise self._classify("GET", path, response)
+            raise self._classify("GET", path, response, scope=READ_ACCOUNTS)
         source = self._json_object(response, "GET", path).get("source")
         found = source.get("fields") if isinstance(source, dict) else None
         if not isinstance(found, list):
@@ -628,7 +652,7 @@ class MastodonAdapter:
         path = "/api/v1/accounts/update_credentials"
         response = await self._http.request("PATCH", path, json_body=body)
         if response.status != 200:
-            raise self._classify("PATCH", path, response)
+            raise self._classify("PATCH", path, response, scope=WRITE_ACCOUNTS)
 
     # -- edit ------------------------------------------------------------------------------
 
@@ -651,7 +675,7 @@ class MastodonAdapter:
             body |= await self._media_attributes(path, post.redescribed)
         response = await self._http.request("PUT", path, json_body=body)
         if response.status != 200:
-            raise self._classify("PUT", "/api/v1/statuses/:id", response)
+            raise self._classify("PUT", "/api/v1/statuses/:id", response, scope=WRITE_STATUSES)
         return self._result(self._json_object(response, "PUT", path), "PUT", path)
 
     async def _media_attributes(
@@ -662,7 +686,7 @@ class MastodonAdapter:
         (Byline uploads a post's pictures in its order, and an edit of Byline's never changes them)."""
         response = await self._http.request("GET", path)
         if response.status != 200:
-            raise self._classify("GET", "/api/v1/statuses/:id", response)
+            raise self._classify("GET", "/api/v1/statuses/:id", response, scope=READ_STATUSES)
         attachments = self._json_object(response, "GET", path).get("media_attachments")
         ids = [_str(m.get("id")) for m in attachments if isinstance(m, dict)] if isinstance(attachments, list) else []
         if len(ids) != len(redescribed) or not all(ids):
@@ -734,7 +758,15 @@ class MastodonAdapter:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _classify(self, method: str, path: str, response: HttpResponse) -> AdapterError:
+    def _classify(self, method: str, path: str, response: HttpResponse, *, scope: str) -> AdapterError:
+        """The error of a call that needs ``scope``: a token without it is refused 403 with
+        ``OUTSIDE_SCOPES``, which only an admin can mend (``auth_failed``: the account's posts
+        wait, unspent, and its health says which scope), never the post's refusal."""
+        if response.status == 403 and self._http.detail_of(response) == OUTSIDE_SCOPES:
+            return self._http.error(
+                f"{method} {path} answered 403: {self._lacks(scope)}",
+                retryable=False, auth_failed=True, status=403, detail=OUTSIDE_SCOPES,
+            )
         retry_after = None
         if response.status == 429 or response.status >= 500:
             now = self._clock()
@@ -744,6 +776,11 @@ class MastodonAdapter:
                 if reset is not None:
                     retry_after = seconds_until(reset, now)
         return self._http.classify(method, path, response, retry_after=retry_after)
+
+    @staticmethod
+    def _lacks(scope: str) -> str:
+        return (f"the token lacks the scope {scope}; give the application {scope} on the instance "
+                "(Preferences, Development) and use its new access token")
 
     def _json_object(self, response: HttpResponse, method: str, path: str) -> dict[str, Any]:
         body = response.json()

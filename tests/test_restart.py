@@ -428,6 +428,41 @@ async def test_a_held_recovered_claim_approved_again_is_one_status_on_mastodon(
         await verified_by_cli(second)
 
 
+async def test_a_recovered_claim_whose_token_cannot_read_statuses_waits_naming_the_scope(
+    db_url: str, policy_dir: Path, clock: ManualClock, brand_on_mastodon: BrandOnMastodon,
+) -> None:
+    """The instance took carol's status before the gateway died, and brand's token has only the
+    scopes the README used to list (``read:accounts``, ``write:statuses``): the recovery cannot
+    read the account's statuses (Mastodon answers 403 for scope). The post is neither failed nor
+    sent again: it waits, its budget untouched, and the account's health (``GET /v1/accounts``,
+    ``/readyz``) says the token lacks read:statuses. Once the application has the scope, the
+    status is found: one status, recorded as the post's, and the log verifies. (Before: the
+    bare 403 failed the post, though it was out.)"""
+    mastodon = brand_on_mastodon
+    post_id = await _claimed_when_the_gateway_died(db_url, policy_dir, clock, sent=True, policy=mastodon.policy)
+    [taken] = mastodon.fake.statuses(mastodon.account)
+    mastodon.fake.scope_token(MASTODON_TOKEN, "read:accounts", "write:statuses")
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        clock.advance(timedelta(minutes=3))
+        await second.tick()
+        waiting = await second.get("alice", post_id)
+        assert (waiting["state"], waiting["attempts"]) == ("scheduled", 1), waiting
+        assert "the token lacks the scope read:statuses" in waiting["last_error"]
+        _, accounts = await second.call("alice", "GET", "/v1/accounts")
+        brand = next(a for a in accounts["accounts"] if a["account"] == "brand")
+        assert brand["healthy"] is False and "the token lacks the scope read:statuses" in brand["problem"]
+        assert MASTODON_TOKEN not in str(accounts)
+        _, ready = await second.call(None, "GET", "/readyz")
+        assert ready["accounts_unhealthy"] == ["brand"]
+        mastodon.fake.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+        clock.advance(timedelta(minutes=6))
+        await second.tick()
+        assert [s.id for s in mastodon.fake.statuses(mastodon.account)] == [taken.id]
+        published = await second.get("alice", post_id)
+        assert (published["state"], published["remote"]["id"]) == ("published", taken.id), published
+        await verified_by_cli(second)
+
+
 async def test_a_claim_under_a_carried_key_deferred_sends_its_words_again_after_the_disclosure_changed(
     db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
     brand_on_mastodon: BrandOnMastodon,

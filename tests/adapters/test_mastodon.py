@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import socket
@@ -377,6 +378,69 @@ async def test_delete_of_another_accounts_status_is_refused_not_taken_for_gone(e
     assert env.fake.status(theirs.id) is not None and not theirs.deleted
 
 
+async def test_a_token_without_read_statuses_deletes_its_own_status(env: Env) -> None:
+    """Deleting one's own status needs only write:statuses: the instance answers 200 and
+    nothing is read."""
+    adapter = env.adapter()
+    result = await adapter.publish(post())
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    await adapter.delete(result.remote_id)
+    assert env.fake.statuses() == []
+    assert env.fake.faults.count("GET", f"/api/v1/statuses/{result.remote_id}") == 0
+
+
+async def test_delete_of_a_gone_status_without_read_statuses_is_refused_naming_the_scope(env: Env) -> None:
+    """The status is gone (deleted on the instance), so DELETE answers 404, as for another
+    account's; telling which needs a read, and a token without read:statuses is refused it
+    (403): the deletion is refused as the credential's fault, naming the scope, never taken
+    for done (before: the stand-in let the read through and the 404 was taken for gone)."""
+    adapter = env.adapter()
+    result = await adapter.publish(post())
+    gone = env.fake.status(result.remote_id)
+    assert gone is not None
+    gone.deleted = True  # deleted on the instance's own pages
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    with pytest.raises(AdapterError) as refused:
+        await adapter.delete(result.remote_id)
+    assert (refused.value.status, refused.value.retryable, refused.value.auth_failed) == (403, False, True)
+    assert "the token lacks the scope read:statuses" in refused.value.message
+    assert "gone, or another account's" in refused.value.message
+    assert TOKEN not in texts_of(refused.value)
+
+
+async def test_find_existing_without_read_statuses_fails_as_the_credential_naming_the_scope(env: Env) -> None:
+    """The recovery lookup reads the account's statuses: a token without read:statuses is
+    refused 403 there, and the lookup fails as the credential's fault (its posts wait for an
+    admin, unspent), naming the scope, not as a refusal of the post; nothing is sent."""
+    await env.adapter().publish(post())
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    with pytest.raises(AdapterError) as refused:
+        await env.adapter().find_existing(post())
+    assert (refused.value.status, refused.value.retryable, refused.value.auth_failed) == (403, False, True)
+    assert refused.value.message == (
+        "mastodon: GET /api/v1/accounts/:id/statuses answered 403: the token lacks the scope read:statuses; "
+        "give the application read:statuses on the instance (Preferences, Development) and use its new access token")
+    assert creates(env) == 1
+
+
+async def test_each_call_refused_for_scope_names_the_scope_it_needs(env: Env) -> None:
+    """Publishing, uploading, the profile: each 403 for a missing scope names the one its call
+    needs, and is the credential's fault, not the post's."""
+    image = MediaItem(data=b"\x89PNG fake", mime_type="image/png")
+    cases: list[tuple[tuple[str, ...], Callable[[MastodonAdapter], Any], str]] = [
+        (("read:accounts",), lambda a: a.publish(post()), "write:statuses"),
+        (("read:accounts", "write:statuses"), lambda a: a.publish(post(media=(image,))), "write:media"),
+        (("write:statuses",), lambda a: a.verify_credentials(), "read:accounts"),
+    ]
+    for scopes, call, scope in cases:
+        env.fake.scope_token(TOKEN, *scopes)
+        with pytest.raises(AdapterError) as refused:
+            await call(env.adapter())
+        assert refused.value.auth_failed and refused.value.status == 403, scope
+        assert f"the token lacks the scope {scope};" in refused.value.message
+    assert env.fake.statuses() == [] and env.fake.media == {}
+
+
 async def test_verify_credentials(env: Env) -> None:
     """verify_credentials reports the token's account."""
     info = await env.adapter().verify_credentials()
@@ -454,6 +518,33 @@ async def test_fake_requires_a_known_token(env: Env) -> None:
                                   json={"status": "x"})
         assert (status, body) == (401, {"error": "The access token is invalid"})
     assert env.fake.statuses() == []
+
+
+async def test_fake_checks_each_methods_scope_as_mastodon_does(env: Env) -> None:
+    """A known token without the scope a method needs is answered 403 with Mastodon's body,
+    and nothing changes; a parent scope covers its children; reading public statuses without
+    a token needs none (``authorize_if_got_token!``); verify_credentials takes ``profile``."""
+    status_id = (await env.adapter().publish(post())).remote_id
+    outside = (403, {"error": "This action is outside the authorized scopes"})
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    for path in (f"/api/v1/statuses/{status_id}", f"/api/v1/accounts/{env.account.id}/statuses",
+                 f"/api/v1/statuses?id[]={status_id}"):
+        assert await _raw(env, "GET", path) == outside, path
+        assert (await _raw(env, "GET", path, token=None))[0] == 200, path
+    assert await _raw(env, "POST", "/api/v2/media", data={"file": io.BytesIO(b"x")}) == outside
+    assert await _raw(env, "PATCH", "/api/v1/accounts/update_credentials", json={"note": "n"}) == outside
+    assert env.fake.media == {} and env.account.note == ""
+    env.fake.scope_token(TOKEN, "read:statuses", "write:media")
+    assert await _raw(env, "POST", "/api/v1/statuses", json={"status": "x"}) == outside
+    assert await _raw(env, "PUT", f"/api/v1/statuses/{status_id}", json={"status": "y"}) == outside
+    assert await _raw(env, "DELETE", f"/api/v1/statuses/{status_id}") == outside
+    assert await _raw(env, "GET", "/api/v1/accounts/verify_credentials") == outside
+    assert [s.text for s in env.fake.statuses()] == [post().text]
+    env.fake.scope_token(TOKEN, "read", "write")
+    assert (await _raw(env, "GET", f"/api/v1/statuses/{status_id}"))[0] == 200
+    assert (await _raw(env, "PATCH", "/api/v1/accounts/update_credentials", json={"note": "n"}))[0] == 200
+    env.fake.scope_token(TOKEN, "profile")
+    assert (await _raw(env, "GET", "/api/v1/accounts/verify_credentials"))[0] == 200
 
 
 async def test_fake_accepts_form_and_json_bodies(env: Env) -> None:

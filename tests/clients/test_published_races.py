@@ -737,3 +737,35 @@ async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go
     refused = [e for e in logs if e["event"] == "change_refused"]
     assert len(refused) == 1 and "another account's" in refused[0]["error"], logs
     await still_standing(world, post_id)
+
+
+async def test_a_deletion_of_a_post_gone_from_mastodon_with_a_token_that_cannot_read_is_refused_naming_the_scope(
+    world: World,
+) -> None:
+    """Alice's post went out on Mastodon and was then deleted there (on the instance's own
+    pages); brand's token was given the scopes the README used to list, without
+    ``read:statuses``. Her app's deletion meets DELETE 404 (gone, or another account's) and a
+    read that Mastodon refuses for scope (403): Byline cannot tell which, so it refuses (503)
+    saying the token lacks read:statuses, and neither records nor logs the post deleted; the
+    log verifies. Once the application has the scope, the same deletion goes through. (Before:
+    the stand-in let the read through, and a real instance's 403 reached the app bare.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    [status] = world.upstream.statuses(world.upstream_account)
+    status.deleted = True
+    world.upstream.scope_token(UPSTREAM_TOKEN, "read:accounts", "write:statuses", "write:media")
+    with pytest.raises(MastodonAPIError) as answer:
+        await world.run(api.status_delete, post_id)
+    assert answer.value.args[1] == 503, answer.value
+    assert "the token lacks the scope read:statuses" in str(answer.value), answer.value
+    assert UPSTREAM_TOKEN not in str(answer.value)
+    assert world.upstream.faults.count("GET", f"/api/v1/statuses/{status.id}") == 1
+    async with gw.app[DB].read() as txn:
+        row = await txn.fetchone("SELECT state, held_change FROM posts WHERE id = ?", post_id)
+    assert row is not None and (row["state"], row["held_change"]) == ("published", None)
+    assert "post.deleted" not in await logged(gw, post_id)
+    await verified_by_cli(gw)
+    world.upstream.scope_token(UPSTREAM_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+    await world.run(api.status_delete, post_id)
+    assert await recorded_state(gw, post_id) == "deleted"
+    await verified_by_cli(gw)

@@ -13,6 +13,17 @@ Documented rules it enforces, and where they are written:
   ``Fields name``/``Fields value is too long (maximum is 255 characters)``; what is not sent is
   left as it was. ``verify_credentials`` shows them as written under ``source.fields``.
 
+* Scopes, per method, as Mastodon's controllers check them with Doorkeeper and the API docs
+  list them ("OAuth: User token + write:statuses"): each token has a set of scopes (by default
+  ``DEFAULT_SCOPES``, what the README tells admins to give the application), and a parent scope
+  (``read``, ``write``) covers its children. Creating, editing and deleting a status needs
+  ``write:statuses``; reading one (``GET /api/v1/statuses/:id``, ``GET /api/v1/statuses``) and
+  an account's statuses (``GET /api/v1/accounts/:id/statuses``) needs ``read:statuses`` when a
+  token is sent (``authorize_if_got_token!``: without one, public statuses are shown); media,
+  upload and ``GET /api/v1/media/:id`` alike, ``write:media``; ``verify_credentials``
+  ``read:accounts`` (or ``profile``, since 4.3), ``update_credentials`` ``write:accounts``.
+  A known token without the scope is answered 403 ``{"error": "This action is outside the
+  authorized scopes"}`` (``Api::BaseController#doorkeeper_forbidden_render_options``).
 * docs.joinmastodon.org/methods/statuses/#create ("Post a new status"):
   - ``Authorization: Bearer <user_token>`` is required; a missing, unknown, revoked or
     expired token is answered 401 ``{"error": "The access token is invalid"}`` (the
@@ -137,6 +148,15 @@ VIDEO_LIMIT = 99 * 1024 * 1024
 MAX_DESCRIPTION = 1500
 PROXY_BODY_LIMIT = 99 * 1024 * 1024
 PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
+OUTSIDE_SCOPES = "This action is outside the authorized scopes"
+"""Mastodon's answer (403) to a token without the scope a method needs."""
+DEFAULT_SCOPES = frozenset({"read:accounts", "read:statuses", "write:statuses", "write:media", "write:accounts"})
+"""A token's scopes unless a test narrows them: what the README tells admins to give."""
+READ_STATUSES = ("read", "read:statuses")
+WRITE_STATUSES = ("write", "write:statuses")
+WRITE_MEDIA = ("write", "write:media")
+READ_ACCOUNTS = ("profile", "read", "read:accounts")
+WRITE_ACCOUNTS = ("write", "write:accounts")
 
 ISO_639_1 = frozenset(
     """aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu
@@ -284,6 +304,8 @@ class FakeMastodon:
         self._closing: set[asyncio.Task[bool]] = set()
         self.stream_connections: list[tuple[str, tuple[str, ...]]] = []
         """Every streaming WebSocket opened: the account's id and the streams named as it opened."""
+        self.token_scopes: dict[str, frozenset[str]] = {}
+        """Each token's scopes where a test chose them; any other token has ``DEFAULT_SCOPES``."""
         self._statuses: dict[str, Status] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._rate: dict[str, tuple[datetime, int]] = {}
@@ -291,12 +313,17 @@ class FakeMastodon:
 
     # -- test controls -------------------------------------------------------------------------
 
-    def add_account(self, username: str, token: str) -> Account:
-        """Create an account whose access token is ``token``."""
+    def add_account(self, username: str, token: str, *, scopes: frozenset[str] = DEFAULT_SCOPES) -> Account:
+        """Create an account whose access token is ``token``, with ``scopes``."""
         account = Account(id=str(len(self.accounts) + 1), username=username,
                           display_name=username.title(), tokens={token})
         self.accounts[account.id] = account
+        self.token_scopes[token] = scopes
         return account
+
+    def scope_token(self, token: str, *scopes: str) -> None:
+        """Give ``token`` these scopes and no others, as an application registered with them."""
+        self.token_scopes[token] = frozenset(scopes)
 
     def revoke_token(self, token: str) -> None:
         """Make ``token`` invalid, as revoking or expiry does (its streams are closed)."""
@@ -371,7 +398,9 @@ class FakeMastodon:
     def _next_id(self) -> str:
         return str(next(self._ids))
 
-    def _account_for(self, request: web.Request, *, required: bool) -> Account | None:
+    def _account_for(self, request: web.Request, *, required: bool, scopes: tuple[str, ...]) -> Account | None:
+        """The token's account (None without a token, where ``required`` is not set); 401 for a
+        token not known, 403 for one with none of ``scopes`` (Doorkeeper's check: any one will do)."""
         header = request.headers.get("Authorization")
         if header is None:
             if required:
@@ -382,6 +411,8 @@ class FakeMastodon:
             for account in self.accounts.values():
                 if token in account.tokens:
                     self._count_request(account)
+                    if not self.token_scopes.get(token, DEFAULT_SCOPES) & set(scopes):
+                        raise MastodonError(403, OUTSIDE_SCOPES)
                     return account
         raise MastodonError(401, "The access token is invalid")
 
@@ -754,7 +785,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return response
 
     async def create_status(request: web.Request) -> web.StreamResponse:
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_STATUSES)
         assert account is not None
         params = await _params(request)
         thread_id = _text(params.get("in_reply_to_id"), "In reply to")
@@ -844,7 +875,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response(fake.render_status(status))
 
     async def get_status(request: web.Request) -> web.Response:
-        viewer = fake._account_for(request, required=False)
+        viewer = fake._account_for(request, required=False, scopes=READ_STATUSES)
         status = fake.status(request.match_info["id"])
         if status is None or not fake._visible(status, viewer):
             raise MastodonError(404, "Record not found")
@@ -853,7 +884,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     async def get_statuses(request: web.Request) -> web.Response:
         # docs.joinmastodon.org/methods/statuses/#index (4.3): those of ``id[]`` found and
         # visible, in the order asked; the others are left out.
-        viewer = fake._account_for(request, required=False)
+        viewer = fake._account_for(request, required=False, scopes=READ_STATUSES)
         asked = list(dict.fromkeys(request.query.getall("id[]", [])))
         if len(asked) > 20:  # DEFAULT_STATUSES_LIMIT: Mastodon::ValidationError
             raise MastodonError(422, "Mastodon::ValidationError")
@@ -863,7 +894,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     async def edit_status(request: web.Request) -> web.Response:
         # docs.joinmastodon.org/methods/statuses/#edit: own statuses only (404 otherwise);
         # spoiler_text omitted clears it, sensitive and language omitted keep theirs.
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_STATUSES)
         assert account is not None
         status = fake.status(request.match_info["id"])
         if status is None or status.deleted or status.account_id != account.id:
@@ -894,7 +925,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response(fake.render_status(status))
 
     async def delete_status(request: web.Request) -> web.Response:
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_STATUSES)
         assert account is not None
         status = fake.status(request.match_info["id"])
         if status is None or status.deleted or status.account_id != account.id:
@@ -904,7 +935,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response(fake.render_status(status, with_source=True))
 
     async def verify_credentials(request: web.Request) -> web.Response:
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=READ_ACCOUNTS)
         assert account is not None
         entity = fake.render_account(account)
         entity["source"] = {"privacy": "public", "sensitive": False, "language": "",
@@ -918,7 +949,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         # keyed by integers cast to strings, each {name, value}; it replaces the whole set
         # (Account#fields_attributes=), a blank name drops that field, and anything but a hash
         # leaves no fields at all. By default at most 4 fields and 255 characters a name or value.
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_ACCOUNTS)
         assert account is not None
         params = await _profile_params(request)
         if "note" in params:
@@ -953,7 +984,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response(entity)
 
     async def account_statuses(request: web.Request) -> web.Response:
-        viewer = fake._account_for(request, required=False)
+        viewer = fake._account_for(request, required=False, scopes=READ_STATUSES)
         account = fake.accounts.get(request.match_info["id"])
         if account is None:
             raise MastodonError(404, "Record not found")
@@ -976,7 +1007,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response([fake.render_status(s) for s in page])
 
     async def upload_media(request: web.Request) -> web.Response:
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_MEDIA)
         assert account is not None
         if not request.content_type.startswith("multipart/"):
             raise MastodonError(422, "Validation failed: File content type is invalid, File "
@@ -1019,7 +1050,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         return web.json_response(fake.render_media(media), status=status)
 
     async def get_media(request: web.Request) -> web.Response:
-        account = fake._account_for(request, required=True)
+        account = fake._account_for(request, required=True, scopes=WRITE_MEDIA)
         assert account is not None
         media = fake.media.get(request.match_info["id"])
         if media is None or media.account_id != account.id or media.status_id is not None:
