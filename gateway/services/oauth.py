@@ -272,6 +272,9 @@ class OAuthService:
             )
         uris = _redirect_uris(params.get("redirect_uris"))
         raw_scopes = params.get("scopes")
+        if isinstance(raw_scopes, list) and not all(isinstance(s, str) for s in raw_scopes):
+            # A JSON body's list may hold anything; only names of scopes are scopes.
+            raise BylineError(Code.VALIDATION, "Validation failed: Scopes doesn't match configured on the server.")
         scopes = parse_scopes(" ".join(raw_scopes) if isinstance(raw_scopes, list) else
                               raw_scopes if isinstance(raw_scopes, str) else None)
         if not set(scopes) <= SCOPES:
