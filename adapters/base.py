@@ -94,6 +94,11 @@ PUBLIC_VISIBILITIES: Final = frozenset({"public", "unlisted"})
 """The visibilities of a post everyone can see (an unlisted one is only left out of public timelines)."""
 
 
+NO_GATES: Final = ("{name} has no setting of who may reply to or quote a post; refusing to publish open to all "
+                   "a post whose threadgate or postgate limits them")
+"""Why a platform without gates (``Carries.gates``) refuses a post that has them."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Carries:
     """What a platform's posts can carry as their author meant them.
@@ -114,6 +119,15 @@ class Carries:
     focal_points: bool = True
     """A picture's focal point (where previews crop it) goes out with it: a platform that has
     none (Bluesky, X) says so, and a new focal point then changes nothing its readers see."""
+
+    gates: bool = False
+    """Who may reply to or quote a post (a Bluesky threadgate and postgate) goes out with it.
+    A platform without them refuses a post that limits either, rather than publish it open to
+    all: its approvers approved it with those limits."""
+
+    def keeps_gates(self, gates: Mapping[str, Any] | None) -> bool:
+        """Whether a post with these gates (None or empty: none) goes out as meant."""
+        return self.gates or not gates
 
     def keeps_visibility(self, visibility: str | None) -> bool:
         """Whether a post of ``visibility`` (None: the account's default) goes out as meant."""

@@ -83,6 +83,7 @@ from adapters._http import (
     utc_now,
 )
 from adapters.base import (
+    NO_GATES,
     AccountInfo,
     AdapterConfig,
     AdapterError,
@@ -368,6 +369,8 @@ class MastodonAdapter:
                 f"{self._max_characters} (URLs count 23, spoiler text counts)",
                 retryable=False,
             )
+        if not self.carries.keeps_gates(post.gates):
+            raise self._http.error(NO_GATES.format(name=self.carries.name), retryable=False)
         if post.visibility is not None and post.visibility not in VISIBILITIES:
             raise self._http.error(
                 f"visibility {post.visibility!r} is not one of {sorted(VISIBILITIES)}",

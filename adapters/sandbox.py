@@ -11,7 +11,16 @@ from typing import Protocol
 
 import regex
 
-from adapters.base import AccountInfo, AdapterConfig, AdapterError, Carries, OutboundPost, PublishResult, ready
+from adapters.base import (
+    NO_GATES,
+    AccountInfo,
+    AdapterConfig,
+    AdapterError,
+    Carries,
+    OutboundPost,
+    PublishResult,
+    ready,
+)
 
 TEXT_LIMIT = 500
 # The sandbox counts as Bluesky does: user-perceived characters (UAX #29 grapheme clusters).
@@ -67,6 +76,8 @@ class SandboxAdapter:
             raise AdapterError(
                 f"text is longer than {TEXT_LIMIT} characters", retryable=False, status=422
             )
+        if not self.carries.keeps_gates(post.gates):
+            raise AdapterError(NO_GATES.format(name=self.carries.name), retryable=False, status=422)
         await ready(post)
         return self._result(await self._store.create(account=self._config.account, post=post))
 

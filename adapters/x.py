@@ -73,6 +73,7 @@ from adapters._http import (
     utc_now,
 )
 from adapters.base import (
+    NO_GATES,
     AccountInfo,
     AdapterConfig,
     AdapterError,
@@ -472,6 +473,8 @@ class XAdapter:
                 f"{self.carries.name} has no content warnings; refusing to publish the hidden text openly",
                 retryable=False,
             )
+        if not self.carries.keeps_gates(post.gates):
+            raise self._http.error(NO_GATES.format(name=self.carries.name), retryable=False)
         if not self.carries.keeps_visibility(post.visibility):
             raise self._http.error(
                 f"{self.carries.name} posts are public; visibility {post.visibility!r} cannot be honoured",

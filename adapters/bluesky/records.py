@@ -74,7 +74,7 @@ record key, as their lexicons ask."""
 MAX_IMAGES: Final = 4
 MAX_IMAGE_BYTES: Final = 1_000_000
 SENSITIVE_MEDIA_LABEL: Final = "graphic-media"
-CARRIES: Final = Carries(name="Bluesky", public_only=True, focal_points=False)
+CARRIES: Final = Carries(name="Bluesky", public_only=True, focal_points=False, gates=True)
 """Every post is public; a content warning goes out in front of the text."""
 CREATED_AT_MAX_AGE_SECONDS: Final = 300.0
 

@@ -156,15 +156,9 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int])
     return total
 
 
-def parse_policy(
-    text: str, *, name: str, expected_account: str | None, rules: CredentialRules | None = None
-) -> Policy:
-    """Validate one policy file's text; raise ``PolicyFileError`` listing every problem.
-
-    ``rules`` say where a ``file:`` credential may be and where it may be sent; without them,
-    the secrets directory is the default one and only ``https://`` addresses are accepted.
-    """
-    rules = rules or CredentialRules(policy_dir=DEFAULT_POLICY_DIR)
+def _document(text: str, *, name: str) -> tuple[yaml.Node, dict[str, Any]]:
+    """A policy file's text as YAML (its node, for lines, and its mapping), bounded first; a
+    ``PolicyFileError`` for a text too large, not YAML, or not a mapping."""
     # Bounds first, then YAML: the text's size, then what its aliases expand to, before a value
     # is built from it. A refused file costs a read and a walk of its nodes, each once.
     if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
@@ -194,6 +188,19 @@ def parse_policy(
         raise PolicyFileError([issue]) from None
     if node is None or not isinstance(data, dict):
         raise PolicyFileError([PolicyIssue(file=name, line=1, key="", message="expected a mapping of keys")])
+    return node, data
+
+
+def parse_policy(
+    text: str, *, name: str, expected_account: str | None, rules: CredentialRules | None = None
+) -> Policy:
+    """Validate one policy file's text; raise ``PolicyFileError`` listing every problem.
+
+    ``rules`` say where a ``file:`` credential may be and where it may be sent; without them,
+    the secrets directory is the default one and only ``https://`` addresses are accepted.
+    """
+    rules = rules or CredentialRules(policy_dir=DEFAULT_POLICY_DIR)
+    node, data = _document(text, name=name)
     issues = _duplicate_keys(node, name)
     if expected_account is not None and data.get("account") != expected_account:
         issues.append(
@@ -294,6 +301,22 @@ def platform_server(policy: Policy) -> str:
     Mastodon instance, its Bluesky PDS, its X API address ("" for X's own, and for the sandbox)."""
     address = {"mastodon": policy.instance, "bluesky": policy.pds, "x": policy.api}.get(policy.platform)
     return _endpoint(address) if address else ""
+
+
+def written_server(text: str, *, name: str) -> str | None:
+    """The Mastodon instance a policy file's text names, as :func:`platform_server` writes it,
+    read without validating the rest; None for another platform or none named. For a version
+    recorded once (validated then) that this gateway's settings now refuse (its credential's
+    reference, say): where its posts went out is still known. ``PolicyFileError`` for a text
+    that is no YAML mapping."""
+    _, data = _document(text, name=name)
+    instance = data.get("instance")
+    if data.get("platform") != "mastodon" or not isinstance(instance, str):
+        return None
+    try:
+        return _endpoint(instance) if urlsplit(instance).hostname else None
+    except ValueError:  # a port out of range: no address a post went out to
+        return None
 
 
 _TOKEN_KEY: Final = secrets.token_bytes(32)

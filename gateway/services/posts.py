@@ -8,6 +8,7 @@ one transaction, so two approvers (or two replicas) racing cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -39,7 +40,7 @@ from gateway.policy.engine import (
     publish_time,
     roles,
 )
-from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry, platform_server
+from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry, platform_server, written_server
 from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
@@ -361,7 +362,7 @@ class WentOut:
     """Where a published post went out: its platform, and for a platform whose servers each
     number their own posts (Mastodon) the server (its instance, as :func:`platform_server`
     writes it); ``server`` None where that is not known (the policy's text was recorded before
-    texts were kept, or does not validate here): then only the platform is compared."""
+    texts were kept): then only the platform is compared."""
 
     platform: str
     server: str | None = None
@@ -1190,13 +1191,12 @@ class PostService:
             return None
         server = None
         if version.platform in _SERVERS_APART and version.body is not None:
-            try:
-                then = self.policies.parse(version.body, account=post.account,
-                                           file=version.file or f"{post.account}.yaml", sha256=sha256)
-            except PolicyFileError:
-                pass  # its server unknown here: the platform alone is compared
-            else:
-                server = platform_server(then.policy)
+            # Read from the text alone, not validated again: one valid when recorded may be
+            # refused by this gateway's settings now (a credential's reference, say), and its
+            # instance still says where its posts went out.
+            # A text that is no YAML mapping (never recorded so) leaves the platform alone compared.
+            with contextlib.suppress(PolicyFileError):
+                server = written_server(version.body, name=version.file or f"{post.account}.yaml")
         return WentOut(platform=version.platform, server=server)
 
     async def _still_on_its_platform(self, post: PostRecord, loaded: LoadedPolicy, *, what: str) -> None:

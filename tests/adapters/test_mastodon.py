@@ -283,6 +283,19 @@ async def test_bad_visibility_is_refused_locally(env: Env) -> None:
     assert env.fake.faults.requests == []
 
 
+async def test_a_post_limiting_who_may_reply_or_quote_is_refused_not_sent_open_to_all(env: Env) -> None:
+    """A post with a Bluesky threadgate or postgate (its account moved to Mastodon while it
+    waited) is refused for good without a request, saying why: on Mastodon anyone could reply
+    to and quote what its approvers approved with those limits."""
+    gates = {"app.bsky.feed.threadgate": {"allow": []}}
+    with pytest.raises(AdapterError) as caught:
+        await env.adapter().publish(post(gates=gates))
+    assert (caught.value.message, caught.value.retryable) == (
+        "mastodon: Mastodon has no setting of who may reply to or quote a post; refusing to publish open to all "
+        "a post whose threadgate or postgate limits them", False)
+    assert env.fake.faults.requests == []
+
+
 def test_grapheme_length_counts_what_people_see() -> None:
     """Flags, skin tones, ZWJ families and combining accents count as one character each."""
     assert grapheme_length("🇯🇵") == 1

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterConfig, AdapterError, MediaItem
 from adapters.x import XAdapter, restored_text, weighted_length
+from gateway.audit.gates import POSTGATE
 from tests.adapters.helpers import post, texts_of
 from tests.fakes.x import FakeX, User, create_app
 from tests.fakes.x import weighted_length as fake_weighted_length
@@ -155,13 +156,17 @@ async def test_unsupported_content_is_refused_without_a_request(env: Env) -> Non
 
 
 async def test_what_x_cannot_carry_is_refused_in_its_words(env: Env) -> None:
-    """A content warning and a followers-only or direct visibility are refused, each saying what
-    X lacks; a post with both is refused for its content warning; unlisted goes out."""
+    """A content warning, a followers-only or direct visibility, and a Bluesky threadgate or
+    postgate (who may reply or quote) are refused, each saying what X lacks; a post with both of
+    the first is refused for its content warning; unlisted goes out."""
     refused = {
         "x: X has no content warnings; refusing to publish the hidden text openly":
             (post(spoiler_text="cw"), post(spoiler_text="cw", visibility="direct")),
         "x: X posts are public; visibility 'private' cannot be honoured": (post(visibility="private"),),
         "x: X posts are public; visibility 'direct' cannot be honoured": (post(visibility="direct"),),
+        "x: X has no setting of who may reply to or quote a post; refusing to publish open to all a post whose "
+        "threadgate or postgate limits them":
+            (post(gates={POSTGATE: {"embeddingRules": [{"$type": f"{POSTGATE}#disableRule"}]}}),),
     }
     for said, posts in refused.items():
         for bad in posts:

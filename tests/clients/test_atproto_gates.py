@@ -964,3 +964,42 @@ async def test_a_webhook_is_told_who_may_reply_or_quote_to_a_held_post_and_as_it
     assert payloads["post.published"]["gates"] == gates
     everything = b"".join(body for _, body in hook.calls).decode()
     assert "graph.list" not in everything and "3hid" not in everything and "3quote" not in everything
+
+
+async def test_a_gated_post_whose_account_moved_off_bluesky_is_refused_not_sent_open_to_all(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], policy_dir: Path,
+) -> None:
+    """Carol sends a post whose threadgate and postgate limit who may reply and quote; while it
+    waits for bob, the account's policy moves it off Bluesky (to the sandbox, which has no such
+    settings). Bob approves it as he read it, limits and all: it fails, saying why, rather than
+    go out where anyone may reply to and quote it; the public card shows nothing of it, and the
+    log verifies. (Before: it went out on the sandbox open to all, and its public card said,
+    checked against its claim, that only some might reply.)"""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    writes = gated_thread(account.did, f"Gated, then moved ({secrets.token_hex(4)})")
+    await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+    post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
+    write_policy(policy_dir, "skygates", """
+        account: skygates
+        platform: sandbox
+        handle: "@carol"
+        tier: co-signed
+        owner: alice
+        writers: [carol]
+        approvals:
+          required: 1
+          from: [bob]
+    """)
+    await gw.sync_policies()
+    status, body = await gw.act("bob", post_id, "approve")
+    assert status == 200, body
+    await gw.tick()
+    post = await gw.get("carol", post_id)
+    assert (post["state"], post.get("remote")) == ("failed", None), post
+    assert "Sandbox has no setting of who may reply to or quote a post" in str(post.get("last_error")), post
+    kinds = [e["type"] for _, e in await log_bodies(gw) if e.get("post") == post_id]
+    assert "post.published" not in kinds and kinds[-1] == "post.failed", kinds
+    resp = await gw.client.get("/@skygates")
+    assert post_id not in await resp.text()
+    await verified_by_cli(gw)

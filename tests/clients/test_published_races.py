@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -669,6 +670,32 @@ async def test_a_post_on_a_mastodon_server_its_account_has_left_is_not_changed_o
         assert other.changes() == 0
         assert (other.strangers.text, other.strangers.deleted) == ("A stranger's words", False)
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
+    await left_published(gw, post_id)
+
+
+async def test_a_move_between_mastodon_servers_is_told_apart_when_the_old_policy_no_longer_validates(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice's post went out on one Mastodon server; then the gateway's settings let credentials
+    come only from variables named ``BRAND_OTHER_…`` (``BYLINE_CREDENTIAL_ENV``), and ``masto``'s
+    policy file moves the account to another server with such a token. The policy the post went
+    out under (its token in ``BRAND_MASTODON_TOKEN``) no longer validates here, but its instance
+    still says where the post is: her app's deletion is refused, 409, naming that server, and the
+    new server is asked nothing. (Before: a policy that no longer validated told only its
+    platform, and the deletion went to the new server under the old server's status id.)"""
+    gw = world.gateway
+    api, post_id = await published(world, "Launch day")
+    [status] = world.upstream.statuses(world.upstream_account)
+    registry = gw.app[REGISTRY]
+    assert registry.rules is not None
+    monkeypatch.setattr(registry, "rules", dataclasses.replace(registry.rules, env_prefixes=("BRAND_OTHER_",)))
+    async with moved_to_another_server(policy_dir, monkeypatch, remote_id=status.id) as other:
+        await gw.sync_policies()
+        assert registry.policies["masto"].policy.instance == other.url
+        said = await refused(world, api, post_id, "delete")
+        assert f"went out on mastodon at {world.upstream_url}" in said and f"now on mastodon at {other.url}" in said
+        assert other.changes() == 0
+        assert (other.strangers.text, other.strangers.deleted) == ("A stranger's words", False)
     await left_published(gw, post_id)
 
 
