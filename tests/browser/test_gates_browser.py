@@ -25,12 +25,14 @@ from tests.clients.test_atproto_gates import (
     clients,
     clock,
     gate_bodies,
+    gated_post_out,
     gated_thread,
     gw,
     log_bodies,
     login,
     posts_by_key,
     published_post,
+    replies_closed,
     run,
     sdk_writes,
     threadgate,
@@ -49,14 +51,7 @@ async def test_a_visitor_sees_a_gates_change_checked_against_the_log(
     the time as marks of the entry, which the page's script compares with the signed entry, and
     the post verifies against the signed checkpoint; the page passes axe at both widths.
     (Before: the card said nothing of the change.)"""
-    account = bluesky_pds.account("carol.test")
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol, account.did)
-    rkey = post_uri.rsplit("/", 1)[1]
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
-    await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-        repo=account.did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    [(index, entry)] = await gate_bodies(gw)
+    post_id, index, entry = await replies_closed(bluesky_pds, gw, clients)
 
     page, problems = await _open(browser, _base(gw) + "/@skygates")
     card = page.locator(f"#post-{post_id}")
@@ -226,15 +221,7 @@ async def test_who_may_reply_or_quote_as_a_post_went_out_is_checked_against_its_
     are marks of that entry the page's script checks, so the card verifies; served by a lying
     gateway saying quotes were on, the card fails, the rest of the page verifies. (Before: the
     words came from the gateway's record alone and the altered card still said "Verified".)"""
-    account = bluesky_pds.account("carol.test")
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    writes = gated_thread(account.did, "Gated and checked")
-    await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
-    status, body = await gw.act("bob", post_id, "approve")
-    assert status == 200, body
-    await gw.tick()
-    assert (await gw.get("carol", post_id))["state"] == "published"
+    post_id = await gated_post_out(bluesky_pds, gw, clients, "Gated and checked")
     [claim] = [e for _, e in await log_bodies(gw) if e["type"] == "post.publishing" and e["post"] == post_id]
     assert claim["data"]["gates"] == [
         {"gate": THREADGATE, "settings": {"replies": ["mention", "follower", "list"], "lists": 1, "hidden_replies": 2}},
@@ -264,14 +251,7 @@ async def test_a_gates_change_said_otherwise_than_its_entry_fails_the_card(
     """Carol closes replies to a post that is out: served by a lying gateway saying replies were
     opened, the card fails against the change's entry, whose settings say nobody may reply.
     (Before: only who changed it and when were checked; the words were the gateway's.)"""
-    account = bluesky_pds.account("carol.test")
-    carol = await login(gw, clients, "carol", "skygates", account.handle)
-    post_uri = await published_post(gw, carol, account.did)
-    rkey = post_uri.rsplit("/", 1)[1]
-    post_id = (await posts_by_key(gw, "carol", "skygates"))[rkey]["id"]
-    await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
-        repo=account.did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
-    [(index, _)] = await gate_bodies(gw)
+    post_id, index, _ = await replies_closed(bluesky_pds, gw, clients)
 
     url = _base(gw) + "/@skygates"
     page, _ = await _open(browser, url)

@@ -880,6 +880,36 @@ def gated_thread(did: str, text: str) -> list[dict[str, Any]]:
     return writes
 
 
+async def gated_post_out(bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client], text: str) -> str:
+    """Carol's post of ``gated_thread``, approved by bob and out: its id."""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    writes = gated_thread(account.did, text)
+    await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
+    post_id = str((await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"])
+    status, body = await gw.act("bob", post_id, "approve")
+    assert status == 200, body
+    await gw.tick()
+    assert (await gw.get("carol", post_id))["state"] == "published"
+    return post_id
+
+
+async def replies_closed(
+    bluesky_pds: BlueskyPds, gw: Gateway, clients: list[Client],
+) -> tuple[str, int, dict[str, Any]]:
+    """A post of carol's out on skygates, then its replies closed from her app: the post's id,
+    and the index and body of the change's entry."""
+    account = bluesky_pds.account("carol.test")
+    carol = await login(gw, clients, "carol", "skygates", account.handle)
+    post_uri = await published_post(gw, carol, account.did)
+    rkey = post_uri.rsplit("/", 1)[1]
+    post_id = str((await posts_by_key(gw, "carol", "skygates"))[rkey]["id"])
+    await run(carol.com.atproto.repo.put_record, models.ComAtprotoRepoPutRecord.Data(
+        repo=account.did, collection=THREADGATE, rkey=rkey, record=threadgate(post_uri, allow=[])))
+    [(index, entry)] = await gate_bodies(gw)
+    return post_id, index, entry
+
+
 GATED_WORDS = ("Replies: only people mentioned, the account's followers and people on 1 list; 2 replies hidden",
                "Quotes: off; 1 quote detached")
 
@@ -942,15 +972,7 @@ async def test_a_webhook_is_told_who_may_reply_or_quote_to_a_held_post_and_as_it
     hidden replies' and detached quotes' (other people's). (Before: nothing of the gates.)"""
     async with hooked_gateway(bluesky_pds, db_url, policy_dir, clock, monkeypatch, hook,
                               ["post.held", "post.published"]) as (gw, secret):
-        account = bluesky_pds.account("carol.test")
-        carol = await login(gw, clients, "carol", "skygates", account.handle)
-        writes = gated_thread(account.did, f"Gated, told to the team ({secrets.token_hex(4)})")
-        await run(carol.com.atproto.repo.apply_writes, sdk_writes(account.did, writes))
-        post_id = (await posts_by_key(gw, "carol", "skygates"))[writes[0]["rkey"]]["id"]
-        status, body = await gw.act("bob", post_id, "approve")
-        assert status == 200, body
-        await gw.tick()
-        assert (await gw.get("carol", post_id))["state"] == "published"
+        post_id = await gated_post_out(bluesky_pds, gw, clients, f"Gated, told to the team ({secrets.token_hex(4)})")
         assert await gw.app[NOTIFIER].run_once() == 2 + 2  # two stored, two sent
     payloads = {p["type"]: p["data"] for p in hook.verified(secret)}
     gates = [
