@@ -118,3 +118,16 @@ async def test_the_longest_delay_a_policy_may_set_still_decides_posts(gateway: G
     delayed = await gateway.submit("bob", "delayed", "A century from now")
     held = await gateway.submit("alice", "cosigned", "Held for a century")
     assert (delayed["publish_at"], held["expires_at"]) == ("2125-12-08T12:00:00.000000Z", "2125-12-08T12:00:00.000000Z")
+
+
+@pytest.mark.parametrize("scopes", [[None], ["read", 7], [["read"]], [{"read": True}]])
+async def test_app_registration_with_scopes_that_are_no_names_is_refused(
+    gateway: Gateway, scopes: list[object],
+) -> None:
+    """``POST /api/v1/apps`` whose JSON ``scopes`` list holds anything but names (Hypothesis: a
+    null made a 500) is refused as Mastodon words it, and no app is made."""
+    before = await gateway.snapshot()
+    status, body = await gateway.call(None, "POST", "/api/v1/apps", {
+        "client_name": "x", "redirect_uris": "https://app.example/callback", "scopes": scopes})
+    assert (status, body) == (422, {"error": "Validation failed: Scopes doesn't match configured on the server."})
+    assert await gateway.snapshot() == before
