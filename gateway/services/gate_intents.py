@@ -97,6 +97,9 @@ class GateIntents:
         until = now + duration_micros(self.lease)
         intents: list[GateIntent] = []
         async with self.db.write() as txn:
+            # Read and written in the account's turn: a change logged meanwhile either moves what
+            # these put back, or is read logged (its intent gone), never neither (``sql.lock_gates``).
+            await sql.lock_gates(txn, account)
             inherited: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
             for post_id, remote_id, collection, held, written in changes:
                 intent_id = new_intent_id()

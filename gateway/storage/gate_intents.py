@@ -95,6 +95,9 @@ async def settle_logged(txn: Txn, intent_id: str) -> str | None:
     if row is None:
         return TAKEN
     logged = _intent(row)
+    # Until this commits, no change of the account's gates is written down (:func:`lock_gates`):
+    # one written after the read below would hold what the log said before this change.
+    await lock_gates(txn, logged.account)
     for other in await of_gate(txn, logged.post_id, logged.collection):
         if other.id == intent_id or (other.status == RECONCILING and other.claimed_by == intent_id):
             continue
@@ -106,6 +109,24 @@ async def settle_logged(txn: Txn, intent_id: str) -> str | None:
     await settle(txn, intent_id)
     await drop_taken(txn, intent_id)
     return None
+
+
+GATE_LOCK = "byline-gate-intents:"
+"""Named, with the account and the schema, in the advisory lock of an account's gate changes."""
+
+
+async def lock_gates(txn: Txn, account: str) -> None:
+    """Hold, until ``txn`` ends, the turn of the account's gate changes: taken by the transaction
+    that writes intents down (``GateIntents.write_ahead``) before it reads those already stored,
+    and by the one that logs a change (:func:`settle_logged`) before it moves theirs. So a change
+    written down as another is logged is either moved by it or reads it logged, never neither.
+    On PostgreSQL an advisory lock (READ COMMITTED lets an insert slip between the logging
+    transaction's read and its commit); SQLite's writer lock is one already. One lock for all of
+    an account's gates, not one a gate: a request that writes down several takes one turn, so it
+    never holds one while it waits for another that a batch of the log holds."""
+    if txn.dialect == "postgresql":
+        await txn.fetchone("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(? || current_schema())) AS locked",
+                           GATE_LOCK, account)
 
 
 async def claim_own(txn: Txn, intent_id: str, *, until: int) -> GateIntent | None:

@@ -22,6 +22,7 @@ from adapters.base import AdapterError
 from adapters.bluesky import BlueskyAdapter, XrpcRawResponse
 from gateway.appkeys import DB
 from gateway.clock import ManualClock, now_micros
+from gateway.services.gate_intents import GateIntents
 from gateway.services.posts import PostService
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage.db import DatabaseUnavailable
@@ -678,3 +679,91 @@ async def test_a_change_logged_on_another_gateway_as_one_is_put_back_leaves_the_
         clock.advance(LEASE)
         assert await gw.reconcile() == 0
         assert await pds_record(bluesky_pds, gate_uri) == held
+
+
+async def written_down_or_waiting(gw: Gateway, written: asyncio.Event, entered: asyncio.Event) -> None:
+    """Return once a change sent to ``gw`` is written down (``written``), or waits for its turn to
+    be: on PostgreSQL, an advisory lock of this database not granted; on SQLite, it has come to
+    write itself down (``entered``), and the writer lock is the logging transaction's."""
+    async def waiting() -> None:
+        if gw.app[DB].dialect == "sqlite":
+            await entered.wait()
+            return
+        while True:
+            async with gw.app[DB].read() as txn:
+                row = await txn.fetchone(
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+            if row is not None and row["n"] > 0:
+                return
+            await asyncio.sleep(0.01)
+
+    ways = [asyncio.ensure_future(written.wait()), asyncio.ensure_future(waiting())]
+    done, pending = await asyncio.wait(ways, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    for way in pending:
+        way.cancel()
+    assert done, "the change was neither written down nor waiting to be after 30 s"
+
+
+async def test_a_change_written_down_as_another_is_logged_puts_back_what_the_log_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice closes replies through another gateway; her change's log transaction has read the
+    changes of the threadgate on their way (none but hers) and moved them, and has not committed,
+    when carol changes the threadgate through this one. Carol's is written down in the account's
+    turn, after alice's is logged, and cannot be logged itself (503): its put-back puts back
+    alice's logged record, with the CID the log names; nothing is left, the reconciler undoes
+    nothing, and the log verifies. (Before, on PostgreSQL: carol's was written down in that very
+    moment, read alice's, still stored, and held what it held, the threadgate of before; the log
+    then took alice's, and carol's put-back wrote the threadgate of before over it.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    carols_record = threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    settle_logged, insert, write_ahead = intents_sql.settle_logged, intents_sql.insert, GateIntents.write_ahead
+    written, entered = asyncio.Event(), asyncio.Event()
+    carols: list[asyncio.Future[tuple[int, Any]]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def carol_meanwhile(txn: Any, intent_id: str) -> str | None:
+            unsettled = await settle_logged(txn, intent_id)
+            if not carols:  # alice's, read and moved, not committed: carol's change comes now
+                carols.append(asyncio.ensure_future(xrpc(gw, "com.atproto.repo.putRecord", token, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": carols_record})))
+                await written_down_or_waiting(gw, written, entered)
+            return unsettled
+
+        async def inserting(txn: Any, intents: Any) -> None:
+            await insert(txn, intents)
+            if carols:
+                written.set()
+
+        async def nothing() -> None:
+            return None
+
+        async def writing_down(self: GateIntents, **kwargs: Any) -> Any:
+            if carols:
+                entered.set()
+            return await write_ahead(self, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(intents_sql, "settle_logged", carol_meanwhile)
+            patched.setattr(intents_sql, "insert", inserting)
+            patched.setattr(GateIntents, "write_ahead", writing_down)
+            patched.setattr(PostService, "record_gates_changed", carol_unlogged(nothing))
+            status, logged = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed})
+            assert status == 200, logged
+            carols_status, carols_answer = await carols[0]
+        assert (carols_status, carols_answer.get("error")) == (503, "NotEnoughResources"), carols_answer
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        assert (await pds_record(bluesky_pds, gate_uri) or {}).get("cid") == logged["cid"]
+        await verified_by_cli(second)
+
