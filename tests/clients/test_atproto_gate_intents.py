@@ -767,3 +767,66 @@ async def test_a_change_written_down_as_another_is_logged_puts_back_what_the_log
         assert (await pds_record(bluesky_pds, gate_uri) or {}).get("cid") == logged["cid"]
         await verified_by_cli(second)
 
+
+async def test_a_reconciler_puts_back_what_a_change_logged_between_its_read_and_its_claim_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies through this gateway, and her request stalls before the log (its
+    lease running); alice writes the very same record through another gateway, and hers waits at
+    the log. Carol's lease runs out; the reconciler reads her change, and before it claims it,
+    alice's is logged (200), which moves what carol's puts back to alice's record. The
+    reconciler puts back what the change says once claimed, not what it read: it finds the gate
+    as it is to be and leaves it; carol's request, come back, gets 503. The PDS holds alice's
+    record with the CID the log names, nothing is left, and the log verifies. (Without the
+    reconciler's read after its claim: it put the threadgate of before over alice's logged one.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    body = {"repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed}
+    record, due = PostService.record_gates_changed, intents_sql.due
+    alice_at_log, alice_go = asyncio.Event(), asyncio.Event()
+    alices: list[asyncio.Future[tuple[int, Any]]] = []
+    settled: list[int] = []
+    outcomes: list[str] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(txn: Any, **kwargs: Any) -> list[intents_sql.GateIntent]:
+            found = await due(txn, **kwargs)
+            if found and not alice_go.is_set():  # read by the reconciler, not yet claimed: alice's is logged now
+                alice_go.set()
+                status, logged = await alices[0]
+                assert status == 200, logged
+            return found
+
+        async def carol_stalls() -> None:
+            clock.advance(timedelta(seconds=1))
+            alices.append(asyncio.ensure_future(xrpc(second, "com.atproto.repo.putRecord", alice, body)))
+            await alice_at_log.wait()
+            clock.advance(LEASE - timedelta(seconds=1))  # carol's lease out, alice's not
+            with monkeypatch.context() as patched, capture_logs() as logs:
+                patched.setattr(intents_sql, "due", reading)
+                settled.append(await gw.reconcile())
+            outcomes.extend(e["outcome"] for e in logs if e["event"] == "xrpc_gate_reconciled")
+
+        async def recording(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+            if caller.user == "carol":
+                await carol_stalls()
+                raise DatabaseUnavailable()
+            alice_at_log.set()
+            await alice_go.wait()
+            return await record(self, caller, *args, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(PostService, "record_gates_changed", recording)
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, body)
+        status, logged = await alices[0]
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (settled, outcomes) == ([1], ["as_before"])
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        await verified_by_cli(second)
