@@ -52,6 +52,7 @@ from gateway.policy.loader import PolicyRegistry
 from gateway.services.platforms import Platforms
 from gateway.services.publisher import backoff_seconds
 from gateway.storage import gate_intents as sql
+from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage.db import Database, unavailable
 from gateway.storage.gate_intents import GateIntent
@@ -78,12 +79,23 @@ class GateIntents:
     lease: timedelta = timedelta(minutes=2)
     """How long a request holds its intents: no reconciler takes one before."""
 
+    async def log_size(self) -> int:
+        """The log's size now: taken before what the PDS holds is read (see :meth:`write_ahead`)."""
+        async with self.db.read() as txn:
+            return int((await log_sql.read_state(txn))["size"])
+
     async def write_ahead(
         self, *, account: str, actor: str, changes: Sequence[tuple[str, str, str, Mapping[str, Any] | None,
                                                                     Mapping[str, Any] | None]],
+        read_at: int,
     ) -> list[GateIntent]:
         """Store one intent per change (``post_id``, ``remote_id``, ``collection``, what the PDS
         holds, what the change writes), all or none: the intents stored. Raises as the database does.
+
+        What the PDS holds was read when the log had ``read_at`` entries (:meth:`log_size`). A gate
+        with no change on its way whose change was logged since may have been read before that
+        change reached the PDS: what was read is then not what the log says, and putting it back
+        would undo the logged change. 503, nothing stored, to be tried again (it reads anew).
 
         A gate with changes of before left on it (neither logged nor put back) is what the log
         last said only before the oldest of them: the new change holds that as what it replaces,
@@ -119,6 +131,10 @@ class GateIntents:
                                 "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
                     if stored:
                         replaces = stored[0].held
+                    elif collection in await log_sql.gates_logged_since(txn, post_id, since=read_at):
+                        raise BylineError(
+                            Code.UNAVAILABLE, f"post {post_id}'s {collection} was changed while this change was "
+                            "prepared; try again in a moment", xrpc="NotEnoughResources", retryable=True)
                     inherited[(post_id, collection)] = (intent_id, replaces)
                 intents.append(GateIntent(
                     id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,

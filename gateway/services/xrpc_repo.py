@@ -607,6 +607,9 @@ class XrpcRepo:
                              f"the {writes[0][2]} was not written: {exc.message}") from None
         except AdapterError as exc:
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+        # The log's size as the PDS is read: a change of a gate logged after it may have reached
+        # the PDS after the read, which then does not say what the log does (``write_ahead``).
+        read_at = await self._intents.log_size()
         try:
             # What each change replaces, read first: put back should the change not be kept.
             held = {(c.remote_id, c.collection): await adapter.gate(c.remote_id, c.collection) for c in changes}
@@ -617,7 +620,7 @@ class XrpcRepo:
         # (the put-back refused, the gateway gone) is put back by a reconciler (``gate_intents``).
         stored = await self._intents.write_ahead(account=loaded.policy.account, actor=session.caller.user, changes=[
             (c.gated.record.id, c.remote_id, c.collection, held[(c.remote_id, c.collection)], c.value) for c in changes
-        ])
+        ], read_at=read_at)
         intents = [i.id for i in stored]
         # Where changes of before were left on a gate, what the log last said of it is what a
         # change not kept puts back (``GateIntents.write_ahead``).

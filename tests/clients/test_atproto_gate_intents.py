@@ -711,12 +711,13 @@ async def test_a_change_written_down_as_another_is_logged_puts_back_what_the_log
 ) -> None:
     """Alice closes replies through another gateway; her change's log transaction has read the
     changes of the threadgate on their way (none but hers) and moved them, and has not committed,
-    when carol changes the threadgate through this one. Carol's is written down in the account's
-    turn, after alice's is logged, and cannot be logged itself (503): its put-back puts back
-    alice's logged record, with the CID the log names; nothing is left, the reconciler undoes
-    nothing, and the log verifies. (Before, on PostgreSQL: carol's was written down in that very
-    moment, read alice's, still stored, and held what it held, the threadgate of before; the log
-    then took alice's, and carol's put-back wrote the threadgate of before over it.)"""
+    when carol changes the threadgate through this one. Carol's waits for the account's turn to
+    be written down, until alice's is logged; it then finds alice's logged since it read the PDS
+    and is refused, 503 (try again). The PDS holds alice's logged record, with the CID the log
+    names; nothing is left, the reconciler undoes nothing, and the log verifies. (Before, on
+    PostgreSQL: carol's was written down in that very moment, read alice's, still stored, and
+    held what it held, the threadgate of before; the log then took alice's, and carol's, not
+    logged, put the threadgate of before back over it.)"""
     did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
     gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
     closed = threadgate(post_uri, allow=[])
@@ -829,4 +830,52 @@ async def test_a_reconciler_puts_back_what_a_change_logged_between_its_read_and_
         assert (settled, outcomes) == ([1], ["as_before"])
         assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
         assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        await verified_by_cli(second)
+
+
+async def test_a_change_logged_between_anothers_read_of_the_gate_and_its_note_is_not_undone(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol changes the threadgate through this gateway; right after her request has read what
+    the PDS holds, alice closes replies through another gateway, and hers is logged (200), its
+    note gone. Carol's, written down after, finds no change on its way, only the log grown since
+    its read: what it read may be what the log no longer says, so it is refused, 503
+    ``NotEnoughResources`` (try again), with nothing sent. The PDS holds alice's record with the
+    CID the log names, nothing is left, and the log verifies. (Before: carol's held what it read,
+    the threadgate of before, and, not logged, put it back over alice's logged one.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    carols_record = threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    gate = BlueskyAdapter.gate
+    alices: list[tuple[int, Any]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
+            held = await gate(adapter, remote_id, collection)
+            if not alices:  # carol's read; alice's own goes through this too
+                alices.append((0, None))
+                alices[0] = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed})
+            return held
+
+        async def nothing() -> None:
+            return None
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "gate", reading)
+            patched.setattr(PostService, "record_gates_changed", carol_unlogged(nothing))
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": carols_record})
+        [(status, logged)] = alices
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
         await verified_by_cli(second)
