@@ -106,7 +106,10 @@ async def settle_logged(txn: Txn, intent_id: str) -> str | None:
             PENDING,
         ) != 1:
             return BUSY
-    await settle(txn, intent_id)
+    # Its request's still, checked again as it is dropped: on PostgreSQL a reconciler may have
+    # claimed it (the lease run out) since the read above, and put it back already.
+    if await txn.execute("DELETE FROM gate_intents WHERE id = ? AND status = ?", intent_id, PENDING) != 1:
+        return TAKEN
     await drop_taken(txn, intent_id)
     return None
 

@@ -879,3 +879,61 @@ async def test_a_change_logged_between_anothers_read_of_the_gate_and_its_note_is
         clock.advance(LEASE)
         assert await gw.reconcile() == 0
         await verified_by_cli(second)
+
+
+async def test_a_change_a_reconciler_claims_as_it_is_being_logged_is_not_logged(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies; her change's log transaction has found her note still hers, and
+    has not yet dropped it, when her lease runs out and a reconciler comes for it. On
+    PostgreSQL the reconciler claims it and puts the threadgate back, and the log does not take
+    carol's change (502, as for any request a reconciler overtook): the PDS holds the
+    threadgate of before and the log no change. On SQLite the reconciler waits for the log's
+    turn, and finds the change logged: the PDS holds carol's record and the log names it.
+    Either way nothing is left, and the log verifies.
+    (Before, on PostgreSQL: the log took carol's change all the same, over the put-back.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    assert held is not None
+    lock_gates, due, record = intents_sql.lock_gates, intents_sql.due, PostService.record_gates_changed
+    logging, read = asyncio.Event(), asyncio.Event()
+    reconciling: list[asyncio.Future[int]] = []
+    sqlite = gw.app[DB].dialect == "sqlite"
+
+    async def reconciler_meanwhile(txn: Any, account: str) -> None:
+        await lock_gates(txn, account)
+        if logging.is_set() and not reconciling:  # carol's note found hers, not yet dropped
+            clock.advance(LEASE)
+            reconciling.append(asyncio.ensure_future(gw.reconcile()))
+            # SQLite: the reconciler's claim waits for the writer, the log's until it commits.
+            await (read.wait() if sqlite else asyncio.shield(reconciling[0]))
+
+    async def reading(txn: Any, **kwargs: Any) -> list[intents_sql.GateIntent]:
+        found = await due(txn, **kwargs)
+        read.set()
+        return found
+
+    async def recording(self: PostService, *args: Any, **kwargs: Any) -> None:
+        logging.set()
+        return await record(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(intents_sql, "lock_gates", reconciler_meanwhile)
+        patched.setattr(intents_sql, "due", reading)
+        patched.setattr(PostService, "record_gates_changed", recording)
+        token = await xrpc_login(gw, "carol", did)
+        status, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+            "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})
+        settled = await reconciling[0]
+    now = await pds_record(bluesky_pds, gate_uri)
+    assert now is not None
+    if sqlite:
+        assert (status, settled) == (200, 0), answer
+        assert await gate_entries(gw) == [("carol", post_id, THREADGATE, answer["cid"])]
+        assert now["cid"] == answer["cid"]
+    else:
+        assert (now, await gate_entries(gw)) == (held, [])
+        assert (status, answer.get("error"), settled) == (502, "UpstreamFailure", 1), answer
+    assert await intents(gw) == []
+    await verified_by_cli(gw)
