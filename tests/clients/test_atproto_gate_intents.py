@@ -683,8 +683,9 @@ async def test_a_change_logged_on_another_gateway_as_one_is_put_back_leaves_the_
 
 async def written_down_or_waiting(gw: Gateway, written: asyncio.Event, entered: asyncio.Event) -> None:
     """Return once a change sent to ``gw`` is written down (``written``), or waits for its turn to
-    be: on PostgreSQL, an advisory lock of this database not granted; on SQLite, it has come to
-    write itself down (``entered``), and the writer lock is the logging transaction's."""
+    be: on PostgreSQL, skygates' gate lock in this test's schema not granted (another test's
+    locks are other schemas'); on SQLite, it has come to write itself down (``entered``), and
+    the writer lock is the logging transaction's."""
     async def waiting() -> None:
         if gw.app[DB].dialect == "sqlite":
             await entered.wait()
@@ -692,8 +693,9 @@ async def written_down_or_waiting(gw: Gateway, written: asyncio.Event, entered: 
         while True:
             async with gw.app[DB].read() as txn:
                 row = await txn.fetchone(
-                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+                    "AND classid = hashtext(?)::oid AND objid = hashtext(? || current_schema())::oid",
+                    intents_sql.GATE_LOCK, "skygates")
             if row is not None and row["n"] > 0:
                 return
             await asyncio.sleep(0.01)
