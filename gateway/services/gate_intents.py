@@ -9,6 +9,12 @@ between the PDS's answer and the log. So before the PDS is asked, the change is 
 asked), and no change goes to the PDS when that cannot be stored. The intent goes in the very
 transaction that logs the change, or once its request has put the change back.
 
+Logging a change moves what every other change of that gate still on its way would put back to
+the logged record. So that none slips past it, an account's intents are written down in turn
+with the logging of any of its gate changes (``sql.lock_gates``), and a change read off the PDS
+before another change of its gate was logged, with none left on its way, is refused (503): what
+it read may be older than what the log says.
+
 An intent left behind (its put-back failed, or its gateway died) is taken, once its request's
 lease has run out, by the reconciler that runs on every gateway (at start, then every few
 seconds): one gateway alone claims it (a compare-and-set on its lease, which a dead
