@@ -61,16 +61,6 @@ async def last_claim(txn: Txn, post_id: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def gates_logged_since(txn: Txn, post_id: str, *, since: int) -> set[str]:
-    """The gates (``data.gate``) of the post's ``post.gates_changed`` entries at index ``since`` or
-    after: a range of the (post, index) index."""
-    rows = await txn.fetchall(
-        "SELECT entry FROM log_entries WHERE post_id = ? AND type = 'post.gates_changed' AND idx >= ?",
-        post_id, since,
-    )
-    return {str((json.loads(bytes(row["entry"])).get("data") or {}).get("gate")) for row in rows}
-
-
 async def post_entry_times(txn: Txn, post_id: str, type: str, *, since: int) -> list[int]:
     """The times (stored microseconds) of a post's entries of one type after ``since``, oldest
     first: a range of the (post, index) index, as few as the post has entries."""

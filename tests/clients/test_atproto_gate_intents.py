@@ -899,17 +899,22 @@ async def test_a_change_a_reconciler_claims_as_it_is_being_logged_is_not_logged(
     held = await pds_record(bluesky_pds, gate_uri)
     assert held is not None
     lock_gates, due, record = intents_sql.lock_gates, intents_sql.due, PostService.record_gates_changed
-    logging, read = asyncio.Event(), asyncio.Event()
+    logging, read, dropping = asyncio.Event(), asyncio.Event(), asyncio.Event()
     reconciling: list[asyncio.Future[int]] = []
     sqlite = gw.app[DB].dialect == "sqlite"
 
     async def reconciler_meanwhile(txn: Any, account: str) -> None:
+        if reconciling:  # PostgreSQL: the reconciler's, put back, to drop the note in the log's turn
+            dropping.set()
         await lock_gates(txn, account)
         if logging.is_set() and not reconciling:  # carol's note found hers, not yet dropped
             clock.advance(LEASE)
             reconciling.append(asyncio.ensure_future(gw.reconcile()))
             # SQLite: the reconciler's claim waits for the writer, the log's until it commits.
-            await (read.wait() if sqlite else asyncio.shield(reconciling[0]))
+            # PostgreSQL: it claims and puts back, then drops the note in the log's turn, or done.
+            ways = [asyncio.ensure_future(read.wait() if sqlite else dropping.wait()), asyncio.shield(reconciling[0])]
+            await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+            ways[0].cancel()
 
     async def reading(txn: Any, **kwargs: Any) -> list[intents_sql.GateIntent]:
         found = await due(txn, **kwargs)
@@ -939,3 +944,56 @@ async def test_a_change_a_reconciler_claims_as_it_is_being_logged_is_not_logged(
         assert (status, answer.get("error"), settled) == (502, "UpstreamFailure", 1), answer
     assert await intents(gw) == []
     await verified_by_cli(gw)
+
+
+async def test_a_change_read_off_the_pds_before_it_was_put_back_is_not_written_again(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice closes replies through another gateway; the PDS takes it and it waits at the log,
+    when carol's change of the threadgate reads the PDS (alice's record). Alice's is then not
+    logged (503) and put back, its note dropped; carol's, written down after, finds no change on
+    its way, but one settled since its read, and is refused, 503 ``NotEnoughResources`` (try
+    again), with nothing sent. The PDS holds the threadgate of before, the log no change, and
+    it verifies. (Before: carol's held alice's record, read off the PDS, and, not logged
+    either, wrote it back: closed replies that no entry of the log names.)"""
+    did, _, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    gate = BlueskyAdapter.gate
+    at_log, carol_read = asyncio.Event(), asyncio.Event()
+    alices: list[asyncio.Future[tuple[int, Any]]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
+            found = await gate(adapter, remote_id, collection)
+            if at_log.is_set() and not carol_read.is_set():  # carol's, as alice's waits at the log
+                carol_read.set()
+                await alices[0]
+            return found
+
+        async def unlogged(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+            if caller.user == "alice":
+                at_log.set()
+                await carol_read.wait()
+            raise DatabaseUnavailable()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "gate", reading)
+            patched.setattr(PostService, "record_gates_changed", unlogged)
+            alices.append(asyncio.ensure_future(xrpc(second, "com.atproto.repo.putRecord", alice, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})))
+            await at_log.wait()
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey,
+                "record": threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])})
+        status, refused = await alices[0]
+        assert await pds_record(bluesky_pds, gate_uri) == held
+        assert (status, refused.get("error")) == (503, "NotEnoughResources"), refused
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        await verified_by_cli(second)
