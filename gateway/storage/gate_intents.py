@@ -141,6 +141,8 @@ async def lock_gates(txn: Txn, account: str) -> None:
     that writes intents down (``GateIntents.write_ahead``) before it reads those already stored,
     and by the one that logs a change (:func:`settle_logged`) before it moves theirs. So a change
     written down as another is logged is either moved by it or reads it logged, never neither.
+    Taken too by every transaction that drops intents, which counts their gates' turns
+    (:func:`turn`): one a batch of the log is counting waits for the whole batch.
     On PostgreSQL an advisory lock (READ COMMITTED lets an insert slip between the logging
     transaction's read and its commit); SQLite's writer lock is one already. One lock for all of
     an account's gates, not one a gate: a request that writes down several takes one turn, so it
