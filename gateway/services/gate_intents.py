@@ -9,6 +9,12 @@ between the PDS's answer and the log. So before the PDS is asked, the change is 
 asked), and no change goes to the PDS when that cannot be stored. The intent goes in the very
 transaction that logs the change, or once its request has put the change back.
 
+Logging a change moves what every other change of that gate still on its way would put back to
+the logged record. So that none slips past it, an account's intents are written down in turn
+with the logging of any of its gate changes, and dropped in turn too (``sql.lock_gates``); and a
+change read off the PDS before another change of its gate was settled (logged, or put back),
+with none left on its way, is refused (503): what it read may not be what the log says.
+
 An intent left behind (its put-back failed, or its gateway died) is taken, once its request's
 lease has run out, by the reconciler that runs on every gateway (at start, then every few
 seconds): one gateway alone claims it (a compare-and-set on its lease, which a dead
@@ -78,12 +84,25 @@ class GateIntents:
     lease: timedelta = timedelta(minutes=2)
     """How long a request holds its intents: no reconciler takes one before."""
 
+    async def turns(self, gates: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """How many changes of each gate (``post_id``, ``collection``) have been settled so far:
+        taken before what the PDS holds is read (see :meth:`write_ahead`)."""
+        async with self.db.read() as txn:
+            return {gate: await sql.turn(txn, *gate) for gate in gates}
+
     async def write_ahead(
         self, *, account: str, actor: str, changes: Sequence[tuple[str, str, str, Mapping[str, Any] | None,
                                                                     Mapping[str, Any] | None]],
+        turns: Mapping[tuple[str, str], int],
     ) -> list[GateIntent]:
         """Store one intent per change (``post_id``, ``remote_id``, ``collection``, what the PDS
         holds, what the change writes), all or none: the intents stored. Raises as the database does.
+
+        What the PDS holds was read after ``turns`` (:meth:`turns`). A gate with no change on its
+        way, one of whose changes was settled since (logged, or put back), may have been read
+        before that change was logged (or put back): what was read is then not what the log says,
+        and putting it back would undo the logged change (or write the unlogged one again). 503,
+        nothing stored, to be tried again (it reads anew).
 
         A gate with changes of before left on it (neither logged nor put back) is what the log
         last said only before the oldest of them: the new change holds that as what it replaces,
@@ -97,6 +116,9 @@ class GateIntents:
         until = now + duration_micros(self.lease)
         intents: list[GateIntent] = []
         async with self.db.write() as txn:
+            # Read and written in the account's turn: a change logged meanwhile either moves what
+            # these put back, or is read logged (its intent gone), never neither (``sql.lock_gates``).
+            await sql.lock_gates(txn, account)
             inherited: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
             for post_id, remote_id, collection, held, written in changes:
                 intent_id = new_intent_id()
@@ -116,6 +138,10 @@ class GateIntents:
                                 "back; try again in a moment", xrpc="NotEnoughResources", retryable=True)
                     if stored:
                         replaces = stored[0].held
+                    elif await sql.turn(txn, post_id, collection) != turns.get((post_id, collection), 0):
+                        raise BylineError(
+                            Code.UNAVAILABLE, f"post {post_id}'s {collection} was changed while this change was "
+                            "prepared; try again in a moment", xrpc="NotEnoughResources", retryable=True)
                     inherited[(post_id, collection)] = (intent_id, replaces)
                 intents.append(GateIntent(
                     id=intent_id, account=account, post_id=post_id, remote_id=remote_id, collection=collection,
@@ -142,13 +168,14 @@ class GateIntents:
             return None
         return {i.id: i for i in claimed if i is not None}
 
-    async def drop(self, ids: Iterable[str]) -> None:
+    async def drop(self, ids: Iterable[str], *, account: str) -> None:
         """Drop intents whose changes never reached the PDS or were put back by their request;
         those they took over go back to the reconcilers at once (their changes may still stand).
         Best effort: one left is dropped by a reconciler, which finds nothing to put back."""
         now = now_micros(self.clock)
         try:
             async with self.db.write() as txn:
+                await sql.lock_gates(txn, account)
                 for intent_id in ids:
                     await sql.settle(txn, intent_id)
                     await sql.release_taken(txn, intent_id, now=now)
@@ -264,6 +291,7 @@ class GateReconciler:
                 await sql.back_off(txn, intent.id, token=token, until=until)
             return False
         async with self._db.write() as txn:
+            await sql.lock_gates(txn, intent.account)
             dropped = await sql.drop(txn, intent.id, token=token)
         log.info("xrpc_gate_reconciled", outcome=outcome, dropped=dropped)
         return dropped

@@ -607,6 +607,10 @@ class XrpcRepo:
                              f"the {writes[0][2]} was not written: {exc.message}") from None
         except AdapterError as exc:
             raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", exc.message) from None
+        # Each gate's settled changes counted as the PDS is read: one logged or put back after it
+        # may have changed the gate after the read, which then does not say what the log does
+        # (``write_ahead``).
+        turns = await self._intents.turns((c.gated.record.id, c.collection) for c in changes)
         try:
             # What each change replaces, read first: put back should the change not be kept.
             held = {(c.remote_id, c.collection): await adapter.gate(c.remote_id, c.collection) for c in changes}
@@ -617,7 +621,7 @@ class XrpcRepo:
         # (the put-back refused, the gateway gone) is put back by a reconciler (``gate_intents``).
         stored = await self._intents.write_ahead(account=loaded.policy.account, actor=session.caller.user, changes=[
             (c.gated.record.id, c.remote_id, c.collection, held[(c.remote_id, c.collection)], c.value) for c in changes
-        ])
+        ], turns=turns)
         intents = [i.id for i in stored]
         # Where changes of before were left on a gate, what the log last said of it is what a
         # change not kept puts back (``GateIntents.write_ahead``).
@@ -633,7 +637,7 @@ class XrpcRepo:
         if 400 <= answer.status <= 500:
             # Refused by the PDS itself (its 500 names a record that exists): it writes all of a
             # call or none of it.
-            await self._intents.drop(intents)
+            await self._intents.drop(intents, account=loaded.policy.account)
         elif answer.status != 200:
             # A proxy's 502, 503, 504: the write may have been made. The reconcilers find out.
             await self._intents.release(intents)
@@ -670,7 +674,8 @@ class XrpcRepo:
                     (c.remote_id, c.collection): mine[i].held for c, i in unsettled if i in mine}
                 left = await self._put_back(adapter, changes, cids, n, back, gone=gone)
                 ours = [(c, i) for c, i in unsettled if mine is None or i in mine]
-                await self._intents.drop(i for c, i in ours if (c.remote_id, c.collection) not in left)
+                await self._intents.drop((i for c, i in ours if (c.remote_id, c.collection) not in left),
+                                         account=loaded.policy.account)
                 await self._intents.release(i for c, i in ours if (c.remote_id, c.collection) in left)
                 if gone:
                     # Deleted while the gate was written: a gate left would rule a post that is gone.

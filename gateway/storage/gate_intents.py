@@ -74,12 +74,30 @@ async def insert(txn: Txn, intents: Sequence[GateIntent]) -> None:
     )
 
 
+async def _settled(txn: Txn, where: str, *args: Any) -> int:
+    """Delete the intents ``where`` says, each gate's turn counted (:func:`turn`): how many. Taken
+    in the account's turn (:func:`lock_gates`), so that two transactions counting the same gates
+    never wait for each other's rows in turn."""
+    rows = await txn.fetchall(f"DELETE FROM gate_intents WHERE {where} RETURNING post_id, collection", *args)
+    for post_id, collection in sorted({(r["post_id"], r["collection"]) for r in rows}):
+        await txn.execute(
+            "INSERT INTO gate_turns (post_id, collection, turn) VALUES (?, ?, 1) "
+            "ON CONFLICT (post_id, collection) DO UPDATE SET turn = gate_turns.turn + 1", post_id, collection,
+        )
+    return len(rows)
+
+
+async def turn(txn: Txn, post_id: str, collection: str) -> int:
+    """How many changes of the gate have been settled (logged, put back, or found needing
+    neither): one whose count moved since a request read the gate may have changed it meanwhile."""
+    row = await txn.fetchone("SELECT turn FROM gate_turns WHERE post_id = ? AND collection = ?", post_id, collection)
+    return int(row["turn"]) if row is not None else 0
+
+
 async def settle(txn: Txn, intent_id: str) -> bool:
     """Drop an intent its request still holds (put back by it, or never sent); False when a
     reconciler has claimed it (the request ran past its lease) or it is gone."""
-    return await txn.execute(
-        "DELETE FROM gate_intents WHERE id = ? AND (status = ? OR claimed_by = ?)", intent_id, PENDING, intent_id
-    ) == 1
+    return await _settled(txn, "id = ? AND (status = ? OR claimed_by = ?)", intent_id, PENDING, intent_id) == 1
 
 
 async def settle_logged(txn: Txn, intent_id: str) -> str | None:
@@ -95,6 +113,9 @@ async def settle_logged(txn: Txn, intent_id: str) -> str | None:
     if row is None:
         return TAKEN
     logged = _intent(row)
+    # Until this commits, no change of the account's gates is written down (:func:`lock_gates`):
+    # one written after the read below would hold what the log said before this change.
+    await lock_gates(txn, logged.account)
     for other in await of_gate(txn, logged.post_id, logged.collection):
         if other.id == intent_id or (other.status == RECONCILING and other.claimed_by == intent_id):
             continue
@@ -103,9 +124,32 @@ async def settle_logged(txn: Txn, intent_id: str) -> str | None:
             PENDING,
         ) != 1:
             return BUSY
-    await settle(txn, intent_id)
+    # Its request's still, checked again as it is dropped: on PostgreSQL a reconciler may have
+    # claimed it (the lease run out) since the read above, and put it back already.
+    if await _settled(txn, "id = ? AND status = ?", intent_id, PENDING) != 1:
+        return TAKEN
     await drop_taken(txn, intent_id)
     return None
+
+
+GATE_LOCK = "byline-gate-intents:"
+"""Named, with the account and the schema, in the advisory lock of an account's gate changes."""
+
+
+async def lock_gates(txn: Txn, account: str) -> None:
+    """Hold, until ``txn`` ends, the turn of the account's gate changes: taken by the transaction
+    that writes intents down (``GateIntents.write_ahead``) before it reads those already stored,
+    and by the one that logs a change (:func:`settle_logged`) before it moves theirs. So a change
+    written down as another is logged is either moved by it or reads it logged, never neither.
+    Taken too by every transaction that drops intents, which counts their gates' turns
+    (:func:`turn`): one a batch of the log is counting waits for the whole batch.
+    On PostgreSQL an advisory lock (READ COMMITTED lets an insert slip between the logging
+    transaction's read and its commit); SQLite's writer lock is one already. One lock for all of
+    an account's gates, not one a gate: a request that writes down several takes one turn, so it
+    never holds one while it waits for another that a batch of the log holds."""
+    if txn.dialect == "postgresql":
+        await txn.fetchone("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(? || current_schema())) AS locked",
+                           GATE_LOCK, account)
 
 
 async def claim_own(txn: Txn, intent_id: str, *, until: int) -> GateIntent | None:
@@ -154,9 +198,7 @@ async def take_over(txn: Txn, intent_id: str, *, by: str, now: int, until: int) 
 
 async def drop_taken(txn: Txn, by: str) -> int:
     """Drop the intents the change ``by`` took over (it is logged: it stands over theirs)."""
-    return await txn.execute(
-        "DELETE FROM gate_intents WHERE claimed_by = ? AND status = ?", by, RECONCILING
-    )
+    return await _settled(txn, "claimed_by = ? AND status = ?", by, RECONCILING)
 
 
 async def release_taken(txn: Txn, by: str, *, now: int) -> int:
@@ -189,9 +231,7 @@ async def claim(txn: Txn, intent_id: str, *, token: str, now: int, until: int) -
 
 async def drop(txn: Txn, intent_id: str, *, token: str) -> bool:
     """Drop an intent claimed by ``token``; False when another claim has taken it since."""
-    return await txn.execute(
-        "DELETE FROM gate_intents WHERE id = ? AND claimed_by = ? AND status = ?", intent_id, token, RECONCILING
-    ) == 1
+    return await _settled(txn, "id = ? AND claimed_by = ? AND status = ?", intent_id, token, RECONCILING) == 1
 
 
 async def back_off(txn: Txn, intent_id: str, *, token: str, until: int) -> bool:

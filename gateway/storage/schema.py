@@ -414,6 +414,16 @@ _V20 = [
 # is back, rather than looked at and left at every tick (``gateway.services.published``).
 _V21 = ["ALTER TABLE posts ADD COLUMN change_stranded BIGINT"]
 
+# Version 22: how many times a change of a post's gate has been settled (``turn``: logged, put
+# back, or found needing neither), one row a gate. A request notes it before it reads the gate
+# on the PDS; written down with no change of the gate on its way, it is refused where the count
+# moved meanwhile: what it read may be a change since logged or put back, not what the log says
+# (``gateway.services.gate_intents``).
+_V22 = [
+    "CREATE TABLE gate_turns (post_id TEXT NOT NULL, collection TEXT NOT NULL, turn BIGINT NOT NULL, "
+    "PRIMARY KEY (post_id, collection))",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -526,10 +536,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V20)
     if version == 21:
         return list(_V21)
+    if version == 22:
+        return list(_V22)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 21
+LATEST = 22
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -22,6 +22,7 @@ from adapters.base import AdapterError
 from adapters.bluesky import BlueskyAdapter, XrpcRawResponse
 from gateway.appkeys import DB
 from gateway.clock import ManualClock, now_micros
+from gateway.services.gate_intents import GateIntents
 from gateway.services.posts import PostService
 from gateway.storage import gate_intents as intents_sql
 from gateway.storage.db import DatabaseUnavailable
@@ -678,3 +679,321 @@ async def test_a_change_logged_on_another_gateway_as_one_is_put_back_leaves_the_
         clock.advance(LEASE)
         assert await gw.reconcile() == 0
         assert await pds_record(bluesky_pds, gate_uri) == held
+
+
+async def written_down_or_waiting(gw: Gateway, written: asyncio.Event, entered: asyncio.Event) -> None:
+    """Return once a change sent to ``gw`` is written down (``written``), or waits for its turn to
+    be: on PostgreSQL, skygates' gate lock in this test's schema not granted (another test's
+    locks are other schemas'); on SQLite, it has come to write itself down (``entered``), and
+    the writer lock is the logging transaction's."""
+    async def waiting() -> None:
+        if gw.app[DB].dialect == "sqlite":
+            await entered.wait()
+            return
+        while True:
+            async with gw.app[DB].read() as txn:
+                row = await txn.fetchone(
+                    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+                    "AND classid = hashtext(?)::oid AND objid = hashtext(? || current_schema())::oid",
+                    intents_sql.GATE_LOCK, "skygates")
+            if row is not None and row["n"] > 0:
+                return
+            await asyncio.sleep(0.01)
+
+    ways = [asyncio.ensure_future(written.wait()), asyncio.ensure_future(waiting())]
+    done, pending = await asyncio.wait(ways, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    for way in pending:
+        way.cancel()
+    assert done, "the change was neither written down nor waiting to be after 30 s"
+
+
+async def test_a_change_written_down_as_another_is_logged_puts_back_what_the_log_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice closes replies through another gateway; her change's log transaction has read the
+    changes of the threadgate on their way (none but hers) and moved them, and has not committed,
+    when carol changes the threadgate through this one. Carol's waits for the account's turn to
+    be written down, until alice's is logged; it then finds alice's logged since it read the PDS
+    and is refused, 503 (try again). The PDS holds alice's logged record, with the CID the log
+    names; nothing is left, the reconciler undoes nothing, and the log verifies. (Before, on
+    PostgreSQL: carol's was written down in that very moment, read alice's, still stored, and
+    held what it held, the threadgate of before; the log then took alice's, and carol's, not
+    logged, put the threadgate of before back over it.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    carols_record = threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    settle_logged, insert, write_ahead = intents_sql.settle_logged, intents_sql.insert, GateIntents.write_ahead
+    written, entered = asyncio.Event(), asyncio.Event()
+    carols: list[asyncio.Future[tuple[int, Any]]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def carol_meanwhile(txn: Any, intent_id: str) -> str | None:
+            unsettled = await settle_logged(txn, intent_id)
+            if not carols:  # alice's, read and moved, not committed: carol's change comes now
+                carols.append(asyncio.ensure_future(xrpc(gw, "com.atproto.repo.putRecord", token, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": carols_record})))
+                await written_down_or_waiting(gw, written, entered)
+            return unsettled
+
+        async def inserting(txn: Any, intents: Any) -> None:
+            await insert(txn, intents)
+            if carols:
+                written.set()
+
+        async def nothing() -> None:
+            return None
+
+        async def writing_down(self: GateIntents, **kwargs: Any) -> Any:
+            if carols:
+                entered.set()
+            return await write_ahead(self, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(intents_sql, "settle_logged", carol_meanwhile)
+            patched.setattr(intents_sql, "insert", inserting)
+            patched.setattr(GateIntents, "write_ahead", writing_down)
+            patched.setattr(PostService, "record_gates_changed", carol_unlogged(nothing))
+            status, logged = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed})
+            assert status == 200, logged
+            carols_status, carols_answer = await carols[0]
+        assert (carols_status, carols_answer.get("error")) == (503, "NotEnoughResources"), carols_answer
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        assert (await pds_record(bluesky_pds, gate_uri) or {}).get("cid") == logged["cid"]
+        await verified_by_cli(second)
+
+
+async def test_a_reconciler_puts_back_what_a_change_logged_between_its_read_and_its_claim_says(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies through this gateway, and her request stalls before the log (its
+    lease running); alice writes the very same record through another gateway, and hers waits at
+    the log. Carol's lease runs out; the reconciler reads her change, and before it claims it,
+    alice's is logged (200), which moves what carol's puts back to alice's record. The
+    reconciler puts back what the change says once claimed, not what it read: it finds the gate
+    as it is to be and leaves it; carol's request, come back, gets 503. The PDS holds alice's
+    record with the CID the log names, nothing is left, and the log verifies. (Without the
+    reconciler's read after its claim: it put the threadgate of before over alice's logged one.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    body = {"repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed}
+    record, due = PostService.record_gates_changed, intents_sql.due
+    alice_at_log, alice_go = asyncio.Event(), asyncio.Event()
+    alices: list[asyncio.Future[tuple[int, Any]]] = []
+    settled: list[int] = []
+    outcomes: list[str] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(txn: Any, **kwargs: Any) -> list[intents_sql.GateIntent]:
+            found = await due(txn, **kwargs)
+            if found and not alice_go.is_set():  # read by the reconciler, not yet claimed: alice's is logged now
+                alice_go.set()
+                status, logged = await alices[0]
+                assert status == 200, logged
+            return found
+
+        async def carol_stalls() -> None:
+            clock.advance(timedelta(seconds=1))
+            alices.append(asyncio.ensure_future(xrpc(second, "com.atproto.repo.putRecord", alice, body)))
+            await alice_at_log.wait()
+            clock.advance(LEASE - timedelta(seconds=1))  # carol's lease out, alice's not
+            with monkeypatch.context() as patched, capture_logs() as logs:
+                patched.setattr(intents_sql, "due", reading)
+                settled.append(await gw.reconcile())
+            outcomes.extend(e["outcome"] for e in logs if e["event"] == "xrpc_gate_reconciled")
+
+        async def recording(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+            if caller.user == "carol":
+                await carol_stalls()
+                raise DatabaseUnavailable()
+            alice_at_log.set()
+            await alice_go.wait()
+            return await record(self, caller, *args, **kwargs)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(PostService, "record_gates_changed", recording)
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, body)
+        status, logged = await alices[0]
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (settled, outcomes) == ([1], ["as_before"])
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        await verified_by_cli(second)
+
+
+async def test_a_change_logged_between_anothers_read_of_the_gate_and_its_note_is_not_undone(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol changes the threadgate through this gateway; right after her request has read what
+    the PDS holds, alice closes replies through another gateway, and hers is logged (200), its
+    note gone. Carol's, written down after, finds no change on its way, only the log grown since
+    its read: what it read may be what the log no longer says, so it is refused, 503
+    ``NotEnoughResources`` (try again), with nothing sent. The PDS holds alice's record with the
+    CID the log names, nothing is left, and the log verifies. (Before: carol's held what it read,
+    the threadgate of before, and, not logged, put it back over alice's logged one.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    closed = threadgate(post_uri, allow=[])
+    carols_record = threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])
+    gate = BlueskyAdapter.gate
+    alices: list[tuple[int, Any]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
+            held = await gate(adapter, remote_id, collection)
+            if not alices:  # carol's read; alice's own goes through this too
+                alices.append((0, None))
+                alices[0] = await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed})
+            return held
+
+        async def nothing() -> None:
+            return None
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "gate", reading)
+            patched.setattr(PostService, "record_gates_changed", carol_unlogged(nothing))
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": carols_record})
+        [(status, logged)] = alices
+        assert status == 200, logged
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and (now["cid"], now["value"]) == (logged["cid"], closed)
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [("alice", post_id, THREADGATE, logged["cid"])])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        await verified_by_cli(second)
+
+
+async def test_a_change_a_reconciler_claims_as_it_is_being_logged_is_not_logged(
+    bluesky_pds: BlueskyPds, gw: Gateway, clock: ManualClock, clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Carol closes replies; her change's log transaction has found her note still hers, and
+    has not yet dropped it, when her lease runs out and a reconciler comes for it. On
+    PostgreSQL the reconciler claims it and puts the threadgate back, and the log does not take
+    carol's change (502, as for any request a reconciler overtook): the PDS holds the
+    threadgate of before and the log no change. On SQLite the reconciler waits for the log's
+    turn, and finds the change logged: the PDS holds carol's record and the log names it.
+    Either way nothing is left, and the log verifies.
+    (Before, on PostgreSQL: the log took carol's change all the same, over the put-back.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    assert held is not None
+    lock_gates, due, record = intents_sql.lock_gates, intents_sql.due, PostService.record_gates_changed
+    logging, read, dropping = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    reconciling: list[asyncio.Future[int]] = []
+    sqlite = gw.app[DB].dialect == "sqlite"
+
+    async def reconciler_meanwhile(txn: Any, account: str) -> None:
+        if reconciling:  # PostgreSQL: the reconciler's, put back, to drop the note in the log's turn
+            dropping.set()
+        await lock_gates(txn, account)
+        if logging.is_set() and not reconciling:  # carol's note found hers, not yet dropped
+            clock.advance(LEASE)
+            reconciling.append(asyncio.ensure_future(gw.reconcile()))
+            # SQLite: the reconciler's claim waits for the writer, the log's until it commits.
+            # PostgreSQL: it claims and puts back, then drops the note in the log's turn, or done.
+            ways = [asyncio.ensure_future(read.wait() if sqlite else dropping.wait()), asyncio.shield(reconciling[0])]
+            await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+            ways[0].cancel()
+
+    async def reading(txn: Any, **kwargs: Any) -> list[intents_sql.GateIntent]:
+        found = await due(txn, **kwargs)
+        read.set()
+        return found
+
+    async def recording(self: PostService, *args: Any, **kwargs: Any) -> None:
+        logging.set()
+        return await record(self, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(intents_sql, "lock_gates", reconciler_meanwhile)
+        patched.setattr(intents_sql, "due", reading)
+        patched.setattr(PostService, "record_gates_changed", recording)
+        token = await xrpc_login(gw, "carol", did)
+        status, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+            "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})
+        settled = await reconciling[0]
+    now = await pds_record(bluesky_pds, gate_uri)
+    assert now is not None
+    if sqlite:
+        assert (status, settled) == (200, 0), answer
+        assert await gate_entries(gw) == [("carol", post_id, THREADGATE, answer["cid"])]
+        assert now["cid"] == answer["cid"]
+    else:
+        assert (now, await gate_entries(gw)) == (held, [])
+        assert (status, answer.get("error"), settled) == (502, "UpstreamFailure", 1), answer
+    assert await intents(gw) == []
+    await verified_by_cli(gw)
+
+
+async def test_a_change_read_off_the_pds_before_it_was_put_back_is_not_written_again(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Alice closes replies through another gateway; the PDS takes it and it waits at the log,
+    when carol's change of the threadgate reads the PDS (alice's record). Alice's is then not
+    logged (503) and put back, its note dropped; carol's, written down after, finds no change on
+    its way, but one settled since its read, and is refused, 503 ``NotEnoughResources`` (try
+    again), with nothing sent. The PDS holds the threadgate of before, the log no change, and
+    it verifies. (Before: carol's held alice's record, read off the PDS, and, not logged
+    either, wrote it back: closed replies that no entry of the log names.)"""
+    did, _, _, post_uri, rkey, _ = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    gate = BlueskyAdapter.gate
+    at_log, carol_read = asyncio.Event(), asyncio.Event()
+    alices: list[asyncio.Future[tuple[int, Any]]] = []
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def reading(adapter: BlueskyAdapter, remote_id: str, collection: str) -> Any:
+            found = await gate(adapter, remote_id, collection)
+            if at_log.is_set() and not carol_read.is_set():  # carol's, as alice's waits at the log
+                carol_read.set()
+                await alices[0]
+            return found
+
+        async def unlogged(self: PostService, caller: Any, *args: Any, **kwargs: Any) -> None:
+            if caller.user == "alice":
+                at_log.set()
+                await carol_read.wait()
+            raise DatabaseUnavailable()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "gate", reading)
+            patched.setattr(PostService, "record_gates_changed", unlogged)
+            alices.append(asyncio.ensure_future(xrpc(second, "com.atproto.repo.putRecord", alice, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": threadgate(post_uri, allow=[])})))
+            await at_log.wait()
+            carols, answer = await xrpc(gw, "com.atproto.repo.putRecord", token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey,
+                "record": threadgate(post_uri, allow=[{"$type": f"{THREADGATE}#mentionRule"}])})
+        status, refused = await alices[0]
+        assert await pds_record(bluesky_pds, gate_uri) == held
+        assert (status, refused.get("error")) == (503, "NotEnoughResources"), refused
+        assert (carols, answer.get("error")) == (503, "NotEnoughResources"), answer
+        assert (await intents(gw), await gate_entries(gw)) == ([], [])
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 0
+        await verified_by_cli(second)
