@@ -92,6 +92,7 @@ from adapters.base import (
     OutboundPost,
     ProfileLine,
     PublishResult,
+    ScopeCheck,
     ascii_grapheme_count,
     ready,
 )
@@ -611,6 +612,37 @@ class MastodonAdapter:
             display_name=_str(account.get("display_name")) or None,
             url=_str(account.get("url")),
         )
+
+    async def scope_check(self) -> ScopeCheck:
+        """What the token's scopes leave undone, asked without changing anything (Mastodon tells
+        a plain access token's scopes nowhere; an application's, from 4.3, are not its token's).
+
+        ``verify_credentials`` (``read:accounts``; a refusal raises, as it does there), then one
+        status of the account's own (``read:statuses``, which a crash recovery and the check of
+        a deletion answered 404 need: a warning, posts still go out), then a status with no text
+        and no media, which an instance refuses 422 once the token's scope is checked, or 403
+        without ``write:statuses`` (then nothing can go out). Any other answer raises."""
+        account_id = (await self.verify_credentials()).remote_id
+        path = f"/api/v1/accounts/{quote(account_id, safe='')}/statuses"
+        warning = await self._lacking("GET", path, "/api/v1/accounts/:id/statuses", READ_STATUSES,
+                                      ok=200, params={"limit": "1"})
+        blocking = await self._lacking("POST", "/api/v1/statuses", "/api/v1/statuses", WRITE_STATUSES,
+                                       ok=422, json_body={"status": ""})
+        return ScopeCheck(
+            blocking=blocking and f"{blocking}: nothing can be published",
+            warning=warning and (f"{warning}: posts go out, but a post's recovery after a crash and "
+                                 "a deletion answered 404 cannot read the account's statuses"),
+        )
+
+    async def _lacking(self, method: str, path: str, shown: str, scope: str, *, ok: int, **kwargs: Any) -> str | None:
+        """The words of a 403 for ``scope`` from one call, None for the answer ``ok``; raises for any other."""
+        response = await self._http.request(method, path, **kwargs)
+        if response.status == ok:
+            return None
+        error = self._classify(method, shown, response, scope=scope)
+        if error.auth_failed and response.status == 403:
+            return error.message
+        raise error
 
     # -- the profile byline ----------------------------------------------------------------
 
