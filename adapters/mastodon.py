@@ -151,6 +151,10 @@ OUTSIDE_SCOPES = "This action is outside the authorized scopes"
 """What an instance answers (403) to a token without the scope a method needs
 (``Api::BaseController#doorkeeper_forbidden_render_options``)."""
 
+STREAM_SCOPES = "Access token does not have the required scopes"
+"""What Mastodon's streaming server sends on the socket (``{"error": …, "status": 401}``) for a
+stream the token's scopes do not cover (``streaming/index.js``, ``checkScopes``)."""
+
 READ_ACCOUNTS = "read:accounts"
 READ_STATUSES = "read:statuses"
 WRITE_STATUSES = "write:statuses"
@@ -785,11 +789,23 @@ class MastodonAdapter:
                     continue
                 if not isinstance(body, dict):
                     continue
+                if body.get("error") == STREAM_SCOPES:
+                    raise self._stream_refused(stream[0])
                 event, payload = body.get("event"), body.get("payload")
                 if isinstance(event, str) and isinstance(payload, str):
                     yield event, payload
                 elif isinstance(event, str) and payload is None:
                     yield event, ""  # filters_changed carries no payload
+
+    def _stream_refused(self, name: str) -> AdapterError:
+        """The streaming server's refusal of a stream the token's scopes do not cover, naming the
+        scope. Not the credential's fault (``auth_failed`` would hold the account's posts): only
+        the stream is lost, and it is asked again after a pause."""
+        scope = "read:notifications" if name == "user:notification" else READ_STATUSES
+        return self._http.error(
+            f"the streaming server refused the {name} stream: {self._lacks(scope)} (or read)",
+            retryable=False, status=401, detail=STREAM_SCOPES,
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 
