@@ -638,3 +638,22 @@ async def test_a_token_with_every_scope_is_healthy_and_the_scope_check_changes_n
     assert (masto["healthy"], masto["problem"], masto["warning"]) == (True, None, None), masto
     assert (ready["accounts_unhealthy"], ready["account_problems"], ready["account_warnings"]) == ([], {}, {})
     assert mastodon.statuses(platforms.account) == []
+
+
+async def test_what_the_scope_check_said_of_a_removed_account_goes_with_it(
+    platforms: Platforms, policy_dir: Path,
+) -> None:
+    """A token without write:statuses holds masto; its policy file removed, the next round takes
+    the problem back: ``/readyz`` no longer names an account that is not there."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts")
+    await gw.app[PUBLISHER].check_scopes()
+    _, ready = await _masto_health(gw)
+    assert ready["accounts_unhealthy"] == ["masto"] and LACKS_WRITE in ready["account_problems"]["masto"]
+    assert LACKS_READ in ready["account_warnings"]["masto"]
+    (policy_dir / "masto.yaml").unlink()
+    assert await gw.sync_policies() == ["masto"]
+    assert await gw.app[PUBLISHER].check_scopes() == 0
+    status, ready = await gw.call(None, "GET", "/readyz")
+    assert status == 200, ready
+    assert (ready["accounts_unhealthy"], ready["account_problems"], ready["account_warnings"]) == ([], {}, {})

@@ -417,6 +417,14 @@ class Platforms:
             del self.unhealthy[account]
         return found.blocking
 
+    def forget_scopes(self, in_force: Mapping[str, LoadedPolicy]) -> None:
+        """Take back what :meth:`check_scopes` said of accounts no longer in force."""
+        for gone in [name for name in {*self.scope_warnings, *self._scope_marked} if name not in in_force]:
+            self.scope_warnings.pop(gone, None)
+            if self.scope_held(gone):
+                del self.unhealthy[gone]
+            self._scope_marked.pop(gone, None)
+
     def scope_held(self, account: str) -> bool:
         """Whether the account is unhealthy for what :meth:`check_scopes` found."""
         marked = self._scope_marked.get(account)

@@ -569,9 +569,7 @@ class Publisher:
         Each account's question is asked beside the others'; one platform that does not answer
         leaves its accounts' health as it was. How many accounts were asked."""
         policies = dict(self._policies.policies)
-        warned = self._platforms.scope_warnings
-        for gone in [name for name in warned if name not in policies]:
-            del warned[gone]
+        self._platforms.forget_scopes(policies)
 
         async def ask(loaded: LoadedPolicy) -> None:
             try:
