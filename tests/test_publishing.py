@@ -27,6 +27,7 @@ from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
+from tests.pages.conftest import page_as
 
 MASTODON_TOKEN = "mtok-gateway-7f3a9c1e"
 X_TOKEN = "xtok-gateway-2b8d4f6a"
@@ -586,6 +587,10 @@ async def test_a_token_without_read_statuses_is_a_warning_named_within_one_scope
     assert LACKS_READ in masto["warning"] and "a post's recovery after a crash" in masto["warning"]
     assert ready["account_warnings"] == {"masto": masto["warning"]}
     assert (ready["accounts_unhealthy"], ready["account_problems"]) == ([], {})
+
+    page_status, page = await page_as(gw, "alice", "/accounts/masto")
+    assert page_status == 200 and "Posting works" in page and "cannot do all Byline may need" in page
+    assert "the token lacks the scope read:statuses" in page and MASTODON_TOKEN not in page
 
     post = await gw.submit("alice", "masto", "Still goes out")
     await gw.tick()
