@@ -156,6 +156,17 @@ class AccountInfo:
     url: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScopeCheck:
+    """What a credential's scopes leave undone, in words naming the scope and what to do.
+
+    ``blocking``: nothing can be published with it (its posts wait); ``warning``: posts go out,
+    but something Byline may need later (a recovery's read, say) will be refused."""
+
+    blocking: str | None = None
+    warning: str | None = None
+
+
 class AdapterError(Exception):
     """A platform call failed; the fields say whether and when trying again makes sense.
 

@@ -92,6 +92,7 @@ from adapters.base import (
     OutboundPost,
     ProfileLine,
     PublishResult,
+    ScopeCheck,
     ascii_grapheme_count,
     ready,
 )
@@ -149,6 +150,10 @@ PROCESSING_ERROR = "Error processing thumbnail for uploaded media"
 OUTSIDE_SCOPES = "This action is outside the authorized scopes"
 """What an instance answers (403) to a token without the scope a method needs
 (``Api::BaseController#doorkeeper_forbidden_render_options``)."""
+
+STREAM_SCOPES = "Access token does not have the required scopes"
+"""What Mastodon's streaming server sends on the socket (``{"error": …, "status": 401}``) for a
+stream the token's scopes do not cover (``streaming/index.js``, ``checkScopes``)."""
 
 READ_ACCOUNTS = "read:accounts"
 READ_STATUSES = "read:statuses"
@@ -612,6 +617,37 @@ class MastodonAdapter:
             url=_str(account.get("url")),
         )
 
+    async def scope_check(self) -> ScopeCheck:
+        """What the token's scopes leave undone, asked without changing anything (Mastodon tells
+        a plain access token's scopes nowhere; an application's, from 4.3, are not its token's).
+
+        ``verify_credentials`` (``read:accounts``; a refusal raises, as it does there), then one
+        status of the account's own (``read:statuses``, which a crash recovery and the check of
+        a deletion answered 404 need: a warning, posts still go out), then a status with no text
+        and no media, which an instance refuses 422 once the token's scope is checked, or 403
+        without ``write:statuses`` (then nothing can go out). Any other answer raises."""
+        account_id = (await self.verify_credentials()).remote_id
+        path = f"/api/v1/accounts/{quote(account_id, safe='')}/statuses"
+        warning = await self._lacking("GET", path, "/api/v1/accounts/:id/statuses", READ_STATUSES,
+                                      ok=200, params={"limit": "1"})
+        blocking = await self._lacking("POST", "/api/v1/statuses", "/api/v1/statuses", WRITE_STATUSES,
+                                       ok=422, json_body={"status": ""})
+        return ScopeCheck(
+            blocking=blocking and f"{blocking}: nothing can be published",
+            warning=warning and (f"{warning}: posts go out, but a post's recovery after a crash and "
+                                 "a deletion answered 404 cannot read the account's statuses"),
+        )
+
+    async def _lacking(self, method: str, path: str, shown: str, scope: str, *, ok: int, **kwargs: Any) -> str | None:
+        """The words of a 403 for ``scope`` from one call, None for the answer ``ok``; raises for any other."""
+        response = await self._http.request(method, path, **kwargs)
+        if response.status == ok:
+            return None
+        error = self._classify(method, shown, response, scope=scope)
+        if error.auth_failed and response.status == 403:
+            return error.message
+        raise error
+
     # -- the profile byline ----------------------------------------------------------------
 
     async def set_profile_line(self, line: ProfileLine) -> None:
@@ -753,11 +789,23 @@ class MastodonAdapter:
                     continue
                 if not isinstance(body, dict):
                     continue
+                if body.get("error") == STREAM_SCOPES:
+                    raise self._stream_refused(stream[0])
                 event, payload = body.get("event"), body.get("payload")
                 if isinstance(event, str) and isinstance(payload, str):
                     yield event, payload
                 elif isinstance(event, str) and payload is None:
                     yield event, ""  # filters_changed carries no payload
+
+    def _stream_refused(self, name: str) -> AdapterError:
+        """The streaming server's refusal of a stream the token's scopes do not cover, naming the
+        scope. Not the credential's fault (``auth_failed`` would hold the account's posts): only
+        the stream is lost, and it is asked again after a pause."""
+        scope = "read:notifications" if name == "user:notification" else READ_STATUSES
+        return self._http.error(
+            f"the streaming server refused the {name} stream: {self._lacks(scope)} (or read)",
+            retryable=False, status=401, detail=STREAM_SCOPES,
+        )
 
     # -- helpers -----------------------------------------------------------------------------
 

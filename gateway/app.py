@@ -124,6 +124,10 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
         "accounts_unhealthy": sorted(unhealthy),
+        # Why, in words naming what to do (never a credential); and what the credentials of
+        # accounts whose posts go out cannot do (a Mastodon token without read:statuses).
+        "account_problems": dict(sorted(unhealthy.items())),
+        "account_warnings": dict(sorted(request.app[PLATFORMS].scope_warnings.items())),
         # Accounts whose profile byline a platform refused (their posts still go out).
         "profile_bylines_failing": sorted(request.app[PLATFORMS].profile_problems),
         "policy_errors": len(request.app[POLICIES].errors()),

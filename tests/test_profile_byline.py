@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import PROFILES
-from gateway.appkeys import DB, PEOPLE
+from gateway.appkeys import DB
 from gateway.clock import ManualClock
 from gateway.policy import byline as byline_text
 from gateway.policy.announce import voice_words
@@ -31,7 +31,7 @@ from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
-from tests.pages.conftest import Pages, password_of
+from tests.pages.conftest import page_as
 from tests.platforms.bluesky.fixture import BlueskyPds
 
 TOKEN = "mtok-byline-5c1e9a"
@@ -249,13 +249,7 @@ async def test_a_refused_update_marks_health_and_posts_still_go_out(
         ready = await resp.json()
         assert resp.status == 200 and ready["profile_bylines_failing"] == ["masto"]
         assert ready["accounts_unhealthy"] == []
-        await gw.app[PEOPLE].add("alice", password_of("alice"), email="alice@example.org")
-        browsers = Pages(gateway=gw, base=str(gw.client.make_url("")).rstrip("/"))
-        try:
-            status, page = await (await browsers.person("alice")).get("/accounts/masto")
-        finally:
-            for session in browsers._sessions:
-                await session.close()
+        status, page = await page_as(gw, "alice", "/accounts/masto")
         assert status == 200 and "byline is not up to date" in page and "403" in page
         assert "Posting works" in page
 

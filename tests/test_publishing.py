@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
-from gateway.appkeys import SANDBOX
+from gateway.appkeys import PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
 from gateway.services.publisher import _PER_ACCOUNT, Publisher
@@ -27,6 +27,7 @@ from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
+from tests.pages.conftest import page_as
 
 MASTODON_TOKEN = "mtok-gateway-7f3a9c1e"
 X_TOKEN = "xtok-gateway-2b8d4f6a"
@@ -556,3 +557,108 @@ async def test_a_deferred_post_held_and_approved_after_the_line_changed_is_one_s
     gw.clock.advance(timedelta(minutes=10))
     await gw.tick()
     await _out_once_as_first_sent(platforms, post)
+
+
+LACKS_READ = "the token lacks the scope read:statuses; give the application read:statuses on the instance"
+LACKS_WRITE = "the token lacks the scope write:statuses; give the application write:statuses on the instance"
+
+
+async def _masto_health(gw: Gateway) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Masto's entry in ``GET /v1/accounts`` (as alice), and ``/readyz``; neither shows the token."""
+    status, accounts = await gw.call("alice", "GET", "/v1/accounts")
+    assert status == 200, accounts
+    ready_status, ready = await gw.call(None, "GET", "/readyz")
+    assert ready_status == 200, ready
+    assert MASTODON_TOKEN not in str(accounts) and MASTODON_TOKEN not in str(ready)
+    return next(a for a in accounts["accounts"] if a["account"] == "masto"), ready
+
+
+async def test_a_token_without_read_statuses_is_a_warning_named_within_one_scope_round(platforms: Platforms) -> None:
+    """A token made from the old README (``read:accounts``, ``write:statuses``): after one round
+    of the once-a-minute check, ``GET /v1/accounts`` and ``/readyz`` say it lacks read:statuses
+    and what to do, while the account stays healthy and alice's post goes out; once the
+    application has the scope, the next round takes the warning back. The check made no status."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "write:statuses")
+    assert await gw.app[PUBLISHER].check_scopes() == 1
+    assert mastodon.statuses(platforms.account) == []
+    masto, ready = await _masto_health(gw)
+    assert (masto["healthy"], masto["problem"]) == (True, None), masto
+    assert LACKS_READ in masto["warning"] and "a post's recovery after a crash" in masto["warning"]
+    assert ready["account_warnings"] == {"masto": masto["warning"]}
+    assert (ready["accounts_unhealthy"], ready["account_problems"]) == ([], {})
+
+    page_status, page = await page_as(gw, "alice", "/accounts/masto")
+    assert page_status == 200 and "Posting works" in page and "cannot do all Byline may need" in page
+    assert "the token lacks the scope read:statuses" in page and MASTODON_TOKEN not in page
+
+    post = await gw.submit("alice", "masto", "Still goes out")
+    await gw.tick()
+    assert [s.text for s in mastodon.statuses(platforms.account)] == ["Still goes out"]
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+    await gw.app[PUBLISHER].check_scopes()
+    masto, ready = await _masto_health(gw)
+    assert (masto["healthy"], masto["warning"], ready["account_warnings"]) == (True, None, {}), masto
+
+
+async def test_a_token_without_write_statuses_holds_the_account_until_it_is_given(platforms: Platforms) -> None:
+    """A token that cannot publish at all: after one round the account is unhealthy, saying it
+    lacks write:statuses, and alice's post waits, scheduled, its budget untouched, nothing sent.
+    Once the application has the scope, the publisher's probe a minute on finds it mended and
+    the post goes out once."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses")
+    await gw.app[PUBLISHER].check_scopes()
+    masto, ready = await _masto_health(gw)
+    assert masto["healthy"] is False and LACKS_WRITE in masto["problem"], masto
+    assert "nothing can be published" in masto["problem"] and masto["warning"] is None
+    assert ready["accounts_unhealthy"] == ["masto"]
+    assert ready["account_problems"] == {"masto": masto["problem"]}
+
+    post = await gw.submit("alice", "masto", "Waits for the scope")
+    await gw.tick()  # the publisher's probe asks again: still no write:statuses, nothing tried
+    waiting = await gw.get("alice", post["id"])
+    assert (waiting["state"], waiting["attempts"], waiting["last_error"]) == ("scheduled", 0, None), waiting
+    assert mastodon.statuses(platforms.account) == []
+    assert (await _masto_health(gw))[0]["problem"] == masto["problem"]
+
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+    gw.clock.advance(timedelta(minutes=1))
+    await gw.tick()
+    await gw.tick()
+    assert [s.text for s in mastodon.statuses(platforms.account)] == ["Waits for the scope"]
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    masto, ready = await _masto_health(gw)
+    assert (masto["healthy"], masto["problem"], ready["account_problems"]) == (True, None, {}), masto
+
+
+async def test_a_token_with_every_scope_is_healthy_and_the_scope_check_changes_nothing(platforms: Platforms) -> None:
+    """With the scopes the README asks for, a round finds nothing to say, and the instance holds
+    no status for it (the write check is a status the instance refuses, 422)."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    assert await gw.app[PUBLISHER].check_scopes() == 1
+    masto, ready = await _masto_health(gw)
+    assert (masto["healthy"], masto["problem"], masto["warning"]) == (True, None, None), masto
+    assert (ready["accounts_unhealthy"], ready["account_problems"], ready["account_warnings"]) == ([], {}, {})
+    assert mastodon.statuses(platforms.account) == []
+
+
+async def test_what_the_scope_check_said_of_a_removed_account_goes_with_it(
+    platforms: Platforms, policy_dir: Path,
+) -> None:
+    """A token without write:statuses holds masto; its policy file removed, the next round takes
+    the problem back: ``/readyz`` no longer names an account that is not there."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts")
+    await gw.app[PUBLISHER].check_scopes()
+    _, ready = await _masto_health(gw)
+    assert ready["accounts_unhealthy"] == ["masto"] and LACKS_WRITE in ready["account_problems"]["masto"]
+    assert LACKS_READ in ready["account_warnings"]["masto"]
+    (policy_dir / "masto.yaml").unlink()
+    assert await gw.sync_policies() == ["masto"]
+    assert await gw.app[PUBLISHER].check_scopes() == 0
+    status, ready = await gw.call(None, "GET", "/readyz")
+    assert status == 200, ready
+    assert (ready["accounts_unhealthy"], ready["account_problems"], ready["account_warnings"]) == ([], {}, {})

@@ -290,7 +290,7 @@ async def accounts(request: web.Request) -> web.Response:
     return web.json_response({"accounts": [{
         "account": view.name, "platform": view.loaded.policy.platform, "handle": view.loaded.policy.handle,
         "tier": view.loaded.policy.tier.value, "roles": sorted(r.value for r in view.roles),
-        "healthy": view.problem is None, "problem": view.problem,
+        "healthy": view.problem is None, "problem": view.problem, "warning": view.warning,
     } for view in request.app[ACCOUNTS].listing(caller)]})
 
 

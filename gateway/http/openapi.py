@@ -128,10 +128,11 @@ def _schemas() -> dict[str, Any]:
                      "properties": {"posts": {"type": "array", "items": _ref("PostSummary")}}},
         "Account": {
             "type": "object",
-            "required": ["account", "platform", "handle", "tier", "roles", "healthy", "problem"],
+            "required": ["account", "platform", "handle", "tier", "roles", "healthy", "problem", "warning"],
             "properties": {
                 "account": _STRING, "platform": _STRING, "handle": _STRING, "tier": _STRING,
                 "roles": _NAMES, "healthy": {"type": "boolean"}, "problem": _nullable(_STRING),
+                "warning": _nullable(_STRING),
             },
         },
         "AccountList": {"type": "object", "required": ["accounts"],
@@ -180,6 +181,8 @@ def _schemas() -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ok", "unavailable"]}, "problems": _OBJECT,
                 "accounts_unhealthy": _NAMES, "policy_errors": {"type": "integer", "minimum": 0},
                 "profile_bylines_failing": _NAMES,
+                "account_problems": {"type": "object", "additionalProperties": _STRING},
+                "account_warnings": {"type": "object", "additionalProperties": _STRING},
                 "gate_changes_stranded": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                 "post_changes_stranded": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                 "policy_drift": {"type": "object", "additionalProperties": {

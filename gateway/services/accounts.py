@@ -30,6 +30,9 @@ class AccountView:
     roles: frozenset[Role]
     problem: str | None
     """Why the account's platform is unhealthy now, or None."""
+    warning: str | None = None
+    """What the account's credential cannot do though its posts go out (a scope a recovery
+    needs), or None."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,9 +56,10 @@ class AccountService:
 
     def listing(self, caller: Caller) -> list[AccountView]:
         """The accounts the caller has a role on, by name."""
-        unhealthy = self.platforms.unhealthy
+        unhealthy, warned = self.platforms.unhealthy, self.platforms.scope_warnings
         return [
-            AccountView(name=name, loaded=self.policies.policies[name], roles=held, problem=unhealthy.get(name))
+            AccountView(name=name, loaded=self.policies.policies[name], roles=held, problem=unhealthy.get(name),
+                        warning=warned.get(name))
             for name, held in visible_accounts(self.policies, caller).items()
         ]
 

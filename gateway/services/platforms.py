@@ -26,7 +26,7 @@ from typing import Any, Final
 import aiohttp
 import structlog
 
-from adapters.base import Adapter, AdapterConfig, AdapterError, Carries
+from adapters.base import Adapter, AdapterConfig, AdapterError, Carries, ScopeCheck
 from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
@@ -290,6 +290,9 @@ class Platforms:
     profile_problems: dict[str, str] = field(default_factory=dict)
     """Accounts whose profile byline a platform refused, with its reason: shown, but their
     posts go out as usual (``unhealthy`` holds them)."""
+    scope_warnings: dict[str, str] = field(default_factory=dict)
+    """Accounts whose credential lacks a scope Byline needs only at times (a recovery's read),
+    with what to do: shown, but their posts go out (:meth:`check_scopes`)."""
     policies: PolicyRegistry | None = None
     """The policies in force, whose credentials :meth:`cleared` compares; None: none are."""
     clock: Clock = field(default_factory=SystemClock)
@@ -312,6 +315,8 @@ class Platforms:
     a platform meanwhile looks again (:meth:`cleared`)."""
     _in_force: Mapping[str, LoadedPolicy] | None = None
     """The policies in force when :meth:`forget_gone` last looked."""
+    _scope_marked: dict[str, str] = field(default_factory=dict)
+    """The problems :meth:`check_scopes` put in ``unhealthy``, to take back only those."""
     _waits_on: dict[str, str] = field(default_factory=dict)
     """Accounts held until their platform says whose another account's credential is, or
     until two accounts that cannot be compared are put right: that other account."""
@@ -380,6 +385,50 @@ class Platforms:
             self.unhealthy.pop(account, None)
         else:
             self.unhealthy[account] = problem
+
+    async def check_scopes(self, loaded: LoadedPolicy) -> str | None:
+        """Ask the platform, without changing anything, whether the account's credential can do
+        what Byline needs (on Mastodon: its token's scopes, ``MastodonAdapter.scope_check``), and
+        show it on the account's health: a credential refused, or one that cannot publish, holds
+        the account's posts (``unhealthy``) until a check finds it mended; one that lacks only
+        what a recovery needs is a warning (``scope_warnings``). Returns what holds the posts, or
+        None. A platform that does not answer says nothing of the credential: raises
+        ``AdapterError``, the health left as it was; an unreadable credential raises ``BylineError``."""
+        account = loaded.policy.account
+        check = getattr(self.adapter_for(loaded), "scope_check", None)
+        if check is None:
+            return None
+        try:
+            found: ScopeCheck = await check()
+        except AdapterError as exc:
+            if not exc.auth_failed:
+                raise
+            found = ScopeCheck(blocking=exc.message)
+        if found.warning is None:
+            self.scope_warnings.pop(account, None)
+        else:
+            self.scope_warnings[account] = found.warning
+        mine = self.scope_held(account)
+        self._scope_marked.pop(account, None)
+        if found.blocking is not None and (mine or account not in self.unhealthy):
+            # Another problem already holding the account (a shared platform account) is kept.
+            self.unhealthy[account] = self._scope_marked[account] = found.blocking
+        elif found.blocking is None and mine:
+            del self.unhealthy[account]
+        return found.blocking
+
+    def forget_scopes(self, in_force: Mapping[str, LoadedPolicy]) -> None:
+        """Take back what :meth:`check_scopes` said of accounts no longer in force."""
+        for gone in [name for name in {*self.scope_warnings, *self._scope_marked} if name not in in_force]:
+            self.scope_warnings.pop(gone, None)
+            if self.scope_held(gone):
+                del self.unhealthy[gone]
+            self._scope_marked.pop(gone, None)
+
+    def scope_held(self, account: str) -> bool:
+        """Whether the account is unhealthy for what :meth:`check_scopes` found."""
+        marked = self._scope_marked.get(account)
+        return marked is not None and self.unhealthy.get(account) == marked
 
     # -- one platform account, one policy file ---------------------------------------------------
 

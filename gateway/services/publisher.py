@@ -523,6 +523,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._leases: asyncio.Task[None] | None = None
+        self._scopes: asyncio.Task[None] | None = None
         self._inflight: set[str] = set()
         self._account_locks: dict[str, asyncio.Lock] = {}
         self._sending: set[asyncio.Task[None]] = set()
@@ -558,6 +559,28 @@ class Publisher:
         self._task = asyncio.create_task(self._loop(), name="byline-publisher")
         self._leases = run_every(self._lease / _SECOND / 3, self.keep_leases, name="byline-publisher-leases",
                                  failed="publisher_leases_failed")
+        self._scopes = run_every(self._probe_every / _SECOND, self.check_scopes, name="byline-scope-checks",
+                                 failed="scope_checks_failed")
+
+    async def check_scopes(self) -> int:
+        """Once a minute, ask each account's platform whether its credential can do what Byline
+        needs (``Platforms.check_scopes``: a Mastodon token's scopes), so that a token lacking
+        one is shown on the account's health now, not when a recovery or a deletion needs it.
+        Each account's question is asked beside the others'; one platform that does not answer
+        leaves its accounts' health as it was. How many accounts were asked."""
+        policies = dict(self._policies.policies)
+        self._platforms.forget_scopes(policies)
+
+        async def ask(loaded: LoadedPolicy) -> None:
+            try:
+                await self._platforms.check_scopes(loaded)
+            except (AdapterError, BylineError) as exc:
+                logger.warning("scope_check_failed", account=loaded.policy.account,
+                               error=getattr(exc, "message", str(exc)))
+
+        asked = [loaded for loaded in policies.values() if loaded.policy.platform == "mastodon"]
+        await asyncio.gather(*(ask(loaded) for loaded in asked))
+        return len(asked)
 
     async def keep_leases(self) -> int:
         """Extend the leases of the posts claimed here and not yet settled, a third of a lease
@@ -575,6 +598,8 @@ class Publisher:
         """Stop the loop; a publish in flight keeps its lease and is recovered later."""
         await cancel_task(self._leases)
         self._leases = None
+        await cancel_task(self._scopes)
+        self._scopes = None
         await cancel_task(self._task)
         self._task = None
         await cancel_task(self._settling)
@@ -790,6 +815,10 @@ class Publisher:
             # Held for another account's credential, its own is known to work: not asked again
             # each minute (X allows few of these questions a day).
             await self._platforms.cleared(loaded, fresh=not self._platforms.held_here(account))
+            # Held by the scope check (a token that cannot publish): asked that again, not taken
+            # for mended at its identity alone. Any other problem is asked only as before.
+            if self._platforms.scope_held(account) and await self._platforms.check_scopes(loaded) is not None:
+                return False
         except AccountHeld as exc:
             logger.warning("account_still_held", account=account, problem=exc.message)
             return False

@@ -246,6 +246,9 @@ class AccountPage:
     counts: tuple[tuple[str, int], ...]
     profile_problem: str | None = None
     """Why the profile byline could not be set (the account's posts still go out), or None."""
+    scope_warning: str | None = None
+    """What the account's credential cannot do though its posts go out (a Mastodon scope a
+    recovery needs), or None."""
 
 
 _WHAT = {
@@ -392,6 +395,7 @@ class QueueService:
             refused=tuple(str(issue) for issue in self.policies.errors.get(loaded.path.name, [])),
             history=tuple(_policy_change(int(r["idx"]), json.loads(bytes(r["entry"]))) for r in entries),
             counts=counts, profile_problem=self.platforms.profile_problems.get(account),
+            scope_warning=self.platforms.scope_warnings.get(account),
         )
 
 
@@ -644,7 +648,7 @@ def _seconds(delta: timedelta) -> int:
 def account_page(
     loaded: LoadedPolicy, *, my_roles: frozenset[Role], admin: bool, problem: str | None,
     refused: tuple[str, ...], history: tuple[PolicyChange, ...], counts: dict[str, int],
-    profile_problem: str | None = None,
+    profile_problem: str | None = None, scope_warning: str | None = None,
 ) -> AccountPage:
     """An account's page from the policy in force and what was read about it."""
     policy = loaded.policy
@@ -663,7 +667,7 @@ def account_page(
         suggesters=tuple(policy.suggesters), disclosure=policy.disclosure, rules=rules,
         text_limit=policy.text_limit, rate_limit=rate, file=loaded.path.name, sha256=loaded.sha256,
         my_roles=tuple(sorted(r.value for r in my_roles)), admin=admin, problem=problem, refused=refused,
-        history=history, profile_problem=profile_problem,
+        history=history, profile_problem=profile_problem, scope_warning=scope_warning,
         counts=tuple(sorted(counts.items(), key=lambda kv: [s.value for s in State].index(kv[0])
                             if kv[0] in State.__members__.values() else 99)),
     )

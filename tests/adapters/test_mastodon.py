@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from adapters.base import AdapterConfig, AdapterError, MediaItem
+from adapters.base import AdapterConfig, AdapterError, MediaItem, ScopeCheck
 from adapters.mastodon import (
     MastodonAdapter,
     grapheme_length,
@@ -452,6 +452,31 @@ async def test_each_call_refused_for_scope_names_the_scope_it_needs(env: Env) ->
         assert refused.value.auth_failed and refused.value.status == 403, scope
         assert f"the token lacks the scope {scope};" in refused.value.message
     assert env.fake.statuses() == [] and env.fake.media == {}
+
+
+async def test_scope_check_says_what_each_narrowed_token_cannot_do_and_changes_nothing(env: Env) -> None:
+    """The health check's question: without read:statuses a warning (posts still go out),
+    without write:statuses a block, each naming the scope; without read:accounts the refusal
+    itself; with every scope, nothing. No status is made, the write check's 422 included."""
+    adapter = env.adapter()
+    env.fake.scope_token(TOKEN, "read:accounts", "write:statuses")
+    narrowed = await adapter.scope_check()
+    assert narrowed.blocking is None and narrowed.warning is not None
+    assert narrowed.warning.startswith("mastodon: GET /api/v1/accounts/:id/statuses answered 403: the token "
+                                       "lacks the scope read:statuses; give the application read:statuses")
+    env.fake.scope_token(TOKEN, "read:accounts", "read:statuses")
+    blocked = await adapter.scope_check()
+    assert blocked.warning is None and blocked.blocking is not None
+    assert "the token lacks the scope write:statuses;" in blocked.blocking
+    assert blocked.blocking.endswith(": nothing can be published")
+    env.fake.scope_token(TOKEN, "write:statuses")
+    with pytest.raises(AdapterError) as refused:
+        await adapter.scope_check()
+    assert refused.value.auth_failed and "the token lacks the scope read:accounts;" in refused.value.message
+    env.fake.scope_token(TOKEN, "read", "write")
+    assert await adapter.scope_check() == ScopeCheck()
+    assert env.fake.statuses() == [] and creates(env) == 3  # three write checks asked, none made a status
+    assert TOKEN not in texts_of(refused.value)
 
 
 async def test_verify_credentials(env: Env) -> None:

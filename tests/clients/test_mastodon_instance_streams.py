@@ -37,7 +37,7 @@ from tests.clients.test_mastodon_streaming import (
     _policy_dir,
     _socket,
 )
-from tests.clients.world import UPSTREAM_TOKEN, World, write_masto_policy
+from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import started_gateway
 from tests.fakes.mastodon import create_app as mastodon_app
 
@@ -264,6 +264,55 @@ async def test_the_standin_streaming_server_takes_the_token_three_ways(world: Wo
         await ws.close()
 
 
+async def test_the_standin_streaming_server_checks_each_streams_scope_as_mastodon_does(world: World) -> None:
+    """As ``checkScopes`` in Mastodon's streaming server: ``read`` covers every stream,
+    ``read:statuses`` every stream but ``user:notification``, which needs ``read:notifications``;
+    a stream the token's scopes do not cover is a 401 message on a socket that stays open, and
+    nothing of it is heard."""
+    url = f"{world.upstream_url.replace('http', 'ws', 1)}/api/v1/streaming"
+    refused = {"error": "Access token does not have the required scopes", "status": 401}
+    async with aiohttp.ClientSession() as session:
+        world.upstream.scope_token(UPSTREAM_TOKEN, "read:accounts", "write:statuses")  # the old README's
+        ws = await session.ws_connect(f"{url}?stream=user", headers={"Authorization": f"Bearer {UPSTREAM_TOKEN}"})
+        assert await _message(ws) == refused
+        for stream in ("public", "user:notification"):
+            await ws.send_json({"type": "subscribe", "stream": stream})
+            assert await _message(ws) == refused
+        world.upstream.scope_token(UPSTREAM_TOKEN, "read:notifications")
+        await ws.send_json({"type": "subscribe", "stream": "public:local"})
+        assert await _message(ws) == refused
+        await ws.send_json({"type": "subscribe", "stream": "user:notification"})
+        await _until(lambda: _listening(world, ("user:notification",)) == 1)
+        assert _listening(world, ("user",)) == _listening(world, ("public",)) == 0
+        world.upstream.scope_token(UPSTREAM_TOKEN, "read:statuses")
+        await ws.send_json({"type": "subscribe", "stream": "hashtag", "tag": "cats"})
+        await _until(lambda: _listening(world, ("hashtag", "cats")) == 1)
+        await ws.close()
+
+
+async def test_an_instance_stream_refused_for_scope_is_named_and_holds_no_post(world: World) -> None:
+    """The account's token has only the old README's scopes: the instance's streaming server
+    refuses Byline's ``user`` stream (401 on the socket). Byline's log names the scope and what
+    to do, never the token; the app's stream stays open; and the account is not marked
+    unhealthy (a read the stream needs is no reason to hold its posts)."""
+    instance: InstanceStreams = world.gateway.app[STREAMS].instance
+    instance._backoff_first = 0.1
+    world.upstream.scope_token(UPSTREAM_TOKEN, "read:accounts", "write:statuses")
+    token = await world.token("alice", "masto")
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as session:
+            ws = await _socket(world, session, token, query="?stream=user")
+            await _until(lambda: len([e for e in logs if e["event"] == "instance_stream_failed"]) >= 2)
+            assert not ws.closed
+            await ws.close()
+    failed = [e for e in logs if e["event"] == "instance_stream_failed"]
+    assert not any(e["auth_failed"] for e in failed), failed
+    assert ("mastodon: the streaming server refused the user stream: the token lacks the scope read:statuses; "
+            "give the application read:statuses on the instance") in failed[0]["error"]
+    assert UPSTREAM_TOKEN not in repr(logs)
+    assert "masto" not in world.gateway.app[PLATFORMS].unhealthy
+
+
 @pytest.mark.parametrize(("headers", "query", "expected"), [
     ({}, "", "Missing access token"),
     ({"Authorization": "Bearer not-a-token"}, "", "Invalid access token"),
@@ -450,7 +499,7 @@ async def test_an_account_given_another_credential_is_followed_with_it(
     Before: the old connection stayed open for as long as an app streamed, relaying an account
     Byline no longer speaks as, with a credential it no longer uses."""
     mention = await _mention(world, "for the old account")
-    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7", scopes=READING)
     monkeypatch.setenv("NEWBRAND_MASTODON_TOKEN", "mtok-newbrand-41d7")
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
@@ -545,7 +594,7 @@ async def test_a_credential_rewritten_in_place_is_followed_with_within_a_second_
     stayed until it next reconnected, telling the account's apps the old platform account's
     notifications under the account's name."""
     mention = await _mention(world, "for the old account")
-    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7", scopes=READING)
     rewrite = await _rewritable_credential(world, monkeypatch, how)
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
@@ -604,7 +653,7 @@ async def test_an_event_heard_with_the_old_credential_is_not_told_after_the_chan
     notification. Before: it waited in the stream and was told after the change, under the
     account's name."""
     mention = await _mention(world, "for the old account only")
-    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7", scopes=READING)
     token = await world.token("alice", "masto")
     checking, check_on, reading, read_on = asyncio.Event(), asyncio.Event(), asyncio.Event(), asyncio.Event()
     gated = False
@@ -668,7 +717,7 @@ async def test_events_of_the_old_account_queued_for_a_slow_app_are_not_told_afte
     notifications that were handed to its socket before the change was noticed (they were on
     their way) and none of the rest, then the new account's. Before: the whole batch was
     written after the change, under the account's name."""
-    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7")
+    moved_to = world.upstream.add_account("newbrand", "mtok-newbrand-41d7", scopes=READING)
     token = await world.token("alice", "masto")
     sent = 450  # of 48 KiB each: more than the buffers between Byline and the app hold
     handed: list[str] = []  # the old account's notifications handed to the app's socket, in order

@@ -19,10 +19,13 @@ from mastodon import Mastodon
 from gateway.appkeys import IDENTITY
 from gateway.clock import ManualClock
 from tests.conftest import Gateway, started_gateway, write_policy
-from tests.fakes.mastodon import Account, FakeMastodon
+from tests.fakes.mastodon import DEFAULT_SCOPES, Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 
 UPSTREAM_TOKEN = "mtok-upstream-5e1d0b7c"
+READING = DEFAULT_SCOPES | {"read"}
+"""A token's scopes with ``read`` besides, as the README asks of one whose apps read timelines
+and notifications through Byline (the instance's streams need it)."""
 """The managed Mastodon account's real token: it must never reach a client app."""
 
 T = TypeVar("T")
@@ -82,7 +85,7 @@ async def world(
 ) -> AsyncIterator[World]:
     """The four tier accounts, ``solo`` (erin's only account) and ``masto`` on a Mastodon stand-in."""
     upstream = FakeMastodon()
-    account = upstream.add_account("brand", UPSTREAM_TOKEN)
+    account = upstream.add_account("brand", UPSTREAM_TOKEN, scopes=READING)
     server = TestServer(mastodon_app(upstream))
     await server.start_server()
     monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)

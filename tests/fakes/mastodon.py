@@ -92,7 +92,10 @@ Documented rules it enforces, and where they are written:
   name the streams it knows (``user``, ``user:notification``, ``public`` and its ``:local`` /
   ``:remote`` / ``:media`` kinds, ``hashtag`` and ``hashtag:local`` with ``tag``, ``list`` with
   ``list``, ``direct``); any other is ``{"error": "Unknown stream type", "status": 400}`` on the
-  socket, which stays open. Events are ``{"stream": [...], "event": …, "payload": "<JSON text>"}``;
+  socket, which stays open. A stream the token's scopes do not cover (``read``, or
+  ``read:notifications`` for ``user:notification`` and ``read:statuses`` for every other:
+  ``checkScopes``) is ``{"error": "Access token does not have the required scopes", "status":
+  401}`` on the socket, which stays open too. Events are ``{"stream": [...], "event": …, "payload": "<JSON text>"}``;
   a status the account posts, edits or deletes is told on its own ``user`` stream (``update``,
   ``status.update``, ``delete`` with the id), as Mastodon's home feed tells one's own posts. A
   revoked token's sockets are closed. ``/api/v1/streaming/health`` answers ``OK``. With
@@ -259,6 +262,8 @@ STREAMS = frozenset({
     "public:remote:media", "hashtag", "hashtag:local", "list", "direct",
 })
 """The streams Mastodon's streaming server knows."""
+STREAM_SCOPES = "Access token does not have the required scopes"
+"""The streaming server's refusal (401, on the socket) of a stream the token's scopes do not cover."""
 
 
 @dataclass
@@ -1076,6 +1081,19 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             return (name, list_id) if isinstance(list_id, str) and list_id else "Missing list name parameter"
         return (name,)
 
+    async def subscribed(ws: web.WebSocketResponse, token: str, message: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The stream a subscription names, once the streaming server lets the token have it;
+        None once its refusal is sent (``checkScopes``: ``read``, or the stream's own scope)."""
+        wanted = stream_of(message)
+        if isinstance(wanted, str):
+            await ws.send_str(json.dumps({"error": wanted, "status": 400}))
+            return None
+        needed = "read:notifications" if wanted[0] == "user:notification" else "read:statuses"
+        if not fake.token_scopes.get(token, DEFAULT_SCOPES) & {"read", needed}:
+            await ws.send_str(json.dumps({"error": STREAM_SCOPES, "status": 401}))
+            return None
+        return wanted
+
     def moved(request: web.Request) -> None:
         if fake.streaming_url and fake.streaming_url.partition("://")[2] != request.host:
             # Api::V1::StreamingController: the streaming server elsewhere, 301 there.
@@ -1101,12 +1119,8 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
             raise MastodonError(400, "Expected a WebSocket connection")
         await ws.prepare(request)
         open_socket = StreamSocket(ws=ws, account_id=account.id, token=token)
-        if "stream" in request.query:
-            first = stream_of(request.query)
-            if isinstance(first, str):
-                await ws.send_str(json.dumps({"error": first, "status": 400}))
-            else:
-                open_socket.streams.add(first)
+        if "stream" in request.query and (first := await subscribed(ws, token, request.query)) is not None:
+            open_socket.streams.add(first)
         fake.stream_connections.append((account.id, tuple(sorted(":".join(k) for k in open_socket.streams))))
         fake.stream_sockets.append(open_socket)
         try:
@@ -1119,13 +1133,13 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
                     body = None
                 if not isinstance(body, dict) or body.get("type") not in ("subscribe", "unsubscribe"):
                     continue
-                wanted = stream_of(body)
-                if isinstance(wanted, str):
-                    await ws.send_str(json.dumps({"error": wanted, "status": 400}))
-                elif body["type"] == "subscribe":
-                    open_socket.streams.add(wanted)
+                if body["type"] == "subscribe":
+                    if (wanted := await subscribed(ws, token, body)) is not None:
+                        open_socket.streams.add(wanted)
+                elif isinstance(left := stream_of(body), str):
+                    await ws.send_str(json.dumps({"error": left, "status": 400}))
                 else:
-                    open_socket.streams.discard(wanted)
+                    open_socket.streams.discard(left)
         finally:
             fake.stream_sockets.remove(open_socket)
         return ws

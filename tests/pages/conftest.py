@@ -80,6 +80,18 @@ class Pages:
         return visitor
 
 
+async def page_as(gw: Gateway, name: str, path: str) -> tuple[int, str]:
+    """One page of the gateway ``gw`` as ``name`` sees it, signed in with a browser of its own
+    (``name`` added as a person first): its status and HTML."""
+    await gw.app[PEOPLE].add(name, password_of(name), email=f"{name}@example.org")
+    browsers = Pages(gateway=gw, base=str(gw.client.make_url("")).rstrip("/"))
+    try:
+        return await (await browsers.person(name)).get(path)
+    finally:
+        for session in browsers._sessions:
+            await session.close()
+
+
 _HASHES: dict[str, str] = {}
 """Each test person's password hash, by password, made the first time a test needs it."""
 
