@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -387,6 +388,51 @@ async def test_a_token_file_caught_mid_rewrite_is_no_broken_credential(
         await gw.tick()
         assert len(listener.heard) == 3
         assert "is empty" in ((await gw.get("alice", post["id"]))["last_error"] or "")
+
+
+@pytest.mark.parametrize("read_before", [True, False])
+def test_a_rewrite_begun_between_the_stat_and_the_read_is_a_file_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_before: bool,
+) -> None:
+    """A token file last changed long ago is stat'ed, then truncated by an ``echo TOKEN > file``
+    before it is read: found empty, it is a file being written (the token read before stands,
+    or, with none read before, it is read again in a moment), not one its admin left empty.
+    (Before: the stat of the file as it was said "settled", the account was taken for one whose
+    credential broke and its posts put off until the next minute's probe; seen in the crash
+    scenarios under load, whose policy change rewrites the token files in place.)"""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    token = secrets / "token"
+    rules = CredentialRules(policy_dir=tmp_path)
+    files = platforms.SecretFiles()
+    monkeypatch.setattr(platforms, "_SETTLED_NS", 200_000_000)  # a write takes 0.2 s here
+
+    def aged(text: str) -> None:
+        """Written, then left alone for longer than a write takes (its change time too)."""
+        token.write_text(text, encoding="utf-8")
+        time.sleep(0.3)
+
+    aged("good-token\n")
+    if read_before:
+        assert files.read("file:secrets/token", rules) == "good-token"
+        aged("next-token, longer\n")  # another file now: read again, through the rewrite below
+    real = platforms.resolve_credential
+
+    def truncated_first(reference: str, *, rules: CredentialRules) -> str:
+        token.write_text("", encoding="utf-8")  # the rewrite's truncation lands here
+        return real(reference, rules=rules)
+
+    monkeypatch.setattr(platforms, "resolve_credential", truncated_first)
+    if read_before:
+        assert files.read("file:secrets/token", rules) == "good-token"
+    else:
+        with pytest.raises(platforms.CredentialBeingWritten):
+            files.read("file:secrets/token", rules)
+    monkeypatch.setattr(platforms, "resolve_credential", real)
+    aged("")  # left empty: an empty credential
+    with pytest.raises(platforms.CredentialEmpty) as left:
+        files.read("file:secrets/token", rules)
+    assert not isinstance(left.value, platforms.CredentialBeingWritten)
 
 
 async def test_a_token_file_caught_mid_rewrite_before_any_read_puts_the_post_off_a_moment(

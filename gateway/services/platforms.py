@@ -12,6 +12,7 @@ credential is known to be, or may be, for the same platform account (:meth:`Plat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -203,6 +204,11 @@ class SecretFiles:
             value = resolve_credential(reference, rules=rules)
         except CredentialEmpty:
             last = self._last.get(reference)
+            # The stat above may be of the file before its rewrite began (truncated after the
+            # stat, before the read): whether it was left empty is what it says now.
+            with contextlib.suppress(OSError):
+                now_st = os.stat(path)
+                settled = time.time_ns() - max(now_st.st_mtime_ns, now_st.st_ctime_ns) > _SETTLED_NS
             if settled:
                 raise
             if last is None:
