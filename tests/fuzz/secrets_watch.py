@@ -125,7 +125,9 @@ class Watch:
         short: list[str] = []
         for secret in self.secrets:
             needle = _needle(secret)
-            if len(needle) >= RUN_LENGTH:
+            # A secret with no URL-safe run as long as a run is found by its whole self, in the
+            # text: among the runs of a text it would never be (its '+' and '/' end them).
+            if len(needle) >= RUN_LENGTH and RUN.fullmatch(needle):
                 needles[needle] = secret
             else:
                 short.append(secret)

@@ -100,3 +100,15 @@ async def test_platform_credentials_and_the_log_key_are_watched(leaky: Any, monk
             assert echoed.status == 200
     assert _kinds(watch) == [("log signing key", "the answer 200 to GET /echo"),
                              ("platform credential", "the answer 200 to GET /echo")]
+
+
+def test_a_secret_whose_url_safe_runs_are_all_short_is_still_found() -> None:
+    """A base64 key whose '+' and '/' leave no URL-safe run of twelve characters (one in a few
+    dozen log keys: seen as a flaky miss of the log signing key in a CI run) is found by its
+    whole self, as a short secret is."""
+    watch = Watch()
+    key = "Abe2Wsk042+kW6gyKvb8+K7vfuFv/zIs5PTlG/YiBAd3"
+    watch.secret(key, "log signing key")
+    watch.line(f'{{"echo": "{key}"}}')
+    watch.line("nothing of it here")
+    assert [(leak.kind, leak.where) for leak in watch.leaks()] == [("log signing key", "a log line")]
