@@ -143,10 +143,7 @@ def gates_in_words(gates: Any) -> list[tuple[str, list[str]]]:
     """A post's gates (``PostOptions.gates``), threadgate first, each that is there in the words
     of :func:`record_words`, with the addresses of the lists it lets reply (none for a postgate).
     The approval card shows both; the public card the words only (the lists are other people's)."""
-    if not isinstance(gates, Mapping):
-        return []
-    return [(record_words(c, record), record_lists(record))
-            for c in (THREADGATE, POSTGATE) if isinstance(record := gates.get(c), Mapping)]
+    return [(g["words"], record_lists(gates[g["gate"]])) for g in gates_summed_up(gates)]
 
 
 def sent_gates(gates: Any) -> list[dict[str, Any]]:
