@@ -300,6 +300,30 @@ def _check_platform_takes(platform: str, form: StatusForm) -> None:
                                            "the hidden words would show openly")
 
 
+
+_SHOWN_URL = re.compile(r"https?://[^\s<>\"]{1,2040}")
+"""A status's address as approvers are given it to follow: the web's, nothing else."""
+
+
+def _status_shown(body: bytes) -> tuple[str | None, str | None]:
+    """A Mastodon status's address (``url``, else its ``uri``) and its author's handle
+    (``account.acct``), from the instance's answer; None for what it did not give, or gave as
+    anything but a web address and a handle (a remote server's ``url`` reaches the instance
+    from that server)."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(status, dict):
+        return None, None
+    url = next((u for u in (status.get("url"), status.get("uri")) if isinstance(u, str) and _SHOWN_URL.fullmatch(u)),
+               None)
+    account = status.get("account")
+    acct = account.get("acct") if isinstance(account, dict) else None
+    handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
+    return url, handle
+
+
 class MastodonService:
     """Mastodon client API calls, each for one authenticated app."""
 
@@ -481,9 +505,10 @@ class MastodonService:
             )
         _check_platform_takes(self._loaded(auth).policy.platform, form)
         uploads = await self._media_for(auth, form.media_ids)
-        reply_to, reply_to_post = await self._reply_target(auth, form.in_reply_to_id)
+        replies = await self._reply_target(auth, form.in_reply_to_id)
         options = PostOptions(
-            reply_to=reply_to, reply_to_post=reply_to_post,
+            reply_to=replies.get("reply_to"), reply_to_post=replies.get("reply_to_post"),
+            reply_to_url=replies.get("reply_to_url"), reply_to_account=replies.get("reply_to_account"),
             spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
             language=form.language, visibility=form.visibility, media_ids=form.media_ids,
         )
@@ -494,50 +519,54 @@ class MastodonService:
                                         history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
-    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> tuple[str | None, str | None]:
-        """What a reply replies to: the platform's id of its parent (``reply_to``), or, for a
-        post of the account's that has not gone out yet, that post (``reply_to_post``), which
-        the publisher sends it after (a thread tool posts 2/2 as soon as 1/2 is answered).
+    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> dict[str, str | None]:
+        """What a reply replies to, as the options that say it: the platform's id of its parent
+        (``reply_to``), or, for a post of the account's that has not gone out yet, that post
+        (``reply_to_post``), which the publisher sends it after (a thread tool posts 2/2 as soon
+        as 1/2 is answered).
 
         An id Byline did not give is a status on the platform, as the app saw it in a timeline,
-        and is passed on as it is; a post of Byline's that another account made, or that ended
-        without going out (or was deleted, or failed), is not found, as Mastodon answers a
-        reply to a status that is not there."""
+        and is passed on as it is, with the address and author the platform gave for it, for
+        its approvers to see what the words answer (``reply_to_url``, ``reply_to_account``); a
+        post of Byline's that another account made, or that ended without going out (or was
+        deleted, or failed), is not found, as Mastodon answers a reply to a status that is not
+        there."""
         if not reply_to:
-            return None, None
+            return {}
         found = await self._posts.reply_parent(auth.caller.user, auth.account, reply_to)
         if found is None:
-            await self._check_platform_has(auth, reply_to)
-            return reply_to, None
-        return found
+            url, account = await self._check_platform_has(auth, reply_to)
+            return {"reply_to": reply_to, "reply_to_url": url, "reply_to_account": account}
+        return {"reply_to": found[0], "reply_to_post": found[1]}
 
-    async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> None:
+    async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> tuple[str | None, str | None]:
         """404, as Mastodon answers it, for an ``in_reply_to_id`` Byline did not give that the
         account's platform surely has no status under: the sandbox's statuses are Byline's own
         record, and a Mastodon instance is asked as the account (``GET /api/v1/statuses/:id``,
         which finds the status and checks that the account may see it, as Mastodon does before
         taking a reply). Where the platform cannot say (another platform, an instance that does
         not answer, or answers anything but 404), the id is passed on as it is, and the
-        platform judges it when the reply goes out."""
+        platform judges it when the reply goes out. Else the status's address and its author's
+        handle as the instance gave them (:func:`_status_shown`), where it gave them."""
         loaded = self._loaded(auth)
         platform = loaded.policy.platform
         if platform == "sandbox":
             async with self._db.read() as txn:
                 row = await sandbox_sql.get(txn, status_id)
             if row is not None and row["deleted_at"] is None:
-                return
+                return None, None
         elif platform == "mastodon":
             try:
                 adapter = self._platforms.adapter_for(loaded)
                 if not isinstance(adapter, RawReader):
-                    return
-                status, _, _ = await adapter.get_raw(f"/api/v1/statuses/{quote(status_id, safe='')}")
+                    return None, None
+                status, _, body = await adapter.get_raw(f"/api/v1/statuses/{quote(status_id, safe='')}")
             except (AdapterError, BylineError, ValueError):
-                return
+                return None, None
             if status != 404:
-                return
+                return _status_shown(body) if status == 200 else (None, None)
         else:
-            return
+            return None, None
         logger.info("reply_target_not_found", account=auth.account, platform=platform)
         raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
 

@@ -90,6 +90,12 @@ class PostOptions:
     if the parent fails (see ``gateway.services.publisher``); a parent that ends for good
     cancels it (:func:`cancel_waiting_replies`), and one retried retries it
     (:func:`retry_waiting_replies`)."""
+    reply_to_url: str | None = None
+    """The address of the platform's status ``reply_to`` names, and ``reply_to_account`` its
+    author's handle, as the platform gave them when the reply was written (Mastodon answers
+    the lookup Byline makes before taking a reply): what its approvers are shown, since an id
+    alone says nothing of what the words answer. Shown, never sent: the reply goes to the id."""
+    reply_to_account: str | None = None
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None
@@ -748,7 +754,9 @@ class PostService:
             # parent went) and been asked to come back later; the options it read would have it
             # wait for its parent again, and be cancelled with it once sent.
             given = None if options is None else replace(
-                options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"))
+                options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"),
+                reply_to_url=current.options.get("reply_to_url"),
+                reply_to_account=current.options.get("reply_to_account"))
             if given is not None:
                 changes["options"] = json.dumps(given.to_json())
             new_state = state

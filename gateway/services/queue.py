@@ -521,7 +521,7 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
     if parent := options.get("reply_to_post"):
         out.append(Shown(label="Replies to", value=f"post {parent}", link=f"/posts/{parent}"))
     elif parent := options.get("reply_to"):
-        out.append(Shown(label="Replies to", value=f"{parent} on the platform"))
+        out.append(_replies_to(str(parent), options.get("reply_to_url"), options.get("reply_to_account")))
     if isinstance(embed := options.get("embed"), Mapping):
         out += _embed_shown(embed)
     if isinstance(labels := options.get("self_labels"), Mapping):
@@ -538,6 +538,15 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
     if isinstance(gates := options.get("gates"), Mapping):
         out += _gates_shown(gates)
     return tuple(out)
+
+
+def _replies_to(parent: str, url: Any, account: Any) -> Shown:
+    """What a reply to a status on the platform answers, as its approvers read it: whose status
+    and where to read it, where the platform said so when the reply was written; else its id."""
+    if isinstance(url, str):
+        whose = f"@{account}'s status" if isinstance(account, str) else "a status"
+        return Shown(label="Replies to", value=f"{whose} on the platform: {url}", link=url)
+    return Shown(label="Replies to", value=f"{parent} on the platform")
 
 
 def _gates_shown(gates: Mapping[str, Any]) -> list[Shown]:

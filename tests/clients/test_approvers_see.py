@@ -167,3 +167,36 @@ async def test_an_approval_of_a_version_gone_by_shows_what_changed_besides_the_w
         assert _words(changed.group(0)) == ("Content warning was Cats inside , now Dogs inside "
                                             "Alt text of picture 1 was A cat , now A dog")
         assert "What changed since version 1" in card and 'name="version" value="3"' in card
+
+
+async def test_an_approver_sees_whose_status_on_the_platform_a_reply_answers_with_a_link_to_it(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's app answers a status of someone else's on the instance (``in_reply_to_id``, an id
+    Byline did not give): bob's card says whose status it answers and links to it, as the
+    instance gave its address when Byline checked the reply could be made. Before, the card said
+    only the status's number, and bob approved words without seeing what they answer (a "well
+    said!" under a post he would never endorse). An edit keeps it, and it is the approved
+    version's: it goes out answering that very status."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    theirs = world.upstream.seed_status(carl, "Something bob would never endorse",
+                                        created_at=world.gateway.clock.now())
+    api = await world.client("alice", "mastoco")
+    status = await world.run(api.status_post, "Well said!", in_reply_to_id=theirs.id)
+    assert status.byline.state == "held"
+    await world.run(api.status_update, status.id, "Well said, carl!")
+    url = f"https://{world.upstream.host}/@carl/{theirs.id}"
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        card = _card(page, status.id)
+        replies = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", card, re.DOTALL)
+        assert replies is not None, card
+        assert f'href="{url}"' in replies.group(1), replies.group(1)
+        assert "@carl" in html.unescape(re.sub(r"<[^>]+>", " ", replies.group(1))), replies.group(1)
+        code, _, _ = await bob.post(f"/posts/{status.id}/approve", {"version": "2"})
+        assert code in (200, 303), code
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    [sent] = [s for s in world.upstream.statuses() if s.text.startswith("Well said, carl!")]
+    assert sent.in_reply_to_id == theirs.id
