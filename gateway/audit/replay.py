@@ -23,6 +23,8 @@ and approvals. It flags:
   before the account turned co-signed, an approver the change removed); on any other tier, a
   post held (by a rule, say) that went out with fewer approvals than it was held for from people
   the policy it went out under names as approvers (a release by an approver the change removed);
+- a policy naming one person two ways (two names that read as one, ``alice`` and ``Alice``:
+  ``names_read_as_one``), which the gateway refuses, as one person would approve as two;
 - an announcement of a change of voice (a ``post.submitted`` by the policy file, naming in
   ``data.announces`` the policy version it announces and what it changed) that does not follow
   the recording of that version for its account (the account's latest policy entry, changing
@@ -136,6 +138,7 @@ from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.lifecycle import Action, State, allowed, states_allowing, transition
 from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
 from gateway.policy.credit import disclosed
+from gateway.policy.text import names_read_as_one
 from gateway.types import to_micros
 
 __all__ = ["DUE_GRACE_SECONDS", "MALFORMED_CONTENT", "POLICY_GRACE_SECONDS", "Fact", "Replay"]
@@ -649,6 +652,12 @@ class Replay:
             self._previous[account] = old
             self._replaced[account] = (index, self._stamp(index))
         policy = self._policy[account] = _Policy(sha256, summary)
+        twins = names_read_as_one([*([policy.owner] if policy.owner else []), *_list(summary, "writers"),
+                                   *_list(summary, "suggesters"), *_list(summary, "approvers")])
+        if twins is not None:
+            # The gateway refuses such a file: one person under two spellings would approve as two.
+            self._bad(index, f"the policy for {account} names one person two ways, {twins[0]!r} and "
+                             f"{twins[1]!r}: their approvals would count as two people's")
         # What it changes is measured against ``_previous``: the policy it replaces (put there
         # just above), or, for a policy put back after a removal, the one removed, as the gateway
         # announces it. Only an account's first policy changes none.

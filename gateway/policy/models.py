@@ -31,7 +31,7 @@ from pydantic import (
 from gateway.policy import announce as voice
 from gateway.policy import byline as byline_text
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.text import MatchText, published_length, word_form
+from gateway.policy.text import MatchText, names_read_as_one, published_length, word_form
 from gateway.types import NAME_PATTERN, person_name_problem
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -386,6 +386,21 @@ class Policy(_Strict):
         if value is not None:
             _rules(info).check_address(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_name_a_person(self) -> Policy:
+        # Names are matched as written, so "Alice" is someone else than "alice" to Byline, and
+        # the same person to whoever reads the file: a writer given that name's token too would
+        # co-sign her own words. Two spellings that read as one (by case, or by look-alike
+        # letters: "aIice", "rn" for "m") are refused, whatever roles they are named in.
+        twins = names_read_as_one((self.owner, *self.writers, *self.suggesters,
+                                   *(self.approvals.from_ if self.approvals else ())))
+        if twins is not None:
+            raise ValueError(
+                f"people: {twins[0]!r} and {twins[1]!r} read as one name, but Byline would take them for "
+                "two people: spell each person one way"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tier_rules(self) -> Policy:

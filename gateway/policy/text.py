@@ -20,6 +20,7 @@ as its StatusLengthValidator, Bluesky and the sandbox in grapheme clusters.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Final
 
@@ -162,3 +163,24 @@ def published_length(platform: str, text: str) -> int:
     # Bluesky counts graphemes (its 300 limit) as its PDS does, with ICU's break iterator; the
     # sandbox counts as Bluesky does.
     return grapheme_count(text)
+
+
+def _name_as_read(name: str) -> tuple[str, str, str]:
+    """The forms in which a reader may take a person's name for another: its case folded, its
+    look-alike letters folded (Unicode's confusable skeleton: ``I`` and ``l``, ``0`` and ``O``,
+    ``rn`` and ``m``), and both."""
+    return word_form(name), skeleton(name), word_form(skeleton(name))
+
+
+def names_read_as_one(names: Iterable[str]) -> tuple[str, str] | None:
+    """The first two names spelled apart that read as one (``alice`` and ``Alice``, ``aIice``),
+    in the order given, or None. Byline matches a person's name as written, so two such names
+    are two people to it, and one to whoever reads them."""
+    seen: dict[tuple[int, str], str] = {}
+    for name in names:
+        for key in enumerate(_name_as_read(name)):
+            other = seen.setdefault(key, name)
+            if other != name:
+                return other, name
+    return None
+

@@ -3819,3 +3819,23 @@ def test_an_event_that_says_its_post_is_where_its_life_does_not_take_it_is_named
     forged = log.add(kind, actor=actor, account="brand", post="1", data={**data, "policy_sha256": "p1"})
     assert f"entry {forged}: {kind} of post 1, which was {was}, says it is {data['state']}: its life takes it " \
            f"to {goes}" in messages(log.verify(tmp_path / "forged.export"))
+
+
+@pytest.mark.parametrize("twin", ["Alice", "aIice"])
+def test_a_policy_naming_one_person_two_ways_is_named(tmp_path: Path, twin: str) -> None:
+    """A forged log whose policy makes alice a writer and ``twin`` (a name that reads as hers) a
+    co-signer, and whose post by alice goes out on bob's approval and ``twin``'s: the policy's
+    entry is named, as the gateway refuses such a file. Before, the log verified, one person
+    having co-signed her own words under a second spelling of her name."""
+    log = SyntheticLog()
+    bad = log.policy("brand", summary(owner="alice", writers=["alice"], approvers=["bob", twin],
+                                      required=2, tier="co-signed"), "p1")
+    log.submit("1", author="alice", account="brand", state="held", approvers=["bob", twin], required=2, sha="p1")
+    _approve(log, "1", "bob")
+    _approve(log, "1", twin, state="scheduled")
+    _publish(log, "1", "brand")
+    report = log.verify(tmp_path / "twin.export")
+    assert messages(report) == [
+        f"entry {bad}: the policy for brand names one person two ways, 'alice' and '{twin}': "
+        "their approvals would count as two people's"
+    ]
