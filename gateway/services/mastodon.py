@@ -525,7 +525,8 @@ class MastodonService:
         (``reply_to_post``), which the publisher sends it after (a thread tool posts 2/2 as soon
         as 1/2 is answered).
 
-        An id Byline did not give is a status on the platform, as the app saw it in a timeline,
+        A post of Byline's already out is answered where it went, at the address Byline
+        recorded for it. An id Byline did not give is a status on the platform, as the app saw it in a timeline,
         and is passed on as it is, with the address and author the platform gave for it, for
         its approvers to see what the words answer (``reply_to_url``, ``reply_to_account``); a
         post of Byline's that another account made, or that ended without going out (or was
@@ -537,7 +538,11 @@ class MastodonService:
         if found is None:
             url, account = await self._check_platform_has(auth, reply_to)
             return {"reply_to": reply_to, "reply_to_url": url, "reply_to_account": account}
-        return {"reply_to": found[0], "reply_to_post": found[1]}
+        if found[0] is None:
+            return {"reply_to_post": found[1]}
+        # Out already, through Byline: where Byline recorded it published is its address.
+        url = (await self._posts.view(auth.caller, reply_to, history=False)).remote_url
+        return {"reply_to": found[0], "reply_to_url": url if url and _SHOWN_URL.fullmatch(url) else None}
 
     async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> tuple[str | None, str | None]:
         """404, as Mastodon answers it, for an ``in_reply_to_id`` Byline did not give that the

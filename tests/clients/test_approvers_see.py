@@ -200,3 +200,26 @@ async def test_an_approver_sees_whose_status_on_the_platform_a_reply_answers_wit
     await world.gateway.tick()
     [sent] = [s for s in world.upstream.statuses() if s.text.startswith("Well said, carl!")]
     assert sent.in_reply_to_id == theirs.id
+
+
+async def test_an_approver_sees_where_a_reply_to_a_post_already_out_answers_it(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's app answers the account's own status that went out through Byline, by the id
+    Byline gave it: bob's card links to that status where it is on the platform, as Byline
+    recorded it published. Before, the card said only the platform's number for it."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    api = await world.client("alice", "mastoco")
+    parent = await world.run(api.status_post, "Our new office opens today")
+    code, _ = await world.gateway.act("dave", parent.id, "approve")
+    assert code == 200
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    out = await world.gateway.get("alice", parent.id)
+    assert out["state"] == "published" and out["remote"]["url"], out
+    status = await world.run(api.status_post, "Come and see it", in_reply_to_id=parent.id)
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        replies = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", _card(page, status.id), re.DOTALL)
+        assert replies is not None, page
+        assert f'href="{html.escape(out["remote"]["url"])}"' in replies.group(1), replies.group(1)
