@@ -148,6 +148,14 @@ class GateIntents:
                     held=replaces, written=dict(written) if written is not None else None,
                     actor=actor, lease_until=until, created_at=now,
                 ))
+            # Read after the counts: a deleted post's counts are pruned (``sql.prune_turns``), so
+            # a count read gone (back to what this request read, it may be) is of a post found
+            # deleted here; and a gate written now would rule a post that is gone.
+            for post_id, remote_id in sorted({(i.post_id, i.remote_id) for i in intents}):
+                post = await posts_sql.get_post(txn, post_id)
+                if post is None or post.state != State.PUBLISHED.value:
+                    raise BylineError(Code.VALIDATION, f"the post {remote_id} was deleted meanwhile; its gates are "
+                                      "not changed", xrpc="InvalidRequest")
             await sql.insert(txn, intents)
         return intents
 

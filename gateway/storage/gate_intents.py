@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.lifecycle import State
 from gateway.storage.db import Row, Txn
 
 PENDING = "pending"
@@ -80,11 +81,27 @@ async def _settled(txn: Txn, where: str, *args: Any) -> int:
     never wait for each other's rows in turn."""
     rows = await txn.fetchall(f"DELETE FROM gate_intents WHERE {where} RETURNING post_id, collection", *args)
     for post_id, collection in sorted({(r["post_id"], r["collection"]) for r in rows}):
+        # Not of a deleted post: its count was pruned with it (:func:`prune_turns`), and no
+        # change of its gates is written down any more (``GateIntents.write_ahead``).
         await txn.execute(
-            "INSERT INTO gate_turns (post_id, collection, turn) VALUES (?, ?, 1) "
-            "ON CONFLICT (post_id, collection) DO UPDATE SET turn = gate_turns.turn + 1", post_id, collection,
+            "INSERT INTO gate_turns (post_id, collection, turn) "
+            "SELECT ?, ?, 1 WHERE NOT EXISTS (SELECT 1 FROM posts WHERE id = ? AND state = ?) "
+            "ON CONFLICT (post_id, collection) DO UPDATE SET turn = gate_turns.turn + 1",
+            post_id, collection, post_id, State.DELETED.value,
         )
     return len(rows)
+
+
+async def prune_turns(txn: Txn, account: str, post_id: str) -> int:
+    """Forget the counts of a post's gates as its deletion is recorded (in that transaction):
+    how many. Safe once it is deleted, and then only: no change of its gates is written down
+    any more (``GateIntents.write_ahead`` reads it deleted after the counts), so no request
+    compares a count of it again, and one that read a count before finds the post deleted, not a
+    count gone back to what it read. Taken in the account's turn (:func:`lock_gates`): a change
+    of before dropped meanwhile (:func:`_settled`) counts before the pruning or reads the post
+    deleted and counts nothing, never a count made again after it."""
+    await lock_gates(txn, account)
+    return await txn.execute("DELETE FROM gate_turns WHERE post_id = ?", post_id)
 
 
 async def turn(txn: Txn, post_id: str, collection: str) -> int:
