@@ -4,7 +4,8 @@ platform exactly once, and the log says what happened."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.base import AdapterError, OutboundPost, PublishResult, ScopeCheck
 from adapters.sandbox import SandboxAdapter
+from adapters.x import XAdapter
 from gateway.appkeys import PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
@@ -634,6 +636,62 @@ async def test_a_token_without_write_statuses_holds_the_account_from_its_first_p
     assert (await gw.get("alice", post["id"]))["state"] == "published"
     masto, ready = await _masto_health(gw)
     assert (masto["healthy"], masto["problem"], ready["account_problems"]) == (True, None, {}), masto
+
+
+async def _until(what: str, found: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
+    """Return once ``found()`` is true, looked at every 50 ms; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await found():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {within} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_publishers_own_round_names_a_missing_scope_and_takes_it_back_once_given(
+    platforms: Platforms, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """With the publisher running as in ``byline serve`` (its round every 0.2 s here, by
+    ``BYLINE_ACCOUNT_CHECK_SECONDS``), nobody asking by hand: a token without read:statuses
+    comes to show its warning in ``GET /v1/accounts``, and once the application has the scope,
+    the warning goes by itself. No round made a status."""
+    mastodon = platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "write:statuses")
+    async with started_gateway(db_url, policy_dir, clock, run_publisher=True, account_check_seconds=0.2) as gw:
+        async def warned() -> bool:
+            return LACKS_READ in ((await _masto_health(gw))[0]["warning"] or "")
+
+        await _until("the warning shown", warned)
+        masto, ready = await _masto_health(gw)
+        assert (masto["healthy"], ready["account_warnings"]) == (True, {"masto": masto["warning"]}), masto
+
+        mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+
+        async def taken_back() -> bool:
+            return (await _masto_health(gw))[0]["warning"] is None
+
+        await _until("the warning taken back", taken_back)
+        masto, ready = await _masto_health(gw)
+        assert (masto["healthy"], masto["problem"], ready["account_warnings"]) == (True, None, {}), masto
+    assert mastodon.statuses(platforms.account) == []
+
+
+async def test_an_account_is_asked_its_scopes_where_its_adapter_can_say_them_whatever_its_platform(
+    platforms: Platforms, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An X adapter given a ``scope_check`` (as an adapter of any platform may have one) is
+    asked in the round as Mastodon's is, and what it says shows on xacct in ``GET /v1/accounts``.
+    (Before: the round asked Mastodon accounts alone, whatever the adapters could say.)"""
+    gw = platforms.gateway
+    said = "the token lacks the scope tweet.read; sign the account in again with tweet.read"
+
+    async def scope_check(adapter: XAdapter) -> ScopeCheck:
+        return ScopeCheck(warning=said)
+
+    monkeypatch.setattr(XAdapter, "scope_check", scope_check, raising=False)
+    assert await gw.app[PUBLISHER].check_scopes() == 2
+    status, accounts = await gw.call("alice", "GET", "/v1/accounts")
+    assert status == 200, accounts
+    xacct = next(a for a in accounts["accounts"] if a["account"] == "xacct")
+    assert (xacct["healthy"], xacct["warning"]) == (True, said), xacct
 
 
 async def test_a_token_with_every_scope_is_healthy_and_the_scope_check_changes_nothing(platforms: Platforms) -> None:

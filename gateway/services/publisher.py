@@ -64,7 +64,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.content import content_sha256, sends_focus, stored_content_sha256
 from gateway.services.identities import AccountHeld
-from gateway.services.platforms import Platforms, credential_being_written
+from gateway.services.platforms import Platforms, checks_scopes, credential_being_written
 from gateway.services.posts import expire_hold, redecide
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -564,7 +564,8 @@ class Publisher:
 
     async def check_scopes(self) -> int:
         """Once a minute, ask each account's platform whether its credential can do what Byline
-        needs (``Platforms.check_scopes``: a Mastodon token's scopes), so that a token lacking
+        needs (``Platforms.check_scopes``: on Mastodon, a token's scopes; any platform whose
+        adapter has a ``scope_check``, ``adapters.base.ScopeChecking``), so that a token lacking
         one is shown on the account's health now, not when a recovery or a deletion needs it.
         Each account's question is asked beside the others'; one platform that does not answer
         leaves its accounts' health as it was. How many accounts were asked."""
@@ -578,7 +579,8 @@ class Publisher:
                 logger.warning("scope_check_failed", account=loaded.policy.account,
                                error=getattr(exc, "message", str(exc)))
 
-        asked = [loaded for loaded in policies.values() if loaded.policy.platform == "mastodon"]
+        # Only where the platform's adapter can say it: no other account's credential is read for it.
+        asked = [loaded for loaded in policies.values() if checks_scopes(loaded.policy.platform)]
         await asyncio.gather(*(ask(loaded) for loaded in asked))
         return len(asked)
 
