@@ -27,7 +27,7 @@ from typing import Any, Final
 import aiohttp
 import structlog
 
-from adapters.base import Adapter, AdapterConfig, AdapterError, Carries, ScopeCheck, ScopeChecking
+from adapters.base import Adapter, AdapterConfig, AdapterError, Carries, KnowsItsPosts, ScopeCheck, ScopeChecking
 from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
@@ -84,6 +84,21 @@ def _class_of(platform: str) -> Any:
 def _adapter_class(platform: str) -> Any:
     module_name, _, cls_name = ADAPTERS[platform].partition(":")
     return getattr(importlib.import_module(module_name), cls_name)
+
+
+async def another_account(adapter: object, account: str, remote_id: str | None) -> str | None:
+    """Why ``account``'s credential cannot change the post ``remote_id``: it signs in to another
+    account than the post's (a Bluesky app password of another DID); None where it is the
+    post's, where the platform cannot tell (``KnowsItsPosts``), and where it does not answer now
+    (the change is tried, and says why it is not made)."""
+    if remote_id is None or not isinstance(adapter, KnowsItsPosts):
+        return None
+    try:
+        owned = await adapter.owns(remote_id)
+    except AdapterError:
+        return None
+    return None if owned else (f"{account}'s credential signs in to another account than the one {remote_id} "
+                               "is in: none of that account's posts can be changed with it")
 
 
 def credential_being_written(exc: BylineError) -> bool:

@@ -24,7 +24,8 @@ RECONCILING = "reconciling"
 """Claimed by a reconciler, which puts the change back (or finds it needs no putting back)."""
 STRANDED = "stranded"
 """Left by a reconciler that could not put it back for want of its account (no policy in force on
-Bluesky, or no credential it can read): released by :func:`release_stranded` once there is one."""
+Bluesky, no credential it can read, or one that signs in to another account than the post's):
+released by :func:`release_stranded` once there is one."""
 
 TAKEN = "taken"
 """Why :func:`settle_logged` did not settle: a reconciler has claimed the intent, or it is gone."""
@@ -275,12 +276,19 @@ async def stranded_counts(txn: Txn) -> dict[str, int]:
     return {r["account"]: int(r["n"]) for r in rows}
 
 
-async def release_stranded(txn: Txn, account: str, *, now: int) -> int:
-    """Hand the intents waiting for ``account`` to the reconcilers at once: how many."""
+async def stranded(txn: Txn) -> list[GateIntent]:
+    """The intents that wait for their accounts, by account."""
+    rows = await txn.fetchall(f"SELECT {_COLUMNS} FROM gate_intents WHERE status = ? ORDER BY account, id", STRANDED)
+    return [_intent(r) for r in rows]
+
+
+async def release_stranded(txn: Txn, intent_id: str, *, now: int) -> bool:
+    """Hand an intent that waits for its account to the reconcilers at once (its account can
+    put it back now: one account's may be of several posts' accounts, as a credential changes)."""
     return await txn.execute(
-        "UPDATE gate_intents SET lease_until = ? WHERE account = ? AND status = ? AND lease_until > ?",
-        now, account, STRANDED, now,
-    )
+        "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND status = ? AND lease_until > ?",
+        now, intent_id, STRANDED, now,
+    ) == 1
 
 
 async def count(txn: Txn) -> int:
