@@ -534,6 +534,10 @@ class Publisher:
         self._sleep = sleep
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
+        self._refused_for: dict[str, str] = {}
+        """Accounts marked unhealthy because a post was refused for a permission their
+        credential lacks (403: it signs in, it may not post): what they were marked with. Only a
+        post tells that mended, not a probe of who the credential is (:meth:`_probe`)."""
         self._replies_due = False  # replies were brought forward since run_once last looked
         self.refresh_policies: Callable[[], Awaitable[object]] | None = None
         """Reloads the policies and puts the recorded versions in force (``PolicyService.sync``):
@@ -828,6 +832,13 @@ class Publisher:
             logger.warning("credential_still_failing", account=account,
                            error=getattr(exc, "message", str(exc)))
             return False
+        refused_for = self._refused_for.pop(account, None)
+        if refused_for is not None and self._platforms.unhealthy.get(account) == refused_for:
+            # It signs in, but what its post was refused for is asked only by a post: the
+            # account's posts try again, and its health says the problem until one goes out.
+            self._refused_for[account] = refused_for
+            logger.info("credential_tried_by_a_post", account=account)
+            return True
         logger.info("credential_works_again", account=account)
         self._platforms.mark(account, None)
         return True
@@ -1004,6 +1015,7 @@ class Publisher:
             await self._hold_unsent(claim)
             return
         self._platforms.mark(claim.account, None)
+        self._refused_for.pop(claim.account, None)
         await self._record_published(claim, result, found=found)
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
@@ -1199,6 +1211,8 @@ class Publisher:
             patient = True
         elif error.auth_failed:
             self._platforms.mark(claim.account, detail)
+            if error.status == 403:  # it signs in, and lacks a permission: a probe does not tell it mended
+                self._refused_for[claim.account] = detail
         elif claim.announcement:
             # Shown with the account's health; the account's posts are not held by it: the next
             # one due finds the credential working (the publisher's probe) and goes out.
