@@ -256,6 +256,28 @@ class ProfileLine:
 
 
 @runtime_checkable
+class KnowsItsPosts(Protocol):
+    """An adapter that can tell whether a published post is in the account its credential
+    signs in to (Bluesky: the post's repo is the credential's DID), where a credential may come
+    to be another account's with the account's name unchanged. Raises ``AdapterError``."""
+
+    async def owns(self, remote_id: str) -> bool:
+        """Whether the post ``remote_id`` is the credential's account's own."""
+        ...
+
+
+@runtime_checkable
+class ScopeChecking(Protocol):
+    """An adapter that can ask its platform, changing nothing, what the account's credential
+    may do (optional: only where a platform says it, as Mastodon does of a token's scopes).
+    Raises ``AdapterError``."""
+
+    async def scope_check(self) -> ScopeCheck:
+        """What the credential's scopes leave undone (see :class:`ScopeCheck`)."""
+        ...
+
+
+@runtime_checkable
 class ProfileAdapter(Protocol):
     """An adapter that can keep a line of the account's profile (optional: not every platform
     lets an account's credential change its profile). Raises ``AdapterError``."""

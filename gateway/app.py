@@ -199,7 +199,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     publisher = Publisher(
         db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,
         interval=settings.scheduler_interval_seconds, lease_seconds=settings.publish_lease_seconds,
-        metrics=metrics,
+        probe_seconds=settings.account_check_seconds, metrics=metrics,
     )
     app[REGISTRY] = registry
     app[POLICIES] = PolicyService(

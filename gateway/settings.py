@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     housekeeping_interval_seconds: float = Field(
         default=300.0, gt=0, description="how often expired tickets, codes, keys, sessions and unused uploads go"
     )
+    account_check_seconds: float = Field(
+        default=60.0, gt=0, description="how often each account's credential is checked: its scopes asked, where "
+        "its platform can say them, and an unhealthy account's credential tried again",
+    )
     gate_reconcile_seconds: float = Field(
         default=5.0, gt=0, description="how often a gateway looks for changes of posts' threadgates and postgates "
         "that were neither logged nor put back (their put-back failed, or a gateway stopped), and puts them back",

@@ -372,12 +372,14 @@ def tls_for(*names: str) -> Tls:
 
 class started_gateway:
     """Start a gateway for a database and policy directory; stop it on exit. With ``tls``, it
-    is served over TLS (its certificate must name 127.0.0.1, where the test client connects)."""
+    is served over TLS (its certificate must name 127.0.0.1, where the test client connects);
+    with ``run_publisher``, its publisher runs in the background, as in ``byline serve``, rather
+    than by hand (``Gateway.tick``)."""
 
     def __init__(self, db_url: str, policy_dir: Path, clock: ManualClock, *, tls: Tls | None = None,
-                 **extra: Any) -> None:
+                 run_publisher: bool = False, **extra: Any) -> None:
         self._settings = make_settings(db_url, policy_dir, **extra)
-        self._app = make_app(self._settings, clock=clock, run_publisher=False)
+        self._app = make_app(self._settings, clock=clock, run_publisher=run_publisher)
         self._clock = clock
         self._tls = tls
         self._client: TestClient[Any, Any] | None = None

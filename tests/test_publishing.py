@@ -4,7 +4,8 @@ platform exactly once, and the log says what happened."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any, cast
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
-from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.base import AdapterError, OutboundPost, PublishResult, ScopeCheck
 from adapters.sandbox import SandboxAdapter
+from adapters.x import XAdapter
 from gateway.appkeys import PUBLISHER, SANDBOX
 from gateway.clock import ManualClock
 from gateway.metrics import Metrics
@@ -603,6 +606,20 @@ async def test_a_token_without_read_statuses_is_a_warning_named_within_one_scope
     assert (masto["healthy"], masto["warning"], ready["account_warnings"]) == (True, None, {}), masto
 
 
+async def _goes_out_once_given_write_statuses(platforms: Platforms, post: dict[str, Any]) -> None:
+    """The application given write:statuses, the post waiting for it goes out at its next try
+    (five minutes on), once, and the account is healthy again."""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    await gw.tick()
+    assert [s.text for s in mastodon.statuses(platforms.account)] == ["Waits for the scope"]
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    masto, ready = await _masto_health(gw)
+    assert (masto["healthy"], masto["problem"], ready["account_problems"]) == (True, None, {}), masto
+
+
 async def test_a_token_without_write_statuses_holds_the_account_from_its_first_post_until_it_is_given(
     platforms: Platforms,
 ) -> None:
@@ -626,14 +643,103 @@ async def test_a_token_without_write_statuses_holds_the_account_from_its_first_p
     assert masto["healthy"] is False and LACKS_WRITE in masto["problem"], masto
     assert ready["accounts_unhealthy"] == ["masto"]
 
-    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+    await _goes_out_once_given_write_statuses(platforms, post)
+
+
+async def _until(what: str, found: Callable[[], Awaitable[bool]], *, within: float = 20.0) -> None:
+    """Return once ``found()`` is true, looked at every 50 ms; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await found():
+        assert asyncio.get_running_loop().time() < deadline, f"not within {within} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_publishers_own_round_names_a_missing_scope_and_takes_it_back_once_given(
+    platforms: Platforms, db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """With the publisher running as in ``byline serve`` (its round every 0.2 s here, by
+    ``BYLINE_ACCOUNT_CHECK_SECONDS``), nobody asking by hand: a token without read:statuses
+    comes to show its warning in ``GET /v1/accounts``, and once the application has the scope,
+    the warning goes by itself. No round made a status."""
+    mastodon = platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "write:statuses")
+    async with started_gateway(db_url, policy_dir, clock, run_publisher=True, account_check_seconds=0.2) as gw:
+        async def warned() -> bool:
+            return LACKS_READ in ((await _masto_health(gw))[0]["warning"] or "")
+
+        await _until("the warning shown", warned)
+        masto, ready = await _masto_health(gw)
+        assert (masto["healthy"], ready["account_warnings"]) == (True, {"masto": masto["warning"]}), masto
+
+        mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses", "write:statuses")
+
+        async def taken_back() -> bool:
+            return (await _masto_health(gw))[0]["warning"] is None
+
+        await _until("the warning taken back", taken_back)
+        masto, ready = await _masto_health(gw)
+        assert (masto["healthy"], masto["problem"], ready["account_warnings"]) == (True, None, {}), masto
+    assert mastodon.statuses(platforms.account) == []
+
+
+async def test_an_account_is_asked_its_scopes_where_its_adapter_can_say_them_whatever_its_platform(
+    platforms: Platforms, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An X adapter given a ``scope_check`` (as an adapter of any platform may have one) is
+    asked in the round as Mastodon's is, and what it says shows on xacct in ``GET /v1/accounts``.
+    (Before: the round asked Mastodon accounts alone, whatever the adapters could say.)"""
+    gw = platforms.gateway
+    said = "the token lacks the scope tweet.read; sign the account in again with tweet.read"
+
+    async def scope_check(adapter: XAdapter) -> ScopeCheck:
+        return ScopeCheck(warning=said)
+
+    monkeypatch.setattr(XAdapter, "scope_check", scope_check, raising=False)
+    assert await gw.app[PUBLISHER].check_scopes() == 2
+    status, accounts = await gw.call("alice", "GET", "/v1/accounts")
+    assert status == 200, accounts
+    xacct = next(a for a in accounts["accounts"] if a["account"] == "xacct")
+    assert (xacct["healthy"], xacct["warning"]) == (True, said), xacct
+
+
+async def test_an_account_refused_for_write_statuses_shows_it_while_its_post_tries_again(
+    platforms: Platforms,
+) -> None:
+    """Alice's post meets a token without write:statuses: the account is unhealthy, saying so.
+    Five minutes on, the probe finds the token signing in, which says nothing of write:statuses:
+    the post tries again, and while it is at the instance the account still shows the problem
+    (no ``credential_works_again``); refused again, it waits as before, its budget untouched.
+    Once the application has the scope, the next try goes out and the account is healthy.
+    (Before: the probe marked the account healthy as it let the post try, and it showed
+    healthy until the instance's refusal came back, at every try.)"""
+    gw, mastodon = platforms.gateway, platforms.mastodon
+    mastodon.scope_token(MASTODON_TOKEN, "read:accounts", "read:statuses")
+    post = await gw.submit("alice", "masto", "Waits for the scope")
+    await gw.tick()
+    masto, _ = await _masto_health(gw)
+    assert masto["healthy"] is False and LACKS_WRITE in masto["problem"], masto
+
+    creates = mastodon.faults.count("POST", "/api/v1/statuses")
+    mastodon.faults.delay_next(1.0, method="POST", path="/api/v1/statuses")
     gw.clock.advance(timedelta(minutes=5))
-    await gw.tick()
-    await gw.tick()
-    assert [s.text for s in mastodon.statuses(platforms.account)] == ["Waits for the scope"]
-    assert (await gw.get("alice", post["id"]))["state"] == "published"
-    masto, ready = await _masto_health(gw)
-    assert (masto["healthy"], masto["problem"], ready["account_problems"]) == (True, None, {}), masto
+
+    async def sent_again() -> bool:
+        return mastodon.faults.count("POST", "/api/v1/statuses") > creates
+
+    with capture_logs() as logs:
+        trying = asyncio.ensure_future(gw.tick())
+        await _until("the post sent again", sent_again)
+        during, ready = await _masto_health(gw)
+        await trying
+    assert during["healthy"] is False and LACKS_WRITE in during["problem"], during
+    assert ready["accounts_unhealthy"] == ["masto"]
+    assert "credential_works_again" not in [e["event"] for e in logs], logs
+    waiting = await gw.get("alice", post["id"])
+    assert (waiting["state"], waiting["attempts"]) == ("scheduled", 0), waiting
+    masto, _ = await _masto_health(gw)
+    assert masto["healthy"] is False and LACKS_WRITE in masto["problem"], masto
+
+    await _goes_out_once_given_write_statuses(platforms, post)
 
 
 async def test_a_token_with_every_scope_is_healthy_and_the_scope_check_changes_nothing(platforms: Platforms) -> None:

@@ -276,6 +276,12 @@ class BlueskyAdapter:
             raise AdapterError(f"bluesky: the PDS's {collection} of {remote_id} has no CID", retryable=False)
         return cid, value
 
+    async def owns(self, remote_id: str) -> bool:
+        """Whether the post at this at:// URI is in the repo the credential signs in to: False
+        once the credential is another account's (its DID another than the post's)."""
+        login = await self._client.ensure_login()
+        return AtUri.parse(remote_id).repo in (login.did, login.handle)
+
     @staticmethod
     def _own_rkey(remote_id: str, login: Login) -> str:
         """The record key of the account's own post at this at:// URI; refused for anything else."""

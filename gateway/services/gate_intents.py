@@ -31,7 +31,8 @@ with an error, so it must not stand. A put-back that fails is tried again with a
 doubling, at most an hour), and says so in a warning each time.
 
 A change whose account cannot put it back here (its policy file removed, the account moved off
-Bluesky, its credential not readable) is *stranded*: said once in a warning
+Bluesky, its credential not readable, or one that signs in to another account than the post's:
+an app password of another DID) is *stranded*: said once in a warning
 (``gate_change_stranded``), counted apart (``byline_gate_changes_stranded``, ``/readyz``), and
 put back in the first round after the account can again, rather than at its next try, which
 may be an hour off.
@@ -55,7 +56,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.loader import PolicyRegistry
-from gateway.services.platforms import Platforms, credential_being_written
+from gateway.services.platforms import Platforms, another_account, credential_being_written
 from gateway.services.publisher import backoff_seconds
 from gateway.storage import gate_intents as sql
 from gateway.storage import posts as posts_sql
@@ -148,6 +149,14 @@ class GateIntents:
                     held=replaces, written=dict(written) if written is not None else None,
                     actor=actor, lease_until=until, created_at=now,
                 ))
+            # Read after the counts: a deleted post's counts are pruned (``sql.prune_turns``), so
+            # a count read gone (back to what this request read, it may be) is of a post found
+            # deleted here; and a gate written now would rule a post that is gone.
+            for post_id, remote_id in sorted({(i.post_id, i.remote_id) for i in intents}):
+                post = await posts_sql.get_post(txn, post_id)
+                if post is None or post.state != State.PUBLISHED.value:
+                    raise BylineError(Code.VALIDATION, f"the post {remote_id} was deleted meanwhile; its gates are "
+                                      "not changed", xrpc="InvalidRequest")
             await sql.insert(txn, intents)
         return intents
 
@@ -228,13 +237,13 @@ class GateReconciler:
         ones whose account can put them back now are taken in this round."""
         now = now_micros(self._clock)
         async with self._db.read() as txn:
-            stranded = await sql.stranded_counts(txn)
+            stranded = await sql.stranded(txn)
             due = await sql.due(txn, now=now, limit=_PAGE)
-        back = [account for account in stranded if self._can_put_back(account)]
+        back = [intent.id for intent in stranded if await self._can_put_back(intent)]
         if back:
             async with self._db.write() as txn:
-                for account in back:
-                    await sql.release_stranded(txn, account, now=now)
+                for intent_id in back:
+                    await sql.release_stranded(txn, intent_id, now=now)
             async with self._db.read() as txn:
                 due = await sql.due(txn, now=now, limit=_PAGE)
         settled = 0
@@ -300,6 +309,9 @@ class GateReconciler:
         """Put one change back where it still stands: what was done ('put_back', 'as_before',
         'changed_since'), or None where the PDS did not take the put-back (tried again later)."""
         adapter = self._adapter(intent.account)
+        why = await another_account(adapter, intent.account, intent.remote_id)
+        if why is not None:
+            raise _Stranded(why)
         async with self._db.read() as txn:
             post = await posts_sql.get_post(txn, intent.post_id)
         # A post deleted meanwhile keeps no gate: one the change left would rule a post that is gone.
@@ -339,12 +351,15 @@ class GateReconciler:
             raise _Stranded(f"{account} is no longer on Bluesky")
         return adapter
 
-    def _can_put_back(self, account: str) -> bool:
+    async def _can_put_back(self, intent: GateIntent) -> bool:
+        """Whether a stranded intent's account can put it back here now: a credential it can
+        read, on Bluesky, signing in to the post's account (or a PDS that does not say now: the
+        put-back is tried, and backs off as any does)."""
         try:
-            self._adapter(account)
+            adapter = self._adapter(intent.account)
         except (_Stranded, BylineError):
             return False
-        return True
+        return await another_account(adapter, intent.account, intent.remote_id) is None
 
 
 class _Stranded(Exception):

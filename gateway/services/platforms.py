@@ -27,7 +27,7 @@ from typing import Any, Final
 import aiohttp
 import structlog
 
-from adapters.base import Adapter, AdapterConfig, AdapterError, Carries, ScopeCheck
+from adapters.base import Adapter, AdapterConfig, AdapterError, Carries, KnowsItsPosts, ScopeCheck, ScopeChecking
 from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
@@ -65,15 +65,40 @@ ADAPTERS = {
 def carries(platform: str) -> Carries:
     """What the posts of ``platform`` can carry, as its adapter says: what the adapter would
     refuse when a post went out can be refused when the post is made."""
-    adapter_class: Any = SandboxAdapter if platform == "sandbox" else _adapter_class(platform)
-    found: Carries = adapter_class.carries
+    found: Carries = _class_of(platform).carries
     return found
+
+
+def checks_scopes(platform: str) -> bool:
+    """Whether ``platform``'s adapter can say what an account's credential may do
+    (``ScopeChecking``): its accounts are asked once a minute (``Publisher.check_scopes``)."""
+    # Its method looked for, not ``issubclass``: a protocol's ABC cache would keep its first answer.
+    return callable(getattr(_class_of(platform), "scope_check", None))
+
+
+def _class_of(platform: str) -> Any:
+    return SandboxAdapter if platform == "sandbox" else _adapter_class(platform)
 
 
 @functools.cache  # three platforms; asked at every post and adapter made
 def _adapter_class(platform: str) -> Any:
     module_name, _, cls_name = ADAPTERS[platform].partition(":")
     return getattr(importlib.import_module(module_name), cls_name)
+
+
+async def another_account(adapter: object, account: str, remote_id: str | None) -> str | None:
+    """Why ``account``'s credential cannot change the post ``remote_id``: it signs in to another
+    account than the post's (a Bluesky app password of another DID); None where it is the
+    post's, where the platform cannot tell (``KnowsItsPosts``), and where it does not answer now
+    (the change is tried, and says why it is not made)."""
+    if remote_id is None or not isinstance(adapter, KnowsItsPosts):
+        return None
+    try:
+        owned = await adapter.owns(remote_id)
+    except AdapterError:
+        return None
+    return None if owned else (f"{account}'s credential signs in to another account than the one {remote_id} "
+                               "is in: none of that account's posts can be changed with it")
 
 
 def credential_being_written(exc: BylineError) -> bool:
@@ -401,11 +426,11 @@ class Platforms:
         None. A platform that does not answer says nothing of the credential: raises
         ``AdapterError``, the health left as it was; an unreadable credential raises ``BylineError``."""
         account = loaded.policy.account
-        check = getattr(self.adapter_for(loaded), "scope_check", None)
-        if check is None:
+        adapter = self.adapter_for(loaded)
+        if not isinstance(adapter, ScopeChecking):
             return None
         try:
-            found: ScopeCheck = await check()
+            found = await adapter.scope_check()
         except AdapterError as exc:
             if not exc.auth_failed:
                 raise

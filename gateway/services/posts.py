@@ -1142,6 +1142,9 @@ class PostService:
                 return None
             new_state = transition(State(current.state), Action.DELETE)
             await self._cas(ltx, current, new_state, lease_until=None, held_change=None)
+            if current.remote_id is not None and current.remote_id.startswith("at://"):
+                # Only a Bluesky post has gates whose changes are counted; gone, it needs them no more.
+                await intents_sql.prune_turns(ltx.txn, current.account, post_id)
             data: dict[str, Any] = {"state": new_state.value, "remote_id": current.remote_id}
             if settled is not None:
                 # Named by the policy in force where the asker may still delete under it: one

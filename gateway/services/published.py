@@ -41,7 +41,8 @@ refuses it for good (an answer in 4xx, the status gone) ends it: a revision fail
 let go of, the post out as the platform says.
 
 A change whose account cannot settle it here (its policy file removed, the account moved to
-another platform than the one the post went out on, its credential not readable) is
+another platform than the one the post went out on, its credential not readable, or one that
+signs in to another account than the post's, as a Bluesky app password of another DID) is
 *stranded*: said once in a warning (``post_change_stranded``: the account, the post and why,
 never a credential), counted apart (``byline_post_changes_stranded``, and by account in
 ``/readyz``), left out of the publisher's rounds (looked at again after ``STRANDED_WAIT`` at the
@@ -70,7 +71,7 @@ from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.identities import AccountHeld
-from gateway.services.platforms import Platforms, credential_being_written
+from gateway.services.platforms import Platforms, another_account, credential_being_written
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published
 from gateway.storage.db import unavailable
 from gateway.storage.posts import PostRecord
@@ -314,12 +315,12 @@ class PublishedPosts:
         if self.platforms is None:
             return None
         try:
-            self.platforms.adapter_for(loaded)
+            adapter = self.platforms.adapter_for(loaded)
         except BylineError as exc:
             if credential_being_written(exc):
                 return None
             return f"{post.account}'s credential cannot be read: {exc.message}"
-        return None
+        return await another_account(adapter, post.account, post.remote_id)
 
     async def _settling_call(self, call: Awaitable[object]) -> None:
         """One platform call of a settlement, cut off at half the hold, as a change's is."""

@@ -64,7 +64,7 @@ from gateway.services.authorization import (
 )
 from gateway.services.content import content_sha256, sends_focus, stored_content_sha256
 from gateway.services.identities import AccountHeld
-from gateway.services.platforms import Platforms, credential_being_written
+from gateway.services.platforms import Platforms, checks_scopes, credential_being_written
 from gateway.services.posts import expire_hold, redecide
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -534,6 +534,10 @@ class Publisher:
         self._sleep = sleep
         self._probe_every = int(probe_seconds * _SECOND)
         self._last_probe: dict[str, int] = {}
+        self._refused_for: dict[str, str] = {}
+        """Accounts marked unhealthy because a post was refused for a permission their
+        credential lacks (403: it signs in, it may not post): what they were marked with. Only a
+        post tells that mended, not a probe of who the credential is (:meth:`_probe`)."""
         self._replies_due = False  # replies were brought forward since run_once last looked
         self.refresh_policies: Callable[[], Awaitable[object]] | None = None
         """Reloads the policies and puts the recorded versions in force (``PolicyService.sync``):
@@ -564,7 +568,8 @@ class Publisher:
 
     async def check_scopes(self) -> int:
         """Once a minute, ask each account's platform whether its credential can do what Byline
-        needs (``Platforms.check_scopes``: a Mastodon token's scopes), so that a token lacking
+        needs (``Platforms.check_scopes``: on Mastodon, a token's scopes; any platform whose
+        adapter has a ``scope_check``, ``adapters.base.ScopeChecking``), so that a token lacking
         one is shown on the account's health now, not when a recovery or a deletion needs it.
         Each account's question is asked beside the others'; one platform that does not answer
         leaves its accounts' health as it was. How many accounts were asked."""
@@ -578,7 +583,8 @@ class Publisher:
                 logger.warning("scope_check_failed", account=loaded.policy.account,
                                error=getattr(exc, "message", str(exc)))
 
-        asked = [loaded for loaded in policies.values() if loaded.policy.platform == "mastodon"]
+        # Only where the platform's adapter can say it: no other account's credential is read for it.
+        asked = [loaded for loaded in policies.values() if checks_scopes(loaded.policy.platform)]
         await asyncio.gather(*(ask(loaded) for loaded in asked))
         return len(asked)
 
@@ -826,6 +832,13 @@ class Publisher:
             logger.warning("credential_still_failing", account=account,
                            error=getattr(exc, "message", str(exc)))
             return False
+        refused_for = self._refused_for.pop(account, None)
+        if refused_for is not None and self._platforms.unhealthy.get(account) == refused_for:
+            # It signs in, but what its post was refused for is asked only by a post: the
+            # account's posts try again, and its health says the problem until one goes out.
+            self._refused_for[account] = refused_for
+            logger.info("credential_tried_by_a_post", account=account)
+            return True
         logger.info("credential_works_again", account=account)
         self._platforms.mark(account, None)
         return True
@@ -1002,6 +1015,7 @@ class Publisher:
             await self._hold_unsent(claim)
             return
         self._platforms.mark(claim.account, None)
+        self._refused_for.pop(claim.account, None)
         await self._record_published(claim, result, found=found)
         self._metrics.published(loaded, time.perf_counter() - claim.claimed)
         log.info("published", remote_id=result.remote_id)
@@ -1197,6 +1211,8 @@ class Publisher:
             patient = True
         elif error.auth_failed:
             self._platforms.mark(claim.account, detail)
+            if error.status == 403:  # it signs in, and lacks a permission: a probe does not tell it mended
+                self._refused_for[claim.account] = detail
         elif claim.announcement:
             # Shown with the account's health; the account's posts are not held by it: the next
             # one due finds the credential working (the publisher's probe) and goes out.

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.lifecycle import State
 from gateway.storage.db import Row, Txn
 
 PENDING = "pending"
@@ -23,7 +24,8 @@ RECONCILING = "reconciling"
 """Claimed by a reconciler, which puts the change back (or finds it needs no putting back)."""
 STRANDED = "stranded"
 """Left by a reconciler that could not put it back for want of its account (no policy in force on
-Bluesky, or no credential it can read): released by :func:`release_stranded` once there is one."""
+Bluesky, no credential it can read, or one that signs in to another account than the post's):
+released by :func:`release_stranded` once there is one."""
 
 TAKEN = "taken"
 """Why :func:`settle_logged` did not settle: a reconciler has claimed the intent, or it is gone."""
@@ -80,11 +82,27 @@ async def _settled(txn: Txn, where: str, *args: Any) -> int:
     never wait for each other's rows in turn."""
     rows = await txn.fetchall(f"DELETE FROM gate_intents WHERE {where} RETURNING post_id, collection", *args)
     for post_id, collection in sorted({(r["post_id"], r["collection"]) for r in rows}):
+        # Not of a deleted post: its count was pruned with it (:func:`prune_turns`), and no
+        # change of its gates is written down any more (``GateIntents.write_ahead``).
         await txn.execute(
-            "INSERT INTO gate_turns (post_id, collection, turn) VALUES (?, ?, 1) "
-            "ON CONFLICT (post_id, collection) DO UPDATE SET turn = gate_turns.turn + 1", post_id, collection,
+            "INSERT INTO gate_turns (post_id, collection, turn) "
+            "SELECT ?, ?, 1 WHERE NOT EXISTS (SELECT 1 FROM posts WHERE id = ? AND state = ?) "
+            "ON CONFLICT (post_id, collection) DO UPDATE SET turn = gate_turns.turn + 1",
+            post_id, collection, post_id, State.DELETED.value,
         )
     return len(rows)
+
+
+async def prune_turns(txn: Txn, account: str, post_id: str) -> int:
+    """Forget the counts of a post's gates as its deletion is recorded (in that transaction):
+    how many. Safe once it is deleted, and then only: no change of its gates is written down
+    any more (``GateIntents.write_ahead`` reads it deleted after the counts), so no request
+    compares a count of it again, and one that read a count before finds the post deleted, not a
+    count gone back to what it read. Taken in the account's turn (:func:`lock_gates`): a change
+    of before dropped meanwhile (:func:`_settled`) counts before the pruning or reads the post
+    deleted and counts nothing, never a count made again after it."""
+    await lock_gates(txn, account)
+    return await txn.execute("DELETE FROM gate_turns WHERE post_id = ?", post_id)
 
 
 async def turn(txn: Txn, post_id: str, collection: str) -> int:
@@ -258,12 +276,19 @@ async def stranded_counts(txn: Txn) -> dict[str, int]:
     return {r["account"]: int(r["n"]) for r in rows}
 
 
-async def release_stranded(txn: Txn, account: str, *, now: int) -> int:
-    """Hand the intents waiting for ``account`` to the reconcilers at once: how many."""
+async def stranded(txn: Txn) -> list[GateIntent]:
+    """The intents that wait for their accounts, by account."""
+    rows = await txn.fetchall(f"SELECT {_COLUMNS} FROM gate_intents WHERE status = ? ORDER BY account, id", STRANDED)
+    return [_intent(r) for r in rows]
+
+
+async def release_stranded(txn: Txn, intent_id: str, *, now: int) -> bool:
+    """Hand an intent that waits for its account to the reconcilers at once (its account can
+    put it back now: one account's may be of several posts' accounts, as a credential changes)."""
     return await txn.execute(
-        "UPDATE gate_intents SET lease_until = ? WHERE account = ? AND status = ? AND lease_until > ?",
-        now, account, STRANDED, now,
-    )
+        "UPDATE gate_intents SET lease_until = ? WHERE id = ? AND status = ? AND lease_until > ?",
+        now, intent_id, STRANDED, now,
+    ) == 1
 
 
 async def count(txn: Txn) -> int:

@@ -418,7 +418,8 @@ _V21 = ["ALTER TABLE posts ADD COLUMN change_stranded BIGINT"]
 # back, or found needing neither), one row a gate. A request notes it before it reads the gate
 # on the PDS; written down with no change of the gate on its way, it is refused where the count
 # moved meanwhile: what it read may be a change since logged or put back, not what the log says
-# (``gateway.services.gate_intents``).
+# (``gateway.services.gate_intents``). A post's rows go as its deletion is recorded
+# (``gateway.storage.gate_intents.prune_turns``).
 _V22 = [
     "CREATE TABLE gate_turns (post_id TEXT NOT NULL, collection TEXT NOT NULL, turn BIGINT NOT NULL, "
     "PRIMARY KEY (post_id, collection))",

@@ -237,6 +237,18 @@ async def test_an_edit_left_by_a_gateway_that_stopped_is_settled_by_another(
     await verified_by_cli(world.gateway)
 
 
+async def warned_over_hours(gw: Gateway, clock: ManualClock) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """The publisher's rounds once a kept change's hold has run out, then two hours on, and two
+    more: the warnings said (event, account, post, change), and every log line."""
+    with capture_logs() as logs:
+        for wait in (timedelta(minutes=2, seconds=1), timedelta(hours=2), timedelta(hours=2)):
+            clock.advance(wait)
+            await gw.tick()
+    said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
+            if e["log_level"] == "warning"]
+    return said, logs
+
+
 def unanswered(monkeypatch: pytest.MonkeyPatch, name: str) -> Callable[[], None]:
     """``MastodonAdapter.<name>`` makes its change on Mastodon and loses the answer, until the
     function returned is called."""
@@ -594,12 +606,7 @@ async def test_an_unrecorded_change_its_account_cannot_settle_is_said_once_and_s
             monkeypatch.delenv("BRAND_MASTODON_TOKEN")
         await gw.sync_policies()
         sent = len(world.upstream.faults.requests)
-        with capture_logs() as logs:
-            for wait in (timedelta(minutes=2, seconds=1), timedelta(hours=2), timedelta(hours=2)):
-                clock.advance(wait)
-                await gw.tick()
-        said = [(e["event"], e.get("account"), e.get("post_id"), e.get("change")) for e in logs
-                if e["log_level"] == "warning"]
+        said, logs = await warned_over_hours(gw, clock)
         assert said == [("post_change_stranded", "masto", post_id, "revise" if change == "edit" else "delete")], logs
         assert UPSTREAM_TOKEN not in repr(logs) and OTHER_TOKEN not in repr(logs)
         assert (await recorded_state(gw, post_id), len(world.upstream.faults.requests)) == ("published", sent)
