@@ -446,11 +446,14 @@ async def test_a_token_file_caught_mid_rewrite_before_any_read_puts_the_post_off
     secrets = policy_dir / "secrets"
     secrets.mkdir()
     token = secrets / "token"
-    token.write_text("", encoding="utf-8")  # truncated: the token not in yet
+    token.write_text("", encoding="utf-8")
     async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
         _stealing_policy(policy_dir, listener.url, "file:secrets/token")
         assert await gw.sync_policies() == ["thief"]
         post = await gw.submit("alice", "thief", "while it is written")
+        # Truncated again just before the publisher looks (the token not in yet): "a moment
+        # ago" is wall-clock time, which a gateway starting on a busy machine could outlast.
+        token.write_text("", encoding="utf-8")
         await gw.tick()
         assert listener.heard == []
         put_off = await gw.get("alice", post["id"])
