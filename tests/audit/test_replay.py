@@ -1784,6 +1784,82 @@ def test_a_claim_again_sends_what_the_first_did_though_the_disclosure_changed(tm
     assert messages(log.verify(tmp_path / "ok.export")) == []
 
 
+# ---- approvals count for the disclosure line they were given under ---------------------------
+
+RELINED = SIGNED | {"disclosure": "Posted by {author}"}
+"""SIGNED with its disclosure line in other words."""
+
+
+def _sent_under_a_new_line(*, approved_again: bool, old: bool = False) -> tuple[SyntheticLog, int]:
+    """Bob approves carol's post under "—carol"; the admin changes the line; the post is claimed
+    under the new policy with the new line (after it was held again and bob approved it anew,
+    where ``approved_again``; ``old``: both summaries recorded before they said their
+    disclosure, by an earlier Byline). The log, and the index of the claim."""
+    log = SyntheticLog()
+    first, then = (SIGNED, RELINED) if not old else tuple(
+        {k: v for k, v in p.items() if k != "disclosure"} for p in (SIGNED, RELINED))
+    log.policy("brand", first, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our results are in"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 1, "policy_sha256": "p1",
+    })
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+    log.policy("brand", then, "p2", kind="policy.changed")
+    version = 1
+    if approved_again:
+        _redecide(log, "1", "brand", version=2, approvers=["bob", "dave"], required=1, sha="p2",
+                  cause="disclosure_changed")
+        log.add("post.approved", actor="bob", account="brand", post="1",
+                data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p2"})
+        version = 2
+    claim = _claimed(log, sha="p2", version=version, text="Our results are in\n\nPosted by carol")
+    _out(log, version=version)
+    return log, claim
+
+
+LINE_CHANGED = ("entry {claim}: post 1 went out on brand with another disclosure line than its approvals were given "
+                "under: 0 of them were given for the words it sent, where it needed 1")
+
+
+def test_a_post_sent_with_another_disclosure_line_than_its_approvals_were_given_under_is_named(
+    tmp_path: Path,
+) -> None:
+    """Sent with the new line on bob's approval of the old one: named (bob read other words than
+    went out). Held again and approved anew under the new line: passes. Logs of an earlier
+    Byline, whose summaries did not say their disclosure, cannot rebuild the line: they pass."""
+    log, claim = _sent_under_a_new_line(approved_again=False)
+    assert messages(log.verify(tmp_path / "x.export")) == [LINE_CHANGED.format(claim=claim)]
+    log, _ = _sent_under_a_new_line(approved_again=True)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+    log, _ = _sent_under_a_new_line(approved_again=False, old=True)
+    assert messages(log.verify(tmp_path / "old.export")) == []
+
+
+def test_an_approval_that_names_no_policy_is_taken_as_given_for_what_went_out(tmp_path: Path) -> None:
+    """An earlier Byline's approval named no policy: the line it was given under is unknown, and
+    the claim under the new line is not named for it."""
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled"})
+    log.policy("brand", RELINED, "p2", kind="policy.changed")
+    _claimed(log, sha="p2", text="text of 1\n\nPosted by carol")
+    _out(log)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+async def test_byline_audit_verify_rejects_a_post_sent_with_a_disclosure_line_its_approvals_were_not_given_under(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export whose post went out with the new disclosure line on an
+    approval given under the old one."""
+    log, claim = _sent_under_a_new_line(approved_again=False)
+    said = await _named_by_the_command(log, tmp_path)
+    assert LINE_CHANGED.format(claim=claim) in said, said
+
+
 # ---- a claim recovered after the policy changed -------------------------------------------
 
 MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}
