@@ -755,6 +755,7 @@ async def test_the_claim_holds_a_post_approved_under_another_disclosure_line_the
         patch.setattr("gateway.services.policies.redecide_pending", passed_by)
         assert await gateway.sync_policies() == ["brand"]
     assert (await gateway.get("bob", post_id))["state"] == "scheduled"
+    await _publish_due(gateway)
     await _held_for_bob_then_sent_with_the_new_line(gateway, post_id, tmp_path)
 
 
