@@ -391,6 +391,8 @@ class Replay:
         self._checked: str | None = None  # the time of the log's first claim that checked its policy
         # was the account's in force (data.policy_in_force; "" unknown)
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
+        self._bound: str | None = None  # the time of the log's first approval bound to the text with
+        # its policy's disclosure line (data.text_bound; "" unknown)
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._unannounced: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # account -> (index, version,
@@ -890,13 +892,28 @@ class Replay:
             approvals[version].add(actor)
         else:
             approvals[version] = {actor}
-        if isinstance(sha256, str):
+        if isinstance(sha256, str) and self._text_bound(index, len(extra) > 3 and extra[3] is True):
             if known.given is None:
                 known.given = {}
             known.given[(version, actor)] = sha256
         self._moved(index, "post.approved", known, post, state)
         if isinstance(state, str):
             known.state = state
+
+    def _text_bound(self, index: int, says: bool) -> bool:
+        """Whether the approval at ``index`` counts only for the text with the disclosure line of
+        the policy it names: one that says so (``text_bound``), and, once the log holds such an
+        approval, every one after it past the grace (a rolling upgrade's earlier replicas wrote
+        none). An earlier Byline kept approvals through a change of the line: its approvals,
+        before, are not held to it."""
+        if says:
+            if self._bound is None:
+                self._bound = self._stamp(index) or ""
+            return True
+        if self._bound is None:
+            return False
+        at = self._stamp(index)
+        return not (self._bound and at is not None and self._later_than_grace(at, self._bound) is None)
 
     def _decided(self, index: int, kind: str, actor: str, known: _Post, post: str, extra: Any) -> None:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""

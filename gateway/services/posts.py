@@ -844,8 +844,10 @@ class PostService:
                 in_force, current, approved_for(await sql.approvers_of(ltx.txn, post_id, version), sends)
             )
             required = current.required
+            # ``text_bound``: this approval counts for the text with the disclosure line of the
+            # policy it names only (the verifier holds it to that: ``Replay._approved``).
             data: dict[str, Any] = {"version": version, "count": count, "required": required,
-                                    "policy_sha256": in_force.sha256}
+                                    "policy_sha256": in_force.sha256, "text_bound": True}
             if count >= required:
                 requested = current.requested_at
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
