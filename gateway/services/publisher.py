@@ -317,28 +317,6 @@ class _Claims:
             await redecide(ltx, row, loaded=loaded, cause=POLICY_CHANGED)
             return False
         options = dict(row.options)
-        # (A reply's parent's platform id, set below, is no part of what it carries.)
-        content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
-
-        async def carried() -> str | None:
-            return content
-
-        # What it sends: its words with the disclosure line the policy asks for, or what its last
-        # claim sent, sent again (``outgoing.sends``).
-        text, again = await sends(ltx.txn, row, loaded.policy, content=carried, stale=stale)
-        looks_only = None
-        if stale:
-            # Claimed again after its publisher died: the policy may have changed while it lay
-            # there, and nothing goes out that the policy in force would not let out (see
-            # ``recovery_cause``). Claimed all the same, to look for it on its platform.
-            looks_only = recovery_cause(loaded, row, approved or {}, sends=text_sha256(text))
-        elif due and approved is not None and (
-            cause := disclosure_cause(loaded, row, approved, sends=text_sha256(text))
-        ) is not None:
-            # Approved for other words than it would send (the policy's disclosure line changed
-            # since, and the change's own work passed it by): its approvers approve what goes out.
-            await redecide(ltx, row, loaded=loaded, cause=cause)
-            return False
         parent_id = options.get("reply_to_post")
         reply: dict[str, Any] = {}
         if due and isinstance(parent_id, str) and not options.get("reply_to"):
@@ -365,6 +343,25 @@ class _Claims:
                 # The account has used its allowance: wait until the oldest send leaves the window.
                 await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
                 return False
+        content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
+
+        async def carried() -> str | None:
+            return content
+
+        # What it sends: its words with the disclosure line the policy asks for, or what its last
+        # claim sent, sent again (``outgoing.sends``).
+        text, again = await sends(ltx.txn, row, loaded.policy, content=carried, stale=stale)
+        looks_only = None
+        if stale:
+            # Claimed again after its publisher died: the policy may have changed while it lay
+            # there, and nothing goes out that the policy in force would not let out (see
+            # ``recovery_cause``). Claimed all the same, to look for it on its platform.
+            looks_only = recovery_cause(loaded, row, approved or {}, sends=text_sha256(text))
+        elif approved is not None and (cause := disclosure_cause(loaded, row, approved, sends=text_sha256(text))):
+            # Approved for other words than it would send (the policy's disclosure line changed
+            # since, and the change's own work passed it by): its approvers approve what goes out.
+            await redecide(ltx, row, loaded=loaded, cause=cause)
+            return False
         version = row.version
         key = claim_key(row, text=text, content=content, recovering=again)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
