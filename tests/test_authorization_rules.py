@@ -23,6 +23,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_version,
     contributors_of,
+    disclosure_cause,
     recovery_cause,
     redecision_cause,
     retry_cause,
@@ -558,3 +559,50 @@ def test_recovered_claim_on_an_account_not_co_signed_needs_only_a_writing_author
 def test_recovered_announcement_answers_to_no_role() -> None:
     """The policy file's own announcement is authorised by the version it announces."""
     assert recovery_cause(BRAND_AFTER, row(author="policy-file", state="publishing", required=0), []) is None
+
+
+# disclosure_cause: an approval counts for the text it was given for
+
+LINE = {"rule": "disclosure_changed", "action": "hold",
+        "reason": "The account's disclosure line changed since this post was approved"}
+OLD_TEXT, NEW_TEXT = "a" * 64, "b" * 64
+"""The hashes of the text a post went out with under the line before, and under the line now."""
+
+
+def test_approvals_given_for_the_text_before_the_line_changed_hold_a_released_post_on_every_path() -> None:
+    """Approved by bob and dave for the words with the old line, the post would now go out with
+    another: held again at the policy's reload, its claim, its retry and a recovered claim."""
+    approved = {"bob": OLD_TEXT, "dave": OLD_TEXT}
+    post = row(state="scheduled", required=2)
+    assert redecision_cause(BRAND, post, frozenset({"alice", "carol"}), approved, sends=NEW_TEXT) == LINE
+    assert disclosure_cause(BRAND, post, approved, sends=NEW_TEXT) == LINE
+    assert retry_cause(BRAND, post, approved, sends=NEW_TEXT) == LINE
+    assert recovery_cause(BRAND, row(state="publishing", required=2), approved, sends=NEW_TEXT) == LINE
+
+
+def test_approvals_of_the_text_that_goes_out_let_it_out() -> None:
+    """The same text (the owner's own words, which carry no line either way), or enough
+    approvals given for the new one beside an old one: nothing to decide again. Approvals given
+    before approvals kept their text (None) count as they did."""
+    post = row(state="scheduled", required=2)
+    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": NEW_TEXT}, sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": NEW_TEXT, "carol": OLD_TEXT},
+                            sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, post, {"bob": None, "dave": None}, sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": OLD_TEXT}, sends=NEW_TEXT) == LINE
+
+
+def test_a_held_post_with_an_approval_of_other_words_is_asked_again() -> None:
+    """Held for two, one approval given under the old line: held anew (a new version), so that
+    bob may approve the words that go out now; with none given, it waits as it is."""
+    held = row(state="held", required=2)
+    assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), {"bob": OLD_TEXT}, sends=NEW_TEXT) == LINE
+    assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), {}, sends=NEW_TEXT) is None
+
+
+def test_the_announcement_and_approvals_by_name_alone_are_not_compared() -> None:
+    """The policy file's announcement answers to no approval; approvals known by name alone
+    (no text known) cannot be compared, and the other causes decide."""
+    announcement = row(author="policy-file", state="scheduled", required=0)
+    assert disclosure_cause(BRAND, announcement, {"bob": OLD_TEXT}, sends=NEW_TEXT) is None
+    assert retry_cause(BRAND, row(state="scheduled", required=2), ["bob", "dave"], sends=NEW_TEXT) is None

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from adapters.base import AdapterError
+from adapters.base import AdapterError, OutboundPost, PublishResult
+from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import APPENDER, CHECKPOINTS, DB, PUBLISHER, SANDBOX
 from gateway.audit.entry import text_commitment
 from gateway.services.posts import PostService
@@ -94,14 +95,19 @@ async def test_words_rewritten_in_the_database_after_approval_are_named_by_the_v
     gateway: Gateway, policy_dir: Path, db_url: str
 ) -> None:
     """Carol writes, bob approves; then someone with the database rewrites the approved words
-    before they go out. The gateway sends what the database holds, but its log commits to what
-    it sent: `byline audit verify` names the post whose words out are not the words approved."""
+    before they go out, and erases the text bob's approval was given for (as an approval given
+    before approvals kept it looks: else the claim would hold the post for other words than bob
+    approved). The gateway sends what the database holds, but its log commits to what it sent:
+    `byline audit verify` names the post whose words out are not the words approved."""
     write_policy(policy_dir, "brand", BRAND)
     await gateway.sync_policies()
     post = await gateway.submit("carol", "brand", "Our results are in")
     status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
     assert status == 200 and body["state"] == "scheduled", body
-    await Attacker(db_url).run(("UPDATE posts SET text = ? WHERE id = ?", ("Buy our coin today", post["id"])))
+    await Attacker(db_url).run(
+        ("UPDATE posts SET text = ? WHERE id = ?", ("Buy our coin today", post["id"])),
+        ("UPDATE approvals SET text_sha256 = NULL WHERE post_id = ?", (post["id"],)),
+    )
     await _publish_due(gateway)
     assert [p["text"] for p in await gateway.timeline("brand")] == ["Buy our coin today\n\n—carol"]
     await gateway.app[CHECKPOINTS].sign_now()
@@ -686,6 +692,128 @@ async def test_the_publisher_sends_nothing_on_a_co_signed_account_without_approv
     got = await gateway.get("carol", post["id"])
     assert got["state"] == "held" and got["approvers"] == ["bob"], got
     assert [r["rule"] for r in got["reasons"]] == ["policy_changed"]
+
+
+DISCLOSED = {"rule": "disclosure_changed", "action": "hold",
+             "reason": "The account's disclosure line changed since this post was approved"}
+RELINED = BRAND.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"')
+"""BRAND with its disclosure line in other words."""
+
+
+async def _approved_by_bob(gateway: Gateway, policy_dir: Path, author: str, words: str) -> str:
+    """``author``'s post on brand, approved by bob under its first disclosure line; its id."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gateway.sync_policies()
+    post = await gateway.submit(author, "brand", words)
+    status, body = await gateway.act("bob", post["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    return str(post["id"])
+
+
+async def _held_for_bob_then_sent_with_the_new_line(gateway: Gateway, post_id: str, tmp_path: Path) -> None:
+    """The post is held again at version 2 for the new line, its card showing that line; nothing
+    goes out at its time; bob's approval of version 2 sends it with the new line; the log verifies."""
+    held = await gateway.get("bob", post_id)
+    assert (held["state"], held["version"], held["approvers"]) == ("held", 2, ["bob"]), held
+    assert held["reasons"][-1] == DISCLOSED, held["reasons"]
+    assert held["display_text"] == "Quarterly numbers\n\nPosted by carol"
+    await _publish_due(gateway)
+    assert await gateway.timeline("brand") == []
+    status, body = await gateway.act("bob", post_id, "approve", {"version": 2})
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Quarterly numbers\n\nPosted by carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_a_disclosure_line_changed_after_approval_holds_the_post_for_its_approvers_again(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Bob approves carol's post under the line "—carol"; before it is due the admin edits the
+    policy's disclosure and reloads. The words would go out ending otherwise than bob read: the
+    post is held again with that reason, nothing goes out at its time, and bob's approval of
+    the new version (its card showing the new line) sends it with the new line."""
+    post_id = await _approved_by_bob(gateway, policy_dir, "carol", "Quarterly numbers")
+    write_policy(policy_dir, "brand", RELINED)
+    assert await gateway.sync_policies() == ["brand"]
+    await _held_for_bob_then_sent_with_the_new_line(gateway, post_id, tmp_path)
+
+
+async def test_the_claim_holds_a_post_approved_under_another_disclosure_line_the_reload_passed_by(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reload that changes the line leaves the approved post be (its own work passed it by,
+    as a replica's reload racing the approval can): the publisher's claim finds bob approved
+    other words than it would send, holds it again for him, and sends nothing."""
+    post_id = await _approved_by_bob(gateway, policy_dir, "carol", "Quarterly numbers")
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    write_policy(policy_dir, "brand", RELINED)
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        assert await gateway.sync_policies() == ["brand"]
+    assert (await gateway.get("bob", post_id))["state"] == "scheduled"
+    await _publish_due(gateway)
+    await _held_for_bob_then_sent_with_the_new_line(gateway, post_id, tmp_path)
+
+
+async def test_a_reply_retried_with_its_parent_after_the_disclosure_line_changed_is_held_for_it(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carol's post and her reply to it are approved by bob; the platform refuses the post, and
+    the reply fails with it, never sent. The line changes (a reload passes failed posts by).
+    Carol retries her post: it goes out as it was sent, the words bob approved; the reply,
+    retried with it, would go out with the new line bob never read: held for him, and sent with
+    that line once he approves it."""
+    parent_id = await _approved_by_bob(gateway, policy_dir, "carol", "Quarterly numbers")
+    reply = await gateway.submit("carol", "brand", "More to follow", reply_to_post=parent_id)
+    status, body = await gateway.act("bob", reply["id"], "approve", {"version": 1})
+    assert status == 200 and body["state"] == "scheduled", body
+    publish = SandboxAdapter.publish
+
+    async def refuse_the_parent(self: SandboxAdapter, post: OutboundPost) -> PublishResult:
+        if post.text.startswith("Quarterly numbers"):
+            raise AdapterError("not this one", retryable=False, status=422)
+        return await publish(self, post)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", refuse_the_parent)
+        await _publish_due(gateway)
+        await _publish_due(gateway)
+    failed = [await gateway.get("carol", i) for i in (parent_id, reply["id"])]
+    assert [p["state"] for p in failed] == ["failed", "failed"], failed
+    write_policy(policy_dir, "brand", RELINED)
+    assert await gateway.sync_policies() == ["brand"]
+    status, body = await gateway.act("carol", parent_id, "retry")
+    assert status == 200 and body["state"] == "scheduled", body
+    held = await gateway.get("bob", reply["id"])
+    assert (held["state"], held["version"], held["reasons"][-1]) == ("held", 2, DISCLOSED), held
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["Quarterly numbers\n\n—carol"]
+    status, body = await gateway.act("bob", reply["id"], "approve", {"version": 2})
+    assert status == 200 and body["state"] == "scheduled", body
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == [
+        "More to follow\n\nPosted by carol", "Quarterly numbers\n\n—carol"]
+    await _verify_log(gateway, tmp_path)
+
+
+async def test_a_disclosure_change_that_leaves_the_owners_words_as_they_were_keeps_their_approval(
+    gateway: Gateway, policy_dir: Path, tmp_path: Path
+) -> None:
+    """Alice, the owner, writes (no disclosure line on her words under either policy); bob
+    approves; the admin edits the disclosure. What goes out is what bob read: it is not held
+    again, and goes out at its time on bob's approval."""
+    post_id = await _approved_by_bob(gateway, policy_dir, "alice", "From the owner")
+    write_policy(policy_dir, "brand", RELINED)
+    assert await gateway.sync_policies() == ["brand"]
+    got = await gateway.get("bob", post_id)
+    assert (got["state"], got["version"]) == ("scheduled", 1), got
+    await _publish_due(gateway)
+    assert [p["text"] for p in await gateway.timeline("brand")] == ["From the owner"]
+    await _verify_log(gateway, tmp_path)
 
 
 DESK = """

@@ -248,6 +248,8 @@ class _Post:
     content: str | None = None  # what its current version carries besides its words, where the
     # log records it ("" for nothing: ``gateway.services.content``)
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
+    given: dict[tuple[int, str], str] | None = None  # the policy each approval (version, approver)
+    # named, where it named one: the disclosure line it was given under
     decided_again: bool = False  # held anew for people with a role after the author lost theirs
     announcement: bool = False  # the policy file's announcement of a change of voice
     owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
@@ -383,6 +385,8 @@ class Replay:
         # that replaced or removed the policy in ``_previous``
         self._policy: dict[str, _Policy] = {}
         self._previous: dict[str, _Policy] = {}
+        self._recorded_policies: dict[str, _Policy] = {}  # every policy recorded, by its hash: the
+        # one an approval names says the disclosure line it was given under
         self._pending: dict[str, list[_Pending]] = {}
         self._policy_versions: dict[str, int] = {}
         self._numbered: set[str] = set()  # accounts with a numbered policy record
@@ -390,6 +394,8 @@ class Replay:
         self._checked: str | None = None  # the time of the log's first claim that checked its policy
         # was the account's in force (data.policy_in_force; "" unknown)
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
+        self._bound: str | None = None  # the time of the log's first approval bound to the text with
+        # its policy's disclosure line (data.text_bound; "" unknown)
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._unannounced: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # account -> (index, version,
@@ -658,6 +664,8 @@ class Replay:
             # The gateway refuses such a file: one person under two spellings would approve as two.
             self._bad(index, f"the policy for {account} names one person two ways, {twins[0]!r} and "
                              f"{twins[1]!r}: their approvals would count as two people's")
+        if isinstance(sha256, str):
+            self._recorded_policies[sha256] = policy
         # What it changes is measured against ``_previous``: the policy it replaces (put there
         # just above), or, for a policy put back after a removal, the one removed, as the gateway
         # announces it. Only an account's first policy changes none.
@@ -893,9 +901,28 @@ class Replay:
             approvals[version].add(actor)
         else:
             approvals[version] = {actor}
+        if isinstance(sha256, str) and self._text_bound(index, len(extra) > 3 and extra[3] is True):
+            if known.given is None:
+                known.given = {}
+            known.given[(version, actor)] = sha256
         self._moved(index, "post.approved", known, post, state)
         if isinstance(state, str):
             known.state = state
+
+    def _text_bound(self, index: int, says: bool) -> bool:
+        """Whether the approval at ``index`` counts only for the text with the disclosure line of
+        the policy it names: one that says so (``text_bound``), and, once the log holds such an
+        approval, every one after it past the grace (a rolling upgrade's earlier replicas wrote
+        none). An earlier Byline kept approvals through a change of the line: its approvals,
+        before, are not held to it."""
+        if says:
+            if self._bound is None:
+                self._bound = self._stamp(index) or ""
+            return True
+        if self._bound is None:
+            return False
+        at = self._stamp(index)
+        return not (self._bound and at is not None and self._later_than_grace(at, self._bound) is None)
 
     def _decided(self, index: int, kind: str, actor: str, known: _Post, post: str, extra: Any) -> None:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
@@ -1279,29 +1306,44 @@ class Replay:
         author, decided_again = known.author, known.decided_again or known.announcement
         required, announcement = known.required, known.announcement
         approved = frozenset(a for a in (known.approvals or {}).get(known.version, ()) if not known.wrote(a))
+        # Sent anew (not a claim again of the words and content a claim before sent, which sends
+        # what that one did, named above where it does not): approvals given for other words than
+        # these (the policy's disclosure line changed since they were given) count for none.
+        other = frozenset() if same or sends is None or sent is None or words is None else (
+            self._given_for_other_words(known, words, sent))
 
         def check(policy: _Policy) -> str | None:
             if not (author in policy.writers or decided_again):
                 return f"post {post} went out though {author} no longer writes for {account}"
+            counting: list[str] = []
+            needed = 0
             if not announcement and policy.summary.get("tier") == "co-signed":
                 needed = _needed(policy.summary)
                 if required < needed:
                     return (f"post {post} went out on co-signed {account} held for {required} "
                             f"approvals, where its policy asks for {needed}")
-                counted = sum(1 for a in approved if policy.approves(a, author))
-                if counted < needed <= len(approved):  # (too few at all: its publication is named)
-                    return (f"post {post} went out on co-signed {account} with {counted} approvals from "
+                counting = [a for a in approved if policy.approves(a, author)]
+                if len(counting) < needed <= len(approved):  # (too few at all: its publication is named)
+                    return (f"post {post} went out on co-signed {account} with {len(counting)} approvals from "
                             f"its approvers, where its policy asks for {needed}")
             elif not announcement and required > 0:
                 # Held (by a rule, say) on another tier and released: by approvers the policy it
                 # went out under still names (the owner confirming their own, where it names none).
                 released = [a for a in (known.approvals or {}).get(known.version, ())
                             if not known.wrote(a) or (policy.owner_confirms and a == policy.owner)]
-                counted = sum(1 for a in released if policy.approves(a, author))
-                if counted < required <= len(released):  # (too few at all: its publication is named)
-                    return (f"post {post} went out on {account} with {counted} approvals from its approvers, "
+                counting, needed = [a for a in released if policy.approves(a, author)], required
+                if len(counting) < required <= len(released):  # (too few at all: its publication is named)
+                    return (f"post {post} went out on {account} with {len(counting)} approvals from its approvers, "
                             f"where it was held for {required}")
-            return None if sends is None else sends(policy)
+            if sends is None:
+                return None
+            if (problem := sends(policy)) is not None:
+                return problem  # not the words written, with this policy's line: named as such
+            fit = sum(1 for a in counting if a not in other)
+            if fit < needed <= len(counting) and "disclosure" in policy.summary:
+                return (f"post {post} went out on {account} with another disclosure line than its approvals were "
+                        f"given under: {fit} of them were given for the words it sent, where it needed {needed}")
+            return None
 
         self._judge(index, account, sha, check, f"post {post} went out")
 
@@ -1332,6 +1374,24 @@ class Replay:
             self._bad(index, f"post {post} was claimed without saying it checked the policy it names was the "
                              "account's in force (data.policy_in_force), though claims before it did: it could have "
                              "gone out under a policy another gateway had replaced")
+
+    def _given_for_other_words(self, known: _Post, words: str, sent: str) -> frozenset[str]:
+        """Who approved ``known``'s current version under a policy whose disclosure line would
+        have sent other words than ``sent``: the text they approved is not the text that went
+        out. An approval that names no policy, or one recorded before its summary said its
+        disclosure (an earlier Byline's), is taken as given for what went out."""
+        given = known.given
+        if given is None:
+            return frozenset()
+        other = set()
+        for (version, approver), sha256 in given.items():
+            policy = self._recorded_policies.get(sha256) if version == known.version else None
+            if policy is None or "disclosure" not in policy.summary:
+                continue
+            if sent != disclosed(policy.summary.get("disclosure"), policy.owner, author=known.author, text=words,
+                                 editors=list(known.editors or ()), suggested_by=known.suggested_by):
+                other.add(approver)
+        return frozenset(other)
 
     @staticmethod
     def _sends_words(known: _Post, post: str, words: str, sent: str) -> Check:

@@ -7,7 +7,7 @@ person should see, or returns what the service needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from gateway.errors import BylineError, Code
@@ -133,7 +133,7 @@ def contributors_of(post: PostRecord) -> frozenset[str]:
     return contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
 
 
-def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: list[str]) -> int:
+def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> int:
     """How many of these approvals of a post's current version count: each by one of the post's
     approvers who is one still and wrote none of its words."""
     listed = set(post.approvers)
@@ -172,16 +172,48 @@ AUTHOR_LOST_ROLE = {"rule": "author_lost_role", "action": "hold",
                      "reason": "The author no longer writes for this account: someone who does decides"}
 POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
                    "reason": "The account's policy now asks for approvals this post has not had"}
+DISCLOSURE_CHANGED = {"rule": "disclosure_changed", "action": "hold",
+                      "reason": "The account's disclosure line changed since this post was approved"}
+
+Approved = Sequence[str] | Mapping[str, str | None]
+"""Who approved a post's current version: by name, or each with the hash of the text they
+approved (``gateway.services.outgoing``; None for an approval given before approvals kept it)."""
+
+
+def approved_for(approved: Mapping[str, str | None], sends: str) -> list[str]:
+    """Those of ``approved`` who approved ``sends`` (the hash of the text that goes out): an
+    approval counts only for the text it was given for. One given before approvals kept it is
+    taken as given for the text, as it was when it was given."""
+    return [a for a, given in approved.items() if given is None or given == sends]
+
+
+def disclosure_cause(
+    loaded: LoadedPolicy, post: PostRecord, approved: Mapping[str, str | None], *, sends: str
+) -> dict[str, str] | None:
+    """Why a post must be decided again because the text it would go out with (``sends``, its
+    hash: its words with the disclosure line of the policy in force) is not the text its
+    approvals were given for, if it must: the policy's disclosure line changed since (or its
+    owner did, who writes without one). Held, with any approval given for other words: its
+    approvals are asked again, of a new version; released, when those given for this text are
+    fewer than it needs (:func:`needs_approvals`). A post whose words go out as they did (the
+    owner's own, with no line under either policy) keeps its approvals."""
+    if post.author == ANNOUNCER or all(given is None or given == sends for given in approved.values()):
+        return None
+    if post.state == State.HELD.value:
+        return DISCLOSURE_CHANGED
+    return DISCLOSURE_CHANGED if needs_approvals(loaded, post, approved_for(approved, sends)) else None
 
 
 def redecision_cause(
     loaded: LoadedPolicy | None, post: PostRecord, before: frozenset[str] | None,
-    approved: Sequence[str] | None = None,
+    approved: Approved | None = None, *, sends: str | None = None,
 ) -> dict[str, str] | None:
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
     policy was in force); ``approved``, who approved the post's current version (wanted for a
-    post released by approvals: see :func:`needs_approvals`)."""
+    post released by approvals: see :func:`needs_approvals`), with the text each approved,
+    and ``sends``, the hash of the text it would go out with now (wanted for any post with
+    approvals: see :func:`disclosure_cause`)."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     state = State(post.state)
@@ -203,10 +235,20 @@ def redecision_cause(
         return POLICY_CHANGED
     if state is State.SCHEDULED and approved is not None and needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
-    return None
+    return _text_changed(loaded, post, approved, sends)
 
 
-def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str]) -> bool:
+def _text_changed(
+    loaded: LoadedPolicy, post: PostRecord, approved: Approved | None, sends: str | None
+) -> dict[str, str] | None:
+    """:func:`disclosure_cause`, where the text each approval was given for and the text that
+    goes out are known."""
+    if sends is None or not isinstance(approved, Mapping):
+        return None
+    return disclosure_cause(loaded, post, approved, sends=sends)
+
+
+def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> bool:
     """Whether a post waiting to go out lacks the approvals the policy in force asks of it:
     those of ``approved`` (who approved its current version) that count under it. On a co-signed
     account, as many as its policy asks; on another, a post held (by a rule, or decided again)
@@ -227,7 +269,7 @@ def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Sequence[s
 
 
 def recovery_cause(
-    loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str]
+    loaded: LoadedPolicy, post: PostRecord, approved: Approved, *, sends: str | None = None
 ) -> dict[str, str] | None:
     """Why a post whose publisher died mid-publish (its lease ran out: claimed again to be
     recovered) must not be sent under the policy now in force, if it must not; ``approved``:
@@ -237,7 +279,8 @@ def recovery_cause(
     it was held for as many approvals as the policy asks now, and on every tier a post released
     by approvals has them from approvers it names now. It is still looked for on the platform,
     where it may be already: it cannot be taken back, and is recorded as it is; else it is held
-    for this cause."""
+    for this cause. ``sends``: the hash of the text it goes out with, which its approvals must
+    have been given for (:func:`disclosure_cause`)."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     if Role.WRITER not in roles(loaded.policy, post.author) and not decided_again(post):
@@ -246,23 +289,24 @@ def recovery_cause(
         return POLICY_CHANGED
     if needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
-    return None
+    return _text_changed(loaded, post, approved, sends)
 
 
 def retry_cause(
-    loaded: LoadedPolicy, post: PostRecord, approved: Sequence[str] | None = None
+    loaded: LoadedPolicy, post: PostRecord, approved: Approved | None = None, *, sends: str | None = None
 ) -> dict[str, str] | None:
     """Why a failed post put back in the queue (``post``, scheduled again) must be decided again
     before it goes out, if it must: what a pending post would have been decided again for when
     the policy changed while this one lay failed (the account turned co-signed or asks for more
     approvals, the author's role went). A post already decided again by people with a role
     since its author lost theirs is not held for that again, but is for what else the policy
-    now asks (more approvals than it was held for, or than it has)."""
-    cause = redecision_cause(loaded, post, None, approved)
+    now asks (more approvals than it was held for, or than it has, or approvals of the text it
+    now goes out with: ``sends``, its hash)."""
+    cause = redecision_cause(loaded, post, None, approved, sends=sends)
     if cause is AUTHOR_LOST_ROLE and decided_again(post):
         # An empty ``before``: no one lost a role in this change, so the lost role is no cause
         # and the causes after it are still looked at.
-        return redecision_cause(loaded, post, frozenset(), approved)
+        return redecision_cause(loaded, post, frozenset(), approved, sends=sends)
     return cause
 
 

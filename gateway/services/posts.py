@@ -45,6 +45,7 @@ from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
     approvals_that_count,
+    approved_for,
     authorize,
     check_account_binding,
     check_approvers_left,
@@ -63,6 +64,7 @@ from gateway.services.content import (
     scheme_for,
     stored_content,
 )
+from gateway.services.outgoing import outgoing_sha256
 from gateway.services.platforms import carries
 from gateway.services.scopes import Caller as Caller  # where it is defined, out of this heavy module
 from gateway.storage import gate_intents as intents_sql
@@ -838,17 +840,22 @@ class PostService:
             check_not_expired(current, now=ltx.now)
             policy = in_force.policy
             state = State(current.state)
+            # Given for the text that goes out, as the approver's card shows it (the words with
+            # the disclosure line of the policy in force): it counts for that text only.
+            sends = await outgoing_sha256(ltx.txn, current, policy)
             if not await sql.insert_decision(
                 ltx.txn, post_id=post_id, version=version, approver=caller.user,
-                decision="approve", reason=None, at=ltx.now,
+                decision="approve", reason=None, at=ltx.now, text_sha256=sends,
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
             count = approvals_that_count(
-                in_force, current, await sql.approvers_of(ltx.txn, post_id, version)
+                in_force, current, approved_for(await sql.approvers_of(ltx.txn, post_id, version), sends)
             )
             required = current.required
+            # ``text_bound``: this approval counts for the text with the disclosure line of the
+            # policy it names only (the verifier holds it to that: ``Replay._approved``).
             data: dict[str, Any] = {"version": version, "count": count, "required": required,
-                                    "policy_sha256": in_force.sha256}
+                                    "policy_sha256": in_force.sha256, "text_bound": True}
             if count >= required:
                 requested = current.requested_at
                 at = max(int(to_micros(publish_time(policy, now, None))), int(requested or 0))
@@ -962,7 +969,8 @@ class PostService:
             await ltx.append("post.retried", actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, "policy_sha256": in_force.sha256})
             current = replace(current, state=new_state.value, publish_at=now, attempts=0, last_error=None)
-            cause = retry_cause(in_force, current, await sql.approvers_of(ltx.txn, post_id, current.version))
+            approved, sends = await _approvals_and_text(ltx, current, in_force)
+            cause = retry_cause(in_force, current, approved, sends=sends)
             if cause is not None:
                 new_state = await redecide(ltx, current, loaded=in_force, cause=cause)
             return new_state, await retry_waiting_replies(ltx, current, loaded=in_force)
@@ -1794,10 +1802,12 @@ async def redecide_pending(
         if post.id in ended:
             continue  # cancelled above with the hold it replies to: the row read is no more
         # Released by approvals (on a co-signed account, or held by a rule on another): they are
-        # counted again under the new policy, where someone who released it may be gone.
+        # counted again under the new policy, where someone who released it may be gone; and
+        # they, or a held post's, count only for the text it goes out with under it.
         released = post.state == State.SCHEDULED.value and (cosigned or post.required > 0)
-        approved = await sql.approvers_of(ltx.txn, post.id, post.version) if released else None
-        cause = redecision_cause(loaded, post, before, approved)
+        approved, sends = (await _approvals_and_text(ltx, post, loaded)
+                           if loaded is not None and (released or post.state == State.HELD.value) else (None, None))
+        cause = redecision_cause(loaded, post, before, approved, sends=sends)
         if cause is None:
             continue
         if hold_expired(post, now=ltx.now):
@@ -1808,6 +1818,15 @@ async def redecide_pending(
         else:
             moved.append((post.id, await redecide(ltx, post, loaded=loaded, cause=cause)))
     return moved
+
+
+async def _approvals_and_text(
+    ltx: LogTxn, post: PostRecord, loaded: LoadedPolicy
+) -> tuple[dict[str, str | None], str | None]:
+    """Who approved ``post``'s current version, with the text each approved, and the hash of the
+    text it goes out with under ``loaded`` (None where no one approved it: nothing to compare)."""
+    approved = await sql.approvers_of(ltx.txn, post.id, post.version)
+    return approved, (await outgoing_sha256(ltx.txn, post, loaded.policy) if approved else None)
 
 
 async def expire_hold(ltx: LogTxn, post: PostRecord) -> int:
@@ -1953,7 +1972,8 @@ async def retry_waiting_replies(ltx: LogTxn, parent: PostRecord, *, loaded: Load
                              data={"state": new_state.value, "reply_to_post": reply.options.get("reply_to_post"),
                                    "policy_sha256": loaded.sha256})
             reply = replace(reply, state=new_state.value, publish_at=Micros(ltx.now), attempts=0, last_error=None)
-            cause = retry_cause(loaded, reply, await sql.approvers_of(ltx.txn, reply.id, reply.version))
+            approved, sends = await _approvals_and_text(ltx, reply, loaded)
+            cause = retry_cause(loaded, reply, approved, sends=sends)
             if cause is not None:
                 new_state = await redecide(ltx, reply, loaded=loaded, cause=cause)
             retried.append(new_state)

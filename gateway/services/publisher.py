@@ -50,7 +50,7 @@ from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.lifecycle import Action, State, transition
 from gateway.metrics import NOT_SCRAPED, Metrics
-from gateway.policy.engine import Role, disclosed_text, roles
+from gateway.policy.engine import Role, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
 from gateway.services.announcements import is_announcement, record_url
@@ -58,15 +58,16 @@ from gateway.services.authorization import (
     AUTHOR_LOST_ROLE,
     POLICY_CHANGED,
     decided_again,
+    disclosure_cause,
     hold_expired,
     needs_approvals,
     recovery_cause,
 )
 from gateway.services.content import content_sha256, sends_focus, stored_content_sha256
 from gateway.services.identities import AccountHeld
+from gateway.services.outgoing import idempotency_key, sends, text_sha256
 from gateway.services.platforms import Platforms, checks_scopes, credential_being_written
 from gateway.services.posts import expire_hold, redecide
-from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
@@ -105,11 +106,6 @@ _NOT_YET = "-"
 """No reload set off for an account yet (no hash is this)."""
 
 
-def idempotency_key(post_id: str, version: int) -> str:
-    """The key a version of a post is first sent with (see :func:`claim_key`)."""
-    return f"byline-{post_id}-v{version}"
-
-
 def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering: bool) -> str:
     """The idempotency key a claim of ``row`` sends ``text`` and ``content`` with: the key of
     what is sent, not of the row's version.
@@ -131,24 +127,6 @@ def claim_key(row: sql.PostRecord, *, text: str, content: str | None, recovering
     ):
         return row.idempotency_key
     return idempotency_key(row.id, row.version)
-
-
-async def _as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None) -> bool:
-    """Whether ``row`` is, in its own words and what it carries, the post its last claim sent
-    (``published_text``, under ``idempotency_key``): claimed at this version (only a claim at a
-    version chooses the version's own key, and a version's words never change), or at an
-    earlier one whose words and content its version keeps (a version that only decided it
-    again: held after its recovery missed it on the platform, its approvals asked anew). An
-    edit since is another post."""
-    if row.idempotency_key == idempotency_key(row.id, row.version):
-        return True
-    claim = await log_sql.last_claim(txn, row.id)
-    version = None if claim is None else claim.get("version")
-    if claim is None or type(version) is not int:
-        return False
-    return version == row.version or (
-        claim.get("content_sha256") == content and await sql.version_text(txn, row.id, version) == row.text
-    )
 
 
 def public_failure(error: AdapterError) -> str:
@@ -327,22 +305,17 @@ class _Claims:
             if row.first_attempt_at is not None:
                 await redecide(ltx, row, loaded=loaded, cause=AUTHOR_LOST_ROLE)
             return False
-        if due and not announcement and (loaded.policy.tier is Tier.COSIGNED or row.required > 0) and (
-            needs_approvals(loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version))
-        ):
+        # Released by approvals (on a co-signed account, or held by a rule on another): who
+        # approved, and the text each approved. A post never held is not read for them.
+        approved = await sql.approvers_of(ltx.txn, post_id, row.version) if not announcement and (
+            loaded.policy.tier is Tier.COSIGNED or row.required > 0) else None
+        if due and approved is not None and needs_approvals(loaded, row, approved):
             # Released under another policy (an approval decided on the one a change had just
             # replaced, say): nothing goes out on a co-signed account without the approvals its
             # policy asks for now, nor a post held by a rule on another tier on the release of
             # someone the policy no longer names. Held for them, as the change's own work would have.
             await redecide(ltx, row, loaded=loaded, cause=POLICY_CHANGED)
             return False
-        looks_only = None
-        if stale:
-            # Claimed again after its publisher died: the policy may have changed while it lay
-            # there, and nothing goes out that the policy in force would not let out (see
-            # ``recovery_cause``). Claimed all the same, to look for it on its platform.
-            looks_only = recovery_cause(loaded, row, await sql.approvers_of(ltx.txn, post_id, row.version)
-                                        if loaded.policy.tier is Tier.COSIGNED or row.required > 0 else ())
         options = dict(row.options)
         parent_id = options.get("reply_to_post")
         reply: dict[str, Any] = {}
@@ -370,28 +343,26 @@ class _Claims:
                 # The account has used its allowance: wait until the oldest send leaves the window.
                 await sql.postpone(ltx.txn, post_id, until=first + window + 1, at=ltx.now)
                 return False
-        version = row.version
         content = await stored_content_sha256(ltx.txn, options, salt=row.content_salt, scheme=row.content_scheme)
-        text = row.text if announcement else disclosed_text(
-            loaded.policy, author=row.author, text=row.text, editors=row.editors,
-            suggested_by=row.suggested_by,
-        )
-        # Sent before, and not recorded out (deferred: the platform's answer may have been lost
-        # after it made the post; or held after its recovery missed it there, and approved again
-        # as a new version), its own words and content unchanged, but the words it would send
-        # other now (the policy's disclosure line changed): a recovered claim's case, without its
-        # lease run out. It sends again the words its key went out with, under that key, as a
-        # recovered claim does: new words under that key would be answered with the post made
-        # from the first (Mastodon's ``Idempotency-Key``), and recorded as published words the
-        # platform does not show; under a new key they could be a second copy beside it.
-        # (``published_text`` is None only for a post never claimed: empty words were sent too,
-        # a picture alone, and a line added since must not go out under that send's key.)
-        again = stale or bool(
-            row.published_text is not None and text != row.published_text and row.idempotency_key is not None
-            and await _as_last_sent(ltx.txn, row, content=content)
-        )
-        if again and row.published_text is not None:
-            text = row.published_text
+
+        async def carried() -> str | None:
+            return content
+
+        # What it sends: its words with the disclosure line the policy asks for, or what its last
+        # claim sent, sent again (``outgoing.sends``).
+        text, again = await sends(ltx.txn, row, loaded.policy, content=carried, stale=stale)
+        looks_only = None
+        if stale:
+            # Claimed again after its publisher died: the policy may have changed while it lay
+            # there, and nothing goes out that the policy in force would not let out (see
+            # ``recovery_cause``). Claimed all the same, to look for it on its platform.
+            looks_only = recovery_cause(loaded, row, approved or {}, sends=text_sha256(text))
+        elif approved is not None and (cause := disclosure_cause(loaded, row, approved, sends=text_sha256(text))):
+            # Approved for other words than it would send (the policy's disclosure line changed
+            # since, and the change's own work passed it by): its approvers approve what goes out.
+            await redecide(ltx, row, loaded=loaded, cause=cause)
+            return False
+        version = row.version
         key = claim_key(row, text=text, content=content, recovering=again)
         # A lease that ran out (its publisher died, or was cut off) is no attempt that failed:
         # claiming the post again does not use up its retry budget, only a platform's refusal does.

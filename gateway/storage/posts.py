@@ -447,9 +447,11 @@ async def version_text(txn: Txn, post_id: str, version: int) -> str | None:
 
 
 async def insert_decision(
-    txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int
+    txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int,
+    text_sha256: str | None = None,
 ) -> bool:
-    """Record an approval or rejection; False when this person already decided this version."""
+    """Record an approval or rejection (``text_sha256``: the hash of the text an approval was
+    given for, as it goes out); False when this person already decided this version."""
     existing = await txn.fetchone(
         "SELECT decision FROM approvals WHERE post_id = ? AND version = ? AND approver = ?",
         post_id, version, approver,
@@ -457,9 +459,9 @@ async def insert_decision(
     if existing is not None:
         return False
     await txn.execute(
-        "INSERT INTO approvals (post_id, version, approver, decision, reason, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        post_id, version, approver, decision, reason, at,
+        "INSERT INTO approvals (post_id, version, approver, decision, reason, created_at, text_sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        post_id, version, approver, decision, reason, at, text_sha256,
     )
     return True
 
@@ -473,13 +475,14 @@ async def approvals(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
-async def approvers_of(txn: Txn, post_id: str, version: int) -> list[str]:
-    """Who approved this version of a post."""
+async def approvers_of(txn: Txn, post_id: str, version: int) -> dict[str, str | None]:
+    """Who approved this version of a post, each with the hash of the text they approved (None
+    for an approval given before approvals kept it)."""
     rows = await txn.fetchall(
-        "SELECT approver FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
+        "SELECT approver, text_sha256 FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
         post_id, version,
     )
-    return [r["approver"] for r in rows]
+    return {r["approver"]: r["text_sha256"] for r in rows}
 
 
 async def pending_posts(txn: Txn, account: str) -> list[PostRecord]:

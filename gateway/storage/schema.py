@@ -425,6 +425,13 @@ _V22 = [
     "PRIMARY KEY (post_id, collection))",
 ]
 
+# Version 23: what each approval was given for (``text_sha256``: the SHA-256 of the text that
+# goes out, the words with the disclosure line of the policy then in force, as the approver saw
+# it; NULL for approvals given before it was kept). An approval counts only for that text: a post
+# whose policy's disclosure line changed since is asked for its approvals again
+# (``gateway.services.authorization.disclosure_cause``).
+_V23 = ["ALTER TABLE approvals ADD COLUMN text_sha256 TEXT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -539,10 +546,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V21)
     if version == 22:
         return list(_V22)
+    if version == 23:
+        return list(_V23)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 22
+LATEST = 23
 
 
 async def _editors_from_versions(txn: Any) -> None:

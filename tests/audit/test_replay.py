@@ -1784,6 +1784,133 @@ def test_a_claim_again_sends_what_the_first_did_though_the_disclosure_changed(tm
     assert messages(log.verify(tmp_path / "ok.export")) == []
 
 
+# ---- approvals count for the disclosure line they were given under ---------------------------
+
+RELINED = SIGNED | {"disclosure": "Posted by {author}"}
+"""SIGNED with its disclosure line in other words."""
+
+
+def _sent_under_a_new_line(
+    *, approved_again: bool, old: bool = False, bound: bool = True,
+) -> tuple[SyntheticLog, int]:
+    """Bob approves carol's post under "—carol"; the admin changes the line; the post is claimed
+    under the new policy with the new line (after it was held again and bob approved it anew,
+    where ``approved_again``; ``old``: both summaries recorded before they said their
+    disclosure; not ``bound``: approvals of an earlier Byline, which kept them through a change
+    of the line and did not say they were bound to its text). The log, and the index of the claim."""
+    log = SyntheticLog()
+    first, then = (SIGNED, RELINED) if not old else tuple(
+        {k: v for k, v in p.items() if k != "disclosure"} for p in (SIGNED, RELINED))
+    marked = {"text_bound": True} if bound else {}
+    log.policy("brand", first, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our results are in"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 1, "policy_sha256": "p1",
+    })
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1", **marked})
+    log.policy("brand", then, "p2", kind="policy.changed")
+    version = 1
+    if approved_again:
+        _redecide(log, "1", "brand", version=2, approvers=["bob", "dave"], required=1, sha="p2",
+                  cause="disclosure_changed")
+        log.add("post.approved", actor="bob", account="brand", post="1",
+                data={"version": 2, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p2", **marked})
+        version = 2
+    claim = _claimed(log, sha="p2", version=version, text="Our results are in\n\nPosted by carol")
+    _out(log, version=version)
+    return log, claim
+
+
+LINE_CHANGED = ("entry {claim}: post 1 went out on brand with another disclosure line than its approvals were given "
+                "under: 0 of them were given for the words it sent, where it needed 1")
+
+
+def test_a_post_sent_with_another_disclosure_line_than_its_approvals_were_given_under_is_named(
+    tmp_path: Path,
+) -> None:
+    """Sent with the new line on bob's approval of the old one: named (bob read other words than
+    went out). Held again and approved anew under the new line: passes. Logs of an earlier
+    Byline pass: summaries that did not say their disclosure cannot rebuild the line, and
+    approvals that did not say they were bound to their text were kept through a change of it."""
+    log, claim = _sent_under_a_new_line(approved_again=False)
+    assert messages(log.verify(tmp_path / "x.export")) == [LINE_CHANGED.format(claim=claim)]
+    log, _ = _sent_under_a_new_line(approved_again=True)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+    log, _ = _sent_under_a_new_line(approved_again=False, old=True)
+    assert messages(log.verify(tmp_path / "old.export")) == []
+    log, _ = _sent_under_a_new_line(approved_again=False, bound=False)
+    assert messages(log.verify(tmp_path / "unbound.export")) == []
+
+
+def _bound_elsewhere_then_unbound(log: SyntheticLog, *, wait: float) -> int:
+    """Dave approves post 2 saying his approval is bound to its text; ``wait`` seconds later bob
+    approves post 1 without saying so, under "—carol"; the line changes and post 1 goes out with
+    the new line. The index of its claim."""
+    log.policy("brand", SIGNED, "p1")
+    for post in ("1", "2"):
+        log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1,
+                   sha="p1")
+    log.add("post.approved", actor="dave", account="brand", post="2", data={
+        "version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1", "text_bound": True})
+    log.wait(wait)
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1"})
+    log.policy("brand", RELINED, "p2", kind="policy.changed")
+    return _claimed(log, sha="p2", text="text of 1\n\nPosted by carol")
+
+
+def test_an_approval_that_leaves_out_its_binding_after_the_grace_is_held_to_its_text(tmp_path: Path) -> None:
+    """Once the log holds an approval bound to its text, one that leaves it out is held to its
+    text all the same past the grace (a rolling upgrade's earlier replicas): a gateway cannot
+    escape the check by not saying it."""
+    log = SyntheticLog()
+    claim = _bound_elsewhere_then_unbound(log, wait=POLICY_GRACE_SECONDS + 60)
+    _out(log)
+    assert messages(log.verify(tmp_path / "late.export")) == [LINE_CHANGED.format(claim=claim)]
+    log = SyntheticLog()
+    _bound_elsewhere_then_unbound(log, wait=0)
+    _out(log)
+    assert messages(log.verify(tmp_path / "grace.export")) == []
+
+
+def test_an_approval_that_names_no_policy_is_taken_as_given_for_what_went_out(tmp_path: Path) -> None:
+    """An earlier Byline's approval named no policy: the line it was given under is unknown, and
+    the claim under the new line is not named for it."""
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "required": 1, "state": "scheduled", "text_bound": True})
+    log.policy("brand", RELINED, "p2", kind="policy.changed")
+    _claimed(log, sha="p2", text="text of 1\n\nPosted by carol")
+    _out(log)
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+
+
+@pytest.mark.parametrize("bound", [False, "yes", 1])
+def test_a_malformed_text_bound_is_named(tmp_path: Path, bound: object) -> None:
+    """data.text_bound is true or absent: anything else is named (read as absent, an approval of
+    an earlier line would let the new one out)."""
+    log = SyntheticLog()
+    log.policy("brand", SIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=1, sha="p1")
+    approval = log.add("post.approved", actor="bob", account="brand", post="1", data={
+        "version": 1, "count": 1, "required": 1, "state": "scheduled", "policy_sha256": "p1", "text_bound": bound})
+    assert f"entry {approval}: post.approved has a malformed data.text_bound" in messages(
+        log.verify(tmp_path / "x.export"))
+
+
+async def test_byline_audit_verify_rejects_a_post_sent_with_a_disclosure_line_its_approvals_were_not_given_under(
+    tmp_path: Path,
+) -> None:
+    """The real command, on an export whose post went out with the new disclosure line on an
+    approval given under the old one."""
+    log, claim = _sent_under_a_new_line(approved_again=False)
+    said = await _named_by_the_command(log, tmp_path)
+    assert LINE_CHANGED.format(claim=claim) in said, said
+
+
 # ---- a claim recovered after the policy changed -------------------------------------------
 
 MOVED_ON = SIGNED | {"approvers": ["dave", "erin"]}

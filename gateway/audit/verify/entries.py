@@ -199,6 +199,13 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         version = data.get("version")
         if type(version) is not int:
             return None, "post.approved lacks data.version"
+        bound = data.get("text_bound")
+        if bound is not None and bound is not True:
+            # Read as absent, an approval could let out other words than its approver read.
+            return None, "post.approved has a malformed data.text_bound"
+        if bound:
+            # Given for the text with its policy's disclosure line: see ``Replay._approved``.
+            return (version, data.get("state"), _sha(data), True), None
         return (version, data.get("state"), _sha(data)), None
     if kind == "post.submitted":
         version, approvers, required = data.get("version"), _str_list(data.get("approvers")), data.get("required")

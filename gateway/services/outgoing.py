@@ -1,0 +1,92 @@
+"""The text a post sends when it next goes out: what its approvers approve, and what its claim sends.
+
+Approvers approve the exact text that goes out: the post's words with the disclosure line its
+policy asks for (``gateway.policy.engine.disclosed_text``), or, for a post sent before whose own
+words and content are still those sent, the text that send went out with (it is sent again
+under its key, whatever the disclosure now: see ``gateway.services.publisher.claim_key``). Each
+approval keeps the hash of that text (``approvals.text_sha256``), and counts only for it: once
+the policy's disclosure line changes the text, the post is asked for its approvals again
+(``gateway.services.authorization.disclosure_cause``). The one place this text is worked out,
+for the approval, the claim, the policy reload and the retry alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+
+from gateway.policy.announce import ANNOUNCER
+from gateway.policy.engine import disclosed_text
+from gateway.policy.models import Policy
+from gateway.services.content import stored_content_sha256
+from gateway.storage import log as log_sql
+from gateway.storage import posts as sql
+from gateway.storage.db import Txn
+
+
+def idempotency_key(post_id: str, version: int) -> str:
+    """The key a version of a post is first sent with (see ``publisher.claim_key``)."""
+    return f"byline-{post_id}-v{version}"
+
+
+def text_sha256(text: str) -> str:
+    """The hash an approval keeps of the text it was given for."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None) -> bool:
+    """Whether ``row`` is, in its own words and what it carries, the post its last claim sent
+    (``published_text``, under ``idempotency_key``): claimed at this version (only a claim at a
+    version chooses the version's own key, and a version's words never change), or at an
+    earlier one whose words and content its version keeps (a version that only decided it
+    again: held after its recovery missed it on the platform, its approvals asked anew). An
+    edit since is another post."""
+    if row.idempotency_key == idempotency_key(row.id, row.version):
+        return True
+    claim = await log_sql.last_claim(txn, row.id)
+    version = None if claim is None else claim.get("version")
+    if claim is None or type(version) is not int:
+        return False
+    return version == row.version or (
+        claim.get("content_sha256") == content and await sql.version_text(txn, row.id, version) == row.text
+    )
+
+
+async def sends(
+    txn: Txn, row: sql.PostRecord, policy: Policy, *, content: Callable[[], Awaitable[str | None]],
+    stale: bool = False,
+) -> tuple[str, bool]:
+    """The text ``row`` goes out with under ``policy``, and whether it is sent again as its last
+    claim sent it (``stale``: a claim whose lease ran out, taken up again). ``content``: what
+    it carries besides its words (``gateway.services.content``), read only when wanted.
+
+    Sent before, and not recorded out (deferred: the platform's answer may have been lost after
+    it made the post; or held after its recovery missed it there, and approved again as a new
+    version), its own words and content unchanged, but the words it would send other now (the
+    policy's disclosure line changed): it sends again the words its key went out with, as a
+    recovered claim does: new words under that key would be answered with the post made from
+    the first (Mastodon's ``Idempotency-Key``), and recorded as published words the platform
+    does not show; under a new key they could be a second copy beside it. (``published_text``
+    is None only for a post never claimed: empty words were sent too, a picture alone, and a
+    line added since must not go out under that send's key.)"""
+    text = row.text if row.author == ANNOUNCER else disclosed_text(
+        policy, author=row.author, text=row.text, editors=row.editors, suggested_by=row.suggested_by,
+    )
+    again = stale or bool(
+        row.published_text is not None and text != row.published_text and row.idempotency_key is not None
+        and await as_last_sent(txn, row, content=await content())
+    )
+    if again and row.published_text is not None:
+        text = row.published_text
+    return text, again
+
+
+async def outgoing_sha256(txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False) -> str:
+    """The hash of the text ``row`` would go out with under ``policy`` (see :func:`sends`): what
+    an approval given now is given for, and what the approvals it has must have been given for."""
+
+    async def content() -> str | None:
+        return await stored_content_sha256(txn, row.options, salt=row.content_salt, scheme=row.content_scheme)
+
+    text, _ = await sends(txn, row, policy, content=content, stale=stale)
+    return text_sha256(text)
