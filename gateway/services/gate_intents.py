@@ -2,8 +2,9 @@
 
 A change of a published post's threadgate or postgate made through the XRPC surface
 (``gateway.services.xrpc_repo``) is written to the PDS first and logged after, so it may be on
-the PDS while the log does not have it. Its request puts it back when the log does not take it,
-but that put-back can fail too (the PDS down, refusing, not answering) and the gateway can die
+the PDS while the log does not have it. Its request puts it back when the log does not take it
+(its intent claimed first: with the database away, it leaves it to the reconcilers), but that
+put-back can fail too (the PDS down, refusing, not answering) and the gateway can die
 between the PDS's answer and the log. So before the PDS is asked, the change is written down
 (an *intent*: the account, the post, the gate, what the PDS held, what the change writes, who
 asked), and no change goes to the PDS when that cannot be stored. The intent goes in the very
@@ -165,7 +166,9 @@ class GateIntents:
         now (what each is to put back: a change of the gate logged meanwhile by another request
         has moved it to that change's record, ``sql.settle_logged``). One it did not win is not
         its own to put back any more (a reconciler's). None when the database is away: the
-        request then puts back what it found, as best it can."""
+        request then puts nothing back, and leaves them to the reconcilers. What it found is no
+        guide then: a change of the gate logged meanwhile that wrote the same record (same CID)
+        would be undone by a put-back of it, with the log saying it stands."""
         until = now_micros(self.clock) + duration_micros(self.lease)
         try:
             async with self.db.write() as txn:
@@ -173,7 +176,7 @@ class GateIntents:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            logger.warning("gate_intent_not_claimed", error="database_unavailable")
+            logger.warning("gate_intent_not_claimed", error="database_unavailable", left_to="reconcilers")
             return None
         return {i.id: i for i in claimed if i is not None}
 

@@ -669,14 +669,18 @@ class XrpcRepo:
                 # Put back only with a claim on its intent won: a change of the same gate logged
                 # meanwhile by another gateway says what to put back (its record, which this one
                 # may have written too: same CID), and a reconciler that claimed it puts it back.
+                # No claim (the database away): what this request found may be undone by then, and
+                # a swap on its CID does not tell; its intents are the reconcilers' (written down).
                 mine = await self._intents.claim(i for _, i in unsettled)
-                back = held if mine is None else {
-                    (c.remote_id, c.collection): mine[i].held for c, i in unsettled if i in mine}
-                left = await self._put_back(adapter, changes, cids, n, back, gone=gone)
-                ours = [(c, i) for c, i in unsettled if mine is None or i in mine]
-                await self._intents.drop((i for c, i in ours if (c.remote_id, c.collection) not in left),
-                                         account=loaded.policy.account)
-                await self._intents.release(i for c, i in ours if (c.remote_id, c.collection) in left)
+                if mine is None:
+                    await self._intents.release(i for _, i in unsettled)
+                else:
+                    back = {(c.remote_id, c.collection): mine[i].held for c, i in unsettled if i in mine}
+                    left = await self._put_back(adapter, changes, cids, n, back, gone=gone)
+                    ours = [(c, i) for c, i in unsettled if i in mine]
+                    await self._intents.drop((i for c, i in ours if (c.remote_id, c.collection) not in left),
+                                             account=loaded.policy.account)
+                    await self._intents.release(i for c, i in ours if (c.remote_id, c.collection) in left)
                 if gone:
                     # Deleted while the gate was written: a gate left would rule a post that is gone.
                     raise _invalid(f"the post {change.remote_id} was deleted meanwhile; its {change.collection} "

@@ -612,6 +612,68 @@ async def test_a_change_logged_by_another_gateway_is_not_undone_by_the_put_back_
         await verified_by_cli(second)
 
 
+@pytest.mark.parametrize("meanwhile", ["nothing", "same_record_logged"])
+async def test_a_change_whose_database_is_away_at_its_claim_is_left_to_the_reconciler(
+    bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
+    clients: list[Client], monkeypatch: pytest.MonkeyPatch, meanwhile: str,
+) -> None:
+    """Carol closes replies through one gateway; the PDS takes it, and its database goes away
+    before the change is logged: it can neither log it nor claim its intent. Meanwhile (or not)
+    alice closes replies through another gateway, the very record carol's wrote (same CID), and
+    hers is logged (200). Carol's app gets 503, and her request leaves the threadgate as it is
+    (it cannot know what the log now says). Once the database is back and the lease has run
+    out, the reconciler settles carol's intent: it puts the threadgate of before back where
+    nothing was logged, and leaves alice's logged record. The PDS holds what the log says, no
+    intent is left, and the log verifies. (Before: carol's request put back what it had found,
+    a swap on the CID it wrote, over alice's logged change: the log said replies were closed,
+    the PDS that they were open, and the reconciler found it 'changed since'.)"""
+    did, _, _, post_uri, rkey, post_id = await _carols_post(bluesky_pds, gw, clients)
+    gate_uri = f"at://{did}/{THREADGATE}/{rkey}"
+    held = await pds_record(bluesky_pds, gate_uri)
+    closed = threadgate(post_uri, allow=[])
+    alices: list[tuple[int, Any]] = []
+    db, gone = gw.app[DB], asyncio.Event()
+    write = db.write
+
+    def writing() -> Any:
+        if gone.is_set():
+            raise DatabaseUnavailable()
+        return write()
+
+    monkeypatch.setattr(db, "write", writing)  # carol's gateway's database: away while ``gone``
+
+    async with started_gateway(db_url, policy_dir, clock) as second:
+        token, alice = await xrpc_login(gw, "carol", did), await xrpc_login(second, "alice", did)
+
+        async def database_goes() -> None:
+            if meanwhile == "same_record_logged":
+                alices.append(await xrpc(second, "com.atproto.repo.putRecord", alice, {
+                    "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed}))
+            gone.set()
+
+        try:
+            await carol_refused_meanwhile(gw, monkeypatch, token, {
+                "repo": did, "collection": THREADGATE, "rkey": rkey, "record": closed,
+            }, writing=BlueskyAdapter.write_gates, unlogged=carol_unlogged(database_goes))
+        finally:
+            gone.clear()  # back
+        now = await pds_record(bluesky_pds, gate_uri)
+        assert now is not None and now["value"] == closed, "left as it is while the database is away"
+        logged: list[tuple[str, str, str, str | None]] = []
+        if meanwhile == "same_record_logged":
+            [(status, answer)] = alices
+            assert (status, answer["cid"]) == (200, now["cid"]), answer
+            logged = [("alice", post_id, THREADGATE, answer["cid"])]
+        [left] = await intents(gw)
+        assert left.written == closed and left.held == (closed if logged else held["value"])
+        assert await gw.reconcile() == 0, "its lease has not run out"
+        clock.advance(LEASE)
+        assert await gw.reconcile() == 1
+        assert await pds_record(bluesky_pds, gate_uri) == (now if logged else held)
+        assert (await intents(gw), await gate_entries(gw)) == ([], logged)
+        await verified_by_cli(second)
+
+
 @pytest.mark.parametrize("order", ["same_record_before_it", "other_record_over_it"])
 async def test_a_change_logged_on_another_gateway_as_one_is_put_back_leaves_the_pds_as_the_log_says(
     bluesky_pds: BlueskyPds, gw: Gateway, db_url: str, policy_dir: Path, clock: ManualClock,
