@@ -796,6 +796,12 @@ class XrpcRepo:
         kind = write.get("$type")
         collection = write.get("collection")
         rkey = write.get("rkey")
+        # Looked up in sets below, where a list or an object would be a TypeError: worded as a
+        # PDS's lexicon check words them (counting writes from 0).
+        if not isinstance(kind, str):
+            raise _invalid(f'Input/writes/{n - 1} must be an object which includes the "$type" property')
+        if not isinstance(collection, str):
+            raise _invalid(f"Input/writes/{n - 1}/collection must be a string")
         if kind in _CALLS and collection in GATES:
             if not isinstance(rkey, str):
                 raise _invalid(f"writes/{n}: a {collection} goes with its post: give it the post's rkey")

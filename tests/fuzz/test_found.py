@@ -131,3 +131,29 @@ async def test_app_registration_with_scopes_that_are_no_names_is_refused(
         "client_name": "x", "redirect_uris": "https://app.example/callback", "scopes": scopes})
     assert (status, body) == (422, {"error": "Validation failed: Scopes doesn't match configured on the server."})
     assert await gateway.snapshot() == before
+
+
+# Found by the XRPC fuzzer: a write whose ``$type`` or ``collection`` is a list or an object.
+@pytest.mark.parametrize(("write", "problem"), [
+    ({"$type": "com.atproto.repo.applyWrites#create", "collection": []}, "writes/0/collection must be a string"),
+    ({"$type": "com.atproto.repo.applyWrites#delete", "collection": {"a": 1}, "rkey": "3kd3tkxax6ckm"},
+     "writes/0/collection must be a string"),
+    ({"$type": ["com.atproto.repo.applyWrites#create"], "collection": "app.bsky.feed.post"},
+     'writes/0 must be an object which includes the "$type" property'),
+])
+async def test_apply_writes_with_a_type_or_collection_that_is_no_text_is_refused(
+    gateway: Gateway, write: dict[str, object], problem: str
+) -> None:
+    """``applyWrites`` with a write's ``$type`` or ``collection`` not a string is 400
+    ``InvalidRequest`` naming it, as a PDS's lexicon check answers, not a 500; nothing stored."""
+    password = await gateway.app[IDENTITY].create(user="alice", account="direct")
+    status, session = await gateway.call(None, "POST", "/xrpc/com.atproto.server.createSession",
+                                         json={"identifier": "direct", "password": password})
+    assert status == 200, session
+    before = await gateway.snapshot()
+    status, body = await gateway.call(None, "POST", "/xrpc/com.atproto.repo.applyWrites",
+                                      json={"repo": session["did"], "writes": [write]},
+                                      headers={"Authorization": f"Bearer {session['accessJwt']}"})
+    assert (status, body["error"]) == (400, "InvalidRequest"), body
+    assert problem in body["message"], body
+    assert await gateway.snapshot() == before
