@@ -20,6 +20,8 @@ from gateway.storage import xrpc as xrpc_sql
 from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn, open_database
 from gateway.types import AccountName, Micros, PostId, UserName
 
+pytestmark = pytest.mark.empty_database  # the migrations themselves, from nothing
+
 
 async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
     if db_url.startswith("sqlite:///"):
