@@ -28,6 +28,7 @@ from gateway.clock import ManualClock
 from gateway.http.server import make_runner
 from gateway.settings import Settings
 from gateway.storage.db import Database, DatabaseUnavailable, open_database
+from tests.databases import Templates, schema_url
 
 pytest_plugins = ["tests.platforms.bluesky.fixture"]
 
@@ -110,24 +111,37 @@ def finding_the_database_gone(cause: BaseException | None = None) -> Callable[..
     return gone
 
 
-def _with_param(dsn: str, key: str, value: str) -> str:
-    return f"{dsn}{'&' if '?' in dsn else '?'}{key}={value}"
+@pytest.fixture(scope="session")
+def _database_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    """This process's migrated templates (tests/databases.py), dropped at the end."""
+    templates = Templates(tmp_path_factory.mktemp("templates"), PG_DSN)
+    yield templates
+    templates.drop()
 
 
 @pytest.fixture(params=BACKENDS)
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema of its own."""
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path, _database_templates: Templates) -> AsyncIterator[str]:
+    """A database of the test's own, as ``byline migrate`` leaves a new one (made from a template,
+    see tests/databases.py): a SQLite file, or a PostgreSQL schema of its own. Empty, without
+    even Byline's schema, for a test marked ``empty_database``."""
+    empty = request.node.get_closest_marker("empty_database") is not None
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'byline.db'}"
+        path = tmp_path / "byline.db"
+        if not empty:
+            await _database_templates.sqlite_copy(path)
+        yield f"sqlite:///{path}"
         return
     assert PG_DSN is not None
     schema = "t_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
-    yield _with_param(PG_DSN, "search_path", schema)
+    if empty:
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        finally:
+            await conn.close()
+    else:
+        await _database_templates.postgres_schema(schema)
+    yield schema_url(PG_DSN, schema)
     conn = await asyncpg.connect(PG_DSN)
     try:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -330,6 +330,7 @@ async def _applied(url: str) -> list[int]:
         await conn.close()
 
 
+@pytest.mark.empty_database
 async def test_migrate_brings_the_schema_up_to_date_and_stops(db_url: str, tmp_path: Path) -> None:
     """`byline migrate` applies every migration to an empty database, says which version it is
     at, and run again changes nothing."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 import structlog
 import structlog.testing
@@ -35,9 +34,13 @@ from gateway.storage.db import open_database
 from tests.audit.logtools import Result
 from tests.clients.signin import sign_in
 from tests.conftest import PG_DSN, Gateway, write_policy
+from tests.databases import nothing_written
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 DEMO_TOKEN = re.compile(r"^  (alice|bob|carol|dave)\s+(byl_\S+)$", re.MULTILINE)
+
+# The commands meet databases as an admin has them: not made yet until a test makes one.
+pytestmark = pytest.mark.empty_database
 
 
 def _env(tmp_path: Path, db_url: str, policy_dir: Path | str, **settings: str) -> dict[str, str]:
@@ -133,19 +136,6 @@ async def _live(db_url: str, token: str) -> bool:
     return True
 
 
-async def _nothing_written(db_url: str) -> bool:
-    """Whether the database was never opened: no SQLite file, no table in the PostgreSQL schema."""
-    if db_url.startswith("sqlite:///"):
-        return not _exists(Path(db_url.removeprefix("sqlite:///")))
-    conn = await asyncpg.connect(db_url)
-    try:
-        count = await conn.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()")
-    finally:
-        await conn.close()
-    return bool(count == 0)
-
-
 async def ready(db_url: str) -> str:
     """``db_url`` with the gateway's schema made, as `byline migrate` (or a first `byline
     serve`) leaves it: the other commands refuse a database that has none."""
@@ -181,7 +171,7 @@ async def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path, db_u
         assert result.code == 2 and result.out == "", (command, result.text)
         assert result.err.count("\n") == 1 and where in result.err, (command, result.err)
         assert "BYLINE_DATABASE_URL" in result.err and "byline migrate" in result.err, (command, result.err)
-    assert await _nothing_written(db_url)
+    assert await nothing_written(db_url)
     assert _names(tmp_path) == ["policies"]  # no file beside where it would be
     made = await byline(env, "migrate")
     assert made.code == 0, made.text
@@ -577,7 +567,7 @@ async def test_token_create_refuses_a_lifetime_that_is_not_positive(
     assert result.code == 2, result.text
     assert result.out == "", result.out
     assert result.err.startswith("error: --expires") and result.err.count("\n") == 1, result.err
-    assert await _nothing_written(db_url) or await _token_rows(db_url) == 0
+    assert await nothing_written(db_url) or await _token_rows(db_url) == 0
 
 
 async def test_token_create_refuses_an_account_without_a_policy(tmp_path: Path, db_url: str, policy_dir: Path) -> None:
@@ -598,7 +588,7 @@ async def test_token_create_refuses_an_account_without_a_policy(tmp_path: Path, 
     gone = await byline(_env(tmp_path, db_url, tmp_path / "nowhere"), "token", "create", "--user", "alice",
                         "--account", "direct")
     assert (gone.code, gone.err) == (2, f"error: BYLINE_POLICY_DIR: {tmp_path / 'nowhere'} does not exist\n")
-    assert await _nothing_written(db_url) or await _token_rows(db_url) == 0
+    assert await nothing_written(db_url) or await _token_rows(db_url) == 0
     made = await byline(env, "token", "create", "--user", "alice", "--account", "direct")
     assert made.code == 0 and made.out.startswith("byl_"), made.text
 
@@ -698,7 +688,7 @@ async def test_serve_refuses_a_policy_dir_it_cannot_read(tmp_path: Path, db_url:
     assert result.out == "", result.out
     assert result.err.startswith(f"error: BYLINE_POLICY_DIR: {where} ") and result.err.count("\n") == 1, result.err
     assert not (tmp_path / "log.key").exists()
-    assert await _nothing_written(db_url)
+    assert await nothing_written(db_url)
 
 
 async def test_serve_warns_of_an_empty_policy_dir_and_serves(tmp_path: Path, db_url: str) -> None:
@@ -729,7 +719,7 @@ async def test_serve_refuses_a_port_in_use(tmp_path: Path, db_url: str, policy_d
 
     assert (result.code, result.out, result.err) == (2, "", f"error: port {port} on 127.0.0.1 is in use ({named_by})\n")
     assert not (tmp_path / "log.key").exists()
-    assert await _nothing_written(db_url)
+    assert await nothing_written(db_url)
 
 
 @pytest.mark.parametrize("user", ["alice\n", "system", "policy-file", "bob carol", ""])

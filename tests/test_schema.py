@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,8 +17,10 @@ from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import schema
 from gateway.storage import xrpc as xrpc_sql
-from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn
+from gateway.storage.db import PostgresDatabase, SqliteDatabase, Txn, open_database
 from gateway.types import AccountName, Micros, PostId, UserName
+
+pytestmark = pytest.mark.empty_database  # the migrations themselves, from nothing
 
 
 async def _open_unmigrated(db_url: str) -> SqliteDatabase | PostgresDatabase:
@@ -105,6 +110,32 @@ async def test_each_migration_is_its_own_transaction(db_url: str, monkeypatch: p
         assert versions == list(range(1, schema.LATEST + 1))
     finally:
         await db.close()
+
+
+async def test_an_up_to_date_database_opens_while_another_is_migrating_or_writing(db_url: str) -> None:
+    """A database with every migration opens by one read: a `byline` command or a replica that
+    starts is not kept waiting behind another replica migrating (the migration lock, on
+    PostgreSQL) or another process's write (SQLite's writer lock), and the schema is as it was."""
+    holder = await open_database(db_url)
+    try:
+        async with contextlib.AsyncExitStack() as elsewhere:
+            if holder.dialect == "postgresql":
+                txn = await elsewhere.enter_async_context(holder.write())
+                await schema._lock(holder, txn)
+            else:
+                raw = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+                elsewhere.callback(raw.close)
+                raw.execute("BEGIN IMMEDIATE")
+                elsewhere.callback(raw.rollback)
+            opened = await asyncio.wait_for(open_database(db_url, create=False), timeout=5)
+            try:
+                async with opened.read() as read:
+                    versions = [int(r["version"]) for r in await read.fetchall("SELECT version FROM schema_migrations")]
+            finally:
+                await opened.close()
+        assert sorted(versions) == list(range(1, schema.LATEST + 1))
+    finally:
+        await holder.close()
 
 
 async def test_version_13_makes_each_earlier_session_a_login_of_its_own(db_url: str) -> None:

@@ -42,6 +42,7 @@ from gateway.audit.note import Verifier
 from gateway.audit.verify import ExportSource, verify
 from gateway.clock import ManualClock
 from tests.conftest import BACKENDS, PG_DSN, Gateway, started_gateway, write_policy
+from tests.databases import Templates, schema_url
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin")
 # Everyone may try anything, but the people an action is meant for try it more often, so that
@@ -89,7 +90,7 @@ class VoiceMachine(RuleBasedStateMachine):
 
     posts = Bundle("posts")
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, templates: Templates) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.dir = Path(tempfile.mkdtemp(prefix="byline-sm-"))
@@ -97,13 +98,15 @@ class VoiceMachine(RuleBasedStateMachine):
         self.policy_dir.mkdir()
         self.policy_path = write_policy(self.policy_dir, "brand", brand_policy("two-of-three"))
         self.schema: str | None = None
+        # Each sequence on a database of its own, copied from the migrated template (tests/databases.py).
         if backend == "sqlite":
+            self.run(templates.sqlite_copy(self.dir / "byline.db"))
             db_url = f"sqlite:///{self.dir / 'byline.db'}"
         else:
             assert PG_DSN is not None
             self.schema = "sm_" + secrets.token_hex(6)
-            self._pg(f"CREATE SCHEMA {self.schema}")
-            db_url = f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}search_path={self.schema}"
+            self.run(templates.postgres_schema(self.schema))
+            db_url = schema_url(PG_DSN, self.schema)
         self.clock = ManualClock()
         self.started = started_gateway(db_url, self.policy_dir, self.clock)
         self.gw: Gateway = self.run(self.started.__aenter__())
@@ -247,10 +250,10 @@ class VoiceMachine(RuleBasedStateMachine):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_random_sequences_keep_the_co_signing_promise(backend: str) -> None:
+def test_random_sequences_keep_the_co_signing_promise(backend: str, _database_templates: Templates) -> None:
     """No sequence of actions publishes words without the approvals of people who wrote none of them."""
     run_state_machine_as_test(
-        lambda: VoiceMachine(backend),
+        lambda: VoiceMachine(backend, _database_templates),
         settings=settings(
             max_examples=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_EXAMPLES", "30")),
             stateful_step_count=int(os.environ.get("BYLINE_TEST_STATE_MACHINE_STEPS", "30")),

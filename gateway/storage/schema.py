@@ -691,20 +691,40 @@ SQLITE_SCHEMA_FOUND = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name
 """A row when a SQLite database holds Byline's schema (at any version): its migrations' table."""
 
 
+async def _schema_found(txn: Any, dialect: str) -> bool:
+    if dialect == "postgresql":  # where the connection's search_path finds it
+        row = await txn.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS found")
+        return bool(row is not None and row["found"])
+    return await txn.fetchone(SQLITE_SCHEMA_FOUND) is not None
+
+
 async def has_schema(db: Any) -> bool:
     """Whether the database holds Byline's schema (at any version): its migrations' table."""
     async with db.read() as txn:
-        if db.dialect == "postgresql":  # where the connection's search_path finds it
-            row = await txn.fetchone("SELECT to_regclass('schema_migrations') IS NOT NULL AS found")
-            return bool(row is not None and row["found"])
-        row = await txn.fetchone(SQLITE_SCHEMA_FOUND)
-        return row is not None
+        return await _schema_found(txn, db.dialect)
+
+
+async def _up_to_date(db: Any) -> bool:
+    """Whether the database holds every migration this Byline knows, read in one snapshot."""
+    async with db.read() as txn:
+        if not await _schema_found(txn, db.dialect):
+            return False
+        row = await txn.fetchone(
+            "SELECT COUNT(*) AS n FROM schema_migrations WHERE version BETWEEN 1 AND ?", LATEST
+        )
+        return row is not None and int(row["n"]) == LATEST
 
 
 async def migrate(db: Any) -> None:
     """Apply every migration the database has not seen yet, each in its own transaction (under
     the migration lock on PostgreSQL), so one that fails leaves those before it applied and
-    itself not at all."""
+    itself not at all.
+
+    A database already up to date (every start but the first, and every `byline` command) is
+    told so by one read: no write transaction, so no wait behind the migration lock another
+    replica holds or behind a SQLite writer, and no round trips for each version."""
+    if await _up_to_date(db):
+        return
     async with db.write() as txn:
         await _lock(db, txn)
         await txn.execute(

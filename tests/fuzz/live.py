@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.appkeys import DB
 from gateway.clock import ManualClock
-from tests.conftest import PG_DSN, Gateway, _with_param, started_gateway
+from tests.conftest import PG_DSN, Gateway, started_gateway
+from tests.databases import schema_url
 
 T = TypeVar("T")
 TIMEOUT = 120.0
@@ -133,7 +134,7 @@ def live_gateway(
         else:
             schema = "f_" + secrets.token_hex(6)
             runner.run(_pg(f"CREATE SCHEMA {schema}"))
-            db_url = _with_param(PG_DSN or "", "search_path", schema)
+            db_url = schema_url(PG_DSN or "", schema)
         starter = started_gateway(db_url, policy_dir, ManualClock(), **extra)
         try:
             gateway = runner.run(starter.__aenter__())
