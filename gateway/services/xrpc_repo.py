@@ -9,6 +9,12 @@
   publishing builds it). The CID is exact when the post goes out unchanged within five minutes;
   a post that waits (delay, approval) is written with the time it goes out, so its record and
   CID differ then, and a client reads the real one back (``getRecord``) once it is out.
+* A reply names its parent by address: one of the account's posts Byline has not written yet
+  waits for it (below); any other is read from the account's PDS as the reply is written, and
+  a reply to an address that holds no post is refused with ``getRecord``'s ``RecordNotFound``
+  (a PDS takes it, and the words written there later would be what it answers, which its
+  approvers never saw). The parent's CID then is kept (``reply_to_cid``): deleted, or written
+  again under its key, before the reply goes out, the reply fails instead.
 * ``deleteRecord`` of such a record takes the post back while it waits (cancel) and deletes it
   once published. A client's key is looked up (``post_record_keys``); derived keys are not
   stored: the account's posts are searched newest first for the one whose derived key matches,
@@ -864,11 +870,16 @@ class XrpcRepo:
         and half of one, published, would make its retry fail on keys already taken."""
         creates = [(n, w) for n, w in enumerate(writes, start=1) if w.record is not None]
         _check_replies(session, [(w.rkey, w.record) for _, w in creates if w.record is not None])
+        batch = {f"at://{session.did}/{POST_COLLECTION}/{w.rkey}" for _, w in creates if w.rkey is not None}
         shown: set[str] = set()
         for n, write in creates:
             record = write.record
             assert record is not None
             try:
+                parent = record.reply.parent.uri if record.reply is not None else None
+                if parent is not None and parent not in batch and \
+                        await self._unpublished_parent(session, parent) is None:
+                    await self._parent_cid(loaded, parent)
                 options = await self._with_embed(session, loaded, record, _options(record))
                 if shown & set(options.media_ids):
                     raise _invalid_record("a blob shows in one post only: upload it again for another")
@@ -893,6 +904,8 @@ class XrpcRepo:
                 # it goes out after it, to it, as the Mastodon API's replies do (see the
                 # publisher); written now, the PDS would not find its parent.
                 options = replace(options, reply_to=None, reply_to_post=waited)
+            else:
+                options = replace(options, reply_to_cid=await self._parent_cid(loaded, record.reply.parent.uri))
         options = await self._with_embed(session, loaded, record, options)
         attach = _attaching(options.media_ids) if record.embed is not None else None
 
@@ -936,6 +949,36 @@ class XrpcRepo:
             )
         media_ids = await self._blob_media(session, check_embed(record.embed))
         return replace(options, embed=record.embed, media_ids=media_ids)
+
+    async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:
+        """The CID of the post a reply names, as the Bluesky account's PDS holds it now: the
+        reply goes out to that record or not at all (``OutboundPost.reply_to_cid``). A PDS takes
+        a reply to a record it does not have, and one written later under that address, with
+        other words, would be what the reply answers, which its approvers never saw: refused,
+        as ``getRecord`` answers it. ``None`` for an account on another platform."""
+        if loaded.policy.platform != "bluesky":
+            return None
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
+        try:
+            parent = await adapter.parent_record(uri)
+        except AdapterError as exc:
+            if (exc.detail or "").startswith("RecordNotFound"):
+                raise xrpc_error(
+                    Code.VALIDATION, "RecordNotFound",
+                    f"Could not locate record: {uri}: a reply answers a post that is there",
+                ) from None
+            if exc.status is None and not exc.retryable:  # not a post's address
+                raise _invalid_record(f"Record/reply/parent: {exc.message}") from None
+            raise xrpc_error(
+                Code.UNAVAILABLE, "UpstreamFailure",
+                f"the post this replies to could not be read, so the reply was not taken: {exc.message}",
+            ) from None
+        cid = parent.get("cid")
+        if not isinstance(cid, str) or not cid:
+            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", f"the PDS gave no CID for {uri}")
+        return cid
 
     async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
         """The post of the session's account, not yet out, that Byline answered ``uri`` for
