@@ -14,8 +14,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from atproto import Client, models
-from atproto_client.exceptions import BadRequestError
+from atproto_client.exceptions import BadRequestError, NetworkError
 
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
@@ -207,3 +209,63 @@ async def test_a_reply_to_a_post_that_is_there_goes_out_answering_it(
         await gw.tick()
         landed: list[dict[str, Any] | None] = [await pds_record(bluesky_pds, a.uri) for a in answers]
         assert [r["value"]["reply"]["parent"] if r else None for r in landed] == parents
+
+
+class ReadsFailing:
+    """Passes every request on to the PDS and its answer back, but answers ``getRecord`` with a
+    503 while ``down``: a PDS that cannot say what a reply answers."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.down = False
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if self.down and request.path == "/xrpc/com.atproto.repo.getRecord":
+            return web.json_response({"error": "NotEnoughResources", "message": "try later"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with aiohttp.ClientSession() as http, http.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
+        ) as resp:
+            body = await resp.read()
+            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+
+async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with_nothing_stored(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """A PDS that cannot say what a reply answers is a 502 ``UpstreamFailure`` the client tries
+    again, and taken then; a parent that names another kind of record is a 400 saying so.
+    Nothing of a refused reply is stored."""
+    proxy = ReadsFailing(bluesky_pds.pds_url)
+    server = TestServer(proxy.app)
+    await server.start_server()
+    try:
+        account = bluesky_pds.account("carol.test")
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
+                             credential_env="CAROL_BSKY_APP_PASSWORD")
+        parent = await (await on_pds(bluesky_pds, account)).write(app_tid(), f"Hello ({secrets.token_hex(4)})")
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            client = await login(gw, clients, "alice", "skyreply", account.handle)
+            before = await gw.snapshot()
+            proxy.down = True
+            with pytest.raises(NetworkError) as unread:
+                await run(client.send_post, "Hello back", reply_to=reply_to(parent))
+            answered = unread.value.response
+            assert answered is not None and (answered.status_code, answered.content.error) == (502, "UpstreamFailure")
+            like = {"uri": f"at://{account.did}/app.bsky.feed.like/{app_tid()}", "cid": FAKE_CID}
+            with pytest.raises(BadRequestError) as not_post:
+                await run(client.send_post, "Hello like", reply_to=reply_to(like))
+            assert not_post.value.response.content.message == (
+                f"Invalid {POST} record: Record/reply/parent: bluesky: can only reply to posts, not {like['uri']}"
+            )
+            assert await gw.snapshot() == before
+
+            proxy.down = False
+            again = await run(client.send_post, "Hello back", reply_to=reply_to(parent))
+            assert (await posts_by_key(gw, "alice", "skyreply"))[again.uri.rsplit("/", 1)[1]]["state"] == "held"
+    finally:
+        await server.close()
