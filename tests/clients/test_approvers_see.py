@@ -261,3 +261,7 @@ async def test_an_approver_sees_what_a_reply_sent_through_the_native_api_answers
                                           {"account": "mastoco", "text": "Hm", "reply_to": "9" * 18})
     assert (code, body["error"]) == (404, "not_found"), body
     assert await world.gateway.snapshot() == before
+    # Bob approves there but may not post: refused as he is, not told what the instance holds.
+    code, body = await world.gateway.call("bob", "POST", "/v1/posts",
+                                          {"account": "mastoco", "text": "Hm", "reply_to": "9" * 18})
+    assert (code, body["error"]) == (403, "forbidden"), body
