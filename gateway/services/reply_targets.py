@@ -15,6 +15,7 @@ from urllib.parse import quote
 import structlog
 
 from adapters.base import AdapterError
+from adapters.bluesky import POST_COLLECTION, BlueskyAdapter
 from gateway.errors import BylineError, Code
 from gateway.policy.engine import Role, roles
 from gateway.policy.loader import LoadedPolicy
@@ -64,6 +65,7 @@ class ReplyTo(TypedDict, total=False):
     reply_to_post: str | None
     reply_to_url: str | None
     reply_to_account: str | None
+    reply_to_cid: str | None
 
 
 class ReplyTargets:
@@ -121,7 +123,8 @@ class ReplyTargets:
         account (``GET /api/v1/statuses/:id``, which finds the status and checks that the
         account may see it, as Mastodon does before taking a reply). Where the platform cannot
         say (another platform, an instance that does not answer, or answers anything but 404),
-        the id is passed on as it is, and the platform judges it when the reply goes out."""
+        the id is passed on as it is, and the platform judges it when the reply goes out. A
+        Bluesky post must be there, and the reply answers that very record (:meth:`bluesky_cid`)."""
         loaded = self._posts.policy(account)
         platform = loaded.policy.platform
         url: str | None = None
@@ -131,6 +134,8 @@ class ReplyTargets:
                 row = await sandbox_sql.get(txn, status_id)
             if row is None or row["deleted_at"] is not None:
                 self._not_found(account, platform)
+        elif platform == "bluesky":
+            return {"reply_to": status_id, "reply_to_cid": await self.bluesky_cid(loaded, status_id)}
         elif platform == "mastodon":
             answer = await self._status(loaded, status_id)
             if answer is not None and answer[0] == 404:
@@ -138,6 +143,36 @@ class ReplyTargets:
             if answer is not None and answer[0] == 200:
                 url, author = status_shown(answer[1])
         return {"reply_to": status_id, "reply_to_url": url, "reply_to_account": author}
+
+    async def bluesky_cid(self, loaded: LoadedPolicy, uri: str) -> str:
+        """The CID of the Bluesky post ``uri`` a reply answers, as the account's PDS holds it now:
+        the reply goes out to that record or not at all (``OutboundPost.reply_to_cid``). A PDS
+        takes a reply to an address that holds no post, and a post written there later, with
+        other words, would be what the reply answers, which its approvers never saw: refused,
+        in ``getRecord``'s words (the XRPC surface answers its ``RecordNotFound``)."""
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise BylineError(Code.UNAVAILABLE, "the account has no Bluesky adapter", xrpc="UpstreamFailure")
+        try:
+            parent = await adapter.parent_record(uri)
+        except AdapterError as exc:
+            if (exc.detail or "").startswith("RecordNotFound"):
+                raise BylineError(Code.NOT_FOUND,
+                                  f"Could not locate record: {uri}: a reply answers a post that is there",
+                                  xrpc="RecordNotFound") from None
+            if exc.status is None and not exc.retryable:  # not a post's address
+                raise BylineError(Code.VALIDATION,
+                                  f"Invalid {POST_COLLECTION} record: Record/reply/parent: {exc.message}",
+                                  xrpc="InvalidRequest") from None
+            raise BylineError(
+                Code.UNAVAILABLE,
+                f"the post this replies to could not be read, so the reply was not taken: {exc.message}",
+                xrpc="UpstreamFailure",
+            ) from None
+        cid = parent.get("cid")
+        if not isinstance(cid, str) or not cid:
+            raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
+        return cid
 
     async def _status(self, loaded: LoadedPolicy, status_id: str) -> tuple[int, bytes] | None:
         """The instance's answer to ``GET /api/v1/statuses/:id`` as the account, or None where

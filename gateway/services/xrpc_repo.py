@@ -96,6 +96,7 @@ from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
+from gateway.services.reply_targets import ReplyTargets
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
 from gateway.services.xrpc_gates import GATES, GateError, check_gate
@@ -444,6 +445,7 @@ class XrpcRepo:
         self._posts = posts
         self._published = published
         self._platforms = platforms
+        self._replies = ReplyTargets(db=db, posts=posts, platforms=platforms)
         self._sessions = sessions
         self._clock = clock
         self._gate_turns = Turns()
@@ -951,34 +953,11 @@ class XrpcRepo:
         return replace(options, embed=record.embed, media_ids=media_ids)
 
     async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:
-        """The CID of the post a reply names, as the Bluesky account's PDS holds it now: the
-        reply goes out to that record or not at all (``OutboundPost.reply_to_cid``). A PDS takes
-        a reply to a record it does not have, and one written later under that address, with
-        other words, would be what the reply answers, which its approvers never saw: refused,
-        as ``getRecord`` answers it. ``None`` for an account on another platform."""
+        """The CID of the post a reply names, as the Bluesky account's PDS holds it now
+        (``ReplyTargets.bluesky_cid``); ``None`` for an account on another platform."""
         if loaded.policy.platform != "bluesky":
             return None
-        adapter = self._platforms.adapter_for(loaded)
-        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
-            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", "the account has no Bluesky adapter")
-        try:
-            parent = await adapter.parent_record(uri)
-        except AdapterError as exc:
-            if (exc.detail or "").startswith("RecordNotFound"):
-                raise xrpc_error(
-                    Code.VALIDATION, "RecordNotFound",
-                    f"Could not locate record: {uri}: a reply answers a post that is there",
-                ) from None
-            if exc.status is None and not exc.retryable:  # not a post's address
-                raise _invalid_record(f"Record/reply/parent: {exc.message}") from None
-            raise xrpc_error(
-                Code.UNAVAILABLE, "UpstreamFailure",
-                f"the post this replies to could not be read, so the reply was not taken: {exc.message}",
-            ) from None
-        cid = parent.get("cid")
-        if not isinstance(cid, str) or not cid:
-            raise xrpc_error(Code.UNAVAILABLE, "UpstreamFailure", f"the PDS gave no CID for {uri}")
-        return cid
+        return await self._replies.bluesky_cid(loaded, uri)
 
     async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
         """The post of the session's account, not yet out, that Byline answered ``uri`` for

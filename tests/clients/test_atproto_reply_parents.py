@@ -33,7 +33,7 @@ from tests.clients.test_atproto_threads import (
     sdk_writes,
 )
 from tests.conftest import started_gateway
-from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid, write_bluesky_policy
+from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid, post_records, write_bluesky_policy
 
 __all__ = ["clients", "clock"]  # fixtures, used by name
 FAKE_CID = "bafyreia" + "a" * 51
@@ -269,3 +269,40 @@ async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with
             assert (await posts_by_key(gw, "alice", "skyreply"))[again.uri.rsplit("/", 1)[1]]["state"] == "held"
     finally:
         await server.close()
+
+
+async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that_was_there(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same through ``POST /v1/posts`` (``reply_to``, an at:// address): an address that
+    holds no post is a 404 with nothing stored; a reply to a post there, approved, fails once
+    that post is deleted and written again with other words, and nothing answering them goes
+    out. (Before: the first taken, the second out as a reply to the new words.)"""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    rkey = app_tid()
+    words = secrets.token_hex(4)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        before = await gw.snapshot()
+        empty = f"at://{account.did}/{POST}/{rkey}"
+        status, body = await gw.call("alice", "POST", "/v1/posts",
+                                     {"account": "skyreply", "text": f"Quite right ({words})", "reply_to": empty})
+        assert (status, body["error"]) == (404, "not_found"), body
+        assert body["message"].startswith(f"Could not locate record: {empty}")
+        assert await gw.snapshot() == before
+
+        parent = await own.write(rkey, f"Tea is best hot ({words})")
+        post = await gw.submit("alice", "skyreply", f"Quite right ({words})", reply_to=parent["uri"])
+        status, body = await gw.act("bob", post["id"], "approve")
+        assert status == 200, body
+        await own.delete(rkey)
+        await own.write(rkey, f"Tea is best iced ({words})")
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        failed = await gw.get("alice", post["id"])
+        assert failed["state"] == "failed", failed
+        assert "is not the one the reply was written to" in failed["last_error"]
+        assert [r for r in await post_records(bluesky_pds, account.did) if words in r["value"]["text"]
+                and r["value"].get("reply")] == []
+        await verified_by_cli(gw)
