@@ -41,6 +41,10 @@ class OutboundPost:
     idempotency_key: str
     text: str
     reply_to: str | None = None
+    reply_to_cid: str | None = None
+    """The version of ``reply_to`` the reply was written to, for platforms whose posts are
+    content-addressed (Bluesky's CID): another record under its address since (deleted and
+    written again, other words) fails the reply rather than have it answer those."""
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None

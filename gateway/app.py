@@ -35,6 +35,7 @@ from gateway.appkeys import (
     PUBLISHED,
     PUBLISHER,
     REGISTRY,
+    REPLIES,
     SANDBOX,
     SETTINGS,
     SIGNER,
@@ -79,6 +80,7 @@ from gateway.services.posts import PostService
 from gateway.services.profiles import ProfileKeeper
 from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
+from gateway.services.reply_targets import ReplyTargets
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.streaming import STREAMS_IN_ALL, STREAMS_PER_TOKEN, MastodonStreams
 from gateway.services.throttle import Throttle
@@ -241,9 +243,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         db=db, appender=appender, identity=identity, policies=registry, clock=clock,
         form_key=await gateway_key(db, SIGNIN_FORMS), throttle=signins, people=app[PEOPLE],
     )
+    app[REPLIES] = replies = ReplyTargets(db=db, posts=posts, platforms=platforms)
     app[MASTODON] = MastodonService(
         db=db, posts=posts, published=published, identity=identity, policies=registry, platforms=platforms,
-        clock=clock,
+        clock=clock, replies=replies,
     )
     app[XRPC_SESSIONS] = sessions = XrpcSessions(
         db=db, clock=clock, identity=identity, policies=registry, platforms=platforms,

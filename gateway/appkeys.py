@@ -27,6 +27,7 @@ from gateway.services.posts import PostService
 from gateway.services.published import PublishedPosts
 from gateway.services.publisher import Publisher
 from gateway.services.queue import QueueService
+from gateway.services.reply_targets import ReplyTargets
 from gateway.services.sandbox import SandboxTimeline
 from gateway.services.streaming import MastodonStreams
 from gateway.services.transparency import Transparency
@@ -56,6 +57,7 @@ GATE_RECONCILER = web.AppKey("gate_reconciler", GateReconciler)
 LOG_READER = web.AppKey("log_reader", LogReader)
 OAUTH = web.AppKey("oauth", OAuthService)
 MASTODON = web.AppKey("mastodon", MastodonService)
+REPLIES = web.AppKey("replies", ReplyTargets)
 XRPC_SESSIONS = web.AppKey("xrpc_sessions", XrpcSessions)
 XRPC_REPO = web.AppKey("xrpc_repo", XrpcRepo)
 PEOPLE = web.AppKey("people", People)

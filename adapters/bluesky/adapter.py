@@ -372,7 +372,7 @@ class BlueskyAdapter:
         facets = fitting_facets(post.facets, text)
         if facets is None:
             facets = await self._facets(text)
-        reply = await self._reply_ref(post.reply_to) if post.reply_to else None
+        reply = await self._reply_ref(post.reply_to, written_to=post.reply_to_cid) if post.reply_to else None
         shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
         labels = dict(post.self_labels) if post.self_labels is not None else (
             sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None
@@ -406,12 +406,14 @@ class BlueskyAdapter:
         did = answer.get("did")
         return did if isinstance(did, str) and did.startswith("did:") else None
 
-    async def _reply_ref(self, parent_uri: str) -> dict[str, Any]:
+    async def parent_record(self, parent_uri: str) -> dict[str, Any]:
+        """The post ``parent_uri`` names as the PDS holds it now (``getRecord``: its uri, cid and
+        value); an ``AdapterError`` whose ``detail`` begins ``RecordNotFound`` where it has none."""
         uri = AtUri.parse(parent_uri)
         if uri.collection != POST_COLLECTION:
             raise AdapterError(f"bluesky: can only reply to posts, not {parent_uri}", retryable=False)
         try:
-            parent = await self._client.xrpc(
+            return await self._client.xrpc(
                 "GET",
                 "com.atproto.repo.getRecord",
                 params={"repo": uri.repo, "collection": uri.collection, "rkey": uri.rkey},
@@ -425,6 +427,17 @@ class BlueskyAdapter:
                     detail=self._client.detail(exc),
                 ) from None
             raise self._client.classify(exc) from None
+
+    async def _reply_ref(self, parent_uri: str, *, written_to: str | None = None) -> dict[str, Any]:
+        parent = await self.parent_record(parent_uri)
+        if written_to is not None and parent.get("cid") != written_to:
+            # Deleted and written again under its key since: other words, which the reply's
+            # approvers never saw it answer.
+            raise AdapterError(
+                f"bluesky: the post replied to, {parent_uri}, is not the one the reply was written to: "
+                f"it was deleted and written again since (CID {written_to} then, {parent.get('cid')} now)",
+                retryable=False,
+            )
         return reply_ref(parent, parent_uri)
 
     async def _embed_images(self, media: tuple[MediaItem, ...]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.appkeys import ACCOUNTS, POSTS, PUBLISHED
+from gateway.appkeys import ACCOUNTS, POSTS, PUBLISHED, REPLIES
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
 from gateway.services.posts import PostOptions, PostView
@@ -165,16 +165,9 @@ async def submit(request: web.Request) -> web.Response:
     """Submit a post for an account."""
     caller = await authenticated(request, "write:statuses")
     body = parse(SubmitBody, await read_json(request))
-    reply_to, reply_to_post = body.reply_to, None
-    if body.reply_to_post is not None:
-        if reply_to is not None:
-            raise BylineError(Code.VALIDATION, "name the post answered once: reply_to or reply_to_post",
-                              field="reply_to_post")
-        found = await request.app[POSTS].reply_parent(caller.user, body.account, body.reply_to_post)
-        if found is None:
-            raise BylineError(Code.NOT_FOUND, f"no post {body.reply_to_post}", field="reply_to_post")
-        reply_to, reply_to_post = found
-    options = PostOptions(reply_to=reply_to, reply_to_post=reply_to_post, spoiler_text=body.spoiler_text,
+    replies = await request.app[REPLIES].named(caller, body.account, reply_to=body.reply_to,
+                                               reply_to_post=body.reply_to_post)
+    options = PostOptions(**replies, spoiler_text=body.spoiler_text,
                           sensitive=body.sensitive, language=body.language,
                           visibility=body.visibility)
     post = await request.app[POSTS].submit(

@@ -38,14 +38,14 @@ from gateway.services.content import sends_focus
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
-from gateway.services.posts import REPLY_NOT_FOUND, Caller, PostOptions, PostService, PostView, new_post_id
+from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
+from gateway.services.reply_targets import RawReader, ReplyTargets, ReplyTo
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import queue as queue_sql
-from gateway.storage import sandbox as sandbox_sql
 from gateway.storage.db import Database, DatabaseUnavailable
 from gateway.types import duration_micros, to_micros
 
@@ -149,15 +149,6 @@ _QUIET_ANSWERS: dict[str, Any] = {
     "/api/v2/search": {"accounts": [], "statuses": [], "hashtags": []},
     "/api/v1/instance/translation_languages": {},
 }
-
-
-@runtime_checkable
-class RawReader(Protocol):
-    """An adapter that can pass one client-API read through (the Mastodon adapter)."""
-
-    async def get_raw(self, path: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
-        """``GET`` a client API path as the account: status, headers, body."""
-        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -301,37 +292,15 @@ def _check_platform_takes(platform: str, form: StatusForm) -> None:
 
 
 
-_SHOWN_URL = re.compile(r"https?://[^\s<>\"]{1,2040}")
-"""A status's address as approvers are given it to follow: the web's, nothing else."""
-
-
-def _status_shown(body: bytes) -> tuple[str | None, str | None]:
-    """A Mastodon status's address (``url``, else its ``uri``) and its author's handle
-    (``account.acct``), from the instance's answer; None for what it did not give, or gave as
-    anything but a web address and a handle (a remote server's ``url`` reaches the instance
-    from that server)."""
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(status, dict):
-        return None, None
-    url = next((u for u in (status.get("url"), status.get("uri")) if isinstance(u, str) and _SHOWN_URL.fullmatch(u)),
-               None)
-    account = status.get("account")
-    acct = account.get("acct") if isinstance(account, dict) else None
-    handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
-    return url, handle
-
-
 class MastodonService:
     """Mastodon client API calls, each for one authenticated app."""
 
     def __init__(
         self, *, db: Database, posts: PostService, published: PublishedPosts, identity: Identity,
-        policies: PolicyRegistry, platforms: Platforms, clock: Clock,
+        policies: PolicyRegistry, platforms: Platforms, clock: Clock, replies: ReplyTargets,
     ) -> None:
         self._db = db
+        self._replies = replies
         self._posts = posts
         self._published = published
         self._identity = identity
@@ -507,9 +476,7 @@ class MastodonService:
         uploads = await self._media_for(auth, form.media_ids)
         replies = await self._reply_target(auth, form.in_reply_to_id)
         options = PostOptions(
-            reply_to=replies.get("reply_to"), reply_to_post=replies.get("reply_to_post"),
-            reply_to_url=replies.get("reply_to_url"), reply_to_account=replies.get("reply_to_account"),
-            spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
+            **replies, spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
             language=form.language, visibility=form.visibility, media_ids=form.media_ids,
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
@@ -519,61 +486,15 @@ class MastodonService:
                                         history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
-    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> dict[str, str | None]:
-        """What a reply replies to, as the options that say it: the platform's id of its parent
-        (``reply_to``), or, for a post of the account's that has not gone out yet, that post
-        (``reply_to_post``), which the publisher sends it after (a thread tool posts 2/2 as soon
-        as 1/2 is answered).
-
-        A post of Byline's already out is answered where it went, at the address Byline
-        recorded for it. An id Byline did not give is a status on the platform, as the app saw it in a timeline,
-        and is passed on as it is, with the address and author the platform gave for it, for
-        its approvers to see what the words answer (``reply_to_url``, ``reply_to_account``); a
-        post of Byline's that another account made, or that ended without going out (or was
-        deleted, or failed), is not found, as Mastodon answers a reply to a status that is not
-        there."""
+    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> ReplyTo:
+        """What a reply replies to, as the options that say it (``ReplyTargets``): an
+        ``in_reply_to_id`` Byline gave is its post, any other a status on the platform; a post
+        of Byline's that another account made, or that ended without going out, is not found,
+        as Mastodon answers a reply to a status that is not there."""
         if not reply_to:
             return {}
-        found = await self._posts.reply_parent(auth.caller.user, auth.account, reply_to)
-        if found is None:
-            url, account = await self._check_platform_has(auth, reply_to)
-            return {"reply_to": reply_to, "reply_to_url": url, "reply_to_account": account}
-        if found[0] is None:
-            return {"reply_to_post": found[1]}
-        # Out already, through Byline: where Byline recorded it published is its address.
-        url = (await self._posts.view(auth.caller, reply_to, history=False)).remote_url
-        return {"reply_to": found[0], "reply_to_url": url if url and _SHOWN_URL.fullmatch(url) else None}
-
-    async def _check_platform_has(self, auth: ClientAuth, status_id: str) -> tuple[str | None, str | None]:
-        """404, as Mastodon answers it, for an ``in_reply_to_id`` Byline did not give that the
-        account's platform surely has no status under: the sandbox's statuses are Byline's own
-        record, and a Mastodon instance is asked as the account (``GET /api/v1/statuses/:id``,
-        which finds the status and checks that the account may see it, as Mastodon does before
-        taking a reply). Where the platform cannot say (another platform, an instance that does
-        not answer, or answers anything but 404), the id is passed on as it is, and the
-        platform judges it when the reply goes out. Else the status's address and its author's
-        handle as the instance gave them (:func:`_status_shown`), where it gave them."""
-        loaded = self._loaded(auth)
-        platform = loaded.policy.platform
-        if platform == "sandbox":
-            async with self._db.read() as txn:
-                row = await sandbox_sql.get(txn, status_id)
-            if row is not None and row["deleted_at"] is None:
-                return None, None
-        elif platform == "mastodon":
-            try:
-                adapter = self._platforms.adapter_for(loaded)
-                if not isinstance(adapter, RawReader):
-                    return None, None
-                status, _, body = await adapter.get_raw(f"/api/v1/statuses/{quote(status_id, safe='')}")
-            except (AdapterError, BylineError, ValueError):
-                return None, None
-            if status != 404:
-                return _status_shown(body) if status == 200 else (None, None)
-        else:
-            return None, None
-        logger.info("reply_target_not_found", account=auth.account, platform=platform)
-        raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
+        found = await self._replies.of_post(auth.caller, auth.account, reply_to)
+        return found if found is not None else await self._replies.on_platform(auth.account, reply_to)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
         """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.

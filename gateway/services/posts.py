@@ -98,6 +98,9 @@ class PostOptions:
     the lookup Byline makes before taking a reply): what its approvers are shown, since an id
     alone says nothing of what the words answer. Shown, never sent: the reply goes to the id."""
     reply_to_account: str | None = None
+    reply_to_cid: str | None = None
+    """The CID of the Bluesky record ``reply_to`` names, as its PDS held it when the reply was
+    written (``gateway.services.xrpc_repo``): the reply goes out to that record or not at all."""
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None
@@ -758,7 +761,8 @@ class PostService:
             given = None if options is None else replace(
                 options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"),
                 reply_to_url=current.options.get("reply_to_url"),
-                reply_to_account=current.options.get("reply_to_account"))
+                reply_to_account=current.options.get("reply_to_account"),
+                reply_to_cid=current.options.get("reply_to_cid"))
             if given is not None:
                 changes["options"] = json.dumps(given.to_json())
             new_state = state

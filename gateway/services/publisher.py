@@ -1004,7 +1004,8 @@ class Publisher:
         if not options:  # most posts: every option as OutboundPost leaves it, without a lookup each
             return OutboundPost(**common)
         return OutboundPost(
-            **common, reply_to=options.get("reply_to"), spoiler_text=options.get("spoiler_text"),
+            **common, reply_to=options.get("reply_to"), reply_to_cid=options.get("reply_to_cid"),
+            spoiler_text=options.get("spoiler_text"),
             sensitive=bool(options.get("sensitive", False)), language=options.get("language"),
             visibility=options.get("visibility"), created_at=options.get("created_at"),
             embed=options.get("embed"), self_labels=options.get("self_labels"), facets=options.get("facets"),

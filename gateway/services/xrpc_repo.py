@@ -9,6 +9,12 @@
   publishing builds it). The CID is exact when the post goes out unchanged within five minutes;
   a post that waits (delay, approval) is written with the time it goes out, so its record and
   CID differ then, and a client reads the real one back (``getRecord``) once it is out.
+* A reply names its parent by address: one of the account's posts Byline has not written yet
+  waits for it (below); any other is read from the account's PDS as the reply is written, and
+  a reply to an address that holds no post is refused with ``getRecord``'s ``RecordNotFound``
+  (a PDS takes it, and the words written there later would be what it answers, which its
+  approvers never saw). The parent's CID then is kept (``reply_to_cid``): deleted, or written
+  again under its key, before the reply goes out, the reply fails instead.
 * ``deleteRecord`` of such a record takes the post back while it waits (cancel) and deletes it
   once published. A client's key is looked up (``post_record_keys``); derived keys are not
   stored: the account's posts are searched newest first for the one whose derived key matches,
@@ -90,6 +96,7 @@ from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
+from gateway.services.reply_targets import ReplyTargets
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
 from gateway.services.xrpc_gates import GATES, GateError, check_gate
@@ -438,6 +445,7 @@ class XrpcRepo:
         self._posts = posts
         self._published = published
         self._platforms = platforms
+        self._replies = ReplyTargets(db=db, posts=posts, platforms=platforms)
         self._sessions = sessions
         self._clock = clock
         self._gate_turns = Turns()
@@ -874,11 +882,16 @@ class XrpcRepo:
         and half of one, published, would make its retry fail on keys already taken."""
         creates = [(n, w) for n, w in enumerate(writes, start=1) if w.record is not None]
         _check_replies(session, [(w.rkey, w.record) for _, w in creates if w.record is not None])
+        batch = {f"at://{session.did}/{POST_COLLECTION}/{w.rkey}" for _, w in creates if w.rkey is not None}
         shown: set[str] = set()
         for n, write in creates:
             record = write.record
             assert record is not None
             try:
+                parent = record.reply.parent.uri if record.reply is not None else None
+                if parent is not None and parent not in batch and \
+                        await self._unpublished_parent(session, parent) is None:
+                    await self._parent_cid(loaded, parent)
                 options = await self._with_embed(session, loaded, record, _options(record))
                 if shown & set(options.media_ids):
                     raise _invalid_record("a blob shows in one post only: upload it again for another")
@@ -903,6 +916,8 @@ class XrpcRepo:
                 # it goes out after it, to it, as the Mastodon API's replies do (see the
                 # publisher); written now, the PDS would not find its parent.
                 options = replace(options, reply_to=None, reply_to_post=waited)
+            else:
+                options = replace(options, reply_to_cid=await self._parent_cid(loaded, record.reply.parent.uri))
         options = await self._with_embed(session, loaded, record, options)
         attach = _attaching(options.media_ids) if record.embed is not None else None
 
@@ -946,6 +961,13 @@ class XrpcRepo:
             )
         media_ids = await self._blob_media(session, check_embed(record.embed))
         return replace(options, embed=record.embed, media_ids=media_ids)
+
+    async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:
+        """The CID of the post a reply names, as the Bluesky account's PDS holds it now
+        (``ReplyTargets.bluesky_cid``); ``None`` for an account on another platform."""
+        if loaded.policy.platform != "bluesky":
+            return None
+        return await self._replies.bluesky_cid(loaded, uri)
 
     async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
         """The post of the session's account, not yet out, that Byline answered ``uri`` for

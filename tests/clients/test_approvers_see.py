@@ -223,3 +223,45 @@ async def test_an_approver_sees_where_a_reply_to_a_post_already_out_answers_it(
         replies = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", _card(page, status.id), re.DOTALL)
         assert replies is not None, page
         assert f'href="{html.escape(out["remote"]["url"])}"' in replies.group(1), replies.group(1)
+
+
+async def test_an_approver_sees_what_a_reply_sent_through_the_native_api_answers(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice answers carl's status on the instance by its id (``reply_to``), and the account's
+    own status out already by Byline's id (``reply_to_post``), through the native API: bob's
+    card says whose status each answers and links to it, as for a Mastodon app's reply; an id
+    the instance has no status under is a 404 with nothing stored. Before, the cards said only
+    the platform's number, and the unknown id was taken."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    theirs = world.upstream.seed_status(carl, "Something bob would never endorse",
+                                        created_at=world.gateway.clock.now())
+    parent = await world.gateway.submit("alice", "mastoco", "Our new office opens today")
+    code, _ = await world.gateway.act("dave", parent["id"], "approve")
+    assert code == 200
+    world.gateway.clock.advance(timedelta(minutes=2))
+    await world.gateway.tick()
+    out = await world.gateway.get("alice", parent["id"])
+    assert out["state"] == "published" and out["remote"]["url"], out
+    to_carl = await world.gateway.submit("alice", "mastoco", "Well said!", reply_to=theirs.id)
+    to_ours = await world.gateway.submit("alice", "mastoco", "Come and see it", reply_to_post=parent["id"])
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        shown = []
+        for post in (to_carl, to_ours):
+            replies = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", _card(page, post["id"]), re.DOTALL)
+            assert replies is not None, page
+            shown.append(replies.group(1))
+        assert f'href="https://{world.upstream.host}/@carl/{theirs.id}"' in shown[0], shown[0]
+        assert "@carl" in html.unescape(re.sub(r"<[^>]+>", " ", shown[0])), shown[0]
+        assert f'href="{html.escape(out["remote"]["url"])}"' in shown[1], shown[1]
+    before = await world.gateway.snapshot()
+    code, body = await world.gateway.call("alice", "POST", "/v1/posts",
+                                          {"account": "mastoco", "text": "Hm", "reply_to": "9" * 18})
+    assert (code, body["error"]) == (404, "not_found"), body
+    assert await world.gateway.snapshot() == before
+    # Bob approves there but may not post: refused as he is, not told what the instance holds.
+    code, body = await world.gateway.call("bob", "POST", "/v1/posts",
+                                          {"account": "mastoco", "text": "Hm", "reply_to": "9" * 18})
+    assert (code, body["error"]) == (403, "forbidden"), body

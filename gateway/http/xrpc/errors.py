@@ -14,6 +14,7 @@ logger = structlog.get_logger("byline.http.xrpc")
 # Error names a PDS answers with, and their statuses.
 _STATUS: dict[str, int] = {
     "InvalidRequest": 400, "InvalidSwap": 400, "ExpiredToken": 400, "InvalidToken": 400, "AccountNotFound": 400,
+    "RecordNotFound": 400,
     "AuthMissing": 401, "AuthenticationRequired": 401, "Forbidden": 403,
     "PayloadTooLarge": 413, "RateLimitExceeded": 429, "InternalServerError": 500,
     "MethodNotImplemented": 501, "UpstreamFailure": 502, "NotEnoughResources": 503,

@@ -1,0 +1,192 @@
+"""What a reply answers, as the options that say it, and as its approvers are shown it: the
+platform's id of its parent (``reply_to``) with the parent's address and author where the
+platform gave them (``reply_to_url``, ``reply_to_account``), or, for a post of the account's
+that has not gone out yet, that post (``reply_to_post``). One reading for every surface a reply
+comes through (the Mastodon API's ``in_reply_to_id``, the native API's ``reply_to`` and
+``reply_to_post``): approvers see what the words answer, whichever app sent them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final, Protocol, TypedDict, runtime_checkable
+from urllib.parse import quote
+
+import structlog
+
+from adapters.base import AdapterError
+from adapters.bluesky import POST_COLLECTION, BlueskyAdapter
+from gateway.errors import BylineError, Code
+from gateway.policy.engine import Role, roles
+from gateway.policy.loader import LoadedPolicy
+from gateway.services.platforms import Platforms
+from gateway.services.posts import REPLY_NOT_FOUND, Caller, PostService
+from gateway.storage import sandbox as sandbox_sql
+from gateway.storage.db import Database
+
+logger = structlog.get_logger("byline.replies")
+
+SHOWN_URL: Final = re.compile(r"https?://[^\s<>\"]{1,2040}")
+"""A status's address as approvers are given it to follow: the web's, nothing else."""
+
+
+@runtime_checkable
+class RawReader(Protocol):
+    """An adapter that can pass one client-API read through (the Mastodon adapter)."""
+
+    async def get_raw(self, path: str, query: str = "") -> tuple[int, dict[str, str], bytes]:
+        """``GET`` a client API path as the account: status, headers, body."""
+        ...
+
+
+def status_shown(body: bytes) -> tuple[str | None, str | None]:
+    """A Mastodon status's address (``url``, else its ``uri``) and its author's handle
+    (``account.acct``), from the instance's answer; None for what it did not give, or gave as
+    anything but a web address and a handle (a remote server's ``url`` reaches the instance
+    from that server)."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(status, dict):
+        return None, None
+    url = next((u for u in (status.get("url"), status.get("uri")) if isinstance(u, str) and SHOWN_URL.fullmatch(u)),
+               None)
+    account = status.get("account")
+    acct = account.get("acct") if isinstance(account, dict) else None
+    handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
+    return url, handle
+
+
+class ReplyTo(TypedDict, total=False):
+    """The options that say what a reply answers (``PostOptions``' fields of the same names)."""
+
+    reply_to: str | None
+    reply_to_post: str | None
+    reply_to_url: str | None
+    reply_to_account: str | None
+    reply_to_cid: str | None
+
+
+class ReplyTargets:
+    """What a reply answers (see the module docstring)."""
+
+    def __init__(self, *, db: Database, posts: PostService, platforms: Platforms) -> None:
+        self._db = db
+        self._posts = posts
+        self._platforms = platforms
+
+    async def named(
+        self, caller: Caller, account: str, *, reply_to: str | None, reply_to_post: str | None,
+    ) -> ReplyTo:
+        """What a reply sent through the native API answers: Byline's post ``reply_to_post``
+        (:meth:`of_post`; 404 when Byline has none) or the platform's status ``reply_to``
+        (:meth:`on_platform`), named once. The platform is asked only for a person who may post
+        on the account: for anyone else the post is refused as it is submitted, and whether the
+        account's platform has a status is not theirs to learn."""
+        if reply_to_post is not None:
+            if reply_to is not None:
+                raise BylineError(Code.VALIDATION, "name the post answered once: reply_to or reply_to_post",
+                                  field="reply_to_post")
+            found = await self.of_post(caller, account, reply_to_post)
+            if found is None:
+                raise BylineError(Code.NOT_FOUND, f"no post {reply_to_post}", field="reply_to_post")
+            return found
+        if reply_to is None:
+            return {}
+        loaded = self._posts.policies.get(account)
+        if loaded is None or (caller.account is not None and caller.account != account) or \
+                not roles(loaded.policy, caller.user) & {Role.WRITER, Role.SUGGESTER}:
+            return {"reply_to": reply_to}
+        return await self.on_platform(account, reply_to)
+
+    async def of_post(self, caller: Caller, account: str, post_id: str) -> ReplyTo | None:
+        """A reply to Byline's post ``post_id``: that post while it has not gone out (the
+        publisher sends the reply after it, as a thread tool posts 2/2 as soon as 1/2 is
+        answered), else the platform's id of where it went, at the address Byline recorded for
+        it. None when Byline has no such post ``caller`` may see; 404 for one of another
+        account's, or one that ended without going out (``PostService.reply_parent``)."""
+        found = await self._posts.reply_parent(caller.user, account, post_id)
+        if found is None:
+            return None
+        if found[0] is None:
+            return {"reply_to_post": found[1]}
+        url = (await self._posts.view(caller, post_id, history=False)).remote_url
+        return {"reply_to": found[0], "reply_to_url": url if url and SHOWN_URL.fullmatch(url) else None}
+
+    async def on_platform(self, account: str, status_id: str) -> ReplyTo:
+        """A reply to the platform's status ``status_id``, which Byline did not make: a status an
+        app saw in a timeline, passed on as it is, with the address and author the platform gave
+        for it, for its approvers to see what the words answer. 404, as Mastodon answers a reply
+        to a status that is not there, where the platform surely has none under that id: the
+        sandbox's statuses are Byline's own record, and a Mastodon instance is asked as the
+        account (``GET /api/v1/statuses/:id``, which finds the status and checks that the
+        account may see it, as Mastodon does before taking a reply). Where the platform cannot
+        say (another platform, an instance that does not answer, or answers anything but 404),
+        the id is passed on as it is, and the platform judges it when the reply goes out. A
+        Bluesky post must be there, and the reply answers that very record (:meth:`bluesky_cid`)."""
+        loaded = self._posts.policy(account)
+        platform = loaded.policy.platform
+        url: str | None = None
+        author: str | None = None
+        if platform == "sandbox":
+            async with self._db.read() as txn:
+                row = await sandbox_sql.get(txn, status_id)
+            if row is None or row["deleted_at"] is not None:
+                self._not_found(account, platform)
+        elif platform == "bluesky":
+            return {"reply_to": status_id, "reply_to_cid": await self.bluesky_cid(loaded, status_id)}
+        elif platform == "mastodon":
+            answer = await self._status(loaded, status_id)
+            if answer is not None and answer[0] == 404:
+                self._not_found(account, platform)
+            if answer is not None and answer[0] == 200:
+                url, author = status_shown(answer[1])
+        return {"reply_to": status_id, "reply_to_url": url, "reply_to_account": author}
+
+    async def bluesky_cid(self, loaded: LoadedPolicy, uri: str) -> str:
+        """The CID of the Bluesky post ``uri`` a reply answers, as the account's PDS holds it now:
+        the reply goes out to that record or not at all (``OutboundPost.reply_to_cid``). A PDS
+        takes a reply to an address that holds no post, and a post written there later, with
+        other words, would be what the reply answers, which its approvers never saw: refused,
+        in ``getRecord``'s words (the XRPC surface answers its ``RecordNotFound``)."""
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise BylineError(Code.UNAVAILABLE, "the account has no Bluesky adapter", xrpc="UpstreamFailure")
+        try:
+            parent = await adapter.parent_record(uri)
+        except AdapterError as exc:
+            if (exc.detail or "").startswith("RecordNotFound"):
+                raise BylineError(Code.NOT_FOUND,
+                                  f"Could not locate record: {uri}: a reply answers a post that is there",
+                                  xrpc="RecordNotFound") from None
+            if exc.status is None and not exc.retryable:  # not a post's address
+                raise BylineError(Code.VALIDATION,
+                                  f"Invalid {POST_COLLECTION} record: Record/reply/parent: {exc.message}",
+                                  xrpc="InvalidRequest") from None
+            raise BylineError(
+                Code.UNAVAILABLE,
+                f"the post this replies to could not be read, so the reply was not taken: {exc.message}",
+                xrpc="UpstreamFailure",
+            ) from None
+        cid = parent.get("cid")
+        if not isinstance(cid, str) or not cid:
+            raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
+        return cid
+
+    async def _status(self, loaded: LoadedPolicy, status_id: str) -> tuple[int, bytes] | None:
+        """The instance's answer to ``GET /api/v1/statuses/:id`` as the account, or None where
+        it could not be asked."""
+        try:
+            adapter = self._platforms.adapter_for(loaded)
+            if not isinstance(adapter, RawReader):
+                return None
+            status, _, body = await adapter.get_raw(f"/api/v1/statuses/{quote(status_id, safe='')}")
+        except (AdapterError, BylineError, ValueError):
+            return None
+        return status, body
+
+    @staticmethod
+    def _not_found(account: str, platform: str) -> None:
+        logger.info("reply_target_not_found", account=account, platform=platform)
+        raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)

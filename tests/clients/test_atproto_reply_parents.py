@@ -1,0 +1,308 @@
+"""Replies through the XRPC surface to a Bluesky account's own posts, with the real ``atproto``
+SDK, to a real PDS: what a reply answers is the post that was there when it was written. A PDS
+takes a reply to an address that holds nothing; through Byline that reply would answer whatever
+is written there later, words its approvers never saw it answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from atproto import Client, models
+from atproto_client.exceptions import BadRequestError, NetworkError
+
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_atproto_threads import (
+    CREATE,
+    POST,
+    clients,
+    clock,
+    login,
+    pds_record,
+    posts_by_key,
+    run,
+    sdk_writes,
+)
+from tests.conftest import started_gateway
+from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid, post_records, write_bluesky_policy
+
+__all__ = ["clients", "clock"]  # fixtures, used by name
+FAKE_CID = "bafyreia" + "a" * 51
+"""A CID of the right form for a record no one wrote."""
+
+
+@dataclass(frozen=True)
+class OnPds:
+    """The account's own session on its PDS: what writes there without Byline (the SDK's login
+    reads a profile, which a PDS without an AppView cannot give)."""
+
+    pds: BlueskyPds
+    did: str
+    token: str
+
+    async def call(self, nsid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One XRPC procedure on the PDS, as the account."""
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{self.pds.pds_url}/xrpc/{nsid}", json=body, headers={"Authorization": f"Bearer {self.token}"},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            return dict(await resp.json())
+
+    async def write(self, rkey: str, text: str, *, reply: dict[str, Any] | None = None) -> dict[str, str]:
+        """A post written under ``rkey``; its strong ref (uri, cid)."""
+        record: dict[str, Any] = {"$type": POST, "text": text, "createdAt": now_iso()}
+        if reply is not None:
+            record["reply"] = reply
+        made = await self.call("com.atproto.repo.createRecord",
+                               {"repo": self.did, "collection": POST, "rkey": rkey, "record": record})
+        return {"uri": made["uri"], "cid": made["cid"]}
+
+    async def delete(self, rkey: str) -> None:
+        """The post under ``rkey`` deleted."""
+        await self.call("com.atproto.repo.deleteRecord", {"repo": self.did, "collection": POST, "rkey": rkey})
+
+
+async def on_pds(pds: BlueskyPds, account: PdsAccount) -> OnPds:
+    """A session of ``account`` on the PDS itself, with its app password."""
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{pds.pds_url}/xrpc/com.atproto.server.createSession",
+        json={"identifier": account.handle, "password": account.app_password},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        return OnPds(pds=pds, did=account.did, token=(await resp.json())["accessJwt"])
+
+
+def now_iso() -> str:
+    """Now, as a record's createdAt."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def reply_to(ref: dict[str, str]) -> models.AppBskyFeedPost.ReplyRef:
+    """The SDK's reply ref of a post answering ``ref`` (its own thread's root)."""
+    strong = models.ComAtprotoRepoStrongRef.Main(uri=ref["uri"], cid=ref["cid"])
+    return models.AppBskyFeedPost.ReplyRef(root=strong, parent=strong)
+
+
+def skyreply_policy(policy_dir: Path, bluesky_pds: BlueskyPds, monkeypatch: pytest.MonkeyPatch,
+                    tier: str) -> PdsAccount:
+    """Account ``skyreply`` on carol.test: written by alice, co-signed by bob unless ``tier``."""
+    account = bluesky_pds.account("carol.test")
+    monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+    write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=bluesky_pds.pds_url,
+                         credential_env="CAROL_BSKY_APP_PASSWORD", tier=tier)
+    return account
+
+
+@pytest.mark.parametrize("tier", ["direct", "co-signed"])
+async def test_a_reply_to_an_address_that_holds_no_post_is_refused_as_the_pds_reads_it(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client], tier: str,
+) -> None:
+    """A reply naming a key of the account's own repository that holds no post, which the PDS
+    itself takes: through Byline, createRecord and applyWrites are refused with getRecord's
+    ``RecordNotFound``, nothing is stored, and a post written there later has no reply waiting
+    to answer it. (Before: taken; on the co-signed account held, approved, and out as a reply to
+    the words written there after the approval.)"""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, tier)
+    own = await on_pds(bluesky_pds, account)
+    rkey = app_tid()
+    empty = f"at://{account.did}/{POST}/{rkey}"
+    words = secrets.token_hex(4)
+    # The PDS takes such a reply itself: it checks no reply's parent.
+    nothing = {"uri": f"at://{account.did}/{POST}/{app_tid()}", "cid": FAKE_CID}
+    taken = await own.write(app_tid(), f"PDS reply to nothing ({words})", reply={"root": nothing, "parent": nothing})
+    assert await pds_record(bluesky_pds, taken["uri"]) is not None
+
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        before = await gw.snapshot()
+        with pytest.raises(BadRequestError) as refused:
+            await run(client.send_post, f"Quite right ({words})", reply_to=reply_to({"uri": empty, "cid": FAKE_CID}))
+        error = refused.value.response.content
+        assert (refused.value.response.status_code, error.error) == (400, "RecordNotFound")
+        assert error.message.startswith(f"Could not locate record: {empty}")
+        missing = {"uri": empty, "cid": FAKE_CID}
+        record = {"$type": POST, "text": f"Also right ({words})", "createdAt": now_iso(),
+                  "reply": {"root": missing, "parent": missing}}
+        with pytest.raises(BadRequestError) as batch:
+            await run(client.com.atproto.repo.apply_writes, sdk_writes(account.did, [
+                {"$type": CREATE, "collection": POST, "rkey": app_tid(),
+                 "value": {"$type": POST, "text": f"First ({words})", "createdAt": record["createdAt"]}},
+                {"$type": CREATE, "collection": POST, "rkey": app_tid(), "value": record},
+            ]))
+        assert (batch.value.response.status_code, batch.value.response.content.error) == (400, "RecordNotFound")
+        assert batch.value.response.content.message.startswith(f"writes/2: Could not locate record: {empty}")
+        assert await gw.snapshot() == before
+        assert await posts_by_key(gw, "alice", "skyreply") == {}
+
+        # The words written there later have no reply of Byline's answering them.
+        await own.write(rkey, f"Words no approver saw ({words})")
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        assert await posts_by_key(gw, "alice", "skyreply") == {}
+        await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("then", ["deleted", "written again"])
+async def test_a_held_reply_whose_parent_goes_or_is_replaced_before_it_is_out_fails(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client], then: str,
+) -> None:
+    """A held reply to a post on the PDS, approved; the post is then deleted, or deleted and
+    written again under its key with other words, before the reply goes out: the reply fails,
+    saying why, and nothing answering the new words reaches the PDS, as a Mastodon reply whose
+    status is gone fails. (Before, written again: out as a reply to the new words.)"""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    words = secrets.token_hex(4)
+    rkey = app_tid()
+    parent = await own.write(rkey, f"Tea is best hot ({words})")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        answer = await run(client.send_post, f"Quite right ({words})", reply_to=reply_to(parent))
+        post = (await posts_by_key(gw, "alice", "skyreply"))[answer.uri.rsplit("/", 1)[1]]
+        assert post["state"] == "held"
+        status, body = await gw.act("bob", post["id"], "approve")
+        assert status == 200, body
+
+        await own.delete(rkey)
+        if then == "written again":
+            again = await own.write(rkey, f"Tea is best iced ({words})")
+            assert (again["uri"], again["cid"] != parent["cid"]) == (parent["uri"], True)
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+
+        status, failed = await gw.call("alice", "GET", f"/v1/posts/{post['id']}")
+        assert status == 200, failed
+        expected = ("is not the one the reply was written to" if then == "written again" else "does not exist")
+        assert failed["state"] == "failed"
+        assert f"the post replied to, {parent['uri']}, {expected}" in failed["last_error"]
+        assert await pds_record(bluesky_pds, answer.uri) is None
+        await verified_by_cli(gw)
+
+
+async def test_a_reply_to_a_post_that_is_there_goes_out_answering_it(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """A reply to a post on the PDS, and to one of another account there, goes out answering it
+    at once on a direct account: the check reads the parent, it does not stand in its way."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "direct")
+    own = await on_pds(bluesky_pds, account)
+    other = await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))
+    words = secrets.token_hex(4)
+    parents = [await own.write(app_tid(), f"Mine ({words})"), await other.write(app_tid(), f"Theirs ({words})")]
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        answers = [await run(client.send_post, f"Agreed ({words})", reply_to=reply_to(p)) for p in parents]
+        await gw.tick()
+        landed: list[dict[str, Any] | None] = [await pds_record(bluesky_pds, a.uri) for a in answers]
+        assert [r["value"]["reply"]["parent"] if r else None for r in landed] == parents
+
+
+class ReadsFailing:
+    """Passes every request on to the PDS and its answer back, but answers ``getRecord`` with a
+    503 while ``down``: a PDS that cannot say what a reply answers."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.down = False
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if self.down and request.path == "/xrpc/com.atproto.repo.getRecord":
+            return web.json_response({"error": "NotEnoughResources", "message": "try later"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with aiohttp.ClientSession() as http, http.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
+        ) as resp:
+            body = await resp.read()
+            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+
+async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with_nothing_stored(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """A PDS that cannot say what a reply answers is a 502 ``UpstreamFailure`` the client tries
+    again, and taken then; a parent that names another kind of record is a 400 saying so.
+    Nothing of a refused reply is stored."""
+    proxy = ReadsFailing(bluesky_pds.pds_url)
+    server = TestServer(proxy.app)
+    await server.start_server()
+    try:
+        account = bluesky_pds.account("carol.test")
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
+                             credential_env="CAROL_BSKY_APP_PASSWORD")
+        parent = await (await on_pds(bluesky_pds, account)).write(app_tid(), f"Hello ({secrets.token_hex(4)})")
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            client = await login(gw, clients, "alice", "skyreply", account.handle)
+            before = await gw.snapshot()
+            proxy.down = True
+            with pytest.raises(NetworkError) as unread:
+                await run(client.send_post, "Hello back", reply_to=reply_to(parent))
+            answered = unread.value.response
+            assert answered is not None and (answered.status_code, answered.content.error) == (502, "UpstreamFailure")
+            like = {"uri": f"at://{account.did}/app.bsky.feed.like/{app_tid()}", "cid": FAKE_CID}
+            with pytest.raises(BadRequestError) as not_post:
+                await run(client.send_post, "Hello like", reply_to=reply_to(like))
+            assert not_post.value.response.content.message == (
+                f"Invalid {POST} record: Record/reply/parent: bluesky: can only reply to posts, not {like['uri']}"
+            )
+            assert await gw.snapshot() == before
+
+            proxy.down = False
+            again = await run(client.send_post, "Hello back", reply_to=reply_to(parent))
+            assert (await posts_by_key(gw, "alice", "skyreply"))[again.uri.rsplit("/", 1)[1]]["state"] == "held"
+    finally:
+        await server.close()
+
+
+async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that_was_there(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same through ``POST /v1/posts`` (``reply_to``, an at:// address): an address that
+    holds no post is a 404 with nothing stored; a reply to a post there, approved, fails once
+    that post is deleted and written again with other words, and nothing answering them goes
+    out. (Before: the first taken, the second out as a reply to the new words.)"""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    rkey = app_tid()
+    words = secrets.token_hex(4)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        before = await gw.snapshot()
+        empty = f"at://{account.did}/{POST}/{rkey}"
+        status, body = await gw.call("alice", "POST", "/v1/posts",
+                                     {"account": "skyreply", "text": f"Quite right ({words})", "reply_to": empty})
+        assert (status, body["error"]) == (404, "not_found"), body
+        assert body["message"].startswith(f"Could not locate record: {empty}")
+        assert await gw.snapshot() == before
+
+        parent = await own.write(rkey, f"Tea is best hot ({words})")
+        post = await gw.submit("alice", "skyreply", f"Quite right ({words})", reply_to=parent["uri"])
+        status, body = await gw.act("bob", post["id"], "approve")
+        assert status == 200, body
+        await own.delete(rkey)
+        await own.write(rkey, f"Tea is best iced ({words})")
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        failed = await gw.get("alice", post["id"])
+        assert failed["state"] == "failed", failed
+        assert "is not the one the reply was written to" in failed["last_error"]
+        assert [r for r in await post_records(bluesky_pds, account.did) if words in r["value"]["text"]
+                and r["value"].get("reply")] == []
+        await verified_by_cli(gw)
