@@ -136,10 +136,27 @@ def contributors_of(post: PostRecord) -> frozenset[str]:
 def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> int:
     """How many of these approvals of a post's current version count: each by one of the post's
     approvers who is one still and wrote none of its words."""
+    return len(_counting(loaded, post, approved))
+
+
+def counted_for(
+    loaded: LoadedPolicy, post: PostRecord, approved: Mapping[str, str | None], sends: str
+) -> tuple[str, ...]:
+    """Who of ``approved`` (who approved a post's current version, each with the hash of the
+    text they approved) counts toward its release now, in the order given: an approver of it
+    still, who wrote none of it, and approved ``sends``, the hash of the text it goes out with
+    (:func:`approved_for`). The one count of a post's approvals, for its release and for every
+    surface that shows how many it has: an approval given for other words (the disclosure line
+    changed since, and a reload's work passed the post by) is not shown as one it has."""
+    return _counting(loaded, post, approved_for(approved, sends))
+
+
+def _counting(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> tuple[str, ...]:
+    """Those of ``approved`` who count under ``loaded``: see :func:`approvals_that_count`."""
     listed = set(post.approvers)
     contributed = contributors_of(post)
-    return sum(
-        1 for a in set(approved)
+    return tuple(
+        a for a in dict.fromkeys(approved)
         if a in listed and counts_toward(loaded.policy, a, author=post.author, contributed=contributed)
     )
 

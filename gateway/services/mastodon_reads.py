@@ -25,7 +25,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text
 from gateway.services.mastodon import PENDING, ClientAuth, MastodonService, Raw, StatusView
-from gateway.services.posts import PostService, PostView, options_by_version, post_view
+from gateway.services.posts import PostService, PostView, options_by_version
 from gateway.storage import media as media_sql
 from gateway.storage import posts as sql
 from gateway.storage.posts import PostRecord
@@ -161,11 +161,9 @@ class MastodonReads:
         return await paged(ask, fetch, keep)
 
     async def _views(self, auth: ClientAuth, records: list[PostRecord], *, scheduled: bool = False) -> list[StatusView]:
-        loaded = self._posts.policies.get(auth.account)
         account = await self._mastodon.account(auth) if records else None
-        return [await self._mastodon.render(auth, post_view(r, None, None, None, loaded), scheduled=scheduled,
-                                            account=account)
-                for r in records]
+        return [await self._mastodon.render(auth, view, scheduled=scheduled, account=account)
+                for view in await self._posts.views(records)]
 
     async def scheduled(self, auth: ClientAuth, ask: PageAsk) -> Listed:
         """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet."""

@@ -52,6 +52,15 @@ async def as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None) ->
     )
 
 
+def with_disclosure(row: sql.PostRecord, policy: Policy) -> str:
+    """``row``'s words with the disclosure line ``policy`` asks for: what a post never sent goes
+    out with (the policy file's own announcement carries none)."""
+    if row.author == ANNOUNCER:
+        return row.text
+    return disclosed_text(policy, author=row.author, text=row.text, editors=row.editors,
+                          suggested_by=row.suggested_by)
+
+
 async def sends(
     txn: Txn, row: sql.PostRecord, policy: Policy, *, content: Callable[[], Awaitable[str | None]],
     stale: bool = False,
@@ -69,9 +78,7 @@ async def sends(
     does not show; under a new key they could be a second copy beside it. (``published_text``
     is None only for a post never claimed: empty words were sent too, a picture alone, and a
     line added since must not go out under that send's key.)"""
-    text = row.text if row.author == ANNOUNCER else disclosed_text(
-        policy, author=row.author, text=row.text, editors=row.editors, suggested_by=row.suggested_by,
-    )
+    text = with_disclosure(row, policy)
     again = stale or bool(
         row.published_text is not None and text != row.published_text and row.idempotency_key is not None
         and await as_last_sent(txn, row, content=await content())
@@ -81,12 +88,18 @@ async def sends(
     return text, again
 
 
-async def outgoing_sha256(txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False) -> str:
-    """The hash of the text ``row`` would go out with under ``policy`` (see :func:`sends`): what
-    an approval given now is given for, and what the approvals it has must have been given for."""
+async def outgoing_text(txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False) -> str:
+    """The text ``row`` would go out with under ``policy`` (see :func:`sends`), what it carries
+    besides read only when wanted: what its approvers are shown, and approve."""
 
     async def content() -> str | None:
         return await stored_content_sha256(txn, row.options, salt=row.content_salt, scheme=row.content_scheme)
 
     text, _ = await sends(txn, row, policy, content=content, stale=stale)
-    return text_sha256(text)
+    return text
+
+
+async def outgoing_sha256(txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False) -> str:
+    """The hash of the text ``row`` would go out with under ``policy`` (:func:`outgoing_text`):
+    what an approval given now is given for, and what the approvals it has must have been given for."""
+    return text_sha256(await outgoing_text(txn, row, policy, stale=stale))

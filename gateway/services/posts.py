@@ -44,14 +44,13 @@ from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry,
 from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
-    approvals_that_count,
-    approved_for,
     authorize,
     check_account_binding,
     check_approvers_left,
     check_no_words,
     check_not_expired,
     check_version,
+    counted_for,
     hold_expired,
     redecision_cause,
     retry_cause,
@@ -64,7 +63,7 @@ from gateway.services.content import (
     scheme_for,
     stored_content,
 )
-from gateway.services.outgoing import outgoing_sha256
+from gateway.services.outgoing import outgoing_sha256, outgoing_text, text_sha256, with_disclosure
 from gateway.services.platforms import carries
 from gateway.services.scopes import Caller as Caller  # where it is defined, out of this heavy module
 from gateway.storage import gate_intents as intents_sql
@@ -570,7 +569,7 @@ class PostService:
             return await self.view(caller, post.id)
         # The post as it was stored, not read back: a new post has no approvals yet, and what
         # happened to it since (the publisher may have taken it up already) is for a later look.
-        return self._shown(caller, post, decisions=[])
+        return self._shown(caller, post, GoingOut(text=with_disclosure(post, loaded.policy)), decisions=[])
 
     async def _words_seen(
         self, options: PostOptions | None, *, described: Mapping[str, str | None] | None = None
@@ -852,9 +851,7 @@ class PostService:
                 decision="approve", reason=None, at=ltx.now, text_sha256=sends,
             ):
                 raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
-            count = approvals_that_count(
-                in_force, current, approved_for(await sql.approvers_of(ltx.txn, post_id, version), sends)
-            )
+            count = len(counted_for(in_force, current, await sql.approvers_of(ltx.txn, post_id, version), sends))
             required = current.required
             # ``text_bound``: this approval counts for the text with the disclosure line of the
             # policy it names only (the verifier holds it to that: ``Replay._approved``).
@@ -1541,9 +1538,10 @@ class PostService:
             else:
                 post, decisions = await together(txn, sql.get_post(txn, post_id), sql.approvals(txn, post_id))
                 versions = entries = None
-        if post is None:
-            raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-        return self._shown(caller, post, decisions=decisions, versions=versions, entries=entries)
+            if post is None:
+                raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
+            now = await going_out(txn, post, self.policies.get(post.account))
+        return self._shown(caller, post, now, decisions=decisions, versions=versions, entries=entries)
 
     async def reply_parent(self, user: str, account: str, parent_id: str) -> tuple[str | None, str | None] | None:
         """What a reply by ``user`` on ``account`` to Byline's post ``parent_id`` names: the
@@ -1567,9 +1565,10 @@ class PostService:
                 return None, post.id
         raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
 
-    def _shown(self, caller: Caller, post: PostRecord, *, decisions: list[Row], versions: list[Row] | None = None,
-               entries: list[Row] | None = None) -> PostView:
-        """``post``'s view for ``caller``, who must be allowed to see it (or 403/404)."""
+    def _shown(self, caller: Caller, post: PostRecord, now: GoingOut, *, decisions: list[Row],
+               versions: list[Row] | None = None, entries: list[Row] | None = None) -> PostView:
+        """``post``'s view for ``caller``, who must be allowed to see it (or 403/404); ``now``:
+        what it goes out with (:func:`going_out`)."""
         auditing = caller.user in self.auditors and caller.account is None
         loaded = self.policies.get(post.account)  # the one in force throughout: nothing here awaits
         if loaded is None and caller.user == post.author:
@@ -1577,7 +1576,16 @@ class PostService:
             check_account_binding(caller, post.account)
         elif not auditing:
             authorize(loaded, caller, post, Act.VIEW)
-        return post_view(post, versions, decisions, entries, loaded)
+        return post_view(post, versions, decisions, entries, now)
+
+    async def views(self, rows: Sequence[PostRecord]) -> list[PostView]:
+        """The views of posts read already (a list's, a page of them), each as it goes out now
+        under its account's policy (:func:`going_out`): for a caller who may see them all."""
+        async with self.db.read() as txn:
+            return [await self._view_of(txn, r) for r in rows]
+
+    async def _view_of(self, txn: Txn, row: PostRecord) -> PostView:
+        return post_view(row, None, None, None, await going_out(txn, row, self.policies.get(row.account)))
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -1599,7 +1607,7 @@ class PostService:
             accounts = list(visible)
         async with self.db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-        return [post_view(r, None, None, None, self.policies.get(r.account)) for r in rows]
+            return [await self._view_of(txn, r) for r in rows]
 
 
 def rule_blocked(reason: Reason) -> BylineError:
@@ -1668,6 +1676,8 @@ class PostView:
     approvers: tuple[UserName, ...]
     approvals_required: int
     approvals_needed: int
+    approved_by: tuple[UserName, ...]
+    """Who approved the text that goes out of a held post's version, and counts (see :func:`going_out`)."""
     remote_id: str | None
     remote_url: str | None
     suggested_by: UserName | None
@@ -1682,6 +1692,43 @@ class PostView:
     events: tuple[EventView, ...] | None = None
     requested_at: Micros | None = None
     """The time the writer asked for, if any: a post released later never goes out before it."""
+    sent_text: str | None = None
+    """What an earlier send of a post not out went out with, where that is not ``display_text``
+    (edited since it was sent, and the platform's answer then lost or a failure): its approvers
+    approve ``display_text``, and are told what may be on the platform already."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GoingOut:
+    """What a post goes out with if it goes out now, read once for every surface that shows it
+    (the native API, Mastodon's entities, the approvers' cards): its text (what its platform
+    shows, once out), and who approved that very text of a held post's current version and
+    counts (``authorization.counted_for``)."""
+
+    text: str
+    approved_by: tuple[UserName, ...] = ()
+
+
+_OUT: Final = frozenset({State.PUBLISHED.value, State.DELETED.value})
+"""The states of a post its platform showed: its text is what went out, not what would now."""
+
+
+async def going_out(txn: Txn, post: PostRecord, loaded: LoadedPolicy | None) -> GoingOut:
+    """What ``post`` goes out with now under ``loaded`` (:class:`GoingOut`). A post sent before
+    and edited since goes out with its new words (``outgoing.sends``), not the words sent:
+    approvers are shown what they approve. Approvals are read for a held post alone (no other
+    shows them); with no policy in force, every approval of its version is taken as it stands."""
+    if post.state in _OUT and post.published_text is not None:
+        text = post.published_text  # empty words sent (a picture alone) are what the platform shows
+    elif loaded is None:
+        text = post.published_text if post.published_text is not None else post.text
+    else:
+        text = await outgoing_text(txn, post, loaded.policy)
+    if post.state != State.HELD.value:
+        return GoingOut(text=text)
+    approved = await sql.approvers_of(txn, post.id, post.version)
+    names = list(approved) if loaded is None else counted_for(loaded, post, approved, text_sha256(text))
+    return GoingOut(text=text, approved_by=tuple(UserName(a) for a in names))
 
 
 def post_view(
@@ -1689,21 +1736,12 @@ def post_view(
     versions: list[Row] | None,
     decisions: list[Row] | None,
     entries: list[Row] | None,
-    loaded: LoadedPolicy | None,
+    now: GoingOut,
 ) -> PostView:
-    """A post's view from its record, and its versions, decisions and log entries when read."""
-    # Empty words sent (a picture alone) are what the platform shows: None is never sent.
-    shown = post.published_text if post.published_text is not None else (
-        disclosed_text(loaded.policy, author=post.author, text=post.text, editors=post.editors,
-                       suggested_by=post.suggested_by)
-        if loaded else post.text
-    )
+    """A post's view from its record, and its versions, decisions and log entries when read;
+    ``now``, what it goes out with (:func:`going_out`)."""
     version = post.version
-    approvals_now = [
-        d["approver"] for d in (decisions or [])
-        if int(d["version"]) == version and d["decision"] == "approve"
-    ]
-    counted = approvals_that_count(loaded, post, approvals_now) if loaded else len(approvals_now)
+    sent = post.published_text if post.state not in _OUT and post.published_text != now.text else None
     events = None
     if entries is not None:
         events = []
@@ -1721,10 +1759,10 @@ def post_view(
                                     ts=body["ts"], data=data))
     return PostView(
         id=post.id, account=post.account, author=post.author, editors=post.editors, state=post.state,
-        text=post.text, display_text=shown, version=version, options=post.options,
+        text=post.text, display_text=now.text, sent_text=sent, version=version, options=post.options,
         publish_at=post.publish_at, expires_at=post.expires_at, reasons=post.reasons,
-        approvers=post.approvers, approvals_required=post.required,
-        approvals_needed=max(0, post.required - counted) if post.state == State.HELD.value else 0,
+        approvers=post.approvers, approvals_required=post.required, approved_by=now.approved_by,
+        approvals_needed=max(0, post.required - len(now.approved_by)) if post.state == State.HELD.value else 0,
         remote_id=post.remote_id, remote_url=post.remote_url, suggested_by=post.suggested_by,
         adopted_from=post.adopted_from, adopted_into=post.adopted_into, attempts=post.attempts,
         last_error=post.last_error, created_at=post.created_at, updated_at=post.updated_at,

@@ -112,7 +112,7 @@ class PostCard:
     """From the version before to this one; empty for a first version."""
     diff_from: int | None
     approved_by: tuple[str, ...]
-    """Others who approved the version shown."""
+    """Others whose approval of the version shown counts: given for the text shown."""
     my_decision: str | None
     """What the viewer decided on the version shown, if anything."""
     actions: frozenset[str]
@@ -419,7 +419,8 @@ def card_of(
         changed = _version_changes(before, versions[-1], options_by_version(post))
     current = [d for d in post.approvals or () if d.current]
     mine = next((d.decision for d in current if d.approver == user), None)
-    others = tuple(d.approver for d in current if d.decision == "approve" and d.approver != user)
+    # Only the approvals that count for the text shown, as the count beside them (``approved_by``).
+    others = tuple(a for a in post.approved_by if a != user)
     seconds = None
     if post.state == State.SCHEDULED.value and post.publish_at is not None:
         seconds = max(0, (post.publish_at - now) // 1_000_000)
