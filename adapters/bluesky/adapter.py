@@ -63,6 +63,7 @@ from adapters.bluesky.records import (
     record_key,
     reply_ref,
     sensitive_media_labels,
+    valid_handle,
 )
 from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, link_facets, mention_facet
 
@@ -428,6 +429,29 @@ class BlueskyAdapter:
                 ) from None
             raise self._client.classify(exc) from None
 
+    async def vouched_handle(self, repo: str) -> str | None:
+        """The handle of the repository ``repo`` (a DID, or a handle) as the PDS vouches for it
+        (``describeRepo``, whose ``handleIsCorrect`` says its DID document names that handle
+        back), where it is a valid handle; None where the PDS holds no such repository or
+        cannot vouch for its handle."""
+        try:
+            answer = await self._client.xrpc("GET", "com.atproto.repo.describeRepo", params={"repo": repo})
+        except XrpcError as exc:
+            if exc.status == 400:
+                return None  # a repository the PDS does not hold, or none at all
+            raise self._client.classify(exc) from None
+        handle = answer.get("handle")
+        if answer.get("handleIsCorrect") is not True or not isinstance(handle, str) or not valid_handle(handle):
+            return None
+        return handle
+
+    def post_url(self, uri: str, handle: str) -> str:
+        """The address in the Bluesky app of the post ``uri``, under its author's ``handle``."""
+        return self._post_url(handle, AtUri.parse(uri).rkey)
+
+    def _post_url(self, profile: str, rkey: str) -> str:
+        return f"{self._app_url}/profile/{quote(profile)}/post/{quote(rkey)}"
+
     async def _reply_ref(self, parent_uri: str, *, written_to: str | None = None) -> dict[str, Any]:
         parent = await self.parent_record(parent_uri)
         if written_to is not None and parent.get("cid") != written_to:
@@ -512,5 +536,5 @@ class BlueskyAdapter:
         handle = login.handle if login else self._config.handle
         return PublishResult(
             remote_id=uri,
-            url=f"{self._app_url}/profile/{quote(handle or at.repo)}/post/{quote(at.rkey)}",
+            url=self._post_url(handle or at.repo, at.rkey),
         )

@@ -149,6 +149,14 @@ _AT_NSID_RE: Final = re.compile(
 )
 
 
+def valid_handle(value: str) -> bool:
+    """Whether ``value`` is a handle by the syntax the PDS checks (a domain name of at most 253
+    characters), and not one of the names a PDS gives where it cannot vouch for one
+    (``handle.invalid``: the reserved ``.invalid`` top-level domain)."""
+    return len(value) <= 253 and _AT_HANDLE_RE.fullmatch(value) is not None and \
+        not value.lower().endswith(".invalid")
+
+
 def valid_at_uri(uri: str) -> bool:
     """Whether ``uri`` is an AT-URI as the PDS reads ``format: at-uri`` in a record: a string
     it refuses there makes it refuse the whole commit, so a post carrying one would never go out.

@@ -543,9 +543,11 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
 
 def _replies_to(parent: str, url: Any, account: Any) -> Shown:
     """What a reply to a status on the platform answers, as its approvers read it: whose status
-    and where to read it, where the platform said so when the reply was written; else its id."""
+    (a Bluesky post, for an ``at://`` address) and where to read it, where the platform said so
+    when the reply was written; else its id, linking nowhere."""
     if isinstance(url, str):
-        whose = f"@{account}'s status" if isinstance(account, str) else "a status"
+        kind = "post" if parent.startswith("at://") else "status"
+        whose = f"@{account}'s {kind}" if isinstance(account, str) else f"a {kind}"
         return Shown(label="Replies to", value=f"{whose} on the platform: {url}", link=url)
     return Shown(label="Replies to", value=f"{parent} on the platform")
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import structlog
 
 from adapters.base import AdapterError
-from adapters.bluesky import POST_COLLECTION, BlueskyAdapter
+from adapters.bluesky import POST_COLLECTION, AtUri, BlueskyAdapter
 from gateway.errors import BylineError, Code
 from gateway.policy.engine import Role, roles
 from gateway.policy.loader import LoadedPolicy
@@ -124,7 +124,7 @@ class ReplyTargets:
         account may see it, as Mastodon does before taking a reply). Where the platform cannot
         say (another platform, an instance that does not answer, or answers anything but 404),
         the id is passed on as it is, and the platform judges it when the reply goes out. A
-        Bluesky post must be there, and the reply answers that very record (:meth:`bluesky_cid`)."""
+        Bluesky post must be there, and the reply answers that very record (:meth:`bluesky_parent`)."""
         loaded = self._posts.policy(account)
         platform = loaded.policy.platform
         url: str | None = None
@@ -135,7 +135,7 @@ class ReplyTargets:
             if row is None or row["deleted_at"] is not None:
                 self._not_found(account, platform)
         elif platform == "bluesky":
-            return {"reply_to": status_id, "reply_to_cid": await self.bluesky_cid(loaded, status_id)}
+            return {"reply_to": status_id, **await self.bluesky_parent(loaded, status_id)}
         elif platform == "mastodon":
             answer = await self._status(loaded, status_id)
             if answer is not None and answer[0] == 404:
@@ -144,17 +144,41 @@ class ReplyTargets:
                 url, author = status_shown(answer[1])
         return {"reply_to": status_id, "reply_to_url": url, "reply_to_account": author}
 
+    async def bluesky_parent(self, loaded: LoadedPolicy, uri: str) -> ReplyTo:
+        """What a reply on a Bluesky account to the post ``uri`` answers, as the account's PDS
+        says when the reply is written: that very record (``reply_to_cid``: :meth:`bluesky_cid`),
+        and for its approvers whose post it is and where to read it in the Bluesky app
+        (``reply_to_account``, ``reply_to_url``), where the PDS vouches for its author's handle.
+        Kept with the reply, never looked up as its card is shown: an approver reads what the
+        reply answered when it was written. Without a handle the PDS vouches for, neither: the
+        card shows the ``at://`` address as it is, linking nowhere a handle could mislead."""
+        adapter = self._bluesky(loaded)
+        cid = await self.bluesky_cid(loaded, uri)
+        try:
+            handle = await adapter.vouched_handle(AtUri.parse(uri).repo)
+        except AdapterError as exc:
+            # The post is there (its CID read just now); only whose it is went unsaid.
+            logger.info("reply_parent_handle_unread", account=loaded.policy.account, error=exc.message)
+            handle = None
+        if handle is None:
+            return {"reply_to_cid": cid}
+        return {"reply_to_cid": cid, "reply_to_account": handle, "reply_to_url": adapter.post_url(uri, handle)}
+
+    def _bluesky(self, loaded: LoadedPolicy) -> BlueskyAdapter:
+        """The Bluesky account's adapter."""
+        adapter = self._platforms.adapter_for(loaded)
+        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
+            raise BylineError(Code.UNAVAILABLE, "the account has no Bluesky adapter", xrpc="UpstreamFailure")
+        return adapter
+
     async def bluesky_cid(self, loaded: LoadedPolicy, uri: str) -> str:
         """The CID of the Bluesky post ``uri`` a reply answers, as the account's PDS holds it now:
         the reply goes out to that record or not at all (``OutboundPost.reply_to_cid``). A PDS
         takes a reply to an address that holds no post, and a post written there later, with
         other words, would be what the reply answers, which its approvers never saw: refused,
         in ``getRecord``'s words (the XRPC surface answers its ``RecordNotFound``)."""
-        adapter = self._platforms.adapter_for(loaded)
-        if not isinstance(adapter, BlueskyAdapter):  # pragma: no cover - the platform says bluesky
-            raise BylineError(Code.UNAVAILABLE, "the account has no Bluesky adapter", xrpc="UpstreamFailure")
         try:
-            parent = await adapter.parent_record(uri)
+            parent = await self._bluesky(loaded).parent_record(uri)
         except AdapterError as exc:
             if (exc.detail or "").startswith("RecordNotFound"):
                 raise BylineError(Code.NOT_FOUND,

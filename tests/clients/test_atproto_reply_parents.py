@@ -6,6 +6,9 @@ is written there later, words its approvers never saw it answer.
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from atproto import Client, models
 from atproto_client.exceptions import BadRequestError, NetworkError
 
+from adapters.bluesky import BlueskyAdapter
 from gateway.clock import ManualClock
 from tests.audit.logtools import verified_by_cli
 from tests.clients.test_atproto_threads import (
@@ -33,6 +37,7 @@ from tests.clients.test_atproto_threads import (
     sdk_writes,
 )
 from tests.conftest import started_gateway
+from tests.pages.conftest import pages_on
 from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid, post_records, write_bluesky_policy
 
 __all__ = ["clients", "clock"]  # fixtures, used by name
@@ -306,3 +311,96 @@ async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that
         assert [r for r in await post_records(bluesky_pds, account.did) if words in r["value"]["text"]
                 and r["value"].get("reply")] == []
         await verified_by_cli(gw)
+
+
+class HandleUnvouched:
+    """Passes every request on to the PDS and its answer back, but answers ``describeRepo`` as a
+    PDS does for a repository whose handle no longer resolves to it: ``handle.invalid``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with aiohttp.ClientSession() as http, http.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
+        ) as resp:
+            body = await resp.read()
+            if request.path == "/xrpc/com.atproto.repo.describeRepo" and resp.status == 200:
+                return web.json_response({**json.loads(body), "handle": "handle.invalid", "handleIsCorrect": False})
+            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+
+def _replies_to(page: str, post_id: str) -> str:
+    """What one post's card on a page says it replies to (its HTML)."""
+    card = re.search(rf'<article[^>]*data-post="{post_id}".*?</article>', page, re.DOTALL)
+    assert card is not None, page
+    found = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", card.group(0), re.DOTALL)
+    assert found is not None, card.group(0)
+    return found.group(1)
+
+
+async def test_an_approver_sees_whose_bluesky_post_a_reply_answers_with_a_link_to_it(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice answers bob.test's post on the PDS from a Bluesky app (createRecord) and through
+    the native API (``reply_to``, its at:// address). Bob's cards say whose post each answers,
+    by the handle the PDS vouched for when the reply was written, and link to it in the Bluesky
+    app. Before, they said only the at:// address, and bob approved words without seeing what
+    they answer. The handle is kept with the reply: the PDS is not asked as the card is shown."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    theirs = bluesky_pds.account("bob.test")
+    words = secrets.token_hex(4)
+    parent = await (await on_pds(bluesky_pds, theirs)).write(app_tid(), f"Tea is best iced ({words})")
+    rkey = parent["uri"].rsplit("/", 1)[1]
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        answer = await run(client.send_post, f"Never ({words})", reply_to=reply_to(parent))
+        by_app = (await posts_by_key(gw, "alice", "skyreply"))[answer.uri.rsplit("/", 1)[1]]
+        native = await gw.submit("alice", "skyreply", f"Hot, always ({words})", reply_to=parent["uri"])
+        async with pages_on(gw, ["bob"]) as pages:
+            bob = await pages.person("bob")
+            _, page = await bob.get("/queue")
+            for post_id in (by_app["id"], native["id"]):
+                shown = _replies_to(page, post_id)
+                assert f'href="https://bsky.app/profile/bob.test/post/{rkey}"' in shown, shown
+                assert "@bob.test's post" in html.unescape(shown), shown
+
+            async def asked(self: BlueskyAdapter, repo: str) -> str | None:
+                raise AssertionError(f"the PDS asked for {repo}'s handle as a card was shown")
+
+            monkeypatch.setattr(BlueskyAdapter, "vouched_handle", asked)
+            _, again = await bob.get("/queue")
+            assert [_replies_to(again, p) for p in (by_app["id"], native["id"])] == [
+                _replies_to(page, p) for p in (by_app["id"], native["id"])]
+        await verified_by_cli(gw)
+
+
+async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_shows_its_address_unlinked(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The PDS says the parent's author has no handle it can vouch for (``handle.invalid``):
+    the reply is taken all the same (its parent is there), and bob's card shows the at://
+    address as it is, linking nowhere and naming no one."""
+    proxy = HandleUnvouched(bluesky_pds.pds_url)
+    server = TestServer(proxy.app)
+    await server.start_server()
+    try:
+        account = bluesky_pds.account("carol.test")
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
+                             credential_env="CAROL_BSKY_APP_PASSWORD", tier="co-signed")
+        parent = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(
+            app_tid(), f"Tea is best iced ({secrets.token_hex(4)})")
+        async with started_gateway(db_url, policy_dir, clock) as gw:
+            post = await gw.submit("alice", "skyreply", "Hot, always", reply_to=parent["uri"])
+            assert post["state"] == "held", post
+            async with pages_on(gw, ["bob"]) as pages:
+                _, page = await (await pages.person("bob")).get("/queue")
+            shown = _replies_to(page, post["id"])
+            assert html.unescape(shown).strip() == f"<bdi>{parent['uri']} on the platform</bdi>", shown
+    finally:
+        await server.close()
