@@ -23,6 +23,7 @@ from gateway.services.authorization import (
     check_no_words,
     check_version,
     contributors_of,
+    counted_for,
     disclosure_cause,
     recovery_cause,
     redecision_cause,
@@ -264,24 +265,37 @@ def test_contributors_without_suggester() -> None:
 
 
 def test_only_approvals_by_approvers_who_wrote_nothing_count() -> None:
-    """An editor's approval, a non-approver's and a repeated one add nothing: one approval counts."""
-    got = approvals_that_count(BRAND, row(editors=("bob",)), ["bob", "dave", "dave", "alice", "mallory"])
+    """An editor's approval and a non-approver's add nothing: one approval counts."""
+    got = approvals_that_count(BRAND, row(editors=("bob",)), given("bob", "dave", "alice", "mallory"))
     assert got == 1
 
 
 def test_approval_by_someone_not_listed_on_the_post_does_not_count() -> None:
     """An approver under the policy who was not among the post's approvers when it was held adds nothing."""
-    assert approvals_that_count(BRAND, row(approvers=("bob",)), ["dave"]) == 0
+    assert approvals_that_count(BRAND, row(approvers=("bob",)), given("dave")) == 0
 
 
 def test_approvals_of_listed_approvers_count() -> None:
     """Two approvers on the post who wrote none of it make two approvals."""
-    assert approvals_that_count(BRAND, row(), ["dave", "bob"]) == 2
+    assert approvals_that_count(BRAND, row(), given("dave", "bob")) == 2
 
 
 def test_owner_confirmation_counts_where_no_approvers_are_named() -> None:
     """On an account with no approvers, the owner's confirmation of their own post counts."""
-    assert approvals_that_count(DIRECT, row(account="direct", author="alice", approvers=("alice",)), ["alice"]) == 1
+    confirmed = row(account="direct", author="alice", approvers=("alice",))
+    assert approvals_that_count(DIRECT, confirmed, given("alice")) == 1
+
+
+def test_only_approvals_of_the_text_that_goes_out_count_for_it() -> None:
+    """Of bob's approval of the text before the line changed and dave's of the text now, only
+    dave's counts for the text now; one given before approvals kept their text counts too."""
+    assert counted_for(BRAND, row(), {"bob": OLD_TEXT, "dave": NEW_TEXT}, NEW_TEXT) == ("dave",)
+    assert counted_for(BRAND, row(), {"bob": None, "dave": OLD_TEXT}, NEW_TEXT) == ("bob",)
+
+
+def given(*names: str) -> dict[str, str | None]:
+    """Approvals by ``names`` given before approvals kept their text: they count for any."""
+    return dict.fromkeys(names)
 
 
 # check_approvers_left
@@ -454,26 +468,26 @@ def desk_post(*, state: str = "scheduled", required: int = 1) -> PostRecord:
 def test_a_direct_post_released_by_an_approver_taken_off_is_held_again() -> None:
     """Released by Bob, who the policy no longer names: held again at the change, at a retry and
     at a recovered claim; released by Carol, who it still names, it goes out."""
-    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), ["bob"]) == CHANGED
-    assert retry_cause(DESK_AFTER, desk_post(), ["bob"]) == CHANGED
-    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), ["bob"]) == CHANGED
-    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), ["carol"]) is None
-    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), ["carol"]) is None
-    assert redecision_cause(DESK, desk_post(), frozenset({"alice"}), ["bob"]) is None
+    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), given("bob")) == CHANGED
+    assert retry_cause(DESK_AFTER, desk_post(), given("bob")) == CHANGED
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), given("bob")) == CHANGED
+    assert redecision_cause(DESK_AFTER, desk_post(), frozenset({"alice"}), given("carol")) is None
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing"), given("carol")) is None
+    assert redecision_cause(DESK, desk_post(), frozenset({"alice"}), given("bob")) is None
 
 
 def test_a_direct_post_never_held_needs_no_release() -> None:
     """A post the rules let straight out was released by no one: no approval is asked of it."""
-    assert redecision_cause(DESK_AFTER, desk_post(required=0), frozenset({"alice"}), []) is None
-    assert recovery_cause(DESK_AFTER, desk_post(state="publishing", required=0), []) is None
+    assert redecision_cause(DESK_AFTER, desk_post(required=0), frozenset({"alice"}), given()) is None
+    assert recovery_cause(DESK_AFTER, desk_post(state="publishing", required=0), given()) is None
 
 
 def test_an_owners_own_confirmation_still_counts_where_the_policy_names_no_approvers() -> None:
     """Alice confirms her own held post on her direct account, which names no approvers: the
     one release an author may give, and it still counts while the policy names none."""
     confirmed = row(account="direct", author="alice", state="scheduled", approvers=("alice",), required=1)
-    assert redecision_cause(DIRECT, confirmed, frozenset({"alice"}), ["alice"]) is None
-    assert retry_cause(DIRECT, confirmed, ["alice"]) is None
+    assert redecision_cause(DIRECT, confirmed, frozenset({"alice"}), given("alice")) is None
+    assert retry_cause(DIRECT, confirmed, given("alice")) is None
 
 
 # retry_cause
@@ -482,32 +496,32 @@ def test_an_owners_own_confirmation_still_counts_where_the_policy_names_no_appro
 def test_retried_post_lacking_approvals_the_co_signed_policy_counts_is_held_again() -> None:
     """A failed post put back on an account now co-signed, approved by one approver of the two
     its policy asks for, is decided again: the approvals it has are counted under the policy now."""
-    got = retry_cause(BRAND, row(state="scheduled", required=2), ["bob"])
+    got = retry_cause(BRAND, row(state="scheduled", required=2), given("bob"))
     assert got == {"rule": "policy_changed", "action": "hold",
                    "reason": "The account's policy now asks for approvals this post has not had"}
 
 
 def test_retried_post_with_the_approvals_it_needs_goes_out() -> None:
     """A failed post put back with two counting approvals of its version needs no new decision."""
-    assert retry_cause(BRAND, row(state="scheduled", required=2), ["bob", "dave"]) is None
+    assert retry_cause(BRAND, row(state="scheduled", required=2), given("bob", "dave")) is None
 
 
 def test_retried_post_whose_author_lost_the_role_is_held_for_someone_who_writes() -> None:
     """A failed post put back after a change took its author off the writers is held for that."""
-    assert retry_cause(BRAND_AFTER, row(state="scheduled", required=2), ["bob", "dave"]) == LOST
+    assert retry_cause(BRAND_AFTER, row(state="scheduled", required=2), given("bob", "dave")) == LOST
 
 
 def test_retried_post_already_decided_again_is_not_held_again_for_its_author() -> None:
     """A post that people with a role decided again after its author lost theirs may go out."""
     decided = row(state="scheduled", required=2, reasons=(LOST,))
-    assert retry_cause(BRAND_AFTER, decided, ["bob", "dave"]) is None
+    assert retry_cause(BRAND_AFTER, decided, given("bob", "dave")) is None
 
 
 def test_retried_post_decided_again_still_needs_the_approvals_asked_now() -> None:
     """Being decided again once after the author lost their role does not excuse a post from
     the approvals the co-signed policy now asks for."""
     decided = row(state="scheduled", required=1, reasons=(LOST,))
-    got = retry_cause(BRAND_AFTER, decided, ["bob"])
+    got = retry_cause(BRAND_AFTER, decided, given("bob"))
     assert got is not None and got["rule"] == "policy_changed"
 
 
@@ -515,7 +529,7 @@ def test_retried_post_decided_again_is_held_for_approvals_that_do_not_count_now(
     """A post decided again after its author lost their role, held for as many approvals as the
     policy asks but approved by fewer of its approvers, is held again at its retry."""
     decided = row(state="scheduled", required=2, reasons=(LOST,))
-    got = retry_cause(BRAND_AFTER, decided, ["bob"])
+    got = retry_cause(BRAND_AFTER, decided, given("bob"))
     assert got is not None and got["rule"] == "policy_changed"
 
 
@@ -528,37 +542,37 @@ CHANGED = {"rule": "policy_changed", "action": "hold",
 def test_recovered_claim_with_what_the_policy_asks_now_may_go_out() -> None:
     """A post claimed before its publisher died, held for two and approved by two of the
     approvers named now, by an author who still writes: nothing stops it."""
-    assert recovery_cause(BRAND, row(state="publishing", required=2), ["bob", "dave"]) is None
+    assert recovery_cause(BRAND, row(state="publishing", required=2), given("bob", "dave")) is None
 
 
 def test_recovered_claim_held_for_fewer_approvals_than_asked_now_is_held() -> None:
     """Held for one where the policy now asks two: held again, though it had two approvals."""
-    assert recovery_cause(BRAND, row(state="publishing", required=1), ["bob", "dave"]) == CHANGED
+    assert recovery_cause(BRAND, row(state="publishing", required=1), given("bob", "dave")) == CHANGED
 
 
 def test_recovered_claim_lacking_approvals_that_count_now_is_held() -> None:
     """Approved by someone the policy no longer names (erin): that approval does not count."""
-    assert recovery_cause(BRAND, row(state="publishing", required=2), ["bob", "erin"]) == CHANGED
+    assert recovery_cause(BRAND, row(state="publishing", required=2), given("bob", "erin")) == CHANGED
 
 
 def test_recovered_claim_whose_author_lost_the_role_is_held_unless_decided_again() -> None:
     """Carol no longer writes: held for someone who does, unless people with a role decided it
     again already after she lost it (and it has the approvals asked)."""
-    assert recovery_cause(BRAND_AFTER, row(state="publishing", required=2), ["bob", "dave"]) == LOST
+    assert recovery_cause(BRAND_AFTER, row(state="publishing", required=2), given("bob", "dave")) == LOST
     decided = row(state="publishing", required=2, reasons=(LOST,))
-    assert recovery_cause(BRAND_AFTER, decided, ["bob", "dave"]) is None
-    assert recovery_cause(BRAND_AFTER, decided, ["bob"]) == CHANGED
+    assert recovery_cause(BRAND_AFTER, decided, given("bob", "dave")) is None
+    assert recovery_cause(BRAND_AFTER, decided, given("bob")) == CHANGED
 
 
 def test_recovered_claim_on_an_account_not_co_signed_needs_only_a_writing_author() -> None:
     """On a direct account no approvals are asked; an author off the writers is still held."""
-    assert recovery_cause(DIRECT, row(account="direct", author="alice", state="publishing", required=0), []) is None
-    assert recovery_cause(DIRECT, row(account="direct", author="carol", state="publishing", required=0), []) == LOST
+    assert recovery_cause(DIRECT, row(account="direct", author="alice", state="publishing", required=0), {}) is None
+    assert recovery_cause(DIRECT, row(account="direct", author="carol", state="publishing", required=0), {}) == LOST
 
 
 def test_recovered_announcement_answers_to_no_role() -> None:
     """The policy file's own announcement is authorised by the version it announces."""
-    assert recovery_cause(BRAND_AFTER, row(author="policy-file", state="publishing", required=0), []) is None
+    assert recovery_cause(BRAND_AFTER, row(author="policy-file", state="publishing", required=0), given()) is None
 
 
 # disclosure_cause: an approval counts for the text it was given for
@@ -600,9 +614,9 @@ def test_a_held_post_with_an_approval_of_other_words_is_asked_again() -> None:
     assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), {}, sends=NEW_TEXT) is None
 
 
-def test_the_announcement_and_approvals_by_name_alone_are_not_compared() -> None:
-    """The policy file's announcement answers to no approval; approvals known by name alone
-    (no text known) cannot be compared, and the other causes decide."""
+def test_the_announcement_and_approvals_of_no_known_text_are_not_compared() -> None:
+    """The policy file's announcement answers to no approval; approvals given before approvals
+    kept their text (no text known) cannot be compared, and the other causes decide."""
     announcement = row(author="policy-file", state="scheduled", required=0)
     assert disclosure_cause(BRAND, announcement, {"bob": OLD_TEXT}, sends=NEW_TEXT) is None
-    assert retry_cause(BRAND, row(state="scheduled", required=2), ["bob", "dave"], sends=NEW_TEXT) is None
+    assert retry_cause(BRAND, row(state="scheduled", required=2), given("bob", "dave"), sends=NEW_TEXT) is None

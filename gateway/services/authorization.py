@@ -7,7 +7,7 @@ person should see, or returns what the service needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gateway.errors import BylineError, Code
@@ -139,9 +139,7 @@ def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: Appro
     return len(_counting(loaded, post, approved))
 
 
-def counted_for(
-    loaded: LoadedPolicy, post: PostRecord, approved: Mapping[str, str | None], sends: str
-) -> tuple[str, ...]:
+def counted_for(loaded: LoadedPolicy, post: PostRecord, approved: Approved, sends: str) -> tuple[str, ...]:
     """Who of ``approved`` (who approved a post's current version, each with the hash of the
     text they approved) counts toward its release now, in the order given: an approver of it
     still, who wrote none of it, and approved ``sends``, the hash of the text it goes out with
@@ -156,7 +154,7 @@ def _counting(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> tup
     listed = set(post.approvers)
     contributed = contributors_of(post)
     return tuple(
-        a for a in dict.fromkeys(approved)
+        a for a in approved
         if a in listed and counts_toward(loaded.policy, a, author=post.author, contributed=contributed)
     )
 
@@ -192,20 +190,21 @@ POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
 DISCLOSURE_CHANGED = {"rule": "disclosure_changed", "action": "hold",
                       "reason": "The account's disclosure line changed since this post was approved"}
 
-Approved = Sequence[str] | Mapping[str, str | None]
-"""Who approved a post's current version: by name, or each with the hash of the text they
-approved (``gateway.services.outgoing``; None for an approval given before approvals kept it)."""
+Approved = Mapping[str, str | None]
+"""Who approved a post's current version, each with the hash of the text they approved
+(``gateway.services.outgoing``; None for an approval given before approvals kept it), as
+``storage.posts.approvers_of`` reads them: one shape for every count and every cause."""
 
 
-def approved_for(approved: Mapping[str, str | None], sends: str) -> list[str]:
+def approved_for(approved: Approved, sends: str) -> Approved:
     """Those of ``approved`` who approved ``sends`` (the hash of the text that goes out): an
     approval counts only for the text it was given for. One given before approvals kept it is
     taken as given for the text, as it was when it was given."""
-    return [a for a, given in approved.items() if given is None or given == sends]
+    return {a: given for a, given in approved.items() if given is None or given == sends}
 
 
 def disclosure_cause(
-    loaded: LoadedPolicy, post: PostRecord, approved: Mapping[str, str | None], *, sends: str
+    loaded: LoadedPolicy, post: PostRecord, approved: Approved, *, sends: str
 ) -> dict[str, str] | None:
     """Why a post must be decided again because the text it would go out with (``sends``, its
     hash: its words with the disclosure line of the policy in force) is not the text its
@@ -260,7 +259,7 @@ def _text_changed(
 ) -> dict[str, str] | None:
     """:func:`disclosure_cause`, where the text each approval was given for and the text that
     goes out are known."""
-    if sends is None or not isinstance(approved, Mapping):
+    if sends is None or approved is None:
         return None
     return disclosure_cause(loaded, post, approved, sends=sends)
 
@@ -282,7 +281,7 @@ def needs_approvals(loaded: LoadedPolicy, post: PostRecord, approved: Approved) 
         needed = post.required
     else:
         return False  # never held: it goes out on its writer's word, as the tier lets it
-    return approvals_that_count(loaded, post, list(approved)) < needed
+    return approvals_that_count(loaded, post, approved) < needed
 
 
 def recovery_cause(
