@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from gateway.appkeys import ACCOUNTS, POSTS, PUBLISHED, REPLIES
 from gateway.errors import BylineError, Code
 from gateway.http.common import authenticated, parse, read_json
-from gateway.services.posts import PostOptions, PostView
+from gateway.services.posts import PostView
 from gateway.types import iso
 
 routes = web.RouteTableDef()
@@ -167,9 +168,8 @@ async def submit(request: web.Request) -> web.Response:
     body = parse(SubmitBody, await read_json(request))
     replies = await request.app[REPLIES].named(caller, body.account, reply_to=body.reply_to,
                                                reply_to_post=body.reply_to_post)
-    options = PostOptions(**replies, spoiler_text=body.spoiler_text,
-                          sensitive=body.sensitive, language=body.language,
-                          visibility=body.visibility)
+    options = replace(replies, spoiler_text=body.spoiler_text, sensitive=body.sensitive,
+                      language=body.language, visibility=body.visibility)
     post = await request.app[POSTS].submit(
         caller, account=body.account, text=body.text, publish_at=body.publish_at, options=options
     )

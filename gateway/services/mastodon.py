@@ -20,7 +20,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, unquote
@@ -40,7 +40,7 @@ from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
-from gateway.services.reply_targets import RawReader, ReplyTargets, ReplyTo
+from gateway.services.reply_targets import NONE, RawReader, ReplyTargets
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
@@ -475,8 +475,8 @@ class MastodonService:
         _check_platform_takes(self._loaded(auth).policy.platform, form)
         uploads = await self._media_for(auth, form.media_ids)
         replies = await self._reply_target(auth, form.in_reply_to_id)
-        options = PostOptions(
-            **replies, spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
+        options = replace(
+            replies, spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
             language=form.language, visibility=form.visibility, media_ids=form.media_ids,
         )
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
@@ -486,13 +486,13 @@ class MastodonService:
                                         history=False)
         return await self._render(auth, post, scheduled=kind == "scheduled")
 
-    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> ReplyTo:
+    async def _reply_target(self, auth: ClientAuth, reply_to: str | None) -> PostOptions:
         """What a reply replies to, as the options that say it (``ReplyTargets``): an
         ``in_reply_to_id`` Byline gave is its post, any other a status on the platform; a post
         of Byline's that another account made, or that ended without going out, is not found,
         as Mastodon answers a reply to a status that is not there."""
         if not reply_to:
-            return {}
+            return NONE
         found = await self._replies.of_post(auth.caller, auth.account, reply_to)
         return found if found is not None else await self._replies.on_platform(auth.account, reply_to)
 

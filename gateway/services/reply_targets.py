@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Final, Protocol, TypedDict, runtime_checkable
+from dataclasses import replace
+from typing import Final, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import structlog
@@ -20,7 +21,7 @@ from gateway.errors import BylineError, Code
 from gateway.policy.engine import Role, roles
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.platforms import Platforms
-from gateway.services.posts import REPLY_NOT_FOUND, Caller, PostService
+from gateway.services.posts import REPLY_NOT_FOUND, Caller, PostOptions, PostService
 from gateway.storage import sandbox as sandbox_sql
 from gateway.storage.db import Database
 
@@ -58,14 +59,8 @@ def status_shown(body: bytes) -> tuple[str | None, str | None]:
     return url, handle
 
 
-class ReplyTo(TypedDict, total=False):
-    """The options that say what a reply answers (``PostOptions``' fields of the same names)."""
-
-    reply_to: str | None
-    reply_to_post: str | None
-    reply_to_url: str | None
-    reply_to_account: str | None
-    reply_to_cid: str | None
+NONE: Final = PostOptions()
+"""The options of a post that answers nothing."""
 
 
 class ReplyTargets:
@@ -78,7 +73,7 @@ class ReplyTargets:
 
     async def named(
         self, caller: Caller, account: str, *, reply_to: str | None, reply_to_post: str | None,
-    ) -> ReplyTo:
+    ) -> PostOptions:
         """What a reply sent through the native API answers: Byline's post ``reply_to_post``
         (:meth:`of_post`; 404 when Byline has none) or the platform's status ``reply_to``
         (:meth:`on_platform`), named once. The platform is asked only for a person who may post
@@ -93,14 +88,14 @@ class ReplyTargets:
                 raise BylineError(Code.NOT_FOUND, f"no post {reply_to_post}", field="reply_to_post")
             return found
         if reply_to is None:
-            return {}
+            return NONE
         loaded = self._posts.policies.get(account)
         if loaded is None or (caller.account is not None and caller.account != account) or \
                 not roles(loaded.policy, caller.user) & {Role.WRITER, Role.SUGGESTER}:
-            return {"reply_to": reply_to}
+            return PostOptions(reply_to=reply_to)
         return await self.on_platform(account, reply_to)
 
-    async def of_post(self, caller: Caller, account: str, post_id: str) -> ReplyTo | None:
+    async def of_post(self, caller: Caller, account: str, post_id: str) -> PostOptions | None:
         """A reply to Byline's post ``post_id``: that post while it has not gone out (the
         publisher sends the reply after it, as a thread tool posts 2/2 as soon as 1/2 is
         answered), else the platform's id of where it went, at the address Byline recorded for
@@ -110,11 +105,11 @@ class ReplyTargets:
         if found is None:
             return None
         if found[0] is None:
-            return {"reply_to_post": found[1]}
+            return PostOptions(reply_to_post=found[1])
         url = (await self._posts.view(caller, post_id, history=False)).remote_url
-        return {"reply_to": found[0], "reply_to_url": url if url and SHOWN_URL.fullmatch(url) else None}
+        return PostOptions(reply_to=found[0], reply_to_url=url if url and SHOWN_URL.fullmatch(url) else None)
 
-    async def on_platform(self, account: str, status_id: str) -> ReplyTo:
+    async def on_platform(self, account: str, status_id: str) -> PostOptions:
         """A reply to the platform's status ``status_id``, which Byline did not make: a status an
         app saw in a timeline, passed on as it is, with the address and author the platform gave
         for it, for its approvers to see what the words answer. 404, as Mastodon answers a reply
@@ -135,23 +130,27 @@ class ReplyTargets:
             if row is None or row["deleted_at"] is not None:
                 self._not_found(account, platform)
         elif platform == "bluesky":
-            return {"reply_to": status_id, **await self.bluesky_parent(loaded, status_id)}
+            return await self.bluesky_parent(loaded, PostOptions(reply_to=status_id))
         elif platform == "mastodon":
             answer = await self._status(loaded, status_id)
             if answer is not None and answer[0] == 404:
                 self._not_found(account, platform)
             if answer is not None and answer[0] == 200:
                 url, author = status_shown(answer[1])
-        return {"reply_to": status_id, "reply_to_url": url, "reply_to_account": author}
+        return PostOptions(reply_to=status_id, reply_to_url=url, reply_to_account=author)
 
-    async def bluesky_parent(self, loaded: LoadedPolicy, uri: str) -> ReplyTo:
-        """What a reply on a Bluesky account to the post ``uri`` answers, as the account's PDS
-        says when the reply is written: that very record (``reply_to_cid``: :meth:`bluesky_cid`),
-        and for its approvers whose post it is and where to read it in the Bluesky app
-        (``reply_to_account``, ``reply_to_url``), where the PDS vouches for its author's handle.
+    async def bluesky_parent(self, loaded: LoadedPolicy, options: PostOptions) -> PostOptions:
+        """``options``, of a reply on a Bluesky account to the post at ``reply_to``, with what it
+        answers as the account's PDS says when the reply is written: that very record
+        (``reply_to_cid``: :meth:`bluesky_cid`), and for its approvers whose post it is and
+        where to read it in the Bluesky app (``reply_to_account``, ``reply_to_url``), where the
+        PDS vouches for its author's handle.
         Kept with the reply, never looked up as its card is shown: an approver reads what the
         reply answered when it was written. Without a handle the PDS vouches for, neither: the
         card shows the ``at://`` address as it is, linking nowhere a handle could mislead."""
+        uri = options.reply_to
+        if uri is None:  # pragma: no cover - only a reply is read for what it answers
+            return options
         adapter = self._bluesky(loaded)
         cid = await self.bluesky_cid(loaded, uri)
         try:
@@ -160,9 +159,8 @@ class ReplyTargets:
             # The post is there (its CID read just now); only whose it is went unsaid.
             logger.info("reply_parent_handle_unread", account=loaded.policy.account, error=exc.message)
             handle = None
-        if handle is None:
-            return {"reply_to_cid": cid}
-        return {"reply_to_cid": cid, "reply_to_account": handle, "reply_to_url": adapter.post_url(uri, handle)}
+        return replace(options, reply_to_cid=cid, reply_to_account=handle,
+                       reply_to_url=None if handle is None else adapter.post_url(uri, handle))
 
     def _bluesky(self, loaded: LoadedPolicy) -> BlueskyAdapter:
         """The Bluesky account's adapter."""

@@ -96,7 +96,7 @@ from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
-from gateway.services.reply_targets import ReplyTargets, ReplyTo
+from gateway.services.reply_targets import ReplyTargets
 from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
 from gateway.services.xrpc_gates import GATES, GateError, check_gate
@@ -917,7 +917,7 @@ class XrpcRepo:
                 # publisher); written now, the PDS would not find its parent.
                 options = replace(options, reply_to=None, reply_to_post=waited)
             else:
-                options = replace(options, **await self._parent(loaded, record.reply.parent.uri))
+                options = await self._parent(loaded, options)
         options = await self._with_embed(session, loaded, record, options)
         attach = _attaching(options.media_ids) if record.embed is not None else None
 
@@ -969,12 +969,12 @@ class XrpcRepo:
             return None
         return await self._replies.bluesky_cid(loaded, uri)
 
-    async def _parent(self, loaded: LoadedPolicy, uri: str) -> ReplyTo:
-        """What a reply to ``uri`` answers, as the Bluesky account's PDS says
-        (``ReplyTargets.bluesky_parent``); nothing for an account on another platform."""
+    async def _parent(self, loaded: LoadedPolicy, options: PostOptions) -> PostOptions:
+        """``options`` of a reply, with what it answers as the Bluesky account's PDS says
+        (``ReplyTargets.bluesky_parent``); as they are for an account on another platform."""
         if loaded.policy.platform != "bluesky":
-            return {}
-        return await self._replies.bluesky_parent(loaded, uri)
+            return options
+        return await self._replies.bluesky_parent(loaded, options)
 
     async def _unpublished_parent(self, session: XrpcSession, uri: str) -> str | None:
         """The post of the session's account, not yet out, that Byline answered ``uri`` for

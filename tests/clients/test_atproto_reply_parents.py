@@ -6,10 +6,12 @@ is written there later, words its approvers never saw it answer.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -216,25 +218,75 @@ async def test_a_reply_to_a_post_that_is_there_goes_out_answering_it(
         assert [r["value"]["reply"]["parent"] if r else None for r in landed] == parents
 
 
-class ReadsFailing:
-    """Passes every request on to the PDS and its answer back, but answers ``getRecord`` with a
-    503 while ``down``: a PDS that cannot say what a reply answers."""
+class Between:
+    """Passes every request on to the PDS and its answer back, but where :meth:`instead` answers
+    a request itself or :meth:`altered` changes an answer: a PDS that says otherwise."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.down = False
         self.app = web.Application()
         self.app.router.add_route("*", "/{tail:.*}", self._forward)
 
+    def instead(self, request: web.Request) -> web.Response | None:
+        """The answer to ``request`` in the PDS's stead, if any."""
+        return None
+
+    def altered(self, request: web.Request, answer: Any) -> Any:
+        """The PDS's JSON answer to ``request`` as it is passed back (``answer`` itself: as the
+        PDS wrote it)."""
+        return answer
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        if self.down and request.path == "/xrpc/com.atproto.repo.getRecord":
-            return web.json_response({"error": "NotEnoughResources", "message": "try later"}, status=503)
+        if (own := self.instead(request)) is not None:
+            return own
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
         async with aiohttp.ClientSession() as http, http.request(
             request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
         ) as resp:
             body = await resp.read()
+            if resp.status == 200 and resp.content_type == "application/json":
+                answer = json.loads(body)
+                if (changed := self.altered(request, answer)) is not answer:
+                    return web.json_response(changed)
             return web.Response(status=resp.status, body=body, content_type=resp.content_type)
+
+
+class ReadsFailing(Between):
+    """Answers ``getRecord`` with a 503 while ``down``: a PDS that cannot say what a reply answers."""
+
+    down = False
+
+    def instead(self, request: web.Request) -> web.Response | None:
+        if self.down and request.path == "/xrpc/com.atproto.repo.getRecord":
+            return web.json_response({"error": "NotEnoughResources", "message": "try later"}, status=503)
+        return None
+
+
+class HandleUnvouched(Between):
+    """Answers ``describeRepo`` as a PDS does for a repository whose handle no longer resolves
+    to it: ``handle.invalid``."""
+
+    def altered(self, request: web.Request, answer: Any) -> Any:
+        if request.path == "/xrpc/com.atproto.repo.describeRepo":
+            return {**answer, "handle": "handle.invalid", "handleIsCorrect": False}
+        return answer
+
+
+@contextlib.asynccontextmanager
+async def skyreply_behind(
+    proxy: Between, bluesky_pds: BlueskyPds, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, **policy: Any,
+) -> AsyncIterator[PdsAccount]:
+    """Account ``skyreply`` on carol.test, its PDS reached through ``proxy`` (served meanwhile)."""
+    server = TestServer(proxy.app)
+    await server.start_server()
+    try:
+        account = bluesky_pds.account("carol.test")
+        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
+        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
+                             credential_env="CAROL_BSKY_APP_PASSWORD", **policy)
+        yield account
+    finally:
+        await server.close()
 
 
 async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with_nothing_stored(
@@ -245,13 +297,7 @@ async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with
     again, and taken then; a parent that names another kind of record is a 400 saying so.
     Nothing of a refused reply is stored."""
     proxy = ReadsFailing(bluesky_pds.pds_url)
-    server = TestServer(proxy.app)
-    await server.start_server()
-    try:
-        account = bluesky_pds.account("carol.test")
-        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
-        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
-                             credential_env="CAROL_BSKY_APP_PASSWORD")
+    async with skyreply_behind(proxy, bluesky_pds, policy_dir, monkeypatch) as account:
         parent = await (await on_pds(bluesky_pds, account)).write(app_tid(), f"Hello ({secrets.token_hex(4)})")
         async with started_gateway(db_url, policy_dir, clock) as gw:
             client = await login(gw, clients, "alice", "skyreply", account.handle)
@@ -272,8 +318,6 @@ async def test_a_reply_whose_parent_cannot_be_read_or_is_no_post_is_refused_with
             proxy.down = False
             again = await run(client.send_post, "Hello back", reply_to=reply_to(parent))
             assert (await posts_by_key(gw, "alice", "skyreply"))[again.uri.rsplit("/", 1)[1]]["state"] == "held"
-    finally:
-        await server.close()
 
 
 async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that_was_there(
@@ -311,26 +355,6 @@ async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that
         assert [r for r in await post_records(bluesky_pds, account.did) if words in r["value"]["text"]
                 and r["value"].get("reply")] == []
         await verified_by_cli(gw)
-
-
-class HandleUnvouched:
-    """Passes every request on to the PDS and its answer back, but answers ``describeRepo`` as a
-    PDS does for a repository whose handle no longer resolves to it: ``handle.invalid``."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.app = web.Application()
-        self.app.router.add_route("*", "/{tail:.*}", self._forward)
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
-        async with aiohttp.ClientSession() as http, http.request(
-            request.method, self.upstream + request.path_qs, headers=headers, data=await request.read(),
-        ) as resp:
-            body = await resp.read()
-            if request.path == "/xrpc/com.atproto.repo.describeRepo" and resp.status == 200:
-                return web.json_response({**json.loads(body), "handle": "handle.invalid", "handleIsCorrect": False})
-            return web.Response(status=resp.status, body=body, content_type=resp.content_type)
 
 
 def _replies_to(page: str, post_id: str) -> str:
@@ -385,14 +409,7 @@ async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_s
     """The PDS says the parent's author has no handle it can vouch for (``handle.invalid``):
     the reply is taken all the same (its parent is there), and bob's card shows the at://
     address as it is, linking nowhere and naming no one."""
-    proxy = HandleUnvouched(bluesky_pds.pds_url)
-    server = TestServer(proxy.app)
-    await server.start_server()
-    try:
-        account = bluesky_pds.account("carol.test")
-        monkeypatch.setenv("CAROL_BSKY_APP_PASSWORD", account.app_password)
-        write_bluesky_policy(policy_dir, "skyreply", handle=account.handle, pds=str(server.make_url("")).rstrip("/"),
-                             credential_env="CAROL_BSKY_APP_PASSWORD", tier="co-signed")
+    async with skyreply_behind(HandleUnvouched(bluesky_pds.pds_url), bluesky_pds, policy_dir, monkeypatch):
         parent = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(
             app_tid(), f"Tea is best iced ({secrets.token_hex(4)})")
         async with started_gateway(db_url, policy_dir, clock) as gw:
@@ -402,5 +419,3 @@ async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_s
                 _, page = await (await pages.person("bob")).get("/queue")
             shown = _replies_to(page, post["id"])
             assert html.unescape(shown).strip() == f"<bdi>{parent['uri']} on the platform</bdi>", shown
-    finally:
-        await server.close()
