@@ -115,6 +115,9 @@ class PostCard:
     """Others whose approval of the version shown counts: given for the text shown."""
     my_decision: str | None
     """What the viewer decided on the version shown, if anything."""
+    mine_counts: bool = True
+    """Whether the viewer's approval of the version shown, if they gave one, counts (given for
+    the text shown, by one of its approvers still): one given for other words does not."""
     actions: frozenset[str]
     """The forms to show: approve, reject, edit, cancel, adopt, dismiss."""
     seconds_left: int | None
@@ -426,6 +429,7 @@ def card_of(
         seconds = max(0, (post.publish_at - now) // 1_000_000)
     wrote = user in contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
+                    mine_counts=mine != "approve" or user in post.approved_by,
                     actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds,
                     wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed)
 

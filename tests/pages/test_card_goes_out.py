@@ -88,8 +88,9 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     changes, and the reload's own work passes the post by (as a replica's reload racing the
     approval can). Carol approves the text that goes out now. Bob approved other words: the
     post still needs one approval, in the native API (one post and the list alike) and on
-    dave's card ("1 of 2, by carol"). Before, the post read one post at a time needed none, and
-    the card said "2 of 2, by bob, carol" while the post waited on. Dave's approval sends it."""
+    dave's card ("1 of 2, by carol"); bob's says his approval does not count. Before, the post
+    read one post at a time needed none, and the card said "2 of 2, by bob, carol" while the
+    post waited on (and told bob "You approved this version"). Dave's approval sends it."""
     gw = pages.gateway
     write_policy(policy_dir, "trio", TRIO)
     await gw.sync_policies()
@@ -115,6 +116,10 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     dave = await pages.person("dave")
     _, page = await dave.get("/queue")
     assert _approvals(_card(page, post["id"])).startswith("Approvals of this version: 1 of 2, by carol.")
+    _, page = await (await pages.person("bob")).get(f"/posts/{post['id']}")
+    said = _approvals(_card(page, post["id"]))
+    assert said.startswith("Approvals of this version: 1 of 2, by carol. Your approval of this version does not "
+                           "count: it was given for other words than go out now"), said
 
     status, body = await gw.act("dave", post["id"], "approve", {"version": 1})
     assert (status, body["state"]) == (200, "scheduled"), body
