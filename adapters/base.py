@@ -271,6 +271,18 @@ class KnowsItsPosts(Protocol):
 
 
 @runtime_checkable
+class DeletesByAddress(Protocol):
+    """An adapter whose deletion is told the address the platform gave the post when it went
+    out (``PublishResult.url``, as recorded), where the platform answers a post gone and one
+    the credential's account may not see alike (Mastodon's 404): only whose address it is tells
+    them apart. Raises ``AdapterError``."""
+
+    async def delete_published(self, remote_id: str, *, url: str | None) -> None:
+        """Delete the post ``remote_id``, which went out at ``url`` (None: not recorded)."""
+        ...
+
+
+@runtime_checkable
 class ScopeChecking(Protocol):
     """An adapter that can ask its platform, changing nothing, what the account's credential
     may do (optional: only where a platform says it, as Mastodon does of a token's scopes).

@@ -561,14 +561,22 @@ class MastodonAdapter:
     # -- delete, verify_credentials ----------------------------------------------------------
 
     async def delete(self, remote_id: str) -> None:
-        """Delete the status; one that is already gone counts as deleted.
+        """Delete the status, where it went out is not known (see :meth:`delete_published`)."""
+        await self.delete_published(remote_id, url=None)
+
+    async def delete_published(self, remote_id: str, *, url: str | None) -> None:
+        """Delete the status that went out at ``url``; one that is surely gone counts as deleted.
 
         Mastodon deletes only the token's own statuses and answers 404 for another account's
         as for one gone (``Status.where(account: current_account).find``): after a 404 the
         status is read, and one still there is refused (not retried), never counted as deleted.
-        One the token's account may not see (another's private status) reads as gone too. A
-        token without ``read:statuses`` cannot read it: the deletion is then refused as the
-        credential's fault (``auth_failed``), naming the scope, rather than guessed either way."""
+        A read answered 404 too is proof the status is gone only if it was the token's account's
+        own, which that account always sees: another's private status answers the same. It
+        was, where ``url`` lies under the account's profile address (``/@name/…``, as the
+        instance gives both); anywhere else, or where either is unknown (a server that gives
+        no profile address), nothing tells which, and the deletion is refused rather than
+        recorded. A token without ``read:statuses`` cannot read it: the deletion is then
+        refused as the credential's fault (``auth_failed``), naming the scope."""
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
         response = await self._http.request("DELETE", path)
         if response.status == 200:
@@ -577,7 +585,14 @@ class MastodonAdapter:
             raise self._classify("DELETE", "/api/v1/statuses/:id", response, scope=WRITE_STATUSES)
         read = await self._http.request("GET", path)
         if read.status == 404:
-            return
+            if await self._under_own_profile(url):
+                return
+            raise self._http.error(
+                "DELETE /api/v1/statuses/:id answered 404 and the status cannot be read: it is gone, or "
+                f"another account's that the token's may not see ({url or 'its address not recorded'} is not "
+                "under the token's account's profile address); Byline cannot tell which, so records no deletion",
+                retryable=False, status=404,
+            )
         if read.status != 200:
             error = self._classify("GET", "/api/v1/statuses/:id", read, scope=READ_STATUSES)
             if error.auth_failed and read.status == 403:
@@ -596,6 +611,14 @@ class MastodonAdapter:
             f"account's ({owner or 'unnamed'}) than the token's, which may not delete it",
             retryable=False, status=404,
         )
+
+    async def _under_own_profile(self, url: str | None) -> bool:
+        """Whether ``url``, a status's web address, lies under the profile address of the token's
+        account (asked now: the token may have come to be another account's since)."""
+        if not url:
+            return False
+        profile = (await self.verify_credentials()).url
+        return profile is not None and url.startswith(profile.rstrip("/") + "/")
 
     async def verify_credentials(self) -> AccountInfo:
         """Ask the instance whose token this is."""

@@ -32,7 +32,7 @@ import pytest
 
 from adapters.base import AdapterError, OutboundPost
 from adapters.sandbox import SandboxRecord
-from gateway.appkeys import SANDBOX
+from gateway.appkeys import IDENTITY, SANDBOX
 from gateway.policy.engine import roles
 from gateway.policy.loader import parse_policy
 from gateway.types import to_micros
@@ -411,3 +411,23 @@ async def test_stranger_cannot_submit_or_list(gateway: Gateway) -> None:
         assert status == 403, body
     status, body = await gateway.call("bob", "POST", "/v1/posts", {"account": "cosigned", "text": "hi"})
     assert status == 403  # an approver is not a writer
+
+
+async def test_a_token_bound_elsewhere_learns_no_account_of_a_post_it_may_not_see(gateway: Gateway) -> None:
+    """bob's app token for delayed, asked for alice's post on direct (bob has no role there), is
+    answered 404 as his own token is, not 403 naming direct; for a cosigned post he approves,
+    it is still told that it acts for another account."""
+    bound = await gateway.app[IDENTITY].create(user="bob", account="delayed")
+    held = await gateway.submit("alice", "direct", "The scandal, written up")  # held by direct's rule
+    cosigned = await gateway.submit("carol", "cosigned", "Launch on Monday")
+    before = await gateway.snapshot()
+    for method, path in (("GET", f"/v1/posts/{held['id']}"), ("GET", f"/v1/posts/{held['id']}/proof"),
+                         ("PATCH", f"/v1/posts/{held['id']}"), ("POST", f"/v1/posts/{held['id']}/cancel")):
+        json_body = {"text": "changed"} if method == "PATCH" else None
+        unbound = await gateway.call("bob", method, path, json_body)
+        answer = await gateway.call(None, method, path, json_body, headers={"Authorization": f"Bearer {bound}"})
+        assert answer == unbound == (404, {"error": "not_found", "message": f"no post {held['id']}"}), path
+    status, body = await gateway.call(None, "GET", f"/v1/posts/{cosigned['id']}",
+                                      headers={"Authorization": f"Bearer {bound}"})
+    assert (status, body["message"]) == (403, "this token acts for delayed, not cosigned")
+    assert await gateway.snapshot() == before

@@ -7,9 +7,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl
 
 import structlog
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from gateway.appkeys import IDENTITY
@@ -195,11 +197,39 @@ def check_request(request: web.Request) -> None:
             raise BylineError(Code.BAD_REQUEST, f"the {name} header {problem}", field=name)
     if any(unstorable(value) for value in request.match_info.values()):
         raise BylineError(Code.NOT_FOUND, "nothing at this path: it holds a character that is not text")
+    if escapes_not_text(request.rel_url.raw_query_string):
+        raise BylineError(Code.BAD_REQUEST, "the query string has a %-escape that is not UTF-8 text", field="query")
     for name, value in request.query.items():
         if (problem := unstorable(name)) is not None:
             raise _unstorable_field("a query parameter name", problem)
         if (problem := unstorable(value)) is not None:
             raise _unstorable_field(name, problem)
+
+
+def escapes_not_text(encoded: str, charset: str = "utf-8") -> bool:
+    """Whether a urlencoded text (a query string, a form's body) has a %-escape that is not text
+    in ``charset``. aiohttp and yarl read one as U+FFFD, so ``%FF`` in a status would go out as
+    words no one wrote; Rails refuses it (400), as Byline does."""
+    try:
+        parse_qsl(encoded, keep_blank_values=True, encoding=charset, errors="strict")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+async def posted_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A urlencoded or multipart form as aiohttp reads it, or ``ValueError`` for one that is not
+    text: a %-escape that is not text in its charset (``escapes_not_text``), or a charset,
+    of the body or of a part, that Python does not know (aiohttp's ``LookupError``, else a
+    500). aiohttp's own refusals (``ValueError``, ``BadHttpMessage``…) are the caller's to catch."""
+    try:
+        if request.content_type == "application/x-www-form-urlencoded":
+            charset = request.charset or "utf-8"
+            if escapes_not_text((await request.read()).decode(charset), charset):
+                raise ValueError("a %-escape of the form is not text")
+        return await request.post()
+    except LookupError as exc:
+        raise ValueError(f"the form names a charset that is not one: {exc}") from None
 
 
 def _no_constant(name: str) -> None:

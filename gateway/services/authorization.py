@@ -51,7 +51,11 @@ def check_account_binding(caller: Caller, account: str) -> None:
 def authorize(loaded: LoadedPolicy | None, caller: Caller, post: PostRecord, act: Act) -> LoadedPolicy:
     """The policy in force, if ``caller`` may ``act`` on ``post``; else the error
     they should see: 404 to someone who may not see the post, 409 when its state rules the
-    action out, 403 when they may see it but not do this."""
+    action out, 403 when they may see it but not do this. A token bound to another account is
+    told so (403) only by a person who may see the post: to anyone else, naming its account
+    would tell which account an id is, and that it holds a post not yet out."""
+    if caller.account not in (None, post.account) and not _may_see(loaded, caller, post):
+        raise BylineError(Code.NOT_FOUND, f"no post {post.id}")
     check_account_binding(caller, post.account)
     if loaded is None:
         if caller.user == post.author:
@@ -75,6 +79,13 @@ def authorize(loaded: LoadedPolicy | None, caller: Caller, post: PostRecord, act
     if not may(loaded.policy, caller.user, act, author=author, approvers=approvers, suggested=suggested):
         raise BylineError(Code.FORBIDDEN, f"{caller.user} may not {act.value} this post", action=act.value)
     return loaded
+
+
+def _may_see(loaded: LoadedPolicy | None, caller: Caller, post: PostRecord) -> bool:
+    """Whether the person behind ``caller`` may see ``post`` at all, whatever their token acts for."""
+    if loaded is None:
+        return caller.user == post.author
+    return may(loaded.policy, caller.user, Act.VIEW, author=post.author, approvers=post.approvers)
 
 
 def check_version(post: PostRecord, version: int | None) -> int:

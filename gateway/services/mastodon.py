@@ -40,7 +40,7 @@ from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
 from gateway.services.published import PublishedPosts
-from gateway.services.reply_targets import NONE, RawReader, ReplyTargets
+from gateway.services.reply_targets import NONE, SHOWN_URL, RawReader, ReplyTargets
 from gateway.storage import idempotency as idem_sql
 from gateway.storage import media as media_sql
 from gateway.storage import oauth as oauth_sql
@@ -414,7 +414,7 @@ class MastodonService:
                 status, _, body = await adapter.get_raw("/api/v1/accounts/verify_credentials")
                 entity = json.loads(body) if status == 200 else None
                 if isinstance(entity, dict) and isinstance(entity.get("id"), str):
-                    return entity, False
+                    return _addressed(entity, policy.account), False
                 logger.warning("account_not_fetched", account=policy.account, status=status)
             else:
                 info = await adapter.verify_credentials()
@@ -1067,6 +1067,17 @@ def account_at(entity: dict[str, Any], base: str) -> dict[str, Any]:
     own = {key: base + value for key in _ON_GATEWAY
            if isinstance(value := entity.get(key), str) and value.startswith("/")}
     return {**entity, **own} if own else entity
+
+
+def _addressed(entity: dict[str, Any], account: str) -> dict[str, Any]:
+    """The instance's Account entity, with the account's public page here for its ``url`` where
+    the instance gave no web address (a Mastodon-compatible server that leaves it out): apps
+    decode it as a URL (Ice Cubes), and one missing drops the account and every status showing
+    it, as for an account Byline builds (``_local_account``)."""
+    url = entity.get("url")
+    if isinstance(url, str) and SHOWN_URL.fullmatch(url):
+        return entity
+    return {**entity, "url": "/@" + quote(account, safe="")}
 
 
 def _local_account(account: str, *, handle: str, display_name: str | None, url: str | None) -> dict[str, Any]:

@@ -67,7 +67,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import structlog
 
-from adapters.base import Adapter, AdapterError, OutboundPost, PublishResult
+from adapters.base import Adapter, AdapterError, DeletesByAddress, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.identities import AccountHeld
@@ -106,6 +106,17 @@ def _refusal(error: AdapterError, what: str) -> str:
     if error.status is not None:
         return f"the platform did not take the {what} (HTTP {error.status})"
     return f"Byline could not send the {what}"
+
+
+async def _deletion(adapter: Adapter, post: PostRecord) -> None:
+    """Delete ``post`` on its platform, telling an adapter that asks (``DeletesByAddress``)
+    where it went out, as recorded: a Mastodon instance answers a status gone and another
+    account's private one alike, and only the address tells them apart."""
+    assert post.remote_id is not None, "a published post has its platform's id"
+    if isinstance(adapter, DeletesByAddress):
+        await adapter.delete_published(post.remote_id, url=post.remote_url)
+    else:
+        await adapter.delete(post.remote_id)
 
 
 def _refused_for_good(error: AdapterError) -> bool:
@@ -194,7 +205,7 @@ class PublishedPosts:
         held = await self.posts.hold(caller, post, lease=self.lease)
         # Again, held: a file come into force while the hold was written is not missed.
         await self._cleared(post.loaded, adapter, what="deletion", held=held)
-        await self._on_platform(held, adapter.delete(post.record.remote_id),
+        await self._on_platform(held, _deletion(adapter, post.record),
                                 failed="the platform did not delete the post", what="deletion")
         return await self.posts.record_deleted(caller, post_id)
 
@@ -267,7 +278,7 @@ class PublishedPosts:
                 # ``_cleared``): the deletion stays kept and the post held for it, settled at a
                 # later round once the files are put right.
                 await self._cleared(held.loaded, adapter, what="deletion")
-                await self._settling_call(adapter.delete(post.remote_id))
+                await self._settling_call(_deletion(adapter, post))
                 await self.posts.settle_deleted(held)
                 log.info("change_settled", outcome="deleted")
                 return True

@@ -369,13 +369,44 @@ async def test_find_existing_pages_past_newer_statuses(env: Env) -> None:
 
 
 async def test_delete_and_delete_again(env: Env) -> None:
-    """Delete removes the status; deleting it again is not an error."""
+    """Delete removes the status; deleting it again, where it went out (under the account's
+    own profile address) is known, is not an error: the account's own status it cannot read is gone."""
+    adapter = env.adapter()
+    result = await adapter.publish(post())
+    assert result.url is not None
+    await adapter.delete_published(result.remote_id, url=result.url)
+    assert env.fake.statuses() == []
+    await adapter.delete_published(result.remote_id, url=result.url)
+    assert env.fake.faults.count("DELETE", f"/api/v1/statuses/{result.remote_id}") == 2
+
+
+async def test_a_private_status_of_another_account_is_not_taken_for_gone(env: Env) -> None:
+    """Another account's private status answers 404 to the token's account, to its deletion
+    and to its read, as a status gone does: the deletion is refused for good (not retried),
+    the status stands (before: counted deleted, the post recorded deleted while it stood).
+    The token may have come to be another account's since the post went out."""
+    bob = env.fake.add_account("bob", "mtok-bob-77e0")
+    theirs = env.fake.seed_status(bob, "Bob's followers-only words", created_at=env.fake.clock.now())
+    theirs.visibility = "private"
+    address = f"https://{env.fake.host}/@bob/{theirs.id}"
+    with pytest.raises(AdapterError) as refused:
+        await env.adapter().delete_published(theirs.id, url=address)
+    assert (refused.value.status, refused.value.retryable) == (404, False)
+    assert "gone, or another account's that the token's may not see" in refused.value.message
+    assert address in refused.value.message
+    assert env.fake.status(theirs.id) is not None and not theirs.deleted
+
+
+async def test_a_status_gone_where_it_went_out_is_not_known_is_not_taken_for_gone(env: Env) -> None:
+    """Without the address the status went out at, a 404 to its deletion and its read tells
+    nothing of whose it was: refused, never counted deleted on a guess."""
     adapter = env.adapter()
     result = await adapter.publish(post())
     await adapter.delete(result.remote_id)
-    assert env.fake.statuses() == []
-    await adapter.delete(result.remote_id)
-    assert env.fake.faults.count("DELETE", f"/api/v1/statuses/{result.remote_id}") == 2
+    with pytest.raises(AdapterError) as refused:
+        await adapter.delete(result.remote_id)
+    assert (refused.value.status, refused.value.retryable) == (404, False)
+    assert "its address not recorded" in refused.value.message
 
 
 async def test_delete_of_another_accounts_status_is_refused_not_taken_for_gone(env: Env) -> None:

@@ -102,6 +102,31 @@ async def test_malformed_bodies(world: World) -> None:
     await _nothing_published(world, before)
 
 
+async def test_forms_that_are_not_text_are_refused(world: World) -> None:
+    """A %-escape that is not UTF-8 (in a form or the query) and a charset that is none (of the
+    form or of a part): 400, as Rails answers, never the words read as U+FFFD nor a crash."""
+    token = await world.token("alice", "direct")
+    before = await world.gateway.snapshot()
+    parse_error = (400, {"error": "Error while parsing request body"})
+    unknown_part = (b"--x\r\nContent-Disposition: form-data; name=\"status\"\r\n"
+                    b"Content-Type: text/plain; charset=nonsense\r\n\r\nHello\r\n--x--\r\n")
+    cases: list[tuple[bytes, str, tuple[int, Any]]] = [
+        (b"status=a%FF%FEb", "application/x-www-form-urlencoded", parse_error),
+        (b"status=Hello", "application/x-www-form-urlencoded; charset=nonsense", parse_error),
+        (unknown_part, "multipart/form-data; boundary=x", parse_error),
+    ]
+    for body, content_type, expected in cases:
+        assert await _post(world, token, data=body, headers={"Content-Type": content_type}) == expected, body
+    assert await _post(world, token, "/api/v1/statuses?status=a%FF%FEb") == \
+        (400, {"error": "the query string has a %-escape that is not UTF-8 text"})
+    # Before anyone signs in, too: the token endpoint and the sign-in form.
+    for path in ("/oauth/token", "/oauth/authorize"):
+        status, _ = await _post(world, None, path, data=b"grant_type=password",
+                                headers={"Content-Type": "application/x-www-form-urlencoded; charset=nonsense"})
+        assert status == 400, path
+    await _nothing_published(world, before)
+
+
 async def test_all_three_body_formats_post(world: World) -> None:
     """Form-encoded, multipart and JSON bodies are each taken, as Mastodon takes them."""
     token = await world.token("alice", "direct")

@@ -48,18 +48,24 @@ class Gate:
     calls: int = 0
 
 
+_CALLED: dict[str, str] = {"delete": "delete_published"}
+"""The ``MastodonAdapter`` method a change calls, where it is not the change's name: a deletion
+is told where the post went out."""
+
+
 def hold_first(monkeypatch: pytest.MonkeyPatch, name: str, *, taken: bool) -> Gate:
     """Hold the first call of ``MastodonAdapter.<name>`` (``taken``: after the platform took it)."""
     gate = Gate()
+    name = _CALLED.get(name, name)
     original: Callable[..., Awaitable[Any]] = getattr(MastodonAdapter, name)
 
-    async def held(adapter: MastodonAdapter, *args: Any) -> Any:
+    async def held(adapter: MastodonAdapter, *args: Any, **kwargs: Any) -> Any:
         gate.calls += 1
         first = gate.calls == 1
         if first and not taken:
             gate.reached.set()
             await gate.opened.wait()
-        result = await original(adapter, *args)
+        result = await original(adapter, *args, **kwargs)
         if first and taken:
             gate.reached.set()
             await gate.opened.wait()
@@ -252,10 +258,11 @@ async def warned_over_hours(gw: Gateway, clock: ManualClock) -> tuple[list[tuple
 def unanswered(monkeypatch: pytest.MonkeyPatch, name: str) -> Callable[[], None]:
     """``MastodonAdapter.<name>`` makes its change on Mastodon and loses the answer, until the
     function returned is called."""
+    name = _CALLED.get(name, name)
     original: Callable[..., Awaitable[Any]] = getattr(MastodonAdapter, name)
 
-    async def lost(adapter: MastodonAdapter, *args: Any) -> Any:
-        await original(adapter, *args)
+    async def lost(adapter: MastodonAdapter, *args: Any, **kwargs: Any) -> Any:
+        await original(adapter, *args, **kwargs)
         raise AdapterError(f"{name}: no answer within 30 s", retryable=True)
 
     monkeypatch.setattr(MastodonAdapter, name, lost)
@@ -754,13 +761,13 @@ async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
 
-    async def no_answer(adapter: MastodonAdapter, remote_id: str) -> None:
+    async def no_answer(adapter: MastodonAdapter, remote_id: str, *, url: str | None) -> None:
         raise AdapterError("delete: no answer within 30 s", retryable=True)
 
-    original = MastodonAdapter.delete
-    monkeypatch.setattr(MastodonAdapter, "delete", no_answer)
+    original = MastodonAdapter.delete_published
+    monkeypatch.setattr(MastodonAdapter, "delete_published", no_answer)
     assert await outcome(world, api.status_delete, post_id) == 503
-    monkeypatch.setattr(MastodonAdapter, "delete", original)
+    monkeypatch.setattr(MastodonAdapter, "delete_published", original)
     world.upstream.add_account("intern", INTERN_TOKEN)
     monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
     write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")

@@ -113,14 +113,14 @@ async def test_an_unrecorded_deletion_waits_to_be_settled_while_another_file_spe
     platform, round after round; with that file removed, it is deleted and recorded, once."""
     gw = world.gateway
     api, status_id = await published(world, "Launch day")
-    original = MastodonAdapter.delete
+    original = MastodonAdapter.delete_published
 
-    async def lost(adapter: MastodonAdapter, *args: Any) -> None:
+    async def lost(adapter: MastodonAdapter, *args: Any, **kwargs: Any) -> None:
         raise AdapterError("delete: no answer within 30 s", retryable=True)
 
-    monkeypatch.setattr(MastodonAdapter, "delete", lost)
+    monkeypatch.setattr(MastodonAdapter, "delete_published", lost)
     assert await outcome(world, api.status_delete, status_id) == 503
-    monkeypatch.setattr(MastodonAdapter, "delete", original)
+    monkeypatch.setattr(MastodonAdapter, "delete_published", original)
     await _second_file(world, monkeypatch)
     for _ in range(2):
         clock.advance(timedelta(minutes=2, seconds=1))  # past the hold, 120 s

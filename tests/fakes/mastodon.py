@@ -311,6 +311,9 @@ class FakeMastodon:
         """Every streaming WebSocket opened: the account's id and the streams named as it opened."""
         self.token_scopes: dict[str, frozenset[str]] = {}
         """Each token's scopes where a test chose them; any other token has ``DEFAULT_SCOPES``."""
+        self.profile_urls = True
+        """Whether an Account entity carries its profile ``url``; False: a Mastodon-compatible
+        server (some forks) that leaves it out."""
         self._statuses: dict[str, Status] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._rate: dict[str, tuple[datetime, int]] = {}
@@ -491,8 +494,8 @@ class FakeMastodon:
         return entity
 
     def render_account(self, account: Account) -> dict[str, Any]:
-        """The Account entity."""
-        return {
+        """The Account entity (without ``url`` where ``profile_urls`` is False)."""
+        entity = {
             "id": account.id,
             "username": account.username,
             "acct": account.username,
@@ -504,6 +507,9 @@ class FakeMastodon:
             "fields": [{"name": f["name"], "value": f["value"], "verified_at": None} for f in account.fields],
             "statuses_count": len(self.statuses(account)),
         }
+        if not self.profile_urls:
+            del entity["url"]
+        return entity
 
     def render_media(self, media: Media) -> dict[str, Any]:
         """The MediaAttachment entity; ``url`` is null until processed."""

@@ -121,3 +121,18 @@ async def test_the_answers_to_the_forms_are_neither_kept_nor_framed(pages: Pages
         headers = resp.headers
         assert (headers.get("Cache-Control"), headers.get("X-Frame-Options")) == ("no-store", "DENY"), status
         assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", ""), status
+
+
+async def test_an_edit_whose_escapes_are_not_text_saves_nothing(pages: Pages) -> None:
+    """An edit sent from the page with a %-escape that is not UTF-8 is refused (400), not saved
+    with U+FFFD where the bytes were for its approvers to approve as if someone wrote it."""
+    gw = pages.gateway
+    held = await gw.submit("carol", "cosigned", "Launch on Monday")
+    carol = await pages.person("carol")
+    await carol.get(f"/posts/{held['id']}")
+    before = await gw.snapshot(), await _entries(gw, held["id"])
+    body = f"csrf={carol.csrf}&version=1&text=Launch%20on%20Tuesday%FF%FE"
+    async with carol.session.post(f"{carol.base}/posts/{held['id']}/edit", data=body.encode(), allow_redirects=False,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"}) as answer:
+        assert answer.status == 400, await answer.text()
+    assert (await gw.snapshot(), await _entries(gw, held["id"])) == before

@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import OAUTH
 from gateway.errors import STATUS, Code, Failure
-from gateway.http.common import database_gone, waited
+from gateway.http.common import database_gone, posted_form, waited
 from gateway.http.mastodon.errors import oauth_error
 from gateway.http.pages import (
     TEMPLATES,
@@ -254,7 +254,7 @@ def _bound(value: str, sent: str) -> bool:
 async def authorize(request: web.Request) -> web.Response:
     """The sign-in forms: check who it is, let the person pick the account, hand out the code."""
     try:
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        form = {k: v for k, v in (await posted_form(request)).items() if isinstance(v, str)}
     except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage, web.HTTPRequestEntityTooLarge):
         return _error_page(request, "This sign-in cannot go on", "The form could not be read.", status=400)
     oauth = request.config_dict[OAUTH]

@@ -16,7 +16,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.errors import BylineError, Code
-from gateway.http.common import check_text, decode_json, unstorable
+from gateway.http.common import check_text, decode_json, posted_form, unstorable
 from gateway.services.mastodon import MAX_MEDIA as MAX_MEDIA_ATTRIBUTES
 from gateway.services.mastodon import EditForm, MediaEdit, StatusForm, Upload
 from gateway.services.mastodon_reads import PageAsk
@@ -92,7 +92,7 @@ async def read_params(request: web.Request) -> dict[str, Any]:
         params.update(body)
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
-            form = await request.post()
+            form = await posted_form(request)
         except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage):
             raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
         _merge(params, form.items())
@@ -334,7 +334,7 @@ async def files_sent(request: web.Request) -> frozenset[str]:
     if request.content_type != "multipart/form-data":
         return frozenset()
     try:
-        form = await request.post()
+        form = await posted_form(request)
     except (ValueError, UnicodeDecodeError, AssertionError, BadHttpMessage):
         raise BylineError(Code.BAD_REQUEST, "Error while parsing request body") from None
     return frozenset(key for key, value in form.items() if not isinstance(value, str))

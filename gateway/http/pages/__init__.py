@@ -259,7 +259,9 @@ async def read_form(request: web.Request, *, session: Session | None) -> dict[st
     if request.content_type != "application/x-www-form-urlencoded":
         raise BylineError(Code.UNSUPPORTED_MEDIA_TYPE, "Send the page's form as it is.")
     try:
-        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64)
+        # Strict: a %-escape that is not UTF-8 would be read as U+FFFD, in words an approver saves.
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=64,
+                          errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BylineError(Code.BAD_REQUEST, "The form could not be read.") from None
     form: dict[str, str] = {}
