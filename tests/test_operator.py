@@ -6,7 +6,10 @@ writes anything, and says in its demo banner what it really runs on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
+import logging
 import os
 import re
 import socket
@@ -18,6 +21,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -76,6 +80,46 @@ async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limi
                              f"{out.decode()}{err.decode()}") from None
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def byline_here(env: dict[str, str], *args: str, stdin: str = "") -> Result:
+    """Run `byline`'s own ``main`` in the test's process, with ``env`` as its whole environment
+    and stdin, stdout and stderr of its own: its parsing, its checks, its messages and its exit
+    status, without the second or more that a new Python process takes to start. For the many
+    cases of one command's mistakes; `byline` as its own process (:func:`byline`) is run by
+    the tests of what it stores, so the entry point is covered there. Its password hashes are
+    those of the tests' process (tests/conftest.py), not Byline's own cost."""
+    from gateway.cli import main
+
+    def run() -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        with _logging_kept(), mock.patch.dict(os.environ, env, clear=True), \
+                contextlib.chdir(Path(env["BYLINE_LOG_KEY_FILE"]).parent), \
+                mock.patch.object(sys, "stdin", io.StringIO(stdin)), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors, as the process would end
+                code = exc.code if isinstance(exc.code, int) else 1
+        return Result(code, out.getvalue(), err.getvalue())
+
+    # ``main`` runs its own event loop (asyncio.run), which cannot start inside the test's.
+    return await asyncio.to_thread(run)
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """A command configures structlog and the standard library's logging for its process: in
+    the test's process, the test's own are put back afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 @asynccontextmanager
