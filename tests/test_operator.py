@@ -6,10 +6,7 @@ writes anything, and says in its demo banner what it really runs on."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import json
-import logging
 import os
 import re
 import socket
@@ -21,7 +18,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -35,7 +31,7 @@ from gateway.services.identity import Identity, hash_token
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import open_database
-from tests.audit.logtools import Result
+from tests.audit.logtools import Result, byline_in_process
 from tests.clients.signin import sign_in
 from tests.conftest import PG_DSN, Gateway, write_policy
 from tests.databases import nothing_written
@@ -83,43 +79,10 @@ async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limi
 
 
 async def byline_here(env: dict[str, str], *args: str, stdin: str = "") -> Result:
-    """Run `byline`'s own ``main`` in the test's process, with ``env`` as its whole environment
-    and stdin, stdout and stderr of its own: its parsing, its checks, its messages and its exit
-    status, without the second or more that a new Python process takes to start. For the many
-    cases of one command's mistakes; `byline` as its own process (:func:`byline`) is run by
-    the tests of what it stores, so the entry point is covered there. Its password hashes are
-    those of the tests' process (tests/conftest.py), not Byline's own cost."""
-    from gateway.cli import main
-
-    def run() -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        with _logging_kept(), mock.patch.dict(os.environ, env, clear=True), \
-                contextlib.chdir(Path(env["BYLINE_LOG_KEY_FILE"]).parent), \
-                mock.patch.object(sys, "stdin", io.StringIO(stdin)), \
-                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:  # argparse's usage errors, as the process would end
-                code = exc.code if isinstance(exc.code, int) else 1
-        return Result(code, out.getvalue(), err.getvalue())
-
-    # ``main`` runs its own event loop (asyncio.run), which cannot start inside the test's.
-    return await asyncio.to_thread(run)
-
-
-@contextlib.contextmanager
-def _logging_kept() -> Iterator[None]:
-    """A command configures structlog and the standard library's logging for its process: in
-    the test's process, the test's own are put back afterwards."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    """`byline` run as :func:`byline` runs it, but in the test's process
+    (:func:`tests.audit.logtools.byline_in_process`): for the many cases of one command's
+    mistakes, where the tests of what it stores run it as its own process."""
+    return await byline_in_process(*args, env=env, stdin=stdin, cwd=Path(env["BYLINE_LOG_KEY_FILE"]).parent)
 
 
 @asynccontextmanager
