@@ -79,6 +79,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(PG_REASON)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first, the rest in their order. With pytest-xdist each process
+    takes a run of the tests in order and the first to finish takes from the end of another's:
+    a test of a minute or two met late is the run's tail, one process working while the other
+    waits; met first, it runs while the other process works through the short ones."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say at the top which databases the storage tests run on."""
     if PG_DSN is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler, Middleware
@@ -85,6 +86,7 @@ async def _until(condition: Callable[[], Awaitable[tuple[bool, object]]]) -> Non
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_publish(tmp_path: Path, db_url: str) -> None:
     """Kill -9 with posts in flight to Mastodon and X; after a restart each post is out exactly once."""
     fake_m, fake_x = FakeMastodon(), FakeX()

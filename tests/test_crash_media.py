@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import write_policy
@@ -36,6 +37,7 @@ KILL_ON_ATTACH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 async def test_sigkill_while_attaching_media_leaves_no_post_without_them(tmp_path: Path, db_url: str) -> None:
     """Killed while attaching, the status is not there after the restart, the upload is still
     the person's, and posting the status again carries it."""

@@ -75,6 +75,7 @@ async def _record(session: aiohttp.ClientSession, serve: ServeProcess, token: st
         return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["edit", "edit_alt_text", "delete"])
 async def test_sigkill_between_a_change_on_the_platform_and_its_record(
     tmp_path: Path, db_url: str, change: str,

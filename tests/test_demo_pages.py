@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.test_operator import _env, serving_demo
 
@@ -26,6 +27,7 @@ async def _signs_in(base: str, name: str, password: str) -> int:
             return queue.status
 
 
+@pytest.mark.slow
 async def test_serve_demo_prints_the_pages_and_passwords_that_work(
     tmp_path: Path, db_url: str, policy_dir: Path
 ) -> None:

@@ -31,7 +31,7 @@ from gateway.services.identity import Identity, hash_token
 from gateway.storage import oauth as oauth_sql
 from gateway.storage import tokens as tokens_sql
 from gateway.storage.db import open_database
-from tests.audit.logtools import Result
+from tests.audit.logtools import Result, byline_in_process
 from tests.clients.signin import sign_in
 from tests.conftest import PG_DSN, Gateway, write_policy
 from tests.databases import nothing_written
@@ -76,6 +76,13 @@ async def byline(env: dict[str, str], *args: str, stdin: str | None = None, limi
                              f"{out.decode()}{err.decode()}") from None
     assert proc.returncode is not None
     return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def byline_here(env: dict[str, str], *args: str, stdin: str = "") -> Result:
+    """`byline` run as :func:`byline` runs it, but in the test's process
+    (:func:`tests.audit.logtools.byline_in_process`): for the many cases of one command's
+    mistakes, where the tests of what it stores run it as its own process."""
+    return await byline_in_process(*args, env=env, stdin=stdin, cwd=Path(env["BYLINE_LOG_KEY_FILE"]).parent)
 
 
 @asynccontextmanager

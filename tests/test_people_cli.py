@@ -10,7 +10,7 @@ from gateway.services.people import People
 from gateway.services.throttle import Throttle
 from gateway.storage import people as people_sql
 from gateway.storage.db import open_database
-from tests.test_operator import _env, byline, ready
+from tests.test_operator import _env, byline, byline_here, ready
 
 
 async def _row(db_url: str, name: str) -> dict[str, object] | None:
@@ -69,9 +69,10 @@ async def test_a_new_password_replaces_the_old_one(db_url: str, tmp_path: Path, 
 
 async def test_mistakes_are_refused_and_change_nothing(db_url: str, tmp_path: Path, policy_dir: Path) -> None:
     """A short password, a taken or malformed name, a bad address or an unknown person: exit 2,
-    one clear line, nothing stored."""
+    one clear line, nothing stored. (The commands run in the test's process: the tests above
+    run `byline` as an admin does.)"""
     env = _env(tmp_path, await ready(db_url), policy_dir)
-    assert (await byline(env, "user", "add", "carol", stdin="carol-password-1\n")).code == 0
+    assert (await byline_here(env, "user", "add", "carol", stdin="carol-password-1\n")).code == 0
     before = await _row(db_url, "carol")
     cases = {
         ("user", "add", "dave"): ("short\n", "at least 10 characters"),
@@ -87,7 +88,7 @@ async def test_mistakes_are_refused_and_change_nothing(db_url: str, tmp_path: Pa
         ("user", "set-email", "nobody", "n@example.org"): ("", "no person named 'nobody'"),
     }
     for args, (stdin, said) in cases.items():
-        result = await byline(env, *args, stdin=stdin)
+        result = await byline_here(env, *args, stdin=stdin)
         assert (result.code, said in result.err) == (2, True), (args, result)
     assert await _row(db_url, "carol") == before
     assert (await _row(db_url, "dave"), await _row(db_url, "erin")) == (None, None)

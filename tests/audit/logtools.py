@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import asyncpg
+import structlog
 
 from gateway.appkeys import CHECKPOINTS
 from gateway.audit.export import export_database
@@ -84,6 +90,47 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BYLINE_")}
     env.update(extra)
     return env
+
+
+async def byline_in_process(*args: str, env: dict[str, str] | None = None, stdin: str = "",
+                            cwd: Path = ROOT) -> Result:
+    """`byline`'s own ``main`` run in the test's process, with ``env`` as its whole environment
+    and stdin, stdout and stderr of its own: its parsing, its checks, its messages and its exit
+    status, without the second or more that a new Python process takes to start under load.
+    For the many runs whose point is what the command says, not how it starts: the entry point
+    itself, as its own process, is run by :func:`byline` in the tests of each command. Password
+    hashes made here are those of the tests' process (tests/conftest.py), not Byline's cost."""
+    from gateway.cli import main
+
+    def run() -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        with _logging_kept(), mock.patch.dict(os.environ, env or cli_env(), clear=True), \
+                contextlib.chdir(cwd), mock.patch.object(sys, "stdin", io.StringIO(stdin)), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors, as the process would end
+                code = exc.code if isinstance(exc.code, int) else 1
+        return Result(code, out.getvalue(), err.getvalue())
+
+    # ``main`` runs its own event loop (asyncio.run), which cannot start inside the test's; the
+    # test's goes on meanwhile, serving a gateway the command may be reading.
+    return await asyncio.to_thread(run)
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """A command configures structlog and the standard library's logging for its process: in
+    the test's process, the test's own are put back afterwards."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 async def byline(*args: str, env: dict[str, str] | None = None) -> Result:
@@ -163,10 +210,14 @@ async def verified_export(db: Database, tmp_path: Path) -> Report:
 
 
 async def verified_by_cli(gw: Gateway) -> None:
-    """The real ``byline audit verify`` against the running gateway passes (a checkpoint signed
-    first, so that it covers the whole log)."""
+    """``byline audit verify`` against the running gateway passes (a checkpoint signed first,
+    so that it covers the whole log). The command runs in the test's process, on one process of
+    its own (a fork of the test's, threads and all, is no place for its worker processes): a
+    hundred tests end with it, and tests/audit/test_tamper.py runs it as its own process, with
+    its workers, against a live gateway too."""
     await gw.app[CHECKPOINTS].sign_now()
     key = gw.app[CHECKPOINTS].verifier_key()
     url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    result = await byline_in_process("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress",
+                                     "--workers", "1")
     assert result.code == 0, result.text

@@ -39,7 +39,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.chaos.postgres import PrivateCluster, private_cluster, scratch_database
+from tests.chaos.postgres import PrivateCluster, private_cluster, scratch_schema
 from tests.serve import ServeProcess
 
 MARKER = re.compile(r"\[chaos (\d+)\]")
@@ -59,7 +59,7 @@ class Scenario:
     name: str
     posts: int
     database: str = "postgresql"
-    """``postgresql`` (a scratch database on the machine's server), ``private`` (a cluster of the
+    """``postgresql`` (a scratch schema on the machine's server), ``private`` (a cluster of the
     run's own, which it restarts) or ``sqlite``."""
     replicas: int = 3
     kill_every: float = 0.0
@@ -658,7 +658,7 @@ async def _database(scenario: Scenario, workdir: Path) -> AsyncIterator[tuple[st
         with private_cluster() as cluster:
             yield cluster.url, cluster
     else:
-        async with scratch_database(f"byline_chaos_{scenario.name.replace('-', '_')}_{os.getpid()}") as url:
+        async with scratch_schema(f"byline_chaos_{scenario.name.replace('-', '_')}_{os.getpid()}") as url:
             yield url, None
 
 
