@@ -846,11 +846,8 @@ class PostService:
             # Given for the text that goes out, as the approver's card shows it (the words with
             # the disclosure line of the policy in force): it counts for that text only.
             sends = await outgoing_sha256(ltx.txn, current, policy)
-            if not await sql.insert_decision(
-                ltx.txn, post_id=post_id, version=version, approver=caller.user,
-                decision="approve", reason=None, at=ltx.now, text_sha256=sends,
-            ):
-                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="approve",
+                          reason=None, sends=sends)
             count = len(counted_for(in_force, current, await sql.approvers_of(ltx.txn, post_id, version), sends))
             required = current.required
             # ``text_bound``: this approval counts for the text with the disclosure line of the
@@ -889,11 +886,10 @@ class PostService:
             in_force = await self._authorized(ltx, caller, current, Act.REJECT)
             version = check_version(current, seen)
             new_state = transition(State(current.state), Action.REJECT)
-            if not await sql.insert_decision(
-                ltx.txn, post_id=post_id, version=version, approver=caller.user,
-                decision="reject", reason=reason, at=ltx.now,
-            ):
-                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            # Of the text that goes out now, as the approver's card shows it: one who approved
+            # other words (the disclosure line changed since) may still refuse these.
+            await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="reject",
+                          reason=reason, sends=await outgoing_sha256(ltx.txn, current, in_force.policy))
             await self._cas(ltx, current, new_state, expires_at=None)
             # The reason stays with the decision: the log is public, the post never goes out, and
             # a reason may well quote its words. The entry holds a salted hash of it.
@@ -1608,6 +1604,25 @@ class PostService:
         async with self.db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
             return [await self._view_of(txn, r) for r in rows]
+
+
+async def _decide(
+    ltx: LogTxn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, sends: str,
+) -> None:
+    """Record ``approver``'s decision on this version of a post, given for the text that goes out
+    now (``sends``, its hash), or refuse it (409) where they decided on it already. An approval
+    they gave for other words (the disclosure line changed while the post was held, and the
+    reload's work, which asks for its approvals again, passed it by: a replica's reload racing
+    the approval) counts for none, so it does not stand in the way: it is replaced by this
+    decision, which their entry records as any other. Else the post could wait for ever on an
+    approver who may not approve the words they are shown."""
+    if await sql.insert_decision(ltx.txn, post_id=post_id, version=version, approver=approver,
+                                 decision=decision, reason=reason, at=ltx.now, text_sha256=sends):
+        return
+    if not await sql.replace_approval_of_other_words(ltx.txn, post_id=post_id, version=version, approver=approver,
+                                                     decision=decision, reason=reason, at=ltx.now,
+                                                     text_sha256=sends):
+        raise BylineError(Code.ALREADY_DECIDED, f"{approver} already decided on this version")
 
 
 def rule_blocked(reason: Reason) -> BylineError:

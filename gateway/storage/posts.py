@@ -466,6 +466,24 @@ async def insert_decision(
     return True
 
 
+async def replace_approval_of_other_words(
+    txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int,
+    text_sha256: str,
+) -> bool:
+    """Replace ``approver``'s approval of this version with this decision, where that approval
+    was given for other words than ``text_sha256`` (the text that goes out now): it no longer
+    counts, and its approver decides on the words that do. False where there is no such approval
+    (none, a rejection, or an approval of this very text: decided already). A compare-and-set
+    on the text it was given for: two such decisions racing cannot both replace it."""
+    count = await txn.execute(
+        "UPDATE approvals SET decision = ?, reason = ?, created_at = ?, text_sha256 = ? "
+        "WHERE post_id = ? AND version = ? AND approver = ? AND decision = 'approve' "
+        "AND text_sha256 IS NOT NULL AND text_sha256 <> ?",
+        decision, reason, at, text_sha256, post_id, version, approver, text_sha256,
+    )
+    return count == 1
+
+
 async def approvals(txn: Txn, post_id: str) -> list[Row]:
     """Every decision on a post, all versions, oldest first."""
     return await txn.fetchall(

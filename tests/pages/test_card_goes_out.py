@@ -175,3 +175,89 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     await gw.tick()
     assert [p["text"] for p in await gw.timeline("brand")] == ["Quarterly numbers, corrected\n\n—carol"]
     await _verify_log(gw)
+
+
+PAIR = TRIO.replace("from: [bob, carol, dave]", "from: [bob, carol]")
+"""TRIO with two approvers for its two approvals: each approval is wanted."""
+
+
+async def _bob_approved_the_line_before(gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Alice's post on PAIR, approved by bob under "—alice"; the line changes, and the reload's
+    own work passes the post by (as a replica's reload racing the approval can): it is held at
+    version 1, its text now "Posted by alice", bob's approval counting for none. Its id."""
+    write_policy(policy_dir, "trio", PAIR)
+    await gw.sync_policies()
+    post = await gw.submit("alice", "trio", "Quarterly numbers")
+    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
+    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    write_policy(policy_dir, "trio", PAIR.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"'))
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        assert await gw.sync_policies() == ["trio"]
+    got = await gw.get("alice", post["id"])
+    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
+    return str(post["id"])
+
+
+async def test_an_approver_whose_approval_was_for_the_line_before_approves_the_words_that_go_out_now(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob's approval of alice's post was given for the line before a reload passed it by, and
+    counts for none; carol approves the words that go out now. Bob's card offers him the
+    Approve button again, and his approval from the page releases the post: it goes out with
+    the line he approved, and the log, his two approvals in it, verifies. Before, he was refused
+    ("already decided on this version") and the post waited on its two approvers for ever. Carol's
+    approval again of the same words is refused, through the native API, and changes nothing."""
+    gw = pages.gateway
+    post_id = await _bob_approved_the_line_before(gw, policy_dir, monkeypatch)
+    status, body = await gw.act("carol", post_id, "approve", {"version": 1})
+    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+    before = await gw.snapshot()
+    status, body = await gw.act("carol", post_id, "approve", {"version": 1})
+    assert (status, body["error"]) == (409, "already_decided"), body
+    assert await gw.snapshot() == before
+
+    bob = await pages.person("bob")
+    _, page = await bob.get(f"/posts/{post_id}")
+    card = _card(page, post_id)
+    assert "Approve the words above for it to count." in _approvals(card)
+    assert f'action="/posts/{post_id}/approve"' in card
+    status, page, _ = await bob.post(f"/posts/{post_id}/approve", {"version": "1"})
+    assert status == 303, page
+    got = await gw.get("alice", post_id)
+    assert (got["state"], got["approvals_needed"]) == ("scheduled", 0), got
+    decided = sorted((d["approver"], d["decision"]) for d in got["approvals"])
+    assert decided == [("bob", "approve"), ("carol", "approve")]
+    approved = [e for e in got["events"] if e["type"] == "post.approved"]
+    assert [(e["actor"], e["data"]["count"], e["data"]["state"]) for e in approved] == [
+        ("bob", 1, "held"), ("carol", 1, "held"), ("bob", 2, "scheduled")]
+
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline("trio")] == ["Quarterly numbers\n\nPosted by alice"]
+    await _verify_log(gw)
+
+
+async def test_an_approver_whose_approval_was_for_the_line_before_may_reject_the_words_that_go_out_now(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob approved the words with the line before; he does not want them out with the new one.
+    His rejection through the native API replaces his approval, which counted for none: the post
+    is rejected and never goes out. Before, he was refused ("already decided on this version"),
+    unable to approve or refuse the words he was shown."""
+    gw = pages.gateway
+    post_id = await _bob_approved_the_line_before(gw, policy_dir, monkeypatch)
+    status, body = await gw.act("bob", post_id, "reject", {"version": 1, "reason": "Not with that line"})
+    assert (status, body["state"]) == (200, "rejected"), body
+    got = await gw.get("alice", post_id)
+    assert [(d["approver"], d["decision"], d["reason"]) for d in got["approvals"]] == [
+        ("bob", "reject", "Not with that line")]
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    assert await gw.timeline("trio") == []
+    await _verify_log(gw)
+
