@@ -11,11 +11,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import CHECKPOINTS
+from gateway.http.openapi import document
 from tests.audit.logtools import byline
 from tests.conftest import Gateway, write_policy
 from tests.pages.conftest import Pages
@@ -136,7 +138,8 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     sent again later). Carol edits it; it is held for bob again. His card shows the edited
     words, as they go out and as his approval is given for, and, labelled, the words sent
     before. Before, the card showed the words sent before as what goes out, and bob approved
-    words he was not shown. His approval sends the edited words."""
+    words he was not shown. The native API says the words sent before too (``sent_text``, one
+    post and the list, each as its OpenAPI schema says). His approval sends the edited words."""
     gw = pages.gateway
     write_policy(policy_dir, "brand", BRAND)
     await gw.sync_policies()
@@ -157,6 +160,16 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
                                  {"text": "Quarterly numbers, corrected", "version": 1})
     assert (status, body["state"], body["version"]) == (200, "held", 2), body
     assert body["display_text"] == "Quarterly numbers, corrected\n\n—carol"
+
+    sent = "Quarterly numbers\n\n—carol"
+    read = await gw.get("bob", post["id"])
+    status, listed = await gw.call("bob", "GET", "/v1/posts?account=brand")
+    assert status == 200, listed
+    [summary] = [p for p in listed["posts"] if p["id"] == post["id"]]
+    assert (read["sent_text"], summary["sent_text"]) == (sent, sent)
+    schemas = document()["components"]["schemas"]
+    for found, shape in ((read, "Post"), (summary, "PostSummary")):
+        jsonschema.Draft202012Validator(schemas[shape]).validate(found)
 
     bob = await pages.person("bob")
     _, page = await bob.get("/queue")
