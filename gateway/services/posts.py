@@ -44,6 +44,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry,
 from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
+    Approved,
     authorize,
     check_account_binding,
     check_approvers_left,
@@ -1578,10 +1579,18 @@ class PostService:
         """The views of posts read already (a list's, a page of them), each as it goes out now
         under its account's policy (:func:`going_out`): for a caller who may see them all."""
         async with self.db.read() as txn:
-            return [await self._view_of(txn, r) for r in rows]
+            return await self._views_of(txn, rows)
 
-    async def _view_of(self, txn: Txn, row: PostRecord) -> PostView:
-        return post_view(row, None, None, None, await going_out(txn, row, self.policies.get(row.account)))
+    async def _views_of(self, txn: Txn, rows: Sequence[PostRecord]) -> list[PostView]:
+        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows`` read in one
+        query for them all, not one a post."""
+        held: dict[str, int] = {r.id: r.version for r in rows if r.state == State.HELD.value}
+        approved = await sql.approvers_of_posts(txn, held)
+        return [
+            post_view(r, None, None, None,
+                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {})))
+            for r in rows
+        ]
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -1603,7 +1612,7 @@ class PostService:
             accounts = list(visible)
         async with self.db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-            return [await self._view_of(txn, r) for r in rows]
+            return await self._views_of(txn, rows)
 
 
 async def _decide(
@@ -1728,11 +1737,15 @@ _OUT: Final = frozenset({State.PUBLISHED.value, State.DELETED.value})
 """The states of a post its platform showed: its text is what went out, not what would now."""
 
 
-async def going_out(txn: Txn, post: PostRecord, loaded: LoadedPolicy | None) -> GoingOut:
+async def going_out(
+    txn: Txn, post: PostRecord, loaded: LoadedPolicy | None, *, approved: Approved | None = None,
+) -> GoingOut:
     """What ``post`` goes out with now under ``loaded`` (:class:`GoingOut`). A post sent before
     and edited since goes out with its new words (``outgoing.sends``), not the words sent:
     approvers are shown what they approve. Approvals are read for a held post alone (no other
-    shows them); with no policy in force, every approval of its version is taken as it stands."""
+    shows them), unless given (``approved``: read for a page of posts at once, see
+    :meth:`PostService.views`); with no policy in force, every approval of its version is taken
+    as it stands."""
     if post.state in _OUT and post.published_text is not None:
         text = post.published_text  # empty words sent (a picture alone) are what the platform shows
     elif loaded is None:
@@ -1741,7 +1754,8 @@ async def going_out(txn: Txn, post: PostRecord, loaded: LoadedPolicy | None) -> 
         text = await outgoing_text(txn, post, loaded.policy)
     if post.state != State.HELD.value:
         return GoingOut(text=text)
-    approved = await sql.approvers_of(txn, post.id, post.version)
+    if approved is None:
+        approved = await sql.approvers_of(txn, post.id, post.version)
     names = list(approved) if loaded is None else counted_for(loaded, post, approved, text_sha256(text))
     return GoingOut(text=text, approved_by=tuple(UserName(a) for a in names))
 

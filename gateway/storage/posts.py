@@ -503,6 +503,25 @@ async def approvers_of(txn: Txn, post_id: str, version: int) -> dict[str, str | 
     return {r["approver"]: r["text_sha256"] for r in rows}
 
 
+async def approvers_of_posts(txn: Txn, versions: Mapping[str, int]) -> dict[str, dict[str, str | None]]:
+    """:func:`approvers_of` for many posts in one read (``versions``: each post's id, and the
+    version whose approvals are wanted): what a page of held posts shows, by post id; a post
+    with none is left out."""
+    if not versions:
+        return {}
+    ids = list(versions)
+    rows = await txn.fetchall(
+        "SELECT post_id, version, approver, text_sha256 FROM approvals "
+        f"WHERE post_id IN ({', '.join('?' for _ in ids)}) AND decision = 'approve'",
+        *ids,
+    )
+    out: dict[str, dict[str, str | None]] = {}
+    for r in rows:
+        if int(r["version"]) == versions[r["post_id"]]:
+            out.setdefault(r["post_id"], {})[r["approver"]] = r["text_sha256"]
+    return out
+
+
 async def pending_posts(txn: Txn, account: str) -> list[PostRecord]:
     """An account's posts that have not gone out and may still: held, scheduled or suggested."""
     rows = await txn.fetchall(

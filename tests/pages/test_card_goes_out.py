@@ -18,6 +18,7 @@ from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import CHECKPOINTS
 from gateway.http.openapi import document
+from gateway.storage import posts as gateway_posts_sql
 from tests.audit.logtools import byline
 from tests.conftest import Gateway, write_policy
 from tests.pages.conftest import Pages
@@ -274,3 +275,35 @@ async def test_an_approver_whose_approval_was_for_the_line_before_may_reject_the
     assert await gw.timeline("trio") == []
     await _verify_log(gw)
 
+
+async def test_a_list_of_held_posts_reads_their_approvals_at_once_and_counts_each(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three of alice's held posts: one approved by no one, one by bob, one by bob and carol,
+    and one released by them, in the list of the native API, each with what it needs, as one
+    post read alone says. The page's approvals are read in one query, not one a held post
+    (before, ``approvers_of`` ran once for each)."""
+    gw = pages.gateway
+    write_policy(policy_dir, "trio", TRIO.replace("required: 2", "required: 3"))
+    await gw.sync_policies()
+    ids = [str((await gw.submit("alice", "trio", f"Post {n}"))["id"]) for n in range(4)]
+    for post_id, approvers in zip(ids, ((), ("bob",), ("bob", "carol"), ("bob", "carol", "dave")), strict=True):
+        for who in approvers:
+            status, body = await gw.act(who, post_id, "approve", {"version": 1})
+            assert status == 200, body
+    alone = [(await gw.get("alice", p))["approvals_needed"] for p in ids]
+    assert alone == [3, 2, 1, 0]
+
+    reads: list[str] = []
+    one_by_one = gateway_posts_sql.approvers_of
+
+    async def counted(txn: Any, post_id: str, version: int) -> dict[str, str | None]:
+        reads.append(post_id)
+        return await one_by_one(txn, post_id, version)
+
+    monkeypatch.setattr(gateway_posts_sql, "approvers_of", counted)
+    status, body = await gw.call("alice", "GET", "/v1/posts?account=trio")
+    assert status == 200, body
+    listed = {p["id"]: (p["state"], p["approvals_needed"]) for p in body["posts"]}
+    assert [listed[p] for p in ids] == [("held", 3), ("held", 2), ("held", 1), ("scheduled", 0)]
+    assert reads == []
