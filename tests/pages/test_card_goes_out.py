@@ -36,8 +36,6 @@ TRIO = """
     disclosure: "—{author}"
 """
 """Alice writes; two of bob, carol and dave approve; her words go out signed "—alice"."""
-RELINED = TRIO.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"')
-"""TRIO with its disclosure line in other words."""
 
 BRAND = """
     account: brand
@@ -84,6 +82,44 @@ async def _listed(gw: Gateway, post_id: str) -> dict[str, Any]:
     return dict(found)
 
 
+PAIR = TRIO.replace("from: [bob, carol, dave]", "from: [bob, carol]")
+"""TRIO with two approvers for its two approvals: each approval is wanted."""
+
+
+async def _bob_approved_the_line_before(
+    gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *, policy: str = PAIR,
+) -> str:
+    """Alice's post on ``policy`` (for two approvals), approved by bob under "—alice"; the line
+    changes, and the reload's own work passes the post by (as a replica's reload racing the
+    approval can): it is held at version 1, its text now "Posted by alice", bob's approval
+    counting for none. Its id."""
+    write_policy(policy_dir, "trio", policy)
+    await gw.sync_policies()
+    post = await gw.submit("alice", "trio", "Quarterly numbers")
+    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
+    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    write_policy(policy_dir, "trio", policy.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"'))
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        assert await gw.sync_policies() == ["trio"]
+    got = await gw.get("alice", post["id"])
+    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
+    return str(post["id"])
+
+
+
+async def _goes_out(gw: Gateway, account: str, text: str) -> None:
+    """Once its cooling-off is over, the released post goes out on ``account`` as ``text``, and
+    the log verifies."""
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline(account)] == [text]
+    await _verify_log(gw)
+
 async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_passed_the_post_by(
     pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -95,22 +131,8 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     read one post at a time needed none, and the card said "2 of 2, by bob, carol" while the
     post waited on (and told bob "You approved this version"). Dave's approval sends it."""
     gw = pages.gateway
-    write_policy(policy_dir, "trio", TRIO)
-    await gw.sync_policies()
-    post = await gw.submit("alice", "trio", "Quarterly numbers")
-    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
-    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
-
-    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
-        return []
-
-    write_policy(policy_dir, "trio", RELINED)
-    with monkeypatch.context() as patch:
-        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
-        assert await gw.sync_policies() == ["trio"]
-    got = await gw.get("alice", post["id"])
-    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
-    assert got["display_text"] == "Quarterly numbers\n\nPosted by alice"
+    post = {"id": await _bob_approved_the_line_before(gw, policy_dir, monkeypatch, policy=TRIO)}
+    assert (await gw.get("alice", post["id"]))["display_text"] == "Quarterly numbers\n\nPosted by alice"
 
     status, body = await gw.act("carol", post["id"], "approve", {"version": 1})
     assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
@@ -126,10 +148,7 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
 
     status, body = await gw.act("dave", post["id"], "approve", {"version": 1})
     assert (status, body["state"]) == (200, "scheduled"), body
-    gw.clock.advance(timedelta(minutes=5))
-    await gw.tick()
-    assert [p["text"] for p in await gw.timeline("trio")] == ["Quarterly numbers\n\nPosted by alice"]
-    await _verify_log(gw)
+    await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
 
 
 async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_go_out_now(
@@ -185,36 +204,7 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
 
     status, body = await gw.act("bob", post["id"], "approve", {"version": 2})
     assert (status, body["state"]) == (200, "scheduled"), body
-    gw.clock.advance(timedelta(minutes=5))
-    await gw.tick()
-    assert [p["text"] for p in await gw.timeline("brand")] == ["Quarterly numbers, corrected\n\n—carol"]
-    await _verify_log(gw)
-
-
-PAIR = TRIO.replace("from: [bob, carol, dave]", "from: [bob, carol]")
-"""TRIO with two approvers for its two approvals: each approval is wanted."""
-
-
-async def _bob_approved_the_line_before(gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Alice's post on PAIR, approved by bob under "—alice"; the line changes, and the reload's
-    own work passes the post by (as a replica's reload racing the approval can): it is held at
-    version 1, its text now "Posted by alice", bob's approval counting for none. Its id."""
-    write_policy(policy_dir, "trio", PAIR)
-    await gw.sync_policies()
-    post = await gw.submit("alice", "trio", "Quarterly numbers")
-    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
-    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
-
-    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
-        return []
-
-    write_policy(policy_dir, "trio", PAIR.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"'))
-    with monkeypatch.context() as patch:
-        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
-        assert await gw.sync_policies() == ["trio"]
-    got = await gw.get("alice", post["id"])
-    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
-    return str(post["id"])
+    await _goes_out(gw, "brand", "Quarterly numbers, corrected\n\n—carol")
 
 
 async def test_an_approver_whose_approval_was_for_the_line_before_approves_the_words_that_go_out_now(
@@ -249,11 +239,7 @@ async def test_an_approver_whose_approval_was_for_the_line_before_approves_the_w
     approved = [e for e in got["events"] if e["type"] == "post.approved"]
     assert [(e["actor"], e["data"]["count"], e["data"]["state"]) for e in approved] == [
         ("bob", 1, "held"), ("carol", 1, "held"), ("bob", 2, "scheduled")]
-
-    gw.clock.advance(timedelta(minutes=5))
-    await gw.tick()
-    assert [p["text"] for p in await gw.timeline("trio")] == ["Quarterly numbers\n\nPosted by alice"]
-    await _verify_log(gw)
+    await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
 
 
 async def test_an_approver_whose_approval_was_for_the_line_before_may_reject_the_words_that_go_out_now(
