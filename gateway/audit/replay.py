@@ -14,6 +14,9 @@ and approvals. It flags:
 - an approval by anyone who put words into the version approved (its author, an editor, the
   suggester of an adopted post), save the owner confirming where the policy names no
   approvers; an approval, rejection or adoption of another version than the current one;
+  an approval again of a version by the same approver, unless their approval before was bound
+  to its text under a disclosure line that sent other words (Byline replaces such an approval,
+  which counted for none: the line changed while the post was held);
 - a ``post.published`` without ``required`` distinct approvals of the published version from
   people who wrote none of it, and a publish while the account had no policy in force or its
   author no longer wrote for it, or while it was co-signed and the post was held for fewer
@@ -894,6 +897,10 @@ class Replay:
         self._judge(index, known.account, sha256, check, f"{actor} approved a post of {known.account}")
         if version != known.version:
             self._bad(index, f"approval of version {version} of post {post}, which is at version {known.version}")
+        if actor in (known.approvals or {}).get(version, ()) and not self._approves_other_words(
+                known, version, actor, sha256):
+            self._bad(index, f"{actor} approved post {post} (version {version}) again, for the words they approved "
+                             "before: an approval counts once")
         approvals = known.approvals
         if approvals is None:
             known.approvals = {version: {actor}}
@@ -908,6 +915,22 @@ class Replay:
         self._moved(index, "post.approved", known, post, state)
         if isinstance(state, str):
             known.state = state
+
+    def _approves_other_words(self, known: _Post, version: int, actor: str, sha256: Any) -> bool:
+        """Whether ``actor``'s approval again of ``version`` (under the policy ``sha256``) was
+        given for other words than their approval of it before: that one was bound to its text
+        (``known.given``) under a policy whose disclosure line sends other words than this one's
+        (the line changed while the post was held, and nothing asked for its approvals again).
+        Byline replaces such an approval, which counted for none; an approval again of the
+        same words would be counted twice. Where either line is unknown, it cannot be told."""
+        earlier = (known.given or {}).get((version, actor))
+        before = self._recorded_policies.get(earlier) if earlier is not None else None
+        now = self._recorded_policies.get(sha256) if isinstance(sha256, str) else None
+        if before is None or now is None or "disclosure" not in before.summary or "disclosure" not in now.summary:
+            return False
+        words, editors = known.words or "", list(known.editors or ())
+        return len({disclosed(p.summary.get("disclosure"), p.owner, author=known.author, text=words, editors=editors,
+                              suggested_by=known.suggested_by) for p in (before, now)}) == 2
 
     def _text_bound(self, index: int, says: bool) -> bool:
         """Whether the approval at ``index`` counts only for the text with the disclosure line of

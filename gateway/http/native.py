@@ -30,6 +30,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "state": post.state,
         "text": post.text,
         "display_text": post.display_text,
+        "sent_text": post.sent_text,
         "version": post.version,
         "options": dict(post.options),
         "publish_at": iso(post.publish_at),

@@ -71,7 +71,12 @@ def _schemas() -> dict[str, Any]:
     post_properties: dict[str, Any] = {
         "id": _STRING, "account": _STRING, "author": _STRING, "editors": _NAMES,
         "state": {"type": "string", "enum": [s.value for s in State]},
-        "text": _STRING, "display_text": _STRING, "version": {"type": "integer", "minimum": 1},
+        "text": _STRING, "display_text": _STRING,
+        "sent_text": _nullable({**_STRING, "description": (
+            "What an earlier send of a post not out went out with, where that is not display_text (edited "
+            "since it was sent, and the platform's answer then lost or a failure): it may be on the platform "
+            "already; approvers approve display_text. Null otherwise.")}),
+        "version": {"type": "integer", "minimum": 1},
         "options": _OBJECT, "publish_at": _TIME, "expires_at": _TIME,
         "reasons": {"type": "array", "items": _OBJECT}, "approvers": _NAMES,
         "approvals_required": {"type": "integer", "minimum": 0},

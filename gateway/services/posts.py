@@ -44,6 +44,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyRegistry,
 from gateway.policy.models import Policy, Tier
 from gateway.policy.text import is_blank, published_length
 from gateway.services.authorization import (
+    Approved,
     authorize,
     check_account_binding,
     check_approvers_left,
@@ -846,11 +847,8 @@ class PostService:
             # Given for the text that goes out, as the approver's card shows it (the words with
             # the disclosure line of the policy in force): it counts for that text only.
             sends = await outgoing_sha256(ltx.txn, current, policy)
-            if not await sql.insert_decision(
-                ltx.txn, post_id=post_id, version=version, approver=caller.user,
-                decision="approve", reason=None, at=ltx.now, text_sha256=sends,
-            ):
-                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="approve",
+                          reason=None, sends=sends)
             count = len(counted_for(in_force, current, await sql.approvers_of(ltx.txn, post_id, version), sends))
             required = current.required
             # ``text_bound``: this approval counts for the text with the disclosure line of the
@@ -889,11 +887,10 @@ class PostService:
             in_force = await self._authorized(ltx, caller, current, Act.REJECT)
             version = check_version(current, seen)
             new_state = transition(State(current.state), Action.REJECT)
-            if not await sql.insert_decision(
-                ltx.txn, post_id=post_id, version=version, approver=caller.user,
-                decision="reject", reason=reason, at=ltx.now,
-            ):
-                raise BylineError(Code.ALREADY_DECIDED, f"{caller.user} already decided on this version")
+            # Of the text that goes out now, as the approver's card shows it: one who approved
+            # other words (the disclosure line changed since) may still refuse these.
+            await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="reject",
+                          reason=reason, sends=await outgoing_sha256(ltx.txn, current, in_force.policy))
             await self._cas(ltx, current, new_state, expires_at=None)
             # The reason stays with the decision: the log is public, the post never goes out, and
             # a reason may well quote its words. The entry holds a salted hash of it.
@@ -1582,10 +1579,18 @@ class PostService:
         """The views of posts read already (a list's, a page of them), each as it goes out now
         under its account's policy (:func:`going_out`): for a caller who may see them all."""
         async with self.db.read() as txn:
-            return [await self._view_of(txn, r) for r in rows]
+            return await self._views_of(txn, rows)
 
-    async def _view_of(self, txn: Txn, row: PostRecord) -> PostView:
-        return post_view(row, None, None, None, await going_out(txn, row, self.policies.get(row.account)))
+    async def _views_of(self, txn: Txn, rows: Sequence[PostRecord]) -> list[PostView]:
+        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows`` read in one
+        query for them all, not one a post."""
+        held: dict[str, int] = {r.id: r.version for r in rows if r.state == State.HELD.value}
+        approved = await sql.approvers_of_posts(txn, held)
+        return [
+            post_view(r, None, None, None,
+                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {})))
+            for r in rows
+        ]
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -1607,7 +1612,26 @@ class PostService:
             accounts = list(visible)
         async with self.db.read() as txn:
             rows = await sql.list_posts(txn, accounts=accounts, state=state, limit=limit, before=before)
-            return [await self._view_of(txn, r) for r in rows]
+            return await self._views_of(txn, rows)
+
+
+async def _decide(
+    ltx: LogTxn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, sends: str,
+) -> None:
+    """Record ``approver``'s decision on this version of a post, given for the text that goes out
+    now (``sends``, its hash), or refuse it (409) where they decided on it already. An approval
+    they gave for other words (the disclosure line changed while the post was held, and the
+    reload's work, which asks for its approvals again, passed it by: a replica's reload racing
+    the approval) counts for none, so it does not stand in the way: it is replaced by this
+    decision, which their entry records as any other. Else the post could wait for ever on an
+    approver who may not approve the words they are shown."""
+    if await sql.insert_decision(ltx.txn, post_id=post_id, version=version, approver=approver,
+                                 decision=decision, reason=reason, at=ltx.now, text_sha256=sends):
+        return
+    if not await sql.replace_approval_of_other_words(ltx.txn, post_id=post_id, version=version, approver=approver,
+                                                     decision=decision, reason=reason, at=ltx.now,
+                                                     text_sha256=sends):
+        raise BylineError(Code.ALREADY_DECIDED, f"{approver} already decided on this version")
 
 
 def rule_blocked(reason: Reason) -> BylineError:
@@ -1713,11 +1737,15 @@ _OUT: Final = frozenset({State.PUBLISHED.value, State.DELETED.value})
 """The states of a post its platform showed: its text is what went out, not what would now."""
 
 
-async def going_out(txn: Txn, post: PostRecord, loaded: LoadedPolicy | None) -> GoingOut:
+async def going_out(
+    txn: Txn, post: PostRecord, loaded: LoadedPolicy | None, *, approved: Approved | None = None,
+) -> GoingOut:
     """What ``post`` goes out with now under ``loaded`` (:class:`GoingOut`). A post sent before
     and edited since goes out with its new words (``outgoing.sends``), not the words sent:
     approvers are shown what they approve. Approvals are read for a held post alone (no other
-    shows them); with no policy in force, every approval of its version is taken as it stands."""
+    shows them), unless given (``approved``: read for a page of posts at once, see
+    :meth:`PostService.views`); with no policy in force, every approval of its version is taken
+    as it stands."""
     if post.state in _OUT and post.published_text is not None:
         text = post.published_text  # empty words sent (a picture alone) are what the platform shows
     elif loaded is None:
@@ -1726,7 +1754,8 @@ async def going_out(txn: Txn, post: PostRecord, loaded: LoadedPolicy | None) -> 
         text = await outgoing_text(txn, post, loaded.policy)
     if post.state != State.HELD.value:
         return GoingOut(text=text)
-    approved = await sql.approvers_of(txn, post.id, post.version)
+    if approved is None:
+        approved = await sql.approvers_of(txn, post.id, post.version)
     names = list(approved) if loaded is None else counted_for(loaded, post, approved, text_sha256(text))
     return GoingOut(text=text, approved_by=tuple(UserName(a) for a in names))
 

@@ -428,9 +428,12 @@ def card_of(
     if post.state == State.SCHEDULED.value and post.publish_at is not None:
         seconds = max(0, (post.publish_at - now) // 1_000_000)
     wrote = user in contributors(author=post.author, editors=post.editors, suggested_by=post.suggested_by)
+    counts = mine != "approve" or user in post.approved_by
+    # An approval that does not count (given for other words than go out now) does not stand in
+    # the way of a decision on these: the post service replaces it (``posts._decide``).
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
-                    mine_counts=mine != "approve" or user in post.approved_by,
-                    actions=_actions(post, loaded, user, decided=mine is not None), seconds_left=seconds,
+                    mine_counts=counts,
+                    actions=_actions(post, loaded, user, decided=mine is not None and counts), seconds_left=seconds,
                     wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed)
 
 

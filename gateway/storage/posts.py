@@ -466,6 +466,24 @@ async def insert_decision(
     return True
 
 
+async def replace_approval_of_other_words(
+    txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int,
+    text_sha256: str,
+) -> bool:
+    """Replace ``approver``'s approval of this version with this decision, where that approval
+    was given for other words than ``text_sha256`` (the text that goes out now): it no longer
+    counts, and its approver decides on the words that do. False where there is no such approval
+    (none, a rejection, or an approval of this very text: decided already). A compare-and-set
+    on the text it was given for: two such decisions racing cannot both replace it."""
+    count = await txn.execute(
+        "UPDATE approvals SET decision = ?, reason = ?, created_at = ?, text_sha256 = ? "
+        "WHERE post_id = ? AND version = ? AND approver = ? AND decision = 'approve' "
+        "AND text_sha256 IS NOT NULL AND text_sha256 <> ?",
+        decision, reason, at, text_sha256, post_id, version, approver, text_sha256,
+    )
+    return count == 1
+
+
 async def approvals(txn: Txn, post_id: str) -> list[Row]:
     """Every decision on a post, all versions, oldest first."""
     return await txn.fetchall(
@@ -483,6 +501,25 @@ async def approvers_of(txn: Txn, post_id: str, version: int) -> dict[str, str | 
         post_id, version,
     )
     return {r["approver"]: r["text_sha256"] for r in rows}
+
+
+async def approvers_of_posts(txn: Txn, versions: Mapping[str, int]) -> dict[str, dict[str, str | None]]:
+    """:func:`approvers_of` for many posts in one read (``versions``: each post's id, and the
+    version whose approvals are wanted): what a page of held posts shows, by post id; a post
+    with none is left out."""
+    if not versions:
+        return {}
+    ids = list(versions)
+    rows = await txn.fetchall(
+        "SELECT post_id, version, approver, text_sha256 FROM approvals "
+        f"WHERE post_id IN ({', '.join('?' for _ in ids)}) AND decision = 'approve'",
+        *ids,
+    )
+    out: dict[str, dict[str, str | None]] = {}
+    for r in rows:
+        if int(r["version"]) == versions[r["post_id"]]:
+            out.setdefault(r["post_id"], {})[r["approver"]] = r["text_sha256"]
+    return out
 
 
 async def pending_posts(txn: Txn, account: str) -> list[PostRecord]:

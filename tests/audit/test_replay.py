@@ -128,11 +128,13 @@ def test_publish_without_enough_approvals_is_named(tmp_path: Path) -> None:
     log.policy("brand", COSIGNED, "p1")
     log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
     _approve(log, "1", "bob")
-    _approve(log, "1", "bob", state="scheduled")  # a rogue gateway calls it released
+    again = _approve(log, "1", "bob", state="scheduled")  # a rogue gateway calls it released
     bad = _publish(log, "1", "brand")
     report = log.verify(tmp_path / "x.export")
     assert messages(report) == [
-        f"entry {bad}: post 1 was published (version 1) with 1 of the 2 approvals it needed"
+        f"entry {again}: bob approved post 1 (version 1) again, for the words they approved before: an approval "
+        "counts once",
+        f"entry {bad}: post 1 was published (version 1) with 1 of the 2 approvals it needed",
     ]
 
 
@@ -1909,6 +1911,69 @@ async def test_byline_audit_verify_rejects_a_post_sent_with_a_disclosure_line_it
     log, claim = _sent_under_a_new_line(approved_again=False)
     said = await _named_by_the_command(log, tmp_path)
     assert LINE_CHANGED.format(claim=claim) in said, said
+
+
+PAIRED = SIGNED | {"required": 2}
+"""SIGNED asking both its approvers, bob and dave."""
+
+
+def _approved_again(*, sha: str, again: str, dave: bool = True) -> tuple[SyntheticLog, int]:
+    """Bob approves carol's post (held for two) under ``p1``, "—carol"; the policy becomes
+    ``sha`` without the post held again; dave approves (unless not ``dave``), and bob approves
+    again under ``again``, the entry saying it releases the post; it goes out under ``sha``.
+    The log, and the index of bob's approval again."""
+    log = SyntheticLog()
+    log.policy("brand", PAIRED, "p1")
+    log.add("post.submitted", actor="carol", account="brand", post="1", data={
+        "version": 1, "text_hash": log.commit("Our results are in"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1",
+    })
+    bound = {"required": 2, "text_bound": True}
+    log.add("post.approved", actor="bob", account="brand", post="1",
+            data={"version": 1, "count": 1, "state": "held", "policy_sha256": "p1", **bound})
+    if sha != "p1":
+        changed = PAIRED | {"disclosure": "Posted by {author}"} if sha == "p2" else PAIRED | {"delay": "2m"}
+        log.policy("brand", changed, sha, kind="policy.changed")
+    if dave:
+        log.add("post.approved", actor="dave", account="brand", post="1",
+                data={"version": 1, "count": 1, "state": "held", "policy_sha256": sha, **bound})
+    index = log.add("post.approved", actor="bob", account="brand", post="1",
+                    data={"version": 1, "count": 2, "state": "scheduled", "policy_sha256": again, **bound})
+    line = "Posted by carol" if sha == "p2" else "—carol"
+    _claimed(log, sha=sha, text=f"Our results are in\n\n{line}")
+    _out(log)
+    return log, index
+
+
+TWICE = ("entry {index}: bob approved post 1 (version 1) again, for the words they approved before: an approval "
+         "counts once")
+
+
+def test_an_approval_again_of_the_same_words_is_named(tmp_path: Path) -> None:
+    """Bob's approval of words with the line before a change that held nothing again counted for
+    none, and his approval again of the words with the new line is one of the two the post
+    needs: passes. A rogue gateway's approval again by bob, which says it releases the post
+    that only he approved, under the same policy, or under a changed one whose line sends the
+    same words, is his one approval counted twice: named where it is given, and so is the
+    publication. So is one beside dave's (an approval counts once, whatever came after it)."""
+    log, _ = _approved_again(sha="p2", again="p2")
+    assert messages(log.verify(tmp_path / "ok.export")) == []
+    for sha in ("p1", "p3"):
+        log, index = _approved_again(sha=sha, again=sha, dave=False)
+        assert messages(log.verify(tmp_path / f"{sha}.export")) == [
+            TWICE.format(index=index),
+            f"entry {index + 2}: post 1 was published (version 1) with 1 of the 2 approvals it needed",
+        ]
+        log, index = _approved_again(sha=sha, again=sha)
+        assert messages(log.verify(tmp_path / f"{sha}-dave.export")) == [TWICE.format(index=index)]
+
+
+async def test_byline_audit_verify_rejects_an_approval_counted_twice(tmp_path: Path) -> None:
+    """The real command, on an export where bob's second approval of the same words released
+    a post that needed two approvers."""
+    log, index = _approved_again(sha="p1", again="p1", dave=False)
+    said = await _named_by_the_command(log, tmp_path)
+    assert TWICE.format(index=index) in said, said
 
 
 # ---- a claim recovered after the policy changed -------------------------------------------

@@ -11,11 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import CHECKPOINTS
+from gateway.http.openapi import document
+from gateway.storage import posts as gateway_posts_sql
 from tests.audit.logtools import byline
 from tests.conftest import Gateway, write_policy
 from tests.pages.conftest import Pages
@@ -33,8 +36,6 @@ TRIO = """
     disclosure: "—{author}"
 """
 """Alice writes; two of bob, carol and dave approve; her words go out signed "—alice"."""
-RELINED = TRIO.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"')
-"""TRIO with its disclosure line in other words."""
 
 BRAND = """
     account: brand
@@ -81,6 +82,44 @@ async def _listed(gw: Gateway, post_id: str) -> dict[str, Any]:
     return dict(found)
 
 
+PAIR = TRIO.replace("from: [bob, carol, dave]", "from: [bob, carol]")
+"""TRIO with two approvers for its two approvals: each approval is wanted."""
+
+
+async def _bob_approved_the_line_before(
+    gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *, policy: str = PAIR,
+) -> str:
+    """Alice's post on ``policy`` (for two approvals), approved by bob under "—alice"; the line
+    changes, and the reload's own work passes the post by (as a replica's reload racing the
+    approval can): it is held at version 1, its text now "Posted by alice", bob's approval
+    counting for none. Its id."""
+    write_policy(policy_dir, "trio", policy)
+    await gw.sync_policies()
+    post = await gw.submit("alice", "trio", "Quarterly numbers")
+    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
+    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    write_policy(policy_dir, "trio", policy.replace('disclosure: "—{author}"', 'disclosure: "Posted by {author}"'))
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        assert await gw.sync_policies() == ["trio"]
+    got = await gw.get("alice", post["id"])
+    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
+    return str(post["id"])
+
+
+
+async def _goes_out(gw: Gateway, account: str, text: str) -> None:
+    """Once its cooling-off is over, the released post goes out on ``account`` as ``text``, and
+    the log verifies."""
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    assert [p["text"] for p in await gw.timeline(account)] == [text]
+    await _verify_log(gw)
+
 async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_passed_the_post_by(
     pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -92,22 +131,8 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     read one post at a time needed none, and the card said "2 of 2, by bob, carol" while the
     post waited on (and told bob "You approved this version"). Dave's approval sends it."""
     gw = pages.gateway
-    write_policy(policy_dir, "trio", TRIO)
-    await gw.sync_policies()
-    post = await gw.submit("alice", "trio", "Quarterly numbers")
-    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
-    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
-
-    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
-        return []
-
-    write_policy(policy_dir, "trio", RELINED)
-    with monkeypatch.context() as patch:
-        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
-        assert await gw.sync_policies() == ["trio"]
-    got = await gw.get("alice", post["id"])
-    assert (got["state"], got["version"], got["approvals_needed"]) == ("held", 1, 2), got
-    assert got["display_text"] == "Quarterly numbers\n\nPosted by alice"
+    post = {"id": await _bob_approved_the_line_before(gw, policy_dir, monkeypatch, policy=TRIO)}
+    assert (await gw.get("alice", post["id"]))["display_text"] == "Quarterly numbers\n\nPosted by alice"
 
     status, body = await gw.act("carol", post["id"], "approve", {"version": 1})
     assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
@@ -123,10 +148,7 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
 
     status, body = await gw.act("dave", post["id"], "approve", {"version": 1})
     assert (status, body["state"]) == (200, "scheduled"), body
-    gw.clock.advance(timedelta(minutes=5))
-    await gw.tick()
-    assert [p["text"] for p in await gw.timeline("trio")] == ["Quarterly numbers\n\nPosted by alice"]
-    await _verify_log(gw)
+    await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
 
 
 async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_go_out_now(
@@ -136,7 +158,8 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     sent again later). Carol edits it; it is held for bob again. His card shows the edited
     words, as they go out and as his approval is given for, and, labelled, the words sent
     before. Before, the card showed the words sent before as what goes out, and bob approved
-    words he was not shown. His approval sends the edited words."""
+    words he was not shown. The native API says the words sent before too (``sent_text``, one
+    post and the list, each as its OpenAPI schema says). His approval sends the edited words."""
     gw = pages.gateway
     write_policy(policy_dir, "brand", BRAND)
     await gw.sync_policies()
@@ -158,6 +181,16 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     assert (status, body["state"], body["version"]) == (200, "held", 2), body
     assert body["display_text"] == "Quarterly numbers, corrected\n\n—carol"
 
+    sent = "Quarterly numbers\n\n—carol"
+    read = await gw.get("bob", post["id"])
+    status, listed = await gw.call("bob", "GET", "/v1/posts?account=brand")
+    assert status == 200, listed
+    [summary] = [p for p in listed["posts"] if p["id"] == post["id"]]
+    assert (read["sent_text"], summary["sent_text"]) == (sent, sent)
+    schemas = document()["components"]["schemas"]
+    for found, shape in ((read, "Post"), (summary, "PostSummary")):
+        jsonschema.Draft202012Validator(schemas[shape]).validate(found)
+
     bob = await pages.person("bob")
     _, page = await bob.get("/queue")
     card = _card(page, post["id"])
@@ -171,7 +204,92 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
 
     status, body = await gw.act("bob", post["id"], "approve", {"version": 2})
     assert (status, body["state"]) == (200, "scheduled"), body
+    await _goes_out(gw, "brand", "Quarterly numbers, corrected\n\n—carol")
+
+
+async def test_an_approver_whose_approval_was_for_the_line_before_approves_the_words_that_go_out_now(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob's approval of alice's post was given for the line before a reload passed it by, and
+    counts for none; carol approves the words that go out now. Bob's card offers him the
+    Approve button again, and his approval from the page releases the post: it goes out with
+    the line he approved, and the log, his two approvals in it, verifies. Before, he was refused
+    ("already decided on this version") and the post waited on its two approvers for ever. Carol's
+    approval again of the same words is refused, through the native API, and changes nothing."""
+    gw = pages.gateway
+    post_id = await _bob_approved_the_line_before(gw, policy_dir, monkeypatch)
+    status, body = await gw.act("carol", post_id, "approve", {"version": 1})
+    assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
+    before = await gw.snapshot()
+    status, body = await gw.act("carol", post_id, "approve", {"version": 1})
+    assert (status, body["error"]) == (409, "already_decided"), body
+    assert await gw.snapshot() == before
+
+    bob = await pages.person("bob")
+    _, page = await bob.get(f"/posts/{post_id}")
+    card = _card(page, post_id)
+    assert "Approve the words above for it to count." in _approvals(card)
+    assert f'action="/posts/{post_id}/approve"' in card
+    status, page, _ = await bob.post(f"/posts/{post_id}/approve", {"version": "1"})
+    assert status == 303, page
+    got = await gw.get("alice", post_id)
+    assert (got["state"], got["approvals_needed"]) == ("scheduled", 0), got
+    decided = sorted((d["approver"], d["decision"]) for d in got["approvals"])
+    assert decided == [("bob", "approve"), ("carol", "approve")]
+    approved = [e for e in got["events"] if e["type"] == "post.approved"]
+    assert [(e["actor"], e["data"]["count"], e["data"]["state"]) for e in approved] == [
+        ("bob", 1, "held"), ("carol", 1, "held"), ("bob", 2, "scheduled")]
+    await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
+
+
+async def test_an_approver_whose_approval_was_for_the_line_before_may_reject_the_words_that_go_out_now(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob approved the words with the line before; he does not want them out with the new one.
+    His rejection through the native API replaces his approval, which counted for none: the post
+    is rejected and never goes out. Before, he was refused ("already decided on this version"),
+    unable to approve or refuse the words he was shown."""
+    gw = pages.gateway
+    post_id = await _bob_approved_the_line_before(gw, policy_dir, monkeypatch)
+    status, body = await gw.act("bob", post_id, "reject", {"version": 1, "reason": "Not with that line"})
+    assert (status, body["state"]) == (200, "rejected"), body
+    got = await gw.get("alice", post_id)
+    assert [(d["approver"], d["decision"], d["reason"]) for d in got["approvals"]] == [
+        ("bob", "reject", "Not with that line")]
     gw.clock.advance(timedelta(minutes=5))
     await gw.tick()
-    assert [p["text"] for p in await gw.timeline("brand")] == ["Quarterly numbers, corrected\n\n—carol"]
+    assert await gw.timeline("trio") == []
     await _verify_log(gw)
+
+
+async def test_a_list_of_held_posts_reads_their_approvals_at_once_and_counts_each(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three of alice's held posts: one approved by no one, one by bob, one by bob and carol,
+    and one released by them, in the list of the native API, each with what it needs, as one
+    post read alone says. The page's approvals are read in one query, not one a held post
+    (before, ``approvers_of`` ran once for each)."""
+    gw = pages.gateway
+    write_policy(policy_dir, "trio", TRIO.replace("required: 2", "required: 3"))
+    await gw.sync_policies()
+    ids = [str((await gw.submit("alice", "trio", f"Post {n}"))["id"]) for n in range(4)]
+    for post_id, approvers in zip(ids, ((), ("bob",), ("bob", "carol"), ("bob", "carol", "dave")), strict=True):
+        for who in approvers:
+            status, body = await gw.act(who, post_id, "approve", {"version": 1})
+            assert status == 200, body
+    alone = [(await gw.get("alice", p))["approvals_needed"] for p in ids]
+    assert alone == [3, 2, 1, 0]
+
+    reads: list[str] = []
+    one_by_one = gateway_posts_sql.approvers_of
+
+    async def counted(txn: Any, post_id: str, version: int) -> dict[str, str | None]:
+        reads.append(post_id)
+        return await one_by_one(txn, post_id, version)
+
+    monkeypatch.setattr(gateway_posts_sql, "approvers_of", counted)
+    status, body = await gw.call("alice", "GET", "/v1/posts?account=trio")
+    assert status == 200, body
+    listed = {p["id"]: (p["state"], p["approvals_needed"]) for p in body["posts"]}
+    assert [listed[p] for p in ids] == [("held", 3), ("held", 2), ("held", 1), ("scheduled", 0)]
+    assert reads == []
