@@ -81,7 +81,8 @@ def _schemas() -> dict[str, Any]:
             "properties": {"id": _STRING, "url": _nullable(_STRING)},
         }),
         "suggested_by": _nullable(_STRING), "adopted_from": _nullable(_STRING),
-        "adopted_into": _nullable(_STRING), "attempts": {"type": "integer", "minimum": 0},
+        "adopted_into": _nullable(_STRING), "revises": _nullable(_STRING),
+        "attempts": {"type": "integer", "minimum": 0},
         "last_error": _nullable(_STRING), "created_at": _TIME, "updated_at": _TIME,
     }
     post_summary: dict[str, Any] = {

@@ -1,0 +1,237 @@
+"""Edits of published posts on held tiers: each waits, as a pending revision, for exactly what a
+new post of its words would (co-signers' approvals, the cooling-off, a rule's second look), the
+platform showing the published words until it is released, then edited there once, with the
+words approved. Over HTTP, against the Mastodon stand-in, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon, Status
+from tests.fakes.mastodon import create_app as mastodon_app
+
+
+def _masto(policy_dir: Path, instance: str, tier: str) -> None:
+    """The Mastodon account turned ``co-signed`` (bob, carol and dave approve, two of them) or
+    ``delayed`` (ten minutes), as an admin's edit of its file does."""
+    gate = ("approvals: {required: 2, from: [bob, carol, dave], expire_after: 24h}\n"
+            'disclosure: "—{author}"' if tier == "co-signed" else "delay: 10m")
+    write_policy(policy_dir, "masto", f"""account: masto
+platform: mastodon
+handle: "@brand@mastodon.example"
+instance: {instance}
+credentials: env:BRAND_MASTODON_TOKEN
+tier: {tier}
+owner: erin
+writers: [alice, carol]
+{gate}
+""")
+
+
+async def _published(gw: Gateway, upstream: FakeMastodon, text: str) -> tuple[str, Status]:
+    """A post alice publishes on ``masto`` while it is direct: its id, and the status upstream."""
+    post = await gw.submit("alice", "masto", text)
+    await gw.tick()
+    status = upstream.statuses()[-1]
+    assert status.text == text
+    return post["id"], status
+
+
+async def _turned(world: World, policy_dir: Path, tier: str) -> None:
+    _masto(policy_dir, world.upstream_url, tier)
+    await world.gateway.sync_policies()
+
+
+async def _edit(gw: Gateway, user: str, post_id: str, text: str) -> tuple[int, Any]:
+    return await gw.call(user, "PATCH", f"/v1/posts/{post_id}", {"text": text})
+
+
+async def test_cosigned_edit_waits_for_two_cosigners_and_goes_out_once(world: World, policy_dir: Path) -> None:
+    """Co-signed: the edit of a published post is held as its pending revision (before: 422);
+    its author's approval does not count; two co-signers' approvals edit the post upstream once,
+    with exactly the words approved (the disclosure line too), recorded as its revision."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Launch on Tuesday")
+    await _turned(world, policy_dir, "co-signed")
+    code, pending = await _edit(gw, "alice", post_id, "Launch on Wednesday")
+    assert code == 200, pending
+    assert (pending["state"], pending["revises"], pending["approvals_needed"]) == ("held", post_id, 2)
+    assert pending["id"] != post_id
+    assert pending["display_text"] == "Launch on Wednesday\n\n—alice"
+    code, own = await gw.act("alice", pending["id"], "approve")
+    assert code == 403, own
+    await gw.tick()
+    assert (status.text, status.edits) == ("Launch on Tuesday", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    assert body["state"] == "scheduled"
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == ["Launch on Wednesday\n\n—alice"]
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["text"], post["display_text"]) == (2, "Launch on Wednesday",
+                                                                     "Launch on Wednesday\n\n—alice")
+    revised = post["events"][-1]
+    assert (revised["type"], revised["actor"], revised["data"]["revision"]) == ("post.revised", "alice",
+                                                                                pending["id"])
+    assert (await gw.get("alice", pending["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_second_edit_changes_the_pending_revision(world: World, policy_dir: Path) -> None:
+    """A second edit while one waits edits that pending revision (its approvals start again):
+    one pending revision a post, and the words approved are the ones that go out."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Doors open at 9")
+    await _turned(world, policy_dir, "co-signed")
+    _, first = await _edit(gw, "alice", post_id, "Doors open at 10")
+    code, body = await gw.act("bob", first["id"], "approve")
+    assert code == 200, body
+    code, second = await _edit(gw, "alice", post_id, "Doors open at 11")
+    assert code == 200, second
+    assert (second["id"], second["version"], second["approvals_needed"]) == (first["id"], 2, 2)
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, first["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Doors open at 11\n\n—alice"]
+    await verified_by_cli(gw)
+
+
+async def test_cosigned_revision_rejected_leaves_the_post(world: World, policy_dir: Path) -> None:
+    """A co-signer's rejection ends the pending revision: the platform keeps the published words."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Prices stay the same")
+    await _turned(world, policy_dir, "co-signed")
+    _, pending = await _edit(gw, "alice", post_id, "Prices go up")
+    code, body = await gw.act("dave", pending["id"], "reject", {"reason": "not agreed"})
+    assert (code, body["state"]) == (200, "rejected"), body
+    code, body = await gw.act("bob", pending["id"], "approve")
+    assert code == 409, body
+    await gw.tick()
+    assert (status.text, status.edits) == ("Prices stay the same", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    code, later = await _edit(gw, "alice", post_id, "Prices go up a little")
+    assert (code, later["state"]) == (200, "held"), later  # a new pending revision may follow
+    assert later["id"] != pending["id"]
+    await verified_by_cli(gw)
+
+
+async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, policy_dir: Path) -> None:
+    """Delayed: the edit waits out the cooling-off, during which its author cancels it: the
+    platform keeps the published words; one not cancelled goes out once the delay is over."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Meet at noon")
+    await _turned(world, policy_dir, "delayed")
+    code, pending = await _edit(gw, "alice", post_id, "Meet at one")
+    assert (code, pending["state"], pending["revises"]) == (200, "scheduled", post_id), pending
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    code, body = await gw.act("alice", pending["id"], "cancel")
+    assert (code, body["state"]) == (200, "cancelled"), body
+    gw.clock.advance(timedelta(minutes=6))
+    await gw.tick()
+    assert (status.text, status.edits) == ("Meet at noon", [])
+    _, again = await _edit(gw, "alice", post_id, "Meet at two")
+    gw.clock.advance(timedelta(minutes=9))
+    await gw.tick()
+    assert status.edits == []
+    gw.clock.advance(timedelta(minutes=1, seconds=1))
+    await gw.tick()
+    assert (status.text, status.edits) == ("Meet at two", ["Meet at two"])
+    assert (await gw.get("alice", again["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_deleting_the_post_cancels_its_pending_revision(world: World, policy_dir: Path) -> None:
+    """A deletion of the published post cancels its pending revision: its approvals reach nothing."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Join us on Friday")
+    await _turned(world, policy_dir, "co-signed")
+    _, pending = await _edit(gw, "alice", post_id, "Join us on Saturday")
+    code, body = await gw.act("bob", pending["id"], "approve")
+    assert code == 200, body
+    code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
+    assert (code, body["state"]) == (200, "deleted"), body
+    assert status.deleted
+    revision = await gw.get("alice", pending["id"])
+    assert revision["state"] == "cancelled"
+    assert (revision["events"][-1]["actor"], revision["events"][-1]["data"]["revises"]) == ("system", post_id)
+    code, body = await gw.act("dave", pending["id"], "approve")
+    assert code == 409, body
+    await gw.tick()
+    assert status.edits == []
+    await verified_by_cli(gw)
+
+
+async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, policy_dir: Path) -> None:
+    """A platform that cannot edit a published post (the sandbox, as Bluesky) still refuses the
+    edit (422) on a held tier, and stores nothing."""
+    gw = world.gateway
+    post = await gw.submit("alice", "cosigned", "Sandbox words")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, post["id"], "approve")
+    gw.clock.advance(timedelta(minutes=1, seconds=1))
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    before = await gw.snapshot()
+    code, body = await _edit(gw, "alice", post["id"], "Sandbox words, edited")
+    assert code == 422, body
+    assert (body["error"], body["message"]) == ("validation_failed", "sandbox does not allow editing a published post")
+    assert await gw.snapshot() == before
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[FakeMastodon, str]]:
+    """A Mastodon stand-in that outlives the gateways a test starts and stops."""
+    fake = FakeMastodon()
+    fake.add_account("brand", UPSTREAM_TOKEN, scopes=READING)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        yield fake, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_pending_revision_survives_a_restart(
+    db_url: str, policy_dir: Path, clock: ManualClock, upstream: tuple[FakeMastodon, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pending revision approved before the gateway stops is made once by the gateway started
+    after it: nothing lost, nothing sent twice."""
+    fake, url = upstream
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+    write_masto_policy(policy_dir, url)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        post_id, status = await _published(gw, fake, "Office closed Monday")
+        _masto(policy_dir, url, "co-signed")
+        await gw.sync_policies()
+        _, pending = await _edit(gw, "alice", post_id, "Office closed Tuesday")
+        code, body = await gw.act("bob", pending["id"], "approve")
+        assert code == 200, body
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        code, body = await gw.act("dave", pending["id"], "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+    assert status.edits == []
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.tick()
+        await gw.tick()
+        assert status.edits == ["Office closed Tuesday\n\n—alice"]
+        assert (await gw.get("alice", post_id))["version"] == 2
+        await verified_by_cli(gw)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.tick()
+    assert status.edits == ["Office closed Tuesday\n\n—alice"]
