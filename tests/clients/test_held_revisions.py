@@ -193,6 +193,36 @@ async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, p
     assert await gw.snapshot() == before
 
 
+async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
+    """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
+    /api/v1/statuses/:id``; before: 422): it gets a Status back, the pending edit's, held for two
+    co-signers, as a held post's creation answers; the status keeps its published words until
+    they approve, then shows the new ones, edited upstream once."""
+    gw = world.gateway
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Lunch at noon")
+    await gw.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    await _turned(world, policy_dir, "co-signed")
+    held = await world.run(api.status_update, first.id, "Lunch at one")
+    assert (held.byline.state, held.byline.revises, held.byline.approvals_needed) == ("held", first.id, 2)
+    assert held.content == "<p>Lunch at one</p><p>—alice</p>"
+    assert held.id != first.id
+    shown = await world.run(api.status, first.id)
+    assert (shown.content, shown.byline.state) == ("<p>Lunch at noon</p>", "published")
+    await gw.tick()
+    assert (sent.text, sent.edits) == ("Lunch at noon", [])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, held.id, "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert sent.edits == ["Lunch at one\n\n—alice"]
+    shown = await world.run(api.status, first.id)
+    assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
+    assert (await world.run(api.status, held.id)).byline.state == "applied"
+    await verified_by_cli(gw)
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[FakeMastodon, str]]:
     """A Mastodon stand-in that outlives the gateways a test starts and stops."""
