@@ -5,6 +5,7 @@ words approved. Over HTTP, against the Mastodon stand-in, on both databases."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_poli
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon, Status
 from tests.fakes.mastodon import create_app as mastodon_app
+from tests.pages.conftest import pages_on
 
 
 def _masto(policy_dir: Path, instance: str, tier: str) -> None:
@@ -221,6 +223,36 @@ async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: Wor
     assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
     assert (await world.run(api.status, held.id)).byline.state == "applied"
     await verified_by_cli(gw)
+
+
+async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
+    world: World, policy_dir: Path,
+) -> None:
+    """The approval page's card of a pending revision says it is an edit of a published post:
+    the words its platform shows now, what the edit changes, the words proposed as they would
+    go out, and links to the published post; approving there counts as over the API."""
+    gw = world.gateway
+    post_id, status = await _published(gw, world.upstream, "Tickets <b>on sale</b> at 9")
+    await _turned(world, policy_dir, "co-signed")
+    _, pending = await _edit(gw, "alice", post_id, "Tickets <b>on sale</b> at 10")
+    async with pages_on(gw) as pages:
+        bob = await pages.person("bob")
+        _, queue = await bob.get("/queue")
+        [card] = re.findall(rf'<article class="card post"[^>]*data-post="{pending["id"]}".*?</article>', queue,
+                            re.DOTALL)
+        assert "Edit of a published post by <bdi>alice</bdi>" in card
+        assert f'<a href="/posts/{post_id}">the published post</a>' in card
+        remote = (await gw.get("alice", post_id))["remote"]["url"]
+        assert remote.startswith("https://") and f'<a href="{remote}">as its platform shows it</a>' in card
+        assert '<div class="text published">Tickets &lt;b&gt;on sale&lt;/b&gt; at 9</div>' in card
+        assert "<del>9</del><ins>10\n\n—alice</ins>" in card
+        assert '<div class="text">Tickets &lt;b&gt;on sale&lt;/b&gt; at 10\n\n—alice</div>' in card
+        code, _, _ = await bob.post(f"/posts/{pending['id']}/approve", {"version": "1", "back": "queue"})
+        assert code == 303
+        _, page = await bob.get(f"/posts/{pending['id']}")
+        assert "the published post</a>" in page and "Approvals of this version: 1 of 2" in page
+    assert (await gw.get("alice", pending["id"]))["approvals_needed"] == 1
+    assert status.edits == []
 
 
 @pytest.fixture
