@@ -3971,17 +3971,20 @@ def test_a_policy_naming_one_person_two_ways_is_named(tmp_path: Path, twin: str)
 # ---- a pending revision: a published post's new words held as a post of their own -----------
 
 
-def _cosigned_published_with_a_pending_revision(log: SyntheticLog) -> None:
-    """Carol's post 2 out on co-signed ``brand``, and her pending revision of it, post 3, held
-    for two of its approvers."""
-    log.policy("brand", COSIGNED, "p1")
-    log.submit("2", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
-    _approve(log, "2", "bob")
-    _approve(log, "2", "dave", state="scheduled")
-    _publish(log, "2", "brand")
-    log.add("post.submitted", actor="carol", account="brand", post="3", data={
-        "version": 1, "text_hash": log.commit("Launch day, fixed"), "state": "held", "approvers": ["bob", "dave"],
-        "required": 2, "policy_sha256": "p1", "revises": "2"})
+def _cosigned_published_with_a_pending_revision(
+    log: SyntheticLog, post: str = "2", pending: str = "3", words: str = "Launch day, fixed",
+) -> None:
+    """Carol's ``post`` out on co-signed ``brand`` (its policy recorded first, for post 2), and
+    her pending revision of it, ``pending``, saying ``words``, held for two of its approvers."""
+    if post == "2":
+        log.policy("brand", COSIGNED, "p1")
+    log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, post, "bob")
+    _approve(log, post, "dave", state="scheduled")
+    _publish(log, post, "brand")
+    log.add("post.submitted", actor="carol", account="brand", post=pending, data={
+        "version": 1, "text_hash": log.commit(words), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "revises": post})
 
 
 def _revision_of_2(log: SyntheticLog, kind: str, words: str, **extra: Any) -> int:
@@ -4010,13 +4013,7 @@ def _revised_without_the_approvals() -> tuple[SyntheticLog, int, int]:
     _approve(log, "3", "bob", state="scheduled")  # the gateway's word that one was enough
     short = _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3")
     _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3")
-    log.submit("4", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
-    _approve(log, "4", "bob")
-    _approve(log, "4", "dave", state="scheduled")
-    _publish(log, "4", "brand")
-    log.add("post.submitted", actor="carol", account="brand", post="5", data={
-        "version": 1, "text_hash": log.commit("Sale ends Friday"), "state": "held", "approvers": ["bob", "dave"],
-        "required": 2, "policy_sha256": "p1", "revises": "4"})
+    _cosigned_published_with_a_pending_revision(log, "4", "5", "Sale ends Friday")
     _approve(log, "5", "bob")
     _approve(log, "5", "dave", state="scheduled")
     other = log.add("post.revising", actor="carol", account="brand", post="4", data={

@@ -58,15 +58,23 @@ async def _edit(gw: Gateway, user: str, post_id: str, text: str) -> tuple[int, A
     return await gw.call(user, "PATCH", f"/v1/posts/{post_id}", {"text": text})
 
 
+async def _pending(world: World, policy_dir: Path, published: str, edited: str,
+                   tier: str = "co-signed") -> tuple[str, Status, dict[str, Any]]:
+    """Alice's post published while ``masto`` was direct, the account turned ``tier``, and her
+    edit of it held as its pending revision: the post's id, its status upstream, the revision."""
+    post_id, status = await _published(world.gateway, world.upstream, published)
+    await _turned(world, policy_dir, tier)
+    code, pending = await _edit(world.gateway, "alice", post_id, edited)
+    assert code == 200, pending
+    return post_id, status, pending
+
+
 async def test_cosigned_edit_waits_for_two_cosigners_and_goes_out_once(world: World, policy_dir: Path) -> None:
     """Co-signed: the edit of a published post is held as its pending revision (before: 422);
     its author's approval does not count; two co-signers' approvals edit the post upstream once,
     with exactly the words approved (the disclosure line too), recorded as its revision."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Launch on Tuesday")
-    await _turned(world, policy_dir, "co-signed")
-    code, pending = await _edit(gw, "alice", post_id, "Launch on Wednesday")
-    assert code == 200, pending
+    post_id, status, pending = await _pending(world, policy_dir, "Launch on Tuesday", "Launch on Wednesday")
     assert (pending["state"], pending["revises"], pending["approvals_needed"]) == ("held", post_id, 2)
     assert pending["id"] != post_id
     assert pending["display_text"] == "Launch on Wednesday\n\n—alice"
@@ -96,9 +104,7 @@ async def test_second_edit_changes_the_pending_revision(world: World, policy_dir
     """A second edit while one waits edits that pending revision (its approvals start again):
     one pending revision a post, and the words approved are the ones that go out."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Doors open at 9")
-    await _turned(world, policy_dir, "co-signed")
-    _, first = await _edit(gw, "alice", post_id, "Doors open at 10")
+    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
     code, body = await gw.act("bob", first["id"], "approve")
     assert code == 200, body
     code, second = await _edit(gw, "alice", post_id, "Doors open at 11")
@@ -115,9 +121,7 @@ async def test_second_edit_changes_the_pending_revision(world: World, policy_dir
 async def test_cosigned_revision_rejected_leaves_the_post(world: World, policy_dir: Path) -> None:
     """A co-signer's rejection ends the pending revision: the platform keeps the published words."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Prices stay the same")
-    await _turned(world, policy_dir, "co-signed")
-    _, pending = await _edit(gw, "alice", post_id, "Prices go up")
+    post_id, status, pending = await _pending(world, policy_dir, "Prices stay the same", "Prices go up")
     code, body = await gw.act("dave", pending["id"], "reject", {"reason": "not agreed"})
     assert (code, body["state"]) == (200, "rejected"), body
     code, body = await gw.act("bob", pending["id"], "approve")
@@ -135,10 +139,8 @@ async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, p
     """Delayed: the edit waits out the cooling-off, during which its author cancels it: the
     platform keeps the published words; one not cancelled goes out once the delay is over."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Meet at noon")
-    await _turned(world, policy_dir, "delayed")
-    code, pending = await _edit(gw, "alice", post_id, "Meet at one")
-    assert (code, pending["state"], pending["revises"]) == (200, "scheduled", post_id), pending
+    post_id, status, pending = await _pending(world, policy_dir, "Meet at noon", "Meet at one", "delayed")
+    assert (pending["state"], pending["revises"]) == ("scheduled", post_id), pending
     gw.clock.advance(timedelta(minutes=5))
     await gw.tick()
     code, body = await gw.act("alice", pending["id"], "cancel")
@@ -160,9 +162,7 @@ async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, p
 async def test_deleting_the_post_cancels_its_pending_revision(world: World, policy_dir: Path) -> None:
     """A deletion of the published post cancels its pending revision: its approvals reach nothing."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Join us on Friday")
-    await _turned(world, policy_dir, "co-signed")
-    _, pending = await _edit(gw, "alice", post_id, "Join us on Saturday")
+    post_id, status, pending = await _pending(world, policy_dir, "Join us on Friday", "Join us on Saturday")
     code, body = await gw.act("bob", pending["id"], "approve")
     assert code == 200, body
     code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
@@ -232,9 +232,8 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
     the words its platform shows now, what the edit changes, the words proposed as they would
     go out, and links to the published post; approving there counts as over the API."""
     gw = world.gateway
-    post_id, status = await _published(gw, world.upstream, "Tickets <b>on sale</b> at 9")
-    await _turned(world, policy_dir, "co-signed")
-    _, pending = await _edit(gw, "alice", post_id, "Tickets <b>on sale</b> at 10")
+    post_id, status, pending = await _pending(world, policy_dir, "Tickets <b>on sale</b> at 9",
+                                              "Tickets <b>on sale</b> at 10")
     async with pages_on(gw) as pages:
         bob = await pages.person("bob")
         _, queue = await bob.get("/queue")
