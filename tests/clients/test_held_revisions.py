@@ -15,6 +15,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.clock import ManualClock
+from gateway.services.posts import PostService
+from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import verified_by_cli
 from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -252,6 +254,40 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
         assert "the published post</a>" in page and "Approvals of this version: 1 of 2" in page
     assert (await gw.get("alice", pending["id"]))["approvals_needed"] == 1
     assert status.edits == []
+
+
+async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_words(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway loses its database between Mastodon's edit and its record: once the post's
+    hold runs out, the publisher settles the change as its pending revision's (sent again with
+    the words approved, which Mastodon shows once), never undoing it as an edit its policy would
+    hold, and the revision ends applied."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    record = PostService.record_revised
+    cut = []
+
+    async def cut_off(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        if not cut:
+            cut.append(True)
+            raise DatabaseUnavailable("cut off")
+        return await record(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostService, "record_revised", cut_off)
+    await gw.tick()
+    assert (status.text, cut) == ("Talk at 4\n\n—alice", [True])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    gw.clock.advance(timedelta(minutes=3))
+    await gw.tick()
+    assert status.edits == ["Talk at 4\n\n—alice", "Talk at 4\n\n—alice"]
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["text"]) == (2, "Talk at 4")
+    assert (post["events"][-1]["data"]["revision"], post["events"][-1]["data"]["recovered"]) == (pending["id"], True)
+    assert (await gw.get("alice", pending["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
 
 
 @pytest.fixture
