@@ -982,6 +982,8 @@ class PostService:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.RETRY)
             new_state = transition(State(current.state), Action.RETRY)
+            if current.revises is not None:  # a failed pending revision: its post must still take it
+                await _check_revisable(ltx.txn, current.revises)
             await self._cas(ltx, current, new_state, publish_at=now, attempts=0, last_error=None)
             await ltx.append("post.retried", actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, "policy_sha256": in_force.sha256})
@@ -1774,8 +1776,10 @@ async def _cancel_pending(ltx: LogTxn, post_id: str) -> int:
 
 async def _check_revisable(txn: Txn, post_id: str) -> None:
     """Refuse a pending revision of ``post_id`` unless the post is published and has none yet,
-    read in the transaction that stores it: one deleted meanwhile would be edited once
-    approved, and a second pending revision would have approvers weigh two versions of it."""
+    read in the transaction that stores (or retries) it: one deleted meanwhile would be edited
+    once approved, and a second pending revision would have approvers weigh two versions of it.
+    Every work runs in a batch that holds the log's state locked (one batch at a time, on every
+    gateway sharing the database), so no other gateway's revision slips in between."""
     post = await sql.get_post(txn, post_id)
     if post is None or post.state != State.PUBLISHED.value:
         raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is no longer published",

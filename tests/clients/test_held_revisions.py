@@ -290,6 +290,32 @@ async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_
     await verified_by_cli(gw)
 
 
+async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alone(
+    world: World, policy_dir: Path,
+) -> None:
+    """Mastodon refuses the released edit: the pending revision fails (the log says so, naming
+    it), the post keeps its words; once another edit of the post is pending, the failed one may
+    not be retried beside it (409), so approvers never weigh two."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Menu: soup", "Menu: salad")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    world.upstream.faults.fail_next(status=422, method="PUT", path="/api/v1/statuses/")
+    await gw.tick()
+    assert (status.text, status.edits) == ("Menu: soup", [])
+    failed = await gw.get("alice", pending["id"])
+    assert failed["state"] == "failed"
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["events"][-1]["type"], post["events"][-1]["data"]["revision"]) == (
+        1, "post.revision_failed", pending["id"])
+    code, again = await _edit(gw, "alice", post_id, "Menu: salad and soup")
+    assert (code, again["state"]) == (200, "held"), again
+    code, body = await gw.act("alice", pending["id"], "retry")
+    assert code == 409, body
+    assert (await gw.get("alice", pending["id"]))["state"] == "failed"
+    await verified_by_cli(gw)
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[FakeMastodon, str]]:
     """A Mastodon stand-in that outlives the gateways a test starts and stops."""
