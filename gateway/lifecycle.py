@@ -26,6 +26,8 @@ class State(StrEnum):
     ADOPTED = "adopted"
     DISMISSED = "dismissed"
     DELETED = "deleted"
+    APPLIED = "applied"
+    """A pending revision made on the published post it revises: its words are that post's now."""
 
 
 class Action(StrEnum):
@@ -47,10 +49,11 @@ class Action(StrEnum):
     DISMISS = "dismiss"
     DELETE = "delete"
     REDECIDE = "redecide"  # the account's policy changed or went away: decided again under it
+    APPLY = "apply"  # a pending revision made on its published post, which records it as its revision
 
 
 TERMINAL = frozenset(
-    {State.CANCELLED, State.REJECTED, State.EXPIRED, State.ADOPTED, State.DISMISSED, State.DELETED}
+    {State.CANCELLED, State.REJECTED, State.EXPIRED, State.ADOPTED, State.DISMISSED, State.DELETED, State.APPLIED}
 )
 
 _TABLE: dict[tuple[State, Action], State] = {
@@ -69,6 +72,7 @@ _TABLE: dict[tuple[State, Action], State] = {
     (State.PUBLISHING, Action.PUBLISHED): State.PUBLISHED,
     (State.PUBLISHING, Action.DEFER): State.SCHEDULED,
     (State.PUBLISHING, Action.FAIL): State.FAILED,
+    (State.PUBLISHING, Action.APPLY): State.APPLIED,
     # A publish that died with its lease is claimed again by the recovery path.
     (State.PUBLISHING, Action.CLAIM): State.PUBLISHING,
     (State.FAILED, Action.RETRY): State.SCHEDULED,

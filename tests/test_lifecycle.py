@@ -27,6 +27,8 @@ EXPECTED = {
     ("publishing", "defer"): "scheduled",
     ("publishing", "fail"): "failed",
     ("publishing", "claim"): "publishing",
+    # A pending revision made on the published post it revises.
+    ("publishing", "apply"): "applied",
     ("failed", "retry"): "scheduled",
     ("failed", "cancel"): "cancelled",
     ("suggested", "edit"): "suggested",
@@ -60,8 +62,9 @@ def test_every_pair(state: State, action: Action) -> None:
 
 
 def test_terminal_states_allow_nothing() -> None:
-    """Cancelled, rejected, expired, adopted, dismissed and deleted posts never change again."""
-    assert {s.value for s in TERMINAL} == {"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted"}
+    """Cancelled, rejected, expired, adopted, dismissed, deleted and applied posts never change again."""
+    assert {s.value for s in TERMINAL} == {"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted",
+                                           "applied"}
     for state in TERMINAL:
         assert not any(allowed(state, action) for action in Action)
 

@@ -217,7 +217,7 @@ that does not record it (written before they did) leaves the deadline unknown.""
 _CARRYING = frozenset({"post.submitted", "post.edited", "post.revising", "post.revised", "post.publishing"})
 """The entries that record what their post carries besides its words (``content_sha256``)."""
 _PENDING = frozenset({"held", "scheduled"})
-_ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published"})
+_ENDED = frozenset({"cancelled", "rejected", "expired", "adopted", "dismissed", "deleted", "published", "applied"})
 _ENDS_A_THREAD = frozenset({"cancelled", "rejected", "expired", "dismissed", "deleted"})
 """A parent's ends after which the replies waiting for it never go out (``posts.ENDS_A_THREAD``)."""
 _ON_ITS_WAY = frozenset({"held", "scheduled", "publishing", "published"})
@@ -226,6 +226,8 @@ _REPLY_PARENT_STATES = frozenset({"held", "scheduled", "publishing", "suggested"
 """Where a post a new reply names may be (``posts.REPLY_PARENT_STATES``): waiting, or out."""
 _SETTLING = frozenset({"post.revised", "post.revision_failed"})
 """The entries that settle a revision sent to the platform (``post.revising``)."""
+_OPEN_REVISION = frozenset({"held", "scheduled", "publishing"})
+"""Where a pending revision is while it may still change its published post."""
 _SYSTEM = "system"
 """The gateway's own actor (no person may take the name)."""
 _GATES = frozenset({"app.bsky.feed.threadgate", "app.bsky.feed.postgate"})
@@ -273,6 +275,7 @@ class _Post:
     keyed: tuple[int, str, str | None, str | None] | None = None  # its last claim whose send's
     # outcome is open (no ``post.published`` or ``post.failed`` since): its entry, its
     # idempotency key, and the words and content its version had then
+    revises: str | None = None  # the published post it is a pending revision of, if any
     gates: deque[tuple[int, int]] | None = None  # its last ``CHANGES_PER_HOUR`` changes of who
     # may reply or quote (``post.gates_changed``), in log order: each one's time (stored
     # microseconds) and entry; made at the first, as most posts have none
@@ -561,15 +564,18 @@ class Replay:
         elif kind == "post.revising":
             if self._revisings is None:
                 self._revisings = self._stamp(index) or ""
-            self._revision(index, actor, known, post, extra, "revised")
+            self._revision(index, actor, known, post, extra, "revised", kind, words)
             known.revising = (index, extra[0], words, content)
         elif kind == "post.revised":
             self._settles(index, known, post, extra[0], words, content)
-            self._revision(index, actor, known, post, extra, "revised")
+            self._revision(index, actor, known, post, extra, "revised", kind, words)
             known.version = extra[0]
             known.words, known.content = words, content
         elif kind == "post.revision_failed":
             self._revision_failed(index, actor, known, post, extra[0])
+            pending = self._posts.get(extra[1]) if len(extra) > 1 else None
+            if pending is not None and pending.revises == post and pending.state == "publishing":
+                pending.state = "failed"  # its author may retry it, or cancel it
         elif kind == "post.gates_changed":
             self._gates_changed(index, actor, account, known, post, extra)
         else:  # the rest of REPLAYED, each with fact_extra's (state, version, policy[, parent named])
@@ -793,10 +799,11 @@ class Replay:
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
-        # fact_extra's five, six, seven or nine parts, the missing ones None: a suggestion's
-        # suggester, an announcement's version, a reply's parent and the suggestion it adopts.
-        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from = (
-            *extra, None, None, None, None)[:9]
+        # fact_extra's five, six, seven, nine or ten parts, the missing ones None: a suggestion's
+        # suggester, an announcement's version, a reply's parent, the suggestion it adopts and
+        # the published post it is a pending revision of.
+        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from, revises = (
+            *extra, None, None, None, None, None)[:10]
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
@@ -804,6 +811,8 @@ class Replay:
             self._reply_stored(index, account, post, parent)
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
         known.parent = parent
+        if revises is not None:
+            self._pending_revision(index, actor, account, known, post, revises)
         origin = self._posts.get(adopted_from)  # None for none adopted: no post has the id None
         if origin is not None:
             origin.into = post
@@ -828,6 +837,24 @@ class Replay:
             return None
 
         self._judge(index, account, sha256, check, f"{actor} submitted a post to {account}")
+
+    def _pending_revision(
+        self, index: int, actor: str, account: str | None, known: _Post, post: str, revises: str,
+    ) -> None:
+        """A pending revision is new words of a published post of its account, by that post's
+        author, and the post's only one waiting or on its way: it goes out with the post's
+        disclosure line (its editors, its suggester), which its approvers are shown."""
+        known.revises = revises
+        parent = self._posts.get(revises)
+        if parent is None or parent.account != account or parent.author != actor or parent.state != "published":
+            self._bad(index, f"post {post} was stored as a revision of {revises}, which is not a published post "
+                             f"{actor} wrote for {account}")
+            return
+        known.editors = None if parent.editors is None else dict(parent.editors)
+        for other in self._by_account.get(account or "", ()):
+            if other is not known and other.revises == revises and other.state in _OPEN_REVISION:
+                self._bad(index, f"post {post} was stored as a second pending revision of {revises}")
+                return
 
     def _edited(self, index: int, actor: str, known: _Post, post: str, extra: Any) -> None:
         version, state, approvers, required = extra[:4]
@@ -951,7 +978,12 @@ class Replay:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
         state, version, sha256 = extra[:3]
         named = extra[3] if len(extra) > 3 else None  # the parent a reply's entry names
-        if actor == _SYSTEM and kind in ("post.cancelled", "post.retried"):
+        if actor == _SYSTEM and kind == "post.cancelled" and known.revises is not None:
+            parent = self._posts.get(known.revises)
+            if parent is None or parent.state != "deleted":
+                self._bad(index, f"{_SYSTEM} cancelled post {post}, a pending revision of {known.revises}, which "
+                                 "was not deleted")
+        elif actor == _SYSTEM and kind in ("post.cancelled", "post.retried"):
             self._with_parent(index, kind, known, post, named)
         elif kind == "post.failed":
             known.failed_for = named if actor == _SYSTEM else None
@@ -1068,24 +1100,62 @@ class Replay:
         if approvers is not None and required is not None:
             known.approvers, known.required = approvers, required
 
-    def _revision(self, index: int, actor: str, known: _Post, post: str, extra: Any, did: str) -> None:
+    def _revision(
+        self, index: int, actor: str, known: _Post, post: str, extra: Any, did: str, kind: str,
+        words: str | None,
+    ) -> None:
         """New words for a published post (sent, ``post.revising``, or recorded,
         ``post.revised``): its author's, while they write for the account, and only where the
         policy sends words out at once (never a co-signed or delayed account). Judged by the
         policy it names, as every action is (a revision decided a moment before a change, and
         made on the platform meanwhile); by the one in force where it names none (recorded
         before revisions named theirs)."""
-        sha256 = extra[1]  # (version, policy): fact_extra's
+        sha256 = extra[1]  # (version, policy[, pending revision]): fact_extra's
+        revision = extra[2] if len(extra) > 2 else None
         author, account = known.author, known.account
+        if revision is not None:
+            self._released(index, kind, post, revision, words)
+        released = revision is not None
 
         def check(policy: _Policy) -> str | None:
             if actor != author or author not in policy.writers:
                 return f"{actor} {did} post {post} but is not its author writing for {account}"
+            if released:
+                return None  # its pending revision's approvals or cooling-off let the words out (``_released``)
             if policy.summary.get("tier") in ("co-signed", "delayed") or policy.summary.get("delay_seconds"):
                 return f"post {post} was {did} on {account}, whose policy does not send words out at once"
             return None
 
         self._judge(index, account, sha256, check, f"{actor} {did} a post of {account}")
+
+    def _released(self, index: int, kind: str, post: str, revision: str, words: str | None) -> None:
+        """A revision of ``post`` made through its pending revision ``revision``: sent
+        (``post.revising``) only once that revision is released (scheduled) with the approvals
+        it was held for, no earlier than its time, with its words; recorded (``post.revised``)
+        only after such a send. Each is named where it does not; the pending revision moves on
+        with it all the same (on its way, then out), so that one forgery is named once."""
+        pending = self._posts.get(revision)
+        if pending is None or pending.revises != post:
+            self._bad(index, f"{kind} of post {post} names {revision}, which is not a pending revision of it")
+            return
+        if kind == "post.revised":
+            if pending.state != "publishing":
+                self._bad(index, f"post.revised of post {post} names its revision {revision}, which was "
+                                 f"{pending.state}, not on its way")
+            pending.state = "applied"
+            return
+        count = self._approvals_counted(pending, pending.version)
+        if pending.state != "scheduled":
+            self._bad(index, f"post {post} was sent its revision {revision}, which was {pending.state}: only a "
+                             "revision released by its approvals or its time goes out")
+        elif count < pending.required:
+            self._bad(index, f"post {post} was sent its revision {revision} (version {pending.version}) with "
+                             f"{count} of the {pending.required} approvals it needed")
+        elif words is not None and pending.words is not None and words != pending.words:
+            self._bad(index, f"post {post} was sent other words than its revision {revision} was approved with")
+        else:
+            self._early(index, pending, revision)
+        pending.state = "publishing"
 
     def _settles(
         self, index: int, known: _Post, post: str, version: int, words: str | None, content: str | None,
@@ -1444,16 +1514,21 @@ class Replay:
         self.published_checked += 1
         if known.required <= 0:
             return
-        got = None if known.approvals is None else known.approvals.get(version)
-        policy = self._policy.get(known.account or "") or self._previous.get(known.account or "")
-        owner = policy.owner if policy is not None and policy.owner_confirms else None
-        count = 0 if got is None else sum(1 for a in got if a == owner or not known.wrote(a))
+        count = self._approvals_counted(known, version)
         if count < known.required:
             self._bad(
                 index,
                 f"post {post} was published (version {version}) with {count} of the "
                 f"{known.required} approvals it needed",
             )
+
+    def _approvals_counted(self, known: _Post, version: int) -> int:
+        """How many distinct approvals of ``version`` count: from people who wrote none of it, but
+        for the owner confirming where the policy has them confirm."""
+        got = None if known.approvals is None else known.approvals.get(version)
+        policy = self._policy.get(known.account or "") or self._previous.get(known.account or "")
+        owner = policy.owner if policy is not None and policy.owner_confirms else None
+        return 0 if got is None else sum(1 for a in got if a == owner or not known.wrote(a))
 
     def finish(self) -> None:
         """Flag actions that named a policy the log never recorded, and posts still owed a

@@ -43,6 +43,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "suggested_by": post.suggested_by,
         "adopted_from": post.adopted_from,
         "adopted_into": post.adopted_into,
+        "revises": post.revises,
         "attempts": post.attempts,
         "last_error": post.last_error,
         "created_at": iso(post.created_at),
@@ -209,11 +210,12 @@ async def get_post(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/posts/{id}")
 async def edit_post(request: web.Request) -> web.Response:
-    """A new version of the text."""
+    """A new version of the text; of a published post, made on its platform at once, or held as
+    its pending revision (answered with that revision) where its policy holds the words."""
     caller = await authenticated(request, "write:statuses")
     body = parse(EditBody, await read_json(request))
     version = _decided_version(request, body)
-    return _answer(await request.app[POSTS].edit(caller, _post_id(request), text=body.text, of_version=version))
+    return _answer(await request.app[PUBLISHED].edit(caller, _post_id(request), text=body.text, of_version=version))
 
 
 @routes.post("/v1/posts/{id}/approve")

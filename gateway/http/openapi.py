@@ -86,7 +86,8 @@ def _schemas() -> dict[str, Any]:
             "properties": {"id": _STRING, "url": _nullable(_STRING)},
         }),
         "suggested_by": _nullable(_STRING), "adopted_from": _nullable(_STRING),
-        "adopted_into": _nullable(_STRING), "attempts": {"type": "integer", "minimum": 0},
+        "adopted_into": _nullable(_STRING), "revises": _nullable(_STRING),
+        "attempts": {"type": "integer", "minimum": 0},
         "last_error": _nullable(_STRING), "created_at": _TIME, "updated_at": _TIME,
     }
     post_summary: dict[str, Any] = {
@@ -295,8 +296,10 @@ def _paths() -> dict[str, Any]:
         "/v1/posts/{id}": {
             "get": _operation("One post, with versions, approvals, reasons and events; its version is the ETag",
                               ok="200", schema=_ref("Post"), parameters=[_POST_ID], errors=f"{_AUTH} 403 404"),
-            "patch": _operation("A new version of the text", ok="200", schema=_ref("Post"), body="EditBody",
-                                parameters=[_POST_ID], errors=f"{_AUTH} {_BODY} {_POST_ACTION}"),
+            "patch": _operation("A new version of the text; of a published post, edited on its platform at once, "
+                                "or answered with its pending revision where its policy holds the words",
+                                ok="200", schema=_ref("Post"), body="EditBody",
+                                parameters=[_POST_ID], errors=f"{_AUTH} {_BODY} {_POST_ACTION} 503"),
             "delete": _operation("Delete a published post on its platform; the record stays", ok="200",
                                  schema=_ref("Post"), parameters=[_POST_ID],
                                  errors=f"{_AUTH} {_POST_ACTION} 503"),

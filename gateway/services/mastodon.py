@@ -594,9 +594,12 @@ class MastodonService:
             # (Mastodon's ``media_attributes[]``); where the platform has no edit, the edit is
             # refused as a whole. A focal point is never taken away (none sent keeps it, here as
             # on Mastodon), so what the platform keeps is what the record says.
+            # Words its policy would not publish at once wait as the post's pending revision,
+            # answered as a held post's creation is: its own status, ``byline.revises`` naming
+            # this one, which keeps the published words until the revision is made.
             revised = await self._published.revise(
                 auth.caller, post_id, text=form.status, options=options,
-                redescribed=tuple((m, d, f) for m, (d, f) in redescribed.items()))
+                redescribed=tuple((m, d, f) for m, (d, f) in redescribed.items()), held=True)
             return await self._render(auth, revised)
         changed = options.to_json() != current
         if redescribed and not changed and not added and form.status == post.text:

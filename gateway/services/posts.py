@@ -232,6 +232,10 @@ class Revision(Published):
     pictures: tuple[tuple[str | None, str | None], ...] | None = None
     """With ``redescribed``: every picture's alt text and focal point as the revision leaves them,
     in the post's order, as the platform's edit sends them (``OutboundPost.redescribed``)."""
+    pending: PostRecord | None = None
+    """The pending revision (a post of its own, ``PostRecord.revises``) whose approvals or
+    cooling-off let these words out, as it was when released; None for an edit its policy
+    publishes at once."""
 
 
 def _redescribing(change: Mapping[str, Any]) -> tuple[tuple[str, str | None, str | None], ...]:
@@ -618,9 +622,12 @@ class PostService:
         adopted_from: str | None,
         alongside: Callable[[LogTxn, str], Awaitable[None]] | None = None,
         at_once: AtOnce | None = None,
+        revises: PostRecord | None = None,
     ) -> Work[tuple[PostRecord, Any | None]]:
         """The work that stores a new post: the post as stored, and, given ``at_once``, its
-        claim where it is due at once (see :meth:`submit`)."""
+        claim where it is due at once (see :meth:`submit`). ``revises``: the published post whose
+        pending revision it is (:meth:`revision`), whose editors it keeps, as its words go out
+        under the same disclosure line."""
         policy = loaded.policy
         post_id = new_post_id()
 
@@ -646,6 +653,9 @@ class PostService:
                 created_at=Micros(ltx.now), updated_at=Micros(ltx.now), content_salt=new_content_salt(),
                 content_scheme=scheme_for(focal_points=carries(policy.platform).focal_points),
             )
+            if revises is not None:
+                await _check_revisable(ltx.txn, revises.id)
+                fields.update(revises=revises.id, editors=revises.editors)
             post = PostRecord(**fields)
             if options.reply_to_post is not None:
                 # Its parent was found waiting or out when the reply was read; ended since (a
@@ -663,7 +673,8 @@ class PostService:
             # Held, where nothing of this work's needs it stored before the batch's next statement
             # (no uploads to attach): it goes in with the other new posts of the batch, in one
             # statement on PostgreSQL, where each was a round trip the batch waited for.
-            held = None if alongside is not None or options.media_ids else (ltx.work, PolicyMoved(policy.account))
+            held = None if alongside is not None or options.media_ids or revises is not None else (
+                ltx.work, PolicyMoved(policy.account))
             if not await sql.insert_new_post(ltx.txn, stored, policy_sha256=loaded.sha256, held=held):
                 raise PolicyMoved(policy.account)
             if alongside is not None:
@@ -698,6 +709,8 @@ class PostService:
                     "content_sha256": content,
                     # The post not yet out it replies to: what the thread's end is checked by.
                     **({"reply_to_post": options.reply_to_post} if options.reply_to_post else {}),
+                    # The published post whose words it would replace, once approved or due.
+                    **({"revises": revises.id} if revises is not None else {}),
                 },
             )
             if early is not None:
@@ -963,6 +976,8 @@ class PostService:
             current = await self._load(ltx, post_id)
             in_force = await self._authorized(ltx, caller, current, Act.RETRY)
             new_state = transition(State(current.state), Action.RETRY)
+            if current.revises is not None:  # a failed pending revision: its post must still take it
+                await _check_revisable(ltx.txn, current.revises)
             await self._cas(ltx, current, new_state, publish_at=now, attempts=0, last_error=None)
             await ltx.append("post.retried", actor=caller.user, account=current.account, post=post_id,
                              data={"state": new_state.value, "policy_sha256": in_force.sha256})
@@ -1074,6 +1089,9 @@ class PostService:
                                   "text": revision.text, "options": kept, "policy_sha256": revision.loaded.sha256}
         if revision.redescribed:
             change["media"] = {m: [d, f] for m, d, f in revision.redescribed}
+        pending = revision.pending
+        approved: dict[str, Any] = {} if pending is None else {"revision": pending.id}
+        change |= approved
 
         async def work(ltx: LogTxn) -> Micros:
             current = await self._load(ltx, post_id)
@@ -1082,13 +1100,17 @@ class PostService:
             if not await sql.hold_published(ltx.txn, post_id, version=revision.record.version, now=ltx.now,
                                             until=until, change=change):
                 raise BylineError(Code.CONFLICT, self._HELD, retryable=True)
+            if pending is not None:
+                # Its approvals are spent on this edit: taken at the version they approved, or not at all.
+                await _move_pending(ltx, pending, State.SCHEDULED, Action.CLAIM)
             # What it carries as the platform is to show it: with the new alt text and focal points.
             content = content_sha256(kept, await _redescribed_rows(ltx.txn, kept, revision.redescribed),
                                      salt=current.content_salt, scheme=current.content_scheme)
             await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
-                                   "content_sha256": content, "policy_sha256": revision.loaded.sha256})
+                                   "content_sha256": content, "policy_sha256": revision.loaded.sha256,
+                                   **approved})
             return until
 
         try:
@@ -1111,6 +1133,8 @@ class PostService:
         kept = post.held_change or {}  # what a settlement took over; the change's own gateway has it in hand
         version = published.version if isinstance(published, Revision) else (
             kept.get("version") if kept.get("change") == "revise" else None)
+        pending = published.pending.id if isinstance(published, Revision) and published.pending else (
+            kept.get("revision"))
         if version is None:  # a deletion: nothing in the log to settle
             async with self.db.write() as txn:
                 await sql.let_go(txn, post.id, lease_until=lease_until)
@@ -1119,9 +1143,15 @@ class PostService:
         async def work(ltx: LogTxn) -> bool:
             if not await sql.let_go(ltx.txn, post.id, lease_until=lease_until):
                 return False
+            named: dict[str, Any] = {}
+            row = None if pending is None else await sql.get_post(ltx.txn, str(pending))
+            if row is not None and row.state == State.PUBLISHING.value:
+                # The pending revision failed with it: its author may retry it, or cancel it.
+                await _move_pending(ltx, row, State.PUBLISHING, Action.FAIL, last_error=why)
+                named["revision"] = row.id
             await ltx.append("post.revision_failed", actor="system", account=post.account, post=post.id,
                              data={"version": version, "state": State.PUBLISHED.value,
-                                   "remote_id": post.remote_id, "error": why})
+                                   "remote_id": post.remote_id, "error": why, **named})
             return True
 
         if await self.appender.submit(work):
@@ -1162,7 +1192,8 @@ class PostService:
                 asked_under = (current.held_change or {}).get("policy_sha256")
                 data |= {"policy_sha256": in_force.sha256 if still else asked_under, "recovered": True}
             await ltx.append("post.deleted", actor=actor, account=current.account, post=post_id, data=data)
-            return current.account, await cancel_waiting_replies(ltx, current, new_state)
+            return current.account, await cancel_waiting_replies(ltx, current, new_state) + await _cancel_pending(
+                ltx, post_id)
 
         recorded = await self.appender.submit(work)
         if recorded is None:
@@ -1283,13 +1314,28 @@ class PostService:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
             pictures = await _pictures(txn, options, redescribed)
-        if change.get("actor") != post.author or self._not_at_once(loaded, post, text=text, seen=seen) is not None:
+        pending = await self._approved_pending(change)
+        if change.get("actor") != post.author or (
+                pending is None and self._not_at_once(loaded, post, text=text, seen=seen) is not None):
             return None
         shown = disclosed_text(loaded.policy, author=post.author, text=text, editors=post.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
-                        pictures=pictures)
+                        pictures=pictures, pending=pending)
+
+    async def _approved_pending(self, change: Mapping[str, Any]) -> PostRecord | None:
+        """The pending revision a kept change was released for, while it is on its way (its
+        approvals counted as it was released, as a claim's are): sent again as those words,
+        which its approvers approved, whatever the policy in force would decide for them anew."""
+        named = change.get("revision")
+        if not isinstance(named, str):
+            return None
+        async with self.db.read() as txn:
+            pending = await sql.get_post(txn, named)
+        if pending is None or pending.state != State.PUBLISHING.value or pending.text != change.get("text"):
+            return None
+        return pending
 
     async def pictures_before(self, held: Published) -> tuple[tuple[str | None, str | None], ...] | None:
         """The alt text and focal points the pictures of ``held`` had before the revision kept with
@@ -1392,15 +1438,19 @@ class PostService:
     async def revision(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
         redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
-    ) -> Revision:
+        held: Callable[[LoadedPolicy], object] | None = None,
+    ) -> Revision | PostView:
         """The author's new words for a published post, if the policy would publish them at once;
         ``redescribed``: new alt text and focal points of its pictures (upload, description, focus),
         which go with the words, judged as they are.
 
-        The new words go through the policy as a new post would, and the edit is made only if
-        they would go out at once: no block, no hold, no approvals, no cooling-off. Anything
-        else would let an edit skip what the policy asks of a post; those accounts delete and
-        post again instead.
+        The new words go through the policy as a new post would, and the edit is made at once
+        only if they would go out at once: no block, no hold, no approvals, no cooling-off.
+        Anything else would let an edit skip what the policy asks of a post. Given ``held`` (which
+        refuses a platform that cannot edit a published post), such words are stored as the
+        post's pending revision (:meth:`_pending_revision`), a post of their own that waits for
+        exactly what a new post of those words would, and its view is returned; without it they
+        are refused (422), as before pending revisions were.
 
         Decided under the account's version in force, as recorded in the database: the platform
         takes the words before anything is recorded, so a gateway whose files are behind (another
@@ -1420,9 +1470,20 @@ class PostService:
         policy = loaded.policy
         # The rules read the new alt text as they read the words.
         seen = await self._words_seen(chosen, described={m: d for m, d, _ in redescribed} or None)
-        refused = self._not_at_once(loaded, post, text=text, seen=seen)
-        if refused is not None:
-            raise refused
+        decision = self._as_new(loaded, post, text=text, seen=seen)
+        refused = self._not_at_once(loaded, post, text=text, seen=seen, decided=decision)
+        async with self.db.read() as txn:
+            pending = await sql.open_revision(txn, post.id)
+        if refused is not None or pending is not None:
+            if held is None or isinstance(decision, Reason) or decision.outcome not in _HOLDABLE:
+                raise refused or BylineError(Code.CONFLICT, _PENDING_ELSEWHERE, pending=pending and pending.id)
+            if redescribed:
+                held_for = "; ".join(r.reason for r in decision.reasons) or policy.tier.value
+                raise BylineError(Code.VALIDATION, f"the policy of {policy.account} would not publish this edit at "
+                                  f"once ({held_for}), and new alt text or focal points go out only with an edit it "
+                                  "publishes at once: edit the words alone, and the pictures once they are out")
+            held(loaded)
+            return await self._pending_revision(caller, post, loaded, text=text, options=chosen, decision=decision)
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
@@ -1432,15 +1493,83 @@ class PostService:
         return Revision(record=post, loaded=loaded, text=text, shown=shown, version=post.version + 1,
                         options=chosen, seen=seen, redescribed=redescribed, pictures=pictures)
 
+    async def _pending_revision(
+        self, caller: Caller, post: PostRecord, loaded: LoadedPolicy, *, text: str, options: PostOptions,
+        decision: Decision,
+    ) -> PostView:
+        """Store new words of a published post that its policy holds as its pending revision: a
+        post of their own that names the post it revises, held, scheduled, approved, rejected,
+        cancelled or expired as any post is, and, once released, made by editing the published
+        post (``PublishedPosts.release``). A post has one pending revision at most: a second edit
+        while one waits edits that one, as an edit of a held post does (its approvals start
+        again), so approvers never weigh two versions of one post against each other."""
+        async with self.db.read() as txn:
+            pending = await sql.open_revision(txn, post.id)
+        if pending is not None:
+            if pending.state == State.PUBLISHING.value:
+                raise BylineError(Code.CONFLICT, _PENDING_SENT, retryable=True, pending=pending.id)
+            return await self.edit(caller, pending.id, text=text, options=options)
+        work = self._submit_work(
+            author=post.author, loaded=loaded, text=text, decision=decision, requested=None, options=options,
+            suggested_by=post.suggested_by, adopted_from=None, revises=post,
+        )
+        stored, _ = await self.appender.submit(work)
+        self.metrics.post_event(loaded, "post.submitted", decision.outcome)
+        self.wake_publisher()
+        return await self.view(caller, stored.id)
+
+    async def revisions_due(self, *, limit: int) -> list[PostRecord]:
+        """Pending revisions whose approvals or cooling-off let them out now (oldest due first)."""
+        async with self.db.read() as txn:
+            return await sql.revisions_due(txn, now=now_micros(self.clock), limit=limit)
+
+    @_under_policy_in_force
+    async def approved_revision(self, pending: PostRecord) -> Revision | None:
+        """The revision of its published post that ``pending`` (one of :meth:`revisions_due`) lets
+        out, with exactly the words its approvers approved (its text with the disclosure line
+        they were shown); None while it may not go out: its account without a policy in force,
+        its post no longer published there, or its approvals no longer counting for that text
+        (a policy change decides it again: ``redecide_pending``)."""
+        loaded = self.policies.get(pending.account)
+        if loaded is None or pending.revises is None:
+            return None
+        async with self.db.read() as txn:
+            if await policy_sql.head_sha256(txn, pending.account) != loaded.sha256:
+                raise PolicyMoved(pending.account)
+            post = await sql.get_post(txn, pending.revises)
+            sends = await outgoing_sha256(txn, pending, loaded.policy)
+            approved = await sql.approvers_of(txn, pending.id, pending.version)
+        if post is None or post.state != State.PUBLISHED.value or post.remote_id is None:
+            return None
+        if len(counted_for(loaded, pending, approved, sends)) < pending.required:
+            return None
+        options = PostOptions.from_json(pending.options)
+        shown = disclosed_text(loaded.policy, author=pending.author, text=pending.text, editors=pending.editors,
+                               suggested_by=pending.suggested_by)
+        return Revision(record=post, loaded=loaded, text=pending.text, shown=shown, version=post.version + 1,
+                        options=options, seen=await self._words_seen(options), pending=pending)
+
+    def _as_new(
+        self, loaded: LoadedPolicy, post: PostRecord, *, text: str, seen: tuple[str | None, ...],
+        now: datetime | None = None,
+    ) -> Decision | Reason:
+        """What ``loaded`` decides for ``text`` as new words of ``post`` at ``now`` (the clock's,
+        by default), as for a new post of them."""
+        policy = loaded.policy
+        return decide(policy, author=post.author, text=text, now=now or self.clock.now(), requested=None,
+                      suggestion=Role.WRITER not in roles(policy, post.author), seen=seen)
+
     def _not_at_once(
         self, loaded: LoadedPolicy, post: PostRecord, *, text: str, seen: tuple[str | None, ...],
+        decided: Decision | Reason | None = None,
     ) -> BylineError | None:
         """Why ``loaded`` would not publish ``text`` as new words of ``post`` at once (a rule
         blocks or holds it, it needs approvals or waits, its author no longer writes), or None."""
         policy = loaded.policy
         now = self.clock.now()
-        decision = decide(policy, author=post.author, text=text, now=now, requested=None,
-                          suggestion=Role.WRITER not in roles(policy, post.author), seen=seen)
+        # Decided at the moment it is judged by: a decision a moment earlier is due a moment
+        # before ``now``, never after it.
+        decision = decided if decided is not None else self._as_new(loaded, post, text=text, seen=seen, now=now)
         if isinstance(decision, Reason):
             return rule_blocked(decision)
         if decision.outcome is not Outcome.SCHEDULED or (decision.publish_at or now) > now:
@@ -1478,7 +1607,8 @@ class PostService:
             account = current.account
             changed: dict[str, str | None] = {}
             head = await policy_sql.head_sha256(ltx.txn, account)
-            if head != revision.loaded.sha256:
+            # A pending revision's approvals let it out under the policy that counted them.
+            if head != revision.loaded.sha256 and revision.pending is None:
                 in_force = self.policies.get(account)
                 if in_force is None or in_force.sha256 != head or self._not_at_once(
                     in_force, current, text=text, seen=revision.seen
@@ -1505,11 +1635,16 @@ class PostService:
                                                   scheme=current.content_scheme)
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
+            approved: dict[str, Any] = {}
+            if revision.pending is not None:
+                await _move_pending(ltx, await self._load(ltx, revision.pending.id), State.PUBLISHING,
+                                    Action.APPLY)
+                approved["revision"] = revision.pending.id
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **changed, **({"recovered": True} if recovered else {})})
+                                   **changed, **approved, **({"recovered": True} if recovered else {})})
             return changed["policy_changed"] if changed else revision.loaded.sha256
 
         in_force = await self.appender.submit(work)
@@ -1634,6 +1769,57 @@ async def _decide(
         raise BylineError(Code.ALREADY_DECIDED, f"{approver} already decided on this version")
 
 
+_HOLDABLE: Final = frozenset({Outcome.HELD, Outcome.SCHEDULED})
+"""What a published post's new words may be decided as to wait as its pending revision: held
+for approvals or a rule's second look, or scheduled after a cooling-off; never a suggestion (its
+author no longer writes for the account)."""
+_PENDING_ELSEWHERE: Final = ("an edit of this post is waiting for its approvals or its time: change that pending "
+                              "edit, or cancel it, instead")
+_PENDING_SENT: Final = "the pending edit of this post is being made on its platform just now: reload it in a moment"
+
+
+async def _move_pending(ltx: LogTxn, pending: PostRecord, state: State, action: Action, **changes: Any) -> None:
+    """Move a pending revision, found in ``state`` at its version, on by ``action`` in the
+    transaction of the entry of its published post that says so (``post.revising``,
+    ``post.revised``, ``post.revision_failed``, each naming it): a 409 if it changed meanwhile."""
+    new_state = transition(State(pending.state), action)
+    if pending.state != state.value or not await sql.compare_and_set(
+        ltx.txn, pending.id, state=state.value, version=pending.version,
+        changes={"state": new_state.value, "updated_at": ltx.now, **changes},
+    ):
+        raise BylineError(Code.CONFLICT, "the pending edit changed meanwhile; reload it and try again")
+
+
+async def _cancel_pending(ltx: LogTxn, post_id: str) -> int:
+    """Cancel the pending revision of a post being deleted: there is nothing left to edit. 1 if
+    there was one waiting (held or scheduled), else 0; one on its way holds the post, which no
+    deletion is recorded past."""
+    pending = await sql.open_revision(ltx.txn, post_id)
+    if pending is None or pending.state not in (State.HELD.value, State.SCHEDULED.value):
+        return 0
+    new_state = transition(State(pending.state), Action.CANCEL)
+    if not await sql.compare_and_set(ltx.txn, pending.id, state=pending.state, version=pending.version,
+                                     changes={"state": new_state.value, "expires_at": None, "updated_at": ltx.now}):
+        raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again")
+    await ltx.append("post.cancelled", actor="system", account=pending.account, post=pending.id,
+                     data={"state": new_state.value, "version": pending.version, "revises": post_id})
+    return 1
+
+
+async def _check_revisable(txn: Txn, post_id: str) -> None:
+    """Refuse a pending revision of ``post_id`` unless the post is published and has none yet,
+    read in the transaction that stores (or retries) it: one deleted meanwhile would be edited
+    once approved, and a second pending revision would have approvers weigh two versions of it.
+    Every work runs in a batch that holds the log's state locked (one batch at a time, on every
+    gateway sharing the database), so no other gateway's revision slips in between."""
+    post = await sql.get_post(txn, post_id)
+    if post is None or post.state != State.PUBLISHED.value:
+        raise BylineError(Code.INVALID_TRANSITION, f"post {post_id} is no longer published",
+                          state=None if post is None else post.state)
+    if await sql.open_revision(txn, post_id) is not None:
+        raise BylineError(Code.CONFLICT, _PENDING_ELSEWHERE)
+
+
 def rule_blocked(reason: Reason) -> BylineError:
     """The 422 for words a rule blocks, naming the rule and its reason for the person."""
     return BylineError(Code.RULE_BLOCKED, f"blocked by rule {reason.rule}: {reason.reason}",
@@ -1720,6 +1906,8 @@ class PostView:
     """What an earlier send of a post not out went out with, where that is not ``display_text``
     (edited since it was sent, and the platform's answer then lost or a failure): its approvers
     approve ``display_text``, and are told what may be on the platform already."""
+    revises: PostId | None = None
+    """The published post this one is a pending revision of (``PostRecord.revises``), if any."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1795,7 +1983,7 @@ def post_view(
         remote_id=post.remote_id, remote_url=post.remote_url, suggested_by=post.suggested_by,
         adopted_from=post.adopted_from, adopted_into=post.adopted_into, attempts=post.attempts,
         last_error=post.last_error, created_at=post.created_at, updated_at=post.updated_at,
-        requested_at=post.requested_at,
+        requested_at=post.requested_at, revises=post.revises,
         versions=None if versions is None else tuple(
             VersionView(version=int(v["version"]), text=v["text"], editor=UserName(v["editor"]),
                         at=Micros(int(v["created_at"])),

@@ -69,10 +69,11 @@ import structlog
 
 from adapters.base import Adapter, AdapterError, DeletesByAddress, OutboundPost, PublishResult
 from gateway.errors import BylineError, Code
+from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms, another_account, credential_being_written
-from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published
+from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published, Revision
 from gateway.storage.db import unavailable
 from gateway.storage.posts import PostRecord
 
@@ -209,33 +210,82 @@ class PublishedPosts:
                                 failed="the platform did not delete the post", what="deletion")
         return await self.posts.record_deleted(caller, post_id)
 
+    async def edit(self, caller: Caller, post_id: str, *, text: Any, of_version: int | None = None) -> PostView:
+        """New words for a post, whatever its state: a post on its way is edited
+        (``PostService.edit``); a published one is revised (:meth:`revise`), at once where its
+        policy would publish the words at once, else through its pending revision."""
+        post = await self.posts.view(caller, post_id, history=False)
+        if post.state != State.PUBLISHED.value:
+            return await self.posts.edit(caller, post_id, text=text, of_version=of_version)
+        if of_version is not None and of_version != post.version:
+            raise BylineError(Code.CONFLICT, "the post changed meanwhile; reload it and try again",
+                              version=post.version)
+        return await self.revise(caller, post_id, text=text, held=True)
+
     async def revise(
         self, caller: Caller, post_id: str, *, text: Any, options: PostOptions | None = None,
-        redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
+        redescribed: tuple[tuple[str, str | None, str | None], ...] = (), held: bool = False,
     ) -> PostView:
         """The author edits a published post on its platform, where the platform allows it and
         the policy would publish the new words at once (``PostService.revision``); ``redescribed``:
-        new alt text and focal points of its pictures (upload, description, focus), sent with them."""
-        revision = await self.posts.revision(caller, post_id, text=text, options=options, redescribed=redescribed)
-        adapter = self._adapter(revision.loaded)
+        new alt text and focal points of its pictures (upload, description, focus), sent with them.
+        With ``held``, words the policy would not publish at once become the post's pending
+        revision, whose view is returned: made on the platform once released (:meth:`release`)."""
+        revision = await self.posts.revision(caller, post_id, text=text, options=options, redescribed=redescribed,
+                                             held=self._editable if held else None)
+        if isinstance(revision, PostView):
+            return revision
+        return await self._send_revision(caller, revision)
+
+    def _editable(self, loaded: LoadedPolicy) -> Adapter:
+        """The adapter of ``loaded``'s platform, or a 422 where it cannot edit a published post."""
+        adapter = self._adapter(loaded)
         if not isinstance(adapter, Revisable):
-            raise BylineError(
-                Code.VALIDATION, f"{revision.loaded.policy.platform} does not allow editing a published post"
-            )
+            raise BylineError(Code.VALIDATION, f"{loaded.policy.platform} does not allow editing a published post")
+        return adapter
+
+    async def _send_revision(self, caller: Caller, revision: Revision) -> PostView:
+        """Make ``revision`` on the platform, the post held for it, and record it."""
+        adapter = self._editable(revision.loaded)
+        assert isinstance(adapter, Revisable)
         await self._cleared(revision.loaded, adapter)
         assert revision.record.remote_id is not None, "a published post has its platform's id"
         held = await self.posts.hold_revision(caller, revision, lease=self.lease)
         await self._cleared(revision.loaded, adapter, held=held)  # again, as for a deletion
         await self._on_platform(held, adapter.edit(revision.record.remote_id, _outbound(
-            post_id, version=held.version, text=held.shown, options=held.options, pictures=held.pictures,
+            revision.record.id, version=held.version, text=held.shown, options=held.options, pictures=held.pictures,
         )), failed="the platform did not edit the post", what="edit")
         return await self.posts.record_revised(caller, held)
+
+    async def release(self) -> int:
+        """Make the pending revisions whose approvals or cooling-off let them out now: each edits
+        its published post with exactly the words approved, recorded as the author's revision
+        naming the pending revision (``post.revising``, ``post.revised``). How many were made.
+        The publisher runs it at each of its ticks, with :meth:`settle`; one stopped on the way
+        is settled as any revision is, its pending revision sent again as approved."""
+        due = await self.posts.revisions_due(limit=_SETTLE_PAGE)
+        made = 0
+        for pending in due:
+            log = logger.bind(post_id=pending.revises, revision=pending.id, account=pending.account)
+            try:
+                revision = await self.posts.approved_revision(pending)
+                if revision is None:
+                    log.warning("revision_not_released")
+                    continue
+                await self._send_revision(Caller(user=revision.record.author), revision)
+            except BylineError as exc:  # the platform down, the post held: again at the next tick
+                log.warning("revision_not_released", error=exc.message)
+                continue
+            log.info("revision_released")
+            made += 1
+        return made
 
     # -- settling what a gateway did not record --------------------------------------------
 
     async def settle(self) -> int:
         """Settle the changes of published posts whose hold ran out before they were recorded
         (see the module's docstring): how many were settled. The publisher runs it."""
+        await self.release()
         for stranded in await self.posts.stranded_changes():
             if await self._stranded(stranded) is None:  # its account is back: this very round
                 await self.posts.release_stranded_change(stranded)

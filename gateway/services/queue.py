@@ -104,6 +104,20 @@ class Picture:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Revises:
+    """The published post a pending revision would edit, as its approvers must weigh it: the
+    words its platform shows now, and what the revision changes of them."""
+
+    post_id: str
+    url: str | None
+    """Where its platform shows it; None where it is not known."""
+    shown: str
+    """Its words as they went out (with their disclosure line)."""
+    diff: tuple[Change, ...]
+    """From the words it shows to those the revision would put out."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class PostCard:
     """One post as a person's queue or its own page shows it, with what that person may do."""
 
@@ -131,6 +145,8 @@ class PostCard:
     """The uploads that go out with it, in order, each with its alt text."""
     changed: tuple[OptionChange, ...] = ()
     """What else the version shown changed from the one before (``diff_from``)."""
+    revises: Revises | None = None
+    """For a pending revision, the published post it would edit; None for any other post."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,14 +348,27 @@ class QueueService:
 
     async def _card(self, caller: Caller, post_id: str, now: int) -> PostCard:
         post = await self.posts.view(caller, post_id)
-        return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post))
+        return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post),
+                       revises=await self._revises(caller, post))
 
     async def card(self, caller: Caller, post_id: str, *, since: int | None = None) -> PostCard:
         """One post's card as ``caller``'s queue shows it now, with what changed since version
         ``since`` (the one they read, when a decision on it came too late)."""
         post = await self.posts.view(caller, post_id)
         return card_of(post, self.policies.get, caller.user, now_micros(self.clock),
-                       pictures=await self._pictures(post), since=since)
+                       pictures=await self._pictures(post), since=since, revises=await self._revises(caller, post))
+
+    async def _revises(self, caller: Caller, post: PostView) -> Revises | None:
+        """For a pending revision, the published post it would edit, as its card shows it: an
+        approver approves a change of words the world has read, and must see both."""
+        if post.revises is None:
+            return None
+        published = await self.posts.view(caller, post.revises, history=False)
+        url = published.remote_url
+        # A link only to a web address: the platform gave it, and a page never links elsewhere.
+        linked = url if url is not None and url.startswith(("https://", "http://")) else None
+        return Revises(post_id=published.id, url=linked, shown=published.display_text,
+                       diff=word_diff(published.display_text, post.display_text))
 
     async def _pictures(self, post: PostView) -> tuple[Picture, ...]:
         """The uploads ``post`` goes out with, as its card shows them."""
@@ -374,7 +403,7 @@ class QueueService:
             ))
         events = tuple(_event_line(e.index, e.type, e.actor, e.ts, e.data, size) for e in post.events or ())
         card = card_of(post, self.policies.get, caller.user, now_micros(self.clock),
-                       pictures=await self._pictures(post))
+                       pictures=await self._pictures(post), revises=await self._revises(caller, post))
         return PostPage(card=card,
                         versions=tuple(reversed(steps)), events=events, checkpoint_size=size)
 
@@ -404,7 +433,7 @@ class QueueService:
 
 def card_of(
     post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int,
-    *, pictures: tuple[Picture, ...] = (), since: int | None = None,
+    *, pictures: tuple[Picture, ...] = (), since: int | None = None, revises: Revises | None = None,
 ) -> PostCard:
     """A post's card for ``user``: the difference from the version before (from version
     ``since``, where the person last read that one), who else approved the version shown, what
@@ -434,7 +463,8 @@ def card_of(
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
                     mine_counts=counts,
                     actions=_actions(post, loaded, user, decided=mine is not None and counts), seconds_left=seconds,
-                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed)
+                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed,
+                    revises=revises)
 
 
 def _version_changes(

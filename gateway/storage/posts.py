@@ -18,11 +18,11 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
-    "content_scheme", "sent_content",
+    "content_scheme", "sent_content", "revises",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
-_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt", "content_scheme"} \
+_UPDATABLE = frozenset(_POST_COLUMNS) - {"id", "account", "created_at", "content_salt", "content_scheme", "revises"} \
     | {"held_change"}
 
 
@@ -75,6 +75,9 @@ class PostRecord:
     held_change: Mapping[str, Any] | None = None
     """The change a published post is held for on its platform (:func:`hold_published`), kept
     until it is recorded or let go of; None while it is held for none."""
+    revises: PostId | None = None
+    """The published post this one is a pending revision of (new words its policy holds, as it
+    would a new post's); None for every other post."""
 
 
 def _micros(value: Any) -> Micros | None:
@@ -101,6 +104,7 @@ def _record(row: Row) -> PostRecord:
         content_scheme=None if row["content_scheme"] is None else int(row["content_scheme"]),
         sent_content=row["sent_content"],
         held_change=None if row["held_change"] is None else json.loads(row["held_change"]),
+        revises=None if row["revises"] is None else PostId(row["revises"]),
     )
 
 
@@ -633,8 +637,8 @@ async def with_remote_id(txn: Txn, *, account: str, remote_id: str) -> PostRecor
 async def due_posts(txn: Txn, *, now: int, limit: int) -> list[Row]:
     """Scheduled posts whose time has come, and publishes whose lease ran out."""
     return await txn.fetchall(
-        "SELECT id, account, state, version FROM posts WHERE (state = 'scheduled' AND publish_at <= ?) "
-        "OR (state = 'publishing' AND lease_until <= ?) ORDER BY publish_at, id LIMIT ?",
+        "SELECT id, account, state, version FROM posts WHERE ((state = 'scheduled' AND publish_at <= ?) "
+        "OR (state = 'publishing' AND lease_until <= ?)) AND revises IS NULL ORDER BY publish_at, id LIMIT ?",
         now, now, limit,
     )
 
@@ -657,13 +661,13 @@ async def claimable(
         skip = f" AND account NOT IN ({', '.join('?' for _ in skipped)})"
     lock = " FOR UPDATE SKIP LOCKED" if txn.dialect == "postgresql" else ""
     rows = await txn.fetchall(
-        f"SELECT * FROM posts WHERE state = 'publishing' AND lease_until <= ?{skip} "
+        f"SELECT * FROM posts WHERE state = 'publishing' AND lease_until <= ? AND revises IS NULL{skip} "
         f"ORDER BY publish_at, id LIMIT ?{lock}",
         now, *skipped, limit,
     )
     if len(rows) < limit:
         rows += await txn.fetchall(
-            f"SELECT * FROM posts WHERE state = 'scheduled' AND publish_at <= ?{skip} "
+            f"SELECT * FROM posts WHERE state = 'scheduled' AND publish_at <= ? AND revises IS NULL{skip} "
             f"ORDER BY publish_at, id LIMIT ?{lock}",
             now, *skipped, limit - len(rows),
         )
@@ -677,11 +681,37 @@ async def due_accounts(txn: Txn, *, now: int, accounts: Collection[str]) -> set[
     names = sorted(accounts)
     marks = ", ".join("?" for _ in names)
     rows = await txn.fetchall(
-        f"SELECT DISTINCT account FROM posts WHERE account IN ({marks}) AND ("
+        f"SELECT DISTINCT account FROM posts WHERE account IN ({marks}) AND revises IS NULL AND ("
         "(state = 'scheduled' AND publish_at <= ?) OR (state = 'publishing' AND lease_until <= ?))",
         *names, now, now,
     )
     return {r["account"] for r in rows}
+
+
+OPEN_REVISION_STATES = ("held", "scheduled", "publishing")
+"""Where a pending revision is while it may still change its published post: waiting for its
+approvals or its time, or on its way to the platform."""
+
+
+async def open_revision(txn: Txn, post_id: str) -> PostRecord | None:
+    """The pending revision of the published post ``post_id``, if it has one (it has one at most)."""
+    row = await txn.fetchone(
+        "SELECT * FROM posts WHERE revises = ? AND state IN ('held', 'scheduled', 'publishing') ORDER BY id LIMIT 1",
+        post_id,
+    )
+    return None if row is None else _record(row)
+
+
+async def revisions_due(txn: Txn, *, now: int, limit: int) -> list[PostRecord]:
+    """Pending revisions approved (or past their cooling-off) whose time has come: each is made by
+    editing its published post on the platform (``PublishedPosts.release``), never published as
+    a post of its own, so the publisher's claims leave them out."""
+    rows = await txn.fetchall(
+        "SELECT * FROM posts WHERE revises IS NOT NULL AND state = 'scheduled' AND publish_at <= ? "
+        "ORDER BY publish_at, id LIMIT ?",
+        now, limit,
+    )
+    return [_record(r) for r in rows]
 
 
 async def expired_holds(txn: Txn, *, now: int, limit: int) -> list[Row]:

@@ -432,6 +432,15 @@ _V22 = [
 # (``gateway.services.authorization.disclosure_cause``).
 _V23 = ["ALTER TABLE approvals ADD COLUMN text_sha256 TEXT"]
 
+# Version 24: an edit of a published post that its policy would not publish at once is a post of
+# its own that names the post it revises (``revises``; NULL for every other post), held for
+# the approvals, the cooling-off or the rule's second look a new post of those words would be
+# (``gateway.services.published``). Indexed only where set: few posts are revisions.
+_V24 = [
+    "ALTER TABLE posts ADD COLUMN revises TEXT",
+    "CREATE INDEX posts_revises ON posts (revises, state) WHERE revises IS NOT NULL",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -548,10 +557,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V22)
     if version == 23:
         return list(_V23)
+    if version == 24:
+        return list(_V24)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 23
+LATEST = 24
 
 
 async def _editors_from_versions(txn: Any) -> None:

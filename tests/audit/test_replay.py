@@ -4031,3 +4031,102 @@ def test_a_policy_naming_one_person_two_ways_is_named(tmp_path: Path, twin: str)
         f"entry {bad}: the policy for brand names one person two ways, 'alice' and '{twin}': "
         "their approvals would count as two people's"
     ]
+
+
+# ---- a pending revision: a published post's new words held as a post of their own -----------
+
+
+def _cosigned_published_with_a_pending_revision(
+    log: SyntheticLog, post: str = "2", pending: str = "3", words: str = "Launch day, fixed",
+) -> None:
+    """Carol's ``post`` out on co-signed ``brand`` (its policy recorded first, for post 2), and
+    her pending revision of it, ``pending``, saying ``words``, held for two of its approvers."""
+    if post == "2":
+        log.policy("brand", COSIGNED, "p1")
+    log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, post, "bob")
+    _approve(log, post, "dave", state="scheduled")
+    _publish(log, post, "brand")
+    log.add("post.submitted", actor="carol", account="brand", post=pending, data={
+        "version": 1, "text_hash": log.commit(words), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "revises": post})
+
+
+def _revision_of_2(log: SyntheticLog, kind: str, words: str, **extra: Any) -> int:
+    return log.add(kind, actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit(words), "state": "published", "remote_id": "r2",
+        "policy_sha256": "p1", **extra})
+
+
+def test_a_revision_released_by_its_approvals_passes(tmp_path: Path) -> None:
+    """The honest gateway's pending revision on a co-signed account: approved by two of its
+    approvers, then sent and recorded naming it, with its words."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    _approve(log, "3", "bob")
+    _approve(log, "3", "dave", state="scheduled")
+    _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3")
+    _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3")
+    assert messages(log.verify(tmp_path / "x.export")) == []
+
+
+def _revised_without_the_approvals() -> tuple[SyntheticLog, int, int]:
+    """A forged log: a co-signed post revised through its pending revision with one approval of
+    the two it was held for, and another revised with words its revision was not approved with."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    _approve(log, "3", "bob", state="scheduled")  # the gateway's word that one was enough
+    short = _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3")
+    _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3")
+    _cosigned_published_with_a_pending_revision(log, "4", "5", "Sale ends Friday")
+    _approve(log, "5", "bob")
+    _approve(log, "5", "dave", state="scheduled")
+    other = log.add("post.revising", actor="carol", account="brand", post="4", data={
+        "version": 2, "text_hash": log.commit("Sale ends never, buy our coin"), "state": "published",
+        "remote_id": "r4", "policy_sha256": "p1", "revision": "5"})
+    return log, short, other
+
+
+def test_a_revision_without_its_approvals_is_named(tmp_path: Path) -> None:
+    """A revision of a co-signed post sent through a pending revision with fewer approvals than
+    it was held for, or with other words than it was approved with, is named."""
+    log, short, other = _revised_without_the_approvals()
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {short}: post 2 was sent its revision 3 (version 1) with 1 of the 2 approvals it needed",
+        f"entry {other}: post 4 was sent other words than its revision 5 was approved with",
+    ]
+
+
+async def test_the_command_rejects_a_revision_without_its_approvals(tmp_path: Path) -> None:
+    """The real command, on the export of that forged log."""
+    log, short, _ = _revised_without_the_approvals()
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {short}: post 2 was sent its revision 3 (version 1) with 1 of the 2 approvals it needed" in said
+
+
+def test_a_pending_revision_cancelled_by_the_gateway_only_with_its_post(tmp_path: Path) -> None:
+    """The gateway cancels a pending revision only once the post it revises is deleted; a second
+    pending revision of one post, and one of a post not out, are named."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    early = log.add("post.cancelled", actor="system", account="brand", post="3",
+                    data={"state": "cancelled", "version": 1, "revises": "2"})
+    log.add("post.submitted", actor="carol", account="brand", post="6", data={
+        "version": 1, "text_hash": log.commit("Launch day, fixed again"), "state": "held",
+        "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1", "revises": "2"})
+    second = log.add("post.submitted", actor="carol", account="brand", post="7", data={
+        "version": 1, "text_hash": log.commit("Launch day, fixed twice"), "state": "held",
+        "approvers": ["bob", "dave"], "required": 2, "policy_sha256": "p1", "revises": "2"})
+    log.add("post.deleted", actor="carol", account="brand", post="2", data={"state": "deleted", "remote_id": "r2"})
+    log.add("post.cancelled", actor="system", account="brand", post="6",
+            data={"state": "cancelled", "version": 1, "revises": "2"})
+    log.submit("8", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    unpublished = log.add("post.submitted", actor="carol", account="brand", post="9", data={
+        "version": 1, "text_hash": log.commit("not out yet"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "revises": "8"})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {early}: system cancelled post 3, a pending revision of 2, which was not deleted",
+        f"entry {second}: post 7 was stored as a second pending revision of 2",
+        f"entry {unpublished}: post 9 was stored as a revision of 8, which is not a published post carol wrote "
+        "for brand",
+    ]

@@ -263,9 +263,9 @@ async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_wo
 async def test_new_alt_text_of_a_published_co_signed_post_is_refused_as_new_words_are(
     world: World, policy_dir: Path,
 ) -> None:
-    """On a co-signed account a published post's edit is refused (422, nothing changed, here or
-    on the platform), new alt text as new words: approvals are asked of posts before they go out,
-    and an edit sent at once would skip them (the account deletes and posts again instead)."""
+    """On a co-signed account a published post's edit that gives new alt text is refused (422,
+    nothing changed, here or on the platform): approvals are asked of posts before they go out,
+    an edit sent at once would skip them, and a pending revision carries words alone."""
     await _cosigned_on_mastodon(world, policy_dir)
     api, status, media = await _published_with_a_picture(world, "mastoco")
     before = await world.gateway.snapshot()
@@ -273,7 +273,7 @@ async def test_new_alt_text_of_a_published_co_signed_post_is_refused_as_new_word
     with pytest.raises(MastodonAPIError) as caught:
         await world.run(api.status_update, status, "A picture", media_attributes=[change])
     assert caught.value.args[1] == 422
-    assert "would not publish these words at once" in caught.value.args[3]
+    assert "new alt text or focal points go out only with an edit it publishes at once" in caught.value.args[3]
     assert await world.gateway.snapshot() == before
     sent = _sent(world, "brandco")
     assert (sent.text, sent.media_edits, _published_alt_texts(world, "brandco")) == ("A picture", [], [["A cat"]])

@@ -245,6 +245,8 @@ class Status:
     edited_at: datetime | None = None
     media_edits: list[dict[str, dict[str, Any]]] = field(default_factory=list)
     """Each edit's ``media_attributes`` as applied, by media id: what changed, and how often."""
+    edits: list[str] = field(default_factory=list)
+    """Each edit's text, in order: how often the status was edited, and to what."""
 
 
 @dataclass
@@ -928,6 +930,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
         if changes:
             status.media_edits.append(changes)
         status.text, status.spoiler_text = text, spoiler
+        status.edits.append(text)
         if "sensitive" in params:
             status.sensitive = _boolean(params.get("sensitive"))
         status.language = language or status.language

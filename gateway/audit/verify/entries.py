@@ -186,15 +186,21 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             return (*claim, looks_only if type(looks_only) is str else None, checked, key), None
         return (*claim, looks_only) if type(looks_only) is str else claim, None
     if kind == "post.revised" or kind == "post.revising":
-        version = data.get("version")
+        version, revision = data.get("version"), data.get("revision")
         if type(version) is not int:
             return None, f"{kind} lacks data.version"
+        if revision is not None:
+            if type(revision) is not str:
+                # Read as absent, the revision would be judged as one its policy sends at once.
+                return None, f"{kind} has a malformed data.revision"
+            # The pending revision whose approvals or cooling-off let the words out.
+            return (version, _sha(data), revision), None
         return (version, _sha(data)), None
     if kind == "post.revision_failed":
-        version = data.get("version")
+        version, revision = data.get("version"), data.get("revision")
         if type(version) is not int:
             return None, "post.revision_failed lacks data.version"
-        return (version,), None
+        return ((version, revision) if type(revision) is str else (version,)), None
     if kind == "post.approved":
         version = data.get("version")
         if type(version) is not int:
@@ -227,7 +233,13 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
                 return None, "post.submitted has a malformed data.announces"
             return (version, state, approvers, required, sha, suggested_by,
                     (announces["version"], announces["policy_sha256"], said)), None
-        parent, adopted_from = _parent(data), data.get("adopted_from")
+        parent, adopted_from, revises = _parent(data), data.get("adopted_from"), data.get("revises")
+        if revises is not None and type(revises) is not str:
+            return None, "post.submitted has a malformed data.revises"
+        if revises is not None:
+            # A pending revision of a published post: see ``Replay._revision``.
+            return (version, state, approvers, required, sha, suggested_by, None, parent,
+                    adopted_from if type(adopted_from) is str else None, revises), None
         if parent is not None or type(adopted_from) is str:
             # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
             # checked by (see ``Replay._with_parent``).

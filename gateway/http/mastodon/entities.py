@@ -59,7 +59,7 @@ def _byline(post: PostView) -> dict[str, Any]:
         "state": post.state, "publish_at": iso(post.publish_at),
         "approvals_needed": post.approvals_needed, "reasons": [dict(r) for r in post.reasons],
         "author": post.author, "version": post.version, "url": _remote_url(post),
-        "adopted_into": post.adopted_into,
+        "adopted_into": post.adopted_into, "revises": post.revises,
     }
 
 

@@ -1,0 +1,360 @@
+"""Edits of published posts on held tiers: each waits, as a pending revision, for exactly what a
+new post of its words would (co-signers' approvals, the cooling-off, a rule's second look), the
+platform showing the published words until it is released, then edited there once, with the
+words approved. Over HTTP, against the Mastodon stand-in, on both databases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from gateway.clock import ManualClock
+from gateway.services.posts import PostService
+from gateway.storage.db import DatabaseUnavailable
+from tests.audit.logtools import verified_by_cli
+from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
+from tests.conftest import Gateway, started_gateway, write_policy
+from tests.fakes.mastodon import FakeMastodon, Status
+from tests.fakes.mastodon import create_app as mastodon_app
+from tests.pages.conftest import pages_on
+
+
+def _masto(policy_dir: Path, instance: str, tier: str) -> None:
+    """The Mastodon account turned ``co-signed`` (bob, carol and dave approve, two of them) or
+    ``delayed`` (ten minutes), as an admin's edit of its file does."""
+    gate = ("approvals: {required: 2, from: [bob, carol, dave], expire_after: 24h}\n"
+            'disclosure: "—{author}"' if tier == "co-signed" else "delay: 10m")
+    write_policy(policy_dir, "masto", f"""account: masto
+platform: mastodon
+handle: "@brand@mastodon.example"
+instance: {instance}
+credentials: env:BRAND_MASTODON_TOKEN
+tier: {tier}
+owner: erin
+writers: [alice, carol]
+{gate}
+""")
+
+
+async def _published(gw: Gateway, upstream: FakeMastodon, text: str) -> tuple[str, Status]:
+    """A post alice publishes on ``masto`` while it is direct: its id, and the status upstream."""
+    post = await gw.submit("alice", "masto", text)
+    await gw.tick()
+    status = upstream.statuses()[-1]
+    assert status.text == text
+    return post["id"], status
+
+
+async def _turned(world: World, policy_dir: Path, tier: str) -> None:
+    _masto(policy_dir, world.upstream_url, tier)
+    await world.gateway.sync_policies()
+
+
+async def _edit(gw: Gateway, user: str, post_id: str, text: str) -> tuple[int, Any]:
+    return await gw.call(user, "PATCH", f"/v1/posts/{post_id}", {"text": text})
+
+
+async def _pending(world: World, policy_dir: Path, published: str, edited: str,
+                   tier: str = "co-signed") -> tuple[str, Status, dict[str, Any]]:
+    """Alice's post published while ``masto`` was direct, the account turned ``tier``, and her
+    edit of it held as its pending revision: the post's id, its status upstream, the revision."""
+    post_id, status = await _published(world.gateway, world.upstream, published)
+    await _turned(world, policy_dir, tier)
+    code, pending = await _edit(world.gateway, "alice", post_id, edited)
+    assert code == 200, pending
+    return post_id, status, pending
+
+
+async def test_cosigned_edit_waits_for_two_cosigners_and_goes_out_once(world: World, policy_dir: Path) -> None:
+    """Co-signed: the edit of a published post is held as its pending revision (before: 422);
+    its author's approval does not count; two co-signers' approvals edit the post upstream once,
+    with exactly the words approved (the disclosure line too), recorded as its revision."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Launch on Tuesday", "Launch on Wednesday")
+    assert (pending["state"], pending["revises"], pending["approvals_needed"]) == ("held", post_id, 2)
+    assert pending["id"] != post_id
+    assert pending["display_text"] == "Launch on Wednesday\n\n—alice"
+    code, own = await gw.act("alice", pending["id"], "approve")
+    assert code == 403, own
+    await gw.tick()
+    assert (status.text, status.edits) == ("Launch on Tuesday", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    assert body["state"] == "scheduled"
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == ["Launch on Wednesday\n\n—alice"]
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["text"], post["display_text"]) == (2, "Launch on Wednesday",
+                                                                     "Launch on Wednesday\n\n—alice")
+    revised = post["events"][-1]
+    assert (revised["type"], revised["actor"], revised["data"]["revision"]) == ("post.revised", "alice",
+                                                                                pending["id"])
+    assert (await gw.get("alice", pending["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_second_edit_changes_the_pending_revision(world: World, policy_dir: Path) -> None:
+    """A second edit while one waits edits that pending revision (its approvals start again):
+    one pending revision a post, and the words approved are the ones that go out."""
+    gw = world.gateway
+    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    code, body = await gw.act("bob", first["id"], "approve")
+    assert code == 200, body
+    code, second = await _edit(gw, "alice", post_id, "Doors open at 11")
+    assert code == 200, second
+    assert (second["id"], second["version"], second["approvals_needed"]) == (first["id"], 2, 2)
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, first["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Doors open at 11\n\n—alice"]
+    await verified_by_cli(gw)
+
+
+async def test_cosigned_revision_rejected_leaves_the_post(world: World, policy_dir: Path) -> None:
+    """A co-signer's rejection ends the pending revision: the platform keeps the published words."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Prices stay the same", "Prices go up")
+    code, body = await gw.act("dave", pending["id"], "reject", {"reason": "not agreed"})
+    assert (code, body["state"]) == (200, "rejected"), body
+    code, body = await gw.act("bob", pending["id"], "approve")
+    assert code == 409, body
+    await gw.tick()
+    assert (status.text, status.edits) == ("Prices stay the same", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    code, later = await _edit(gw, "alice", post_id, "Prices go up a little")
+    assert (code, later["state"]) == (200, "held"), later  # a new pending revision may follow
+    assert later["id"] != pending["id"]
+    await verified_by_cli(gw)
+
+
+async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, policy_dir: Path) -> None:
+    """Delayed: the edit waits out the cooling-off, during which its author cancels it: the
+    platform keeps the published words; one not cancelled goes out once the delay is over."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Meet at noon", "Meet at one", "delayed")
+    assert (pending["state"], pending["revises"]) == ("scheduled", post_id), pending
+    gw.clock.advance(timedelta(minutes=5))
+    await gw.tick()
+    code, body = await gw.act("alice", pending["id"], "cancel")
+    assert (code, body["state"]) == (200, "cancelled"), body
+    gw.clock.advance(timedelta(minutes=6))
+    await gw.tick()
+    assert (status.text, status.edits) == ("Meet at noon", [])
+    _, again = await _edit(gw, "alice", post_id, "Meet at two")
+    gw.clock.advance(timedelta(minutes=9))
+    await gw.tick()
+    assert status.edits == []
+    gw.clock.advance(timedelta(minutes=1, seconds=1))
+    await gw.tick()
+    assert (status.text, status.edits) == ("Meet at two", ["Meet at two"])
+    assert (await gw.get("alice", again["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_deleting_the_post_cancels_its_pending_revision(world: World, policy_dir: Path) -> None:
+    """A deletion of the published post cancels its pending revision: its approvals reach nothing."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Join us on Friday", "Join us on Saturday")
+    code, body = await gw.act("bob", pending["id"], "approve")
+    assert code == 200, body
+    code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
+    assert (code, body["state"]) == (200, "deleted"), body
+    assert status.deleted
+    revision = await gw.get("alice", pending["id"])
+    assert revision["state"] == "cancelled"
+    assert (revision["events"][-1]["actor"], revision["events"][-1]["data"]["revises"]) == ("system", post_id)
+    code, body = await gw.act("dave", pending["id"], "approve")
+    assert code == 409, body
+    await gw.tick()
+    assert status.edits == []
+    await verified_by_cli(gw)
+
+
+async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, policy_dir: Path) -> None:
+    """A platform that cannot edit a published post (the sandbox, as Bluesky) still refuses the
+    edit (422) on a held tier, and stores nothing."""
+    gw = world.gateway
+    post = await gw.submit("alice", "cosigned", "Sandbox words")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, post["id"], "approve")
+    gw.clock.advance(timedelta(minutes=1, seconds=1))
+    await gw.tick()
+    assert (await gw.get("alice", post["id"]))["state"] == "published"
+    before = await gw.snapshot()
+    code, body = await _edit(gw, "alice", post["id"], "Sandbox words, edited")
+    assert code == 422, body
+    assert (body["error"], body["message"]) == ("validation_failed", "sandbox does not allow editing a published post")
+    assert await gw.snapshot() == before
+
+
+async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
+    """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
+    /api/v1/statuses/:id``; before: 422): it gets a Status back, the pending edit's, held for two
+    co-signers, as a held post's creation answers; the status keeps its published words until
+    they approve, then shows the new ones, edited upstream once."""
+    gw = world.gateway
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Lunch at noon")
+    await gw.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    await _turned(world, policy_dir, "co-signed")
+    held = await world.run(api.status_update, first.id, "Lunch at one")
+    assert (held.byline.state, held.byline.revises, held.byline.approvals_needed) == ("held", first.id, 2)
+    assert held.content == "<p>Lunch at one</p><p>—alice</p>"
+    assert held.id != first.id
+    shown = await world.run(api.status, first.id)
+    assert (shown.content, shown.byline.state) == ("<p>Lunch at noon</p>", "published")
+    await gw.tick()
+    assert (sent.text, sent.edits) == ("Lunch at noon", [])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, held.id, "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert sent.edits == ["Lunch at one\n\n—alice"]
+    shown = await world.run(api.status, first.id)
+    assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
+    assert (await world.run(api.status, held.id)).byline.state == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
+    world: World, policy_dir: Path,
+) -> None:
+    """The approval page's card of a pending revision says it is an edit of a published post:
+    the words its platform shows now, what the edit changes, the words proposed as they would
+    go out, and links to the published post; approving there counts as over the API."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Tickets <b>on sale</b> at 9",
+                                              "Tickets <b>on sale</b> at 10")
+    async with pages_on(gw) as pages:
+        bob = await pages.person("bob")
+        _, queue = await bob.get("/queue")
+        [card] = re.findall(rf'<article class="card post"[^>]*data-post="{pending["id"]}".*?</article>', queue,
+                            re.DOTALL)
+        assert "Edit of a published post by <bdi>alice</bdi>" in card
+        assert f'<a href="/posts/{post_id}">the published post</a>' in card
+        remote = (await gw.get("alice", post_id))["remote"]["url"]
+        assert remote.startswith("https://") and f'<a href="{remote}">as its platform shows it</a>' in card
+        assert '<div class="text published">Tickets &lt;b&gt;on sale&lt;/b&gt; at 9</div>' in card
+        assert "<del>9</del><ins>10\n\n—alice</ins>" in card
+        assert '<div class="text">Tickets &lt;b&gt;on sale&lt;/b&gt; at 10\n\n—alice</div>' in card
+        code, _, _ = await bob.post(f"/posts/{pending['id']}/approve", {"version": "1", "back": "queue"})
+        assert code == 303
+        _, page = await bob.get(f"/posts/{pending['id']}")
+        assert "the published post</a>" in page and "Approvals of this version: 1 of 2" in page
+    assert (await gw.get("alice", pending["id"]))["approvals_needed"] == 1
+    assert status.edits == []
+
+
+async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_words(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway loses its database between Mastodon's edit and its record: once the post's
+    hold runs out, the publisher settles the change as its pending revision's (sent again with
+    the words approved, which Mastodon shows once), never undoing it as an edit its policy would
+    hold, and the revision ends applied."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    record = PostService.record_revised
+    cut = []
+
+    async def cut_off(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        if not cut:
+            cut.append(True)
+            raise DatabaseUnavailable("cut off")
+        return await record(self, *args, **kwargs)
+
+    monkeypatch.setattr(PostService, "record_revised", cut_off)
+    await gw.tick()
+    assert (status.text, cut) == ("Talk at 4\n\n—alice", [True])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    gw.clock.advance(timedelta(minutes=3))
+    await gw.tick()
+    assert status.edits == ["Talk at 4\n\n—alice", "Talk at 4\n\n—alice"]
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["text"]) == (2, "Talk at 4")
+    assert (post["events"][-1]["data"]["revision"], post["events"][-1]["data"]["recovered"]) == (pending["id"], True)
+    assert (await gw.get("alice", pending["id"]))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alone(
+    world: World, policy_dir: Path,
+) -> None:
+    """Mastodon refuses the released edit: the pending revision fails (the log says so, naming
+    it), the post keeps its words; once another edit of the post is pending, the failed one may
+    not be retried beside it (409), so approvers never weigh two."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Menu: soup", "Menu: salad")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    world.upstream.faults.fail_next(status=422, method="PUT", path="/api/v1/statuses/")
+    await gw.tick()
+    assert (status.text, status.edits) == ("Menu: soup", [])
+    failed = await gw.get("alice", pending["id"])
+    assert failed["state"] == "failed"
+    post = await gw.get("alice", post_id)
+    assert (post["version"], post["events"][-1]["type"], post["events"][-1]["data"]["revision"]) == (
+        1, "post.revision_failed", pending["id"])
+    code, again = await _edit(gw, "alice", post_id, "Menu: salad and soup")
+    assert (code, again["state"]) == (200, "held"), again
+    code, body = await gw.act("alice", pending["id"], "retry")
+    assert code == 409, body
+    assert (await gw.get("alice", pending["id"]))["state"] == "failed"
+    await verified_by_cli(gw)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[FakeMastodon, str]]:
+    """A Mastodon stand-in that outlives the gateways a test starts and stops."""
+    fake = FakeMastodon()
+    fake.add_account("brand", UPSTREAM_TOKEN, scopes=READING)
+    server = TestServer(mastodon_app(fake))
+    await server.start_server()
+    try:
+        yield fake, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_pending_revision_survives_a_restart(
+    db_url: str, policy_dir: Path, clock: ManualClock, upstream: tuple[FakeMastodon, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pending revision approved before the gateway stops is made once by the gateway started
+    after it: nothing lost, nothing sent twice."""
+    fake, url = upstream
+    monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
+    write_masto_policy(policy_dir, url)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        post_id, status = await _published(gw, fake, "Office closed Monday")
+        _masto(policy_dir, url, "co-signed")
+        await gw.sync_policies()
+        _, pending = await _edit(gw, "alice", post_id, "Office closed Tuesday")
+        code, body = await gw.act("bob", pending["id"], "approve")
+        assert code == 200, body
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        code, body = await gw.act("dave", pending["id"], "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+    assert status.edits == []
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.tick()
+        await gw.tick()
+        assert status.edits == ["Office closed Tuesday\n\n—alice"]
+        assert (await gw.get("alice", post_id))["version"] == 2
+        await verified_by_cli(gw)
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        await gw.tick()
+    assert status.edits == ["Office closed Tuesday\n\n—alice"]
