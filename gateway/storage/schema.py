@@ -432,6 +432,12 @@ _V22 = [
 # (``gateway.services.authorization.disclosure_cause``).
 _V23 = ["ALTER TABLE approvals ADD COLUMN text_sha256 TEXT"]
 
+# Version 24: the platform's id of the account a post went out as (``posts.remote_author``, a
+# Mastodon status's ``account.id``; NULL where the answer named none, and for posts published
+# before it was kept): a deletion answered 404 twice proves the status gone only if it was the
+# credential's account's own (``adapters.mastodon.MastodonAdapter.delete_published``).
+_V24 = ["ALTER TABLE posts ADD COLUMN remote_author TEXT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -548,10 +554,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V22)
     if version == 23:
         return list(_V23)
+    if version == 24:
+        return list(_V24)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 23
+LATEST = 24
 
 
 async def _editors_from_versions(txn: Any) -> None:
