@@ -44,6 +44,28 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 # Error bodies are shown to operators; an HTML error page or a huge body is cut to this.
 _MAX_DETAIL_CHARS = 300
 
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+"""The most of a platform's answer read whole into memory (after any decompression): a page of
+forty statuses is some hundreds of kilobytes. A hostile or broken server's endless answer would
+otherwise fill the gateway's memory within the timeout; blobs are passed on in chunks instead."""
+
+
+class _TooLarge(Exception):
+    """An answer longer than :data:`MAX_ANSWER_BYTES`."""
+
+
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of ``response``, refused (``_TooLarge``) past :data:`MAX_ANSWER_BYTES`
+    as soon as its length says so or its bytes pass it, never read further."""
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise _TooLarge
+    return bytes(body)
+
 
 def utc_now() -> datetime:
     """The real wall clock, in UTC."""
@@ -227,9 +249,11 @@ class HttpStream:
     async def read(self) -> bytes:
         """The rest of the body, whole."""
         try:
-            return await self._response.read()
+            return await _bounded_body(self._response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._broke_off(exc) from None
+        except _TooLarge:
+            raise self._client.too_large(self._where) from None
 
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
         """The body in pieces of at most ``size`` bytes, as they arrive."""
@@ -335,11 +359,13 @@ class HttpClient:
                 method, url, headers=sent_headers, data=data,
                 params=params, timeout=self._timeout, allow_redirects=False,
             ) as resp:
-                body = await resp.read()
+                body = await _bounded_body(resp)
                 # A case-insensitive copy: servers spell "Retry-After" as they like.
                 response = HttpResponse(resp.status, resp.headers.copy(), body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unanswered(method, path, exc) from None
+        except _TooLarge:
+            raise self.too_large(f"{method} {path}") from None
         _LOG.debug("%s %s %s -> %s", self.platform, method, path, response.status)
         return response
 
@@ -426,6 +452,11 @@ class HttpClient:
             f"{method} {path} could not be sent: {type(exc).__name__}", retryable=False,
             detail=str(exc),
         )
+
+    def too_large(self, where: str) -> AdapterError:
+        """An answer too long to read (:data:`MAX_ANSWER_BYTES`): whether the request was carried
+        out is unknown, as for a broken-off answer, so it may be retried (idempotently)."""
+        return self.error(f"{where} answered more than {MAX_ANSWER_BYTES} bytes; not read", retryable=True)
 
     def scrub(self, text: str) -> str:
         """``text`` without the secret or any token issued for it."""

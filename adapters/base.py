@@ -148,6 +148,9 @@ class PublishResult:
 
     remote_id: str
     url: str | None = None
+    author: str | None = None
+    """The platform's id of the account the post went out as, where its answer names it (a
+    Mastodon status's ``account.id``): what later proves a post the credential's own."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,8 +280,9 @@ class DeletesByAddress(Protocol):
     the credential's account may not see alike (Mastodon's 404): only whose address it is tells
     them apart. Raises ``AdapterError``."""
 
-    async def delete_published(self, remote_id: str, *, url: str | None) -> None:
-        """Delete the post ``remote_id``, which went out at ``url`` (None: not recorded)."""
+    async def delete_published(self, remote_id: str, *, url: str | None, author: str | None = None) -> None:
+        """Delete the post ``remote_id``, which went out at ``url`` as the account ``author``
+        (``PublishResult.author``; None: not recorded)."""
         ...
 
 

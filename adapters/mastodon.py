@@ -564,7 +564,7 @@ class MastodonAdapter:
         """Delete the status, where it went out is not known (see :meth:`delete_published`)."""
         await self.delete_published(remote_id, url=None)
 
-    async def delete_published(self, remote_id: str, *, url: str | None) -> None:
+    async def delete_published(self, remote_id: str, *, url: str | None, author: str | None = None) -> None:
         """Delete the status that went out at ``url``; one that is surely gone counts as deleted.
 
         Mastodon deletes only the token's own statuses and answers 404 for another account's
@@ -572,10 +572,11 @@ class MastodonAdapter:
         status is read, and one still there is refused (not retried), never counted as deleted.
         A read answered 404 too is proof the status is gone only if it was the token's account's
         own, which that account always sees: another's private status answers the same. It
-        was, where ``url`` lies under the account's profile address (``/@name/…``, as the
-        instance gives both); anywhere else, or where either is unknown (a server that gives
-        no profile address), nothing tells which, and the deletion is refused rather than
-        recorded. A token without ``read:statuses`` cannot read it: the deletion is then
+        was, where ``author`` (the account the instance said it went out as) is the token's
+        account's id, or else where ``url`` lies under the account's profile address
+        (``/@name/…``, as the instance gives both); where neither tells (a post recorded
+        before its author was, on a server that gives no profile address), the deletion is
+        refused rather than recorded. A token without ``read:statuses`` cannot read it: the deletion is then
         refused as the credential's fault (``auth_failed``), naming the scope."""
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
         response = await self._http.request("DELETE", path)
@@ -585,7 +586,7 @@ class MastodonAdapter:
             raise self._classify("DELETE", "/api/v1/statuses/:id", response, scope=WRITE_STATUSES)
         read = await self._http.request("GET", path)
         if read.status == 404:
-            if await self._under_own_profile(url):
+            if await self._own_status(url, author):
                 return
             raise self._http.error(
                 "DELETE /api/v1/statuses/:id answered 404 and the status cannot be read: it is gone, or "
@@ -612,13 +613,16 @@ class MastodonAdapter:
             retryable=False, status=404,
         )
 
-    async def _under_own_profile(self, url: str | None) -> bool:
-        """Whether ``url``, a status's web address, lies under the profile address of the token's
-        account (asked now: the token may have come to be another account's since)."""
-        if not url:
+    async def _own_status(self, url: str | None, author: str | None) -> bool:
+        """Whether a status that went out as ``author`` at ``url`` is the token's account's
+        (asked now: the token may have come to be another account's since): its id is
+        ``author``, or ``url`` lies under its profile address."""
+        if not url and not author:
             return False
-        profile = (await self.verify_credentials()).url
-        return profile is not None and url.startswith(profile.rstrip("/") + "/")
+        me = await self.verify_credentials()
+        if author is not None and me.remote_id == author:
+            return True
+        return bool(url and me.url and url.startswith(me.url.rstrip("/") + "/"))
 
     async def verify_credentials(self) -> AccountInfo:
         """Ask the instance whose token this is."""
@@ -870,7 +874,9 @@ class MastodonAdapter:
         if not remote_id:
             raise self._http.error(f"{method} {path} answered a status without id",
                                    retryable=True)
-        return PublishResult(remote_id=remote_id, url=_str(status.get("url")))
+        account = status.get("account")
+        return PublishResult(remote_id=remote_id, url=_str(status.get("url")),
+                             author=_str(account.get("id")) if isinstance(account, dict) else None)
 
 
 def _str(value: Any) -> str | None:

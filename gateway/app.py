@@ -50,7 +50,7 @@ from gateway.errors import Failure
 from gateway.http import cors, mastodon, native, nodeinfo, openapi, pages, sandbox, xrpc
 from gateway.http import log as log_http
 from gateway.http import metrics as metrics_http
-from gateway.http.common import error_middleware
+from gateway.http.common import error_middleware, vary_by_host
 from gateway.http.pages import audit as audit_page
 from gateway.http.pages import home as home_page
 from gateway.http.pages import public as public_page
@@ -354,6 +354,8 @@ def make_app(settings: Settings, *, clock: Clock | None = None, run_publisher: b
     app.on_shutdown.append(_end_streams)
     app.on_response_prepare.append(_no_store_unless_said)
     app.on_response_prepare.append(cors.headers)
+    if not settings.public_url:
+        app.on_response_prepare.append(vary_by_host)
     app.add_routes(routes)
     if settings.metrics:
         app.add_routes(metrics_http.routes)

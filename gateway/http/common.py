@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
-from gateway.appkeys import IDENTITY
+from gateway.appkeys import IDENTITY, SETTINGS
 from gateway.errors import BylineError, Code, Failure
 from gateway.jsondepth import nests_deeper
 from gateway.services.posts import Caller
@@ -123,6 +123,26 @@ def gateway_app(request: web.Request) -> web.Application:
     (aiohttp's ``match_info.apps``). ``request.config_dict`` finds what it keeps too, through a
     chain of the applications made anew at each look: a dozen calls, on every post's path."""
     return request.match_info.apps[0]
+
+
+def base_url(request: web.Request) -> str:
+    """Where clients reach this gateway: ``BYLINE_PUBLIC_URL``, or the host they asked. The one
+    place the gateway's own absolute addresses come from; answers built on the asked host say
+    so (``Vary: Host``, see ``vary_by_host``)."""
+    configured = gateway_app(request)[SETTINGS].public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+
+
+async def vary_by_host(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` without ``BYLINE_PUBLIC_URL``: any answer may carry an address
+    made of the ``Host`` asked (nodeinfo, the instance, the OpenAPI servers, a feed), so no
+    shared cache may give one host's answer to a request for another: a forged ``Host`` would
+    otherwise plant its address in what every reader gets."""
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers["Vary"] = "Host"
+    elif "host" not in {field.strip().lower() for field in vary.split(",")}:
+        response.headers["Vary"] = f"{vary}, Host"
 
 
 def gone(request: web.Request) -> bool:

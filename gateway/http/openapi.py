@@ -18,8 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from gateway.appkeys import SETTINGS
 from gateway.http import native
+from gateway.http.common import base_url
 from gateway.lifecycle import State
 from gateway.policy.models import Policy
 
@@ -399,6 +399,4 @@ def document(server: str | None = None) -> dict[str, Any]:
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of the native API, the log API and the health checks."""
-    configured = request.app[SETTINGS].public_url
-    server = configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
-    return web.json_response(document(server))
+    return web.json_response(document(base_url(request)))

@@ -115,7 +115,7 @@ async def _deletion(adapter: Adapter, post: PostRecord) -> None:
     account's private one alike, and only the address tells them apart."""
     assert post.remote_id is not None, "a published post has its platform's id"
     if isinstance(adapter, DeletesByAddress):
-        await adapter.delete_published(post.remote_id, url=post.remote_url)
+        await adapter.delete_published(post.remote_id, url=post.remote_url, author=post.remote_author)
     else:
         await adapter.delete(post.remote_id)
 

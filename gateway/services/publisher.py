@@ -1154,6 +1154,7 @@ class Publisher:
             recorded = await sql.compare_and_set_many(ltx.txn, [
                 sql.Change(claim.post_id, publishing, claim.version, {
                     "state": new_state, "remote_id": result.remote_id, "remote_url": result.url,
+                    "remote_author": result.author,
                     "lease_until": None, "last_error": None, "updated_at": ltx.now,
                 })
                 for claim, result, _ in group.posts

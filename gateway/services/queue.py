@@ -26,6 +26,7 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.authorization import visible_accounts
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView, options_by_version
+from gateway.services.reply_targets import web_link
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
 from gateway.storage import queue as sql
@@ -585,7 +586,7 @@ def _replies_to(parent: str, url: Any, account: Any) -> Shown:
     if isinstance(url, str):
         kind = "post" if parent.startswith("at://") else "status"
         whose = f"@{account}'s {kind}" if isinstance(account, str) else f"a {kind}"
-        return Shown(label="Replies to", value=f"{whose} on the platform: {url}", link=url)
+        return Shown(label="Replies to", value=f"{whose} on the platform: {url}", link=web_link(url))
     return Shown(label="Replies to", value=f"{parent} on the platform")
 
 

@@ -31,6 +31,13 @@ SHOWN_URL: Final = re.compile(r"https?://[^\s<>\"]{1,2040}")
 """A status's address as approvers are given it to follow: the web's, nothing else."""
 
 
+def web_link(address: object) -> str | None:
+    """``address`` where a page may link to it: a platform-given address is a link only when it
+    is the web's (http or https), never ``javascript:`` or ``data:`` from a hostile instance or
+    a row written before the check; else None, and the page shows it as text or not at all."""
+    return address if isinstance(address, str) and SHOWN_URL.fullmatch(address) else None
+
+
 @runtime_checkable
 class RawReader(Protocol):
     """An adapter that can pass one client-API read through (the Mastodon adapter)."""
@@ -51,8 +58,7 @@ def status_shown(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(status, dict):
         return None, None
-    url = next((u for u in (status.get("url"), status.get("uri")) if isinstance(u, str) and SHOWN_URL.fullmatch(u)),
-               None)
+    url = next((u for u in (status.get("url"), status.get("uri")) if web_link(u)), None)
     account = status.get("account")
     acct = account.get("acct") if isinstance(account, dict) else None
     handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
@@ -107,7 +113,7 @@ class ReplyTargets:
         if found[0] is None:
             return PostOptions(reply_to_post=found[1])
         url = (await self._posts.view(caller, post_id, history=False)).remote_url
-        return PostOptions(reply_to=found[0], reply_to_url=url if url and SHOWN_URL.fullmatch(url) else None)
+        return PostOptions(reply_to=found[0], reply_to_url=web_link(url))
 
     async def on_platform(self, account: str, status_id: str) -> PostOptions:
         """A reply to the platform's status ``status_id``, which Byline did not make: a status an

@@ -24,6 +24,7 @@ from gateway.errors import BylineError, Code
 from gateway.policy.announce import PROMISE
 from gateway.policy.loader import PolicyRegistry
 from gateway.services.checkpoints import CheckpointRefused, CheckpointService
+from gateway.services.reply_targets import web_link
 from gateway.storage import log as log_sql
 from gateway.storage import posts as posts_sql
 from gateway.storage import transparency as sql
@@ -207,8 +208,7 @@ class PublicPost:
     def url(self) -> str:
         """Where the post went out on its platform, if the platform gave a web link (a link of
         any other scheme is not shown: a page never links to ``javascript:``)."""
-        value = self.published.value
-        return value if value.startswith(("https://", "http://")) else ""
+        return web_link(self.published.value) or ""
 
     def credits(self, person: str) -> list[str]:
         """The parts ``person`` had in this post, in words."""

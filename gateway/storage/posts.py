@@ -18,7 +18,7 @@ _POST_COLUMNS = (
     "required", "requested_at", "publish_at", "expires_at", "suggested_by", "adopted_from",
     "adopted_into", "idempotency_key", "remote_id", "remote_url", "published_text", "attempts",
     "last_error", "lease_until", "first_attempt_at", "created_at", "updated_at", "editors", "content_salt",
-    "content_scheme", "sent_content", "revises",
+    "content_scheme", "sent_content", "revises", "remote_author",
 )
 # A post's content salt is drawn once, when it is stored: its versions' hashes are compared with
 # its claims', which must hash with the same one. A new post holds no change (``held_change``).
@@ -57,6 +57,8 @@ class PostRecord:
     idempotency_key: str | None = None
     remote_id: str | None = None
     remote_url: str | None = None
+    remote_author: str | None = None
+    """The platform's id of the account the post went out as, as its answer said (migration 25)."""
     published_text: str | None = None
     attempts: int = 0
     last_error: str | None = None
@@ -97,7 +99,8 @@ def _record(row: Row) -> PostRecord:
         adopted_from=None if row["adopted_from"] is None else PostId(row["adopted_from"]),
         adopted_into=None if row["adopted_into"] is None else PostId(row["adopted_into"]),
         idempotency_key=row["idempotency_key"], remote_id=row["remote_id"], remote_url=row["remote_url"],
-        published_text=row["published_text"], attempts=int(row["attempts"]), last_error=row["last_error"],
+        remote_author=row["remote_author"], published_text=row["published_text"], attempts=int(row["attempts"]),
+        last_error=row["last_error"],
         lease_until=_micros(row["lease_until"]), first_attempt_at=_micros(row["first_attempt_at"]),
         created_at=Micros(int(row["created_at"])), updated_at=Micros(int(row["updated_at"])),
         content_salt=row["content_salt"],

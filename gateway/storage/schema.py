@@ -441,6 +441,12 @@ _V24 = [
     "CREATE INDEX posts_revises ON posts (revises, state) WHERE revises IS NOT NULL",
 ]
 
+# Version 25: the platform's id of the account a post went out as (``posts.remote_author``, a
+# Mastodon status's ``account.id``; NULL where the answer named none, and for posts published
+# before it was kept): a deletion answered 404 twice proves the status gone only if it was the
+# credential's account's own (``adapters.mastodon.MastodonAdapter.delete_published``).
+_V25 = ["ALTER TABLE posts ADD COLUMN remote_author TEXT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -559,10 +565,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V23)
     if version == 24:
         return list(_V24)
+    if version == 25:
+        return list(_V25)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 24
+LATEST = 25
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -1,7 +1,7 @@
 """A Mastodon-compatible server whose accounts carry no profile ``url`` (some forks leave it
 out), driven with Mastodon.py against the stand-in over real sockets on both databases: apps
-are still given an account with an address, and a deletion that cannot be told from an unseen
-status is refused rather than recorded."""
+are still given an account with an address, and a deletion answered 404 twice is recorded only
+where the account the status went out as is the token's, else refused rather than recorded."""
 
 from __future__ import annotations
 
@@ -31,11 +31,22 @@ async def test_apps_are_given_the_accounts_public_page_for_its_address(world: Wo
     assert (await world.run(api.status, status["id"]))["account"]["url"] == page
 
 
+async def _gone_on_the_instance(world: World, words: str) -> None:
+    [gone] = [s for s in world.upstream.statuses() if words in s.text]
+    gone.deleted = True
+
+
+async def _delete(world: World, status_id: str) -> tuple[int, dict[str, str]]:
+    token = await world.token("alice", "masto")
+    return await world.gateway.call(None, "DELETE", f"/api/v1/statuses/{status_id}",
+                                    headers={"Authorization": f"Bearer {token}"})
+
+
 async def test_a_deletion_on_a_server_without_profile_addresses(world: World) -> None:
     """The status is deleted (200) as on any server; once it is gone from the instance's own
-    pages, Byline's deletion, answered 404 twice, cannot tell gone from another account's
-    unseen status without the account's profile address: refused (503) saying so, the record
-    left published, never recorded on a guess."""
+    pages, Byline's deletion, answered 404 twice, is proof it is gone: the instance said, when
+    it went out, which account it went out as, and that is the token's account, which always
+    sees its own statuses. Recorded deleted (before: refused, 503, and left published)."""
     world.upstream.profile_urls = False
     api = await world.client("alice", "masto")
     first = await world.run(api.status_post, "Deleted as usual")
@@ -43,10 +54,23 @@ async def test_a_deletion_on_a_server_without_profile_addresses(world: World) ->
     await world.gateway.tick()
     await world.run(api.status_delete, first["id"])
     assert await _state(world, first["id"]) == "deleted"
-    [gone] = [s for s in world.upstream.statuses() if "instance first" in s.text]
-    gone.deleted = True
-    token = await world.token("alice", "masto")
-    status, body = await world.gateway.call(None, "DELETE", f"/api/v1/statuses/{second['id']}",
-                                            headers={"Authorization": f"Bearer {token}"})
+    await _gone_on_the_instance(world, "instance first")
+    status, body = await _delete(world, second["id"])
+    assert status == 200, body
+    assert await _state(world, second["id"]) == "deleted"
+
+
+async def test_a_deletion_of_a_post_whose_author_was_not_recorded_is_refused(world: World) -> None:
+    """A post published before its author was recorded (``remote_author`` NULL), on a server
+    without profile addresses: nothing tells its gone status from another account's unseen
+    one, so the deletion is refused (503) saying so, the record left published."""
+    world.upstream.profile_urls = False
+    api = await world.client("alice", "masto")
+    posted = await world.run(api.status_post, "Published before authors were kept")
+    await world.gateway.tick()
+    async with world.gateway.app[DB].write() as txn:
+        await txn.execute("UPDATE posts SET remote_author = NULL WHERE id = ?", posted["id"])
+    await _gone_on_the_instance(world, "before authors")
+    status, body = await _delete(world, posted["id"])
     assert status == 503 and "Byline cannot tell which, so records no deletion" in body["error"], body
-    assert await _state(world, second["id"]) == "published"
+    assert await _state(world, posted["id"]) == "published"

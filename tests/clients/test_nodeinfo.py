@@ -16,8 +16,10 @@ import jsonschema
 from aiohttp import ClientSession
 from mastodon import Mastodon
 
+from gateway.clock import ManualClock
 from tests.clients.node_client import Megalodon
 from tests.clients.world import World
+from tests.conftest import started_gateway
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "nodeinfo-2.0.json").read_text())
 REL = "http://nodeinfo.diaspora.software/ns/schema/2.0"
@@ -67,3 +69,38 @@ async def test_megalodon_detects_a_mastodon_server(world: World) -> None:
     """megalodon's ``detector`` follows the discovery link and takes Byline for Mastodon."""
     async with Megalodon(world.base) as client:
         assert await client.ok("detector") == "mastodon"
+
+
+FORGED_HOST = "attacker.example"
+HOST_ECHOED = ("/.well-known/nodeinfo", "/nodeinfo/2.0", "/api/v1/instance", "/api/v2/instance", "/openapi.json")
+"""Answers that name the gateway's address: without ``BYLINE_PUBLIC_URL``, the host asked."""
+
+
+async def _vary_and_body(http: ClientSession, url: str) -> tuple[set[str], str]:
+    async with http.get(url, headers={"Host": FORGED_HOST}) as response:
+        assert response.status == 200, url
+        fields = {f.strip().lower() for v in response.headers.getall("Vary", []) for f in v.split(",")}
+        return fields, await response.text()
+
+
+async def test_an_answer_built_on_the_asked_host_varies_by_it(world: World) -> None:
+    """Nodeinfo is kept by shared caches for half an hour: an answer naming a forged ``Host``
+    must be kept for that host alone, or every reader is sent the forger's address."""
+    async with ClientSession() as http:
+        for path in HOST_ECHOED:
+            vary, _ = await _vary_and_body(http, f"{world.base}{path}")
+            assert "host" in vary, path
+
+
+async def test_a_configured_public_url_is_named_whatever_the_host(
+    db_url: str, policy_dir: Path, clock: ManualClock,
+) -> None:
+    """With ``BYLINE_PUBLIC_URL`` no answer is built on the asked host, so none names it."""
+    async with started_gateway(db_url, policy_dir, clock, public_url="https://byline.example/") as gw:
+        base = str(gw.client.make_url("")).rstrip("/")
+        async with ClientSession() as http:
+            for path in HOST_ECHOED:
+                _, body = await _vary_and_body(http, f"{base}{path}")
+                assert FORGED_HOST not in body, path
+            _, jrd = await _vary_and_body(http, f"{base}/.well-known/nodeinfo")
+    assert json.loads(jrd)["links"][0]["href"] == "https://byline.example/nodeinfo/2.0"

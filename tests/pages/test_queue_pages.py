@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -734,6 +735,24 @@ async def test_the_post_page_links_only_to_web_addresses(pages: Pages) -> None:
     alice = await pages.person("alice")
     status, page = await alice.get(f"/posts/{post['id']}")
     assert status == 200 and 'href="javascript:' not in page and "javascript:alert(document.domain)" in page
+
+
+
+async def test_a_reply_card_links_only_to_the_web_address_of_what_it_answers(pages: Pages) -> None:
+    """The address a platform gave for the status a held reply answers is a link on its card
+    only when it is http(s): one a hostile instance gave (or a row kept from before the check)
+    as ``javascript:`` is shown as text, never followed by an approver's click."""
+    gw = pages.gateway
+    held = await gw.submit("carol", "cosigned", "Quite right")
+    hostile = {"reply_to": "109", "reply_to_url": "javascript:alert(document.domain)", "reply_to_account": "mallory"}
+    async with gw.app[DB].write() as txn:
+        await txn.execute("UPDATE posts SET options = ? WHERE id = ?", json.dumps(hostile), held["id"])
+        await txn.execute("UPDATE post_versions SET options = ? WHERE post_id = ?", json.dumps(hostile), held["id"])
+    alice = await pages.person("alice")
+    status, page = await alice.get(f"/posts/{held['id']}")
+    assert status == 200
+    assert "javascript:alert(document.domain)" in page  # shown, as text
+    assert 'href="javascript:' not in page
 
 
 def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:

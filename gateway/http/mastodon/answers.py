@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.appkeys import SETTINGS
-from gateway.http.common import gateway_app
+from gateway.http.common import base_url
 from gateway.services.mastodon import Raw
+
+__all__ = ["base_url", "json_answer", "raw_answer"]
 
 
 def json_answer(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -29,9 +30,3 @@ def raw_answer(answer: Raw) -> web.Response:
                             headers=answer.headers)
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def base_url(request: web.Request) -> str:
-    """Where apps reach this gateway: ``BYLINE_PUBLIC_URL``, or the host they asked."""
-    configured = gateway_app(request)[SETTINGS].public_url
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"

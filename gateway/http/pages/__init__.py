@@ -29,6 +29,7 @@ from gateway.errors import BylineError, Code, Failure
 from gateway.http.common import check_text, database_gone, waited
 from gateway.services.people import Session
 from gateway.services.posts import Caller
+from gateway.services.reply_targets import web_link
 from gateway.storage.db import unavailable
 
 SESSION_COOKIE: Final = "byline_session"
@@ -111,6 +112,7 @@ def setup(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["static"] = lambda name: f"/static/{names[name]}"
+    env.globals["web_link"] = web_link  # one rule for every platform-given address a page links
     app[TEMPLATES] = env
     app.router.add_get("/static/{name}", static_file)
 

@@ -11,16 +11,11 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.appkeys import SETTINGS, TRANSPARENCY
+from gateway.appkeys import TRANSPARENCY
+from gateway.http.common import base_url
 from gateway.http.pages import page, page_headers, render, session_of
 
 routes = web.RouteTableDef()
-
-
-def public_base(request: web.Request) -> str:
-    """The gateway's public address, for the feed's absolute links."""
-    configured = request.config_dict[SETTINGS].public_url
-    return (configured or str(request.url.origin())).rstrip("/")
 
 
 @routes.get("/@{account}")
@@ -41,7 +36,7 @@ async def voice_feed(request: web.Request) -> web.StreamResponse:
     account = request.match_info["account"]
     voice = await request.app[TRANSPARENCY].voice(account)
     xml = aiohttp_jinja2.get_env(request.app).get_template("voice.atom").render(
-        account=account, voice=list(reversed(voice)), base=public_base(request)
+        account=account, voice=list(reversed(voice)), base=base_url(request)
     )
     response = web.Response(text=xml, content_type="application/atom+xml")
     page_headers(response)
