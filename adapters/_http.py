@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from aiohttp import hdrs
 from yarl import URL
 
 from adapters.base import AdapterConfig, AdapterError
@@ -59,6 +60,10 @@ async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
     as soon as its length says so or its bytes pass it, never read further."""
     if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
         raise _TooLarge
+    if response.content_length is not None and hdrs.CONTENT_ENCODING not in response.headers:
+        # Its length said, within the bound, and nothing to inflate: read whole, as most are
+        # (a post's answer, on every post), without a loop over its pieces.
+        return await response.read()
     body = bytearray()
     async for chunk in response.content.iter_chunked(1 << 16):
         body += chunk

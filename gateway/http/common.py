@@ -229,7 +229,10 @@ def check_request(request: web.Request) -> None:
 def escapes_not_text(encoded: str, charset: str = "utf-8") -> bool:
     """Whether a urlencoded text (a query string, a form's body) has a %-escape that is not text
     in ``charset``. aiohttp and yarl read one as U+FFFD, so ``%FF`` in a status would go out as
-    words no one wrote; Rails refuses it (400), as Byline does."""
+    words no one wrote; Rails refuses it (400), as Byline does. Without a ``%`` there is nothing
+    to decode (most requests: a query string, when there is one, rarely escapes anything)."""
+    if "%" not in encoded:
+        return False
     try:
         parse_qsl(encoded, keep_blank_values=True, encoding=charset, errors="strict")
     except UnicodeDecodeError:

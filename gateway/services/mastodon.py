@@ -475,10 +475,13 @@ class MastodonService:
         _check_platform_takes(self._loaded(auth).policy.platform, form)
         uploads = await self._media_for(auth, form.media_ids)
         replies = await self._reply_target(auth, form.in_reply_to_id)
-        options = replace(
-            replies, spoiler_text=form.spoiler_text or None, sensitive=form.sensitive,
-            language=form.language, visibility=form.visibility, media_ids=form.media_ids,
-        )
+        spoiler_text = form.spoiler_text or None
+        if replies is NONE:  # built at once: ``replace`` reads every field again, for each status
+            options = PostOptions(spoiler_text=spoiler_text, sensitive=form.sensitive, language=form.language,
+                                  visibility=form.visibility, media_ids=form.media_ids)
+        else:
+            options = replace(replies, spoiler_text=spoiler_text, sensitive=form.sensitive, language=form.language,
+                              visibility=form.visibility, media_ids=form.media_ids)
         post = await self._posts.submit(auth.caller, account=auth.account, text=form.status,
                                         publish_at=form.scheduled_at, options=options,
                                         alongside=_steps(_attaching(form.media_ids, read=uploads),
