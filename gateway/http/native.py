@@ -39,6 +39,7 @@ def post_json(post: PostView) -> dict[str, Any]:
         "approvers": list(post.approvers),
         "approvals_required": post.approvals_required,
         "approvals_needed": post.approvals_needed,
+        "approved_by": list(post.approved_by),
         "remote": {"id": post.remote_id, "url": post.remote_url} if post.remote_id else None,
         "suggested_by": post.suggested_by,
         "adopted_from": post.adopted_from,

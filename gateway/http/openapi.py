@@ -81,6 +81,9 @@ def _schemas() -> dict[str, Any]:
         "reasons": {"type": "array", "items": _OBJECT}, "approvers": _NAMES,
         "approvals_required": {"type": "integer", "minimum": 0},
         "approvals_needed": {"type": "integer", "minimum": 0},
+        "approved_by": {**_NAMES, "description": (
+            "Who approved the words a held post goes out with now, and counts toward its release: an approval "
+            "given for other words (the disclosure line changed since) is not among them. Empty otherwise.")},
         "remote": _nullable({
             "type": "object", "required": ["id", "url"],
             "properties": {"id": _STRING, "url": _nullable(_STRING)},

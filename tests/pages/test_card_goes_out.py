@@ -136,8 +136,8 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
 
     status, body = await gw.act("carol", post["id"], "approve", {"version": 1})
     assert (status, body["state"], body["approvals_needed"]) == (200, "held", 1), body
-    assert (await gw.get("alice", post["id"]))["approvals_needed"] == 1
-    assert (await _listed(gw, post["id"]))["approvals_needed"] == 1
+    for seen in (await gw.get("alice", post["id"]), await _listed(gw, post["id"])):
+        assert (seen["approvals_needed"], seen["approved_by"]) == (1, ["carol"]), seen
     dave = await pages.person("dave")
     _, page = await dave.get("/queue")
     assert _approvals(_card(page, post["id"])).startswith("Approvals of this version: 1 of 2, by carol.")
