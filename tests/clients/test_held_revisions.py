@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from gateway.clock import ManualClock
 from gateway.services.posts import PostService
@@ -313,6 +314,68 @@ async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alon
     code, body = await gw.act("alice", pending["id"], "retry")
     assert code == 409, body
     assert (await gw.get("alice", pending["id"]))["state"] == "failed"
+    await verified_by_cli(gw)
+
+
+async def _ticks_logging(gw: Gateway, times: int) -> list[str]:
+    """Run the publisher ``times``; the revision events it logged."""
+    with capture_logs() as logs:
+        for _ in range(times):
+            await gw.tick()
+    return [e["event"] for e in logs if "revision" in e["event"]]
+
+
+async def test_a_revision_whose_account_moved_to_a_platform_without_edits_fails_once(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's file moves it to a platform that cannot edit a published post while an edit
+    of one waits: once due, the pending revision fails, saying why (before: it was taken up and
+    logged ``revision_not_released`` at every tick with no end); the log says so once, the
+    publisher never takes it up again, and the post keeps its words."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Stand-up at 9", "Stand-up at 10", "delayed")
+    write_policy(policy_dir, "masto", """account: masto
+platform: sandbox
+handle: "@brand"
+tier: delayed
+owner: erin
+writers: [alice, carol]
+delay: 10m
+""")
+    await gw.sync_policies()
+    gw.clock.advance(timedelta(minutes=11))
+    assert await _ticks_logging(gw, 3) == ["revision_failed"]
+    failed = await gw.get("alice", pending["id"])
+    why = "sandbox does not allow editing a published post"
+    assert (failed["state"], failed["last_error"]) == ("failed", why)
+    entry = failed["events"][-1]
+    assert (entry["type"], entry["actor"], entry["data"]["error"], entry["data"]["revises"]) == (
+        "post.failed", "system", why, post_id)
+    assert (status.text, status.edits) == ("Stand-up at 9", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_waiting_for_a_policy_in_force_is_held_not_taken_up(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's policy is removed while its approved edit waits: the revision is held until
+    one is in force again, and the publisher neither takes it up nor logs it at each tick; once
+    the file is back, it is decided under it, and goes out once approved again."""
+    gw = world.gateway
+    _, status, pending = await _pending(world, policy_dir, "Quiz at 8", "Quiz at 9")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    (policy_dir / "masto.yaml").unlink()
+    await gw.sync_policies()
+    assert await _ticks_logging(gw, 3) == []
+    assert (await gw.get("alice", pending["id"]))["state"] == "held"
+    await _turned(world, policy_dir, "co-signed")
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    assert await _ticks_logging(gw, 2) == ["revision_released"]
+    assert status.edits == ["Quiz at 9\n\n—alice"]
     await verified_by_cli(gw)
 
 
