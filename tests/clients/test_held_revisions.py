@@ -200,19 +200,22 @@ async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, p
 
 async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
     """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
-    /api/v1/statuses/:id``; before: 422): it gets a Status back, the pending edit's, held for two
-    co-signers, as a held post's creation answers; the status keeps its published words until
-    they approve, then shows the new ones, edited upstream once."""
+    /api/v1/statuses/:id``; before: 422): the Status it gets back is the one it edited (before:
+    the pending edit's, another id, a second status in its timeline), with the words the platform
+    shows, and ``byline.pending_revision`` naming the edit held for two co-signers; the status
+    keeps its published words until they approve, then shows the new ones, edited upstream once."""
     gw = world.gateway
     api = await world.client("alice", "masto")
     first = await world.run(api.status_post, "Lunch at noon")
     await gw.tick()
     [sent] = world.upstream.statuses(world.upstream_account)
     await _turned(world, policy_dir, "co-signed")
-    held = await world.run(api.status_update, first.id, "Lunch at one")
-    assert (held.byline.state, held.byline.revises, held.byline.approvals_needed) == ("held", first.id, 2)
-    assert held.content == "<p>Lunch at one</p><p>—alice</p>"
-    assert held.id != first.id
+    answered = await world.run(api.status_update, first.id, "Lunch at one")
+    assert (answered.id, answered.content, answered.byline.state) == (first.id, "<p>Lunch at noon</p>", "published")
+    assert answered.edited_at is None
+    held = answered.byline.pending_revision
+    assert (held.state, held.approvals_needed, held.content) == ("held", 2, "<p>Lunch at one</p><p>—alice</p>")
+    assert (await gw.get("alice", held.id))["revises"] == first.id
     shown = await world.run(api.status, first.id)
     assert (shown.content, shown.byline.state) == ("<p>Lunch at noon</p>", "published")
     await gw.tick()
@@ -224,7 +227,30 @@ async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: Wor
     assert sent.edits == ["Lunch at one\n\n—alice"]
     shown = await world.run(api.status, first.id)
     assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
-    assert (await world.run(api.status, held.id)).byline.state == "applied"
+    assert (await gw.get("alice", held.id))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_mastodon_apps_scheduled_list_leaves_pending_edits_out(world: World, policy_dir: Path) -> None:
+    """A Mastodon.py app's scheduled statuses are the statuses to come, never an edit waiting
+    for its approvals (before: listed, as a new post the app could delete and post again, a
+    second post); the edit's id still reads it there, and deleting it cancels the edit alone."""
+    gw = world.gateway
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Quiz night at 8")
+    await gw.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    await _turned(world, policy_dir, "co-signed")
+    held = (await world.run(api.status_update, first.id, "Quiz night at 9")).byline.pending_revision
+    coming = await world.run(api.status_post, "Quiz answers tomorrow")
+    assert [s.id for s in await world.run(api.scheduled_statuses)] == [coming.id]
+    one = await world.run(api.scheduled_status, held.id)
+    assert one.params.text == "Quiz night at 9"
+    await world.run(api.scheduled_status_delete, held.id)
+    assert (await gw.get("alice", held.id))["state"] == "cancelled"
+    assert (await gw.get("alice", first.id))["state"] == "published"
+    await gw.tick()
+    assert (sent.text, sent.edits) == ("Quiz night at 8", [])
     await verified_by_cli(gw)
 
 
