@@ -198,6 +198,17 @@ async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, p
     assert await gw.snapshot() == before
 
 
+async def _app_published(world: World, policy_dir: Path, text: str) -> tuple[Any, Any, Status]:
+    """alice's Mastodon.py app, a status it posted while ``masto`` was direct, that status
+    upstream; the account turned co-signed since."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, text)
+    await world.gateway.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    await _turned(world, policy_dir, "co-signed")
+    return api, first, sent
+
+
 async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
     """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
     /api/v1/statuses/:id``; before: 422): the Status it gets back is the one it edited (before:
@@ -205,11 +216,7 @@ async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: Wor
     shows, and ``byline.pending_revision`` naming the edit held for two co-signers; the status
     keeps its published words until they approve, then shows the new ones, edited upstream once."""
     gw = world.gateway
-    api = await world.client("alice", "masto")
-    first = await world.run(api.status_post, "Lunch at noon")
-    await gw.tick()
-    [sent] = world.upstream.statuses(world.upstream_account)
-    await _turned(world, policy_dir, "co-signed")
+    api, first, sent = await _app_published(world, policy_dir, "Lunch at noon")
     answered = await world.run(api.status_update, first.id, "Lunch at one")
     assert (answered.id, answered.content, answered.byline.state) == (first.id, "<p>Lunch at noon</p>", "published")
     assert answered.edited_at is None
@@ -236,11 +243,7 @@ async def test_mastodon_apps_scheduled_list_leaves_pending_edits_out(world: Worl
     for its approvals (before: listed, as a new post the app could delete and post again, a
     second post); the edit's id still reads it there, and deleting it cancels the edit alone."""
     gw = world.gateway
-    api = await world.client("alice", "masto")
-    first = await world.run(api.status_post, "Quiz night at 8")
-    await gw.tick()
-    [sent] = world.upstream.statuses(world.upstream_account)
-    await _turned(world, policy_dir, "co-signed")
+    api, first, sent = await _app_published(world, policy_dir, "Quiz night at 8")
     held = (await world.run(api.status_update, first.id, "Quiz night at 9")).byline.pending_revision
     coming = await world.run(api.status_post, "Quiz answers tomorrow")
     assert [s.id for s in await world.run(api.scheduled_statuses)] == [coming.id]
