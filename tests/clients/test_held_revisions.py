@@ -385,6 +385,26 @@ delay: 10m
     await verified_by_cli(gw)
 
 
+async def test_a_revision_whose_account_moved_to_another_server_fails_unsent(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's file moves it to another Mastodon server while an edit of its post waits:
+    once due, the revision fails, saying the account is no longer where the post is, and
+    nothing is sent to either server (the post's id there names another status, or none)."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Run at 7", "Run at 8", "delayed")
+    _masto(policy_dir, "https://elsewhere.example", "delayed")
+    await gw.sync_policies()
+    gw.clock.advance(timedelta(minutes=11))
+    assert await _ticks_logging(gw, 2) == ["revision_failed"]
+    failed = await gw.get("alice", pending["id"])
+    assert failed["state"] == "failed"
+    assert failed["last_error"].startswith("masto is no longer on mastodon at "), failed["last_error"]
+    assert (status.text, status.edits) == ("Run at 7", [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    await verified_by_cli(gw)
+
+
 async def test_a_revision_waiting_for_a_policy_in_force_is_held_not_taken_up(
     world: World, policy_dir: Path,
 ) -> None:
