@@ -236,6 +236,9 @@ class StatusView:
     in_reply_to_id: str | None = None
     """The status it replies to as the app knows it: Byline's id when Byline made that post,
     else the platform's id, as the post's ``reply_to`` keeps it."""
+    pending: PostView | None = None
+    """The pending revision of this published post that the app's edit just made or changed
+    (``byline.pending_revision``): the words waiting for their approvals or their time."""
 
 
 @runtime_checkable
@@ -597,13 +600,19 @@ class MastodonService:
             # (Mastodon's ``media_attributes[]``); where the platform has no edit, the edit is
             # refused as a whole. A focal point is never taken away (none sent keeps it, here as
             # on Mastodon), so what the platform keeps is what the record says.
-            # Words its policy would not publish at once wait as the post's pending revision,
-            # answered as a held post's creation is: its own status, ``byline.revises`` naming
-            # this one, which keeps the published words until the revision is made.
+            # Words its policy would not publish at once wait as the post's pending revision.
+            # The answer is this status, as Mastodon's is the status edited: apps put it in
+            # place of the one they showed, by its id (another id would be a second status in
+            # their timelines, one the platform never showed). It says what the platform shows,
+            # the published words, and names the edit waiting (``byline.pending_revision``).
             revised = await self._published.revise(
                 auth.caller, post_id, text=form.status, options=options,
                 redescribed=tuple((m, d, f) for m, (d, f) in redescribed.items()), held=True)
-            return await self._render(auth, revised)
+            if revised.revises != post.id:
+                return await self._render(auth, revised)  # made at once: the post's new version
+            published = await self._own_post(auth, post_id)
+            assert published is not None, "a post with a pending revision is published"
+            return await self._render(auth, published, pending=revised)
         changed = options.to_json() != current
         if redescribed and not changed and not added and form.status == post.text:
             async with self._db.read() as txn:
@@ -682,7 +691,7 @@ class MastodonService:
         await self._posts.cancel(auth.caller, post_id)
 
     async def _render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
-                      account: dict[str, Any] | None = None) -> StatusView:
+                      account: dict[str, Any] | None = None, pending: PostView | None = None) -> StatusView:
         media_ids = list(post.options.get("media_ids", ()))
         rows: dict[str, dict[str, Any]] = {}
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
@@ -703,7 +712,7 @@ class MastodonService:
         return StatusView(post=post, account=account or await self.account(auth), app_name=auth.app_name,
                           media=[rows[m] for m in media_ids if m in rows], scheduled=scheduled,
                           app_id=numeric_id(auth.client_id or TOKEN_APP), due_at=due_at,
-                          in_reply_to_id=reply_to if isinstance(reply_to, str) else None)
+                          in_reply_to_id=reply_to if isinstance(reply_to, str) else None, pending=pending)
 
     async def application(self, auth: ClientAuth) -> dict[str, Any]:
         """``GET /api/v1/apps/verify_credentials``: the app the token was issued to, as registered

@@ -166,8 +166,15 @@ class MastodonReads:
                 for view in await self._posts.views(records)]
 
     async def scheduled(self, auth: ClientAuth, ask: PageAsk) -> Listed:
-        """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet."""
-        records = await self._records(auth, ask, states=PENDING, author=auth.caller.user)
+        """``GET /api/v1/scheduled_statuses``: the caller's posts in this account not out yet.
+
+        Not pending revisions: a ScheduledStatus is a status to come, and an edit waiting for
+        its approvals is none. Listed, an app would show it as a new post, and its way of
+        changing a scheduled status (delete it, post it again) would make the edit a second
+        post. The published status's own answer names it (``byline.pending_revision``), and
+        ``/scheduled_statuses/:id`` still reads or cancels it by that id."""
+        records = await self._records(auth, ask, states=PENDING, author=auth.caller.user,
+                                      keep=lambda r: r.revises is None)
         return Listed(views=await self._views(auth, records, scheduled=True), more=len(records) == ask.limit)
 
     # -- a post's own endpoints ------------------------------------------------------------

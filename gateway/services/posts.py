@@ -299,6 +299,16 @@ class PolicyMoved(Exception):
     in the work, so that nothing of it is stored, and the decision made again."""
 
 
+class NeverReleased(Exception):
+    """A pending revision that no approval or wait can let out any more (its post no longer
+    published, its account now on a platform that does not edit posts): ``why``, in its
+    author's words, which :meth:`PostService.fail_revision` records."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _POLICY_TRIES: Final = 3
@@ -1527,9 +1537,10 @@ class PostService:
     async def approved_revision(self, pending: PostRecord) -> Revision | None:
         """The revision of its published post that ``pending`` (one of :meth:`revisions_due`) lets
         out, with exactly the words its approvers approved (its text with the disclosure line
-        they were shown); None while it may not go out: its account without a policy in force,
-        its post no longer published there, or its approvals no longer counting for that text
-        (a policy change decides it again: ``redecide_pending``)."""
+        they were shown); None while it may not go out yet: its account without a policy in
+        force, or its approvals no longer counting for that text (a policy change decides it
+        again, held: ``redecide_pending``). Raises :class:`NeverReleased` where its post is no
+        longer published."""
         loaded = self.policies.get(pending.account)
         if loaded is None or pending.revises is None:
             return None
@@ -1540,7 +1551,7 @@ class PostService:
             sends = await outgoing_sha256(txn, pending, loaded.policy)
             approved = await sql.approvers_of(txn, pending.id, pending.version)
         if post is None or post.state != State.PUBLISHED.value or post.remote_id is None:
-            return None
+            raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit")
         if len(counted_for(loaded, pending, approved, sends)) < pending.required:
             return None
         options = PostOptions.from_json(pending.options)
@@ -1548,6 +1559,29 @@ class PostService:
                                suggested_by=pending.suggested_by)
         return Revision(record=post, loaded=loaded, text=pending.text, shown=shown, version=post.version + 1,
                         options=options, seen=await self._words_seen(options), pending=pending)
+
+    async def fail_revision(self, pending: PostRecord, *, why: str) -> bool:
+        """Fail the due pending revision ``pending``, which can never be made (:class:`NeverReleased`),
+        saying ``why`` (its ``last_error``, and the system's ``post.failed``, naming the post it
+        revises): its author sees why, and the publisher stops taking it up. False where it
+        changed meanwhile (edited, cancelled, taken by another gateway): nothing is written."""
+
+        async def work(ltx: LogTxn) -> bool:
+            new_state = transition(State(pending.state), Action.FAIL)
+            if not await sql.compare_and_set(ltx.txn, pending.id, state=pending.state, version=pending.version,
+                                             changes={"state": new_state.value, "last_error": why,
+                                                      "updated_at": ltx.now}):
+                return False
+            await ltx.append("post.failed", actor="system", account=pending.account, post=pending.id,
+                             data={"state": new_state.value, "version": pending.version, "error": why,
+                                   "revises": pending.revises})
+            return True
+
+        failed = await self.appender.submit(work)
+        loaded = self.policies.get(pending.account)
+        if failed and loaded is not None:
+            self.metrics.post_event(loaded, "post.failed", State.FAILED)
+        return failed
 
     def _as_new(
         self, loaded: LoadedPolicy, post: PostRecord, *, text: str, seen: tuple[str | None, ...],

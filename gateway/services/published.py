@@ -73,7 +73,15 @@ from gateway.lifecycle import State
 from gateway.policy.loader import LoadedPolicy
 from gateway.services.identities import AccountHeld
 from gateway.services.platforms import Platforms, another_account, credential_being_written
-from gateway.services.posts import Caller, PostOptions, PostService, PostView, Published, Revision
+from gateway.services.posts import (
+    Caller,
+    NeverReleased,
+    PostOptions,
+    PostService,
+    PostView,
+    Published,
+    Revision,
+)
 from gateway.storage.db import unavailable
 from gateway.storage.posts import PostRecord
 
@@ -272,13 +280,32 @@ class PublishedPosts:
                 if revision is None:
                     log.warning("revision_not_released")
                     continue
+                await self._releasable(revision)
                 await self._send_revision(Caller(user=revision.record.author), revision)
+            except NeverReleased as exc:  # failed, saying why: never taken up again
+                if await self.posts.fail_revision(pending, why=exc.why):
+                    log.warning("revision_failed", error=exc.why)
+                continue
             except BylineError as exc:  # the platform down, the post held: again at the next tick
                 log.warning("revision_not_released", error=exc.message)
                 continue
             log.info("revision_released")
             made += 1
         return made
+
+    async def _releasable(self, revision: Revision) -> None:
+        """Raise :class:`NeverReleased` where ``revision`` can never be made however long it waits:
+        its account's policy now names a platform that does not edit published posts, or another
+        platform account than the one its post went out on (whose id it would edit)."""
+        try:
+            self._editable(revision.loaded)
+        except BylineError as exc:
+            if exc.code is Code.VALIDATION:
+                raise NeverReleased(exc.message) from None
+            raise
+        went = await self.posts.went_out_on(revision.record)
+        if went is not None and went.left(revision.loaded.policy):
+            raise NeverReleased(f"{revision.record.account} is no longer on {went}, where the post is")
 
     # -- settling what a gateway did not record --------------------------------------------
 

@@ -21,7 +21,8 @@ async def test_a_cosigner_approves_an_edit_of_a_published_post_from_its_card(
     browser: Browser, world: World, policy_dir: Path,
 ) -> None:
     """bob's queue shows alice's pending edit titled as one, with the words Mastodon shows now,
-    what it changes and a link to the published post; he approves it there, and it counts."""
+    what it changes and a link to the published post, the block set apart by the pages'
+    stylesheet; he approves it there, and it counts."""
     gw = world.gateway
     post_id, status, pending = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
     async with pages_on(gw) as pages:
@@ -29,6 +30,9 @@ async def test_a_cosigner_approves_an_edit_of_a_published_post_from_its_card(
         page = await signed_in(browser, pages, "bob", problems)
         card = page.get_by_role("article", name="Edit of a published post by alice on @masto")
         await expect(card.locator(".text.published")).to_have_text("Doors open at 9")
+        # Set apart as the reasons a post waits are, by the pages' stylesheet.
+        await expect(card.locator(".revises")).to_have_css("border-left", "4px solid rgb(29, 78, 216)")
+        await expect(card.locator(".revises .text.published")).to_have_css("background-color", "rgb(255, 255, 255)")
         await expect(card.locator("del")).to_have_text("9")
         await expect(card.locator("ins")).to_have_text("10\n\n—alice")
         await expect(card.get_by_role("link", name="the published post")).to_have_attribute(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from gateway.clock import ManualClock
 from gateway.services.posts import PostService
@@ -197,21 +198,31 @@ async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, p
     assert await gw.snapshot() == before
 
 
-async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
-    """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
-    /api/v1/statuses/:id``; before: 422): it gets a Status back, the pending edit's, held for two
-    co-signers, as a held post's creation answers; the status keeps its published words until
-    they approve, then shows the new ones, edited upstream once."""
-    gw = world.gateway
+async def _app_published(world: World, policy_dir: Path, text: str) -> tuple[Any, Any, Status]:
+    """alice's Mastodon.py app, a status it posted while ``masto`` was direct, that status
+    upstream; the account turned co-signed since."""
     api = await world.client("alice", "masto")
-    first = await world.run(api.status_post, "Lunch at noon")
-    await gw.tick()
+    first = await world.run(api.status_post, text)
+    await world.gateway.tick()
     [sent] = world.upstream.statuses(world.upstream_account)
     await _turned(world, policy_dir, "co-signed")
-    held = await world.run(api.status_update, first.id, "Lunch at one")
-    assert (held.byline.state, held.byline.revises, held.byline.approvals_needed) == ("held", first.id, 2)
-    assert held.content == "<p>Lunch at one</p><p>—alice</p>"
-    assert held.id != first.id
+    return api, first, sent
+
+
+async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: World, policy_dir: Path) -> None:
+    """An unmodified Mastodon.py app edits a published status of a co-signed account (``PUT
+    /api/v1/statuses/:id``; before: 422): the Status it gets back is the one it edited (before:
+    the pending edit's, another id, a second status in its timeline), with the words the platform
+    shows, and ``byline.pending_revision`` naming the edit held for two co-signers; the status
+    keeps its published words until they approve, then shows the new ones, edited upstream once."""
+    gw = world.gateway
+    api, first, sent = await _app_published(world, policy_dir, "Lunch at noon")
+    answered = await world.run(api.status_update, first.id, "Lunch at one")
+    assert (answered.id, answered.content, answered.byline.state) == (first.id, "<p>Lunch at noon</p>", "published")
+    assert answered.edited_at is None
+    held = answered.byline.pending_revision
+    assert (held.state, held.approvals_needed, held.content) == ("held", 2, "<p>Lunch at one</p><p>—alice</p>")
+    assert (await gw.get("alice", held.id))["revises"] == first.id
     shown = await world.run(api.status, first.id)
     assert (shown.content, shown.byline.state) == ("<p>Lunch at noon</p>", "published")
     await gw.tick()
@@ -223,7 +234,26 @@ async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: Wor
     assert sent.edits == ["Lunch at one\n\n—alice"]
     shown = await world.run(api.status, first.id)
     assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
-    assert (await world.run(api.status, held.id)).byline.state == "applied"
+    assert (await gw.get("alice", held.id))["state"] == "applied"
+    await verified_by_cli(gw)
+
+
+async def test_mastodon_apps_scheduled_list_leaves_pending_edits_out(world: World, policy_dir: Path) -> None:
+    """A Mastodon.py app's scheduled statuses are the statuses to come, never an edit waiting
+    for its approvals (before: listed, as a new post the app could delete and post again, a
+    second post); the edit's id still reads it there, and deleting it cancels the edit alone."""
+    gw = world.gateway
+    api, first, sent = await _app_published(world, policy_dir, "Quiz night at 8")
+    held = (await world.run(api.status_update, first.id, "Quiz night at 9")).byline.pending_revision
+    coming = await world.run(api.status_post, "Quiz answers tomorrow")
+    assert [s.id for s in await world.run(api.scheduled_statuses)] == [coming.id]
+    one = await world.run(api.scheduled_status, held.id)
+    assert one.params.text == "Quiz night at 9"
+    await world.run(api.scheduled_status_delete, held.id)
+    assert (await gw.get("alice", held.id))["state"] == "cancelled"
+    assert (await gw.get("alice", first.id))["state"] == "published"
+    await gw.tick()
+    assert (sent.text, sent.edits) == ("Quiz night at 8", [])
     await verified_by_cli(gw)
 
 
@@ -313,6 +343,91 @@ async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alon
     code, body = await gw.act("alice", pending["id"], "retry")
     assert code == 409, body
     assert (await gw.get("alice", pending["id"]))["state"] == "failed"
+    await verified_by_cli(gw)
+
+
+async def _ticks_logging(gw: Gateway, times: int) -> list[str]:
+    """Run the publisher ``times``; the revision events it logged."""
+    with capture_logs() as logs:
+        for _ in range(times):
+            await gw.tick()
+    return [e["event"] for e in logs if "revision" in e["event"]]
+
+
+async def _failed_once(gw: Gateway, post_id: str, status: Status, pending: dict[str, Any]) -> dict[str, Any]:
+    """The policy files reloaded and ``pending``'s delay over: the publisher fails it, logged
+    once over three ticks, the post and its status upstream as published; the revision."""
+    published = status.text
+    await gw.sync_policies()
+    gw.clock.advance(timedelta(minutes=11))
+    assert await _ticks_logging(gw, 3) == ["revision_failed"]
+    assert (status.text, status.edits) == (published, [])
+    assert (await gw.get("alice", post_id))["version"] == 1
+    failed = await gw.get("alice", pending["id"])
+    assert failed["state"] == "failed"
+    return failed
+
+
+async def test_a_revision_whose_account_moved_to_a_platform_without_edits_fails_once(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's file moves it to a platform that cannot edit a published post while an edit
+    of one waits: once due, the pending revision fails, saying why (before: it was taken up and
+    logged ``revision_not_released`` at every tick with no end); the log says so once, the
+    publisher never takes it up again, and the post keeps its words."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Stand-up at 9", "Stand-up at 10", "delayed")
+    write_policy(policy_dir, "masto", """account: masto
+platform: sandbox
+handle: "@brand"
+tier: delayed
+owner: erin
+writers: [alice, carol]
+delay: 10m
+""")
+    failed = await _failed_once(gw, post_id, status, pending)
+    why = "sandbox does not allow editing a published post"
+    assert failed["last_error"] == why
+    entry = failed["events"][-1]
+    assert (entry["type"], entry["actor"], entry["data"]["error"], entry["data"]["revises"]) == (
+        "post.failed", "system", why, post_id)
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_whose_account_moved_to_another_server_fails_unsent(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's file moves it to another Mastodon server while an edit of its post waits:
+    once due, the revision fails, saying the account is no longer where the post is, and
+    nothing is sent to either server (the post's id there names another status, or none)."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Run at 7", "Run at 8", "delayed")
+    _masto(policy_dir, "https://elsewhere.example", "delayed")
+    failed = await _failed_once(gw, post_id, status, pending)
+    assert failed["last_error"].startswith("masto is no longer on mastodon at "), failed["last_error"]
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_waiting_for_a_policy_in_force_is_held_not_taken_up(
+    world: World, policy_dir: Path,
+) -> None:
+    """The account's policy is removed while its approved edit waits: the revision is held until
+    one is in force again, and the publisher neither takes it up nor logs it at each tick; once
+    the file is back, it is decided under it, and goes out once approved again."""
+    gw = world.gateway
+    _, status, pending = await _pending(world, policy_dir, "Quiz at 8", "Quiz at 9")
+    for approver in ("bob", "dave"):
+        await gw.act(approver, pending["id"], "approve")
+    (policy_dir / "masto.yaml").unlink()
+    await gw.sync_policies()
+    assert await _ticks_logging(gw, 3) == []
+    assert (await gw.get("alice", pending["id"]))["state"] == "held"
+    await _turned(world, policy_dir, "co-signed")
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    assert await _ticks_logging(gw, 2) == ["revision_released"]
+    assert status.edits == ["Quiz at 9\n\n—alice"]
     await verified_by_cli(gw)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.clients.node_client import Megalodon
 from tests.clients.signin import sign_in
+from tests.clients.test_held_revisions import _turned
 from tests.clients.test_media_update import _verify
 from tests.clients.world import World
 
@@ -148,3 +149,21 @@ async def test_megalodon_edit_with_media_attributes_changes_the_alt_text_once(wo
     assert [m.description for m in sent["Another picture"]] == ["Another square"]
     result = await _verify(world)
     assert result.code == 0, result.text
+
+
+async def test_megalodon_edit_held_for_cosigners_answers_with_the_status_it_edited(
+    world: World, policy_dir: Path,
+) -> None:
+    """megalodon edits a published status of a co-signed account: the status it gets back is the
+    one it edited, as an app puts it in place of the one it shows (before: the pending edit's,
+    with another id, which an app would show as a second status), with the words the platform
+    shows until two co-signers approve the edit."""
+    async with Megalodon(world.base) as client:
+        await _signed_in(world, client, account="masto", user="alice")
+        first = await client.ok("postStatus", "Choir at 6", {})
+        await world.gateway.tick()
+        await _turned(world, policy_dir, "co-signed")
+        edited = await client.ok("editStatus", first["id"], {"status": "Choir at 7"})
+        assert (edited["id"], edited["content"]) == (first["id"], "<p>Choir at 6</p>")
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.text, sent.edits) == ("Choir at 6", [])

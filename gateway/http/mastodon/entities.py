@@ -103,9 +103,22 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
         "poll": None,
         "byline": _byline(post),
     }
+    if view.pending is not None:
+        entity["byline"]["pending_revision"] = _pending_revision(view.pending)
     if with_source:
         entity["text"] = post.text
     return entity
+
+
+def _pending_revision(pending: PostView) -> dict[str, Any]:
+    """The edit of a published status waiting for its approvals or its time: its id (a
+    ScheduledStatus's, read or cancelled at ``/api/v1/scheduled_statuses/:id``), where it is,
+    and the words it would put out."""
+    return {
+        "id": pending.id, "state": pending.state, "version": pending.version,
+        "publish_at": iso(pending.publish_at), "approvals_needed": pending.approvals_needed,
+        "reasons": [dict(r) for r in pending.reasons], "content": _content(pending.display_text),
+    }
 
 
 def scheduled_entity(view: StatusView, base: str) -> dict[str, Any]:
