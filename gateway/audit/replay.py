@@ -1139,6 +1139,11 @@ class Replay:
             self._bad(index, f"{kind} of post {post} names {revision}, which is not a pending revision of it")
             return
         if kind == "post.revised":
+            # Who wrote words into the revision wrote the post's from now on: its next revision
+            # keeps them, and their approval of it counts for none (as the gateway's record says).
+            parent = self._posts.get(post)
+            if parent is not None and pending.editors:
+                parent.editors = dict(pending.editors)
             if pending.state != "publishing":
                 self._bad(index, f"post.revised of post {post} names its revision {revision}, which was "
                                  f"{pending.state}, not on its way")

@@ -1619,11 +1619,16 @@ class PostService:
                 if not await media_sql.describe(ltx.txn, media_id, post_id=post_id, description=description,
                                                 focus=focus):
                     logger.warning("revised_upload_gone", account=account, post_id=post_id, media_id=media_id)
+            pending = None if revision.pending is None else await self._load(ltx, revision.pending.id)
+            # Whoever wrote words into its pending revision wrote the post's words from now on: named
+            # by its disclosure line (as the words went out), and no approver of its next revision.
+            wrote = {} if pending is None else {"editors": json.dumps(list(pending.editors))}
             if not await sql.compare_and_set(
                 ltx.txn, post_id, state=State.PUBLISHED.value, version=revision.record.version,
                 lease_until=revision.lease_until, changes={
                     "text": text, "version": version, "published_text": revision.shown,
                     "options": json.dumps(kept), "lease_until": None, "held_change": None, "updated_at": ltx.now,
+                    **wrote,
                 },
             ):
                 logger.warning("revision_hold_lost", account=account, post_id=post_id, version=version)
@@ -1636,10 +1641,9 @@ class PostService:
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
             approved: dict[str, Any] = {}
-            if revision.pending is not None:
-                await _move_pending(ltx, await self._load(ltx, revision.pending.id), State.PUBLISHING,
-                                    Action.APPLY)
-                approved["revision"] = revision.pending.id
+            if pending is not None:
+                await _move_pending(ltx, pending, State.PUBLISHING, Action.APPLY)
+                approved["revision"] = pending.id
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,

@@ -358,3 +358,26 @@ async def test_pending_revision_survives_a_restart(
     async with started_gateway(db_url, policy_dir, clock) as gw:
         await gw.tick()
     assert status.edits == ["Office closed Tuesday\n\n—alice"]
+
+
+async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them_again(
+    world: World, policy_dir: Path,
+) -> None:
+    """Bob writes words into a pending revision, which two others approve and which goes out: his
+    words are the published post's from then on: the post's next revision, which keeps them, still
+    names him, and his approval of it is refused (403) as it would be on the post he edited."""
+    gw = world.gateway
+    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{first['id']}", {"text": "Doors open at 10, bar at 8"})
+    assert code == 200, body
+    for approver in ("carol", "dave"):
+        code, body = await gw.act(approver, first["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Doors open at 10, bar at 8\n\n—alice, edited by bob"]
+    code, second = await _edit(gw, "alice", post_id, "Doors open at 10, bar at 8!")
+    assert (code, second["state"]) == (200, "held"), second
+    assert second["display_text"] == "Doors open at 10, bar at 8!\n\n—alice, edited by bob"
+    code, body = await gw.act("bob", second["id"], "approve")
+    assert code == 403, body
+    await verified_by_cli(gw)
