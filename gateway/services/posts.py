@@ -1318,7 +1318,10 @@ class PostService:
         if change.get("actor") != post.author or (
                 pending is None and self._not_at_once(loaded, post, text=text, seen=seen) is not None):
             return None
-        shown = disclosed_text(loaded.policy, author=post.author, text=text, editors=post.editors,
+        # A pending revision's words go out under its own disclosure line, naming whoever wrote into
+        # it, as its approvers were shown them (:meth:`approved_revision`).
+        shown = disclosed_text(loaded.policy, author=post.author, text=text,
+                               editors=post.editors if pending is None else pending.editors,
                                suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,

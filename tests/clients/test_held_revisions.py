@@ -256,17 +256,25 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
     assert status.edits == []
 
 
+@pytest.mark.parametrize("editor", [None, "bob"])
 async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_words(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, editor: str | None,
 ) -> None:
     """The gateway loses its database between Mastodon's edit and its record: once the post's
     hold runs out, the publisher settles the change as its pending revision's (sent again with
     the words approved, which Mastodon shows once), never undoing it as an edit its policy would
-    hold, and the revision ends applied."""
+    hold, and the revision ends applied. Where a co-signer wrote words into the revision, the
+    words sent again name them, as those approved did (before, the line named its author alone)."""
     gw = world.gateway
     post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
-    for approver in ("bob", "dave"):
-        await gw.act(approver, pending["id"], "approve")
+    words, approvers = "Talk at 4\n\n—alice", ("bob", "dave")
+    if editor is not None:
+        code, body = await gw.call(editor, "PATCH", f"/v1/posts/{pending['id']}", {"text": "Talk at 4, room B"})
+        assert code == 200, body
+        words, approvers = f"Talk at 4, room B\n\n—alice, edited by {editor}", ("carol", "dave")
+    for approver in approvers:
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
     record = PostService.record_revised
     cut = []
 
@@ -278,13 +286,13 @@ async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_
 
     monkeypatch.setattr(PostService, "record_revised", cut_off)
     await gw.tick()
-    assert (status.text, cut) == ("Talk at 4\n\n—alice", [True])
+    assert (status.text, cut) == (words, [True])
     assert (await gw.get("alice", post_id))["version"] == 1
     gw.clock.advance(timedelta(minutes=3))
     await gw.tick()
-    assert status.edits == ["Talk at 4\n\n—alice", "Talk at 4\n\n—alice"]
+    assert status.edits == [words, words]
     post = await gw.get("alice", post_id)
-    assert (post["version"], post["text"]) == (2, "Talk at 4")
+    assert (post["version"], post["display_text"]) == (2, words)
     assert (post["events"][-1]["data"]["revision"], post["events"][-1]["data"]["recovered"]) == (pending["id"], True)
     assert (await gw.get("alice", pending["id"]))["state"] == "applied"
     await verified_by_cli(gw)
