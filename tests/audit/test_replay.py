@@ -4179,3 +4179,28 @@ async def test_the_command_rejects_a_revision_approved_by_a_writer_of_the_one_be
     log, sent = _revised_by_its_editor_then_approved_by_them()
     said = await _named_by_the_command(log, tmp_path)
     assert f"entry {sent}: post 2 was sent its revision 4 (version 1) with 1 of the 2 approvals it needed" in said
+
+
+@pytest.mark.parametrize("decided_again", [True, False])
+def test_a_revision_whose_author_lost_their_role_goes_out_only_once_decided_again(
+    tmp_path: Path, decided_again: bool,
+) -> None:
+    """Carol's pending revision held anew for people with a role once she no longer writes, then
+    approved by two of them, goes out as any post decided again does: it passes (before, the
+    honest gateway's log was named). Released with no such decision, it is named."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    version = 1
+    if decided_again:
+        version = 2
+        _redecide(log, "3", "brand", version=version, approvers=["bob", "carol", "dave"], required=2, sha="p2")
+    _approve(log, "3", "bob", version=version)
+    _approve(log, "3", "dave", version=version, state="scheduled")
+    sent = _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3", policy_sha256="p2")
+    _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3", policy_sha256="p2")
+    said = messages(log.verify(tmp_path / "x.export"))
+    if decided_again:
+        assert said == []
+    else:
+        assert f"entry {sent}: carol revised post 2 but is not its author writing for brand" in said

@@ -389,3 +389,27 @@ async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them
     code, body = await gw.act("bob", second["id"], "approve")
     assert code == 403, body
     await verified_by_cli(gw)
+
+
+
+async def test_a_revision_whose_author_lost_their_role_goes_out_once_decided_again(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice stops writing for the account while her revision waits: it is held anew for people
+    who still have a role, goes out once two co-signers approve it, and the log verifies (before,
+    ``byline audit verify`` named the honest gateway's revision as one by a non-writer)."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    policy = policy_dir / "masto.yaml"
+    policy.write_text(policy.read_text().replace("writers: [alice, carol]", "writers: [carol]"))
+    await gw.sync_policies()
+    held = await gw.get("carol", pending["id"])
+    assert (held["state"], [r["rule"] for r in held["reasons"]]) == ("held", ["author_lost_role"])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Talk at 4\n\n—alice"]
+    assert (await gw.get("carol", pending["id"]))["state"] == "applied"
+    assert (await gw.get("carol", post_id))["version"] == 2
+    await verified_by_cli(gw)
