@@ -1091,7 +1091,9 @@ class PostService:
             change["media"] = {m: [d, f] for m, d, f in revision.redescribed}
         pending = revision.pending
         approved: dict[str, Any] = {} if pending is None else {"revision": pending.id}
-        change |= approved
+        # The words as approved, disclosure line and all: a settlement sends these again, whatever
+        # line the account's policy has by then.
+        change |= approved | ({} if pending is None else {"shown": revision.shown})
 
         async def work(ltx: LogTxn) -> Micros:
             current = await self._load(ltx, post_id)
@@ -1318,11 +1320,12 @@ class PostService:
         if change.get("actor") != post.author or (
                 pending is None and self._not_at_once(loaded, post, text=text, seen=seen) is not None):
             return None
-        # A pending revision's words go out under its own disclosure line, naming whoever wrote into
-        # it, as its approvers were shown them (:meth:`approved_revision`).
-        shown = disclosed_text(loaded.policy, author=post.author, text=text,
-                               editors=post.editors if pending is None else pending.editors,
-                               suggested_by=post.suggested_by)
+        # A pending revision's words go out as they were approved and sent (kept with the change; a
+        # change kept before it was, under its own disclosure line, naming whoever wrote into it).
+        kept_shown = change.get("shown") if pending is not None else None
+        shown = kept_shown if isinstance(kept_shown, str) else disclosed_text(
+            loaded.policy, author=post.author, text=text,
+            editors=post.editors if pending is None else pending.editors, suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
                         pictures=pictures, pending=pending)

@@ -256,15 +256,17 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
     assert status.edits == []
 
 
-@pytest.mark.parametrize("editor", [None, "bob"])
+@pytest.mark.parametrize(("editor", "line_changed"), [(None, False), ("bob", False), (None, True)])
 async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_words(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, editor: str | None,
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, editor: str | None, line_changed: bool,
 ) -> None:
     """The gateway loses its database between Mastodon's edit and its record: once the post's
     hold runs out, the publisher settles the change as its pending revision's (sent again with
     the words approved, which Mastodon shows once), never undoing it as an edit its policy would
     hold, and the revision ends applied. Where a co-signer wrote words into the revision, the
-    words sent again name them, as those approved did (before, the line named its author alone)."""
+    words sent again name them, as those approved did (before, the line named its author alone);
+    where the account's disclosure line changed before it was settled, the words sent again are
+    still those approved, under the line they were approved with (before, under the new one)."""
     gw = world.gateway
     post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
     words, approvers = "Talk at 4\n\n—alice", ("bob", "dave")
@@ -288,6 +290,10 @@ async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_
     await gw.tick()
     assert (status.text, cut) == (words, [True])
     assert (await gw.get("alice", post_id))["version"] == 1
+    if line_changed:
+        policy = policy_dir / "masto.yaml"
+        policy.write_text(policy.read_text().replace('"—{author}"', '"(by {author})"'))
+        await gw.sync_policies()
     gw.clock.advance(timedelta(minutes=3))
     await gw.tick()
     assert status.edits == [words, words]
