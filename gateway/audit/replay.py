@@ -1116,9 +1116,13 @@ class Replay:
         if revision is not None:
             self._released(index, kind, post, revision, words)
         released = revision is not None
+        # A pending revision held anew for people with a role once its author lost theirs may go
+        # out on their approvals, as any post decided again does (``_published``).
+        pending = None if revision is None else self._posts.get(revision)
+        decided_again = pending is not None and pending.revises == post and pending.decided_again
 
         def check(policy: _Policy) -> str | None:
-            if actor != author or author not in policy.writers:
+            if actor != author or (author not in policy.writers and not decided_again):
                 return f"{actor} {did} post {post} but is not its author writing for {account}"
             if released:
                 return None  # its pending revision's approvals or cooling-off let the words out (``_released``)
@@ -1139,6 +1143,11 @@ class Replay:
             self._bad(index, f"{kind} of post {post} names {revision}, which is not a pending revision of it")
             return
         if kind == "post.revised":
+            # Who wrote words into the revision wrote the post's from now on: its next revision
+            # keeps them, and their approval of it counts for none (as the gateway's record says).
+            parent = self._posts.get(post)
+            if parent is not None and pending.editors:
+                parent.editors = dict(pending.editors)
             if pending.state != "publishing":
                 self._bad(index, f"post.revised of post {post} names its revision {revision}, which was "
                                  f"{pending.state}, not on its way")

@@ -1101,7 +1101,9 @@ class PostService:
             change["media"] = {m: [d, f] for m, d, f in revision.redescribed}
         pending = revision.pending
         approved: dict[str, Any] = {} if pending is None else {"revision": pending.id}
-        change |= approved
+        # The words as approved, disclosure line and all: a settlement sends these again, whatever
+        # line the account's policy has by then.
+        change |= approved | ({} if pending is None else {"shown": revision.shown})
 
         async def work(ltx: LogTxn) -> Micros:
             current = await self._load(ltx, post_id)
@@ -1328,8 +1330,12 @@ class PostService:
         if change.get("actor") != post.author or (
                 pending is None and self._not_at_once(loaded, post, text=text, seen=seen) is not None):
             return None
-        shown = disclosed_text(loaded.policy, author=post.author, text=text, editors=post.editors,
-                               suggested_by=post.suggested_by)
+        # A pending revision's words go out as they were approved and sent (kept with the change; a
+        # change kept before it was, under its own disclosure line, naming whoever wrote into it).
+        kept_shown = change.get("shown") if pending is not None else None
+        shown = kept_shown if isinstance(kept_shown, str) else disclosed_text(
+            loaded.policy, author=post.author, text=text,
+            editors=post.editors if pending is None else pending.editors, suggested_by=post.suggested_by)
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
                         pictures=pictures, pending=pending)
@@ -1653,11 +1659,16 @@ class PostService:
                 if not await media_sql.describe(ltx.txn, media_id, post_id=post_id, description=description,
                                                 focus=focus):
                     logger.warning("revised_upload_gone", account=account, post_id=post_id, media_id=media_id)
+            pending = None if revision.pending is None else await self._load(ltx, revision.pending.id)
+            # Whoever wrote words into its pending revision wrote the post's words from now on: named
+            # by its disclosure line (as the words went out), and no approver of its next revision.
+            wrote = {} if pending is None else {"editors": json.dumps(list(pending.editors))}
             if not await sql.compare_and_set(
                 ltx.txn, post_id, state=State.PUBLISHED.value, version=revision.record.version,
                 lease_until=revision.lease_until, changes={
                     "text": text, "version": version, "published_text": revision.shown,
                     "options": json.dumps(kept), "lease_until": None, "held_change": None, "updated_at": ltx.now,
+                    **wrote,
                 },
             ):
                 logger.warning("revision_hold_lost", account=account, post_id=post_id, version=version)
@@ -1670,10 +1681,9 @@ class PostService:
             await sql.insert_version(ltx.txn, post_id=post_id, version=version, text=text,
                                      editor=caller.user, at=ltx.now, options=kept, media=media)
             approved: dict[str, Any] = {}
-            if revision.pending is not None:
-                await _move_pending(ltx, await self._load(ltx, revision.pending.id), State.PUBLISHING,
-                                    Action.APPLY)
-                approved["revision"] = revision.pending.id
+            if pending is not None:
+                await _move_pending(ltx, pending, State.PUBLISHING, Action.APPLY)
+                approved["revision"] = pending.id
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,

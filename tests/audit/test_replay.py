@@ -4130,3 +4130,77 @@ def test_a_pending_revision_cancelled_by_the_gateway_only_with_its_post(tmp_path
         f"entry {unpublished}: post 9 was stored as a revision of 8, which is not a published post carol wrote "
         "for brand",
     ]
+
+
+def _revised_by_its_editor_then_approved_by_them() -> tuple[SyntheticLog, int]:
+    """A forged log: bob writes words into carol's pending revision, which dave and erin approve
+    and which goes out; her next revision of the post keeps his words, and goes out on his
+    approval and dave's, one that counts for none (he wrote some of those words) and one that does."""
+    log = SyntheticLog()
+    log.policy("brand", summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave", "erin"],
+                                required=2, tier="co-signed"), "p1")
+    gate = {"approvers": ["bob", "dave", "erin"], "required": 2}
+    log.submit("2", author="carol", account="brand", state="held", sha="p1", **gate)
+    _approve(log, "2", "bob")
+    _approve(log, "2", "dave", state="scheduled")
+    _publish(log, "2", "brand")
+    log.add("post.submitted", actor="carol", account="brand", post="3", data={
+        "version": 1, "text_hash": log.commit("Doors at 10"), "state": "held", "policy_sha256": "p1",
+        "revises": "2", **gate})
+    log.add("post.edited", actor="bob", account="brand", post="3", data={
+        "version": 2, "text_hash": log.commit("Doors at 10, bar at 8"), "state": "held", "policy_sha256": "p1"})
+    _approve(log, "3", "dave", version=2)
+    _approve(log, "3", "erin", version=2, state="scheduled")
+    _revision_of_2(log, "post.revising", "Doors at 10, bar at 8", revision="3")
+    _revision_of_2(log, "post.revised", "Doors at 10, bar at 8", revision="3")
+    log.add("post.submitted", actor="carol", account="brand", post="4", data={
+        "version": 1, "text_hash": log.commit("Doors at 10, bar at 8!"), "state": "held", "policy_sha256": "p1",
+        "revises": "2", **gate})
+    _approve(log, "4", "bob")
+    _approve(log, "4", "dave", state="scheduled")
+    sent = log.add("post.revising", actor="carol", account="brand", post="2", data={
+        "version": 3, "text_hash": log.commit("Doors at 10, bar at 8!"), "state": "published", "remote_id": "r2",
+        "policy_sha256": "p1", "revision": "4"})
+    return log, sent
+
+
+def test_a_revision_approved_by_a_writer_of_the_one_before_is_named(tmp_path: Path) -> None:
+    """Words written into a pending revision are the post's once it goes out: a later revision's
+    approval by their writer counts for none, and its release on it is named. Before, it verified."""
+    log, sent = _revised_by_its_editor_then_approved_by_them()
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {sent - 2}: bob approved post 4 (version 1), which has their words",
+        f"entry {sent}: post 2 was sent its revision 4 (version 1) with 1 of the 2 approvals it needed",
+    ]
+
+
+async def test_the_command_rejects_a_revision_approved_by_a_writer_of_the_one_before(tmp_path: Path) -> None:
+    """The real command, on the export of that forged log."""
+    log, sent = _revised_by_its_editor_then_approved_by_them()
+    said = await _named_by_the_command(log, tmp_path)
+    assert f"entry {sent}: post 2 was sent its revision 4 (version 1) with 1 of the 2 approvals it needed" in said
+
+
+@pytest.mark.parametrize("decided_again", [True, False])
+def test_a_revision_whose_author_lost_their_role_goes_out_only_once_decided_again(
+    tmp_path: Path, decided_again: bool,
+) -> None:
+    """Carol's pending revision held anew for people with a role once she no longer writes, then
+    approved by two of them, goes out as any post decided again does: it passes (before, the
+    honest gateway's log was named). Released with no such decision, it is named."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    log.policy("brand", {**COSIGNED, "writers": ["alice"]}, "p2", kind="policy.changed")
+    version = 1
+    if decided_again:
+        version = 2
+        _redecide(log, "3", "brand", version=version, approvers=["bob", "carol", "dave"], required=2, sha="p2")
+    _approve(log, "3", "bob", version=version)
+    _approve(log, "3", "dave", version=version, state="scheduled")
+    sent = _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3", policy_sha256="p2")
+    _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3", policy_sha256="p2")
+    said = messages(log.verify(tmp_path / "x.export"))
+    if decided_again:
+        assert said == []
+    else:
+        assert f"entry {sent}: carol revised post 2 but is not its author writing for brand" in said

@@ -286,17 +286,27 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
     assert status.edits == []
 
 
+@pytest.mark.parametrize(("editor", "line_changed"), [(None, False), ("bob", False), (None, True)])
 async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_words(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, editor: str | None, line_changed: bool,
 ) -> None:
     """The gateway loses its database between Mastodon's edit and its record: once the post's
     hold runs out, the publisher settles the change as its pending revision's (sent again with
     the words approved, which Mastodon shows once), never undoing it as an edit its policy would
-    hold, and the revision ends applied."""
+    hold, and the revision ends applied. Where a co-signer wrote words into the revision, the
+    words sent again name them, as those approved did (before, the line named its author alone);
+    where the account's disclosure line changed before it was settled, the words sent again are
+    still those approved, under the line they were approved with (before, under the new one)."""
     gw = world.gateway
     post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
-    for approver in ("bob", "dave"):
-        await gw.act(approver, pending["id"], "approve")
+    words, approvers = "Talk at 4\n\n—alice", ("bob", "dave")
+    if editor is not None:
+        code, body = await gw.call(editor, "PATCH", f"/v1/posts/{pending['id']}", {"text": "Talk at 4, room B"})
+        assert code == 200, body
+        words, approvers = f"Talk at 4, room B\n\n—alice, edited by {editor}", ("carol", "dave")
+    for approver in approvers:
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
     record = PostService.record_revised
     cut = []
 
@@ -308,13 +318,17 @@ async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_
 
     monkeypatch.setattr(PostService, "record_revised", cut_off)
     await gw.tick()
-    assert (status.text, cut) == ("Talk at 4\n\n—alice", [True])
+    assert (status.text, cut) == (words, [True])
     assert (await gw.get("alice", post_id))["version"] == 1
+    if line_changed:
+        policy = policy_dir / "masto.yaml"
+        policy.write_text(policy.read_text().replace('"—{author}"', '"(by {author})"'))
+        await gw.sync_policies()
     gw.clock.advance(timedelta(minutes=3))
     await gw.tick()
-    assert status.edits == ["Talk at 4\n\n—alice", "Talk at 4\n\n—alice"]
+    assert status.edits == [words, words]
     post = await gw.get("alice", post_id)
-    assert (post["version"], post["text"]) == (2, "Talk at 4")
+    assert (post["version"], post["display_text"]) == (2, words)
     assert (post["events"][-1]["data"]["revision"], post["events"][-1]["data"]["recovered"]) == (pending["id"], True)
     assert (await gw.get("alice", pending["id"]))["state"] == "applied"
     await verified_by_cli(gw)
@@ -473,3 +487,50 @@ async def test_pending_revision_survives_a_restart(
     async with started_gateway(db_url, policy_dir, clock) as gw:
         await gw.tick()
     assert status.edits == ["Office closed Tuesday\n\n—alice"]
+
+
+async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them_again(
+    world: World, policy_dir: Path,
+) -> None:
+    """Bob writes words into a pending revision, which two others approve and which goes out: his
+    words are the published post's from then on: the post's next revision, which keeps them, still
+    names him, and his approval of it is refused (403) as it would be on the post he edited."""
+    gw = world.gateway
+    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{first['id']}", {"text": "Doors open at 10, bar at 8"})
+    assert code == 200, body
+    for approver in ("carol", "dave"):
+        code, body = await gw.act(approver, first["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Doors open at 10, bar at 8\n\n—alice, edited by bob"]
+    code, second = await _edit(gw, "alice", post_id, "Doors open at 10, bar at 8!")
+    assert (code, second["state"]) == (200, "held"), second
+    assert second["display_text"] == "Doors open at 10, bar at 8!\n\n—alice, edited by bob"
+    code, body = await gw.act("bob", second["id"], "approve")
+    assert code == 403, body
+    await verified_by_cli(gw)
+
+
+
+async def test_a_revision_whose_author_lost_their_role_goes_out_once_decided_again(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice stops writing for the account while her revision waits: it is held anew for people
+    who still have a role, goes out once two co-signers approve it, and the log verifies (before,
+    ``byline audit verify`` named the honest gateway's revision as one by a non-writer)."""
+    gw = world.gateway
+    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    policy = policy_dir / "masto.yaml"
+    policy.write_text(policy.read_text().replace("writers: [alice, carol]", "writers: [carol]"))
+    await gw.sync_policies()
+    held = await gw.get("carol", pending["id"])
+    assert (held["state"], [r["rule"] for r in held["reasons"]]) == ("held", ["author_lost_role"])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert status.edits == ["Talk at 4\n\n—alice"]
+    assert (await gw.get("carol", pending["id"]))["state"] == "applied"
+    assert (await gw.get("carol", post_id))["version"] == 2
+    await verified_by_cli(gw)
