@@ -208,8 +208,11 @@ async def test_an_edit_through_a_replica_behind_the_policy_in_force_is_decided_u
         assert in_force is not None and in_force.policy.tier.value == "co-signed"
     behind = world.gateway.app[REGISTRY].get("masto")
     assert behind is not None and behind.policy.tier.value == "direct", "this replica has not reread yet"
-    held = await world.run(api.status_update, first.id, "Launch day, and buy our coin")
-    assert (held.byline.state, held.byline.revises) == ("held", first.id)
+    answered = await world.run(api.status_update, first.id, "Launch day, and buy our coin")
+    assert (answered.id, answered.byline.state) == (first.id, "published")
+    held = answered.byline.pending_revision
+    assert held.state == "held"
+    assert (await world.gateway.get("alice", held.id))["revises"] == first.id
     assert [s.text for s in world.upstream.statuses(world.upstream_account)] == ["Launch day"]
     async with world.gateway.app[DB].read() as txn:
         rows = await txn.fetchall("SELECT type FROM log_entries WHERE post_id = ? ORDER BY idx", first.id)
