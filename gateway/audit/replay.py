@@ -89,7 +89,10 @@ and approvals. It flags:
   each is sent after a ``post.revising`` naming its version, its words and what it carries, and
   settled by a ``post.revised`` of those (or a ``post.revision_failed`` of the gateway's, the
   platform showing the words recorded before), with nothing else happening to the post in
-  between. Once the log holds a ``post.revising``, a ``post.revised`` without one is named
+  between. One released by its pending revision says too what it carries as that revision's
+  versions are hashed (``revision_content_sha256``), which must be the ``content_sha256`` of
+  the version its approvers approved (entries written before they said it pass). Once the log
+  holds a ``post.revising``, a ``post.revised`` without one is named
   (past the grace below: a rolling upgrade's earlier replicas wrote none);
 - a claim (``post.publishing``) earlier, by more than the grace (``--due-grace``, 2 s), than the
   time the log last recorded its post due (``publish_at``: its submission's, an edit's, the
@@ -1114,7 +1117,7 @@ class Replay:
         revision = extra[2] if len(extra) > 2 else None
         author, account = known.author, known.account
         if revision is not None:
-            self._released(index, kind, post, revision, words)
+            self._released(index, kind, post, revision, words, extra[3] if len(extra) > 3 else None)
         released = revision is not None
         # A pending revision held anew for people with a role once its author lost theirs may go
         # out on their approvals, as any post decided again does (``_published``).
@@ -1132,16 +1135,25 @@ class Replay:
 
         self._judge(index, account, sha256, check, f"{actor} {did} a post of {account}")
 
-    def _released(self, index: int, kind: str, post: str, revision: str, words: str | None) -> None:
+    def _released(
+        self, index: int, kind: str, post: str, revision: str, words: str | None, carried: str | None,
+    ) -> None:
         """A revision of ``post`` made through its pending revision ``revision``: sent
         (``post.revising``) only once that revision is released (scheduled) with the approvals
         it was held for, no earlier than its time, with its words; recorded (``post.revised``)
         only after such a send. Each is named where it does not; the pending revision moves on
-        with it all the same (on its way, then out), so that one forgery is named once."""
+        with it all the same (on its way, then out), so that one forgery is named once.
+        ``carried``: what it sends besides its words, hashed as the pending revision's versions
+        are ("" for nothing; None where the entry, written before it was, does not say), which
+        must be what its version approved carries."""
         pending = self._posts.get(revision)
         if pending is None or pending.revises != post:
             self._bad(index, f"{kind} of post {post} names {revision}, which is not a pending revision of it")
             return
+        if carried is not None and pending.content is not None and carried != pending.content:
+            self._bad(index, f"{kind} of post {post} sends other media or options than its revision {revision} "
+                             f"was approved with at version {pending.version} (the content warning, visibility "
+                             "or an upload changed after its approvers saw it)")
         if kind == "post.revised":
             # Who wrote words into the revision wrote the post's from now on: its next revision
             # keeps them, and their approval of it counts for none (as the gateway's record says).

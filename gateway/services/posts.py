@@ -269,6 +269,20 @@ async def _redescribed_rows(
     return rows
 
 
+def _as_approved(
+    pending: PostRecord | None, options: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """What an entry of a revision released by its pending revision ``pending`` says of what it
+    sends besides its words (``revision_content_sha256``): hashed with the pending revision's
+    salt and scheme, not its published post's, so that the verifier can compare it with the
+    content hash logged for the version the approvers approved. Without it, a log could send
+    another content warning or visibility than they saw, and nothing would tell."""
+    if pending is None:
+        return {}
+    return {"revision_content_sha256": content_sha256(options, rows, salt=pending.content_salt,
+                                                      scheme=pending.content_scheme)}
+
+
 _ID_LOW_BITS: Final = 20
 _ids_given = threading.Lock()
 _last_id = 0
@@ -1116,13 +1130,13 @@ class PostService:
                 # Its approvals are spent on this edit: taken at the version they approved, or not at all.
                 await _move_pending(ltx, pending, State.SCHEDULED, Action.CLAIM)
             # What it carries as the platform is to show it: with the new alt text and focal points.
-            content = content_sha256(kept, await _redescribed_rows(ltx.txn, kept, revision.redescribed),
-                                     salt=current.content_salt, scheme=current.content_scheme)
+            rows = await _redescribed_rows(ltx.txn, kept, revision.redescribed)
+            content = content_sha256(kept, rows, salt=current.content_salt, scheme=current.content_scheme)
             await ltx.append("post.revising", actor=caller.user, account=current.account, post=post_id,
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **approved})
+                                   **approved, **_as_approved(pending, kept, rows)})
             return until
 
         try:
@@ -1684,6 +1698,7 @@ class PostService:
             if pending is not None:
                 await _move_pending(ltx, pending, State.PUBLISHING, Action.APPLY)
                 approved["revision"] = pending.id
+                approved |= _as_approved(pending, kept, await _redescribed_rows(ltx.txn, kept, ()))
             await ltx.append("post.revised", actor=caller.user, account=account, post=post_id,
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,

@@ -4070,6 +4070,36 @@ def test_a_revision_released_by_its_approvals_passes(tmp_path: Path) -> None:
     assert messages(log.verify(tmp_path / "x.export")) == []
 
 
+def test_a_revision_carrying_other_than_its_pending_revision_was_approved_with_is_named(tmp_path: Path) -> None:
+    """A revision released by its pending revision that says it carries other options than its
+    approved version (another content warning, say), or nothing where it carried some, is
+    named; one saying them malformed is named as such; the one carrying them passes."""
+    log = SyntheticLog()
+    _cosigned_published_with_a_pending_revision(log)
+    log.add("post.edited", actor="carol", account="brand", post="3", data={
+        "version": 2, "text_hash": log.commit("Launch day, fixed"), "state": "held", "policy_sha256": "p1",
+        "content_sha256": "a" * 64})
+    _approve(log, "3", "bob", version=2)
+    _approve(log, "3", "dave", version=2, state="scheduled")
+    other = _revision_of_2(log, "post.revising", "Launch day, fixed", revision="3", content_sha256="c" * 64,
+                           revision_content_sha256="b" * 64)
+    none = _revision_of_2(log, "post.revised", "Launch day, fixed", revision="3", content_sha256="c" * 64,
+                          revision_content_sha256=None)
+    _cosigned_published_with_a_pending_revision(log, "4", "5", "Sale ends Friday")
+    _approve(log, "5", "bob")
+    _approve(log, "5", "dave", state="scheduled")
+    malformed = log.add("post.revising", actor="carol", account="brand", post="4", data={
+        "version": 2, "text_hash": log.commit("Sale ends Friday"), "state": "published", "remote_id": "r4",
+        "policy_sha256": "p1", "revision": "5", "content_sha256": None, "revision_content_sha256": "B" * 64})
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {malformed}: post.revising has a malformed data.revision_content_sha256",
+        f"entry {other}: post.revising of post 2 sends other media or options than its revision 3 was approved "
+        "with at version 2 (the content warning, visibility or an upload changed after its approvers saw it)",
+        f"entry {none}: post.revised of post 2 sends other media or options than its revision 3 was approved "
+        "with at version 2 (the content warning, visibility or an upload changed after its approvers saw it)",
+    ]
+
+
 def _revised_without_the_approvals() -> tuple[SyntheticLog, int, int]:
     """A forged log: a co-signed post revised through its pending revision with one approval of
     the two it was held for, and another revised with words its revision was not approved with."""

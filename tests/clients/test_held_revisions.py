@@ -15,10 +15,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from gateway.app import CHECKPOINTS
 from gateway.clock import ManualClock
 from gateway.services.posts import PostService
 from gateway.storage.db import DatabaseUnavailable
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import Attacker, byline, verified_by_cli
 from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon, Status
@@ -534,3 +535,67 @@ async def test_a_revision_whose_author_lost_their_role_goes_out_once_decided_aga
     assert (await gw.get("carol", pending["id"]))["state"] == "applied"
     assert (await gw.get("carol", post_id))["version"] == 2
     await verified_by_cli(gw)
+
+
+async def _approved_with_a_warning(world: World, policy_dir: Path) -> tuple[str, Status, dict[str, Any]]:
+    """Alice's unlisted post behind a content warning, published while ``masto`` was direct,
+    and her edit of it held (co-signed) then approved by two co-signers, not yet sent: the
+    post's id, its status upstream, the pending revision (which carries the warning on)."""
+    gw = world.gateway
+    post = await gw.submit("alice", "masto", "The ending, told", spoiler_text="Spoilers", visibility="unlisted")
+    await gw.tick()
+    status = world.upstream.statuses()[-1]
+    assert (status.spoiler_text, status.visibility) == ("Spoilers", "unlisted")
+    await _turned(world, policy_dir, "co-signed")
+    code, pending = await _edit(gw, "alice", post["id"], "The ending, told right")
+    assert code == 200, pending
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    assert body["state"] == "scheduled"
+    return post["id"], status, pending
+
+
+async def test_a_revision_released_says_it_carries_what_its_approvers_approved(
+    world: World, policy_dir: Path,
+) -> None:
+    """The entries that send and record a revision released by its approvals say what it carries
+    besides its words hashed as its pending revision's versions are (``revision_content_sha256``):
+    the hash logged for the version its approvers approved, so the verifier can compare them;
+    the log verifies."""
+    gw = world.gateway
+    post_id, status, pending = await _approved_with_a_warning(world, policy_dir)
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == ["The ending, told right\n\n—alice"]
+    approved = [e["data"]["content_sha256"] for e in (await gw.get("alice", pending["id"]))["events"]
+                if e["type"] == "post.submitted"]
+    sent = [(e["type"], e["data"].get("revision_content_sha256")) for e in (await gw.get("alice", post_id))["events"]
+            if e["type"] in ("post.revising", "post.revised")]
+    assert approved[0] is not None
+    assert sent == [("post.revising", approved[0]), ("post.revised", approved[0])]
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_sent_with_another_warning_than_approved_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database takes the content warning off an approved pending revision (and
+    makes it public) before it goes out: the gateway cannot tell, and it goes out so; but its
+    entries hash what it sent as the revision's versions are hashed, and ``byline audit verify``
+    names the revision as sent other than approved (before, the two hashes had other salts and
+    nothing compared them)."""
+    gw = world.gateway
+    post_id, status, pending = await _approved_with_a_warning(world, policy_dir)
+    await Attacker(db_url).run(("UPDATE posts SET options = ? WHERE id = ?",
+                                ('{"visibility": "public"}', pending["id"])))
+    await gw.tick()
+    await gw.tick()
+    assert (status.edits, status.spoiler_text) == (["The ending, told right\n\n—alice"], "")
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert (f"post.revising of post {post_id} sends other media or options than its revision {pending['id']} "
+            "was approved with at version 1") in result.text, result.text

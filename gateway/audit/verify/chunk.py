@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.audit.entry import MAX_ENTRY_BYTES, NO_STAMP, STAMP
 from gateway.audit.replay import MALFORMED_CONTENT
-from gateway.audit.verify.entries import REPLAYED, a_stamp, fact_extra, parse_entry
+from gateway.audit.verify.entries import REPLAYED, SHA256, a_stamp, fact_extra, parse_entry
 from gateway.audit.verify.tree import subtree_nodes
 
 _NO_LEAF = bytes(32)
@@ -152,9 +152,6 @@ submission, an edit (the post held anew), the approval that releases it (none), 
 again (held anew, or parked with no policy in force). Every entry of :data:`_DUES` is one."""
 assert _DUES <= _DEADLINES
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-"""A content hash as the gateway writes it: SHA-256, in lowercase hex."""
-
 _SALT = re.compile(r"[0-9a-f]{32}")
 """A text's salt as the log keeps it: 16 bytes, in lowercase hex."""
 
@@ -213,7 +210,7 @@ def check_chunk(items: list[Item], texts: Texts) -> Chunk:
             content = data["content_sha256"]
             if content is None:
                 contents[offset] = ""
-            elif type(content) is str and _SHA256.fullmatch(content):
+            elif type(content) is str and SHA256.fullmatch(content):
                 contents[offset] = content
             else:
                 contents[offset] = MALFORMED_CONTENT  # named here, once: not as left out as well

@@ -27,6 +27,8 @@ def _a_time(ts: str) -> bool:
 
 
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+"""A SHA-256 as the log writes one: 64 lowercase hex digits."""
 
 
 def a_stamp(value: Any) -> bool:
@@ -193,8 +195,16 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             if type(revision) is not str:
                 # Read as absent, the revision would be judged as one its policy sends at once.
                 return None, f"{kind} has a malformed data.revision"
-            # The pending revision whose approvals or cooling-off let the words out.
-            return (version, _sha(data), revision), None
+            # The pending revision whose approvals or cooling-off let the words out, and what it
+            # sends besides its words as that revision's version hashes it (``Replay._released``):
+            # "" for nothing, left out by entries written before it was recorded.
+            if "revision_content_sha256" not in data:
+                return (version, _sha(data), revision), None
+            carried = data["revision_content_sha256"]
+            if not (carried is None or (type(carried) is str and SHA256.fullmatch(carried))):
+                # Read as absent, it would let out another content warning than was approved.
+                return None, f"{kind} has a malformed data.revision_content_sha256"
+            return (version, _sha(data), revision, carried or ""), None
         return (version, _sha(data)), None
     if kind == "post.revision_failed":
         version, revision = data.get("version"), data.get("revision")
