@@ -91,7 +91,7 @@ and approvals. It flags:
   platform showing the words recorded before), with nothing else happening to the post in
   between. One released by its pending revision says too what it carries as that revision's
   versions are hashed (``revision_content_sha256``), which must be the ``content_sha256`` of
-  the version its approvers approved (entries written before they said it pass). Once the log
+  the version its approvers approved (an entry naming a pending revision without it is named). Once the log
   holds a ``post.revising``, a ``post.revised`` without one is named
   (past the grace below: a rolling upgrade's earlier replicas wrote none);
 - a claim (``post.publishing``) earlier, by more than the grace (``--due-grace``, 2 s), than the
@@ -1144,8 +1144,8 @@ class Replay:
         only after such a send. Each is named where it does not; the pending revision moves on
         with it all the same (on its way, then out), so that one forgery is named once.
         ``carried``: what it sends besides its words, hashed as the pending revision's versions
-        are ("" for nothing; None where the entry, written before it was, does not say), which
-        must be what its version approved carries."""
+        are ("" for nothing; an entry without it is named as it is read), which must be what its
+        version approved carries."""
         pending = self._posts.get(revision)
         if pending is None or pending.revises != post:
             self._bad(index, f"{kind} of post {post} names {revision}, which is not a pending revision of it")

@@ -4053,9 +4053,11 @@ def _cosigned_published_with_a_pending_revision(
 
 
 def _revision_of_2(log: SyntheticLog, kind: str, words: str, **extra: Any) -> int:
+    """Post 2's revision entry; naming a pending revision, it says what it carries (nothing, by default)."""
+    carried = {"revision_content_sha256": None} if "revision" in extra else {}
     return log.add(kind, actor="carol", account="brand", post="2", data={
         "version": 2, "text_hash": log.commit(words), "state": "published", "remote_id": "r2",
-        "policy_sha256": "p1", **extra})
+        "policy_sha256": "p1", **carried, **extra})
 
 
 def test_a_revision_released_by_its_approvals_passes(tmp_path: Path) -> None:
@@ -4091,8 +4093,12 @@ def test_a_revision_carrying_other_than_its_pending_revision_was_approved_with_i
     malformed = log.add("post.revising", actor="carol", account="brand", post="4", data={
         "version": 2, "text_hash": log.commit("Sale ends Friday"), "state": "published", "remote_id": "r4",
         "policy_sha256": "p1", "revision": "5", "content_sha256": None, "revision_content_sha256": "B" * 64})
+    silent = log.add("post.revised", actor="carol", account="brand", post="4", data={
+        "version": 2, "text_hash": log.commit("Sale ends Friday"), "state": "published", "remote_id": "r4",
+        "policy_sha256": "p1", "revision": "5", "content_sha256": None})
     assert messages(log.verify(tmp_path / "x.export")) == [
         f"entry {malformed}: post.revising has a malformed data.revision_content_sha256",
+        f"entry {silent}: post.revised names a pending revision but lacks data.revision_content_sha256",
         f"entry {other}: post.revising of post 2 sends other media or options than its revision 3 was approved "
         "with at version 2 (the content warning, visibility or an upload changed after its approvers saw it)",
         f"entry {none}: post.revised of post 2 sends other media or options than its revision 3 was approved "
@@ -4113,7 +4119,7 @@ def _revised_without_the_approvals() -> tuple[SyntheticLog, int, int]:
     _approve(log, "5", "dave", state="scheduled")
     other = log.add("post.revising", actor="carol", account="brand", post="4", data={
         "version": 2, "text_hash": log.commit("Sale ends never, buy our coin"), "state": "published",
-        "remote_id": "r4", "policy_sha256": "p1", "revision": "5"})
+        "remote_id": "r4", "policy_sha256": "p1", "revision": "5", "revision_content_sha256": None})
     return log, short, other
 
 
@@ -4190,7 +4196,7 @@ def _revised_by_its_editor_then_approved_by_them() -> tuple[SyntheticLog, int]:
     _approve(log, "4", "dave", state="scheduled")
     sent = log.add("post.revising", actor="carol", account="brand", post="2", data={
         "version": 3, "text_hash": log.commit("Doors at 10, bar at 8!"), "state": "published", "remote_id": "r2",
-        "policy_sha256": "p1", "revision": "4"})
+        "policy_sha256": "p1", "revision": "4", "revision_content_sha256": None})
     return log, sent
 
 

@@ -197,9 +197,10 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
                 return None, f"{kind} has a malformed data.revision"
             # The pending revision whose approvals or cooling-off let the words out, and what it
             # sends besides its words as that revision's version hashes it (``Replay._released``):
-            # "" for nothing, left out by entries written before it was recorded.
+            # "" for nothing. Every Byline that names a pending revision records it, so an entry
+            # without it is named: left out, another content warning would pass unchecked.
             if "revision_content_sha256" not in data:
-                return (version, _sha(data), revision), None
+                return None, f"{kind} names a pending revision but lacks data.revision_content_sha256"
             carried = data["revision_content_sha256"]
             if not (carried is None or (type(carried) is str and SHA256.fullmatch(carried))):
                 # Read as absent, it would let out another content warning than was approved.
