@@ -1513,7 +1513,8 @@ class PostService:
                                   f"once ({held_for}), and new alt text or focal points go out only with an edit it "
                                   "publishes at once: edit the words alone, and the pictures once they are out")
             held(loaded)
-            return await self._pending_revision(caller, post, loaded, text=text, options=chosen, decision=decision)
+            return await self._pending_revision(caller, post, loaded, text=text, options=chosen, decision=decision,
+                                                pending=pending)
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
@@ -1525,16 +1526,15 @@ class PostService:
 
     async def _pending_revision(
         self, caller: Caller, post: PostRecord, loaded: LoadedPolicy, *, text: str, options: PostOptions,
-        decision: Decision,
+        decision: Decision, pending: PostRecord | None,
     ) -> PostView:
         """Store new words of a published post that its policy holds as its pending revision: a
         post of their own that names the post it revises, held, scheduled, approved, rejected,
         cancelled or expired as any post is, and, once released, made by editing the published
         post (``PublishedPosts.release``). A post has one pending revision at most: a second edit
         while one waits edits that one, as an edit of a held post does (its approvals start
-        again), so approvers never weigh two versions of one post against each other."""
-        async with self.db.read() as txn:
-            pending = await sql.open_revision(txn, post.id)
+        again), so approvers never weigh two versions of one post against each other. ``pending``:
+        the one it has, as just read (the transaction that stores a new one reads again)."""
         if pending is not None:
             if pending.state == State.PUBLISHING.value:
                 raise BylineError(Code.CONFLICT, _PENDING_SENT, retryable=True, pending=pending.id)
