@@ -5,8 +5,9 @@ run on both databases.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -166,39 +167,60 @@ def test_a_file_of_exactly_the_limit_loads_and_one_byte_more_is_refused(tmp_path
 
 def test_a_policy_path_that_cannot_be_read_says_why(tmp_path: Path) -> None:
     """A path that is no file (here a directory named like a policy) is refused as unreadable,
-    with the system's reason, as an issue of the whole file."""
+    with the reason and without the server's path, as an issue of the whole file."""
     path = tmp_path / "a.yaml"
     path.mkdir()
     with pytest.raises(PolicyFileError) as refused:
         load_file(path)
     assert refused.value.issues == [loader.PolicyIssue(
-        file="a.yaml", line=None, key="", message=f"cannot read: [Errno 21] Is a directory: '{path}'",
+        file="a.yaml", line=None, key="", message="cannot read: not a regular file (a directory)",
     )]
 
 
-def test_a_policy_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
-    """A file that does not say its size (a pipe, here with more than the limit behind it) is
-    read no further than the limit and a byte: refused for those bytes, whatever follows."""
+def test_a_pipe_named_like_a_policy_is_refused_unread(tmp_path: Path) -> None:
+    """A named pipe is no policy file: refused as one that cannot be read, at once, whether or
+    not anything writes into it (reading it would wait for a writer that may never come)."""
     path = tmp_path / "a.yaml"
     os.mkfifo(path)
+    started = time.monotonic()
+    with pytest.raises(PolicyFileError) as refused:
+        load_file(path)
+    assert time.monotonic() - started < 1.0
+    assert [i.message for i in refused.value.issues] == ["cannot read: not a regular file (a pipe, socket or device)"]
 
-    def write() -> None:
+
+def _release(fifo: Path) -> None:
+    """Let a reader blocked on ``fifo`` go (a writer opens it and closes it at once)."""
+    with contextlib.suppress(OSError):  # nobody is reading it: nothing to release
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_a_link_to_a_pipe_stops_no_change_of_another_account(
+    db_url: str, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Someone who may write one file in the policy directory links it to a named pipe inside
+    it. The reread names that file as unreadable, and goes on: the admin's change of another
+    account's tier in the same reread takes effect and is recorded, as every later one does."""
+    policy_dir = make_policy_dir(tmp_path, TEST_POLICIES)
+    (policy_dir / "spool").mkdir()
+    fifo = policy_dir / "spool" / "pipe"
+    os.mkfifo(fifo)
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        (policy_dir / "quick.yaml").symlink_to("spool/pipe")
+        delayed = TEST_POLICIES["direct"].replace("tier: direct", "tier: delayed\n        delay: 1h")
+        write_policy(policy_dir, "direct", delayed)
         try:
-            with path.open("wb") as pipe:
-                pipe.write(b"#" * (loader.MAX_POLICY_BYTES + 4096))
-        except BrokenPipeError:
-            pass  # the reader stopped at the limit: what it was meant to do
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        with pytest.raises(PolicyFileError) as refused:
-            load_file(path)
-    finally:
-        writer.join(timeout=10)
-    assert [i.message for i in refused.value.issues] == [
-        f"is {loader.MAX_POLICY_BYTES + 1} bytes, over the limit of {loader.MAX_POLICY_BYTES} for a policy file"
-    ]
+            recorded = await asyncio.wait_for(gw.sync_policies(), timeout=10)
+        finally:
+            _release(fifo)
+        assert recorded == ["direct"]
+        status, body = await gw.call("alice", "GET", "/v1/accounts/direct/policy")
+        assert (status, body["policy"]["tier"]) == (200, "delayed")
+        status, body = await gw.call("alice", "GET", "/v1/policies/errors")
+        assert (status, body["errors"]) == (200, [{
+            "file": "quick.yaml", "line": None, "key": "",
+            "message": "cannot read: not a regular file (a pipe, socket or device)",
+        }])
 
 
 def _solo(account: str, owner: str = "alice") -> str:

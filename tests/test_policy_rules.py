@@ -8,6 +8,7 @@ computed by the code under test.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -570,21 +571,23 @@ def test_reload_refuses_a_bad_change_and_keeps_the_old_policy(tmp_path: Path) ->
 
 
 def test_reload_goes_past_a_file_it_cannot_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file that cannot be read is an error with the OS's words; the files after it still load."""
+    """A file that cannot be read is an error with the OS's words, but not the server's path
+    (refused files are shown to the accounts' people); the files after it still load."""
     write_policy(tmp_path, "aaa", "unreadable")
     direct = write_policy(tmp_path, "direct", POLICIES["direct"])
-    refused = PermissionError(13, "Permission denied", str(tmp_path / "aaa.yaml"))
-    read_bytes = Path.read_bytes
+    opening = os.open
 
-    def failing_read(path: Path) -> bytes:
-        if path.name == "aaa.yaml":
-            raise refused
-        return read_bytes(path)
+    def failing_open(path: Path, flags: int, *args: int) -> int:
+        if Path(path).name == "aaa.yaml":
+            raise PermissionError(13, "Permission denied", str(path))
+        return opening(path, flags, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", failing_read)
+    monkeypatch.setattr(os, "open", failing_open)  # the tests run as root, whom file modes do not stop
     registry = PolicyRegistry(directory=tmp_path)
-    assert registry.reload() == [PolicyChange(account="direct", kind="loaded", old=None, new=load_file(direct))]
-    message = f"[Errno 13] Permission denied: '{tmp_path}/aaa.yaml'"
+    changes = registry.reload()
+    monkeypatch.undo()
+    assert changes == [PolicyChange(account="direct", kind="loaded", old=None, new=load_file(direct))]
+    message = "cannot read: Permission denied"
     assert registry.errors == {"aaa.yaml": [PolicyIssue(file="aaa.yaml", line=None, key="", message=message)]}
 
 

@@ -14,6 +14,7 @@ import hmac
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,13 +233,33 @@ def _too_large(name: str, size: int) -> PolicyIssue:
                        message=f"is {size} bytes, over the limit of {MAX_POLICY_BYTES} for a policy file")
 
 
+def _unreadable(name: str, why: str) -> PolicyFileError:
+    return PolicyFileError([PolicyIssue(file=name, line=None, key="", message=f"cannot read: {why}")])
+
+
 def read_policy_bytes(path: Path) -> bytes:
-    """A policy file's bytes, read only up to the size limit (``PolicyFileError`` past it)."""
-    with path.open("rb") as file:
-        raw = file.read(MAX_POLICY_BYTES + 1)
+    """A policy file's bytes, read only up to the size limit (``PolicyFileError`` past it, for
+    anything but a regular file, and for a file that cannot be opened, said without its path).
+
+    Opened without blocking and looked at before it is read: a link to a named pipe (or a
+    device) inside the directory would otherwise block the reader for good, and with it every
+    later reread of the directory, so no admin's change would take effect again."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _unreadable(path.name, exc.strerror or type(exc).__name__) from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(status.st_mode) else "a pipe, socket or device"
+        raise _unreadable(path.name, f"not a regular file ({kind})")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            raw = file.read(MAX_POLICY_BYTES + 1)
+        except OSError as exc:
+            raise _unreadable(path.name, exc.strerror or type(exc).__name__) from None
         if len(raw) > MAX_POLICY_BYTES:
-            size = os.fstat(file.fileno()).st_size
-            raise PolicyFileError([_too_large(path.name, max(size, len(raw)))])
+            raise PolicyFileError([_too_large(path.name, max(status.st_size, len(raw)))])
     return raw
 
 
@@ -278,11 +299,7 @@ def check_inside(path: Path, directory: Path) -> None:
 def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
     """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
     check_inside(path, path.parent)
-    try:
-        raw = read_policy_bytes(path)
-    except OSError as exc:
-        raise PolicyFileError([PolicyIssue(file=path.name, line=None, key="", message=f"cannot read: {exc}")]) from None
-    return load_bytes(path, raw, rules=rules)
+    return load_bytes(path, read_policy_bytes(path), rules=rules)
 
 
 @functools.lru_cache(maxsize=1024)  # pure; the accounts' addresses are read again each second
@@ -595,18 +612,21 @@ class PolicyRegistry:
                 errors[path.name] = exc.issues
                 continue
             try:
-                stat = path.stat()
-                if stat.st_size > MAX_POLICY_BYTES:  # refused unread, each time for the price of a stat
-                    errors[path.name] = [_too_large(path.name, stat.st_size)]
+                status = path.stat()
+                if status.st_size > MAX_POLICY_BYTES:  # refused unread, each time for the price of a stat
+                    errors[path.name] = [_too_large(path.name, status.st_size)]
                     continue
-                raw = path.read_bytes()
+                raw = read_policy_bytes(path)
             except OSError as exc:
-                errors[path.name] = [PolicyIssue(file=path.name, line=None, key="", message=str(exc))]
+                errors[path.name] = _unreadable(path.name, exc.strerror or type(exc).__name__).issues
+                continue
+            except PolicyFileError as exc:
+                errors[path.name] = exc.issues
                 continue
             sha256 = hashlib.sha256(raw).hexdigest()
             if current is not None and current.sha256 == sha256:
                 continue
-            if current is not None and self.settle and 0 <= self.now() - stat.st_mtime < self.settle:
+            if current is not None and self.settle and 0 <= self.now() - status.st_mtime < self.settle:
                 continue  # being written: the content in force stays until it is left alone
             before = self._refused_files.get(path.name)
             if before is not None and before[0] == sha256:
@@ -614,8 +634,6 @@ class PolicyRegistry:
                 errors[path.name] = before[1]
                 continue
             try:
-                if len(raw) > MAX_POLICY_BYTES:  # it grew since it was measured
-                    raise PolicyFileError([_too_large(path.name, len(raw))])
                 loaded = load_bytes(path, raw, rules=self.rules)
             except PolicyFileError as exc:
                 refused[path.name] = (sha256, exc.issues)
