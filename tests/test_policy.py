@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,25 @@ def test_policy_check_cli(tmp_path: Path, policy_dir: Path) -> None:
     assert "worse.yaml:2: platform:" in bad.stderr
     assert "worse.yaml:1: account: must equal the file name: worse" in bad.stderr
     assert "3 problem(s)" in bad.stderr
+
+
+async def test_a_hold_that_expires_at_once_is_refused(gateway: Gateway, policy_dir: Path) -> None:
+    """``expire_after: 0s`` would let every held post expire unseen: the file is refused with its
+    line and key, nothing is recorded, and a post is held under the policy still in force."""
+    write_policy(policy_dir, "cosigned", textwrap.dedent(POLICIES["cosigned"]).replace("expire_after: 24h",
+                                                                                        "expire_after: 0s"))
+    assert await gateway.sync_policies() == []
+    status, body = await gateway.call("bob", "GET", "/v1/accounts/cosigned/policy")
+    assert status == 200
+    assert body["refused"] == [{
+        "file": "cosigned.yaml", "line": 11, "key": "approvals.expire_after",
+        "message": "a held post needs time to be approved: a duration greater than 0s, such as 24h",
+    }]
+    assert [e["type"] for e in await _policy_events(gateway, "cosigned")] == ["policy.loaded"]
+    post = await gateway.submit("alice", "cosigned", "held a day")
+    assert post["state"] == "held"
+    held_for = datetime.fromisoformat(post["expires_at"]) - datetime.fromisoformat(post["created_at"])
+    assert held_for == timedelta(hours=24)
 
 
 async def _policy_events(gateway: Gateway, account: str) -> list[dict[str, object]]:

@@ -219,6 +219,15 @@ class Approvals(_Strict):
     from_: People = Field(alias="from", min_length=1)
     expire_after: Duration = HOLD_EXPIRES_AFTER
 
+    @field_validator("expire_after")
+    @classmethod
+    def _time_to_approve(cls, value: timedelta) -> timedelta:
+        # A hold that expires as it begins can never be approved: every post held would expire
+        # unseen, which an admin writing 0s (for "never", say) does not mean.
+        if value <= timedelta(0):
+            raise ValueError("a held post needs time to be approved: a duration greater than 0s, such as 24h")
+        return value
+
 
 class RateLimit(_Strict):
     """At most ``count`` posts per ``seconds`` for one account."""
