@@ -344,15 +344,18 @@ class HttpClient:
         query: str = "",
         headers: Mapping[str, str] | None = None,
         bearer: str | None = None,
+        anonymous: bool = False,
     ) -> HttpResponse:
         """Send one request; raise a retryable ``AdapterError`` if no answer arrived.
 
         ``query`` is a query string already percent-encoded, sent exactly as it is (a relayed
         call's); ``params`` are encoded here. ``bearer`` is the token to send when the secret
-        is not itself the bearer token.
+        is not itself the bearer token; ``anonymous``: send none, to see what anyone is shown.
         """
         url = self._url(path, query)
         sent_headers = self._headers(headers, bearer)
+        if anonymous:
+            sent_headers.pop("Authorization", None)
         if json_body is not None:
             assert data is None, "a request has one body: json_body or data"
             # Encoded by orjson, straight to UTF-8 bytes: aiohttp's json= takes the standard

@@ -280,9 +280,12 @@ class DeletesByAddress(Protocol):
     the credential's account may not see alike (Mastodon's 404): only whose address it is tells
     them apart. Raises ``AdapterError``."""
 
-    async def delete_published(self, remote_id: str, *, url: str | None, author: str | None = None) -> None:
+    async def delete_published(
+        self, remote_id: str, *, url: str | None, author: str | None = None, visibility: str | None = None,
+    ) -> None:
         """Delete the post ``remote_id``, which went out at ``url`` as the account ``author``
-        (``PublishResult.author``; None: not recorded)."""
+        (``PublishResult.author``; None: not recorded), with the ``visibility`` asked for it
+        (None: the account's default)."""
         ...
 
 

@@ -84,6 +84,7 @@ from adapters._http import (
 )
 from adapters.base import (
     NO_GATES,
+    PUBLIC_VISIBILITIES,
     AccountInfo,
     AdapterConfig,
     AdapterError,
@@ -564,7 +565,9 @@ class MastodonAdapter:
         """Delete the status, where it went out is not known (see :meth:`delete_published`)."""
         await self.delete_published(remote_id, url=None)
 
-    async def delete_published(self, remote_id: str, *, url: str | None, author: str | None = None) -> None:
+    async def delete_published(
+        self, remote_id: str, *, url: str | None, author: str | None = None, visibility: str | None = None,
+    ) -> None:
         """Delete the status that went out at ``url``; one that is surely gone counts as deleted.
 
         Mastodon deletes only the token's own statuses and answers 404 for another account's
@@ -574,10 +577,14 @@ class MastodonAdapter:
         own, which that account always sees: another's private status answers the same. It
         was, where ``author`` (the account the instance said it went out as) is the token's
         account's id, or else where ``url`` lies under the account's profile address
-        (``/@name/…``, as the instance gives both); where neither tells (a post recorded
-        before its author was, on a server that gives no profile address), the deletion is
-        refused rather than recorded. A token without ``read:statuses`` cannot read it: the deletion is then
-        refused as the credential's fault (``auth_failed``), naming the scope."""
+        (``/@name/…``, as the instance gives both). Where neither tells (a post recorded
+        before its author was, on a server that gives no profile address), a status sent as
+        ``visibility`` public or unlisted is gone for everyone if it is gone for anyone (a read
+        without the token answers 404), provided the server shows such a status to anyone (one
+        of the token's account's own, of the same visibility, read without the token, answers);
+        otherwise the deletion is refused rather than recorded. A token without ``read:statuses``
+        cannot read it: the deletion is then refused as the credential's fault (``auth_failed``),
+        naming the scope."""
         path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
         response = await self._http.request("DELETE", path)
         if response.status == 200:
@@ -586,7 +593,7 @@ class MastodonAdapter:
             raise self._classify("DELETE", "/api/v1/statuses/:id", response, scope=WRITE_STATUSES)
         read = await self._http.request("GET", path)
         if read.status == 404:
-            if await self._own_status(url, author):
+            if await self._own_status(url, author) or await self._gone_for_everyone(remote_id, visibility):
                 return
             raise self._http.error(
                 "DELETE /api/v1/statuses/:id answered 404 and the status cannot be read: it is gone, or "
@@ -623,6 +630,32 @@ class MastodonAdapter:
         if author is not None and me.remote_id == author:
             return True
         return bool(url and me.url and url.startswith(me.url.rstrip("/") + "/"))
+
+    async def _gone_for_everyone(self, remote_id: str, visibility: str | None) -> bool:
+        """Whether the status ``remote_id``, sent as ``visibility``, is shown to nobody: sent
+        public or unlisted, which anyone may read while it is there, it answers 404 to a read
+        without the token, and the server does show anyone such a status (one of the token's
+        account's own, of the same visibility, read without the token, answers 200; a server
+        that hides statuses from readers without an account, as some forks may, proves
+        nothing). Whoever's account it was, its words are no longer out."""
+        if visibility not in PUBLIC_VISIBILITIES:
+            return False  # the account's default, or private: the token's account alone could see it
+        path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        if (await self._http.request("GET", path, anonymous=True)).status != 404:
+            return False
+        me = self._account_id or (await self.verify_credentials()).remote_id
+        own_path = f"/api/v1/accounts/{quote(me, safe='')}/statuses"
+        listed = await self._http.request("GET", own_path, params={"limit": "40", "exclude_reblogs": "true"})
+        statuses = listed.json() if listed.status == 200 else None
+        if not isinstance(statuses, list):
+            return False
+        control = next((_str(s.get("id")) for s in statuses
+                        if isinstance(s, dict) and s.get("visibility") == visibility and _str(s.get("id"))
+                        and _str(s.get("id")) != remote_id), None)
+        if control is None:
+            return False  # nothing of the same visibility to show the server serves it without the token
+        shown = await self._http.request("GET", f"/api/v1/statuses/{quote(control, safe='')}", anonymous=True)
+        return shown.status == 200
 
     async def verify_credentials(self) -> AccountInfo:
         """Ask the instance whose token this is."""

@@ -123,7 +123,9 @@ async def _deletion(adapter: Adapter, post: PostRecord) -> None:
     account's private one alike, and only the address tells them apart."""
     assert post.remote_id is not None, "a published post has its platform's id"
     if isinstance(adapter, DeletesByAddress):
-        await adapter.delete_published(post.remote_id, url=post.remote_url, author=post.remote_author)
+        visibility = post.options.get("visibility")
+        await adapter.delete_published(post.remote_id, url=post.remote_url, author=post.remote_author,
+                                       visibility=visibility if isinstance(visibility, str) else None)
     else:
         await adapter.delete(post.remote_id)
 

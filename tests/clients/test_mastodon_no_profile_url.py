@@ -5,6 +5,10 @@ where the account the status went out as is the token's, else refused rather tha
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from gateway.appkeys import DB
 from tests.clients.world import World
 
@@ -74,3 +78,55 @@ async def test_a_deletion_of_a_post_whose_author_was_not_recorded_is_refused(wor
     status, body = await _delete(world, posted["id"])
     assert status == 503 and "Byline cannot tell which, so records no deletion" in body["error"], body
     assert await _state(world, posted["id"]) == "published"
+
+
+async def _published_before_authors(world: World, api: Any, words: str, **options: Any) -> str:
+    """A status posted through Byline, recorded as a post published before its author was."""
+    posted = await world.run(api.status_post, words, **options)
+    await world.gateway.tick()
+    async with world.gateway.app[DB].write() as txn:
+        await txn.execute("UPDATE posts SET remote_author = NULL WHERE id = ?", posted["id"])
+    return str(posted["id"])
+
+
+@pytest.mark.parametrize("visibility", ["public", "unlisted"])
+async def test_a_public_status_gone_for_everyone_is_recorded_deleted(world: World, visibility: str) -> None:
+    """A post sent public (or unlisted) before its author was recorded, its status gone: a read
+    without the token answers 404 while one of the account's own statuses of that visibility
+    read so answers, so it is shown to no one, whoever's it was. Recorded deleted (before:
+    refused, 503, and left published for good)."""
+    world.upstream.profile_urls = False
+    api = await world.client("alice", "masto")
+    await world.run(api.status_post, "Still on the instance", visibility=visibility)
+    gone = await _published_before_authors(world, api, "Published before authors were kept", visibility=visibility)
+    await _gone_on_the_instance(world, "before authors")
+    status, body = await _delete(world, gone)
+    assert status == 200, body
+    assert await _state(world, gone) == "deleted"
+
+
+async def test_a_server_that_hides_statuses_from_readers_without_a_token_proves_nothing(world: World) -> None:
+    """Where the server answers every read without a token 404 (as a fork may), the public
+    status's 404 proves nothing: the deletion is refused (503) and the post stays published."""
+    world.upstream.profile_urls = False
+    world.upstream.anonymous_reads = False
+    api = await world.client("alice", "masto")
+    await world.run(api.status_post, "Still on the instance", visibility="public")
+    gone = await _published_before_authors(world, api, "Published before authors were kept", visibility="public")
+    await _gone_on_the_instance(world, "before authors")
+    status, body = await _delete(world, gone)
+    assert status == 503 and "Byline cannot tell which, so records no deletion" in body["error"], body
+    assert await _state(world, gone) == "published"
+
+
+async def test_a_public_status_without_one_to_compare_is_not_recorded_deleted(world: World) -> None:
+    """With no other status of that visibility on the account, nothing shows that the server
+    serves such a status without a token: refused (503), the post left published."""
+    world.upstream.profile_urls = False
+    api = await world.client("alice", "masto")
+    await world.run(api.status_post, "Followers only", visibility="private")
+    gone = await _published_before_authors(world, api, "Published before authors were kept", visibility="public")
+    await _gone_on_the_instance(world, "before authors")
+    status, body = await _delete(world, gone)
+    assert status == 503 and "Byline cannot tell which, so records no deletion" in body["error"], body
+    assert await _state(world, gone) == "published"

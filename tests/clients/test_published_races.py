@@ -761,7 +761,8 @@ async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go
     gw = world.gateway
     api, post_id = await published(world, "Launch day")
 
-    async def no_answer(adapter: MastodonAdapter, remote_id: str, *, url: str | None, author: str | None) -> None:
+    async def no_answer(adapter: MastodonAdapter, remote_id: str, *, url: str | None, author: str | None,
+                        visibility: str | None = None) -> None:
         raise AdapterError("delete: no answer within 30 s", retryable=True)
 
     original = MastodonAdapter.delete_published

@@ -316,6 +316,9 @@ class FakeMastodon:
         self.profile_urls = True
         """Whether an Account entity carries its profile ``url``; False: a Mastodon-compatible
         server (some forks) that leaves it out."""
+        self.anonymous_reads = True
+        """Whether a status is shown to a reader without a token; False: a server that answers
+        them 404 (Pleroma's ``restrict_unauthenticated``)."""
         self._statuses: dict[str, Status] = {}
         self._idempotency: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._rate: dict[str, tuple[datetime, int]] = {}
@@ -890,7 +893,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
     async def get_status(request: web.Request) -> web.Response:
         viewer = fake._account_for(request, required=False, scopes=READ_STATUSES)
         status = fake.status(request.match_info["id"])
-        if status is None or not fake._visible(status, viewer):
+        if status is None or not fake._visible(status, viewer) or (viewer is None and not fake.anonymous_reads):
             raise MastodonError(404, "Record not found")
         return web.json_response(fake.render_status(status))
 
