@@ -198,6 +198,28 @@ async def test_policy_in_force_stays(
         assert tokens == {"Bearer good-token"}
 
 
+async def test_a_secrets_link_out_of_the_policy_directory_names_no_credential(
+    tmp_path: Path, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener
+) -> None:
+    """Someone who may write in the policy directory links ``secrets`` (the default secrets
+    directory) out of it, to the root of the file system, say: a policy naming any file there
+    is refused when it loads, at its credentials line, and nothing is sent (before: loaded, and
+    the file sent to the policy's instance as its token). A link that stays inside is kept."""
+    elsewhere = tmp_path / "other-tenant"
+    elsewhere.mkdir()
+    (elsewhere / "token").write_text("another-tenants-token\n", encoding="utf-8")
+    (policy_dir / "secrets").symlink_to(elsewhere)
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/token")
+        await _refused_over_http(gw, listener, "the secrets directory, secrets in the policy directory, leads out")
+    (policy_dir / "secrets").unlink()
+    (policy_dir / "..data").mkdir()
+    (policy_dir / "..data" / "token").write_text("good-token\n", encoding="utf-8")
+    (policy_dir / "secrets").symlink_to("..data")
+    rules = CredentialRules(policy_dir=policy_dir, allow_insecure=True)
+    assert check_dir(policy_dir, rules=rules)[1] == []
+
+
 async def test_credential_in_secrets_dir_is_used(
     db_url: str, policy_dir: Path, clock: ManualClock
 ) -> None:

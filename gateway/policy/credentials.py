@@ -49,6 +49,13 @@ class CredentialRules:
         if not path.is_absolute():
             path = self.policy_dir / path
         resolved = path.resolve()
+        if self.secrets_dir is None and not self._default_secrets_inside():
+            # Whoever may write in the policy directory could otherwise link secrets/ to / and
+            # name any file on the server (another tenant's token, a service account's) as the
+            # credential of a policy that sends it to an instance of their choosing.
+            raise ValueError(f"file:{target}: the secrets directory, secrets in the policy directory, leads out "
+                             "of it (a link): no file credential is read through it; make it a directory there, "
+                             "or set BYLINE_SECRETS_DIR")
         if self.log_key_file is not None:
             key = self.log_key_file.resolve()
             if resolved == key or resolved.parent == key.parent:
@@ -59,6 +66,12 @@ class CredentialRules:
             # A FIFO or a device would block the reader, or never end: a credential is a file.
             raise ValueError(f"file:{target} is not a regular file")
         return resolved
+
+    def _default_secrets_inside(self) -> bool:
+        """Whether the default secrets directory (``<policy dir>/secrets``) is, after links, a
+        place inside the policy directory, as the admins who keep the directory made it."""
+        directory = self.policy_dir.resolve()
+        return self.secrets != directory and self.secrets.is_relative_to(directory)
 
     def env_name(self, target: str) -> str:
         """The variable an ``env:`` reference names, or ``ValueError`` if it may not be used."""
