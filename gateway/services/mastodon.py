@@ -34,7 +34,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
-from gateway.services.content import sends_focus
+from gateway.services.content import as_carried, sends_focus
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
@@ -696,7 +696,7 @@ class MastodonService:
         rows: dict[str, dict[str, Any]] = {}
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
             async with self._db.read() as txn:
-                rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
+                rows = {r["id"]: dict(r) for r in as_carried(post.options, await media_sql.info(txn, media_ids))}
         due_at: int | None = post.publish_at
         if due_at is None and State(post.state) in PENDING:
             loaded = self._policies.get(post.account)

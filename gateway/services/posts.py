@@ -58,6 +58,7 @@ from gateway.services.authorization import (
     visible_accounts,
 )
 from gateway.services.content import (
+    as_carried,
     content_sha256,
     new_content_salt,
     reason_sha256,
@@ -126,6 +127,12 @@ class PostOptions:
     """Records a client built to go with the post, by collection: its interaction settings
     (Bluesky's ``app.bsky.feed.threadgate`` and ``app.bsky.feed.postgate``, as JSON), written
     with it, as given, when it goes out, and never without it."""
+    media_attributes: Mapping[str, Sequence[str | None]] | None = None
+    """A pending revision's new alt text and focal point of its published post's pictures, by
+    upload: ``[description, focus]`` (Mastodon's ``media_attributes[]`` of the edit held). Held
+    with its words, read by the rules and shown to its approvers as the pictures would be, hashed
+    in its ``content_sha256`` as they go out (``gateway.services.content.as_carried``), and given
+    to the uploads only when the revision is released: never options of a published post."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:
@@ -611,7 +618,7 @@ class PostService:
         seen: list[str | None] = [options.spoiler_text]
         if options.media_ids:
             async with self.db.read() as txn:
-                rows = await media_sql.info(txn, list(options.media_ids))
+                rows = as_carried(options.to_json(), await media_sql.info(txn, list(options.media_ids)))
             changed = described or {}
             seen += [changed.get(row["id"], row["description"]) for row in rows]
         if options.embed is not None:
@@ -1507,14 +1514,9 @@ class PostService:
         if refused is not None or pending is not None:
             if held is None or isinstance(decision, Reason) or decision.outcome not in _HOLDABLE:
                 raise refused or BylineError(Code.CONFLICT, _PENDING_ELSEWHERE, pending=pending and pending.id)
-            if redescribed:
-                held_for = "; ".join(r.reason for r in decision.reasons) or policy.tier.value
-                raise BylineError(Code.VALIDATION, f"the policy of {policy.account} would not publish this edit at "
-                                  f"once ({held_for}), and new alt text or focal points go out only with an edit it "
-                                  "publishes at once: edit the words alone, and the pictures once they are out")
             held(loaded)
             return await self._pending_revision(caller, post, loaded, text=text, options=chosen, decision=decision,
-                                                pending=pending)
+                                                pending=pending, redescribed=redescribed)
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
@@ -1527,6 +1529,7 @@ class PostService:
     async def _pending_revision(
         self, caller: Caller, post: PostRecord, loaded: LoadedPolicy, *, text: str, options: PostOptions,
         decision: Decision, pending: PostRecord | None,
+        redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
     ) -> PostView:
         """Store new words of a published post that its policy holds as its pending revision: a
         post of their own that names the post it revises, held, scheduled, approved, rejected,
@@ -1534,7 +1537,13 @@ class PostService:
         post (``PublishedPosts.release``). A post has one pending revision at most: a second edit
         while one waits edits that one, as an edit of a held post does (its approvals start
         again), so approvers never weigh two versions of one post against each other. ``pending``:
-        the one it has, as just read (the transaction that stores a new one reads again)."""
+        the one it has, as just read (the transaction that stores a new one reads again).
+        ``redescribed``: new alt text and focal points of the post's pictures, held with the words
+        (``PostOptions.media_attributes``); a second edit keeps those the first gave, save those it
+        gives anew, as the pictures stay as they are on Mastodon unless an edit names them."""
+        held_media = {} if pending is None else dict(PostOptions.from_json(pending.options).media_attributes or {})
+        held_media |= {m: [d, f] for m, d, f in redescribed}
+        options = replace(options, media_attributes=held_media or None)
         if pending is not None:
             if pending.state == State.PUBLISHING.value:
                 raise BylineError(Code.CONFLICT, _PENDING_SENT, retryable=True, pending=pending.id)
@@ -1574,11 +1583,18 @@ class PostService:
             raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit")
         if len(counted_for(loaded, pending, approved, sends)) < pending.required:
             return None
-        options = PostOptions.from_json(pending.options)
+        held = PostOptions.from_json(pending.options)
+        # Its new alt text and focal points go to the pictures with the words, as a revision made
+        # at once gives them: never options of the published post.
+        redescribed = tuple((str(m), d, f) for m, (d, f) in (held.media_attributes or {}).items())
+        options = replace(held, media_attributes=None)
+        async with self.db.read() as txn:
+            pictures = await _pictures(txn, options, redescribed)
         shown = disclosed_text(loaded.policy, author=pending.author, text=pending.text, editors=pending.editors,
                                suggested_by=pending.suggested_by)
         return Revision(record=post, loaded=loaded, text=pending.text, shown=shown, version=post.version + 1,
-                        options=options, seen=await self._words_seen(options), pending=pending)
+                        options=options, seen=await self._words_seen(held), redescribed=redescribed,
+                        pictures=pictures, pending=pending)
 
     async def fail_revision(self, pending: PostRecord, *, why: str) -> bool:
         """Fail the due pending revision ``pending``, which can never be made (:class:`NeverReleased`),
