@@ -542,7 +542,16 @@ class MastodonService:
             return await self.passthrough(auth, f"/api/v1/statuses/{post_id}", "", base=base)
         if State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
-        return await self._render(auth, post)
+        pending = await self.pending_revisions(auth, [post])
+        return await self._render(auth, post, pending=pending.get(post.id))
+
+    async def pending_revisions(
+        self, auth: ClientAuth, posts: Sequence[PostView | posts_sql.PostRecord],
+    ) -> Mapping[str, PostView]:
+        """The pending revision of each published post of ``posts`` the caller may see, by the
+        post's id, read in one query for them all: each status names its own
+        (``byline.pending_revision``), as the answer to its edit did, wherever an app reads it."""
+        return await self._posts.pending_revisions(Caller(user=auth.caller.user), posts)
 
     async def _view(self, auth: ClientAuth, post_id: str, *, scheduled: bool = False) -> StatusView:
         post = await self._own_post(auth, post_id)
@@ -673,10 +682,11 @@ class MastodonService:
         return await self._own_post(auth, post_id, history=history)
 
     async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
-                     account: dict[str, Any] | None = None) -> StatusView:
+                     account: dict[str, Any] | None = None, pending: PostView | None = None) -> StatusView:
         """A post with what rendering it as a Status (or a ScheduledStatus) needs; ``account``,
-        the account's entity read once for a list of them (its count of statuses is a read)."""
-        return await self._render(auth, post, scheduled=scheduled, account=account)
+        the account's entity read once for a list of them (its count of statuses is a read);
+        ``pending``, its pending revision (:meth:`pending_revisions`)."""
+        return await self._render(auth, post, scheduled=scheduled, account=account, pending=pending)
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""

@@ -1802,6 +1802,28 @@ class PostService:
             for r in rows
         ]
 
+    async def pending_revisions(
+        self, caller: Caller, posts: Sequence[PostView | PostRecord],
+    ) -> dict[str, PostView]:
+        """The pending revision of each published post among ``posts`` that ``caller`` may see,
+        by the id of the post it revises: read in one query for them all (a page of statuses),
+        not one a post. Shown to the people of the account beside the words the platform shows,
+        as the answer to the edit names it; never to anyone the revision's own post hides from."""
+        published = [p.id for p in posts if p.state == State.PUBLISHED.value]
+        if not published:
+            return {}
+        async with self.db.read() as txn:
+            seen = [r for r in await sql.open_revisions(txn, published) if self._may_view(caller, r)]
+            views = await self._views_of(txn, seen) if seen else []
+        return {v.revises: v for v in views if v.revises is not None}
+
+    def _may_view(self, caller: Caller, post: PostRecord) -> bool:
+        try:
+            self._authorize(caller, post, Act.VIEW)
+        except BylineError:
+            return False
+        return True
+
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
         before: str | None = None,
