@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,31 @@ async def test_mastodon_app_reads_the_edit_waiting_on_the_status_it_edited(world
     assert sent.edits == ["Lunch at one\n\n—alice"]
     made = (await world.run(api.status, first.id)).byline
     assert (made.version, "pending_revision" in made) == (2, False)
+
+
+async def test_mastodon_app_sees_a_delayed_edit_and_its_time(world: World, policy_dir: Path) -> None:
+    """On a delayed account, Mastodon.py's edit of a published status waits out the cooling-off:
+    the status it reads back names the edit scheduled, its time ten minutes off and no approvals
+    needed; ``scheduled_status`` of the edit's id says the same time, the status it revises and
+    its words; at its time the status shows the new words and names no edit."""
+    gw = world.gateway
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Meet at noon")
+    await gw.tick()
+    await _turned(world, policy_dir, "delayed")
+    due = gw.clock.now() + timedelta(minutes=10)
+    held = (await world.run(api.status_update, first.id, "Meet at one")).byline.pending_revision
+    shown = (await world.run(api.status, first.id)).byline.pending_revision
+    assert (shown.id, shown.state, shown.approvals_needed, shown.reasons) == (held.id, "scheduled", 0, [])
+    assert datetime.fromisoformat(shown.publish_at) == due
+    one = await world.run(api.scheduled_status, held.id)
+    assert (one.scheduled_at, one.params.text, one.byline.revises, one.byline.approvals_needed) == (
+        due, "Meet at one", first.id, 0)
+    gw.clock.advance(timedelta(minutes=10, seconds=1))
+    await gw.tick()
+    after = await world.run(api.status, first.id)
+    assert (after.content, after.byline.version, "pending_revision" in after.byline) == ("<p>Meet at one</p>", 2,
+                                                                                           False)
 
 
 async def test_a_page_of_statuses_reads_the_edits_waiting_in_one_query(
