@@ -65,7 +65,14 @@ from gateway.services.content import (
     scheme_for,
     stored_content,
 )
-from gateway.services.outgoing import outgoing_sha256, outgoing_text, text_sha256, with_disclosure
+from gateway.services.outgoing import (
+    Claims,
+    outgoing_sha256,
+    outgoing_text,
+    reads_last_claim,
+    text_sha256,
+    with_disclosure,
+)
 from gateway.services.platforms import carries
 from gateway.services.scopes import Caller as Caller  # where it is defined, out of this heavy module
 from gateway.storage import gate_intents as intents_sql
@@ -1747,7 +1754,10 @@ class PostService:
                 versions = entries = None
             if post is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-            now = await going_out(txn, post, self.policies.get(post.account))
+            # Its last claim is among its entries, where they are read: not read again.
+            claims = None if entries is None or not reads_last_claim(post) else {
+                post.id: log_sql.last_claim_among(entries)}
+            now = await going_out(txn, post, self.policies.get(post.account), claims=claims)
         return self._shown(caller, post, now, decisions=decisions, versions=versions, entries=entries)
 
     async def reply_parent(self, user: str, account: str, parent_id: str) -> tuple[str | None, str | None] | None:
@@ -1792,13 +1802,16 @@ class PostService:
             return await self._views_of(txn, rows)
 
     async def _views_of(self, txn: Txn, rows: Sequence[PostRecord]) -> list[PostView]:
-        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows`` read in one
-        query for them all, not one a post."""
+        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows``, and the last
+        claims of those sent before that are not out (what they send again may be what that
+        claim sent), each read in one query for them all, not one a post."""
         held: dict[str, int] = {r.id: r.version for r in rows if r.state == State.HELD.value}
         approved = await sql.approvers_of_posts(txn, held)
+        claims = await log_sql.last_claims(txn, [r.id for r in rows if r.state not in _OUT and reads_last_claim(r)])
         return [
             post_view(r, None, None, None,
-                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {})))
+                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {}),
+                                      claims=claims))
             for r in rows
         ]
 
@@ -2024,19 +2037,20 @@ _OUT: Final = frozenset({State.PUBLISHED.value, State.DELETED.value})
 
 async def going_out(
     txn: Txn, post: PostRecord, loaded: LoadedPolicy | None, *, approved: Approved | None = None,
+    claims: Claims | None = None,
 ) -> GoingOut:
     """What ``post`` goes out with now under ``loaded`` (:class:`GoingOut`). A post sent before
     and edited since goes out with its new words (``outgoing.sends``), not the words sent:
     approvers are shown what they approve. Approvals are read for a held post alone (no other
     shows them), unless given (``approved``: read for a page of posts at once, see
     :meth:`PostService.views`); with no policy in force, every approval of its version is taken
-    as it stands."""
+    as it stands. ``claims``: last claims read already (``outgoing.as_last_sent``)."""
     if post.state in _OUT and post.published_text is not None:
         text = post.published_text  # empty words sent (a picture alone) are what the platform shows
     elif loaded is None:
         text = post.published_text if post.published_text is not None else post.text
     else:
-        text = await outgoing_text(txn, post, loaded.policy)
+        text = await outgoing_text(txn, post, loaded.policy, claims=claims)
     if post.state != State.HELD.value:
         return GoingOut(text=text)
     if approved is None:
