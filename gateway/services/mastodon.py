@@ -503,7 +503,9 @@ class MastodonService:
         return found if found is not None else await self._replies.on_platform(auth.account, reply_to)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.
+        """The caller's uploads by id, none taken yet (or taken by a post that ended: the media of
+        a status deleted, which an app's delete and redraft sends again, as Mastodon frees them);
+        else a 422 naming the first that is not.
 
         Only a first look, to refuse early: the post takes them with a compare-and-set in the
         transaction that stores it (``_attaching``), where a race for one is decided.
@@ -514,10 +516,12 @@ class MastodonService:
             raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
         async with self._db.read() as txn:
             rows = {r["id"]: r for r in await media_sql.info(txn, list(media_ids))}
+            taken = sorted({r["post_id"] for r in rows.values() if r["post_id"] is not None})
+            ended = await media_sql.ended_posts(txn, taken)
         for media_id in media_ids:
             row = rows.get(media_id)
             if row is None or row["account"] != auth.account or row["user_name"] != auth.caller.user \
-                    or row["post_id"] is not None:
+                    or row["post_id"] not in (None, *ended):
                 raise BylineError(Code.VALIDATION, _media_refused(media_id))
         return [dict(rows[m]) for m in media_ids]
 
