@@ -233,6 +233,16 @@ def _sent(world: World, username: str = "brand") -> Any:
     return sent
 
 
+async def _ginger_cat_out(world: World, sent: Any, text: str, media_id: str, status_id: str) -> None:
+    """``sent`` shows ``text`` on the platform, edited once to give its picture the alt text "A
+    ginger cat" and the focal point (0.5, -0.5), which the upload of the status keeps too."""
+    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
+    assert (sent.text, upstream_media.description, upstream_media.focus) == (text, "A ginger cat", (0.5, -0.5))
+    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
+    assert await _media_row(world, media_id) == {
+        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status_id)}
+
+
 async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_words(world: World) -> None:
     """Mastodon.py's ``status_update(media_attributes=…)`` on a published post of a direct
     account: the platform's edit carries the words, the alt text and the focal point (its
@@ -244,13 +254,7 @@ async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_wo
     edited = await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
     assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
         ("A ginger cat", {"x": 0.5, "y": -0.5})]
-    sent = _sent(world)
-    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
-    assert (sent.text, upstream_media.description, upstream_media.focus) == (
-        "A picture, edited", "A ginger cat", (0.5, -0.5))
-    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
-    assert await _media_row(world, media.id) == {
-        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
+    await _ginger_cat_out(world, _sent(world), "A picture, edited", media.id, status.id)
     history = await world.run(api.status_history, status)
     assert [[m.description for m in h.media_attachments] for h in history] == [["A cat"], ["A ginger cat"]]
     entries = {kind: d for kind, d in await _log(world, str(status.id))}
@@ -305,12 +309,7 @@ async def test_new_alt_text_of_a_published_co_signed_post_waits_with_its_words(
     gw.clock.advance(timedelta(minutes=2))
     await gw.tick()
     await gw.tick()
-    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
-    assert (sent.text, upstream_media.description, upstream_media.focus) == (
-        "A picture, edited again", "A ginger cat", (0.5, -0.5))
-    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
-    assert await _media_row(world, media.id) == {
-        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
+    await _ginger_cat_out(world, sent, "A picture, edited again", media.id, status.id)
     shown = await world.run(api.status, status)
     assert ([m.description for m in shown.media_attachments], shown.byline.version) == (["A ginger cat"], 2)
     assert "media_attributes" not in (await gw.get("alice", str(status.id)))["options"]

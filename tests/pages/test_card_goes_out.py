@@ -152,6 +152,28 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
 
 
+async def _approved_sent_and_deferred(
+    gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *texts: str,
+) -> list[str]:
+    """Carol's posts of ``texts`` on ``brand``, each approved by bob, sent, and failed for now by
+    the platform (deferred: sent again later): their ids."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gw.sync_policies()
+    ids = [str((await gw.submit("carol", "brand", text))["id"]) for text in texts]
+    for post_id in ids:
+        status, body = await gw.act("bob", post_id, "approve", {"version": 1})
+        assert (status, body["state"]) == (200, "scheduled"), body
+
+    async def later(self: SandboxAdapter, out: OutboundPost) -> PublishResult:
+        raise AdapterError("the platform is busy", retryable=True, status=503)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", later)
+        gw.clock.advance(timedelta(minutes=5))
+        await gw.tick()
+    return ids
+
+
 async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_go_out_now(
     pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -162,19 +184,8 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     words he was not shown. The native API says the words sent before too (``sent_text``, one
     post and the list, each as its OpenAPI schema says). His approval sends the edited words."""
     gw = pages.gateway
-    write_policy(policy_dir, "brand", BRAND)
-    await gw.sync_policies()
-    post = await gw.submit("carol", "brand", "Quarterly numbers")
-    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
-    assert (status, body["state"]) == (200, "scheduled"), body
-
-    async def later(self: SandboxAdapter, out: OutboundPost) -> PublishResult:
-        raise AdapterError("the platform is busy", retryable=True, status=503)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SandboxAdapter, "publish", later)
-        gw.clock.advance(timedelta(minutes=5))
-        await gw.tick()
+    [post_id] = await _approved_sent_and_deferred(gw, policy_dir, monkeypatch, "Quarterly numbers")
+    post = {"id": post_id}
     deferred = await gw.get("carol", post["id"])
     assert (deferred["state"], deferred["attempts"]) == ("scheduled", 1), deferred
     status, body = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}",
@@ -217,20 +228,7 @@ async def test_a_page_of_posts_sent_before_reads_their_last_claims_at_once(
     last claims in one query for the list, none one post at a time (before, ``last_claim`` ran
     once for each post of every list, and again for each card)."""
     gw = pages.gateway
-    write_policy(policy_dir, "brand", BRAND)
-    await gw.sync_policies()
-    ids = [str((await gw.submit("carol", "brand", f"Numbers {n}"))["id"]) for n in range(3)]
-    for post_id in ids:
-        status, body = await gw.act("bob", post_id, "approve", {"version": 1})
-        assert (status, body["state"]) == (200, "scheduled"), body
-
-    async def later(self: SandboxAdapter, out: OutboundPost) -> PublishResult:
-        raise AdapterError("the platform is busy", retryable=True, status=503)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SandboxAdapter, "publish", later)
-        gw.clock.advance(timedelta(minutes=5))
-        await gw.tick()
+    ids = await _approved_sent_and_deferred(gw, policy_dir, monkeypatch, *(f"Numbers {n}" for n in range(3)))
     for n, post_id in enumerate(ids):
         status, body = await gw.call("carol", "PATCH", f"/v1/posts/{post_id}",
                                      {"text": f"Numbers {n}, corrected", "version": 1})
