@@ -294,6 +294,7 @@ async def test_new_alt_text_of_a_published_co_signed_post_waits_with_its_words(
     assert [m.description for m in answered.media_attachments] == ["A cat"]
     held = answered.byline.pending_revision
     assert (held.state, held.approvals_needed) == ("held", 1)
+    assert held.media_attributes == [{"id": str(media.id), "description": "A ginger cat", "focus": "0.5,-0.5"}]
     sent = _sent(world, "brandco")
     assert (sent.text, sent.media_edits, _published_alt_texts(world, "brandco")) == ("A picture", [], [["A cat"]])
     assert await _media_row(world, media.id) == {"description": "A cat", "focus": None, "post_id": str(status.id)}
