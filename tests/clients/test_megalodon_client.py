@@ -211,3 +211,36 @@ async def test_megalodon_deletes_and_redrafts_a_picture_whose_edit_waits(
         "Choir at 7\n\n—alice", ["A square"])
     result = await _verify(world)
     assert result.code == 0, result.text
+
+
+async def test_megalodon_held_edit_with_new_alt_text_goes_out_once_approved(
+    world: World, policy_dir: Path, tmp_path: Path,
+) -> None:
+    """An edit of a published status's words and its picture's alt text, sent as megalodon
+    sends an edit (its own HTTP client, JSON), on an account turned co-signed: held, alt text
+    with words (before: 422, "edit the words alone"); the instance keeps the published ones until
+    two co-signers approve, then takes both in one edit."""
+    picture = tmp_path / "picture.bin"
+    picture.write_bytes(PNG)
+    gw = world.gateway
+    async with Megalodon(world.base) as client:
+        await _signed_in(world, client, account="masto", user="alice")
+        media = await client.ok("media", str(picture), {"description": "A square"})
+        first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
+        await gw.tick()
+        await _turned(world, policy_dir, "co-signed")
+        change = [{"id": media["id"], "description": "The choir's poster"}]
+        edited = await client.ok("put", f"/api/v1/statuses/{first['id']}",
+                                 {"status": "Choir at 7", "media_attributes": change})
+    assert (edited["id"], [m["description"] for m in edited["media_attachments"]]) == (first["id"], ["A square"])
+    held = edited["byline"]["pending_revision"]
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.edits, [world.upstream.media[m].description for m in sent.media_ids]) == ([], ["A square"])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, held["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert (sent.edits, [world.upstream.media[m].description for m in sent.media_ids]) == (
+        ["Choir at 7\n\n—alice"], ["The choir's poster"])
+    result = await _verify(world)
+    assert result.code == 0, result.text
