@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.clients.node_client import Megalodon
@@ -169,6 +170,21 @@ async def test_megalodon_edit_held_for_cosigners_answers_with_the_status_it_edit
     assert (sent.text, sent.edits) == ("Choir at 6", [])
 
 
+async def _choir_published_then_cosigned(
+    world: World, client: Megalodon, policy_dir: Path, tmp_path: Path,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """alice, signed in to megalodon, publishes "Choir at 6" with a picture ("A square") on
+    ``masto`` while it is direct; the account turns co-signed. The upload and the status."""
+    picture = tmp_path / "picture.bin"
+    picture.write_bytes(PNG)
+    await _signed_in(world, client, account="masto", user="alice")
+    media = await client.ok("media", str(picture), {"description": "A square"})
+    first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
+    await world.gateway.tick()
+    await _turned(world, policy_dir, "co-signed")
+    return media, first
+
+
 async def test_megalodon_deletes_and_redrafts_a_picture_whose_edit_waits(
     world: World, policy_dir: Path, tmp_path: Path,
 ) -> None:
@@ -178,15 +194,9 @@ async def test_megalodon_deletes_and_redrafts_a_picture_whose_edit_waits(
     status's media for its redraft) is held for the co-signers, and goes out with the picture
     once they approve; carol cannot take alice's picture. Before, the redraft was refused (422,
     the upload "already attached to another post") and the app lost the picture."""
-    picture = tmp_path / "picture.bin"
-    picture.write_bytes(PNG)
     gw = world.gateway
     async with Megalodon(world.base) as client:
-        await _signed_in(world, client, account="masto", user="alice")
-        media = await client.ok("media", str(picture), {"description": "A square"})
-        first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
-        await gw.tick()
-        await _turned(world, policy_dir, "co-signed")
+        media, first = await _choir_published_then_cosigned(world, client, policy_dir, tmp_path)
         await client.ok("editStatus", first["id"], {"status": "Choir at 7"})
         gone = await client.ok("deleteStatus", first["id"])
         assert [m["id"] for m in gone["media_attachments"]] == [media["id"]]
@@ -220,15 +230,9 @@ async def test_megalodon_held_edit_with_new_alt_text_goes_out_once_approved(
     sends an edit (its own HTTP client, JSON), on an account turned co-signed: held, alt text
     with words (before: 422, "edit the words alone"); the instance keeps the published ones until
     two co-signers approve, then takes both in one edit."""
-    picture = tmp_path / "picture.bin"
-    picture.write_bytes(PNG)
     gw = world.gateway
     async with Megalodon(world.base) as client:
-        await _signed_in(world, client, account="masto", user="alice")
-        media = await client.ok("media", str(picture), {"description": "A square"})
-        first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
-        await gw.tick()
-        await _turned(world, policy_dir, "co-signed")
+        media, first = await _choir_published_then_cosigned(world, client, policy_dir, tmp_path)
         change = [{"id": media["id"], "description": "The choir's poster"}]
         edited = await client.ok("put", f"/api/v1/statuses/{first['id']}",
                                  {"status": "Choir at 7", "media_attributes": change})
