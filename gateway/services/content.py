@@ -84,16 +84,40 @@ def content_sha256(
         left_out = frozenset({"media_ids", "reply_to"})  # learnt at its claim, which records it
     else:
         left_out = frozenset({"media_ids"})
-    carried = {k: v for k, v in options.items() if k not in left_out}
+    # A pending revision's new alt text is hashed as it goes out, in its pictures: so its hash is
+    # the one its release records of the published post's pictures, redescribed.
+    carried = {k: v for k, v in options.items() if k not in left_out and k != HELD_MEDIA}
     ids = options.get("media_ids") or ()
     if not carried and not ids:
         return None
-    rows = {row["id"]: row for row in uploads}
+    rows = {row["id"]: row for row in as_carried(options, uploads)}
     media = [_medium(rows[m], focus=scheme is not None and sends_focus(scheme)) if m in rows else None for m in ids]
     hashed: dict[str, Any] = {"media": media, "options": carried}
     if salt is not None:
         hashed["salt"] = salt
     return hashlib.sha256(canonical.dumps(hashed)).hexdigest()
+
+
+HELD_MEDIA: Final = "media_attributes"
+"""The option of a pending revision holding the new alt text and focal points of its published
+post's pictures (``PostOptions.media_attributes``): ``{upload: [description, focus]}``."""
+
+
+def as_carried(
+    options: Mapping[str, Any], uploads: Sequence[Row | Mapping[str, Any]],
+) -> list[Row | Mapping[str, Any]]:
+    """The rows of a post's uploads as it carries them out: for a pending revision, with the alt
+    text and focal points it holds (:data:`HELD_MEDIA`) in place of those they have now."""
+    held = options.get(HELD_MEDIA) or {}
+    if not held:
+        return list(uploads)
+    carried: list[Row | Mapping[str, Any]] = []
+    for row in uploads:
+        if row["id"] in held:
+            description, focus = held[row["id"]]
+            row = {**{k: row[k] for k in row.keys()}, "description": description, "focus": focus}  # noqa: SIM118
+        carried.append(row)
+    return carried
 
 
 def _medium(row: Row | Mapping[str, Any], *, focus: bool) -> list[Any]:
@@ -137,7 +161,7 @@ async def stored_content(
     if not options:  # nearly every post: it carries nothing but its words, and no uploads
         return None, []
     ids = options.get("media_ids") or ()
-    rows = await media_sql.info(txn, list(ids)) if ids else []
+    rows = as_carried(options, await media_sql.info(txn, list(ids)) if ids else [])
     return content_sha256(options, rows, salt=salt, scheme=scheme), described(options, rows)
 
 

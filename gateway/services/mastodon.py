@@ -34,7 +34,7 @@ from gateway.errors import BylineError, Code
 from gateway.lifecycle import State
 from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
-from gateway.services.content import sends_focus
+from gateway.services.content import as_carried, sends_focus
 from gateway.services.identity import Identity, hash_token
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
@@ -503,7 +503,9 @@ class MastodonService:
         return found if found is not None else await self._replies.on_platform(auth.account, reply_to)
 
     async def _media_for(self, auth: ClientAuth, media_ids: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The caller's uploads by id, none taken yet; else a 422 naming the first that is not.
+        """The caller's uploads by id, none taken yet (or taken by a post that ended: the media of
+        a status deleted, which an app's delete and redraft sends again, as Mastodon frees them);
+        else a 422 naming the first that is not.
 
         Only a first look, to refuse early: the post takes them with a compare-and-set in the
         transaction that stores it (``_attaching``), where a race for one is decided.
@@ -514,10 +516,12 @@ class MastodonService:
             raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
         async with self._db.read() as txn:
             rows = {r["id"]: r for r in await media_sql.info(txn, list(media_ids))}
+            taken = sorted({r["post_id"] for r in rows.values() if r["post_id"] is not None})
+            ended = await media_sql.ended_posts(txn, taken)
         for media_id in media_ids:
             row = rows.get(media_id)
             if row is None or row["account"] != auth.account or row["user_name"] != auth.caller.user \
-                    or row["post_id"] is not None:
+                    or row["post_id"] not in (None, *ended):
                 raise BylineError(Code.VALIDATION, _media_refused(media_id))
         return [dict(rows[m]) for m in media_ids]
 
@@ -542,7 +546,16 @@ class MastodonService:
             return await self.passthrough(auth, f"/api/v1/statuses/{post_id}", "", base=base)
         if State(post.state) in _GONE:
             raise BylineError(Code.NOT_FOUND, "Record not found")
-        return await self._render(auth, post)
+        pending = await self.pending_revisions(auth, [post])
+        return await self._render(auth, post, pending=pending.get(post.id))
+
+    async def pending_revisions(
+        self, auth: ClientAuth, posts: Sequence[PostView | posts_sql.PostRecord],
+    ) -> Mapping[str, PostView]:
+        """The pending revision of each published post of ``posts`` the caller may see, by the
+        post's id, read in one query for them all: each status names its own
+        (``byline.pending_revision``), as the answer to its edit did, wherever an app reads it."""
+        return await self._posts.pending_revisions(Caller(user=auth.caller.user), posts)
 
     async def _view(self, auth: ClientAuth, post_id: str, *, scheduled: bool = False) -> StatusView:
         post = await self._own_post(auth, post_id)
@@ -673,10 +686,11 @@ class MastodonService:
         return await self._own_post(auth, post_id, history=history)
 
     async def render(self, auth: ClientAuth, post: PostView, *, scheduled: bool = False,
-                     account: dict[str, Any] | None = None) -> StatusView:
+                     account: dict[str, Any] | None = None, pending: PostView | None = None) -> StatusView:
         """A post with what rendering it as a Status (or a ScheduledStatus) needs; ``account``,
-        the account's entity read once for a list of them (its count of statuses is a read)."""
-        return await self._render(auth, post, scheduled=scheduled, account=account)
+        the account's entity read once for a list of them (its count of statuses is a read);
+        ``pending``, its pending revision (:meth:`pending_revisions`)."""
+        return await self._render(auth, post, scheduled=scheduled, account=account, pending=pending)
 
     async def pending_one(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``GET /api/v1/scheduled_statuses/:id``."""
@@ -696,7 +710,7 @@ class MastodonService:
         rows: dict[str, dict[str, Any]] = {}
         if media_ids:  # most statuses have none: no transaction (on PostgreSQL, round trips) for them
             async with self._db.read() as txn:
-                rows = {r["id"]: dict(r) for r in await media_sql.info(txn, media_ids)}
+                rows = {r["id"]: dict(r) for r in as_carried(post.options, await media_sql.info(txn, media_ids))}
         due_at: int | None = post.publish_at
         if due_at is None and State(post.state) in PENDING:
             loaded = self._policies.get(post.account)

@@ -162,7 +162,9 @@ class MastodonReads:
 
     async def _views(self, auth: ClientAuth, records: list[PostRecord], *, scheduled: bool = False) -> list[StatusView]:
         account = await self._mastodon.account(auth) if records else None
-        return [await self._mastodon.render(auth, view, scheduled=scheduled, account=account)
+        pending = {} if scheduled else await self._mastodon.pending_revisions(auth, records)
+        return [await self._mastodon.render(auth, view, scheduled=scheduled, account=account,
+                                            pending=pending.get(view.id))
                 for view in await self._posts.views(records)]
 
     async def scheduled(self, auth: ClientAuth, ask: PageAsk) -> Listed:
@@ -210,14 +212,18 @@ class MastodonReads:
             raise BylineError(Code.VALIDATION, f"Validation failed: at most {IDS_MOST} statuses at a time")
         ours: dict[str, StatusView | dict[str, Any]] = {}
         others: list[str] = []
-        account: dict[str, Any] | None = None
+        found: list[PostView] = []
         for post_id in wanted:
             post = await self._mastodon.own_post(auth, post_id)
             if post is None:
                 others.append(post_id)
             elif State(post.state) not in _GONE:
-                account = account or await self._mastodon.account(auth)
-                ours[post_id] = await self._mastodon.render(auth, post, account=account)
+                found.append(post)
+        if found:
+            account = await self._mastodon.account(auth)
+            pending = await self._mastodon.pending_revisions(auth, found)
+            for post in found:
+                ours[post.id] = await self._mastodon.render(auth, post, account=account, pending=pending.get(post.id))
         if others:
             answer = await self._mastodon.passthrough(auth, path, urlencode([("id[]", i) for i in others]), base=base)
             if answer.status != 200:
@@ -259,8 +265,13 @@ class MastodonReads:
         descendants: list[PostView] = []
         await self._replies(auth, post, seen, descendants)
         account = await self._mastodon.account(auth) if ancestors or descendants else None
-        return ContextView(ancestors=[await self._mastodon.render(auth, p, account=account) for p in ancestors],
-                           descendants=[await self._mastodon.render(auth, p, account=account) for p in descendants])
+        pending = await self._mastodon.pending_revisions(auth, [*ancestors, *descendants])
+
+        async def rendered(p: PostView) -> StatusView:
+            return await self._mastodon.render(auth, p, account=account, pending=pending.get(p.id))
+
+        return ContextView(ancestors=[await rendered(p) for p in ancestors],
+                           descendants=[await rendered(p) for p in descendants])
 
     async def _parent_id(self, auth: ClientAuth, post: PostView) -> str | None:
         """The id of the post of Byline's that ``post`` replies to, if any: the one it names,

@@ -13,7 +13,8 @@ for the approval, the claim, the policy reload and the retry alike.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from gateway.policy.announce import ANNOUNCER
 from gateway.policy.engine import disclosed_text
@@ -34,16 +35,27 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None) -> bool:
+Claims = Mapping[str, dict[str, Any] | None]
+"""Posts' last claims read already (``log.last_claims``, for a page of posts), by post id."""
+
+
+def reads_last_claim(row: sql.PostRecord) -> bool:
+    """Whether :func:`as_last_sent` may read ``row``'s last claim: it was claimed, under the key
+    of a version before its own (the words it sends now are not that claim's, or are)."""
+    return (row.published_text is not None and row.idempotency_key is not None
+            and row.idempotency_key != idempotency_key(row.id, row.version))
+
+
+async def as_last_sent(txn: Txn, row: sql.PostRecord, *, content: str | None, claims: Claims | None = None) -> bool:
     """Whether ``row`` is, in its own words and what it carries, the post its last claim sent
     (``published_text``, under ``idempotency_key``): claimed at this version (only a claim at a
     version chooses the version's own key, and a version's words never change), or at an
     earlier one whose words and content its version keeps (a version that only decided it
     again: held after its recovery missed it on the platform, its approvals asked anew). An
-    edit since is another post."""
+    edit since is another post. ``claims``: last claims read already, this one's among them."""
     if row.idempotency_key == idempotency_key(row.id, row.version):
         return True
-    claim = await log_sql.last_claim(txn, row.id)
+    claim = claims[row.id] if claims is not None and row.id in claims else await log_sql.last_claim(txn, row.id)
     version = None if claim is None else claim.get("version")
     if claim is None or type(version) is not int:
         return False
@@ -63,7 +75,7 @@ def with_disclosure(row: sql.PostRecord, policy: Policy) -> str:
 
 async def sends(
     txn: Txn, row: sql.PostRecord, policy: Policy, *, content: Callable[[], Awaitable[str | None]],
-    stale: bool = False,
+    stale: bool = False, claims: Claims | None = None,
 ) -> tuple[str, bool]:
     """The text ``row`` goes out with under ``policy``, and whether it is sent again as its last
     claim sent it (``stale``: a claim whose lease ran out, taken up again). ``content``: what
@@ -81,21 +93,24 @@ async def sends(
     text = with_disclosure(row, policy)
     again = stale or bool(
         row.published_text is not None and text != row.published_text and row.idempotency_key is not None
-        and await as_last_sent(txn, row, content=await content())
+        and await as_last_sent(txn, row, content=await content(), claims=claims)
     )
     if again and row.published_text is not None:
         text = row.published_text
     return text, again
 
 
-async def outgoing_text(txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False) -> str:
+async def outgoing_text(
+    txn: Txn, row: sql.PostRecord, policy: Policy, *, stale: bool = False, claims: Claims | None = None,
+) -> str:
     """The text ``row`` would go out with under ``policy`` (see :func:`sends`), what it carries
-    besides read only when wanted: what its approvers are shown, and approve."""
+    besides read only when wanted: what its approvers are shown, and approve. ``claims``: as
+    for :func:`as_last_sent`."""
 
     async def content() -> str | None:
         return await stored_content_sha256(txn, row.options, salt=row.content_salt, scheme=row.content_scheme)
 
-    text, _ = await sends(txn, row, policy, content=content, stale=stale)
+    text, _ = await sends(txn, row, policy, content=content, stale=stale, claims=claims)
     return text
 
 

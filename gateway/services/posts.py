@@ -58,13 +58,21 @@ from gateway.services.authorization import (
     visible_accounts,
 )
 from gateway.services.content import (
+    as_carried,
     content_sha256,
     new_content_salt,
     reason_sha256,
     scheme_for,
     stored_content,
 )
-from gateway.services.outgoing import outgoing_sha256, outgoing_text, text_sha256, with_disclosure
+from gateway.services.outgoing import (
+    Claims,
+    outgoing_sha256,
+    outgoing_text,
+    reads_last_claim,
+    text_sha256,
+    with_disclosure,
+)
 from gateway.services.platforms import carries
 from gateway.services.scopes import Caller as Caller  # where it is defined, out of this heavy module
 from gateway.storage import gate_intents as intents_sql
@@ -126,6 +134,12 @@ class PostOptions:
     """Records a client built to go with the post, by collection: its interaction settings
     (Bluesky's ``app.bsky.feed.threadgate`` and ``app.bsky.feed.postgate``, as JSON), written
     with it, as given, when it goes out, and never without it."""
+    media_attributes: Mapping[str, Sequence[str | None]] | None = None
+    """A pending revision's new alt text and focal point of its published post's pictures, by
+    upload: ``[description, focus]`` (Mastodon's ``media_attributes[]`` of the edit held). Held
+    with its words, read by the rules and shown to its approvers as the pictures would be, hashed
+    in its ``content_sha256`` as they go out (``gateway.services.content.as_carried``), and given
+    to the uploads only when the revision is released: never options of a published post."""
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> PostOptions:
@@ -611,7 +625,7 @@ class PostService:
         seen: list[str | None] = [options.spoiler_text]
         if options.media_ids:
             async with self.db.read() as txn:
-                rows = await media_sql.info(txn, list(options.media_ids))
+                rows = as_carried(options.to_json(), await media_sql.info(txn, list(options.media_ids)))
             changed = described or {}
             seen += [changed.get(row["id"], row["description"]) for row in rows]
         if options.embed is not None:
@@ -1507,14 +1521,9 @@ class PostService:
         if refused is not None or pending is not None:
             if held is None or isinstance(decision, Reason) or decision.outcome not in _HOLDABLE:
                 raise refused or BylineError(Code.CONFLICT, _PENDING_ELSEWHERE, pending=pending and pending.id)
-            if redescribed:
-                held_for = "; ".join(r.reason for r in decision.reasons) or policy.tier.value
-                raise BylineError(Code.VALIDATION, f"the policy of {policy.account} would not publish this edit at "
-                                  f"once ({held_for}), and new alt text or focal points go out only with an edit it "
-                                  "publishes at once: edit the words alone, and the pictures once they are out")
             held(loaded)
             return await self._pending_revision(caller, post, loaded, text=text, options=chosen, decision=decision,
-                                                pending=pending)
+                                                pending=pending, redescribed=redescribed)
         async with self.db.read() as txn:
             if await policy_sql.head_sha256(txn, post.account) != loaded.sha256:
                 raise PolicyMoved(post.account)
@@ -1527,6 +1536,7 @@ class PostService:
     async def _pending_revision(
         self, caller: Caller, post: PostRecord, loaded: LoadedPolicy, *, text: str, options: PostOptions,
         decision: Decision, pending: PostRecord | None,
+        redescribed: tuple[tuple[str, str | None, str | None], ...] = (),
     ) -> PostView:
         """Store new words of a published post that its policy holds as its pending revision: a
         post of their own that names the post it revises, held, scheduled, approved, rejected,
@@ -1534,7 +1544,13 @@ class PostService:
         post (``PublishedPosts.release``). A post has one pending revision at most: a second edit
         while one waits edits that one, as an edit of a held post does (its approvals start
         again), so approvers never weigh two versions of one post against each other. ``pending``:
-        the one it has, as just read (the transaction that stores a new one reads again)."""
+        the one it has, as just read (the transaction that stores a new one reads again).
+        ``redescribed``: new alt text and focal points of the post's pictures, held with the words
+        (``PostOptions.media_attributes``); a second edit keeps those the first gave, save those it
+        gives anew, as the pictures stay as they are on Mastodon unless an edit names them."""
+        held_media = {} if pending is None else dict(PostOptions.from_json(pending.options).media_attributes or {})
+        held_media |= {m: [d, f] for m, d, f in redescribed}
+        options = replace(options, media_attributes=held_media or None)
         if pending is not None:
             if pending.state == State.PUBLISHING.value:
                 raise BylineError(Code.CONFLICT, _PENDING_SENT, retryable=True, pending=pending.id)
@@ -1574,11 +1590,18 @@ class PostService:
             raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit")
         if len(counted_for(loaded, pending, approved, sends)) < pending.required:
             return None
-        options = PostOptions.from_json(pending.options)
+        held = PostOptions.from_json(pending.options)
+        # Its new alt text and focal points go to the pictures with the words, as a revision made
+        # at once gives them: never options of the published post.
+        redescribed = tuple((str(m), d, f) for m, (d, f) in (held.media_attributes or {}).items())
+        options = replace(held, media_attributes=None)
+        async with self.db.read() as txn:
+            pictures = await _pictures(txn, options, redescribed)
         shown = disclosed_text(loaded.policy, author=pending.author, text=pending.text, editors=pending.editors,
                                suggested_by=pending.suggested_by)
         return Revision(record=post, loaded=loaded, text=pending.text, shown=shown, version=post.version + 1,
-                        options=options, seen=await self._words_seen(options), pending=pending)
+                        options=options, seen=await self._words_seen(held), redescribed=redescribed,
+                        pictures=pictures, pending=pending)
 
     async def fail_revision(self, pending: PostRecord, *, why: str) -> bool:
         """Fail the due pending revision ``pending``, which can never be made (:class:`NeverReleased`),
@@ -1731,7 +1754,10 @@ class PostService:
                 versions = entries = None
             if post is None:
                 raise BylineError(Code.NOT_FOUND, f"no post {post_id}")
-            now = await going_out(txn, post, self.policies.get(post.account))
+            # Its last claim is among its entries, where they are read: not read again.
+            claims = None if entries is None or not reads_last_claim(post) else {
+                post.id: log_sql.last_claim_among(entries)}
+            now = await going_out(txn, post, self.policies.get(post.account), claims=claims)
         return self._shown(caller, post, now, decisions=decisions, versions=versions, entries=entries)
 
     async def reply_parent(self, user: str, account: str, parent_id: str) -> tuple[str | None, str | None] | None:
@@ -1776,15 +1802,40 @@ class PostService:
             return await self._views_of(txn, rows)
 
     async def _views_of(self, txn: Txn, rows: Sequence[PostRecord]) -> list[PostView]:
-        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows`` read in one
-        query for them all, not one a post."""
+        """:meth:`views` in ``txn``: the approvals of the held posts among ``rows``, and the last
+        claims of those sent before that are not out (what they send again may be what that
+        claim sent), each read in one query for them all, not one a post."""
         held: dict[str, int] = {r.id: r.version for r in rows if r.state == State.HELD.value}
         approved = await sql.approvers_of_posts(txn, held)
+        claims = await log_sql.last_claims(txn, [r.id for r in rows if r.state not in _OUT and reads_last_claim(r)])
         return [
             post_view(r, None, None, None,
-                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {})))
+                      await going_out(txn, r, self.policies.get(r.account), approved=approved.get(r.id, {}),
+                                      claims=claims))
             for r in rows
         ]
+
+    async def pending_revisions(
+        self, caller: Caller, posts: Sequence[PostView | PostRecord],
+    ) -> dict[str, PostView]:
+        """The pending revision of each published post among ``posts`` that ``caller`` may see,
+        by the id of the post it revises: read in one query for them all (a page of statuses),
+        not one a post. Shown to the people of the account beside the words the platform shows,
+        as the answer to the edit names it; never to anyone the revision's own post hides from."""
+        published = [p.id for p in posts if p.state == State.PUBLISHED.value]
+        if not published:
+            return {}
+        async with self.db.read() as txn:
+            seen = [r for r in await sql.open_revisions(txn, published) if self._may_view(caller, r)]
+            views = await self._views_of(txn, seen) if seen else []
+        return {v.revises: v for v in views if v.revises is not None}
+
+    def _may_view(self, caller: Caller, post: PostRecord) -> bool:
+        try:
+            self._authorize(caller, post, Act.VIEW)
+        except BylineError:
+            return False
+        return True
 
     async def list(
         self, caller: Caller, *, account: str | None, state: str | None, limit: int = 50,
@@ -1986,19 +2037,20 @@ _OUT: Final = frozenset({State.PUBLISHED.value, State.DELETED.value})
 
 async def going_out(
     txn: Txn, post: PostRecord, loaded: LoadedPolicy | None, *, approved: Approved | None = None,
+    claims: Claims | None = None,
 ) -> GoingOut:
     """What ``post`` goes out with now under ``loaded`` (:class:`GoingOut`). A post sent before
     and edited since goes out with its new words (``outgoing.sends``), not the words sent:
     approvers are shown what they approve. Approvals are read for a held post alone (no other
     shows them), unless given (``approved``: read for a page of posts at once, see
     :meth:`PostService.views`); with no policy in force, every approval of its version is taken
-    as it stands."""
+    as it stands. ``claims``: last claims read already (``outgoing.as_last_sent``)."""
     if post.state in _OUT and post.published_text is not None:
         text = post.published_text  # empty words sent (a picture alone) are what the platform shows
     elif loaded is None:
         text = post.published_text if post.published_text is not None else post.text
     else:
-        text = await outgoing_text(txn, post, loaded.policy)
+        text = await outgoing_text(txn, post, loaded.policy, claims=claims)
     if post.state != State.HELD.value:
         return GoingOut(text=text)
     if approved is None:

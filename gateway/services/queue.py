@@ -24,6 +24,7 @@ from gateway.policy.credit import contributors
 from gateway.policy.engine import Act, Role, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.authorization import visible_accounts
+from gateway.services.content import as_carried
 from gateway.services.platforms import Platforms
 from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView, options_by_version
 from gateway.services.reply_targets import web_link
@@ -377,7 +378,8 @@ class QueueService:
         if not media_ids:
             return ()
         async with self.db.read() as txn:
-            rows = {r["id"]: r for r in await media_sql.info(txn, media_ids)}
+            # A pending revision's pictures as they would go out: with the alt text it holds.
+            rows = {r["id"]: r for r in as_carried(post.options, await media_sql.info(txn, media_ids))}
         return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"],
                              focus=focus_words(rows[m]["focus"]))
                      for m in media_ids if m in rows)

@@ -55,9 +55,36 @@ async def last_claim(txn: Txn, post_id: str) -> dict[str, Any] | None:
         "SELECT entry FROM log_entries WHERE post_id = ? AND type = 'post.publishing' ORDER BY idx DESC LIMIT 1",
         post_id,
     )
-    if row is None:
-        return None
-    data = json.loads(bytes(row["entry"])).get("data")
+    return None if row is None else _data(json.loads(bytes(row["entry"])))
+
+
+async def last_claims(txn: Txn, post_ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """:func:`last_claim` of each of ``post_ids`` in one read (a page of posts), by post id:
+    each one asked is there, None where it has no claim."""
+    found: dict[str, dict[str, Any] | None] = dict.fromkeys(post_ids)
+    if not post_ids:
+        return found
+    rows = await txn.fetchall(
+        "SELECT post_id, entry FROM log_entries WHERE idx IN (SELECT MAX(idx) FROM log_entries "
+        f"WHERE post_id IN ({', '.join('?' for _ in post_ids)}) AND type = 'post.publishing' GROUP BY post_id)",
+        *post_ids,
+    )
+    for row in rows:
+        found[row["post_id"]] = _data(json.loads(bytes(row["entry"])))
+    return found
+
+
+def last_claim_among(entries: Sequence[Row]) -> dict[str, Any] | None:
+    """:func:`last_claim` of a post whose entries (:func:`post_entries`) are read already."""
+    for row in reversed(entries):
+        entry = json.loads(bytes(row["entry"]))
+        if entry.get("type") == "post.publishing":
+            return _data(entry)
+    return None
+
+
+def _data(entry: Any) -> dict[str, Any] | None:
+    data = entry.get("data") if isinstance(entry, dict) else None
     return data if isinstance(data, dict) else None
 
 

@@ -705,6 +705,19 @@ async def open_revision(txn: Txn, post_id: str) -> PostRecord | None:
     return None if row is None else _record(row)
 
 
+async def open_revisions(txn: Txn, post_ids: Sequence[str]) -> list[PostRecord]:
+    """:func:`open_revision` of each of the published posts ``post_ids``, in one read: what a
+    page of statuses names beside each (``byline.pending_revision``); a post with none is left out."""
+    if not post_ids:
+        return []
+    rows = await txn.fetchall(
+        f"SELECT * FROM posts WHERE revises IN ({', '.join('?' for _ in post_ids)}) "
+        "AND state IN ('held', 'scheduled', 'publishing') ORDER BY id",
+        *post_ids,
+    )
+    return [_record(r) for r in rows]
+
+
 async def revisions_due(txn: Txn, *, now: int, limit: int) -> list[PostRecord]:
     """Pending revisions approved (or past their cooling-off) whose time has come: each is made by
     editing its published post on the platform (``PublishedPosts.release``), never published as

@@ -7,6 +7,8 @@ alt text that never changed."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from mastodon import MastodonAPIError
 
 from gateway.services.posts import PostService
+from tests.audit.logtools import Attacker
 from tests.clients.test_media_update import (
     PNG,
     _another_on_mastodon,
@@ -28,6 +31,7 @@ from tests.clients.test_media_update import (
     _verify,
 )
 from tests.clients.world import World
+from tests.pages.conftest import pages_on
 
 TOO_LONG = "Validation failed: Description is too long (maximum is 1500 characters)"
 FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
@@ -229,6 +233,16 @@ def _sent(world: World, username: str = "brand") -> Any:
     return sent
 
 
+async def _ginger_cat_out(world: World, sent: Any, text: str, media_id: str, status_id: str) -> None:
+    """``sent`` shows ``text`` on the platform, edited once to give its picture the alt text "A
+    ginger cat" and the focal point (0.5, -0.5), which the upload of the status keeps too."""
+    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
+    assert (sent.text, upstream_media.description, upstream_media.focus) == (text, "A ginger cat", (0.5, -0.5))
+    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
+    assert await _media_row(world, media_id) == {
+        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status_id)}
+
+
 async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_words(world: World) -> None:
     """Mastodon.py's ``status_update(media_attributes=…)`` on a published post of a direct
     account: the platform's edit carries the words, the alt text and the focal point (its
@@ -240,13 +254,7 @@ async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_wo
     edited = await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
     assert [(m.description, m.meta.focus) for m in edited.media_attachments] == [
         ("A ginger cat", {"x": 0.5, "y": -0.5})]
-    sent = _sent(world)
-    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
-    assert (sent.text, upstream_media.description, upstream_media.focus) == (
-        "A picture, edited", "A ginger cat", (0.5, -0.5))
-    assert sent.media_edits == [{upstream_media.id: {"description": "A ginger cat", "focus": (0.5, -0.5)}}]
-    assert await _media_row(world, media.id) == {
-        "description": "A ginger cat", "focus": "0.5,-0.5", "post_id": str(status.id)}
+    await _ginger_cat_out(world, _sent(world), "A picture, edited", media.id, status.id)
     history = await world.run(api.status_history, status)
     assert [[m.description for m in h.media_attachments] for h in history] == [["A cat"], ["A ginger cat"]]
     entries = {kind: d for kind, d in await _log(world, str(status.id))}
@@ -260,34 +268,93 @@ async def test_new_alt_text_of_a_published_post_reaches_the_platform_with_its_wo
     assert result.code == 0, result.text
 
 
-async def test_new_alt_text_of_a_published_co_signed_post_is_refused_as_new_words_are(
-    world: World, policy_dir: Path,
-) -> None:
-    """On a co-signed account a published post's edit that gives new alt text is refused (422,
-    nothing changed, here or on the platform): approvals are asked of posts before they go out,
-    an edit sent at once would skip them, and a pending revision carries words alone."""
+async def _held_alt_text(world: World, policy_dir: Path) -> tuple[Any, Any, Any, Any]:
+    """alice's published picture on co-signed ``mastoco``, and her Mastodon.py edit of its words,
+    alt text and focal point, held as its pending revision: the app's client, the status, the
+    upload and the status the edit answered."""
     await _cosigned_on_mastodon(world, policy_dir)
     api, status, media = await _published_with_a_picture(world, "mastoco")
-    before = await world.gateway.snapshot()
-    change = api.generate_media_edit_attributes(media, description="A ginger cat")
-    with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.status_update, status, "A picture", media_attributes=[change])
-    assert caught.value.args[1] == 422
-    assert "new alt text or focal points go out only with an edit it publishes at once" in caught.value.args[3]
-    assert await world.gateway.snapshot() == before
+    change = api.generate_media_edit_attributes(media, description="A ginger cat", focus=(0.5, -0.5))
+    answered = await world.run(api.status_update, status, "A picture, edited", media_attributes=[change])
+    return api, status, media, answered
+
+
+async def test_new_alt_text_of_a_published_co_signed_post_waits_with_its_words(
+    world: World, policy_dir: Path,
+) -> None:
+    """On a co-signed account, Mastodon.py's ``status_update(media_attributes=…)`` of a published
+    post is held as its pending revision, alt text and focal point with the words (before: 422,
+    "edit the words alone"): the platform and the upload keep the published ones; the approver's
+    card shows the new ones; a second edit of the words alone keeps them; once approved they reach
+    the platform in its edit (``media_ids`` and ``media_attributes[]``), the record keeps them,
+    never as options of the published post, the log hashes what went out as approved, and verifies."""
+    gw = world.gateway
+    api, status, media, answered = await _held_alt_text(world, policy_dir)
+    assert (answered.id, answered.byline.state) == (status.id, "published")
+    assert [m.description for m in answered.media_attachments] == ["A cat"]
+    held = answered.byline.pending_revision
+    assert (held.state, held.approvals_needed) == ("held", 1)
+    assert held.media_attributes == [{"id": str(media.id), "description": "A ginger cat", "focus": "0.5,-0.5"}]
     sent = _sent(world, "brandco")
     assert (sent.text, sent.media_edits, _published_alt_texts(world, "brandco")) == ("A picture", [], [["A cat"]])
-    assert (await _media_row(world, media.id))["description"] == "A cat"
+    assert await _media_row(world, media.id) == {"description": "A cat", "focus": None, "post_id": str(status.id)}
+    again = await world.run(api.status_update, status, "A picture, edited again")
+    assert again.byline.pending_revision.id == held.id
+    async with pages_on(gw) as pages:
+        bob = await pages.person("bob")
+        _, queue = await bob.get("/queue")
+        [card] = re.findall(rf'<article class="card post"[^>]*data-post="{held.id}".*?</article>', queue, re.DOTALL)
+        assert "alt text: <bdi>A ginger cat</bdi>; previews crop it around: bottom right (x 0.5, y -0.5)" in card
+    code, body = await gw.act("bob", held.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    gw.clock.advance(timedelta(minutes=2))
+    await gw.tick()
+    await gw.tick()
+    await _ginger_cat_out(world, sent, "A picture, edited again", media.id, status.id)
+    shown = await world.run(api.status, status)
+    assert ([m.description for m in shown.media_attachments], shown.byline.version) == (["A ginger cat"], 2)
+    assert "media_attributes" not in (await gw.get("alice", str(status.id)))["options"]
+    approved = [d["content_sha256"] for kind, d in await _log(world, held.id) if kind == "post.edited"]
+    entries = {kind: d for kind, d in await _log(world, str(status.id))}
+    assert entries["post.revising"]["revision_content_sha256"] == approved[-1]
+    assert entries["post.revised"]["revision_content_sha256"] == approved[-1]
     result = await _verify(world)
     assert result.code == 0, result.text
+
+
+async def test_held_alt_text_changed_in_the_database_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database changes the alt text an approved pending revision holds before
+    it goes out: the gateway cannot tell, and it goes out so; but its entries hash what it sent
+    as its approved version was hashed, and ``byline audit verify`` names it as sent other than
+    approved (the held alt text is bound as the words are)."""
+    gw = world.gateway
+    _, status, media, answered = await _held_alt_text(world, policy_dir)
+    held = answered.byline.pending_revision
+    code, body = await gw.act("bob", held.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    options = (await gw.get("alice", held.id))["options"]
+    assert options["media_attributes"] == {str(media.id): ["A ginger cat", "0.5,-0.5"]}
+    forged = {**options, "media_attributes": {str(media.id): ["Not what bob approved", "0.5,-0.5"]}}
+    await Attacker(db_url).run(("UPDATE posts SET options = ? WHERE id = ?", (json.dumps(forged), held.id)))
+    gw.clock.advance(timedelta(minutes=2))
+    await gw.tick()
+    await gw.tick()
+    assert _published_alt_texts(world, "brandco") == [["Not what bob approved"]]
+    result = await _verify(world)
+    assert result.code != 0, result.text
+    assert (f"post.revising of post {status.id} sends other media or options than its revision {held.id} "
+            "was approved with at version 1") in result.text, result.text
 
 
 async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_words_are(
     world: World, policy_dir: Path,
 ) -> None:
     """On a direct account whose rule holds "fired": new alt text of a published post saying so
-    is refused as new words saying so are (422 naming the rule), and nothing changes, here or on
-    the platform: the rules read alt text, and an edit sent at once would skip the hold."""
+    is held as new words saying so are, as its pending revision naming the rule (before: 422),
+    and nothing changes on the platform or the upload: the rules read the new alt text, and an
+    edit sent at once would skip the hold."""
     await _another_on_mastodon(world, policy_dir, "mastorules", "brandrules", """
         tier: direct
         owner: alice
@@ -298,13 +365,11 @@ async def test_new_alt_text_of_a_published_post_is_judged_by_the_rules_as_its_wo
             reason: Check the full story first
     """)
     api, status, media = await _published_with_a_picture(world, "mastorules")
-    before = await world.gateway.snapshot()
     change = api.generate_media_edit_attributes(media, description="The CEO, fired")
-    with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.status_update, status, "A picture", media_attributes=[change])
-    assert caught.value.args[1] == 422
-    assert "(Check the full story first)" in caught.value.args[3]
-    assert await world.gateway.snapshot() == before
+    answered = await world.run(api.status_update, status, "A picture", media_attributes=[change])
+    held = answered.byline.pending_revision
+    assert (held.state, [r.reason for r in held.reasons]) == ("held", ["Check the full story first"])
+    await world.gateway.tick()
     sent = _sent(world, "brandrules")
     assert (sent.media_edits, _published_alt_texts(world, "brandrules")) == ([], [["A cat"]])
     assert (await _media_row(world, media.id))["description"] == "A cat"

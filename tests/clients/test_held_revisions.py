@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from gateway.app import CHECKPOINTS
 from gateway.clock import ManualClock
 from gateway.services.posts import PostService
+from gateway.storage import posts as posts_sql
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import Attacker, byline, verified_by_cli
 from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
@@ -237,6 +238,85 @@ async def test_mastodon_app_edit_of_a_cosigned_post_is_held_then_made(world: Wor
     assert (shown.content, shown.byline.version) == ("<p>Lunch at one</p><p>—alice</p>", 2)
     assert (await gw.get("alice", held.id))["state"] == "applied"
     await verified_by_cli(gw)
+
+
+async def test_mastodon_app_reads_the_edit_waiting_on_the_status_it_edited(world: World, policy_dir: Path) -> None:
+    """``GET /api/v1/statuses/:id`` of a status whose edit waits, read by Mastodon.py apps of its
+    author and of its co-signers, names the edit as the answer to the edit did
+    (``byline.pending_revision``; before: only there), with the approvals it still needs as each
+    one counts (``approvals_needed``, before seen only through the native view): 2, 1, then 0
+    once it is due; once made, the status names none."""
+    gw = world.gateway
+    api, first, sent = await _app_published(world, policy_dir, "Lunch at noon")
+    held = (await world.run(api.status_update, first.id, "Lunch at one")).byline.pending_revision
+    bob = await world.client("bob", "masto")
+    for app in (api, bob):
+        shown = (await world.run(app.status, first.id)).byline
+        assert (shown.state, shown.version) == ("published", 1)
+        assert (shown.pending_revision.id, shown.pending_revision.state, shown.pending_revision.approvals_needed,
+                shown.pending_revision.content) == (held.id, "held", 2, "<p>Lunch at one</p><p>—alice</p>")
+    needed = []
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, held.id, "approve")
+        assert code == 200, body
+        waiting = (await world.run(bob.status, first.id)).byline.pending_revision
+        needed.append((waiting.state, waiting.approvals_needed))
+    assert needed == [("held", 1), ("scheduled", 0)]
+    await gw.tick()
+    assert sent.edits == ["Lunch at one\n\n—alice"]
+    made = (await world.run(api.status, first.id)).byline
+    assert (made.version, "pending_revision" in made) == (2, False)
+
+
+async def test_mastodon_app_sees_a_delayed_edit_and_its_time(world: World, policy_dir: Path) -> None:
+    """On a delayed account, Mastodon.py's edit of a published status waits out the cooling-off:
+    the status it reads back names the edit scheduled, its time ten minutes off and no approvals
+    needed; ``scheduled_status`` of the edit's id says the same time, the status it revises and
+    its words; at its time the status shows the new words and names no edit."""
+    gw = world.gateway
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Meet at noon")
+    await gw.tick()
+    await _turned(world, policy_dir, "delayed")
+    due = gw.clock.now() + timedelta(minutes=10)
+    held = (await world.run(api.status_update, first.id, "Meet at one")).byline.pending_revision
+    shown = (await world.run(api.status, first.id)).byline.pending_revision
+    assert (shown.id, shown.state, shown.approvals_needed, shown.reasons) == (held.id, "scheduled", 0, [])
+    assert datetime.fromisoformat(shown.publish_at) == due
+    one = await world.run(api.scheduled_status, held.id)
+    assert (one.scheduled_at, one.params.text, one.byline.revises, one.byline.approvals_needed) == (
+        due, "Meet at one", first.id, 0)
+    gw.clock.advance(timedelta(minutes=10, seconds=1))
+    await gw.tick()
+    after = await world.run(api.status, first.id)
+    assert (after.content, after.byline.version, "pending_revision" in after.byline) == ("<p>Meet at one</p>", 2,
+                                                                                           False)
+
+
+async def test_a_page_of_statuses_reads_the_edits_waiting_in_one_query(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mastodon.py's ``statuses([…])`` of three published statuses, two with an edit waiting:
+    each names its own (and the third none), and the page's pending revisions are read in one
+    query, not one a status."""
+    api = await world.client("alice", "masto")
+    firsts = [await world.run(api.status_post, f"Talk {n} at noon") for n in range(3)]
+    await world.gateway.tick()
+    await _turned(world, policy_dir, "co-signed")
+    held = [(await world.run(api.status_update, f.id, f"Talk {n} at one")).byline.pending_revision.id
+            for n, f in enumerate(firsts[:2])]
+    reads: list[list[str]] = []
+    at_once = posts_sql.open_revisions
+
+    async def counted(txn: Any, post_ids: Any) -> Any:
+        reads.append(list(post_ids))
+        return await at_once(txn, post_ids)
+
+    monkeypatch.setattr(posts_sql, "open_revisions", counted)
+    page = await world.run(api.statuses, [f.id for f in firsts])
+    assert [s.id for s in page] == [f.id for f in firsts]
+    assert [s.byline.get("pending_revision", {}).get("id") for s in page] == [*held, None]
+    assert reads == [[f.id for f in firsts]]
 
 
 async def test_mastodon_apps_scheduled_list_leaves_pending_edits_out(world: World, policy_dir: Path) -> None:

@@ -56,6 +56,44 @@ async def test_three_statuses_racing_for_one_upload(world: World) -> None:
     assert [len(s.media_ids) for s in published] == [1, 1, 1]
 
 
+async def test_a_deleted_statuses_picture_goes_to_one_redraft(world: World) -> None:
+    """Mastodon.py's delete and redraft, twice at once, of a status not out yet and of one
+    published: the delete's answer gives the words and the picture; one redraft takes the
+    picture (as Mastodon frees a deleted status's media for its redraft), the other gets 422
+    and stores nothing; the status deleted keeps the picture in its record. A picture of a status
+    still there stays its own. Before, every redraft got 422 and the picture was lost."""
+    api = await world.client("alice", "masto")
+    for out in (False, True):
+        media = await world.run(api.media_post, PNG + bytes([out]), mime_type="image/png", description="A dot")
+        first = await world.run(api.status_post, "A dot", media_ids=[media])
+        if out:
+            await world.gateway.tick()
+        still = await world.run(api.status_post, "Another dot", media_ids=[
+            await world.run(api.media_post, PNG + b"x" + bytes([out]), mime_type="image/png")])
+        with pytest.raises(MastodonAPIError) as caught:
+            await world.run(api.status_post, "Not yours", media_ids=[still.media_attachments[0].id])
+        assert caught.value.args[1] == 422
+        gone = await world.run(api.status_delete, first.id)
+        assert (gone.text, [m.id for m in gone.media_attachments]) == ("A dot", [media.id])
+        posts_before, log_before = await _stored(world)
+        results: list[Any] = await asyncio.gather(
+            *(world.run(app.status_post, gone.text, media_ids=[m.id for m in gone.media_attachments])
+              for app in [await world.client("alice", "masto") for _ in range(2)]),
+            return_exceptions=True,
+        )
+        won = [r for r in results if not isinstance(r, BaseException)]
+        assert len(won) == 1, results
+        assert [(m.id, m.description) for m in won[0].media_attachments] == [(media.id, "A dot")]
+        [lost] = [r for r in results if isinstance(r, BaseException)]
+        assert isinstance(lost, MastodonAPIError) and lost.args[1] == 422, lost
+        assert await _stored(world) == (posts_before + 1, [*log_before, "post.submitted"])
+        kept = await world.gateway.get("alice", first.id)
+        assert (kept["state"], kept["options"]["media_ids"]) == ("deleted" if out else "cancelled", [str(media.id)])
+    await world.gateway.tick()
+    assert sorted((s.text, len(s.media_ids)) for s in world.upstream.statuses(world.upstream_account)) == [
+        ("A dot", 1), ("A dot", 1), ("Another dot", 1), ("Another dot", 1)]
+
+
 async def test_a_failed_attach_leaves_no_post_behind(world: World) -> None:
     """If attaching the upload fails, the status is not stored either, so no held post is left
     waiting for an upload that housekeeping will delete."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.clients.node_client import Megalodon
@@ -167,3 +168,83 @@ async def test_megalodon_edit_held_for_cosigners_answers_with_the_status_it_edit
         assert (edited["id"], edited["content"]) == (first["id"], "<p>Choir at 6</p>")
     [sent] = world.upstream.statuses(world.upstream_account)
     assert (sent.text, sent.edits) == ("Choir at 6", [])
+
+
+async def _choir_published_then_cosigned(
+    world: World, client: Megalodon, policy_dir: Path, tmp_path: Path,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """alice, signed in to megalodon, publishes "Choir at 6" with a picture ("A square") on
+    ``masto`` while it is direct; the account turns co-signed. The upload and the status."""
+    picture = tmp_path / "picture.bin"
+    picture.write_bytes(PNG)
+    await _signed_in(world, client, account="masto", user="alice")
+    media = await client.ok("media", str(picture), {"description": "A square"})
+    first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
+    await world.gateway.tick()
+    await _turned(world, policy_dir, "co-signed")
+    return media, first
+
+
+async def test_megalodon_deletes_and_redrafts_a_picture_whose_edit_waits(
+    world: World, policy_dir: Path, tmp_path: Path,
+) -> None:
+    """megalodon's delete and redraft of a published status with a picture, whose edit waits for
+    co-signers: the delete takes the status off the instance and cancels the edit; the status
+    written again from it with the same picture (its media id, as Mastodon frees a deleted
+    status's media for its redraft) is held for the co-signers, and goes out with the picture
+    once they approve; carol cannot take alice's picture. Before, the redraft was refused (422,
+    the upload "already attached to another post") and the app lost the picture."""
+    gw = world.gateway
+    async with Megalodon(world.base) as client:
+        media, first = await _choir_published_then_cosigned(world, client, policy_dir, tmp_path)
+        await client.ok("editStatus", first["id"], {"status": "Choir at 7"})
+        gone = await client.ok("deleteStatus", first["id"])
+        assert [m["id"] for m in gone["media_attachments"]] == [media["id"]]
+        assert world.upstream.statuses(world.upstream_account) == []
+        async with Megalodon(world.base) as other:
+            await _signed_in(world, other, account="masto", user="carol")
+            taken = await other.call("postStatus", "Not hers", {"media_ids": [media["id"]]})
+            assert (taken.ok, taken.status) == (False, 422), taken
+        again = await client.ok("postStatus", "Choir at 7", {"media_ids": [m["id"] for m in gone["media_attachments"]]})
+        assert [m["description"] for m in again["media_attachments"]] == ["A square"]
+    code, cancelled = await gw.call("alice", "GET", "/v1/posts?account=masto&state=cancelled")
+    assert code == 200, cancelled
+    assert [p["revises"] for p in cancelled["posts"]] == [first["id"]]
+    redrafted = await gw.get("alice", again["id"])
+    assert (redrafted["state"], redrafted["approvals_needed"]) == ("held", 2)
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, again["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.text, [world.upstream.media[m].description for m in sent.media_ids]) == (
+        "Choir at 7\n\n—alice", ["A square"])
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+async def test_megalodon_held_edit_with_new_alt_text_goes_out_once_approved(
+    world: World, policy_dir: Path, tmp_path: Path,
+) -> None:
+    """An edit of a published status's words and its picture's alt text, sent as megalodon
+    sends an edit (its own HTTP client, JSON), on an account turned co-signed: held, alt text
+    with words (before: 422, "edit the words alone"); the instance keeps the published ones until
+    two co-signers approve, then takes both in one edit."""
+    gw = world.gateway
+    async with Megalodon(world.base) as client:
+        media, first = await _choir_published_then_cosigned(world, client, policy_dir, tmp_path)
+        change = [{"id": media["id"], "description": "The choir's poster"}]
+        edited = await client.ok("put", f"/api/v1/statuses/{first['id']}",
+                                 {"status": "Choir at 7", "media_attributes": change})
+    assert (edited["id"], [m["description"] for m in edited["media_attachments"]]) == (first["id"], ["A square"])
+    held = edited["byline"]["pending_revision"]
+    [sent] = world.upstream.statuses(world.upstream_account)
+    assert (sent.edits, [world.upstream.media[m].description for m in sent.media_ids]) == ([], ["A square"])
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, held["id"], "approve")
+        assert code == 200, body
+    await gw.tick()
+    assert (sent.edits, [world.upstream.media[m].description for m in sent.media_ids]) == (
+        ["Choir at 7\n\n—alice"], ["The choir's poster"])
+    result = await _verify(world)
+    assert result.code == 0, result.text

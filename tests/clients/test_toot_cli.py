@@ -12,7 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+from toot import api as toot_api
+from toot import config as toot_config
+
 from tests.clients.signin import sign_in
+from tests.clients.test_held_revisions import _turned
 from tests.clients.world import World
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
@@ -88,3 +93,36 @@ async def test_toot_signs_in_posts_a_picture_schedules_and_deletes(world: World,
     await toot.run("delete", status["id"])
     assert world.upstream.statuses(world.upstream_account) == []
     assert world.upstream.statuses(world.upstream_account, include_deleted=True)[0].deleted
+
+
+async def test_toots_edit_of_a_cosigned_status_waits_and_toot_sees_it(
+    world: World, tmp_path: Path, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """toot's edit (its terminal interface's, ``toot.api.edit_status``, with the sign-in ``toot
+    login`` kept) of a status published before its account turned co-signed: the answer is the
+    status it edited, the words the platform shows, naming the edit held for two co-signers;
+    ``toot status`` shows the same; ``toot delete`` takes the status off the instance and
+    cancels the edit, which no approval then makes."""
+    toot = Toot(tmp_path)
+    await toot.login(world, user="alice", account="masto")
+    first = await toot.json("post", "Bake sale at 10")
+    await world.gateway.tick()
+    await _turned(world, policy_dir, "co-signed")
+    monkeypatch.setenv("XDG_CONFIG_HOME", toot.env["XDG_CONFIG_HOME"])
+    monkeypatch.setenv("HOME", toot.env["HOME"])
+    user, app = toot_config.get_active_user_app()
+    assert user is not None and app is not None
+    answered = (await world.run(toot_api.edit_status, app, user, first["id"], "Bake sale at 11",
+                                spoiler_text=None, visibility="public")).json()
+    held = answered["byline"]["pending_revision"]
+    assert (answered["id"], answered["content"], held["state"], held["approvals_needed"]) == (
+        first["id"], "<p>Bake sale at 10</p>", "held", 2)
+    shown = await toot.json("status", first["id"])
+    assert (shown["content"], shown["byline"]["pending_revision"]["id"]) == ("<p>Bake sale at 10</p>", held["id"])
+    await toot.run("delete", first["id"])
+    assert (await world.gateway.get("alice", held["id"]))["state"] == "cancelled"
+    code, body = await world.gateway.act("bob", held["id"], "approve")
+    assert code == 409, body
+    await world.gateway.tick()
+    [sent] = world.upstream.statuses(world.upstream_account, include_deleted=True)
+    assert (sent.deleted, sent.edits) == (True, [])

@@ -18,6 +18,7 @@ from adapters.base import AdapterError, OutboundPost, PublishResult
 from adapters.sandbox import SandboxAdapter
 from gateway.appkeys import CHECKPOINTS
 from gateway.http.openapi import document
+from gateway.storage import log as gateway_log_sql
 from gateway.storage import posts as gateway_posts_sql
 from tests.audit.logtools import byline
 from tests.conftest import Gateway, write_policy
@@ -151,6 +152,28 @@ async def test_an_approval_of_the_line_before_is_not_counted_where_a_reload_pass
     await _goes_out(gw, "trio", "Quarterly numbers\n\nPosted by alice")
 
 
+async def _approved_sent_and_deferred(
+    gw: Gateway, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, *texts: str,
+) -> list[str]:
+    """Carol's posts of ``texts`` on ``brand``, each approved by bob, sent, and failed for now by
+    the platform (deferred: sent again later): their ids."""
+    write_policy(policy_dir, "brand", BRAND)
+    await gw.sync_policies()
+    ids = [str((await gw.submit("carol", "brand", text))["id"]) for text in texts]
+    for post_id in ids:
+        status, body = await gw.act("bob", post_id, "approve", {"version": 1})
+        assert (status, body["state"]) == (200, "scheduled"), body
+
+    async def later(self: SandboxAdapter, out: OutboundPost) -> PublishResult:
+        raise AdapterError("the platform is busy", retryable=True, status=503)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(SandboxAdapter, "publish", later)
+        gw.clock.advance(timedelta(minutes=5))
+        await gw.tick()
+    return ids
+
+
 async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_go_out_now(
     pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -161,19 +184,8 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     words he was not shown. The native API says the words sent before too (``sent_text``, one
     post and the list, each as its OpenAPI schema says). His approval sends the edited words."""
     gw = pages.gateway
-    write_policy(policy_dir, "brand", BRAND)
-    await gw.sync_policies()
-    post = await gw.submit("carol", "brand", "Quarterly numbers")
-    status, body = await gw.act("bob", post["id"], "approve", {"version": 1})
-    assert (status, body["state"]) == (200, "scheduled"), body
-
-    async def later(self: SandboxAdapter, out: OutboundPost) -> PublishResult:
-        raise AdapterError("the platform is busy", retryable=True, status=503)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(SandboxAdapter, "publish", later)
-        gw.clock.advance(timedelta(minutes=5))
-        await gw.tick()
+    [post_id] = await _approved_sent_and_deferred(gw, policy_dir, monkeypatch, "Quarterly numbers")
+    post = {"id": post_id}
     deferred = await gw.get("carol", post["id"])
     assert (deferred["state"], deferred["attempts"]) == ("scheduled", 1), deferred
     status, body = await gw.call("carol", "PATCH", f"/v1/posts/{post['id']}",
@@ -205,6 +217,52 @@ async def test_a_post_sent_before_and_edited_shows_its_approver_the_words_that_g
     status, body = await gw.act("bob", post["id"], "approve", {"version": 2})
     assert (status, body["state"]) == (200, "scheduled"), body
     await _goes_out(gw, "brand", "Quarterly numbers, corrected\n\n—carol")
+
+
+async def test_a_page_of_posts_sent_before_reads_their_last_claims_at_once(
+    pages: Pages, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three of carol's posts, each approved, sent and deferred by the platform, then edited
+    and held again: the native list and bob's queue page show each as it is read alone (the
+    words that go out now, the words sent before, the approvals it needs), and read the posts'
+    last claims in one query for the list, none one post at a time (before, ``last_claim`` ran
+    once for each post of every list, and again for each card)."""
+    gw = pages.gateway
+    ids = await _approved_sent_and_deferred(gw, policy_dir, monkeypatch, *(f"Numbers {n}" for n in range(3)))
+    for n, post_id in enumerate(ids):
+        status, body = await gw.call("carol", "PATCH", f"/v1/posts/{post_id}",
+                                     {"text": f"Numbers {n}, corrected", "version": 1})
+        assert (status, body["state"]) == (200, "held"), body
+    alone = {}
+    for post_id in ids:
+        read = await gw.get("bob", post_id)
+        alone[post_id] = (read["display_text"], read["sent_text"], read["approvals_needed"])
+    assert alone[ids[0]] == ("Numbers 0, corrected\n\n—carol", "Numbers 0\n\n—carol", 1)
+
+    one_by_one, at_once = gateway_log_sql.last_claim, gateway_log_sql.last_claims
+    reads: list[str] = []
+    pages_read: list[list[str]] = []
+
+    async def counted(txn: Any, post_id: str) -> Any:
+        reads.append(post_id)
+        return await one_by_one(txn, post_id)
+
+    async def counted_page(txn: Any, post_ids: Any) -> Any:
+        if post_ids:
+            pages_read.append(sorted(post_ids))
+        return await at_once(txn, post_ids)
+
+    monkeypatch.setattr(gateway_log_sql, "last_claim", counted)
+    monkeypatch.setattr(gateway_log_sql, "last_claims", counted_page)
+    status, listed = await gw.call("bob", "GET", "/v1/posts?account=brand")
+    assert status == 200, listed
+    shown = {p["id"]: (p["display_text"], p["sent_text"], p["approvals_needed"]) for p in listed["posts"]}
+    assert {i: shown[i] for i in ids} == alone
+    assert (reads, pages_read) == ([], [sorted(ids)])
+    _, page = await (await pages.person("bob")).get("/queue")
+    for n, post_id in enumerate(ids):
+        assert f"Numbers {n}\n\n—carol" in html.unescape(_card(page, post_id))
+    assert reads == []
 
 
 async def test_an_approver_whose_approval_was_for_the_line_before_approves_the_words_that_go_out_now(

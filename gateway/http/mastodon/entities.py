@@ -113,11 +113,14 @@ def status_entity(view: StatusView, base: str, *, with_source: bool = False) -> 
 def _pending_revision(pending: PostView) -> dict[str, Any]:
     """The edit of a published status waiting for its approvals or its time: its id (a
     ScheduledStatus's, read or cancelled at ``/api/v1/scheduled_statuses/:id``), where it is,
-    and the words it would put out."""
+    the words it would put out, and the new alt text and focal points it holds for the status's
+    pictures (as the edit's ``media_attributes[]`` gave them; the status shows the published ones)."""
+    held = pending.options.get("media_attributes") or {}
     return {
         "id": pending.id, "state": pending.state, "version": pending.version,
         "publish_at": iso(pending.publish_at), "approvals_needed": pending.approvals_needed,
         "reasons": [dict(r) for r in pending.reasons], "content": _content(pending.display_text),
+        "media_attributes": [{"id": m, "description": d, "focus": f} for m, (d, f) in held.items()],
     }
 
 
