@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the npm client libraries the client tests drive (megalodon), next to this script.
+# Installs the npm client libraries the client tests drive (megalodon; masto, the library of Elk and Phanpy), next to this script.
 # Idempotent: does nothing when node_modules was built from the current package-lock.json.
 set -euo pipefail
 
