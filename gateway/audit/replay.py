@@ -94,6 +94,11 @@ and approvals. It flags:
   the version its approvers approved (an entry naming a pending revision without it is named). Once the log
   holds a ``post.revising``, a ``post.revised`` without one is named
   (past the grace below: a rolling upgrade's earlier replicas wrote none);
+- a pending revision given up (a ``post.failed`` of it) but by the gateway, once released and
+  before it was sent, where the log shows it could never be made: its post no longer
+  published, or the policy it names (the one in force where it names none) no longer where the
+  post went out (another platform than the policy its claim named; on Mastodon, whose servers
+  number their own posts, any other policy, as the log's summaries name no server);
 - a claim (``post.publishing``) earlier, by more than the grace (``--due-grace``, 2 s), than the
   time the log last recorded its post due (``publish_at``: its submission's, an edit's, the
   approval's that scheduled it): a post's time moved earlier in the database went out before
@@ -236,6 +241,10 @@ _SYSTEM = "system"
 _GATES = frozenset({"app.bsky.feed.threadgate", "app.bsky.feed.postgate"})
 """The records of a post's interaction settings (``post.gates_changed``)."""
 _ADOPTIONS_FOLLOWED = 4
+_SERVERS_APART = frozenset({"mastodon"})
+"""Platforms whose servers each number their own posts (``gateway.services.posts``): only on
+these may an account move to another server, its platform the same, and its posts' ids there
+name others, or none."""
 
 
 @dataclass(slots=True)
@@ -279,6 +288,7 @@ class _Post:
     # outcome is open (no ``post.published`` or ``post.failed`` since): its entry, its
     # idempotency key, and the words and content its version had then
     revises: str | None = None  # the published post it is a pending revision of, if any
+    claimed_under: str | None = None  # the policy its last claim named: where it went out
     gates: deque[tuple[int, int]] | None = None  # its last ``CHANGES_PER_HOUR`` changes of who
     # may reply or quote (``post.gates_changed``), in log order: each one's time (stored
     # microseconds) and entry; made at the first, as most posts have none
@@ -990,6 +1000,8 @@ class Replay:
             self._with_parent(index, kind, known, post, named)
         elif kind == "post.failed":
             known.failed_for = named if actor == _SYSTEM else None
+            if known.revises is not None:
+                self._never_made(index, actor, known, post, sha256)
         elif kind == "post.rejected":
             check = _approver_only(actor, known, f"{actor} rejected post {post} but is not one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
@@ -1034,6 +1046,44 @@ class Replay:
         elif parent.state not in _REPLY_PARENT_STATES:
             self._bad(index, f"post {post} was stored as a reply to {named}, which was {parent.state}: a reply "
                              "waits only for a post waiting or out, and would wait for this one for ever")
+
+    def _never_made(self, index: int, actor: str, known: _Post, post: str, sha256: str | None) -> None:
+        """The gateway's word that a pending revision released (its approvals or its time come)
+        can never be made (``PostService.fail_revision``): only where the log shows why. Its post
+        is no longer published (nothing to edit), or the policy the failure was decided under
+        (the one in force where it names none) puts the account on another platform than the
+        policy its post last went out under, or, on a platform whose servers number their own
+        posts, is another policy than that one (a move to another server: the summaries the log
+        records name no server, so any other policy there passes).
+        Else it silenced words its approvers let out, and is named; and so is a failure by
+        anyone but the gateway, or of a revision sent to its platform (``post.revising``): what
+        becomes of that one its post's ``post.revised`` or ``post.revision_failed`` says."""
+        revises = known.revises
+        if actor != _SYSTEM:
+            self._bad(index, f"{actor} failed post {post}, a pending revision of {revises}: only the gateway "
+                             "gives one up")
+            return
+        if known.state == "publishing":  # (from anywhere but scheduled, its life names it)
+            self._bad(index, f"{_SYSTEM} failed post {post}, a pending revision of {revises}, which was "
+                             "publishing: only one released by its approvals or its time, and not sent, is given up")
+            return
+        parent = self._posts.get(revises or "")
+        if parent is None or parent.state != "published":
+            return  # nothing left to edit
+        went = self._recorded_policies.get(parent.claimed_under or "")
+        if went is None:
+            return  # where it went out the log does not say (a claim naming no policy)
+
+        def check(policy: _Policy) -> str | None:
+            platform = went.summary.get("platform")
+            if policy.summary.get("platform") != platform:
+                return None  # moved to another platform
+            if policy.sha256 != went.sha256 and platform in _SERVERS_APART:
+                return None  # maybe moved to another server of it
+            return (f"{_SYSTEM} failed post {post}, a pending revision of {revises}, while its account was still "
+                    f"where {revises} went out ({platform}): nothing kept the revision from being made")
+
+        self._judge(index, known.account, sha256, check, f"{_SYSTEM} failed a pending revision of {known.account}")
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and
@@ -1380,6 +1430,7 @@ class Replay:
         policy asks for), where the log's texts were given."""
         sha, version, *rest = extra if isinstance(extra, tuple) else (extra, None)
         looks_only = bool(rest) and rest[0] is not None
+        known.claimed_under = sha
         self._in_force_named(index, known, post, sha, checked=len(rest) > 1 and rest[1] is True)
         self._keyed(index, known, post, rest[2] if len(rest) > 2 else None)
         if version is not None and version != known.version:

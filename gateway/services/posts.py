@@ -316,11 +316,13 @@ class PolicyMoved(Exception):
 class NeverReleased(Exception):
     """A pending revision that no approval or wait can let out any more (its post no longer
     published, its account now on a platform that does not edit posts): ``why``, in its
-    author's words, which :meth:`PostService.fail_revision` records."""
+    author's words, which :meth:`PostService.fail_revision` records, with the policy it was
+    decided under (``policy_sha256``), which the verifier judges it by."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, *, policy_sha256: str) -> None:
         super().__init__(why)
         self.why = why
+        self.policy_sha256 = policy_sha256
 
 
 _P = ParamSpec("_P")
@@ -1571,7 +1573,8 @@ class PostService:
             sends = await outgoing_sha256(txn, pending, loaded.policy)
             approved = await sql.approvers_of(txn, pending.id, pending.version)
         if post is None or post.state != State.PUBLISHED.value or post.remote_id is None:
-            raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit")
+            raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit",
+                                policy_sha256=loaded.sha256)
         if len(counted_for(loaded, pending, approved, sends)) < pending.required:
             return None
         options = PostOptions.from_json(pending.options)
@@ -1580,11 +1583,13 @@ class PostService:
         return Revision(record=post, loaded=loaded, text=pending.text, shown=shown, version=post.version + 1,
                         options=options, seen=await self._words_seen(options), pending=pending)
 
-    async def fail_revision(self, pending: PostRecord, *, why: str) -> bool:
-        """Fail the due pending revision ``pending``, which can never be made (:class:`NeverReleased`),
-        saying ``why`` (its ``last_error``, and the system's ``post.failed``, naming the post it
-        revises): its author sees why, and the publisher stops taking it up. False where it
-        changed meanwhile (edited, cancelled, taken by another gateway): nothing is written."""
+    async def fail_revision(self, pending: PostRecord, never: NeverReleased) -> bool:
+        """Fail the due pending revision ``pending``, which can never be made (``never``), saying
+        why (its ``last_error``, and the system's ``post.failed``, naming the post it revises and
+        the policy it was decided under, by which the verifier tells it was so): its author sees
+        why, and the publisher stops taking it up. False where it changed meanwhile (edited,
+        cancelled, taken by another gateway): nothing is written."""
+        why = never.why
 
         async def work(ltx: LogTxn) -> bool:
             new_state = transition(State(pending.state), Action.FAIL)
@@ -1594,7 +1599,7 @@ class PostService:
                 return False
             await ltx.append("post.failed", actor="system", account=pending.account, post=pending.id,
                              data={"state": new_state.value, "version": pending.version, "error": why,
-                                   "revises": pending.revises})
+                                   "revises": pending.revises, "policy_sha256": never.policy_sha256})
             return True
 
         failed = await self.appender.submit(work)
