@@ -237,6 +237,24 @@ class Revision(Published):
     cooling-off let these words out, as it was when released; None for an edit its policy
     publishes at once."""
 
+    @property
+    def line(self) -> dict[str, str]:
+        """What the entries sending and recording it say it shows besides its words
+        (``disclosure_line``: the line ``shown`` adds after them, "" for none), so that the
+        verifier rebuilds the words that went out from the words approved, as it does a claim's;
+        nothing for a ``shown`` that is not the words and a line (the verifier names it)."""
+        line = shown_line(self.text, self.shown)
+        return {} if line is None else {"disclosure_line": line}
+
+
+def shown_line(text: str, shown: str) -> str | None:
+    """The disclosure line ``shown`` adds after ``text`` ("" for none: ``disclosed_text``), or
+    None where ``shown`` is not ``text`` with a line after it."""
+    if shown == text:
+        return ""
+    line = shown.removeprefix(text + "\n\n")
+    return line if line != shown and line else None
+
 
 def _redescribing(change: Mapping[str, Any]) -> tuple[tuple[str, str | None, str | None], ...]:
     """The new alt text and focal points a kept revision (``posts.held_change``) gives pictures."""
@@ -1138,7 +1156,7 @@ class PostService:
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **approved, **_as_approved(pending, kept, rows)})
+                                   **approved, **_as_approved(pending, kept, rows), **revision.line})
             return until
 
         try:
@@ -1348,10 +1366,13 @@ class PostService:
             return None
         # A pending revision's words go out as they were approved and sent (kept with the change; a
         # change kept before it was, under its own disclosure line, naming whoever wrote into it).
+        # Only as the words and a line after them, as the log says what went out (``Revision.line``).
         kept_shown = change.get("shown") if pending is not None else None
-        shown = kept_shown if isinstance(kept_shown, str) else disclosed_text(
-            loaded.policy, author=post.author, text=text,
-            editors=post.editors if pending is None else pending.editors, suggested_by=post.suggested_by)
+        shown = disclosed_text(loaded.policy, author=post.author, text=text,
+                               editors=post.editors if pending is None else pending.editors,
+                               suggested_by=post.suggested_by)
+        if isinstance(kept_shown, str) and shown_line(text, kept_shown) is not None:
+            shown = kept_shown
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
                         pictures=pictures, pending=pending)
@@ -1708,7 +1729,8 @@ class PostService:
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **changed, **approved, **({"recovered": True} if recovered else {})})
+                                   **changed, **approved, **revision.line,
+                                   **({"recovered": True} if recovered else {})})
             return changed["policy_changed"] if changed else revision.loaded.sha256
 
         in_force = await self.appender.submit(work)

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from gateway.app import CHECKPOINTS
 from gateway.clock import ManualClock
+from gateway.services.outgoing import text_sha256
 from gateway.services.posts import PostService
 from gateway.storage.db import DatabaseUnavailable
 from tests.audit.logtools import Attacker, byline, verified_by_cli
@@ -554,3 +555,39 @@ async def test_a_revision_sent_with_another_warning_than_approved_is_named_by_th
     assert result.code != 0, result.text
     assert (f"post.revising of post {post_id} sends other media or options than its revision {pending['id']} "
             "was approved with at version 1") in result.text, result.text
+
+
+async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Bob writes words into alice's pending revision, which carol and dave approve; someone with
+    the database then takes bob off its editors (and rehashes the approvals for the words as they
+    would go out then), so that it goes out crediting alice alone. The gateway cannot tell; but
+    the entries that send and record it now say the disclosure line it went out with, and
+    ``byline audit verify`` names the line as other than its policy asks for the words the log
+    shows bob wrote into (before, the log held the words alone, and it verified)."""
+    gw = world.gateway
+    post_id, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
+    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{pending['id']}", {"text": "Talk at 4, room B"})
+    assert code == 200, body
+    for approver in ("carol", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    hidden = "Talk at 4, room B\n\n—alice"
+    await Attacker(db_url).run(
+        ("UPDATE posts SET editors = ? WHERE id = ?", ("[]", pending["id"])),
+        ("UPDATE approvals SET text_sha256 = ? WHERE post_id = ?", (text_sha256(hidden), pending["id"])),
+    )
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == [hidden]
+    sent = [e["data"].get("disclosure_line") for e in (await gw.get("alice", post_id))["events"]
+            if e["type"] in ("post.revising", "post.revised")]
+    assert sent == ["—alice", "—alice"]
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert (f"post.revising of post {post_id} sends the disclosure line '—alice' with its words, where the policy "
+            "it names asks for '—alice, edited by bob'") in result.text, result.text
