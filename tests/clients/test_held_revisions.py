@@ -591,3 +591,107 @@ async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
     assert result.code != 0, result.text
     assert (f"post.revising of post {post_id} sends the disclosure line '—alice' with its words, where the policy "
             "it names asks for '—alice, edited by bob'") in result.text, result.text
+
+
+# ---- a revision of a post no longer published --------------------------------------------
+
+
+async def _nothing_more_of(gw: Gateway, post_id: str, status: Status, pending: dict[str, Any]) -> None:
+    """``post_id`` deleted, its pending revision cancelled by the gateway, naming it; nothing
+    more may happen to either (each asked: 409), nothing reaches the platform past the
+    revision's time, and the log verifies."""
+    revision = await gw.get("alice", pending["id"])
+    assert revision["state"] == "cancelled"
+    assert (revision["events"][-1]["actor"], revision["events"][-1]["data"]["revises"]) == ("system", post_id)
+    before = await gw.snapshot()
+    for action in ("retry", "cancel"):
+        code, body = await gw.act("alice", pending["id"], action)
+        assert code == 409, body
+    for target in (pending["id"], post_id):
+        code, body = await edit(gw, "alice", target, "Later words")
+        assert code == 409, body
+    assert await gw.snapshot() == before
+    gw.clock.advance(timedelta(minutes=11))
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == []
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_of_a_status_deleted_from_a_mastodon_app_never_goes_out(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's Mastodon.py app deletes a published status whose edit waits out the cooling-off:
+    the pending revision is cancelled with it, and once its time comes nothing is edited (a
+    revision of a post no longer published can never go out); nothing more may be done to it."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Stand-up at 9")
+    await world.gateway.tick()
+    [status] = world.upstream.statuses(world.upstream_account)
+    await turned(world, policy_dir, "delayed")
+    code, pending = await edit(world.gateway, "alice", first.id, "Stand-up at 10")
+    assert (code, pending["state"]) == (200, "scheduled"), pending
+    await world.run(api.status_delete, first.id)
+    assert status.deleted
+    await _nothing_more_of(world.gateway, first.id, status, pending)
+
+
+async def test_a_deletion_the_publisher_settles_cancels_the_pending_revision(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The platform deletes a published post whose approved edit waits, and the gateway's
+    record of the deletion is cut off: the publisher settles the deletion once its hold runs out,
+    and cancels the pending revision with it, as the gateway's own record would have; the edit
+    never reaches the platform."""
+    gw = world.gateway
+    post_id, status, pending = await pending_revision(world, policy_dir, "Run at 7", "Run at 8", "delayed")
+    record = PostService.record_deleted
+
+    async def cut_off(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable
+
+    monkeypatch.setattr(PostService, "record_deleted", cut_off)
+    code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
+    assert code == 503, body
+    assert status.deleted
+    assert (await gw.get("alice", pending["id"]))["state"] == "scheduled"
+    monkeypatch.setattr(PostService, "record_deleted", record)
+    gw.clock.advance(timedelta(minutes=3))
+    await gw.tick()
+    assert (await gw.get("alice", post_id))["state"] == "deleted"
+    await _nothing_more_of(gw, post_id, status, pending)
+
+
+async def test_a_revision_given_up_for_a_post_only_the_record_says_is_gone_is_named(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database marks a published post deleted in Byline's record alone (the
+    platform and the log still show it), so that its approved edit is given up as one with
+    nothing to edit: nothing reaches the platform, the gateway says so in the log, and
+    ``byline audit verify`` names the failure, as the log shows the post published, and the
+    account under the very policy it went out under (before, any such failure verified)."""
+    gw = world.gateway
+    await turned(world, policy_dir, "co-signed")
+    post_id = (await gw.submit("alice", "masto", "Quiz at 8"))["id"]
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, post_id, "approve")
+        assert code == 200, body
+    await gw.tick()
+    [status] = world.upstream.statuses(world.upstream_account)
+    code, pending = await edit(gw, "alice", post_id, "Quiz at 9")
+    assert (code, pending["state"]) == (200, "held"), pending
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    await Attacker(db_url).run(("UPDATE posts SET state = 'deleted' WHERE id = ?", (post_id,)))
+    await gw.tick()
+    assert status.edits == []
+    failed = await gw.get("alice", pending["id"])
+    assert (failed["state"], failed["events"][-1]["type"]) == ("failed", "post.failed")
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    assert (f"system failed post {pending['id']}, a pending revision of {post_id}, while its account was still "
+            f"where {post_id} went out") in result.text, result.text
