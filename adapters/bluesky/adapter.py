@@ -413,6 +413,13 @@ class BlueskyAdapter:
         uri = AtUri.parse(parent_uri)
         if uri.collection != POST_COLLECTION:
             raise AdapterError(f"bluesky: can only reply to posts, not {parent_uri}", retryable=False)
+        return await self.record(parent_uri, what="the post replied to")
+
+    async def record(self, address: str, *, what: str = "the record") -> dict[str, Any]:
+        """The record at ``address`` (of any collection: a quote may show a post, a feed or a
+        list) as the PDS holds it now (``getRecord``: its uri, cid and value); an
+        ``AdapterError`` whose ``detail`` begins ``RecordNotFound`` where it has none."""
+        uri = AtUri.parse(address)
         try:
             return await self._client.xrpc(
                 "GET",
@@ -422,7 +429,7 @@ class BlueskyAdapter:
         except XrpcError as exc:
             if exc.status == 400 and exc.error == "RecordNotFound":
                 raise AdapterError(
-                    f"bluesky: the post replied to, {parent_uri}, does not exist",
+                    f"bluesky: {what}, {address}, does not exist",
                     retryable=False,
                     status=exc.status,
                     detail=self._client.detail(exc),

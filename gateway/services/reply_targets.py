@@ -202,6 +202,34 @@ class ReplyTargets:
             raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
         return cid
 
+    async def bluesky_quoted(self, loaded: LoadedPolicy, uri: str, cid: str) -> None:
+        """Refuse a quote of ``uri`` at ``cid`` unless the account's PDS holds that very record
+        now. A PDS takes a quote of an address that holds nothing, or another record than the
+        CID names; once something is written there, the quote shows it: words its approvers
+        never saw it show. Refused as a reply to such an address is (:meth:`bluesky_cid`):
+        ``RecordNotFound``, or ``InvalidRequest`` naming the CID the record has."""
+        try:
+            quoted = await self._bluesky(loaded).record(uri, what="the record quoted")
+        except AdapterError as exc:
+            if (exc.detail or "").startswith("RecordNotFound"):
+                raise BylineError(Code.NOT_FOUND,
+                                  f"Could not locate record: {uri}: a quote shows a record that is there",
+                                  xrpc="RecordNotFound") from None
+            if exc.status is None and not exc.retryable:  # not a record's address
+                raise BylineError(Code.VALIDATION,
+                                  f"Invalid {POST_COLLECTION} record: Record/embed/record: {exc.message}",
+                                  xrpc="InvalidRequest") from None
+            raise BylineError(
+                Code.UNAVAILABLE,
+                f"the record this quotes could not be read, so the post was not taken: {exc.message}",
+                xrpc="UpstreamFailure",
+            ) from None
+        if quoted.get("cid") != cid:
+            raise BylineError(Code.VALIDATION,
+                              f"Invalid {POST_COLLECTION} record: Record/embed/record/cid: {uri} is "
+                              f"{quoted.get('cid')} on its PDS, not {cid}: a quote shows the record that is there",
+                              xrpc="InvalidRequest")
+
     async def _status(self, loaded: LoadedPolicy, status_id: str) -> tuple[int, bytes] | None:
         """The instance's answer to ``GET /api/v1/statuses/:id`` as the account, or None where
         it could not be asked."""
