@@ -197,17 +197,6 @@ def _check(value: Any, where: str, *, nested: bool) -> list[BlobRef]:
     raise EmbedError(f"{where}/$type must be one of {', '.join(allowed)}, not {kind!r}")
 
 
-def quoted(embed: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The record an embed checked by :func:`check_embed` quotes (its uri and cid), if any."""
-    if embed.get("$type") == RECORD:
-        ref = embed["record"]
-    elif embed.get("$type") == RECORD_WITH_MEDIA:
-        ref = embed["record"]["record"]
-    else:
-        return None
-    return str(ref["uri"]), str(ref["cid"])
-
-
 def check_embed(embed: Mapping[str, Any]) -> tuple[BlobRef, ...]:
     """The blobs a post's embed shows, once it is one its lexicon allows and Byline publishes;
     ``EmbedError`` otherwise."""

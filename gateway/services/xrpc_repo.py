@@ -81,6 +81,7 @@ from adapters.bluesky import (
     may_be_derived,
     parse_datetime,
     post_record,
+    quoted_ref,
     record_cid,
     rkey_for,
 )
@@ -97,7 +98,7 @@ from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
 from gateway.services.reply_targets import ReplyTargets
-from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed, quoted
+from gateway.services.xrpc_embeds import MAX_BLOB_BYTES, BlobRef, EmbedError, check_embed
 from gateway.services.xrpc_facets import FacetError, check_facets, kept_facets
 from gateway.services.xrpc_gates import GATES, GateError, check_gate
 from gateway.services.xrpc_reads import OWN_READS, XrpcReads
@@ -960,7 +961,7 @@ class XrpcRepo:
                 f"{loaded.policy.platform}: post the text alone"
             )
         media_ids = await self._blob_media(session, check_embed(record.embed))
-        quote = quoted(record.embed)
+        quote = quoted_ref(record.embed)
         # A post of the account's not yet out is quoted at the address Byline answered for it.
         if quote is not None and await self._unpublished_parent(session, quote[0]) is None:
             await self._replies.bluesky_quoted(loaded, *quote)

@@ -65,3 +65,34 @@ async def test_a_quote_of_an_address_that_holds_no_record_is_refused(
             await gw.tick()
             clock.advance(timedelta(minutes=1))
         await verified_by_cli(gw)
+
+
+async def test_a_quote_whose_record_is_written_again_before_it_goes_out_fails(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes a record, held for bob; meanwhile the record is deleted and written again under
+    its key with other words. Bob approves what he was shown, and the post fails for good
+    instead of going out showing the words written since (before: it went out quoting them);
+    the log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    words, rkey = secrets.token_hex(4), app_tid()
+    there = await own.write(rkey, f"Quotable ({words})")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        await run(client.send_post, f"Worth a read ({words})", embed=_quoting(there["uri"], there["cid"]))
+        [held] = (await posts_by_key(gw, "alice", "skyreply")).values()
+        await own.delete(rkey)
+        again = await own.write(rkey, f"Words no approver saw ({words})")
+        assert again["cid"] != there["cid"]
+        code, body = await gw.act("bob", held["id"], "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        failed = await gw.get("alice", held["id"])
+        assert failed["state"] == "failed", failed
+        assert "deleted and written again since" in failed["last_error"], failed["last_error"]
+        assert failed.get("remote") is None
+        await verified_by_cli(gw)
