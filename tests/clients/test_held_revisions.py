@@ -15,12 +15,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.app import CHECKPOINTS
 from gateway.clock import ManualClock
 from gateway.services.outgoing import text_sha256
 from gateway.services.posts import PostService
 from gateway.storage.db import DatabaseUnavailable
-from tests.audit.logtools import Attacker, byline, verified_by_cli
+from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
 from tests.clients.revisions import edit, held_masto, pending_revision, published_on_masto, turned
 from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import Gateway, started_gateway, write_policy
@@ -446,6 +445,15 @@ async def test_pending_revision_survives_a_restart(
     assert status.edits == ["Office closed Tuesday\n\n—alice"]
 
 
+async def _worded_by_bob(gw: Gateway, pending: str, text: str) -> None:
+    """Bob words the pending revision ``pending`` as ``text``; carol and dave approve it (each taken)."""
+    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{pending}", {"text": text})
+    assert code == 200, body
+    for approver in ("carol", "dave"):
+        code, body = await gw.act(approver, pending, "approve")
+        assert code == 200, body
+
+
 async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them_again(
     world: World, policy_dir: Path,
 ) -> None:
@@ -454,11 +462,7 @@ async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them
     names him, and his approval of it is refused (403) as it would be on the post he edited."""
     gw = world.gateway
     post_id, status, first = await pending_revision(world, policy_dir, "Doors open at 9", "Doors open at 10")
-    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{first['id']}", {"text": "Doors open at 10, bar at 8"})
-    assert code == 200, body
-    for approver in ("carol", "dave"):
-        code, body = await gw.act(approver, first["id"], "approve")
-        assert code == 200, body
+    await _worded_by_bob(gw, first["id"], "Doors open at 10, bar at 8")
     await gw.tick()
     assert status.edits == ["Doors open at 10, bar at 8\n\n—alice, edited by bob"]
     code, second = await edit(gw, "alice", post_id, "Doors open at 10, bar at 8!")
@@ -548,13 +552,9 @@ async def test_a_revision_sent_with_another_warning_than_approved_is_named_by_th
     await gw.tick()
     await gw.tick()
     assert (status.edits, status.spoiler_text) == (["The ending, told right\n\n—alice"], "")
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code != 0, result.text
+    said = await rejected_by_cli(gw)
     assert (f"post.revising of post {post_id} sends other media or options than its revision {pending['id']} "
-            "was approved with at version 1") in result.text, result.text
+            "was approved with at version 1") in said, said
 
 
 async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
@@ -568,11 +568,7 @@ async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
     shows bob wrote into (before, the log held the words alone, and it verified)."""
     gw = world.gateway
     post_id, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
-    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{pending['id']}", {"text": "Talk at 4, room B"})
-    assert code == 200, body
-    for approver in ("carol", "dave"):
-        code, body = await gw.act(approver, pending["id"], "approve")
-        assert code == 200, body
+    await _worded_by_bob(gw, pending["id"], "Talk at 4, room B")
     hidden = "Talk at 4, room B\n\n—alice"
     await Attacker(db_url).run(
         ("UPDATE posts SET editors = ? WHERE id = ?", ("[]", pending["id"])),
@@ -584,13 +580,9 @@ async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
     sent = [e["data"].get("disclosure_line") for e in (await gw.get("alice", post_id))["events"]
             if e["type"] in ("post.revising", "post.revised")]
     assert sent == ["—alice", "—alice"]
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code != 0, result.text
+    said = await rejected_by_cli(gw)
     assert (f"post.revising of post {post_id} sends the disclosure line '—alice' with its words, where the policy "
-            "it names asks for '—alice, edited by bob'") in result.text, result.text
+            "it names asks for '—alice, edited by bob'") in said, said
 
 
 # ---- a revision of a post no longer published --------------------------------------------
@@ -688,10 +680,6 @@ async def test_a_revision_given_up_for_a_post_only_the_record_says_is_gone_is_na
     assert status.edits == []
     failed = await gw.get("alice", pending["id"])
     assert (failed["state"], failed["events"][-1]["type"]) == ("failed", "post.failed")
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code != 0, result.text
+    said = await rejected_by_cli(gw)
     assert (f"system failed post {pending['id']}, a pending revision of {post_id}, while its account was still "
-            f"where {post_id} went out") in result.text, result.text
+            f"where {post_id} went out") in said, said
