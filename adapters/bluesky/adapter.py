@@ -60,6 +60,7 @@ from adapters.bluesky.records import (
     images_embed,
     post_record,
     post_text,
+    quoted_ref,
     record_key,
     reply_ref,
     sensitive_media_labels,
@@ -374,6 +375,8 @@ class BlueskyAdapter:
         if facets is None:
             facets = await self._facets(text)
         reply = await self._reply_ref(post.reply_to, written_to=post.reply_to_cid) if post.reply_to else None
+        if post.embed is not None:
+            await self._still_quoted(post.embed)
         shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
         labels = dict(post.self_labels) if post.self_labels is not None else (
             sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None
@@ -413,6 +416,13 @@ class BlueskyAdapter:
         uri = AtUri.parse(parent_uri)
         if uri.collection != POST_COLLECTION:
             raise AdapterError(f"bluesky: can only reply to posts, not {parent_uri}", retryable=False)
+        return await self.record(parent_uri, what="the post replied to")
+
+    async def record(self, address: str, *, what: str = "the record") -> dict[str, Any]:
+        """The record at ``address`` (of any collection: a quote may show a post, a feed or a
+        list) as the PDS holds it now (``getRecord``: its uri, cid and value); an
+        ``AdapterError`` whose ``detail`` begins ``RecordNotFound`` where it has none."""
+        uri = AtUri.parse(address)
         try:
             return await self._client.xrpc(
                 "GET",
@@ -422,7 +432,7 @@ class BlueskyAdapter:
         except XrpcError as exc:
             if exc.status == 400 and exc.error == "RecordNotFound":
                 raise AdapterError(
-                    f"bluesky: the post replied to, {parent_uri}, does not exist",
+                    f"bluesky: {what}, {address}, does not exist",
                     retryable=False,
                     status=exc.status,
                     detail=self._client.detail(exc),
@@ -463,6 +473,29 @@ class BlueskyAdapter:
                 retryable=False,
             )
         return reply_ref(parent, parent_uri)
+
+    async def _still_quoted(self, embed: Mapping[str, Any]) -> None:
+        """Refuse (for good) to send a quote of a record that is no longer the one it names: deleted
+        and written again under its key since, with other words, which its approvers never saw it
+        show. A record of the account's own repository not written yet is one of its posts
+        waiting to go out, at the address Byline answered for it: sent as written."""
+        quote = quoted_ref(embed)
+        if quote is None:
+            return
+        uri, cid = quote
+        try:
+            now = (await self.record(uri, what="the record quoted")).get("cid")
+        except AdapterError as exc:
+            login = await self._client.ensure_login()
+            if not (exc.detail or "").startswith("RecordNotFound") or AtUri.parse(uri).repo != login.did:
+                raise
+            return
+        if now != cid:
+            raise AdapterError(
+                f"bluesky: the record quoted, {uri}, is not the one the post was written to quote: it was "
+                f"deleted and written again since (CID {cid} then, {now} now)",
+                retryable=False,
+            )
 
     async def _embed_images(self, media: tuple[MediaItem, ...]) -> dict[str, Any]:
         images = []

@@ -360,6 +360,19 @@ def embed_blob_cids(embed: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def quoted_ref(embed: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The record a post's embed quotes (``app.bsky.embed.record``, alone or in
+    ``recordWithMedia``): its uri and cid as the embed names them; None for no quote."""
+    ref = embed.get("record")
+    if embed.get("$type") == "app.bsky.embed.recordWithMedia":
+        ref = ref.get("record") if isinstance(ref, Mapping) else None
+    elif embed.get("$type") != "app.bsky.embed.record":
+        return None
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("uri"), str) or not isinstance(ref.get("cid"), str):
+        return None
+    return ref["uri"], ref["cid"]
+
+
 def reply_ref(parent: dict[str, Any], parent_uri: str) -> dict[str, Any]:
     """The ``reply`` of a post answering ``parent`` (``getRecord``'s answer for it): the parent,
     and the thread's root, which is the parent's own root when the parent is itself a reply."""

@@ -94,6 +94,17 @@ and approvals. It flags:
   the version its approvers approved (an entry naming a pending revision without it is named). Once the log
   holds a ``post.revising``, a ``post.revised`` without one is named
   (past the grace below: a rolling upgrade's earlier replicas wrote none);
+- a revision sent or recorded with another disclosure line after its words
+  (``disclosure_line``) than the policy it names asks for, crediting who wrote them (its
+  pending revision's writers, where it names one, else its post's); one released by its
+  pending revision whose approvals were given under another line (the policy's changed since,
+  as for a claim); a ``post.revised`` of one saying another line than its ``post.revising``
+  sent; and, once the log holds an entry that says its line, one that does not, past the grace;
+- a pending revision given up (a ``post.failed`` of it) but by the gateway, once released and
+  before it was sent, where the log shows it could never be made: its post no longer
+  published, or the policy it names (the one in force where it names none) no longer where the
+  post went out (another platform than the policy its claim named; on Mastodon, whose servers
+  number their own posts, any other policy, as the log's summaries name no server);
 - a claim (``post.publishing``) earlier, by more than the grace (``--due-grace``, 2 s), than the
   time the log last recorded its post due (``publish_at``: its submission's, an edit's, the
   approval's that scheduled it): a post's time moved earlier in the database went out before
@@ -236,6 +247,10 @@ _SYSTEM = "system"
 _GATES = frozenset({"app.bsky.feed.threadgate", "app.bsky.feed.postgate"})
 """The records of a post's interaction settings (``post.gates_changed``)."""
 _ADOPTIONS_FOLLOWED = 4
+_SERVERS_APART = frozenset({"mastodon"})
+"""Platforms whose servers each number their own posts (``gateway.services.posts``): only on
+these may an account move to another server, its platform the same, and its posts' ids there
+name others, or none."""
 
 
 @dataclass(slots=True)
@@ -266,8 +281,9 @@ class _Post:
     into: str | None = None  # the post a suggestion was adopted as
     failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
     claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
-    revising: tuple[int, int, str | None, str | None] | None = None  # the revision sent to its
-    # platform and not settled yet (``post.revising``): its entry, version, words and content
+    revising: tuple[int, int, str | None, str | None, str | None] | None = None  # the revision
+    # sent to its platform and not settled yet (``post.revising``): its entry, version, words,
+    # content and the disclosure line it went out with (``data.disclosure_line``), where given
     due: tuple[int, str] | None = None  # the entry that last recorded when it is due to go out
     # (``publish_at``), and that time; None for no time to wait for (held, or retried: at once)
     deadline: tuple[int, str] | None = None  # the entry that last recorded when its hold
@@ -279,6 +295,7 @@ class _Post:
     # outcome is open (no ``post.published`` or ``post.failed`` since): its entry, its
     # idempotency key, and the words and content its version had then
     revises: str | None = None  # the published post it is a pending revision of, if any
+    claimed_under: str | None = None  # the policy its last claim named: where it went out
     gates: deque[tuple[int, int]] | None = None  # its last ``CHANGES_PER_HOUR`` changes of who
     # may reply or quote (``post.gates_changed``), in log order: each one's time (stored
     # microseconds) and entry; made at the first, as most posts have none
@@ -406,6 +423,8 @@ class Replay:
         self._bound: str | None = None  # the time of the log's first approval bound to the text with
         # its policy's disclosure line (data.text_bound; "" unknown)
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
+        self._lined: str | None = None  # the time of the log's first revision entry that said the
+        # disclosure line it sent (data.disclosure_line; "" unknown)
         self._announced: dict[str, int] = {}  # account -> the last version whose announcement the log holds
         self._unannounced: dict[str, tuple[int, int, tuple[str, ...]]] = {}  # account -> (index, version,
         # what changed): a policy record owed an announcement, which has not followed yet
@@ -568,9 +587,19 @@ class Replay:
             if self._revisings is None:
                 self._revisings = self._stamp(index) or ""
             self._revision(index, actor, known, post, extra, "revised", kind, words)
-            known.revising = (index, extra[0], words, content)
+            known.revising = (index, extra[0], words, content, self._sends_line(index, kind, known, post, extra))
         elif kind == "post.revised":
-            self._settles(index, known, post, extra[0], words, content)
+            sent = self._settles(index, known, post, extra[0], words, content)
+            line = extra[4] if len(extra) > 4 else None
+            if sent is not None and sent[4] is not None and len(extra) > 2 and extra[2] is not None:
+                # Released by its pending revision: recorded (or settled, sent again) with the
+                # words its post.revising sent, under whatever line the policy has by then.
+                self._said_line(index, kind, post, line)
+                if line is not None and line != sent[4]:
+                    self._bad(index, f"post.revised of post {post} records the disclosure line {line!r}, but entry "
+                                     f"{sent[0]} sent {sent[4]!r} to its platform")
+            else:
+                self._sends_line(index, kind, known, post, extra)
             self._revision(index, actor, known, post, extra, "revised", kind, words)
             known.version = extra[0]
             known.words, known.content = words, content
@@ -990,6 +1019,8 @@ class Replay:
             self._with_parent(index, kind, known, post, named)
         elif kind == "post.failed":
             known.failed_for = named if actor == _SYSTEM else None
+            if known.revises is not None:
+                self._never_made(index, actor, known, post, sha256)
         elif kind == "post.rejected":
             check = _approver_only(actor, known, f"{actor} rejected post {post} but is not one of its approvers")
             self._judge(index, known.account, sha256, check, f"{actor} rejected a post of {known.account}")
@@ -1034,6 +1065,44 @@ class Replay:
         elif parent.state not in _REPLY_PARENT_STATES:
             self._bad(index, f"post {post} was stored as a reply to {named}, which was {parent.state}: a reply "
                              "waits only for a post waiting or out, and would wait for this one for ever")
+
+    def _never_made(self, index: int, actor: str, known: _Post, post: str, sha256: str | None) -> None:
+        """The gateway's word that a pending revision released (its approvals or its time come)
+        can never be made (``PostService.fail_revision``): only where the log shows why. Its post
+        is no longer published (nothing to edit), or the policy the failure was decided under
+        (the one in force where it names none) puts the account on another platform than the
+        policy its post last went out under, or, on a platform whose servers number their own
+        posts, is another policy than that one (a move to another server: the summaries the log
+        records name no server, so any other policy there passes).
+        Else it silenced words its approvers let out, and is named; and so is a failure by
+        anyone but the gateway, or of a revision sent to its platform (``post.revising``): what
+        becomes of that one its post's ``post.revised`` or ``post.revision_failed`` says."""
+        revises = known.revises
+        if actor != _SYSTEM:
+            self._bad(index, f"{actor} failed post {post}, a pending revision of {revises}: only the gateway "
+                             "gives one up")
+            return
+        if known.state == "publishing":  # (from anywhere but scheduled, its life names it)
+            self._bad(index, f"{_SYSTEM} failed post {post}, a pending revision of {revises}, which was "
+                             "publishing: only one released by its approvals or its time, and not sent, is given up")
+            return
+        parent = self._posts.get(revises or "")
+        if parent is None or parent.state != "published":
+            return  # nothing left to edit
+        went = self._recorded_policies.get(parent.claimed_under or "")
+        if went is None:
+            return  # where it went out the log does not say (a claim naming no policy)
+
+        def check(policy: _Policy) -> str | None:
+            platform = went.summary.get("platform")
+            if policy.summary.get("platform") != platform:
+                return None  # moved to another platform
+            if policy.sha256 != went.sha256 and platform in _SERVERS_APART:
+                return None  # maybe moved to another server of it
+            return (f"{_SYSTEM} failed post {post}, a pending revision of {revises}, while its account was still "
+                    f"where {revises} went out ({platform}): nothing kept the revision from being made")
+
+        self._judge(index, known.account, sha256, check, f"{_SYSTEM} failed a pending revision of {known.account}")
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and
@@ -1180,14 +1249,14 @@ class Replay:
 
     def _settles(
         self, index: int, known: _Post, post: str, version: int, words: str | None, content: str | None,
-    ) -> None:
+    ) -> tuple[int, int, str | None, str | None, str | None] | None:
         """A revision recorded is the one its ``post.revising`` sent: its version, its words and
         what it carries, where the log gives them. Once the log holds a ``post.revising``, one
         recorded without it is named: its words were on the platform before the log held them
         (for the grace after the first, a replica of an earlier Byline may record one)."""
         sent, known.revising = known.revising, None
         if sent is not None:
-            at, sent_version, sent_words, sent_content = sent
+            at, sent_version, sent_words, sent_content, _ = sent
             if version != sent_version:
                 self._bad(index, f"post.revised of post {post} records version {version}, but entry {at} sent "
                                  f"version {sent_version} to its platform")
@@ -1197,14 +1266,72 @@ class Replay:
             elif content is not None and sent_content is not None and content != sent_content:
                 self._bad(index, f"post.revised of post {post} records other media or options than entry {at} "
                                  "sent to its platform")
-            return
+            return sent
         if self._revisings is None:
-            return  # a log from before revisions were announced
+            return None  # a log from before revisions were announced
         at_time = self._stamp(index)
         if self._revisings and at_time is not None and self._later_than_grace(at_time, self._revisings) is None:
-            return
+            return None
         self._bad(index, f"post.revised of post {post} follows no post.revising: its words were on the "
                          "platform before the log held them")
+        return None
+
+    def _said_line(self, index: int, kind: str, post: str, line: str | None) -> None:
+        """Once the log holds a revision entry that says the disclosure line it sent with its
+        words (``disclosure_line``), one that does not is named, past the grace after the first
+        (a rolling upgrade's earlier replicas said none): left out, the words that went out
+        could not be rebuilt from the words approved."""
+        if line is not None:
+            if self._lined is None:
+                self._lined = self._stamp(index) or ""
+            return
+        if self._lined is None:
+            return
+        at = self._stamp(index)
+        if self._lined and at is not None and self._later_than_grace(at, self._lined) is None:
+            return
+        self._bad(index, f"{kind} of post {post} does not say the disclosure line it sends with its words "
+                         "(data.disclosure_line), though entries before it did: what went out cannot be compared "
+                         "with what was approved")
+
+    def _line(self, account: str | None, sha256: str | None, known: _Post) -> str | None:
+        """The disclosure line the policy ``sha256`` (the account's in force where None) asks
+        ``known``'s words to go out with ("" for none), crediting its author, suggester and
+        editors; None where the log does not say it (a policy it never recorded, or one recorded
+        before its summary said its disclosure)."""
+        policy = self._policy.get(account or "") if sha256 is None else self._recorded_policies.get(sha256)
+        if policy is None or "disclosure" not in policy.summary:
+            return None
+        return disclosed(policy.summary.get("disclosure"), policy.owner, author=known.author, text="",
+                         editors=list(known.editors or ()), suggested_by=known.suggested_by)[2:]
+
+    def _sends_line(self, index: int, kind: str, known: _Post, post: str, extra: Any) -> str | None:
+        """What a revision entry says it sent besides its words (``disclosure_line``), which must
+        be the line the policy it names asks for, crediting who wrote the words: its pending
+        revision's writers where it names one (whose approvals must have been given for the
+        words with that line, as a claim's are), else its post's. Returns the line said."""
+        sha256, revision = extra[1], extra[2] if len(extra) > 2 else None
+        line: str | None = extra[4] if len(extra) > 4 else None
+        self._said_line(index, kind, post, line)
+        if line is None:
+            return None
+        pending = None if revision is None else self._posts.get(revision)
+        wrote = pending if pending is not None and pending.revises == post else known
+        expected = self._line(known.account, sha256, wrote)
+        if expected is not None and line != expected:
+            self._bad(index, f"{kind} of post {post} sends the disclosure line {line!r} with its words, where the "
+                             f"policy it names asks for {expected!r}: other words went out than were written and "
+                             "approved")
+        elif wrote is not known and kind == "post.revising":
+            given = wrote.given or {}
+            counted = [a for a in (wrote.approvals or {}).get(wrote.version, ()) if not wrote.wrote(a)]
+            fit = [a for a in counted if (wrote.version, a) not in given
+                   or self._line(known.account, given[(wrote.version, a)], wrote) in (None, line)]
+            if len(fit) < wrote.required <= len(counted):
+                self._bad(index, f"post {post} was sent its revision {revision} with another disclosure line than "
+                                 f"its approvals were given under: {len(fit)} of them were given for the words it "
+                                 f"sent, where it needed {wrote.required}")
+        return line
 
     def _revision_failed(self, index: int, actor: str, known: _Post, post: str, version: int) -> None:
         """The gateway's word that a revision it sent did not stand (the platform refused it, or
@@ -1380,6 +1507,7 @@ class Replay:
         policy asks for), where the log's texts were given."""
         sha, version, *rest = extra if isinstance(extra, tuple) else (extra, None)
         looks_only = bool(rest) and rest[0] is not None
+        known.claimed_under = sha
         self._in_force_named(index, known, post, sha, checked=len(rest) > 1 and rest[1] is True)
         self._keyed(index, known, post, rest[2] if len(rest) > 2 else None)
         if version is not None and version != known.version:

@@ -251,6 +251,24 @@ class Revision(Published):
     cooling-off let these words out, as it was when released; None for an edit its policy
     publishes at once."""
 
+    @property
+    def line(self) -> dict[str, str]:
+        """What the entries sending and recording it say it shows besides its words
+        (``disclosure_line``: the line ``shown`` adds after them, "" for none), so that the
+        verifier rebuilds the words that went out from the words approved, as it does a claim's;
+        nothing for a ``shown`` that is not the words and a line (the verifier names it)."""
+        line = shown_line(self.text, self.shown)
+        return {} if line is None else {"disclosure_line": line}
+
+
+def shown_line(text: str, shown: str) -> str | None:
+    """The disclosure line ``shown`` adds after ``text`` ("" for none: ``disclosed_text``), or
+    None where ``shown`` is not ``text`` with a line after it."""
+    if shown == text:
+        return ""
+    line = shown.removeprefix(text + "\n\n")
+    return line if line != shown and line else None
+
 
 def _redescribing(change: Mapping[str, Any]) -> tuple[tuple[str, str | None, str | None], ...]:
     """The new alt text and focal points a kept revision (``posts.held_change``) gives pictures."""
@@ -330,11 +348,13 @@ class PolicyMoved(Exception):
 class NeverReleased(Exception):
     """A pending revision that no approval or wait can let out any more (its post no longer
     published, its account now on a platform that does not edit posts): ``why``, in its
-    author's words, which :meth:`PostService.fail_revision` records."""
+    author's words, which :meth:`PostService.fail_revision` records, with the policy it was
+    decided under (``policy_sha256``), which the verifier judges it by."""
 
-    def __init__(self, why: str) -> None:
+    def __init__(self, why: str, *, policy_sha256: str) -> None:
         super().__init__(why)
         self.why = why
+        self.policy_sha256 = policy_sha256
 
 
 _P = ParamSpec("_P")
@@ -1150,7 +1170,7 @@ class PostService:
                              data={"version": revision.version, "text_hash": ltx.commit_text(revision.text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **approved, **_as_approved(pending, kept, rows)})
+                                   **approved, **_as_approved(pending, kept, rows), **revision.line})
             return until
 
         try:
@@ -1360,10 +1380,13 @@ class PostService:
             return None
         # A pending revision's words go out as they were approved and sent (kept with the change; a
         # change kept before it was, under its own disclosure line, naming whoever wrote into it).
+        # Only as the words and a line after them, as the log says what went out (``Revision.line``).
         kept_shown = change.get("shown") if pending is not None else None
-        shown = kept_shown if isinstance(kept_shown, str) else disclosed_text(
-            loaded.policy, author=post.author, text=text,
-            editors=post.editors if pending is None else pending.editors, suggested_by=post.suggested_by)
+        shown = disclosed_text(loaded.policy, author=post.author, text=text,
+                               editors=post.editors if pending is None else pending.editors,
+                               suggested_by=post.suggested_by)
+        if isinstance(kept_shown, str) and shown_line(text, kept_shown) is not None:
+            shown = kept_shown
         return Revision(record=post, loaded=loaded, lease_until=held.lease_until, text=text, shown=shown,
                         version=post.version + 1, options=options, seen=seen, redescribed=redescribed,
                         pictures=pictures, pending=pending)
@@ -1587,7 +1610,8 @@ class PostService:
             sends = await outgoing_sha256(txn, pending, loaded.policy)
             approved = await sql.approvers_of(txn, pending.id, pending.version)
         if post is None or post.state != State.PUBLISHED.value or post.remote_id is None:
-            raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit")
+            raise NeverReleased(f"post {pending.revises} is no longer published: there is nothing to edit",
+                                policy_sha256=loaded.sha256)
         if len(counted_for(loaded, pending, approved, sends)) < pending.required:
             return None
         held = PostOptions.from_json(pending.options)
@@ -1603,11 +1627,13 @@ class PostService:
                         options=options, seen=await self._words_seen(held), redescribed=redescribed,
                         pictures=pictures, pending=pending)
 
-    async def fail_revision(self, pending: PostRecord, *, why: str) -> bool:
-        """Fail the due pending revision ``pending``, which can never be made (:class:`NeverReleased`),
-        saying ``why`` (its ``last_error``, and the system's ``post.failed``, naming the post it
-        revises): its author sees why, and the publisher stops taking it up. False where it
-        changed meanwhile (edited, cancelled, taken by another gateway): nothing is written."""
+    async def fail_revision(self, pending: PostRecord, never: NeverReleased) -> bool:
+        """Fail the due pending revision ``pending``, which can never be made (``never``), saying
+        why (its ``last_error``, and the system's ``post.failed``, naming the post it revises and
+        the policy it was decided under, by which the verifier tells it was so): its author sees
+        why, and the publisher stops taking it up. False where it changed meanwhile (edited,
+        cancelled, taken by another gateway): nothing is written."""
+        why = never.why
 
         async def work(ltx: LogTxn) -> bool:
             new_state = transition(State(pending.state), Action.FAIL)
@@ -1617,7 +1643,7 @@ class PostService:
                 return False
             await ltx.append("post.failed", actor="system", account=pending.account, post=pending.id,
                              data={"state": new_state.value, "version": pending.version, "error": why,
-                                   "revises": pending.revises})
+                                   "revises": pending.revises, "policy_sha256": never.policy_sha256})
             return True
 
         failed = await self.appender.submit(work)
@@ -1726,7 +1752,8 @@ class PostService:
                              data={"version": version, "text_hash": ltx.commit_text(text),
                                    "state": State.PUBLISHED.value, "remote_id": current.remote_id,
                                    "content_sha256": content, "policy_sha256": revision.loaded.sha256,
-                                   **changed, **approved, **({"recovered": True} if recovered else {})})
+                                   **changed, **approved, **revision.line,
+                                   **({"recovered": True} if recovered else {})})
             return changed["policy_changed"] if changed else revision.loaded.sha256
 
         in_force = await self.appender.submit(work)

@@ -285,7 +285,7 @@ class PublishedPosts:
                 await self._releasable(revision)
                 await self._send_revision(Caller(user=revision.record.author), revision)
             except NeverReleased as exc:  # failed, saying why: never taken up again
-                if await self.posts.fail_revision(pending, why=exc.why):
+                if await self.posts.fail_revision(pending, exc):
                     log.warning("revision_failed", error=exc.why)
                 continue
             except BylineError as exc:  # the platform down, the post held: again at the next tick
@@ -303,11 +303,12 @@ class PublishedPosts:
             self._editable(revision.loaded)
         except BylineError as exc:
             if exc.code is Code.VALIDATION:
-                raise NeverReleased(exc.message) from None
+                raise NeverReleased(exc.message, policy_sha256=revision.loaded.sha256) from None
             raise
         went = await self.posts.went_out_on(revision.record)
         if went is not None and went.left(revision.loaded.policy):
-            raise NeverReleased(f"{revision.record.account} is no longer on {went}, where the post is")
+            raise NeverReleased(f"{revision.record.account} is no longer on {went}, where the post is",
+                                policy_sha256=revision.loaded.sha256)
 
     # -- settling what a gateway did not record --------------------------------------------
 

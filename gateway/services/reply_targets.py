@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import structlog
@@ -181,26 +182,47 @@ class ReplyTargets:
         takes a reply to an address that holds no post, and a post written there later, with
         other words, would be what the reply answers, which its approvers never saw: refused,
         in ``getRecord``'s words (the XRPC surface answers its ``RecordNotFound``)."""
-        try:
-            parent = await self._bluesky(loaded).parent_record(uri)
-        except AdapterError as exc:
-            if (exc.detail or "").startswith("RecordNotFound"):
-                raise BylineError(Code.NOT_FOUND,
-                                  f"Could not locate record: {uri}: a reply answers a post that is there",
-                                  xrpc="RecordNotFound") from None
-            if exc.status is None and not exc.retryable:  # not a post's address
-                raise BylineError(Code.VALIDATION,
-                                  f"Invalid {POST_COLLECTION} record: Record/reply/parent: {exc.message}",
-                                  xrpc="InvalidRequest") from None
-            raise BylineError(
-                Code.UNAVAILABLE,
-                f"the post this replies to could not be read, so the reply was not taken: {exc.message}",
-                xrpc="UpstreamFailure",
-            ) from None
+        parent = await self._held_now(self._bluesky(loaded).parent_record(uri), uri, field="Record/reply/parent",
+                                      why="a reply answers a post that is there",
+                                      unread="the post this replies to could not be read, so the reply was not taken")
         cid = parent.get("cid")
         if not isinstance(cid, str) or not cid:
             raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
         return cid
+
+    async def bluesky_quoted(self, loaded: LoadedPolicy, uri: str, cid: str) -> None:
+        """Refuse a quote of ``uri`` at ``cid`` unless the account's PDS holds that very record
+        now. A PDS takes a quote of an address that holds nothing, or another record than the
+        CID names; once something is written there, the quote shows it: words its approvers
+        never saw it show. Refused as a reply to such an address is (:meth:`bluesky_cid`):
+        ``RecordNotFound``, or ``InvalidRequest`` naming the CID the record has."""
+        why = "a quote shows the record that is there"
+        quoted = await self._held_now(self._bluesky(loaded).record(uri, what="the record quoted"), uri,
+                                      field="Record/embed/record", why=why,
+                                      unread="the record this quotes could not be read, so the post was not taken")
+        if quoted.get("cid") != cid:
+            raise BylineError(Code.VALIDATION,
+                              f"Invalid {POST_COLLECTION} record: Record/embed/record/cid: {uri} is "
+                              f"{quoted.get('cid')} on its PDS, not {cid}: {why}", xrpc="InvalidRequest")
+
+    @staticmethod
+    async def _held_now(
+        reading: Awaitable[dict[str, Any]], uri: str, *, field: str, why: str, unread: str,
+    ) -> dict[str, Any]:
+        """The record at ``uri`` as ``reading`` reads it from the account's PDS, or the refusal
+        the XRPC surface answers in the PDS's words: ``RecordNotFound`` where it holds none
+        (``why`` a post may not name it), ``InvalidRequest`` for no record's address (the record's
+        ``field``), ``UpstreamFailure`` where it could not be asked (``unread``)."""
+        try:
+            return await reading
+        except AdapterError as exc:
+            if (exc.detail or "").startswith("RecordNotFound"):
+                raise BylineError(Code.NOT_FOUND, f"Could not locate record: {uri}: {why}",
+                                  xrpc="RecordNotFound") from None
+            if exc.status is None and not exc.retryable:  # not a record's address
+                raise BylineError(Code.VALIDATION, f"Invalid {POST_COLLECTION} record: {field}: {exc.message}",
+                                  xrpc="InvalidRequest") from None
+            raise BylineError(Code.UNAVAILABLE, f"{unread}: {exc.message}", xrpc="UpstreamFailure") from None
 
     async def _status(self, loaded: LoadedPolicy, status_id: str) -> tuple[int, bytes] | None:
         """The instance's answer to ``GET /api/v1/statuses/:id`` as the account, or None where

@@ -81,6 +81,7 @@ from adapters.bluesky import (
     may_be_derived,
     parse_datetime,
     post_record,
+    quoted_ref,
     record_cid,
     rkey_for,
 )
@@ -960,6 +961,10 @@ class XrpcRepo:
                 f"{loaded.policy.platform}: post the text alone"
             )
         media_ids = await self._blob_media(session, check_embed(record.embed))
+        quote = quoted_ref(record.embed)
+        # A post of the account's not yet out is quoted at the address Byline answered for it.
+        if quote is not None and await self._unpublished_parent(session, quote[0]) is None:
+            await self._replies.bluesky_quoted(loaded, *quote)
         return replace(options, embed=record.embed, media_ids=media_ids)
 
     async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:

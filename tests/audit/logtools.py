@@ -221,3 +221,14 @@ async def verified_by_cli(gw: Gateway) -> None:
     result = await byline_in_process("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress",
                                      "--workers", "1")
     assert result.code == 0, result.text
+
+
+async def rejected_by_cli(gw: Gateway) -> str:
+    """``byline audit verify`` against the running gateway (a checkpoint signed first), which
+    must reject its log: what it said."""
+    await gw.app[CHECKPOINTS].sign_now()
+    key = gw.app[CHECKPOINTS].verifier_key()
+    url = str(gw.client.make_url("")).rstrip("/")
+    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
+    assert result.code != 0, result.text
+    return result.text

@@ -4240,3 +4240,204 @@ def test_a_revision_whose_author_lost_their_role_goes_out_only_once_decided_agai
         assert said == []
     else:
         assert f"entry {sent}: carol revised post 2 but is not its author writing for brand" in said
+
+
+def _released_revision_on(log: SyntheticLog, post: str, pending: str, sha: str) -> None:
+    """Carol's ``post`` out on co-signed ``brand`` under policy ``sha`` (its claim naming it), and
+    her pending revision of it, ``pending``, approved by two co-signers: released, due."""
+    log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha=sha)
+    _approve(log, post, "bob")
+    _approve(log, post, "dave", state="scheduled")
+    log.add("post.publishing", actor="system", account="brand", post=post,
+            data={"attempt": 1, "version": 1, "text_hash": log.commit(f"text of {post}"), "policy_sha256": sha})
+    log.add("post.published", actor="system", account="brand", post=post,
+            data={"remote_id": f"r{post}", "url": f"https://example.social/{post}", "version": 1})
+    _released_pending(log, post, pending, sha)
+
+
+def _released_pending(log: SyntheticLog, post: str, pending: str, sha: str) -> None:
+    """Carol's pending revision ``pending`` of her published ``post``, approved by two co-signers."""
+    log.add("post.submitted", actor="carol", account="brand", post=pending, data={
+        "version": 1, "text_hash": log.commit(f"new words of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": sha, "revises": post})
+    _approve(log, pending, "bob")
+    _approve(log, pending, "dave", state="scheduled")
+
+
+def _given_up(log: SyntheticLog, pending: str, post: str, sha: str | None, *, actor: str = "system") -> int:
+    """``actor``'s word that the pending revision ``pending`` of ``post`` can never be made."""
+    return log.add("post.failed", actor=actor, account="brand", post=pending, data={
+        "state": "failed", "version": 1, "error": "brand is no longer where the post is", "revises": post,
+        **({} if sha is None else {"policy_sha256": sha})})
+
+
+def _revisions_given_up() -> tuple[SyntheticLog, list[int]]:
+    """A log of pending revisions given up: honestly (the account moved to another platform, or
+    to another Mastodon server, a policy of its own), and forged (the account where the post went
+    out, under the very policy, or, on a platform with one server, under another policy of it;
+    by a person; of a revision already sent to the platform)."""
+    log = SyntheticLog()
+    masto = {**COSIGNED, "platform": "mastodon"}
+    log.policy("brand", masto, "p1")
+    _released_revision_on(log, "2", "3", "p1")
+    forged = [_given_up(log, "3", "2", "p1")]
+    _released_revision_on(log, "4", "5", "p1")
+    forged.append(_given_up(log, "5", "4", None))  # an older gateway's, naming no policy: the one in force
+    _released_revision_on(log, "6", "7", "p1")
+    forged.append(_given_up(log, "7", "6", "p1", actor="carol"))
+    _released_revision_on(log, "8", "9", "p1")
+    log.add("post.revising", actor="carol", account="brand", post="8", data={
+        "version": 2, "text_hash": log.commit("new words of 8"), "state": "published", "remote_id": "r8",
+        "policy_sha256": "p1", "revision": "9", "revision_content_sha256": None})
+    forged.append(_given_up(log, "9", "8", "p1"))  # sent: settled by the post's own entries, never failed
+    log.policy("brand", {**masto, "writers": ["alice", "carol", "erin"]}, "p2", kind="policy.changed")
+    _released_pending(log, "2", "11", "p2")
+    _given_up(log, "11", "2", "p2")  # maybe another server: the log cannot tell
+    log.policy("brand", {**COSIGNED, "platform": "x"}, "p3", kind="policy.changed")
+    _released_pending(log, "2", "14", "p3")
+    _given_up(log, "14", "2", "p3")  # on x, where the post is not: honest
+    _released_revision_on(log, "12", "13", "p3")
+    log.policy("brand", {**COSIGNED, "platform": "x", "writers": ["alice", "carol", "erin"]}, "p4",
+               kind="policy.changed")
+    forged.append(_given_up(log, "13", "12", "p4"))  # x is one server: nothing moved
+    return log, forged
+
+
+def test_a_pending_revision_given_up_only_where_the_log_shows_why(tmp_path: Path) -> None:
+    """The gateway gives up a released pending revision (``post.failed`` naming the post it
+    revises) only where its account left where the post went out: another platform, or another
+    policy on one whose servers number their own posts. Given up while the account stayed, by a
+    person, or once sent to the platform, it silenced words its approvers let out: named (before,
+    every such failure verified)."""
+    log, forged = _revisions_given_up()
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {forged[0]}: system failed post 3, a pending revision of 2, while its account was still where 2 "
+        "went out (mastodon): nothing kept the revision from being made",
+        f"entry {forged[1]}: system failed post 5, a pending revision of 4, while its account was still where 4 "
+        "went out (mastodon): nothing kept the revision from being made",
+        f"entry {forged[2]}: carol failed post 7, a pending revision of 6: only the gateway gives one up",
+        f"entry {forged[3]}: system failed post 9, a pending revision of 8, which was publishing: only one "
+        "released by its approvals or its time, and not sent, is given up",
+        f"entry {forged[4]}: system failed post 13, a pending revision of 12, while its account was still where 12 "
+        "went out (x): nothing kept the revision from being made",
+    ]
+
+
+async def test_the_command_rejects_a_pending_revision_given_up_for_nothing(tmp_path: Path) -> None:
+    """The real command, on the export of that forged log."""
+    log, forged = _revisions_given_up()
+    said = await _named_by_the_command(log, tmp_path)
+    assert (f"entry {forged[0]}: system failed post 3, a pending revision of 2, while its account was still where "
+            "2 went out (mastodon): nothing kept the revision from being made") in said, said
+
+
+LINED = summary(owner="alice", writers=["alice", "carol"], approvers=["bob", "dave", "erin"], required=2,
+                tier="co-signed", disclosure="—{author}")
+_THREE = {"approvers": ["bob", "dave", "erin"], "required": 2}
+
+
+def _lined_pending(log: SyntheticLog, post: str, pending: str, words: str, *, sha: str = "p1") -> None:
+    """Carol's ``post`` out on ``brand`` (policy ``LINED``) and her pending revision of it saying ``words``."""
+    log.submit(post, author="carol", account="brand", state="held", sha=sha, **_THREE)
+    _approve(log, post, "bob")
+    _approve(log, post, "dave", state="scheduled")
+    _publish(log, post, "brand", text=f"text of {post}\n\n—carol")
+    log.add("post.submitted", actor="carol", account="brand", post=pending, data={
+        "version": 1, "text_hash": log.commit(words), "state": "held", "policy_sha256": sha, "revises": post,
+        **_THREE})
+
+
+def _bound(log: SyntheticLog, post: str, who: str, *, version: int = 1, state: str = "held", sha: str = "p1") -> int:
+    """``who``'s approval of ``post``, given for its words with the disclosure line of policy ``sha``."""
+    return log.add("post.approved", actor=who, account="brand", post=post, data={
+        "version": version, "count": 1, "required": 2, "state": state, "policy_sha256": sha, "text_bound": True})
+
+
+def _sent_with_line(log: SyntheticLog, kind: str, post: str, pending: str, words: str, line: str | None,
+                    *, sha: str = "p1") -> int:
+    """Post ``post``'s revision entry released by ``pending``, saying the disclosure line ``line``."""
+    return log.add(kind, actor="carol", account="brand", post=post, data={
+        "version": 2, "text_hash": log.commit(words), "state": "published", "remote_id": f"r{post}",
+        "policy_sha256": sha, "revision": pending, "revision_content_sha256": None,
+        **({} if line is None else {"disclosure_line": line})})
+
+
+def _revisions_with_lines() -> tuple[SyntheticLog, list[int]]:
+    """Revisions released by their pending revisions, saying the disclosure line they went out
+    with: honestly, and forged (a line hiding the co-signer who edited the words; a record of
+    another line than was sent; a line left unsaid, well past the first said; a line other than
+    the approvals were given for, the policy's line changed since)."""
+    log = SyntheticLog()
+    log.policy("brand", LINED, "p1")
+    _lined_pending(log, "2", "3", "Launch day, fixed")
+    _bound(log, "3", "bob")
+    _bound(log, "3", "dave", state="scheduled")
+    _sent_with_line(log, "post.revising", "2", "3", "Launch day, fixed", "—carol")
+    _sent_with_line(log, "post.revised", "2", "3", "Launch day, fixed", "—carol")
+    _lined_pending(log, "4", "5", "Doors at 10")
+    log.add("post.edited", actor="bob", account="brand", post="5", data={
+        "version": 2, "text_hash": log.commit("Doors at 10, free drinks"), "state": "held", "policy_sha256": "p1"})
+    _bound(log, "5", "dave", version=2)
+    _bound(log, "5", "erin", version=2, state="scheduled")
+    hidden = _sent_with_line(log, "post.revising", "4", "5", "Doors at 10, free drinks", "—carol")
+    _sent_with_line(log, "post.revised", "4", "5", "Doors at 10, free drinks", "—carol")
+    _lined_pending(log, "6", "7", "Sale on Friday")
+    _bound(log, "7", "bob")
+    _bound(log, "7", "dave", state="scheduled")
+    _sent_with_line(log, "post.revising", "6", "7", "Sale on Friday", "—carol")
+    recorded = _sent_with_line(log, "post.revised", "6", "7", "Sale on Friday", "—carol and the brand team")
+    log.wait(POLICY_GRACE_SECONDS + 1)
+    _lined_pending(log, "8", "9", "Quiz at 8")
+    _bound(log, "9", "bob")
+    _bound(log, "9", "dave", state="scheduled")
+    unsaid = _sent_with_line(log, "post.revising", "8", "9", "Quiz at 8", None)
+    _sent_with_line(log, "post.revised", "8", "9", "Quiz at 8", "—carol")
+    _lined_pending(log, "10", "11", "Talk at 4")
+    _bound(log, "11", "bob")
+    _bound(log, "11", "dave", state="scheduled")
+    log.policy("brand", {**LINED, "disclosure": "(by {author})"}, "p2", kind="policy.changed")
+    other = _sent_with_line(log, "post.revising", "10", "11", "Talk at 4", "(by carol)", sha="p2")
+    return log, [hidden, recorded, unsaid, other]
+
+
+def test_a_revision_sent_with_another_disclosure_line_than_approved_is_named(tmp_path: Path) -> None:
+    """The entries that send and record a revision released by its pending revision say the
+    disclosure line it went out with after its words (``disclosure_line``): the line the policy
+    asks for, crediting whoever wrote into it, and the line its approvals were given for. A line
+    hiding an editor, one recorded other than sent, one left unsaid once lines are said, and one
+    its approvals were not given for are named (before, the log held the words alone, and any
+    line passed)."""
+    log, (hidden, recorded, unsaid, other) = _revisions_with_lines()
+    assert messages(log.verify(tmp_path / "x.export")) == [
+        f"entry {hidden}: post.revising of post 4 sends the disclosure line '—carol' with its words, where the "
+        "policy it names asks for '—carol, edited by bob': other words went out than were written and approved",
+        f"entry {recorded}: post.revised of post 6 records the disclosure line '—carol and the brand team', but "
+        f"entry {recorded - 1} sent '—carol' to its platform",
+        f"entry {unsaid}: post.revising of post 8 does not say the disclosure line it sends with its words "
+        "(data.disclosure_line), though entries before it did: what went out cannot be compared with what was "
+        "approved",
+        f"entry {other}: post 10 was sent its revision 11 with another disclosure line than its approvals were "
+        "given under: 0 of them were given for the words it sent, where it needed 2",
+    ]
+
+
+async def test_the_command_rejects_a_revision_hiding_who_wrote_it(tmp_path: Path) -> None:
+    """The real command, on the export of that forged log."""
+    log, (hidden, *_) = _revisions_with_lines()
+    said = await _named_by_the_command(log, tmp_path)
+    assert (f"entry {hidden}: post.revising of post 4 sends the disclosure line '—carol' with its words, where the "
+            "policy it names asks for '—carol, edited by bob'") in said, said
+
+
+def test_a_revision_entry_with_a_malformed_disclosure_line_is_named(tmp_path: Path) -> None:
+    """A disclosure line that is no text is named as such, not read as none said."""
+    log = SyntheticLog()
+    log.policy("brand", LINED, "p1")
+    _lined_pending(log, "2", "3", "Launch day, fixed")
+    _bound(log, "3", "bob")
+    _bound(log, "3", "dave", state="scheduled")
+    bad = log.add("post.revising", actor="carol", account="brand", post="2", data={
+        "version": 2, "text_hash": log.commit("Launch day, fixed"), "state": "published", "remote_id": "r2",
+        "policy_sha256": "p1", "revision": "3", "revision_content_sha256": None, "disclosure_line": ["—carol"]})
+    assert f"entry {bad}: post.revising has a malformed data.disclosure_line" in messages(
+        log.verify(tmp_path / "x.export"))

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, expect
 
 from tests.browser.axe import assert_accessible
 from tests.browser.test_queue_browser import signed_in
-from tests.clients.test_held_revisions import _pending
+from tests.clients.revisions import pending_revision
 from tests.clients.world import World, world
 from tests.pages.conftest import pages_on
 
@@ -24,7 +24,7 @@ async def test_a_cosigner_approves_an_edit_of_a_published_post_from_its_card(
     what it changes and a link to the published post, the block set apart by the pages'
     stylesheet; he approves it there, and it counts."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Doors open at 9", "Doors open at 10")
     async with pages_on(gw) as pages:
         problems: list[str] = []
         page = await signed_in(browser, pages, "bob", problems)

@@ -15,12 +15,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.app import CHECKPOINTS
 from gateway.clock import ManualClock
+from gateway.services.outgoing import text_sha256
 from gateway.services.posts import PostService
 from gateway.storage import posts as posts_sql
 from gateway.storage.db import DatabaseUnavailable
-from tests.audit.logtools import Attacker, byline, verified_by_cli
+from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
+from tests.clients.revisions import edit, held_masto, pending_revision, published_on_masto, turned
 from tests.clients.world import READING, UPSTREAM_TOKEN, World, write_masto_policy
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.fakes.mastodon import FakeMastodon, Status
@@ -28,58 +29,12 @@ from tests.fakes.mastodon import create_app as mastodon_app
 from tests.pages.conftest import pages_on
 
 
-def _masto(policy_dir: Path, instance: str, tier: str) -> None:
-    """The Mastodon account turned ``co-signed`` (bob, carol and dave approve, two of them) or
-    ``delayed`` (ten minutes), as an admin's edit of its file does."""
-    gate = ("approvals: {required: 2, from: [bob, carol, dave], expire_after: 24h}\n"
-            'disclosure: "—{author}"' if tier == "co-signed" else "delay: 10m")
-    write_policy(policy_dir, "masto", f"""account: masto
-platform: mastodon
-handle: "@brand@mastodon.example"
-instance: {instance}
-credentials: env:BRAND_MASTODON_TOKEN
-tier: {tier}
-owner: erin
-writers: [alice, carol]
-{gate}
-""")
-
-
-async def _published(gw: Gateway, upstream: FakeMastodon, text: str) -> tuple[str, Status]:
-    """A post alice publishes on ``masto`` while it is direct: its id, and the status upstream."""
-    post = await gw.submit("alice", "masto", text)
-    await gw.tick()
-    status = upstream.statuses()[-1]
-    assert status.text == text
-    return post["id"], status
-
-
-async def _turned(world: World, policy_dir: Path, tier: str) -> None:
-    _masto(policy_dir, world.upstream_url, tier)
-    await world.gateway.sync_policies()
-
-
-async def _edit(gw: Gateway, user: str, post_id: str, text: str) -> tuple[int, Any]:
-    return await gw.call(user, "PATCH", f"/v1/posts/{post_id}", {"text": text})
-
-
-async def _pending(world: World, policy_dir: Path, published: str, edited: str,
-                   tier: str = "co-signed") -> tuple[str, Status, dict[str, Any]]:
-    """Alice's post published while ``masto`` was direct, the account turned ``tier``, and her
-    edit of it held as its pending revision: the post's id, its status upstream, the revision."""
-    post_id, status = await _published(world.gateway, world.upstream, published)
-    await _turned(world, policy_dir, tier)
-    code, pending = await _edit(world.gateway, "alice", post_id, edited)
-    assert code == 200, pending
-    return post_id, status, pending
-
-
 async def test_cosigned_edit_waits_for_two_cosigners_and_goes_out_once(world: World, policy_dir: Path) -> None:
     """Co-signed: the edit of a published post is held as its pending revision (before: 422);
     its author's approval does not count; two co-signers' approvals edit the post upstream once,
     with exactly the words approved (the disclosure line too), recorded as its revision."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Launch on Tuesday", "Launch on Wednesday")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Launch on Tuesday", "Launch on Wednesday")
     assert (pending["state"], pending["revises"], pending["approvals_needed"]) == ("held", post_id, 2)
     assert pending["id"] != post_id
     assert pending["display_text"] == "Launch on Wednesday\n\n—alice"
@@ -109,10 +64,10 @@ async def test_second_edit_changes_the_pending_revision(world: World, policy_dir
     """A second edit while one waits edits that pending revision (its approvals start again):
     one pending revision a post, and the words approved are the ones that go out."""
     gw = world.gateway
-    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    post_id, status, first = await pending_revision(world, policy_dir, "Doors open at 9", "Doors open at 10")
     code, body = await gw.act("bob", first["id"], "approve")
     assert code == 200, body
-    code, second = await _edit(gw, "alice", post_id, "Doors open at 11")
+    code, second = await edit(gw, "alice", post_id, "Doors open at 11")
     assert code == 200, second
     assert (second["id"], second["version"], second["approvals_needed"]) == (first["id"], 2, 2)
     for approver in ("bob", "dave"):
@@ -126,7 +81,7 @@ async def test_second_edit_changes_the_pending_revision(world: World, policy_dir
 async def test_cosigned_revision_rejected_leaves_the_post(world: World, policy_dir: Path) -> None:
     """A co-signer's rejection ends the pending revision: the platform keeps the published words."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Prices stay the same", "Prices go up")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Prices stay the same", "Prices go up")
     code, body = await gw.act("dave", pending["id"], "reject", {"reason": "not agreed"})
     assert (code, body["state"]) == (200, "rejected"), body
     code, body = await gw.act("bob", pending["id"], "approve")
@@ -134,7 +89,7 @@ async def test_cosigned_revision_rejected_leaves_the_post(world: World, policy_d
     await gw.tick()
     assert (status.text, status.edits) == ("Prices stay the same", [])
     assert (await gw.get("alice", post_id))["version"] == 1
-    code, later = await _edit(gw, "alice", post_id, "Prices go up a little")
+    code, later = await edit(gw, "alice", post_id, "Prices go up a little")
     assert (code, later["state"]) == (200, "held"), later  # a new pending revision may follow
     assert later["id"] != pending["id"]
     await verified_by_cli(gw)
@@ -144,7 +99,7 @@ async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, p
     """Delayed: the edit waits out the cooling-off, during which its author cancels it: the
     platform keeps the published words; one not cancelled goes out once the delay is over."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Meet at noon", "Meet at one", "delayed")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Meet at noon", "Meet at one", "delayed")
     assert (pending["state"], pending["revises"]) == ("scheduled", post_id), pending
     gw.clock.advance(timedelta(minutes=5))
     await gw.tick()
@@ -153,7 +108,7 @@ async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, p
     gw.clock.advance(timedelta(minutes=6))
     await gw.tick()
     assert (status.text, status.edits) == ("Meet at noon", [])
-    _, again = await _edit(gw, "alice", post_id, "Meet at two")
+    _, again = await edit(gw, "alice", post_id, "Meet at two")
     gw.clock.advance(timedelta(minutes=9))
     await gw.tick()
     assert status.edits == []
@@ -167,7 +122,7 @@ async def test_delayed_edit_cancelled_before_due_changes_nothing(world: World, p
 async def test_deleting_the_post_cancels_its_pending_revision(world: World, policy_dir: Path) -> None:
     """A deletion of the published post cancels its pending revision: its approvals reach nothing."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Join us on Friday", "Join us on Saturday")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Join us on Friday", "Join us on Saturday")
     code, body = await gw.act("bob", pending["id"], "approve")
     assert code == 200, body
     code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
@@ -194,7 +149,7 @@ async def test_bluesky_like_platforms_without_edits_still_refuse(world: World, p
     await gw.tick()
     assert (await gw.get("alice", post["id"]))["state"] == "published"
     before = await gw.snapshot()
-    code, body = await _edit(gw, "alice", post["id"], "Sandbox words, edited")
+    code, body = await edit(gw, "alice", post["id"], "Sandbox words, edited")
     assert code == 422, body
     assert (body["error"], body["message"]) == ("validation_failed", "sandbox does not allow editing a published post")
     assert await gw.snapshot() == before
@@ -207,7 +162,7 @@ async def _app_published(world: World, policy_dir: Path, text: str) -> tuple[Any
     first = await world.run(api.status_post, text)
     await world.gateway.tick()
     [sent] = world.upstream.statuses(world.upstream_account)
-    await _turned(world, policy_dir, "co-signed")
+    await turned(world, policy_dir, "co-signed")
     return api, first, sent
 
 
@@ -345,7 +300,7 @@ async def test_approvers_card_shows_the_published_words_and_the_proposed_ones(
     the words its platform shows now, what the edit changes, the words proposed as they would
     go out, and links to the published post; approving there counts as over the API."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Tickets <b>on sale</b> at 9",
+    post_id, status, pending = await pending_revision(world, policy_dir, "Tickets <b>on sale</b> at 9",
                                               "Tickets <b>on sale</b> at 10")
     async with pages_on(gw) as pages:
         bob = await pages.person("bob")
@@ -379,7 +334,7 @@ async def test_a_release_cut_off_before_its_record_is_settled_with_the_approved_
     where the account's disclosure line changed before it was settled, the words sent again are
     still those approved, under the line they were approved with (before, under the new one)."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
     words, approvers = "Talk at 4\n\n—alice", ("bob", "dave")
     if editor is not None:
         code, body = await gw.call(editor, "PATCH", f"/v1/posts/{pending['id']}", {"text": "Talk at 4, room B"})
@@ -422,7 +377,7 @@ async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alon
     it), the post keeps its words; once another edit of the post is pending, the failed one may
     not be retried beside it (409), so approvers never weigh two."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Menu: soup", "Menu: salad")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Menu: soup", "Menu: salad")
     for approver in ("bob", "dave"):
         await gw.act(approver, pending["id"], "approve")
     world.upstream.faults.fail_next(status=422, method="PUT", path="/api/v1/statuses/")
@@ -433,7 +388,7 @@ async def test_a_revision_the_platform_refuses_fails_and_retries_only_while_alon
     post = await gw.get("alice", post_id)
     assert (post["version"], post["events"][-1]["type"], post["events"][-1]["data"]["revision"]) == (
         1, "post.revision_failed", pending["id"])
-    code, again = await _edit(gw, "alice", post_id, "Menu: salad and soup")
+    code, again = await edit(gw, "alice", post_id, "Menu: salad and soup")
     assert (code, again["state"]) == (200, "held"), again
     code, body = await gw.act("alice", pending["id"], "retry")
     assert code == 409, body
@@ -471,7 +426,7 @@ async def test_a_revision_whose_account_moved_to_a_platform_without_edits_fails_
     logged ``revision_not_released`` at every tick with no end); the log says so once, the
     publisher never takes it up again, and the post keeps its words."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Stand-up at 9", "Stand-up at 10", "delayed")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Stand-up at 9", "Stand-up at 10", "delayed")
     write_policy(policy_dir, "masto", """account: masto
 platform: sandbox
 handle: "@brand"
@@ -496,8 +451,8 @@ async def test_a_revision_whose_account_moved_to_another_server_fails_unsent(
     once due, the revision fails, saying the account is no longer where the post is, and
     nothing is sent to either server (the post's id there names another status, or none)."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Run at 7", "Run at 8", "delayed")
-    _masto(policy_dir, "https://elsewhere.example", "delayed")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Run at 7", "Run at 8", "delayed")
+    held_masto(policy_dir, "https://elsewhere.example", "delayed")
     failed = await _failed_once(gw, post_id, status, pending)
     assert failed["last_error"].startswith("masto is no longer on mastodon at "), failed["last_error"]
     await verified_by_cli(gw)
@@ -510,14 +465,14 @@ async def test_a_revision_waiting_for_a_policy_in_force_is_held_not_taken_up(
     one is in force again, and the publisher neither takes it up nor logs it at each tick; once
     the file is back, it is decided under it, and goes out once approved again."""
     gw = world.gateway
-    _, status, pending = await _pending(world, policy_dir, "Quiz at 8", "Quiz at 9")
+    _, status, pending = await pending_revision(world, policy_dir, "Quiz at 8", "Quiz at 9")
     for approver in ("bob", "dave"):
         await gw.act(approver, pending["id"], "approve")
     (policy_dir / "masto.yaml").unlink()
     await gw.sync_policies()
     assert await _ticks_logging(gw, 3) == []
     assert (await gw.get("alice", pending["id"]))["state"] == "held"
-    await _turned(world, policy_dir, "co-signed")
+    await turned(world, policy_dir, "co-signed")
     for approver in ("bob", "dave"):
         code, body = await gw.act(approver, pending["id"], "approve")
         assert code == 200, body
@@ -549,10 +504,10 @@ async def test_pending_revision_survives_a_restart(
     monkeypatch.setenv("BRAND_MASTODON_TOKEN", UPSTREAM_TOKEN)
     write_masto_policy(policy_dir, url)
     async with started_gateway(db_url, policy_dir, clock) as gw:
-        post_id, status = await _published(gw, fake, "Office closed Monday")
-        _masto(policy_dir, url, "co-signed")
+        post_id, status = await published_on_masto(gw, fake, "Office closed Monday")
+        held_masto(policy_dir, url, "co-signed")
         await gw.sync_policies()
-        _, pending = await _edit(gw, "alice", post_id, "Office closed Tuesday")
+        _, pending = await edit(gw, "alice", post_id, "Office closed Tuesday")
         code, body = await gw.act("bob", pending["id"], "approve")
         assert code == 200, body
     async with started_gateway(db_url, policy_dir, clock) as gw:
@@ -570,6 +525,15 @@ async def test_pending_revision_survives_a_restart(
     assert status.edits == ["Office closed Tuesday\n\n—alice"]
 
 
+async def _worded_by_bob(gw: Gateway, pending: str, text: str) -> None:
+    """Bob words the pending revision ``pending`` as ``text``; carol and dave approve it (each taken)."""
+    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{pending}", {"text": text})
+    assert code == 200, body
+    for approver in ("carol", "dave"):
+        code, body = await gw.act(approver, pending, "approve")
+        assert code == 200, body
+
+
 async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them_again(
     world: World, policy_dir: Path,
 ) -> None:
@@ -577,15 +541,11 @@ async def test_a_cosigner_whose_words_a_revision_published_does_not_approve_them
     words are the published post's from then on: the post's next revision, which keeps them, still
     names him, and his approval of it is refused (403) as it would be on the post he edited."""
     gw = world.gateway
-    post_id, status, first = await _pending(world, policy_dir, "Doors open at 9", "Doors open at 10")
-    code, body = await gw.call("bob", "PATCH", f"/v1/posts/{first['id']}", {"text": "Doors open at 10, bar at 8"})
-    assert code == 200, body
-    for approver in ("carol", "dave"):
-        code, body = await gw.act(approver, first["id"], "approve")
-        assert code == 200, body
+    post_id, status, first = await pending_revision(world, policy_dir, "Doors open at 9", "Doors open at 10")
+    await _worded_by_bob(gw, first["id"], "Doors open at 10, bar at 8")
     await gw.tick()
     assert status.edits == ["Doors open at 10, bar at 8\n\n—alice, edited by bob"]
-    code, second = await _edit(gw, "alice", post_id, "Doors open at 10, bar at 8!")
+    code, second = await edit(gw, "alice", post_id, "Doors open at 10, bar at 8!")
     assert (code, second["state"]) == (200, "held"), second
     assert second["display_text"] == "Doors open at 10, bar at 8!\n\n—alice, edited by bob"
     code, body = await gw.act("bob", second["id"], "approve")
@@ -601,7 +561,7 @@ async def test_a_revision_whose_author_lost_their_role_goes_out_once_decided_aga
     who still have a role, goes out once two co-signers approve it, and the log verifies (before,
     ``byline audit verify`` named the honest gateway's revision as one by a non-writer)."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
     policy = policy_dir / "masto.yaml"
     policy.write_text(policy.read_text().replace("writers: [alice, carol]", "writers: [carol]"))
     await gw.sync_policies()
@@ -626,8 +586,8 @@ async def _approved_with_a_warning(world: World, policy_dir: Path) -> tuple[str,
     await gw.tick()
     status = world.upstream.statuses()[-1]
     assert (status.spoiler_text, status.visibility) == ("Spoilers", "unlisted")
-    await _turned(world, policy_dir, "co-signed")
-    code, pending = await _edit(gw, "alice", post["id"], "The ending, told right")
+    await turned(world, policy_dir, "co-signed")
+    code, pending = await edit(gw, "alice", post["id"], "The ending, told right")
     assert code == 200, pending
     for approver in ("bob", "dave"):
         code, body = await gw.act(approver, pending["id"], "approve")
@@ -672,10 +632,134 @@ async def test_a_revision_sent_with_another_warning_than_approved_is_named_by_th
     await gw.tick()
     await gw.tick()
     assert (status.edits, status.spoiler_text) == (["The ending, told right\n\n—alice"], "")
-    await gw.app[CHECKPOINTS].sign_now()
-    key = gw.app[CHECKPOINTS].verifier_key()
-    url = str(gw.client.make_url("")).rstrip("/")
-    result = await byline("audit", "verify", "--key", key, "--url", url, "--no-state", "--no-progress")
-    assert result.code != 0, result.text
+    said = await rejected_by_cli(gw)
     assert (f"post.revising of post {post_id} sends other media or options than its revision {pending['id']} "
-            "was approved with at version 1") in result.text, result.text
+            "was approved with at version 1") in said, said
+
+
+async def test_a_revision_sent_hiding_its_editor_is_named_by_the_verifier(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Bob writes words into alice's pending revision, which carol and dave approve; someone with
+    the database then takes bob off its editors (and rehashes the approvals for the words as they
+    would go out then), so that it goes out crediting alice alone. The gateway cannot tell; but
+    the entries that send and record it now say the disclosure line it went out with, and
+    ``byline audit verify`` names the line as other than its policy asks for the words the log
+    shows bob wrote into (before, the log held the words alone, and it verified)."""
+    gw = world.gateway
+    post_id, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
+    await _worded_by_bob(gw, pending["id"], "Talk at 4, room B")
+    hidden = "Talk at 4, room B\n\n—alice"
+    await Attacker(db_url).run(
+        ("UPDATE posts SET editors = ? WHERE id = ?", ("[]", pending["id"])),
+        ("UPDATE approvals SET text_sha256 = ? WHERE post_id = ?", (text_sha256(hidden), pending["id"])),
+    )
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == [hidden]
+    sent = [e["data"].get("disclosure_line") for e in (await gw.get("alice", post_id))["events"]
+            if e["type"] in ("post.revising", "post.revised")]
+    assert sent == ["—alice", "—alice"]
+    said = await rejected_by_cli(gw)
+    assert (f"post.revising of post {post_id} sends the disclosure line '—alice' with its words, where the policy "
+            "it names asks for '—alice, edited by bob'") in said, said
+
+
+# ---- a revision of a post no longer published --------------------------------------------
+
+
+async def _nothing_more_of(gw: Gateway, post_id: str, status: Status, pending: dict[str, Any]) -> None:
+    """``post_id`` deleted, its pending revision cancelled by the gateway, naming it; nothing
+    more may happen to either (each asked: 409), nothing reaches the platform past the
+    revision's time, and the log verifies."""
+    revision = await gw.get("alice", pending["id"])
+    assert revision["state"] == "cancelled"
+    assert (revision["events"][-1]["actor"], revision["events"][-1]["data"]["revises"]) == ("system", post_id)
+    before = await gw.snapshot()
+    for action in ("retry", "cancel"):
+        code, body = await gw.act("alice", pending["id"], action)
+        assert code == 409, body
+    for target in (pending["id"], post_id):
+        code, body = await edit(gw, "alice", target, "Later words")
+        assert code == 409, body
+    assert await gw.snapshot() == before
+    gw.clock.advance(timedelta(minutes=11))
+    await gw.tick()
+    await gw.tick()
+    assert status.edits == []
+    await verified_by_cli(gw)
+
+
+async def test_a_revision_of_a_status_deleted_from_a_mastodon_app_never_goes_out(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's Mastodon.py app deletes a published status whose edit waits out the cooling-off:
+    the pending revision is cancelled with it, and once its time comes nothing is edited (a
+    revision of a post no longer published can never go out); nothing more may be done to it."""
+    api = await world.client("alice", "masto")
+    first = await world.run(api.status_post, "Stand-up at 9")
+    await world.gateway.tick()
+    [status] = world.upstream.statuses(world.upstream_account)
+    await turned(world, policy_dir, "delayed")
+    code, pending = await edit(world.gateway, "alice", first.id, "Stand-up at 10")
+    assert (code, pending["state"]) == (200, "scheduled"), pending
+    await world.run(api.status_delete, first.id)
+    assert status.deleted
+    await _nothing_more_of(world.gateway, first.id, status, pending)
+
+
+async def test_a_deletion_the_publisher_settles_cancels_the_pending_revision(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The platform deletes a published post whose approved edit waits, and the gateway's
+    record of the deletion is cut off: the publisher settles the deletion once its hold runs out,
+    and cancels the pending revision with it, as the gateway's own record would have; the edit
+    never reaches the platform."""
+    gw = world.gateway
+    post_id, status, pending = await pending_revision(world, policy_dir, "Run at 7", "Run at 8", "delayed")
+    record = PostService.record_deleted
+
+    async def cut_off(self: PostService, *args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable
+
+    monkeypatch.setattr(PostService, "record_deleted", cut_off)
+    code, body = await gw.call("alice", "DELETE", f"/v1/posts/{post_id}")
+    assert code == 503, body
+    assert status.deleted
+    assert (await gw.get("alice", pending["id"]))["state"] == "scheduled"
+    monkeypatch.setattr(PostService, "record_deleted", record)
+    gw.clock.advance(timedelta(minutes=3))
+    await gw.tick()
+    assert (await gw.get("alice", post_id))["state"] == "deleted"
+    await _nothing_more_of(gw, post_id, status, pending)
+
+
+async def test_a_revision_given_up_for_a_post_only_the_record_says_is_gone_is_named(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Someone with the database marks a published post deleted in Byline's record alone (the
+    platform and the log still show it), so that its approved edit is given up as one with
+    nothing to edit: nothing reaches the platform, the gateway says so in the log, and
+    ``byline audit verify`` names the failure, as the log shows the post published, and the
+    account under the very policy it went out under (before, any such failure verified)."""
+    gw = world.gateway
+    await turned(world, policy_dir, "co-signed")
+    post_id = (await gw.submit("alice", "masto", "Quiz at 8"))["id"]
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, post_id, "approve")
+        assert code == 200, body
+    await gw.tick()
+    [status] = world.upstream.statuses(world.upstream_account)
+    code, pending = await edit(gw, "alice", post_id, "Quiz at 9")
+    assert (code, pending["state"]) == (200, "held"), pending
+    for approver in ("bob", "dave"):
+        code, body = await gw.act(approver, pending["id"], "approve")
+        assert code == 200, body
+    await Attacker(db_url).run(("UPDATE posts SET state = 'deleted' WHERE id = ?", (post_id,)))
+    await gw.tick()
+    assert status.edits == []
+    failed = await gw.get("alice", pending["id"])
+    assert (failed["state"], failed["events"][-1]["type"]) == ("failed", "post.failed")
+    said = await rejected_by_cli(gw)
+    assert (f"system failed post {pending['id']}, a pending revision of {post_id}, while its account was still "
+            f"where {post_id} went out") in said, said

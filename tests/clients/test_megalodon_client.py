@@ -11,8 +11,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.clients.node_client import Megalodon
+from tests.clients.revisions import turned
 from tests.clients.signin import sign_in
-from tests.clients.test_held_revisions import _turned
 from tests.clients.test_media_update import _verify
 from tests.clients.world import World
 
@@ -163,7 +163,7 @@ async def test_megalodon_edit_held_for_cosigners_answers_with_the_status_it_edit
         await _signed_in(world, client, account="masto", user="alice")
         first = await client.ok("postStatus", "Choir at 6", {})
         await world.gateway.tick()
-        await _turned(world, policy_dir, "co-signed")
+        await turned(world, policy_dir, "co-signed")
         edited = await client.ok("editStatus", first["id"], {"status": "Choir at 7"})
         assert (edited["id"], edited["content"]) == (first["id"], "<p>Choir at 6</p>")
     [sent] = world.upstream.statuses(world.upstream_account)

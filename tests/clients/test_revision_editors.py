@@ -11,7 +11,7 @@ import pytest
 from mastodon.errors import MastodonAPIError
 
 from tests.audit.logtools import verified_by_cli
-from tests.clients.test_held_revisions import _pending, _published
+from tests.clients.revisions import pending_revision, published_on_masto
 from tests.clients.world import World
 from tests.conftest import Gateway, write_policy
 from tests.pages.conftest import pages_on
@@ -32,7 +32,7 @@ async def test_a_cosigner_editing_a_revision_from_a_mastodon_app_no_longer_appro
     the revision's id: his approval of it is refused (403), and the words that go out are his,
     approved by two others, naming him."""
     gw = world.gateway
-    _, status, pending = await _pending(world, policy_dir, "Doors at 9", "Doors at 10")
+    _, status, pending = await pending_revision(world, policy_dir, "Doors at 9", "Doors at 10")
     api = await world.client("bob", "masto")
     await world.run(api.status_update, pending["id"], "Doors at 10, bar at 8")
     code, body = await gw.act("bob", pending["id"], "approve")
@@ -49,7 +49,7 @@ async def test_a_cosigner_editing_the_published_status_from_a_mastodon_app_is_re
     is refused (403; he approves its edits, he does not write the post): the revision keeps her
     words, and his approval of them still counts."""
     gw = world.gateway
-    post_id, status, pending = await _pending(world, policy_dir, "Quiz at 8", "Quiz at 9")
+    post_id, status, pending = await pending_revision(world, policy_dir, "Quiz at 8", "Quiz at 9")
     api = await world.client("bob", "masto")
     with pytest.raises(MastodonAPIError) as refused:
         await world.run(api.status_update, post_id, "Quiz at 9, prizes")
@@ -67,7 +67,7 @@ async def test_a_cosigner_editing_a_revision_on_its_page_no_longer_approves_it(
     """Bob rewords a pending revision with its page's edit form, then presses approve: refused
     (403), and it still needs two approvals, neither his, the platform keeping the published words."""
     gw = world.gateway
-    _, status, pending = await _pending(world, policy_dir, "Talk at 3", "Talk at 4")
+    _, status, pending = await pending_revision(world, policy_dir, "Talk at 3", "Talk at 4")
     async with pages_on(gw) as pages:
         bob = await pages.person("bob")
         code, _, _ = await bob.post(f"/posts/{pending['id']}/edit", {"text": "Talk at 4, room B", "version": "1"})
@@ -108,7 +108,7 @@ async def test_a_managed_owner_words_neither_a_published_post_nor_its_pending_re
     gw = world.gateway
     _managed(policy_dir, world.upstream_url)
     await gw.sync_policies()
-    post_id, status = await _published(gw, world.upstream, "Open late today")
+    post_id, status = await published_on_masto(gw, world.upstream, "Open late today")
     code, pending = await gw.call("alice", "PATCH", f"/v1/posts/{post_id}", {"text": "Open late, price list inside"})
     assert (code, pending["state"], pending["revises"]) == (200, "held", post_id), pending
     api = await world.client("erin", "masto")

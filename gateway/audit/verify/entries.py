@@ -191,6 +191,11 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         version, revision = data.get("version"), data.get("revision")
         if type(version) is not int:
             return None, f"{kind} lacks data.version"
+        line = data.get("disclosure_line")
+        if line is not None and type(line) is not str:
+            # Read as absent, the words that went out would pass unrebuilt.
+            return None, f"{kind} has a malformed data.disclosure_line"
+        carried: Any = None
         if revision is not None:
             if type(revision) is not str:
                 # Read as absent, the revision would be judged as one its policy sends at once.
@@ -205,7 +210,12 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
             if not (carried is None or (type(carried) is str and SHA256.fullmatch(carried))):
                 # Read as absent, it would let out another content warning than was approved.
                 return None, f"{kind} has a malformed data.revision_content_sha256"
-            return (version, _sha(data), revision, carried or ""), None
+            carried = carried or ""
+        if line is not None:
+            # The disclosure line it sent after its words ("" for none): see ``Replay._sends_line``.
+            return (version, _sha(data), revision, carried, line), None
+        if revision is not None:
+            return (version, _sha(data), revision, carried), None
         return (version, _sha(data)), None
     if kind == "post.revision_failed":
         version, revision = data.get("version"), data.get("revision")

@@ -1,0 +1,98 @@
+"""Quotes through the XRPC surface to a Bluesky account, with the real ``atproto`` SDK, to a real
+PDS: what a quote shows is the record that was there when it was written. A PDS takes a quote of
+an address that holds nothing (or holds another record than the quote names); through Byline
+that quote would show whatever is written there later, words its approvers never saw it show.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from atproto import Client, models
+from atproto_client.exceptions import BadRequestError
+
+from gateway.clock import ManualClock
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, skyreply_policy
+from tests.clients.test_atproto_threads import clients, clock, login, posts_by_key, run
+from tests.conftest import started_gateway
+from tests.platforms.bluesky.fixture import BlueskyPds, app_tid
+
+__all__ = ["clients", "clock"]  # fixtures, used by name
+POST = "app.bsky.feed.post"
+
+
+def _quoting(uri: str, cid: str) -> models.AppBskyEmbedRecord.Main:
+    return models.AppBskyEmbedRecord.Main(record=models.ComAtprotoRepoStrongRef.Main(uri=uri, cid=cid))
+
+
+async def test_a_quote_of_an_address_that_holds_no_record_is_refused(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes, on the co-signed account, an address that holds no record yet (a key of any
+    repository; here the account's own), and one that holds another record than the CID she
+    names: both are refused (400: ``RecordNotFound``, ``InvalidRequest``) and nothing is stored,
+    so the words written there later are quoted by no post of Byline's. (Before: taken, held
+    for bob, and once approved out showing words written there after his approval.) A quote of
+    the record as it is goes through, held as any post is."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    words = secrets.token_hex(4)
+    empty = f"at://{account.did}/{POST}/{app_tid()}"
+    there = await own.write(app_tid(), f"Quotable ({words})")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        before = await gw.snapshot()
+        with pytest.raises(BadRequestError) as refused:
+            await run(client.send_post, f"Look at this ({words})", embed=_quoting(empty, FAKE_CID))
+        error = refused.value.response.content
+        assert (refused.value.response.status_code, error.error) == (400, "RecordNotFound")
+        assert error.message.startswith(f"Could not locate record: {empty}"), error.message
+        with pytest.raises(BadRequestError) as other:
+            await run(client.send_post, f"And this ({words})", embed=_quoting(there["uri"], FAKE_CID))
+        assert (other.value.response.status_code, other.value.response.content.error) == (400, "InvalidRequest")
+        assert f"Record/embed/record/cid: {there['uri']} is " in other.value.response.content.message
+        assert await gw.snapshot() == before
+        assert await posts_by_key(gw, "alice", "skyreply") == {}
+        await run(client.send_post, f"Worth a read ({words})", embed=_quoting(there["uri"], there["cid"]))
+        [held] = (await posts_by_key(gw, "alice", "skyreply")).values()
+        assert held["state"] == "held", held
+        for _ in range(2):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        await verified_by_cli(gw)
+
+
+async def test_a_quote_whose_record_is_written_again_before_it_goes_out_fails(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes a record, held for bob; meanwhile the record is deleted and written again under
+    its key with other words. Bob approves what he was shown, and the post fails for good
+    instead of going out showing the words written since (before: it went out quoting them);
+    the log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    own = await on_pds(bluesky_pds, account)
+    words, rkey = secrets.token_hex(4), app_tid()
+    there = await own.write(rkey, f"Quotable ({words})")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        await run(client.send_post, f"Worth a read ({words})", embed=_quoting(there["uri"], there["cid"]))
+        [held] = (await posts_by_key(gw, "alice", "skyreply")).values()
+        await own.delete(rkey)
+        again = await own.write(rkey, f"Words no approver saw ({words})")
+        assert again["cid"] != there["cid"]
+        code, body = await gw.act("bob", held["id"], "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=1))
+        failed = await gw.get("alice", held["id"])
+        assert failed["state"] == "failed", failed
+        assert "deleted and written again since" in failed["last_error"], failed["last_error"]
+        assert failed.get("remote") is None
+        await verified_by_cli(gw)
