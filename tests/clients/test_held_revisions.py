@@ -232,7 +232,7 @@ async def test_mastodon_app_sees_a_delayed_edit_and_its_time(world: World, polic
     api = await world.client("alice", "masto")
     first = await world.run(api.status_post, "Meet at noon")
     await gw.tick()
-    await _turned(world, policy_dir, "delayed")
+    await turned(world, policy_dir, "delayed")
     due = gw.clock.now() + timedelta(minutes=10)
     held = (await world.run(api.status_update, first.id, "Meet at one")).byline.pending_revision
     shown = (await world.run(api.status, first.id)).byline.pending_revision
@@ -257,7 +257,7 @@ async def test_a_page_of_statuses_reads_the_edits_waiting_in_one_query(
     api = await world.client("alice", "masto")
     firsts = [await world.run(api.status_post, f"Talk {n} at noon") for n in range(3)]
     await world.gateway.tick()
-    await _turned(world, policy_dir, "co-signed")
+    await turned(world, policy_dir, "co-signed")
     held = [(await world.run(api.status_update, f.id, f"Talk {n} at one")).byline.pending_revision.id
             for n, f in enumerate(firsts[:2])]
     reads: list[list[str]] = []

@@ -181,7 +181,7 @@ async def _choir_published_then_cosigned(
     media = await client.ok("media", str(picture), {"description": "A square"})
     first = await client.ok("postStatus", "Choir at 6", {"media_ids": [media["id"]]})
     await world.gateway.tick()
-    await _turned(world, policy_dir, "co-signed")
+    await turned(world, policy_dir, "co-signed")
     return media, first
 
 

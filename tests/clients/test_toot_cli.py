@@ -16,8 +16,8 @@ import pytest
 from toot import api as toot_api
 from toot import config as toot_config
 
+from tests.clients.revisions import turned
 from tests.clients.signin import sign_in
-from tests.clients.test_held_revisions import _turned
 from tests.clients.world import World
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
@@ -107,7 +107,7 @@ async def test_toots_edit_of_a_cosigned_status_waits_and_toot_sees_it(
     await toot.login(world, user="alice", account="masto")
     first = await toot.json("post", "Bake sale at 10")
     await world.gateway.tick()
-    await _turned(world, policy_dir, "co-signed")
+    await turned(world, policy_dir, "co-signed")
     monkeypatch.setenv("XDG_CONFIG_HOME", toot.env["XDG_CONFIG_HOME"])
     monkeypatch.setenv("HOME", toot.env["HOME"])
     user, app = toot_config.get_active_user_app()
