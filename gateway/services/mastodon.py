@@ -792,7 +792,10 @@ class MastodonService:
         upload: ``described`` for new alt text, ``refocused`` for a new focal point), with the
         edit's consequences: approvals given before it no longer count, a scheduled post that
         needed them goes back to its approvers, the cooling-off starts again. Once the post is
-        out (or gone), the upload is not found, as on Mastodon. A new focal point alone of a
+        out, the upload is not found, as on Mastodon. Once the post ended (deleted, cancelled,
+        rejected…), its uploads are free again, as Mastodon frees a deleted status's media for
+        its redraft, and the uploader describes them as any unattached upload, before the
+        redraft takes them (the post that ended keeps its own in its versions). A new focal point alone of a
         post for a platform that has none (Bluesky, X) changes nothing it publishes: it is kept
         on the upload, and the post stays as it is (:meth:`_refocused_in_place`).
         """
@@ -802,9 +805,14 @@ class MastodonService:
         if (new_description, new_focus) == (row["description"], row["focus"]):
             return row
         post_id = row["post_id"]
-        if post_id is None:
+        free = post_id is None
+        if not free:
+            async with self._db.read() as txn:
+                free = bool(await media_sql.ended_posts(txn, [post_id]))
+        if free:
+            # A post's end is final: the compare-and-set on the owner is left to catch a redraft.
             async with self._db.write() as txn:
-                if await media_sql.describe(txn, media_id, post_id=None, description=new_description,
+                if await media_sql.describe(txn, media_id, post_id=post_id, description=new_description,
                                             focus=new_focus):
                     return dict((await media_sql.info(txn, [media_id]))[0])
             # Attached by a status meanwhile: that post's rules apply now.

@@ -14,6 +14,7 @@ from mastodon import MastodonAPIError
 from adapters.base import AdapterError
 from adapters.mastodon import MastodonAdapter
 from gateway.appkeys import DB, HOUSEKEEPER
+from tests.clients.test_media_update import _verify
 from tests.clients.world import World
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -92,6 +93,43 @@ async def test_a_deleted_statuses_picture_goes_to_one_redraft(world: World) -> N
     await world.gateway.tick()
     assert sorted((s.text, len(s.media_ids)) for s in world.upstream.statuses(world.upstream_account)) == [
         ("A dot", 1), ("A dot", 1), ("Another dot", 1), ("Another dot", 1)]
+
+
+async def test_a_deleted_statuses_picture_is_described_anew_before_its_redraft(world: World) -> None:
+    """Delete and redraft as Mastodon's web app does it, of a status not out yet and of one
+    published: the freed picture is given new alt text (``PUT /api/v1/media/:id``), and the
+    redraft goes out with it; carol, who writes for the account too, gets 404 for it and changes
+    nothing; the status deleted keeps the alt text it had in its record, and the log still
+    verifies. Before, the uploader's own PUT got 404 and the redraft went out with the old alt text."""
+    api, carol = await world.client("alice", "masto"), await world.client("carol", "masto")
+    for out in (False, True):
+        media = await world.run(api.media_post, PNG + bytes([out]), mime_type="image/png", description="A dot")
+        first = await world.run(api.status_post, "A dot", media_ids=[media])
+        if out:
+            await world.gateway.tick()
+        gone = await world.run(api.status_delete, first.id)
+        before = await _stored(world)
+        with pytest.raises(MastodonAPIError) as caught:
+            await world.run(carol.media_update, media, description="Mine now")
+        assert caught.value.args[1:4:2] == (404, "Record not found")
+        described = await world.run(api.media_update, media, description=f"A black dot, {out}")
+        assert (described.id, described.description) == (media.id, f"A black dot, {out}")
+        assert await _stored(world) == before, "an upload no post holds is described without a post or log entry"
+        redraft = await world.run(api.status_post, gone.text, media_ids=[m.id for m in gone.media_attachments])
+        assert [(m.id, m.description) for m in redraft.media_attachments] == [(media.id, f"A black dot, {out}")]
+        async with world.gateway.app[DB].read() as txn:
+            versions = await txn.fetchall("SELECT media FROM post_versions WHERE post_id = ?", first.id)
+        assert [[m["description"] for m in json.loads(v["media"])] for v in versions] == [["A dot"]]
+        with pytest.raises(MastodonAPIError) as taken:
+            await world.run(carol.media_update, media, description="Mine now")
+        assert taken.value.args[1] == 404
+    await world.gateway.tick()
+    published = world.upstream.statuses(world.upstream_account)
+    assert sorted(world.upstream.media[m].description or "" for s in published for m in s.media_ids) == [
+        "A black dot, False", "A black dot, True"]
+    assert len(published) == 2, "the two redrafts (the status deleted once out is gone there)"
+    result = await _verify(world)
+    assert result.code == 0, result.text
 
 
 async def test_a_failed_attach_leaves_no_post_behind(world: World) -> None:
