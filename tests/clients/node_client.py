@@ -1,7 +1,8 @@
-"""megalodon, a Mastodon client library from npm, driven from the tests through ``node/drive.mjs``.
+"""Mastodon client libraries from npm driven from the tests: megalodon through ``node/drive.mjs``,
+masto (masto.js, under Elk and Phanpy) through ``node/drive-masto.mjs``.
 
-The library runs unmodified in its own Node.js process; each call is one JSON line each way
-(see the script's header). ``tests/clients/node/install.sh`` installs it (``make test`` runs it).
+Each library runs unmodified in its own Node.js process; each call is one JSON line each way
+(see the scripts' headers). ``tests/clients/node/install.sh`` installs them (``make test`` runs it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 NODE_DIR = Path(__file__).with_name("node")
 
@@ -28,19 +29,22 @@ class Answer:
     message: str = ""
 
 
-class Megalodon:
-    """``async with Megalodon(base) as client``: megalodon pointed at ``base``."""
+class _NodeLibrary:
+    """One npm library in its own Node.js process, driven by ``SCRIPT``."""
+
+    PACKAGE = ""
+    SCRIPT = ""
 
     def __init__(self, base: str) -> None:
         self._base = base
         self._proc: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> Megalodon:
+    async def __aenter__(self) -> Self:
         node = shutil.which("node")
         assert node is not None, "Node.js is needed for the npm client tests"
-        assert (NODE_DIR / "node_modules" / "megalodon").is_dir(), "run tests/clients/node/install.sh"
+        assert (NODE_DIR / "node_modules" / self.PACKAGE).is_dir(), "run tests/clients/node/install.sh"
         self._proc = await asyncio.create_subprocess_exec(
-            node, str(NODE_DIR / "drive.mjs"), self._base, cwd=NODE_DIR,
+            node, str(NODE_DIR / self.SCRIPT), self._base, cwd=NODE_DIR,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )
         return self
@@ -58,13 +62,13 @@ class Megalodon:
             await proc.wait()
 
     async def call(self, op: str, *args: Any) -> Answer:
-        """Run one op of ``drive.mjs`` and give its answer."""
+        """Run one op of the driver script and give its answer."""
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps({"op": op, "args": list(args)}).encode() + b"\n")
         await proc.stdin.drain()
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        assert line, "the megalodon driver stopped"
+        assert line, f"the {self.PACKAGE} driver stopped"
         found = json.loads(line)
         headers = {str(k).lower(): str(v) for k, v in (found.get("headers") or {}).items()}
         return Answer(ok=found["ok"], status=found.get("status"), headers=headers, data=found.get("data"),
@@ -75,3 +79,17 @@ class Megalodon:
         answer = await self.call(op, *args)
         assert answer.ok, f"{op} failed: {answer.status} {answer.message} {answer.data}"
         return answer.data
+
+
+class Megalodon(_NodeLibrary):
+    """``async with Megalodon(base) as client``: megalodon pointed at ``base``."""
+
+    PACKAGE = "megalodon"
+    SCRIPT = "drive.mjs"
+
+
+class Masto(_NodeLibrary):
+    """``async with Masto(base) as client``: masto.js pointed at ``base`` (ops: ``drive-masto.mjs``)."""
+
+    PACKAGE = "masto"
+    SCRIPT = "drive-masto.mjs"
