@@ -649,12 +649,19 @@ class MastodonService:
         """What ``media_attributes[]`` of an edit changes: the new (description, focus) of each
         upload whose alt text or focal point it changes, as ``describe`` reads a change. Each must
         name an upload of this status that the edit keeps (else 422, before anything changes);
-        a later entry for the same upload wins, as it would on Mastodon."""
+        a later entry for the same upload wins, as it would on Mastodon. Of a published post with
+        a pending revision, a change is read against the alt text and focal point that revision
+        holds, where it holds any: so that setting them back to the published ones is a change."""
         if not attributes:
             return {}
         ids = list(dict.fromkeys(media_id for media_id, _ in attributes))
         async with self._db.read() as txn:
             rows = {r["id"]: dict(r) for r in await media_sql.info(txn, ids)}
+            pending = await posts_sql.open_revision(txn, post.id) if State(post.state) is State.PUBLISHED else None
+        held = {} if pending is None else PostOptions.from_json(pending.options).media_attributes or {}
+        for media_id, (description, focus) in held.items():
+            if media_id in rows:
+                rows[media_id] |= {"description": description, "focus": focus}
         attached = tuple(post.options.get("media_ids", ()))
         found: dict[str, tuple[str | None, str | None]] = {}
         for media_id, change in attributes:

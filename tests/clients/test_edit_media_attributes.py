@@ -322,6 +322,34 @@ async def test_new_alt_text_of_a_published_co_signed_post_waits_with_its_words(
     assert result.code == 0, result.text
 
 
+async def test_a_later_held_edit_sets_the_alt_text_back_to_the_published_one(
+    world: World, policy_dir: Path,
+) -> None:
+    """Mastodon.py's second edit of a co-signed published post, whose pending revision holds new
+    alt text, gives the picture its published alt text again: the pending revision holds that,
+    with the focal point the first edit gave, and that is what goes out once approved. Before,
+    the second edit answered 200 and the revision kept the alt text the person took back."""
+    gw = world.gateway
+    api, status, media, answered = await _held_alt_text(world, policy_dir)
+    held = answered.byline.pending_revision
+    back = api.generate_media_edit_attributes(media, description="A cat")
+    again = await world.run(api.status_update, status, "A picture, edited", media_attributes=[back])
+    assert again.byline.pending_revision.id == held.id
+    assert again.byline.pending_revision.media_attributes == [
+        {"id": str(media.id), "description": "A cat", "focus": "0.5,-0.5"}]
+    assert await _media_row(world, media.id) == {"description": "A cat", "focus": None, "post_id": str(status.id)}
+    code, body = await gw.act("bob", held.id, "approve")
+    assert (code, body["state"]) == (200, "scheduled"), body
+    gw.clock.advance(timedelta(minutes=2))
+    await gw.tick()
+    await gw.tick()
+    sent = _sent(world, "brandco")
+    [upstream_media] = [world.upstream.media[m] for m in sent.media_ids]
+    assert (sent.text, upstream_media.description, upstream_media.focus) == ("A picture, edited", "A cat", (0.5, -0.5))
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
 async def test_held_alt_text_changed_in_the_database_is_named_by_the_verifier(
     world: World, policy_dir: Path, db_url: str,
 ) -> None:
