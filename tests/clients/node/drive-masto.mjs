@@ -2,9 +2,8 @@
 // client tests.
 //
 // Usage: node drive-masto.mjs BASE_URL
-// The same line protocol as drive.mjs: one JSON request a line on stdin, {"op", "args"}, and one
-// JSON answer a line on stdout, {"ok": true, "status", "headers", "data"} or
-// {"ok": false, "status", "data", "message"}.
+// The same line protocol as drive.mjs (lines.mjs): one JSON request a line on stdin, {"op",
+// "args"}, and one JSON answer a line on stdout.
 //
 // masto's calls are chains of names (masto.v1.statuses.$select(id).source.fetch()); here a chain
 // is a JSON list whose strings are names and whose {"$select": id} objects are $select calls.
@@ -17,10 +16,11 @@
 // from the instance as Elk does, subscribed to args[0]; its events are kept), "heard" (the events
 // kept so far, waiting up to args[1] ms for args[0] of them), "hush" (the streaming client closed).
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 
 import { createOAuthAPIClient, createRestAPIClient, createStreamingAPIClient, MastoHttpError } from "masto";
 import WebSocket from "ws";
+
+import { serve } from "./lines.mjs";
 
 // masto 8 asks for Node.js 22; on 20 its WebSocket code lacks only what 22 has built in: a global
 // WebSocket (the npm ws, which Node's is compatible with) and this ES2024 helper.
@@ -109,22 +109,6 @@ async function run(op, args) {
   }
 }
 
-function answer(found) {
-  process.stdout.write(JSON.stringify(found) + "\n");
-}
-
-for await (const line of createInterface({ input: process.stdin })) {
-  if (!line.trim()) continue;
-  const { op, args = [] } = JSON.parse(line);
-  try {
-    const res = await run(op, args);
-    answer({ ok: true, status: null, headers: res.headers ?? {}, data: res.data ?? null });
-  } catch (err) {
-    const known = err instanceof MastoHttpError;
-    answer({
-      ok: false, status: known ? err.statusCode : null,
-      data: known ? { error: err.message, description: err.description, details: err.details } : null,
-      message: String(err?.message ?? err),
-    });
-  }
-}
+await serve(run, (err) => err instanceof MastoHttpError
+  ? { status: err.statusCode, data: { error: err.message, description: err.description, details: err.details } }
+  : {});

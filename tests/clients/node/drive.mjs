@@ -3,7 +3,7 @@
 // Usage: node drive.mjs BASE_URL
 // Reads one JSON request a line on stdin, {"op": NAME, "args": [...]}, runs it, and writes one
 // JSON answer a line on stdout: {"ok": true, "status", "headers", "data"} or
-// {"ok": false, "status", "data", "message"} when the call failed.
+// {"ok": false, "status", "data", "message"} when the call failed (lines.mjs).
 //
 // Ops: "detector" (megalodon's server-type detection through NodeInfo), "app" (registerApp: the
 // app and its sign-in URL), "token" (fetchAccessToken with a code), "use" (a client with that
@@ -12,9 +12,10 @@
 // through the client's own HTTP client, the one its editStatus uses: editStatus itself sends no
 // media_attributes), and any other name: that method of the client, called with the args as given.
 import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 
 import megalodon from "megalodon";
+
+import { serve } from "./lines.mjs";
 
 // megalodon is CommonJS: its default export is the generator, beside the named ones.
 const generator = megalodon.default;
@@ -44,18 +45,4 @@ async function run(op, args) {
   }
 }
 
-function answer(found) {
-  process.stdout.write(JSON.stringify(found) + "\n");
-}
-
-for await (const line of createInterface({ input: process.stdin })) {
-  if (!line.trim()) continue;
-  const { op, args = [] } = JSON.parse(line);
-  try {
-    const res = await run(op, args);
-    answer({ ok: true, status: res.status ?? null, headers: res.headers ?? {}, data: res.data ?? null });
-  } catch (err) {
-    const res = err.response;
-    answer({ ok: false, status: res?.status ?? null, data: res?.data ?? null, message: String(err?.message ?? err) });
-  }
-}
+await serve(run, (err) => ({ status: err.response?.status ?? null, data: err.response?.data ?? null }));
