@@ -6,6 +6,7 @@ that quote would show whatever is written there later, words its approvers never
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from atproto import Client, models
 from atproto_client.exceptions import BadRequestError
 
 from gateway.clock import ManualClock
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
 from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, skyreply_policy
 from tests.clients.test_atproto_threads import clients, clock, login, pds_record, posts_by_key, run
 from tests.conftest import Gateway, started_gateway
@@ -174,3 +175,34 @@ async def test_a_quote_of_an_own_post_edited_before_it_went_out_fails(
         assert await pds_record(bluesky_pds, quote.uri) is None
         await verified_by_cli(gw)
 
+
+async def test_a_quote_sent_for_other_quoted_words_is_named_by_the_verifier(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held; bob approves the quote, she edits the post quoted,
+    and someone with the database binds the quote to the post's new version, so that it goes
+    out after it: the gateway cannot tell, but the quote's submission recorded the version its
+    approvals were given for, and ``byline audit verify`` names the quote as sent quoting
+    other words."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        words = secrets.token_hex(4)
+        _, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
+        assert (await gw.act("bob", quoting["id"], "approve"))[0] == 200
+        code, body = await gw.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": f"Launch cancelled ({words})"})
+        assert code == 200, body
+        attacker = Attacker(db_url)
+        [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", quoting["id"])
+        options = json.loads(stored)
+        assert (options["quote_of_post"], options["quote_of_version"]) == (held["id"], 1)
+        await attacker.run(("UPDATE posts SET options = ? WHERE id = ?",
+                            (json.dumps({**options, "quote_of_version": 2}), quoting["id"])))
+        assert (await gw.act("bob", held["id"], "approve"))[0] == 200
+        for _ in range(4):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        assert await pds_record(bluesky_pds, quote.uri) is not None
+        said = await rejected_by_cli(gw)
+        assert (f"post {quoting['id']} is sent quoting post {held['id']}, its approvals given while that post's "
+                f"words were its version 1, but post {held['id']} was published at version 2") in said, said
