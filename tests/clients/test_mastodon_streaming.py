@@ -68,6 +68,17 @@ async def _socket(world: World, session: aiohttp.ClientSession, token: str, *,
     return await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
 
 
+async def _instance_socket(world: World, session: aiohttp.ClientSession, token: str) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket on ``user`` for the account on the Mastodon stand-in, once the instance's own
+    stream is followed (before a post goes out, so that its copy is heard and left out)."""
+    ws = await _socket(world, session, token, query="?stream=user")
+    for _ in range(100):
+        if world.upstream.stream_sockets:
+            break
+        await asyncio.sleep(0.05)
+    return ws
+
+
 async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
     """The next message on ``ws``, a JSON text (an instance's event crosses two hops: the wait
     allows for both)."""
@@ -552,11 +563,7 @@ async def test_a_mastodon_account_hears_its_own_post_and_its_edit(world: World) 
     both not passed on); the instance's token appears in no event."""
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, query="?stream=user")
-        for _ in range(100):  # the instance's own stream followed before the post goes out
-            if world.upstream.stream_sockets:
-                break
-            await asyncio.sleep(0.05)
+        ws = await _instance_socket(world, session, token)
         auth = {"Authorization": f"Bearer {token}"}
         status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "On the instance"},
                                                 headers=auth)
@@ -615,11 +622,7 @@ async def test_a_streamed_status_names_the_edit_waiting_as_get_does(
 
     auth = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, query="?stream=user")
-        for _ in range(100):  # the instance's own stream followed before the post goes out
-            if world.upstream.stream_sockets:
-                break
-            await asyncio.sleep(0.05)
+        ws = await _instance_socket(world, session, token)
         status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Meet at noon"},
                                                 headers=auth)
         assert status == 200, sent
