@@ -61,6 +61,11 @@ class OutboundPost:
     """An embed a client built for a platform whose posts carry one (Bluesky's
     ``app.bsky.embed.*``, as JSON), to be written as given; the blobs it refers to are in
     ``media``. ``None`` for the others."""
+    quotes_own_post: bool = False
+    """``embed`` quotes a post of the account that had not gone out when the quote was written
+    (at the address answered for it then, with a CID that was a guess): the gateway checked it
+    went out since with the words the quote was approved with, and the quote is written with
+    the CID its record has now."""
     self_labels: Mapping[str, Any] | None = None
     """Self-labels a client gave the post (Bluesky's ``com.atproto.label.defs#selfLabels``, as
     JSON), to be written as given by platforms whose posts carry them."""

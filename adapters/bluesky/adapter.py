@@ -65,6 +65,7 @@ from adapters.bluesky.records import (
     reply_ref,
     sensitive_media_labels,
     valid_handle,
+    with_quoted_cid,
 )
 from adapters.bluesky.text import find_mentions, fitting_facets, in_text_order, link_facets, mention_facet
 
@@ -375,15 +376,14 @@ class BlueskyAdapter:
         if facets is None:
             facets = await self._facets(text)
         reply = await self._reply_ref(post.reply_to, written_to=post.reply_to_cid) if post.reply_to else None
-        if post.embed is not None:
-            await self._still_quoted(post.embed)
+        embed = await self._still_quoted(post.embed, own=post.quotes_own_post) if post.embed is not None else None
         shows_media = bool(post.media) or (post.embed is not None and bool(embed_blob_cids(post.embed)))
         labels = dict(post.self_labels) if post.self_labels is not None else (
             sensitive_media_labels() if shows_media and (post.sensitive or post.spoiler_text) else None
         )
         return post_record(
             text=text, created_at=created_at_for(post, self._clock()),
-            language=post.language, facets=facets, reply=reply, embed=post.embed, labels=labels,
+            language=post.language, facets=facets, reply=reply, embed=embed, labels=labels,
             byline=post.record_url,
         )
 
@@ -474,28 +474,33 @@ class BlueskyAdapter:
             )
         return reply_ref(parent, parent_uri)
 
-    async def _still_quoted(self, embed: Mapping[str, Any]) -> None:
-        """Refuse (for good) to send a quote of a record that is no longer the one it names: deleted
-        and written again under its key since, with other words, which its approvers never saw it
-        show. A record of the account's own repository not written yet is one of its posts
-        waiting to go out, at the address Byline answered for it: sent as written."""
+    async def _still_quoted(self, embed: Mapping[str, Any], *, own: bool = False) -> Mapping[str, Any]:
+        """The embed to write: refuse (for good) to send a quote of a record that is no longer the
+        one it names: deleted and written again under its key since, with other words, which its
+        approvers never saw it show. A record of the account's own repository not written yet is
+        one of its posts waiting to go out, at the address Byline answered for it: sent as
+        written. ``own``: the quote of one of the account's posts that went out after the quote
+        was written (``OutboundPost.quotes_own_post``), written with the CID its record has."""
         quote = quoted_ref(embed)
         if quote is None:
-            return
+            return embed
         uri, cid = quote
         try:
             now = (await self.record(uri, what="the record quoted")).get("cid")
         except AdapterError as exc:
             login = await self._client.ensure_login()
-            if not (exc.detail or "").startswith("RecordNotFound") or AtUri.parse(uri).repo != login.did:
+            if own or not (exc.detail or "").startswith("RecordNotFound") or AtUri.parse(uri).repo != login.did:
                 raise
-            return
+            return embed
+        if own and isinstance(now, str):
+            return with_quoted_cid(embed, now)
         if now != cid:
             raise AdapterError(
                 f"bluesky: the record quoted, {uri}, is not the one the post was written to quote: it was "
                 f"deleted and written again since (CID {cid} then, {now} now)",
                 retryable=False,
             )
+        return embed
 
     async def _embed_images(self, media: tuple[MediaItem, ...]) -> dict[str, Any]:
         images = []

@@ -373,6 +373,13 @@ def quoted_ref(embed: Mapping[str, Any]) -> tuple[str, str] | None:
     return ref["uri"], ref["cid"]
 
 
+def with_quoted_cid(embed: Mapping[str, Any], cid: str) -> dict[str, Any]:
+    """``embed`` (a quote, as :func:`quoted_ref` reads one) quoting the same record by ``cid``."""
+    if embed.get("$type") == "app.bsky.embed.recordWithMedia":
+        return {**embed, "record": with_quoted_cid(embed["record"], cid)}
+    return {**embed, "record": {**embed["record"], "cid": cid}}
+
+
 def reply_ref(parent: dict[str, Any], parent_uri: str) -> dict[str, Any]:
     """The ``reply`` of a post answering ``parent`` (``getRecord``'s answer for it): the parent,
     and the thread's root, which is the parent's own root when the parent is itself a reply."""

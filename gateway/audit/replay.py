@@ -278,6 +278,8 @@ class _Post:
     owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
     # again before anything else happens to it, and why
     parent: str | None = None  # the post not yet out it replies to (its options' reply_to_post)
+    quotes: tuple[str, int] | None = None  # the post not yet out it quotes, and that post's
+    # version then: the words its approvals were given for it to quote (``quote_of_post``)
     into: str | None = None  # the post a suggestion was adopted as
     failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
     claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
@@ -578,6 +580,8 @@ class Replay:
             self._redecided(index, known, post, extra)
         elif kind == "post.publishing":
             self._early(index, known, post)
+            if known.quotes is not None and known.claimed_at is None:
+                self._quoting(index, known, post)
             self._publishing(index, known, post, extra, words)
             if content is not None and known.content is not None and content != known.content:
                 self._bad(index, f"post {post} sent out other media or options than its version {known.version} "
@@ -831,11 +835,11 @@ class Replay:
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
-        # fact_extra's five, six, seven, nine or ten parts, the missing ones None: a suggestion's
-        # suggester, an announcement's version, a reply's parent, the suggestion it adopts and
-        # the published post it is a pending revision of.
-        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from, revises = (
-            *extra, None, None, None, None, None)[:10]
+        # fact_extra's five, six, seven, nine, ten or eleven parts, the missing ones None: a
+        # suggestion's suggester, an announcement's version, a reply's parent, the suggestion it
+        # adopts, the published post it is a pending revision of, and the post it quotes.
+        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from, revises, quotes = (
+            *extra, None, None, None, None, None, None)[:11]
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
@@ -843,6 +847,7 @@ class Replay:
             self._reply_stored(index, account, post, parent)
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
         known.parent = parent
+        known.quotes = quotes
         if revises is not None:
             self._pending_revision(index, actor, account, known, post, revises)
         origin = self._posts.get(adopted_from)  # None for none adopted: no post has the id None
@@ -1103,6 +1108,20 @@ class Replay:
                     f"where {revises} went out ({platform}): nothing kept the revision from being made")
 
         self._judge(index, known.account, sha256, check, f"{_SYSTEM} failed a pending revision of {known.account}")
+
+    def _quoting(self, index: int, known: _Post, post: str) -> None:
+        """A quote written before the post it quotes went out is sent only once that post is out
+        with the words its approvers saw it quote: at the version it had then."""
+        assert known.quotes is not None
+        quoted_id, version = known.quotes
+        quoted = self._posts.get(quoted_id)
+        if quoted is None or quoted.account != known.account or quoted.state != "published" \
+                or quoted.version != version:
+            where = "not a post of its account" if quoted is None or quoted.account != known.account else (
+                f"{quoted.state} at version {quoted.version}")
+            self._bad(index, f"post {post} is sent quoting post {quoted_id}, its approvals given while that post's "
+                             f"words were its version {version}, but post {quoted_id} was {where}: the quote "
+                             "shows words its approvers did not see it quote")
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and

@@ -109,6 +109,13 @@ class PostOptions:
     reply_to_cid: str | None = None
     """The CID of the Bluesky record ``reply_to`` names, as its PDS held it when the reply was
     written (``gateway.services.xrpc_repo``): the reply goes out to that record or not at all."""
+    quote_of_post: str | None = None
+    """The post of the same account this one quotes (a Bluesky embed), when that post had not
+    gone out yet as the quote was written, and ``quote_of_version`` its version then: the
+    words the quote's approvers saw it quote. As a reply waits for its parent, the publisher
+    sends the quote only once that post is out, and fails it, saying why, if that post went
+    out with other words (edited since) or ends without going out (``gateway.services.publisher``)."""
+    quote_of_version: int | None = None
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None
@@ -767,6 +774,9 @@ class PostService:
                     "content_sha256": content,
                     # The post not yet out it replies to: what the thread's end is checked by.
                     **({"reply_to_post": options.reply_to_post} if options.reply_to_post else {}),
+                    # The post not yet out it quotes, and its version: the words its approvers saw quoted.
+                    **({"quote_of_post": options.quote_of_post, "quote_of_version": options.quote_of_version}
+                       if options.quote_of_post else {}),
                     # The published post whose words it would replace, once approved or due.
                     **({"revises": revises.id} if revises is not None else {}),
                 },
@@ -833,7 +843,9 @@ class PostService:
                 options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"),
                 reply_to_url=current.options.get("reply_to_url"),
                 reply_to_account=current.options.get("reply_to_account"),
-                reply_to_cid=current.options.get("reply_to_cid"))
+                reply_to_cid=current.options.get("reply_to_cid"),
+                quote_of_post=current.options.get("quote_of_post"),
+                quote_of_version=current.options.get("quote_of_version"))
             if given is not None:
                 changes["options"] = json.dumps(given.to_json())
             new_state = state

@@ -201,26 +201,30 @@ class _Published:
 
 @dataclass(frozen=True, slots=True)
 class _Parent:
-    """Where the post a reply names (``reply_to_post``) stands: out, with its platform id;
-    still to go out, with when to look again; or ended without going out, with why."""
+    """Where the post a reply names (``reply_to_post``), or a quote (``quote_of_post``), stands:
+    out, with its platform id, and the post and version that went out; still to go out, with
+    when to look again; or ended without going out, with why."""
 
     remote_id: str | None = None
     look_again_at: int | None = None
     ended: str | None = None
+    went_out: tuple[str, int] | None = None
 
 
-async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int) -> _Parent:
-    """Where the parent of the reply ``row`` stands (see :class:`_Parent`)."""
+async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int,
+                     does: str = "replies to", this: str = "this reply") -> _Parent:
+    """Where the parent of the reply ``row`` stands (see :class:`_Parent`); ``does`` and ``this``
+    say it of a quote: ``"quotes"``, ``"this quote"``."""
     parent = await sql.get_post(txn, parent_id)
     for _ in range(_ADOPTIONS_FOLLOWED):
         if parent is None or parent.state != State.ADOPTED.value or parent.adopted_into is None:
             break
         parent = await sql.get_post(txn, parent.adopted_into)  # the suggestion as its writer took it up
     if parent is None or parent.account != row.account:
-        return _Parent(ended=f"the post it replies to, {parent_id}, is not a post of {row.account}")
+        return _Parent(ended=f"the post it {does}, {parent_id}, is not a post of {row.account}")
     state = State(parent.state)
     if state is State.PUBLISHED and parent.remote_id:
-        return _Parent(remote_id=parent.remote_id)
+        return _Parent(remote_id=parent.remote_id, went_out=(parent.id, parent.version))
     if state is State.SCHEDULED and parent.publish_at is not None:
         return _Parent(look_again_at=max(int(parent.publish_at), now) + _PARENT_WAIT)
     if state is State.PUBLISHING:
@@ -228,12 +232,13 @@ async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int)
     if state in (State.HELD, State.SUGGESTED, State.SCHEDULED):
         return _Parent(look_again_at=now + _UNDECIDED_WAIT)
     if state is State.FAILED:
-        return _Parent(ended=f"the post it replies to, {parent.id}, failed to go out ({parent.last_error}): "
-                             "retrying it retries this one too")
+        return _Parent(ended=f"the post it {does}, {parent.id}, failed to go out ({parent.last_error}): "
+                             + ("retrying it retries this one too" if this == "this reply" else
+                                f"retry {this} once it is out"))
     if state is State.DELETED:
-        return _Parent(ended=f"the post it replies to, {parent.id}, was deleted")
-    return _Parent(ended=f"the post it replies to, {parent.id}, was {state.value} and will not go out: "
-                         "this reply does not go out without it")
+        return _Parent(ended=f"the post it {does}, {parent.id}, was deleted")
+    return _Parent(ended=f"the post it {does}, {parent.id}, was {state.value} and will not go out: "
+                         f"{this} does not go out without it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +338,26 @@ class _Claims:
                 return False
             options["reply_to"] = parent.remote_id
             reply = {"options": json.dumps(options)}
+        quoted_id = options.get("quote_of_post")
+        if due and isinstance(quoted_id, str) and row.first_attempt_at is None:
+            # A quote written before the post it quotes went out: it goes out after it, and only
+            # if that post went out with the words its approvers saw it quote (its version then);
+            # edited since, those approvals were given for other words. Sent once, it was checked.
+            quoted = await _parent_of(ltx.txn, row, quoted_id, now=ltx.now, does="quotes", this="this quote")
+            if quoted.look_again_at is not None:
+                if await sql.postpone(ltx.txn, post_id, until=quoted.look_again_at, at=ltx.now):
+                    self.waiting.append((post_id, quoted_id, quoted.look_again_at, ltx.now))
+                return False
+            bound = (quoted_id, options.get("quote_of_version"))
+            if quoted.ended is None and quoted.went_out != bound:
+                went_id, went_version = quoted.went_out or (quoted_id, None)
+                quoted = _Parent(ended=(
+                    f"the post it quotes, {quoted_id}, went out as {went_id} version {went_version}, not with "
+                    f"the words of its version {bound[1]} that this quote's approvers saw it quote: write the "
+                    "quote again for them to see what it quotes now"))
+            if quoted.ended is not None:
+                await self._fail(row, quoted.ended)
+                return False
         rate = loaded.policy.rate_limit
         if rate is not None and row.first_attempt_at is None:
             if row.account in self._accounts:
@@ -400,8 +425,9 @@ class _Claims:
         self._heads[account] = sha256
 
     async def _fail(self, row: sql.PostRecord, reason: str) -> None:
-        """Fail a due reply whose parent ended without going out, saying why: its author sees
-        it, and may retry it once the parent is out."""
+        """Fail a due reply whose parent ended without going out (or a quote whose quoted post did,
+        or went out with other words), saying why: its author sees it, and may retry it once the
+        parent is out."""
         ltx = self._ltx
         new_state = transition(State(row.state), Action.FAIL)
         if await sql.compare_and_set(ltx.txn, row.id, state=row.state, version=row.version, changes={
@@ -1008,7 +1034,8 @@ class Publisher:
             spoiler_text=options.get("spoiler_text"),
             sensitive=bool(options.get("sensitive", False)), language=options.get("language"),
             visibility=options.get("visibility"), created_at=options.get("created_at"),
-            embed=options.get("embed"), self_labels=options.get("self_labels"), facets=options.get("facets"),
+            embed=options.get("embed"), quotes_own_post="quote_of_post" in options,
+            self_labels=options.get("self_labels"), facets=options.get("facets"),
             record_key=options.get("record_key"), gates=options.get("gates"),
         )
 

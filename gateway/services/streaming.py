@@ -41,7 +41,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import structlog
 
@@ -51,6 +51,7 @@ from gateway.lifecycle import State
 from gateway.services.instance_streams import Heard, InstanceStreams
 from gateway.services.live import ChangeWatcher, Listener
 from gateway.services.mastodon import ClientAuth, MastodonService, StatusView
+from gateway.services.posts import PostView
 from gateway.storage import streams as sql
 from gateway.storage.db import Database, unavailable
 
@@ -435,21 +436,25 @@ class MastodonStreams:
         async with self._db.read() as txn:
             end, rows = await sql.account_entries(txn, account=auth.account, start=feed.cursor,
                                                   types=tuple(EVENTS), limit=ENTRIES_PER_READ)
-        out: list[StreamEvent] = []
-        account: dict[str, Any] | None = None  # one read of the account's count for the lot, as a list reads it
+        told: list[tuple[str, str, PostView]] = []
         for row in rows:
             event, post_id = EVENTS[str(row["type"])], row["post_id"]
             if not isinstance(post_id, str):
                 continue
             post = await self._mastodon.own_post(auth, post_id)
-            if post is None:
-                continue
-            if event == "delete":
-                out.append(StreamEvent(event=event, post_id=post_id, status=None))
-            elif State(post.state) is State.PUBLISHED:
-                account = account or await self._mastodon.account(auth)
-                out.append(StreamEvent(event=event, post_id=post_id,
-                                       status=await self._mastodon.render(auth, post, account=account)))
+            if post is not None and (event == "delete" or State(post.state) is State.PUBLISHED):
+                told.append((event, post_id, post))
+        # The edit waiting on each status (``byline.pending_revision``), as GET names it: one
+        # read for the lot, as a page of statuses reads it; so is the account's count.
+        shown = [post for event, _, post in told if event != "delete"]
+        pending = await self._mastodon.pending_revisions(auth, shown) if shown else {}
+        account = await self._mastodon.account(auth) if shown else None
+        out = [
+            StreamEvent(event=event, post_id=post_id, status=None) if event == "delete" else
+            StreamEvent(event=event, post_id=post_id, status=await self._mastodon.render(
+                auth, post, account=account, pending=pending.get(post.id)))
+            for event, post_id, post in told
+        ]
         feed.cursor = end
         if len(rows) == ENTRIES_PER_READ:
             feed.listener.wake()  # maybe more than one read's worth: the rest at the next round

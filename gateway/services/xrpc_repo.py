@@ -104,6 +104,7 @@ from gateway.services.xrpc_gates import GATES, GateError, check_gate
 from gateway.services.xrpc_reads import OWN_READS, XrpcReads
 from gateway.services.xrpc_sessions import AccountId, XrpcSession, XrpcSessions, xrpc_error
 from gateway.storage import media as media_sql
+from gateway.storage import posts as posts_sql
 from gateway.storage import xrpc as sql
 from gateway.storage.db import Database, Row
 
@@ -962,9 +963,19 @@ class XrpcRepo:
             )
         media_ids = await self._blob_media(session, check_embed(record.embed))
         quote = quoted_ref(record.embed)
-        # A post of the account's not yet out is quoted at the address Byline answered for it.
-        if quote is not None and await self._unpublished_parent(session, quote[0]) is None:
+        waited = await self._unpublished_parent(session, quote[0]) if quote is not None else None
+        if quote is not None and waited is None:
             await self._replies.bluesky_quoted(loaded, *quote)
+        elif waited is not None:
+            # A post of the account's not yet out is quoted at the address Byline answered for it:
+            # the quote goes out after it, and only with the words it has now (its version),
+            # which are those the quote's approvers see it quote (``PostOptions.quote_of_post``).
+            async with self._db.read() as txn:
+                quoted = await posts_sql.get_post(txn, waited)
+            if quoted is None or quoted.state not in _UNPUBLISHED:  # gone out or ended meanwhile
+                raise _invalid_record(f"Record/embed: the post quoted, {waited}, is no longer waiting to go "
+                                      "out: quote it again")
+            options = replace(options, quote_of_post=waited, quote_of_version=quoted.version)
         return replace(options, embed=record.embed, media_ids=media_ids)
 
     async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:

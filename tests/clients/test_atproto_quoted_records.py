@@ -6,20 +6,22 @@ that quote would show whatever is written there later, words its approvers never
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from atproto import Client, models
 from atproto_client.exceptions import BadRequestError
 
 from gateway.clock import ManualClock
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
 from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, skyreply_policy
-from tests.clients.test_atproto_threads import clients, clock, login, posts_by_key, run
-from tests.conftest import started_gateway
-from tests.platforms.bluesky.fixture import BlueskyPds, app_tid
+from tests.clients.test_atproto_threads import clients, clock, login, pds_record, posts_by_key, run
+from tests.conftest import Gateway, started_gateway
+from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid
 
 __all__ = ["clients", "clock"]  # fixtures, used by name
 POST = "app.bsky.feed.post"
@@ -96,3 +98,111 @@ async def test_a_quote_whose_record_is_written_again_before_it_goes_out_fails(
         assert "deleted and written again since" in failed["last_error"], failed["last_error"]
         assert failed.get("remote") is None
         await verified_by_cli(gw)
+
+
+async def _quote_of_a_held_post(gw: Gateway, clients: list[Client], account: PdsAccount,
+                                words: str) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
+    """Alice's post held for bob on the co-signed account, and her quote of it (sent with the
+    address and CID Byline answered for it) held too: both answers, and both posts on Byline."""
+    client = await login(gw, clients, "alice", "skyreply", account.handle)
+    first = await run(client.send_post, f"Our launch is on Monday ({words})")
+    quote = await run(client.send_post, f"Read this ({words})", embed=_quoting(first.uri, first.cid))
+    posts = await posts_by_key(gw, "alice", "skyreply")
+    held, quoting = (posts[uri.rsplit("/", 1)[1]] for uri in (first.uri, quote.uri))
+    assert (held["state"], quoting["state"]) == ("held", "held"), (held, quoting)
+    return first, quote, held, quoting
+
+
+async def test_a_quote_of_an_own_post_waits_for_it_and_quotes_it_as_it_went_out(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held for bob. Bob approves the quote first: it waits for
+    the post it quotes (before: it went out at once, quoting a record not yet written), and goes
+    out once that post is out, naming the CID it went out with; the log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, secrets.token_hex(4))
+        code, body = await gw.act("bob", quoting["id"], "approve")
+        assert (code, body["state"]) == (200, "scheduled"), body
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        assert (await gw.get("alice", quoting["id"]))["state"] == "scheduled"
+        assert await pds_record(bluesky_pds, quote.uri) is None
+        code, body = await gw.act("bob", held["id"], "approve")
+        assert code == 200, body
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        went, quoted = await pds_record(bluesky_pds, first.uri), await pds_record(bluesky_pds, quote.uri)
+        assert went is not None and quoted is not None, (went, quoted)
+        assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",
+                                                      "uri": first.uri, "cid": went["cid"]}
+        await verified_by_cli(gw)
+
+
+async def test_a_quote_of_an_own_post_edited_before_it_went_out_fails(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held; bob approves the quote, then she edits the post
+    quoted and bob approves that: the post goes out with its new words, and the quote, approved
+    while it quoted the old ones, fails saying so instead of going out quoting words its approver
+    never saw it quote (before: out at its approval, then the post it quoted out edited); the
+    log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        words = secrets.token_hex(4)
+        first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
+        code, body = await gw.act("bob", quoting["id"], "approve")
+        assert code == 200, body
+        for _ in range(2):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        code, body = await gw.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": f"Launch cancelled ({words})"})
+        assert code == 200, body
+        code, body = await gw.act("bob", held["id"], "approve")
+        assert code == 200, body
+        for _ in range(4):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        went = await pds_record(bluesky_pds, first.uri)
+        assert went is not None and went["value"]["text"].startswith("Launch cancelled"), went
+        failed = await gw.get("alice", quoting["id"])
+        assert failed["state"] == "failed", failed
+        assert "not with the words of its version 1" in failed["last_error"], failed["last_error"]
+        assert await pds_record(bluesky_pds, quote.uri) is None
+        await verified_by_cli(gw)
+
+
+async def test_a_quote_sent_for_other_quoted_words_is_named_by_the_verifier(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held; bob approves the quote, she edits the post quoted,
+    and someone with the database binds the quote to the post's new version, so that it goes
+    out after it: the gateway cannot tell, but the quote's submission recorded the version its
+    approvals were given for, and ``byline audit verify`` names the quote as sent quoting
+    other words."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        words = secrets.token_hex(4)
+        _, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
+        assert (await gw.act("bob", quoting["id"], "approve"))[0] == 200
+        code, body = await gw.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": f"Launch cancelled ({words})"})
+        assert code == 200, body
+        attacker = Attacker(db_url)
+        [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", quoting["id"])
+        options = json.loads(stored)
+        assert (options["quote_of_post"], options["quote_of_version"]) == (held["id"], 1)
+        await attacker.run(("UPDATE posts SET options = ? WHERE id = ?",
+                            (json.dumps({**options, "quote_of_version": 2}), quoting["id"])))
+        assert (await gw.act("bob", held["id"], "approve"))[0] == 200
+        for _ in range(4):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        assert await pds_record(bluesky_pds, quote.uri) is not None
+        said = await rejected_by_cli(gw)
+        assert (f"post {quoting['id']} is sent quoting post {held['id']}, its approvals given while that post's "
+                f"words were its version 1, but post {held['id']} was published at version 2") in said, said

@@ -8,7 +8,7 @@ import asyncio
 import json
 import queue
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from gateway.http.mastodon import streaming as streaming_http
 from gateway.services import mastodon as mastodon_service
 from gateway.services.identity import hash_token
 from gateway.services.mastodon import MastodonService
+from gateway.storage import posts as posts_sql
 from gateway.storage import streams as streams_sql
 from gateway.storage.db import DatabaseUnavailable
+from tests.clients.revisions import turned
 from tests.clients.signin import sign_in
 from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import DATABASE_GONE, finding_the_database_gone, started_gateway, write_policy
@@ -64,6 +66,17 @@ async def _socket(world: World, session: aiohttp.ClientSession, token: str, *,
         sep = "&" if "?" in url else "?"
         return await session.ws_connect(f"{url}{sep}access_token={token}")
     return await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _instance_socket(world: World, session: aiohttp.ClientSession, token: str) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket on ``user`` for the account on the Mastodon stand-in, once the instance's own
+    stream is followed (before a post goes out, so that its copy is heard and left out)."""
+    ws = await _socket(world, session, token, query="?stream=user")
+    for _ in range(100):
+        if world.upstream.stream_sockets:
+            break
+        await asyncio.sleep(0.05)
+    return ws
 
 
 async def _message(ws: aiohttp.ClientWebSocketResponse, seconds: float = 8.0) -> dict[str, Any]:
@@ -148,7 +161,8 @@ async def test_a_stream_reads_the_accounts_count_once_for_the_posts_it_tells_tog
     """Posts that go out together reach a WebSocket as one read of the log, and their statuses
     share one account entity, whose statuses_count (a sandbox account's, Byline's own) is one
     count of the account's posts: not one a post, which let an app with a few streams open have
-    each burst of its posts counted over and over. Each status still shows the count."""
+    each burst of its posts counted over and over; the edits waiting on them are read once too.
+    Each status still shows the count."""
     token = await world.token("bob", "delayed")
     counted: list[str] = []
     published_count = mastodon_service.queue_sql.published_count
@@ -158,6 +172,14 @@ async def test_a_stream_reads_the_accounts_count_once_for_the_posts_it_tells_tog
         return await published_count(txn, account)
 
     monkeypatch.setattr(mastodon_service.queue_sql, "published_count", counting)
+    looked: list[int] = []
+    open_revisions = posts_sql.open_revisions
+
+    async def looking(txn: Any, post_ids: Sequence[str]) -> Any:
+        looked.append(len(post_ids))
+        return await open_revisions(txn, post_ids)
+
+    monkeypatch.setattr(posts_sql, "open_revisions", looking)
     async with aiohttp.ClientSession() as session:
         ws = await _socket(world, session, token, query="?stream=user")
         for n in range(_TOGETHER):
@@ -177,6 +199,8 @@ async def test_a_stream_reads_the_accounts_count_once_for_the_posts_it_tells_tog
         assert all(n <= count <= _TOGETHER for n, count in enumerate(shown, 1)), shown
         assert shown == sorted(shown) and shown[-1] == _TOGETHER, shown
         assert 1 <= len(counted) < _TOGETHER, counted  # once a read of the log, however many it tells
+        # So are the edits waiting on them (``byline.pending_revision``), as a page of statuses reads them.
+        assert len(looked) == len(counted) and sum(looked) == _TOGETHER, looked
         await ws.close()
 
 
@@ -386,7 +410,7 @@ async def test_a_stream_that_meets_the_database_gone_ends_so_the_app_reconnects(
                 else:
                     patched.setattr(streams_sql, "account_entries", finding_the_database_gone(cause))
                     await world.gateway.submit("erin", "solo", "Out while the database goes")
-                    assert await world.gateway.tick() == 1
+                    await world.gateway.tick()
                 ended = await asyncio.wait_for(stream.content.read(), 5)
                 closed = await closing
         assert b"event:" not in ended
@@ -539,11 +563,7 @@ async def test_a_mastodon_account_hears_its_own_post_and_its_edit(world: World) 
     both not passed on); the instance's token appears in no event."""
     token = await world.token("alice", "masto")
     async with aiohttp.ClientSession() as session:
-        ws = await _socket(world, session, token, query="?stream=user")
-        for _ in range(100):  # the instance's own stream followed before the post goes out
-            if world.upstream.stream_sockets:
-                break
-            await asyncio.sleep(0.05)
+        ws = await _instance_socket(world, session, token)
         auth = {"Authorization": f"Bearer {token}"}
         status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "On the instance"},
                                                 headers=auth)
@@ -584,3 +604,44 @@ async def test_head_on_an_event_stream_opens_none(world: World) -> None:
         finally:
             for answer in opened:
                 answer.close()
+
+
+async def test_a_streamed_status_names_the_edit_waiting_as_get_does(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``status.update`` (and an ``update``) told while an edit of the status waits names it
+    (``byline.pending_revision``) exactly as ``GET /api/v1/statuses/:id`` does at that moment:
+    the payload is the GET's answer, for the people of the account who may see the edit."""
+    token = await world.token("alice", "masto")
+    streams = world.gateway.app[STREAMS]
+    reading, events_for = asyncio.Event(), streams.events_for
+
+    async def held_back(feed: Any) -> Any:
+        await reading.wait()  # the stream reads the log only once both edits are in
+        return await events_for(feed)
+
+    auth = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        ws = await _instance_socket(world, session, token)
+        status, sent = await world.gateway.call(None, "POST", "/api/v1/statuses", data={"status": "Meet at noon"},
+                                                headers=auth)
+        assert status == 200, sent
+        await world.gateway.tick()
+        assert (await _message(ws))["event"] == "update"
+        monkeypatch.setattr(streams, "events_for", held_back)
+        await turned(world, policy_dir, "delayed")
+        for words in ("Meet at one", "Meet at two"):  # the first goes out, the second waits
+            status, edited = await world.gateway.call(None, "PUT", f"/api/v1/statuses/{sent['id']}",
+                                                      data={"status": words}, headers=auth)
+            assert status == 200 and edited["byline"]["pending_revision"]["state"] == "scheduled", edited
+            if words == "Meet at one":
+                world.gateway.clock.advance(timedelta(minutes=10, seconds=1))
+                await world.gateway.tick()
+        status, shown = await _get(world, f"/api/v1/statuses/{sent['id']}", token)
+        assert status == 200 and shown["content"] == "<p>Meet at one</p>", shown
+        assert shown["byline"]["pending_revision"]["id"] == edited["byline"]["pending_revision"]["id"], shown
+        reading.set()
+        changed = await _message(ws)
+        assert changed["event"] == "status.update"
+        assert json.loads(changed["payload"]) == shown
+        await ws.close()

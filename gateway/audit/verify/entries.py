@@ -257,10 +257,16 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         parent, adopted_from, revises = _parent(data), data.get("adopted_from"), data.get("revises")
         if revises is not None and type(revises) is not str:
             return None, "post.submitted has a malformed data.revises"
-        if revises is not None:
-            # A pending revision of a published post: see ``Replay._revision``.
+        quotes = (data.get("quote_of_post"), data.get("quote_of_version"))
+        if quotes != (None, None) and not (type(quotes[0]) is str and type(quotes[1]) is int):
+            # Read as absent, a quote could go out quoting other words than its approvers saw.
+            return None, "post.submitted has a malformed data.quote_of_post or data.quote_of_version"
+        if revises is not None or quotes[0] is not None:
+            # A pending revision of a published post (see ``Replay._revision``), or a quote of a
+            # post not yet out, at its version then (see ``Replay._quoting``).
             return (version, state, approvers, required, sha, suggested_by, None, parent,
-                    adopted_from if type(adopted_from) is str else None, revises), None
+                    adopted_from if type(adopted_from) is str else None, revises,
+                    quotes if quotes[0] is not None else None), None
         if parent is not None or type(adopted_from) is str:
             # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
             # checked by (see ``Replay._with_parent``).
