@@ -142,7 +142,7 @@ from typing import Any
 from gateway.audit.entry import NO_STAMP, STAMP
 from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.lifecycle import Action, State, allowed, states_allowing, transition
-from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
+from gateway.policy.announce import ANNOUNCER, PROMISE, announced, voice_changed
 from gateway.policy.credit import disclosed
 from gateway.policy.text import names_read_as_one
 from gateway.types import to_micros
@@ -683,7 +683,7 @@ class Replay:
         # announces it. Only an account's first policy changes none.
         before = self._previous.get(account)
         if before is not None:
-            policy.changed_voice = any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
+            policy.changed_voice = bool(voice_changed(before.summary, summary))
             # Owed when the policy replaced asked too, as the gateway announces it, and owed for
             # stopping the announcements it asked for: else one edit that drops ``announce``
             # (with the voice or before changing it) would change the voice silently, where the
