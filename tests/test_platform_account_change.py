@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.appkeys import DB
+from gateway.appkeys import CHECKPOINTS, DB
 from gateway.clock import ManualClock
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import byline_in_process, verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway, write_policy
 from tests.fakes.mastodon import Account, FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
@@ -133,6 +133,40 @@ async def test_a_policy_pointed_at_another_platform_account_holds_what_was_appro
         assert status == 200
         assert f"<bdi>{instance.url} @brand</bdi>" in page and f"<bdi>{instance.url} @other</bdi>" in page, page
         await verified_by_cli(gw)
+
+
+async def test_a_post_sent_as_another_account_on_approvals_for_the_first_is_named_by_the_verifier(
+    db_url: str, tmp_path: Path, clock: ManualClock, instance: Instance, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gateway whose reload passes the approved post by (as one without this check would)
+    sends it on @other on bob's and carol's approvals for @brand: `byline audit verify` names
+    the claim, for the account its approvals were given for."""
+    monkeypatch.setenv("BRAND_TOKEN", BRAND_TOKEN)
+    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
+    directory = make_policy_dir(tmp_path, {"brand": _policy(instance, "brand", "BRAND_TOKEN")})
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await gw.submit("alice", "brand", "Words for the brand")
+        for approver in ("bob", "carol"):
+            status, body = await gw.act(approver, post["id"], "approve")
+            assert status == 200, body
+
+        async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+            return []
+
+        write_policy(directory, "brand", _policy(instance, "other", "OTHER_TOKEN"))
+        with monkeypatch.context() as patch:
+            patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+            assert await gw.sync_policies() == ["brand"]
+        clock.advance(timedelta(minutes=30))
+        await gw.tick()
+        assert "Words for the brand" in instance.published(instance.other)
+        await gw.app[CHECKPOINTS].sign_now()
+        url = str(gw.client.make_url("")).rstrip("/")
+        result = await byline_in_process("audit", "verify", "--key", gw.app[CHECKPOINTS].verifier_key(), "--url",
+                                         url, "--no-state", "--no-progress", "--workers", "1")
+        assert result.code != 0, result.text
+        assert (f"post {post['id']} went out on brand as {instance.url} @other with approvals given while it "
+                f"spoke as another platform account ({instance.url} @brand)") in result.text, result.text
 
 
 @pytest.mark.parametrize(("tier", "state"), [("delayed", "held"), ("direct", "scheduled")])
