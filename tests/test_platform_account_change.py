@@ -72,6 +72,23 @@ def _policy(instance: Instance, handle: str, token_name: str) -> str:
     """
 
 
+def _directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, brand: str) -> Path:
+    """The policy directory holding ``brand``, with both accounts' tokens in the environment."""
+    monkeypatch.setenv("BRAND_TOKEN", BRAND_TOKEN)
+    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
+    return make_policy_dir(tmp_path, {"brand": brand})
+
+
+async def _approved_for_brand(gw: Gateway) -> dict[str, Any]:
+    """Alice's post, approved by bob and carol and scheduled: waiting out its cooling-off."""
+    post = await gw.submit("alice", "brand", "Words for the brand")
+    for approver in ("bob", "carol"):
+        status, body = await gw.act(approver, post["id"], "approve")
+        assert status == 200, body
+    assert body["state"] == "scheduled", body
+    return post
+
+
 async def _policy_events(gw: Gateway) -> list[dict[str, Any]]:
     async with gw.app[DB].read() as txn:
         rows = await txn.fetchall("SELECT entry FROM log_entries WHERE chain = ? ORDER BY idx", "policy:brand")
@@ -94,15 +111,9 @@ async def test_a_policy_pointed_at_another_platform_account_holds_what_was_appro
     its time, the announcement names the change; only bob's and carol's approvals of the new
     version send it, on @other, once; the public page shows each version's account; the log
     verifies."""
-    monkeypatch.setenv("BRAND_TOKEN", BRAND_TOKEN)
-    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
-    directory = make_policy_dir(tmp_path, {"brand": _policy(instance, "brand", "BRAND_TOKEN")})
+    directory = _directory(tmp_path, monkeypatch, _policy(instance, "brand", "BRAND_TOKEN"))
     async with started_gateway(db_url, directory, clock) as gw:
-        post = await gw.submit("alice", "brand", "Words for the brand")
-        for approver in ("bob", "carol"):
-            status, body = await gw.act(approver, post["id"], "approve")
-            assert status == 200, body
-        assert body["state"] == "scheduled", body
+        post = await _approved_for_brand(gw)
 
         write_policy(directory, "brand", _policy(instance, "Other", "OTHER_TOKEN"))
         assert await gw.sync_policies() == ["brand"]
@@ -141,14 +152,9 @@ async def test_a_post_sent_as_another_account_on_approvals_for_the_first_is_name
     """A gateway whose reload passes the approved post by (as one without this check would)
     sends it on @other on bob's and carol's approvals for @brand: `byline audit verify` names
     the claim, for the account its approvals were given for."""
-    monkeypatch.setenv("BRAND_TOKEN", BRAND_TOKEN)
-    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
-    directory = make_policy_dir(tmp_path, {"brand": _policy(instance, "brand", "BRAND_TOKEN")})
+    directory = _directory(tmp_path, monkeypatch, _policy(instance, "brand", "BRAND_TOKEN"))
     async with started_gateway(db_url, directory, clock) as gw:
-        post = await gw.submit("alice", "brand", "Words for the brand")
-        for approver in ("bob", "carol"):
-            status, body = await gw.act(approver, post["id"], "approve")
-            assert status == 200, body
+        post = await _approved_for_brand(gw)
 
         async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
             return []
@@ -178,14 +184,12 @@ async def test_a_post_in_its_cooling_off_is_decided_again_when_the_account_chang
     the file is pointed at @other: it is held for a decision (the owner's, where no approvers
     are named) and does not go out there at its time. A direct writer's own post, timed for
     later, goes on, on her word as before."""
-    monkeypatch.setenv("BRAND_TOKEN", BRAND_TOKEN)
-    monkeypatch.setenv("OTHER_TOKEN", OTHER_TOKEN)
 
     def policy(handle: str, token_name: str) -> str:
         text = _policy(instance, handle, token_name).replace("tier: co-signed", f"tier: {tier}")
         return text.split("        approvals:")[0]
 
-    directory = make_policy_dir(tmp_path, {"brand": policy("brand", "BRAND_TOKEN")})
+    directory = _directory(tmp_path, monkeypatch, policy("brand", "BRAND_TOKEN"))
     async with started_gateway(db_url, directory, clock) as gw:
         later = (clock.now() + timedelta(minutes=10)).isoformat()
         post = await gw.submit("alice", "brand", "Words for the brand", **({"publish_at": later}
