@@ -346,6 +346,45 @@ async def test_credential_link_repointed_after_load(
         assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
 
 
+async def test_a_directory_swapped_for_a_link_between_the_check_and_the_open_is_not_followed(
+    tmp_path: Path, db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``secrets/team/token`` is checked (inside the secrets directory), then, before it is
+    opened, someone with the secrets directory swaps ``team`` for a link to another tenant's
+    tokens: the file opened is not followed there, and that tenant's token never reaches the
+    platform the policy names (before: opened along the link, sent as the Bearer token)."""
+    team = policy_dir / "secrets" / "team"
+    team.mkdir(parents=True)
+    (team / "token").write_text("good-token\n", encoding="utf-8")
+    tenant = tmp_path / "tenant"
+    tenant.mkdir()
+    (tenant / "token").write_text("stolen-token\n", encoding="utf-8")
+    checked = CredentialRules.credential_path
+    swap = False
+
+    def then_swapped(self: CredentialRules, target: str) -> Path:
+        nonlocal swap
+        path = checked(self, target)
+        if swap:
+            swap = False
+            team.rename(team.with_name("team-old"))
+            team.symlink_to(tenant, target_is_directory=True)
+        return path
+
+    monkeypatch.setattr(CredentialRules, "credential_path", then_swapped)
+    async with started_gateway(db_url, policy_dir, clock, admins="alice") as gw:
+        _stealing_policy(policy_dir, listener.url, "file:secrets/team/token")
+        assert await gw.sync_policies() == ["thief"]
+        swap = True
+        post = await gw.submit("alice", "thief", "hi")
+        await gw.tick()
+        assert team.is_symlink()
+        assert all("stolen-token" not in auth for _, auth in listener.heard), listener.heard
+        assert "its path became a link after it was checked" in ((await gw.get("alice", post["id"]))["last_error"]
+                                                                 or "")
+
+
 async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_moves(
     db_url: str, policy_dir: Path, clock: ManualClock, listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -235,6 +235,52 @@ async def test_the_first_change_after_an_upgrade_lists_what_changed(
     assert events[1]["data"]["changed"] == changed  # type: ignore[index]
 
 
+SPOKEN = """
+    account: spoken
+    platform: mastodon
+    instance: https://Social.Example/
+    handle: "@{handle}"
+    credentials: env:SPOKEN_TOKEN
+    tier: delayed
+    owner: alice
+    delay: {delay}
+"""
+
+
+@pytest.mark.parametrize(("text", "handle", "changed"), [
+    ("kept", "brand", ["delay_seconds"]),
+    ("kept", "other", ["delay_seconds", "speaks_as"]),
+    ("gone", "brand", ["delay_seconds"]),
+])
+async def test_the_first_change_after_an_upgrade_names_the_platform_account_only_where_it_changed(
+    gateway: Gateway, policy_dir: Path, db_url: str, text: str, handle: str, changed: list[str],
+) -> None:
+    """A version recorded by a Byline whose summaries did not say which platform account a
+    policy speaks as: the first change after the upgrade (its delay) lists ``speaks_as`` only
+    where the account did change (compared with that version's kept text), and, where no text
+    is kept, not at all: every Mastodon, Bluesky and X account would otherwise be reported
+    as speaking as another account."""
+    from tests.audit.logtools import Attacker
+
+    write_policy(policy_dir, "spoken", SPOKEN.format(handle="brand", delay="1m"))
+    assert await gateway.sync_policies() == ["spoken"]
+    (recorded,) = await Attacker(db_url).fetch("SELECT summary FROM policy_heads WHERE account = ?", "spoken")
+    summary = json.loads(recorded[0])
+    assert summary["speaks_as"] == "https://social.example @brand"
+    earlier = {k: v for k, v in summary.items() if k != "speaks_as"}
+    await Attacker(db_url).run(
+        ("UPDATE policy_heads SET summary = ? WHERE account = ?", (json.dumps(earlier), "spoken")),
+        ("UPDATE policy_versions SET summary = ? WHERE account = ?", (json.dumps(earlier), "spoken")),
+        *([("UPDATE policy_versions SET body = NULL WHERE account = ?", ("spoken",))] if text == "gone" else []),
+    )
+    write_policy(policy_dir, "spoken", SPOKEN.format(handle=handle, delay="2m"))
+    assert await gateway.sync_policies() == ["spoken"]
+    events = await _policy_events(gateway, "spoken")
+    assert [e["type"] for e in events] == ["policy.loaded", "policy.changed"]
+    assert events[1]["data"]["changed"] == changed  # type: ignore[index]
+    assert "SPOKEN_TOKEN" not in json.dumps(events)
+
+
 def test_load_file_hash_and_account(tmp_path: Path) -> None:
     """A loaded file carries its SHA-256, which is what the log records."""
     import hashlib

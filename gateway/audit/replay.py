@@ -54,6 +54,10 @@ and approvals. It flags:
   (``found``) or held again (``post.redecided``); a post published after such a claim without
   being found, a post held again from ``publishing`` without such a claim (it was sent), and a
   first claim that says it only looks are named;
+- a claim sent on approvals given under a policy that spoke as another platform account
+  (``speaks_as``: another server or handle) than the policy the claim names, where without them
+  it has fewer than it needs: words approved for @brand are not approved for @someone-else
+  (summaries that do not say, an earlier Byline's or the sandbox's, are not compared);
 - a claim that says it checked the policy it names was the account's version in force
   (``policy_in_force``: the gateway reads the recorded version in the claim's transaction) but
   names another than the log's last policy record for the account before it, with no grace (a
@@ -153,7 +157,7 @@ from typing import Any
 from gateway.audit.entry import NO_STAMP, STAMP
 from gateway.audit.gates import CHANGES_PER_HOUR, budget_wait
 from gateway.lifecycle import Action, State, allowed, states_allowing, transition
-from gateway.policy.announce import ANNOUNCER, PROMISE, VOICE_KEYS, announced
+from gateway.policy.announce import ANNOUNCER, PROMISE, announced, voice_changed
 from gateway.policy.credit import disclosed
 from gateway.policy.text import names_read_as_one
 from gateway.types import to_micros
@@ -273,6 +277,8 @@ class _Post:
     approvals: dict[int, set[str]] | None = None  # made at the first approval: many posts have none
     given: dict[tuple[int, str], str] | None = None  # the policy each approval (version, approver)
     # named, where it named one: the disclosure line it was given under
+    under: dict[tuple[int, str], str] | None = None  # the policy each approval (version, approver)
+    # named, where it named one: the platform account it was given for
     decided_again: bool = False  # held anew for people with a role after the author lost theirs
     announcement: bool = False  # the policy file's announcement of a change of voice
     owed: tuple[int, str] | None = None  # the policy entry after which the post must be decided
@@ -716,7 +722,7 @@ class Replay:
         # announces it. Only an account's first policy changes none.
         before = self._previous.get(account)
         if before is not None:
-            policy.changed_voice = any(before.summary.get(k) != summary.get(k) for k in VOICE_KEYS)
+            policy.changed_voice = bool(voice_changed(before.summary, summary))
             # Owed when the policy replaced asked too, as the gateway announces it, and owed for
             # stopping the announcements it asked for: else one edit that drops ``announce``
             # (with the voice or before changing it) would change the voice silently, where the
@@ -972,6 +978,10 @@ class Replay:
             approvals[version].add(actor)
         else:
             approvals[version] = {actor}
+        if isinstance(sha256, str):
+            if known.under is None:
+                known.under = {}
+            known.under[(version, actor)] = sha256
         if isinstance(sha256, str) and self._text_bound(index, len(extra) > 3 and extra[3] is True):
             if known.given is None:
                 known.given = {}
@@ -1596,6 +1606,10 @@ class Replay:
                 if len(counting) < required <= len(released):  # (too few at all: its publication is named)
                     return (f"post {post} went out on {account} with {len(counting)} approvals from its approvers, "
                             f"where it was held for {required}")
+            if (moved := self._given_as_other(known, counting, policy)) and len(counting) - len(moved) < needed:
+                return (f"post {post} went out on {account} as {policy.summary.get('speaks_as')} with approvals "
+                        f"given while it spoke as another platform account ({moved[0][1]}): "
+                        f"{len(counting) - len(moved)} of them were given for it, where it needed {needed}")
             if sends is None:
                 return None
             if (problem := sends(policy)) is not None:
@@ -1635,6 +1649,24 @@ class Replay:
             self._bad(index, f"post {post} was claimed without saying it checked the policy it names was the "
                              "account's in force (data.policy_in_force), though claims before it did: it could have "
                              "gone out under a policy another gateway had replaced")
+
+    def _given_as_other(self, known: _Post, counting: list[str], policy: _Policy) -> list[tuple[str, str]]:
+        """Those of ``counting`` (approvers of ``known``'s current version) whose approval named a
+        policy speaking as another platform account than ``policy``, the one a claim sends it
+        under, each with that account: words approved for @brand are not approved for
+        @someone-else. Where either summary does not say (an earlier Byline's, or the
+        sandbox's), nothing is compared."""
+        under = known.under
+        speaks = policy.summary.get("speaks_as")
+        if under is None or speaks is None:
+            return []
+        moved = []
+        for approver in counting:
+            given = self._recorded_policies.get(under.get((known.version, approver), ""))
+            then = given.summary.get("speaks_as") if given is not None else None
+            if then is not None and then != speaks:
+                moved.append((approver, str(then)))
+        return moved
 
     def _given_for_other_words(self, known: _Post, words: str, sent: str) -> frozenset[str]:
         """Who approved ``known``'s current version under a policy whose disclosure line would

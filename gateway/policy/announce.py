@@ -13,10 +13,15 @@ from typing import Any, Final
 ANNOUNCER: Final = "policy-file"
 """The actor of an announcement in the log: the admin's policy file, not any writer."""
 
-VOICE_KEYS: Final = ("tier", "owner", "writers", "suggesters", "approvers", "required")
+VOICE_KEYS: Final = ("tier", "owner", "writers", "suggesters", "approvers", "required", "speaks_as")
 """The parts of a policy summary that are its voice: a change of any one is announced.
 Approvers count, and how many of them must sign: on a co-signed account who signs off is part
-of whose words go out, and one of three co-signers is not all three."""
+of whose words go out, and one of three co-signers is not all three. And the platform account
+it speaks as (``speaks_as``): words approved for @brand are not approved for @someone-else."""
+
+ADDED_LATER: Final = frozenset({"speaks_as"})
+"""Parts of the voice that summaries recorded by an earlier Byline leave out: unknown there, so
+not taken for a change (the first reload after an upgrade changes no account's voice)."""
 
 PLACEHOLDERS: Final = ("account", "handle", "voice", "url", "version")
 """What a template may name, as ``{name}``."""
@@ -98,7 +103,7 @@ def voice_changed(before: Mapping[str, Any] | None, after: Mapping[str, Any]) ->
     """The parts of the voice that differ between two policy summaries (none without a before)."""
     if before is None:
         return []
-    return [k for k in VOICE_KEYS if before.get(k) != after.get(k)]
+    return [k for k in VOICE_KEYS if before.get(k) != after.get(k) and (k in before or k not in ADDED_LATER)]
 
 
 def announced(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.policy.credentials import CredentialRules
-from gateway.policy.models import DEFAULT_POLICY_DIR, Policy
+from gateway.policy.models import DEFAULT_POLICY_DIR, Policy, server_address
 
 MAX_POLICY_BYTES = 256 * 1024
 """The largest policy file read: real ones are a few KiB; past this a file is refused unread."""
@@ -34,7 +34,6 @@ MAX_POLICY_NODES = 100_000
 """The most YAML values a policy file may hold once its aliases are expanded: a "billion laughs"
 file of a few hundred bytes would otherwise be walked, built and validated as 10^8 values."""
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _KEYED = re.compile(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", re.DOTALL)
 
@@ -302,15 +301,8 @@ def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPoli
     return load_bytes(path, read_policy_bytes(path), rules=rules)
 
 
-@functools.lru_cache(maxsize=1024)  # pure; the accounts' addresses are read again each second
-def _endpoint(url: str) -> str:
-    """A platform address as one server: scheme and host in lower case, no default port, no
-    trailing slash (``HTTPS://Social.Example/`` and ``https://social.example:443`` are one)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = parts.port  # a usable one: the policy's addresses are checked so (``check_address``)
-    where = host if port in (None, _DEFAULT_PORTS.get(parts.scheme.lower())) else f"{host}:{port}"
-    return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
+_endpoint = server_address
+"""A platform address as one server (:func:`gateway.policy.models.server_address`)."""
 
 
 def platform_server(policy: Policy) -> str:

@@ -332,6 +332,20 @@ class Profile(_Strict):
         return value
 
 
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+@functools.lru_cache(maxsize=1024)  # pure; the accounts' addresses are read again each second
+def server_address(url: str) -> str:
+    """A platform address as one server: scheme and host in lower case, no default port, no
+    trailing slash (``HTTPS://Social.Example/`` and ``https://social.example:443`` are one)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port  # a usable one: the policy's addresses are checked so (``check_address``)
+    where = host if port in (None, _DEFAULT_PORTS.get(parts.scheme.lower())) else f"{host}:{port}"
+    return f"{parts.scheme.lower()}://{where}{parts.path.rstrip('/')}"
+
+
 PLATFORM_TEXT_LIMITS = {"sandbox": 500, "mastodon": 500, "bluesky": 300, "x": 280}
 
 
@@ -493,6 +507,21 @@ class Policy(_Strict):
         """How long a held post of the account waits for its approvals before it expires."""
         return self.approvals.expire_after if self.approvals is not None else HOLD_EXPIRES_AFTER
 
+    @property
+    def speaks_as(self) -> str | None:
+        """The platform account the policy publishes as, by what names it publicly and is known
+        without asking the platform: its server (the Mastodon instance, the Bluesky PDS, X's API
+        address where the file names one) and the handle the file gives (``@brand``, or a
+        Bluesky DID), never the credential or where it is kept. None on the sandbox, whose
+        accounts are Byline's own."""
+        if self.platform == "sandbox":
+            return None
+        server = {"mastodon": self.instance, "bluesky": self.pds, "x": self.api}[self.platform]
+        handle = self.handle.strip().removeprefix("@")
+        handle = handle if handle.startswith("did:") else handle.lower()
+        parts = [server_address(server) if server else self.platform, f"@{handle}" if handle else ""]
+        return " ".join(p for p in parts if p)
+
     def summary(self) -> dict[str, object]:
         """What changes of voice are judged by: recorded in the log at every load and change."""
         summary: dict[str, object] = {
@@ -514,6 +543,11 @@ class Policy(_Strict):
                 {"name": r.name, "action": r.action.value, "reason": r.reason} for r in self.rules
             ],
         }
+        if (speaks_as := self.speaks_as) is not None:
+            # Whose platform account approvals are given for: a file pointed at another account
+            # is a change of voice (``gateway.policy.announce.VOICE_KEYS``). Only off the sandbox,
+            # so that its accounts' summaries stay as they were.
+            summary["speaks_as"] = speaks_as
         if self.announce is not None and self.announce.voice_changes:
             summary["announce"] = True  # only then: the summaries of policies without it stay as they were
         return summary

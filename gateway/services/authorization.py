@@ -200,6 +200,9 @@ POLICY_CHANGED = {"rule": "policy_changed", "action": "hold",
                    "reason": "The account's policy now asks for approvals this post has not had"}
 DISCLOSURE_CHANGED = {"rule": "disclosure_changed", "action": "hold",
                       "reason": "The account's disclosure line changed since this post was approved"}
+ACCOUNT_CHANGED = {"rule": "account_changed", "action": "hold",
+                   "reason": "The account's policy now publishes as another platform account than the one this "
+                             "post was written and approved for: decide it again"}
 
 Approved = Mapping[str, str | None]
 """Who approved a post's current version, each with the hash of the text they approved
@@ -233,14 +236,18 @@ def disclosure_cause(
 
 def redecision_cause(
     loaded: LoadedPolicy | None, post: PostRecord, before: frozenset[str] | None,
-    approved: Approved | None = None, *, sends: str | None = None,
+    approved: Approved | None = None, *, sends: str | None = None, moved_account: bool = False,
 ) -> dict[str, str] | None:
     """Why a pending post must be decided again under the policy now in force, if it must;
     ``before`` is who wrote for the account under the policy this one replaces (None when no
     policy was in force); ``approved``, who approved the post's current version (wanted for a
     post released by approvals: see :func:`needs_approvals`), with the text each approved,
     and ``sends``, the hash of the text it would go out with now (wanted for any post with
-    approvals: see :func:`disclosure_cause`)."""
+    approvals: see :func:`disclosure_cause`). ``moved_account``: the policy now publishes as
+    another platform account than the one it replaces (its ``speaks_as``), where a post on its
+    way out on approvals (on a co-signed account, or released from a hold) or in a cooling-off
+    (a delayed account), or held with approvals given, was approved (or left to be caught) for
+    the other: decided again, so that it goes out only on people's word for this one."""
     if post.author == ANNOUNCER:
         return None  # the policy file's announcement: authorised by the version it announces, by no role
     state = State(post.state)
@@ -262,6 +269,11 @@ def redecision_cause(
         return POLICY_CHANGED
     if state is State.SCHEDULED and approved is not None and needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
+    waits_on_people = post.required > 0 or loaded.policy.tier in (Tier.COSIGNED, Tier.DELAYED)
+    if moved_account and ((state is State.HELD and approved) or (state is State.SCHEDULED and waits_on_people)):
+        # Not a direct or managed writer's own post on its way: their word alone sends it, under
+        # this policy as under the last, and they may take it back.
+        return ACCOUNT_CHANGED
     return _text_changed(loaded, post, approved, sends)
 
 

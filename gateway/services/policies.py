@@ -38,6 +38,7 @@ import structlog
 from gateway.audit.appender import Appender, LogTxn
 from gateway.lifecycle import State
 from gateway.metrics import NOT_SCRAPED, Metrics
+from gateway.policy import announce as voice
 from gateway.policy.loader import LoadedPolicy, PolicyFileError, PolicyIssue, PolicyRegistry, shared_accounts
 from gateway.policy.models import HOLD_EXPIRES_AFTER
 from gateway.services.announcements import announce_change
@@ -79,6 +80,8 @@ def _diff(old: dict[str, Any] | None, new: dict[str, Any] | None, *, then: dict[
                 was[key] = then[key]
             elif key in _ADDED_LATER:
                 was[key] = _ADDED_LATER[key]
+            elif key in voice.ADDED_LATER:
+                was[key] = new[key]  # unknown, with no text to read it from: not taken for a change
     return sorted(k for k in set(was) | set(new or {}) if was.get(k) != (new or {}).get(k))
 
 
@@ -320,6 +323,9 @@ class PolicyService:
         pending posts again under it. ``before``: the version in force as a policy, where this
         gateway could read it (see :func:`_diff`)."""
         old = json.loads(head.summary) if head is not None else None
+        then = before.policy.summary() if before is not None and head is not None and before.sha256 == head.sha256 \
+            else None
+        changed: list[str] = []
         if local is None:
             await ltx.append(
                 "policy.removed", actor="policy-file", account=account, chain=f"policy:{account}",
@@ -329,6 +335,7 @@ class PolicyService:
                                     summary=json.dumps(old or {}), at=ltx.now)
         else:
             summary = local.policy.summary()
+            changed = _diff(old, summary, then=then)
             await ltx.append(
                 "policy.changed" if head is not None else "policy.loaded",
                 actor="policy-file", account=account, chain=f"policy:{account}",
@@ -337,17 +344,15 @@ class PolicyService:
                     "file": local.path.name,
                     "sha256": local.sha256,
                     "previous_sha256": head.sha256 if head is not None else None,
-                    "changed": _diff(old, summary, then=before.policy.summary()
-                                     if before is not None and head is not None and before.sha256 == head.sha256
-                                     else None),
+                    "changed": changed,
                     "policy": summary,
                 },
             )
             await policy_sql.record(ltx.txn, account=account, version=version, sha256=local.sha256,
                                     file=local.path.name, body=local.text, summary=json.dumps(summary), at=ltx.now)
         await queue_profile_update(ltx, account=account, version=version, loaded=local)
-        found.moved.extend((local, state) for _, state in
-                           await redecide_pending(ltx, account=account, loaded=local, before=_writers(head)))
+        found.moved.extend((local, state) for _, state in await redecide_pending(
+            ltx, account=account, loaded=local, before=_writers(head), moved_account="speaks_as" in changed))
         await announce_change(ltx, account=account, loaded=local, head=head, version=version,
                               public_url=self._public_url)
         found.recorded.append(account)

@@ -2187,7 +2187,8 @@ def options_by_version(post: PostView) -> dict[int, Mapping[str, Any]]:
 
 
 async def redecide_pending(
-    ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, before: frozenset[str] | None
+    ltx: LogTxn, *, account: str, loaded: LoadedPolicy | None, before: frozenset[str] | None,
+    moved_account: bool = False,
 ) -> list[tuple[str, State]]:
     """Decide an account's pending posts again after its policy changed or went away, in the
     transaction that records the change: return the posts that moved (their id and new state).
@@ -2203,6 +2204,10 @@ async def redecide_pending(
     A held post whose deadline has passed (the publisher's sweep not yet run) is not held
     anew: that would give an expired hold a new deadline, or none at all. It expires here, as
     the sweep would have (:func:`expire_hold`), and its state is ``expired``.
+
+    ``moved_account``: the change points the account at another platform account (its
+    summary's ``speaks_as``): a post on its way out on approvals or in a cooling-off, and a held
+    one with approvals, was approved for the other, and is held anew (``redecision_cause``).
     """
     moved: list[tuple[str, State]] = []
     ended: set[str] = set()
@@ -2216,7 +2221,7 @@ async def redecide_pending(
         released = post.state == State.SCHEDULED.value and (cosigned or post.required > 0)
         approved, sends = (await _approvals_and_text(ltx, post, loaded)
                            if loaded is not None and (released or post.state == State.HELD.value) else (None, None))
-        cause = redecision_cause(loaded, post, before, approved, sends=sends)
+        cause = redecision_cause(loaded, post, before, approved, sends=sends, moved_account=moved_account)
         if cause is None:
             continue
         if hold_expired(post, now=ltx.now):

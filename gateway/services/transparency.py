@@ -118,6 +118,8 @@ class VoicePeriod:
     required: int
     suggesters: tuple[str, ...]
     delay_seconds: int
+    speaks_as: str
+    """The platform account it published as ("" where the summary does not say: the sandbox, an earlier Byline's)."""
     changed: tuple[str, ...]
     headline: str
     """The voice in a few words: "written by its owner", "managed by a team", …"""
@@ -321,7 +323,8 @@ def voice_history(rows: Sequence[Any]) -> tuple[VoicePeriod, ...]:
             tier=str(policy.get("tier", "")), owner=str(policy.get("owner", "")),
             writers=_strings(policy.get("writers")), approvers=_strings(policy.get("approvers")),
             required=int(policy.get("required") or 0), suggesters=_strings(policy.get("suggesters")),
-            delay_seconds=int(policy.get("delay_seconds") or 0), changed=_strings(data.get("changed")),
+            delay_seconds=int(policy.get("delay_seconds") or 0), speaks_as=str(policy.get("speaks_as") or ""),
+            changed=_strings(data.get("changed")),
             headline="no longer carried by this gateway" if removed else _headline(policy),
         ))
     return tuple(periods)
