@@ -36,6 +36,7 @@ from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.content import sends_focus
 from gateway.services.identity import Identity, hash_token
+from gateway.services.image_metadata import MalformedImage, stripped
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
@@ -748,12 +749,19 @@ class MastodonService:
         if len(upload.data) > limit.media_bytes:
             raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be at most "
                                                f"{limit.media_bytes} bytes")
+        # What is kept, hashed (the digest the log and approvals bind) and sent is the picture
+        # without what it says about who took it, where and with what.
+        try:
+            data = stripped(upload.data, mime_type)
+        except MalformedImage as exc:
+            logger.info("upload_refused", account=auth.account, detected=mime_type, reason=str(exc))
+            raise BylineError(Code.VALIDATION, f"Validation failed: File is invalid: {exc}") from None
         media_id = new_post_id()
-        digest = hashlib.sha256(upload.data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
         async with self._db.write() as txn:
             await media_sql.insert(txn, media_id=media_id, account=auth.account, user=auth.caller.user,
                                    mime_type=mime_type, description=upload.description,
-                                   data=upload.data, digest=digest, at=now_micros(self._clock),
+                                   data=data, digest=digest, at=now_micros(self._clock),
                                    focus=_focus_text(upload.focus))
             rows = await media_sql.info(txn, [media_id])
         return dict(rows[0])

@@ -15,8 +15,7 @@ from adapters.base import AdapterError
 from adapters.mastodon import MastodonAdapter
 from gateway.appkeys import DB, HOUSEKEEPER
 from tests.clients.world import World
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+from tests.images import PNG, png_of, png_sized
 
 
 async def _stored(world: World) -> tuple[int, list[str]]:
@@ -32,7 +31,7 @@ async def test_three_statuses_racing_for_one_upload(world: World) -> None:
     """Three statuses name one upload at once: one takes it, two get 422 naming it and store nothing."""
     owner = await world.client("alice", "masto")
     for round_ in range(3):
-        media = await world.run(owner.media_post, PNG + bytes([round_]), mime_type="image/png")
+        media = await world.run(owner.media_post, png_of(3, 2, round_), mime_type="image/png")
         posts_before, log_before = await _stored(world)
         apps = [await world.client("alice", "masto") for _ in range(3)]
         results: list[Any] = await asyncio.gather(
@@ -90,7 +89,7 @@ async def test_an_edit_and_a_status_racing_for_one_upload(world: World) -> None:
     pending = await world.run(api.status_post, "A draft")
     edits_won = statuses_won = 0
     for round_ in range(3):
-        media = await world.run(api.media_post, PNG + bytes([round_]), mime_type="image/png")
+        media = await world.run(api.media_post, png_of(3, 2, round_), mime_type="image/png")
         editor, poster = await world.client("alice", "masto"), await world.client("alice", "masto")
         results: list[Any] = await asyncio.gather(
             world.run(editor.status_update, pending.id, f"A draft, round {round_}", media_ids=[media]),
@@ -117,9 +116,9 @@ async def test_an_image_mastodon_would_refuse_is_refused_at_upload(world: World)
     api = await world.client("alice", "masto")
     limit = 16 * 1024 * 1024
     with pytest.raises(MastodonAPIError) as caught:
-        await world.run(api.media_post, PNG + b"\x00" * (limit - len(PNG)), mime_type="image/png")
+        await world.run(api.media_post, png_sized(limit), mime_type="image/png")
     assert caught.value.args[1:4:2] == (422, f"Validation failed: File file size must be at most {limit - 1} bytes")
-    largest = await world.run(api.media_post, PNG + b"\x00" * (limit - 1 - len(PNG)), mime_type="image/png")
+    largest = await world.run(api.media_post, png_sized(limit - 1), mime_type="image/png")
     await world.run(api.status_post, "The largest picture", media_ids=[largest])
     await world.gateway.tick()
     [published] = world.upstream.statuses(world.upstream_account)
@@ -136,7 +135,7 @@ async def test_a_file_the_instance_cannot_process_fails_its_post_with_the_reason
     await world.gateway.tick()
     failed = await world.gateway.get("alice", str(status.id))
     assert (failed["state"], failed["attempts"]) == ("failed", 1)
-    assert "could not process the upload (image/png, 72 bytes)" in failed["last_error"]
+    assert f"could not process the upload (image/png, {len(PNG)} bytes)" in failed["last_error"]
     assert world.upstream.statuses(world.upstream_account) == []
 
 

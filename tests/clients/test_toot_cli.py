@@ -14,8 +14,7 @@ from typing import Any
 
 from tests.clients.signin import sign_in
 from tests.clients.world import World
-
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
+from tests.images import PNG
 
 
 class Toot:
