@@ -884,8 +884,15 @@ class MastodonService:
         for name in [k for k in out if k.lower() == "link"]:
             # Pagination links name the instance; the app must come back here instead.
             out[name] = out[name].replace(instance + "/api/", base + "/api/")
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
-        return Raw(status=status, body=body, content_type=content_type.split(";")[0].strip(), headers=out)
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            # The Mastodon API answers JSON only. Anything else (an HTML page, a script, an SVG
+            # from a hostile or broken instance) served under Byline's origin would run there,
+            # beside its sign-in and approval pages: it is not passed on.
+            logger.warning("passthrough_not_json", account=auth.account, path=path, status=status,
+                           content_type=content_type[:100])
+            raise BylineError(Code.UNAVAILABLE, "Remote data could not be fetched")
+        return Raw(status=status, body=body, content_type="application/json", headers=out)
 
     # -- the instance's live events ---------------------------------------------------------
 
