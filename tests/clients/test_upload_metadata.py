@@ -123,3 +123,31 @@ async def test_a_broken_blob_is_refused_before_the_pds(bluesky_pds: BlueskyPds, 
         assert await txn.fetchall("SELECT id FROM media") == []
     status, _ = await pds_get(bluesky_pds, "com.atproto.sync.getBlob", did=account.did, cid=blob_cid(broken))
     assert status != 200
+
+
+async def test_a_blob_relayed_back_is_never_a_page_of_byline(bluesky_pds: BlueskyPds, sky: Gateway) -> None:
+    """An SVG with a script, uploaded as image/svg+xml and posted as a picture (the lexicon takes
+    any image/*), then read back through Byline's ``getBlob`` relay: Byline serves it sandboxed
+    (nothing loads or runs) and unsniffed, as the PDS itself does, never as a page of its origin."""
+    account = bluesky_pds.account("carol.test")
+    token = (await session(sky, "alice", "sky", account.handle))["accessJwt"]
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/xrpc/com.atproto.server.getSession")'
+           b"</script><!-- " + secrets.token_hex(4).encode() + b" --></svg>")
+    auth = {"Authorization": f"Bearer {token}"}
+    async with sky.client.post("/xrpc/com.atproto.repo.uploadBlob", data=svg,
+                               headers={**auth, "Content-Type": "image/svg+xml"}) as resp:
+        assert resp.status == 200, await resp.text()
+        blob = (await resp.json())["blob"]
+    record = {"$type": "app.bsky.feed.post", "text": "A drawing", "createdAt": "2026-12-07T20:00:00.000Z",
+              "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "A drawing", "image": blob}]}}
+    async with sky.client.post("/xrpc/com.atproto.repo.createRecord", headers=auth, json={
+            "repo": account.did, "collection": "app.bsky.feed.post", "record": record}) as resp:
+        assert resp.status == 200, await resp.text()
+    await sky.tick()
+    async with sky.client.get("/xrpc/com.atproto.sync.getBlob", headers=auth,
+                              params={"did": account.did, "cid": blob["ref"]["$link"]}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert await resp.read() == svg
+        csp = resp.headers.get("Content-Security-Policy", "")
+        assert "sandbox" in csp and "default-src 'none'" in csp, dict(resp.headers)
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
