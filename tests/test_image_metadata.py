@@ -115,3 +115,25 @@ def test_other_types_go_as_they_came() -> None:
     """A video or anything else not a picture Byline strips is returned as it is."""
     video = b"\x00\x00\x00\x18ftypmp42" + PRIVATE[0]
     assert stripped(video, "video/mp4") is video
+
+
+@pytest.mark.parametrize(("mime_type", "flood", "reason"), [
+    ("image/jpeg", JPEG[:2] + b"\xff\xfe\x00\x02" * 65_536 + JPEG[2:], "more than 65535 segments"),
+    ("image/png", PNG[:33] + b"\x00\x00\x00\x00tEXt\x00\x00\x00\x00" * 65_536 + PNG[33:], "more than 65535 chunks"),
+    ("image/webp", b"RIFF" + struct.pack("<I", len(WEBP) - 8 + 8 * 65_536) + WEBP[8:]
+     + b"XMP \x00\x00\x00\x00" * 65_536, "more than 65535 chunks"),
+    ("image/gif", GIF[:19] + b"!\xfe" + b"\x01a" * 262_144 + b"\x00" + GIF[19:], "more than 262144 blocks"),
+])
+def test_a_flood_of_empty_parts_is_refused(mime_type: str, flood: bytes, reason: str) -> None:
+    """Empty comments, text chunks or one-byte sub-blocks by the hundred thousand (which took
+    seconds of CPU each to walk): refused as no picture is made."""
+    with pytest.raises(MalformedImage, match=reason):
+        stripped(flood, mime_type)
+
+
+def test_scan_data_full_of_stuffed_bytes_and_restarts_is_walked_in_one_pass() -> None:
+    """A scan of 8 MiB of stuffed bytes (FF00) and restart markers, as a hostile upload may
+    be: walked to its end marker, kept whole (it took seconds a byte pair at a time)."""
+    scan = (b"\xff\x00\xff\xd3" * (2 * 1024 * 1024))
+    data = JPEG[:-2] + scan + b"\xff\xd9"
+    assert stripped(data, "image/jpeg") == data

@@ -27,6 +27,7 @@ the PDS is in no post Byline writes.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -99,6 +100,17 @@ def _jpeg_segment(marker: int, body: bytes) -> bytes | None:
     return body
 
 
+_MAX_PARTS: Final = 65_535
+"""More segments, chunks or blocks than a picture has (a progressive JPEG has a few dozen
+scans, an animation some thousands of frames): beyond it, walking a flood of tiny empty ones
+would hold the CPU for seconds an upload."""
+_MAX_SUB_BLOCKS: Final = 262_144
+"""GIF data sub-blocks in one file: 64 MiB of them at their usual 255 bytes."""
+_FILL: Final = re.compile(rb"\xff*")
+_SCAN_END: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+"""Where a scan's coded data ends: a marker, not a stuffed byte (FF00), a restart (RSTn) or fill."""
+
+
 def _jpeg(data: bytes) -> bytes:
     if not data.startswith(b"\xff\xd8"):
         raise MalformedImage("the JPEG does not begin with its start marker")
@@ -106,12 +118,12 @@ def _jpeg(data: bytes) -> bytes:
     size = len(data)
     at = 2
     exif_seen = False
-    while True:
+    for _ in range(_MAX_PARTS):
         if at >= size or data[at] != 0xFF:
             raise MalformedImage(f"the JPEG has no marker at byte {at}" if at < size
                                  else "the JPEG ends before its end marker")
-        while at < size and data[at] == 0xFF:  # fill bytes before a marker
-            at += 1
+        fill = _FILL.match(data, at)  # fill bytes before a marker
+        at = fill.end() if fill is not None else at
         if at >= size:
             raise MalformedImage("the JPEG ends before its end marker")
         marker = data[at]
@@ -138,19 +150,13 @@ def _jpeg(data: bytes) -> bytes:
             body = _jpeg_segment(marker, given)
         if body is not None:
             out.append(bytes((0xFF, marker)) + (len(body) + 2).to_bytes(2, "big") + body)
-        if marker == 0xDA:  # a scan: its coded data runs to the next marker (not FF00, not RSTn)
-            scan = at
-            while True:
-                mark = data.find(b"\xff", scan)
-                if mark < 0 or mark + 1 >= size:
-                    raise MalformedImage("the JPEG ends inside its picture data")
-                following = data[mark + 1]
-                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                    scan = mark + 1 if following == 0xFF else mark + 2
-                    continue
-                break
-            out.append(data[at:mark])
-            at = mark
+        if marker == 0xDA:  # a scan: its coded data runs to the next marker
+            found = _SCAN_END.search(data, at)
+            if found is None:
+                raise MalformedImage("the JPEG ends inside its picture data")
+            out.append(data[at:found.start()])
+            at = found.start()
+    raise MalformedImage(f"the JPEG has more than {_MAX_PARTS} segments")
 
 
 # -- PNG --------------------------------------------------------------------------------------
@@ -162,6 +168,9 @@ _PNG_KEPT: Final = frozenset({
     b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT", b"bKGD", b"pHYs", b"cICP", b"mDCV",
     b"mDCv", b"cLLI", b"cLLi", b"acTL", b"fcTL", b"fdAT",
 })
+
+
+_PNG_CHUNK_TYPE: Final = re.compile(rb"[A-Za-z]{4}")
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -176,14 +185,14 @@ def _png(data: bytes) -> bytes:
     size = len(data)
     at = len(_PNG_SIGNATURE)
     first = True
-    while True:
+    for _ in range(_MAX_PARTS):
         if at + 12 > size:
             raise MalformedImage("the PNG ends before its IEND chunk")
         length = int.from_bytes(data[at:at + 4], "big")
         kind = data[at + 4:at + 8]
         if length > 0x7FFFFFFF or at + 12 + length > size:
             raise MalformedImage(f"the PNG's chunk at byte {at} runs past its end")
-        if not all(65 <= c <= 90 or 97 <= c <= 122 for c in kind):
+        if not _PNG_CHUNK_TYPE.fullmatch(kind):
             raise MalformedImage(f"the PNG has no chunk at byte {at}")
         if first and kind != b"IHDR":
             raise MalformedImage("the PNG does not begin with its IHDR chunk")
@@ -200,6 +209,7 @@ def _png(data: bytes) -> bytes:
         # else: tEXt, iTXt, zTXt, tIME, and any other ancillary chunk: dropped
         if kind == b"IEND":
             return b"".join(out)
+    raise MalformedImage(f"the PNG has more than {_MAX_PARTS} chunks")
 
 
 # -- WebP -------------------------------------------------------------------------------------
@@ -222,6 +232,8 @@ def _webp(data: bytes) -> bytes:
     chunks: list[tuple[bytes, bytes]] = []
     at = 12
     while at < end:
+        if len(chunks) >= _MAX_PARTS:
+            raise MalformedImage(f"the WebP has more than {_MAX_PARTS} chunks")
         if at + 8 > end:
             raise MalformedImage(f"the WebP ends inside a chunk header at byte {at}")
         kind = data[at:at + 4]
@@ -260,11 +272,15 @@ _GIF_LOOP_APPS: Final = (b"NETSCAPE2.0", b"ANIMEXTS1.0")
 _GIF_ICC_APP: Final = b"ICCRGBG1012"
 
 
-def _sub_blocks_end(data: bytes, at: int) -> int:
-    """Where a run of GIF data sub-blocks starting at ``at`` ends (after its terminator)."""
+def _sub_blocks_end(data: bytes, at: int, budget: list[int]) -> int:
+    """Where a run of GIF data sub-blocks starting at ``at`` ends (after its terminator), each
+    taken from what is left of ``budget[0]``."""
     while True:
         if at >= len(data):
             raise MalformedImage("the GIF ends inside a block")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise MalformedImage(f"the GIF has more than {_MAX_SUB_BLOCKS} blocks")
         length = data[at]
         at += 1 + length
         if length == 0:
@@ -294,6 +310,7 @@ def _gif(data: bytes) -> bytes:
     if data[10] & 0x80:
         at += 3 * (2 << (data[10] & 7))
     out = [data[:at]]
+    budget = [_MAX_SUB_BLOCKS]  # sub-blocks and their terminators alike
     while True:
         if at >= len(data):
             raise MalformedImage("the GIF ends before its trailer")
@@ -307,12 +324,12 @@ def _gif(data: bytes) -> bytes:
             start = at + 10
             if data[at + 9] & 0x80:
                 start += 3 * (2 << (data[at + 9] & 7))
-            end = _sub_blocks_end(data, start + 1)  # after the LZW minimum code size
+            end = _sub_blocks_end(data, start + 1, budget)  # after the LZW minimum code size
             out.append(data[at:end])
         elif block == 0x21:
             if at + 2 > len(data):
                 raise MalformedImage("the GIF ends inside an extension")
-            end = _sub_blocks_end(data, at + 2)
+            end = _sub_blocks_end(data, at + 2, budget)
             kept = _gif_extension(data, at, end)
             if kept is not None:
                 out.append(kept)

@@ -13,6 +13,7 @@ parses and renders; the decisions are here.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -752,7 +753,7 @@ class MastodonService:
         # What is kept, hashed (the digest the log and approvals bind) and sent is the picture
         # without what it says about who took it, where and with what.
         try:
-            data = stripped(upload.data, mime_type)
+            data = await asyncio.to_thread(stripped, upload.data, mime_type)  # up to 16 MiB: off the loop
         except MalformedImage as exc:
             logger.info("upload_refused", account=auth.account, detected=mime_type, reason=str(exc))
             raise BylineError(Code.VALIDATION, f"Validation failed: File is invalid: {exc}") from None

@@ -1192,7 +1192,7 @@ class XrpcRepo:
                 "which has no PDS to relay to; Byline answers sessions and posts for it",
             )
         if nsid == "com.atproto.repo.uploadBlob" and body is not None:
-            body = _without_metadata(body)
+            body = await asyncio.to_thread(_without_metadata, body)
         answer = await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
         if nsid == "com.atproto.repo.uploadBlob" and body is not None:
             await self._keep_blob(session, body, answer)

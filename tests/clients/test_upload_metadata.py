@@ -87,6 +87,18 @@ async def test_a_broken_picture_is_refused_and_nothing_is_kept(world: World) -> 
     assert world.upstream.media == {}
 
 
+async def test_a_flood_of_empty_comments_is_refused_before_it_takes_the_cpu(world: World) -> None:
+    """A JPEG of 65,536 empty comment segments (a quarter of a megabyte; at the upload limit,
+    seconds of CPU to walk): 422 saying so, nothing kept."""
+    api = await world.client("alice", "masto")
+    flood = JPEG[:2] + b"\xff\xfe\x00\x02" * 65_536 + JPEG[2:]
+    with pytest.raises(MastodonAPIError) as caught:
+        await world.run(api.media_post, io.BytesIO(flood), mime_type="image/jpeg")
+    assert caught.value.args[1:4:2] == (
+        422, "Validation failed: File is invalid: the JPEG has more than 65535 segments")
+    assert await _uploads(world) == []
+
+
 async def test_bluesky_blobs_the_pds_serves_carry_no_gps(bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk) -> None:
     """A phone's JPEG posted with the SDK's ``send_image``: the blob the PDS holds, fetched from it
     with ``com.atproto.sync.getBlob`` as anyone can, has no GPS, name or serial, keeps its
