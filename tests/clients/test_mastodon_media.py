@@ -166,3 +166,26 @@ async def test_a_platform_answer_quoting_a_post_that_failed_stays_off_the_public
     [entry] = [e for e in entries if e["type"] == "post.failed"]
     assert entry["data"]["error"] == "the platform refused the post (HTTP 422)"
     assert b"Acme" not in b"".join(base64.b64decode(e["leaf"]) for e in body["entries"])
+
+
+async def test_an_upload_form_of_thousands_of_empty_fields_is_refused_at_once(world: World) -> None:
+    """A form of a thousand empty fields around one picture (a few megabytes of them held the
+    event loop for tens of seconds, a turn of the reader each): 422 once past 16 fields, nothing
+    kept; a form with a few fields Byline does not know is still taken."""
+    token = await world.token("alice", "masto")
+
+    async def upload(fields: int) -> tuple[int, Any]:
+        boundary = "byline-many-7f3a"
+        body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="x{i}"\r\n\r\n\r\n'.encode()
+                        for i in range(fields))
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="\u202egnp.exe"\r\n'
+                 "Content-Type: image/png\r\n\r\n").encode() + PNG + f"\r\n--{boundary}--\r\n".encode()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        async with world.gateway.client.post("/api/v2/media", data=body, headers=headers) as resp:
+            return resp.status, json.loads(await resp.text())
+
+    assert await upload(1000) == (422, {"error": "Validation failed: an upload's form has at most 16 fields"})
+    async with world.gateway.app[DB].read() as txn:
+        assert await txn.fetchall("SELECT id FROM media") == []
+    status, taken = await upload(3)
+    assert (status, taken["type"]) == (200, "image"), taken
