@@ -15,13 +15,10 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import write_policy
 from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
+from tests.images import PNG
 from tests.serve import ServeProcess
 
 M_TOKEN = "mtok-crash-media-7e57ab1e"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4a50000000049454e44ae426082"
-)
 
 # Loaded by the gateway process at start (``sitecustomize``, from PYTHONPATH): the first call
 # that attaches uploads to a post kills the process outright, inside whatever it was doing.

@@ -13,6 +13,7 @@ parses and renders; the decisions are here.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -36,6 +37,7 @@ from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.content import as_carried, sends_focus
 from gateway.services.identity import Identity, hash_token
+from gateway.services.image_metadata import MalformedImage, stripped
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
@@ -769,12 +771,19 @@ class MastodonService:
         if len(upload.data) > limit.media_bytes:
             raise BylineError(Code.VALIDATION, f"Validation failed: File file size must be at most "
                                                f"{limit.media_bytes} bytes")
+        # What is kept, hashed (the digest the log and approvals bind) and sent is the picture
+        # without what it says about who took it, where and with what.
+        try:
+            data = await asyncio.to_thread(stripped, upload.data, mime_type)  # up to 16 MiB: off the loop
+        except MalformedImage as exc:
+            logger.info("upload_refused", account=auth.account, detected=mime_type, reason=str(exc))
+            raise BylineError(Code.VALIDATION, f"Validation failed: File is invalid: {exc}") from None
         media_id = new_post_id()
-        digest = hashlib.sha256(upload.data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
         async with self._db.write() as txn:
             await media_sql.insert(txn, media_id=media_id, account=auth.account, user=auth.caller.user,
                                    mime_type=mime_type, description=upload.description,
-                                   data=upload.data, digest=digest, at=now_micros(self._clock),
+                                   data=data, digest=digest, at=now_micros(self._clock),
                                    focus=_focus_text(upload.focus))
             rows = await media_sql.info(txn, [media_id])
         return dict(rows[0])
@@ -905,8 +914,15 @@ class MastodonService:
         for name in [k for k in out if k.lower() == "link"]:
             # Pagination links name the instance; the app must come back here instead.
             out[name] = out[name].replace(instance + "/api/", base + "/api/")
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
-        return Raw(status=status, body=body, content_type=content_type.split(";")[0].strip(), headers=out)
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            # The Mastodon API answers JSON only. Anything else (an HTML page, a script, an SVG
+            # from a hostile or broken instance) served under Byline's origin would run there,
+            # beside its sign-in and approval pages: it is not passed on.
+            logger.warning("passthrough_not_json", account=auth.account, path=path, status=status,
+                           content_type=content_type[:100])
+            raise BylineError(Code.UNAVAILABLE, "Remote data could not be fetched")
+        return Raw(status=status, body=body, content_type="application/json", headers=out)
 
     # -- the instance's live events ---------------------------------------------------------
 

@@ -94,6 +94,8 @@ from gateway.policy.loader import LoadedPolicy
 from gateway.services.announcements import record_url
 from gateway.services.gate_intents import GateIntents
 from gateway.services.identities import AccountHeld
+from gateway.services.image_metadata import STRIPPED_TYPES, MalformedImage, stripped
+from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
 from gateway.services.published import PublishedPosts
@@ -1205,6 +1207,8 @@ class XrpcRepo:
                 f"Method Not Implemented: {loaded.policy.account} is on {loaded.policy.platform}, "
                 "which has no PDS to relay to; Byline answers sessions and posts for it",
             )
+        if nsid == "com.atproto.repo.uploadBlob" and body is not None:
+            body = await asyncio.to_thread(_without_metadata, body)
         answer = await self._relay_bluesky(loaded, method, nsid, query=query, body=body, headers=headers)
         if nsid == "com.atproto.repo.uploadBlob" and body is not None:
             await self._keep_blob(session, body, answer)
@@ -1274,6 +1278,20 @@ class XrpcRepo:
                 f"Byline writes {POST_COLLECTION} records only, not {collection}: every write goes "
                 "through the account's policy, and the policy governs posts"
             )
+
+
+def _without_metadata(blob: bytes) -> bytes:
+    """A blob as it goes to the PDS, which keeps it as sent and serves it to anyone: a picture
+    (by its bytes, whatever type the client declared) without the metadata that says who took
+    it, where and with what (``image_metadata``); anything else (a video…) as it came."""
+    mime_type = detected_type(blob)
+    if mime_type not in STRIPPED_TYPES:
+        return blob
+    try:
+        return stripped(blob, mime_type)
+    except MalformedImage as exc:
+        raise xrpc_error(Code.VALIDATION, "InvalidRequest",
+                         f"the blob is not a well-formed {mime_type}: {exc}") from None
 
 
 async def _upstream(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -17,13 +17,10 @@ from mastodon import Mastodon
 from tests.clients import mastodon_shapes as shapes
 from tests.clients.signin import sign_in
 from tests.clients.world import World
+from tests.images import PNG
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 CALLBACK = "https://app.example/callback"
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4a50000000049454e44ae426082"
-)
 
 
 class Session:

@@ -16,6 +16,7 @@ from mastodon import Mastodon, MastodonAPIError, MastodonUnauthorizedError
 from gateway.appkeys import IDENTITY
 from tests.clients.signin import form_of, pkce_pair, sign_in, with_pkce
 from tests.clients.world import World
+from tests.images import PNG
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 CALLBACK = "https://app.example/callback"
@@ -357,7 +358,7 @@ async def test_media_refusals(world: World) -> None:
         await world.run(masto.media_post, b"%PDF-1.7", mime_type="application/pdf")
     assert wrong_type.value.args[1:4:2] == (
         422, "Validation failed: File content type is invalid, File is invalid")
-    big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (3 * 1024 * 1024)  # larger than a JSON body may be
+    big = PNG + b"\x00" * (3 * 1024 * 1024)  # larger than a JSON body may be
     mine = await world.run(masto.media_post, big, mime_type="image/png")
     carol = await world.client("carol", "masto")
     before = await world.gateway.snapshot()

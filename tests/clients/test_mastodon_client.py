@@ -19,6 +19,7 @@ from tests.clients.world import UPSTREAM_TOKEN, World
 from tests.conftest import DATABASE_GONE, finding_the_database_gone, write_policy
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
+from tests.images import png_of
 from tests.platforms.bluesky.fixture import BlueskyPds, post_records
 
 
@@ -216,7 +217,7 @@ async def test_mastodon_account_publishes_and_reads_pass_through(world: World) -
 async def test_media_goes_out_with_the_status(world: World) -> None:
     """An image uploaded through the gateway is attached when the post is published upstream."""
     api = await world.client("alice", "masto")
-    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    png = png_of(2, 2, 1)
     media = await world.run(api.media_post, png, mime_type="image/png", description="A test image")
     assert media.description == "A test image"
     status = await world.run(api.status_post, "With a picture", media_ids=[media])
@@ -235,9 +236,8 @@ async def test_an_upload_no_status_took_is_gone_after_a_day(world: World) -> Non
     """As on Mastodon, media not attached within a day are dropped: attaching one later is a 422
     and its preview is gone; media a status took stay."""
     api = await world.client("alice", "masto")
-    png = b"\x89PNG\r\n\x1a\n" + b"\x01" * 32
-    unused = await world.run(api.media_post, png, mime_type="image/png")
-    used = await world.run(api.media_post, png + b"\x02", mime_type="image/png")
+    unused = await world.run(api.media_post, png_of(2, 2, 1), mime_type="image/png")
+    used = await world.run(api.media_post, png_of(2, 2, 2), mime_type="image/png")
     await world.run(api.status_post, "With a picture", media_ids=[used])
     world.gateway.clock.advance(timedelta(hours=23))
     assert (await world.gateway.app[HOUSEKEEPER].sweep()).media == 0

@@ -4,8 +4,7 @@ the upload when the post goes out (a Mastodon app crops previews around it)."""
 from __future__ import annotations
 
 from tests.clients.world import World
-
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
+from tests.images import PNG
 
 
 async def test_the_focal_point_goes_out_with_the_upload(world: World) -> None:

@@ -94,3 +94,25 @@ async def test_reads_relay_only_as_listed_and_as_written(world: World) -> None:
         status, body = await _call(world, "GET", path, token)
         assert status == 404, (path, body)
     assert len(_reached(world)) == count
+
+
+async def test_an_instance_answer_is_never_served_as_a_page_or_a_script(world: World) -> None:
+    """A hostile (or broken) instance answering a relayed read with HTML, a script or an SVG,
+    as a success or an error: the app gets Byline's 503 in JSON, never the instance's markup
+    under Byline's origin; a JSON answer relayed is sandboxed and not sniffed."""
+    token = await world.token("alice", "masto")
+    markup = b"<html><script>fetch('/api/v1/accounts/verify_credentials').then(r => r.text())</script></html>"
+    for status, content_type in ((200, "text/html; charset=utf-8"), (200, "application/javascript"),
+                                 (200, "image/svg+xml"), (404, "text/html"), (200, "")):
+        world.upstream.faults.answer_next(markup, content_type, status=status, path="/api/v1/timelines/home")
+        async with world.gateway.client.get("/api/v1/timelines/home",
+                                            headers={"Authorization": f"Bearer {token}"}) as resp:
+            body = await resp.read()
+            assert (resp.status, resp.content_type) == (503, "application/json"), (content_type, body)
+            assert body == b'{"error":"Remote data could not be fetched"}'
+    home = "/api/v1/timelines/home"
+    async with world.gateway.client.get(home, headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert (resp.status in (200, 404), resp.content_type) == (True, "application/json")  # as the stand-in has it
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in resp.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in resp.headers["Content-Security-Policy"]

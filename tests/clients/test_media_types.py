@@ -17,15 +17,8 @@ from mastodon import MastodonAPIError
 
 from gateway.appkeys import DB
 from tests.clients.world import World
+from tests.images import GIF, JPEG, PNG
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4a50000000049454e44ae426082"
-)
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(range(64)) + b"\xff\xd9"
-"""A JPEG's opening (SOI and a JFIF segment), some bytes, and its end marker."""
-GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00," \
-      b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 INVALID = "Validation failed: File content type is invalid, File is invalid"
 
 

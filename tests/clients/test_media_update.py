@@ -23,11 +23,8 @@ from gateway.storage.posts import PostRecord
 from tests.audit.logtools import Attacker, byline
 from tests.clients.world import World
 from tests.conftest import write_policy
+from tests.images import PNG, png_of
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4a50000000049454e44ae426082"
-)
 FOCUS_REFUSED = "Validation failed: Focus must be two numbers from -1.0 to 1.0, written x,y"
 
 
@@ -463,7 +460,7 @@ async def test_an_image_whose_bytes_were_swapped_in_the_database_does_not_go_out
     checks what it sends against the digest, and fails the post, saying why, instead of sending
     an image nobody approved."""
     post_id, media_id = await _approved_with_an_image(world, policy_dir)
-    other = PNG.replace(b"\xfe\x02\xfe", b"\xfe\x03\xfe")
+    other = png_of(3, 2, 9)
     assert other != PNG
     await Attacker(db_url).run(("UPDATE media SET data = ? WHERE id = ?", (other, media_id)))
     world.gateway.clock.advance(timedelta(minutes=2))

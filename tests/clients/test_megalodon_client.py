@@ -15,9 +15,9 @@ from tests.clients.revisions import turned
 from tests.clients.signin import sign_in
 from tests.clients.test_media_update import _verify
 from tests.clients.world import World
+from tests.images import PNG
 
 # A 1×1 PNG's signature and header chunk: enough for the type to be told from the bytes.
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
 
 
 def _links(header: str) -> dict[str, str]:

@@ -19,8 +19,7 @@ from toot import config as toot_config
 from tests.clients.revisions import turned
 from tests.clients.signin import sign_in
 from tests.clients.world import World
-
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
+from tests.images import PNG
 
 
 class Toot:

@@ -13,9 +13,9 @@ from mastodon import Mastodon
 
 from tests.clients.signin import sign_in
 from tests.clients.world import World
+from tests.images import PNG
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
 @pytest.fixture

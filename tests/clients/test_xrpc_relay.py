@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from gateway.appkeys import IDENTITY
 from gateway.clock import ManualClock
 from tests.conftest import Gateway, started_gateway
+from tests.images import GIF
 from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, write_bluesky_policy
 
 POST = "app.bsky.feed.post"
@@ -149,7 +150,7 @@ async def test_writes_in_any_spelling_never_reach_the_pds(bluesky_pds: BlueskyPd
              {"$type": "com.atproto.repo.applyWrites#delete", "collection": POST, "rkey": their_rkey},
          ]}}),
         ("com.atproto.repo.importRepo", True, {"raw": b"\x0a\xa1", "content_type": "application/vnd.ipld.car"}),
-        ("com.atproto.repo.uploadBlob", False, {"raw": b"GIF89a" + b"\x00" * 16, "content_type": "image/gif"}),
+        ("com.atproto.repo.uploadBlob", False, {"raw": GIF, "content_type": "image/gif"}),
         ("app.bsky.actor.putPreferences", True, {"body": {"preferences": []}}),
         ("chat.bsky.convo.sendMessage", True, {"body": {"convoId": "3kfake", "message": {"text": "hi"}}}),
         ("com.atproto.admin.updateAccountPassword", True,
@@ -199,7 +200,7 @@ async def test_reads_relay_only_from_the_list_and_only_with_get(bluesky_pds: Blu
                                     params={"repo": account.handle})
     assert (status, described["did"]) == (200, account.did), described
     status, uploaded = await _xrpc(cosigned, "POST", "com.atproto.repo.uploadBlob", token=token,
-                                   raw=b"GIF89a" + b"\x00" * 16, content_type="image/gif")
+                                   raw=GIF, content_type="image/gif")
     assert (status, uploaded["blob"]["mimeType"]) == (200, "image/gif"), uploaded
 
     status, body = await _xrpc(cosigned, "POST", "com.atproto.repo.listRecords", token=token, body=listing)

@@ -56,13 +56,15 @@ class RecordedRequest:
 
 @dataclass
 class _Rule:
-    kind: Literal["error", "rate_limit", "delay"]
+    kind: Literal["error", "rate_limit", "delay", "answer"]
     remaining: int | None
     method: str | None
     path: str | None
     status: int = 503
     seconds: float = 0.0
     send_retry_after: bool = True
+    body: bytes = b""
+    content_type: str = ""
 
     def matches(self, request: web.Request) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -115,6 +117,14 @@ class Faults:
         The request is then carried out as usual, even if the client gave up meanwhile.
         """
         self._rules.append(_Rule("delay", n, method, path, seconds=seconds))
+
+    def answer_next(
+        self, body: bytes, content_type: str, n: int = 1, status: int = 200, *, method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next ``n`` matching requests with ``body`` under ``content_type``, as a
+        hostile or misconfigured server might (an HTML page, a script)."""
+        self._rules.append(_Rule("answer", n, method, path, status=status, body=body, content_type=content_type))
 
     def drop_next_create(self, n: int = 1) -> None:
         """Create the next ``n`` posts, then close the connection without an answer."""
@@ -174,6 +184,9 @@ class Faults:
                         rule.use()
                         if rule.kind == "error":
                             return render_error(rule.status)
+                        if rule.kind == "answer":
+                            return web.Response(status=rule.status, body=rule.body,
+                                                headers={"Content-Type": rule.content_type})
                         return render_rate_limit(rule.seconds, rule.send_retry_after)
                 return await handler(request)
 

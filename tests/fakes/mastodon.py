@@ -205,6 +205,8 @@ class Media:
     """Processing ends in failure."""
     status_id: str | None = None
     focus: tuple[float, float] | None = None
+    data: bytes = b""
+    """The file's bytes, as uploaded."""
 
     @property
     def kind(self) -> str:
@@ -1060,7 +1062,7 @@ def create_app(fake: FakeMastodon | None = None) -> web.Application:
                 raise MastodonError(500, PROCESSING_ERROR)
         media = Media(
             id=fake._next_id(), account_id=account.id, mime_type=mime_type,
-            description=description, size=len(data), pending_polls=polls, fails=fails, focus=point,
+            description=description, size=len(data), pending_polls=polls, fails=fails, focus=point, data=data,
         )
         fake.media[media.id] = media
         status = 202 if polls > 0 else 200

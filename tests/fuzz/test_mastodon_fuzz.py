@@ -35,11 +35,11 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fuzz.bodies import DIGITS, TEXT, WORDS, either, encoded, multipart, params, urlencoded
 from tests.fuzz.live import Live, examples, live_gateway, serve, thread_loop
+from tests.images import PNG
 
 UPSTREAM_TOKEN = "mtok-fuzz-upstream-0b1c2d3e4f"
 STATEFUL = ("posts", "post_versions", "approvals", "sandbox_posts", "media", "oauth_apps", "oauth_codes",
             "oauth_tokens", "tokens", "client_idempotency")
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 CALLBACK = "https://app.example/callback"
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 BOUND = [("alice", "direct"), ("alice", "cosigned"), ("carol", "cosigned"), ("dave", "managed"),

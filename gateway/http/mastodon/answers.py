@@ -25,8 +25,12 @@ def json_answer(data: Any, *, status: int = 200, headers: dict[str, str] | None 
 
 
 def raw_answer(answer: Raw) -> web.Response:
-    """A read passed through, as the instance (or a quiet local stand-in) answered it."""
+    """A read passed through, as the instance (or a quiet local stand-in) answered it: JSON
+    (``MastodonService.passthrough``), and, should a browser be led to it, a sandbox with
+    nothing to load or run."""
     response = web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
                             headers=answer.headers)
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response

@@ -325,6 +325,9 @@ def focus(value: Any) -> tuple[float, float] | None:
 
 
 _NO_THUMBNAILS = "Validation failed: Byline does not carry custom thumbnails"
+MAX_UPLOAD_PARTS = 16
+"""Fields an upload's form may have: Mastodon's are ``file``, ``thumbnail``, ``description`` and
+``focus``; the rest is room for what apps add (and Byline lets go)."""
 
 
 async def files_sent(request: web.Request) -> frozenset[str]:
@@ -360,9 +363,16 @@ async def read_upload(request: web.Request) -> Upload:
     mime_type = ""
     alt_text: str | None = None
     point: tuple[float, float] | None = None
+    parts = 0
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > MAX_UPLOAD_PARTS:
+                # Each part costs the reader a turn: a body of empty ones, a few megabytes of
+                # them, held the event loop for tens of seconds.
+                raise BylineError(Code.VALIDATION, f"Validation failed: an upload's form has at most "
+                                                   f"{MAX_UPLOAD_PARTS} fields")
             if not isinstance(part, BodyPartReader):
                 continue
             if part.name == "file":

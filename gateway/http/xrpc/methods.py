@@ -33,8 +33,15 @@ def _relayed_headers(request: web.Request) -> dict[str, str]:
     return relayed_headers(request.headers)
 
 
+# What a PDS sends with every answer it relays (its own getBlob does the same): a blob is any
+# bytes under the type its uploader declared (an SVG with a script, an HTML page), and under
+# Byline's origin, beside its sign-in and approval pages, nothing of it may load or run.
+_SANDBOXED = {"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+              "X-Content-Type-Options": "nosniff"}
+
+
 def _raw(status: int, headers: dict[str, str], body: bytes) -> web.Response:
-    return web.Response(status=status, headers=headers, body=body)
+    return web.Response(status=status, headers={**headers, **_SANDBOXED}, body=body)
 
 
 # -- sessions -------------------------------------------------------------------------------
@@ -163,7 +170,7 @@ async def _relay_stream(request: web.Request, session: XrpcSession) -> web.Strea
     async with request.config_dict[XRPC_REPO].relay_stream(
         session, nsid=nsid, query=request.rel_url.raw_query_string, headers=_relayed_headers(request),
     ) as answer:
-        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response = web.StreamResponse(status=answer.status, headers={**answer.headers, **_SANDBOXED})
         await response.prepare(request)
         try:
             async for chunk in answer.chunks:
