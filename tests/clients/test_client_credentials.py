@@ -16,6 +16,7 @@ from mastodon import Mastodon, MastodonAPIError, MastodonIllegalArgumentError, M
 
 from gateway.appkeys import DB
 from tests.clients.world import World
+from tests.images import PNG
 
 OOB = "urn:ietf:wg:oauth:2.0:oob"
 USER_REQUIRED = "This method requires an authenticated user"
@@ -67,7 +68,7 @@ async def test_an_app_token_answers_for_the_app_and_for_no_account(world: World,
     before = await _stored_posts(world)
     for call, args in ((writer.status_post, ("From nobody",)), (writer.account_verify_credentials, ()),
                        (writer.timeline_home, ()), (writer.scheduled_statuses, ()),
-                       (writer.media_post, (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png"))):
+                       (writer.media_post, (PNG, "image/png"))):
         with pytest.raises(MastodonAPIError) as refused:
             await world.run(call, *args)
         assert refused.value.args[1] == 422, call

@@ -13,9 +13,8 @@ from urllib.parse import urlencode
 from tests.clients.node_client import Masto
 from tests.clients.signin import sign_in
 from tests.clients.world import World
+from tests.images import PNG
 
-PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
-"""A 1×1 PNG's signature and header chunk: enough for the type to be told from the bytes."""
 ELK_SCOPES = "read write follow push"
 """The scopes Elk asks for when it registers itself and when it signs a person in."""
 REDIRECT = "https://elk.example/api/byline/oauth"
