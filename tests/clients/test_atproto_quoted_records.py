@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from atproto_client.exceptions import BadRequestError
 from adapters.bluesky import BlueskyAdapter
 from gateway.clock import ManualClock
 from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
-from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, skyreply_policy
+from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, shown_on_card, skyreply_policy
 from tests.clients.test_atproto_threads import clients, clock, login, pds_record, posts_by_key, run
 from tests.conftest import Gateway, started_gateway
 from tests.pages.conftest import pages_on
@@ -210,15 +209,6 @@ async def test_a_quote_sent_for_other_quoted_words_is_named_by_the_verifier(
         said = await rejected_by_cli(gw)
         assert (f"post {quoting['id']} is sent quoting post {held['id']}, its approvals given while that post's "
                 f"words were its version 1, but post {held['id']} was published at version 2") in said, said
-
-
-def shown_on_card(page: str, post_id: str, label: str) -> str:
-    """What one post's card on a page shows under ``label`` (its HTML)."""
-    card = re.search(rf'<article[^>]*data-post="{post_id}".*?</article>', page, re.DOTALL)
-    assert card is not None, page
-    found = re.search(rf"<dt>{label}</dt><dd>(.*?)</dd>", card.group(0), re.DOTALL)
-    assert found is not None, card.group(0)
-    return found.group(1)
 
 
 async def test_an_approver_reads_the_words_a_quote_quotes_and_whose_they_are(
