@@ -116,6 +116,15 @@ class PostOptions:
     sends the quote only once that post is out, and fails it, saying why, if that post went
     out with other words (edited since) or ends without going out (``gateway.services.publisher``)."""
     quote_of_version: int | None = None
+    quote_text: str | None = None
+    """The words of the post a Bluesky quote shows, as its approvers are shown them: the record
+    its CID names, read from the account's PDS when the quote was written, or for a post of
+    the account's not yet out (``quote_of_post``) its words at ``quote_of_version``; with its
+    author's handle where the PDS vouched for it (``quote_account``) and where to read it in the
+    Bluesky app (``quote_url``). Kept with the quote as ``reply_to_account`` is with a reply,
+    never read again as its card is shown; shown, never sent: the embed names the record."""
+    quote_account: str | None = None
+    quote_url: str | None = None
     spoiler_text: str | None = None
     sensitive: bool = False
     language: str | None = None
@@ -183,6 +192,14 @@ time already a moment old when it arrives."""
 _EMBED_WORDS: Final = ("alt", "title", "description")
 """The keys of a Bluesky embed whose strings a reader sees: an image's alt text, a link card's
 title and description (a quoted post is its own author's, judged where it was posted)."""
+
+
+def _quoted_shown(current: Mapping[str, Any], embed: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a post's quote shows as its approvers were shown it (``PostOptions.quote_text`` and
+    its author and address), kept through an edit that quotes the same embed; dropped by one
+    that quotes something else or nothing, which would otherwise show words it no longer quotes."""
+    keep = embed is not None and embed == current.get("embed")
+    return {k: current.get(k) if keep else None for k in ("quote_text", "quote_account", "quote_url")}
 
 
 def _embed_words(embed: Any, depth: int = 0) -> list[str]:
@@ -845,7 +862,9 @@ class PostService:
                 reply_to_account=current.options.get("reply_to_account"),
                 reply_to_cid=current.options.get("reply_to_cid"),
                 quote_of_post=current.options.get("quote_of_post"),
-                quote_of_version=current.options.get("quote_of_version"))
+                quote_of_version=current.options.get("quote_of_version"),
+                # What the quote shows, as read when it was written: kept while it quotes the same.
+                **_quoted_shown(current.options, options.embed))
             if given is not None:
                 changes["options"] = json.dumps(given.to_json())
             new_state = state

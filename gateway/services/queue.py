@@ -564,7 +564,7 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
     elif parent := options.get("reply_to"):
         out.append(_replies_to(str(parent), options.get("reply_to_url"), options.get("reply_to_account")))
     if isinstance(embed := options.get("embed"), Mapping):
-        out += _embed_shown(embed)
+        out += _embed_shown(embed, options)
     if isinstance(labels := options.get("self_labels"), Mapping):
         values = [str(v.get("val")) for v in labels.get("values", ()) if isinstance(v, Mapping)]
         out.append(Shown(label="Labels", value=", ".join(values) or "none"))
@@ -603,7 +603,27 @@ def _gates_shown(gates: Mapping[str, Any]) -> list[Shown]:
     return out
 
 
-def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
+def _quotes(quoted: str, options: Mapping[str, Any]) -> list[Shown]:
+    """What a quote of ``quoted`` shows, as its approvers read it: whose post and where to read
+    it, and its words, as kept when the quote was written (``PostOptions.quote_text``); for a
+    post of the account's not yet out, that post at the version the quote goes out with. Where
+    nothing was kept (a feed, a list, a quote stored before), its address, linking nowhere."""
+    out: list[Shown] = []
+    own, url, account = options.get("quote_of_post"), options.get("quote_url"), options.get("quote_account")
+    if isinstance(own, str):
+        version = options.get("quote_of_version")
+        out.append(Shown(label="Quotes", value=f"post {own} of this account, version {version}, not out yet",
+                         link=f"/posts/{own}"))
+    elif isinstance(url, str) and isinstance(account, str):
+        out.append(Shown(label="Quotes", value=f"@{account}'s post on the platform: {url}", link=web_link(url)))
+    else:
+        out.append(Shown(label="Quotes", value=quoted))
+    if isinstance(text := options.get("quote_text"), str):
+        out.append(Shown(label="Quoted words", value=text or "(no words)"))
+    return out
+
+
+def _embed_shown(embed: Mapping[str, Any], options: Mapping[str, Any], depth: int = 0) -> list[Shown]:
     """What a Bluesky embed shows: a quoted post, a link card, its images' alt texts."""
     if depth > 4:
         return []
@@ -613,7 +633,7 @@ def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
         inner = record.get("record")
         quoted = inner.get("uri") if isinstance(inner, Mapping) else record.get("uri")
         if isinstance(quoted, str):
-            out.append(Shown(label="Quotes", value=quoted))
+            out += _quotes(quoted, options)
     external = embed.get("external")
     if isinstance(external, Mapping):
         card = " · ".join(str(external.get(k)) for k in ("uri", "title", "description") if external.get(k))
@@ -627,7 +647,7 @@ def _embed_shown(embed: Mapping[str, Any], depth: int = 0) -> list[Shown]:
                 out.append(Shown(label="Image shape", value=f"{ratio.get('width')} wide, {ratio.get('height')} high"))
     media = embed.get("media")
     if isinstance(media, Mapping):
-        out += _embed_shown(media, depth + 1)
+        out += _embed_shown(media, options, depth + 1)
     return out
 
 

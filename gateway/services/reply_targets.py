@@ -190,12 +190,17 @@ class ReplyTargets:
             raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
         return cid
 
-    async def bluesky_quoted(self, loaded: LoadedPolicy, uri: str, cid: str) -> None:
-        """Refuse a quote of ``uri`` at ``cid`` unless the account's PDS holds that very record
-        now. A PDS takes a quote of an address that holds nothing, or another record than the
-        CID names; once something is written there, the quote shows it: words its approvers
-        never saw it show. Refused as a reply to such an address is (:meth:`bluesky_cid`):
-        ``RecordNotFound``, or ``InvalidRequest`` naming the CID the record has."""
+    async def bluesky_quoted(self, loaded: LoadedPolicy, options: PostOptions, uri: str, cid: str) -> PostOptions:
+        """``options`` of a quote of ``uri`` at ``cid``, with what it shows as the account's PDS
+        holds it now, for its approvers to read: the post's words (``quote_text``), and whose
+        it is and where to read it (``quote_account``, ``quote_url``) where the PDS vouches for
+        its author's handle, as :meth:`bluesky_parent` keeps a reply's. Kept with the quote,
+        never read again as its card is shown.
+        Refused unless the PDS holds that very record now. A PDS takes a quote of an address
+        that holds nothing, or another record than the CID names; once something is written
+        there, the quote shows it: words its approvers never saw it show. Refused as a reply to
+        such an address is (:meth:`bluesky_cid`): ``RecordNotFound``, or ``InvalidRequest``
+        naming the CID the record has."""
         why = "a quote shows the record that is there"
         quoted = await self._held_now(self._bluesky(loaded).record(uri, what="the record quoted"), uri,
                                       field="Record/embed/record", why=why,
@@ -204,6 +209,20 @@ class ReplyTargets:
             raise BylineError(Code.VALIDATION,
                               f"Invalid {POST_COLLECTION} record: Record/embed/record/cid: {uri} is "
                               f"{quoted.get('cid')} on its PDS, not {cid}: {why}", xrpc="InvalidRequest")
+        value = quoted.get("value")
+        text = value.get("text") if isinstance(value, dict) else None
+        address = AtUri.parse(uri)
+        if address.collection != POST_COLLECTION:
+            return options  # a feed or a list: its address is what the card shows
+        adapter = self._bluesky(loaded)
+        try:
+            handle = await adapter.vouched_handle(address.repo)
+        except AdapterError as exc:
+            # The record is there (read just now); only whose it is went unsaid.
+            logger.info("quoted_handle_unread", account=loaded.policy.account, error=exc.message)
+            handle = None
+        return replace(options, quote_text=text if isinstance(text, str) else None, quote_account=handle,
+                       quote_url=None if handle is None else adapter.post_url(uri, handle))
 
     @staticmethod
     async def _held_now(

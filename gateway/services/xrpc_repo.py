@@ -967,17 +967,20 @@ class XrpcRepo:
         quote = quoted_ref(record.embed)
         waited = await self._unpublished_parent(session, quote[0]) if quote is not None else None
         if quote is not None and waited is None:
-            await self._replies.bluesky_quoted(loaded, *quote)
+            options = await self._replies.bluesky_quoted(loaded, options, *quote)
         elif waited is not None:
             # A post of the account's not yet out is quoted at the address Byline answered for it:
             # the quote goes out after it, and only with the words it has now (its version),
             # which are those the quote's approvers see it quote (``PostOptions.quote_of_post``).
             async with self._db.read() as txn:
                 quoted = await posts_sql.get_post(txn, waited)
+                text = None if quoted is None else await posts_sql.version_text(txn, waited, quoted.version)
             if quoted is None or quoted.state not in _UNPUBLISHED:  # gone out or ended meanwhile
                 raise _invalid_record(f"Record/embed: the post quoted, {waited}, is no longer waiting to go "
                                       "out: quote it again")
-            options = replace(options, quote_of_post=waited, quote_of_version=quoted.version)
+            # Its words as they are now, which the quote goes out with or not at all, for its
+            # approvers to read: kept with the quote, as a published post's would be from the PDS.
+            options = replace(options, quote_of_post=waited, quote_of_version=quoted.version, quote_text=text)
         return replace(options, embed=record.embed, media_ids=media_ids)
 
     async def _parent_cid(self, loaded: LoadedPolicy, uri: str) -> str | None:

@@ -6,6 +6,7 @@ that quote would show whatever is written there later, words its approvers never
 
 from __future__ import annotations
 
+import html
 import json
 import secrets
 from datetime import timedelta
@@ -16,11 +17,13 @@ import pytest
 from atproto import Client, models
 from atproto_client.exceptions import BadRequestError
 
+from adapters.bluesky import BlueskyAdapter
 from gateway.clock import ManualClock
 from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
-from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, skyreply_policy
+from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, shown_on_card, skyreply_policy
 from tests.clients.test_atproto_threads import clients, clock, login, pds_record, posts_by_key, run
 from tests.conftest import Gateway, started_gateway
+from tests.pages.conftest import pages_on
 from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid
 
 __all__ = ["clients", "clock"]  # fixtures, used by name
@@ -206,3 +209,62 @@ async def test_a_quote_sent_for_other_quoted_words_is_named_by_the_verifier(
         said = await rejected_by_cli(gw)
         assert (f"post {quoting['id']} is sent quoting post {held['id']}, its approvals given while that post's "
                 f"words were its version 1, but post {held['id']} was published at version 2") in said, said
+
+
+async def test_an_approver_reads_the_words_a_quote_quotes_and_whose_they_are(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes bob.test's post from a Bluesky app. Bob's card shows the quoted words, whose
+    post it is by the handle the PDS vouched for, and a link to it in the Bluesky app; before,
+    only its at:// address, and bob approved a quote without seeing what it quotes. Kept with
+    the quote: with the PDS unasked (its record and handle reads failing) the card is the same."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    words = secrets.token_hex(4)
+    theirs = await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))
+    there = await theirs.write(app_tid(), f"Tea is best <b>iced</b> & sweet ({words})")
+    rkey = there["uri"].rsplit("/", 1)[1]
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        quote = await run(client.send_post, f"Never ({words})", embed=_quoting(there["uri"], there["cid"]))
+        held = (await posts_by_key(gw, "alice", "skyreply"))[quote.uri.rsplit("/", 1)[1]]
+        async with pages_on(gw, ["bob"]) as pages:
+            bob = await pages.person("bob")
+            _, page = await bob.get("/queue")
+            quotes = shown_on_card(page, held["id"], "Quotes")
+            assert f'href="https://bsky.app/profile/bob.test/post/{rkey}"' in quotes, quotes
+            assert "@bob.test's post" in html.unescape(quotes), quotes
+            said = shown_on_card(page, held["id"], "Quoted words")
+            assert said == f"<bdi>Tea is best &lt;b&gt;iced&lt;/b&gt; &amp; sweet ({words})</bdi>", said
+
+            async def unasked(self: BlueskyAdapter, *args: Any, **kwargs: Any) -> Any:
+                raise AssertionError("the PDS was asked as a card was shown")
+
+            monkeypatch.setattr(BlueskyAdapter, "vouched_handle", unasked)
+            monkeypatch.setattr(BlueskyAdapter, "record", unasked)
+            _, again = await bob.get(f"/posts/{held['id']}")
+            assert [shown_on_card(again, held["id"], label) for label in ("Quotes", "Quoted words")] == [quotes, said]
+        await verified_by_cli(gw)
+
+
+async def test_an_approver_reads_an_own_quoted_post_at_the_version_the_quote_is_bound_to(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held. Bob's card of the quote shows that post's words at
+    its version 1, the one the quote goes out with or not at all, linking to the post's page;
+    after she edits the post quoted, the quote's card still shows version 1's words (what the
+    quote is bound to), not the new ones. Before: only the address Byline answered for it."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        words = secrets.token_hex(4)
+        _, _, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
+        code, body = await gw.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": f"Launch cancelled ({words})"})
+        assert code == 200, body
+        async with pages_on(gw, ["bob"]) as pages:
+            _, page = await (await pages.person("bob")).get("/queue")
+        quotes = shown_on_card(page, quoting["id"], "Quotes")
+        assert f'href="/posts/{held["id"]}"' in quotes and "version 1, not out yet" in quotes, quotes
+        said = shown_on_card(page, quoting["id"], "Quoted words")
+        assert said == f"<bdi>Our launch is on Monday ({words})</bdi>", said
+        await verified_by_cli(gw)

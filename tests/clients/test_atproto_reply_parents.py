@@ -357,13 +357,18 @@ async def test_a_reply_sent_through_the_native_api_answers_the_bluesky_post_that
         await verified_by_cli(gw)
 
 
-def _replies_to(page: str, post_id: str) -> str:
-    """What one post's card on a page says it replies to (its HTML)."""
+def shown_on_card(page: str, post_id: str, label: str) -> str:
+    """What one post's card on a page shows under ``label`` (its HTML)."""
     card = re.search(rf'<article[^>]*data-post="{post_id}".*?</article>', page, re.DOTALL)
     assert card is not None, page
-    found = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", card.group(0), re.DOTALL)
+    found = re.search(rf"<dt>{label}</dt><dd>(.*?)</dd>", card.group(0), re.DOTALL)
     assert found is not None, card.group(0)
     return found.group(1)
+
+
+def _replies_to(page: str, post_id: str) -> str:
+    """What one post's card on a page says it replies to (its HTML)."""
+    return shown_on_card(page, post_id, "Replies to")
 
 
 async def test_an_approver_sees_whose_bluesky_post_a_reply_answers_with_a_link_to_it(
