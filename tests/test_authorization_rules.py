@@ -17,6 +17,7 @@ from gateway.errors import BylineError, Code
 from gateway.policy.engine import Act
 from gateway.policy.loader import LoadedPolicy, parse_policy
 from gateway.services.authorization import (
+    account_cause,
     approvals_that_count,
     authorize,
     check_approvers_left,
@@ -30,7 +31,7 @@ from gateway.services.authorization import (
     retry_cause,
 )
 from gateway.services.posts import Caller
-from gateway.storage.posts import PostRecord
+from gateway.storage.posts import Given, PostRecord
 from gateway.types import AccountName, Micros, PostId, UserName
 
 
@@ -289,13 +290,18 @@ def test_owner_confirmation_counts_where_no_approvers_are_named() -> None:
 def test_only_approvals_of_the_text_that_goes_out_count_for_it() -> None:
     """Of bob's approval of the text before the line changed and dave's of the text now, only
     dave's counts for the text now; one given before approvals kept their text counts too."""
-    assert counted_for(BRAND, row(), {"bob": OLD_TEXT, "dave": NEW_TEXT}, NEW_TEXT) == ("dave",)
-    assert counted_for(BRAND, row(), {"bob": None, "dave": OLD_TEXT}, NEW_TEXT) == ("bob",)
+    assert counted_for(BRAND, row(), for_text({"bob": OLD_TEXT, "dave": NEW_TEXT}), NEW_TEXT) == ("dave",)
+    assert counted_for(BRAND, row(), for_text({"bob": None, "dave": OLD_TEXT}), NEW_TEXT) == ("bob",)
 
 
-def given(*names: str) -> dict[str, str | None]:
-    """Approvals by ``names`` given before approvals kept their text: they count for any."""
-    return dict.fromkeys(names)
+def given(*names: str) -> dict[str, Given]:
+    """Approvals by ``names`` given before approvals kept their text or account: they count for any."""
+    return dict.fromkeys(names, Given(None, None))
+
+
+def for_text(approved: dict[str, str | None]) -> dict[str, Given]:
+    """Approvals given for these texts (their hashes), for no account kept."""
+    return {a: Given(text, None) for a, text in approved.items()}
 
 
 # check_approvers_left
@@ -586,7 +592,7 @@ OLD_TEXT, NEW_TEXT = "a" * 64, "b" * 64
 def test_approvals_given_for_the_text_before_the_line_changed_hold_a_released_post_on_every_path() -> None:
     """Approved by bob and dave for the words with the old line, the post would now go out with
     another: held again at the policy's reload, its claim, its retry and a recovered claim."""
-    approved = {"bob": OLD_TEXT, "dave": OLD_TEXT}
+    approved = for_text({"bob": OLD_TEXT, "dave": OLD_TEXT})
     post = row(state="scheduled", required=2)
     assert redecision_cause(BRAND, post, frozenset({"alice", "carol"}), approved, sends=NEW_TEXT) == LINE
     assert disclosure_cause(BRAND, post, approved, sends=NEW_TEXT) == LINE
@@ -599,18 +605,19 @@ def test_approvals_of_the_text_that_goes_out_let_it_out() -> None:
     approvals given for the new one beside an old one: nothing to decide again. Approvals given
     before approvals kept their text (None) count as they did."""
     post = row(state="scheduled", required=2)
-    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": NEW_TEXT}, sends=NEW_TEXT) is None
-    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": NEW_TEXT, "carol": OLD_TEXT},
+    assert disclosure_cause(BRAND, post, for_text({"bob": NEW_TEXT, "dave": NEW_TEXT}), sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, post, for_text({"bob": NEW_TEXT, "dave": NEW_TEXT, "carol": OLD_TEXT}),
                             sends=NEW_TEXT) is None
-    assert disclosure_cause(BRAND, post, {"bob": None, "dave": None}, sends=NEW_TEXT) is None
-    assert disclosure_cause(BRAND, post, {"bob": NEW_TEXT, "dave": OLD_TEXT}, sends=NEW_TEXT) == LINE
+    assert disclosure_cause(BRAND, post, for_text({"bob": None, "dave": None}), sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, post, for_text({"bob": NEW_TEXT, "dave": OLD_TEXT}), sends=NEW_TEXT) == LINE
 
 
 def test_a_held_post_with_an_approval_of_other_words_is_asked_again() -> None:
     """Held for two, one approval given under the old line: held anew (a new version), so that
     bob may approve the words that go out now; with none given, it waits as it is."""
     held = row(state="held", required=2)
-    assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), {"bob": OLD_TEXT}, sends=NEW_TEXT) == LINE
+    old = for_text({"bob": OLD_TEXT})
+    assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), old, sends=NEW_TEXT) == LINE
     assert redecision_cause(BRAND, held, frozenset({"alice", "carol"}), {}, sends=NEW_TEXT) is None
 
 
@@ -618,5 +625,30 @@ def test_the_announcement_and_approvals_of_no_known_text_are_not_compared() -> N
     """The policy file's announcement answers to no approval; approvals given before approvals
     kept their text (no text known) cannot be compared, and the other causes decide."""
     announcement = row(author="policy-file", state="scheduled", required=0)
-    assert disclosure_cause(BRAND, announcement, {"bob": OLD_TEXT}, sends=NEW_TEXT) is None
+    assert disclosure_cause(BRAND, announcement, for_text({"bob": OLD_TEXT}), sends=NEW_TEXT) is None
     assert retry_cause(BRAND, row(state="scheduled", required=2), given("bob", "dave"), sends=NEW_TEXT) is None
+
+
+# account_cause: an approval counts for the platform account it was given for
+
+MOVED = {"rule": "account_changed", "action": "hold",
+         "reason": "The account's policy now publishes as another platform account than the one this "
+                   "post was written and approved for: decide it again"}
+
+
+def test_approvals_given_for_another_platform_account_count_for_none_and_hold_the_post_on_every_path() -> None:
+    """Bob and dave approved while the policy spoke as @brand on a Mastodon server; it speaks
+    as another account now (here the sandbox's): neither counts, and the post is held again at
+    the reload, its claim, its retry and a recovered claim. Approvals given for the account it
+    speaks as, or before approvals kept one, count as before."""
+    brand = Given(None, "https://mastodon.example @brand")
+    elsewhere, post = {"bob": brand, "dave": brand}, row(state="scheduled", required=2)
+    assert counted_for(BRAND, post, elsewhere, NEW_TEXT) == ()
+    assert account_cause(BRAND, post, elsewhere) == MOVED
+    assert redecision_cause(BRAND, post, frozenset({"alice", "carol"}), elsewhere) == MOVED
+    assert retry_cause(BRAND, post, elsewhere, sends=NEW_TEXT) == MOVED
+    assert recovery_cause(BRAND, row(state="publishing", required=2), elsewhere) == MOVED
+    assert account_cause(BRAND, row(state="held", required=2), {"bob": brand}) == MOVED
+    here = {"bob": Given(None, ""), "dave": Given(None, None), "carol": brand}
+    assert counted_for(BRAND, post, here, NEW_TEXT) == ("bob", "dave")
+    assert account_cause(BRAND, post, here) is None

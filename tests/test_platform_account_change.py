@@ -146,23 +146,91 @@ async def test_a_policy_pointed_at_another_platform_account_holds_what_was_appro
         await verified_by_cli(gw)
 
 
-async def test_a_post_sent_as_another_account_on_approvals_for_the_first_is_named_by_the_verifier(
+async def _moved_past_the_reload(gw: Gateway, directory: Path, instance: Instance,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file pointed at @other by a reload whose work passes the pending posts by (a replica
+    behind the policy, a race): nothing but the claim stands between them and @other."""
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    write_policy(directory, "brand", _policy(instance, "other", "OTHER_TOKEN"))
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        assert await gw.sync_policies() == ["brand"]
+
+
+async def test_the_claim_holds_a_post_approved_for_another_platform_account(
     db_url: str, tmp_path: Path, clock: ManualClock, instance: Instance, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A gateway whose reload passes the approved post by (as one without this check would)
-    sends it on @other on bob's and carol's approvals for @brand: `byline audit verify` names
-    the claim, for the account its approvals were given for."""
+    """Bob's and carol's approvals were given for @brand; the reload that would hold the post
+    passed it by. At its time the claim counts neither for @other: nothing goes out on either
+    account, the post is held again for the account change, and bob's and carol's approvals of
+    the new version send it on @other, once; the log verifies."""
     directory = _directory(tmp_path, monkeypatch, _policy(instance, "brand", "BRAND_TOKEN"))
     async with started_gateway(db_url, directory, clock) as gw:
         post = await _approved_for_brand(gw)
+        await _moved_past_the_reload(gw, directory, instance, monkeypatch)
+        assert (await gw.get("bob", post["id"]))["state"] == "scheduled"
+        clock.advance(timedelta(minutes=30))
+        await gw.tick()
+        assert not any("Words for the brand" in text for text in instance.published(instance.other))
+        assert instance.published(instance.brand) == []
+        held = await gw.get("bob", post["id"])
+        assert (held["state"], held["version"]) == ("held", 2), held
+        assert held["reasons"][-1]["rule"] == "account_changed"
 
-        async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
-            return []
+        for approver in ("bob", "carol"):
+            status, body = await gw.act(approver, post["id"], "approve", {"version": 2})
+            assert status == 200, body
+        clock.advance(timedelta(minutes=30))
+        await gw.tick()
+        assert [t for t in instance.published(instance.other) if "Words" in t] == ["Words for the brand"]
+        assert instance.published(instance.brand) == []
+        await verified_by_cli(gw)
 
+
+async def test_a_failed_post_retried_after_the_account_changed_is_held_for_it(
+    db_url: str, tmp_path: Path, clock: ManualClock, instance: Instance, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Approved for @brand, alice's post fails there (the instance answers 500 past its retry
+    budget); the file is pointed at @other, whose reload leaves failed posts be. Alice's retry
+    puts it back held for the account change, not on its way to @other on approvals for @brand."""
+    directory = _directory(tmp_path, monkeypatch, _policy(instance, "brand", "BRAND_TOKEN"))
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await _approved_for_brand(gw)
+        instance.fake.faults.fail_next(1000, 500)
+        for _ in range(9):  # its budget of eight retries, each after a wait of hours at most
+            clock.advance(timedelta(hours=6))
+            await gw.tick()
+        assert (await gw.get("alice", post["id"]))["state"] == "failed"
+        instance.fake.faults.clear()
         write_policy(directory, "brand", _policy(instance, "other", "OTHER_TOKEN"))
-        with monkeypatch.context() as patch:
-            patch.setattr("gateway.services.policies.redecide_pending", passed_by)
-            assert await gw.sync_policies() == ["brand"]
+        assert await gw.sync_policies() == ["brand"]
+
+        status, body = await gw.act("alice", post["id"], "retry")
+        assert status == 200, body
+        assert (body["state"], body["reasons"][-1]["rule"]) == ("held", "account_changed"), body
+        clock.advance(timedelta(minutes=30))
+        await gw.tick()
+        assert not any("Words for the brand" in text for text in instance.published(instance.other))
+        assert instance.published(instance.brand) == []
+        await verified_by_cli(gw)
+
+
+async def test_a_post_sent_as_another_account_on_approvals_for_the_first_is_named_by_the_verifier(
+    db_url: str, tmp_path: Path, clock: ManualClock, instance: Instance, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Approvals given by an earlier Byline, which kept no account for them (they count as
+    before), and a reload that passes the approved post by: it goes out on @other on bob's and
+    carol's approvals for @brand. `byline audit verify` names the claim, for the account its
+    approvals were given for, as the log says."""
+    directory = _directory(tmp_path, monkeypatch, _policy(instance, "brand", "BRAND_TOKEN"))
+    async with started_gateway(db_url, directory, clock) as gw:
+        post = await _approved_for_brand(gw)
+        async with gw.app[DB].write() as txn:
+            await txn.execute("UPDATE approvals SET speaks_as = NULL WHERE post_id = ?", post["id"])
+        await _moved_past_the_reload(gw, directory, instance, monkeypatch)
         clock.advance(timedelta(minutes=30))
         await gw.tick()
         assert "Words for the brand" in instance.published(instance.other)

@@ -17,7 +17,7 @@ from gateway.policy.credit import contributors
 from gateway.policy.engine import Act, Role, counts_toward, gate_for, may, owner_confirms, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.policy.models import Tier
-from gateway.storage.posts import PostRecord
+from gateway.storage.posts import Given, PostRecord
 from gateway.types import iso
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ def contributors_of(post: PostRecord) -> frozenset[str]:
 
 def approvals_that_count(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> int:
     """How many of these approvals of a post's current version count: each by one of the post's
-    approvers who is one still and wrote none of its words."""
+    approvers who is one still and wrote none of its words, given while the policy spoke as the
+    platform account it speaks as now."""
     return len(_counting(loaded, post, approved))
 
 
@@ -154,19 +155,23 @@ def counted_for(loaded: LoadedPolicy, post: PostRecord, approved: Approved, send
     """Who of ``approved`` (who approved a post's current version, each with the hash of the
     text they approved) counts toward its release now, in the order given: an approver of it
     still, who wrote none of it, and approved ``sends``, the hash of the text it goes out with
-    (:func:`approved_for`). The one count of a post's approvals, for its release and for every
-    surface that shows how many it has: an approval given for other words (the disclosure line
-    changed since, and a reload's work passed the post by) is not shown as one it has."""
+    (:func:`approved_for`), for the platform account the policy speaks as now. The one count of
+    a post's approvals, for its release, its claim and every surface that shows how many it has:
+    an approval given for other words (the disclosure line changed since, and a reload's work
+    passed the post by), or for another account, is not shown as one it has."""
     return _counting(loaded, post, approved_for(approved, sends))
 
 
 def _counting(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> tuple[str, ...]:
-    """Those of ``approved`` who count under ``loaded``: see :func:`approvals_that_count`."""
+    """Those of ``approved`` who count under ``loaded``: see :func:`approvals_that_count`. None
+    given for another platform account than the one ``loaded`` speaks as (:func:`given_as`)."""
     listed = set(post.approvers)
     contributed = contributors_of(post)
+    speaks = given_as(loaded)
     return tuple(
-        a for a in approved
-        if a in listed and counts_toward(loaded.policy, a, author=post.author, contributed=contributed)
+        a for a, given in approved.items()
+        if given.speaks_as in (None, speaks)
+        and a in listed and counts_toward(loaded.policy, a, author=post.author, contributed=contributed)
     )
 
 
@@ -204,17 +209,40 @@ ACCOUNT_CHANGED = {"rule": "account_changed", "action": "hold",
                    "reason": "The account's policy now publishes as another platform account than the one this "
                              "post was written and approved for: decide it again"}
 
-Approved = Mapping[str, str | None]
+Approved = Mapping[str, Given]
 """Who approved a post's current version, each with the hash of the text they approved
-(``gateway.services.outgoing``; None for an approval given before approvals kept it), as
-``storage.posts.approvers_of`` reads them: one shape for every count and every cause."""
+(``gateway.services.outgoing``) and the platform account the policy then spoke as (each None
+for an approval given before approvals kept it), as ``storage.posts.approvers_of`` reads them:
+one shape for every count and every cause."""
+
+
+def given_as(loaded: LoadedPolicy) -> str:
+    """The platform account an approval given under ``loaded`` is given for, as approvals keep it
+    (``approvals.speaks_as``): the policy's ``speaks_as``, "" on the sandbox."""
+    return loaded.policy.speaks_as or ""
 
 
 def approved_for(approved: Approved, sends: str) -> Approved:
     """Those of ``approved`` who approved ``sends`` (the hash of the text that goes out): an
     approval counts only for the text it was given for. One given before approvals kept it is
     taken as given for the text, as it was when it was given."""
-    return {a: given for a, given in approved.items() if given is None or given == sends}
+    return {a: given for a, given in approved.items() if given.text_sha256 in (None, sends)}
+
+
+def account_cause(loaded: LoadedPolicy, post: PostRecord, approved: Approved) -> dict[str, str] | None:
+    """Why a post must be decided again because approvals of it were given while the policy
+    spoke as another platform account than ``loaded`` does (words approved for @brand are not
+    approved for @other), if it must: held, with any such approval; released, when those given
+    for this account are fewer than it needs (:func:`needs_approvals`, which counts none of the
+    others). The reload decides such posts again (``redecision_cause``'s ``moved_account``);
+    this is the claim's own check, for a reload that passed the post by (a replica behind the
+    policy, a race). Approvals given before the account was kept count as before."""
+    speaks = given_as(loaded)
+    if post.author == ANNOUNCER or all(given.speaks_as in (None, speaks) for given in approved.values()):
+        return None
+    if post.state == State.HELD.value:
+        return ACCOUNT_CHANGED
+    return ACCOUNT_CHANGED if needs_approvals(loaded, post, approved) else None
 
 
 def disclosure_cause(
@@ -227,7 +255,7 @@ def disclosure_cause(
     approvals are asked again, of a new version; released, when those given for this text are
     fewer than it needs (:func:`needs_approvals`). A post whose words go out as they did (the
     owner's own, with no line under either policy) keeps its approvals."""
-    if post.author == ANNOUNCER or all(given is None or given == sends for given in approved.values()):
+    if post.author == ANNOUNCER or all(given.text_sha256 in (None, sends) for given in approved.values()):
         return None
     if post.state == State.HELD.value:
         return DISCLOSURE_CHANGED
@@ -267,6 +295,8 @@ def redecision_cause(
         # Scheduled without approvals on an account now co-signed, or held (or approved) for
         # fewer than the policy now asks: decided again, for as many as it asks.
         return POLICY_CHANGED
+    if approved is not None and (cause := account_cause(loaded, post, approved)) is not None:
+        return cause
     if state is State.SCHEDULED and approved is not None and needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
     waits_on_people = post.required > 0 or loaded.policy.tier in (Tier.COSIGNED, Tier.DELAYED)
@@ -326,6 +356,8 @@ def recovery_cause(
         return AUTHOR_LOST_ROLE
     if loaded.policy.tier is Tier.COSIGNED and post.required < gate_for(loaded.policy, post.author).required:
         return POLICY_CHANGED
+    if (cause := account_cause(loaded, post, approved)) is not None:
+        return cause
     if needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
     return _text_changed(loaded, post, approved, sends)

@@ -52,6 +52,7 @@ from gateway.services.authorization import (
     check_not_expired,
     check_version,
     counted_for,
+    given_as,
     hold_expired,
     redecision_cause,
     retry_cause,
@@ -950,7 +951,7 @@ class PostService:
             # the disclosure line of the policy in force): it counts for that text only.
             sends = await outgoing_sha256(ltx.txn, current, policy)
             await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="approve",
-                          reason=None, sends=sends)
+                          reason=None, sends=sends, speaks_as=given_as(in_force))
             count = len(counted_for(in_force, current, await sql.approvers_of(ltx.txn, post_id, version), sends))
             required = current.required
             # ``text_bound``: this approval counts for the text with the disclosure line of the
@@ -992,7 +993,8 @@ class PostService:
             # Of the text that goes out now, as the approver's card shows it: one who approved
             # other words (the disclosure line changed since) may still refuse these.
             await _decide(ltx, post_id=post_id, version=version, approver=caller.user, decision="reject",
-                          reason=reason, sends=await outgoing_sha256(ltx.txn, current, in_force.policy))
+                          reason=reason, sends=await outgoing_sha256(ltx.txn, current, in_force.policy),
+                          speaks_as=given_as(in_force))
             await self._cas(ltx, current, new_state, expires_at=None)
             # The reason stays with the decision: the log is public, the post never goes out, and
             # a reason may well quote its words. The entry holds a salted hash of it.
@@ -1920,20 +1922,22 @@ class PostService:
 
 async def _decide(
     ltx: LogTxn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, sends: str,
+    speaks_as: str,
 ) -> None:
     """Record ``approver``'s decision on this version of a post, given for the text that goes out
-    now (``sends``, its hash), or refuse it (409) where they decided on it already. An approval
-    they gave for other words (the disclosure line changed while the post was held, and the
-    reload's work, which asks for its approvals again, passed it by: a replica's reload racing
-    the approval) counts for none, so it does not stand in the way: it is replaced by this
-    decision, which their entry records as any other. Else the post could wait for ever on an
-    approver who may not approve the words they are shown."""
-    if await sql.insert_decision(ltx.txn, post_id=post_id, version=version, approver=approver,
-                                 decision=decision, reason=reason, at=ltx.now, text_sha256=sends):
+    now (``sends``, its hash) on the platform account the policy in force speaks as
+    (``speaks_as``: ``authorization.given_as``), or refuse it (409) where they decided on it
+    already. An approval they gave for other words (the disclosure line changed while the post
+    was held, and the reload's work, which asks for its approvals again, passed it by: a
+    replica's reload racing the approval), or for another account, counts for none, so it does
+    not stand in the way: it is replaced by this decision, which their entry records as any
+    other. Else the post could wait for ever on an approver who may not approve what they are shown."""
+    if await sql.insert_decision(ltx.txn, post_id=post_id, version=version, approver=approver, decision=decision,
+                                 reason=reason, at=ltx.now, text_sha256=sends, speaks_as=speaks_as):
         return
     if not await sql.replace_approval_of_other_words(ltx.txn, post_id=post_id, version=version, approver=approver,
                                                      decision=decision, reason=reason, at=ltx.now,
-                                                     text_sha256=sends):
+                                                     text_sha256=sends, speaks_as=speaks_as):
         raise BylineError(Code.ALREADY_DECIDED, f"{approver} already decided on this version")
 
 
@@ -2255,8 +2259,8 @@ async def redecide_pending(
 
 async def _approvals_and_text(
     ltx: LogTxn, post: PostRecord, loaded: LoadedPolicy
-) -> tuple[dict[str, str | None], str | None]:
-    """Who approved ``post``'s current version, with the text each approved, and the hash of the
+) -> tuple[dict[str, sql.Given], str | None]:
+    """Who approved ``post``'s current version, with what each approved it for, and the hash of the
     text it goes out with under ``loaded`` (None where no one approved it: nothing to compare)."""
     approved = await sql.approvers_of(ltx.txn, post.id, post.version)
     return approved, (await outgoing_sha256(ltx.txn, post, loaded.policy) if approved else None)

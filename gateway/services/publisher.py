@@ -57,6 +57,7 @@ from gateway.services.announcements import is_announcement, record_url
 from gateway.services.authorization import (
     AUTHOR_LOST_ROLE,
     POLICY_CHANGED,
+    account_cause,
     decided_again,
     disclosure_cause,
     hold_expired,
@@ -314,6 +315,12 @@ class _Claims:
         # approved, and the text each approved. A post never held is not read for them.
         approved = await sql.approvers_of(ltx.txn, post_id, row.version) if not announcement and (
             loaded.policy.tier is Tier.COSIGNED or row.required > 0) else None
+        if due and approved is not None and (cause := account_cause(loaded, row, approved)):
+            # Approved while the policy spoke as another platform account (the reload that
+            # decides such posts again passed it by: a replica behind the policy, a race): words
+            # approved for one account never go out on another. Held, for approvals given for this one.
+            await redecide(ltx, row, loaded=loaded, cause=cause)
+            return False
         if due and approved is not None and needs_approvals(loaded, row, approved):
             # Released under another policy (an approval decided on the one a change had just
             # replaced, say): nothing goes out on a co-signed account without the approvals its

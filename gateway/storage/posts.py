@@ -7,7 +7,7 @@ import json
 import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.storage.db import DatabaseUnavailable, Row, Txn
 from gateway.storage.policies import head_sha256
@@ -453,12 +453,22 @@ async def version_text(txn: Txn, post_id: str, version: int) -> str | None:
     return None if row is None else str(row["text"])
 
 
+class Given(NamedTuple):
+    """What an approval was given for: the hash of the text that goes out (``text_sha256``) and
+    the platform account the policy then spoke as (``speaks_as``, "" on the sandbox); each None
+    for an approval given before it was kept."""
+
+    text_sha256: str | None
+    speaks_as: str | None
+
+
 async def insert_decision(
     txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int,
-    text_sha256: str | None = None,
+    text_sha256: str | None = None, speaks_as: str | None = None,
 ) -> bool:
     """Record an approval or rejection (``text_sha256``: the hash of the text an approval was
-    given for, as it goes out); False when this person already decided this version."""
+    given for, as it goes out; ``speaks_as``: the platform account the policy in force speaks
+    as); False when this person already decided this version."""
     existing = await txn.fetchone(
         "SELECT decision FROM approvals WHERE post_id = ? AND version = ? AND approver = ?",
         post_id, version, approver,
@@ -466,27 +476,28 @@ async def insert_decision(
     if existing is not None:
         return False
     await txn.execute(
-        "INSERT INTO approvals (post_id, version, approver, decision, reason, created_at, text_sha256) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        post_id, version, approver, decision, reason, at, text_sha256,
+        "INSERT INTO approvals (post_id, version, approver, decision, reason, created_at, text_sha256, speaks_as) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        post_id, version, approver, decision, reason, at, text_sha256, speaks_as,
     )
     return True
 
 
 async def replace_approval_of_other_words(
     txn: Txn, *, post_id: str, version: int, approver: str, decision: str, reason: str | None, at: int,
-    text_sha256: str,
+    text_sha256: str, speaks_as: str,
 ) -> bool:
     """Replace ``approver``'s approval of this version with this decision, where that approval
-    was given for other words than ``text_sha256`` (the text that goes out now): it no longer
-    counts, and its approver decides on the words that do. False where there is no such approval
-    (none, a rejection, or an approval of this very text: decided already). A compare-and-set
-    on the text it was given for: two such decisions racing cannot both replace it."""
+    was given for other words than ``text_sha256`` (the text that goes out now) or for another
+    platform account than ``speaks_as``: it no longer counts, and its approver decides on what
+    does. False where there is no such approval (none, a rejection, or an approval of this very
+    text for this account: decided already). A compare-and-set on what it was given for: two
+    such decisions racing cannot both replace it."""
     count = await txn.execute(
-        "UPDATE approvals SET decision = ?, reason = ?, created_at = ?, text_sha256 = ? "
+        "UPDATE approvals SET decision = ?, reason = ?, created_at = ?, text_sha256 = ?, speaks_as = ? "
         "WHERE post_id = ? AND version = ? AND approver = ? AND decision = 'approve' "
-        "AND text_sha256 IS NOT NULL AND text_sha256 <> ?",
-        decision, reason, at, text_sha256, post_id, version, approver, text_sha256,
+        "AND ((text_sha256 IS NOT NULL AND text_sha256 <> ?) OR (speaks_as IS NOT NULL AND speaks_as <> ?))",
+        decision, reason, at, text_sha256, speaks_as, post_id, version, approver, text_sha256, speaks_as,
     )
     return count == 1
 
@@ -500,17 +511,17 @@ async def approvals(txn: Txn, post_id: str) -> list[Row]:
     )
 
 
-async def approvers_of(txn: Txn, post_id: str, version: int) -> dict[str, str | None]:
-    """Who approved this version of a post, each with the hash of the text they approved (None
-    for an approval given before approvals kept it)."""
+async def approvers_of(txn: Txn, post_id: str, version: int) -> dict[str, Given]:
+    """Who approved this version of a post, each with what they approved it for (:class:`Given`)."""
     rows = await txn.fetchall(
-        "SELECT approver, text_sha256 FROM approvals WHERE post_id = ? AND version = ? AND decision = 'approve'",
+        "SELECT approver, text_sha256, speaks_as FROM approvals "
+        "WHERE post_id = ? AND version = ? AND decision = 'approve'",
         post_id, version,
     )
-    return {r["approver"]: r["text_sha256"] for r in rows}
+    return {r["approver"]: Given(r["text_sha256"], r["speaks_as"]) for r in rows}
 
 
-async def approvers_of_posts(txn: Txn, versions: Mapping[str, int]) -> dict[str, dict[str, str | None]]:
+async def approvers_of_posts(txn: Txn, versions: Mapping[str, int]) -> dict[str, dict[str, Given]]:
     """:func:`approvers_of` for many posts in one read (``versions``: each post's id, and the
     version whose approvals are wanted): what a page of held posts shows, by post id; a post
     with none is left out."""
@@ -518,14 +529,14 @@ async def approvers_of_posts(txn: Txn, versions: Mapping[str, int]) -> dict[str,
         return {}
     ids = list(versions)
     rows = await txn.fetchall(
-        "SELECT post_id, version, approver, text_sha256 FROM approvals "
+        "SELECT post_id, version, approver, text_sha256, speaks_as FROM approvals "
         f"WHERE post_id IN ({', '.join('?' for _ in ids)}) AND decision = 'approve'",
         *ids,
     )
-    out: dict[str, dict[str, str | None]] = {}
+    out: dict[str, dict[str, Given]] = {}
     for r in rows:
         if int(r["version"]) == versions[r["post_id"]]:
-            out.setdefault(r["post_id"], {})[r["approver"]] = r["text_sha256"]
+            out.setdefault(r["post_id"], {})[r["approver"]] = Given(r["text_sha256"], r["speaks_as"])
     return out
 
 

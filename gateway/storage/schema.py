@@ -447,6 +447,13 @@ _V24 = [
 # credential's account's own (``adapters.mastodon.MastodonAdapter.delete_published``).
 _V25 = ["ALTER TABLE posts ADD COLUMN remote_author TEXT"]
 
+# Version 26: the platform account each approval was given for (``speaks_as``: the policy's
+# ``gateway.policy.models.Policy.speaks_as`` then in force, "" on the sandbox; NULL for
+# approvals given before it was kept, which count as before). An approval counts only while the
+# policy speaks as that account: words approved for @brand are not approved for @other, at the
+# claim as at the reload (``gateway.services.authorization.counted_for``).
+_V26 = ["ALTER TABLE approvals ADD COLUMN speaks_as TEXT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -567,10 +574,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V24)
     if version == 25:
         return list(_V25)
+    if version == 26:
+        return list(_V26)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 25
+LATEST = 26
 
 
 async def _editors_from_versions(txn: Any) -> None:
