@@ -447,6 +447,12 @@ _V24 = [
 # credential's account's own (``adapters.mastodon.MastodonAdapter.delete_published``).
 _V25 = ["ALTER TABLE posts ADD COLUMN remote_author TEXT"]
 
+# Version 26: the width and height an uploaded picture is shown at (``media.width``,
+# ``media.height``; turned by its EXIF orientation), read from its header when it is uploaded,
+# so that a timeline's MediaAttachments say them (``meta.original``) without reading each
+# picture's bytes. NULL for an upload kept before, or whose size its header does not say.
+_V26 = ["ALTER TABLE media ADD COLUMN width BIGINT", "ALTER TABLE media ADD COLUMN height BIGINT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -567,10 +573,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V24)
     if version == 25:
         return list(_V25)
+    if version == 26:
+        return list(_V26)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 25
+LATEST = 26
 
 
 async def _editors_from_versions(txn: Any) -> None:
