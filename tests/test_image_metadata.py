@@ -10,8 +10,21 @@ import struct
 
 import pytest
 
-from gateway.services.image_metadata import MalformedImage, stripped
-from tests.images import GIF, JPEG, PNG, PRIVATE, WEBP, exif, gif_with, jpeg_with, orientation_of, png_with, webp_with
+from gateway.services.image_metadata import MalformedImage, displayed_size, stripped
+from tests.images import (
+    GIF,
+    JPEG,
+    PNG,
+    PRIVATE,
+    WEBP,
+    exif,
+    gif_with,
+    jpeg_with,
+    orientation_of,
+    png_of,
+    png_with,
+    webp_with,
+)
 
 
 def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
@@ -137,3 +150,45 @@ def test_scan_data_full_of_stuffed_bytes_and_restarts_is_walked_in_one_pass() ->
     scan = (b"\xff\x00\xff\xd3" * (2 * 1024 * 1024))
     data = JPEG[:-2] + scan + b"\xff\xd9"
     assert stripped(data, "image/jpeg") == data
+
+
+def _riff(*chunks: bytes) -> bytes:
+    return b"RIFF" + struct.pack("<I", 4 + sum(len(c) for c in chunks)) + b"WEBP" + b"".join(chunks)
+
+
+_VP8 = WEBP[WEBP.index(b"VP8 "):]
+"""The lossy frame of ``WEBP`` (3×2), as a simple WebP holds it alone."""
+_VP8L = b"VP8L" + struct.pack("<I", 6) + b"\x2f" + struct.pack("<I", (641 - 1) | (479 - 1) << 14) + b"\x00"
+"""A lossless frame's header saying 641×479 (14 bits each, less one, after its signature)."""
+
+
+@pytest.mark.parametrize(("mime_type", "picture", "size"), [
+    ("image/jpeg", JPEG, (3, 2)),
+    ("image/png", png_of(641, 1), (641, 1)),
+    ("image/webp", WEBP, (3, 2)),  # its VP8X canvas
+    ("image/webp", _riff(_VP8), (3, 2)),
+    ("image/webp", _riff(_VP8L), (641, 479)),
+    ("image/gif", GIF[:6] + struct.pack("<HH", 300, 2) + GIF[10:], (300, 2)),
+])
+def test_the_size_is_read_from_the_header(mime_type: str, picture: bytes, size: tuple[int, int]) -> None:
+    """Each container's own header says the width and height, the pixels are not decoded."""
+    assert displayed_size(stripped(picture, mime_type), mime_type) == size
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_quarter_turn_swaps_the_size(orientation: int) -> None:
+    """EXIF orientations 5 to 8 turn the picture a quarter (viewers show a 3×2 JPEG, PNG or
+    WebP as 2×3); 1 to 4 at most mirror or flip it."""
+    shown = (2, 3) if orientation >= 5 else (3, 2)
+    tiff = exif(orientation=orientation)
+    for mime_type, picture in (("image/jpeg", jpeg_with(tiff=tiff)), ("image/png", png_with(tiff=tiff)),
+                               ("image/webp", webp_with(tiff=tiff))):
+        assert displayed_size(stripped(picture, mime_type), mime_type) == shown, mime_type
+
+
+def test_no_size_where_the_header_gives_none() -> None:
+    """A JPEG without a frame header, a GIF of width 0, a video: no size, never an error."""
+    no_frame = JPEG[:JPEG.index(b"\xff\xc0")] + JPEG[JPEG.index(b"\xff\xc4"):]
+    assert displayed_size(no_frame, "image/jpeg") is None
+    assert displayed_size(GIF[:6] + b"\x00\x00" + GIF[8:], "image/gif") is None
+    assert displayed_size(b"\x00\x00\x00\x18ftypmp42", "video/mp4") is None

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["STRIPPED_TYPES", "MalformedImage", "stripped"]
+__all__ = ["STRIPPED_TYPES", "MalformedImage", "displayed_size", "stripped"]
 
 
 class MalformedImage(ValueError):
@@ -351,3 +351,99 @@ def stripped(data: bytes, mime_type: str) -> bytes:
     bytes do not follow their type's container."""
     strip = _STRIPPERS.get(mime_type)
     return data if strip is None else strip(data)
+
+
+# -- Size -------------------------------------------------------------------------------------
+
+_SOF: Final = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)})
+"""JPEG start-of-frame markers (not DHT C4, JPG C8, DAC CC): their frame header holds the size."""
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int | None] | None:
+    at, orientation = 2, None
+    for _ in range(_MAX_PARTS):  # as the stripper bounds them
+        if at + 4 > len(data) or data[at] != 0xFF:
+            return None
+        fill = _FILL.match(data, at)
+        at = fill.end() - 1 if fill is not None else at
+        if at + 4 > len(data):
+            return None
+        marker = data[at + 1]
+        if marker == 0xDA or marker == 0xD9:
+            return None  # the picture data before any frame header
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        body = data[at + 4:at + 2 + length]
+        if marker == 0xE1 and body.startswith(_EXIF_PREFIX) and orientation is None:
+            found = _orientation(body[len(_EXIF_PREFIX):])
+            orientation = found[1] if found is not None else 1
+        if marker in _SOF and len(body) >= 5:
+            return int.from_bytes(body[3:5], "big"), int.from_bytes(body[1:3], "big"), orientation
+        at += 2 + length
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int, int | None] | None:
+    if data[12:16] != b"IHDR" or len(data) < 24:
+        return None
+    width, height = struct.unpack_from(">II", data, 16)
+    at, orientation = 8, None
+    for _ in range(_MAX_PARTS):  # eXIf, where the stripper kept one, comes before the pixels
+        if at + 12 > len(data):
+            break
+        length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        if kind == b"eXIf":
+            found = _orientation(data[at + 8:at + 8 + length])
+            orientation = found[1] if found is not None else None
+            break
+        if kind in (b"IDAT", b"IEND"):
+            break
+        at += 12 + length
+    return width, height, orientation
+
+
+def _webp_size(data: bytes) -> tuple[int, int, int | None] | None:
+    size: tuple[int, int] | None = None
+    orientation, at = None, 12
+    for _ in range(_MAX_PARTS):
+        if at + 8 > len(data):
+            break
+        kind, length = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
+        body = data[at + 8:at + 8 + length]
+        if kind == b"VP8X" and len(body) >= 10 and size is None:
+            size = (int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1)
+        elif kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a" and size is None:
+            size = (int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(body[8:10], "little") & 0x3FFF)
+        elif kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F and size is None:
+            bits = int.from_bytes(body[1:5], "little")
+            size = ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+        elif kind == b"EXIF":
+            prefix = len(_EXIF_PREFIX) if body.startswith(_EXIF_PREFIX) else 0
+            found = _orientation(body[prefix:])
+            orientation = found[1] if found is not None else None
+        at += 8 + length + (length & 1)
+    return None if size is None else (*size, orientation)
+
+
+def _gif_size(data: bytes) -> tuple[int, int, int | None] | None:
+    return (int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little"), None) \
+        if len(data) >= 10 else None
+
+
+_SIZERS: Final[dict[str, Callable[[bytes], tuple[int, int, int | None] | None]]] = {
+    "image/jpeg": _jpeg_size, "image/png": _png_size, "image/webp": _webp_size, "image/gif": _gif_size,
+}
+
+
+def displayed_size(data: bytes, mime_type: str) -> tuple[int, int] | None:
+    """The width and height ``data`` (a picture as :func:`stripped` returns it) is shown at,
+    read from its container's header without decoding it: a JPEG's frame header (SOFn), a
+    PNG's ``IHDR``, a WebP's ``VP8X`` canvas or its ``VP8``/``VP8L`` frame, a GIF's logical
+    screen. An EXIF orientation of 5 to 8 (turned a quarter) swaps them, as viewers turn the
+    picture and as Mastodon, which turns it when it re-encodes, reports it. None for another
+    type, a size of 0, or a header it cannot find."""
+    sizer = _SIZERS.get(mime_type)
+    found = None if sizer is None else sizer(data)
+    if found is None or not found[0] or not found[1]:
+        return None
+    width, height, orientation = found
+    return (height, width) if orientation is not None and orientation >= 5 else (width, height)

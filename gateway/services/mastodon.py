@@ -37,7 +37,7 @@ from gateway.policy.engine import disclosed_text, publish_time, roles
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.content import as_carried, sends_focus
 from gateway.services.identity import Identity, hash_token
-from gateway.services.image_metadata import MalformedImage, stripped
+from gateway.services.image_metadata import MalformedImage, displayed_size, stripped
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms, carries
 from gateway.services.posts import Caller, PostOptions, PostService, PostView, new_post_id
@@ -775,6 +775,7 @@ class MastodonService:
         # without what it says about who took it, where and with what.
         try:
             data = await asyncio.to_thread(stripped, upload.data, mime_type)  # up to 16 MiB: off the loop
+            shown = displayed_size(data, mime_type)  # a header walk, bounded as the stripper bounds one
         except MalformedImage as exc:
             logger.info("upload_refused", account=auth.account, detected=mime_type, reason=str(exc))
             raise BylineError(Code.VALIDATION, f"Validation failed: File is invalid: {exc}") from None
@@ -784,7 +785,7 @@ class MastodonService:
             await media_sql.insert(txn, media_id=media_id, account=auth.account, user=auth.caller.user,
                                    mime_type=mime_type, description=upload.description,
                                    data=data, digest=digest, at=now_micros(self._clock),
-                                   focus=_focus_text(upload.focus))
+                                   focus=_focus_text(upload.focus), shown=shown)
             rows = await media_sql.info(txn, [media_id])
         return dict(rows[0])
 

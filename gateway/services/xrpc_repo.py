@@ -94,7 +94,7 @@ from gateway.policy.loader import LoadedPolicy
 from gateway.services.announcements import record_url
 from gateway.services.gate_intents import GateIntents
 from gateway.services.identities import AccountHeld
-from gateway.services.image_metadata import STRIPPED_TYPES, MalformedImage, stripped
+from gateway.services.image_metadata import STRIPPED_TYPES, MalformedImage, displayed_size, stripped
 from gateway.services.media_types import detected_type
 from gateway.services.platforms import Platforms
 from gateway.services.posts import PostOptions, PostService, PostView, Published, new_post_id
@@ -1063,6 +1063,7 @@ class XrpcRepo:
                 txn, media_id=media_id, account=session.account, user=session.caller.user,
                 mime_type=mime_type, description=None, data=data,
                 digest=hashlib.sha256(data).hexdigest(), at=now_micros(self._clock),
+                shown=displayed_size(data, mime_type),
             )
         logger.info("xrpc_blob_kept", media_id=media_id, cid=cid, size=len(data))
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from gateway.storage.db import Row, Txn
 
-_INFO = "id, account, user_name, mime_type, description, focus, size, digest, post_id, created_at"
+_INFO = "id, account, user_name, mime_type, description, focus, size, width, height, digest, post_id, created_at"
 ENDED: Final = ("deleted", "cancelled")
 """States of a post whose uploads another post may take: deleted on its platform, or cancelled
 before it went out (what an app's ``DELETE /api/v1/statuses/:id`` leaves), never to go out again."""
@@ -22,13 +22,15 @@ _ENDED_MARKS: Final = ", ".join("?" for _ in ENDED)
 
 async def insert(
     txn: Txn, *, media_id: str, account: str, user: str, mime_type: str, description: str | None,
-    data: bytes, digest: str, at: int, focus: str | None = None,
+    data: bytes, digest: str, at: int, focus: str | None = None, shown: tuple[int, int] | None = None,
 ) -> None:
-    """Store one upload; ``digest`` names its content in the URL its preview is served at."""
+    """Store one upload; ``digest`` names its content in the URL its preview is served at,
+    ``shown`` is the width and height it is shown at, where known."""
+    width, height = shown or (None, None)
     await txn.execute(
-        "INSERT INTO media (id, account, user_name, mime_type, description, focus, data, size, digest, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        media_id, account, user, mime_type, description, focus, data, len(data), digest, at,
+        "INSERT INTO media (id, account, user_name, mime_type, description, focus, data, size, width, height, "
+        "digest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        media_id, account, user, mime_type, description, focus, data, len(data), width, height, digest, at,
     )
 
 

@@ -454,6 +454,12 @@ _V25 = ["ALTER TABLE posts ADD COLUMN remote_author TEXT"]
 # claim as at the reload (``gateway.services.authorization.counted_for``).
 _V26 = ["ALTER TABLE approvals ADD COLUMN speaks_as TEXT"]
 
+# Version 27: the width and height an uploaded picture is shown at (``media.width``,
+# ``media.height``; turned by its EXIF orientation), read from its header when it is uploaded,
+# so that a timeline's MediaAttachments say them (``meta.original``) without reading each
+# picture's bytes. NULL for an upload kept before, or whose size its header does not say.
+_V27 = ["ALTER TABLE media ADD COLUMN width BIGINT", "ALTER TABLE media ADD COLUMN height BIGINT"]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -576,10 +582,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V25)
     if version == 26:
         return list(_V26)
+    if version == 27:
+        return list(_V27)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 26
+LATEST = 27
 
 
 async def _editors_from_versions(txn: Any) -> None:

@@ -75,9 +75,12 @@ async def test_masto_posts_a_picture_with_alt_text(world: World, tmp_path: Path)
         media = await client.ok("media", str(picture), {"description": "A square"})
         assert (media["type"], media["description"]) == ("image", "A square")
         assert media["url"].startswith(f"{world.base}/media/")
+        size = {"width": 3, "height": 2, "size": "3x2", "aspect": 1.5}  # as an app lays it out
+        assert media["meta"] == {"original": size, "small": size}
         status = await client.ok("call", ["v1", "statuses", "create"], {"status": "A picture",
                                                                         "mediaIds": [media["id"]]})
-        assert [(m["id"], m["description"]) for m in status["mediaAttachments"]] == [(media["id"], "A square")]
+        assert [(m["id"], m["description"], m["meta"]) for m in status["mediaAttachments"]] == [
+            (media["id"], "A square", media["meta"])]
         await world.gateway.tick()
         [sent] = world.upstream.statuses(world.upstream_account)
         assert [(world.upstream.media[m].mime_type, world.upstream.media[m].description) for m in sent.media_ids] == [

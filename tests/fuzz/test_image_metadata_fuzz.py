@@ -11,7 +11,7 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.services.image_metadata import MalformedImage, stripped
+from gateway.services.image_metadata import MalformedImage, displayed_size, stripped
 from tests.fuzz.live import examples
 from tests.images import GIF, JPEG, PNG, PRIVATE, WEBP, exif, gif_with, jpeg_with, png_with, webp_with
 
@@ -62,13 +62,18 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
 
 
 def _holds(mime_type: str, data: bytes) -> bytes | None:
-    """What the walker gives for ``data``, checked against the promises; None if refused."""
+    """What the walker gives for ``data``, checked against the promises; None if refused. The
+    size reader, given anything, answers a size or None, never an error."""
+    read = displayed_size(data, mime_type)
+    assert read is None or min(read) > 0
     try:
         out = stripped(data, mime_type)
     except MalformedImage:
         return None
     assert len(out) <= len(data)
     assert stripped(out, mime_type) == out  # what goes out is itself a well-formed picture
+    size = displayed_size(out, mime_type)
+    assert size is None or min(size) > 0
     return out
 
 

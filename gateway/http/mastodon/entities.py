@@ -37,9 +37,16 @@ def _content(text: str) -> str:
 
 
 def media_entity(row: dict[str, Any], base: str) -> dict[str, Any]:
-    """A MediaAttachment."""
+    """A MediaAttachment. Its ``meta`` gives the size the picture is shown at, read when it was
+    uploaded, so that apps keep its space before it loads: as ``original``, and as ``small``
+    too, since ``preview_url`` serves the same picture (Mastodon's ``small`` describes the
+    preview). An upload kept before sizes were read has neither."""
     url = f"{base}/media/{row['id']}/{row['digest']}"
     meta: dict[str, Any] = {}
+    if row.get("width") and row.get("height"):
+        width, height = int(row["width"]), int(row["height"])
+        size = {"width": width, "height": height, "size": f"{width}x{height}", "aspect": width / height}
+        meta["original"], meta["small"] = size, dict(size)
     if row.get("focus"):
         x, y = (float(n) for n in row["focus"].split(","))
         meta["focus"] = {"x": x, "y": y}
