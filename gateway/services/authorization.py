@@ -236,9 +236,14 @@ def account_cause(loaded: LoadedPolicy, post: PostRecord, approved: Approved) ->
     for this account are fewer than it needs (:func:`needs_approvals`, which counts none of the
     others). The reload decides such posts again (``redecision_cause``'s ``moved_account``);
     this is the claim's own check, for a reload that passed the post by (a replica behind the
-    policy, a race). Approvals given before the account was kept count as before."""
+    policy, a race). Approvals given before the account was kept count as before. A pending
+    revision of a published post is not held for it: its post went out as the other account,
+    which alone can edit it, so the revision can never be made (its release fails it, saying
+    why, or the platform refuses the other account's edit), and approvals asked again would be
+    asked for nothing."""
     speaks = given_as(loaded)
-    if post.author == ANNOUNCER or all(given.speaks_as in (None, speaks) for given in approved.values()):
+    if post.author == ANNOUNCER or post.revises is not None or all(
+            given.speaks_as in (None, speaks) for given in approved.values()):
         return None
     if post.state == State.HELD.value:
         return ACCOUNT_CHANGED
@@ -300,9 +305,11 @@ def redecision_cause(
     if state is State.SCHEDULED and approved is not None and needs_approvals(loaded, post, approved):
         return POLICY_CHANGED
     waits_on_people = post.required > 0 or loaded.policy.tier in (Tier.COSIGNED, Tier.DELAYED)
-    if moved_account and ((state is State.HELD and approved) or (state is State.SCHEDULED and waits_on_people)):
+    if moved_account and post.revises is None and (
+            (state is State.HELD and approved) or (state is State.SCHEDULED and waits_on_people)):
         # Not a direct or managed writer's own post on its way: their word alone sends it, under
-        # this policy as under the last, and they may take it back.
+        # this policy as under the last, and they may take it back. Nor a pending revision: see
+        # :func:`account_cause`.
         return ACCOUNT_CHANGED
     return _text_changed(loaded, post, approved, sends)
 

@@ -142,16 +142,29 @@ async def test_a_new_focal_point_alone_still_sends_a_mastodon_post_back_to_its_a
     assert result.code == 0, result.text
 
 
-async def _moved_to_mastodon_and_sent(world: World, policy_dir: Path) -> Any:
+async def _moved_to_mastodon_and_sent(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, db_url: str, post_id: str,
+) -> Any:
     """``skyco`` moves to Mastodon (``skybrand``), still co-signed, and its approved post's time
-    comes: the one status it went out as there."""
-    await _another_on_mastodon(world, policy_dir, "skyco", "skybrand", """
-        tier: co-signed
-        owner: alice
-        writers: [alice]
-        delay: 1m
-        approvals: {required: 1, from: [bob]}
-    """)
+    comes: the one status it went out as there. A move to another platform account holds what
+    was approved for the first (``approvals.speaks_as``); the claim's reading of what goes out
+    with the words is tested where that cannot: approvals kept by a Byline from before it was
+    (``speaks_as`` NULL, counted as before) and a reload that passes the post by (a replica
+    behind the policy)."""
+
+    async def passed_by(*_: Any, **__: Any) -> list[tuple[str, Any]]:
+        return []
+
+    await Attacker(db_url).run(("UPDATE approvals SET speaks_as = NULL WHERE post_id = ?", (post_id,)))
+    with monkeypatch.context() as patch:
+        patch.setattr("gateway.services.policies.redecide_pending", passed_by)
+        await _another_on_mastodon(world, policy_dir, "skyco", "skybrand", """
+            tier: co-signed
+            owner: alice
+            writers: [alice]
+            delay: 1m
+            approvals: {required: 1, from: [bob]}
+        """)
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     [account] = [a for a in world.upstream.accounts.values() if a.username == "skybrand"]
@@ -160,18 +173,22 @@ async def _moved_to_mastodon_and_sent(world: World, policy_dir: Path) -> Any:
 
 
 async def test_a_focal_point_its_approvers_never_saw_goes_nowhere(
-    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds,
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, bluesky_pds: BlueskyPds, db_url: str,
 ) -> None:
     """The focal point moved on the approved Bluesky post (kept, no new version), and then
     ``skyco`` moved to Mastodon before the post went out: the post goes out there with the
-    picture and alt text approved and no focal point, not the crop nobody approved."""
+    picture and alt text approved and no focal point, not the crop nobody approved. (It went
+    out on approvals given for the Bluesky account, which the verifier names: the claim's
+    reading of the crop is what is tested here.)"""
     post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
     await _refocus(world, "skyco", post_id, media_id, "media")
-    sent = await _moved_to_mastodon_and_sent(world, policy_dir)
+    sent = await _moved_to_mastodon_and_sent(world, policy_dir, monkeypatch, db_url, post_id)
     assert [(world.upstream.media[m].description, world.upstream.media[m].focus) for m in sent.media_ids] == [
         ("A cat", None)]
     result = await _verify(world)
-    assert result.code == 0, result.text
+    assert result.code != 0, result.text
+    named = [line for line in result.text.splitlines() if line.strip().startswith("- entry")]
+    assert len(named) == 1 and "given while it spoke as another platform account" in named[0], result.text
 
 
 async def test_a_post_made_to_count_focal_points_in_the_database_is_named_by_the_verifier(
@@ -184,7 +201,7 @@ async def test_a_post_made_to_count_focal_points_in_the_database_is_named_by_the
     post_id, media_id, _ = await _approved_on_bluesky(world, policy_dir, monkeypatch, bluesky_pds)
     await Attacker(db_url).run(("UPDATE posts SET content_scheme = 1 WHERE id = ?", (post_id,)),
                                ("UPDATE media SET focus = ? WHERE id = ?", ("1.0,-1.0", media_id)))
-    sent = await _moved_to_mastodon_and_sent(world, policy_dir)
+    sent = await _moved_to_mastodon_and_sent(world, policy_dir, monkeypatch, db_url, post_id)
     assert [world.upstream.media[m].focus for m in sent.media_ids] == [(1.0, -1.0)]
     result = await _verify(world)
     assert result.code != 0, result.text
