@@ -495,6 +495,14 @@ class Replay:
             return None
         return seconds if seconds > self._grace else None
 
+    def _within_upgrade_grace(self, index: int, first: str) -> bool:
+        """Whether entry ``index`` falls within the grace after ``first``, the time of the first
+        entry that recorded a field it leaves out ("" unknown): a rolling upgrade's replicas of
+        the earlier Byline may still write such entries then. An entry whose time is unknown,
+        or after a first of unknown time, does not."""
+        at = self._stamp(index)
+        return bool(first) and at is not None and self._later_than_grace(at, first) is None
+
     def _step(
         self, index: int, kind: str, actor: str, account: str | None, post: str | None, extra: Any,
         words: str | None = None, content: str | None = None, due: str | None = None,
@@ -635,8 +643,7 @@ class Replay:
             if self._carried is None:
                 self._carried = self._stamp(index) or ""
         elif self._carried is not None:
-            at = self._stamp(index)
-            if self._carried and at is not None and self._later_than_grace(at, self._carried) is None:
+            if self._within_upgrade_grace(index, self._carried):
                 return
             self._bad(index, f"{kind} of post {post} does not record what it carries besides its words "
                              "(data.content_sha256), though entries before it did: what went out cannot be "
@@ -1018,8 +1025,7 @@ class Replay:
             return True
         if self._bound is None:
             return False
-        at = self._stamp(index)
-        return not (self._bound and at is not None and self._later_than_grace(at, self._bound) is None)
+        return not self._within_upgrade_grace(index, self._bound)
 
     def _decided(self, index: int, kind: str, actor: str, known: _Post, post: str, extra: Any) -> None:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
@@ -1298,8 +1304,7 @@ class Replay:
             return sent
         if self._revisings is None:
             return None  # a log from before revisions were announced
-        at_time = self._stamp(index)
-        if self._revisings and at_time is not None and self._later_than_grace(at_time, self._revisings) is None:
+        if self._within_upgrade_grace(index, self._revisings):
             return None
         self._bad(index, f"post.revised of post {post} follows no post.revising: its words were on the "
                          "platform before the log held them")
@@ -1316,8 +1321,7 @@ class Replay:
             return
         if self._lined is None:
             return
-        at = self._stamp(index)
-        if self._lined and at is not None and self._later_than_grace(at, self._lined) is None:
+        if self._within_upgrade_grace(index, self._lined):
             return
         self._bad(index, f"{kind} of post {post} does not say the disclosure line it sends with its words "
                          "(data.disclosure_line), though entries before it did: what went out cannot be compared "
@@ -1643,8 +1647,7 @@ class Replay:
                 self._bad(index, f"post {post} was claimed under policy {(sha or 'none')[:12]}, but {last}: a claim "
                                  f"that checked its policy (data.policy_in_force) names {account}'s policy in force")
         elif self._checked is not None:
-            at = self._stamp(index)
-            if self._checked and at is not None and self._later_than_grace(at, self._checked) is None:
+            if self._within_upgrade_grace(index, self._checked):
                 return
             self._bad(index, f"post {post} was claimed without saying it checked the policy it names was the "
                              "account's in force (data.policy_in_force), though claims before it did: it could have "
