@@ -339,6 +339,51 @@ def test_a_link_out_of_the_policy_directory_is_refused(tmp_path: Path) -> None:
     good, issues = check_dir(directory)
     assert "direct" not in good and f"direct.yaml: {message}" in [str(i) for i in issues]
 
+@pytest.mark.parametrize("swapped", ["the file", "its directory"])
+@pytest.mark.parametrize("reader", ["registry", "check"])
+def test_a_link_swapped_between_the_check_and_the_read_is_not_followed_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swapped: str, reader: str,
+) -> None:
+    """``direct.yaml`` links inside the directory (as a ConfigMap's ``..data`` does) and is
+    checked there; before it is read, whoever may write in the directory points the file's
+    link, or the directory it leads through, at a policy outside it, owned by mallory. The
+    registry (the gateway's reload) and ``byline policy check`` read what was checked, or
+    nothing, saying why: never mallory's policy (before: read along the new link, put in force)."""
+    from gateway.policy import loader
+
+    directory = tmp_path / "policies"
+    stamped = directory / "..2026_01_01"
+    stamped.mkdir(parents=True)
+    (directory / "..data").symlink_to(stamped.name)
+    write_policy(stamped, "direct", POLICIES["direct"])
+    (directory / "direct.yaml").symlink_to("..data/direct.yaml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_policy(elsewhere, "direct", POLICIES["direct"].replace("owner: alice", "owner: mallory"))
+    checked = loader.check_inside
+
+    def then_swapped(path: Path, inside: Path) -> Path:
+        real = checked(path, inside)
+        if swapped == "the file":
+            path.unlink()
+            path.symlink_to(elsewhere / "direct.yaml")
+        else:
+            stamped.rename(stamped.with_name("..old"))
+            stamped.symlink_to(elsewhere, target_is_directory=True)
+        return real
+
+    monkeypatch.setattr(loader, "check_inside", then_swapped)
+    if reader == "registry":
+        registry = loader.PolicyRegistry(directory=directory)
+        registry.reload()
+        good, issues = registry.policies, [i for found in registry.errors.values() for i in found]
+    else:
+        good, issues = loader.check_dir(directory)
+    assert [p.policy.owner for p in good.values()] == (["alice"] if swapped == "the file" else [])
+    assert [str(i) for i in issues] == ([] if swapped == "the file" else
+                                        ["direct.yaml: cannot read: its path became a link after it was checked"])
+
+
 def test_a_link_to_nothing_or_to_itself_is_refused_as_unreadable_and_the_rest_load(tmp_path: Path) -> None:
     """A policy file that is a link to nothing (its target deleted) or a loop of links cannot be
     read: the registry and `byline policy check` say so of it, with no line nor key to point at
@@ -472,10 +517,10 @@ def test_the_files_after_a_refused_one_are_read_still(tmp_path: Path, monkeypatc
     unreadable = directory / "a1.yaml"
     opening = os.open
 
-    def refuse(path: Path, flags: int, *args: int) -> int:
-        if Path(path) == unreadable:
+    def refuse(path: Path, flags: int, *args: int, **kwargs: int) -> int:
+        if Path(path).name == unreadable.name:
             raise PermissionError(13, "Permission denied", str(path))
-        return opening(path, flags, *args)
+        return opening(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)  # the tests run as root, whom file modes do not stop
     write_policy(directory, "a3", _valid("a3"))

@@ -577,10 +577,10 @@ def test_reload_goes_past_a_file_it_cannot_read(tmp_path: Path, monkeypatch: pyt
     direct = write_policy(tmp_path, "direct", POLICIES["direct"])
     opening = os.open
 
-    def failing_open(path: Path, flags: int, *args: int) -> int:
+    def failing_open(path: Path, flags: int, *args: int, **kwargs: int) -> int:
         if Path(path).name == "aaa.yaml":
             raise PermissionError(13, "Permission denied", str(path))
-        return opening(path, flags, *args)
+        return opening(path, flags, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", failing_open)  # the tests run as root, whom file modes do not stop
     registry = PolicyRegistry(directory=tmp_path)

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.policy.credentials import CredentialRules
+from gateway.policy.files import SWAPPED, is_swapped, open_unlinked
 from gateway.policy.models import DEFAULT_POLICY_DIR, Policy, server_address
 
 MAX_POLICY_BYTES = 256 * 1024
@@ -236,17 +237,20 @@ def _unreadable(name: str, why: str) -> PolicyFileError:
     return PolicyFileError([PolicyIssue(file=name, line=None, key="", message=f"cannot read: {why}")])
 
 
-def read_policy_bytes(path: Path) -> bytes:
+def read_policy_bytes(path: Path, *, real: Path) -> bytes:
     """A policy file's bytes, read only up to the size limit (``PolicyFileError`` past it, for
     anything but a regular file, and for a file that cannot be opened, said without its path).
 
-    Opened without blocking and looked at before it is read: a link to a named pipe (or a
-    device) inside the directory would otherwise block the reader for good, and with it every
-    later reread of the directory, so no admin's change would take effect again."""
+    ``real`` is where :func:`check_inside` found ``path`` to lead: the file is opened along it,
+    following no link (:func:`gateway.policy.files.open_unlinked`), so a link swapped between
+    that check and this read (``brand.yaml`` pointed at a file outside the directory) is not
+    followed there. Opened without blocking and looked at before it is read: a link to a named
+    pipe (or a device) inside the directory would otherwise block the reader for good, and with
+    it every later reread of the directory, so no admin's change would take effect again."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_unlinked(real)
     except OSError as exc:
-        raise _unreadable(path.name, exc.strerror or type(exc).__name__) from None
+        raise _unreadable(path.name, SWAPPED if is_swapped(exc) else exc.strerror or type(exc).__name__) from None
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
         os.close(fd)
@@ -274,13 +278,15 @@ def load_bytes(path: Path, raw: bytes, *, rules: CredentialRules | None = None) 
     return LoadedPolicy(policy=policy, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
 
 
-def check_inside(path: Path, directory: Path) -> None:
-    """Refuse (``PolicyFileError``) a policy file whose real path, after symlinks, is outside
-    its directory's: a link to a file elsewhere (another tenant's, a mounted volume's) would put
-    a policy in force that the admins of this directory never wrote. Links that stay inside,
-    as a Kubernetes ConfigMap's do (``brand.yaml -> ..data/brand.yaml``), are followed."""
+def check_inside(path: Path, directory: Path) -> Path:
+    """Where a policy file leads, after symlinks, to be read there (:func:`read_policy_bytes`);
+    refused (``PolicyFileError``) outside its directory's real path: a link to a file elsewhere
+    (another tenant's, a mounted volume's) would put a policy in force that the admins of this
+    directory never wrote. Links that stay inside, as a Kubernetes ConfigMap's do
+    (``brand.yaml -> ..data/brand.yaml``), are followed."""
     try:
-        inside = path.resolve(strict=True).is_relative_to(directory.resolve(strict=True))
+        real = path.resolve(strict=True)
+        inside = real.is_relative_to(directory.resolve(strict=True))
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, before Python 3.13
         # Said without the paths: where a link leads is the server's, not for the pages that
         # show refused files to the account's people.
@@ -293,12 +299,12 @@ def check_inside(path: Path, directory: Path) -> None:
             file=path.name, line=None, key="",
             message="is a link to a file outside the policy directory: refused; put the policy itself in the directory",
         )])
+    return real
 
 
 def load_file(path: Path, *, rules: CredentialRules | None = None) -> LoadedPolicy:
     """Read and validate one ``ACCOUNT.yaml`` file (by default under the rules of its directory)."""
-    check_inside(path, path.parent)
-    return load_bytes(path, read_policy_bytes(path), rules=rules)
+    return load_bytes(path, read_policy_bytes(path, real=check_inside(path, path.parent)), rules=rules)
 
 
 _endpoint = server_address
@@ -599,16 +605,16 @@ class PolicyRegistry:
             seen.add(account)
             current = files.get(account)
             try:
-                check_inside(path, self.directory)
+                real = check_inside(path, self.directory)
             except PolicyFileError as exc:
                 errors[path.name] = exc.issues
                 continue
             try:
-                status = path.stat()
+                status = real.stat()
                 if status.st_size > MAX_POLICY_BYTES:  # refused unread, each time for the price of a stat
                     errors[path.name] = [_too_large(path.name, status.st_size)]
                     continue
-                raw = read_policy_bytes(path)
+                raw = read_policy_bytes(path, real=real)
             except OSError as exc:
                 errors[path.name] = _unreadable(path.name, exc.strerror or type(exc).__name__).issues
                 continue

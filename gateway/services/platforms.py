@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import hashlib
 import importlib
@@ -33,6 +32,7 @@ from adapters.sandbox import SandboxAdapter, SandboxStore
 from gateway.clock import Clock, SystemClock, now_micros
 from gateway.errors import BylineError, Code
 from gateway.policy.credentials import CredentialRules
+from gateway.policy.files import SWAPPED, is_swapped, open_unlinked
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
 from gateway.policy.models import Policy
 from gateway.services.identities import (
@@ -157,35 +157,15 @@ MAX_CREDENTIAL_BYTES = 64 * 1024
 """The most a credential file may hold: a token, an app password or OAuth keys, with room to spare."""
 
 
-def _open_unlinked(path: Path) -> int:
-    """Open ``path``, a resolved path (no links in it when it was checked), following no link:
-    one directory at a time, each opened inside the one before without following a link
-    (``O_NOFOLLOW``), then the file. A directory or the file swapped for a link between the
-    check of where the path leads and this open (``secrets/team`` pointed at another tenant's
-    tokens) fails here (``ELOOP``, ``ENOTDIR``) rather than being followed out of the secrets
-    directory; opened without waiting (a FIFO is refused by its reader, not waited on)."""
-    parts = path.parts
-    fd = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for part in parts[1:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        return os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
 def _read_small_file(reference: str, path: Path) -> str:
     """A credential file's text: a regular file of at most ``MAX_CREDENTIAL_BYTES``, opened
     without waiting, so that a FIFO or a device put in the secrets directory is refused at once
     rather than blocking the event loop for ever (or reading without end)."""
     try:
-        fd = _open_unlinked(path)
+        fd = open_unlinked(path)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise CredentialError(f"credential {reference} cannot be read: its path became a link after it was "
-                                  "checked") from None
+        if is_swapped(exc):
+            raise CredentialError(f"credential {reference} cannot be read: {SWAPPED}") from None
         raise CredentialError(f"credential {reference} cannot be read: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as file:
         st = os.fstat(file.fileno())
