@@ -135,7 +135,10 @@ and approvals. It flags:
   into the post it was adopted as, must have ended for good (cancelled, rejected, expired,
   dismissed, deleted) first; and a reply retried by the gateway but with its parent: it must
   have failed for that parent (the failure naming it), and the parent be on its way out again
-  (retried, held, scheduled, or out); neither of a reply the gateway had claimed (sent).
+  (retried, held, scheduled, or out); neither of a reply the gateway had claimed (sent);
+- a quote cancelled by the gateway for the post not yet out it quotes (``quote_of_post``):
+  that post, as its submission named it, followed into the post it was adopted as, must have
+  ended for good first, and the quote never have been claimed (sent);
 
 Which policy judges an action: every action names the policy it was decided on
 (``policy_sha256``). The gateway decides on the policy it holds in memory and records a reloaded
@@ -1031,7 +1034,10 @@ class Replay:
         """A rejection, cancel, adoption, dismissal, expiry, deferral, failure or retry."""
         state, version, sha256 = extra[:3]
         named = extra[3] if len(extra) > 3 else None  # the parent a reply's entry names
-        if actor == _SYSTEM and kind == "post.cancelled" and known.revises is not None:
+        quoted = extra[4] if len(extra) > 4 else None  # the post a quote's cancel names
+        if actor == _SYSTEM and kind == "post.cancelled" and quoted is not None:
+            self._with_quoted(index, known, post, quoted)
+        elif actor == _SYSTEM and kind == "post.cancelled" and known.revises is not None:
             parent = self._posts.get(known.revises)
             if parent is None or parent.state != "deleted":
                 self._bad(index, f"{_SYSTEM} cancelled post {post}, a pending revision of {known.revises}, which "
@@ -1138,6 +1144,28 @@ class Replay:
             self._bad(index, f"post {post} is sent quoting post {quoted_id}, its approvals given while that post's "
                              f"words were its version {version}, but post {quoted_id} was {where}: the quote "
                              "shows words its approvers did not see it quote")
+
+    def _with_quoted(self, index: int, known: _Post, post: str, named: str) -> None:
+        """The gateway cancels a quote with the post it quotes not yet out, once that post ended
+        for good (``gateway.services.posts``): no other post, and never a quote it had sent."""
+        if known.claimed_at is not None:
+            self._bad(index, f"{_SYSTEM} cancelled post {post} with the post it quotes, {named}, but entry "
+                             f"{known.claimed_at} had sent it out: a quote sent waits for no post")
+            return
+        if known.quotes is None or known.quotes[0] != named:
+            self._bad(index, f"{_SYSTEM} cancelled post {post} for the post it quotes, {named}, but it quotes "
+                             f"{known.quotes[0] if known.quotes else 'no post not yet out'}")
+            return
+        quoted = self._posts.get(named)
+        for _ in range(_ADOPTIONS_FOLLOWED):
+            if quoted is None or quoted.state != "adopted" or quoted.into is None:
+                break
+            quoted = self._posts.get(quoted.into)
+        if quoted is None or quoted.account != known.account or quoted.state not in _ENDS_A_THREAD:
+            where = ("not a post of its account" if quoted is None or quoted.account != known.account
+                     else quoted.state)
+            self._bad(index, f"{_SYSTEM} cancelled post {post} with the post it quotes, {named}, which was "
+                             f"{where}: it had not ended")
 
     def _with_parent(self, index: int, kind: str, known: _Post, post: str, named: str | None) -> None:
         """The gateway cancels a reply with its parent, once the parent ended for good, and

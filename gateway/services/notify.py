@@ -68,7 +68,8 @@ EMAILED = frozenset({"post.held", "post.suggested", "post.approved", "post.publi
 def notification_type(entry: Mapping[str, Any]) -> str | None:
     """The notification a log entry makes, if any: a post that now waits for approvals (submitted,
     edited or decided again into ``held``), a suggestion (submitted or edited), an approval, a
-    publication, a failure, a change of who may reply to or quote a post already out, or a
+    publication, a failure (and a reply or quote cancelled with the post it waited for, which
+    will not go out either), a change of who may reply to or quote a post already out, or a
     policy loaded, changed or removed."""
     kind = entry.get("type")
     data = entry.get("data")
@@ -80,6 +81,10 @@ def notification_type(entry: Mapping[str, Any]) -> str | None:
         return "post.held" if state == "held" and isinstance(data, dict) and "approvers" in data else None
     if kind in ("post.approved", "post.published", "post.failed", "post.gates_changed"):
         return str(kind)
+    if kind == "post.cancelled" and entry.get("actor") == "system" and isinstance(data, dict) and "reason" in data:
+        # A reply or quote cancelled with the post it waited for: it will not go out, and its
+        # author is told as of a failure (the event names the cancellation: ``log_event``).
+        return "post.failed"
     if kind in ("policy.loaded", "policy.changed", "policy.removed"):
         return "policy.changed"
     return None
@@ -450,10 +455,12 @@ class Notifier:
                         + f"\n\nSee it: {page}\n",
             }
         if kind == "post.failed":
+            then = ("It was cancelled; write it again if it should still go out" if data.get("state") == "cancelled"
+                    else "Retry or cancel it")
             return {
                 "subject": f"Your post for {account} could not be published",
                 "body": f"Your post for {account} could not be published: {_failure(data, post)}\n\n"
-                        f"Retry or cancel it: {page}\n",
+                        f"{then}: {page}\n",
             }
         return None
 

@@ -115,7 +115,8 @@ class PostOptions:
     gone out yet as the quote was written, and ``quote_of_version`` its version then: the
     words the quote's approvers saw it quote. As a reply waits for its parent, the publisher
     sends the quote only once that post is out, and fails it, saying why, if that post went
-    out with other words (edited since) or ends without going out (``gateway.services.publisher``)."""
+    out with other words (edited since) or failed to go out (``gateway.services.publisher``);
+    a quoted post that ends for good cancels it at once (:func:`cancel_waiting_replies`)."""
     quote_of_version: int | None = None
     quote_text: str | None = None
     """The words of the post a Bluesky quote shows, as its approvers are shown them: the record
@@ -2333,53 +2334,64 @@ go out (or is gone from its platform), and a reply does not go out without it.""
 _WAITING: Final = (State.HELD.value, State.SCHEDULED.value, State.SUGGESTED.value, State.FAILED.value)
 
 
-async def _waiting_on(ltx: LogTxn, *, account: str, post_id: str, states: Sequence[str]) -> list[PostRecord]:
+async def _waiting_on(
+    ltx: LogTxn, *, account: str, post_id: str, states: Sequence[str], key: str = "reply_to_post",
+) -> list[PostRecord]:
     """The posts of ``account`` in ``states`` that reply to ``post_id`` (or to a suggestion
     adopted into it) as a post not yet out, and have never been sent: they wait for it
     (``PostOptions.reply_to_post``; a reply once claimed has its parent's platform id in
-    ``reply_to``, and waits for nothing)."""
+    ``reply_to``, and waits for nothing). With ``key="quote_of_post"``, those that quote it
+    (``PostOptions.quote_of_post``), never claimed: a quote once sent waits for nothing."""
     named = [post_id, *await sql.adopted_into(ltx.txn, account=account, post_id=post_id)]
     return [
-        reply for reply in await sql.replies_in(
-            ltx.txn, account=account, remote_ids=named, key="reply_to_post", states=states)
-        if not reply.options.get("reply_to")
+        post for post in await sql.replies_in(ltx.txn, account=account, remote_ids=named, key=key, states=states)
+        if (post.first_attempt_at is None if key == "quote_of_post" else not post.options.get("reply_to"))
     ]
 
 
 async def cancel_waiting_replies(ltx: LogTxn, parent: PostRecord, ended: State) -> int:
-    """Cancel the replies waiting for ``parent``, which has just ended as ``ended`` (one of
-    :data:`ENDS_A_THREAD`), in the transaction that ends it, and the replies waiting for those;
-    how many.
+    """Cancel the replies and quotes waiting for ``parent``, which has just ended as ``ended``
+    (one of :data:`ENDS_A_THREAD`), in the transaction that ends it, and those waiting for
+    them; how many.
 
     Held, scheduled, suggested, or failed because their parent had: none of them can go out
     now, and each would otherwise wait for a decision (an approver asked to approve a reply to
-    nothing) or its time, and fail only then. Cancelled, not failed: a failed post may be
-    retried, and a held one retried would skip its hold. The log's ``post.cancelled`` is the
-    system's, naming the parent (``reply_to_post``, as the reply names it) and saying why; the
-    verifier checks that parent ended."""
+    nothing, or a quote of words that will never be out) or its time, and fail only then.
+    Cancelled, not failed: a failed post may be retried, and a held one retried would skip its
+    hold. The log's ``post.cancelled`` is the system's, naming the post it waited for
+    (``reply_to_post`` or ``quote_of_post``, as the post names it) and saying why; the verifier
+    checks that post ended, and its author is told (``gateway.services.notify``)."""
     return len(await _cancel_replies(ltx, parent, ended))
 
 
+_WAITS_AS: Final = (("reply_to_post", "replies to", "this reply"), ("quote_of_post", "quotes", "this quote"))
+"""How a post waits for one not yet out (its options' key), said of it: replies to it, or quotes it."""
+
+
 async def _cancel_replies(ltx: LogTxn, parent: PostRecord, ended: State) -> list[str]:
-    """:func:`cancel_waiting_replies`, saying which replies it cancelled."""
+    """:func:`cancel_waiting_replies`, saying which replies and quotes it cancelled."""
     if ended not in ENDS_A_THREAD:
         return []
     cancelled: list[str] = []
     ends = [(parent.id, ended)]
     while ends:
         post_id, how = ends.pop()
-        for reply in await _waiting_on(ltx, account=parent.account, post_id=post_id, states=_WAITING):
-            reason = f"the post it replies to, {post_id}, was {how.value}: this reply does not go out without it"
-            new_state = transition(State(reply.state), Action.CANCEL)
-            if not await sql.compare_and_set(ltx.txn, reply.id, state=reply.state, version=reply.version, changes={
-                "state": new_state.value, "last_error": reason, "expires_at": None, "updated_at": ltx.now,
-            }):
-                continue  # changed meanwhile (another replica): the publisher fails it if it comes due
-            await ltx.append("post.cancelled", actor="system", account=reply.account, post=reply.id,
-                             data={"state": new_state.value, "version": reply.version,
-                                   "reply_to_post": reply.options.get("reply_to_post"), "reason": reason})
-            cancelled.append(reply.id)
-            ends.append((reply.id, new_state))
+        for key, does, this in _WAITS_AS:
+            for waiting in await _waiting_on(ltx, account=parent.account, post_id=post_id, states=_WAITING,
+                                             key=key):
+                reason = f"the post it {does}, {post_id}, was {how.value}: {this} does not go out without it"
+                new_state = transition(State(waiting.state), Action.CANCEL)
+                if not await sql.compare_and_set(
+                    ltx.txn, waiting.id, state=waiting.state, version=waiting.version, changes={
+                        "state": new_state.value, "last_error": reason, "expires_at": None, "updated_at": ltx.now,
+                    },
+                ):
+                    continue  # changed meanwhile (another replica): the publisher fails it if it comes due
+                await ltx.append("post.cancelled", actor="system", account=waiting.account, post=waiting.id,
+                                 data={"state": new_state.value, "version": waiting.version,
+                                       key: waiting.options.get(key), "reason": reason})
+                cancelled.append(waiting.id)
+                ends.append((waiting.id, new_state))
     return cancelled
 
 

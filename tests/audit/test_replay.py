@@ -1080,6 +1080,46 @@ def test_replies_cancelled_with_their_parent_pass_and_only_they(tmp_path: Path) 
     ]
 
 
+def _quote(log: SyntheticLog, post: str, quoted: str) -> int:
+    """A quote of ``quoted`` at its version 1, written before that post went out, held for bob and dave."""
+    return log.add("post.submitted", actor="carol", account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "quote_of_post": quoted, "quote_of_version": 1,
+    })
+
+
+def _quote_cancel(log: SyntheticLog, post: str, quoted: str, *, how: str = "cancelled") -> int:
+    """The gateway cancelling a quote with the post it quotes (``posts.cancel_waiting_replies``)."""
+    return log.add("post.cancelled", actor="system", account="brand", post=post, data={
+        "state": "cancelled", "version": 1, "quote_of_post": quoted,
+        "reason": f"the post it quotes, {quoted}, was {how}: this quote does not go out without it"})
+
+
+def test_quotes_cancelled_with_the_post_they_quote_pass_and_only_they(tmp_path: Path) -> None:
+    """The post a held quote quotes taken back: the gateway cancels the quote, naming it. An
+    honest log. A system cancel of a quote whose quoted post is still held (silencing a quote
+    its approvers were about to approve), and of one naming a post it does not quote, are each
+    named (before: a quote's cancel was read as a reply's naming no parent, the honest one too)."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("1", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _quote(log, "2", "1")
+    log.add("post.cancelled", actor="carol", account="brand", post="1",
+            data={"state": "cancelled", "policy_sha256": "p1"})
+    _quote_cancel(log, "2", "1")
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    log.submit("3", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _quote(log, "4", "3")
+    _quote(log, "5", "3")
+    pending = _quote_cancel(log, "4", "3")
+    elsewhere = _quote_cancel(log, "5", "1")
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {pending}: system cancelled post 4 with the post it quotes, 3, which was held: it had not ended",
+        f"entry {elsewhere}: system cancelled post 5 for the post it quotes, 1, but it quotes 3",
+    ]
+
+
 def test_a_reply_is_stored_only_to_wait_for_a_post_waiting_or_out(tmp_path: Path) -> None:
     """Replies stored while their parent was held, scheduled, being sent, suggested or out: an
     honest log. One stored after its parent was cancelled (a cancel on another gateway that

@@ -17,7 +17,9 @@ import pytest
 from atproto import Client, models
 from atproto_client.exceptions import BadRequestError
 
+from adapters.base import AdapterError
 from adapters.bluesky import BlueskyAdapter
+from gateway.appkeys import NOTIFIER
 from gateway.clock import ManualClock
 from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
 from tests.clients.test_atproto_reply_parents import FAKE_CID, on_pds, shown_on_card, skyreply_policy
@@ -25,8 +27,9 @@ from tests.clients.test_atproto_threads import clients, clock, login, pds_record
 from tests.conftest import Gateway, started_gateway
 from tests.pages.conftest import pages_on
 from tests.platforms.bluesky.fixture import BlueskyPds, PdsAccount, app_tid
+from tests.test_notify_email import PUBLIC, Mailbox, address, mailbox, with_emails
 
-__all__ = ["clients", "clock"]  # fixtures, used by name
+__all__ = ["clients", "clock", "mailbox"]  # fixtures, used by name
 POST = "app.bsky.feed.post"
 
 
@@ -138,6 +141,90 @@ async def test_a_quote_of_an_own_post_waits_for_it_and_quotes_it_as_it_went_out(
         for _ in range(3):
             await gw.tick()
             clock.advance(timedelta(minutes=2))
+        went, quoted = await pds_record(bluesky_pds, first.uri), await pds_record(bluesky_pds, quote.uri)
+        assert went is not None and quoted is not None, (went, quoted)
+        assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",
+                                                      "uri": first.uri, "cid": went["cid"]}
+        await verified_by_cli(gw)
+
+
+@pytest.mark.parametrize("ends", ["cancel", "reject"])
+async def test_a_quote_of_an_own_post_that_ends_unpublished_is_cancelled_with_it_and_its_author_told(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client], mailbox: Mailbox, ends: str,
+) -> None:
+    """Alice quotes her own post, both held for bob; then the post quoted ends without going out
+    (she cancels it, or bob rejects it). The quote is cancelled in that same moment, saying why,
+    and alice is emailed so: bob is no longer asked to approve a quote of words that will never
+    be out, and his approval of it is refused (before: it stayed held, was approved, and failed
+    only when due). Nothing reaches the PDS; the log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    await mailbox.start()
+    async with started_gateway(db_url, policy_dir, clock, notify_interval_seconds=3600, notify_timeout_seconds=2,
+                               public_url=PUBLIC, smtp_url=f"smtp://127.0.0.1:{mailbox.port}",
+                               smtp_from="byline@byline.example") as gw:
+        await with_emails(gw, "alice")
+        first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, secrets.token_hex(4))
+        code, body = await gw.act("alice" if ends == "cancel" else "bob", held["id"], ends)
+        assert code == 200, body
+        how = {"cancel": "cancelled", "reject": "rejected"}[ends]
+        cancelled = await gw.get("alice", quoting["id"])
+        assert cancelled["state"] == "cancelled", cancelled
+        why = f"the post it quotes, {held['id']}, was {how}: this quote does not go out without it"
+        assert cancelled["last_error"] == why
+        code, body = await gw.act("bob", quoting["id"], "approve")
+        assert code == 409, body
+        for _ in range(3):
+            await gw.tick()
+            clock.advance(timedelta(minutes=2))
+        assert await pds_record(bluesky_pds, first.uri) is None and await pds_record(bluesky_pds, quote.uri) is None
+        await gw.app[NOTIFIER].run_once()
+        assert mailbox.received() == [(address("alice"), "Byline: Your post for skyreply could not be published")]
+        told = mailbox.body(address("alice"), "could not be published")
+        assert why in told and f"{PUBLIC}/posts/{quoting['id']}" in told, told
+        await verified_by_cli(gw)
+
+
+async def test_a_quote_of_an_own_post_that_failed_fails_when_due_and_goes_out_once_retried_after_it(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """Alice quotes her own post, both held; bob approves both and the PDS refuses the post
+    quoted. The quote is not sent on its own: it fails, saying the post it quotes failed and to
+    retry it once that is out (a failed post may yet go out, so the quote is not cancelled).
+    Alice retries the post, it goes out; she retries the quote, and it goes out quoting the
+    post at the CID it went out with. The log verifies."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        words = secrets.token_hex(4)
+        first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
+        publish = BlueskyAdapter.publish
+
+        async def refuse_the_quoted(self: BlueskyAdapter, post: Any) -> Any:
+            if post.text.startswith("Our launch"):
+                raise AdapterError("refused by the PDS", retryable=False, status=400)
+            return await publish(self, post)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(BlueskyAdapter, "publish", refuse_the_quoted)
+            for post in (held, quoting):
+                code, body = await gw.act("bob", post["id"], "approve")
+                assert code == 200, body
+            for _ in range(4):
+                await gw.tick()
+                clock.advance(timedelta(minutes=2))
+        assert (await gw.get("alice", held["id"]))["state"] == "failed"
+        failed = await gw.get("alice", quoting["id"])
+        assert failed["state"] == "failed", failed
+        assert failed["last_error"].startswith(f"the post it quotes, {held['id']}, failed to go out"), failed
+        assert failed["last_error"].endswith("retry this quote once it is out"), failed
+        assert await pds_record(bluesky_pds, quote.uri) is None
+        for post in (held, quoting):
+            code, body = await gw.act("alice", post["id"], "retry")
+            assert code == 200, body
+            for _ in range(3):
+                await gw.tick()
+                clock.advance(timedelta(minutes=2))
         went, quoted = await pds_record(bluesky_pds, first.uri), await pds_record(bluesky_pds, quote.uri)
         assert went is not None and quoted is not None, (went, quoted)
         assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",

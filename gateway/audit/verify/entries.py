@@ -306,6 +306,9 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         return (version,), None
     state, version = data.get("state"), data.get("version")
     fact = (state if type(state) is str else None, version if type(version) is int else None, _sha(data))
-    # The parent a failure, a cancel or a retry of a reply names, for what a thread's end allows.
-    named = data.get("reply_to_post")
+    # The parent a failure, a cancel or a retry of a reply names, for what a thread's end allows,
+    # and the post a cancel of a quote names (``quote_of_post``), for what its end allows.
+    named, quoted = data.get("reply_to_post"), data.get("quote_of_post")
+    if type(quoted) is str:
+        return (*fact, named if type(named) is str else None, quoted), None
     return (*fact, named) if type(named) is str else fact, None
