@@ -1145,6 +1145,16 @@ class Replay:
                              f"words were its version {version}, but post {quoted_id} was {where}: the quote "
                              "shows words its approvers did not see it quote")
 
+    def _as_adopted(self, post_id: str) -> _Post | None:
+        """The post ``post_id`` names, followed into the post it was adopted as (a suggestion
+        taken up by a writer), as a reply or a quote waiting for it waits on that one."""
+        found = self._posts.get(post_id)
+        for _ in range(_ADOPTIONS_FOLLOWED):
+            if found is None or found.state != "adopted" or found.into is None:
+                break
+            found = self._posts.get(found.into)
+        return found
+
     def _with_quoted(self, index: int, known: _Post, post: str, named: str) -> None:
         """The gateway cancels a quote with the post it quotes not yet out, once that post ended
         for good (``gateway.services.posts``): no other post, and never a quote it had sent."""
@@ -1156,11 +1166,7 @@ class Replay:
             self._bad(index, f"{_SYSTEM} cancelled post {post} for the post it quotes, {named}, but it quotes "
                              f"{known.quotes[0] if known.quotes else 'no post not yet out'}")
             return
-        quoted = self._posts.get(named)
-        for _ in range(_ADOPTIONS_FOLLOWED):
-            if quoted is None or quoted.state != "adopted" or quoted.into is None:
-                break
-            quoted = self._posts.get(quoted.into)
+        quoted = self._as_adopted(named)
         if quoted is None or quoted.account != known.account or quoted.state not in _ENDS_A_THREAD:
             where = ("not a post of its account" if quoted is None or quoted.account != known.account
                      else quoted.state)
@@ -1182,11 +1188,7 @@ class Replay:
             self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, but it "
                              f"replies to {known.parent or 'no post not yet out'}")
             return
-        parent = self._posts.get(named)
-        for _ in range(_ADOPTIONS_FOLLOWED):
-            if parent is None or parent.state != "adopted" or parent.into is None:
-                break
-            parent = self._posts.get(parent.into)
+        parent = self._as_adopted(named)
         if parent is None or parent.account != known.account:
             self._bad(index, f"{_SYSTEM} {did} post {post} for the post it replies to, {named}, which is "
                              f"not a post of {known.account}")

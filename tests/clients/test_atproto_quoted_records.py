@@ -119,6 +119,21 @@ async def _quote_of_a_held_post(gw: Gateway, clients: list[Client], account: Pds
     return first, quote, held, quoting
 
 
+async def _ticks(gw: Gateway, clock: ManualClock, times: int) -> None:
+    """The publisher's turns, two minutes apart."""
+    for _ in range(times):
+        await gw.tick()
+        clock.advance(timedelta(minutes=2))
+
+
+async def _quotes_it_as_it_went_out(bluesky_pds: BlueskyPds, quoted_uri: str, quote_uri: str) -> None:
+    """Both posts are on the PDS, the quote naming the CID the post it quotes went out with."""
+    went, quoted = await pds_record(bluesky_pds, quoted_uri), await pds_record(bluesky_pds, quote_uri)
+    assert went is not None and quoted is not None, (went, quoted)
+    assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",
+                                                  "uri": quoted_uri, "cid": went["cid"]}
+
+
 async def test_a_quote_of_an_own_post_waits_for_it_and_quotes_it_as_it_went_out(
     bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch, clients: list[Client],
@@ -131,20 +146,13 @@ async def test_a_quote_of_an_own_post_waits_for_it_and_quotes_it_as_it_went_out(
         first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, secrets.token_hex(4))
         code, body = await gw.act("bob", quoting["id"], "approve")
         assert (code, body["state"]) == (200, "scheduled"), body
-        for _ in range(3):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
+        await _ticks(gw, clock, 3)
         assert (await gw.get("alice", quoting["id"]))["state"] == "scheduled"
         assert await pds_record(bluesky_pds, quote.uri) is None
         code, body = await gw.act("bob", held["id"], "approve")
         assert code == 200, body
-        for _ in range(3):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
-        went, quoted = await pds_record(bluesky_pds, first.uri), await pds_record(bluesky_pds, quote.uri)
-        assert went is not None and quoted is not None, (went, quoted)
-        assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",
-                                                      "uri": first.uri, "cid": went["cid"]}
+        await _ticks(gw, clock, 3)
+        await _quotes_it_as_it_went_out(bluesky_pds, first.uri, quote.uri)
         await verified_by_cli(gw)
 
 
@@ -174,9 +182,7 @@ async def test_a_quote_of_an_own_post_that_ends_unpublished_is_cancelled_with_it
         assert cancelled["last_error"] == why
         code, body = await gw.act("bob", quoting["id"], "approve")
         assert code == 409, body
-        for _ in range(3):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
+        await _ticks(gw, clock, 3)
         assert await pds_record(bluesky_pds, first.uri) is None and await pds_record(bluesky_pds, quote.uri) is None
         await gw.app[NOTIFIER].run_once()
         assert mailbox.received() == [(address("alice"), "Byline: Your post for skyreply could not be published")]
@@ -210,9 +216,7 @@ async def test_a_quote_of_an_own_post_that_failed_fails_when_due_and_goes_out_on
             for post in (held, quoting):
                 code, body = await gw.act("bob", post["id"], "approve")
                 assert code == 200, body
-            for _ in range(4):
-                await gw.tick()
-                clock.advance(timedelta(minutes=2))
+            await _ticks(gw, clock, 4)
         assert (await gw.get("alice", held["id"]))["state"] == "failed"
         failed = await gw.get("alice", quoting["id"])
         assert failed["state"] == "failed", failed
@@ -222,13 +226,8 @@ async def test_a_quote_of_an_own_post_that_failed_fails_when_due_and_goes_out_on
         for post in (held, quoting):
             code, body = await gw.act("alice", post["id"], "retry")
             assert code == 200, body
-            for _ in range(3):
-                await gw.tick()
-                clock.advance(timedelta(minutes=2))
-        went, quoted = await pds_record(bluesky_pds, first.uri), await pds_record(bluesky_pds, quote.uri)
-        assert went is not None and quoted is not None, (went, quoted)
-        assert quoted["value"]["embed"]["record"] == {"$type": "com.atproto.repo.strongRef",
-                                                      "uri": first.uri, "cid": went["cid"]}
+            await _ticks(gw, clock, 3)
+        await _quotes_it_as_it_went_out(bluesky_pds, first.uri, quote.uri)
         await verified_by_cli(gw)
 
 
@@ -247,16 +246,12 @@ async def test_a_quote_of_an_own_post_edited_before_it_went_out_fails(
         first, quote, held, quoting = await _quote_of_a_held_post(gw, clients, account, words)
         code, body = await gw.act("bob", quoting["id"], "approve")
         assert code == 200, body
-        for _ in range(2):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
+        await _ticks(gw, clock, 2)
         code, body = await gw.call("alice", "PATCH", f"/v1/posts/{held['id']}", {"text": f"Launch cancelled ({words})"})
         assert code == 200, body
         code, body = await gw.act("bob", held["id"], "approve")
         assert code == 200, body
-        for _ in range(4):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
+        await _ticks(gw, clock, 4)
         went = await pds_record(bluesky_pds, first.uri)
         assert went is not None and went["value"]["text"].startswith("Launch cancelled"), went
         failed = await gw.get("alice", quoting["id"])
@@ -289,9 +284,7 @@ async def test_a_quote_sent_for_other_quoted_words_is_named_by_the_verifier(
         await attacker.run(("UPDATE posts SET options = ? WHERE id = ?",
                             (json.dumps({**options, "quote_of_version": 2}), quoting["id"])))
         assert (await gw.act("bob", held["id"], "approve"))[0] == 200
-        for _ in range(4):
-            await gw.tick()
-            clock.advance(timedelta(minutes=2))
+        await _ticks(gw, clock, 4)
         assert await pds_record(bluesky_pds, quote.uri) is not None
         said = await rejected_by_cli(gw)
         assert (f"post {quoting['id']} is sent quoting post {held['id']}, its approvals given while that post's "
