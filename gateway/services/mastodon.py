@@ -675,7 +675,10 @@ class MastodonService:
             description, focus = found.get(media_id, (row["description"], row["focus"]))
             found[media_id] = (description if change.description is None else (change.description or None),
                                focus if change.focus is None else _focus_text(change.focus))
-        return {m: new for m, new in found.items() if new != (rows[m]["description"], rows[m]["focus"])}
+        changed = {m: new for m, new in found.items() if new != (rows[m]["description"], rows[m]["focus"])}
+        if any(description != rows[m]["description"] for m, (description, _) in changed.items()):
+            _check_alt_not_in_record(post)
+        return changed
 
     async def delete(self, auth: ClientAuth, post_id: str) -> StatusView:
         """``DELETE /api/v1/statuses/:id``: cancel a post not out yet, or delete it on the platform."""
@@ -814,7 +817,9 @@ class MastodonService:
         its redraft, and the uploader describes them as any unattached upload, before the
         redraft takes them (the post that ended keeps its own in its versions). A new focal point alone of a
         post for a platform that has none (Bluesky, X) changes nothing it publishes: it is kept
-        on the upload, and the post stays as it is (:meth:`_refocused_in_place`).
+        on the upload, and the post stays as it is (:meth:`_refocused_in_place`). New alt text
+        of a post written as a Bluesky record is refused (422): it goes out in the record's embed
+        (:func:`_check_alt_not_in_record`).
         """
         row = await self.media_info(auth, media_id)
         new_description = row["description"] if change.description is None else (change.description or None)
@@ -839,6 +844,7 @@ class MastodonService:
             raise BylineError(Code.NOT_FOUND, "Record not found")
         named: dict[str, Any] = {}
         if new_description != row["description"]:
+            _check_alt_not_in_record(post)
             named["described"] = [media_id]
         if new_focus != row["focus"]:
             named["refocused"] = [media_id]
@@ -1084,6 +1090,19 @@ def _redescribing(
 def _focus_text(point: tuple[float, float] | None) -> str | None:
     """A focal point as stored: "x,y"."""
     return None if point is None else f"{point[0]!r},{point[1]!r}"
+
+
+def _check_alt_not_in_record(post: PostView) -> None:
+    """Refuse new alt text for an upload of a post written as a Bluesky record (through XRPC):
+    its alt text goes out in the record's embed, exactly as its client wrote it (the record's CID,
+    answered at ``createRecord``, is computed over it), never from the upload. Changed on the
+    upload, the approvers would see alt text that never goes out."""
+    if post.options.get("embed") is not None:
+        raise BylineError(Code.VALIDATION, (
+            "Validation failed: the alt text of a post written as a Bluesky record (through XRPC) goes out "
+            "in its record's embed, as its client wrote it, not from its upload: delete the post "
+            "(com.atproto.repo.deleteRecord) and write it again with the new alt text"
+        ))
 
 
 def _media_refused(media_id: str) -> str:

@@ -24,7 +24,18 @@ from atproto_client.exceptions import BadRequestError
 from adapters.bluesky import rkey_for
 from gateway.appkeys import DB
 from gateway.clock import ManualClock
-from tests.clients.test_atproto_client import POST, Sdk, clock, post_for, run, sdk, session, xrpc
+from tests.audit.logtools import verified_by_cli
+from tests.clients.test_atproto_client import (
+    POST,
+    Sdk,
+    app_password,
+    clock,
+    post_for,
+    run,
+    sdk,
+    session,
+    xrpc,
+)
 from tests.conftest import Gateway, started_gateway, write_policy
 from tests.platforms.bluesky.fixture import BlueskyPds
 
@@ -365,3 +376,43 @@ async def test_an_image_alone_is_a_post(bluesky_pds: BlueskyPds, sky: Gateway, s
     landed = await pds_record(bluesky_pds, sent.uri)
     assert landed is not None and landed["cid"] == sent.cid
     assert (landed["value"]["text"], landed["value"]["embed"]["images"][0]["alt"]) == ("", "A grey stripe")
+
+
+async def test_alt_text_of_a_record_is_edited_in_its_record_not_its_upload(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk,
+) -> None:
+    """A held post made through XRPC sends its alt text in its record's embed: new alt text of
+    its picture through the Mastodon API (``PUT /api/v1/media/:id``, or an edit's
+    ``media_attributes[]``) is refused with 422 saying where the alt text lives, and changes
+    nothing; approved, the post goes out with the alt text its approver saw, version 1. (Before:
+    a version 2 showed the approver the new alt text while the record sent the old one.)"""
+    account = bluesky_pds.account("bob.test")
+    client = await sdk.login(sky, "alice", "skyheld", account.handle)
+    image = png(3, 3, secrets.token_hex(4))
+    sent = await run(client.send_image, "Approve my picture", image=image, image_alt="A grey square")
+    post = await post_for(sky, "alice", "skyheld", sent.uri)
+    assert (post["state"], post["version"]) == ("held", 1)
+    headers = {"Authorization": f"Bearer {await app_password(sky, 'alice', 'skyheld')}"}
+    async with sky.client.get(f"/api/v1/statuses/{post['id']}", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        [picture] = (await resp.json())["media_attachments"]
+    before = await sky.snapshot()
+    refused = "Validation failed: the alt text of a post written as a Bluesky record (through XRPC) goes out"
+    async with sky.client.put(f"/api/v1/media/{picture['id']}", headers=headers,
+                              json={"description": "A white square"}) as resp:
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"].startswith(refused)
+    async with sky.client.put(f"/api/v1/statuses/{post['id']}", headers=headers, json={
+        "status": "Approve my picture",
+        "media_ids": [picture["id"]], "media_attributes": [{"id": picture["id"], "description": "A white square"}],
+    }) as resp:
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"].startswith(refused)
+    assert await sky.snapshot() == before
+    status, body = await sky.act("bob", post["id"], "approve")
+    assert (status, body["state"], body["version"]) == (200, "scheduled", 1), body
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, sent.uri)
+    assert landed is not None and landed["cid"] == sent.cid
+    assert [i["alt"] for i in landed["value"]["embed"]["images"]] == ["A grey square"]
+    await verified_by_cli(sky)
