@@ -6,6 +6,7 @@ alt text that reaches the platform is the last one written, and approved."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from datetime import timedelta
@@ -17,6 +18,7 @@ import yaml
 from mastodon import MastodonAPIError
 
 from gateway.appkeys import CHECKPOINTS, DB
+from gateway.services import publisher as publisher_module
 from gateway.services.content import content_sha256
 from gateway.services.posts import PostService
 from gateway.storage.posts import PostRecord
@@ -649,5 +651,56 @@ async def test_new_alt_text_landing_as_a_suggestion_is_adopted_is_not_adopted_in
     world.gateway.clock.advance(timedelta(minutes=2))
     await world.gateway.tick()
     assert _published_alt_texts(world, "brandman") == [["A cat. Buy our coin"]]
+    result = await _verify(world)
+    assert result.code == 0, result.text
+
+
+@pytest.mark.parametrize("when", ["before the claim", "inside the claim"])
+async def test_new_alt_text_landing_between_the_last_approval_and_the_claim(
+    world: World, policy_dir: Path, monkeypatch: pytest.MonkeyPatch, when: str,
+) -> None:
+    """Approved (the one approval of one asked) and due, then new alt text: landing before the
+    publisher claims the post, it is a version 2, held again, and nothing goes out until it is
+    approved; landing inside the claim (after the claim hashed what the post carries, before it
+    committed), it waits for the claim and then finds the post going out (409), and exactly
+    what bob approved goes out, once. Either way the log verifies."""
+    post_id, media_id = await _approved_with_an_image(world, policy_dir)
+    world.gateway.clock.advance(timedelta(minutes=2))
+    token = await world.token("alice", "mastoco")
+
+    async def put_alt() -> tuple[int, dict[str, Any]]:
+        async with world.gateway.client.put(f"/api/v1/media/{media_id}", data={"description": "A dog"},
+                                            headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status, await resp.json()
+
+    if when == "before the claim":
+        code, body = await put_alt()
+        assert (code, body["description"]) == (200, "A dog"), body
+        post = await world.gateway.get("alice", post_id)
+        assert (post["state"], post["version"]) == ("held", 2), post
+        await _out_once_dave_approves(world, post_id)
+        assert _published_alt_texts(world, "brandco") == [["A dog"]]
+    else:
+        hashed = publisher_module.stored_content_sha256
+        landing: list[asyncio.Task[tuple[int, dict[str, Any]]]] = []
+
+        async def then_described(*args: Any, **kwargs: Any) -> Any:
+            content = await hashed(*args, **kwargs)
+            if not landing:
+                landing.append(asyncio.create_task(put_alt()))
+                # Time enough for the PUT to land, were the claim not holding the post.
+                await asyncio.wait(landing, timeout=0.5)
+                assert not landing[0].done(), "new alt text landed inside the claim"
+            return content
+
+        monkeypatch.setattr(publisher_module, "stored_content_sha256", then_described)
+        assert await world.gateway.tick() == 1
+        assert landing, "the claim never hashed the post's content"
+        code, body = await landing[0]
+        assert (code, body) == (409, {"error": "cannot edit a post that is publishing"})
+        post = await world.gateway.get("alice", post_id)
+        assert (post["state"], post["version"]) == ("published", 1), post
+        assert _published_alt_texts(world, "brandco") == [["A cat"]]
+        assert (await _media_row(world, media_id))["description"] == "A cat"
     result = await _verify(world)
     assert result.code == 0, result.text
