@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
+from adapters.bluesky import blob_digest
 from gateway.audit.gates import gate_words, gates_in_words
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -380,7 +381,12 @@ class QueueService:
         async with self.db.read() as txn:
             # A pending revision's pictures as they would go out: with the alt text it holds.
             rows = {r["id"]: r for r in as_carried(post.options, await media_sql.info(txn, media_ids))}
-        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}", description=rows[m]["description"],
+        # A post written as a Bluesky record sends each picture's alt text in its embed, never
+        # its upload's (which may have some of its own, given through the Mastodon API).
+        embed = post.options.get("embed")
+        alts = _embed_alts(embed) if isinstance(embed, Mapping) else None
+        return tuple(Picture(url=f"/media/{rows[m]['id']}/{rows[m]['digest']}",
+                             description=rows[m]["description"] if alts is None else alts.get(rows[m]["digest"]),
                              focus=focus_words(rows[m]["focus"]))
                      for m in media_ids if m in rows)
 
@@ -621,6 +627,23 @@ def _quotes(quoted: str, options: Mapping[str, Any]) -> list[Shown]:
     if isinstance(text := options.get("quote_text"), str):
         out.append(Shown(label="Quoted words", value=text or "(no words)"))
     return out
+
+
+def _embed_alts(embed: Mapping[str, Any]) -> dict[str, str | None]:
+    """The alt text a Bluesky embed gives each image it shows, by the SHA-256 (hex) its blob's
+    CID names (an image with no alt text: None): its images, or those of a quote with media."""
+    alts: dict[str, str | None] = {}
+    for where in (embed, embed.get("media")):
+        images = where.get("images") if isinstance(where, Mapping) else None
+        for image in images if isinstance(images, list) else ():
+            blob = image.get("image") if isinstance(image, Mapping) else None
+            ref = blob.get("ref") if isinstance(blob, Mapping) else None
+            link = ref.get("$link") if isinstance(ref, Mapping) else None
+            digest = blob_digest(link) if isinstance(link, str) else None
+            if digest is not None:
+                alt = image.get("alt")
+                alts.setdefault(digest, alt if isinstance(alt, str) and alt else None)
+    return alts
 
 
 def _embed_shown(embed: Mapping[str, Any], options: Mapping[str, Any], depth: int = 0) -> list[Shown]:

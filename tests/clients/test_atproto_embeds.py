@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import struct
 import tempfile
@@ -37,6 +38,7 @@ from tests.clients.test_atproto_client import (
     xrpc,
 )
 from tests.conftest import Gateway, started_gateway, write_policy
+from tests.pages.conftest import pages_on
 from tests.platforms.bluesky.fixture import BlueskyPds
 
 __all__ = ["clock", "sdk"]  # the fixtures, shared with the SDK's tests
@@ -416,3 +418,39 @@ async def test_alt_text_of_a_record_is_edited_in_its_record_not_its_upload(
     assert landed is not None and landed["cid"] == sent.cid
     assert [i["alt"] for i in landed["value"]["embed"]["images"]] == ["A grey square"]
     await verified_by_cli(sky)
+
+
+async def test_approvers_see_the_alt_text_a_record_sends_not_its_uploads(
+    bluesky_pds: BlueskyPds, sky: Gateway,
+) -> None:
+    """A picture uploaded through the Mastodon API with alt text of its own, then shown by a
+    record (through XRPC) whose embed gives it other alt text: the approvers' card says the
+    picture's alt text is the record's, which is what goes out. (Before: the picture's caption
+    said the upload's alt text, which never goes out, beside the record's.)"""
+    account = bluesky_pds.account("bob.test")
+    token = (await session(sky, "alice", "skyheld", account.handle))["accessJwt"]
+    image = png(4, 2, secrets.token_hex(4))
+    form = aiohttp.FormData()
+    form.add_field("file", image, filename="grey.png", content_type="image/png")
+    form.add_field("description", "A cat")
+    headers = {"Authorization": f"Bearer {await app_password(sky, 'alice', 'skyheld')}"}
+    async with sky.client.post("/api/v2/media", data=form, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    embed = {"$type": "app.bsky.embed.images", "images": [{"alt": "A grey band", "image": blob_json(image)}]}
+    record = {"$type": POST, "text": "Look", "createdAt": "2026-01-01T00:00:00.000Z", "embed": embed}
+    status, body = await xrpc(sky, "POST", "com.atproto.repo.createRecord", token=token,
+                              body={"repo": account.did, "collection": POST, "record": record})
+    assert status == 200, body
+    post = await post_for(sky, "alice", "skyheld", body["uri"])
+    post_id = post["id"]
+    async with pages_on(sky) as pages:
+        bob = await pages.person("bob")
+        _, queue = await bob.get("/queue")
+        [card] = re.findall(rf'<article class="card post"[^>]*data-post="{post_id}".*?</article>', queue, re.DOTALL)
+    assert re.findall(r"alt text: (?:<bdi>)?([^;<]*)", card) == ["A grey band"]
+    status, answer = await sky.act("bob", post["id"], "approve")
+    assert status == 200, answer
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, body["uri"])
+    assert landed is not None
+    assert [i["alt"] for i in landed["value"]["embed"]["images"]] == ["A grey band"]
