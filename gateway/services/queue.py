@@ -149,6 +149,9 @@ class PostCard:
     """What else the version shown changed from the one before (``diff_from``)."""
     revises: Revises | None = None
     """For a pending revision, the published post it would edit; None for any other post."""
+    diff_from_mine: bool = False
+    """Whether ``diff_from`` is the version the viewer approved (an approval later versions set
+    aside), rather than the one before."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -439,14 +442,19 @@ def card_of(
     *, pictures: tuple[Picture, ...] = (), since: int | None = None, revises: Revises | None = None,
 ) -> PostCard:
     """A post's card for ``user``: the difference from the version before (from version
-    ``since``, where the person last read that one), who else approved the version shown, what
+    ``since``, where the person last read that one; else from the last version they approved,
+    where a later one set their approval aside), who else approved the version shown, what
     else goes out with it, and the forms the policy in force lets them use now."""
     loaded = policy_of(post.account)
     versions = post.versions or ()
     diff: tuple[Change, ...] = ()
     diff_from = None
     changed: tuple[OptionChange, ...] = ()
-    read = next((v for v in versions[:-1] if v.version == since), None)
+    # An approver whose approval a later version set aside read the version they approved: what
+    # they must read before approving again is all that changed since, not the last step alone.
+    approved = max((d.version for d in post.approvals or ()
+                    if d.approver == user and d.decision == "approve" and not d.current), default=None)
+    read = next((v for v in versions[:-1] if v.version == (since if since is not None else approved)), None)
     before = read or (versions[-2] if len(versions) >= 2 else None)
     if before is not None:
         diff_from = before.version
@@ -467,7 +475,7 @@ def card_of(
                     mine_counts=counts,
                     actions=_actions(post, loaded, user, decided=mine is not None and counts), seconds_left=seconds,
                     wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed,
-                    revises=revises)
+                    revises=revises, diff_from_mine=read is not None and since is None)
 
 
 def _version_changes(
