@@ -44,6 +44,13 @@ _READ_HEADERS: Final = (
 """The request headers Byline reads, compares, stores or relays."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
+RefusalPage = Callable[[web.Request, int], "web.Response | None"]
+REFUSAL_PAGE: Final = web.AppKey[RefusalPage]("refusal_page")
+"""The page a person's browser is shown, for the status the router refused a request with (an
+address no handler answers, a form's address opened as a page), or None when the request is no
+browser's (``gateway.http.pages``); kept here, where the refusal is made, as the pages build on
+this module."""
+
 
 def waited(response: web.Response, error: Failure) -> web.Response:
     """``response``, with ``Retry-After`` when ``error`` says when to try again: every surface
@@ -95,7 +102,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             405: f"{request.method} is not allowed on {request.path}",
             413: "request body too large",
         }.get(exc.status, exc.reason)
-        response = web.json_response({"error": code.value, "message": message}, status=exc.status)
+        shown = request.config_dict.get(REFUSAL_PAGE)
+        page = shown(request, exc.status) if shown is not None else None
+        response = page or web.json_response({"error": code.value, "message": message}, status=exc.status)
     except Exception as exc:
         if isinstance(exc, ConnectionError) and gone(request):
             raise  # the client went away, or was cut off (gateway.http.server): nobody to answer

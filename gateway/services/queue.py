@@ -150,6 +150,9 @@ class PostCard:
     """What else the version shown changed from the one before (``diff_from``)."""
     revises: Revises | None = None
     """For a pending revision, the published post it would edit; None for any other post."""
+    diff_from_mine: bool = False
+    """Whether ``diff_from`` is the version the viewer approved (an approval later versions set
+    aside), rather than the one before."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -350,16 +353,31 @@ class QueueService:
                      waiting=tuple(waiting), accounts=accounts)
 
     async def _card(self, caller: Caller, post_id: str, now: int) -> PostCard:
-        post = await self.posts.view(caller, post_id)
-        return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post),
-                       revises=await self._revises(caller, post))
+        return await self._card_of(caller, await self.posts.view(caller, post_id), now)
 
     async def card(self, caller: Caller, post_id: str, *, since: int | None = None) -> PostCard:
         """One post's card as ``caller``'s queue shows it now, with what changed since version
         ``since`` (the one they read, when a decision on it came too late)."""
         post = await self.posts.view(caller, post_id)
-        return card_of(post, self.policies.get, caller.user, now_micros(self.clock),
-                       pictures=await self._pictures(post), since=since, revises=await self._revises(caller, post))
+        return await self._card_of(caller, post, now_micros(self.clock), since=since)
+
+    async def _card_of(self, caller: Caller, post: PostView, now: int, *, since: int | None = None) -> PostCard:
+        """``post``'s card for ``caller``, with what it carries from elsewhere: its pictures, the
+        published post it would edit, the words it replies to."""
+        return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post), since=since,
+                       revises=await self._revises(caller, post), replied=await self._replied(caller, post))
+
+    async def _replied(self, caller: Caller, post: PostView) -> str | None:
+        """The words of the account's post that ``post`` replies to, as they go out now (a reply
+        waits for it): an approver of a reply approves an answer to them. None for any other
+        post, or a parent out of the caller's reach."""
+        parent = post.options.get("reply_to_post")
+        if not isinstance(parent, str):
+            return None
+        try:
+            return (await self.posts.view(caller, parent, history=False)).display_text
+        except BylineError:
+            return None
 
     async def _revises(self, caller: Caller, post: PostView) -> Revises | None:
         """For a pending revision, the published post it would edit, as its card shows it: an
@@ -411,8 +429,7 @@ class QueueService:
                 changed=_version_changes(versions[i - 1], version, options) if i > 0 else (),
             ))
         events = tuple(_event_line(e.index, e.type, e.actor, e.ts, e.data, size) for e in post.events or ())
-        card = card_of(post, self.policies.get, caller.user, now_micros(self.clock),
-                       pictures=await self._pictures(post), revises=await self._revises(caller, post))
+        card = await self._card_of(caller, post, now_micros(self.clock))
         return PostPage(card=card,
                         versions=tuple(reversed(steps)), events=events, checkpoint_size=size)
 
@@ -443,16 +460,23 @@ class QueueService:
 def card_of(
     post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int,
     *, pictures: tuple[Picture, ...] = (), since: int | None = None, revises: Revises | None = None,
+    replied: str | None = None,
 ) -> PostCard:
     """A post's card for ``user``: the difference from the version before (from version
-    ``since``, where the person last read that one), who else approved the version shown, what
-    else goes out with it, and the forms the policy in force lets them use now."""
+    ``since``, where the person last read that one; else from the last version they approved,
+    where a later one set their approval aside), who else approved the version shown, what
+    else goes out with it (with the words it ``replied`` to, of a post of the account's), and
+    the forms the policy in force lets them use now."""
     loaded = policy_of(post.account)
     versions = post.versions or ()
     diff: tuple[Change, ...] = ()
     diff_from = None
     changed: tuple[OptionChange, ...] = ()
-    read = next((v for v in versions[:-1] if v.version == since), None)
+    # An approver whose approval a later version set aside read the version they approved: what
+    # they must read before approving again is all that changed since, not the last step alone.
+    approved = max((d.version for d in post.approvals or ()
+                    if d.approver == user and d.decision == "approve" and not d.current), default=None)
+    read = next((v for v in versions[:-1] if v.version == (since if since is not None else approved)), None)
     before = read or (versions[-2] if len(versions) >= 2 else None)
     if before is not None:
         diff_from = before.version
@@ -472,8 +496,8 @@ def card_of(
     return PostCard(post=post, diff=diff, diff_from=diff_from, approved_by=others, my_decision=mine,
                     mine_counts=counts,
                     actions=_actions(post, loaded, user, decided=mine is not None and counts), seconds_left=seconds,
-                    wrote_it=wrote, shown=what_else(post.options), pictures=pictures, changed=changed,
-                    revises=revises)
+                    wrote_it=wrote, shown=_with_replied(what_else(post.options), replied), pictures=pictures,
+                    changed=changed, revises=revises, diff_from_mine=read is not None and since is None)
 
 
 def _version_changes(
@@ -584,6 +608,18 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
                     out.append(Shown(label="Hashtag under its words", value=f"#{tag}"))
     if isinstance(gates := options.get("gates"), Mapping):
         out += _gates_shown(gates)
+    return tuple(out)
+
+
+def _with_replied(shown: tuple[Shown, ...], words: str | None) -> tuple[Shown, ...]:
+    """``shown``, with the ``words`` a reply answers after what it replies to."""
+    if words is None:
+        return shown
+    out: list[Shown] = []
+    for item in shown:
+        out.append(item)
+        if item.label == "Replies to":
+            out.append(Shown(label="Replied-to words", value=words or "(no words)"))
     return tuple(out)
 
 

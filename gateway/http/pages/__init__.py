@@ -26,7 +26,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.appkeys import PEOPLE, SETTINGS
 from gateway.errors import BylineError, Code, Failure
-from gateway.http.common import check_text, database_gone, waited
+from gateway.http.common import REFUSAL_PAGE, check_text, database_gone, waited
 from gateway.services.people import Session
 from gateway.services.posts import Caller
 from gateway.services.reply_targets import web_link
@@ -114,6 +114,7 @@ def setup(app: web.Application) -> None:
     env.globals["static"] = lambda name: f"/static/{names[name]}"
     env.globals["web_link"] = web_link  # one rule for every platform-given address a page links
     app[TEMPLATES] = env
+    app[REFUSAL_PAGE] = refusal_page
     app.router.add_get("/static/{name}", static_file)
 
 
@@ -334,6 +335,22 @@ def error_page(env: jinja2.Environment, *, status: int, message: str, title: str
     return response
 
 
+_REFUSALS: Final = {
+    404: "There is no page at this address. The link may be old, or the address mistyped.",
+    405: "This address takes a form sent from one of the gateway's pages; it is not a page to open.",
+}
+"""What a person's browser is told of the router's refusals, by status."""
+
+
+def refusal_page(request: web.Request, status: int) -> web.Response | None:
+    """The error page for the router's refusal of a request a person's browser made (its
+    ``Accept`` ranks HTML first): a person who follows an old link reads a page with a way back,
+    not the API's JSON. None for anything else, which the API's JSON answers."""
+    if status not in _REFUSALS or not prefers_html(request.headers.get("Accept")):
+        return None
+    return error_page(request.config_dict[TEMPLATES], status=status, message=_REFUSALS[status])
+
+
 _QVALUE = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
 """A weight as RFC 9110 writes one (``q=0.8``); anything else weighs nothing."""
 
@@ -365,6 +382,6 @@ def prefers_html(accept: str | None) -> bool:
 
 _TITLES = {
     400: "This request cannot be read", 401: "Sign in first", 403: "Not yours to do",
-    404: "Not found", 409: "This has changed", 413: "Too large", 415: "Not a form",
+    404: "Not found", 405: "Not a page", 409: "This has changed", 413: "Too large", 415: "Not a form",
     422: "Something is not right", 429: "Too many attempts",
 }
