@@ -205,15 +205,16 @@ async def test_a_second_token_of_a_cosigned_account_publishes_nothing_until_put_
 async def test_a_second_file_for_the_account_stops_the_one_that_posted_alone(
     db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An account alone on its platform posts without Byline asking the platform anything; a
-    co-signed file added later on another token of the same account stops it at its next post,
-    and removing the direct file lets the co-signed one publish."""
+    """An account alone on its platform posts once Byline has asked who its own credential is
+    for, and asks of no other; a co-signed file added later on another token of the same
+    account stops it at its next post, and removing the direct file lets the co-signed one
+    publish."""
     directory = _directory(tmp_path, standin, monkeypatch, both=False)
     async with started_gateway(db_url, directory, clock) as gw:
         first = await gw.submit("alice", "quick", "Before the brand's file")
         await gw.tick()
         assert (await gw.get("alice", first["id"]))["state"] == "published"
-        assert standin.verifies() == 0  # no other file could be the same account: nothing asked
+        assert standin.verifies() == 1  # its own credential only: no other file could be the same account
 
         write_policy(directory, "brand", _cosigned(standin))
         assert await gw.sync_policies() == ["brand"]
