@@ -174,9 +174,13 @@ def names(policy: Policy, identity: PlatformIdentity) -> bool | None:
     return named.partition("@")[0] == answered.partition("@")[0]
 
 
-def not_named_problem(account: str, *, platform: str, named: str, answered: str) -> str:
+def not_named_problem(account: str, *, platform: str, named: str | None, answered: str, before: str = "") -> str:
     """Why ``account`` does not publish: its credential is for ``answered``, not the ``named``
-    its file gives (or, where it gives none, not the account it published as before)."""
+    its file gives (or, where it gives none, not ``before``, the account it published as)."""
+    if named is None:
+        return (f"{account} is held: its policy file names no handle, and {platform} answers that its credential "
+                f"is for {answered}, where it published as {before}; its posts wait, none lost, until its "
+                f"credential is put back or the file names the handle it is to publish as")
     return (f"{account} is held: its policy file names {named} as the {platform} account it publishes as, but "
             f"{platform} answers that its credential is for {answered}; its posts wait, none lost, until the "
             f"file's handle or its credential is put right")

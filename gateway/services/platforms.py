@@ -665,21 +665,21 @@ class Platforms:
         another answer later is another voice, until its admin writes the handle in the file."""
         policy, account = loaded.policy, loaded.policy.account
         named = names(policy, own)
+        before = ""
         if named is None:
             then = self._spoke_as.get(account)
             if then is None or then[0] != loaded.sha256 or not then[1].comparable(own) or then[1].same_account(own):
                 self._spoke_as[account] = (loaded.sha256, own)
                 return
-            expected = f"no handle (it published as {then[1].handle})"
+            before = then[1].handle
         elif named:
             return
-        else:
-            expected = policy.handle.strip()
+        expected = policy.handle.strip() or None
         self._release(account)
-        problem = not_named_problem(account, platform=platform, named=expected, answered=own.handle)
+        problem = not_named_problem(account, platform=platform, named=expected, answered=own.handle, before=before)
         self._mark_here(account, problem)
         logger.warning("platform_account_not_named", account=account, platform=platform, named=expected,
-                       answered=own.handle)
+                       before=before or None, answered=own.handle)
         raise AccountHeld(problem, public=NOT_NAMED_PUBLIC)
 
     def _hold_shared(self, account: str, shared: list[str], *, platform: str, handle: str) -> str:
