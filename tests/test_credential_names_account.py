@@ -26,7 +26,7 @@ from tests.fakes.mastodon import FakeMastodon, Status
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
-from tests.platforms.bluesky.fixture import BlueskyPds, post_records, write_bluesky_policy
+from tests.platforms.bluesky.fixture import BlueskyPds, texts_from_now, write_bluesky_policy
 
 BRAND_TOKEN = "tok-brand-own-4b1f20"
 OTHER_TOKEN = "tok-other-account-e93a57"
@@ -258,10 +258,7 @@ async def test_a_bluesky_app_password_of_another_account_publishes_nothing_there
     directory = make_policy_dir(tmp_path, {})
     write_bluesky_policy(directory, "brand", handle=bob.handle if by == "handle" else bob.did,
                          pds=bluesky_pds.pds_url, credential_env="BRAND_BSKY_APP_PASSWORD")
-    before = {did: {r["uri"] for r in await post_records(bluesky_pds, did)} for did in (bob.did, carol.did)}
-
-    async def new_texts(did: str) -> list[str]:
-        return [r["value"]["text"] for r in await post_records(bluesky_pds, did) if r["uri"] not in before[did]]
+    new_texts = await texts_from_now(bluesky_pds, bob.did, carol.did)
 
     async with started_gateway(db_url, directory, clock) as gw:
         text = f"Signed for bob ({secrets.token_hex(4)})"  # the PDS is shared by the whole run
@@ -281,3 +278,40 @@ async def test_a_bluesky_app_password_of_another_account_publishes_nothing_there
             await gw.tick()
         assert (await new_texts(bob.did), await new_texts(carol.did)) == ([text], [])
         assert await _health(gw, "brand") == (True, None)
+
+
+async def test_a_token_swapped_during_a_cooling_off_holds_the_post_it_would_have_sent(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: Mastodon, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delayed brand's post is submitted on its own token, which is swapped for another
+    account's during the cooling-off: when it is due it waits, sent nowhere; the brand's token
+    back, it goes out once, as the brand."""
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {"brand": f"""
+        account: brand
+        platform: mastodon
+        handle: "@brand"
+        instance: {mastodon.url}
+        credentials: env:BRAND_PLATFORM_TOKEN
+        tier: delayed
+        delay: 10m
+        owner: alice
+    """})
+    async with started_gateway(db_url, directory, clock) as gw:
+        cooling = await gw.submit("alice", "brand", "After ten minutes")
+        await gw.tick()
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", OTHER_TOKEN)
+        clock.advance(timedelta(minutes=11))
+        await gw.tick()
+        assert (mastodon.texts("brand"), mastodon.texts("other")) == ([], [])
+        body = await gw.get("alice", cooling["id"])
+        assert body["state"] == "scheduled" and body["events"][-1]["data"]["error"] == NOT_NAMED_PUBLIC, body
+        assert (await _health(gw, "brand"))[0] is False
+
+        monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+        for _ in range(2):
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+        assert (mastodon.texts("brand"), mastodon.texts("other")) == (["After ten minutes"], [])
+        assert await _health(gw, "brand") == (True, None)
+        await verified_by_cli(gw)

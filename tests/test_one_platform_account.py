@@ -28,7 +28,7 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
-from tests.platforms.bluesky.fixture import BlueskyPds, post_records, write_bluesky_policy
+from tests.platforms.bluesky.fixture import BlueskyPds, texts_from_now, write_bluesky_policy
 
 BRAND_TOKEN = "tok-brand-cosigned-51c2e7"
 QUICK_TOKEN = "tok-brand-second-app-9e07a4"
@@ -367,10 +367,7 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
                          credential_env="BRAND_BSKY_APP_PASSWORD")
     write_bluesky_policy(directory, "quick", handle=bob.did, pds=bluesky_pds.pds_url,
                          credential_env="QUICK_BSKY_PASSWORD", tier="direct")
-    before = {did: {r["uri"] for r in await post_records(bluesky_pds, did)} for did in (bob.did, carol.did)}
-
-    async def new_texts(did: str) -> list[str]:
-        return [r["value"]["text"] for r in await post_records(bluesky_pds, did) if r["uri"] not in before[did]]
+    new_texts = await texts_from_now(bluesky_pds, bob.did, carol.did)
 
     async with started_gateway(db_url, directory, clock) as gw:
         text = f"Alone, as bob? ({secrets.token_hex(4)})"  # the PDS is shared by the whole run
