@@ -400,19 +400,20 @@ async def test_a_credential_kept_between_reads_is_checked_again_when_its_file_mo
         for n in range(2):  # the second from what was kept
             await gw.submit("alice", "thief", f"kept {n}")
             await gw.tick()
-        assert [token for _, token in listener.heard] == ["Bearer good-token"] * 2
+        # Who the token is for, asked once (``Platforms.cleared``), then the two posts.
+        assert [token for _, token in listener.heard] == ["Bearer good-token"] * 3
         _point(secrets / "token", policy_dir.parent / "log.key")
         post = await gw.submit("alice", "thief", "after the link moved")
         for _ in range(3):
             await gw.tick()
-        assert len(listener.heard) == 2
+        assert len(listener.heard) == 3
         assert KEY in ((await gw.get("alice", post["id"]))["last_error"] or "")
         _point(secrets / "token", secrets / "real")
         (secrets / "real").write_text("next-token\n", encoding="utf-8")  # rotated, same length
         await gw.submit("alice", "thief", "rotated")
         await gw.tick()
         # The post that failed goes out too, now that its credential works.
-        assert [token for _, token in listener.heard][2:] == ["Bearer next-token"] * 2
+        assert [token for _, token in listener.heard][3:] == ["Bearer next-token"] * 2  # asked who, then a post
 
 
 async def test_a_token_file_caught_mid_rewrite_is_no_broken_credential(
@@ -435,19 +436,20 @@ async def test_a_token_file_caught_mid_rewrite_is_no_broken_credential(
         token.write_text("", encoding="utf-8")  # truncated: the new token not in yet
         post = await gw.submit("alice", "thief", "while it is written")
         await gw.tick()
-        assert [t for _, t in listener.heard] == ["Bearer good-token"] * 2
+        # Who the token is for, asked once (``Platforms.cleared``), then the two posts.
+        assert [t for _, t in listener.heard] == ["Bearer good-token"] * 3
         assert (await gw.get("alice", post["id"]))["state"] == "published"
         status, ready = await gw.call(None, "GET", "/readyz")
         assert status == 200 and "thief" not in str(ready), ready
         token.write_text("next-token\n", encoding="utf-8")
         await gw.submit("alice", "thief", "rotated")
         await gw.tick()
-        assert [t for _, t in listener.heard][2:] == ["Bearer next-token"]
+        assert [t for _, t in listener.heard][3:] == ["Bearer next-token"] * 2  # asked who, then the post
         token.write_text("", encoding="utf-8")
         monkeypatch.setattr(platforms, "_SETTLED_NS", -1)  # left empty longer than a write takes
         post = await gw.submit("alice", "thief", "after it was cleared")
         await gw.tick()
-        assert len(listener.heard) == 3
+        assert len(listener.heard) == 5
         assert "is empty" in ((await gw.get("alice", post["id"]))["last_error"] or "")
 
 
@@ -524,7 +526,7 @@ async def test_a_token_file_caught_mid_rewrite_before_any_read_puts_the_post_off
         token.write_text("good-token\n", encoding="utf-8")
         clock.advance(timedelta(seconds=platforms.SETTLE_SECONDS + 1))
         await gw.tick()
-        assert [t for _, t in listener.heard] == ["Bearer good-token"]
+        assert [t for _, t in listener.heard] == ["Bearer good-token"] * 2  # asked who, then the post
         assert (await gw.get("alice", post["id"]))["state"] == "published"
 
 

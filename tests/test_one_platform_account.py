@@ -28,7 +28,7 @@ from tests.fakes.mastodon import FakeMastodon
 from tests.fakes.mastodon import create_app as mastodon_app
 from tests.fakes.x import FakeX
 from tests.fakes.x import create_app as x_app
-from tests.platforms.bluesky.fixture import BlueskyPds, post_records, write_bluesky_policy
+from tests.platforms.bluesky.fixture import BlueskyPds, texts_from_now, write_bluesky_policy
 
 BRAND_TOKEN = "tok-brand-cosigned-51c2e7"
 QUICK_TOKEN = "tok-brand-second-app-9e07a4"
@@ -205,15 +205,16 @@ async def test_a_second_token_of_a_cosigned_account_publishes_nothing_until_put_
 async def test_a_second_file_for_the_account_stops_the_one_that_posted_alone(
     db_url: str, tmp_path: Path, clock: ManualClock, standin: Standin, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An account alone on its platform posts without Byline asking the platform anything; a
-    co-signed file added later on another token of the same account stops it at its next post,
-    and removing the direct file lets the co-signed one publish."""
+    """An account alone on its platform posts once Byline has asked who its own credential is
+    for, and asks of no other; a co-signed file added later on another token of the same
+    account stops it at its next post, and removing the direct file lets the co-signed one
+    publish."""
     directory = _directory(tmp_path, standin, monkeypatch, both=False)
     async with started_gateway(db_url, directory, clock) as gw:
         first = await gw.submit("alice", "quick", "Before the brand's file")
         await gw.tick()
         assert (await gw.get("alice", first["id"]))["state"] == "published"
-        assert standin.verifies() == 0  # no other file could be the same account: nothing asked
+        assert standin.verifies() == 1  # its own credential only: no other file could be the same account
 
         write_policy(directory, "brand", _cosigned(standin))
         assert await gw.sync_policies() == ["brand"]
@@ -366,10 +367,7 @@ async def test_a_bluesky_account_behind_two_credentials_publishes_for_neither(
                          credential_env="BRAND_BSKY_APP_PASSWORD")
     write_bluesky_policy(directory, "quick", handle=bob.did, pds=bluesky_pds.pds_url,
                          credential_env="QUICK_BSKY_PASSWORD", tier="direct")
-    before = {did: {r["uri"] for r in await post_records(bluesky_pds, did)} for did in (bob.did, carol.did)}
-
-    async def new_texts(did: str) -> list[str]:
-        return [r["value"]["text"] for r in await post_records(bluesky_pds, did) if r["uri"] not in before[did]]
+    new_texts = await texts_from_now(bluesky_pds, bob.did, carol.did)
 
     async with started_gateway(db_url, directory, clock) as gw:
         text = f"Alone, as bob? ({secrets.token_hex(4)})"  # the PDS is shared by the whole run

@@ -151,6 +151,41 @@ def shared_problem(account: str, others: list[str], *, platform: str, handle: st
             f"their files name different accounts (remove one, or give it its own account's credential)")
 
 
+NOT_NAMED_PUBLIC: Final = ("Byline holds the account's posts: its credential is for another platform account than "
+                          "its policy file names")
+
+
+def names(policy: Policy, identity: PlatformIdentity) -> bool | None:
+    """Whether ``identity`` (who the platform says ``policy``'s credential is) is the account
+    the file's ``handle`` names; None where the file names none. A Bluesky handle written as a
+    DID is the DID answered, else the handle answered; an X handle is the username; a Mastodon
+    handle is the username (``@brand`` of ``@brand@social.example``): a token is always for an
+    account of the instance it is sent to, the one the file names, and an instance asked at
+    another address than its own domain (or one that gives no profile address) cannot be
+    held to the domain written. Each in any case, as the platforms take them."""
+    named = policy.handle.strip().removeprefix("@").lower()
+    if not named:
+        return None
+    if policy.platform == "bluesky" and named.startswith("did:"):
+        return ("bluesky", policy.handle.strip().removeprefix("@")) in identity.keys
+    answered = identity.handle.strip().removeprefix("@").lower()
+    if policy.platform != "mastodon":
+        return named == answered
+    return named.partition("@")[0] == answered.partition("@")[0]
+
+
+def not_named_problem(account: str, *, platform: str, named: str | None, answered: str, before: str = "") -> str:
+    """Why ``account`` does not publish: its credential is for ``answered``, not the ``named``
+    its file gives (or, where it gives none, not ``before``, the account it published as)."""
+    if named is None:
+        return (f"{account} is held: its policy file names no handle, and {platform} answers that its credential "
+                f"is for {answered}, where it published as {before}; its posts wait, none lost, until its "
+                f"credential is put back or the file names the handle it is to publish as")
+    return (f"{account} is held: its policy file names {named} as the {platform} account it publishes as, but "
+            f"{platform} answers that its credential is for {answered}; its posts wait, none lost, until the "
+            f"file's handle or its credential is put right")
+
+
 UNCOMPARED_PUBLIC: Final = ("Byline holds the account's posts: another policy file's credential may be for the "
                            "same platform account, and its server does not say")
 

@@ -5,8 +5,9 @@ when an adapter is made and handed to the adapter only. Errors name the referenc
 value.
 
 Here too each account's health is kept, and the rule that one platform account has one policy
-file is kept as the platforms tell it: an account publishes only once no other account's
-credential is known to be, or may be, for the same platform account (:meth:`Platforms.cleared`).
+file is kept as the platforms tell it: an account publishes only once its credential is known to
+be for the platform account its file names, and no other account's credential is known to be,
+or may be, for the same platform account (:meth:`Platforms.cleared`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gateway.policy.files import SWAPPED, is_swapped, open_unlinked
 from gateway.policy.loader import LoadedPolicy, PolicyRegistry, platform_server
 from gateway.policy.models import Policy
 from gateway.services.identities import (
+    NOT_NAMED_PUBLIC,
     SHARED_PUBLIC,
     UNCOMPARED_PUBLIC,
     UNREACHED_WAIT,
@@ -46,6 +48,8 @@ from gateway.services.identities import (
     PlatformIdentity,
     Unreached,
     credential_key,
+    names,
+    not_named_problem,
     shared_problem,
     uncompared_problem,
     waiting_problem,
@@ -351,6 +355,9 @@ class Platforms:
     """The policies in force when :meth:`forget_gone` last looked."""
     _scope_marked: dict[str, str] = field(default_factory=dict)
     """The problems :meth:`check_scopes` put in ``unhealthy``, to take back only those."""
+    _spoke_as: dict[str, tuple[str, PlatformIdentity]] = field(default_factory=dict)
+    """Accounts whose file names no handle: the platform account each was found clear as, and
+    under which version of its file (:meth:`_named`)."""
     _waits_on: dict[str, str] = field(default_factory=dict)
     """Accounts held until their platform says whose another account's credential is, or
     until two accounts that cannot be compared are put right: that other account."""
@@ -471,9 +478,10 @@ class Platforms:
         account in force publishes as the platform account its credential is for.
 
         Who a credential is for is asked of the platform once per credential and process
-        (:class:`~gateway.services.identities.Learning`), and only where another policy in force
-        could be the same account (another account on Mastodon, at any address, on Bluesky, on
-        X; a sandbox account never is): an account alone on its platform is never asked. Found
+        (:class:`~gateway.services.identities.Learning`), for every account off the sandbox: its
+        answer must be the account the file's ``handle`` names (:meth:`_named`), and no other
+        account in force (another account on Mastodon, at any address, on Bluesky, on X; a
+        sandbox account never is) may be the same one. Found
         clear, an account is taken at its word while its credential, the policies and the
         credentials of its group (read again at most once a second for the whole group, see
         :meth:`_credentials`) stay the same, so a post then costs a lookup. ``adapter``: the one
@@ -481,7 +489,8 @@ class Platforms:
         not done again. ``fresh`` (the probe of an account whose credential failed) asks the
         platform about the account's own credential again.
 
-        Raises :class:`AccountHeld`, marking the account unhealthy, when another account's
+        Raises :class:`AccountHeld`, marking the account unhealthy, when its credential is for
+        another platform account than its file names, when another account's
         credential is for the same platform account (and marks that one too), or when the
         platform has not yet said who another credential on the same server is for: the
         posts wait rather than risk one going out under the wrong policy. Raises
@@ -518,7 +527,7 @@ class Platforms:
         if not fresh and self._verdicts.get(account) == found:
             return
         others = [peers.policies[name] for name, _ in peers.groups.get(group, ()) if name != account]
-        if made.credential is None or (not others and not fresh):
+        if made.credential is None:
             self._clear(account, found)
             return
         own = await self._identity(loaded, made, now=now, fresh=fresh)
@@ -552,6 +561,7 @@ class Platforms:
             self._mark_here(account, problem, waits_on=waiting[0])
             logger.warning("platform_account_unknown", account=account, other=waiting[0], error=waiting[1].message)
             raise AccountHeld(problem, public=WAITING_PUBLIC)
+        self._named(loaded, own, platform=name)
         self._clear(account, found)
 
     def _index(self, policies: Mapping[str, LoadedPolicy]) -> _Peers:
@@ -626,6 +636,32 @@ class Platforms:
             found += zip((other for other, _, _ in asking), answers, strict=True)
         return found
 
+    def _named(self, loaded: LoadedPolicy, own: PlatformIdentity, *, platform: str) -> None:
+        """Raise :class:`AccountHeld`, marking the account unhealthy, where its credential is for
+        another platform account than the one its file names: a token swapped for another
+        account's on the same server would otherwise publish there what was approved, and
+        announced, for the account the file names. A file that names no handle is held to the
+        account it was first found clear as under that version of the file, in this process:
+        another answer later is another voice, until its admin writes the handle in the file."""
+        policy, account = loaded.policy, loaded.policy.account
+        named = names(policy, own)
+        before = ""
+        if named is None:
+            then = self._spoke_as.get(account)
+            if then is None or then[0] != loaded.sha256 or not then[1].comparable(own) or then[1].same_account(own):
+                self._spoke_as[account] = (loaded.sha256, own)
+                return
+            before = then[1].handle
+        elif named:
+            return
+        expected = policy.handle.strip() or None
+        self._release(account)
+        problem = not_named_problem(account, platform=platform, named=expected, answered=own.handle, before=before)
+        self._mark_here(account, problem)
+        logger.warning("platform_account_not_named", account=account, platform=platform, named=expected,
+                       before=before or None, answered=own.handle)
+        raise AccountHeld(problem, public=NOT_NAMED_PUBLIC)
+
     def _hold_shared(self, account: str, shared: list[str], *, platform: str, handle: str) -> str:
         """Hold ``account`` and the accounts found to share its platform account (no longer
         those it was found to share it with before, and no more); its problem."""
@@ -686,6 +722,8 @@ class Platforms:
             self._unmark_here(gone)
         for gone in [name for name in self._shared if name not in policies]:
             self._release(gone)
+        for gone in [name for name in self._spoke_as if name not in policies]:
+            del self._spoke_as[gone]
         for account in [name for name, other in self._waits_on.items() if other not in policies]:
             self._unmark_here(account)
 

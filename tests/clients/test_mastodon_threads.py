@@ -33,7 +33,7 @@ async def _slow_masto(world: World, policy_dir: Path, monkeypatch: pytest.Monkey
     write_policy(policy_dir, "slow", f"""
         account: slow
         platform: mastodon
-        handle: "@brand@mastodon.example"
+        handle: "@slow@mastodon.example"
         instance: {instance}
         credentials: env:SLOW_MASTODON_TOKEN
         tier: delayed
@@ -261,7 +261,7 @@ async def test_a_reply_retried_with_its_parent_is_held_where_the_policy_now_asks
     write_policy(policy_dir, "slow", f"""
         account: slow
         platform: mastodon
-        handle: "@brand@mastodon.example"
+        handle: "@slow@mastodon.example"
         instance: {masto.policy.instance}
         credentials: env:SLOW_MASTODON_TOKEN
         tier: co-signed

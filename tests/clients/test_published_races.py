@@ -741,7 +741,10 @@ async def test_a_post_is_not_deleted_as_gone_when_the_token_names_another_accoun
     api, post_id = await published(world, "Launch day")
     world.upstream.add_account("intern", INTERN_TOKEN)
     monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
-    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    # A handover: the file names the intern's handle too (a token swapped under the brand's
+    # handle holds the account before anything is sent, tests/test_credential_names_account.py).
+    write_masto_policy(policy_dir, world.upstream_url, handle="@intern@mastodon.example",
+                       credentials="env:INTERN_MASTODON_TOKEN")
     await gw.sync_policies()
     with pytest.raises(MastodonAPIError) as answer:
         await world.run(api.status_delete, post_id)
@@ -771,7 +774,10 @@ async def test_a_kept_deletion_settled_with_a_token_of_another_account_is_let_go
     monkeypatch.setattr(MastodonAdapter, "delete_published", original)
     world.upstream.add_account("intern", INTERN_TOKEN)
     monkeypatch.setenv("INTERN_MASTODON_TOKEN", INTERN_TOKEN)
-    write_masto_policy(policy_dir, world.upstream_url, credentials="env:INTERN_MASTODON_TOKEN")
+    # A handover: the file names the intern's handle too (a token swapped under the brand's
+    # handle holds the account before anything is sent, tests/test_credential_names_account.py).
+    write_masto_policy(policy_dir, world.upstream_url, handle="@intern@mastodon.example",
+                       credentials="env:INTERN_MASTODON_TOKEN")
     await gw.sync_policies()
     with capture_logs() as logs:
         clock.advance(timedelta(minutes=2, seconds=1))

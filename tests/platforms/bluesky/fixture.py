@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -196,6 +196,17 @@ async def post_records(pds: BlueskyPds, did: str) -> list[dict[str, Any]]:
             if not page["records"] or not page.get("cursor"):
                 return records
             params["cursor"] = page["cursor"]
+
+
+async def texts_from_now(pds: BlueskyPds, *dids: str) -> Callable[[str], Awaitable[list[str]]]:
+    """What each account of ``dids`` posts from now on, to be read later: the PDS is shared by
+    the whole run, so an account's posts from before are left out."""
+    before = {did: {r["uri"] for r in await post_records(pds, did)} for did in dids}
+
+    async def new_texts(did: str) -> list[str]:
+        return [r["value"]["text"] for r in await post_records(pds, did) if r["uri"] not in before[did]]
+
+    return new_texts
 
 
 # ---- what a Bluesky app makes by itself ------------------------------------------------------
