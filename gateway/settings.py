@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     auditors: str = Field(
         default="", pattern=r"^[A-Za-z0-9._,\s-]*$",
         description="Comma-separated people who may read every account's posts and the words of "
-        "posts that never went out, with their salts, but never act on them",
+        "versions that never went out (drafts of published posts too), with their salts, but never act on them",
     )
     admins: str = Field(
         default="", pattern=r"^[A-Za-z0-9._,\s-]*$",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,31 @@ def _range(start: int, end: int) -> None:
         raise BylineError(Code.VALIDATION, "end must be greater than start", field="end")
 
 
+def went_out(entries: Iterable[tuple[int, str, dict[str, Any]]]) -> set[int]:
+    """Of posts' entries that commit to words (index, post, body, with their ``post.published``
+    entries: ``log_sql.TEXT_FATES``), those whose words went out.
+
+    Decided per version, not per post: a version went out when the post was published with it
+    (its ``post.published`` names it), and the entries committing to that version's words went
+    out with it; those of a version edited away before the post went out did not. Words sent as
+    an edit of the published post (``post.revising``, ``post.revised``) went out: they were sent
+    to be shown, and may have been, even when the edit is then said to have failed.
+    """
+    published: set[tuple[str, Any]] = set()
+    committed: list[tuple[int, str, Any]] = []
+    out: set[int] = set()
+    for index, post, body in entries:
+        kind, version = body.get("type"), body.get("data", {}).get("version")
+        if kind == "post.published":
+            published.add((post, version))
+        elif kind in ("post.revising", "post.revised"):
+            out.add(index)
+        elif kind in ("post.submitted", "post.edited", "post.publishing"):
+            committed.append((index, post, version))
+    out.update(index for index, post, version in committed if (post, version) in published)
+    return out
+
+
 class LogReader:
     """The public view of the log."""
 
@@ -85,21 +111,25 @@ class LogReader:
     ) -> list[dict[str, Any]]:
         """The texts (with salts) that the entries ``start <= index < end`` commit to.
 
-        The public sees the words (and salts) of posts that went out (published, or published and then
-        deleted). Drafts still waiting for approval, rejected or cancelled posts and refused
-        attempts are withheld (``text`` and ``salt`` null, ``withheld`` true) from anyone who has
-        no role on the account (``member_of``) unless they are an ``auditor``: a brand's
-        unannounced launch must not leak through its own transparency log.
+        The public sees the words (and salts) of the versions of posts that went out: published
+        (and perhaps deleted since), or sent as an edit of a published post (:func:`went_out`).
+        Every other version is withheld (``text`` and ``salt`` null, ``withheld`` true) from anyone
+        who has no role on the account (``member_of``) unless they are an ``auditor``: drafts
+        waiting for approval, rejected or cancelled posts, refused attempts, and the drafts of a
+        published post that were edited away before it went out. A brand's unannounced launch
+        must not leak through its own transparency log, nor its first draft through the post
+        that went out instead.
         """
         _range(start, end)
         end = min(end, start + PAGE)
         async with self._db.read() as txn:
             found = await log_sql.texts(txn, start, end)
             posts = {r["post_id"] for r in found if r["post_id"] is not None}
-            out_there = await log_sql.posts_that_went_out(txn, sorted(posts))
+            fates = await log_sql.text_fates(txn, sorted(posts))
+        out_there = went_out((int(r["idx"]), str(r["post_id"]), json.loads(bytes(r["entry"]))) for r in fates)
         result = []
         for r in found:
-            shown = auditor or r["account"] in member_of or r["post_id"] in out_there
+            shown = auditor or r["account"] in member_of or int(r["idx"]) in out_there
             # A withheld text's salt is withheld too: with it, anyone could confirm a guess of the
             # words against the hash in the public entry.
             result.append({

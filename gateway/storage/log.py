@@ -225,13 +225,17 @@ async def chain_heads(txn: Txn, chains: Sequence[str]) -> dict[str, tuple[int, b
     return out
 
 
-async def posts_that_went_out(txn: Txn, post_ids: Sequence[str]) -> set[str]:
-    """Which of these posts were published (and may since have been deleted)."""
+TEXT_FATES = ("post.submitted", "post.edited", "post.publishing", "post.published", "post.revising", "post.revised")
+"""The entries of a post that commit to its words, and the one that says which version went out."""
+
+
+async def text_fates(txn: Txn, post_ids: Sequence[str]) -> list[Row]:
+    """The entries of these posts (idx, post_id, entry) of the types in :data:`TEXT_FATES`, in
+    log order: which of the words they commit to went out is the service's to decide."""
     if not post_ids:
-        return set()
-    rows = await txn.fetchall(
-        f"SELECT id FROM posts WHERE state IN ('published', 'deleted') "
-        f"AND id IN ({', '.join('?' for _ in post_ids)})",
-        *post_ids,
+        return []
+    return await txn.fetchall(
+        f"SELECT idx, post_id, entry FROM log_entries WHERE post_id IN ({', '.join('?' for _ in post_ids)}) "
+        f"AND type IN ({', '.join('?' for _ in TEXT_FATES)}) ORDER BY idx",
+        *post_ids, *TEXT_FATES,
     )
-    return {str(r["id"]) for r in rows}
