@@ -196,7 +196,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     public_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     platforms = Platforms(
         sandbox=timeline, public_url=public_url, rules=settings.credential_rules, session=app[HTTP],
-        policies=registry, clock=clock,
+        policies=registry, clock=clock, db=db,
     )
     publisher = Publisher(
         db=db, appender=appender, policies=registry, platforms=platforms, clock=clock,

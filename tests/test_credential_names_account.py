@@ -2,6 +2,8 @@
 a token swapped for another account's on the same server (the file's ``handle`` left as it
 was) publishes nothing there, not a post co-signed for the brand, nor a direct one; the account
 is held and says why, and once the file or the credential is put right each post goes out once.
+A file naming no handle is held to the account it published as, across restarts and replicas,
+until its admin names the new one, whose posts then need approvals given for it.
 Platform stand-ins and a real PDS on real sockets, both databases."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
+from gateway.app import DB
 from gateway.clock import ManualClock
 from gateway.services.identities import NOT_NAMED_PUBLIC
 from tests.audit.logtools import verified_by_cli
@@ -185,6 +188,35 @@ def _give_quick(directory: Path, token: str) -> None:
     path.with_suffix(".new").replace(path)
 
 
+def _quick_dir(tmp_path: Path, x: X, token: str, name: str = "policies") -> Path:
+    """A policy directory with quick's file, naming no handle, and ``token`` as its credential."""
+    directory = make_policy_dir(tmp_path, {"quick": _direct(x.url, "")}, name)
+    (directory / "secrets").mkdir()
+    _give_quick(directory, token)
+    return directory
+
+
+async def _published_as_quick_then_swapped(gw: Gateway, directory: Path, clock: ManualClock, x: X) -> None:
+    """Quick's first post goes out on its own token; the token is then swapped for the other
+    user's, the file naming no handle."""
+    await gw.submit("alice", "quick", "First, as quick")
+    await gw.tick()
+    assert x.texts("quick") == ["First, as quick"]
+    _give_quick(directory, OTHER_TOKEN)
+    clock.advance(timedelta(seconds=5))
+
+
+async def _held_as_quick(gw: Gateway, x: X, text: str, *, published: list[str]) -> None:
+    """Quick's post ``text`` is held, sent nowhere (quick has ``published`` only), and quick
+    is unhealthy: it published as quick, its token is the other user's."""
+    later = await gw.submit("alice", "quick", text)
+    await gw.tick()
+    assert (x.texts("quick"), x.texts("other")) == (published, [])
+    assert (await gw.get("alice", later["id"]))["state"] == "scheduled"
+    healthy, problem = await _health(gw, "quick")
+    assert healthy is False and "published as quick" in str(problem) and "for other" in str(problem), problem
+
+
 async def test_a_direct_account_on_another_users_token_waits_until_its_file_names_it(
     db_url: str, tmp_path: Path, clock: ManualClock, x: X,
 ) -> None:
@@ -221,22 +253,10 @@ async def test_a_file_naming_no_handle_keeps_to_the_account_it_published_as(
     """A direct file naming no handle publishes as the account its token is for; its token
     swapped for another user's, the next post waits, naming the account it published as; the
     old token back, it goes out once, there."""
-    directory = make_policy_dir(tmp_path, {"quick": _direct(x.url, "")})
-    (directory / "secrets").mkdir()
-    _give_quick(directory, BRAND_TOKEN)
+    directory = _quick_dir(tmp_path, x, BRAND_TOKEN)
     async with started_gateway(db_url, directory, clock) as gw:
-        await gw.submit("alice", "quick", "First, as quick")
-        await gw.tick()
-        assert x.texts("quick") == ["First, as quick"]
-
-        _give_quick(directory, OTHER_TOKEN)
-        clock.advance(timedelta(seconds=5))
-        later = await gw.submit("alice", "quick", "Then, as whom?")
-        await gw.tick()
-        assert (x.texts("quick"), x.texts("other")) == (["First, as quick"], [])
-        assert (await gw.get("alice", later["id"]))["state"] == "scheduled"
-        healthy, problem = await _health(gw, "quick")
-        assert healthy is False and "published as quick" in str(problem) and "for other" in str(problem), problem
+        await _published_as_quick_then_swapped(gw, directory, clock, x)
+        await _held_as_quick(gw, x, "Then, as whom?", published=["First, as quick"])
 
         _give_quick(directory, BRAND_TOKEN)
         clock.advance(timedelta(minutes=2))
@@ -313,5 +333,96 @@ async def test_a_token_swapped_during_a_cooling_off_holds_the_post_it_would_have
             clock.advance(timedelta(minutes=2))
             await gw.tick()
         assert (mastodon.texts("brand"), mastodon.texts("other")) == (["After ten minutes"], [])
+        assert await _health(gw, "brand") == (True, None)
+        await verified_by_cli(gw)
+
+
+async def test_a_token_swapped_across_a_restart_is_caught_where_the_file_names_no_handle(
+    db_url: str, tmp_path: Path, clock: ManualClock, x: X,
+) -> None:
+    """Quick's file names no handle; a gateway publishes as quick and stops; its token is
+    swapped for the other user's; the gateway started again on the same database holds the next
+    post (not sent as other), naming quick; the token put back, it goes out once, as quick."""
+    directory = _quick_dir(tmp_path, x, BRAND_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        await _published_as_quick_then_swapped(gw, directory, clock, x)
+    async with started_gateway(db_url, directory, clock) as gw:
+        await _held_as_quick(gw, x, "After the restart, as whom?", published=["First, as quick"])
+        async with gw.app[DB].read() as txn:
+            kept = [dict(r) for r in await txn.fetchall("SELECT * FROM platform_identities")]
+        assert [(r["account"], r["handle"]) for r in kept] == [("quick", "quick")], kept
+        assert all(token not in repr(kept) for token in (BRAND_TOKEN, OTHER_TOKEN)), kept
+
+        _give_quick(directory, BRAND_TOKEN)
+        for _ in range(2):
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+        assert (x.texts("quick"), x.texts("other")) == (["First, as quick", "After the restart, as whom?"], [])
+        assert await _health(gw, "quick") == (True, None)
+
+
+async def test_a_replica_given_another_users_token_holds_what_it_would_send(
+    db_url: str, tmp_path: Path, clock: ManualClock, x: X,
+) -> None:
+    """Two gateways share one database, each with its own secrets; quick's file names no handle.
+    One publishes as quick; the other, whose token is the other user's, sends nothing of what it
+    claims and is unhealthy, naming quick; the first goes on publishing as quick."""
+    first, second = _quick_dir(tmp_path, x, BRAND_TOKEN), _quick_dir(tmp_path, x, OTHER_TOKEN, "policies-b")
+    async with started_gateway(db_url, first, clock) as a, started_gateway(db_url, second, clock) as b:
+        await a.submit("alice", "quick", "Through the first")
+        await a.tick()
+        assert x.texts("quick") == ["Through the first"]
+
+        clock.advance(timedelta(seconds=5))
+        await _held_as_quick(b, x, "Through the second", published=["Through the first"])
+        assert await _health(a, "quick") == (True, None)
+
+        clock.advance(timedelta(minutes=2))
+        await a.tick()
+        assert (x.texts("quick"), x.texts("other")) == (["Through the first", "Through the second"], [])
+
+
+async def test_an_admin_accepts_a_move_by_naming_the_handle_and_approvals_are_asked_again(
+    db_url: str, tmp_path: Path, clock: ManualClock, mastodon: Mastodon, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A co-signed brand naming no handle publishes as brand; a post approved then waits, as the
+    gateway restarts with another account's token; the admin accepts the move by naming @other
+    in the file: the post is held again (approvals given for brand are not carried over), goes
+    out on other only once bob approves it again, once; and the log verifies."""
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", BRAND_TOKEN)
+    directory = make_policy_dir(tmp_path, {"brand": _cosigned(mastodon.url, "")})
+    async with started_gateway(db_url, directory, clock) as gw:
+        first = await gw.submit("alice", "brand", "First, as the brand")
+        assert (await gw.act("bob", first["id"], "approve"))[0] == 200
+        await gw.tick()
+        assert mastodon.texts("brand") == ["First, as the brand"]
+        second = await gw.submit("alice", "brand", "Approved for the brand")
+        status, body = await gw.act("bob", second["id"], "approve")
+        assert status == 200 and body["state"] == "scheduled", body
+
+    monkeypatch.setenv("BRAND_PLATFORM_TOKEN", OTHER_TOKEN)
+    async with started_gateway(db_url, directory, clock) as gw:
+        await gw.tick()
+        assert (mastodon.texts("brand"), mastodon.texts("other")) == (["First, as the brand"], [])
+        assert (await gw.get("alice", second["id"]))["state"] == "scheduled"
+        healthy, problem = await _health(gw, "brand")
+        assert healthy is False and "published as brand" in str(problem), problem
+
+        write_policy(directory, "brand", _cosigned(mastodon.url, "@other"))
+        assert await gw.sync_policies() == ["brand"]
+        held = await gw.get("bob", second["id"])
+        assert (held["state"], held["reasons"][-1]["rule"]) == ("held", "account_changed"), held
+        for _ in range(2):
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+        assert mastodon.texts("other") == []
+
+        status, body = await gw.act("bob", second["id"], "approve", {"version": held["version"]})
+        assert status == 200, body
+        for _ in range(2):
+            clock.advance(timedelta(minutes=2))
+            await gw.tick()
+        assert (mastodon.texts("brand"), mastodon.texts("other")) == (
+            ["First, as the brand"], ["Approved for the brand"])
         assert await _health(gw, "brand") == (True, None)
         await verified_by_cli(gw)

@@ -54,6 +54,8 @@ from gateway.services.identities import (
     uncompared_problem,
     waiting_problem,
 )
+from gateway.storage.db import Database
+from gateway.storage.identities import Spoke, first_spoke_as, now_spoke_as, spoke_as
 from gateway.types import Micros
 
 logger = structlog.get_logger("byline.platforms")
@@ -334,6 +336,9 @@ class Platforms:
     policies: PolicyRegistry | None = None
     """The policies in force, whose credentials :meth:`cleared` compares; None: none are."""
     clock: Clock = field(default_factory=SystemClock)
+    db: Database | None = None
+    """Where the platform account each account publishes as is kept for every gateway
+    (:meth:`_kept`); None: nowhere, and a file naming no handle is held to none."""
     _cache: dict[str, _Made] = field(default_factory=dict)
     _files: SecretFiles = field(default_factory=SecretFiles)
     _learning: Learning = field(default_factory=Learning)
@@ -355,9 +360,6 @@ class Platforms:
     """The policies in force when :meth:`forget_gone` last looked."""
     _scope_marked: dict[str, str] = field(default_factory=dict)
     """The problems :meth:`check_scopes` put in ``unhealthy``, to take back only those."""
-    _spoke_as: dict[str, tuple[str, PlatformIdentity]] = field(default_factory=dict)
-    """Accounts whose file names no handle: the platform account each was found clear as, and
-    under which version of its file (:meth:`_named`)."""
     _waits_on: dict[str, str] = field(default_factory=dict)
     """Accounts held until their platform says whose another account's credential is, or
     until two accounts that cannot be compared are put right: that other account."""
@@ -561,7 +563,7 @@ class Platforms:
             self._mark_here(account, problem, waits_on=waiting[0])
             logger.warning("platform_account_unknown", account=account, other=waiting[0], error=waiting[1].message)
             raise AccountHeld(problem, public=WAITING_PUBLIC)
-        self._named(loaded, own, platform=name)
+        await self._named(loaded, own, platform=name)
         self._clear(account, found)
 
     def _index(self, policies: Mapping[str, LoadedPolicy]) -> _Peers:
@@ -636,24 +638,22 @@ class Platforms:
             found += zip((other for other, _, _ in asking), answers, strict=True)
         return found
 
-    def _named(self, loaded: LoadedPolicy, own: PlatformIdentity, *, platform: str) -> None:
+    async def _named(self, loaded: LoadedPolicy, own: PlatformIdentity, *, platform: str) -> None:
         """Raise :class:`AccountHeld`, marking the account unhealthy, where its credential is for
         another platform account than the one its file names: a token swapped for another
         account's on the same server would otherwise publish there what was approved, and
         announced, for the account the file names. A file that names no handle is held to the
-        account it was first found clear as under that version of the file, in this process:
-        another answer later is another voice, until its admin writes the handle in the file."""
+        account it was last found publishing as, kept in the database (:meth:`_kept`), so that
+        a swap across a restart, or on another replica, is caught too: another answer is another
+        voice, until its admin writes in the file the handle it is to publish as."""
         policy, account = loaded.policy, loaded.policy.account
         named = names(policy, own)
         before = ""
-        if named is None:
-            then = self._spoke_as.get(account)
-            if then is None or then[0] != loaded.sha256 or not then[1].comparable(own) or then[1].same_account(own):
-                self._spoke_as[account] = (loaded.sha256, own)
+        if named is not False:
+            then = await self._kept(account, own, named=named is True)
+            if then is None:
                 return
-            before = then[1].handle
-        elif named:
-            return
+            before = then.handle
         expected = policy.handle.strip() or None
         self._release(account)
         problem = not_named_problem(account, platform=platform, named=expected, answered=own.handle, before=before)
@@ -661,6 +661,38 @@ class Platforms:
         logger.warning("platform_account_not_named", account=account, platform=platform, named=expected,
                        before=before or None, answered=own.handle)
         raise AccountHeld(problem, public=NOT_NAMED_PUBLIC)
+
+    async def _kept(self, account: str, own: PlatformIdentity, *, named: bool) -> PlatformIdentity | None:
+        """The platform account ``account`` was last found publishing as, where ``own`` (who its
+        credential is for now) is another; None where it is the same, and where none was kept
+        yet (``own`` is kept: the first found clear). ``named``: the file's handle names
+        ``own``, which is kept in place of any other (the admin's word that the account moved).
+        Kept where every gateway on the database reads it: no credential, only what the
+        platform publicly knows the account by. An account whose kept platform account cannot
+        be compared with ``own`` (a server that gives no profile address, asked at another
+        address) keeps ``own``, as it cannot tell."""
+        if self.db is None:
+            return None
+        spoke = Spoke(keys=own.keys, handle=own.handle, asked_at=own.asked_at, partial=own.partial)
+        async with self.db.read() as txn:
+            kept = await spoke_as(txn, account)
+        if kept == spoke:
+            return None
+        at = now_micros(self.clock)
+        async with self.db.write() as txn:
+            if kept is None and not named:
+                kept = await first_spoke_as(txn, account, spoke, at=at)
+                if kept == spoke:
+                    return None
+            then = None if kept is None else PlatformIdentity(keys=kept.keys, handle=kept.handle,
+                                                               asked_at=kept.asked_at, partial=kept.partial)
+            if named or then is None or not then.comparable(own) or then.same_account(own):
+                # Named by its file, or the same account (renamed on its platform, say).
+                await now_spoke_as(txn, account, spoke, at=at)
+                if then is not None and not then.same_account(own):
+                    logger.info("platform_account_moved", account=account, before=then.handle, now=own.handle)
+                return None
+            return then
 
     def _hold_shared(self, account: str, shared: list[str], *, platform: str, handle: str) -> str:
         """Hold ``account`` and the accounts found to share its platform account (no longer
@@ -722,8 +754,6 @@ class Platforms:
             self._unmark_here(gone)
         for gone in [name for name in self._shared if name not in policies]:
             self._release(gone)
-        for gone in [name for name in self._spoke_as if name not in policies]:
-            del self._spoke_as[gone]
         for account in [name for name, other in self._waits_on.items() if other not in policies]:
             self._unmark_here(account)
 

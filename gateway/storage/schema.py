@@ -460,6 +460,17 @@ _V26 = ["ALTER TABLE approvals ADD COLUMN speaks_as TEXT"]
 # picture's bytes. NULL for an upload kept before, or whose size its header does not say.
 _V27 = ["ALTER TABLE media ADD COLUMN width BIGINT", "ALTER TABLE media ADD COLUMN height BIGINT"]
 
+# Version 28: the platform account each account (off the sandbox) was last found publishing as,
+# by what its platform publicly knows it by (``keys``: a JSON list of a Bluesky DID, an X user id,
+# a Mastodon profile address and instance id, see ``gateway.services.identities``; ``handle`` for
+# people; ``asked_at``, ``partial``), never its credential or anything made from it. Written
+# when an account is first found clear, and when its file's handle names another account; read
+# by every gateway, so that a file naming no handle is held to it across restarts and replicas.
+_V28 = [
+    "CREATE TABLE platform_identities (account TEXT PRIMARY KEY, keys TEXT NOT NULL, handle TEXT NOT NULL, "
+    "asked_at TEXT NOT NULL, partial BIGINT NOT NULL, recorded_at BIGINT NOT NULL)",
+]
+
 _APPEND_ONLY = ("log_entries", "log_nodes", "log_checkpoints")
 
 
@@ -584,10 +595,12 @@ def _statements(dialect: str, version: int) -> list[str]:
         return list(_V26)
     if version == 27:
         return list(_V27)
+    if version == 28:
+        return list(_V28)
     raise AssertionError(f"no migration {version}")
 
 
-LATEST = 27
+LATEST = 28
 
 
 async def _editors_from_versions(txn: Any) -> None:
