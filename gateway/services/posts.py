@@ -107,6 +107,14 @@ class PostOptions:
     the lookup Byline makes before taking a reply): what its approvers are shown, since an id
     alone says nothing of what the words answer. Shown, never sent: the reply goes to the id."""
     reply_to_account: str | None = None
+    reply_to_text: str | None = None
+    """The words of the status ``reply_to`` names, as plain text, as the platform gave them when
+    the reply was written (a Mastodon status's HTML read as text, a Bluesky record's text, the
+    words of a post of the account's out already), bounded (``reply_targets.WORDS_KEPT``); or,
+    where they could not be read, why (``reply_to_unread``): what the reply answers, for its
+    approvers to read. Kept with the reply, never read again as its card is shown; shown, never
+    sent."""
+    reply_to_unread: str | None = None
     reply_to_cid: str | None = None
     """The CID of the Bluesky record ``reply_to`` names, as its PDS held it when the reply was
     written (``gateway.services.xrpc_repo``): the reply goes out to that record or not at all."""
@@ -194,6 +202,16 @@ time already a moment old when it arrives."""
 _EMBED_WORDS: Final = ("alt", "title", "description")
 """The keys of a Bluesky embed whose strings a reader sees: an image's alt text, a link card's
 title and description (a quoted post is its own author's, judged where it was posted)."""
+
+
+_REPLY_KEPT: Final = ("reply_to", "reply_to_post", "reply_to_url", "reply_to_account", "reply_to_text",
+                       "reply_to_unread", "reply_to_cid")
+"""The options that say what a reply answers: its thread's, kept by every edit."""
+
+
+def _reply_kept(current: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that say what a post replies to (:data:`_REPLY_KEPT`), as an edit keeps them."""
+    return {k: current.get(k) for k in _REPLY_KEPT}
 
 
 def _quoted_shown(current: Mapping[str, Any], embed: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -858,11 +876,9 @@ class PostService:
             # it read, and the publisher may have claimed the reply since (writing where its
             # parent went) and been asked to come back later; the options it read would have it
             # wait for its parent again, and be cancelled with it once sent.
+            # What it answers, as its approvers were shown it, goes with where it goes.
             given = None if options is None else replace(
-                options, reply_to=current.options.get("reply_to"), reply_to_post=current.options.get("reply_to_post"),
-                reply_to_url=current.options.get("reply_to_url"),
-                reply_to_account=current.options.get("reply_to_account"),
-                reply_to_cid=current.options.get("reply_to_cid"),
+                options, **_reply_kept(current.options),
                 quote_of_post=current.options.get("quote_of_post"),
                 quote_of_version=current.options.get("quote_of_version"),
                 # What the quote shows, as read when it was written: kept while it quotes the same.

@@ -593,6 +593,7 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
         out.append(Shown(label="Replies to", value=f"post {parent}", link=f"/posts/{parent}"))
     elif parent := options.get("reply_to"):
         out.append(_replies_to(str(parent), options.get("reply_to_url"), options.get("reply_to_account")))
+        out += _replied_words(options)
     if isinstance(embed := options.get("embed"), Mapping):
         out += _embed_shown(embed, options)
     if isinstance(labels := options.get("self_labels"), Mapping):
@@ -619,8 +620,24 @@ def _with_replied(shown: tuple[Shown, ...], words: str | None) -> tuple[Shown, .
     for item in shown:
         out.append(item)
         if item.label == "Replies to":
-            out.append(Shown(label="Replied-to words", value=words or "(no words)"))
+            out.append(Shown(label=ANSWERED, value=words or "(no words)"))
     return tuple(out)
+
+
+ANSWERED: Final = "Words it answers"
+"""The label of what a reply answers, in words, beside whose it is ("Replies to")."""
+
+
+def _replied_words(options: Mapping[str, Any]) -> list[Shown]:
+    """The words of the status on the platform a reply answers, as kept when the reply was
+    written (``PostOptions.reply_to_text``), or, where they could not be read then, that said
+    plainly with why; nothing for a reply stored before words were kept."""
+    if isinstance(text := options.get("reply_to_text"), str):
+        return [Shown(label=ANSWERED, value=text or "(no words)")]
+    if isinstance(why := options.get("reply_to_unread"), str):
+        return [Shown(label=ANSWERED, value=f"Not known: they could not be read when the reply was written ({why}). "
+                                            "Read them on the platform before you approve.")]
+    return []
 
 
 def _replies_to(parent: str, url: Any, account: Any) -> Shown:

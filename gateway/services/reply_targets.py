@@ -1,17 +1,20 @@
 """What a reply answers, as the options that say it, and as its approvers are shown it: the
-platform's id of its parent (``reply_to``) with the parent's address and author where the
-platform gave them (``reply_to_url``, ``reply_to_account``), or, for a post of the account's
-that has not gone out yet, that post (``reply_to_post``). One reading for every surface a reply
-comes through (the Mastodon API's ``in_reply_to_id``, the native API's ``reply_to`` and
-``reply_to_post``): approvers see what the words answer, whichever app sent them."""
+platform's id of its parent (``reply_to``) with the parent's address, author and words where the
+platform gave them (``reply_to_url``, ``reply_to_account``, ``reply_to_text``; or why its words
+went unread, ``reply_to_unread``), or, for a post of the account's that has not gone out yet,
+that post (``reply_to_post``). One reading for every surface a reply comes through (the Mastodon
+API's ``in_reply_to_id``, the native API's ``reply_to`` and ``reply_to_post``, a Bluesky
+record's ``reply.parent``): approvers see what the words answer, whichever app sent them."""
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any, Final, Protocol, runtime_checkable
+from html.parser import HTMLParser
+from typing import Any, Final, NoReturn, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import structlog
@@ -48,22 +51,81 @@ class RawReader(Protocol):
         ...
 
 
-def status_shown(body: bytes) -> tuple[str | None, str | None]:
-    """A Mastodon status's address (``url``, else its ``uri``) and its author's handle
-    (``account.acct``), from the instance's answer; None for what it did not give, or gave as
-    anything but a web address and a handle (a remote server's ``url`` reaches the instance
-    from that server)."""
+WORDS_KEPT: Final = 2000
+"""The most characters of a parent's or a quoted post's words kept for its approvers to read
+(a Mastodon instance may allow statuses of any length): enough to judge what a reply answers;
+the rest is a click away, at its address."""
+CONTENT_READ: Final = 100_000
+"""The most characters of a status's HTML parsed for its words: bounded before it is parsed."""
+
+
+def words_kept(text: str) -> str:
+    """``text`` as kept for approvers: no control characters but line breaks and tabs (a hostile
+    instance's or record's), and at most :data:`WORDS_KEPT` characters, cut with an ellipsis."""
+    clean = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    return clean if len(clean) <= WORDS_KEPT else clean[:WORDS_KEPT - 1] + "…"
+
+
+class _StatusWords(HTMLParser):
+    """A Mastodon status's ``content`` (HTML) read as the plain text a reader sees: its text,
+    a line break for ``<br>``, a blank line between paragraphs, the whole address of a link
+    (Mastodon hides part of it in spans), entities decoded; nothing of tags or attributes, and
+    nothing inside a ``script``, ``style`` or ``template`` an instance should never send."""
+
+    _UNSEEN: Final = frozenset({"script", "style", "template"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._unseen = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._UNSEEN:
+            self._unseen += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag == "p" and self.parts:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._UNSEEN and self._unseen:
+            self._unseen -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._unseen:
+            self.parts.append(data)
+
+
+def status_words(content: object) -> str | None:
+    """The words of a status whose ``content`` (HTML) an instance gave, as plain text
+    (:class:`_StatusWords`), kept as :func:`words_kept` bounds them; None for no HTML."""
+    if not isinstance(content, str):
+        return None
+    reader = _StatusWords()
+    reader.feed(content[:CONTENT_READ])
+    reader.close()
+    return words_kept(re.sub(r"[ \t]*\n[ \t]*", "\n", "".join(reader.parts)).strip())
+
+
+def status_shown(status_id: str, body: bytes) -> PostOptions:
+    """A reply's options to the Mastodon status ``status_id`` as the instance answered for it:
+    its address (``url``, else its ``uri``), its author's handle (``account.acct``) and its
+    words as plain text; None for what it did not give, or gave as anything but a web address
+    and a handle (a remote server's ``url`` reaches the instance from that server). An answer
+    without words says so (``reply_to_unread``)."""
     try:
         status = json.loads(body)
     except ValueError:
-        return None, None
+        status = None
     if not isinstance(status, dict):
-        return None, None
+        return PostOptions(reply_to=status_id, reply_to_unread="the instance's answer was not a status")
     url = next((u for u in (status.get("url"), status.get("uri")) if web_link(u)), None)
     account = status.get("account")
     acct = account.get("acct") if isinstance(account, dict) else None
     handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
-    return url, handle
+    words = status_words(status.get("content"))
+    return PostOptions(reply_to=status_id, reply_to_url=url, reply_to_account=handle, reply_to_text=words,
+                       reply_to_unread=None if words is not None else "the instance's answer held no words")
 
 
 NONE: Final = PostOptions()
@@ -113,14 +175,17 @@ class ReplyTargets:
             return None
         if found[0] is None:
             return PostOptions(reply_to_post=found[1])
-        url = (await self._posts.view(caller, post_id, history=False)).remote_url
-        return PostOptions(reply_to=found[0], reply_to_url=web_link(url))
+        parent = await self._posts.view(caller, post_id, history=False)
+        return PostOptions(reply_to=found[0], reply_to_url=web_link(parent.remote_url),
+                           reply_to_text=words_kept(parent.display_text))
 
     async def on_platform(self, account: str, status_id: str) -> PostOptions:
         """A reply to the platform's status ``status_id``, which Byline did not make: a status an
-        app saw in a timeline, passed on as it is, with the address and author the platform gave
-        for it, for its approvers to see what the words answer. 404, as Mastodon answers a reply
-        to a status that is not there, where the platform surely has none under that id: the
+        app saw in a timeline, passed on as it is, with the address, author and words the
+        platform gave for it (:func:`status_shown`), for its approvers to see what the reply
+        answers; where its words could not be read, why (``reply_to_unread``), said to them.
+        404, as Mastodon answers a reply to a status that is not there, where the platform
+        surely has none under that id: the
         sandbox's statuses are Byline's own record, and a Mastodon instance is asked as the
         account (``GET /api/v1/statuses/:id``, which finds the status and checks that the
         account may see it, as Mastodon does before taking a reply). Where the platform cannot
@@ -129,29 +194,31 @@ class ReplyTargets:
         Bluesky post must be there, and the reply answers that very record (:meth:`bluesky_parent`)."""
         loaded = self._posts.policy(account)
         platform = loaded.policy.platform
-        url: str | None = None
-        author: str | None = None
         if platform == "sandbox":
             async with self._db.read() as txn:
                 row = await sandbox_sql.get(txn, status_id)
             if row is None or row["deleted_at"] is not None:
                 self._not_found(account, platform)
-        elif platform == "bluesky":
+            return PostOptions(reply_to=status_id, reply_to_text=words_kept(row["text"]))
+        if platform == "bluesky":
             return await self.bluesky_parent(loaded, PostOptions(reply_to=status_id))
-        elif platform == "mastodon":
-            answer = await self._status(loaded, status_id)
-            if answer is not None and answer[0] == 404:
-                self._not_found(account, platform)
-            if answer is not None and answer[0] == 200:
-                url, author = status_shown(answer[1])
-        return PostOptions(reply_to=status_id, reply_to_url=url, reply_to_account=author)
+        if platform != "mastodon":
+            return PostOptions(reply_to=status_id, reply_to_unread=f"Byline does not read posts on {platform}")
+        answer = await self._status(loaded, status_id)
+        if answer is None:
+            return PostOptions(reply_to=status_id, reply_to_unread="the instance could not be asked")
+        if answer[0] == 404:
+            self._not_found(account, platform)
+        if answer[0] != 200:
+            return PostOptions(reply_to=status_id, reply_to_unread=f"the instance answered {answer[0]}")
+        return status_shown(status_id, answer[1])
 
     async def bluesky_parent(self, loaded: LoadedPolicy, options: PostOptions) -> PostOptions:
         """``options``, of a reply on a Bluesky account to the post at ``reply_to``, with what it
         answers as the account's PDS says when the reply is written: that very record
-        (``reply_to_cid``: :meth:`bluesky_cid`), and for its approvers whose post it is and
-        where to read it in the Bluesky app (``reply_to_account``, ``reply_to_url``), where the
-        PDS vouches for its author's handle.
+        (``reply_to_cid``: :meth:`bluesky_cid`), and for its approvers its words
+        (``reply_to_text``), and whose post it is and where to read it in the Bluesky app
+        (``reply_to_account``, ``reply_to_url``), where the PDS vouches for its author's handle.
         Kept with the reply, never looked up as its card is shown: an approver reads what the
         reply answered when it was written. Without a handle the PDS vouches for, neither: the
         card shows the ``at://`` address as it is, linking nowhere a handle could mislead."""
@@ -159,14 +226,15 @@ class ReplyTargets:
         if uri is None:  # pragma: no cover - only a reply is read for what it answers
             return options
         adapter = self._bluesky(loaded)
-        cid = await self.bluesky_cid(loaded, uri)
+        parent = await self._parent_record(loaded, uri)
+        cid = self._cid_of(parent, uri)
         try:
             handle = await adapter.vouched_handle(AtUri.parse(uri).repo)
         except AdapterError as exc:
             # The post is there (its CID read just now); only whose it is went unsaid.
             logger.info("reply_parent_handle_unread", account=loaded.policy.account, error=exc.message)
             handle = None
-        return replace(options, reply_to_cid=cid, reply_to_account=handle,
+        return replace(options, reply_to_cid=cid, reply_to_account=handle, reply_to_text=_record_words(parent),
                        reply_to_url=None if handle is None else adapter.post_url(uri, handle))
 
     def _bluesky(self, loaded: LoadedPolicy) -> BlueskyAdapter:
@@ -182,9 +250,18 @@ class ReplyTargets:
         takes a reply to an address that holds no post, and a post written there later, with
         other words, would be what the reply answers, which its approvers never saw: refused,
         in ``getRecord``'s words (the XRPC surface answers its ``RecordNotFound``)."""
-        parent = await self._held_now(self._bluesky(loaded).parent_record(uri), uri, field="Record/reply/parent",
-                                      why="a reply answers a post that is there",
-                                      unread="the post this replies to could not be read, so the reply was not taken")
+        return self._cid_of(await self._parent_record(loaded, uri), uri)
+
+    async def _parent_record(self, loaded: LoadedPolicy, uri: str) -> dict[str, Any]:
+        """The Bluesky post ``uri`` a reply answers, as the account's PDS holds it now, or the
+        refusal of a reply to it (:meth:`bluesky_cid`)."""
+        return await self._held_now(self._bluesky(loaded).parent_record(uri), uri, field="Record/reply/parent",
+                                    why="a reply answers a post that is there",
+                                    unread="the post this replies to could not be read, so the reply was not taken")
+
+    @staticmethod
+    def _cid_of(parent: dict[str, Any], uri: str) -> str:
+        """The CID the PDS gave of the record ``parent`` at ``uri``; 502 where it gave none."""
         cid = parent.get("cid")
         if not isinstance(cid, str) or not cid:
             raise BylineError(Code.UNAVAILABLE, f"the PDS gave no CID for {uri}", xrpc="UpstreamFailure")
@@ -209,8 +286,6 @@ class ReplyTargets:
             raise BylineError(Code.VALIDATION,
                               f"Invalid {POST_COLLECTION} record: Record/embed/record/cid: {uri} is "
                               f"{quoted.get('cid')} on its PDS, not {cid}: {why}", xrpc="InvalidRequest")
-        value = quoted.get("value")
-        text = value.get("text") if isinstance(value, dict) else None
         address = AtUri.parse(uri)
         if address.collection != POST_COLLECTION:
             return options  # a feed or a list: its address is what the card shows
@@ -221,7 +296,7 @@ class ReplyTargets:
             # The record is there (read just now); only whose it is went unsaid.
             logger.info("quoted_handle_unread", account=loaded.policy.account, error=exc.message)
             handle = None
-        return replace(options, quote_text=text if isinstance(text, str) else None, quote_account=handle,
+        return replace(options, quote_text=_record_words(quoted), quote_account=handle,
                        quote_url=None if handle is None else adapter.post_url(uri, handle))
 
     @staticmethod
@@ -256,6 +331,14 @@ class ReplyTargets:
         return status, body
 
     @staticmethod
-    def _not_found(account: str, platform: str) -> None:
+    def _not_found(account: str, platform: str) -> NoReturn:
         logger.info("reply_target_not_found", account=account, platform=platform)
         raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
+
+
+def _record_words(record: dict[str, Any]) -> str | None:
+    """The words of a Bluesky post as ``getRecord`` gave it (its ``value.text``), as
+    :func:`words_kept` bounds them; None where its record holds none."""
+    value = record.get("value")
+    text = value.get("text") if isinstance(value, dict) else None
+    return words_kept(text) if isinstance(text, str) else None

@@ -1,6 +1,6 @@
-"""The public pages at a phone's width (390 px) in a real Chromium: what a reader pasted or typed
-(a post's address from an app, a person's name) is shown whole, wrapped, and never makes the
-page scroll sideways."""
+"""The pages at a phone's width (390 px) in a real Chromium: what a reader pasted or typed (a
+post's address from an app, a person's name) is shown whole, wrapped, and never makes the page
+scroll sideways; a post's log entries fit the screen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from urllib.parse import urlencode
 
 from playwright.async_api import Browser, expect
 
+from tests.browser.test_queue_browser import signed_in
 from tests.conftest import Gateway
+from tests.pages.conftest import Pages, pages
+
+__all__ = ["pages"]  # the fixture, for these tests too
 
 PHONE = {"width": 390, "height": 844}
 """A phone's screen, in CSS pixels."""
@@ -33,3 +37,24 @@ async def test_a_pasted_address_wraps_on_a_phone(gateway: Gateway, browser: Brow
         widths = await page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         assert widths == [PHONE["width"], PHONE["width"]], kind
     await page.close()
+
+
+async def test_a_posts_log_fits_a_phone(browser: Browser, pages: Pages) -> None:
+    """Bob reads on his phone the log of a post alice edited and he approved: each entry, when,
+    who, what and its proof fit within the screen, read without scrolling the table sideways.
+    (Before: the table ran 14 px wider than its region, "checkpoint" cut off at the edge.)"""
+    gw = pages.gateway
+    post = await gw.submit("alice", "cosigned", "Doors open at nine on Monday")
+    status, _ = await gw.call("alice", "PATCH", f"/v1/posts/{post['id']}", {"text": "Doors open at ten"})
+    assert status == 200
+    status, _ = await gw.act("bob", post["id"], "approve")
+    assert status == 200
+    problems: list[str] = []
+    page = await signed_in(browser, pages, "bob", problems)
+    await page.set_viewport_size(PHONE)
+    await page.goto(f"{pages.base}/posts/{post['id']}")
+    region = page.get_by_role("region", name="Log entries about this post")
+    await expect(region.get_by_role("row")).to_have_count(4)
+    widths = await region.evaluate("r => [r.scrollWidth, r.clientWidth, document.documentElement.scrollWidth]")
+    assert widths[0] <= widths[1] and widths[2] == PHONE["width"], widths
+    assert problems == []

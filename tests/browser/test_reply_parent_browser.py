@@ -1,16 +1,21 @@
-"""A reply to a post of the account's own that is not out yet, on its approver's queue in a real
-Chromium: the card shows the words it answers, as they go out, beside the link to that post;
-an approver approves a reply knowing what it replies to, without leaving the queue."""
+"""A reply on its approver's queue in a real Chromium: to a post of the account's own that is not
+out yet, the card shows the words it answers, as they go out, beside the link to that post; to
+a status on the platform, the words the platform gave as the reply was written, as text. An
+approver approves a reply knowing what it replies to, without leaving the queue."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
 from tests.browser.axe import assert_accessible
 from tests.browser.test_queue_browser import signed_in
-from tests.pages.conftest import Pages, pages
+from tests.clients.test_media_update import _cosigned_on_mastodon
+from tests.clients.world import World, world
+from tests.pages.conftest import Pages, pages, pages_on
 
-__all__ = ["pages"]  # the fixture, for these tests too
+__all__ = ["pages", "world"]  # the fixtures, for these tests too
 
 
 async def test_a_cosigner_reads_the_words_a_reply_answers(browser: Browser, pages: Pages) -> None:
@@ -24,7 +29,7 @@ async def test_a_cosigner_reads_the_words_a_reply_answers(browser: Browser, page
     problems: list[str] = []
     page = await signed_in(browser, pages, "bob", problems)
     shown = page.locator(f'article[data-post="{reply["id"]}"] .goes-out')
-    await expect(shown.locator("dt")).to_have_text(["Replies to", "Replied-to words"])
+    await expect(shown.locator("dt")).to_have_text(["Replies to", "Words it answers"])
     await expect(shown.get_by_role("link", name=f"post {parent['id']}")).to_have_attribute(
         "href", f"/posts/{parent['id']}")
     await expect(shown.locator("dd").nth(1)).to_have_text("Doors open at <b>nine</b> on Monday")
@@ -35,4 +40,36 @@ async def test_a_cosigner_reads_the_words_a_reply_answers(browser: Browser, page
     assert status == 200
     await page.reload()
     await expect(shown.locator("dd").nth(1)).to_have_text("Doors open at ten")
+    assert problems == []
+
+
+async def test_a_cosigner_reads_the_words_of_a_status_on_the_platform_a_reply_answers(
+    browser: Browser, world: World, policy_dir: Path,
+) -> None:
+    """Alice's app (Mastodon.py) answers carl's status on the instance, whose words carry
+    markup: bob's card, and the post's page he approves from, show whose status it is, linking
+    to it, and its words as text, markup and all, line breaks kept; nothing of the markup runs.
+    (Before: whose status and its address only.)"""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    said = '<img src=x onerror="document.title=1">Doors open at <b>nine</b>\nBring a badge'
+    theirs = world.upstream.seed_status(carl, said, created_at=world.gateway.clock.now())
+    api = await world.client("alice", "mastoco")
+    reply = await world.run(api.status_post, "See you there", in_reply_to_id=theirs.id)
+    url = f"https://{world.upstream.host}/@carl/{theirs.id}"
+    problems: list[str] = []
+    async with pages_on(world.gateway) as pages:
+        page = await signed_in(browser, pages, "bob", problems)
+        for where in ("/queue", f"/posts/{reply.id}"):
+            await page.goto(pages.base + where)
+            shown = page.locator(f'article[data-post="{reply.id}"] .goes-out')
+            await expect(shown.locator("dt")).to_have_text(["Replies to", "Words it answers"])
+            await expect(shown.get_by_role("link", name=f"@carl's status on the platform: {url}")).to_have_attribute(
+                "href", url)
+            answered = shown.locator("dd").nth(1)
+            await expect(answered).to_have_text(said)
+            assert await answered.inner_text() == said
+            assert await shown.locator("img, b").count() == 0
+            assert await page.title() != "1"
+            await assert_accessible(page)
     assert problems == []

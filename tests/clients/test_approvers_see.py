@@ -265,3 +265,65 @@ async def test_an_approver_sees_what_a_reply_sent_through_the_native_api_answers
     code, body = await world.gateway.call("bob", "POST", "/v1/posts",
                                           {"account": "mastoco", "text": "Hm", "reply_to": "9" * 18})
     assert (code, body["error"]) == (403, "forbidden"), body
+
+
+def _answered(card: str) -> str:
+    """What a card shows under "Words it answers", as its reader reads it."""
+    found = re.search(r"<dt>Words it answers</dt><dd><bdi>(.*?)</bdi></dd>", card, re.DOTALL)
+    assert found is not None, card
+    return html.unescape(found.group(1))
+
+
+async def test_an_approver_reads_the_words_of_the_status_a_reply_answers(world: World, policy_dir: Path) -> None:
+    """Alice's app (Mastodon.py) answers carl's status on the instance, whose words carry markup
+    as text, two paragraphs and a long link: bob's card and the post's page show them as the
+    instance's readers read them, plain text, kept as the reply was written: carl's later edit
+    is not shown, the instance is not asked as the card is shown, and alice's edit of her reply
+    keeps them. A status longer than Byline keeps is cut, saying so. Before: whose status and
+    its address only, and bob approved words without reading what they answer."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    link = "https://example.org/" + "a" * 40
+    theirs = world.upstream.seed_status(carl, f"Say <b>no</b> & mean it\nto the bypass\n\nRead {link}",
+                                        created_at=world.gateway.clock.now())
+    long = world.upstream.seed_status(carl, "word " * 1000, created_at=world.gateway.clock.now())
+    api = await world.client("alice", "mastoco")
+    status = await world.run(api.status_post, "Well said!", in_reply_to_id=theirs.id)
+    longer = await world.run(api.status_post, "Too long; did read", in_reply_to_id=long.id)
+    assert (status.byline.state, longer.byline.state) == ("held", "held")
+    stored = world.upstream.status(theirs.id)
+    assert stored is not None
+    stored.text = "Say yes to the bypass"
+    path = f"/api/v1/statuses/{theirs.id}"
+    asked = world.upstream.faults.count("GET", path)
+    await world.run(api.status_update, status.id, "Well said, carl!")
+    expected = f"Say <b>no</b> & mean it\nto the bypass\n\nRead {link}"
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        assert _answered(_card(page, status.id)) == expected
+        cut = _answered(_card(page, longer.id))
+        assert (len(cut), cut[:10], cut[-1]) == (2000, "word word ", "…")
+        _, post_page = await bob.get(f"/posts/{status.id}")
+        assert _answered(_card(post_page, status.id)) == expected
+    assert world.upstream.faults.count("GET", path) == asked
+
+
+async def test_a_reply_to_a_status_the_instance_cannot_show_now_is_taken_and_says_so(
+    world: World, policy_dir: Path,
+) -> None:
+    """The instance answers 503 as Byline reads the status alice's reply answers: the reply is
+    taken, as before, and bob's card says plainly that its words could not be read, and why,
+    rather than show nothing of them."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    theirs = world.upstream.seed_status(carl, "Something", created_at=world.gateway.clock.now())
+    world.upstream.faults.fail_next(10, 503, method="GET", path=f"/api/v1/statuses/{theirs.id}")
+    api = await world.client("alice", "mastoco")
+    status = await world.run(api.status_post, "Well said!", in_reply_to_id=theirs.id)
+    assert status.byline.state == "held"
+    world.upstream.faults.clear()
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+        assert _answered(_card(page, status.id)) == (
+            "Not known: they could not be read when the reply was written (the instance answered 503). "
+            "Read them on the platform before you approve.")

@@ -378,12 +378,15 @@ async def test_an_approver_sees_whose_bluesky_post_a_reply_answers_with_a_link_t
     """Alice answers bob.test's post on the PDS from a Bluesky app (createRecord) and through
     the native API (``reply_to``, its at:// address). Bob's cards say whose post each answers,
     by the handle the PDS vouched for when the reply was written, and link to it in the Bluesky
-    app. Before, they said only the at:// address, and bob approved words without seeing what
-    they answer. The handle is kept with the reply: the PDS is not asked as the card is shown."""
+    app, and the words it answers as text (markup in them shown as written). Before, they said
+    only the at:// address, and bob approved words without seeing what they answer; then whose
+    post, without its words. The handle and the words are kept with the reply: the PDS is not
+    asked as the card is shown."""
     account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
     theirs = bluesky_pds.account("bob.test")
     words = secrets.token_hex(4)
-    parent = await (await on_pds(bluesky_pds, theirs)).write(app_tid(), f"Tea is best iced ({words})")
+    said = f"Tea is <b>best</b> iced & cold ({words})"
+    parent = await (await on_pds(bluesky_pds, theirs)).write(app_tid(), said)
     rkey = parent["uri"].rsplit("/", 1)[1]
     async with started_gateway(db_url, policy_dir, clock) as gw:
         client = await login(gw, clients, "alice", "skyreply", account.handle)
@@ -397,14 +400,20 @@ async def test_an_approver_sees_whose_bluesky_post_a_reply_answers_with_a_link_t
                 shown = _replies_to(page, post_id)
                 assert f'href="https://bsky.app/profile/bob.test/post/{rkey}"' in shown, shown
                 assert "@bob.test's post" in html.unescape(shown), shown
+                assert html.unescape(shown_on_card(page, post_id, "Words it answers")) == f"<bdi>{said}</bdi>"
 
             async def asked(self: BlueskyAdapter, repo: str) -> str | None:
                 raise AssertionError(f"the PDS asked for {repo}'s handle as a card was shown")
 
+            async def read(self: BlueskyAdapter, address: str, *, what: str = "") -> dict[str, Any]:
+                raise AssertionError(f"the PDS asked for {address} as a card was shown")
+
             monkeypatch.setattr(BlueskyAdapter, "vouched_handle", asked)
+            monkeypatch.setattr(BlueskyAdapter, "record", read)
             _, again = await bob.get("/queue")
-            assert [_replies_to(again, p) for p in (by_app["id"], native["id"])] == [
-                _replies_to(page, p) for p in (by_app["id"], native["id"])]
+            for label in ("Replies to", "Words it answers"):
+                assert [shown_on_card(again, p, label) for p in (by_app["id"], native["id"])] == [
+                    shown_on_card(page, p, label) for p in (by_app["id"], native["id"])]
         await verified_by_cli(gw)
 
 
@@ -413,10 +422,11 @@ async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_s
 ) -> None:
     """The PDS says the parent's author has no handle it can vouch for (``handle.invalid``):
     the reply is taken all the same (its parent is there), and bob's card shows the at://
-    address as it is, linking nowhere and naming no one."""
+    address as it is, linking nowhere and naming no one, with the words it answers, which the
+    PDS gave as it holds them."""
+    said = f"Tea is best iced ({secrets.token_hex(4)})"
     async with skyreply_behind(HandleUnvouched(bluesky_pds.pds_url), bluesky_pds, policy_dir, monkeypatch):
-        parent = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(
-            app_tid(), f"Tea is best iced ({secrets.token_hex(4)})")
+        parent = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(app_tid(), said)
         async with started_gateway(db_url, policy_dir, clock) as gw:
             post = await gw.submit("alice", "skyreply", "Hot, always", reply_to=parent["uri"])
             assert post["state"] == "held", post
@@ -424,3 +434,4 @@ async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_s
                 _, page = await (await pages.person("bob")).get("/queue")
             shown = _replies_to(page, post["id"])
             assert html.unescape(shown).strip() == f"<bdi>{parent['uri']} on the platform</bdi>", shown
+            assert html.unescape(shown_on_card(page, post["id"], "Words it answers")) == f"<bdi>{said}</bdi>"
