@@ -599,6 +599,7 @@ class MastodonService:
         if form.media_ids is not None and form.media_ids != media_ids:
             if state is State.PUBLISHED:
                 raise BylineError(Code.VALIDATION, "Validation failed: the media of a published post stay as they are")
+            _check_pictures_not_in_record(post)
             if len(form.media_ids) > MAX_MEDIA:
                 raise BylineError(Code.VALIDATION, f"Validation failed: Cannot attach more than {MAX_MEDIA} files")
             added = tuple(m for m in form.media_ids if m not in media_ids)
@@ -1102,6 +1103,19 @@ def _check_alt_not_in_record(post: PostView) -> None:
             "Validation failed: the alt text of a post written as a Bluesky record (through XRPC) goes out "
             "in its record's embed, as its client wrote it, not from its upload: delete the post "
             "(com.atproto.repo.deleteRecord) and write it again with the new alt text"
+        ))
+
+
+def _check_pictures_not_in_record(post: PostView) -> None:
+    """Refuse other uploads for a post written as a Bluesky record (through XRPC): the pictures
+    that go out are those its record's embed names, exactly as its client wrote it (the
+    adapter sends no upload the embed does not name); an upload added would be shown to the
+    approvers and never go out, one taken away would still go out in the embed."""
+    if post.options.get("embed") is not None:
+        raise BylineError(Code.VALIDATION, (
+            "Validation failed: the pictures of a post written as a Bluesky record (through XRPC) go out "
+            "in its record's embed, as its client wrote it, not from its media: delete the post "
+            "(com.atproto.repo.deleteRecord) and write it again with the pictures it is to show"
         ))
 
 

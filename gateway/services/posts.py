@@ -185,6 +185,9 @@ _STORED_AS: Final = {outcome: State(outcome.value).value for outcome in Outcome}
 """The state a new post is stored in for each outcome, as its row and its entry write it."""
 REPLY_AWAITED: Final = (State.HELD, State.SCHEDULED, State.PUBLISHING, State.SUGGESTED)
 """States of a post a reply may wait for: it goes out later, by itself or once decided."""
+ADOPTIONS_FOLLOWED: Final = 4
+"""A post a reply or a quote waits for that was a suggestion is the post it was adopted into
+(followed so far, at most: a chain longer than this is no thread Byline made)."""
 REPLY_PARENT_STATES: Final = frozenset({*REPLY_AWAITED, State.PUBLISHED})
 """States of a post a new reply may name: waiting, or out."""
 REPLY_NOT_FOUND: Final = "The post you are trying to reply to does not appear to exist."

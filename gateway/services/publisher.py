@@ -68,7 +68,7 @@ from gateway.services.content import content_sha256, sends_focus, stored_content
 from gateway.services.identities import AccountHeld
 from gateway.services.outgoing import idempotency_key, sends, text_sha256
 from gateway.services.platforms import Platforms, checks_scopes, credential_being_written
-from gateway.services.posts import expire_hold, redecide
+from gateway.services.posts import ADOPTIONS_FOLLOWED, expire_hold, redecide
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
@@ -98,9 +98,6 @@ _UNDECIDED_WAIT = 60 * _SECOND
 (held, or a suggestion): it has no time to wait for, and a look is one read of one row."""
 _AWAITING_MOST = 10_000
 """Replies remembered here as waiting for a parent, at most (see ``Publisher._awaiting``)."""
-_ADOPTIONS_FOLLOWED = 4
-"""A parent that was a suggestion is the post it was adopted into; a chain longer than this is
-no thread Byline made."""
 
 
 _NOT_YET = "-"
@@ -217,7 +214,7 @@ async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int,
     """Where the parent of the reply ``row`` stands (see :class:`_Parent`); ``does`` and ``this``
     say it of a quote: ``"quotes"``, ``"this quote"``."""
     parent = await sql.get_post(txn, parent_id)
-    for _ in range(_ADOPTIONS_FOLLOWED):
+    for _ in range(ADOPTIONS_FOLLOWED):
         if parent is None or parent.state != State.ADOPTED.value or parent.adopted_into is None:
             break
         parent = await sql.get_post(txn, parent.adopted_into)  # the suggestion as its writer took it up

@@ -27,7 +27,15 @@ from gateway.policy.loader import LoadedPolicy, PolicyRegistry
 from gateway.services.authorization import visible_accounts
 from gateway.services.content import as_carried
 from gateway.services.platforms import Platforms
-from gateway.services.posts import Caller, DecisionView, PostService, PostView, VersionView, options_by_version
+from gateway.services.posts import (
+    ADOPTIONS_FOLLOWED,
+    Caller,
+    DecisionView,
+    PostService,
+    PostView,
+    VersionView,
+    options_by_version,
+)
 from gateway.services.reply_targets import web_link
 from gateway.storage import log as log_sql
 from gateway.storage import media as media_sql
@@ -369,15 +377,22 @@ class QueueService:
 
     async def _replied(self, caller: Caller, post: PostView) -> str | None:
         """The words of the account's post that ``post`` replies to, as they go out now (a reply
-        waits for it): an approver of a reply approves an answer to them. None for any other
-        post, or a parent out of the caller's reach."""
+        waits for it): an approver of a reply approves an answer to them. A suggestion adopted
+        since is the post it was adopted into, which the reply waits for and answers
+        (``gateway.services.publisher``): its words, not the suggestion's, which never go out.
+        None for any other post, or a parent out of the caller's reach."""
         parent = post.options.get("reply_to_post")
         if not isinstance(parent, str):
             return None
         try:
-            return (await self.posts.view(caller, parent, history=False)).display_text
+            found = await self.posts.view(caller, parent, history=False)
+            for _ in range(ADOPTIONS_FOLLOWED):
+                if found.state != State.ADOPTED.value or found.adopted_into is None:
+                    break
+                found = await self.posts.view(caller, found.adopted_into, history=False)
         except BylineError:
             return None
+        return found.display_text
 
     async def _revises(self, caller: Caller, post: PostView) -> Revises | None:
         """For a pending revision, the published post it would edit, as its card shows it: an

@@ -411,13 +411,7 @@ async def test_alt_text_of_a_record_is_edited_in_its_record_not_its_upload(
         assert resp.status == 422, await resp.text()
         assert (await resp.json())["error"].startswith(refused)
     assert await sky.snapshot() == before
-    status, body = await sky.act("bob", post["id"], "approve")
-    assert (status, body["state"], body["version"]) == (200, "scheduled", 1), body
-    await sky.tick()
-    landed = await pds_record(bluesky_pds, sent.uri)
-    assert landed is not None and landed["cid"] == sent.cid
-    assert [i["alt"] for i in landed["value"]["embed"]["images"]] == ["A grey square"]
-    await verified_by_cli(sky)
+    await _out_as_written(bluesky_pds, sky, post["id"], sent, alts=["A grey square"])
 
 
 async def test_approvers_see_the_alt_text_a_record_sends_not_its_uploads(
@@ -454,3 +448,53 @@ async def test_approvers_see_the_alt_text_a_record_sends_not_its_uploads(
     landed = await pds_record(bluesky_pds, body["uri"])
     assert landed is not None
     assert [i["alt"] for i in landed["value"]["embed"]["images"]] == ["A grey band"]
+
+
+@pytest.mark.parametrize("change", ["adds a picture", "takes its picture away"])
+async def test_pictures_of_a_record_are_changed_in_its_record_not_its_media_ids(
+    bluesky_pds: BlueskyPds, sky: Gateway, sdk: Sdk, change: str,
+) -> None:
+    """A held post made through XRPC shows the pictures its record's embed names, and only
+    those go out: an edit through the Mastodon API that adds an upload, or takes its picture
+    away, is refused with 422 saying where its pictures live, and changes nothing; approved, the
+    post goes out as its approver saw it, version 1. (Before: a version 2 showed the approver a
+    picture that never went out, or none where the record still sent one.)"""
+    account = bluesky_pds.account("bob.test")
+    client = await sdk.login(sky, "alice", "skyheld", account.handle)
+    sent = await run(client.send_image, "Approve my picture", image=png(3, 3, secrets.token_hex(4)),
+                     image_alt="A grey square")
+    post = await post_for(sky, "alice", "skyheld", sent.uri)
+    headers = {"Authorization": f"Bearer {await app_password(sky, 'alice', 'skyheld')}"}
+    async with sky.client.get(f"/api/v1/statuses/{post['id']}", headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        [picture] = (await resp.json())["media_attachments"]
+    media_ids = [picture["id"]]
+    if change == "adds a picture":
+        form = aiohttp.FormData()
+        form.add_field("file", png(5, 2, secrets.token_hex(4)), filename="red.png", content_type="image/png")
+        form.add_field("description", "A red band")
+        async with sky.client.post("/api/v2/media", data=form, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            media_ids.append((await resp.json())["id"])
+    else:
+        media_ids = []
+    before = await sky.snapshot()
+    async with sky.client.put(f"/api/v1/statuses/{post['id']}", headers=headers,
+                              json={"status": "Approve my picture", "media_ids": media_ids}) as resp:
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"].startswith(
+            "Validation failed: the pictures of a post written as a Bluesky record (through XRPC) go out")
+    assert await sky.snapshot() == before
+    await _out_as_written(bluesky_pds, sky, post["id"], sent, alts=["A grey square"])
+
+
+async def _out_as_written(bluesky_pds: BlueskyPds, sky: Gateway, post_id: str, sent: Any, *, alts: list[str]) -> None:
+    """Bob approves the post at its version 1; it goes out as its record was written (its CID,
+    its pictures' ``alts``), and the log verifies."""
+    status, body = await sky.act("bob", post_id, "approve")
+    assert (status, body["state"], body["version"]) == (200, "scheduled", 1), body
+    await sky.tick()
+    landed = await pds_record(bluesky_pds, sent.uri)
+    assert landed is not None and landed["cid"] == sent.cid
+    assert [i["alt"] for i in landed["value"]["embed"]["images"]] == alts
+    await verified_by_cli(sky)

@@ -802,3 +802,22 @@ def test_what_an_edit_changed_besides_its_words() -> None:
     assert [c.label for c in option_changes(before, None, after, now)] == [
         "Content warning", "Image description", "Who sees it", "Pictures"]
     assert option_changes(after, now, after, now) == ()
+
+
+async def test_a_reply_to_an_adopted_suggestion_shows_the_words_it_will_answer(pages: Pages) -> None:
+    """Dave suggests a post and a reply to it; carol adopts the post with other words. The
+    reply's card shows the words of the post it now waits for and will answer (the adopted
+    one's), not the suggestion's, which never go out (before: "Say hello", words gone by)."""
+    gw = pages.gateway
+    first = await gw.submit("dave", "managed", "Say hello")
+    reply = await gw.submit("dave", "managed", "Bring your badge", reply_to_post=first["id"])
+    status, adopted = await gw.call("carol", "POST", f"/v1/posts/{first['id']}/adopt",
+                                    {"version": 1, "text": "Say hello at nine"})
+    assert status == 201, adopted
+    carol = await pages.person("carol")
+    status, page = await carol.get(f"/posts/{reply['id']}")
+    assert status == 200
+    answered = re.search(r"<dt>Replied-to words</dt><dd><bdi>(.*?)</bdi></dd>", page, re.DOTALL)
+    assert answered is not None
+    assert html.unescape(answered.group(1)) == adopted["display_text"]
+    assert "Say hello at nine" in adopted["display_text"]
