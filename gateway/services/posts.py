@@ -115,6 +115,14 @@ class PostOptions:
     approvers to read. Kept with the reply, never read again as its card is shown; shown, never
     sent."""
     reply_to_unread: str | None = None
+    reply_to_warning: str | None = None
+    """The content warning the status ``reply_to`` names carried when the reply was written (a
+    Mastodon status's ``spoiler_text``, the self-labels of a Bluesky record), bounded as its
+    words are: shown to its approvers before the words, as the platform shows it."""
+    reply_to_boost: str | None = None
+    """Where ``reply_to`` names a boost (a Mastodon reblog, whose own words are none), the
+    handle of whoever boosted it: ``reply_to_text``, ``reply_to_account`` and ``reply_to_url``
+    are then the boosted status's, as Mastodon apps show a boost."""
     reply_to_cid: str | None = None
     """The CID of the Bluesky record ``reply_to`` names, as its PDS held it when the reply was
     written (``gateway.services.xrpc_repo``): the reply goes out to that record or not at all."""
@@ -208,7 +216,7 @@ title and description (a quoted post is its own author's, judged where it was po
 
 
 _REPLY_KEPT: Final = ("reply_to", "reply_to_post", "reply_to_url", "reply_to_account", "reply_to_text",
-                       "reply_to_unread", "reply_to_cid")
+                       "reply_to_unread", "reply_to_warning", "reply_to_boost", "reply_to_cid")
 """The options that say what a reply answers: its thread's, kept by every edit."""
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final, Literal
 
-from adapters.bluesky import blob_digest
+from adapters.bluesky import POST_COLLECTION, blob_digest
 from gateway.audit.gates import gate_words, gates_in_words
 from gateway.clock import Clock, now_micros
 from gateway.errors import BylineError, Code
@@ -607,7 +607,8 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
     if parent := options.get("reply_to_post"):
         out.append(Shown(label="Replies to", value=f"post {parent}", link=f"/posts/{parent}"))
     elif parent := options.get("reply_to"):
-        out.append(_replies_to(str(parent), options.get("reply_to_url"), options.get("reply_to_account")))
+        out.append(_replies_to(str(parent), options.get("reply_to_url"), options.get("reply_to_account"),
+                               options.get("reply_to_boost")))
         out += _replied_words(options)
     if isinstance(embed := options.get("embed"), Mapping):
         out += _embed_shown(embed, options)
@@ -645,23 +646,39 @@ ANSWERED: Final = "Words it answers"
 
 def _replied_words(options: Mapping[str, Any]) -> list[Shown]:
     """The words of the status on the platform a reply answers, as kept when the reply was
-    written (``PostOptions.reply_to_text``), or, where they could not be read then, that said
-    plainly with why; nothing for a reply stored before words were kept."""
+    written (``PostOptions.reply_to_text``), after its content warning where it carried one;
+    where they could not be read then, that said plainly with why; for a reply stored before
+    words were kept, that said (:func:`not_kept`)."""
     if isinstance(text := options.get("reply_to_text"), str):
-        return [Shown(label=ANSWERED, value=text or "(no words)")]
+        words = text or "(no words)"
+        if isinstance(warning := options.get("reply_to_warning"), str):
+            words = f"Content warning: {warning}\n\n{words}"
+        return [Shown(label=ANSWERED, value=words)]
     if isinstance(why := options.get("reply_to_unread"), str):
         return [Shown(label=ANSWERED, value=f"Not known: they could not be read when the reply was written ({why}). "
                                             "Read them on the platform before you approve.")]
-    return []
+    return [not_kept(ANSWERED, "reply", options.get("reply_to_url"))]
 
 
-def _replies_to(parent: str, url: Any, account: Any) -> Shown:
+def not_kept(label: str, kind: str, url: Any) -> Shown:
+    """What a ``kind`` (a reply, a quote) stored before Byline kept the words it names shows
+    under ``label``: that they were not kept, and where to read them, rather than nothing."""
+    link = web_link(url)
+    where = f": {link}" if link else ""
+    return Shown(label=label, value=f"Words not kept: this {kind} was written before Byline kept them. "
+                                    f"Read them on the platform before you approve{where}.", link=link)
+
+
+def _replies_to(parent: str, url: Any, account: Any, boost: Any = None) -> Shown:
     """What a reply to a status on the platform answers, as its approvers read it: whose status
     (a Bluesky post, for an ``at://`` address) and where to read it, where the platform said so
-    when the reply was written; else its id, linking nowhere."""
+    when the reply was written, and whose boost of it the reply names; else its id, linking
+    nowhere."""
     if isinstance(url, str):
         kind = "post" if parent.startswith("at://") else "status"
         whose = f"@{account}'s {kind}" if isinstance(account, str) else f"a {kind}"
+        if isinstance(boost, str):
+            whose = f"@{boost}'s boost of {whose}"
         return Shown(label="Replies to", value=f"{whose} on the platform: {url}", link=web_link(url))
     return Shown(label="Replies to", value=f"{parent} on the platform")
 
@@ -694,6 +711,8 @@ def _quotes(quoted: str, options: Mapping[str, Any]) -> list[Shown]:
         out.append(Shown(label="Quotes", value=quoted))
     if isinstance(text := options.get("quote_text"), str):
         out.append(Shown(label="Quoted words", value=text or "(no words)"))
+    elif not isinstance(own, str) and f"/{POST_COLLECTION}/" in quoted:
+        out.append(not_kept("Quoted words", "quote", url))  # a feed or a list has no words to keep
     return out
 
 

@@ -107,24 +107,37 @@ def status_words(content: object) -> str | None:
     return words_kept(re.sub(r"[ \t]*\n[ \t]*", "\n", "".join(reader.parts)).strip())
 
 
+def _handle(account: object) -> str | None:
+    """A Mastodon account's handle (``acct``) as an instance gave it, or None for anything but a
+    handle."""
+    acct = account.get("acct") if isinstance(account, dict) else None
+    return acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
+
+
 def status_shown(status_id: str, body: bytes) -> PostOptions:
     """A reply's options to the Mastodon status ``status_id`` as the instance answered for it:
-    its address (``url``, else its ``uri``), its author's handle (``account.acct``) and its
-    words as plain text; None for what it did not give, or gave as anything but a web address
-    and a handle (a remote server's ``url`` reaches the instance from that server). An answer
-    without words says so (``reply_to_unread``)."""
+    its address (``url``, else its ``uri``), its author's handle (``account.acct``), its words
+    as plain text and its content warning (``spoiler_text``); None for what it did not give, or
+    gave as anything but a web address and a handle (a remote server's ``url`` reaches the
+    instance from that server). A boost has no words of its own: those of the status it boosts,
+    whose they are and its address, and who boosted it (``reply_to_boost``), as Mastodon apps
+    show it. An answer without words says so (``reply_to_unread``)."""
     try:
         status = json.loads(body)
     except ValueError:
         status = None
     if not isinstance(status, dict):
         return PostOptions(reply_to=status_id, reply_to_unread="the instance's answer was not a status")
+    booster = None
+    if isinstance(boosted := status.get("reblog"), dict):
+        booster = _handle(status.get("account")) or "someone"
+        status = boosted
     url = next((u for u in (status.get("url"), status.get("uri")) if web_link(u)), None)
-    account = status.get("account")
-    acct = account.get("acct") if isinstance(account, dict) else None
-    handle = acct if isinstance(acct, str) and 0 < len(acct) <= 320 and acct.isprintable() and " " not in acct else None
     words = status_words(status.get("content"))
-    return PostOptions(reply_to=status_id, reply_to_url=url, reply_to_account=handle, reply_to_text=words,
+    spoiler = status.get("spoiler_text")
+    return PostOptions(reply_to=status_id, reply_to_url=url, reply_to_account=_handle(status.get("account")),
+                       reply_to_text=words, reply_to_boost=booster,
+                       reply_to_warning=words_kept(spoiler) if isinstance(spoiler, str) and spoiler else None,
                        reply_to_unread=None if words is not None else "the instance's answer held no words")
 
 
@@ -235,6 +248,7 @@ class ReplyTargets:
             logger.info("reply_parent_handle_unread", account=loaded.policy.account, error=exc.message)
             handle = None
         return replace(options, reply_to_cid=cid, reply_to_account=handle, reply_to_text=_record_words(parent),
+                       reply_to_warning=_record_labels(parent),
                        reply_to_url=None if handle is None else adapter.post_url(uri, handle))
 
     def _bluesky(self, loaded: LoadedPolicy) -> BlueskyAdapter:
@@ -336,9 +350,21 @@ class ReplyTargets:
         raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
 
 
-def _record_words(record: dict[str, Any]) -> str | None:
+def _record_words(record: dict[str, Any]) -> str:
     """The words of a Bluesky post as ``getRecord`` gave it (its ``value.text``), as
-    :func:`words_kept` bounds them; None where its record holds none."""
+    :func:`words_kept` bounds them; none (``""``) where its record holds none."""
     value = record.get("value")
     text = value.get("text") if isinstance(value, dict) else None
-    return words_kept(text) if isinstance(text, str) else None
+    return words_kept(text) if isinstance(text, str) else ""
+
+
+def _record_labels(record: dict[str, Any]) -> str | None:
+    """The self-labels a Bluesky post carries as ``getRecord`` gave it (``value.labels``, a
+    ``com.atproto.label.defs#selfLabels``), as one content warning, bounded as words are; None
+    for a post with none."""
+    value = record.get("value")
+    labels = value.get("labels") if isinstance(value, dict) else None
+    values = labels.get("values") if isinstance(labels, dict) else None
+    named = [v["val"] for v in values if isinstance(v, dict) and isinstance(v.get("val"), str)] \
+        if isinstance(values, list) else []
+    return words_kept(", ".join(named)) if named else None

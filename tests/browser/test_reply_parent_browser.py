@@ -5,10 +5,12 @@ approver approves a reply knowing what it replies to, without leaving the queue.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
+from tests.audit.logtools import Attacker
 from tests.browser.axe import assert_accessible
 from tests.browser.test_queue_browser import signed_in
 from tests.clients.test_media_update import _cosigned_on_mastodon
@@ -72,4 +74,46 @@ async def test_a_cosigner_reads_the_words_of_a_status_on_the_platform_a_reply_an
             assert await shown.locator("img, b").count() == 0
             assert await page.title() != "1"
             await assert_accessible(page)
+    assert problems == []
+
+
+async def test_a_cosigner_reads_a_warning_a_boost_and_words_not_kept_on_the_cards_of_replies(
+    browser: Browser, world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """Alice's app (Mastodon.py) answers carl's status behind a content warning, dave's boost of
+    it, and a status of carl's whose reply is then stored as it was before words were kept.
+    Bob's cards show the warning before the words, the boost as dave's boost of carl's status
+    with carl's words, and for the old reply a note saying the words were not kept, linking to
+    where to read them. (Before: the words without their warning, the boost's own words,
+    none, and nothing at all for the old reply.)"""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl, dave = (world.upstream.add_account(name, f"{name}-token") for name in ("carl", "dave"))
+    now = world.gateway.clock.now()
+    warned = world.upstream.seed_status(carl, "The butler did it", created_at=now, spoiler_text="Finale")
+    boost = world.upstream.seed_reblog(dave, warned, created_at=now)
+    older = world.upstream.seed_status(carl, "Something", created_at=now)
+    api = await world.client("alice", "mastoco")
+    to_boost = await world.run(api.status_post, "Thanks for sharing", in_reply_to_id=boost.id)
+    old = await world.run(api.status_post, "Well said", in_reply_to_id=older.id)
+    attacker = Attacker(db_url)
+    [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", old.id)
+    then = {k: v for k, v in json.loads(stored).items() if k != "reply_to_text"}
+    await attacker.run(("UPDATE posts SET options = ? WHERE id = ?", (json.dumps(then), old.id)))
+    host = world.upstream.host
+    problems: list[str] = []
+    async with pages_on(world.gateway) as pages:
+        page = await signed_in(browser, pages, "bob", problems)
+        shown = page.locator(f'article[data-post="{to_boost.id}"] .goes-out')
+        await expect(shown.locator("dt")).to_have_text(["Replies to", "Words it answers"])
+        url = f"https://{host}/@carl/{warned.id}"
+        await expect(shown.get_by_role("link", name=f"@dave's boost of @carl's status on the platform: {url}")
+                     ).to_have_attribute("href", url)
+        assert await shown.locator("dd").nth(1).inner_text() == "Content warning: Finale\n\nThe butler did it"
+        shown = page.locator(f'article[data-post="{old.id}"] .goes-out')
+        await expect(shown.locator("dt")).to_have_text(["Replies to", "Words it answers"])
+        url = f"https://{host}/@carl/{older.id}"
+        note = (f"Words not kept: this reply was written before Byline kept them. "
+                f"Read them on the platform before you approve: {url}.")
+        await expect(shown.locator("dd").nth(1).get_by_role("link", name=note)).to_have_attribute("href", url)
+        await assert_accessible(page)
     assert problems == []

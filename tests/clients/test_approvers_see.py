@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.appkeys import PEOPLE
+from tests.audit.logtools import Attacker
 from tests.clients.test_media_update import PNG, _cosigned_on_mastodon
 from tests.clients.world import World
 from tests.pages.conftest import Pages, password_of
@@ -327,3 +329,56 @@ async def test_a_reply_to_a_status_the_instance_cannot_show_now_is_taken_and_say
         assert _answered(_card(page, status.id)) == (
             "Not known: they could not be read when the reply was written (the instance answered 503). "
             "Read them on the platform before you approve.")
+
+
+async def test_an_approver_reads_the_content_warning_of_what_a_reply_answers_and_the_words_of_a_boost(
+    world: World, policy_dir: Path,
+) -> None:
+    """Alice's app (Mastodon.py) answers carl's status, which hides its words behind a content
+    warning, once as carl's and once as dave's boost of it. Bob's cards show "Content warning:
+    ..." before the words, as Mastodon shows it, and the answer to the boost shows carl's words
+    and whose they are, saying it is dave's boost of them. Before: the words without their
+    warning, and for the boost the boost's own words, none."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl, dave = (world.upstream.add_account(name, f"{name}-token") for name in ("carl", "dave"))
+    now = world.gateway.clock.now()
+    theirs = world.upstream.seed_status(carl, "The butler did it", created_at=now, spoiler_text="Finale <spoilers>")
+    boost = world.upstream.seed_reblog(dave, theirs, created_at=now)
+    api = await world.client("alice", "mastoco")
+    to_status = await world.run(api.status_post, "No way", in_reply_to_id=theirs.id)
+    to_boost = await world.run(api.status_post, "Thanks for sharing", in_reply_to_id=boost.id)
+    url = f"https://{world.upstream.host}/@carl/{theirs.id}"
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+    for reply in (to_status, to_boost):
+        assert _answered(_card(page, reply.id)) == "Content warning: Finale <spoilers>\n\nThe butler did it"
+    replies_to = re.search(r"<dt>Replies to</dt><dd>(.*?)</dd>", _card(page, to_boost.id), re.DOTALL)
+    assert replies_to is not None
+    assert html.unescape(replies_to.group(1)) == (
+        f'<a href="{url}">@dave\'s boost of @carl\'s status on the platform: {url}</a>')
+
+
+async def test_a_reply_stored_before_words_were_kept_says_so_with_where_to_read_them(
+    world: World, policy_dir: Path, db_url: str,
+) -> None:
+    """A reply to carl's status stored before Byline kept the words a reply answers (its options
+    as they were written then: whose status and its address only): bob's card says plainly
+    that the words were not kept and where to read them, linking there. Before: nothing, and
+    bob could take the missing words for a status with none."""
+    await _cosigned_on_mastodon(world, policy_dir)
+    carl = world.upstream.add_account("carl", "carl-token")
+    theirs = world.upstream.seed_status(carl, "Something", created_at=world.gateway.clock.now())
+    api = await world.client("alice", "mastoco")
+    status = await world.run(api.status_post, "Well said!", in_reply_to_id=theirs.id)
+    attacker = Attacker(db_url)
+    [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", status.id)
+    then = {k: v for k, v in json.loads(stored).items() if k not in ("reply_to_text", "reply_to_warning")}
+    await attacker.run(("UPDATE posts SET options = ? WHERE id = ?", (json.dumps(then), status.id)))
+    url = f"https://{world.upstream.host}/@carl/{theirs.id}"
+    async with _bob_signed_in(world) as bob:
+        _, page = await bob.get("/queue")
+    found = re.search(r"<dt>Words it answers</dt><dd>(.*?)</dd>", _card(page, status.id), re.DOTALL)
+    assert found is not None, _card(page, status.id)
+    assert html.unescape(found.group(1)) == (
+        f'<a href="{url}">Words not kept: this reply was written before Byline kept them. '
+        f"Read them on the platform before you approve: {url}.</a>")

@@ -327,6 +327,33 @@ async def test_an_approver_reads_the_words_a_quote_quotes_and_whose_they_are(
         await verified_by_cli(gw)
 
 
+async def test_a_quote_stored_before_its_words_were_kept_says_so(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch, clients: list[Client],
+) -> None:
+    """A quote of bob.test's post stored before Byline kept what a quote shows (its options then:
+    the embed alone): bob's card says plainly that the quoted words were not kept, to be read on
+    the platform, beside the address it quotes. Before: the address alone, and nothing said of
+    words bob was approving a quote of unread."""
+    account = skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    words = secrets.token_hex(4)
+    there = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(app_tid(), f"Tea ({words})")
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        client = await login(gw, clients, "alice", "skyreply", account.handle)
+        quote = await run(client.send_post, f"Never ({words})", embed=_quoting(there["uri"], there["cid"]))
+        held = (await posts_by_key(gw, "alice", "skyreply"))[quote.uri.rsplit("/", 1)[1]]
+        attacker = Attacker(db_url)
+        [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", held["id"])
+        then = {k: v for k, v in json.loads(stored).items() if k not in ("quote_text", "quote_account", "quote_url")}
+        await attacker.run(("UPDATE posts SET options = ? WHERE id = ?", (json.dumps(then), held["id"])))
+        async with pages_on(gw, ["bob"]) as pages:
+            _, page = await (await pages.person("bob")).get("/queue")
+        assert shown_on_card(page, held["id"], "Quotes") == f"<bdi>{there['uri']}</bdi>"
+        assert shown_on_card(page, held["id"], "Quoted words") == (
+            "<bdi>Words not kept: this quote was written before Byline kept them. "
+            "Read them on the platform before you approve.</bdi>")
+
+
 async def test_an_approver_reads_an_own_quoted_post_at_the_version_the_quote_is_bound_to(
     bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch, clients: list[Client],

@@ -64,11 +64,16 @@ class OnPds:
             assert resp.status == 200, await resp.text()
             return dict(await resp.json())
 
-    async def write(self, rkey: str, text: str, *, reply: dict[str, Any] | None = None) -> dict[str, str]:
-        """A post written under ``rkey``; its strong ref (uri, cid)."""
+    async def write(
+        self, rkey: str, text: str, *, reply: dict[str, Any] | None = None, labels: tuple[str, ...] = (),
+    ) -> dict[str, str]:
+        """A post written under ``rkey``, carrying the self-labels ``labels``; its strong ref
+        (uri, cid)."""
         record: dict[str, Any] = {"$type": POST, "text": text, "createdAt": now_iso()}
         if reply is not None:
             record["reply"] = reply
+        if labels:
+            record["labels"] = {"$type": "com.atproto.label.defs#selfLabels", "values": [{"val": v} for v in labels]}
         made = await self.call("com.atproto.repo.createRecord",
                                {"repo": self.did, "collection": POST, "rkey": rkey, "record": record})
         return {"uri": made["uri"], "cid": made["cid"]}
@@ -435,3 +440,22 @@ async def test_a_reply_to_a_bluesky_post_whose_handle_the_pds_cannot_vouch_for_s
             shown = _replies_to(page, post["id"])
             assert html.unescape(shown).strip() == f"<bdi>{parent['uri']} on the platform</bdi>", shown
             assert html.unescape(shown_on_card(page, post["id"], "Words it answers")) == f"<bdi>{said}</bdi>"
+
+
+async def test_an_approver_reads_the_self_labels_of_the_bluesky_post_a_reply_answers_before_its_words(
+    bluesky_pds: BlueskyPds, db_url: str, policy_dir: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bob.test's post carries self-labels (a content warning, as Bluesky apps show it): bob's
+    card of alice's reply to it shows them, "Content warning: ...", before the words, as the
+    PDS gave them when the reply was written. Before: the words alone."""
+    skyreply_policy(policy_dir, bluesky_pds, monkeypatch, "co-signed")
+    said = f"The ending, told ({secrets.token_hex(4)})"
+    parent = await (await on_pds(bluesky_pds, bluesky_pds.account("bob.test"))).write(
+        app_tid(), said, labels=("graphic-media", "nudity"))
+    async with started_gateway(db_url, policy_dir, clock) as gw:
+        post = await gw.submit("alice", "skyreply", "Spoilers!", reply_to=parent["uri"])
+        assert post["state"] == "held", post
+        async with pages_on(gw, ["bob"]) as pages:
+            _, page = await (await pages.person("bob")).get("/queue")
+        assert html.unescape(shown_on_card(page, post["id"], "Words it answers")) == (
+            f"<bdi>Content warning: graphic-media, nudity\n\n{said}</bdi>")

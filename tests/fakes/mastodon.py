@@ -249,6 +249,8 @@ class Status:
     """Each edit's ``media_attributes`` as applied, by media id: what changed, and how often."""
     edits: list[str] = field(default_factory=list)
     """Each edit's text, in order: how often the status was edited, and to what."""
+    reblog_of: str | None = None
+    """The id of the status this one boosts (a reblog: no words of its own)."""
 
 
 @dataclass
@@ -408,6 +410,13 @@ class FakeMastodon:
         self._statuses[status.id] = status
         return status
 
+    def seed_reblog(self, account: Account, of: Status, *, created_at: datetime) -> Status:
+        """Store ``account``'s boost of ``of``: a status of its own id, with no words, whose
+        ``reblog`` is ``of`` (as Mastodon answers ``GET /api/v1/statuses/:id`` for it)."""
+        status = self.seed_status(account, "", created_at=created_at)
+        status.reblog_of = of.id
+        return status
+
     # -- internals ------------------------------------------------------------------------------
 
     def _next_id(self) -> str:
@@ -486,7 +495,7 @@ class FakeMastodon:
             "favourites_count": 0,
             "edited_at": _iso(status.edited_at) if status.edited_at else None,
             "content": render_content(status.text, self.host),
-            "reblog": None,
+            "reblog": None if status.reblog_of is None else self.render_status(self._statuses[status.reblog_of]),
             "application": {"name": "Byline", "website": None},
             "account": self.render_account(account),
             "media_attachments": [self.render_media(self.media[m]) for m in status.media_ids],
@@ -496,6 +505,9 @@ class FakeMastodon:
             "card": None,
             "poll": None,
         }
+        if status.reblog_of is not None:  # a boost: its own address, no words of its own
+            entity["uri"] = entity["url"] = f"https://{self.host}/users/{account.username}/statuses/{status.id}/activity"
+            entity["content"] = ""
         if with_source:
             entity["text"] = status.text
         return entity

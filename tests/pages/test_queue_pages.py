@@ -774,6 +774,8 @@ def test_a_card_names_what_a_bluesky_post_sends_besides_its_words() -> None:
     })
     assert [(s.label, s.value) for s in shown] == [
         ("Quotes", "at://did:plc:x/app.bsky.feed.post/3k"),
+        ("Quoted words", "Words not kept: this quote was written before Byline kept them. "
+                         "Read them on the platform before you approve."),
         ("Image description", "a map"), ("Image shape", "4 wide, 1 high"), ("Image description", "(none)"),
         ("Labels", "graphic-media"),
         ("Link under its words", "https://evil.example"), ("Hashtag under its words", "#other"),
