@@ -39,6 +39,10 @@ routes = web.RouteTableDef()
 KEEPALIVE_SECONDS: Final = 15.0
 """How often an idle stream says it is alive (and learns whether its reader went away)."""
 
+RETRY_MILLISECONDS: Final = 5000
+"""How long a browser waits to reconnect a stream that ended (the stream's ``retry``)."""
+
+
 @routes.get("/queue")
 @page
 async def queue_page(request: web.Request) -> web.StreamResponse:
@@ -76,7 +80,7 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
         page_headers(response)
         await response.prepare(request)
         try:
-            await response.write(b"retry: 5000\n: listening\n\n")
+            await response.write(f"retry: {RETRY_MILLISECONDS}\n: listening\n\n".encode())
             try:
                 while not listener.closing:
                     changed = await listener.wait(KEEPALIVE_SECONDS)
