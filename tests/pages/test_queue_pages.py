@@ -817,7 +817,7 @@ async def test_a_reply_to_an_adopted_suggestion_shows_the_words_it_will_answer(p
     carol = await pages.person("carol")
     status, page = await carol.get(f"/posts/{reply['id']}")
     assert status == 200
-    answered = re.search(r"<dt>Replied-to words</dt><dd><bdi>(.*?)</bdi></dd>", page, re.DOTALL)
+    answered = re.search(r"<dt>Words it answers</dt><dd><bdi>(.*?)</bdi></dd>", page, re.DOTALL)
     assert answered is not None
     assert html.unescape(answered.group(1)) == adopted["display_text"]
     assert "Say hello at nine" in adopted["display_text"]
