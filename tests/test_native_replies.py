@@ -4,6 +4,7 @@ parent and goes out as a reply to where the parent went, as the Mastodon API's t
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from gateway.clock import ManualClock
 from gateway.services.posts import Caller, PostOptions, PostService
 from gateway.services.publisher import _PER_ACCOUNT
 from gateway.storage.db import DatabaseUnavailable
-from tests.audit.logtools import verified_by_cli
+from tests.audit.logtools import Attacker, rejected_by_cli, verified_by_cli
 from tests.conftest import Gateway, make_policy_dir, started_gateway
 
 MINUTE = timedelta(minutes=1)
@@ -302,3 +303,80 @@ async def test_a_reply_edited_while_it_waits_for_its_parent_keeps_its_new_coolin
         went = [e for e in (await gw.get("alice", reply["id"]))["events"] if e["type"] == "post.publishing"]
         assert datetime.fromisoformat(went[0]["ts"]) >= edited_at + timedelta(seconds=10)
         await verified_by_cli(gw)
+
+
+async def _approved_reply_then_parent_edited(gw: Gateway) -> tuple[dict[str, Any], dict[str, Any]]:
+    """On the co-signed account alice writes "Doors open at nine" and a reply to it, both held;
+    bob and carol approve the reply; alice edits the parent to "Event cancelled"."""
+    parent = await gw.submit("alice", "cosigned", "Doors open at nine")
+    reply = await gw.submit("alice", "cosigned", "Bring your ticket", reply_to_post=parent["id"])
+    assert (parent["state"], reply["state"]) == ("held", "held")
+    for approver in ("bob", "carol"):
+        status, body = await gw.act(approver, reply["id"], "approve")
+        assert status == 200, body
+    status, body = await gw.call("alice", "PATCH", f"/v1/posts/{parent['id']}", {"text": "Event cancelled"})
+    assert status == 200, body
+    return parent, reply
+
+
+async def _parent_approved_and_out(gw: Gateway, parent: dict[str, Any]) -> None:
+    """bob and carol approve the parent's new words, and its minute of cooling-off passes."""
+    for approver in ("bob", "carol"):
+        status, body = await gw.act(approver, parent["id"], "approve")
+        assert status == 200, body
+    for _ in range(3):
+        gw.clock.advance(2 * MINUTE)
+        await gw.tick()
+
+
+async def test_a_reply_approved_against_its_parents_words_fails_once_the_parent_goes_out_edited(
+    gateway: Gateway,
+) -> None:
+    """bob and carol approve a reply to "Doors open at nine"; alice edits the parent to "Event
+    cancelled", which they approve again. The parent goes out; the reply does not, and fails
+    saying why: its approvals answered words that never went out. Before, both went out, and
+    "Bring your ticket" answered "Event cancelled" with nobody having approved that."""
+    parent, reply = await _approved_reply_then_parent_edited(gateway)
+    await _parent_approved_and_out(gateway, parent)
+    assert [p["text"] for p in await gateway.timeline("cosigned")] == ["Event cancelled"]
+    failed = await gateway.get("alice", reply["id"])
+    assert failed["state"] == "failed", failed
+    assert (f"the post it replies to, {parent['id']}, went out as {parent['id']} version 2, not with the words "
+            f"of {parent['id']} version 1 that this reply's approvers saw it answer") in failed["last_error"]
+    await verified_by_cli(gateway)
+
+
+async def test_a_reply_edited_after_its_parent_answers_the_parents_words_then(gateway: Gateway) -> None:
+    """The reply edited after its parent's edit answers the parent's words then: approved again,
+    it goes out after the parent, as a reply to where the parent went."""
+    parent, reply = await _approved_reply_then_parent_edited(gateway)
+    status, body = await gateway.call("alice", "PATCH", f"/v1/posts/{reply['id']}", {"text": "Refunds at the desk"})
+    assert status == 200, body
+    for approver in ("bob", "carol"):
+        status, body = await gateway.act(approver, reply["id"], "approve")
+        assert status == 200, body
+    await _parent_approved_and_out(gateway, parent)
+    out = {p["text"]: p for p in await gateway.timeline("cosigned")}
+    assert set(out) == {"Event cancelled", "Refunds at the desk"}
+    went = (await gateway.get("alice", parent["id"]))["remote"]["id"]
+    assert out["Refunds at the desk"]["options"].get("reply_to") == went
+    await verified_by_cli(gateway)
+
+
+async def test_a_reply_sent_for_other_parent_words_is_named_by_the_verifier(gateway: Gateway, db_url: str) -> None:
+    """As above, and someone with the database binds the reply to the parent's new version, so
+    that it goes out after it: the gateway cannot tell, but the reply's submission recorded the
+    version its approvals answered, and ``byline audit verify`` names the reply as sent
+    answering other words."""
+    parent, reply = await _approved_reply_then_parent_edited(gateway)
+    attacker = Attacker(db_url)
+    [(stored,)] = await attacker.fetch("SELECT options FROM posts WHERE id = ?", reply["id"])
+    options = json.loads(stored)
+    assert (options["answers_post"], options["answers_version"]) == (parent["id"], 1)
+    await attacker.run(("UPDATE posts SET options = ? WHERE id = ?",
+                        (json.dumps({**options, "answers_version": 2}), reply["id"])))
+    await _parent_approved_and_out(gateway, parent)
+    assert (await gateway.get("alice", reply["id"]))["state"] == "published"
+    said = await rejected_by_cli(gateway)
+    assert (f"post {reply['id']} is sent replying to post {parent['id']}, its approvals given while that post's "
+            f"words were its version 1, but post {parent['id']} was published at version 2") in said, said

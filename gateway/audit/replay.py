@@ -289,6 +289,10 @@ class _Post:
     parent: str | None = None  # the post not yet out it replies to (its options' reply_to_post)
     quotes: tuple[str, int] | None = None  # the post not yet out it quotes, and that post's
     # version then: the words its approvals were given for it to quote (``quote_of_post``)
+    worded: int = 1  # the version of its last edit: a decision again, a new version, keeps its words
+    answers: tuple[str, int] | None = None  # the post not yet out it replies to (adoptions
+    # followed) and that post's version when it was written or last edited: the words its
+    # approvals were given for it to answer (``answers_post``)
     into: str | None = None  # the post a suggestion was adopted as
     failed_for: str | None = None  # the parent its last failure named (the gateway's, for it)
     claimed_at: int | None = None  # the entry of its first claim: sent, it waits for no parent
@@ -431,6 +435,8 @@ class Replay:
         self._checked: str | None = None  # the time of the log's first claim that checked its policy
         # was the account's in force (data.policy_in_force; "" unknown)
         self._carried: str | None = None  # the time of the first entry that recorded what a post carries
+        self._answered: str | None = None  # the time of the log's first entry recording the version
+        # of its parent a reply answers (data.answers_post; "" unknown)
         self._bound: str | None = None  # the time of the log's first approval bound to the text with
         # its policy's disclosure line (data.text_bound; "" unknown)
         self._revisings: str | None = None  # the time of the log's first post.revising ("" unknown)
@@ -586,6 +592,8 @@ class Replay:
             self._held_until(index, known, post, deadline, extra[4])  # fact_extra's policy, for both
         if kind == "post.edited":
             self._edited(index, actor, known, post, extra)
+            if words is None or (words, content) != (known.words, known.content):
+                known.worded = extra[0]  # its words, or what goes with them, changed (or may have)
             known.words, known.content = words, content
             if words is None:
                 known.keyed = None  # new words, maybe, that the log's texts do not say: another post
@@ -599,6 +607,8 @@ class Replay:
             self._early(index, known, post)
             if known.quotes is not None and known.claimed_at is None:
                 self._quoting(index, known, post)
+            if known.answers is not None and known.claimed_at is None:
+                self._answering(index, known, post)
             self._publishing(index, known, post, extra, words)
             if content is not None and known.content is not None and content != known.content:
                 self._bad(index, f"post {post} sent out other media or options than its version {known.version} "
@@ -851,11 +861,12 @@ class Replay:
     def _submitted(
         self, index: int, actor: str, account: str | None, post: str, extra: Any
     ) -> None:
-        # fact_extra's five, six, seven, nine, ten or eleven parts, the missing ones None: a
-        # suggestion's suggester, an announcement's version, a reply's parent, the suggestion it
-        # adopts, the published post it is a pending revision of, and the post it quotes.
-        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from, revises, quotes = (
-            *extra, None, None, None, None, None, None)[:11]
+        # fact_extra's five, six, seven, nine, ten, eleven or twelve parts, the missing ones None:
+        # a suggestion's suggester, an announcement's version, a reply's parent, the suggestion
+        # it adopts, the published post it is a pending revision of, the post it quotes, and the
+        # version of its parent it answers.
+        version, state, approvers, required, sha256, suggested_by, _, parent, adopted_from, revises, quotes, answers = (
+            *extra, None, None, None, None, None, None, None)[:12]
         self.posts_seen += 1
         if post in self._posts:
             self._bad(index, f"post {post} is submitted a second time")
@@ -864,6 +875,7 @@ class Replay:
         known = self._posts[post] = _Post(actor, account, approvers, required, version, state, suggested_by)
         known.parent = parent
         known.quotes = quotes
+        self._answers_recorded(index, known, post, answers)
         if revises is not None:
             self._pending_revision(index, actor, account, known, post, revises)
         origin = self._posts.get(adopted_from)  # None for none adopted: no post has the id None
@@ -943,6 +955,8 @@ class Replay:
                     known.approvers, known.required = _gate(policy.summary, known.author)
         if len(extra) > 5:  # the edit gave the options
             known.parent = extra[5]
+        if len(extra) > 6 or (len(extra) > 5 and known.parent is not None):
+            self._answers_recorded(index, known, post, extra[6] if len(extra) > 6 else None)
         self._moved(index, "post.edited", known, post, state)
         known.version = version
         known.state = state
@@ -1144,6 +1158,37 @@ class Replay:
             self._bad(index, f"post {post} is sent quoting post {quoted_id}, its approvals given while that post's "
                              f"words were its version {version}, but post {quoted_id} was {where}: the quote "
                              "shows words its approvers did not see it quote")
+
+    def _answers_recorded(self, index: int, known: _Post, post: str, answers: tuple[str, int] | None) -> None:
+        """The version of its parent a reply to a post not yet out answers, as its submission or
+        an edit that names its parent records it (``answers_post``). Once the log holds one,
+        every such entry past the grace records it (a rolling upgrade's earlier replicas wrote
+        none): left out, a reply could go out answering words its approvers never saw."""
+        known.answers = answers
+        if answers is not None:
+            if self._answered is None:
+                self._answered = self._stamp(index) or ""
+            return
+        if known.parent is not None and known.claimed_at is None and self._answered is not None \
+                and not self._within_upgrade_grace(index, self._answered):
+            self._bad(index, f"post {post} replies to post {known.parent}, not yet out, but its entry records no "
+                             "version of it (data.answers_post and answers_version) that its approvals answer")
+
+    def _answering(self, index: int, known: _Post, post: str) -> None:
+        """A reply written before its parent went out is sent only once that parent is out with
+        the words its approvers saw it answer: those of the version it had when the reply was
+        written or last edited, unedited since (a decision again gives it a new version of the
+        same words and what goes with them)."""
+        assert known.answers is not None
+        answered_id, version = known.answers
+        answered = self._posts.get(answered_id)
+        if answered is None or answered.account != known.account or answered.state != "published" \
+                or not answered.worded <= version <= answered.version:
+            where = "not a post of its account" if answered is None or answered.account != known.account else (
+                f"{answered.state} at version {answered.version}")
+            self._bad(index, f"post {post} is sent replying to post {answered_id}, its approvals given while that "
+                             f"post's words were its version {version}, but post {answered_id} was {where}: the "
+                             "reply answers words its approvers did not see it answer")
 
     def _as_adopted(self, post_id: str) -> _Post | None:
         """The post ``post_id`` names, followed into the post it was adopted as (a suggestion

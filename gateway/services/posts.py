@@ -101,6 +101,13 @@ class PostOptions:
     if the parent fails (see ``gateway.services.publisher``); a parent that ends for good
     cancels it (:func:`cancel_waiting_replies`), and one retried retries it
     (:func:`retry_waiting_replies`)."""
+    answers_post: str | None = None
+    """For a reply to a post not yet out (``reply_to_post``): that post, followed into the post a
+    suggestion was adopted as, and ``answers_version`` its version, as they stood when the reply
+    was written or last edited: the words its approvers approved an answer to. As with a quote
+    (``quote_of_version``), the publisher sends the reply only if its parent went out at that
+    version, and fails it, saying why, if its parent went out with other words (edited since)."""
+    answers_version: int | None = None
     reply_to_url: str | None = None
     """The address of the platform's status ``reply_to`` names, and ``reply_to_account`` its
     author's handle, as the platform gave them when the reply was written (Mastodon answers
@@ -216,13 +223,30 @@ title and description (a quoted post is its own author's, judged where it was po
 
 
 _REPLY_KEPT: Final = ("reply_to", "reply_to_post", "reply_to_url", "reply_to_account", "reply_to_text",
-                       "reply_to_unread", "reply_to_warning", "reply_to_boost", "reply_to_cid")
+                       "reply_to_unread", "reply_to_warning", "reply_to_boost", "reply_to_cid",
+                       "answers_post", "answers_version")
 """The options that say what a reply answers: its thread's, kept by every edit."""
 
 
 def _reply_kept(current: Mapping[str, Any]) -> dict[str, Any]:
     """The options that say what a post replies to (:data:`_REPLY_KEPT`), as an edit keeps them."""
     return {k: current.get(k) for k in _REPLY_KEPT}
+
+
+async def _answers(txn: Txn, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The post and version a reply to a post not yet out answers now (``PostOptions.answers_post``
+    and ``answers_version``): its parent as it stands, followed into the post a suggestion was
+    adopted as, as the publisher follows it. Nothing for a post that is no such reply, or one
+    already claimed (``reply_to``: it went out, or is going out, where its parent went)."""
+    parent_id = options.get("reply_to_post")
+    if not isinstance(parent_id, str) or options.get("reply_to"):
+        return {}
+    parent = await sql.get_post(txn, parent_id)
+    for _ in range(ADOPTIONS_FOLLOWED):
+        if parent is None or parent.state != State.ADOPTED.value or parent.adopted_into is None:
+            break
+        parent = await sql.get_post(txn, parent.adopted_into)
+    return {} if parent is None else {"answers_post": parent.id, "answers_version": parent.version}
 
 
 def _quoted_shown(current: Mapping[str, Any], embed: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -753,10 +777,19 @@ class PostService:
             publish_at = to_micros(decision.publish_at) if decision.publish_at else None
             # The policy may have changed (here or on another gateway) while the post was being
             # decided: then nothing is stored, and it is decided again under the version in force.
+            if options.reply_to_post is not None:
+                # Its parent was found waiting or out when the reply was read; ended since (a
+                # cancel that committed meanwhile, here or on another gateway), its end took the
+                # replies it knew of with it, and this one would wait for it for ever.
+                parent = await sql.get_post(ltx.txn, options.reply_to_post)
+                if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
+                    raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
+            # The words of its parent its approvers approve an answer to: that parent's version now.
+            written = replace(options, **await _answers(ltx.txn, options.to_json()))
             # Its fields kept, for the row stored claimed below: one record made, not one copied.
             fields: dict[str, Any] = dict(
                 id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state,
-                version=1, text=text, options=options.to_json(),
+                version=1, text=text, options=written.to_json(),
                 reasons=tuple(r.to_json() for r in decision.reasons) if decision.reasons else (),
                 approvers=tuple(UserName(a) for a in gate.approvers) if gate else (),
                 required=gate.required if gate else 0, requested_at=to_micros(requested) if requested else None,
@@ -770,13 +803,6 @@ class PostService:
                 await _check_revisable(ltx.txn, revises.id)
                 fields.update(revises=revises.id, editors=revises.editors)
             post = PostRecord(**fields)
-            if options.reply_to_post is not None:
-                # Its parent was found waiting or out when the reply was read; ended since (a
-                # cancel that committed meanwhile, here or on another gateway), its end took the
-                # replies it knew of with it, and this one would wait for it for ever.
-                parent = await sql.get_post(ltx.txn, options.reply_to_post)
-                if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
-                    raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
             # Due at once, it is claimed in this transaction. Without uploads, whose rows the claim
             # reads once they are the post's, it is stored claimed: one statement, not two, in
             # the log writer's batch, whose round trips on PostgreSQL each batch waits for in turn.
@@ -822,6 +848,9 @@ class PostService:
                     "content_sha256": content,
                     # The post not yet out it replies to: what the thread's end is checked by.
                     **({"reply_to_post": options.reply_to_post} if options.reply_to_post else {}),
+                    # And the post and version its approvers approve an answer to.
+                    **({"answers_post": written.answers_post, "answers_version": written.answers_version}
+                       if written.answers_post else {}),
                     # The post not yet out it quotes, and its version: the words its approvers saw quoted.
                     **({"quote_of_post": options.quote_of_post, "quote_of_version": options.quote_of_version}
                        if options.quote_of_post else {}),
@@ -894,8 +923,12 @@ class PostService:
                 quote_of_version=current.options.get("quote_of_version"),
                 # What the quote shows, as read when it was written: kept while it quotes the same.
                 **_quoted_shown(current.options, options.embed))
-            if given is not None:
-                changes["options"] = json.dumps(given.to_json())
+            # A reply to a post not yet out answers its parent as it stands now, as its approvers
+            # see it beside the edit they are asked to approve.
+            answers = await _answers(ltx.txn, current.options)
+            kept = {**(given.to_json() if given is not None else current.options), **answers}
+            if given is not None or answers:
+                changes["options"] = json.dumps(kept)
             new_state = state
             gated: dict[str, Any] = {}
             old_reasons = [dict(r) for r in current.reasons]
@@ -929,7 +962,6 @@ class PostService:
             changes["reasons"] = json.dumps(new_reasons)
             await self._cas(ltx, current, new_state, **changes)
             alongside_data = await alongside(ltx, post_id) if alongside is not None else None
-            kept = given.to_json() if given is not None else current.options
             content, media = await stored_content(ltx.txn, kept, salt=current.content_salt,
                                                   scheme=current.content_scheme)
             # the CAS checked the old version; the row now carries the new one
@@ -948,6 +980,8 @@ class PostService:
                       "policy_sha256": in_force.sha256, **gated,
                       # An edit that gives the options names the post it now replies to, or none.
                       **({"reply_to_post": given.reply_to_post} if given is not None else {}),
+                      # And, for a reply to one not yet out, that post's version it answers now.
+                      **({"reply_to_post": current.options["reply_to_post"], **answers} if answers else {}),
                       "content_sha256": content, **(alongside_data or {})},
             )
             return new_state

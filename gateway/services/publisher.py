@@ -239,6 +239,19 @@ async def _parent_of(txn: Txn, row: sql.PostRecord, parent_id: str, *, now: int,
                          f"{this} does not go out without it")
 
 
+async def _words_kept(txn: Txn, went_out: tuple[str, int] | None, answered: tuple[Any, Any]) -> bool:
+    """Whether a parent that went out as ``went_out`` (post, version) went out with the words a
+    reply answers (``answered``: the post and version it recorded): that post, at that version
+    or a later one with the same words and what goes with them (a decision again makes a new
+    version of the same), none between with other words."""
+    if went_out is None or went_out[0] != answered[0] or type(answered[1]) is not int \
+            or not answered[1] <= went_out[1]:
+        return False
+    kept = [(r["text"], r["options"], r["media"]) for r in await sql.versions(txn, went_out[0])
+            if answered[1] <= r["version"] <= went_out[1]]
+    return len(kept) == went_out[1] - answered[1] + 1 and len(set(kept)) == 1
+
+
 @dataclass(frozen=True, slots=True)
 class _Page:
     """What one claim of a page of due posts did."""
@@ -337,6 +350,16 @@ class _Claims:
                 if await sql.postpone(ltx.txn, post_id, until=parent.look_again_at, at=ltx.now):
                     self.waiting.append((post_id, parent_id, parent.look_again_at, ltx.now))
                 return False
+            answered = (options.get("answers_post"), options.get("answers_version"))
+            if parent.ended is None and answered[0] is not None and \
+                    not await _words_kept(ltx.txn, parent.went_out, answered):
+                # As a quote: its approvals were given for an answer to the words its parent had
+                # at that version (a reply stored before Byline kept it is not held to one).
+                went_id, went_version = parent.went_out or (parent_id, None)
+                parent = _Parent(ended=(
+                    f"the post it replies to, {parent_id}, went out as {went_id} version {went_version}, not with "
+                    f"the words of {answered[0]} version {answered[1]} that this reply's approvers saw it answer: "
+                    "write the reply again for them to see what it answers now"))
             if parent.ended is not None:
                 await self._fail(row, parent.ended)
                 return False

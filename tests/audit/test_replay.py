@@ -4481,3 +4481,60 @@ def test_a_revision_entry_with_a_malformed_disclosure_line_is_named(tmp_path: Pa
         "policy_sha256": "p1", "revision": "3", "revision_content_sha256": None, "disclosure_line": ["—carol"]})
     assert f"entry {bad}: post.revising has a malformed data.disclosure_line" in messages(
         log.verify(tmp_path / "x.export"))
+
+
+def _answering_reply(log: SyntheticLog, post: str, parent: str, *, version: int | None = 1) -> int:
+    """A reply to ``parent``, written before it went out, held for bob and dave, recording the
+    parent's version its approvals answer (none, as an earlier Byline wrote it, for None)."""
+    return log.add("post.submitted", actor="carol", account="brand", post=post, data={
+        "version": 1, "text_hash": log.commit(f"text of {post}"), "state": "held", "approvers": ["bob", "dave"],
+        "required": 2, "policy_sha256": "p1", "reply_to_post": parent,
+        **({"answers_post": parent, "answers_version": version} if version is not None else {}),
+    })
+
+
+def test_a_reply_sent_after_its_parent_went_out_with_other_words_is_named(tmp_path: Path) -> None:
+    """bob and dave approve a reply to post 1's version 1; carol edits post 1, they approve its
+    version 2 and it goes out, and so does the reply: named, as it answers words its approvers
+    never saw it answer. A reply whose parent went out at the version it answers passes, or at
+    a later one of the same words (decided again), and so does one an earlier Byline wrote
+    without a version before the log held one; one written without past the grace after is
+    named (before: each passed)."""
+    log = SyntheticLog()
+    log.policy("brand", COSIGNED, "p1")
+    log.submit("5", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    _answering_reply(log, "6", "5", version=None)
+    for post in ("1", "3"):
+        log.submit(post, author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2,
+                   sha="p1")
+        _answering_reply(log, str(int(post) + 1), post)
+        for reply in (post, str(int(post) + 1)):
+            _approve(log, reply, "bob")
+            _approve(log, reply, "dave", state="scheduled")
+    # Decided again, post 3 has a new version of the same words: the reply still answers them.
+    _redecide(log, "3", "brand", version=2, approvers=["bob", "dave"], required=2, sha="p1")
+    _approve(log, "3", "bob", version=2)
+    _approve(log, "3", "dave", version=2, state="scheduled")
+    _publish(log, "3", "brand", version=2)
+    _publish(log, "4", "brand")
+    _edit(log, "1", "carol", 2, sha="p1")
+    _approve(log, "1", "bob", version=2)
+    _approve(log, "1", "dave", version=2, state="scheduled")
+    _publish(log, "1", "brand", version=2)
+    for post in ("5", "6"):
+        _approve(log, post, "bob")
+        _approve(log, post, "dave", state="scheduled")
+    _publish(log, "5", "brand")
+    _publish(log, "6", "brand")
+    assert messages(log.verify(tmp_path / "honest.export")) == []
+
+    sent = _publish(log, "2", "brand") - 1
+    log.wait(POLICY_GRACE_SECONDS + 1)
+    log.submit("7", author="carol", account="brand", state="held", approvers=["bob", "dave"], required=2, sha="p1")
+    unbound = _answering_reply(log, "8", "7", version=None)
+    assert messages(log.verify(tmp_path / "forged.export")) == [
+        f"entry {sent}: post 2 is sent replying to post 1, its approvals given while that post's words were its "
+        "version 1, but post 1 was published at version 2: the reply answers words its approvers did not see it answer",
+        f"entry {unbound}: post 8 replies to post 7, not yet out, but its entry records no version of it "
+        "(data.answers_post and answers_version) that its approvals answer",
+    ]

@@ -149,6 +149,18 @@ def _parent(data: dict[str, Any]) -> str | None:
     return parent if type(parent) is str else None
 
 
+def _answers(kind: str, data: dict[str, Any]) -> tuple[tuple[str, int] | None, str | None]:
+    """The post not yet out and its version a reply's entry says it answers (``answers_post``
+    and ``answers_version``), if any; or why the entry is malformed."""
+    answers = (data.get("answers_post"), data.get("answers_version"))
+    if answers == (None, None):
+        return None, None
+    if not (type(answers[0]) is str and type(answers[1]) is int and type(data.get("reply_to_post")) is str):
+        # Read as absent, a reply could go out answering other words than its approvers saw.
+        return None, f"{kind} has a malformed data.answers_post or data.answers_version"
+    return (answers[0], answers[1]), None
+
+
 def _sha(data: dict[str, Any]) -> str | None:
     sha = data.get("policy_sha256")
     return sha if type(sha) is str else None
@@ -261,12 +273,16 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         if quotes != (None, None) and not (type(quotes[0]) is str and type(quotes[1]) is int):
             # Read as absent, a quote could go out quoting other words than its approvers saw.
             return None, "post.submitted has a malformed data.quote_of_post or data.quote_of_version"
-        if revises is not None or quotes[0] is not None:
-            # A pending revision of a published post (see ``Replay._revision``), or a quote of a
-            # post not yet out, at its version then (see ``Replay._quoting``).
+        answers, why = _answers(kind, data)
+        if why is not None:
+            return None, why
+        if revises is not None or quotes[0] is not None or answers is not None:
+            # A pending revision of a published post (see ``Replay._revision``), a quote of a
+            # post not yet out, at its version then (see ``Replay._quoting``), or a reply to one,
+            # at the version it answers (see ``Replay._answering``).
             return (version, state, approvers, required, sha, suggested_by, None, parent,
                     adopted_from if type(adopted_from) is str else None, revises,
-                    quotes if quotes[0] is not None else None), None
+                    quotes if quotes[0] is not None else None, answers), None
         if parent is not None or type(adopted_from) is str:
             # A reply to a post not yet out, or a suggestion taken up: what a thread's end is
             # checked by (see ``Replay._with_parent``).
@@ -288,8 +304,14 @@ def fact_extra(kind: str, data: dict[str, Any]) -> tuple[Any, str | None]:
         required = data.get("required")
         changed = (version, state, _str_list(data.get("approvers")), required if type(required) is int else None,
                    _sha(data))
-        # An edit that gives the options gives the post it now replies to (or none).
+        # An edit that gives the options gives the post it now replies to (or none), and the
+        # version of it the reply answers now.
         gives = "options" in data or "reply_to_post" in data
+        answers, why = _answers(kind, data)
+        if why is not None:
+            return None, why
+        if answers is not None:
+            return (*changed, _parent(data), answers), None
         return (*changed, _parent(data)) if gives else changed, None
     if kind == "policy.loaded" or kind == "policy.changed":
         sha, summary = data.get("sha256"), data.get("policy")
