@@ -87,6 +87,9 @@ class Scenario:
     concurrency: int = 12
     drain_seconds: float = 120.0
     """How long the drain waits for the next post to go out before it calls the rest stuck."""
+    account_check_seconds: float = 60.0
+    """The replicas' ``BYLINE_ACCOUNT_CHECK_SECONDS``: an account whose credential the platform
+    did not identify under the faults holds its posts until the next check."""
     seed: int = 17
 
 
@@ -340,6 +343,7 @@ class Run:
                 home, db_url=self.database_url, policy_dir=policies,
                 publish_lease_seconds="10", connections_per_address="0", checkpoint_interval_seconds="1",
                 scheduler_interval_seconds="0.2", workers=str(self.scenario.workers),
+                account_check_seconds=str(self.scenario.account_check_seconds),
             )
             self.replicas.append(Replica(index, serve, policies))
         first = self.replicas[0].serve
