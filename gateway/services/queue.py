@@ -375,24 +375,41 @@ class QueueService:
         return card_of(post, self.policies.get, caller.user, now, pictures=await self._pictures(post), since=since,
                        revises=await self._revises(caller, post), replied=await self._replied(caller, post))
 
-    async def _replied(self, caller: Caller, post: PostView) -> str | None:
-        """The words of the account's post that ``post`` replies to, as they go out now (a reply
-        waits for it): an approver of a reply approves an answer to them. A suggestion adopted
-        since is the post it was adopted into, which the reply waits for and answers
-        (``gateway.services.publisher``): its words, not the suggestion's, which never go out.
-        None for any other post, or a parent out of the caller's reach."""
+    async def _replied(self, caller: Caller, post: PostView) -> tuple[Shown, ...] | None:
+        """What the card of ``post``, a reply to a post of the account's not out yet, shows of
+        the words it answers (after "Replies to"): those of the version its approvals answer
+        (``PostOptions.answers_post``/``answers_version``), since the publisher sends the reply
+        only if its parent goes out with them; where the parent has other words since (edited,
+        or a suggestion adopted with other words), that said plainly, with its words now. A
+        suggestion adopted since is the post it was adopted into, which the reply waits for
+        (``gateway.services.publisher``), not the suggestion, whose words never go out. For a
+        reply stored before the version was kept, its parent's words now. None for any other
+        post, or a parent out of the caller's reach."""
         parent = post.options.get("reply_to_post")
         if not isinstance(parent, str):
             return None
+        answers, version = post.options.get("answers_post"), post.options.get("answers_version")
         try:
             found = await self.posts.view(caller, parent, history=False)
             for _ in range(ADOPTIONS_FOLLOWED):
                 if found.state != State.ADOPTED.value or found.adopted_into is None:
                     break
                 found = await self.posts.view(caller, found.adopted_into, history=False)
+            if not isinstance(answers, str) or type(version) is not int:
+                return (Shown(label=ANSWERED, value=found.display_text or "(no words)"),)
+            history = (await self.posts.view(caller, answers)).versions or ()
         except BylineError:
             return None
-        return found.display_text
+        kept = {v.version: v for v in history}
+        if answers == found.id and _same_since(history, version, found.version):
+            return (Shown(label=ANSWERED, value=found.display_text or "(no words)"),)
+        then = kept.get(version)
+        words = (then.text or "(no words)") if then is not None else f"Not known: version {version} was not kept."
+        where = f"version {found.version}" if found.id == answers else f"post {found.id}, version {found.version}"
+        return (Shown(label=ANSWERED, value=words),
+                Shown(label=CHANGED, value=f"The post it answers has changed since (now {where}): this reply "
+                                           "will not go out unless its author edits it."),
+                Shown(label="Its words now", value=found.display_text or "(no words)", link=f"/posts/{found.id}"))
 
     async def _revises(self, caller: Caller, post: PostView) -> Revises | None:
         """For a pending revision, the published post it would edit, as its card shows it: an
@@ -475,7 +492,7 @@ class QueueService:
 def card_of(
     post: PostView, policy_of: Callable[[str], LoadedPolicy | None], user: str, now: int,
     *, pictures: tuple[Picture, ...] = (), since: int | None = None, revises: Revises | None = None,
-    replied: str | None = None,
+    replied: tuple[Shown, ...] | None = None,
 ) -> PostCard:
     """A post's card for ``user``: the difference from the version before (from version
     ``since``, where the person last read that one; else from the last version they approved,
@@ -628,20 +645,32 @@ def what_else(options: Mapping[str, Any]) -> tuple[Shown, ...]:
     return tuple(out)
 
 
-def _with_replied(shown: tuple[Shown, ...], words: str | None) -> tuple[Shown, ...]:
-    """``shown``, with the ``words`` a reply answers after what it replies to."""
-    if words is None:
+def _with_replied(shown: tuple[Shown, ...], replied: tuple[Shown, ...] | None) -> tuple[Shown, ...]:
+    """``shown``, with what a reply answers (``replied``) after what it replies to."""
+    if not replied:
         return shown
     out: list[Shown] = []
     for item in shown:
         out.append(item)
         if item.label == "Replies to":
-            out.append(Shown(label=ANSWERED, value=words or "(no words)"))
+            out += replied
     return tuple(out)
+
+
+def _same_since(versions: Sequence[VersionView], answered: int, now: int) -> bool:
+    """Whether a post at version ``now`` has the words (and what goes with them) of version
+    ``answered``, none between with others, as the publisher holds a reply to it
+    (``publisher._words_kept``): a decision again makes a new version of the same."""
+    kept = {(v.text, json.dumps(v.options, sort_keys=True), json.dumps(v.media, sort_keys=True))
+            for v in versions if answered <= v.version <= now}
+    return answered <= now and len(kept) == 1 and \
+        sum(1 for v in versions if answered <= v.version <= now) == now - answered + 1
 
 
 ANSWERED: Final = "Words it answers"
 """The label of what a reply answers, in words, beside whose it is ("Replies to")."""
+CHANGED: Final = "Changed since"
+"""The label under which a reply's card says the post it answers has other words now."""
 
 
 def _replied_words(options: Mapping[str, Any]) -> list[Shown]:

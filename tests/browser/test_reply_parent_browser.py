@@ -23,8 +23,11 @@ __all__ = ["pages", "world"]  # the fixtures, for these tests too
 async def test_a_cosigner_reads_the_words_a_reply_answers(browser: Browser, pages: Pages) -> None:
     """Alice's post (markup in its words) waits for approval; her reply to it too. Bob's card of
     the reply shows what it replies to, linking to it, and that post's words as they go out,
-    as text; once alice changes the post, the reply's card shows the new
-    words. (Before: "post 1883…" alone, and bob had to leave the queue to read it.)"""
+    as text; once alice changes the post, the reply's card still shows the words it answers
+    (the publisher holds it to them), says plainly that the post changed and that the reply
+    will not go out unless alice edits it, and shows the post's words now, linking to it.
+    (Before: "post 1883…" alone, and bob had to leave the queue to read it; then, the new
+    words alone, as if the reply answered them.)"""
     gw = pages.gateway
     parent = await gw.submit("alice", "cosigned", "Doors open at <b>nine</b> on Monday")
     reply = await gw.submit("alice", "cosigned", "Bring your badge", reply_to_post=parent["id"])
@@ -41,7 +44,14 @@ async def test_a_cosigner_reads_the_words_a_reply_answers(browser: Browser, page
     status, _ = await gw.call("alice", "PATCH", f"/v1/posts/{parent['id']}", {"text": "Doors open at ten"})
     assert status == 200
     await page.reload()
-    await expect(shown.locator("dd").nth(1)).to_have_text("Doors open at ten")
+    await expect(shown.locator("dt")).to_have_text(["Replies to", "Words it answers", "Changed since", "Its words now"])
+    await expect(shown.locator("dd").nth(1)).to_have_text("Doors open at <b>nine</b> on Monday")
+    await expect(shown.locator("dd").nth(2)).to_have_text(
+        "The post it answers has changed since (now version 2): this reply will not go out unless its author edits it.")
+    await expect(shown.get_by_role("link", name="Doors open at ten")).to_have_attribute(
+        "href", f"/posts/{parent['id']}")
+    assert await shown.locator("b").count() == 0
+    await assert_accessible(page)
     assert problems == []
 
 

@@ -806,10 +806,12 @@ def test_what_an_edit_changed_besides_its_words() -> None:
     assert option_changes(after, now, after, now) == ()
 
 
-async def test_a_reply_to_an_adopted_suggestion_shows_the_words_it_will_answer(pages: Pages) -> None:
+async def test_a_reply_to_a_suggestion_adopted_since_says_the_post_it_answers_changed(pages: Pages) -> None:
     """Dave suggests a post and a reply to it; carol adopts the post with other words. The
-    reply's card shows the words of the post it now waits for and will answer (the adopted
-    one's), not the suggestion's, which never go out (before: "Say hello", words gone by)."""
+    reply's approvals answer the suggestion's words, and the publisher holds it to them: its
+    card shows those, says plainly that the post it answers is now the adopted one, which the
+    reply will not go out after unless edited, and shows the adopted words too (before: the
+    adopted words alone, as if the reply answered them)."""
     gw = pages.gateway
     first = await gw.submit("dave", "managed", "Say hello")
     reply = await gw.submit("dave", "managed", "Bring your badge", reply_to_post=first["id"])
@@ -819,7 +821,46 @@ async def test_a_reply_to_an_adopted_suggestion_shows_the_words_it_will_answer(p
     carol = await pages.person("carol")
     status, page = await carol.get(f"/posts/{reply['id']}")
     assert status == 200
-    answered = re.search(r"<dt>Words it answers</dt><dd><bdi>(.*?)</bdi></dd>", page, re.DOTALL)
-    assert answered is not None
-    assert html.unescape(answered.group(1)) == adopted["display_text"]
+    assert shown_under(page, "Words it answers") == ["Say hello"]
+    assert shown_under(page, "Changed since") == [
+        f"The post it answers has changed since (now post {adopted['id']}, version 1): this reply will not go "
+        "out unless its author edits it."]
+    assert shown_under(page, "Its words now") == [adopted["display_text"]]
     assert "Say hello at nine" in adopted["display_text"]
+
+def shown_under(fragment: str, label: str) -> list[str]:
+    """The words a card shows under ``label``, each as its reader reads them."""
+    return [html.unescape(re.sub(r"<[^>]+>", "", found))
+            for found in re.findall(rf"<dt>{re.escape(label)}</dt><dd>(.*?)</dd>", fragment, re.DOTALL)]
+
+
+async def test_a_reply_to_a_post_edited_since_shows_the_words_it_answers_and_that_they_changed(pages: Pages) -> None:
+    """Carol's held post, and her reply to it; then she edits the post. Her reply's card, in
+    bob's queue and on its page, shows the words its approvals answer (version 1's, which the
+    publisher holds it to), says plainly that the post has other words now and that the reply
+    will not go out unless edited, and shows those words too (before: the words now alone, as
+    if the reply answered them). Edited again, the reply answers them and says nothing more."""
+    gw = pages.gateway
+    parent = await held_post(pages, "Launch on Monday")
+    reply = await gw.submit("carol", "cosigned", "Doors open at nine", reply_to_post=parent["id"])
+    status, edited = await gw.call("carol", "PATCH", f"/v1/posts/{parent['id']}", {"text": "Launch on Friday"})
+    assert status == 200, edited
+    bob = await pages.person("bob")
+    _, queue = await bob.get("/queue")
+    status, own = await bob.get(f"/posts/{reply['id']}")
+    assert status == 200
+    for card in (re.search(rf'<article[^>]*data-post="{reply["id"]}".*?</article>', queue, re.DOTALL), own):
+        card = card.group(0) if isinstance(card, re.Match) else card
+        assert card, queue
+        assert shown_under(card, "Words it answers") == ["Launch on Monday"]
+        assert shown_under(card, "Changed since") == [
+            "The post it answers has changed since (now version 2): this reply will not go out unless its "
+            "author edits it."]
+        assert shown_under(card, "Its words now") == [edited["display_text"]]
+        assert "Launch on Friday" in edited["display_text"]
+
+    status, again = await gw.call("carol", "PATCH", f"/v1/posts/{reply['id']}", {"text": "Doors open at ten"})
+    assert status == 200, again
+    _, own = await bob.get(f"/posts/{reply['id']}")
+    assert shown_under(own, "Words it answers") == [edited["display_text"]]
+    assert shown_under(own, "Changed since") == shown_under(own, "Its words now") == []
