@@ -784,8 +784,12 @@ class PostService:
                 parent = await sql.get_post(ltx.txn, options.reply_to_post)
                 if parent is None or State(parent.state) not in REPLY_PARENT_STATES:
                     raise BylineError(Code.NOT_FOUND, REPLY_NOT_FOUND, verbatim=True)
-            # The words of its parent its approvers approve an answer to: that parent's version now.
-            written = replace(options, **await _answers(ltx.txn, options.to_json()))
+                # The words of its parent its approvers approve an answer to: that parent's version
+                # now. Only for such a reply: a post that answers none of the account's own goes
+                # on as it came (a copy of its options is some thirty calls on a direct post's path).
+                written = replace(options, **await _answers(ltx.txn, options.to_json()))
+            else:
+                written = options
             # Its fields kept, for the row stored claimed below: one record made, not one copied.
             fields: dict[str, Any] = dict(
                 id=PostId(post_id), account=AccountName(policy.account), author=UserName(author), state=state,
