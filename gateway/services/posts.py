@@ -13,7 +13,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
@@ -205,6 +205,18 @@ ADOPTIONS_FOLLOWED: Final = 4
 (followed so far, at most: a chain longer than this is no thread Byline made)."""
 REPLY_PARENT_STATES: Final = frozenset({*REPLY_AWAITED, State.PUBLISHED})
 """States of a post a new reply may name: waiting, or out."""
+
+
+def unchanged_between(versions: Iterable[tuple[int, Hashable]], answered: int, now: int) -> bool:
+    """Whether a post at version ``now`` still has what version ``answered`` had (``versions``:
+    each version's number and what it carries, its words and what goes with them), every
+    version between kept and none with other words: a decision again makes a new version of the
+    same. The one rule by which a reply's approvals answer its parent's words, as the publisher
+    holds the reply and its card says."""
+    kept = [what for version, what in versions if answered <= version <= now]
+    return answered <= now and len(kept) == now - answered + 1 and len(set(kept)) == 1
+
+
 REPLY_NOT_FOUND: Final = "The post you are trying to reply to does not appear to exist."
 """The answer (404, in Mastodon's words) to a reply to a post that is not there, or that its
 writer may not see."""

@@ -68,7 +68,7 @@ from gateway.services.content import content_sha256, sends_focus, stored_content
 from gateway.services.identities import AccountHeld
 from gateway.services.outgoing import idempotency_key, sends, text_sha256
 from gateway.services.platforms import Platforms, checks_scopes, credential_being_written
-from gateway.services.posts import ADOPTIONS_FOLLOWED, expire_hold, redecide
+from gateway.services.posts import ADOPTIONS_FOLLOWED, expire_hold, redecide, unchanged_between
 from gateway.storage import media as media_sql
 from gateway.storage import policies as policy_sql
 from gateway.storage import posts as sql
@@ -247,9 +247,9 @@ async def _words_kept(txn: Txn, went_out: tuple[str, int] | None, answered: tupl
     if went_out is None or went_out[0] != answered[0] or type(answered[1]) is not int \
             or not answered[1] <= went_out[1]:
         return False
-    kept = [(r["text"], r["options"], r["media"]) for r in await sql.versions(txn, went_out[0])
-            if answered[1] <= r["version"] <= went_out[1]]
-    return len(kept) == went_out[1] - answered[1] + 1 and len(set(kept)) == 1
+    rows = await sql.versions(txn, went_out[0])
+    return unchanged_between(((r["version"], (r["text"], r["options"], r["media"])) for r in rows),
+                             answered[1], went_out[1])
 
 
 @dataclass(frozen=True, slots=True)

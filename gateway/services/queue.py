@@ -35,6 +35,7 @@ from gateway.services.posts import (
     PostView,
     VersionView,
     options_by_version,
+    unchanged_between,
 )
 from gateway.services.reply_targets import web_link
 from gateway.storage import log as log_sql
@@ -659,12 +660,9 @@ def _with_replied(shown: tuple[Shown, ...], replied: tuple[Shown, ...] | None) -
 
 def _same_since(versions: Sequence[VersionView], answered: int, now: int) -> bool:
     """Whether a post at version ``now`` has the words (and what goes with them) of version
-    ``answered``, none between with others, as the publisher holds a reply to it
-    (``publisher._words_kept``): a decision again makes a new version of the same."""
-    kept = {(v.text, json.dumps(v.options, sort_keys=True), json.dumps(v.media, sort_keys=True))
-            for v in versions if answered <= v.version <= now}
-    return answered <= now and len(kept) == 1 and \
-        sum(1 for v in versions if answered <= v.version <= now) == now - answered + 1
+    ``answered``, as the publisher holds a reply to it (:func:`~gateway.services.posts.unchanged_between`)."""
+    return unchanged_between(((v.version, (v.text, json.dumps(v.options, sort_keys=True),
+                                           json.dumps(v.media, sort_keys=True))) for v in versions), answered, now)
 
 
 ANSWERED: Final = "Words it answers"
